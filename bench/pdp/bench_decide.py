@@ -1,0 +1,218 @@
+"""Decide latency and throughput of a real PDP, beside in-process evaluation of the same policy.
+
+Starts `portcullis pdp` (embedded OPA workers, SQLite decision log) as its own process,
+then from this process:
+  1. in-process evaluation time of the shipped policy for the same input (no service);
+  2. open-loop Decide at 500 and 1,000 requests/s: p50/p99 latency;
+  3. closed-loop Decide with 32 concurrent callers: maximum sustained decisions/s.
+Prints the figures and the ratio service/in-process. Not a test: nothing here asserts.
+
+    python bench/pdp/bench_decide.py [--seconds 10] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+
+from pdp_harness import free_port  # noqa: E402
+from portcullis.v1 import pdp_pb2, pdp_pb2_grpc  # noqa: E402
+
+SQL = "SELECT id, email, total FROM orders WHERE customer_id = 42"
+
+
+def in_process_eval_us(iterations: int = 3000) -> tuple[float, float]:
+    """Median and p99 µs of classify + evaluate in this process (what the service wraps)."""
+    from pdp.engine.bundle import load_bundle
+    from pdp.engine.opa import evaluate, new_engine
+    from pdp.statements import classify
+
+    engine = new_engine(load_bundle(REPO / "rego").without_tests())
+    policy_input = {
+        "identity": {
+            "subject": "bench@example.com",
+            "groups": ["readonly"],
+            "issuer": "dev",
+            "claims": {},
+            "token_id": "t",
+        },
+        "connection": {"name": "orders-db", "type": "postgres", "zone": "eu-prod", "labels": {}},
+        "session": {
+            "id": "s",
+            "started_at": "2026-01-01T00:00:00Z",
+            "client_addr": "x",
+            "client": "bench",
+        },
+        "command": {"kind": "postgres.query", "raw": SQL},
+        "now": "2026-01-01T00:00:00Z",
+    }
+    samples = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        policy_input["command"]["postgres"] = {"statements": classify(SQL), "protocol": "simple"}
+        evaluate(engine, policy_input)
+        samples.append((time.perf_counter() - started) * 1e6)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99)]
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+async def open_loop(stub, session_id: str, rate: int, seconds: float) -> dict[str, float]:
+    request = pdp_pb2.DecideRequest(
+        session_id=session_id, command=pdp_pb2.Command(kind="postgres.query", raw=SQL)
+    )
+    latencies: list[float] = []
+    errors = 0
+
+    async def one() -> None:
+        nonlocal errors
+        started = time.perf_counter()
+        try:
+            await stub.Decide(request, timeout=5)
+        except grpc.aio.AioRpcError:
+            errors += 1
+            return
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    tasks = []
+    interval = 1 / rate
+    start = time.perf_counter()
+    n = int(rate * seconds)
+    for i in range(n):
+        delay = start + i * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one()))
+    await asyncio.gather(*tasks)
+    achieved = len(latencies) / (time.perf_counter() - start)
+    return {
+        "p50": pct(latencies, 0.5),
+        "p99": pct(latencies, 0.99),
+        "achieved": achieved,
+        "errors": errors,
+    }
+
+
+async def closed_loop(stub, session_id: str, callers: int, seconds: float) -> float:
+    request = pdp_pb2.DecideRequest(
+        session_id=session_id, command=pdp_pb2.Command(kind="postgres.query", raw=SQL)
+    )
+    done = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            await stub.Decide(request, timeout=5)
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return done / (time.perf_counter() - started)
+
+
+async def run(address: str, token: str, seconds: float) -> dict[str, object]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pdp_pb2_grpc.DecisionServiceStub(channel)
+        opened = await stub.OpenSession(
+            pdp_pb2.OpenSessionRequest(
+                token=token,
+                connection=pdp_pb2.Connection(name="orders-db", type="postgres"),
+                client_addr="127.0.0.1:1",
+                client="bench",
+            )
+        )
+        sid = opened.session_id
+        await closed_loop(stub, sid, 8, 1.0)  # warm up
+        results: dict[str, object] = {}
+        for rate in (500, 1000):
+            results[f"open_{rate}"] = await open_loop(stub, sid, rate, seconds)
+        results["max_32"] = await closed_loop(stub, sid, 32, seconds)
+        return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=0)
+    args = parser.parse_args()
+
+    eval_p50, eval_p99 = in_process_eval_us()
+    with tempfile.TemporaryDirectory() as tmp:
+        listen = f"127.0.0.1:{free_port()}"
+        config = {
+            "pdp": {
+                "listen": listen,
+                "engine": {
+                    "type": "embedded",
+                    "policies": str(REPO / "rego"),
+                    "workers": args.workers,
+                    "reload": False,
+                },
+                "store": {"type": "sqlite", "path": f"{tmp}/audit.db"},
+                "signing_key": f"{tmp}/signing.key",
+            },
+            "identity": {"dev": True, "dev_key": f"{tmp}/dev.key"},
+            "connections": [
+                {
+                    "name": "orders-db",
+                    "type": "postgres",
+                    "listen": "127.0.0.1:15432",
+                    "upstream": "127.0.0.1:5432",
+                    "credentials": {"provider": "static", "username": "app", "password": "x"},
+                }
+            ],
+        }
+        path = Path(tmp) / "portcullis.yaml"
+        path.write_text(yaml.safe_dump(config))
+        cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
+        token = subprocess.run(
+            [*cli, "token", "--sub", "bench@example.com", "--groups", "readonly"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        pdp = subprocess.Popen([*cli, "pdp"], stderr=subprocess.DEVNULL)
+        try:
+            grpc.channel_ready_future(grpc.insecure_channel(listen)).result(timeout=60)
+            results = asyncio.run(run(listen, token, args.seconds))
+        finally:
+            pdp.terminate()
+            pdp.wait(timeout=30)
+
+    print(
+        f"PDP Decide benchmark ({os.cpu_count()} cores, {args.seconds:g}s per phase, "
+        f"SQLite decision log, readonly SELECT → mask)"
+    )
+    print(f"  in-process classify+evaluate   p50 {eval_p50:7.1f} µs   p99 {eval_p99:7.1f} µs")
+    for rate in (500, 1000):
+        r = results[f"open_{rate}"]
+        assert isinstance(r, dict)
+        print(
+            f"  Decide @ {rate:>5} req/s (open)  p50 {r['p50']:7.3f} ms   p99 {r['p99']:7.3f} ms"
+            f"   achieved {r['achieved']:7.1f}/s   errors {r['errors']}"
+            f"   p50 ratio service/in-process {r['p50'] * 1000 / eval_p50:5.1f}x"
+        )
+    print(f"  max sustained, 32 callers      {results['max_32']:8.0f} decisions/s")
+    print("  targets: p99 <= 2 ms at 1,000 req/s; >= 3,000 decisions/s")
+
+
+if __name__ == "__main__":
+    main()

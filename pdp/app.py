@@ -1,0 +1,95 @@
+"""The PDP's composition root: builds engine, store, identity and service from a Config.
+
+Nothing deep inside the PDP imports a concrete backend; this module picks them. Tests
+swap a part by passing their own (for example a slow engine, or a broken store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from pdp.config import Config
+from pdp.decisions import Decider
+from pdp.engine import PolicyEngine, create_engine
+from pdp.http_api import build_http_app
+from pdp.identity import DevIssuer, TokenVerifier
+from pdp.keys import load_or_create_ed25519
+from pdp.server import PDPServer
+from pdp.service import DecisionService
+from pdp.sessions import SessionTable
+from pdp.store import AuditStore, open_store
+
+log = logging.getLogger("portcullis.pdp")
+
+
+@dataclass
+class Parts:
+    """Replaceable parts; None means: build from the configuration."""
+
+    engine: PolicyEngine | None = None
+    store: AuditStore | None = None
+    verifier: TokenVerifier | None = None
+
+
+class PDPApp:
+    def __init__(self, config: Config, parts: Parts | None = None) -> None:
+        parts = parts or Parts()
+        self.config = config
+        self.engine = parts.engine or create_engine(config.pdp.engine)
+        self.store = parts.store or open_store(config.pdp.store)
+        dev_issuer = DevIssuer(config.identity) if config.identity.dev else None
+        self.verifier = parts.verifier or TokenVerifier(config.identity, dev_issuer=dev_issuer)
+        self.decider = Decider(self.engine, self.store)
+        self.sessions = SessionTable(self.store)
+        self.service = DecisionService(config, self.verifier, self.decider, self.sessions)
+        self.server: PDPServer | None = None
+        self._http: web.AppRunner | None = None
+        self.ready = False
+
+    @property
+    def address(self) -> str:
+        assert self.server is not None
+        return self.server.address
+
+    async def start(self) -> None:
+        load_or_create_ed25519(self.config.pdp.signing_key)
+        await self.store.start()
+        await self.engine.start()
+        self.server = PDPServer(self.service, self.config.pdp.listen, self.config.pdp.tls)
+        await self.server.start()
+        if self.config.pdp.http_listen:
+            await self._start_http(self.config.pdp.http_listen)
+        self.ready = True
+
+    async def _start_http(self, listen: str) -> None:
+        self._http = web.AppRunner(build_http_app(self), access_log=None)
+        await self._http.setup()
+        if listen.startswith("unix:"):
+            site: web.BaseSite = web.UnixSite(self._http, listen[len("unix:") :])
+        else:
+            host, _, port = listen.rpartition(":")
+            site = web.TCPSite(self._http, host, int(port))
+        await site.start()
+        log.info("PDP HTTP (health, metrics) on %s", listen)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Drain in-flight calls, then close engine, identity and store in that order."""
+        self.ready = False
+        if self.server is not None:
+            await self.server.stop(grace)
+        if self._http is not None:
+            await self._http.cleanup()
+        await self.engine.close()
+        await self.verifier.close()
+        await self.store.close()
+
+    async def run_until(self, stop: asyncio.Event, grace: float = 10.0) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop(grace)

@@ -1,0 +1,416 @@
+"""Loads and validates portcullis.yaml — the one configuration file of DESIGN.md.
+
+Owns: `${NAME}` environment expansion (a missing variable is an error), typed settings
+for every part, and error messages that name the offending key. It does no IO beyond
+reading the file and the environment; nothing here starts a server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+CONNECTION_TYPES = ("postgres", "http", "ssh")
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key and what is wrong."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"configuration error at {key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    type: str = "embedded"  # embedded | remote
+    policies: Path = Path("rego")
+    url: str = ""  # remote: OPA server base URL
+    workers: int = 0  # embedded: evaluation worker processes; 0 means one per core
+    timeout_ms: int = 250  # deadline for one evaluation
+    reload: bool = True  # embedded: watch the policy directory and hot-reload
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    type: str = "sqlite"  # sqlite | postgres
+    path: Path = Path("var/portcullis.db")
+    dsn: str = ""
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    client_ca_file: Path | None = None  # set → mTLS: proxies must present a certificate
+
+
+@dataclass(frozen=True)
+class PDPSettings:
+    listen: str = "127.0.0.1:7000"
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    signing_key: Path = Path("var/signing.key")
+    http_listen: str = ""
+    tls: TLSSettings | None = None
+    # how proxies reach this PDP when it listens on 0.0.0.0 or behind a name
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    dev: bool = False
+    issuer: str = ""
+    audience: str = "portcullis"
+    jwks_url: str = ""
+    jwks_file: Path | None = None
+    groups_claim: str = "groups"
+    shared_secret: str = ""  # HS256 only when configured explicitly
+    algorithms: tuple[str, ...] = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
+    leeway_seconds: int = 30
+    dev_key: Path = Path("var/dev-issuer.key")
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    addr: str
+    auth: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ApprovalSettings:
+    timeout_seconds: int = 120
+    webhook: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    name: str
+    type: str
+    listen: str
+    upstream: str
+    zone: str = ""
+    database: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    credentials: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # protocol-specific extras
+
+
+@dataclass(frozen=True)
+class Config:
+    pdp: PDPSettings = field(default_factory=PDPSettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
+    vault: VaultSettings | None = None
+    approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
+    connections: tuple[ConnectionSettings, ...] = ()
+    base_dir: Path = Path(".")
+
+    def connection(self, name: str) -> ConnectionSettings | None:
+        return next((c for c in self.connections if c.name == name), None)
+
+
+def expand_env(value: Any, key: str = "", env: dict[str, str] | None = None) -> Any:
+    """Replace every `${NAME}` in strings of a YAML tree; a missing variable is an error."""
+    env = os.environ if env is None else env
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(key or "(root)", f"environment variable {name} is not set")
+            return env[name]
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, f"{key}.{k}" if key else str(k), env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{key}[{i}]", env) for i, v in enumerate(value)]
+    return value
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    """Read and validate a configuration file; raises ConfigError naming the key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), f"not valid YAML: {exc}") from None
+    return parse_config(raw, base_dir=path.resolve().parent, env=env)
+
+
+def parse_config(raw: Any, base_dir: Path = Path("."), env: dict[str, str] | None = None) -> Config:
+    """Build a Config from an already-parsed YAML tree."""
+    if not isinstance(raw, dict):
+        raise ConfigError("(root)", "must be a mapping")
+    _known(raw, "(root)", {"pdp", "identity", "vault", "approvals", "connections"})
+    raw = expand_env(raw, env=env)
+    config = Config(
+        pdp=_pdp(_section(raw, "pdp"), base_dir),
+        identity=_identity(_section(raw, "identity"), base_dir),
+        vault=_vault(raw.get("vault")),
+        approvals=_approvals(_section(raw, "approvals")),
+        connections=_connections(raw.get("connections") or []),
+        base_dir=base_dir,
+    )
+    return config
+
+
+def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a mapping")
+    return value
+
+
+def _known(raw: dict[str, Any], key: str, allowed: set[str]) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}" if key != "(root)" else unknown[0], "unknown key")
+
+
+def _str(raw: dict[str, Any], key: str, name: str, default: str = "") -> str:
+    value = raw.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ConfigError(f"{key}.{name}", "must be a string")
+    return str(value)
+
+
+def _int(raw: dict[str, Any], key: str, name: str, default: int, minimum: int = 0) -> int:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}.{name}", "must be an integer")
+    if value < minimum:
+        raise ConfigError(f"{key}.{name}", f"must be at least {minimum}")
+    return value
+
+
+def _bool(raw: dict[str, Any], key: str, name: str, default: bool) -> bool:
+    value = raw.get(name, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}.{name}", "must be true or false")
+    return value
+
+
+def _path(base_dir: Path, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else base_dir / p
+
+
+def _address(key: str, value: str) -> str:
+    if value.startswith("unix:"):
+        if len(value) <= len("unix:"):
+            raise ConfigError(key, "unix: needs a socket path")
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(key, f"{value!r} is not host:port")
+    return value
+
+
+def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
+    _known(
+        raw, "pdp", {"listen", "engine", "store", "signing_key", "http_listen", "tls", "address"}
+    )
+    engine_raw = _section(raw, "engine") if "engine" in raw else {}
+    store_raw = _section(raw, "store") if "store" in raw else {}
+    return PDPSettings(
+        listen=_address("pdp.listen", _str(raw, "pdp", "listen", "127.0.0.1:7000")),
+        engine=_engine(engine_raw, base_dir),
+        store=_store(store_raw, base_dir),
+        signing_key=_path(base_dir, _str(raw, "pdp", "signing_key", "var/signing.key")),
+        http_listen=(
+            _address("pdp.http_listen", _str(raw, "pdp", "http_listen"))
+            if raw.get("http_listen")
+            else ""
+        ),
+        tls=_tls(raw["tls"], base_dir) if raw.get("tls") else None,
+        address=_str(raw, "pdp", "address"),
+    )
+
+
+def _engine(raw: dict[str, Any], base_dir: Path) -> EngineSettings:
+    key = "pdp.engine"
+    _known(raw, key, {"type", "policies", "url", "workers", "timeout_ms", "reload"})
+    kind = _str(raw, key, "type", "embedded")
+    if kind not in ("embedded", "remote"):
+        raise ConfigError(f"{key}.type", f"{kind!r} is not one of embedded, remote")
+    url = _str(raw, key, "url")
+    if kind == "remote" and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{key}.url", "the remote engine needs an http(s) URL of the OPA server")
+    policies = _path(base_dir, _str(raw, key, "policies", "rego"))
+    if kind == "embedded" and not policies.is_dir():
+        raise ConfigError(f"{key}.policies", f"{policies} is not a directory")
+    return EngineSettings(
+        type=kind,
+        policies=policies,
+        url=url.rstrip("/"),
+        workers=_int(raw, key, "workers", 0),
+        timeout_ms=_int(raw, key, "timeout_ms", 250, minimum=1),
+        reload=_bool(raw, key, "reload", True),
+    )
+
+
+def _store(raw: dict[str, Any], base_dir: Path) -> StoreSettings:
+    key = "pdp.store"
+    _known(raw, key, {"type", "path", "dsn"})
+    kind = _str(raw, key, "type", "sqlite")
+    if kind not in ("sqlite", "postgres"):
+        raise ConfigError(f"{key}.type", f"{kind!r} is not one of sqlite, postgres")
+    dsn = _str(raw, key, "dsn")
+    if kind == "postgres" and not dsn:
+        raise ConfigError(f"{key}.dsn", "the postgres store needs a DSN")
+    return StoreSettings(
+        type=kind, path=_path(base_dir, _str(raw, key, "path", "var/portcullis.db")), dsn=dsn
+    )
+
+
+def _tls(raw: Any, base_dir: Path) -> TLSSettings:
+    key = "pdp.tls"
+    if not isinstance(raw, dict):
+        raise ConfigError(key, "must be a mapping")
+    _known(raw, key, {"cert_file", "key_file", "client_ca_file"})
+    files: dict[str, Path | None] = {}
+    for name in ("cert_file", "key_file", "client_ca_file"):
+        value = _str(raw, key, name)
+        path = _path(base_dir, value) if value else None
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{key}.{name}", f"{path} does not exist")
+        files[name] = path
+    if not files["cert_file"] or not files["key_file"]:
+        raise ConfigError(key, "TLS needs both cert_file and key_file")
+    return TLSSettings(**files)
+
+
+def _identity(raw: dict[str, Any], base_dir: Path) -> IdentitySettings:
+    key = "identity"
+    _known(
+        raw,
+        key,
+        {
+            "dev",
+            "issuer",
+            "audience",
+            "jwks_url",
+            "jwks_file",
+            "groups_claim",
+            "shared_secret",
+            "algorithms",
+            "leeway_seconds",
+            "dev_key",
+        },
+    )
+    dev = _bool(raw, key, "dev", False)
+    issuer = _str(raw, key, "issuer")
+    if not dev and not issuer:
+        raise ConfigError(
+            f"{key}.issuer", "set an OIDC issuer (or identity.dev: true for local use)"
+        )
+    algorithms = raw.get("algorithms")
+    if algorithms is not None:
+        if not isinstance(algorithms, list) or not all(isinstance(a, str) for a in algorithms):
+            raise ConfigError(f"{key}.algorithms", "must be a list of JWS algorithm names")
+        if any(a.lower() == "none" for a in algorithms):
+            raise ConfigError(f"{key}.algorithms", "'none' is never accepted")
+    jwks_file = _str(raw, key, "jwks_file")
+    defaults = IdentitySettings()
+    return IdentitySettings(
+        dev=dev,
+        issuer=issuer,
+        audience=_str(raw, key, "audience", "portcullis"),
+        jwks_url=_str(raw, key, "jwks_url"),
+        jwks_file=_path(base_dir, jwks_file) if jwks_file else None,
+        groups_claim=_str(raw, key, "groups_claim", "groups"),
+        shared_secret=_str(raw, key, "shared_secret"),
+        algorithms=tuple(algorithms) if algorithms else defaults.algorithms,
+        leeway_seconds=_int(raw, key, "leeway_seconds", 30),
+        dev_key=_path(base_dir, _str(raw, key, "dev_key", "var/dev-issuer.key")),
+    )
+
+
+def _vault(raw: Any) -> VaultSettings | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError("vault", "must be a mapping")
+    addr = _str(raw, "vault", "addr")
+    if not addr.startswith(("http://", "https://")):
+        raise ConfigError("vault.addr", "must be an http(s) URL")
+    auth = raw.get("auth") or {}
+    if not isinstance(auth, dict) or auth.get("method") not in ("token", "approle", "jwt"):
+        raise ConfigError("vault.auth.method", "must be one of token, approle, jwt")
+    return VaultSettings(addr=addr.rstrip("/"), auth=dict(auth))
+
+
+def _approvals(raw: dict[str, Any]) -> ApprovalSettings:
+    _known(raw, "approvals", {"timeout_seconds", "webhook"})
+    webhook = raw.get("webhook")
+    if webhook is not None and not (
+        isinstance(webhook, str) and webhook.startswith(("http://", "https://"))
+    ):
+        raise ConfigError("approvals.webhook", "must be an http(s) URL or null")
+    return ApprovalSettings(
+        timeout_seconds=_int(raw, "approvals", "timeout_seconds", 120, minimum=1), webhook=webhook
+    )
+
+
+def _connections(raw: Any) -> tuple[ConnectionSettings, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("connections", "must be a list")
+    seen: set[str] = set()
+    result = []
+    for i, item in enumerate(raw):
+        key = f"connections[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(key, "must be a mapping")
+        name = _str(item, key, "name")
+        if not name:
+            raise ConfigError(f"{key}.name", "is required")
+        if name in seen:
+            raise ConfigError(f"{key}.name", f"{name!r} is used twice")
+        seen.add(name)
+        kind = _str(item, key, "type")
+        if kind not in CONNECTION_TYPES:
+            raise ConfigError(
+                f"{key}.type", f"{kind!r} is not one of {', '.join(CONNECTION_TYPES)}"
+            )
+        if not item.get("listen"):
+            raise ConfigError(f"{key}.listen", "is required")
+        if not item.get("upstream"):
+            raise ConfigError(f"{key}.upstream", "is required")
+        labels = item.get("labels") or {}
+        if not isinstance(labels, dict):
+            raise ConfigError(f"{key}.labels", "must be a mapping")
+        credentials = item.get("credentials") or {}
+        if not isinstance(credentials, dict) or credentials.get("provider") not in (
+            "static",
+            "vault",
+        ):
+            raise ConfigError(f"{key}.credentials.provider", "must be one of static, vault")
+        fixed = {"name", "type", "listen", "upstream", "zone", "database", "labels", "credentials"}
+        result.append(
+            ConnectionSettings(
+                name=name,
+                type=kind,
+                listen=_address(f"{key}.listen", _str(item, key, "listen")),
+                upstream=_str(item, key, "upstream"),
+                zone=_str(item, key, "zone"),
+                database=_str(item, key, "database"),
+                labels={str(k): str(v) for k, v in labels.items()},
+                credentials=dict(credentials),
+                options={k: v for k, v in item.items() if k not in fixed},
+            )
+        )
+    return tuple(result)

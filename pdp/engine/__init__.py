@@ -1,0 +1,57 @@
+"""Policy engines: what evaluates `data.portcullis.decision` for the PDP.
+
+Owns the engine interface and the factory that picks an implementation from the
+configuration. `embedded` runs the real OPA evaluator in worker processes that can be
+replaced when an evaluation overruns its deadline; `remote` asks an OPA server over its
+REST Data API. Neither interprets the result: that is pdp.verdict's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pdp.config import EngineSettings
+
+DECISION_PATH = "portcullis.decision"
+
+
+class EngineError(Exception):
+    """An evaluation produced no usable result (timeout, crash, policy error)."""
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    result: Any  # None when the document is undefined
+    revision: str
+    elapsed_ms: float
+
+
+class PolicyEngine(Protocol):
+    name: str
+
+    @property
+    def revision(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def evaluate(
+        self, policy_input: dict[str, Any], path: str = DECISION_PATH
+    ) -> EngineResult:
+        """Raises EngineError when no result could be had in time."""
+        ...
+
+
+def create_engine(settings: EngineSettings) -> PolicyEngine:
+    if settings.type == "remote":
+        from pdp.engine.remote import RemoteEngine
+
+        return RemoteEngine(settings)
+    from pdp.engine.embedded import EmbeddedEngine
+
+    return EmbeddedEngine(settings)

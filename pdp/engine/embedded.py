@@ -1,0 +1,255 @@
+"""The embedded engine: the real OPA evaluator in a pool of replaceable worker processes.
+
+Owns the worker pool, per-evaluation deadlines and hot reload of the policy directory.
+The Go evaluator has no timeout of its own, so an evaluation that overruns its deadline
+is answered with EngineError (the PDP turns that into a deny) and the worker that ran it
+is killed and replaced. Workers are fresh interpreters (`python -m pdp.engine.worker`),
+never forks of this process. A policy change that fails to load or to evaluate once is
+reported and the running policy stays in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import sys
+import time
+from typing import Any
+
+from pdp.config import EngineSettings
+from pdp.engine import DECISION_PATH, EngineError, EngineResult, frames
+from pdp.engine.bundle import BundleError, PolicyBundle, fingerprint, load_bundle
+from pdp.engine.opa import PolicyLoadError, engine_version
+
+log = logging.getLogger("portcullis.engine")
+
+RELOAD_POLL_SECONDS = 1.0
+START_TIMEOUT_SECONDS = 30.0
+
+
+class _WorkerProcess:
+    """The parent's handle on one worker: its process and its end of the socket."""
+
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.proc = proc
+        self.reader = reader
+        self.writer = writer
+        self.revision = ""
+        self.generation = 0
+
+    @classmethod
+    async def spawn(cls) -> _WorkerProcess:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "pdp.engine.worker",
+                str(child.fileno()),
+                pass_fds=(child.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            child.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent)
+        return cls(proc, reader, writer)
+
+    async def call(self, message: dict[str, Any]) -> dict[str, Any]:
+        self.writer.write(frames.encode(message))
+        header = await self.reader.readexactly(frames.HEADER.size)
+        body = await self.reader.readexactly(frames.decode_length(header))
+        return frames.decode(body)
+
+    async def load(self, bundle: PolicyBundle) -> None:
+        reply = await asyncio.wait_for(
+            self.call({"op": "load", "bundle": bundle.to_wire()}), START_TIMEOUT_SECONDS
+        )
+        if not reply.get("ok"):
+            raise PolicyLoadError(reply.get("error", "unknown load error"))
+        self.revision = reply["revision"]
+
+    def kill(self) -> None:
+        self.writer.close()
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    async def stop(self) -> None:
+        self.kill()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.proc.wait(), 5)
+
+
+class EmbeddedEngine:
+    name = "embedded"
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+        self.size = settings.workers or os.cpu_count() or 1
+        self.timeout = settings.timeout_ms / 1000
+        self.bundle: PolicyBundle | None = None
+        self.last_reload_error = ""
+        self._idle: asyncio.Queue[_WorkerProcess] = asyncio.Queue()
+        self._all: set[_WorkerProcess] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+        self._closing = False
+        self.generation = 0
+
+    @property
+    def revision(self) -> str:
+        return self.bundle.revision if self.bundle else ""
+
+    @property
+    def version(self) -> str:
+        return engine_version()
+
+    async def start(self) -> None:
+        """Load the policy into every worker; a policy that does not load stops start-up."""
+        self._fingerprint = fingerprint(self.settings.policies)
+        try:
+            bundle = load_bundle(self.settings.policies).without_tests()
+        except BundleError as exc:
+            raise PolicyLoadError(str(exc)) from None
+        workers = await asyncio.gather(
+            *(self._spawn(bundle) for _ in range(self.size)), return_exceptions=True
+        )
+        failures = [w for w in workers if isinstance(w, BaseException)]
+        if failures:
+            for w in workers:
+                if isinstance(w, _WorkerProcess):
+                    await w.stop()
+            raise PolicyLoadError(str(failures[0]))
+        self.bundle = bundle
+        for w in workers:
+            assert isinstance(w, _WorkerProcess)
+            self._all.add(w)
+            self._idle.put_nowait(w)
+        if self.settings.reload:
+            self._background(self._watch())
+        log.info("embedded OPA engine: %d workers, policy %s", self.size, bundle.revision)
+
+    async def _spawn(self, bundle: PolicyBundle) -> _WorkerProcess:
+        worker = await _WorkerProcess.spawn()
+        try:
+            await worker.load(bundle)
+        except BaseException:
+            await worker.stop()
+            raise
+        return worker
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        for worker in list(self._all):
+            await worker.stop()
+        self._all.clear()
+
+    async def evaluate(
+        self, policy_input: dict[str, Any], path: str = DECISION_PATH
+    ) -> EngineResult:
+        started = time.perf_counter()
+        deadline = started + self.timeout
+        try:
+            worker = await asyncio.wait_for(self._idle.get(), self.timeout)
+        except TimeoutError:
+            raise EngineError(
+                f"no evaluation worker free within {self.settings.timeout_ms} ms"
+            ) from None
+        try:
+            reply = await asyncio.wait_for(
+                worker.call({"op": "eval", "input": policy_input, "path": path}),
+                max(deadline - time.perf_counter(), 0.001),
+            )
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            self._replace(worker)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise EngineError(
+                f"policy evaluation exceeded its {self.settings.timeout_ms} ms deadline"
+            ) from None
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            self._replace(worker)
+            raise EngineError(f"evaluation worker failed: {type(exc).__name__}") from None
+        self._idle.put_nowait(worker)
+        if not reply.get("ok"):
+            raise EngineError(reply.get("error", "evaluation failed"))
+        elapsed = (time.perf_counter() - started) * 1000
+        return EngineResult(reply.get("result"), reply.get("revision", ""), elapsed)
+
+    def _replace(self, worker: _WorkerProcess) -> None:
+        """Kill a worker that overran or failed and start another with the current policy."""
+        worker.kill()
+        self._all.discard(worker)
+        self._background(worker.stop())
+        if not self._closing and self.bundle is not None:
+            self._background(self._respawn())
+
+    async def _respawn(self) -> None:
+        while not self._closing and self.bundle is not None:
+            generation = self.generation
+            try:
+                worker = await self._spawn(self.bundle)
+            except Exception:
+                log.exception("could not start a replacement evaluation worker; retrying")
+                await asyncio.sleep(1)
+                continue
+            worker.generation = generation
+            self._all.add(worker)
+            self._idle.put_nowait(worker)
+            return
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(RELOAD_POLL_SECONDS)
+            try:
+                current = fingerprint(self.settings.policies)
+            except OSError:
+                continue
+            if current != self._fingerprint:
+                self._fingerprint = current
+                await self.reload()
+
+    async def reload(self) -> bool:
+        """Load the policy directory again; on any failure keep the running policy."""
+        try:
+            bundle = load_bundle(self.settings.policies).without_tests()
+            probe = await self._spawn(bundle)
+        except (BundleError, PolicyLoadError, OSError) as exc:
+            self.last_reload_error = str(exc)
+            log.error("policy reload failed, keeping revision %s: %s", self.revision, exc)
+            return False
+        self.bundle = bundle
+        self.last_reload_error = ""
+        self.generation += 1
+        probe.generation = self.generation
+        self._all.add(probe)
+        self._idle.put_nowait(probe)
+        # roll the pool in place: each stale worker loads the validated policy when it is free
+        while any(w.generation != self.generation for w in self._all):
+            worker = await self._idle.get()
+            if worker.generation != self.generation:
+                try:
+                    await worker.load(bundle)
+                    worker.generation = self.generation
+                except Exception:
+                    self._replace(worker)
+                    continue
+            self._idle.put_nowait(worker)
+            await asyncio.sleep(0)
+        log.info("policy reloaded: revision %s", bundle.revision)
+        return True

@@ -1,0 +1,70 @@
+"""Builds the policy input document of DESIGN.md from a session and a command.
+
+Owns the shape of `input` and the rule that the PDP classifies SQL itself from the raw
+text (pglast, via pdp.statements) instead of trusting a proxy's description of it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pdp.sessions import Session, rfc3339
+from pdp.statements import classify
+
+COMMAND_KINDS = frozenset(
+    {
+        "session.open",
+        "postgres.query",
+        "postgres.function_call",
+        "http.request",
+        "ssh.exec",
+        "ssh.shell",
+        "ssh.forward",
+        "ssh.sftp",
+    }
+)
+
+
+def command_input(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """input.command for one command; protocol attributes go under their protocol's key."""
+    command: dict[str, Any] = {"kind": kind, "raw": raw}
+    protocol = kind.split(".", 1)[0]
+    if protocol == "postgres":
+        details = {k: v for k, v in attributes.items() if k != "statements"}
+        if kind == "postgres.function_call":
+            # a FunctionCall ('F') message names a function by OID; the proxy resolves it
+            name = str(attributes.get("function", "")).lower()
+            details["statements"] = [
+                {
+                    "type": "select",
+                    "tag": "FunctionCall",
+                    "tables": [],
+                    "functions": [name.rsplit(".", 1)[-1]] if name else [],
+                }
+            ]
+        else:
+            details["statements"] = classify(raw)
+        details.setdefault("protocol", "simple")
+        command["postgres"] = details
+    elif protocol in ("http", "ssh") and attributes:
+        command[protocol] = attributes
+    return command
+
+
+def build_input(
+    session: Session,
+    command: dict[str, Any],
+    approval: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    policy_input: dict[str, Any] = {
+        "identity": session.identity.to_input(),
+        "connection": session.connection,
+        "session": session.to_input(),
+        "command": command,
+        "now": rfc3339(time.time() if now is None else now),
+    }
+    if approval:
+        policy_input["approval"] = approval
+    return policy_input

@@ -1,0 +1,76 @@
+"""The PDP's gRPC server: listening (TCP or unix socket), TLS and mTLS, health, draining.
+
+Owns the grpc.aio server object and its lifecycle only; what it serves comes from
+pdp.service. Health follows the standard grpc.health.v1 service: SERVING once the
+engine and store are up, NOT_SERVING while draining.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from portcullis.v1 import pdp_pb2_grpc
+
+from pdp.config import TLSSettings
+from pdp.service import DecisionService
+
+log = logging.getLogger("portcullis.server")
+
+SERVICE_NAME = "portcullis.v1.DecisionService"
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def server_credentials(tls: TLSSettings) -> grpc.ServerCredentials:
+    assert tls.cert_file is not None and tls.key_file is not None
+    root = tls.client_ca_file.read_bytes() if tls.client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+        root_certificates=root,
+        require_client_auth=root is not None,
+    )
+
+
+class PDPServer:
+    def __init__(self, service: DecisionService, listen: str, tls: TLSSettings | None = None):
+        self.listen = listen
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        pdp_pb2_grpc.add_DecisionServiceServicer_to_server(service, self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        address = listen
+        if tls is not None:
+            self.port = self.server.add_secure_port(address, server_credentials(tls))
+        else:
+            self.port = self.server.add_insecure_port(address)
+        if self.port == 0 and not listen.startswith("unix:"):
+            raise OSError(f"cannot listen on {listen}")
+
+    @property
+    def address(self) -> str:
+        """Where clients connect; a configured port 0 is replaced by the bound port."""
+        if self.listen.startswith("unix:"):
+            return self.listen
+        host = self.listen.rpartition(":")[0]
+        return f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        await self.server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("PDP listening on %s", self.address)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Refuse new calls, let in-flight calls finish within `grace` seconds."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()

@@ -1,0 +1,259 @@
+"""The gRPC DecisionService: request validation and translation to and from protobuf.
+
+Owns the status codes of the API: a malformed request is INVALID_ARGUMENT naming the
+field, a rejected token is UNAUTHENTICATED with the reason, an unknown or closed session
+is FAILED_PRECONDITION. Everything that decides goes through pdp.decisions.Decider.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+
+from pdp import __version__
+from pdp.config import Config
+from pdp.decisions import Decider, Decision
+from pdp.identity import TokenRejected, TokenVerifier
+from pdp.policy_input import COMMAND_KINDS, build_input, command_input
+from pdp.sessions import Session, SessionTable, new_session_id
+from pdp.store import StoreUnavailable
+from pdp.verdict import VerdictKind
+
+log = logging.getLogger("portcullis.service")
+
+MAX_TOKEN_BYTES = 16 * 1024
+MAX_COMMAND_BYTES = 1024 * 1024
+MAX_NAME = 256
+
+_WIRE_VERDICT = {
+    VerdictKind.ALLOW: pdp_pb2.ALLOW,
+    VerdictKind.DENY: pdp_pb2.DENY,
+    VerdictKind.MASK: pdp_pb2.MASK,
+    VerdictKind.REQUIRE_APPROVAL: pdp_pb2.REQUIRE_APPROVAL,
+}
+
+
+def decision_message(decision: Decision) -> pdp_pb2.Decision:
+    v = decision.verdict
+    message = pdp_pb2.Decision(
+        decision_id=decision.id,
+        verdict=_WIRE_VERDICT[v.kind],
+        reasons=list(v.reasons),
+        mask=[
+            pdp_pb2.MaskRule(field=m.field, detector=m.detector, strategy=m.strategy)
+            for m in v.mask
+        ],
+        credential_ref=v.credential_ref,
+        cache_ttl_seconds=v.cache_ttl_seconds,
+        cache_key=pdp_pb2.SHAPE if v.cache_key == "shape" else pdp_pb2.EXACT,
+        policy_revision=decision.policy_revision,
+        evaluation_ms=decision.evaluation_ms,
+    )
+    if v.approval is not None:
+        message.approval.CopyFrom(
+            pdp_pb2.ApprovalSpec(
+                approvers=list(v.approval.approvers), ttl_seconds=v.approval.ttl_seconds
+            )
+        )
+    return message
+
+
+def struct_to_dict(message: Any) -> dict[str, Any]:
+    return json_format.MessageToDict(message) if message is not None else {}
+
+
+class DecisionService(pdp_pb2_grpc.DecisionServiceServicer):
+    def __init__(
+        self, config: Config, verifier: TokenVerifier, decider: Decider, sessions: SessionTable
+    ) -> None:
+        self.config = config
+        self.verifier = verifier
+        self.decider = decider
+        self.sessions = sessions
+
+    # -- helpers --------------------------------------------------------------
+
+    @staticmethod
+    async def _invalid(context: grpc.aio.ServicerContext, field: str, problem: str) -> None:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}")
+
+    def _connection(self, wire: pdp_pb2.Connection) -> dict[str, Any]:
+        """The connection as policy sees it; the PDP's own configuration wins when it knows it."""
+        known = self.config.connection(wire.name)
+        if known is not None:
+            return {
+                "name": known.name,
+                "type": known.type,
+                "zone": known.zone,
+                "labels": dict(known.labels),
+            }
+        return {
+            "name": wire.name,
+            "type": wire.type,
+            "zone": wire.zone,
+            "labels": dict(wire.labels),
+        }
+
+    # -- RPCs -----------------------------------------------------------------
+
+    async def OpenSession(
+        self, request: pdp_pb2.OpenSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pdp_pb2.OpenSessionResponse:
+        if not request.token:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token: missing")
+        if len(request.token) > MAX_TOKEN_BYTES:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token: malformed (too long)")
+        if not request.HasField("connection") or not request.connection.name:
+            await self._invalid(context, "connection.name", "required")
+        if len(request.connection.name) > MAX_NAME:
+            await self._invalid(context, "connection.name", f"longer than {MAX_NAME}")
+        if request.connection.type and request.connection.type not in ("postgres", "http", "ssh"):
+            await self._invalid(context, "connection.type", "must be postgres, http or ssh")
+        connection = self._connection(request.connection)
+        try:
+            identity = await self.verifier.verify(request.token)
+        except TokenRejected as exc:
+            await self._record_rejected_token(request, connection, exc.reason)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"token rejected: {exc.reason}")
+            raise  # unreachable: abort raises
+        session = Session(
+            new_session_id(), identity, connection, request.client_addr, request.client[:MAX_NAME]
+        )
+        command = {"kind": "session.open", "raw": ""}
+        attributes = struct_to_dict(request.attributes) if request.HasField("attributes") else {}
+        policy_input = build_input(session, command)
+        if attributes:
+            policy_input["session"]["attributes"] = attributes
+        decision = await self.decider.decide(
+            policy_input,
+            {
+                "session_id": session.id,
+                "subject": identity.subject,
+                "connection": connection["name"],
+                "session": session.to_record(),
+            },
+        )
+        response = pdp_pb2.OpenSessionResponse(
+            decision=decision_message(decision),
+            identity=pdp_pb2.Identity(
+                subject=identity.subject,
+                groups=list(identity.groups),
+                issuer=identity.issuer,
+                token_id=identity.token_id,
+                expires_at=identity.expires_at,
+            ),
+        )
+        if decision.verdict.allowed:
+            self.sessions.add(session)
+            response.session_id = session.id
+        return response
+
+    async def _record_rejected_token(
+        self, request: pdp_pb2.OpenSessionRequest, connection: dict[str, Any], reason: str
+    ) -> None:
+        """Failed logons are evidence too (AC-7); the token itself is never stored."""
+        try:
+            await self.decider.store.append(
+                "auth.rejected",
+                {
+                    "connection": connection["name"],
+                    "client_addr": request.client_addr,
+                    "client": request.client[:MAX_NAME],
+                    "reason": reason,
+                },
+            )
+        except StoreUnavailable:
+            log.error("could not record a rejected token from %s", request.client_addr)
+
+    async def Decide(
+        self, request: pdp_pb2.DecideRequest, context: grpc.aio.ServicerContext
+    ) -> pdp_pb2.DecideResponse:
+        if not request.session_id:
+            await self._invalid(context, "session_id", "required")
+        if not request.HasField("command") or not request.command.kind:
+            await self._invalid(context, "command.kind", "required")
+        kind = request.command.kind
+        if kind not in COMMAND_KINDS or kind == "session.open":
+            await self._invalid(context, "command.kind", f"unknown command kind {kind[:64]!r}")
+        if len(request.command.raw) > MAX_COMMAND_BYTES:
+            await self._invalid(context, "command.raw", f"longer than {MAX_COMMAND_BYTES} bytes")
+        try:
+            session = await self.sessions.find(request.session_id)
+        except StoreUnavailable:
+            session = None
+        if session is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"session {request.session_id[:64]!r} is not open",
+            )
+            raise AssertionError("unreachable")
+        if session.identity.expires_at and session.identity.expires_at < time.time():
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "token expired during the session; reconnect with a fresh token",
+            )
+        attributes = (
+            struct_to_dict(request.command.attributes)
+            if request.command.HasField("attributes")
+            else {}
+        )
+        command = command_input(kind, request.command.raw, attributes)
+        decision = await self.decider.decide(
+            build_input(session, command),
+            {
+                "session_id": session.id,
+                "subject": session.identity.subject,
+                "connection": session.connection["name"],
+            },
+        )
+        return pdp_pb2.DecideResponse(decision=decision_message(decision))
+
+    async def CloseSession(
+        self, request: pdp_pb2.CloseSessionRequest, context: grpc.aio.ServicerContext
+    ) -> pdp_pb2.CloseSessionResponse:
+        if not request.session_id:
+            await self._invalid(context, "session_id", "required")
+        try:
+            session = await self.sessions.find(request.session_id)
+        except StoreUnavailable:
+            session = None
+        if session is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"session {request.session_id[:64]!r} is not open",
+            )
+            raise AssertionError("unreachable")
+        self.sessions.close(session.id)
+        body = {
+            "connection": session.connection["name"],
+            "reason": request.reason[:MAX_NAME] or "closed",
+            "abnormal": request.abnormal,
+            "duration_seconds": round(time.time() - session.started_at, 3),
+            "summary": struct_to_dict(request.summary) if request.HasField("summary") else {},
+        }
+        try:
+            record = await self.decider.store.append(
+                "session.close", body, session_id=session.id, subject=session.identity.subject
+            )
+        except StoreUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit store unavailable: {exc}")
+            raise AssertionError("unreachable") from None
+        return pdp_pb2.CloseSessionResponse(decision_id=record.id)
+
+    async def ServerInfo(
+        self, request: pdp_pb2.ServerInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pdp_pb2.ServerInfoResponse:
+        engine = self.decider.engine
+        return pdp_pb2.ServerInfoResponse(
+            policy_revision=engine.revision,
+            engine=engine.name,
+            version=__version__,
+            engine_version=engine.version,
+            decision_id="info-" + uuid.uuid4().hex,
+        )

@@ -1,0 +1,120 @@
+"""Open sessions as the PDP knows them: who, to which connection, from where, since when.
+
+Owns the in-memory session table and its recovery from the audit store: a PDP that
+restarts finds a session again from its `session.open` record, so a proxy's session
+survives a PDP restart (commands are denied while the PDP is away, then decided again).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pdp.identity import Identity
+from pdp.store import AuditStore
+
+MAX_SESSIONS = 100_000
+
+
+@dataclass
+class Session:
+    id: str
+    identity: Identity
+    connection: dict[str, Any]
+    client_addr: str
+    client: str
+    started_at: float = field(default_factory=time.time)
+    closed: bool = False
+
+    def to_input(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "started_at": rfc3339(self.started_at),
+            "client_addr": self.client_addr,
+            "client": self.client,
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        """What a session.open record keeps so the session can be found again."""
+        ident = self.identity
+        return {
+            "identity": {
+                "subject": ident.subject,
+                "groups": list(ident.groups),
+                "issuer": ident.issuer,
+                "token_id": ident.token_id,
+                "expires_at": ident.expires_at,
+                "claims": ident.claims,
+            },
+            "connection": self.connection,
+            "client_addr": self.client_addr,
+            "client": self.client,
+            "started_at": self.started_at,
+        }
+
+    @classmethod
+    def from_record(cls, session_id: str, body: dict[str, Any]) -> Session:
+        i = body["identity"]
+        identity = Identity(
+            subject=i["subject"],
+            groups=tuple(i.get("groups", ())),
+            issuer=i.get("issuer", ""),
+            claims=i.get("claims", {}),
+            token_id=i.get("token_id", ""),
+            expires_at=int(i.get("expires_at", 0)),
+        )
+        return cls(
+            session_id,
+            identity,
+            body["connection"],
+            body.get("client_addr", ""),
+            body.get("client", ""),
+            body.get("started_at", time.time()),
+        )
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_session_id() -> str:
+    return "s-" + uuid.uuid4().hex
+
+
+class SessionTable:
+    def __init__(self, store: AuditStore) -> None:
+        self.store = store
+        self._open: dict[str, Session] = {}
+
+    def add(self, session: Session) -> None:
+        if len(self._open) >= MAX_SESSIONS:
+            # drop the oldest; it can still be recovered from the store if it is used again
+            self._open.pop(next(iter(self._open)))
+        self._open[session.id] = session
+
+    async def find(self, session_id: str) -> Session | None:
+        """The open session with this id, from memory or recovered from the store."""
+        session = self._open.get(session_id)
+        if session is not None:
+            return session
+        opened = await self.store.query(kind="session.open", session_id=session_id, limit=1)
+        if not opened or opened[0].body.get("verdict") not in ("allow", "mask"):
+            return None
+        closed = await self.store.query(kind="session.close", session_id=session_id, limit=1)
+        if closed:
+            return None
+        session = Session.from_record(session_id, opened[0].body["session"])
+        self.add(session)
+        return session
+
+    def close(self, session_id: str) -> Session | None:
+        session = self._open.pop(session_id, None)
+        if session is not None:
+            session.closed = True
+        return session
+
+    def __len__(self) -> int:
+        return len(self._open)

@@ -1,0 +1,322 @@
+"""SQL text → the `input.command.postgres.statements` list the policy sees.
+
+Owns classifying Postgres statements with the real Postgres parser (pglast wraps
+libpg_query, the server's own grammar), so nothing policy must see can hide: comments,
+several statements in one string, DML inside CTEs, `EXPLAIN ANALYZE <write>`, `PREPARE`,
+`COPY (<write>) TO`, function calls anywhere in the tree and the static SQL of `DO` blocks
+all surface as entries or entry fields. Text the parser rejects becomes one `unparseable`
+entry, which the policy denies.
+
+No IO here and no policy: this module says what the SQL is, never whether it may run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pglast
+from pglast import ast
+from pglast.parser import fingerprint
+
+Entry = dict[str, Any]
+
+_BY_TAG = {
+    "SelectStmt": "select",
+    "InsertStmt": "insert",
+    "UpdateStmt": "update",
+    "DeleteStmt": "delete",
+    "MergeStmt": "merge",
+    "CopyStmt": "copy",
+    "TruncateStmt": "truncate",
+    "GrantStmt": "grant",
+    "GrantRoleStmt": "grant",
+    "CreateRoleStmt": "grant",
+    "AlterRoleStmt": "grant",
+    "AlterRoleSetStmt": "grant",
+    "DropRoleStmt": "grant",
+    "AlterDefaultPrivilegesStmt": "grant",
+    "ReassignOwnedStmt": "grant",
+    "DropOwnedStmt": "grant",
+    "AlterSystemStmt": "alter_system",
+    "CreateExtensionStmt": "create_extension",
+    "VariableSetStmt": "set",
+    "VariableShowStmt": "show",
+    "ExplainStmt": "explain",
+    "TransactionStmt": "transaction",
+    "DoStmt": "do",
+    "CallStmt": "call",
+    "PrepareStmt": "prepare",
+    "ExecuteStmt": "execute",
+    "DeallocateStmt": "deallocate",
+    "DeclareCursorStmt": "declare",
+    "FetchStmt": "fetch",
+    "ClosePortalStmt": "close",
+    "ListenStmt": "listen",
+    "UnlistenStmt": "unlisten",
+    "NotifyStmt": "notify",
+    "LockStmt": "lock",
+    "DiscardStmt": "discard",
+    "CreateTableAsStmt": "ddl",
+    "RefreshMatViewStmt": "ddl",
+    "IndexStmt": "ddl",
+    "ViewStmt": "ddl",
+    "RuleStmt": "ddl",
+    "CompositeTypeStmt": "ddl",
+    "ReplicaIdentityStmt": "ddl",
+    "ConstraintsSetStmt": "transaction",
+    "LoadStmt": "load",
+    "VacuumStmt": "maintenance",
+    "ClusterStmt": "maintenance",
+    "ReindexStmt": "maintenance",
+    "CheckPointStmt": "maintenance",
+}
+
+# Schema-changing statements not named above are recognised by their node name.
+_DDL_PREFIXES = ("Create", "Alter", "Define", "Rename", "Comment", "SecLabel", "Import")
+
+# Statement nodes that, found inside another statement, add tables but no entry of their
+# own: subqueries read only, and the settings inside ALTER SYSTEM / ALTER ROLE ... SET /
+# CREATE FUNCTION ... SET are configuration the parent statement already names.
+_NOT_NESTED_TAGS = {"SelectStmt", "VariableSetStmt"}
+
+# DropStmt object kinds whose names are relations, listed as tables.
+_RELATION_OBJECTS = {"table", "view", "materialized_view", "foreign_table", "sequence", "index"}
+
+_TRUE_WORDS = {"true", "on", "1", "yes"}
+
+
+def classify(sql: str) -> list[Entry]:
+    """One entry per statement of sql, nested writes after their parent; [] for no SQL."""
+    try:
+        raw_statements = pglast.parse_sql(sql)
+    except Exception as exc:  # any parser failure is a deny, never a crash
+        return [_unparseable(exc)]
+    entries: list[Entry] = []
+    for raw in raw_statements:
+        entries.extend(_classify_statement(raw.stmt))
+    return entries
+
+
+def shape(sql: str) -> str | None:
+    """The pglast fingerprint of sql (literal values ignored); None when unparseable."""
+    try:
+        return fingerprint(sql)
+    except Exception:
+        return None
+
+
+def split(sql: str) -> list[str]:
+    """The text of each statement of sql; the whole text when it cannot be parsed."""
+    try:
+        return list(pglast.split(sql))
+    except Exception:
+        return [sql]
+
+
+def _unparseable(exc: BaseException) -> Entry:
+    message = str(exc.args[0]) if exc.args else type(exc).__name__
+    return {
+        "type": "unparseable",
+        "tag": "ParseError",
+        "tables": [],
+        "functions": [],
+        "error": message,
+    }
+
+
+def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
+    """The entry for node followed by entries for every write nested inside it."""
+    entry = _describe(node)
+    if nested:
+        entry["nested"] = True
+    tables: dict[str, None] = {}
+    functions: dict[str, None] = {}
+    children: list[Entry] = []
+    hide_nested = entry["type"] == "explain" and not entry["analyze"]
+    for child in _walk(node):
+        if isinstance(child, ast.RangeVar):
+            tables[_relation_name(child)] = None
+        elif isinstance(child, ast.FuncCall):
+            functions[_function_name(child.funcname)] = None
+        if not hide_nested and child is not node and _nests(child):
+            # The walk goes on below the child too, so deeper statements get their own
+            # entries from this loop and the child's tables count for the parent.
+            children.extend(_classify_statement(child, nested=True)[:1])
+    if isinstance(node, ast.DropStmt) and entry.get("object") in _RELATION_OBJECTS:
+        for name in node.objects or ():
+            tables[_qualified(name)] = None
+    if isinstance(node, ast.DoStmt):
+        inner, opaque = _do_block(node)
+        entry["opaque"] = opaque
+        for item in inner:
+            tables.update(dict.fromkeys(item["tables"]))
+            functions.update(dict.fromkeys(item["functions"]))
+            # Expressions (IF conditions, assignments) add functions; statements add entries.
+            if not item.pop("expression", False):
+                item["nested"] = True
+                children.append(item)
+    entry["tables"] = list(tables)
+    entry["functions"] = list(functions)
+    return [entry, *children]
+
+
+def _describe(node: ast.Node) -> Entry:
+    """Type, tag and the flags of one statement node (tables and functions come later)."""
+    tag = type(node).__name__
+    kind = _BY_TAG.get(tag)
+    if kind is None:
+        if tag.startswith("Drop"):
+            kind = "drop"
+        elif tag.startswith(_DDL_PREFIXES):
+            kind = "ddl"
+        else:
+            kind = "other"
+    entry: Entry = {"type": kind, "tag": tag}
+    if isinstance(node, ast.SelectStmt) and node.intoClause is not None:
+        entry["type"] = "ddl"  # SELECT INTO creates a table
+    elif isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
+        entry["has_where"] = node.whereClause is not None
+    elif isinstance(node, ast.ExplainStmt):
+        entry["analyze"] = _option_on(node.options, "analyze")
+    elif isinstance(node, ast.CopyStmt):
+        entry["direction"] = "from" if node.is_from else "to"
+        entry["program"] = bool(node.is_program)
+    elif isinstance(node, ast.VariableSetStmt):
+        entry["setting"] = (node.name or "all").lower()
+        entry["reset"] = node.kind.name.startswith("VAR_RESET")
+    elif isinstance(node, ast.VariableShowStmt):
+        entry["setting"] = (node.name or "").lower()
+    elif isinstance(node, ast.TransactionStmt):
+        entry["action"] = node.kind.name.removeprefix("TRANS_STMT_").lower()
+    if kind == "drop":
+        entry["object"] = _drop_object(node, tag)
+    return entry
+
+
+def _drop_object(node: ast.Node, tag: str) -> str:
+    remove_type = getattr(node, "removeType", None)
+    if remove_type is not None:
+        return remove_type.name.removeprefix("OBJECT_").lower()
+    if tag == "DropdbStmt":
+        return "database"
+    return tag.removeprefix("Drop").removesuffix("Stmt").lower()
+
+
+def _option_on(options: Any, name: str) -> bool:
+    for option in options or ():
+        if isinstance(option, ast.DefElem) and option.defname == name:
+            arg = option.arg
+            if arg is None:
+                return True
+            value = getattr(arg, "sval", None)
+            if value is None:
+                value = getattr(arg, "boolval", None)
+            if value is None:
+                value = getattr(arg, "ival", None)
+            return str(value).lower() in _TRUE_WORDS
+    return False
+
+
+def _nests(node: ast.Node) -> bool:
+    """Whether node, found inside another statement, gets an entry of its own."""
+    tag = type(node).__name__
+    return tag.endswith("Stmt") and tag != "RawStmt" and tag not in _NOT_NESTED_TAGS
+
+
+def _walk(root: ast.Node) -> Iterator[ast.Node]:
+    """Every node under root, root first; iterative so deep expressions cannot overflow."""
+    stack: list[Any] = [root]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.Node):
+            yield item
+            for attr in reversed(type(item).__slots__):
+                value = getattr(item, attr, None)
+                if isinstance(value, ast.Node | tuple | list):
+                    stack.append(value)
+        elif isinstance(item, tuple | list):
+            stack.extend(reversed(item))
+
+
+def _relation_name(rv: ast.RangeVar) -> str:
+    parts = [p for p in (rv.catalogname, rv.schemaname, rv.relname) if p]
+    return ".".join(parts).lower()
+
+
+def _qualified(name: Any) -> str:
+    parts = name if isinstance(name, tuple | list) else (name,)
+    return ".".join(str(getattr(p, "sval", p)) for p in parts).lower()
+
+
+def _function_name(funcname: Any) -> str:
+    last = funcname[-1] if funcname else ""
+    return str(getattr(last, "sval", last)).lower()
+
+
+def _do_block(node: ast.DoStmt) -> tuple[list[Entry], bool]:
+    """Entries for the static SQL of a DO block, and whether some of it stays unseen.
+
+    A DO block in another language, dynamic EXECUTE, or a body that does not parse is
+    opaque: the policy cannot know what it runs.
+    """
+    body, language = "", "plpgsql"
+    for option in node.args or ():
+        if option.defname == "as":
+            body = option.arg.sval
+        elif option.defname == "language":
+            language = option.arg.sval.lower()
+    if language != "plpgsql":
+        return [], True
+    wrapper = (
+        f"CREATE FUNCTION portcullis_do() RETURNS void AS $portcullis_do${body}"
+        "$portcullis_do$ LANGUAGE plpgsql"
+    )
+    if "$portcullis_do$" in body:
+        return [], True
+    try:
+        tree = pglast.parse_plpgsql(wrapper)
+    except Exception:
+        return [], True
+    entries: list[Entry] = []
+    opaque = False
+    for key, value in _json_walk(tree):
+        if key in ("PLpgSQL_stmt_dynexecute", "PLpgSQL_stmt_dynfors") or (
+            key == "PLpgSQL_stmt_open" and "dynquery" in value
+        ):
+            opaque = True
+        elif key == "PLpgSQL_expr":
+            found = _plpgsql_expr(value)
+            if found is None:
+                opaque = True
+            else:
+                entries.extend(found)
+    return entries, opaque
+
+
+def _plpgsql_expr(expr: dict[str, Any]) -> list[Entry] | None:
+    """Statements of one PL/pgSQL expression; None when it does not parse."""
+    query = expr.get("query", "")
+    is_statement = expr.get("parseMode", 0) == 0
+    candidates = [query] if is_statement else [f"SELECT {query}"]
+    if ":=" in query:
+        candidates.append("SELECT " + query.split(":=", 1)[1])
+    for candidate in candidates:
+        entries = classify(candidate)
+        if not any(e["type"] == "unparseable" for e in entries):
+            if not is_statement:
+                for entry in entries:
+                    entry["expression"] = True
+            return entries
+    return None
+
+
+def _json_walk(tree: Any) -> Iterator[tuple[str, Any]]:
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield from item.items()
+            stack.extend(reversed(item.values()))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))

@@ -1,0 +1,273 @@
+"""The audit store: one append-only, hash-chained log of every record the PDP keeps.
+
+Owns the `AuditStore` interface, the `open_store()` factory and `GroupCommitStore`, the
+only writer of audit records in a process. Callers `append()` and get a record back only
+after it is durably committed; when that cannot happen they get `StoreUnavailable` and
+must fail closed (the PDP answers deny).
+
+Group commit: `append()` queues a draft and waits; one writer task takes everything
+queued (up to `max_batch`), and the backend seals it onto the chain and writes it in ONE
+transaction, reading the chain head inside that transaction. If the transaction fails,
+every caller in the batch gets `StoreUnavailable` and the head does not move. Record
+bytes and hashing live in `chain.py`; backends live in `sqlite.py` and `postgres.py`
+(imported lazily, so the SQLite store never imports asyncpg).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time as _time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pdp.store.chain import (
+    GENESIS_HASH,
+    AuditRecord,
+    ChainReport,
+    Draft,
+    canonical_json,
+    to_micros,
+)
+
+if TYPE_CHECKING:
+    from pdp.config import StoreSettings
+
+__all__ = [
+    "GENESIS_HASH",
+    "AuditRecord",
+    "AuditStore",
+    "ChainReport",
+    "DuplicateRecordId",
+    "GroupCommitStore",
+    "StoreUnavailable",
+    "open_store",
+]
+
+log = logging.getLogger("portcullis.store")
+
+
+class StoreUnavailable(Exception):
+    """The record was not (or not provably) committed; the caller must fail closed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"audit store unavailable: {reason}")
+        self.reason = reason
+
+
+class DuplicateRecordId(ValueError):
+    """append() was given an id that the chain already holds (or the same batch holds)."""
+
+
+class AuditStore(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def append(self, kind: str, body: dict[str, Any], *, id: str | None = None,
+                     session_id: str = "", subject: str = "",
+                     time: float | None = None) -> AuditRecord: ...
+
+    async def query(self, kind: str | None = None, session_id: str | None = None,
+                    subject: str | None = None, since: float | None = None,
+                    until: float | None = None, after_seq: int = 0,
+                    limit: int | None = None) -> list[AuditRecord]: ...
+
+    async def get(self, id: str) -> AuditRecord | None: ...
+
+    async def head(self) -> tuple[int, str]: ...
+
+    async def verify(self) -> ChainReport: ...
+
+
+def open_store(settings: StoreSettings, *, timeout: float = 2.0) -> GroupCommitStore:
+    """Build the configured backend (not started: `await store.start()` or `async with`)."""
+    if settings.type == "sqlite":
+        from pdp.store.sqlite import SQLiteAuditStore
+
+        return SQLiteAuditStore(settings.path, timeout=timeout)
+    if settings.type == "postgres":
+        from pdp.store.postgres import PostgresAuditStore
+
+        return PostgresAuditStore(settings.dsn, timeout=timeout)
+    raise ValueError(f"unknown store type {settings.type!r}")
+
+
+@dataclass(frozen=True)
+class _Pending:
+    draft: Draft
+    explicit_id: bool
+    future: asyncio.Future[AuditRecord]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a backend wrote: sealed records, and explicit ids it refused as duplicates."""
+
+    records: list[AuditRecord]
+    duplicate_ids: set[str]
+
+
+class GroupCommitStore:
+    """Queue + single writer task shared by the backends.
+
+    Subclasses implement `_open()`, `_write_batch()`, `_reset()`, `_shutdown()` and the
+    read methods. `_write_batch()` must, in one transaction: read the head, drop drafts
+    whose explicit id already exists, `chain.seal()` the rest and insert them.
+    """
+
+    max_batch = 512
+    max_backlog = 50_000
+
+    def __init__(self, *, timeout: float = 2.0) -> None:
+        self.timeout = timeout
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._accepting = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the backend and create the schema; raises StoreUnavailable if unreachable."""
+        if self._writer is not None:
+            return
+        await self._open()
+        self._queue = asyncio.Queue()
+        self._accepting = True
+        self._writer = asyncio.create_task(self._write_loop(), name="audit-store-writer")
+
+    async def close(self) -> None:
+        """Stop accepting appends, commit everything already queued, release the backend."""
+        if self._writer is None:
+            return
+        self._accepting = False
+        self._queue.put_nowait(None)
+        try:
+            await self._writer
+        finally:
+            self._writer = None
+            await self._shutdown()
+
+    async def __aenter__(self) -> GroupCommitStore:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- appending -------------------------------------------------------------------
+
+    async def append(self, kind: str, body: dict[str, Any], *, id: str | None = None,
+                     session_id: str = "", subject: str = "",
+                     time: float | None = None) -> AuditRecord:
+        """Add one record; returns it once durably committed, else raises StoreUnavailable.
+
+        Bad arguments (body not JSON-serializable, empty kind) raise TypeError/ValueError;
+        an id already in the chain raises DuplicateRecordId.
+        """
+        if not isinstance(kind, str) or not kind:
+            raise ValueError("kind must be a non-empty string")
+        if not isinstance(body, dict):
+            raise TypeError("body must be a dict")
+        body_json = canonical_json(body)
+        body_json.encode()  # lone surrogates cannot be hashed: fail here, not in the writer
+        if not self._accepting:
+            raise StoreUnavailable("store is not running")
+        if self._queue.qsize() >= self.max_backlog:
+            raise StoreUnavailable("too many records waiting to be written")
+        draft = Draft(
+            id=id if id is not None else str(uuid.uuid4()),
+            kind=kind,
+            time_us=to_micros(_time.time() if time is None else time),
+            session_id=session_id,
+            subject=subject,
+            body=json.loads(body_json),  # as it reads back: tuples → lists, int keys → str
+            body_json=body_json,
+        )
+        future: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(draft, id is not None, future))
+        try:
+            # wait_for cancels the future on timeout, so a draft not yet taken by the
+            # writer is dropped rather than written after its caller gave up.
+            return await asyncio.wait_for(future, self.timeout * 2)
+        except TimeoutError:
+            raise StoreUnavailable(f"not committed within {self.timeout * 2:g}s") from None
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            item = await self._queue.get()
+            batch: list[_Pending] = []
+            while True:
+                if item is None:
+                    stopping = True
+                    break
+                if not item.future.done():  # caller timed out or was cancelled
+                    batch.append(item)
+                if len(batch) >= self.max_batch or self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        seen: set[str] = set()
+        unique: list[_Pending] = []
+        for p in batch:
+            if p.draft.id in seen:
+                _fail(p, DuplicateRecordId(f"record id {p.draft.id!r} is already in use"))
+            else:
+                seen.add(p.draft.id)
+                unique.append(p)
+        explicit = {p.draft.id for p in unique if p.explicit_id}
+        try:
+            result = await asyncio.wait_for(
+                self._write_batch([p.draft for p in unique], explicit), self.timeout
+            )
+        except Exception as exc:  # any backend failure: nobody in the batch is committed
+            reason = _describe(exc)
+            log.warning("audit batch of %d records not written: %s", len(unique), reason)
+            await self._reset()
+            for p in unique:
+                _fail(p, StoreUnavailable(reason))
+            return
+        by_id = {r.id: r for r in result.records}
+        for p in unique:
+            record = by_id.get(p.draft.id)
+            if record is not None:
+                if not p.future.done():
+                    p.future.set_result(record)
+            elif p.draft.id in result.duplicate_ids:
+                _fail(p, DuplicateRecordId(f"record id {p.draft.id!r} is already in use"))
+            else:
+                _fail(p, StoreUnavailable("backend did not return the record"))
+
+    # -- backend hooks ---------------------------------------------------------------
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    async def _write_batch(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
+        raise NotImplementedError
+
+    async def _reset(self) -> None:
+        """Forget connections after a failed batch, so the next batch reconnects."""
+
+    async def _shutdown(self) -> None:
+        raise NotImplementedError
+
+
+def _fail(pending: _Pending, exc: Exception) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(exc)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "write timed out"
+    if isinstance(exc, StoreUnavailable):
+        return exc.reason
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,170 @@
+"""The audit hash chain: canonical JSON, record hashes, sealing and verification.
+
+Owns the exact bytes an auditor must reproduce. Every record's hash is
+
+    sha256_hex(prev_hash + "\\n" + canonical_json({
+        "seq", "id", "kind", "time", "session_id", "subject", "body"
+    }))
+
+where canonical JSON is `json.dumps(..., sort_keys=True, separators=(",", ":"),
+ensure_ascii=False, allow_nan=False)` encoded as UTF-8, and "time" is the record time in
+integer microseconds since the Unix epoch (an integer round-trips exactly through every
+backend; a float would not). The first record links to GENESIS_HASH (64 zeros).
+
+No IO and no asyncio here: the backends call `seal()` inside their write transaction and
+feed rows to `ChainVerifier` in seq order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One link of the chain. `time` is unix seconds (microsecond resolution)."""
+
+    seq: int
+    id: str
+    kind: str
+    time: float
+    session_id: str
+    subject: str
+    body: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A record waiting for its place in the chain (no seq, no hashes yet)."""
+
+    id: str
+    kind: str
+    time_us: int
+    session_id: str
+    subject: str
+    body: dict[str, Any]
+    body_json: str  # canonical_json(body), computed once by the caller
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """Result of verifying a chain; `first_bad_seq` names where it first breaks."""
+
+    ok: bool
+    records: int
+    first_bad_seq: int | None = None
+    problem: str = ""
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON serialization that is hashed; raises ValueError/TypeError if impossible."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def to_micros(unix_seconds: float) -> int:
+    return round(unix_seconds * 1_000_000)
+
+
+def from_micros(micros: int) -> float:
+    return micros / 1_000_000
+
+
+def record_hash(prev_hash: str, seq: int, id: str, kind: str, time_us: int, session_id: str,
+                subject: str, body: dict[str, Any]) -> str:
+    content = canonical_json({
+        "seq": seq,
+        "id": id,
+        "kind": kind,
+        "time": time_us,
+        "session_id": session_id,
+        "subject": subject,
+        "body": body,
+    })
+    return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
+
+
+def seal(drafts: Iterable[Draft], head_seq: int, head_hash: str) -> list[AuditRecord]:
+    """Give drafts consecutive seqs after the head and link each to its predecessor."""
+    records = []
+    seq, prev = head_seq, head_hash
+    for d in drafts:
+        seq += 1
+        digest = record_hash(prev, seq, d.id, d.kind, d.time_us, d.session_id, d.subject, d.body)
+        records.append(AuditRecord(seq=seq, id=d.id, kind=d.kind, time=from_micros(d.time_us),
+                                   session_id=d.session_id, subject=d.subject, body=d.body,
+                                   prev_hash=prev, hash=digest))
+        prev = digest
+    return records
+
+
+def row_to_record(seq: int, id: str, kind: str, time_us: int, session_id: str, subject: str,
+                  body_json: str, prev_hash: str, hash: str) -> AuditRecord:
+    """Build a record from stored columns (the same column order in both backends)."""
+    return AuditRecord(seq=seq, id=id, kind=kind, time=from_micros(time_us),
+                       session_id=session_id, subject=subject, body=json.loads(body_json),
+                       prev_hash=prev_hash, hash=hash)
+
+
+class ChainVerifier:
+    """Checks rows fed in seq order; remembers the first break and keeps counting.
+
+    A deleted record shows up as a gap: `first_bad_seq` is then the missing seq. A record
+    whose content changed fails its own hash. Reordered or swapped rows break a link.
+    Deleting the newest records leaves a valid shorter chain; signed checkpoints cover that.
+    """
+
+    def __init__(self) -> None:
+        self.records = 0
+        self._seq = 0
+        self._hash = GENESIS_HASH
+        self._bad: tuple[int, str] | None = None
+
+    def feed(self, row: tuple[Any, ...]) -> None:
+        """row: (seq, id, kind, time_us, session_id, subject, body_json, prev_hash, hash)."""
+        self.records += 1
+        if self._bad is None:
+            problem = self._check(*row)
+            if problem:
+                self._bad = problem
+
+    def _check(self, seq: int, id: str, kind: str, time_us: int, session_id: str, subject: str,
+               body_json: str, prev_hash: str, hash: str) -> tuple[int, str] | None:
+        expected = self._seq + 1
+        if seq != expected:
+            if seq > expected:
+                return expected, f"record {expected} is missing (record {self._seq} is followed" \
+                                 f" by record {seq})"
+            return seq, f"record {seq} is out of order (follows record {self._seq})"
+        if prev_hash != self._hash:
+            return seq, f"record {seq} does not link to record {self._seq} (prev_hash differs)"
+        try:
+            body = json.loads(body_json)
+        except ValueError:
+            return seq, f"record {seq} has a body that is not JSON"
+        actual = record_hash(prev_hash, seq, id, kind, time_us, session_id, subject, body)
+        if actual != hash:
+            return seq, f"record {seq} was changed (its content does not match its hash)"
+        self._seq, self._hash = seq, hash
+        return None
+
+    def report(self) -> ChainReport:
+        if self._bad is None:
+            return ChainReport(ok=True, records=self.records)
+        seq, problem = self._bad
+        return ChainReport(ok=False, records=self.records, first_bad_seq=seq, problem=problem)
+
+
+def verify_rows(rows: Iterable[tuple[Any, ...]]) -> ChainReport:
+    verifier = ChainVerifier()
+    for row in rows:
+        verifier.feed(row)
+    return verifier.report()

@@ -1,0 +1,248 @@
+"""SQLite audit store: one file, WAL, synchronous=FULL, stdlib sqlite3.
+
+All writes run on one dedicated thread with one connection; reads run on a second thread
+with their own connection (WAL lets them proceed while a batch commits). Neither thread
+is ever touched by the event loop directly.
+
+The file is created (with its parent directory) only by `start()`. If it later
+disappears or cannot be written, appends raise StoreUnavailable and the store never
+silently starts a new chain: it resumes when a file is back at the path, continuing from
+whatever head that file holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pdp.store import BatchResult, GroupCommitStore, StoreUnavailable
+from pdp.store.chain import (
+    GENESIS_HASH,
+    AuditRecord,
+    ChainReport,
+    ChainVerifier,
+    Draft,
+    row_to_record,
+    seal,
+    to_micros,
+)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_records (
+    seq        INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    kind       TEXT NOT NULL,
+    time_us    INTEGER NOT NULL,  -- unix time in microseconds, exactly as hashed
+    session_id TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    body       TEXT NOT NULL,     -- canonical JSON
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS audit_records_kind_time ON audit_records (kind, time_us);
+CREATE INDEX IF NOT EXISTS audit_records_session ON audit_records (session_id);
+CREATE INDEX IF NOT EXISTS audit_records_subject ON audit_records (subject);
+CREATE TRIGGER IF NOT EXISTS audit_records_no_update BEFORE UPDATE ON audit_records
+BEGIN SELECT RAISE(ABORT, 'audit_records is append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS audit_records_no_delete BEFORE DELETE ON audit_records
+BEGIN SELECT RAISE(ABORT, 'audit_records is append-only: DELETE refused'); END;
+"""
+
+COLUMNS = "seq, id, kind, time_us, session_id, subject, body, prev_hash, hash"
+_INSERT = f"INSERT INTO audit_records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+_MAX_PARAMS = 500
+
+
+class _Connection:
+    """One sqlite3 connection pinned to one thread, reopened when the file changes."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.conn: sqlite3.Connection | None = None
+        self._inode: tuple[int, int] | None = None
+
+    def get(self) -> sqlite3.Connection:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self.close()
+            raise StoreUnavailable(f"database file {self.path} is missing") from None
+        if self.conn is not None and self._inode != (st.st_dev, st.st_ino):
+            self.close()  # file replaced (e.g. restored): follow the path
+        if self.conn is None:
+            # mode=rw never creates a file: only start() may begin a new chain
+            self.conn = _connect(f"file:{self.path}?mode=rw", self.timeout, uri=True)
+            self._inode = (st.st_dev, st.st_ino)
+        return self.conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except sqlite3.Error:
+                pass
+            self.conn = None
+
+
+def _connect(target: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(target, timeout=timeout, isolation_level=None, uri=uri,
+                           check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    return conn
+
+
+class SQLiteAuditStore(GroupCommitStore):
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 2.0) -> None:
+        super().__init__(timeout=timeout)
+        self.path = Path(path)
+        self._writes: ThreadPoolExecutor | None = None
+        self._reads: ThreadPoolExecutor | None = None
+        self._wconn = _Connection(self.path, timeout)
+        self._rconn = _Connection(self.path, timeout)
+
+    # -- plumbing --------------------------------------------------------------------
+
+    async def _run(self, pool: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any) -> T:
+        if pool is None:
+            raise StoreUnavailable("store is not running")
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await self._run(self._reads, fn, *args)
+        except (OSError, sqlite3.Error) as exc:
+            await self._run(self._reads, self._rconn.close)
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix="audit-sqlite-write")
+        self._reads = ThreadPoolExecutor(1, thread_name_prefix="audit-sqlite-read")
+        try:
+            await self._run(self._writes, self._create)
+        except (OSError, sqlite3.Error) as exc:
+            await self._shutdown()
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from None
+
+    def _create(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(str(self.path), self.timeout)
+        try:
+            conn.executescript(SCHEMA)
+        finally:
+            conn.close()
+
+    async def _reset(self) -> None:
+        await self._run(self._writes, self._wconn.close)
+
+    async def _shutdown(self) -> None:
+        for pool, conn in ((self._writes, self._wconn), (self._reads, self._rconn)):
+            if pool is not None:
+                await self._run(pool, conn.close)
+                pool.shutdown(wait=False)
+        self._writes = self._reads = None
+
+    # -- writing (writer thread) -----------------------------------------------------
+
+    async def _write_batch(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
+        return await self._run(self._writes, self._write_sync, drafts, explicit_ids)
+
+    def _write_sync(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
+        conn = self._wconn.get()
+        conn.execute("BEGIN IMMEDIATE")  # takes the write lock before reading the head
+        try:
+            duplicates = _existing_ids(conn, explicit_ids)
+            fresh = [d for d in drafts if d.id not in duplicates]
+            row = conn.execute(
+                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            records = seal(fresh, *(row or (0, GENESIS_HASH)))
+            conn.executemany(_INSERT, [
+                (r.seq, r.id, r.kind, d.time_us, r.session_id, r.subject, d.body_json,
+                 r.prev_hash, r.hash)
+                for r, d in zip(records, fresh, strict=True)
+            ])
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+        return BatchResult(records, duplicates)
+
+    # -- reading (reader thread) -----------------------------------------------------
+
+    async def query(self, kind: str | None = None, session_id: str | None = None,
+                    subject: str | None = None, since: float | None = None,
+                    until: float | None = None, after_seq: int = 0,
+                    limit: int | None = None) -> list[AuditRecord]:
+        """Records matching every given filter, by seq; since <= time < until."""
+        where, params = ["seq > ?"], [after_seq]
+        for column, value in (("kind", kind), ("session_id", session_id),
+                              ("subject", subject)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("time_us >= ?")
+            params.append(to_micros(since))
+        if until is not None:
+            where.append("time_us < ?")
+            params.append(to_micros(until))
+        sql = f"SELECT {COLUMNS} FROM audit_records WHERE {' AND '.join(where)} ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = await self._read(self._fetch, sql, params)
+        return [row_to_record(*r) for r in rows]
+
+    async def get(self, id: str) -> AuditRecord | None:
+        rows = await self._read(
+            self._fetch, f"SELECT {COLUMNS} FROM audit_records WHERE id = ?", [id]
+        )
+        return row_to_record(*rows[0]) if rows else None
+
+    async def head(self) -> tuple[int, str]:
+        rows = await self._read(
+            self._fetch, "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1", []
+        )
+        return (rows[0][0], rows[0][1]) if rows else (0, GENESIS_HASH)
+
+    async def verify(self) -> ChainReport:
+        """Recompute every hash and link in seq order (one consistent read snapshot)."""
+        return await self._read(self._verify_sync)
+
+    def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        return self._rconn.get().execute(sql, params).fetchall()
+
+    def _verify_sync(self) -> ChainReport:
+        verifier = ChainVerifier()
+        cursor = self._rconn.get().execute(
+            f"SELECT {COLUMNS} FROM audit_records ORDER BY seq"
+        )
+        for row in cursor:
+            verifier.feed(row)
+        return verifier.report()
+
+
+def _existing_ids(conn: sqlite3.Connection, ids: set[str]) -> set[str]:
+    found: set[str] = set()
+    wanted = list(ids)
+    for i in range(0, len(wanted), _MAX_PARAMS):
+        chunk = wanted[i:i + _MAX_PARAMS]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(f"SELECT id FROM audit_records WHERE id IN ({marks})", chunk)
+        found.update(r[0] for r in rows)
+    return found

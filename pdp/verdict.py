@@ -1,0 +1,204 @@
+"""The one place that turns a raw policy result into a Verdict.
+
+Owns the verdict vocabulary, its order of strictness (deny > require_approval > mask >
+allow) and the fail-closed rule: an undefined, malformed or unknown result is a deny
+whose reason says why. Nothing else in Portcullis interprets policy output.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+MASK_STRATEGIES = ("redact", "hash", "partial")
+MAX_REASONS = 32
+MAX_REASON_LENGTH = 1024
+
+
+class VerdictKind(enum.IntEnum):
+    """Ordered by strictness: a higher value wins when verdicts combine."""
+
+    ALLOW = 1
+    MASK = 2
+    REQUIRE_APPROVAL = 3
+    DENY = 4
+
+    @property
+    def wire(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class MaskRule:
+    field: str = ""
+    detector: str = ""
+    strategy: str = "redact"
+
+    def to_dict(self) -> dict[str, str]:
+        key = "field" if self.field else "detector"
+        return {key: self.field or self.detector, "strategy": self.strategy}
+
+
+@dataclass(frozen=True)
+class ApprovalSpec:
+    approvers: tuple[str, ...] = ()
+    ttl_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: VerdictKind
+    reasons: tuple[str, ...] = ()
+    mask: tuple[MaskRule, ...] = ()
+    approval: ApprovalSpec | None = None
+    credential_ref: str = ""
+    cache_ttl_seconds: int = 0
+    cache_key: str = "exact"  # exact | shape
+
+    @classmethod
+    def deny(cls, *reasons: str) -> Verdict:
+        return cls(VerdictKind.DENY, tuple(reasons))
+
+    @property
+    def allowed(self) -> bool:
+        return self.kind in (VerdictKind.ALLOW, VerdictKind.MASK)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"verdict": self.kind.wire, "reasons": list(self.reasons)}
+        if self.mask:
+            out["mask"] = [m.to_dict() for m in self.mask]
+        if self.approval:
+            out["approval"] = {
+                "approvers": list(self.approval.approvers),
+                "ttl_seconds": self.approval.ttl_seconds,
+            }
+        if self.credential_ref:
+            out["credential"] = {"ref": self.credential_ref}
+        out["cache_ttl_seconds"] = self.cache_ttl_seconds
+        out["cache_key"] = self.cache_key
+        return out
+
+
+class MalformedResult(ValueError):
+    """The policy answered something that is not a decision object."""
+
+
+@dataclass
+class _Parser:
+    result: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+
+    def reasons(self) -> tuple[str, ...]:
+        raw = self.result.get("reasons", [])
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
+            raise MalformedResult("reasons must be a list of strings")
+        return tuple(r[:MAX_REASON_LENGTH] for r in raw[:MAX_REASONS])
+
+    def mask(self) -> tuple[MaskRule, ...]:
+        raw = self.result.get("mask", [])
+        if not isinstance(raw, list):
+            raise MalformedResult("mask must be a list")
+        rules = []
+        for item in raw:
+            if not isinstance(item, dict):
+                raise MalformedResult("each mask rule must be an object")
+            target_field, detector = item.get("field", ""), item.get("detector", "")
+            strategy = item.get("strategy", "redact")
+            if not isinstance(target_field, str) or not isinstance(detector, str):
+                raise MalformedResult("mask field/detector must be strings")
+            if bool(target_field) == bool(detector):
+                raise MalformedResult("a mask rule names exactly one of field or detector")
+            if strategy not in MASK_STRATEGIES:
+                raise MalformedResult(f"unknown mask strategy {strategy!r}")
+            rules.append(MaskRule(target_field, detector, strategy))
+        return tuple(rules)
+
+    def approval(self) -> ApprovalSpec | None:
+        raw = self.result.get("approval")
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise MalformedResult("approval must be an object")
+        approvers = raw.get("approvers", [])
+        ttl = raw.get("ttl_seconds", 0)
+        if not isinstance(approvers, list) or not all(isinstance(a, str) for a in approvers):
+            raise MalformedResult("approval.approvers must be a list of strings")
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0:
+            raise MalformedResult("approval.ttl_seconds must be a non-negative integer")
+        return ApprovalSpec(tuple(approvers), ttl)
+
+    def credential_ref(self) -> str:
+        raw = self.result.get("credential")
+        if raw is None:
+            return ""
+        if not isinstance(raw, dict) or not isinstance(raw.get("ref", ""), str):
+            raise MalformedResult("credential must be an object with a string ref")
+        return str(raw.get("ref", ""))
+
+    def cache(self) -> tuple[int, str]:
+        ttl = self.result.get("cache_ttl_seconds", 0)
+        key = self.result.get("cache_key", "exact")
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0:
+            raise MalformedResult("cache_ttl_seconds must be a non-negative integer")
+        if key not in ("exact", "shape"):
+            raise MalformedResult(f"unknown cache_key {key!r}")
+        return ttl, key
+
+
+def verdict_from_result(result: Any) -> Verdict:
+    """Map `data.portcullis.decision` to a Verdict; anything doubtful becomes a deny."""
+    if result is None:
+        return Verdict.deny("policy result is undefined (no decision) — denied")
+    if not isinstance(result, dict):
+        return Verdict.deny(f"policy result is a {type(result).__name__}, not an object — denied")
+    name = result.get("verdict")
+    try:
+        kind = VerdictKind[name.upper()] if isinstance(name, str) else None
+    except KeyError:
+        kind = None
+    if kind is None:
+        return Verdict.deny(f"policy returned unknown verdict {name!r} — denied")
+    parser = _Parser(result)
+    try:
+        reasons = parser.reasons()
+        mask = parser.mask()
+        approval = parser.approval()
+        credential_ref = parser.credential_ref()
+        cache_ttl, cache_key = parser.cache()
+    except MalformedResult as exc:
+        return Verdict.deny(f"policy result is malformed: {exc} — denied")
+    if kind is VerdictKind.MASK and not mask:
+        return Verdict.deny("policy answered mask without mask rules — denied")
+    if kind is VerdictKind.REQUIRE_APPROVAL and (approval is None or not approval.approvers):
+        return Verdict.deny("policy answered require_approval without approvers — denied")
+    if kind is VerdictKind.DENY:
+        # a deny is never cached and carries nothing but its reasons
+        return Verdict(kind, reasons or ("denied by policy",))
+    return Verdict(kind, reasons, mask, approval, credential_ref, cache_ttl, cache_key)
+
+
+def strictest(verdicts: list[Verdict]) -> Verdict:
+    """Combine verdicts (e.g. of several statements): deny > require_approval > mask > allow.
+
+    Reasons of every verdict of the winning kind are kept; mask rules of all masks join.
+    An empty list is a deny: there is nothing that allowed anything.
+    """
+    if not verdicts:
+        return Verdict.deny("nothing to decide — denied")
+    top = max(v.kind for v in verdicts)
+    winners = [v for v in verdicts if v.kind == top]
+    reasons = tuple(dict.fromkeys(r for v in winners for r in v.reasons))
+    mask = tuple(dict.fromkeys(m for v in verdicts for m in v.mask))
+    first = winners[0]
+    return Verdict(
+        top,
+        reasons,
+        mask if top is VerdictKind.MASK else (),
+        first.approval,
+        first.credential_ref,
+        min(v.cache_ttl_seconds for v in verdicts),
+        "shape" if all(v.cache_key == "shape" for v in verdicts) else "exact",
+    )

@@ -1,0 +1,1 @@
+"""Portcullis protocol proxies: one shared runtime, one thin package per protocol."""

@@ -1,0 +1,74 @@
+"""`portcullis up`: the PDP and every configured proxy in one process tree.
+
+Owns the registry of proxy kinds (connection type → the factory that serves it) and the
+order of start and drain: the PDP first, proxies after; proxies drain before the PDP.
+A protocol package registers itself here; the launcher needs no edit for a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from pdp.config import Config, ConnectionSettings
+
+log = logging.getLogger("portcullis.up")
+
+
+class Proxy(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+ProxyFactory = Callable[[ConnectionSettings, Config, str], Proxy]
+PROXY_KINDS: dict[str, ProxyFactory] = {}
+
+
+def register_proxy(kind: str, factory: ProxyFactory) -> None:
+    PROXY_KINDS[kind] = factory
+
+
+def _load_builtin_kinds() -> None:
+    """Import the protocol packages that exist in this build; each registers itself."""
+    import importlib
+
+    for name in ("postgres", "http", "ssh"):
+        try:
+            importlib.import_module(f"proxies.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"proxies.{name}":
+                raise
+
+
+async def run_with_proxies(
+    pdp: Any,
+    config: Config,
+    stop: asyncio.Event,
+    started: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    _load_builtin_kinds()
+    await pdp.start()
+    proxies: list[Proxy] = []
+    try:
+        for connection in config.connections:
+            factory = PROXY_KINDS.get(connection.type)
+            if factory is None:
+                log.warning(
+                    "connection %s: no %s proxy in this build; not served",
+                    connection.name,
+                    connection.type,
+                )
+                continue
+            proxy = factory(connection, config, pdp.address)
+            await proxy.start()
+            proxies.append(proxy)
+        if started is not None:
+            await started()
+        await stop.wait()
+    finally:
+        for proxy in reversed(proxies):
+            await proxy.stop()
+        await pdp.stop()

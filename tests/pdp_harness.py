@@ -1,0 +1,109 @@
+"""Starts a real PDP (gRPC server, embedded OPA workers, real store) for tests and benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+from pdp.identity import DevIssuer
+from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+
+from pdp.app import Parts, PDPApp
+from pdp.config import Config, parse_config
+
+REPO = Path(__file__).resolve().parent.parent
+REGO = REPO / "rego"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pdp_config(
+    tmp: Path,
+    *,
+    listen: str | None = None,
+    policies: Path = REGO,
+    store: dict[str, Any] | None = None,
+    engine: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Config:
+    raw: dict[str, Any] = {
+        "pdp": {
+            "listen": listen or f"127.0.0.1:{free_port()}",
+            "engine": engine
+            or {"type": "embedded", "policies": str(policies), "workers": 2, "timeout_ms": 500},
+            "store": store or {"type": "sqlite", "path": str(tmp / "audit.db")},
+            "signing_key": str(tmp / "signing.key"),
+        },
+        "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
+        "connections": [
+            {
+                "name": "orders-db",
+                "type": "postgres",
+                "listen": "127.0.0.1:15432",
+                "upstream": "127.0.0.1:5432",
+                "zone": "eu-prod",
+                "credentials": {"provider": "static", "username": "app", "password": "x"},
+            },
+        ],
+    }
+    for key, value in extra.items():
+        raw[key] = value
+    return parse_config(raw, base_dir=tmp)
+
+
+@contextlib.asynccontextmanager
+async def running_pdp(config: Config, parts: Parts | None = None) -> AsyncIterator[PDPApp]:
+    app = PDPApp(config, parts)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop(grace=2)
+
+
+@contextlib.asynccontextmanager
+async def pdp_stub(address: str) -> AsyncIterator[pdp_pb2_grpc.DecisionServiceStub]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        yield pdp_pb2_grpc.DecisionServiceStub(channel)
+
+
+def token(
+    config: Config,
+    sub: str = "alice@example.com",
+    groups: tuple[str, ...] = ("readonly",),
+    ttl: int = 3600,
+) -> str:
+    return DevIssuer(config.identity).issue(sub, list(groups), ttl)
+
+
+def connection(name: str = "orders-db") -> pdp_pb2.Connection:
+    return pdp_pb2.Connection(name=name, type="postgres", zone="eu-prod")
+
+
+async def open_session(
+    stub: pdp_pb2_grpc.DecisionServiceStub, tok: str, name: str = "orders-db"
+) -> pdp_pb2.OpenSessionResponse:
+    return await stub.OpenSession(
+        pdp_pb2.OpenSessionRequest(
+            token=tok, connection=connection(name), client_addr="127.0.0.1:50000", client="pytest"
+        )
+    )
+
+
+async def decide_sql(
+    stub: pdp_pb2_grpc.DecisionServiceStub, session_id: str, sql: str
+) -> pdp_pb2.Decision:
+    response = await stub.Decide(
+        pdp_pb2.DecideRequest(
+            session_id=session_id, command=pdp_pb2.Command(kind="postgres.query", raw=sql)
+        )
+    )
+    return response.decision
