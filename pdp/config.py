@@ -16,6 +16,16 @@ from typing import Any
 import yaml
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# `${NAME}` is not valid inside a YAML flow mapping ({password: ${X}}), yet DESIGN.md's
+# example writes it there; before parsing, each reference becomes a plain-scalar-safe
+# placeholder, expanded after parsing (so a value's own characters never reach YAML).
+_PLACEHOLDER = re.compile(r"__portcullis_env_([0-9a-f]+)__")
+
+
+def _protect_env_refs(text: str) -> str:
+    return _ENV_REF.sub(lambda m: f"__portcullis_env_{m.group(1).encode().hex()}__", text)
+
+
 CONNECTION_TYPES = ("postgres", "http", "ssh")
 
 
@@ -127,6 +137,7 @@ def expand_env(value: Any, key: str = "", env: dict[str, str] | None = None) -> 
                 raise ConfigError(key or "(root)", f"environment variable {name} is not set")
             return env[name]
 
+        value = _PLACEHOLDER.sub(lambda m: "${" + bytes.fromhex(m.group(1)).decode() + "}", value)
         return _ENV_REF.sub(sub, value)
     if isinstance(value, dict):
         return {k: expand_env(v, f"{key}.{k}" if key else str(k), env) for k, v in value.items()}
@@ -143,7 +154,7 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = yaml.safe_load(_protect_env_refs(text)) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), f"not valid YAML: {exc}") from None
     return parse_config(raw, base_dir=path.resolve().parent, env=env)

@@ -7,6 +7,7 @@ is FAILED_PRECONDITION. Everything that decides goes through pdp.decisions.Decid
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -30,6 +31,7 @@ log = logging.getLogger("portcullis.service")
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_COMMAND_BYTES = 1024 * 1024
 MAX_NAME = 256
+MAX_EVENTS_PER_CALL = 1000
 
 _WIRE_VERDICT = {
     VerdictKind.ALLOW: pdp_pb2.ALLOW,
@@ -245,6 +247,51 @@ class DecisionService(pdp_pb2_grpc.DecisionServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit store unavailable: {exc}")
             raise AssertionError("unreachable") from None
         return pdp_pb2.CloseSessionResponse(decision_id=record.id)
+
+    async def RecordEvents(
+        self, request: pdp_pb2.RecordEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pdp_pb2.RecordEventsResponse:
+        if not request.session_id:
+            await self._invalid(context, "session_id", "required")
+        if len(request.events) > MAX_EVENTS_PER_CALL:
+            await self._invalid(context, "events", f"more than {MAX_EVENTS_PER_CALL} in one call")
+        try:
+            session = await self.sessions.find(request.session_id, include_closed=True)
+        except StoreUnavailable:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "audit store unavailable")
+            raise AssertionError("unreachable") from None
+        if session is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"session {request.session_id[:64]!r} is unknown",
+            )
+            raise AssertionError("unreachable")
+        records = [
+            self.decider.store.append(
+                "session.event",
+                {
+                    "direction": event.direction[:32],
+                    "type": event.type[:32],
+                    "decision_id": event.decision_id[:64],
+                    "verdict": event.verdict[:32],
+                    "cached": event.cached,
+                    "command": event.command[:MAX_COMMAND_BYTES],
+                    "details": struct_to_dict(event.details) if event.HasField("details") else {},
+                },
+                session_id=session.id,
+                subject=session.identity.subject,
+                time=event.time or None,
+            )
+            for event in request.events
+        ]
+        try:
+            stored = await asyncio.gather(*records)
+        except StoreUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"recording unavailable: {exc}")
+            raise AssertionError("unreachable") from None
+        return pdp_pb2.RecordEventsResponse(
+            recorded=len(stored), decision_id=stored[-1].id if stored else ""
+        )
 
     async def ServerInfo(
         self, request: pdp_pb2.ServerInfoRequest, context: grpc.aio.ServicerContext

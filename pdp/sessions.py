@@ -88,6 +88,7 @@ class SessionTable:
     def __init__(self, store: AuditStore) -> None:
         self.store = store
         self._open: dict[str, Session] = {}
+        self._recently_closed: dict[str, Session] = {}
 
     def add(self, session: Session) -> None:
         if len(self._open) >= MAX_SESSIONS:
@@ -95,18 +96,22 @@ class SessionTable:
             self._open.pop(next(iter(self._open)))
         self._open[session.id] = session
 
-    async def find(self, session_id: str) -> Session | None:
-        """The open session with this id, from memory or recovered from the store."""
-        session = self._open.get(session_id)
-        if session is not None:
+    async def find(self, session_id: str, include_closed: bool = False) -> Session | None:
+        """The open session with this id, from memory or recovered from the store.
+
+        include_closed also finds a session that has ended (its last events may arrive
+        after the close)."""
+        session = self._open.get(session_id) or self._recently_closed.get(session_id)
+        if session is not None and (include_closed or not session.closed):
             return session
         opened = await self.store.query(kind="session.open", session_id=session_id, limit=1)
         if not opened or opened[0].body.get("verdict") not in ("allow", "mask"):
             return None
+        session = Session.from_record(session_id, opened[0].body["session"])
         closed = await self.store.query(kind="session.close", session_id=session_id, limit=1)
         if closed:
-            return None
-        session = Session.from_record(session_id, opened[0].body["session"])
+            session.closed = True
+            return session if include_closed else None
         self.add(session)
         return session
 
@@ -114,6 +119,9 @@ class SessionTable:
         session = self._open.pop(session_id, None)
         if session is not None:
             session.closed = True
+            self._recently_closed[session_id] = session
+            while len(self._recently_closed) > 1000:
+                self._recently_closed.pop(next(iter(self._recently_closed)))
         return session
 
     def __len__(self) -> int:

@@ -182,6 +182,8 @@ def _describe(node: ast.Node) -> Entry:
     elif isinstance(node, ast.CopyStmt):
         entry["direction"] = "from" if node.is_from else "to"
         entry["program"] = bool(node.is_program)
+        # STDIN/STDOUT travel through the client connection; a filename is the server's.
+        entry["stdio"] = not node.is_program and node.filename is None
     elif isinstance(node, ast.VariableSetStmt):
         entry["setting"] = (node.name or "all").lower()
         entry["reset"] = node.kind.name.startswith("VAR_RESET")

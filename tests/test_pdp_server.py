@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import grpc
+import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pdp_harness import (
@@ -26,6 +27,7 @@ from pdp_harness import (
 )
 from portcullis.v1 import pdp_pb2
 
+from pdp.identity import DevIssuer
 from pdp.store import StoreUnavailable
 
 TEST_POLICY = """package portcullis
@@ -212,7 +214,23 @@ async def test_expired_token_is_rejected(tmp_path):
     config = pdp_config(tmp_path)
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await open_session(stub, token(config, ttl=-120))
+            now = int(time.time())
+            issuer = DevIssuer(config.identity)  # the trusted key signs an expired token
+            expired = jwt.encode(
+                {
+                    "iss": issuer.issuer,
+                    "sub": "alice",
+                    "aud": "portcullis",
+                    "iat": now - 7200,
+                    "nbf": now - 7200,
+                    "exp": now - 120,
+                    "groups": [],
+                },
+                issuer._key,
+                algorithm="EdDSA",
+                headers={"kid": issuer.kid},
+            )
+            await open_session(stub, expired)
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "expired" in err.value.details()
 
@@ -352,7 +370,7 @@ async def test_hot_reload_and_a_broken_change_keeps_the_running_policy(tmp_path)
 
         # a good change takes over without a restart
         (policies / "zz_broken.rego").write_text(
-            'package portcullis\n\n'
+            "package portcullis\n\n"
             'deny contains "reload test" if input.command.raw == "select 42"\n'
         )
         await _wait(lambda: app.engine.revision != first)

@@ -66,14 +66,27 @@ class AuditStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def append(self, kind: str, body: dict[str, Any], *, id: str | None = None,
-                     session_id: str = "", subject: str = "",
-                     time: float | None = None) -> AuditRecord: ...
+    async def append(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        *,
+        id: str | None = None,
+        session_id: str = "",
+        subject: str = "",
+        time: float | None = None,
+    ) -> AuditRecord: ...
 
-    async def query(self, kind: str | None = None, session_id: str | None = None,
-                    subject: str | None = None, since: float | None = None,
-                    until: float | None = None, after_seq: int = 0,
-                    limit: int | None = None) -> list[AuditRecord]: ...
+    async def query(
+        self,
+        kind: str | None = None,
+        session_id: str | None = None,
+        subject: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_seq: int = 0,
+        limit: int | None = None,
+    ) -> list[AuditRecord]: ...
 
     async def get(self, id: str) -> AuditRecord | None: ...
 
@@ -159,9 +172,16 @@ class GroupCommitStore:
 
     # -- appending -------------------------------------------------------------------
 
-    async def append(self, kind: str, body: dict[str, Any], *, id: str | None = None,
-                     session_id: str = "", subject: str = "",
-                     time: float | None = None) -> AuditRecord:
+    async def append(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        *,
+        id: str | None = None,
+        session_id: str = "",
+        subject: str = "",
+        time: float | None = None,
+    ) -> AuditRecord:
         """Add one record; returns it once durably committed, else raises StoreUnavailable.
 
         Bad arguments (body not JSON-serializable, empty kind) raise TypeError/ValueError;
@@ -229,7 +249,10 @@ class GroupCommitStore:
         except Exception as exc:  # any backend failure: nobody in the batch is committed
             reason = _describe(exc)
             log.warning("audit batch of %d records not written: %s", len(unique), reason)
-            await self._reset()
+            try:
+                await self._reset()
+            except Exception:  # the writer task must survive a backend that is gone
+                log.exception("resetting the audit store backend failed")
             for p in unique:
                 _fail(p, StoreUnavailable(reason))
             return

@@ -66,8 +66,9 @@ class ChainReport:
 
 def canonical_json(value: Any) -> str:
     """The one JSON serialization that is hashed; raises ValueError/TypeError if impossible."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def to_micros(unix_seconds: float) -> int:
@@ -78,17 +79,27 @@ def from_micros(micros: int) -> float:
     return micros / 1_000_000
 
 
-def record_hash(prev_hash: str, seq: int, id: str, kind: str, time_us: int, session_id: str,
-                subject: str, body: dict[str, Any]) -> str:
-    content = canonical_json({
-        "seq": seq,
-        "id": id,
-        "kind": kind,
-        "time": time_us,
-        "session_id": session_id,
-        "subject": subject,
-        "body": body,
-    })
+def record_hash(
+    prev_hash: str,
+    seq: int,
+    id: str,
+    kind: str,
+    time_us: int,
+    session_id: str,
+    subject: str,
+    body: dict[str, Any],
+) -> str:
+    content = canonical_json(
+        {
+            "seq": seq,
+            "id": id,
+            "kind": kind,
+            "time": time_us,
+            "session_id": session_id,
+            "subject": subject,
+            "body": body,
+        }
+    )
     return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
 
 
@@ -99,19 +110,46 @@ def seal(drafts: Iterable[Draft], head_seq: int, head_hash: str) -> list[AuditRe
     for d in drafts:
         seq += 1
         digest = record_hash(prev, seq, d.id, d.kind, d.time_us, d.session_id, d.subject, d.body)
-        records.append(AuditRecord(seq=seq, id=d.id, kind=d.kind, time=from_micros(d.time_us),
-                                   session_id=d.session_id, subject=d.subject, body=d.body,
-                                   prev_hash=prev, hash=digest))
+        records.append(
+            AuditRecord(
+                seq=seq,
+                id=d.id,
+                kind=d.kind,
+                time=from_micros(d.time_us),
+                session_id=d.session_id,
+                subject=d.subject,
+                body=d.body,
+                prev_hash=prev,
+                hash=digest,
+            )
+        )
         prev = digest
     return records
 
 
-def row_to_record(seq: int, id: str, kind: str, time_us: int, session_id: str, subject: str,
-                  body_json: str, prev_hash: str, hash: str) -> AuditRecord:
+def row_to_record(
+    seq: int,
+    id: str,
+    kind: str,
+    time_us: int,
+    session_id: str,
+    subject: str,
+    body_json: str,
+    prev_hash: str,
+    hash: str,
+) -> AuditRecord:
     """Build a record from stored columns (the same column order in both backends)."""
-    return AuditRecord(seq=seq, id=id, kind=kind, time=from_micros(time_us),
-                       session_id=session_id, subject=subject, body=json.loads(body_json),
-                       prev_hash=prev_hash, hash=hash)
+    return AuditRecord(
+        seq=seq,
+        id=id,
+        kind=kind,
+        time=from_micros(time_us),
+        session_id=session_id,
+        subject=subject,
+        body=json.loads(body_json),
+        prev_hash=prev_hash,
+        hash=hash,
+    )
 
 
 class ChainVerifier:
@@ -136,13 +174,26 @@ class ChainVerifier:
             if problem:
                 self._bad = problem
 
-    def _check(self, seq: int, id: str, kind: str, time_us: int, session_id: str, subject: str,
-               body_json: str, prev_hash: str, hash: str) -> tuple[int, str] | None:
+    def _check(
+        self,
+        seq: int,
+        id: str,
+        kind: str,
+        time_us: int,
+        session_id: str,
+        subject: str,
+        body_json: str,
+        prev_hash: str,
+        hash: str,
+    ) -> tuple[int, str] | None:
         expected = self._seq + 1
         if seq != expected:
             if seq > expected:
-                return expected, f"record {expected} is missing (record {self._seq} is followed" \
-                                 f" by record {seq})"
+                return (
+                    expected,
+                    f"record {expected} is missing (record {self._seq} is followed"
+                    f" by record {seq})",
+                )
             return seq, f"record {seq} is out of order (follows record {self._seq})"
         if prev_hash != self._hash:
             return seq, f"record {seq} does not link to record {self._seq} (prev_hash differs)"

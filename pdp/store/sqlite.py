@@ -56,7 +56,7 @@ BEGIN SELECT RAISE(ABORT, 'audit_records is append-only: DELETE refused'); END;
 """
 
 COLUMNS = "seq, id, kind, time_us, session_id, subject, body, prev_hash, hash"
-_INSERT = f"INSERT INTO audit_records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+_INSERT = f"INSERT INTO audit_records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _MAX_PARAMS = 500
 
 
@@ -93,8 +93,9 @@ class _Connection:
 
 
 def _connect(target: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
-    conn = sqlite3.connect(target, timeout=timeout, isolation_level=None, uri=uri,
-                           check_same_thread=False)
+    conn = sqlite3.connect(
+        target, timeout=timeout, isolation_level=None, uri=uri, check_same_thread=False
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
@@ -168,11 +169,23 @@ class SQLiteAuditStore(GroupCommitStore):
                 "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             records = seal(fresh, *(row or (0, GENESIS_HASH)))
-            conn.executemany(_INSERT, [
-                (r.seq, r.id, r.kind, d.time_us, r.session_id, r.subject, d.body_json,
-                 r.prev_hash, r.hash)
-                for r, d in zip(records, fresh, strict=True)
-            ])
+            conn.executemany(
+                _INSERT,
+                [
+                    (
+                        r.seq,
+                        r.id,
+                        r.kind,
+                        d.time_us,
+                        r.session_id,
+                        r.subject,
+                        d.body_json,
+                        r.prev_hash,
+                        r.hash,
+                    )
+                    for r, d in zip(records, fresh, strict=True)
+                ],
+            )
             conn.execute("COMMIT")
         except BaseException:
             try:
@@ -184,14 +197,20 @@ class SQLiteAuditStore(GroupCommitStore):
 
     # -- reading (reader thread) -----------------------------------------------------
 
-    async def query(self, kind: str | None = None, session_id: str | None = None,
-                    subject: str | None = None, since: float | None = None,
-                    until: float | None = None, after_seq: int = 0,
-                    limit: int | None = None) -> list[AuditRecord]:
+    async def query(
+        self,
+        kind: str | None = None,
+        session_id: str | None = None,
+        subject: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_seq: int = 0,
+        limit: int | None = None,
+    ) -> list[AuditRecord]:
         """Records matching every given filter, by seq; since <= time < until."""
-        where, params = ["seq > ?"], [after_seq]
-        for column, value in (("kind", kind), ("session_id", session_id),
-                              ("subject", subject)):
+        where: list[str] = ["seq > ?"]
+        params: list[Any] = [after_seq]
+        for column, value in (("kind", kind), ("session_id", session_id), ("subject", subject)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
@@ -229,9 +248,7 @@ class SQLiteAuditStore(GroupCommitStore):
 
     def _verify_sync(self) -> ChainReport:
         verifier = ChainVerifier()
-        cursor = self._rconn.get().execute(
-            f"SELECT {COLUMNS} FROM audit_records ORDER BY seq"
-        )
+        cursor = self._rconn.get().execute(f"SELECT {COLUMNS} FROM audit_records ORDER BY seq")
         for row in cursor:
             verifier.feed(row)
         return verifier.report()
@@ -241,7 +258,7 @@ def _existing_ids(conn: sqlite3.Connection, ids: set[str]) -> set[str]:
     found: set[str] = set()
     wanted = list(ids)
     for i in range(0, len(wanted), _MAX_PARAMS):
-        chunk = wanted[i:i + _MAX_PARAMS]
+        chunk = wanted[i : i + _MAX_PARAMS]
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(f"SELECT id FROM audit_records WHERE id IN ({marks})", chunk)
         found.update(r[0] for r in rows)

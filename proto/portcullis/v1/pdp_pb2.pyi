@@ -188,3 +188,39 @@ class ServerInfoResponse(_message.Message):
     engine_version: str
     decision_id: str
     def __init__(self, policy_revision: _Optional[str] = ..., engine: _Optional[str] = ..., version: _Optional[str] = ..., engine_version: _Optional[str] = ..., decision_id: _Optional[str] = ...) -> None: ...
+
+class SessionEvent(_message.Message):
+    __slots__ = ("time", "direction", "type", "decision_id", "verdict", "cached", "command", "details")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    time: float
+    direction: str
+    type: str
+    decision_id: str
+    verdict: str
+    cached: bool
+    command: str
+    details: _struct_pb2.Struct
+    def __init__(self, time: _Optional[float] = ..., direction: _Optional[str] = ..., type: _Optional[str] = ..., decision_id: _Optional[str] = ..., verdict: _Optional[str] = ..., cached: _Optional[bool] = ..., command: _Optional[str] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class RecordEventsRequest(_message.Message):
+    __slots__ = ("session_id", "events")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    events: _containers.RepeatedCompositeFieldContainer[SessionEvent]
+    def __init__(self, session_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[SessionEvent, _Mapping]]] = ...) -> None: ...
+
+class RecordEventsResponse(_message.Message):
+    __slots__ = ("recorded", "decision_id")
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    decision_id: str
+    def __init__(self, recorded: _Optional[int] = ..., decision_id: _Optional[str] = ...) -> None: ...

@@ -54,6 +54,11 @@ class DecisionServiceStub:
                 request_serializer=portcullis_dot_v1_dot_pdp__pb2.ServerInfoRequest.SerializeToString,
                 response_deserializer=portcullis_dot_v1_dot_pdp__pb2.ServerInfoResponse.FromString,
                 _registered_method=True)
+        self.RecordEvents = channel.unary_unary(
+                '/portcullis.v1.DecisionService/RecordEvents',
+                request_serializer=portcullis_dot_v1_dot_pdp__pb2.RecordEventsRequest.SerializeToString,
+                response_deserializer=portcullis_dot_v1_dot_pdp__pb2.RecordEventsResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionServiceServicer:
@@ -87,6 +92,13 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordEvents(self, request, context):
+        """Store what happened in a session (commands, verdicts, responses after masking).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +121,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.ServerInfo,
                     request_deserializer=portcullis_dot_v1_dot_pdp__pb2.ServerInfoRequest.FromString,
                     response_serializer=portcullis_dot_v1_dot_pdp__pb2.ServerInfoResponse.SerializeToString,
+            ),
+            'RecordEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEvents,
+                    request_deserializer=portcullis_dot_v1_dot_pdp__pb2.RecordEventsRequest.FromString,
+                    response_serializer=portcullis_dot_v1_dot_pdp__pb2.RecordEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +236,33 @@ class DecisionService:
             '/portcullis.v1.DecisionService/ServerInfo',
             portcullis_dot_v1_dot_pdp__pb2.ServerInfoRequest.SerializeToString,
             portcullis_dot_v1_dot_pdp__pb2.ServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/portcullis.v1.DecisionService/RecordEvents',
+            portcullis_dot_v1_dot_pdp__pb2.RecordEventsRequest.SerializeToString,
+            portcullis_dot_v1_dot_pdp__pb2.RecordEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,586 @@
+"""Who is asking: verifies the client's OIDC JWT and turns it into an `Identity`.
+
+Owns: token verification (DESIGN.md data flow step 2), the JWKS cache (OIDC discovery,
+a configured JWKS URL or file, refetch on an unknown key id, rate-limited and shared by
+concurrent misses), the local dev issuer behind `portcullis token`, and `parse_ttl`.
+
+Every failure is a `TokenRejected` with a short reason that is safe to show the client;
+nothing here lets a token through on a guess. The algorithm comes from the token header
+only after it has been checked against the key the `kid` selects: `none` is never
+accepted, an RSA/EC/OKP public key is never used as an HMAC secret, and HMAC is
+accepted only when a shared secret is configured explicitly. This module makes no
+policy decision; it only says who the caller is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+from pdp.config import IdentitySettings
+
+log = logging.getLogger("portcullis.identity")
+
+DEV_ISSUER = "portcullis-dev"
+MAX_TOKEN_BYTES = 16 * 1024  # longer tokens are rejected before any parsing
+REFETCH_INTERVAL = 10.0  # at most one JWKS fetch per this many seconds per verifier
+KEYS_MAX_AGE = 600.0  # refresh the JWKS this often so removed keys stop being trusted
+KEYS_HARD_EXPIRY = 24 * 3600.0  # keys not refreshed for this long are dropped (fail closed)
+FETCH_TIMEOUT = 5.0
+MAX_DOCUMENT_BYTES = 1024 * 1024
+MIN_RSA_BITS = 2048
+
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+# Which token algorithms each JWK type may verify; EC keys are further tied to a curve.
+_RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+_EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+_OKP_CURVES = frozenset({"Ed25519", "Ed448"})
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A verified caller. `claims` is the whole verified payload."""
+
+    subject: str
+    groups: tuple[str, ...]
+    issuer: str
+    claims: dict[str, Any] = field(hash=False)
+    token_id: str = ""
+    expires_at: int = 0  # unix seconds; 0 when the token has no exp
+
+    def to_input(self) -> dict[str, Any]:
+        """The `identity` object of the policy input (DESIGN.md, policy contract)."""
+        return {
+            "subject": self.subject,
+            "groups": list(self.groups),
+            "issuer": self.issuer,
+            "claims": dict(self.claims),
+            "token_id": self.token_id,
+        }
+
+
+class TokenRejected(Exception):
+    """The token does not prove an identity; `reason` is short and safe to show the client.
+
+    `detail` carries what only operators should see (e.g. why a JWKS fetch failed).
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_ttl(text: str | int) -> int:
+    """`"1h"`, `"30m"`, `"45s"`, `"2d"`, `"1h30m"` or plain seconds → seconds (> 0)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        seconds = text
+    else:
+        value = str(text).strip().lower()
+        if value.isdigit():
+            seconds = int(value)
+        elif re.fullmatch(r"(?:\d+[smhd])+", value):
+            units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+            seconds = sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smhd])", value))
+        else:
+            raise ValueError(f"{text!r} is not a duration such as 45s, 30m, 1h, 2d or 3600")
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: a duration must be positive")
+    return seconds
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint of a public JWK (RSA, EC or OKP)."""
+    required = {
+        "RSA": ("e", "kty", "n"),
+        "EC": ("crv", "kty", "x", "y"),
+        "OKP": ("crv", "kty", "x"),
+    }
+    members = {name: jwk[name] for name in required[jwk["kty"]]}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return _b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+def _set_path(claims: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for name in parents:
+        claims = claims.setdefault(name, {})
+    claims[last] = value
+
+
+class DevIssuer:
+    """The local dev issuer: one Ed25519 key in `settings.dev_key`, created on first use.
+
+    Only for `identity.dev: true`; a production deployment trusts its OIDC provider.
+    """
+
+    issuer = DEV_ISSUER
+    algorithm = "EdDSA"
+
+    def __init__(self, settings: IdentitySettings) -> None:
+        self.key_path = Path(settings.dev_key)
+        self.groups_claim = settings.groups_claim or "groups"
+        self._key = _load_or_create_ed25519(self.key_path)
+        raw = self._key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        public = {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)}
+        self.kid = jwk_thumbprint(public)
+        self._public_jwk = {**public, "kid": self.kid, "alg": self.algorithm, "use": "sig"}
+
+    @property
+    def public_key(self) -> Any:
+        return self._key.public_key()
+
+    def issue(
+        self,
+        subject: str,
+        groups: Iterable[str],
+        ttl_seconds: int,
+        audience: str = "portcullis",
+        extra_claims: dict[str, Any] | None = None,
+    ) -> str:
+        """A signed token for `subject` in `groups`, valid for `ttl_seconds` from now.
+
+        A ttl of zero or less gives an already expired token, which tests use; the CLI
+        only passes what `parse_ttl` accepts.
+        """
+        if not subject:
+            raise ValueError("a token needs a subject")
+        now = int(time.time())
+        registered = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + int(ttl_seconds),
+            "jti": str(uuid.uuid4()),
+        }
+        extra = dict(extra_claims or {})
+        clash = sorted(set(extra) & set(registered))
+        if clash:
+            raise ValueError(f"extra_claims may not set {', '.join(clash)}")
+        claims = {**extra, **registered}
+        _set_path(claims, self.groups_claim, list(groups))
+        headers = {"kid": self.kid, "typ": "JWT"}
+        return jwt.encode(claims, self._key, algorithm=self.algorithm, headers=headers)
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [dict(self._public_jwk)]}
+
+
+def _load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
+    """Read the PEM key at `path`, or create it (0600, parents 0700) if it does not exist.
+
+    Creation goes through a temporary file and a hard link so two processes starting at
+    once never read a half-written key: the loser of the race reads the winner's file.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+            os.link(tmp, path)
+            log.info("created dev issuer key %s", path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    if path.stat().st_mode & 0o077:
+        log.warning("dev issuer key %s is readable by other users; chmod 600 it", path)
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+@dataclass(frozen=True)
+class _Key:
+    kid: str
+    kty: str  # RSA | EC | OKP
+    crv: str
+    alg: str  # the JWK's own alg, "" when it names none
+    key: Any  # a cryptography public key
+
+    def mismatch(self, alg: str) -> str:
+        """Why this key may not verify a token signed with `alg` ("" when it may)."""
+        if self.alg and self.alg != alg:
+            return f"algorithm {alg} does not match key {self.kid!r} (which is for {self.alg})"
+        fits = (
+            (self.kty == "RSA" and alg in _RSA_ALGORITHMS)
+            or (self.kty == "EC" and _EC_CURVES.get(alg) == self.crv)
+            or (self.kty == "OKP" and alg == "EdDSA")
+        )
+        return "" if fits else f"algorithm {alg} does not match the {self.kty} key {self.kid!r}"
+
+
+class _FetchError(Exception):
+    pass
+
+
+def parse_jwks(document: Any) -> dict[str, _Key]:
+    """Usable public signing keys of a JWKS by kid ("" for a key without kid).
+
+    Symmetric (`oct`) keys, private keys, encryption keys, unknown curves and RSA keys
+    shorter than 2048 bits are skipped: none of them may ever verify a token.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise _FetchError("JWKS document has no 'keys' list")
+    keys: dict[str, _Key] = {}
+    for jwk in document["keys"]:
+        try:
+            key = _parse_jwk(jwk)
+        except (ValueError, TypeError, KeyError, jwt.PyJWTError) as exc:
+            log.warning("skipping unusable JWKS key: %s", exc)
+            continue
+        if key is None:
+            continue
+        if key.kid in keys:
+            log.warning("JWKS lists key id %r twice; using the first", key.kid)
+            continue
+        keys[key.kid] = key
+    if not keys:
+        raise _FetchError("JWKS has no usable signing key")
+    return keys
+
+
+def _parse_jwk(jwk: Any) -> _Key | None:
+    if not isinstance(jwk, dict):
+        raise ValueError("a JWK must be an object")
+    kty, kid, crv = jwk.get("kty"), jwk.get("kid", ""), jwk.get("crv", "")
+    if jwk.get("use", "sig") != "sig" or kty not in ("RSA", "EC", "OKP"):
+        return None
+    if "d" in jwk:
+        raise ValueError(f"key {kid!r} is a private key; a JWKS must publish public keys")
+    if not isinstance(kid, str) or not isinstance(jwk.get("alg", ""), str):
+        raise ValueError("kid and alg must be strings")
+    if kty == "RSA":
+        public = RSAAlgorithm.from_jwk(jwk)
+        if not isinstance(public, RSAPublicKey) or public.key_size < MIN_RSA_BITS:
+            raise ValueError(f"RSA key {kid!r} is shorter than {MIN_RSA_BITS} bits")
+    elif kty == "EC":
+        if crv not in _EC_CURVES.values():
+            raise ValueError(f"EC key {kid!r} uses unsupported curve {crv!r}")
+        public = ECAlgorithm.from_jwk(jwk)
+    else:
+        if crv not in _OKP_CURVES:
+            raise ValueError(f"OKP key {kid!r} uses unsupported curve {crv!r}")
+        public = OKPAlgorithm.from_jwk(jwk)
+    return _Key(kid=kid, kty=kty, crv=crv, alg=jwk.get("alg", ""), key=public)
+
+
+class _KeyCache:
+    """The OIDC provider's signing keys, fetched lazily and refreshed under a rate limit."""
+
+    def __init__(self, settings: IdentitySettings, http: Any, refetch_interval: float) -> None:
+        self._settings = settings
+        self._http = http  # () -> aiohttp.ClientSession
+        self._interval = refetch_interval
+        self._jwks_uri = settings.jwks_url
+        self._keys: dict[str, _Key] = {}
+        self._loaded_at: float | None = None
+        self._attempted_at: float | None = None
+        self._error = ""
+        self._inflight: asyncio.Future[None] | None = None
+        self.fetches = 0
+
+    async def find(self, kid: str) -> _Key | None:
+        """The key named `kid`, refetching the JWKS once (rate-limited) if it is unknown."""
+        await self._ensure_fresh()
+        if kid not in self._keys:
+            await self._refresh()
+        self._fail_if_unavailable()
+        return self._keys.get(kid)
+
+    async def all(self) -> list[_Key]:
+        await self._ensure_fresh()
+        self._fail_if_unavailable()
+        return list(self._keys.values())
+
+    async def _ensure_fresh(self) -> None:
+        now = time.monotonic()
+        if self._loaded_at is not None and now - self._loaded_at > KEYS_HARD_EXPIRY:
+            self._keys = {}
+        if self._loaded_at is None or now - self._loaded_at > KEYS_MAX_AGE:
+            await self._refresh()
+
+    def _fail_if_unavailable(self) -> None:
+        if not self._keys:
+            raise TokenRejected("cannot fetch keys from the identity provider", self._error)
+
+    async def _refresh(self) -> None:
+        """Fetch the keys unless the rate limit says no; callers during a fetch share it."""
+        if self._inflight is None:
+            # Without any keys, retry sooner: every token is being rejected meanwhile.
+            interval = self._interval if self._keys else min(1.0, self._interval)
+            last = self._attempted_at
+            if last is not None and time.monotonic() - last < interval:
+                return
+            self._attempted_at = time.monotonic()
+            self._inflight = asyncio.ensure_future(self._load())
+        # shield: one caller giving up must not cancel the fetch the others wait for
+        await asyncio.shield(self._inflight)
+
+    async def _load(self) -> None:
+        try:
+            self._keys = parse_jwks(await self._fetch())
+            self._loaded_at = time.monotonic()
+            self._error = ""
+        except _FetchError as exc:
+            self._error = str(exc)
+            log.warning("cannot fetch the identity provider's keys: %s", exc)
+        finally:
+            self._inflight = None
+
+    async def _fetch(self) -> Any:
+        self.fetches += 1
+        if self._settings.jwks_file:
+            path = Path(self._settings.jwks_file)
+            try:
+                return json.loads(await asyncio.to_thread(path.read_bytes))
+            except (OSError, ValueError) as exc:
+                raise _FetchError(f"{path}: {exc}") from None
+        if not self._jwks_uri:
+            self._jwks_uri = await self._discover()
+        try:
+            return await self._get_json(self._jwks_uri)
+        except _FetchError:
+            if not self._settings.jwks_url:
+                self._jwks_uri = ""  # the provider may have moved it: rediscover next time
+            raise
+
+    async def _discover(self) -> str:
+        issuer = self._settings.issuer
+        url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+        doc = await self._get_json(url)
+        if str(doc.get("issuer", "")).rstrip("/") != issuer.rstrip("/"):
+            raise _FetchError(f"{url} names issuer {doc.get('issuer')!r}, expected {issuer!r}")
+        jwks_uri = doc.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+            raise _FetchError(f"{url} has no usable jwks_uri")
+        return jwks_uri
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        try:
+            async with self._http().get(
+                url, timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
+            ) as resp:
+                if resp.status != 200:
+                    raise _FetchError(f"GET {url} answered HTTP {resp.status}")
+                body = await resp.content.read(MAX_DOCUMENT_BYTES + 1)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _FetchError(f"GET {url} failed: {type(exc).__name__} {exc}") from None
+        if len(body) > MAX_DOCUMENT_BYTES:
+            raise _FetchError(f"GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes")
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise _FetchError(f"GET {url}: not JSON") from None
+        if not isinstance(doc, dict):
+            raise _FetchError(f"GET {url}: not a JSON object")
+        return doc
+
+
+_PYJWT_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.ImmatureSignatureError, "token not yet valid"),
+    (jwt.InvalidAudienceError, "wrong audience"),
+    (jwt.InvalidIssuerError, "wrong issuer"),
+    (jwt.InvalidSignatureError, "bad signature"),
+    (jwt.InvalidIssuedAtError, "iat is not a number"),
+    (jwt.exceptions.InvalidSubjectError, "no subject"),
+    (jwt.exceptions.InvalidJTIError, "jti is not a string"),
+    (jwt.DecodeError, "malformed token"),
+)
+_MISSING_CLAIM_REASONS = {
+    "exp": "token has no expiry",
+    "aud": "wrong audience",
+    "iss": "wrong issuer",
+}
+
+
+class TokenVerifier:
+    """Verifies tokens against the configured OIDC provider (and the dev issuer in dev mode)."""
+
+    def __init__(
+        self,
+        settings: IdentitySettings,
+        dev_issuer: DevIssuer | None = None,
+        *,
+        refetch_interval: float = REFETCH_INTERVAL,
+    ) -> None:
+        self.settings = settings
+        self.dev_issuer = (dev_issuer or DevIssuer(settings)) if settings.dev else None
+        self._session: aiohttp.ClientSession | None = None
+        has_keys = settings.jwks_url or settings.jwks_file
+        self._oidc = (
+            _KeyCache(settings, self._http, refetch_interval)
+            if settings.issuer or has_keys
+            else None
+        )
+
+    @property
+    def jwks_fetches(self) -> int:
+        """How many times the OIDC keys were fetched (for tests and metrics)."""
+        return self._oidc.fetches if self._oidc else 0
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def verify(self, token: str) -> Identity:
+        """The identity `token` proves, or TokenRejected with the reason it proves none."""
+        header = _read_header(token)
+        alg, kid = header["alg"], header.get("kid")
+        if alg.lower() == "none":
+            raise TokenRejected("alg none is never accepted")
+        if alg in HMAC_ALGORITHMS:
+            return self._verify_hmac(token, alg, kid)
+        if self.dev_issuer is not None and kid == self.dev_issuer.kid:
+            if alg != DevIssuer.algorithm:
+                raise TokenRejected(f"algorithm {alg} does not match the dev issuer's key")
+            return self._decode(token, self.dev_issuer.public_key, alg, DEV_ISSUER)
+        if alg not in self.settings.algorithms:
+            raise TokenRejected(f"algorithm {alg} not accepted")
+        key = await self._oidc_key(alg, kid)
+        problem = key.mismatch(alg)
+        if problem:
+            raise TokenRejected(problem)
+        return self._decode(token, key.key, alg, self.settings.issuer)
+
+    async def _oidc_key(self, alg: str, kid: str | None) -> _Key:
+        if self._oidc is None or not self.settings.issuer:
+            raise TokenRejected(f"unknown key id {kid!r}" if kid else "token has no key id")
+        if kid is not None:
+            key = await self._oidc.find(kid)
+            if key is None:
+                raise TokenRejected(f"unknown key id {kid!r}")
+            return key
+        # A token without kid is usable only when exactly one published key fits its alg.
+        fitting = [k for k in await self._oidc.all() if not k.mismatch(alg)]
+        if len(fitting) != 1:
+            raise TokenRejected("token has no key id")
+        return fitting[0]
+
+    def _verify_hmac(self, token: str, alg: str, kid: Any) -> Identity:
+        secret = self.settings.shared_secret
+        listed = [a for a in self.settings.algorithms if a in HMAC_ALGORITHMS]
+        if not secret or not self.settings.issuer or (listed and alg not in listed):
+            raise TokenRejected(f"algorithm {alg} not accepted")
+        if kid is not None:
+            # A kid names a published (asymmetric) key; HMAC with one is key confusion.
+            raise TokenRejected(f"algorithm {alg} not accepted for a token with a key id")
+        return self._decode(token, secret.encode(), alg, self.settings.issuer)
+
+    def _decode(self, token: str, key: Any, alg: str, issuer: str) -> Identity:
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self.settings.audience,
+                issuer=issuer,
+                leeway=self.settings.leeway_seconds,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except jwt.MissingRequiredClaimError as exc:
+            raise TokenRejected(
+                _MISSING_CLAIM_REASONS.get(exc.claim, f"missing claim {exc.claim!r}")
+            ) from None
+        except jwt.InvalidTokenError as exc:
+            reason = next((r for t, r in _PYJWT_REASONS if isinstance(exc, t)), "invalid token")
+            raise TokenRejected(reason, str(exc)) from None
+        return self._identity(claims, issuer)
+
+    def _identity(self, claims: dict[str, Any], issuer: str) -> Identity:
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject.strip():
+            raise TokenRejected("no subject")
+        jti = claims.get("jti")
+        return Identity(
+            subject=subject,
+            groups=groups_from_claims(claims, self.settings.groups_claim),
+            issuer=issuer,
+            claims=claims,
+            token_id=jti if isinstance(jti, str) else "",
+            expires_at=int(claims.get("exp") or 0),
+        )
+
+
+def _read_header(token: Any) -> dict[str, Any]:
+    """The unverified JOSE header, with `alg` checked to be a string; sizes bounded first."""
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_BYTES:
+        raise TokenRejected("malformed token")
+    if not token.isascii() or token.count(".") != 2:
+        raise TokenRejected("malformed token")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise TokenRejected("malformed token") from None
+    alg = header.get("alg")
+    if not isinstance(alg, str) or not alg:
+        raise TokenRejected("token header names no algorithm")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise TokenRejected("malformed token")
+    return header
+
+
+def groups_from_claims(claims: dict[str, Any], claim: str) -> tuple[str, ...]:
+    """Groups from `claim`: a list of strings or a space/comma separated string.
+
+    `claim` is first looked up literally (namespaced claims like
+    `https://example.com/groups` contain dots), then as a dotted path such as
+    `realm_access.roles`. A missing claim means no groups; a claim of any other shape
+    rejects the token rather than guess at membership.
+    """
+    value: Any = claims.get(claim)
+    if claim not in claims:
+        value = claims
+        for name in claim.split("."):
+            value = value.get(name) if isinstance(value, dict) else None
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items = [g for g in re.split(r"[\s,]+", value) if g]
+    elif isinstance(value, list) and all(isinstance(g, str) for g in value):
+        items = [g.strip() for g in value if g.strip()]
+    else:
+        raise TokenRejected(f"groups claim {claim!r} is not a list of strings")
+    return tuple(dict.fromkeys(items))

@@ -1,0 +1,277 @@
+"""PostgreSQL audit store (asyncpg pool), safe for several PDP replicas on one database.
+
+Each batch runs in one transaction that first takes `pg_advisory_xact_lock(CHAIN_LOCK)`,
+then reads the head (READ COMMITTED: the read sees every batch committed before the lock
+was granted), seals the batch onto it and COPYs it in. Replicas therefore extend one
+chain in turn. Bodies are stored as canonical JSON text, not jsonb, so the hashed bytes
+survive exactly.
+
+The schema is created at `start()` only if missing (guarded DDL under an advisory lock),
+so a least-privileged PDP role that may only SELECT and INSERT can start too. Triggers
+refuse UPDATE, DELETE and TRUNCATE even for the table owner; only a superuser (or the
+owner via ALTER TABLE ... DISABLE TRIGGER) can bypass them, which `verify()` then exposes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+from pdp.store import BatchResult, GroupCommitStore, StoreUnavailable
+from pdp.store.chain import (
+    GENESIS_HASH,
+    AuditRecord,
+    ChainReport,
+    ChainVerifier,
+    Draft,
+    row_to_record,
+    seal,
+    to_micros,
+)
+
+CHAIN_LOCK = 0x5043_4155_4449_5401  # b"PCAUDIT\x01": serializes chain extension
+SCHEMA_LOCK = 0x5043_4155_4449_5402  # b"PCAUDIT\x02": serializes schema creation
+
+COLUMNS = ("seq", "id", "kind", "time_us", "session_id", "subject", "body", "prev_hash", "hash")
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM audit_records"
+_VERIFY_PAGE = 5000
+
+SCHEMA = """
+DO $portcullis$
+BEGIN
+    IF to_regclass('audit_records') IS NULL THEN
+        CREATE TABLE audit_records (
+            seq        bigint PRIMARY KEY,
+            id         text NOT NULL UNIQUE,
+            kind       text NOT NULL,
+            time_us    bigint NOT NULL,  -- unix time in microseconds, exactly as hashed
+            session_id text NOT NULL,
+            subject    text NOT NULL,
+            body       text NOT NULL,    -- canonical JSON (text keeps the hashed bytes)
+            prev_hash  text NOT NULL,
+            hash       text NOT NULL
+        );
+        CREATE INDEX audit_records_kind_time ON audit_records (kind, time_us);
+        CREATE INDEX audit_records_session ON audit_records (session_id);
+        CREATE INDEX audit_records_subject ON audit_records (subject);
+    END IF;
+    IF to_regprocedure('portcullis_audit_append_only()') IS NULL THEN
+        CREATE FUNCTION portcullis_audit_append_only() RETURNS trigger
+        LANGUAGE plpgsql AS $fn$
+        BEGIN
+            RAISE EXCEPTION 'audit_records is append-only: % refused', TG_OP
+                USING ERRCODE = 'insufficient_privilege';
+        END
+        $fn$;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'audit_records'::regclass
+                   AND tgname = 'audit_records_append_only') THEN
+        CREATE TRIGGER audit_records_append_only BEFORE UPDATE OR DELETE ON audit_records
+            FOR EACH ROW EXECUTE FUNCTION portcullis_audit_append_only();
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'audit_records'::regclass
+                   AND tgname = 'audit_records_no_truncate') THEN
+        CREATE TRIGGER audit_records_no_truncate BEFORE TRUNCATE ON audit_records
+            FOR EACH STATEMENT EXECUTE FUNCTION portcullis_audit_append_only();
+    END IF;
+END
+$portcullis$;
+"""
+
+
+class PostgresAuditStore(GroupCommitStore):
+    def __init__(self, dsn: str, *, timeout: float = 2.0, pool_size: int = 4) -> None:
+        super().__init__(timeout=timeout)
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        try:
+            pool = await asyncio.wait_for(
+                asyncpg.create_pool(
+                    self.dsn, min_size=1, max_size=self.pool_size, timeout=self.timeout
+                ),
+                self.timeout * 2,
+            )
+            if pool is None:
+                raise StoreUnavailable("could not create a connection pool")
+            self._pool = pool
+            async with pool.acquire(timeout=self.timeout) as conn:
+                await asyncio.wait_for(_ensure_schema(conn), self.timeout * 5)
+        except Exception as exc:
+            await self._shutdown()
+            raise StoreUnavailable(f"cannot open the PostgreSQL store: {_reason(exc)}") from None
+
+    async def _reset(self) -> None:
+        if self._pool is not None:
+            await self._pool.expire_connections()  # e.g. after a server restart
+
+    async def _shutdown(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self.timeout)
+            except Exception:  # closing a dead pool must not hide the real problem
+                pool.terminate()
+
+    def _pool_or_fail(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreUnavailable("store is not running")
+        return self._pool
+
+    # -- writing ---------------------------------------------------------------------
+
+    async def _write_batch(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
+        pool = self._pool_or_fail()
+        async with pool.acquire(timeout=self.timeout) as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
+            duplicates: set[str] = set()
+            if explicit_ids:
+                rows = await conn.fetch(
+                    "SELECT id FROM audit_records WHERE id = ANY($1::text[])",
+                    list(explicit_ids),
+                )
+                duplicates = {r["id"] for r in rows}
+            fresh = [d for d in drafts if d.id not in duplicates]
+            head = await conn.fetchrow(
+                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+            )
+            records = seal(fresh, *(tuple(head) if head else (0, GENESIS_HASH)))
+            await conn.copy_records_to_table(
+                "audit_records",
+                columns=COLUMNS,
+                records=[
+                    (
+                        r.seq,
+                        r.id,
+                        r.kind,
+                        d.time_us,
+                        r.session_id,
+                        r.subject,
+                        d.body_json,
+                        r.prev_hash,
+                        r.hash,
+                    )
+                    for r, d in zip(records, fresh, strict=True)
+                ],
+            )
+        return BatchResult(records, duplicates)
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *params: Any) -> list[asyncpg.Record]:
+        try:
+            async with self._pool_or_fail().acquire(timeout=self.timeout) as conn:
+                return await conn.fetch(sql, *params)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(_reason(exc)) from None
+
+    async def query(
+        self,
+        kind: str | None = None,
+        session_id: str | None = None,
+        subject: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_seq: int = 0,
+        limit: int | None = None,
+    ) -> list[AuditRecord]:
+        """Records matching every given filter, by seq; since <= time < until."""
+        where: list[str] = ["seq > $1"]
+        params: list[Any] = [after_seq]
+
+        def add(condition: str, value: Any) -> None:
+            params.append(value)
+            where.append(condition.format(f"${len(params)}"))
+
+        for column, value in (("kind", kind), ("session_id", session_id), ("subject", subject)):
+            if value is not None:
+                add(f"{column} = {{}}", value)
+        if since is not None:
+            add("time_us >= {}", to_micros(since))
+        if until is not None:
+            add("time_us < {}", to_micros(until))
+        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY seq"
+        if limit is not None:
+            params.append(limit)
+            sql += f" LIMIT ${len(params)}"
+        return [row_to_record(*r) for r in await self._fetch(sql, *params)]
+
+    async def get(self, id: str) -> AuditRecord | None:
+        rows = await self._fetch(f"{_SELECT} WHERE id = $1", id)
+        return row_to_record(*rows[0]) if rows else None
+
+    async def head(self) -> tuple[int, str]:
+        rows = await self._fetch("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
+        return (rows[0]["seq"], rows[0]["hash"]) if rows else (0, GENESIS_HASH)
+
+    async def verify(self) -> ChainReport:
+        """Recompute every hash and link in seq order, in one REPEATABLE READ snapshot."""
+        verifier = ChainVerifier()
+        try:
+            pool = self._pool_or_fail()
+            async with (
+                pool.acquire(timeout=self.timeout) as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                cursor = await conn.cursor(f"{_SELECT} ORDER BY seq")
+                while rows := await cursor.fetch(_VERIFY_PAGE):
+                    # hashing a page is CPU work: keep it off the event loop
+                    await asyncio.to_thread(_feed, verifier, rows)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(_reason(exc)) from None
+        return verifier.report()
+
+
+def _feed(verifier: ChainVerifier, rows: list[asyncpg.Record]) -> None:
+    for row in rows:
+        verifier.feed(tuple(row))
+
+
+async def _ensure_schema(conn: asyncpg.Connection) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        await conn.execute(SCHEMA)
+
+
+async def grant_least_privilege(dsn: str, role: str) -> None:
+    """Let `role` (an existing role that does not own the table) only SELECT and INSERT.
+
+    Run as the table owner after the store has started once. Equivalent SQL:
+
+        REVOKE ALL ON audit_records FROM pdp_role;
+        GRANT USAGE ON SCHEMA public TO pdp_role;
+        GRANT SELECT, INSERT ON audit_records TO pdp_role;
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        who = await conn.fetchval("SELECT quote_ident($1)", role)
+        schema = await conn.fetchval(
+            "SELECT quote_ident(n.nspname) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.oid = to_regclass('audit_records')"
+        )
+        if schema is None:
+            raise ValueError("audit_records does not exist yet: start the store once first")
+        async with conn.transaction():
+            await conn.execute(f"REVOKE ALL ON {schema}.audit_records FROM {who}")
+            await conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {who}")
+            await conn.execute(f"GRANT SELECT, INSERT ON {schema}.audit_records TO {who}")
+    finally:
+        await conn.close()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

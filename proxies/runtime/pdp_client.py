@@ -1,0 +1,228 @@
+"""The proxies' client of the Policy Decision Point: deadlines, reconnects, fail closed.
+
+Owns every gRPC call a proxy makes. Each call has its own deadline; the channel
+reconnects by itself. When the PDP cannot answer, `decide` returns a deny verdict whose
+reason says so — it never raises into the protocol code and never guesses an allow. A
+watcher polls `ServerInfo` so the decision cache learns of policy changes and of a PDP
+that went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2
+from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+
+from pdp.verdict import ApprovalSpec, MaskRule, Verdict, VerdictKind
+
+log = logging.getLogger("portcullis.pdp_client")
+
+_KINDS = {
+    pdp_pb2.ALLOW: VerdictKind.ALLOW,
+    pdp_pb2.DENY: VerdictKind.DENY,
+    pdp_pb2.MASK: VerdictKind.MASK,
+    pdp_pb2.REQUIRE_APPROVAL: VerdictKind.REQUIRE_APPROVAL,
+}
+
+
+@dataclass(frozen=True)
+class Ruling:
+    """A verdict as a proxy enforces it, with the decision that produced it."""
+
+    verdict: Verdict
+    decision_id: str = ""
+    policy_revision: str = ""
+    cached: bool = False
+
+    @property
+    def kind(self) -> VerdictKind:
+        return self.verdict.kind
+
+
+@dataclass(frozen=True)
+class SessionGrant:
+    session_id: str
+    ruling: Ruling
+    subject: str
+    groups: tuple[str, ...]
+    credential_ref: str
+
+
+class SessionRefused(Exception):
+    """The PDP did not open the session; `reason` is safe to show the client."""
+
+    def __init__(self, reason: str, decision_id: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.decision_id = decision_id
+
+
+def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
+    kind = _KINDS.get(message.verdict)
+    if kind is None:
+        return Ruling(Verdict.deny("the PDP sent no verdict — denied"), message.decision_id)
+    approval = None
+    if message.HasField("approval"):
+        approval = ApprovalSpec(tuple(message.approval.approvers), message.approval.ttl_seconds)
+    verdict = Verdict(
+        kind,
+        tuple(message.reasons),
+        tuple(MaskRule(m.field, m.detector, m.strategy or "redact") for m in message.mask),
+        approval,
+        message.credential_ref,
+        message.cache_ttl_seconds,
+        "shape" if message.cache_key == pdp_pb2.SHAPE else "exact",
+    )
+    return Ruling(verdict, message.decision_id, message.policy_revision)
+
+
+def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(values)
+    return message
+
+
+@dataclass
+class PDPClient:
+    address: str
+    timeout: float = 2.0
+    credentials: grpc.ChannelCredentials | None = None
+    watch_interval: float = 1.0
+    revision: str = ""
+    reachable: bool = True
+    _channel: grpc.aio.Channel | None = field(default=None, repr=False)
+    _stub: pdp_pb2_grpc.DecisionServiceStub | None = field(default=None, repr=False)
+    _watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+    _listeners: list[Any] = field(default_factory=list, repr=False)
+
+    async def start(self) -> None:
+        options = [("grpc.keepalive_time_ms", 10_000), ("grpc.enable_retries", 1),
+                   ("grpc.initial_reconnect_backoff_ms", 100),
+                   ("grpc.max_reconnect_backoff_ms", 1000)]
+        if self.credentials is not None:
+            self._channel = grpc.aio.secure_channel(self.address, self.credentials, options)
+        else:
+            self._channel = grpc.aio.insecure_channel(self.address, options)
+        self._stub = pdp_pb2_grpc.DecisionServiceStub(self._channel)
+        self._watcher = asyncio.create_task(self._watch())
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._channel is not None:
+            await self._channel.close()
+
+    def on_change(self, listener: Any) -> None:
+        """Call listener() when the policy revision changes or the PDP becomes unreachable."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                assert self._stub is not None
+                info = await self._stub.ServerInfo(pdp_pb2.ServerInfoRequest(),
+                                                   timeout=self.timeout)
+            except grpc.aio.AioRpcError:
+                if self.reachable:
+                    log.warning("PDP at %s unreachable; commands are denied", self.address)
+                    self.reachable = False
+                    self._changed()
+            else:
+                if not self.reachable:
+                    log.info("PDP at %s reachable again", self.address)
+                self.reachable = True
+                if info.policy_revision != self.revision:
+                    self.revision = info.policy_revision
+                    self._changed()
+            await asyncio.sleep(self.watch_interval)
+
+    # -- calls ---------------------------------------------------------------------
+
+    async def open_session(self, token: str, connection: pdp_pb2.Connection, client_addr: str,
+                           client: str, attributes: dict[str, Any] | None = None) -> SessionGrant:
+        assert self._stub is not None
+        request = pdp_pb2.OpenSessionRequest(token=token, connection=connection,
+                                             client_addr=client_addr, client=client)
+        if attributes:
+            request.attributes.CopyFrom(to_struct(attributes))
+        try:
+            response = await self._stub.OpenSession(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise SessionRefused(_rpc_reason(exc)) from None
+        ruling = ruling_from_message(response.decision)
+        if not response.session_id or not ruling.verdict.allowed:
+            reasons = "; ".join(ruling.verdict.reasons) or "session not allowed"
+            raise SessionRefused(reasons, ruling.decision_id)
+        return SessionGrant(response.session_id, ruling, response.identity.subject,
+                            tuple(response.identity.groups), ruling.verdict.credential_ref)
+
+    async def decide(self, session_id: str, kind: str, raw: str,
+                     attributes: dict[str, Any] | None = None) -> Ruling:
+        """Never raises: any failure to get an answer is a deny with the reason."""
+        if self._stub is None:
+            return Ruling(Verdict.deny("policy decision point not connected — denied"))
+        command = pdp_pb2.Command(kind=kind, raw=raw)
+        if attributes:
+            command.attributes.CopyFrom(to_struct(attributes))
+        try:
+            response = await self._stub.Decide(
+                pdp_pb2.DecideRequest(session_id=session_id, command=command),
+                timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            return Ruling(Verdict.deny(f"{_rpc_reason(exc)} — denied"))
+        ruling = ruling_from_message(response.decision)
+        if ruling.policy_revision and ruling.policy_revision != self.revision:
+            self.revision = ruling.policy_revision
+            self._changed()
+        return ruling
+
+    async def close_session(self, session_id: str, reason: str, abnormal: bool = False,
+                            summary: dict[str, Any] | None = None) -> None:
+        if self._stub is None:
+            return
+        request = pdp_pb2.CloseSessionRequest(session_id=session_id, reason=reason,
+                                              abnormal=abnormal)
+        if summary:
+            request.summary.CopyFrom(to_struct(summary))
+        try:
+            await self._stub.CloseSession(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("could not close session %s at the PDP: %s", session_id,
+                        _rpc_reason(exc))
+
+    async def record(self, session_id: str, events: list[pdp_pb2.SessionEvent]) -> bool:
+        if self._stub is None:
+            return False
+        try:
+            await self._stub.RecordEvents(
+                pdp_pb2.RecordEventsRequest(session_id=session_id, events=events),
+                timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("session %s: %d events not recorded: %s", session_id, len(events),
+                        _rpc_reason(exc))
+            return False
+        return True
+
+
+def _rpc_reason(exc: grpc.aio.AioRpcError) -> str:
+    code = exc.code()
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return "policy decision point unreachable"
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return exc.details() or "token rejected"
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return "session is no longer open at the policy decision point"
+    return f"policy decision point error ({code.name.lower()})"
+

@@ -1,0 +1,545 @@
+"""The audit store on both backends: round trips, group commit, tamper evidence, failure.
+
+SQLite runs on a file in tmp_path; PostgreSQL on the real server (pg_database fixture).
+Tampering bypasses the append-only triggers the way an attacker with file or superuser
+access would, and `verify()` must name the first bad record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import os
+import socket
+import sqlite3
+import time
+
+import asyncpg
+import pytest
+
+from pdp.config import StoreSettings
+from pdp.store import (
+    GENESIS_HASH,
+    AuditRecord,
+    DuplicateRecordId,
+    StoreUnavailable,
+    open_store,
+)
+from pdp.store.chain import ChainVerifier, verify_rows
+from pdp.store.postgres import grant_least_privilege
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+class Backend:
+    """How a test reaches one backend: settings, and raw SQL that skips the triggers."""
+
+    def __init__(self, settings: StoreSettings) -> None:
+        self.settings = settings
+
+    @property
+    def kind(self) -> str:
+        return self.settings.type
+
+    async def open(self, **kwargs):
+        store = open_store(self.settings, **kwargs)
+        await store.start()
+        return store
+
+    async def tamper(self, *statements: tuple[str, tuple]) -> None:
+        """Run `?`-placeholder statements with the append-only triggers out of the way."""
+        if self.kind == "sqlite":
+            db = sqlite3.connect(self.settings.path, isolation_level=None)
+            try:
+                db.execute("DROP TRIGGER IF EXISTS audit_records_no_update")
+                db.execute("DROP TRIGGER IF EXISTS audit_records_no_delete")
+                for sql, params in statements:
+                    db.execute(sql, params)
+            finally:
+                db.close()
+            return
+        conn = await asyncpg.connect(self.settings.dsn)  # superuser
+        try:
+            async with conn.transaction():
+                await conn.execute("ALTER TABLE audit_records DISABLE TRIGGER ALL")
+                for sql, params in statements:
+                    await conn.execute(_dollar(sql), *params)
+                await conn.execute("ALTER TABLE audit_records ENABLE TRIGGER ALL")
+        finally:
+            await conn.close()
+
+    async def execute(self, sql: str) -> None:
+        """Run SQL through an ordinary connection (triggers in force)."""
+        if self.kind == "sqlite":
+            db = sqlite3.connect(self.settings.path, isolation_level=None)
+            try:
+                db.execute(sql)
+            finally:
+                db.close()
+            return
+        conn = await asyncpg.connect(self.settings.dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+
+def _dollar(sql: str) -> str:
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request, tmp_path) -> Backend:
+    if request.param == "sqlite":
+        return Backend(StoreSettings(type="sqlite", path=tmp_path / "var" / "audit.db"))
+    return Backend(StoreSettings(type="postgres", dsn=request.getfixturevalue("pg_database")))
+
+
+async def fill(store, n: int) -> list[AuditRecord]:
+    return [await store.append("decision", {"n": i}, session_id="s1") for i in range(1, n + 1)]
+
+
+# -- round trips --------------------------------------------------------------------
+
+
+async def test_append_get_query_round_trip(backend):
+    store = await backend.open()
+    try:
+        assert await store.head() == (0, GENESIS_HASH)
+        opened = await store.append(
+            "session.open",
+            {"who": "alice", "groups": ["dba"]},
+            session_id="s1",
+            subject="alice",
+            time=1700000000.123456,
+        )
+        decided = await store.append(
+            "decision",
+            {"verdict": "allow", "reasons": ["ok"], "ünïcode": "✓", "n": 1.5},
+            id="dec-1",
+            session_id="s1",
+            subject="alice",
+            time=1700000001.000001,
+        )
+        other = await store.append(
+            "decision", {"verdict": "deny"}, session_id="s2", subject="bob", time=1700000002.5
+        )
+        closed = await store.append(
+            "session.close", {}, session_id="s1", subject="alice", time=1700000003.0
+        )
+
+        assert [r.seq for r in (opened, decided, other, closed)] == [1, 2, 3, 4]
+        assert opened.prev_hash == GENESIS_HASH and decided.prev_hash == opened.hash
+        assert decided.id == "dec-1" and decided.time == 1700000001.000001
+        assert await store.get("dec-1") == decided
+        assert await store.get(opened.id) == opened
+        assert await store.get("no-such-id") is None
+        assert await store.head() == (4, closed.hash)
+
+        assert await store.query() == [opened, decided, other, closed]
+        assert await store.query(kind="decision") == [decided, other]
+        assert await store.query(session_id="s1") == [opened, decided, closed]
+        assert await store.query(subject="bob") == [other]
+        assert await store.query(kind="decision", subject="alice") == [decided]
+        assert await store.query(since=1700000001.000001, until=1700000003.0) == [decided, other]
+        assert await store.query(after_seq=2) == [other, closed]
+        assert await store.query(after_seq=1, limit=2) == [decided, other]
+        assert await store.query(kind="approval") == []
+        assert (await store.verify()).ok
+    finally:
+        await store.close()
+
+
+async def test_hash_format_is_reproducible_without_portcullis(backend):
+    """An auditor recomputes a hash from the documented recipe alone."""
+    store = await backend.open()
+    try:
+        record = await store.append(
+            "decision",
+            {"b": [1, {"z": None, "a": "é"}], "a": True},
+            session_id="s",
+            subject="u",
+            time=1700000000.25,
+        )
+    finally:
+        await store.close()
+    content = json.dumps(
+        {
+            "seq": 1,
+            "id": record.id,
+            "kind": "decision",
+            "time": 1700000000250000,
+            "session_id": "s",
+            "subject": "u",
+            "body": {"a": True, "b": [1, {"a": "é", "z": None}]},
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    expected = hashlib.sha256(f"{'0' * 64}\n{content}".encode()).hexdigest()
+    assert record.hash == expected
+
+
+async def test_chain_continues_after_reopen(backend):
+    store = await backend.open()
+    first = await fill(store, 3)
+    await store.close()
+    store = await backend.open()
+    try:
+        assert await store.head() == (3, first[-1].hash)
+        nxt = await store.append("decision", {"n": 4})
+        assert nxt.seq == 4 and nxt.prev_hash == first[-1].hash
+        report = await store.verify()
+        assert report.ok and report.records == 4
+    finally:
+        await store.close()
+
+
+async def test_concurrent_appends_make_one_gap_free_chain(backend):
+    store = await backend.open()
+    try:
+        records = await asyncio.gather(
+            *(store.append("decision", {"n": i}, session_id=f"s{i % 7}") for i in range(500))
+        )
+        assert sorted(r.seq for r in records) == list(range(1, 501))
+        stored = await store.query()
+        assert [r.seq for r in stored] == list(range(1, 501))
+        assert sorted(r.body["n"] for r in stored) == list(range(500))
+        assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(stored))
+        report = await store.verify()
+        assert report.ok and report.records == 500
+    finally:
+        await store.close()
+
+
+async def test_close_commits_everything_already_queued(backend):
+    store = await backend.open()
+    pending = [asyncio.ensure_future(store.append("decision", {"n": i})) for i in range(50)]
+    await asyncio.sleep(0)
+    await store.close()
+    assert len({(await p).seq for p in pending}) == 50
+    with pytest.raises(StoreUnavailable):
+        await store.append("decision", {})
+    store = await backend.open()
+    try:
+        assert (await store.head())[0] == 50
+    finally:
+        await store.close()
+
+
+async def test_duplicate_id_fails_alone(backend):
+    store = await backend.open()
+    try:
+        await store.append("approval", {}, id="appr-1")
+        results = await asyncio.gather(
+            store.append("decision", {"n": 1}),
+            store.append("approval", {"again": True}, id="appr-1"),
+            store.append("decision", {"n": 2}, id="dec-x"),
+            store.append("decision", {"n": 3}, id="dec-x"),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], AuditRecord) and isinstance(results[2], AuditRecord)
+        assert isinstance(results[1], DuplicateRecordId)
+        assert isinstance(results[3], DuplicateRecordId)
+        assert (await store.get("appr-1")).body == {}
+        report = await store.verify()
+        assert report.ok and report.records == 3
+    finally:
+        await store.close()
+
+
+async def test_bodies_that_cannot_be_hashed_are_refused(backend):
+    store = await backend.open()
+    try:
+        with pytest.raises(TypeError):
+            await store.append("decision", {"s": {1, 2}})
+        with pytest.raises(ValueError):
+            await store.append("decision", {"x": float("nan")})
+        with pytest.raises(ValueError):
+            await store.append("", {})
+        assert await store.head() == (0, GENESIS_HASH)
+    finally:
+        await store.close()
+
+
+# -- tamper evidence ----------------------------------------------------------------
+
+SWAP = (
+    "UPDATE audit_records SET id = ?, kind = ?, time_us = ?, session_id = ?, subject = ?,"
+    " body = ?, prev_hash = ?, hash = ? WHERE seq = ?"
+)
+
+
+def _swap(a: AuditRecord, b: AuditRecord) -> list[tuple[str, tuple]]:
+    def columns(r: AuditRecord, id: str) -> tuple:
+        body = json.dumps(r.body, sort_keys=True, separators=(",", ":"))
+        return (id, r.kind, round(r.time * 1e6), r.session_id, r.subject, body, r.prev_hash, r.hash)
+
+    return [
+        ("UPDATE audit_records SET id = ? WHERE seq = ?", ("swap-tmp", a.seq)),
+        (SWAP, (*columns(a, a.id), b.seq)),
+        (SWAP, (*columns(b, b.id), a.seq)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "first_bad"),
+    [
+        ("change_body", 4),
+        ("change_body_and_rehash", 5),
+        ("change_time", 2),
+        ("delete", 6),
+        ("swap", 3),
+    ],
+)
+async def test_verify_names_the_first_bad_record(backend, tamper, first_bad):
+    store = await backend.open()
+    try:
+        records = await fill(store, 10)
+        assert (await store.verify()).ok
+        if tamper == "change_body":
+            statements = [("UPDATE audit_records SET body = ? WHERE seq = ?", ('{"n":40}', 4))]
+        elif tamper == "change_body_and_rehash":
+            # the attacker fixes record 4's own hash; record 5 still links to the old one
+            r = records[3]
+            from pdp.store.chain import record_hash
+
+            forged = record_hash(
+                r.prev_hash,
+                4,
+                r.id,
+                r.kind,
+                round(r.time * 1e6),
+                r.session_id,
+                r.subject,
+                {"n": 40},
+            )
+            statements = [
+                (
+                    "UPDATE audit_records SET body = ?, hash = ? WHERE seq = ?",
+                    ('{"n":40}', forged, 4),
+                )
+            ]
+        elif tamper == "change_time":
+            statements = [("UPDATE audit_records SET time_us = time_us - 1 WHERE seq = ?", (2,))]
+        elif tamper == "delete":
+            statements = [("DELETE FROM audit_records WHERE seq = ?", (6,))]
+        else:
+            statements = _swap(records[2], records[6])
+        await backend.tamper(*statements)
+
+        report = await store.verify()
+        assert not report.ok
+        assert report.first_bad_seq == first_bad, report.problem
+        assert str(first_bad) in report.problem
+        assert report.records == (9 if tamper == "delete" else 10)
+    finally:
+        await store.close()
+
+
+def test_verifier_reports_a_missing_first_record_and_order():
+    assert verify_rows([]).ok
+    verifier = ChainVerifier()
+    verifier.feed((2, "x", "decision", 0, "", "", "{}", GENESIS_HASH, "0" * 64))
+    report = verifier.report()
+    assert report.first_bad_seq == 1 and "missing" in report.problem
+
+
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit_records SET body = '{}'", "DELETE FROM audit_records"]
+)
+async def test_triggers_refuse_update_and_delete(backend, statement):
+    store = await backend.open()
+    try:
+        await fill(store, 3)
+        with pytest.raises((sqlite3.DatabaseError, asyncpg.PostgresError), match="append-only"):
+            await backend.execute(statement)
+        assert (await store.verify()).ok
+        assert (await store.head())[0] == 3
+    finally:
+        await store.close()
+
+
+async def test_postgres_refuses_truncate(pg_database):
+    backend = Backend(StoreSettings(type="postgres", dsn=pg_database))
+    store = await backend.open()
+    try:
+        await fill(store, 2)
+        with pytest.raises(asyncpg.PostgresError, match="append-only"):
+            await backend.execute("TRUNCATE audit_records")
+        assert (await store.head())[0] == 2
+    finally:
+        await store.close()
+
+
+# -- failure and recovery -----------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_unwritable_sqlite_path_is_unavailable(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    store = open_store(StoreSettings(type="sqlite", path=tmp_path / "file" / "audit.db"))
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.start()
+    assert time.monotonic() - started < 3
+    with pytest.raises(StoreUnavailable):
+        await store.append("decision", {})
+
+
+async def test_unreachable_postgres_is_unavailable():
+    dsn = f"postgresql://postgres@127.0.0.1:{_closed_port()}/postgres"
+    store = open_store(StoreSettings(type="postgres", dsn=dsn))
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.start()
+    assert time.monotonic() - started < 3
+    with pytest.raises(StoreUnavailable):
+        await store.append("decision", {})
+
+
+async def test_sqlite_file_gone_then_back(tmp_path):
+    path = tmp_path / "var" / "audit.db"
+    store = open_store(StoreSettings(type="sqlite", path=path))
+    await store.start()
+    try:
+        before = await fill(store, 3)
+        aside = tmp_path / "aside.db"
+        os.rename(path, aside)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="missing"):
+            await store.append("decision", {"lost": True})
+        assert time.monotonic() - started < 3
+        assert not path.exists(), "the store must never start a new chain behind our back"
+        os.rename(aside, path)
+        after = await store.append("decision", {"n": 4})
+        assert after.seq == 4 and after.prev_hash == before[-1].hash
+        assert (await store.verify()).ok
+    finally:
+        await store.close()
+
+
+async def test_sqlite_directory_removed(tmp_path):
+    path = tmp_path / "var" / "audit.db"
+    store = open_store(StoreSettings(type="sqlite", path=path))
+    await store.start()
+    try:
+        await fill(store, 2)
+        for f in path.parent.iterdir():
+            f.unlink()
+        path.parent.rmdir()
+        with pytest.raises(StoreUnavailable):
+            await store.append("decision", {})
+        with pytest.raises(StoreUnavailable):
+            await store.query()
+        assert not path.parent.exists()
+    finally:
+        await store.close()
+
+
+async def test_postgres_down_then_back(pg_database):
+    store = open_store(StoreSettings(type="postgres", dsn=pg_database))
+    await store.start()
+    dbname = pg_database.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        before = await fill(store, 3)
+        await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbname
+        )
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await store.append("decision", {"lost": True})
+        assert time.monotonic() - started < 3
+        await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        after = await store.append("decision", {"n": 4})
+        assert after.seq == 4 and after.prev_hash == before[-1].hash
+        report = await store.verify()
+        assert report.ok and report.records == 4
+    finally:
+        await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        await store.close()
+
+
+# -- PostgreSQL: replicas and privileges --------------------------------------------
+
+
+async def test_two_postgres_stores_share_one_chain(pg_database):
+    settings = StoreSettings(type="postgres", dsn=pg_database)
+    a, b = open_store(settings), open_store(settings)
+    await asyncio.gather(a.start(), b.start())  # concurrent schema creation too
+    try:
+        results = await asyncio.gather(
+            *(a.append("decision", {"from": "a", "n": i}) for i in range(300)),
+            *(b.append("decision", {"from": "b", "n": i}) for i in range(300)),
+        )
+        assert sorted(r.seq for r in results) == list(range(1, 601))
+        report = await a.verify()
+        assert report.ok and report.records == 600
+        assert await a.head() == await b.head()
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_least_privileged_role_can_append_but_not_rewrite(pg_database):
+    owner = open_store(StoreSettings(type="postgres", dsn=pg_database))
+    await owner.start()
+    await fill(owner, 2)
+    await owner.close()
+    role = "portcullis_t_pdp_" + os.urandom(4).hex()
+    admin = await asyncpg.connect(pg_database)
+    await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        await grant_least_privilege(pg_database, role)
+        role_dsn = pg_database.replace("postgres@", f"{role}@", 1)
+        store = open_store(StoreSettings(type="postgres", dsn=role_dsn))
+        await store.start()
+        try:
+            record = await store.append("decision", {"n": 3})
+            assert record.seq == 3
+            assert (await store.verify()).ok
+        finally:
+            await store.close()
+        conn = await asyncpg.connect(role_dsn)
+        try:
+            for sql in (
+                "UPDATE audit_records SET body = '{}'",
+                "DELETE FROM audit_records",
+                "ALTER TABLE audit_records DISABLE TRIGGER ALL",
+            ):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await conn.execute(sql)
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP OWNED BY "{role}"')
+        await admin.execute(f'DROP ROLE "{role}"')
+        await admin.close()
+
+
+async def test_sqlite_schema_has_the_documented_indexes(tmp_path):
+    path = tmp_path / "audit.db"
+    store = open_store(StoreSettings(type="sqlite", path=path))
+    await store.start()
+    await store.close()
+    db = sqlite3.connect(path)
+    names = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+    db.close()
+    assert {
+        "audit_records_kind_time",
+        "audit_records_session",
+        "audit_records_subject",
+        "audit_records_no_update",
+        "audit_records_no_delete",
+    } <= names
