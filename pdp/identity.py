@@ -368,7 +368,7 @@ class _KeyCache:
             path = Path(self._settings.jwks_file)
             try:
                 return json.loads(await asyncio.to_thread(path.read_bytes))
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, RecursionError) as exc:
                 raise _FetchError(f"{path}: {exc}") from None
         if not self._jwks_uri:
             self._jwks_uri = await self._discover()
@@ -397,14 +397,16 @@ class _KeyCache:
             ) as resp:
                 if resp.status != 200:
                     raise _FetchError(f"GET {url} answered HTTP {resp.status}")
-                body = await resp.content.read(MAX_DOCUMENT_BYTES + 1)
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > MAX_DOCUMENT_BYTES:
+                        raise _FetchError(f"GET {url}: larger than {MAX_DOCUMENT_BYTES} bytes")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise _FetchError(f"GET {url} failed: {type(exc).__name__} {exc}") from None
-        if len(body) > MAX_DOCUMENT_BYTES:
-            raise _FetchError(f"GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes")
         try:
             doc = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _FetchError(f"GET {url}: not JSON") from None
         if not isinstance(doc, dict):
             raise _FetchError(f"GET {url}: not a JSON object")
@@ -526,6 +528,8 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             reason = next((r for t, r in _PYJWT_REASONS if isinstance(exc, t)), "invalid token")
             raise TokenRejected(reason, str(exc)) from None
+        except (RecursionError, ValueError, TypeError) as exc:  # hostile JSON nesting or types
+            raise TokenRejected("malformed token", type(exc).__name__) from None
         return self._identity(claims, issuer)
 
     def _identity(self, claims: dict[str, Any], issuer: str) -> Identity:
@@ -551,7 +555,7 @@ def _read_header(token: Any) -> dict[str, Any]:
         raise TokenRejected("malformed token")
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, RecursionError, ValueError, TypeError):
         raise TokenRejected("malformed token") from None
     alg = header.get("alg")
     if not isinstance(alg, str) or not alg:

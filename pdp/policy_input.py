@@ -6,6 +6,7 @@ text (pglast, via pdp.statements) instead of trusting a proxy's description of i
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -26,6 +27,21 @@ COMMAND_KINDS = frozenset(
 )
 
 
+CACHED_SQL_LENGTH = 4096
+
+
+@functools.lru_cache(maxsize=8192)
+def _classified(raw: str) -> list[dict[str, Any]]:
+    return classify(raw)
+
+
+def classified(raw: str) -> list[dict[str, Any]]:
+    """classify() with memory for short texts: agents and pools repeat the same statements.
+
+    The list may be shared between callers, who must treat it as read-only."""
+    return _classified(raw) if len(raw) <= CACHED_SQL_LENGTH else classify(raw)
+
+
 def command_input(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """input.command for one command; protocol attributes go under their protocol's key."""
     command: dict[str, Any] = {"kind": kind, "raw": raw}
@@ -44,7 +60,7 @@ def command_input(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, 
                 }
             ]
         else:
-            details["statements"] = classify(raw)
+            details["statements"] = classified(raw)
         details.setdefault("protocol", "simple")
         command["postgres"] = details
     elif protocol in ("http", "ssh") and attributes:

@@ -44,6 +44,7 @@ class OIDCIssuer:
         self.audience = audience
         self.groups_claim = groups_claim
         self.requests: collections.Counter[str] = collections.Counter()
+        self.jwks_status = 200  # set to e.g. 500 to make the JWKS endpoint fail
         self._keys: dict[str, Any] = {}  # kid -> private key
         self._published: list[str] = []
         self._current: dict[str, str] = {}  # "RSA"/"EC" -> kid used by default
@@ -95,6 +96,8 @@ class OIDCIssuer:
 
     async def _jwks(self, request: web.Request) -> web.Response:
         self.requests[request.path] += 1
+        if self.jwks_status != 200:
+            return web.Response(status=self.jwks_status, text="unavailable")
         return web.json_response(self.jwks())
 
     # -- keys ----------------------------------------------------------------------

@@ -335,6 +335,17 @@ async def test_jwks_unreachable_after_discovery_fails_closed(idp, make_verifier)
     assert reason == "cannot fetch keys from the identity provider"
 
 
+async def test_jwks_error_fails_closed_then_recovers(idp, make_verifier):
+    verifier = make_verifier(idp.settings(), refetch_interval=0)
+    idp.jwks_status = 500
+    with pytest.raises(TokenRejected) as info:
+        await verifier.verify(idp.token())
+    assert info.value.reason == "cannot fetch keys from the identity provider"
+    assert "HTTP 500" in info.value.detail
+    idp.jwks_status = 200
+    assert (await verifier.verify(idp.token())).subject == "alice@example.com"
+
+
 async def test_stale_keys_survive_a_failed_refresh(idp, make_verifier):
     verifier = make_verifier(idp.settings(), refetch_interval=0)
     await verifier.verify(idp.token())
@@ -378,6 +389,24 @@ async def test_truncated_tokens(idp, make_verifier):
     for cut in (10, len(token) // 2, token.rindex(".") + 5, len(token) - 3):
         reason = await rejected(verifier, token[:cut])
         assert reason in ("malformed token", "bad signature")
+
+
+async def test_deeply_nested_json_is_malformed_not_a_crash(idp, make_verifier):
+    verifier = make_verifier(idp.settings())
+    nested = "[" * 5000 + "]" * 5000
+    header = base64.urlsafe_b64encode(b'{"alg":"RS256","x":' + nested.encode() + b"}")
+    token = f"{header.rstrip(b'=').decode()}.e30.c2ln"
+    assert await rejected(verifier, token) == "malformed token"
+    # Deep nesting in the payload of a correctly signed token.
+    claims = json.dumps(idp.claims())[:-1] + ', "deep": ' + nested + "}"
+    signed = jwt.api_jws.encode(
+        claims.encode(),
+        idp.private_key(idp.rsa_kid),
+        algorithm="RS256",
+        headers={"kid": idp.rsa_kid},
+    )
+    assert len(signed) <= MAX_TOKEN_BYTES
+    assert await rejected(verifier, signed) == "malformed token"
 
 
 async def test_huge_token_rejected_without_parsing(idp, make_verifier):

@@ -25,7 +25,7 @@ approved if {
 	input.approval.approver != input.identity.subject
 }
 
-allow contains sprintf("approved by %s (approval %s)", [input.approval.approver, input.approval.id]) if {
+allow contains sprintf("approved by %s (approval %s)", [input.approval.approver, object.get(input.approval, "id", "?")]) if {
 	approved
 	count(needs_approval) > 0
 }
@@ -36,22 +36,24 @@ verdict := "deny" if {
 	count(needs_approval) > 0
 	not approved
 } else := "mask" if {
+	count(allow) > 0
 	count(mask_rules) > 0
-} else := "allow"
+} else := "allow" if {
+	count(allow) > 0
+} else := "deny"
 
-reasons := sort([r | some r in deny]) if {
+# Sets leave the engine as sorted JSON arrays, so they are the answer's lists as they are.
+reasons := deny if {
+	count(deny) > 0
+} else := {"no rule allows this command"} if {
 	verdict == "deny"
-} else := sort([r | some r in needs_approval]) if {
+} else := needs_approval if {
 	verdict == "require_approval"
-} else := sort([r | some r in allow])
+} else := allow
 
-# Named fields first, then value detectors, each in a stable order.
-mask := [] if {
+mask := set() if {
 	verdict == "deny"
-} else := array.concat(
-	sort([m | some m in mask_rules; m.field]),
-	sort([m | some m in mask_rules; not m.field]),
-)
+} else := mask_rules
 
 approval_part := {"approval": {
 	"approvers": [sprintf("group:%s", [g]) | some g in data.portcullis.approval.groups],
@@ -83,7 +85,7 @@ decision := object.union_n([
 cacheable_by_shape if {
 	input.command.kind == "postgres.query"
 	not input.approval
-	every s in pg_statements {
+	every s in input.command.postgres.statements {
 		s.type != "unparseable"
 	}
 }

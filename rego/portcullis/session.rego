@@ -2,27 +2,30 @@
 # every later command (a session outliving a group change must not keep its access).
 package portcullis
 
-command_kind := object.get(input, ["command", "kind"], "unknown command")
+# Defaults, not object.get: they must hold even when there is no input document at all.
+default command_kind := "unknown command"
 
-identity_groups := {g | some g in object.get(input, ["identity", "groups"], [])}
+command_kind := input.command.kind
 
-connection_name := object.get(input, ["connection", "name"], "")
+default connection_name := ""
+
+connection_name := input.connection.name
 
 connection := data.portcullis.connections[connection_name]
 
 connection_member if {
 	some g in connection.groups
-	g in identity_groups
+	g in input.identity.groups
 }
 
 privileged if {
 	some g in data.portcullis.privileged_groups
-	g in identity_groups
+	g in input.identity.groups
 }
 
 pii_reader if {
 	some g in data.portcullis.pii_reader_groups
-	g in identity_groups
+	g in input.identity.groups
 }
 
 # The connection type each command kind belongs to.
@@ -45,7 +48,7 @@ deny contains sprintf("%s is not in a group allowed on %s", [subject, connection
 }
 
 deny contains sprintf("%s is not a command of a %s connection", [command_kind, connection.type]) if {
-	expected := kind_types[command_kind]
+	expected := kind_types[input.command.kind]
 	expected != connection.type
 }
 
@@ -56,4 +59,6 @@ allow contains sprintf("%s may open a session to %s", [subject, connection_name]
 
 session_credential_ref := connection.credential_ref if input.command.kind == "session.open"
 
-subject := object.get(input, ["identity", "subject"], "anonymous")
+default subject := "anonymous"
+
+subject := input.identity.subject

@@ -38,12 +38,12 @@ needs_approval contains sprintf("%q needs approval", [pattern]) if {
 	ssh_matches(pattern)
 }
 
-allow contains sprintf("%s may use %s", [subject, ssh_interactive_kinds[command_kind]]) if {
+allow contains sprintf("%s may use %s", [subject, ssh_interactive_kinds[input.command.kind]]) if {
 	privileged
 }
 
 deny contains sprintf("%s are reserved to %s", [what, concat(", ", data.portcullis.privileged_groups)]) if {
-	what := ssh_interactive_kinds[command_kind]
+	what := ssh_interactive_kinds[input.command.kind]
 	not privileged
 }
 

@@ -1,0 +1,206 @@
+"""Sans-IO client side of PostgreSQL password authentication: SCRAM-SHA-256 and MD5.
+
+Owns the computations a proxy needs to log in to an upstream server with a credential it
+holds (RFC 5802 SCRAM, RFC 7677 SCRAM-SHA-256, as PostgreSQL uses them in its "SASL
+Authentication" section; MD5 as in AuthenticationMD5Password). It produces and checks the
+SASL payloads only; wrapping them in SASLInitialResponse / SASLResponse frames and any IO
+belong to the caller.
+
+No channel binding: the GS2 header is "n,," (the client does not support it), which is
+what libpq sends when it is not using TLS channel binding.
+
+SASLprep: the password is prepared the way PostgreSQL's own ``pg_saslprep`` does it
+(RFC 4013 via Python's ``stringprep`` tables): ASCII passes unchanged; otherwise non-ASCII
+spaces become U+0020, "commonly mapped to nothing" characters are dropped, the result is
+NFKC-normalized; if the mapped string is empty, holds a prohibited or unassigned code point,
+or breaks the bidi rule, or the password is not valid UTF-8, the raw bytes are used as they
+are — exactly as the server does when it stores the verifier. NFKC uses Python's Unicode
+tables rather than the server's; the two differ only on code points unassigned in Unicode
+3.2, which are prohibited and so take the raw-bytes path on both sides.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import stringprep
+import unicodedata
+
+MECHANISM = "SCRAM-SHA-256"
+GS2_HEADER = b"n,,"
+DEFAULT_MAX_ITERATIONS = 1_000_000  # the server picks the count; bound the work it can ask
+
+
+class ScramError(ValueError):
+    """The server's SCRAM messages are malformed, or it failed to prove the password."""
+
+
+def md5_password(user: str | bytes, password: str | bytes, salt: bytes) -> bytes:
+    """The AuthenticationMD5Password answer: b"md5" + hex(md5(hex(md5(password + user)) + salt)).
+
+    Send it in a PasswordMessage (``PasswordMessage.from_password``)."""
+    if len(salt) != 4:
+        raise ValueError("the MD5 salt is exactly 4 bytes")
+    user_b = user.encode() if isinstance(user, str) else user
+    password_b = password.encode() if isinstance(password, str) else password
+    inner = hashlib.md5(password_b + user_b, usedforsecurity=False).hexdigest().encode()
+    return b"md5" + hashlib.md5(inner + salt, usedforsecurity=False).hexdigest().encode()
+
+
+def saslprep(password: str | bytes) -> bytes:
+    """The password bytes SCRAM hashes, prepared as PostgreSQL's pg_saslprep prepares them."""
+    raw = password.encode("utf-8") if isinstance(password, str) else bytes(password)
+    if raw.isascii():
+        return raw
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+    mapped = "".join(
+        " " if stringprep.in_table_c12(c) else c for c in text if not stringprep.in_table_b1(c)
+    )
+    # The server checks prohibited characters and bidi on the mapped, not yet normalized,
+    # string; doing the same keeps our bytes identical to what it hashed.
+    if not mapped or any(_prohibited(c) for c in mapped) or not _bidi_ok(mapped):
+        return raw
+    return unicodedata.normalize("NFKC", mapped).encode("utf-8")
+
+
+def _prohibited(c: str) -> bool:
+    return (
+        stringprep.in_table_c12(c)
+        or stringprep.in_table_c21_c22(c)
+        or stringprep.in_table_c3(c)
+        or stringprep.in_table_c4(c)
+        or stringprep.in_table_c5(c)
+        or stringprep.in_table_c6(c)
+        or stringprep.in_table_c7(c)
+        or stringprep.in_table_c8(c)
+        or stringprep.in_table_c9(c)
+        or stringprep.in_table_a1(c)
+    )
+
+
+def _bidi_ok(text: str) -> bool:
+    if not any(stringprep.in_table_d1(c) for c in text):
+        return True
+    if any(stringprep.in_table_d2(c) for c in text):
+        return False
+    return stringprep.in_table_d1(text[0]) and stringprep.in_table_d1(text[-1])
+
+
+def _hmac(key: bytes, msg: bytes) -> bytes:
+    return hmac.digest(key, msg, "sha256")
+
+
+def _attributes(message: bytes, what: str) -> dict[str, str]:
+    """Split "a=1,b=2" into {"a": "1", "b": "2"}; SCRAM attribute names are one letter."""
+    try:
+        text = message.decode("ascii")
+    except UnicodeDecodeError:
+        raise ScramError(f"{what} is not ASCII") from None
+    attrs: dict[str, str] = {}
+    for part in text.split(","):
+        if len(part) < 2 or part[1] != "=" or not part[0].isalpha():
+            raise ScramError(f"{what}: malformed attribute {part!r}")
+        if part[0] in attrs:
+            raise ScramError(f"{what}: attribute {part[0]!r} appears twice")
+        attrs[part[0]] = part[2:]
+    return attrs
+
+
+def _b64decode(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise ScramError(f"{what} is not valid base64") from None
+
+
+class ScramClient:
+    """One SCRAM-SHA-256 exchange as the client (RFC 5802 section 3, RFC 7677).
+
+    Use: ``first_message()`` → SASLInitialResponse("SCRAM-SHA-256", it);
+    ``final_message(AuthenticationSASLContinue.data)`` → SASLResponse(it);
+    ``verify_server_final(AuthenticationSASLFinal.data)`` — raises ScramError unless the
+    server proved it knows the password too. Then wait for AuthenticationOk.
+
+    PostgreSQL ignores the SCRAM user name (the startup ``user`` counts); it is sent
+    escaped for other servers' sake. ``nonce`` is for test vectors only.
+    """
+
+    def __init__(
+        self,
+        username: str,
+        password: str | bytes,
+        *,
+        nonce: str | None = None,
+        max_iterations: int = DEFAULT_MAX_ITERATIONS,
+    ) -> None:
+        self._password = saslprep(password)
+        if nonce is None:
+            nonce = base64.b64encode(secrets.token_bytes(18)).decode("ascii")
+        if not nonce.isascii() or not nonce.isprintable() or not nonce or "," in nonce:
+            raise ValueError("a SCRAM nonce is printable ASCII without commas")
+        self._nonce = nonce
+        name = username.replace("=", "=3D").replace(",", "=2C")
+        self._client_first_bare = f"n={name},r={self._nonce}".encode()
+        self._max_iterations = max_iterations
+        self._expected_server_signature: bytes | None = None
+        self.completed = False
+
+    def first_message(self) -> bytes:
+        """client-first-message: GS2 header + "n=<user>,r=<client nonce>"."""
+        return GS2_HEADER + self._client_first_bare
+
+    def final_message(self, server_first: bytes) -> bytes:
+        """client-final-message (with the proof) for the server-first-message received."""
+        if self._expected_server_signature is not None:
+            raise ScramError("final_message() already called for this exchange")
+        attrs = _attributes(server_first, "server-first-message")
+        if "m" in attrs:
+            raise ScramError("server requires an unsupported SCRAM extension")
+        missing = {"r", "s", "i"} - attrs.keys()
+        if missing:
+            raise ScramError(f"server-first-message lacks {', '.join(sorted(missing))}")
+        nonce = attrs["r"]
+        if not nonce.startswith(self._nonce) or len(nonce) == len(self._nonce):
+            raise ScramError("server nonce does not extend the client nonce")
+        salt = _b64decode(attrs["s"], "salt")
+        if not salt:
+            raise ScramError("empty salt")
+        if not attrs["i"].isdigit():
+            raise ScramError(f"iteration count {attrs['i']!r} is not a number")
+        iterations = int(attrs["i"])
+        if not 1 <= iterations <= self._max_iterations:
+            raise ScramError(f"iteration count {iterations} is outside 1..{self._max_iterations}")
+
+        salted = hashlib.pbkdf2_hmac("sha256", self._password, salt, iterations)
+        client_key = _hmac(salted, b"Client Key")
+        stored_key = hashlib.sha256(client_key).digest()
+        channel_binding = base64.b64encode(GS2_HEADER).decode()  # "biws"
+        without_proof = f"c={channel_binding},r={nonce}".encode()
+        auth_message = self._client_first_bare + b"," + server_first + b"," + without_proof
+        signature = _hmac(stored_key, auth_message)
+        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+        server_key = _hmac(salted, b"Server Key")
+        self._expected_server_signature = _hmac(server_key, auth_message)
+        return without_proof + b",p=" + base64.b64encode(proof)
+
+    def verify_server_final(self, server_final: bytes) -> None:
+        """Check the server-final-message; raise ScramError on an error or a bad signature."""
+        if self._expected_server_signature is None:
+            raise ScramError("verify_server_final() before final_message()")
+        attrs = _attributes(server_final, "server-final-message")
+        if "e" in attrs:
+            raise ScramError(f"server rejected the authentication: {attrs['e']}")
+        if "v" not in attrs:
+            raise ScramError("server-final-message lacks the server signature")
+        signature = _b64decode(attrs["v"], "server signature")
+        if not hmac.compare_digest(signature, self._expected_server_signature):
+            raise ScramError(
+                "server signature does not match: the server does not know the "
+                "password (or the exchange was tampered with)"
+            )
+        self.completed = True

@@ -1,0 +1,93 @@
+"""Upstream credentials per session: the provider interface and the static provider.
+
+Owns which secret a session gets and when it is let go. A provider returns a
+CredentialLease held only in proxy memory; `release` ends it (revokes a dynamic secret).
+The policy may pick another reference only among the connection's
+`credentials.allowed_refs`. The Vault provider plugs in through the same interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pdp.config import ConnectionSettings
+
+
+class CredentialUnavailable(Exception):
+    """No credential could be had; the reason is safe to show the client (no secret in it)."""
+
+
+@dataclass(frozen=True)
+class CredentialLease:
+    ref: str
+    username: str = ""
+    password: str = field(default="", repr=False)
+    header: str = ""
+    value: str = field(default="", repr=False)
+    private_key: str = field(default="", repr=False)
+    lease_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def secrets(self) -> list[str]:
+        """Every secret string of the lease, for the never-exposed scanner."""
+        return [s for s in (self.password, self.value, self.private_key) if s]
+
+
+class CredentialProvider(Protocol):
+    async def acquire(self, ref: str, session_id: str) -> CredentialLease: ...
+
+    async def release(self, lease: CredentialLease) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class StaticProvider:
+    """The credential written in the configuration (the embedded default)."""
+
+    def __init__(self, connection: ConnectionSettings) -> None:
+        spec = connection.credentials
+        self.ref = f"static:{connection.name}"
+        key_file = spec.get("private_key_file")
+        self._lease = CredentialLease(
+            ref=self.ref,
+            username=str(spec.get("username", "")),
+            password=str(spec.get("password", "")),
+            header=str(spec.get("header", "")),
+            value=str(spec.get("value", "")),
+            private_key=str(key_file or ""),
+        )
+
+    async def acquire(self, ref: str, session_id: str) -> CredentialLease:
+        return self._lease
+
+    async def release(self, lease: CredentialLease) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def default_ref(connection: ConnectionSettings) -> str:
+    spec = connection.credentials
+    return str(spec.get("ref") or f"{spec.get('provider', 'static')}:{connection.name}")
+
+
+def choose_ref(connection: ConnectionSettings, policy_ref: str) -> str:
+    """The reference a session uses: the configured one, or the policy's pick if allowed."""
+    configured = default_ref(connection)
+    if not policy_ref or policy_ref == configured:
+        return configured
+    allowed = connection.credentials.get("allowed_refs") or []
+    if policy_ref not in allowed:
+        raise CredentialUnavailable(
+            f"policy chose credential {policy_ref!r}, which connection {connection.name!r} "
+            "does not list under credentials.allowed_refs")
+    return policy_ref
+
+
+def provider_for(connection: ConnectionSettings) -> CredentialProvider:
+    kind = connection.credentials.get("provider")
+    if kind == "static":
+        return StaticProvider(connection)
+    raise CredentialUnavailable(f"credential provider {kind!r} is not available in this build")

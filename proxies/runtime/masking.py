@@ -1,0 +1,537 @@
+"""Response masking: value detectors and the redact / hash / partial strategies.
+
+Owns what a `mask` verdict means once the PDP has answered it (DESIGN.md, data flow step
+4): which column or JSON field a MaskRule names, which substrings a detector finds, and
+what a masked value looks like. Every proxy masks through a Masker (Postgres DataRow
+columns, HTTP JSON bodies, SSH output); none implements masking of its own.
+
+No IO here. The original value never goes into a count key, an exception or a repr:
+counts are logged and audited, so they name rules and detectors only.
+
+Output formats (fixed; audit readers and tests rely on them):
+
+- redact: a field becomes ``[REDACTED]`` (its name is already visible beside it); a
+  detector match becomes ``[REDACTED:<detector>]`` so a reader knows what was removed.
+- hash: ``sha256:`` + the first 16 hex digits of HMAC-SHA256(per-proxy key, value).
+  Equal values stay joinable within one deployment; the key stops dictionary attacks on
+  small value spaces such as SSNs, which is why a key of at least 16 bytes is required.
+- partial: cards, SSNs and tokens keep their last 4 characters (card and SSN separators
+  stay in place: ``****-****-****-1111``, ``***-**-6789``), emails keep their first
+  character and domain (``a***@example.com``), anything else keeps its last 2
+  (``****42``). A value too short to hide at least as much as it shows is hidden
+  completely, and a JSON object or array under a partial field rule is redacted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pdp.verdict import MASK_STRATEGIES, MaskRule
+
+REDACTED = "[REDACTED]"
+HASH_PREFIX = "sha256:"
+HASH_HEX_DIGITS = 16
+MIN_HASH_KEY_BYTES = 16
+# when two rules name the same target, the one that reveals least wins
+_STRICTNESS = {"partial": 0, "hash": 1, "redact": 2}
+
+Span = tuple[int, int]
+
+
+class MaskingError(ValueError):
+    """The mask rules cannot be enforced as given; the proxy must fail closed."""
+
+
+# ---------------------------------------------------------------- detectors
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A named value pattern. `precheck` is a cheap test that must be true for any text
+    `find` could match, so text without a candidate costs a few C-level calls."""
+
+    name: str
+    precheck: Callable[[str], bool]
+    find: Callable[[str], Iterator[Span]]
+
+
+def _digit_count(text: str) -> int:
+    return sum(map(text.count, "0123456789"))
+
+
+# Local part anchored at the start of its run (lookbehind) so a long run of word
+# characters is scanned once, not once per start position.
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{1,64}"
+    r"@(?:[A-Za-z0-9\-]{1,63}\.){1,8}[A-Za-z]{2,63}"
+)
+
+
+def _email_spans(text: str) -> Iterator[Span]:
+    for m in _EMAIL.finditer(text):
+        yield m.span()
+
+
+# A run of ASCII digit groups separated by single spaces or dashes; card numbers are
+# looked for inside it (see _card_spans).
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ \-][0-9]+)*")
+_DIGIT_GROUP = re.compile(r"[0-9]+")
+_CARD_MIN, _CARD_MAX = 13, 19
+# necessary for any card: 13 digits with at most one separator between neighbours
+_CARD_HINT = re.compile(r"[0-9](?:[ \-]?[0-9]){12}")
+
+
+def luhn_valid(digits: str) -> bool:
+    """The ISO/IEC 7812 check digit test; `digits` holds ASCII digits only."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def _card_window_ok(groups: list[str]) -> bool:
+    digits = "".join(groups)
+    if not _CARD_MIN <= len(digits) <= _CARD_MAX or len(set(digits)) == 1:
+        return False
+    # printed cards group their digits 4-4-4-4, 4-6-5, 4-6-4, 4-4-4-4-3: groups shorter
+    # than 3 are dates, phone numbers, versions — not a card
+    if len(groups) > 1 and not all(3 <= len(g) <= 6 for g in groups):
+        return False
+    return luhn_valid(digits)
+
+
+def _card_spans(text: str) -> Iterator[Span]:
+    for run in _DIGIT_RUN.finditer(text):
+        groups = [m.span() for m in _DIGIT_GROUP.finditer(text, run.start(), run.end())]
+        start = 0
+        while start < len(groups):
+            end = _longest_card_from(text, groups, start)
+            if end is None:
+                start += 1
+                continue
+            yield groups[start][0], groups[end][1]
+            start = end + 1
+
+
+def _longest_card_from(text: str, groups: list[Span], start: int) -> int | None:
+    """Index of the last group of the longest valid card starting at group `start`."""
+    candidates = []
+    digits = 0
+    for index in range(start, len(groups)):
+        digits += groups[index][1] - groups[index][0]
+        if digits > _CARD_MAX:
+            break
+        if digits >= _CARD_MIN:
+            candidates.append(index)
+    for end in reversed(candidates):
+        if _card_window_ok([text[a:b] for a, b in groups[start : end + 1]]):
+            return end
+    return None
+
+
+# NNN-NN-NNNN with the ranges the SSA never issues excluded: area 000, 666 and 9xx,
+# group 00, serial 0000. Not inside a longer dashed number.
+_SSN = re.compile(
+    r"(?<![0-9])(?<![0-9]-)(?!000|666|9)[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?!-?[0-9])"
+)
+
+
+_SSN_HINT = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")
+
+
+def _ssn_spans(text: str) -> Iterator[Span]:
+    for m in _SSN.finditer(text):
+        yield m.span()
+
+
+_TOKEN = re.compile(
+    r"""
+    (?i:\b(?P<scheme>bearer|basic))[ \t]+(?P<cred>[A-Za-z0-9\-._~+/]{8,}=*)
+  | (?<![A-Za-z0-9_\-])(?P<key>
+        eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*
+      | sk-[A-Za-z0-9_\-]{20,}
+      | (?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}
+      | gh[pousr]_[A-Za-z0-9]{36,}
+      | github_pat_[A-Za-z0-9_]{22,}
+      | xox[abprs]-[A-Za-z0-9\-]{10,}
+      | (?:AKIA|ASIA)[0-9A-Z]{16}(?![0-9A-Za-z])
+      | AIza[0-9A-Za-z_\-]{35}
+    )
+  | (?i:token|api[_\-]?key|apikey|secret|passw(?:or)?d|pwd|credentials?|auth)
+    ["']?[ \t]*[:=][ \t]*["']?(?P<assigned>[A-Za-z0-9+/_\-.]{32,}=*)
+    """,
+    re.VERBOSE,
+)
+# lower-case fragments of which every _TOKEN match contains at least one
+_TOKEN_HINTS = (
+    "bearer", "basic", "eyj", "sk-", "_live_", "_test_", "gh", "xox", "akia", "asia",
+    "aiza", "token", "key", "secret", "passw", "pwd", "credential", "auth",
+)  # fmt: skip
+_MIN_TOKEN_TEXT = 15
+
+
+def _shannon_bits(text: str) -> float:
+    counts = Counter(text)
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+
+
+def _basic_credentials(cred: str) -> bool:
+    try:
+        decoded = base64.b64decode(cred + "=" * (-len(cred) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return b":" in decoded
+
+
+def _token_spans(text: str) -> Iterator[Span]:
+    for m in _TOKEN.finditer(text):
+        if m.group("key"):
+            yield m.span("key")
+        elif m.group("cred"):
+            cred = m.group("cred")
+            if m.group("scheme").lower() == "basic":
+                if _basic_credentials(cred):
+                    yield m.span("cred")
+            elif any(c.isdigit() for c in cred) or len(cred) >= 20:
+                # "bearer instrument" is prose; opaque tokens carry digits or length
+                yield m.span("cred")
+        elif _shannon_bits(m.group("assigned")) >= 3.0:
+            yield m.span("assigned")
+
+
+def _token_precheck(text: str) -> bool:
+    if len(text) < _MIN_TOKEN_TEXT:
+        return False
+    lowered = text.lower()
+    return any(hint in lowered for hint in _TOKEN_HINTS)
+
+
+DETECTORS: dict[str, Detector] = {
+    d.name: d
+    for d in (
+        Detector("token", _token_precheck, _token_spans),
+        Detector("email", lambda t: "@" in t, _email_spans),
+        Detector("credit_card", lambda t: _CARD_HINT.search(t) is not None, _card_spans),
+        Detector("ssn", lambda t: "-" in t and _SSN_HINT.search(t) is not None, _ssn_spans),
+    )
+}
+
+
+def detect(name: str, text: str) -> list[Span]:
+    """Spans of `text` that detector `name` finds (for tests and diagnostics)."""
+    detector = DETECTORS[name]
+    return list(detector.find(text)) if detector.precheck(text) else []
+
+
+# ---------------------------------------------------------------- strategies
+
+
+def _hide_tail(value: str, keep: int) -> str:
+    if len(value) < 2 * keep:
+        return "****"
+    return "****" + value[-keep:]
+
+
+def _hide_digits(value: str, keep: int) -> str:
+    """Star every ASCII digit except the last `keep`, leaving separators in place."""
+    total = _digit_count(value)
+    reveal_from = total - keep if total >= 2 * keep else total
+    out, seen = [], 0
+    for char in value:
+        if "0" <= char <= "9":
+            out.append(char if seen >= reveal_from else "*")
+            seen += 1
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _partial(kind: str | None, value: str) -> str:
+    if kind == "email":
+        local, at, domain = value.rpartition("@")
+        if at:
+            head = local[0] if len(local) >= 2 else ""
+            return f"{head}***@{domain}"
+    if kind in ("credit_card", "ssn"):
+        return _hide_digits(value, 4)
+    return _hide_tail(value, 4 if kind == "token" else 2)
+
+
+def _kind_of(value: str) -> str | None:
+    """Which detector describes the whole value, so a partial field keeps the right part."""
+    stripped = value.strip()
+    for name in ("email", "credit_card", "ssn"):
+        if detect(name, stripped) == [(0, len(stripped))]:
+            return name
+    if any(end == len(stripped) for _, end in detect("token", stripped)):
+        return "token"
+    return None
+
+
+# ---------------------------------------------------------------- the masker
+
+
+def _segments(name: str) -> tuple[str, ...]:
+    return tuple(name.casefold().split("."))
+
+
+def _stricter(a: MaskRule, b: MaskRule) -> MaskRule:
+    return b if _STRICTNESS[b.strategy] > _STRICTNESS[a.strategy] else a
+
+
+class Masker:
+    """Applies one verdict's mask rules. Immutable; safe to share between tasks.
+
+    Field rules name columns or JSON fields, matched case-insensitively on dotted paths:
+    a rule matches when its segments are the trailing segments of the name (`email`
+    matches `email` and `customers.email`; `user.email` matches `$.user.email`). An
+    unqualified column name (Postgres RowDescription carries no table) also matches a
+    qualified rule with the same last segment: masking too much is the safe mistake.
+    When several rules match, the strictest strategy wins (redact > hash > partial).
+    Detector rules run over every other text value.
+    """
+
+    __slots__ = ("_detectors", "_field_rules", "_hash_key", "_last_segment", "_max_depth",
+                 "_rules")  # fmt: skip
+    _detectors: tuple[tuple[Detector, str], ...]
+    _field_rules: dict[tuple[str, ...], MaskRule]
+    _hash_key: bytes
+    _last_segment: dict[str, MaskRule]
+    _max_depth: int
+    _rules: tuple[MaskRule, ...]
+
+    def __init__(self, rules: Sequence[MaskRule], hash_key: bytes) -> None:
+        rules = tuple(rules)
+        field_rules: dict[tuple[str, ...], MaskRule] = {}
+        detectors: dict[str, MaskRule] = {}
+        for rule in rules:
+            _check_rule(rule)
+            if rule.field:
+                key = _segments(rule.field)
+                field_rules[key] = _stricter(field_rules.get(key, rule), rule)
+            else:
+                detectors[rule.detector] = _stricter(detectors.get(rule.detector, rule), rule)
+        if any(r.strategy == "hash" for r in rules) and len(hash_key) < MIN_HASH_KEY_BYTES:
+            raise MaskingError(f"hash strategy needs a key of at least {MIN_HASH_KEY_BYTES} bytes")
+        last: dict[str, MaskRule] = {}
+        for segs, rule in field_rules.items():
+            last[segs[-1]] = _stricter(last.get(segs[-1], rule), rule)
+        # detectors in a fixed priority order so overlapping matches resolve the same way
+        ordered = [(DETECTORS[n], detectors[n].strategy) for n in DETECTORS if n in detectors]
+        object.__setattr__(self, "_rules", rules)
+        object.__setattr__(self, "_hash_key", bytes(hash_key))
+        object.__setattr__(self, "_field_rules", field_rules)
+        object.__setattr__(self, "_last_segment", last)
+        object.__setattr__(self, "_max_depth", max((len(k) for k in field_rules), default=0))
+        object.__setattr__(self, "_detectors", tuple(ordered))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Masker is immutable")
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    def __repr__(self) -> str:
+        return f"Masker({[r.to_dict() for r in self._rules]!r})"
+
+    @property
+    def rules(self) -> tuple[MaskRule, ...]:
+        return self._rules
+
+    # -- field rules
+
+    def rule_for(self, path: Sequence[str]) -> MaskRule | None:
+        """The field rule for a full path of names (JSON keys, or schema/table/column)."""
+        segs = tuple(s for name in path for s in _segments(name))
+        found: MaskRule | None = None
+        for length in range(1, min(len(segs), self._max_depth) + 1):
+            rule = self._field_rules.get(segs[-length:])
+            if rule is not None:
+                found = rule if found is None else _stricter(found, rule)
+        return found
+
+    def columns_to_mask(self, names: list[str]) -> dict[int, MaskRule]:
+        """Column index → field rule, for a result set's column names."""
+        out: dict[int, MaskRule] = {}
+        for index, name in enumerate(names):
+            rule = self.rule_for([name])
+            if "." not in name:
+                loose = self._last_segment.get(name.casefold())
+                if loose is not None:
+                    rule = loose if rule is None else _stricter(rule, loose)
+            if rule is not None:
+                out[index] = rule
+        return out
+
+    def mask_field(self, rule: MaskRule, value: str) -> str:
+        """The whole value masked by `rule`'s strategy."""
+        if rule.detector:
+            return self._apply(rule.strategy, rule.detector, value)
+        if rule.strategy == "redact":
+            return REDACTED
+        if rule.strategy == "hash":
+            return self._hash(value)
+        return _partial(_kind_of(value), value)
+
+    # -- detectors
+
+    def mask_text(self, value: str) -> tuple[str, Counter[str]]:
+        """Run every detector rule over `value`; counts are keyed by detector name."""
+        counts: Counter[str] = Counter()
+        return self._mask_text(value, counts, ""), counts
+
+    def _mask_text(self, value: str, counts: Counter[str], prefix: str) -> str:
+        if not self._detectors or not value:
+            return value
+        hits: list[tuple[int, int, int]] = []
+        for priority, (detector, _) in enumerate(self._detectors):
+            if detector.precheck(value):
+                hits.extend((s, e, priority) for s, e in detector.find(value))
+        if not hits:
+            return value
+        out: list[str] = []
+        pos = 0
+        for start, end, priority in _merge_overlaps(hits):
+            detector, strategy = self._detectors[priority]
+            out.append(value[pos:start])
+            out.append(self._apply(strategy, detector.name, value[start:end]))
+            counts[prefix + detector.name] += 1
+            pos = end
+        out.append(value[pos:])
+        return "".join(out)
+
+    # -- JSON
+
+    def mask_json(self, doc: Any) -> tuple[Any, Counter[str]]:
+        """A masked copy of a decoded JSON document (the input is not modified).
+
+        Values under keys that match a field rule are masked whole — any JSON type
+        becomes the masked string, null stays null — and counted as "field:<rule field>";
+        detectors run over every other string, every object key and every integer, and
+        are counted as "detector:<name>". Iterative, so nesting depth cannot exhaust the
+        stack.
+        """
+        counts: Counter[str] = Counter()
+        holder: list[Any] = [doc]
+        stack: list[tuple[Any, Any, tuple[str, ...]]] = [(holder, 0, ())]
+        while stack:
+            parent, slot, path = stack.pop()
+            value = parent[slot]
+            if isinstance(value, str):
+                parent[slot] = self._mask_text(value, counts, "detector:")
+            elif isinstance(value, dict):
+                parent[slot] = self._mask_object(value, path, counts, stack)
+            elif isinstance(value, list | tuple):
+                copy = list(value)
+                parent[slot] = copy
+                stack.extend((copy, i, path) for i, v in enumerate(copy) if _walkable(v))
+            elif isinstance(value, int) and not isinstance(value, bool):
+                digits = str(value)
+                masked = self._mask_text(digits, counts, "detector:")
+                if masked != digits:
+                    parent[slot] = masked
+            elif not (value is None or isinstance(value, bool | float)):
+                raise TypeError(f"cannot mask a {type(value).__name__} in a JSON document")
+        return holder[0], counts
+
+    def _mask_object(
+        self,
+        obj: dict[Any, Any],
+        path: tuple[str, ...],
+        counts: Counter[str],
+        stack: list[tuple[Any, Any, tuple[str, ...]]],
+    ) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for key, child in obj.items():
+            child_path = path
+            rule = None
+            if isinstance(key, str):
+                if self._max_depth:
+                    child_path = (*path, *_segments(key))[-self._max_depth :]
+                    rule = self.rule_for(child_path)
+                key = _unique_key(out, self._mask_text(key, counts, "detector:"))
+            if rule is not None and child is not None:
+                out[key] = self._mask_whole(rule, child)
+                counts["field:" + rule.field] += 1
+            else:
+                out[key] = child
+                if rule is None and _walkable(child):
+                    stack.append((out, key, child_path))
+        return out
+
+    def _mask_whole(self, rule: MaskRule, value: Any) -> str:
+        if isinstance(value, str):
+            return self.mask_field(rule, value)
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        if isinstance(value, dict | list | tuple) and rule.strategy == "partial":
+            return REDACTED
+        return self.mask_field(rule, text)
+
+    # -- strategies
+
+    def _apply(self, strategy: str, detector: str, text: str) -> str:
+        if strategy == "redact":
+            return f"[REDACTED:{detector}]"
+        if strategy == "hash":
+            return self._hash(text)
+        return _partial(detector, text)
+
+    def _hash(self, value: str) -> str:
+        data = value.encode("utf-8", "surrogatepass")
+        digest = hmac.new(self._hash_key, data, hashlib.sha256).hexdigest()
+        return HASH_PREFIX + digest[:HASH_HEX_DIGITS]
+
+
+def _check_rule(rule: MaskRule) -> None:
+    if bool(rule.field) == bool(rule.detector):
+        raise MaskingError("a mask rule names exactly one of field or detector")
+    if rule.strategy not in MASK_STRATEGIES:
+        raise MaskingError(f"unknown mask strategy {rule.strategy!r}")
+    if rule.detector and rule.detector not in DETECTORS:
+        # a policy asking for a detector we do not have must not pass data unmasked
+        raise MaskingError(f"unknown detector {rule.detector!r}; known: {sorted(DETECTORS)}")
+
+
+def _walkable(value: Any) -> bool:
+    # anything but the JSON leaves detectors ignore; unknown types reach the walker's error
+    return not (value is None or isinstance(value, bool | float))
+
+
+def _unique_key(out: dict[Any, Any], key: str) -> str:
+    # two masked keys can collide ("[REDACTED:email]"); never let one overwrite another
+    candidate, n = key, 1
+    while candidate in out:
+        n += 1
+        candidate = f"{key}#{n}"
+    return candidate
+
+
+def _merge_overlaps(hits: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Join overlapping spans so every detected character is masked; the merged span is
+    labelled by the detector of its longest member (priority order breaks ties)."""
+    hits.sort()
+    merged: list[tuple[int, int, int]] = []
+    best_len = 0
+    for start, end, priority in hits:
+        if merged and start < merged[-1][1]:
+            m_start, m_end, m_priority = merged[-1]
+            if end - start > best_len or (end - start == best_len and priority < m_priority):
+                m_priority, best_len = priority, end - start
+            merged[-1] = (m_start, max(m_end, end), m_priority)
+        else:
+            merged.append((start, end, priority))
+            best_len = end - start
+    return merged

@@ -1,0 +1,91 @@
+"""Session recording from the proxy's side: events batched and streamed to the PDP.
+
+Owns the event shape a proxy hands over (commands, verdicts, responses after masking,
+masking counts) and its delivery: events are sent to the PDP's store in small batches at
+least every FLUSH_SECONDS, so a proxy that dies loses at most the last interval. Values
+that were masked and secrets never enter an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from portcullis.v1 import pdp_pb2
+
+from proxies.runtime.pdp_client import PDPClient, Ruling, to_struct
+
+log = logging.getLogger("portcullis.recorder")
+
+FLUSH_SECONDS = 0.5
+MAX_BATCH = 500
+MAX_PENDING = 20_000
+
+
+class SessionRecorder:
+    def __init__(self, pdp: PDPClient, session_id: str) -> None:
+        self.pdp = pdp
+        self.session_id = session_id
+        self._pending: list[pdp_pb2.SessionEvent] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.failed_batches = 0
+        self.dropped = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def _add(self, event: pdp_pb2.SessionEvent) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            self._pending.pop(0)
+            self.dropped += 1
+        self._pending.append(event)
+        if len(self._pending) >= MAX_BATCH:
+            self._wake.set()
+
+    def command(self, raw: str, ruling: Ruling, **details: Any) -> None:
+        event = pdp_pb2.SessionEvent(
+            time=time.time(), direction="client", type="command", command=raw,
+            decision_id=ruling.decision_id, verdict=ruling.kind.wire, cached=ruling.cached)
+        if details:
+            event.details.CopyFrom(to_struct(details))
+        self._add(event)
+
+    def response(self, **details: Any) -> None:
+        event = pdp_pb2.SessionEvent(time=time.time(), direction="upstream", type="response")
+        event.details.CopyFrom(to_struct(details))
+        self._add(event)
+
+    def masking(self, counts: dict[str, int], decision_id: str) -> None:
+        if not counts:
+            return
+        event = pdp_pb2.SessionEvent(time=time.time(), direction="proxy", type="masking",
+                                     decision_id=decision_id)
+        event.details.CopyFrom(to_struct({"counts": dict(counts)}))
+        self._add(event)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> bool:
+        while self._pending:
+            batch = self._pending[:MAX_BATCH]
+            if not await self.pdp.record(self.session_id, batch):
+                self.failed_batches += 1
+                return False
+            del self._pending[: len(batch)]
+        return True
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()

@@ -1,0 +1,124 @@
+"""Watches bytes sent to a client for the session's upstream secrets.
+
+Owns the evidence behind the "credential never exposed" statement (DESIGN.md, data flow
+step 6): a SecretScanner is fed every byte the proxy sends to the client and remembers
+whether any encoding of a secret went by. It looks for each secret's raw UTF-8 bytes,
+its hex (lower and upper case), its base64 (standard and URL-safe, padded or not, at
+each of the three byte alignments it can have inside a longer encoded text), and its
+JSON-escaped and percent-encoded forms when those differ from the raw bytes.
+
+No IO here, and no secret ever leaves this object: findings name the form only, and the
+repr shows counts.
+
+Base64 of a secret embedded in a longer value depends on where the secret starts modulo
+3 bytes; only the characters built entirely from the secret's own bits are stable, so for
+each alignment the scanner searches that stable core (the partial characters at either
+end, and any padding, are left out). Derived forms of a 4-byte secret are short (a 4-5
+character base64 core), so rare false alarms on long base64 streams are possible;
+a false alarm withholds the "never exposed" statement, which is the safe direction.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+MIN_SECRET_BYTES = 4
+
+
+def base64_cores(secret: bytes) -> list[bytes]:
+    """The stable standard-alphabet base64 of `secret` at byte alignments 0, 1 and 2."""
+    cores = []
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + secret)
+        first = -(-8 * offset // 6)  # first character made only of secret bits
+        last = 8 * (offset + len(secret)) // 6  # one past the last such character
+        if last > first:
+            cores.append(encoded[first:last])
+    return cores
+
+
+def _patterns(secret: bytes) -> dict[bytes, str]:
+    forms: dict[bytes, str] = {}
+
+    def add(pattern: bytes, form: str) -> None:
+        if len(pattern) >= MIN_SECRET_BYTES:
+            forms.setdefault(pattern, form)
+
+    add(secret, "raw")
+    add(secret.hex().encode(), "hex")
+    add(secret.hex().upper().encode(), "hex")
+    for core in base64_cores(secret):
+        add(core, "base64")
+        add(core.translate(bytes.maketrans(b"+/", b"-_")), "base64")
+    try:
+        text = secret.decode("utf-8")
+    except UnicodeDecodeError:
+        return forms
+    for escaped in (json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]):
+        add(escaped.encode("utf-8"), "json-escaped")
+    for encoded in (quote(text, safe=""), quote_plus(text, safe="")):
+        add(encoded.encode("ascii"), "percent-encoded")
+    return forms
+
+
+class SecretScanner:
+    """Feed it every chunk sent to the client, in order; ask `.exposed` at the end.
+
+    Secrets shorter than MIN_SECRET_BYTES cannot be searched without drowning in false
+    alarms; they are counted in `.too_short` so the caller can log that the session's
+    evidence does not cover them. Empty secrets are ignored.
+    """
+
+    __slots__ = ("_findings", "_pending", "_tail", "_tail_len", "too_short")
+
+    def __init__(self, secrets: Iterable[str | bytes]) -> None:
+        self.too_short = 0
+        self._pending: dict[bytes, str] = {}
+        for secret in secrets:
+            raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+            if not raw:
+                continue
+            if len(raw) < MIN_SECRET_BYTES:
+                self.too_short += 1
+                continue
+            for pattern, form in _patterns(raw).items():
+                self._pending.setdefault(pattern, form)
+        self._tail_len = max((len(p) for p in self._pending), default=1) - 1
+        self._tail = b""
+        self._findings: list[str] = []
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> bool:
+        """Scan the next chunk sent to the client; True once any secret was seen.
+
+        The last (longest pattern - 1) bytes of the stream are kept, so a secret split
+        across chunks is still found. A pattern is dropped once found: its form is
+        already on record and the remaining searches get cheaper.
+        """
+        if not self._pending:
+            return self.exposed
+        window = self._tail + bytes(chunk)
+        found = [p for p in self._pending if window.find(p) != -1]
+        for pattern in found:
+            form = self._pending.pop(pattern)
+            if form not in self._findings:
+                self._findings.append(form)
+        self._tail = window[-self._tail_len :] if self._tail_len else b""
+        return self.exposed
+
+    @property
+    def exposed(self) -> bool:
+        return bool(self._findings)
+
+    @property
+    def findings(self) -> list[str]:
+        """The forms seen ("raw", "hex", "base64", ...), each once, never the secret."""
+        return list(self._findings)
+
+    def __repr__(self) -> str:
+        return (
+            f"SecretScanner(patterns={len(self._pending)}, too_short={self.too_short}, "
+            f"findings={self._findings!r})"
+        )

@@ -1,0 +1,164 @@
+"""The session lifecycle every proxy shares, written once.
+
+Owns: token → `OpenSession` → credentials from the provider → per command `Decide` (or
+the decision cache) → recording → on close `CloseSession` and release of the credential.
+A protocol proxy supplies only its wire format: how to read a command, how to say
+"denied", how to mask a response. `ProxyRuntime` is what one listening proxy holds for
+all its sessions (PDP client, credential provider, the sessions it must drain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from portcullis.v1 import pdp_pb2
+
+from pdp.config import ConnectionSettings
+from pdp.verdict import Verdict, VerdictKind
+from proxies.runtime.credentials import (
+    CredentialLease,
+    CredentialProvider,
+    CredentialUnavailable,
+    choose_ref,
+    provider_for,
+)
+from proxies.runtime.decision_cache import DecisionCache
+from proxies.runtime.pdp_client import PDPClient, Ruling, SessionGrant, SessionRefused
+from proxies.runtime.recorder import SessionRecorder
+
+log = logging.getLogger("portcullis.session")
+
+
+@dataclass
+class ProxyRuntime:
+    connection: ConnectionSettings
+    pdp: PDPClient
+    provider: CredentialProvider
+    cache_enabled: bool = True
+    sessions: set[ProxySession] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, connection: ConnectionSettings, pdp_address: str) -> ProxyRuntime:
+        options = connection.options
+        return cls(
+            connection=connection,
+            pdp=PDPClient(pdp_address, timeout=float(options.get("pdp_timeout_seconds", 2.0))),
+            provider=provider_for(connection),
+            cache_enabled=bool(options.get("decision_cache", True)),
+        )
+
+    async def start(self) -> None:
+        await self.pdp.start()
+        self.pdp.on_change(self._policy_changed)
+
+    def _policy_changed(self) -> None:
+        for session in self.sessions:
+            session.cache.clear()
+
+    async def stop(self) -> None:
+        """Close every open session (revoking its credential), then the PDP client."""
+        await asyncio.gather(*(s.close("proxy_shutdown") for s in list(self.sessions)),
+                             return_exceptions=True)
+        await self.provider.close()
+        await self.pdp.close()
+
+    def wire_connection(self) -> pdp_pb2.Connection:
+        c = self.connection
+        return pdp_pb2.Connection(name=c.name, type=c.type, zone=c.zone, labels=c.labels)
+
+
+class ProxySession:
+    def __init__(self, runtime: ProxyRuntime, client_addr: str, client: str) -> None:
+        self.runtime = runtime
+        self.client_addr = client_addr
+        self.client = client
+        self.grant: SessionGrant | None = None
+        self.lease: CredentialLease | None = None
+        self.recorder: SessionRecorder | None = None
+        self.cache = DecisionCache()
+        self.counters: Counter[str] = Counter()
+        self._closed = False
+
+    @property
+    def id(self) -> str:
+        return self.grant.session_id if self.grant else ""
+
+    async def open(self, token: str, attributes: dict[str, Any] | None = None) -> SessionGrant:
+        """Verify the client at the PDP and obtain the upstream credential.
+
+        Raises SessionRefused (reason safe for the client) when either fails.
+        """
+        runtime = self.runtime
+        grant = await runtime.pdp.open_session(token, runtime.wire_connection(),
+                                               self.client_addr, self.client, attributes)
+        self.grant = grant
+        try:
+            ref = choose_ref(runtime.connection, grant.credential_ref)
+            self.lease = await runtime.provider.acquire(ref, grant.session_id)
+        except CredentialUnavailable as exc:
+            await runtime.pdp.close_session(grant.session_id, "credential_unavailable", True)
+            raise SessionRefused(f"no upstream credential: {exc}") from None
+        self.recorder = SessionRecorder(runtime.pdp, grant.session_id)
+        self.recorder.start()
+        runtime.sessions.add(self)
+        return grant
+
+    async def decide(self, kind: str, raw: str, attributes: dict[str, Any] | None = None,
+                     shape_of: Callable[[str], str | None] | None = None) -> Ruling:
+        """The verdict for one command: from the cache when the policy allowed it, else the PDP."""
+        if self.grant is None or self._closed:
+            return Ruling(Verdict.deny("session is not open — denied"))
+        runtime = self.runtime
+        use_cache = runtime.cache_enabled and shape_of is not None and runtime.pdp.reachable
+        if use_cache:
+            assert shape_of is not None
+            cached = self.cache.lookup(kind, raw, runtime.pdp.revision, shape_of)
+            if cached is not None:
+                self.counters["cache_hits"] += 1
+                return cached
+        ruling = await runtime.pdp.decide(self.grant.session_id, kind, raw, attributes)
+        self.counters["decisions"] += 1
+        if use_cache and ruling.verdict.allowed:
+            assert shape_of is not None
+            self.cache.store(kind, raw, ruling, shape_of)
+        return ruling
+
+    def record_command(self, raw: str, ruling: Ruling, **details: Any) -> None:
+        self.counters["commands"] += 1
+        if ruling.kind is VerdictKind.DENY:
+            self.counters["denied"] += 1
+        if self.recorder is not None:
+            self.recorder.command(raw, ruling, **details)
+
+    def record_response(self, **details: Any) -> None:
+        if self.recorder is not None:
+            self.recorder.response(**details)
+
+    def record_masking(self, counts: dict[str, int], decision_id: str) -> None:
+        if counts and self.recorder is not None:
+            self.counters["masked_values"] += sum(counts.values())
+            self.recorder.masking(counts, decision_id)
+
+    async def close(self, reason: str, abnormal: bool = False) -> None:
+        """End the session once: flush the recording, release the credential, tell the PDP."""
+        if self._closed:
+            return
+        self._closed = True
+        runtime = self.runtime
+        runtime.sessions.discard(self)
+        if self.recorder is not None:
+            await self.recorder.close()
+        if self.lease is not None:
+            try:
+                await runtime.provider.release(self.lease)
+            except Exception:
+                log.exception("session %s: releasing the credential failed", self.id)
+            self.lease = None
+        if self.grant is not None:
+            await runtime.pdp.close_session(self.grant.session_id, reason, abnormal,
+                                            dict(self.counters))

@@ -1,0 +1,65 @@
+package portcullis_test
+
+import data.portcullis
+
+test_unknown_kind_denied if {
+	d := portcullis.decision with input as {
+		"identity": {"subject": "alice@example.com", "groups": ["dba"]},
+		"connection": {"name": "orders-db"},
+		"command": {"kind": "teleport"},
+	}
+	d.verdict == "deny"
+	"no rule allows teleport" in d.reasons
+	d.cache_key == "exact"
+	d.cache_ttl_seconds == 0
+	not d.approval
+	count(d.mask) == 0
+}
+
+test_empty_input_denied if {
+	d := portcullis.decision with input as {}
+	d.verdict == "deny"
+	"unknown connection \"\"" in d.reasons
+}
+
+approved_insert(approver) := object.union(
+	pg_input(["readonly"], [stmt_with("insert", {})]),
+	{"approval": {"id": "ap-1", "state": "approved", "approver": approver}},
+)
+
+test_approved_request_runs_masked if {
+	d := portcullis.decision with input as approved_insert("bob@example.com")
+	d.verdict == "mask"
+	"approved by bob@example.com (approval ap-1)" in d.reasons
+	d.cache_key == "exact"
+	d.cache_ttl_seconds == 0
+}
+
+test_self_approval_does_not_count if {
+	d := portcullis.decision with input as approved_insert("alice@example.com")
+	d.verdict == "require_approval"
+}
+
+test_approval_does_not_override_deny if {
+	i := object.union(
+		pg_input(["readonly"], [stmt_with("select", {"functions": ["pg_read_file"]})]),
+		{"approval": {"id": "ap-1", "state": "approved", "approver": "bob@example.com"}},
+	)
+	d := portcullis.decision with input as i
+	d.verdict == "deny"
+}
+
+test_pending_approval_state_still_requires_approval if {
+	i := object.union(
+		pg_input(["readonly"], [stmt_with("insert", {})]),
+		{"approval": {"id": "ap-1", "state": "pending", "approver": ""}},
+	)
+	d := portcullis.decision with input as i
+	d.verdict == "require_approval"
+}
+
+# No input document at all (not even {}) must still deny.
+test_no_input_denied if {
+	portcullis.decision.verdict == "deny"
+	portcullis.decision.reasons == {"no rule allows this command"}
+}

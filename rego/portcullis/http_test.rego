@@ -1,0 +1,51 @@
+package portcullis_test
+
+import data.portcullis
+
+http_input(groups, method) := {
+	"identity": {"subject": "alice@example.com", "groups": groups},
+	"connection": {"name": "billing-api", "type": "http"},
+	"command": {"kind": "http.request", "raw": "-", "http": {"method": method, "path": "/v1/invoices/7", "query": {}, "headers": {}}},
+}
+
+http_verdict(groups, method) := d.verdict if {
+	d := portcullis.decision with input as http_input(groups, method)
+}
+
+test_http_reads_allowed_and_masked if {
+	d := portcullis.decision with input as http_input(["readonly"], "GET")
+	d.verdict == "mask"
+	{"field": "card_number", "strategy": "redact"} in d.mask
+	{"detector": "token", "strategy": "partial"} in d.mask
+	d.cache_key == "exact"
+	http_verdict(["pii-readers"], "head") == "allow"
+}
+
+test_http_writes_need_approval_for_non_dba if {
+	every m in ["POST", "PUT", "PATCH"] {
+		d := portcullis.decision with input as http_input(["readonly"], m)
+		d.verdict == "require_approval"
+		sprintf("%s /v1/invoices/7 needs approval", [m]) in d.reasons
+	}
+}
+
+test_http_delete_denied_for_non_dba if {
+	d := portcullis.decision with input as http_input(["analyst"], "DELETE")
+	d.verdict == "deny"
+	"DELETE is reserved to dba" in d.reasons
+}
+
+test_http_dba_may_write_and_delete if {
+	every m in ["POST", "PUT", "PATCH", "DELETE"] {
+		http_verdict(["dba", "pii-readers"], m) == "allow"
+	}
+}
+
+test_http_other_methods_denied if {
+	http_verdict(["dba"], "TRACE") == "deny"
+	http_verdict(["readonly"], "CONNECT") == "deny"
+}
+
+test_http_non_member_denied if {
+	http_verdict(["marketing"], "GET") == "deny"
+}

