@@ -388,7 +388,6 @@ def _closed_port() -> int:
 async def test_unwritable_sqlite_path_is_unavailable(tmp_path):
     (tmp_path / "file").write_text("not a directory")
     store = open_store(StoreSettings(type="sqlite", path=tmp_path / "file" / "audit.db"))
-    started = time.monotonic()
     with pytest.raises(StoreUnavailable):
         await store.start()
     with pytest.raises(StoreUnavailable):
@@ -398,7 +397,6 @@ async def test_unwritable_sqlite_path_is_unavailable(tmp_path):
 async def test_unreachable_postgres_is_unavailable():
     dsn = f"postgresql://postgres@127.0.0.1:{_closed_port()}/postgres"
     store = open_store(StoreSettings(type="postgres", dsn=dsn))
-    started = time.monotonic()
     with pytest.raises(StoreUnavailable):
         await store.start()
     with pytest.raises(StoreUnavailable):
@@ -413,7 +411,6 @@ async def test_sqlite_file_gone_then_back(tmp_path):
         before = await fill(store, 3)
         aside = tmp_path / "aside.db"
         os.rename(path, aside)
-        started = time.monotonic()
         with pytest.raises(StoreUnavailable, match="missing"):
             await store.append("decision", {"lost": True})
         assert not path.exists(), "the store must never start a new chain behind our back"
@@ -454,7 +451,6 @@ async def test_postgres_down_then_back(pg_database):
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbname
         )
-        started = time.monotonic()
         with pytest.raises(StoreUnavailable):
             await store.append("decision", {"lost": True})
         await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
