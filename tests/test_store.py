@@ -14,7 +14,6 @@ import json
 import os
 import socket
 import sqlite3
-import time
 
 import asyncpg
 import pytest
