@@ -20,7 +20,7 @@ def pg_database() -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL test server not reachable at {PG_ADMIN_DSN}: {exc}")
+        pytest.fail(f"PostgreSQL test server not reachable at {PG_ADMIN_DSN}: {exc}")
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:

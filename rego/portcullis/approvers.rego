@@ -7,13 +7,20 @@
 # requester, whatever groups they hold.
 package portcullis
 
-approver_subject := object.get(input, ["approver", "subject"], "")
+# Defaults, not object.get: they must hold even when there is no input document at all.
+default approver_subject := ""
 
-approver_groups := {g | some g in object.get(input, ["approver", "groups"], [])}
+approver_subject := input.approver.subject
 
-requester_subject := object.get(input, ["request", "requester", "subject"], "")
+default requester_subject := ""
 
-approver_specs := object.get(input, ["request", "approvers"], [])
+requester_subject := input.request.requester.subject
+
+default approver_specs := []
+
+approver_specs := input.request.approvers
+
+approver_groups := {g | some g in input.approver.groups}
 
 approver_matches contains spec if {
 	some spec in approver_specs
@@ -46,5 +53,6 @@ approver_refusals contains sprintf("%s is not one of %s", [approver_subject, con
 }
 
 approvers := {"allowed": true, "reasons": sort([sprintf("%s matches %s", [approver_subject, m]) | some m in approver_matches])} if {
+	count(approver_matches) > 0
 	count(approver_refusals) == 0
 } else := {"allowed": false, "reasons": sort([r | some r in approver_refusals])}

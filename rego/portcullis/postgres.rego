@@ -7,9 +7,15 @@
 # never literal values: decision.rego relies on that to offer cache_key "shape".
 #
 # Bodies test input fields before they test other rules: each rule reference costs the
-# evaluator more than an input lookup, and this module runs on every SQL statement.
+# evaluator more than an input lookup, and this module runs on every SQL statement. Deny
+# rules iterate the statements without checking the command kind: only postgres commands
+# carry statements, and a stray one could only add a denial.
 package portcullis
 
+
+# A fast-path FunctionCall message arrives as postgres.function_call with one "select"
+# statement naming the function, and is judged like the query it stands for.
+pg_kinds := {"postgres.query", "postgres.function_call"}
 
 # Statement types anyone on the connection may run without approval.
 pg_read_types := {
@@ -23,25 +29,22 @@ pg_write_types := {"insert", "update", "delete", "merge"}
 # --- denied for everyone ---------------------------------------------------
 
 deny contains "the statements of this query were not classified" if {
-	input.command.kind == "postgres.query"
+	input.command.kind in pg_kinds
 	not input.command.postgres.statements
 }
 
 deny contains sprintf("SQL that cannot be parsed is denied: %s", [s.error]) if {
-	input.command.kind == "postgres.query"
 	some s in input.command.postgres.statements
 	s.type == "unparseable"
 }
 
 deny contains sprintf("function %s reaches outside the database", [f]) if {
-	input.command.kind == "postgres.query"
 	some s in input.command.postgres.statements
 	some f in s.functions
 	f in data.portcullis.dangerous_functions
 }
 
 deny contains sprintf("function %s reaches outside the database", [f]) if {
-	input.command.kind == "postgres.query"
 	some s in input.command.postgres.statements
 	some f in s.functions
 	some prefix in data.portcullis.dangerous_function_prefixes
@@ -49,14 +52,12 @@ deny contains sprintf("function %s reaches outside the database", [f]) if {
 }
 
 deny contains "COPY ... PROGRAM runs a program on the database server" if {
-	input.command.kind == "postgres.query"
 	some s in input.command.postgres.statements
 	s.type == "copy"
 	s.program
 }
 
 deny contains "COPY to or from a server file reaches outside the database" if {
-	input.command.kind == "postgres.query"
 	some s in input.command.postgres.statements
 	s.type == "copy"
 	s.program == false
@@ -64,17 +65,18 @@ deny contains "COPY to or from a server file reaches outside the database" if {
 }
 
 # Any statement no rule permits denies the whole query (e.g. `select 1; drop table x`).
-deny contains sprintf("no rule allows %s statement (%s) for %s", [s.type, s.tag, subject]) if {
-	input.command.kind == "postgres.query"
+deny contains sprintf("no rule allows %v statement (%v) for %s", [type, tag, subject]) if {
 	some i, s in input.command.postgres.statements
 	not i in pg_allowed
 	not i in pg_approvable
+	type := object.get(s, "type", "unknown")
+	tag := object.get(s, "tag", "unknown")
 }
 
 # --- privileged groups (dba) -----------------------------------------------
 
 pg_allowed contains i if {
-	input.command.kind == "postgres.query"
+	input.command.kind in pg_kinds
 	privileged
 	some i, s in input.command.postgres.statements
 	s.type != "unparseable"
@@ -158,7 +160,6 @@ pg_approval contains [i, "COPY FROM needs approval"] if {
 }
 
 deny contains sprintf("SET %s changes who the session acts as", [upper(s.setting)]) if {
-	input.command.kind == "postgres.query"
 	some s in input.command.postgres.statements
 	s.type == "set"
 	s.setting in data.portcullis.postgres.protected_settings
@@ -168,7 +169,6 @@ deny contains sprintf("SET %s changes who the session acts as", [upper(s.setting
 # set_config('role', ...) is SET ROLE in disguise. Which setting it changes is a literal,
 # and rules here must not read literals, so the function is denied whatever it sets.
 deny contains sprintf("%s can change who the session acts as", [f]) if {
-	input.command.kind == "postgres.query"
 	some s in input.command.postgres.statements
 	some f in s.functions
 	f in data.portcullis.postgres.protected_functions
@@ -185,23 +185,23 @@ pg_calls_protected(s) if {
 pg_approvable := {i | some [i, _] in pg_approval}
 
 allow contains "every statement is allowed" if {
-	input.command.kind == "postgres.query"
+	input.command.kind in pg_kinds
 	count(input.command.postgres.statements) == count(pg_allowed)
 }
 
 needs_approval contains reason if {
-	input.command.kind == "postgres.query"
+	input.command.kind in pg_kinds
 	some [_, reason] in pg_approval
 }
 
 mask_rules contains {"field": column, "strategy": "redact"} if {
-	input.command.kind == "postgres.query"
+	input.command.kind in pg_kinds
 	not pii_reader
 	some column in data.portcullis.sensitive_columns
 }
 
 mask_rules contains {"detector": detector, "strategy": "partial"} if {
-	input.command.kind in {"postgres.query", "http.request", "ssh.exec", "ssh.shell"}
+	input.command.kind in {"postgres.query", "postgres.function_call", "http.request", "ssh.exec", "ssh.shell"}
 	not pii_reader
 	some detector in data.portcullis.detectors
 }

@@ -197,3 +197,23 @@ test_dba_dangerous_statements_need_approval if {
 test_dba_delete_with_where_allowed if {
 	verdict(["dba", "pii-readers"], [stmt_with("delete", {"has_where": true})]) == "allow"
 }
+
+test_malformed_statement_denied_even_beside_a_write if {
+	statements := [stmt_with("insert", {}), {"tables": []}]
+	verdict(["readonly"], statements) == "deny"
+	"no rule allows unknown statement (unknown) for alice@example.com" in reasons(["readonly"], statements)
+}
+
+test_function_call_judged_like_a_query if {
+	i := {
+		"identity": {"subject": "alice@example.com", "groups": ["dba"]},
+		"connection": {"name": "orders-db", "type": "postgres"},
+		"command": {"kind": "postgres.function_call", "raw": "lo_import", "postgres": {"statements": [stmt_with("select", {"tag": "FunctionCall", "functions": ["lo_import"]})]}},
+	}
+	d := portcullis.decision with input as i
+	d.verdict == "deny"
+	d.cache_key == "exact"
+	ok := json.patch(i, [{"op": "replace", "path": "/command/postgres/statements/0/functions", "value": ["lower"]}])
+	d2 := portcullis.decision with input as ok
+	d2.verdict == "mask"
+}

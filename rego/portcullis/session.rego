@@ -31,6 +31,7 @@ pii_reader if {
 # The connection type each command kind belongs to.
 kind_types := {
 	"postgres.query": "postgres",
+	"postgres.function_call": "postgres",
 	"http.request": "http",
 	"ssh.exec": "ssh",
 	"ssh.shell": "ssh",

@@ -1,0 +1,281 @@
+"""Enforcing verdicts on the frontend messages of one Postgres session.
+
+Owns what happens to each client message: simple Query decided as a whole (the PDP
+classifies every statement in it; one denied statement denies the message), extended
+protocol decided at Parse with Bind/Describe/Execute of a never-allowed statement
+refused, the server's discard-until-Sync behaviour after a refusal, COPY and function
+calls. Forwarded messages leave an expectation with the ResponseTracker; refusals are
+queued there as made-up answers, so the client sees them in the server's order.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pdp.policy_input import classified
+from pdp.statements import shape
+from pdp.verdict import MaskRule, Verdict, VerdictKind
+from proxies.postgres import codec
+from proxies.postgres.tracker import Expect, ResponseTracker
+from proxies.runtime.masking import Masker, MaskingError
+from proxies.runtime.pdp_client import Ruling
+from proxies.runtime.session import ProxySession
+
+# A statement the server rejects without side effects: sent in place of a denied Parse
+# when part of the batch already went upstream, so the server aborts the batch exactly as
+# if the denied statement had failed; its error is replaced by the policy's.
+POISON_SQL = "portcullis policy refused this statement"
+
+
+@functools.lru_cache(maxsize=8192)
+def statement_shape(sql: str) -> str | None:
+    return shape(sql) if len(sql) <= 4096 else None
+
+
+@dataclass
+class PreparedStatement:
+    sql: str
+    ruling: Ruling
+
+
+@dataclass
+class Portal:
+    statement: str
+    formats: list[int]
+
+
+def refusal(ruling: Ruling) -> codec.ErrorResponse:
+    """The ErrorResponse a client gets for a deny or an approval it cannot wait for."""
+    reasons = "; ".join(ruling.verdict.reasons) or "denied by policy"
+    detail = f"decision {ruling.decision_id}" if ruling.decision_id else None
+    if ruling.kind is VerdictKind.REQUIRE_APPROVAL:
+        approvers = ", ".join(ruling.verdict.approval.approvers) if ruling.verdict.approval else ""
+        return codec.error_response(
+            f"portcullis: approval required: {reasons}", detail=detail,
+            hint=f"approvers: {approvers}; this proxy cannot hold the statement for approval yet")
+    return codec.error_response(f"portcullis: denied by policy: {reasons}", detail=detail)
+
+
+class Enforcer:
+    def __init__(self, session: ProxySession, tracker: ResponseTracker,
+                 forward: Callable[[bytes], None], reply: Callable[[bytes], None],
+                 hash_key: bytes) -> None:
+        self.session = session
+        self.tracker = tracker
+        self.forward = forward  # bytes to the upstream server
+        self.reply = reply  # bytes to the client, in order
+        self.hash_key = hash_key
+        self.statements: dict[str, PreparedStatement] = {}
+        self.portals: dict[str, Portal] = {}
+        self.discarding = False  # after a refusal in a batch, until Sync
+        self.batch_forwarded = False  # something of the current batch went upstream
+        self.terminated = False
+        self._maskers: dict[tuple[MaskRule, ...], Masker] = {}
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def masker(self, ruling: Ruling) -> Masker | None:
+        if ruling.kind is not VerdictKind.MASK:
+            return None
+        rules = ruling.verdict.mask
+        found = self._maskers.get(rules)
+        if found is None:
+            found = self._maskers[rules] = Masker(rules, self.hash_key)
+        return found
+
+    async def decide(self, sql: str, protocol: str) -> Ruling:
+        ruling = await self.session.decide("postgres.query", sql, {"protocol": protocol},
+                                           shape_of=statement_shape)
+        if ruling.kind is VerdictKind.MASK:
+            try:
+                masker = self.masker(ruling)
+            except MaskingError as exc:
+                return Ruling(Verdict.deny(f"policy mask rules unusable ({exc}) — denied"),
+                              ruling.decision_id, ruling.policy_revision)
+            if masker is not None and any(r.field for r in ruling.verdict.mask) and any(
+                    s.get("type") == "copy" and s.get("direction") == "to"
+                    for s in classified(sql)):
+                return Ruling(Verdict.deny("COPY output cannot be masked by column; "
+                                           "use SELECT — denied"),
+                              ruling.decision_id, ruling.policy_revision)
+        return ruling
+
+    def _send(self, message: codec.Message, expect: Expect) -> None:
+        self.tracker.expect(expect)
+        self.forward(message.raw or message.encode())
+
+    def _refuse_now(self, error: codec.ErrorResponse, ready: bool) -> None:
+        """Answer the client without the server (for a simple Query: error + ReadyForQuery)."""
+        encoded = error.encode()
+
+        def build(status: str) -> bytes:
+            return encoded + (codec.ready_for_query(status).encode() if ready else b"")
+
+        self.reply(self.tracker.synthetic(build))
+
+    def _refuse_in_batch(self, error: codec.ErrorResponse) -> None:
+        """Refuse an extended-protocol message the way the server fails one."""
+        self.discarding = True
+        if not self.batch_forwarded:
+            self._refuse_now(error, ready=False)
+            return
+        poison = codec.Parse("", POISON_SQL, [])
+        self._send(poison, Expect("Parse", replace_error=error))
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def on_message(self, message: codec.Message) -> None:
+        handler = _HANDLERS.get(type(message))
+        if handler is None:
+            raise codec.ProtocolViolation(f"unexpected {type(message).__name__} from client")
+        await handler(self, message)
+
+    async def on_query(self, message: codec.Query) -> None:
+        ruling = await self.decide(message.sql, "simple")
+        self.session.record_command(message.sql, ruling, protocol="simple")
+        if not ruling.verdict.allowed:
+            self._refuse_now(refusal(ruling), ready=True)
+            return
+        self._send(message, Expect("Query", self.masker(ruling), ruling.decision_id,
+                                   command=message.sql))
+
+    async def on_parse(self, message: codec.Parse) -> None:
+        if self.discarding:
+            return
+        ruling = await self.decide(message.sql, "extended")
+        if not ruling.verdict.allowed:
+            self.session.record_command(message.sql, ruling, protocol="extended")
+            self.statements.pop(message.name, None)
+            self._refuse_in_batch(refusal(ruling))
+            return
+        self.statements[message.name] = PreparedStatement(message.sql, ruling)
+        self.tracker.statement_shapes.pop(message.name, None)
+        self.batch_forwarded = True
+        self._send(message, Expect("Parse", statement=message.name))
+
+    async def _allowed_statement(self, name: str) -> PreparedStatement | None:
+        statement = self.statements.get(name)
+        if statement is None:
+            return None
+        revision = self.session.runtime.pdp.revision
+        if revision and statement.ruling.policy_revision != revision and not (
+                statement.ruling.cached):
+            # the policy changed since this statement was allowed: ask again
+            ruling = await self.decide(statement.sql, "extended")
+            if not ruling.verdict.allowed:
+                del self.statements[name]
+                self.session.record_command(statement.sql, ruling, protocol="extended")
+                return None
+            statement.ruling = ruling
+        return statement
+
+    def _never_allowed(self, what: str) -> None:
+        self._refuse_in_batch(codec.error_response(
+            f"portcullis: {what} was not allowed by policy in this session"))
+
+    async def on_bind(self, message: codec.Bind) -> None:
+        if self.discarding:
+            return
+        if await self._allowed_statement(message.statement) is None:
+            self._never_allowed(f"prepared statement {message.statement!r}")
+            return
+        self.portals[message.portal] = Portal(message.statement, list(message.result_formats))
+        self.tracker.portal_shapes.pop(message.portal, None)
+        self.batch_forwarded = True
+        self._send(message, Expect("Bind"))
+
+    async def on_describe(self, message: codec.Describe) -> None:
+        if self.discarding:
+            return
+        if message.kind == "S" and message.name not in self.statements:
+            self._never_allowed(f"prepared statement {message.name!r}")
+            return
+        if message.kind == "P" and message.name not in self.portals:
+            self._never_allowed(f"portal {message.name!r}")
+            return
+        self.batch_forwarded = True
+        kind = "DescribeS" if message.kind == "S" else "DescribeP"
+        self._send(message, Expect(kind, statement=message.name))
+
+    async def on_execute(self, message: codec.Execute) -> None:
+        if self.discarding:
+            return
+        portal = self.portals.get(message.portal)
+        statement = self.statements.get(portal.statement) if portal else None
+        if portal is None or statement is None:
+            self._never_allowed(f"portal {message.portal!r}")
+            return
+        ruling = statement.ruling
+        masker = self.masker(ruling)
+        self.session.record_command(statement.sql, ruling, protocol="extended",
+                                    statement=portal.statement)
+        if masker is not None and message.portal not in self.tracker.portal_shapes and (
+                self.tracker.statement_shapes.get(portal.statement) is None):
+            # masking needs column names: describe the portal first, for the proxy only
+            self._send(codec.Describe("P", message.portal),
+                       Expect("DescribeP", statement=message.portal, swallow=True))
+        self.batch_forwarded = True
+        self._send(message, Expect("Execute", masker, ruling.decision_id,
+                                   formats=portal.formats, statement=portal.statement,
+                                   portal=message.portal, command=statement.sql))
+
+    async def on_close(self, message: codec.Close) -> None:
+        if self.discarding:
+            return
+        if message.kind == "S":
+            self.statements.pop(message.name, None)
+            self.tracker.statement_shapes.pop(message.name, None)
+        else:
+            self.portals.pop(message.name, None)
+            self.tracker.portal_shapes.pop(message.name, None)
+        self.batch_forwarded = True
+        self._send(message, Expect("Close"))
+
+    async def on_sync(self, message: codec.Sync) -> None:
+        forwarded, self.batch_forwarded = self.batch_forwarded, False
+        if self.discarding and not forwarded:
+            self.discarding = False
+            self.reply(self.tracker.synthetic(
+                lambda status: codec.ready_for_query(status).encode()))
+            return
+        self.discarding = False
+        self._send(message, Expect("Sync"))
+
+    async def on_flush(self, message: codec.Flush) -> None:
+        if not self.discarding:
+            self.forward(message.raw or message.encode())
+
+    async def on_copy(self, message: codec.Message) -> None:
+        # CopyData/CopyDone/CopyFail belong to a COPY FROM STDIN that was already allowed
+        self.forward(message.raw or message.encode())
+
+    async def on_function_call(self, message: codec.FunctionCall) -> None:
+        ruling = Ruling(Verdict.deny(
+            f"function call by OID {message.oid} through the fast-path protocol cannot be "
+            "attributed to a function name; call it with SELECT"))
+        self.session.record_command(f"<fastpath function oid {message.oid}>", ruling,
+                                    protocol="function_call")
+        self._refuse_now(refusal(ruling), ready=True)
+
+    async def on_terminate(self, message: codec.Terminate) -> None:
+        self.terminated = True
+        self.forward(message.raw or message.encode())
+
+
+_HANDLERS: dict[type, Callable] = {
+    codec.Query: Enforcer.on_query,
+    codec.Parse: Enforcer.on_parse,
+    codec.Bind: Enforcer.on_bind,
+    codec.Describe: Enforcer.on_describe,
+    codec.Execute: Enforcer.on_execute,
+    codec.Close: Enforcer.on_close,
+    codec.Sync: Enforcer.on_sync,
+    codec.Flush: Enforcer.on_flush,
+    codec.CopyData: Enforcer.on_copy,
+    codec.CopyDone: Enforcer.on_copy,
+    codec.CopyFail: Enforcer.on_copy,
+    codec.FunctionCall: Enforcer.on_function_call,
+    codec.Terminate: Enforcer.on_terminate,
+}

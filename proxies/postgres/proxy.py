@@ -1,0 +1,344 @@
+"""The Postgres proxy's asyncio side: listening, start-up, and the two pumps of a session.
+
+Owns the sockets. Start-up: SSLRequest answered (TLS with the configured certificate, `N`
+without), GSSENCRequest refused, CancelRequest mapped from the proxy-issued key to the
+upstream's (as pgbouncer does), cleartext password auth carrying the client's JWT. Then
+one pump reads the client (through the Enforcer) and one reads the server (through the
+ResponseTracker). What reaches the client passes the secret scanner. A malformed or
+oversized frame ends that connection with an ErrorResponse, never the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import ssl
+from typing import Any
+
+from pdp.config import Config, ConnectionSettings
+from proxies.postgres import codec
+from proxies.postgres.enforcer import Enforcer
+from proxies.postgres.tracker import ResponseTracker
+from proxies.postgres.upstream import Upstream, UpstreamError, connect, startup_params
+from proxies.runtime.pdp_client import SessionRefused
+from proxies.runtime.secrets_scan import SecretScanner
+from proxies.runtime.session import ProxyRuntime, ProxySession
+
+log = logging.getLogger("portcullis.postgres")
+
+READ_SIZE = 256 * 1024
+STARTUP_TIMEOUT = 30.0
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class PostgresProxy:
+    """One listening Postgres proxy for one configured connection."""
+
+    def __init__(self, connection: ConnectionSettings, config: Config, pdp_address: str) -> None:
+        self.connection = connection
+        self.runtime = ProxyRuntime.build(connection, pdp_address)
+        self.listen_host, self.listen_port = _split(connection.listen)
+        self.upstream_host, self.upstream_port = _split(connection.upstream)
+        self.database = connection.database
+        self.tls = self._server_tls(connection.options)
+        self.upstream_tls = self._upstream_tls(connection.options)
+        self.hash_key = os.urandom(32)
+        self.cancel_keys: dict[tuple[int, int], tuple[int, int]] = {}
+        self.clients: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    @staticmethod
+    def _server_tls(options: dict[str, Any]) -> ssl.SSLContext | None:
+        cert, key = options.get("tls_cert_file"), options.get("tls_key_file")
+        if not cert:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(cert, key)
+        return context
+
+    @staticmethod
+    def _upstream_tls(options: dict[str, Any]) -> ssl.SSLContext | None:
+        mode = options.get("upstream_tls")
+        if not mode:
+            return None
+        context = ssl.create_default_context(cafile=options.get("upstream_ca_file"))
+        if mode == "require":  # encrypted, server identity not checked (libpq's sslmode=require)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        await self.runtime.start()
+        self._server = await asyncio.start_server(self._accept, self.listen_host,
+                                                  self.listen_port, limit=READ_SIZE)
+        log.info("postgres proxy %s on %s:%d → %s:%d", self.connection.name, self.listen_host,
+                 self.port, self.upstream_host, self.upstream_port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self.clients):
+            task.cancel()
+        await asyncio.gather(*self.clients, return_exceptions=True)
+        await self.runtime.stop()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.clients.add(task)
+        try:
+            await ClientConnection(self, reader, writer).run()
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("postgres proxy: connection failed")
+        finally:
+            self.clients.discard(task)
+            writer.close()
+
+    async def forward_cancel(self, key: tuple[int, int]) -> None:
+        upstream_key = self.cancel_keys.get(key)
+        if upstream_key is None:
+            return  # like the server: an unknown key is ignored silently
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)
+            writer.write(codec.CancelRequest(*upstream_key).encode())
+            await writer.drain()
+            writer.close()
+
+
+class ClientConnection:
+    def __init__(self, proxy: PostgresProxy, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.proxy = proxy
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.client_addr = f"{peer[0]}:{peer[1]}"
+        self.parser = codec.FrontendParser(startup=True)
+        self.session: ProxySession | None = None
+        self.upstream: Upstream | None = None
+        self.scanner: SecretScanner | None = None
+        self.key: tuple[int, int] | None = None
+        self.bytes_to_client = 0
+
+    # -- writing -------------------------------------------------------------------------
+
+    def to_client(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.scanner is not None:
+            self.scanner.feed(data)
+        self.bytes_to_client += len(data)
+        self.writer.write(data)
+
+    def fatal(self, message: str, sqlstate: str) -> None:
+        self.to_client(codec.error_response(message, sqlstate, severity="FATAL").encode())
+
+    # -- start-up ------------------------------------------------------------------------
+
+    async def _next_message(self) -> codec.Message | None:
+        pending: list[codec.Message] = []
+        while not pending:
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                return None
+            pending = self.parser.feed(data)
+        if len(pending) > 1:
+            raise codec.ProtocolViolation("client sent more than one start-up message at once")
+        return pending[0]
+
+    async def _startup(self) -> codec.StartupMessage | None:
+        while True:
+            message = await self._next_message()
+            if message is None:
+                return None
+            if isinstance(message, codec.SSLRequest):
+                if self.proxy.tls is None:
+                    self.writer.write(codec.SSL_REFUSED)
+                    continue
+                self.writer.write(codec.SSL_ACCEPTED)
+                await self.writer.drain()
+                await self.writer.start_tls(self.proxy.tls)
+                continue
+            if isinstance(message, codec.GSSENCRequest):
+                self.writer.write(codec.SSL_REFUSED)
+                continue
+            if isinstance(message, codec.CancelRequest):
+                await self.proxy.forward_cancel((message.pid, message.secret))
+                return None
+            if isinstance(message, codec.StartupMessage):
+                return message
+            raise codec.ProtocolViolation(f"unexpected {type(message).__name__} in start-up")
+
+    async def _token(self) -> str | None:
+        self.writer.write(codec.AuthenticationCleartextPassword().encode())
+        message = await self._next_message()
+        if not isinstance(message, codec.PasswordMessage):
+            return None
+        return message.password()
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.timeout(STARTUP_TIMEOUT):
+                startup = await self._startup()
+                if startup is None:
+                    return
+                token = await self._token()
+                if not token:
+                    self.fatal("portcullis: a token is required as the password", "28000")
+                    return
+                if not await self._open(startup, token):
+                    return
+        except codec.ProtocolViolation as exc:
+            self.fatal(f"portcullis: protocol violation: {exc}", "08P01")
+            return
+        except TimeoutError:
+            self.fatal("portcullis: start-up took too long", "08006")
+            return
+        await self._serve()
+
+    async def _open(self, startup: codec.StartupMessage, token: str) -> bool:
+        params = startup.params
+        runtime = self.proxy.runtime
+        self.session = ProxySession(runtime, self.client_addr,
+                                    params.get("application_name", "")[:256])
+        try:
+            await self.session.open(token, {"user": params.get("user", ""),
+                                            "database": params.get("database", "")})
+        except SessionRefused as exc:
+            self.fatal(f"portcullis: session refused: {exc.reason}", "28000")
+            self.session = None
+            return False
+        lease = self.session.lease
+        assert lease is not None
+        self.scanner = SecretScanner(lease.secrets())
+        database = self.proxy.database or params.get("database") or params.get("user", "")
+        try:
+            self.upstream = await connect(
+                self.proxy.upstream_host, self.proxy.upstream_port,
+                startup_params(params, lease, database), lease, self.proxy.upstream_tls)
+        except UpstreamError as exc:
+            self.fatal(f"portcullis: {exc}", "08006")
+            await self.session.close("upstream_unavailable", abnormal=True)
+            self.session = None
+            return False
+        self._greet(self.upstream)
+        return True
+
+    def _greet(self, upstream: Upstream) -> None:
+        """AuthenticationOk, the server's parameters, a proxy-issued key, ReadyForQuery."""
+        out = codec.AuthenticationOk().encode()
+        for status in upstream.parameters:
+            out += status.encode()
+        if upstream.key is not None:
+            key = (secrets.randbelow(2**31 - 1) + 1, secrets.randbelow(2**31 - 1) + 1)
+            self.proxy.cancel_keys[key] = (upstream.key.pid, upstream.key.secret)
+            self.key = key
+            out += codec.BackendKeyData(*key).encode()
+        out += codec.ready_for_query(upstream.status).encode()
+        self.to_client(out)
+
+    # -- the session -----------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        assert self.session is not None and self.upstream is not None
+        upstream = self.upstream
+        tracker = ResponseTracker()
+        tracker.status = upstream.status
+        enforcer = Enforcer(self.session, tracker, upstream.writer.write, self.to_client,
+                            self.proxy.hash_key)
+        client_side = asyncio.create_task(self._pump_client(enforcer))
+        server_side = asyncio.create_task(self._pump_server(tracker))
+        reason, abnormal = "client_disconnect", False
+        try:
+            done, _ = await asyncio.wait({client_side, server_side},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            finished = done.pop()
+            reason = finished.result() if not finished.cancelled() else "proxy_shutdown"
+            abnormal = reason not in ("client_disconnect", "client_terminate")
+            if not tracker.idle and reason == "client_disconnect":
+                # the client left mid-query: stop the query, not just the socket
+                await self.proxy.forward_cancel(self.key) if self.key else None
+        except asyncio.CancelledError:
+            reason, abnormal = "proxy_shutdown", False
+            raise
+        finally:
+            for task in (client_side, server_side):
+                task.cancel()
+            await asyncio.gather(client_side, server_side, return_exceptions=True)
+            upstream.writer.close()
+            if self.key is not None:
+                self.proxy.cancel_keys.pop(self.key, None)
+            await self._close_session(reason, abnormal)
+
+    async def _close_session(self, reason: str, abnormal: bool) -> None:
+        session = self.session
+        if session is None:
+            return
+        exposed = self.scanner.exposed if self.scanner else False
+        session.counters["bytes_to_client"] = self.bytes_to_client
+        session.counters["credential_exposed"] = int(exposed)
+        await asyncio.shield(session.close(reason, abnormal))
+
+    async def _pump_client(self, enforcer: Enforcer) -> str:
+        upstream = self.upstream
+        assert upstream is not None
+        while True:
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                return "client_disconnect"
+            try:
+                messages = self.parser.feed(data)
+                for message in messages:
+                    await enforcer.on_message(message)
+                    if enforcer.terminated:
+                        return "client_terminate"
+            except codec.ProtocolViolation as exc:
+                self.fatal(f"portcullis: protocol violation: {exc}", "08P01")
+                return "protocol_violation"
+            await upstream.writer.drain()
+            await self.writer.drain()
+
+    async def _pump_server(self, tracker: ResponseTracker) -> str:
+        upstream = self.upstream
+        session = self.session
+        assert upstream is not None and session is not None
+        pending = upstream.pending
+        while True:
+            out = b"".join(tracker.on_backend(m) for m in pending)
+            self.to_client(out)
+            self._record(tracker, session)
+            await self.writer.drain()
+            data = await upstream.reader.read(READ_SIZE)
+            if not data:
+                return "upstream_closed"
+            try:
+                pending = upstream.parser.feed(data)
+            except codec.ProtocolViolation as exc:
+                self.fatal(f"portcullis: upstream protocol violation: {exc}", "08P01")
+                return "upstream_protocol_violation"
+
+    @staticmethod
+    def _record(tracker: ResponseTracker, session: ProxySession) -> None:
+        for done in tracker.completions:
+            details: dict[str, Any] = {"tag": done.tag, "rows": done.rows}
+            if done.error:
+                details["error"] = done.error
+            session.record_response(decision_id=done.decision_id, **details)
+            if done.masked:
+                session.record_masking(dict(done.masked), done.decision_id)
+        tracker.completions.clear()

@@ -1,0 +1,276 @@
+"""What each server message answers, and what the client may see of it (no IO here).
+
+Owns the order of responses on one proxied connection. Every frontend message the proxy
+forwards leaves an expectation; every answer the proxy makes up itself (a policy deny) is
+queued in the same line, so the client receives exactly the sequence a server would
+send. From the expectations the tracker knows which statement a DataRow belongs to and
+therefore which mask applies; it rewrites rows (masked columns, detectors over text),
+counts rows and masking per command, and follows the transaction status.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from pdp.verdict import MaskRule
+from proxies.postgres import codec
+from proxies.runtime.masking import Masker
+
+# text-like types whose binary form is the text itself, so detectors can read it
+TEXT_OIDS = frozenset({25, 1043, 1042, 19, 114, 18})
+
+
+@dataclass
+class ResultShape:
+    """A RowDescription and what the masker makes of it."""
+
+    fields: list[codec.Field]
+    masked: dict[int, MaskRule] | None = None  # column → rule, once a masker has looked
+    masked_by: Masker | None = None
+
+
+@dataclass
+class Expect:
+    """The answer still owed for one forwarded frontend message."""
+
+    kind: str  # Query | Parse | Bind | DescribeS | DescribeP | Execute | Close | Sync | Call
+    masker: Masker | None = None
+    decision_id: str = ""
+    shape: ResultShape | None = None  # Execute: the portal's row shape
+    formats: list[int] = field(default_factory=list)  # Execute: Bind's result formats
+    statement: str | None = None  # DescribeS/Execute: statement name; DescribeP: portal name
+    portal: str | None = None  # Execute: the portal it runs
+    swallow: bool = False  # internal message: its answer never reaches the client
+    replace_error: codec.ErrorResponse | None = None  # poison Parse: the policy's error
+    command: str = ""
+    rows: int = 0
+    masked: Counter[str] = field(default_factory=Counter)
+    started: bool = False
+
+
+@dataclass
+class Synthetic:
+    """An answer the proxy makes up; built when its turn comes (for the current status)."""
+
+    build: Callable[[str], bytes]
+
+
+@dataclass
+class Completion:
+    """A finished command, for the session recording."""
+
+    command: str
+    tag: str
+    rows: int
+    masked: Counter[str]
+    decision_id: str
+    error: str = ""
+
+
+class ResponseTracker:
+    def __init__(self) -> None:
+        self.queue: deque[Expect | Synthetic] = deque()
+        self.status = "I"
+        self.statement_shapes: dict[str, ResultShape | None] = {}
+        self.portal_shapes: dict[str, ResultShape | None] = {}
+        self.completions: list[Completion] = []
+        self.in_copy_out = False
+        self._discarding_to_sync = False
+
+    # -- what the client side registers ------------------------------------------------
+
+    def expect(self, item: Expect) -> None:
+        self.queue.append(item)
+
+    def synthetic(self, build: Callable[[str], bytes]) -> bytes:
+        """Queue a made-up answer; returns its bytes now if nothing is owed before it."""
+        if not self.queue:
+            return build(self.status)
+        self.queue.append(Synthetic(build))
+        return b""
+
+    @property
+    def idle(self) -> bool:
+        return not self.queue
+
+    # -- what the server sends ---------------------------------------------------------
+
+    def on_backend(self, message: codec.Message) -> bytes:
+        """Bytes for the client in answer to one server message (may be empty)."""
+        out = self._release_synthetic()
+        head = self.queue[0] if self.queue else None
+        if isinstance(message, codec.ReadyForQuery):
+            self.status = message.status
+            self._discarding_to_sync = False
+            self.in_copy_out = False
+            finished_swallowed = self._finish_until_sync(head)
+            out += b"" if finished_swallowed else message.raw or message.encode()
+            return out + self._release_synthetic()
+        if isinstance(message, (codec.NoticeResponse, codec.ParameterStatus,
+                                codec.NotificationResponse)):
+            return out + (message.raw or message.encode())
+        if not isinstance(head, Expect):
+            # nothing owed: the server speaks unprompted (e.g. a FATAL before closing)
+            return out + (message.raw or message.encode())
+        if isinstance(message, codec.ErrorResponse):
+            return out + self._on_error(head, message)
+        return out + self._on_answer(head, message)
+
+    def _release_synthetic(self) -> bytes:
+        out = b""
+        while self.queue and isinstance(self.queue[0], Synthetic):
+            item = self.queue.popleft()
+            assert isinstance(item, Synthetic)
+            out += item.build(self.status)
+        return out
+
+    def _finish_until_sync(self, head: Expect | Synthetic | None) -> bool:
+        """ReadyForQuery ends a Query, a Sync or a function call; True if it was swallowed."""
+        swallowed = False
+        while self.queue and isinstance(self.queue[0], Expect):
+            item = self.queue.popleft()
+            assert isinstance(item, Expect)
+            if item.kind in ("Query", "Sync", "Call"):
+                swallowed = item.swallow
+                break
+        return swallowed
+
+    def _on_error(self, head: Expect, message: codec.ErrorResponse) -> bytes:
+        error = message
+        if head.replace_error is not None:
+            error = head.replace_error
+        self.completions.append(Completion(head.command, "", head.rows, head.masked,
+                                           head.decision_id,
+                                           error.fields.get("C", "") or "error"))
+        if head.kind == "Query" or head.kind == "Call":
+            # the rest of a simple Query is skipped by the server; RFQ follows
+            head.shape = None
+            if head.swallow:
+                return b""
+            return message.raw or message.encode() if error is message else error.encode()
+        # extended protocol: the server discards everything until Sync
+        while self.queue and isinstance(self.queue[0], Expect) and self.queue[0].kind != "Sync":
+            self.queue.popleft()
+        self._discarding_to_sync = True
+        if head.swallow:
+            return b""
+        return message.raw or message.encode() if error is message else error.encode()
+
+    def _on_answer(self, head: Expect, message: codec.Message) -> bytes:
+        raw = message.raw or message.encode()
+        kind = head.kind
+        if isinstance(message, codec.RowDescription):
+            shape = ResultShape(list(message.fields))
+            if kind == "DescribeS":
+                self.statement_shapes[head.statement or ""] = shape
+                self.queue.popleft()
+            elif kind == "DescribeP":
+                self.portal_shapes[head.statement or ""] = shape
+                self.queue.popleft()
+            else:
+                head.shape = shape
+                head.formats = [f.format for f in message.fields]
+            return b"" if head.swallow else raw
+        if isinstance(message, codec.NoData):
+            if kind == "DescribeS":
+                self.statement_shapes[head.statement or ""] = None
+            elif kind == "DescribeP":
+                self.portal_shapes[head.statement or ""] = None
+            if kind in ("DescribeS", "DescribeP"):
+                self.queue.popleft()
+            return b"" if head.swallow else raw
+        if isinstance(message, codec.ParameterDescription):
+            return b"" if head.swallow else raw  # DescribeS: RowDescription/NoData follows
+        if isinstance(message, codec.DataRow):
+            head.rows += 1
+            if head.masker is None:
+                return raw
+            return self._mask_row(head, message)
+        if isinstance(message, (codec.CommandComplete, codec.EmptyQueryResponse,
+                                codec.PortalSuspended)):
+            tag = message.tag if isinstance(message, codec.CommandComplete) else ""
+            self.completions.append(Completion(head.command, tag, head.rows, head.masked,
+                                               head.decision_id))
+            head.rows, head.masked, head.shape = 0, Counter(), None
+            self.in_copy_out = False
+            if kind == "Execute":
+                self.queue.popleft()
+            return raw
+        if isinstance(message, codec.CopyOutResponse):
+            self.in_copy_out = True
+            return raw
+        if isinstance(message, (codec.CopyData, codec.CopyDone)):
+            if isinstance(message, codec.CopyData) and head.masker is not None:
+                return self._mask_copy(head, message)
+            return raw
+        if isinstance(message, (codec.ParseComplete, codec.BindComplete, codec.CloseComplete)):
+            if kind in ("Parse", "Bind", "Close"):
+                self.queue.popleft()
+            return b"" if head.swallow else raw
+        if isinstance(message, codec.FunctionCallResponse):
+            return raw
+        # CopyInResponse, CopyBothResponse and anything else pass as they are
+        return raw
+
+    # -- masking ------------------------------------------------------------------------
+
+    def _mask_row(self, head: Expect, row: codec.DataRow) -> bytes:
+        masker = head.masker
+        assert masker is not None
+        if head.shape is None and head.kind == "Execute":
+            head.shape = self.portal_shapes.get(head.portal or "") or self.statement_shapes.get(
+                head.statement or "")
+        shape = head.shape
+        if shape is None:
+            # no description of these rows: no column can be named, so every value goes
+            head.masked["unknown_columns"] += len(row.values)
+            return replace(row, values=[None for _ in row.values]).encode()
+        if shape.masked is None or shape.masked_by is not masker:
+            shape.masked = masker.columns_to_mask([f.name for f in shape.fields])
+            shape.masked_by = masker
+        values = list(row.values)
+        changed = False
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            binary = _format(head.formats, i) == 1
+            rule = shape.masked.get(i)
+            if rule is not None:
+                changed = True
+                head.masked[f"field:{shape.fields[i].name}"] += 1
+                if binary:
+                    values[i] = None  # a binary value cannot be rewritten in place safely
+                else:
+                    values[i] = masker.mask_field(rule, value.decode("utf-8", "replace")).encode()
+                continue
+            if binary and (i >= len(shape.fields) or shape.fields[i].type_oid not in TEXT_OIDS):
+                continue
+            text = value.decode("utf-8", "replace")
+            masked, counts = masker.mask_text(text)
+            if counts:
+                changed = True
+                values[i] = masked.encode()
+                for name, n in counts.items():
+                    head.masked[f"detector:{name}"] += n
+        if not changed:
+            return row.raw or row.encode()
+        return replace(row, values=values).encode()
+
+    def _mask_copy(self, head: Expect, data: codec.CopyData) -> bytes:
+        masker = head.masker
+        assert masker is not None
+        text = data.data.decode("utf-8", "replace")
+        masked, counts = masker.mask_text(text)
+        for name, n in counts.items():
+            head.masked[f"detector:{name}"] += n
+        return codec.CopyData(masked.encode()).encode() if counts else data.raw or data.encode()
+
+
+def _format(formats: list[int], column: int) -> int:
+    if not formats:
+        return 0
+    if len(formats) == 1:
+        return formats[0]
+    return formats[column] if column < len(formats) else 0

@@ -1,0 +1,134 @@
+"""Connecting to the upstream PostgreSQL server with the session's credential.
+
+Owns the upstream side of start-up: TCP (and TLS when configured), the StartupMessage
+with a filtered set of client parameters, and authentication — SCRAM-SHA-256, md5 or
+cleartext, whichever the server asks. The credential lives only in this process's
+memory; nothing here logs it, and errors name the server and the step, never the secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass, field
+
+from proxies.postgres import codec
+from proxies.postgres.scram import ScramClient, ScramError, md5_password
+from proxies.runtime.credentials import CredentialLease
+
+# client start-up parameters passed on; `options` (which can set any GUC, e.g. a role) and
+# `replication` (another protocol) never are
+FORWARDED_PARAMS = ("application_name", "DateStyle", "TimeZone", "extra_float_digits",
+                    "IntervalStyle", "search_path", "standard_conforming_strings")
+
+
+class UpstreamError(Exception):
+    """Connecting or authenticating upstream failed; the message is safe for the client."""
+
+    def __init__(self, message: str, error: codec.ErrorResponse | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+@dataclass
+class Upstream:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    parser: codec.BackendParser
+    parameters: list[codec.ParameterStatus] = field(default_factory=list)
+    key: codec.BackendKeyData | None = None
+    status: str = "I"
+    pending: list[codec.Message] = field(default_factory=list)  # read past ReadyForQuery
+
+
+def startup_params(client: dict[str, str], lease: CredentialLease,
+                   database: str) -> dict[str, str]:
+    params = {"user": lease.username, "database": database, "client_encoding": "UTF8"}
+    for name in FORWARDED_PARAMS:
+        if name in client:
+            params[name] = client[name]
+    return params
+
+
+async def connect(host: str, port: int, params: dict[str, str], lease: CredentialLease,
+                  tls: ssl.SSLContext | None = None, timeout: float = 10.0) -> Upstream:
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            if tls is not None:
+                writer.write(codec.SSLRequest().encode())
+                await writer.drain()
+                answer = await reader.readexactly(1)
+                if answer != codec.SSL_ACCEPTED:
+                    writer.close()
+                    raise UpstreamError(f"upstream {host}:{port} refused TLS")
+                await writer.start_tls(tls, server_hostname=host)
+            upstream = Upstream(reader, writer, codec.BackendParser())
+            writer.write(codec.StartupMessage(codec.PROTOCOL_VERSION, params).encode())
+            await _authenticate(upstream, lease)
+            return upstream
+    except TimeoutError:
+        raise UpstreamError(f"upstream {host}:{port} did not answer in {timeout:g}s") from None
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        raise UpstreamError(f"cannot reach upstream {host}:{port}: "
+                            f"{type(exc).__name__}") from None
+    except codec.ProtocolViolation as exc:
+        raise UpstreamError(f"upstream {host}:{port} broke the protocol: {exc}") from None
+
+
+async def _messages(upstream: Upstream) -> list[codec.Message]:
+    data = await upstream.reader.read(65536)
+    if not data:
+        raise UpstreamError("upstream closed the connection during start-up")
+    return upstream.parser.feed(data)
+
+
+async def _authenticate(upstream: Upstream, lease: CredentialLease) -> None:
+    scram: ScramClient | None = None
+    while True:
+        messages = await _messages(upstream)
+        for i, message in enumerate(messages):
+            if isinstance(message, codec.ErrorResponse):
+                upstream.writer.close()
+                text = message.fields.get("M", "error")
+                raise UpstreamError(f"upstream refused the session: {text}", message)
+            if isinstance(message, codec.AuthenticationOk):
+                continue
+            if isinstance(message, codec.AuthenticationCleartextPassword):
+                upstream.writer.write(codec.PasswordMessage.from_password(lease.password).encode())
+            elif isinstance(message, codec.AuthenticationMD5Password):
+                upstream.writer.write(codec.PasswordMessage.from_password(
+                    md5_password(lease.username, lease.password, message.salt)).encode())
+            elif isinstance(message, codec.AuthenticationSASL):
+                if "SCRAM-SHA-256" not in message.mechanisms:
+                    raise UpstreamError("upstream offers no SASL mechanism the proxy speaks")
+                scram = ScramClient(lease.username, lease.password)
+                upstream.writer.write(codec.SASLInitialResponse(
+                    "SCRAM-SHA-256", scram.first_message()).encode())
+            elif isinstance(message, codec.AuthenticationSASLContinue):
+                if scram is None:
+                    raise UpstreamError("upstream sent SASLContinue out of order")
+                try:
+                    upstream.writer.write(codec.SASLResponse(
+                        scram.final_message(message.data)).encode())
+                except ScramError:
+                    raise UpstreamError("upstream SCRAM exchange failed") from None
+            elif isinstance(message, codec.AuthenticationSASLFinal):
+                if scram is None:
+                    raise UpstreamError("upstream sent SASLFinal out of order")
+                try:
+                    scram.verify_server_final(message.data)
+                except ScramError:
+                    raise UpstreamError("upstream server signature is wrong") from None
+            elif isinstance(message, codec.Authentication):
+                raise UpstreamError(f"upstream asks for {type(message).__name__}, "
+                                    "which the proxy does not speak")
+            elif isinstance(message, codec.ParameterStatus):
+                upstream.parameters.append(message)
+            elif isinstance(message, codec.BackendKeyData):
+                upstream.key = message
+            elif isinstance(message, codec.ReadyForQuery):
+                upstream.status = message.status
+                upstream.pending = messages[i + 1:]
+                return
+            # NoticeResponse and NegotiateProtocolVersion during start-up are dropped
