@@ -1092,7 +1092,10 @@ class _StreamParser:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Message]:
-        """Add ``data``; return every message completed by it, in order."""
+        """Add ``data``; return every message completed by it, in order.
+
+        Raises ProtocolViolation on malformed input; the messages that preceded the bad one
+        in the same chunk are not returned (fail closed), and the parser stays failed."""
         if self._error is not None:
             raise self._error
         self._buf += data

@@ -268,11 +268,18 @@ class ClientConnection:
             done, _ = await asyncio.wait({client_side, server_side},
                                          return_when=asyncio.FIRST_COMPLETED)
             finished = done.pop()
-            reason = finished.result() if not finished.cancelled() else "proxy_shutdown"
+            if finished.cancelled():
+                reason = "proxy_shutdown"
+            elif finished.exception() is not None:
+                exc = finished.exception()
+                reason = ("client_disconnect" if finished is client_side
+                          and isinstance(exc, OSError) else f"error: {type(exc).__name__}")
+            else:
+                reason = finished.result()
             abnormal = reason not in ("client_disconnect", "client_terminate")
-            if not tracker.idle and reason == "client_disconnect":
+            if not tracker.idle and self.key is not None:
                 # the client left mid-query: stop the query, not just the socket
-                await self.proxy.forward_cancel(self.key) if self.key else None
+                await self.proxy.forward_cancel(self.key)
         except asyncio.CancelledError:
             reason, abnormal = "proxy_shutdown", False
             raise

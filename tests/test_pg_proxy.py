@@ -1,0 +1,350 @@
+"""The Postgres proxy with real clients against the machine's real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+
+import asyncpg
+import psycopg
+import pytest
+from pg_harness import running_gateway
+from portcullis.v1 import pdp_pb2
+
+from proxies.postgres import codec
+
+DBA = ("dba", "pii-readers")
+
+
+class Tap:
+    """A TCP relay in front of the proxy that keeps every byte sent to the client."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.to_client = bytearray()
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Tap:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _relay(self, reader, writer) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+
+        async def pipe(src, dst, keep) -> None:
+            while data := await src.read(65536):
+                if keep:
+                    self.to_client.extend(data)
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True),
+                             return_exceptions=True)
+
+
+async def test_asyncpg_reads_masked_and_denied_writes_leave_data_alone(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token()))
+        rows = await conn.fetch("SELECT id, name, email, note FROM customers ORDER BY id")
+        assert [r["name"] for r in rows] == ["Ada", "Bob"]
+        assert rows[0]["email"] is None  # binary-format masked column → NULL
+        assert "4111 1111 1111 1111" not in rows[0]["note"]
+        # prepared statement, extended protocol, parameters
+        stmt = await conn.prepare("SELECT total FROM orders WHERE customer_id = $1")
+        assert [r["total"] for r in await stmt.fetch(1)] == [pytest.approx(99.5)]
+        with pytest.raises(asyncpg.InsufficientPrivilegeError) as err:
+            await conn.execute("DROP TABLE customers")
+        assert "denied by policy" in str(err.value)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError) as err:
+            await conn.fetch("DELETE FROM customers WHERE id = $1", 1)
+        assert "approval required" in str(err.value)
+        # transaction: a deny inside keeps the session and the transaction usable
+        async with conn.transaction():
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("UPDATE customers SET name = 'x'")
+            assert await conn.fetchval("SELECT count(*) FROM orders") == 2
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
+        with gw.admin() as admin:
+            assert admin.execute("SELECT count(*) FROM customers").fetchone()[0] == 2
+            assert admin.execute("SELECT name FROM customers WHERE id = 1").fetchone()[0] == "Ada"
+
+
+async def test_statements_hidden_in_multi_statement_text_are_refused_whole(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token()))
+        for sql in ("SELECT 1; DROP TABLE customers",
+                    "/* just a read */ SELECT 1; -- and\n DELETE FROM orders",
+                    "WITH gone AS (DELETE FROM orders RETURNING *) SELECT * FROM gone",
+                    "EXPLAIN ANALYZE DELETE FROM orders",
+                    "SELECT pg_read_file('/etc/passwd')",
+                    "COPY orders TO PROGRAM 'cat > /tmp/x'"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(sql)
+        await conn.close()
+        with gw.admin() as admin:
+            assert admin.execute("SELECT count(*) FROM orders").fetchone()[0] == 2
+            assert admin.execute("SELECT to_regclass('customers')").fetchone()[0] is not None
+
+
+async def test_psycopg_text_format_masks_values_and_dba_sees_them(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        async with await psycopg.AsyncConnection.connect(gw.dsn(gw.token())) as conn:
+            cur = await conn.execute("SELECT email, ssn, note FROM customers ORDER BY id")
+            email, ssn, note = (await cur.fetchall())[0]
+            assert email == "[REDACTED]" and ssn == "[REDACTED]"
+            assert "1111" in note and "4111 1111" not in note
+            cur = await conn.execute("SELECT id FROM customers WHERE name = %s", ("Bob",))
+            assert (await cur.fetchall()) == [(2,)]
+        async with await psycopg.AsyncConnection.connect(gw.dsn(gw.token("dana", DBA))) as conn:
+            cur = await conn.execute("SELECT email FROM customers ORDER BY id")
+            assert (await cur.fetchall())[0] == ("ada@example.com",)
+            await conn.execute("UPDATE orders SET total = 1 WHERE id = 10")
+            await conn.commit()
+        with gw.admin() as admin:
+            assert admin.execute("SELECT total FROM orders WHERE id = 10").fetchone()[0] == 1
+
+
+async def test_sqlalchemy_through_the_proxy(tmp_path):
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    async with running_gateway(tmp_path) as gw:
+        url = gw.dsn(gw.token("dana", DBA)).replace("postgresql://", "postgresql+psycopg://")
+
+        def work():
+            engine = sqlalchemy.create_engine(url)
+            with engine.connect() as conn:
+                names = conn.execute(sqlalchemy.text("SELECT name FROM customers ORDER BY id"))
+                result = [r[0] for r in names]
+            engine.dispose()
+            return result
+
+        assert await asyncio.to_thread(work) == ["Ada", "Bob"]
+
+
+def _psql(gw, token: str, *args: str, stdin: str | None = None):
+    env = {**os.environ, "PGPASSWORD": token, "PGSSLMODE": "disable"}
+    return subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-p", str(gw.proxy.port), "-U", "agent", "-d", gw.database,
+         "-X", "-v", "ON_ERROR_STOP=0", *args],
+        capture_output=True, text=True, env=env, input=stdin, timeout=60)
+
+
+async def test_psql_describe_multi_statement_and_copy(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        dba = gw.token("dana", DBA)
+        described = await asyncio.to_thread(_psql, gw, dba, "-c", r"\d customers")
+        assert described.returncode == 0, described.stderr
+        assert "email" in described.stdout
+        out = await asyncio.to_thread(_psql, gw, gw.token(), "-c",
+                                      "select 1 as one; drop table customers")
+        assert "denied by policy" in out.stderr
+        source = tmp_path / "orders.csv"
+        source.write_text("20,1,5.00\n21,2,6.00\n")
+        loaded = await asyncio.to_thread(
+            _psql, gw, dba, "-c", rf"\copy orders from '{source}' with (format csv)")
+        assert loaded.returncode == 0, loaded.stderr
+        target = tmp_path / "out.csv"
+        dumped = await asyncio.to_thread(
+            _psql, gw, dba, "-c", rf"\copy (select id from orders order by id) to '{target}'")
+        assert dumped.returncode == 0, dumped.stderr
+        assert target.read_text().split() == ["10", "11", "20", "21"]
+        script = "select count(*) from orders;\nselect name from customers where id = 2;\n"
+        piped = await asyncio.to_thread(_psql, gw, gw.token(), "-At", stdin=script)
+        assert piped.stdout.split() == ["4", "Bob"], piped.stderr
+
+
+@pytest.mark.parametrize("mode", ["simple", "prepared"])
+async def test_pgbench_through_the_proxy(tmp_path, mode):
+    async with running_gateway(tmp_path) as gw:
+        init = subprocess.run(["pgbench", "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", "5432",
+                               "-U", gw.role, gw.database], capture_output=True, text=True)
+        assert init.returncode == 0, init.stderr
+        env = {**os.environ, "PGPASSWORD": gw.token("bench", DBA), "PGSSLMODE": "disable"}
+        run = await asyncio.to_thread(
+            subprocess.run,
+            ["pgbench", "-S", "-M", mode, "-c", "4", "-t", "50", "-h", "127.0.0.1",
+             "-p", str(gw.proxy.port), "-U", "agent", gw.database],
+            capture_output=True, text=True, env=env, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert "number of transactions actually processed: 200/200" in run.stdout
+
+
+async def test_masked_values_and_the_upstream_password_never_reach_the_client(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        async with Tap(gw.proxy.port) as tap:
+            dsn = gw.dsn(gw.token()).replace(f":{gw.proxy.port}/", f":{tap.port}/")
+            for binary in (True, False):
+                if binary:
+                    conn = await asyncpg.connect(dsn)
+                    await conn.fetch("SELECT * FROM customers")
+                    await conn.fetch("SELECT email AS e, ssn FROM customers WHERE id = $1", 1)
+                    await conn.close()
+                else:
+                    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+                        await (await conn.execute("SELECT * FROM customers")).fetchall()
+            sent = bytes(tap.to_client)
+        assert sent, "the tap saw nothing"
+        for secret in (b"ada@example.com", b"123-45-6789", b"4111 1111 1111 1111",
+                       gw.password.encode()):
+            assert secret not in sent
+        events = await gw.pdp.store.query(kind="session.event")
+        masking = [e for e in events if e.body["type"] == "masking"]
+        assert masking and all("ada@example.com" not in str(e.body) for e in events)
+
+
+async def test_pdp_down_denies_and_the_session_survives_until_it_returns(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        assert await conn.fetchval("SELECT count(*) FROM orders") == 2
+        await gw.pdp.stop(grace=1)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError) as err:
+            await conn.fetchval("SELECT count(*) FROM customers")
+        assert "unreachable" in str(err.value)
+        # another client is refused cleanly, the proxy keeps serving
+        with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):
+            await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        # the PDP comes back on the same address and finds the session in its store
+        from pdp.app import PDPApp
+
+        revived = PDPApp(gw.config)
+        await revived.start()
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    assert await conn.fetchval("SELECT count(*) FROM customers") == 2
+                    break
+                except asyncpg.InsufficientPrivilegeError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.3)
+            await conn.close()
+        finally:
+            gw.pdp = revived
+            await revived.stop(grace=1)
+
+
+async def test_client_gone_mid_query_leaves_no_upstream_backend(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        query = asyncio.ensure_future(conn.execute("SELECT pg_sleep(60)"))
+        await asyncio.sleep(0.5)
+        conn.terminate()  # the client vanishes without Terminate
+        query.cancel()
+        deadline = time.monotonic() + 20
+        with gw.admin() as admin:
+            while True:  # the proxy runs on this loop: poll without blocking it
+                busy = await asyncio.to_thread(lambda: admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND usename = %s",
+                    (gw.database, gw.role)).fetchone()[0])
+                if busy == 0 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+        assert busy == 0
+
+
+async def test_cancel_request_goes_through_the_proxy(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        with pytest.raises(TimeoutError):  # asyncpg sends a CancelRequest, then raises
+            await conn.execute("SELECT pg_sleep(30)", timeout=0.5)
+        deadline = time.monotonic() + 10
+        with gw.admin() as admin:
+            while True:
+                running = await asyncio.to_thread(lambda: admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%%'"
+                    " AND state = 'active' AND datname = %s", (gw.database,)).fetchone()[0])
+                if running == 0 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+        assert running == 0
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
+
+
+async def test_malformed_frames_close_only_that_connection(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        good = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        for garbage in (b"\x00\x00\x00\x02", b"\x00\x10\x00\x00" + b"x" * 16,
+                        b"\x00\x00\x00\x08\x04\xd2\x16\x2f" + b"GET / HTTP/1.1\r\n\r\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.proxy.port)
+            writer.write(garbage)
+            reply = await asyncio.wait_for(reader.read(4096), 10)
+            writer.close()
+            assert reply[:1] in (b"E", b"")
+        # typed garbage after a valid start-up: an oversized frame
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.proxy.port)
+        writer.write(codec.StartupMessage(codec.PROTOCOL_VERSION,
+                                          {"user": "agent", "database": gw.database}).encode())
+        await reader.read(1024)  # AuthenticationCleartextPassword
+        writer.write(codec.PasswordMessage.from_password(gw.token("dana", DBA)).encode())
+        await asyncio.sleep(0.5)
+        await reader.read(65536)
+        writer.write(b"Q\x7f\xff\xff\xff")
+        await writer.drain()
+        reply = await asyncio.wait_for(reader.read(65536), 5)
+        assert b"protocol violation" in reply
+        writer.close()
+        assert await good.fetchval("SELECT count(*) FROM orders") == 2
+        await good.close()
+
+
+async def test_bad_tokens_are_refused_at_startup(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        for bad in ("not-a-token", gw.token("mallory", ("interns",))):
+            with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError) as err:
+                await asyncpg.connect(gw.dsn(bad))
+            assert "portcullis" in str(err.value)
+
+
+async def test_decision_cache_reuses_shape_verdicts_and_still_records_them(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        before = gw.pdp.decider.stats.total
+        for i in range(20):
+            await conn.execute(f"SELECT * FROM orders WHERE id = {i}")
+        decided = gw.pdp.decider.stats.total - before
+        assert decided == 1  # same shape: one decision, nineteen cache hits
+        await conn.close()
+        await asyncio.sleep(1.0)
+        commands = [e for e in await gw.pdp.store.query(kind="session.event")
+                    if e.body["type"] == "command" and "FROM orders" in e.body["command"]]
+        assert len(commands) == 20
+        assert sum(e.body["cached"] for e in commands) == 19
+        assert len({e.body["decision_id"] for e in commands}) == 1
+
+
+async def test_decision_cache_off_decides_every_statement(tmp_path):
+    async with running_gateway(tmp_path, options={"decision_cache": False}) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        before = gw.pdp.decider.stats.total
+        for i in range(5):
+            await conn.execute(f"SELECT * FROM orders WHERE id = {i}")
+        assert gw.pdp.decider.stats.total - before == 5
+        await conn.close()
+
+
+async def test_session_close_is_recorded_with_summary(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token()))
+        await conn.fetch("SELECT * FROM customers")
+        await conn.close()
+        await asyncio.sleep(0.5)
+        closes = await gw.pdp.store.query(kind="session.close")
+        assert closes and closes[-1].body["reason"] in ("client_terminate", "client_disconnect")
+        summary = closes[-1].body["summary"]
+        assert summary["credential_exposed"] == 0
+        assert summary["commands"] >= 1
+        assert pdp_pb2  # the API module is importable alongside
