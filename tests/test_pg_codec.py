@@ -572,7 +572,7 @@ class _Wire:
         try:
             self.sock = socket.create_connection((host, port), timeout=10)
         except OSError as exc:
-            pytest.skip(f"PostgreSQL not reachable on {host}:{port}: {exc}")
+            pytest.fail(f"PostgreSQL not reachable on {host}:{port}: {exc}")
         self.parser = BackendParser()
         self.pending: list[Message] = []
         self.received = bytearray()

@@ -118,7 +118,7 @@ async def test_psycopg_text_format_masks_values_and_dba_sees_them(tmp_path):
 
 
 async def test_sqlalchemy_through_the_proxy(tmp_path):
-    sqlalchemy = pytest.importorskip("sqlalchemy")
+    import sqlalchemy
     async with running_gateway(tmp_path) as gw:
         url = gw.dsn(gw.token("dana", DBA)).replace("postgresql://", "postgresql+psycopg://")
 
@@ -348,3 +348,53 @@ async def test_session_close_is_recorded_with_summary(tmp_path):
         assert summary["credential_exposed"] == 0
         assert summary["commands"] >= 1
         assert pdp_pb2  # the API module is importable alongside
+
+
+async def test_upstream_scram_md5_and_cleartext_authentication(tmp_path):
+    from pdp_harness import free_port, pdp_config, running_pdp, token
+    from pg_cluster import throwaway_cluster
+
+    from proxies.postgres.proxy import PostgresProxy
+
+    hba = ("host all md5user 127.0.0.1/32 md5\n"
+           "host all clearuser 127.0.0.1/32 password\n"
+           "host all all 127.0.0.1/32 scram-sha-256\n")
+    setup = ["SET password_encryption = 'scram-sha-256'",
+             "CREATE ROLE scramuser LOGIN PASSWORD 's3cret-scram-pw'",
+             "CREATE ROLE clearuser LOGIN PASSWORD 's3cret-clear-pw'",
+             "SET password_encryption = 'md5'",
+             "CREATE ROLE md5user LOGIN PASSWORD 's3cret-md5-pw'"]
+    with throwaway_cluster(hba, setup=setup) as (port, _):
+        cases = [("scramuser", "s3cret-scram-pw", True), ("md5user", "s3cret-md5-pw", True),
+                 ("clearuser", "s3cret-clear-pw", True), ("scramuser", "wrong-pw", False)]
+        connections = [
+            {"name": f"db{i}", "type": "postgres", "listen": f"127.0.0.1:{free_port()}",
+             "upstream": f"127.0.0.1:{port}", "database": "postgres",
+             "credentials": {"provider": "static", "username": user, "password": password}}
+            for i, (user, password, _) in enumerate(cases)]
+        # the shipped data names no such connections: a policy that allows everything
+        policies = tmp_path / "policy"
+        policies.mkdir()
+        (policies / "p.rego").write_text(
+            'package portcullis\n\ndecision := {"verdict": "allow", "reasons": ["test"]}\n')
+        config = pdp_config(tmp_path, connections=connections, policies=policies)
+        async with running_pdp(config) as pdp:
+            proxies = [PostgresProxy(c, config, pdp.address) for c in config.connections]
+            for proxy in proxies:
+                await proxy.start()
+            try:
+                tok = token(config, "dana", DBA)
+                for proxy, (user, password, works) in zip(proxies, cases, strict=True):
+                    dsn = f"postgresql://agent:{tok}@127.0.0.1:{proxy.port}/postgres"
+                    if works:
+                        conn = await asyncpg.connect(dsn, ssl=False)
+                        assert await conn.fetchval("SELECT current_user") == user
+                        await conn.close()
+                    else:
+                        with pytest.raises(asyncpg.PostgresError) as err:
+                            await asyncpg.connect(dsn, ssl=False)
+                        assert "upstream refused" in str(err.value)
+                        assert password not in str(err.value)
+            finally:
+                for proxy in proxies:
+                    await proxy.stop()

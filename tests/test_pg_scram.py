@@ -8,14 +8,12 @@ import hashlib
 import hmac
 import os
 import secrets
-import shutil
 import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pg_cluster import throwaway_cluster
 
 from proxies.postgres.codec import (
     PROTOCOL_VERSION,
@@ -168,7 +166,7 @@ def _play_server(verifier: str, client: ScramClient) -> tuple[bytes, bytes]:
 @pytest.fixture
 def scram_verifier() -> Iterator[str]:
     """A role created on the real test server with a SCRAM password; yields rolpassword."""
-    psycopg = pytest.importorskip("psycopg")
+    import psycopg
     role = f"portcullis_scram_{secrets.token_hex(4)}"
     try:
         conn = psycopg.connect(
@@ -214,7 +212,7 @@ def test_saslprep_output_is_what_the_server_hashed(scram_verifier: str) -> None:
 
 
 def test_md5_password_matches_postgres_md5() -> None:
-    psycopg = pytest.importorskip("psycopg")
+    import psycopg
     try:
         conn = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=5)
     except psycopg.OperationalError as exc:
@@ -244,60 +242,20 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 def password_cluster() -> Iterator[int]:
     """A throwaway PostgreSQL 15 cluster (its own pg_hba.conf: scram, md5, password);
     yields its TCP port. The machine's main server is trust-only and left untouched."""
-    if not (PG_BIN / "initdb").exists() or (os.geteuid() == 0 and not shutil.which("runuser")):
-        pytest.skip("PostgreSQL server binaries not available")
-    root = Path(tempfile.mkdtemp(prefix="portcullis-pg-"))
-    data = root / "data"
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    port = _free_port()
-    run = dict(check=True, capture_output=True, timeout=60)
-    try:
-        subprocess.run(
-            _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
-                          "--auth=trust", "-N", "-E", "UTF8", "--no-locale"]),
-            **run,
-        )  # fmt: skip
-        (data / "pg_hba.conf").write_text(
-            "local all postgres trust\n"
-            "host all md5user 127.0.0.1/32 md5\n"
-            "host all clearuser 127.0.0.1/32 password\n"
-            "host all all 127.0.0.1/32 scram-sha-256\n"
-        )
-        subprocess.run(
-            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"),
-                          "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
-                          "start"]),
-            **run,
-        )  # fmt: skip
-    except (subprocess.SubprocessError, OSError) as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"could not start a throwaway PostgreSQL cluster: {exc}")
-    try:
-        setup = [
-            "SET password_encryption = 'scram-sha-256'",
-            f"CREATE ROLE alice LOGIN PASSWORD '{UNICODE_PASSWORD}'",
-            "CREATE ROLE clearuser LOGIN PASSWORD 'clear-pw'",
-            "SET password_encryption = 'md5'",
-            "CREATE ROLE md5user LOGIN PASSWORD 'md5-pw'",
-        ]
-        psql = shutil.which("psql") or str(PG_BIN / "psql")
-        # One -c per statement, run in order in one session, so each SET applies to the
-        # CREATE ROLE after it (the verifier format is fixed when the password is stored).
-        subprocess.run(
-            _as_postgres([psql, "-h", str(root), "-p", str(port), "-U", "postgres", "-d",
-                          "postgres", "-v", "ON_ERROR_STOP=1", "-q",
-                          *[arg for sql in setup for arg in ("-c", sql)]]),
-            **run,
-        )  # fmt: skip
+    hba = (
+        "host all md5user 127.0.0.1/32 md5\n"
+        "host all clearuser 127.0.0.1/32 password\n"
+        "host all all 127.0.0.1/32 scram-sha-256\n"
+    )
+    setup = [
+        "SET password_encryption = 'scram-sha-256'",
+        f"CREATE ROLE alice LOGIN PASSWORD '{UNICODE_PASSWORD}'",
+        "CREATE ROLE clearuser LOGIN PASSWORD 'clear-pw'",
+        "SET password_encryption = 'md5'",
+        "CREATE ROLE md5user LOGIN PASSWORD 'md5-pw'",
+    ]
+    with throwaway_cluster(hba, setup=setup) as (port, _):
         yield port
-    finally:
-        subprocess.run(
-            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(root, ignore_errors=True)
 
 
 class _Wire:
