@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 from aiohttp import web
 
@@ -40,7 +41,7 @@ class PDPApp:
         parts = parts or Parts()
         self.config = config
         self.engine = parts.engine or create_engine(config.pdp.engine)
-        self.store = parts.store or open_store(config.pdp.store)
+        self.store: AuditStore = parts.store or cast(AuditStore, open_store(config.pdp.store))
         dev_issuer = DevIssuer(config.identity) if config.identity.dev else None
         self.verifier = parts.verifier or TokenVerifier(config.identity, dev_issuer=dev_issuer)
         self.decider = Decider(self.engine, self.store)

@@ -41,7 +41,7 @@ class _LenientEnv(Mapping[str, str]):
 
 def _config(args: argparse.Namespace, strict: bool = True) -> Config:
     env = None if strict else _LenientEnv()
-    return load_config(args.config, env=env)  # type: ignore[arg-type]
+    return load_config(args.config, env=env)
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -83,6 +83,23 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = _config(args)
     _setup_logging(args.verbose)
     _run_until_signal(lambda stop: run_with_proxies(PDPApp(config), config, stop))
+    return 0
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    """The proxies of one protocol alone (one per network zone), against a running PDP."""
+    from proxies.launcher import run_proxies
+
+    config = _config(args)
+    _setup_logging(args.verbose)
+    connections = [c for c in config.connections if c.type == args.kind
+                   and (args.connection is None or c.name == args.connection)]
+    if not connections:
+        print(f"portcullis proxy: no {args.kind} connection configured"
+              + (f" named {args.connection!r}" if args.connection else ""), file=sys.stderr)
+        return EXIT_CONFIG
+    address = args.pdp or config.pdp.address or config.pdp.listen
+    _run_until_signal(lambda stop: run_proxies(connections, config, address, stop))
     return 0
 
 
@@ -162,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
     pdp = sub.add_parser("pdp", help="the Policy Decision Point alone")
     pdp.set_defaults(func=cmd_pdp)
+
+    proxy = sub.add_parser("proxy", help="the proxies of one protocol alone")
+    proxy.add_argument("kind", choices=["postgres", "http", "ssh"])
+    proxy.add_argument("--connection", default=None, help="only this connection")
+    proxy.add_argument("--pdp", default=None, help="PDP address (default: pdp.address/listen)")
+    proxy.set_defaults(func=cmd_proxy)
 
     token = sub.add_parser("token", help="issue a dev token (identity.dev only)")
     token.add_argument("--sub", required=True, help="subject, e.g. alice@example.com")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,16 +127,16 @@ class Config:
         return next((c for c in self.connections if c.name == name), None)
 
 
-def expand_env(value: Any, key: str = "", env: dict[str, str] | None = None) -> Any:
+def expand_env(value: Any, key: str = "", env: Mapping[str, str] | None = None) -> Any:
     """Replace every `${NAME}` in strings of a YAML tree; a missing variable is an error."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
-            if name not in env:
+            if name not in environ:
                 raise ConfigError(key or "(root)", f"environment variable {name} is not set")
-            return env[name]
+            return environ[name]
 
         value = _PLACEHOLDER.sub(lambda m: "${" + bytes.fromhex(m.group(1)).decode() + "}", value)
         return _ENV_REF.sub(sub, value)
@@ -146,7 +147,7 @@ def expand_env(value: Any, key: str = "", env: dict[str, str] | None = None) -> 
     return value
 
 
-def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a configuration file; raises ConfigError naming the key."""
     path = Path(path)
     try:
@@ -160,7 +161,7 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
     return parse_config(raw, base_dir=path.resolve().parent, env=env)
 
 
-def parse_config(raw: Any, base_dir: Path = Path("."), env: dict[str, str] | None = None) -> Config:
+def parse_config(raw: Any, base_dir: Path = Path("."), env: Mapping[str, str] | None = None) -> Config:
     """Build a Config from an already-parsed YAML tree."""
     if not isinstance(raw, dict):
         raise ConfigError("(root)", "must be a mapping")

@@ -284,6 +284,7 @@ def _parse_jwk(jwk: Any) -> _Key | None:
         raise ValueError(f"key {kid!r} is a private key; a JWKS must publish public keys")
     if not isinstance(kid, str) or not isinstance(jwk.get("alg", ""), str):
         raise ValueError("kid and alg must be strings")
+    public: Any
     if kty == "RSA":
         public = RSAAlgorithm.from_jwk(jwk)
         if not isinstance(public, RSAPublicKey) or public.key_size < MIN_RSA_BITS:

@@ -43,6 +43,40 @@ def _load_builtin_kinds() -> None:
                 raise
 
 
+async def start_proxies(connections: list[ConnectionSettings], config: Config,
+                        pdp_address: str) -> list[Proxy]:
+    _load_builtin_kinds()
+    proxies: list[Proxy] = []
+    try:
+        for connection in connections:
+            factory = PROXY_KINDS.get(connection.type)
+            if factory is None:
+                log.warning("connection %s: no %s proxy in this build; not served",
+                            connection.name, connection.type)
+                continue
+            proxy = factory(connection, config, pdp_address)
+            await proxy.start()
+            proxies.append(proxy)
+    except BaseException:
+        await stop_proxies(proxies)
+        raise
+    return proxies
+
+
+async def stop_proxies(proxies: list[Proxy]) -> None:
+    for proxy in reversed(proxies):
+        await proxy.stop()
+
+
+async def run_proxies(connections: list[ConnectionSettings], config: Config, pdp_address: str,
+                      stop: asyncio.Event) -> None:
+    proxies = await start_proxies(connections, config, pdp_address)
+    try:
+        await stop.wait()
+    finally:
+        await stop_proxies(proxies)
+
+
 async def run_with_proxies(
     pdp: Any,
     config: Config,

@@ -6,11 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from pg_cluster import throwaway_cluster
@@ -48,7 +46,6 @@ RFC_SERVER_FINAL = b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
 # Non-ASCII so that SASLprep matters: NBSP maps to a space, U+2168 (ROMAN NUMERAL NINE)
 # normalizes to "IX", U+00AD (soft hyphen) maps to nothing.
 UNICODE_PASSWORD = "pa\u00a0ss\u00adw\u2168rd"
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def test_rfc7677_vector() -> None:
@@ -226,16 +223,6 @@ def test_md5_password_matches_postgres_md5() -> None:
 
 
 # --------------------------------------------------------------------------- real logins
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
 @pytest.fixture(scope="module")

@@ -103,10 +103,12 @@ class EmbeddedEngine:
         self._fingerprint: tuple[tuple[str, int, int], ...] = ()
         self._closing = False
         self.generation = 0
+        self._published = ""
 
     @property
     def revision(self) -> str:
-        return self.bundle.revision if self.bundle else ""
+        """The revision every worker answers with (during a reload: the previous one)."""
+        return self._published
 
     @property
     def version(self) -> str:
@@ -129,6 +131,7 @@ class EmbeddedEngine:
                     await w.stop()
             raise PolicyLoadError(str(failures[0]))
         self.bundle = bundle
+        self._published = bundle.revision
         for w in workers:
             assert isinstance(w, _WorkerProcess)
             self._all.add(w)
@@ -208,6 +211,13 @@ class EmbeddedEngine:
                 log.exception("could not start a replacement evaluation worker; retrying")
                 await asyncio.sleep(1)
                 continue
+            if generation != self.generation:  # a reload happened while it started
+                try:
+                    await worker.load(self.bundle)
+                except Exception:
+                    await worker.stop()
+                    continue
+                generation = self.generation
             worker.generation = generation
             self._all.add(worker)
             self._idle.put_nowait(worker)
@@ -251,5 +261,6 @@ class EmbeddedEngine:
                     continue
             self._idle.put_nowait(worker)
             await asyncio.sleep(0)
+        self._published = bundle.revision
         log.info("policy reloaded: revision %s", bundle.revision)
         return True

@@ -1,0 +1,252 @@
+"""pgbench -S through Portcullis, beside a direct connection and pgbouncer, in one run.
+
+Starts, as their own processes: pgbouncer (session pooling; the Debian package), the PDP
+(`portcullis pdp`, embedded OPA, SQLite decision log) and the Postgres proxy
+(`portcullis proxy postgres`) with two listeners — decision cache off and on. Then runs
+`pgbench -S` (select-only) in simple and `-M prepared` mode against each and prints TPS,
+average latency and the ratios Portcullis/direct and Portcullis/pgbouncer; the added
+per-statement latency at p50 from a one-client run; and the proxy's memory per idle
+session with 500 sessions open (against a throwaway cluster allowing that many
+connections). Not a test: nothing here asserts.
+
+    python bench/postgres/bench_pgbench.py [--seconds 20] [--clients 8] [--scale 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+
+from pdp_harness import free_port  # noqa: E402
+from pg_cluster import as_postgres, throwaway_cluster  # noqa: E402
+
+ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtX", "-c"]
+
+
+def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def pgbench(port: int, db: str, user: str, mode: str, clients: int, seconds: float,
+            password: str = "", log_dir: Path | None = None) -> dict[str, float]:
+    env = {**os.environ, "PGPASSWORD": password, "PGSSLMODE": "disable"}
+    cmd = ["pgbench", "-S", "-n", "-M", mode, "-c", str(clients), "-j", str(min(clients, 2)),
+           "-T", str(int(seconds)), "-h", "127.0.0.1", "-p", str(port), "-U", user, db]
+    if log_dir is not None:
+        cmd[1:1] = ["-l", "--log-prefix", str(log_dir / "tx")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=log_dir)
+    if out.returncode != 0:
+        return {"tps": 0.0, "latency_ms": 0.0, "error": out.stderr.strip()[-200:]}  # type: ignore
+    tps = float(re.search(r"tps = ([\d.]+) \(without initial", out.stdout).group(1))
+    latency = float(re.search(r"latency average = ([\d.]+) ms", out.stdout).group(1))
+    return {"tps": tps, "latency_ms": latency}
+
+
+def p50_latency_us(port: int, db: str, user: str, mode: str, seconds: float,
+                   password: str = "") -> float:
+    with tempfile.TemporaryDirectory() as logs:
+        pgbench(port, db, user, mode, 1, seconds, password, Path(logs))
+        samples = []
+        for log in Path(logs).glob("tx*"):
+            samples += [int(line.split()[2]) for line in log.read_text().splitlines()]
+    return statistics.median(samples) if samples else float("nan")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def open_sessions(port: int, token: str, n: int) -> list:
+    import asyncpg
+
+    conns = []
+    for _ in range(n):
+        conns.append(await asyncpg.connect(
+            f"postgresql://agent:{token}@127.0.0.1:{port}/postgres", ssl=False))
+    return conns
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--scale", type=int, default=10)
+    parser.add_argument("--sessions", type=int, default=500)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="portcullis-bench-"))
+    db = f"portcullis_bench_{secrets.token_hex(3)}"
+    role = f"portcullis_bench_{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(16)
+    procs: list[subprocess.Popen] = []
+    try:
+        sh([*ADMIN, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"])
+        sh([*ADMIN, f"CREATE DATABASE {db} OWNER {role}"])
+        sh(["pgbench", "-i", "-q", "-s", str(args.scale), "-h", "127.0.0.1", "-U", role, db])
+
+        # pgbouncer: the peer (session pooling, so -M prepared works as it does direct)
+        bouncer_port = free_port()
+        bouncer_dir = tmp / "pgbouncer"
+        bouncer_dir.mkdir()
+        (bouncer_dir / "users.txt").write_text(f'"{role}" "{password}"\n')
+        (bouncer_dir / "pgbouncer.ini").write_text(
+            f"[databases]\n{db} = host=127.0.0.1 port=5432 dbname={db}\n"
+            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {bouncer_port}\n"
+            f"auth_type = trust\nauth_file = {bouncer_dir}/users.txt\npool_mode = session\n"
+            "max_client_conn = 1000\ndefault_pool_size = 50\nunix_socket_dir =\n"
+            "ignore_startup_parameters = extra_float_digits\n")
+        shutil.chown(bouncer_dir, "postgres")
+        procs.append(subprocess.Popen(as_postgres(["pgbouncer", str(bouncer_dir / "pgbouncer.ini")]),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+        # the policy library, with the benchmark's connections declared like orders-db
+        policies = tmp / "rego"
+        shutil.copytree(REPO / "rego", policies)
+        data = json.loads((policies / "data.json").read_text())
+        template = data["portcullis"]["connections"]["orders-db"]
+        for name in ("bench-nocache", "bench-cache", "bench-memory"):
+            data["portcullis"]["connections"][name] = template
+        (policies / "data.json").write_text(json.dumps(data))
+
+        pdp_port = free_port()
+        ports = {"bench-nocache": free_port(), "bench-cache": free_port(),
+                 "bench-memory": free_port()}
+        with throwaway_cluster("host all all 127.0.0.1/32 trust\n",
+                               {"max_connections": str(args.sessions + 50)}) as (mem_port, _):
+            config = {
+                "pdp": {"listen": f"127.0.0.1:{pdp_port}",
+                        "engine": {"type": "embedded", "policies": str(policies),
+                                   "reload": False},
+                        "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
+                        "signing_key": str(tmp / "signing.key")},
+                "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
+                "connections": [
+                    {"name": "bench-nocache", "type": "postgres",
+                     "listen": f"127.0.0.1:{ports['bench-nocache']}",
+                     "upstream": "127.0.0.1:5432", "database": db, "decision_cache": False,
+                     "credentials": {"provider": "static", "username": role,
+                                     "password": password}},
+                    {"name": "bench-cache", "type": "postgres",
+                     "listen": f"127.0.0.1:{ports['bench-cache']}",
+                     "upstream": "127.0.0.1:5432", "database": db, "decision_cache": True,
+                     "credentials": {"provider": "static", "username": role,
+                                     "password": password}},
+                    {"name": "bench-memory", "type": "postgres",
+                     "listen": f"127.0.0.1:{ports['bench-memory']}",
+                     "upstream": f"127.0.0.1:{mem_port}", "database": "postgres",
+                     "credentials": {"provider": "static", "username": "postgres",
+                                     "password": "unused"}},
+                ],
+            }
+            path = tmp / "portcullis.yaml"
+            path.write_text(yaml.safe_dump(config))
+            cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
+            token = sh([*cli, "token", "--sub", "bench@example.com", "--groups",
+                        "dba,pii-readers", "--ttl", "2h"]).stdout.strip()
+            procs.append(subprocess.Popen([*cli, "pdp"], stderr=subprocess.DEVNULL))
+            wait_port(pdp_port)
+            proxy = subprocess.Popen([*cli, "proxy", "postgres"], stderr=subprocess.DEVNULL)
+            procs.append(proxy)
+            for port in (*ports.values(), bouncer_port):
+                wait_port(port)
+
+            targets = {
+                "direct": (5432, role, ""),
+                "pgbouncer": (bouncer_port, role, ""),
+                "portcullis (cache off)": (ports["bench-nocache"], "agent", token),
+                "portcullis (cache on)": (ports["bench-cache"], "agent", token),
+            }
+            results: dict[tuple[str, str], dict[str, float]] = {}
+            for mode in ("simple", "prepared"):
+                for name, (port, user, secret) in targets.items():
+                    results[(mode, name)] = pgbench(port, db, user, mode, args.clients,
+                                                    args.seconds, secret)
+            p50 = {name: p50_latency_us(targets[name][0], db, targets[name][1], "simple",
+                                        min(args.seconds, 5), targets[name][2])
+                   for name in ("direct", "portcullis (cache off)")}
+
+            rss_before = rss_kib(proxy.pid)
+            rss_after, opened = asyncio.run(
+                hold_sessions(ports["bench-memory"], token, args.sessions, proxy.pid))
+
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        subprocess.run([*ADMIN, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"],
+                       capture_output=True)
+        subprocess.run([*ADMIN, f"DROP ROLE IF EXISTS {role}"], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"pgbench -S, {args.clients} clients, {args.seconds:g}s each, scale {args.scale}, "
+          f"{os.cpu_count()} cores (every process on the same machine)")
+    for mode in ("simple", "prepared"):
+        direct = results[(mode, "direct")]
+        bouncer = results[(mode, "pgbouncer")]
+        print(f"  -M {mode}")
+        for name in targets:
+            r = results[(mode, name)]
+            line = f"    {name:<24} tps {r['tps']:9.0f}   latency avg {r['latency_ms']:7.3f} ms"
+            if name.startswith("portcullis") and r["tps"]:
+                line += (f"   /direct {r['tps'] / direct['tps']:5.2f}"
+                         f"   /pgbouncer {r['tps'] / bouncer['tps']:5.2f}")
+            if "error" in r:
+                line += f"   ERROR {r['error']}"
+            print(line)
+    added = p50["portcullis (cache off)"] - p50["direct"]
+    print(f"  p50 latency, 1 client, simple: direct {p50['direct']:.0f} µs, "
+          f"portcullis cache off {p50['portcullis (cache off)']:.0f} µs → added {added:.0f} µs")
+    print(f"  proxy memory: {rss_before / 1024:.1f} MiB idle → {rss_after / 1024:.1f} MiB with "
+          f"{opened} idle sessions = {(rss_after - rss_before) / max(opened, 1):.1f} KiB "
+          "per session")
+    print("  targets: cache on >= 0.50 x pgbouncer in both modes; cache off added p50 <= 1 ms")
+
+
+async def hold_sessions(port: int, token: str, n: int, pid: int) -> tuple[int, int]:
+    """Open n sessions through the proxy, read the proxy's RSS, close them."""
+    conns = await open_sessions(port, token, n)
+    await asyncio.sleep(2)
+    rss = rss_kib(pid)
+    for conn in conns:
+        await conn.close()
+    return rss, len(conns)
+
+
+if __name__ == "__main__":
+    main()
