@@ -134,12 +134,13 @@ class Enforcer:
 
     async def on_query(self, message: codec.Query) -> None:
         ruling = await self.decide(message.sql, "simple")
-        self.session.record_command(message.sql, ruling, protocol="simple")
         if not ruling.verdict.allowed:
+            self.session.record_command(message.sql, ruling, protocol="simple")
             self._refuse_now(refusal(ruling), ready=True)
             return
+        # an allowed command is recorded when it completes, with its result
         self._send(message, Expect("Query", self.masker(ruling), ruling.decision_id,
-                                   command=message.sql))
+                                   command=message.sql, ruling=ruling, protocol="simple"))
 
     async def on_parse(self, message: codec.Parse) -> None:
         if self.discarding:
@@ -209,8 +210,6 @@ class Enforcer:
             return
         ruling = statement.ruling
         masker = self.masker(ruling)
-        self.session.record_command(statement.sql, ruling, protocol="extended",
-                                    statement=portal.statement)
         if masker is not None and message.portal not in self.tracker.portal_shapes and (
                 self.tracker.statement_shapes.get(portal.statement) is None):
             # masking needs column names: describe the portal first, for the proxy only
@@ -219,7 +218,8 @@ class Enforcer:
         self.batch_forwarded = True
         self._send(message, Expect("Execute", masker, ruling.decision_id,
                                    formats=portal.formats, statement=portal.statement,
-                                   portal=message.portal, command=statement.sql))
+                                   portal=message.portal, command=statement.sql,
+                                   ruling=ruling, protocol="extended"))
 
     async def on_close(self, message: codec.Close) -> None:
         if self.discarding:

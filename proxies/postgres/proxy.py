@@ -134,6 +134,7 @@ class ClientConnection:
         self.scanner: SecretScanner | None = None
         self.key: tuple[int, int] | None = None
         self.bytes_to_client = 0
+        self._outbound: list[bytes] = []
 
     # -- writing -------------------------------------------------------------------------
 
@@ -259,7 +260,7 @@ class ClientConnection:
         upstream = self.upstream
         tracker = ResponseTracker()
         tracker.status = upstream.status
-        enforcer = Enforcer(self.session, tracker, upstream.writer.write, self.to_client,
+        enforcer = Enforcer(self.session, tracker, self._outbound.append, self.to_client,
                             self.proxy.hash_key)
         client_side = asyncio.create_task(self._pump_client(enforcer))
         server_side = asyncio.create_task(self._pump_server(tracker))
@@ -313,12 +314,21 @@ class ClientConnection:
                 for message in messages:
                     await enforcer.on_message(message)
                     if enforcer.terminated:
+                        self._flush_upstream()
                         return "client_terminate"
             except codec.ProtocolViolation as exc:
+                self._flush_upstream()
                 self.fatal(f"portcullis: protocol violation: {exc}", "08P01")
                 return "protocol_violation"
+            self._flush_upstream()
             await upstream.writer.drain()
             await self.writer.drain()
+
+    def _flush_upstream(self) -> None:
+        """One write per client read: the messages a client pipelines go up together."""
+        if self._outbound and self.upstream is not None:
+            self.upstream.writer.write(b"".join(self._outbound))
+            self._outbound.clear()
 
     async def _pump_server(self, tracker: ResponseTracker) -> str:
         upstream = self.upstream
@@ -341,11 +351,18 @@ class ClientConnection:
 
     @staticmethod
     def _record(tracker: ResponseTracker, session: ProxySession) -> None:
+        """One event per completed statement: the command, its verdict and its result."""
         for done in tracker.completions:
-            details: dict[str, Any] = {"tag": done.tag, "rows": done.rows}
+            details: dict[str, Any] = {"tag": done.tag, "rows": done.rows,
+                                       "protocol": done.protocol}
+            if done.part:
+                details["part"] = done.part
             if done.error:
                 details["error"] = done.error
-            session.record_response(decision_id=done.decision_id, **details)
+            if done.ruling is not None:
+                session.record_command(done.command, done.ruling, **details)
+            else:
+                session.record_response(decision_id=done.decision_id, **details)
             if done.masked:
                 session.record_masking(dict(done.masked), done.decision_id)
         tracker.completions.clear()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pdp.verdict import MaskRule
 from proxies.postgres import codec
 from proxies.runtime.masking import Masker
+from proxies.runtime.pdp_client import Ruling
 
 # text-like types whose binary form is the text itself, so detectors can read it
 TEXT_OIDS = frozenset({25, 1043, 1042, 19, 114, 18})
@@ -45,6 +46,9 @@ class Expect:
     swallow: bool = False  # internal message: its answer never reaches the client
     replace_error: codec.ErrorResponse | None = None  # poison Parse: the policy's error
     command: str = ""
+    ruling: Ruling | None = None  # what allowed it, recorded with its completion
+    protocol: str = ""
+    parts: int = 0  # results completed so far (a simple Query may hold several statements)
     rows: int = 0
     masked: Counter[str] = field(default_factory=Counter)
     started: bool = False
@@ -67,6 +71,9 @@ class Completion:
     masked: Counter[str]
     decision_id: str
     error: str = ""
+    ruling: Ruling | None = None
+    protocol: str = ""
+    part: int = 0
 
 
 class ResponseTracker:
@@ -141,9 +148,7 @@ class ResponseTracker:
         error = message
         if head.replace_error is not None:
             error = head.replace_error
-        self.completions.append(Completion(head.command, "", head.rows, head.masked,
-                                           head.decision_id,
-                                           error.fields.get("C", "") or "error"))
+        self._complete(head, "", error.fields.get("C", "") or "error")
         if head.kind == "Query" or head.kind == "Call":
             # the rest of a simple Query is skipped by the server; RFQ follows
             head.shape = None
@@ -191,9 +196,8 @@ class ResponseTracker:
         if isinstance(message, (codec.CommandComplete, codec.EmptyQueryResponse,
                                 codec.PortalSuspended)):
             tag = message.tag if isinstance(message, codec.CommandComplete) else ""
-            self.completions.append(Completion(head.command, tag, head.rows, head.masked,
-                                               head.decision_id))
-            head.rows, head.masked, head.shape = 0, Counter(), None
+            self._complete(head, tag)
+            head.shape = None
             self.in_copy_out = False
             if kind == "Execute":
                 self.queue.popleft()
@@ -213,6 +217,15 @@ class ResponseTracker:
             return raw
         # CopyInResponse, CopyBothResponse and anything else pass as they are
         return raw
+
+    def _complete(self, head: Expect, tag: str, error: str = "") -> None:
+        if head.swallow:
+            return
+        self.completions.append(Completion(head.command, tag, head.rows, head.masked,
+                                           head.decision_id, error, head.ruling, head.protocol,
+                                           head.parts))
+        head.parts += 1
+        head.rows, head.masked = 0, Counter()
 
     # -- masking ------------------------------------------------------------------------
 
