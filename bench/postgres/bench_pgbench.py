@@ -108,6 +108,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-bench-"))
+    tmp.chmod(0o755)  # pgbouncer runs as postgres and reads its config below
     db = f"portcullis_bench_{secrets.token_hex(3)}"
     role = f"portcullis_bench_{secrets.token_hex(3)}"
     password = secrets.token_urlsafe(16)
@@ -129,8 +130,9 @@ def main() -> None:
             "max_client_conn = 1000\ndefault_pool_size = 50\nunix_socket_dir =\n"
             "ignore_startup_parameters = extra_float_digits\n")
         shutil.chown(bouncer_dir, "postgres")
-        procs.append(subprocess.Popen(as_postgres(["pgbouncer", str(bouncer_dir / "pgbouncer.ini")]),
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        bouncer = as_postgres(["pgbouncer", str(bouncer_dir / "pgbouncer.ini")])
+        procs.append(subprocess.Popen(bouncer, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
 
         # the policy library, with the benchmark's connections declared like orders-db
         policies = tmp / "rego"
