@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -22,7 +23,7 @@ from typing import Any
 from pdp.config import EngineSettings
 from pdp.engine import DECISION_PATH, EngineError, EngineResult, frames
 from pdp.engine.bundle import BundleError, PolicyBundle, fingerprint, load_bundle
-from pdp.engine.opa import PolicyLoadError, engine_version
+from pdp.engine.opa import EvaluationFailed, PolicyLoadError, engine_version, parse_envelope
 
 log = logging.getLogger("portcullis.engine")
 
@@ -67,6 +68,11 @@ class _WorkerProcess:
         header = await self.reader.readexactly(frames.HEADER.size)
         body = await self.reader.readexactly(frames.decode_length(header))
         return frames.decode(body)
+
+    async def evaluate(self, path: str, input_json: bytes) -> bytes:
+        self.writer.write(frames.encode_eval(path, input_json))
+        header = await self.reader.readexactly(frames.HEADER.size)
+        return await self.reader.readexactly(frames.decode_length(header))
 
     async def load(self, bundle: PolicyBundle) -> None:
         reply = await asyncio.wait_for(
@@ -174,9 +180,15 @@ class EmbeddedEngine:
                 f"no evaluation worker free within {self.settings.timeout_ms} ms"
             ) from None
         try:
-            reply = await asyncio.wait_for(
-                worker.call({"op": "eval", "input": policy_input, "path": path}),
-                max(deadline - time.perf_counter(), 0.001),
+            input_json = json.dumps(
+                policy_input, separators=(",", ":"), ensure_ascii=False
+            ).encode()
+        except (TypeError, ValueError) as exc:
+            self._idle.put_nowait(worker)
+            raise EngineError(f"policy input is not JSON: {exc}") from None
+        try:
+            raw = await asyncio.wait_for(
+                worker.evaluate(path, input_json), max(deadline - time.perf_counter(), 0.001)
             )
         except (TimeoutError, asyncio.CancelledError) as exc:
             self._replace(worker)
@@ -189,10 +201,16 @@ class EmbeddedEngine:
             self._replace(worker)
             raise EngineError(f"evaluation worker failed: {type(exc).__name__}") from None
         self._idle.put_nowait(worker)
-        if not reply.get("ok"):
-            raise EngineError(reply.get("error", "evaluation failed"))
+        header, _, envelope = raw.partition(b"\n")
+        try:
+            meta = json.loads(header)
+            result = parse_envelope(envelope)
+        except EvaluationFailed as exc:
+            raise EngineError(f"policy evaluation failed: {exc}") from None
+        except ValueError:
+            raise EngineError("evaluation worker answered garbage") from None
         elapsed = (time.perf_counter() - started) * 1000
-        return EngineResult(reply.get("result"), reply.get("revision", ""), elapsed)
+        return EngineResult(result, meta.get("revision", ""), elapsed)
 
     def _replace(self, worker: _WorkerProcess) -> None:
         """Kill a worker that overran or failed and start another with the current policy."""

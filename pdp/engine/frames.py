@@ -8,6 +8,16 @@ from typing import Any
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
+# A frame whose body starts with this byte is an evaluation: RAW_EVAL + path + b"\n" +
+# input JSON; its answer is a JSON header line and the evaluator's own JSON envelope.
+RAW_EVAL = b"\x01"
+
+
+def encode_eval(path: str, input_json: bytes) -> bytes:
+    body = RAW_EVAL + path.encode() + b"\n" + input_json
+    if len(body) > MAX_FRAME:
+        raise ValueError(f"frame of {len(body)} bytes exceeds {MAX_FRAME}")
+    return HEADER.pack(len(body)) + body
 
 
 def encode(message: dict[str, Any]) -> bytes:

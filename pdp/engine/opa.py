@@ -73,3 +73,46 @@ def evaluate(engine: Any, policy_input: dict[str, Any], path: str = DECISION_PAT
         return engine.eval_document(path, policy_input)
     except OpaUndefinedError:
         return None
+
+
+def raw_evaluate(engine: Any, path: str, input_json: bytes) -> bytes:
+    """Evaluate data.<path> on input given as JSON bytes; returns the evaluator's JSON
+    envelope ({"result": [...]} or {"error": {...}}) undecoded.
+
+    Calls the binding's native entry point directly (pinned opa-golib-python-bindings
+    0.4.4) so the hot path does no Python JSON work; `parse_envelope` reads the answer.
+    """
+    import ctypes
+
+    with engine._eval_lock:
+        handle = engine._handle
+        if handle is None:
+            return b'{"error": {"code": "closed", "message": "engine has been closed"}}'
+        ptr = engine._lib.OpaEvalDocument(handle, path.encode(), input_json, 0, 0)
+        if not ptr:
+            return b'{"error": {"code": "internal", "message": "native call returned NULL"}}'
+        try:
+            return bytes(ctypes.string_at(ptr))
+        finally:
+            engine._lib.OpaFreeString(ptr)
+
+
+class EvaluationFailed(Exception):
+    """The evaluator reported an error (a conflict, a failing builtin, ...)."""
+
+
+def parse_envelope(raw: bytes) -> Any:
+    """The document in a raw_evaluate envelope: None when undefined; raises
+    EvaluationFailed when the evaluator reported an error."""
+    import json
+
+    envelope = json.loads(raw)
+    if not isinstance(envelope, dict):
+        raise EvaluationFailed("evaluator answered something that is not an object")
+    error = envelope.get("error")
+    if error:
+        raise EvaluationFailed(f"{error.get('code', 'error')}: {error.get('message', '')}")
+    results = envelope.get("result") or []
+    if not results or not results[0].get("expressions"):
+        return None
+    return results[0]["expressions"][0]["value"]

@@ -5,15 +5,18 @@ interpreter, never a fork of the PDP, so the Go runtime starts clean). It reads 
 from the socket FD and answers each:
 
     {"op": "load", "bundle": {...}}  → {"ok": true, "revision": ...} | {"ok": false, "error": ...}
-    {"op": "eval", "input": {...}, "path": p}
-                                     → {"ok": true, "result": ..., "revision": ..., "ms": ...}
+    {"op": "ping"}                   → {"ok": true, "revision": ...}
+    RAW_EVAL path \\n input-JSON      → header-JSON \\n evaluator-envelope-JSON
 
-A load that fails keeps the previous policy running. The parent kills this process when
-an evaluation overruns its deadline; nothing here needs to be interruptible.
+Evaluation is the hot path: the input JSON goes to the evaluator as it arrived and the
+evaluator's answer goes back as it left, with no Python JSON work in between. A load that
+fails keeps the previous policy running. The parent kills this process when an
+evaluation overruns its deadline; nothing here needs to be interruptible.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import time
@@ -21,7 +24,11 @@ from typing import Any
 
 from pdp.engine import frames
 from pdp.engine.bundle import PolicyBundle
-from pdp.engine.opa import PolicyLoadError, evaluate, new_engine
+from pdp.engine.opa import PolicyLoadError, new_engine, raw_evaluate
+
+
+def error_envelope(message: str) -> bytes:
+    return json.dumps({"error": {"code": "worker", "message": message}}).encode()
 
 
 class Worker:
@@ -33,8 +40,6 @@ class Worker:
         op = message.get("op")
         if op == "load":
             return self.load(message["bundle"])
-        if op == "eval":
-            return self.eval(message.get("input"), message.get("path", "portcullis.decision"))
         if op == "ping":
             return {"ok": True, "revision": self.revision}
         return {"ok": False, "error": f"unknown op {op!r}"}
@@ -50,22 +55,15 @@ class Worker:
             old.close()
         return {"ok": True, "revision": self.revision}
 
-    def eval(self, policy_input: Any, path: str) -> dict[str, Any]:
-        from opa_bindings import OpaError
-
+    def evaluate(self, path: str, input_json: bytes) -> bytes:
         if self.engine is None:
-            return {"ok": False, "error": "no policy loaded"}
-        started = time.perf_counter()
-        try:
-            result = evaluate(self.engine, policy_input, path)
-        except OpaError as exc:
-            return {
-                "ok": False,
-                "error": f"policy evaluation failed: {exc.message}",
-                "revision": self.revision,
-            }
-        elapsed = (time.perf_counter() - started) * 1000
-        return {"ok": True, "result": result, "revision": self.revision, "ms": elapsed}
+            envelope = error_envelope("no policy loaded")
+        else:
+            started = time.perf_counter()
+            envelope = raw_evaluate(self.engine, path, input_json)
+            elapsed = (time.perf_counter() - started) * 1000
+        header = json.dumps({"revision": self.revision, "ms": elapsed if self.engine else 0})
+        return header.encode() + b"\n" + envelope
 
 
 def serve(sock: socket.socket) -> None:
@@ -76,9 +74,17 @@ def serve(sock: socket.socket) -> None:
         if len(header) < frames.HEADER.size:
             return
         body = reader.read(frames.decode_length(header))
+        if body[:1] == frames.RAW_EVAL:
+            path, _, input_json = body[1:].partition(b"\n")
+            try:
+                raw = worker.evaluate(path.decode(), input_json)
+            except Exception as exc:  # a bad frame must not end the worker silently
+                raw = b"{}\n" + error_envelope(f"worker error: {type(exc).__name__}: {exc}")
+            sock.sendall(frames.HEADER.pack(len(raw)) + raw)
+            continue
         try:
             reply = worker.handle(frames.decode(body))
-        except Exception as exc:  # a bad frame must not end the worker silently
+        except Exception as exc:
             reply = {"ok": False, "error": f"worker error: {type(exc).__name__}: {exc}"}
         sock.sendall(frames.encode(reply))
 
