@@ -398,3 +398,41 @@ async def test_upstream_scram_md5_and_cleartext_authentication(tmp_path):
             finally:
                 for proxy in proxies:
                     await proxy.stop()
+
+
+async def test_tls_to_clients_with_a_configured_certificate(tmp_path):
+    import ssl
+
+    from certs import make_pki
+
+    pki = make_pki(tmp_path)
+    options = {"tls_cert_file": str(pki["server.pem"]), "tls_key_file": str(pki["server.key"])}
+    async with running_gateway(tmp_path, options=options) as gw:
+        context = ssl.create_default_context(cafile=str(pki["ca.pem"]))
+        conn = await asyncpg.connect(gw.dsn(gw.token()).replace("?sslmode=disable", ""),
+                                     ssl=context)
+        assert await conn.fetchval("SELECT count(*) FROM orders") == 2
+        await conn.close()
+        env = {**os.environ, "PGPASSWORD": gw.token(), "PGSSLMODE": "verify-full",
+               "PGSSLROOTCERT": str(pki["ca.pem"])}
+        out = await asyncio.to_thread(
+            subprocess.run,
+            ["psql", "-h", "localhost", "-p", str(gw.proxy.port), "-U", "agent", "-d",
+             gw.database, "-XAtc", "select ssl from pg_stat_ssl where pid = pg_backend_pid()"],
+            capture_output=True, text=True, env=env, timeout=60)
+        # TLS is between client and proxy; the proxy-to-server leg is the server's business
+        assert out.returncode == 0, out.stderr
+
+
+async def test_without_a_certificate_ssl_is_refused_and_plaintext_works(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.proxy.port)
+        writer.write(codec.SSLRequest().encode())
+        assert await reader.readexactly(1) == codec.SSL_REFUSED
+        writer.write(codec.GSSENCRequest().encode())
+        assert await reader.readexactly(1) == codec.SSL_REFUSED
+        writer.close()
+        conn = await asyncpg.connect(gw.dsn(gw.token()).replace("?sslmode=disable", ""),
+                                     ssl="prefer")
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
