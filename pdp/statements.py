@@ -12,12 +12,13 @@ No IO here and no policy: this module says what the SQL is, never whether it may
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pglast
 from pglast import ast
-from pglast.parser import fingerprint
+from pglast.parser import fingerprint, parse_sql_json
 
 Entry = dict[str, Any]
 
@@ -88,6 +89,26 @@ _TRUE_WORDS = {"true", "on", "1", "yes"}
 
 def classify(sql: str) -> list[Entry]:
     """One entry per statement of sql, nested writes after their parent; [] for no SQL."""
+    try:
+        tree = parse_sql_json(sql)
+    except Exception as exc:  # any parser failure is a deny, never a crash
+        return [_unparseable(exc)]
+    # The parser's JSON is walked as plain dicts: building pglast.ast objects costs far
+    # more than parsing. What the JSON cannot say exactly (too deep for json, '' vs no
+    # COPY file name) is classified again from the pglast.ast tree, the reference.
+    try:
+        raw_statements = json.loads(tree).get("stmts", ())
+        entries: list[Entry] = []
+        for raw in raw_statements:
+            ((tag, fields),) = raw["stmt"].items()
+            entries.extend(_classify_json(tag, fields))
+        return entries
+    except (RecursionError, _Ambiguous):
+        return _classify_ast(sql)
+
+
+def _classify_ast(sql: str) -> list[Entry]:
+    """classify() from pglast.ast objects: slower, exact for every tree."""
     try:
         raw_statements = pglast.parse_sql(sql)
     except Exception as exc:  # any parser failure is a deny, never a crash
@@ -256,18 +277,225 @@ def _function_name(funcname: Any) -> str:
     return str(getattr(last, "sval", last)).lower()
 
 
+# --- the parser's JSON tree ---------------------------------------------------
+#
+# libpg_query writes a node as {"Tag": {fields}} where the field is a generic Node or a
+# list, but a field declared with a node type (UpdateStmt.relation is a RangeVar*) holds
+# the fields alone, and false, zero and empty values are left out. pglast.ast knows every
+# field's declared type, so that is where the untagged ones get their tag.
+
+
+class _Ambiguous(Exception):
+    """The JSON tree cannot tell what classify must know; use the pglast.ast tree."""
+
+
+_NODE_TAGS = frozenset(
+    name
+    for name, cls in vars(ast).items()
+    if isinstance(cls, type) and issubclass(cls, ast.Node) and cls is not ast.Node
+)
+
+
+def _typed_fields(cls: type) -> dict[str, str]:
+    typed: dict[str, str] = {}
+    slots = getattr(cls, "__slots__", None)
+    if not isinstance(slots, dict):
+        return typed
+    for field, info in slots.items():
+        # "RangeVar*", or "CreateStmt" for CreateForeignTableStmt.base, a struct inside
+        target = getattr(info, "c_type", "").removesuffix("*")
+        if target in _NODE_TAGS and target not in ("Expr", "List"):
+            typed[field] = target
+    return typed
+
+
+_TYPED = {name: _typed_fields(getattr(ast, name)) for name in _NODE_TAGS}
+_NO_FIELDS: dict[str, str] = {}
+_NESTS = frozenset(
+    tag
+    for tag in _NODE_TAGS
+    if tag.endswith("Stmt") and tag != "RawStmt" and tag not in _NOT_NESTED_TAGS
+)
+
+
+def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> list[Entry]:
+    """_classify_statement() for one JSON node."""
+    entry = _describe_json(tag, fields)
+    if nested:
+        entry["nested"] = True
+    tables: dict[str, None] = {}
+    functions: dict[str, None] = {}
+    children: list[Entry] = []
+    hide_nested = entry["type"] == "explain" and not entry["analyze"]
+    walk = _walk_json(tag, fields)
+    next(walk)  # the statement itself
+    for child_tag, child in walk:
+        if child_tag == "RangeVar":
+            parts = [child.get(p) for p in ("catalogname", "schemaname", "relname")]
+            tables[".".join(p for p in parts if p).lower()] = None
+        elif child_tag == "FuncCall":
+            functions[_json_function_name(child.get("funcname"))] = None
+        elif not hide_nested and child_tag in _NESTS:
+            children.extend(_classify_json(child_tag, child, nested=True)[:1])
+    if tag == "DropStmt" and entry.get("object") in _RELATION_OBJECTS:
+        for name in fields.get("objects", ()):
+            tables[_json_qualified(name)] = None
+    elif tag == "DoStmt":
+        inner, opaque = _do_block_source(fields.get("args", ()))
+        entry["opaque"] = opaque
+        for item in inner:
+            tables.update(dict.fromkeys(item["tables"]))
+            functions.update(dict.fromkeys(item["functions"]))
+            if not item.pop("expression", False):
+                item["nested"] = True
+                children.append(item)
+    entry["tables"] = list(tables)
+    entry["functions"] = list(functions)
+    return [entry, *children]
+
+
+def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
+    """_describe() for one JSON node."""
+    kind = _BY_TAG.get(tag)
+    if kind is None:
+        if tag.startswith("Drop"):
+            kind = "drop"
+        elif tag.startswith(_DDL_PREFIXES):
+            kind = "ddl"
+        else:
+            kind = "other"
+    entry: Entry = {"type": kind, "tag": tag}
+    if tag == "SelectStmt":
+        if "intoClause" in fields:
+            entry["type"] = "ddl"  # SELECT INTO creates a table
+    elif tag in ("UpdateStmt", "DeleteStmt"):
+        entry["has_where"] = "whereClause" in fields
+    elif tag == "ExplainStmt":
+        entry["analyze"] = _json_option_on(fields.get("options", ()), "analyze")
+    elif tag == "CopyStmt":
+        program = bool(fields.get("is_program", False))
+        if not program and "filename" not in fields:
+            raise _Ambiguous("STDIN/STDOUT or an empty file name")
+        entry["direction"] = "from" if fields.get("is_from", False) else "to"
+        entry["program"] = program
+        entry["stdio"] = False
+    elif tag == "VariableSetStmt":
+        entry["setting"] = (fields.get("name") or "all").lower()
+        entry["reset"] = fields.get("kind", "VAR_SET_VALUE").startswith("VAR_RESET")
+    elif tag == "VariableShowStmt":
+        entry["setting"] = (fields.get("name") or "").lower()
+    elif tag == "TransactionStmt":
+        action = fields.get("kind", "TRANS_STMT_BEGIN")
+        entry["action"] = action.removeprefix("TRANS_STMT_").lower()
+    if kind == "drop":
+        if "removeType" in ast.__dict__[tag].__slots__:
+            remove_type = fields.get("removeType", "OBJECT_ACCESS_METHOD")
+            entry["object"] = remove_type.removeprefix("OBJECT_").lower()
+        elif tag == "DropdbStmt":
+            entry["object"] = "database"
+        else:
+            entry["object"] = tag.removeprefix("Drop").removesuffix("Stmt").lower()
+    return entry
+
+
+# JSON leaves out false and zero, and pglast.ast reads them back as these.
+_JSON_VALUE_DEFAULTS = {
+    "String": ("sval", None),
+    "Boolean": ("boolval", False),
+    "Integer": ("ival", 0),
+}
+
+
+def _json_option_on(options: Any, name: str) -> bool:
+    for option in options:
+        ((tag, fields),) = option.items()
+        if tag == "DefElem" and fields.get("defname") == name:
+            arg = fields.get("arg")
+            if arg is None:
+                return True
+            ((arg_tag, arg_fields),) = arg.items()
+            key, default = _JSON_VALUE_DEFAULTS.get(arg_tag, (None, None))
+            value = arg_fields.get(key, default) if key else None
+            return str(value).lower() in _TRUE_WORDS
+    return False
+
+
+def _walk_json(tag: str, fields: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(tag, fields) of every node under a JSON node, root first, in pglast.ast order."""
+    stack: list[tuple[str | None, Any]] = [(tag, fields)]
+    while stack:
+        tag, fields = stack.pop()
+        if tag is not None:
+            yield tag, fields
+        typed = _TYPED.get(tag, _NO_FIELDS) if tag is not None else _NO_FIELDS
+        for key, value in reversed(fields.items()):
+            if isinstance(value, dict):
+                target = typed.get(key)
+                stack.append((target, value) if target else _json_node(value))
+            elif isinstance(value, list):
+                stack.extend(_json_node(v) for v in reversed(value) if isinstance(v, dict))
+
+
+def _json_node(value: dict[str, Any]) -> tuple[str | None, Any]:
+    if len(value) == 1:
+        ((tag, fields),) = value.items()
+        if tag in _NODE_TAGS and isinstance(fields, dict):
+            return tag, fields
+    return None, value
+
+
+def _json_sval(node: Any) -> str:
+    ((tag, fields),) = node.items()
+    if tag != "String":
+        raise _Ambiguous(tag)
+    return fields.get("sval", "")
+
+
+def _json_qualified(name: dict[str, Any]) -> str:
+    ((tag, fields),) = name.items()
+    if tag == "List":
+        return ".".join(_json_sval(p) for p in fields.get("items", ())).lower()
+    return _json_sval(name).lower()
+
+
+def _json_function_name(funcname: Any) -> str:
+    if not funcname:
+        return ""
+    return _json_sval(funcname[-1]).lower()
+
+
 def _do_block(node: ast.DoStmt) -> tuple[list[Entry], bool]:
+    """Entries for the static SQL of a DO block, and whether some of it stays unseen."""
+    options = []
+    for option in node.args or ():
+        if option.defname in ("as", "language"):
+            options.append((option.defname, option.arg.sval))
+    return _do_block_body(options)
+
+
+def _do_block_source(args: Any) -> tuple[list[Entry], bool]:
+    """_do_block() for the args of a JSON DoStmt."""
+    options = []
+    for option in args:
+        ((_, fields),) = option.items()
+        defname = fields.get("defname")
+        if defname in ("as", "language"):
+            options.append((defname, _json_sval(fields["arg"])))
+    return _do_block_body(options)
+
+
+def _do_block_body(options: list[tuple[str, str]]) -> tuple[list[Entry], bool]:
     """Entries for the static SQL of a DO block, and whether some of it stays unseen.
 
     A DO block in another language, dynamic EXECUTE, or a body that does not parse is
     opaque: the policy cannot know what it runs.
     """
     body, language = "", "plpgsql"
-    for option in node.args or ():
-        if option.defname == "as":
-            body = option.arg.sval
-        elif option.defname == "language":
-            language = option.arg.sval.lower()
+    for defname, value in options:
+        if defname == "as":
+            body = value
+        else:
+            language = value.lower()
     if language != "plpgsql":
         return [], True
     wrapper = (

@@ -30,66 +30,44 @@ allow contains sprintf("approved by %s (approval %s)", [input.approval.approver,
 	count(needs_approval) > 0
 }
 
-verdict := "deny" if {
+# The answer is built in one else-chain, one object per verdict: every rule the decision
+# refers to is a lookup the evaluator pays for on each request, so the verdict, its
+# reasons and its mask are settled together and the approval spec is built only for the
+# verdict that returns it.
+decision := object.union_n([decision_core, cache_part, credential_part])
+
+decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 	count(deny) > 0
-} else := "require_approval" if {
+} else := {
+	"verdict": "require_approval",
+	"reasons": needs_approval,
+	"mask": mask_rules,
+	"approval": {
+		"approvers": [sprintf("group:%s", [g]) | some g in data.portcullis.approval.groups],
+		"ttl_seconds": data.portcullis.approval.ttl_seconds,
+	},
+} if {
 	count(needs_approval) > 0
 	not approved
-} else := "mask" if {
+} else := {"verdict": "mask", "reasons": allow, "mask": mask_rules} if {
 	count(allow) > 0
 	count(mask_rules) > 0
-} else := "allow" if {
+} else := {"verdict": "allow", "reasons": allow, "mask": set()} if {
 	count(allow) > 0
-} else := "deny"
-
-# Sets leave the engine as sorted JSON arrays, so they are the answer's lists as they are.
-reasons := deny if {
-	count(deny) > 0
-} else := {"no rule allows this command"} if {
-	verdict == "deny"
-} else := needs_approval if {
-	verdict == "require_approval"
-} else := allow
-
-mask := set() if {
-	verdict == "deny"
-} else := mask_rules
-
-approval_part := {"approval": {
-	"approvers": [sprintf("group:%s", [g]) | some g in data.portcullis.approval.groups],
-	"ttl_seconds": data.portcullis.approval.ttl_seconds,
-}} if {
-	verdict == "require_approval"
-} else := {}
+} else := {"verdict": "deny", "reasons": {"no rule allows this command"}, "mask": set()}
 
 credential_part := {"credential": {"ref": ref}} if {
-	verdict != "deny"
+	decision_core.verdict != "deny"
 	ref := session_credential_ref
 } else := {}
-
-decision := object.union_n([
-	{
-		"verdict": verdict,
-		"reasons": reasons,
-		"mask": mask,
-		"cache_ttl_seconds": cache_ttl_seconds,
-		"cache_key": cache_key,
-	},
-	approval_part,
-	credential_part,
-])
 
 # Cache hints. Only postgres answers are cacheable by shape: every shipped postgres rule
 # looks at statement types, tables, functions and settings names, never at literals.
 # An answer that used an approval is never cached: it belongs to that one request.
-cacheable_by_shape if {
+cache_part := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, "cache_key": "shape"} if {
 	input.command.kind == "postgres.query"
 	not input.approval
 	every s in input.command.postgres.statements {
 		s.type != "unparseable"
 	}
-}
-
-cache_ttl_seconds := data.portcullis.decision_cache_ttl_seconds if cacheable_by_shape else := 0
-
-cache_key := "shape" if cacheable_by_shape else := "exact"
+} else := {"cache_ttl_seconds": 0, "cache_key": "exact"}

@@ -38,7 +38,8 @@ needs_approval contains sprintf("%q needs approval", [pattern]) if {
 	ssh_matches(pattern)
 }
 
-allow contains sprintf("%s may use %s", [subject, ssh_interactive_kinds[input.command.kind]]) if {
+allow contains sprintf("%s may use %s", [subject, what]) if {
+	what := ssh_interactive_kinds[input.command.kind]
 	privileged
 }
 
