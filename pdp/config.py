@@ -161,7 +161,9 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     return parse_config(raw, base_dir=path.resolve().parent, env=env)
 
 
-def parse_config(raw: Any, base_dir: Path = Path("."), env: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    raw: Any, base_dir: Path = Path("."), env: Mapping[str, str] | None = None
+) -> Config:
     """Build a Config from an already-parsed YAML tree."""
     if not isinstance(raw, dict):
         raise ConfigError("(root)", "must be a mapping")

@@ -115,7 +115,7 @@ def _classify_ast(sql: str) -> list[Entry]:
         return [_unparseable(exc)]
     entries: list[Entry] = []
     for raw in raw_statements:
-        entries.extend(_classify_statement(raw.stmt))
+        entries.extend(_classify_statement(raw.stmt))  # type: ignore[arg-type]
     return entries
 
 
@@ -207,11 +207,11 @@ def _describe(node: ast.Node) -> Entry:
         entry["stdio"] = not node.is_program and node.filename is None
     elif isinstance(node, ast.VariableSetStmt):
         entry["setting"] = (node.name or "all").lower()
-        entry["reset"] = node.kind.name.startswith("VAR_RESET")
+        entry["reset"] = node.kind.name.startswith("VAR_RESET")  # type: ignore[union-attr]
     elif isinstance(node, ast.VariableShowStmt):
         entry["setting"] = (node.name or "").lower()
     elif isinstance(node, ast.TransactionStmt):
-        entry["action"] = node.kind.name.removeprefix("TRANS_STMT_").lower()
+        entry["action"] = node.kind.name.removeprefix("TRANS_STMT_").lower()  # type: ignore[union-attr]
     if kind == "drop":
         entry["object"] = _drop_object(node, tag)
     return entry
@@ -254,7 +254,7 @@ def _walk(root: ast.Node) -> Iterator[ast.Node]:
         item = stack.pop()
         if isinstance(item, ast.Node):
             yield item
-            for attr in reversed(type(item).__slots__):
+            for attr in reversed(type(item).__slots__):  # type: ignore[attr-defined]
                 value = getattr(item, attr, None)
                 if isinstance(value, ast.Node | tuple | list):
                     stack.append(value)
@@ -424,7 +424,7 @@ def _walk_json(tag: str, fields: dict[str, Any]) -> Iterator[tuple[str, dict[str
     """(tag, fields) of every node under a JSON node, root first, in pglast.ast order."""
     stack: list[tuple[str | None, Any]] = [(tag, fields)]
     while stack:
-        tag, fields = stack.pop()
+        tag, fields = stack.pop()  # type: ignore[assignment]
         if tag is not None:
             yield tag, fields
         typed = _TYPED.get(tag, _NO_FIELDS) if tag is not None else _NO_FIELDS
