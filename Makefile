@@ -6,7 +6,7 @@ DEBS := postgresql-client pgbouncer openssh-server openssh-client nginx-light wr
 export ORDERS_DB_PASSWORD ?= portcullis-dev-app
 export BILLING_TOKEN ?= portcullis-dev-billing
 
-.PHONY: setup up test lint stubs bench-pdp
+.PHONY: setup up demo-db test lint stubs bench-pdp bench-postgres
 
 setup:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -16,8 +16,20 @@ setup:
 	$(PYTHON) -m pip install -q --ignore-requires-python opa-golib-python-bindings==0.4.4
 	$(PYTHON) -m pip install -q -e '.[dev]'
 
-up: setup
+up: setup demo-db
 	portcullis -c portcullis.yaml up
+
+# The example connection orders-db: role `app` and database `orders` on the local server,
+# with a little data (idempotent; skipped with a note when no server answers).
+demo-db:
+	@if psql -h 127.0.0.1 -U postgres -d postgres -qAtXc 'select 1' >/dev/null 2>&1; then \
+	  psql -h 127.0.0.1 -U postgres -d postgres -qAtX \
+	    -c "DO \$$\$$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app') THEN CREATE ROLE app LOGIN; END IF; END\$$\$$" \
+	    -c "ALTER ROLE app PASSWORD '$$ORDERS_DB_PASSWORD'" >/dev/null; \
+	  psql -h 127.0.0.1 -U postgres -d postgres -qAtXc "select 1 from pg_database where datname = 'orders'" | grep -q 1 || \
+	    psql -h 127.0.0.1 -U postgres -d postgres -qAtXc "CREATE DATABASE orders OWNER app"; \
+	  psql -h 127.0.0.1 -U app -d orders -qAtX -f deploy/demo/orders.sql >/dev/null; \
+	else echo "no PostgreSQL on 127.0.0.1:5432: orders-db will refuse sessions"; fi
 
 test: setup
 	$(PYTHON) -m ruff check .
@@ -34,3 +46,6 @@ stubs:
 
 bench-pdp:
 	$(PYTHON) bench/pdp/bench_decide.py
+
+bench-postgres:
+	$(PYTHON) bench/postgres/bench_pgbench.py
