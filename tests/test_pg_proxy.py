@@ -436,3 +436,26 @@ async def test_without_a_certificate_ssl_is_refused_and_plaintext_works(tmp_path
                                      ssl="prefer")
         assert await conn.fetchval("SELECT 1") == 1
         await conn.close()
+
+
+async def test_fast_path_function_calls_are_decided_by_name(tmp_path):
+    """psql's \\lo_import/\\lo_export use libpq's fast-path (FunctionCall) protocol."""
+    async with running_gateway(tmp_path) as gw:
+        source = tmp_path / "blob.txt"
+        source.write_text("large object payload\n")
+        target = tmp_path / "copy.txt"
+        dba = gw.token("dana", DBA)
+        imported = await asyncio.to_thread(_psql, gw, dba, "-c", rf"\lo_import {source}")
+        assert imported.returncode == 0 and "lo_import" in imported.stdout, imported.stderr
+        oid = imported.stdout.split()[-1]
+        exported = await asyncio.to_thread(_psql, gw, dba, "-c", rf"\lo_export {oid} {target}")
+        assert exported.returncode == 0, exported.stderr
+        assert target.read_text() == "large object payload\n"
+        await asyncio.sleep(1.0)
+        calls = [e for e in await gw.pdp.store.query(kind="session.event")
+                 if e.body["command"].startswith("<function call")]
+        assert any("lo_open" in e.body["command"] or "lowrite" in e.body["command"]
+                   for e in calls)
+        decided = [r for r in await gw.pdp.store.query(kind="decision")
+                   if r.body["kind"] == "postgres.function_call"]
+        assert decided and all(r.body["verdict"] == "allow" for r in decided)

@@ -11,7 +11,7 @@ queued there as made-up answers, so the client sees them in the server's order.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pdp.policy_input import classified
@@ -61,8 +61,10 @@ def refusal(ruling: Ruling) -> codec.ErrorResponse:
 class Enforcer:
     def __init__(self, session: ProxySession, tracker: ResponseTracker,
                  forward: Callable[[bytes], None], reply: Callable[[bytes], None],
-                 hash_key: bytes) -> None:
+                 hash_key: bytes,
+                 resolve_function: Callable[[int], Awaitable[str | None]] | None = None) -> None:
         self.session = session
+        self.resolve_function = resolve_function
         self.tracker = tracker
         self.forward = forward  # bytes to the upstream server
         self.reply = reply  # bytes to the client, in order
@@ -252,12 +254,21 @@ class Enforcer:
         self.forward(message.raw or message.encode())
 
     async def on_function_call(self, message: codec.FunctionCall) -> None:
-        ruling = Ruling(Verdict.deny(
-            f"function call by OID {message.oid} through the fast-path protocol cannot be "
-            "attributed to a function name; call it with SELECT"))
-        self.session.record_command(f"<fastpath function oid {message.oid}>", ruling,
-                                    protocol="function_call")
-        self._refuse_now(refusal(ruling), ready=True)
+        """A fast-path call names its function by OID: decide on the function's name."""
+        name = await self.resolve_function(message.oid) if self.resolve_function else None
+        raw = f"<function call {name or f'oid {message.oid}'}>"
+        if name is None:
+            ruling = Ruling(Verdict.deny(
+                f"function OID {message.oid} could not be named, so it cannot be decided"))
+        else:
+            ruling = await self.session.decide("postgres.function_call", raw,
+                                               {"function": name, "protocol": "function_call"})
+        if not ruling.verdict.allowed:
+            self.session.record_command(raw, ruling, protocol="function_call")
+            self._refuse_now(refusal(ruling), ready=True)
+            return
+        self._send(message, Expect("Call", command=raw, ruling=ruling,
+                                   decision_id=ruling.decision_id, protocol="function_call"))
 
     async def on_terminate(self, message: codec.Terminate) -> None:
         self.terminated = True

@@ -22,7 +22,13 @@ from pdp.config import Config, ConnectionSettings
 from proxies.postgres import codec
 from proxies.postgres.enforcer import Enforcer
 from proxies.postgres.tracker import ResponseTracker
-from proxies.postgres.upstream import Upstream, UpstreamError, connect, startup_params
+from proxies.postgres.upstream import (
+    Upstream,
+    UpstreamError,
+    connect,
+    function_name,
+    startup_params,
+)
 from proxies.runtime.pdp_client import SessionRefused
 from proxies.runtime.secrets_scan import SecretScanner
 from proxies.runtime.session import ProxyRuntime, ProxySession
@@ -135,6 +141,7 @@ class ClientConnection:
         self.key: tuple[int, int] | None = None
         self.bytes_to_client = 0
         self._outbound: list[bytes] = []
+        self._params: dict[str, str] | None = None
 
     # -- writing -------------------------------------------------------------------------
 
@@ -228,10 +235,11 @@ class ClientConnection:
         assert lease is not None
         self.scanner = SecretScanner(lease.secrets())
         database = self.proxy.database or params.get("database") or params.get("user", "")
+        self._params = startup_params(params, lease, database)
         try:
             self.upstream = await connect(
                 self.proxy.upstream_host, self.proxy.upstream_port,
-                startup_params(params, lease, database), lease, self.proxy.upstream_tls)
+                self._params, lease, self.proxy.upstream_tls)
         except UpstreamError as exc:
             self.fatal(f"portcullis: {exc}", "08006")
             await self.session.close("upstream_unavailable", abnormal=True)
@@ -261,7 +269,7 @@ class ClientConnection:
         tracker = ResponseTracker()
         tracker.status = upstream.status
         enforcer = Enforcer(self.session, tracker, self._outbound.append, self.to_client,
-                            self.proxy.hash_key)
+                            self.proxy.hash_key, self._function_name)
         client_side = asyncio.create_task(self._pump_client(enforcer))
         server_side = asyncio.create_task(self._pump_server(tracker))
         reason, abnormal = "client_disconnect", False
@@ -292,6 +300,13 @@ class ClientConnection:
             if self.key is not None:
                 self.proxy.cancel_keys.pop(self.key, None)
             await self._close_session(reason, abnormal)
+
+    async def _function_name(self, oid: int) -> str | None:
+        session = self.session
+        if session is None or session.lease is None or self._params is None:
+            return None
+        return await function_name(self.proxy.upstream_host, self.proxy.upstream_port,
+                                   self._params, session.lease, oid, self.proxy.upstream_tls)
 
     async def _close_session(self, reason: str, abnormal: bool) -> None:
         session = self.session

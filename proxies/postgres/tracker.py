@@ -214,6 +214,7 @@ class ResponseTracker:
                 self.queue.popleft()
             return b"" if head.swallow else raw
         if isinstance(message, codec.FunctionCallResponse):
+            self._complete(head, "FUNCTION CALL")
             return raw
         # CopyInResponse, CopyBothResponse and anything else pass as they are
         return raw

@@ -132,3 +132,34 @@ async def _authenticate(upstream: Upstream, lease: CredentialLease) -> None:
                 upstream.pending = messages[i + 1:]
                 return
             # NoticeResponse and NegotiateProtocolVersion during start-up are dropped
+
+
+async def function_name(host: str, port: int, params: dict[str, str], lease: CredentialLease,
+                        oid: int, tls: ssl.SSLContext | None = None,
+                        timeout: float = 5.0) -> str | None:
+    """The schema-qualified name of the function with this OID, asked on a connection of
+    its own (the session's connection is busy with the client's call), or None."""
+    try:
+        upstream = await connect(host, port, params, lease, tls, timeout)
+    except UpstreamError:
+        return None
+    sql = f"SELECT oid::regproc::text FROM pg_catalog.pg_proc WHERE oid = {int(oid)}"
+    name: str | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            upstream.writer.write(codec.Query(sql).encode() + codec.Terminate().encode())
+            pending = list(upstream.pending)
+            while True:
+                for message in pending:
+                    if isinstance(message, codec.DataRow) and message.values[0] is not None:
+                        name = message.values[0].decode()
+                    if isinstance(message, (codec.ReadyForQuery, codec.ErrorResponse)):
+                        return name
+                data = await upstream.reader.read(65536)
+                if not data:
+                    return name
+                pending = upstream.parser.feed(data)
+    except (TimeoutError, OSError, codec.ProtocolViolation):
+        return name
+    finally:
+        upstream.writer.close()
