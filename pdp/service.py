@@ -7,7 +7,6 @@ is FAILED_PRECONDITION. Everything that decides goes through pdp.decisions.Decid
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -22,6 +21,7 @@ from pdp.config import Config
 from pdp.decisions import Decider, Decision
 from pdp.identity import TokenRejected, TokenVerifier
 from pdp.policy_input import COMMAND_KINDS, build_input, command_input
+from pdp.recordings import EVENTS_KIND
 from pdp.sessions import Session, SessionTable, new_session_id
 from pdp.store import StoreUnavailable
 from pdp.verdict import VerdictKind
@@ -266,32 +266,32 @@ class DecisionService(pdp_pb2_grpc.DecisionServiceServicer):
                 f"session {request.session_id[:64]!r} is unknown",
             )
             raise AssertionError("unreachable")
-        records = [
-            self.decider.store.append(
-                "session.event",
-                {
-                    "direction": event.direction[:32],
-                    "type": event.type[:32],
-                    "decision_id": event.decision_id[:64],
-                    "verdict": event.verdict[:32],
-                    "cached": event.cached,
-                    "command": event.command[:MAX_COMMAND_BYTES],
-                    "details": struct_to_dict(event.details) if event.HasField("details") else {},
-                },
-                session_id=session.id,
-                subject=session.identity.subject,
-                time=event.time or None,
-            )
+        events = [
+            {
+                "time": event.time,
+                "direction": event.direction[:32],
+                "type": event.type[:32],
+                "decision_id": event.decision_id[:64],
+                "verdict": event.verdict[:32],
+                "cached": event.cached,
+                "command": event.command[:MAX_COMMAND_BYTES],
+                "details": struct_to_dict(event.details) if event.HasField("details") else {},
+            }
             for event in request.events
         ]
+        if not events:
+            return pdp_pb2.RecordEventsResponse(recorded=0)
         try:
-            stored = await asyncio.gather(*records)
+            record = await self.decider.store.append(
+                EVENTS_KIND,
+                {"events": events},
+                session_id=session.id,
+                subject=session.identity.subject,
+            )
         except StoreUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"recording unavailable: {exc}")
             raise AssertionError("unreachable") from None
-        return pdp_pb2.RecordEventsResponse(
-            recorded=len(stored), decision_id=stored[-1].id if stored else ""
-        )
+        return pdp_pb2.RecordEventsResponse(recorded=len(events), decision_id=record.id)
 
     async def ServerInfo(
         self, request: pdp_pb2.ServerInfoRequest, context: grpc.aio.ServicerContext

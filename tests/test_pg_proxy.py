@@ -13,6 +13,7 @@ import pytest
 from pg_harness import running_gateway
 from portcullis.v1 import pdp_pb2
 
+from pdp.recordings import session_events
 from proxies.postgres import codec
 
 DBA = ("dba", "pii-readers")
@@ -199,9 +200,9 @@ async def test_masked_values_and_the_upstream_password_never_reach_the_client(tm
         for secret in (b"ada@example.com", b"123-45-6789", b"4111 1111 1111 1111",
                        gw.password.encode()):
             assert secret not in sent
-        events = await gw.pdp.store.query(kind="session.event")
-        masking = [e for e in events if e.body["type"] == "masking"]
-        assert masking and all("ada@example.com" not in str(e.body) for e in events)
+        events = await session_events(gw.pdp.store)
+        masking = [e for e in events if e["type"] == "masking"]
+        assert masking and all("ada@example.com" not in str(e) for e in events)
 
 
 async def test_pdp_down_denies_and_the_session_survives_until_it_returns(tmp_path):
@@ -319,11 +320,11 @@ async def test_decision_cache_reuses_shape_verdicts_and_still_records_them(tmp_p
         assert decided == 1  # same shape: one decision, nineteen cache hits
         await conn.close()
         await asyncio.sleep(1.0)
-        commands = [e for e in await gw.pdp.store.query(kind="session.event")
-                    if e.body["type"] == "command" and "FROM orders" in e.body["command"]]
+        commands = [e for e in await session_events(gw.pdp.store)
+                    if e["type"] == "command" and "FROM orders" in e["command"]]
         assert len(commands) == 20
-        assert sum(e.body["cached"] for e in commands) == 19
-        assert len({e.body["decision_id"] for e in commands}) == 1
+        assert sum(e["cached"] for e in commands) == 19
+        assert len({e["decision_id"] for e in commands}) == 1
 
 
 async def test_decision_cache_off_decides_every_statement(tmp_path):
@@ -452,10 +453,9 @@ async def test_fast_path_function_calls_are_decided_by_name(tmp_path):
         assert exported.returncode == 0, exported.stderr
         assert target.read_text() == "large object payload\n"
         await asyncio.sleep(1.0)
-        calls = [e for e in await gw.pdp.store.query(kind="session.event")
-                 if e.body["command"].startswith("<function call")]
-        assert any("lo_open" in e.body["command"] or "lowrite" in e.body["command"]
-                   for e in calls)
+        calls = [e for e in await session_events(gw.pdp.store)
+                 if e["command"].startswith("<function call")]
+        assert any("lo_open" in e["command"] or "lowrite" in e["command"] for e in calls)
         decided = [r for r in await gw.pdp.store.query(kind="decision")
                    if r.body["kind"] == "postgres.function_call"]
         assert decided and all(r.body["verdict"] == "allow" for r in decided)
