@@ -6,83 +6,17 @@
 # Every rule here reads statement types, tags, tables, functions and setting names only,
 # never literal values: decision.rego relies on that to offer cache_key "shape".
 #
-# One pass: pg_judgements judges every statement once (pg_judge: is it allowed, and
-# which approval does it need), and the common sets below only read that array. Rule
-# references and function calls are what the evaluator pays for on every SQL statement,
-# so each statement costs one pg_judge call and the deny rules test input fields first.
-# Deny rules iterate the statements without checking the command kind: only postgres
-# commands carry statements, and a stray one could only add a denial.
+# Bodies test input fields before they test other rules: each rule reference costs the
+# evaluator more than an input lookup, and this module runs on every SQL statement. Deny
+# rules iterate the statements without checking the command kind: only postgres commands
+# carry statements, and a stray one could only add a denial.
 package portcullis
 
+
 # A fast-path FunctionCall message arrives as postgres.function_call with one "select"
-# statement naming the function, and is judged like the query it stands for. Constant
-# sets are written inline where they are used: a literal costs the evaluator nothing, a
-# rule reference a lookup.
-
-# --- one judgement per statement ---------------------------------------------
-
-# pg_judgements[i] is [allowed, approval]: allowed is true when statement i may run as
-# it is, approval the reason it needs approval ("" when it needs none). A statement
-# neither allowed nor approvable denies the whole query.
-pg_judgements := {i: pg_judge(s) | some i, s in input.command.postgres.statements}
-
-# Privileged groups (dba) may run any statement, except the ones pg_dba_approval names.
-pg_judge(s) := [allowed, pg_dba_approval(s)] if {
-	privileged
-	allowed := pg_dba_allows(s)
-} else := [true, ""] if {
-	# Everyone else: statement types anyone on the connection may run without approval.
-	s.type in {
-		"select", "show", "transaction", "prepare", "execute", "deallocate",
-		"declare", "fetch", "close", "discard",
-	}
-	not pg_calls_protected(s)
-} else := [true, ""] if {
-	s.type == "explain"
-	s.analyze == false
-	not pg_calls_protected(s)
-} else := [true, ""] if {
-	s.type == "set"
-	not s.setting in data.portcullis.postgres.protected_settings
-} else := [true, ""] if {
-	s.type == "copy"
-	s.direction == "to"
-	s.program == false
-	not pg_calls_protected(s)
-} else := [false, sprintf("%s needs approval", [upper(s.type)])] if {
-	# Statement types that change data: approval for everyone but the privileged groups.
-	s.type in {"insert", "update", "delete", "merge"}
-	not pg_calls_protected(s)
-} else := [false, "COPY FROM needs approval"] if {
-	s.type == "copy"
-	s.direction == "from"
-	s.program == false
-} else := [false, ""]
-
-pg_dba_allows(s) if {
-	input.command.kind in {"postgres.query", "postgres.function_call"}
-	s.type != "unparseable"
-} else := false
-
-pg_dba_approval(s) := sprintf("DROP %s needs approval", [upper(s.object)]) if {
-	s.type == "drop"
-	s.object in {"database", "schema"}
-} else := "TRUNCATE needs approval" if {
-	s.type == "truncate"
-} else := sprintf("%s without WHERE needs approval", [upper(s.type)]) if {
-	s.type in {"update", "delete"}
-	s.has_where == false
-} else := "DO block with dynamic or non-SQL code needs approval" if {
-	# A DO block whose SQL cannot all be seen (dynamic EXECUTE, another language) could
-	# run any of the statements above, so it is not taken on trust.
-	s.type == "do"
-	s.opaque
-} else := ""
-
-pg_calls_protected(s) if {
-	some f in s.functions
-	f in data.portcullis.postgres.protected_functions
-}
+# statement naming the function, and is judged like the query it stands for: rules guard
+# on {"postgres.query", "postgres.function_call"}. Constant sets are written inline where
+# they are used: a literal costs the evaluator nothing, a rule reference a lookup.
 
 # --- denied for everyone ---------------------------------------------------
 
@@ -99,12 +33,12 @@ deny contains sprintf("SQL that cannot be parsed is denied: %s", [s.error]) if {
 deny contains sprintf("function %s reaches outside the database", [f]) if {
 	some s in input.command.postgres.statements
 	some f in s.functions
-	pg_dangerous_function(f)
+	f in data.portcullis.dangerous_functions
 }
 
-pg_dangerous_function(f) if f in data.portcullis.dangerous_functions
-
-pg_dangerous_function(f) if {
+deny contains sprintf("function %s reaches outside the database", [f]) if {
+	some s in input.command.postgres.statements
+	some f in s.functions
 	some prefix in data.portcullis.dangerous_function_prefixes
 	startswith(f, prefix)
 }
@@ -124,11 +58,102 @@ deny contains "COPY to or from a server file reaches outside the database" if {
 
 # Any statement no rule permits denies the whole query (e.g. `select 1; drop table x`).
 deny contains sprintf("no rule allows %v statement (%v) for %s", [type, tag, subject]) if {
-	some i, judgement in pg_judgements
-	judgement == [false, ""]
-	s := input.command.postgres.statements[i]
+	some i, s in input.command.postgres.statements
+	not i in pg_allowed
+	not i in pg_approvable
 	type := object.get(s, "type", "unknown")
 	tag := object.get(s, "tag", "unknown")
+}
+
+# --- privileged groups (dba) -----------------------------------------------
+
+pg_allowed contains i if {
+	input.command.kind in {"postgres.query", "postgres.function_call"}
+	privileged
+	some i, s in input.command.postgres.statements
+	s.type != "unparseable"
+}
+
+pg_approval contains [i, sprintf("DROP %s needs approval", [upper(s.object)])] if {
+	some i, s in input.command.postgres.statements
+	s.type == "drop"
+	s.object in {"database", "schema"}
+	privileged
+}
+
+pg_approval contains [i, "TRUNCATE needs approval"] if {
+	some i, s in input.command.postgres.statements
+	s.type == "truncate"
+	privileged
+}
+
+pg_approval contains [i, sprintf("%s without WHERE needs approval", [upper(s.type)])] if {
+	some i, s in input.command.postgres.statements
+	s.type in {"update", "delete"}
+	s.has_where == false
+	privileged
+}
+
+# A DO block whose SQL cannot all be seen (dynamic EXECUTE, another language) could run
+# any of the statements above, so it is not taken on trust.
+pg_approval contains [i, "DO block with dynamic or non-SQL code needs approval"] if {
+	some i, s in input.command.postgres.statements
+	s.type == "do"
+	s.opaque
+	privileged
+}
+
+# --- everyone else ---------------------------------------------------------
+
+# Statement types anyone on the connection may run without approval.
+pg_allowed contains i if {
+	some i, s in input.command.postgres.statements
+	s.type in {
+		"select", "show", "transaction", "prepare", "execute", "deallocate",
+		"declare", "fetch", "close", "discard",
+	}
+	not pg_calls_protected(s)
+	not privileged
+}
+
+pg_allowed contains i if {
+	some i, s in input.command.postgres.statements
+	s.type == "explain"
+	s.analyze == false
+	not pg_calls_protected(s)
+	not privileged
+}
+
+pg_allowed contains i if {
+	some i, s in input.command.postgres.statements
+	s.type == "set"
+	not s.setting in data.portcullis.postgres.protected_settings
+	not privileged
+}
+
+pg_allowed contains i if {
+	some i, s in input.command.postgres.statements
+	s.type == "copy"
+	s.direction == "to"
+	s.program == false
+	not pg_calls_protected(s)
+	not privileged
+}
+
+# Statement types that change data: approval for everyone but the privileged groups.
+pg_approval contains [i, sprintf("%s needs approval", [upper(s.type)])] if {
+	some i, s in input.command.postgres.statements
+	s.type in {"insert", "update", "delete", "merge"}
+	not pg_calls_protected(s)
+	not privileged
+}
+
+pg_approval contains [i, "COPY FROM needs approval"] if {
+	some i, s in input.command.postgres.statements
+	s.type == "copy"
+	s.direction == "from"
+	s.program == false
+	not privileged
 }
 
 deny contains sprintf("SET %s changes who the session acts as", [upper(s.setting)]) if {
@@ -147,36 +172,35 @@ deny contains sprintf("%s can change who the session acts as", [f]) if {
 	not privileged
 }
 
+pg_calls_protected(s) if {
+	some f in s.functions
+	f in data.portcullis.postgres.protected_functions
+}
+
 # --- into the common sets --------------------------------------------------
+
+pg_approvable := {i | some [i, _] in pg_approval}
 
 # The common sets guard on the kind with `==`, once per kind: the evaluator indexes rules
 # on equality with input, so other kinds skip these bodies without evaluating them.
 allow contains "every statement is allowed" if {
 	input.command.kind == "postgres.query"
-	pg_all_allowed
+	count(input.command.postgres.statements) == count(pg_allowed)
 }
 
 allow contains "every statement is allowed" if {
 	input.command.kind == "postgres.function_call"
-	pg_all_allowed
-}
-
-pg_all_allowed if {
-	count(input.command.postgres.statements) == count([1 | some judgement in pg_judgements; judgement[0]])
+	count(input.command.postgres.statements) == count(pg_allowed)
 }
 
 needs_approval contains reason if {
 	input.command.kind == "postgres.query"
-	some judgement in pg_judgements
-	reason := judgement[1]
-	reason != ""
+	some [_, reason] in pg_approval
 }
 
 needs_approval contains reason if {
 	input.command.kind == "postgres.function_call"
-	some judgement in pg_judgements
-	reason := judgement[1]
-	reason != ""
+	some [_, reason] in pg_approval
 }
 
 mask_rules contains {"field": column, "strategy": "redact"} if {
