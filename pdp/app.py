@@ -16,12 +16,13 @@ from aiohttp import web
 from pdp.config import Config
 from pdp.decisions import Decider
 from pdp.engine import PolicyEngine, create_engine
+from pdp.forwarding import build_forwarders
 from pdp.http_api import build_http_app
 from pdp.identity import DevIssuer, TokenVerifier
 from pdp.keys import load_or_create_ed25519
 from pdp.server import PDPServer
 from pdp.service import DecisionService
-from pdp.sessions import SessionTable
+from pdp.sessions import SessionReaper, SessionTable
 from pdp.store import AuditStore, open_store
 
 log = logging.getLogger("portcullis.pdp")
@@ -46,7 +47,9 @@ class PDPApp:
         self.verifier = parts.verifier or TokenVerifier(config.identity, dev_issuer=dev_issuer)
         self.decider = Decider(self.engine, self.store)
         self.sessions = SessionTable(self.store)
+        self.reaper = SessionReaper(self.sessions, config.pdp.session_timeout_seconds)
         self.service = DecisionService(config, self.verifier, self.decider, self.sessions)
+        self.forwarders = build_forwarders(config.forwarding, self.store)
         self.server: PDPServer | None = None
         self._http: web.AppRunner | None = None
         self.ready = False
@@ -59,11 +62,14 @@ class PDPApp:
     async def start(self) -> None:
         load_or_create_ed25519(self.config.pdp.signing_key)
         await self.store.start()
+        for forwarder in self.forwarders:
+            await forwarder.start()
         await self.engine.start()
         self.server = PDPServer(self.service, self.config.pdp.listen, self.config.pdp.tls)
         await self.server.start()
         if self.config.pdp.http_listen:
             await self._start_http(self.config.pdp.http_listen)
+        self.reaper.start()
         self.ready = True
 
     async def _start_http(self, listen: str) -> None:
@@ -80,12 +86,15 @@ class PDPApp:
     async def stop(self, grace: float = 10.0) -> None:
         """Drain in-flight calls, then close engine, identity and store in that order."""
         self.ready = False
+        await self.reaper.stop()
         if self.server is not None:
             await self.server.stop(grace)
         if self._http is not None:
             await self._http.cleanup()
         await self.engine.close()
         await self.verifier.close()
+        for forwarder in self.forwarders:
+            await forwarder.stop()
         await self.store.close()
 
     async def run_until(self, stop: asyncio.Event, grace: float = 10.0) -> None:

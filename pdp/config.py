@@ -73,6 +73,9 @@ class PDPSettings:
     tls: TLSSettings | None = None
     # how proxies reach this PDP when it listens on 0.0.0.0 or behind a name
     address: str = ""
+    # a session whose proxy sends nothing (no command, no heartbeat) this long has lost its
+    # proxy and is closed as ended abnormally
+    session_timeout_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,28 @@ class ConnectionSettings:
     options: dict[str, Any] = field(default_factory=dict)  # protocol-specific extras
 
 
+FORWARDER_TYPES = ("syslog", "http")
+
+
+@dataclass(frozen=True)
+class ForwarderSettings:
+    """One SIEM sink that audit records are forwarded to (pdp/forwarding/)."""
+
+    type: str  # syslog | http
+    name: str  # names the sink in logs and its delivery state file
+    state_file: Path  # last delivered audit seq (pdp/forwarding/spool.py)
+    address: str = ""  # syslog: host:port (RFC 5424 over TCP, RFC 6587 octet counting)
+    url: str = ""  # http: the endpoint that receives JSON batches by POST
+    app_name: str = "portcullis"  # syslog APP-NAME
+    hostname: str = ""  # syslog HOSTNAME; empty means this machine's name
+    facility: int = 13  # syslog facility; 13 is "log audit"
+    headers: dict[str, str] = field(default_factory=dict)  # http: e.g. Authorization
+    kinds: tuple[str, ...] = ()  # only these record kinds; empty means every record
+    batch_size: int = 100
+    timeout_seconds: int = 10
+    retry_max_seconds: int = 30
+
+
 @dataclass(frozen=True)
 class Config:
     pdp: PDPSettings = field(default_factory=PDPSettings)
@@ -122,6 +147,7 @@ class Config:
     approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
     connections: tuple[ConnectionSettings, ...] = ()
     base_dir: Path = Path(".")
+    forwarding: tuple[ForwarderSettings, ...] = ()
 
     def connection(self, name: str) -> ConnectionSettings | None:
         return next((c for c in self.connections if c.name == name), None)
@@ -167,7 +193,7 @@ def parse_config(
     """Build a Config from an already-parsed YAML tree."""
     if not isinstance(raw, dict):
         raise ConfigError("(root)", "must be a mapping")
-    _known(raw, "(root)", {"pdp", "identity", "vault", "approvals", "connections"})
+    _known(raw, "(root)", {"pdp", "identity", "vault", "approvals", "connections", "forwarding"})
     raw = expand_env(raw, env=env)
     config = Config(
         pdp=_pdp(_section(raw, "pdp"), base_dir),
@@ -176,6 +202,7 @@ def parse_config(
         approvals=_approvals(_section(raw, "approvals")),
         connections=_connections(raw.get("connections") or []),
         base_dir=base_dir,
+        forwarding=_forwarding(raw.get("forwarding") or [], base_dir),
     )
     return config
 
@@ -236,7 +263,10 @@ def _address(key: str, value: str) -> str:
 
 def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
     _known(
-        raw, "pdp", {"listen", "engine", "store", "signing_key", "http_listen", "tls", "address"}
+        raw,
+        "pdp",
+        {"listen", "engine", "store", "signing_key", "http_listen", "tls", "address",
+         "session_timeout_seconds"},
     )
     engine_raw = _section(raw, "engine") if "engine" in raw else {}
     store_raw = _section(raw, "store") if "store" in raw else {}
@@ -252,6 +282,7 @@ def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
         ),
         tls=_tls(raw["tls"], base_dir) if raw.get("tls") else None,
         address=_str(raw, "pdp", "address"),
+        session_timeout_seconds=_int(raw, "pdp", "session_timeout_seconds", 30, minimum=1),
     )
 
 
@@ -425,6 +456,79 @@ def _connections(raw: Any) -> tuple[ConnectionSettings, ...]:
                 labels={str(k): str(v) for k, v in labels.items()},
                 credentials=dict(credentials),
                 options={k: v for k, v in item.items() if k not in fixed},
+            )
+        )
+    return tuple(result)
+
+
+def _forwarding(raw: Any, base_dir: Path) -> tuple[ForwarderSettings, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("forwarding", "must be a list")
+    seen: set[str] = set()
+    result = []
+    for i, item in enumerate(raw):
+        key = f"forwarding[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(key, "must be a mapping")
+        _known(
+            item,
+            key,
+            {
+                "type", "name", "address", "url", "app_name", "hostname", "facility",
+                "headers", "kinds", "batch_size", "timeout_seconds", "retry_max_seconds",
+                "state_file",
+            },
+        )  # fmt: skip
+        kind = _str(item, key, "type")
+        if kind not in FORWARDER_TYPES:
+            raise ConfigError(f"{key}.type", f"{kind!r} is not one of {', '.join(FORWARDER_TYPES)}")
+        address = url = ""
+        if kind == "syslog":
+            if not item.get("address"):
+                raise ConfigError(f"{key}.address", "is required: host:port of the receiver")
+            address = _address(f"{key}.address", _str(item, key, "address"))
+            if address.startswith("unix:"):
+                raise ConfigError(f"{key}.address", "syslog forwarding needs host:port (TCP)")
+        else:
+            url = _str(item, key, "url")
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{key}.url", "must be an http(s) URL")
+        name = _str(item, key, "name") or f"{kind}-{address or url}"
+        if name in seen:
+            raise ConfigError(f"{key}.name", f"{name!r} is used twice")
+        seen.add(name)
+        app_name = _str(item, key, "app_name", "portcullis")
+        if not (0 < len(app_name) <= 48 and all(33 <= ord(c) <= 126 for c in app_name)):
+            raise ConfigError(f"{key}.app_name", "must be 1-48 printable ASCII characters")
+        hostname = _str(item, key, "hostname")
+        if len(hostname) > 255 or not all(33 <= ord(c) <= 126 for c in hostname):
+            raise ConfigError(f"{key}.hostname", "must be at most 255 printable ASCII characters")
+        facility = _int(item, key, "facility", 13)
+        if facility > 23:
+            raise ConfigError(f"{key}.facility", "must be a syslog facility, 0 to 23")
+        headers = item.get("headers") or {}
+        if not isinstance(headers, dict):
+            raise ConfigError(f"{key}.headers", "must be a mapping")
+        kinds = item.get("kinds") or []
+        if not isinstance(kinds, list) or not all(isinstance(k, str) and k for k in kinds):
+            raise ConfigError(f"{key}.kinds", "must be a list of record kinds")
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or kind
+        state_file = _str(item, key, "state_file") or f"var/forwarding/{safe}.json"
+        result.append(
+            ForwarderSettings(
+                type=kind,
+                name=name,
+                state_file=_path(base_dir, state_file),
+                address=address,
+                url=url,
+                app_name=app_name,
+                hostname=hostname,
+                facility=facility,
+                headers={str(k): str(v) for k, v in headers.items()},
+                kinds=tuple(kinds),
+                batch_size=_int(item, key, "batch_size", 100, minimum=1),
+                timeout_seconds=_int(item, key, "timeout_seconds", 10, minimum=1),
+                retry_max_seconds=_int(item, key, "retry_max_seconds", 30, minimum=1),
             )
         )
     return tuple(result)

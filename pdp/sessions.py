@@ -7,6 +7,8 @@ survives a PDP restart (commands are denied while the PDP is away, then decided 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -14,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pdp.identity import Identity
-from pdp.store import AuditStore
+from pdp.store import AuditStore, StoreUnavailable
 
 MAX_SESSIONS = 100_000
 
@@ -28,6 +30,7 @@ class Session:
     client: str
     started_at: float = field(default_factory=time.time)
     closed: bool = False
+    last_seen: float = field(default_factory=time.monotonic)  # last word from its proxy
 
     def to_input(self) -> dict[str, Any]:
         return {
@@ -103,6 +106,7 @@ class SessionTable:
         after the close)."""
         session = self._open.get(session_id) or self._recently_closed.get(session_id)
         if session is not None and (include_closed or not session.closed):
+            session.last_seen = time.monotonic()
             return session
         opened = await self.store.query(kind="session.open", session_id=session_id, limit=1)
         if not opened or opened[0].body.get("verdict") not in ("allow", "mask"):
@@ -126,3 +130,46 @@ class SessionTable:
 
     def __len__(self) -> int:
         return len(self._open)
+
+    def silent_since(self, seconds: float) -> list[Session]:
+        """Open sessions whose proxy has said nothing (no command, no heartbeat) for seconds."""
+        limit = time.monotonic() - seconds
+        return [s for s in self._open.values() if s.last_seen < limit]
+
+
+class SessionReaper:
+    """Ends sessions whose proxy went silent: a proxy that crashed sends no heartbeat, so
+    its sessions are closed here as ended abnormally ("proxy_lost")."""
+
+    def __init__(self, table: SessionTable, timeout_seconds: float) -> None:
+        self.table = table
+        self.timeout = timeout_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.timeout / 3, 5.0))
+            for session in self.table.silent_since(self.timeout):
+                await self.reap(session)
+
+    async def reap(self, session: Session) -> None:
+        try:
+            await self.table.store.append("session.close", {
+                "connection": session.connection.get("name", ""),
+                "reason": "proxy_lost",
+                "abnormal": True,
+                "duration_seconds": round(time.time() - session.started_at, 3),
+                "summary": {},
+            }, session_id=session.id, subject=session.identity.subject)
+        except StoreUnavailable:
+            return  # try again on the next round; the session stays open meanwhile
+        self.table.close(session.id)

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from pdp.identity import DevIssuer
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
 from pdp.app import Parts, PDPApp
 from pdp.config import Config, parse_config
+from pdp.identity import DevIssuer
 
 REPO = Path(__file__).resolve().parent.parent
 REGO = REPO / "rego"
@@ -32,6 +32,7 @@ def pdp_config(
     policies: Path = REGO,
     store: dict[str, Any] | None = None,
     engine: dict[str, Any] | None = None,
+    session_timeout: int = 30,
     **extra: Any,
 ) -> Config:
     raw: dict[str, Any] = {
@@ -41,6 +42,7 @@ def pdp_config(
             or {"type": "embedded", "policies": str(policies), "workers": 2, "timeout_ms": 500},
             "store": store or {"type": "sqlite", "path": str(tmp / "audit.db")},
             "signing_key": str(tmp / "signing.key"),
+            "session_timeout_seconds": session_timeout,
         },
         "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
         "connections": [

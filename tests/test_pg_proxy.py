@@ -459,3 +459,94 @@ async def test_fast_path_function_calls_are_decided_by_name(tmp_path):
         decided = [r for r in await gw.pdp.store.query(kind="decision")
                    if r.body["kind"] == "postgres.function_call"]
         assert decided and all(r.body["verdict"] == "allow" for r in decided)
+
+
+async def test_recording_unavailable_denies_the_next_command(tmp_path):
+    from pdp.store import StoreUnavailable
+
+    async with running_gateway(tmp_path) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        assert await conn.fetchval("SELECT count(*) FROM orders") == 2
+        store = gw.pdp.store
+        real_append = store.append
+
+        async def refuse_recordings(kind, body, **kw):
+            if kind == "session.events":
+                raise StoreUnavailable("disk full")
+            return await real_append(kind, body, **kw)
+
+        store.append = refuse_recordings
+        try:
+            await conn.fetchval("SELECT 1")  # its events cannot be stored
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    await conn.fetchval("SELECT 2")
+                except asyncpg.InsufficientPrivilegeError as exc:
+                    assert "recording unavailable" in str(exc)
+                    break
+                assert time.monotonic() < deadline, "commands kept running unrecorded"
+                await asyncio.sleep(0.2)
+        finally:
+            store.append = real_append
+        deadline = time.monotonic() + 10
+        while True:  # the recording catches up, and the session goes on
+            try:
+                assert await conn.fetchval("SELECT 3") == 3
+                break
+            except asyncpg.InsufficientPrivilegeError:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+        await conn.close()
+
+
+async def test_a_crashed_proxy_leaves_its_sessions_marked_abnormal(tmp_path):
+    import signal
+    import sys
+
+    import yaml
+    from pdp_harness import REGO, free_port, pdp_config, running_pdp, token
+    from pg_harness import scratch_database
+
+    with scratch_database() as (name, role, password):
+        port = free_port()
+        connection = {"name": "orders-db", "type": "postgres", "listen": f"127.0.0.1:{port}",
+                      "upstream": "127.0.0.1:5432", "database": name,
+                      "credentials": {"provider": "static", "username": role,
+                                      "password": password}}
+        config = pdp_config(tmp_path, connections=[connection], session_timeout=2)
+        async with running_pdp(config) as pdp:
+            path = tmp_path / "proxy.yaml"
+            path.write_text(yaml.safe_dump({
+                "pdp": {"engine": {"policies": str(REGO)}},
+                "identity": {"dev": True, "dev_key": str(tmp_path / "dev.key")},
+                "connections": [connection]}))
+            proxy = subprocess.Popen([sys.executable, "-m", "pdp.cli", "-c", str(path), "proxy",
+                                      "postgres", "--pdp", pdp.address],
+                                     stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        conn = await asyncpg.connect(
+                            f"postgresql://a:{token(config, 'dana', DBA)}@127.0.0.1:{port}/{name}",
+                            ssl=False)
+                        break
+                    except OSError:
+                        assert time.monotonic() < deadline
+                        await asyncio.sleep(0.2)
+                assert await conn.fetchval("SELECT count(*) FROM orders") == 2
+                proxy.send_signal(signal.SIGKILL)
+                proxy.wait()
+                conn.terminate()
+                deadline = time.monotonic() + 20
+                while True:
+                    closes = await pdp.store.query(kind="session.close")
+                    if closes or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.3)
+                assert closes and closes[0].body["abnormal"] is True
+                assert closes[0].body["reason"] == "proxy_lost"
+            finally:
+                if proxy.poll() is None:
+                    proxy.kill()

@@ -211,6 +211,10 @@ class Enforcer:
             self._never_allowed(f"portal {message.portal!r}")
             return
         ruling = statement.ruling
+        halt = self.session.halted()
+        if halt is not None:
+            self._refuse_in_batch(refusal(halt))
+            return
         masker = self.masker(ruling)
         if masker is not None and message.portal not in self.tracker.portal_shapes and (
                 self.tracker.statement_shapes.get(portal.statement) is None):

@@ -21,6 +21,7 @@ from proxies.runtime.pdp_client import PDPClient, Ruling, to_struct
 log = logging.getLogger("portcullis.recorder")
 
 FLUSH_SECONDS = 0.5
+HEARTBEAT_SECONDS = 5.0  # an idle session still tells the PDP its proxy is alive
 MAX_BATCH = 500
 MAX_PENDING = 20_000
 
@@ -34,6 +35,8 @@ class SessionRecorder:
         self._task: asyncio.Task[None] | None = None
         self.failed_batches = 0
         self.dropped = 0
+        self.unavailable = False  # the last delivery failed: the session must not go on
+        self._last_sent = time.monotonic()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -75,12 +78,22 @@ class SessionRecorder:
             await self.flush()
 
     async def flush(self) -> bool:
+        if not self._pending and time.monotonic() - self._last_sent >= HEARTBEAT_SECONDS:
+            return await self._send([])
         while self._pending:
             batch = self._pending[:MAX_BATCH]
-            if not await self.pdp.record(self.session_id, batch):
-                self.failed_batches += 1
+            if not await self._send(batch):
                 return False
             del self._pending[: len(batch)]
+        return True
+
+    async def _send(self, batch: list[pdp_pb2.SessionEvent]) -> bool:
+        if not await self.pdp.record(self.session_id, batch):
+            self.failed_batches += 1
+            self.unavailable = True
+            return False
+        self.unavailable = False
+        self._last_sent = time.monotonic()
         return True
 
     async def close(self) -> None:

@@ -113,6 +113,9 @@ class ProxySession:
         """The verdict for one command: from the cache when the policy allowed it, else the PDP."""
         if self.grant is None or self._closed:
             return Ruling(Verdict.deny("session is not open — denied"))
+        halt = self.halted()
+        if halt is not None:
+            return halt
         runtime = self.runtime
         use_cache = runtime.cache_enabled and shape_of is not None and runtime.pdp.reachable
         if use_cache:
@@ -127,6 +130,14 @@ class ProxySession:
             assert shape_of is not None
             self.cache.store(kind, raw, ruling, shape_of)
         return ruling
+
+    def halted(self) -> Ruling | None:
+        """A deny for any command while the session's recording cannot be stored."""
+        if self.recorder is not None and self.recorder.unavailable:
+            # evidence first: a session whose events cannot be stored does not go on
+            return Ruling(Verdict.deny("recording unavailable — denied until the session "
+                                       "recording can be stored again"))
+        return None
 
     def record_command(self, raw: str, ruling: Ruling, **details: Any) -> None:
         self.counters["commands"] += 1
