@@ -139,13 +139,13 @@ def main() -> None:
         shutil.copytree(REPO / "rego", policies)
         data = json.loads((policies / "data.json").read_text())
         template = data["portcullis"]["connections"]["orders-db"]
-        for name in ("bench-nocache", "bench-cache", "bench-memory"):
+        for name in ("bench-nocache", "bench-cache", "bench-norecord", "bench-memory"):
             data["portcullis"]["connections"][name] = template
         (policies / "data.json").write_text(json.dumps(data))
 
         pdp_port = free_port()
         ports = {"bench-nocache": free_port(), "bench-cache": free_port(),
-                 "bench-memory": free_port()}
+                 "bench-norecord": free_port(), "bench-memory": free_port()}
         with throwaway_cluster("host all all 127.0.0.1/32 trust\n",
                                {"max_connections": str(args.sessions + 50)}) as (mem_port, _):
             config = {
@@ -164,6 +164,12 @@ def main() -> None:
                     {"name": "bench-cache", "type": "postgres",
                      "listen": f"127.0.0.1:{ports['bench-cache']}",
                      "upstream": "127.0.0.1:5432", "database": db, "decision_cache": True,
+                     "credentials": {"provider": "static", "username": role,
+                                     "password": password}},
+                    {"name": "bench-norecord", "type": "postgres",
+                     "listen": f"127.0.0.1:{ports['bench-norecord']}",
+                     "upstream": "127.0.0.1:5432", "database": db, "decision_cache": True,
+                     "recording": False,
                      "credentials": {"provider": "static", "username": role,
                                      "password": password}},
                     {"name": "bench-memory", "type": "postgres",
@@ -190,6 +196,7 @@ def main() -> None:
                 "pgbouncer": (bouncer_port, role, ""),
                 "portcullis (cache off)": (ports["bench-nocache"], "agent", token),
                 "portcullis (cache on)": (ports["bench-cache"], "agent", token),
+                "portcullis (cache on, recording off)": (ports["bench-norecord"], "agent", token),
             }
             results: dict[tuple[str, str], dict[str, float]] = {}
             for mode in ("simple", "prepared"):
@@ -224,13 +231,19 @@ def main() -> None:
         print(f"  -M {mode}")
         for name in targets:
             r = results[(mode, name)]
-            line = f"    {name:<24} tps {r['tps']:9.0f}   latency avg {r['latency_ms']:7.3f} ms"
+            line = f"    {name:<36} tps {r['tps']:9.0f}   latency avg {r['latency_ms']:7.3f} ms"
             if name.startswith("portcullis") and r["tps"]:
                 line += (f"   /direct {r['tps'] / direct['tps']:5.2f}"
                          f"   /pgbouncer {r['tps'] / bouncer['tps']:5.2f}")
             if "error" in r:
                 line += f"   ERROR {r['error']}"
             print(line)
+    for mode in ("simple", "prepared"):
+        on = results[(mode, "portcullis (cache on)")]["tps"]
+        off = results[(mode, "portcullis (cache on, recording off)")]["tps"]
+        if off:
+            print(f"  recording cost, -M {mode}: {100 * (1 - on / off):.1f}% of TPS "
+                  "(target <= 15%)")
     added = p50["portcullis (cache off)"] - p50["direct"]
     print(f"  p50 latency, 1 client, simple: direct {p50['direct']:.0f} µs, "
           f"portcullis cache off {p50['portcullis (cache off)']:.0f} µs → added {added:.0f} µs")

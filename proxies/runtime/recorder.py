@@ -27,9 +27,11 @@ MAX_PENDING = 20_000
 
 
 class SessionRecorder:
-    def __init__(self, pdp: PDPClient, session_id: str) -> None:
+    def __init__(self, pdp: PDPClient, session_id: str, enabled: bool = True) -> None:
         self.pdp = pdp
         self.session_id = session_id
+        # disabled (benchmarks only): events are dropped, heartbeats still go out
+        self.enabled = enabled
         self._pending: list[pdp_pb2.SessionEvent] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -42,6 +44,8 @@ class SessionRecorder:
         self._task = asyncio.create_task(self._run())
 
     def _add(self, event: pdp_pb2.SessionEvent) -> None:
+        if not self.enabled:
+            return
         if len(self._pending) >= MAX_PENDING:
             self._pending.pop(0)
             self.dropped += 1

@@ -40,6 +40,7 @@ class ProxyRuntime:
     pdp: PDPClient
     provider: CredentialProvider
     cache_enabled: bool = True
+    recording_enabled: bool = True
     sessions: set[ProxySession] = field(default_factory=set)
 
     @classmethod
@@ -50,6 +51,8 @@ class ProxyRuntime:
             pdp=PDPClient(pdp_address, timeout=float(options.get("pdp_timeout_seconds", 2.0))),
             provider=provider_for(connection),
             cache_enabled=bool(options.get("decision_cache", True)),
+            # `recording: false` exists to measure what recording costs; never in production
+            recording_enabled=bool(options.get("recording", True)),
         )
 
     async def start(self) -> None:
@@ -103,7 +106,8 @@ class ProxySession:
         except CredentialUnavailable as exc:
             await runtime.pdp.close_session(grant.session_id, "credential_unavailable", True)
             raise SessionRefused(f"no upstream credential: {exc}") from None
-        self.recorder = SessionRecorder(runtime.pdp, grant.session_id)
+        self.recorder = SessionRecorder(runtime.pdp, grant.session_id,
+                                        enabled=runtime.recording_enabled)
         self.recorder.start()
         runtime.sessions.add(self)
         return grant
