@@ -168,12 +168,13 @@ class ProxySession:
         runtime.sessions.discard(self)
         if self.recorder is not None:
             await self.recorder.close()
+        summary: dict[str, Any] = dict(self.counters)
         if self.lease is not None:
+            summary["credential_ref"] = self.lease.ref  # the reference, never the secret
             try:
                 await runtime.provider.release(self.lease)
             except Exception:
                 log.exception("session %s: releasing the credential failed", self.id)
             self.lease = None
         if self.grant is not None:
-            await runtime.pdp.close_session(self.grant.session_id, reason, abnormal,
-                                            dict(self.counters))
+            await runtime.pdp.close_session(self.grant.session_id, reason, abnormal, summary)
