@@ -550,3 +550,24 @@ async def test_a_crashed_proxy_leaves_its_sessions_marked_abnormal(tmp_path):
             finally:
                 if proxy.poll() is None:
                     proxy.kill()
+
+
+async def test_the_upstream_password_is_in_no_log_record_or_error(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    async with running_gateway(tmp_path) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        await conn.fetch("SELECT * FROM customers")
+        with pytest.raises(asyncpg.PostgresError):
+            await conn.execute("SELECT * FROM no_such_table")
+        await conn.close()
+        with pytest.raises(asyncpg.PostgresError):
+            await asyncpg.connect(gw.dsn("forged.token.here"))
+        await asyncio.sleep(1.0)
+        records = await gw.pdp.store.query()
+        assert records
+        stored = "\n".join(str(r.body) for r in records)
+        assert gw.password not in stored
+        assert gw.password not in caplog.text
+        assert gw.password not in repr(gw.proxy.runtime.provider)
