@@ -19,6 +19,8 @@ from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from pdp import __version__
 from pdp.config import Config
 from pdp.decisions import Decider, Decision
+from pdp.evidence.checkpoints import record_credential_statement
+from pdp.evidence.signing import Signer
 from pdp.identity import TokenRejected, TokenVerifier
 from pdp.policy_input import COMMAND_KINDS, build_input, command_input
 from pdp.recordings import EVENTS_KIND
@@ -78,6 +80,7 @@ class DecisionService(pdp_pb2_grpc.DecisionServiceServicer):
         self.verifier = verifier
         self.decider = decider
         self.sessions = sessions
+        self.signer: Signer | None = None  # set by PDPApp.start() once the key is loaded
 
     # -- helpers --------------------------------------------------------------
 
@@ -101,6 +104,19 @@ class DecisionService(pdp_pb2_grpc.DecisionServiceServicer):
             "zone": wire.zone,
             "labels": dict(wire.labels),
         }
+
+    async def _open_session(self, session_id: str, context: grpc.aio.ServicerContext) -> Session:
+        """The open session a request names; FAILED_PRECONDITION when there is none."""
+        try:
+            session = await self.sessions.find(session_id)
+        except StoreUnavailable:
+            session = None
+        if session is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"session {session_id[:64]!r} is not open"
+            )
+            raise AssertionError("unreachable")
+        return session
 
     # -- RPCs -----------------------------------------------------------------
 
@@ -185,16 +201,7 @@ class DecisionService(pdp_pb2_grpc.DecisionServiceServicer):
             await self._invalid(context, "command.kind", f"unknown command kind {kind[:64]!r}")
         if len(request.command.raw) > MAX_COMMAND_BYTES:
             await self._invalid(context, "command.raw", f"longer than {MAX_COMMAND_BYTES} bytes")
-        try:
-            session = await self.sessions.find(request.session_id)
-        except StoreUnavailable:
-            session = None
-        if session is None:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"session {request.session_id[:64]!r} is not open",
-            )
-            raise AssertionError("unreachable")
+        session = await self._open_session(request.session_id, context)
         if session.identity.expires_at and session.identity.expires_at < time.time():
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
@@ -221,16 +228,7 @@ class DecisionService(pdp_pb2_grpc.DecisionServiceServicer):
     ) -> pdp_pb2.CloseSessionResponse:
         if not request.session_id:
             await self._invalid(context, "session_id", "required")
-        try:
-            session = await self.sessions.find(request.session_id)
-        except StoreUnavailable:
-            session = None
-        if session is None:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"session {request.session_id[:64]!r} is not open",
-            )
-            raise AssertionError("unreachable")
+        session = await self._open_session(request.session_id, context)
         self.sessions.close(session.id)
         body = {
             "connection": session.connection["name"],
@@ -243,6 +241,18 @@ class DecisionService(pdp_pb2_grpc.DecisionServiceServicer):
             record = await self.decider.store.append(
                 "session.close", body, session_id=session.id, subject=session.identity.subject
             )
+            if self.signer is not None:
+                known = self.config.connection(body["connection"])
+                await record_credential_statement(
+                    self.decider.store,
+                    self.signer,
+                    session_id=session.id,
+                    subject=session.identity.subject,
+                    connection=body["connection"],
+                    summary=body["summary"],
+                    configured_ref=str(known.credentials.get("ref", "")) if known else "",
+                    close_record_id=record.id,
+                )
         except StoreUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit store unavailable: {exc}")
             raise AssertionError("unreachable") from None
