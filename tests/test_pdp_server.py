@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -432,22 +433,26 @@ async def _reopen_store(config):
         await store.close()
 
 
-async def test_remote_engine_against_an_opa_data_api_server(tmp_path):
+@contextlib.asynccontextmanager
+async def opa_data_api(*extra: str):
+    """tests/opa_server.py as its own process: OPA's REST Data API over the real evaluator."""
     port = free_port()
     server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(Path(__file__).parent / "opa_server.py"),
-        "--policies",
-        str(REGO),
-        "--port",
-        str(port),
-    )
+        sys.executable, str(Path(__file__).parent / "opa_server.py"),
+        "--policies", str(REGO), "--port", str(port), *extra,
+    )  # fmt: skip
     try:
         await _wait_port(port)
-        config = pdp_config(
-            tmp_path,
-            engine={"type": "remote", "url": f"http://127.0.0.1:{port}", "timeout_ms": 2000},
-        )
+        yield server, f"http://127.0.0.1:{port}"
+    finally:
+        if server.returncode is None:
+            server.terminate()
+            await server.wait()
+
+
+async def test_remote_engine_against_an_opa_data_api_server(tmp_path):
+    async with opa_data_api() as (server, url):
+        config = pdp_config(tmp_path, engine={"type": "remote", "url": url, "timeout_ms": 2000})
         async with running_pdp(config) as app, pdp_stub(app.address) as stub:
             opened = await open_session(stub, token(config))
             assert opened.decision.verdict == pdp_pb2.ALLOW
@@ -464,37 +469,15 @@ async def test_remote_engine_against_an_opa_data_api_server(tmp_path):
             down = await decide_sql(stub, opened.session_id, "SELECT * FROM t")
             assert down.verdict == pdp_pb2.DENY
             assert "cannot reach OPA" in down.reasons[0]
-    finally:
-        if server.returncode is None:
-            server.terminate()
-            await server.wait()
 
 
 async def test_remote_engine_deadline(tmp_path):
-    port = free_port()
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(Path(__file__).parent / "opa_server.py"),
-        "--policies",
-        str(REGO),
-        "--port",
-        str(port),
-        "--delay-ms",
-        "1000",
-    )
-    try:
-        await _wait_port(port)
-        config = pdp_config(
-            tmp_path,
-            engine={"type": "remote", "url": f"http://127.0.0.1:{port}", "timeout_ms": 200},
-        )
+    async with opa_data_api("--delay-ms", "1000") as (_, url):
+        config = pdp_config(tmp_path, engine={"type": "remote", "url": url, "timeout_ms": 200})
         async with running_pdp(config) as app, pdp_stub(app.address) as stub:
             opened = await open_session(stub, token(config))
             assert opened.decision.verdict == pdp_pb2.DENY
             assert "did not answer within 200 ms" in opened.decision.reasons[0]
-    finally:
-        server.terminate()
-        await server.wait()
 
 
 async def _wait_port(port: int, timeout: float = 20.0) -> None:
