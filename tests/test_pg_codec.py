@@ -5,7 +5,6 @@ with the real PostgreSQL server on 127.0.0.1:5432."""
 from __future__ import annotations
 
 import dataclasses
-import socket
 import struct
 import time
 from collections.abc import Iterator
@@ -564,38 +563,7 @@ def test_messages_before_a_violation_in_the_same_chunk_are_not_returned() -> Non
 
 # --------------------------------------------------------------------------- real server
 
-
-class _Wire:
-    """A blocking socket to the real server, speaking only through the codec."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 5432) -> None:
-        try:
-            self.sock = socket.create_connection((host, port), timeout=10)
-        except OSError as exc:
-            pytest.fail(f"PostgreSQL not reachable on {host}:{port}: {exc}")
-        self.parser = BackendParser()
-        self.pending: list[Message] = []
-        self.received = bytearray()
-        self.parsed: list[Message] = []
-
-    def send(self, *messages: Message) -> None:
-        self.sock.sendall(b"".join(m.encode() for m in messages))
-
-    def recv(self) -> Message:
-        while not self.pending:
-            data = self.sock.recv(65536)
-            assert data, "server closed the connection"
-            self.received += data
-            messages = self.parser.feed(data)
-            self.parsed += messages
-            self.pending += messages
-        return self.pending.pop(0)
-
-    def until(self, *kinds: type[Message]) -> list[Message]:
-        out = [self.recv()]
-        while not isinstance(out[-1], kinds):
-            out.append(self.recv())
-        return out
+from pg_wire import Wire as _Wire  # noqa: E402
 
 
 @pytest.fixture

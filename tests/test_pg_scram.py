@@ -7,11 +7,11 @@ import base64
 import hashlib
 import hmac
 import secrets
-import socket
 from collections.abc import Iterator
 
 import pytest
 from pg_cluster import throwaway_cluster
+from pg_wire import Wire
 
 from proxies.postgres.codec import (
     PROTOCOL_VERSION,
@@ -21,7 +21,6 @@ from proxies.postgres.codec import (
     AuthenticationSASL,
     AuthenticationSASLContinue,
     AuthenticationSASLFinal,
-    BackendParser,
     ErrorResponse,
     Message,
     PasswordMessage,
@@ -245,41 +244,13 @@ def password_cluster() -> Iterator[int]:
         yield port
 
 
-class _Wire:
-    """A blocking socket plus the codec: send messages, receive parsed ones."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.parser = BackendParser()
-        self.pending: list[Message] = []
-
-    def send(self, *messages: Message) -> None:
-        self.sock.sendall(b"".join(m.encode() for m in messages))
-
-    def recv(self) -> Message:
-        while not self.pending:
-            data = self.sock.recv(65536)
-            assert data, "server closed the connection"
-            self.pending.extend(self.parser.feed(data))
-        return self.pending.pop(0)
-
-    def until_ready(self) -> list[Message]:
-        out = [self.recv()]
-        while not isinstance(out[-1], ReadyForQuery | ErrorResponse):
-            out.append(self.recv())
-        return out
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _startup(port: int, user: str) -> _Wire:
-    wire = _Wire(port)
+def _startup(port: int, user: str) -> Wire:
+    wire = Wire(port=port)
     wire.send(StartupMessage(PROTOCOL_VERSION, {"user": user, "database": "postgres"}))
     return wire
 
 
-def _scram_login(port: int, password: str) -> tuple[_Wire, Message]:
+def _scram_login(port: int, password: str) -> tuple[Wire, Message]:
     wire = _startup(port, "alice")
     request = wire.recv()
     assert isinstance(request, AuthenticationSASL)
@@ -301,7 +272,7 @@ def test_scram_login_against_real_postgres(password_cluster: int) -> None:
     wire, outcome = _scram_login(password_cluster, UNICODE_PASSWORD)
     try:
         assert isinstance(outcome, AuthenticationOk)
-        assert isinstance(wire.until_ready()[-1], ReadyForQuery)
+        assert isinstance(wire.until(ReadyForQuery, ErrorResponse)[-1], ReadyForQuery)
     finally:
         wire.close()
 
@@ -320,7 +291,7 @@ def test_md5_login_against_real_postgres(password_cluster: int) -> None:
         assert isinstance(request, AuthenticationMD5Password)
         wire.send(PasswordMessage.from_password(md5_password("md5user", "md5-pw", request.salt)))
         assert isinstance(wire.recv(), AuthenticationOk)
-        assert isinstance(wire.until_ready()[-1], ReadyForQuery)
+        assert isinstance(wire.until(ReadyForQuery, ErrorResponse)[-1], ReadyForQuery)
     finally:
         wire.close()
 
@@ -331,6 +302,6 @@ def test_cleartext_login_against_real_postgres(password_cluster: int) -> None:
         assert isinstance(wire.recv(), AuthenticationCleartextPassword)
         wire.send(PasswordMessage.from_password("clear-pw"))
         assert isinstance(wire.recv(), AuthenticationOk)
-        assert isinstance(wire.until_ready()[-1], ReadyForQuery)
+        assert isinstance(wire.until(ReadyForQuery, ErrorResponse)[-1], ReadyForQuery)
     finally:
         wire.close()
