@@ -68,7 +68,7 @@ class ApprovalSpec(_message.Message):
     def __init__(self, approvers: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "verdict", "reasons", "mask", "approval", "credential_ref", "cache_ttl_seconds", "cache_key", "policy_revision", "evaluation_ms")
+    __slots__ = ("decision_id", "verdict", "reasons", "mask", "approval", "credential_ref", "cache_ttl_seconds", "cache_key", "policy_revision", "evaluation_ms", "approval_id")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class Decision(_message.Message):
     CACHE_KEY_FIELD_NUMBER: _ClassVar[int]
     POLICY_REVISION_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_MS_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     verdict: Verdict
     reasons: _containers.RepeatedScalarFieldContainer[str]
@@ -89,7 +90,8 @@ class Decision(_message.Message):
     cache_key: CacheKey
     policy_revision: str
     evaluation_ms: float
-    def __init__(self, decision_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., mask: _Optional[_Iterable[_Union[MaskRule, _Mapping]]] = ..., approval: _Optional[_Union[ApprovalSpec, _Mapping]] = ..., credential_ref: _Optional[str] = ..., cache_ttl_seconds: _Optional[int] = ..., cache_key: _Optional[_Union[CacheKey, str]] = ..., policy_revision: _Optional[str] = ..., evaluation_ms: _Optional[float] = ...) -> None: ...
+    approval_id: str
+    def __init__(self, decision_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., mask: _Optional[_Iterable[_Union[MaskRule, _Mapping]]] = ..., approval: _Optional[_Union[ApprovalSpec, _Mapping]] = ..., credential_ref: _Optional[str] = ..., cache_ttl_seconds: _Optional[int] = ..., cache_key: _Optional[_Union[CacheKey, str]] = ..., policy_revision: _Optional[str] = ..., evaluation_ms: _Optional[float] = ..., approval_id: _Optional[str] = ...) -> None: ...
 
 class Identity(_message.Message):
     __slots__ = ("subject", "groups", "issuer", "token_id", "expires_at")
@@ -224,3 +226,87 @@ class RecordEventsResponse(_message.Message):
     recorded: int
     decision_id: str
     def __init__(self, recorded: _Optional[int] = ..., decision_id: _Optional[str] = ...) -> None: ...
+
+class Approval(_message.Message):
+    __slots__ = ("id", "state", "requester", "connection", "command", "reasons", "approvers", "justification", "created_at", "expires_at", "approver", "decision_reason", "ttl_seconds")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    APPROVERS_FIELD_NUMBER: _ClassVar[int]
+    JUSTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    DECISION_REASON_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    state: str
+    requester: str
+    connection: str
+    command: str
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    approvers: _containers.RepeatedScalarFieldContainer[str]
+    justification: str
+    created_at: float
+    expires_at: float
+    approver: str
+    decision_reason: str
+    ttl_seconds: int
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., requester: _Optional[str] = ..., connection: _Optional[str] = ..., command: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., approvers: _Optional[_Iterable[str]] = ..., justification: _Optional[str] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., approver: _Optional[str] = ..., decision_reason: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class AwaitApprovalRequest(_message.Message):
+    __slots__ = ("session_id", "approval_id", "timeout_seconds")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    approval_id: str
+    timeout_seconds: int
+    def __init__(self, session_id: _Optional[str] = ..., approval_id: _Optional[str] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
+
+class ApprovalUpdate(_message.Message):
+    __slots__ = ("approval", "decision_id")
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    approval: Approval
+    decision_id: str
+    def __init__(self, approval: _Optional[_Union[Approval, _Mapping]] = ..., decision_id: _Optional[str] = ...) -> None: ...
+
+class ListApprovalsRequest(_message.Message):
+    __slots__ = ("token", "pending_only")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PENDING_ONLY_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    pending_only: bool
+    def __init__(self, token: _Optional[str] = ..., pending_only: _Optional[bool] = ...) -> None: ...
+
+class ListApprovalsResponse(_message.Message):
+    __slots__ = ("approvals", "decision_id")
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    approvals: _containers.RepeatedCompositeFieldContainer[Approval]
+    decision_id: str
+    def __init__(self, approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., decision_id: _Optional[str] = ...) -> None: ...
+
+class ResolveApprovalRequest(_message.Message):
+    __slots__ = ("token", "approval_id", "approve", "reason")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    approval_id: str
+    approve: bool
+    reason: str
+    def __init__(self, token: _Optional[str] = ..., approval_id: _Optional[str] = ..., approve: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ResolveApprovalResponse(_message.Message):
+    __slots__ = ("approval", "decision_id")
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    approval: Approval
+    decision_id: str
+    def __init__(self, approval: _Optional[_Union[Approval, _Mapping]] = ..., decision_id: _Optional[str] = ...) -> None: ...

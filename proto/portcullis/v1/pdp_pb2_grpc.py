@@ -59,6 +59,21 @@ class DecisionServiceStub:
                 request_serializer=portcullis_dot_v1_dot_pdp__pb2.RecordEventsRequest.SerializeToString,
                 response_deserializer=portcullis_dot_v1_dot_pdp__pb2.RecordEventsResponse.FromString,
                 _registered_method=True)
+        self.AwaitApproval = channel.unary_stream(
+                '/portcullis.v1.DecisionService/AwaitApproval',
+                request_serializer=portcullis_dot_v1_dot_pdp__pb2.AwaitApprovalRequest.SerializeToString,
+                response_deserializer=portcullis_dot_v1_dot_pdp__pb2.ApprovalUpdate.FromString,
+                _registered_method=True)
+        self.ListApprovals = channel.unary_unary(
+                '/portcullis.v1.DecisionService/ListApprovals',
+                request_serializer=portcullis_dot_v1_dot_pdp__pb2.ListApprovalsRequest.SerializeToString,
+                response_deserializer=portcullis_dot_v1_dot_pdp__pb2.ListApprovalsResponse.FromString,
+                _registered_method=True)
+        self.ResolveApproval = channel.unary_unary(
+                '/portcullis.v1.DecisionService/ResolveApproval',
+                request_serializer=portcullis_dot_v1_dot_pdp__pb2.ResolveApprovalRequest.SerializeToString,
+                response_deserializer=portcullis_dot_v1_dot_pdp__pb2.ResolveApprovalResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionServiceServicer:
@@ -99,6 +114,27 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AwaitApproval(self, request, context):
+        """Wait for a person to decide an approval request (streams its state until decided).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApprovals(self, request, context):
+        """Approval requests, for approvers (authenticated with their own token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveApproval(self, request, context):
+        """Approve or deny a request; never the requester's own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +162,21 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.RecordEvents,
                     request_deserializer=portcullis_dot_v1_dot_pdp__pb2.RecordEventsRequest.FromString,
                     response_serializer=portcullis_dot_v1_dot_pdp__pb2.RecordEventsResponse.SerializeToString,
+            ),
+            'AwaitApproval': grpc.unary_stream_rpc_method_handler(
+                    servicer.AwaitApproval,
+                    request_deserializer=portcullis_dot_v1_dot_pdp__pb2.AwaitApprovalRequest.FromString,
+                    response_serializer=portcullis_dot_v1_dot_pdp__pb2.ApprovalUpdate.SerializeToString,
+            ),
+            'ListApprovals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApprovals,
+                    request_deserializer=portcullis_dot_v1_dot_pdp__pb2.ListApprovalsRequest.FromString,
+                    response_serializer=portcullis_dot_v1_dot_pdp__pb2.ListApprovalsResponse.SerializeToString,
+            ),
+            'ResolveApproval': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveApproval,
+                    request_deserializer=portcullis_dot_v1_dot_pdp__pb2.ResolveApprovalRequest.FromString,
+                    response_serializer=portcullis_dot_v1_dot_pdp__pb2.ResolveApprovalResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +314,87 @@ class DecisionService:
             '/portcullis.v1.DecisionService/RecordEvents',
             portcullis_dot_v1_dot_pdp__pb2.RecordEventsRequest.SerializeToString,
             portcullis_dot_v1_dot_pdp__pb2.RecordEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AwaitApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/portcullis.v1.DecisionService/AwaitApproval',
+            portcullis_dot_v1_dot_pdp__pb2.AwaitApprovalRequest.SerializeToString,
+            portcullis_dot_v1_dot_pdp__pb2.ApprovalUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApprovals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/portcullis.v1.DecisionService/ListApprovals',
+            portcullis_dot_v1_dot_pdp__pb2.ListApprovalsRequest.SerializeToString,
+            portcullis_dot_v1_dot_pdp__pb2.ListApprovalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/portcullis.v1.DecisionService/ResolveApproval',
+            portcullis_dot_v1_dot_pdp__pb2.ResolveApprovalRequest.SerializeToString,
+            portcullis_dot_v1_dot_pdp__pb2.ResolveApprovalResponse.FromString,
             options,
             channel_credentials,
             insecure,

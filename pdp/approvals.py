@@ -1,0 +1,277 @@
+"""Approval requests: created by a require_approval verdict, decided by a person.
+
+Owns the life of an ApprovalRequest — requested, notified, approved / denied / expired,
+executed — each step an `approval` record in the audit store with the identities
+involved; the rule that nobody approves their own request (checked here AND by the
+policy's `data.portcullis.approvers`, which decides who may approve at all); waiting for a
+decision (local waiters, woken by this replica's writes, by PostgreSQL NOTIFY from other
+replicas, and by polling the store as a fallback); and reuse of an approved request by the
+same identity, on the same connection, for the same command text, within its TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pdp.store import AuditStore, StoreUnavailable
+
+log = logging.getLogger("portcullis.approvals")
+
+KIND = "approval"
+CHANNEL = "portcullis_approvals"
+POLL_SECONDS = 0.5
+_JUSTIFICATION = re.compile(r"^\s*/\*\s*justification:\s*(.*?)\s*\*/", re.IGNORECASE | re.DOTALL)
+
+PENDING, APPROVED, DENIED, EXPIRED = "pending", "approved", "denied", "expired"
+
+
+class ApprovalRefused(Exception):
+    """An approver may not decide this request; the reason is safe to show them."""
+
+
+def justification_of(raw: str) -> str:
+    """A leading `/* justification: ... */` SQL comment, if the command has one."""
+    match = _JUSTIFICATION.match(raw)
+    return match.group(1)[:1000] if match else ""
+
+
+@dataclass
+class ApprovalRequest:
+    id: str
+    requester: dict[str, Any]  # subject, groups, issuer
+    session_id: str
+    connection: str
+    command_kind: str
+    command: str
+    reasons: list[str]
+    approvers: list[str]
+    justification: str
+    created_at: float
+    expires_at: float  # the request must be decided by then
+    ttl_seconds: int  # an approval lets the command be re-run this long
+    state: str = PENDING
+    approver: str = ""
+    decided_at: float = 0.0
+    decision_reason: str = ""
+    executions: int = 0
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def usable_until(self) -> float:
+        return self.decided_at + self.ttl_seconds if self.state == APPROVED else 0.0
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Authorize = Callable[[dict[str, Any], ApprovalRequest], Awaitable[tuple[bool, list[str]]]]
+
+
+class ApprovalBook:
+    """Every approval request this PDP knows, kept in step with the audit store."""
+
+    def __init__(self, store: AuditStore, authorize: Authorize,
+                 notify: Callable[[ApprovalRequest], None] | None = None,
+                 decision_timeout: float = 120.0) -> None:
+        self.store = store
+        self.authorize = authorize  # asks the policy whether an approver may decide
+        self.notify = notify
+        self.decision_timeout = decision_timeout
+        self.requests: dict[str, ApprovalRequest] = {}
+        self._seen_seq = 0
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: Any = None
+        self._refreshes: set[asyncio.Future[None]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.refresh()
+        self._task = asyncio.create_task(self._follow())
+        await self._listen()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+
+    async def _listen(self) -> None:
+        """With the PostgreSQL store, another replica's NOTIFY wakes us at once."""
+        dsn = getattr(self.store, "dsn", None)
+        if not dsn:
+            return
+        import asyncpg
+
+        try:
+            self._listener = await asyncpg.connect(dsn)
+            await self._listener.add_listener(CHANNEL, self._on_notify)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("approvals: LISTEN unavailable (%s); polling the store", exc)
+            self._listener = None
+
+    def _on_notify(self, *args: Any) -> None:
+        task = asyncio.ensure_future(self.refresh())
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
+
+    async def _announce(self, approval_id: str) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.execute("SELECT pg_notify($1, $2)", CHANNEL, approval_id)
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            with contextlib.suppress(StoreUnavailable):
+                await self.refresh()
+            await self._expire_overdue()
+
+    # -- the store is the truth ------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        records = await self.store.query(kind=KIND, after_seq=self._seen_seq)
+        if not records:
+            return
+        for record in records:
+            self._apply(record.body)
+            self._seen_seq = max(self._seen_seq, record.seq)
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _apply(self, body: dict[str, Any]) -> None:
+        event = body.get("event")
+        approval_id = body.get("approval_id", "")
+        if event == "requested":
+            self.requests[approval_id] = ApprovalRequest(**body["request"])
+        request = self.requests.get(approval_id)
+        if request is None:
+            return
+        request.events.append(event or "")
+        if event in (APPROVED, DENIED, EXPIRED) and request.state == PENDING:
+            request.state = event
+            request.approver = body.get("approver", "")
+            request.decided_at = body.get("time", time.time())
+            request.decision_reason = body.get("reason", "")
+        elif event == "executed":
+            request.executions += 1
+
+    async def _write(self, approval_id: str, event: str, subject: str, **extra: Any) -> None:
+        body = {"approval_id": approval_id, "event": event, "time": time.time(), **extra}
+        await self.store.append(KIND, body, subject=subject,
+                                session_id=extra.get("session_id", ""))
+        await self.refresh()
+        await self._announce(approval_id)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def reusable(self, subject: str, connection: str, command: str) -> ApprovalRequest | None:
+        """An approved request this identity may use again for exactly this command."""
+        now = time.time()
+        for request in self.requests.values():
+            if (request.state == APPROVED and request.requester.get("subject") == subject
+                    and request.connection == connection and request.command == command
+                    and request.usable_until > now):
+                return request
+        return None
+
+    def pending_for(self, subject: str, connection: str, command: str) -> ApprovalRequest | None:
+        for request in self.requests.values():
+            if (request.state == PENDING and request.requester.get("subject") == subject
+                    and request.connection == connection and request.command == command
+                    and request.expires_at > time.time()):
+                return request
+        return None
+
+    async def request(self, requester: dict[str, Any], session_id: str, connection: str,
+                      command_kind: str, command: str, reasons: list[str],
+                      approvers: list[str], ttl_seconds: int) -> ApprovalRequest:
+        """The pending request for this command, created (and announced) if there is none."""
+        existing = self.pending_for(requester["subject"], connection, command)
+        if existing is not None:
+            return existing
+        now = time.time()
+        request = ApprovalRequest(
+            id="a-" + uuid.uuid4().hex[:16], requester=requester, session_id=session_id,
+            connection=connection, command_kind=command_kind, command=command,
+            reasons=list(reasons), approvers=list(approvers),
+            justification=justification_of(command), created_at=now,
+            expires_at=now + self.decision_timeout, ttl_seconds=ttl_seconds or 900)
+        record = {k: v for k, v in request.public().items()
+                  if k not in ("state", "approver", "decided_at", "decision_reason",
+                               "executions", "events")}
+        await self._write(request.id, "requested", requester["subject"], request=record,
+                          session_id=session_id)
+        if self.notify is not None:
+            self.notify(self.requests[request.id])
+        return self.requests[request.id]
+
+    async def decide(self, approval_id: str, approver: dict[str, Any], approve: bool,
+                     reason: str) -> ApprovalRequest:
+        """Record an approver's decision; raises ApprovalRefused when they may not make it."""
+        await self.refresh()
+        request = self.requests.get(approval_id)
+        if request is None:
+            raise ApprovalRefused(f"no approval request {approval_id!r}")
+        if request.state != PENDING:
+            raise ApprovalRefused(f"approval request {approval_id} is already {request.state}")
+        if request.expires_at <= time.time():
+            await self._expire(request)
+            raise ApprovalRefused(f"approval request {approval_id} has expired")
+        subject = str(approver.get("subject", ""))
+        # never self-approval, whatever the policy says and whatever groups are held
+        if not subject or subject.lower() == str(request.requester.get("subject", "")).lower():
+            raise ApprovalRefused("nobody may approve or deny their own request")
+        allowed, reasons = await self.authorize(approver, request)
+        if not allowed:
+            raise ApprovalRefused("; ".join(reasons) or "not an approver for this request")
+        await self._write(approval_id, APPROVED if approve else DENIED, subject,
+                          approver=subject, reason=reason[:1000],
+                          approver_groups=list(approver.get("groups", [])),
+                          session_id=request.session_id)
+        return self.requests[approval_id]
+
+    async def executed(self, request: ApprovalRequest, decision_id: str) -> None:
+        await self._write(request.id, "executed", request.requester.get("subject", ""),
+                          decision_id=decision_id, session_id=request.session_id)
+
+    async def notified(self, request: ApprovalRequest, channel: str) -> None:
+        await self._write(request.id, "notified", request.requester.get("subject", ""),
+                          channel=channel, session_id=request.session_id)
+
+    async def _expire(self, request: ApprovalRequest) -> None:
+        with contextlib.suppress(StoreUnavailable):
+            await self._write(request.id, EXPIRED, request.requester.get("subject", ""),
+                              reason="nobody decided in time", session_id=request.session_id)
+
+    async def _expire_overdue(self) -> None:
+        now = time.time()
+        for request in list(self.requests.values()):
+            if request.state == PENDING and request.expires_at <= now:
+                await self._expire(request)
+
+    async def wait(self, approval_id: str, timeout: float) -> ApprovalRequest | None:
+        """Until the request is decided (or timeout); the request as it then stands."""
+        deadline = time.monotonic() + timeout
+        async with self._changed:
+            while True:
+                request = self.requests.get(approval_id)
+                if request is None or request.state != PENDING:
+                    return request
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return request
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
