@@ -1,0 +1,570 @@
+"""Evidence bundles: `portcullis audit export` writes one, `audit verify --bundle` checks it.
+
+A bundle is a tar.gz of flat files:
+
+- `records.jsonl`: every record of a contiguous seq range (the time window widened so no
+  seq inside it is skipped), one canonical-JSON object a line with seq, id, kind, time
+  (RFC 3339), time_us (the hashed integer), session_id, subject, body, prev_hash, hash.
+  The chain re-verifies from the first record's prev_hash with the recipe of
+  `pdp/store/chain.py`.
+- one file per evidence stream (`controls.STREAMS`): the same lines as records.jsonl for
+  the stream's kinds; `masking.jsonl` is derived from the recordings (counts, never values).
+- `public_key.pem`, `chain_head.json` (signed: last seq and hash of the bundle) and
+  `manifest.json` (signed: controls mapping and the sha256 of every other file).
+
+Offline verification needs nothing but the bundle (and, to pin the signer, the PDP's
+public key): file hashes, the chain, every signature, the head, and that every stream
+file is exactly what records.jsonl implies. It names the first bad record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from pdp.evidence.checkpoints import Problem, SignedRecordChecker
+from pdp.evidence.controls import STREAMS, manifest_controls, manifest_streams
+from pdp.evidence.signing import Signer, key_id_of, load_public_pem, signature_problem
+from pdp.recordings import EVENTS_KIND
+from pdp.store import AuditRecord, AuditStore
+from pdp.store.chain import canonical_json, record_hash, to_micros
+
+FORMAT = "portcullis-evidence/1"
+RECORDS = "records.jsonl"
+MASKING = "masking.jsonl"
+FIXED_FILES = ("public_key.pem", "chain_head.json", "manifest.json")
+PAGE = 5000
+MAX_MEMBER_BYTES = 1 << 30
+HASH_RECIPE = (
+    'hash = sha256_hex(prev_hash + "\\n" + canonical_json({"seq","id","kind","time":'
+    ' time_us,"session_id","subject","body"})); canonical_json = JSON with sorted keys,'
+    ' separators (",",":"), UTF-8, no ASCII escaping'
+)
+
+
+def rfc3339_us(time_us: int) -> str:
+    dt = datetime.fromtimestamp(time_us // 1_000_000, UTC).replace(microsecond=time_us % 1_000_000)
+    return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> float:
+    """RFC 3339 (a date alone means midnight UTC; no offset means UTC) or unix seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise ValueError(f"{text!r} is neither RFC 3339 nor unix seconds") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def stream_of(kind: str) -> str | None:
+    for s in STREAMS:
+        if kind in s.kinds:
+            return s.name
+    return "approvals" if kind.startswith("approval") else None
+
+
+def record_line(r: AuditRecord) -> dict[str, Any]:
+    time_us = to_micros(r.time)
+    return {
+        "seq": r.seq,
+        "id": r.id,
+        "kind": r.kind,
+        "time": rfc3339_us(time_us),
+        "time_us": time_us,
+        "session_id": r.session_id,
+        "subject": r.subject,
+        "body": r.body,
+        "prev_hash": r.prev_hash,
+        "hash": r.hash,
+    }
+
+
+class MaskingLog:
+    """Masking events out of recordings: who, which command, which field or detector, how many.
+
+    Counts only: the events a proxy records never carry a masked value, and nothing else
+    of the event is copied."""
+
+    def __init__(self) -> None:
+        self.commands: dict[tuple[str, str], str] = {}
+        self.rules: dict[str, dict[str, str]] = {}
+
+    def feed(self, line: dict[str, Any]) -> list[dict[str, Any]]:
+        if line["kind"] == "decision":
+            body = line["body"] if isinstance(line["body"], dict) else {}
+            self.rules[line["id"]] = {
+                m.get("field") or m.get("detector", ""): m.get("strategy", "")
+                for m in body.get("mask", [])
+                if isinstance(m, dict)
+            }
+            return []
+        if line["kind"] != EVENTS_KIND or not isinstance(line["body"], dict):
+            return []
+        out = []
+        for event in line["body"].get("events", []):
+            if not isinstance(event, dict):
+                continue
+            decision_id = str(event.get("decision_id", ""))
+            key = (line["session_id"], decision_id)
+            if event.get("type") == "command":
+                self.commands[key] = str(event.get("command", ""))
+            if event.get("type") != "masking":
+                continue
+            counts = (event.get("details") or {}).get("counts") or {}
+            for name, count in sorted(counts.items()):
+                what, _, target = name.partition(":")
+                entry: dict[str, Any] = {
+                    "seq": line["seq"],
+                    "session_id": line["session_id"],
+                    "subject": line["subject"],
+                    "time": event.get("time"),
+                    "decision_id": decision_id,
+                    "command": self.commands.get(key, ""),
+                }
+                if what in ("field", "detector") and target:
+                    entry[what] = target
+                else:
+                    entry["field"] = name
+                rules = self.rules.get(decision_id, {})
+                entry["rule"] = rules.get(target or name, "")
+                entry["count"] = int(count) if isinstance(count, int | float) else 0
+                out.append(entry)
+        return out
+
+
+# -- export ---------------------------------------------------------------------------
+
+
+@dataclass
+class ExportSummary:
+    records: int
+    first_seq: int
+    last_seq: int
+    counts: dict[str, int]
+    path: Path
+
+
+async def _window(
+    store: AuditStore, since: float | None, until: float | None
+) -> tuple[int, int] | None:
+    """First and last seq of records timed inside [since, until)."""
+    first = last = None
+    after = 0
+    while page := await store.query(since=since, until=until, after_seq=after, limit=PAGE):
+        if first is None:
+            first = page[0].seq
+        last = after = page[-1].seq
+    return None if first is None or last is None else (first, last)
+
+
+async def _records(store: AuditStore, first: int, last: int) -> list[AuditRecord]:
+    out: list[AuditRecord] = []
+    after = first - 1
+    while after < last:
+        page = await store.query(after_seq=after, limit=min(PAGE, last - after))
+        if not page:
+            break
+        out.extend(page)
+        after = page[-1].seq
+    return out
+
+
+async def export_bundle(
+    store: AuditStore,
+    signer: Signer,
+    out: Path,
+    since: float | None = None,
+    until: float | None = None,
+) -> ExportSummary:
+    window = await _window(store, since, until)
+    files: dict[str, bytearray] = {RECORDS: bytearray(), MASKING: bytearray()}
+    for s in STREAMS:
+        files.setdefault(s.file, bytearray())
+    counts = {s.name: 0 for s in STREAMS}
+    masking = MaskingLog()
+    last_line: dict[str, Any] | None = None
+    first_line: dict[str, Any] | None = None
+    if window is not None:
+        for record in await _records(store, *window):
+            line = record_line(record)
+            text = (canonical_json(line) + "\n").encode()
+            files[RECORDS] += text
+            counts["records"] += 1
+            name = stream_of(record.kind)
+            if name is not None:
+                files[next(s.file for s in STREAMS if s.name == name)] += text
+                counts[name] += 1
+            for entry in masking.feed(line):
+                files[MASKING] += (canonical_json(entry) + "\n").encode()
+                counts["masking"] += 1
+            first_line = first_line or line
+            last_line = line
+    store_head = await store.head()
+    now = time.time()
+    head = signer.sign(
+        {
+            "type": "chain_head",
+            "seq": last_line["seq"] if last_line else 0,
+            "hash": last_line["hash"] if last_line else "",
+            "first_seq": first_line["seq"] if first_line else 0,
+            "first_prev_hash": first_line["prev_hash"] if first_line else "",
+            "records": counts["records"],
+            "store_head": {"seq": store_head[0], "hash": store_head[1]},
+            "time": now,
+        }
+    )
+    blobs: dict[str, bytes] = {name: bytes(data) for name, data in files.items()}
+    blobs["public_key.pem"] = signer.public_pem()
+    blobs["chain_head.json"] = (json.dumps(head, indent=2, sort_keys=True) + "\n").encode()
+    manifest = signer.sign(
+        {
+            "type": "manifest",
+            "format": FORMAT,
+            "generated_at": rfc3339_us(to_micros(now)),
+            "window": {"since": since, "until": until},
+            "records": {
+                "count": counts["records"],
+                "first_seq": head["payload"]["first_seq"],
+                "last_seq": head["payload"]["seq"],
+                "first_prev_hash": head["payload"]["first_prev_hash"],
+            },
+            "key_id": signer.key_id,
+            "hash_recipe": HASH_RECIPE,
+            "streams": manifest_streams(counts),
+            "controls": manifest_controls(),
+            "files": {
+                name: hashlib.sha256(data).hexdigest() for name, data in sorted(blobs.items())
+            },
+        }
+    )
+    blobs["manifest.json"] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    _write_tar(out, blobs, now)
+    first_seq, last_seq = window or (0, 0)
+    return ExportSummary(counts["records"], first_seq, last_seq, counts, out)
+
+
+def _write_tar(out: Path, blobs: dict[str, bytes], mtime: float) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for name in ("manifest.json", *sorted(n for n in blobs if n != "manifest.json")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(blobs[name]), int(mtime), 0o644
+            tar.addfile(info, io.BytesIO(blobs[name]))
+    tmp.replace(out)
+
+
+# -- offline verification ---------------------------------------------------------------
+
+
+@dataclass
+class BundleReport:
+    ok: bool = False
+    records: int = 0
+    checkpoints: int = 0
+    statements: int = 0
+    first_seq: int = 0
+    head: tuple[int, str] = (0, "")
+    key_id: str = ""
+    problems: list[Problem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.records} records (seq {self.first_seq}..{self.head[0]}),"
+            f" {self.checkpoints} checkpoints, {self.statements} statements,"
+            f" head seq {self.head[0]} hash {self.head[1]}, signed by key {self.key_id}"
+        )
+
+
+def _file_problem(text: str) -> Problem:
+    return Problem(0, "", "", text)
+
+
+def read_bundle(path: Path) -> tuple[dict[str, bytes], list[Problem]]:
+    """The regular files of the archive by name; anything else is a problem, not extracted."""
+    files: dict[str, bytes] = {}
+    problems: list[Problem] = []
+    with tarfile.open(path, "r:gz") as tar:
+        for member in tar:
+            if not member.isfile() or "/" in member.name or member.name.startswith("."):
+                problems.append(_file_problem(f"{member.name}: unexpected archive member"))
+                continue
+            if member.name in files:
+                problems.append(_file_problem(f"{member.name}: appears twice in the archive"))
+                continue
+            if member.size > MAX_MEMBER_BYTES:
+                problems.append(_file_problem(f"{member.name}: larger than {MAX_MEMBER_BYTES}"))
+                continue
+            f = tar.extractfile(member)
+            files[member.name] = f.read() if f is not None else b""
+    return files, problems
+
+
+def _json_lines(name: str, data: bytes, problems: list[Problem]) -> list[Any]:
+    out = []
+    for n, raw in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+        try:
+            out.append(json.loads(raw))
+        except ValueError:
+            problems.append(_file_problem(f"{name} line {n}: not JSON"))
+    return out
+
+
+def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> BundleReport:
+    """Everything an auditor can check with the bundle alone (and optionally a pinned key)."""
+    report = BundleReport()
+    files, problems = read_bundle(path)
+    report.problems = problems
+    try:
+        key = load_public_pem(files.get("public_key.pem", b""))
+    except ValueError as exc:
+        problems.append(_file_problem(f"public_key.pem: {exc or 'missing or unreadable'}"))
+        return report
+    report.key_id = key_id_of(key)
+    if pinned_key is not None and key_id_of(pinned_key) != report.key_id:
+        problems.append(
+            _file_problem(
+                f"public_key.pem is key {report.key_id}, not the pinned key {key_id_of(pinned_key)}"
+            )
+        )
+        return report
+    manifest = _check_manifest(files, key, problems)
+    lines = _check_records(files.get(RECORDS, b""), problems)
+    checker = SignedRecordChecker(key)
+    for line in lines:
+        checker.feed(
+            line["seq"],
+            line["id"],
+            line["kind"],
+            line["session_id"],
+            line["subject"],
+            line["body"],
+            line["hash"],
+        )
+    problems.extend(checker.problems)
+    _check_streams(files, lines, problems)
+    _check_head(files.get("chain_head.json", b""), key, lines, manifest, problems)
+    report.records, report.checkpoints, report.statements = (
+        len(lines),
+        checker.checkpoints,
+        checker.statements,
+    )
+    report.first_seq = lines[0]["seq"] if lines else 0
+    report.head = (lines[-1]["seq"], lines[-1]["hash"]) if lines else (0, "")
+    problems.sort(key=lambda p: (p.seq == 0, p.seq))
+    report.ok = not problems
+    return report
+
+
+def _check_manifest(
+    files: dict[str, bytes], key: Ed25519PublicKey, problems: list[Problem]
+) -> dict[str, Any]:
+    try:
+        doc = json.loads(files.get("manifest.json", b""))
+    except ValueError:
+        problems.append(_file_problem("manifest.json: missing or not JSON"))
+        return {}
+    bad = signature_problem(doc, key)
+    if bad:
+        problems.append(_file_problem(f"manifest.json: {bad}"))
+        return {}
+    manifest = doc["payload"]
+    listed = manifest.get("files", {})
+    required = {RECORDS, MASKING, *(s.file for s in STREAMS), *FIXED_FILES} - {"manifest.json"}
+    for name in sorted(required - set(listed)):
+        problems.append(_file_problem(f"{name}: not listed in manifest.json"))
+    for name in sorted(set(files) - set(listed) - {"manifest.json"}):
+        problems.append(_file_problem(f"{name}: in the archive but not in manifest.json"))
+    for name, digest in sorted(listed.items()):
+        if name not in files:
+            problems.append(_file_problem(f"{name}: listed in manifest.json but missing"))
+        elif hashlib.sha256(files[name]).hexdigest() != digest:
+            problems.append(
+                _file_problem(f"{name}: sha256 does not match manifest.json (the file was changed)")
+            )
+    return dict(manifest)
+
+
+_LINE_KEYS = {
+    "seq",
+    "id",
+    "kind",
+    "time",
+    "time_us",
+    "session_id",
+    "subject",
+    "body",
+    "prev_hash",
+    "hash",
+}
+
+
+def _check_records(data: bytes, problems: list[Problem]) -> list[dict[str, Any]]:
+    """Parse records.jsonl and re-verify its chain; the first break is named once."""
+    lines: list[dict[str, Any]] = []
+    broken = False
+    for n, raw in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            line = None
+        if not isinstance(line, dict) or set(line) != _LINE_KEYS:
+            if not broken:
+                problems.append(_file_problem(f"{RECORDS} line {n}: not a record"))
+            broken = True
+            continue
+        if not broken:
+            problem = _link_problem(lines[-1] if lines else None, line)
+            if problem:
+                problems.append(problem)
+                broken = True
+        lines.append(line)
+    return lines
+
+
+def _link_problem(prev: dict[str, Any] | None, line: dict[str, Any]) -> Problem | None:
+    seq = line["seq"]
+
+    def bad(text: str, at: int = seq) -> Problem:
+        same = at == seq
+        return Problem(at, line["kind"] if same else "", line["id"] if same else "", text)
+
+    if prev is not None:
+        if seq != prev["seq"] + 1:
+            if isinstance(seq, int) and seq > prev["seq"] + 1:
+                return bad(
+                    f"record {prev['seq'] + 1} is missing (record {prev['seq']} is"
+                    f" followed by record {seq})",
+                    prev["seq"] + 1,
+                )
+            return bad(f"record {seq} is out of order (follows record {prev['seq']})")
+        if line["prev_hash"] != prev["hash"]:
+            return bad(f"record {seq} does not link to record {prev['seq']} (prev_hash differs)")
+    try:
+        actual = record_hash(
+            line["prev_hash"],
+            seq,
+            line["id"],
+            line["kind"],
+            line["time_us"],
+            line["session_id"],
+            line["subject"],
+            line["body"],
+        )
+    except (TypeError, ValueError):
+        return bad(f"record {seq} cannot be hashed")
+    if actual != line["hash"]:
+        return bad(f"record {seq} was changed (its content does not match its hash)")
+    if not isinstance(line["time_us"], int) or line["time"] != rfc3339_us(line["time_us"]):
+        return bad(f"record {seq} has a time that differs from its hashed time_us")
+    return None
+
+
+def _check_streams(
+    files: dict[str, bytes], lines: list[dict[str, Any]], problems: list[Problem]
+) -> None:
+    """Every stream file must be exactly what records.jsonl implies, in order."""
+    expected: dict[str, list[bytes]] = {s.file: [] for s in STREAMS if s.file != RECORDS}
+    expected[MASKING] = []
+    masking = MaskingLog()
+    stream_file = {s.name: s.file for s in STREAMS}
+    for line in lines:
+        name = stream_of(line["kind"])
+        text = canonical_json(line).encode()
+        if name is not None and stream_file[name] in expected:
+            expected[stream_file[name]].append(text)
+        expected[MASKING].extend(canonical_json(e).encode() for e in masking.feed(line))
+    for name, want in expected.items():
+        have = files.get(name, b"").splitlines()
+        if have != want:
+            at = _first_difference(have, want)
+            problems.append(
+                _file_problem(
+                    f"{name}: line {at + 1} differs from what"
+                    f" {RECORDS} holds ({len(have)} lines, expected"
+                    f" {len(want)})"
+                )
+            )
+
+
+def _first_difference(a: Iterable[bytes], b: Iterable[bytes]) -> int:
+    a, b = list(a), list(b)
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+def _check_head(
+    data: bytes,
+    key: Ed25519PublicKey,
+    lines: list[dict[str, Any]],
+    manifest: dict[str, Any],
+    problems: list[Problem],
+) -> None:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        problems.append(_file_problem("chain_head.json: missing or not JSON"))
+        return
+    bad = signature_problem(doc, key)
+    if bad:
+        problems.append(_file_problem(f"chain_head.json: {bad}"))
+        return
+    head = doc["payload"]
+    empty: dict[str, Any] = {"seq": 0, "hash": "", "prev_hash": ""}
+    last = lines[-1] if lines else empty
+    first = lines[0] if lines else empty
+    if head.get("seq") != last["seq"] or head.get("hash") != last["hash"]:
+        at = (
+            last["seq"] + 1 if isinstance(head.get("seq"), int) and head["seq"] > last["seq"] else 0
+        )
+        problems.append(
+            Problem(
+                at,
+                "",
+                "",
+                f"chain_head.json names seq {head.get('seq')} hash"
+                f" {str(head.get('hash'))[:16]}… but records.jsonl ends at seq"
+                f" {last['seq']}: records were removed or replaced",
+            )
+        )
+    if head.get("first_seq") != first["seq"] or head.get("first_prev_hash") != first["prev_hash"]:
+        problems.append(
+            Problem(
+                first["seq"],
+                "",
+                "",
+                "records.jsonl does not start where"
+                " chain_head.json says: records were removed from the start",
+            )
+        )
+    if head.get("records") != len(lines):
+        problems.append(
+            _file_problem(
+                f"chain_head.json counts {head.get('records')} records;"
+                f" records.jsonl has {len(lines)}"
+            )
+        )
+    records = manifest.get("records", {})
+    if manifest and (records.get("last_seq"), records.get("count")) != (
+        head.get("seq"),
+        head.get("records"),
+    ):
+        problems.append(_file_problem("manifest.json and chain_head.json disagree"))

@@ -1,0 +1,371 @@
+"""Signed checkpoints of the chain head, and signed credential statements.
+
+Owns the two record kinds the PDP signs:
+
+- `checkpoint`: body is a signed document whose payload names the chain head
+  (`seq`, `hash`) at a moment. Written every interval while the head moves, and once at
+  shutdown. A later rewrite of any record up to `seq` (even one that re-chains every hash
+  after it) no longer matches the signed hash, and without the private key it cannot be
+  re-signed. The newest checkpoint is also written to an *anchor file* outside the store,
+  so deleting records from the end of the chain (which leaves a valid, shorter chain) is
+  caught by `portcullis audit verify`.
+- `credential.statement`: at session close, the proxy's finding on whether any form of
+  the upstream secret reached the client, signed, so it verifies with the public key alone.
+
+It only appends through `AuditStore.append()`; it never decides or alters anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from pdp.evidence.signing import Signer, signature_problem
+from pdp.store import AuditRecord, AuditStore, StoreUnavailable
+
+log = logging.getLogger("portcullis.evidence")
+
+CHECKPOINT_KIND = "checkpoint"
+STATEMENT_KIND = "credential.statement"
+NEVER_EXPOSED = "credential never exposed"
+EXPOSED = "credential EXPOSED to the client"
+
+
+def anchor_path_for(signing_key: Path) -> Path:
+    """Where the PDP keeps its newest signed checkpoint: next to its signing key."""
+    return signing_key.with_name("checkpoint.json")
+
+
+class CheckpointWriter:
+    """Background task: a signed `checkpoint` record whenever the head moved, every interval."""
+
+    def __init__(
+        self,
+        store: AuditStore,
+        signer: Signer,
+        interval_seconds: float = 60.0,
+        anchor_path: Path | None = None,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.interval_seconds = interval_seconds
+        self.anchor_path = anchor_path
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="audit-checkpoints")
+
+    async def stop(self) -> None:
+        """Stop the timer and write a last checkpoint (shutdown leaves the head covered)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._checkpoint_logged()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_seconds)
+            await self._checkpoint_logged()
+
+    async def _checkpoint_logged(self) -> None:
+        try:
+            await self.checkpoint()
+        except StoreUnavailable as exc:
+            log.warning("audit checkpoint not written: %s", exc)
+
+    async def checkpoint(self) -> AuditRecord | None:
+        """Append a checkpoint of the current head, unless the head already is one."""
+        seq, head_hash = await self.store.head()
+        if seq == 0:
+            return None
+        newest = await self.store.query(after_seq=seq - 1, limit=1)
+        if newest and newest[0].kind == CHECKPOINT_KIND:
+            return None  # nothing happened since the last checkpoint
+        doc = self.signer.sign(
+            {"type": CHECKPOINT_KIND, "seq": seq, "hash": head_hash, "time": time.time()}
+        )
+        record = await self.store.append(CHECKPOINT_KIND, doc)
+        if self.anchor_path is not None:
+            try:
+                write_anchor(self.anchor_path, doc, record)
+            except OSError as exc:
+                log.warning("checkpoint anchor %s not written: %s", self.anchor_path, exc)
+        return record
+
+
+def write_anchor(path: Path, doc: dict[str, Any], record: AuditRecord) -> None:
+    """Atomically replace the anchor file with the newest signed checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    content = {**doc, "record": {"seq": record.seq, "id": record.id, "hash": record.hash}}
+    tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _exposure(summary: dict[str, Any]) -> bool | None:
+    value = summary.get("credential_exposed")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    return None
+
+
+async def record_credential_statement(
+    store: AuditStore,
+    signer: Signer,
+    *,
+    session_id: str,
+    subject: str,
+    connection: str,
+    summary: dict[str, Any],
+    configured_ref: str = "",
+    close_record_id: str = "",
+) -> AuditRecord | None:
+    """Append the signed statement for a closed session; None if the proxy did not check.
+
+    A statement is a claim the PDP signs, so it is made only from the proxy's finding
+    (`summary.credential_exposed`); a summary without one yields no statement rather than
+    an unfounded "never exposed".
+    """
+    exposed = _exposure(summary)
+    if exposed is None:
+        return None
+    checked = summary.get("bytes_to_client", 0)
+    payload = {
+        "type": STATEMENT_KIND,
+        "session_id": session_id,
+        "subject": subject,
+        "connection": connection,
+        "credential_ref": await granted_credential_ref(store, session_id, summary)
+        or configured_ref,
+        "exposed": exposed,
+        "statement": EXPOSED if exposed else NEVER_EXPOSED,
+        "checked_bytes": int(checked) if isinstance(checked, int | float) else 0,
+        "session_close_id": close_record_id,
+        "time": time.time(),
+    }
+    return await store.append(
+        STATEMENT_KIND, signer.sign(payload), session_id=session_id, subject=subject
+    )
+
+
+async def granted_credential_ref(
+    store: AuditStore, session_id: str, summary: dict[str, Any]
+) -> str:
+    """The credential reference the session used: the proxy's word, else the open decision."""
+    ref = summary.get("credential_ref")
+    if isinstance(ref, str) and ref:
+        return ref
+    opened = await store.query(kind="session.open", session_id=session_id, limit=1)
+    if opened:
+        credential = opened[0].body.get("credential")
+        if isinstance(credential, dict) and isinstance(credential.get("ref"), str):
+            return str(credential["ref"])
+    return ""
+
+
+# -- checking -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the evidence; `seq` orders problems (0 = not a record)."""
+
+    seq: int
+    kind: str
+    id: str
+    text: str
+
+    def describe(self) -> str:
+        if self.seq == 0:
+            return self.text
+        return f"record seq={self.seq} kind={self.kind or '?'} id={self.id or '?'}: {self.text}"
+
+
+class SignedRecordChecker:
+    """Checks signed records fed in seq order: signatures, and checkpoints against the chain.
+
+    `wanted` limits which record hashes are remembered (the seqs that checkpoints name);
+    None remembers all. Hashes of records before the first one fed are unknown, so a
+    checkpoint naming one is counted in `unanchored`, not failed.
+    """
+
+    def __init__(self, public_key: Ed25519PublicKey, wanted: set[int] | None = None) -> None:
+        self.public_key = public_key
+        self.wanted = wanted
+        self.hashes: dict[int, str] = {}
+        self.first_seq: int | None = None
+        self.records = self.checkpoints = self.statements = self.unanchored = 0
+        self.head: tuple[int, str] = (0, "")
+        self.problems: list[Problem] = []
+        self._proven = 0  # highest seq a matching signed checkpoint vouches for
+
+    def feed(
+        self, seq: int, id: str, kind: str, session_id: str, subject: str, body: Any, hash: str
+    ) -> None:
+        self.records += 1
+        if self.first_seq is None:
+            self.first_seq = seq
+        if self.wanted is None or seq in self.wanted:
+            self.hashes[seq] = hash
+        self.head = (seq, hash)
+        problem = ""
+        if kind == CHECKPOINT_KIND:
+            self.checkpoints += 1
+            problem = self._checkpoint(seq, body)
+        elif kind == STATEMENT_KIND:
+            self.statements += 1
+            problem = self._statement(session_id, subject, body)
+        if problem:
+            self.problems.append(Problem(seq, kind, id, problem))
+
+    def _checkpoint(self, seq: int, body: Any) -> str:
+        bad = signature_problem(body, self.public_key)
+        if bad:
+            return f"checkpoint {bad}"
+        payload = body["payload"]
+        named, named_hash = payload.get("seq"), payload.get("hash")
+        if payload.get("type") != CHECKPOINT_KIND or not isinstance(named, int):
+            return "checkpoint payload is not a checkpoint"
+        if named >= seq:
+            return f"checkpoint names record {named}, which is not before it"
+        if self.first_seq is not None and named < self.first_seq:
+            self.unanchored += 1
+            return ""
+        if named not in self.hashes:
+            return f"checkpoint names record {named}, which is not in the chain"
+        if self.hashes[named] != named_hash:
+            low = self._proven + 1 if self._proven < named else 1
+            return (
+                f"signed checkpoint names record {named} with hash {str(named_hash)[:16]}…"
+                f" but the chain has {self.hashes[named][:16]}…: a record in seq"
+                f" {low}..{named} was rewritten and the chain re-hashed"
+            )
+        self._proven = max(self._proven, named)
+        return ""
+
+    def _statement(self, session_id: str, subject: str, body: Any) -> str:
+        bad = signature_problem(body, self.public_key)
+        if bad:
+            return f"credential statement {bad}"
+        p = body["payload"]
+        if p.get("type") != STATEMENT_KIND:
+            return "credential statement payload is not a credential statement"
+        if p.get("session_id") != session_id or p.get("subject") != subject:
+            return "signed statement names another session or subject than its record"
+        if p.get("statement") != (EXPOSED if p.get("exposed") else NEVER_EXPOSED):
+            return "statement text contradicts its exposed flag"
+        return ""
+
+
+def check_anchor(
+    anchor: Any,
+    public_key: Ed25519PublicKey,
+    head: tuple[int, str],
+    hash_at: dict[int, str],
+    source: str,
+) -> Problem | None:
+    """A signed head kept outside the store: the chain must still reach it, unchanged."""
+    bad = signature_problem(anchor, public_key)
+    if bad:
+        return Problem(0, "", "", f"{source}: {bad}")
+    named, named_hash = anchor["payload"].get("seq"), anchor["payload"].get("hash")
+    if not isinstance(named, int):
+        return Problem(0, "", "", f"{source}: payload names no seq")
+    if named > head[0]:
+        return Problem(
+            head[0] + 1,
+            "",
+            "",
+            f"records {head[0] + 1}..{named} were deleted from"
+            f" the end of the chain ({source} names seq {named}; head is"
+            f" {head[0]})",
+        )
+    if named in hash_at and hash_at[named] != named_hash:
+        return Problem(
+            named,
+            "",
+            "",
+            f"{source} names record {named} with another hash: records up to it were rewritten",
+        )
+    return None
+
+
+@dataclass
+class EvidenceReport:
+    ok: bool
+    records: int
+    checkpoints: int
+    statements: int
+    head: tuple[int, str]
+    problems: list[Problem]
+
+    def summary(self) -> str:
+        return (
+            f"{self.records} records, {self.checkpoints} checkpoints,"
+            f" {self.statements} statements, head seq {self.head[0]} hash {self.head[1]}"
+        )
+
+
+PAGE = 5000
+
+
+async def verify_store(
+    store: AuditStore,
+    public_key: Ed25519PublicKey,
+    anchor: Any = None,
+    anchor_source: str = "anchor",
+) -> EvidenceReport:
+    """The whole chain, every signature, every checkpoint against the chain, and the anchor."""
+    chain = await store.verify()
+    named = {
+        r.body["payload"]["seq"]
+        for r in await store.query(kind=CHECKPOINT_KIND)
+        if isinstance(r.body.get("payload"), dict) and isinstance(r.body["payload"].get("seq"), int)
+    }
+    if isinstance(anchor, dict) and isinstance(anchor.get("payload"), dict):
+        seq = anchor["payload"].get("seq")
+        if isinstance(seq, int):
+            named.add(seq)
+    checker = SignedRecordChecker(public_key, wanted=named)
+    checker.first_seq = 1  # a live store starts at genesis: every seq is checkable
+    after = 0
+    while page := await store.query(after_seq=after, limit=PAGE):
+        for r in page:
+            checker.feed(r.seq, r.id, r.kind, r.session_id, r.subject, r.body, r.hash)
+        after = page[-1].seq
+    problems = list(checker.problems)
+    if not chain.ok and chain.first_bad_seq is not None:
+        problems.append(Problem(chain.first_bad_seq, "", "", chain.problem))
+    if anchor is not None:
+        bad = check_anchor(anchor, public_key, checker.head, checker.hashes, anchor_source)
+        if bad is not None:
+            problems.append(bad)
+    problems = [await _named(store, p) for p in problems]
+    problems.sort(key=lambda p: (p.seq == 0, p.seq))
+    return EvidenceReport(
+        not problems, chain.records, checker.checkpoints, checker.statements, checker.head, problems
+    )
+
+
+async def _named(store: AuditStore, problem: Problem) -> Problem:
+    """Fill in kind and id of the record a problem points at, when the record exists."""
+    if problem.seq == 0 or problem.kind:
+        return problem
+    found = await store.query(after_seq=problem.seq - 1, limit=1)
+    if not found or found[0].seq != problem.seq:
+        return problem
+    return Problem(problem.seq, found[0].kind, found[0].id, problem.text)

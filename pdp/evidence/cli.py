@@ -1,0 +1,171 @@
+"""`portcullis audit verify | export`: argument parsing and exit codes for audit evidence.
+
+Exit codes: 0 the evidence verifies (or the export was written), 1 the evidence is bad
+(the first bad record is named), 2 the command cannot run (configuration, key, files).
+The work itself lives in `checkpoints` (live store) and `bundle` (export, offline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, cast
+
+EXIT_BAD = 1
+EXIT_USAGE = 2
+
+
+def register(subparsers: Any) -> None:
+    audit = subparsers.add_parser("audit", help="verify the audit chain; export evidence")
+    asub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = asub.add_parser("verify", help="check the chain and every signature")
+    verify.add_argument("--bundle", default=None, help="verify an exported bundle offline")
+    verify.add_argument(
+        "--public-key",
+        default=None,
+        help="PEM of the PDP public key to pin (default: from the signing key;"
+        " with --bundle: the bundled key)",
+    )
+    verify.add_argument(
+        "--anchor",
+        default=None,
+        help="a signed head kept elsewhere (chain_head.json of an earlier"
+        " export, or the PDP's checkpoint.json; default: the latter)",
+    )
+    verify.set_defaults(func=cmd_audit_verify)
+    export = asub.add_parser("export", help="write an evidence bundle (tar.gz)")
+    export.add_argument("--since", default=None, help="RFC 3339 or unix seconds (inclusive)")
+    export.add_argument("--until", default=None, help="RFC 3339 or unix seconds (exclusive)")
+    export.add_argument("--out", required=True, help="output file, e.g. evidence.tar.gz")
+    export.set_defaults(func=cmd_audit_export)
+
+
+def _fail(message: str) -> int:
+    print(f"portcullis audit: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _print_problems(problems: list[Any]) -> None:
+    first = problems[0]
+    print(f"FAIL: {first.describe()}")
+    for p in problems[1:20]:
+        print(f"  also: {p.describe()}")
+    if len(problems) > 20:
+        print(f"  ... and {len(problems) - 20} more problems")
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from pdp.evidence.signing import load_public_pem
+
+    pinned = None
+    if args.public_key:
+        try:
+            pinned = load_public_pem(Path(args.public_key).read_bytes())
+        except (OSError, ValueError) as exc:
+            return _fail(f"--public-key {args.public_key}: {exc}")
+    if args.bundle:
+        return _verify_bundle(Path(args.bundle), pinned)
+    return asyncio.run(_verify_store(args, pinned))
+
+
+def _verify_bundle(path: Path, pinned: Any) -> int:
+    import tarfile
+
+    from pdp.evidence.bundle import verify_bundle
+
+    try:
+        report = verify_bundle(path, pinned)
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        return _fail(f"{path}: cannot read the bundle: {exc}")
+    if report.ok:
+        print(f"OK: {path}: {report.summary()}")
+        return 0
+    _print_problems(report.problems)
+    return EXIT_BAD
+
+
+async def _verify_store(args: argparse.Namespace, pinned: Any) -> int:
+    from pdp.cli import _config
+    from pdp.evidence.checkpoints import anchor_path_for, verify_store
+    from pdp.store import AuditStore, StoreUnavailable, open_store
+
+    config = _config(args)
+    public_key = pinned
+    if public_key is None:
+        try:
+            from pdp.keys import load_or_create_ed25519
+
+            key_path = config.pdp.signing_key
+            if not key_path.exists():
+                return _fail(f"signing key {key_path} not found (give --public-key)")
+            public_key = load_or_create_ed25519(key_path).public_key()
+        except ValueError as exc:
+            return _fail(str(exc))
+    anchor_path = Path(args.anchor) if args.anchor else anchor_path_for(config.pdp.signing_key)
+    anchor = None
+    if anchor_path.exists():
+        try:
+            anchor = json.loads(anchor_path.read_text())
+        except (OSError, ValueError) as exc:
+            return _fail(f"anchor {anchor_path}: {exc}")
+    elif args.anchor:
+        return _fail(f"anchor {anchor_path} not found")
+    settings = config.pdp.store
+    if settings.type == "sqlite" and not settings.path.exists():
+        return _fail(f"audit store {settings.path} does not exist")
+    store = cast(AuditStore, open_store(settings, timeout=30.0))
+    try:
+        await store.start()
+        report = await verify_store(store, public_key, anchor, str(anchor_path))
+    except StoreUnavailable as exc:
+        return _fail(str(exc))
+    finally:
+        await store.close()
+    if report.ok:
+        print(f"OK: {report.summary()}")
+        return 0
+    _print_problems(report.problems)
+    return EXIT_BAD
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from pdp.evidence.bundle import parse_time
+
+    try:
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+    except ValueError as exc:
+        return _fail(str(exc))
+    return asyncio.run(_export(args, since, until))
+
+
+async def _export(args: argparse.Namespace, since: float | None, until: float | None) -> int:
+    from pdp.cli import _config
+    from pdp.evidence.bundle import export_bundle
+    from pdp.evidence.signing import Signer
+    from pdp.keys import load_or_create_ed25519
+    from pdp.store import AuditStore, StoreUnavailable, open_store
+
+    config = _config(args)
+    if not config.pdp.signing_key.exists():
+        return _fail(f"signing key {config.pdp.signing_key} not found")
+    settings = config.pdp.store
+    if settings.type == "sqlite" and not settings.path.exists():
+        return _fail(f"audit store {settings.path} does not exist")
+    signer = Signer(load_or_create_ed25519(config.pdp.signing_key))
+    store = cast(AuditStore, open_store(settings, timeout=30.0))
+    try:
+        await store.start()
+        summary = await export_bundle(store, signer, Path(args.out), since, until)
+    except StoreUnavailable as exc:
+        return _fail(str(exc))
+    finally:
+        await store.close()
+    print(
+        f"wrote {summary.path}: {summary.records} records"
+        f" (seq {summary.first_seq}..{summary.last_seq}), signed by key {signer.key_id}"
+    )
+    return 0
