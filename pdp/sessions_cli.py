@@ -1,0 +1,190 @@
+"""`portcullis sessions list` and `portcullis sessions replay SESSION` (also `portcullis replay`).
+
+Owns the command-line side of session recordings: argument parsing, reading the audit
+store named by the configuration (read-only use: nothing is appended), and printing. The
+timeline itself is built by `pdp.timeline`, which does no IO.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pdp.config import load_config
+from pdp.store import AuditRecord, AuditStore, StoreUnavailable, open_store
+from pdp.timeline import SessionSummary, build_timeline, render_text, rfc3339, summarize
+
+EXIT_NOT_FOUND = 1
+EXIT_STORE = 1
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(text: str, now: float | None = None) -> float:
+    """A point in time: RFC 3339 / ISO 8601 (UTC if no offset), a date, unix seconds, or
+    an age such as 90s, 30m, 12h, 7d, 2w (that long before now)."""
+    text = text.strip()
+    match = _RELATIVE.match(text)
+    if match:
+        return (time.time() if now is None else now) - float(match[1]) * _UNITS[match[2]]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: use 2024-05-01, 2024-05-01T12:00:00Z, 1h or 7d"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def register(subparsers: Any) -> None:
+    """Add `sessions list|replay` and the `replay` shortcut to the top-level parser."""
+    sessions = subparsers.add_parser("sessions", help="list and replay recorded sessions")
+    ssub = sessions.add_subparsers(dest="sessions_command", required=True)
+
+    listing = ssub.add_parser("list", help="recorded sessions, oldest first")
+    listing.add_argument("--subject", default=None, help="only this subject")
+    listing.add_argument("--connection", default=None, help="only this connection")
+    listing.add_argument(
+        "--since", type=parse_time, default=None, help="opened at or after: RFC 3339 time or 1h/7d"
+    )
+    listing.add_argument("--until", type=parse_time, default=None, help="opened before this time")
+    listing.add_argument("--limit", type=int, default=None, help="only the newest N")
+    _format_option(listing)
+    listing.set_defaults(func=cmd_sessions_list)
+
+    for parser in (
+        ssub.add_parser("replay", help="the timeline of one session"),
+        subparsers.add_parser("replay", help="the timeline of one session (sessions replay)"),
+    ):
+        parser.add_argument("session", help="session id (or a unique prefix of one)")
+        _format_option(parser)
+        parser.set_defaults(func=cmd_sessions_replay)
+
+
+def _format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=["text", "json"], default="text", help="output")
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_sessions_list(args: argparse.Namespace) -> int:
+    return _run(args, _list)
+
+
+def cmd_sessions_replay(args: argparse.Namespace) -> int:
+    return _run(args, _replay)
+
+
+def _run(args: argparse.Namespace, body: Any) -> int:
+    config = load_config(args.config)
+    settings = config.pdp.store
+    if settings.type == "sqlite" and not settings.path.is_file():
+        print(f"portcullis: no audit store at {settings.path}", file=sys.stderr)
+        return EXIT_STORE
+
+    async def main() -> int:
+        store = open_store(settings)
+        try:
+            await store.start()
+        except StoreUnavailable as exc:
+            print(f"portcullis: {exc}", file=sys.stderr)
+            return EXIT_STORE
+        try:
+            return int(await body(store, args))
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+async def _list(store: AuditStore, args: argparse.Namespace) -> int:
+    opened = await store.query(
+        kind="session.open", subject=args.subject, since=args.since, until=args.until
+    )
+    if args.connection is not None:
+        opened = [r for r in opened if _connection_name(r) == args.connection]
+    if args.limit is not None:
+        opened = opened[-args.limit :] if args.limit > 0 else []
+    closes: dict[str, AuditRecord] = {}
+    if opened:
+        for record in await store.query(kind="session.close", since=args.since):
+            closes.setdefault(record.session_id, record)
+    summaries = [summarize(r, closes.get(r.session_id)) for r in opened]
+    if args.format == "json":
+        print(json.dumps([s.to_dict() for s in summaries], indent=2))
+    else:
+        sys.stdout.write(_table(summaries))
+    return 0
+
+
+async def _replay(store: AuditStore, args: argparse.Namespace) -> int:
+    opened = await _find_session(store, args.session)
+    if opened is None:
+        print(f"portcullis: no recorded session {args.session!r}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    sid = opened.session_id
+    closed = await store.query(kind="session.close", session_id=sid, limit=1)
+    events = await store.query(kind="session.events", session_id=sid)
+    decisions = await store.query(kind="decision", session_id=sid)
+    timeline = build_timeline(opened, closed[0] if closed else None, events, decisions)
+    if args.format == "json":
+        print(json.dumps(timeline.to_dict(), indent=2))
+    else:
+        sys.stdout.write(render_text(timeline))
+    return 0
+
+
+async def _find_session(store: AuditStore, wanted: str) -> AuditRecord | None:
+    found = await store.query(kind="session.open", session_id=wanted, limit=1)
+    if found:
+        return found[0]
+    if len(wanted) < 6:  # a prefix this short would match by accident
+        return None
+    matches = [r for r in await store.query(kind="session.open") if r.session_id.startswith(wanted)]
+    if len(matches) > 1:
+        print(f"portcullis: {wanted!r} matches {len(matches)} sessions", file=sys.stderr)
+    return matches[0] if len(matches) == 1 else None
+
+
+def _connection_name(record: AuditRecord) -> str:
+    session = record.body.get("session") or {}
+    return str((session.get("connection") or {}).get("name") or record.body.get("connection", ""))
+
+
+def _table(summaries: list[SessionSummary]) -> str:
+    header = ("SESSION", "STARTED", "SUBJECT", "CONNECTION", "VERDICT", "STATUS", "DURATION",
+              "COMMANDS", "CLIENT")  # fmt: skip
+    rows = [header]
+    for s in summaries:
+        rows.append(
+            (
+                s.session_id,
+                rfc3339(s.started_at),
+                s.subject,
+                s.connection,
+                s.verdict,
+                s.status,
+                f"{s.duration_seconds:g}s" if s.duration_seconds is not None else "-",
+                str(s.commands) if s.commands is not None else "-",
+                f"{s.client or '-'}@{s.client_addr or '-'}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]  # fmt: skip
+    if not summaries:
+        lines.append("(no sessions)")
+    return "\n".join(lines) + "\n"

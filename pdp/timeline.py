@@ -1,0 +1,451 @@
+"""Session replay: the timeline of one recorded session, built from its audit records.
+
+No IO here: callers read the records (session.open, session.close, session.events and the
+session's decision records) and this module turns them into a `Timeline` (a header, then
+one `Entry` per event, each at its offset from the session start) that renders as text or
+JSON, plus the one-line `SessionSummary` that `portcullis sessions list` prints.
+
+Recorded event shape (what a proxy sends in RecordEvents, one `SessionEvent` each):
+
+    time         unix seconds, from the proxy's clock
+    direction    client (client → upstream) | upstream (upstream → client) | proxy | pdp
+    type         command | response | io | masking | error
+    decision_id  the decision that allowed or denied the command (with `cached`, the
+                 decision the cached verdict came from)
+    verdict      allow | deny | mask | require_approval, for commands
+    cached       true when the verdict came from the proxy's decision cache
+    command      the command text, for type command
+    details      a mapping; `details.kind` says which protocol shape follows
+
+Postgres (the default when `details.kind` is absent on a postgres connection): one
+`command` event per statement, after it completed: command = the SQL, details = {"tag":
+"SELECT 3", "rows": 3, "protocol": "simple|extended", "part"?: n, "error"?: "SQLSTATE
+message"}; statements that arrive without a fresh ruling (extended-protocol executions of
+an already-decided portal) are `response` events with the same details plus `decision_id`.
+
+HTTP (`details.kind == "http.request"`, built by `http_request_details()`): one `command`
+event per request, recorded when the response to the client is complete: command =
+"METHOD /path?query", details = {"kind": "http.request", "method", "path", "status" (what
+the client got: the upstream status, or the proxy's 403/202), "bytes" (response body bytes
+sent to the client, after masking), "request_bytes", "error"?}. A proxy that records the
+response separately sends a `response` event with {"kind": "http.response", "status",
+"bytes"} and the request's `decision_id`.
+
+SSH (`details.kind` "ssh.exec" or "ssh.shell", built by `ssh_exec_details()`): one
+`command` event per exec request or shell, recorded when the channel closed: command = the
+command line ("" for a shell), details = {"kind", "exit_status", "stdout_bytes",
+"stderr_bytes", "stdin_bytes", "error"?}. Interactive I/O is summarised as `io` events
+(`ssh_io_details()`): direction client (stdin) or upstream (stdout/stderr), details =
+{"kind": "ssh.io", "stream": "stdin|stdout|stderr", "bytes"}; never the bytes themselves.
+
+Masking (every protocol): a `masking` event, direction proxy, with the command's
+decision_id and details = {"counts": {"email": 3, "detector:credit_card": 1}}: field or
+detector names and counts, never the original values.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pdp.store import AuditRecord
+
+# -- event shapes for emitters (the HTTP and SSH proxies) ---------------------------------
+
+
+def http_request_details(
+    method: str,
+    path: str,
+    status: int,
+    bytes: int,
+    request_bytes: int = 0,
+    error: str = "",
+) -> dict[str, Any]:
+    """`details` of the `command` event of one HTTP request (see the module docstring)."""
+    details: dict[str, Any] = {
+        "kind": "http.request",
+        "method": method,
+        "path": path,
+        "status": status,
+        "bytes": bytes,
+        "request_bytes": request_bytes,
+    }
+    if error:
+        details["error"] = error
+    return details
+
+
+def ssh_exec_details(
+    exit_status: int | None,
+    stdout_bytes: int,
+    stderr_bytes: int,
+    stdin_bytes: int = 0,
+    shell: bool = False,
+    error: str = "",
+) -> dict[str, Any]:
+    """`details` of the `command` event of one SSH exec request (or shell)."""
+    details: dict[str, Any] = {
+        "kind": "ssh.shell" if shell else "ssh.exec",
+        "exit_status": exit_status,
+        "stdout_bytes": stdout_bytes,
+        "stderr_bytes": stderr_bytes,
+        "stdin_bytes": stdin_bytes,
+    }
+    if error:
+        details["error"] = error
+    return details
+
+
+def ssh_io_details(stream: str, nbytes: int) -> dict[str, Any]:
+    """`details` of an `io` event: how many bytes crossed on stdin, stdout or stderr."""
+    if stream not in ("stdin", "stdout", "stderr"):
+        raise ValueError(f"unknown ssh stream {stream!r}")
+    return {"kind": "ssh.io", "stream": stream, "bytes": nbytes}
+
+
+# -- the timeline ---------------------------------------------------------------------------
+
+
+def rfc3339(ts: float) -> str:
+    moment = datetime.fromtimestamp(ts, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a replay. `result` holds the protocol's result summary."""
+
+    offset: float  # seconds since the session started
+    time: str
+    direction: str
+    type: str
+    kind: str = ""
+    command: str = ""
+    verdict: str = ""
+    cached: bool = False
+    decision_id: str = ""
+    reasons: list[str] = field(default_factory=list)
+    rows: int | None = None
+    bytes: int | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    masking: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """What `sessions list` shows of a session: who, where, when, and how it ended."""
+
+    session_id: str
+    subject: str
+    groups: list[str]
+    connection: str
+    connection_type: str
+    zone: str
+    client_addr: str
+    client: str
+    started_at: float
+    verdict: str
+    status: str  # open | closed | ended abnormally | denied
+    ended_at: float | None = None
+    duration_seconds: float | None = None
+    close_reason: str = ""
+    commands: int | None = None
+    denied: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["started_at"] = rfc3339(self.started_at)
+        out["ended_at"] = rfc3339(self.ended_at) if self.ended_at is not None else None
+        return out
+
+
+def summarize(opened: AuditRecord, closed: AuditRecord | None = None) -> SessionSummary:
+    """The listing line of a session from its session.open (and session.close) record."""
+    body = opened.body
+    session = body.get("session") or {}
+    identity = session.get("identity") or {}
+    connection = session.get("connection") or {}
+    verdict = str(body.get("verdict", ""))
+    started = float(session.get("started_at") or opened.time)
+    summary: dict[str, Any] = {}
+    if verdict not in ("allow", "mask"):
+        status = "denied"
+    elif closed is None:
+        status = "open"
+    else:
+        status = "ended abnormally" if closed.body.get("abnormal") else "closed"
+    if closed is not None:
+        summary = closed.body.get("summary") or {}
+    duration = closed.body.get("duration_seconds") if closed is not None else None
+    return SessionSummary(
+        session_id=opened.session_id,
+        subject=opened.subject or str(identity.get("subject", "")),
+        groups=list(identity.get("groups") or []),
+        connection=str(connection.get("name") or body.get("connection", "")),
+        connection_type=str(connection.get("type", "")),
+        zone=str(connection.get("zone", "")),
+        client_addr=str(session.get("client_addr", "")),
+        client=str(session.get("client", "")),
+        started_at=started,
+        verdict=verdict,
+        status=status,
+        ended_at=closed.time if closed is not None else None,
+        duration_seconds=float(duration) if duration is not None else None,
+        close_reason=str(closed.body.get("reason", "")) if closed is not None else "",
+        commands=_int_or_none(summary.get("commands")),
+        denied=_int_or_none(summary.get("denied")),
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    summary: SessionSummary
+    header: dict[str, Any]
+    entries: list[Entry]
+    totals: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session": {**self.summary.to_dict(), **self.header},
+            "totals": self.totals,
+            "events": [e.to_dict() for e in self.entries],
+        }
+
+
+def build_timeline(
+    opened: AuditRecord,
+    closed: AuditRecord | None,
+    event_records: Iterable[AuditRecord],
+    decisions: Iterable[AuditRecord] = (),
+) -> Timeline:
+    """Replay a session: session.open, every recorded event in time order, session.close.
+
+    `decisions` (the session's `decision` records) supply the policy's reasons for each
+    verdict, looked up by decision id; a decision that is missing only loses its reasons.
+    """
+    summary = summarize(opened, closed)
+    default_kind = {"postgres": "postgres.query", "http": "http.request", "ssh": "ssh.exec"}.get(
+        summary.connection_type, ""
+    )
+    reasons = {r.id: list(r.body.get("reasons") or []) for r in decisions}
+    start = summary.started_at
+    open_body = opened.body
+    identity = (open_body.get("session") or {}).get("identity") or {}
+    header = {
+        "issuer": identity.get("issuer", ""),
+        "token_id": identity.get("token_id", ""),
+        "policy_revision": open_body.get("policy_revision", ""),
+        "reasons": list(open_body.get("reasons") or []),
+        "credential_ref": (open_body.get("credential") or {}).get("ref", ""),
+    }
+    entries = [
+        Entry(
+            offset=round(opened.time - start, 3),
+            time=rfc3339(opened.time),
+            direction="pdp",
+            type="session.open",
+            kind="session.open",
+            verdict=summary.verdict,
+            decision_id=str(open_body.get("decision_id", opened.id)),
+            reasons=header["reasons"],
+        )
+    ]
+    events = [e for r in sorted(event_records, key=lambda r: r.seq) for e in r.body["events"]]
+    events.sort(key=lambda e: float(e.get("time") or 0))  # stable: ties keep record order
+    for event in events:
+        entries.append(_entry(event, start, default_kind, reasons))
+    if closed is not None:
+        entries.append(
+            Entry(
+                offset=round(closed.time - start, 3),
+                time=rfc3339(closed.time),
+                direction="pdp",
+                type="session.close",
+                kind="session.close",
+                result={
+                    "reason": summary.close_reason,
+                    "abnormal": bool(closed.body.get("abnormal")),
+                },
+                error="ended abnormally" if closed.body.get("abnormal") else "",
+            )
+        )
+    return Timeline(summary, header, entries, _totals(entries))
+
+
+def _entry(
+    event: dict[str, Any], start: float, default_kind: str, reasons: dict[str, list[str]]
+) -> Entry:
+    details = dict(event.get("details") or {})
+    etype = str(event.get("type", ""))
+    kind = str(
+        details.pop("kind", "") or (default_kind if etype in ("command", "response") else "")
+    )
+    when = float(event.get("time") or start)
+    decision_id = str(event.get("decision_id") or details.pop("decision_id", "") or "")
+    details.pop("decision_id", None)
+    masking: dict[str, int] = {}
+    if etype == "masking":
+        masking = {str(k): int(v) for k, v in (details.pop("counts", None) or {}).items()}
+    error = str(details.pop("error", "") or "")
+    rows = details.pop("rows", None)
+    nbytes = details.pop("bytes", None)
+    return Entry(
+        offset=round(when - start, 3),
+        time=rfc3339(when),
+        direction=str(event.get("direction", "")),
+        type=etype,
+        kind=kind,
+        command=str(event.get("command", "")),
+        verdict=str(event.get("verdict", "")),
+        cached=bool(event.get("cached", False)),
+        decision_id=decision_id,
+        reasons=reasons.get(decision_id, []) if event.get("verdict") else [],
+        rows=_int_or_none(rows),
+        bytes=_int_or_none(nbytes),
+        result={k: _plain(v) for k, v in details.items()},
+        masking=masking,
+        error=error,
+    )
+
+
+def _plain(value: Any) -> Any:
+    # protobuf Structs carry every number as a double: show whole numbers as integers
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _totals(entries: list[Entry]) -> dict[str, Any]:
+    commands = [e for e in entries if e.type == "command"]
+    masked: Counter[str] = Counter()
+    for e in entries:
+        masked.update(e.masking)
+    return {
+        "commands": len(commands),
+        "verdicts": dict(Counter(e.verdict or "none" for e in commands)),
+        "cached": sum(1 for e in commands if e.cached),
+        "rows": sum(e.rows or 0 for e in entries if e.type in ("command", "response")),
+        "bytes": sum(e.bytes or 0 for e in entries if e.type in ("command", "response", "io")),
+        "errors": sum(1 for e in entries if e.error and e.type != "session.close"),
+        "masked": dict(masked),
+    }
+
+
+# -- text rendering -------------------------------------------------------------------------
+
+_ARROWS = {"client": "client →", "upstream": "← upstream", "proxy": "proxy", "pdp": "pdp"}
+
+
+def render_text(timeline: Timeline) -> str:
+    s = timeline.summary
+    lines = [
+        f"session {s.session_id}",
+        f"  subject     {s.subject}" + (f"  groups: {', '.join(s.groups)}" if s.groups else ""),
+        f"  connection  {s.connection} ({s.connection_type or '?'}"
+        + (f", zone {s.zone})" if s.zone else ")"),
+        f"  client      {s.client or '-'} from {s.client_addr or '-'}",
+        f"  token       {timeline.header['token_id'] or '-'}"
+        f"  issuer {timeline.header['issuer'] or '-'}",
+        f"  opened      {rfc3339(s.started_at)}  {s.verdict}"
+        f"  policy {timeline.header['policy_revision'] or '-'}",
+        f"  status      {s.status}"
+        + (f" ({s.close_reason}) after {s.duration_seconds:g}s" if s.ended_at is not None else ""),
+        "",
+    ]
+    for e in timeline.entries:
+        lines.append(_entry_line(e))
+    t = timeline.totals
+    verdicts = ", ".join(f"{k} {v}" for k, v in sorted(t["verdicts"].items())) or "none"
+    lines += [
+        "",
+        f"{t['commands']} commands ({verdicts}; {t['cached']} from cache), {t['rows']} rows,"
+        f" {t['bytes']} bytes, {t['errors']} errors"
+        + (f", masked: {_counts(t['masked'])}" if t["masked"] else ""),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+
+
+def _entry_line(e: Entry) -> str:
+    prefix = f"{e.offset:+10.3f}s  {_ARROWS.get(e.direction, e.direction):<10}  "
+    if e.type == "session.open":
+        return prefix + f"session opened: {e.verdict}" + _why(e)
+    if e.type == "session.close":
+        return (
+            prefix
+            + f"session closed: {e.result.get('reason', '')}"
+            + (" (abnormal)" if e.result.get("abnormal") else "")
+        )
+    if e.type == "masking":
+        return (
+            prefix
+            + f"masked {_counts(e.masking)}"
+            + (f"  (decision {e.decision_id})" if e.decision_id else "")
+        )
+    text = _command_text(e)
+    parts = [text] if text else [e.type]
+    if e.verdict:
+        parts.append(f"[{e.verdict}{_decision(e)}]")
+    outcome = _outcome(e)
+    if outcome:
+        parts.append("→ " + outcome)
+    if e.error:
+        parts.append(f"error: {e.error}")
+    return prefix + "  ".join(parts) + (_why(e) if e.verdict not in ("", "allow") else "")
+
+
+def _command_text(e: Entry) -> str:
+    one_line = " ".join(e.command.split())
+    if len(one_line) > 120:
+        one_line = one_line[:117] + "..."
+    if e.kind in ("ssh.exec", "ssh.shell"):
+        return "$ " + (one_line or "(interactive shell)")
+    if e.kind == "ssh.io":
+        return f"{e.result.get('stream', 'io')}"
+    if e.kind == "http.request" and not one_line:
+        return f"{e.result.get('method', '')} {e.result.get('path', '')}".strip()
+    return one_line
+
+
+def _outcome(e: Entry) -> str:
+    r = e.result
+    bits = []
+    if e.kind.startswith("http.") and "status" in r:
+        bits.append(f"HTTP {r['status']}")
+    if e.kind in ("ssh.exec", "ssh.shell"):
+        if r.get("exit_status") is not None:
+            bits.append(f"exit {r['exit_status']}")
+        bits.append(f"stdout {r.get('stdout_bytes', 0)} B, stderr {r.get('stderr_bytes', 0)} B")
+    if r.get("tag"):
+        bits.append(str(r["tag"]))
+    if e.rows is not None and not str(r.get("tag", "")).endswith(f" {e.rows}"):
+        bits.append(f"{e.rows} row" + ("" if e.rows == 1 else "s"))
+    if e.bytes is not None:
+        bits.append(f"{e.bytes} bytes")
+    return ", ".join(bits)
+
+
+def _decision(e: Entry) -> str:
+    if not e.decision_id:
+        return ""
+    return f" cached from {e.decision_id}" if e.cached else f" {e.decision_id}"
+
+
+def _why(e: Entry) -> str:
+    return f"  — {'; '.join(e.reasons)}" if e.reasons else ""
