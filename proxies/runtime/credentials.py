@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pdp.config import ConnectionSettings
+from pdp.config import ConnectionSettings, VaultSettings
 
 
 class CredentialUnavailable(Exception):
@@ -86,8 +86,17 @@ def choose_ref(connection: ConnectionSettings, policy_ref: str) -> str:
     return policy_ref
 
 
-def provider_for(connection: ConnectionSettings) -> CredentialProvider:
+def provider_for(connection: ConnectionSettings,
+                 vault_settings: VaultSettings | None = None) -> CredentialProvider:
     kind = connection.credentials.get("provider")
     if kind == "static":
         return StaticProvider(connection)
+    if kind == "vault":
+        if vault_settings is None:
+            raise CredentialUnavailable(
+                f"connection {connection.name!r} uses credentials.provider vault, but the "
+                "configuration has no vault: section")
+        from proxies.runtime.vault import VaultProvider  # hvac only where Vault is used
+
+        return VaultProvider(connection, vault_settings)
     raise CredentialUnavailable(f"credential provider {kind!r} is not available in this build")

@@ -1,0 +1,354 @@
+"""The Vault (or OpenBao) credential provider: per-session secrets from Vault through hvac.
+
+Owns the proxy's own Vault identity (token, AppRole or JWT login, kept alive by renew-self
+in the background) and every lease it takes for a session:
+
+- `<mount>/creds/<role>` (database secrets engine) → a dynamic username/password that lives
+  while the session lives: renewed in the background before it would expire, revoked at
+  release; if the proxy dies, Vault revokes it at the latest when its TTL runs out.
+- `<mount>/data/<path>#<key>` (KV v2) → one value (an HTTP token, an SSH key).
+- `<mount>/sign/<role>` (SSH secrets engine) → a fresh ed25519 key pair per session whose
+  public key Vault signs; the private key never leaves proxy memory.
+
+hvac is synchronous, so every call runs in a worker thread. Must not: log, raise, or repr
+a secret or a Vault token — errors name Vault's address, the reference and what failed,
+nothing Vault sent back. A Vault outage refuses new sessions (CredentialUnavailable) and
+leaves sessions that already hold a credential alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import hvac
+import hvac.exceptions
+import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+from pdp.config import ConnectionSettings, VaultSettings
+from proxies.runtime.credentials import CredentialLease, CredentialUnavailable
+
+log = logging.getLogger("portcullis.vault")
+
+T = TypeVar("T")
+
+REQUEST_TIMEOUT = 5.0  # seconds per Vault request: an outage must refuse a session, not hang it
+RENEW_AT = 2 / 3  # renew once this fraction of a TTL has passed
+MIN_SLEEP = 0.5
+
+
+@dataclass(frozen=True)
+class VaultRef:
+    """A parsed credential reference: which engine, at which mount, for which role or path."""
+
+    kind: str  # database | kv | ssh
+    mount: str
+    name: str  # database/ssh role, or KV path
+    key: str = ""  # KV field
+
+
+def parse_ref(ref: str) -> VaultRef:
+    """`<mount>/creds/<role>`, `<mount>/data/<path>#<key>` or `<mount>/sign/<role>`."""
+    if "#" in ref:
+        path, _, key = ref.partition("#")
+        mount, sep, name = path.partition("/data/")
+        if sep and mount and name and key:
+            return VaultRef("kv", mount, name, key)
+    else:
+        for marker, kind in (("/creds/", "database"), ("/sign/", "ssh")):
+            mount, sep, name = ref.partition(marker)
+            if sep and mount and name and "/" not in name:
+                return VaultRef(kind, mount, name)
+    raise CredentialUnavailable(
+        f"credential reference {ref!r} is not one the Vault provider understands "
+        "(<mount>/creds/<role>, <mount>/data/<path>#<key>, <mount>/sign/<role>)")
+
+
+class VaultProvider:
+    """CredentialProvider backed by Vault; one per listening proxy (connection)."""
+
+    def __init__(self, connection: ConnectionSettings, settings: VaultSettings,
+                 timeout: float = REQUEST_TIMEOUT) -> None:
+        self.connection = connection
+        self.addr = settings.addr
+        self._auth = dict(settings.auth)
+        self.method = str(self._auth.get("method", "token"))
+        self._client = hvac.Client(url=settings.addr, timeout=timeout,
+                                   verify=self._auth.get("ca_cert") or True)
+        self._login_lock = asyncio.Lock()
+        self._logged_in = False
+        self._token_task: asyncio.Task[None] | None = None
+        self._renewers: dict[str, asyncio.Task[None]] = {}
+        self._leases: dict[str, str] = {}  # lease_id → ref, for revocation at close
+
+    def __repr__(self) -> str:
+        return f"VaultProvider(addr={self.addr!r}, auth={self.method!r})"
+
+    # -- the provider interface -------------------------------------------------------------
+
+    async def acquire(self, ref: str, session_id: str) -> CredentialLease:
+        target = parse_ref(ref)
+        await self._ensure_login(ref)
+        try:
+            return await self._issue(target, ref, session_id)
+        except hvac.exceptions.Forbidden:
+            if self.method == "token" or await self._token_alive():
+                raise self._unavailable(ref, hvac.exceptions.Forbidden()) from None
+            # the proxy's own token expired (say, while Vault was away): log in again, once
+            self._logged_in = False
+            await self._ensure_login(ref)
+            try:
+                return await self._issue(target, ref, session_id)
+            except Exception as exc:
+                raise self._unavailable(ref, exc) from None
+        except CredentialUnavailable:
+            raise
+        except Exception as exc:
+            raise self._unavailable(ref, exc) from None
+
+    async def release(self, lease: CredentialLease) -> None:
+        """Stop renewing and revoke the lease (dynamic secrets); KV values and certs have none."""
+        if not lease.lease_id:
+            return
+        task = self._renewers.pop(lease.lease_id, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._revoke(lease.lease_id, self._leases.pop(lease.lease_id, lease.ref))
+
+    async def close(self) -> None:
+        """Revoke what is still leased, stop renewing, give up the proxy's own login token."""
+        tasks = [*self._renewers.values(), *([self._token_task] if self._token_task else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._renewers.clear()
+        leases, self._leases = self._leases, {}
+        await asyncio.gather(*(self._revoke(lid, ref) for lid, ref in leases.items()))
+        if self._logged_in and self.method != "token":
+            # a login token is ours alone; a configured token belongs to the operator
+            with contextlib.suppress(Exception):
+                await self._call(self._client.auth.token.revoke_self)
+        self._logged_in = False
+        with contextlib.suppress(Exception):
+            self._client.adapter.close()
+
+    # -- issuing ----------------------------------------------------------------------------
+
+    async def _issue(self, target: VaultRef, ref: str, session_id: str) -> CredentialLease:
+        if target.kind == "database":
+            return await self._database(target, ref, session_id)
+        if target.kind == "kv":
+            return await self._kv(target, ref)
+        return await self._ssh(target, ref, session_id)
+
+    async def _database(self, target: VaultRef, ref: str, session_id: str) -> CredentialLease:
+        response = await self._call(self._client.secrets.database.generate_credentials,
+                                    name=target.name, mount_point=target.mount)
+        data = response.get("data") or {}
+        lease_id = str(response.get("lease_id") or "")
+        duration = int(response.get("lease_duration") or 0)
+        lease = CredentialLease(ref=ref, username=str(data.get("username", "")),
+                                password=str(data.get("password", "")), lease_id=lease_id,
+                                extra={"lease_duration": duration})
+        if lease_id:
+            self._leases[lease_id] = ref
+            if response.get("renewable") and duration > 0:
+                self._renewers[lease_id] = asyncio.create_task(
+                    self._keep_lease(lease_id, ref, duration),
+                    name=f"vault-lease-renewer:{session_id}")
+        log.info("session %s: Vault issued %s as %s (lease %ss)", session_id, ref,
+                 lease.username, duration)
+        return lease
+
+    async def _kv(self, target: VaultRef, ref: str) -> CredentialLease:
+        response = await self._call(self._client.secrets.kv.v2.read_secret_version,
+                                    path=target.name, mount_point=target.mount,
+                                    raise_on_deleted_version=True)
+        fields = ((response.get("data") or {}).get("data")) or {}
+        if target.key not in fields:
+            raise CredentialUnavailable(f"Vault secret {ref.partition('#')[0]!r} has no "
+                                        f"field {target.key!r}")
+        value = str(fields[target.key])
+        spec = self.connection.credentials
+        is_key = "PRIVATE KEY-----" in value
+        return CredentialLease(ref=ref, username=str(spec.get("username", "")),
+                               header=str(spec.get("header", "")), value=value,
+                               private_key=value if is_key else "",
+                               extra={"version": (response.get("data") or {})
+                                      .get("metadata", {}).get("version")})
+
+    async def _ssh(self, target: VaultRef, ref: str, session_id: str) -> CredentialLease:
+        key = Ed25519PrivateKey.generate()
+        public = key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+        private = key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()).decode()
+        principal = str(self.connection.credentials.get("username", ""))
+        response = await self._call(self._client.secrets.ssh.sign_ssh_key, name=target.name,
+                                    public_key=public, valid_principals=principal,
+                                    mount_point=target.mount)
+        data = response.get("data") or {}
+        certificate = str(data.get("signed_key", "")).strip()
+        if not certificate:
+            raise CredentialUnavailable(f"Vault returned no certificate for {ref}")
+        log.info("session %s: Vault signed an SSH certificate for %s (serial %s)", session_id,
+                 ref, data.get("serial_number", "?"))
+        return CredentialLease(ref=ref, username=principal, private_key=private,
+                               extra={"certificate": certificate, "public_key": public,
+                                      "serial_number": data.get("serial_number", "")})
+
+    # -- keeping leases and the login alive ------------------------------------------------
+
+    async def _keep_lease(self, lease_id: str, ref: str, duration: int) -> None:
+        """Renew before expiry for as long as the session holds the lease (until release)."""
+        expires = time.monotonic() + duration
+        margin = duration * (1 - RENEW_AT)  # renew when this much of the lease is left
+        while True:
+            remaining = expires - time.monotonic()
+            if remaining <= 0:
+                log.error("Vault lease for %s expired: it could not be renewed in time", ref)
+                return
+            # on schedule: sleep until the margin; after a failed renewal: retry soon
+            wait = remaining - margin if remaining > margin else remaining / 3
+            await asyncio.sleep(max(wait, 0.1))
+            asked = time.monotonic()
+            try:
+                response = await self._call(self._client.sys.renew_lease, lease_id=lease_id,
+                                            increment=duration)
+            except Exception as exc:
+                log.warning("renewing the Vault lease for %s failed (%s); retrying while it "
+                            "is still valid", ref, _describe(exc))
+                continue
+            granted = int(response.get("lease_duration") or 0)
+            expires = asked + granted
+            if granted < duration:
+                log.warning("Vault lease for %s reaches its max TTL in %ss; the upstream "
+                            "credential ends then", ref, granted)
+                if granted <= 1:
+                    return
+
+    async def _token_alive(self) -> bool:
+        try:
+            await self._call(self._client.auth.token.lookup_self)
+        except Exception:
+            return False
+        return True
+
+    async def _ensure_login(self, ref: str) -> None:
+        if self._logged_in:
+            return
+        async with self._login_lock:
+            if self._logged_in:
+                return
+            try:
+                ttl, renewable = await self._call(self._login)
+            except CredentialUnavailable:
+                raise
+            except Exception as exc:
+                raise self._unavailable(ref, exc, login=True) from None
+            self._logged_in = True
+            if self._token_task is not None:
+                self._token_task.cancel()
+            if ttl > 0:
+                self._token_task = asyncio.create_task(self._keep_token(ttl, renewable),
+                                                       name="vault-token-renewer")
+
+    def _login(self) -> tuple[int, bool]:
+        """Authenticate (in a worker thread); the token's TTL and whether it renews."""
+        auth = self._auth
+        client = self._client
+        if self.method == "token":
+            client.token = _secret(auth, "token")
+        elif self.method == "approle":
+            client.auth.approle.login(role_id=_secret(auth, "role_id"),
+                                      secret_id=_secret(auth, "secret_id"),
+                                      mount_point=str(auth.get("mount", "approle")))
+        elif self.method == "jwt":
+            client.auth.jwt.jwt_login(role=str(auth.get("role", "")), jwt=_secret(auth, "jwt"),
+                                      path=str(auth.get("mount", "jwt")))
+        else:
+            raise CredentialUnavailable(f"Vault auth method {self.method!r} is not supported")
+        data = client.auth.token.lookup_self().get("data") or {}
+        return int(data.get("ttl") or 0), bool(data.get("renewable"))
+
+    async def _keep_token(self, ttl: int, renewable: bool) -> None:
+        """renew-self before the proxy's token expires; log in again when it cannot renew."""
+        while True:
+            await asyncio.sleep(max(ttl * RENEW_AT, MIN_SLEEP))
+            try:
+                if renewable:
+                    response = await self._call(self._client.auth.token.renew_self)
+                    auth = response.get("auth") or {}
+                    ttl, renewable = int(auth.get("lease_duration") or 0), bool(
+                        auth.get("renewable"))
+                else:
+                    ttl = 0
+                if ttl <= 1 and self.method != "token":
+                    ttl, renewable = await self._call(self._login)
+                if ttl <= 0:
+                    return
+            except Exception as exc:
+                log.warning("renewing the proxy's Vault token failed (%s); retrying",
+                            _describe(exc))
+                ttl = max(int(ttl / 3), 3)
+
+    async def _revoke(self, lease_id: str, ref: str) -> None:
+        try:
+            await self._call(self._client.sys.revoke_lease, lease_id=lease_id)
+        except Exception as exc:
+            log.warning("revoking the Vault lease for %s failed (%s); Vault revokes it when "
+                        "its TTL runs out", ref, _describe(exc))
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @staticmethod
+    async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def _unavailable(self, ref: str, exc: BaseException,
+                     login: bool = False) -> CredentialUnavailable:
+        """A client-safe error: names Vault, the reference and the failure class — no body."""
+        step = f"logging in to Vault at {self.addr} ({self.method})" if login else ref
+        if isinstance(exc, requests.exceptions.RequestException):
+            message = f"Vault at {self.addr} is unreachable; cannot obtain {ref}"
+        elif isinstance(exc, hvac.exceptions.VaultDown):
+            message = f"Vault at {self.addr} is sealed or unavailable; cannot obtain {ref}"
+        elif isinstance(exc, hvac.exceptions.Forbidden):
+            message = f"Vault denied {step}: permission denied"
+        elif isinstance(exc, hvac.exceptions.InvalidPath):
+            message = f"Vault has nothing at {step}"
+        elif isinstance(exc, hvac.exceptions.VaultError):
+            message = f"Vault could not serve {step} ({type(exc).__name__})"
+        else:
+            message = f"Vault request for {step} failed ({type(exc).__name__})"
+        log.warning("credential unavailable: %s", message)
+        return CredentialUnavailable(message)
+
+
+def _secret(auth: dict[str, Any], name: str) -> str:
+    """An auth secret, given inline (`name`) or in a file (`name_file`, e.g. a k8s token)."""
+    value = auth.get(name)
+    if not value and auth.get(f"{name}_file"):
+        value = Path(str(auth[f"{name}_file"])).read_text().strip()
+    if not value:
+        raise CredentialUnavailable(f"vault.auth.{name} is not set")
+    return str(value)
+
+
+def _describe(exc: BaseException) -> str:
+    """Names the failure without repeating anything Vault sent back."""
+    if isinstance(exc, requests.exceptions.RequestException):
+        return "Vault unreachable"
+    return type(exc).__name__
