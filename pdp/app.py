@@ -13,9 +13,13 @@ from typing import cast
 
 from aiohttp import web
 
+from pdp.approval_rpc import policy_authorizer
+from pdp.approvals import ApprovalBook
 from pdp.config import Config
 from pdp.decisions import Decider
 from pdp.engine import PolicyEngine, create_engine
+from pdp.evidence.checkpoints import CheckpointWriter, anchor_path_for
+from pdp.evidence.signing import Signer
 from pdp.forwarding import build_forwarders
 from pdp.http_api import build_http_app
 from pdp.identity import DevIssuer, TokenVerifier
@@ -24,6 +28,7 @@ from pdp.server import PDPServer
 from pdp.service import DecisionService
 from pdp.sessions import SessionReaper, SessionTable
 from pdp.store import AuditStore, open_store
+from pdp.webhooks import WebhookNotifier
 
 log = logging.getLogger("portcullis.pdp")
 
@@ -49,7 +54,18 @@ class PDPApp:
         self.sessions = SessionTable(self.store)
         self.reaper = SessionReaper(self.sessions, config.pdp.session_timeout_seconds)
         self.service = DecisionService(config, self.verifier, self.decider, self.sessions)
+        self.webhook = (
+            WebhookNotifier(config.approvals.webhook,
+                            lambda request: self.approvals.notified(request, "webhook"))
+            if config.approvals.webhook else None
+        )
+        self.approvals = ApprovalBook(self.store, policy_authorizer(self.service),
+                                      notify=self.webhook,
+                                      decision_timeout=config.approvals.timeout_seconds)
+        self.service.approvals = self.approvals
         self.forwarders = build_forwarders(config.forwarding, self.store)
+        self.signer: Signer | None = None
+        self.checkpoints: CheckpointWriter | None = None
         self.server: PDPServer | None = None
         self._http: web.AppRunner | None = None
         self.ready = False
@@ -60,8 +76,14 @@ class PDPApp:
         return self.server.address
 
     async def start(self) -> None:
-        load_or_create_ed25519(self.config.pdp.signing_key)
+        signing_key = self.config.pdp.signing_key
+        signer = self.signer = Signer(load_or_create_ed25519(signing_key))
+        self.service.signer = signer
         await self.store.start()
+        self.checkpoints = CheckpointWriter(
+            self.store, signer, anchor_path=anchor_path_for(signing_key)
+        )
+        self.checkpoints.start()
         for forwarder in self.forwarders:
             await forwarder.start()
         await self.engine.start()
@@ -69,6 +91,7 @@ class PDPApp:
         await self.server.start()
         if self.config.pdp.http_listen:
             await self._start_http(self.config.pdp.http_listen)
+        await self.approvals.start()
         self.reaper.start()
         self.ready = True
 
@@ -87,10 +110,15 @@ class PDPApp:
         """Drain in-flight calls, then close engine, identity and store in that order."""
         self.ready = False
         await self.reaper.stop()
+        await self.approvals.stop()
+        if self.webhook is not None:
+            await self.webhook.close()
         if self.server is not None:
             await self.server.stop(grace)
         if self._http is not None:
             await self._http.cleanup()
+        if self.checkpoints is not None:
+            await self.checkpoints.stop()  # the last checkpoint covers every answered call
         await self.engine.close()
         await self.verifier.close()
         for forwarder in self.forwarders:

@@ -205,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     peval.add_argument("--policies", default=None, help="policy directory (default: config)")
     peval.add_argument("--raw", action="store_true", help="print the raw policy result")
     peval.set_defaults(func=cmd_policy_eval)
+
+    from pdp.sessions_cli import register as register_sessions
+
+    register_sessions(sub)
+
+    from pdp.evidence.cli import register as register_audit
+
+    register_audit(sub)
+
+    from pdp.approvals_cli import register as register_approvals
+
+    register_approvals(sub)
     return parser
 
 

@@ -1,14 +1,20 @@
 """The PDP's HTTP side: /healthz, /readyz and Prometheus /metrics (text format 0.0.4).
 
-Owns only these read-only endpoints; it never decides anything. Later issues add the
-approvals API here.
+Owns these endpoints and the approvals API for chat integrations
+(`GET /v1/approvals[?pending=1]`, `POST /v1/approvals/{id}/approve|deny` with the
+approver's own bearer token and a JSON `reason`), which makes the same checks as the gRPC
+API: the policy decides who may approve, and never the requester.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+
+from pdp.approvals import ApprovalRefused
+from pdp.identity import TokenRejected
 
 if TYPE_CHECKING:
     from pdp.app import PDPApp
@@ -57,7 +63,49 @@ def build_http_app(pdp: PDPApp) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(text=metrics_text(pdp), content_type="text/plain", charset="utf-8")
 
+    async def approver(request: web.Request) -> dict[str, object]:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            raise web.HTTPUnauthorized(text=json.dumps({"title": "bearer token required"}),
+                                       content_type="application/problem+json")
+        try:
+            identity = await pdp.verifier.verify(header[len("Bearer "):].strip())
+        except TokenRejected as exc:
+            raise web.HTTPUnauthorized(
+                text=json.dumps({"title": "token rejected", "detail": exc.reason}),
+                content_type="application/problem+json") from None
+        return {"subject": identity.subject, "groups": list(identity.groups),
+                "issuer": identity.issuer}
+
+    async def list_approvals(request: web.Request) -> web.Response:
+        await approver(request)
+        await pdp.approvals.refresh()
+        pending_only = request.query.get("pending") in ("1", "true")
+        listed = [r.public() for r in pdp.approvals.requests.values()
+                  if not pending_only or r.state == "pending"]
+        return web.json_response({"approvals": listed})
+
+    async def resolve(request: web.Request) -> web.Response:
+        who = await approver(request)
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            body = {}
+        reason = str(body.get("reason", "")) if isinstance(body, dict) else ""
+        if not reason:
+            raise web.HTTPBadRequest(text=json.dumps({"title": "reason is required"}),
+                                     content_type="application/problem+json")
+        approve = request.match_info["action"] == "approve"
+        try:
+            decided = await pdp.approvals.decide(request.match_info["id"], who, approve, reason)
+        except ApprovalRefused as exc:
+            raise web.HTTPForbidden(text=json.dumps({"title": "refused", "detail": str(exc)}),
+                                    content_type="application/problem+json") from None
+        return web.json_response({"approval": decided.public()})
+
     app = web.Application()
+    app.router.add_get("/v1/approvals", list_approvals)
+    app.router.add_post(r"/v1/approvals/{id}/{action:approve|deny}", resolve)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

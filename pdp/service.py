@@ -17,6 +17,8 @@ from google.protobuf import json_format
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
 from pdp import __version__
+from pdp.approval_rpc import ApprovalRPCs, settle
+from pdp.approvals import ApprovalBook
 from pdp.config import Config
 from pdp.decisions import Decider, Decision
 from pdp.evidence.checkpoints import record_credential_statement
@@ -68,11 +70,17 @@ def decision_message(decision: Decision) -> pdp_pb2.Decision:
     return message
 
 
+def _configured_ref(known: Any) -> str:
+    """The connection's credential reference; a static provider is named, never its secret."""
+    creds = known.credentials
+    return str(creds.get("ref") or f"{creds.get('provider', 'static')}:{known.name}")
+
+
 def struct_to_dict(message: Any) -> dict[str, Any]:
     return json_format.MessageToDict(message) if message is not None else {}
 
 
-class DecisionService(pdp_pb2_grpc.DecisionServiceServicer):
+class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
     def __init__(
         self, config: Config, verifier: TokenVerifier, decider: Decider, sessions: SessionTable
     ) -> None:
@@ -80,6 +88,7 @@ class DecisionService(pdp_pb2_grpc.DecisionServiceServicer):
         self.verifier = verifier
         self.decider = decider
         self.sessions = sessions
+        self.approvals: ApprovalBook | None = None  # set by the composition root
         self.signer: Signer | None = None  # set by PDPApp.start() once the key is loaded
 
     # -- helpers --------------------------------------------------------------
@@ -213,15 +222,16 @@ class DecisionService(pdp_pb2_grpc.DecisionServiceServicer):
             else {}
         )
         command = command_input(kind, request.command.raw, attributes)
-        decision = await self.decider.decide(
-            build_input(session, command),
-            {
-                "session_id": session.id,
-                "subject": session.identity.subject,
-                "connection": session.connection["name"],
-            },
-        )
-        return pdp_pb2.DecideResponse(decision=decision_message(decision))
+        record = {
+            "session_id": session.id,
+            "subject": session.identity.subject,
+            "connection": session.connection["name"],
+        }
+        decision = await self.decider.decide(build_input(session, command), record)
+        decision, approval_id = await settle(self, session, command, decision, record)
+        message = decision_message(decision)
+        message.approval_id = approval_id
+        return pdp_pb2.DecideResponse(decision=message)
 
     async def CloseSession(
         self, request: pdp_pb2.CloseSessionRequest, context: grpc.aio.ServicerContext
@@ -250,7 +260,7 @@ class DecisionService(pdp_pb2_grpc.DecisionServiceServicer):
                     subject=session.identity.subject,
                     connection=body["connection"],
                     summary=body["summary"],
-                    configured_ref=str(known.credentials.get("ref", "")) if known else "",
+                    configured_ref=_configured_ref(known) if known else "",
                     close_record_id=record.id,
                 )
         except StoreUnavailable as exc:

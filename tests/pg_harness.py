@@ -82,6 +82,8 @@ async def running_gateway(tmp: Path, options: dict[str, Any] | None = None,
             "credentials": {"provider": "static", "username": role, "password": password},
             **(options or {}),
         }
+        # a command waiting for approval holds its session this long (tests decide fast)
+        pdp_kwargs.setdefault("approvals", {"timeout_seconds": 2})
         config = pdp_config(tmp, connections=[connection], **pdp_kwargs)
         async with running_pdp(config) as pdp:
             proxy = PostgresProxy(config.connections[0], config, pdp.address)

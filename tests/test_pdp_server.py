@@ -119,8 +119,10 @@ async def test_round_trip_over_tcp_with_the_shipped_library(tmp_path):
 
         # every answer was logged, in order, on a valid chain
         records = await app.store.query(session_id=opened.session_id)
-        kinds = [r.kind for r in records]
+        kinds = [r.kind for r in records if r.kind != "approval"]
         assert kinds == ["session.open"] + ["decision"] * 4 + ["session.close"]
+        # the UPDATE and the hidden DELETE each became an approval request
+        assert len({r.body["approval_id"] for r in records if r.kind == "approval"}) == 2
         drop_record = next(r for r in records if r.id == drop.decision_id)
         assert drop_record.body["verdict"] == "deny"
         assert drop_record.body["raw"] == "DROP TABLE customers"

@@ -175,7 +175,7 @@ async def test_pgbench_through_the_proxy(tmp_path, mode):
         env = {**os.environ, "PGPASSWORD": gw.token("bench", DBA), "PGSSLMODE": "disable"}
         run = await asyncio.to_thread(
             subprocess.run,
-            ["pgbench", "-S", "-M", mode, "-c", "4", "-t", "50", "-h", "127.0.0.1",
+            ["pgbench", "-n", "-S", "-M", mode, "-c", "4", "-t", "50", "-h", "127.0.0.1",
              "-p", str(gw.proxy.port), "-U", "agent", gw.database],
             capture_output=True, text=True, env=env, timeout=120)
         assert run.returncode == 0, run.stderr

@@ -54,7 +54,7 @@ def refusal(ruling: Ruling) -> codec.ErrorResponse:
         approvers = ", ".join(ruling.verdict.approval.approvers) if ruling.verdict.approval else ""
         return codec.error_response(
             f"portcullis: approval required: {reasons}", detail=detail,
-            hint=f"approvers: {approvers}; this proxy cannot hold the statement for approval yet")
+            hint=f"approvers: {approvers}; no approval request could be made for it")
     return codec.error_response(f"portcullis: denied by policy: {reasons}", detail=detail)
 
 
@@ -88,8 +88,8 @@ class Enforcer:
         return found
 
     async def decide(self, sql: str, protocol: str) -> Ruling:
-        ruling = await self.session.decide("postgres.query", sql, {"protocol": protocol},
-                                           shape_of=statement_shape)
+        ruling = await self.session.decide_or_wait(
+            "postgres.query", sql, {"protocol": protocol}, statement_shape, self.tell)
         if ruling.kind is VerdictKind.MASK:
             try:
                 masker = self.masker(ruling)
@@ -103,6 +103,11 @@ class Enforcer:
                                            "use SELECT — denied"),
                               ruling.decision_id, ruling.policy_revision)
         return ruling
+
+    def tell(self, text: str) -> None:
+        """A NoticeResponse, in order with everything else the client is owed."""
+        notice = codec.notice_response(text).encode()
+        self.reply(self.tracker.synthetic(lambda status: notice))
 
     def _send(self, message: codec.Message, expect: Expect) -> None:
         self.tracker.expect(expect)

@@ -49,7 +49,9 @@ class PostgresProxy:
 
     def __init__(self, connection: ConnectionSettings, config: Config, pdp_address: str) -> None:
         self.connection = connection
-        self.runtime = ProxyRuntime.build(connection, pdp_address)
+        self.runtime = ProxyRuntime.build(
+            connection, pdp_address, vault=config.vault,
+            approval_timeout=config.approvals.timeout_seconds)
         self.listen_host, self.listen_port = _split(connection.listen)
         self.upstream_host, self.upstream_port = _split(connection.upstream)
         self.database = connection.database

@@ -39,6 +39,7 @@ class Ruling:
     decision_id: str = ""
     policy_revision: str = ""
     cached: bool = False
+    approval_id: str = ""  # require_approval: the request to wait for
 
     @property
     def kind(self) -> VerdictKind:
@@ -79,7 +80,8 @@ def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
         message.cache_ttl_seconds,
         "shape" if message.cache_key == pdp_pb2.SHAPE else "exact",
     )
-    return Ruling(verdict, message.decision_id, message.policy_revision)
+    return Ruling(verdict, message.decision_id, message.policy_revision,
+                  approval_id=message.approval_id)
 
 
 def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
@@ -187,6 +189,22 @@ class PDPClient:
             self.revision = ruling.policy_revision
             self._changed()
         return ruling
+
+    async def await_approval(self, session_id: str, approval_id: str,
+                             timeout: float) -> pdp_pb2.Approval | None:
+        """The request's state once decided, or at the end of the wait; None if unreachable."""
+        assert self._stub is not None
+        last: pdp_pb2.Approval | None = None
+        try:
+            stream = self._stub.AwaitApproval(
+                pdp_pb2.AwaitApprovalRequest(session_id=session_id, approval_id=approval_id,
+                                             timeout_seconds=int(timeout)),
+                timeout=timeout + self.timeout)
+            async for update in stream:
+                last = update.approval
+        except grpc.aio.AioRpcError as exc:
+            log.warning("waiting for approval %s failed: %s", approval_id, _rpc_reason(exc))
+        return last
 
     async def close_session(self, session_id: str, reason: str, abnormal: bool = False,
                             summary: dict[str, Any] | None = None) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from portcullis.v1 import pdp_pb2
 
-from pdp.config import ConnectionSettings
+from pdp.config import ConnectionSettings, VaultSettings
 from pdp.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import (
     CredentialLease,
@@ -41,18 +41,22 @@ class ProxyRuntime:
     provider: CredentialProvider
     cache_enabled: bool = True
     recording_enabled: bool = True
+    approval_timeout: float = 120.0
     sessions: set[ProxySession] = field(default_factory=set)
 
     @classmethod
-    def build(cls, connection: ConnectionSettings, pdp_address: str) -> ProxyRuntime:
+    def build(cls, connection: ConnectionSettings, pdp_address: str,
+              vault: VaultSettings | None = None,
+              approval_timeout: float = 120.0) -> ProxyRuntime:
         options = connection.options
         return cls(
             connection=connection,
             pdp=PDPClient(pdp_address, timeout=float(options.get("pdp_timeout_seconds", 2.0))),
-            provider=provider_for(connection),
+            provider=provider_for(connection, vault),
             cache_enabled=bool(options.get("decision_cache", True)),
             # `recording: false` exists to measure what recording costs; never in production
             recording_enabled=bool(options.get("recording", True)),
+            approval_timeout=approval_timeout,
         )
 
     async def start(self) -> None:
@@ -134,6 +138,42 @@ class ProxySession:
             assert shape_of is not None
             self.cache.store(kind, raw, ruling, shape_of)
         return ruling
+
+    async def decide_or_wait(self, kind: str, raw: str, attributes: dict[str, Any] | None,
+                             shape_of: Callable[[str], str | None] | None,
+                             tell: Callable[[str], None]) -> Ruling:
+        """decide(), and when a person must approve: tell the client, wait for the decision
+        (up to the PDP's approvals.timeout_seconds), and decide again once approved."""
+        ruling = await self.decide(kind, raw, attributes, shape_of)
+        if ruling.kind is not VerdictKind.REQUIRE_APPROVAL or not ruling.approval_id:
+            return ruling
+        assert self.grant is not None
+        approval_id = ruling.approval_id
+        tell(f"portcullis: approval required ({'; '.join(ruling.verdict.reasons)}); "
+             f"waiting for request {approval_id} — an approver runs: "
+             f"portcullis approvals approve {approval_id} --reason '...'")
+        self.counters["approval_waits"] += 1
+        approval = await self.runtime.pdp.await_approval(
+            self.grant.session_id, approval_id, self.runtime.approval_timeout)
+        state = approval.state if approval is not None else "unknown"
+        if state == "approved":
+            rerun = await self.decide(kind, raw, attributes, None)
+            if rerun.verdict.allowed:
+                return rerun
+            return Ruling(Verdict.deny(f"approval request {approval_id} was approved, but the "
+                                       f"policy now says: {'; '.join(rerun.verdict.reasons)}"),
+                          rerun.decision_id, rerun.policy_revision)
+        if state == "denied" and approval is not None:
+            reason = f"approval request {approval_id} was denied by {approval.approver}"
+            if approval.decision_reason:
+                reason += f": {approval.decision_reason}"
+        elif state == "pending":
+            reason = (f"approval required: request {approval_id} is still pending; run the "
+                      "command again once it is approved")
+        else:
+            reason = f"approval request {approval_id} {state if approval else 'unavailable'}"
+        return Ruling(Verdict.deny(reason), ruling.decision_id, ruling.policy_revision,
+                      approval_id=approval_id)
 
     def halted(self) -> Ruling | None:
         """A deny for any command while the session's recording cannot be stored."""

@@ -1,0 +1,155 @@
+"""The approval side of the gRPC API, and what a require_approval verdict turns into.
+
+Owns: turning a require_approval decision into an approval request (or into the allow
+of an approved request the same identity may re-use), `AwaitApproval` (streams the
+request's state until a person decides, or the wait ends), and `ListApprovals` /
+`ResolveApproval` for approvers, who authenticate with their own token. Who may approve is
+the policy's `data.portcullis.approvers`; nobody approves their own request.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from portcullis.v1 import pdp_pb2
+
+from pdp.approvals import APPROVED, PENDING, ApprovalBook, ApprovalRefused, ApprovalRequest
+from pdp.decisions import Decision
+from pdp.engine import EngineError
+from pdp.identity import TokenRejected
+from pdp.policy_input import build_input
+from pdp.sessions import Session
+from pdp.store import StoreUnavailable
+from pdp.verdict import Verdict, VerdictKind
+
+if TYPE_CHECKING:
+    from pdp.service import DecisionService
+
+APPROVERS_PATH = "portcullis.approvers"
+
+
+def approval_message(request: ApprovalRequest) -> pdp_pb2.Approval:
+    return pdp_pb2.Approval(
+        id=request.id, state=request.state,
+        requester=str(request.requester.get("subject", "")), connection=request.connection,
+        command=request.command, reasons=request.reasons, approvers=request.approvers,
+        justification=request.justification, created_at=request.created_at,
+        expires_at=request.expires_at, approver=request.approver,
+        decision_reason=request.decision_reason, ttl_seconds=request.ttl_seconds)
+
+
+def policy_authorizer(service: DecisionService):  # type: ignore[no-untyped-def]
+    """Ask `data.portcullis.approvers` whether an approver may decide a request."""
+
+    async def authorize(
+        approver: dict[str, Any], request: ApprovalRequest
+    ) -> tuple[bool, list[str]]:
+        policy_input = {
+            "approver": {"subject": approver.get("subject", ""),
+                         "groups": list(approver.get("groups", []))},
+            "request": {"requester": request.requester, "approvers": request.approvers,
+                        "connection": request.connection, "command": request.command},
+        }
+        try:
+            result = await service.decider.engine.evaluate(policy_input, APPROVERS_PATH)
+        except EngineError as exc:
+            return False, [f"policy engine error: {exc}"]
+        answer = result.result
+        if not isinstance(answer, dict) or answer.get("allowed") is not True:
+            reasons = answer.get("reasons", []) if isinstance(answer, dict) else []
+            return False, [str(r) for r in reasons] or ["the policy does not allow this approver"]
+        return True, [str(r) for r in answer.get("reasons", [])]
+
+    return authorize
+
+
+async def settle(service: DecisionService, session: Session, command: dict[str, Any],
+                 decision: Decision, record: dict[str, Any]) -> tuple[Decision, str]:
+    """What a require_approval decision becomes: an approved request's re-run, or a request."""
+    book: ApprovalBook | None = service.approvals
+    if decision.verdict.kind is not VerdictKind.REQUIRE_APPROVAL or book is None:
+        return decision, ""
+    subject = session.identity.subject
+    connection = session.connection["name"]
+    approved = book.reusable(subject, connection, command.get("raw", ""))
+    if approved is not None:
+        policy_input = build_input(session, command, approval={
+            "id": approved.id, "state": APPROVED, "approver": approved.approver})
+        rerun = await service.decider.decide(policy_input, {**record, "approval_id": approved.id})
+        if rerun.verdict.allowed:
+            await book.executed(approved, rerun.id)
+        return rerun, approved.id
+    spec = decision.verdict.approval
+    try:
+        request = await book.request(
+            {"subject": subject, "groups": list(session.identity.groups),
+             "issuer": session.identity.issuer},
+            session.id, connection, command.get("kind", ""), command.get("raw", ""),
+            list(decision.verdict.reasons), list(spec.approvers) if spec else [],
+            spec.ttl_seconds if spec else 0)
+    except StoreUnavailable:
+        denied = Verdict.deny("approval requests cannot be recorded now — denied")
+        return Decision(decision.id, denied, decision.policy_revision,
+                        decision.evaluation_ms, decision.recorded), ""
+    return decision, request.id
+
+
+class ApprovalRPCs:
+    """Mixed into DecisionService."""
+
+    async def _approver(self: Any, token: str, context: grpc.aio.ServicerContext) -> dict[str, Any]:
+        if not token:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token: missing")
+        try:
+            identity = await self.verifier.verify(token)
+        except TokenRejected as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"token rejected: {exc.reason}")
+            raise
+        return {"subject": identity.subject, "groups": list(identity.groups),
+                "issuer": identity.issuer}
+
+    async def AwaitApproval(self: Any, request: pdp_pb2.AwaitApprovalRequest,
+                            context: grpc.aio.ServicerContext) -> Any:
+        book: ApprovalBook = self.approvals
+        pending = book.requests.get(request.approval_id)
+        if pending is None or pending.session_id != request.session_id:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"approval_id: no request {request.approval_id[:64]!r} "
+                                "for this session")
+            return
+        limit = request.timeout_seconds or self.config.approvals.timeout_seconds
+        deadline = time.monotonic() + min(limit, self.config.approvals.timeout_seconds)
+        yield pdp_pb2.ApprovalUpdate(approval=approval_message(pending))
+        while pending.state == PENDING and time.monotonic() < deadline:
+            pending = await book.wait(pending.id, deadline - time.monotonic()) or pending
+        yield pdp_pb2.ApprovalUpdate(approval=approval_message(pending))
+
+    async def ListApprovals(self: Any, request: pdp_pb2.ListApprovalsRequest,
+                            context: grpc.aio.ServicerContext) -> pdp_pb2.ListApprovalsResponse:
+        await self._approver(request.token, context)
+        book: ApprovalBook = self.approvals
+        await book.refresh()
+        listed = [r for r in book.requests.values()
+                  if not request.pending_only or r.state == PENDING]
+        listed.sort(key=lambda r: r.created_at)
+        return pdp_pb2.ListApprovalsResponse(approvals=[approval_message(r) for r in listed])
+
+    async def ResolveApproval(self: Any, request: pdp_pb2.ResolveApprovalRequest,
+                              context: grpc.aio.ServicerContext
+                              ) -> pdp_pb2.ResolveApprovalResponse:
+        approver = await self._approver(request.token, context)
+        if not request.approval_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "approval_id: required")
+        book: ApprovalBook = self.approvals
+        try:
+            decided = await book.decide(request.approval_id, approver, request.approve,
+                                        request.reason)
+        except ApprovalRefused as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            raise
+        except StoreUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit store unavailable: {exc}")
+            raise
+        return pdp_pb2.ResolveApprovalResponse(approval=approval_message(decided))

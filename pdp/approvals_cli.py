@@ -1,0 +1,88 @@
+"""`portcullis approvals list | approve ID | deny ID`: approvers acting with their own token.
+
+Owns the command line of approving; every check (token, who may approve, never the
+requester) happens at the PDP, which this only asks over gRPC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+
+EXIT_REFUSED = 1
+
+
+def _token(args: argparse.Namespace) -> str:
+    token = args.token or os.environ.get("PORTCULLIS_TOKEN", "")
+    if not token:
+        raise SystemExit("portcullis approvals: give your token with --token or PORTCULLIS_TOKEN")
+    return token
+
+
+async def _call(address: str, method: str, request: Any) -> Any:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pdp_pb2_grpc.DecisionServiceStub(channel)
+        return await getattr(stub, method)(request, timeout=10)
+
+
+def _run(args: argparse.Namespace, method: str, request: Any) -> Any:
+    from pdp.cli import _config
+
+    config = _config(args, strict=False)
+    address = args.pdp or config.pdp.address or config.pdp.listen
+    try:
+        return asyncio.run(_call(address, method, request))
+    except grpc.aio.AioRpcError as exc:
+        print(f"portcullis approvals: {exc.details()}", file=sys.stderr)
+        raise SystemExit(EXIT_REFUSED) from None
+
+
+def _line(a: pdp_pb2.Approval) -> str:
+    age = int(time.time() - a.created_at)
+    decided = f" by {a.approver}" if a.approver else ""
+    return (f"{a.id}  {a.state}{decided}  {a.requester} on {a.connection}  {age}s ago  "
+            f"{a.command[:80]!r}  ({'; '.join(a.reasons)})")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    response = _run(args, "ListApprovals", pdp_pb2.ListApprovalsRequest(
+        token=_token(args), pending_only=args.pending))
+    if args.format == "json":
+        print(json.dumps([json_format.MessageToDict(a) for a in response.approvals], indent=2))
+    else:
+        for approval in response.approvals:
+            print(_line(approval))
+    return 0
+
+
+def _resolve(args: argparse.Namespace, approve: bool) -> int:
+    response = _run(args, "ResolveApproval", pdp_pb2.ResolveApprovalRequest(
+        token=_token(args), approval_id=args.id, approve=approve, reason=args.reason))
+    print(_line(response.approval))
+    return 0
+
+
+def register(sub: Any) -> None:
+    approvals = sub.add_parser("approvals", help="list, approve and deny approval requests")
+    asub = approvals.add_subparsers(dest="approvals_command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--token", default=None, help="your token (or PORTCULLIS_TOKEN)")
+    common.add_argument("--pdp", default=None, help="PDP address (default: from the config)")
+    listing = asub.add_parser("list", parents=[common], help="approval requests")
+    listing.add_argument("--pending", action="store_true", help="only undecided ones")
+    listing.add_argument("--format", choices=["text", "json"], default="text")
+    listing.set_defaults(func=cmd_list)
+    for name, approve in (("approve", True), ("deny", False)):
+        action = asub.add_parser(name, parents=[common], help=f"{name} a request")
+        action.add_argument("id")
+        action.add_argument("--reason", required=True, help="why (kept with the record)")
+        action.set_defaults(func=lambda args, approve=approve: _resolve(args, approve))

@@ -1,0 +1,301 @@
+"""Approvals end to end: an agent's UPDATE waits, a person decides, never their own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import asyncpg
+import pytest
+import yaml
+from pg_harness import running_gateway
+
+from pdp.recordings import session_events
+
+SECURITY = ("security",)
+
+
+def approvals_cli(gw, tmp_path, token: str, *args: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "approver.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "pdp": {
+                    "listen": gw.pdp.address,
+                    "engine": {"policies": str(gw.config.pdp.engine.policies)},
+                },
+                "identity": {"dev": True, "dev_key": str(gw.config.identity.dev_key)},
+            }
+        )
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "pdp.cli", "-c", str(path), "approvals", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PORTCULLIS_TOKEN": token},
+    )
+
+
+async def pending_id(gw, timeout: float = 10) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = [r for r in gw.pdp.approvals.requests.values() if r.state == "pending"]
+        if pending:
+            return pending[0].id
+        await asyncio.sleep(0.1)
+    raise AssertionError("no approval request appeared")
+
+
+async def test_update_waits_for_a_security_approver_then_runs(tmp_path):
+    async with running_gateway(tmp_path, approvals={"timeout_seconds": 60}) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", ("readonly",))))
+        notices: list[str] = []
+        conn.add_log_listener(lambda c, m: notices.append(m.message))
+        update = asyncio.ensure_future(
+            conn.execute(
+                "/* justification: fix Bob's name, ticket 42 */ "
+                "UPDATE customers SET name = 'Robert' WHERE id = 2"
+            )
+        )
+        approval_id = await pending_id(gw)
+        request = gw.pdp.approvals.requests[approval_id]
+        assert request.justification == "fix Bob's name, ticket 42"
+        # the requester cannot approve, even holding an approver group
+        own = await asyncio.to_thread(
+            approvals_cli,
+            gw,
+            tmp_path,
+            gw.token("alice@example.com", ("readonly", "security")),
+            "approve",
+            approval_id,
+            "--reason",
+            "trust me",
+        )
+        assert own.returncode != 0 and "own request" in own.stderr
+        # someone outside the approver groups cannot either
+        outsider = await asyncio.to_thread(
+            approvals_cli,
+            gw,
+            tmp_path,
+            gw.token("eve@example.com", ("readonly",)),
+            "approve",
+            approval_id,
+            "--reason",
+            "why not",
+        )
+        assert outsider.returncode != 0
+        listed = await asyncio.to_thread(
+            approvals_cli, gw, tmp_path, gw.token("sam@example.com", SECURITY), "list", "--pending"
+        )
+        assert approval_id in listed.stdout
+        approved = await asyncio.to_thread(
+            approvals_cli,
+            gw,
+            tmp_path,
+            gw.token("sam@example.com", SECURITY),
+            "approve",
+            approval_id,
+            "--reason",
+            "ticket 42 checked",
+        )
+        assert approved.returncode == 0, approved.stderr
+        assert await asyncio.wait_for(update, 15) == "UPDATE 1"
+        assert any(approval_id in n for n in notices)
+        with gw.admin() as admin:
+            assert (
+                admin.execute("SELECT name FROM customers WHERE id = 2").fetchone()[0] == "Robert"
+            )
+        # the same identity may re-run exactly that command within the TTL without asking
+        assert (
+            await conn.execute(
+                "/* justification: fix Bob's name, ticket 42 */ "
+                "UPDATE customers SET name = 'Robert' WHERE id = 2"
+            )
+            == "UPDATE 1"
+        )
+        assert len(gw.pdp.approvals.requests) == 1
+        await conn.close()
+        await asyncio.sleep(0.5)
+        events = [r.body["event"] for r in await gw.pdp.store.query(kind="approval")]
+        assert events[0] == "requested" and "approved" in events
+        assert events.count("executed") == 2
+        assert any(
+            e["type"] == "command" and "UPDATE" in e["command"]
+            for e in await session_events(gw.pdp.store)
+        )
+
+
+async def test_denied_and_expired_requests_fail_naming_the_request(tmp_path):
+    async with running_gateway(tmp_path, approvals={"timeout_seconds": 2}) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", ("readonly",))))
+        update = asyncio.ensure_future(conn.execute("DELETE FROM orders WHERE id = 10"))
+        approval_id = await pending_id(gw)
+        denied = await asyncio.to_thread(
+            approvals_cli,
+            gw,
+            tmp_path,
+            gw.token("sam@example.com", SECURITY),
+            "deny",
+            approval_id,
+            "--reason",
+            "not during the freeze",
+        )
+        assert denied.returncode == 0, denied.stderr
+        with pytest.raises(asyncpg.InsufficientPrivilegeError) as err:
+            await asyncio.wait_for(update, 15)
+        assert approval_id in str(err.value) and "sam@example.com" in str(err.value)
+        assert "not during the freeze" in str(err.value)
+        # nobody decides: the wait ends and the request expires
+        with pytest.raises(asyncpg.InsufficientPrivilegeError) as err:
+            await conn.execute("DELETE FROM orders WHERE id = 11")
+        assert "a-" in str(err.value)
+        await asyncio.sleep(1.5)
+        states = {r.state for r in gw.pdp.approvals.requests.values()}
+        assert states == {"denied", "expired"}
+        await conn.close()
+        with gw.admin() as admin:
+            assert admin.execute("SELECT count(*) FROM orders").fetchone()[0] == 2
+
+
+async def test_http_api_and_webhook_with_retry_until_delivered(tmp_path):
+    import aiohttp
+    from aiohttp import web
+    from pdp_harness import free_port
+
+    received: list[dict] = []
+    hook_port, http_port = free_port(), free_port()
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"ok": True})
+
+    async with running_gateway(
+        tmp_path,
+        approvals={"timeout_seconds": 60, "webhook": f"http://127.0.0.1:{hook_port}/hook"},
+        pdp={
+            "listen": f"127.0.0.1:{free_port()}",
+            "http_listen": f"127.0.0.1:{http_port}",
+            "engine": {"type": "embedded", "policies": str(gw_rego()), "workers": 2},
+            "store": {"type": "sqlite", "path": str(tmp_path / "audit.db")},
+            "signing_key": str(tmp_path / "signing.key"),
+        },
+    ) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", ("readonly",))))
+        update = asyncio.ensure_future(conn.execute("UPDATE orders SET total = 0 WHERE id = 11"))
+        approval_id = await pending_id(gw)
+        await asyncio.sleep(1.0)  # the webhook receiver is down: delivery keeps retrying
+        assert received == []
+        runner = web.AppRunner(web.Application())
+        runner.app.router.add_post("/hook", hook)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", hook_port).start()
+        try:
+            deadline = time.monotonic() + 20
+            while not received and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert received and approval_id in received[0]["text"]
+            assert received[0]["approval"]["requester"]["subject"] == "alice@example.com"
+            base = f"http://127.0.0.1:{http_port}/v1/approvals"
+            async with aiohttp.ClientSession() as http:
+                own = gw.token("alice@example.com", ("security",))
+                async with http.post(
+                    f"{base}/{approval_id}/approve",
+                    json={"reason": "mine"},
+                    headers={"Authorization": f"Bearer {own}"},
+                ) as response:
+                    assert response.status == 403
+                async with http.post(
+                    f"{base}/{approval_id}/approve", json={"reason": "fine"}
+                ) as response:
+                    assert response.status == 401
+                approver = gw.token("sam@example.com", SECURITY)
+                headers = {"Authorization": f"Bearer {approver}"}
+                async with http.get(f"{base}?pending=1", headers=headers) as response:
+                    assert approval_id in str(await response.json())
+                async with http.post(
+                    f"{base}/{approval_id}/approve", json={"reason": "fine"}, headers=headers
+                ) as response:
+                    assert response.status == 200
+            assert await asyncio.wait_for(update, 15) == "UPDATE 1"
+        finally:
+            await runner.cleanup()
+        await conn.close()
+        events = [r.body["event"] for r in await gw.pdp.store.query(kind="approval")]
+        assert "notified" in events
+
+
+def gw_rego():
+    from pdp_harness import REGO
+
+    return REGO
+
+
+async def test_two_replicas_share_approvals_through_postgres(tmp_path, pg_database):
+    """A request made at one PDP replica is approved through another; LISTEN/NOTIFY wakes
+    the first, which releases the waiting proxy."""
+    from pdp_harness import free_port, pdp_config
+
+    second_listen = f"127.0.0.1:{free_port()}"
+    store = {"type": "postgres", "dsn": pg_database}
+    async with running_gateway(tmp_path, store=store, approvals={"timeout_seconds": 60}) as gw:
+        other = pdp_config(tmp_path / "replica", listen=second_listen, store=store)
+        (tmp_path / "replica").mkdir(exist_ok=True)
+        config_path = tmp_path / "replica.yaml"
+        config_path.write_text(
+            yaml.safe_dump(
+                {
+                    "pdp": {
+                        "listen": second_listen,
+                        "store": store,
+                        "engine": {"type": "embedded", "policies": str(gw_rego()), "workers": 1},
+                        "signing_key": str(tmp_path / "replica" / "signing.key"),
+                    },
+                    "identity": {"dev": True, "dev_key": str(gw.config.identity.dev_key)},
+                }
+            )
+        )
+        replica = subprocess.Popen(
+            [sys.executable, "-m", "pdp.cli", "-c", str(config_path), "pdp"],
+            stderr=subprocess.DEVNULL,
+        )
+        assert other.pdp.listen == second_listen
+        try:
+            conn = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", ("readonly",))))
+            update = asyncio.ensure_future(
+                conn.execute("UPDATE orders SET total = 5 WHERE id = 10")
+            )
+            approval_id = await pending_id(gw)
+            deadline = time.monotonic() + 30
+            while True:
+                approved = await asyncio.to_thread(
+                    subprocess.run,
+                    [
+                        sys.executable,
+                        "-m",
+                        "pdp.cli",
+                        "-c",
+                        str(config_path),
+                        "approvals",
+                        "approve",
+                        approval_id,
+                        "--reason",
+                        "via the other replica",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    env={**os.environ, "PORTCULLIS_TOKEN": gw.token("sam@example.com", SECURITY)},
+                )
+                if approved.returncode == 0 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)  # the replica is still starting
+            assert approved.returncode == 0, approved.stderr
+            assert await asyncio.wait_for(update, 10) == "UPDATE 1"
+            await conn.close()
+        finally:
+            replica.terminate()
+            replica.wait(timeout=30)
