@@ -114,7 +114,9 @@ class ApprovalRPCs:
                             context: grpc.aio.ServicerContext) -> Any:
         book: ApprovalBook = self.approvals
         pending = book.requests.get(request.approval_id)
-        if pending is None or pending.session_id != request.session_id:
+        # a session.open request has no session yet: knowing its id is enough to wait on it
+        if pending is None or (pending.session_id != request.session_id
+                               and pending.command_kind != "session.open"):
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"approval_id: no request {request.approval_id[:64]!r} "
                                 "for this session")

@@ -157,15 +157,13 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         policy_input = build_input(session, command)
         if attributes:
             policy_input["session"]["attributes"] = attributes
-        decision = await self.decider.decide(
-            policy_input,
-            {
-                "session_id": session.id,
-                "subject": identity.subject,
-                "connection": connection["name"],
-                "session": session.to_record(),
-            },
-        )
+        record = {
+            "session_id": session.id,
+            "subject": identity.subject,
+            "connection": connection["name"],
+            "session": session.to_record(),
+        }
+        decision = await self.decider.decide(policy_input, record)
         response = pdp_pb2.OpenSessionResponse(
             decision=decision_message(decision),
             identity=pdp_pb2.Identity(
@@ -176,7 +174,14 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 expires_at=identity.expires_at,
             ),
         )
+        decision, approval_id = await settle(self, session, command, decision, record)
+        response.decision.CopyFrom(decision_message(decision))
+        response.decision.approval_id = approval_id
         if decision.verdict.allowed:
+            if approval_id:  # a just-in-time grant: the session lives as long as the approval
+                request = self.approvals.requests[approval_id] if self.approvals else None
+                session.grant_expires_at = request.usable_until if request else time.time()
+                response.session_expires_at = session.grant_expires_at
             self.sessions.add(session)
             response.session_id = session.id
         return response
@@ -211,6 +216,11 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         if len(request.command.raw) > MAX_COMMAND_BYTES:
             await self._invalid(context, "command.raw", f"longer than {MAX_COMMAND_BYTES} bytes")
         session = await self._open_session(request.session_id, context)
+        if session.grant_expired:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "the just-in-time grant of this session has expired",
+            )
         if session.identity.expires_at and session.identity.expires_at < time.time():
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,

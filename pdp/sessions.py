@@ -31,6 +31,11 @@ class Session:
     started_at: float = field(default_factory=time.time)
     closed: bool = False
     last_seen: float = field(default_factory=time.monotonic)  # last word from its proxy
+    grant_expires_at: float = 0.0  # a just-in-time grant ends the session then
+
+    @property
+    def grant_expired(self) -> bool:
+        return bool(self.grant_expires_at) and self.grant_expires_at <= time.time()
 
     def to_input(self) -> dict[str, Any]:
         return {
@@ -56,6 +61,7 @@ class Session:
             "client_addr": self.client_addr,
             "client": self.client,
             "started_at": self.started_at,
+            "grant_expires_at": self.grant_expires_at,
         }
 
     @classmethod
@@ -136,6 +142,9 @@ class SessionTable:
         limit = time.monotonic() - seconds
         return [s for s in self._open.values() if s.last_seen < limit]
 
+    def grants_expired(self) -> list[Session]:
+        return [s for s in self._open.values() if s.grant_expired]
+
 
 class SessionReaper:
     """Ends sessions whose proxy went silent: a proxy that crashed sends no heartbeat, so
@@ -157,16 +166,18 @@ class SessionReaper:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(min(self.timeout / 3, 5.0))
+            await asyncio.sleep(min(self.timeout / 3, 1.0))
             for session in self.table.silent_since(self.timeout):
                 await self.reap(session)
+            for session in self.table.grants_expired():
+                await self.reap(session, "grant_expired")
 
-    async def reap(self, session: Session) -> None:
+    async def reap(self, session: Session, reason: str = "proxy_lost") -> None:
         try:
             await self.table.store.append("session.close", {
                 "connection": session.connection.get("name", ""),
-                "reason": "proxy_lost",
-                "abnormal": True,
+                "reason": reason,
+                "abnormal": reason == "proxy_lost",
                 "duration_seconds": round(time.time() - session.started_at, 3),
                 "summary": {},
             }, session_id=session.id, subject=session.identity.subject)

@@ -299,3 +299,58 @@ async def test_two_replicas_share_approvals_through_postgres(tmp_path, pg_databa
         finally:
             replica.terminate()
             replica.wait(timeout=30)
+
+
+JIT_POLICY = """package portcullis
+
+# contractors get sessions only through a just-in-time grant of 3 seconds
+decision := {"verdict": "require_approval", "reasons": ["contractors need a grant"],
+             "approval": {"approvers": ["group:security"], "ttl_seconds": 3}} if {
+  input.command.kind == "session.open"
+  not input.approval
+}
+
+decision := {"verdict": "allow", "reasons": ["granted"]} if {
+  input.command.kind == "session.open"
+  input.approval.state == "approved"
+  input.approval.approver != input.identity.subject
+}
+
+decision := {"verdict": "allow", "reasons": ["reads"]} if input.command.kind == "postgres.query"
+
+approvers := {"allowed": true, "reasons": ["security"]} if {
+  "security" in input.approver.groups
+  lower(input.approver.subject) != lower(input.request.requester.subject)
+} else := {"allowed": false, "reasons": ["not an approver"]}
+"""
+
+
+async def test_just_in_time_session_grant_expires_and_closes_the_session(tmp_path):
+    policies = tmp_path / "jit"
+    policies.mkdir()
+    (policies / "policy.rego").write_text(JIT_POLICY)
+    async with running_gateway(
+        tmp_path, policies=policies, approvals={"timeout_seconds": 8}
+    ) as gw:
+        contractor = gw.token("carl@example.com", ("contractors",))
+        connecting = asyncio.ensure_future(asyncpg.connect(gw.dsn(contractor)))
+        approval_id = await pending_id(gw)
+        assert gw.pdp.approvals.requests[approval_id].command_kind == "session.open"
+        approved = await asyncio.to_thread(
+            approvals_cli, gw, tmp_path, gw.token("sam@example.com", SECURITY),
+            "approve", approval_id, "--reason", "on-call fix",
+        )
+        assert approved.returncode == 0, approved.stderr
+        conn = await asyncio.wait_for(connecting, 15)
+        assert await conn.fetchval("SELECT count(*) FROM orders") == 2
+        # within the grant, a new session opens without asking again
+        second = await asyncpg.connect(gw.dsn(contractor))
+        await second.close()
+        await asyncio.sleep(4)  # the 3 s grant runs out: the open session is ended
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+            await conn.fetchval("SELECT 1")
+        # and a new session needs a new approval (none comes: refused after the wait)
+        with pytest.raises(asyncpg.PostgresError):
+            await asyncio.wait_for(asyncpg.connect(gw.dsn(contractor)), 60)
+        closes = await gw.pdp.store.query(kind="session.close")
+        assert any(c.body["reason"] == "grant_expired" for c in closes)

@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import ssl
+import time
 from typing import Any
 
 from pdp.config import Config, ConnectionSettings
@@ -155,6 +156,10 @@ class ClientConnection:
         self.bytes_to_client += len(data)
         self.writer.write(data)
 
+    def _notice(self, text: str) -> None:
+        """A NoticeResponse during start-up (the protocol allows one at any time)."""
+        self.to_client(codec.notice_response(text).encode())
+
     def fatal(self, message: str, sqlstate: str) -> None:
         self.to_client(codec.error_response(message, sqlstate, severity="FATAL").encode())
 
@@ -228,7 +233,8 @@ class ClientConnection:
                                     params.get("application_name", "")[:256])
         try:
             await self.session.open(token, {"user": params.get("user", ""),
-                                            "database": params.get("database", "")})
+                                            "database": params.get("database", "")},
+                                    tell=self._notice)
         except SessionRefused as exc:
             self.fatal(f"portcullis: session refused: {exc.reason}", "28000")
             self.session = None
@@ -274,10 +280,13 @@ class ClientConnection:
                             self.proxy.hash_key, self._function_name)
         client_side = asyncio.create_task(self._pump_client(enforcer))
         server_side = asyncio.create_task(self._pump_server(tracker))
+        waiting = {client_side, server_side}
+        expires_at = self.session.grant.expires_at if self.session.grant else 0.0
+        if expires_at:
+            waiting.add(asyncio.create_task(self._grant_ends(expires_at)))
         reason, abnormal = "client_disconnect", False
         try:
-            done, _ = await asyncio.wait({client_side, server_side},
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             finished = done.pop()
             if finished.cancelled():
                 reason = "proxy_shutdown"
@@ -287,7 +296,7 @@ class ClientConnection:
                           and isinstance(exc, OSError) else f"error: {type(exc).__name__}")
             else:
                 reason = finished.result()
-            abnormal = reason not in ("client_disconnect", "client_terminate")
+            abnormal = reason not in ("client_disconnect", "client_terminate", "grant_expired")
             if not tracker.idle and self.key is not None:
                 # the client left mid-query: stop the query, not just the socket
                 await self.proxy.forward_cancel(self.key)
@@ -295,9 +304,9 @@ class ClientConnection:
             reason, abnormal = "proxy_shutdown", False
             raise
         finally:
-            for task in (client_side, server_side):
+            for task in waiting:
                 task.cancel()
-            await asyncio.gather(client_side, server_side, return_exceptions=True)
+            await asyncio.gather(*waiting, return_exceptions=True)
             upstream.writer.close()
             if self.key is not None:
                 self.proxy.cancel_keys.pop(self.key, None)
@@ -309,6 +318,13 @@ class ClientConnection:
             return None
         return await function_name(self.proxy.upstream_host, self.proxy.upstream_port,
                                    self._params, session.lease, oid, self.proxy.upstream_tls)
+
+    async def _grant_ends(self, expires_at: float) -> str:
+        """A just-in-time grant ran out: the session ends, as the approval said."""
+        await asyncio.sleep(max(expires_at - time.time(), 0))
+        self.fatal("portcullis: the approved access window for this session has ended",
+                    "57P01")
+        return "grant_expired"
 
     async def _close_session(self, reason: str, abnormal: bool) -> None:
         session = self.session

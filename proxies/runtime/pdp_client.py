@@ -53,15 +53,17 @@ class SessionGrant:
     subject: str
     groups: tuple[str, ...]
     credential_ref: str
+    expires_at: float = 0.0  # a just-in-time grant ends the session then (0: no limit)
 
 
 class SessionRefused(Exception):
     """The PDP did not open the session; `reason` is safe to show the client."""
 
-    def __init__(self, reason: str, decision_id: str = "") -> None:
+    def __init__(self, reason: str, decision_id: str = "", approval_id: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.decision_id = decision_id
+        self.approval_id = approval_id  # set when a person may still grant the session
 
 
 def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
@@ -166,9 +168,12 @@ class PDPClient:
         ruling = ruling_from_message(response.decision)
         if not response.session_id or not ruling.verdict.allowed:
             reasons = "; ".join(ruling.verdict.reasons) or "session not allowed"
-            raise SessionRefused(reasons, ruling.decision_id)
+            approval_id = (ruling.approval_id
+                           if ruling.kind is VerdictKind.REQUIRE_APPROVAL else "")
+            raise SessionRefused(reasons, ruling.decision_id, approval_id)
         return SessionGrant(response.session_id, ruling, response.identity.subject,
-                            tuple(response.identity.groups), ruling.verdict.credential_ref)
+                            tuple(response.identity.groups), ruling.verdict.credential_ref,
+                            response.session_expires_at)
 
     async def decide(self, session_id: str, kind: str, raw: str,
                      attributes: dict[str, Any] | None = None) -> Ruling:

@@ -95,14 +95,32 @@ class ProxySession:
     def id(self) -> str:
         return self.grant.session_id if self.grant else ""
 
-    async def open(self, token: str, attributes: dict[str, Any] | None = None) -> SessionGrant:
+    async def open(self, token: str, attributes: dict[str, Any] | None = None,
+                   tell: Callable[[str], None] | None = None) -> SessionGrant:
         """Verify the client at the PDP and obtain the upstream credential.
 
         Raises SessionRefused (reason safe for the client) when either fails.
         """
         runtime = self.runtime
-        grant = await runtime.pdp.open_session(token, runtime.wire_connection(),
-                                               self.client_addr, self.client, attributes)
+        try:
+            grant = await runtime.pdp.open_session(token, runtime.wire_connection(),
+                                                   self.client_addr, self.client, attributes)
+        except SessionRefused as refused:
+            if not refused.approval_id or tell is None:
+                raise
+            # just-in-time access: a person may grant this session; wait, then ask again
+            tell(f"portcullis: access to {runtime.connection.name} needs approval "
+                 f"({refused.reason}); waiting for request {refused.approval_id} — an "
+                 f"approver runs: portcullis approvals approve {refused.approval_id} "
+                 "--reason '...'")
+            approval = await runtime.pdp.await_approval("", refused.approval_id,
+                                                        runtime.approval_timeout)
+            if approval is None or approval.state != "approved":
+                state = approval.state if approval is not None else "unavailable"
+                raise SessionRefused(f"access request {refused.approval_id} {state}",
+                                     refused.decision_id, refused.approval_id) from None
+            grant = await runtime.pdp.open_session(token, runtime.wire_connection(),
+                                                   self.client_addr, self.client, attributes)
         self.grant = grant
         try:
             ref = choose_ref(runtime.connection, grant.credential_ref)

@@ -122,14 +122,16 @@ class OpenSessionRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., connection: _Optional[_Union[Connection, _Mapping]] = ..., client_addr: _Optional[str] = ..., client: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class OpenSessionResponse(_message.Message):
-    __slots__ = ("session_id", "decision", "identity")
+    __slots__ = ("session_id", "decision", "identity", "session_expires_at")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    SESSION_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     decision: Decision
     identity: Identity
-    def __init__(self, session_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ...) -> None: ...
+    session_expires_at: float
+    def __init__(self, session_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ..., session_expires_at: _Optional[float] = ...) -> None: ...
 
 class Command(_message.Message):
     __slots__ = ("kind", "raw", "attributes")
