@@ -13,10 +13,10 @@ import json
 import re
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from pdp.config import load_config
+from pdp.evidence.bundle import parse_time as absolute_time
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable, open_store
 from pdp.timeline import SessionSummary, build_timeline, render_text, rfc3339, summarize
 
@@ -34,18 +34,11 @@ def parse_time(text: str, now: float | None = None) -> float:
     if match:
         return (time.time() if now is None else now) - float(match[1]) * _UNITS[match[2]]
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.replace("z", "Z"))
+        return absolute_time(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a time: use 2024-05-01, 2024-05-01T12:00:00Z, 1h or 7d"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def register(subparsers: Any) -> None:

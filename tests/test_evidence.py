@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import pytest
 import yaml
+from audit_tamper import tamper
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import struct_pb2
@@ -94,30 +95,7 @@ class Env:
         return [dict(r) for r in raw]
 
     async def tamper(self, *statements: tuple[str, tuple]) -> None:
-        """Run `?`-placeholder SQL with the append-only triggers out of the way."""
-        if self.store.type == "sqlite":
-            db = sqlite3.connect(self.store.path, isolation_level=None)
-            try:
-                db.execute("DROP TRIGGER IF EXISTS audit_records_no_update")
-                db.execute("DROP TRIGGER IF EXISTS audit_records_no_delete")
-                for sql, params in statements:
-                    db.execute(sql, params)
-            finally:
-                db.close()
-            return
-        conn = await asyncpg.connect(self.store.dsn)  # superuser
-        try:
-            async with conn.transaction():
-                await conn.execute("ALTER TABLE audit_records DISABLE TRIGGER ALL")
-                for sql, params in statements:
-                    parts = sql.split("?")
-                    numbered = parts[0] + "".join(
-                        f"${i}{p}" for i, p in enumerate(parts[1:], start=1)
-                    )
-                    await conn.execute(numbered, *params)
-                await conn.execute("ALTER TABLE audit_records ENABLE TRIGGER ALL")
-        finally:
-            await conn.close()
+        await tamper(self.store, *statements)
 
     async def rewrite_and_rechain(self, seq: int, body: dict[str, Any]) -> None:
         """Replace one body and recompute every hash from there on: a valid-looking chain."""

@@ -17,6 +17,7 @@ import sqlite3
 
 import asyncpg
 import pytest
+from audit_tamper import tamper
 
 from pdp.config import StoreSettings
 from pdp.store import (
@@ -48,26 +49,7 @@ class Backend:
         return store
 
     async def tamper(self, *statements: tuple[str, tuple]) -> None:
-        """Run `?`-placeholder statements with the append-only triggers out of the way."""
-        if self.kind == "sqlite":
-            db = sqlite3.connect(self.settings.path, isolation_level=None)
-            try:
-                db.execute("DROP TRIGGER IF EXISTS audit_records_no_update")
-                db.execute("DROP TRIGGER IF EXISTS audit_records_no_delete")
-                for sql, params in statements:
-                    db.execute(sql, params)
-            finally:
-                db.close()
-            return
-        conn = await asyncpg.connect(self.settings.dsn)  # superuser
-        try:
-            async with conn.transaction():
-                await conn.execute("ALTER TABLE audit_records DISABLE TRIGGER ALL")
-                for sql, params in statements:
-                    await conn.execute(_dollar(sql), *params)
-                await conn.execute("ALTER TABLE audit_records ENABLE TRIGGER ALL")
-        finally:
-            await conn.close()
+        await tamper(self.settings, *statements)
 
     async def execute(self, sql: str) -> None:
         """Run SQL through an ordinary connection (triggers in force)."""
@@ -83,11 +65,6 @@ class Backend:
             await conn.execute(sql)
         finally:
             await conn.close()
-
-
-def _dollar(sql: str) -> str:
-    parts = sql.split("?")
-    return parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
