@@ -7,6 +7,7 @@ is FAILED_PRECONDITION. Everything that decides goes through pdp.decisions.Decid
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -74,6 +75,17 @@ def _configured_ref(known: Any) -> str:
     """The connection's credential reference; a static provider is named, never its secret."""
     creds = known.credentials
     return str(creds.get("ref") or f"{creds.get('provider', 'static')}:{known.name}")
+
+
+def event_details(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
+    """An event's details: details_json when the proxy sent it, else the Struct."""
+    if event.details_json:
+        try:
+            details = json.loads(event.details_json)
+        except ValueError:
+            return {"malformed_details": True}
+        return details if isinstance(details, dict) else {"malformed_details": True}
+    return struct_to_dict(event.details) if event.HasField("details") else {}
 
 
 def struct_to_dict(message: Any) -> dict[str, Any]:
@@ -305,7 +317,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 "verdict": event.verdict[:32],
                 "cached": event.cached,
                 "command": event.command[:MAX_COMMAND_BYTES],
-                "details": struct_to_dict(event.details) if event.HasField("details") else {},
+                "details": event_details(event),
             }
             for event in request.events
         ]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from typing import Any
 
 from portcullis.v1 import pdp_pb2
 
-from proxies.runtime.pdp_client import PDPClient, Ruling, to_struct
+from proxies.runtime.pdp_client import PDPClient, Ruling
 
 log = logging.getLogger("portcullis.recorder")
 
@@ -24,6 +25,10 @@ FLUSH_SECONDS = 0.5
 HEARTBEAT_SECONDS = 5.0  # an idle session still tells the PDP its proxy is alive
 MAX_BATCH = 500
 MAX_PENDING = 20_000
+
+
+def _json(details: dict[str, Any]) -> str:
+    return json.dumps(details, separators=(",", ":"), default=str)
 
 
 class SessionRecorder:
@@ -58,12 +63,12 @@ class SessionRecorder:
             time=time.time(), direction="client", type="command", command=raw,
             decision_id=ruling.decision_id, verdict=ruling.kind.wire, cached=ruling.cached)
         if details:
-            event.details.CopyFrom(to_struct(details))
+            event.details_json = _json(details)
         self._add(event)
 
     def response(self, **details: Any) -> None:
         event = pdp_pb2.SessionEvent(time=time.time(), direction="upstream", type="response")
-        event.details.CopyFrom(to_struct(details))
+        event.details_json = _json(details)
         self._add(event)
 
     def masking(self, counts: dict[str, int], decision_id: str) -> None:
@@ -71,7 +76,7 @@ class SessionRecorder:
             return
         event = pdp_pb2.SessionEvent(time=time.time(), direction="proxy", type="masking",
                                      decision_id=decision_id)
-        event.details.CopyFrom(to_struct({"counts": dict(counts)}))
+        event.details_json = _json({"counts": dict(counts)})
         self._add(event)
 
     async def _run(self) -> None:
