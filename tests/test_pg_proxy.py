@@ -571,3 +571,19 @@ async def test_the_upstream_password_is_in_no_log_record_or_error(tmp_path, capl
         assert gw.password not in stored
         assert gw.password not in caplog.text
         assert gw.password not in repr(gw.proxy.runtime.provider)
+
+
+async def test_an_alias_does_not_walk_a_sensitive_column_past_its_rule(tmp_path):
+    async with running_gateway(tmp_path) as gw:
+        with gw.admin() as admin:
+            admin.execute("ALTER TABLE customers ADD COLUMN phone text")
+            admin.execute("UPDATE customers SET phone = '+44 20 7946 0000'")
+        async with await psycopg.AsyncConnection.connect(gw.dsn(gw.token())) as conn:
+            cur = await conn.execute(
+                "SELECT phone AS contact, c.email AS e, name FROM customers c ORDER BY id")
+            rows = await cur.fetchall()
+        assert rows[0] == ("[REDACTED]", "[REDACTED]", "Ada")
+        conn2 = await asyncpg.connect(gw.dsn(gw.token()))
+        row = await conn2.fetchrow("SELECT phone AS x FROM customers WHERE id = $1", 1)
+        assert row["x"] is None  # binary format: the masked column is sent as NULL
+        await conn2.close()

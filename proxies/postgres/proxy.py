@@ -26,6 +26,7 @@ from proxies.postgres.tracker import ResponseTracker
 from proxies.postgres.upstream import (
     Upstream,
     UpstreamError,
+    column_names,
     connect,
     function_name,
     startup_params,
@@ -60,6 +61,9 @@ class PostgresProxy:
         self.upstream_tls = self._upstream_tls(connection.options)
         self.hash_key = os.urandom(32)
         self.cancel_keys: dict[tuple[int, int], tuple[int, int]] = {}
+        # real column names by (table OID, attribute number), learnt once per table
+        self.column_names: dict[tuple[int, int], str] = {}
+        self.unnamed_tables: set[int] = set()
         self.clients: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
 
@@ -312,6 +316,27 @@ class ClientConnection:
                 self.proxy.cancel_keys.pop(self.key, None)
             await self._close_session(reason, abnormal)
 
+    async def _learn_columns(self, messages: list[codec.Message]) -> None:
+        """Before rows are masked: the real names of the result's table columns."""
+        known = self.proxy.column_names
+        unknown = {f.table_oid for m in messages if isinstance(m, codec.RowDescription)
+                   for f in m.fields
+                   if f.table_oid and (f.table_oid, f.column) not in known}
+        unknown -= self.proxy.unnamed_tables
+        session = self.session
+        if not unknown or session is None or session.lease is None or self._params is None:
+            return
+        names = await column_names(self.proxy.upstream_host, self.proxy.upstream_port,
+                                   self._params, session.lease, unknown,
+                                   self.proxy.upstream_tls)
+        if names is None:
+            # masking falls back to the result's names and the detectors; remember
+            # nothing, so the next result tries again
+            return
+        known.update(names)
+        self.proxy.unnamed_tables |= {oid for oid in unknown
+                                      if not any(k[0] == oid for k in names)}
+
     async def _function_name(self, oid: int) -> str | None:
         session = self.session
         if session is None or session.lease is None or self._params is None:
@@ -368,7 +393,9 @@ class ClientConnection:
         session = self.session
         assert upstream is not None and session is not None
         pending = upstream.pending
+        tracker.column_names = self.proxy.column_names
         while True:
+            await self._learn_columns(pending)
             out = b"".join(tracker.on_backend(m) for m in pending)
             self.to_client(out)
             self._record(tracker, session)

@@ -85,6 +85,8 @@ class ResponseTracker:
         self.completions: list[Completion] = []
         self.in_copy_out = False
         self._discarding_to_sync = False
+        # (table OID, attribute number) → the column's real name, filled by the proxy
+        self.column_names: dict[tuple[int, int], str] = {}
 
     # -- what the client side registers ------------------------------------------------
 
@@ -242,7 +244,12 @@ class ResponseTracker:
             head.masked["unknown_columns"] += len(row.values)
             return replace(row, values=[None for _ in row.values]).encode()
         if shape.masked is None or shape.masked_by is not masker:
-            shape.masked = masker.columns_to_mask([f.name for f in shape.fields])
+            # a column is masked by its name in the result AND by its name in its table, so
+            # `SELECT phone AS p` cannot walk a sensitive column past its rule
+            real = [self.column_names.get((f.table_oid, f.column), f.name) if f.table_oid
+                    else f.name for f in shape.fields]
+            shape.masked = {**masker.columns_to_mask(real),
+                            **masker.columns_to_mask([f.name for f in shape.fields])}
             shape.masked_by = masker
         values = list(row.values)
         changed = False

@@ -134,32 +134,56 @@ async def _authenticate(upstream: Upstream, lease: CredentialLease) -> None:
             # NoticeResponse and NegotiateProtocolVersion during start-up are dropped
 
 
-async def function_name(host: str, port: int, params: dict[str, str], lease: CredentialLease,
-                        oid: int, tls: ssl.SSLContext | None = None,
-                        timeout: float = 5.0) -> str | None:
-    """The schema-qualified name of the function with this OID, asked on a connection of
-    its own (the session's connection is busy with the client's call), or None."""
+async def side_query(host: str, port: int, params: dict[str, str], lease: CredentialLease,
+                     sql: str, tls: ssl.SSLContext | None = None,
+                     timeout: float = 5.0) -> list[list[str | None]] | None:
+    """Rows (as text) of one catalog query asked on a connection of its own — the
+    session's connection is busy with the client — or None when it could not be asked."""
     try:
         upstream = await connect(host, port, params, lease, tls, timeout)
     except UpstreamError:
         return None
-    sql = f"SELECT oid::regproc::text FROM pg_catalog.pg_proc WHERE oid = {int(oid)}"
-    name: str | None = None
+    rows: list[list[str | None]] = []
     try:
         async with asyncio.timeout(timeout):
             upstream.writer.write(codec.Query(sql).encode() + codec.Terminate().encode())
             pending = list(upstream.pending)
             while True:
                 for message in pending:
-                    if isinstance(message, codec.DataRow) and message.values[0] is not None:
-                        name = message.values[0].decode()
-                    if isinstance(message, (codec.ReadyForQuery, codec.ErrorResponse)):
-                        return name
+                    if isinstance(message, codec.DataRow):
+                        rows.append([v.decode() if v is not None else None
+                                     for v in message.values])
+                    if isinstance(message, codec.ErrorResponse):
+                        return None
+                    if isinstance(message, codec.ReadyForQuery):
+                        return rows
                 data = await upstream.reader.read(65536)
                 if not data:
-                    return name
+                    return None
                 pending = upstream.parser.feed(data)
     except (TimeoutError, OSError, codec.ProtocolViolation):
-        return name
+        return None
     finally:
         upstream.writer.close()
+
+
+async def function_name(host: str, port: int, params: dict[str, str], lease: CredentialLease,
+                        oid: int, tls: ssl.SSLContext | None = None) -> str | None:
+    """The schema-qualified name of the function with this OID, or None."""
+    rows = await side_query(host, port, params, lease,
+                            f"SELECT oid::regproc::text FROM pg_catalog.pg_proc "
+                            f"WHERE oid = {int(oid)}", tls)
+    return rows[0][0] if rows else None
+
+
+async def column_names(host: str, port: int, params: dict[str, str], lease: CredentialLease,
+                       table_oids: set[int], tls: ssl.SSLContext | None = None
+                       ) -> dict[tuple[int, int], str] | None:
+    """The real names of the columns of these tables, by (table OID, attribute number)."""
+    oids = ",".join(str(int(o)) for o in sorted(table_oids))
+    rows = await side_query(host, port, params, lease,
+                            "SELECT attrelid, attnum, attname FROM pg_catalog.pg_attribute "
+                            f"WHERE attrelid IN ({oids}) AND attnum > 0", tls)
+    if rows is None:
+        return None
+    return {(int(r[0] or 0), int(r[1] or 0)): r[2] or "" for r in rows}
