@@ -73,7 +73,8 @@ async def settle(service: DecisionService, session: Session, command: dict[str, 
         return decision, ""
     subject = session.identity.subject
     connection = session.connection["name"]
-    approved = book.reusable(subject, connection, command.get("raw", ""))
+    approved = book.reusable(subject, connection, command.get("raw", ""),
+                             command.get("kind", ""))
     if approved is not None:
         policy_input = build_input(session, command, approval={
             "id": approved.id, "state": APPROVED, "approver": approved.approver})

@@ -177,20 +177,24 @@ class ApprovalBook:
 
     # -- requests --------------------------------------------------------------------------
 
-    def reusable(self, subject: str, connection: str, command: str) -> ApprovalRequest | None:
+    def reusable(self, subject: str, connection: str, command: str,
+                 kind: str = "") -> ApprovalRequest | None:
         """An approved request this identity may use again for exactly this command."""
         now = time.time()
         for request in self.requests.values():
             if (request.state == APPROVED and request.requester.get("subject") == subject
                     and request.connection == connection and request.command == command
+                    and (not kind or request.command_kind == kind)
                     and request.usable_until > now):
                 return request
         return None
 
-    def pending_for(self, subject: str, connection: str, command: str) -> ApprovalRequest | None:
+    def pending_for(self, subject: str, connection: str, command: str,
+                    kind: str = "") -> ApprovalRequest | None:
         for request in self.requests.values():
             if (request.state == PENDING and request.requester.get("subject") == subject
                     and request.connection == connection and request.command == command
+                    and (not kind or request.command_kind == kind)
                     and request.expires_at > time.time()):
                 return request
         return None
@@ -199,7 +203,7 @@ class ApprovalBook:
                       command_kind: str, command: str, reasons: list[str],
                       approvers: list[str], ttl_seconds: int) -> ApprovalRequest:
         """The pending request for this command, created (and announced) if there is none."""
-        existing = self.pending_for(requester["subject"], connection, command)
+        existing = self.pending_for(requester["subject"], connection, command, command_kind)
         if existing is not None:
             return existing
         now = time.time()
