@@ -168,15 +168,7 @@ def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
         for name in node.objects or ():
             tables[_qualified(name)] = None
     if isinstance(node, ast.DoStmt):
-        inner, opaque = _do_block(node)
-        entry["opaque"] = opaque
-        for item in inner:
-            tables.update(dict.fromkeys(item["tables"]))
-            functions.update(dict.fromkeys(item["functions"]))
-            # Expressions (IF conditions, assignments) add functions; statements add entries.
-            if not item.pop("expression", False):
-                item["nested"] = True
-                children.append(item)
+        _fold_do_block(entry, *_do_block(node), tables, functions, children)
     entry["tables"] = list(tables)
     entry["functions"] = list(functions)
     return [entry, *children]
@@ -341,14 +333,8 @@ def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> li
         for name in fields.get("objects", ()):
             tables[_json_qualified(name)] = None
     elif tag == "DoStmt":
-        inner, opaque = _do_block_source(fields.get("args", ()))
-        entry["opaque"] = opaque
-        for item in inner:
-            tables.update(dict.fromkeys(item["tables"]))
-            functions.update(dict.fromkeys(item["functions"]))
-            if not item.pop("expression", False):
-                item["nested"] = True
-                children.append(item)
+        _fold_do_block(entry, *_do_block_source(fields.get("args", ())), tables, functions,
+                       children)
     entry["tables"] = list(tables)
     entry["functions"] = list(functions)
     return [entry, *children]
@@ -550,3 +536,17 @@ def _json_walk(tree: Any) -> Iterator[tuple[str, Any]]:
             stack.extend(reversed(item.values()))
         elif isinstance(item, list):
             stack.extend(reversed(item))
+
+
+def _fold_do_block(entry: dict[str, Any], inner: list[dict[str, Any]], opaque: bool,
+                   tables: dict[str, None], functions: dict[str, None],
+                   children: list[dict[str, Any]]) -> None:
+    """What a DO block's body holds joins its entry: tables and functions always, and the
+    statements as nested entries (IF conditions and assignments add only functions)."""
+    entry["opaque"] = opaque
+    for item in inner:
+        tables.update(dict.fromkeys(item["tables"]))
+        functions.update(dict.fromkeys(item["functions"]))
+        if not item.pop("expression", False):
+            item["nested"] = True
+            children.append(item)
