@@ -174,17 +174,20 @@ def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
     return [entry, *children]
 
 
+def _type_of(tag: str) -> str:
+    """The statement type policy sees for a parser node tag."""
+    kind = _BY_TAG.get(tag)
+    if kind is not None:
+        return kind
+    if tag.startswith("Drop"):
+        return "drop"
+    return "ddl" if tag.startswith(_DDL_PREFIXES) else "other"
+
+
 def _describe(node: ast.Node) -> Entry:
     """Type, tag and the flags of one statement node (tables and functions come later)."""
     tag = type(node).__name__
-    kind = _BY_TAG.get(tag)
-    if kind is None:
-        if tag.startswith("Drop"):
-            kind = "drop"
-        elif tag.startswith(_DDL_PREFIXES):
-            kind = "ddl"
-        else:
-            kind = "other"
+    kind = _type_of(tag)
     entry: Entry = {"type": kind, "tag": tag}
     if isinstance(node, ast.SelectStmt) and node.intoClause is not None:
         entry["type"] = "ddl"  # SELECT INTO creates a table
@@ -342,14 +345,7 @@ def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> li
 
 def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
     """_describe() for one JSON node."""
-    kind = _BY_TAG.get(tag)
-    if kind is None:
-        if tag.startswith("Drop"):
-            kind = "drop"
-        elif tag.startswith(_DDL_PREFIXES):
-            kind = "ddl"
-        else:
-            kind = "other"
+    kind = _type_of(tag)
     entry: Entry = {"type": kind, "tag": tag}
     if tag == "SelectStmt":
         if "intoClause" in fields:
