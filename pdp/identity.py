@@ -19,7 +19,6 @@ import base64
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 import uuid
@@ -31,11 +30,11 @@ from typing import Any
 import aiohttp
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from pdp.config import IdentitySettings
+from pdp.keys import load_or_create_ed25519
 
 log = logging.getLogger("portcullis.identity")
 
@@ -142,7 +141,7 @@ class DevIssuer:
     def __init__(self, settings: IdentitySettings) -> None:
         self.key_path = Path(settings.dev_key)
         self.groups_claim = settings.groups_claim or "groups"
-        self._key = _load_or_create_ed25519(self.key_path)
+        self._key = load_or_create_ed25519(self.key_path)
         raw = self._key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
@@ -190,38 +189,6 @@ class DevIssuer:
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [dict(self._public_jwk)]}
-
-
-def _load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
-    """Read the PEM key at `path`, or create it (0600, parents 0700) if it does not exist.
-
-    Creation goes through a temporary file and a hard link so two processes starting at
-    once never read a half-written key: the loser of the race reads the winner's file.
-    """
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-            os.link(tmp, path)
-            log.info("created dev issuer key %s", path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
-    if path.stat().st_mode & 0o077:
-        log.warning("dev issuer key %s is readable by other users; chmod 600 it", path)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} is not an Ed25519 private key")
-    return key
 
 
 @dataclass(frozen=True)
