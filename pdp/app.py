@@ -50,18 +50,26 @@ class PDPApp:
         self.store: AuditStore = parts.store or cast(AuditStore, open_store(config.pdp.store))
         dev_issuer = DevIssuer(config.identity) if config.identity.dev else None
         self.verifier = parts.verifier or TokenVerifier(config.identity, dev_issuer=dev_issuer)
-        self.decider = Decider(self.engine, self.store)
+        self.decider = Decider(
+            self.engine, self.store, reuse_evaluations=config.pdp.reuse_evaluations
+        )
         self.sessions = SessionTable(self.store)
         self.reaper = SessionReaper(self.sessions, config.pdp.session_timeout_seconds)
         self.service = DecisionService(config, self.verifier, self.decider, self.sessions)
         self.webhook = (
-            WebhookNotifier(config.approvals.webhook,
-                            lambda request: self.approvals.notified(request, "webhook"))
-            if config.approvals.webhook else None
+            WebhookNotifier(
+                config.approvals.webhook,
+                lambda request: self.approvals.notified(request, "webhook"),
+            )
+            if config.approvals.webhook
+            else None
         )
-        self.approvals = ApprovalBook(self.store, policy_authorizer(self.service),
-                                      notify=self.webhook,
-                                      decision_timeout=config.approvals.timeout_seconds)
+        self.approvals = ApprovalBook(
+            self.store,
+            policy_authorizer(self.service),
+            notify=self.webhook,
+            decision_timeout=config.approvals.timeout_seconds,
+        )
         self.service.approvals = self.approvals
         self.forwarders = build_forwarders(config.forwarding, self.store)
         self.signer: Signer | None = None

@@ -32,12 +32,20 @@ APPROVERS_PATH = "portcullis.approvers"
 
 def approval_message(request: ApprovalRequest) -> pdp_pb2.Approval:
     return pdp_pb2.Approval(
-        id=request.id, state=request.state,
-        requester=str(request.requester.get("subject", "")), connection=request.connection,
-        command=request.command, reasons=request.reasons, approvers=request.approvers,
-        justification=request.justification, created_at=request.created_at,
-        expires_at=request.expires_at, approver=request.approver,
-        decision_reason=request.decision_reason, ttl_seconds=request.ttl_seconds)
+        id=request.id,
+        state=request.state,
+        requester=str(request.requester.get("subject", "")),
+        connection=request.connection,
+        command=request.command,
+        reasons=request.reasons,
+        approvers=request.approvers,
+        justification=request.justification,
+        created_at=request.created_at,
+        expires_at=request.expires_at,
+        approver=request.approver,
+        decision_reason=request.decision_reason,
+        ttl_seconds=request.ttl_seconds,
+    )
 
 
 def policy_authorizer(service: DecisionService):  # type: ignore[no-untyped-def]
@@ -47,10 +55,16 @@ def policy_authorizer(service: DecisionService):  # type: ignore[no-untyped-def]
         approver: dict[str, Any], request: ApprovalRequest
     ) -> tuple[bool, list[str]]:
         policy_input = {
-            "approver": {"subject": approver.get("subject", ""),
-                         "groups": list(approver.get("groups", []))},
-            "request": {"requester": request.requester, "approvers": request.approvers,
-                        "connection": request.connection, "command": request.command},
+            "approver": {
+                "subject": approver.get("subject", ""),
+                "groups": list(approver.get("groups", [])),
+            },
+            "request": {
+                "requester": request.requester,
+                "approvers": request.approvers,
+                "connection": request.connection,
+                "command": request.command,
+            },
         }
         try:
             result = await service.decider.engine.evaluate(policy_input, APPROVERS_PATH)
@@ -65,19 +79,26 @@ def policy_authorizer(service: DecisionService):  # type: ignore[no-untyped-def]
     return authorize
 
 
-async def settle(service: DecisionService, session: Session, command: dict[str, Any],
-                 decision: Decision, record: dict[str, Any]) -> tuple[Decision, str]:
+async def settle(
+    service: DecisionService,
+    session: Session,
+    command: dict[str, Any],
+    decision: Decision,
+    record: dict[str, Any],
+) -> tuple[Decision, str]:
     """What a require_approval decision becomes: an approved request's re-run, or a request."""
     book: ApprovalBook | None = service.approvals
     if decision.verdict.kind is not VerdictKind.REQUIRE_APPROVAL or book is None:
         return decision, ""
     subject = session.identity.subject
     connection = session.connection["name"]
-    approved = book.reusable(subject, connection, command.get("raw", ""),
-                             command.get("kind", ""))
+    approved = book.reusable(subject, connection, command.get("raw", ""), command.get("kind", ""))
     if approved is not None:
-        policy_input = build_input(session, command, approval={
-            "id": approved.id, "state": APPROVED, "approver": approved.approver})
+        policy_input = build_input(
+            session,
+            command,
+            approval={"id": approved.id, "state": APPROVED, "approver": approved.approver},
+        )
         rerun = await service.decider.decide(policy_input, {**record, "approval_id": approved.id})
         if rerun.verdict.allowed:
             await book.executed(approved, rerun.id)
@@ -85,15 +106,24 @@ async def settle(service: DecisionService, session: Session, command: dict[str, 
     spec = decision.verdict.approval
     try:
         request = await book.request(
-            {"subject": subject, "groups": list(session.identity.groups),
-             "issuer": session.identity.issuer},
-            session.id, connection, command.get("kind", ""), command.get("raw", ""),
-            list(decision.verdict.reasons), list(spec.approvers) if spec else [],
-            spec.ttl_seconds if spec else 0)
+            {
+                "subject": subject,
+                "groups": list(session.identity.groups),
+                "issuer": session.identity.issuer,
+            },
+            session.id,
+            connection,
+            command.get("kind", ""),
+            command.get("raw", ""),
+            list(decision.verdict.reasons),
+            list(spec.approvers) if spec else [],
+            spec.ttl_seconds if spec else 0,
+        )
     except StoreUnavailable:
         denied = Verdict.deny("approval requests cannot be recorded now — denied")
-        return Decision(decision.id, denied, decision.policy_revision,
-                        decision.evaluation_ms, decision.recorded), ""
+        return Decision(
+            decision.id, denied, decision.policy_revision, decision.evaluation_ms, decision.recorded
+        ), ""
     return decision, request.id
 
 
@@ -108,19 +138,25 @@ class ApprovalRPCs:
         except TokenRejected as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"token rejected: {exc.reason}")
             raise
-        return {"subject": identity.subject, "groups": list(identity.groups),
-                "issuer": identity.issuer}
+        return {
+            "subject": identity.subject,
+            "groups": list(identity.groups),
+            "issuer": identity.issuer,
+        }
 
-    async def AwaitApproval(self: Any, request: pdp_pb2.AwaitApprovalRequest,
-                            context: grpc.aio.ServicerContext) -> Any:
+    async def AwaitApproval(
+        self: Any, request: pdp_pb2.AwaitApprovalRequest, context: grpc.aio.ServicerContext
+    ) -> Any:
         book: ApprovalBook = self.approvals
         pending = book.requests.get(request.approval_id)
         # a session.open request has no session yet: knowing its id is enough to wait on it
-        if pending is None or (pending.session_id != request.session_id
-                               and pending.command_kind != "session.open"):
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"approval_id: no request {request.approval_id[:64]!r} "
-                                "for this session")
+        if pending is None or (
+            pending.session_id != request.session_id and pending.command_kind != "session.open"
+        ):
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"approval_id: no request {request.approval_id[:64]!r} for this session",
+            )
             return
         limit = request.timeout_seconds or self.config.approvals.timeout_seconds
         deadline = time.monotonic() + min(limit, self.config.approvals.timeout_seconds)
@@ -129,26 +165,29 @@ class ApprovalRPCs:
             pending = await book.wait(pending.id, deadline - time.monotonic()) or pending
         yield pdp_pb2.ApprovalUpdate(approval=approval_message(pending))
 
-    async def ListApprovals(self: Any, request: pdp_pb2.ListApprovalsRequest,
-                            context: grpc.aio.ServicerContext) -> pdp_pb2.ListApprovalsResponse:
+    async def ListApprovals(
+        self: Any, request: pdp_pb2.ListApprovalsRequest, context: grpc.aio.ServicerContext
+    ) -> pdp_pb2.ListApprovalsResponse:
         await self._approver(request.token, context)
         book: ApprovalBook = self.approvals
         await book.refresh()
-        listed = [r for r in book.requests.values()
-                  if not request.pending_only or r.state == PENDING]
+        listed = [
+            r for r in book.requests.values() if not request.pending_only or r.state == PENDING
+        ]
         listed.sort(key=lambda r: r.created_at)
         return pdp_pb2.ListApprovalsResponse(approvals=[approval_message(r) for r in listed])
 
-    async def ResolveApproval(self: Any, request: pdp_pb2.ResolveApprovalRequest,
-                              context: grpc.aio.ServicerContext
-                              ) -> pdp_pb2.ResolveApprovalResponse:
+    async def ResolveApproval(
+        self: Any, request: pdp_pb2.ResolveApprovalRequest, context: grpc.aio.ServicerContext
+    ) -> pdp_pb2.ResolveApprovalResponse:
         approver = await self._approver(request.token, context)
         if not request.approval_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "approval_id: required")
         book: ApprovalBook = self.approvals
         try:
-            decided = await book.decide(request.approval_id, approver, request.approve,
-                                        request.reason)
+            decided = await book.decide(
+                request.approval_id, approver, request.approve, request.reason
+            )
         except ApprovalRefused as exc:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
             raise

@@ -78,9 +78,13 @@ Authorize = Callable[[dict[str, Any], ApprovalRequest], Awaitable[tuple[bool, li
 class ApprovalBook:
     """Every approval request this PDP knows, kept in step with the audit store."""
 
-    def __init__(self, store: AuditStore, authorize: Authorize,
-                 notify: Callable[[ApprovalRequest], None] | None = None,
-                 decision_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        store: AuditStore,
+        authorize: Authorize,
+        notify: Callable[[ApprovalRequest], None] | None = None,
+        decision_timeout: float = 120.0,
+    ) -> None:
         self.store = store
         self.authorize = authorize  # asks the policy whether an approver may decide
         self.notify = notify
@@ -170,60 +174,90 @@ class ApprovalBook:
 
     async def _write(self, approval_id: str, event: str, subject: str, **extra: Any) -> None:
         body = {"approval_id": approval_id, "event": event, "time": time.time(), **extra}
-        await self.store.append(KIND, body, subject=subject,
-                                session_id=extra.get("session_id", ""))
+        await self.store.append(KIND, body, subject=subject, session_id=extra.get("session_id", ""))
         await self.refresh()
         await self._announce(approval_id)
 
     # -- requests --------------------------------------------------------------------------
 
-    def reusable(self, subject: str, connection: str, command: str,
-                 kind: str = "") -> ApprovalRequest | None:
+    def reusable(
+        self, subject: str, connection: str, command: str, kind: str = ""
+    ) -> ApprovalRequest | None:
         """An approved request this identity may use again for exactly this command."""
         now = time.time()
         for request in self.requests.values():
-            if (request.state == APPROVED and request.requester.get("subject") == subject
-                    and request.connection == connection and request.command == command
-                    and (not kind or request.command_kind == kind)
-                    and request.usable_until > now):
+            if (
+                request.state == APPROVED
+                and request.requester.get("subject") == subject
+                and request.connection == connection
+                and request.command == command
+                and (not kind or request.command_kind == kind)
+                and request.usable_until > now
+            ):
                 return request
         return None
 
-    def pending_for(self, subject: str, connection: str, command: str,
-                    kind: str = "") -> ApprovalRequest | None:
+    def pending_for(
+        self, subject: str, connection: str, command: str, kind: str = ""
+    ) -> ApprovalRequest | None:
         for request in self.requests.values():
-            if (request.state == PENDING and request.requester.get("subject") == subject
-                    and request.connection == connection and request.command == command
-                    and (not kind or request.command_kind == kind)
-                    and request.expires_at > time.time()):
+            if (
+                request.state == PENDING
+                and request.requester.get("subject") == subject
+                and request.connection == connection
+                and request.command == command
+                and (not kind or request.command_kind == kind)
+                and request.expires_at > time.time()
+            ):
                 return request
         return None
 
-    async def request(self, requester: dict[str, Any], session_id: str, connection: str,
-                      command_kind: str, command: str, reasons: list[str],
-                      approvers: list[str], ttl_seconds: int) -> ApprovalRequest:
+    async def request(
+        self,
+        requester: dict[str, Any],
+        session_id: str,
+        connection: str,
+        command_kind: str,
+        command: str,
+        reasons: list[str],
+        approvers: list[str],
+        ttl_seconds: int,
+    ) -> ApprovalRequest:
         """The pending request for this command, created (and announced) if there is none."""
         existing = self.pending_for(requester["subject"], connection, command, command_kind)
         if existing is not None:
             return existing
         now = time.time()
         request = ApprovalRequest(
-            id="a-" + uuid.uuid4().hex[:16], requester=requester, session_id=session_id,
-            connection=connection, command_kind=command_kind, command=command,
-            reasons=list(reasons), approvers=list(approvers),
-            justification=justification_of(command), created_at=now,
-            expires_at=now + self.decision_timeout, ttl_seconds=ttl_seconds or 900)
-        record = {k: v for k, v in request.public().items()
-                  if k not in ("state", "approver", "decided_at", "decision_reason",
-                               "executions", "events")}
-        await self._write(request.id, "requested", requester["subject"], request=record,
-                          session_id=session_id)
+            id="a-" + uuid.uuid4().hex[:16],
+            requester=requester,
+            session_id=session_id,
+            connection=connection,
+            command_kind=command_kind,
+            command=command,
+            reasons=list(reasons),
+            approvers=list(approvers),
+            justification=justification_of(command),
+            created_at=now,
+            expires_at=now + self.decision_timeout,
+            ttl_seconds=ttl_seconds or 900,
+        )
+        record = {
+            k: v
+            for k, v in request.public().items()
+            if k
+            not in ("state", "approver", "decided_at", "decision_reason", "executions", "events")
+        }
+        await self._write(
+            request.id, "requested", requester["subject"], request=record, session_id=session_id
+        )
         if self.notify is not None:
             self.notify(self.requests[request.id])
         return self.requests[request.id]
 
-    async def decide(self, approval_id: str, approver: dict[str, Any], approve: bool,
-                     reason: str) -> ApprovalRequest:
+    async def decide(
+        self, approval_id: str, approver: dict[str, Any], approve: bool, reason: str
+    ) -> ApprovalRequest:
         """Record an approver's decision; raises ApprovalRefused when they may not make it."""
         await self.refresh()
         request = self.requests.get(approval_id)
@@ -241,24 +275,44 @@ class ApprovalBook:
         allowed, reasons = await self.authorize(approver, request)
         if not allowed:
             raise ApprovalRefused("; ".join(reasons) or "not an approver for this request")
-        await self._write(approval_id, APPROVED if approve else DENIED, subject,
-                          approver=subject, reason=reason[:1000],
-                          approver_groups=list(approver.get("groups", [])),
-                          session_id=request.session_id)
+        await self._write(
+            approval_id,
+            APPROVED if approve else DENIED,
+            subject,
+            approver=subject,
+            reason=reason[:1000],
+            approver_groups=list(approver.get("groups", [])),
+            session_id=request.session_id,
+        )
         return self.requests[approval_id]
 
     async def executed(self, request: ApprovalRequest, decision_id: str) -> None:
-        await self._write(request.id, "executed", request.requester.get("subject", ""),
-                          decision_id=decision_id, session_id=request.session_id)
+        await self._write(
+            request.id,
+            "executed",
+            request.requester.get("subject", ""),
+            decision_id=decision_id,
+            session_id=request.session_id,
+        )
 
     async def notified(self, request: ApprovalRequest, channel: str) -> None:
-        await self._write(request.id, "notified", request.requester.get("subject", ""),
-                          channel=channel, session_id=request.session_id)
+        await self._write(
+            request.id,
+            "notified",
+            request.requester.get("subject", ""),
+            channel=channel,
+            session_id=request.session_id,
+        )
 
     async def _expire(self, request: ApprovalRequest) -> None:
         with contextlib.suppress(StoreUnavailable):
-            await self._write(request.id, EXPIRED, request.requester.get("subject", ""),
-                              reason="nobody decided in time", session_id=request.session_id)
+            await self._write(
+                request.id,
+                EXPIRED,
+                request.requester.get("subject", ""),
+                reason="nobody decided in time",
+                session_id=request.session_id,
+            )
 
     async def _expire_overdue(self) -> None:
         now = time.time()

@@ -49,13 +49,18 @@ def _run(args: argparse.Namespace, method: str, request: Any) -> Any:
 def _line(a: pdp_pb2.Approval) -> str:
     age = int(time.time() - a.created_at)
     decided = f" by {a.approver}" if a.approver else ""
-    return (f"{a.id}  {a.state}{decided}  {a.requester} on {a.connection}  {age}s ago  "
-            f"{a.command[:80]!r}  ({'; '.join(a.reasons)})")
+    return (
+        f"{a.id}  {a.state}{decided}  {a.requester} on {a.connection}  {age}s ago  "
+        f"{a.command[:80]!r}  ({'; '.join(a.reasons)})"
+    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    response = _run(args, "ListApprovals", pdp_pb2.ListApprovalsRequest(
-        token=_token(args), pending_only=args.pending))
+    response = _run(
+        args,
+        "ListApprovals",
+        pdp_pb2.ListApprovalsRequest(token=_token(args), pending_only=args.pending),
+    )
     if args.format == "json":
         print(json.dumps([json_format.MessageToDict(a) for a in response.approvals], indent=2))
     else:
@@ -65,8 +70,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _resolve(args: argparse.Namespace, approve: bool) -> int:
-    response = _run(args, "ResolveApproval", pdp_pb2.ResolveApprovalRequest(
-        token=_token(args), approval_id=args.id, approve=approve, reason=args.reason))
+    response = _run(
+        args,
+        "ResolveApproval",
+        pdp_pb2.ResolveApprovalRequest(
+            token=_token(args), approval_id=args.id, approve=approve, reason=args.reason
+        ),
+    )
     print(_line(response.approval))
     return 0
 

@@ -53,6 +53,9 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def _run_until_signal(start: Callable[[asyncio.Event], Any]) -> None:
+    """Run a service on uvloop (the servers' event loop) until SIGINT or SIGTERM."""
+    import uvloop
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -60,7 +63,8 @@ def _run_until_signal(start: Callable[[asyncio.Event], Any]) -> None:
             loop.add_signal_handler(sig, stop.set)
         await start(stop)
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
 
 
 # -- subcommands ------------------------------------------------------------------
@@ -92,11 +96,17 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
     config = _config(args)
     _setup_logging(args.verbose)
-    connections = [c for c in config.connections if c.type == args.kind
-                   and (args.connection is None or c.name == args.connection)]
+    connections = [
+        c
+        for c in config.connections
+        if c.type == args.kind and (args.connection is None or c.name == args.connection)
+    ]
     if not connections:
-        print(f"portcullis proxy: no {args.kind} connection configured"
-              + (f" named {args.connection!r}" if args.connection else ""), file=sys.stderr)
+        print(
+            f"portcullis proxy: no {args.kind} connection configured"
+            + (f" named {args.connection!r}" if args.connection else ""),
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     address = args.pdp or config.pdp.address or config.pdp.listen
     _run_until_signal(lambda stop: run_proxies(connections, config, address, stop))

@@ -76,6 +76,10 @@ class PDPSettings:
     # a session whose proxy sends nothing (no command, no heartbeat) this long has lost its
     # proxy and is closed as ended abnormally
     session_timeout_seconds: int = 30
+    # answer a command from an earlier evaluation in the same session when the policy
+    # declared that verdict reusable (cache_ttl_seconds / cache_key); every decision is
+    # still recorded, naming the decision whose evaluation it reused
+    reuse_evaluations: bool = True
 
 
 @dataclass(frozen=True)
@@ -265,8 +269,17 @@ def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
     _known(
         raw,
         "pdp",
-        {"listen", "engine", "store", "signing_key", "http_listen", "tls", "address",
-         "session_timeout_seconds"},
+        {
+            "listen",
+            "engine",
+            "store",
+            "signing_key",
+            "http_listen",
+            "tls",
+            "address",
+            "session_timeout_seconds",
+            "reuse_evaluations",
+        },
     )
     engine_raw = _section(raw, "engine") if "engine" in raw else {}
     store_raw = _section(raw, "store") if "store" in raw else {}
@@ -283,6 +296,7 @@ def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
         tls=_tls(raw["tls"], base_dir) if raw.get("tls") else None,
         address=_str(raw, "pdp", "address"),
         session_timeout_seconds=_int(raw, "pdp", "session_timeout_seconds", 30, minimum=1),
+        reuse_evaluations=_bool(raw, "pdp", "reuse_evaluations", True),
     )
 
 

@@ -8,6 +8,7 @@ with the reason; nothing here can produce an allow by accident.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -15,10 +16,38 @@ from dataclasses import dataclass
 from typing import Any
 
 from pdp.engine import EngineError, PolicyEngine
+from pdp.reuse import ReuseTable
+from pdp.statements import shape
 from pdp.store import AuditStore, StoreUnavailable
 from pdp.verdict import Verdict, verdict_from_result
 
 log = logging.getLogger("portcullis.decisions")
+
+
+EVALUATION_REUSE_ENTRIES = 65536
+
+
+@functools.lru_cache(maxsize=8192)
+def _shape(raw: str) -> str | None:
+    return shape(raw) if len(raw) <= 4096 else None
+
+
+@dataclass(frozen=True)
+class Reusable:
+    """Where a decision may reuse an earlier evaluation: its session, kind and command text.
+
+    `kind` carries the command's attributes too, so two commands that differ in anything
+    the policy sees besides the text never share an entry."""
+
+    session_id: str
+    kind: str
+    raw: str
+
+
+@dataclass(frozen=True)
+class _Evaluated:
+    verdict: Verdict
+    decision_id: str
 
 
 @dataclass(frozen=True)
@@ -39,6 +68,7 @@ class DecisionStats:
     engine_errors: int = 0
     store_errors: int = 0
     evaluation_ms_sum: float = 0.0
+    evaluations_reused: int = 0
 
     def count(self, decision: Decision) -> None:
         if self.by_verdict is None:
@@ -50,23 +80,47 @@ class DecisionStats:
 
 
 class Decider:
-    def __init__(self, engine: PolicyEngine, store: AuditStore) -> None:
+    def __init__(
+        self, engine: PolicyEngine, store: AuditStore, reuse_evaluations: bool = True
+    ) -> None:
         self.engine = engine
         self.store = store
         self.stats = DecisionStats()
+        self.evaluations: ReuseTable[_Evaluated] | None = (
+            ReuseTable(EVALUATION_REUSE_ENTRIES)
+            if reuse_evaluations and getattr(engine, "knows_revision", False)
+            else None
+        )
 
-    async def decide(self, policy_input: dict[str, Any], record: dict[str, Any]) -> Decision:
-        """Evaluate policy_input and log a decision record (`record` adds who/what/where)."""
+    async def decide(
+        self,
+        policy_input: dict[str, Any],
+        record: dict[str, Any],
+        reusable: Reusable | None = None,
+    ) -> Decision:
+        """Evaluate policy_input and log a decision record (`record` adds who/what/where).
+
+        With `reusable`, an earlier evaluation the policy declared reusable (its
+        cache_ttl_seconds and cache_key) answers instead of the engine; the decision still
+        gets its own id and record, which names the decision it reused."""
         decision_id = "d-" + uuid.uuid4().hex
         started = time.perf_counter()
         revision = self.engine.revision
-        try:
-            result = await self.engine.evaluate(policy_input)
-            revision = result.revision or revision
-            verdict = verdict_from_result(result.result)
-        except EngineError as exc:
-            self.stats.engine_errors += 1
-            verdict = Verdict.deny(f"policy engine error: {exc} — denied")
+        reused = self._reused(reusable, revision)
+        if reused is not None:
+            verdict = reused.verdict
+            self.stats.evaluations_reused += 1
+        else:
+            try:
+                result = await self.engine.evaluate(policy_input)
+                revision = result.revision or revision
+                verdict = verdict_from_result(result.result)
+                self._remember(reusable, verdict, revision, decision_id)
+            except EngineError as exc:
+                self.stats.engine_errors += 1
+                if self.evaluations is not None:  # trouble: evaluate afresh from here on
+                    self.evaluations.clear()
+                verdict = Verdict.deny(f"policy engine error: {exc} — denied")
         elapsed = (time.perf_counter() - started) * 1000
         command = policy_input.get("command", {})
         body = {
@@ -78,6 +132,8 @@ class Decider:
             "policy_revision": revision,
             "evaluation_ms": round(elapsed, 3),
         }
+        if reused is not None:
+            body["evaluation_reused_from"] = reused.decision_id
         if "postgres" in command:
             body["statements"] = command["postgres"].get("statements", [])
         recorded = await self._record(decision_id, record, body)
@@ -86,6 +142,28 @@ class Decider:
         decision = Decision(decision_id, verdict, revision, elapsed, recorded)
         self.stats.count(decision)
         return decision
+
+    def _reused(self, reusable: Reusable | None, revision: str) -> _Evaluated | None:
+        if reusable is None or self.evaluations is None:
+            return None
+        return self.evaluations.lookup(
+            reusable.session_id, reusable.kind, reusable.raw, revision, _shape
+        )
+
+    def _remember(
+        self, reusable: Reusable | None, verdict: Verdict, revision: str, decision_id: str
+    ) -> None:
+        if reusable is None or self.evaluations is None:
+            return
+        self.evaluations.store(
+            reusable.session_id,
+            reusable.kind,
+            reusable.raw,
+            verdict,
+            revision,
+            _Evaluated(verdict, decision_id),
+            _shape,
+        )
 
     async def _record(self, decision_id: str, record: dict[str, Any], body: dict[str, Any]) -> bool:
         kind = "session.open" if body["kind"] == "session.open" else "decision"

@@ -32,6 +32,10 @@ def metrics_text(app: PDPApp) -> str:
         "# HELP portcullis_engine_errors_total Evaluations that failed or overran (denied).",
         "# TYPE portcullis_engine_errors_total counter",
         f"portcullis_engine_errors_total {stats.engine_errors}",
+        "# HELP portcullis_evaluations_reused_total Decisions answered from an earlier"
+        " evaluation the policy declared reusable.",
+        "# TYPE portcullis_evaluations_reused_total counter",
+        f"portcullis_evaluations_reused_total {stats.evaluations_reused}",
         "# HELP portcullis_store_errors_total Decisions the audit store could not take (denied).",
         "# TYPE portcullis_store_errors_total counter",
         f"portcullis_store_errors_total {stats.store_errors}",
@@ -66,23 +70,32 @@ def build_http_app(pdp: PDPApp) -> web.Application:
     async def approver(request: web.Request) -> dict[str, object]:
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
-            raise web.HTTPUnauthorized(text=json.dumps({"title": "bearer token required"}),
-                                       content_type="application/problem+json")
+            raise web.HTTPUnauthorized(
+                text=json.dumps({"title": "bearer token required"}),
+                content_type="application/problem+json",
+            )
         try:
-            identity = await pdp.verifier.verify(header[len("Bearer "):].strip())
+            identity = await pdp.verifier.verify(header[len("Bearer ") :].strip())
         except TokenRejected as exc:
             raise web.HTTPUnauthorized(
                 text=json.dumps({"title": "token rejected", "detail": exc.reason}),
-                content_type="application/problem+json") from None
-        return {"subject": identity.subject, "groups": list(identity.groups),
-                "issuer": identity.issuer}
+                content_type="application/problem+json",
+            ) from None
+        return {
+            "subject": identity.subject,
+            "groups": list(identity.groups),
+            "issuer": identity.issuer,
+        }
 
     async def list_approvals(request: web.Request) -> web.Response:
         await approver(request)
         await pdp.approvals.refresh()
         pending_only = request.query.get("pending") in ("1", "true")
-        listed = [r.public() for r in pdp.approvals.requests.values()
-                  if not pending_only or r.state == "pending"]
+        listed = [
+            r.public()
+            for r in pdp.approvals.requests.values()
+            if not pending_only or r.state == "pending"
+        ]
         return web.json_response({"approvals": listed})
 
     async def resolve(request: web.Request) -> web.Response:
@@ -93,14 +106,18 @@ def build_http_app(pdp: PDPApp) -> web.Application:
             body = {}
         reason = str(body.get("reason", "")) if isinstance(body, dict) else ""
         if not reason:
-            raise web.HTTPBadRequest(text=json.dumps({"title": "reason is required"}),
-                                     content_type="application/problem+json")
+            raise web.HTTPBadRequest(
+                text=json.dumps({"title": "reason is required"}),
+                content_type="application/problem+json",
+            )
         approve = request.match_info["action"] == "approve"
         try:
             decided = await pdp.approvals.decide(request.match_info["id"], who, approve, reason)
         except ApprovalRefused as exc:
-            raise web.HTTPForbidden(text=json.dumps({"title": "refused", "detail": str(exc)}),
-                                    content_type="application/problem+json") from None
+            raise web.HTTPForbidden(
+                text=json.dumps({"title": "refused", "detail": str(exc)}),
+                content_type="application/problem+json",
+            ) from None
         return web.json_response({"approval": decided.public()})
 
     app = web.Application()

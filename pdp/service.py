@@ -21,7 +21,7 @@ from pdp import __version__
 from pdp.approval_rpc import ApprovalRPCs, settle
 from pdp.approvals import ApprovalBook
 from pdp.config import Config
-from pdp.decisions import Decider, Decision
+from pdp.decisions import Decider, Decision, Reusable
 from pdp.evidence.checkpoints import record_credential_statement
 from pdp.evidence.signing import Signer
 from pdp.identity import TokenRejected, TokenVerifier
@@ -86,6 +86,13 @@ def event_details(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
             return {"malformed_details": True}
         return details if isinstance(details, dict) else {"malformed_details": True}
     return struct_to_dict(event.details) if event.HasField("details") else {}
+
+
+def _reuse_kind(kind: str, attributes: dict[str, Any]) -> str:
+    """The command kind plus its attributes, as a key that tells commands apart."""
+    if not attributes:
+        return kind
+    return kind + "\x00" + json.dumps(attributes, sort_keys=True, separators=(",", ":"))
 
 
 def struct_to_dict(message: Any) -> dict[str, Any]:
@@ -249,7 +256,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             "subject": session.identity.subject,
             "connection": session.connection["name"],
         }
-        decision = await self.decider.decide(build_input(session, command), record)
+        reusable = Reusable(session.id, _reuse_kind(kind, attributes), request.command.raw)
+        decision = await self.decider.decide(build_input(session, command), record, reusable)
         decision, approval_id = await settle(self, session, command, decision, record)
         message = decision_message(decision)
         message.approval_id = approval_id

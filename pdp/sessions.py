@@ -174,13 +174,18 @@ class SessionReaper:
 
     async def reap(self, session: Session, reason: str = "proxy_lost") -> None:
         try:
-            await self.table.store.append("session.close", {
-                "connection": session.connection.get("name", ""),
-                "reason": reason,
-                "abnormal": reason == "proxy_lost",
-                "duration_seconds": round(time.time() - session.started_at, 3),
-                "summary": {},
-            }, session_id=session.id, subject=session.identity.subject)
+            await self.table.store.append(
+                "session.close",
+                {
+                    "connection": session.connection.get("name", ""),
+                    "reason": reason,
+                    "abnormal": reason == "proxy_lost",
+                    "duration_seconds": round(time.time() - session.started_at, 3),
+                    "summary": {},
+                },
+                session_id=session.id,
+                subject=session.identity.subject,
+            )
         except StoreUnavailable:
             return  # try again on the next round; the session stays open meanwhile
         self.table.close(session.id)

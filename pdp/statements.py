@@ -336,8 +336,9 @@ def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> li
         for name in fields.get("objects", ()):
             tables[_json_qualified(name)] = None
     elif tag == "DoStmt":
-        _fold_do_block(entry, *_do_block_source(fields.get("args", ())), tables, functions,
-                       children)
+        _fold_do_block(
+            entry, *_do_block_source(fields.get("args", ())), tables, functions, children
+        )
     entry["tables"] = list(tables)
     entry["functions"] = list(functions)
     return [entry, *children]
@@ -534,9 +535,14 @@ def _json_walk(tree: Any) -> Iterator[tuple[str, Any]]:
             stack.extend(reversed(item))
 
 
-def _fold_do_block(entry: dict[str, Any], inner: list[dict[str, Any]], opaque: bool,
-                   tables: dict[str, None], functions: dict[str, None],
-                   children: list[dict[str, Any]]) -> None:
+def _fold_do_block(
+    entry: dict[str, Any],
+    inner: list[dict[str, Any]],
+    opaque: bool,
+    tables: dict[str, None],
+    functions: dict[str, None],
+    children: list[dict[str, Any]],
+) -> None:
     """What a DO block's body holds joins its entry: tables and functions always, and the
     statements as nested entries (IF conditions and assignments add only functions)."""
     entry["opaque"] = opaque

@@ -25,9 +25,11 @@ MAX_BACKOFF_SECONDS = 30.0
 
 def notice(request: ApprovalRequest) -> dict[str, Any]:
     who = request.requester.get("subject", "?")
-    text = (f"Approval needed: {who} on {request.connection} wants to run `{request.command[:300]}`"
-            f" — {'; '.join(request.reasons)}. Approvers: {', '.join(request.approvers)}. "
-            f"Approve: portcullis approvals approve {request.id} --reason '...'")
+    text = (
+        f"Approval needed: {who} on {request.connection} wants to run `{request.command[:300]}`"
+        f" — {'; '.join(request.reasons)}. Approvers: {', '.join(request.approvers)}. "
+        f"Approve: portcullis approvals approve {request.id} --reason '...'"
+    )
     if request.justification:
         text += f" Justification: {request.justification}"
     return {"text": text, "approval": request.public()}
@@ -55,11 +57,11 @@ class WebhookNotifier:
                 async with self._session.post(self.url, json=body) as response:
                     if 200 <= response.status < 300:
                         break
-                    log.warning("webhook answered %d for %s; retrying", response.status,
-                                request.id)
+                    log.warning("webhook answered %d for %s; retrying", response.status, request.id)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("webhook unreachable for %s (%s); retrying", request.id,
-                            type(exc).__name__)
+                log.warning(
+                    "webhook unreachable for %s (%s); retrying", request.id, type(exc).__name__
+                )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         with contextlib.suppress(Exception):

@@ -43,16 +43,20 @@ def _load_builtin_kinds() -> None:
                 raise
 
 
-async def start_proxies(connections: list[ConnectionSettings], config: Config,
-                        pdp_address: str) -> list[Proxy]:
+async def start_proxies(
+    connections: list[ConnectionSettings], config: Config, pdp_address: str
+) -> list[Proxy]:
     _load_builtin_kinds()
     proxies: list[Proxy] = []
     try:
         for connection in connections:
             factory = PROXY_KINDS.get(connection.type)
             if factory is None:
-                log.warning("connection %s: no %s proxy in this build; not served",
-                            connection.name, connection.type)
+                log.warning(
+                    "connection %s: no %s proxy in this build; not served",
+                    connection.name,
+                    connection.type,
+                )
                 continue
             proxy = factory(connection, config, pdp_address)
             await proxy.start()
@@ -68,8 +72,9 @@ async def stop_proxies(proxies: list[Proxy]) -> None:
         await proxy.stop()
 
 
-async def run_proxies(connections: list[ConnectionSettings], config: Config, pdp_address: str,
-                      stop: asyncio.Event) -> None:
+async def run_proxies(
+    connections: list[ConnectionSettings], config: Config, pdp_address: str, stop: asyncio.Event
+) -> None:
     proxies = await start_proxies(connections, config, pdp_address)
     try:
         await stop.wait()

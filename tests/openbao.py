@@ -51,10 +51,19 @@ class OpenBao:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
         env["HOME"] = self._home  # the token helper must not touch the real ~/.vault-token
         self.process = subprocess.Popen(
-            [bao_executable(), "server", "-dev", "-dev-no-store-token",
-             f"-dev-root-token-id={self.root_token}",
-             f"-dev-listen-address=127.0.0.1:{self.port}"],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self._home)
+            [
+                bao_executable(),
+                "server",
+                "-dev",
+                "-dev-no-store-token",
+                f"-dev-root-token-id={self.root_token}",
+                f"-dev-listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self._home,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -115,40 +124,66 @@ def vault_admin_role() -> Iterator[tuple[str, str]]:
             admin.execute(f"DROP ROLE IF EXISTS {role}")
 
 
-CREATION = ('CREATE ROLE "{{name}}" WITH LOGIN PASSWORD \'{{password}}\' '
-            "VALID UNTIL '{{expiration}}'; "
-            'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{{name}}";')
-REVOCATION = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-              "WHERE usename = '{{name}}'; "
-              'REASSIGN OWNED BY "{{name}}" TO CURRENT_USER; '
-              'DROP OWNED BY "{{name}}"; '
-              'DROP ROLE IF EXISTS "{{name}}";')
+CREATION = (
+    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' "
+    "VALID UNTIL '{{expiration}}'; "
+    'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{{name}}";'
+)
+REVOCATION = (
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    "WHERE usename = '{{name}}'; "
+    'REASSIGN OWNED BY "{{name}}" TO CURRENT_USER; '
+    'DROP OWNED BY "{{name}}"; '
+    'DROP ROLE IF EXISTS "{{name}}";'
+)
 
 
-def configure_database(client: hvac.Client, database: str, admin: tuple[str, str],
-                       role: str, default_ttl: str = "1h", max_ttl: str = "8h") -> None:
+def configure_database(
+    client: hvac.Client,
+    database: str,
+    admin: tuple[str, str],
+    role: str,
+    default_ttl: str = "1h",
+    max_ttl: str = "8h",
+) -> None:
     """Point OpenBao's database secrets engine at `database` and create one dynamic role."""
     mounts = client.sys.list_mounted_secrets_engines()
     if "database/" not in mounts.get("data", mounts):
         client.sys.enable_secrets_engine("database", path="database")
     user, password = admin
     client.secrets.database.configure(
-        name=database, plugin_name="postgresql-database-plugin",
-        connection_url=("postgresql://{{username}}:{{password}}@127.0.0.1:5432/"
-                        f"{database}?sslmode=disable"),
-        allowed_roles=[role], username=user, password=password)
+        name=database,
+        plugin_name="postgresql-database-plugin",
+        connection_url=(
+            "postgresql://{{username}}:{{password}}@127.0.0.1:5432/"
+            f"{database}?sslmode=disable"
+        ),
+        allowed_roles=[role],
+        username=user,
+        password=password,
+    )
     client.secrets.database.create_role(
-        name=role, db_name=database, creation_statements=[CREATION],
-        revocation_statements=[REVOCATION], default_ttl=default_ttl, max_ttl=max_ttl)
+        name=role,
+        db_name=database,
+        creation_statements=[CREATION],
+        revocation_statements=[REVOCATION],
+        default_ttl=default_ttl,
+        max_ttl=max_ttl,
+    )
 
 
 def drop_dynamic_roles(role: str) -> None:
     """Remove any `v-...` login OpenBao created for `role` and could not revoke (Vault down)."""
     with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        names = [r[0] for r in admin.execute(
-            "SELECT rolname FROM pg_roles WHERE rolname LIKE %s AND rolname LIKE %s",
-            ("v-%", f"%{role[:8]}%"))]
+        names = [
+            r[0]
+            for r in admin.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE %s AND rolname LIKE %s",
+                ("v-%", f"%{role[:8]}%"),
+            )
+        ]
         for name in names:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE usename = %s", (name,))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,)
+            )
             admin.execute(f'DROP ROLE IF EXISTS "{name}"')

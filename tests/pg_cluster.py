@@ -29,8 +29,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def throwaway_cluster(hba: str, settings: dict[str, str] | None = None,
-                      setup: list[str] | None = None) -> Iterator[tuple[int, Path]]:
+def throwaway_cluster(
+    hba: str, settings: dict[str, str] | None = None, setup: list[str] | None = None
+) -> Iterator[tuple[int, Path]]:
     """Start a cluster; yields (TCP port, socket directory). `setup` SQL runs as postgres,
     one statement at a time in one session."""
     root = Path(tempfile.mkdtemp(prefix="portcullis-pg-"))
@@ -43,18 +44,66 @@ def throwaway_cluster(hba: str, settings: dict[str, str] | None = None,
     for name, value in (settings or {}).items():
         options += f" -c {name}={value}"
     try:
-        subprocess.run(as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
-                                    "--auth=trust", "-N", "-E", "UTF8", "--no-locale"]), **run)
+        subprocess.run(
+            as_postgres(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-N",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                ]
+            ),
+            **run,
+        )
         (data / "pg_hba.conf").write_text("local all postgres trust\n" + hba)
-        subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l",
-                                    str(root / "log"), "-o", options, "start"]), **run)
+        subprocess.run(
+            as_postgres(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-w",
+                    "-l",
+                    str(root / "log"),
+                    "-o",
+                    options,
+                    "start",
+                ]
+            ),
+            **run,
+        )
         if setup:
-            subprocess.run(as_postgres(
-                ["psql", "-h", str(root), "-p", str(port), "-U", "postgres", "-d", "postgres",
-                 "-v", "ON_ERROR_STOP=1", "-q", *[a for sql in setup for a in ("-c", sql)]]),
-                **run)
+            subprocess.run(
+                as_postgres(
+                    [
+                        "psql",
+                        "-h",
+                        str(root),
+                        "-p",
+                        str(port),
+                        "-U",
+                        "postgres",
+                        "-d",
+                        "postgres",
+                        "-v",
+                        "ON_ERROR_STOP=1",
+                        "-q",
+                        *[a for sql in setup for a in ("-c", sql)],
+                    ]
+                ),
+                **run,
+            )
         yield port, root
     finally:
-        subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                                    "stop"]), capture_output=True, timeout=60)
+        subprocess.run(
+            as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(root, ignore_errors=True)

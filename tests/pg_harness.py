@@ -43,12 +43,15 @@ class Gateway:
 
     def dsn(self, tok: str, **params: Any) -> str:
         extra = "".join(f"&{k}={v}" for k, v in params.items())
-        return (f"postgresql://agent:{tok}@127.0.0.1:{self.proxy.port}/{self.database}"
-                f"?sslmode=disable{extra}")
+        return (
+            f"postgresql://agent:{tok}@127.0.0.1:{self.proxy.port}/{self.database}"
+            f"?sslmode=disable{extra}"
+        )
 
     def admin(self) -> psycopg.Connection:
-        return psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.database}",
-                               autocommit=True)
+        return psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:5432/{self.database}", autocommit=True
+        )
 
 
 @contextlib.contextmanager
@@ -61,8 +64,7 @@ def scratch_database(schema: str = SCHEMA):
         admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
         admin.execute(f'CREATE DATABASE "{name}" OWNER {role}')
     try:
-        with psycopg.connect(f"postgresql://{role}@127.0.0.1:5432/{name}",
-                             autocommit=True) as db:
+        with psycopg.connect(f"postgresql://{role}@127.0.0.1:5432/{name}", autocommit=True) as db:
             db.execute(schema)
         yield name, role, password
     finally:
@@ -72,13 +74,17 @@ def scratch_database(schema: str = SCHEMA):
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(tmp: Path, options: dict[str, Any] | None = None,
-                          **pdp_kwargs: Any) -> AsyncIterator[Gateway]:
+async def running_gateway(
+    tmp: Path, options: dict[str, Any] | None = None, **pdp_kwargs: Any
+) -> AsyncIterator[Gateway]:
     with scratch_database() as (name, role, password):
         connection = {
-            "name": "orders-db", "type": "postgres",
-            "listen": f"127.0.0.1:{free_port()}", "upstream": "127.0.0.1:5432",
-            "database": name, "zone": "eu-prod",
+            "name": "orders-db",
+            "type": "postgres",
+            "listen": f"127.0.0.1:{free_port()}",
+            "upstream": "127.0.0.1:5432",
+            "database": name,
+            "zone": "eu-prod",
             "credentials": {"provider": "static", "username": role, "password": password},
             **(options or {}),
         }

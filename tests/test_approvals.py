@@ -329,16 +329,20 @@ async def test_just_in_time_session_grant_expires_and_closes_the_session(tmp_pat
     policies = tmp_path / "jit"
     policies.mkdir()
     (policies / "policy.rego").write_text(JIT_POLICY)
-    async with running_gateway(
-        tmp_path, policies=policies, approvals={"timeout_seconds": 8}
-    ) as gw:
+    async with running_gateway(tmp_path, policies=policies, approvals={"timeout_seconds": 8}) as gw:
         contractor = gw.token("carl@example.com", ("contractors",))
         connecting = asyncio.ensure_future(asyncpg.connect(gw.dsn(contractor)))
         approval_id = await pending_id(gw)
         assert gw.pdp.approvals.requests[approval_id].command_kind == "session.open"
         approved = await asyncio.to_thread(
-            approvals_cli, gw, tmp_path, gw.token("sam@example.com", SECURITY),
-            "approve", approval_id, "--reason", "on-call fix",
+            approvals_cli,
+            gw,
+            tmp_path,
+            gw.token("sam@example.com", SECURITY),
+            "approve",
+            approval_id,
+            "--reason",
+            "on-call fix",
         )
         assert approved.returncode == 0, approved.stderr
         conn = await asyncio.wait_for(connecting, 15)

@@ -51,8 +51,9 @@ class Tap:
                 await dst.drain()
             dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True),
-                             return_exceptions=True)
+        await asyncio.gather(
+            pipe(reader, up_writer, False), pipe(up_reader, writer, True), return_exceptions=True
+        )
 
 
 async def test_asyncpg_reads_masked_and_denied_writes_leave_data_alone(tmp_path):
@@ -86,12 +87,14 @@ async def test_asyncpg_reads_masked_and_denied_writes_leave_data_alone(tmp_path)
 async def test_statements_hidden_in_multi_statement_text_are_refused_whole(tmp_path):
     async with running_gateway(tmp_path) as gw:
         conn = await asyncpg.connect(gw.dsn(gw.token()))
-        for sql in ("SELECT 1; DROP TABLE customers",
-                    "/* just a read */ SELECT 1; -- and\n DELETE FROM orders",
-                    "WITH gone AS (DELETE FROM orders RETURNING *) SELECT * FROM gone",
-                    "EXPLAIN ANALYZE DELETE FROM orders",
-                    "SELECT pg_read_file('/etc/passwd')",
-                    "COPY orders TO PROGRAM 'cat > /tmp/x'"):
+        for sql in (
+            "SELECT 1; DROP TABLE customers",
+            "/* just a read */ SELECT 1; -- and\n DELETE FROM orders",
+            "WITH gone AS (DELETE FROM orders RETURNING *) SELECT * FROM gone",
+            "EXPLAIN ANALYZE DELETE FROM orders",
+            "SELECT pg_read_file('/etc/passwd')",
+            "COPY orders TO PROGRAM 'cat > /tmp/x'",
+        ):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await conn.execute(sql)
         await conn.close()
@@ -120,6 +123,7 @@ async def test_psycopg_text_format_masks_values_and_dba_sees_them(tmp_path):
 
 async def test_sqlalchemy_through_the_proxy(tmp_path):
     import sqlalchemy
+
     async with running_gateway(tmp_path) as gw:
         url = gw.dsn(gw.token("dana", DBA)).replace("postgresql://", "postgresql+psycopg://")
 
@@ -137,9 +141,27 @@ async def test_sqlalchemy_through_the_proxy(tmp_path):
 def _psql(gw, token: str, *args: str, stdin: str | None = None):
     env = {**os.environ, "PGPASSWORD": token, "PGSSLMODE": "disable"}
     return subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-p", str(gw.proxy.port), "-U", "agent", "-d", gw.database,
-         "-X", "-v", "ON_ERROR_STOP=0", *args],
-        capture_output=True, text=True, env=env, input=stdin, timeout=60)
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(gw.proxy.port),
+            "-U",
+            "agent",
+            "-d",
+            gw.database,
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=0",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=60,
+    )
 
 
 async def test_psql_describe_multi_statement_and_copy(tmp_path):
@@ -148,17 +170,20 @@ async def test_psql_describe_multi_statement_and_copy(tmp_path):
         described = await asyncio.to_thread(_psql, gw, dba, "-c", r"\d customers")
         assert described.returncode == 0, described.stderr
         assert "email" in described.stdout
-        out = await asyncio.to_thread(_psql, gw, gw.token(), "-c",
-                                      "select 1 as one; drop table customers")
+        out = await asyncio.to_thread(
+            _psql, gw, gw.token(), "-c", "select 1 as one; drop table customers"
+        )
         assert "denied by policy" in out.stderr
         source = tmp_path / "orders.csv"
         source.write_text("20,1,5.00\n21,2,6.00\n")
         loaded = await asyncio.to_thread(
-            _psql, gw, dba, "-c", rf"\copy orders from '{source}' with (format csv)")
+            _psql, gw, dba, "-c", rf"\copy orders from '{source}' with (format csv)"
+        )
         assert loaded.returncode == 0, loaded.stderr
         target = tmp_path / "out.csv"
         dumped = await asyncio.to_thread(
-            _psql, gw, dba, "-c", rf"\copy (select id from orders order by id) to '{target}'")
+            _psql, gw, dba, "-c", rf"\copy (select id from orders order by id) to '{target}'"
+        )
         assert dumped.returncode == 0, dumped.stderr
         assert target.read_text().split() == ["10", "11", "20", "21"]
         script = "select count(*) from orders;\nselect name from customers where id = 2;\n"
@@ -169,15 +194,51 @@ async def test_psql_describe_multi_statement_and_copy(tmp_path):
 @pytest.mark.parametrize("mode", ["simple", "prepared"])
 async def test_pgbench_through_the_proxy(tmp_path, mode):
     async with running_gateway(tmp_path) as gw:
-        init = subprocess.run(["pgbench", "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", "5432",
-                               "-U", gw.role, gw.database], capture_output=True, text=True)
+        init = subprocess.run(
+            [
+                "pgbench",
+                "-i",
+                "-s",
+                "1",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                "5432",
+                "-U",
+                gw.role,
+                gw.database,
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert init.returncode == 0, init.stderr
         env = {**os.environ, "PGPASSWORD": gw.token("bench", DBA), "PGSSLMODE": "disable"}
         run = await asyncio.to_thread(
             subprocess.run,
-            ["pgbench", "-n", "-S", "-M", mode, "-c", "4", "-t", "50", "-h", "127.0.0.1",
-             "-p", str(gw.proxy.port), "-U", "agent", gw.database],
-            capture_output=True, text=True, env=env, timeout=120)
+            [
+                "pgbench",
+                "-n",
+                "-S",
+                "-M",
+                mode,
+                "-c",
+                "4",
+                "-t",
+                "50",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(gw.proxy.port),
+                "-U",
+                "agent",
+                gw.database,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert run.returncode == 0, run.stderr
         assert "number of transactions actually processed: 200/200" in run.stdout
 
@@ -197,8 +258,12 @@ async def test_masked_values_and_the_upstream_password_never_reach_the_client(tm
                         await (await conn.execute("SELECT * FROM customers")).fetchall()
             sent = bytes(tap.to_client)
         assert sent, "the tap saw nothing"
-        for secret in (b"ada@example.com", b"123-45-6789", b"4111 1111 1111 1111",
-                       gw.password.encode()):
+        for secret in (
+            b"ada@example.com",
+            b"123-45-6789",
+            b"4111 1111 1111 1111",
+            gw.password.encode(),
+        ):
             assert secret not in sent
         events = await session_events(gw.pdp.store)
         masking = [e for e in events if e["type"] == "masking"]
@@ -247,9 +312,12 @@ async def test_client_gone_mid_query_leaves_no_upstream_backend(tmp_path):
         deadline = time.monotonic() + 20
         with gw.admin() as admin:
             while True:  # the proxy runs on this loop: poll without blocking it
-                busy = await asyncio.to_thread(lambda: admin.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND usename = %s",
-                    (gw.database, gw.role)).fetchone()[0])
+                busy = await asyncio.to_thread(
+                    lambda: admin.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND usename = %s",
+                        (gw.database, gw.role),
+                    ).fetchone()[0]
+                )
                 if busy == 0 or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.2)
@@ -264,9 +332,14 @@ async def test_cancel_request_goes_through_the_proxy(tmp_path):
         deadline = time.monotonic() + 10
         with gw.admin() as admin:
             while True:
-                running = await asyncio.to_thread(lambda: admin.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%%'"
-                    " AND state = 'active' AND datname = %s", (gw.database,)).fetchone()[0])
+                running = await asyncio.to_thread(
+                    lambda: admin.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE query LIKE 'SELECT pg_sleep(30)%%'"
+                        " AND state = 'active' AND datname = %s",
+                        (gw.database,),
+                    ).fetchone()[0]
+                )
                 if running == 0 or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.2)
@@ -278,8 +351,11 @@ async def test_cancel_request_goes_through_the_proxy(tmp_path):
 async def test_malformed_frames_close_only_that_connection(tmp_path):
     async with running_gateway(tmp_path) as gw:
         good = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
-        for garbage in (b"\x00\x00\x00\x02", b"\x00\x10\x00\x00" + b"x" * 16,
-                        b"\x00\x00\x00\x08\x04\xd2\x16\x2f" + b"GET / HTTP/1.1\r\n\r\n"):
+        for garbage in (
+            b"\x00\x00\x00\x02",
+            b"\x00\x10\x00\x00" + b"x" * 16,
+            b"\x00\x00\x00\x08\x04\xd2\x16\x2f" + b"GET / HTTP/1.1\r\n\r\n",
+        ):
             reader, writer = await asyncio.open_connection("127.0.0.1", gw.proxy.port)
             writer.write(garbage)
             reply = await asyncio.wait_for(reader.read(4096), 10)
@@ -287,8 +363,11 @@ async def test_malformed_frames_close_only_that_connection(tmp_path):
             assert reply[:1] in (b"E", b"")
         # typed garbage after a valid start-up: an oversized frame
         reader, writer = await asyncio.open_connection("127.0.0.1", gw.proxy.port)
-        writer.write(codec.StartupMessage(codec.PROTOCOL_VERSION,
-                                          {"user": "agent", "database": gw.database}).encode())
+        writer.write(
+            codec.StartupMessage(
+                codec.PROTOCOL_VERSION, {"user": "agent", "database": gw.database}
+            ).encode()
+        )
         await reader.read(1024)  # AuthenticationCleartextPassword
         writer.write(codec.PasswordMessage.from_password(gw.token("dana", DBA)).encode())
         await asyncio.sleep(0.5)
@@ -320,8 +399,11 @@ async def test_decision_cache_reuses_shape_verdicts_and_still_records_them(tmp_p
         assert decided == 1  # same shape: one decision, nineteen cache hits
         await conn.close()
         await asyncio.sleep(1.0)
-        commands = [e for e in await session_events(gw.pdp.store)
-                    if e["type"] == "command" and "FROM orders" in e["command"]]
+        commands = [
+            e
+            for e in await session_events(gw.pdp.store)
+            if e["type"] == "command" and "FROM orders" in e["command"]
+        ]
         assert len(commands) == 20
         assert sum(e["cached"] for e in commands) == 19
         assert len({e["decision_id"] for e in commands}) == 1
@@ -357,27 +439,42 @@ async def test_upstream_scram_md5_and_cleartext_authentication(tmp_path):
 
     from proxies.postgres.proxy import PostgresProxy
 
-    hba = ("host all md5user 127.0.0.1/32 md5\n"
-           "host all clearuser 127.0.0.1/32 password\n"
-           "host all all 127.0.0.1/32 scram-sha-256\n")
-    setup = ["SET password_encryption = 'scram-sha-256'",
-             "CREATE ROLE scramuser LOGIN PASSWORD 's3cret-scram-pw'",
-             "CREATE ROLE clearuser LOGIN PASSWORD 's3cret-clear-pw'",
-             "SET password_encryption = 'md5'",
-             "CREATE ROLE md5user LOGIN PASSWORD 's3cret-md5-pw'"]
+    hba = (
+        "host all md5user 127.0.0.1/32 md5\n"
+        "host all clearuser 127.0.0.1/32 password\n"
+        "host all all 127.0.0.1/32 scram-sha-256\n"
+    )
+    setup = [
+        "SET password_encryption = 'scram-sha-256'",
+        "CREATE ROLE scramuser LOGIN PASSWORD 's3cret-scram-pw'",
+        "CREATE ROLE clearuser LOGIN PASSWORD 's3cret-clear-pw'",
+        "SET password_encryption = 'md5'",
+        "CREATE ROLE md5user LOGIN PASSWORD 's3cret-md5-pw'",
+    ]
     with throwaway_cluster(hba, setup=setup) as (port, _):
-        cases = [("scramuser", "s3cret-scram-pw", True), ("md5user", "s3cret-md5-pw", True),
-                 ("clearuser", "s3cret-clear-pw", True), ("scramuser", "wrong-pw", False)]
+        cases = [
+            ("scramuser", "s3cret-scram-pw", True),
+            ("md5user", "s3cret-md5-pw", True),
+            ("clearuser", "s3cret-clear-pw", True),
+            ("scramuser", "wrong-pw", False),
+        ]
         connections = [
-            {"name": f"db{i}", "type": "postgres", "listen": f"127.0.0.1:{free_port()}",
-             "upstream": f"127.0.0.1:{port}", "database": "postgres",
-             "credentials": {"provider": "static", "username": user, "password": password}}
-            for i, (user, password, _) in enumerate(cases)]
+            {
+                "name": f"db{i}",
+                "type": "postgres",
+                "listen": f"127.0.0.1:{free_port()}",
+                "upstream": f"127.0.0.1:{port}",
+                "database": "postgres",
+                "credentials": {"provider": "static", "username": user, "password": password},
+            }
+            for i, (user, password, _) in enumerate(cases)
+        ]
         # the shipped data names no such connections: a policy that allows everything
         policies = tmp_path / "policy"
         policies.mkdir()
         (policies / "p.rego").write_text(
-            'package portcullis\n\ndecision := {"verdict": "allow", "reasons": ["test"]}\n')
+            'package portcullis\n\ndecision := {"verdict": "allow", "reasons": ["test"]}\n'
+        )
         config = pdp_config(tmp_path, connections=connections, policies=policies)
         async with running_pdp(config) as pdp:
             proxies = [PostgresProxy(c, config, pdp.address) for c in config.connections]
@@ -410,17 +507,37 @@ async def test_tls_to_clients_with_a_configured_certificate(tmp_path):
     options = {"tls_cert_file": str(pki["server.pem"]), "tls_key_file": str(pki["server.key"])}
     async with running_gateway(tmp_path, options=options) as gw:
         context = ssl.create_default_context(cafile=str(pki["ca.pem"]))
-        conn = await asyncpg.connect(gw.dsn(gw.token()).replace("?sslmode=disable", ""),
-                                     ssl=context)
+        conn = await asyncpg.connect(
+            gw.dsn(gw.token()).replace("?sslmode=disable", ""), ssl=context
+        )
         assert await conn.fetchval("SELECT count(*) FROM orders") == 2
         await conn.close()
-        env = {**os.environ, "PGPASSWORD": gw.token(), "PGSSLMODE": "verify-full",
-               "PGSSLROOTCERT": str(pki["ca.pem"])}
+        env = {
+            **os.environ,
+            "PGPASSWORD": gw.token(),
+            "PGSSLMODE": "verify-full",
+            "PGSSLROOTCERT": str(pki["ca.pem"]),
+        }
         out = await asyncio.to_thread(
             subprocess.run,
-            ["psql", "-h", "localhost", "-p", str(gw.proxy.port), "-U", "agent", "-d",
-             gw.database, "-XAtc", "select ssl from pg_stat_ssl where pid = pg_backend_pid()"],
-            capture_output=True, text=True, env=env, timeout=60)
+            [
+                "psql",
+                "-h",
+                "localhost",
+                "-p",
+                str(gw.proxy.port),
+                "-U",
+                "agent",
+                "-d",
+                gw.database,
+                "-XAtc",
+                "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
         # TLS is between client and proxy; the proxy-to-server leg is the server's business
         assert out.returncode == 0, out.stderr
 
@@ -433,8 +550,9 @@ async def test_without_a_certificate_ssl_is_refused_and_plaintext_works(tmp_path
         writer.write(codec.GSSENCRequest().encode())
         assert await reader.readexactly(1) == codec.SSL_REFUSED
         writer.close()
-        conn = await asyncpg.connect(gw.dsn(gw.token()).replace("?sslmode=disable", ""),
-                                     ssl="prefer")
+        conn = await asyncpg.connect(
+            gw.dsn(gw.token()).replace("?sslmode=disable", ""), ssl="prefer"
+        )
         assert await conn.fetchval("SELECT 1") == 1
         await conn.close()
 
@@ -453,11 +571,17 @@ async def test_fast_path_function_calls_are_decided_by_name(tmp_path):
         assert exported.returncode == 0, exported.stderr
         assert target.read_text() == "large object payload\n"
         await asyncio.sleep(1.0)
-        calls = [e for e in await session_events(gw.pdp.store)
-                 if e["command"].startswith("<function call")]
+        calls = [
+            e
+            for e in await session_events(gw.pdp.store)
+            if e["command"].startswith("<function call")
+        ]
         assert any("lo_open" in e["command"] or "lowrite" in e["command"] for e in calls)
-        decided = [r for r in await gw.pdp.store.query(kind="decision")
-                   if r.body["kind"] == "postgres.function_call"]
+        decided = [
+            r
+            for r in await gw.pdp.store.query(kind="decision")
+            if r.body["kind"] == "postgres.function_call"
+        ]
         assert decided and all(r.body["verdict"] == "allow" for r in decided)
 
 
@@ -510,27 +634,48 @@ async def test_a_crashed_proxy_leaves_its_sessions_marked_abnormal(tmp_path):
 
     with scratch_database() as (name, role, password):
         port = free_port()
-        connection = {"name": "orders-db", "type": "postgres", "listen": f"127.0.0.1:{port}",
-                      "upstream": "127.0.0.1:5432", "database": name,
-                      "credentials": {"provider": "static", "username": role,
-                                      "password": password}}
+        connection = {
+            "name": "orders-db",
+            "type": "postgres",
+            "listen": f"127.0.0.1:{port}",
+            "upstream": "127.0.0.1:5432",
+            "database": name,
+            "credentials": {"provider": "static", "username": role, "password": password},
+        }
         config = pdp_config(tmp_path, connections=[connection], session_timeout=2)
         async with running_pdp(config) as pdp:
             path = tmp_path / "proxy.yaml"
-            path.write_text(yaml.safe_dump({
-                "pdp": {"engine": {"policies": str(REGO)}},
-                "identity": {"dev": True, "dev_key": str(tmp_path / "dev.key")},
-                "connections": [connection]}))
-            proxy = subprocess.Popen([sys.executable, "-m", "pdp.cli", "-c", str(path), "proxy",
-                                      "postgres", "--pdp", pdp.address],
-                                     stderr=subprocess.DEVNULL)
+            path.write_text(
+                yaml.safe_dump(
+                    {
+                        "pdp": {"engine": {"policies": str(REGO)}},
+                        "identity": {"dev": True, "dev_key": str(tmp_path / "dev.key")},
+                        "connections": [connection],
+                    }
+                )
+            )
+            proxy = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pdp.cli",
+                    "-c",
+                    str(path),
+                    "proxy",
+                    "postgres",
+                    "--pdp",
+                    pdp.address,
+                ],
+                stderr=subprocess.DEVNULL,
+            )
             try:
                 deadline = time.monotonic() + 30
                 while True:
                     try:
                         conn = await asyncpg.connect(
                             f"postgresql://a:{token(config, 'dana', DBA)}@127.0.0.1:{port}/{name}",
-                            ssl=False)
+                            ssl=False,
+                        )
                         break
                     except OSError:
                         assert time.monotonic() < deadline
@@ -580,7 +725,8 @@ async def test_an_alias_does_not_walk_a_sensitive_column_past_its_rule(tmp_path)
             admin.execute("UPDATE customers SET phone = '+44 20 7946 0000'")
         async with await psycopg.AsyncConnection.connect(gw.dsn(gw.token())) as conn:
             cur = await conn.execute(
-                "SELECT phone AS contact, c.email AS e, name FROM customers c ORDER BY id")
+                "SELECT phone AS contact, c.email AS e, name FROM customers c ORDER BY id"
+            )
             rows = await cur.fetchall()
         assert rows[0] == ("[REDACTED]", "[REDACTED]", "Ada")
         conn2 = await asyncpg.connect(gw.dsn(gw.token()))

@@ -163,6 +163,7 @@ def _play_server(verifier: str, client: ScramClient) -> tuple[bytes, bytes]:
 def scram_verifier() -> Iterator[str]:
     """A role created on the real test server with a SCRAM password; yields rolpassword."""
     import psycopg
+
     role = f"portcullis_scram_{secrets.token_hex(4)}"
     try:
         conn = psycopg.connect(
@@ -209,6 +210,7 @@ def test_saslprep_output_is_what_the_server_hashed(scram_verifier: str) -> None:
 
 def test_md5_password_matches_postgres_md5() -> None:
     import psycopg
+
     try:
         conn = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=5)
     except psycopg.OperationalError as exc:

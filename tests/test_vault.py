@@ -70,19 +70,28 @@ def dyn_role() -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def vault_gateway(tmp: Path, bao: OpenBao, admin: tuple[str, str], role: str,
-                        default_ttl: str = "1h", max_ttl: str = "8h") -> AsyncIterator[Gateway]:
+async def vault_gateway(
+    tmp: Path,
+    bao: OpenBao,
+    admin: tuple[str, str],
+    role: str,
+    default_ttl: str = "1h",
+    max_ttl: str = "8h",
+) -> AsyncIterator[Gateway]:
     options = {"credentials": {"provider": "vault", "ref": f"database/creds/{role}"}}
     async with running_gateway(tmp, options, vault=bao.vault_config()) as gw:
-        await asyncio.to_thread(configure_database, bao.client(), gw.database, admin, role,
-                                default_ttl, max_ttl)
+        await asyncio.to_thread(
+            configure_database, bao.client(), gw.database, admin, role, default_ttl, max_ttl
+        )
         yield gw
 
 
 def role_exists(name: str) -> bool:
     with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        return admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() \
+        return (
+            admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
             is not None
+        )
 
 
 async def wait_gone(name: str, timeout: float = 5.0) -> bool:
@@ -95,21 +104,27 @@ async def wait_gone(name: str, timeout: float = 5.0) -> bool:
 
 
 def session_secrets(gw: Gateway) -> list[str]:
-    return [s for session in gw.proxy.runtime.sessions if session.lease
-            for s in session.lease.secrets()]
+    return [
+        s for session in gw.proxy.runtime.sessions if session.lease for s in session.lease.secrets()
+    ]
 
 
 def vault_connection(**credentials: object) -> ConnectionSettings:
-    return ConnectionSettings(name="t", type="http", listen="127.0.0.1:1",
-                              upstream="http://127.0.0.1:2",
-                              credentials={"provider": "vault", **credentials})
+    return ConnectionSettings(
+        name="t",
+        type="http",
+        listen="127.0.0.1:1",
+        upstream="http://127.0.0.1:2",
+        credentials={"provider": "vault", **credentials},
+    )
 
 
 # -- through the Postgres proxy -----------------------------------------------------------
 
 
 async def test_each_session_gets_its_own_dynamic_role_revoked_at_disconnect(
-        tmp_path, bao, vault_admin, dyn_role, caplog):
+    tmp_path, bao, vault_admin, dyn_role, caplog
+):
     caplog.set_level(logging.DEBUG)
     async with vault_gateway(tmp_path, bao, vault_admin, dyn_role) as gw, Tap(gw.proxy.port) as tap:
         dsn = gw.dsn(gw.token(groups=DBA)).replace(f":{gw.proxy.port}/", f":{tap.port}/")
@@ -119,8 +134,10 @@ async def test_each_session_gets_its_own_dynamic_role_revoked_at_disconnect(
         assert users[0] != users[1]
         assert all(role_exists(u) for u in users)
         # the grant from the creation statement is what lets the session read
-        assert [r["name"] for r in await first.fetch("SELECT name FROM customers ORDER BY id")] \
-            == ["Ada", "Bob"]
+        assert [r["name"] for r in await first.fetch("SELECT name FROM customers ORDER BY id")] == [
+            "Ada",
+            "Bob",
+        ]
         leaked = session_secrets(gw)
         assert len(leaked) == 2 and all(len(s) >= 16 for s in leaked)
         session_ids = [s.id for s in gw.proxy.runtime.sessions]
@@ -154,7 +171,8 @@ async def test_proxy_shutdown_revokes_open_sessions(tmp_path, bao, vault_admin, 
 
 
 async def test_vault_outage_refuses_new_sessions_and_spares_open_ones(
-        tmp_path, bao, vault_admin, dyn_role, caplog):
+    tmp_path, bao, vault_admin, dyn_role, caplog
+):
     async with vault_gateway(tmp_path, bao, vault_admin, dyn_role) as gw:
         tok = gw.token(groups=DBA)
         conn = await asyncpg.connect(gw.dsn(tok))
@@ -174,8 +192,9 @@ async def test_vault_outage_refuses_new_sessions_and_spares_open_ones(
 
 
 async def test_lease_shorter_than_the_session_is_renewed(tmp_path, bao, vault_admin, dyn_role):
-    async with vault_gateway(tmp_path, bao, vault_admin, dyn_role,
-                             default_ttl="3s", max_ttl="60s") as gw:
+    async with vault_gateway(
+        tmp_path, bao, vault_admin, dyn_role, default_ttl="3s", max_ttl="60s"
+    ) as gw:
         conn = await asyncpg.connect(gw.dsn(gw.token(groups=DBA)))
         user = await conn.fetchval("SELECT current_user")
         (session,) = gw.proxy.runtime.sessions
@@ -198,12 +217,11 @@ async def test_lease_shorter_than_the_session_is_renewed(tmp_path, bao, vault_ad
 async def test_kv_v2_value_and_errors_that_hold_no_secret(bao):
     client = bao.client()
     api_token = "tok-" + secrets.token_urlsafe(24)
-    client.secrets.kv.v2.create_or_update_secret(path="billing-api",
-                                                 secret={"token": api_token})
-    provider = provider_for(vault_connection(ref="secret/data/billing-api#token",
-                                             header="Authorization"),
-                            VaultSettings(bao.addr, {"method": "token",
-                                                     "token": bao.root_token}))
+    client.secrets.kv.v2.create_or_update_secret(path="billing-api", secret={"token": api_token})
+    provider = provider_for(
+        vault_connection(ref="secret/data/billing-api#token", header="Authorization"),
+        VaultSettings(bao.addr, {"method": "token", "token": bao.root_token}),
+    )
     assert isinstance(provider, VaultProvider)
     try:
         lease = await provider.acquire("secret/data/billing-api#token", "s1")
@@ -226,12 +244,19 @@ async def test_ssh_certificate_signed_for_a_per_session_key(bao, tmp_path):
     client.sys.enable_secrets_engine("ssh", path="ssh")
     ca = client.secrets.ssh.submit_ca_information(generate_signing_key=True, key_type="ed25519")
     ca_public = ca["data"]["public_key"]
-    client.secrets.ssh.create_role(name="web", key_type="ca", allow_user_certificates=True,
-                                   allowed_users="deploy", default_user="deploy", ttl="5m",
-                                   default_extensions={"permit-pty": ""})
-    provider = VaultProvider(vault_connection(ref="ssh/sign/web", username="deploy"),
-                             VaultSettings(bao.addr, {"method": "token",
-                                                      "token": bao.root_token}))
+    client.secrets.ssh.create_role(
+        name="web",
+        key_type="ca",
+        allow_user_certificates=True,
+        allowed_users="deploy",
+        default_user="deploy",
+        ttl="5m",
+        default_extensions={"permit-pty": ""},
+    )
+    provider = VaultProvider(
+        vault_connection(ref="ssh/sign/web", username="deploy"),
+        VaultSettings(bao.addr, {"method": "token", "token": bao.root_token}),
+    )
     try:
         one = await provider.acquire("ssh/sign/web", "s1")
         two = await provider.acquire("ssh/sign/web", "s2")
@@ -246,13 +271,15 @@ async def test_ssh_certificate_signed_for_a_per_session_key(bao, tmp_path):
     assert cert.public_key().public_bytes(*raw) == key.public_key().public_bytes(*raw)
     assert cert.valid_principals == [b"deploy"]
     cert.verify_cert_signature()
-    assert cert.signature_key().public_bytes(*raw) == \
-        load_ssh_public_key(ca_public.encode()).public_bytes(*raw)
+    assert cert.signature_key().public_bytes(*raw) == load_ssh_public_key(
+        ca_public.encode()
+    ).public_bytes(*raw)
     # and OpenSSH itself reads it
     path = tmp_path / "id-cert.pub"
     path.write_text(one.extra["certificate"] + "\n")
-    listing = subprocess.run(["ssh-keygen", "-L", "-f", str(path)], capture_output=True,
-                             text=True, check=True).stdout
+    listing = subprocess.run(
+        ["ssh-keygen", "-L", "-f", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     assert "ssh-ed25519-cert-v01@openssh.com user certificate" in listing and "deploy" in listing
 
 
@@ -261,15 +288,18 @@ async def test_approle_login_renews_its_own_token(bao, caplog):
     client = bao.client()
     client.secrets.kv.v2.create_or_update_secret(path="app", secret={"v": "value-1"})
     client.sys.create_or_update_policy(
-        name="proxy", policy='path "secret/data/app" { capabilities = ["read"] }')
+        name="proxy", policy='path "secret/data/app" { capabilities = ["read"] }'
+    )
     client.sys.enable_auth_method("approle")
-    client.auth.approle.create_or_update_approle("proxy", token_policies=["proxy"],
-                                                 token_ttl="3s", token_max_ttl="60s")
+    client.auth.approle.create_or_update_approle(
+        "proxy", token_policies=["proxy"], token_ttl="3s", token_max_ttl="60s"
+    )
     role_id = client.auth.approle.read_role_id("proxy")["data"]["role_id"]
     secret_id = client.auth.approle.generate_secret_id("proxy")["data"]["secret_id"]
-    provider = VaultProvider(vault_connection(ref="secret/data/app#v"),
-                             VaultSettings(bao.addr, {"method": "approle", "role_id": role_id,
-                                                      "secret_id": secret_id}))
+    provider = VaultProvider(
+        vault_connection(ref="secret/data/app#v"),
+        VaultSettings(bao.addr, {"method": "approle", "role_id": role_id, "secret_id": secret_id}),
+    )
     try:
         assert (await provider.acquire("secret/data/app#v", "s1")).value == "value-1"
         await asyncio.sleep(6)  # two token TTLs: only renew-self keeps the login alive
@@ -291,23 +321,41 @@ async def test_approle_login_renews_its_own_token(bao, caplog):
 
 async def test_jwt_login(bao):
     key = Ed25519PrivateKey.generate()
-    public_pem = key.public_key().public_bytes(Encoding.PEM,
-                                               PublicFormat.SubjectPublicKeyInfo).decode()
+    public_pem = (
+        key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    )
     client = bao.client()
     client.secrets.kv.v2.create_or_update_secret(path="app", secret={"v": "value-2"})
     client.sys.create_or_update_policy(
-        name="proxy", policy='path "secret/data/app" { capabilities = ["read"] }')
+        name="proxy", policy='path "secret/data/app" { capabilities = ["read"] }'
+    )
     client.sys.enable_auth_method("jwt")
     client.auth.jwt.configure(jwt_validation_pubkeys=[public_pem], bound_issuer="https://zone")
-    client.auth.jwt.create_role("proxy", role_type="jwt", user_claim="sub",
-                                allowed_redirect_uris=[], bound_audiences=["vault"],
-                                token_policies=["proxy"], path="jwt")
+    client.auth.jwt.create_role(
+        "proxy",
+        role_type="jwt",
+        user_claim="sub",
+        allowed_redirect_uris=[],
+        bound_audiences=["vault"],
+        token_policies=["proxy"],
+        path="jwt",
+    )
     now = int(time.time())
-    token = pyjwt.encode({"sub": "proxy-eu-prod", "aud": "vault", "iss": "https://zone",
-                          "iat": now, "exp": now + 300}, key, algorithm="EdDSA")
-    provider = VaultProvider(vault_connection(ref="secret/data/app#v"),
-                             VaultSettings(bao.addr, {"method": "jwt", "role": "proxy",
-                                                      "jwt": token}))
+    token = pyjwt.encode(
+        {
+            "sub": "proxy-eu-prod",
+            "aud": "vault",
+            "iss": "https://zone",
+            "iat": now,
+            "exp": now + 300,
+        },
+        key,
+        algorithm="EdDSA",
+    )
+    provider = VaultProvider(
+        vault_connection(ref="secret/data/app#v"),
+        VaultSettings(bao.addr, {"method": "jwt", "role": "proxy", "jwt": token}),
+    )
     try:
         assert (await provider.acquire("secret/data/app#v", "s1")).value == "value-2"
     finally:

@@ -57,11 +57,37 @@ def wait_port(port: int, timeout: float = 60) -> None:
             time.sleep(0.2)
 
 
-def pgbench(port: int, db: str, user: str, mode: str, clients: int, seconds: float,
-            password: str = "", log_dir: Path | None = None) -> dict[str, float]:
+def pgbench(
+    port: int,
+    db: str,
+    user: str,
+    mode: str,
+    clients: int,
+    seconds: float,
+    password: str = "",
+    log_dir: Path | None = None,
+) -> dict[str, float]:
     env = {**os.environ, "PGPASSWORD": password, "PGSSLMODE": "disable"}
-    cmd = ["pgbench", "-S", "-n", "-M", mode, "-c", str(clients), "-j", str(min(clients, 2)),
-           "-T", str(int(seconds)), "-h", "127.0.0.1", "-p", str(port), "-U", user, db]
+    cmd = [
+        "pgbench",
+        "-S",
+        "-n",
+        "-M",
+        mode,
+        "-c",
+        str(clients),
+        "-j",
+        str(min(clients, 2)),
+        "-T",
+        str(int(seconds)),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-U",
+        user,
+        db,
+    ]
     if log_dir is not None:
         cmd[1:1] = ["-l", "--log-prefix", str(log_dir / "tx")]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=log_dir)
@@ -72,8 +98,9 @@ def pgbench(port: int, db: str, user: str, mode: str, clients: int, seconds: flo
     return {"tps": tps, "latency_ms": latency}
 
 
-def p50_latency_us(port: int, db: str, user: str, mode: str, seconds: float,
-                   password: str = "") -> float:
+def p50_latency_us(
+    port: int, db: str, user: str, mode: str, seconds: float, password: str = ""
+) -> float:
     with tempfile.TemporaryDirectory() as logs:
         pgbench(port, db, user, mode, 1, seconds, password, Path(logs))
         samples = []
@@ -94,8 +121,11 @@ async def open_sessions(port: int, token: str, n: int) -> list:
 
     conns = []
     for _ in range(n):
-        conns.append(await asyncpg.connect(
-            f"postgresql://agent:{token}@127.0.0.1:{port}/postgres", ssl=False))
+        conns.append(
+            await asyncpg.connect(
+                f"postgresql://agent:{token}@127.0.0.1:{port}/postgres", ssl=False
+            )
+        )
     return conns
 
 
@@ -128,11 +158,13 @@ def main() -> None:
             f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {bouncer_port}\n"
             f"auth_type = trust\nauth_file = {bouncer_dir}/users.txt\npool_mode = session\n"
             "max_client_conn = 1000\ndefault_pool_size = 50\nunix_socket_dir =\n"
-            "ignore_startup_parameters = extra_float_digits\n")
+            "ignore_startup_parameters = extra_float_digits\n"
+        )
         shutil.chown(bouncer_dir, "postgres")
         bouncer = as_postgres(["pgbouncer", str(bouncer_dir / "pgbouncer.ini")])
-        procs.append(subprocess.Popen(bouncer, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(bouncer, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
 
         # the policy library, with the benchmark's connections declared like orders-db
         policies = tmp / "rego"
@@ -144,46 +176,93 @@ def main() -> None:
         (policies / "data.json").write_text(json.dumps(data))
 
         pdp_port = free_port()
-        ports = {"bench-nocache": free_port(), "bench-cache": free_port(),
-                 "bench-norecord": free_port(), "bench-memory": free_port()}
-        with throwaway_cluster("host all all 127.0.0.1/32 trust\n",
-                               {"max_connections": str(args.sessions + 50)}) as (mem_port, _):
+        ports = {
+            "bench-nocache": free_port(),
+            "bench-cache": free_port(),
+            "bench-norecord": free_port(),
+            "bench-memory": free_port(),
+        }
+        with throwaway_cluster(
+            "host all all 127.0.0.1/32 trust\n", {"max_connections": str(args.sessions + 50)}
+        ) as (mem_port, _):
             config = {
-                "pdp": {"listen": f"127.0.0.1:{pdp_port}",
-                        "engine": {"type": "embedded", "policies": str(policies),
-                                   "reload": False},
-                        "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
-                        "signing_key": str(tmp / "signing.key")},
+                "pdp": {
+                    "listen": f"127.0.0.1:{pdp_port}",
+                    "engine": {"type": "embedded", "policies": str(policies), "reload": False},
+                    "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
+                    "signing_key": str(tmp / "signing.key"),
+                },
                 "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
                 "connections": [
-                    {"name": "bench-nocache", "type": "postgres",
-                     "listen": f"127.0.0.1:{ports['bench-nocache']}",
-                     "upstream": "127.0.0.1:5432", "database": db, "decision_cache": False,
-                     "credentials": {"provider": "static", "username": role,
-                                     "password": password}},
-                    {"name": "bench-cache", "type": "postgres",
-                     "listen": f"127.0.0.1:{ports['bench-cache']}",
-                     "upstream": "127.0.0.1:5432", "database": db, "decision_cache": True,
-                     "credentials": {"provider": "static", "username": role,
-                                     "password": password}},
-                    {"name": "bench-norecord", "type": "postgres",
-                     "listen": f"127.0.0.1:{ports['bench-norecord']}",
-                     "upstream": "127.0.0.1:5432", "database": db, "decision_cache": True,
-                     "recording": False,
-                     "credentials": {"provider": "static", "username": role,
-                                     "password": password}},
-                    {"name": "bench-memory", "type": "postgres",
-                     "listen": f"127.0.0.1:{ports['bench-memory']}",
-                     "upstream": f"127.0.0.1:{mem_port}", "database": "postgres",
-                     "credentials": {"provider": "static", "username": "postgres",
-                                     "password": "unused"}},
+                    {
+                        "name": "bench-nocache",
+                        "type": "postgres",
+                        "listen": f"127.0.0.1:{ports['bench-nocache']}",
+                        "upstream": "127.0.0.1:5432",
+                        "database": db,
+                        "decision_cache": False,
+                        "credentials": {
+                            "provider": "static",
+                            "username": role,
+                            "password": password,
+                        },
+                    },
+                    {
+                        "name": "bench-cache",
+                        "type": "postgres",
+                        "listen": f"127.0.0.1:{ports['bench-cache']}",
+                        "upstream": "127.0.0.1:5432",
+                        "database": db,
+                        "decision_cache": True,
+                        "credentials": {
+                            "provider": "static",
+                            "username": role,
+                            "password": password,
+                        },
+                    },
+                    {
+                        "name": "bench-norecord",
+                        "type": "postgres",
+                        "listen": f"127.0.0.1:{ports['bench-norecord']}",
+                        "upstream": "127.0.0.1:5432",
+                        "database": db,
+                        "decision_cache": True,
+                        "recording": False,
+                        "credentials": {
+                            "provider": "static",
+                            "username": role,
+                            "password": password,
+                        },
+                    },
+                    {
+                        "name": "bench-memory",
+                        "type": "postgres",
+                        "listen": f"127.0.0.1:{ports['bench-memory']}",
+                        "upstream": f"127.0.0.1:{mem_port}",
+                        "database": "postgres",
+                        "credentials": {
+                            "provider": "static",
+                            "username": "postgres",
+                            "password": "unused",
+                        },
+                    },
                 ],
             }
             path = tmp / "portcullis.yaml"
             path.write_text(yaml.safe_dump(config))
             cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
-            token = sh([*cli, "token", "--sub", "bench@example.com", "--groups",
-                        "dba,pii-readers", "--ttl", "2h"]).stdout.strip()
+            token = sh(
+                [
+                    *cli,
+                    "token",
+                    "--sub",
+                    "bench@example.com",
+                    "--groups",
+                    "dba,pii-readers",
+                    "--ttl",
+                    "2h",
+                ]
+            ).stdout.strip()
             procs.append(subprocess.Popen([*cli, "pdp"], stderr=subprocess.DEVNULL))
             wait_port(pdp_port)
             proxy = subprocess.Popen([*cli, "proxy", "postgres"], stderr=subprocess.DEVNULL)
@@ -201,15 +280,25 @@ def main() -> None:
             results: dict[tuple[str, str], dict[str, float]] = {}
             for mode in ("simple", "prepared"):
                 for name, (port, user, secret) in targets.items():
-                    results[(mode, name)] = pgbench(port, db, user, mode, args.clients,
-                                                    args.seconds, secret)
-            p50 = {name: p50_latency_us(targets[name][0], db, targets[name][1], "simple",
-                                        min(args.seconds, 5), targets[name][2])
-                   for name in ("direct", "portcullis (cache off)")}
+                    results[(mode, name)] = pgbench(
+                        port, db, user, mode, args.clients, args.seconds, secret
+                    )
+            p50 = {
+                name: p50_latency_us(
+                    targets[name][0],
+                    db,
+                    targets[name][1],
+                    "simple",
+                    min(args.seconds, 5),
+                    targets[name][2],
+                )
+                for name in ("direct", "portcullis (cache off)")
+            }
 
             rss_before = rss_kib(proxy.pid)
             rss_after, opened = asyncio.run(
-                hold_sessions(ports["bench-memory"], token, args.sessions, proxy.pid))
+                hold_sessions(ports["bench-memory"], token, args.sessions, proxy.pid)
+            )
 
     finally:
         for proc in reversed(procs):
@@ -218,13 +307,14 @@ def main() -> None:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        subprocess.run([*ADMIN, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"],
-                       capture_output=True)
+        subprocess.run([*ADMIN, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], capture_output=True)
         subprocess.run([*ADMIN, f"DROP ROLE IF EXISTS {role}"], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"pgbench -S, {args.clients} clients, {args.seconds:g}s each, scale {args.scale}, "
-          f"{os.cpu_count()} cores (every process on the same machine)")
+    print(
+        f"pgbench -S, {args.clients} clients, {args.seconds:g}s each, scale {args.scale}, "
+        f"{os.cpu_count()} cores (every process on the same machine)"
+    )
     for mode in ("simple", "prepared"):
         direct = results[(mode, "direct")]
         bouncer = results[(mode, "pgbouncer")]
@@ -233,8 +323,10 @@ def main() -> None:
             r = results[(mode, name)]
             line = f"    {name:<36} tps {r['tps']:9.0f}   latency avg {r['latency_ms']:7.3f} ms"
             if name.startswith("portcullis") and r["tps"]:
-                line += (f"   /direct {r['tps'] / direct['tps']:5.2f}"
-                         f"   /pgbouncer {r['tps'] / bouncer['tps']:5.2f}")
+                line += (
+                    f"   /direct {r['tps'] / direct['tps']:5.2f}"
+                    f"   /pgbouncer {r['tps'] / bouncer['tps']:5.2f}"
+                )
             if "error" in r:
                 line += f"   ERROR {r['error']}"
             print(line)
@@ -242,14 +334,19 @@ def main() -> None:
         on = results[(mode, "portcullis (cache on)")]["tps"]
         off = results[(mode, "portcullis (cache on, recording off)")]["tps"]
         if off:
-            print(f"  recording cost, -M {mode}: {100 * (1 - on / off):.1f}% of TPS "
-                  "(target <= 15%)")
+            print(
+                f"  recording cost, -M {mode}: {100 * (1 - on / off):.1f}% of TPS (target <= 15%)"
+            )
     added = p50["portcullis (cache off)"] - p50["direct"]
-    print(f"  p50 latency, 1 client, simple: direct {p50['direct']:.0f} µs, "
-          f"portcullis cache off {p50['portcullis (cache off)']:.0f} µs → added {added:.0f} µs")
-    print(f"  proxy memory: {rss_before / 1024:.1f} MiB idle → {rss_after / 1024:.1f} MiB with "
-          f"{opened} idle sessions = {(rss_after - rss_before) / max(opened, 1):.1f} KiB "
-          "per session")
+    print(
+        f"  p50 latency, 1 client, simple: direct {p50['direct']:.0f} µs, "
+        f"portcullis cache off {p50['portcullis (cache off)']:.0f} µs → added {added:.0f} µs"
+    )
+    print(
+        f"  proxy memory: {rss_before / 1024:.1f} MiB idle → {rss_after / 1024:.1f} MiB with "
+        f"{opened} idle sessions = {(rss_after - rss_before) / max(opened, 1):.1f} KiB "
+        "per session"
+    )
     print("  targets: cache on >= 0.50 x pgbouncer in both modes; cache off added p50 <= 1 ms")
 
 

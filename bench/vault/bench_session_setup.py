@@ -48,8 +48,9 @@ def pct(values: list[float], p: float) -> float:
 
 async def one_session(port: int, database: str, tok: str) -> tuple[float, str]:
     started = time.perf_counter()
-    conn = await asyncpg.connect(host="127.0.0.1", port=port, user="agent", password=tok,
-                                 database=database, ssl=False)
+    conn = await asyncpg.connect(
+        host="127.0.0.1", port=port, user="agent", password=tok, database=database, ssl=False
+    )
     user = await conn.fetchval("SELECT current_user")
     elapsed = time.perf_counter() - started
     await conn.close()
@@ -58,24 +59,42 @@ async def one_session(port: int, database: str, tok: str) -> tuple[float, str]:
 
 async def run(n: int, tmp: Path) -> None:
     role = "bench" + secrets.token_hex(3)
-    with running_openbao() as bao, vault_admin_role() as admin, \
-            scratch_database() as (database, app_role, app_password):
+    with (
+        running_openbao() as bao,
+        vault_admin_role() as admin,
+        scratch_database() as (database, app_role, app_password),
+    ):
         try:
             await asyncio.to_thread(configure_database, bao.client(), database, admin, role)
-            common = {"type": "postgres", "upstream": "127.0.0.1:5432", "database": database,
-                      "zone": "eu-prod"}
+            common = {
+                "type": "postgres",
+                "upstream": "127.0.0.1:5432",
+                "database": database,
+                "zone": "eu-prod",
+            }
             # both proxies front the policy's `orders-db`; the PDP does not see credentials
-            static_conn = {"name": "orders-db", "listen": f"127.0.0.1:{free_port()}", **common,
-                           "credentials": {"provider": "static", "username": app_role,
-                                           "password": app_password}}
-            vault_conn = {**static_conn, "listen": f"127.0.0.1:{free_port()}",
-                          "credentials": {"provider": "vault", "ref": f"database/creds/{role}"}}
+            static_conn = {
+                "name": "orders-db",
+                "listen": f"127.0.0.1:{free_port()}",
+                **common,
+                "credentials": {
+                    "provider": "static",
+                    "username": app_role,
+                    "password": app_password,
+                },
+            }
+            vault_conn = {
+                **static_conn,
+                "listen": f"127.0.0.1:{free_port()}",
+                "credentials": {"provider": "vault", "ref": f"database/creds/{role}"},
+            }
             config = pdp_config(tmp, connections=[static_conn], vault=bao.vault_config())
             vault_config = pdp_config(tmp, connections=[vault_conn], vault=bao.vault_config())
             async with running_pdp(config) as pdp:
-                proxies = [PostgresProxy(config.connections[0], config, pdp.address),
-                           PostgresProxy(vault_config.connections[0], vault_config,
-                                         pdp.address)]
+                proxies = [
+                    PostgresProxy(config.connections[0], config, pdp.address),
+                    PostgresProxy(vault_config.connections[0], vault_config, pdp.address),
+                ]
                 for proxy in proxies:
                     await proxy.start()
                 try:
@@ -111,14 +130,20 @@ async def measure(n: int, proxies: list[PostgresProxy], database: str, tok: str)
     print(f"session set-up (connect → first query answered), N={n} each, same run")
     print(f"{'credential':<12}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
     for name, values in timings.items():
-        print(f"{name:<12}{pct(values, 50):>10.1f}{pct(values, 95):>10.1f}"
-              f"{statistics.mean(values):>10.1f}")
+        print(
+            f"{name:<12}{pct(values, 50):>10.1f}{pct(values, 95):>10.1f}"
+            f"{statistics.mean(values):>10.1f}"
+        )
     ratio50 = pct(timings["vault"], 50) / pct(timings["static"], 50)
     ratio95 = pct(timings["vault"], 95) / pct(timings["static"], 95)
-    print(f"vault/static: p50 x{ratio50:.2f}, p95 x{ratio95:.2f}; "
-          f"{len(users)} distinct dynamic roles for {n} vault sessions")
-    print(f"lease revocation at session end (after the client left): "
-          f"p50 {pct(release_ms, 50):.1f} ms, p95 {pct(release_ms, 95):.1f} ms")
+    print(
+        f"vault/static: p50 x{ratio50:.2f}, p95 x{ratio95:.2f}; "
+        f"{len(users)} distinct dynamic roles for {n} vault sessions"
+    )
+    print(
+        f"lease revocation at session end (after the client left): "
+        f"p50 {pct(release_ms, 50):.1f} ms, p95 {pct(release_ms, 95):.1f} ms"
+    )
 
 
 def main() -> None:

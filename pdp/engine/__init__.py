@@ -29,6 +29,9 @@ class EngineResult:
 
 class PolicyEngine(Protocol):
     name: str
+    # True when the engine loads the policy itself, so `revision` changes the moment the
+    # policy does; only then may the PDP reuse an evaluation the policy declared reusable
+    knows_revision: bool
 
     @property
     def revision(self) -> str: ...

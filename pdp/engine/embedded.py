@@ -96,6 +96,7 @@ class _WorkerProcess:
 
 class EmbeddedEngine:
     name = "embedded"
+    knows_revision = True
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings

@@ -8,6 +8,7 @@ tests that run in their own process may call it directly.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pdp.engine.bundle import PolicyBundle
@@ -21,6 +22,7 @@ class PolicyLoadError(Exception):
     """The bundle does not compile or its probe evaluation fails."""
 
 
+@functools.cache
 def engine_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -37,6 +37,7 @@ def revision_from_provenance(provenance: Any) -> str:
 
 class RemoteEngine:
     name = "remote"
+    knows_revision = False  # a bundle can change at OPA without this PDP noticing
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings

@@ -89,16 +89,28 @@ def record_hash(
     subject: str,
     body: dict[str, Any],
 ) -> str:
-    content = canonical_json(
-        {
-            "seq": seq,
-            "id": id,
-            "kind": kind,
-            "time": time_us,
-            "session_id": session_id,
-            "subject": subject,
-            "body": body,
-        }
+    return sealed_hash(prev_hash, seq, id, kind, time_us, session_id, subject, canonical_json(body))
+
+
+def sealed_hash(
+    prev_hash: str,
+    seq: int,
+    id: str,
+    kind: str,
+    time_us: int,
+    session_id: str,
+    subject: str,
+    body_json: str,
+) -> str:
+    """record_hash() from the body's canonical JSON, which the writer already holds.
+
+    Spells out canonical_json() of the record object: its keys in sorted order, the body
+    spliced in verbatim (it is canonical JSON itself), every other value through
+    canonical_json(). A test holds the two equal."""
+    content = (
+        f'{{"body":{body_json},"id":{canonical_json(id)},"kind":{canonical_json(kind)},'
+        f'"seq":{seq},"session_id":{canonical_json(session_id)},'
+        f'"subject":{canonical_json(subject)},"time":{time_us}}}'
     )
     return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
 
@@ -109,7 +121,9 @@ def seal(drafts: Iterable[Draft], head_seq: int, head_hash: str) -> list[AuditRe
     seq, prev = head_seq, head_hash
     for d in drafts:
         seq += 1
-        digest = record_hash(prev, seq, d.id, d.kind, d.time_us, d.session_id, d.subject, d.body)
+        digest = sealed_hash(
+            prev, seq, d.id, d.kind, d.time_us, d.session_id, d.subject, d.body_json
+        )
         records.append(
             AuditRecord(
                 seq=seq,

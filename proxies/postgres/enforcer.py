@@ -53,16 +53,23 @@ def refusal(ruling: Ruling) -> codec.ErrorResponse:
     if ruling.kind is VerdictKind.REQUIRE_APPROVAL:
         approvers = ", ".join(ruling.verdict.approval.approvers) if ruling.verdict.approval else ""
         return codec.error_response(
-            f"portcullis: approval required: {reasons}", detail=detail,
-            hint=f"approvers: {approvers}; no approval request could be made for it")
+            f"portcullis: approval required: {reasons}",
+            detail=detail,
+            hint=f"approvers: {approvers}; no approval request could be made for it",
+        )
     return codec.error_response(f"portcullis: denied by policy: {reasons}", detail=detail)
 
 
 class Enforcer:
-    def __init__(self, session: ProxySession, tracker: ResponseTracker,
-                 forward: Callable[[bytes], None], reply: Callable[[bytes], None],
-                 hash_key: bytes,
-                 resolve_function: Callable[[int], Awaitable[str | None]] | None = None) -> None:
+    def __init__(
+        self,
+        session: ProxySession,
+        tracker: ResponseTracker,
+        forward: Callable[[bytes], None],
+        reply: Callable[[bytes], None],
+        hash_key: bytes,
+        resolve_function: Callable[[int], Awaitable[str | None]] | None = None,
+    ) -> None:
         self.session = session
         self.resolve_function = resolve_function
         self.tracker = tracker
@@ -89,19 +96,29 @@ class Enforcer:
 
     async def decide(self, sql: str, protocol: str) -> Ruling:
         ruling = await self.session.decide_or_wait(
-            "postgres.query", sql, {"protocol": protocol}, statement_shape, self.tell)
+            "postgres.query", sql, {"protocol": protocol}, statement_shape, self.tell
+        )
         if ruling.kind is VerdictKind.MASK:
             try:
                 masker = self.masker(ruling)
             except MaskingError as exc:
-                return Ruling(Verdict.deny(f"policy mask rules unusable ({exc}) — denied"),
-                              ruling.decision_id, ruling.policy_revision)
-            if masker is not None and any(r.field for r in ruling.verdict.mask) and any(
-                    s.get("type") == "copy" and s.get("direction") == "to"
-                    for s in classified(sql)):
-                return Ruling(Verdict.deny("COPY output cannot be masked by column; "
-                                           "use SELECT — denied"),
-                              ruling.decision_id, ruling.policy_revision)
+                return Ruling(
+                    Verdict.deny(f"policy mask rules unusable ({exc}) — denied"),
+                    ruling.decision_id,
+                    ruling.policy_revision,
+                )
+            if (
+                masker is not None
+                and any(r.field for r in ruling.verdict.mask)
+                and any(
+                    s.get("type") == "copy" and s.get("direction") == "to" for s in classified(sql)
+                )
+            ):
+                return Ruling(
+                    Verdict.deny("COPY output cannot be masked by column; use SELECT — denied"),
+                    ruling.decision_id,
+                    ruling.policy_revision,
+                )
         return ruling
 
     def tell(self, text: str) -> None:
@@ -146,8 +163,17 @@ class Enforcer:
             self._refuse_now(refusal(ruling), ready=True)
             return
         # an allowed command is recorded when it completes, with its result
-        self._send(message, Expect("Query", self.masker(ruling), ruling.decision_id,
-                                   command=message.sql, ruling=ruling, protocol="simple"))
+        self._send(
+            message,
+            Expect(
+                "Query",
+                self.masker(ruling),
+                ruling.decision_id,
+                command=message.sql,
+                ruling=ruling,
+                protocol="simple",
+            ),
+        )
 
     async def on_parse(self, message: codec.Parse) -> None:
         if self.discarding:
@@ -168,8 +194,11 @@ class Enforcer:
         if statement is None:
             return None
         revision = self.session.runtime.pdp.revision
-        if revision and statement.ruling.policy_revision != revision and not (
-                statement.ruling.cached):
+        if (
+            revision
+            and statement.ruling.policy_revision != revision
+            and not (statement.ruling.cached)
+        ):
             # the policy changed since this statement was allowed: ask again
             ruling = await self.decide(statement.sql, "extended")
             if not ruling.verdict.allowed:
@@ -180,8 +209,9 @@ class Enforcer:
         return statement
 
     def _never_allowed(self, what: str) -> None:
-        self._refuse_in_batch(codec.error_response(
-            f"portcullis: {what} was not allowed by policy in this session"))
+        self._refuse_in_batch(
+            codec.error_response(f"portcullis: {what} was not allowed by policy in this session")
+        )
 
     async def on_bind(self, message: codec.Bind) -> None:
         if self.discarding:
@@ -221,16 +251,31 @@ class Enforcer:
             self._refuse_in_batch(refusal(halt))
             return
         masker = self.masker(ruling)
-        if masker is not None and message.portal not in self.tracker.portal_shapes and (
-                self.tracker.statement_shapes.get(portal.statement) is None):
+        if (
+            masker is not None
+            and message.portal not in self.tracker.portal_shapes
+            and (self.tracker.statement_shapes.get(portal.statement) is None)
+        ):
             # masking needs column names: describe the portal first, for the proxy only
-            self._send(codec.Describe("P", message.portal),
-                       Expect("DescribeP", statement=message.portal, swallow=True))
+            self._send(
+                codec.Describe("P", message.portal),
+                Expect("DescribeP", statement=message.portal, swallow=True),
+            )
         self.batch_forwarded = True
-        self._send(message, Expect("Execute", masker, ruling.decision_id,
-                                   formats=portal.formats, statement=portal.statement,
-                                   portal=message.portal, command=statement.sql,
-                                   ruling=ruling, protocol="extended"))
+        self._send(
+            message,
+            Expect(
+                "Execute",
+                masker,
+                ruling.decision_id,
+                formats=portal.formats,
+                statement=portal.statement,
+                portal=message.portal,
+                command=statement.sql,
+                ruling=ruling,
+                protocol="extended",
+            ),
+        )
 
     async def on_close(self, message: codec.Close) -> None:
         if self.discarding:
@@ -248,8 +293,9 @@ class Enforcer:
         forwarded, self.batch_forwarded = self.batch_forwarded, False
         if self.discarding and not forwarded:
             self.discarding = False
-            self.reply(self.tracker.synthetic(
-                lambda status: codec.ready_for_query(status).encode()))
+            self.reply(
+                self.tracker.synthetic(lambda status: codec.ready_for_query(status).encode())
+            )
             return
         self.discarding = False
         self._send(message, Expect("Sync"))
@@ -267,17 +313,29 @@ class Enforcer:
         name = await self.resolve_function(message.oid) if self.resolve_function else None
         raw = f"<function call {name or f'oid {message.oid}'}>"
         if name is None:
-            ruling = Ruling(Verdict.deny(
-                f"function OID {message.oid} could not be named, so it cannot be decided"))
+            ruling = Ruling(
+                Verdict.deny(
+                    f"function OID {message.oid} could not be named, so it cannot be decided"
+                )
+            )
         else:
-            ruling = await self.session.decide("postgres.function_call", raw,
-                                               {"function": name, "protocol": "function_call"})
+            ruling = await self.session.decide(
+                "postgres.function_call", raw, {"function": name, "protocol": "function_call"}
+            )
         if not ruling.verdict.allowed:
             self.session.record_command(raw, ruling, protocol="function_call")
             self._refuse_now(refusal(ruling), ready=True)
             return
-        self._send(message, Expect("Call", command=raw, ruling=ruling,
-                                   decision_id=ruling.decision_id, protocol="function_call"))
+        self._send(
+            message,
+            Expect(
+                "Call",
+                command=raw,
+                ruling=ruling,
+                decision_id=ruling.decision_id,
+                protocol="function_call",
+            ),
+        )
 
     async def on_terminate(self, message: codec.Terminate) -> None:
         self.terminated = True

@@ -52,8 +52,11 @@ class PostgresProxy:
     def __init__(self, connection: ConnectionSettings, config: Config, pdp_address: str) -> None:
         self.connection = connection
         self.runtime = ProxyRuntime.build(
-            connection, pdp_address, vault=config.vault,
-            approval_timeout=config.approvals.timeout_seconds)
+            connection,
+            pdp_address,
+            vault=config.vault,
+            approval_timeout=config.approvals.timeout_seconds,
+        )
         self.listen_host, self.listen_port = _split(connection.listen)
         self.upstream_host, self.upstream_port = _split(connection.upstream)
         self.database = connection.database
@@ -95,10 +98,17 @@ class PostgresProxy:
 
     async def start(self) -> None:
         await self.runtime.start()
-        self._server = await asyncio.start_server(self._accept, self.listen_host,
-                                                  self.listen_port, limit=READ_SIZE)
-        log.info("postgres proxy %s on %s:%d → %s:%d", self.connection.name, self.listen_host,
-                 self.port, self.upstream_host, self.upstream_port)
+        self._server = await asyncio.start_server(
+            self._accept, self.listen_host, self.listen_port, limit=READ_SIZE
+        )
+        log.info(
+            "postgres proxy %s on %s:%d → %s:%d",
+            self.connection.name,
+            self.listen_host,
+            self.port,
+            self.upstream_host,
+            self.upstream_port,
+        )
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -134,8 +144,9 @@ class PostgresProxy:
 
 
 class ClientConnection:
-    def __init__(self, proxy: PostgresProxy, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, proxy: PostgresProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.proxy = proxy
         self.reader = reader
         self.writer = writer
@@ -233,12 +244,15 @@ class ClientConnection:
     async def _open(self, startup: codec.StartupMessage, token: str) -> bool:
         params = startup.params
         runtime = self.proxy.runtime
-        self.session = ProxySession(runtime, self.client_addr,
-                                    params.get("application_name", "")[:256])
+        self.session = ProxySession(
+            runtime, self.client_addr, params.get("application_name", "")[:256]
+        )
         try:
-            await self.session.open(token, {"user": params.get("user", ""),
-                                            "database": params.get("database", "")},
-                                    tell=self._notice)
+            await self.session.open(
+                token,
+                {"user": params.get("user", ""), "database": params.get("database", "")},
+                tell=self._notice,
+            )
         except SessionRefused as exc:
             self.fatal(f"portcullis: session refused: {exc.reason}", "28000")
             self.session = None
@@ -250,8 +264,12 @@ class ClientConnection:
         self._params = startup_params(params, lease, database)
         try:
             self.upstream = await connect(
-                self.proxy.upstream_host, self.proxy.upstream_port,
-                self._params, lease, self.proxy.upstream_tls)
+                self.proxy.upstream_host,
+                self.proxy.upstream_port,
+                self._params,
+                lease,
+                self.proxy.upstream_tls,
+            )
         except UpstreamError as exc:
             self.fatal(f"portcullis: {exc}", "08006")
             await self.session.close("upstream_unavailable", abnormal=True)
@@ -280,8 +298,14 @@ class ClientConnection:
         upstream = self.upstream
         tracker = ResponseTracker()
         tracker.status = upstream.status
-        enforcer = Enforcer(self.session, tracker, self._outbound.append, self.to_client,
-                            self.proxy.hash_key, self._function_name)
+        enforcer = Enforcer(
+            self.session,
+            tracker,
+            self._outbound.append,
+            self.to_client,
+            self.proxy.hash_key,
+            self._function_name,
+        )
         client_side = asyncio.create_task(self._pump_client(enforcer))
         server_side = asyncio.create_task(self._pump_server(tracker))
         waiting = {client_side, server_side}
@@ -296,8 +320,11 @@ class ClientConnection:
                 reason = "proxy_shutdown"
             elif finished.exception() is not None:
                 exc = finished.exception()
-                reason = ("client_disconnect" if finished is client_side
-                          and isinstance(exc, OSError) else f"error: {type(exc).__name__}")
+                reason = (
+                    "client_disconnect"
+                    if finished is client_side and isinstance(exc, OSError)
+                    else f"error: {type(exc).__name__}"
+                )
             else:
                 reason = finished.result()
             abnormal = reason not in ("client_disconnect", "client_terminate", "grant_expired")
@@ -319,36 +346,49 @@ class ClientConnection:
     async def _learn_columns(self, messages: list[codec.Message]) -> None:
         """Before rows are masked: the real names of the result's table columns."""
         known = self.proxy.column_names
-        unknown = {f.table_oid for m in messages if isinstance(m, codec.RowDescription)
-                   for f in m.fields
-                   if f.table_oid and (f.table_oid, f.column) not in known}
+        unknown = {
+            f.table_oid
+            for m in messages
+            if isinstance(m, codec.RowDescription)
+            for f in m.fields
+            if f.table_oid and (f.table_oid, f.column) not in known
+        }
         unknown -= self.proxy.unnamed_tables
         session = self.session
         if not unknown or session is None or session.lease is None or self._params is None:
             return
-        names = await column_names(self.proxy.upstream_host, self.proxy.upstream_port,
-                                   self._params, session.lease, unknown,
-                                   self.proxy.upstream_tls)
+        names = await column_names(
+            self.proxy.upstream_host,
+            self.proxy.upstream_port,
+            self._params,
+            session.lease,
+            unknown,
+            self.proxy.upstream_tls,
+        )
         if names is None:
             # masking falls back to the result's names and the detectors; remember
             # nothing, so the next result tries again
             return
         known.update(names)
-        self.proxy.unnamed_tables |= {oid for oid in unknown
-                                      if not any(k[0] == oid for k in names)}
+        self.proxy.unnamed_tables |= {oid for oid in unknown if not any(k[0] == oid for k in names)}
 
     async def _function_name(self, oid: int) -> str | None:
         session = self.session
         if session is None or session.lease is None or self._params is None:
             return None
-        return await function_name(self.proxy.upstream_host, self.proxy.upstream_port,
-                                   self._params, session.lease, oid, self.proxy.upstream_tls)
+        return await function_name(
+            self.proxy.upstream_host,
+            self.proxy.upstream_port,
+            self._params,
+            session.lease,
+            oid,
+            self.proxy.upstream_tls,
+        )
 
     async def _grant_ends(self, expires_at: float) -> str:
         """A just-in-time grant ran out: the session ends, as the approval said."""
         await asyncio.sleep(max(expires_at - time.time(), 0))
-        self.fatal("portcullis: the approved access window for this session has ended",
-                    "57P01")
+        self.fatal("portcullis: the approved access window for this session has ended", "57P01")
         return "grant_expired"
 
     async def _close_session(self, reason: str, abnormal: bool) -> None:
@@ -413,8 +453,11 @@ class ClientConnection:
     def _record(tracker: ResponseTracker, session: ProxySession) -> None:
         """One event per completed statement: the command, its verdict and its result."""
         for done in tracker.completions:
-            details: dict[str, Any] = {"tag": done.tag, "rows": done.rows,
-                                       "protocol": done.protocol}
+            details: dict[str, Any] = {
+                "tag": done.tag,
+                "rows": done.rows,
+                "protocol": done.protocol,
+            }
             if done.part:
                 details["part"] = done.part
             if done.error:

@@ -117,8 +117,9 @@ class ResponseTracker:
             finished_swallowed = self._finish_until_sync(head)
             out += b"" if finished_swallowed else message.raw or message.encode()
             return out + self._release_synthetic()
-        if isinstance(message, (codec.NoticeResponse, codec.ParameterStatus,
-                                codec.NotificationResponse)):
+        if isinstance(
+            message, (codec.NoticeResponse, codec.ParameterStatus, codec.NotificationResponse)
+        ):
             return out + (message.raw or message.encode())
         if not isinstance(head, Expect):
             # nothing owed: the server speaks unprompted (e.g. a FATAL before closing)
@@ -195,8 +196,9 @@ class ResponseTracker:
             if head.masker is None:
                 return raw
             return self._mask_row(head, message)
-        if isinstance(message, (codec.CommandComplete, codec.EmptyQueryResponse,
-                                codec.PortalSuspended)):
+        if isinstance(
+            message, (codec.CommandComplete, codec.EmptyQueryResponse, codec.PortalSuspended)
+        ):
             tag = message.tag if isinstance(message, codec.CommandComplete) else ""
             self._complete(head, tag)
             head.shape = None
@@ -224,9 +226,19 @@ class ResponseTracker:
     def _complete(self, head: Expect, tag: str, error: str = "") -> None:
         if head.swallow:
             return
-        self.completions.append(Completion(head.command, tag, head.rows, head.masked,
-                                           head.decision_id, error, head.ruling, head.protocol,
-                                           head.parts))
+        self.completions.append(
+            Completion(
+                head.command,
+                tag,
+                head.rows,
+                head.masked,
+                head.decision_id,
+                error,
+                head.ruling,
+                head.protocol,
+                head.parts,
+            )
+        )
         head.parts += 1
         head.rows, head.masked = 0, Counter()
 
@@ -237,7 +249,8 @@ class ResponseTracker:
         assert masker is not None
         if head.shape is None and head.kind == "Execute":
             head.shape = self.portal_shapes.get(head.portal or "") or self.statement_shapes.get(
-                head.statement or "")
+                head.statement or ""
+            )
         shape = head.shape
         if shape is None:
             # no description of these rows: no column can be named, so every value goes
@@ -246,10 +259,14 @@ class ResponseTracker:
         if shape.masked is None or shape.masked_by is not masker:
             # a column is masked by its name in the result AND by its name in its table, so
             # `SELECT phone AS p` cannot walk a sensitive column past its rule
-            real = [self.column_names.get((f.table_oid, f.column), f.name) if f.table_oid
-                    else f.name for f in shape.fields]
-            shape.masked = {**masker.columns_to_mask(real),
-                            **masker.columns_to_mask([f.name for f in shape.fields])}
+            real = [
+                self.column_names.get((f.table_oid, f.column), f.name) if f.table_oid else f.name
+                for f in shape.fields
+            ]
+            shape.masked = {
+                **masker.columns_to_mask(real),
+                **masker.columns_to_mask([f.name for f in shape.fields]),
+            }
             shape.masked_by = masker
         values = list(row.values)
         changed = False

@@ -18,8 +18,15 @@ from proxies.runtime.credentials import CredentialLease
 
 # client start-up parameters passed on; `options` (which can set any GUC, e.g. a role) and
 # `replication` (another protocol) never are
-FORWARDED_PARAMS = ("application_name", "DateStyle", "TimeZone", "extra_float_digits",
-                    "IntervalStyle", "search_path", "standard_conforming_strings")
+FORWARDED_PARAMS = (
+    "application_name",
+    "DateStyle",
+    "TimeZone",
+    "extra_float_digits",
+    "IntervalStyle",
+    "search_path",
+    "standard_conforming_strings",
+)
 
 
 class UpstreamError(Exception):
@@ -41,8 +48,7 @@ class Upstream:
     pending: list[codec.Message] = field(default_factory=list)  # read past ReadyForQuery
 
 
-def startup_params(client: dict[str, str], lease: CredentialLease,
-                   database: str) -> dict[str, str]:
+def startup_params(client: dict[str, str], lease: CredentialLease, database: str) -> dict[str, str]:
     params = {"user": lease.username, "database": database, "client_encoding": "UTF8"}
     for name in FORWARDED_PARAMS:
         if name in client:
@@ -50,8 +56,14 @@ def startup_params(client: dict[str, str], lease: CredentialLease,
     return params
 
 
-async def connect(host: str, port: int, params: dict[str, str], lease: CredentialLease,
-                  tls: ssl.SSLContext | None = None, timeout: float = 10.0) -> Upstream:
+async def connect(
+    host: str,
+    port: int,
+    params: dict[str, str],
+    lease: CredentialLease,
+    tls: ssl.SSLContext | None = None,
+    timeout: float = 10.0,
+) -> Upstream:
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port)
@@ -70,8 +82,7 @@ async def connect(host: str, port: int, params: dict[str, str], lease: Credentia
     except TimeoutError:
         raise UpstreamError(f"upstream {host}:{port} did not answer in {timeout:g}s") from None
     except (OSError, asyncio.IncompleteReadError) as exc:
-        raise UpstreamError(f"cannot reach upstream {host}:{port}: "
-                            f"{type(exc).__name__}") from None
+        raise UpstreamError(f"cannot reach upstream {host}:{port}: {type(exc).__name__}") from None
     except codec.ProtocolViolation as exc:
         raise UpstreamError(f"upstream {host}:{port} broke the protocol: {exc}") from None
 
@@ -97,20 +108,25 @@ async def _authenticate(upstream: Upstream, lease: CredentialLease) -> None:
             if isinstance(message, codec.AuthenticationCleartextPassword):
                 upstream.writer.write(codec.PasswordMessage.from_password(lease.password).encode())
             elif isinstance(message, codec.AuthenticationMD5Password):
-                upstream.writer.write(codec.PasswordMessage.from_password(
-                    md5_password(lease.username, lease.password, message.salt)).encode())
+                upstream.writer.write(
+                    codec.PasswordMessage.from_password(
+                        md5_password(lease.username, lease.password, message.salt)
+                    ).encode()
+                )
             elif isinstance(message, codec.AuthenticationSASL):
                 if "SCRAM-SHA-256" not in message.mechanisms:
                     raise UpstreamError("upstream offers no SASL mechanism the proxy speaks")
                 scram = ScramClient(lease.username, lease.password)
-                upstream.writer.write(codec.SASLInitialResponse(
-                    "SCRAM-SHA-256", scram.first_message()).encode())
+                upstream.writer.write(
+                    codec.SASLInitialResponse("SCRAM-SHA-256", scram.first_message()).encode()
+                )
             elif isinstance(message, codec.AuthenticationSASLContinue):
                 if scram is None:
                     raise UpstreamError("upstream sent SASLContinue out of order")
                 try:
-                    upstream.writer.write(codec.SASLResponse(
-                        scram.final_message(message.data)).encode())
+                    upstream.writer.write(
+                        codec.SASLResponse(scram.final_message(message.data)).encode()
+                    )
                 except ScramError:
                     raise UpstreamError("upstream SCRAM exchange failed") from None
             elif isinstance(message, codec.AuthenticationSASLFinal):
@@ -121,22 +137,29 @@ async def _authenticate(upstream: Upstream, lease: CredentialLease) -> None:
                 except ScramError:
                     raise UpstreamError("upstream server signature is wrong") from None
             elif isinstance(message, codec.Authentication):
-                raise UpstreamError(f"upstream asks for {type(message).__name__}, "
-                                    "which the proxy does not speak")
+                raise UpstreamError(
+                    f"upstream asks for {type(message).__name__}, which the proxy does not speak"
+                )
             elif isinstance(message, codec.ParameterStatus):
                 upstream.parameters.append(message)
             elif isinstance(message, codec.BackendKeyData):
                 upstream.key = message
             elif isinstance(message, codec.ReadyForQuery):
                 upstream.status = message.status
-                upstream.pending = messages[i + 1:]
+                upstream.pending = messages[i + 1 :]
                 return
             # NoticeResponse and NegotiateProtocolVersion during start-up are dropped
 
 
-async def side_query(host: str, port: int, params: dict[str, str], lease: CredentialLease,
-                     sql: str, tls: ssl.SSLContext | None = None,
-                     timeout: float = 5.0) -> list[list[str | None]] | None:
+async def side_query(
+    host: str,
+    port: int,
+    params: dict[str, str],
+    lease: CredentialLease,
+    sql: str,
+    tls: ssl.SSLContext | None = None,
+    timeout: float = 5.0,
+) -> list[list[str | None]] | None:
     """Rows (as text) of one catalog query asked on a connection of its own — the
     session's connection is busy with the client — or None when it could not be asked."""
     try:
@@ -151,8 +174,7 @@ async def side_query(host: str, port: int, params: dict[str, str], lease: Creden
             while True:
                 for message in pending:
                     if isinstance(message, codec.DataRow):
-                        rows.append([v.decode() if v is not None else None
-                                     for v in message.values])
+                        rows.append([v.decode() if v is not None else None for v in message.values])
                     if isinstance(message, codec.ErrorResponse):
                         return None
                     if isinstance(message, codec.ReadyForQuery):
@@ -167,23 +189,45 @@ async def side_query(host: str, port: int, params: dict[str, str], lease: Creden
         upstream.writer.close()
 
 
-async def function_name(host: str, port: int, params: dict[str, str], lease: CredentialLease,
-                        oid: int, tls: ssl.SSLContext | None = None) -> str | None:
+async def function_name(
+    host: str,
+    port: int,
+    params: dict[str, str],
+    lease: CredentialLease,
+    oid: int,
+    tls: ssl.SSLContext | None = None,
+) -> str | None:
     """The schema-qualified name of the function with this OID, or None."""
-    rows = await side_query(host, port, params, lease,
-                            f"SELECT oid::regproc::text FROM pg_catalog.pg_proc "
-                            f"WHERE oid = {int(oid)}", tls)
+    rows = await side_query(
+        host,
+        port,
+        params,
+        lease,
+        f"SELECT oid::regproc::text FROM pg_catalog.pg_proc WHERE oid = {int(oid)}",
+        tls,
+    )
     return rows[0][0] if rows else None
 
 
-async def column_names(host: str, port: int, params: dict[str, str], lease: CredentialLease,
-                       table_oids: set[int], tls: ssl.SSLContext | None = None
-                       ) -> dict[tuple[int, int], str] | None:
+async def column_names(
+    host: str,
+    port: int,
+    params: dict[str, str],
+    lease: CredentialLease,
+    table_oids: set[int],
+    tls: ssl.SSLContext | None = None,
+) -> dict[tuple[int, int], str] | None:
     """The real names of the columns of these tables, by (table OID, attribute number)."""
     oids = ",".join(str(int(o)) for o in sorted(table_oids))
-    rows = await side_query(host, port, params, lease,
-                            "SELECT attrelid, attnum, attname FROM pg_catalog.pg_attribute "
-                            f"WHERE attrelid IN ({oids}) AND attnum > 0", tls)
+    rows = await side_query(
+        host,
+        port,
+        params,
+        lease,
+        "SELECT attrelid, attnum, attname FROM pg_catalog.pg_attribute "
+        f"WHERE attrelid IN ({oids}) AND attnum > 0",
+        tls,
+    )
     if rows is None:
         return None
     return {(int(r[0] or 0), int(r[1] or 0)): r[2] or "" for r in rows}

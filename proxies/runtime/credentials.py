@@ -82,12 +82,14 @@ def choose_ref(connection: ConnectionSettings, policy_ref: str) -> str:
     if policy_ref not in allowed:
         raise CredentialUnavailable(
             f"policy chose credential {policy_ref!r}, which connection {connection.name!r} "
-            "does not list under credentials.allowed_refs")
+            "does not list under credentials.allowed_refs"
+        )
     return policy_ref
 
 
-def provider_for(connection: ConnectionSettings,
-                 vault_settings: VaultSettings | None = None) -> CredentialProvider:
+def provider_for(
+    connection: ConnectionSettings, vault_settings: VaultSettings | None = None
+) -> CredentialProvider:
     kind = connection.credentials.get("provider")
     if kind == "static":
         return StaticProvider(connection)
@@ -95,7 +97,8 @@ def provider_for(connection: ConnectionSettings,
         if vault_settings is None:
             raise CredentialUnavailable(
                 f"connection {connection.name!r} uses credentials.provider vault, but the "
-                "configuration has no vault: section")
+                "configuration has no vault: section"
+            )
         from proxies.runtime.vault import VaultProvider  # hvac only where Vault is used
 
         return VaultProvider(connection, vault_settings)

@@ -82,8 +82,9 @@ def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
         message.cache_ttl_seconds,
         "shape" if message.cache_key == pdp_pb2.SHAPE else "exact",
     )
-    return Ruling(verdict, message.decision_id, message.policy_revision,
-                  approval_id=message.approval_id)
+    return Ruling(
+        verdict, message.decision_id, message.policy_revision, approval_id=message.approval_id
+    )
 
 
 def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
@@ -106,9 +107,12 @@ class PDPClient:
     _listeners: list[Any] = field(default_factory=list, repr=False)
 
     async def start(self) -> None:
-        options = [("grpc.keepalive_time_ms", 10_000), ("grpc.enable_retries", 1),
-                   ("grpc.initial_reconnect_backoff_ms", 100),
-                   ("grpc.max_reconnect_backoff_ms", 1000)]
+        options = [
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.enable_retries", 1),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ]
         if self.credentials is not None:
             self._channel = grpc.aio.secure_channel(self.address, self.credentials, options)
         else:
@@ -136,8 +140,9 @@ class PDPClient:
         while True:
             try:
                 assert self._stub is not None
-                info = await self._stub.ServerInfo(pdp_pb2.ServerInfoRequest(),
-                                                   timeout=self.timeout)
+                info = await self._stub.ServerInfo(
+                    pdp_pb2.ServerInfoRequest(), timeout=self.timeout
+                )
             except grpc.aio.AioRpcError:
                 if self.reachable:
                     log.warning("PDP at %s unreachable; commands are denied", self.address)
@@ -154,11 +159,18 @@ class PDPClient:
 
     # -- calls ---------------------------------------------------------------------
 
-    async def open_session(self, token: str, connection: pdp_pb2.Connection, client_addr: str,
-                           client: str, attributes: dict[str, Any] | None = None) -> SessionGrant:
+    async def open_session(
+        self,
+        token: str,
+        connection: pdp_pb2.Connection,
+        client_addr: str,
+        client: str,
+        attributes: dict[str, Any] | None = None,
+    ) -> SessionGrant:
         assert self._stub is not None
-        request = pdp_pb2.OpenSessionRequest(token=token, connection=connection,
-                                             client_addr=client_addr, client=client)
+        request = pdp_pb2.OpenSessionRequest(
+            token=token, connection=connection, client_addr=client_addr, client=client
+        )
         if attributes:
             request.attributes.CopyFrom(to_struct(attributes))
         try:
@@ -168,15 +180,20 @@ class PDPClient:
         ruling = ruling_from_message(response.decision)
         if not response.session_id or not ruling.verdict.allowed:
             reasons = "; ".join(ruling.verdict.reasons) or "session not allowed"
-            approval_id = (ruling.approval_id
-                           if ruling.kind is VerdictKind.REQUIRE_APPROVAL else "")
+            approval_id = ruling.approval_id if ruling.kind is VerdictKind.REQUIRE_APPROVAL else ""
             raise SessionRefused(reasons, ruling.decision_id, approval_id)
-        return SessionGrant(response.session_id, ruling, response.identity.subject,
-                            tuple(response.identity.groups), ruling.verdict.credential_ref,
-                            response.session_expires_at)
+        return SessionGrant(
+            response.session_id,
+            ruling,
+            response.identity.subject,
+            tuple(response.identity.groups),
+            ruling.verdict.credential_ref,
+            response.session_expires_at,
+        )
 
-    async def decide(self, session_id: str, kind: str, raw: str,
-                     attributes: dict[str, Any] | None = None) -> Ruling:
+    async def decide(
+        self, session_id: str, kind: str, raw: str, attributes: dict[str, Any] | None = None
+    ) -> Ruling:
         """Never raises: any failure to get an answer is a deny with the reason."""
         if self._stub is None:
             return Ruling(Verdict.deny("policy decision point not connected — denied"))
@@ -185,8 +202,8 @@ class PDPClient:
             command.attributes.CopyFrom(to_struct(attributes))
         try:
             response = await self._stub.Decide(
-                pdp_pb2.DecideRequest(session_id=session_id, command=command),
-                timeout=self.timeout)
+                pdp_pb2.DecideRequest(session_id=session_id, command=command), timeout=self.timeout
+            )
         except grpc.aio.AioRpcError as exc:
             return Ruling(Verdict.deny(f"{_rpc_reason(exc)} — denied"))
         ruling = ruling_from_message(response.decision)
@@ -195,35 +212,43 @@ class PDPClient:
             self._changed()
         return ruling
 
-    async def await_approval(self, session_id: str, approval_id: str,
-                             timeout: float) -> pdp_pb2.Approval | None:
+    async def await_approval(
+        self, session_id: str, approval_id: str, timeout: float
+    ) -> pdp_pb2.Approval | None:
         """The request's state once decided, or at the end of the wait; None if unreachable."""
         assert self._stub is not None
         last: pdp_pb2.Approval | None = None
         try:
             stream = self._stub.AwaitApproval(
-                pdp_pb2.AwaitApprovalRequest(session_id=session_id, approval_id=approval_id,
-                                             timeout_seconds=int(timeout)),
-                timeout=timeout + self.timeout)
+                pdp_pb2.AwaitApprovalRequest(
+                    session_id=session_id, approval_id=approval_id, timeout_seconds=int(timeout)
+                ),
+                timeout=timeout + self.timeout,
+            )
             async for update in stream:
                 last = update.approval
         except grpc.aio.AioRpcError as exc:
             log.warning("waiting for approval %s failed: %s", approval_id, _rpc_reason(exc))
         return last
 
-    async def close_session(self, session_id: str, reason: str, abnormal: bool = False,
-                            summary: dict[str, Any] | None = None) -> None:
+    async def close_session(
+        self,
+        session_id: str,
+        reason: str,
+        abnormal: bool = False,
+        summary: dict[str, Any] | None = None,
+    ) -> None:
         if self._stub is None:
             return
-        request = pdp_pb2.CloseSessionRequest(session_id=session_id, reason=reason,
-                                              abnormal=abnormal)
+        request = pdp_pb2.CloseSessionRequest(
+            session_id=session_id, reason=reason, abnormal=abnormal
+        )
         if summary:
             request.summary.CopyFrom(to_struct(summary))
         try:
             await self._stub.CloseSession(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
-            log.warning("could not close session %s at the PDP: %s", session_id,
-                        _rpc_reason(exc))
+            log.warning("could not close session %s at the PDP: %s", session_id, _rpc_reason(exc))
 
     async def record(self, session_id: str, events: list[pdp_pb2.SessionEvent]) -> bool:
         if self._stub is None:
@@ -231,10 +256,12 @@ class PDPClient:
         try:
             await self._stub.RecordEvents(
                 pdp_pb2.RecordEventsRequest(session_id=session_id, events=events),
-                timeout=self.timeout)
+                timeout=self.timeout,
+            )
         except grpc.aio.AioRpcError as exc:
-            log.warning("session %s: %d events not recorded: %s", session_id, len(events),
-                        _rpc_reason(exc))
+            log.warning(
+                "session %s: %d events not recorded: %s", session_id, len(events), _rpc_reason(exc)
+            )
             return False
         return True
 
@@ -248,4 +275,3 @@ def _rpc_reason(exc: grpc.aio.AioRpcError) -> str:
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return "session is no longer open at the policy decision point"
     return f"policy decision point error ({code.name.lower()})"
-

@@ -60,8 +60,14 @@ class SessionRecorder:
 
     def command(self, raw: str, ruling: Ruling, **details: Any) -> None:
         event = pdp_pb2.SessionEvent(
-            time=time.time(), direction="client", type="command", command=raw,
-            decision_id=ruling.decision_id, verdict=ruling.kind.wire, cached=ruling.cached)
+            time=time.time(),
+            direction="client",
+            type="command",
+            command=raw,
+            decision_id=ruling.decision_id,
+            verdict=ruling.kind.wire,
+            cached=ruling.cached,
+        )
         if details:
             event.details_json = _json(details)
         self._add(event)
@@ -74,8 +80,9 @@ class SessionRecorder:
     def masking(self, counts: dict[str, int], decision_id: str) -> None:
         if not counts:
             return
-        event = pdp_pb2.SessionEvent(time=time.time(), direction="proxy", type="masking",
-                                     decision_id=decision_id)
+        event = pdp_pb2.SessionEvent(
+            time=time.time(), direction="proxy", type="masking", decision_id=decision_id
+        )
         event.details_json = _json({"counts": dict(counts)})
         self._add(event)
 

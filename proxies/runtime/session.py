@@ -13,12 +13,13 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from portcullis.v1 import pdp_pb2
 
 from pdp.config import ConnectionSettings, VaultSettings
+from pdp.reuse import ReuseTable
 from pdp.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import (
     CredentialLease,
@@ -27,7 +28,6 @@ from proxies.runtime.credentials import (
     choose_ref,
     provider_for,
 )
-from proxies.runtime.decision_cache import DecisionCache
 from proxies.runtime.pdp_client import PDPClient, Ruling, SessionGrant, SessionRefused
 from proxies.runtime.recorder import SessionRecorder
 
@@ -45,9 +45,13 @@ class ProxyRuntime:
     sessions: set[ProxySession] = field(default_factory=set)
 
     @classmethod
-    def build(cls, connection: ConnectionSettings, pdp_address: str,
-              vault: VaultSettings | None = None,
-              approval_timeout: float = 120.0) -> ProxyRuntime:
+    def build(
+        cls,
+        connection: ConnectionSettings,
+        pdp_address: str,
+        vault: VaultSettings | None = None,
+        approval_timeout: float = 120.0,
+    ) -> ProxyRuntime:
         options = connection.options
         return cls(
             connection=connection,
@@ -69,8 +73,9 @@ class ProxyRuntime:
 
     async def stop(self) -> None:
         """Close every open session (revoking its credential), then the PDP client."""
-        await asyncio.gather(*(s.close("proxy_shutdown") for s in list(self.sessions)),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(s.close("proxy_shutdown") for s in list(self.sessions)), return_exceptions=True
+        )
         await self.provider.close()
         await self.pdp.close()
 
@@ -87,7 +92,7 @@ class ProxySession:
         self.grant: SessionGrant | None = None
         self.lease: CredentialLease | None = None
         self.recorder: SessionRecorder | None = None
-        self.cache = DecisionCache()
+        self.cache: ReuseTable[Ruling] = ReuseTable()
         self.counters: Counter[str] = Counter()
         self._closed = False
 
@@ -95,32 +100,44 @@ class ProxySession:
     def id(self) -> str:
         return self.grant.session_id if self.grant else ""
 
-    async def open(self, token: str, attributes: dict[str, Any] | None = None,
-                   tell: Callable[[str], None] | None = None) -> SessionGrant:
+    async def open(
+        self,
+        token: str,
+        attributes: dict[str, Any] | None = None,
+        tell: Callable[[str], None] | None = None,
+    ) -> SessionGrant:
         """Verify the client at the PDP and obtain the upstream credential.
 
         Raises SessionRefused (reason safe for the client) when either fails.
         """
         runtime = self.runtime
         try:
-            grant = await runtime.pdp.open_session(token, runtime.wire_connection(),
-                                                   self.client_addr, self.client, attributes)
+            grant = await runtime.pdp.open_session(
+                token, runtime.wire_connection(), self.client_addr, self.client, attributes
+            )
         except SessionRefused as refused:
             if not refused.approval_id or tell is None:
                 raise
             # just-in-time access: a person may grant this session; wait, then ask again
-            tell(f"portcullis: access to {runtime.connection.name} needs approval "
-                 f"({refused.reason}); waiting for request {refused.approval_id} — an "
-                 f"approver runs: portcullis approvals approve {refused.approval_id} "
-                 "--reason '...'")
-            approval = await runtime.pdp.await_approval("", refused.approval_id,
-                                                        runtime.approval_timeout)
+            tell(
+                f"portcullis: access to {runtime.connection.name} needs approval "
+                f"({refused.reason}); waiting for request {refused.approval_id} — an "
+                f"approver runs: portcullis approvals approve {refused.approval_id} "
+                "--reason '...'"
+            )
+            approval = await runtime.pdp.await_approval(
+                "", refused.approval_id, runtime.approval_timeout
+            )
             if approval is None or approval.state != "approved":
                 state = approval.state if approval is not None else "unavailable"
-                raise SessionRefused(f"access request {refused.approval_id} {state}",
-                                     refused.decision_id, refused.approval_id) from None
-            grant = await runtime.pdp.open_session(token, runtime.wire_connection(),
-                                                   self.client_addr, self.client, attributes)
+                raise SessionRefused(
+                    f"access request {refused.approval_id} {state}",
+                    refused.decision_id,
+                    refused.approval_id,
+                ) from None
+            grant = await runtime.pdp.open_session(
+                token, runtime.wire_connection(), self.client_addr, self.client, attributes
+            )
         self.grant = grant
         try:
             ref = choose_ref(runtime.connection, grant.credential_ref)
@@ -128,14 +145,20 @@ class ProxySession:
         except CredentialUnavailable as exc:
             await runtime.pdp.close_session(grant.session_id, "credential_unavailable", True)
             raise SessionRefused(f"no upstream credential: {exc}") from None
-        self.recorder = SessionRecorder(runtime.pdp, grant.session_id,
-                                        enabled=runtime.recording_enabled)
+        self.recorder = SessionRecorder(
+            runtime.pdp, grant.session_id, enabled=runtime.recording_enabled
+        )
         self.recorder.start()
         runtime.sessions.add(self)
         return grant
 
-    async def decide(self, kind: str, raw: str, attributes: dict[str, Any] | None = None,
-                     shape_of: Callable[[str], str | None] | None = None) -> Ruling:
+    async def decide(
+        self,
+        kind: str,
+        raw: str,
+        attributes: dict[str, Any] | None = None,
+        shape_of: Callable[[str], str | None] | None = None,
+    ) -> Ruling:
         """The verdict for one command: from the cache when the policy allowed it, else the PDP."""
         if self.grant is None or self._closed:
             return Ruling(Verdict.deny("session is not open — denied"))
@@ -146,20 +169,27 @@ class ProxySession:
         use_cache = runtime.cache_enabled and shape_of is not None and runtime.pdp.reachable
         if use_cache:
             assert shape_of is not None
-            cached = self.cache.lookup(kind, raw, runtime.pdp.revision, shape_of)
+            cached = self.cache.lookup("", kind, raw, runtime.pdp.revision, shape_of)
             if cached is not None:
                 self.counters["cache_hits"] += 1
-                return cached
+                return replace(cached, cached=True)
         ruling = await runtime.pdp.decide(self.grant.session_id, kind, raw, attributes)
         self.counters["decisions"] += 1
-        if use_cache and ruling.verdict.allowed:
+        if use_cache and ruling.decision_id:
             assert shape_of is not None
-            self.cache.store(kind, raw, ruling, shape_of)
+            self.cache.store(
+                "", kind, raw, ruling.verdict, ruling.policy_revision, ruling, shape_of
+            )
         return ruling
 
-    async def decide_or_wait(self, kind: str, raw: str, attributes: dict[str, Any] | None,
-                             shape_of: Callable[[str], str | None] | None,
-                             tell: Callable[[str], None]) -> Ruling:
+    async def decide_or_wait(
+        self,
+        kind: str,
+        raw: str,
+        attributes: dict[str, Any] | None,
+        shape_of: Callable[[str], str | None] | None,
+        tell: Callable[[str], None],
+    ) -> Ruling:
         """decide(), and when a person must approve: tell the client, wait for the decision
         (up to the PDP's approvals.timeout_seconds), and decide again once approved."""
         ruling = await self.decide(kind, raw, attributes, shape_of)
@@ -167,38 +197,55 @@ class ProxySession:
             return ruling
         assert self.grant is not None
         approval_id = ruling.approval_id
-        tell(f"portcullis: approval required ({'; '.join(ruling.verdict.reasons)}); "
-             f"waiting for request {approval_id} — an approver runs: "
-             f"portcullis approvals approve {approval_id} --reason '...'")
+        tell(
+            f"portcullis: approval required ({'; '.join(ruling.verdict.reasons)}); "
+            f"waiting for request {approval_id} — an approver runs: "
+            f"portcullis approvals approve {approval_id} --reason '...'"
+        )
         self.counters["approval_waits"] += 1
         approval = await self.runtime.pdp.await_approval(
-            self.grant.session_id, approval_id, self.runtime.approval_timeout)
+            self.grant.session_id, approval_id, self.runtime.approval_timeout
+        )
         state = approval.state if approval is not None else "unknown"
         if state == "approved":
             rerun = await self.decide(kind, raw, attributes, None)
             if rerun.verdict.allowed:
                 return rerun
-            return Ruling(Verdict.deny(f"approval request {approval_id} was approved, but the "
-                                       f"policy now says: {'; '.join(rerun.verdict.reasons)}"),
-                          rerun.decision_id, rerun.policy_revision)
+            return Ruling(
+                Verdict.deny(
+                    f"approval request {approval_id} was approved, but the "
+                    f"policy now says: {'; '.join(rerun.verdict.reasons)}"
+                ),
+                rerun.decision_id,
+                rerun.policy_revision,
+            )
         if state == "denied" and approval is not None:
             reason = f"approval request {approval_id} was denied by {approval.approver}"
             if approval.decision_reason:
                 reason += f": {approval.decision_reason}"
         elif state == "pending":
-            reason = (f"approval required: request {approval_id} is still pending; run the "
-                      "command again once it is approved")
+            reason = (
+                f"approval required: request {approval_id} is still pending; run the "
+                "command again once it is approved"
+            )
         else:
             reason = f"approval request {approval_id} {state if approval else 'unavailable'}"
-        return Ruling(Verdict.deny(reason), ruling.decision_id, ruling.policy_revision,
-                      approval_id=approval_id)
+        return Ruling(
+            Verdict.deny(reason),
+            ruling.decision_id,
+            ruling.policy_revision,
+            approval_id=approval_id,
+        )
 
     def halted(self) -> Ruling | None:
         """A deny for any command while the session's recording cannot be stored."""
         if self.recorder is not None and self.recorder.unavailable:
             # evidence first: a session whose events cannot be stored does not go on
-            return Ruling(Verdict.deny("recording unavailable — denied until the session "
-                                       "recording can be stored again"))
+            return Ruling(
+                Verdict.deny(
+                    "recording unavailable — denied until the session recording can be stored again"
+                )
+            )
         return None
 
     def record_command(self, raw: str, ruling: Ruling, **details: Any) -> None:

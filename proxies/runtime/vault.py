@@ -74,20 +74,26 @@ def parse_ref(ref: str) -> VaultRef:
                 return VaultRef(kind, mount, name)
     raise CredentialUnavailable(
         f"credential reference {ref!r} is not one the Vault provider understands "
-        "(<mount>/creds/<role>, <mount>/data/<path>#<key>, <mount>/sign/<role>)")
+        "(<mount>/creds/<role>, <mount>/data/<path>#<key>, <mount>/sign/<role>)"
+    )
 
 
 class VaultProvider:
     """CredentialProvider backed by Vault; one per listening proxy (connection)."""
 
-    def __init__(self, connection: ConnectionSettings, settings: VaultSettings,
-                 timeout: float = REQUEST_TIMEOUT) -> None:
+    def __init__(
+        self,
+        connection: ConnectionSettings,
+        settings: VaultSettings,
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> None:
         self.connection = connection
         self.addr = settings.addr
         self._auth = dict(settings.auth)
         self.method = str(self._auth.get("method", "token"))
-        self._client = hvac.Client(url=settings.addr, timeout=timeout,
-                                   verify=self._auth.get("ca_cert") or True)
+        self._client = hvac.Client(
+            url=settings.addr, timeout=timeout, verify=self._auth.get("ca_cert") or True
+        )
         self._login_lock = asyncio.Lock()
         self._logged_in = False
         self._token_task: asyncio.Task[None] | None = None
@@ -156,58 +162,93 @@ class VaultProvider:
         return await self._ssh(target, ref, session_id)
 
     async def _database(self, target: VaultRef, ref: str, session_id: str) -> CredentialLease:
-        response = await self._call(self._client.secrets.database.generate_credentials,
-                                    name=target.name, mount_point=target.mount)
+        response = await self._call(
+            self._client.secrets.database.generate_credentials,
+            name=target.name,
+            mount_point=target.mount,
+        )
         data = response.get("data") or {}
         lease_id = str(response.get("lease_id") or "")
         duration = int(response.get("lease_duration") or 0)
-        lease = CredentialLease(ref=ref, username=str(data.get("username", "")),
-                                password=str(data.get("password", "")), lease_id=lease_id,
-                                extra={"lease_duration": duration})
+        lease = CredentialLease(
+            ref=ref,
+            username=str(data.get("username", "")),
+            password=str(data.get("password", "")),
+            lease_id=lease_id,
+            extra={"lease_duration": duration},
+        )
         if lease_id:
             self._leases[lease_id] = ref
             if response.get("renewable") and duration > 0:
                 self._renewers[lease_id] = asyncio.create_task(
                     self._keep_lease(lease_id, ref, duration),
-                    name=f"vault-lease-renewer:{session_id}")
-        log.info("session %s: Vault issued %s as %s (lease %ss)", session_id, ref,
-                 lease.username, duration)
+                    name=f"vault-lease-renewer:{session_id}",
+                )
+        log.info(
+            "session %s: Vault issued %s as %s (lease %ss)",
+            session_id,
+            ref,
+            lease.username,
+            duration,
+        )
         return lease
 
     async def _kv(self, target: VaultRef, ref: str) -> CredentialLease:
-        response = await self._call(self._client.secrets.kv.v2.read_secret_version,
-                                    path=target.name, mount_point=target.mount,
-                                    raise_on_deleted_version=True)
+        response = await self._call(
+            self._client.secrets.kv.v2.read_secret_version,
+            path=target.name,
+            mount_point=target.mount,
+            raise_on_deleted_version=True,
+        )
         fields = ((response.get("data") or {}).get("data")) or {}
         if target.key not in fields:
-            raise CredentialUnavailable(f"Vault secret {ref.partition('#')[0]!r} has no "
-                                        f"field {target.key!r}")
+            raise CredentialUnavailable(
+                f"Vault secret {ref.partition('#')[0]!r} has no field {target.key!r}"
+            )
         value = str(fields[target.key])
         spec = self.connection.credentials
         is_key = "PRIVATE KEY-----" in value
-        return CredentialLease(ref=ref, username=str(spec.get("username", "")),
-                               header=str(spec.get("header", "")), value=value,
-                               private_key=value if is_key else "",
-                               extra={"version": (response.get("data") or {})
-                                      .get("metadata", {}).get("version")})
+        return CredentialLease(
+            ref=ref,
+            username=str(spec.get("username", "")),
+            header=str(spec.get("header", "")),
+            value=value,
+            private_key=value if is_key else "",
+            extra={"version": (response.get("data") or {}).get("metadata", {}).get("version")},
+        )
 
     async def _ssh(self, target: VaultRef, ref: str, session_id: str) -> CredentialLease:
         key = Ed25519PrivateKey.generate()
         public = key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
         private = key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()).decode()
         principal = str(self.connection.credentials.get("username", ""))
-        response = await self._call(self._client.secrets.ssh.sign_ssh_key, name=target.name,
-                                    public_key=public, valid_principals=principal,
-                                    mount_point=target.mount)
+        response = await self._call(
+            self._client.secrets.ssh.sign_ssh_key,
+            name=target.name,
+            public_key=public,
+            valid_principals=principal,
+            mount_point=target.mount,
+        )
         data = response.get("data") or {}
         certificate = str(data.get("signed_key", "")).strip()
         if not certificate:
             raise CredentialUnavailable(f"Vault returned no certificate for {ref}")
-        log.info("session %s: Vault signed an SSH certificate for %s (serial %s)", session_id,
-                 ref, data.get("serial_number", "?"))
-        return CredentialLease(ref=ref, username=principal, private_key=private,
-                               extra={"certificate": certificate, "public_key": public,
-                                      "serial_number": data.get("serial_number", "")})
+        log.info(
+            "session %s: Vault signed an SSH certificate for %s (serial %s)",
+            session_id,
+            ref,
+            data.get("serial_number", "?"),
+        )
+        return CredentialLease(
+            ref=ref,
+            username=principal,
+            private_key=private,
+            extra={
+                "certificate": certificate,
+                "public_key": public,
+                "serial_number": data.get("serial_number", ""),
+            },
+        )
 
     # -- keeping leases and the login alive ------------------------------------------------
 
@@ -225,17 +266,25 @@ class VaultProvider:
             await asyncio.sleep(max(wait, 0.1))
             asked = time.monotonic()
             try:
-                response = await self._call(self._client.sys.renew_lease, lease_id=lease_id,
-                                            increment=duration)
+                response = await self._call(
+                    self._client.sys.renew_lease, lease_id=lease_id, increment=duration
+                )
             except Exception as exc:
-                log.warning("renewing the Vault lease for %s failed (%s); retrying while it "
-                            "is still valid", ref, _describe(exc))
+                log.warning(
+                    "renewing the Vault lease for %s failed (%s); retrying while it is still valid",
+                    ref,
+                    _describe(exc),
+                )
                 continue
             granted = int(response.get("lease_duration") or 0)
             expires = asked + granted
             if granted < duration:
-                log.warning("Vault lease for %s reaches its max TTL in %ss; the upstream "
-                            "credential ends then", ref, granted)
+                log.warning(
+                    "Vault lease for %s reaches its max TTL in %ss; the upstream "
+                    "credential ends then",
+                    ref,
+                    granted,
+                )
                 if granted <= 1:
                     return
 
@@ -262,8 +311,9 @@ class VaultProvider:
             if self._token_task is not None:
                 self._token_task.cancel()
             if ttl > 0:
-                self._token_task = asyncio.create_task(self._keep_token(ttl, renewable),
-                                                       name="vault-token-renewer")
+                self._token_task = asyncio.create_task(
+                    self._keep_token(ttl, renewable), name="vault-token-renewer"
+                )
 
     def _login(self) -> tuple[int, bool]:
         """Authenticate (in a worker thread); the token's TTL and whether it renews."""
@@ -272,12 +322,17 @@ class VaultProvider:
         if self.method == "token":
             client.token = _secret(auth, "token")
         elif self.method == "approle":
-            client.auth.approle.login(role_id=_secret(auth, "role_id"),
-                                      secret_id=_secret(auth, "secret_id"),
-                                      mount_point=str(auth.get("mount", "approle")))
+            client.auth.approle.login(
+                role_id=_secret(auth, "role_id"),
+                secret_id=_secret(auth, "secret_id"),
+                mount_point=str(auth.get("mount", "approle")),
+            )
         elif self.method == "jwt":
-            client.auth.jwt.jwt_login(role=str(auth.get("role", "")), jwt=_secret(auth, "jwt"),
-                                      path=str(auth.get("mount", "jwt")))
+            client.auth.jwt.jwt_login(
+                role=str(auth.get("role", "")),
+                jwt=_secret(auth, "jwt"),
+                path=str(auth.get("mount", "jwt")),
+            )
         else:
             raise CredentialUnavailable(f"Vault auth method {self.method!r} is not supported")
         data = client.auth.token.lookup_self().get("data") or {}
@@ -291,8 +346,10 @@ class VaultProvider:
                 if renewable:
                     response = await self._call(self._client.auth.token.renew_self)
                     auth = response.get("auth") or {}
-                    ttl, renewable = int(auth.get("lease_duration") or 0), bool(
-                        auth.get("renewable"))
+                    ttl, renewable = (
+                        int(auth.get("lease_duration") or 0),
+                        bool(auth.get("renewable")),
+                    )
                 else:
                     ttl = 0
                 if ttl <= 1 and self.method != "token":
@@ -300,16 +357,21 @@ class VaultProvider:
                 if ttl <= 0:
                     return
             except Exception as exc:
-                log.warning("renewing the proxy's Vault token failed (%s); retrying",
-                            _describe(exc))
+                log.warning(
+                    "renewing the proxy's Vault token failed (%s); retrying", _describe(exc)
+                )
                 ttl = max(int(ttl / 3), 3)
 
     async def _revoke(self, lease_id: str, ref: str) -> None:
         try:
             await self._call(self._client.sys.revoke_lease, lease_id=lease_id)
         except Exception as exc:
-            log.warning("revoking the Vault lease for %s failed (%s); Vault revokes it when "
-                        "its TTL runs out", ref, _describe(exc))
+            log.warning(
+                "revoking the Vault lease for %s failed (%s); Vault revokes it when "
+                "its TTL runs out",
+                ref,
+                _describe(exc),
+            )
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -317,8 +379,9 @@ class VaultProvider:
     async def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
-    def _unavailable(self, ref: str, exc: BaseException,
-                     login: bool = False) -> CredentialUnavailable:
+    def _unavailable(
+        self, ref: str, exc: BaseException, login: bool = False
+    ) -> CredentialUnavailable:
         """A client-safe error: names Vault, the reference and the failure class — no body."""
         step = f"logging in to Vault at {self.addr} ({self.method})" if login else ref
         if isinstance(exc, requests.exceptions.RequestException):

@@ -1,0 +1,101 @@
+"""Reuse of verdicts the policy declared reusable: the table both decision caches share.
+
+Owns the rule a policy author relies on when a verdict carries `cache_ttl_seconds`:
+the same command kind with the same key — the exact command text, or the statement's
+shape (pglast fingerprint, literals ignored) when the verdict says `cache_key: shape` —
+may be answered from the earlier evaluation until the TTL runs out or the policy
+revision changes. Denies and approval requests are never reused (only allowing verdicts
+are stored). The proxy keeps one table per session; the PDP keeps one table whose keys
+carry the session id, so neither widens what the policy allowed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pdp.verdict import Verdict
+
+T = TypeVar("T")
+ShapeOf = Callable[[str], "str | None"]
+
+DEFAULT_MAX_ENTRIES = 1024
+
+
+@dataclass(frozen=True)
+class _Entry(Generic[T]):
+    value: T
+    revision: str
+    expires_at: float
+
+
+class ReuseTable(Generic[T]):
+    """A bounded LRU of reusable answers, keyed by (scope, kind, exact text or shape)."""
+
+    def __init__(
+        self,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._exact: OrderedDict[tuple[Hashable, str, str], _Entry[T]] = OrderedDict()
+        self._shape: OrderedDict[tuple[Hashable, str, str], _Entry[T]] = OrderedDict()
+        self._max = max_entries
+        self._clock = clock
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._exact) + len(self._shape)
+
+    def clear(self) -> None:
+        self._exact.clear()
+        self._shape.clear()
+
+    def lookup(
+        self, scope: Hashable, kind: str, raw: str, revision: str, shape_of: ShapeOf
+    ) -> T | None:
+        table, key = self._exact, (scope, kind, raw)
+        entry = table.get(key)
+        if entry is None and self._shape:
+            fingerprint = shape_of(raw)
+            if fingerprint is not None:
+                table, key = self._shape, (scope, kind, fingerprint)
+                entry = table.get(key)
+        if entry is None:
+            self.misses += 1
+            return None
+        if entry.expires_at <= self._clock() or entry.revision != revision:
+            del table[key]
+            self.misses += 1
+            return None
+        table.move_to_end(key)
+        self.hits += 1
+        return entry.value
+
+    def store(
+        self,
+        scope: Hashable,
+        kind: str,
+        raw: str,
+        verdict: Verdict,
+        revision: str,
+        value: T,
+        shape_of: ShapeOf,
+    ) -> None:
+        ttl = verdict.cache_ttl_seconds
+        if ttl <= 0 or not verdict.allowed or not revision:
+            return
+        if verdict.cache_key == "shape":
+            fingerprint = shape_of(raw)
+            if fingerprint is None:
+                return
+            table, key = self._shape, (scope, kind, fingerprint)
+        else:
+            table, key = self._exact, (scope, kind, raw)
+        table[key] = _Entry(value, revision, self._clock() + ttl)
+        table.move_to_end(key)
+        if len(table) > self._max:
+            table.popitem(last=False)
