@@ -94,13 +94,17 @@ class SessionRecorder:
             await self.flush()
 
     async def flush(self) -> bool:
+        """Send what is pending now (events added meanwhile wait for the next flush, so
+        a busy session sends one batch per interval, not a stream of tiny ones)."""
         if not self._pending and time.monotonic() - self._last_sent >= HEARTBEAT_SECONDS:
             return await self._send([])
-        while self._pending:
-            batch = self._pending[:MAX_BATCH]
+        remaining = len(self._pending)
+        while remaining > 0:
+            batch = self._pending[: min(remaining, MAX_BATCH)]
             if not await self._send(batch):
                 return False
             del self._pending[: len(batch)]
+            remaining -= len(batch)
         return True
 
     async def _send(self, batch: list[pdp_pb2.SessionEvent]) -> bool:
