@@ -1,22 +1,89 @@
-"""Session recordings in the audit store: how events are written and read back.
+"""Session recordings in the audit store: how events are written, checked and read back.
 
 Owns the record shape of a recording: a proxy's batch of session events (commands with
 their verdicts, results, masking counts) becomes ONE hash-chained `session.events`
-record, so recording costs one append per batch rather than one per statement. Readers
-get the events back flat, in order, each with its session and time.
+record, so recording costs one append per batch rather than one per statement. A batch
+that arrived as JSON text is checked event by event and stored as that text
+(`{"events_json": ..., "count": n}`), so the PDP never re-serializes a busy session's
+events; a batch of protobuf events is stored as a list (`{"events": [...]}`). Readers
+get the events back flat, in order, each with its session and time, from either shape.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from pdp.store import AuditRecord, AuditStore
 
 EVENTS_KIND = "session.events"
 
+# the fields of one event, their types, and the longest text each may hold
+_TEXT_LIMITS = {"direction": 32, "type": 32, "decision_id": 64, "verdict": 32}
+
+
+class MalformedEvents(ValueError):
+    """A batch of events that is not what a proxy sends; the message names the field."""
+
+
+def batch_events(body: dict[str, Any]) -> list[Any]:
+    """The events of one `session.events` record body, whichever shape it was stored in."""
+    if isinstance(body.get("events_json"), str):
+        try:
+            events = json.loads(body["events_json"])
+        except ValueError:
+            return []
+        return events if isinstance(events, list) else []
+    events = body.get("events", [])
+    return events if isinstance(events, list) else []
+
 
 def events_of(record: AuditRecord) -> list[dict[str, Any]]:
-    return [{**event, "session_id": record.session_id} for event in record.body["events"]]
+    return [
+        {**event, "session_id": record.session_id}
+        for event in batch_events(record.body)
+        if isinstance(event, dict)
+    ]
+
+
+def checked_batch(text: str, max_events: int, max_command: int) -> int:
+    """How many events the JSON text holds, once each is shaped as a proxy's event must be.
+
+    Raises MalformedEvents naming the first bad field (`events_json[3].time`)."""
+    try:
+        events = json.loads(text)
+    except ValueError as exc:
+        raise MalformedEvents(f"events_json: not JSON ({exc})") from None
+    if not isinstance(events, list):
+        raise MalformedEvents("events_json: must be a JSON array of events")
+    if len(events) > max_events:
+        raise MalformedEvents(f"events_json: more than {max_events} events in one call")
+    for i, event in enumerate(events):
+        where = f"events_json[{i}]"
+        if not isinstance(event, dict):
+            raise MalformedEvents(f"{where}: must be an object")
+        when = event.get("time")
+        if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
+            raise MalformedEvents(f"{where}.time: must be a number of seconds")
+        for name, limit in _TEXT_LIMITS.items():
+            value = event.get(name, "")
+            if not isinstance(value, str) or len(value) > limit:
+                raise MalformedEvents(f"{where}.{name}: must be text of at most {limit}")
+        command = event.get("command", "")
+        if not isinstance(command, str) or len(command) > max_command:
+            raise MalformedEvents(f"{where}.command: must be text of at most {max_command}")
+        if not isinstance(event.get("cached", False), bool):
+            raise MalformedEvents(f"{where}.cached: must be true or false")
+        if not isinstance(event.get("details", {}), dict):
+            raise MalformedEvents(f"{where}.details: must be an object")
+        unknown = event.keys() - _EVENT_FIELDS
+        if unknown:
+            raise MalformedEvents(f"{where}: unknown field {sorted(unknown)[0]!r}")
+    return len(events)
+
+
+_EVENT_FIELDS = frozenset({"time", "command", "cached", "details", *_TEXT_LIMITS})
 
 
 async def session_events(store: AuditStore, session_id: str | None = None) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from pdp.evidence.checkpoints import record_credential_statement
 from pdp.evidence.signing import Signer
 from pdp.identity import TokenRejected, TokenVerifier
 from pdp.policy_input import COMMAND_KINDS, build_input, command_input
-from pdp.recordings import EVENTS_KIND
+from pdp.recordings import EVENTS_KIND, MalformedEvents, checked_batch
 from pdp.sessions import Session, SessionTable, new_session_id
 from pdp.store import StoreUnavailable
 from pdp.verdict import VerdictKind
@@ -93,6 +93,19 @@ def _reuse_kind(kind: str, attributes: dict[str, Any]) -> str:
     if not attributes:
         return kind
     return kind + "\x00" + json.dumps(attributes, sort_keys=True, separators=(",", ":"))
+
+
+def _event_dict(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
+    return {
+        "time": event.time,
+        "direction": event.direction[:32],
+        "type": event.type[:32],
+        "decision_id": event.decision_id[:64],
+        "verdict": event.verdict[:32],
+        "cached": event.cached,
+        "command": event.command[:MAX_COMMAND_BYTES],
+        "details": event_details(event),
+    }
 
 
 def struct_to_dict(message: Any) -> dict[str, Any]:
@@ -316,32 +329,29 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 f"session {request.session_id[:64]!r} is unknown",
             )
             raise AssertionError("unreachable")
-        events = [
-            {
-                "time": event.time,
-                "direction": event.direction[:32],
-                "type": event.type[:32],
-                "decision_id": event.decision_id[:64],
-                "verdict": event.verdict[:32],
-                "cached": event.cached,
-                "command": event.command[:MAX_COMMAND_BYTES],
-                "details": event_details(event),
-            }
-            for event in request.events
-        ]
-        if not events:
+        if request.events_json:
+            try:
+                count = checked_batch(request.events_json, MAX_EVENTS_PER_CALL, MAX_COMMAND_BYTES)
+            except MalformedEvents as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                raise AssertionError("unreachable") from None
+            body: dict[str, Any] = {"events_json": request.events_json, "count": count}
+        else:
+            count = len(request.events)
+            body = {"events": [_event_dict(event) for event in request.events]}
+        if not count:
             return pdp_pb2.RecordEventsResponse(recorded=0)
         try:
             record = await self.decider.store.append(
                 EVENTS_KIND,
-                {"events": events},
+                body,
                 session_id=session.id,
                 subject=session.identity.subject,
             )
         except StoreUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"recording unavailable: {exc}")
             raise AssertionError("unreachable") from None
-        return pdp_pb2.RecordEventsResponse(recorded=len(events), decision_id=record.id)
+        return pdp_pb2.RecordEventsResponse(recorded=count, decision_id=record.id)
 
     async def ServerInfo(
         self, request: pdp_pb2.ServerInfoRequest, context: grpc.aio.ServicerContext

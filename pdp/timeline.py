@@ -51,6 +51,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pdp.recordings import batch_events
 from pdp.store import AuditRecord
 
 # -- event shapes for emitters (the HTTP and SSH proxies) ---------------------------------
@@ -263,7 +264,12 @@ def build_timeline(
             reasons=header["reasons"],
         )
     ]
-    events = [e for r in sorted(event_records, key=lambda r: r.seq) for e in r.body["events"]]
+    events = [
+        e
+        for r in sorted(event_records, key=lambda r: r.seq)
+        for e in batch_events(r.body)
+        if isinstance(e, dict)
+    ]
     events.sort(key=lambda e: float(e.get("time") or 0))  # stable: ties keep record order
     for event in events:
         entries.append(_entry(event, start, default_kind, reasons))

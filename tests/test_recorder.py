@@ -9,9 +9,17 @@ covered by the proxy and evidence tests.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 
+import grpc
+import pytest
+from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp, token
+from portcullis.v1 import pdp_pb2
+
+from pdp.recordings import EVENTS_KIND, MalformedEvents, checked_batch, session_events
 from pdp.verdict import Verdict, VerdictKind
-from proxies.runtime.pdp_client import Ruling
+from proxies.runtime.pdp_client import PDPClient, Ruling
 from proxies.runtime.recorder import MAX_BATCH, SessionRecorder
 
 
@@ -27,7 +35,7 @@ class SlowPDP:
         await asyncio.sleep(self.delay)
         if self.fail:
             return False
-        self.batches.append([e.command for e in events])
+        self.batches.append([e["command"] for e in events])
         return True
 
 
@@ -74,3 +82,62 @@ async def test_a_failed_delivery_keeps_the_events_and_marks_the_recording_unavai
     assert await recorder.flush()
     assert not recorder.unavailable
     assert pdp.batches == [["select 1"]]
+
+
+# -- the PDP's side: a batch as JSON text is checked, stored as it arrived, read back --
+
+
+def test_checked_batch_names_the_first_bad_field():
+    good = {"time": 1.5, "direction": "client", "type": "command", "command": "select 1"}
+    assert checked_batch(json.dumps([good, good]), 10, 100) == 2
+    bad = [
+        ("not json", "events_json: not JSON"),
+        ('{"time": 1}', "must be a JSON array"),
+        (json.dumps([good] * 11), "more than 10"),
+        (json.dumps([good, 5]), "events_json[1]: must be an object"),
+        (json.dumps([{**good, "time": "now"}]), "events_json[0].time"),
+        (json.dumps([{**good, "time": True}]), "events_json[0].time"),
+        (json.dumps([{**good, "direction": "x" * 33}]), "events_json[0].direction"),
+        (json.dumps([{**good, "command": "x" * 101}]), "events_json[0].command"),
+        (json.dumps([{**good, "cached": "yes"}]), "events_json[0].cached"),
+        (json.dumps([{**good, "details": []}]), "events_json[0].details"),
+        (json.dumps([{**good, "secret": "x"}]), "unknown field 'secret'"),
+    ]
+    for text, problem in bad:
+        with pytest.raises(MalformedEvents, match=re.escape(problem)):
+            checked_batch(text, 10, 100)
+    with pytest.raises(MalformedEvents, match="time"):
+        checked_batch('[{"time": NaN}]', 10, 100)
+
+
+async def test_the_pdp_stores_a_json_batch_as_sent_and_replays_it(tmp_path):
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        sid = (await open_session(stub, token(config))).session_id
+        client = PDPClient(app.address)
+        await client.start()
+        try:
+            events = [
+                {"time": 10.0 + i, "direction": "client", "type": "command",
+                 "command": f"select {i}", "decision_id": "d-x", "verdict": "allow",
+                 "cached": i > 0, "details": {"rows": 1, "tag": "SELECT 1"}}
+                for i in range(3)
+            ]  # fmt: skip
+            assert await client.record(sid, events)
+            assert await client.record(sid, [])  # a heartbeat stores nothing
+        finally:
+            await client.close()
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.RecordEvents(
+                pdp_pb2.RecordEventsRequest(session_id=sid, events_json='[{"time": "x"}]')
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "events_json[0].time" in (err.value.details() or "")
+
+        records = await app.store.query(kind=EVENTS_KIND, session_id=sid)
+        assert len(records) == 1 and records[0].body["count"] == 3
+        assert json.loads(records[0].body["events_json"]) == events
+        replayed = await session_events(app.store, sid)
+        assert [e["command"] for e in replayed] == ["select 0", "select 1", "select 2"]
+        assert all(e["session_id"] == sid for e in replayed)
+        assert (await app.store.verify()).ok

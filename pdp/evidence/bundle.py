@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pdp.evidence.checkpoints import Problem, SignedRecordChecker
 from pdp.evidence.controls import STREAMS, manifest_controls, manifest_streams
 from pdp.evidence.signing import Signer, key_id_of, load_public_pem, signature_problem
-from pdp.recordings import EVENTS_KIND
+from pdp.recordings import EVENTS_KIND, batch_events
 from pdp.store import AuditRecord, AuditStore
 from pdp.store.chain import canonical_json, record_hash, to_micros
 
@@ -117,7 +117,7 @@ class MaskingLog:
         if line["kind"] != EVENTS_KIND or not isinstance(line["body"], dict):
             return []
         out = []
-        for event in line["body"].get("events", []):
+        for event in batch_events(line["body"]):
             if not isinstance(event, dict):
                 continue
             decision_id = str(event.get("decision_id", ""))

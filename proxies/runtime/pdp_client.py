@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -250,14 +251,17 @@ class PDPClient:
         except grpc.aio.AioRpcError as exc:
             log.warning("could not close session %s at the PDP: %s", session_id, _rpc_reason(exc))
 
-    async def record(self, session_id: str, events: list[pdp_pb2.SessionEvent]) -> bool:
+    async def record(self, session_id: str, events: list[dict[str, Any]]) -> bool:
+        """Send a batch of session events (an empty batch is a heartbeat)."""
         if self._stub is None:
             return False
-        try:
-            await self._stub.RecordEvents(
-                pdp_pb2.RecordEventsRequest(session_id=session_id, events=events),
-                timeout=self.timeout,
+        request = pdp_pb2.RecordEventsRequest(session_id=session_id)
+        if events:
+            request.events_json = json.dumps(
+                events, separators=(",", ":"), ensure_ascii=False, default=str
             )
+        try:
+            await self._stub.RecordEvents(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             log.warning(
                 "session %s: %d events not recorded: %s", session_id, len(events), _rpc_reason(exc)

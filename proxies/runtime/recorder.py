@@ -1,21 +1,19 @@
 """Session recording from the proxy's side: events batched and streamed to the PDP.
 
 Owns the event shape a proxy hands over (commands, verdicts, responses after masking,
-masking counts) and its delivery: events are sent to the PDP's store in small batches at
-least every FLUSH_SECONDS, so a proxy that dies loses at most the last interval. Values
-that were masked and secrets never enter an event.
+masking counts) and its delivery: events are sent to the PDP's store in batches at
+least every FLUSH_SECONDS, so a proxy that dies loses at most the last interval. An
+event is a plain dict until its batch is sent, as one JSON array (the cheapest form for
+both sides). Values that were masked and secrets never enter an event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from typing import Any
-
-from portcullis.v1 import pdp_pb2
 
 from proxies.runtime.pdp_client import PDPClient, Ruling
 
@@ -27,17 +25,13 @@ MAX_BATCH = 500
 MAX_PENDING = 20_000
 
 
-def _json(details: dict[str, Any]) -> str:
-    return json.dumps(details, separators=(",", ":"), default=str)
-
-
 class SessionRecorder:
     def __init__(self, pdp: PDPClient, session_id: str, enabled: bool = True) -> None:
         self.pdp = pdp
         self.session_id = session_id
         # disabled (benchmarks only): events are dropped, heartbeats still go out
         self.enabled = enabled
-        self._pending: list[pdp_pb2.SessionEvent] = []
+        self._pending: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failed_batches = 0
@@ -48,7 +42,7 @@ class SessionRecorder:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
-    def _add(self, event: pdp_pb2.SessionEvent) -> None:
+    def _add(self, event: dict[str, Any]) -> None:
         if not self.enabled:
             return
         if len(self._pending) >= MAX_PENDING:
@@ -59,32 +53,36 @@ class SessionRecorder:
             self._wake.set()
 
     def command(self, raw: str, ruling: Ruling, **details: Any) -> None:
-        event = pdp_pb2.SessionEvent(
-            time=time.time(),
-            direction="client",
-            type="command",
-            command=raw,
-            decision_id=ruling.decision_id,
-            verdict=ruling.kind.wire,
-            cached=ruling.cached,
+        self._add(
+            {
+                "time": time.time(),
+                "direction": "client",
+                "type": "command",
+                "command": raw,
+                "decision_id": ruling.decision_id,
+                "verdict": ruling.kind.wire,
+                "cached": ruling.cached,
+                "details": details,
+            }
         )
-        if details:
-            event.details_json = _json(details)
-        self._add(event)
 
     def response(self, **details: Any) -> None:
-        event = pdp_pb2.SessionEvent(time=time.time(), direction="upstream", type="response")
-        event.details_json = _json(details)
-        self._add(event)
+        self._add(
+            {"time": time.time(), "direction": "upstream", "type": "response", "details": details}
+        )
 
     def masking(self, counts: dict[str, int], decision_id: str) -> None:
         if not counts:
             return
-        event = pdp_pb2.SessionEvent(
-            time=time.time(), direction="proxy", type="masking", decision_id=decision_id
+        self._add(
+            {
+                "time": time.time(),
+                "direction": "proxy",
+                "type": "masking",
+                "decision_id": decision_id,
+                "details": {"counts": dict(counts)},
+            }
         )
-        event.details_json = _json({"counts": dict(counts)})
-        self._add(event)
 
     async def _run(self) -> None:
         while True:
@@ -107,7 +105,7 @@ class SessionRecorder:
             remaining -= len(batch)
         return True
 
-    async def _send(self, batch: list[pdp_pb2.SessionEvent]) -> bool:
+    async def _send(self, batch: list[dict[str, Any]]) -> bool:
         if not await self.pdp.record(self.session_id, batch):
             self.failed_batches += 1
             self.unavailable = True

@@ -172,14 +172,13 @@ class ProxySession:
             cached = self.cache.lookup("", kind, raw, runtime.pdp.revision, shape_of)
             if cached is not None:
                 self.counters["cache_hits"] += 1
-                return replace(cached, cached=True)
+                return cached
         ruling = await runtime.pdp.decide(self.grant.session_id, kind, raw, attributes)
         self.counters["decisions"] += 1
         if use_cache and ruling.decision_id:
             assert shape_of is not None
-            self.cache.store(
-                "", kind, raw, ruling.verdict, ruling.policy_revision, ruling, shape_of
-            )
+            hit = replace(ruling, cached=True)  # what a later lookup answers, made once
+            self.cache.store("", kind, raw, ruling.verdict, ruling.policy_revision, hit, shape_of)
         return ruling
 
     async def decide_or_wait(

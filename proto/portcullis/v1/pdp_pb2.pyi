@@ -216,12 +216,14 @@ class SessionEvent(_message.Message):
     def __init__(self, time: _Optional[float] = ..., direction: _Optional[str] = ..., type: _Optional[str] = ..., decision_id: _Optional[str] = ..., verdict: _Optional[str] = ..., cached: _Optional[bool] = ..., command: _Optional[str] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., details_json: _Optional[str] = ...) -> None: ...
 
 class RecordEventsRequest(_message.Message):
-    __slots__ = ("session_id", "events")
+    __slots__ = ("session_id", "events", "events_json")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_JSON_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     events: _containers.RepeatedCompositeFieldContainer[SessionEvent]
-    def __init__(self, session_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[SessionEvent, _Mapping]]] = ...) -> None: ...
+    events_json: str
+    def __init__(self, session_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[SessionEvent, _Mapping]]] = ..., events_json: _Optional[str] = ...) -> None: ...
 
 class RecordEventsResponse(_message.Message):
     __slots__ = ("recorded", "decision_id")
