@@ -1,6 +1,7 @@
 """pgbench -S through Portcullis, beside a direct connection and pgbouncer, in one run.
 
-Starts, as their own processes: pgbouncer (session pooling; the Debian package), the PDP
+Starts, as their own processes: pgbouncer (session pooling; the Debian package), a bare
+uvloop TCP relay (bench/postgres/relay.py: the floor of any Python proxy here), the PDP
 (`portcullis pdp`, embedded OPA, SQLite decision log) and the Postgres proxy
 (`portcullis proxy postgres`) with two listeners — decision cache off and on. Then runs
 `pgbench -S` (select-only) in simple and `-M prepared` mode against each and prints TPS,
@@ -166,6 +167,13 @@ def main() -> None:
             subprocess.Popen(bouncer, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         )
 
+        relay_port = free_port()
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("relay.py")), str(relay_port), "5432"]
+            )
+        )
+
         # the policy library, with the benchmark's connections declared like orders-db
         policies = tmp / "rego"
         shutil.copytree(REPO / "rego", policies)
@@ -267,12 +275,13 @@ def main() -> None:
             wait_port(pdp_port)
             proxy = subprocess.Popen([*cli, "proxy", "postgres"], stderr=subprocess.DEVNULL)
             procs.append(proxy)
-            for port in (*ports.values(), bouncer_port):
+            for port in (*ports.values(), bouncer_port, relay_port):
                 wait_port(port)
 
             targets = {
                 "direct": (5432, role, ""),
                 "pgbouncer": (bouncer_port, role, ""),
+                "python relay (no parsing)": (relay_port, role, ""),
                 "portcullis (cache off)": (ports["bench-nocache"], "agent", token),
                 "portcullis (cache on)": (ports["bench-cache"], "agent", token),
                 "portcullis (cache on, recording off)": (ports["bench-norecord"], "agent", token),
@@ -318,6 +327,7 @@ def main() -> None:
     for mode in ("simple", "prepared"):
         direct = results[(mode, "direct")]
         bouncer = results[(mode, "pgbouncer")]
+        relay = results[(mode, "python relay (no parsing)")]
         print(f"  -M {mode}")
         for name in targets:
             r = results[(mode, name)]
@@ -326,6 +336,7 @@ def main() -> None:
                 line += (
                     f"   /direct {r['tps'] / direct['tps']:5.2f}"
                     f"   /pgbouncer {r['tps'] / bouncer['tps']:5.2f}"
+                    f"   /relay {r['tps'] / relay['tps']:5.2f}"
                 )
             if "error" in r:
                 line += f"   ERROR {r['error']}"

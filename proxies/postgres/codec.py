@@ -1072,11 +1072,84 @@ _BACKEND: dict[int, _Decoder] = _table(
 _BACKEND[ord("R")] = _decode_authentication
 
 
+# Fast decoders for the messages that dominate a busy session (every row, every statement
+# end). Each returns None at the first irregularity, and the general decoder then parses
+# the frame again and raises its precise error, so the fast path never decides what is
+# valid on its own.
+
+
+def _fast_data_row(raw: bytes) -> Message | None:
+    end = len(raw)
+    if end < 7:
+        return None
+    (count,) = _U16.unpack_from(raw, 5)
+    pos = 7
+    values: list[bytes | None] = []
+    append = values.append
+    unpack = _I32.unpack_from
+    for _ in range(count):
+        if pos + 4 > end:
+            return None
+        (n,) = unpack(raw, pos)
+        pos += 4
+        if n == -1:
+            append(None)
+        elif n < 0 or pos + n > end:
+            return None
+        else:
+            append(raw[pos : pos + n])
+            pos += n
+    return DataRow(values) if pos == end else None
+
+
+def _fast_command_complete(raw: bytes) -> Message | None:
+    if raw.find(b"\0", 5) != len(raw) - 1:
+        return None
+    try:
+        return CommandComplete(raw[5:-1].decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+
+
+_STATUSES = {ord("I"): "I", ord("T"): "T", ord("E"): "E"}
+
+
+def _fast_ready_for_query(raw: bytes) -> Message | None:
+    status = _STATUSES.get(raw[5]) if len(raw) == 6 else None
+    return None if status is None else ReadyForQuery(status)
+
+
+def _fast_query(raw: bytes) -> Message | None:
+    if raw.find(b"\0", 5) != len(raw) - 1:
+        return None
+    try:
+        return Query(raw[5:-1].decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+
+
+_FastDecoder = Callable[[bytes], "Message | None"]
+_BACKEND_FAST: dict[int, _FastDecoder] = {
+    ord("D"): _fast_data_row,
+    ord("C"): _fast_command_complete,
+    ord("Z"): _fast_ready_for_query,
+}
+_FRONTEND_FAST: dict[int, _FastDecoder] = {ord("Q"): _fast_query}
+
+# Backend messages a session receives again and again byte for byte (the same result
+# columns, the same command tag, the same status): a parser remembers the few it saw
+# last and answers a repeat with the message already decoded. Messages are immutable.
+_BACKEND_REPEATS = frozenset(b"TCZ123ns")
+_REPEATS_KEPT = 64
+
+
 class _StreamParser:
     """Frames a byte stream into typed messages (Byte1 type, Int32 length, body)."""
 
     _SIDE = ""
     _TABLE: ClassVar[dict[int, _Decoder]] = {}
+    _FAST: ClassVar[dict[int, _FastDecoder]] = {}
+    _REPEATS: ClassVar[frozenset[int]] = frozenset()
 
     def __init__(self, max_frame: int) -> None:
         if max_frame < 4:
@@ -1085,6 +1158,7 @@ class _StreamParser:
         self._buf = bytearray()
         self._need = 1  # bytes the buffer must hold before parsing can progress
         self._error: ProtocolViolation | None = None
+        self._seen: dict[bytes, Message] = {}
 
     @property
     def buffered(self) -> int:
@@ -1098,10 +1172,14 @@ class _StreamParser:
         in the same chunk are not returned (fail closed), and the parser stays failed."""
         if self._error is not None:
             raise self._error
-        self._buf += data
-        if len(self._buf) < self._need:
-            return []  # a large frame still arriving: don't copy the buffer again
-        view = bytes(self._buf)
+        if not self._buf and len(data) >= self._need:
+            view = bytes(data)  # nothing held back: parse the chunk itself
+        else:
+            self._buf += data
+            if len(self._buf) < self._need:
+                return []  # a large frame still arriving: don't copy the buffer again
+            view = bytes(self._buf)
+            self._buf.clear()
         out: list[Message] = []
         pos = 0
         try:
@@ -1113,7 +1191,8 @@ class _StreamParser:
         except ProtocolViolation as exc:
             self._fail(exc)
             raise
-        del self._buf[:pos]
+        if pos < len(view):
+            self._buf += view[pos:]  # the start of a frame still arriving
         return out
 
     def _fail(self, exc: ProtocolViolation) -> None:
@@ -1151,10 +1230,22 @@ class _StreamParser:
             self._need = 1 + length
             return None, pos
         raw = view[pos:end]
-        r = _Reader(raw, 5, f"{self._SIDE} message {name!r}")
-        msg = decode(r)
-        r.done()
+        repeat = kind in self._REPEATS
+        if repeat:
+            seen = self._seen.get(raw)
+            if seen is not None:
+                return seen, end
+        fast = self._FAST.get(kind)
+        msg = fast(raw) if fast is not None else None
+        if msg is None:
+            r = _Reader(raw, 5, f"{self._SIDE} message {name!r}")
+            msg = decode(r)
+            r.done()
         object.__setattr__(msg, "raw", raw)
+        if repeat:
+            if len(self._seen) >= _REPEATS_KEPT:
+                self._seen.clear()
+            self._seen[raw] = msg
         return msg, end
 
 
@@ -1169,6 +1260,7 @@ class FrontendParser(_StreamParser):
 
     _SIDE = "frontend"
     _TABLE = _FRONTEND
+    _FAST = _FRONTEND_FAST
 
     def __init__(self, startup: bool = True, max_frame: int = DEFAULT_MAX_FRONTEND_FRAME):
         super().__init__(max_frame)
@@ -1250,6 +1342,8 @@ class BackendParser(_StreamParser):
 
     _SIDE = "backend"
     _TABLE = _BACKEND
+    _FAST = _BACKEND_FAST
+    _REPEATS = _BACKEND_REPEATS
 
     def __init__(self, max_frame: int = DEFAULT_MAX_BACKEND_FRAME):
         super().__init__(max_frame)
