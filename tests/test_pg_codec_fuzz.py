@@ -256,3 +256,62 @@ def test_p_helpers_only_raise_protocol_violation(body: bytes) -> None:
         except ProtocolViolation:
             pass
     assert message.as_sasl_response().data == body
+
+
+# -- the fast decoders and the repeat memory judge exactly as the general decoders ----
+
+
+class _GeneralBackend(BackendParser):
+    _FAST: dict = {}  # type: ignore[assignment]
+    _REPEATS = frozenset()
+
+
+class _GeneralFrontend(FrontendParser):
+    _FAST: dict = {}  # type: ignore[assignment]
+
+
+def _outcome(parser, frames: list[bytes]):
+    try:
+        return [(type(m).__name__, m, m.raw) for f in frames for m in parser.feed(f)]
+    except ProtocolViolation as exc:
+        return ("violation", str(exc))
+
+
+hot_type = st.sampled_from([b"D", b"C", b"Z", b"T", b"1", b"n"])
+
+
+@st.composite
+def hot_backend_frames(draw) -> bytes:
+    """Frames of the types with fast decoders or repeat memory: valid, or nearly so."""
+    if draw(st.booleans()):
+        message = draw(
+            st.one_of(
+                st.builds(c.DataRow, st.lists(value, max_size=4)),
+                st.builds(c.CommandComplete, text),
+                st.builds(c.ReadyForQuery, status),
+            )
+        )
+        frame = bytearray(message.encode())
+        for _ in range(draw(st.integers(0, 2))):  # flip a byte of the body
+            if len(frame) > 5:
+                at = draw(st.integers(5, len(frame) - 1))
+                frame[at] = draw(st.integers(0, 255))
+        return bytes(frame)
+    body = draw(st.binary(max_size=16))
+    return draw(hot_type) + (len(body) + 4).to_bytes(4, "big") + body
+
+
+@FUZZ
+@given(st.lists(hot_backend_frames(), min_size=1, max_size=6), st.integers(1, 3))
+def test_fast_backend_decoding_matches_the_general_decoders(frames, repeats):
+    stream = b"".join(frames) * repeats  # repeats exercise the memory of seen messages
+    assert _outcome(BackendParser(), [stream]) == _outcome(_GeneralBackend(), [stream])
+
+
+@FUZZ
+@given(st.binary(max_size=24), st.booleans())
+def test_fast_query_decoding_matches_the_general_decoder(body, terminate):
+    body = body + (b"\0" if terminate else b"")
+    frame = b"Q" + (len(body) + 4).to_bytes(4, "big") + body
+    fast, general = FrontendParser(startup=False), _GeneralFrontend(startup=False)
+    assert _outcome(fast, [frame]) == _outcome(general, [frame])

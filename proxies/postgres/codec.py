@@ -1102,13 +1102,19 @@ def _fast_data_row(raw: bytes) -> Message | None:
     return DataRow(values) if pos == end else None
 
 
-def _fast_command_complete(raw: bytes) -> Message | None:
+def _fast_text(raw: bytes) -> str | None:
+    """The body of a frame that is exactly one UTF-8 C string, else None."""
     if raw.find(b"\0", 5) != len(raw) - 1:
         return None
     try:
-        return CommandComplete(raw[5:-1].decode("utf-8"))
+        return raw[5:-1].decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def _fast_command_complete(raw: bytes) -> Message | None:
+    tag = _fast_text(raw)
+    return None if tag is None else CommandComplete(tag)
 
 
 _STATUSES = {ord("I"): "I", ord("T"): "T", ord("E"): "E"}
@@ -1120,12 +1126,8 @@ def _fast_ready_for_query(raw: bytes) -> Message | None:
 
 
 def _fast_query(raw: bytes) -> Message | None:
-    if raw.find(b"\0", 5) != len(raw) - 1:
-        return None
-    try:
-        return Query(raw[5:-1].decode("utf-8"))
-    except UnicodeDecodeError:
-        return None
+    sql = _fast_text(raw)
+    return None if sql is None else Query(sql)
 
 
 _FastDecoder = Callable[[bytes], "Message | None"]
