@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,14 +35,28 @@ def _shape(raw: str) -> str | None:
 
 @dataclass(frozen=True)
 class Reusable:
-    """Where a decision may reuse an earlier evaluation: its session, kind and command text.
+    """Where a decision may reuse an earlier evaluation: its session, command and text.
 
-    `kind` carries the command's attributes too, so two commands that differ in anything
-    the policy sees besides the text never share an entry."""
+    `variant` is the command's attributes in a canonical form, so two commands that
+    differ in anything the policy sees besides the text never share an entry."""
 
     session_id: str
     kind: str
     raw: str
+    variant: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}\x00{self.variant}" if self.variant else self.kind
+
+
+PolicyInput = dict[str, Any] | Callable[[], dict[str, Any]]
+
+
+@functools.lru_cache(maxsize=1024)
+def _verdict_fields(verdict: Verdict) -> dict[str, Any]:
+    """verdict.to_dict(), once per distinct verdict (callers copy, never change it)."""
+    return verdict.to_dict()
 
 
 @dataclass(frozen=True)
@@ -94,7 +109,7 @@ class Decider:
 
     async def decide(
         self,
-        policy_input: dict[str, Any],
+        policy_input: PolicyInput,
         record: dict[str, Any],
         reusable: Reusable | None = None,
     ) -> Decision:
@@ -102,17 +117,23 @@ class Decider:
 
         With `reusable`, an earlier evaluation the policy declared reusable (its
         cache_ttl_seconds and cache_key) answers instead of the engine; the decision still
-        gets its own id and record, which names the decision it reused."""
+        gets its own id and record, which names the decision it reused. policy_input may
+        be a function that builds it, called only when the engine is asked."""
         decision_id = "d-" + uuid.uuid4().hex
         started = time.perf_counter()
         revision = self.engine.revision
         reused = self._reused(reusable, revision)
+        command: dict[str, Any]
         if reused is not None:
+            assert reusable is not None
             verdict = reused.verdict
+            command = {"kind": reusable.kind, "raw": reusable.raw}
             self.stats.evaluations_reused += 1
         else:
+            built = policy_input() if callable(policy_input) else policy_input
+            command = built.get("command", {})
             try:
-                result = await self.engine.evaluate(policy_input)
+                result = await self.engine.evaluate(built)
                 revision = result.revision or revision
                 verdict = verdict_from_result(result.result)
                 self._remember(reusable, verdict, revision, decision_id)
@@ -122,13 +143,12 @@ class Decider:
                     self.evaluations.clear()
                 verdict = Verdict.deny(f"policy engine error: {exc} — denied")
         elapsed = (time.perf_counter() - started) * 1000
-        command = policy_input.get("command", {})
         body = {
             **record,
             "decision_id": decision_id,
             "kind": command.get("kind", ""),
             "raw": command.get("raw", ""),
-            **verdict.to_dict(),
+            **_verdict_fields(verdict),
             "policy_revision": revision,
             "evaluation_ms": round(elapsed, 3),
         }
@@ -147,7 +167,7 @@ class Decider:
         if reusable is None or self.evaluations is None:
             return None
         return self.evaluations.lookup(
-            reusable.session_id, reusable.kind, reusable.raw, revision, _shape
+            reusable.session_id, reusable.key, reusable.raw, revision, _shape
         )
 
     def _remember(
@@ -157,7 +177,7 @@ class Decider:
             return
         self.evaluations.store(
             reusable.session_id,
-            reusable.kind,
+            reusable.key,
             reusable.raw,
             verdict,
             revision,

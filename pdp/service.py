@@ -95,11 +95,9 @@ def event_details(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
     return struct_to_dict(event.details) if event.HasField("details") else {}
 
 
-def _reuse_kind(kind: str, attributes: dict[str, Any]) -> str:
-    """The command kind plus its attributes, as a key that tells commands apart."""
-    if not attributes:
-        return kind
-    return kind + "\x00" + json.dumps(attributes, sort_keys=True, separators=(",", ":"))
+def _variant(attributes: dict[str, Any]) -> str:
+    """A command's attributes as a key that tells commands with equal text apart."""
+    return json.dumps(attributes, sort_keys=True, separators=(",", ":")) if attributes else ""
 
 
 def _event_dict(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
@@ -288,15 +286,27 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             if request.command.HasField("attributes")
             else {}
         )
-        command = command_input(kind, request.command.raw, attributes)
+        raw = request.command.raw
         record = {
             "session_id": session.id,
             "subject": session.identity.subject,
             "connection": session.connection["name"],
         }
-        reusable = Reusable(session.id, _reuse_kind(kind, attributes), request.command.raw)
-        decision = await self.decider.decide(build_input(session, command), record, reusable)
-        decision, approval_id = await settle(self, session, command, decision, record)
+        built: dict[str, Any] = {}
+
+        def policy_input() -> dict[str, Any]:
+            """Built only if the engine is asked (an evaluation reused needs none)."""
+            if not built:
+                built.update(build_input(session, command_input(kind, raw, attributes)))
+            return built
+
+        reusable = Reusable(session.id, kind, raw, _variant(attributes))
+        decision = await self.decider.decide(policy_input, record, reusable)
+        if decision.verdict.kind is VerdictKind.REQUIRE_APPROVAL:
+            command = policy_input()["command"]
+            decision, approval_id = await settle(self, session, command, decision, record)
+        else:
+            approval_id = ""
         message = decision_message(decision)
         message.approval_id = approval_id
         return pdp_pb2.DecideResponse(decision=message)

@@ -98,6 +98,8 @@ async def test_pdp_reuses_a_shape_verdict_within_a_session_and_records_every_dec
         assert "evaluation_reused_from" not in records[first.decision_id]
         assert records[again.decision_id]["evaluation_reused_from"] == first.decision_id
         assert records[again.decision_id]["raw"].endswith("id = 2")
+        assert records[again.decision_id]["kind"] == "postgres.query"
+        assert records[first.decision_id]["statements"][0]["tables"] == ["customers"]
         assert "evaluation_reused_from" not in records[elsewhere.decision_id]
         assert all("evaluation_reused_from" not in records[d.decision_id] for d in drops)
         assert app.decider.stats.evaluations_reused == 1
