@@ -19,6 +19,10 @@ from proxies.postgres import codec
 from proxies.runtime.masking import Masker
 from proxies.runtime.pdp_client import Ruling
 
+# what a completion without masking carries (shared, never changed: only an Expect's
+# own counter is ever incremented)
+_NOTHING_MASKED: Counter[str] = Counter()
+
 # text-like types whose binary form is the text itself, so detectors can read it
 TEXT_OIDS = frozenset({25, 1043, 1042, 19, 114, 18})
 
@@ -108,8 +112,9 @@ class ResponseTracker:
 
     def on_backend(self, message: codec.Message) -> bytes:
         """Bytes for the client in answer to one server message (may be empty)."""
-        out = self._release_synthetic()
-        head = self.queue[0] if self.queue else None
+        queue = self.queue
+        out = self._release_synthetic() if queue and type(queue[0]) is Synthetic else b""
+        head = queue[0] if queue else None
         if isinstance(message, codec.ReadyForQuery):
             self.status = message.status
             self._discarding_to_sync = False
@@ -231,7 +236,7 @@ class ResponseTracker:
                 head.command,
                 tag,
                 head.rows,
-                head.masked,
+                head.masked or _NOTHING_MASKED,
                 head.decision_id,
                 error,
                 head.ruling,
@@ -240,7 +245,9 @@ class ResponseTracker:
             )
         )
         head.parts += 1
-        head.rows, head.masked = 0, Counter()
+        head.rows = 0
+        if head.masked:  # the completion keeps these counts; the next part starts afresh
+            head.masked = Counter()
 
     # -- masking ------------------------------------------------------------------------
 
