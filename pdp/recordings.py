@@ -60,30 +60,33 @@ def checked_batch(text: str, max_events: int, max_command: int) -> int:
     if len(events) > max_events:
         raise MalformedEvents(f"events_json: more than {max_events} events in one call")
     for i, event in enumerate(events):
-        where = f"events_json[{i}]"
-        if not isinstance(event, dict):
-            raise MalformedEvents(f"{where}: must be an object")
+        if type(event) is not dict:
+            raise MalformedEvents(f"events_json[{i}]: must be an object")
+        if not event.keys() <= _EVENT_FIELDS:
+            unknown = sorted(event.keys() - _EVENT_FIELDS)[0]
+            raise MalformedEvents(f"events_json[{i}]: unknown field {unknown!r}")
         when = event.get("time")
-        if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
-            raise MalformedEvents(f"{where}.time: must be a number of seconds")
-        for name, limit in _TEXT_LIMITS.items():
+        if not (type(when) is int or (type(when) is float and math.isfinite(when))):
+            raise MalformedEvents(f"events_json[{i}].time: must be a number of seconds")
+        for name, limit in _TEXT_LIMITS_ITEMS:
             value = event.get(name, "")
-            if not isinstance(value, str) or len(value) > limit:
-                raise MalformedEvents(f"{where}.{name}: must be text of at most {limit}")
+            if type(value) is not str or len(value) > limit:
+                raise MalformedEvents(f"events_json[{i}].{name}: must be text of at most {limit}")
         command = event.get("command", "")
-        if not isinstance(command, str) or len(command) > max_command:
-            raise MalformedEvents(f"{where}.command: must be text of at most {max_command}")
-        if not isinstance(event.get("cached", False), bool):
-            raise MalformedEvents(f"{where}.cached: must be true or false")
-        if not isinstance(event.get("details", {}), dict):
-            raise MalformedEvents(f"{where}.details: must be an object")
-        unknown = event.keys() - _EVENT_FIELDS
-        if unknown:
-            raise MalformedEvents(f"{where}: unknown field {sorted(unknown)[0]!r}")
+        if type(command) is not str or len(command) > max_command:
+            raise MalformedEvents(
+                f"events_json[{i}].command: must be text of at most {max_command}"
+            )
+        if type(event.get("cached", False)) is not bool:
+            raise MalformedEvents(f"events_json[{i}].cached: must be true or false")
+        if type(event.get("details", _NO_DETAILS)) is not dict:
+            raise MalformedEvents(f"events_json[{i}].details: must be an object")
     return len(events)
 
 
 _EVENT_FIELDS = frozenset({"time", "command", "cached", "details", *_TEXT_LIMITS})
+_TEXT_LIMITS_ITEMS = tuple(_TEXT_LIMITS.items())
+_NO_DETAILS: dict[str, Any] = {}
 
 
 async def session_events(store: AuditStore, session_id: str | None = None) -> list[dict[str, Any]]:

@@ -382,6 +382,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 body,
                 session_id=session.id,
                 subject=session.identity.subject,
+                plain=request.events_json != "",
             )
         except StoreUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"recording unavailable: {exc}")

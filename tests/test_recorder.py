@@ -35,7 +35,7 @@ class SlowPDP:
         await asyncio.sleep(self.delay)
         if self.fail:
             return False
-        self.batches.append([e["command"] for e in events])
+        self.batches.append([json.loads(e)["command"] for e in events])
         return True
 
 
@@ -106,8 +106,10 @@ def test_checked_batch_names_the_first_bad_field():
     for text, problem in bad:
         with pytest.raises(MalformedEvents, match=re.escape(problem)):
             checked_batch(text, 10, 100)
-    with pytest.raises(MalformedEvents, match="time"):
-        checked_batch('[{"time": NaN}]', 10, 100)
+    for when in ("NaN", "Infinity", "1e999", "true", "null"):
+        with pytest.raises(MalformedEvents, match=r"events_json\[0\]\.time"):
+            checked_batch(f'[{{"time": {when}}}]', 10, 100)
+    assert checked_batch('[{"time": ' + "9" * 400 + "}]", 10, 100) == 1  # no overflow
 
 
 async def test_the_pdp_stores_a_json_batch_as_sent_and_replays_it(tmp_path):
@@ -123,7 +125,7 @@ async def test_the_pdp_stores_a_json_batch_as_sent_and_replays_it(tmp_path):
                  "cached": i > 0, "details": {"rows": 1, "tag": "SELECT 1"}}
                 for i in range(3)
             ]  # fmt: skip
-            assert await client.record(sid, events)
+            assert await client.record(sid, [json.dumps(e) for e in events])
             assert await client.record(sid, [])  # a heartbeat stores nothing
         finally:
             await client.close()

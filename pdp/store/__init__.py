@@ -75,6 +75,7 @@ class AuditStore(Protocol):
         session_id: str = "",
         subject: str = "",
         time: float | None = None,
+        plain: bool = False,
     ) -> AuditRecord: ...
 
     async def query(
@@ -181,11 +182,14 @@ class GroupCommitStore:
         session_id: str = "",
         subject: str = "",
         time: float | None = None,
+        plain: bool = False,
     ) -> AuditRecord:
         """Add one record; returns it once durably committed, else raises StoreUnavailable.
 
         Bad arguments (body not JSON-serializable, empty kind) raise TypeError/ValueError;
-        an id already in the chain raises DuplicateRecordId.
+        an id already in the chain raises DuplicateRecordId. `plain` says the body holds
+        only what JSON reads back unchanged (str keys, str/int/bool/None/list/dict values,
+        no tuples), so the returned record keeps it as given instead of a decoded copy.
         """
         if not isinstance(kind, str) or not kind:
             raise ValueError("kind must be a non-empty string")
@@ -203,7 +207,8 @@ class GroupCommitStore:
             time_us=to_micros(_time.time() if time is None else time),
             session_id=session_id,
             subject=subject,
-            body=json.loads(body_json),  # as it reads back: tuples → lists, int keys → str
+            # as it reads back: tuples → lists, int keys → str
+            body=body if plain else json.loads(body_json),
             body_json=body_json,
         )
         future: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()

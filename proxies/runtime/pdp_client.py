@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,15 +250,14 @@ class PDPClient:
         except grpc.aio.AioRpcError as exc:
             log.warning("could not close session %s at the PDP: %s", session_id, _rpc_reason(exc))
 
-    async def record(self, session_id: str, events: list[dict[str, Any]]) -> bool:
-        """Send a batch of session events (an empty batch is a heartbeat)."""
+    async def record(self, session_id: str, events: list[str]) -> bool:
+        """Send a batch of session events, each one JSON object as text (an empty batch
+        is a heartbeat)."""
         if self._stub is None:
             return False
         request = pdp_pb2.RecordEventsRequest(session_id=session_id)
         if events:
-            request.events_json = json.dumps(
-                events, separators=(",", ":"), ensure_ascii=False, default=str
-            )
+            request.events_json = "[" + ",".join(events) + "]"
         try:
             await self._stub.RecordEvents(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:

@@ -3,14 +3,17 @@
 Owns the event shape a proxy hands over (commands, verdicts, responses after masking,
 masking counts) and its delivery: events are sent to the PDP's store in batches at
 least every FLUSH_SECONDS, so a proxy that dies loses at most the last interval. An
-event is a plain dict until its batch is sent, as one JSON array (the cheapest form for
-both sides). Values that were masked and secrets never enter an event.
+event is serialized to JSON text the moment it happens and waits as text: thousands of
+pending events as dicts would be traversed by every garbage collection (measured: a
+quarter of a busy proxy's CPU), text is not. A batch goes out as one JSON array.
+Values that were masked and secrets never enter an event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from typing import Any
@@ -24,6 +27,8 @@ HEARTBEAT_SECONDS = 5.0  # an idle session still tells the PDP its proxy is aliv
 MAX_BATCH = 500
 MAX_PENDING = 20_000
 
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
 
 class SessionRecorder:
     def __init__(self, pdp: PDPClient, session_id: str, enabled: bool = True) -> None:
@@ -31,7 +36,7 @@ class SessionRecorder:
         self.session_id = session_id
         # disabled (benchmarks only): events are dropped, heartbeats still go out
         self.enabled = enabled
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[str] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failed_batches = 0
@@ -48,7 +53,7 @@ class SessionRecorder:
         if len(self._pending) >= MAX_PENDING:
             self._pending.pop(0)
             self.dropped += 1
-        self._pending.append(event)
+        self._pending.append(_encode(event))
         if len(self._pending) >= MAX_BATCH:
             self._wake.set()
 
@@ -105,7 +110,7 @@ class SessionRecorder:
             remaining -= len(batch)
         return True
 
-    async def _send(self, batch: list[dict[str, Any]]) -> bool:
+    async def _send(self, batch: list[str]) -> bool:
         if not await self.pdp.record(self.session_id, batch):
             self.failed_batches += 1
             self.unavailable = True
