@@ -1185,11 +1185,13 @@ class _StreamParser:
         out: list[Message] = []
         pos = 0
         try:
-            while True:
+            while not self._typed():  # start-up packets: one at a time, by their own rules
                 msg, pos = self._next(view, pos)
                 if msg is None:
                     break
                 out.append(msg)
+            else:
+                pos = self._typed_frames(view, pos, out)
         except ProtocolViolation as exc:
             self._fail(exc)
             raise
@@ -1201,54 +1203,66 @@ class _StreamParser:
         self._error = exc
         self._buf.clear()
 
-    def _next(self, view: bytes, pos: int) -> tuple[Message | None, int]:
-        return self._next_typed(view, pos)
+    def _typed(self) -> bool:
+        """True once the stream carries typed frames (always, on this side)."""
+        return True
 
-    def _next_typed(self, view: bytes, pos: int) -> tuple[Message | None, int]:
-        avail = len(view) - pos
-        if avail < 1:
-            self._need = 1  # counted from the start of the next frame, as is every _need
-            return None, pos
-        kind = view[pos]
-        decode = self._TABLE.get(kind)
-        if decode is None:
-            raise ProtocolViolation(
-                f"unknown {self._SIDE} message type {bytes([kind])!r} at stream offset {pos}"
-            )
-        if avail < 5:
-            self._need = 5
-            return None, pos
-        (length,) = _I32.unpack_from(view, pos + 1)
-        name = bytes([kind])
-        if length < 4:
-            raise ProtocolViolation(f"{self._SIDE} message {name!r}: length {length} is below 4")
-        if length > self.max_frame:
-            raise ProtocolViolation(
-                f"{self._SIDE} message {name!r}: length {length} exceeds the limit of "
-                f"{self.max_frame} bytes"
-            )
-        end = pos + 1 + length
-        if end > len(view):
-            self._need = 1 + length
-            return None, pos
-        raw = view[pos:end]
-        repeat = kind in self._REPEATS
-        if repeat:
-            seen = self._seen.get(raw)
-            if seen is not None:
-                return seen, end
-        fast = self._FAST.get(kind)
-        msg = fast(raw) if fast is not None else None
-        if msg is None:
-            r = _Reader(raw, 5, f"{self._SIDE} message {name!r}")
-            msg = decode(r)
-            r.done()
-        object.__setattr__(msg, "raw", raw)
-        if repeat:
-            if len(self._seen) >= _REPEATS_KEPT:
-                self._seen.clear()
-            self._seen[raw] = msg
-        return msg, end
+    def _next(self, view: bytes, pos: int) -> tuple[Message | None, int]:
+        raise NotImplementedError  # only sides with untyped start-up packets have one
+
+    def _typed_frames(self, view: bytes, pos: int, out: list[Message]) -> int:
+        """Append every complete typed frame from pos on; return where parsing stopped.
+
+        One loop for the whole chunk (this runs for every message a session carries)."""
+        table, fast_decoders, repeats, seen = self._TABLE, self._FAST, self._REPEATS, self._seen
+        size, max_frame, side = len(view), self.max_frame, self._SIDE
+        while True:
+            avail = size - pos
+            if avail < 1:
+                self._need = 1  # counted from the start of the next frame, as is every _need
+                return pos
+            kind = view[pos]
+            decode = table.get(kind)
+            if decode is None:
+                raise ProtocolViolation(
+                    f"unknown {side} message type {bytes([kind])!r} at stream offset {pos}"
+                )
+            if avail < 5:
+                self._need = 5
+                return pos
+            (length,) = _I32.unpack_from(view, pos + 1)
+            if length < 4 or length > max_frame:
+                name = bytes([kind])
+                if length < 4:
+                    raise ProtocolViolation(f"{side} message {name!r}: length {length} is below 4")
+                raise ProtocolViolation(
+                    f"{side} message {name!r}: length {length} exceeds the limit of "
+                    f"{max_frame} bytes"
+                )
+            end = pos + 1 + length
+            if end > size:
+                self._need = 1 + length
+                return pos
+            raw = view[pos:end]
+            pos = end
+            repeat = kind in repeats
+            if repeat:
+                known = seen.get(raw)
+                if known is not None:
+                    out.append(known)
+                    continue
+            fast = fast_decoders.get(kind)
+            msg = fast(raw) if fast is not None else None
+            if msg is None:
+                r = _Reader(raw, 5, f"{side} message {bytes([kind])!r}")
+                msg = decode(r)
+                r.done()
+            object.__setattr__(msg, "raw", raw)
+            if repeat:
+                if len(seen) >= _REPEATS_KEPT:
+                    seen.clear()
+                seen[raw] = msg
+            out.append(msg)
 
 
 class FrontendParser(_StreamParser):
@@ -1278,12 +1292,17 @@ class FrontendParser(_StreamParser):
         """From now on, expect typed messages."""
         self._startup = False
 
+    def _typed(self) -> bool:
+        return not self._startup and not self._cancelled
+
     def _next(self, view: bytes, pos: int) -> tuple[Message | None, int]:
-        if self._cancelled and pos < len(view):
-            raise ProtocolViolation("data after CancelRequest")
-        if self._startup:
-            return self._next_startup(view, pos)
-        return self._next_typed(view, pos)
+        """One start-up packet (typed frames are not read one at a time)."""
+        if self._cancelled:
+            if pos < len(view):
+                raise ProtocolViolation("data after CancelRequest")
+            self._need = 1
+            return None, pos
+        return self._next_startup(view, pos)
 
     def _next_startup(self, view: bytes, pos: int) -> tuple[Message | None, int]:
         avail = len(view) - pos
