@@ -14,6 +14,8 @@ import re
 
 import grpc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp, token
 from portcullis.v1 import pdp_pb2
 
@@ -143,3 +145,31 @@ async def test_the_pdp_stores_a_json_batch_as_sent_and_replays_it(tmp_path):
         assert [e["command"] for e in replayed] == ["select 0", "select 1", "select 2"]
         assert all(e["session_id"] == sid for e in replayed)
         assert (await app.store.verify()).ok
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(max_size=40),
+    st.text(max_size=20),
+    st.booleans(),
+    st.sampled_from(list(VerdictKind)),
+    st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+)
+def test_a_command_event_is_the_json_of_its_fields(raw, decision_id, cached, kind, details):
+    recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
+    recorder.command(raw, Ruling(Verdict(kind), decision_id=decision_id, cached=cached), **{
+        f"d_{k}": v for k, v in details.items()
+    })  # fmt: skip
+    (text,) = recorder._pending
+    event = json.loads(text)
+    assert isinstance(event.pop("time"), float)
+    assert event == {
+        "direction": "client",
+        "type": "command",
+        "command": raw,
+        "decision_id": decision_id,
+        "verdict": kind.wire,
+        "cached": cached,
+        "details": {f"d_{k}": v for k, v in details.items()},
+    }
+    assert checked_batch(f"[{text}]", 1, 10**6) == 1

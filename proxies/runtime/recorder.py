@@ -28,6 +28,7 @@ MAX_BATCH = 500
 MAX_PENDING = 20_000
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_quote = json.encoder.encode_basestring  # a str as a JSON string literal, quotes included
 
 
 class SessionRecorder:
@@ -48,27 +49,27 @@ class SessionRecorder:
         self._task = asyncio.create_task(self._run())
 
     def _add(self, event: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
+        if self.enabled:
+            self._append(_encode(event))
+
+    def _append(self, text: str) -> None:
         if len(self._pending) >= MAX_PENDING:
             self._pending.pop(0)
             self.dropped += 1
-        self._pending.append(_encode(event))
+        self._pending.append(text)
         if len(self._pending) >= MAX_BATCH:
             self._wake.set()
 
     def command(self, raw: str, ruling: Ruling, **details: Any) -> None:
-        self._add(
-            {
-                "time": time.time(),
-                "direction": "client",
-                "type": "command",
-                "command": raw,
-                "decision_id": ruling.decision_id,
-                "verdict": ruling.kind.wire,
-                "cached": ruling.cached,
-                "details": details,
-            }
+        if not self.enabled:
+            return
+        # the event every statement makes, spelt out: a third of what encoding its dict
+        # costs (a test holds the text equal to the dict's JSON)
+        self._append(
+            f'{{"time":{time.time()!r},"direction":"client","type":"command",'
+            f'"command":{_quote(raw)},"decision_id":{_quote(ruling.decision_id)},'
+            f'"verdict":"{ruling.kind.wire}","cached":{"true" if ruling.cached else "false"},'
+            f'"details":{_encode(details)}}}'
         )
 
     def response(self, **details: Any) -> None:
