@@ -184,30 +184,28 @@ class ApprovalBook:
         self, subject: str, connection: str, command: str, kind: str = ""
     ) -> ApprovalRequest | None:
         """An approved request this identity may use again for exactly this command."""
-        now = time.time()
-        for request in self.requests.values():
-            if (
-                request.state == APPROVED
-                and request.requester.get("subject") == subject
-                and request.connection == connection
-                and request.command == command
-                and (not kind or request.command_kind == kind)
-                and request.usable_until > now
-            ):
-                return request
-        return None
+        return self._find(APPROVED, subject, connection, command, kind)
 
     def pending_for(
         self, subject: str, connection: str, command: str, kind: str = ""
     ) -> ApprovalRequest | None:
+        return self._find(PENDING, subject, connection, command, kind)
+
+    def _find(
+        self, state: str, subject: str, connection: str, command: str, kind: str
+    ) -> ApprovalRequest | None:
+        """A live request in `state` of this identity for exactly this command: an approved
+        one until its usable window ends, a pending one until it expires."""
+        now = time.time()
         for request in self.requests.values():
+            alive_until = request.usable_until if state == APPROVED else request.expires_at
             if (
-                request.state == PENDING
+                request.state == state
                 and request.requester.get("subject") == subject
                 and request.connection == connection
                 and request.command == command
                 and (not kind or request.command_kind == kind)
-                and request.expires_at > time.time()
+                and alive_until > now
             ):
                 return request
         return None
