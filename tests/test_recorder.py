@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp, token
 from portcullis.v1 import pdp_pb2
 
-from pdp.recordings import EVENTS_KIND, MalformedEvents, checked_batch, session_events
+from pdp.recordings import (
+    EVENTS_KIND,
+    MalformedEvents,
+    _command_batch_size,
+    _fully_checked_batch,
+    checked_batch,
+    session_events,
+)
 from pdp.verdict import Verdict, VerdictKind
 from proxies.runtime.pdp_client import PDPClient, Ruling
 from proxies.runtime.recorder import MAX_BATCH, SessionRecorder
@@ -173,3 +180,65 @@ def test_a_command_event_is_the_json_of_its_fields(raw, decision_id, cached, kin
         "details": {f"d_{k}": v for k, v in details.items()},
     }
     assert checked_batch(f"[{text}]", 1, 10**6) == 1
+
+
+# -- the PDP's fast path for the recorder's own batches never accepts more ------------
+
+
+def _recorded(commands: list[str], cached: bool = True) -> str:
+    recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
+    for i, raw in enumerate(commands):
+        ruling = Ruling(Verdict(VerdictKind.ALLOW), decision_id=f"d-{i}", cached=cached)
+        recorder.command(raw, ruling, tag="SELECT 1", rows=i, protocol="simple")
+    return "[" + ",".join(recorder._pending) + "]"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=30), max_size=6), st.booleans())
+def test_the_recorders_batches_take_the_fast_path_and_agree_with_the_full_check(commands, cached):
+    text = _recorded(commands, cached)
+    assert _command_batch_size(text, 1000, 10**6) == len(commands)
+    assert _fully_checked_batch(text, 1000, 10**6) == len(commands)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.text(max_size=12), min_size=1, max_size=3),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 3), st.text(max_size=3)),
+             min_size=1, max_size=3),
+)  # fmt: skip
+def test_whatever_the_fast_path_accepts_the_full_check_accepts_alike(commands, edits):
+    text = _recorded(commands)
+    for at, how, chars in edits:  # insert, delete or overwrite somewhere
+        at %= len(text) + 1
+        if how == 0:
+            text = text[:at] + chars + text[at:]
+        elif how == 1:
+            text = text[:at] + text[at + len(chars) + 1 :]
+        else:
+            text = text[:at] + chars + text[at + len(chars) :]
+    fast = _command_batch_size(text, 1000, 10**6)
+    if fast is not None:
+        assert _fully_checked_batch(text, 1000, 10**6) == fast
+
+
+def test_the_fast_path_leaves_the_unusual_to_the_full_check():
+    event = json.loads(_recorded(["select 1"]))[0]
+    unusual = [
+        {**event, "time": 1e300},  # written with an exponent
+        {**event, "decision_id": 'd-"quoted"'},  # an escape in an id
+        {**event, "details": {"counts": {"email": 3}}},  # nested details
+        {**event, "type": "masking"},  # another event type
+    ]
+    for item in unusual:
+        text = json.dumps([item], separators=(",", ":"), ensure_ascii=False)
+        assert _command_batch_size(text, 1000, 10**6) is None
+        assert _fully_checked_batch(text, 1000, 10**6) == 1
+    long_batch = _recorded(["x" * 50])
+    assert _command_batch_size(long_batch, 1000, 20) is None  # longer than a command may be
+    with pytest.raises(MalformedEvents, match="command"):
+        checked_batch(long_batch, 1000, 20)
+    many = _recorded(["select 1"] * 3)
+    assert _command_batch_size(many, 2, 10**6) is None
+    with pytest.raises(MalformedEvents, match="more than 2"):
+        checked_batch(many, 2, 10**6)
