@@ -27,8 +27,22 @@ HEARTBEAT_SECONDS = 5.0  # an idle session still tells the PDP its proxy is aliv
 MAX_BATCH = 500
 MAX_PENDING = 20_000
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 _quote = json.encoder.encode_basestring  # a str as a JSON string literal, quotes included
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+_make_c_encoder = getattr(json.encoder, "c_make_encoder", None)  # CPython's accelerator
+_c_encoder = (
+    _make_c_encoder(None, str, _quote, None, ":", ",", False, False, True)
+    if _make_c_encoder is not None
+    else None
+)
+
+
+def _encode(value: dict[str, Any]) -> str:
+    """json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str), without
+    building an encoder per call (half the cost for an event's small details)."""
+    if _c_encoder is None:
+        return _encoder.encode(value)
+    return "".join(_c_encoder(value, 0))
 
 
 class SessionRecorder:
