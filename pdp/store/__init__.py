@@ -20,6 +20,7 @@ import json
 import logging
 import time as _time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -285,6 +286,39 @@ class GroupCommitStore:
 
     async def _shutdown(self) -> None:
         raise NotImplementedError
+
+
+def query_sql(
+    select: str,
+    placeholder: Callable[[int], str],
+    kind: str | None,
+    session_id: str | None,
+    subject: str | None,
+    since: float | None,
+    until: float | None,
+    after_seq: int,
+    limit: int | None,
+) -> tuple[str, list[Any]]:
+    """The SQL and parameters of `AuditStore.query()` for a backend whose n-th parameter
+    is written placeholder(n): records matching every filter, by seq, since <= t < until."""
+    params: list[Any] = []
+
+    def bind(value: Any) -> str:
+        params.append(value)
+        return placeholder(len(params))
+
+    where = [f"seq > {bind(after_seq)}"]
+    for column, value in (("kind", kind), ("session_id", session_id), ("subject", subject)):
+        if value is not None:
+            where.append(f"{column} = {bind(value)}")
+    if since is not None:
+        where.append(f"time_us >= {bind(to_micros(since))}")
+    if until is not None:
+        where.append(f"time_us < {bind(to_micros(until))}")
+    sql = f"{select} WHERE {' AND '.join(where)} ORDER BY seq"
+    if limit is not None:
+        sql += f" LIMIT {bind(limit)}"
+    return sql, params
 
 
 def _fail(pending: _Pending, exc: Exception) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from pdp.store import BatchResult, GroupCommitStore, StoreUnavailable
+from pdp.store import BatchResult, GroupCommitStore, StoreUnavailable, query_sql
 from pdp.store.chain import (
     GENESIS_HASH,
     AuditRecord,
@@ -28,7 +28,6 @@ from pdp.store.chain import (
     Draft,
     row_to_record,
     seal,
-    to_micros,
 )
 
 CHAIN_LOCK = 0x5043_4155_4449_5401  # b"PCAUDIT\x01": serializes chain extension
@@ -184,24 +183,9 @@ class PostgresAuditStore(GroupCommitStore):
         limit: int | None = None,
     ) -> list[AuditRecord]:
         """Records matching every given filter, by seq; since <= time < until."""
-        where: list[str] = ["seq > $1"]
-        params: list[Any] = [after_seq]
-
-        def add(condition: str, value: Any) -> None:
-            params.append(value)
-            where.append(condition.format(f"${len(params)}"))
-
-        for column, value in (("kind", kind), ("session_id", session_id), ("subject", subject)):
-            if value is not None:
-                add(f"{column} = {{}}", value)
-        if since is not None:
-            add("time_us >= {}", to_micros(since))
-        if until is not None:
-            add("time_us < {}", to_micros(until))
-        sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY seq"
-        if limit is not None:
-            params.append(limit)
-            sql += f" LIMIT ${len(params)}"
+        sql, params = query_sql(
+            _SELECT, "${}".format, kind, session_id, subject, since, until, after_seq, limit
+        )
         return [row_to_record(*r) for r in await self._fetch(sql, *params)]
 
     async def get(self, id: str) -> AuditRecord | None:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pdp.store import BatchResult, GroupCommitStore, StoreUnavailable
+from pdp.store import BatchResult, GroupCommitStore, StoreUnavailable, query_sql
 from pdp.store.chain import (
     GENESIS_HASH,
     AuditRecord,
@@ -29,7 +29,6 @@ from pdp.store.chain import (
     Draft,
     row_to_record,
     seal,
-    to_micros,
 )
 
 T = TypeVar("T")
@@ -208,22 +207,17 @@ class SQLiteAuditStore(GroupCommitStore):
         limit: int | None = None,
     ) -> list[AuditRecord]:
         """Records matching every given filter, by seq; since <= time < until."""
-        where: list[str] = ["seq > ?"]
-        params: list[Any] = [after_seq]
-        for column, value in (("kind", kind), ("session_id", session_id), ("subject", subject)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if since is not None:
-            where.append("time_us >= ?")
-            params.append(to_micros(since))
-        if until is not None:
-            where.append("time_us < ?")
-            params.append(to_micros(until))
-        sql = f"SELECT {COLUMNS} FROM audit_records WHERE {' AND '.join(where)} ORDER BY seq"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        sql, params = query_sql(
+            f"SELECT {COLUMNS} FROM audit_records",
+            lambda _: "?",
+            kind,
+            session_id,
+            subject,
+            since,
+            until,
+            after_seq,
+            limit,
+        )
         rows = await self._read(self._fetch, sql, params)
         return [row_to_record(*r) for r in rows]
 
