@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from pdp.config import Config, ConnectionSettings
@@ -44,7 +44,7 @@ def _load_builtin_kinds() -> None:
 
 
 async def start_proxies(
-    connections: list[ConnectionSettings], config: Config, pdp_address: str
+    connections: Sequence[ConnectionSettings], config: Config, pdp_address: str
 ) -> list[Proxy]:
     _load_builtin_kinds()
     proxies: list[Proxy] = []
@@ -88,26 +88,14 @@ async def run_with_proxies(
     stop: asyncio.Event,
     started: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    _load_builtin_kinds()
     await pdp.start()
-    proxies: list[Proxy] = []
     try:
-        for connection in config.connections:
-            factory = PROXY_KINDS.get(connection.type)
-            if factory is None:
-                log.warning(
-                    "connection %s: no %s proxy in this build; not served",
-                    connection.name,
-                    connection.type,
-                )
-                continue
-            proxy = factory(connection, config, pdp.address)
-            await proxy.start()
-            proxies.append(proxy)
-        if started is not None:
-            await started()
-        await stop.wait()
+        proxies = await start_proxies(config.connections, config, pdp.address)
+        try:
+            if started is not None:
+                await started()
+            await stop.wait()
+        finally:
+            await stop_proxies(proxies)
     finally:
-        for proxy in reversed(proxies):
-            await proxy.stop()
         await pdp.stop()
