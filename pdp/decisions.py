@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pdp.engine import EngineError, PolicyEngine
+from pdp.policy_input import shaped
 from pdp.reuse import ReuseTable
-from pdp.statements import shape
 from pdp.store import AuditStore, StoreUnavailable
 from pdp.verdict import Verdict, verdict_from_result
 
@@ -26,11 +26,6 @@ log = logging.getLogger("portcullis.decisions")
 
 
 EVALUATION_REUSE_ENTRIES = 65536
-
-
-@functools.lru_cache(maxsize=8192)
-def _shape(raw: str) -> str | None:
-    return shape(raw) if len(raw) <= 4096 else None
 
 
 @dataclass(frozen=True)
@@ -167,7 +162,7 @@ class Decider:
         if reusable is None or self.evaluations is None:
             return None
         return self.evaluations.lookup(
-            reusable.session_id, reusable.key, reusable.raw, revision, _shape
+            reusable.session_id, reusable.key, reusable.raw, revision, shaped
         )
 
     def _remember(
@@ -182,7 +177,7 @@ class Decider:
             verdict,
             revision,
             _Evaluated(verdict, decision_id),
-            _shape,
+            shaped,
         )
 
     async def _record(self, decision_id: str, record: dict[str, Any], body: dict[str, Any]) -> bool:

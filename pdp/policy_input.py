@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from pdp.sessions import Session, rfc3339
-from pdp.statements import classify
+from pdp.statements import classify, shape
 
 COMMAND_KINDS = frozenset(
     {
@@ -40,6 +40,14 @@ def classified(raw: str) -> list[dict[str, Any]]:
 
     The list may be shared between callers, who must treat it as read-only."""
     return _classified(raw) if len(raw) <= CACHED_SQL_LENGTH else classify(raw)
+
+
+@functools.lru_cache(maxsize=8192)
+def shaped(raw: str) -> str | None:
+    """The statement shape (pglast fingerprint) that keys reuse of a verdict, with memory;
+    None for unparseable text and for texts too long to remember, which are then reused
+    only by their exact text."""
+    return shape(raw) if len(raw) <= CACHED_SQL_LENGTH else None
 
 
 def command_input(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:

@@ -10,12 +10,10 @@ queued there as made-up answers, so the client sees them in the server's order.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from pdp.policy_input import classified
-from pdp.statements import shape
+from pdp.policy_input import classified, shaped
 from pdp.verdict import MaskRule, Verdict, VerdictKind
 from proxies.postgres import codec
 from proxies.postgres.tracker import Expect, ResponseTracker
@@ -27,11 +25,6 @@ from proxies.runtime.session import ProxySession
 # when part of the batch already went upstream, so the server aborts the batch exactly as
 # if the denied statement had failed; its error is replaced by the policy's.
 POISON_SQL = "portcullis policy refused this statement"
-
-
-@functools.lru_cache(maxsize=8192)
-def statement_shape(sql: str) -> str | None:
-    return shape(sql) if len(sql) <= 4096 else None
 
 
 @dataclass
@@ -96,7 +89,7 @@ class Enforcer:
 
     async def decide(self, sql: str, protocol: str) -> Ruling:
         ruling = await self.session.decide_or_wait(
-            "postgres.query", sql, {"protocol": protocol}, statement_shape, self.tell
+            "postgres.query", sql, {"protocol": protocol}, shaped, self.tell
         )
         if ruling.kind is VerdictKind.MASK:
             try:
