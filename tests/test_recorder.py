@@ -29,7 +29,7 @@ from pdp.recordings import (
 )
 from pdp.verdict import Verdict, VerdictKind
 from proxies.runtime.pdp_client import PDPClient, Ruling
-from proxies.runtime.recorder import MAX_BATCH, SessionRecorder
+from proxies.runtime.recorder import FLUSH_SECONDS, MAX_BATCH, SessionRecorder, until_next_flush
 
 
 class SlowPDP:
@@ -91,6 +91,40 @@ async def test_a_failed_delivery_keeps_the_events_and_marks_the_recording_unavai
     assert await recorder.flush()
     assert not recorder.unavailable
     assert pdp.batches == [["select 1"]]
+
+
+def test_the_next_flush_is_on_the_shared_tick_whenever_a_recorder_asks():
+    for now in (0.0, 0.1, 12.345, 1e6 + 0.49):
+        wait = until_next_flush(now)
+        assert 0 < wait <= FLUSH_SECONDS
+        ticks = (now + wait) / FLUSH_SECONDS
+        assert abs(ticks - round(ticks)) < 1e-6
+
+
+async def test_sessions_opened_at_different_moments_flush_together(monkeypatch):
+    """Their batches reach the PDP at the same instant and share its commit."""
+    monkeypatch.setattr("proxies.runtime.recorder.FLUSH_SECONDS", 0.2)
+    sent_at: list[float] = []
+
+    class Clock(SlowPDP):
+        async def record(self, session_id: str, events: list) -> bool:
+            if events:
+                sent_at.append(asyncio.get_running_loop().time())
+            return True
+
+    pdp = Clock(delay=0)
+    recorders = []
+    for i in range(3):
+        recorder = SessionRecorder(pdp, f"s-{i}")  # type: ignore[arg-type]
+        recorder.start()
+        recorder.command(f"select {i}", ALLOWED)
+        recorders.append(recorder)
+        await asyncio.sleep(0.05)  # opened 50 ms apart
+    await asyncio.sleep(0.25)
+    for recorder in recorders:
+        await recorder.close()
+    assert len(sent_at) == 3
+    assert max(sent_at) - min(sent_at) < 0.03
 
 
 # -- the PDP's side: a batch as JSON text is checked, stored as it arrived, read back --
