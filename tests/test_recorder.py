@@ -216,6 +216,19 @@ def test_a_command_event_is_the_json_of_its_fields(raw, decision_id, cached, kin
     assert checked_batch(f"[{text}]", 1, 10**6) == 1
 
 
+def test_a_remembered_tail_never_stands_for_details_that_only_compare_equal():
+    recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
+    for rows in (1, True, 1.0, 1):
+        recorder.command("select 1", ALLOWED, rows=rows)
+    assert [json.loads(text)["details"]["rows"] for text in recorder._pending] == [1, True, 1.0, 1]
+    assert [type(json.loads(t)["details"]["rows"]) for t in recorder._pending] == [
+        int,
+        bool,
+        float,
+        int,
+    ]
+
+
 # -- the PDP's fast path for the recorder's own batches never accepts more ------------
 
 

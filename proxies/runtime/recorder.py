@@ -56,6 +56,42 @@ def until_next_flush(now: float | None = None) -> float:
     return FLUSH_SECONDS - now % FLUSH_SECONDS
 
 
+_tails: dict[tuple[Any, ...], str] = {}
+MAX_TAILS = 4096
+
+
+def _command_tail(ruling: Ruling, details: dict[str, Any]) -> str:
+    """A command event's text after its command: decision, verdict and result details.
+
+    Every statement answered from one cached decision with the same kind of result has
+    the same tail, so it is spelt out once and looked up after that."""
+    # the values' types are part of the key: 1, 1.0 and True are equal keys but not equal JSON
+    key = (
+        ruling.decision_id,
+        ruling.verdict.kind,
+        ruling.cached,
+        *details.items(),
+        *map(type, details.values()),
+    )
+    try:
+        return _tails[key]
+    except KeyError:
+        pass
+    except TypeError:  # a detail that cannot be a key: spell it out every time
+        return _spell_tail(ruling, details)
+    if len(_tails) >= MAX_TAILS:
+        _tails.clear()
+    tail = _tails[key] = _spell_tail(ruling, details)
+    return tail
+
+
+def _spell_tail(ruling: Ruling, details: dict[str, Any]) -> str:
+    return (
+        f'"decision_id":{_quote(ruling.decision_id)},"verdict":"{ruling.kind.wire}",'
+        f'"cached":{"true" if ruling.cached else "false"},"details":{_encode(details)}}}'
+    )
+
+
 class SessionRecorder:
     def __init__(self, pdp: PDPClient, session_id: str, enabled: bool = True) -> None:
         self.pdp = pdp
@@ -89,12 +125,10 @@ class SessionRecorder:
         if not self.enabled:
             return
         # the event every statement makes, spelt out: a third of what encoding its dict
-        # costs (a test holds the text equal to the dict's JSON)
+        # costs (a test holds the text to the dict's JSON); time to the microsecond
         self._append(
-            f'{{"time":{time.time()!r},"direction":"client","type":"command",'
-            f'"command":{_quote(raw)},"decision_id":{_quote(ruling.decision_id)},'
-            f'"verdict":"{ruling.kind.wire}","cached":{"true" if ruling.cached else "false"},'
-            f'"details":{_encode(details)}}}'
+            f'{{"time":{time.time():.6f},"direction":"client","type":"command",'
+            f'"command":{_quote(raw)},{_command_tail(ruling, details)}'
         )
 
     def response(self, **details: Any) -> None:
