@@ -5,8 +5,10 @@ uvloop TCP relay (bench/postgres/relay.py: the floor of any Python proxy here), 
 (`portcullis pdp`, embedded OPA, SQLite decision log) and the Postgres proxy
 (`portcullis proxy postgres`) with two listeners — decision cache off and on. Then runs
 `pgbench -S` (select-only) in simple and `-M prepared` mode against each and prints TPS,
-average latency and the ratios Portcullis/direct, /pgbouncer and /relay; the recording's
-cost (recording on vs off, also as the median of alternating pairs); the added
+average latency and the ratios Portcullis/direct, /pgbouncer and /relay, with each run's
+CPU per transaction (proxy, PDP, whole machine) and the share the hypervisor stole; the
+recording's cost (recording on vs off, also as the median of on/off pairs whose order
+flips every other pair, in TPS and in CPU per statement); the added
 per-statement latency at p50 from a one-client run; and the proxy's memory per idle
 session with 500 sessions open (against a throwaway cluster allowing that many
 connections). Not a test: nothing here asserts.
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -110,6 +113,40 @@ def p50_latency_us(
         for log in Path(logs).glob("tx*"):
             samples += [int(line.split()[2]) for line in log.read_text().splitlines()]
     return statistics.median(samples) if samples else float("nan")
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU of a process so far, in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, steal) clock ticks of the whole machine so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
+    return user + nice + system + irq + softirq, steal
+
+
+def measured(pids: dict[str, int], *args: Any) -> dict[str, float]:
+    """pgbench(*args) with what it cost: CPU µs per transaction of each named
+    process, of the whole machine, and the share of the machine the hypervisor took
+    (steal: on a shared VM, the figure that says how far to trust the run)."""
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+    before = {name: cpu_ticks(pid) for name, pid in pids.items()}
+    busy0, steal0 = machine_ticks()
+    started = time.monotonic()
+    result = pgbench(*args)
+    elapsed = time.monotonic() - started
+    busy1, steal1 = machine_ticks()
+    transactions = result["tps"] * elapsed
+    if transactions:
+        for name, pid in pids.items():
+            result[f"{name}_us"] = (cpu_ticks(pid) - before[name]) * tick_us / transactions
+        result["machine_us"] = (busy1 - busy0) * tick_us / transactions
+    cores_ticks = elapsed * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
+    result["steal"] = (steal1 - steal0) / cores_ticks if cores_ticks else 0.0
+    return result
 
 
 def rss_kib(pid: int) -> int:
@@ -275,7 +312,8 @@ def main() -> None:
                     "2h",
                 ]
             ).stdout.strip()
-            procs.append(subprocess.Popen([*cli, "pdp"], stderr=subprocess.DEVNULL))
+            pdp = subprocess.Popen([*cli, "pdp"], stderr=subprocess.DEVNULL)
+            procs.append(pdp)
             wait_port(pdp_port)
             proxy = subprocess.Popen([*cli, "proxy", "postgres"], stderr=subprocess.DEVNULL)
             procs.append(proxy)
@@ -290,25 +328,33 @@ def main() -> None:
                 "portcullis (cache on)": (ports["bench-cache"], "agent", token),
                 "portcullis (cache on, recording off)": (ports["bench-norecord"], "agent", token),
             }
+            watched = {"proxy": proxy.pid, "pdp": pdp.pid}
             results: dict[tuple[str, str], dict[str, float]] = {}
             for mode in ("simple", "prepared"):
                 for name, (port, user, secret) in targets.items():
-                    results[(mode, name)] = pgbench(
-                        port, db, user, mode, args.clients, args.seconds, secret
+                    results[(mode, name)] = measured(
+                        watched, port, db, user, mode, args.clients, args.seconds, secret
                     )
             # the recording's cost is a difference of two noisy figures: measure it as
-            # alternating on/off pairs and take the median of the pairs' ratios
+            # on/off pairs, the order flipped every other pair (so a drift in the machine
+            # favours neither side), and take the median of the pairs' ratios
             recording_pairs: dict[str, list[float]] = {"simple": [], "prepared": []}
+            recording_cpu: dict[str, list[float]] = {"simple": [], "prepared": []}
+            recording_names = ("portcullis (cache on)", "portcullis (cache on, recording off)")
             for mode in ("simple", "prepared"):
-                for _ in range(args.pairs):
-                    tps_on, tps_off = (
-                        pgbench(targets[name][0], db, "agent", mode, args.clients,
-                                args.pair_seconds, token)["tps"]
-                        for name in ("portcullis (cache on)",
-                                     "portcullis (cache on, recording off)")
-                    )  # fmt: skip
-                    if tps_off:
-                        recording_pairs[mode].append(1 - tps_on / tps_off)
+                for i in range(args.pairs):
+                    pair = {}
+                    for name in recording_names[:: 1 if i % 2 == 0 else -1]:
+                        pair[name] = measured(
+                            watched, targets[name][0], db, "agent", mode, args.clients,
+                            args.pair_seconds, token,
+                        )  # fmt: skip
+                    on, off = (pair[name] for name in recording_names)
+                    if on["tps"] and off["tps"]:
+                        recording_pairs[mode].append(1 - on["tps"] / off["tps"])
+                        recording_cpu[mode].append(
+                            on["proxy_us"] + on["pdp_us"] - off["proxy_us"] - off["pdp_us"]
+                        )
             p50 = {
                 name: p50_latency_us(
                     targets[name][0],
@@ -348,7 +394,10 @@ def main() -> None:
         print(f"  -M {mode}")
         for name in targets:
             r = results[(mode, name)]
-            line = f"    {name:<36} tps {r['tps']:9.0f}   latency avg {r['latency_ms']:7.3f} ms"
+            line = (
+                f"    {name:<36} tps {r['tps']:9.0f}   latency avg {r['latency_ms']:7.3f} ms"
+                f"   steal {100 * r.get('steal', 0):3.0f}%"
+            )
             if name.startswith("portcullis") and r["tps"]:
                 line += (
                     f"   /direct {r['tps'] / direct['tps']:5.2f}"
@@ -358,6 +407,16 @@ def main() -> None:
             if "error" in r:
                 line += f"   ERROR {r['error']}"
             print(line)
+        print("    CPU per transaction (µs): proxy / PDP / whole machine")
+        for name in targets:
+            r = results[(mode, name)]
+            if "machine_us" in r:
+                own = (
+                    f"{r['proxy_us']:6.1f} / {r['pdp_us']:5.1f} / "
+                    if name.startswith("portcullis")
+                    else " " * 17
+                )
+                print(f"      {name:<36} {own}{r['machine_us']:6.1f}")
     for mode in ("simple", "prepared"):
         on = results[(mode, "portcullis (cache on)")]["tps"]
         off = results[(mode, "portcullis (cache on, recording off)")]["tps"]
@@ -368,6 +427,11 @@ def main() -> None:
                 f" median of {len(pairs)} alternating {args.pair_seconds:g}s pairs"
                 f" {100 * statistics.median(pairs):.1f}%"
                 f" (pairs: {', '.join(f'{100 * c:.1f}%' for c in pairs)}; target <= 15%)"
+            )
+        if recording_cpu[mode]:
+            print(
+                f"    its CPU, proxy + PDP: {statistics.median(recording_cpu[mode]):.1f} µs per"
+                " statement (median of the pairs)"
             )
     added = p50["portcullis (cache off)"] - p50["direct"]
     print(
