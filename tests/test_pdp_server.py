@@ -509,3 +509,23 @@ def test_sqlite_decision_log_is_append_only(tmp_path):
         db.execute("UPDATE audit_records SET body = '{}'")
     with pytest.raises(sqlite3.DatabaseError):
         db.execute("DELETE FROM audit_records")
+
+
+def _worker_environ(app) -> dict[str, str]:
+    (worker, *_) = app.engine._all
+    raw = Path(f"/proc/{worker.proc.pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+async def test_evaluation_workers_run_go_with_one_thread_and_a_lazier_collector(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("GOMAXPROCS", raising=False)
+    monkeypatch.delenv("GOGC", raising=False)
+    async with running_pdp(pdp_config(tmp_path)) as app:
+        environ = _worker_environ(app)
+        assert environ["GOMAXPROCS"] == "1" and environ["GOGC"] == "400"
+
+    monkeypatch.setenv("GOGC", "150")  # an operator's own setting wins
+    async with running_pdp(pdp_config(tmp_path / "again")) as app:
+        assert _worker_environ(app)["GOGC"] == "150"

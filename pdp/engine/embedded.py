@@ -29,6 +29,11 @@ log = logging.getLogger("portcullis.engine")
 
 RELOAD_POLL_SECONDS = 1.0
 START_TIMEOUT_SECONDS = 30.0
+# The Go runtime inside each worker: one evaluation at a time needs one scheduler thread
+# (the pool gives the parallelism), and collecting at 4x the live heap instead of 2x
+# halves the collector's work for a few MB more. Measured here: ~850 → ~555 µs of CPU
+# per evaluation of the shipped policy. An operator's own GOMAXPROCS/GOGC wins.
+GO_RUNTIME = {"GOMAXPROCS": "1", "GOGC": "400"}
 
 
 class _WorkerProcess:
@@ -57,6 +62,7 @@ class _WorkerProcess:
                 str(child.fileno()),
                 pass_fds=(child.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
+                env={**GO_RUNTIME, **os.environ},
             )
         finally:
             child.close()
