@@ -42,6 +42,10 @@ sys.path.insert(0, str(REPO / "tests"))
 from pdp_harness import free_port  # noqa: E402
 from pg_cluster import as_postgres, throwaway_cluster  # noqa: E402
 
+# only now: a bench/pdp directory on the path must not stand for the pdp package
+sys.path.append(str(REPO / "bench"))
+from cpu_meter import CPUMeter  # noqa: E402
+
 ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtX", "-c"]
 
 
@@ -115,38 +119,13 @@ def p50_latency_us(
     return statistics.median(samples) if samples else float("nan")
 
 
-def cpu_ticks(pid: int) -> int:
-    """User + system CPU of a process so far, in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, steal) clock ticks of the whole machine so far, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
-    return user + nice + system + irq + softirq, steal
-
-
 def measured(pids: dict[str, int], *args: Any) -> dict[str, float]:
-    """pgbench(*args) with what it cost: CPU µs per transaction of each named
-    process, of the whole machine, and the share of the machine the hypervisor took
-    (steal: on a shared VM, the figure that says how far to trust the run)."""
-    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
-    before = {name: cpu_ticks(pid) for name, pid in pids.items()}
-    busy0, steal0 = machine_ticks()
+    """pgbench(*args) with what it cost (bench/cpu_meter.py): CPU µs per transaction of
+    each named process and of the whole machine, and the hypervisor's steal."""
+    meter = CPUMeter(pids)
     started = time.monotonic()
     result = pgbench(*args)
-    elapsed = time.monotonic() - started
-    busy1, steal1 = machine_ticks()
-    transactions = result["tps"] * elapsed
-    if transactions:
-        for name, pid in pids.items():
-            result[f"{name}_us"] = (cpu_ticks(pid) - before[name]) * tick_us / transactions
-        result["machine_us"] = (busy1 - busy0) * tick_us / transactions
-    cores_ticks = elapsed * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
-    result["steal"] = (steal1 - steal0) / cores_ticks if cores_ticks else 0.0
-    return result
+    return {**result, **meter.per(result["tps"] * (time.monotonic() - started))}
 
 
 def rss_kib(pid: int) -> int:
