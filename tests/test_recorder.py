@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import grpc
 import pytest
@@ -101,30 +102,32 @@ def test_the_next_flush_is_on_the_shared_tick_whenever_a_recorder_asks():
         assert abs(ticks - round(ticks)) < 1e-6
 
 
-async def test_sessions_opened_at_different_moments_flush_together(monkeypatch):
-    """Their batches reach the PDP at the same instant and share its commit."""
+async def test_sessions_opened_at_different_moments_flush_on_the_same_ticks(monkeypatch):
+    """Whenever a session opens, its flushes fall on the proxy-wide tick grid, so the
+    batches of all sessions reach the PDP together and share its commit."""
     monkeypatch.setattr("proxies.runtime.recorder.FLUSH_SECONDS", 0.2)
-    sent_at: list[float] = []
+    aimed_at: list[float] = []
 
-    class Clock(SlowPDP):
-        async def record(self, session_id: str, events: list) -> bool:
-            if events:
-                sent_at.append(asyncio.get_running_loop().time())
-            return True
+    def remembered(now: float | None = None) -> float:
+        wait = until_next_flush(now)
+        aimed_at.append(time.monotonic() + wait)
+        return wait
 
-    pdp = Clock(delay=0)
+    monkeypatch.setattr("proxies.runtime.recorder.until_next_flush", remembered)
+    pdp = SlowPDP(delay=0)
     recorders = []
     for i in range(3):
         recorder = SessionRecorder(pdp, f"s-{i}")  # type: ignore[arg-type]
         recorder.start()
-        recorder.command(f"select {i}", ALLOWED)
         recorders.append(recorder)
         await asyncio.sleep(0.05)  # opened 50 ms apart
     await asyncio.sleep(0.25)
     for recorder in recorders:
         await recorder.close()
-    assert len(sent_at) == 3
-    assert max(sent_at) - min(sent_at) < 0.03
+    assert len(aimed_at) >= 3
+    for instant in aimed_at:
+        ticks = instant / 0.2
+        assert abs(ticks - round(ticks)) < 1e-3
 
 
 # -- the PDP's side: a batch as JSON text is checked, stored as it arrived, read back --
