@@ -292,7 +292,7 @@ async def test_approle_login_renews_its_own_token(bao, caplog):
     )
     client.sys.enable_auth_method("approle")
     client.auth.approle.create_or_update_approle(
-        "proxy", token_policies=["proxy"], token_ttl="3s", token_max_ttl="60s"
+        "proxy", token_policies=["proxy"], token_ttl="5s", token_max_ttl="60s"
     )
     role_id = client.auth.approle.read_role_id("proxy")["data"]["role_id"]
     secret_id = client.auth.approle.generate_secret_id("proxy")["data"]["secret_id"]
@@ -302,7 +302,7 @@ async def test_approle_login_renews_its_own_token(bao, caplog):
     )
     try:
         assert (await provider.acquire("secret/data/app#v", "s1")).value == "value-1"
-        await asyncio.sleep(6)  # two token TTLs: only renew-self keeps the login alive
+        await asyncio.sleep(10)  # two token TTLs: only renew-self keeps the login alive
         assert (await provider.acquire("secret/data/app#v", "s2")).value == "value-1"
         token = provider._client.token
         info = await asyncio.to_thread(client.auth.token.lookup, token)
