@@ -48,29 +48,36 @@ def events_of(record: AuditRecord) -> list[dict[str, Any]]:
     ]
 
 
-# The command events the proxies' recorder writes, as a grammar: a batch made only of
-# these is well-formed by construction, so it is counted without being decoded. Anything
-# else (other event types, escapes in ids, exponents, a batch longer than one command may
-# be) goes through the full check. A property test holds that whatever this accepts, the
-# full check accepts with the same count. The string pattern is the unrolled form (a run
-# of plain characters, then escape + run, repeated): unambiguous, so matching is linear.
+# The command and response events the proxies' recorder writes, as a grammar: a batch
+# made only of these is well-formed by construction, so it is counted without being
+# decoded. Anything else (other event types, escapes in ids, exponents, a batch longer
+# than one command may be) goes through the full check. A property test holds that
+# whatever this accepts, the full check accepts with the same count. The string pattern
+# is the unrolled form (a run of plain characters, then escape + run, repeated):
+# unambiguous, so matching is linear; the two event kinds part at their direction.
 _JSON_STRING = r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
 _NUMBER = r"-?(?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,20})?"
 _SCALAR = rf"(?:{_JSON_STRING}|{_NUMBER}|true|false|null)"
 _KEY = r'"[A-Za-z_][A-Za-z0-9_]{0,63}"'
+_DETAILS = rf'"details":\{{(?:{_KEY}:{_SCALAR}(?:,{_KEY}:{_SCALAR})*)?\}}'
 _COMMAND_EVENT = (
     r'\{"time":' + _NUMBER + r',"direction":"client","type":"command",'
     rf'"command":{_JSON_STRING},'
     r'"decision_id":"[^"\\\x00-\x1f]{0,64}",'
     r'"verdict":"(?:allow|deny|mask|require_approval)","cached":(?:true|false),'
-    rf'"details":\{{(?:{_KEY}:{_SCALAR}(?:,{_KEY}:{_SCALAR})*)?\}}\}}'
+    rf"{_DETAILS}\}}"
 )
-_COMMAND_BATCH = re.compile(rf"\[(?:{_COMMAND_EVENT}(?:,{_COMMAND_EVENT})*)?\]")
+_RESPONSE_EVENT = (
+    r'\{"time":' + _NUMBER + r',"direction":"upstream","type":"response",' + _DETAILS + r"\}"
+)
+_EVENT = rf"(?:{_COMMAND_EVENT}|{_RESPONSE_EVENT})"
+_RECORDER_BATCH = re.compile(rf"\[(?:{_EVENT}(?:,{_EVENT})*)?\]")
 
 
-def _command_batch_size(text: str, max_events: int, max_command: int) -> int | None:
-    """The number of events, when text is a batch of the recorder's command events."""
-    if len(text) > max_command or _COMMAND_BATCH.fullmatch(text) is None:
+def _recorder_batch_size(text: str, max_events: int, max_command: int) -> int | None:
+    """The number of events, when text is a batch of the recorder's command and
+    response events."""
+    if len(text) > max_command or _RECORDER_BATCH.fullmatch(text) is None:
         return None  # (a command is no longer than the text that holds it)
     # a quote inside a JSON string is escaped, so this opens an event and nothing else
     count = text.count('{"time":')
@@ -81,7 +88,7 @@ def checked_batch(text: str, max_events: int, max_command: int) -> int:
     """How many events the JSON text holds, once each is shaped as a proxy's event must be.
 
     Raises MalformedEvents naming the first bad field (`events_json[3].time`)."""
-    fast = _command_batch_size(text, max_events, max_command)
+    fast = _recorder_batch_size(text, max_events, max_command)
     return fast if fast is not None else _fully_checked_batch(text, max_events, max_command)
 
 

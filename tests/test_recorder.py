@@ -23,8 +23,8 @@ from portcullis.v1 import pdp_pb2
 from pdp.recordings import (
     EVENTS_KIND,
     MalformedEvents,
-    _command_batch_size,
     _fully_checked_batch,
+    _recorder_batch_size,
     checked_batch,
     session_events,
 )
@@ -232,14 +232,33 @@ def test_a_remembered_tail_never_stands_for_details_that_only_compare_equal():
     ]
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3))
+def test_a_response_event_is_the_json_of_its_fields(details):
+    recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
+    recorder.response(**{f"d_{k}": v for k, v in details.items()})
+    (text,) = recorder._pending
+    event = json.loads(text)
+    assert isinstance(event.pop("time"), float)
+    assert event == {
+        "direction": "upstream",
+        "type": "response",
+        "details": {f"d_{k}": v for k, v in details.items()},
+    }
+    assert checked_batch(f"[{text}]", 1, 10**6) == 1
+
+
 # -- the PDP's fast path for the recorder's own batches never accepts more ------------
 
 
 def _recorded(commands: list[str], cached: bool = True) -> str:
+    """A batch as the recorder sends it: each command, then an execution of it as a
+    prepared statement (a response event)."""
     recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
     for i, raw in enumerate(commands):
         ruling = Ruling(Verdict(VerdictKind.ALLOW), decision_id=f"d-{i}", cached=cached)
         recorder.command(raw, ruling, tag="SELECT 1", rows=i, protocol="simple")
+        recorder.response(decision_id=f"d-{i}", tag=raw[:8], rows=i, protocol="extended")
     return "[" + ",".join(recorder._pending) + "]"
 
 
@@ -247,8 +266,8 @@ def _recorded(commands: list[str], cached: bool = True) -> str:
 @given(st.lists(st.text(max_size=30), max_size=6), st.booleans())
 def test_the_recorders_batches_take_the_fast_path_and_agree_with_the_full_check(commands, cached):
     text = _recorded(commands, cached)
-    assert _command_batch_size(text, 1000, 10**6) == len(commands)
-    assert _fully_checked_batch(text, 1000, 10**6) == len(commands)
+    assert _recorder_batch_size(text, 1000, 10**6) == 2 * len(commands)
+    assert _fully_checked_batch(text, 1000, 10**6) == 2 * len(commands)
 
 
 @settings(max_examples=400, deadline=None)
@@ -267,7 +286,7 @@ def test_whatever_the_fast_path_accepts_the_full_check_accepts_alike(commands, e
             text = text[:at] + text[at + len(chars) + 1 :]
         else:
             text = text[:at] + chars + text[at + len(chars) :]
-    fast = _command_batch_size(text, 1000, 10**6)
+    fast = _recorder_batch_size(text, 1000, 10**6)
     if fast is not None:
         assert _fully_checked_batch(text, 1000, 10**6) == fast
 
@@ -282,13 +301,13 @@ def test_the_fast_path_leaves_the_unusual_to_the_full_check():
     ]
     for item in unusual:
         text = json.dumps([item], separators=(",", ":"), ensure_ascii=False)
-        assert _command_batch_size(text, 1000, 10**6) is None
+        assert _recorder_batch_size(text, 1000, 10**6) is None
         assert _fully_checked_batch(text, 1000, 10**6) == 1
     long_batch = _recorded(["x" * 50])
-    assert _command_batch_size(long_batch, 1000, 20) is None  # longer than a command may be
+    assert _recorder_batch_size(long_batch, 1000, 20) is None  # longer than a command may be
     with pytest.raises(MalformedEvents, match="command"):
         checked_batch(long_batch, 1000, 20)
     many = _recorded(["select 1"] * 3)
-    assert _command_batch_size(many, 2, 10**6) is None
+    assert _recorder_batch_size(many, 2, 10**6) is None
     with pytest.raises(MalformedEvents, match="more than 2"):
         checked_batch(many, 2, 10**6)

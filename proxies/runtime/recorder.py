@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from proxies.runtime.pdp_client import PDPClient, Ruling
@@ -56,39 +57,49 @@ def until_next_flush(now: float | None = None) -> float:
     return FLUSH_SECONDS - now % FLUSH_SECONDS
 
 
-_tails: dict[tuple[Any, ...], str] = {}
-MAX_TAILS = 4096
+_texts: dict[tuple[Any, ...], str] = {}
+MAX_TEXTS = 4096
+
+
+def _remembered(key: tuple[Any, ...], spell: Callable[[], str]) -> str:
+    """The text spell() gives, spelt out once per key and looked up after that."""
+    try:
+        return _texts[key]
+    except KeyError:
+        pass
+    except TypeError:  # a value that cannot be a key: spell it out every time
+        return spell()
+    if len(_texts) >= MAX_TEXTS:
+        _texts.clear()
+    text = _texts[key] = spell()
+    return text
+
+
+def _details_key(details: dict[str, Any]) -> tuple[Any, ...]:
+    # the values' types are part of the key: 1, 1.0 and True are equal keys but not equal JSON
+    return (*details.items(), *map(type, details.values()))
 
 
 def _command_tail(ruling: Ruling, details: dict[str, Any]) -> str:
     """A command event's text after its command: decision, verdict and result details.
 
     Every statement answered from one cached decision with the same kind of result has
-    the same tail, so it is spelt out once and looked up after that."""
-    # the values' types are part of the key: 1, 1.0 and True are equal keys but not equal JSON
-    key = (
-        ruling.decision_id,
-        ruling.verdict.kind,
-        ruling.cached,
-        *details.items(),
-        *map(type, details.values()),
+    the same tail."""
+    return _remembered(
+        ("command", ruling.decision_id, ruling.verdict.kind, ruling.cached, *_details_key(details)),
+        lambda: (
+            f'"decision_id":{_quote(ruling.decision_id)},"verdict":"{ruling.kind.wire}",'
+            f'"cached":{"true" if ruling.cached else "false"},"details":{_encode(details)}}}'
+        ),
     )
-    try:
-        return _tails[key]
-    except KeyError:
-        pass
-    except TypeError:  # a detail that cannot be a key: spell it out every time
-        return _spell_tail(ruling, details)
-    if len(_tails) >= MAX_TAILS:
-        _tails.clear()
-    tail = _tails[key] = _spell_tail(ruling, details)
-    return tail
 
 
-def _spell_tail(ruling: Ruling, details: dict[str, Any]) -> str:
-    return (
-        f'"decision_id":{_quote(ruling.decision_id)},"verdict":"{ruling.kind.wire}",'
-        f'"cached":{"true" if ruling.cached else "false"},"details":{_encode(details)}}}'
+def _response_tail(details: dict[str, Any]) -> str:
+    """A response event's text after its time: every execution of one prepared statement
+    with the same kind of result has the same."""
+    return _remembered(
+        ("response", *_details_key(details)),
+        lambda: f',"direction":"upstream","type":"response","details":{_encode(details)}}}',
     )
 
 
@@ -132,9 +143,8 @@ class SessionRecorder:
         )
 
     def response(self, **details: Any) -> None:
-        self._add(
-            {"time": time.time(), "direction": "upstream", "type": "response", "details": details}
-        )
+        if self.enabled:
+            self._append(f'{{"time":{time.time():.6f}{_response_tail(details)}')
 
     def masking(self, counts: dict[str, int], decision_id: str) -> None:
         if not counts:
