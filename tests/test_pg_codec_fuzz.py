@@ -268,6 +268,7 @@ class _GeneralBackend(BackendParser):
 
 class _GeneralFrontend(FrontendParser):
     _FAST: dict = {}  # type: ignore[assignment]
+    _REPEATS = frozenset()
 
 
 def _outcome(parser, frames: list[bytes]):
@@ -315,3 +316,45 @@ def test_fast_query_decoding_matches_the_general_decoder(body, terminate):
     frame = b"Q" + (len(body) + 4).to_bytes(4, "big") + body
     fast, general = FrontendParser(startup=False), _GeneralFrontend(startup=False)
     assert _outcome(fast, [frame]) == _outcome(general, [frame])
+
+
+@st.composite
+def hot_frontend_frames(draw) -> bytes:
+    """What a client running a prepared statement sends: valid, or nearly so."""
+    if draw(st.booleans()):
+        message = draw(
+            st.one_of(
+                st.builds(
+                    c.Bind,
+                    text,
+                    text,
+                    st.lists(st.integers(-(2**15), 2**15 - 1), max_size=3),
+                    st.lists(value, max_size=3),
+                    st.lists(st.integers(-(2**15), 2**15 - 1), max_size=3),
+                ),
+                st.builds(c.Parse, text, text, st.lists(st.integers(0, 2**32 - 1), max_size=2)),
+                st.builds(c.Describe, st.sampled_from(["S", "P"]), text),
+                st.builds(c.Execute, text, st.integers(0, 2**31 - 1)),
+                st.just(c.Sync()),
+            )
+        )
+        frame = bytearray(message.encode())
+        for _ in range(draw(st.integers(0, 2))):  # flip a byte of the body
+            if len(frame) > 5:
+                at = draw(st.integers(5, len(frame) - 1))
+                frame[at] = draw(st.integers(0, 255))
+        return bytes(frame)
+    body = draw(st.binary(max_size=16))
+    return (
+        draw(st.sampled_from([b"B", b"P", b"D", b"E", b"S"]))
+        + (len(body) + 4).to_bytes(4, "big")
+        + body
+    )
+
+
+@FUZZ
+@given(st.lists(hot_frontend_frames(), min_size=1, max_size=6), st.integers(1, 3))
+def test_fast_frontend_decoding_matches_the_general_decoders(frames, repeats):
+    stream = b"".join(frames) * repeats  # repeats exercise the memory of seen messages
+    fast, general = FrontendParser(startup=False), _GeneralFrontend(startup=False)
+    assert _outcome(fast, [stream]) == _outcome(general, [stream])

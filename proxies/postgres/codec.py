@@ -1130,19 +1130,72 @@ def _fast_query(raw: bytes) -> Message | None:
     return None if sql is None else Query(sql)
 
 
+def _fast_bind(raw: bytes) -> Message | None:
+    """Bind, read the way Bind._decode reads it (a new one arrives for every execution
+    of a prepared statement: its parameter values differ)."""
+    end = len(raw)
+    first = raw.find(b"\0", 5)
+    names_end = raw.find(b"\0", first + 1) if first >= 0 else -1
+    if names_end < 0:
+        return None
+    try:
+        portal = raw[5:first].decode("utf-8")
+        statement = raw[first + 1 : names_end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    pos = names_end + 1
+    if pos + 2 > end:
+        return None
+    (n,) = _U16.unpack_from(raw, pos)
+    pos += 2
+    if pos + 2 * n > end:
+        return None
+    param_formats = list(struct.unpack_from(f">{n}h", raw, pos))
+    pos += 2 * n
+    if pos + 2 > end:
+        return None
+    (n,) = _U16.unpack_from(raw, pos)
+    pos += 2
+    params: list[bytes | None] = []
+    for _ in range(n):
+        if pos + 4 > end:
+            return None
+        (size,) = _I32.unpack_from(raw, pos)
+        pos += 4
+        if size == -1:
+            params.append(None)
+        elif size < 0 or pos + size > end:
+            return None
+        else:
+            params.append(raw[pos : pos + size])
+            pos += size
+    if pos + 2 > end:
+        return None
+    (n,) = _U16.unpack_from(raw, pos)
+    pos += 2
+    if pos + 2 * n != end:
+        return None
+    result_formats = list(struct.unpack_from(f">{n}h", raw, pos))
+    return Bind(portal, statement, param_formats, params, result_formats)
+
+
 _FastDecoder = Callable[[bytes], "Message | None"]
 _BACKEND_FAST: dict[int, _FastDecoder] = {
     ord("D"): _fast_data_row,
     ord("C"): _fast_command_complete,
     ord("Z"): _fast_ready_for_query,
 }
-_FRONTEND_FAST: dict[int, _FastDecoder] = {ord("Q"): _fast_query}
+_FRONTEND_FAST: dict[int, _FastDecoder] = {ord("Q"): _fast_query, ord("B"): _fast_bind}
 
 # Backend messages a session receives again and again byte for byte (the same result
 # columns, the same command tag, the same status): a parser remembers the few it saw
 # last and answers a repeat with the message already decoded. Messages are immutable.
 _BACKEND_REPEATS = frozenset(b"TCZ123ns")
+# ... and a client sends the same Parse, Describe, Execute, Sync, Flush and Close again and
+# again when it runs one statement many times.
+_FRONTEND_REPEATS = frozenset(b"PDESHC")
 _REPEATS_KEPT = 64
+_REPEAT_MAX_BYTES = 4096  # larger frames are decoded each time, never kept
 
 
 class _StreamParser:
@@ -1245,7 +1298,7 @@ class _StreamParser:
                 return pos
             raw = view[pos:end]
             pos = end
-            repeat = kind in repeats
+            repeat = kind in repeats and length < _REPEAT_MAX_BYTES
             if repeat:
                 known = seen.get(raw)
                 if known is not None:
@@ -1277,6 +1330,7 @@ class FrontendParser(_StreamParser):
     _SIDE = "frontend"
     _TABLE = _FRONTEND
     _FAST = _FRONTEND_FAST
+    _REPEATS = _FRONTEND_REPEATS
 
     def __init__(self, startup: bool = True, max_frame: int = DEFAULT_MAX_FRONTEND_FRAME):
         super().__init__(max_frame)
