@@ -14,7 +14,7 @@ from pg_harness import running_gateway
 from portcullis.v1 import pdp_pb2
 
 from pdp.recordings import session_events
-from proxies.postgres import codec
+from proxies.postgres import codec, tracker
 
 DBA = ("dba", "pii-readers")
 
@@ -268,6 +268,7 @@ async def test_masked_values_and_the_upstream_password_never_reach_the_client(tm
         events = await session_events(gw.pdp.store)
         masking = [e for e in events if e["type"] == "masking"]
         assert masking and all("ada@example.com" not in str(e) for e in events)
+        assert not tracker._NOTHING_MASKED  # counts went to each statement's own counter
 
 
 async def test_pdp_down_denies_and_the_session_survives_until_it_returns(tmp_path):

@@ -36,7 +36,7 @@ class ResultShape:
     masked_by: Masker | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Expect:
     """The answer still owed for one forwarded frontend message."""
 
@@ -54,7 +54,9 @@ class Expect:
     protocol: str = ""
     parts: int = 0  # results completed so far (a simple Query may hold several statements)
     rows: int = 0
-    masked: Counter[str] = field(default_factory=Counter)
+    # the shared empty counts until something is masked (see _tally): most statements
+    # mask nothing, and a Counter per forwarded message is measurable
+    masked: Counter[str] = field(default_factory=lambda: _NOTHING_MASKED)
     started: bool = False
 
 
@@ -65,7 +67,7 @@ class Synthetic:
     build: Callable[[str], bytes]
 
 
-@dataclass
+@dataclass(slots=True)
 class Completion:
     """A finished command, for the session recording."""
 
@@ -246,8 +248,9 @@ class ResponseTracker:
         )
         head.parts += 1
         head.rows = 0
-        if head.masked:  # the completion keeps these counts; the next part starts afresh
-            head.masked = Counter()
+        head.masked = (
+            _NOTHING_MASKED  # the completion keeps its counts; the next part starts afresh
+        )
 
     # -- masking ------------------------------------------------------------------------
 
@@ -261,7 +264,7 @@ class ResponseTracker:
         shape = head.shape
         if shape is None:
             # no description of these rows: no column can be named, so every value goes
-            head.masked["unknown_columns"] += len(row.values)
+            _tally(head)["unknown_columns"] += len(row.values)
             return replace(row, values=[None for _ in row.values]).encode()
         if shape.masked is None or shape.masked_by is not masker:
             # a column is masked by its name in the result AND by its name in its table, so
@@ -284,7 +287,7 @@ class ResponseTracker:
             rule = shape.masked.get(i)
             if rule is not None:
                 changed = True
-                head.masked[f"field:{shape.fields[i].name}"] += 1
+                _tally(head)[f"field:{shape.fields[i].name}"] += 1
                 if binary:
                     values[i] = None  # a binary value cannot be rewritten in place safely
                 else:
@@ -298,7 +301,7 @@ class ResponseTracker:
                 changed = True
                 values[i] = masked.encode()
                 for name, n in counts.items():
-                    head.masked[f"detector:{name}"] += n
+                    _tally(head)[f"detector:{name}"] += n
         if not changed:
             return row.raw or row.encode()
         return replace(row, values=values).encode()
@@ -309,8 +312,15 @@ class ResponseTracker:
         text = data.data.decode("utf-8", "replace")
         masked, counts = masker.mask_text(text)
         for name, n in counts.items():
-            head.masked[f"detector:{name}"] += n
+            _tally(head)[f"detector:{name}"] += n
         return codec.CopyData(masked.encode()).encode() if counts else data.raw or data.encode()
+
+
+def _tally(head: Expect) -> Counter[str]:
+    """The masking counts of head, its own from the first count on."""
+    if head.masked is _NOTHING_MASKED:
+        head.masked = Counter()
+    return head.masked
 
 
 def _format(formats: list[int], column: int) -> int:
