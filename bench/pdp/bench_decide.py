@@ -49,8 +49,12 @@ SQL = "SELECT id, email, total FROM orders WHERE customer_id = 42"
 def in_process_eval_us(iterations: int = 3000) -> tuple[float, float]:
     """Median and p99 µs of classify + evaluate in this process (what the service wraps)."""
     from pdp.engine.bundle import load_bundle
+    from pdp.engine.embedded import GO_RUNTIME
     from pdp.engine.opa import evaluate, new_engine
     from pdp.statements import classify
+
+    # the Go runtime as the PDP's workers run it (read when the evaluator first loads)
+    os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})
 
     engine = new_engine(load_bundle(REPO / "rego").without_tests())
     policy_input = {
