@@ -7,6 +7,7 @@ is FAILED_PRECONDITION. Everything that decides goes through pdp.decisions.Decid
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -38,6 +39,7 @@ MAX_TOKEN_BYTES = 16 * 1024
 MAX_COMMAND_BYTES = 1024 * 1024
 MAX_NAME = 256
 MAX_EVENTS_PER_CALL = 1000
+MAX_BATCHES_PER_CALL = 1000  # sessions of one proxy in one RecordBatches
 
 _WIRE_VERDICT = {
     VerdictKind.ALLOW: pdp_pb2.ALLOW,
@@ -349,45 +351,68 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
     async def RecordEvents(
         self, request: pdp_pb2.RecordEventsRequest, context: grpc.aio.ServicerContext
     ) -> pdp_pb2.RecordEventsResponse:
+        try:
+            kept = await self._batch_record(request)
+            record_id = await kept.stored() if kept.count else ""
+        except _BatchRefused as refused:
+            await context.abort(refused.code, refused.message)
+            raise AssertionError("unreachable") from None
+        return pdp_pb2.RecordEventsResponse(recorded=kept.count, decision_id=record_id)
+
+    async def RecordBatches(
+        self, request: pdp_pb2.RecordBatchesRequest, context: grpc.aio.ServicerContext
+    ) -> pdp_pb2.RecordBatchesResponse:
+        """Each batch checked and answered on its own; the stored ones are appended
+        together, so the store's group commit writes them in one transaction."""
+        if len(request.batches) > MAX_BATCHES_PER_CALL:
+            await self._invalid(context, "batches", f"more than {MAX_BATCHES_PER_CALL} in one call")
+        checked: list[_KeptBatch | _BatchRefused] = []
+        for batch in request.batches:
+            try:
+                checked.append(await self._batch_record(batch))
+            except _BatchRefused as refused:
+                checked.append(refused)
+
+        async def outcome(item: _KeptBatch | _BatchRefused) -> pdp_pb2.RecordBatchResult:
+            if isinstance(item, _BatchRefused):
+                return pdp_pb2.RecordBatchResult(error=item.message)
+            try:
+                record_id = await item.stored() if item.count else ""
+            except _BatchRefused as refused:
+                return pdp_pb2.RecordBatchResult(error=refused.message)
+            return pdp_pb2.RecordBatchResult(recorded=item.count, decision_id=record_id)
+
+        results = await asyncio.gather(*(outcome(item) for item in checked))
+        return pdp_pb2.RecordBatchesResponse(results=results)
+
+    async def _batch_record(self, request: pdp_pb2.RecordEventsRequest) -> _KeptBatch:
+        """A session's batch checked and ready to store; _BatchRefused says why not."""
         if not request.session_id:
-            await self._invalid(context, "session_id", "required")
+            raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, "session_id: required")
         if len(request.events) > MAX_EVENTS_PER_CALL:
-            await self._invalid(context, "events", f"more than {MAX_EVENTS_PER_CALL} in one call")
+            raise _BatchRefused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"events: more than {MAX_EVENTS_PER_CALL} in one call",
+            )
         try:
             session = await self.sessions.find(request.session_id, include_closed=True)
         except StoreUnavailable:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "audit store unavailable")
-            raise AssertionError("unreachable") from None
+            raise _BatchRefused(grpc.StatusCode.UNAVAILABLE, "audit store unavailable") from None
         if session is None:
-            await context.abort(
+            raise _BatchRefused(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"session {request.session_id[:64]!r} is unknown",
             )
-            raise AssertionError("unreachable")
         if request.events_json:
             try:
                 count = checked_batch(request.events_json, MAX_EVENTS_PER_CALL, MAX_COMMAND_BYTES)
             except MalformedEvents as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-                raise AssertionError("unreachable") from None
+                raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
             body: dict[str, Any] = {"events_json": request.events_json, "count": count}
         else:
             count = len(request.events)
             body = {"events": [_event_dict(event) for event in request.events]}
-        if not count:
-            return pdp_pb2.RecordEventsResponse(recorded=0)
-        try:
-            record = await self.decider.store.append(
-                EVENTS_KIND,
-                body,
-                session_id=session.id,
-                subject=session.identity.subject,
-                plain=request.events_json != "",
-            )
-        except StoreUnavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"recording unavailable: {exc}")
-            raise AssertionError("unreachable") from None
-        return pdp_pb2.RecordEventsResponse(recorded=count, decision_id=record.id)
+        return _KeptBatch(self, session, body, count, plain=request.events_json != "")
 
     async def ServerInfo(
         self, request: pdp_pb2.ServerInfoRequest, context: grpc.aio.ServicerContext
@@ -400,3 +425,43 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             engine_version=engine.version,
             decision_id="info-" + uuid.uuid4().hex,
         )
+
+
+class _BatchRefused(Exception):
+    """A batch of events that is not stored: the status RecordEvents answers, and why."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _KeptBatch:
+    """A checked batch of one session's events, waiting to be appended."""
+
+    def __init__(
+        self,
+        service: DecisionService,
+        session: Session,
+        body: dict[str, Any],
+        count: int,
+        plain: bool,
+    ) -> None:
+        self.service, self.session, self.body = service, session, body
+        self.count, self.plain = count, plain
+
+    async def stored(self) -> str:
+        """Append it; the record's id once committed."""
+        try:
+            record = await self.service.decider.store.append(
+                EVENTS_KIND,
+                self.body,
+                session_id=self.session.id,
+                subject=self.session.identity.subject,
+                plain=self.plain,
+            )
+        except StoreUnavailable as exc:
+            raise _BatchRefused(
+                grpc.StatusCode.UNAVAILABLE, f"recording unavailable: {exc}"
+            ) from None
+        return record.id

@@ -30,7 +30,13 @@ from pdp.recordings import (
 )
 from pdp.verdict import Verdict, VerdictKind
 from proxies.runtime.pdp_client import PDPClient, Ruling
-from proxies.runtime.recorder import FLUSH_SECONDS, MAX_BATCH, SessionRecorder, until_next_flush
+from proxies.runtime.recorder import (
+    FLUSH_SECONDS,
+    MAX_BATCH,
+    RecordingTick,
+    SessionRecorder,
+    until_next_flush,
+)
 
 
 class SlowPDP:
@@ -311,3 +317,68 @@ def test_the_fast_path_leaves_the_unusual_to_the_full_check():
     assert _recorder_batch_size(many, 2, 10**6) is None
     with pytest.raises(MalformedEvents, match="more than 2"):
         checked_batch(many, 2, 10**6)
+
+
+# -- one flush tick for all of a proxy's sessions: one RecordBatches call ------------
+
+
+class BatchPDP(SlowPDP):
+    """Answers RecordBatches; sessions named in `refuse` are not stored."""
+
+    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
+        super().__init__(delay=0)
+        self.refuse = refuse
+        self.calls: list[list[tuple[str, list[str]]]] = []
+
+    async def record_batches(self, batches: list[tuple[str, list[str]]]) -> list[bool]:
+        self.calls.append([(sid, [json.loads(e)["command"] for e in ev]) for sid, ev in batches])
+        return [sid not in self.refuse for sid, _ in batches]
+
+
+async def test_a_tick_sends_every_sessions_events_in_one_call():
+    pdp = BatchPDP(refuse=frozenset({"s-2"}))
+    tick = RecordingTick(pdp)  # type: ignore[arg-type]
+    recorders = [SessionRecorder(pdp, f"s-{i}", tick=tick) for i in range(3)]  # type: ignore[arg-type]
+    for i, recorder in enumerate(recorders):
+        tick.join(recorder)
+        recorder.command(f"select {i}", ALLOWED)
+    await tick.flush()
+    assert pdp.calls == [[("s-0", ["select 0"]), ("s-1", ["select 1"]), ("s-2", ["select 2"])]]
+    assert [r.unavailable for r in recorders] == [False, False, True]
+    assert [len(r._pending) for r in recorders] == [0, 0, 1]  # kept for the next try
+
+    await tick.flush()  # nothing new: only the refused session's events go again
+    assert pdp.calls[-1] == [("s-2", ["select 2"])]
+
+    async with recorders[0]._sending:  # a session busy with its own delivery waits a tick
+        recorders[0].command("select 3", ALLOWED)
+        await tick.flush()
+    assert all(sid != "s-0" for sid, _ in pdp.calls[-1])
+    await tick.close()
+
+
+async def test_the_pdp_stores_several_sessions_batches_each_with_its_own_answer(tmp_path):
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        first = (await open_session(stub, token(config))).session_id
+        second = (await open_session(stub, token(config))).session_id
+        good = json.dumps(json.loads(_recorded(["select 1"]))[:1])  # one command event
+        answer = await stub.RecordBatches(
+            pdp_pb2.RecordBatchesRequest(
+                batches=[
+                    pdp_pb2.RecordEventsRequest(session_id=first, events_json=good),
+                    pdp_pb2.RecordEventsRequest(session_id="nobody", events_json=good),
+                    pdp_pb2.RecordEventsRequest(session_id=second, events_json='[{"time": "x"}]'),
+                    pdp_pb2.RecordEventsRequest(session_id=second, events_json=good),
+                    pdp_pb2.RecordEventsRequest(session_id=second),  # a heartbeat
+                ]
+            )
+        )
+        results = list(answer.results)
+        assert [r.recorded for r in results] == [1, 0, 0, 1, 0]
+        assert results[0].decision_id and results[3].decision_id and not results[4].error
+        assert "unknown" in results[1].error and "events_json[0].time" in results[2].error
+        for sid in (first, second):
+            (record,) = await app.store.query(kind=EVENTS_KIND, session_id=sid)
+            assert record.body["count"] == 1
+        assert (await app.store.verify()).ok

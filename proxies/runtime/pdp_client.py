@@ -267,6 +267,29 @@ class PDPClient:
             return False
         return True
 
+    async def record_batches(self, batches: list[tuple[str, list[str]]]) -> list[bool]:
+        """Several sessions' batches in one call (see record); whether each was stored."""
+        if self._stub is None:
+            return [False] * len(batches)
+        request = pdp_pb2.RecordBatchesRequest()
+        for session_id, events in batches:
+            batch = request.batches.add(session_id=session_id)
+            if events:
+                batch.events_json = "[" + ",".join(events) + "]"
+        try:
+            response = await self._stub.RecordBatches(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("%d sessions' events not recorded: %s", len(batches), _rpc_reason(exc))
+            return [False] * len(batches)
+        stored = []
+        for (session_id, events), result in zip(batches, response.results, strict=False):
+            if result.error:
+                log.warning(
+                    "session %s: %d events not recorded: %s", session_id, len(events), result.error
+                )
+            stored.append(not result.error)
+        return stored + [False] * (len(batches) - len(stored))  # a short answer stores nothing more
+
 
 def _rpc_reason(exc: grpc.aio.AioRpcError) -> str:
     code = exc.code()

@@ -3,7 +3,8 @@
 Owns the event shape a proxy hands over (commands, verdicts, responses after masking,
 masking counts) and its delivery: events are sent to the PDP's store in batches at
 least every FLUSH_SECONDS, so a proxy that dies loses at most the last interval; all
-sessions of a proxy flush on the same tick, so the PDP commits their batches together. An
+sessions of a proxy flush on one tick (RecordingTick), in one RecordBatches call that
+the PDP stores in one commit (a session also sends on its own when its batch is full). An
 event is serialized to JSON text the moment it happens and waits as text: thousands of
 pending events as dicts would be traversed by every garbage collection (measured: a
 quarter of a busy proxy's CPU), text is not. A batch goes out as one JSON array.
@@ -104,9 +105,16 @@ def _response_tail(details: dict[str, Any]) -> str:
 
 
 class SessionRecorder:
-    def __init__(self, pdp: PDPClient, session_id: str, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        pdp: PDPClient,
+        session_id: str,
+        enabled: bool = True,
+        tick: RecordingTick | None = None,
+    ) -> None:
         self.pdp = pdp
         self.session_id = session_id
+        self.tick = tick  # the proxy's shared flush; None: this recorder flushes on its own
         # disabled (benchmarks only): events are dropped, heartbeats still go out
         self.enabled = enabled
         self._pending: list[str] = []
@@ -116,9 +124,12 @@ class SessionRecorder:
         self.dropped = 0
         self.unavailable = False  # the last delivery failed: the session must not go on
         self._last_sent = time.monotonic()
+        self._sending = asyncio.Lock()  # one delivery at a time: the tick's or its own
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
+        if self.tick is not None:
+            self.tick.join(self)
 
     def _add(self, event: dict[str, Any]) -> None:
         if self.enabled:
@@ -160,38 +171,110 @@ class SessionRecorder:
         )
 
     async def _run(self) -> None:
+        # with a tick, this only sends early, when a batch is full
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), until_next_flush())
+                await asyncio.wait_for(
+                    self._wake.wait(), None if self.tick is not None else until_next_flush()
+                )
             self._wake.clear()
             await self.flush()
 
     async def flush(self) -> bool:
         """Send what is pending now (events added meanwhile wait for the next flush, so
         a busy session sends one batch per interval, not a stream of tiny ones)."""
-        if not self._pending and time.monotonic() - self._last_sent >= HEARTBEAT_SECONDS:
-            return await self._send([])
-        remaining = len(self._pending)
-        while remaining > 0:
-            batch = self._pending[: min(remaining, MAX_BATCH)]
-            if not await self._send(batch):
-                return False
-            del self._pending[: len(batch)]
-            remaining -= len(batch)
-        return True
+        async with self._sending:
+            if not self._pending and self._heartbeat_due():
+                return await self._send([])
+            remaining = len(self._pending)
+            while remaining > 0:
+                batch = self._pending[: min(remaining, MAX_BATCH)]
+                if not await self._send(batch):
+                    return False
+                remaining -= len(batch)
+            return True
+
+    def _heartbeat_due(self) -> bool:
+        return time.monotonic() - self._last_sent >= HEARTBEAT_SECONDS
+
+    def _due(self) -> list[str] | None:
+        """What the tick sends for this session now (an empty batch: a heartbeat), or
+        None when nothing is due."""
+        if self._pending:
+            return self._pending[:MAX_BATCH]
+        return [] if self._heartbeat_due() else None
 
     async def _send(self, batch: list[str]) -> bool:
-        if not await self.pdp.record(self.session_id, batch):
+        return self._settle(batch, await self.pdp.record(self.session_id, batch))
+
+    def _settle(self, batch: list[str], stored: bool) -> bool:
+        """After a delivery: drop what was stored, or mark the recording unavailable."""
+        if not stored:
             self.failed_batches += 1
             self.unavailable = True
             return False
+        del self._pending[: len(batch)]
         self.unavailable = False
         self._last_sent = time.monotonic()
         return True
+
+    async def close(self) -> None:
+        if self.tick is not None:
+            self.tick.leave(self)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+
+class RecordingTick:
+    """The flush of every recording of one proxy: on each tick, the pending events of all
+    its sessions go to the PDP in one RecordBatches call, which the PDP stores in one
+    commit. A session whose batch was not stored is marked unavailable, as with its own
+    flush; a recorder that is already sending (a full batch, its close) waits a tick."""
+
+    def __init__(self, pdp: PDPClient) -> None:
+        self.pdp = pdp
+        self._members: dict[SessionRecorder, None] = {}  # in the order sessions opened
+        self._task: asyncio.Task[None] | None = None
+
+    def join(self, recorder: SessionRecorder) -> None:
+        self._members[recorder] = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+
+    def leave(self, recorder: SessionRecorder) -> None:
+        self._members.pop(recorder, None)
+
+    async def _run(self) -> None:
+        while self._members:
+            await asyncio.sleep(until_next_flush())
+            await self.flush()
+
+    async def flush(self) -> None:
+        taken: list[tuple[SessionRecorder, list[str]]] = []
+        for recorder in list(self._members):
+            if recorder._sending.locked():
+                continue
+            batch = recorder._due()
+            if batch is not None:
+                await recorder._sending.acquire()  # free, so this does not wait
+                taken.append((recorder, batch))
+        if not taken:
+            return
+        try:
+            stored = await self.pdp.record_batches([(r.session_id, b) for r, b in taken])
+        except BaseException:
+            stored = [False] * len(taken)
+            raise
+        finally:
+            for (recorder, batch), ok in zip(taken, stored, strict=True):
+                recorder._settle(batch, ok)
+                recorder._sending.release()
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()

@@ -29,7 +29,7 @@ from proxies.runtime.credentials import (
     provider_for,
 )
 from proxies.runtime.pdp_client import PDPClient, Ruling, SessionGrant, SessionRefused
-from proxies.runtime.recorder import SessionRecorder
+from proxies.runtime.recorder import RecordingTick, SessionRecorder
 
 log = logging.getLogger("portcullis.session")
 
@@ -43,6 +43,11 @@ class ProxyRuntime:
     recording_enabled: bool = True
     approval_timeout: float = 120.0
     sessions: set[ProxySession] = field(default_factory=set)
+    recording_tick: RecordingTick | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.recording_tick is None:
+            self.recording_tick = RecordingTick(self.pdp)
 
     @classmethod
     def build(
@@ -76,6 +81,8 @@ class ProxyRuntime:
         await asyncio.gather(
             *(s.close("proxy_shutdown") for s in list(self.sessions)), return_exceptions=True
         )
+        if self.recording_tick is not None:
+            await self.recording_tick.close()
         await self.provider.close()
         await self.pdp.close()
 
@@ -146,7 +153,10 @@ class ProxySession:
             await runtime.pdp.close_session(grant.session_id, "credential_unavailable", True)
             raise SessionRefused(f"no upstream credential: {exc}") from None
         self.recorder = SessionRecorder(
-            runtime.pdp, grant.session_id, enabled=runtime.recording_enabled
+            runtime.pdp,
+            grant.session_id,
+            enabled=runtime.recording_enabled,
+            tick=runtime.recording_tick,
         )
         self.recorder.start()
         runtime.sessions.add(self)

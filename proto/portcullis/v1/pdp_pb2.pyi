@@ -233,6 +233,28 @@ class RecordEventsResponse(_message.Message):
     decision_id: str
     def __init__(self, recorded: _Optional[int] = ..., decision_id: _Optional[str] = ...) -> None: ...
 
+class RecordBatchesRequest(_message.Message):
+    __slots__ = ("batches",)
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    batches: _containers.RepeatedCompositeFieldContainer[RecordEventsRequest]
+    def __init__(self, batches: _Optional[_Iterable[_Union[RecordEventsRequest, _Mapping]]] = ...) -> None: ...
+
+class RecordBatchResult(_message.Message):
+    __slots__ = ("recorded", "decision_id", "error")
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    decision_id: str
+    error: str
+    def __init__(self, recorded: _Optional[int] = ..., decision_id: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class RecordBatchesResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RecordBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[RecordBatchResult, _Mapping]]] = ...) -> None: ...
+
 class Approval(_message.Message):
     __slots__ = ("id", "state", "requester", "connection", "command", "reasons", "approvers", "justification", "created_at", "expires_at", "approver", "decision_reason", "ttl_seconds")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -59,6 +59,11 @@ class DecisionServiceStub:
                 request_serializer=portcullis_dot_v1_dot_pdp__pb2.RecordEventsRequest.SerializeToString,
                 response_deserializer=portcullis_dot_v1_dot_pdp__pb2.RecordEventsResponse.FromString,
                 _registered_method=True)
+        self.RecordBatches = channel.unary_unary(
+                '/portcullis.v1.DecisionService/RecordBatches',
+                request_serializer=portcullis_dot_v1_dot_pdp__pb2.RecordBatchesRequest.SerializeToString,
+                response_deserializer=portcullis_dot_v1_dot_pdp__pb2.RecordBatchesResponse.FromString,
+                _registered_method=True)
         self.AwaitApproval = channel.unary_stream(
                 '/portcullis.v1.DecisionService/AwaitApproval',
                 request_serializer=portcullis_dot_v1_dot_pdp__pb2.AwaitApprovalRequest.SerializeToString,
@@ -114,6 +119,14 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordBatches(self, request, context):
+        """Several sessions' batches in one call (a proxy's flush tick): each is checked and
+        stored as its own record, all in one commit; each gets its own result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AwaitApproval(self, request, context):
         """Wait for a person to decide an approval request (streams its state until decided).
         """
@@ -162,6 +175,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.RecordEvents,
                     request_deserializer=portcullis_dot_v1_dot_pdp__pb2.RecordEventsRequest.FromString,
                     response_serializer=portcullis_dot_v1_dot_pdp__pb2.RecordEventsResponse.SerializeToString,
+            ),
+            'RecordBatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordBatches,
+                    request_deserializer=portcullis_dot_v1_dot_pdp__pb2.RecordBatchesRequest.FromString,
+                    response_serializer=portcullis_dot_v1_dot_pdp__pb2.RecordBatchesResponse.SerializeToString,
             ),
             'AwaitApproval': grpc.unary_stream_rpc_method_handler(
                     servicer.AwaitApproval,
@@ -314,6 +332,33 @@ class DecisionService:
             '/portcullis.v1.DecisionService/RecordEvents',
             portcullis_dot_v1_dot_pdp__pb2.RecordEventsRequest.SerializeToString,
             portcullis_dot_v1_dot_pdp__pb2.RecordEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/portcullis.v1.DecisionService/RecordBatches',
+            portcullis_dot_v1_dot_pdp__pb2.RecordBatchesRequest.SerializeToString,
+            portcullis_dot_v1_dot_pdp__pb2.RecordBatchesResponse.FromString,
             options,
             channel_credentials,
             insecure,
