@@ -278,28 +278,29 @@ def _outcome(parser, frames: list[bytes]):
         return ("violation", str(exc))
 
 
-hot_type = st.sampled_from([b"D", b"C", b"Z", b"T", b"1", b"n"])
-
-
-@st.composite
-def hot_backend_frames(draw) -> bytes:
-    """Frames of the types with fast decoders or repeat memory: valid, or nearly so."""
+def _nearly_valid(draw, messages, types: list[bytes]) -> bytes:
+    """A frame of one of `messages`, up to two of its body bytes flipped; or a random body
+    under one of `types`."""
     if draw(st.booleans()):
-        message = draw(
-            st.one_of(
-                st.builds(c.DataRow, st.lists(value, max_size=4)),
-                st.builds(c.CommandComplete, text),
-                st.builds(c.ReadyForQuery, status),
-            )
-        )
-        frame = bytearray(message.encode())
+        frame = bytearray(draw(messages).encode())
         for _ in range(draw(st.integers(0, 2))):  # flip a byte of the body
             if len(frame) > 5:
                 at = draw(st.integers(5, len(frame) - 1))
                 frame[at] = draw(st.integers(0, 255))
         return bytes(frame)
     body = draw(st.binary(max_size=16))
-    return draw(hot_type) + (len(body) + 4).to_bytes(4, "big") + body
+    return draw(st.sampled_from(types)) + (len(body) + 4).to_bytes(4, "big") + body
+
+
+@st.composite
+def hot_backend_frames(draw) -> bytes:
+    """Frames of the types with fast decoders or repeat memory: valid, or nearly so."""
+    messages = st.one_of(
+        st.builds(c.DataRow, st.lists(value, max_size=4)),
+        st.builds(c.CommandComplete, text),
+        st.builds(c.ReadyForQuery, status),
+    )
+    return _nearly_valid(draw, messages, [b"D", b"C", b"Z", b"T", b"1", b"n"])
 
 
 @FUZZ
@@ -321,35 +322,16 @@ def test_fast_query_decoding_matches_the_general_decoder(body, terminate):
 @st.composite
 def hot_frontend_frames(draw) -> bytes:
     """What a client running a prepared statement sends: valid, or nearly so."""
-    if draw(st.booleans()):
-        message = draw(
-            st.one_of(
-                st.builds(
-                    c.Bind,
-                    text,
-                    text,
-                    st.lists(st.integers(-(2**15), 2**15 - 1), max_size=3),
-                    st.lists(value, max_size=3),
-                    st.lists(st.integers(-(2**15), 2**15 - 1), max_size=3),
-                ),
-                st.builds(c.Parse, text, text, st.lists(st.integers(0, 2**32 - 1), max_size=2)),
-                st.builds(c.Describe, st.sampled_from(["S", "P"]), text),
-                st.builds(c.Execute, text, st.integers(0, 2**31 - 1)),
-                st.just(c.Sync()),
-            )
-        )
-        frame = bytearray(message.encode())
-        for _ in range(draw(st.integers(0, 2))):  # flip a byte of the body
-            if len(frame) > 5:
-                at = draw(st.integers(5, len(frame) - 1))
-                frame[at] = draw(st.integers(0, 255))
-        return bytes(frame)
-    body = draw(st.binary(max_size=16))
-    return (
-        draw(st.sampled_from([b"B", b"P", b"D", b"E", b"S"]))
-        + (len(body) + 4).to_bytes(4, "big")
-        + body
-    )
+    int16 = st.integers(-(2**15), 2**15 - 1)
+    messages = st.one_of(
+        st.builds(c.Bind, text, text, st.lists(int16, max_size=3), st.lists(value, max_size=3),
+                  st.lists(int16, max_size=3)),
+        st.builds(c.Parse, text, text, st.lists(st.integers(0, 2**32 - 1), max_size=2)),
+        st.builds(c.Describe, st.sampled_from(["S", "P"]), text),
+        st.builds(c.Execute, text, st.integers(0, 2**31 - 1)),
+        st.just(c.Sync()),
+    )  # fmt: skip
+    return _nearly_valid(draw, messages, [b"B", b"P", b"D", b"E", b"S"])
 
 
 @FUZZ
