@@ -30,7 +30,7 @@ from pdp.identity import TokenRejected, TokenVerifier
 from pdp.policy_input import COMMAND_KINDS, build_input, command_input
 from pdp.recordings import EVENTS_KIND, MalformedEvents, checked_batch
 from pdp.sessions import Session, SessionTable, new_session_id
-from pdp.store import StoreUnavailable
+from pdp.store import AuditStore, StoreUnavailable
 from pdp.verdict import Verdict, VerdictKind
 
 log = logging.getLogger("portcullis.service")
@@ -353,7 +353,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
     ) -> pdp_pb2.RecordEventsResponse:
         try:
             kept = await self._batch_record(request)
-            record_id = await kept.stored() if kept.count else ""
+            record_id = await kept.stored()
         except _BatchRefused as refused:
             await context.abort(refused.code, refused.message)
             raise AssertionError("unreachable") from None
@@ -377,7 +377,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             if isinstance(item, _BatchRefused):
                 return pdp_pb2.RecordBatchResult(error=item.message)
             try:
-                record_id = await item.stored() if item.count else ""
+                record_id = await item.stored()
             except _BatchRefused as refused:
                 return pdp_pb2.RecordBatchResult(error=refused.message)
             return pdp_pb2.RecordBatchResult(recorded=item.count, decision_id=record_id)
@@ -412,7 +412,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         else:
             count = len(request.events)
             body = {"events": [_event_dict(event) for event in request.events]}
-        return _KeptBatch(self, session, body, count, plain=request.events_json != "")
+        return _KeptBatch(self.decider.store, session, body, count, request.events_json != "")
 
     async def ServerInfo(
         self, request: pdp_pb2.ServerInfoRequest, context: grpc.aio.ServicerContext
@@ -440,20 +440,17 @@ class _KeptBatch:
     """A checked batch of one session's events, waiting to be appended."""
 
     def __init__(
-        self,
-        service: DecisionService,
-        session: Session,
-        body: dict[str, Any],
-        count: int,
-        plain: bool,
+        self, store: AuditStore, session: Session, body: dict[str, Any], count: int, plain: bool
     ) -> None:
-        self.service, self.session, self.body = service, session, body
+        self.store, self.session, self.body = store, session, body
         self.count, self.plain = count, plain
 
     async def stored(self) -> str:
-        """Append it; the record's id once committed."""
+        """Append it; the record's id once committed ("" for a heartbeat: nothing to keep)."""
+        if not self.count:
+            return ""
         try:
-            record = await self.service.decider.store.append(
+            record = await self.store.append(
                 EVENTS_KIND,
                 self.body,
                 session_id=self.session.id,

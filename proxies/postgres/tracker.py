@@ -248,9 +248,8 @@ class ResponseTracker:
         )
         head.parts += 1
         head.rows = 0
-        head.masked = (
-            _NOTHING_MASKED  # the completion keeps its counts; the next part starts afresh
-        )
+        # the completion keeps its counts; the next part starts afresh
+        head.masked = _NOTHING_MASKED
 
     # -- masking ------------------------------------------------------------------------
 

@@ -255,11 +255,8 @@ class PDPClient:
         is a heartbeat)."""
         if self._stub is None:
             return False
-        request = pdp_pb2.RecordEventsRequest(session_id=session_id)
-        if events:
-            request.events_json = "[" + ",".join(events) + "]"
         try:
-            await self._stub.RecordEvents(request, timeout=self.timeout)
+            await self._stub.RecordEvents(_batch(session_id, events), timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
             log.warning(
                 "session %s: %d events not recorded: %s", session_id, len(events), _rpc_reason(exc)
@@ -271,11 +268,9 @@ class PDPClient:
         """Several sessions' batches in one call (see record); whether each was stored."""
         if self._stub is None:
             return [False] * len(batches)
-        request = pdp_pb2.RecordBatchesRequest()
-        for session_id, events in batches:
-            batch = request.batches.add(session_id=session_id)
-            if events:
-                batch.events_json = "[" + ",".join(events) + "]"
+        request = pdp_pb2.RecordBatchesRequest(
+            batches=[_batch(session_id, events) for session_id, events in batches]
+        )
         try:
             response = await self._stub.RecordBatches(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
@@ -289,6 +284,14 @@ class PDPClient:
                 )
             stored.append(not result.error)
         return stored + [False] * (len(batches) - len(stored))  # a short answer stores nothing more
+
+
+def _batch(session_id: str, events: list[str]) -> pdp_pb2.RecordEventsRequest:
+    """One session's events as one JSON array (none: a heartbeat)."""
+    request = pdp_pb2.RecordEventsRequest(session_id=session_id)
+    if events:
+        request.events_json = "[" + ",".join(events) + "]"
+    return request
 
 
 def _rpc_reason(exc: grpc.aio.AioRpcError) -> str:

@@ -263,11 +263,9 @@ class RecordingTick:
                 taken.append((recorder, batch))
         if not taken:
             return
+        stored = [False] * len(taken)  # what counts if the call itself fails
         try:
             stored = await self.pdp.record_batches([(r.session_id, b) for r, b in taken])
-        except BaseException:
-            stored = [False] * len(taken)
-            raise
         finally:
             for (recorder, batch), ok in zip(taken, stored, strict=True):
                 recorder._settle(batch, ok)
