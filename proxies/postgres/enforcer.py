@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pdp.policy_input import classified, shaped
 from pdp.verdict import MaskRule, Verdict, VerdictKind
@@ -91,27 +92,35 @@ class Enforcer:
         ruling = await self.session.decide_or_wait(
             "postgres.query", sql, {"protocol": protocol}, shaped, self.tell
         )
-        if ruling.kind is VerdictKind.MASK:
-            try:
-                masker = self.masker(ruling)
-            except MaskingError as exc:
-                return Ruling(
-                    Verdict.deny(f"policy mask rules unusable ({exc}) — denied"),
-                    ruling.decision_id,
-                    ruling.policy_revision,
-                )
-            if (
-                masker is not None
-                and any(r.field for r in ruling.verdict.mask)
-                and any(
-                    s.get("type") == "copy" and s.get("direction") == "to" for s in classified(sql)
-                )
-            ):
-                return Ruling(
-                    Verdict.deny("COPY output cannot be masked by column; use SELECT — denied"),
-                    ruling.decision_id,
-                    ruling.policy_revision,
-                )
+        return self._vetted(sql, ruling)
+
+    def _known(self, sql: str) -> Ruling | None:
+        """The statement's verdict when no PDP round trip is needed (reused), else None."""
+        ruling = self.session.ruling_now("postgres.query", sql, shaped)
+        return None if ruling is None else self._vetted(sql, ruling)
+
+    def _vetted(self, sql: str, ruling: Ruling) -> Ruling:
+        """A mask verdict the proxy cannot carry out becomes a deny."""
+        if ruling.kind is not VerdictKind.MASK:
+            return ruling
+        try:
+            masker = self.masker(ruling)
+        except MaskingError as exc:
+            return Ruling(
+                Verdict.deny(f"policy mask rules unusable ({exc}) — denied"),
+                ruling.decision_id,
+                ruling.policy_revision,
+            )
+        if (
+            masker is not None
+            and any(r.field for r in ruling.verdict.mask)
+            and any(s.get("type") == "copy" and s.get("direction") == "to" for s in classified(sql))
+        ):
+            return Ruling(
+                Verdict.deny("COPY output cannot be masked by column; use SELECT — denied"),
+                ruling.decision_id,
+                ruling.policy_revision,
+            )
         return ruling
 
     def tell(self, text: str) -> None:
@@ -142,15 +151,32 @@ class Enforcer:
         self._send(poison, Expect("Parse", replace_error=error))
 
     # -- messages ------------------------------------------------------------------------
+    # Each message is handled by now() when nothing needs the PDP (a reused verdict, the
+    # messages of an allowed statement): no await, so a proxy's hot path runs straight
+    # through. Otherwise on_message() asks the PDP first, then finishes the same way.
 
-    async def on_message(self, message: codec.Message) -> None:
-        handler = _HANDLERS.get(type(message))
+    def now(self, message: codec.Message) -> bool:
+        """Handle a message if no PDP round trip is needed; False: await on_message()."""
+        handler = _NOW.get(type(message))
         if handler is None:
             raise codec.ProtocolViolation(f"unexpected {type(message).__name__} from client")
-        await handler(self, message)
+        return handler(self, message)
 
-    async def on_query(self, message: codec.Query) -> None:
-        ruling = await self.decide(message.sql, "simple")
+    async def on_message(self, message: codec.Message) -> None:
+        if not self.now(message):
+            await _ASKING[type(message)](self, message)
+
+    def _query_now(self, message: codec.Query) -> bool:
+        ruling = self._known(message.sql)
+        if ruling is None:
+            return False
+        self._query(message, ruling)
+        return True
+
+    async def _query_asking(self, message: codec.Query) -> None:
+        self._query(message, await self.decide(message.sql, "simple"))
+
+    def _query(self, message: codec.Query, ruling: Ruling) -> None:
         if not ruling.verdict.allowed:
             self.session.record_command(message.sql, ruling, protocol="simple")
             self._refuse_now(refusal(ruling), ready=True)
@@ -168,10 +194,19 @@ class Enforcer:
             ),
         )
 
-    async def on_parse(self, message: codec.Parse) -> None:
+    def _parse_now(self, message: codec.Parse) -> bool:
         if self.discarding:
-            return
-        ruling = await self.decide(message.sql, "extended")
+            return True
+        ruling = self._known(message.sql)
+        if ruling is None:
+            return False
+        self._parse(message, ruling)
+        return True
+
+    async def _parse_asking(self, message: codec.Parse) -> None:
+        self._parse(message, await self.decide(message.sql, "extended"))
+
+    def _parse(self, message: codec.Parse, ruling: Ruling) -> None:
         if not ruling.verdict.allowed:
             self.session.record_command(message.sql, ruling, protocol="extended")
             self.statements.pop(message.name, None)
@@ -182,34 +217,37 @@ class Enforcer:
         self.batch_forwarded = True
         self._send(message, Expect("Parse", statement=message.name))
 
-    async def _allowed_statement(self, name: str) -> PreparedStatement | None:
-        statement = self.statements.get(name)
-        if statement is None:
-            return None
+    def _stale(self, statement: PreparedStatement) -> bool:
+        """The policy changed since this statement was allowed (a reused verdict still
+        holds: the reuse table already checked it against the revision)."""
         revision = self.session.runtime.pdp.revision
-        if (
-            revision
-            and statement.ruling.policy_revision != revision
-            and not (statement.ruling.cached)
-        ):
-            # the policy changed since this statement was allowed: ask again
-            ruling = await self.decide(statement.sql, "extended")
-            if not ruling.verdict.allowed:
-                del self.statements[name]
-                self.session.record_command(statement.sql, ruling, protocol="extended")
-                return None
-            statement.ruling = ruling
-        return statement
+        ruling = statement.ruling
+        return bool(revision) and ruling.policy_revision != revision and not ruling.cached
 
-    def _never_allowed(self, what: str) -> None:
-        self._refuse_in_batch(
-            codec.error_response(f"portcullis: {what} was not allowed by policy in this session")
-        )
-
-    async def on_bind(self, message: codec.Bind) -> None:
+    def _bind_now(self, message: codec.Bind) -> bool:
         if self.discarding:
-            return
-        if await self._allowed_statement(message.statement) is None:
+            return True
+        statement = self.statements.get(message.statement)
+        if statement is not None and self._stale(statement):
+            return False
+        self._bind(message, statement)
+        return True
+
+    async def _bind_asking(self, message: codec.Bind) -> None:
+        """Bind of a statement allowed under an earlier policy: ask again first."""
+        statement: PreparedStatement | None = self.statements[message.statement]
+        assert statement is not None
+        ruling = await self.decide(statement.sql, "extended")
+        if ruling.verdict.allowed:
+            statement.ruling = ruling
+        else:
+            del self.statements[message.statement]
+            self.session.record_command(statement.sql, ruling, protocol="extended")
+            statement = None
+        self._bind(message, statement)
+
+    def _bind(self, message: codec.Bind, statement: PreparedStatement | None) -> None:
+        if statement is None:
             self._never_allowed(f"prepared statement {message.statement!r}")
             return
         self.portals[message.portal] = Portal(message.statement, list(message.result_formats))
@@ -217,32 +255,38 @@ class Enforcer:
         self.batch_forwarded = True
         self._send(message, Expect("Bind"))
 
-    async def on_describe(self, message: codec.Describe) -> None:
+    def _never_allowed(self, what: str) -> None:
+        self._refuse_in_batch(
+            codec.error_response(f"portcullis: {what} was not allowed by policy in this session")
+        )
+
+    def _describe(self, message: codec.Describe) -> bool:
         if self.discarding:
-            return
+            return True
         if message.kind == "S" and message.name not in self.statements:
             self._never_allowed(f"prepared statement {message.name!r}")
-            return
+            return True
         if message.kind == "P" and message.name not in self.portals:
             self._never_allowed(f"portal {message.name!r}")
-            return
+            return True
         self.batch_forwarded = True
         kind = "DescribeS" if message.kind == "S" else "DescribeP"
         self._send(message, Expect(kind, statement=message.name))
+        return True
 
-    async def on_execute(self, message: codec.Execute) -> None:
+    def _execute(self, message: codec.Execute) -> bool:
         if self.discarding:
-            return
+            return True
         portal = self.portals.get(message.portal)
         statement = self.statements.get(portal.statement) if portal else None
         if portal is None or statement is None:
             self._never_allowed(f"portal {message.portal!r}")
-            return
+            return True
         ruling = statement.ruling
         halt = self.session.halted()
         if halt is not None:
             self._refuse_in_batch(refusal(halt))
-            return
+            return True
         masker = self.masker(ruling)
         if (
             masker is not None
@@ -269,10 +313,11 @@ class Enforcer:
                 protocol="extended",
             ),
         )
+        return True
 
-    async def on_close(self, message: codec.Close) -> None:
+    def _close(self, message: codec.Close) -> bool:
         if self.discarding:
-            return
+            return True
         if message.kind == "S":
             self.statements.pop(message.name, None)
             self.tracker.statement_shapes.pop(message.name, None)
@@ -281,27 +326,36 @@ class Enforcer:
             self.tracker.portal_shapes.pop(message.name, None)
         self.batch_forwarded = True
         self._send(message, Expect("Close"))
+        return True
 
-    async def on_sync(self, message: codec.Sync) -> None:
+    def _sync(self, message: codec.Sync) -> bool:
         forwarded, self.batch_forwarded = self.batch_forwarded, False
         if self.discarding and not forwarded:
             self.discarding = False
             self.reply(
                 self.tracker.synthetic(lambda status: codec.ready_for_query(status).encode())
             )
-            return
+            return True
         self.discarding = False
         self._send(message, Expect("Sync"))
+        return True
 
-    async def on_flush(self, message: codec.Flush) -> None:
+    def _flush(self, message: codec.Flush) -> bool:
         if not self.discarding:
             self.forward(message.raw or message.encode())
+        return True
 
-    async def on_copy(self, message: codec.Message) -> None:
+    def _copy(self, message: codec.Message) -> bool:
         # CopyData/CopyDone/CopyFail belong to a COPY FROM STDIN that was already allowed
         self.forward(message.raw or message.encode())
+        return True
 
-    async def on_function_call(self, message: codec.FunctionCall) -> None:
+    def _terminate(self, message: codec.Terminate) -> bool:
+        self.terminated = True
+        self.forward(message.raw or message.encode())
+        return True
+
+    async def _function_call_asking(self, message: codec.FunctionCall) -> None:
         """A fast-path call names its function by OID: decide on the function's name."""
         name = await self.resolve_function(message.oid) if self.resolve_function else None
         raw = f"<function call {name or f'oid {message.oid}'}>"
@@ -330,23 +384,31 @@ class Enforcer:
             ),
         )
 
-    async def on_terminate(self, message: codec.Terminate) -> None:
-        self.terminated = True
-        self.forward(message.raw or message.encode())
+
+def _never_now(enforcer: Enforcer, message: codec.Message) -> bool:
+    return False  # always asks the PDP
 
 
-_HANDLERS: dict[type, Callable] = {
-    codec.Query: Enforcer.on_query,
-    codec.Parse: Enforcer.on_parse,
-    codec.Bind: Enforcer.on_bind,
-    codec.Describe: Enforcer.on_describe,
-    codec.Execute: Enforcer.on_execute,
-    codec.Close: Enforcer.on_close,
-    codec.Sync: Enforcer.on_sync,
-    codec.Flush: Enforcer.on_flush,
-    codec.CopyData: Enforcer.on_copy,
-    codec.CopyDone: Enforcer.on_copy,
-    codec.CopyFail: Enforcer.on_copy,
-    codec.FunctionCall: Enforcer.on_function_call,
-    codec.Terminate: Enforcer.on_terminate,
+# what each client message does without waiting (False: it must ask the PDP) ...
+_NOW: dict[type, Callable[[Enforcer, Any], bool]] = {
+    codec.Query: Enforcer._query_now,
+    codec.Parse: Enforcer._parse_now,
+    codec.Bind: Enforcer._bind_now,
+    codec.Describe: Enforcer._describe,
+    codec.Execute: Enforcer._execute,
+    codec.Close: Enforcer._close,
+    codec.Sync: Enforcer._sync,
+    codec.Flush: Enforcer._flush,
+    codec.CopyData: Enforcer._copy,
+    codec.CopyDone: Enforcer._copy,
+    codec.CopyFail: Enforcer._copy,
+    codec.FunctionCall: _never_now,
+    codec.Terminate: Enforcer._terminate,
+}
+# ... and what it does after asking
+_ASKING: dict[type, Callable[[Enforcer, Any], Awaitable[None]]] = {
+    codec.Query: Enforcer._query_asking,
+    codec.Parse: Enforcer._parse_asking,
+    codec.Bind: Enforcer._bind_asking,
+    codec.FunctionCall: Enforcer._function_call_asking,
 }

@@ -17,6 +17,7 @@ import os
 import secrets
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pdp.config import Config, ConnectionSettings
@@ -298,6 +299,7 @@ class ClientConnection:
         upstream = self.upstream
         tracker = ResponseTracker()
         tracker.status = upstream.status
+        tracker.column_names = self.proxy.column_names
         enforcer = Enforcer(
             self.session,
             tracker,
@@ -306,27 +308,16 @@ class ClientConnection:
             self.proxy.hash_key,
             self._function_name,
         )
-        client_side = asyncio.create_task(self._pump_client(enforcer))
-        server_side = asyncio.create_task(self._pump_server(tracker))
-        waiting = {client_side, server_side}
+        relay = _Relay(self, enforcer, tracker)
+        waiting: set[asyncio.Future[str]] = {relay.ended}
         expires_at = self.session.grant.expires_at if self.session.grant else 0.0
         if expires_at:
-            waiting.add(asyncio.create_task(self._grant_ends(expires_at)))
+            waiting.add(asyncio.ensure_future(self._grant_ends(expires_at)))
         reason, abnormal = "client_disconnect", False
         try:
+            relay.start(self.reader, upstream)
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            finished = done.pop()
-            if finished.cancelled():
-                reason = "proxy_shutdown"
-            elif finished.exception() is not None:
-                exc = finished.exception()
-                reason = (
-                    "client_disconnect"
-                    if finished is client_side and isinstance(exc, OSError)
-                    else f"error: {type(exc).__name__}"
-                )
-            else:
-                reason = finished.result()
+            reason = done.pop().result()
             abnormal = reason not in ("client_disconnect", "client_terminate", "grant_expired")
             if not tracker.idle and self.key is not None:
                 # the client left mid-query: stop the query, not just the socket
@@ -335,27 +326,30 @@ class ClientConnection:
             reason, abnormal = "proxy_shutdown", False
             raise
         finally:
-            for task in waiting:
-                task.cancel()
-            await asyncio.gather(*waiting, return_exceptions=True)
+            for future in waiting:
+                future.cancel()
+            await relay.stop()
             upstream.writer.close()
             if self.key is not None:
                 self.proxy.cancel_keys.pop(self.key, None)
             await self._close_session(reason, abnormal)
 
-    async def _learn_columns(self, messages: list[codec.Message]) -> None:
-        """Before rows are masked: the real names of the result's table columns."""
+    def unknown_tables(self, messages: list[codec.Message]) -> set[int]:
+        """Tables in these results whose column names masking does not know yet."""
         known = self.proxy.column_names
         unknown = {
             f.table_oid
             for m in messages
-            if isinstance(m, codec.RowDescription)
+            if type(m) is codec.RowDescription
             for f in m.fields
             if f.table_oid and (f.table_oid, f.column) not in known
         }
-        unknown -= self.proxy.unnamed_tables
+        return unknown - self.proxy.unnamed_tables
+
+    async def learn_columns(self, unknown: set[int]) -> None:
+        """Before rows are masked: the real names of the result's table columns."""
         session = self.session
-        if not unknown or session is None or session.lease is None or self._params is None:
+        if session is None or session.lease is None or self._params is None:
             return
         names = await column_names(
             self.proxy.upstream_host,
@@ -369,7 +363,7 @@ class ClientConnection:
             # masking falls back to the result's names and the detectors; remember
             # nothing, so the next result tries again
             return
-        known.update(names)
+        self.proxy.column_names.update(names)
         self.proxy.unnamed_tables |= {oid for oid in unknown if not any(k[0] == oid for k in names)}
 
     async def _function_name(self, oid: int) -> str | None:
@@ -400,57 +394,14 @@ class ClientConnection:
         session.counters["credential_exposed"] = int(exposed)
         await asyncio.shield(session.close(reason, abnormal))
 
-    async def _pump_client(self, enforcer: Enforcer) -> str:
-        upstream = self.upstream
-        assert upstream is not None
-        while True:
-            data = await self.reader.read(READ_SIZE)
-            if not data:
-                return "client_disconnect"
-            try:
-                messages = self.parser.feed(data)
-                for message in messages:
-                    await enforcer.on_message(message)
-                    if enforcer.terminated:
-                        self._flush_upstream()
-                        return "client_terminate"
-            except codec.ProtocolViolation as exc:
-                self._flush_upstream()
-                self.fatal(f"portcullis: protocol violation: {exc}", "08P01")
-                return "protocol_violation"
-            self._flush_upstream()
-            await upstream.writer.drain()
-            await self.writer.drain()
-
-    def _flush_upstream(self) -> None:
+    def flush_upstream(self) -> None:
         """One write per client read: the messages a client pipelines go up together."""
         if self._outbound and self.upstream is not None:
             self.upstream.writer.write(b"".join(self._outbound))
             self._outbound.clear()
 
-    async def _pump_server(self, tracker: ResponseTracker) -> str:
-        upstream = self.upstream
-        session = self.session
-        assert upstream is not None and session is not None
-        pending = upstream.pending
-        tracker.column_names = self.proxy.column_names
-        while True:
-            await self._learn_columns(pending)
-            out = b"".join(tracker.on_backend(m) for m in pending)
-            self.to_client(out)
-            self._record(tracker, session)
-            await self.writer.drain()
-            data = await upstream.reader.read(READ_SIZE)
-            if not data:
-                return "upstream_closed"
-            try:
-                pending = upstream.parser.feed(data)
-            except codec.ProtocolViolation as exc:
-                self.fatal(f"portcullis: upstream protocol violation: {exc}", "08P01")
-                return "upstream_protocol_violation"
-
     @staticmethod
-    def _record(tracker: ResponseTracker, session: ProxySession) -> None:
+    def record(tracker: ResponseTracker, session: ProxySession) -> None:
         """One event per completed statement: the command, its verdict and its result."""
         for done in tracker.completions:
             details: dict[str, Any] = {
@@ -469,3 +420,245 @@ class ClientConnection:
             if done.masked:
                 session.record_masking(dict(done.masked), done.decision_id)
         tracker.completions.clear()
+
+
+class _Side(asyncio.Protocol):
+    """One socket of a relayed session: what it reads goes to the relay, and it says when
+    its peer must stop sending because its own writes back up."""
+
+    def __init__(
+        self,
+        received: Callable[[bytes], None],
+        lost: Callable[[], None],
+        writable: Callable[[bool], None],
+    ) -> None:
+        self._received = received
+        self._lost = lost
+        self._writable = writable
+
+    def data_received(self, data: bytes) -> None:
+        self._received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost()
+
+    def pause_writing(self) -> None:
+        self._writable(False)
+
+    def resume_writing(self) -> None:
+        self._writable(True)
+
+
+class _Relay:
+    """The two directions of a session once it is open, driven by the sockets' callbacks.
+
+    Client bytes → FrontendParser → Enforcer → upstream; server bytes → BackendParser →
+    ResponseTracker → client. Whatever needs no PDP round trip (a reused verdict, the
+    Bind/Execute/Sync of an allowed statement, every server answer) is done inside the
+    callback, with no task switch and no await. When a message must ask the PDP, or a
+    result must wait for its column names, reading from that side pauses, a task finishes
+    the chunk in order, and reading resumes: one session's wait never holds another's.
+    Flow control: a side whose writes back up pauses reading from the other side.
+    """
+
+    def __init__(
+        self, conn: ClientConnection, enforcer: Enforcer, tracker: ResponseTracker
+    ) -> None:
+        self.conn = conn
+        self.enforcer = enforcer
+        self.tracker = tracker
+        self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._transports: dict[str, asyncio.BaseTransport] = {}
+        self._held: dict[str, set[str]] = {"client": set(), "server": set()}
+        self._waits: dict[str, asyncio.Task[None] | None] = {"client": None, "server": None}
+        self._backlog: dict[str, list[bytes]] = {"client": [], "server": []}
+
+    def start(self, reader: asyncio.StreamReader, upstream: Upstream) -> None:
+        """Take both sockets over from their streams (what a stream already holds first)."""
+        self._adopt("client", self.conn.writer, reader, self._client_data)
+        self._adopt("server", upstream.writer, upstream.reader, self._server_data)
+        if upstream.pending:
+            self._answer(upstream.pending)
+            upstream.pending = []
+        for side, data in (("client", self._take(reader)), ("server", self._take(upstream.reader))):
+            if data:
+                (self._client_data if side == "client" else self._server_data)(data)
+        if reader.at_eof():
+            self._end("client_disconnect")
+        if upstream.reader.at_eof():
+            self._end("upstream_closed")
+
+    @staticmethod
+    def _take(reader: asyncio.StreamReader) -> bytes:
+        # bytes the stream read ahead while the session was being opened (StreamReader
+        # has no public way to take its buffer without awaiting)
+        buffered = reader._buffer  # type: ignore[attr-defined]
+        data = bytes(buffered)
+        buffered.clear()
+        return data
+
+    def _adopt(
+        self,
+        side: str,
+        writer: asyncio.StreamWriter,
+        reader: asyncio.StreamReader,
+        received: Callable[[bytes], None],
+    ) -> None:
+        lost_reason = "client_disconnect" if side == "client" else "upstream_closed"
+        other = "server" if side == "client" else "client"
+        transport = writer.transport
+        transport.set_protocol(
+            _Side(
+                received,
+                lambda: self._end(lost_reason),
+                lambda ok: self._peer_writable(other, ok),
+            )
+        )
+        self._transports[side] = transport
+        if isinstance(transport, asyncio.ReadTransport) and not transport.is_reading():
+            transport.resume_reading()  # the stream may have paused it
+
+    def _peer_writable(self, side: str, ok: bool) -> None:
+        """The other socket's writes backed up (or drained): stop (or resume) reading this
+        side, whose bytes would only pile up in memory."""
+        if ok:
+            self._release(side, "peer_full")
+        else:
+            self._hold(side, "peer_full")
+
+    async def stop(self) -> None:
+        waits = [t for t in self._waits.values() if t is not None]
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+
+    def _end(self, reason: str) -> None:
+        if not self.ended.done():
+            self.ended.set_result(reason)
+
+    def _failed(self, exc: BaseException) -> None:
+        log.error("postgres proxy: session failed", exc_info=exc)
+        self._end(f"error: {type(exc).__name__}")
+
+    # -- reading on and off ----------------------------------------------------------------
+
+    def _hold(self, side: str, reason: str) -> None:
+        held = self._held[side]
+        if not held:
+            transport = self._transports[side]
+            if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
+                transport.pause_reading()
+        held.add(reason)
+
+    def _release(self, side: str, reason: str) -> None:
+        held = self._held[side]
+        held.discard(reason)
+        if not held:
+            transport = self._transports[side]
+            if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
+                transport.resume_reading()
+
+    def _wait(self, side: str, work: Awaitable[None]) -> None:
+        """Finish a chunk in a task; reading from this side pauses until it is done."""
+        self._hold(side, "waiting")
+        self._waits[side] = asyncio.ensure_future(self._finish(side, work))
+
+    async def _finish(self, side: str, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception as exc:
+            self._failed(exc)
+        finally:
+            self._waits[side] = None
+        backlog, self._backlog[side] = self._backlog[side], []
+        received = self._client_data if side == "client" else self._server_data
+        for data in backlog:  # arrived before the pause took effect
+            received(data)
+        if self._waits[side] is None:
+            self._release(side, "waiting")
+
+    # -- client → server ---------------------------------------------------------------
+
+    def _client_data(self, data: bytes) -> None:
+        if self.ended.done():
+            return
+        if self._waits["client"] is not None:
+            self._backlog["client"].append(data)
+            return
+        conn, enforcer = self.conn, self.enforcer
+        try:
+            messages = conn.parser.feed(data)
+            for n, message in enumerate(messages):
+                if not enforcer.now(message):
+                    self._wait("client", self._ask(messages[n:]))
+                    return
+                if enforcer.terminated:
+                    break
+        except codec.ProtocolViolation as exc:
+            self._violation(exc)
+            return
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self._sent()
+
+    async def _ask(self, messages: list[codec.Message]) -> None:
+        """The rest of a chunk, from a message that must ask the PDP on."""
+        try:
+            for message in messages:
+                await self.enforcer.on_message(message)
+                if self.enforcer.terminated:
+                    break
+        except codec.ProtocolViolation as exc:
+            self._violation(exc)
+            return
+        self._sent()
+
+    def _sent(self) -> None:
+        self.conn.flush_upstream()
+        if self.enforcer.terminated:
+            self._end("client_terminate")
+
+    def _violation(self, exc: codec.ProtocolViolation) -> None:
+        self.conn.flush_upstream()
+        self.conn.fatal(f"portcullis: protocol violation: {exc}", "08P01")
+        self._end("protocol_violation")
+
+    # -- server → client ---------------------------------------------------------------
+
+    def _server_data(self, data: bytes) -> None:
+        if self.ended.done():
+            return
+        if self._waits["server"] is not None:
+            self._backlog["server"].append(data)
+            return
+        upstream = self.conn.upstream
+        assert upstream is not None
+        try:
+            messages = upstream.parser.feed(data)
+        except codec.ProtocolViolation as exc:
+            self.conn.fatal(f"portcullis: upstream protocol violation: {exc}", "08P01")
+            self._end("upstream_protocol_violation")
+            return
+        self._answer(messages)
+
+    def _answer(self, messages: list[codec.Message]) -> None:
+        try:
+            unknown = self.conn.unknown_tables(messages)
+            if unknown:
+                self._wait("server", self._learn_then_answer(unknown, messages))
+                return
+            self._forward_answers(messages)
+        except Exception as exc:
+            self._failed(exc)
+
+    async def _learn_then_answer(self, unknown: set[int], messages: list[codec.Message]) -> None:
+        await self.conn.learn_columns(unknown)
+        self._forward_answers(messages)
+
+    def _forward_answers(self, messages: list[codec.Message]) -> None:
+        tracker, conn = self.tracker, self.conn
+        conn.to_client(b"".join(map(tracker.on_backend, messages)))
+        session = conn.session
+        assert session is not None
+        conn.record(tracker, session)

@@ -162,6 +162,25 @@ class ProxySession:
         runtime.sessions.add(self)
         return grant
 
+    def ruling_now(
+        self, kind: str, raw: str, shape_of: Callable[[str], str | None] | None = None
+    ) -> Ruling | None:
+        """The verdict when it needs no PDP round trip — a deny for a session that is not
+        open or whose recording is halted, or a verdict the policy allowed to be reused —
+        else None (ask the PDP: decide())."""
+        if self.grant is None or self._closed:
+            return Ruling(Verdict.deny("session is not open — denied"))
+        halt = self.halted()
+        if halt is not None:
+            return halt
+        runtime = self.runtime
+        if runtime.cache_enabled and shape_of is not None and runtime.pdp.reachable:
+            cached = self.cache.lookup("", kind, raw, runtime.pdp.revision, shape_of)
+            if cached is not None:
+                self.counters["cache_hits"] += 1
+                return cached
+        return None
+
     async def decide(
         self,
         kind: str,
@@ -170,23 +189,14 @@ class ProxySession:
         shape_of: Callable[[str], str | None] | None = None,
     ) -> Ruling:
         """The verdict for one command: from the cache when the policy allowed it, else the PDP."""
-        if self.grant is None or self._closed:
-            return Ruling(Verdict.deny("session is not open — denied"))
-        halt = self.halted()
-        if halt is not None:
-            return halt
+        known = self.ruling_now(kind, raw, shape_of)
+        if known is not None:
+            return known
+        assert self.grant is not None
         runtime = self.runtime
-        use_cache = runtime.cache_enabled and shape_of is not None and runtime.pdp.reachable
-        if use_cache:
-            assert shape_of is not None
-            cached = self.cache.lookup("", kind, raw, runtime.pdp.revision, shape_of)
-            if cached is not None:
-                self.counters["cache_hits"] += 1
-                return cached
         ruling = await runtime.pdp.decide(self.grant.session_id, kind, raw, attributes)
         self.counters["decisions"] += 1
-        if use_cache and ruling.decision_id:
-            assert shape_of is not None
+        if shape_of is not None and runtime.cache_enabled and ruling.decision_id:
             hit = replace(ruling, cached=True)  # what a later lookup answers, made once
             self.cache.store("", kind, raw, ruling.verdict, ruling.policy_revision, hit, shape_of)
         return ruling
