@@ -27,6 +27,7 @@ from pdp.store import (
     StoreUnavailable,
     open_store,
 )
+from pdp.store import sqlite as sqlite_store
 from pdp.store.chain import ChainVerifier, verify_rows
 from pdp.store.postgres import grant_least_privilege
 
@@ -511,3 +512,25 @@ async def test_sqlite_schema_has_the_documented_indexes(tmp_path):
         "audit_records_no_update",
         "audit_records_no_delete",
     } <= names
+
+
+async def test_sqlite_checkpoints_off_the_commit_path(tmp_path, monkeypatch):
+    """No commit runs SQLite's own checkpoint (it would stall every decision waiting on
+    that commit); the store checkpoints on its reading thread once enough was written,
+    which copies the WAL into the database file."""
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_BYTES", 20_000)
+    path = tmp_path / "audit.db"
+    store = open_store(StoreSettings(type="sqlite", path=str(path)))
+    await store.start()
+    try:
+        writer = store._wconn.get()  # the writer's own connection, as its thread uses it
+        assert writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        before = path.stat().st_size
+        for n in range(40):
+            await store.append("decision", {"n": n, "pad": "x" * 1000})
+        while store._checkpoint is not None:
+            await asyncio.sleep(0.01)
+        assert path.stat().st_size > before + 20_000  # the WAL's pages reached the file
+        assert (await store.verify()).ok
+    finally:
+        await store.close()

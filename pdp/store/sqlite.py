@@ -2,7 +2,10 @@
 
 All writes run on one dedicated thread with one connection; reads run on a second thread
 with their own connection (WAL lets them proceed while a batch commits). Neither thread
-is ever touched by the event loop directly.
+is ever touched by the event loop directly. The WAL is checkpointed on the reading
+thread once enough has been written, never inside a commit: SQLite's automatic
+checkpoint would run in whichever commit crossed the threshold and hold every decision
+waiting on it for tens of milliseconds.
 
 The file is created (with its parent directory) only by `start()`. If it later
 disappears or cannot be written, appends raise StoreUnavailable and the store never
@@ -13,6 +16,7 @@ whatever head that file holds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 from collections.abc import Callable
@@ -32,6 +36,8 @@ from pdp.store.chain import (
 )
 
 T = TypeVar("T")
+
+log = logging.getLogger("portcullis.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_records (
@@ -57,6 +63,7 @@ BEGIN SELECT RAISE(ABORT, 'audit_records is append-only: DELETE refused'); END;
 COLUMNS = "seq, id, kind, time_us, session_id, subject, body, prev_hash, hash"
 _INSERT = f"INSERT INTO audit_records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _MAX_PARAMS = 500
+CHECKPOINT_BYTES = 4 << 20  # record bodies written between checkpoints (~ the WAL's growth)
 
 
 class _Connection:
@@ -98,6 +105,7 @@ def _connect(target: str, timeout: float, *, uri: bool = False) -> sqlite3.Conne
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    conn.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint: off the commit path
     return conn
 
 
@@ -109,6 +117,8 @@ class SQLiteAuditStore(GroupCommitStore):
         self._reads: ThreadPoolExecutor | None = None
         self._wconn = _Connection(self.path, timeout)
         self._rconn = _Connection(self.path, timeout)
+        self._unchecked = 0  # body bytes written since the last checkpoint started
+        self._checkpoint: asyncio.Future[None] | None = None
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -147,6 +157,8 @@ class SQLiteAuditStore(GroupCommitStore):
         await self._run(self._writes, self._wconn.close)
 
     async def _shutdown(self) -> None:
+        if self._checkpoint is not None:
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
         for pool, conn in ((self._writes, self._wconn), (self._reads, self._rconn)):
             if pool is not None:
                 await self._run(pool, conn.close)
@@ -156,7 +168,22 @@ class SQLiteAuditStore(GroupCommitStore):
     # -- writing (writer thread) -----------------------------------------------------
 
     async def _write_batch(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
-        return await self._run(self._writes, self._write_sync, drafts, explicit_ids)
+        result = await self._run(self._writes, self._write_sync, drafts, explicit_ids)
+        self._unchecked += sum(len(d.body_json) for d in drafts)
+        if self._unchecked >= CHECKPOINT_BYTES and self._checkpoint is None:
+            self._unchecked = 0
+            self._checkpoint = asyncio.ensure_future(self._checkpoint_wal())
+        return result
+
+    async def _checkpoint_wal(self) -> None:
+        """Copy the WAL into the database without blocking writers (PASSIVE); the next
+        commit then starts the WAL over."""
+        try:
+            await self._read(self._fetch, "PRAGMA wal_checkpoint(PASSIVE)", [])
+        except StoreUnavailable as exc:
+            log.warning("audit store checkpoint failed (retried later): %s", exc)
+        finally:
+            self._checkpoint = None
 
     def _write_sync(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
         conn = self._wconn.get()
