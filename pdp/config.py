@@ -54,6 +54,11 @@ class StoreSettings:
     type: str = "sqlite"  # sqlite | postgres
     path: Path = Path("var/portcullis.db")
     dsn: str = ""
+    # sqlite: "full" syncs the WAL to disk in every commit (a decision survives a power
+    # cut); "normal" leaves that to checkpoints (it survives a PDP crash, and the chain
+    # stays whole, but a power cut can lose the last commits) and commits on the event
+    # loop's thread without a thread hop — SQLite's recommended WAL setting
+    synchronous: str = "full"
 
 
 @dataclass(frozen=True)
@@ -324,15 +329,23 @@ def _engine(raw: dict[str, Any], base_dir: Path) -> EngineSettings:
 
 def _store(raw: dict[str, Any], base_dir: Path) -> StoreSettings:
     key = "pdp.store"
-    _known(raw, key, {"type", "path", "dsn"})
+    _known(raw, key, {"type", "path", "dsn", "synchronous"})
     kind = _str(raw, key, "type", "sqlite")
     if kind not in ("sqlite", "postgres"):
         raise ConfigError(f"{key}.type", f"{kind!r} is not one of sqlite, postgres")
+    synchronous = _str(raw, key, "synchronous", "full")
+    if synchronous not in ("full", "normal"):
+        raise ConfigError(f"{key}.synchronous", f"{synchronous!r} is not one of full, normal")
+    if synchronous != "full" and kind != "sqlite":
+        raise ConfigError(f"{key}.synchronous", "applies to the sqlite store only")
     dsn = _str(raw, key, "dsn")
     if kind == "postgres" and not dsn:
         raise ConfigError(f"{key}.dsn", "the postgres store needs a DSN")
     return StoreSettings(
-        type=kind, path=_path(base_dir, _str(raw, key, "path", "var/portcullis.db")), dsn=dsn
+        type=kind,
+        path=_path(base_dir, _str(raw, key, "path", "var/portcullis.db")),
+        dsn=dsn,
+        synchronous=synchronous,
     )
 
 

@@ -38,6 +38,15 @@ def test_missing_environment_variable_is_an_error_naming_key_and_variable():
         ({"pdp": {"engine": {"type": "wasm"}}}, "pdp.engine.type"),
         ({"pdp": {"engine": {"timeout_ms": 0}}}, "pdp.engine.timeout_ms"),
         ({"pdp": {"store": {"type": "postgres"}}}, "pdp.store.dsn"),
+        ({"pdp": {"store": {"synchronous": "off"}}}, "pdp.store.synchronous"),
+        (
+            {
+                "pdp": {
+                    "store": {"type": "postgres", "dsn": "postgresql://x", "synchronous": "normal"}
+                }
+            },
+            "pdp.store.synchronous",
+        ),
         ({"pdp": {"tls": {"cert_file": "nope.pem", "key_file": "nope.key"}}}, "pdp.tls.cert_file"),
         ({"identity": {}}, "identity.issuer"),
         ({"approvals": {"timeout_seconds": "soon"}}, "approvals.timeout_seconds"),

@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 
 import asyncpg
 import pytest
@@ -534,3 +535,34 @@ async def test_sqlite_checkpoints_off_the_commit_path(tmp_path, monkeypatch):
         assert (await store.verify()).ok
     finally:
         await store.close()
+
+
+async def test_sqlite_synchronous_normal_commits_on_the_loop_thread(tmp_path, monkeypatch):
+    """`synchronous: normal`: SQLite's NORMAL sync in WAL mode, and a commit that waits for
+    no disk is made on the event loop's thread; the chain is the same chain."""
+    written_on: list[int] = []
+    write = sqlite_store.SQLiteAuditStore._write_sync
+
+    def spy(self, *args):
+        written_on.append(threading.get_ident())
+        return write(self, *args)
+
+    monkeypatch.setattr(sqlite_store.SQLiteAuditStore, "_write_sync", spy)
+    settings = StoreSettings(type="sqlite", path=str(tmp_path / "audit.db"), synchronous="normal")
+    store = open_store(settings)
+    await store.start()
+    try:
+        records = await asyncio.gather(*(store.append("decision", {"n": n}) for n in range(20)))
+        assert [r.seq for r in sorted(records, key=lambda r: r.seq)] == list(range(1, 21))
+        assert set(written_on) == {threading.get_ident()}
+        assert store._wconn.get().execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+        assert (await store.verify()).ok
+    finally:
+        await store.close()
+    full = open_store(StoreSettings(type="sqlite", path=str(tmp_path / "audit.db")))
+    await full.start()
+    try:
+        assert full._wconn.get().execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+        assert (await full.append("decision", {"n": 20})).seq == 21
+    finally:
+        await full.close()

@@ -9,8 +9,9 @@ average latency and the ratios Portcullis/direct, /pgbouncer and /relay, with ea
 CPU per transaction (proxy, PDP, whole machine) and the share the hypervisor stole; the
 recording's cost (recording on vs off, also as the median of on/off pairs whose order
 flips every other pair, in TPS and in CPU per statement); the added
-per-statement latency at p50 from a one-client run; and the proxy's memory per idle
-session with 500 sessions open (against a throwaway cluster allowing that many
+per-statement latency at p50 from a one-client run (also against a second PDP whose
+decision log commits without fsync, `pdp.store.synchronous: normal`); and the proxy's
+memory per idle session with 500 sessions open (against a throwaway cluster allowing that many
 connections). Not a test: nothing here asserts.
 
     python bench/postgres/bench_pgbench.py [--seconds 20] [--clients 8] [--scale 10]
@@ -46,6 +47,7 @@ from pg_cluster import as_postgres, throwaway_cluster  # noqa: E402
 sys.path.append(str(REPO / "bench"))
 from cpu_meter import CPUMeter  # noqa: E402
 
+NORMAL_SYNC = "portcullis (cache off, synchronous=normal)"
 ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtX", "-c"]
 
 
@@ -296,7 +298,30 @@ def main() -> None:
             wait_port(pdp_port)
             proxy = subprocess.Popen([*cli, "proxy", "postgres"], stderr=subprocess.DEVNULL)
             procs.append(proxy)
-            for port in (*ports.values(), bouncer_port, relay_port):
+            # the same PDP and proxy again, with the decision log's commits left unsynced
+            # (pdp.store.synchronous: normal), for the cache-off latency beside the default
+            fast = json.loads(json.dumps(config, default=str))
+            fast["pdp"]["listen"] = f"127.0.0.1:{free_port()}"
+            fast["pdp"]["store"] = {
+                "type": "sqlite",
+                "path": str(tmp / "audit-normal.db"),
+                "synchronous": "normal",
+            }
+            nocache_normal = free_port()
+            fast["connections"] = [
+                {**c, "listen": f"127.0.0.1:{nocache_normal}"}
+                for c in config["connections"]
+                if c["name"] == "bench-nocache"
+            ]
+            fast_path = tmp / "portcullis-normal.yaml"
+            fast_path.write_text(yaml.safe_dump(fast))
+            fast_cli = [sys.executable, "-m", "pdp.cli", "-c", str(fast_path)]
+            procs.append(subprocess.Popen([*fast_cli, "pdp"], stderr=subprocess.DEVNULL))
+            wait_port(int(fast["pdp"]["listen"].rsplit(":", 1)[1]))
+            procs.append(
+                subprocess.Popen([*fast_cli, "proxy", "postgres"], stderr=subprocess.DEVNULL)
+            )
+            for port in (*ports.values(), bouncer_port, relay_port, nocache_normal):
                 wait_port(port)
 
             targets = {
@@ -345,6 +370,9 @@ def main() -> None:
                 )
                 for name in ("direct", "portcullis (cache off)")
             }
+            p50[NORMAL_SYNC] = p50_latency_us(
+                nocache_normal, db, "agent", "simple", min(args.seconds, 5), token
+            )
 
             rss_before = rss_kib(proxy.pid)
             rss_after, opened = asyncio.run(
@@ -416,6 +444,10 @@ def main() -> None:
     print(
         f"  p50 latency, 1 client, simple: direct {p50['direct']:.0f} µs, "
         f"portcullis cache off {p50['portcullis (cache off)']:.0f} µs → added {added:.0f} µs"
+    )
+    print(
+        f"    with pdp.store.synchronous: normal (no fsync per decision-log commit): "
+        f"{p50[NORMAL_SYNC]:.0f} µs → added {p50[NORMAL_SYNC] - p50['direct']:.0f} µs"
     )
     print(
         f"  proxy memory: {rss_before / 1024:.1f} MiB idle → {rss_after / 1024:.1f} MiB with "

@@ -102,7 +102,7 @@ def open_store(settings: StoreSettings, *, timeout: float = 2.0) -> GroupCommitS
     if settings.type == "sqlite":
         from pdp.store.sqlite import SQLiteAuditStore
 
-        return SQLiteAuditStore(settings.path, timeout=timeout)
+        return SQLiteAuditStore(settings.path, timeout=timeout, synchronous=settings.synchronous)
     if settings.type == "postgres":
         from pdp.store.postgres import PostgresAuditStore
 

@@ -1,11 +1,13 @@
-"""SQLite audit store: one file, WAL, synchronous=FULL, stdlib sqlite3.
+"""SQLite audit store: one file, WAL, synchronous=FULL (or NORMAL), stdlib sqlite3.
 
 All writes run on one dedicated thread with one connection; reads run on a second thread
 with their own connection (WAL lets them proceed while a batch commits). Neither thread
 is ever touched by the event loop directly. The WAL is checkpointed on the reading
 thread once enough has been written, never inside a commit: SQLite's automatic
 checkpoint would run in whichever commit crossed the threshold and hold every decision
-waiting on it for tens of milliseconds.
+waiting on it for tens of milliseconds. With synchronous=NORMAL a commit does not wait
+for the disk, so it runs on the event loop's thread: the hop to the writer thread and
+back would cost more than the commit.
 
 The file is created (with its parent directory) only by `start()`. If it later
 disappears or cannot be written, appends raise StoreUnavailable and the store never
@@ -69,9 +71,10 @@ CHECKPOINT_BYTES = 4 << 20  # record bodies written between checkpoints (~ the W
 class _Connection:
     """One sqlite3 connection pinned to one thread, reopened when the file changes."""
 
-    def __init__(self, path: Path, timeout: float) -> None:
+    def __init__(self, path: Path, timeout: float, synchronous: str = "full") -> None:
         self.path = path
         self.timeout = timeout
+        self.synchronous = synchronous
         self.conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
 
@@ -85,7 +88,9 @@ class _Connection:
             self.close()  # file replaced (e.g. restored): follow the path
         if self.conn is None:
             # mode=rw never creates a file: only start() may begin a new chain
-            self.conn = _connect(f"file:{self.path}?mode=rw", self.timeout, uri=True)
+            self.conn = _connect(
+                f"file:{self.path}?mode=rw", self.timeout, uri=True, synchronous=self.synchronous
+            )
             self._inode = (st.st_dev, st.st_ino)
         return self.conn
 
@@ -98,24 +103,31 @@ class _Connection:
             self.conn = None
 
 
-def _connect(target: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
+def _connect(
+    target: str, timeout: float, *, uri: bool = False, synchronous: str = "full"
+) -> sqlite3.Connection:
     conn = sqlite3.connect(
         target, timeout=timeout, isolation_level=None, uri=uri, check_same_thread=False
     )
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(
+        "PRAGMA synchronous=NORMAL" if synchronous == "normal" else "PRAGMA synchronous=FULL"
+    )
     conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
     conn.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint: off the commit path
     return conn
 
 
 class SQLiteAuditStore(GroupCommitStore):
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 2.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeout: float = 2.0, synchronous: str = "full"
+    ) -> None:
         super().__init__(timeout=timeout)
         self.path = Path(path)
+        self.synchronous = synchronous
         self._writes: ThreadPoolExecutor | None = None
         self._reads: ThreadPoolExecutor | None = None
-        self._wconn = _Connection(self.path, timeout)
+        self._wconn = _Connection(self.path, timeout, synchronous)
         self._rconn = _Connection(self.path, timeout)
         self._unchecked = 0  # body bytes written since the last checkpoint started
         self._checkpoint: asyncio.Future[None] | None = None
@@ -168,7 +180,10 @@ class SQLiteAuditStore(GroupCommitStore):
     # -- writing (writer thread) -----------------------------------------------------
 
     async def _write_batch(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
-        result = await self._run(self._writes, self._write_sync, drafts, explicit_ids)
+        if self.synchronous == "normal" and self._writes is not None:
+            result = self._write_sync(drafts, explicit_ids)  # no disk wait: no thread hop
+        else:
+            result = await self._run(self._writes, self._write_sync, drafts, explicit_ids)
         self._unchecked += sum(len(d.body_json) for d in drafts)
         if self._unchecked >= CHECKPOINT_BYTES and self._checkpoint is None:
             self._unchecked = 0
