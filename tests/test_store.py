@@ -538,8 +538,8 @@ async def test_sqlite_checkpoints_off_the_commit_path(tmp_path, monkeypatch):
 
 
 async def test_sqlite_synchronous_normal_commits_on_the_loop_thread(tmp_path, monkeypatch):
-    """`synchronous: normal`: SQLite's NORMAL sync in WAL mode, and a commit that waits for
-    no disk is made on the event loop's thread; the chain is the same chain."""
+    """`synchronous: normal`: SQLite's NORMAL sync in WAL mode, and a small commit, which
+    waits for no disk, is made on the event loop's thread; the chain is the same chain."""
     written_on: list[int] = []
     write = sqlite_store.SQLiteAuditStore._write_sync
 
@@ -552,9 +552,12 @@ async def test_sqlite_synchronous_normal_commits_on_the_loop_thread(tmp_path, mo
     store = open_store(settings)
     await store.start()
     try:
-        records = await asyncio.gather(*(store.append("decision", {"n": n}) for n in range(20)))
-        assert [r.seq for r in sorted(records, key=lambda r: r.seq)] == list(range(1, 21))
-        assert set(written_on) == {threading.get_ident()}
+        records = [await store.append("decision", {"n": n}) for n in range(20)]
+        assert [r.seq for r in records] == list(range(1, 21))
+        assert set(written_on) == {threading.get_ident()}  # one at a time: each inline
+        burst = await asyncio.gather(*(store.append("decision", {"n": n}) for n in range(40)))
+        assert sorted(r.seq for r in burst) == list(range(21, 61))
+        assert written_on[-1] != threading.get_ident()  # a batch of 40: the writer thread
         assert store._wconn.get().execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
         assert (await store.verify()).ok
     finally:
@@ -563,6 +566,6 @@ async def test_sqlite_synchronous_normal_commits_on_the_loop_thread(tmp_path, mo
     await full.start()
     try:
         assert full._wconn.get().execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
-        assert (await full.append("decision", {"n": 20})).seq == 21
+        assert (await full.append("decision", {"n": 60})).seq == 61
     finally:
         await full.close()

@@ -7,6 +7,8 @@ then from this process:
   3. closed-loop Decide with 32 concurrent callers: maximum sustained decisions/s, with
      every decision evaluated and with evaluation reuse (the policy declares the SELECT's
      verdict reusable by shape for the session; each decision is still logged);
+     the 1,000 requests/s and maximum phases again with the decision log's commits
+     unsynced (`pdp.store.synchronous: normal`);
   4. closed-loop ServerInfo with 32 callers on the same server: what gRPC alone sustains
      here, the ceiling any Decide figure sits under.
 Prints the figures, the ratio service/in-process, and each phase's CPU per call (the PDP
@@ -161,7 +163,7 @@ async def metered(pids: dict[str, int], phase: Any) -> dict[str, float]:
 
 
 async def run(
-    address: str, token: str, seconds: float, full: bool, pdp_pid: int
+    address: str, token: str, seconds: float, rates: tuple[int, ...], info: bool, pdp_pid: int
 ) -> dict[str, dict[str, float]]:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pdp_pb2_grpc.DecisionServiceStub(channel)
@@ -177,19 +179,28 @@ async def run(
         await closed_loop(stub, sid, 8, 1.0)  # warm up
         pids = {"pdp": pdp_pid, "client": os.getpid()}
         results: dict[str, dict[str, float]] = {}
-        if full:
-            for rate in (500, 1000):
-                results[f"open_{rate}"] = await metered(pids, open_loop(stub, sid, rate, seconds))
-            info = pdp_pb2.ServerInfoRequest()
+        for rate in rates:
+            results[f"open_{rate}"] = await metered(pids, open_loop(stub, sid, rate, seconds))
+        if info:
+            request = pdp_pb2.ServerInfoRequest()
             results["info_32"] = await metered(
-                pids, saturate(lambda: stub.ServerInfo(info, timeout=5), 32, seconds)
+                pids, saturate(lambda: stub.ServerInfo(request, timeout=5), 32, seconds)
             )
         results["max_32"] = await metered(pids, closed_loop(stub, sid, 32, seconds))
         return results
 
 
-def run_pdp(tmp: str, workers: int, seconds: float, reuse: bool) -> dict[str, dict[str, float]]:
-    """Start a PDP with evaluation reuse on or off and run the phases against it."""
+def run_pdp(
+    tmp: str,
+    workers: int,
+    seconds: float,
+    reuse: bool,
+    rates: tuple[int, ...] = (),
+    info: bool = False,
+    synchronous: str = "full",
+) -> dict[str, dict[str, float]]:
+    """Start a PDP (evaluation reuse on or off, the decision log's sync mode) and run the
+    open-loop rates, the ServerInfo ceiling if asked, and the 32-caller maximum."""
     listen = f"127.0.0.1:{free_port()}"
     config = {
         "pdp": {
@@ -200,7 +211,11 @@ def run_pdp(tmp: str, workers: int, seconds: float, reuse: bool) -> dict[str, di
                 "workers": workers,
                 "reload": False,
             },
-            "store": {"type": "sqlite", "path": f"{tmp}/audit-{int(reuse)}.db"},
+            "store": {
+                "type": "sqlite",
+                "path": f"{tmp}/audit-{int(reuse)}-{synchronous}.db",
+                "synchronous": synchronous,
+            },
             "signing_key": f"{tmp}/signing.key",
             "reuse_evaluations": reuse,
         },
@@ -227,7 +242,7 @@ def run_pdp(tmp: str, workers: int, seconds: float, reuse: bool) -> dict[str, di
     pdp = subprocess.Popen([*cli, "pdp"], stderr=subprocess.DEVNULL)
     try:
         grpc.channel_ready_future(grpc.insecure_channel(listen)).result(timeout=60)
-        return asyncio.run(run(listen, token, seconds, full=reuse, pdp_pid=pdp.pid))
+        return asyncio.run(run(listen, token, seconds, rates, info, pdp_pid=pdp.pid))
     finally:
         pdp.terminate()
         pdp.wait(timeout=30)
@@ -241,8 +256,9 @@ def main() -> None:
 
     eval_p50, eval_p99 = in_process_eval_us()
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_pdp(tmp, args.workers, args.seconds, reuse=True)
+        results = run_pdp(tmp, args.workers, args.seconds, True, (500, 1000), info=True)
         evaluated = run_pdp(tmp, args.workers, args.seconds, reuse=False)
+        unsynced = run_pdp(tmp, args.workers, args.seconds, True, (1000,), synchronous="normal")
 
     print(
         f"PDP Decide benchmark ({os.cpu_count()} cores, {args.seconds:g}s per phase, "
@@ -256,9 +272,16 @@ def main() -> None:
             f"   achieved {r['achieved']:7.1f}/s   errors {r['errors']:.0f}"
             f"   p50 ratio service/in-process {r['p50'] * 1000 / eval_p50:5.1f}x"
         )
+    r = unsynced["open_1000"]
+    print(
+        f"    with pdp.store.synchronous: normal   p50 {r['p50']:7.3f} ms   p99 {r['p99']:7.3f} ms"
+        f"   achieved {r['achieved']:7.1f}/s   errors {r['errors']:.0f}"
+    )
     info, reused, every = results["info_32"], results["max_32"], evaluated["max_32"]
     print(f"  max sustained, 32 callers, evaluation reused      {reused['rate']:8.0f} decisions/s")
     print(f"  max sustained, 32 callers, every one evaluated    {every['rate']:8.0f} decisions/s")
+    normal = unsynced["max_32"]["rate"]
+    print(f"  max sustained, 32 callers, reused, synchronous: normal {normal:5.0f} decisions/s")
     print(
         f"  gRPC ceiling: ServerInfo, 32 callers, same server {info['rate']:8.0f} calls/s"
         f"   (Decide reaches {reused['rate'] / info['rate']:4.0%} of it)"
@@ -269,6 +292,8 @@ def main() -> None:
         "Decide @ 1000 req/s": results["open_1000"],
         "Decide, 32 callers, reused": reused,
         "Decide, 32 callers, evaluated": every,
+        "Decide @ 1000, synchronous normal": unsynced["open_1000"],
+        "Decide, 32 callers, reused, normal": unsynced["max_32"],
         "ServerInfo, 32 callers": info,
     }
     for name, r in phases.items():

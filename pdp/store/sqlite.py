@@ -6,8 +6,8 @@ is ever touched by the event loop directly. The WAL is checkpointed on the readi
 thread once enough has been written, never inside a commit: SQLite's automatic
 checkpoint would run in whichever commit crossed the threshold and hold every decision
 waiting on it for tens of milliseconds. With synchronous=NORMAL a commit does not wait
-for the disk, so it runs on the event loop's thread: the hop to the writer thread and
-back would cost more than the commit.
+for the disk, so a small one runs on the event loop's thread: the hop to the writer
+thread and back would cost more than the commit.
 
 The file is created (with its parent directory) only by `start()`. If it later
 disappears or cannot be written, appends raise StoreUnavailable and the store never
@@ -65,6 +65,10 @@ BEGIN SELECT RAISE(ABORT, 'audit_records is append-only: DELETE refused'); END;
 COLUMNS = "seq, id, kind, time_us, session_id, subject, body, prev_hash, hash"
 _INSERT = f"INSERT INTO audit_records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _MAX_PARAMS = 500
+# synchronous=NORMAL: a batch this small commits on the loop's thread (cheaper than the hop
+# to the writer thread and back); a bigger one, under load, goes to the writer thread,
+# which works beside the loop instead of taking its time
+INLINE_BATCH = 4
 CHECKPOINT_BYTES = 4 << 20  # record bodies written between checkpoints (~ the WAL's growth)
 
 
@@ -180,7 +184,7 @@ class SQLiteAuditStore(GroupCommitStore):
     # -- writing (writer thread) -----------------------------------------------------
 
     async def _write_batch(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
-        if self.synchronous == "normal" and self._writes is not None:
+        if self.synchronous == "normal" and len(drafts) <= INLINE_BATCH and self._writes:
             result = self._write_sync(drafts, explicit_ids)  # no disk wait: no thread hop
         else:
             result = await self._run(self._writes, self._write_sync, drafts, explicit_ids)
