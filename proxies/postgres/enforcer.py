@@ -166,12 +166,18 @@ class Enforcer:
         if not self.now(message):
             await _ASKING[type(message)](self, message)
 
-    def _query_now(self, message: codec.Query) -> bool:
-        ruling = self._known(message.sql)
+    def _with_known(
+        self, message: Any, sql: str, act: Callable[[Enforcer, Any, Ruling], None]
+    ) -> bool:
+        """act(message, verdict) when the statement's verdict needs no PDP round trip."""
+        ruling = self._known(sql)
         if ruling is None:
             return False
-        self._query(message, ruling)
+        act(self, message, ruling)
         return True
+
+    def _query_now(self, message: codec.Query) -> bool:
+        return self._with_known(message, message.sql, Enforcer._query)
 
     async def _query_asking(self, message: codec.Query) -> None:
         self._query(message, await self.decide(message.sql, "simple"))
@@ -195,13 +201,7 @@ class Enforcer:
         )
 
     def _parse_now(self, message: codec.Parse) -> bool:
-        if self.discarding:
-            return True
-        ruling = self._known(message.sql)
-        if ruling is None:
-            return False
-        self._parse(message, ruling)
-        return True
+        return self.discarding or self._with_known(message, message.sql, Enforcer._parse)
 
     async def _parse_asking(self, message: codec.Parse) -> None:
         self._parse(message, await self.decide(message.sql, "extended"))

@@ -579,11 +579,18 @@ class _Relay:
 
     # -- client → server ---------------------------------------------------------------
 
-    def _client_data(self, data: bytes) -> None:
+    def _held_back(self, side: str, data: bytes) -> bool:
+        """True when a chunk cannot be handled now: the session has ended (it is dropped),
+        or an earlier chunk of this side is still being finished (it waits its turn)."""
         if self.ended.done():
-            return
-        if self._waits["client"] is not None:
-            self._backlog["client"].append(data)
+            return True
+        if self._waits[side] is not None:
+            self._backlog[side].append(data)
+            return True
+        return False
+
+    def _client_data(self, data: bytes) -> None:
+        if self._held_back("client", data):
             return
         conn, enforcer = self.conn, self.enforcer
         try:
@@ -627,10 +634,7 @@ class _Relay:
     # -- server → client ---------------------------------------------------------------
 
     def _server_data(self, data: bytes) -> None:
-        if self.ended.done():
-            return
-        if self._waits["server"] is not None:
-            self._backlog["server"].append(data)
+        if self._held_back("server", data):
             return
         upstream = self.conn.upstream
         assert upstream is not None
