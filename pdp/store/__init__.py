@@ -215,9 +215,11 @@ class GroupCommitStore:
         future: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(draft, id is not None, future))
         try:
-            # wait_for cancels the future on timeout, so a draft not yet taken by the
-            # writer is dropped rather than written after its caller gave up.
-            return await asyncio.wait_for(future, self.timeout * 2)
+            # the timeout cancels the future, so a draft not yet taken by the writer is
+            # dropped rather than written after its caller gave up (asyncio.timeout, not
+            # wait_for: no task, timer and waiter made for every record)
+            async with asyncio.timeout(self.timeout * 2):
+                return await future
         except TimeoutError:
             raise StoreUnavailable(f"not committed within {self.timeout * 2:g}s") from None
 
@@ -249,9 +251,8 @@ class GroupCommitStore:
                 unique.append(p)
         explicit = {p.draft.id for p in unique if p.explicit_id}
         try:
-            result = await asyncio.wait_for(
-                self._write_batch([p.draft for p in unique], explicit), self.timeout
-            )
+            async with asyncio.timeout(self.timeout):  # no task made for every commit
+                result = await self._write_batch([p.draft for p in unique], explicit)
         except Exception as exc:  # any backend failure: nobody in the batch is committed
             reason = _describe(exc)
             log.warning("audit batch of %d records not written: %s", len(unique), reason)
