@@ -734,3 +734,60 @@ async def test_an_alias_does_not_walk_a_sensitive_column_past_its_rule(tmp_path)
         row = await conn2.fetchrow("SELECT phone AS x FROM customers WHERE id = $1", 1)
         assert row["x"] is None  # binary format: the masked column is sent as NULL
         await conn2.close()
+
+
+async def test_a_client_that_stops_reading_holds_the_server_back(tmp_path):
+    """Flow control: while the client reads nothing, the proxy stops reading the server
+    (whose backend then waits in ClientWrite) instead of buffering the result in memory;
+    once the client reads again every row arrives."""
+    rows, width = 40_000, 1000  # a 40 MB result, far beyond every socket and write buffer
+    async with running_gateway(tmp_path) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.proxy.port)
+        parser = codec.BackendParser()
+        pending: list[codec.Message] = []
+
+        async def until(kind: type[codec.Message]) -> list[codec.Message]:
+            seen: list[codec.Message] = []
+            while True:
+                while pending:
+                    seen.append(pending.pop(0))
+                    if isinstance(seen[-1], kind):
+                        return seen
+                data = await reader.read(1 << 20)
+                assert data, "the proxy closed the connection"
+                pending.extend(parser.feed(data))
+
+        startup = {"user": "agent", "database": gw.database}
+        writer.write(codec.StartupMessage(codec.PROTOCOL_VERSION, startup).encode())
+        await until(codec.AuthenticationCleartextPassword)
+        writer.write(codec.PasswordMessage.from_password(gw.token("dana", DBA)).encode())
+        await until(codec.ReadyForQuery)
+        writer.write(
+            codec.Query(f"SELECT repeat('x', {width}) FROM generate_series(1, {rows})").encode()
+        )
+        await writer.drain()
+
+        def backend_waits() -> str:
+            with gw.admin() as admin:
+                found = admin.execute(
+                    "SELECT state, wait_event FROM pg_stat_activity WHERE usename = %s "
+                    "AND query LIKE 'SELECT repeat%%'",
+                    (gw.role,),
+                ).fetchone()
+            return f"{found[0]}/{found[1]}" if found else "none"
+
+        waits = []
+        for _ in range(4):  # the proxy runs on this loop: wait without blocking it
+            await asyncio.sleep(0.5)
+            waits.append(await asyncio.to_thread(backend_waits))
+        assert waits[-2:] == ["active/ClientWrite"] * 2, waits
+
+        answer = await until(codec.ReadyForQuery)
+        data_rows = [m for m in answer if isinstance(m, codec.DataRow)]
+        assert len(data_rows) == rows
+        assert {len(m.values[0] or b"") for m in data_rows} == {width}
+        assert any(
+            isinstance(m, codec.CommandComplete) and m.tag == f"SELECT {rows}" for m in answer
+        )
+        writer.write(codec.Terminate().encode())
+        writer.close()

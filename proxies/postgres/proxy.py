@@ -1,11 +1,12 @@
-"""The Postgres proxy's asyncio side: listening, start-up, and the two pumps of a session.
+"""The Postgres proxy's asyncio side: listening, start-up, and relaying an open session.
 
-Owns the sockets. Start-up: SSLRequest answered (TLS with the configured certificate, `N`
-without), GSSENCRequest refused, CancelRequest mapped from the proxy-issued key to the
-upstream's (as pgbouncer does), cleartext password auth carrying the client's JWT. Then
-one pump reads the client (through the Enforcer) and one reads the server (through the
-ResponseTracker). What reaches the client passes the secret scanner. A malformed or
-oversized frame ends that connection with an ErrorResponse, never the process.
+Owns the sockets. Start-up (on streams): SSLRequest answered (TLS with the configured
+certificate, `N` without), GSSENCRequest refused, CancelRequest mapped from the
+proxy-issued key to the upstream's (as pgbouncer does), cleartext password auth carrying
+the client's JWT. Then the session's _Relay takes both sockets over and works in their
+callbacks: client bytes through the Enforcer, server bytes through the ResponseTracker.
+What reaches the client passes the secret scanner. A malformed or oversized frame ends
+that connection with an ErrorResponse, never the process.
 """
 
 from __future__ import annotations
