@@ -181,7 +181,10 @@ class EmbeddedEngine:
         started = time.perf_counter()
         deadline = started + self.timeout
         try:
-            worker = await asyncio.wait_for(self._idle.get(), self.timeout)
+            # asyncio.timeout, not wait_for: no task made per evaluation (nor when a
+            # worker is free, the usual case, any wait at all)
+            async with asyncio.timeout(self.timeout):
+                worker = await self._idle.get()
         except TimeoutError:
             raise EngineError(
                 f"no evaluation worker free within {self.settings.timeout_ms} ms"
@@ -194,9 +197,8 @@ class EmbeddedEngine:
             self._idle.put_nowait(worker)
             raise EngineError(f"policy input is not JSON: {exc}") from None
         try:
-            raw = await asyncio.wait_for(
-                worker.evaluate(path, input_json), max(deadline - time.perf_counter(), 0.001)
-            )
+            async with asyncio.timeout(max(deadline - time.perf_counter(), 0.001)):
+                raw = await worker.evaluate(path, input_json)
         except (TimeoutError, asyncio.CancelledError) as exc:
             self._replace(worker)
             if isinstance(exc, asyncio.CancelledError):
