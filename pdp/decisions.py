@@ -189,6 +189,7 @@ class Decider:
                 id=decision_id,
                 session_id=record.get("session_id", ""),
                 subject=record.get("subject", ""),
+                plain=True,  # the returned record is not read: skip decoding a copy of body
             )
         except StoreUnavailable as exc:
             self.stats.store_errors += 1
