@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import struct
 import subprocess
 import time
 
@@ -791,3 +793,38 @@ async def test_a_client_that_stops_reading_holds_the_server_back(tmp_path):
         )
         writer.write(codec.Terminate().encode())
         writer.close()
+
+
+async def test_a_client_gone_while_its_session_opens_leaves_nothing_behind(tmp_path):
+    """A client that resets the connection right after its password, while the proxy is
+    still opening the session (PDP, upstream login), ends that session: no upstream
+    backend stays, and the session is closed at the PDP."""
+    async with running_gateway(tmp_path) as gw:
+        token = gw.token("dana", DBA)
+
+        def vanish() -> None:  # a blocking client, off the loop the proxy runs on
+            sock = socket.create_connection(("127.0.0.1", gw.proxy.port), timeout=10)
+            startup = {"user": "agent", "database": gw.database}
+            sock.sendall(codec.StartupMessage(codec.PROTOCOL_VERSION, startup).encode())
+            sock.recv(64)  # AuthenticationCleartextPassword
+            sock.sendall(codec.PasswordMessage.from_password(token).encode())
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # RST, not FIN: no EOF for the proxy to read
+
+        for _ in range(3):
+            await asyncio.to_thread(vanish)
+        deadline = time.monotonic() + 20
+
+        def backends() -> int:
+            with gw.admin() as admin:
+                return admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (gw.role,)
+                ).fetchone()[0]
+
+        while True:  # the proxy runs on this loop: poll without blocking it
+            await asyncio.sleep(0.2)
+            left = await asyncio.to_thread(backends)
+            if (left == 0 and not gw.proxy.runtime.sessions) or time.monotonic() > deadline:
+                break
+        assert left == 0
+        assert not gw.proxy.runtime.sessions

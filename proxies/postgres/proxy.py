@@ -484,10 +484,14 @@ class _Relay:
         for side, data in (("client", self._take(reader)), ("server", self._take(upstream.reader))):
             if data:
                 (self._client_data if side == "client" else self._server_data)(data)
-        if reader.at_eof():
-            self._end("client_disconnect")
-        if upstream.reader.at_eof():
-            self._end("upstream_closed")
+        # a socket that closed (or was reset) while the session opened has already told
+        # its stream, and will tell nobody else
+        for stream, side, reason in (
+            (reader, "client", "client_disconnect"),
+            (upstream.reader, "server", "upstream_closed"),
+        ):
+            if stream.at_eof() or stream.exception() or self._transports[side].is_closing():
+                self._end(reason)
 
     @staticmethod
     def _take(reader: asyncio.StreamReader) -> bytes:
@@ -516,7 +520,11 @@ class _Relay:
             )
         )
         self._transports[side] = transport
-        if isinstance(transport, asyncio.ReadTransport) and not transport.is_reading():
+        if (
+            isinstance(transport, asyncio.ReadTransport)
+            and not transport.is_closing()
+            and not transport.is_reading()
+        ):
             transport.resume_reading()  # the stream may have paused it
 
     def _peer_writable(self, side: str, ok: bool) -> None:
