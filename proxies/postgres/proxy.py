@@ -329,6 +329,7 @@ class ClientConnection:
         finally:
             for future in waiting:
                 future.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
             await relay.stop()
             upstream.writer.close()
             if self.key is not None:
