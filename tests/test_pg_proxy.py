@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -12,6 +13,7 @@ import time
 import asyncpg
 import psycopg
 import pytest
+from pdp_harness import REGO
 from pg_harness import running_gateway
 from portcullis.v1 import pdp_pb2
 
@@ -632,7 +634,7 @@ async def test_a_crashed_proxy_leaves_its_sessions_marked_abnormal(tmp_path):
     import sys
 
     import yaml
-    from pdp_harness import REGO, free_port, pdp_config, running_pdp, token
+    from pdp_harness import free_port, pdp_config, running_pdp, token
     from pg_harness import scratch_database
 
     with scratch_database() as (name, role, password):
@@ -828,3 +830,33 @@ async def test_a_client_gone_while_its_session_opens_leaves_nothing_behind(tmp_p
                 break
         assert left == 0
         assert not gw.proxy.runtime.sessions
+
+
+async def test_a_prepared_statement_is_decided_again_once_the_policy_changes(tmp_path):
+    """A statement prepared while the policy allowed it, with its verdict reused from the
+    decision cache (as most are), is refused at its next execution once a new policy
+    revision denies it; so is the client's own cached statement, decided afresh."""
+    policies = tmp_path / "policy"
+    shutil.copytree(REGO, policies)
+    engine = {"type": "embedded", "policies": str(policies), "workers": 2, "timeout_ms": 500}
+    query = "SELECT * FROM orders WHERE id = $1"
+    async with running_gateway(tmp_path, engine=engine) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        assert len(await conn.fetch(query, 10)) == 1  # decided; the verdict is reusable
+        prepared = await conn.prepare(query)  # a second Parse: its verdict from the cache
+        assert len(await prepared.fetch(11)) == 1
+        before = gw.proxy.runtime.pdp.revision
+        (policies / "zz_orders_closed.rego").write_text(
+            "package portcullis\n\n"
+            f'deny contains "orders closed" if input.command.raw == "{query}"\n'
+        )
+        deadline = time.monotonic() + 20
+        while gw.proxy.runtime.pdp.revision == before and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)  # the proxy learns the new revision from the PDP
+        assert gw.proxy.runtime.pdp.revision != before
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="orders closed"):
+            await prepared.fetch(10)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="orders closed"):
+            await conn.fetch(query, 10)
+        assert await conn.fetchval("SELECT count(*) FROM customers") == 2  # session goes on
+        await conn.close()

@@ -218,11 +218,10 @@ class Enforcer:
         self._send(message, Expect("Parse", statement=message.name))
 
     def _stale(self, statement: PreparedStatement) -> bool:
-        """The policy changed since this statement was allowed (a reused verdict still
-        holds: the reuse table already checked it against the revision)."""
+        """The policy changed since this statement was allowed, whether its verdict was
+        decided for it or reused from the cache: its next Bind asks again."""
         revision = self.session.runtime.pdp.revision
-        ruling = statement.ruling
-        return bool(revision) and ruling.policy_revision != revision and not ruling.cached
+        return bool(revision) and statement.ruling.policy_revision != revision
 
     def _bind_now(self, message: codec.Bind) -> bool:
         if self.discarding:
@@ -238,12 +237,12 @@ class Enforcer:
         statement: PreparedStatement | None = self.statements[message.statement]
         assert statement is not None
         ruling = await self.decide(statement.sql, "extended")
-        if ruling.verdict.allowed:
-            statement.ruling = ruling
-        else:
+        if not ruling.verdict.allowed:
             del self.statements[message.statement]
             self.session.record_command(statement.sql, ruling, protocol="extended")
-            statement = None
+            self._refuse_in_batch(refusal(ruling))  # the policy's own reasons
+            return
+        statement.ruling = ruling
         self._bind(message, statement)
 
     def _bind(self, message: codec.Bind, statement: PreparedStatement | None) -> None:
