@@ -381,9 +381,11 @@ async def test_unreachable_postgres_is_unavailable():
         await store.append("decision", {})
 
 
-async def test_sqlite_file_gone_then_back(tmp_path):
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
+async def test_sqlite_file_gone_then_back(tmp_path, synchronous):
+    """Also when commits run on the loop's thread (synchronous: normal)."""
     path = tmp_path / "var" / "audit.db"
-    store = open_store(StoreSettings(type="sqlite", path=path))
+    store = open_store(StoreSettings(type="sqlite", path=path, synchronous=synchronous))
     await store.start()
     try:
         before = await fill(store, 3)
