@@ -1,13 +1,13 @@
 """SQLite audit store: one file, WAL, synchronous=FULL (or NORMAL), stdlib sqlite3.
 
-All writes run on one dedicated thread with one connection; reads run on a second thread
-with their own connection (WAL lets them proceed while a batch commits). Neither thread
-is ever touched by the event loop directly. The WAL is checkpointed on the reading
-thread once enough has been written, never inside a commit: SQLite's automatic
-checkpoint would run in whichever commit crossed the threshold and hold every decision
-waiting on it for tens of milliseconds. With synchronous=NORMAL a commit does not wait
-for the disk, so a small one runs on the event loop's thread: the hop to the writer
-thread and back would cost more than the commit.
+Writes use one connection on a dedicated thread; reads run on a second thread with
+their own connection (WAL lets them proceed while a batch commits). With
+synchronous=NORMAL a commit does not wait for the disk, so a small one runs on the event
+loop's thread instead (the hop to the writer thread and back would cost more than the
+commit); the writer connection is still used by one thread at a time. The WAL is
+checkpointed on the reading thread once enough has been written, never inside a commit:
+SQLite's automatic checkpoint would run in whichever commit crossed the threshold and
+hold every decision waiting on it for tens of milliseconds.
 
 The file is created (with its parent directory) only by `start()`. If it later
 disappears or cannot be written, appends raise StoreUnavailable and the store never
@@ -73,7 +73,7 @@ CHECKPOINT_BYTES = 4 << 20  # record bodies written between checkpoints (~ the W
 
 
 class _Connection:
-    """One sqlite3 connection pinned to one thread, reopened when the file changes."""
+    """One sqlite3 connection, used by one thread at a time, reopened when the file changes."""
 
     def __init__(self, path: Path, timeout: float, synchronous: str = "full") -> None:
         self.path = path
@@ -118,7 +118,7 @@ def _connect(
         "PRAGMA synchronous=NORMAL" if synchronous == "normal" else "PRAGMA synchronous=FULL"
     )
     conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-    conn.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint: off the commit path
+    conn.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint_wal: off the commit path
     return conn
 
 
