@@ -477,8 +477,8 @@ class _Relay:
 
     def start(self, reader: asyncio.StreamReader, upstream: Upstream) -> None:
         """Take both sockets over from their streams (what a stream already holds first)."""
-        self._adopt("client", self.conn.writer, reader, self._client_data)
-        self._adopt("server", upstream.writer, upstream.reader, self._server_data)
+        self._adopt("client", self.conn.writer, self._client_data)
+        self._adopt("server", upstream.writer, self._server_data)
         if upstream.pending:
             self._answer(upstream.pending)
             upstream.pending = []
@@ -504,11 +504,7 @@ class _Relay:
         return data
 
     def _adopt(
-        self,
-        side: str,
-        writer: asyncio.StreamWriter,
-        reader: asyncio.StreamReader,
-        received: Callable[[bytes], None],
+        self, side: str, writer: asyncio.StreamWriter, received: Callable[[bytes], None]
     ) -> None:
         lost_reason = "client_disconnect" if side == "client" else "upstream_closed"
         other = "server" if side == "client" else "client"
