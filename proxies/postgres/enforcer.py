@@ -164,7 +164,11 @@ class Enforcer:
 
     async def on_message(self, message: codec.Message) -> None:
         if not self.now(message):
-            await _ASKING[type(message)](self, message)
+            await self.ask(message)
+
+    async def ask(self, message: codec.Message) -> None:
+        """Finish a message now() turned down: ask the PDP, then handle it."""
+        await _ASKING[type(message)](self, message)
 
     def _with_known(
         self, message: Any, sql: str, act: Callable[[Enforcer, Any, Ruling], None]
@@ -234,8 +238,7 @@ class Enforcer:
 
     async def _bind_asking(self, message: codec.Bind) -> None:
         """Bind of a statement allowed under an earlier policy: ask again first."""
-        statement: PreparedStatement | None = self.statements[message.statement]
-        assert statement is not None
+        statement = self.statements[message.statement]
         ruling = await self.decide(statement.sql, "extended")
         if not ruling.verdict.allowed:
             del self.statements[message.statement]

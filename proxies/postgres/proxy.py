@@ -616,12 +616,15 @@ class _Relay:
         self._sent()
 
     async def _ask(self, messages: list[codec.Message]) -> None:
-        """The rest of a chunk, from a message that must ask the PDP on."""
+        """The rest of a chunk, from a message that must ask the PDP on (now() has
+        already turned that one down: it goes straight to asking)."""
+        enforcer = self.enforcer
         try:
-            for message in messages:
-                await self.enforcer.on_message(message)
-                if self.enforcer.terminated:
+            await enforcer.ask(messages[0])
+            for message in messages[1:]:
+                if enforcer.terminated:
                     break
+                await enforcer.on_message(message)
         except codec.ProtocolViolation as exc:
             self._violation(exc)
             return
