@@ -6,7 +6,9 @@ record, so recording costs one append per batch rather than one per statement. A
 that arrived as JSON text is checked event by event and stored as that text
 (`{"events_json": ..., "count": n}`), so the PDP never re-serializes a busy session's
 events; a batch of protobuf events is stored as a list (`{"events": [...]}`). Readers
-get the events back flat, in order, each with its session and time, from either shape.
+get the events back flat, in order, each with its session and time, from either shape;
+an event with `repeat_us` (the proxy's run of statements decided and answered alike)
+comes back as one event per statement, each with its own time and command text.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from pdp.store import AuditRecord, AuditStore
 
 EVENTS_KIND = "session.events"
+MAX_REPEAT = 4096  # the longest run of one event repeated that a batch may carry
 
 # the fields of one event, their types, and the longest text each may hold
 _TEXT_LIMITS = {"direction": 32, "type": 32, "decision_id": 64, "verdict": 32}
@@ -29,15 +32,42 @@ class MalformedEvents(ValueError):
 
 
 def batch_events(body: dict[str, Any]) -> list[Any]:
-    """The events of one `session.events` record body, whichever shape it was stored in."""
+    """The events of one `session.events` record body, whichever shape it was stored in,
+    each repeated event expanded."""
     if isinstance(body.get("events_json"), str):
         try:
             events = json.loads(body["events_json"])
         except ValueError:
             return []
-        return events if isinstance(events, list) else []
-    events = body.get("events", [])
-    return events if isinstance(events, list) else []
+    else:
+        events = body.get("events", [])
+    if not isinstance(events, list):
+        return []
+    if not any(isinstance(e, dict) and "repeat_us" in e for e in events):
+        return events
+    return [again for event in events for again in _expanded(event)]
+
+
+def _expanded(event: Any) -> list[Any]:
+    """A run (an event with `repeat_us`): the event, then a copy for each item, its time
+    the gap later than the one before, its command the item's own where it has one."""
+    if not isinstance(event, dict) or "repeat_us" not in event:
+        return [event]
+    first = {k: v for k, v in event.items() if k != "repeat_us"}
+    items, when = event["repeat_us"], first.get("time")
+    if not isinstance(items, list) or not isinstance(when, int | float):
+        return [first]
+    out = [first]
+    micros = round(when * 1_000_000)
+    for item in items:
+        again = dict(first)
+        if isinstance(item, list) and len(item) == 2:
+            item, again["command"] = item
+        if type(item) is int:
+            micros += item
+            again["time"] = micros / 1_000_000
+            out.append(again)
+    return out
 
 
 def events_of(record: AuditRecord) -> list[dict[str, Any]]:
@@ -60,15 +90,21 @@ _NUMBER = r"-?(?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,20})?"
 _SCALAR = rf"(?:{_JSON_STRING}|{_NUMBER}|true|false|null)"
 _KEY = r'"[A-Za-z_][A-Za-z0-9_]{0,63}"'
 _DETAILS = rf'"details":\{{(?:{_KEY}:{_SCALAR}(?:,{_KEY}:{_SCALAR})*)?\}}'
+_GAP = r"[0-9]{1,10}"
+_COMMAND_AGAIN = rf"(?:{_GAP}|\[{_GAP},{_JSON_STRING}\])"
+_COMMAND_REPEAT = rf',"repeat_us":\[{_COMMAND_AGAIN}(?:,{_COMMAND_AGAIN}){{0,{MAX_REPEAT - 1}}}\]'
+_RESPONSE_REPEAT = rf',"repeat_us":\[{_GAP}(?:,{_GAP}){{0,{MAX_REPEAT - 1}}}\]'
 _COMMAND_EVENT = (
-    r'\{"time":' + _NUMBER + r',"direction":"client","type":"command",'
+    r'\{"time":' + _NUMBER + rf"(?:{_COMMAND_REPEAT})?"
+    r',"direction":"client","type":"command",'
     rf'"command":{_JSON_STRING},'
     r'"decision_id":"[^"\\\x00-\x1f]{0,64}",'
     r'"verdict":"(?:allow|deny|mask|require_approval)","cached":(?:true|false),'
     rf"{_DETAILS}\}}"
 )
 _RESPONSE_EVENT = (
-    r'\{"time":' + _NUMBER + r',"direction":"upstream","type":"response",' + _DETAILS + r"\}"
+    r'\{"time":' + _NUMBER + rf"(?:{_RESPONSE_REPEAT})?"
+    r',"direction":"upstream","type":"response",' + _DETAILS + r"\}"
 )
 _EVENT = rf"(?:{_COMMAND_EVENT}|{_RESPONSE_EVENT})"
 _RECORDER_BATCH = re.compile(rf"\[(?:{_EVENT}(?:,{_EVENT})*)?\]")
@@ -123,10 +159,31 @@ def _fully_checked_batch(text: str, max_events: int, max_command: int) -> int:
             raise MalformedEvents(f"events_json[{i}].cached: must be true or false")
         if type(event.get("details", _NO_DETAILS)) is not dict:
             raise MalformedEvents(f"events_json[{i}].details: must be an object")
+        if "repeat_us" in event and not _repeats(
+            event["repeat_us"], max_command if "command" in event else -1
+        ):
+            raise MalformedEvents(
+                f"events_json[{i}].repeat_us: must be at most {MAX_REPEAT} gaps, each a whole"
+                " number of microseconds below 10**10, or for a command [gap, command text]"
+            )
     return len(events)
 
 
-_EVENT_FIELDS = frozenset({"time", "command", "cached", "details", *_TEXT_LIMITS})
+def _repeats(items: Any, max_command: int) -> bool:
+    """A run's items: gaps, and for a command (max_command >= 0) [gap, text] pairs."""
+    if type(items) is not list or len(items) > MAX_REPEAT:
+        return False
+    for item in items:
+        if type(item) is list and len(item) == 2 and max_command >= 0:
+            item, text = item
+            if type(text) is not str or len(text) > max_command:
+                return False
+        if type(item) is not int or not 0 <= item < 10**10:
+            return False
+    return True
+
+
+_EVENT_FIELDS = frozenset({"time", "command", "cached", "details", "repeat_us", *_TEXT_LIMITS})
 _TEXT_LIMITS_ITEMS = tuple(_TEXT_LIMITS.items())
 _NO_DETAILS: dict[str, Any] = {}
 

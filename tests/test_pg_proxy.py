@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -17,7 +18,7 @@ from pdp_harness import REGO
 from pg_harness import running_gateway
 from portcullis.v1 import pdp_pb2
 
-from pdp.recordings import session_events
+from pdp.recordings import EVENTS_KIND, session_events
 from proxies.postgres import codec, tracker
 
 DBA = ("dba", "pii-readers")
@@ -412,6 +413,30 @@ async def test_decision_cache_reuses_shape_verdicts_and_still_records_them(tmp_p
         assert len(commands) == 20
         assert sum(e["cached"] for e in commands) == 19
         assert len({e["decision_id"] for e in commands}) == 1
+
+
+async def test_every_execution_of_a_prepared_statement_is_replayed_with_its_own_time(tmp_path):
+    sql = "SELECT id FROM orders WHERE id = $1"
+    async with running_gateway(tmp_path) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        some = await conn.fetchval("SELECT min(id) FROM orders")
+        statement = await conn.prepare(sql)
+        for _ in range(30):
+            await statement.fetch(some)  # one row each time: the same kind of result
+        await statement.fetch(-1)  # no row: another kind, so the run ends
+        await conn.close()
+        await asyncio.sleep(1.0)
+        records = await gw.pdp.store.query(kind=EVENTS_KIND)
+        stored = [e for r in records for e in json.loads(r.body.get("events_json", "[]"))]
+        runs = [e for e in stored if e.get("command") == sql and "repeat_us" in e]
+        assert len(runs) == 1 and len(runs[0]["repeat_us"]) == 29  # one event for 30
+        executions = [e for e in await session_events(gw.pdp.store) if e.get("command") == sql]
+        assert [e["details"]["rows"] for e in executions] == [1] * 30 + [0]
+        times = [e["time"] for e in executions]
+        assert times == sorted(times) and len(set(times)) == len(times)
+        assert all("repeat_us" not in e for e in executions)
+        assert len({e["decision_id"] for e in executions}) == 1
+        assert (await gw.pdp.store.verify()).ok
 
 
 async def test_decision_cache_off_decides_every_statement(tmp_path):

@@ -22,9 +22,11 @@ from portcullis.v1 import pdp_pb2
 
 from pdp.recordings import (
     EVENTS_KIND,
+    MAX_REPEAT,
     MalformedEvents,
     _fully_checked_batch,
     _recorder_batch_size,
+    batch_events,
     checked_batch,
     session_events,
 )
@@ -51,11 +53,16 @@ class SlowPDP:
         await asyncio.sleep(self.delay)
         if self.fail:
             return False
-        self.batches.append([json.loads(e)["command"] for e in events])
+        self.batches.append(_commands(events))
         return True
 
 
 ALLOWED = Ruling(Verdict(VerdictKind.ALLOW), decision_id="d-1")
+
+
+def _commands(events: list[str]) -> list[str]:
+    """The command of each statement a batch stands for, runs expanded as the PDP reads them."""
+    return [e["command"] for e in batch_events({"events_json": "[" + ",".join(events) + "]"})]
 
 
 async def test_a_flush_sends_what_was_pending_even_while_events_keep_arriving():
@@ -82,8 +89,8 @@ async def test_a_flush_sends_what_was_pending_even_while_events_keep_arriving():
 async def test_a_large_backlog_goes_in_batches_of_at_most_max_batch():
     pdp = SlowPDP(delay=0)
     recorder = SessionRecorder(pdp, "s-1")  # type: ignore[arg-type]
-    for i in range(MAX_BATCH * 2 + 7):
-        recorder.command(f"select {i}", ALLOWED)
+    for i in range(MAX_BATCH * 2 + 7):  # each answered its own way: no two in one run
+        recorder.command(f"select {i}", ALLOWED, rows=i)
     assert await recorder.flush()
     assert [len(b) for b in pdp.batches] == [MAX_BATCH, MAX_BATCH, 7]
 
@@ -210,7 +217,7 @@ def test_a_command_event_is_the_json_of_its_fields(raw, decision_id, cached, kin
     recorder.command(raw, Ruling(Verdict(kind), decision_id=decision_id, cached=cached), **{
         f"d_{k}": v for k, v in details.items()
     })  # fmt: skip
-    (text,) = recorder._pending
+    (text,) = recorder._due() or []
     event = json.loads(text)
     assert isinstance(event.pop("time"), float)
     assert event == {
@@ -229,8 +236,9 @@ def test_a_remembered_tail_never_stands_for_details_that_only_compare_equal():
     recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
     for rows in (1, True, 1.0, 1):
         recorder.command("select 1", ALLOWED, rows=rows)
-    assert [json.loads(text)["details"]["rows"] for text in recorder._pending] == [1, True, 1.0, 1]
-    assert [type(json.loads(t)["details"]["rows"]) for t in recorder._pending] == [
+    texts = recorder._due() or []
+    assert [json.loads(text)["details"]["rows"] for text in texts] == [1, True, 1.0, 1]
+    assert [type(json.loads(t)["details"]["rows"]) for t in texts] == [
         int,
         bool,
         float,
@@ -243,7 +251,7 @@ def test_a_remembered_tail_never_stands_for_details_that_only_compare_equal():
 def test_a_response_event_is_the_json_of_its_fields(details):
     recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
     recorder.response(**{f"d_{k}": v for k, v in details.items()})
-    (text,) = recorder._pending
+    (text,) = recorder._due() or []
     event = json.loads(text)
     assert isinstance(event.pop("time"), float)
     assert event == {
@@ -257,21 +265,31 @@ def test_a_response_event_is_the_json_of_its_fields(details):
 # -- the PDP's fast path for the recorder's own batches never accepts more ------------
 
 
-def _recorded(commands: list[str], cached: bool = True) -> str:
-    """A batch as the recorder sends it: each command, then an execution of it as a
-    prepared statement (a response event)."""
+def _recorded(
+    commands: list[str], cached: bool = True, repeats: int = 1, alike: bool = False
+) -> str:
+    """A batch as the recorder sends it: each command, then `repeats` executions of it
+    as a prepared statement (one response event, repeated); or, `alike`, the commands
+    only, all allowed by one decision with one kind of result (one run of commands)."""
     recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
+    if alike:
+        for raw in commands:
+            recorder.command(raw, ALLOWED, tag="SELECT 1", rows=1, protocol="simple")
+        return "[" + ",".join(recorder._due() or []) + "]"
     for i, raw in enumerate(commands):
         ruling = Ruling(Verdict(VerdictKind.ALLOW), decision_id=f"d-{i}", cached=cached)
         recorder.command(raw, ruling, tag="SELECT 1", rows=i, protocol="simple")
-        recorder.response(decision_id=f"d-{i}", tag=raw[:8], rows=i, protocol="extended")
-    return "[" + ",".join(recorder._pending) + "]"
+        for _ in range(repeats):
+            recorder.response(decision_id=f"d-{i}", tag=raw[:8], rows=i, protocol="extended")
+    return "[" + ",".join(recorder._due() or []) + "]"
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(max_size=30), max_size=6), st.booleans())
-def test_the_recorders_batches_take_the_fast_path_and_agree_with_the_full_check(commands, cached):
-    text = _recorded(commands, cached)
+@given(st.lists(st.text(max_size=30), max_size=6), st.booleans(), st.integers(1, 4))
+def test_the_recorders_batches_take_the_fast_path_and_agree_with_the_full_check(
+    commands, cached, repeats
+):
+    text = _recorded(commands, cached, repeats)
     assert _recorder_batch_size(text, 1000, 10**6) == 2 * len(commands)
     assert _fully_checked_batch(text, 1000, 10**6) == 2 * len(commands)
 
@@ -281,9 +299,10 @@ def test_the_recorders_batches_take_the_fast_path_and_agree_with_the_full_check(
     st.lists(st.text(max_size=12), min_size=1, max_size=3),
     st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 3), st.text(max_size=3)),
              min_size=1, max_size=3),
+    st.booleans(),
 )  # fmt: skip
-def test_whatever_the_fast_path_accepts_the_full_check_accepts_alike(commands, edits):
-    text = _recorded(commands)
+def test_whatever_the_fast_path_accepts_the_full_check_accepts_alike(commands, edits, alike):
+    text = _recorded(commands, alike=alike)
     for at, how, chars in edits:  # insert, delete or overwrite somewhere
         at %= len(text) + 1
         if how == 0:
@@ -295,6 +314,84 @@ def test_whatever_the_fast_path_accepts_the_full_check_accepts_alike(commands, e
     fast = _recorder_batch_size(text, 1000, 10**6)
     if fast is not None:
         assert _fully_checked_batch(text, 1000, 10**6) == fast
+
+
+# -- the same response again: one event with the gaps, expanded by every reader ------
+
+
+def test_responses_in_a_row_are_one_event_with_the_gaps_and_read_back_one_by_one(monkeypatch):
+    clock = iter([100.0, 100.000250, 100.001, 100.0015, 100.002, 100.003, 100.004])
+    monkeypatch.setattr(time, "time", lambda: next(clock))
+    recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
+    same = {"decision_id": "d-1", "tag": "SELECT 1", "rows": 1, "protocol": "extended"}
+    for _ in range(3):
+        recorder.response(**same)
+    recorder.response(**{**same, "rows": 0})  # another kind of result: a new event
+    recorder.command("select 2", ALLOWED, tag="SELECT 1", rows=1, protocol="simple")
+    recorder.response(**same)  # after a command: a new run, so the order stays
+    recorder.response(**same)
+    texts = recorder._due() or []
+    assert [json.loads(t).get("repeat_us") for t in texts] == [[250, 750], None, None, [1000]]
+    text = "[" + ",".join(texts) + "]"
+    assert _recorder_batch_size(text, 1000, 10**6) == _fully_checked_batch(text, 1000, 10**6) == 4
+    events = batch_events({"events_json": text, "count": 4})
+    assert [(e["type"], e["time"]) for e in events] == [
+        ("response", 100.0),
+        ("response", 100.00025),
+        ("response", 100.001),
+        ("response", 100.0015),
+        ("command", 100.002),
+        ("response", 100.003),
+        ("response", 100.004),
+    ]
+    assert all("repeat_us" not in e for e in events)
+    assert [e["details"]["rows"] for e in events if e["type"] == "response"] == [1, 1, 1, 0, 1, 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=20), min_size=1, max_size=6))
+def test_commands_decided_and_answered_alike_are_one_run_that_reads_back_text_by_text(commands):
+    text = _recorded(commands, alike=True)
+    assert text.count('{"time":') == 1
+    assert _recorder_batch_size(text, 1000, 10**6) == _fully_checked_batch(text, 1000, 10**6) == 1
+    events = batch_events({"events_json": text})
+    assert [e["command"] for e in events] == commands
+    assert all(e["decision_id"] == "d-1" and e["details"]["rows"] == 1 for e in events)
+    times = [e["time"] for e in events]
+    assert times == sorted(times)
+
+
+def test_a_run_stands_for_at_most_max_repeat_responses_after_its_first():
+    recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
+    for _ in range(MAX_REPEAT + 2):
+        recorder.response(decision_id="d-1", tag="SELECT 1", rows=1, protocol="extended")
+    texts = recorder._due() or []
+    assert [len(json.loads(t).get("repeat_us", [])) for t in texts] == [MAX_REPEAT, 0]
+    text = "[" + ",".join(texts) + "]"
+    assert _recorder_batch_size(text, 1000, 10**6) == 2
+    assert len(batch_events({"events_json": text})) == MAX_REPEAT + 2
+
+
+def test_the_full_check_names_a_bad_run():
+    command, response = json.loads(_recorded(["select 1"], repeats=3))
+    assert response["repeat_us"] and all(type(gap) is int for gap in response["repeat_us"])
+    bad_runs = ([-1], [1.5], [True], "12", [10**10], [1] * (MAX_REPEAT + 1), [[1, 2]],
+                [[1, "x", 2]], [["1", "x"]], [[1, "x" * 101]])  # fmt: skip
+    for event in (command, response):
+        for bad in bad_runs:
+            text = json.dumps([{**event, "repeat_us": bad}], separators=(",", ":"))
+            assert _recorder_batch_size(text, 1000, 100) is None
+            with pytest.raises(MalformedEvents, match=r"events_json\[0\]\.repeat_us"):
+                checked_batch(text, 1000, 100)
+    pair = [5, [7, "select 2"]]
+    text = json.dumps([{**response, "repeat_us": pair}])  # a response has no text of its own
+    with pytest.raises(MalformedEvents, match=r"events_json\[0\]\.repeat_us"):
+        checked_batch(text, 1000, 100)
+    text = json.dumps([{**command, "repeat_us": pair}], separators=(",", ":"))
+    assert checked_batch(text, 1000, 100) == 1  # (not where the recorder puts it: no fast path)
+    assert [e["command"] for e in batch_events({"events_json": text})] == [
+        "select 1", "select 1", "select 2"
+    ]  # fmt: skip
 
 
 def test_the_fast_path_leaves_the_unusual_to_the_full_check():
@@ -331,7 +428,7 @@ class BatchPDP(SlowPDP):
         self.calls: list[list[tuple[str, list[str]]]] = []
 
     async def record_batches(self, batches: list[tuple[str, list[str]]]) -> list[bool]:
-        self.calls.append([(sid, [json.loads(e)["command"] for e in ev]) for sid, ev in batches])
+        self.calls.append([(sid, _commands(ev)) for sid, ev in batches])
         return [sid not in self.refuse for sid, _ in batches]
 
 

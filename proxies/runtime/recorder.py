@@ -8,6 +8,12 @@ the PDP stores in one commit (a session also sends on its own when its batch is 
 event is serialized to JSON text the moment it happens and waits as text: thousands of
 pending events as dicts would be traversed by every garbage collection (measured: a
 quarter of a busy proxy's CPU), text is not. A batch goes out as one JSON array.
+A command or response like the one just before (the same decision, verdict and kind of
+result; a command's text may differ, as the literals of one statement shape do) extends
+a run instead of making an event of its own: one event whose `repeat_us` lists, for each
+one after it, the gap in microseconds since the one before, with its command text where
+that differs. The PDP's readers expand a run back into one event per statement, each with
+its own time and text.
 Values that were masked and secrets never enter an event.
 """
 
@@ -21,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pdp.recordings import MAX_REPEAT  # what the PDP takes in one run
 from proxies.runtime.pdp_client import PDPClient, Ruling
 
 log = logging.getLogger("portcullis.recorder")
@@ -97,11 +104,40 @@ def _command_tail(ruling: Ruling, details: dict[str, Any]) -> str:
 
 def _response_tail(details: dict[str, Any]) -> str:
     """A response event's text after its time: every execution of one prepared statement
-    with the same kind of result has the same."""
+    with the same kind of result has the same (the same str object, so runs compare it
+    by identity)."""
     return _remembered(
         ("response", *_details_key(details)),
         lambda: f',"direction":"upstream","type":"response","details":{_encode(details)}}}',
     )
+
+
+class _Run:
+    """Events in a row that differ at most in time and command text: the first one's
+    time and the text after it, then for each one after it the gap (µs) since the one
+    before, as a JSON item: `gap`, or `[gap,"command"]` when its command text differs."""
+
+    __slots__ = ("command", "items", "last", "rest", "tail", "time")
+
+    def __init__(self, now: float, tail: str, command: str | None, rest: str) -> None:
+        self.time = self.last = now
+        self.tail = tail  # what another event's tail must be (the same object) to extend it
+        self.command = command
+        self.rest = rest
+        self.items: list[str] = []
+
+    def again(self, now: float, command: str | None = None) -> None:
+        gap = max(0, round((now - self.last) * 1_000_000))
+        self.last += gap / 1_000_000  # the time a reader will work out: no drift
+        if command == self.command:
+            self.items.append(str(gap))
+        else:
+            self.items.append(f"[{gap},{_quote(command or '')}]")
+
+    def text(self) -> str:
+        if not self.items:
+            return f'{{"time":{self.time:.6f}{self.rest}'
+        return f'{{"time":{self.time:.6f},"repeat_us":[{",".join(self.items)}]{self.rest}'
 
 
 class SessionRecorder:
@@ -118,6 +154,7 @@ class SessionRecorder:
         # disabled (benchmarks only): events are dropped, heartbeats still go out
         self.enabled = enabled
         self._pending: list[str] = []
+        self._open_run: _Run | None = None  # the responses in a row not yet in _pending
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failed_batches = 0
@@ -136,6 +173,17 @@ class SessionRecorder:
             self._append(_encode(event))
 
     def _append(self, text: str) -> None:
+        if self._open_run is not None:
+            self._seal_run()
+        self._enqueue(text)
+
+    def _seal_run(self) -> None:
+        """The open run becomes an event in _pending; the next response starts a new one."""
+        run, self._open_run = self._open_run, None
+        if run is not None:
+            self._enqueue(run.text())
+
+    def _enqueue(self, text: str) -> None:
         if len(self._pending) >= MAX_PENDING:
             self._pending.pop(0)
             self.dropped += 1
@@ -148,14 +196,26 @@ class SessionRecorder:
             return
         # the event every statement makes, spelt out: a third of what encoding its dict
         # costs (a test holds the text to the dict's JSON); time to the microsecond
-        self._append(
-            f'{{"time":{time.time():.6f},"direction":"client","type":"command",'
-            f'"command":{_quote(raw)},{_command_tail(ruling, details)}'
-        )
+        tail, now, run = _command_tail(ruling, details), time.time(), self._open_run
+        if run is not None and run.tail is tail and len(run.items) < MAX_REPEAT:
+            run.again(now, raw)  # decided and answered like the last: only its text may differ
+            return
+        rest = f',"direction":"client","type":"command","command":{_quote(raw)},{tail}'
+        self._start_run(_Run(now, tail, raw, rest))
 
     def response(self, **details: Any) -> None:
-        if self.enabled:
-            self._append(f'{{"time":{time.time():.6f}{_response_tail(details)}')
+        if not self.enabled:
+            return
+        tail, now, run = _response_tail(details), time.time(), self._open_run
+        if run is not None and run.tail is tail and len(run.items) < MAX_REPEAT:
+            run.again(now)
+            return
+        self._start_run(_Run(now, tail, None, tail))
+
+    def _start_run(self, run: _Run) -> None:
+        if self._open_run is not None:
+            self._seal_run()
+        self._open_run = run
 
     def masking(self, counts: dict[str, int], decision_id: str) -> None:
         if not counts:
@@ -184,6 +244,7 @@ class SessionRecorder:
         """Send what is pending now (events added meanwhile wait for the next flush, so
         a busy session sends one batch per interval, not a stream of tiny ones)."""
         async with self._sending:
+            self._seal_run()
             if not self._pending and self._heartbeat_due():
                 return await self._send([])
             remaining = len(self._pending)
@@ -200,6 +261,7 @@ class SessionRecorder:
     def _due(self) -> list[str] | None:
         """What the tick sends for this session now (an empty batch: a heartbeat), or
         None when nothing is due."""
+        self._seal_run()
         if self._pending:
             return self._pending[:MAX_BATCH]
         return [] if self._heartbeat_due() else None
