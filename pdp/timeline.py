@@ -16,6 +16,9 @@ Recorded event shape (what a proxy sends in RecordEvents, one `SessionEvent` eac
     cached       true when the verdict came from the proxy's decision cache
     command      the command text, for type command
     details      a mapping; `details.kind` says which protocol shape follows
+    repeat_us    (a run, stored but never read back as such) the same event again, once
+                 per item: a gap in µs after the one before, or [gap, command text]; the
+                 store's readers (pdp/recordings.py) expand it into one event per item
 
 Postgres (the default when `details.kind` is absent on a postgres connection): one
 `command` event per statement, after it completed: command = the SQL, details = {"tag":
