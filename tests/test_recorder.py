@@ -35,6 +35,7 @@ from proxies.runtime.pdp_client import PDPClient, Ruling
 from proxies.runtime.recorder import (
     FLUSH_SECONDS,
     MAX_BATCH,
+    MAX_RUN_TEXT,
     RecordingTick,
     SessionRecorder,
     until_next_flush,
@@ -370,6 +371,16 @@ def test_a_run_stands_for_at_most_max_repeat_responses_after_its_first():
     text = "[" + ",".join(texts) + "]"
     assert _recorder_batch_size(text, 1000, 10**6) == 2
     assert len(batch_events({"events_json": text})) == MAX_REPEAT + 2
+
+
+def test_a_run_takes_a_bounded_amount_of_command_text():
+    recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
+    commands = [f"select '{i:04}{'x' * 1000}'" for i in range(200)]
+    for raw in commands:
+        recorder.command(raw, ALLOWED, tag="SELECT 1", rows=1, protocol="simple")
+    texts = recorder._due() or []
+    assert len(texts) > 1 and all(len(t) < MAX_RUN_TEXT + 2_000 for t in texts)
+    assert [e["command"] for e in batch_events({"events_json": f"[{','.join(texts)}]"})] == commands
 
 
 def test_the_full_check_names_a_bad_run():

@@ -36,6 +36,7 @@ FLUSH_SECONDS = 0.5
 HEARTBEAT_SECONDS = 5.0  # an idle session still tells the PDP its proxy is alive
 MAX_BATCH = 500
 MAX_PENDING = 20_000
+MAX_RUN_TEXT = 64 * 1024  # a run takes no more command text than this (then a new one)
 
 _quote = json.encoder.encode_basestring  # a str as a JSON string literal, quotes included
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
@@ -117,7 +118,7 @@ class _Run:
     time and the text after it, then for each one after it the gap (µs) since the one
     before, as a JSON item: `gap`, or `[gap,"command"]` when its command text differs."""
 
-    __slots__ = ("command", "items", "last", "rest", "tail", "time")
+    __slots__ = ("command", "items", "last", "rest", "size", "tail", "time")
 
     def __init__(self, now: float, tail: str, command: str | None, rest: str) -> None:
         self.time = self.last = now
@@ -125,14 +126,18 @@ class _Run:
         self.command = command
         self.rest = rest
         self.items: list[str] = []
+        self.size = 0  # the text of its items
+
+    def takes(self, tail: str) -> bool:
+        """Whether an event with this tail extends the run."""
+        return tail is self.tail and len(self.items) < MAX_REPEAT and self.size < MAX_RUN_TEXT
 
     def again(self, now: float, command: str | None = None) -> None:
         gap = max(0, round((now - self.last) * 1_000_000))
         self.last += gap / 1_000_000  # the time a reader will work out: no drift
-        if command == self.command:
-            self.items.append(str(gap))
-        else:
-            self.items.append(f"[{gap},{_quote(command or '')}]")
+        item = str(gap) if command == self.command else f"[{gap},{_quote(command or '')}]"
+        self.items.append(item)
+        self.size += len(item)
 
     def text(self) -> str:
         if not self.items:
@@ -154,7 +159,7 @@ class SessionRecorder:
         # disabled (benchmarks only): events are dropped, heartbeats still go out
         self.enabled = enabled
         self._pending: list[str] = []
-        self._open_run: _Run | None = None  # the responses in a row not yet in _pending
+        self._open_run: _Run | None = None  # the last events, alike, not yet in _pending
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failed_batches = 0
@@ -178,7 +183,7 @@ class SessionRecorder:
         self._enqueue(text)
 
     def _seal_run(self) -> None:
-        """The open run becomes an event in _pending; the next response starts a new one."""
+        """The open run becomes an event in _pending; the next event starts a new one."""
         run, self._open_run = self._open_run, None
         if run is not None:
             self._enqueue(run.text())
@@ -197,7 +202,7 @@ class SessionRecorder:
         # the event every statement makes, spelt out: a third of what encoding its dict
         # costs (a test holds the text to the dict's JSON); time to the microsecond
         tail, now, run = _command_tail(ruling, details), time.time(), self._open_run
-        if run is not None and run.tail is tail and len(run.items) < MAX_REPEAT:
+        if run is not None and run.takes(tail):
             run.again(now, raw)  # decided and answered like the last: only its text may differ
             return
         rest = f',"direction":"client","type":"command","command":{_quote(raw)},{tail}'
@@ -207,7 +212,7 @@ class SessionRecorder:
         if not self.enabled:
             return
         tail, now, run = _response_tail(details), time.time(), self._open_run
-        if run is not None and run.tail is tail and len(run.items) < MAX_REPEAT:
+        if run is not None and run.takes(tail):
             run.again(now)
             return
         self._start_run(_Run(now, tail, None, tail))
