@@ -21,6 +21,7 @@ from pdp.engine import PolicyEngine, create_engine
 from pdp.evidence.checkpoints import CheckpointWriter, anchor_path_for
 from pdp.evidence.signing import Signer
 from pdp.forwarding import build_forwarders
+from pdp.heap import freeze_startup_heap
 from pdp.http_api import build_http_app
 from pdp.identity import DevIssuer, TokenVerifier
 from pdp.keys import load_or_create_ed25519
@@ -135,6 +136,7 @@ class PDPApp:
 
     async def run_until(self, stop: asyncio.Event, grace: float = 10.0) -> None:
         await self.start()
+        freeze_startup_heap()
         try:
             await stop.wait()
         finally:

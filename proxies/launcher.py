@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from pdp.config import Config, ConnectionSettings
+from pdp.heap import freeze_startup_heap
 
 log = logging.getLogger("portcullis.up")
 
@@ -76,6 +77,7 @@ async def run_proxies(
     connections: list[ConnectionSettings], config: Config, pdp_address: str, stop: asyncio.Event
 ) -> None:
     proxies = await start_proxies(connections, config, pdp_address)
+    freeze_startup_heap()
     try:
         await stop.wait()
     finally:
@@ -91,6 +93,7 @@ async def run_with_proxies(
     await pdp.start()
     try:
         proxies = await start_proxies(config.connections, config, pdp.address)
+        freeze_startup_heap()
         try:
             if started is not None:
                 await started()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import shutil
 import sqlite3
@@ -529,3 +530,20 @@ async def test_evaluation_workers_run_go_with_one_thread_and_a_lazier_collector(
     monkeypatch.setenv("GOGC", "150")  # an operator's own setting wins
     async with running_pdp(pdp_config(tmp_path / "again")) as app:
         assert _worker_environ(app)["GOGC"] == "150"
+
+
+async def test_a_running_pdp_exempts_its_start_up_heap_from_later_collections(tmp_path):
+    from pdp.app import PDPApp
+
+    gc.unfreeze()
+    stop = asyncio.Event()
+    running = asyncio.create_task(PDPApp(pdp_config(tmp_path)).run_until(stop, grace=1))
+    try:
+        deadline = time.monotonic() + 30
+        while not gc.get_freeze_count() and time.monotonic() < deadline and not running.done():
+            await asyncio.sleep(0.05)
+        assert gc.get_freeze_count() > 10_000  # modules, policies, the evaluator's client
+    finally:
+        stop.set()
+        await running
+        gc.unfreeze()
