@@ -15,7 +15,7 @@ memory per idle session with 500 sessions open (against a throwaway cluster allo
 connections). Not a test: nothing here asserts.
 
     python bench/postgres/bench_pgbench.py [--seconds 20] [--clients 8] [--scale 10]
-        [--pairs 3] [--pair-seconds 10]
+        [--pairs 7] [--pair-seconds 6]
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--sessions", type=int, default=500)
-    parser.add_argument("--pairs", type=int, default=3, help="recording on/off pairs")
-    parser.add_argument("--pair-seconds", type=float, default=10)
+    parser.add_argument("--pairs", type=int, default=7, help="recording on/off pairs")
+    parser.add_argument("--pair-seconds", type=float, default=6)
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-bench-"))
