@@ -144,7 +144,10 @@ STREAMS: tuple[Stream, ...] = (
         "recordings",
         "recordings.jsonl",
         ("session.events",),
-        "Session recordings: commands and responses (after masking) with timestamps",
+        "Session recordings: commands and responses (after masking) with timestamps; an"
+        " event with repeat_us stands for statements in a row decided and answered alike,"
+        " one per item: its gap in microseconds after the one before, [gap, text] where"
+        " the command text differs",
         (
             (
                 NIST,
