@@ -474,17 +474,21 @@ class _Relay:
         self._held: dict[str, set[str]] = {"client": set(), "server": set()}
         self._waits: dict[str, asyncio.Task[None] | None] = {"client": None, "server": None}
         self._backlog: dict[str, list[bytes]] = {"client": [], "server": []}
+        self._receive: dict[str, Callable[[bytes], None]] = {
+            "client": self._client_data,
+            "server": self._server_data,
+        }
 
     def start(self, reader: asyncio.StreamReader, upstream: Upstream) -> None:
         """Take both sockets over from their streams (what a stream already holds first)."""
-        self._adopt("client", self.conn.writer, self._client_data)
-        self._adopt("server", upstream.writer, self._server_data)
+        self._adopt("client", self.conn.writer)
+        self._adopt("server", upstream.writer)
         if upstream.pending:
             self._answer(upstream.pending)
             upstream.pending = []
         for side, data in (("client", self._take(reader)), ("server", self._take(upstream.reader))):
             if data:
-                (self._client_data if side == "client" else self._server_data)(data)
+                self._receive[side](data)
         # a socket that closed (or was reset) while the session opened has already told
         # its stream, and will tell nobody else
         for stream, side, reason in (
@@ -503,15 +507,13 @@ class _Relay:
         buffered.clear()
         return data
 
-    def _adopt(
-        self, side: str, writer: asyncio.StreamWriter, received: Callable[[bytes], None]
-    ) -> None:
+    def _adopt(self, side: str, writer: asyncio.StreamWriter) -> None:
         lost_reason = "client_disconnect" if side == "client" else "upstream_closed"
         other = "server" if side == "client" else "client"
         transport = writer.transport
         transport.set_protocol(
             _Side(
-                received,
+                self._receive[side],
                 lambda: self._end(lost_reason),
                 lambda ok: self._peer_writable(other, ok),
             )
@@ -577,9 +579,8 @@ class _Relay:
         finally:
             self._waits[side] = None
         backlog, self._backlog[side] = self._backlog[side], []
-        received = self._client_data if side == "client" else self._server_data
         for data in backlog:  # arrived before the pause took effect
-            received(data)
+            self._receive[side](data)
         if self._waits[side] is None:
             self._release(side, "waiting")
 
