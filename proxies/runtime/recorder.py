@@ -178,8 +178,7 @@ class SessionRecorder:
             self._append(_encode(event))
 
     def _append(self, text: str) -> None:
-        if self._open_run is not None:
-            self._seal_run()
+        self._seal_run()
         self._enqueue(text)
 
     def _seal_run(self) -> None:
@@ -218,8 +217,7 @@ class SessionRecorder:
         self._start_run(_Run(now, tail, None, tail))
 
     def _start_run(self, run: _Run) -> None:
-        if self._open_run is not None:
-            self._seal_run()
+        self._seal_run()
         self._open_run = run
 
     def masking(self, counts: dict[str, int], decision_id: str) -> None:
