@@ -195,6 +195,13 @@ async def test_the_pdp_stores_a_json_batch_as_sent_and_replays_it(tmp_path):
             )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "events_json[0].time" in (err.value.details() or "")
+        bad = pdp_pb2.RecordEventsRequest(
+            session_id=sid, events_json=json.dumps([{**events[0], "repeat_us": [5, -1]}])
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.RecordEvents(bad)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "events_json[0].repeat_us" in (err.value.details() or "")
 
         records = await app.store.query(kind=EVENTS_KIND, session_id=sid)
         assert len(records) == 1 and records[0].body["count"] == 3
