@@ -564,10 +564,70 @@ async def test_sqlite_synchronous_normal_commits_on_the_loop_thread(tmp_path, mo
         assert (await store.verify()).ok
     finally:
         await store.close()
-    full = open_store(StoreSettings(type="sqlite", path=str(tmp_path / "audit.db")))
-    await full.start()
+
+
+async def test_sqlite_full_syncs_the_wal_before_answering(tmp_path, monkeypatch):
+    """`synchronous: full` (the default): SQLite's commit itself waits for no disk; the
+    store then fdatasyncs the WAL, on the writer thread, before the append returns, so
+    every answered record is on disk. After a failed sync the kernel may have dropped what
+    it could not write, so the store refuses every record (a deny) until restarted."""
+    synced: list[tuple[str, int]] = []
+    failing: list[OSError] = []
+    real_sync = os.fdatasync
+
+    def spy(fd: int) -> None:
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), threading.get_ident()))
+        if failing:
+            raise failing.pop()
+        real_sync(fd)
+
+    monkeypatch.setattr(sqlite_store.os, "fdatasync", spy)
+    path = tmp_path / "audit.db"
+    store = open_store(StoreSettings(type="sqlite", path=str(path)))
+    await store.start()
     try:
-        assert full._wconn.get().execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
-        assert (await full.append("decision", {"n": 60})).seq == 61
+        assert store._wconn.get().execute("PRAGMA synchronous").fetchone() == (1,)
+        for n in range(3):
+            before = len(synced)
+            await store.append("decision", {"n": n})
+            assert [p for p, _ in synced[before:]] == [f"{path}-wal"]
+        assert threading.get_ident() not in {t for _, t in synced}
+        burst = await asyncio.gather(*(store.append("decision", {"n": n}) for n in range(40)))
+        assert sorted(r.seq for r in burst) == list(range(4, 44))
+        failing.append(OSError(5, "Input/output error"))
+        with pytest.raises(StoreUnavailable, match="Input/output error"):
+            await store.append("decision", {"n": "unsynced"})
+        with pytest.raises(StoreUnavailable, match="restart the PDP"):
+            await store.append("decision", {"n": 44})
     finally:
-        await full.close()
+        await store.close()
+    restarted = open_store(StoreSettings(type="sqlite", path=str(path)))
+    await restarted.start()
+    try:
+        assert (await restarted.append("decision", {"n": 44})).seq == 45
+        assert (await restarted.verify()).ok
+    finally:
+        await restarted.close()
+
+
+async def test_sqlite_wal_starts_over_under_continuous_load(tmp_path, monkeypatch):
+    """Commits that land while a checkpoint runs would keep SQLite from ever starting the
+    WAL over; the writer finishes each checkpoint, so the WAL stays the size of what is
+    written between two checkpoints instead of growing with the load."""
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_BYTES", 50_000)
+    path = tmp_path / "audit.db"
+    store = open_store(StoreSettings(type="sqlite", path=str(path), synchronous="normal"))
+    await store.start()
+    checkpoints = 0
+    try:
+        for _ in range(60):  # ~3 MB of records, in bursts that overlap the checkpoints
+            await asyncio.gather(
+                *(store.append("decision", {"n": n, "pad": "x" * 1000}) for n in range(50))
+            )
+            checkpoints += store._checkpoint is not None
+        assert checkpoints >= 10
+        # without the writer's part the WAL holds every page written (~20 MB here)
+        assert os.path.getsize(f"{path}-wal") < 4_000_000
+        assert (await store.verify()).ok
+    finally:
+        await store.close()

@@ -1,10 +1,12 @@
-"""SQLite audit store: one file, WAL, synchronous=FULL (or NORMAL), stdlib sqlite3.
+"""SQLite audit store: one file, WAL, durable commits (or NORMAL sync), stdlib sqlite3.
 
-Writes use one connection on a dedicated thread; reads run on a second thread with
-their own connection (WAL lets them proceed while a batch commits). With
-synchronous=NORMAL a commit does not wait for the disk, so a small one runs on the event
-loop's thread instead (the hop to the writer thread and back would cost more than the
-commit); the writer connection is still used by one thread at a time. The WAL is
+Writes use one connection; reads run on a second thread with their own connection (WAL
+lets them proceed while a batch commits). SQLite's own commit never waits for the disk
+(synchronous=NORMAL), so a small batch commits on the event loop's thread (the hop to a
+thread and back would cost more than the commit) and a bigger one, under load, on the
+writer thread. With `synchronous: full` (the default) the writer thread then fdatasyncs
+the WAL before anyone is answered: what SQLite's FULL does inside the commit, but only
+the wait for the disk leaves the loop's thread, not the commit's own work. The WAL is
 checkpointed on the reading thread once enough has been written, never inside a commit:
 SQLite's automatic checkpoint would run in whichever commit crossed the threshold and
 hold every decision waiting on it for tens of milliseconds.
@@ -65,9 +67,9 @@ BEGIN SELECT RAISE(ABORT, 'audit_records is append-only: DELETE refused'); END;
 COLUMNS = "seq, id, kind, time_us, session_id, subject, body, prev_hash, hash"
 _INSERT = f"INSERT INTO audit_records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _MAX_PARAMS = 500
-# synchronous=NORMAL: a batch this small commits on the loop's thread (cheaper than the hop
-# to the writer thread and back); a bigger one, under load, goes to the writer thread,
-# which works beside the loop instead of taking its time
+# a batch this small commits on the loop's thread (cheaper than the hop to the writer
+# thread and back); a bigger one, under load, goes to the writer thread, which works
+# beside the loop instead of taking its time
 INLINE_BATCH = 4
 # record bodies written between checkpoints (~ the WAL's growth). Each checkpoint delays
 # decisions in flight (by what means is not known: not the GIL, not the commits, which stay
@@ -85,6 +87,8 @@ class _Connection:
         self.synchronous = synchronous
         self.conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
+        self._wal: int | None = None  # a descriptor of the WAL file, for sync_wal()
+        self._wal_inode: tuple[int, int] | None = None
 
     def get(self) -> sqlite3.Connection:
         try:
@@ -102,7 +106,23 @@ class _Connection:
             self._inode = (st.st_dev, st.st_ino)
         return self.conn
 
+    def sync_wal(self) -> None:
+        """Make every commit so far durable: fdatasync the WAL, as synchronous=FULL does
+        inside each commit (the frames are in the WAL file once COMMIT returns)."""
+        st = os.stat(f"{self.path}-wal")
+        if self._wal is None or self._wal_inode != (st.st_dev, st.st_ino):
+            self._close_wal()
+            self._wal = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
+            self._wal_inode = (st.st_dev, st.st_ino)
+        os.fdatasync(self._wal)
+
+    def _close_wal(self) -> None:
+        if self._wal is not None:
+            os.close(self._wal)
+            self._wal = self._wal_inode = None
+
     def close(self) -> None:
+        self._close_wal()
         if self.conn is not None:
             try:
                 self.conn.close()
@@ -135,10 +155,14 @@ class SQLiteAuditStore(GroupCommitStore):
         self.synchronous = synchronous
         self._writes: ThreadPoolExecutor | None = None
         self._reads: ThreadPoolExecutor | None = None
-        self._wconn = _Connection(self.path, timeout, synchronous)
+        # the writer's commits never wait for the disk inside SQLite: with "full",
+        # _write_batch syncs the WAL itself before anyone is answered
+        self._wconn = _Connection(self.path, timeout, "normal")
         self._rconn = _Connection(self.path, timeout)
         self._unchecked = 0  # body bytes written since the last checkpoint started
         self._checkpoint: asyncio.Future[None] | None = None
+        self._catch_up = False  # a checkpoint ran beside commits: the writer finishes it
+        self._unsynced: str | None = None  # why the WAL can no longer be trusted, once it can't
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -188,10 +212,14 @@ class SQLiteAuditStore(GroupCommitStore):
     # -- writing (writer thread) -----------------------------------------------------
 
     async def _write_batch(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
-        if self.synchronous == "normal" and len(drafts) <= INLINE_BATCH and self._writes:
+        if self._unsynced is not None:
+            raise StoreUnavailable(self._unsynced)
+        if len(drafts) <= INLINE_BATCH and self._writes:
             result = self._write_sync(drafts, explicit_ids)  # no disk wait: no thread hop
+            if self.synchronous == "full" or self._catch_up:
+                await self._run(self._writes, self._settle)
         else:
-            result = await self._run(self._writes, self._write_sync, drafts, explicit_ids)
+            result = await self._run(self._writes, self._write_settled, drafts, explicit_ids)
         self._unchecked += sum(len(d.body_json) for d in drafts)
         if self._unchecked >= CHECKPOINT_BYTES and self._checkpoint is None:
             self._unchecked = 0
@@ -199,14 +227,48 @@ class SQLiteAuditStore(GroupCommitStore):
         return result
 
     async def _checkpoint_wal(self) -> None:
-        """Copy the WAL into the database without blocking writers (PASSIVE); the next
-        commit then starts the WAL over."""
+        """Copy the WAL into the database without blocking writers (PASSIVE).
+
+        SQLite starts the WAL over only in a transaction that began with all of the WAL
+        copied. Under load, commits land while this runs, so that never happens by itself
+        and the WAL would grow for as long as the load lasts. So the writer copies what
+        was committed meanwhile (few frames) right after its next commit, while nothing
+        else writes, and the transaction after that starts the WAL over."""
         try:
             await self._read(self._fetch, "PRAGMA wal_checkpoint(PASSIVE)", [])
+            self._catch_up = True
         except StoreUnavailable as exc:
             log.warning("audit store checkpoint failed (retried later): %s", exc)
         finally:
             self._checkpoint = None
+
+    def _write_settled(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
+        result = self._write_sync(drafts, explicit_ids)
+        self._settle()
+        return result
+
+    def _settle(self) -> None:
+        """What follows a commit and waits for the disk: ending a checkpoint that left
+        frames behind (see _checkpoint_wal), and with synchronous "full" the fdatasync
+        that makes the commit durable before anyone is answered."""
+        if self._catch_up:
+            self._catch_up = False
+            self._wconn.get().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        if self.synchronous == "full":
+            try:
+                self._wconn.sync_wal()
+            except OSError as exc:
+                if isinstance(exc, FileNotFoundError):
+                    raise  # the file is gone: unavailable until it is back, as anywhere
+                # after a failed fdatasync the kernel may have dropped the pages it could
+                # not write, and a later sync succeeds regardless: nothing written after
+                # this point could be shown durable, so refuse every record until restart
+                self._unsynced = (
+                    f"the decision log could not be synced to disk ({exc.strerror or exc}); "
+                    "check the disk and restart the PDP"
+                )
+                log.critical("audit store: %s", self._unsynced)
+                raise StoreUnavailable(self._unsynced) from None
 
     def _write_sync(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
         conn = self._wconn.get()
