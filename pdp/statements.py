@@ -13,6 +13,7 @@ No IO here and no policy: this module says what the SQL is, never whether it may
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,11 +121,20 @@ def _classify_ast(sql: str) -> list[Entry]:
 
 
 def shape(sql: str) -> str | None:
-    """The pglast fingerprint of sql (literal values ignored); None when unparseable."""
+    """The pglast fingerprint of sql (literal values ignored); None when unparseable, and
+    None for text holding a DO block: the block's code is a string literal, which the
+    fingerprint ignores, yet classify() reads the SQL inside it, so a harmless block and
+    a destructive one would share a shape. None makes a reuse fall back to exact text."""
     try:
-        return fingerprint(sql)
+        found = fingerprint(sql)
     except Exception:
         return None
+    if _DO_WORD.search(sql) and any(e["type"] == "do" for e in classify(sql)):
+        return None
+    return found
+
+
+_DO_WORD = re.compile(r"\bdo\b", re.IGNORECASE)  # cheap test before classifying
 
 
 def split(sql: str) -> list[str]:

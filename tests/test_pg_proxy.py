@@ -415,6 +415,23 @@ async def test_decision_cache_reuses_shape_verdicts_and_still_records_them(tmp_p
         assert len({e["decision_id"] for e in commands}) == 1
 
 
+async def test_a_harmless_do_block_does_not_let_a_destructive_one_through(tmp_path):
+    """A DO block's code is a literal, which a statement's shape ignores: an allowed
+    harmless block must not answer, from the cache or a reused evaluation, for a block
+    that truncates a table (which needs approval), in either order of use."""
+    async with running_gateway(tmp_path) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        for _ in range(2):
+            await conn.execute("DO 'begin perform 1; end'")
+        before = gw.pdp.decider.stats.total
+        with pytest.raises(asyncpg.InsufficientPrivilegeError) as err:
+            await conn.execute("DO 'begin truncate orders; end'")
+        assert "approval required" in str(err.value)
+        assert gw.pdp.decider.stats.total == before + 1  # decided afresh
+        assert await conn.fetchval("SELECT count(*) FROM orders") == 2
+        await conn.close()
+
+
 async def test_every_execution_of_a_prepared_statement_is_replayed_with_its_own_time(tmp_path):
     sql = "SELECT id FROM orders WHERE id = $1"
     async with running_gateway(tmp_path) as gw:

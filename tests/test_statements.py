@@ -205,6 +205,20 @@ def test_shape_ignores_literals():
     assert shape("SELEC 1") is None
 
 
+def test_no_shape_for_do_blocks_whose_code_is_a_literal():
+    """The fingerprint ignores a DO block's code (a string literal), which classify()
+    reads: such text has no shape, so a verdict is reused for it only by exact text."""
+    harmless = "DO 'begin perform 1; end'"
+    destructive = "DO $$begin truncate accounts; end$$"
+    assert classify(harmless)[0]["type"] == classify(destructive)[0]["type"] == "do"
+    assert classify(destructive)[1]["type"] == "truncate"
+    assert shape(harmless) is None and shape(destructive) is None
+    assert shape("SELECT 1; DO 'begin perform 1; end'") is None
+    # the word alone changes nothing
+    assert shape("INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING") is not None
+    assert shape("SELECT 'do' AS do_") == shape("SELECT 'x' AS do_")
+
+
 def test_split():
     assert split("select 1; /* c */ select 2") == ["select 1", "select 2"]
     assert split("selec 1; x") == ["selec 1; x"]

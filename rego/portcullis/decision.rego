@@ -63,11 +63,15 @@ credential_part := {"credential": {"ref": ref}} if {
 
 # Cache hints. Only postgres answers are cacheable by shape: every shipped postgres rule
 # looks at statement types, tables, functions and settings names, never at literals.
-# An answer that used an approval is never cached: it belongs to that one request.
+# A DO block is the exception: its code is a literal, and the statements classified from
+# it are judged, so a harmless block and a destructive one share a shape; its answers
+# are not cached. An answer that used an approval is never cached: it belongs to that
+# one request.
 cache_part := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, "cache_key": "shape"} if {
 	input.command.kind == "postgres.query"
 	not input.approval
 	every s in input.command.postgres.statements {
 		s.type != "unparseable"
+		s.type != "do"
 	}
 } else := {"cache_ttl_seconds": 0, "cache_key": "exact"}

@@ -4,7 +4,9 @@
 # statement needing approval makes the whole query need it; one denied denies it all.
 #
 # Every rule here reads statement types, tags, tables, functions and setting names only,
-# never literal values: decision.rego relies on that to offer cache_key "shape".
+# never literal values: decision.rego relies on that to offer cache_key "shape". The
+# statements classified from a DO block's code (a literal) are the exception, and
+# decision.rego offers no cache for a query holding one.
 #
 # Bodies test input fields before they test other rules: each rule reference costs the
 # evaluator more than an input lookup, and this module runs on every SQL statement. Deny

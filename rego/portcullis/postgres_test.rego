@@ -174,6 +174,17 @@ test_dba_runs_ddl_and_writes if {
 	verdict(["dba", "pii-readers"], [stmt_with("set", {"setting": "role"})]) == "allow"
 }
 
+test_do_block_answers_are_not_cached if {
+	# the block's code is a literal, which a shape ignores, yet its statements are judged
+	harmless := [stmt_with("do", {"opaque": false}), stmt_with("select", {"nested": true})]
+	d := portcullis.decision with input as pg_input(["dba", "pii-readers"], harmless)
+	d.verdict == "allow"
+	d.cache_key == "exact"
+	d.cache_ttl_seconds == 0
+	plain := portcullis.decision with input as pg_input(["dba", "pii-readers"], [stmt("select")])
+	plain.cache_key == "shape"
+}
+
 test_dba_reads_are_masked_without_pii_readers if {
 	verdict(["dba"], [stmt("select")]) == "mask"
 }
