@@ -44,7 +44,7 @@ def classified(raw: str) -> list[dict[str, Any]]:
 
 @functools.lru_cache(maxsize=8192)
 def shaped(raw: str) -> str | None:
-    """The statement shape (pglast fingerprint) that keys reuse of a verdict, with memory;
+    """The statement shape (pdp.statements.shape) that keys reuse of a verdict, with memory;
     None for unparseable text and for texts too long to remember, which are then reused
     only by their exact text."""
     return shape(raw) if len(raw) <= CACHED_SQL_LENGTH else None

@@ -2,7 +2,7 @@
 
 Owns the rule a policy author relies on when a verdict carries `cache_ttl_seconds`:
 the same command kind with the same key — the exact command text, or the statement's
-shape (pglast fingerprint, literals ignored) when the verdict says `cache_key: shape` —
+shape (pdp.statements.shape: literal values ignored) when the verdict says `cache_key: shape` —
 may be answered from the earlier evaluation until the TTL runs out or the policy
 revision changes. Denies and approval requests are never reused (only allowing verdicts
 are stored). The proxy keeps one table per session; the PDP keeps one table whose keys
@@ -60,9 +60,9 @@ class ReuseTable(Generic[T]):
         table, key = self._exact, (scope, kind, raw)
         entry = table.get(key)
         if entry is None and self._shape:
-            fingerprint = shape_of(raw)
-            if fingerprint is not None:
-                table, key = self._shape, (scope, kind, fingerprint)
+            found = shape_of(raw)
+            if found is not None:
+                table, key = self._shape, (scope, kind, found)
                 entry = table.get(key)
         if entry is None:
             self.misses += 1
@@ -89,10 +89,10 @@ class ReuseTable(Generic[T]):
         if ttl <= 0 or not verdict.allowed or not revision:
             return
         if verdict.cache_key == "shape":
-            fingerprint = shape_of(raw)
-            if fingerprint is None:
+            found = shape_of(raw)
+            if found is None:
                 return
-            table, key = self._shape, (scope, kind, fingerprint)
+            table, key = self._shape, (scope, kind, found)
         else:
             table, key = self._exact, (scope, kind, raw)
         table[key] = _Entry(value, revision, self._clock() + ttl)

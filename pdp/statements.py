@@ -12,6 +12,7 @@ No IO here and no policy: this module says what the SQL is, never whether it may
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any
 
 import pglast
 from pglast import ast
-from pglast.parser import fingerprint, parse_sql_json
+from pglast.parser import normalize, parse_sql_json
 
 Entry = dict[str, Any]
 
@@ -121,17 +122,22 @@ def _classify_ast(sql: str) -> list[Entry]:
 
 
 def shape(sql: str) -> str | None:
-    """The pglast fingerprint of sql (literal values ignored); None when unparseable, and
-    None for text holding a DO block: the block's code is a string literal, which the
-    fingerprint ignores, yet classify() reads the SQL inside it, so a harmless block and
-    a destructive one would share a shape. None makes a reuse fall back to exact text."""
+    """What keys the reuse of a verdict declared `cache_key: shape`: a digest of sql with
+    its literal values replaced by placeholders (pglast's normalize, the server's own
+    grammar), so the texts of one statement with other values share it.
+
+    Not pglast's fingerprint: that also ignores schema names (`hr.pay` and `public.pay`
+    share one) and the names LISTEN, PREPARE, EXECUTE and DEALLOCATE take, none of which
+    are literals. None when unparseable, and None for text holding a DO block: the
+    block's code is a literal, yet classify() reads the SQL inside it, so a harmless block
+    and a destructive one would share a shape. None makes a reuse fall back to exact text."""
     try:
-        found = fingerprint(sql)
+        normalized = normalize(sql)
     except Exception:
         return None
     if _DO_WORD.search(sql) and any(e["type"] == "do" for e in classify(sql)):
         return None
-    return found
+    return hashlib.blake2b(normalized.encode(), digest_size=16).hexdigest()
 
 
 _DO_WORD = re.compile(r"\bdo\b", re.IGNORECASE)  # cheap test before classifying

@@ -50,8 +50,15 @@ def test_shape_entries_ignore_literals_but_not_structure():
     table.store(
         "s", "postgres.query", "SELECT * FROM t WHERE id = 1", allow(5, "shape"), "r", "v", shape
     )
-    assert table.lookup("s", "postgres.query", "select * from t where id = 99", "r", shape) == "v"
+    assert table.lookup("s", "postgres.query", "SELECT * FROM t WHERE id = 99", "r", shape) == "v"
     assert table.lookup("s", "postgres.query", "SELECT * FROM u WHERE id = 1", "r", shape) is None
+    # another schema's table of the same name is another table, for a policy reading tables
+    qualified = "SELECT * FROM public.pay WHERE id = 1"
+    table.store("s", "postgres.query", qualified, allow(5, "shape"), "r", "public", shape)
+    assert (
+        table.lookup("s", "postgres.query", "SELECT * FROM hr.pay WHERE id = 1", "r", shape) is None
+    )
+    assert table.lookup("s", "postgres.query", qualified.replace("1", "2"), "r", shape) == "public"
 
 
 def test_denials_approvals_and_zero_ttl_are_never_stored():
@@ -85,7 +92,7 @@ async def test_pdp_reuses_a_shape_verdict_within_a_session_and_records_every_dec
         first_session = await open_session(stub, tok)
         sid = first_session.session_id
         first = await decide_sql(stub, sid, "SELECT id, email FROM customers WHERE id = 1")
-        again = await decide_sql(stub, sid, "select id, email from customers where id = 2")
+        again = await decide_sql(stub, sid, "SELECT id, email FROM customers WHERE id = 2")
         assert first.verdict == again.verdict == pdp_pb2.MASK
         assert [m.field for m in first.mask] == [m.field for m in again.mask]
         assert first.decision_id != again.decision_id

@@ -199,14 +199,28 @@ def test_unparseable_is_one_entry():
     assert classify("select '\x00'")[0]["type"] == "unparseable"
 
 
-def test_shape_ignores_literals():
-    assert shape("SELECT * FROM t WHERE id = 1") == shape("select * from t where id = 99")
+def test_shape_ignores_literals_and_nothing_else():
+    assert shape("SELECT * FROM t WHERE id = 1") == shape("SELECT * FROM t WHERE id = 99")
+    assert shape("SELECT * FROM t WHERE n = 'a' LIMIT 5") == shape(
+        "SELECT * FROM t WHERE n = 'it''s' LIMIT 50"
+    )
     assert shape("SELECT * FROM t WHERE id = 1") != shape("SELECT * FROM u WHERE id = 1")
     assert shape("SELEC 1") is None
+    # what pglast's fingerprint would merge, though none of it is a literal value
+    different = [
+        ("SELECT * FROM hr.pay", "SELECT * FROM public.pay"),
+        ("INSERT INTO hr.pay VALUES (1)", "INSERT INTO pay VALUES (1)"),
+        ("LISTEN a", "LISTEN b"),
+        ("EXECUTE p", "EXECUTE q"),
+        ("COPY t FROM '/a'", "COPY t FROM '/b'"),
+        ("EXPLAIN (ANALYZE false) DELETE FROM t", "EXPLAIN (ANALYZE true) DELETE FROM t"),
+    ]
+    for a, b in different:
+        assert shape(a) != shape(b), (a, b)
 
 
 def test_no_shape_for_do_blocks_whose_code_is_a_literal():
-    """The fingerprint ignores a DO block's code (a string literal), which classify()
+    """A shape ignores a DO block's code (a string literal), which classify()
     reads: such text has no shape, so a verdict is reused for it only by exact text."""
     harmless = "DO 'begin perform 1; end'"
     destructive = "DO $$begin truncate accounts; end$$"
@@ -249,3 +263,46 @@ def test_classify_never_raises_on_sql_fragments(parts):
     entries = classify(sql)
     if "DROP TABLE t" in sql and all(e["type"] != "unparseable" for e in entries):
         assert "drop" in [e["type"] for e in entries]
+
+
+_NAMES = st.sampled_from(["orders", "pay", "accounts"])
+_SCHEMAS = st.sampled_from(["", "public.", "hr."])
+_VALUES = st.one_of(
+    st.integers(-(10**12), 10**12).map(str),
+    st.text("abc' $\\;-", max_size=8).map(lambda t: "'" + t.replace("'", "''") + "'"),
+)
+_TEMPLATES = st.sampled_from(
+    [
+        "SELECT id FROM {s}{t} WHERE id = {v}",
+        "DELETE FROM {s}{t} WHERE id = {v}",
+        "UPDATE {s}{t} SET note = {v}",
+        "SELECT lower({v}) FROM {s}{t}; DROP TABLE {s}{t}",
+        "DO $$begin delete from {s}{t} where id = {v}; end$$",
+        "DO 'begin perform {v}; end'",
+        "WITH x AS (DELETE FROM {s}{t} RETURNING id) SELECT {v} FROM x",
+        "EXPLAIN (ANALYZE {b}) DELETE FROM {s}{t} WHERE id = {v}",
+        "COPY {s}{t} TO PROGRAM {v}",
+        "SELECT set_config('role', {v}, false)",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_equal_shapes_mean_equal_classifications(data):
+    """What a verdict reused by shape relies on: two texts with one shape are classified
+    alike, so a policy that reads the classification (never literal values) answers both
+    alike."""
+    template = data.draw(_TEMPLATES)
+    texts = [
+        template.format(
+            s=data.draw(_SCHEMAS),
+            t=data.draw(_NAMES),
+            v=data.draw(_VALUES),
+            b=data.draw(st.sampled_from(["true", "false"])),
+        )
+        for _ in range(2)
+    ]
+    first, second = (shape(t) for t in texts)
+    if first is not None and first == second:
+        assert classify(texts[0]) == classify(texts[1]), texts
