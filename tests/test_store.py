@@ -631,3 +631,43 @@ async def test_sqlite_wal_starts_over_under_continuous_load(tmp_path, monkeypatc
         assert (await store.verify()).ok
     finally:
         await store.close()
+
+
+async def test_sqlite_write_lock_held_elsewhere_never_blocks_the_event_loop(tmp_path):
+    """Another process holding the write lock (a VACUUM, an admin's transaction) makes
+    appends wait on the writer thread, never on the loop's thread, which keeps running;
+    they commit once the lock is free, and fail (a deny) if it stays taken too long."""
+    path = tmp_path / "audit.db"
+    store = open_store(StoreSettings(type="sqlite", path=str(path)), timeout=1.0)
+    await store.start()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.005)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        await store.append("decision", {"n": 0})
+        other.execute("BEGIN IMMEDIATE")
+        waiting = asyncio.create_task(store.append("decision", {"n": 1}))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        other.execute("COMMIT")
+        assert (await waiting).seq == 2
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable):
+            await store.append("decision", {"n": "locked out"})
+        other.execute("COMMIT")
+        assert (await store.append("decision", {"n": 2})).seq == 3
+        assert max(gaps) < 0.1  # the loop never stopped for the lock
+        assert (await store.verify()).ok
+    finally:
+        ticking.cancel()
+        other.close()
+        await store.close()

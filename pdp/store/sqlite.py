@@ -2,9 +2,10 @@
 
 Writes use one connection; reads run on a second thread with their own connection (WAL
 lets them proceed while a batch commits). SQLite's own commit never waits for the disk
-(synchronous=NORMAL), so a small batch commits on the event loop's thread (the hop to a
-thread and back would cost more than the commit) and a bigger one, under load, on the
-writer thread. With `synchronous: full` (the default) the writer thread then fdatasyncs
+(synchronous=NORMAL) nor for a lock, so a small batch commits on the event loop's thread
+(the hop to a thread and back would cost more than the commit); a bigger one, under load,
+and one that finds the write lock taken by another process commit on the writer thread,
+which may wait. With `synchronous: full` (the default) the writer thread then fdatasyncs
 the WAL before anyone is answered: what SQLite's FULL does inside the commit, but only
 the wait for the disk leaves the loop's thread, not the commit's own work. The WAL is
 checkpointed on the reading thread once enough has been written, never inside a commit:
@@ -23,6 +24,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -156,8 +158,9 @@ class SQLiteAuditStore(GroupCommitStore):
         self._writes: ThreadPoolExecutor | None = None
         self._reads: ThreadPoolExecutor | None = None
         # the writer's commits never wait for the disk inside SQLite: with "full",
-        # _write_batch syncs the WAL itself before anyone is answered
-        self._wconn = _Connection(self.path, timeout, "normal")
+        # _write_batch syncs the WAL itself before anyone is answered. Nor do they wait
+        # for a lock (busy timeout 0): see _write_waiting
+        self._wconn = _Connection(self.path, 0.0, "normal")
         self._rconn = _Connection(self.path, timeout)
         self._unchecked = 0  # body bytes written since the last checkpoint started
         self._checkpoint: asyncio.Future[None] | None = None
@@ -214,12 +217,18 @@ class SQLiteAuditStore(GroupCommitStore):
     async def _write_batch(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
         if self._unsynced is not None:
             raise StoreUnavailable(self._unsynced)
+        result = None
         if len(drafts) <= INLINE_BATCH and self._writes:
-            result = self._write_sync(drafts, explicit_ids)  # no disk wait: no thread hop
-            if self.synchronous == "full" or self._catch_up:
-                await self._run(self._writes, self._settle)
-        else:
-            result = await self._run(self._writes, self._write_settled, drafts, explicit_ids)
+            try:
+                result = self._write_sync(drafts, explicit_ids)  # no disk wait: no thread hop
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+            else:
+                if self.synchronous == "full" or self._catch_up:
+                    await self._run(self._writes, self._settle)
+        if result is None:
+            result = await self._run(self._writes, self._write_waiting, drafts, explicit_ids)
         self._unchecked += sum(len(d.body_json) for d in drafts)
         if self._unchecked >= CHECKPOINT_BYTES and self._checkpoint is None:
             self._unchecked = 0
@@ -242,8 +251,23 @@ class SQLiteAuditStore(GroupCommitStore):
         finally:
             self._checkpoint = None
 
-    def _write_settled(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
-        result = self._write_sync(drafts, explicit_ids)
+    def _write_waiting(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
+        """_write_sync then _settle, on the writer thread, waiting for a write lock another
+        process holds (a VACUUM, say): the loop's thread, which must keep answering, tries
+        once and hands the batch here. It waits half the batch's timeout at most, so it
+        gives up before the batch is reported unwritten, never commits after."""
+        deadline = time.monotonic() + self.timeout / 2
+        pause = 0.001
+        while True:
+            try:
+                result = self._write_sync(drafts, explicit_ids)
+                break
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
         self._settle()
         return result
 
