@@ -277,7 +277,10 @@ class SQLiteAuditStore(GroupCommitStore):
         that makes the commit durable before anyone is answered."""
         if self._catch_up:
             self._catch_up = False
-            self._wconn.get().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            try:
+                self._wconn.get().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:  # the batch is committed all the same
+                log.warning("audit store checkpoint not finished (retried later): %s", exc)
         if self.synchronous == "full":
             try:
                 self._wconn.sync_wal()
