@@ -30,19 +30,13 @@ EVALUATION_REUSE_ENTRIES = 65536
 
 @dataclass(frozen=True)
 class Reusable:
-    """Where a decision may reuse an earlier evaluation: its session, command and text.
-
-    `variant` is the command's attributes in a canonical form, so two commands that
-    differ in anything the policy sees besides the text never share an entry."""
+    """Where a decision may reuse an earlier evaluation: its session, command and text;
+    `key` is pdp.reuse.reuse_key() of the command's kind and attributes."""
 
     session_id: str
     kind: str
     raw: str
-    variant: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}\x00{self.variant}" if self.variant else self.kind
+    key: str
 
 
 PolicyInput = dict[str, Any] | Callable[[], dict[str, Any]]

@@ -11,11 +11,13 @@ carry the session id, so neither widens what the policy allowed.
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pdp.verdict import Verdict
 
@@ -23,6 +25,27 @@ T = TypeVar("T")
 ShapeOf = Callable[[str], "str | None"]
 
 DEFAULT_MAX_ENTRIES = 1024
+
+
+def reuse_key(kind: str, attributes: Mapping[str, Any] | None) -> str:
+    """What an answer is filed under besides its text: the command kind and, in a
+    canonical form, its attributes (a Postgres statement's protocol, say), so two commands
+    that differ in anything the policy sees besides the text never share an entry."""
+    if not attributes:
+        return kind
+    try:
+        return _scalar_key(kind, tuple(sorted(attributes.items())))
+    except TypeError:  # nested values: not hashable, so not remembered
+        return _json_key(kind, attributes)
+
+
+@functools.lru_cache(maxsize=256)
+def _scalar_key(kind: str, items: tuple[tuple[str, Any], ...]) -> str:
+    return _json_key(kind, dict(items))
+
+
+def _json_key(kind: str, attributes: Mapping[str, Any]) -> str:
+    return f"{kind}\x00{json.dumps(attributes, sort_keys=True, separators=(',', ':'))}"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from pdp.evidence.signing import Signer
 from pdp.identity import TokenRejected, TokenVerifier
 from pdp.policy_input import COMMAND_KINDS, build_input, command_input
 from pdp.recordings import EVENTS_KIND, MalformedEvents, checked_batch
+from pdp.reuse import reuse_key
 from pdp.sessions import Session, SessionTable, new_session_id
 from pdp.store import AuditStore, StoreUnavailable
 from pdp.verdict import Verdict, VerdictKind
@@ -95,11 +96,6 @@ def event_details(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
             return {"malformed_details": True}
         return details if isinstance(details, dict) else {"malformed_details": True}
     return struct_to_dict(event.details) if event.HasField("details") else {}
-
-
-def _variant(attributes: dict[str, Any]) -> str:
-    """A command's attributes as a key that tells commands with equal text apart."""
-    return json.dumps(attributes, sort_keys=True, separators=(",", ":")) if attributes else ""
 
 
 def _event_dict(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
@@ -302,7 +298,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 built.update(build_input(session, command_input(kind, raw, attributes)))
             return built
 
-        reusable = Reusable(session.id, kind, raw, _variant(attributes))
+        reusable = Reusable(session.id, kind, raw, reuse_key(kind, attributes))
         decision = await self.decider.decide(policy_input, record, reusable)
         if decision.verdict.kind is VerdictKind.REQUIRE_APPROVAL:
             command = policy_input()["command"]

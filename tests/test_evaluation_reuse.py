@@ -13,7 +13,7 @@ import dataclasses
 from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
 from portcullis.v1 import pdp_pb2
 
-from pdp.reuse import ReuseTable
+from pdp.reuse import ReuseTable, reuse_key
 from pdp.statements import shape
 from pdp.store.chain import canonical_json, record_hash, sealed_hash
 from pdp.verdict import Verdict, VerdictKind
@@ -126,3 +126,15 @@ async def test_pdp_reuse_can_be_turned_off(tmp_path):
         assert len(records) == 3
         assert all("evaluation_reused_from" not in r.body for r in records)
         assert app.decider.stats.evaluations_reused == 0
+
+
+def test_reuse_keys_tell_apart_what_the_policy_sees_besides_the_text():
+    assert reuse_key("postgres.query", None) == reuse_key("postgres.query", {}) == "postgres.query"
+    simple = reuse_key("postgres.query", {"protocol": "simple"})
+    assert simple != reuse_key("postgres.query", {"protocol": "extended"})
+    assert simple != reuse_key("postgres.function_call", {"protocol": "simple"})
+    both = reuse_key("http.request", {"method": "GET", "path": "/a"})
+    assert both == reuse_key("http.request", {"path": "/a", "method": "GET"})
+    nested = {"headers": {"x": ["1"]}, "method": "GET"}  # not hashable: keyed all the same
+    assert reuse_key("http.request", nested) == reuse_key("http.request", dict(nested))
+    assert reuse_key("http.request", nested) != reuse_key("http.request", {"headers": {}})

@@ -874,6 +874,27 @@ async def test_a_client_gone_while_its_session_opens_leaves_nothing_behind(tmp_p
         assert not gw.proxy.runtime.sessions
 
 
+async def test_the_decision_cache_keeps_apart_what_the_policy_sees_besides_the_text(tmp_path):
+    """A verdict reused by shape is reused only for a statement that came the same way:
+    a policy that refuses the simple protocol is not bypassed by the cached answer to the
+    same text sent by the extended protocol."""
+    policies = tmp_path / "policy"
+    shutil.copytree(REGO, policies)
+    (policies / "zz_simple_closed.rego").write_text(
+        "package portcullis\n\n"
+        'deny contains "simple protocol closed" if input.command.postgres.protocol == "simple"\n'
+    )
+    engine = {"type": "embedded", "policies": str(policies), "workers": 2, "timeout_ms": 500}
+    async with running_gateway(tmp_path, engine=engine) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        query = "SELECT count(*) FROM orders"
+        assert (await conn.fetch(query))[0][0] == 2  # extended: allowed, reusable by shape
+        assert (await conn.fetch(query))[0][0] == 2
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="simple protocol closed"):
+            await conn.execute(query)  # no arguments: the simple protocol
+        await conn.close()
+
+
 async def test_a_prepared_statement_is_decided_again_once_the_policy_changes(tmp_path):
     """A statement prepared while the policy allowed it, with its verdict reused from the
     decision cache (as most are), is refused at its next execution once a new policy

@@ -27,6 +27,9 @@ from proxies.runtime.session import ProxySession
 # if the denied statement had failed; its error is replaced by the policy's.
 POISON_SQL = "portcullis policy refused this statement"
 
+# what the policy sees of how a statement came (input.command.postgres.protocol)
+_PROTOCOL = {"simple": {"protocol": "simple"}, "extended": {"protocol": "extended"}}
+
 
 @dataclass
 class PreparedStatement:
@@ -90,13 +93,13 @@ class Enforcer:
 
     async def decide(self, sql: str, protocol: str) -> Ruling:
         ruling = await self.session.decide_or_wait(
-            "postgres.query", sql, {"protocol": protocol}, shaped, self.tell
+            "postgres.query", sql, _PROTOCOL[protocol], shaped, self.tell
         )
         return self._vetted(sql, ruling)
 
-    def _known(self, sql: str) -> Ruling | None:
+    def _known(self, sql: str, protocol: str) -> Ruling | None:
         """The statement's verdict when no PDP round trip is needed (reused), else None."""
-        ruling = self.session.ruling_now("postgres.query", sql, shaped)
+        ruling = self.session.ruling_now("postgres.query", sql, shaped, _PROTOCOL[protocol])
         return None if ruling is None else self._vetted(sql, ruling)
 
     def _vetted(self, sql: str, ruling: Ruling) -> Ruling:
@@ -171,17 +174,17 @@ class Enforcer:
         await _ASKING[type(message)](self, message)
 
     def _with_known(
-        self, message: Any, sql: str, act: Callable[[Enforcer, Any, Ruling], None]
+        self, message: Any, sql: str, protocol: str, act: Callable[[Enforcer, Any, Ruling], None]
     ) -> bool:
         """act(message, verdict) when the statement's verdict needs no PDP round trip."""
-        ruling = self._known(sql)
+        ruling = self._known(sql, protocol)
         if ruling is None:
             return False
         act(self, message, ruling)
         return True
 
     def _query_now(self, message: codec.Query) -> bool:
-        return self._with_known(message, message.sql, Enforcer._query)
+        return self._with_known(message, message.sql, "simple", Enforcer._query)
 
     async def _query_asking(self, message: codec.Query) -> None:
         self._query(message, await self.decide(message.sql, "simple"))
@@ -205,7 +208,9 @@ class Enforcer:
         )
 
     def _parse_now(self, message: codec.Parse) -> bool:
-        return self.discarding or self._with_known(message, message.sql, Enforcer._parse)
+        return self.discarding or self._with_known(
+            message, message.sql, "extended", Enforcer._parse
+        )
 
     async def _parse_asking(self, message: codec.Parse) -> None:
         self._parse(message, await self.decide(message.sql, "extended"))

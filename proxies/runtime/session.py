@@ -19,7 +19,7 @@ from typing import Any
 from portcullis.v1 import pdp_pb2
 
 from pdp.config import ConnectionSettings, VaultSettings
-from pdp.reuse import ReuseTable
+from pdp.reuse import ReuseTable, reuse_key
 from pdp.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import (
     CredentialLease,
@@ -163,7 +163,11 @@ class ProxySession:
         return grant
 
     def ruling_now(
-        self, kind: str, raw: str, shape_of: Callable[[str], str | None] | None = None
+        self,
+        kind: str,
+        raw: str,
+        shape_of: Callable[[str], str | None] | None = None,
+        attributes: dict[str, Any] | None = None,
     ) -> Ruling | None:
         """The verdict when it needs no PDP round trip — a deny for a session that is not
         open or whose recording is halted, or a verdict the policy allowed to be reused —
@@ -175,7 +179,8 @@ class ProxySession:
             return halt
         runtime = self.runtime
         if runtime.cache_enabled and shape_of is not None and runtime.pdp.reachable:
-            cached = self.cache.lookup("", kind, raw, runtime.pdp.revision, shape_of)
+            key = reuse_key(kind, attributes)
+            cached = self.cache.lookup("", key, raw, runtime.pdp.revision, shape_of)
             if cached is not None:
                 self.counters["cache_hits"] += 1
                 return cached
@@ -189,7 +194,7 @@ class ProxySession:
         shape_of: Callable[[str], str | None] | None = None,
     ) -> Ruling:
         """The verdict for one command: from the cache when the policy allowed it, else the PDP."""
-        known = self.ruling_now(kind, raw, shape_of)
+        known = self.ruling_now(kind, raw, shape_of, attributes)
         if known is not None:
             return known
         assert self.grant is not None
@@ -198,7 +203,8 @@ class ProxySession:
         self.counters["decisions"] += 1
         if shape_of is not None and runtime.cache_enabled and ruling.decision_id:
             hit = replace(ruling, cached=True)  # what a later lookup answers, made once
-            self.cache.store("", kind, raw, ruling.verdict, ruling.policy_revision, hit, shape_of)
+            key = reuse_key(kind, attributes)
+            self.cache.store("", key, raw, ruling.verdict, ruling.policy_revision, hit, shape_of)
         return ruling
 
     async def decide_or_wait(
