@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import time
 import asyncpg
 import psycopg
 import pytest
-from pdp_harness import REGO
+from pdp_harness import REGO, token
 from pg_harness import running_gateway
 from portcullis.v1 import pdp_pb2
 
@@ -892,6 +893,21 @@ async def test_the_decision_cache_keeps_apart_what_the_policy_sees_besides_the_t
         assert (await conn.fetch(query))[0][0] == 2
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="simple protocol closed"):
             await conn.execute(query)  # no arguments: the simple protocol
+        await conn.close()
+
+
+async def test_nothing_is_answered_from_the_cache_once_the_token_has_expired(tmp_path):
+    """The PDP refuses every command of a session whose token has expired; a verdict in
+    the proxy's decision cache must not outlive the token either."""
+    async with running_gateway(tmp_path) as gw:
+        tok = token(gw.config, "dana", DBA, ttl=2)
+        expires_at = json.loads(base64.urlsafe_b64decode(tok.split(".")[1] + "=="))["exp"]
+        conn = await asyncpg.connect(gw.dsn(tok))
+        for i in range(3):
+            await conn.fetch(f"SELECT * FROM orders WHERE id = {i}")  # decided once, reused
+        await asyncio.sleep(max(expires_at - time.time(), 0) + 0.2)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="token expired"):
+            await conn.fetch("SELECT * FROM orders WHERE id = 7")
         await conn.close()
 
 

@@ -54,6 +54,7 @@ class SessionGrant:
     groups: tuple[str, ...]
     credential_ref: str
     expires_at: float = 0.0  # a just-in-time grant ends the session then (0: no limit)
+    token_expires_at: float = 0.0  # the PDP refuses every command after (0: no expiry)
 
 
 class SessionRefused(Exception):
@@ -189,6 +190,7 @@ class PDPClient:
             tuple(response.identity.groups),
             ruling.verdict.credential_ref,
             response.session_expires_at,
+            float(response.identity.expires_at),
         )
 
     async def decide(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -178,13 +179,24 @@ class ProxySession:
         if halt is not None:
             return halt
         runtime = self.runtime
-        if runtime.cache_enabled and shape_of is not None and runtime.pdp.reachable:
+        if (
+            runtime.cache_enabled
+            and shape_of is not None
+            and runtime.pdp.reachable
+            and not self._token_expired()
+        ):
             key = reuse_key(kind, attributes)
             cached = self.cache.lookup("", key, raw, runtime.pdp.revision, shape_of)
             if cached is not None:
                 self.counters["cache_hits"] += 1
                 return cached
         return None
+
+    def _token_expired(self) -> bool:
+        """Past the client token's expiry nothing is answered from the cache: the PDP,
+        which refuses every command of such a session, is asked."""
+        expires_at = self.grant.token_expires_at if self.grant is not None else 0.0
+        return bool(expires_at) and time.time() >= expires_at
 
     async def decide(
         self,
