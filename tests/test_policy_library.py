@@ -78,3 +78,28 @@ def test_discovery_dedupes_incremental_rules_and_skips_functions():
     )
     tests = discover_tests({"a.rego": source})
     assert [t.ref for t in tests] == ["data.a.b.test_x"]
+
+
+def test_revision_names_the_commit_only_for_exactly_the_committed_policy(tmp_path):
+    """`git:<commit>` only when every loaded file is as committed: a modified, untracked
+    or git-ignored module (loaded all the same) makes the revision the content hash."""
+    import subprocess
+
+    from pdp.engine.bundle import load_bundle
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "p.rego").write_text("package portcullis\n\nx := 1\n")
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "add", "p.rego")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "policy")
+    clean = load_bundle(tmp_path).revision
+    assert clean.startswith("git:")
+    (tmp_path / ".gitignore").write_text("local.rego\n")
+    (tmp_path / "local.rego").write_text("package portcullis\n\ny := 2\n")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "add", ".gitignore")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "ignore")
+    ignored = load_bundle(tmp_path)
+    assert "local.rego" in ignored.modules
+    assert ignored.revision.startswith("sha256:") and ignored.revision.endswith("-dirty")

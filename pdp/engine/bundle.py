@@ -99,7 +99,8 @@ def policy_revision(root: Path, modules: dict[str, str], data: dict[str, Any]) -
     commit = _git(root, "rev-parse", "HEAD")
     if not commit:
         return chash
-    dirty = _git(root, "status", "--porcelain", "--", ".")
+    # --ignored: a module git ignores is loaded all the same, so it makes the tree dirty
+    dirty = _git(root, "status", "--porcelain", "--ignored", "--", ".")
     if dirty is None:
         return chash
     return f"git:{commit[:12]}" if not dirty else f"{chash}+git:{commit[:12]}-dirty"
