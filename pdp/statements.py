@@ -135,12 +135,24 @@ def shape(sql: str) -> str | None:
         normalized = normalize(sql)
     except Exception:
         return None
-    if _DO_WORD.search(sql) and any(e["type"] == "do" for e in classify(sql)):
+    if _holds_do_block(sql):
         return None
     return hashlib.blake2b(normalized.encode(), digest_size=16).hexdigest()
 
 
-_DO_WORD = re.compile(r"\bdo\b", re.IGNORECASE)  # cheap test before classifying
+_DO_WORD = re.compile(r"\bdo\b", re.IGNORECASE)
+
+
+def _holds_do_block(sql: str) -> bool:
+    """Whether sql holds a DO statement, classifying it only when the word `do` stands
+    where a statement may start: at the start, after `;` or after a comment. Elsewhere
+    (`ON CONFLICT ... DO`, `CREATE RULE ... DO`, a quoted name) it starts none."""
+    for match in _DO_WORD.finditer(sql):
+        before = sql[: match.start()].rstrip()
+        last_line = before[before.rfind("\n") + 1 :]
+        if not before or before.endswith((";", "*/")) or "--" in last_line:
+            return any(e["type"] == "do" for e in classify(sql))
+    return False
 
 
 def split(sql: str) -> list[str]:

@@ -228,9 +228,28 @@ def test_no_shape_for_do_blocks_whose_code_is_a_literal():
     assert classify(destructive)[1]["type"] == "truncate"
     assert shape(harmless) is None and shape(destructive) is None
     assert shape("SELECT 1; DO 'begin perform 1; end'") is None
+    assert shape("/* a */ DO 'begin perform 1; end'") is None
+    assert shape("-- a\n  do 'begin perform 1; end'") is None
+    assert shape("SELECT 1;\n/* ; */ -- x\nDo 'begin perform 1; end'") is None
     # the word alone changes nothing
-    assert shape("INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING") is not None
     assert shape("SELECT 'do' AS do_") == shape("SELECT 'x' AS do_")
+    assert shape("SELECT ';do' AS x") == shape("SELECT ';no' AS x")
+
+
+def test_a_do_that_starts_no_statement_costs_no_classification(monkeypatch):
+    """Upserts say DO too: where the word cannot start a statement, shape() does not
+    classify the text to find out (each new text of an upsert would pay for it)."""
+    import pdp.statements as statements
+
+    calls: list[str] = []
+    monkeypatch.setattr(statements, "classify", lambda sql: calls.append(sql) or [])
+    upserts = [
+        "INSERT INTO t (a, b) VALUES (1, 2) ON CONFLICT (a) DO UPDATE SET b = excluded.b",
+        "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING",
+        "CREATE RULE r AS ON INSERT TO t DO INSTEAD NOTHING",
+    ]
+    assert all(statements.shape(sql) is not None for sql in upserts)
+    assert calls == []
 
 
 def test_split():
