@@ -446,8 +446,10 @@ async def test_every_execution_of_a_prepared_statement_is_replayed_with_its_own_
         await asyncio.sleep(1.0)
         records = await gw.pdp.store.query(kind=EVENTS_KIND)
         stored = [e for r in records for e in json.loads(r.body.get("events_json", "[]"))]
-        runs = [e for e in stored if e.get("command") == sql and "repeat_us" in e]
-        assert len(runs) == 1 and len(runs[0]["repeat_us"]) == 29  # one event for 30
+        # one event for all 30, or a few when a flush (every 0.5 s) fell between them
+        one_row = [e for e in stored if e.get("command") == sql and e["details"]["rows"] == 1]
+        assert len(one_row) <= 3
+        assert sum(1 + len(e.get("repeat_us", [])) for e in one_row) == 30
         executions = [e for e in await session_events(gw.pdp.store) if e.get("command") == sql]
         assert [e["details"]["rows"] for e in executions] == [1] * 30 + [0]
         times = [e["time"] for e in executions]
