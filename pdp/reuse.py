@@ -33,14 +33,14 @@ def reuse_key(kind: str, attributes: Mapping[str, Any] | None) -> str:
     that differ in anything the policy sees besides the text never share an entry."""
     if not attributes:
         return kind
-    try:
-        return _scalar_key(kind, tuple(sorted(attributes.items())))
-    except TypeError:  # nested values: not hashable, so not remembered
-        return _json_key(kind, attributes)
+    if all(type(value) is str for value in attributes.values()):
+        # remembered only for strings: as a cache key 1, 1.0 and True are one value
+        return _text_key(kind, tuple(sorted(attributes.items())))
+    return _json_key(kind, attributes)
 
 
 @functools.lru_cache(maxsize=256)
-def _scalar_key(kind: str, items: tuple[tuple[str, Any], ...]) -> str:
+def _text_key(kind: str, items: tuple[tuple[str, str], ...]) -> str:
     return _json_key(kind, dict(items))
 
 

@@ -138,3 +138,5 @@ def test_reuse_keys_tell_apart_what_the_policy_sees_besides_the_text():
     nested = {"headers": {"x": ["1"]}, "method": "GET"}  # not hashable: keyed all the same
     assert reuse_key("http.request", nested) == reuse_key("http.request", dict(nested))
     assert reuse_key("http.request", nested) != reuse_key("http.request", {"headers": {}})
+    keys = {reuse_key("k", {"v": value}) for value in (True, 1, 1.0, "1", "true")}
+    assert len(keys) == 5  # never one for two values (1 and 1.0 apart costs a hit at most)
