@@ -15,6 +15,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 
 import asyncpg
 import pytest
@@ -23,6 +24,7 @@ from audit_tamper import tamper
 from pdp.config import StoreSettings
 from pdp.store import (
     GENESIS_HASH,
+    LATE_COMMIT_KIND,
     AuditRecord,
     DuplicateRecordId,
     StoreUnavailable,
@@ -670,4 +672,42 @@ async def test_sqlite_write_lock_held_elsewhere_never_blocks_the_event_loop(tmp_
     finally:
         ticking.cancel()
         other.close()
+        await store.close()
+
+
+async def test_a_commit_that_lands_after_its_deadline_is_named_in_the_chain(tmp_path, monkeypatch):
+    """A disk that stalls past the batch's deadline: the callers are told their records
+    were not written (a decision becomes a deny), yet the commit lands. The chain must not
+    pass those records off as answered: an audit.late_commit record names them."""
+    real_sync = sqlite_store._Connection.sync_wal
+    stalls = [0.8]
+
+    def stalled(self) -> None:
+        if stalls:
+            time.sleep(stalls.pop())
+        real_sync(self)
+
+    monkeypatch.setattr(sqlite_store._Connection, "sync_wal", stalled)
+    store = open_store(StoreSettings(type="sqlite", path=str(tmp_path / "audit.db")), timeout=0.3)
+    await store.start()
+    try:
+        ids = [f"d-{n}" for n in range(8)]
+        outcomes = await asyncio.gather(
+            *(store.append("decision", {"n": n}, id=i) for n, i in enumerate(ids)),
+            return_exceptions=True,
+        )
+        refused = {i for i, o in zip(ids, outcomes, strict=True) if isinstance(o, Exception)}
+        assert refused and all(
+            isinstance(o, StoreUnavailable) for o in outcomes if isinstance(o, Exception)
+        )
+        for _ in range(100):
+            notes = await store.query(kind=LATE_COMMIT_KIND)
+            if notes:
+                break
+            await asyncio.sleep(0.02)
+        in_chain = {r.id for r in await store.query(kind="decision")}
+        named = {i for note in notes for i in note.body["ids"]}
+        assert named == refused & in_chain and named  # exactly the records answered as lost
+        assert (await store.verify()).ok
+    finally:
         await store.close()

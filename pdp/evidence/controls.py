@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pdp.store import LATE_COMMIT_KIND
+
 NIST = "NIST SP 800-53 Rev. 5"
 ISO = "ISO/IEC 27001:2022 Annex A"
 
@@ -108,8 +110,10 @@ STREAMS: tuple[Stream, ...] = (
     Stream(
         "decisions",
         "decisions.jsonl",
-        ("decision",),
-        "Every per-command policy decision with verdict, reasons and policy revision",
+        ("decision", LATE_COMMIT_KIND),
+        "Every per-command policy decision with verdict, reasons and policy revision; an "
+        f"{LATE_COMMIT_KIND} record names decisions committed after their deadline, which "
+        "were answered as unrecorded (a deny)",
         (
             (
                 NIST,

@@ -49,6 +49,10 @@ __all__ = [
 
 log = logging.getLogger("portcullis.store")
 
+# a record naming records committed after their callers were told they were not (a commit
+# that outlived its batch's deadline): their decisions were answered as unrecorded, a deny
+LATE_COMMIT_KIND = "audit.late_commit"
+
 
 class StoreUnavailable(Exception):
     """The record was not (or not provably) committed; the caller must fail closed."""

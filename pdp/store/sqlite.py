@@ -26,11 +26,17 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pdp.store import BatchResult, GroupCommitStore, StoreUnavailable, query_sql
+from pdp.store import (
+    LATE_COMMIT_KIND,
+    BatchResult,
+    GroupCommitStore,
+    StoreUnavailable,
+    query_sql,
+)
 from pdp.store.chain import (
     GENESIS_HASH,
     AuditRecord,
@@ -166,6 +172,7 @@ class SQLiteAuditStore(GroupCommitStore):
         self._checkpoint: asyncio.Future[None] | None = None
         self._catch_up = False  # a checkpoint ran beside commits: the writer finishes it
         self._unsynced: str | None = None  # why the WAL can no longer be trusted, once it can't
+        self._notes: set[asyncio.Future[None]] = set()  # LATE_COMMIT_KIND appends under way
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -226,14 +233,55 @@ class SQLiteAuditStore(GroupCommitStore):
                     raise
             else:
                 if self.synchronous == "full" or self._catch_up:
-                    await self._run(self._writes, self._settle)
+                    committed = [r.id for r in result.records]
+                    await self._on_writer(committed, self._settle)
         if result is None:
-            result = await self._run(self._writes, self._write_waiting, drafts, explicit_ids)
+            result = await self._on_writer(None, self._write_waiting, drafts, explicit_ids)
         self._unchecked += sum(len(d.body_json) for d in drafts)
         if self._unchecked >= CHECKPOINT_BYTES and self._checkpoint is None:
             self._unchecked = 0
             self._checkpoint = asyncio.ensure_future(self._checkpoint_wal())
         return result
+
+    async def _on_writer(self, committed: list[str] | None, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) on the writer thread. When the batch's deadline ends the wait while fn
+        runs, its commit (`committed`, or what fn returns) may land all the same, after its
+        callers were told it did not: if it does, a LATE_COMMIT_KIND record names those
+        records, so the chain says which of them were answered as unrecorded (a decision's
+        verdict then became a deny)."""
+        if self._writes is None:
+            raise StoreUnavailable("store is not running")
+        job = self._writes.submit(fn, *args)
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            loop = asyncio.get_running_loop()
+            job.add_done_callback(
+                lambda done: loop.call_soon_threadsafe(self._landed_late, done, committed)
+            )
+            raise
+
+    def _landed_late(self, done: Future[Any], committed: list[str] | None) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return  # never ran, or nothing landed (a failed sync stops the store)
+        ids = committed if committed is not None else [r.id for r in done.result().records]
+        if ids:
+            note = asyncio.ensure_future(self._note_late(ids))
+            self._notes.add(note)
+            note.add_done_callback(self._notes.discard)
+
+    async def _note_late(self, ids: list[str]) -> None:
+        try:
+            await self.append(
+                LATE_COMMIT_KIND,
+                {
+                    "ids": ids,
+                    "note": "committed after the batch's deadline: these records' callers "
+                    "were answered as if they were not recorded",
+                },
+            )
+        except StoreUnavailable as exc:
+            log.error("records %s committed late and not noted as such: %s", ids, exc)
 
     async def _checkpoint_wal(self) -> None:
         """Copy the WAL into the database without blocking writers (PASSIVE).
