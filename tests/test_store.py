@@ -711,3 +711,35 @@ async def test_a_commit_that_lands_after_its_deadline_is_named_in_the_chain(tmp_
         assert (await store.verify()).ok
     finally:
         await store.close()
+
+
+async def test_postgres_names_a_commit_the_server_did_after_the_deadline(pg_database, monkeypatch):
+    """The deadline cancels a batch whose COMMIT the server has done all the same: its
+    callers hear it failed, so once the server has settled, the store looks, and an
+    audit.late_commit record names what landed."""
+    from pdp.store import postgres as postgres_store
+
+    write = postgres_store.PostgresAuditStore._write_batch
+    stalls = [1.0]
+
+    async def committed_then_stalled(self, drafts, explicit_ids):
+        result = await write(self, drafts, explicit_ids)
+        if stalls:
+            await asyncio.sleep(stalls.pop())  # the answer is late; the commit is done
+        return result
+
+    monkeypatch.setattr(postgres_store.PostgresAuditStore, "_write_batch", committed_then_stalled)
+    store = open_store(StoreSettings(type="postgres", dsn=pg_database), timeout=0.3)
+    await store.start()
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.append("decision", {"n": 1}, id="d-late")
+        for _ in range(100):
+            notes = await store.query(kind=LATE_COMMIT_KIND)
+            if notes:
+                break
+            await asyncio.sleep(0.05)
+        assert [note.body["ids"] for note in notes] == [["d-late"]]
+        assert (await store.verify()).ok
+    finally:
+        await store.close()

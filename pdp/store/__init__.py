@@ -20,7 +20,7 @@ import json
 import logging
 import time as _time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -145,6 +145,7 @@ class GroupCommitStore:
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._accepting = False
+        self._notes: set[asyncio.Future[None]] = set()  # late-commit work under way
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -161,6 +162,8 @@ class GroupCommitStore:
         """Stop accepting appends, commit everything already queued, release the backend."""
         if self._writer is None:
             return
+        if self._notes:  # records that landed late, still to be named: give them their time
+            await asyncio.wait(set(self._notes), timeout=self.timeout * 2)
         self._accepting = False
         self._queue.put_nowait(None)
         try:
@@ -266,6 +269,7 @@ class GroupCommitStore:
                 log.exception("resetting the audit store backend failed")
             for p in unique:
                 _fail(p, StoreUnavailable(reason))
+            self._failed_batch([p.draft.id for p in unique])
             return
         by_id = {r.id: r for r in result.records}
         for p in unique:
@@ -278,7 +282,33 @@ class GroupCommitStore:
             else:
                 _fail(p, StoreUnavailable("backend did not return the record"))
 
+    # -- commits that land late -------------------------------------------------------
+
+    def _in_background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
+
+    async def _note_late(self, ids: list[str]) -> None:
+        """Append a LATE_COMMIT_KIND record naming records that were committed after
+        their callers were told they were not."""
+        try:
+            await self.append(
+                LATE_COMMIT_KIND,
+                {
+                    "ids": ids,
+                    "note": "committed after the batch's deadline: these records' callers "
+                    "were answered as if they were not recorded",
+                },
+            )
+        except StoreUnavailable as exc:
+            log.error("records %s committed late and not noted as such: %s", ids, exc)
+
     # -- backend hooks ---------------------------------------------------------------
+
+    def _failed_batch(self, ids: list[str]) -> None:
+        """A batch reported unwritten, whose commit may land all the same: a backend that
+        can tell calls _note_late once it knows (see the SQLite and Postgres stores)."""
 
     async def _open(self) -> None:
         raise NotImplementedError

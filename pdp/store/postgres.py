@@ -15,6 +15,7 @@ owner via ALTER TABLE ... DISABLE TRIGGER) can bypass them, which `verify()` the
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import asyncpg
@@ -29,6 +30,8 @@ from pdp.store.chain import (
     row_to_record,
     seal,
 )
+
+log = logging.getLogger("portcullis.store")
 
 CHAIN_LOCK = 0x5043_4155_4449_5401  # b"PCAUDIT\x01": serializes chain extension
 SCHEMA_LOCK = 0x5043_4155_4449_5402  # b"PCAUDIT\x02": serializes schema creation
@@ -160,6 +163,24 @@ class PostgresAuditStore(GroupCommitStore):
                 ],
             )
         return BatchResult(records, duplicates)
+
+    def _failed_batch(self, ids: list[str]) -> None:
+        """A COMMIT the deadline cancelled may have been done by the server all the same:
+        once the server has settled it (a timeout later), look, and name what landed."""
+        self._in_background(self._look_for_late(ids))
+
+    async def _look_for_late(self, ids: list[str]) -> None:
+        await asyncio.sleep(self.timeout)
+        try:
+            rows = await self._fetch(
+                "SELECT id FROM audit_records WHERE id = ANY($1::text[])", list(ids)
+            )
+        except StoreUnavailable as exc:
+            log.error("could not tell whether unwritten records %s landed: %s", ids, exc)
+            return
+        landed = [r["id"] for r in rows]
+        if landed:
+            await self._note_late(landed)
 
     # -- reading ---------------------------------------------------------------------
 

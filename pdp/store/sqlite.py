@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pdp.store import (
-    LATE_COMMIT_KIND,
     BatchResult,
     GroupCommitStore,
     StoreUnavailable,
@@ -172,7 +171,6 @@ class SQLiteAuditStore(GroupCommitStore):
         self._checkpoint: asyncio.Future[None] | None = None
         self._catch_up = False  # a checkpoint ran beside commits: the writer finishes it
         self._unsynced: str | None = None  # why the WAL can no longer be trusted, once it can't
-        self._notes: set[asyncio.Future[None]] = set()  # LATE_COMMIT_KIND appends under way
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -246,9 +244,9 @@ class SQLiteAuditStore(GroupCommitStore):
     async def _on_writer(self, committed: list[str] | None, fn: Callable[..., T], *args: Any) -> T:
         """fn(*args) on the writer thread. When the batch's deadline ends the wait while fn
         runs, its commit (`committed`, or what fn returns) may land all the same, after its
-        callers were told it did not: if it does, a LATE_COMMIT_KIND record names those
-        records, so the chain says which of them were answered as unrecorded (a decision's
-        verdict then became a deny)."""
+        callers were told it did not: if it does, _note_late names those records, so the
+        chain says which of them were answered as unrecorded (a decision's verdict then
+        became a deny)."""
         if self._writes is None:
             raise StoreUnavailable("store is not running")
         job = self._writes.submit(fn, *args)
@@ -266,22 +264,7 @@ class SQLiteAuditStore(GroupCommitStore):
             return  # never ran, or nothing landed (a failed sync stops the store)
         ids = committed if committed is not None else [r.id for r in done.result().records]
         if ids:
-            note = asyncio.ensure_future(self._note_late(ids))
-            self._notes.add(note)
-            note.add_done_callback(self._notes.discard)
-
-    async def _note_late(self, ids: list[str]) -> None:
-        try:
-            await self.append(
-                LATE_COMMIT_KIND,
-                {
-                    "ids": ids,
-                    "note": "committed after the batch's deadline: these records' callers "
-                    "were answered as if they were not recorded",
-                },
-            )
-        except StoreUnavailable as exc:
-            log.error("records %s committed late and not noted as such: %s", ids, exc)
+            self._in_background(self._note_late(ids))
 
     async def _checkpoint_wal(self) -> None:
         """Copy the WAL into the database without blocking writers (PASSIVE).
