@@ -269,7 +269,8 @@ class GroupCommitStore:
                 log.exception("resetting the audit store backend failed")
             for p in unique:
                 _fail(p, StoreUnavailable(reason))
-            self._failed_batch([p.draft.id for p in unique])
+            if isinstance(exc, TimeoutError):  # cut off while writing: it may land yet
+                self._failed_batch([p.draft.id for p in unique])
             return
         by_id = {r.id: r for r in result.records}
         for p in unique:
@@ -307,8 +308,9 @@ class GroupCommitStore:
     # -- backend hooks ---------------------------------------------------------------
 
     def _failed_batch(self, ids: list[str]) -> None:
-        """A batch reported unwritten, whose commit may land all the same: a backend that
-        can tell calls _note_late once it knows (see the SQLite and Postgres stores)."""
+        """A batch cut off by its deadline, reported unwritten, whose commit may land all
+        the same: a backend that can tell calls _note_late once it knows (see the SQLite
+        and Postgres stores). The writer is serial, so at most one per deadline."""
 
     async def _open(self) -> None:
         raise NotImplementedError
