@@ -227,12 +227,11 @@ class SQLiteAuditStore(GroupCommitStore):
             try:
                 result = self._write_sync(drafts, explicit_ids)  # no disk wait: no thread hop
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                if not _busy(exc):
                     raise
             else:
                 if self.synchronous == "full" or self._catch_up:
-                    committed = [r.id for r in result.records]
-                    await self._on_writer(committed, self._settle)
+                    await self._on_writer(result, self._settle)
         if result is None:
             result = await self._on_writer(None, self._write_waiting, drafts, explicit_ids)
         self._unchecked += sum(len(d.body_json) for d in drafts)
@@ -241,7 +240,9 @@ class SQLiteAuditStore(GroupCommitStore):
             self._checkpoint = asyncio.ensure_future(self._checkpoint_wal())
         return result
 
-    async def _on_writer(self, committed: list[str] | None, fn: Callable[..., T], *args: Any) -> T:
+    async def _on_writer(
+        self, committed: BatchResult | None, fn: Callable[..., T], *args: Any
+    ) -> T:
         """fn(*args) on the writer thread. When the batch's deadline ends the wait while fn
         runs, its commit (`committed`, or what fn returns) may land all the same, after its
         callers were told it did not: if it does, _note_late names those records, so the
@@ -259,10 +260,11 @@ class SQLiteAuditStore(GroupCommitStore):
             )
             raise
 
-    def _landed_late(self, done: Future[Any], committed: list[str] | None) -> None:
+    def _landed_late(self, done: Future[Any], committed: BatchResult | None) -> None:
         if done.cancelled() or done.exception() is not None:
             return  # never ran, or nothing landed (a failed sync stops the store)
-        ids = committed if committed is not None else [r.id for r in done.result().records]
+        landed = committed if committed is not None else done.result()
+        ids = [r.id for r in landed.records]
         if ids:
             self._in_background(self._note_late(ids))
 
@@ -294,8 +296,7 @@ class SQLiteAuditStore(GroupCommitStore):
                 result = self._write_sync(drafts, explicit_ids)
                 break
             except sqlite3.OperationalError as exc:
-                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-                if not busy or time.monotonic() + pause > deadline:
+                if not _busy(exc) or time.monotonic() + pause > deadline:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
@@ -416,6 +417,11 @@ class SQLiteAuditStore(GroupCommitStore):
         for row in cursor:
             verifier.feed(row)
         return verifier.report()
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """The write lock is taken (by another process): SQLITE_BUSY or one of its variants."""
+    return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def _existing_ids(conn: sqlite3.Connection, ids: set[str]) -> set[str]:
