@@ -8,7 +8,6 @@ is FAILED_PRECONDITION. Everything that decides goes through pdp.decisions.Decid
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import time
@@ -32,7 +31,7 @@ from pdp.recordings import EVENTS_KIND, MalformedEvents, checked_batch
 from pdp.reuse import reuse_key
 from pdp.sessions import Session, SessionTable, new_session_id
 from pdp.store import AuditStore, StoreUnavailable
-from pdp.verdict import Verdict, VerdictKind
+from pdp.verdict import PerVerdict, Verdict, VerdictKind
 
 log = logging.getLogger("portcullis.service")
 
@@ -50,9 +49,9 @@ _WIRE_VERDICT = {
 }
 
 
-@functools.lru_cache(maxsize=1024)
+@PerVerdict
 def _verdict_message(v: Verdict) -> bytes:
-    """The wire form of a verdict's own fields, built once per distinct verdict."""
+    """The wire form of a verdict's own fields, built once per verdict."""
     message = pdp_pb2.Decision(
         verdict=_WIRE_VERDICT[v.kind],
         reasons=list(v.reasons),

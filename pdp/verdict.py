@@ -8,8 +8,11 @@ whose reason says why. Nothing else in Portcullis interprets policy output.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 MASK_STRATEGIES = ("redact", "hash", "partial")
 MAX_REASONS = 32
@@ -202,3 +205,28 @@ def strictest(verdicts: list[Verdict]) -> Verdict:
         min(v.cache_ttl_seconds for v in verdicts),
         "shape" if all(v.cache_key == "shape" for v in verdicts) else "exact",
     )
+
+
+class PerVerdict(Generic[T]):
+    """build(verdict), made once per Verdict object (decorates build).
+
+    The verdicts that answer most decisions are a few objects that evaluation reuse hands
+    out again and again; hashing one to look it up (its reasons and every mask rule) costs
+    more than what is built from it, so this remembers by identity, holding the verdict so
+    its id cannot be taken by another object while remembered."""
+
+    LIMIT = 4096
+
+    def __init__(self, build: Callable[[Verdict], T]) -> None:
+        self._build = build
+        self._made: dict[int, tuple[Verdict, T]] = {}
+
+    def __call__(self, verdict: Verdict) -> T:
+        made = self._made.get(id(verdict))
+        if made is not None and made[0] is verdict:
+            return made[1]
+        value = self._build(verdict)
+        if len(self._made) >= self.LIMIT:
+            self._made.clear()
+        self._made[id(verdict)] = (verdict, value)
+        return value

@@ -8,6 +8,7 @@ access would, and `verify()` must name the first bad record.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import itertools
 import json
@@ -28,6 +29,7 @@ from pdp.store import (
     AuditRecord,
     DuplicateRecordId,
     StoreUnavailable,
+    disksync,
     open_store,
 )
 from pdp.store import sqlite as sqlite_store
@@ -568,27 +570,50 @@ async def test_sqlite_synchronous_normal_commits_on_the_loop_thread(tmp_path, mo
         await store.close()
 
 
-async def test_sqlite_full_syncs_the_wal_before_answering(tmp_path, monkeypatch):
-    """`synchronous: full` (the default): SQLite's commit itself waits for no disk; the
-    store then fdatasyncs the WAL, on the writer thread, before the append returns, so
-    every answered record is on disk. After a failed sync the kernel may have dropped what
-    it could not write, so the store refuses every record (a deny) until restarted."""
+@pytest.fixture(params=["kernel", "thread"])
+def wal_sync(request, monkeypatch):
+    """How `synchronous: full` syncs the WAL after a commit on the loop's thread: by the
+    kernel (native AIO) where it can, else on the writer thread. Yields a list that gets
+    (path synced, thread that asked) for each sync, and a list of OSErrors to fail the
+    next syncs with."""
     synced: list[tuple[str, int]] = []
     failing: list[OSError] = []
-    real_sync = os.fdatasync
+    if request.param == "thread":
+        monkeypatch.setattr(sqlite_store, "open_disk_sync", lambda loop: None)
+    real_sync, real_aio = os.fdatasync, disksync.AioSync.fdatasync
 
-    def spy(fd: int) -> None:
+    def on_thread(fd: int) -> None:
         synced.append((os.readlink(f"/proc/self/fd/{fd}"), threading.get_ident()))
         if failing:
             raise failing.pop()
         real_sync(fd)
 
-    monkeypatch.setattr(sqlite_store.os, "fdatasync", spy)
+    def by_kernel(self, fd: int) -> asyncio.Future[None]:
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), -1))
+        if failing:
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(failing.pop())
+            return future
+        return real_aio(self, fd)
+
+    monkeypatch.setattr(sqlite_store.os, "fdatasync", on_thread)
+    monkeypatch.setattr(disksync.AioSync, "fdatasync", by_kernel)
+    yield request.param, synced, failing
+
+
+async def test_sqlite_full_syncs_the_wal_before_answering(tmp_path, wal_sync):
+    """`synchronous: full` (the default): SQLite's commit itself waits for no disk; the
+    store then fdatasyncs the WAL, never on the event loop's thread, before the append
+    returns, so every answered record is on disk. After a failed sync the kernel may have
+    dropped what it could not write, so the store refuses every record (a deny) until
+    restarted."""
+    path_taken, synced, failing = wal_sync
     path = tmp_path / "audit.db"
     store = open_store(StoreSettings(type="sqlite", path=str(path)))
     await store.start()
     try:
         assert store._wconn.get().execute("PRAGMA synchronous").fetchone() == (1,)
+        assert (store._disk is not None) == (path_taken == "kernel")
         for n in range(3):
             before = len(synced)
             await store.append("decision", {"n": n})
@@ -610,6 +635,34 @@ async def test_sqlite_full_syncs_the_wal_before_answering(tmp_path, monkeypatch)
         assert (await restarted.verify()).ok
     finally:
         await restarted.close()
+
+
+async def test_the_kernel_syncs_a_file_and_reports_what_fails(tmp_path):
+    """pdp.store.disksync against the real kernel: a file's sync completes on the loop;
+    one the kernel refuses (a pipe cannot be synced) fails with its errno; several fly at
+    once; closing fails none that completed and closes its eventfd."""
+    loop = asyncio.get_running_loop()
+    aio = disksync.open_disk_sync(loop)
+    if aio is None:
+        pytest.skip("no native AIO on this platform")  # Linux x86_64/aarch64 always has it
+    eventfd = aio._eventfd
+    target = tmp_path / "f"
+    fd = os.open(target, os.O_RDWR | os.O_CREAT)
+    reader, writer = os.pipe()
+    try:
+        os.write(fd, b"x" * 4096)
+        assert await aio.fdatasync(fd) is None
+        await asyncio.gather(*(aio.fdatasync(fd) for _ in range(10)))
+        with pytest.raises(OSError) as refused:
+            await aio.fdatasync(reader)
+        assert refused.value.errno == errno.EINVAL
+        assert await aio.fdatasync(fd) is None  # still working after a refusal
+    finally:
+        aio.close()
+        for d in (fd, reader, writer):
+            os.close(d)
+    with pytest.raises(OSError):
+        os.fstat(eventfd)  # closed with the context
 
 
 async def test_sqlite_wal_starts_over_under_continuous_load(tmp_path, monkeypatch):
@@ -675,19 +728,36 @@ async def test_sqlite_write_lock_held_elsewhere_never_blocks_the_event_loop(tmp_
         await store.close()
 
 
-async def test_a_commit_that_lands_after_its_deadline_is_named_in_the_chain(tmp_path, monkeypatch):
+@pytest.mark.parametrize("path_taken", ["kernel", "thread"])
+async def test_a_commit_that_lands_after_its_deadline_is_named_in_the_chain(
+    tmp_path, monkeypatch, path_taken
+):
     """A disk that stalls past the batch's deadline: the callers are told their records
     were not written (a decision becomes a deny), yet the commit lands. The chain must not
-    pass those records off as answered: an audit.late_commit record names them."""
-    real_sync = sqlite_store._Connection.sync_wal
+    pass those records off as answered: an audit.late_commit record names them. Whether
+    the kernel or the writer thread waits for the disk."""
     stalls = [0.8]
+    if path_taken == "thread":
+        monkeypatch.setattr(sqlite_store, "open_disk_sync", lambda loop: None)
+    real_sync, real_aio = sqlite_store._Connection.sync_wal, disksync.AioSync.fdatasync
 
     def stalled(self) -> None:
         if stalls:
             time.sleep(stalls.pop())
         real_sync(self)
 
+    def stalled_by_kernel(self, fd: int) -> asyncio.Future[None]:
+        synced = real_aio(self, fd)
+        if not stalls:
+            return synced
+        late = asyncio.get_running_loop().create_future()
+        synced.add_done_callback(
+            lambda _: asyncio.get_running_loop().call_later(stalls.pop(), late.set_result, None)
+        )
+        return late
+
     monkeypatch.setattr(sqlite_store._Connection, "sync_wal", stalled)
+    monkeypatch.setattr(disksync.AioSync, "fdatasync", stalled_by_kernel)
     store = open_store(StoreSettings(type="sqlite", path=str(tmp_path / "audit.db")), timeout=0.3)
     await store.start()
     try:
@@ -709,6 +779,35 @@ async def test_a_commit_that_lands_after_its_deadline_is_named_in_the_chain(tmp_
         named = {i for note in notes for i in note.body["ids"]}
         assert named == refused & in_chain and named  # exactly the records answered as lost
         assert (await store.verify()).ok
+    finally:
+        await store.close()
+
+
+async def test_a_sync_that_fails_after_its_deadline_still_stops_the_store(tmp_path, monkeypatch):
+    """The kernel's sync of a batch already cut off by its deadline fails later: no caller
+    is waiting for it, yet the WAL can no longer be trusted, so the store refuses every
+    record from then on, as when the failure is waited for."""
+    failures: list[asyncio.Future[None]] = []
+
+    def failing_late(self, fd: int) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        loop.call_later(0.5, future.set_exception, OSError(5, "Input/output error"))
+        failures.append(future)
+        return future
+
+    store = open_store(StoreSettings(type="sqlite", path=str(tmp_path / "audit.db")), timeout=0.2)
+    await store.start()
+    if store._disk is None:
+        await store.close()
+        pytest.skip("no native AIO on this platform")
+    monkeypatch.setattr(disksync.AioSync, "fdatasync", failing_late)
+    try:
+        with pytest.raises(StoreUnavailable, match="timed out"):
+            await store.append("decision", {"n": 0})
+        await asyncio.gather(*failures, return_exceptions=True)
+        with pytest.raises(StoreUnavailable, match="restart the PDP"):
+            await store.append("decision", {"n": 1})
     finally:
         await store.close()
 

@@ -64,11 +64,35 @@ class ChainReport:
     problem: str = ""
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+_quote = json.encoder.encode_basestring  # what _CANONICAL makes of a str
+_make_c_encoder = getattr(json.encoder, "c_make_encoder", None)  # CPython's accelerator
+
+
+def _unserializable(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# the same encoder without a Python encoder object built for every call (json.dumps with
+# arguments builds one): records are encoded once each on the PDP's busiest path. No
+# circular-reference check (a cycle raises RecursionError, ValueError's peer here): bodies
+# are trees built by this program
+_c_canonical = (
+    _make_c_encoder(None, _unserializable, _quote, None, ":", ",", True, False, False)
+    if _make_c_encoder is not None
+    else None
+)
+
+
 def canonical_json(value: Any) -> str:
     """The one JSON serialization that is hashed; raises ValueError/TypeError if impossible."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    if isinstance(value, str):
+        return _quote(value)
+    if _c_canonical is None or not isinstance(value, dict | list):
+        return _CANONICAL.encode(value)
+    return "".join(_c_canonical(value, 0))
 
 
 def to_micros(unix_seconds: float) -> int:

@@ -5,12 +5,14 @@ lets them proceed while a batch commits). SQLite's own commit never waits for th
 (synchronous=NORMAL) nor for a lock, so a small batch commits on the event loop's thread
 (the hop to a thread and back would cost more than the commit); a bigger one, under load,
 and one that finds the write lock taken by another process commit on the writer thread,
-which may wait. With `synchronous: full` (the default) the writer thread then fdatasyncs
-the WAL before anyone is answered: what SQLite's FULL does inside the commit, but only
-the wait for the disk leaves the loop's thread, not the commit's own work. The WAL is
-checkpointed on the reading thread once enough has been written, never inside a commit:
-SQLite's automatic checkpoint would run in whichever commit crossed the threshold and
-hold every decision waiting on it for tens of milliseconds.
+which may wait. With `synchronous: full` (the default) the WAL is then fdatasynced before
+anyone is answered: what SQLite's FULL does inside the commit, but only the wait for the
+disk leaves the loop's thread, not the commit's own work. After a commit on the loop's
+thread the kernel does that sync (Linux native AIO, pdp.store.disksync), with no thread
+of ours woken for it; after one on the writer thread, or without native AIO, that thread
+does. The WAL is checkpointed on the reading thread once enough has been written, never
+inside a commit: SQLite's automatic checkpoint would run in whichever commit crossed the
+threshold and hold every decision waiting on it for tens of milliseconds.
 
 The file is created (with its parent directory) only by `start()`. If it later
 disappears or cannot be written, appends raise StoreUnavailable and the store never
@@ -45,6 +47,7 @@ from pdp.store.chain import (
     row_to_record,
     seal,
 )
+from pdp.store.disksync import AioSync, open_disk_sync
 
 T = TypeVar("T")
 
@@ -95,7 +98,6 @@ class _Connection:
         self.conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
         self._wal: int | None = None  # a descriptor of the WAL file, for sync_wal()
-        self._wal_inode: tuple[int, int] | None = None
 
     def get(self) -> sqlite3.Connection:
         try:
@@ -116,17 +118,20 @@ class _Connection:
     def sync_wal(self) -> None:
         """Make every commit so far durable: fdatasync the WAL, as synchronous=FULL does
         inside each commit (the frames are in the WAL file once COMMIT returns)."""
-        st = os.stat(f"{self.path}-wal")
-        if self._wal is None or self._wal_inode != (st.st_dev, st.st_ino):
-            self._close_wal()
+        os.fdatasync(self.wal())
+
+    def wal(self) -> int:
+        """A descriptor of the WAL file, kept until the connection is (re)opened: SQLite
+        keeps the WAL's inode while a connection is open (it starts the file over in
+        place), and get() notices a database file replaced under it."""
+        if self._wal is None:
             self._wal = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC)
-            self._wal_inode = (st.st_dev, st.st_ino)
-        os.fdatasync(self._wal)
+        return self._wal
 
     def _close_wal(self) -> None:
         if self._wal is not None:
             os.close(self._wal)
-            self._wal = self._wal_inode = None
+            self._wal = None
 
     def close(self) -> None:
         self._close_wal()
@@ -171,6 +176,7 @@ class SQLiteAuditStore(GroupCommitStore):
         self._checkpoint: asyncio.Future[None] | None = None
         self._catch_up = False  # a checkpoint ran beside commits: the writer finishes it
         self._unsynced: str | None = None  # why the WAL can no longer be trusted, once it can't
+        self._disk: AioSync | None = None  # fdatasync by the kernel, where it can be had
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -196,6 +202,8 @@ class SQLiteAuditStore(GroupCommitStore):
         except (OSError, sqlite3.Error) as exc:
             await self._shutdown()
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from None
+        if self.synchronous == "full":
+            self._disk = open_disk_sync(asyncio.get_running_loop())
 
     def _create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,6 +219,9 @@ class SQLiteAuditStore(GroupCommitStore):
     async def _shutdown(self) -> None:
         if self._checkpoint is not None:
             await asyncio.gather(self._checkpoint, return_exceptions=True)
+        if self._disk is not None:
+            self._disk.close()
+            self._disk = None
         for pool, conn in ((self._writes, self._wconn), (self._reads, self._rconn)):
             if pool is not None:
                 await self._run(pool, conn.close)
@@ -230,8 +241,10 @@ class SQLiteAuditStore(GroupCommitStore):
                 if not _busy(exc):
                     raise
             else:
-                if self.synchronous == "full" or self._catch_up:
+                if self._catch_up or (self.synchronous == "full" and self._disk is None):
                     await self._on_writer(result, self._settle)
+                elif self.synchronous == "full":
+                    await self._synced_by_kernel(result)
         if result is None:
             result = await self._on_writer(None, self._write_waiting, drafts, explicit_ids)
         self._unchecked += sum(len(d.body_json) for d in drafts)
@@ -260,13 +273,35 @@ class SQLiteAuditStore(GroupCommitStore):
             )
             raise
 
-    def _landed_late(self, done: Future[Any], committed: BatchResult | None) -> None:
+    def _landed_late(
+        self, done: Future[Any] | asyncio.Future[Any], committed: BatchResult | None
+    ) -> None:
         if done.cancelled() or done.exception() is not None:
             return  # never ran, or nothing landed (a failed sync stops the store)
         landed = committed if committed is not None else done.result()
         ids = [r.id for r in landed.records]
         if ids:
             self._in_background(self._note_late(ids))
+
+    async def _synced_by_kernel(self, committed: BatchResult) -> None:
+        """_settle's fdatasync, done by the kernel while the loop goes on (see
+        pdp.store.disksync); a batch whose deadline ends the wait is named if it lands,
+        as in _on_writer."""
+        assert self._disk is not None
+        try:
+            synced = self._disk.fdatasync(self._wconn.wal())
+            await asyncio.shield(synced)  # the deadline must not cancel the sync's future
+        except asyncio.CancelledError:
+            synced.add_done_callback(lambda done: self._synced_late(done, committed))
+            raise
+        except OSError as exc:
+            self._sync_failed(exc)
+
+    def _synced_late(self, done: asyncio.Future[None], committed: BatchResult) -> None:
+        exc = None if done.cancelled() else done.exception()
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            self._distrust_wal(exc)  # as if it had been waited for
+        self._landed_late(done, committed)
 
     async def _checkpoint_wal(self) -> None:
         """Copy the WAL into the database without blocking writers (PASSIVE).
@@ -317,23 +352,43 @@ class SQLiteAuditStore(GroupCommitStore):
             try:
                 self._wconn.sync_wal()
             except OSError as exc:
-                if isinstance(exc, FileNotFoundError):
-                    raise  # the file is gone: unavailable until it is back, as anywhere
-                # after a failed fdatasync the kernel may have dropped the pages it could
-                # not write, and a later sync succeeds regardless: nothing written after
-                # this point could be shown durable, so refuse every record until restart
-                self._unsynced = (
-                    f"the decision log could not be synced to disk ({exc.strerror or exc}); "
-                    "check the disk and restart the PDP"
-                )
-                log.critical("audit store: %s", self._unsynced)
-                raise StoreUnavailable(self._unsynced) from None
+                self._sync_failed(exc)
+
+    def _sync_failed(self, exc: OSError) -> None:
+        if isinstance(exc, FileNotFoundError):
+            raise exc  # the file is gone: unavailable until it is back, as anywhere
+        raise StoreUnavailable(self._distrust_wal(exc)) from None
+
+    def _distrust_wal(self, exc: OSError) -> str:
+        """After a failed fdatasync the kernel may have dropped the pages it could not
+        write, and a later sync succeeds regardless: nothing written after this point
+        could be shown durable, so the store refuses every record until restarted."""
+        if self._unsynced is None:
+            self._unsynced = (
+                f"the decision log could not be synced to disk ({exc.strerror or exc}); "
+                "check the disk and restart the PDP"
+            )
+            log.critical("audit store: %s", self._unsynced)
+        return self._unsynced
 
     def _write_sync(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
+        """Commit the drafts; an explicit id already in the chain is left out and named.
+
+        Ids are unique by construction (random or given once), so the batch is first
+        written without looking them up: the id index refuses a duplicate, and only then
+        is the batch written again with the lookup."""
+        try:
+            return self._write_transaction(drafts, set())
+        except sqlite3.IntegrityError:
+            if not explicit_ids:
+                raise
+        return self._write_transaction(drafts, explicit_ids)
+
+    def _write_transaction(self, drafts: list[Draft], look_up: set[str]) -> BatchResult:
         conn = self._wconn.get()
         conn.execute("BEGIN IMMEDIATE")  # takes the write lock before reading the head
         try:
-            duplicates = _existing_ids(conn, explicit_ids)
+            duplicates = _existing_ids(conn, look_up) if look_up else set()
             fresh = [d for d in drafts if d.id not in duplicates]
             row = conn.execute(
                 "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
