@@ -656,6 +656,9 @@ async def test_the_kernel_syncs_a_file_and_reports_what_fails(tmp_path):
         with pytest.raises(OSError) as refused:
             await aio.fdatasync(reader)
         assert refused.value.errno == errno.EINVAL
+        with pytest.raises(OSError) as not_taken:  # refused at submission: raised at once
+            aio.fdatasync(10_000)
+        assert not_taken.value.errno == errno.EBADF
         assert await aio.fdatasync(fd) is None  # still working after a refusal
     finally:
         aio.close()
@@ -778,6 +781,37 @@ async def test_a_commit_that_lands_after_its_deadline_is_named_in_the_chain(
         in_chain = {r.id for r in await store.query(kind="decision")}
         named = {i for note in notes for i in note.body["ids"]}
         assert named == refused & in_chain and named  # exactly the records answered as lost
+        assert (await store.verify()).ok
+    finally:
+        await store.close()
+
+
+async def test_a_sync_the_kernel_will_not_take_is_done_on_the_writer_thread(tmp_path, monkeypatch):
+    """io_submit refusing the request (a full queue, a kernel without IOCB_CMD_FDSYNC)
+    is no failed sync: nothing was written badly. The writer thread syncs instead, from
+    then on, and the store goes on."""
+    synced_on: list[int] = []
+    real_sync = os.fdatasync
+
+    def on_thread(fd: int) -> None:
+        synced_on.append(threading.get_ident())
+        real_sync(fd)
+
+    def refused(self, fd: int) -> asyncio.Future[None]:
+        raise OSError(errno.EAGAIN, "io_submit: Resource temporarily unavailable")
+
+    monkeypatch.setattr(sqlite_store.os, "fdatasync", on_thread)
+    store = open_store(StoreSettings(type="sqlite", path=str(tmp_path / "audit.db")))
+    await store.start()
+    if store._disk is None:
+        await store.close()
+        pytest.skip("no native AIO on this platform")
+    monkeypatch.setattr(disksync.AioSync, "fdatasync", refused)
+    try:
+        records = [await store.append("decision", {"n": n}) for n in range(3)]
+        assert [r.seq for r in records] == [1, 2, 3]
+        assert len(synced_on) == 3 and threading.get_ident() not in synced_on
+        assert store._disk is None
         assert (await store.verify()).ok
     finally:
         await store.close()

@@ -9,8 +9,9 @@ then from this process:
      verdict reusable by shape for the session; each decision is still logged);
      the 1,000 requests/s and maximum phases again with the decision log's commits
      unsynced (`pdp.store.synchronous: normal`);
-  4. closed-loop ServerInfo with 32 callers on the same server: what gRPC alone sustains
-     here, the ceiling any Decide figure sits under.
+  4. ServerInfo on the same server, open-loop at the same rates and closed-loop with 32
+     callers: gRPC's own latency and what it alone sustains here, the floor and the
+     ceiling any Decide figure sits between.
 Prints the figures, the ratio service/in-process, and each phase's CPU per call (the PDP
 with its evaluation workers, this client, the whole machine) with the hypervisor's steal:
 client and PDP share the machine's cores, so the CPU figures say what the PDP alone would
@@ -92,10 +93,8 @@ def pct(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
-async def open_loop(stub, session_id: str, rate: int, seconds: float) -> dict[str, float]:
-    request = pdp_pb2.DecideRequest(
-        session_id=session_id, command=pdp_pb2.Command(kind="postgres.query", raw=SQL)
-    )
+async def open_loop(call, rate: int, seconds: float) -> dict[str, float]:
+    """call() issued `rate` times a second for `seconds`, whatever the answers' pace."""
     latencies: list[float] = []
     errors = 0
 
@@ -103,7 +102,7 @@ async def open_loop(stub, session_id: str, rate: int, seconds: float) -> dict[st
         nonlocal errors
         started = time.perf_counter()
         try:
-            await stub.Decide(request, timeout=5)
+            await call()
         except grpc.aio.AioRpcError:
             errors += 1
             return
@@ -179,12 +178,21 @@ async def run(
         await closed_loop(stub, sid, 8, 1.0)  # warm up
         pids = {"pdp": pdp_pid, "client": os.getpid()}
         results: dict[str, dict[str, float]] = {}
+        decide = pdp_pb2.DecideRequest(
+            session_id=sid, command=pdp_pb2.Command(kind="postgres.query", raw=SQL)
+        )
+        server_info = pdp_pb2.ServerInfoRequest()
         for rate in rates:
-            results[f"open_{rate}"] = await metered(pids, open_loop(stub, sid, rate, seconds))
+            results[f"open_{rate}"] = await metered(
+                pids, open_loop(lambda: stub.Decide(decide, timeout=5), rate, seconds)
+            )
+            if info:  # the same pace with a call that does nothing: gRPC's own latency
+                results[f"info_{rate}"] = await metered(
+                    pids, open_loop(lambda: stub.ServerInfo(server_info, timeout=5), rate, seconds)
+                )
         if info:
-            request = pdp_pb2.ServerInfoRequest()
             results["info_32"] = await metered(
-                pids, saturate(lambda: stub.ServerInfo(request, timeout=5), 32, seconds)
+                pids, saturate(lambda: stub.ServerInfo(server_info, timeout=5), 32, seconds)
             )
         results["max_32"] = await metered(pids, closed_loop(stub, sid, 32, seconds))
         return results
@@ -272,6 +280,12 @@ def main() -> None:
             f"   achieved {r['achieved']:7.1f}/s   errors {r['errors']:.0f}"
             f"   p50 ratio service/in-process {r['p50'] * 1000 / eval_p50:5.1f}x"
         )
+    for rate in (500, 1000):
+        r = results[f"info_{rate}"]
+        print(
+            f"    gRPC alone: ServerInfo @ {rate:>5}/s  p50 {r['p50']:7.3f} ms   "
+            f"p99 {r['p99']:7.3f} ms   (the floor under Decide at that pace)"
+        )
     r = unsynced["open_1000"]
     print(
         f"    with pdp.store.synchronous: normal   p50 {r['p50']:7.3f} ms   p99 {r['p99']:7.3f} ms"
@@ -294,6 +308,7 @@ def main() -> None:
         "Decide, 32 callers, evaluated": every,
         "Decide @ 1000, synchronous normal": unsynced["open_1000"],
         "Decide, 32 callers, reused, normal": unsynced["max_32"],
+        "ServerInfo @ 1000 req/s": results["info_1000"],
         "ServerInfo, 32 callers": info,
     }
     for name, r in phases.items():

@@ -83,7 +83,8 @@ class AioSync:
 
     def fdatasync(self, fd: int) -> asyncio.Future[None]:
         """A future that completes once fd's data is on disk, or fails with the OSError
-        the sync met (or could not be submitted with)."""
+        the sync met. Raises OSError at once if the kernel would not take the request
+        (nothing was synced, nor failed to be): the caller syncs some other way."""
         future = self._loop.create_future()
         self._next += 1
         iocb = _IOCB(
@@ -95,8 +96,7 @@ class AioSync:
         )
         request = (ctypes.POINTER(_IOCB) * 1)(ctypes.pointer(iocb))
         if self._libc.syscall(self._submit, self._ctx, 1, request) != 1:
-            future.set_exception(_os_error("io_submit"))
-            return future
+            raise _os_error("io_submit")
         self._flying[self._next] = (iocb, future)
         return future
 

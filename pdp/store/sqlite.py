@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from pdp.store import (
     BatchResult,
@@ -177,6 +177,7 @@ class SQLiteAuditStore(GroupCommitStore):
         self._catch_up = False  # a checkpoint ran beside commits: the writer finishes it
         self._unsynced: str | None = None  # why the WAL can no longer be trusted, once it can't
         self._disk: AioSync | None = None  # fdatasync by the kernel, where it can be had
+        self._retired: AioSync | None = None
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -219,9 +220,10 @@ class SQLiteAuditStore(GroupCommitStore):
     async def _shutdown(self) -> None:
         if self._checkpoint is not None:
             await asyncio.gather(self._checkpoint, return_exceptions=True)
-        if self._disk is not None:
-            self._disk.close()
-            self._disk = None
+        for disk in (self._disk, self._retired):
+            if disk is not None:
+                disk.close()
+        self._disk = self._retired = None
         for pool, conn in ((self._writes, self._wconn), (self._reads, self._rconn)):
             if pool is not None:
                 await self._run(pool, conn.close)
@@ -289,7 +291,18 @@ class SQLiteAuditStore(GroupCommitStore):
         as in _on_writer."""
         assert self._disk is not None
         try:
-            synced = self._disk.fdatasync(self._wconn.wal())
+            wal = self._wconn.wal()
+        except OSError as exc:
+            self._sync_failed(exc)
+        try:
+            synced = self._disk.fdatasync(wal)
+        except OSError as exc:  # not taken (nothing synced, nothing failed): the thread
+            log.warning("native AIO refused a sync (%s): the writer thread syncs", exc)
+            self._retired, self._disk = self._disk, None  # closed at shutdown, when
+            # nothing of its (a late sync) can still be in flight to wait for
+            await self._on_writer(committed, self._settle)
+            return
+        try:
             await asyncio.shield(synced)  # the deadline must not cancel the sync's future
         except asyncio.CancelledError:
             synced.add_done_callback(lambda done: self._synced_late(done, committed))
@@ -354,7 +367,7 @@ class SQLiteAuditStore(GroupCommitStore):
             except OSError as exc:
                 self._sync_failed(exc)
 
-    def _sync_failed(self, exc: OSError) -> None:
+    def _sync_failed(self, exc: OSError) -> NoReturn:
         if isinstance(exc, FileNotFoundError):
             raise exc  # the file is gone: unavailable until it is back, as anywhere
         raise StoreUnavailable(self._distrust_wal(exc)) from None
