@@ -786,6 +786,16 @@ async def test_a_commit_that_lands_after_its_deadline_is_named_in_the_chain(
         await store.close()
 
 
+async def _started_syncing_by_kernel(tmp_path, **kwargs) -> sqlite_store.SQLiteAuditStore:
+    """A started SQLite store whose WAL syncs go through native AIO (else the test skips)."""
+    store = open_store(StoreSettings(type="sqlite", path=str(tmp_path / "audit.db")), **kwargs)
+    await store.start()
+    if store._disk is None:
+        await store.close()
+        pytest.skip("no native AIO on this platform")
+    return store
+
+
 async def test_a_sync_the_kernel_will_not_take_is_done_on_the_writer_thread(tmp_path, monkeypatch):
     """io_submit refusing the request (a full queue, a kernel without IOCB_CMD_FDSYNC)
     is no failed sync: nothing was written badly. The writer thread syncs instead, from
@@ -801,11 +811,7 @@ async def test_a_sync_the_kernel_will_not_take_is_done_on_the_writer_thread(tmp_
         raise OSError(errno.EAGAIN, "io_submit: Resource temporarily unavailable")
 
     monkeypatch.setattr(sqlite_store.os, "fdatasync", on_thread)
-    store = open_store(StoreSettings(type="sqlite", path=str(tmp_path / "audit.db")))
-    await store.start()
-    if store._disk is None:
-        await store.close()
-        pytest.skip("no native AIO on this platform")
+    store = await _started_syncing_by_kernel(tmp_path)
     monkeypatch.setattr(disksync.AioSync, "fdatasync", refused)
     try:
         records = [await store.append("decision", {"n": n}) for n in range(3)]
@@ -830,11 +836,7 @@ async def test_a_sync_that_fails_after_its_deadline_still_stops_the_store(tmp_pa
         failures.append(future)
         return future
 
-    store = open_store(StoreSettings(type="sqlite", path=str(tmp_path / "audit.db")), timeout=0.2)
-    await store.start()
-    if store._disk is None:
-        await store.close()
-        pytest.skip("no native AIO on this platform")
+    store = await _started_syncing_by_kernel(tmp_path, timeout=0.2)
     monkeypatch.setattr(disksync.AioSync, "fdatasync", failing_late)
     try:
         with pytest.raises(StoreUnavailable, match="timed out"):
