@@ -18,6 +18,7 @@ import logging
 import os
 import platform
 import sys
+import threading
 
 log = logging.getLogger("portcullis.store")
 
@@ -122,14 +123,22 @@ class AioSync:
                     future.set_result(None)
 
     def close(self) -> None:
-        """Stop watching; io_destroy waits for syncs still in flight."""
+        """Stop watching and release the context. io_destroy waits for syncs still in
+        flight, so with any (a late one on a stalled disk) it waits on a thread of its
+        own: closing never holds the loop up."""
         self._loop.remove_reader(self._eventfd)
-        self._libc.syscall(self._destroy, self._ctx)
-        os.close(self._eventfd)
         for _, future in self._flying.values():
             if not future.done():
                 future.set_exception(OSError(errno.ECANCELED, "disk sync closed"))
+        if self._flying:
+            threading.Thread(target=self._release, name="aio-release", daemon=True).start()
+        else:
+            self._release()
         self._flying.clear()
+
+    def _release(self) -> None:
+        self._libc.syscall(self._destroy, self._ctx)
+        os.close(self._eventfd)
 
 
 def _os_error(call: str) -> OSError:

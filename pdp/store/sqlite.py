@@ -23,6 +23,7 @@ whatever head that file holds.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import sqlite3
@@ -312,8 +313,8 @@ class SQLiteAuditStore(GroupCommitStore):
 
     def _synced_late(self, done: asyncio.Future[None], committed: BatchResult) -> None:
         exc = None if done.cancelled() else done.exception()
-        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
-            self._distrust_wal(exc)  # as if it had been waited for
+        if isinstance(exc, OSError) and exc.errno not in (errno.ENOENT, errno.ECANCELED):
+            self._distrust_wal(exc)  # as if it had been waited for (not: closed unfinished)
         self._landed_late(done, committed)
 
     async def _checkpoint_wal(self) -> None:
