@@ -8,11 +8,12 @@ uvloop TCP relay (bench/postgres/relay.py: the floor of any Python proxy here), 
 average latency and the ratios Portcullis/direct, /pgbouncer and /relay, with each run's
 CPU per transaction (proxy, PDP, whole machine) and the share the hypervisor stole; the
 recording's cost (recording on vs off, also as the median of on/off pairs whose order
-flips every other pair, in TPS and in CPU per statement); the added
-per-statement latency at p50 from a one-client run (also against a second PDP whose
-decision log commits without fsync, `pdp.store.synchronous: normal`); and the proxy's
-memory per idle session with 500 sessions open (against a throwaway cluster allowing that many
-connections). Not a test: nothing here asserts.
+flips every other pair, in TPS and in CPU per statement); the target's ratio, cache on
+against pgbouncer, measured the same way; the added per-statement latency at p50 from a
+one-client run (also against a second PDP whose decision log commits without fsync,
+`pdp.store.synchronous: normal`); and the proxy's memory per idle session with 500
+sessions open (against a throwaway cluster allowing that many connections). Not a test:
+nothing here asserts.
 
     python bench/postgres/bench_pgbench.py [--seconds 20] [--clients 8] [--scale 10]
         [--pairs 7] [--pair-seconds 6]
@@ -339,26 +340,41 @@ def main() -> None:
                     results[(mode, name)] = measured(
                         watched, port, db, user, mode, args.clients, args.seconds, secret
                     )
-            # the recording's cost is a difference of two noisy figures: measure it as
-            # on/off pairs, the order flipped every other pair (so a drift in the machine
-            # favours neither side), and take the median of the pairs' ratios
-            recording_pairs: dict[str, list[float]] = {"simple": [], "prepared": []}
-            recording_cpu: dict[str, list[float]] = {"simple": [], "prepared": []}
-            recording_names = ("portcullis (cache on)", "portcullis (cache on, recording off)")
-            for mode in ("simple", "prepared"):
+
+            # a ratio of two noisy figures (minutes apart, on a shared VM) is measured as
+            # pairs, the order flipped every other pair (so a drift in the machine favours
+            # neither side), and reported as the median of the pairs' ratios: the target's
+            # (cache on against pgbouncer) and the recording's cost (on against off)
+            def pairs(first: str, second: str, mode: str) -> list[tuple[dict, dict]]:
+                measured_pairs = []
                 for i in range(args.pairs):
                     pair = {}
-                    for name in recording_names[:: 1 if i % 2 == 0 else -1]:
+                    for name in (first, second)[:: 1 if i % 2 == 0 else -1]:
+                        port, user, secret = targets[name]
                         pair[name] = measured(
-                            watched, targets[name][0], db, "agent", mode, args.clients,
-                            args.pair_seconds, token,
+                            watched, port, db, user, mode, args.clients, args.pair_seconds,
+                            secret,
                         )  # fmt: skip
-                    on, off = (pair[name] for name in recording_names)
-                    if on["tps"] and off["tps"]:
-                        recording_pairs[mode].append(1 - on["tps"] / off["tps"])
-                        recording_cpu[mode].append(
-                            on["proxy_us"] + on["pdp_us"] - off["proxy_us"] - off["pdp_us"]
-                        )
+                    if pair[first]["tps"] and pair[second]["tps"]:
+                        measured_pairs.append((pair[first], pair[second]))
+                return measured_pairs
+
+            against_bouncer: dict[str, list[float]] = {}
+            recording_pairs: dict[str, list[float]] = {}
+            recording_cpu: dict[str, list[float]] = {}
+            for mode in ("simple", "prepared"):
+                against_bouncer[mode] = [
+                    on["tps"] / bouncer["tps"]
+                    for on, bouncer in pairs("portcullis (cache on)", "pgbouncer", mode)
+                ]
+                recorded = pairs(
+                    "portcullis (cache on)", "portcullis (cache on, recording off)", mode
+                )
+                recording_pairs[mode] = [1 - on["tps"] / off["tps"] for on, off in recorded]
+                recording_cpu[mode] = [
+                    on["proxy_us"] + on["pdp_us"] - off["proxy_us"] - off["pdp_us"]
+                    for on, off in recorded
+                ]
             p50 = {
                 name: p50_latency_us(
                     targets[name][0],
@@ -424,6 +440,14 @@ def main() -> None:
                     else " " * 17
                 )
                 print(f"      {name:<36} {own}{r['machine_us']:6.1f}")
+    for mode in ("simple", "prepared"):
+        ratios = sorted(against_bouncer[mode])
+        if ratios:
+            print(
+                f"  cache on / pgbouncer, -M {mode}: median of {len(ratios)} alternating "
+                f"{args.pair_seconds:g}s pairs {statistics.median(ratios):.2f}"
+                f" (pairs: {', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.50)"
+            )
     for mode in ("simple", "prepared"):
         on = results[(mode, "portcullis (cache on)")]["tps"]
         off = results[(mode, "portcullis (cache on, recording off)")]["tps"]
