@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 import threading
+from typing import Any
 
 log = logging.getLogger("portcullis.store")
 
@@ -68,12 +69,12 @@ class AioSync:
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._libc.syscall.restype = ctypes.c_long
         self._ctx = ctypes.c_ulong(0)
-        if self._libc.syscall(self._setup, DEPTH, ctypes.byref(self._ctx)) != 0:
+        if self._syscall(self._setup, DEPTH, ctypes.byref(self._ctx)) != 0:
             raise _os_error("io_setup")
         try:
             self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         except OSError:
-            self._libc.syscall(self._destroy, self._ctx)
+            self._syscall(self._destroy, self._ctx)
             raise
         self._events = (_IOEvent * DEPTH)()
         self._no_wait = (ctypes.c_long * 2)(0, 0)
@@ -81,6 +82,16 @@ class AioSync:
         self._flying: dict[int, tuple[_IOCB, asyncio.Future[None]]] = {}
         self._next = 0
         loop.add_reader(self._eventfd, self._completed)
+
+    def _syscall(self, number: int, *args: Any) -> int:
+        """syscall(2) with every integer passed as a C long, as the kernel reads it (an
+        int passed through varargs may leave a register's upper half undefined)."""
+        return int(
+            self._libc.syscall(
+                ctypes.c_long(number),
+                *(ctypes.c_long(a) if isinstance(a, int) else a for a in args),
+            )
+        )
 
     def fdatasync(self, fd: int) -> asyncio.Future[None]:
         """A future that completes once fd's data is on disk, or fails with the OSError
@@ -96,7 +107,7 @@ class AioSync:
             aio_resfd=self._eventfd,
         )
         request = (ctypes.POINTER(_IOCB) * 1)(ctypes.pointer(iocb))
-        if self._libc.syscall(self._submit, self._ctx, 1, request) != 1:
+        if self._syscall(self._submit, self._ctx, 1, request) != 1:
             raise _os_error("io_submit")
         self._flying[self._next] = (iocb, future)
         return future
@@ -107,9 +118,7 @@ class AioSync:
         except BlockingIOError:
             return
         while self._flying:
-            n = self._libc.syscall(
-                self._getevents, self._ctx, 0, DEPTH, self._events, self._no_wait
-            )
+            n = self._syscall(self._getevents, self._ctx, 0, DEPTH, self._events, self._no_wait)
             if n <= 0:
                 return
             for event in self._events[:n]:
@@ -137,7 +146,7 @@ class AioSync:
         self._flying.clear()
 
     def _release(self) -> None:
-        self._libc.syscall(self._destroy, self._ctx)
+        self._syscall(self._destroy, self._ctx)
         os.close(self._eventfd)
 
 
