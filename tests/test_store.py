@@ -889,3 +889,30 @@ async def test_postgres_names_a_commit_the_server_did_after_the_deadline(pg_data
         assert (await store.verify()).ok
     finally:
         await store.close()
+
+
+async def test_the_pdp_answers_a_decision_once_the_kernel_has_synced_its_record(
+    tmp_path, monkeypatch
+):
+    """The PDP on its defaults (SQLite, `synchronous: full`) syncs a decision's commit
+    through native AIO, and answers only after that sync completed."""
+    from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
+
+    completed: list[str] = []
+    real_aio = disksync.AioSync.fdatasync
+
+    def watched(self, fd: int) -> asyncio.Future[None]:
+        synced = real_aio(self, fd)
+        synced.add_done_callback(lambda _: completed.append(os.readlink(f"/proc/self/fd/{fd}")))
+        return synced
+
+    monkeypatch.setattr(disksync.AioSync, "fdatasync", watched)
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        if app.store._disk is None:  # type: ignore[attr-defined]
+            pytest.skip("no native AIO on this platform")
+        session = await open_session(stub, token(config))
+        before = len(completed)
+        decision = await decide_sql(stub, session.session_id, "SELECT id FROM orders")
+        assert decision.decision_id and len(completed) > before
+        assert completed[-1] == f"{tmp_path / 'audit.db'}-wal"
