@@ -284,6 +284,8 @@ async def test_pdp_down_denies_and_the_session_survives_until_it_returns(tmp_pat
         await gw.pdp.stop(grace=1)
         with pytest.raises(asyncpg.InsufficientPrivilegeError) as err:
             await conn.fetchval("SELECT count(*) FROM customers")
+        # denied for the decision, or, when the recording's tick met the stopped PDP
+        # first, for the recording: either way the client is told the PDP is unreachable
         assert "unreachable" in str(err.value)
         # another client is refused cleanly, the proxy keeps serving
         with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):

@@ -500,3 +500,28 @@ async def test_the_pdp_stores_several_sessions_batches_each_with_its_own_answer(
             (record,) = await app.store.query(kind=EVENTS_KIND, session_id=sid)
             assert record.body["count"] == 1
         assert (await app.store.verify()).ok
+
+
+async def test_a_failed_delivery_names_why_and_a_stored_one_clears_it(tmp_path):
+    """What a session halted for its recording tells its client: why the last delivery
+    failed (a PDP that cannot be reached), cleared by the next delivery that is stored."""
+    from pdp_harness import free_port
+
+    nowhere = PDPClient(f"127.0.0.1:{free_port()}", timeout=0.5)
+    await nowhere.start()
+    try:
+        assert await nowhere.record_batches([("s-1", ['{"time":1}'])]) == [False]
+        assert nowhere.recording_failure == "policy decision point unreachable"
+    finally:
+        await nowhere.close()
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        client = PDPClient(app.address)
+        await client.start()
+        try:
+            client.recording_failure = "policy decision point unreachable"
+            assert await client.record(opened.session_id, [])  # a heartbeat, stored
+            assert client.recording_failure == ""
+        finally:
+            await client.close()

@@ -102,6 +102,9 @@ class PDPClient:
     watch_interval: float = 1.0
     revision: str = ""
     reachable: bool = True
+    # why the last delivery of recorded events failed ("" once one succeeds): what a
+    # session whose recording is halted tells its client
+    recording_failure: str = ""
     _channel: grpc.aio.Channel | None = field(default=None, repr=False)
     _stub: pdp_pb2_grpc.DecisionServiceStub | None = field(default=None, repr=False)
     _watcher: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -260,10 +263,15 @@ class PDPClient:
         try:
             await self._stub.RecordEvents(_batch(session_id, events), timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
+            self.recording_failure = _rpc_reason(exc)
             log.warning(
-                "session %s: %d events not recorded: %s", session_id, len(events), _rpc_reason(exc)
+                "session %s: %d events not recorded: %s",
+                session_id,
+                len(events),
+                self.recording_failure,
             )
             return False
+        self.recording_failure = ""
         return True
 
     async def record_batches(self, batches: list[tuple[str, list[str]]]) -> list[bool]:
@@ -276,8 +284,12 @@ class PDPClient:
         try:
             response = await self._stub.RecordBatches(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
-            log.warning("%d sessions' events not recorded: %s", len(batches), _rpc_reason(exc))
+            self.recording_failure = _rpc_reason(exc)
+            log.warning(
+                "%d sessions' events not recorded: %s", len(batches), self.recording_failure
+            )
             return [False] * len(batches)
+        self.recording_failure = ""
         stored = []
         for (session_id, events), result in zip(batches, response.results, strict=False):
             if result.error:

@@ -278,9 +278,11 @@ class ProxySession:
         """A deny for any command while the session's recording cannot be stored."""
         if self.recorder is not None and self.recorder.unavailable:
             # evidence first: a session whose events cannot be stored does not go on
+            why = self.runtime.pdp.recording_failure
             return Ruling(
                 Verdict.deny(
-                    "recording unavailable — denied until the session recording can be stored again"
+                    f"recording unavailable{f' ({why})' if why else ''} — denied until the "
+                    "session recording can be stored again"
                 )
             )
         return None
