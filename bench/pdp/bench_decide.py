@@ -3,7 +3,8 @@
 Starts `portcullis pdp` (embedded OPA workers, SQLite decision log) as its own process,
 then from this process:
   1. in-process evaluation time of the shipped policy for the same input (no service);
-  2. open-loop Decide at 500 and 1,000 requests/s: p50/p99 latency;
+  2. open-loop Decide at 500 and 1,000 requests/s: p50/p99 latency, the medians of
+     `--runs` runs (the VMs measured drift in speed between minutes);
   3. closed-loop Decide with 32 concurrent callers: maximum sustained decisions/s, with
      every decision evaluated and with evaluation reuse (the policy declares the SELECT's
      verdict reusable by shape for the session; each decision is still logged);
@@ -17,7 +18,7 @@ with its evaluation workers, this client, the whole machine) with the hypervisor
 client and PDP share the machine's cores, so the CPU figures say what the PDP alone would
 sustain. Not a test: nothing here asserts.
 
-    python bench/pdp/bench_decide.py [--seconds 10] [--workers 2]
+    python bench/pdp/bench_decide.py [--seconds 10] [--workers 2] [--runs 3]
 """
 
 from __future__ import annotations
@@ -161,8 +162,25 @@ async def metered(pids: dict[str, int], phase: Any) -> dict[str, float]:
     return {**result, **meter.per(rate * (time.monotonic() - started))}
 
 
+def combined(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Runs of one open-loop phase as one: the median of each figure, errors summed, and
+    the lowest and highest p99 (`p99_low`, `p99_high`)."""
+    out = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    out["errors"] = sum(r["errors"] for r in runs)
+    out["p99_low"] = min(r["p99"] for r in runs)
+    out["p99_high"] = max(r["p99"] for r in runs)
+    out["runs"] = len(runs)
+    return out
+
+
 async def run(
-    address: str, token: str, seconds: float, rates: tuple[int, ...], info: bool, pdp_pid: int
+    address: str,
+    token: str,
+    seconds: float,
+    rates: tuple[int, ...],
+    info: bool,
+    pdp_pid: int,
+    runs: int = 1,
 ) -> dict[str, dict[str, float]]:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pdp_pb2_grpc.DecisionServiceStub(channel)
@@ -182,18 +200,34 @@ async def run(
             session_id=sid, command=pdp_pb2.Command(kind="postgres.query", raw=SQL)
         )
         server_info = pdp_pb2.ServerInfoRequest()
+
+        def decide_call():
+            return stub.Decide(decide, timeout=5)
+
+        def info_call():
+            return stub.ServerInfo(server_info, timeout=5)
+
         for rate in rates:
-            results[f"open_{rate}"] = await metered(
-                pids, open_loop(lambda: stub.Decide(decide, timeout=5), rate, seconds)
-            )
-            if info:  # the same pace with a call that does nothing: gRPC's own latency
-                results[f"info_{rate}"] = await metered(
-                    pids, open_loop(lambda: stub.ServerInfo(server_info, timeout=5), rate, seconds)
-                )
+            # `runs` times each, Decide and ServerInfo (the same pace with a call that does
+            # nothing: gRPC's own latency) alternating, so a drift of the machine's speed
+            # shows as spread instead of favouring one of them
+            decided, answered = [], []
+            for _ in range(runs):
+                decided.append(await metered(pids, open_loop(decide_call, rate, seconds)))
+                if info:
+                    answered.append(
+                        await metered(
+                            pids,
+                            open_loop(
+                                lambda: stub.ServerInfo(server_info, timeout=5), rate, seconds
+                            ),
+                        )
+                    )
+            results[f"open_{rate}"] = combined(decided)
+            if info:
+                results[f"info_{rate}"] = combined(answered)
         if info:
-            results["info_32"] = await metered(
-                pids, saturate(lambda: stub.ServerInfo(server_info, timeout=5), 32, seconds)
-            )
+            results["info_32"] = await metered(pids, saturate(info_call, 32, seconds))
         results["max_32"] = await metered(pids, closed_loop(stub, sid, 32, seconds))
         return results
 
@@ -206,6 +240,7 @@ def run_pdp(
     rates: tuple[int, ...] = (),
     info: bool = False,
     synchronous: str = "full",
+    runs: int = 1,
 ) -> dict[str, dict[str, float]]:
     """Start a PDP (evaluation reuse on or off, the decision log's sync mode) and run the
     open-loop rates, the ServerInfo ceiling if asked, and the 32-caller maximum."""
@@ -250,7 +285,7 @@ def run_pdp(
     pdp = subprocess.Popen([*cli, "pdp"], stderr=subprocess.DEVNULL)
     try:
         grpc.channel_ready_future(grpc.insecure_channel(listen)).result(timeout=60)
-        return asyncio.run(run(listen, token, seconds, rates, info, pdp_pid=pdp.pid))
+        return asyncio.run(run(listen, token, seconds, rates, info, pdp_pid=pdp.pid, runs=runs))
     finally:
         pdp.terminate()
         pdp.wait(timeout=30)
@@ -260,23 +295,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument(
+        "--runs", type=int, default=3, help="open-loop runs per rate (medians are printed)"
+    )
     args = parser.parse_args()
 
     eval_p50, eval_p99 = in_process_eval_us()
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_pdp(tmp, args.workers, args.seconds, True, (500, 1000), info=True)
+        results = run_pdp(
+            tmp, args.workers, args.seconds, True, (500, 1000), info=True, runs=args.runs
+        )
         evaluated = run_pdp(tmp, args.workers, args.seconds, reuse=False)
-        unsynced = run_pdp(tmp, args.workers, args.seconds, True, (1000,), synchronous="normal")
+        unsynced = run_pdp(
+            tmp, args.workers, args.seconds, True, (1000,), synchronous="normal", runs=args.runs
+        )
 
     print(
         f"PDP Decide benchmark ({os.cpu_count()} cores, {args.seconds:g}s per phase, "
         f"SQLite decision log, readonly SELECT → mask)"
     )
     print(f"  in-process classify+evaluate   p50 {eval_p50:7.1f} µs   p99 {eval_p99:7.1f} µs")
+    print(f"  open loop: medians of {args.runs} runs apiece, p99 range in brackets")
     for rate in (500, 1000):
         r = results[f"open_{rate}"]
         print(
             f"  Decide @ {rate:>5} req/s (open)  p50 {r['p50']:7.3f} ms   p99 {r['p99']:7.3f} ms"
+            f" [{r['p99_low']:.3f}-{r['p99_high']:.3f}]"
             f"   achieved {r['achieved']:7.1f}/s   errors {r['errors']:.0f}"
             f"   p50 ratio service/in-process {r['p50'] * 1000 / eval_p50:5.1f}x"
         )
@@ -284,11 +328,13 @@ def main() -> None:
         r = results[f"info_{rate}"]
         print(
             f"    gRPC alone: ServerInfo @ {rate:>5}/s  p50 {r['p50']:7.3f} ms   "
-            f"p99 {r['p99']:7.3f} ms   (the floor under Decide at that pace)"
+            f"p99 {r['p99']:7.3f} ms [{r['p99_low']:.3f}-{r['p99_high']:.3f}]"
+            "   (the floor under Decide at that pace)"
         )
     r = unsynced["open_1000"]
     print(
         f"    with pdp.store.synchronous: normal   p50 {r['p50']:7.3f} ms   p99 {r['p99']:7.3f} ms"
+        f" [{r['p99_low']:.3f}-{r['p99_high']:.3f}]"
         f"   achieved {r['achieved']:7.1f}/s   errors {r['errors']:.0f}"
     )
     info, reused, every = results["info_32"], results["max_32"], evaluated["max_32"]
