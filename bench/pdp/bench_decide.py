@@ -128,13 +128,6 @@ async def open_loop(call, rate: int, seconds: float) -> dict[str, float]:
     }
 
 
-async def closed_loop(stub, session_id: str, callers: int, seconds: float) -> float:
-    request = pdp_pb2.DecideRequest(
-        session_id=session_id, command=pdp_pb2.Command(kind="postgres.query", raw=SQL)
-    )
-    return await saturate(lambda: stub.Decide(request, timeout=5), callers, seconds)
-
-
 async def saturate(call, callers: int, seconds: float) -> float:
     """Calls per second that `callers` concurrent callers sustain for `seconds`."""
     done = 0
@@ -192,12 +185,8 @@ async def run(
                 client="bench",
             )
         )
-        sid = opened.session_id
-        await closed_loop(stub, sid, 8, 1.0)  # warm up
-        pids = {"pdp": pdp_pid, "client": os.getpid()}
-        results: dict[str, dict[str, float]] = {}
         decide = pdp_pb2.DecideRequest(
-            session_id=sid, command=pdp_pb2.Command(kind="postgres.query", raw=SQL)
+            session_id=opened.session_id, command=pdp_pb2.Command(kind="postgres.query", raw=SQL)
         )
         server_info = pdp_pb2.ServerInfoRequest()
 
@@ -207,6 +196,9 @@ async def run(
         def info_call():
             return stub.ServerInfo(server_info, timeout=5)
 
+        await saturate(decide_call, 8, 1.0)  # warm up
+        pids = {"pdp": pdp_pid, "client": os.getpid()}
+        results: dict[str, dict[str, float]] = {}
         for rate in rates:
             # `runs` times each, Decide and ServerInfo (the same pace with a call that does
             # nothing: gRPC's own latency) alternating, so a drift of the machine's speed
@@ -215,20 +207,13 @@ async def run(
             for _ in range(runs):
                 decided.append(await metered(pids, open_loop(decide_call, rate, seconds)))
                 if info:
-                    answered.append(
-                        await metered(
-                            pids,
-                            open_loop(
-                                lambda: stub.ServerInfo(server_info, timeout=5), rate, seconds
-                            ),
-                        )
-                    )
+                    answered.append(await metered(pids, open_loop(info_call, rate, seconds)))
             results[f"open_{rate}"] = combined(decided)
             if info:
                 results[f"info_{rate}"] = combined(answered)
         if info:
             results["info_32"] = await metered(pids, saturate(info_call, 32, seconds))
-        results["max_32"] = await metered(pids, closed_loop(stub, sid, 32, seconds))
+        results["max_32"] = await metered(pids, saturate(decide_call, 32, seconds))
         return results
 
 
