@@ -244,10 +244,10 @@ class SQLiteAuditStore(GroupCommitStore):
                 if not _busy(exc):
                     raise
             else:
-                if self._catch_up or (self.synchronous == "full" and self._disk is None):
-                    await self._on_writer(result, self._settle)
-                elif self.synchronous == "full":
-                    await self._synced_by_kernel(result)
+                by_kernel = self.synchronous == "full" and not self._catch_up and self._disk
+                synced = bool(by_kernel) and await self._synced_by_kernel(result)
+                if not synced and (self._catch_up or self.synchronous == "full"):
+                    await self._on_writer(result, self._settle)  # the thread waits instead
         if result is None:
             result = await self._on_writer(None, self._write_waiting, drafts, explicit_ids)
         self._unchecked += sum(len(d.body_json) for d in drafts)
@@ -286,10 +286,11 @@ class SQLiteAuditStore(GroupCommitStore):
         if ids:
             self._in_background(self._note_late(ids))
 
-    async def _synced_by_kernel(self, committed: BatchResult) -> None:
+    async def _synced_by_kernel(self, committed: BatchResult) -> bool:
         """_settle's fdatasync, done by the kernel while the loop goes on (see
         pdp.store.disksync); a batch whose deadline ends the wait is named if it lands,
-        as in _on_writer."""
+        as in _on_writer. False: the kernel would not take it, and the writer thread
+        syncs from now on."""
         assert self._disk is not None
         try:
             wal = self._wconn.wal()
@@ -297,12 +298,11 @@ class SQLiteAuditStore(GroupCommitStore):
             self._sync_failed(exc)
         try:
             synced = self._disk.fdatasync(wal)
-        except OSError as exc:  # not taken (nothing synced, nothing failed): the thread
+        except OSError as exc:  # not taken (nothing synced, nothing failed)
             log.warning("native AIO refused a sync (%s): the writer thread syncs", exc)
             self._retired, self._disk = self._disk, None  # closed at shutdown, when
             # nothing of its (a late sync) can still be in flight to wait for
-            await self._on_writer(committed, self._settle)
-            return
+            return False
         try:
             await asyncio.shield(synced)  # the deadline must not cancel the sync's future
         except asyncio.CancelledError:
@@ -310,6 +310,7 @@ class SQLiteAuditStore(GroupCommitStore):
             raise
         except OSError as exc:
             self._sync_failed(exc)
+        return True
 
     def _synced_late(self, done: asyncio.Future[None], committed: BatchResult) -> None:
         exc = None if done.cancelled() else done.exception()
