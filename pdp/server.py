@@ -35,6 +35,7 @@ def server_credentials(tls: TLSSettings) -> grpc.ServerCredentials:
 class PDPServer:
     def __init__(self, service: DecisionService, listen: str, tls: TLSSettings | None = None):
         self.listen = listen
+        self.service = service
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -70,6 +71,7 @@ class PDPServer:
     async def stop(self, grace: float = 10.0) -> None:
         """Refuse new calls, let in-flight calls finish within `grace` seconds."""
         await self.health.enter_graceful_shutdown()
+        self.service.streams.close()  # they answer what is in flight, then end
         await self.server.stop(grace)
 
     async def wait(self) -> None:

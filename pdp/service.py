@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -22,6 +23,7 @@ from pdp import __version__
 from pdp.approval_rpc import ApprovalRPCs, settle
 from pdp.approvals import ApprovalBook
 from pdp.config import Config
+from pdp.decide_stream import DecideStreams
 from pdp.decisions import Decider, Decision, Reusable
 from pdp.evidence.checkpoints import record_credential_statement
 from pdp.evidence.signing import Signer
@@ -142,6 +144,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self.sessions = sessions
         self.approvals: ApprovalBook | None = None  # set by the composition root
         self.signer: Signer | None = None  # set by PDPApp.start() once the key is loaded
+        self.streams = DecideStreams(self.Decide)
 
     # -- helpers --------------------------------------------------------------
 
@@ -307,6 +310,13 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         message = decision_message(decision)
         message.approval_id = approval_id
         return pdp_pb2.DecideResponse(decision=message)
+
+    async def DecideStream(
+        self,
+        calls: AsyncIterator[pdp_pb2.DecideCall],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        await self.streams.serve(calls, context)
 
     async def CloseSession(
         self, request: pdp_pb2.CloseSessionRequest, context: grpc.aio.ServicerContext

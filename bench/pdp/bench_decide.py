@@ -4,12 +4,13 @@ Starts `portcullis pdp` (embedded OPA workers, SQLite decision log) as its own p
 then from this process:
   1. in-process evaluation time of the shipped policy for the same input (no service);
   2. open-loop Decide at 500 and 1,000 requests/s: p50/p99 latency, the medians of
-     `--runs` runs (the VMs measured drift in speed between minutes);
+     `--runs` runs (the VMs measured drift in speed between minutes), as unary calls and
+     over one DecideStream (proxies.runtime.decide_calls, what proxies use);
   3. closed-loop Decide with 32 concurrent callers: maximum sustained decisions/s, with
      every decision evaluated and with evaluation reuse (the policy declares the SELECT's
-     verdict reusable by shape for the session; each decision is still logged);
-     the 1,000 requests/s and maximum phases again with the decision log's commits
-     unsynced (`pdp.store.synchronous: normal`);
+     verdict reusable by shape for the session; each decision is still logged), and
+     the maximum over DecideStream; the 1,000 requests/s and maximum phases again with
+     the decision log's commits unsynced (`pdp.store.synchronous: normal`);
   4. ServerInfo on the same server, open-loop at the same rates and closed-loop with 32
      callers: gRPC's own latency and what it alone sustains here, the floor and the
      ceiling any Decide figure sits between.
@@ -46,6 +47,8 @@ from portcullis.v1 import pdp_pb2, pdp_pb2_grpc  # noqa: E402
 # only now: a bench/pdp directory on the path must not stand for the pdp package
 sys.path.append(str(REPO / "bench"))
 from cpu_meter import CPUMeter  # noqa: E402
+
+from proxies.runtime.decide_calls import CallFailed, DecideCalls  # noqa: E402
 
 SQL = "SELECT id, email, total FROM orders WHERE customer_id = 42"
 
@@ -104,7 +107,7 @@ async def open_loop(call, rate: int, seconds: float) -> dict[str, float]:
         started = time.perf_counter()
         try:
             await call()
-        except grpc.aio.AioRpcError:
+        except (grpc.aio.AioRpcError, CallFailed):
             errors += 1
             return
         latencies.append((time.perf_counter() - started) * 1000)
@@ -196,6 +199,11 @@ async def run(
         def info_call():
             return stub.ServerInfo(server_info, timeout=5)
 
+        calls = DecideCalls(stub)  # what a proxy uses: one DecideStream
+
+        def stream_call():
+            return calls.decide(decide, timeout=5)
+
         await saturate(decide_call, 8, 1.0)  # warm up
         pids = {"pdp": pdp_pid, "client": os.getpid()}
         results: dict[str, dict[str, float]] = {}
@@ -203,17 +211,21 @@ async def run(
             # `runs` times each, Decide and ServerInfo (the same pace with a call that does
             # nothing: gRPC's own latency) alternating, so a drift of the machine's speed
             # shows as spread instead of favouring one of them
-            decided, answered = [], []
+            decided, streamed, answered = [], [], []
             for _ in range(runs):
                 decided.append(await metered(pids, open_loop(decide_call, rate, seconds)))
                 if info:
+                    streamed.append(await metered(pids, open_loop(stream_call, rate, seconds)))
                     answered.append(await metered(pids, open_loop(info_call, rate, seconds)))
             results[f"open_{rate}"] = combined(decided)
             if info:
+                results[f"stream_{rate}"] = combined(streamed)
                 results[f"info_{rate}"] = combined(answered)
         if info:
             results["info_32"] = await metered(pids, saturate(info_call, 32, seconds))
+            results["stream_32"] = await metered(pids, saturate(stream_call, 32, seconds))
         results["max_32"] = await metered(pids, saturate(decide_call, 32, seconds))
+        await calls.close()
         return results
 
 
@@ -310,6 +322,13 @@ def main() -> None:
             f"   p50 ratio service/in-process {r['p50'] * 1000 / eval_p50:5.1f}x"
         )
     for rate in (500, 1000):
+        r = results[f"stream_{rate}"]
+        print(
+            f"  Decide over DecideStream @ {rate:>5}/s  p50 {r['p50']:7.3f} ms   "
+            f"p99 {r['p99']:7.3f} ms [{r['p99_low']:.3f}-{r['p99_high']:.3f}]"
+            f"   achieved {r['achieved']:7.1f}/s   errors {r['errors']:.0f}   (what proxies use)"
+        )
+    for rate in (500, 1000):
         r = results[f"info_{rate}"]
         print(
             f"    gRPC alone: ServerInfo @ {rate:>5}/s  p50 {r['p50']:7.3f} ms   "
@@ -325,6 +344,8 @@ def main() -> None:
     info, reused, every = results["info_32"], results["max_32"], evaluated["max_32"]
     print(f"  max sustained, 32 callers, evaluation reused      {reused['rate']:8.0f} decisions/s")
     print(f"  max sustained, 32 callers, every one evaluated    {every['rate']:8.0f} decisions/s")
+    streamed = results["stream_32"]["rate"]
+    print(f"  max sustained, 32 callers, reused, over DecideStream {streamed:6.0f} decisions/s")
     normal = unsynced["max_32"]["rate"]
     print(f"  max sustained, 32 callers, reused, synchronous: normal {normal:5.0f} decisions/s")
     print(
@@ -336,6 +357,8 @@ def main() -> None:
         "Decide @ 500 req/s": results["open_500"],
         "Decide @ 1000 req/s": results["open_1000"],
         "Decide, 32 callers, reused": reused,
+        "DecideStream @ 1000 req/s": results["stream_1000"],
+        "DecideStream, 32 callers, reused": results["stream_32"],
         "Decide, 32 callers, evaluated": every,
         "Decide @ 1000, synchronous normal": unsynced["open_1000"],
         "Decide, 32 callers, reused, normal": unsynced["max_32"],

@@ -20,6 +20,7 @@ from google.protobuf import struct_pb2
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
 from pdp.verdict import ApprovalSpec, MaskRule, Verdict, VerdictKind
+from proxies.runtime.decide_calls import CallFailed, DecideCalls
 
 log = logging.getLogger("portcullis.pdp_client")
 
@@ -107,6 +108,9 @@ class PDPClient:
     recording_failure: str = ""
     _channel: grpc.aio.Channel | None = field(default=None, repr=False)
     _stub: pdp_pb2_grpc.DecisionServiceStub | None = field(default=None, repr=False)
+    # Decide over one stream (cheaper per command than a call each); None: unary calls,
+    # for a PDP that does not offer DecideStream
+    _calls: DecideCalls | None = field(default=None, repr=False)
     _watcher: asyncio.Task[None] | None = field(default=None, repr=False)
     _listeners: list[Any] = field(default_factory=list, repr=False)
 
@@ -122,6 +126,7 @@ class PDPClient:
         else:
             self._channel = grpc.aio.insecure_channel(self.address, options)
         self._stub = pdp_pb2_grpc.DecisionServiceStub(self._channel)
+        self._calls = DecideCalls(self._stub)
         self._watcher = asyncio.create_task(self._watch())
 
     async def close(self) -> None:
@@ -129,6 +134,8 @@ class PDPClient:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        if self._calls is not None:
+            await self._calls.close()
         if self._channel is not None:
             await self._channel.close()
 
@@ -205,17 +212,31 @@ class PDPClient:
         command = pdp_pb2.Command(kind=kind, raw=raw)
         if attributes:
             command.attributes.CopyFrom(to_struct(attributes))
+        request = pdp_pb2.DecideRequest(session_id=session_id, command=command)
         try:
-            response = await self._stub.Decide(
-                pdp_pb2.DecideRequest(session_id=session_id, command=command), timeout=self.timeout
-            )
+            response = await self._decide(request)
         except grpc.aio.AioRpcError as exc:
             return Ruling(Verdict.deny(f"{_rpc_reason(exc)} — denied"))
+        except CallFailed as failed:
+            return Ruling(Verdict.deny(f"{_status_reason(failed.code, failed.details)} — denied"))
         ruling = ruling_from_message(response.decision)
         if ruling.policy_revision and ruling.policy_revision != self.revision:
             self.revision = ruling.policy_revision
             self._changed()
         return ruling
+
+    async def _decide(self, request: pdp_pb2.DecideRequest) -> pdp_pb2.DecideResponse:
+        if self._calls is not None:
+            try:
+                return await self._calls.decide(request, self.timeout)
+            except CallFailed as failed:
+                if failed.code is not grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                log.info("PDP at %s offers no DecideStream: a call per command", self.address)
+                await self._calls.close()
+                self._calls = None
+        assert self._stub is not None
+        return await self._stub.Decide(request, timeout=self.timeout)
 
     async def await_approval(
         self, session_id: str, approval_id: str, timeout: float
@@ -309,11 +330,14 @@ def _batch(session_id: str, events: list[str]) -> pdp_pb2.RecordEventsRequest:
 
 
 def _rpc_reason(exc: grpc.aio.AioRpcError) -> str:
-    code = exc.code()
+    return _status_reason(exc.code(), exc.details() or "")
+
+
+def _status_reason(code: grpc.StatusCode, details: str) -> str:
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return "policy decision point unreachable"
     if code == grpc.StatusCode.UNAUTHENTICATED:
-        return exc.details() or "token rejected"
+        return details or "token rejected"
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return "session is no longer open at the policy decision point"
     return f"policy decision point error ({code.name.lower()})"

@@ -157,6 +157,26 @@ class DecideResponse(_message.Message):
     decision: Decision
     def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
 
+class DecideCall(_message.Message):
+    __slots__ = ("call_id", "request")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    request: DecideRequest
+    def __init__(self, call_id: _Optional[int] = ..., request: _Optional[_Union[DecideRequest, _Mapping]] = ...) -> None: ...
+
+class DecideAnswer(_message.Message):
+    __slots__ = ("call_id", "response", "code", "error")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    response: DecideResponse
+    code: int
+    error: str
+    def __init__(self, call_id: _Optional[int] = ..., response: _Optional[_Union[DecideResponse, _Mapping]] = ..., code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
 class CloseSessionRequest(_message.Message):
     __slots__ = ("session_id", "reason", "abnormal", "summary")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -1,0 +1,110 @@
+"""DecideStream: the unary Decide's calls carried over one long-lived gRPC stream.
+
+Owns how a stream's calls are served: each call is decided by the very handler the unary
+Decide uses (same checks, same decision log, same fail-closed verdicts), concurrently, and
+answered as soon as it is decided, tagged with its call id. A call the unary Decide would
+have ended with a status (INVALID_ARGUMENT, FAILED_PRECONDITION, UNAUTHENTICATED, ...)
+gets that code and message in its answer; the stream and its other calls go on. A gRPC
+call per command costs the PDP about twice the CPU of a message on an open stream
+(bench/pdp), which is why proxies use this.
+
+When the server drains, open streams stop taking calls, answer the ones in flight and
+end; a proxy then opens a new stream (to the next PDP) for its next command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from portcullis.v1 import pdp_pb2
+
+log = logging.getLogger("portcullis.decide_stream")
+
+DecideHandler = Callable[[pdp_pb2.DecideRequest, Any], Awaitable[pdp_pb2.DecideResponse]]
+
+
+class _CallEnded(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class _CallContext:
+    """What the Decide handler uses of its ServicerContext, for one call of a stream:
+    abort() ends that call alone."""
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        raise _CallEnded(code, details)
+
+
+class DecideStreams:
+    """The open DecideStreams of one server, so that draining can end them."""
+
+    def __init__(self, decide: DecideHandler) -> None:
+        self._decide = decide
+        self._closing = asyncio.Event()
+        self.open = 0
+
+    def close(self) -> None:
+        """Open streams take no more calls: they answer those in flight and end."""
+        self._closing.set()
+
+    async def serve(
+        self, calls: AsyncIterator[pdp_pb2.DecideCall], context: grpc.aio.ServicerContext
+    ) -> None:
+        answers: asyncio.Queue[pdp_pb2.DecideAnswer | None] = asyncio.Queue()
+        in_flight: set[asyncio.Task[None]] = set()
+
+        async def answer(call: pdp_pb2.DecideCall) -> None:
+            answers.put_nowait(await self._answer(call))
+
+        async def take() -> None:
+            async for call in calls:
+                task = asyncio.ensure_future(answer(call))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+
+        async def take_until_closing() -> None:
+            taking = asyncio.ensure_future(take())
+            closing = asyncio.ensure_future(self._closing.wait())
+            try:
+                await asyncio.wait((taking, closing), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (taking, closing):
+                    task.cancel()
+                await asyncio.gather(taking, closing, return_exceptions=True)
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            answers.put_nowait(None)
+
+        self.open += 1
+        taker = asyncio.ensure_future(take_until_closing())
+        try:
+            while (message := await answers.get()) is not None:
+                await context.write(message)
+        finally:
+            self.open -= 1
+            taker.cancel()
+            for task in list(in_flight):
+                task.cancel()
+            await asyncio.gather(taker, *in_flight, return_exceptions=True)
+
+    async def _answer(self, call: pdp_pb2.DecideCall) -> pdp_pb2.DecideAnswer:
+        try:
+            response = await self._decide(call.request, _CallContext())
+        except _CallEnded as ended:
+            return pdp_pb2.DecideAnswer(
+                call_id=call.call_id, code=ended.code.value[0], error=ended.details
+            )
+        except Exception:
+            log.exception("DecideStream call failed")
+            return pdp_pb2.DecideAnswer(
+                call_id=call.call_id,
+                code=grpc.StatusCode.INTERNAL.value[0],
+                error="internal error",
+            )
+        return pdp_pb2.DecideAnswer(call_id=call.call_id, response=response)

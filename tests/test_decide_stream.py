@@ -1,0 +1,166 @@
+"""DecideStream against a real PDP: calls answered by id, per-call failures that leave the
+stream open, draining, and the proxies' client of it (deadline, PDP gone, fallback)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from pdp_harness import free_port, open_session, pdp_config, pdp_stub, running_pdp, token
+from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+from test_pdp_server import write_policy
+
+from pdp.app import PDPApp
+from proxies.runtime.decide_calls import CallFailed, DecideCalls
+from proxies.runtime.pdp_client import PDPClient
+
+
+def _call(call_id: int, session_id: str, sql: str) -> pdp_pb2.DecideCall:
+    return pdp_pb2.DecideCall(
+        call_id=call_id,
+        request=pdp_pb2.DecideRequest(
+            session_id=session_id, command=pdp_pb2.Command(kind="postgres.query", raw=sql)
+        ),
+    )
+
+
+async def test_calls_are_answered_by_id_and_a_failed_call_leaves_the_stream_open(tmp_path):
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config, "alice@example.com", ("readonly",)))
+        stream = stub.DecideStream()
+        await stream.write(_call(7, opened.session_id, "DROP TABLE customers"))
+        await stream.write(_call(8, "s-unknown", "select 1"))
+        await stream.write(pdp_pb2.DecideCall(call_id=9, request=pdp_pb2.DecideRequest()))
+        await stream.write(_call(10, opened.session_id, "SELECT id, email FROM customers"))
+        await stream.done_writing()
+        answers = {}
+        async for answer in stream:
+            answers[answer.call_id] = answer
+        assert sorted(answers) == [7, 8, 9, 10]
+
+        drop = answers[7].response.decision
+        assert answers[7].code == 0 and drop.verdict == pdp_pb2.DENY and drop.decision_id
+        assert answers[8].code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+        assert "not open" in answers[8].error
+        assert answers[9].code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert "session_id" in answers[9].error
+        select = answers[10].response.decision
+        assert select.verdict == pdp_pb2.MASK
+
+        # logged like unary decisions, on the same chain
+        records = await app.store.query(session_id=opened.session_id)
+        logged = {r.id for r in records if r.kind == "decision"}
+        assert {drop.decision_id, select.decision_id} <= logged
+        assert (await app.store.verify()).ok
+
+
+async def test_draining_answers_calls_in_flight_then_ends_the_stream(tmp_path):
+    policies = write_policy(tmp_path / "policy")
+    config = pdp_config(
+        tmp_path,
+        policies=policies,
+        engine={"type": "embedded", "policies": str(policies), "workers": 1, "timeout_ms": 10000},
+    )
+    app = PDPApp(config)
+    await app.start()
+    async with pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        stream = stub.DecideStream()
+        await stream.write(_call(1, opened.session_id, "a bit slow"))
+        await asyncio.sleep(0.1)
+        stopping = asyncio.ensure_future(app.stop(grace=10))
+        answer = await stream.read()
+        assert answer.call_id == 1
+        assert list(answer.response.decision.reasons) == ["drained"]
+        assert await stream.read() is grpc.aio.EOF  # ended by the server, not cut at grace
+        await asyncio.wait_for(stopping, 5)
+
+
+async def test_the_proxy_client_decides_over_one_stream_and_fails_closed(tmp_path):
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as app:
+        client = PDPClient(app.address, timeout=2.0)
+        await client.start()
+        try:
+            grant = await client.open_session(
+                token(config), pdp_pb2.Connection(name="orders-db", type="postgres"), "a:1", "t"
+            )
+            rulings = await asyncio.gather(
+                *(
+                    client.decide(grant.session_id, "postgres.query", sql)
+                    for sql in ["DROP TABLE customers", "SELECT id, email FROM customers"] * 10
+                )
+            )
+            assert [r.verdict.kind.wire for r in rulings[:2]] == ["deny", "mask"]
+            assert len({r.decision_id for r in rulings}) == 20
+            assert client._calls is not None and len(client._calls._stream.waiting) == 0
+
+            gone = await client.decide("s-unknown", "postgres.query", "select 1")
+            assert not gone.verdict.allowed
+            assert "no longer open" in gone.verdict.reasons[0]
+            again = await client.decide(grant.session_id, "postgres.query", "select 1")
+            assert again.decision_id  # the stream survived the failed call
+        finally:
+            await client.close()
+
+    # the PDP has gone: a deny that says so, from the same client object
+    client = PDPClient(app.address, timeout=1.0)
+    await client.start()
+    try:
+        ruling = await client.decide(grant.session_id, "postgres.query", "select 1")
+        assert not ruling.verdict.allowed
+        assert "unreachable" in ruling.verdict.reasons[0]
+    finally:
+        await client.close()
+
+
+class _SilentPDP(pdp_pb2_grpc.DecisionServiceServicer):
+    """Takes DecideStream calls and never answers them."""
+
+    async def DecideStream(self, calls, context):
+        async for _ in calls:
+            pass
+
+
+async def test_a_call_the_pdp_never_answers_ends_at_its_deadline():
+    server = grpc.aio.server()
+    pdp_pb2_grpc.add_DecisionServiceServicer_to_server(_SilentPDP(), server)
+    port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
+    await server.start()
+    try:
+        async with pdp_stub(f"127.0.0.1:{port}") as stub:
+            calls = DecideCalls(stub)
+            with pytest.raises(CallFailed) as failed:
+                await calls.decide(_call(0, "s", "select 1").request, timeout=0.3)
+            assert failed.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+            await calls.close()
+    finally:
+        await server.stop(0)
+
+
+class _UnaryOnlyPDP(pdp_pb2_grpc.DecisionServiceServicer):
+    """An older PDP: Decide, no DecideStream."""
+
+    async def Decide(self, request, context):
+        return pdp_pb2.DecideResponse(
+            decision=pdp_pb2.Decision(decision_id="d-1", verdict=pdp_pb2.ALLOW)
+        )
+
+
+async def test_a_pdp_without_decide_stream_is_asked_a_call_per_command():
+    server = grpc.aio.server()
+    pdp_pb2_grpc.add_DecisionServiceServicer_to_server(_UnaryOnlyPDP(), server)
+    port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
+    await server.start()
+    client = PDPClient(f"127.0.0.1:{port}", timeout=2.0)
+    await client.start()
+    try:
+        for _ in range(2):
+            ruling = await client.decide("s-1", "postgres.query", "select 1")
+            assert ruling.verdict.allowed and ruling.decision_id == "d-1"
+        assert client._calls is None
+    finally:
+        await client.close()
+        await server.stop(0)
