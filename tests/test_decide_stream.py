@@ -9,9 +9,8 @@ import grpc
 import pytest
 from pdp_harness import free_port, open_session, pdp_config, pdp_stub, running_pdp, token
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
-from test_pdp_server import write_policy
+from test_pdp_server import started_with_a_bit_slow_policy
 
-from pdp.app import PDPApp
 from proxies.runtime.decide_calls import CallFailed, DecideCalls
 from proxies.runtime.pdp_client import PDPClient
 
@@ -57,14 +56,7 @@ async def test_calls_are_answered_by_id_and_a_failed_call_leaves_the_stream_open
 
 
 async def test_draining_answers_calls_in_flight_then_ends_the_stream(tmp_path):
-    policies = write_policy(tmp_path / "policy")
-    config = pdp_config(
-        tmp_path,
-        policies=policies,
-        engine={"type": "embedded", "policies": str(policies), "workers": 1, "timeout_ms": 10000},
-    )
-    app = PDPApp(config)
-    await app.start()
+    app, config = await started_with_a_bit_slow_policy(tmp_path)
     async with pdp_stub(app.address) as stub:
         opened = await open_session(stub, token(config))
         stream = stub.DecideStream()

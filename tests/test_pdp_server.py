@@ -404,17 +404,24 @@ async def _wait(predicate, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_graceful_shutdown_drains_in_flight_calls(tmp_path):
+async def started_with_a_bit_slow_policy(tmp_path):
+    """A running PDP whose "a bit slow" command is still being decided 0.1 s after it
+    was asked (for draining)."""
+    from pdp.app import PDPApp
+
     policies = write_policy(tmp_path / "policy")
     config = pdp_config(
         tmp_path,
         policies=policies,
         engine={"type": "embedded", "policies": str(policies), "workers": 1, "timeout_ms": 10000},
     )
-    from pdp.app import PDPApp
-
     app = PDPApp(config)
     await app.start()
+    return app, config
+
+
+async def test_graceful_shutdown_drains_in_flight_calls(tmp_path):
+    app, config = await started_with_a_bit_slow_policy(tmp_path)
     async with pdp_stub(app.address) as stub:
         opened = await open_session(stub, token(config))
         in_flight = asyncio.ensure_future(decide_sql(stub, opened.session_id, "a bit slow"))
