@@ -24,6 +24,10 @@ from portcullis.v1 import pdp_pb2
 
 log = logging.getLogger("portcullis.decide_stream")
 
+# calls of one stream being decided at once; past it the stream is not read (gRPC's flow
+# control then holds the proxy back), as HTTP/2's stream limit bounds unary calls
+MAX_IN_FLIGHT = 256
+
 DecideHandler = Callable[[pdp_pb2.DecideRequest, Any], Awaitable[pdp_pb2.DecideResponse]]
 
 
@@ -48,7 +52,6 @@ class DecideStreams:
     def __init__(self, decide: DecideHandler) -> None:
         self._decide = decide
         self._closing = asyncio.Event()
-        self.open = 0
 
     def close(self) -> None:
         """Open streams take no more calls: they answer those in flight and end."""
@@ -59,12 +62,17 @@ class DecideStreams:
     ) -> None:
         answers: asyncio.Queue[pdp_pb2.DecideAnswer | None] = asyncio.Queue()
         in_flight: set[asyncio.Task[None]] = set()
+        room = asyncio.Semaphore(MAX_IN_FLIGHT)
 
         async def answer(call: pdp_pb2.DecideCall) -> None:
-            answers.put_nowait(await self._answer(call))
+            try:
+                answers.put_nowait(await self._answer(call))
+            finally:
+                room.release()
 
         async def take() -> None:
             async for call in calls:
+                await room.acquire()
                 task = asyncio.ensure_future(answer(call))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
@@ -81,13 +89,11 @@ class DecideStreams:
             await asyncio.gather(*in_flight, return_exceptions=True)
             answers.put_nowait(None)
 
-        self.open += 1
         taker = asyncio.ensure_future(take_until_closing())
         try:
             while (message := await answers.get()) is not None:
                 await context.write(message)
         finally:
-            self.open -= 1
             taker.cancel()
             for task in list(in_flight):
                 task.cancel()

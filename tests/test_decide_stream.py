@@ -156,3 +156,36 @@ async def test_a_pdp_without_decide_stream_is_asked_a_call_per_command():
     finally:
         await client.close()
         await server.stop(0)
+
+
+async def test_a_stream_decides_at_most_max_in_flight_calls_at_once(monkeypatch):
+    import pdp.decide_stream as decide_stream
+
+    monkeypatch.setattr(decide_stream, "MAX_IN_FLIGHT", 2)
+    running, most = 0, 0
+
+    async def decide(request, context):
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return pdp_pb2.DecideResponse(decision=pdp_pb2.Decision(decision_id=request.session_id))
+
+    async def calls():
+        for n in range(10):
+            yield _call(n, f"d-{n}", "select 1")
+
+    class Context:
+        written: list[pdp_pb2.DecideAnswer] = []
+
+        async def write(self, message):
+            self.written.append(message)
+
+    context = Context()
+    await decide_stream.DecideStreams(decide).serve(calls(), context)
+    assert most == 2
+    assert sorted(a.call_id for a in context.written) == list(range(10))
+    assert {a.response.decision.decision_id for a in context.written} == {
+        f"d-{n}" for n in range(10)
+    }
