@@ -1,7 +1,8 @@
 """The proxies' client of the Policy Decision Point: deadlines, reconnects, fail closed.
 
-Owns every gRPC call a proxy makes. Each call has its own deadline; the channel
-reconnects by itself. When the PDP cannot answer, `decide` returns a deny verdict whose
+Owns every gRPC call a proxy makes (Decide's go over one stream, through
+proxies.runtime.decide_calls). Each call has its own deadline; the channel reconnects
+by itself. When the PDP cannot answer, `decide` returns a deny verdict whose
 reason says so — it never raises into the protocol code and never guesses an allow. A
 watcher polls `ServerInfo` so the decision cache learns of policy changes and of a PDP
 that went away.
