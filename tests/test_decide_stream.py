@@ -177,7 +177,8 @@ async def test_a_stream_decides_at_most_max_in_flight_calls_at_once(monkeypatch)
             yield _call(n, f"d-{n}", "select 1")
 
     class Context:
-        written: list[pdp_pb2.DecideAnswer] = []
+        def __init__(self) -> None:
+            self.written: list[pdp_pb2.DecideAnswer] = []
 
         async def write(self, message):
             self.written.append(message)

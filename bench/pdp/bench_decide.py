@@ -158,6 +158,16 @@ async def metered(pids: dict[str, int], phase: Any) -> dict[str, float]:
     return {**result, **meter.per(rate * (time.monotonic() - started))}
 
 
+def figures(r: dict[str, float], achieved: bool = True) -> str:
+    """An open-loop phase's latency (p50, p99 and the runs' p99 range) and what it achieved."""
+    text = (
+        f"p50 {r['p50']:7.3f} ms   p99 {r['p99']:7.3f} ms [{r['p99_low']:.3f}-{r['p99_high']:.3f}]"
+    )
+    if achieved:
+        text += f"   achieved {r['achieved']:7.1f}/s   errors {r['errors']:.0f}"
+    return text
+
+
 def combined(runs: list[dict[str, float]]) -> dict[str, float]:
     """Runs of one open-loop phase as one: the median of each figure, errors summed, and
     the lowest and highest p99 (`p99_low`, `p99_high`)."""
@@ -316,31 +326,20 @@ def main() -> None:
     for rate in (500, 1000):
         r = results[f"open_{rate}"]
         print(
-            f"  Decide @ {rate:>5} req/s (open)  p50 {r['p50']:7.3f} ms   p99 {r['p99']:7.3f} ms"
-            f" [{r['p99_low']:.3f}-{r['p99_high']:.3f}]"
-            f"   achieved {r['achieved']:7.1f}/s   errors {r['errors']:.0f}"
+            f"  Decide @ {rate:>5} req/s (open)  {figures(r)}"
             f"   p50 ratio service/in-process {r['p50'] * 1000 / eval_p50:5.1f}x"
         )
     for rate in (500, 1000):
         r = results[f"stream_{rate}"]
-        print(
-            f"  Decide over DecideStream @ {rate:>5}/s  p50 {r['p50']:7.3f} ms   "
-            f"p99 {r['p99']:7.3f} ms [{r['p99_low']:.3f}-{r['p99_high']:.3f}]"
-            f"   achieved {r['achieved']:7.1f}/s   errors {r['errors']:.0f}   (what proxies use)"
-        )
+        print(f"  Decide over DecideStream @ {rate:>5}/s  {figures(r)}   (what proxies use)")
     for rate in (500, 1000):
         r = results[f"info_{rate}"]
         print(
-            f"    gRPC alone: ServerInfo @ {rate:>5}/s  p50 {r['p50']:7.3f} ms   "
-            f"p99 {r['p99']:7.3f} ms [{r['p99_low']:.3f}-{r['p99_high']:.3f}]"
+            f"    gRPC alone: ServerInfo @ {rate:>5}/s  {figures(r, achieved=False)}"
             "   (the floor under Decide at that pace)"
         )
     r = unsynced["open_1000"]
-    print(
-        f"    with pdp.store.synchronous: normal   p50 {r['p50']:7.3f} ms   p99 {r['p99']:7.3f} ms"
-        f" [{r['p99_low']:.3f}-{r['p99_high']:.3f}]"
-        f"   achieved {r['achieved']:7.1f}/s   errors {r['errors']:.0f}"
-    )
+    print(f"    with pdp.store.synchronous: normal   {figures(r)}")
     info, reused, every = results["info_32"], results["max_32"], evaluated["max_32"]
     print(f"  max sustained, 32 callers, evaluation reused      {reused['rate']:8.0f} decisions/s")
     print(f"  max sustained, 32 callers, every one evaluated    {every['rate']:8.0f} decisions/s")

@@ -216,8 +216,6 @@ class PDPClient:
         request = pdp_pb2.DecideRequest(session_id=session_id, command=command)
         try:
             response = await self._decide(request)
-        except grpc.aio.AioRpcError as exc:
-            return Ruling(Verdict.deny(f"{_rpc_reason(exc)} — denied"))
         except CallFailed as failed:
             return Ruling(Verdict.deny(f"{_status_reason(failed.code, failed.details)} — denied"))
         ruling = ruling_from_message(response.decision)
@@ -227,6 +225,8 @@ class PDPClient:
         return ruling
 
     async def _decide(self, request: pdp_pb2.DecideRequest) -> pdp_pb2.DecideResponse:
+        """The answer over the stream, or from a unary call to a PDP without one; a call
+        that fails either way raises CallFailed."""
         if self._calls is not None:
             try:
                 return await self._calls.decide(request, self.timeout)
@@ -237,7 +237,10 @@ class PDPClient:
                 await self._calls.close()
                 self._calls = None
         assert self._stub is not None
-        return await self._stub.Decide(request, timeout=self.timeout)
+        try:
+            return await self._stub.Decide(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise CallFailed(exc.code(), exc.details() or "") from None
 
     async def await_approval(
         self, session_id: str, approval_id: str, timeout: float
