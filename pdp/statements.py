@@ -140,6 +140,40 @@ def shape(sql: str) -> str | None:
     return hashlib.blake2b(normalized.encode(), digest_size=16).hexdigest()
 
 
+# A run of 1-9 ASCII digits standing on its own: no letter, digit, `_`, `$` or non-ASCII
+# character (all of which continue a PostgreSQL name) on either side. Nine digits at most,
+# so every such run lexes as an integer whatever its digits are.
+_NUMBER = re.compile(r"(?<![0-9A-Za-z_$\x80-\U0010ffff])[0-9]{1,9}(?![0-9A-Za-z_$\x80-\U0010ffff])")
+_QUOTES = re.compile(r"['\"$\\]")
+
+
+def skeleton(sql: str, digit: str = "0") -> str | None:
+    """sql with every standalone run of digits written as `digit`: texts that differ only in
+    such numbers share it. None when there is no run to rewrite, or the text holds a quote,
+    `$` or a backslash (inside a string or a quoted name, a digit is no number).
+
+    Texts sharing a skeleton are one token sequence with other digits in the same places.
+    Whether those places are literal values (a shape ignores them) or not (`FETCH 5`, a
+    type modifier, a comment, a column number) the skeleton cannot tell: proven_shape()
+    proves it once per skeleton."""
+    if _QUOTES.search(sql):
+        return None
+    rewritten = _NUMBER.sub(digit, sql)
+    return None if rewritten == sql else rewritten
+
+
+def proven_shape(zeros: str) -> tuple[bool, str | None]:
+    """For a skeleton written with zeros: whether every one of its numbers is a literal the
+    shape ignores, and then the shape every text with that skeleton has.
+
+    The proof: the same skeleton written with ones differs from it at every number, and
+    has the same shape only if each of them sits inside a literal value. Then any text with
+    this skeleton (the same tokens, other digits) has that shape too."""
+    value = shape(zeros)
+    ones = _NUMBER.sub("1", zeros)
+    return value == shape(ones), value
+
+
 _DO_WORD = re.compile(r"\bdo\b", re.IGNORECASE)
 
 

@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from proxies.postgres import codec as c
 from proxies.postgres.codec import BackendParser, FrontendParser, Message, ProtocolViolation
+from proxies.postgres.tracker import Expect, ResponseTracker
 
 settings.register_profile(
     "pg_codec", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -340,3 +341,124 @@ def test_fast_frontend_decoding_matches_the_general_decoders(frames, repeats):
     stream = b"".join(frames) * repeats  # repeats exercise the memory of seen messages
     fast, general = FrontendParser(startup=False), _GeneralFrontend(startup=False)
     assert _outcome(fast, [stream]) == _outcome(general, [stream])
+
+
+# -- the plain lane: BackendParser.plain_answers + ResponseTracker.plain -------------------
+#
+# The lane must be on_backend for every chunk it takes, and take nothing on_backend would
+# read differently: for any expectations and any server bytes (valid, mutated or cut), it
+# either declines, having changed nothing, or leaves the client's bytes, the tracker and
+# the completions exactly as parsing every message and calling on_backend does.
+
+plain_answer_messages = st.one_of(
+    st.builds(c.ParseComplete),
+    st.builds(c.BindComplete),
+    st.builds(c.CloseComplete),
+    st.builds(c.NoData),
+    st.builds(c.ParameterDescription, st.lists(u32, max_size=4)),
+    st.builds(
+        c.RowDescription,
+        st.lists(st.builds(c.Field, text, u32, i16, u32, i16, i32, i16), max_size=3),
+    ),
+    st.builds(c.DataRow, st.lists(value, max_size=5)),
+    st.builds(c.CommandComplete, text),
+    st.builds(c.EmptyQueryResponse),
+    st.builds(c.ReadyForQuery, status),
+)
+lane_messages = st.one_of(plain_answer_messages, plain_answer_messages, backend_messages)
+expect_kinds = st.sampled_from(
+    ["Query", "Parse", "Bind", "Execute", "Sync", "DescribeS", "DescribeP", "Close", "Call"]
+)
+
+
+@st.composite
+def expectations(draw: st.DrawFn) -> list[tuple[str, bool, bool]]:
+    """(kind, masked, swallowed) for each answer owed, mostly plain."""
+    mostly_not = st.sampled_from([False, False, False, True])
+    owed = draw(st.lists(st.tuples(expect_kinds, mostly_not, mostly_not), max_size=4))
+    return [(kind, masked and kind == "Query", swallow) for kind, masked, swallow in owed]
+
+
+def _tracker(owed: list[tuple[str, bool, bool]]) -> ResponseTracker:
+    tracker = ResponseTracker()
+    for n, (kind, masked, swallow) in enumerate(owed):
+        tracker.expect(
+            Expect(
+                kind,
+                masker=object() if masked else None,  # type: ignore[arg-type]
+                decision_id=f"d{n}",
+                statement=f"s{n % 2}",
+                swallow=swallow,
+                command=f"command {n}",
+                protocol="simple" if kind == "Query" else "extended",
+            )
+        )
+    return tracker
+
+
+def _tracked(tracker: ResponseTracker) -> tuple:
+    return (
+        tracker.status,
+        tracker.in_copy_out,
+        {k: v and [f.name for f in v.fields] for k, v in tracker.statement_shapes.items()},
+        {k: v and [f.name for f in v.fields] for k, v in tracker.portal_shapes.items()},
+        [(type(e).__name__, getattr(e, "kind", ""), getattr(e, "rows", 0)) for e in tracker.queue],
+        [(d.command, d.tag, d.rows, d.decision_id, d.error, d.protocol, d.part) for d in
+         tracker.completions],
+    )  # fmt: skip
+
+
+def _lane_matches_on_backend(owed: list[tuple[str, bool, bool]], chunk: bytes) -> bool:
+    lane_parser, lane_tracker = BackendParser(), _tracker(owed)
+    before = _tracked(lane_tracker)
+    answers = lane_parser.plain_answers(chunk)
+    if answers is None or not lane_tracker.plain(answers):
+        assert _tracked(lane_tracker) == before  # declined: nothing changed
+        return False
+    parser, tracker = BackendParser(), _tracker(owed)
+    messages = parser.feed(chunk)  # the lane took it: the parser must read it whole
+    assert parser.buffered == 0
+    assert b"".join(tracker.on_backend(m) for m in messages) == chunk
+    assert _tracked(lane_tracker) == _tracked(tracker)
+    return True
+
+
+@settings(FUZZ, max_examples=600)
+@given(expectations(), st.lists(lane_messages, max_size=8))
+def test_plain_lane_is_on_backend(owed: list[tuple[str, bool, bool]], messages: list) -> None:
+    taken = _lane_matches_on_backend(owed, b"".join(m.encode() for m in messages))
+    event(f"lane took the chunk: {taken}")
+
+
+@FUZZ
+@given(expectations(), mutated(st.lists(plain_answer_messages, min_size=1, max_size=6)))
+def test_plain_lane_on_mutated_answers(owed: list[tuple[str, bool, bool]], data: bytes) -> None:
+    try:
+        BackendParser().feed(data)
+    except ProtocolViolation:
+        # what the parser refuses, the lane must not take
+        assert BackendParser().plain_answers(data) is None
+        return
+    _lane_matches_on_backend(owed, data)
+
+
+def test_plain_lane_takes_a_result_and_declines_what_it_does_not_know() -> None:
+    result = b"".join(
+        m.encode()
+        for m in (
+            c.RowDescription([c.Field("aid", 16400, 1, 23, 4, -1, 0)]),
+            c.DataRow([b"1"]),
+            c.DataRow([None]),
+            c.CommandComplete("SELECT 2"),
+            c.ReadyForQuery("T"),
+        )
+    )
+    assert _lane_matches_on_backend([("Query", False, False)], result)
+    assert not _lane_matches_on_backend([("Query", True, False)], result)  # masked rows
+    assert not _lane_matches_on_backend([("Query", False, True)], result)  # swallowed
+    notice = c.NoticeResponse({"S": "NOTICE", "M": "hi"}).encode()
+    assert not _lane_matches_on_backend([("Query", False, False)], notice + result)
+    parser = BackendParser()
+    parser.feed(result[:3])  # part of a frame held back: the parser reads the rest
+    assert parser.plain_answers(result[3:]) is None
+    assert BackendParser().plain_answers(result[:-1]) is None  # a frame still arriving

@@ -1179,6 +1179,32 @@ def _fast_bind(raw: bytes) -> Message | None:
     return Bind(portal, statement, param_formats, params, result_formats)
 
 
+def _data_row_fits(raw: bytes, pos: int, end: int) -> bool:
+    """Whether raw[pos:end] is a well-formed DataRow body (what _fast_data_row checks,
+    without keeping the values)."""
+    if pos + 2 > end:
+        return False
+    (count,) = _U16.unpack_from(raw, pos)
+    pos += 2
+    unpack = _I32.unpack_from
+    for _ in range(count):
+        if pos + 4 > end:
+            return False
+        (n,) = unpack(raw, pos)
+        pos += 4
+        if n > 0:
+            pos += n
+        elif n < -1:
+            return False
+    return pos == end
+
+
+# what a result streams when nothing in it went wrong: the answers plain_answers() reads
+_PLAIN_ANSWERS = frozenset(b"123tTnDCIZ")
+_DATA_ROW = ord("D")
+PlainAnswer = tuple[int, str, "RowDescription | None"]
+_ROW: PlainAnswer = (_DATA_ROW, "", None)
+
 _FastDecoder = Callable[[bytes], "Message | None"]
 _BACKEND_FAST: dict[int, _FastDecoder] = {
     ord("D"): _fast_data_row,
@@ -1307,15 +1333,24 @@ class _StreamParser:
             fast = fast_decoders.get(kind)
             msg = fast(raw) if fast is not None else None
             if msg is None:
-                r = _Reader(raw, 5, f"{side} message {bytes([kind])!r}")
-                msg = decode(r)
-                r.done()
+                msg = self._decode_frame(kind, raw, decode)
             object.__setattr__(msg, "raw", raw)
             if repeat:
-                if len(seen) >= _REPEATS_KEPT:
-                    seen.clear()
-                seen[raw] = msg
+                self._remember(raw, msg)
             out.append(msg)
+
+    def _decode_frame(self, kind: int, raw: bytes, decode: _Decoder) -> Message:
+        """One whole frame by its type's general decoder (ProtocolViolation if malformed)."""
+        r = _Reader(raw, 5, f"{self._SIDE} message {bytes([kind])!r}")
+        msg = decode(r)
+        r.done()
+        return msg
+
+    def _remember(self, raw: bytes, msg: Message) -> None:
+        seen = self._seen
+        if len(seen) >= _REPEATS_KEPT:
+            seen.clear()
+        seen[raw] = msg
 
 
 class FrontendParser(_StreamParser):
@@ -1422,3 +1457,58 @@ class BackendParser(_StreamParser):
 
     def __init__(self, max_frame: int = DEFAULT_MAX_BACKEND_FRAME):
         super().__init__(max_frame)
+
+    def plain_answers(self, chunk: bytes) -> list[PlainAnswer] | None:
+        """The answers in chunk, read without building a message for each row, when chunk
+        holds only whole, well-formed frames of the answers a result streams when nothing
+        in it went wrong: ParseComplete, BindComplete, CloseComplete, ParameterDescription,
+        RowDescription, NoData, DataRow, CommandComplete, EmptyQueryResponse,
+        ReadyForQuery. Each as (type, text, description): the text is a CommandComplete's
+        tag or a ReadyForQuery's status, the description a RowDescription's message.
+
+        None, with nothing consumed, for any other chunk, and while part of a frame is
+        held from an earlier one: feed() then reads it (and says what is wrong with it)."""
+        if self._buf or self._error is not None:
+            return None
+        table, seen, max_frame = _BACKEND, self._seen, self.max_frame
+        size = len(chunk)
+        pos = 0
+        answers: list[PlainAnswer] = []
+        append = answers.append
+        while pos < size:
+            kind = chunk[pos]
+            if kind not in _PLAIN_ANSWERS or size - pos < 5:
+                return None
+            (length,) = _I32.unpack_from(chunk, pos + 1)
+            end = pos + 1 + length
+            if length < 4 or length > max_frame or end > size:
+                return None
+            if kind == _DATA_ROW:
+                if not _data_row_fits(chunk, pos + 5, end):
+                    return None
+                append(_ROW)
+                pos = end
+                continue
+            raw = chunk[pos:end]
+            pos = end
+            msg = seen.get(raw)
+            if msg is None:
+                fast = _BACKEND_FAST.get(kind)
+                msg = fast(raw) if fast is not None else None
+                if msg is None:
+                    try:
+                        msg = self._decode_frame(kind, raw, table[kind])
+                    except ProtocolViolation:
+                        return None
+                object.__setattr__(msg, "raw", raw)
+                if kind in _BACKEND_REPEATS and len(raw) < _REPEAT_MAX_BYTES:
+                    self._remember(raw, msg)
+            if type(msg) is CommandComplete:
+                append((kind, msg.tag, None))
+            elif type(msg) is ReadyForQuery:
+                append((kind, msg.status, None))
+            elif type(msg) is RowDescription:
+                append((kind, "", msg))
+            else:
+                append((kind, "", None))
+        return answers

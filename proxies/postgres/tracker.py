@@ -23,6 +23,12 @@ from proxies.runtime.pdp_client import Ruling
 # own counter is ever incremented)
 _NOTHING_MASKED: Counter[str] = Counter()
 
+# the answers plain() reads
+_DATA_ROW, _READY_FOR_QUERY = b"DZ"
+_COMPLETIONS = frozenset(b"CI")  # CommandComplete, EmptyQueryResponse
+_DONE = frozenset(b"123")  # ParseComplete, BindComplete, CloseComplete
+_DESCRIPTIONS = frozenset(b"Tn")  # RowDescription, NoData
+
 # text-like types whose binary form is the text itself, so detectors can read it
 TEXT_OIDS = frozenset({25, 1043, 1042, 19, 114, 18})
 
@@ -134,6 +140,55 @@ class ResponseTracker:
         if isinstance(message, codec.ErrorResponse):
             return out + self._on_error(head, message)
         return out + self._on_answer(head, message)
+
+    def plain(self, answers: list[codec.PlainAnswer]) -> bool:
+        """What on_backend does with each of answers (codec.BackendParser.plain_answers),
+        when nothing owed is anything but plain: no rows to mask, no answer to swallow,
+        replace or make up, no function call. The client then gets the server's bytes
+        unchanged. False, having changed nothing, when something owed is not plain:
+        on_backend answers those."""
+        queue = self.queue
+        for item in queue:
+            if (
+                type(item) is not Expect
+                or item.masker is not None
+                or item.swallow
+                or item.replace_error is not None
+                or item.kind == "Call"
+            ):
+                return False
+        for kind, text, description in answers:
+            if kind == _READY_FOR_QUERY:
+                self.status = text
+                self._discarding_to_sync = False
+                self.in_copy_out = False
+                self._finish_until_sync(queue[0] if queue else None)
+                continue
+            if not queue:
+                continue  # nothing owed: the server speaks unprompted
+            head = queue[0]
+            assert type(head) is Expect
+            if kind == _DATA_ROW:
+                head.rows += 1
+            elif kind in _COMPLETIONS:
+                self._complete(head, text)
+                head.shape = None
+                self.in_copy_out = False
+                if head.kind == "Execute":
+                    queue.popleft()
+            elif kind in _DONE:
+                if head.kind in ("Parse", "Bind", "Close"):
+                    queue.popleft()
+            elif kind in _DESCRIPTIONS and head.kind in ("DescribeS", "DescribeP"):
+                shape = ResultShape(list(description.fields)) if description else None
+                described = (
+                    self.statement_shapes if head.kind == "DescribeS" else self.portal_shapes
+                )
+                described[head.statement or ""] = shape
+                queue.popleft()
+            # a ParameterDescription, or rows described for a Query or Execute: nothing
+            # masks them, so nothing is kept of their description
+        return True
 
     def _release_synthetic(self) -> bytes:
         out = b""
