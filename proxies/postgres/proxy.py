@@ -4,7 +4,8 @@ Owns the sockets. Start-up (on streams): SSLRequest answered (TLS with the confi
 certificate, `N` without), GSSENCRequest refused, CancelRequest mapped from the
 proxy-issued key to the upstream's (as pgbouncer does), cleartext password auth carrying
 the client's JWT. Then the session's _Relay takes both sockets over and works in their
-callbacks: client bytes through the Enforcer, server bytes through the ResponseTracker.
+callbacks: client bytes through the Enforcer, server bytes through the ResponseTracker
+(results nothing masks through its plain lane: frames checked, not decoded one by one).
 What reaches the client passes the secret scanner. A malformed or oversized frame ends
 that connection with an ErrorResponse, never the process.
 """
@@ -455,7 +456,9 @@ class _Relay:
     """The two directions of a session once it is open, driven by the sockets' callbacks.
 
     Client bytes → FrontendParser → Enforcer → upstream; server bytes → BackendParser →
-    ResponseTracker → client. Whatever needs no PDP round trip (a reused verdict, the
+    ResponseTracker → client, or, for a chunk of plain answers while nothing owed is
+    masked or made up, BackendParser.plain_answers → ResponseTracker.plain, and the
+    server's bytes unchanged → client. Whatever needs no PDP round trip (a reused verdict, the
     Bind/Execute/Sync of an allowed statement, every server answer) is done inside the
     callback, with no task switch and no await. When a message must ask the PDP, or a
     result must wait for its column names, reading from that side pauses, a task finishes
