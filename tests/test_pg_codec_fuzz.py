@@ -51,6 +51,9 @@ frontend_messages = st.one_of(
     st.builds(c.PasswordMessage, blob),
 )
 
+row_descriptions = st.builds(
+    c.RowDescription, st.lists(st.builds(c.Field, text, u32, i16, u32, i16, i32, i16), max_size=3)
+)
 backend_messages = st.one_of(
     st.builds(c.AuthenticationOk),
     st.builds(c.AuthenticationKerberosV5),
@@ -65,10 +68,7 @@ backend_messages = st.one_of(
     st.builds(c.ParameterStatus, text, text),
     st.builds(c.BackendKeyData, u32, u32),
     st.builds(c.ReadyForQuery, status),
-    st.builds(
-        c.RowDescription,
-        st.lists(st.builds(c.Field, text, u32, i16, u32, i16, i32, i16), max_size=3),
-    ),
+    row_descriptions,
     st.builds(c.DataRow, st.lists(value, max_size=5)),
     st.builds(c.CommandComplete, text),
     st.builds(c.EmptyQueryResponse),
@@ -356,10 +356,7 @@ plain_answer_messages = st.one_of(
     st.builds(c.CloseComplete),
     st.builds(c.NoData),
     st.builds(c.ParameterDescription, st.lists(u32, max_size=4)),
-    st.builds(
-        c.RowDescription,
-        st.lists(st.builds(c.Field, text, u32, i16, u32, i16, i32, i16), max_size=3),
-    ),
+    row_descriptions,
     st.builds(c.DataRow, st.lists(value, max_size=5)),
     st.builds(c.CommandComplete, text),
     st.builds(c.EmptyQueryResponse),

@@ -1079,27 +1079,8 @@ _BACKEND[ord("R")] = _decode_authentication
 
 
 def _fast_data_row(raw: bytes) -> Message | None:
-    end = len(raw)
-    if end < 7:
-        return None
-    (count,) = _U16.unpack_from(raw, 5)
-    pos = 7
     values: list[bytes | None] = []
-    append = values.append
-    unpack = _I32.unpack_from
-    for _ in range(count):
-        if pos + 4 > end:
-            return None
-        (n,) = unpack(raw, pos)
-        pos += 4
-        if n == -1:
-            append(None)
-        elif n < 0 or pos + n > end:
-            return None
-        else:
-            append(raw[pos : pos + n])
-            pos += n
-    return DataRow(values) if pos == end else None
+    return DataRow(values) if _data_row_fits(raw, 5, len(raw), values) else None
 
 
 def _fast_text(raw: bytes) -> str | None:
@@ -1179,9 +1160,11 @@ def _fast_bind(raw: bytes) -> Message | None:
     return Bind(portal, statement, param_formats, params, result_formats)
 
 
-def _data_row_fits(raw: bytes, pos: int, end: int) -> bool:
-    """Whether raw[pos:end] is a well-formed DataRow body (what _fast_data_row checks,
-    without keeping the values)."""
+def _data_row_fits(
+    raw: bytes, pos: int, end: int, values: list[bytes | None] | None = None
+) -> bool:
+    """Whether raw[pos:end] is a well-formed DataRow body; its values go to `values` if
+    given (a plain result is only checked: nothing reads its values)."""
     if pos + 2 > end:
         return False
     (count,) = _U16.unpack_from(raw, pos)
@@ -1192,10 +1175,15 @@ def _data_row_fits(raw: bytes, pos: int, end: int) -> bool:
             return False
         (n,) = unpack(raw, pos)
         pos += 4
-        if n > 0:
-            pos += n
-        elif n < -1:
+        if n == -1:
+            if values is not None:
+                values.append(None)
+        elif n < 0 or pos + n > end:
             return False
+        else:
+            if values is not None:
+                values.append(raw[pos : pos + n])
+            pos += n
     return pos == end
 
 

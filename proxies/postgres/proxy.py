@@ -651,13 +651,15 @@ class _Relay:
             return
         upstream = self.conn.upstream
         assert upstream is not None
-        answers = upstream.parser.plain_answers(data)
-        if answers is not None and self.tracker.plain(answers):
-            # the usual case: rows nobody masks, passed on as the server sent them
-            conn = self.conn
-            conn.to_client(data)
-            assert conn.session is not None
-            conn.record(self.tracker, conn.session)
+        try:
+            answers = upstream.parser.plain_answers(data)
+            if answers is not None and self.tracker.plain(answers):
+                # the usual case: rows nothing masks go on as the server sent them (their
+                # columns' names are learnt once a result that masks needs them)
+                self._forward(data)
+                return
+        except Exception as exc:
+            self._failed(exc)
             return
         try:
             messages = upstream.parser.feed(data)
@@ -682,8 +684,11 @@ class _Relay:
         self._forward_answers(messages)
 
     def _forward_answers(self, messages: list[codec.Message]) -> None:
-        tracker, conn = self.tracker, self.conn
-        conn.to_client(b"".join(map(tracker.on_backend, messages)))
+        self._forward(b"".join(map(self.tracker.on_backend, messages)))
+
+    def _forward(self, data: bytes) -> None:
+        conn = self.conn
+        conn.to_client(data)
         session = conn.session
         assert session is not None
-        conn.record(tracker, session)
+        conn.record(self.tracker, session)
