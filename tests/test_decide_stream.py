@@ -141,18 +141,44 @@ class _UnaryOnlyPDP(pdp_pb2_grpc.DecisionServiceServicer):
         )
 
 
-async def test_a_pdp_without_decide_stream_is_asked_a_call_per_command():
+class _UpgradedPDP(_UnaryOnlyPDP):
+    """The same PDP after an upgrade: DecideStream too, its answers told apart."""
+
+    async def DecideStream(self, calls, context):
+        async for call in calls:
+            decision = pdp_pb2.Decision(decision_id="d-stream", verdict=pdp_pb2.ALLOW)
+            await context.write(
+                pdp_pb2.DecideAnswer(
+                    call_id=call.call_id, response=pdp_pb2.DecideResponse(decision=decision)
+                )
+            )
+
+
+async def test_a_pdp_without_decide_stream_is_asked_a_call_per_command_for_a_while():
+    address = f"127.0.0.1:{free_port()}"
     server = grpc.aio.server()
     pdp_pb2_grpc.add_DecisionServiceServicer_to_server(_UnaryOnlyPDP(), server)
-    port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
+    server.add_insecure_port(address)
     await server.start()
-    client = PDPClient(f"127.0.0.1:{port}", timeout=2.0)
+    client = PDPClient(address, timeout=2.0, stream_retry_seconds=0.5)
     await client.start()
     try:
         for _ in range(2):
             ruling = await client.decide("s-1", "postgres.query", "select 1")
             assert ruling.verdict.allowed and ruling.decision_id == "d-1"
-        assert client._calls is None
+        # upgraded in place: once the retry time is up, the stream is used again
+        await server.stop(0)
+        server = grpc.aio.server()
+        pdp_pb2_grpc.add_DecisionServiceServicer_to_server(_UpgradedPDP(), server)
+        server.add_insecure_port(address)
+        await server.start()
+        await asyncio.sleep(0.6)
+        for _ in range(50):  # the channel may still be reconnecting (a deny meanwhile)
+            ruling = await client.decide("s-1", "postgres.query", "select 1")
+            if ruling.decision_id == "d-stream":
+                break
+            await asyncio.sleep(0.1)
+        assert ruling.verdict.allowed and ruling.decision_id == "d-stream"
     finally:
         await client.close()
         await server.stop(0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,9 @@ class PDPClient:
     timeout: float = 2.0
     credentials: grpc.ChannelCredentials | None = None
     watch_interval: float = 1.0
+    # after a PDP without DecideStream answered: a call per command for this long, then
+    # the stream is tried again (the PDP may have been upgraded in place)
+    stream_retry_seconds: float = 60.0
     revision: str = ""
     reachable: bool = True
     # why the last delivery of recorded events failed ("" once one succeeds): what a
@@ -109,9 +113,10 @@ class PDPClient:
     recording_failure: str = ""
     _channel: grpc.aio.Channel | None = field(default=None, repr=False)
     _stub: pdp_pb2_grpc.DecisionServiceStub | None = field(default=None, repr=False)
-    # Decide over one stream (cheaper per command than a call each); None: unary calls,
-    # for a PDP that does not offer DecideStream
+    # Decide over one stream (cheaper per command than a call each) ...
     _calls: DecideCalls | None = field(default=None, repr=False)
+    # ... except until this time (monotonic): unary calls, for a PDP without the stream
+    _unary_until: float = field(default=0.0, repr=False)
     _watcher: asyncio.Task[None] | None = field(default=None, repr=False)
     _listeners: list[Any] = field(default_factory=list, repr=False)
 
@@ -227,15 +232,18 @@ class PDPClient:
     async def _decide(self, request: pdp_pb2.DecideRequest) -> pdp_pb2.DecideResponse:
         """The answer over the stream, or from a unary call to a PDP without one; a call
         that fails either way raises CallFailed."""
-        if self._calls is not None:
+        if self._calls is not None and time.monotonic() >= self._unary_until:
             try:
                 return await self._calls.decide(request, self.timeout)
             except CallFailed as failed:
                 if failed.code is not grpc.StatusCode.UNIMPLEMENTED:
                     raise
-                log.info("PDP at %s offers no DecideStream: a call per command", self.address)
-                await self._calls.close()
-                self._calls = None
+                log.info(
+                    "PDP at %s offers no DecideStream: a call per command (for %gs)",
+                    self.address,
+                    self.stream_retry_seconds,
+                )
+                self._unary_until = time.monotonic() + self.stream_retry_seconds
         assert self._stub is not None
         try:
             return await self._stub.Decide(request, timeout=self.timeout)
