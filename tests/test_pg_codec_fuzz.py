@@ -3,7 +3,9 @@
 - parse(encode(m)) == m, with raw == encode(m), for generated messages of every type;
 - any stream of messages, cut into any chunks, parses back to the same messages;
 - arbitrary or mutated bytes, in arbitrary chunks, never raise anything but
-  ProtocolViolation, and whatever does parse re-encodes to exactly its raw bytes.
+  ProtocolViolation, and whatever does parse re-encodes to exactly its raw bytes;
+- the proxy's plain lane (BackendParser.plain_answers + ResponseTracker.plain) either
+  declines a chunk, changing nothing, or does exactly what parsing it and on_backend do.
 """
 
 from __future__ import annotations
