@@ -31,6 +31,7 @@ _DATA_ROW, _READY_FOR_QUERY = b"DZ"
 _COMPLETIONS = frozenset(b"CI")  # CommandComplete, EmptyQueryResponse
 _DONE = frozenset(b"123")  # ParseComplete, BindComplete, CloseComplete
 _DESCRIPTIONS = frozenset(b"Tn")  # RowDescription, NoData
+_DESCRIBES = ("DescribeS", "DescribeP")
 
 # text-like types whose binary form is the text itself, so detectors can read it
 TEXT_OIDS = frozenset({25, 1043, 1042, 19, 114, 18})
@@ -127,10 +128,7 @@ class ResponseTracker:
         out = self._release_synthetic() if queue and type(queue[0]) is Synthetic else b""
         head = queue[0] if queue else None
         if isinstance(message, codec.ReadyForQuery):
-            self.status = message.status
-            self._discarding_to_sync = False
-            self.in_copy_out = False
-            finished_swallowed = self._finish_until_sync(head)
+            finished_swallowed = self._ready(message.status, head)
             out += b"" if finished_swallowed else message.raw or message.encode()
             return out + self._release_synthetic()
         if isinstance(
@@ -162,10 +160,7 @@ class ResponseTracker:
                 return False
         for kind, text, description in answers:
             if kind == _READY_FOR_QUERY:
-                self.status = text
-                self._discarding_to_sync = False
-                self.in_copy_out = False
-                self._finish_until_sync(queue[0] if queue else None)
+                self._ready(text, queue[0] if queue else None)
                 continue
             if not queue:
                 continue  # nothing owed: the server speaks unprompted
@@ -174,24 +169,46 @@ class ResponseTracker:
             if kind == _DATA_ROW:
                 head.rows += 1
             elif kind in _COMPLETIONS:
-                self._complete(head, text)
-                head.shape = None
-                self.in_copy_out = False
-                if head.kind == "Execute":
-                    queue.popleft()
+                self._ended(head, text)
             elif kind in _DONE:
-                if head.kind in ("Parse", "Bind", "Close"):
-                    queue.popleft()
-            elif kind in _DESCRIPTIONS and head.kind in ("DescribeS", "DescribeP"):
-                shape = ResultShape(list(description.fields)) if description else None
-                described = (
-                    self.statement_shapes if head.kind == "DescribeS" else self.portal_shapes
+                self._done(head)
+            elif kind in _DESCRIPTIONS and head.kind in _DESCRIBES:
+                self._described(
+                    head, ResultShape(list(description.fields)) if description else None
                 )
-                described[head.statement or ""] = shape
-                queue.popleft()
             # a ParameterDescription, or rows described for a Query or Execute: nothing
             # masks them, so nothing is kept of their description
         return True
+
+    # -- what an answer changes, whichever way it was read (on_backend or plain) -------
+
+    def _ready(self, status: str, head: Expect | Synthetic | None) -> bool:
+        """ReadyForQuery: the new status; True if what it ended was swallowed."""
+        self.status = status
+        self._discarding_to_sync = False
+        self.in_copy_out = False
+        return self._finish_until_sync(head)
+
+    def _ended(self, head: Expect, tag: str) -> None:
+        """A statement's result ended (CommandComplete, EmptyQueryResponse, ...)."""
+        self._complete(head, tag)
+        head.shape = None
+        self.in_copy_out = False
+        if head.kind == "Execute":
+            self.queue.popleft()
+
+    def _done(self, head: Expect) -> None:
+        """ParseComplete, BindComplete or CloseComplete."""
+        if head.kind in ("Parse", "Bind", "Close"):
+            self.queue.popleft()
+
+    def _described(self, head: Expect, shape: ResultShape | None) -> None:
+        """A Describe's answer: the rows its statement or portal returns (None: none)."""
+        if head.kind == "DescribeS":
+            self.statement_shapes[head.statement or ""] = shape
+        else:
+            self.portal_shapes[head.statement or ""] = shape
+        self.queue.popleft()
 
     def _release_synthetic(self) -> bytes:
         out = b""
@@ -236,23 +253,15 @@ class ResponseTracker:
         kind = head.kind
         if isinstance(message, codec.RowDescription):
             shape = ResultShape(list(message.fields))
-            if kind == "DescribeS":
-                self.statement_shapes[head.statement or ""] = shape
-                self.queue.popleft()
-            elif kind == "DescribeP":
-                self.portal_shapes[head.statement or ""] = shape
-                self.queue.popleft()
+            if kind in _DESCRIBES:
+                self._described(head, shape)
             else:
                 head.shape = shape
                 head.formats = [f.format for f in message.fields]
             return b"" if head.swallow else raw
         if isinstance(message, codec.NoData):
-            if kind == "DescribeS":
-                self.statement_shapes[head.statement or ""] = None
-            elif kind == "DescribeP":
-                self.portal_shapes[head.statement or ""] = None
-            if kind in ("DescribeS", "DescribeP"):
-                self.queue.popleft()
+            if kind in _DESCRIBES:
+                self._described(head, None)
             return b"" if head.swallow else raw
         if isinstance(message, codec.ParameterDescription):
             return b"" if head.swallow else raw  # DescribeS: RowDescription/NoData follows
@@ -264,12 +273,7 @@ class ResponseTracker:
         if isinstance(
             message, (codec.CommandComplete, codec.EmptyQueryResponse, codec.PortalSuspended)
         ):
-            tag = message.tag if isinstance(message, codec.CommandComplete) else ""
-            self._complete(head, tag)
-            head.shape = None
-            self.in_copy_out = False
-            if kind == "Execute":
-                self.queue.popleft()
+            self._ended(head, message.tag if isinstance(message, codec.CommandComplete) else "")
             return raw
         if isinstance(message, codec.CopyOutResponse):
             self.in_copy_out = True
@@ -279,8 +283,7 @@ class ResponseTracker:
                 return self._mask_copy(head, message)
             return raw
         if isinstance(message, (codec.ParseComplete, codec.BindComplete, codec.CloseComplete)):
-            if kind in ("Parse", "Bind", "Close"):
-                self.queue.popleft()
+            self._done(head)
             return b"" if head.swallow else raw
         if isinstance(message, codec.FunctionCallResponse):
             self._complete(head, "FUNCTION CALL")
