@@ -1281,7 +1281,7 @@ class _StreamParser:
         """Append every complete typed frame from pos on; return where parsing stopped.
 
         One loop for the whole chunk (this runs for every message a session carries)."""
-        table, fast_decoders, repeats, seen = self._TABLE, self._FAST, self._REPEATS, self._seen
+        table, repeats, seen = self._TABLE, self._REPEATS, self._seen
         size, max_frame, side = len(view), self.max_frame, self._SIDE
         while True:
             avail = size - pos
@@ -1289,8 +1289,7 @@ class _StreamParser:
                 self._need = 1  # counted from the start of the next frame, as is every _need
                 return pos
             kind = view[pos]
-            decode = table.get(kind)
-            if decode is None:
+            if kind not in table:
                 raise ProtocolViolation(
                     f"unknown {side} message type {bytes([kind])!r} at stream offset {pos}"
                 )
@@ -1318,27 +1317,24 @@ class _StreamParser:
                 if known is not None:
                     out.append(known)
                     continue
-            fast = fast_decoders.get(kind)
-            msg = fast(raw) if fast is not None else None
-            if msg is None:
-                msg = self._decode_frame(kind, raw, decode)
-            object.__setattr__(msg, "raw", raw)
-            if repeat:
-                self._remember(raw, msg)
-            out.append(msg)
+            out.append(self._decode(kind, raw, repeat))
 
-    def _decode_frame(self, kind: int, raw: bytes, decode: _Decoder) -> Message:
-        """One whole frame by its type's general decoder (ProtocolViolation if malformed)."""
-        r = _Reader(raw, 5, f"{self._SIDE} message {bytes([kind])!r}")
-        msg = decode(r)
-        r.done()
+    def _decode(self, kind: int, raw: bytes, remember: bool) -> Message:
+        """One whole frame not met before: its type's fast decoder, else the general one
+        (ProtocolViolation if malformed); remembered as a repeat if asked."""
+        fast = self._FAST.get(kind)
+        msg = fast(raw) if fast is not None else None
+        if msg is None:
+            r = _Reader(raw, 5, f"{self._SIDE} message {bytes([kind])!r}")
+            msg = self._TABLE[kind](r)
+            r.done()
+        object.__setattr__(msg, "raw", raw)
+        if remember:
+            seen = self._seen
+            if len(seen) >= _REPEATS_KEPT:
+                seen.clear()
+            seen[raw] = msg
         return msg
-
-    def _remember(self, raw: bytes, msg: Message) -> None:
-        seen = self._seen
-        if len(seen) >= _REPEATS_KEPT:
-            seen.clear()
-        seen[raw] = msg
 
 
 class FrontendParser(_StreamParser):
@@ -1458,7 +1454,7 @@ class BackendParser(_StreamParser):
         held from an earlier one: feed() then reads it (and says what is wrong with it)."""
         if self._buf or self._error is not None:
             return None
-        table, seen, max_frame = _BACKEND, self._seen, self.max_frame
+        repeats, seen, max_frame = self._REPEATS, self._seen, self.max_frame
         size = len(chunk)
         pos = 0
         answers: list[PlainAnswer] = []
@@ -1481,16 +1477,10 @@ class BackendParser(_StreamParser):
             pos = end
             msg = seen.get(raw)
             if msg is None:
-                fast = _BACKEND_FAST.get(kind)
-                msg = fast(raw) if fast is not None else None
-                if msg is None:
-                    try:
-                        msg = self._decode_frame(kind, raw, table[kind])
-                    except ProtocolViolation:
-                        return None
-                object.__setattr__(msg, "raw", raw)
-                if kind in _BACKEND_REPEATS and len(raw) < _REPEAT_MAX_BYTES:
-                    self._remember(raw, msg)
+                try:
+                    msg = self._decode(kind, raw, kind in repeats and len(raw) < _REPEAT_MAX_BYTES)
+                except ProtocolViolation:
+                    return None
             if type(msg) is CommandComplete:
                 append((kind, msg.tag, None))
             elif type(msg) is ReadyForQuery:
