@@ -24,6 +24,11 @@ class CallFailed(Exception):
         self.code = code
         self.details = details
 
+    @classmethod
+    def of(cls, exc: grpc.aio.AioRpcError) -> CallFailed:
+        """The status a gRPC call ended with."""
+        return cls(exc.code(), exc.details() or "")
+
 
 class _Stream:
     """One open DecideStream and the calls waiting on it."""
@@ -51,7 +56,7 @@ class _Stream:
                 else:
                     future.set_result(answer.response)
         except grpc.aio.AioRpcError as exc:
-            failure = CallFailed(exc.code(), exc.details() or "")
+            failure = CallFailed.of(exc)
         except asyncio.CancelledError:
             failure = CallFailed(grpc.StatusCode.CANCELLED, "the decision stream was closed")
             raise
@@ -71,7 +76,7 @@ class _Stream:
                 try:
                     await self.call.write(pdp_pb2.DecideCall(call_id=call_id, request=request))
                 except grpc.aio.AioRpcError as exc:
-                    raise CallFailed(exc.code(), exc.details() or "") from None
+                    raise CallFailed.of(exc) from None
                 except asyncio.InvalidStateError:  # the stream finished meanwhile
                     raise self.ended or CallFailed(
                         grpc.StatusCode.UNAVAILABLE, "the decision stream ended"

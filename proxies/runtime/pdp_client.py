@@ -248,7 +248,7 @@ class PDPClient:
         try:
             return await self._stub.Decide(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
-            raise CallFailed(exc.code(), exc.details() or "") from None
+            raise CallFailed.of(exc) from None
 
     async def await_approval(
         self, session_id: str, approval_id: str, timeout: float
