@@ -859,6 +859,85 @@ async def test_a_sync_that_fails_after_its_deadline_still_stops_the_store(tmp_pa
         await store.close()
 
 
+class _HeldSyncs:
+    """AioSync.fdatasync held at a gate per sync: each completes once the kernel has
+    synced and the test opens its gate (or fails it)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.gates: list[asyncio.Future[None]] = []
+        real_aio = disksync.AioSync.fdatasync
+
+        def held(aio, fd: int) -> asyncio.Future[None]:
+            synced = real_aio(aio, fd)
+            gate = asyncio.get_running_loop().create_future()
+            self.gates.append(gate)
+
+            async def both() -> None:
+                await synced
+                await gate
+
+            return asyncio.ensure_future(both())
+
+        monkeypatch.setattr(disksync.AioSync, "fdatasync", held)
+
+    async def submitted(self, n: int) -> None:
+        for _ in range(200):
+            if len(self.gates) >= n:
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"{len(self.gates)} syncs submitted, expected {n}")
+
+
+async def test_the_next_batch_commits_while_the_disk_syncs_and_answers_keep_their_order(
+    tmp_path, monkeypatch
+):
+    """The writer does not sit through a batch's sync: the next batch commits (and its own
+    sync starts) meanwhile. A batch is answered only once it is durable and every batch
+    before it has been answered, whatever order the syncs finish in."""
+    store = await _started_syncing_by_kernel(tmp_path)
+    syncs = _HeldSyncs(monkeypatch)
+    try:
+        first = asyncio.ensure_future(store.append("decision", {"n": 0}, id="first"))
+        await syncs.submitted(1)
+        second = asyncio.ensure_future(store.append("decision", {"n": 1}, id="second"))
+        await syncs.submitted(2)  # committed while the first batch's sync is in flight
+        assert [r.id for r in await store.query(kind="decision")] == ["first", "second"]
+        syncs.gates[1].set_result(None)
+        await asyncio.sleep(0.05)
+        assert not first.done() and not second.done()  # the second waits its turn
+        syncs.gates[0].set_result(None)
+        assert [(await first).seq, (await second).seq] == [1, 2]
+        third = asyncio.ensure_future(store.append("decision", {"n": 2}))
+        await syncs.submitted(3)
+        syncs.gates[2].set_result(None)
+        assert (await third).seq == 3
+        assert (await store.verify()).ok
+    finally:
+        await store.close()
+
+
+async def test_a_failed_sync_fails_the_batches_committed_after_it(tmp_path, monkeypatch):
+    """The first batch's sync fails after the second batch's sync succeeded: the kernel
+    may have dropped pages the first batch wrote, so neither is answered as recorded,
+    and the store refuses every record from then on."""
+    store = await _started_syncing_by_kernel(tmp_path)
+    syncs = _HeldSyncs(monkeypatch)
+    try:
+        first = asyncio.ensure_future(store.append("decision", {"n": 0}))
+        await syncs.submitted(1)
+        second = asyncio.ensure_future(store.append("decision", {"n": 1}))
+        await syncs.submitted(2)
+        syncs.gates[1].set_result(None)
+        syncs.gates[0].set_exception(OSError(errno.EIO, "Input/output error"))
+        for pending in (first, second):
+            with pytest.raises(StoreUnavailable, match="restart the PDP"):
+                await pending
+        with pytest.raises(StoreUnavailable, match="restart the PDP"):
+            await store.append("decision", {"n": 2})
+    finally:
+        await store.close()
+
+
 async def test_postgres_names_a_commit_the_server_did_after_the_deadline(pg_database, monkeypatch):
     """The deadline cancels a batch whose COMMIT the server has done all the same: its
     callers hear it failed, so once the server has settled, the store looks, and an
