@@ -8,11 +8,7 @@ must fail closed (the PDP answers deny).
 Group commit: `append()` queues a draft and waits; one writer task takes everything
 queued (up to `max_batch`), and the backend seals it onto the chain and writes it in ONE
 transaction, reading the chain head inside that transaction. If the transaction fails,
-every caller in the batch gets `StoreUnavailable` and the head does not move. A backend
-whose commit is durable only once the disk has synced (SQLite) hands that wait back as
-the batch's `settle`: the writer commits the next batch meanwhile, and batches are
-answered in commit order, each only once its own sync and every earlier one has ended
-well. Record
+every caller in the batch gets `StoreUnavailable` and the head does not move. Record
 bytes and hashing live in `chain.py`; backends live in `sqlite.py` and `postgres.py`
 (imported lazily, so the SQLite store never imports asyncpg).
 """
@@ -20,7 +16,6 @@ bytes and hashing live in `chain.py`; backends live in `sqlite.py` and `postgres
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
 import time as _time
@@ -128,13 +123,10 @@ class _Pending:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """What a backend wrote: sealed records, and explicit ids it refused as duplicates.
-    `settle`, if given, waits until the committed batch is durable (raising if it cannot
-    be shown to be): the wait the writer need not sit through before the next batch."""
+    """What a backend wrote: sealed records, and explicit ids it refused as duplicates."""
 
     records: list[AuditRecord]
     duplicate_ids: set[str]
-    settle: Callable[[], Awaitable[None]] | None = None
 
 
 class GroupCommitStore:
@@ -147,8 +139,6 @@ class GroupCommitStore:
 
     max_batch = 512
     max_backlog = 50_000
-    # committed batches waiting for the disk at once; past that the writer waits too
-    max_settling = 2
 
     def __init__(self, *, timeout: float = 2.0) -> None:
         self.timeout = timeout
@@ -156,9 +146,6 @@ class GroupCommitStore:
         self._writer: asyncio.Task[None] | None = None
         self._accepting = False
         self._notes: set[asyncio.Future[None]] = set()  # late-commit work under way
-        # committed batches waiting for the disk, oldest first; each answers its callers
-        # after the one before it has answered
-        self._settling: collections.deque[asyncio.Future[None]] = collections.deque()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -181,8 +168,6 @@ class GroupCommitStore:
         self._queue.put_nowait(None)
         try:
             await self._writer
-            if self._settling:  # each waits for the one before it
-                await asyncio.wait({self._settling[-1]})
         finally:
             self._writer = None
             await self._shutdown()
@@ -287,45 +272,8 @@ class GroupCommitStore:
             if isinstance(exc, TimeoutError):  # cut off while writing: it may land yet
                 self._failed_batch([p.draft.id for p in unique])
             return
-        if result.settle is None:
-            self._answer(unique, result)
-            return
-        while len(self._settling) >= self.max_settling:
-            await asyncio.wait({self._settling[0]})
-        prior = self._settling[-1] if self._settling else None
-        settling = asyncio.ensure_future(
-            self._answer_when_durable(unique, result, result.settle, prior)
-        )
-        self._settling.append(settling)
-        settling.add_done_callback(self._settling.remove)
-
-    async def _answer_when_durable(
-        self,
-        batch: list[_Pending],
-        result: BatchResult,
-        settle: Callable[[], Awaitable[None]],
-        prior: asyncio.Future[None] | None,
-    ) -> None:
-        """Answer a committed batch once it is durable, after every batch committed before
-        it has been answered: a sync that failed may have dropped what an earlier batch
-        wrote whatever a later sync says, and the backend must know of it first."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                await settle()
-            if prior is not None:
-                await asyncio.wait({prior})
-            self._check_durable()
-        except Exception as exc:
-            reason = _describe(exc)
-            log.warning("audit batch of %d records not made durable: %s", len(batch), reason)
-            for p in batch:
-                _fail(p, StoreUnavailable(reason))
-        else:
-            self._answer(batch, result)
-
-    def _answer(self, batch: list[_Pending], result: BatchResult) -> None:
         by_id = {r.id: r for r in result.records}
-        for p in batch:
+        for p in unique:
             record = by_id.get(p.draft.id)
             if record is not None:
                 if not p.future.done():
@@ -363,10 +311,6 @@ class GroupCommitStore:
         """A batch cut off by its deadline, reported unwritten, whose commit may land all
         the same: a backend that can tell calls _note_late once it knows (see the SQLite
         and Postgres stores). The writer is serial, so at most one per deadline."""
-
-    def _check_durable(self) -> None:
-        """Raise StoreUnavailable if a sync has failed since the store started: a
-        backend whose batches settle (BatchResult.settle) knows."""
 
     async def _open(self) -> None:
         raise NotImplementedError

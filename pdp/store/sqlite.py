@@ -9,12 +9,10 @@ which may wait. With `synchronous: full` (the default) the WAL is then fdatasync
 anyone is answered: what SQLite's FULL does inside the commit, but only the wait for the
 disk leaves the loop's thread, not the commit's own work. After a commit on the loop's
 thread the kernel does that sync (Linux native AIO, pdp.store.disksync), with no thread
-of ours woken for it, and the next batch commits while it runs (GroupCommitStore answers
-batches in order, each once synced); after one on the writer thread, or without native
-AIO, that thread does. The WAL is checkpointed on the reading thread once enough has
-been written, never inside a commit: SQLite's automatic checkpoint would run in whichever
-commit crossed the threshold and hold every decision waiting on it for tens of
-milliseconds.
+of ours woken for it; after one on the writer thread, or without native AIO, that thread
+does. The WAL is checkpointed on the reading thread once enough has been written, never
+inside a commit: SQLite's automatic checkpoint would run in whichever commit crossed the
+threshold and hold every decision waiting on it for tens of milliseconds.
 
 The file is created (with its parent directory) only by `start()`. If it later
 disappears or cannot be written, appends raise StoreUnavailable and the store never
@@ -25,13 +23,12 @@ whatever head that file holds.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -237,7 +234,8 @@ class SQLiteAuditStore(GroupCommitStore):
     # -- writing (writer thread) -----------------------------------------------------
 
     async def _write_batch(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
-        self._check_durable()
+        if self._unsynced is not None:
+            raise StoreUnavailable(self._unsynced)
         result = None
         if len(drafts) <= INLINE_BATCH and self._writes:
             try:
@@ -245,14 +243,13 @@ class SQLiteAuditStore(GroupCommitStore):
             except sqlite3.OperationalError as exc:
                 if not _busy(exc):
                     raise
+            else:
+                by_kernel = self.synchronous == "full" and not self._catch_up and self._disk
+                synced = bool(by_kernel) and await self._synced_by_kernel(result)
+                if not synced and (self._catch_up or self.synchronous == "full"):
+                    await self._on_writer(result, self._settle)  # the thread waits instead
         if result is None:
             result = await self._on_writer(None, self._write_waiting, drafts, explicit_ids)
-        by_kernel = self.synchronous == "full" and not self._catch_up and self._disk
-        settle = self._sync_by_kernel(result) if by_kernel else None
-        if settle is not None:  # the writer commits the next batch meanwhile
-            result = dataclasses.replace(result, settle=settle)
-        elif self._catch_up or self.synchronous == "full":
-            await self._on_writer(result, self._settle)  # the thread waits instead
         self._unchecked += sum(len(d.body_json) for d in drafts)
         if self._unchecked >= CHECKPOINT_BYTES and self._checkpoint is None:
             self._unchecked = 0
@@ -289,11 +286,11 @@ class SQLiteAuditStore(GroupCommitStore):
         if ids:
             self._in_background(self._note_late(ids))
 
-    def _sync_by_kernel(self, committed: BatchResult) -> Callable[[], Awaitable[None]] | None:
-        """_settle's fdatasync, handed to the kernel (see pdp.store.disksync) at once: what
-        is returned waits for it while the loop goes on. A batch whose deadline ends that
-        wait is named if it lands, as in _on_writer. None: the kernel would not take it,
-        and the writer thread syncs from now on."""
+    async def _synced_by_kernel(self, committed: BatchResult) -> bool:
+        """_settle's fdatasync, done by the kernel while the loop goes on (see
+        pdp.store.disksync); a batch whose deadline ends the wait is named if it lands,
+        as in _on_writer. False: the kernel would not take it, and the writer thread
+        syncs from now on."""
         assert self._disk is not None
         try:
             wal = self._wconn.wal()
@@ -305,22 +302,15 @@ class SQLiteAuditStore(GroupCommitStore):
             log.warning("native AIO refused a sync (%s): the writer thread syncs", exc)
             self._retired, self._disk = self._disk, None  # closed at shutdown, when
             # nothing of its (a late sync) can still be in flight to wait for
-            return None
-
-        async def durable() -> None:
-            try:
-                await asyncio.shield(synced)  # the deadline must not cancel the sync's future
-            except asyncio.CancelledError:
-                synced.add_done_callback(lambda done: self._synced_late(done, committed))
-                raise
-            except OSError as exc:
-                self._sync_failed(exc)
-
-        return durable
-
-    def _check_durable(self) -> None:
-        if self._unsynced is not None:
-            raise StoreUnavailable(self._unsynced)
+            return False
+        try:
+            await asyncio.shield(synced)  # the deadline must not cancel the sync's future
+        except asyncio.CancelledError:
+            synced.add_done_callback(lambda done: self._synced_late(done, committed))
+            raise
+        except OSError as exc:
+            self._sync_failed(exc)
+        return True
 
     def _synced_late(self, done: asyncio.Future[None], committed: BatchResult) -> None:
         exc = None if done.cancelled() else done.exception()
@@ -345,9 +335,9 @@ class SQLiteAuditStore(GroupCommitStore):
             self._checkpoint = None
 
     def _write_waiting(self, drafts: list[Draft], explicit_ids: set[str]) -> BatchResult:
-        """_write_sync on the writer thread: a batch too big to commit on the loop's
-        thread, or one that found the write lock held by another process (a VACUUM, say),
-        which this thread waits for. It waits half the batch's timeout at most, so it
+        """_write_sync then _settle, on the writer thread, waiting for a write lock another
+        process holds (a VACUUM, say): the loop's thread, which must keep answering, tries
+        once and hands the batch here. It waits half the batch's timeout at most, so it
         gives up before the batch is reported unwritten, never commits after."""
         deadline = time.monotonic() + self.timeout / 2
         pause = 0.001
@@ -360,6 +350,7 @@ class SQLiteAuditStore(GroupCommitStore):
                     raise
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
+        self._settle()
         return result
 
     def _settle(self) -> None:
