@@ -1,0 +1,511 @@
+"""The two incremental parsers: FrontendParser (what a client sends) and BackendParser
+(what a server sends). Each frames a byte stream, enforces its length limits, decodes
+each frame with the message's own decoder (or a fast one for the messages that dominate
+a busy session, or a repeat remembered byte for byte), and stays failed once it raised.
+BackendParser also reads a plain result chunk without a message per row (plain_answers).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import ClassVar
+
+from proxies.postgres.codec.backend import (
+    BackendKeyData,
+    BindComplete,
+    CloseComplete,
+    CommandComplete,
+    CopyBothResponse,
+    CopyInResponse,
+    CopyOutResponse,
+    DataRow,
+    EmptyQueryResponse,
+    ErrorResponse,
+    FunctionCallResponse,
+    NegotiateProtocolVersion,
+    NoData,
+    NoticeResponse,
+    NotificationResponse,
+    ParameterDescription,
+    ParameterStatus,
+    ParseComplete,
+    PortalSuspended,
+    ReadyForQuery,
+    RowDescription,
+    decode_authentication,
+)
+from proxies.postgres.codec.frontend import (
+    Bind,
+    CancelRequest,
+    Close,
+    CopyData,
+    CopyDone,
+    CopyFail,
+    Describe,
+    Execute,
+    Flush,
+    FunctionCall,
+    GSSENCRequest,
+    Parse,
+    PasswordMessage,
+    Query,
+    SSLRequest,
+    StartupMessage,
+    Sync,
+    Terminate,
+)
+from proxies.postgres.codec.wire import (
+    CANCEL_REQUEST_CODE,
+    DEFAULT_MAX_BACKEND_FRAME,
+    DEFAULT_MAX_FRONTEND_FRAME,
+    GSSENC_REQUEST_CODE,
+    INT32,
+    MAX_STARTUP_PACKET,
+    SSL_REQUEST_CODE,
+    UINT16,
+    FrameReader,
+    Message,
+    ProtocolViolation,
+)
+
+_Decoder = Callable[[FrameReader], Message]
+
+
+def _table(*classes: type[Message]) -> dict[int, _Decoder]:
+    return {c.TYPE[0]: c._decode for c in classes}
+
+
+_FRONTEND: dict[int, _Decoder] = _table(
+    Query, Parse, Bind, Describe, Execute, Sync, Flush, Close, Terminate,
+    CopyData, CopyDone, CopyFail, FunctionCall, PasswordMessage,
+)  # fmt: skip
+
+_BACKEND: dict[int, _Decoder] = _table(
+    ParameterStatus, BackendKeyData, ReadyForQuery, RowDescription, DataRow,
+    CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse, ParseComplete,
+    BindComplete, CloseComplete, NoData, PortalSuspended, ParameterDescription,
+    CopyInResponse, CopyOutResponse, CopyBothResponse, CopyData, CopyDone,
+    NotificationResponse, FunctionCallResponse, NegotiateProtocolVersion,
+)  # fmt: skip
+_BACKEND[ord("R")] = decode_authentication
+
+
+# Fast decoders for the messages that dominate a busy session (every row, every statement
+# end). Each returns None at the first irregularity, and the general decoder then parses
+# the frame again and raises its precise error, so the fast path never decides what is
+# valid on its own.
+
+
+def _fast_data_row(raw: bytes) -> Message | None:
+    values: list[bytes | None] = []
+    return DataRow(values) if _data_row_fits(raw, 5, len(raw), values) else None
+
+
+def _fast_text(raw: bytes) -> str | None:
+    """The body of a frame that is exactly one UTF-8 C string, else None."""
+    if raw.find(b"\0", 5) != len(raw) - 1:
+        return None
+    try:
+        return raw[5:-1].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _fast_command_complete(raw: bytes) -> Message | None:
+    tag = _fast_text(raw)
+    return None if tag is None else CommandComplete(tag)
+
+
+_STATUSES = {ord("I"): "I", ord("T"): "T", ord("E"): "E"}
+
+
+def _fast_ready_for_query(raw: bytes) -> Message | None:
+    status = _STATUSES.get(raw[5]) if len(raw) == 6 else None
+    return None if status is None else ReadyForQuery(status)
+
+
+def _fast_query(raw: bytes) -> Message | None:
+    sql = _fast_text(raw)
+    return None if sql is None else Query(sql)
+
+
+def _fast_bind(raw: bytes) -> Message | None:
+    """Bind, read the way Bind._decode reads it (a new one arrives for every execution
+    of a prepared statement: its parameter values differ)."""
+    end = len(raw)
+    first = raw.find(b"\0", 5)
+    names_end = raw.find(b"\0", first + 1) if first >= 0 else -1
+    if names_end < 0:
+        return None
+    try:
+        portal = raw[5:first].decode("utf-8")
+        statement = raw[first + 1 : names_end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    pos = names_end + 1
+    if pos + 2 > end:
+        return None
+    (n,) = UINT16.unpack_from(raw, pos)
+    pos += 2
+    if pos + 2 * n > end:
+        return None
+    param_formats = list(struct.unpack_from(f">{n}h", raw, pos))
+    pos += 2 * n
+    if pos + 2 > end:
+        return None
+    (n,) = UINT16.unpack_from(raw, pos)
+    pos += 2
+    params: list[bytes | None] = []
+    for _ in range(n):
+        if pos + 4 > end:
+            return None
+        (size,) = INT32.unpack_from(raw, pos)
+        pos += 4
+        if size == -1:
+            params.append(None)
+        elif size < 0 or pos + size > end:
+            return None
+        else:
+            params.append(raw[pos : pos + size])
+            pos += size
+    if pos + 2 > end:
+        return None
+    (n,) = UINT16.unpack_from(raw, pos)
+    pos += 2
+    if pos + 2 * n != end:
+        return None
+    result_formats = list(struct.unpack_from(f">{n}h", raw, pos))
+    return Bind(portal, statement, param_formats, params, result_formats)
+
+
+def _data_row_fits(
+    raw: bytes, pos: int, end: int, values: list[bytes | None] | None = None
+) -> bool:
+    """Whether raw[pos:end] is a well-formed DataRow body; its values go to `values` if
+    given (a plain result is only checked: nothing reads its values)."""
+    if pos + 2 > end:
+        return False
+    (count,) = UINT16.unpack_from(raw, pos)
+    pos += 2
+    unpack = INT32.unpack_from
+    for _ in range(count):
+        if pos + 4 > end:
+            return False
+        (n,) = unpack(raw, pos)
+        pos += 4
+        if n == -1:
+            if values is not None:
+                values.append(None)
+        elif n < 0 or pos + n > end:
+            return False
+        else:
+            if values is not None:
+                values.append(raw[pos : pos + n])
+            pos += n
+    return pos == end
+
+
+# what a result streams when nothing in it went wrong: the answers plain_answers() reads
+_PLAIN_ANSWERS = frozenset(b"123tTnDCIZ")
+_DATA_ROW = ord("D")
+PlainAnswer = tuple[int, str, "RowDescription | None"]
+_ROW: PlainAnswer = (_DATA_ROW, "", None)
+
+_FastDecoder = Callable[[bytes], "Message | None"]
+_BACKEND_FAST: dict[int, _FastDecoder] = {
+    ord("D"): _fast_data_row,
+    ord("C"): _fast_command_complete,
+    ord("Z"): _fast_ready_for_query,
+}
+_FRONTEND_FAST: dict[int, _FastDecoder] = {ord("Q"): _fast_query, ord("B"): _fast_bind}
+
+# Backend messages a session receives again and again byte for byte (the same result
+# columns, the same command tag, the same status): a parser remembers the few it saw
+# last and answers a repeat with the message already decoded. Messages are immutable.
+_BACKEND_REPEATS = frozenset(b"TCZ123ns")
+# ... and a client sends the same Parse, Describe, Execute, Sync, Flush and Close again and
+# again when it runs one statement many times.
+_FRONTEND_REPEATS = frozenset(b"PDESHC")
+_REPEATS_KEPT = 64
+_REPEAT_MAX_BYTES = 4096  # larger frames are decoded each time, never kept
+
+
+class _StreamParser:
+    """Frames a byte stream into typed messages (Byte1 type, Int32 length, body)."""
+
+    _SIDE = ""
+    _TABLE: ClassVar[dict[int, _Decoder]] = {}
+    _FAST: ClassVar[dict[int, _FastDecoder]] = {}
+    _REPEATS: ClassVar[frozenset[int]] = frozenset()
+
+    def __init__(self, max_frame: int) -> None:
+        if max_frame < 4:
+            raise ValueError("max_frame must be at least 4")
+        self.max_frame = max_frame
+        self._buf = bytearray()
+        self._need = 1  # bytes the buffer must hold before parsing can progress
+        self._error: ProtocolViolation | None = None
+        self._seen: dict[bytes, Message] = {}
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a complete message."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Add ``data``; return every message completed by it, in order.
+
+        Raises ProtocolViolation on malformed input; the messages that preceded the bad one
+        in the same chunk are not returned (fail closed), and the parser stays failed."""
+        if self._error is not None:
+            raise self._error
+        if not self._buf and len(data) >= self._need:
+            view = bytes(data)  # nothing held back: parse the chunk itself
+        else:
+            self._buf += data
+            if len(self._buf) < self._need:
+                return []  # a large frame still arriving: don't copy the buffer again
+            view = bytes(self._buf)
+            self._buf.clear()
+        out: list[Message] = []
+        pos = 0
+        try:
+            while not self._typed():  # start-up packets: one at a time, by their own rules
+                msg, pos = self._next(view, pos)
+                if msg is None:
+                    break
+                out.append(msg)
+            else:
+                pos = self._typed_frames(view, pos, out)
+        except ProtocolViolation as exc:
+            self._fail(exc)
+            raise
+        if pos < len(view):
+            self._buf += view[pos:]  # the start of a frame still arriving
+        return out
+
+    def _fail(self, exc: ProtocolViolation) -> None:
+        self._error = exc
+        self._buf.clear()
+
+    def _typed(self) -> bool:
+        """True once the stream carries typed frames (always, on this side)."""
+        return True
+
+    def _next(self, view: bytes, pos: int) -> tuple[Message | None, int]:
+        raise NotImplementedError  # only sides with untyped start-up packets have one
+
+    def _typed_frames(self, view: bytes, pos: int, out: list[Message]) -> int:
+        """Append every complete typed frame from pos on; return where parsing stopped.
+
+        One loop for the whole chunk (this runs for every message a session carries)."""
+        table, repeats, seen = self._TABLE, self._REPEATS, self._seen
+        size, max_frame, side = len(view), self.max_frame, self._SIDE
+        while True:
+            avail = size - pos
+            if avail < 1:
+                self._need = 1  # counted from the start of the next frame, as is every _need
+                return pos
+            kind = view[pos]
+            if kind not in table:
+                raise ProtocolViolation(
+                    f"unknown {side} message type {bytes([kind])!r} at stream offset {pos}"
+                )
+            if avail < 5:
+                self._need = 5
+                return pos
+            (length,) = INT32.unpack_from(view, pos + 1)
+            if length < 4 or length > max_frame:
+                name = bytes([kind])
+                if length < 4:
+                    raise ProtocolViolation(f"{side} message {name!r}: length {length} is below 4")
+                raise ProtocolViolation(
+                    f"{side} message {name!r}: length {length} exceeds the limit of "
+                    f"{max_frame} bytes"
+                )
+            end = pos + 1 + length
+            if end > size:
+                self._need = 1 + length
+                return pos
+            raw = view[pos:end]
+            pos = end
+            repeat = kind in repeats and length < _REPEAT_MAX_BYTES
+            if repeat:
+                known = seen.get(raw)
+                if known is not None:
+                    out.append(known)
+                    continue
+            out.append(self._decode(kind, raw, repeat))
+
+    def _decode(self, kind: int, raw: bytes, remember: bool) -> Message:
+        """One whole frame not met before: its type's fast decoder, else the general one
+        (ProtocolViolation if malformed); remembered as a repeat if asked."""
+        fast = self._FAST.get(kind)
+        msg = fast(raw) if fast is not None else None
+        if msg is None:
+            r = FrameReader(raw, 5, f"{self._SIDE} message {bytes([kind])!r}")
+            msg = self._TABLE[kind](r)
+            r.done()
+        object.__setattr__(msg, "raw", raw)
+        if remember:
+            seen = self._seen
+            if len(seen) >= _REPEATS_KEPT:
+                seen.clear()
+            seen[raw] = msg
+        return msg
+
+
+class FrontendParser(_StreamParser):
+    """Parses what a client sends to a server.
+
+    With ``startup=True`` (a fresh connection) the first packets are untyped: SSLRequest,
+    GSSENCRequest, CancelRequest or StartupMessage (Int32 length <= 10 000, Int32 code). A
+    StartupMessage switches to typed messages by itself; :meth:`startup_done` does it by
+    hand. Typed frames longer than ``max_frame`` (counting the length field) are rejected.
+    """
+
+    _SIDE = "frontend"
+    _TABLE = _FRONTEND
+    _FAST = _FRONTEND_FAST
+    _REPEATS = _FRONTEND_REPEATS
+
+    def __init__(self, startup: bool = True, max_frame: int = DEFAULT_MAX_FRONTEND_FRAME):
+        super().__init__(max_frame)
+        self._startup = startup
+        self._cancelled = False
+
+    @property
+    def in_startup(self) -> bool:
+        """True while the next packet is expected to be an untyped startup packet."""
+        return self._startup
+
+    def startup_done(self) -> None:
+        """From now on, expect typed messages."""
+        self._startup = False
+
+    def _typed(self) -> bool:
+        return not self._startup and not self._cancelled
+
+    def _next(self, view: bytes, pos: int) -> tuple[Message | None, int]:
+        """One start-up packet (typed frames are not read one at a time)."""
+        if self._cancelled:
+            if pos < len(view):
+                raise ProtocolViolation("data after CancelRequest")
+            self._need = 1
+            return None, pos
+        return self._next_startup(view, pos)
+
+    def _next_startup(self, view: bytes, pos: int) -> tuple[Message | None, int]:
+        avail = len(view) - pos
+        if avail < 4:
+            self._need = 1 if self._cancelled else 4
+            return None, pos
+        (length,) = INT32.unpack_from(view, pos)
+        if length < 8 or length > MAX_STARTUP_PACKET:
+            raise ProtocolViolation(
+                f"startup packet length {length} is outside 8..{MAX_STARTUP_PACKET}"
+            )
+        if avail < length:
+            self._need = length
+            return None, pos
+        raw = view[pos : pos + length]
+        end = pos + length
+        r = FrameReader(raw, 4, "startup packet")
+        code = r.uint32()
+        msg: Message
+        if code in (SSL_REQUEST_CODE, GSSENC_REQUEST_CODE):
+            msg = SSLRequest() if code == SSL_REQUEST_CODE else GSSENCRequest()
+            r.done()
+            if end != len(view):
+                # Bytes sent before the TLS/GSS handshake must never be read as if they had
+                # come through it (CVE-2021-23214 / CVE-2021-23222).
+                raise ProtocolViolation(f"unencrypted data after {type(msg).__name__}")
+        elif code == CANCEL_REQUEST_CODE:
+            msg = CancelRequest(r.uint32(), r.uint32())
+            r.done()
+            self._cancelled = True
+            if end != len(view):
+                raise ProtocolViolation("data after CancelRequest")
+        elif code >> 16 == 3:
+            msg = StartupMessage(code, _startup_params(r))
+            self._startup = False
+        else:
+            raise ProtocolViolation(
+                f"unsupported protocol version {code >> 16}.{code & 0xFFFF} in startup packet"
+            )
+        object.__setattr__(msg, "raw", raw)
+        return msg, end
+
+
+def _startup_params(r: FrameReader) -> dict[str, str]:
+    params: dict[str, str] = {}
+    while (name := r.text()) != "":
+        if name in params:
+            # Two values for one name could be read differently by us and by the server.
+            raise r.fail(f"parameter {name!r} appears twice")
+        params[name] = r.text()
+    r.done()
+    return params
+
+
+class BackendParser(_StreamParser):
+    """Parses what a server sends to a client. Frames longer than ``max_frame`` are
+    rejected. (The one-byte answer to SSLRequest is not a frame: read it before feeding.)"""
+
+    _SIDE = "backend"
+    _TABLE = _BACKEND
+    _FAST = _BACKEND_FAST
+    _REPEATS = _BACKEND_REPEATS
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_BACKEND_FRAME):
+        super().__init__(max_frame)
+
+    def plain_answers(self, chunk: bytes) -> list[PlainAnswer] | None:
+        """The answers in chunk, read without building a message for each row, when chunk
+        holds only whole, well-formed frames of the answers a result streams when nothing
+        in it went wrong: ParseComplete, BindComplete, CloseComplete, ParameterDescription,
+        RowDescription, NoData, DataRow, CommandComplete, EmptyQueryResponse,
+        ReadyForQuery. Each as (type, text, description): the text is a CommandComplete's
+        tag or a ReadyForQuery's status, the description a RowDescription's message.
+
+        None, with nothing consumed, for any other chunk, and while part of a frame is
+        held from an earlier one: feed() then reads it (and says what is wrong with it)."""
+        if self._buf or self._error is not None:
+            return None
+        repeats, seen, max_frame = self._REPEATS, self._seen, self.max_frame
+        size = len(chunk)
+        pos = 0
+        answers: list[PlainAnswer] = []
+        append = answers.append
+        while pos < size:
+            kind = chunk[pos]
+            if kind not in _PLAIN_ANSWERS or size - pos < 5:
+                return None
+            (length,) = INT32.unpack_from(chunk, pos + 1)
+            end = pos + 1 + length
+            if length < 4 or length > max_frame or end > size:
+                return None
+            if kind == _DATA_ROW:
+                if not _data_row_fits(chunk, pos + 5, end):
+                    return None
+                append(_ROW)
+                pos = end
+                continue
+            raw = chunk[pos:end]
+            pos = end
+            msg = seen.get(raw)
+            if msg is None:
+                try:
+                    msg = self._decode(kind, raw, kind in repeats and len(raw) < _REPEAT_MAX_BYTES)
+                except ProtocolViolation:
+                    return None
+            if type(msg) is CommandComplete:
+                append((kind, msg.tag, None))
+            elif type(msg) is ReadyForQuery:
+                append((kind, msg.status, None))
+            elif type(msg) is RowDescription:
+                append((kind, "", msg))
+            else:
+                append((kind, "", None))
+        return answers
