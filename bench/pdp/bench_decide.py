@@ -17,7 +17,9 @@ then from this process:
 Prints the figures, the ratio service/in-process, and each phase's CPU per call (the PDP
 with its evaluation workers, this client, the whole machine) with the hypervisor's steal:
 client and PDP share the machine's cores, so the CPU figures say what the PDP alone would
-sustain. Not a test: nothing here asserts.
+sustain. Each open-loop figure also shows this client's longest garbage collection in the
+phase (a pause of the load generator, not of the PDP; what the client holds after warm-up
+is frozen out of its collections). Not a test: nothing here asserts.
 
     python bench/pdp/bench_decide.py [--seconds 10] [--workers 2] [--runs 3]
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import subprocess
@@ -43,6 +46,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from pdp_harness import free_port  # noqa: E402
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc  # noqa: E402
+
+from pdp.heap import freeze_startup_heap  # noqa: E402
 
 # only now: a bench/pdp directory on the path must not stand for the pdp package
 sys.path.append(str(REPO / "bench"))
@@ -112,23 +117,49 @@ async def open_loop(call, rate: int, seconds: float) -> dict[str, float]:
             return
         latencies.append((time.perf_counter() - started) * 1000)
 
-    tasks = []
-    interval = 1 / rate
+    in_flight: set[asyncio.Future[None]] = set()  # only these: a list of every call
+    interval = 1 / rate  # made would grow the heap the client's collector walks
     start = time.perf_counter()
     n = int(rate * seconds)
-    for i in range(n):
-        delay = start + i * interval - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one()))
-    await asyncio.gather(*tasks)
+    with ClientPauses() as pauses:
+        for i in range(n):
+            delay = start + i * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.ensure_future(one())
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        await asyncio.gather(*in_flight)
     achieved = len(latencies) / (time.perf_counter() - start)
     return {
         "p50": pct(latencies, 0.5),
         "p99": pct(latencies, 0.99),
         "achieved": achieved,
         "errors": errors,
+        "client_gc_ms": pauses.longest_ms,
     }
+
+
+class ClientPauses:
+    """The longest garbage collection this client made while the block ran: a pause of
+    the load generator, which its callers' latencies would show as the PDP's."""
+
+    def __init__(self) -> None:
+        self.longest_ms = 0.0
+        self._started = 0.0
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.longest_ms = max(self.longest_ms, (time.perf_counter() - self._started) * 1000)
+
+    def __enter__(self) -> ClientPauses:
+        gc.callbacks.append(self._observe)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._observe)
 
 
 async def saturate(call, callers: int, seconds: float) -> float:
@@ -159,13 +190,14 @@ async def metered(pids: dict[str, int], phase: Any) -> dict[str, float]:
 
 
 def figures(r: dict[str, float], achieved: bool = True) -> str:
-    """An open-loop phase's latency (p50, p99 and the runs' p99 range) and what it achieved."""
+    """An open-loop phase's latency (p50, p99 and the runs' p99 range), what it achieved
+    and the client's longest collection in it."""
     text = (
         f"p50 {r['p50']:7.3f} ms   p99 {r['p99']:7.3f} ms [{r['p99_low']:.3f}-{r['p99_high']:.3f}]"
     )
     if achieved:
         text += f"   achieved {r['achieved']:7.1f}/s   errors {r['errors']:.0f}"
-    return text
+    return text + f"   client GC <= {r['client_gc_max']:.1f} ms"
 
 
 def combined(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -175,6 +207,7 @@ def combined(runs: list[dict[str, float]]) -> dict[str, float]:
     out["errors"] = sum(r["errors"] for r in runs)
     out["p99_low"] = min(r["p99"] for r in runs)
     out["p99_high"] = max(r["p99"] for r in runs)
+    out["client_gc_max"] = max(r["client_gc_ms"] for r in runs)
     out["runs"] = len(runs)
     return out
 
@@ -215,6 +248,10 @@ async def run(
             return calls.decide(decide, timeout=5)
 
         await saturate(decide_call, 8, 1.0)  # warm up
+        # as the PDP does once listening: without it a full collection of this client
+        # took 27-36 ms in about one phase in three (2026-11-26), a pause of the load
+        # generator that its figures would have charged to the PDP
+        freeze_startup_heap()
         pids = {"pdp": pdp_pid, "client": os.getpid()}
         results: dict[str, dict[str, float]] = {}
         for rate in rates:
