@@ -117,8 +117,10 @@ async def open_loop(call, rate: int, seconds: float) -> dict[str, float]:
             return
         latencies.append((time.perf_counter() - started) * 1000)
 
-    in_flight: set[asyncio.Future[None]] = set()  # only these: a list of every call
-    interval = 1 / rate  # made would grow the heap the client's collector walks
+    # only the calls in flight: a list of every call made would grow the heap that the
+    # client's collector walks
+    in_flight: set[asyncio.Future[None]] = set()
+    interval = 1 / rate
     start = time.perf_counter()
     n = int(rate * seconds)
     with ClientPauses() as pauses:
