@@ -1,7 +1,9 @@
 """Decide latency and throughput of a real PDP, beside in-process evaluation of the same policy.
 
-Starts `portcullis pdp` (embedded OPA workers, SQLite decision log) as its own process,
-then from this process:
+First, with nothing else running, what this machine gives any server: how late a 1 kHz
+timer wakes (its scheduling noise) and how long an fdatasync takes on the disk the decision
+log is on. Then starts `portcullis pdp` (embedded OPA workers, SQLite decision log) as its
+own process, and from this process measures:
   1. in-process evaluation time of the shipped policy for the same input (no service);
   2. open-loop Decide at 500 and 1,000 requests/s: p50/p99 latency, the medians of
      `--runs` runs (the VMs measured drift in speed between minutes), as unary calls and
@@ -95,6 +97,38 @@ def in_process_eval_us(iterations: int = 3000) -> tuple[float, float]:
         samples.append((time.perf_counter() - started) * 1e6)
     samples.sort()
     return statistics.median(samples), samples[int(len(samples) * 0.99)]
+
+
+def machine_floor(directory: str, seconds: float = 5.0) -> dict[str, float]:
+    """What this machine gives anything, with no PDP running: how late a 1 kHz timer wakes
+    this process (the VM's scheduling noise, which no server here gets under), and how long
+    an fdatasync of a 4 KiB append takes on the disk the decision log is on (the log waits
+    for one per batch before its decisions are answered). Milliseconds."""
+    late = []
+    start = time.perf_counter()
+    for i in range(int(seconds * 1000)):
+        due = start + (i + 1) / 1000
+        time.sleep(max(0.0, due - time.perf_counter()))
+        late.append((time.perf_counter() - due) * 1000)
+    synced = []
+    fd = os.open(Path(directory) / "fdatasync.probe", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for _ in range(2000):
+            os.write(fd, b"\0" * 4096)
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            synced.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.close(fd)
+    return {
+        "wake_p50": pct(late, 0.5),
+        "wake_p99": pct(late, 0.99),
+        "wake_p999": pct(late, 0.999),
+        "wake_max": max(late),
+        "sync_p50": pct(synced, 0.5),
+        "sync_p99": pct(synced, 0.99),
+        "sync_max": max(synced),
+    }
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -348,6 +382,7 @@ def main() -> None:
 
     eval_p50, eval_p99 = in_process_eval_us()
     with tempfile.TemporaryDirectory() as tmp:
+        floor = machine_floor(tmp)
         results = run_pdp(
             tmp, args.workers, args.seconds, True, (500, 1000), info=True, runs=args.runs
         )
@@ -359,6 +394,15 @@ def main() -> None:
     print(
         f"PDP Decide benchmark ({os.cpu_count()} cores, {args.seconds:g}s per phase, "
         f"SQLite decision log, readonly SELECT → mask)"
+    )
+    print(
+        f"  this machine, nothing running: a 1 kHz timer wakes p50 {floor['wake_p50']:.3f}"
+        f"  p99 {floor['wake_p99']:.3f}  p99.9 {floor['wake_p999']:.3f}"
+        f"  max {floor['wake_max']:.3f} ms late"
+    )
+    print(
+        f"  fdatasync of a 4 KiB append: p50 {floor['sync_p50']:.3f}  p99 {floor['sync_p99']:.3f}"
+        f"  max {floor['sync_max']:.3f} ms   (one per decision-log batch, before its answers)"
     )
     print(f"  in-process classify+evaluate   p50 {eval_p50:7.1f} µs   p99 {eval_p99:7.1f} µs")
     print(f"  open loop: medians of {args.runs} runs apiece, p99 range in brackets")
