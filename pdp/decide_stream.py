@@ -10,6 +10,14 @@ call per command costs the PDP about twice the CPU of a message on an open strea
 
 When the server drains, open streams stop taking calls, answer the ones in flight and
 end; a proxy then opens a new stream (to the next PDP) for its next command.
+
+Batching: every stream opens with the initial metadata BATCHING (this PDP takes calls
+queued together in one message, `DecideCall.more`), and a caller that opened it with the
+same metadata gets the answers ready together in one message (`DecideAnswer.more`), never
+an older caller that would not read them. Nothing waits to fill a batch: a message takes
+what is ready when it leaves. Under load that is most of the work of both sides: with 32
+callers on one stream (bench/pdp, 2026-11-26) the PDP spent 113-139 µs of CPU per decision
+instead of 335-413, the proxy's client 31-36 µs instead of 198-251.
 """
 
 from __future__ import annotations
@@ -27,6 +35,10 @@ log = logging.getLogger("portcullis.decide_stream")
 # calls of one stream being decided at once; past it the stream is not read (gRPC's flow
 # control then holds the proxy back), as HTTP/2's stream limit bounds unary calls
 MAX_IN_FLIGHT = 256
+# the metadata that says "I read `more`", both ways
+BATCHING = ("portcullis-batch", "1")
+# answers in one message at most (each is well under 1 KiB: far from gRPC's 4 MiB)
+MAX_BATCH = 64
 
 DecideHandler = Callable[[pdp_pb2.DecideRequest, Any], Awaitable[pdp_pb2.DecideResponse]]
 
@@ -60,6 +72,8 @@ class DecideStreams:
     async def serve(
         self, calls: AsyncIterator[pdp_pb2.DecideCall], context: grpc.aio.ServicerContext
     ) -> None:
+        batched = any(tuple(m) == BATCHING for m in context.invocation_metadata() or ())
+        await context.send_initial_metadata((BATCHING,))
         answers: asyncio.Queue[pdp_pb2.DecideAnswer | None] = asyncio.Queue()
         in_flight: set[asyncio.Task[None]] = set()
         room = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -71,11 +85,12 @@ class DecideStreams:
                 room.release()
 
         async def take() -> None:
-            async for call in calls:
-                await room.acquire()
-                task = asyncio.ensure_future(answer(call))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
+            async for message in calls:
+                for call in _calls_in(message):
+                    await room.acquire()
+                    task = asyncio.ensure_future(answer(call))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
 
         async def take_until_closing() -> None:
             taking = asyncio.ensure_future(take())
@@ -91,7 +106,14 @@ class DecideStreams:
 
         taker = asyncio.ensure_future(take_until_closing())
         try:
-            while (message := await answers.get()) is not None:
+            ending = False
+            while not ending and (message := await answers.get()) is not None:
+                while batched and not answers.empty() and len(message.more) + 1 < MAX_BATCH:
+                    ready = answers.get_nowait()
+                    if ready is None:
+                        ending = True  # the last answers go first
+                        break
+                    message.more.append(ready)
                 await context.write(message)
         finally:
             taker.cancel()
@@ -114,3 +136,14 @@ class DecideStreams:
                 error="internal error",
             )
         return pdp_pb2.DecideAnswer(call_id=call.call_id, response=response)
+
+
+def _calls_in(message: pdp_pb2.DecideCall) -> list[pdp_pb2.DecideCall]:
+    """The message's own call and those it carries in `more` (at any depth: a call nested
+    deeper is still a call, and every call gets an answer)."""
+    found, pending = [], [message]
+    while pending:
+        call = pending.pop()
+        found.append(call)
+        pending.extend(reversed(call.more))
+    return found

@@ -1,5 +1,6 @@
 """DecideStream against a real PDP: calls answered by id, per-call failures that leave the
-stream open, draining, and the proxies' client of it (deadline, PDP gone, fallback)."""
+stream open, draining, batching both ways (and never towards a peer that did not ask for
+it), and the proxies' client of it (deadline, PDP gone, fallback)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pdp_harness import free_port, open_session, pdp_config, pdp_stub, running_p
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from test_pdp_server import started_with_a_bit_slow_policy
 
+from pdp.decide_stream import BATCHING
 from proxies.runtime.decide_calls import CallFailed, DecideCalls
 from proxies.runtime.pdp_client import PDPClient
 
@@ -206,6 +208,12 @@ async def test_a_stream_decides_at_most_max_in_flight_calls_at_once(monkeypatch)
         def __init__(self) -> None:
             self.written: list[pdp_pb2.DecideAnswer] = []
 
+        def invocation_metadata(self):
+            return ()
+
+        async def send_initial_metadata(self, metadata):
+            pass
+
         async def write(self, message):
             self.written.append(message)
 
@@ -216,3 +224,154 @@ async def test_a_stream_decides_at_most_max_in_flight_calls_at_once(monkeypatch)
     assert {a.response.decision.decision_id for a in context.written} == {
         f"d-{n}" for n in range(10)
     }
+
+
+def _answers(messages: list[pdp_pb2.DecideAnswer]) -> dict[int, pdp_pb2.DecideAnswer]:
+    return {a.call_id: a for m in messages for a in (m, *m.more)}
+
+
+async def test_calls_sent_together_are_each_answered_and_answers_come_together(tmp_path):
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config, "alice@example.com", ("readonly",)))
+        stream = stub.DecideStream(metadata=(BATCHING,))
+        assert BATCHING in [tuple(m) for m in await stream.initial_metadata()]
+        batch = _call(1, opened.session_id, "SELECT id, email FROM customers")
+        nested = _call(4, opened.session_id, "DROP TABLE customers")
+        nested.more.append(_call(5, "s-unknown", "select 1"))  # deeper: still a call
+        batch.more.extend(
+            [_call(2, opened.session_id, "select 1"), _call(3, opened.session_id, "select 2")]
+        )
+        batch.more.append(nested)
+        await stream.write(batch)
+        await stream.done_writing()
+        messages = [m async for m in stream]
+        answers = _answers(messages)
+        assert sorted(answers) == [1, 2, 3, 4, 5]
+        assert answers[1].response.decision.verdict == pdp_pb2.MASK
+        assert answers[4].response.decision.verdict == pdp_pb2.DENY
+        assert answers[5].code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+        decided = {a.response.decision.decision_id for a in answers.values() if not a.code}
+        logged = {r.id for r in await app.store.query(session_id=opened.session_id)}
+        assert decided <= logged and len(decided) == 4
+
+
+async def test_a_caller_that_did_not_ask_for_batching_gets_one_answer_per_message(tmp_path):
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config, "alice@example.com", ("readonly",)))
+        stream = stub.DecideStream()  # an older proxy: no metadata
+        for n in range(30):
+            await stream.write(_call(n, opened.session_id, "select 1"))
+        await stream.done_writing()
+        messages = [m async for m in stream]
+        assert sorted(m.call_id for m in messages) == list(range(30))
+        assert all(not m.more for m in messages)
+
+
+class _BatchingPDP(pdp_pb2_grpc.DecisionServiceServicer):
+    """Announces batching, notes how many calls each message carried, and answers them all
+    in one message."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    async def DecideStream(self, calls, context):
+        await context.send_initial_metadata((BATCHING,))
+        async for message in calls:
+            self.sizes.append(1 + len(message.more))
+            await asyncio.sleep(0.01)  # meanwhile more calls queue up at the client
+            answers = [
+                pdp_pb2.DecideAnswer(
+                    call_id=call.call_id,
+                    response=pdp_pb2.DecideResponse(
+                        decision=pdp_pb2.Decision(
+                            decision_id=f"d-{call.call_id}", verdict=pdp_pb2.ALLOW
+                        )
+                    ),
+                )
+                for call in (message, *message.more)
+            ]
+            answers[0].more.extend(answers[1:])
+            await context.write(answers[0])
+
+
+async def _served(servicer):
+    server = grpc.aio.server()
+    pdp_pb2_grpc.add_DecisionServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+async def test_the_proxy_client_sends_queued_calls_together_to_a_pdp_that_takes_them():
+    pdp = _BatchingPDP()
+    server, address = await _served(pdp)
+    try:
+        async with pdp_stub(address) as stub:
+            calls = DecideCalls(stub)
+            request = _call(0, "s", "select 1").request
+            first = await calls.decide(request, timeout=2)  # learns that the PDP batches
+            assert first.decision.decision_id == "d-1"
+            answers = await asyncio.gather(*(calls.decide(request, timeout=2) for _ in range(40)))
+            assert {a.decision.decision_id for a in answers} == {f"d-{n}" for n in range(2, 42)}
+            assert sum(pdp.sizes) == 41 and max(pdp.sizes) > 1  # some went together
+            await calls.close()
+    finally:
+        await server.stop(0)
+
+
+async def test_the_proxy_client_sends_one_call_per_message_to_a_pdp_that_does_not_batch():
+    server, address = await _served(_UpgradedPDP())  # reads calls one by one, no `more`
+    try:
+        async with pdp_stub(address) as stub:
+            calls = DecideCalls(stub)
+            request = _call(0, "s", "select 1").request
+            answers = await asyncio.gather(*(calls.decide(request, timeout=2) for _ in range(40)))
+            assert [a.decision.decision_id for a in answers] == ["d-stream"] * 40
+            await calls.close()
+    finally:
+        await server.stop(0)
+
+
+async def test_answers_ready_together_leave_together_at_most_max_batch_a_message(monkeypatch):
+    import pdp.decide_stream as decide_stream
+
+    monkeypatch.setattr(decide_stream, "MAX_BATCH", 3)
+    release = asyncio.Event()
+
+    async def decide(request, context):
+        await release.wait()  # every call is decided at the same moment
+        return pdp_pb2.DecideResponse(decision=pdp_pb2.Decision(decision_id=request.session_id))
+
+    async def calls():
+        message = _call(0, "d-0", "select 1")
+        message.more.extend(_call(n, f"d-{n}", "select 1") for n in range(1, 10))
+        yield message
+        await asyncio.sleep(0.05)
+        release.set()
+
+    class Context:
+        def __init__(self, metadata) -> None:
+            self.metadata = metadata
+            self.written: list[pdp_pb2.DecideAnswer] = []
+
+        def invocation_metadata(self):
+            return self.metadata
+
+        async def send_initial_metadata(self, metadata):
+            assert BATCHING in metadata
+
+        async def write(self, message):
+            self.written.append(message)
+
+    batched = Context((BATCHING,))
+    await decide_stream.DecideStreams(decide).serve(calls(), batched)
+    assert set(_answers(batched.written)) == set(range(10))
+    assert [1 + len(m.more) for m in batched.written] == [3, 3, 3, 1]
+
+    release.clear()
+    older = Context(())
+    await decide_stream.DecideStreams(decide).serve(calls(), older)
+    assert sorted(m.call_id for m in older.written) == list(range(10))
+    assert all(not m.more for m in older.written)

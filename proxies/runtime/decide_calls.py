@@ -1,10 +1,12 @@
 """A proxy's Decide calls over one DecideStream (pdp.decide_stream), opened on first use.
 
-Owns the stream's life on the client side: calls tagged with ids, written one at a time,
-answers matched back to their callers by id, each call bounded by its own deadline. When
-the stream ends or breaks, every call still waiting on it fails with the stream's status,
-and the next call opens a new stream. Failures are raised as CallFailed, carrying the
-status a unary Decide would have ended with; the PDP client turns them into denies.
+Owns the stream's life on the client side: calls tagged with ids, written by one writer
+task (calls queued while a message was being written go together in the next one, once
+the PDP has said it takes them so: pdp.decide_stream's batching), answers matched back to
+their callers by id, each call bounded by its own deadline. When the stream ends or
+breaks, every call still waiting on it fails with the stream's status, and the next call
+opens a new stream. Failures are raised as CallFailed, carrying the status a unary Decide
+would have ended with; the PDP client turns them into denies.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import grpc
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
 _STATUS = {status.value[0]: status for status in grpc.StatusCode}
+BATCHING = ("portcullis-batch", "1")  # pdp.decide_stream.BATCHING: "I read `more`"
+MAX_BATCH = 64  # calls in one message at most
 
 
 class CallFailed(Exception):
@@ -34,27 +38,33 @@ class _Stream:
     """One open DecideStream and the calls waiting on it."""
 
     def __init__(self, stub: pdp_pb2_grpc.DecisionServiceStub) -> None:
-        self.call = stub.DecideStream()
+        self.call = stub.DecideStream(metadata=(BATCHING,))
         self.waiting: dict[int, asyncio.Future[pdp_pb2.DecideResponse]] = {}
-        self.writing = asyncio.Lock()
+        self.outbox: list[pdp_pb2.DecideCall] = []  # calls not yet written
+        self.queued = asyncio.Event()
+        self.batching = False  # the PDP takes several calls in one message
         self.ended: CallFailed | None = None
         self.reader = asyncio.ensure_future(self._read())
+        self.writer = asyncio.ensure_future(self._write())
 
     async def _read(self) -> None:
         failure = CallFailed(grpc.StatusCode.UNAVAILABLE, "the decision stream ended")
         try:
+            metadata = await self.call.initial_metadata()
+            self.batching = any(tuple(m) == BATCHING for m in metadata or ())
             while True:
-                answer = await self.call.read()
-                if answer is grpc.aio.EOF:
+                message = await self.call.read()
+                if message is grpc.aio.EOF:
                     break
-                future = self.waiting.get(answer.call_id)
-                if future is None or future.done():
-                    continue  # its caller gave up
-                if answer.code:
-                    code = _STATUS.get(answer.code, grpc.StatusCode.UNKNOWN)
-                    future.set_exception(CallFailed(code, answer.error))
-                else:
-                    future.set_result(answer.response)
+                for answer in (message, *message.more):
+                    future = self.waiting.get(answer.call_id)
+                    if future is None or future.done():
+                        continue  # its caller gave up
+                    if answer.code:
+                        code = _STATUS.get(answer.code, grpc.StatusCode.UNKNOWN)
+                        future.set_exception(CallFailed(code, answer.error))
+                    else:
+                        future.set_result(answer.response)
         except grpc.aio.AioRpcError as exc:
             failure = CallFailed.of(exc)
         except asyncio.CancelledError:
@@ -62,34 +72,60 @@ class _Stream:
             raise
         finally:
             self.ended = failure
-            for future in self.waiting.values():
-                if not future.done():
-                    future.set_exception(failure)
+            self._fail(list(self.waiting), failure)
+            self.queued.set()  # the writer sees the end and stops
+
+    async def _write(self) -> None:
+        """Write the queued calls (together, once the PDP batches) until the stream ends.
+        The callers only queue: one of them running out of time never cuts a message that
+        carries others' calls."""
+        while self.ended is None:
+            await self.queued.wait()
+            self.queued.clear()
+            while self.outbox and self.ended is None:
+                # a caller that gave up while its call was queued is not asked for
+                calls = [c for c in self.outbox[:MAX_BATCH] if c.call_id in self.waiting]
+                del self.outbox[:MAX_BATCH]
+                if not calls:
+                    continue
+                try:
+                    if self.batching:
+                        calls[0].more.extend(calls[1:])
+                        await self.call.write(calls[0])
+                    else:
+                        for call in calls:
+                            await self.call.write(call)
+                except grpc.aio.AioRpcError as exc:
+                    self._fail([c.call_id for c in calls], CallFailed.of(exc))
+                except asyncio.InvalidStateError:  # the stream finished meanwhile
+                    ended = CallFailed(grpc.StatusCode.UNAVAILABLE, "the decision stream ended")
+                    self._fail([c.call_id for c in calls], self.ended or ended)
+
+    def _fail(self, call_ids: list[int], failure: CallFailed) -> None:
+        for call_id in call_ids:
+            future = self.waiting.get(call_id)
+            if future is not None and not future.done():
+                future.set_exception(failure)
 
     async def ask(self, call_id: int, request: pdp_pb2.DecideRequest) -> pdp_pb2.DecideResponse:
+        if self.ended is not None:
+            raise self.ended
         future: asyncio.Future[pdp_pb2.DecideResponse] = asyncio.get_running_loop().create_future()
         self.waiting[call_id] = future
+        self.outbox.append(pdp_pb2.DecideCall(call_id=call_id, request=request))
+        self.queued.set()
         try:
-            async with self.writing:
-                if self.ended is not None:
-                    raise self.ended
-                try:
-                    await self.call.write(pdp_pb2.DecideCall(call_id=call_id, request=request))
-                except grpc.aio.AioRpcError as exc:
-                    raise CallFailed.of(exc) from None
-                except asyncio.InvalidStateError:  # the stream finished meanwhile
-                    raise self.ended or CallFailed(
-                        grpc.StatusCode.UNAVAILABLE, "the decision stream ended"
-                    ) from None
             return await future
         finally:
             del self.waiting[call_id]
 
     async def close(self) -> None:
         self.call.cancel()
-        self.reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.reader
+        for task in (self.reader, self.writer):
+            task.cancel()
+        for task in (self.reader, self.writer):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class DecideCalls:

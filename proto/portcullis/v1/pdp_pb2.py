@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17portcullis/v1/pdp.proto\x12\rportcullis.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x9c\x01\n\nConnection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x35\n\x06labels\x18\x04 \x03(\x0b\x32%.portcullis.v1.Connection.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x08MaskRule\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\"6\n\x0c\x41pprovalSpec\x12\x11\n\tapprovers\x18\x01 \x03(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\r\"\xd3\x02\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\'\n\x07verdict\x18\x02 \x01(\x0e\x32\x16.portcullis.v1.Verdict\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12%\n\x04mask\x18\x04 \x03(\x0b\x32\x17.portcullis.v1.MaskRule\x12-\n\x08\x61pproval\x18\x05 \x01(\x0b\x32\x1b.portcullis.v1.ApprovalSpec\x12\x16\n\x0e\x63redential_ref\x18\x06 \x01(\t\x12\x19\n\x11\x63\x61\x63he_ttl_seconds\x18\x07 \x01(\r\x12*\n\tcache_key\x18\x08 \x01(\x0e\x32\x17.portcullis.v1.CacheKey\x12\x17\n\x0fpolicy_revision\x18\t \x01(\t\x12\x15\n\revaluation_ms\x18\n \x01(\x01\x12\x13\n\x0b\x61pproval_id\x18\x0b \x01(\t\"a\n\x08Identity\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\x0e\n\x06issuer\x18\x03 \x01(\t\x12\x10\n\x08token_id\x18\x04 \x01(\t\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\"\xa4\x01\n\x12OpenSessionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12-\n\nconnection\x18\x02 \x01(\x0b\x32\x19.portcullis.v1.Connection\x12\x13\n\x0b\x63lient_addr\x18\x03 \x01(\t\x12\x0e\n\x06\x63lient\x18\x04 \x01(\t\x12+\n\nattributes\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x9b\x01\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12)\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x17.portcullis.v1.Decision\x12)\n\x08identity\x18\x03 \x01(\x0b\x32\x17.portcullis.v1.Identity\x12\x1a\n\x12session_expires_at\x18\x04 \x01(\x01\"Q\n\x07\x43ommand\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03raw\x18\x02 \x01(\t\x12+\n\nattributes\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"L\n\rDecideRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\'\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x16.portcullis.v1.Command\";\n\x0e\x44\x65\x63ideResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.portcullis.v1.Decision\"L\n\nDecideCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x1c.portcullis.v1.DecideRequest\"m\n\x0c\x44\x65\x63ideAnswer\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12/\n\x08response\x18\x02 \x01(\x0b\x32\x1d.portcullis.v1.DecideResponse\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"u\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x61\x62normal\x18\x03 \x01(\x08\x12(\n\x07summary\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"+\n\x14\x43loseSessionResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"\x13\n\x11ServerInfoRequest\"{\n\x12ServerInfoResponse\x12\x17\n\x0fpolicy_revision\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0e\x65ngine_version\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x05 \x01(\t\"\xc4\x01\n\x0cSessionEvent\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12\x11\n\tdirection\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x04 \x01(\t\x12\x0f\n\x07verdict\x18\x05 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x06 \x01(\x08\x12\x0f\n\x07\x63ommand\x18\x07 \x01(\t\x12(\n\x07\x64\x65tails\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0c\x64\x65tails_json\x18\t \x01(\t\"k\n\x13RecordEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12+\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1b.portcullis.v1.SessionEvent\x12\x13\n\x0b\x65vents_json\x18\x03 \x01(\t\"=\n\x14RecordEventsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\r\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\"K\n\x14RecordBatchesRequest\x12\x33\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\".portcullis.v1.RecordEventsRequest\"I\n\x11RecordBatchResult\x12\x10\n\x08recorded\x18\x01 \x01(\r\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"J\n\x15RecordBatchesResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .portcullis.v1.RecordBatchResult\"\x80\x02\n\x08\x41pproval\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x11\n\trequester\x18\x03 \x01(\t\x12\x12\n\nconnection\x18\x04 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x01(\t\x12\x0f\n\x07reasons\x18\x06 \x03(\t\x12\x11\n\tapprovers\x18\x07 \x03(\t\x12\x15\n\rjustification\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\x01\x12\x12\n\nexpires_at\x18\n \x01(\x01\x12\x10\n\x08\x61pprover\x18\x0b \x01(\t\x12\x17\n\x0f\x64\x65\x63ision_reason\x18\x0c \x01(\t\x12\x13\n\x0bttl_seconds\x18\r \x01(\r\"X\n\x14\x41waitApprovalRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x02 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\r\"P\n\x0e\x41pprovalUpdate\x12)\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x17.portcullis.v1.Approval\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\";\n\x14ListApprovalsRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0cpending_only\x18\x02 \x01(\x08\"X\n\x15ListApprovalsResponse\x12*\n\tapprovals\x18\x01 \x03(\x0b\x32\x17.portcullis.v1.Approval\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\"]\n\x16ResolveApprovalRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"Y\n\x17ResolveApprovalResponse\x12)\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x17.portcullis.v1.Approval\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t*W\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LLOW\x10\x01\x12\x08\n\x04\x44\x45NY\x10\x02\x12\x08\n\x04MASK\x10\x03\x12\x14\n\x10REQUIRE_APPROVAL\x10\x04*;\n\x08\x43\x61\x63heKey\x12\x19\n\x15\x43\x41\x43HE_KEY_UNSPECIFIED\x10\x00\x12\t\n\x05\x45XACT\x10\x01\x12\t\n\x05SHAPE\x10\x02\x32\xf0\x06\n\x0f\x44\x65\x63isionService\x12T\n\x0bOpenSession\x12!.portcullis.v1.OpenSessionRequest\x1a\".portcullis.v1.OpenSessionResponse\x12\x45\n\x06\x44\x65\x63ide\x12\x1c.portcullis.v1.DecideRequest\x1a\x1d.portcullis.v1.DecideResponse\x12J\n\x0c\x44\x65\x63ideStream\x12\x19.portcullis.v1.DecideCall\x1a\x1b.portcullis.v1.DecideAnswer(\x01\x30\x01\x12W\n\x0c\x43loseSession\x12\".portcullis.v1.CloseSessionRequest\x1a#.portcullis.v1.CloseSessionResponse\x12Q\n\nServerInfo\x12 .portcullis.v1.ServerInfoRequest\x1a!.portcullis.v1.ServerInfoResponse\x12W\n\x0cRecordEvents\x12\".portcullis.v1.RecordEventsRequest\x1a#.portcullis.v1.RecordEventsResponse\x12Z\n\rRecordBatches\x12#.portcullis.v1.RecordBatchesRequest\x1a$.portcullis.v1.RecordBatchesResponse\x12U\n\rAwaitApproval\x12#.portcullis.v1.AwaitApprovalRequest\x1a\x1d.portcullis.v1.ApprovalUpdate0\x01\x12Z\n\rListApprovals\x12#.portcullis.v1.ListApprovalsRequest\x1a$.portcullis.v1.ListApprovalsResponse\x12`\n\x0fResolveApproval\x12%.portcullis.v1.ResolveApprovalRequest\x1a&.portcullis.v1.ResolveApprovalResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17portcullis/v1/pdp.proto\x12\rportcullis.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x9c\x01\n\nConnection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x35\n\x06labels\x18\x04 \x03(\x0b\x32%.portcullis.v1.Connection.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x08MaskRule\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x10\n\x08\x64\x65tector\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\"6\n\x0c\x41pprovalSpec\x12\x11\n\tapprovers\x18\x01 \x03(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\r\"\xd3\x02\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\'\n\x07verdict\x18\x02 \x01(\x0e\x32\x16.portcullis.v1.Verdict\x12\x0f\n\x07reasons\x18\x03 \x03(\t\x12%\n\x04mask\x18\x04 \x03(\x0b\x32\x17.portcullis.v1.MaskRule\x12-\n\x08\x61pproval\x18\x05 \x01(\x0b\x32\x1b.portcullis.v1.ApprovalSpec\x12\x16\n\x0e\x63redential_ref\x18\x06 \x01(\t\x12\x19\n\x11\x63\x61\x63he_ttl_seconds\x18\x07 \x01(\r\x12*\n\tcache_key\x18\x08 \x01(\x0e\x32\x17.portcullis.v1.CacheKey\x12\x17\n\x0fpolicy_revision\x18\t \x01(\t\x12\x15\n\revaluation_ms\x18\n \x01(\x01\x12\x13\n\x0b\x61pproval_id\x18\x0b \x01(\t\"a\n\x08Identity\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0e\n\x06groups\x18\x02 \x03(\t\x12\x0e\n\x06issuer\x18\x03 \x01(\t\x12\x10\n\x08token_id\x18\x04 \x01(\t\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\"\xa4\x01\n\x12OpenSessionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12-\n\nconnection\x18\x02 \x01(\x0b\x32\x19.portcullis.v1.Connection\x12\x13\n\x0b\x63lient_addr\x18\x03 \x01(\t\x12\x0e\n\x06\x63lient\x18\x04 \x01(\t\x12+\n\nattributes\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x9b\x01\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12)\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x17.portcullis.v1.Decision\x12)\n\x08identity\x18\x03 \x01(\x0b\x32\x17.portcullis.v1.Identity\x12\x1a\n\x12session_expires_at\x18\x04 \x01(\x01\"Q\n\x07\x43ommand\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0b\n\x03raw\x18\x02 \x01(\t\x12+\n\nattributes\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"L\n\rDecideRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\'\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x16.portcullis.v1.Command\";\n\x0e\x44\x65\x63ideResponse\x12)\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x17.portcullis.v1.Decision\"u\n\nDecideCall\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x1c.portcullis.v1.DecideRequest\x12\'\n\x04more\x18\x03 \x03(\x0b\x32\x19.portcullis.v1.DecideCall\"\x98\x01\n\x0c\x44\x65\x63ideAnswer\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\x04\x12/\n\x08response\x18\x02 \x01(\x0b\x32\x1d.portcullis.v1.DecideResponse\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12)\n\x04more\x18\x05 \x03(\x0b\x32\x1b.portcullis.v1.DecideAnswer\"u\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x61\x62normal\x18\x03 \x01(\x08\x12(\n\x07summary\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"+\n\x14\x43loseSessionResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"\x13\n\x11ServerInfoRequest\"{\n\x12ServerInfoResponse\x12\x17\n\x0fpolicy_revision\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0e\x65ngine_version\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x05 \x01(\t\"\xc4\x01\n\x0cSessionEvent\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12\x11\n\tdirection\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x04 \x01(\t\x12\x0f\n\x07verdict\x18\x05 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x06 \x01(\x08\x12\x0f\n\x07\x63ommand\x18\x07 \x01(\t\x12(\n\x07\x64\x65tails\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0c\x64\x65tails_json\x18\t \x01(\t\"k\n\x13RecordEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12+\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1b.portcullis.v1.SessionEvent\x12\x13\n\x0b\x65vents_json\x18\x03 \x01(\t\"=\n\x14RecordEventsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\r\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\"K\n\x14RecordBatchesRequest\x12\x33\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\".portcullis.v1.RecordEventsRequest\"I\n\x11RecordBatchResult\x12\x10\n\x08recorded\x18\x01 \x01(\r\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"J\n\x15RecordBatchesResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .portcullis.v1.RecordBatchResult\"\x80\x02\n\x08\x41pproval\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x11\n\trequester\x18\x03 \x01(\t\x12\x12\n\nconnection\x18\x04 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x05 \x01(\t\x12\x0f\n\x07reasons\x18\x06 \x03(\t\x12\x11\n\tapprovers\x18\x07 \x03(\t\x12\x15\n\rjustification\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\x01\x12\x12\n\nexpires_at\x18\n \x01(\x01\x12\x10\n\x08\x61pprover\x18\x0b \x01(\t\x12\x17\n\x0f\x64\x65\x63ision_reason\x18\x0c \x01(\t\x12\x13\n\x0bttl_seconds\x18\r \x01(\r\"X\n\x14\x41waitApprovalRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x02 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\r\"P\n\x0e\x41pprovalUpdate\x12)\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x17.portcullis.v1.Approval\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\";\n\x14ListApprovalsRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0cpending_only\x18\x02 \x01(\x08\"X\n\x15ListApprovalsResponse\x12*\n\tapprovals\x18\x01 \x03(\x0b\x32\x17.portcullis.v1.Approval\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\"]\n\x16ResolveApprovalRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"Y\n\x17ResolveApprovalResponse\x12)\n\x08\x61pproval\x18\x01 \x01(\x0b\x32\x17.portcullis.v1.Approval\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t*W\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LLOW\x10\x01\x12\x08\n\x04\x44\x45NY\x10\x02\x12\x08\n\x04MASK\x10\x03\x12\x14\n\x10REQUIRE_APPROVAL\x10\x04*;\n\x08\x43\x61\x63heKey\x12\x19\n\x15\x43\x41\x43HE_KEY_UNSPECIFIED\x10\x00\x12\t\n\x05\x45XACT\x10\x01\x12\t\n\x05SHAPE\x10\x02\x32\xf0\x06\n\x0f\x44\x65\x63isionService\x12T\n\x0bOpenSession\x12!.portcullis.v1.OpenSessionRequest\x1a\".portcullis.v1.OpenSessionResponse\x12\x45\n\x06\x44\x65\x63ide\x12\x1c.portcullis.v1.DecideRequest\x1a\x1d.portcullis.v1.DecideResponse\x12J\n\x0c\x44\x65\x63ideStream\x12\x19.portcullis.v1.DecideCall\x1a\x1b.portcullis.v1.DecideAnswer(\x01\x30\x01\x12W\n\x0c\x43loseSession\x12\".portcullis.v1.CloseSessionRequest\x1a#.portcullis.v1.CloseSessionResponse\x12Q\n\nServerInfo\x12 .portcullis.v1.ServerInfoRequest\x1a!.portcullis.v1.ServerInfoResponse\x12W\n\x0cRecordEvents\x12\".portcullis.v1.RecordEventsRequest\x1a#.portcullis.v1.RecordEventsResponse\x12Z\n\rRecordBatches\x12#.portcullis.v1.RecordBatchesRequest\x1a$.portcullis.v1.RecordBatchesResponse\x12U\n\rAwaitApproval\x12#.portcullis.v1.AwaitApprovalRequest\x1a\x1d.portcullis.v1.ApprovalUpdate0\x01\x12Z\n\rListApprovals\x12#.portcullis.v1.ListApprovalsRequest\x1a$.portcullis.v1.ListApprovalsResponse\x12`\n\x0fResolveApproval\x12%.portcullis.v1.ResolveApprovalRequest\x1a&.portcullis.v1.ResolveApprovalResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONNECTION_LABELSENTRY']._loaded_options = None
   _globals['_CONNECTION_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_VERDICT']._serialized_start=3204
-  _globals['_VERDICT']._serialized_end=3291
-  _globals['_CACHEKEY']._serialized_start=3293
-  _globals['_CACHEKEY']._serialized_end=3352
+  _globals['_VERDICT']._serialized_start=3289
+  _globals['_VERDICT']._serialized_end=3376
+  _globals['_CACHEKEY']._serialized_start=3378
+  _globals['_CACHEKEY']._serialized_end=3437
   _globals['_CONNECTION']._serialized_start=73
   _globals['_CONNECTION']._serialized_end=229
   _globals['_CONNECTION_LABELSENTRY']._serialized_start=184
@@ -61,43 +61,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECIDERESPONSE']._serialized_start=1277
   _globals['_DECIDERESPONSE']._serialized_end=1336
   _globals['_DECIDECALL']._serialized_start=1338
-  _globals['_DECIDECALL']._serialized_end=1414
-  _globals['_DECIDEANSWER']._serialized_start=1416
-  _globals['_DECIDEANSWER']._serialized_end=1525
-  _globals['_CLOSESESSIONREQUEST']._serialized_start=1527
-  _globals['_CLOSESESSIONREQUEST']._serialized_end=1644
-  _globals['_CLOSESESSIONRESPONSE']._serialized_start=1646
-  _globals['_CLOSESESSIONRESPONSE']._serialized_end=1689
-  _globals['_SERVERINFOREQUEST']._serialized_start=1691
-  _globals['_SERVERINFOREQUEST']._serialized_end=1710
-  _globals['_SERVERINFORESPONSE']._serialized_start=1712
-  _globals['_SERVERINFORESPONSE']._serialized_end=1835
-  _globals['_SESSIONEVENT']._serialized_start=1838
-  _globals['_SESSIONEVENT']._serialized_end=2034
-  _globals['_RECORDEVENTSREQUEST']._serialized_start=2036
-  _globals['_RECORDEVENTSREQUEST']._serialized_end=2143
-  _globals['_RECORDEVENTSRESPONSE']._serialized_start=2145
-  _globals['_RECORDEVENTSRESPONSE']._serialized_end=2206
-  _globals['_RECORDBATCHESREQUEST']._serialized_start=2208
-  _globals['_RECORDBATCHESREQUEST']._serialized_end=2283
-  _globals['_RECORDBATCHRESULT']._serialized_start=2285
-  _globals['_RECORDBATCHRESULT']._serialized_end=2358
-  _globals['_RECORDBATCHESRESPONSE']._serialized_start=2360
-  _globals['_RECORDBATCHESRESPONSE']._serialized_end=2434
-  _globals['_APPROVAL']._serialized_start=2437
-  _globals['_APPROVAL']._serialized_end=2693
-  _globals['_AWAITAPPROVALREQUEST']._serialized_start=2695
-  _globals['_AWAITAPPROVALREQUEST']._serialized_end=2783
-  _globals['_APPROVALUPDATE']._serialized_start=2785
-  _globals['_APPROVALUPDATE']._serialized_end=2865
-  _globals['_LISTAPPROVALSREQUEST']._serialized_start=2867
-  _globals['_LISTAPPROVALSREQUEST']._serialized_end=2926
-  _globals['_LISTAPPROVALSRESPONSE']._serialized_start=2928
-  _globals['_LISTAPPROVALSRESPONSE']._serialized_end=3016
-  _globals['_RESOLVEAPPROVALREQUEST']._serialized_start=3018
-  _globals['_RESOLVEAPPROVALREQUEST']._serialized_end=3111
-  _globals['_RESOLVEAPPROVALRESPONSE']._serialized_start=3113
-  _globals['_RESOLVEAPPROVALRESPONSE']._serialized_end=3202
-  _globals['_DECISIONSERVICE']._serialized_start=3355
-  _globals['_DECISIONSERVICE']._serialized_end=4235
+  _globals['_DECIDECALL']._serialized_end=1455
+  _globals['_DECIDEANSWER']._serialized_start=1458
+  _globals['_DECIDEANSWER']._serialized_end=1610
+  _globals['_CLOSESESSIONREQUEST']._serialized_start=1612
+  _globals['_CLOSESESSIONREQUEST']._serialized_end=1729
+  _globals['_CLOSESESSIONRESPONSE']._serialized_start=1731
+  _globals['_CLOSESESSIONRESPONSE']._serialized_end=1774
+  _globals['_SERVERINFOREQUEST']._serialized_start=1776
+  _globals['_SERVERINFOREQUEST']._serialized_end=1795
+  _globals['_SERVERINFORESPONSE']._serialized_start=1797
+  _globals['_SERVERINFORESPONSE']._serialized_end=1920
+  _globals['_SESSIONEVENT']._serialized_start=1923
+  _globals['_SESSIONEVENT']._serialized_end=2119
+  _globals['_RECORDEVENTSREQUEST']._serialized_start=2121
+  _globals['_RECORDEVENTSREQUEST']._serialized_end=2228
+  _globals['_RECORDEVENTSRESPONSE']._serialized_start=2230
+  _globals['_RECORDEVENTSRESPONSE']._serialized_end=2291
+  _globals['_RECORDBATCHESREQUEST']._serialized_start=2293
+  _globals['_RECORDBATCHESREQUEST']._serialized_end=2368
+  _globals['_RECORDBATCHRESULT']._serialized_start=2370
+  _globals['_RECORDBATCHRESULT']._serialized_end=2443
+  _globals['_RECORDBATCHESRESPONSE']._serialized_start=2445
+  _globals['_RECORDBATCHESRESPONSE']._serialized_end=2519
+  _globals['_APPROVAL']._serialized_start=2522
+  _globals['_APPROVAL']._serialized_end=2778
+  _globals['_AWAITAPPROVALREQUEST']._serialized_start=2780
+  _globals['_AWAITAPPROVALREQUEST']._serialized_end=2868
+  _globals['_APPROVALUPDATE']._serialized_start=2870
+  _globals['_APPROVALUPDATE']._serialized_end=2950
+  _globals['_LISTAPPROVALSREQUEST']._serialized_start=2952
+  _globals['_LISTAPPROVALSREQUEST']._serialized_end=3011
+  _globals['_LISTAPPROVALSRESPONSE']._serialized_start=3013
+  _globals['_LISTAPPROVALSRESPONSE']._serialized_end=3101
+  _globals['_RESOLVEAPPROVALREQUEST']._serialized_start=3103
+  _globals['_RESOLVEAPPROVALREQUEST']._serialized_end=3196
+  _globals['_RESOLVEAPPROVALRESPONSE']._serialized_start=3198
+  _globals['_RESOLVEAPPROVALRESPONSE']._serialized_end=3287
+  _globals['_DECISIONSERVICE']._serialized_start=3440
+  _globals['_DECISIONSERVICE']._serialized_end=4320
 # @@protoc_insertion_point(module_scope)

@@ -158,24 +158,28 @@ class DecideResponse(_message.Message):
     def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
 
 class DecideCall(_message.Message):
-    __slots__ = ("call_id", "request")
+    __slots__ = ("call_id", "request", "more")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     call_id: int
     request: DecideRequest
-    def __init__(self, call_id: _Optional[int] = ..., request: _Optional[_Union[DecideRequest, _Mapping]] = ...) -> None: ...
+    more: _containers.RepeatedCompositeFieldContainer[DecideCall]
+    def __init__(self, call_id: _Optional[int] = ..., request: _Optional[_Union[DecideRequest, _Mapping]] = ..., more: _Optional[_Iterable[_Union[DecideCall, _Mapping]]] = ...) -> None: ...
 
 class DecideAnswer(_message.Message):
-    __slots__ = ("call_id", "response", "code", "error")
+    __slots__ = ("call_id", "response", "code", "error", "more")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     call_id: int
     response: DecideResponse
     code: int
     error: str
-    def __init__(self, call_id: _Optional[int] = ..., response: _Optional[_Union[DecideResponse, _Mapping]] = ..., code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+    more: _containers.RepeatedCompositeFieldContainer[DecideAnswer]
+    def __init__(self, call_id: _Optional[int] = ..., response: _Optional[_Union[DecideResponse, _Mapping]] = ..., code: _Optional[int] = ..., error: _Optional[str] = ..., more: _Optional[_Iterable[_Union[DecideAnswer, _Mapping]]] = ...) -> None: ...
 
 class CloseSessionRequest(_message.Message):
     __slots__ = ("session_id", "reason", "abnormal", "summary")

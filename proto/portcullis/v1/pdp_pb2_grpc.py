@@ -108,6 +108,10 @@ class DecisionServiceServicer:
         its answer repeats; answers leave as each is decided, in any order. A call the unary
         Decide would have failed is answered with its status code and message; the stream
         goes on. Cheaper per decision than a unary call (no call set-up per command).
+        Batching, negotiated by metadata "portcullis-batch: 1": a caller that opens the stream
+        with it gets answers decided together in one message (`more`); a PDP that sends it in
+        its initial metadata takes calls queued together in one message. Neither side sends
+        `more` to a peer that did not say it reads it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
