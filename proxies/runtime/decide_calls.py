@@ -17,8 +17,9 @@ import contextlib
 import grpc
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
+from pdp.decide_stream import BATCHING
+
 _STATUS = {status.value[0]: status for status in grpc.StatusCode}
-BATCHING = ("portcullis-batch", "1")  # pdp.decide_stream.BATCHING: "I read `more`"
 MAX_BATCH = 64  # calls in one message at most
 
 
