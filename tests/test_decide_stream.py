@@ -275,11 +275,13 @@ class _BatchingPDP(pdp_pb2_grpc.DecisionServiceServicer):
 
     def __init__(self) -> None:
         self.sizes: list[int] = []
+        self.call_ids: list[int] = []
 
     async def DecideStream(self, calls, context):
         await context.send_initial_metadata((BATCHING,))
         async for message in calls:
             self.sizes.append(1 + len(message.more))
+            self.call_ids.extend(c.call_id for c in (message, *message.more))
             await asyncio.sleep(0.01)  # meanwhile more calls queue up at the client
             answers = [
                 pdp_pb2.DecideAnswer(
@@ -375,3 +377,36 @@ async def test_answers_ready_together_leave_together_at_most_max_batch_a_message
     await decide_stream.DecideStreams(decide).serve(calls(), older)
     assert sorted(m.call_id for m in older.written) == list(range(10))
     assert all(not m.more for m in older.written)
+
+
+async def test_a_call_whose_caller_gave_up_while_it_was_queued_is_never_sent():
+    pdp = _BatchingPDP()
+    server, address = await _served(pdp)
+    try:
+        async with pdp_stub(address) as stub:
+            calls = DecideCalls(stub)
+            request = _call(0, "s", "select 1").request
+            await calls.decide(request, timeout=2)  # call 1: the stream is open, batching
+            stream = calls._stream
+            gate = asyncio.Event()
+            write = stream.call.write
+
+            async def held_write(message):
+                await gate.wait()
+                await write(message)
+
+            stream.call.write = held_write
+            first = asyncio.ensure_future(calls.decide(request, timeout=2))  # call 2: held
+            await asyncio.sleep(0.05)
+            with pytest.raises(CallFailed) as gave_up:
+                await calls.decide(request, timeout=0.05)  # call 3: queued, then given up
+            assert gave_up.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+            last = asyncio.ensure_future(calls.decide(request, timeout=2))  # call 4: queued
+            await asyncio.sleep(0.01)
+            gate.set()
+            assert (await first).decision.decision_id == "d-2"
+            assert (await last).decision.decision_id == "d-4"
+            assert pdp.call_ids == [1, 2, 4]
+            await calls.close()
+    finally:
+        await server.stop(0)
