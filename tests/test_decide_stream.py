@@ -410,3 +410,26 @@ async def test_a_call_whose_caller_gave_up_while_it_was_queued_is_never_sent():
             await calls.close()
     finally:
         await server.stop(0)
+
+
+async def test_a_writer_that_fails_unforeseen_ends_the_stream_and_the_next_call_opens_one():
+    server, address = await _served(_BatchingPDP())
+    try:
+        async with pdp_stub(address) as stub:
+            calls = DecideCalls(stub)
+            request = _call(0, "s", "select 1").request
+            await calls.decide(request, timeout=2)
+            broken = calls._stream
+
+            async def write(message):
+                raise RuntimeError("unforeseen")
+
+            broken.call.write = write
+            with pytest.raises(CallFailed) as failed:
+                await calls.decide(request, timeout=5)
+            assert failed.value.code is grpc.StatusCode.CANCELLED  # at once, not at 5 s
+            answer = await calls.decide(request, timeout=2)
+            assert calls._stream is not broken and answer.decision.verdict == pdp_pb2.ALLOW
+            await calls.close()
+    finally:
+        await server.stop(0)

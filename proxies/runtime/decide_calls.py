@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import grpc
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
 from pdp.decide_stream import BATCHING
+
+log = logging.getLogger("portcullis.pdp_client")
 
 _STATUS = {status.value[0]: status for status in grpc.StatusCode}
 MAX_BATCH = 64  # calls in one message at most
@@ -79,7 +82,16 @@ class _Stream:
     async def _write(self) -> None:
         """Write the queued calls (together, once the PDP batches) until the stream ends.
         The callers only queue: one of them running out of time never cuts a message that
-        carries others' calls."""
+        carries others' calls. Should writing fail in a way nobody foresaw, the stream is
+        ended (its calls fail at once, the next call opens a new one), never left open
+        with nothing writing to it."""
+        try:
+            await self._write_queued()
+        except Exception:
+            log.exception("the decision stream's writer failed: ending the stream")
+            self.call.cancel()
+
+    async def _write_queued(self) -> None:
         while self.ended is None:
             await self.queued.wait()
             self.queued.clear()
