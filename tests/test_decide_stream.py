@@ -5,6 +5,7 @@ it), and the proxies' client of it (deadline, PDP gone, fallback)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import grpc
 import pytest
@@ -119,19 +120,10 @@ class _SilentPDP(pdp_pb2_grpc.DecisionServiceServicer):
 
 
 async def test_a_call_the_pdp_never_answers_ends_at_its_deadline():
-    server = grpc.aio.server()
-    pdp_pb2_grpc.add_DecisionServiceServicer_to_server(_SilentPDP(), server)
-    port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
-    await server.start()
-    try:
-        async with pdp_stub(f"127.0.0.1:{port}") as stub:
-            calls = DecideCalls(stub)
-            with pytest.raises(CallFailed) as failed:
-                await calls.decide(_call(0, "s", "select 1").request, timeout=0.3)
-            assert failed.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
-            await calls.close()
-    finally:
-        await server.stop(0)
+    async with _decide_calls(_SilentPDP()) as (calls, request):
+        with pytest.raises(CallFailed) as failed:
+            await calls.decide(request, timeout=0.3)
+        assert failed.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class _UnaryOnlyPDP(pdp_pb2_grpc.DecisionServiceServicer):
@@ -298,42 +290,39 @@ class _BatchingPDP(pdp_pb2_grpc.DecisionServiceServicer):
             await context.write(answers[0])
 
 
-async def _served(servicer):
+@contextlib.asynccontextmanager
+async def _decide_calls(servicer):
+    """A proxy's DecideCalls against a server of `servicer`, and a request to send."""
     server = grpc.aio.server()
     pdp_pb2_grpc.add_DecisionServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port(f"127.0.0.1:{free_port()}")
     await server.start()
-    return server, f"127.0.0.1:{port}"
+    try:
+        async with pdp_stub(f"127.0.0.1:{port}") as stub:
+            calls = DecideCalls(stub)
+            try:
+                yield calls, _call(0, "s", "select 1").request
+            finally:
+                await calls.close()
+    finally:
+        await server.stop(0)
 
 
 async def test_the_proxy_client_sends_queued_calls_together_to_a_pdp_that_takes_them():
     pdp = _BatchingPDP()
-    server, address = await _served(pdp)
-    try:
-        async with pdp_stub(address) as stub:
-            calls = DecideCalls(stub)
-            request = _call(0, "s", "select 1").request
-            first = await calls.decide(request, timeout=2)  # learns that the PDP batches
-            assert first.decision.decision_id == "d-1"
-            answers = await asyncio.gather(*(calls.decide(request, timeout=2) for _ in range(40)))
-            assert {a.decision.decision_id for a in answers} == {f"d-{n}" for n in range(2, 42)}
-            assert sum(pdp.sizes) == 41 and max(pdp.sizes) > 1  # some went together
-            await calls.close()
-    finally:
-        await server.stop(0)
+    async with _decide_calls(pdp) as (calls, request):
+        first = await calls.decide(request, timeout=2)  # learns that the PDP batches
+        assert first.decision.decision_id == "d-1"
+        answers = await asyncio.gather(*(calls.decide(request, timeout=2) for _ in range(40)))
+        assert {a.decision.decision_id for a in answers} == {f"d-{n}" for n in range(2, 42)}
+        assert sum(pdp.sizes) == 41 and max(pdp.sizes) > 1  # some went together
 
 
 async def test_the_proxy_client_sends_one_call_per_message_to_a_pdp_that_does_not_batch():
-    server, address = await _served(_UpgradedPDP())  # reads calls one by one, no `more`
-    try:
-        async with pdp_stub(address) as stub:
-            calls = DecideCalls(stub)
-            request = _call(0, "s", "select 1").request
-            answers = await asyncio.gather(*(calls.decide(request, timeout=2) for _ in range(40)))
-            assert [a.decision.decision_id for a in answers] == ["d-stream"] * 40
-            await calls.close()
-    finally:
-        await server.stop(0)
+    # _UpgradedPDP reads calls one by one and knows nothing of `more`
+    async with _decide_calls(_UpgradedPDP()) as (calls, request):
+        answers = await asyncio.gather(*(calls.decide(request, timeout=2) for _ in range(40)))
+        assert [a.decision.decision_id for a in answers] == ["d-stream"] * 40
 
 
 async def test_answers_ready_together_leave_together_at_most_max_batch_a_message(monkeypatch):
@@ -381,55 +370,41 @@ async def test_answers_ready_together_leave_together_at_most_max_batch_a_message
 
 async def test_a_call_whose_caller_gave_up_while_it_was_queued_is_never_sent():
     pdp = _BatchingPDP()
-    server, address = await _served(pdp)
-    try:
-        async with pdp_stub(address) as stub:
-            calls = DecideCalls(stub)
-            request = _call(0, "s", "select 1").request
-            await calls.decide(request, timeout=2)  # call 1: the stream is open, batching
-            stream = calls._stream
-            gate = asyncio.Event()
-            write = stream.call.write
+    async with _decide_calls(pdp) as (calls, request):
+        await calls.decide(request, timeout=2)  # call 1: the stream is open, batching
+        stream = calls._stream
+        gate = asyncio.Event()
+        write = stream.call.write
 
-            async def held_write(message):
-                await gate.wait()
-                await write(message)
+        async def held_write(message):
+            await gate.wait()
+            await write(message)
 
-            stream.call.write = held_write
-            first = asyncio.ensure_future(calls.decide(request, timeout=2))  # call 2: held
-            await asyncio.sleep(0.05)
-            with pytest.raises(CallFailed) as gave_up:
-                await calls.decide(request, timeout=0.05)  # call 3: queued, then given up
-            assert gave_up.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
-            last = asyncio.ensure_future(calls.decide(request, timeout=2))  # call 4: queued
-            await asyncio.sleep(0.01)
-            gate.set()
-            assert (await first).decision.decision_id == "d-2"
-            assert (await last).decision.decision_id == "d-4"
-            assert pdp.call_ids == [1, 2, 4]
-            await calls.close()
-    finally:
-        await server.stop(0)
+        stream.call.write = held_write
+        first = asyncio.ensure_future(calls.decide(request, timeout=2))  # call 2: held
+        await asyncio.sleep(0.05)
+        with pytest.raises(CallFailed) as gave_up:
+            await calls.decide(request, timeout=0.05)  # call 3: queued, then given up
+        assert gave_up.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+        last = asyncio.ensure_future(calls.decide(request, timeout=2))  # call 4: queued
+        await asyncio.sleep(0.01)
+        gate.set()
+        assert (await first).decision.decision_id == "d-2"
+        assert (await last).decision.decision_id == "d-4"
+        assert pdp.call_ids == [1, 2, 4]
 
 
 async def test_a_writer_that_fails_unforeseen_ends_the_stream_and_the_next_call_opens_one():
-    server, address = await _served(_BatchingPDP())
-    try:
-        async with pdp_stub(address) as stub:
-            calls = DecideCalls(stub)
-            request = _call(0, "s", "select 1").request
-            await calls.decide(request, timeout=2)
-            broken = calls._stream
+    async with _decide_calls(_BatchingPDP()) as (calls, request):
+        await calls.decide(request, timeout=2)
+        broken = calls._stream
 
-            async def write(message):
-                raise RuntimeError("unforeseen")
+        async def write(message):
+            raise RuntimeError("unforeseen")
 
-            broken.call.write = write
-            with pytest.raises(CallFailed) as failed:
-                await calls.decide(request, timeout=5)
-            assert failed.value.code is grpc.StatusCode.CANCELLED  # at once, not at 5 s
-            answer = await calls.decide(request, timeout=2)
-            assert calls._stream is not broken and answer.decision.verdict == pdp_pb2.ALLOW
-            await calls.close()
-    finally:
-        await server.stop(0)
+        broken.call.write = write
+        with pytest.raises(CallFailed) as failed:
+            await calls.decide(request, timeout=5)
+        assert failed.value.code is grpc.StatusCode.CANCELLED  # at once, not at 5 s
+        answer = await calls.decide(request, timeout=2)
+        assert calls._stream is not broken and answer.decision.verdict == pdp_pb2.ALLOW
