@@ -9,11 +9,13 @@ import contextlib
 
 import grpc
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pdp_harness import free_port, open_session, pdp_config, pdp_stub, running_pdp, token
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from test_pdp_server import started_with_a_bit_slow_policy
 
-from pdp.decide_stream import BATCHING
+from pdp.decide_stream import BATCHING, _calls_in
 from proxies.runtime.decide_calls import CallFailed, DecideCalls
 from proxies.runtime.pdp_client import PDPClient
 
@@ -408,3 +410,28 @@ async def test_a_writer_that_fails_unforeseen_ends_the_stream_and_the_next_call_
         assert failed.value.code is grpc.StatusCode.CANCELLED  # at once, not at 5 s
         answer = await calls.decide(request, timeout=2)
         assert calls._stream is not broken and answer.decision.verdict == pdp_pb2.ALLOW
+
+
+# a call and the calls it carries, nested to any depth (what a peer could send)
+_nested_calls = st.recursive(
+    st.just(()), lambda more: st.lists(more, max_size=4).map(tuple), max_leaves=60
+)
+
+
+@given(_nested_calls)
+def test_every_call_a_message_carries_is_taken_once_in_order(shape):
+    ids = iter(range(1, 10_000))
+
+    def build(more) -> pdp_pb2.DecideCall:
+        call = pdp_pb2.DecideCall(call_id=next(ids))
+        call.more.extend(build(m) for m in more)
+        return call
+
+    message = build(shape)
+    taken = [call.call_id for call in _calls_in(message)]
+    assert taken == list(range(1, len(taken) + 1))  # depth first, as built: each once
+    assert len(taken) == _count(message)
+
+
+def _count(call: pdp_pb2.DecideCall) -> int:
+    return 1 + sum(_count(more) for more in call.more)
