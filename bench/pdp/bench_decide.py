@@ -437,7 +437,8 @@ def main() -> None:
     print(f"  max sustained, 32 callers, reused, synchronous: normal {normal:5.0f} decisions/s")
     print(
         f"  gRPC ceiling: ServerInfo, 32 callers, same server {info['rate']:8.0f} calls/s"
-        f"   (Decide reaches {reused['rate'] / info['rate']:4.0%} of it)"
+        f"   (unary Decide reaches {reused['rate'] / info['rate']:4.0%} of it, "
+        f"DecideStream {streamed / info['rate']:4.0%}, its messages carrying several decisions)"
     )
     print("  CPU per call (µs): PDP incl. evaluation workers / this client / whole machine")
     phases = {
