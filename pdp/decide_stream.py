@@ -59,11 +59,16 @@ class _CallContext:
 
 
 class DecideStreams:
-    """The open DecideStreams of one server, so that draining can end them."""
+    """The open DecideStreams of one server, so that draining can end them, and what they
+    carried (for /metrics: calls per message says how much batching saves)."""
 
     def __init__(self, decide: DecideHandler) -> None:
         self._decide = decide
         self._closing = asyncio.Event()
+        self.open = 0
+        self.calls = 0  # calls taken
+        self.call_messages = 0  # the messages that carried them
+        self.answer_messages = 0  # the messages their answers left in
 
     def close(self) -> None:
         """Open streams take no more calls: they answer those in flight and end."""
@@ -86,7 +91,9 @@ class DecideStreams:
 
         async def take() -> None:
             async for message in calls:
+                self.call_messages += 1
                 for call in _calls_in(message):
+                    self.calls += 1
                     await room.acquire()
                     task = asyncio.ensure_future(answer(call))
                     in_flight.add(task)
@@ -105,6 +112,7 @@ class DecideStreams:
             answers.put_nowait(None)
 
         taker = asyncio.ensure_future(take_until_closing())
+        self.open += 1
         try:
             ending = False
             while not ending and (message := await answers.get()) is not None:
@@ -115,7 +123,9 @@ class DecideStreams:
                         break
                     message.more.append(ready)
                 await context.write(message)
+                self.answer_messages += 1
         finally:
+            self.open -= 1
             taker.cancel()
             for task in list(in_flight):
                 task.cancel()

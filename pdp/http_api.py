@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 def metrics_text(app: PDPApp) -> str:
     stats = app.decider.stats
+    streams = app.service.streams
     lines = [
         "# HELP portcullis_decisions_total Decisions answered, by verdict.",
         "# TYPE portcullis_decisions_total counter",
@@ -42,6 +43,18 @@ def metrics_text(app: PDPApp) -> str:
         "# HELP portcullis_evaluation_seconds_sum Time spent deciding.",
         "# TYPE portcullis_evaluation_seconds_sum counter",
         f"portcullis_evaluation_seconds_sum {stats.evaluation_ms_sum / 1000:.6f}",
+        "# HELP portcullis_decide_streams_open DecideStreams open at this PDP (a proxy keeps one).",
+        "# TYPE portcullis_decide_streams_open gauge",
+        f"portcullis_decide_streams_open {streams.open}",
+        "# HELP portcullis_decide_stream_calls_total Decide calls taken over DecideStreams.",
+        "# TYPE portcullis_decide_stream_calls_total counter",
+        f"portcullis_decide_stream_calls_total {streams.calls}",
+        "# HELP portcullis_decide_stream_messages_total Messages those calls came in"
+        " (direction=in) and their answers left in (direction=out): fewer than calls when"
+        " batched.",
+        "# TYPE portcullis_decide_stream_messages_total counter",
+        f'portcullis_decide_stream_messages_total{{direction="in"}} {streams.call_messages}',
+        f'portcullis_decide_stream_messages_total{{direction="out"}} {streams.answer_messages}',
         "# HELP portcullis_open_sessions Sessions open at this PDP.",
         "# TYPE portcullis_open_sessions gauge",
         f"portcullis_open_sessions {len(app.sessions)}",

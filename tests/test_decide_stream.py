@@ -16,6 +16,7 @@ from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from test_pdp_server import started_with_a_bit_slow_policy
 
 from pdp.decide_stream import BATCHING, _calls_in
+from pdp.http_api import metrics_text
 from proxies.runtime.decide_calls import CallFailed, DecideCalls
 from proxies.runtime.pdp_client import PDPClient
 
@@ -248,6 +249,14 @@ async def test_calls_sent_together_are_each_answered_and_answers_come_together(t
         decided = {a.response.decision.decision_id for a in answers.values() if not a.code}
         logged = {r.id for r in await app.store.query(session_id=opened.session_id)}
         assert decided <= logged and len(decided) == 4
+
+        # what /metrics tells an operator: 5 calls came in 1 message, answers in fewer
+        # messages than calls or as many, and the stream has closed
+        metrics = metrics_text(app)
+        assert "portcullis_decide_stream_calls_total 5\n" in metrics
+        assert 'portcullis_decide_stream_messages_total{direction="in"} 1\n' in metrics
+        assert f'{{direction="out"}} {len(messages)}\n' in metrics
+        assert "portcullis_decide_streams_open 0\n" in metrics
 
 
 async def test_a_caller_that_did_not_ask_for_batching_gets_one_answer_per_message(tmp_path):
