@@ -77,7 +77,7 @@ class DecideStreams:
     async def serve(
         self, calls: AsyncIterator[pdp_pb2.DecideCall], context: grpc.aio.ServicerContext
     ) -> None:
-        batched = any(tuple(m) == BATCHING for m in context.invocation_metadata() or ())
+        batched = says_batching(context.invocation_metadata())
         await context.send_initial_metadata((BATCHING,))
         answers: asyncio.Queue[pdp_pb2.DecideAnswer | None] = asyncio.Queue()
         in_flight: set[asyncio.Task[None]] = set()
@@ -146,6 +146,11 @@ class DecideStreams:
                 error="internal error",
             )
         return pdp_pb2.DecideAnswer(call_id=call.call_id, response=response)
+
+
+def says_batching(metadata: Any) -> bool:
+    """Whether gRPC metadata (the caller's, or the PDP's initial) carries BATCHING."""
+    return any(tuple(entry) == BATCHING for entry in metadata or ())
 
 
 def _calls_in(message: pdp_pb2.DecideCall) -> list[pdp_pb2.DecideCall]:

@@ -18,7 +18,7 @@ import logging
 import grpc
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
-from pdp.decide_stream import BATCHING
+from pdp.decide_stream import BATCHING, says_batching
 
 log = logging.getLogger("portcullis.pdp_client")
 
@@ -55,7 +55,7 @@ class _Stream:
         failure = CallFailed(grpc.StatusCode.UNAVAILABLE, "the decision stream ended")
         try:
             metadata = await self.call.initial_metadata()
-            self.batching = any(tuple(m) == BATCHING for m in metadata or ())
+            self.batching = says_batching(metadata)
             while True:
                 message = await self.call.read()
                 if message is grpc.aio.EOF:
