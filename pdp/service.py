@@ -64,6 +64,7 @@ def _verdict_message(v: Verdict) -> bytes:
         credential_ref=v.credential_ref,
         cache_ttl_seconds=v.cache_ttl_seconds,
         cache_key=pdp_pb2.SHAPE if v.cache_key == "shape" else pdp_pb2.EXACT,
+        session_settings=dict(v.session_settings),
     )
     if v.approval is not None:
         message.approval.CopyFrom(

@@ -8,6 +8,7 @@ whose reason says why. Nothing else in Portcullis interprets policy output.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -17,6 +18,9 @@ T = TypeVar("T")
 MASK_STRATEGIES = ("redact", "hash", "partial")
 MAX_REASONS = 32
 MAX_REASON_LENGTH = 1024
+MAX_SETTING_VALUE = 256
+# a server setting's name as the proxy may put it in a start-up packet (`ext.name` allowed)
+_SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
 
 
 class VerdictKind(enum.IntEnum):
@@ -58,6 +62,8 @@ class Verdict:
     credential_ref: str = ""
     cache_ttl_seconds: int = 0
     cache_key: str = "exact"  # exact | shape
+    # session.open only: server settings the proxy pins upstream for the session
+    session_settings: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def deny(cls, *reasons: str) -> Verdict:
@@ -80,6 +86,8 @@ class Verdict:
             out["credential"] = {"ref": self.credential_ref}
         out["cache_ttl_seconds"] = self.cache_ttl_seconds
         out["cache_key"] = self.cache_key
+        if self.session_settings:
+            out["session_settings"] = dict(self.session_settings)
         return out
 
 
@@ -150,6 +158,25 @@ class _Parser:
             raise MalformedResult(f"unknown cache_key {key!r}")
         return ttl, key
 
+    def session_settings(self) -> tuple[tuple[str, str], ...]:
+        raw = self.result.get("session_settings", {})
+        if not isinstance(raw, dict):
+            raise MalformedResult("session_settings must be an object")
+        settings = []
+        for name, value in sorted(raw.items()):
+            if isinstance(value, bool):
+                value = "on" if value else "off"
+            elif isinstance(value, int):
+                value = str(value)
+            if not isinstance(value, str) or not _SETTING_NAME.fullmatch(name):
+                raise MalformedResult(
+                    f"session_settings.{str(name)[:64]} must be a setting name with a string value"
+                )
+            if "\x00" in value or len(value) > MAX_SETTING_VALUE:
+                raise MalformedResult(f"session_settings.{name} has an unusable value")
+            settings.append((name, value))
+        return tuple(settings)
+
 
 def verdict_from_result(result: Any) -> Verdict:
     """Map `data.portcullis.decision` to a Verdict; anything doubtful becomes a deny."""
@@ -171,6 +198,7 @@ def verdict_from_result(result: Any) -> Verdict:
         approval = parser.approval()
         credential_ref = parser.credential_ref()
         cache_ttl, cache_key = parser.cache()
+        session_settings = parser.session_settings()
     except MalformedResult as exc:
         return Verdict.deny(f"policy result is malformed: {exc} — denied")
     if kind is VerdictKind.MASK and not mask:
@@ -180,7 +208,9 @@ def verdict_from_result(result: Any) -> Verdict:
     if kind is VerdictKind.DENY:
         # a deny is never cached and carries nothing but its reasons
         return Verdict(kind, reasons or ("denied by policy",))
-    return Verdict(kind, reasons, mask, approval, credential_ref, cache_ttl, cache_key)
+    return Verdict(
+        kind, reasons, mask, approval, credential_ref, cache_ttl, cache_key, session_settings
+    )
 
 
 def strictest(verdicts: list[Verdict]) -> Verdict:

@@ -85,6 +85,7 @@ def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
         message.credential_ref,
         message.cache_ttl_seconds,
         "shape" if message.cache_key == pdp_pb2.SHAPE else "exact",
+        tuple(sorted(message.session_settings.items())),
     )
     return Ruling(
         verdict, message.decision_id, message.policy_revision, approval_id=message.approval_id

@@ -68,7 +68,14 @@ class ApprovalSpec(_message.Message):
     def __init__(self, approvers: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "verdict", "reasons", "mask", "approval", "credential_ref", "cache_ttl_seconds", "cache_key", "policy_revision", "evaluation_ms", "approval_id")
+    __slots__ = ("decision_id", "verdict", "reasons", "mask", "approval", "credential_ref", "cache_ttl_seconds", "cache_key", "policy_revision", "evaluation_ms", "approval_id", "session_settings", "effects")
+    class SessionSettingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +87,8 @@ class Decision(_message.Message):
     POLICY_REVISION_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_MS_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTS_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     verdict: Verdict
     reasons: _containers.RepeatedScalarFieldContainer[str]
@@ -91,7 +100,9 @@ class Decision(_message.Message):
     policy_revision: str
     evaluation_ms: float
     approval_id: str
-    def __init__(self, decision_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., mask: _Optional[_Iterable[_Union[MaskRule, _Mapping]]] = ..., approval: _Optional[_Union[ApprovalSpec, _Mapping]] = ..., credential_ref: _Optional[str] = ..., cache_ttl_seconds: _Optional[int] = ..., cache_key: _Optional[_Union[CacheKey, str]] = ..., policy_revision: _Optional[str] = ..., evaluation_ms: _Optional[float] = ..., approval_id: _Optional[str] = ...) -> None: ...
+    session_settings: _containers.ScalarMap[str, str]
+    effects: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, decision_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., mask: _Optional[_Iterable[_Union[MaskRule, _Mapping]]] = ..., approval: _Optional[_Union[ApprovalSpec, _Mapping]] = ..., credential_ref: _Optional[str] = ..., cache_ttl_seconds: _Optional[int] = ..., cache_key: _Optional[_Union[CacheKey, str]] = ..., policy_revision: _Optional[str] = ..., evaluation_ms: _Optional[float] = ..., approval_id: _Optional[str] = ..., session_settings: _Optional[_Mapping[str, str]] = ..., effects: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Identity(_message.Message):
     __slots__ = ("subject", "groups", "issuer", "token_id", "expires_at")
