@@ -15,6 +15,10 @@ setup:
 	fi
 	$(PYTHON) -m pip install -q --ignore-requires-python opa-golib-python-bindings==0.4.4
 	$(PYTHON) -m pip install -q -e '.[dev]'
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	@# the Node.js drivers of the client matrix (tests/test_pg_clients.py), pinned by the lock file
+	@[ tests/clients/node_modules/.package-lock.json -nt tests/clients/package-lock.json ] || \
+	  npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 
 up: setup demo-db
 	portcullis -c portcullis.yaml up
