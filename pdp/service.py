@@ -25,6 +25,7 @@ from pdp.approvals import ApprovalBook
 from pdp.config import Config
 from pdp.decide_stream import DecideStreams
 from pdp.decisions import Decider, Decision, Reusable
+from pdp.effects import command_effects
 from pdp.evidence.checkpoints import record_credential_statement
 from pdp.evidence.signing import Signer
 from pdp.identity import TokenRejected, TokenVerifier
@@ -310,6 +311,9 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             approval_id = ""
         message = decision_message(decision)
         message.approval_id = approval_id
+        effects = command_effects(kind, raw)
+        if effects:
+            message.effects.extend(effects)
         return pdp_pb2.DecideResponse(decision=message)
 
     async def DecideStream(

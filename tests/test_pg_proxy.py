@@ -78,11 +78,15 @@ async def test_asyncpg_reads_masked_and_denied_writes_leave_data_alone(tmp_path)
         with pytest.raises(asyncpg.InsufficientPrivilegeError) as err:
             await conn.fetch("DELETE FROM customers WHERE id = $1", 1)
         assert "approval required" in str(err.value)
-        # transaction: a deny inside keeps the session and the transaction usable
-        async with conn.transaction():
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await conn.execute("UPDATE customers SET name = 'x'")
-            assert await conn.fetchval("SELECT count(*) FROM orders") == 2
+        # transaction: a refusal inside fails the transaction as the server would (until
+        # ROLLBACK); the session stays usable
+        tx = conn.transaction()
+        await tx.start()
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("UPDATE customers SET name = 'x'")
+        with pytest.raises(asyncpg.InFailedSQLTransactionError):
+            await conn.fetchval("SELECT count(*) FROM orders")
+        await tx.rollback()
         assert await conn.fetchval("SELECT 1") == 1
         await conn.close()
         with gw.admin() as admin:

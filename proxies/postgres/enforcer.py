@@ -4,8 +4,25 @@ Owns what happens to each client message: simple Query decided as a whole (the P
 classifies every statement in it; one denied statement denies the message), extended
 protocol decided at Parse with Bind/Describe/Execute of a never-allowed statement
 refused, the server's discard-until-Sync behaviour after a refusal, COPY and function
-calls. Forwarded messages leave an expectation with the ResponseTracker; refusals are
-queued there as made-up answers, so the client sees them in the server's order.
+calls. Forwarded messages leave an expectation with the ResponseTracker.
+
+A refusal is answered by the server itself: the proxy sends a statement the server
+rejects without side effects (POISON_SQL) in place of the refused one and replaces the
+server's error with the policy's, so the client's transaction fails exactly as the server
+would fail it (status E inside a block; a later COMMIT rolls back) and an extended batch is
+discarded until Sync by the server.
+
+Lexing: every session is pinned to client_encoding=UTF8 and standard_conforming_strings=on
+(proxies.postgres.startup), and the tracker stops the session when the server reports
+another value. The server converts and lexes each message when it reaches it, after the
+ones before it ran; so a statement whose text is not plain ASCII without backslashes (the
+only texts another encoding or escaping could read differently) waits until everything
+before it has been answered, and is refused when it follows an Execute in the same
+pipeline (its answers, and any setting it changed, come only at Sync).
+
+What the PDP tells of a command (Ruling.effects) keeps the proxy's knowledge of prepared
+statements and portals true: SQL-level PREPARE, DEALLOCATE, DISCARD and CLOSE forget what
+they replace, DECLARE makes a cursor a portal the client may Describe and Execute.
 """
 
 from __future__ import annotations
@@ -14,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pdp.policy_input import classified, shaped
+from pdp.policy_input import shaped
 from pdp.verdict import MaskRule, Verdict, VerdictKind
 from proxies.postgres import codec
 from proxies.postgres.tracker import Expect, ResponseTracker
@@ -31,6 +48,12 @@ POISON_SQL = "portcullis policy refused this statement"
 _PROTOCOL = {"simple": {"protocol": "simple"}, "extended": {"protocol": "extended"}}
 
 
+# The text of a query the proxy sends itself to lift (and put back) a reader session's
+# read-only default for a write a person approved; answered to nobody.
+LIFT_READ_ONLY = "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"
+RESTORE_READ_ONLY = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+
+
 @dataclass
 class PreparedStatement:
     sql: str
@@ -39,8 +62,21 @@ class PreparedStatement:
 
 @dataclass
 class Portal:
-    statement: str
+    """A portal the client may Describe and Execute: made by Bind of an allowed statement,
+    or by an allowed DECLARE (a cursor); `ruling` is what allowed it."""
+
+    statement: str  # the statement it was bound from ("" for a cursor)
     formats: list[int]
+    sql: str
+    ruling: Ruling
+
+
+def lexed_alike(sql: str) -> bool:
+    """Whether every client encoding and string-escaping setting the server has reads sql
+    as the same tokens: plain ASCII with no backslash. (All server-side client encodings
+    are ASCII supersets; only bytes past ASCII can start a character that takes the next
+    byte, and only a backslash escapes.)"""
+    return sql.isascii() and "\\" not in sql
 
 
 def refusal(ruling: Ruling) -> codec.ErrorResponse:
@@ -66,19 +102,26 @@ class Enforcer:
         reply: Callable[[bytes], None],
         hash_key: bytes,
         resolve_function: Callable[[int], Awaitable[str | None]] | None = None,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.session = session
         self.resolve_function = resolve_function
         self.tracker = tracker
         self.forward = forward  # bytes to the upstream server
         self.reply = reply  # bytes to the client, in order
+        # sends what is queued and waits until the server has answered all of it
+        self.settle = settle
         self.hash_key = hash_key
         self.statements: dict[str, PreparedStatement] = {}
         self.portals: dict[str, Portal] = {}
         self.discarding = False  # after a refusal in a batch, until Sync
         self.batch_forwarded = False  # something of the current batch went upstream
+        self.batch_executed = False  # an Execute of the current batch went upstream
+        self.restore_at_sync = False  # read-only was lifted for this batch's approved write
         self.terminated = False
         self._maskers: dict[tuple[MaskRule, ...], Masker] = {}
+        settings = session.grant.ruling.verdict.session_settings if session.grant else ()
+        self.read_only = dict(settings).get("default_transaction_read_only", "") == "on"
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -95,35 +138,31 @@ class Enforcer:
         ruling = await self.session.decide_or_wait(
             "postgres.query", sql, _PROTOCOL[protocol], shaped, self.tell
         )
-        return self._vetted(sql, ruling)
+        return self._vetted(ruling)
 
     def _known(self, sql: str, protocol: str) -> Ruling | None:
         """The statement's verdict when no PDP round trip is needed (reused), else None."""
         ruling = self.session.ruling_now("postgres.query", sql, shaped, _PROTOCOL[protocol])
-        return None if ruling is None else self._vetted(sql, ruling)
+        return None if ruling is None else self._vetted(ruling)
 
-    def _vetted(self, sql: str, ruling: Ruling) -> Ruling:
-        """A mask verdict the proxy cannot carry out becomes a deny."""
+    def _vetted(self, ruling: Ruling) -> Ruling:
+        """A verdict the proxy cannot carry out becomes a deny: mask rules it cannot use,
+        column masks over COPY output (which carries no column names), anything at all once
+        the server reported that a pinned setting moved."""
+        if self.tracker.broken:
+            return _denied(ruling, self.tracker.broken)
         if ruling.kind is not VerdictKind.MASK:
             return ruling
         try:
             masker = self.masker(ruling)
         except MaskingError as exc:
-            return Ruling(
-                Verdict.deny(f"policy mask rules unusable ({exc}) — denied"),
-                ruling.decision_id,
-                ruling.policy_revision,
-            )
+            return _denied(ruling, f"policy mask rules unusable ({exc}) — denied")
         if (
             masker is not None
             and any(r.field for r in ruling.verdict.mask)
-            and any(s.get("type") == "copy" and s.get("direction") == "to" for s in classified(sql))
+            and "copy_out" in ruling.effects
         ):
-            return Ruling(
-                Verdict.deny("COPY output cannot be masked by column; use SELECT — denied"),
-                ruling.decision_id,
-                ruling.policy_revision,
-            )
+            return _denied(ruling, "COPY output cannot be masked by column; use SELECT — denied")
         return ruling
 
     def tell(self, text: str) -> None:
@@ -135,23 +174,82 @@ class Enforcer:
         self.tracker.expect(expect)
         self.forward(message.raw or message.encode())
 
-    def _refuse_now(self, error: codec.ErrorResponse, ready: bool) -> None:
-        """Answer the client without the server (for a simple Query: error + ReadyForQuery)."""
-        encoded = error.encode()
+    def _send_quietly(self, sql: str) -> None:
+        """A simple Query of the proxy's own, answered to nobody."""
+        self._send(codec.Query(sql), Expect("Query", swallow=True))
 
-        def build(status: str) -> bytes:
-            return encoded + (codec.ready_for_query(status).encode() if ready else b"")
-
-        self.reply(self.tracker.synthetic(build))
+    def _refuse_query(self, error: codec.ErrorResponse) -> None:
+        """Refuse a simple Query (or a function call) the way the server fails one: the
+        server gets a statement it rejects, and the client gets the policy's error in place
+        of the server's, then ReadyForQuery with the status the server reports."""
+        self._send(codec.Query(POISON_SQL), Expect("Query", replace_error=error, silent=True))
 
     def _refuse_in_batch(self, error: codec.ErrorResponse) -> None:
-        """Refuse an extended-protocol message the way the server fails one."""
+        """Refuse an extended-protocol message the way the server fails one: it discards
+        the rest of the batch until Sync, and a transaction block is left failed."""
         self.discarding = True
-        if not self.batch_forwarded:
-            self._refuse_now(error, ready=False)
-            return
+        self.statements.pop("", None)  # the poison replaces the unnamed statement
         poison = codec.Parse("", POISON_SQL, [])
-        self._send(poison, Expect("Parse", replace_error=error))
+        self.batch_forwarded = True
+        self._send(poison, Expect("Parse", replace_error=error, silent=True))
+
+    def _lexing_unsafe(self, sql: str) -> str:
+        """Why sql cannot be sent now ("" when it can): a text another encoding would read
+        differently may not follow an Execute in the same pipeline."""
+        if self.batch_executed and not lexed_alike(sql):
+            return (
+                "portcullis: a statement with non-ASCII characters or backslashes cannot "
+                "follow an Execute before Sync (the server would read it under settings the "
+                "proxy has not seen yet); send Sync first"
+            )
+        return ""
+
+    def _must_settle(self, sql: str) -> bool:
+        """Whether sql must wait until the server has answered everything before it."""
+        return not self.tracker.idle and not self.batch_executed and not lexed_alike(sql)
+
+    async def _settled(self) -> None:
+        if self.settle is not None:
+            await self.settle()
+
+    def _apply(self, effects: tuple[str, ...], ruling: Ruling, sql: str) -> None:
+        """What a command does to prepared statements and portals (Ruling.effects)."""
+        tracker = self.tracker
+        for effect in effects:
+            kind, _, name = effect.partition(":")
+            if kind == "prepared":
+                if name == "*":
+                    self.statements.clear()
+                    tracker.statement_shapes.clear()
+                else:
+                    self.statements.pop(name, None)
+                    tracker.statement_shapes.pop(name, None)
+            elif kind == "close":
+                if name == "*":
+                    self.portals.clear()
+                    tracker.portal_shapes.clear()
+                else:
+                    self.portals.pop(name, None)
+                    tracker.portal_shapes.pop(name, None)
+            elif kind == "cursor" and name:
+                self.portals[name] = Portal("", [], sql, ruling)
+                tracker.portal_shapes.pop(name, None)
+
+    def _lifts_read_only(self, ruling: Ruling) -> bool:
+        """Whether this approved write needs the session's read-only default lifted, and
+        can have it: only between transactions, with nothing else in flight."""
+        return (
+            self.read_only
+            and bool(ruling.approval_id)
+            and ruling.verdict.allowed
+            and self.tracker.status == "I"
+            and self.tracker.idle
+            and not self.batch_forwarded
+        )
+
+    def _lift_read_only(self) -> None:
+        self.tracker.lifted = True
+        self._send_quietly(LIFT_READ_ONLY)
 
     # -- messages ------------------------------------------------------------------------
     # Each message is handled by now() when nothing needs the PDP (a reused verdict, the
@@ -173,27 +271,35 @@ class Enforcer:
         """Finish a message now() turned down: ask the PDP, then handle it."""
         await _ASKING[type(message)](self, message)
 
-    def _with_known(
-        self, message: Any, sql: str, protocol: str, act: Callable[[Enforcer, Any, Ruling], None]
-    ) -> bool:
-        """act(message, verdict) when the statement's verdict needs no PDP round trip."""
-        ruling = self._known(sql, protocol)
+    def _query_now(self, message: codec.Query) -> bool:
+        if self._must_settle(message.sql):
+            return False
+        ruling = self._known(message.sql, "simple")
         if ruling is None:
             return False
-        act(self, message, ruling)
+        self._query(message, ruling)
         return True
 
-    def _query_now(self, message: codec.Query) -> bool:
-        return self._with_known(message, message.sql, "simple", Enforcer._query)
-
     async def _query_asking(self, message: codec.Query) -> None:
-        self._query(message, await self.decide(message.sql, "simple"))
+        if self._must_settle(message.sql):
+            await self._settled()
+        ruling = self._known(message.sql, "simple") or await self.decide(message.sql, "simple")
+        self._query(message, ruling)
 
     def _query(self, message: codec.Query, ruling: Ruling) -> None:
+        unsafe = self._lexing_unsafe(message.sql)
+        if unsafe:
+            self._refuse_query(codec.error_response(unsafe))
+            return
         if not ruling.verdict.allowed:
             self.session.record_command(message.sql, ruling, protocol="simple")
-            self._refuse_now(refusal(ruling), ready=True)
+            self._refuse_query(refusal(ruling))
             return
+        if ruling.effects:
+            self._apply(ruling.effects, ruling, message.sql)
+        lift = self._lifts_read_only(ruling)
+        if lift:
+            self._lift_read_only()
         # an allowed command is recorded when it completes, with its result
         self._send(
             message,
@@ -206,21 +312,44 @@ class Enforcer:
                 protocol="simple",
             ),
         )
+        if lift:
+            self._send_quietly(RESTORE_READ_ONLY)
 
     def _parse_now(self, message: codec.Parse) -> bool:
-        return self.discarding or self._with_known(
-            message, message.sql, "extended", Enforcer._parse
-        )
+        if self.discarding:
+            return True
+        if self._must_settle(message.sql):
+            return False
+        ruling = self._known(message.sql, "extended")
+        if ruling is None:
+            return False
+        self._parse(message, ruling)
+        return True
 
     async def _parse_asking(self, message: codec.Parse) -> None:
-        self._parse(message, await self.decide(message.sql, "extended"))
+        if self._must_settle(message.sql):
+            await self._settled()
+        ruling = self._known(message.sql, "extended") or await self.decide(
+            message.sql, "extended"
+        )
+        self._parse(message, ruling)
 
     def _parse(self, message: codec.Parse, ruling: Ruling) -> None:
+        unsafe = self._lexing_unsafe(message.sql)
+        if unsafe:
+            self.statements.pop(message.name, None)
+            self._refuse_in_batch(codec.error_response(unsafe))
+            return
         if not ruling.verdict.allowed:
             self.session.record_command(message.sql, ruling, protocol="extended")
             self.statements.pop(message.name, None)
             self._refuse_in_batch(refusal(ruling))
             return
+        if ruling.effects:
+            self._apply(ruling.effects, ruling, message.sql)
+        if self._lifts_read_only(ruling):
+            self._lift_read_only()
+            self.restore_at_sync = True
         self.statements[message.name] = PreparedStatement(message.sql, ruling)
         self.tracker.statement_shapes.pop(message.name, None)
         self.batch_forwarded = True
@@ -257,7 +386,9 @@ class Enforcer:
         if statement is None:
             self._never_allowed(f"prepared statement {message.statement!r}")
             return
-        self.portals[message.portal] = Portal(message.statement, list(message.result_formats))
+        self.portals[message.portal] = Portal(
+            message.statement, list(message.result_formats), statement.sql, statement.ruling
+        )
         self.tracker.portal_shapes.pop(message.portal, None)
         self.batch_forwarded = True
         self._send(message, Expect("Bind"))
@@ -285,27 +416,28 @@ class Enforcer:
         if self.discarding:
             return True
         portal = self.portals.get(message.portal)
-        statement = self.statements.get(portal.statement) if portal else None
-        if portal is None or statement is None:
+        if portal is None:
             self._never_allowed(f"portal {message.portal!r}")
             return True
-        ruling = statement.ruling
+        ruling = portal.ruling
         halt = self.session.halted()
         if halt is not None:
             self._refuse_in_batch(refusal(halt))
             return True
+        if self.tracker.broken:
+            self._refuse_in_batch(refusal(_denied(ruling, self.tracker.broken)))
+            return True
+        if ruling.effects:
+            self._apply(ruling.effects, ruling, portal.sql)
         masker = self.masker(ruling)
-        if (
-            masker is not None
-            and message.portal not in self.tracker.portal_shapes
-            and (self.tracker.statement_shapes.get(portal.statement) is None)
-        ):
-            # masking needs column names: describe the portal first, for the proxy only
+        if masker is not None and message.portal not in self.tracker.portal_shapes:
+            # masking needs the portal's own columns: describe it first, for the proxy only
             self._send(
                 codec.Describe("P", message.portal),
                 Expect("DescribeP", statement=message.portal, swallow=True),
             )
         self.batch_forwarded = True
+        self.batch_executed = True
         self._send(
             message,
             Expect(
@@ -315,7 +447,7 @@ class Enforcer:
                 formats=portal.formats,
                 statement=portal.statement,
                 portal=message.portal,
-                command=statement.sql,
+                command=portal.sql,
                 ruling=ruling,
                 protocol="extended",
             ),
@@ -336,15 +468,13 @@ class Enforcer:
         return True
 
     def _sync(self, message: codec.Sync) -> bool:
-        forwarded, self.batch_forwarded = self.batch_forwarded, False
-        if self.discarding and not forwarded:
-            self.discarding = False
-            self.reply(
-                self.tracker.synthetic(lambda status: codec.ready_for_query(status).encode())
-            )
-            return True
+        self.batch_forwarded = False
+        self.batch_executed = False
         self.discarding = False
         self._send(message, Expect("Sync"))
+        if self.restore_at_sync:
+            self.restore_at_sync = False
+            self._send_quietly(RESTORE_READ_ONLY)
         return True
 
     def _flush(self, message: codec.Flush) -> bool:
@@ -366,7 +496,9 @@ class Enforcer:
         """A fast-path call names its function by OID: decide on the function's name."""
         name = await self.resolve_function(message.oid) if self.resolve_function else None
         raw = f"<function call {name or f'oid {message.oid}'}>"
-        if name is None:
+        if self.tracker.broken:
+            ruling = Ruling(Verdict.deny(self.tracker.broken))
+        elif name is None:
             ruling = Ruling(
                 Verdict.deny(
                     f"function OID {message.oid} could not be named, so it cannot be decided"
@@ -378,7 +510,7 @@ class Enforcer:
             )
         if not ruling.verdict.allowed:
             self.session.record_command(raw, ruling, protocol="function_call")
-            self._refuse_now(refusal(ruling), ready=True)
+            self._refuse_query(refusal(ruling))
             return
         self._send(
             message,
@@ -390,6 +522,11 @@ class Enforcer:
                 protocol="function_call",
             ),
         )
+
+
+def _denied(ruling: Ruling, reason: str) -> Ruling:
+    """A deny in place of ruling, naming the same decision."""
+    return Ruling(Verdict.deny(reason), ruling.decision_id, ruling.policy_revision)
 
 
 def _never_now(enforcer: Enforcer, message: codec.Message) -> bool:

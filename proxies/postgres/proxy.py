@@ -25,6 +25,13 @@ from typing import Any
 from pdp.config import Config, ConnectionSettings
 from proxies.postgres import codec
 from proxies.postgres.enforcer import Enforcer
+from proxies.postgres.startup import (
+    StartupRefused,
+    pinned_settings,
+    requested_settings,
+    statement_limit,
+    upstream_params,
+)
 from proxies.postgres.tracker import ResponseTracker
 from proxies.postgres.upstream import (
     Upstream,
@@ -32,7 +39,6 @@ from proxies.postgres.upstream import (
     column_names,
     connect,
     function_name,
-    startup_params,
 )
 from proxies.runtime.pdp_client import SessionRefused
 from proxies.runtime.secrets_scan import SecretScanner
@@ -71,6 +77,7 @@ class PostgresProxy:
         self.column_names: dict[tuple[int, int], str] = {}
         self.unnamed_tables: set[int] = set()
         self.clients: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         self._server: asyncio.Server | None = None
 
     @staticmethod
@@ -135,6 +142,11 @@ class PostgresProxy:
             self.clients.discard(task)
             writer.close()
 
+    def background(self, task: asyncio.Future[Any]) -> None:
+        """Keep a fire-and-forget task referenced until it ends."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def forward_cancel(self, key: tuple[int, int]) -> None:
         upstream_key = self.cancel_keys.get(key)
         if upstream_key is None:
@@ -163,6 +175,7 @@ class ClientConnection:
         self.bytes_to_client = 0
         self._outbound: list[bytes] = []
         self._params: dict[str, str] | None = None
+        self.session_settings: dict[str, str] = {}
 
     # -- writing -------------------------------------------------------------------------
 
@@ -247,13 +260,24 @@ class ClientConnection:
     async def _open(self, startup: codec.StartupMessage, token: str) -> bool:
         params = startup.params
         runtime = self.proxy.runtime
+        try:
+            requested = requested_settings(params)
+            self._check_database(params)
+        except StartupRefused as exc:
+            self.fatal(f"portcullis: {exc}", "22023")
+            return False
         self.session = ProxySession(
             runtime, self.client_addr, params.get("application_name", "")[:256]
         )
         try:
             await self.session.open(
                 token,
-                {"user": params.get("user", ""), "database": params.get("database", "")},
+                {
+                    "user": params.get("user", ""),
+                    "database": params.get("database", ""),
+                    # judged by policy at session.open like SET; a refusal names one
+                    "settings": {name.lower(): value for name, value in requested.items()},
+                },
                 tell=self._notice,
             )
         except SessionRefused as exc:
@@ -264,7 +288,10 @@ class ClientConnection:
         assert lease is not None
         self.scanner = SecretScanner(lease.secrets())
         database = self.proxy.database or params.get("database") or params.get("user", "")
-        self._params = startup_params(params, lease, database)
+        grant = self.session.grant
+        assert grant is not None
+        self.session_settings = dict(grant.ruling.verdict.session_settings)
+        self._params = upstream_params(lease.username, database, requested, self.session_settings)
         try:
             self.upstream = await connect(
                 self.proxy.upstream_host,
@@ -280,6 +307,17 @@ class ClientConnection:
             return False
         self._greet(self.upstream)
         return True
+
+    def _check_database(self, params: dict[str, str]) -> None:
+        """A database the client names must be the connection's (libpq names the user's
+        own when none is given): a session never lands elsewhere without a word."""
+        configured = self.proxy.database
+        asked = params.get("database", "")
+        if configured and asked and asked not in (configured, params.get("user", "")):
+            raise StartupRefused(
+                f"start-up parameter database = {asked[:64]!r} is refused: connection "
+                f"{self.proxy.connection.name} serves database {configured!r}"
+            )
 
     def _greet(self, upstream: Upstream) -> None:
         """AuthenticationOk, the server's parameters, a proxy-issued key, ReadyForQuery."""
@@ -302,6 +340,9 @@ class ClientConnection:
         tracker = ResponseTracker()
         tracker.status = upstream.status
         tracker.column_names = self.proxy.column_names
+        tracker.pinned = pinned_settings(self.session_settings)
+        for status in upstream.parameters:
+            tracker.watch(status.name, status.value)
         enforcer = Enforcer(
             self.session,
             tracker,
@@ -310,13 +351,16 @@ class ClientConnection:
             self.proxy.hash_key,
             self._function_name,
         )
-        relay = _Relay(self, enforcer, tracker)
+        relay = _Relay(self, enforcer, tracker, statement_limit(self.session_settings))
+        enforcer.settle = relay.settle
         waiting: set[asyncio.Future[str]] = {relay.ended}
         expires_at = self.session.grant.expires_at if self.session.grant else 0.0
         if expires_at:
             waiting.add(asyncio.ensure_future(self._grant_ends(expires_at)))
         reason, abnormal = "client_disconnect", False
         try:
+            if tracker.broken:  # the server did not take a pin at start-up
+                relay.stop_pinned()
             relay.start(self.reader, upstream)
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             reason = done.pop().result()
@@ -467,12 +511,22 @@ class _Relay:
     """
 
     def __init__(
-        self, conn: ClientConnection, enforcer: Enforcer, tracker: ResponseTracker
+        self,
+        conn: ClientConnection,
+        enforcer: Enforcer,
+        tracker: ResponseTracker,
+        statement_limit: float = 0.0,
     ) -> None:
         self.conn = conn
         self.enforcer = enforcer
         self.tracker = tracker
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        # the statement watchdog: a statement still running this long after the server's
+        # last ReadyForQuery is cancelled (the server's statement_timeout is the first line;
+        # this one holds when a client set that to 0)
+        self._statement_limit = statement_limit
+        self._watchdog: asyncio.TimerHandle | None = None
         self._transports: dict[str, asyncio.BaseTransport] = {}
         self._held: dict[str, set[str]] = {"client": set(), "server": set()}
         self._waits: dict[str, asyncio.Task[None] | None] = {"client": None, "server": None}
@@ -537,7 +591,55 @@ class _Relay:
         else:
             self._hold(side, "peer_full")
 
+    async def settle(self) -> None:
+        """Send what is queued (with a Flush inside an extended batch, so the server sends
+        its answers) and wait until the server has answered everything sent."""
+        if self.enforcer.batch_forwarded:
+            self.conn._outbound.append(codec.Flush().encode())
+        self.conn.flush_upstream()
+        loop = asyncio.get_running_loop()
+        while not self.tracker.idle and not self.ended.done():
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._idle_waiters.append(waiter)
+            await waiter
+
+    def _wake_settled(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def stop_pinned(self) -> None:
+        """The server reported a pinned setting moved: tell the client, record it, end."""
+        reason = self.tracker.broken
+        session = self.conn.session
+        if session is not None:
+            session.record_response(error="pinned_setting_changed", reason=reason)
+        self.conn.fatal(f"portcullis: {reason}", "55000")
+        self._end("pinned_setting_changed")
+
+    def _arm_watchdog(self) -> None:
+        if self._statement_limit and self._watchdog is None and not self.tracker.idle:
+            self._watchdog = asyncio.get_running_loop().call_later(
+                self._statement_limit, self._overdue, self.tracker.readies
+            )
+
+    def _overdue(self, readies: int) -> None:
+        self._watchdog = None
+        if self.tracker.idle or self.ended.done():
+            return
+        if self.tracker.readies == readies and self.conn.key is not None:
+            session = self.conn.session
+            if session is not None:
+                session.record_response(error="statement_timeout", limit=self._statement_limit)
+            task = asyncio.ensure_future(self.conn.proxy.forward_cancel(self.conn.key))
+            self.conn.proxy.background(task)
+        self._arm_watchdog()
+
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._wake_settled()
         waits = [t for t in self._waits.values() if t is not None]
         for task in waits:
             task.cancel()
@@ -546,6 +648,7 @@ class _Relay:
     def _end(self, reason: str) -> None:
         if not self.ended.done():
             self.ended.set_result(reason)
+        self._wake_settled()
 
     def _failed(self, exc: BaseException) -> None:
         log.error("postgres proxy: session failed", exc_info=exc)
@@ -638,6 +741,8 @@ class _Relay:
         self.conn.flush_upstream()
         if self.enforcer.terminated:
             self._end("client_terminate")
+        elif self._statement_limit and self._watchdog is None:
+            self._arm_watchdog()
 
     def _violation(self, exc: codec.ProtocolViolation) -> None:
         self.conn.flush_upstream()
@@ -692,3 +797,8 @@ class _Relay:
         session = conn.session
         assert session is not None
         conn.record(self.tracker, session)
+        tracker = self.tracker
+        if tracker.broken:
+            self.stop_pinned()
+        elif self._idle_waiters and tracker.idle:
+            self._wake_settled()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from pdp.verdict import MaskRule
 from proxies.postgres import codec
+from proxies.postgres.startup import same_value
 from proxies.runtime.masking import Masker
 from proxies.runtime.pdp_client import Ruling
 
@@ -58,6 +59,7 @@ class Expect:
     statement: str | None = None  # DescribeS/Execute: statement name; DescribeP: portal name
     portal: str | None = None  # Execute: the portal it runs
     swallow: bool = False  # internal message: its answer never reaches the client
+    silent: bool = False  # its answer reaches the client but is no command of the session's
     replace_error: codec.ErrorResponse | None = None  # poison Parse: the policy's error
     command: str = ""
     ruling: Ruling | None = None  # what allowed it, recorded with its completion
@@ -103,6 +105,14 @@ class ResponseTracker:
         self._discarding_to_sync = False
         # (table OID, attribute number) → the column's real name, filled by the proxy
         self.column_names: dict[tuple[int, int], str] = {}
+        # reported settings the session must keep (proxies.postgres.startup), and why the
+        # session must stop once the server reports another value of one ("" while none)
+        self.pinned: dict[str, str] = {}
+        self.broken = ""
+        # the proxy lifted default_transaction_read_only for an approved write: the server
+        # reports it off until the proxy puts it back
+        self.lifted = False
+        self.readies = 0  # ReadyForQuery messages seen: the statement watchdog's clock
 
     # -- what the client side registers ------------------------------------------------
 
@@ -131,9 +141,10 @@ class ResponseTracker:
             finished_swallowed = self._ready(message.status, head)
             out += b"" if finished_swallowed else message.raw or message.encode()
             return out + self._release_synthetic()
-        if isinstance(
-            message, (codec.NoticeResponse, codec.ParameterStatus, codec.NotificationResponse)
-        ):
+        if isinstance(message, codec.ParameterStatus):
+            self.watch(message.name, message.value)
+            return out + (message.raw or message.encode())
+        if isinstance(message, (codec.NoticeResponse, codec.NotificationResponse)):
             return out + (message.raw or message.encode())
         if not isinstance(head, Expect):
             # nothing owed: the server speaks unprompted (e.g. a FATAL before closing)
@@ -182,9 +193,30 @@ class ResponseTracker:
 
     # -- what an answer changes, whichever way it was read (on_backend or plain) -------
 
+    def watch(self, name: str, value: str) -> None:
+        """A setting the server reports (ParameterStatus): a pinned one that moved stops
+        the session — a function or statement changed how the server reads SQL, or what
+        policy pinned, and nothing the policy judged on the old terms may run after."""
+        key = name.lower()
+        pinned = self.pinned.get(key)
+        if pinned is None:
+            return
+        if same_value(key, value, pinned):
+            if key == "default_transaction_read_only":
+                self.lifted = False  # put back after an approved write
+            return
+        if key == "default_transaction_read_only" and self.lifted:
+            return
+        if not self.broken:
+            self.broken = (
+                f"the server reports {name} = {value[:64]!r}, but this session is pinned to "
+                f"{pinned!r}; the session is stopped"
+            )
+
     def _ready(self, status: str, head: Expect | Synthetic | None) -> bool:
         """ReadyForQuery: the new status; True if what it ended was swallowed."""
         self.status = status
+        self.readies += 1
         self._discarding_to_sync = False
         self.in_copy_out = False
         return self._finish_until_sync(head)
@@ -274,7 +306,7 @@ class ResponseTracker:
             message, (codec.CommandComplete, codec.EmptyQueryResponse, codec.PortalSuspended)
         ):
             self._ended(head, message.tag if isinstance(message, codec.CommandComplete) else "")
-            return raw
+            return b"" if head.swallow else raw
         if isinstance(message, codec.CopyOutResponse):
             self.in_copy_out = True
             return raw
@@ -292,7 +324,7 @@ class ResponseTracker:
         return raw
 
     def _complete(self, head: Expect, tag: str, error: str = "") -> None:
-        if head.swallow:
+        if head.swallow or head.silent:
             return
         self.completions.append(
             Completion(
@@ -318,9 +350,10 @@ class ResponseTracker:
         masker = head.masker
         assert masker is not None
         if head.shape is None and head.kind == "Execute":
-            head.shape = self.portal_shapes.get(head.portal or "") or self.statement_shapes.get(
-                head.statement or ""
-            )
+            head.shape = self.portal_shapes.get(head.portal or "")
+            if head.shape is not None and not head.formats:
+                # a cursor's portal: its description says how each column comes
+                head.formats = [f.format for f in head.shape.fields]
         shape = head.shape
         if shape is None:
             # no description of these rows: no column can be named, so every value goes

@@ -1,7 +1,7 @@
 """Connecting to the upstream PostgreSQL server with the session's credential.
 
 Owns the upstream side of start-up: TCP (and TLS when configured), the StartupMessage
-with a filtered set of client parameters, and authentication — SCRAM-SHA-256, md5 or
+(its parameters come from proxies.postgres.startup), and authentication — SCRAM-SHA-256, md5 or
 cleartext, whichever the server asks. The credential lives only in this process's
 memory; nothing here logs it, and errors name the server and the step, never the secret.
 """
@@ -15,18 +15,6 @@ from dataclasses import dataclass, field
 from proxies.postgres import codec
 from proxies.postgres.scram import ScramClient, ScramError, md5_password
 from proxies.runtime.credentials import CredentialLease
-
-# client start-up parameters passed on; `options` (which can set any GUC, e.g. a role) and
-# `replication` (another protocol) never are
-FORWARDED_PARAMS = (
-    "application_name",
-    "DateStyle",
-    "TimeZone",
-    "extra_float_digits",
-    "IntervalStyle",
-    "search_path",
-    "standard_conforming_strings",
-)
 
 
 class UpstreamError(Exception):
@@ -46,14 +34,6 @@ class Upstream:
     key: codec.BackendKeyData | None = None
     status: str = "I"
     pending: list[codec.Message] = field(default_factory=list)  # read past ReadyForQuery
-
-
-def startup_params(client: dict[str, str], lease: CredentialLease, database: str) -> dict[str, str]:
-    params = {"user": lease.username, "database": database, "client_encoding": "UTF8"}
-    for name in FORWARDED_PARAMS:
-        if name in client:
-            params[name] = client[name]
-    return params
 
 
 async def connect(

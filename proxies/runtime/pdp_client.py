@@ -43,6 +43,9 @@ class Ruling:
     policy_revision: str = ""
     cached: bool = False
     approval_id: str = ""  # require_approval: the request to wait for
+    # what the command does to state the proxy tracks (Decision.effects): the PDP's
+    # classification of the text, the same for every command of the same shape
+    effects: tuple[str, ...] = ()
 
     @property
     def kind(self) -> VerdictKind:
@@ -88,7 +91,11 @@ def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
         tuple(sorted(message.session_settings.items())),
     )
     return Ruling(
-        verdict, message.decision_id, message.policy_revision, approval_id=message.approval_id
+        verdict,
+        message.decision_id,
+        message.policy_revision,
+        approval_id=message.approval_id,
+        effects=tuple(message.effects),
     )
 
 

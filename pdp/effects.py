@@ -1,0 +1,63 @@
+"""What a command does to the session state a proxy tracks, told with every decision.
+
+Owns turning the PDP's own classification of a statement (pdp.statements, the server's
+grammar) into `Decision.effects`, so a proxy never parses SQL to learn them:
+
+  prepared:NAME PREPARE or DEALLOCATE replace or drop the prepared statement NAME (`*`:
+                DEALLOCATE ALL, DISCARD ALL: every one), whose names the extended
+                protocol's statements share
+  close:NAME    CLOSE drops the cursor NAME (`*`: CLOSE ALL, DISCARD ALL: every one),
+                whose names the extended protocol's portals share
+  cursor:NAME   DECLARE makes a cursor the client may Describe and Execute as a portal
+  copy_out      COPY ... TO STDOUT: rows leave as CopyData, not DataRow
+  settings      SET, RESET, DISCARD or set_config change session settings
+
+Facts about the text, never policy: the same for every session and policy revision.
+No IO here.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pdp.policy_input import CACHED_SQL_LENGTH, classified
+
+
+def statement_effects(entries: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The effects of the classified statements of one command, in a stable order."""
+    found: dict[str, None] = {}
+    for entry in entries:
+        kind = entry.get("type")
+        if kind in ("prepare", "deallocate"):
+            found[f"prepared:{entry.get('name') or '*'}"] = None
+        elif kind == "discard":
+            if entry.get("target", "all") == "all":
+                found["prepared:*"] = None
+                found["close:*"] = None
+            found["settings"] = None
+        elif kind == "close":
+            found[f"close:{entry.get('cursor') or '*'}"] = None
+        elif kind == "declare":
+            found[f"cursor:{entry.get('cursor') or ''}"] = None
+        elif kind == "copy" and entry.get("direction") == "to" and entry.get("stdio"):
+            found["copy_out"] = None
+        elif kind == "set":
+            found["settings"] = None
+        if entry.get("settings") or entry.get("dynamic_settings"):
+            found["settings"] = None
+    return tuple(found)
+
+
+@functools.lru_cache(maxsize=8192)
+def _sql_effects(raw: str) -> tuple[str, ...]:
+    return statement_effects(classified(raw))
+
+
+def command_effects(kind: str, raw: str) -> tuple[str, ...]:
+    """Effects of one command; () for commands that are not SQL text."""
+    if kind != "postgres.query":
+        return ()
+    if len(raw) > CACHED_SQL_LENGTH:
+        return statement_effects(classified(raw))
+    return _sql_effects(raw)
