@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from pdp.sessions import Session, rfc3339
-from pdp.statements import classify, proven_shape, shape, skeleton
+from pdp.statements import Findings, classify, proven_shape, shape, skeleton
 
 COMMAND_KINDS = frozenset(
     {
@@ -63,6 +63,56 @@ _shape = functools.lru_cache(maxsize=8192)(shape)
 _proven_shape = functools.lru_cache(maxsize=8192)(proven_shape)
 
 
+def function_call_entry(name: str) -> dict[str, Any]:
+    """The statement entry of a fast-path call of the function the proxy named: its name
+    as the server writes a function (regproc text: schema-qualified when not on the search
+    path, identifiers double-quoted where needed), under the same fields classify() gives
+    a call written in SQL, so one rule judges both."""
+    found = Findings()
+    parts = _identifiers(name)
+    if parts is None:
+        # not a name the server would write: judged as a name no list holds
+        parts = [name or "?", "?"]
+    found.call(parts, None)
+    entry: dict[str, Any] = {"type": "select", "tag": "FunctionCall"}
+    found.into(entry)
+    return entry
+
+
+def _identifiers(name: str) -> list[str] | None:
+    """The identifiers of a dotted name, double-quoted ones unquoted; None if malformed."""
+    parts: list[str] = []
+    i = 0
+    while i < len(name):
+        if name[i] == '"':
+            end = i + 1
+            text = []
+            while True:
+                end = name.find('"', end)
+                if end < 0:
+                    return None
+                if name.startswith('""', end):
+                    text.append(name[i + 1 : end + 1])
+                    i, end = end + 1, end + 2
+                    continue
+                text.append(name[i + 1 : end])
+                break
+            parts.append("".join(text))
+            i = end + 1
+        else:
+            end = name.find(".", i)
+            end = len(name) if end < 0 else end
+            if '"' in name[i:end] or end == i:
+                return None
+            parts.append(name[i:end].lower())
+            i = end
+        if i < len(name):
+            if name[i] != "." or i == len(name) - 1:
+                return None
+            i += 1
+    return parts or None
+
+
 def command_input(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """input.command for one command; protocol attributes go under their protocol's key."""
     command: dict[str, Any] = {"kind": kind, "raw": raw}
@@ -71,15 +121,7 @@ def command_input(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, 
         details = {k: v for k, v in attributes.items() if k != "statements"}
         if kind == "postgres.function_call":
             # a FunctionCall ('F') message names a function by OID; the proxy resolves it
-            name = str(attributes.get("function", "")).lower()
-            details["statements"] = [
-                {
-                    "type": "select",
-                    "tag": "FunctionCall",
-                    "tables": [],
-                    "functions": [name.rsplit(".", 1)[-1]] if name else [],
-                }
-            ]
+            details["statements"] = [function_call_entry(str(attributes.get("function", "")))]
         else:
             details["statements"] = classified(raw)
         details.setdefault("protocol", "simple")

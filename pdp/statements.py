@@ -213,15 +213,18 @@ def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
     entry = _describe(node)
     if nested:
         entry["nested"] = True
-    tables: dict[str, None] = {}
-    functions: dict[str, None] = {}
+    found = Findings()
+    tables = found.tables
     children: list[Entry] = []
     hide_nested = entry["type"] == "explain" and not entry["analyze"]
     for child in _walk(node):
         if isinstance(child, ast.RangeVar):
             tables[_relation_name(child)] = None
         elif isinstance(child, ast.FuncCall):
-            functions[_function_name(child.funcname)] = None
+            parts = [str(getattr(p, "sval", p)) for p in child.funcname or ()]
+            found.call(parts, _const(child.args[0]) if child.args else None)
+        elif isinstance(child, ast.SelectStmt) and child.lockingClause:
+            found.locking = True
         if not hide_nested and child is not node and _nests(child):
             # The walk goes on below the child too, so deeper statements get their own
             # entries from this loop and the child's tables count for the parent.
@@ -230,10 +233,145 @@ def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
         for name in node.objects or ():
             tables[_qualified(name)] = None
     if isinstance(node, ast.DoStmt):
-        _fold_do_block(entry, *_do_block(node), tables, functions, children)
-    entry["tables"] = list(tables)
-    entry["functions"] = list(functions)
+        _fold_do_block(entry, *_do_block(node), found, children)
+    found.into(entry)
     return [entry, *children]
+
+
+class Findings:
+    """What the walk of one statement's tree finds, for both trees (pglast.ast and JSON):
+    the tables it names and the functions it calls, under every name policy reads."""
+
+    __slots__ = ("cased", "dynamic", "functions", "locking", "qualified", "settings", "tables")
+
+    def __init__(self) -> None:
+        self.tables: dict[str, None] = {}
+        self.functions: dict[str, None] = {}
+        self.qualified: dict[str, None] = {}
+        self.cased: dict[str, None] = {}
+        self.settings: dict[str, None] = {}
+        self.dynamic = False
+        self.locking = False
+
+    def call(self, parts: list[str], first: Const | None) -> None:
+        """One function call: its name as written (parts, the parser's identifiers: unquoted
+        ones already folded to lower case) and its first argument if a constant."""
+        if not parts:
+            return
+        written = ".".join(parts)
+        lowered = written.lower()
+        name = parts[-1].lower()
+        self.functions[name] = None
+        if len(parts) > 1:
+            self.qualified[lowered] = None
+        if written != lowered:
+            # A quoted name with capitals is another function than the lower-case one the
+            # lists name (pg_catalog has none): policy sees it exactly as the server will.
+            self.cased[written] = None
+        if name == "set_config":
+            # set_config(name, value, is_local) is SET name in a function call: which
+            # setting it changes is known only when its first argument is a string literal.
+            if first is not None and first[0] == "sval":
+                self.settings[first[1].lower()] = None
+            else:
+                self.dynamic = True
+
+    def fold(self, inner: Entry) -> None:
+        """Add what an entry classified from other text (a DO block's body) holds."""
+        self.tables.update(dict.fromkeys(inner["tables"]))
+        self.functions.update(dict.fromkeys(inner["functions"]))
+        self.qualified.update(dict.fromkeys(inner["qualified_functions"]))
+        self.cased.update(dict.fromkeys(inner.get("cased_functions", ())))
+        self.settings.update(dict.fromkeys(inner.get("settings", ())))
+        self.dynamic = self.dynamic or inner.get("dynamic_settings", False)
+        self.locking = self.locking or inner.get("locking", False)
+
+    def into(self, entry: Entry) -> None:
+        entry["tables"] = list(self.tables)
+        entry["functions"] = list(self.functions)
+        entry["qualified_functions"] = list(self.qualified)
+        if self.cased:
+            entry["cased_functions"] = list(self.cased)
+        if self.settings:
+            entry["settings"] = list(self.settings)
+        if self.dynamic:
+            entry["dynamic_settings"] = True
+        if self.locking:
+            entry["locking"] = True
+
+
+# A constant as both trees can say it: (the A_Const field that holds it, its text), the
+# field one of sval, ival, fval, boolval, bsval, isnull.
+Const = tuple[str, str]
+
+_CONST_FIELDS = {
+    ast.String: "sval",
+    ast.Integer: "ival",
+    ast.Float: "fval",
+    ast.Boolean: "boolval",
+    ast.BitString: "bsval",
+}
+
+
+def _const(node: Any) -> Const | None:
+    """The constant node is, or None when it is anything else (an expression, a cast)."""
+    if not isinstance(node, ast.A_Const):
+        return None
+    if node.isnull:
+        return ("isnull", "")
+    key = _CONST_FIELDS[type(node.val)]
+    return (key, _const_text(getattr(node.val, key)))
+
+
+def _const_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+# The value of a boolean setting the server reads as true (its parse_bool: any prefix of
+# true or yes, on, 1); everything else is false or an error.
+_TRUE_SETTING = frozenset({"t", "tr", "tru", "true", "y", "ye", "yes", "on", "1"})
+
+# Settings that make transactions read-write unless set to true; SET TRANSACTION and SET
+# SESSION CHARACTERISTICS say it as a transaction_read_only option.
+_READ_ONLY_SETTINGS = frozenset({"transaction_read_only", "default_transaction_read_only"})
+
+
+Options = list[tuple[str, "Const | None"]]
+
+
+def _set_fields(
+    entry: Entry, kind: str, name: str, args: list[Const | None], options: Options
+) -> None:
+    """The fields of a VariableSetStmt from either tree: kind the VariableSetKind name,
+    args its value list as constants, options the DefElems of SET TRANSACTION."""
+    entry["setting"] = name or "all"
+    # SET x TO DEFAULT is RESET x: both return to the session's start-up value.
+    entry["reset"] = kind.startswith("VAR_RESET") or kind == "VAR_SET_DEFAULT"
+    if kind == "VAR_SET_VALUE" and len(args) == 1 and args[0] is not None:
+        entry["value"] = args[0][1]
+    if name in _READ_ONLY_SETTINGS:
+        # RESET transaction_read_only makes the transaction read-write whatever the
+        # session's default; both are judged as read-write unless set to true.
+        value = entry.get("value", "").lower()
+        if entry["reset"] or value not in _TRUE_SETTING:
+            entry["read_write"] = True
+    elif kind == "VAR_SET_MULTI" and _option_read_write(options):
+        entry["read_write"] = True
+    if name == "search_path":
+        # The server searches pg_catalog first unless the path names it later.
+        schemas = [a[1] if a is not None else "" for a in args]
+        entry["pg_catalog_first"] = "pg_catalog" not in schemas or schemas[0] == "pg_catalog"
+
+
+def _option_read_write(options: Options) -> bool:
+    """Whether SET TRANSACTION / BEGIN options say READ WRITE (transaction_read_only 0)
+    anywhere: the server applies them in order, so one is enough."""
+    return any(
+        name == "transaction_read_only" and (value is None or value[1] not in _TRUE_SETTING)
+        for name, value in options
+    )
 
 
 def _type_of(tag: str) -> str:
@@ -263,12 +401,26 @@ def _describe(node: ast.Node) -> Entry:
         # STDIN/STDOUT travel through the client connection; a filename is the server's.
         entry["stdio"] = not node.is_program and node.filename is None
     elif isinstance(node, ast.VariableSetStmt):
-        entry["setting"] = (node.name or "all").lower()
-        entry["reset"] = node.kind.name.startswith("VAR_RESET")  # type: ignore[union-attr]
+        args = node.args or ()
+        options = [(d.defname or "", _const(d.arg)) for d in args if isinstance(d, ast.DefElem)]
+        values = [_const(a) for a in args if not isinstance(a, ast.DefElem)]
+        kind_name = node.kind.name  # type: ignore[union-attr]
+        _set_fields(entry, kind_name, (node.name or "").lower(), values, options)
     elif isinstance(node, ast.VariableShowStmt):
         entry["setting"] = (node.name or "").lower()
     elif isinstance(node, ast.TransactionStmt):
         entry["action"] = node.kind.name.removeprefix("TRANS_STMT_").lower()  # type: ignore[union-attr]
+        options = [(d.defname or "", _const(d.arg)) for d in node.options or ()]
+        if _option_read_write(options):
+            entry["read_write"] = True
+    elif isinstance(node, ast.DeclareCursorStmt | ast.ClosePortalStmt):
+        entry["cursor"] = node.portalname if node.portalname is not None else "*"
+    elif isinstance(node, ast.PrepareStmt | ast.ExecuteStmt):
+        entry["name"] = node.name
+    elif isinstance(node, ast.DeallocateStmt):
+        entry["name"] = "*" if node.isall or node.name is None else node.name
+    elif isinstance(node, ast.DiscardStmt):
+        entry["target"] = node.target.name.removeprefix("DISCARD_").lower()  # type: ignore[union-attr]
     if kind == "drop":
         entry["object"] = _drop_object(node, tag)
     return entry
@@ -329,11 +481,6 @@ def _qualified(name: Any) -> str:
     return ".".join(str(getattr(p, "sval", p)) for p in parts).lower()
 
 
-def _function_name(funcname: Any) -> str:
-    last = funcname[-1] if funcname else ""
-    return str(getattr(last, "sval", last)).lower()
-
-
 # --- the parser's JSON tree ---------------------------------------------------
 #
 # libpg_query writes a node as {"Tag": {fields}} where the field is a generic Node or a
@@ -380,29 +527,33 @@ def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> li
     entry = _describe_json(tag, fields)
     if nested:
         entry["nested"] = True
-    tables: dict[str, None] = {}
-    functions: dict[str, None] = {}
+    found = Findings()
+    tables = found.tables
     children: list[Entry] = []
     hide_nested = entry["type"] == "explain" and not entry["analyze"]
     walk = _walk_json(tag, fields)
+    if tag == "SelectStmt" and "lockingClause" in fields:
+        found.locking = True
     next(walk)  # the statement itself
     for child_tag, child in walk:
         if child_tag == "RangeVar":
             parts = [child.get(p) for p in ("catalogname", "schemaname", "relname")]
             tables[".".join(p for p in parts if p).lower()] = None
         elif child_tag == "FuncCall":
-            functions[_json_function_name(child.get("funcname"))] = None
+            args = child.get("args")
+            name = [_json_sval(p) for p in child.get("funcname", ())]
+            found.call(name, _json_const(args[0]) if args else None)
+        elif child_tag == "SelectStmt":
+            if "lockingClause" in child:
+                found.locking = True
         elif not hide_nested and child_tag in _NESTS:
             children.extend(_classify_json(child_tag, child, nested=True)[:1])
     if tag == "DropStmt" and entry.get("object") in _RELATION_OBJECTS:
         for name in fields.get("objects", ()):
             tables[_json_qualified(name)] = None
     elif tag == "DoStmt":
-        _fold_do_block(
-            entry, *_do_block_source(fields.get("args", ())), tables, functions, children
-        )
-    entry["tables"] = list(tables)
-    entry["functions"] = list(functions)
+        _fold_do_block(entry, *_do_block_source(fields.get("args", ())), found, children)
+    found.into(entry)
     return [entry, *children]
 
 
@@ -425,13 +576,32 @@ def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
         entry["program"] = program
         entry["stdio"] = False
     elif tag == "VariableSetStmt":
-        entry["setting"] = (fields.get("name") or "all").lower()
-        entry["reset"] = fields.get("kind", "VAR_SET_VALUE").startswith("VAR_RESET")
+        options: Options = []
+        values: list[Const | None] = []
+        for arg in fields.get("args", ()):
+            if "DefElem" in arg:
+                options.append(_json_option(arg["DefElem"]))
+            else:
+                values.append(_json_const(arg))
+        kind = fields.get("kind", "VAR_SET_VALUE")
+        _set_fields(entry, kind, (fields.get("name") or "").lower(), values, options)
     elif tag == "VariableShowStmt":
         entry["setting"] = (fields.get("name") or "").lower()
     elif tag == "TransactionStmt":
         action = fields.get("kind", "TRANS_STMT_BEGIN")
         entry["action"] = action.removeprefix("TRANS_STMT_").lower()
+        options = [_json_option(o["DefElem"]) for o in fields.get("options", ())]
+        if _option_read_write(options):
+            entry["read_write"] = True
+    elif tag in ("DeclareCursorStmt", "ClosePortalStmt"):
+        entry["cursor"] = fields.get("portalname", "*")
+    elif tag in ("PrepareStmt", "ExecuteStmt"):
+        entry["name"] = fields.get("name", "")
+    elif tag == "DeallocateStmt":
+        entry["name"] = "*" if fields.get("isall") or "name" not in fields else fields["name"]
+    elif tag == "DiscardStmt":
+        target = fields.get("target", "DISCARD_ALL")
+        entry["target"] = target.removeprefix("DISCARD_").lower()
     if kind == "drop":
         if "removeType" in ast.__dict__[tag].__slots__:
             remove_type = fields.get("removeType", "OBJECT_ACCESS_METHOD")
@@ -449,6 +619,27 @@ _JSON_VALUE_DEFAULTS = {
     "Boolean": ("boolval", False),
     "Integer": ("ival", 0),
 }
+
+
+_JSON_CONST_DEFAULTS = (("sval", ""), ("ival", 0), ("fval", ""), ("boolval", False), ("bsval", ""))
+
+
+def _json_const(node: dict[str, Any]) -> Const | None:
+    """_const() for one JSON node: JSON leaves out false, zero and empty values."""
+    fields = node.get("A_Const")
+    if fields is None:
+        return None
+    if fields.get("isnull", False):
+        return ("isnull", "")
+    for key, default in _JSON_CONST_DEFAULTS:
+        if key in fields:
+            return (key, _const_text(fields[key].get(key, default)))
+    raise _Ambiguous("A_Const without a value")
+
+
+def _json_option(fields: dict[str, Any]) -> tuple[str, Const | None]:
+    arg = fields.get("arg")
+    return fields.get("defname", ""), _json_const(arg) if arg is not None else None
 
 
 def _json_option_on(options: Any, name: str) -> bool:
@@ -501,12 +692,6 @@ def _json_qualified(name: dict[str, Any]) -> str:
     if tag == "List":
         return ".".join(_json_sval(p) for p in fields.get("items", ())).lower()
     return _json_sval(name).lower()
-
-
-def _json_function_name(funcname: Any) -> str:
-    if not funcname:
-        return ""
-    return _json_sval(funcname[-1]).lower()
 
 
 def _do_block(node: ast.DoStmt) -> tuple[list[Entry], bool]:
@@ -601,16 +786,15 @@ def _fold_do_block(
     entry: dict[str, Any],
     inner: list[dict[str, Any]],
     opaque: bool,
-    tables: dict[str, None],
-    functions: dict[str, None],
+    found: Findings,
     children: list[dict[str, Any]],
 ) -> None:
-    """What a DO block's body holds joins its entry: tables and functions always, and the
-    statements as nested entries (IF conditions and assignments add only functions)."""
+    """What a DO block's body holds joins its entry: tables and functions (with the
+    settings set_config changes and any locking) always, and the statements as nested
+    entries (IF conditions and assignments add only what they call)."""
     entry["opaque"] = opaque
     for item in inner:
-        tables.update(dict.fromkeys(item["tables"]))
-        functions.update(dict.fromkeys(item["functions"]))
+        found.fold(item)
         if not item.pop("expression", False):
             item["nested"] = True
             children.append(item)

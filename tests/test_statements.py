@@ -97,6 +97,7 @@ def test_nested_entries_are_marked_and_parents_list_inner_tables():
         "nested": True,
         "tables": ["audit.log"],
         "functions": [],
+        "qualified_functions": [],
     }
     assert "audit.log" in entries[0]["tables"]
     assert "nested" not in entries[0]
@@ -111,6 +112,7 @@ def test_explain_flags():
             "analyze": False,
             "tables": ["orders"],
             "functions": [],
+            "qualified_functions": [],
         }
     ]
     assert one("EXPLAIN ANALYZE SELECT 1")["analyze"] is True
@@ -133,6 +135,7 @@ def test_copy_flags():
         "stdio": False,
         "tables": ["t"],
         "functions": [],
+        "qualified_functions": [],
     }
     from_program = one("COPY t FROM PROGRAM 'cat /etc/passwd'")
     assert (from_program["direction"], from_program["program"]) == ("from", True)
