@@ -166,7 +166,7 @@ def _install(gw: Gateway, sql: str) -> None:
 
 
 @pytest.mark.parametrize("switch", ["switch_encoding", "switch_escaping"])
-async def test_a_function_that_moves_a_lexing_setting_stops_the_session_before_a_pipelined_statement_runs(
+async def test_a_lexing_setting_moved_by_a_function_stops_the_session_before_what_is_pipelined(
     tmp_path, switch: str
 ) -> None:
     async with running_gateway(tmp_path) as gw:
