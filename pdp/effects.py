@@ -9,7 +9,9 @@ grammar) into `Decision.effects`, so a proxy never parses SQL to learn them:
   close:NAME    CLOSE drops the cursor NAME (`*`: CLOSE ALL, DISCARD ALL: every one),
                 whose names the extended protocol's portals share
   cursor:NAME   DECLARE makes a cursor the client may Describe and Execute as a portal
-  copy_out      COPY ... TO STDOUT: rows leave as CopyData, not DataRow
+  copy_out      COPY ... TO STDOUT: rows leave as CopyData, not DataRow, with no column
+                names; copy_source:SQL is the query whose rows it sends (deparsed by
+                the server's grammar), which a proxy can describe to learn the columns
   settings      SET, RESET, DISCARD or set_config change session settings
 
 Facts about the text, never policy: the same for every session and policy revision.
@@ -20,6 +22,10 @@ from __future__ import annotations
 
 import functools
 from typing import Any
+
+import pglast
+from pglast import ast
+from pglast.stream import RawStream
 
 from pdp.policy_input import CACHED_SQL_LENGTH, classified
 
@@ -49,9 +55,33 @@ def statement_effects(entries: list[dict[str, Any]]) -> tuple[str, ...]:
     return tuple(found)
 
 
+def copy_sources(raw: str) -> tuple[str, ...]:
+    """For each COPY ... TO STDOUT in raw, the query whose rows it sends."""
+    try:
+        statements = pglast.parse_sql(raw)
+    except Exception:
+        return ()
+    sources: list[str] = []
+    for statement in statements:
+        node = statement.stmt
+        if not isinstance(node, ast.CopyStmt) or node.is_from or node.filename is not None:
+            continue
+        if node.query is not None:
+            sources.append(RawStream()(node.query))
+        elif node.relation is not None:
+            columns = ", ".join(
+                RawStream()(ast.ColumnRef(fields=(name,))) for name in node.attlist or ()
+            )
+            sources.append(f"SELECT {columns or '*'} FROM {RawStream()(node.relation)}")
+    return tuple(f"copy_source:{source}" for source in sources)
+
+
 @functools.lru_cache(maxsize=8192)
 def _sql_effects(raw: str) -> tuple[str, ...]:
-    return statement_effects(classified(raw))
+    effects = statement_effects(classified(raw))
+    if "copy_out" in effects:
+        effects += copy_sources(raw)
+    return effects
 
 
 def command_effects(kind: str, raw: str) -> tuple[str, ...]:
@@ -59,5 +89,5 @@ def command_effects(kind: str, raw: str) -> tuple[str, ...]:
     if kind != "postgres.query":
         return ()
     if len(raw) > CACHED_SQL_LENGTH:
-        return statement_effects(classified(raw))
+        return _sql_effects.__wrapped__(raw)
     return _sql_effects(raw)

@@ -304,3 +304,35 @@ async def test_psycopg_named_cursors_work_and_stay_masked(tmp_path) -> None:
         assert all(r[1] != "ada@example.com" and r[1] != "bob@example.org" for r in rows)
         dba_rows = await asyncio.to_thread(_named_cursor, gw, gw.token("dba@example.com", ("dba",)))
         assert [r[0] for r in dba_rows] == [1, 2]
+
+
+def _copy_out(gw: Gateway, token: str, sql: str) -> str:
+    with psycopg.connect(gw.dsn(token)) as conn, conn.cursor() as cur, cur.copy(sql) as copy:
+        return b"".join(bytes(chunk) for chunk in copy).decode()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY customers TO STDOUT",
+        "COPY public.customers (id, email) TO STDOUT WITH (FORMAT csv)",
+        "COPY (SELECT id, email AS contact FROM customers) TO STDOUT",
+        "copy (select c.ssn from customers c) to stdout",
+    ],
+)
+async def test_copy_out_of_masked_columns_is_refused_naming_them(tmp_path, sql: str) -> None:
+    async with running_gateway(tmp_path) as gw:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
+            await asyncio.to_thread(_copy_out, gw, gw.token(), sql)
+        assert "masked column" in str(err.value)
+
+
+async def test_copy_out_of_a_table_without_masked_columns_is_a_read(tmp_path) -> None:
+    async with running_gateway(tmp_path) as gw:
+        for token in (gw.token(), gw.token("dba@example.com", ("dba",))):
+            out = await asyncio.to_thread(_copy_out, gw, token, "COPY orders (id, total) TO STDOUT")
+            assert out.splitlines() == ["10\t99.50", "11\t12.00"]
+            out = await asyncio.to_thread(
+                _copy_out, gw, token, "COPY (SELECT id, note FROM customers ORDER BY id) TO STDOUT"
+            )
+            assert "4111 1111 1111 1111" not in out  # the value detectors still read rows

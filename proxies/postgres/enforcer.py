@@ -111,6 +111,8 @@ class Enforcer:
         self.reply = reply  # bytes to the client, in order
         # sends what is queued and waits until the server has answered all of it
         self.settle = settle
+        # the column names of a query's result, described on a side connection
+        self.source_columns: Callable[[str], Awaitable[list[str] | None]] | None = None
         self.hash_key = hash_key
         self.statements: dict[str, PreparedStatement] = {}
         self.portals: dict[str, Portal] = {}
@@ -147,22 +149,49 @@ class Enforcer:
 
     def _vetted(self, ruling: Ruling) -> Ruling:
         """A verdict the proxy cannot carry out becomes a deny: mask rules it cannot use,
-        column masks over COPY output (which carries no column names), anything at all once
-        the server reported that a pinned setting moved."""
+        anything at all once the server reported that a pinned setting moved."""
         if self.tracker.broken:
             return _denied(ruling, self.tracker.broken)
         if ruling.kind is not VerdictKind.MASK:
             return ruling
         try:
-            masker = self.masker(ruling)
+            self.masker(ruling)
         except MaskingError as exc:
             return _denied(ruling, f"policy mask rules unusable ({exc}) — denied")
-        if (
-            masker is not None
-            and any(r.field for r in ruling.verdict.mask)
+        return ruling
+
+    @staticmethod
+    def _copies_masked(ruling: Ruling) -> bool:
+        """COPY ... TO STDOUT under column masks: its rows carry no column names, so its
+        source must be described before it may run."""
+        return (
+            ruling.kind is VerdictKind.MASK
             and "copy_out" in ruling.effects
-        ):
-            return _denied(ruling, "COPY output cannot be masked by column; use SELECT — denied")
+            and any(r.field for r in ruling.verdict.mask)
+        )
+
+    async def _copy_checked(self, ruling: Ruling) -> Ruling:
+        """A COPY out under column masks runs only when none of the columns it sends is
+        one the masks name (the value detectors still read every row); else a deny naming
+        them. Its source is described first; what cannot be described is denied."""
+        masker = self.masker(ruling)
+        assert masker is not None
+        sources = [e.partition(":")[2] for e in ruling.effects if e.startswith("copy_source:")]
+        if not sources or self.source_columns is None:
+            return _denied(ruling, "COPY output could not be described, so it cannot be masked")
+        for source in sources:
+            names = await self.source_columns(source)
+            if names is None:
+                return _denied(
+                    ruling, "COPY output could not be described, so it cannot be masked"
+                )
+            masked = sorted({names[i] for i in masker.columns_to_mask(names)})
+            if masked:
+                return _denied(
+                    ruling,
+                    f"COPY output would carry the masked column(s) {', '.join(masked)}, and "
+                    "COPY rows cannot be masked by column; SELECT them (masked) instead",
+                )
         return ruling
 
     def tell(self, text: str) -> None:
@@ -275,7 +304,7 @@ class Enforcer:
         if self._must_settle(message.sql):
             return False
         ruling = self._known(message.sql, "simple")
-        if ruling is None:
+        if ruling is None or self._copies_masked(ruling):
             return False
         self._query(message, ruling)
         return True
@@ -284,6 +313,8 @@ class Enforcer:
         if self._must_settle(message.sql):
             await self._settled()
         ruling = self._known(message.sql, "simple") or await self.decide(message.sql, "simple")
+        if self._copies_masked(ruling):
+            ruling = await self._copy_checked(ruling)
         self._query(message, ruling)
 
     def _query(self, message: codec.Query, ruling: Ruling) -> None:
@@ -321,7 +352,7 @@ class Enforcer:
         if self._must_settle(message.sql):
             return False
         ruling = self._known(message.sql, "extended")
-        if ruling is None:
+        if ruling is None or self._copies_masked(ruling):
             return False
         self._parse(message, ruling)
         return True
@@ -332,6 +363,8 @@ class Enforcer:
         ruling = self._known(message.sql, "extended") or await self.decide(
             message.sql, "extended"
         )
+        if self._copies_masked(ruling):
+            ruling = await self._copy_checked(ruling)
         self._parse(message, ruling)
 
     def _parse(self, message: codec.Parse, ruling: Ruling) -> None:

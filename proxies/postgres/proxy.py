@@ -38,6 +38,7 @@ from proxies.postgres.upstream import (
     UpstreamError,
     column_names,
     connect,
+    described_fields,
     function_name,
 )
 from proxies.runtime.pdp_client import SessionRefused
@@ -351,6 +352,7 @@ class ClientConnection:
             self.proxy.hash_key,
             self._function_name,
         )
+        enforcer.source_columns = self._source_columns
         relay = _Relay(self, enforcer, tracker, statement_limit(self.session_settings))
         enforcer.settle = relay.settle
         waiting: set[asyncio.Future[str]] = {relay.ended}
@@ -412,6 +414,33 @@ class ClientConnection:
             return
         self.proxy.column_names.update(names)
         self.proxy.unnamed_tables |= {oid for oid in unknown if not any(k[0] == oid for k in names)}
+
+    async def _source_columns(self, sql: str) -> list[str] | None:
+        """The names of the columns a query returns, each as its table calls it where it
+        is a table's column (so an alias hides nothing), else as the result calls it."""
+        session = self.session
+        if session is None or session.lease is None or self._params is None:
+            return None
+        fields = await described_fields(
+            self.proxy.upstream_host,
+            self.proxy.upstream_port,
+            self._params,
+            session.lease,
+            sql,
+            self.proxy.upstream_tls,
+        )
+        if fields is None:
+            return None
+        unknown = {f.table_oid for f in fields if f.table_oid} - self.proxy.unnamed_tables
+        if unknown - {oid for oid, _ in self.proxy.column_names}:
+            await self.learn_columns(unknown)
+        names = []
+        for f in fields:
+            names.append(f.name)
+            real = self.proxy.column_names.get((f.table_oid, f.column)) if f.table_oid else None
+            if real is not None:
+                names.append(real)
+        return names
 
     async def _function_name(self, oid: int) -> str | None:
         session = self.session

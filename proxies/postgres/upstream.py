@@ -169,6 +169,51 @@ async def side_query(
         upstream.writer.close()
 
 
+async def described_fields(
+    host: str,
+    port: int,
+    params: dict[str, str],
+    lease: CredentialLease,
+    sql: str,
+    tls: ssl.SSLContext | None = None,
+    timeout: float = 5.0,
+) -> list[codec.Field] | None:
+    """The columns a query would return (Parse and Describe on a connection of its own,
+    nothing executed), or None when it could not be described."""
+    try:
+        upstream = await connect(host, port, params, lease, tls, timeout)
+    except UpstreamError:
+        return None
+    fields: list[codec.Field] | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            upstream.writer.write(
+                codec.Parse("", sql, []).encode()
+                + codec.Describe("S", "").encode()
+                + codec.Sync().encode()
+                + codec.Terminate().encode()
+            )
+            pending = list(upstream.pending)
+            while True:
+                for message in pending:
+                    if isinstance(message, codec.RowDescription):
+                        fields = list(message.fields)
+                    elif isinstance(message, codec.NoData):
+                        fields = []
+                    elif isinstance(message, codec.ErrorResponse):
+                        return None
+                    elif isinstance(message, codec.ReadyForQuery):
+                        return fields
+                data = await upstream.reader.read(65536)
+                if not data:
+                    return None
+                pending = upstream.parser.feed(data)
+    except (TimeoutError, OSError, codec.ProtocolViolation):
+        return None
+    finally:
+        upstream.writer.close()
+
+
 async def function_name(
     host: str,
     port: int,
