@@ -221,6 +221,17 @@ class EmbeddedEngine:
         elapsed = (time.perf_counter() - started) * 1000
         return EngineResult(result, meta.get("revision", ""), elapsed)
 
+    def _retire(self, worker: _WorkerProcess) -> None:
+        """Stop a worker the pool no longer needs (the pool keeps `size` workers)."""
+        worker.kill()
+        self._all.discard(worker)
+        self._background(worker.stop())
+
+    @property
+    def live_workers(self) -> int:
+        """Worker processes of the pool that are running (for tests and /metrics)."""
+        return sum(1 for w in self._all if w.proc.returncode is None)
+
     def _replace(self, worker: _WorkerProcess) -> None:
         """Kill a worker that overran or failed and start another with the current policy."""
         worker.kill()
@@ -276,9 +287,13 @@ class EmbeddedEngine:
         probe.generation = self.generation
         self._all.add(probe)
         self._idle.put_nowait(probe)
-        # roll the pool in place: each stale worker loads the validated policy when it is free
+        # roll the pool in place: the probe takes a stale worker's place (that one retires),
+        # and each other stale worker loads the validated policy when it is free
         while any(w.generation != self.generation for w in self._all):
             worker = await self._idle.get()
+            if worker.generation != self.generation and len(self._all) > self.size:
+                self._retire(worker)
+                continue
             if worker.generation != self.generation:
                 try:
                     await worker.load(bundle)
