@@ -171,6 +171,23 @@ def cmd_policy_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy_reader_functions(args: argparse.Namespace) -> int:
+    """Print (or write into a data file) the functions readers may call, from a server."""
+    from pdp import reader_functions
+
+    try:
+        functions = reader_functions.from_server(args.dsn)
+    except Exception as exc:  # the server's own message says what is wrong
+        print(f"portcullis policy reader-functions: {exc}", file=sys.stderr)
+        return 1
+    if args.write:
+        reader_functions.write_into(Path(args.write), functions)
+        print(f"{len(functions)} reader functions written to {args.write}", file=sys.stderr)
+    else:
+        print(reader_functions.dump(functions), end="")
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------
 
 
@@ -215,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     peval.add_argument("--policies", default=None, help="policy directory (default: config)")
     peval.add_argument("--raw", action="store_true", help="print the raw policy result")
     peval.set_defaults(func=cmd_policy_eval)
+    preader = psub.add_parser(
+        "reader-functions",
+        help="the functions readers may call, from a server's pg_proc (pdp/reader_functions.py)",
+    )
+    preader.add_argument("--dsn", required=True, help="libpq DSN of the server to read")
+    preader.add_argument("--write", default=None, help="data file to update (rego/data.json)")
+    preader.set_defaults(func=cmd_policy_reader_functions)
 
     from pdp.sessions_cli import register as register_sessions
 

@@ -34,7 +34,7 @@ allow contains sprintf("approved by %s (approval %s)", [input.approval.approver,
 # refers to is a lookup the evaluator pays for on each request, so the verdict, its
 # reasons and its mask are settled together and the approval spec is built only for the
 # verdict that returns it.
-decision := object.union_n([decision_core, cache_part, credential_part])
+decision := object.union_n([decision_core, cache_part, credential_part, session_part])
 
 decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 	count(deny) > 0
@@ -61,17 +61,23 @@ credential_part := {"credential": {"ref": ref}} if {
 	ref := session_credential_ref
 } else := {}
 
-# Cache hints. Only postgres answers are cacheable by shape: every shipped postgres rule
-# looks at statement types, tables, functions and settings names, never at literals.
-# A DO block is the exception: its code is a literal, and the statements classified from
-# it are judged, so a harmless block and a destructive one share a shape; its answers
-# are not cached. An answer that used an approval is never cached: it belongs to that
-# one request.
+session_part := {"session_settings": session_settings} if {
+	decision_core.verdict != "deny"
+} else := {}
+
+# Cache hints. Only postgres answers are cacheable by shape: the shipped postgres rules
+# look at statement types, tables and function names, never at literals. The exceptions
+# are not cached, since texts with other literals share their shape:
+#   - a DO block: its code is a literal, and the statements classified from it are judged;
+#   - SET: its values are judged (search_path, read-write, statement_timeout);
+#   - set_config: the setting it changes is its first argument, a literal.
+# An answer that used an approval is never cached: it belongs to that one request.
 cache_part := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, "cache_key": "shape"} if {
 	input.command.kind == "postgres.query"
 	not input.approval
 	every s in input.command.postgres.statements {
-		s.type != "unparseable"
-		s.type != "do"
+		not s.type in {"unparseable", "do", "set"}
+		not s.settings
+		not s.dynamic_settings
 	}
 } else := {"cache_ttl_seconds": 0, "cache_key": "exact"}

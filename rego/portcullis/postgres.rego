@@ -8,10 +8,52 @@
 # statements classified from a DO block's code (a literal) are the exception, and
 # decision.rego offers no cache for a query holding one.
 #
+# Settings are the exception to "never literal values": the classifier reads the setting
+# set_config names and the values of SET (search_path, read-write, statement_timeout), so
+# decision.rego offers no cache for a query holding a SET or a set_config call either.
+#
+# Readers (everyone not in a privileged group) are judged by allow-lists, never by lists
+# of what is bad (DESIGN.md "default semantics"), all in rego/data.json:
+#
+#   postgres.reader_functions  the functions readers may call, {name: true}, generated from
+#                              a real server's pg_proc by `portcullis policy reader-functions`
+#                              (pdp/reader_functions.py says what it selects and why). A name
+#                              counts only as the server resolves it: unqualified or
+#                              pg_catalog-qualified (pg_catalog is searched first unless the
+#                              search_path names it later, which readers cannot set), and
+#                              not a quoted name with capitals (a different function).
+#   postgres.reader_settings   settings readers may SET, RESET or set_config to any value:
+#                              how values are shown (DateStyle, TimeZone, IntervalStyle,
+#                              extra_float_digits, bytea_output, xmloption, lc_monetary,
+#                              lc_numeric, lc_time), labels and notices (application_name,
+#                              client_min_messages), waits of the session's own (lock_timeout,
+#                              idle_in_transaction_session_timeout, idle_session_timeout),
+#                              jit (asyncpg turns it off), and transaction isolation and
+#                              deferrability. Not memory (work_mem and the like are shared by
+#                              the whole server), not logging, triggers or catalogs. Checked
+#                              by value, with SET only (set_config's value is not read):
+#                              search_path (only with pg_catalog first), statement_timeout
+#                              (1 ms up to postgres.reader_statement_timeout_ms, the bound
+#                              the session opens with), transaction_read_only and
+#                              default_transaction_read_only, SET TRANSACTION and SET
+#                              SESSION CHARACTERISTICS (never to read-write). RESET ALL
+#                              and DISCARD ALL return to the session's start-up values,
+#                              which the proxy pins in the start-up packet.
+#   postgres.secret_catalogs   catalogs readers may not read at all (password verifiers,
+#                              user-mapping options, large objects, column statistics that
+#                              hold sample values, other sessions' SQL text, server files).
+#
+# For everyone, dba included: postgres.lexing_settings (client_encoding, and the settings
+# that change how the server reads a string literal) may not be SET or set_config'd, since
+# the policy's parser must read each statement as the server does; RESET returns them to
+# the values the proxy pinned, so RESET stays allowed. set_config with a setting name that
+# is not a literal is denied to everyone: nobody can tell what it changes.
+#
 # Bodies test input fields before they test other rules: each rule reference costs the
 # evaluator more than an input lookup, and this module runs on every SQL statement. Deny
 # rules iterate the statements without checking the command kind: only postgres commands
-# carry statements, and a stray one could only add a denial.
+# carry statements, and a stray one could only add a denial. Lists read on every statement
+# are objects ({name: true}), so a membership test is one lookup, not a scan.
 package portcullis
 
 
@@ -32,17 +74,43 @@ deny contains sprintf("SQL that cannot be parsed is denied: %s", [s.error]) if {
 	s.type == "unparseable"
 }
 
-deny contains sprintf("function %s reaches outside the database", [f]) if {
+deny contains sprintf("function %s reaches outside the database or runs SQL text", [f]) if {
 	some s in input.command.postgres.statements
 	some f in s.functions
-	f in data.portcullis.dangerous_functions
+	data.portcullis.dangerous_functions[f]
 }
 
-deny contains sprintf("function %s reaches outside the database", [f]) if {
+deny contains sprintf("function %s reaches outside the database or runs SQL text", [f]) if {
 	some s in input.command.postgres.statements
 	some f in s.functions
 	some prefix in data.portcullis.dangerous_function_prefixes
 	startswith(f, prefix)
+}
+
+deny contains sprintf("SET %s is pinned for every session: the policy must read SQL as the server does", [upper(s.setting)]) if {
+	some s in input.command.postgres.statements
+	s.type == "set"
+	data.portcullis.postgres.lexing_settings[s.setting]
+	not s.reset
+}
+
+deny contains sprintf("set_config may not change %s: it is pinned for every session", [name]) if {
+	some s in input.command.postgres.statements
+	some name in s.settings
+	data.portcullis.postgres.lexing_settings[name]
+}
+
+deny contains "set_config with a setting name that is not a literal: what it changes cannot be judged" if {
+	some s in input.command.postgres.statements
+	s.dynamic_settings
+}
+
+# The classifier always says what a set_config call sets; an entry that does not is judged
+# as the call whose name cannot be read.
+deny contains "set_config with a setting name that is not a literal: what it changes cannot be judged" if {
+	some s in input.command.postgres.statements
+	some "set_config" in s.functions
+	not s.settings
 }
 
 deny contains "COPY ... PROGRAM runs a program on the database server" if {
@@ -107,54 +175,126 @@ pg_approval contains [i, "DO block with dynamic or non-SQL code needs approval"]
 
 # --- everyone else ---------------------------------------------------------
 
-# Statement types anyone on the connection may run without approval.
-pg_allowed contains i if {
+# Statements that only read, allowed once their functions, settings and tables pass the
+# deny rules below.
+pg_reads contains i if {
 	some i, s in input.command.postgres.statements
 	s.type in {
 		"select", "show", "transaction", "prepare", "execute", "deallocate",
-		"declare", "fetch", "close", "discard",
+		"declare", "fetch", "close", "discard", "listen", "unlisten",
 	}
-	not pg_calls_protected(s)
+	not s.locking
+	not privileged
+}
+
+pg_reads contains i if {
+	some i, s in input.command.postgres.statements
+	s.type == "explain"
+	s.analyze == false
+	not privileged
+}
+
+pg_reads contains i if {
+	some i, s in input.command.postgres.statements
+	s.type == "copy"
+	s.direction == "to"
+	s.program == false
+	not privileged
+}
+
+# Statements that change data or lock rows: approval for everyone but the privileged.
+pg_writes contains [i, sprintf("%s needs approval", [upper(s.type)])] if {
+	some i, s in input.command.postgres.statements
+	s.type in {"insert", "update", "delete", "merge"}
+	not privileged
+}
+
+pg_writes contains [i, "COPY FROM needs approval"] if {
+	some i, s in input.command.postgres.statements
+	s.type == "copy"
+	s.direction == "from"
+	s.program == false
+	not privileged
+}
+
+# FOR UPDATE/SHARE takes row locks, which block writers: a write for policy purposes.
+# A plain EXPLAIN runs nothing, so it locks nothing.
+pg_writes contains [i, "SELECT ... FOR UPDATE/SHARE locks rows and needs approval"] if {
+	some i, s in input.command.postgres.statements
+	s.locking
+	s.type != "explain"
 	not privileged
 }
 
 pg_allowed contains i if {
-	some i, s in input.command.postgres.statements
-	s.type == "explain"
-	s.analyze == false
-	not pg_calls_protected(s)
-	not privileged
+	some i in pg_reads
 }
 
 pg_allowed contains i if {
 	some i, s in input.command.postgres.statements
 	s.type == "set"
-	not s.setting in data.portcullis.postgres.protected_settings
+	pg_reader_may_set(s)
 	not privileged
 }
 
-pg_allowed contains i if {
+pg_approval contains entry if {
+	some entry in pg_writes
+}
+
+pg_write_statements := {i | some [i, _] in pg_writes}
+
+# A function a reader may not call denies a read; in a write it goes to the approver.
+pg_approval contains [i, reason] if {
+	some [i, reason] in pg_reader_calls
+	i in pg_write_statements
+}
+
+deny contains reason if {
+	some [i, reason] in pg_reader_calls
+	not i in pg_write_statements
+}
+
+pg_reader_calls contains [i, sprintf("function %s is not one readers may call", [f])] if {
 	some i, s in input.command.postgres.statements
-	s.type == "copy"
-	s.direction == "to"
-	s.program == false
-	not pg_calls_protected(s)
+	some f in s.functions
+	not data.portcullis.postgres.reader_functions[f]
+	f != "set_config"
 	not privileged
 }
 
-# Statement types that change data: approval for everyone but the privileged groups.
-pg_approval contains [i, sprintf("%s needs approval", [upper(s.type)])] if {
+pg_reader_calls contains [i, sprintf("function %s is not in pg_catalog; readers may call only functions there", [f])] if {
 	some i, s in input.command.postgres.statements
-	s.type in {"insert", "update", "delete", "merge"}
-	not pg_calls_protected(s)
+	some f in s.qualified_functions
+	not pg_catalog_function(f)
 	not privileged
 }
 
-pg_approval contains [i, "COPY FROM needs approval"] if {
+# A quoted name with capitals names another function than the lower-case one listed.
+pg_reader_calls contains [i, sprintf("function %q is not one readers may call", [f])] if {
 	some i, s in input.command.postgres.statements
-	s.type == "copy"
-	s.direction == "from"
-	s.program == false
+	some f in s.cased_functions
+	not privileged
+}
+
+# "pg_catalog.name", not "pg_catalog.x.name" (a quoted schema name holding a dot).
+pg_catalog_function(f) if {
+	startswith(f, "pg_catalog.")
+	not contains(substring(f, 11, -1), ".")
+}
+
+# set_config is SET in a function call, and judged as SET is, in any statement: an
+# approved write must not change the session's settings for what follows.
+deny contains sprintf("set_config may not change %s for readers", [name]) if {
+	some s in input.command.postgres.statements
+	some name in s.settings
+	not data.portcullis.postgres.reader_settings[name]
+	not privileged
+}
+
+deny contains sprintf("SET %s is not a setting readers may change", [upper(s.setting)]) if {
+	some s in input.command.postgres.statements
+	s.type == "set"
+	not pg_reader_may_set(s)
 	not privileged
 }
 
@@ -165,18 +305,67 @@ deny contains sprintf("SET %s changes who the session acts as", [upper(s.setting
 	not privileged
 }
 
-# set_config('role', ...) is SET ROLE in disguise. Which setting it changes is a literal,
-# and rules here must not read literals, so the function is denied whatever it sets.
-deny contains sprintf("%s can change who the session acts as", [f]) if {
+# Reader sessions run read-only at the server (session.rego); this keeps them there.
+deny contains sprintf("%s would make the transaction read-write; reader sessions stay read-only", [s.tag]) if {
 	some s in input.command.postgres.statements
-	some f in s.functions
-	f in data.portcullis.postgres.protected_functions
+	s.read_write
 	not privileged
 }
 
-pg_calls_protected(s) if {
-	some f in s.functions
-	f in data.portcullis.postgres.protected_functions
+deny contains sprintf("%s holds secrets; only privileged groups may read it", [t]) if {
+	some s in input.command.postgres.statements
+	some t in s.tables
+	pg_secret_catalog(t)
+	not privileged
+}
+
+# Matched on the last component, so pg_catalog.pg_authid and "PG_AUTHID" count too.
+pg_secret_catalog(t) if {
+	parts := split(t, ".")
+	data.portcullis.postgres.secret_catalogs[parts[count(parts) - 1]]
+}
+
+pg_reader_may_set(s) if data.portcullis.postgres.reader_settings[s.setting]
+
+pg_reader_may_set(s) if {
+	s.setting == "all"
+	s.reset
+}
+
+# RESET of a pinned setting returns it to the value the proxy pinned at start-up.
+pg_reader_may_set(s) if {
+	s.reset
+	data.portcullis.postgres.lexing_settings[s.setting]
+}
+
+pg_reader_may_set(s) if {
+	s.setting == "search_path"
+	s.pg_catalog_first
+}
+
+pg_reader_may_set(s) if {
+	s.setting in {"transaction", "session characteristics", "transaction_read_only", "default_transaction_read_only"}
+	not s.read_write
+}
+
+pg_reader_may_set(s) if {
+	s.setting == "statement_timeout"
+	s.reset
+}
+
+pg_reader_may_set(s) if {
+	s.setting == "statement_timeout"
+	ms := pg_timeout_ms(s.value)
+	ms >= 1
+	ms <= data.portcullis.postgres.reader_statement_timeout_ms
+}
+
+# A statement_timeout as the server reads it: whole digits and an optional unit (no unit
+# is milliseconds). Fractions (which the server may round to 0, no timeout), microseconds
+# and hexadecimal are left undefined, so not allowed.
+pg_timeout_ms(value) := ms if {
+	[[_, digits, unit]] := regex.find_all_string_submatch_n(`^([0-9]{1,9})\s*(ms|s|min|h|d)?$`, trim_space(value), 1)
+	ms := to_number(digits) * {"": 1, "ms": 1, "s": 1000, "min": 60000, "h": 3600000, "d": 86400000}[unit]
 }
 
 # --- into the common sets --------------------------------------------------

@@ -38,7 +38,7 @@ test_pii_reader_select_is_not_masked if {
 }
 
 test_read_only_types_allowed if {
-	every t in ["show", "transaction", "prepare", "execute", "deallocate", "declare", "fetch", "close", "discard"] {
+	every t in ["show", "transaction", "prepare", "execute", "deallocate", "declare", "fetch", "close", "discard", "listen", "unlisten"] {
 		verdict(["pii-readers"], [stmt(t)]) == "allow"
 	}
 }
@@ -64,7 +64,8 @@ test_explain_analyze_delete_not_allowed if {
 }
 
 test_session_setting_allowed if {
-	verdict(["pii-readers"], [stmt_with("set", {"setting": "statement_timeout"})]) == "allow"
+	verdict(["pii-readers"], [stmt_with("set", {"setting": "datestyle", "reset": false})]) == "allow"
+	verdict(["pii-readers"], [stmt_with("set", {"setting": "statement_timeout", "value": "5s"})]) == "allow"
 }
 
 test_set_role_denied if {
@@ -74,14 +75,22 @@ test_set_role_denied if {
 }
 
 test_set_config_denied_for_readonly if {
-	s := stmt_with("select", {"functions": ["set_config"]})
+	s := stmt_with("select", {"functions": ["set_config"], "settings": ["role"]})
 	verdict(["readonly"], [s]) == "deny"
-	"set_config can change who the session acts as" in reasons(["readonly"], [s])
+	"set_config may not change role for readers" in reasons(["readonly"], [s])
+}
+
+test_set_config_without_settings_is_judged_dynamic if {
+	s := stmt_with("select", {"functions": ["set_config"]})
+	every g in [["readonly"], ["dba"]] {
+		verdict(g, [s]) == "deny"
+		"set_config with a setting name that is not a literal: what it changes cannot be judged" in reasons(g, [s])
+	}
 }
 
 test_set_config_in_write_or_explain_or_copy_denied if {
 	every t in ["insert", "explain", "copy"] {
-		s := stmt_with(t, {"functions": ["set_config"], "analyze": false, "direction": "to", "program": false, "stdio": true})
+		s := stmt_with(t, {"functions": ["set_config"], "settings": ["role"], "analyze": false, "direction": "to", "program": false, "stdio": true})
 		verdict(["readonly"], [s]) == "deny"
 	}
 }
@@ -111,7 +120,7 @@ test_select_then_write_needs_approval if {
 }
 
 test_schema_changes_denied if {
-	every t in ["ddl", "drop", "truncate", "grant", "alter_system", "create_extension", "do", "call", "listen", "other"] {
+	every t in ["ddl", "drop", "truncate", "grant", "alter_system", "create_extension", "do", "call", "notify", "lock", "load", "maintenance", "other"] {
 		verdict(["readonly"], [stmt(t)]) == "deny"
 	}
 }

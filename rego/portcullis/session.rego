@@ -60,6 +60,27 @@ allow contains sprintf("%s may open a session to %s", [subject, connection_name]
 
 session_credential_ref := connection.credential_ref if input.command.kind == "session.open"
 
+# A cap per identity and connection: input.session.open_sessions is how many sessions the
+# subject holds open on this connection at this PDP when it asks for another.
+deny contains sprintf("%s already holds %d sessions on %s (at most %d)", [subject, n, connection_name, limit]) if {
+	input.command.kind == "session.open"
+	n := input.session.open_sessions
+	limit := data.portcullis.max_sessions_per_identity
+	n >= limit
+}
+
+# Server settings the proxy pins for the session (in its start-up packet, so RESET ALL
+# and DISCARD ALL return to them): readers run read-only at the server, a second line
+# behind the classifier, and with a bound on every statement.
+session_settings := {
+	"default_transaction_read_only": "on",
+	"statement_timeout": sprintf("%d", [data.portcullis.postgres.reader_statement_timeout_ms]),
+} if {
+	input.command.kind == "session.open"
+	connection.type == "postgres"
+	not privileged
+}
+
 default subject := "anonymous"
 
 subject := input.identity.subject

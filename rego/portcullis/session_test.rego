@@ -53,3 +53,32 @@ test_command_kind_must_fit_connection if {
 	d.verdict == "deny"
 	"postgres.query is not a command of a ssh connection" in d.reasons
 }
+
+test_reader_sessions_pin_read_only_and_a_timeout if {
+	d := portcullis.decision with input as session_input("orders-db", ["readonly"])
+	d.verdict == "allow"
+	d.session_settings == {"default_transaction_read_only": "on", "statement_timeout": "60000"}
+	timeout := portcullis.decision with input as session_input("orders-db", ["readonly"])
+		with data.portcullis.postgres.reader_statement_timeout_ms as 5000
+	timeout.session_settings.statement_timeout == "5000"
+}
+
+test_privileged_and_other_protocol_sessions_pin_nothing if {
+	dba := portcullis.decision with input as session_input("orders-db", ["dba"])
+	dba.verdict == "allow"
+	not dba.session_settings
+	http := portcullis.decision with input as session_input("billing-api", ["readonly"])
+	not http.session_settings
+	outsider := portcullis.decision with input as session_input("orders-db", ["marketing"])
+	not outsider.session_settings
+}
+
+test_sessions_per_identity_capped if {
+	under := json.patch(session_input("orders-db", ["dba"]), [{"op": "add", "path": "/session", "value": {"open_sessions": 15}}])
+	d := portcullis.decision with input as under
+	d.verdict == "allow"
+	at := json.patch(under, [{"op": "replace", "path": "/session/open_sessions", "value": 16}])
+	d2 := portcullis.decision with input as at
+	d2.verdict == "deny"
+	"alice@example.com already holds 16 sessions on orders-db (at most 16)" in d2.reasons
+}

@@ -1,0 +1,175 @@
+"""Generates `data.portcullis.postgres.reader_functions`: the functions readers may call.
+
+Owns the selection, so it can be re-run against any server and reviewed as a diff:
+
+    portcullis policy reader-functions --dsn postgresql://postgres@127.0.0.1:5432/postgres
+    portcullis policy reader-functions --dsn ... --write rego/data.json
+
+A name is listed when every overload of it in pg_catalog that SQL can call is immutable or
+stable (aggregates and window functions included), and the name is on none of the
+exclusion lists below; plus the reviewed HARMLESS_VOLATILE functions. Policy judges calls
+by name (pdp/statements.py cannot know argument types), so one overload that is not
+harmless keeps the name off the list. The lists are the review: each entry says why.
+
+Reads the catalog only; writes nothing but the file it is asked to write.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+# Functions that run SQL text, or read whole tables by name (which skips the per-column
+# judgement of the statement that calls them): the text or table is never classified.
+RUNS_SQL = re.compile(
+    r"^(query_to_xml.*|cursor_to_xml.*|table_to_xml.*|schema_to_xml.*|database_to_xml.*"
+    r"|ts_stat|ts_rewrite)$"
+)
+
+# Functions that read the server's files or list its directories.
+READS_FILES = re.compile(
+    r"^(pg_read_.*|pg_ls_.*|pg_stat_file|pg_current_logfile|pg_hba_file_rules"
+    r"|pg_ident_file_mappings|pg_show_all_file_settings|pg_file_.*)$"
+)
+
+# Large objects: server-side storage outside the tables policy names (read and write).
+LARGE_OBJECTS = re.compile(r"^(lo_.*|loread|lowrite|be_lo_.*)$")
+
+# Functions that change the server's or other sessions' state, or take locks and ids that
+# outlive the statement. Most are volatile and would not be listed anyway; naming them
+# keeps them off the list on a server that marks one stable. The replication patterns
+# also catch a few stable readers of replication state (pg_get_replication_slots): no
+# reader needs them, and one pattern reviews more easily than a list of exceptions.
+SERVER_STATE = re.compile(
+    r"^(pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile.*"
+    r"|pg_stat_reset.*|pg_stat_clear_snapshot|pg_.*replication.*|pg_.*_slot.*"
+    r"|pg_promote|pg_switch_wal|pg_create_restore_point|pg_backup_.*|pg_.*_backup"
+    r"|pg_wal_replay_.*|pg_log_backend_memory_contexts|pg_import_system_collations"
+    r"|pg_logical_.*|setval|nextval|pg_notify|pg_advisory_.*|pg_try_advisory_.*"
+    r"|set_config|pg_sleep.*|txid_current|pg_current_xact_id)$"
+)
+
+# (set_config is judged by the setting it names, in rego/portcullis/postgres.rego.)
+
+# Other sessions' SQL text (literal values included, which no masking sees).
+OTHER_SESSIONS = re.compile(r"^(pg_stat_get_activity|pg_stat_get_backend_activity)$")
+
+# Validators load a function's code (a C function's shared library) to check it.
+VALIDATORS = re.compile(r"^.*_validator$")
+
+EXCLUDED = {
+    "runs SQL text": RUNS_SQL,
+    "reads server files": READS_FILES,
+    "large objects": LARGE_OBJECTS,
+    "server state": SERVER_STATE,
+    "other sessions": OTHER_SESSIONS,
+    "validator": VALIDATORS,
+}
+
+# Volatile functions agents and drivers call that only read, or release only what the
+# session itself holds. Reviewed one by one; listed only where the server has them.
+HARMLESS_VOLATILE = {
+    "random": "a random number",
+    "random_normal": "a random number (PostgreSQL 16+)",
+    "clock_timestamp": "the time",
+    "timeofday": "the time, as text",
+    "gen_random_uuid": "a random UUID",
+    "pg_is_in_recovery": "libpq's target_session_attrs check",
+    "pg_blocking_pids": "which sessions block one (lock diagnosis)",
+    "pg_database_size": "a database's size on disk",
+    "pg_relation_size": "a relation's size on disk",
+    "pg_table_size": "a table's size on disk",
+    "pg_indexes_size": "a table's index size on disk",
+    "pg_total_relation_size": "a relation's total size on disk",
+    "pg_partition_tree": "a partitioned table's partitions (psql \\dP)",
+    "pg_partition_ancestors": "a partition's parents",
+    "pg_jit_available": "whether JIT compilation is available",
+    # asyncpg's pool release sends SELECT pg_advisory_unlock_all(): releases only locks
+    # this session holds.
+    "pg_advisory_unlock_all": "releases this session's advisory locks",
+    "pg_advisory_unlock": "releases one of this session's advisory locks",
+    "pg_advisory_unlock_shared": "releases one of this session's shared advisory locks",
+}
+
+# Overloads SQL cannot call: pseudo-type `internal` arguments (planner support, type
+# analysis) and the handlers only the server invokes (triggers, access methods).
+_UNCALLABLE_RETURNS = (
+    "trigger",
+    "event_trigger",
+    "fdw_handler",
+    "index_am_handler",
+    "table_am_handler",
+    "tsm_handler",
+    "language_handler",
+)
+
+CATALOG_QUERY = """
+SELECT p.proname, p.provolatile, p.prokind,
+       'internal'::regtype = ANY (p.proargtypes::oid[]) AS takes_internal,
+       p.prorettype::regtype::text AS returns
+FROM pg_catalog.pg_proc p
+WHERE p.pronamespace = 'pg_catalog'::regnamespace
+ORDER BY p.proname
+"""
+
+
+def excluded_by(name: str) -> str | None:
+    """Which exclusion list holds name, or None."""
+    for reason, pattern in EXCLUDED.items():
+        if pattern.match(name):
+            return reason
+    return None
+
+
+def select(rows: Iterable[tuple[str, str, str, bool, str]]) -> dict[str, bool]:
+    """The allow-list from pg_proc rows (proname, provolatile, prokind, takes_internal,
+    return type): {name: true}, sorted by name."""
+    callable_overloads: dict[str, list[tuple[str, str]]] = {}
+    present: set[str] = set()
+    for name, volatility, kind, takes_internal, returns in rows:
+        present.add(name)
+        if takes_internal or returns in _UNCALLABLE_RETURNS:
+            continue
+        callable_overloads.setdefault(name, []).append((volatility, kind))
+    listed = {
+        name
+        for name, overloads in callable_overloads.items()
+        if name == name.lower()
+        and excluded_by(name) is None
+        and all(v in ("i", "s") and k in ("f", "a", "w") for v, k in overloads)
+    }
+    listed.update(name for name in HARMLESS_VOLATILE if name in present)
+    return dict.fromkeys(sorted(listed), True)
+
+
+def from_server(dsn: str) -> dict[str, bool]:
+    """The allow-list of the server dsn names."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(CATALOG_QUERY).fetchall()
+    return select(rows)
+
+
+def write_into(path: Path, functions: dict[str, bool]) -> None:
+    """Put functions at portcullis.postgres.reader_functions of the data file path."""
+    data = json.loads(path.read_text())
+    data["portcullis"]["postgres"]["reader_functions"] = functions
+    path.write_text(dump(data))
+
+
+def dump(value: Any, indent: str = "") -> str:
+    """JSON as rego/data.json is written: one key a line, lists of plain values on one
+    line, so a regenerated list reviews as one line per function added or removed."""
+    if isinstance(value, dict) and value:
+        inner = indent + "  "
+        items = [f"{inner}{json.dumps(k)}: {dump(v, inner)}" for k, v in value.items()]
+        text = "{\n" + ",\n".join(items) + "\n" + indent + "}"
+        return text + "\n" if not indent else text
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        inner = indent + "  "
+        return "[\n" + ",\n".join(inner + dump(v, inner) for v in value) + "\n" + indent + "]"
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,234 @@
+package portcullis_test
+
+import data.portcullis
+
+# Readers: the allow-lists of postgres.rego (functions, settings, catalogs), the settings
+# pinned for everyone, and the caching of answers that read literals.
+
+select_calling(functions) := stmt_with("select", {"functions": functions, "qualified_functions": []})
+
+set_stmt(setting, extra) := stmt_with("set", object.union({"setting": setting, "reset": false}, extra))
+
+# --- functions -----------------------------------------------------------------
+
+test_reader_functions_allowed if {
+	every f in ["lower", "count", "now", "format_type", "pg_get_userbyid", "random", "pg_advisory_unlock_all", "current_setting", "row_number", "string_agg"] {
+		verdict(["pii-readers"], [select_calling([f])]) == "allow"
+	}
+}
+
+test_functions_off_the_list_denied_for_readers if {
+	every f in ["pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_stat_reset", "setval", "nextval", "pg_notify", "pg_advisory_lock", "pg_sleep", "evil", "txid_current", "pg_stat_get_activity"] {
+		s := select_calling(["lower", f])
+		verdict(["readonly"], [s]) == "deny"
+		sprintf("function %s is not one readers may call", [f]) in reasons(["readonly"], [s])
+	}
+}
+
+test_functions_off_the_list_allowed_for_dba if {
+	verdict(["dba", "pii-readers"], [select_calling(["pg_terminate_backend", "nextval"])]) == "allow"
+}
+
+test_qualified_functions_only_from_pg_catalog if {
+	ok := stmt_with("select", {"functions": ["lower"], "qualified_functions": ["pg_catalog.lower"]})
+	verdict(["pii-readers"], [ok]) == "allow"
+	every q in ["public.lower", "pg_temp.lower", "pg_catalog.x.lower", "db.pg_catalog.lower"] {
+		s := stmt_with("select", {"functions": ["lower"], "qualified_functions": [q]})
+		verdict(["readonly"], [s]) == "deny"
+		sprintf("function %s is not in pg_catalog; readers may call only functions there", [q]) in reasons(["readonly"], [s])
+	}
+}
+
+test_quoted_capitals_are_another_function if {
+	s := stmt_with("select", {"functions": ["lower"], "cased_functions": ["LOWER"]})
+	verdict(["readonly"], [s]) == "deny"
+	"function \"LOWER\" is not one readers may call" in reasons(["readonly"], [s])
+	verdict(["dba", "pii-readers"], [s]) == "allow"
+}
+
+test_function_off_the_list_in_a_write_goes_to_the_approver if {
+	s := stmt_with("insert", {"functions": ["nextval"]})
+	d := portcullis.decision with input as pg_input(["readonly"], [s])
+	d.verdict == "require_approval"
+	"function nextval is not one readers may call" in d.reasons
+	"INSERT needs approval" in d.reasons
+}
+
+test_function_off_the_list_in_ddl_still_denied if {
+	verdict(["readonly"], [stmt_with("ddl", {"functions": ["nextval"]})]) == "deny"
+}
+
+test_fast_path_call_judged_by_the_list if {
+	i := {
+		"identity": {"subject": "alice@example.com", "groups": ["readonly"]},
+		"connection": {"name": "orders-db", "type": "postgres"},
+		"command": {"kind": "postgres.function_call", "raw": "lo_creat", "postgres": {"statements": [stmt_with("select", {"tag": "FunctionCall", "functions": ["lo_creat"]})]}},
+	}
+	d := portcullis.decision with input as i
+	d.verdict == "deny"
+}
+
+# --- dangerous for everyone -------------------------------------------------------
+
+test_functions_that_run_sql_or_read_files_denied_for_everyone if {
+	every f in ["query_to_xml", "cursor_to_xml", "table_to_xml", "schema_to_xmlschema", "database_to_xml_and_xmlschema", "ts_stat", "ts_rewrite", "pg_stat_file", "pg_ls_waldir", "pg_read_file", "lo_from_bytea", "lo_creat", "loread", "lowrite", "pg_file_write"] {
+		every g in [["dba", "pii-readers"], ["readonly"]] {
+			s := select_calling([f])
+			verdict(g, [s]) == "deny"
+			sprintf("function %s reaches outside the database or runs SQL text", [f]) in reasons(g, [s])
+		}
+	}
+}
+
+# --- set_config ---------------------------------------------------------------------
+
+test_set_config_of_reader_settings_allowed if {
+	s := stmt_with("select", {"functions": ["current_setting", "set_config"], "settings": ["jit"]})
+	verdict(["pii-readers"], [s]) == "allow"
+}
+
+test_set_config_of_value_checked_settings_denied if {
+	every name in ["search_path", "statement_timeout", "default_transaction_read_only", "transaction_read_only", "session_replication_role"] {
+		s := stmt_with("select", {"functions": ["set_config"], "settings": ["jit", name]})
+		verdict(["readonly"], [s]) == "deny"
+		sprintf("set_config may not change %s for readers", [name]) in reasons(["readonly"], [s])
+	}
+}
+
+test_dynamic_set_config_denied_for_everyone if {
+	s := stmt_with("select", {"functions": ["set_config"], "settings": ["jit"], "dynamic_settings": true})
+	verdict(["dba", "pii-readers"], [s]) == "deny"
+	verdict(["readonly"], [s]) == "deny"
+}
+
+test_set_config_of_lexing_settings_denied_for_everyone if {
+	every name in ["client_encoding", "standard_conforming_strings", "backslash_quote", "escape_string_warning"] {
+		s := stmt_with("select", {"functions": ["set_config"], "settings": [name]})
+		verdict(["dba", "pii-readers"], [s]) == "deny"
+		sprintf("set_config may not change %s: it is pinned for every session", [name]) in reasons(["dba"], [s])
+	}
+}
+
+# --- SET / RESET --------------------------------------------------------------------
+
+test_reader_settings_allowed if {
+	every name in ["application_name", "datestyle", "timezone", "extra_float_digits", "jit", "lock_timeout", "transaction_isolation"] {
+		verdict(["pii-readers"], [set_stmt(name, {})]) == "allow"
+	}
+}
+
+test_other_settings_denied_for_readers if {
+	every name in ["session_replication_role", "log_statement", "allow_system_table_mods", "work_mem", "search_path", "transaction snapshot"] {
+		s := set_stmt(name, {})
+		verdict(["readonly"], [s]) == "deny"
+		sprintf("SET %s is not a setting readers may change", [upper(name)]) in reasons(["readonly"], [s])
+		verdict(["dba", "pii-readers"], [s]) == "allow"
+	}
+}
+
+test_reset_all_allowed if {
+	verdict(["pii-readers"], [set_stmt("all", {"reset": true})]) == "allow"
+	verdict(["readonly"], [set_stmt("all", {})]) == "deny"
+}
+
+test_search_path_only_with_pg_catalog_first if {
+	verdict(["pii-readers"], [set_stmt("search_path", {"pg_catalog_first": true})]) == "allow"
+	verdict(["readonly"], [set_stmt("search_path", {"pg_catalog_first": false})]) == "deny"
+}
+
+test_read_only_settings_never_to_read_write if {
+	every name in ["transaction", "session characteristics", "transaction_read_only", "default_transaction_read_only"] {
+		verdict(["pii-readers"], [set_stmt(name, {})]) == "allow"
+		s := set_stmt(name, {"read_write": true})
+		verdict(["readonly"], [s]) == "deny"
+		"X would make the transaction read-write; reader sessions stay read-only" in reasons(["readonly"], [s])
+		verdict(["dba", "pii-readers"], [s]) == "allow"
+	}
+}
+
+test_begin_read_write_denied_for_readers if {
+	s := stmt_with("transaction", {"action": "begin", "read_write": true})
+	verdict(["readonly"], [s]) == "deny"
+	verdict(["pii-readers"], [stmt_with("transaction", {"action": "begin"})]) == "allow"
+}
+
+test_statement_timeout_within_the_bound if {
+	every v in ["1", "5000", "60000", " 5s ", "60 s", "1min", "1 min"] {
+		verdict(["pii-readers"], [set_stmt("statement_timeout", {"value": v})]) == "allow"
+	}
+	verdict(["pii-readers"], [set_stmt("statement_timeout", {"reset": true})]) == "allow"
+}
+
+test_statement_timeout_beyond_the_bound_or_unreadable_denied if {
+	every v in ["0", "60001", "2min", "1h", "1d", "0.5", "1.5s", "500us", "0x10", "-1", "5 sec", "1000000000000"] {
+		verdict(["readonly"], [set_stmt("statement_timeout", {"value": v})]) == "deny"
+	}
+	verdict(["readonly"], [set_stmt("statement_timeout", {})]) == "deny"
+}
+
+test_lexing_settings_pinned_for_everyone if {
+	every name in ["client_encoding", "standard_conforming_strings", "backslash_quote", "escape_string_warning"] {
+		s := set_stmt(name, {"value": "SJIS"})
+		verdict(["dba", "pii-readers"], [s]) == "deny"
+		verdict(["readonly"], [s]) == "deny"
+		sprintf("SET %s is pinned for every session: the policy must read SQL as the server does", [upper(name)]) in reasons(["dba"], [s])
+		# RESET returns to the value the proxy pinned
+		verdict(["pii-readers"], [set_stmt(name, {"reset": true})]) == "allow"
+		verdict(["dba", "pii-readers"], [set_stmt(name, {"reset": true})]) == "allow"
+	}
+}
+
+# --- locking ------------------------------------------------------------------------
+
+test_select_for_update_needs_approval if {
+	every t in ["select", "declare", "prepare"] {
+		s := stmt_with(t, {"locking": true})
+		d := portcullis.decision with input as pg_input(["readonly"], [s])
+		d.verdict == "require_approval"
+		"SELECT ... FOR UPDATE/SHARE locks rows and needs approval" in d.reasons
+	}
+	verdict(["dba", "pii-readers"], [stmt_with("select", {"locking": true})]) == "allow"
+	verdict(["pii-readers"], [stmt_with("explain", {"analyze": false, "locking": true})]) == "allow"
+}
+
+# --- secret catalogs ----------------------------------------------------------------
+
+test_secret_catalogs_denied_for_readers if {
+	every t in ["pg_authid", "pg_catalog.pg_authid", "pg_shadow", "pg_user_mappings", "pg_largeobject", "pg_statistic", "pg_stats", "pg_catalog.pg_subscription", "pg_stat_activity", "pg_hba_file_rules", "pg_file_settings"] {
+		s := stmt_with("select", {"tables": [t]})
+		verdict(["analyst", "pii-readers"], [s]) == "deny"
+		sprintf("%s holds secrets; only privileged groups may read it", [t]) in reasons(["readonly"], [s])
+		verdict(["dba", "pii-readers"], [s]) == "allow"
+	}
+	verdict(["pii-readers"], [stmt_with("select", {"tables": ["pg_catalog.pg_class", "pg_roles"]})]) == "allow"
+}
+
+# --- caching ----------------------------------------------------------------------
+
+test_answers_that_read_literals_are_not_cached if {
+	cases := [
+		set_stmt("datestyle", {}),
+		stmt_with("select", {"functions": ["set_config"], "settings": ["jit"]}),
+	]
+	every s in cases {
+		d := portcullis.decision with input as pg_input(["pii-readers"], [stmt("select"), s])
+		d.verdict == "allow"
+		d.cache_key == "exact"
+		d.cache_ttl_seconds == 0
+	}
+	d := portcullis.decision with input as pg_input(["pii-readers"], [stmt_with("transaction", {"action": "begin"})])
+	d.cache_key == "shape"
+}
+
+# --- asyncpg pool release --------------------------------------------------------------
+
+test_pool_release_housekeeping_allowed if {
+	statements := [
+		select_calling(["pg_advisory_unlock_all"]),
+		stmt_with("close", {"cursor": "*"}),
+		stmt("unlisten"),
+		set_stmt("all", {"reset": true}),
+	]
+	verdict(["pii-readers"], statements) == "allow"
+	verdict(["pii-readers"], [stmt_with("discard", {"target": "all"})]) == "allow"
+}
