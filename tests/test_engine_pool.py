@@ -55,3 +55,49 @@ async def test_reloads_keep_exactly_the_configured_number_of_workers(tmp_path):
     finally:
         await engine.close()
     assert worker_pids() == set()
+
+
+RELOAD_BESIDE_GRPC = """
+import asyncio, sys
+from pathlib import Path
+import grpc, uvloop
+from pdp.config import EngineSettings
+from pdp.engine.embedded import EmbeddedEngine
+
+async def main():
+    server = grpc.aio.server()
+    server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    policies = Path(sys.argv[1])
+    engine = EmbeddedEngine(EngineSettings(policies=policies, workers=1, reload=False))
+    await engine.start()
+    for i in range(3):
+        (policies / "zz.rego").write_text(f"package portcullis\\n\\nmarker := {i}\\n")
+        assert await engine.reload()
+    await engine.close()
+    await server.stop(0)
+    print("reloaded")
+
+uvloop.run(main())
+"""
+
+
+def test_workers_are_spawned_not_forked_beside_grpc(tmp_path):
+    """The PDP runs on uvloop beside gRPC's threads; a worker started through the loop's
+    subprocess support is a fork() of the PDP (gRPC then logs fork_posix.cc lines)."""
+    import subprocess
+    import sys
+
+    policies = tmp_path / "rego"
+    shutil.copytree(REGO, policies, ignore=shutil.ignore_patterns("*_test.rego"))
+    done = subprocess.run(
+        [sys.executable, "-c", RELOAD_BESIDE_GRPC, str(policies)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "GRPC_VERBOSITY": "INFO"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "reloaded" in done.stdout
+    assert "fork" not in done.stderr, done.stderr

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import sys
 import time
 from typing import Any
@@ -36,12 +37,32 @@ START_TIMEOUT_SECONDS = 30.0
 GO_RUNTIME = {"GOMAXPROCS": "1", "GOGC": "400"}
 
 
+class _Process:
+    """A child process started by Popen, waited for without blocking the event loop."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def kill(self) -> None:
+        self.popen.kill()
+
+    async def wait(self) -> int:
+        while (code := self.popen.poll()) is None:
+            await asyncio.sleep(0.02)
+        return code
+
+
 class _WorkerProcess:
     """The parent's handle on one worker: its process and its end of the socket."""
 
     def __init__(
         self,
-        proc: asyncio.subprocess.Process,
+        proc: _Process,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
@@ -55,19 +76,20 @@ class _WorkerProcess:
     async def spawn(cls) -> _WorkerProcess:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "pdp.engine.worker",
-                str(child.fileno()),
+            # subprocess.Popen, not the event loop's subprocess support: under uvloop that
+            # is libuv's uv_spawn, a fork() of this process with gRPC's threads running
+            # (gRPC logs "fork_posix.cc ... skipping fork() handlers"), while CPython's
+            # Popen execs through vfork, so no fork handler runs and nothing is copied
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pdp.engine.worker", str(child.fileno())],
                 pass_fds=(child.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
                 env={**GO_RUNTIME, **os.environ},
             )
         finally:
             child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
-        return cls(proc, reader, writer)
+        return cls(_Process(proc), reader, writer)
 
     async def call(self, message: dict[str, Any]) -> dict[str, Any]:
         self.writer.write(frames.encode(message))
