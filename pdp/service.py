@@ -214,6 +214,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         policy_input = build_input(session, command)
         if attributes:
             policy_input["session"]["attributes"] = attributes
+        # what the policy's cap per identity counts (rego/portcullis/session.rego)
+        policy_input["session"]["open_sessions"] = self.sessions.open_count(
+            identity.subject, connection["name"]
+        )
         record = {
             "session_id": session.id,
             "subject": identity.subject,

@@ -98,12 +98,30 @@ class SessionTable:
         self.store = store
         self._open: dict[str, Session] = {}
         self._recently_closed: dict[str, Session] = {}
+        # open sessions per (subject, connection name): the policy's cap per identity
+        self._held: dict[tuple[str, str], int] = {}
 
     def add(self, session: Session) -> None:
+        if session.id in self._open:
+            return
         if len(self._open) >= MAX_SESSIONS:
             # drop the oldest; it can still be recovered from the store if it is used again
-            self._open.pop(next(iter(self._open)))
+            self._release(self._open.pop(next(iter(self._open))))
         self._open[session.id] = session
+        key = _holder(session)
+        self._held[key] = self._held.get(key, 0) + 1
+
+    def open_count(self, subject: str, connection: str) -> int:
+        """How many sessions subject holds open on the connection named, in this PDP."""
+        return self._held.get((subject, connection), 0)
+
+    def _release(self, session: Session) -> None:
+        key = _holder(session)
+        left = self._held.get(key, 0) - 1
+        if left > 0:
+            self._held[key] = left
+        else:
+            self._held.pop(key, None)
 
     async def find(self, session_id: str, include_closed: bool = False) -> Session | None:
         """The open session with this id, from memory or recovered from the store.
@@ -128,6 +146,7 @@ class SessionTable:
     def close(self, session_id: str) -> Session | None:
         session = self._open.pop(session_id, None)
         if session is not None:
+            self._release(session)
             session.closed = True
             self._recently_closed[session_id] = session
             while len(self._recently_closed) > 1000:
@@ -144,6 +163,10 @@ class SessionTable:
 
     def grants_expired(self) -> list[Session]:
         return [s for s in self._open.values() if s.grant_expired]
+
+
+def _holder(session: Session) -> tuple[str, str]:
+    return session.identity.subject, str(session.connection.get("name", ""))
 
 
 class SessionReaper:

@@ -66,3 +66,30 @@ def test_golden(engine, case):
         assert fields == sorted(expect["mask_fields"])
     if "cache_key" in expect:
         assert result["cache_key"] == expect["cache_key"]
+    if "session_settings" in expect:
+        assert result.get("session_settings") == expect["session_settings"]
+
+
+def test_the_pdp_counts_the_sessions_the_cap_reads():
+    """input.session.open_sessions on session.open (the per-identity cap of session.rego)
+    is what the PDP's session table holds open for the subject on that connection."""
+    from pdp.identity import Identity
+    from pdp.sessions import Session, SessionTable
+
+    table = SessionTable(store=None)  # type: ignore[arg-type]  # never asked in this test
+
+    def session(n: int, subject: str, connection: str) -> Session:
+        identity = Identity(subject=subject, groups=("readonly",), issuer="", claims={})
+        return Session(f"s-{n}", identity, {"name": connection}, "", "")
+
+    for n in range(3):
+        table.add(session(n, "alice", "orders-db"))
+    table.add(session(3, "alice", "other-db"))
+    table.add(session(4, "bob", "orders-db"))
+    table.add(session(0, "alice", "orders-db"))  # the same session again counts once
+    assert table.open_count("alice", "orders-db") == 3
+    assert table.open_count("alice", "other-db") == 1
+    table.close("s-1")
+    table.close("s-1")
+    assert table.open_count("alice", "orders-db") == 2
+    assert table.open_count("carol", "orders-db") == 0

@@ -386,3 +386,252 @@ def test_equal_shapes_mean_equal_classifications(data):
     first, second = (shape(t) for t in texts)
     if first is not None and first == second:
         assert classify(texts[0]) == classify(texts[1]), texts
+
+
+# --- what issue 20's policy reads: names as the server resolves them, settings, locks ----
+
+
+def test_qualified_and_cased_function_names():
+    entry = one("select pg_catalog.lower('a'), \"PUBLIC\".evil(), \"LOWER\"('x'), upper('y')")
+    assert entry["functions"] == ["lower", "evil", "upper"]
+    assert entry["qualified_functions"] == ["pg_catalog.lower", "public.evil"]
+    assert entry["cased_functions"] == ["PUBLIC.evil", "LOWER"]
+    assert "cased_functions" not in one("select \"lower\"('x')")
+    assert one("select u&\"pg_catalog\".lower('x')")["qualified_functions"] == ["pg_catalog.lower"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "settings", "dynamic"),
+    [
+        ("SELECT current_setting('jit'), set_config('jit', 'off', false)", ["jit"], False),
+        ("select PG_CATALOG.SET_CONFIG('Role', 'x', false)", ["role"], False),
+        ("select set_config(E'ro\\x6ce', 'x', false)", ["role"], False),
+        ("select \"set_config\"('search_path', 'x', false)", ["search_path"], False),
+        ("select set_config(lower('ROLE'), 'x', false)", None, True),
+        ("select set_config('a'::text, 'x', false)", None, True),
+        ("select set_config(NULL, 'x', false)", None, True),
+        (
+            "select set_config(setting_name => 'jit', new_value => 'x', is_local => false)",
+            None,
+            True,
+        ),
+        (
+            "select set_config(new_value => 'x', setting_name => 'role', is_local => false)",
+            None,
+            True,
+        ),
+        ("select 1 from t where set_config('jit', 'on', true) = 'on'", ["jit"], False),
+        ("DO $$ BEGIN PERFORM set_config('role', 'x', false); END $$", ["role"], False),
+        ("select lower('set_config')", None, False),
+    ],
+)
+def test_set_config_settings(sql, settings, dynamic):
+    entry = one(sql)
+    assert entry.get("settings") == settings
+    assert entry.get("dynamic_settings", False) is dynamic
+
+
+@pytest.mark.parametrize(
+    ("sql", "read_write"),
+    [
+        ("SET TRANSACTION READ WRITE", True),
+        ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE", True),
+        ("SET TRANSACTION READ ONLY", False),
+        ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", False),
+        ("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", True),
+        ("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", False),
+        ("SET default_transaction_read_only = off", True),
+        ("SET default_transaction_read_only = 'of'", True),
+        ("SET default_transaction_read_only TO 0", True),
+        ("SET default_transaction_read_only = false", True),
+        ("SET default_transaction_read_only = on", False),
+        ("SET default_transaction_read_only = 'TRUE'", False),
+        ("SET LOCAL transaction_read_only = 1", False),
+        ("SET transaction_read_only = n", True),
+        ("RESET transaction_read_only", True),
+        ("SET transaction_read_only TO DEFAULT", True),
+        ("RESET default_transaction_read_only", True),
+        ("BEGIN READ WRITE", True),
+        ("START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ WRITE", True),
+        ("BEGIN TRANSACTION READ ONLY, READ WRITE", True),
+        ("BEGIN READ ONLY", False),
+        ("BEGIN", False),
+        ("SET statement_timeout = 0", False),
+    ],
+)
+def test_read_write(sql, read_write):
+    assert one(sql).get("read_write", False) is read_write
+
+
+@pytest.mark.parametrize(
+    ("sql", "first"),
+    [
+        ("SET search_path = public", True),
+        ("SET search_path = pg_catalog, public", True),
+        ('SET search_path = "pg_catalog", "$user"', True),
+        ("SET search_path = public, pg_catalog", False),
+        ('SET LOCAL search_path TO "$user", public, pg_catalog', False),
+        ("SET search_path = 'public, pg_catalog'", True),  # one schema with that name
+        ('SET search_path = "PG_CATALOG", public', True),  # another schema; pg_catalog first
+        ("SET SCHEMA 'app'", True),
+        ("SET search_path TO DEFAULT", True),
+        ("RESET search_path", True),
+    ],
+)
+def test_pg_catalog_first(sql, first):
+    entry = one(sql)
+    assert entry["setting"] == "search_path"
+    assert entry["pg_catalog_first"] is first
+
+
+def test_setting_names_values_and_resets():
+    assert one("SET NAMES 'SJIS'")["setting"] == "client_encoding"
+    assert one("SET TIME ZONE 'UTC'")["setting"] == "timezone"
+    assert one("SET statement_timeout = '5s'")["value"] == "5s"
+    assert one("SET statement_timeout = 5000")["value"] == "5000"
+    assert one("SET statement_timeout = 0")["value"] == "0"
+    assert "value" not in one("SET datestyle = iso, mdy")
+    assert one("SET client_encoding TO DEFAULT")["reset"] is True
+    assert one("RESET ALL") | {"reset": True} == one("RESET ALL")
+    assert one("RESET ALL")["setting"] == "all"
+
+
+@pytest.mark.parametrize(
+    ("sql", "locking"),
+    [
+        ("SELECT * FROM t FOR UPDATE", True),
+        ("SELECT * FROM t FOR NO KEY UPDATE SKIP LOCKED", True),
+        ("SELECT * FROM t FOR SHARE", True),
+        ("SELECT * FROM t FOR KEY SHARE NOWAIT", True),
+        ("SELECT * FROM (SELECT * FROM t FOR UPDATE) x", True),
+        ("WITH x AS (SELECT * FROM t FOR UPDATE) SELECT 1", True),
+        ("SELECT 1 WHERE EXISTS (SELECT 1 FROM t FOR SHARE)", True),
+        ("DECLARE c CURSOR FOR SELECT * FROM t FOR UPDATE", True),
+        ("PREPARE p AS SELECT * FROM t FOR UPDATE", True),
+        ("COPY (SELECT * FROM t FOR UPDATE) TO STDOUT", True),
+        ("DO $$ BEGIN PERFORM * FROM t FOR UPDATE; END $$", True),
+        ("SELECT * FROM t", False),
+        ("SELECT 'for update' FROM t", False),
+    ],
+)
+def test_locking(sql, locking):
+    assert one(sql).get("locking", False) is locking
+
+
+@pytest.mark.parametrize(
+    ("sql", "field", "value"),
+    [
+        ("DECLARE c CURSOR FOR SELECT 1", "cursor", "c"),
+        ('DECLARE "Big C" BINARY CURSOR WITH HOLD FOR SELECT 1', "cursor", "Big C"),
+        ("CLOSE c", "cursor", "c"),
+        ("CLOSE ALL", "cursor", "*"),
+        ("PREPARE p (int) AS SELECT $1", "name", "p"),
+        ("EXECUTE p(1)", "name", "p"),
+        ("DEALLOCATE p", "name", "p"),
+        ("DEALLOCATE PREPARE p", "name", "p"),
+        ("DEALLOCATE ALL", "name", "*"),
+        ("DEALLOCATE PREPARE ALL", "name", "*"),
+        ("DISCARD ALL", "target", "all"),
+        ("DISCARD PLANS", "target", "plans"),
+        ("DISCARD SEQUENCES", "target", "sequences"),
+        ("DISCARD TEMP", "target", "temp"),
+        ("DISCARD TEMPORARY", "target", "temp"),
+    ],
+)
+def test_portal_and_prepared_statement_names(sql, field, value):
+    assert one(sql)[field] == value
+
+
+@pytest.mark.parametrize(
+    ("sql", "function"),
+    [
+        ("select * from pg_ls_waldir()", "pg_ls_waldir"),
+        ("select * from rows from (pg_ls_tmpdir(), generate_series(1, 2))", "pg_ls_tmpdir"),
+        ("explain select pg_terminate_backend(1)", "pg_terminate_backend"),
+        ("copy (select pg_reload_conf()) to stdout", "pg_reload_conf"),
+        ("with x as (select pg_notify('a', 'b')) select * from x", "pg_notify"),
+        ("select count(*) filter (where setval('s', 1) > 0) from t", "setval"),
+        ("select row_number() over (order by nextval('s')) from t", "nextval"),
+        ("DO $$ BEGIN PERFORM lo_from_bytea(0, 'x'); END $$", "lo_from_bytea"),
+        ("select \"PG_CATALOG\".\"QUERY_TO_XML\"('select 1', true, false, '')", "query_to_xml"),
+    ],
+)
+def test_functions_surface_anywhere(sql, function):
+    assert function in one(sql)["functions"]
+
+
+def test_fast_path_call_entry():
+    from pdp.policy_input import function_call_entry
+
+    assert function_call_entry("lo_creat") == {
+        "type": "select",
+        "tag": "FunctionCall",
+        "tables": [],
+        "functions": ["lo_creat"],
+        "qualified_functions": [],
+    }
+    evil = function_call_entry('public."Evil"')
+    assert evil["qualified_functions"] == ["public.evil"]
+    assert evil["cased_functions"] == ["public.Evil"]
+    assert function_call_entry('"a.b".c')["qualified_functions"] == ["a.b.c"]
+    assert function_call_entry('a."b')["qualified_functions"] != []  # malformed: never pg_catalog
+
+
+# Statements whose every field the two classifier paths must give alike.
+PARITY_CORPUS = [
+    "SELECT current_setting('jit'), set_config('jit', 'off', false)",
+    "select pg_catalog.set_config('jit','off',false), \"PUBLIC\".evil(), set_config(x, 'y', false)",
+    "select set_config(setting_name => 'a', new_value => 'b', is_local => false)",
+    "select set_config('', 'x', false), set_config(NULL, 'x', false), set_config(1, 'x', false)",
+    "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE",
+    "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+    "SET default_transaction_read_only = off",
+    "SET transaction_read_only TO 0",
+    "SET transaction_read_only = true",
+    "RESET transaction_read_only",
+    "SET NAMES 'SJIS'",
+    "SET search_path = a, pg_catalog",
+    'SET search_path = 1, "$user"',
+    "SET search_path TO DEFAULT",
+    "SET statement_timeout = 1.5",
+    "SET statement_timeout = 0",
+    "SET x.y = on",
+    "SET datestyle = iso, mdy",
+    "SET TIME ZONE INTERVAL '+00:00' HOUR TO MINUTE",
+    "SET TIME ZONE LOCAL",
+    "RESET ALL",
+    "BEGIN READ WRITE",
+    "START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE",
+    "BEGIN TRANSACTION READ ONLY, READ WRITE",
+    "COMMIT AND CHAIN",
+    "select * from t for update",
+    "with x as (select 1 from t for key share) select * from x",
+    "DECLARE c CURSOR FOR SELECT 1 FOR UPDATE",
+    'DECLARE "C" SCROLL CURSOR WITH HOLD FOR SELECT 1',
+    "CLOSE ALL",
+    "CLOSE c",
+    "PREPARE p AS SELECT 1",
+    "PREPARE q AS DELETE FROM t WHERE id = $1",
+    "DEALLOCATE ALL",
+    "DEALLOCATE PREPARE p",
+    "EXECUTE p(1)",
+    "DISCARD ALL",
+    "DISCARD TEMP",
+    "DISCARD PLANS",
+    "DISCARD SEQUENCES",
+    "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;",
+    "DO $$ BEGIN PERFORM set_config('role', 'x', false); PERFORM public.f(); END $$",
+    "DO $$ DECLARE v int; BEGIN v := (SELECT 1 FROM t FOR UPDATE); END $$",
+    "EXPLAIN SELECT pg_catalog.pg_reload_conf() FROM t FOR SHARE",
+    'COPY (SELECT "Weird".f()) TO STDOUT',
+    "select * from rows from (pg_ls_tmpdir(), generate_series(1, 2))",
+    "WITH d AS (DELETE FROM audit.log WHERE id = 1 RETURNING *) SELECT * FROM d",
+    "UPDATE t SET a = db.s.f() WHERE b = pg_catalog.lower('y')",
+]
+
+
+@pytest.mark.parametrize("sql", PARITY_CORPUS)
+def test_json_walk_and_ast_reference_agree(sql):
+    from pdp.statements import _classify_ast
+
+    assert classify(sql) == _classify_ast(sql)
