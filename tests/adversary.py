@@ -33,11 +33,13 @@ from proxies.postgres.proxy import PostgresProxy
 
 SUPERUSER = "postgres"
 
-# What the reader must never see raw, in any format.
-SECRETS = (b"ada@example.com", b"bob@example.org", b"123-45-6789", b"234-56-7890")
+# What the reader must never see raw, in any format. "hunter2..." is in a sensitive column
+# (`password`) that no value detector recognises: only policy and lineage protect it.
+SECRETS = (b"ada@example.com", b"bob@example.org", b"123-45-6789", b"234-56-7890", b"hunter2")
 
 SCHEMA = """
-CREATE TABLE customers (id int PRIMARY KEY, name text, email text, ssn text, note text);
+CREATE TABLE customers (
+  id int PRIMARY KEY, name text, email text, ssn text, note text, password text);
 CREATE TABLE orders (id int PRIMARY KEY, customer_id int, total numeric);
 CREATE TABLE audit_log (id serial PRIMARY KEY, what text);
 CREATE SEQUENCE adv_seq;
@@ -50,8 +52,8 @@ CREATE VIEW public.innocent AS SELECT id, public.remember() AS r FROM orders;
 DATA = """
 TRUNCATE customers, orders, audit_log;
 INSERT INTO customers VALUES
-  (1, 'Ada', 'ada@example.com', '123-45-6789', 'card 4111 1111 1111 1111 on file'),
-  (2, 'Bob', 'bob@example.org', '234-56-7890', 'nothing to see');
+  (1, 'Ada', 'ada@example.com', '123-45-6789', 'card 4111 1111 1111 1111 on file', 'hunter2-ada'),
+  (2, 'Bob', 'bob@example.org', '234-56-7890', 'nothing to see', 'hunter2-bob');
 INSERT INTO orders VALUES (10, 1, 99.50), (11, 2, 12.00);
 SELECT setval('adv_seq', 1, false);
 """

@@ -465,7 +465,7 @@ def test_reader_encoding_change_is_stopped_even_when_a_function_makes_it(arena, 
 
 INNER = {
     "read_file": "select pg_read_file(''/etc/passwd'') f",
-    "email": "select email, ssn from customers",
+    "email": "select email, ssn, password from customers",
     "large_object": "select lo_from_bytea(0, ''\\x70776e'') o",
     "read_only_off": "select set_config(''default_transaction_read_only'', ''off'', false) s",
 }
@@ -536,10 +536,10 @@ def test_dba_explain_analyze_query_to_xml_cannot_import_a_file(arena, dba):
 
 
 SQL_TEXT_FUNCTIONS = {
-    "cursor_to_xml": "BEGIN; DECLARE adv CURSOR FOR SELECT email, ssn FROM customers;"
+    "cursor_to_xml": "BEGIN; DECLARE adv CURSOR FOR SELECT email, ssn, password FROM customers;"
     " SELECT cursor_to_xml('adv', 10, true, false, ''); COMMIT",
     "cursor_to_xml_qualified": "BEGIN; DECLARE adv CURSOR FOR SELECT id FROM customers;"
-    " CLOSE adv; DECLARE adv CURSOR FOR SELECT email, ssn FROM customers;"
+    " CLOSE adv; DECLARE adv CURSOR FOR SELECT email, ssn, password FROM customers;"
     " SELECT pg_catalog.cursor_to_xml('adv', 10, true, false, ''); COMMIT",
     "table_to_xml": "SELECT table_to_xml('customers', true, false, '')",
     "table_to_xml_regclass": "SELECT table_to_xml('public.customers'::regclass, true, false, '')",
@@ -734,9 +734,22 @@ def test_reader_pg_cancel_backend_cancels_nothing(arena, reader, admin):
     assert result.get("ok"), f"the administrator's statement was cancelled: {result}"
 
 
-def test_reader_a_better_matching_user_function_is_not_the_builtin(arena, reader, admin):
-    """upper(varchar) in public beats pg_catalog.upper(text) even with pg_catalog first:
-    the name the policy allows must be the function the server runs."""
+SHADOWING = {
+    "overload_varchar_literal": "SELECT upper('x'::varchar)",
+    "overload_varchar_column": "SELECT upper(name::varchar) FROM customers",
+    "overload_nested_varying": "SELECT lower(upper('x'::character varying))",
+    "search_path_set": "SET search_path = evil, pg_catalog; SELECT lower('x')",
+    "search_path_set_config": "SELECT set_config('search_path', 'evil, pg_catalog', false);"
+    " SELECT lower('x')",
+    "qualified_user_function": "SELECT evil.lower('x')",
+}
+
+
+@pytest.mark.parametrize("case", list(SHADOWING))
+def test_reader_the_function_allowed_is_the_function_the_server_runs(arena, reader, admin, case):
+    """upper(varchar) in public beats pg_catalog.upper(text) even with pg_catalog first in
+    search_path (an exact argument match wins over a cast): the name the policy allows must be
+    the function the server runs."""
     admin.execute(
         "CREATE OR REPLACE FUNCTION public.upper(varchar) RETURNS text LANGUAGE sql"
         " AS $$ SELECT pg_catalog.pg_read_file('/etc/passwd') $$"
@@ -748,16 +761,8 @@ def test_reader_a_better_matching_user_function_is_not_the_builtin(arena, reader
     )
     try:
         with connect(arena, reader) as conn:
-            for sql in (
-                "SELECT upper('x'::varchar)",
-                "SELECT upper(name::varchar) FROM customers",
-                "SET search_path = evil, pg_catalog; SELECT lower('x')",
-                "SELECT set_config('search_path', 'evil, pg_catalog', false); SELECT lower('x')",
-                "SELECT evil.lower('x')",
-            ):
-                _ran, seen = attempt(conn, sql)
-                assert_no_secret(seen)
-                attempt(conn, "RESET search_path")
+            _ran, seen = attempt(conn, SHADOWING[case])
+            assert_no_secret(seen)
     finally:
         admin.execute("DROP FUNCTION public.upper(varchar); DROP SCHEMA evil CASCADE")
 
@@ -784,12 +789,12 @@ def test_reader_select_for_update_takes_no_lock(arena, reader, admin):
         assert not ran and not ran2, f"SELECT ... {lock} ran for a reader"
 
 
-# --- the fast path ----------------------------------------------------------------------
+# --- the fast path (FunctionCall is not the extended protocol: no Sync after it) -----
 
 
 def test_reader_fast_path_lo_creat(arena, reader, admin):
     client = raw(arena, reader)
-    answer = client.send(function_call(oid_of(admin, "lo_creat(integer)"), -1), sync())
+    answer = client.send(function_call(oid_of(admin, "lo_creat(integer)"), -1))
     assert answer.refused
     client.close()
 
@@ -800,9 +805,9 @@ def test_reader_fast_path_lo_open_and_lowrite(arena, reader, admin):
         client = raw(arena, reader)
         client.query("BEGIN")
         opened = client.send(
-            function_call(oid_of(admin, "lo_open(oid,integer)"), int(loid), 0x20000), sync()
+            function_call(oid_of(admin, "lo_open(oid,integer)"), int(loid), 0x20000)
         )
-        client.send(function_call(oid_of(admin, "lowrite(integer,bytea)"), 0, b"pwned"), sync())
+        client.send(function_call(oid_of(admin, "lowrite(integer,bytea)"), 0, b"pwned"))
         client.query("COMMIT")
         client.close()
         content = admin.execute("SELECT lo_get(%s)", (loid,)).fetchone()[0]
@@ -816,7 +821,7 @@ def test_reader_fast_path_pg_terminate_backend(arena, reader, admin, bystander):
     _conn, pid = bystander
     client = raw(arena, reader)
     answer = client.send(
-        function_call(oid_of(admin, "pg_terminate_backend(integer,bigint)"), pid, None), sync()
+        function_call(oid_of(admin, "pg_terminate_backend(integer,bigint)"), pid, None)
     )
     client.close()
     assert answer.refused
@@ -832,10 +837,9 @@ def test_reader_fast_path_sql_text_and_settings(arena, reader, admin):
             b"f",
             b"",
         ),
-        sync(),
     )
     assert_no_secret(xml.raw)
-    read = client.send(function_call(oid_of(admin, "pg_read_file(text)"), b"/etc/passwd"), sync())
+    read = client.send(function_call(oid_of(admin, "pg_read_file(text)"), b"/etc/passwd"))
     assert_no_secret(read.raw)
     client.send(
         function_call(
@@ -844,13 +848,11 @@ def test_reader_fast_path_sql_text_and_settings(arena, reader, admin):
             b"off",
             b"f",
         ),
-        sync(),
     )
     client.send(
         function_call(
             oid_of(admin, "set_config(text,text,boolean)"), b"client_encoding", b"SJIS", b"f"
         ),
-        sync(),
     )
     client.query(hidden_delete("ß"))
     assert_pins_hold(client)
@@ -1202,25 +1204,27 @@ def test_reader_session_cap_per_identity(arena, reader):
 
 SWAPS = {
     "deallocate_prepare": [
-        query("DEALLOCATE s; PREPARE s AS SELECT id, email, ssn FROM customers")
+        query("DEALLOCATE s; PREPARE s AS SELECT id, email, ssn, password FROM customers")
     ],
     "deallocate_prepare_separate": [
         query("DEALLOCATE s"),
-        query("PREPARE s AS SELECT id, email, ssn FROM customers"),
+        query("PREPARE s AS SELECT id, email, ssn, password FROM customers"),
     ],
     "deallocate_all": [
         query("DEALLOCATE ALL"),
-        query("PREPARE s AS SELECT id, email, ssn FROM customers"),
+        query("PREPARE s AS SELECT id, email, ssn, password FROM customers"),
     ],
     "deallocate_prepare_keyword": [
         query("DEALLOCATE PREPARE s"),
-        query("PREPARE s AS SELECT id, email, ssn FROM customers"),
+        query("PREPARE s AS SELECT id, email, ssn, password FROM customers"),
     ],
     "discard_all": [
         query("DISCARD ALL"),
-        query("PREPARE s AS SELECT id, email, ssn FROM customers"),
+        query("PREPARE s AS SELECT id, email, ssn, password FROM customers"),
     ],
-    "upper_case_name": [query("DEALLOCATE S; PREPARE S AS SELECT id, email, ssn FROM customers")],
+    "upper_case_name": [
+        query("DEALLOCATE S; PREPARE S AS SELECT id, email, ssn, password FROM customers")
+    ],
     "quoted_name": [
         query(
             'DEALLOCATE "s"; PREPARE "s"(int) AS SELECT id, email, ssn'
@@ -1235,7 +1239,7 @@ SWAPS = {
     ],
     "do_block": [
         query("DO $$BEGIN EXECUTE 'DEALLOCATE s'; END$$"),
-        query("PREPARE s AS SELECT id, email, ssn FROM customers"),
+        query("PREPARE s AS SELECT id, email, ssn, password FROM customers"),
     ],
 }
 
@@ -1268,15 +1272,16 @@ def test_reader_sql_execute_of_a_replaced_protocol_statement(arena, reader):
     client = raw(arena, reader)
     client.send(parse("s", "SELECT id, id, id FROM customers"), describe("S", "s"), sync())
     answer = client.query(
-        "DEALLOCATE s; PREPARE s AS SELECT id, email, ssn FROM customers; EXECUTE s"
+        "DEALLOCATE s; PREPARE s AS SELECT id, email, ssn, password FROM customers; EXECUTE s"
     )
     assert_no_secret(answer.raw)
     client.close()
 
 
 CURSOR_SWAPS = {
-    "close_declare": "CLOSE p; DECLARE p CURSOR FOR SELECT id, email, ssn FROM customers",
-    "close_all_declare": "CLOSE ALL; DECLARE p CURSOR FOR SELECT id, email, ssn FROM customers",
+    "close_declare": "CLOSE p; DECLARE p CURSOR FOR SELECT id, email, ssn, password FROM customers",
+    "close_all_declare": "CLOSE ALL; DECLARE p CURSOR FOR SELECT id, email, ssn, password"
+    " FROM customers",
     "close_declare_binary": "CLOSE p; DECLARE p BINARY CURSOR FOR SELECT id, email, ssn"
     " FROM customers",
     "close_declare_derived": "CLOSE p; DECLARE p NO SCROLL CURSOR FOR SELECT id,"
@@ -1307,12 +1312,12 @@ def test_reader_portal_replaced_by_a_cursor_of_the_same_name(arena, reader, swap
 
 CURSORS = {
     "declare_then_protocol_execute": [
-        "DECLARE c CURSOR WITH HOLD FOR SELECT email, ssn FROM customers"
+        "DECLARE c CURSOR WITH HOLD FOR SELECT email, ssn, password FROM customers"
     ],
     "declare_harmless_then_swap": [
         "DECLARE c CURSOR WITH HOLD FOR SELECT id, id FROM customers",
         "CLOSE c",
-        "DECLARE c CURSOR WITH HOLD FOR SELECT email, ssn FROM customers",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT email, ssn, password FROM customers",
     ],
     "declare_derived": [
         "DECLARE c CURSOR WITH HOLD FOR SELECT replace(ssn, '-', '') AS x,"
