@@ -184,8 +184,13 @@ pg_reads contains i if {
 		"declare", "fetch", "close", "discard", "listen", "unlisten",
 	}
 	not s.locking
+	not pg_two_phase[object.get(s, "action", "")]
 	not privileged
 }
+
+# PREPARE TRANSACTION leaves a transaction (and its locks) behind the session, and
+# COMMIT/ROLLBACK PREPARED settle anyone's: not reads.
+pg_two_phase := {"prepare", "commit_prepared", "rollback_prepared"}
 
 pg_reads contains i if {
 	some i, s in input.command.postgres.statements

@@ -232,3 +232,12 @@ test_pool_release_housekeeping_allowed if {
 	verdict(["pii-readers"], statements) == "allow"
 	verdict(["pii-readers"], [stmt_with("discard", {"target": "all"})]) == "allow"
 }
+
+test_two_phase_commit_denied_for_readers if {
+	every action in ["prepare", "commit_prepared", "rollback_prepared"] {
+		s := stmt_with("transaction", {"action": action})
+		verdict(["pii-readers"], [s]) == "deny"
+		verdict(["dba", "pii-readers"], [s]) == "allow"
+	}
+	verdict(["pii-readers"], [stmt_with("transaction", {"action": "commit"})]) == "allow"
+}
