@@ -130,7 +130,11 @@ def shape(sql: str) -> str | None:
     share one) and the names LISTEN, PREPARE, EXECUTE and DEALLOCATE take, none of which
     are literals. None when unparseable, and None for text holding a DO block: the
     block's code is a literal, yet classify() reads the SQL inside it, so a harmless block
-    and a destructive one would share a shape. None makes a reuse fall back to exact text."""
+    and a destructive one would share a shape. None makes a reuse fall back to exact text.
+
+    classify() also reads the literals of SET (value, pg_catalog_first, read_write) and
+    the setting set_config names: texts sharing a shape may differ there, so the shipped
+    policy offers no shape reuse for them (rego/portcullis/decision.rego)."""
     try:
         normalized = normalize(sql)
     except Exception:
