@@ -1,7 +1,8 @@
-"""The `portcullis` command line: one console script for every part (DESIGN.md "CLI").
+"""The `portcullis` command line: one console script for every part of the gateway.
 
-Owns argument parsing and turning configuration errors into one clear line and exit
-code 2. Each subcommand is a thin call into the module that does the work.
+Owns argument parsing and turning user errors (configuration, files, ports) into one
+clear line and exit code 2, never a traceback. Each subcommand is a thin call into the
+module that does the work.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from typing import Any
 from pdp.config import Config, ConfigError, load_config
 
 EXIT_CONFIG = 2
+DEFAULT_CONFIG = "portcullis.yaml"
+
+
+class UserError(Exception):
+    """Something the user can fix (a missing file, a port in use): one line, exit 2."""
 
 
 class _LenientEnv(Mapping[str, str]):
@@ -41,7 +47,59 @@ class _LenientEnv(Mapping[str, str]):
 
 def _config(args: argparse.Namespace, strict: bool = True) -> Config:
     env = None if strict else _LenientEnv()
-    return load_config(args.config, env=env)
+    return load_config(config_path(args), env=env)
+
+
+def config_path(args: argparse.Namespace) -> str:
+    """-c/--config (before or after the subcommand), else PORTCULLIS_CONFIG, else the default."""
+    given = getattr(args, "config", None)
+    return str(given or os.environ.get("PORTCULLIS_CONFIG") or DEFAULT_CONFIG)
+
+
+def _served_secrets(config: Config, connections: Any = None) -> None:
+    """Fail before anything starts when a served connection's `${NAME}` is not set."""
+    from pdp.config import resolve_secrets
+    from proxies.launcher import served
+
+    resolve_secrets(config, served(config.connections if connections is None else connections))
+
+
+def _check_listen(key: str, address: str) -> None:
+    """A TCP listen address another process holds is a user error, named before start-up."""
+    import errno
+    import socket
+
+    if not address or address.startswith("unix:"):
+        return
+    host, _, port = address.rpartition(":")
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), int(port)))
+        except OSError as exc:
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise UserError(f"{key} {address}: cannot listen: {reason}") from None
+
+
+def _check_ports(config: Config, connections: Any = (), pdp: bool = True) -> None:
+    if pdp:
+        _check_listen("pdp.listen", config.pdp.listen)
+        _check_listen("pdp.http_listen", config.pdp.http_listen)
+    for connection in connections:
+        _check_listen(f"{connection.key or connection.name}.listen", connection.listen)
+
+
+def _run_service(what: str, start: Callable[[asyncio.Event], Any]) -> int:
+    """Run until a signal; a service that cannot start is one line and exit 2."""
+    from pdp.engine.opa import PolicyLoadError
+    from pdp.store import StoreUnavailable
+
+    try:
+        _run_until_signal(start)
+    except (OSError, PolicyLoadError, StoreUnavailable) as exc:
+        raise UserError(f"{what} cannot start: {exc}") from None
+    return 0
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -74,20 +132,23 @@ def cmd_pdp(args: argparse.Namespace) -> int:
     from pdp.app import PDPApp
 
     config = _config(args)
+    _check_ports(config)
     _setup_logging(args.verbose)
-    _run_until_signal(lambda stop: PDPApp(config).run_until(stop))
-    return 0
+    return _run_service("the PDP", lambda stop: PDPApp(config).run_until(stop))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     """The PDP and every configured proxy in one process tree."""
     from pdp.app import PDPApp
-    from proxies.launcher import run_with_proxies
+    from proxies.launcher import run_with_proxies, served
 
     config = _config(args)
+    _served_secrets(config)
+    _check_ports(config, served(config.connections))
     _setup_logging(args.verbose)
-    _run_until_signal(lambda stop: run_with_proxies(PDPApp(config), config, stop))
-    return 0
+    return _run_service(
+        "portcullis up", lambda stop: run_with_proxies(PDPApp(config), config, stop)
+    )
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
@@ -108,9 +169,12 @@ def cmd_proxy(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    _served_secrets(config, connections)
+    _check_ports(config, connections, pdp=False)
     address = args.pdp or config.pdp.address or config.pdp.listen
-    _run_until_signal(lambda stop: run_proxies(connections, config, address, stop))
-    return 0
+    return _run_service(
+        f"the {args.kind} proxy", lambda stop: run_proxies(connections, config, address, stop)
+    )
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -148,7 +212,12 @@ def cmd_policy_eval(args: argparse.Namespace) -> int:
         policies = Path(args.policies)
     else:
         policies = _config(args, strict=False).pdp.engine.policies
-    source = sys.stdin if args.input == "-" else open(args.input)  # noqa: SIM115
+    try:
+        source = sys.stdin if args.input == "-" else open(args.input)  # noqa: SIM115
+    except OSError as exc:
+        raise UserError(
+            f"--input {args.input}: {exc.strerror} (examples: rego/examples/*.json)"
+        ) from None
     with source:
         try:
             policy_input = json.load(source)
@@ -191,26 +260,63 @@ def cmd_policy_reader_functions(args: argparse.Namespace) -> int:
 # -- parser -----------------------------------------------------------------------
 
 
+CONFIG_HELP = "configuration file (default: $PORTCULLIS_CONFIG, else ./portcullis.yaml)"
+
+
+def _add_config_option(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """-c on this parser and, recursively, on every subcommand under it: `portcullis -c X
+    audit verify` and `portcullis audit verify -c X` mean the same. Below the top the
+    default is SUPPRESS, so a subcommand never overwrites a -c given before it."""
+    parser.add_argument(
+        "-c", "--config", default=None if top else argparse.SUPPRESS, help=CONFIG_HELP
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _add_config_option(child)
+
+
+def _service_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
+
+
+UP_HELP = """Start the Policy Decision Point and a proxy for every configured connection that this
+build serves (today: postgres), in one process tree, until SIGINT or SIGTERM. The PDP
+listens on pdp.listen (gRPC) and pdp.http_listen (/metrics, /healthz, /readyz); each
+proxy on its connection's listen address. A connection's `${NAME}` secrets are read
+only here, where its proxy starts. Check a configuration first with
+`portcullis config check`."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portcullis", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "-c",
-        "--config",
-        default=os.environ.get("PORTCULLIS_CONFIG", "portcullis.yaml"),
-        help="configuration file (default ./portcullis.yaml)",
-    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="PDP and every configured proxy in one process tree")
+    up = sub.add_parser(
+        "up",
+        help="PDP and every configured proxy in one process tree",
+        description=UP_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _service_options(up)
     up.set_defaults(func=cmd_up)
-    pdp = sub.add_parser("pdp", help="the Policy Decision Point alone")
+    pdp = sub.add_parser(
+        "pdp",
+        help="the Policy Decision Point alone",
+        description="Start the Policy Decision Point alone (gRPC on pdp.listen, HTTP on "
+        "pdp.http_listen); proxies elsewhere reach it at pdp.address.",
+    )
+    _service_options(pdp)
     pdp.set_defaults(func=cmd_pdp)
 
     proxy = sub.add_parser("proxy", help="the proxies of one protocol alone")
     proxy.add_argument("kind", choices=["postgres", "http", "ssh"])
     proxy.add_argument("--connection", default=None, help="only this connection")
     proxy.add_argument("--pdp", default=None, help="PDP address (default: pdp.address/listen)")
+    _service_options(proxy)
     proxy.set_defaults(func=cmd_proxy)
 
     token = sub.add_parser("token", help="issue a dev token (identity.dev only)")
@@ -251,16 +357,25 @@ def build_parser() -> argparse.ArgumentParser:
     from pdp.approvals_cli import register as register_approvals
 
     register_approvals(sub)
+
+    from pdp.ops_cli import register as register_ops
+
+    register_ops(sub)
+    _add_config_option(parser, top=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not hasattr(args, "verbose"):
+        args.verbose = False
     try:
         return int(args.func(args))
-    except ConfigError as exc:
+    except (ConfigError, UserError) as exc:
         print(f"portcullis: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

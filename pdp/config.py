@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,13 @@ class IdentitySettings:
 @dataclass(frozen=True)
 class VaultSettings:
     addr: str
-    auth: dict[str, Any]
+    auth: dict[str, Any]  # `${NAME}` references expanded only by resolved()
+    secrets_resolved: bool = True
+
+    def resolved(self, env: Mapping[str, str] | None = None) -> VaultSettings:
+        if self.secrets_resolved:
+            return self
+        return replace(self, auth=expand_env(self.auth, "vault.auth", env), secrets_resolved=True)
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,20 @@ class ConnectionSettings:
     database: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     credentials: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)  # protocol-specific extras
+    options: dict[str, Any] = field(default_factory=dict)  # protocol-specific, validated
+    # `credentials` keep their `${NAME}` references until the proxy that needs them starts
+    # (resolve_secrets): reading evidence never needs an upstream secret
+    key: str = ""  # where it is in the file, e.g. connections[0]
+    secrets_resolved: bool = True
+
+    def resolved(self, env: Mapping[str, str] | None = None) -> ConnectionSettings:
+        """This connection with the `${NAME}` references of its credentials expanded; a
+        variable that is not set is a ConfigError naming the key."""
+        if self.secrets_resolved:
+            return self
+        key = f"{self.key or 'connection ' + self.name}.credentials"
+        credentials = expand_env(self.credentials, key, env)
+        return replace(self, credentials=credentials, secrets_resolved=True)
 
 
 FORWARDER_TYPES = ("syslog", "http")
@@ -160,6 +179,24 @@ class Config:
 
     def connection(self, name: str) -> ConnectionSettings | None:
         return next((c for c in self.connections if c.name == name), None)
+
+
+def resolve_secrets(
+    config: Config,
+    connections: tuple[ConnectionSettings, ...] | list[ConnectionSettings] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[Config, list[ConnectionSettings]]:
+    """The secrets a proxy needs to start: these connections' credentials (default: all of
+    them) and, when one of them uses Vault, the Vault login. Raises ConfigError naming the
+    key of a `${NAME}` whose variable is not set."""
+    chosen = list(config.connections if connections is None else connections)
+    resolved = [c.resolved(env) for c in chosen]
+    vault = config.vault
+    if vault is not None and any(c.credentials.get("provider") == "vault" for c in resolved):
+        vault = vault.resolved(env)
+    by_name = {c.name: c for c in resolved}
+    everyone = tuple(by_name.get(c.name, c) for c in config.connections)
+    return replace(config, vault=vault, connections=everyone), resolved
 
 
 def expand_env(value: Any, key: str = "", env: Mapping[str, str] | None = None) -> Any:
@@ -203,17 +240,61 @@ def parse_config(
     if not isinstance(raw, dict):
         raise ConfigError("(root)", "must be a mapping")
     _known(raw, "(root)", {"pdp", "identity", "vault", "approvals", "connections", "forwarding"})
+    raw, deferred = _defer_secrets(raw)
     raw = expand_env(raw, env=env)
     config = Config(
         pdp=_pdp(_section(raw, "pdp"), base_dir),
         identity=_identity(_section(raw, "identity"), base_dir),
-        vault=_vault(raw.get("vault")),
+        vault=_vault(raw.get("vault"), deferred.get("vault")),
         approvals=_approvals(_section(raw, "approvals")),
-        connections=_connections(raw.get("connections") or []),
+        connections=_connections(raw.get("connections") or [], deferred, base_dir),
         base_dir=base_dir,
         forwarding=_forwarding(raw.get("forwarding") or [], base_dir),
     )
     return config
+
+
+def _unprotect(value: Any) -> Any:
+    """A YAML tree with each `${NAME}` placeholder turned back into its text, unexpanded."""
+    if isinstance(value, str):
+        return _PLACEHOLDER.sub(lambda m: "${" + bytes.fromhex(m.group(1)).decode() + "}", value)
+    if isinstance(value, dict):
+        return {k: _unprotect(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unprotect(v) for v in value]
+    return value
+
+
+def _defer_secrets(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Take out of the tree what only a proxy needs and may hold secrets: each connection's
+    `credentials` and Vault's `auth`; they are expanded when that proxy starts."""
+    deferred: dict[str, Any] = {}
+    raw = dict(raw)
+    connections = raw.get("connections")
+    if isinstance(connections, list):
+        copies = []
+        for i, item in enumerate(connections):
+            if isinstance(item, dict) and "credentials" in item:
+                item = dict(item)
+                deferred[f"connections[{i}]"] = _unprotect(item.pop("credentials"))
+            copies.append(item)
+        raw["connections"] = copies
+    vault = raw.get("vault")
+    if isinstance(vault, dict) and "auth" in vault:
+        vault = dict(vault)
+        deferred["vault"] = _unprotect(vault.pop("auth"))
+        raw["vault"] = vault
+    return raw, deferred
+
+
+def _has_env_refs(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(_ENV_REF.search(value))
+    if isinstance(value, dict):
+        return any(_has_env_refs(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_env_refs(v) for v in value)
+    return False
 
 
 def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:
@@ -412,18 +493,21 @@ def _identity(raw: dict[str, Any], base_dir: Path) -> IdentitySettings:
     )
 
 
-def _vault(raw: Any) -> VaultSettings | None:
+def _vault(raw: Any, auth: Any) -> VaultSettings | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
         raise ConfigError("vault", "must be a mapping")
+    _known(raw, "vault", {"addr"})
     addr = _str(raw, "vault", "addr")
     if not addr.startswith(("http://", "https://")):
         raise ConfigError("vault.addr", "must be an http(s) URL")
-    auth = raw.get("auth") or {}
+    auth = auth or {}
     if not isinstance(auth, dict) or auth.get("method") not in ("token", "approle", "jwt"):
         raise ConfigError("vault.auth.method", "must be one of token, approle, jwt")
-    return VaultSettings(addr=addr.rstrip("/"), auth=dict(auth))
+    return VaultSettings(
+        addr=addr.rstrip("/"), auth=dict(auth), secrets_resolved=not _has_env_refs(auth)
+    )
 
 
 def _approvals(raw: dict[str, Any]) -> ApprovalSettings:
@@ -438,7 +522,9 @@ def _approvals(raw: dict[str, Any]) -> ApprovalSettings:
     )
 
 
-def _connections(raw: Any) -> tuple[ConnectionSettings, ...]:
+def _connections(
+    raw: Any, deferred: dict[str, Any], base_dir: Path
+) -> tuple[ConnectionSettings, ...]:
     if not isinstance(raw, list):
         raise ConfigError("connections", "must be a list")
     seen: set[str] = set()
@@ -465,13 +551,16 @@ def _connections(raw: Any) -> tuple[ConnectionSettings, ...]:
         labels = item.get("labels") or {}
         if not isinstance(labels, dict):
             raise ConfigError(f"{key}.labels", "must be a mapping")
-        credentials = item.get("credentials") or {}
+        credentials = deferred.get(key) or {}
         if not isinstance(credentials, dict) or credentials.get("provider") not in (
             "static",
             "vault",
         ):
             raise ConfigError(f"{key}.credentials.provider", "must be one of static, vault")
         fixed = {"name", "type", "listen", "upstream", "zone", "database", "labels", "credentials"}
+        options = _connection_options(
+            {k: v for k, v in item.items() if k not in fixed}, key, kind, base_dir
+        )
         result.append(
             ConnectionSettings(
                 name=name,
@@ -482,10 +571,74 @@ def _connections(raw: Any) -> tuple[ConnectionSettings, ...]:
                 database=_str(item, key, "database"),
                 labels={str(k): str(v) for k, v in labels.items()},
                 credentials=dict(credentials),
-                options={k: v for k, v in item.items() if k not in fixed},
+                options=options,
+                key=key,
+                secrets_resolved=not _has_env_refs(credentials),
             )
         )
     return tuple(result)
+
+
+# Every option a connection may set besides the fixed keys, by protocol: what the proxies
+# read (proxies/runtime/session.py, proxies/postgres/proxy.py) and DESIGN.md declares.
+# name → (kind, protocols); kind: bool | seconds | int | path | one of the listed words.
+_COMMON = ("postgres", "http", "ssh")
+CONNECTION_OPTIONS: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "pdp_timeout_seconds": ("seconds", _COMMON),  # how long a proxy waits for a decision
+    "decision_cache": ("bool", _COMMON),  # reuse verdicts the policy declared reusable
+    "recording": ("bool", _COMMON),  # session events to the audit store (benchmarks only)
+    "enforce": ("bool", _COMMON),
+    "workers": ("int", _COMMON),
+    "tls_cert_file": ("path", ("postgres",)),  # TLS towards clients (SSLRequest)
+    "tls_key_file": ("path", ("postgres",)),
+    "upstream_tls": (("require", "verify-full"), ("postgres",)),  # TLS towards the server
+    "upstream_ca_file": ("path", ("postgres",)),
+    "mcp": ("bool", ("http",)),
+}
+
+
+def _connection_options(
+    raw: dict[str, Any], key: str, protocol: str, base_dir: Path
+) -> dict[str, Any]:
+    """Validate a connection's protocol options: an unknown key or a wrong type is an error
+    (a typo must not start a proxy without the TLS its operator asked for)."""
+    options: dict[str, Any] = {}
+    for name in sorted(raw, key=str):
+        value = raw[name]
+        where = f"{key}.{name}"
+        spec = CONNECTION_OPTIONS.get(str(name))
+        if spec is None:
+            raise ConfigError(where, "unknown key")
+        kind, protocols = spec
+        if protocol not in protocols:
+            raise ConfigError(where, f"is not an option of {protocol} connections")
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(where, "must be true or false")
+        elif kind == "seconds":
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(where, "must be a positive number of seconds")
+        elif kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(where, "must be a positive integer")
+        elif kind == "path":
+            if not isinstance(value, str) or not value:
+                raise ConfigError(where, "must be a file path")
+            value = str(_path(base_dir, value))
+            if not Path(value).is_file():
+                raise ConfigError(where, f"{value} does not exist")
+        elif value not in kind:
+            raise ConfigError(where, f"{value!r} is not one of {', '.join(kind)}")
+        options[str(name)] = value
+    if options.get("enforce") is False:
+        raise ConfigError(f"{key}.enforce", "shadow mode (enforce: false) is not available yet")
+    if options.get("workers", 1) > 1:
+        raise ConfigError(f"{key}.workers", "one proxy process per connection is all there is yet")
+    if ("tls_cert_file" in options) != ("tls_key_file" in options):
+        raise ConfigError(key, "TLS towards clients needs both tls_cert_file and tls_key_file")
+    if "upstream_ca_file" in options and "upstream_tls" not in options:
+        raise ConfigError(f"{key}.upstream_ca_file", "applies only with upstream_tls")
+    return options
 
 
 def _forwarding(raw: Any, base_dir: Path) -> tuple[ForwarderSettings, ...]:

@@ -77,6 +77,23 @@ def build_http_app(pdp: PDPApp) -> web.Application:
             body["policy_reload_error"] = reload_error
         return web.json_response(body, status=200 if ready else 503)
 
+    async def status(request: web.Request) -> web.Response:
+        """What `portcullis status` shows: readiness, policy, open sessions by connection."""
+        by_connection: dict[str, int] = {c.name: 0 for c in pdp.config.connections}
+        for session in pdp.sessions.silent_since(-1.0):  # every open session
+            name = str(session.connection.get("name", ""))
+            by_connection[name] = by_connection.get(name, 0) + 1
+        body: dict[str, object] = {
+            "ready": pdp.ready,
+            "policy_revision": pdp.engine.revision,
+            "open_sessions": len(pdp.sessions),
+            "sessions_by_connection": by_connection,
+        }
+        reload_error = getattr(pdp.engine, "last_reload_error", "")
+        if reload_error:
+            body["policy_reload_error"] = reload_error
+        return web.json_response(body)
+
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(text=metrics_text(pdp), content_type="text/plain", charset="utf-8")
 
@@ -138,5 +155,6 @@ def build_http_app(pdp: PDPApp) -> web.Application:
     app.router.add_post(r"/v1/approvals/{id}/{action:approve|deny}", resolve)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/v1/status", status)
     app.router.add_get("/metrics", metrics)
     return app

@@ -47,12 +47,15 @@ class PDPServer:
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = listen
-        if tls is not None:
-            self.port = self.server.add_secure_port(address, server_credentials(tls))
-        else:
-            self.port = self.server.add_insecure_port(address)
+        try:
+            if tls is not None:
+                self.port = self.server.add_secure_port(address, server_credentials(tls))
+            else:
+                self.port = self.server.add_insecure_port(address)
+        except RuntimeError:  # grpc's "Failed to bind to address ..."
+            self.port = 0
         if self.port == 0 and not listen.startswith("unix:"):
-            raise OSError(f"cannot listen on {listen}")
+            raise OSError(f"pdp.listen {listen}: cannot listen (address in use?)")
 
     @property
     def address(self) -> str:

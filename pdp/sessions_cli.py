@@ -82,7 +82,9 @@ def cmd_sessions_replay(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, body: Any) -> int:
-    config = load_config(args.config)
+    from pdp.cli import config_path
+
+    config = load_config(config_path(args))
     settings = config.pdp.store
     if settings.type == "sqlite" and not settings.path.is_file():
         print(f"portcullis: no audit store at {settings.path}", file=sys.stderr)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from pdp.config import Config, ConnectionSettings
+from pdp.config import Config, ConnectionSettings, resolve_secrets
 from pdp.heap import freeze_startup_heap
 
 log = logging.getLogger("portcullis.up")
@@ -44,6 +44,12 @@ def _load_builtin_kinds() -> None:
                 raise
 
 
+def served(connections: Sequence[ConnectionSettings]) -> list[ConnectionSettings]:
+    """The connections this build has a proxy for (the others are declared, not served)."""
+    _load_builtin_kinds()
+    return [c for c in connections if c.type in PROXY_KINDS]
+
+
 async def start_proxies(
     connections: Sequence[ConnectionSettings], config: Config, pdp_address: str
 ) -> list[Proxy]:
@@ -54,12 +60,16 @@ async def start_proxies(
             factory = PROXY_KINDS.get(connection.type)
             if factory is None:
                 log.warning(
-                    "connection %s: no %s proxy in this build; not served",
+                    "connection %s: this build serves no %s proxy yet (served: %s); "
+                    "its listen address stays closed",
                     connection.name,
                     connection.type,
+                    ", ".join(sorted(PROXY_KINDS)) or "none",
                 )
                 continue
-            proxy = factory(connection, config, pdp_address)
+            # a connection's secrets are read here, where its proxy starts, and nowhere else
+            served, (connection,) = resolve_secrets(config, [connection])
+            proxy = factory(connection, served, pdp_address)
             await proxy.start()
             proxies.append(proxy)
     except BaseException:

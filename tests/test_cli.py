@@ -71,7 +71,8 @@ def test_missing_environment_variable_names_key_and_variable(tmp_path):
     path, _ = write_config(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("ORDERS_DB_PASSWORD",)}
     result = subprocess.run(
-        [sys.executable, "-m", "pdp.cli", "-c", str(path), "pdp"],
+        # `up` starts the orders-db proxy, the one place that reads its password
+        [sys.executable, "-m", "pdp.cli", "-c", str(path), "up"],
         capture_output=True,
         text=True,
         env={**env, "BILLING_TOKEN": "y"},

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pdp.config import ConfigError, load_config, parse_config
+from pdp.config import ConfigError, load_config, parse_config, resolve_secrets
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {"ORDERS_DB_PASSWORD": "pw", "BILLING_TOKEN": "tok"}
@@ -20,15 +20,112 @@ def test_the_shipped_example_loads():
     assert config.pdp.store.type == "sqlite"
     assert config.identity.dev
     assert [c.name for c in config.connections] == ["orders-db", "billing-api", "web-1"]
-    assert config.connection("orders-db").credentials["password"] == "pw"
-    assert config.connection("billing-api").credentials["value"] == "Bearer tok"
+    orders = config.connection("orders-db").resolved(ENV)
+    assert orders.credentials["password"] == "pw"
+    assert config.connection("billing-api").resolved(ENV).credentials["value"] == "Bearer tok"
 
 
 def test_missing_environment_variable_is_an_error_naming_key_and_variable():
+    config = load_config(REPO / "portcullis.yaml", env={"BILLING_TOKEN": "x"})
     with pytest.raises(ConfigError) as err:
-        load_config(REPO / "portcullis.yaml", env={"BILLING_TOKEN": "x"})
+        resolve_secrets(config, env={"BILLING_TOKEN": "x"})
     assert err.value.key == "connections[0].credentials.password"
     assert "ORDERS_DB_PASSWORD" in str(err.value)
+
+
+def test_reading_the_configuration_needs_no_upstream_secret():
+    """Evidence commands (sessions, replay, audit, approvals) load the configuration from a
+    second shell: only the proxy that uses a secret may ask for its variable."""
+    config = load_config(REPO / "portcullis.yaml", env={})
+    orders = config.connection("orders-db")
+    assert orders.credentials["password"] == "${ORDERS_DB_PASSWORD}"
+    assert not orders.secrets_resolved
+    # resolving one connection asks only for its own variables
+    _, (billing,) = resolve_secrets(
+        config, [config.connection("billing-api")], env={"BILLING_TOKEN": "t"}
+    )
+    assert billing.credentials["value"] == "Bearer t"
+
+
+def test_a_secret_is_expanded_once_and_never_parsed_as_yaml():
+    config = parse_config(
+        {
+            "identity": {"dev": True},
+            "connections": [
+                {
+                    "name": "a",
+                    "type": "postgres",
+                    "listen": "127.0.0.1:1",
+                    "upstream": "127.0.0.1:2",
+                    "credentials": {"provider": "static", "password": "${PW}"},
+                }
+            ],
+        },
+        base_dir=REPO,
+    )
+    _, (conn,) = resolve_secrets(config, env={"PW": "${OTHER} {a: b}"})
+    assert conn.credentials["password"] == "${OTHER} {a: b}"
+    assert conn.resolved({}) is conn
+
+
+def _connection(**options):
+    return {
+        "identity": {"dev": True},
+        "connections": [
+            {
+                "name": "a",
+                "type": "postgres",
+                "listen": "127.0.0.1:1",
+                "upstream": "127.0.0.1:2",
+                "credentials": {"provider": "static", "password": "x"},
+                **options,
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "key", "problem"),
+    [
+        ({"upstream_tsl": "require"}, "connections[0].upstream_tsl", "unknown key"),
+        ({"lisen": "127.0.0.1:3"}, "connections[0].lisen", "unknown key"),
+        ({"tls_cert_fiel": "c.pem"}, "connections[0].tls_cert_fiel", "unknown key"),
+        ({"upstream_tls": "yes"}, "connections[0].upstream_tls", "is not one of"),
+        ({"decision_cache": "off"}, "connections[0].decision_cache", "true or false"),
+        ({"pdp_timeout_seconds": "2"}, "connections[0].pdp_timeout_seconds", "seconds"),
+        ({"tls_cert_file": "nope.pem"}, "connections[0].tls_cert_file", "does not exist"),
+        ({"mcp": True}, "connections[0].mcp", "not an option of postgres"),
+        ({"enforce": False}, "connections[0].enforce", "not available yet"),
+    ],
+)
+def test_connection_options_are_validated(options, key, problem, tmp_path):
+    (tmp_path / "rego").mkdir()
+    with pytest.raises(ConfigError) as err:
+        parse_config(_connection(**options), base_dir=tmp_path)
+    assert err.value.key == key, str(err.value)
+    assert problem in err.value.problem
+    if problem == "unknown key":
+        assert str(err.value) == f"configuration error at {key}: unknown key"
+
+
+def test_connection_option_files_resolve_against_the_config_folder(tmp_path):
+    (tmp_path / "rego").mkdir()
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "proxy.crt").write_text("x")
+    (tmp_path / "tls" / "proxy.key").write_text("x")
+    config = parse_config(
+        _connection(
+            tls_cert_file="tls/proxy.crt",
+            tls_key_file="tls/proxy.key",
+            upstream_tls="require",
+            decision_cache=False,
+            pdp_timeout_seconds=1.5,
+        ),
+        base_dir=tmp_path,
+    )
+    options = config.connections[0].options
+    assert options["tls_cert_file"] == str(tmp_path / "tls" / "proxy.crt")
+    assert options["upstream_tls"] == "require" and options["decision_cache"] is False
 
 
 @pytest.mark.parametrize(

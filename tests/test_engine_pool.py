@@ -41,7 +41,7 @@ async def test_reloads_keep_exactly_the_configured_number_of_workers(tmp_path):
         assert len(worker_pids()) == 2
         for i in range(5):
             (policies / "zz_reload.rego").write_text(
-                f'package portcullis\n\nreload_marker := {i}\n'
+                f"package portcullis\n\nreload_marker := {i}\n"
             )
             assert await engine.reload()
             result = await engine.evaluate({"command": {"kind": "session.open"}})

@@ -1,0 +1,236 @@
+"""`portcullis config check` and `portcullis status`: what would start, and what runs.
+
+Owns these two operator commands. `config check` reads the configuration (every key,
+every served connection's `${NAME}` secrets), compiles the policy with the real OPA
+evaluator and evaluates it once, and prints what `portcullis up` would start; it starts
+nothing. `status` asks a running PDP (gRPC health and ServerInfo, and its HTTP
+`/v1/status` when `pdp.http_listen` is set) and reads the audit store's chain head.
+Exit codes: 0 fine, 2 the configuration or policy is bad / the PDP is not reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+EXIT_OK = 0
+EXIT_BAD = 2
+
+
+def register(sub: Any) -> None:
+    config = sub.add_parser("config", help="check the configuration and the policy")
+    csub = config.add_subparsers(dest="config_command", required=True)
+    check = csub.add_parser(
+        "check",
+        help="validate the configuration and the policy; print what `up` would start",
+        description="Validate the configuration (every key, the secrets of served "
+        "connections) and the policy (compiled and evaluated once with the embedded OPA "
+        "evaluator), then print what `portcullis up` would start. Starts nothing. "
+        "Exit 0 when everything is fine, 2 naming the first problem.",
+    )
+    check.set_defaults(func=cmd_config_check)
+    status = sub.add_parser(
+        "status",
+        help="PDP reachable?, policy revision, proxies and their sessions, store and chain head",
+        description="Ask the running PDP (gRPC health and ServerInfo; its HTTP /v1/status "
+        "when pdp.http_listen is set) and read the audit store's chain head. Exit 2 when "
+        "the PDP cannot be reached.",
+    )
+    status.add_argument("--pdp", default=None, help="PDP address (default: from the config)")
+    status.add_argument("--format", choices=["text", "json"], default="text")
+    status.set_defaults(func=cmd_status)
+
+
+# -- config check ---------------------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from pdp.cli import _config, _served_secrets, config_path
+    from proxies.launcher import served
+
+    config = _config(args)  # a ConfigError here is printed by main() with exit 2
+    _served_secrets(config)
+    revision = _check_policy(config)
+    if revision is None:
+        return EXIT_BAD
+    serving = {c.name for c in served(config.connections)}
+    lines = [f"configuration {config_path(args)}: OK"]
+    engine = config.pdp.engine
+    if engine.type == "embedded":
+        workers = engine.workers or "one per core"
+        lines.append(
+            f"policy {engine.policies}: OK, revision {revision} "
+            f"(embedded OPA, {workers} workers, {engine.timeout_ms} ms deadline)"
+        )
+    else:
+        lines.append(f"policy: remote OPA at {engine.url} (not contacted)")
+    store = config.pdp.store
+    where = store.path if store.type == "sqlite" else "(dsn from the configuration)"
+    lines.append(f"store: {store.type} {where}")
+    lines.append(
+        f"PDP: gRPC on {config.pdp.listen}"
+        + (f", HTTP on {config.pdp.http_listen}" if config.pdp.http_listen else "")
+        + (", TLS" if config.pdp.tls else "")
+    )
+    lines.append(f"identity: {'dev issuer' if config.identity.dev else config.identity.issuer}")
+    for c in config.connections:
+        if c.name in serving:
+            lines.append(f"proxy {c.name} ({c.type}): {c.listen} → {c.upstream}")
+        else:
+            lines.append(
+                f"proxy {c.name} ({c.type}): NOT SERVED — this build has no {c.type} proxy yet"
+            )
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def _check_policy(config: Any) -> str | None:
+    """Compile and evaluate the embedded policy once; its revision, or None (printed why)."""
+    if config.pdp.engine.type != "embedded":
+        return ""
+    from pdp.engine.bundle import BundleError, load_bundle
+    from pdp.engine.opa import PolicyLoadError, evaluate, new_engine
+
+    try:
+        bundle = load_bundle(config.pdp.engine.policies).without_tests()
+        engine = new_engine(bundle)
+        evaluate(engine, {"command": {"kind": "session.open"}})
+    except (BundleError, PolicyLoadError) as exc:
+        detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"portcullis: policy {config.pdp.engine.policies}: {detail}", file=sys.stderr)
+        return None
+    return str(bundle.revision)
+
+
+# -- status ---------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pdp.cli import _config
+
+    config = _config(args)
+    address = args.pdp or config.pdp.address or config.pdp.listen
+    report: dict[str, Any] = {"pdp": {"address": address}}
+    reachable = asyncio.run(_ask_pdp(address, report))
+    if config.pdp.http_listen and reachable:
+        report["pdp"].update(_http_status(config.pdp.http_listen))
+    report["store"] = asyncio.run(_store_head(config))
+    report["connections"] = _connections(config, report["pdp"].get("sessions_by_connection"))
+    if args.format == "json":
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(_render(report))
+    return EXIT_OK if reachable else EXIT_BAD
+
+
+async def _ask_pdp(address: str, report: dict[str, Any]) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            checked = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+            info = await pdp_pb2_grpc.DecisionServiceStub(channel).ServerInfo(
+                pdp_pb2.ServerInfoRequest(), timeout=5
+            )
+    except grpc.aio.AioRpcError as exc:
+        report["pdp"].update(reachable=False, error=exc.details() or exc.code().name)
+        return False
+    report["pdp"].update(
+        reachable=True,
+        health=health_pb2.HealthCheckResponse.ServingStatus.Name(checked.status),
+        policy_revision=info.policy_revision,
+        engine=info.engine,
+        engine_version=info.engine_version,
+        version=info.version,
+    )
+    return True
+
+
+def _http_status(listen: str) -> dict[str, Any]:
+    import urllib.error
+    import urllib.request
+
+    url = f"http://{listen}/v1/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = json.loads(response.read())
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        return {"http_error": f"{url}: {exc}"}
+    return {k: v for k, v in body.items() if k != "policy_revision"}
+
+
+async def _store_head(config: Any) -> dict[str, Any]:
+    from typing import cast
+
+    from pdp.store import AuditStore, StoreUnavailable, open_store
+
+    settings = config.pdp.store
+    out: dict[str, Any] = {"type": settings.type}
+    if settings.type == "sqlite":
+        out["path"] = str(settings.path)
+        if not settings.path.is_file():
+            out["error"] = "no audit store yet"
+            return out
+    store = cast(AuditStore, open_store(settings, timeout=10.0))
+    try:
+        await store.start()
+        seq, digest = await store.head()
+        out.update(records=seq, chain_head=digest)
+    except StoreUnavailable as exc:
+        out["error"] = str(exc)
+    finally:
+        await store.close()
+    return out
+
+
+def _connections(config: Any, sessions: dict[str, int] | None) -> list[dict[str, Any]]:
+    from proxies.launcher import served
+
+    serving = {c.name for c in served(config.connections)}
+    return [
+        {
+            "name": c.name,
+            "type": c.type,
+            "listen": c.listen,
+            "served": c.name in serving,
+            "open_sessions": (sessions or {}).get(c.name, 0) if sessions is not None else None,
+        }
+        for c in config.connections
+    ]
+
+
+def _render(report: dict[str, Any]) -> str:
+    pdp = report["pdp"]
+    if pdp.get("reachable"):
+        lines = [
+            f"PDP {pdp['address']}: {pdp['health']}, policy {pdp['policy_revision']} "
+            f"({pdp['engine']}, {pdp['engine_version']})"
+        ]
+        if pdp.get("policy_reload_error"):
+            lines.append(f"  last policy reload FAILED: {pdp['policy_reload_error']}")
+        if pdp.get("http_error"):
+            lines.append(f"  HTTP status unavailable: {pdp['http_error']}")
+    else:
+        lines = [f"PDP {pdp['address']}: NOT REACHABLE ({pdp.get('error', '')})"]
+    store = report["store"]
+    if "error" in store:
+        lines.append(f"store {store['type']}: {store['error']}")
+    else:
+        lines.append(
+            f"store {store['type']}: {store['records']} records, chain head {store['chain_head']}"
+        )
+    for c in report["connections"]:
+        if not c["served"]:
+            state = "not served (no such proxy in this build)"
+        elif c["open_sessions"] is None:
+            state = "served (sessions: set pdp.http_listen to see them)"
+        else:
+            state = f"served, {c['open_sessions']} open sessions"
+        lines.append(f"proxy {c['name']} ({c['type']}) {c['listen']}: {state}")
+    return "\n".join(lines)
