@@ -97,7 +97,8 @@ class IdentitySettings:
     groups_claim: str = "groups"
     shared_secret: str = ""  # HS256 only when configured explicitly
     algorithms: tuple[str, ...] = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
-    leeway_seconds: int = 30
+    # clock skew allowed on exp/nbf/iat, the same at session open and during the session
+    leeway_seconds: int = 2
     dev_key: Path = Path("var/dev-issuer.key")
 
 
@@ -488,9 +489,22 @@ def _identity(raw: dict[str, Any], base_dir: Path) -> IdentitySettings:
         groups_claim=_str(raw, key, "groups_claim", "groups"),
         shared_secret=_str(raw, key, "shared_secret"),
         algorithms=tuple(algorithms) if algorithms else defaults.algorithms,
-        leeway_seconds=_int(raw, key, "leeway_seconds", 30),
+        leeway_seconds=_leeway(raw, key),
         dev_key=_path(base_dir, _str(raw, key, "dev_key", "var/dev-issuer.key")),
     )
+
+
+MAX_LEEWAY_SECONDS = 60
+
+
+def _leeway(raw: dict[str, Any], key: str) -> int:
+    """Clock-skew leeway for token times: small, or an expired token opens sessions."""
+    leeway = _int(raw, key, "leeway_seconds", IdentitySettings.leeway_seconds)
+    if leeway > MAX_LEEWAY_SECONDS:
+        raise ConfigError(
+            f"{key}.leeway_seconds", f"must be at most {MAX_LEEWAY_SECONDS} (clock skew only)"
+        )
+    return leeway
 
 
 def _vault(raw: Any, auth: Any) -> VaultSettings | None:

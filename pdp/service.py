@@ -282,7 +282,9 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "the just-in-time grant of this session has expired",
             )
-        if session.identity.expires_at and session.identity.expires_at < time.time():
+        # the same clock-skew leeway as at open (identity.leeway_seconds), no more
+        leeway = self.config.identity.leeway_seconds
+        if session.identity.expires_at and session.identity.expires_at + leeway < time.time():
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "token expired during the session; reconnect with a fresh token",
