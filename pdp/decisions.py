@@ -8,6 +8,7 @@ with the reason; nothing here can produce an allow by accident.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import time
@@ -81,14 +82,26 @@ class DecisionStats:
     store_errors: int = 0
     evaluation_ms_sum: float = 0.0
     evaluations_reused: int = 0
+    # evaluation latency as a Prometheus histogram: counts per upper bound (seconds),
+    # not cumulative here; /metrics adds them up
+    evaluation_buckets: list[int] | None = None
 
     def count(self, decision: Decision) -> None:
         if self.by_verdict is None:
             self.by_verdict = {}
+        if self.evaluation_buckets is None:
+            self.evaluation_buckets = [0] * (len(EVALUATION_BUCKETS) + 1)
         self.total += 1
         name = decision.verdict.kind.wire
         self.by_verdict[name] = self.by_verdict.get(name, 0) + 1
         self.evaluation_ms_sum += decision.evaluation_ms
+        self.evaluation_buckets[
+            bisect.bisect_left(EVALUATION_BUCKETS, decision.evaluation_ms / 1000)
+        ] += 1
+
+
+# upper bounds of the evaluation latency histogram, in seconds (then +Inf)
+EVALUATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class Decider:

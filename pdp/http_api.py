@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from pdp.approvals import ApprovalRefused
+from pdp.decisions import EVALUATION_BUCKETS, DecisionStats
 from pdp.identity import TokenRejected
 
 if TYPE_CHECKING:
@@ -40,9 +41,7 @@ def metrics_text(app: PDPApp) -> str:
         "# HELP portcullis_store_errors_total Decisions the audit store could not take (denied).",
         "# TYPE portcullis_store_errors_total counter",
         f"portcullis_store_errors_total {stats.store_errors}",
-        "# HELP portcullis_evaluation_seconds_sum Time spent deciding.",
-        "# TYPE portcullis_evaluation_seconds_sum counter",
-        f"portcullis_evaluation_seconds_sum {stats.evaluation_ms_sum / 1000:.6f}",
+        *_evaluation_histogram(stats),
         "# HELP portcullis_decide_streams_open DecideStreams open at this PDP (a proxy keeps one).",
         "# TYPE portcullis_decide_streams_open gauge",
         f"portcullis_decide_streams_open {streams.open}",
@@ -63,6 +62,23 @@ def metrics_text(app: PDPApp) -> str:
         f'portcullis_policy_info{{revision="{app.engine.revision}",engine="{app.engine.name}"}} 1',
     ]
     return "\n".join(lines) + "\n"
+
+
+def _evaluation_histogram(stats: DecisionStats) -> list[str]:
+    """portcullis_evaluation_seconds: time spent deciding, as a Prometheus histogram."""
+    name = "portcullis_evaluation_seconds"
+    counts = stats.evaluation_buckets or [0] * (len(EVALUATION_BUCKETS) + 1)
+    lines = [
+        f"# HELP {name} Time the policy engine spent on each decision (0 when reused).",
+        f"# TYPE {name} histogram",
+    ]
+    running = 0
+    for bound, count in zip((*EVALUATION_BUCKETS, "+Inf"), counts, strict=True):
+        running += count
+        lines.append(f'{name}_bucket{{le="{bound}"}} {running}')
+    lines.append(f"{name}_sum {stats.evaluation_ms_sum / 1000:.6f}")
+    lines.append(f"{name}_count {running}")
+    return lines
 
 
 def build_http_app(pdp: PDPApp) -> web.Application:
