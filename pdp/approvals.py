@@ -319,7 +319,9 @@ class ApprovalBook:
                 await self._expire(request)
 
     async def wait(self, approval_id: str, timeout: float) -> ApprovalRequest | None:
-        """Until the request is decided (or timeout); the request as it then stands."""
+        """Until the request is decided (or timeout); the request as it then stands. A
+        request whose decision time has passed by then is expired first, so the waiter
+        reads `expired`, never a `pending` that can no longer be approved."""
         deadline = time.monotonic() + timeout
         async with self._changed:
             while True:
@@ -328,6 +330,9 @@ class ApprovalBook:
                     return request
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return request
+                    break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
+        if request.expires_at <= time.time() + POLL_SECONDS:
+            await self._expire(request)
+        return self.requests.get(approval_id, request)

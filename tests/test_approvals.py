@@ -149,10 +149,15 @@ async def test_denied_and_expired_requests_fail_naming_the_request(tmp_path):
             await asyncio.wait_for(update, 15)
         assert approval_id in str(err.value) and "sam@example.com" in str(err.value)
         assert "not during the freeze" in str(err.value)
-        # nobody decides: the wait ends and the request expires
+        # nobody decides: the wait ends and the request expires; the client is told so at
+        # once, and how to ask again (not "still pending", which it no longer is)
         with pytest.raises(asyncpg.InsufficientPrivilegeError) as err:
             await conn.execute("DELETE FROM orders WHERE id = 11")
         assert "a-" in str(err.value)
+        assert "expired" in str(err.value) and "run the command again" in str(err.value)
+        assert "still pending" not in str(err.value)
+        expired_id = str(err.value).split("request ", 1)[1].split()[0]
+        assert gw.pdp.approvals.requests[expired_id].state == "expired"
         await asyncio.sleep(1.5)
         states = {r.state for r in gw.pdp.approvals.requests.values()}
         assert states == {"denied", "expired"}

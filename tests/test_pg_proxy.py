@@ -913,7 +913,8 @@ async def test_nothing_is_answered_from_the_cache_once_the_token_has_expired(tmp
         conn = await asyncpg.connect(gw.dsn(tok))
         for i in range(3):
             await conn.fetch(f"SELECT * FROM orders WHERE id = {i}")  # decided once, reused
-        await asyncio.sleep(max(expires_at - time.time(), 0) + 0.2)
+        leeway = gw.config.identity.leeway_seconds  # the same at open and in the session
+        await asyncio.sleep(max(expires_at + leeway - time.time(), 0) + 0.2)
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="token expired"):
             await conn.fetch("SELECT * FROM orders WHERE id = 7")
         await conn.close()

@@ -260,6 +260,11 @@ class ProxySession:
             reason = f"approval request {approval_id} was denied by {approval.approver}"
             if approval.decision_reason:
                 reason += f": {approval.decision_reason}"
+        elif state == "expired":
+            reason = (
+                f"approval required: request {approval_id} expired, nobody decided within "
+                f"{self.runtime.approval_timeout:g} s; run the command again to ask again"
+            )
         elif state == "pending":
             reason = (
                 f"approval required: request {approval_id} is still pending; run the "
