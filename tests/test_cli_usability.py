@@ -172,3 +172,23 @@ def test_config_check_reports_what_would_start_and_a_broken_policy(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     broken = run("config", "check", "-c", str(path))
     assert_one_line_user_error(broken, "unsafe")
+
+
+def test_audit_verify_says_what_it_counted(tmp_path):
+    path, raw = write_config(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pdp.cli", "pdp", "-c", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=NO_SECRETS,
+    )  # fmt: skip
+    try:
+        channel = grpc.insecure_channel(raw["pdp"]["listen"])
+        grpc.channel_ready_future(channel).result(timeout=60)
+        channel.close()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    result = run("audit", "verify", "-c", str(path), env=NO_SECRETS)
+    assert result.returncode == 0, result.stderr
+    assert "audit records in an unbroken hash chain" in result.stdout
+    assert "signed checkpoints" in result.stdout
+    assert "credential-never-exposed statements verified" in result.stdout

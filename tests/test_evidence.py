@@ -326,11 +326,11 @@ async def test_pdp_writes_statements_and_checkpoints_and_verify_is_ok(env):
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK: ")
     rows = await env.rows()
-    assert f"{len(rows)} records" in result.stdout
+    assert f"{len(rows)} audit records" in result.stdout
     assert f"head seq {rows[-1]['seq']} hash {rows[-1]['hash']}" in result.stdout
-    assert "2 statements" in result.stdout
+    assert "2 signed credential-never-exposed statements" in result.stdout
     checkpoints = [r for r in rows if r["kind"] == "checkpoint"]
-    assert len(checkpoints) == 2 and f"{len(checkpoints)} checkpoints" in result.stdout
+    assert len(checkpoints) == 2 and f"{len(checkpoints)} signed checkpoints" in result.stdout
     assert rows[-1]["kind"] == "checkpoint"  # written at shutdown
 
     statements = [json.loads(r["body"]) for r in rows if r["kind"] == "credential.statement"]

@@ -286,8 +286,9 @@ class BundleReport:
 
     def summary(self) -> str:
         return (
-            f"{self.records} records (seq {self.first_seq}..{self.head[0]}),"
-            f" {self.checkpoints} checkpoints, {self.statements} statements,"
+            f"{self.records} audit records (seq {self.first_seq}..{self.head[0]}) in an"
+            f" unbroken hash chain, {self.checkpoints} signed checkpoints and"
+            f" {self.statements} signed credential-never-exposed statements verified;"
             f" head seq {self.head[0]} hash {self.head[1]}, signed by key {self.key_id}"
         )
 

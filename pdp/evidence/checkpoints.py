@@ -315,8 +315,10 @@ class EvidenceReport:
 
     def summary(self) -> str:
         return (
-            f"{self.records} records, {self.checkpoints} checkpoints,"
-            f" {self.statements} statements, head seq {self.head[0]} hash {self.head[1]}"
+            f"{self.records} audit records in an unbroken hash chain,"
+            f" {self.checkpoints} signed checkpoints and {self.statements} signed"
+            f" credential-never-exposed statements verified; head seq {self.head[0]}"
+            f" hash {self.head[1]}"
         )
 
 
