@@ -113,6 +113,9 @@ class Enforcer:
         self.settle = settle
         # the column names of a query's result, described on a side connection
         self.source_columns: Callable[[str], Awaitable[list[str] | None]] | None = None
+        # built-in function names the database also defines elsewhere (read at start-up):
+        # the policy must know a call of one may not run the built-in
+        self.shadowed: tuple[str, ...] = ()
         self.hash_key = hash_key
         self.statements: dict[str, PreparedStatement] = {}
         self.portals: dict[str, Portal] = {}
@@ -136,15 +139,24 @@ class Enforcer:
             found = self._maskers[rules] = Masker(rules, self.hash_key)
         return found
 
+    def _attributes(self, protocol: str) -> dict[str, Any]:
+        """input.command.postgres beside the statements: how the text came, and the
+        built-in names this database shadows (only when there are any)."""
+        if not self.shadowed:
+            return _PROTOCOL[protocol]
+        return {**_PROTOCOL[protocol], "shadowed_functions": list(self.shadowed)}
+
     async def decide(self, sql: str, protocol: str) -> Ruling:
         ruling = await self.session.decide_or_wait(
-            "postgres.query", sql, _PROTOCOL[protocol], shaped, self.tell
+            "postgres.query", sql, self._attributes(protocol), shaped, self.tell
         )
         return self._vetted(ruling)
 
     def _known(self, sql: str, protocol: str) -> Ruling | None:
         """The statement's verdict when no PDP round trip is needed (reused), else None."""
-        ruling = self.session.ruling_now("postgres.query", sql, shaped, _PROTOCOL[protocol])
+        ruling = self.session.ruling_now(
+            "postgres.query", sql, shaped, self._attributes(protocol)
+        )
         return None if ruling is None else self._vetted(ruling)
 
     def _vetted(self, ruling: Ruling) -> Ruling:
@@ -538,9 +550,10 @@ class Enforcer:
                 )
             )
         else:
-            ruling = await self.session.decide(
-                "postgres.function_call", raw, {"function": name, "protocol": "function_call"}
-            )
+            attributes: dict[str, Any] = {"function": name, "protocol": "function_call"}
+            if self.shadowed:
+                attributes["shadowed_functions"] = list(self.shadowed)
+            ruling = await self.session.decide("postgres.function_call", raw, attributes)
         if not ruling.verdict.allowed:
             self.session.record_command(raw, ruling, protocol="function_call")
             self._refuse_query(refusal(ruling))

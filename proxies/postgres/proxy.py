@@ -34,12 +34,14 @@ from proxies.postgres.startup import (
 )
 from proxies.postgres.tracker import ResponseTracker
 from proxies.postgres.upstream import (
+    SHADOWED_SQL,
     Upstream,
     UpstreamError,
     column_names,
     connect,
     described_fields,
     function_name,
+    session_query,
 )
 from proxies.runtime.pdp_client import SessionRefused
 from proxies.runtime.secrets_scan import SecretScanner
@@ -177,6 +179,8 @@ class ClientConnection:
         self._outbound: list[bytes] = []
         self._params: dict[str, str] | None = None
         self.session_settings: dict[str, str] = {}
+        # names of pg_catalog functions also defined elsewhere in the database
+        self.shadowed: list[str] = []
 
     # -- writing -------------------------------------------------------------------------
 
@@ -306,6 +310,13 @@ class ClientConnection:
             await self.session.close("upstream_unavailable", abnormal=True)
             self.session = None
             return False
+        shadowed = await session_query(self.upstream, SHADOWED_SQL)
+        if shadowed is None:
+            self.fatal("portcullis: the upstream catalog could not be read", "08006")
+            await self.session.close("upstream_unavailable", abnormal=True)
+            self.session = None
+            return False
+        self.shadowed = shadowed
         self._greet(self.upstream)
         return True
 
@@ -353,6 +364,7 @@ class ClientConnection:
             self._function_name,
         )
         enforcer.source_columns = self._source_columns
+        enforcer.shadowed = tuple(self.shadowed)
         relay = _Relay(self, enforcer, tracker, statement_limit(self.session_settings))
         enforcer.settle = relay.settle
         waiting: set[asyncio.Future[str]] = {relay.ended}

@@ -131,6 +131,46 @@ async def _authenticate(upstream: Upstream, lease: CredentialLease) -> None:
             # NoticeResponse and NegotiateProtocolVersion during start-up are dropped
 
 
+# Functions outside pg_catalog named like one inside it. The server resolves
+# an unqualified call to the best match over every schema on the search path, so a
+# `public.upper(varchar)` beats `pg_catalog.upper(text)` for a varchar argument: the
+# policy, which reads names, must know which names are not the built-in's alone.
+SHADOWED_SQL = """SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+AND EXISTS (SELECT 1 FROM pg_catalog.pg_proc q
+            WHERE q.pronamespace = 'pg_catalog'::regnamespace AND q.proname = p.proname)
+ORDER BY 1"""
+
+
+async def session_query(upstream: Upstream, sql: str, timeout: float = 5.0) -> list[str] | None:
+    """The first column of a query the proxy asks on the session's own connection before
+    the client is let in (nothing else is in flight on it yet), or None when it failed."""
+    values: list[str] = []
+    try:
+        async with asyncio.timeout(timeout):
+            upstream.writer.write(codec.Query(sql).encode())
+            pending, upstream.pending = list(upstream.pending), []
+            failed = False
+            while True:
+                for i, message in enumerate(pending):
+                    if isinstance(message, codec.DataRow) and message.values:
+                        value = message.values[0]
+                        values.append(value.decode() if value is not None else "")
+                    elif isinstance(message, codec.ErrorResponse):
+                        failed = True
+                    elif isinstance(message, codec.ReadyForQuery):
+                        upstream.status = message.status
+                        upstream.pending = pending[i + 1 :]
+                        return None if failed else values
+                data = await upstream.reader.read(65536)
+                if not data:
+                    return None
+                pending = upstream.parser.feed(data)
+    except (TimeoutError, OSError, codec.ProtocolViolation):
+        return None
+
+
 async def side_query(
     host: str,
     port: int,
@@ -222,13 +262,16 @@ async def function_name(
     oid: int,
     tls: ssl.SSLContext | None = None,
 ) -> str | None:
-    """The schema-qualified name of the function with this OID, or None."""
+    """The function with this OID as `schema.name` (each part quoted where the server
+    would quote it), so the policy sees which schema's function runs; None if unknown."""
     rows = await side_query(
         host,
         port,
         params,
         lease,
-        f"SELECT oid::regproc::text FROM pg_catalog.pg_proc WHERE oid = {int(oid)}",
+        "SELECT format('%I.%I', n.nspname, p.proname) FROM pg_catalog.pg_proc p "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
+        f"WHERE p.oid = {int(oid)}",
         tls,
     )
     return rows[0][0] if rows else None

@@ -274,6 +274,18 @@ pg_reader_calls contains [i, sprintf("function %s is not in pg_catalog; readers 
 	not privileged
 }
 
+# A built-in name the database also defines outside pg_catalog (the proxy reads which at
+# start-up: input.command.postgres.shadowed_functions) may not run the built-in: the
+# server picks the best match by argument types over every schema on the search path, so
+# public.upper(varchar) beats pg_catalog.upper(text) for a varchar argument.
+pg_reader_calls contains [i, sprintf("function %s is also defined outside pg_catalog in this database, so the call may not run the built-in", [f])] if {
+	shadowed := {name | some name in input.command.postgres.shadowed_functions}
+	some i, s in input.command.postgres.statements
+	some f in s.functions
+	f in shadowed
+	not privileged
+}
+
 # A quoted name with capitals names another function than the lower-case one listed.
 pg_reader_calls contains [i, sprintf("function %q is not one readers may call", [f])] if {
 	some i, s in input.command.postgres.statements
@@ -371,6 +383,34 @@ pg_reader_may_set(s) if {
 pg_timeout_ms(value) := ms if {
 	[[_, digits, unit]] := regex.find_all_string_submatch_n(`^([0-9]{1,9})\s*(ms|s|min|h|d)?$`, trim_space(value), 1)
 	ms := to_number(digits) * {"": 1, "ms": 1, "s": 1000, "min": 60000, "h": 3600000, "d": 86400000}[unit]
+}
+
+# Settings a client asks for in its start-up packet (the proxy unpacks `options` into
+# them, and refuses the lexing ones itself) are judged as SET is: a reader starts with
+# only what it could SET. The read-only settings are the proxy's to pin, never a reader's.
+deny contains sprintf("start-up parameter %s is not a setting readers may choose", [name]) if {
+	input.command.kind == "session.open"
+	some name, value in object.get(input.session, ["attributes", "settings"], {})
+	not privileged
+	not pg_reader_may_set(pg_startup_setting(name, value))
+}
+
+pg_startup_setting(name, value) := {
+	"type": "set",
+	"setting": lower(name),
+	"value": value,
+	"reset": false,
+	"read_write": true,
+	"pg_catalog_first": pg_catalog_listed_first(value),
+}
+
+# search_path as the server reads it: pg_catalog searched first unless listed later.
+pg_catalog_listed_first(value) := true if {
+	names := [lower(trim(trim_space(part), `"`)) | some part in split(value, ",")]
+	not "pg_catalog" in names
+} else := first if {
+	names := [lower(trim(trim_space(part), `"`)) | some part in split(value, ",")]
+	first := names[0] == "pg_catalog"
 }
 
 # --- into the common sets --------------------------------------------------

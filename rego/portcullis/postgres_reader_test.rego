@@ -71,13 +71,78 @@ test_fast_path_call_judged_by_the_list if {
 # --- dangerous for everyone -------------------------------------------------------
 
 test_functions_that_run_sql_or_read_files_denied_for_everyone if {
-	every f in ["query_to_xml", "cursor_to_xml", "table_to_xml", "schema_to_xmlschema", "database_to_xml_and_xmlschema", "ts_stat", "ts_rewrite", "pg_stat_file", "pg_ls_waldir", "pg_read_file", "lo_from_bytea", "lo_creat", "loread", "lowrite", "pg_file_write"] {
+	every f in ["query_to_xml", "cursor_to_xml", "table_to_xml", "schema_to_xmlschema", "database_to_xml_and_xmlschema", "ts_stat", "ts_rewrite", "pg_stat_file", "pg_ls_waldir", "pg_read_file", "lo_import", "lo_export", "pg_file_write"] {
 		every g in [["dba", "pii-readers"], ["readonly"]] {
 			s := select_calling([f])
 			verdict(g, [s]) == "deny"
 			sprintf("function %s reaches outside the database or runs SQL text", [f]) in reasons(g, [s])
 		}
 	}
+}
+
+# Large objects live inside the database: dba may use them (psql's \lo_import calls
+# lo_creat, lo_open and lowrite by fast path); readers may not (not on their list).
+test_large_objects_inside_the_database_are_dbas_not_readers if {
+	every f in ["lo_creat", "lo_from_bytea", "loread", "lowrite", "lo_open"] {
+		s := select_calling([f])
+		verdict(["dba", "pii-readers"], [s]) == "allow"
+		verdict(["readonly"], [s]) == "deny"
+	}
+}
+
+# --- names the database shadows -------------------------------------------------------
+
+shadowed_query(groups, functions) := {
+	"identity": {"subject": "alice@example.com", "groups": groups},
+	"connection": {"name": "orders-db", "type": "postgres"},
+	"command": {"kind": "postgres.query", "raw": "select upper(x)", "postgres": {
+		"statements": [stmt_with("select", {"functions": functions})],
+		"shadowed_functions": ["upper"],
+	}},
+}
+
+test_a_built_in_name_the_database_shadows_is_denied_to_readers if {
+	d := portcullis.decision with input as shadowed_query(["readonly"], ["upper"])
+	d.verdict == "deny"
+	"function upper is also defined outside pg_catalog in this database, so the call may not run the built-in" in d.reasons
+	e := portcullis.decision with input as shadowed_query(["readonly"], ["lower"])
+	e.verdict != "deny"
+	f := portcullis.decision with input as shadowed_query(["dba", "pii-readers"], ["upper"])
+	f.verdict == "allow"
+}
+
+# --- start-up parameters -----------------------------------------------------------
+
+open_with(groups, settings) := {
+	"identity": {"subject": "alice@example.com", "groups": groups},
+	"connection": {"name": "orders-db", "type": "postgres"},
+	"session": {"attributes": {"settings": settings}},
+	"command": {"kind": "session.open", "raw": ""},
+}
+
+test_start_up_settings_a_reader_could_set_are_accepted if {
+	d := portcullis.decision with input as open_with(["readonly"], {
+		"application_name": "agent", "datestyle": "ISO, MDY", "statement_timeout": "1500",
+		"search_path": "\"$user\", public", "jit": "off",
+	})
+	d.verdict == "allow"
+}
+
+test_start_up_settings_a_reader_could_not_set_are_refused_by_name if {
+	every name, value in {
+		"session_replication_role": "replica", "statement_timeout": "0",
+		"search_path": "public, pg_catalog", "default_transaction_read_only": "off",
+		"log_statement": "none", "work_mem": "4GB",
+	} {
+		d := portcullis.decision with input as open_with(["readonly"], {name: value})
+		d.verdict == "deny"
+		sprintf("start-up parameter %s is not a setting readers may choose", [name]) in d.reasons
+	}
+}
+
+test_start_up_settings_are_dbas_to_choose if {
+	d := portcullis.decision with input as open_with(["dba"], {"session_replication_role": "replica"})
+	d.verdict == "allow"
 }
 
 # --- set_config ---------------------------------------------------------------------
