@@ -70,9 +70,13 @@ const scenarios = {
   },
 
   async copy_out (c) {
-    const stream = c.query(copyTo('COPY plain_items TO STDOUT'))
+    const stream = c.query(copyTo(`COPY ${args.table} TO STDOUT`))
     const chunks = []
-    for await (const chunk of stream) chunks.push(chunk)
+    try {
+      for await (const chunk of stream) chunks.push(chunk)
+    } catch (err) {
+      return { error: failure(err) }
+    }
     return { text: Buffer.concat(chunks).toString('utf8') }
   },
 

@@ -55,9 +55,13 @@ const scenarios = {
   },
 
   async copy_out (sql) {
-    const stream = await sql`COPY plain_items TO STDOUT`.readable()
     const chunks = []
-    for await (const chunk of stream) chunks.push(chunk)
+    try {
+      const stream = await sql.unsafe(`COPY ${args.table} TO STDOUT`).readable()
+      for await (const chunk of stream) chunks.push(chunk)
+    } catch (err) {
+      return { error: failure(err) }
+    }
     return { text: Buffer.concat(chunks).toString('utf8') }
   },
 
