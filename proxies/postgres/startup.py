@@ -145,7 +145,8 @@ def upstream_params(
     session_settings: dict[str, str],
 ) -> dict[str, str]:
     """The start-up packet the proxy sends upstream: the credential's user, the database,
-    the settings policy admitted, then the pins (policy's and the lexing ones), which win."""
+    the settings policy admitted, then the pins (policy's and the lexing ones), which win
+    (but for a statement_timeout the client asks to be shorter than the policy's)."""
     params = {"user": username, "database": database}
     pinned = {**session_settings, **LEXING_PINS}
     lowered = {name.lower() for name in pinned}
@@ -153,6 +154,16 @@ def upstream_params(
         if name.lower() not in lowered:
             params[name] = value
     params.update(pinned)
+    # a bound the client asks to tighten: its own statement_timeout when it is shorter
+    # than the policy's (never none, never longer)
+    asked = {name.lower(): value for name, value in requested.items()}.get("statement_timeout")
+    bound = session_settings.get("statement_timeout")
+    if asked is not None and bound is not None:
+        asked_s, bound_s = statement_limit({"statement_timeout": asked}), statement_limit(
+            {"statement_timeout": bound}
+        )
+        if 0 < asked_s <= bound_s:
+            params["statement_timeout"] = asked
     return params
 
 
