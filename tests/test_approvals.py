@@ -118,6 +118,9 @@ async def test_update_waits_for_a_security_approver_then_runs(tmp_path):
             == "UPDATE 1"
         )
         assert len(gw.pdp.approvals.requests) == 1
+        # the approved write ran with the reader's read-only default lifted for it alone:
+        # the session is read-only again, at the server, for whatever comes next
+        assert await conn.fetchval("SHOW default_transaction_read_only") == "on"
         await conn.close()
         await asyncio.sleep(0.5)
         events = [r.body["event"] for r in await gw.pdp.store.query(kind="approval")]
