@@ -59,7 +59,9 @@ def _verdict_message(v: Verdict) -> bytes:
         verdict=_WIRE_VERDICT[v.kind],
         reasons=list(v.reasons),
         mask=[
-            pdp_pb2.MaskRule(field=m.field, detector=m.detector, strategy=m.strategy)
+            pdp_pb2.MaskRule(
+                field=m.field, detector=m.detector, strategy=m.strategy, derived=m.derived
+            )
             for m in v.mask
         ],
         credential_ref=v.credential_ref,

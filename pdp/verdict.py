@@ -38,11 +38,19 @@ class VerdictKind(enum.IntEnum):
 
 @dataclass(frozen=True)
 class MaskRule:
+    """One redaction: of a named field, of what a value detector finds, or (`derived`) of
+    every result column that is not a table's column as it is stored — the expressions,
+    aggregates and function outputs of a statement whose lineage reaches a protected
+    column (the classifier says which; the result cannot tell them apart by name)."""
+
     field: str = ""
     detector: str = ""
     strategy: str = "redact"
+    derived: bool = False
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
+        if self.derived:
+            return {"derived": True, "strategy": self.strategy}
         key = "field" if self.field else "detector"
         return {key: self.field or self.detector, "strategy": self.strategy}
 
@@ -117,14 +125,19 @@ class _Parser:
             if not isinstance(item, dict):
                 raise MalformedResult("each mask rule must be an object")
             target_field, detector = item.get("field", ""), item.get("detector", "")
+            derived = item.get("derived", False)
             strategy = item.get("strategy", "redact")
             if not isinstance(target_field, str) or not isinstance(detector, str):
                 raise MalformedResult("mask field/detector must be strings")
-            if bool(target_field) == bool(detector):
-                raise MalformedResult("a mask rule names exactly one of field or detector")
+            if not isinstance(derived, bool):
+                raise MalformedResult("mask derived must be a boolean")
+            if [bool(target_field), bool(detector), derived].count(True) != 1:
+                raise MalformedResult(
+                    "a mask rule names exactly one of field, detector or derived"
+                )
             if strategy not in MASK_STRATEGIES:
                 raise MalformedResult(f"unknown mask strategy {strategy!r}")
-            rules.append(MaskRule(target_field, detector, strategy))
+            rules.append(MaskRule(target_field, detector, strategy, derived))
         return tuple(rules)
 
     def approval(self) -> ApprovalSpec | None:

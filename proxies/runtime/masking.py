@@ -304,8 +304,9 @@ class Masker:
     Detector rules run over every other text value.
     """
 
-    __slots__ = ("_detectors", "_field_rules", "_hash_key", "_last_segment", "_max_depth",
-                 "_rules")  # fmt: skip
+    __slots__ = ("_derived", "_detectors", "_field_rules", "_hash_key", "_last_segment",
+                 "_max_depth", "_rules")  # fmt: skip
+    _derived: MaskRule | None
     _detectors: tuple[tuple[Detector, str], ...]
     _field_rules: dict[tuple[str, ...], MaskRule]
     _hash_key: bytes
@@ -317,9 +318,12 @@ class Masker:
         rules = tuple(rules)
         field_rules: dict[tuple[str, ...], MaskRule] = {}
         detectors: dict[str, MaskRule] = {}
+        derived: MaskRule | None = None
         for rule in rules:
             _check_rule(rule)
-            if rule.field:
+            if rule.derived:
+                derived = rule if derived is None else _stricter(derived, rule)
+            elif rule.field:
                 key = _segments(rule.field)
                 field_rules[key] = _stricter(field_rules.get(key, rule), rule)
             else:
@@ -332,6 +336,7 @@ class Masker:
         # detectors in a fixed priority order so overlapping matches resolve the same way
         ordered = [(DETECTORS[n], detectors[n].strategy) for n in DETECTORS if n in detectors]
         object.__setattr__(self, "_rules", rules)
+        object.__setattr__(self, "_derived", derived)
         object.__setattr__(self, "_hash_key", bytes(hash_key))
         object.__setattr__(self, "_field_rules", field_rules)
         object.__setattr__(self, "_last_segment", last)
@@ -350,6 +355,11 @@ class Masker:
     @property
     def rules(self) -> tuple[MaskRule, ...]:
         return self._rules
+
+    @property
+    def derived(self) -> MaskRule | None:
+        """The rule for result columns that are not stored table columns, if any."""
+        return self._derived
 
     # -- field rules
 
@@ -496,8 +506,8 @@ class Masker:
 
 
 def _check_rule(rule: MaskRule) -> None:
-    if bool(rule.field) == bool(rule.detector):
-        raise MaskingError("a mask rule names exactly one of field or detector")
+    if [bool(rule.field), bool(rule.detector), rule.derived].count(True) != 1:
+        raise MaskingError("a mask rule names exactly one of field, detector or derived")
     if rule.strategy not in MASK_STRATEGIES:
         raise MaskingError(f"unknown mask strategy {rule.strategy!r}")
     if rule.detector and rule.detector not in DETECTORS:

@@ -83,7 +83,10 @@ def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
     verdict = Verdict(
         kind,
         tuple(message.reasons),
-        tuple(MaskRule(m.field, m.detector, m.strategy or "redact") for m in message.mask),
+        tuple(
+            MaskRule(m.field, m.detector, m.strategy or "redact", m.derived)
+            for m in message.mask
+        ),
         approval,
         message.credential_ref,
         message.cache_ttl_seconds,

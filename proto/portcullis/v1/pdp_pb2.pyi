@@ -50,14 +50,16 @@ class Connection(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., zone: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class MaskRule(_message.Message):
-    __slots__ = ("field", "detector", "strategy")
+    __slots__ = ("field", "detector", "strategy", "derived")
     FIELD_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    DERIVED_FIELD_NUMBER: _ClassVar[int]
     field: str
     detector: str
     strategy: str
-    def __init__(self, field: _Optional[str] = ..., detector: _Optional[str] = ..., strategy: _Optional[str] = ...) -> None: ...
+    derived: bool
+    def __init__(self, field: _Optional[str] = ..., detector: _Optional[str] = ..., strategy: _Optional[str] = ..., derived: _Optional[bool] = ...) -> None: ...
 
 class ApprovalSpec(_message.Message):
     __slots__ = ("approvers", "ttl_seconds")
