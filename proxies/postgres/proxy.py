@@ -24,6 +24,16 @@ from typing import Any
 
 from pdp.config import Config, ConnectionSettings
 from proxies.postgres import codec
+from proxies.postgres.columns import (
+    MAX_VIEW_DEPTH,
+    VIEW_KINDS,
+    CatalogRows,
+    ColumnOrigin,
+    attributes_sql,
+    dependencies_sql,
+    resolve,
+    view_origins,
+)
 from proxies.postgres.enforcer import Enforcer
 from proxies.postgres.startup import (
     StartupRefused,
@@ -37,11 +47,11 @@ from proxies.postgres.upstream import (
     SHADOWED_SQL,
     Upstream,
     UpstreamError,
-    column_names,
     connect,
     described_fields,
     function_name,
     session_query,
+    side_query,
 )
 from proxies.runtime.pdp_client import SessionRefused
 from proxies.runtime.secrets_scan import SecretScanner
@@ -50,6 +60,7 @@ from proxies.runtime.session import ProxyRuntime, ProxySession
 log = logging.getLogger("portcullis.postgres")
 
 READ_SIZE = 256 * 1024
+CATALOG_TTL = 60.0
 STARTUP_TIMEOUT = 30.0
 
 
@@ -76,9 +87,12 @@ class PostgresProxy:
         self.upstream_tls = self._upstream_tls(connection.options)
         self.hash_key = os.urandom(32)
         self.cancel_keys: dict[tuple[int, int], tuple[int, int]] = {}
-        # real column names by (table OID, attribute number), learnt once per table
-        self.column_names: dict[tuple[int, int], str] = {}
+        # what each table column is, by (table OID, attribute number), learnt from the
+        # catalog once per table and forgotten every CATALOG_TTL seconds (a view redefined
+        # or a column renamed is seen again within that)
+        self.column_origins: dict[tuple[int, int], ColumnOrigin] = {}
         self.unnamed_tables: set[int] = set()
+        self._catalog_learnt_at = time.monotonic()
         self.clients: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Future[Any]] = set()
         self._server: asyncio.Server | None = None
@@ -144,6 +158,15 @@ class PostgresProxy:
         finally:
             self.clients.discard(task)
             writer.close()
+
+    def catalog_stale(self) -> bool:
+        return time.monotonic() - self._catalog_learnt_at > CATALOG_TTL
+
+    def forget_columns(self) -> None:
+        """Learn every table's columns afresh (schema changes, policy changes)."""
+        self.column_origins.clear()
+        self.unnamed_tables.clear()
+        self._catalog_learnt_at = time.monotonic()
 
     def background(self, task: asyncio.Future[Any]) -> None:
         """Keep a fire-and-forget task referenced until it ends."""
@@ -351,7 +374,7 @@ class ClientConnection:
         upstream = self.upstream
         tracker = ResponseTracker()
         tracker.status = upstream.status
-        tracker.column_names = self.proxy.column_names
+        tracker.column_origins = self.proxy.column_origins
         tracker.pinned = pinned_settings(self.session_settings)
         for status in upstream.parameters:
             tracker.watch(status.name, status.value)
@@ -396,8 +419,11 @@ class ClientConnection:
             await self._close_session(reason, abnormal)
 
     def unknown_tables(self, messages: list[codec.Message]) -> set[int]:
-        """Tables in these results whose column names masking does not know yet."""
-        known = self.proxy.column_names
+        """Tables in these results whose columns masking does not know yet."""
+        proxy = self.proxy
+        if proxy.catalog_stale():
+            proxy.forget_columns()
+        known = proxy.column_origins
         unknown = {
             f.table_oid
             for m in messages
@@ -405,31 +431,63 @@ class ClientConnection:
             for f in m.fields
             if f.table_oid and (f.table_oid, f.column) not in known
         }
-        return unknown - self.proxy.unnamed_tables
+        return unknown - proxy.unnamed_tables
 
-    async def learn_columns(self, unknown: set[int]) -> None:
-        """Before rows are masked: the real names of the result's table columns."""
+    async def learn_columns(self, unknown: set[int]) -> bool:
+        """Before rows are masked: what each of the result's table columns is (views
+        resolved through their stored queries, proxies.postgres.columns). False when the
+        catalog could not be read: masking then treats those columns as unknown (masked)."""
+        attributes: dict[tuple[int, int], tuple[str, str, str | None]] = {}
+        dependencies: dict[int, set[str]] = {}
+        pending, seen = set(unknown), set[int]()
+        known_tables = {table for table, _ in self.proxy.column_origins}
+        for _ in range(MAX_VIEW_DEPTH):
+            if not pending:
+                break
+            rows = await self._side_query(attributes_sql(pending))
+            if rows is None:
+                return False
+            seen |= pending
+            views: set[int] = set()
+            reached: set[int] = set()
+            for table, attnum, name, kind, action in rows:
+                key = (int(table or 0), int(attnum or 0))
+                attributes[key] = (name or "", kind or "", action)
+                if kind in VIEW_KINDS:
+                    views.add(key[0])
+                    reached |= {t for t, _ in view_origins(action or "").values() if t}
+            if views:
+                needs = await self._side_query(dependencies_sql(views))
+                if needs is None:
+                    return False
+                for view, table, _, name in needs:
+                    dependencies.setdefault(int(view or 0), set()).add(name or "")
+                    reached.add(int(table or 0))
+            pending = reached - seen - known_tables
+        origins = resolve(CatalogRows(attributes, dependencies, set()), self.proxy.column_origins)
+        self.proxy.column_origins.update(origins)
+        found = {table for table, _ in origins}
+        self.proxy.unnamed_tables |= {oid for oid in unknown if oid not in found}
+        return True
+
+    async def _side_query(self, sql: str) -> list[list[str | None]] | None:
         session = self.session
         if session is None or session.lease is None or self._params is None:
-            return
-        names = await column_names(
+            return None
+        return await side_query(
             self.proxy.upstream_host,
             self.proxy.upstream_port,
             self._params,
             session.lease,
-            unknown,
+            sql,
             self.proxy.upstream_tls,
         )
-        if names is None:
-            # masking falls back to the result's names and the detectors; remember
-            # nothing, so the next result tries again
-            return
-        self.proxy.column_names.update(names)
-        self.proxy.unnamed_tables |= {oid for oid in unknown if not any(k[0] == oid for k in names)}
 
     async def _source_columns(self, sql: str) -> list[str] | None:
         """The names of the columns a query returns, each as its table calls it where it
-        is a table's column (so an alias hides nothing), else as the result calls it."""
+        is a table's column (so an alias hides nothing), else as the result calls it; a
+        computed view column adds every column its view reads. None when a column cannot
+        be told."""
         session = self.session
         if session is None or session.lease is None or self._params is None:
             return None
@@ -443,15 +501,19 @@ class ClientConnection:
         )
         if fields is None:
             return None
+        origins = self.proxy.column_origins
         unknown = {f.table_oid for f in fields if f.table_oid} - self.proxy.unnamed_tables
-        if unknown - {oid for oid, _ in self.proxy.column_names}:
+        if {t for t in unknown if not any((t, f.column) in origins for f in fields)}:
             await self.learn_columns(unknown)
         names = []
         for f in fields:
             names.append(f.name)
-            real = self.proxy.column_names.get((f.table_oid, f.column)) if f.table_oid else None
-            if real is not None:
-                names.append(real)
+            if not f.table_oid:
+                continue
+            origin = origins.get((f.table_oid, f.column))
+            if origin is None or "*" in origin.derived_from:
+                return None
+            names.extend((origin.name, *origin.derived_from))
         return names
 
     async def _function_name(self, oid: int) -> str | None:

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field, replace
 
 from pdp.verdict import MaskRule
 from proxies.postgres import codec
+from proxies.postgres.columns import ColumnOrigin
 from proxies.postgres.startup import same_value
+from proxies.postgres.values import detected_value, masked_value
 from proxies.runtime.masking import Masker
 from proxies.runtime.pdp_client import Ruling
 
@@ -34,8 +36,6 @@ _DONE = frozenset(b"123")  # ParseComplete, BindComplete, CloseComplete
 _DESCRIPTIONS = frozenset(b"Tn")  # RowDescription, NoData
 _DESCRIBES = ("DescribeS", "DescribeP")
 
-# text-like types whose binary form is the text itself, so detectors can read it
-TEXT_OIDS = frozenset({25, 1043, 1042, 19, 114, 18})
 
 
 @dataclass
@@ -103,8 +103,9 @@ class ResponseTracker:
         self.completions: list[Completion] = []
         self.in_copy_out = False
         self._discarding_to_sync = False
-        # (table OID, attribute number) → the column's real name, filled by the proxy
-        self.column_names: dict[tuple[int, int], str] = {}
+        # (table OID, attribute number) → what the column is (proxies.postgres.columns),
+        # filled by the proxy from the catalog before a result that masks is read
+        self.column_origins: dict[tuple[int, int], ColumnOrigin] = {}
         # reported settings the session must keep (proxies.postgres.startup), and why the
         # session must stop once the server reports another value of one ("" while none)
         self.pinned: dict[str, str] = {}
@@ -360,44 +361,67 @@ class ResponseTracker:
             _tally(head)["unknown_columns"] += len(row.values)
             return replace(row, values=[None for _ in row.values]).encode()
         if shape.masked is None or shape.masked_by is not masker:
-            # a column is masked by its name in the result AND by its name in its table, so
-            # `SELECT phone AS p` cannot walk a sensitive column past its rule
-            real = [
-                self.column_names.get((f.table_oid, f.column), f.name) if f.table_oid else f.name
-                for f in shape.fields
-            ]
-            shape.masked = {
-                **masker.columns_to_mask(real),
-                **masker.columns_to_mask([f.name for f in shape.fields]),
-            }
+            shape.masked = self._columns_to_mask(shape.fields, masker)
             shape.masked_by = masker
+        fields = shape.fields
         values = list(row.values)
         changed = False
         for i, value in enumerate(values):
             if value is None:
                 continue
             binary = _format(head.formats, i) == 1
+            type_oid = fields[i].type_oid if i < len(fields) else 0
             rule = shape.masked.get(i)
             if rule is not None:
                 changed = True
-                _tally(head)[f"field:{shape.fields[i].name}"] += 1
-                if binary:
-                    values[i] = None  # a binary value cannot be rewritten in place safely
-                else:
-                    values[i] = masker.mask_field(rule, value.decode("utf-8", "replace")).encode()
+                name = fields[i].name if i < len(fields) else str(i)
+                _tally(head)[f"field:{name}"] += 1
+                values[i] = masked_value(masker, rule, value, type_oid, binary)
                 continue
-            if binary and (i >= len(shape.fields) or shape.fields[i].type_oid not in TEXT_OIDS):
-                continue
-            text = value.decode("utf-8", "replace")
-            masked, counts = masker.mask_text(text)
-            if counts:
+            found = detected_value(masker, value, type_oid, binary)
+            if found is not None:
                 changed = True
-                values[i] = masked.encode()
-                for name, n in counts.items():
-                    _tally(head)[f"detector:{name}"] += n
+                values[i], counts = found
+                for detector, n in counts.items():
+                    _tally(head)[f"detector:{detector}"] += n
         if not changed:
             return row.raw or row.encode()
         return replace(row, values=values).encode()
+
+    def _columns_to_mask(self, fields: list[codec.Field], masker: Masker) -> dict[int, MaskRule]:
+        """Column → the rule that masks it, from what each column is:
+
+        - a stored table column: masked by its name in the result AND by its name in its
+          table (through views), so `SELECT phone AS p` cannot walk it past its rule;
+        - a table column the catalog could not tell the proxy about: masked by the
+          strictest field rule (never passed on a guess);
+        - a computed view column: masked when anything its view reads is;
+        - anything else (an expression, aggregate, function output, set operation):
+          masked by the `derived` rule when the statement's lineage reached a protected
+          column, else by its result name."""
+        strictest = masker.strictest_field_rule()
+        masked: dict[int, MaskRule] = {}
+        for i, f in enumerate(fields):
+            names = [f.name]
+            rule: MaskRule | None = None
+            if f.table_oid:
+                origin = self.column_origins.get((f.table_oid, f.column))
+                if origin is None:
+                    rule = strictest
+                elif origin.derived:
+                    rule = masker.rule_for_any(origin.derived_from) or (
+                        strictest if "*" in origin.derived_from else None
+                    )
+                    rule = rule or masker.derived
+                else:
+                    names.append(origin.name)
+            elif masker.derived is not None:
+                rule = masker.derived
+            if rule is None:
+                rule = masker.rule_for_any(names)
+            if rule is not None:
+                masked[i] = rule
+        return masked
 
     def _mask_copy(self, head: Expect, data: codec.CopyData) -> bytes:
         masker = head.masker

@@ -373,6 +373,20 @@ class Masker:
                 found = rule if found is None else _stricter(found, rule)
         return found
 
+    def rule_for_any(self, names: Sequence[str]) -> MaskRule | None:
+        """The strictest field rule matching any of these column names, or None."""
+        found: MaskRule | None = None
+        for rule in self.columns_to_mask(list(names)).values():
+            found = rule if found is None else _stricter(found, rule)
+        return found
+
+    def strictest_field_rule(self) -> MaskRule | None:
+        """The strictest of the field rules (what masks a column that cannot be named)."""
+        found: MaskRule | None = None
+        for rule in self._field_rules.values():
+            found = rule if found is None else _stricter(found, rule)
+        return found
+
     def columns_to_mask(self, names: list[str]) -> dict[int, MaskRule]:
         """Column index → field rule, for a result set's column names."""
         out: dict[int, MaskRule] = {}

@@ -1,0 +1,197 @@
+"""What a result column is, as the server's catalog says: a stored table column, or derived.
+
+Owns turning catalog rows into ColumnOrigin values keyed by (table OID, attribute number),
+the key a RowDescription gives each result column (no IO here; the proxy asks the
+catalog queries this module writes and feeds their rows back).
+
+A RowDescription names a result column's table and attribute only when the column is a
+plain reference (through aliases, subqueries and CTEs, which the server follows). For a
+view it names the view's column, whose name may hide what it is (`phone AS contact`), so a
+view column is resolved through the view's stored query: its target list records, for each
+output, the table column it reads plainly (`resorigtbl`/`resorigcol`) or none when it is
+computed. A computed view column is `derived`, from every column its view depends on
+(pg_depend): masking too much is the safe mistake.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# views and materialized views: their columns are resolved through their stored query
+VIEW_KINDS = frozenset({"v", "m"})
+MAX_VIEW_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class ColumnOrigin:
+    """Where one (table OID, attribute number) comes from.
+
+    name: the column's name as stored; for a view's plain column, its base column's name
+    (views over views followed). derived_from: for a computed view column, the names of
+    every column its view reads (then `derived` is true)."""
+
+    name: str
+    derived_from: tuple[str, ...] = ()
+
+    @property
+    def derived(self) -> bool:
+        return bool(self.derived_from)
+
+
+def attributes_sql(table_oids: set[int]) -> str:
+    """Columns, kind and (for views) stored query of these relations."""
+    oids = ",".join(str(int(o)) for o in sorted(table_oids))
+    return (
+        "SELECT a.attrelid, a.attnum, a.attname, c.relkind, "
+        "(SELECT r.ev_action::text FROM pg_catalog.pg_rewrite r "
+        " WHERE r.ev_class = c.oid AND r.rulename = '_RETURN') "
+        "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+        f"WHERE a.attrelid IN ({oids}) AND a.attnum > 0 AND NOT a.attisdropped"
+    )
+
+
+def dependencies_sql(view_oids: set[int]) -> str:
+    """The table columns each of these views reads (from pg_depend), by name."""
+    oids = ",".join(str(int(o)) for o in sorted(view_oids))
+    return (
+        "SELECT r.ev_class, d.refobjid, d.refobjsubid, a.attname "
+        "FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d "
+        " ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+        "WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjsubid > 0 "
+        f"AND r.ev_class IN ({oids}) AND d.refobjid <> r.ev_class"
+    )
+
+
+_ORIGIN = re.compile(r":resno (\d+) .*?:resorigtbl (\d+) :resorigcol (\d+)", re.DOTALL)
+
+
+def view_origins(ev_action: str) -> dict[int, tuple[int, int]]:
+    """A view's output column number → the (table OID, attribute) it reads plainly, from
+    its stored query (nodeToString text); a computed output maps to (0, 0). Only the top
+    query's target list counts: the target lists of subqueries nested in its range table
+    come first in the text, at a greater depth."""
+    target_list = _top_target_list(ev_action)
+    origins: dict[int, tuple[int, int]] = {}
+    for entry in _top_nodes(target_list):
+        match = _ORIGIN.search(entry)
+        if match:
+            resno, table, column = (int(g) for g in match.groups())
+            origins[resno] = (table, column)
+    return origins
+
+
+def _top_target_list(text: str) -> str:
+    """The text of `:targetList (...)` of the first (top) QUERY node."""
+    depth = 0
+    i = 0
+    n = len(text)
+    while i < n:
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char in "{(":
+            depth += 1
+        elif char in "})":
+            depth -= 1
+        elif depth == 2 and text.startswith(":targetList ", i):
+            start = i + len(":targetList ")
+            return _balanced(text, start)
+        i += 1
+    return ""
+
+
+def _balanced(text: str, start: int) -> str:
+    """The parenthesised group starting at text[start] (or "" when none is there)."""
+    if start >= len(text) or text[start] != "(":
+        return ""
+    depth = 0
+    i = start
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char in "{(":
+            depth += 1
+        elif char in "})":
+            depth -= 1
+            if depth == 0:
+                return text[start : i + 1]
+        i += 1
+    return ""
+
+
+def _top_nodes(group: str) -> list[str]:
+    """The `{...}` nodes directly inside a parenthesised group."""
+    nodes: list[str] = []
+    depth = 0
+    start = -1
+    i = 0
+    while i < len(group):
+        char = group[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char in "{(":
+            depth += 1
+            if depth == 2 and char == "{":
+                start = i
+        elif char in "})":
+            if depth == 2 and char == "}" and start >= 0:
+                nodes.append(group[start : i + 1])
+                start = -1
+            depth -= 1
+        i += 1
+    return nodes
+
+
+@dataclass
+class CatalogRows:
+    """What the catalog queries answered for one round of learning."""
+
+    # (table, attnum) → (name, relkind, ev_action or None)
+    attributes: dict[tuple[int, int], tuple[str, str, str | None]]
+    # view → names of the columns it reads, and the tables they belong to
+    dependencies: dict[int, set[str]]
+    referenced: set[int]
+
+
+def resolve(
+    rows: CatalogRows, known: dict[tuple[int, int], ColumnOrigin]
+) -> dict[tuple[int, int], ColumnOrigin]:
+    """ColumnOrigins for the attributes in rows, views resolved through what is known
+    (rows of the tables a view reads should be in `known` or `rows` already; a plain view
+    column whose origin is not found anywhere counts as derived from everything its view
+    reads)."""
+    out: dict[tuple[int, int], ColumnOrigin] = {}
+    views: dict[int, dict[int, tuple[int, int]]] = {}
+    for (table, attnum), (name, kind, action) in rows.attributes.items():
+        if kind not in VIEW_KINDS:
+            out[(table, attnum)] = ColumnOrigin(name)
+        elif table not in views:
+            views[table] = view_origins(action or "")
+
+    def lookup(key: tuple[int, int], depth: int) -> ColumnOrigin | None:
+        found = out.get(key) or known.get(key)
+        if found is not None:
+            return found
+        table, attnum = key
+        if table in views and depth < MAX_VIEW_DEPTH:
+            return view_column(table, attnum, depth + 1)
+        return None
+
+    def view_column(view: int, attnum: int, depth: int) -> ColumnOrigin:
+        reads = tuple(sorted(rows.dependencies.get(view, ()))) or ("*",)
+        base = views[view].get(attnum, (0, 0))
+        origin = lookup(base, depth) if base[0] else None
+        if origin is None:
+            origin = ColumnOrigin(rows.attributes[(view, attnum)][0], reads)
+        return origin
+
+    for (table, attnum) in rows.attributes:
+        if table in views:
+            out[(table, attnum)] = view_column(table, attnum, 0)
+    return out

@@ -1,0 +1,127 @@
+"""A masked or detected value written back in its column's type and format (no IO here).
+
+Owns the rule that masking never corrupts data and never fails open:
+
+- a value a mask rule covers becomes the mask string only in a text-like column (text,
+  varchar, bpchar, name, unknown), in text or binary format alike (their binary form is
+  the UTF-8 text); in any other type (numbers, uuid, json, arrays, records, bytea...) no
+  mask string is a valid value, so it becomes SQL NULL;
+- the value detectors (email, card, SSN, token) read only text: text-like columns, the
+  string leaves of json and jsonb (parsed, masked, written back, so the document stays
+  valid JSON; keys named like a masked field are masked too), and the elements of text
+  arrays (binary arrays element by element; a text
+  array literal whose elements hold something is sent as NULL). Numbers, uuids and every
+  other type are never rewritten by a detector.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections import Counter
+
+from pdp.verdict import MaskRule
+from proxies.runtime.masking import Masker
+
+TEXT_LIKE = frozenset({25, 1043, 1042, 19, 705})  # text varchar bpchar name unknown
+JSON, JSONB = 114, 3802
+TEXT_ARRAYS = frozenset({1009, 1015, 1014, 1003})  # text[] varchar[] bpchar[] name[]
+_INT32 = struct.Struct("!i")
+
+
+def masked_value(
+    masker: Masker, rule: MaskRule, value: bytes, type_oid: int, binary: bool
+) -> bytes | None:
+    """The value a mask rule leaves: the mask string where the type is text-like, else
+    NULL."""
+    if type_oid not in TEXT_LIKE:
+        return None
+    return masker.mask_field(rule, value.decode("utf-8", "replace")).encode()
+
+
+def detected_value(
+    masker: Masker, value: bytes, type_oid: int, binary: bool
+) -> tuple[bytes | None, Counter[str]] | None:
+    """The value with what the detectors find masked, and their counts; None when the
+    type holds no text or nothing was found (the value goes as it came)."""
+    if type_oid in TEXT_LIKE:
+        text, counts = masker.mask_text(value.decode("utf-8", "replace"))
+        return (text.encode(), counts) if counts else None
+    if type_oid in (JSON, JSONB):
+        return _detected_json(masker, value, binary and type_oid == JSONB)
+    if type_oid in TEXT_ARRAYS:
+        return _detected_array(masker, value, binary)
+    return None
+
+
+def _detected_json(
+    masker: Masker, value: bytes, versioned: bool
+) -> tuple[bytes | None, Counter[str]] | None:
+    body = value[1:] if versioned else value
+    if versioned and value[:1] != b"\x01":
+        return None, Counter({"unreadable_json": 1})
+    text = body.decode("utf-8", "replace")
+    try:
+        document = json.loads(text)
+    except ValueError:
+        _, counts = masker.mask_text(text)
+        return (None, counts) if counts else None
+    masked, counts = masker.mask_json(document)
+    if not counts:
+        return None
+    out = json.dumps(masked, ensure_ascii=False, separators=(", ", ": ")).encode()
+    return (b"\x01" + out if versioned else out), counts
+
+
+def _detected_array(
+    masker: Masker, value: bytes, binary: bool
+) -> tuple[bytes | None, Counter[str]] | None:
+    if not binary:
+        _, counts = masker.mask_text(value.decode("utf-8", "replace"))
+        # a text array literal cannot be rewritten inside safely: the whole value goes
+        return (None, counts) if counts else None
+    try:
+        return _detected_binary_array(masker, value)
+    except (struct.error, IndexError, ValueError):
+        _, counts = masker.mask_text(value.decode("utf-8", "replace"))
+        return (None, counts or Counter({"unreadable_array": 1}))
+
+
+def _detected_binary_array(
+    masker: Masker, value: bytes
+) -> tuple[bytes | None, Counter[str]] | None:
+    """array_send's layout: ndim, has-null flag, element type, (size, lower bound) per
+    dimension, then each element as a length (-1: NULL) and its bytes."""
+    (ndim,) = _INT32.unpack_from(value, 0)
+    if ndim < 0 or ndim > 6:
+        raise ValueError("array dimensions")
+    header_end = 12 + 8 * ndim
+    count = 1
+    for d in range(ndim):
+        (size,) = _INT32.unpack_from(value, 12 + 8 * d)
+        count *= max(size, 0)
+    if ndim == 0:
+        count = 0
+    pos = header_end
+    parts = [value[:header_end]]
+    total: Counter[str] = Counter()
+    for _ in range(count):
+        (length,) = _INT32.unpack_from(value, pos)
+        pos += 4
+        if length < 0:
+            parts.append(_INT32.pack(-1))
+            continue
+        element = value[pos : pos + length]
+        if len(element) != length:
+            raise ValueError("array element cut short")
+        pos += length
+        text, counts = masker.mask_text(element.decode("utf-8", "replace"))
+        if counts:
+            total.update(counts)
+            element = text.encode()
+        parts.append(_INT32.pack(len(element)) + element)
+    if pos != len(value):
+        raise ValueError("array has trailing bytes")
+    if not total:
+        return None
+    return b"".join(parts), total
