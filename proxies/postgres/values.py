@@ -66,7 +66,7 @@ def _detected_json(
     except ValueError:
         _, counts = masker.mask_text(text)
         return (None, counts) if counts else None
-    masked, counts = masker.mask_json(document)
+    masked, counts = masker.mask_json(document, numbers=False)
     if not counts:
         return None
     out = json.dumps(masked, ensure_ascii=False, separators=(", ", ": ")).encode()

@@ -439,14 +439,14 @@ class Masker:
 
     # -- JSON
 
-    def mask_json(self, doc: Any) -> tuple[Any, Counter[str]]:
+    def mask_json(self, doc: Any, numbers: bool = True) -> tuple[Any, Counter[str]]:
         """A masked copy of a decoded JSON document (the input is not modified).
 
         Values under keys that match a field rule are masked whole — any JSON type
         becomes the masked string, null stays null — and counted as "field:<rule field>";
-        detectors run over every other string, every object key and every integer, and
-        are counted as "detector:<name>". Iterative, so nesting depth cannot exhaust the
-        stack.
+        detectors run over every other string, every object key and (unless `numbers` is
+        false: a database's json column keeps its numbers) every integer, and are counted
+        as "detector:<name>". Iterative, so nesting depth cannot exhaust the stack.
         """
         counts: Counter[str] = Counter()
         holder: list[Any] = [doc]
@@ -463,6 +463,8 @@ class Masker:
                 parent[slot] = copy
                 stack.extend((copy, i, path) for i, v in enumerate(copy) if _walkable(v))
             elif isinstance(value, int) and not isinstance(value, bool):
+                if not numbers:
+                    continue
                 digits = str(value)
                 masked = self._mask_text(digits, counts, "detector:")
                 if masked != digits:
