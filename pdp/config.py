@@ -177,6 +177,11 @@ class Config:
     connections: tuple[ConnectionSettings, ...] = ()
     base_dir: Path = Path(".")
     forwarding: tuple[ForwarderSettings, ...] = ()
+    # masking.hash_key: the deployment's secret behind the `hash` strategy, so hashed
+    # values join across proxies and restarts; kept as written (`${NAME}`) until a proxy
+    # starts (resolve_secrets), "" when not configured
+    masking_hash_key: str = ""
+    masking_hash_key_resolved: bool = True
 
     def connection(self, name: str) -> ConnectionSettings | None:
         return next((c for c in self.connections if c.name == name), None)
@@ -197,6 +202,12 @@ def resolve_secrets(
         vault = vault.resolved(env)
     by_name = {c.name: c for c in resolved}
     everyone = tuple(by_name.get(c.name, c) for c in config.connections)
+    hash_key = config.masking_hash_key
+    if not config.masking_hash_key_resolved:
+        hash_key = str(expand_env(hash_key, "masking.hash_key", env))
+        if len(hash_key) < 16:
+            raise ConfigError("masking.hash_key", "must be a string of at least 16 characters")
+    config = replace(config, masking_hash_key=hash_key, masking_hash_key_resolved=True)
     return replace(config, vault=vault, connections=everyone), resolved
 
 
@@ -240,7 +251,11 @@ def parse_config(
     """Build a Config from an already-parsed YAML tree."""
     if not isinstance(raw, dict):
         raise ConfigError("(root)", "must be a mapping")
-    _known(raw, "(root)", {"pdp", "identity", "vault", "approvals", "connections", "forwarding"})
+    _known(
+        raw,
+        "(root)",
+        {"pdp", "identity", "vault", "approvals", "connections", "forwarding", "masking"},
+    )
     raw, deferred = _defer_secrets(raw)
     raw = expand_env(raw, env=env)
     config = Config(
@@ -252,6 +267,15 @@ def parse_config(
         base_dir=base_dir,
         forwarding=_forwarding(raw.get("forwarding") or [], base_dir),
     )
+    masking = _section(raw, "masking")
+    _known(masking, "masking", {"hash_key"})
+    if "hash_key" in deferred:
+        key = deferred["hash_key"]
+        if not isinstance(key, str) or (len(key) < 16 and not _has_env_refs(key)):
+            raise ConfigError("masking.hash_key", "must be a string of at least 16 characters")
+        config = replace(
+            config, masking_hash_key=key, masking_hash_key_resolved=not _has_env_refs(key)
+        )
     return config
 
 
@@ -280,6 +304,11 @@ def _defer_secrets(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
                 deferred[f"connections[{i}]"] = _unprotect(item.pop("credentials"))
             copies.append(item)
         raw["connections"] = copies
+    masking = raw.get("masking")
+    if isinstance(masking, dict) and "hash_key" in masking:
+        masking = dict(masking)
+        deferred["hash_key"] = _unprotect(masking.pop("hash_key"))
+        raw["masking"] = masking
     vault = raw.get("vault")
     if isinstance(vault, dict) and "auth" in vault:
         vault = dict(vault)

@@ -562,6 +562,7 @@ class Enforcer:
             message,
             Expect(
                 "Call",
+                self.masker(ruling),
                 command=raw,
                 ruling=ruling,
                 decision_id=ruling.decision_id,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -64,6 +65,20 @@ CATALOG_TTL = 60.0
 STARTUP_TIMEOUT = 30.0
 
 
+def masking_key(secret: str, connection: str) -> bytes:
+    """The key of the `hash` masking strategy: derived from the deployment's configured
+    secret (masking.hash_key), so hashed values join across proxies and restarts; without
+    one, random for this process (and said so once)."""
+    if not secret:
+        log.warning(
+            "masking.hash_key is not set: values masked with the hash strategy by %s will not "
+            "join across proxies or restarts",
+            connection,
+        )
+        return os.urandom(32)
+    return hashlib.sha256(b"portcullis masking hash key\x00" + secret.encode()).digest()
+
+
 def _split(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
@@ -85,7 +100,7 @@ class PostgresProxy:
         self.database = connection.database
         self.tls = self._server_tls(connection.options)
         self.upstream_tls = self._upstream_tls(connection.options)
-        self.hash_key = os.urandom(32)
+        self.hash_key = masking_key(config.masking_hash_key, connection.name)
         self.cancel_keys: dict[tuple[int, int], tuple[int, int]] = {}
         # what each table column is, by (table OID, attribute number), learnt from the
         # catalog once per table and forgotten every CATALOG_TTL seconds (a view redefined

@@ -319,6 +319,8 @@ class ResponseTracker:
             self._done(head)
             return b"" if head.swallow else raw
         if isinstance(message, codec.FunctionCallResponse):
+            if head.masker is not None and message.value is not None:
+                raw = self._mask_call_result(head, message)
             self._complete(head, "FUNCTION CALL")
             return raw
         # CopyInResponse, CopyBothResponse and anything else pass as they are
@@ -422,6 +424,22 @@ class ResponseTracker:
             if rule is not None:
                 masked[i] = rule
         return masked
+
+    def _mask_call_result(self, head: Expect, message: codec.FunctionCallResponse) -> bytes:
+        """A fast-path call's result has no column to name: the detectors read it when it
+        is text (anything else is the function's bytes, which no detector can read)."""
+        masker = head.masker
+        assert masker is not None and message.value is not None
+        try:
+            text = message.value.decode("utf-8")
+        except UnicodeDecodeError:
+            return message.raw or message.encode()
+        masked, counts = masker.mask_text(text)
+        if not counts:
+            return message.raw or message.encode()
+        for name, n in counts.items():
+            _tally(head)[f"detector:{name}"] += n
+        return codec.FunctionCallResponse(masked.encode()).encode()
 
     def _mask_copy(self, head: Expect, data: codec.CopyData) -> bytes:
         masker = head.masker
