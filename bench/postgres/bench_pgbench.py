@@ -204,6 +204,9 @@ def main() -> None:
         template = data["portcullis"]["connections"]["orders-db"]
         for name in ("bench-nocache", "bench-cache", "bench-norecord", "bench-memory"):
             data["portcullis"]["connections"][name] = template
+        # the memory phase holds many sessions of one identity: past the shipped cap
+        cap = data["portcullis"].get("max_sessions_per_identity", 0)
+        data["portcullis"]["max_sessions_per_identity"] = max(cap, args.sessions + 16)
         (policies / "data.json").write_text(json.dumps(data))
 
         pdp_port = free_port()
