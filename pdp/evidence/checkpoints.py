@@ -331,12 +331,20 @@ async def verify_store(
     anchor: Any = None,
     anchor_source: str = "anchor",
 ) -> EvidenceReport:
-    """The whole chain, every signature, every checkpoint against the chain, and the anchor."""
+    """The whole chain, every signature, every checkpoint against the chain, and the anchor.
+
+    A live store keeps growing while this reads it (records, checkpoints landing): every
+    read stops at the head taken first, so the checks see one prefix of the chain, which
+    an append-only store never changes, and never a checkpoint whose record they did not
+    read."""
+    top = (await store.head())[0]
     chain = await store.verify()
     named = {
         r.body["payload"]["seq"]
         for r in await store.query(kind=CHECKPOINT_KIND)
-        if isinstance(r.body.get("payload"), dict) and isinstance(r.body["payload"].get("seq"), int)
+        if r.seq <= top
+        and isinstance(r.body.get("payload"), dict)
+        and isinstance(r.body["payload"].get("seq"), int)
     }
     if isinstance(anchor, dict) and isinstance(anchor.get("payload"), dict):
         seq = anchor["payload"].get("seq")
@@ -345,8 +353,10 @@ async def verify_store(
     checker = SignedRecordChecker(public_key, wanted=named)
     checker.first_seq = 1  # a live store starts at genesis: every seq is checkable
     after = 0
-    while page := await store.query(after_seq=after, limit=PAGE):
+    while after < top and (page := await store.query(after_seq=after, limit=PAGE)):
         for r in page:
+            if r.seq > top:
+                break
             checker.feed(r.seq, r.id, r.kind, r.session_id, r.subject, r.body, r.hash)
         after = page[-1].seq
     problems = list(checker.problems)
