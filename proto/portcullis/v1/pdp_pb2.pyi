@@ -147,22 +147,28 @@ class OpenSessionResponse(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ..., session_expires_at: _Optional[float] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("kind", "raw", "attributes")
+    __slots__ = ("kind", "raw", "attributes", "full_bytes", "full_sha256")
     KIND_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    FULL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FULL_SHA256_FIELD_NUMBER: _ClassVar[int]
     kind: str
     raw: str
     attributes: _struct_pb2.Struct
-    def __init__(self, kind: _Optional[str] = ..., raw: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    full_bytes: int
+    full_sha256: str
+    def __init__(self, kind: _Optional[str] = ..., raw: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., full_bytes: _Optional[int] = ..., full_sha256: _Optional[str] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
-    __slots__ = ("session_id", "command")
+    __slots__ = ("session_id", "command", "timeout_ms")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     command: Command
-    def __init__(self, session_id: _Optional[str] = ..., command: _Optional[_Union[Command, _Mapping]] = ...) -> None: ...
+    timeout_ms: int
+    def __init__(self, session_id: _Optional[str] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
     __slots__ = ("decision",)
