@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pdp.rendering import statements
 from pdp.store import AuditStore, StoreUnavailable
 
 log = logging.getLogger("portcullis.approvals")
@@ -69,7 +70,12 @@ class ApprovalRequest:
         return self.decided_at + self.ttl_seconds if self.state == APPROVED else 0.0
 
     def public(self) -> dict[str, Any]:
-        return asdict(self)
+        """The request as the approvals API shows it, with every statement of the command
+        and its own classification (an approver sees all of what they approve)."""
+        out = asdict(self)
+        if self.command_kind.startswith("postgres."):
+            out["statements"] = statements(self.command)
+        return out
 
 
 Authorize = Callable[[dict[str, Any], ApprovalRequest], Awaitable[tuple[bool, list[str]]]]

@@ -18,6 +18,8 @@ import grpc
 from google.protobuf import json_format
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
+from pdp.rendering import inert, statement_lines
+
 EXIT_REFUSED = 1
 
 
@@ -47,12 +49,18 @@ def _run(args: argparse.Namespace, method: str, request: Any) -> Any:
 
 
 def _line(a: pdp_pb2.Approval) -> str:
+    """One request for a person: who, where, why, then every statement in full (client
+    text made inert: pdp.rendering)."""
     age = int(time.time() - a.created_at)
-    decided = f" by {a.approver}" if a.approver else ""
-    return (
-        f"{a.id}  {a.state}{decided}  {a.requester} on {a.connection}  {age}s ago  "
-        f"{a.command[:80]!r}  ({'; '.join(a.reasons)})"
-    )
+    decided = f" by {inert(a.approver)}" if a.approver else ""
+    lines = [
+        f"{a.id}  {a.state}{decided}  {inert(a.requester)} on {inert(a.connection)}  "
+        f"{age}s ago  ({inert('; '.join(a.reasons))})"
+    ]
+    if a.justification:
+        lines.append(f"    justification: {inert(a.justification)}")
+    lines.extend(statement_lines(a.command))
+    return "\n".join(lines)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

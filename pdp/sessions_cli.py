@@ -17,6 +17,7 @@ from typing import Any
 
 from pdp.config import load_config
 from pdp.evidence.bundle import parse_time as absolute_time
+from pdp.rendering import inert
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable, open_store
 from pdp.timeline import SessionSummary, build_timeline, render_text, rfc3339, summarize
 
@@ -162,19 +163,22 @@ def _connection_name(record: AuditRecord) -> str:
 def _table(summaries: list[SessionSummary]) -> str:
     header = ("SESSION", "STARTED", "SUBJECT", "CONNECTION", "VERDICT", "STATUS", "DURATION",
               "COMMANDS", "CLIENT")  # fmt: skip
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     for s in summaries:
         rows.append(
-            (
-                s.session_id,
-                rfc3339(s.started_at),
-                s.subject,
-                s.connection,
-                s.verdict,
-                s.status,
-                f"{s.duration_seconds:g}s" if s.duration_seconds is not None else "-",
-                str(s.commands) if s.commands is not None else "-",
-                f"{s.client or '-'}@{s.client_addr or '-'}",
+            tuple(
+                inert(cell)
+                for cell in (
+                    s.session_id,
+                    rfc3339(s.started_at),
+                    s.subject,
+                    s.connection,
+                    s.verdict,
+                    s.status,
+                    f"{s.duration_seconds:g}s" if s.duration_seconds is not None else "-",
+                    str(s.commands) if s.commands is not None else "-",
+                    f"{s.client or '-'}@{s.client_addr or '-'}",
+                )
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

@@ -55,6 +55,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pdp.recordings import batch_events
+from pdp.rendering import inert
 from pdp.store import AuditRecord
 
 # -- event shapes for emitters (the HTTP and SSH proxies) ---------------------------------
@@ -359,6 +360,13 @@ _ARROWS = {"client": "client →", "upstream": "← upstream", "proxy": "proxy",
 
 
 def render_text(timeline: Timeline) -> str:
+    """The timeline for a person; every text a client or its upstream could shape (names,
+    commands, reasons, errors) is made inert (pdp.rendering), so it cannot forge a line
+    or move the reader's cursor."""
+    return "".join(inert(line) + "\n" for line in _render_lines(timeline))
+
+
+def _render_lines(timeline: Timeline) -> list[str]:
     s = timeline.summary
     lines = [
         f"session {s.session_id}",
@@ -384,7 +392,7 @@ def render_text(timeline: Timeline) -> str:
         f" {t['bytes']} bytes, {t['errors']} errors"
         + (f", masked: {_counts(t['masked'])}" if t["masked"] else ""),
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -420,7 +428,7 @@ def _entry_line(e: Entry) -> str:
 
 
 def _command_text(e: Entry) -> str:
-    one_line = " ".join(e.command.split())
+    one_line = " ".join(e.command.split(" "))
     if len(one_line) > 120:
         one_line = one_line[:117] + "..."
     if e.kind in ("ssh.exec", "ssh.shell"):

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from pdp.approvals import ApprovalRequest
+from pdp.rendering import inert, statement_lines
 
 log = logging.getLogger("portcullis.webhooks")
 
@@ -24,14 +25,18 @@ MAX_BACKOFF_SECONDS = 30.0
 
 
 def notice(request: ApprovalRequest) -> dict[str, Any]:
-    who = request.requester.get("subject", "?")
+    who = inert(request.requester.get("subject", "?"))
     text = (
-        f"Approval needed: {who} on {request.connection} wants to run `{request.command[:300]}`"
-        f" — {'; '.join(request.reasons)}. Approvers: {', '.join(request.approvers)}. "
+        f"Approval needed: {who} on {inert(request.connection)} — "
+        f"{inert('; '.join(request.reasons))}. Approvers: {', '.join(request.approvers)}. "
         f"Approve: portcullis approvals approve {request.id} --reason '...'"
     )
     if request.justification:
-        text += f" Justification: {request.justification}"
+        text += f" Justification: {inert(request.justification)}"
+    if request.command_kind.startswith("postgres."):
+        text += "\n" + "\n".join(statement_lines(request.command, indent=""))
+    else:
+        text += f"\nCommand: {inert(request.command)}"
     return {"text": text, "approval": request.public()}
 
 
