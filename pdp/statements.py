@@ -22,6 +22,8 @@ import pglast
 from pglast import ast
 from pglast.parser import normalize, parse_sql_json
 
+from pdp.lineage import LINEAGE_TAGS, lineage_fields, unknown_lineage
+
 Entry = dict[str, Any]
 
 _BY_TAG = {
@@ -103,21 +105,40 @@ def classify(sql: str) -> list[Entry]:
         entries: list[Entry] = []
         for raw in raw_statements:
             ((tag, fields),) = raw["stmt"].items()
-            entries.extend(_classify_json(tag, fields))
+            found = _classify_json(tag, fields)
+            if tag in LINEAGE_TAGS:
+                found[0].update(lineage_fields(tag, fields))
+            entries.extend(found)
         return entries
     except (RecursionError, _Ambiguous):
         return _classify_ast(sql)
 
 
 def _classify_ast(sql: str) -> list[Entry]:
-    """classify() from pglast.ast objects: slower, exact for every tree."""
+    """classify() from pglast.ast objects: slower, exact for every tree.
+
+    Lineage (pdp.lineage) has one implementation, over the parser's JSON tree, which both
+    paths use; a tree too deep for json gets the worst-case lineage."""
     try:
         raw_statements = pglast.parse_sql(sql)
     except Exception as exc:  # any parser failure is a deny, never a crash
         return [_unparseable(exc)]
+    try:
+        loaded = json.loads(parse_sql_json(sql)).get("stmts", ())
+        trees: list[Any] | None = [s["stmt"] for s in loaded]
+    except RecursionError:
+        trees = None
     entries: list[Entry] = []
-    for raw in raw_statements:
-        entries.extend(_classify_statement(raw.stmt))  # type: ignore[arg-type]
+    for i, raw in enumerate(raw_statements):
+        found = _classify_statement(raw.stmt)  # type: ignore[arg-type]
+        tag = type(raw.stmt).__name__
+        if tag in LINEAGE_TAGS:
+            if trees is None:
+                found[0].update(unknown_lineage())
+            else:
+                ((_, fields),) = trees[i].items()
+                found[0].update(lineage_fields(tag, fields))
+        entries.extend(found)
     return entries
 
 

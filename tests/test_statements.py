@@ -113,6 +113,8 @@ def test_explain_flags():
             "tables": ["orders"],
             "functions": [],
             "qualified_functions": [],
+            "outputs": [],
+            "predicates": [],
         }
     ]
     assert one("EXPLAIN ANALYZE SELECT 1")["analyze"] is True
@@ -136,6 +138,8 @@ def test_copy_flags():
         "tables": ["t"],
         "functions": [],
         "qualified_functions": [],
+        "outputs": [{"name": "", "kind": "star", "columns": [], "tables": ["t"]}],
+        "predicates": [],
     }
     from_program = one("COPY t FROM PROGRAM 'cat /etc/passwd'")
     assert (from_program["direction"], from_program["program"]) == ("from", True)

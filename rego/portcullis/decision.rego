@@ -6,7 +6,9 @@
 #   deny           reasons the command must not run
 #   needs_approval reasons the command may run once someone approves it
 #   allow          reasons the command may run
-#   mask_rules     {"field"|"detector", "strategy"} redactions applied to what comes back
+#   mask_rules     {"field"|"detector"|"derived", "strategy"} redactions applied to what
+#                  comes back
+#   mask_reasons   why a mask applies, where it is worth saying (a derived output)
 #
 # deny > require_approval > mask > allow, and a command no rule allows is denied.
 package portcullis
@@ -49,7 +51,7 @@ decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 } if {
 	count(needs_approval) > 0
 	not approved
-} else := {"verdict": "mask", "reasons": allow, "mask": mask_rules} if {
+} else := {"verdict": "mask", "reasons": allow | mask_reasons, "mask": mask_rules} if {
 	count(allow) > 0
 	count(mask_rules) > 0
 } else := {"verdict": "allow", "reasons": allow, "mask": set()} if {

@@ -1,0 +1,855 @@
+"""Column lineage of one statement: which table columns each output derives from, and how
+the statement's predicates use columns (DESIGN.md "default semantics", issue 21).
+
+Owns reading the parser's JSON tree (pglast's parse_sql_json, libpg_query's own output)
+of a SELECT-bearing statement into two entry fields:
+
+  outputs     [{"name", "kind", "columns", "tables"}] one per result column where it can
+              be told; kind is plain (a bare column reference: the server reports its table
+              column, and the proxy masks it by that column's name), expression, aggregate,
+              whole_row (a row or a JSON/XML value built from a whole row), or star (`*`
+              over a table: plain columns the proxy resolves itself). columns are the base
+              column names reached (lower case, last component); tables the relations whose
+              every column it may carry (whole_row, star, set operations over `*`).
+  predicates  [{"column", "use"}] for columns read by WHERE, JOIN, HAVING, ORDER BY,
+              GROUP BY, DISTINCT ON, window clauses and aggregate FILTER/ORDER BY; use is
+              equality, pattern, range, order, group, join or other. Column "*" is a whole
+              row.
+
+Where a name could mean a table column or a whole row (`select c from customers c`), or
+cannot be resolved, it is read as the one that reveals more: the PDP does not know the
+tables' columns, so it fails closed. Names only, never literal values (ORDER BY / GROUP BY
+positions are not literals the shape ignores), so verdicts stay reusable by shape.
+
+No IO and no policy here: this module says where values come from, never what may run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Fields = dict[str, Any]
+
+PLAIN, EXPRESSION, AGGREGATE, WHOLE_ROW, STAR = (
+    "plain",
+    "expression",
+    "aggregate",
+    "whole_row",
+    "star",
+)
+_RANK = {PLAIN: 0, STAR: 0, EXPRESSION: 1, AGGREGATE: 2, WHOLE_ROW: 3}
+
+# Aggregates of pg_catalog that need none of the markers (FILTER, OVER, DISTINCT, *) to be
+# recognised; the kind is informative only (expression and aggregate are judged alike).
+_AGGREGATES = frozenset(
+    [
+        "count",
+        "sum",
+        "avg",
+        "min",
+        "max",
+        "array_agg",
+        "string_agg",
+        "json_agg",
+        "jsonb_agg",
+        "json_object_agg",
+        "jsonb_object_agg",
+        "json_agg_strict",
+        "jsonb_agg_strict",
+        "json_objectagg",
+        "json_arrayagg",
+        "xmlagg",
+        "bool_and",
+        "bool_or",
+        "every",
+        "bit_and",
+        "bit_or",
+        "bit_xor",
+        "stddev",
+        "stddev_pop",
+        "stddev_samp",
+        "variance",
+        "var_pop",
+        "var_samp",
+        "mode",
+        "percentile_cont",
+        "percentile_disc",
+        "corr",
+        "covar_pop",
+        "covar_samp",
+        "range_agg",
+        "range_intersect_agg",
+    ]
+)
+
+_EQUALITY_OPS = frozenset({"=", "<>", "!="})
+_RANGE_OPS = frozenset({"<", ">", "<=", ">="})
+_PATTERN_OPS = frozenset({"~~", "~~*", "!~~", "!~~*", "~", "~*", "!~", "!~*", "^@"})
+_USE_BY_KIND = {
+    "AEXPR_DISTINCT": "equality",
+    "AEXPR_NOT_DISTINCT": "equality",
+    "AEXPR_IN": "equality",
+    "AEXPR_LIKE": "pattern",
+    "AEXPR_ILIKE": "pattern",
+    "AEXPR_SIMILAR": "pattern",
+    "AEXPR_BETWEEN": "range",
+    "AEXPR_NOT_BETWEEN": "range",
+    "AEXPR_BETWEEN_SYM": "range",
+    "AEXPR_NOT_BETWEEN_SYM": "range",
+}
+
+# Statement tags whose lineage is read, and where their query sits.
+_QUERY_FIELD = {
+    "DeclareCursorStmt": "query",
+    "PrepareStmt": "query",
+    "ExplainStmt": "query",
+    "CopyStmt": "query",
+}
+_DML = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt"})
+LINEAGE_TAGS = frozenset({"SelectStmt", *_DML, *_QUERY_FIELD})
+
+
+class Flow:
+    """Where one value comes from: how (kind), which columns, which whole tables."""
+
+    __slots__ = ("columns", "kind", "tables")
+
+    def __init__(
+        self,
+        kind: str,
+        columns: dict[str, None] | None = None,
+        tables: dict[str, None] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.columns = columns if columns is not None else {}
+        self.tables = tables if tables is not None else {}
+
+    def derived(self) -> Flow:
+        """This flow computed upon: no longer a stored column, and `*` becomes a whole row."""
+        if self.kind == PLAIN:
+            return Flow(EXPRESSION, self.columns, self.tables)
+        if self.kind == STAR:
+            return Flow(WHOLE_ROW, self.columns, self.tables)
+        return self
+
+
+def _merge(kind: str, flows: list[Flow]) -> Flow:
+    """One value computed from flows: the strongest of kind and the flows' derived kinds."""
+    columns: dict[str, None] = {}
+    tables: dict[str, None] = {}
+    for flow in flows:
+        flow = flow.derived()
+        if _RANK[flow.kind] > _RANK[kind]:
+            kind = flow.kind
+        columns.update(flow.columns)
+        tables.update(flow.tables)
+    return Flow(kind, columns, tables)
+
+
+Output = tuple[str, Flow]
+
+
+class Item:
+    """One FROM item as a query's scope sees it: a table (columns unknown), or a derived
+    relation (subquery, CTE, VALUES, function) whose outputs are known, or known only as
+    one opaque flow every name reaches."""
+
+    __slots__ = ("members", "names", "opaque", "outputs", "table")
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        table: str | None = None,
+        outputs: list[Output] | None = None,
+        opaque: Flow | None = None,
+        members: list[Item] | None = None,
+    ) -> None:
+        self.names = names
+        self.table = table
+        self.outputs = outputs or []
+        self.opaque = opaque
+        self.members = members  # the items a JOIN ... AS alias stands for
+
+    def expand(self) -> list[Output]:
+        """What `item.*` stands for."""
+        if self.table is not None:
+            return [("", Flow(STAR, tables={self.table: None}))]
+        if self.members is not None:
+            return [o for m in self.members for o in m.expand()]
+        if self.opaque is not None and not self.outputs:
+            return [("", self.opaque)]
+        return self.outputs
+
+    def column(self, name: str) -> Flow | None:
+        """The flow of column name of this item; None when it has none by that name."""
+        if self.table is not None:
+            return Flow(PLAIN, {name.lower(): None})
+        for member in self.members or ():
+            flow = member.column(name)
+            if flow is not None:
+                return flow
+        for output, flow in self.outputs:
+            if output == name:
+                return flow
+        for output, flow in self.outputs:
+            if output == "" and flow.tables:  # `*` inside: the name may be one of its columns
+                return Flow(PLAIN if flow.kind == STAR else flow.kind, {name: None})
+        return self.opaque
+
+    def whole(self) -> Flow:
+        return _merge(WHOLE_ROW if self.table else EXPRESSION, [f for _, f in self.expand()])
+
+
+Scope = list[list[Item]]
+
+
+class Lineage:
+    """The walk of one statement: collects predicates while computing outputs."""
+
+    __slots__ = ("predicates",)
+
+    def __init__(self) -> None:
+        self.predicates: dict[tuple[str, str], None] = {}
+
+    # --- entry points -------------------------------------------------------
+
+    def statement(self, tag: str, fields: Fields) -> list[Output]:
+        if tag == "SelectStmt":
+            return self.select(fields, [], {})
+        if tag in _DML:
+            return self.dml(tag, fields, [], {})
+        if tag == "CopyStmt" and fields.get("is_from", False):
+            return []
+        if tag == "CopyStmt" and "query" not in fields:
+            relation = fields.get("relation")
+            if relation is None:
+                return []
+            table = _relation(relation)
+            names = [_sval(n) for n in fields.get("attlist", ())]
+            if names:
+                return [(n, Flow(PLAIN, {n.lower(): None})) for n in names]
+            return [("", Flow(STAR, tables={table: None}))]
+        query = fields.get(_QUERY_FIELD[tag])
+        if not query:
+            return []
+        ((inner_tag, inner),) = query.items()
+        if inner_tag in LINEAGE_TAGS and inner_tag not in _QUERY_FIELD:
+            return self.statement(inner_tag, inner)
+        return []
+
+    def record(self, flow: Flow, use: str) -> None:
+        """Columns of flow used as use; a computed value is compared as `other` (md5(email)
+        = '...'), while grouping and ordering by one stay grouping and ordering."""
+        if flow.kind != PLAIN and use not in ("group", "order"):
+            use = "other"
+        for column in flow.columns:
+            self.predicates[(column, use)] = None
+        if flow.kind in (WHOLE_ROW, STAR) or (flow.tables and flow.kind != PLAIN):
+            self.predicates[("*", "other")] = None
+
+    # --- queries ------------------------------------------------------------
+
+    def select(self, fields: Fields, outer: Scope, ctes: dict[str, Item]) -> list[Output]:
+        """The outputs of a SelectStmt (its fields), recording its predicates."""
+        with_clause = fields.get("withClause")
+        if with_clause:
+            ctes = self.with_clause(with_clause, outer, ctes)
+        op = fields.get("op", "SETOP_NONE")
+        if op != "SETOP_NONE":
+            combined = _set_operation(
+                self.select(fields["larg"], outer, ctes), self.select(fields["rarg"], outer, ctes)
+            )
+            self.clauses(fields, [[Item(("",), outputs=combined)], *outer], ctes, combined)
+            return combined
+        if "valuesLists" in fields:
+            return self.values(fields["valuesLists"], outer, ctes)
+        items: list[Item] = []
+        scope = [items, *outer]
+        for node in fields.get("fromClause", ()):
+            self.from_item(node, scope, ctes, items)
+        outputs: list[Output] = []
+        for target in fields.get("targetList", ()):
+            res = target["ResTarget"]
+            val = res.get("val")
+            star = _star_ref(val)
+            if star is not None:
+                outputs.extend(self.expand(star, scope))
+            else:
+                flow = self.expr(val, scope, ctes)
+                outputs.append((res.get("name") or _column_name(val), flow))
+        where = fields.get("whereClause")
+        if where:
+            self.predicate(where, scope, ctes, False)
+        self.clauses(fields, scope, ctes, outputs)
+        return outputs
+
+    def clauses(
+        self, fields: Fields, scope: Scope, ctes: dict[str, Item], outputs: list[Output]
+    ) -> None:
+        """GROUP BY, HAVING, ORDER BY, DISTINCT ON and WINDOW of one SELECT."""
+        for node in fields.get("groupClause", ()):
+            self.ordering(node, scope, ctes, outputs, "group")
+        having = fields.get("havingClause")
+        if having:
+            self.predicate(having, scope, ctes, False)
+        for node in fields.get("sortClause", ()):
+            self.ordering(node["SortBy"]["node"], scope, ctes, outputs, "order")
+        for node in fields.get("distinctClause", ()):
+            if node:  # DISTINCT alone is a list holding one empty node
+                self.ordering(node, scope, ctes, outputs, "group")
+        for node in fields.get("windowClause", ()):
+            self.window(node["WindowDef"], scope, ctes)
+
+    def ordering(
+        self, node: Fields, scope: Scope, ctes: dict[str, Item], outputs: list[Output], use: str
+    ) -> None:
+        """One ORDER BY / GROUP BY item: an output position, an output name, or an expression."""
+        ((tag, fields),) = node.items()
+        if tag == "A_Const" and "ival" in fields:
+            position = fields["ival"].get("ival", 0)
+            if 1 <= position <= len(outputs):
+                self.record(outputs[position - 1][1], use)
+            return
+        if tag == "ColumnRef" and len(fields["fields"]) == 1:
+            name = _sval(fields["fields"][0])
+            for output, flow in outputs:
+                if name and output == name:
+                    self.record(flow, use)
+                    return
+        if tag in ("GroupingSet", "RowExpr", "List"):
+            for item in fields.get("content", fields.get("args", fields.get("items", ()))):
+                self.ordering(item, scope, ctes, outputs, use)
+            return
+        flow = self.expr(node, scope, ctes)
+        self.record(flow if tag == "ColumnRef" else flow.derived(), use)
+
+    def window(self, fields: Fields, scope: Scope, ctes: dict[str, Item]) -> None:
+        for node in fields.get("partitionClause", ()):
+            self.record(_bare(self.expr(node, scope, ctes), node), "group")
+        for node in fields.get("orderClause", ()):
+            inner = node["SortBy"]["node"]
+            self.record(_bare(self.expr(inner, scope, ctes), inner), "order")
+
+    def with_clause(self, fields: Fields, outer: Scope, ctes: dict[str, Item]) -> dict[str, Item]:
+        ctes = dict(ctes)
+        recursive = fields.get("recursive", False)
+        for node in fields.get("ctes", ()):
+            cte = node["CommonTableExpr"]
+            name = cte.get("ctename", "")
+            colnames = [_sval(c) for c in cte.get("aliascolnames", ())]
+            ((tag, query),) = cte["ctequery"].items()
+            item = Item((name,))
+            if recursive:
+                # A recursive CTE reads its own outputs: grow them until they stop changing.
+                ctes[name] = item
+                for _ in range(8):
+                    before = _signature(item.outputs)
+                    item.outputs = _renamed(self.query(tag, query, outer, ctes), colnames)
+                    if _signature(item.outputs) == before:
+                        break
+                else:
+                    item.opaque = _merge(EXPRESSION, [f for _, f in item.outputs])
+            else:
+                item.outputs = _renamed(self.query(tag, query, outer, ctes), colnames)
+                ctes[name] = item
+        return ctes
+
+    def query(self, tag: str, fields: Fields, outer: Scope, ctes: dict[str, Item]) -> list[Output]:
+        if tag == "SelectStmt":
+            return self.select(fields, outer, ctes)
+        if tag in _DML:
+            return self.dml(tag, fields, outer, ctes)
+        return []
+
+    def dml(self, tag: str, fields: Fields, outer: Scope, ctes: dict[str, Item]) -> list[Output]:
+        """RETURNING of INSERT/UPDATE/DELETE, recording WHERE and the INSERT's query."""
+        with_clause = fields.get("withClause")
+        if with_clause:
+            ctes = self.with_clause(with_clause, outer, ctes)
+        relation = fields.get("relation") or {}
+        target = _table_item(relation)
+        target.names = (*target.names, "old", "new")  # RETURNING old.x / new.x
+        items: list[Item] = [target]
+        scope = [items, *outer]
+        for node in fields.get("fromClause") or fields.get("usingClause") or ():
+            self.from_item(node, scope, ctes, items)
+        source = fields.get("selectStmt")
+        if source and "SelectStmt" in source:
+            self.select(source["SelectStmt"], outer, ctes)
+        where = fields.get("whereClause")
+        if where:
+            self.predicate(where, scope, ctes, False)
+        outputs: list[Output] = []
+        returning = fields.get("returningClause") or {}
+        for target in returning.get("exprs") or fields.get("returningList") or ():
+            res = target["ResTarget"]
+            val = res.get("val")
+            star = _star_ref(val)
+            if star is not None:
+                outputs.extend(self.expand(star, scope))
+            else:
+                outputs.append((res.get("name") or _column_name(val), self.expr(val, scope, ctes)))
+        return outputs
+
+    def values(self, rows: list[Fields], outer: Scope, ctes: dict[str, Item]) -> list[Output]:
+        columns: list[list[Flow]] = []
+        for row in rows:
+            for i, node in enumerate(row["List"].get("items", ())):
+                if i == len(columns):
+                    columns.append([])
+                columns[i].append(self.expr(node, outer, ctes))
+        return [(f"column{i + 1}", _merge(EXPRESSION, flows)) for i, flows in enumerate(columns)]
+
+    # --- FROM ----------------------------------------------------------------
+
+    def from_item(
+        self, node: Fields, scope: Scope, ctes: dict[str, Item], items: list[Item]
+    ) -> None:
+        ((tag, fields),) = node.items()
+        if tag == "RangeVar":
+            name = fields.get("relname", "")
+            cte = ctes.get(name) if "schemaname" not in fields else None
+            if cte is not None:
+                alias = fields.get("alias")
+                seen_as = (alias["aliasname"],) if alias else cte.names
+                colnames = [_sval(c) for c in alias.get("colnames", ())] if alias else []
+                items.append(
+                    Item(seen_as, outputs=_renamed(cte.outputs, colnames), opaque=cte.opaque)
+                )
+            else:
+                items.append(_table_item(fields))
+        elif tag == "JoinExpr":
+            start = len(items)
+            self.from_item(fields["larg"], scope, ctes, items)
+            self.from_item(fields["rarg"], scope, ctes, items)
+            for name in fields.get("usingClause", ()):
+                column = _sval(name).lower()
+                self.predicates[(column, "join")] = None
+            quals = fields.get("quals")
+            if quals:
+                self.predicate(quals, scope, ctes, True)
+            alias = fields.get("alias")
+            if alias:
+                # `(a JOIN b) AS j`: j.x is a column of a or b
+                items.append(Item((alias["aliasname"],), members=items[start:]))
+        elif tag == "RangeSubselect":
+            outputs = self.select(fields["subquery"]["SelectStmt"], scope, ctes)
+            items.append(_aliased(fields.get("alias"), outputs))
+        elif tag == "RangeFunction":
+            flows: list[Flow] = []
+            names: list[str] = []
+            for function in fields.get("functions", ()):
+                call = function["List"]["items"][0]
+                flows.append(self.expr(call, scope, ctes))
+                names.append(_column_name(call))
+            flow = _merge(EXPRESSION, flows)
+            alias = fields.get("alias")
+            colnames = [_sval(c) for c in alias.get("colnames", ())] if alias else []
+            label = alias["aliasname"] if alias else (names[0] if names else "")
+            outputs = [(c, flow) for c in colnames] or [(label, flow)]
+            items.append(Item((label,), outputs=outputs, opaque=flow))
+        elif tag == "RangeTableSample":
+            self.from_item(fields["relation"], scope, ctes, items)
+        else:
+            # XMLTABLE, JSON_TABLE, ...: any column may carry any column they read
+            flow = self.generic(fields, scope, ctes)
+            alias = fields.get("alias")
+            label = alias["aliasname"] if alias else ""
+            items.append(Item((label,), opaque=flow.derived()))
+
+    def expand(self, ref: list[Fields], scope: Scope) -> list[Output]:
+        """The outputs `*` or `rel.*` stands for in a target list."""
+        if len(ref) == 1:
+            return [o for item in scope[0] if not _hidden(item, scope[0]) for o in item.expand()]
+        item = _find(scope, _sval(ref[-2]))
+        if item is None:
+            return [("", Flow(WHOLE_ROW, tables={_sval(ref[-2]).lower(): None}))]
+        return item.expand()
+
+    # --- expressions ---------------------------------------------------------
+
+    def column(self, refs: list[Fields], scope: Scope) -> Flow:
+        """The flow of one ColumnRef's fields."""
+        last = refs[-1]
+        if "A_Star" in last:
+            if len(refs) == 1:
+                return _merge(EXPRESSION, [i.whole() for level in scope[:1] for i in level])
+            item = _find(scope, _sval(refs[-2]))
+            return (
+                item.whole()
+                if item is not None
+                else Flow(WHOLE_ROW, tables={_sval(refs[-2]).lower(): None})
+            )
+        name = _sval(last)
+        if len(refs) == 1:
+            return _bare_name(name, scope)
+        item = _find(scope, _sval(refs[-2]))
+        if item is not None:
+            flow = item.column(name)
+            if flow is not None:
+                return flow
+        return Flow(PLAIN, {name.lower(): None})
+
+    def expr(self, node: Any, scope: Scope, ctes: dict[str, Item]) -> Flow:
+        """The flow of one expression node ({tag: fields}); sub-queries' predicates are
+        recorded on the way."""
+        if not isinstance(node, dict) or len(node) != 1:
+            return self.generic(node, scope, ctes)
+        ((tag, fields),) = node.items()
+        if tag == "ColumnRef":
+            return self.column(fields["fields"], scope)
+        if tag in ("A_Const", "ParamRef", "SQLValueFunction"):
+            return Flow(EXPRESSION)
+        if tag == "FuncCall":
+            return self.function(fields, scope, ctes)
+        if tag == "SubLink":
+            return self.sublink(fields, scope, ctes)
+        if tag == "A_Indirection":
+            flow = self.expr(fields["arg"], scope, ctes)
+            steps = fields.get("indirection", ())
+            if any("A_Star" in s for s in steps):
+                return (
+                    flow.derived()
+                    if flow.kind != STAR
+                    else Flow(WHOLE_ROW, flow.columns, flow.tables)
+                )
+            names = [_sval(s).lower() for s in steps if "String" in s]
+            if flow.kind == WHOLE_ROW and names and len(names) == len(steps):
+                return Flow(EXPRESSION, {names[-1]: None})  # (c).email: one field of a row
+            return _merge(EXPRESSION, [flow, *(self.expr(s, scope, ctes) for s in steps)])
+        return self.generic(fields, scope, ctes)
+
+    def generic(self, value: Any, scope: Scope, ctes: dict[str, Item]) -> Flow:
+        """Any other node: computed from every expression found inside it."""
+        flows: list[Flow] = []
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                if len(item) == 1:
+                    ((tag, fields),) = item.items()
+                    if isinstance(fields, dict) and tag[:1].isupper():
+                        if tag in _EXPRESSION_HEADS:
+                            flows.append(self.expr(item, scope, ctes))
+                            continue
+                        stack.append(fields)
+                        continue
+                stack.extend(v for v in item.values() if isinstance(v, dict | list))
+            elif isinstance(item, list):
+                stack.extend(item)
+        return _merge(EXPRESSION, flows)
+
+    def function(self, fields: Fields, scope: Scope, ctes: dict[str, Item]) -> Flow:
+        flows = [self.expr(arg, scope, ctes) for arg in fields.get("args", ())]
+        name = _sval(fields["funcname"][-1]).lower() if fields.get("funcname") else ""
+        aggregate = name in _AGGREGATES or any(
+            k in fields for k in ("agg_star", "agg_distinct", "agg_order", "agg_filter", "over")
+        )
+        for sort in fields.get("agg_order", ()):
+            inner = sort["SortBy"]["node"]
+            self.record(_bare(self.expr(inner, scope, ctes), inner), "order")
+        agg_filter = fields.get("agg_filter")
+        if agg_filter:
+            self.predicate(agg_filter, scope, ctes, False)
+        over = fields.get("over")
+        if over:
+            self.window(over, scope, ctes)
+        return _merge(AGGREGATE if aggregate else EXPRESSION, flows)
+
+    def sublink(self, fields: Fields, scope: Scope, ctes: dict[str, Item]) -> Flow:
+        outputs = self.select(fields["subselect"]["SelectStmt"], scope, ctes)
+        kind = fields.get("subLinkType", "EXISTS_SUBLINK")
+        if kind == "EXISTS_SUBLINK":
+            return Flow(EXPRESSION)
+        flows = (
+            [f for _, f in outputs[:1]]
+            if kind in ("EXPR_SUBLINK", "ARRAY_SUBLINK")
+            else [f for _, f in outputs]
+        )
+        test = fields.get("testexpr")
+        if test:
+            flows.append(self.expr(test, scope, ctes))
+        return _merge(EXPRESSION, flows)
+
+    # --- predicates -----------------------------------------------------------
+
+    def predicate(self, node: Fields, scope: Scope, ctes: dict[str, Item], join: bool) -> None:
+        """Record how one boolean condition uses columns."""
+        ((tag, fields),) = node.items()
+        if tag == "BoolExpr":
+            for arg in fields.get("args", ()):
+                self.predicate(arg, scope, ctes, join)
+            return
+        if tag == "A_Expr":
+            self.comparison(fields, scope, ctes, join)
+            return
+        if tag == "NullTest":
+            arg = fields["arg"]
+            flow = self.expr(arg, scope, ctes)
+            self.record(_bare(flow, arg), "equality")
+            return
+        if tag == "SubLink" and "testexpr" in fields:
+            test = fields["testexpr"]
+            left = self.expr(test, scope, ctes)
+            outputs = self.select(fields["subselect"]["SelectStmt"], scope, ctes)
+            operator = _sval(fields["operName"][-1]) if fields.get("operName") else "="
+            use = _operator_use(operator)
+            atoms = _atom(test, left) and all(o.kind == PLAIN for _, o in outputs)
+            use = use if use != "equality" or atoms else "other"
+            self.record(_bare(left, test), use)
+            for _, flow in outputs:
+                self.record(flow, use)
+            return
+        self.record(self.expr(node, scope, ctes).derived(), "other")
+
+    def comparison(self, fields: Fields, scope: Scope, ctes: dict[str, Item], join: bool) -> None:
+        kind = fields.get("kind", "AEXPR_OP")
+        operator = _sval(fields["name"][-1]) if fields.get("name") else ""
+        use = _USE_BY_KIND.get(kind) or _operator_use(operator)
+        if kind == "AEXPR_NULLIF":
+            use = "other"
+        sides = [s for s in (fields.get("lexpr"), fields.get("rexpr")) if s is not None]
+        operands: list[tuple[Any, Flow]] = []
+        for side in sides:
+            if "List" in side:  # IN (a, b), BETWEEN a AND b
+                operands.extend(
+                    (n, self.expr(n, scope, ctes)) for n in side["List"].get("items", ())
+                )
+            else:
+                operands.append((side, self.expr(side, scope, ctes)))
+        if use == "equality":
+            if not all(_atom(n, f) for n, f in operands):
+                use = "other"
+            elif (
+                join
+                and sum(1 for n, f in operands if f.kind == PLAIN and _unwrap(n)[0] == "ColumnRef")
+                > 1
+            ):
+                use = "join"
+        for n, flow in operands:
+            self.record(_bare(flow, n), use)
+
+
+# Nodes whose flow expr() computes itself rather than the generic walk.
+_EXPRESSION_HEADS = frozenset(
+    {"ColumnRef", "A_Const", "ParamRef", "SQLValueFunction", "FuncCall", "SubLink", "A_Indirection"}
+)
+
+
+def _operator_use(operator: str) -> str:
+    if operator in _EQUALITY_OPS:
+        return "equality"
+    if operator in _RANGE_OPS:
+        return "range"
+    if operator in _PATTERN_OPS:
+        return "pattern"
+    return "other"
+
+
+def _unwrap(node: Fields) -> tuple[str, Fields]:
+    """A node with its casts and COLLATE taken off: `email::text` compares email itself."""
+    ((tag, fields),) = node.items()
+    while tag in ("TypeCast", "CollateClause") and "arg" in fields:
+        ((tag, fields),) = fields["arg"].items()
+    return tag, fields
+
+
+def _atom(node: Fields, flow: Flow) -> bool:
+    """Whether an operand is a column itself or a value reading no column (a constant, a
+    parameter, an expression of them), which equality compares as is."""
+    if not flow.columns and not flow.tables:
+        return True  # constants, parameters, and expressions of them only
+    return flow.kind == PLAIN and _unwrap(node)[0] == "ColumnRef"
+
+
+def _bare(flow: Flow, node: Any) -> Flow:
+    """flow as a predicate sees it: plain only when node is a column reference itself."""
+    if isinstance(node, dict) and _unwrap(node)[0] == "ColumnRef":
+        return flow
+    return flow.derived()
+
+
+def _bare_name(name: str, scope: Scope) -> Flow:
+    """A one-part name: an output of a derived item, else (fail closed) a whole row when a
+    FROM item goes by that name, else a table column; looked up innermost scope first."""
+    for level in scope:
+        found: list[Flow] = []
+        for item in level:
+            if item.table is None:
+                for output, flow in item.outputs:
+                    if output == name:
+                        found.append(flow)
+        if found:
+            return found[0] if len(found) == 1 else _merge(EXPRESSION, found)
+        for item in level:
+            if name in item.names:
+                return item.whole()
+        if level:
+            flows = [Flow(PLAIN, {name.lower(): None})]
+            for item in level:
+                if item.table is None:
+                    other = item.column(name)
+                    if other is None or not (other.columns or other.tables):
+                        continue
+                    if other.kind != PLAIN or name.lower() not in other.columns:
+                        flows.append(other)  # maybe a function's or set operation's column
+            return flows[0] if len(flows) == 1 else _merge(EXPRESSION, flows)
+    return Flow(PLAIN, {name.lower(): None})
+
+
+def _find(scope: Scope, name: str) -> Item | None:
+    for level in scope:
+        for item in reversed(level):
+            if name in item.names:
+                return item
+    return None
+
+
+def _hidden(item: Item, level: list[Item]) -> bool:
+    """A JOIN alias: its members expand through their own entries, not twice."""
+    return item.members is not None
+
+
+def _table_item(fields: Fields) -> Item:
+    table = _relation(fields)
+    alias = fields.get("alias")
+    names = (alias["aliasname"],) if alias else (fields.get("relname", ""),)
+    return Item(names, table=table)
+
+
+def _relation(fields: Fields) -> str:
+    parts = [fields.get(p) for p in ("catalogname", "schemaname", "relname")]
+    return ".".join(p for p in parts if p).lower()
+
+
+def _aliased(alias: Fields | None, outputs: list[Output]) -> Item:
+    if not alias:
+        return Item(("",), outputs=outputs)
+    colnames = [_sval(c) for c in alias.get("colnames", ())]
+    return Item((alias["aliasname"],), outputs=_renamed(outputs, colnames))
+
+
+def _renamed(outputs: list[Output], colnames: list[str]) -> list[Output]:
+    if not colnames:
+        return outputs
+    if any(name == "" and flow.tables for name, flow in outputs):
+        # `*` inside: which column a new name lands on is unknown, so each new name may
+        # be any of them
+        flow = _merge(EXPRESSION, [f for _, f in outputs])
+        return [(c, flow) for c in colnames]
+    renamed = [(c, f) for c, (_, f) in zip(colnames, outputs, strict=False)]
+    return renamed + outputs[len(colnames) :]
+
+
+def _set_operation(left: list[Output], right: list[Output]) -> list[Output]:
+    """UNION / INTERSECT / EXCEPT: each output from both branches at its position, never
+    a stored column; with `*` in a branch positions are unknown, so every output may be
+    any column of either branch."""
+    if len(left) != len(right) or any(n == "" and f.tables for n, f in left + right):
+        # one column each, of a table's unknown columns: no whole row
+        flows = [
+            Flow(EXPRESSION, f.columns, f.tables) if f.kind == STAR else f for _, f in left + right
+        ]
+        return [("", _merge(EXPRESSION, flows))]
+    return [
+        (name, _merge(EXPRESSION, [a, b])) for (name, a), (_, b) in zip(left, right, strict=True)
+    ]
+
+
+def _signature(outputs: list[Output]) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+    return [(n, f.kind, tuple(f.columns), tuple(f.tables)) for n, f in outputs]
+
+
+def _star_ref(val: Any) -> list[Fields] | None:
+    if val and "ColumnRef" in val:
+        refs = val["ColumnRef"]["fields"]
+        if "A_Star" in refs[-1]:
+            return refs  # type: ignore[no-any-return]
+    return None
+
+
+def _sval(node: Fields) -> str:
+    value = node.get("String")
+    return value.get("sval", "") if value is not None else ""
+
+
+# FigureColname's names for nodes that are not column references or calls.
+_NODE_NAMES = {
+    "CaseExpr": "case",
+    "A_ArrayExpr": "array",
+    "RowExpr": "row",
+    "CoalesceExpr": "coalesce",
+    "GroupingFunc": "grouping",
+}
+
+
+def _column_name(node: Any) -> str:
+    """The name the server gives an unnamed output (its FigureColname), "" if unsure."""
+    if not node:
+        return ""
+    ((tag, fields),) = node.items()
+    if tag == "ColumnRef":
+        last = fields["fields"][-1]
+        return _sval(last) if "String" in last else ""
+    if tag == "FuncCall":
+        return _sval(fields["funcname"][-1])
+    if tag == "TypeCast":
+        inner = _column_name(fields.get("arg"))
+        if inner and inner != "?column?":
+            return inner
+        names = fields.get("typeName", {}).get("names", ())
+        return _sval(names[-1]) if names else ""
+    if tag == "A_Indirection":
+        steps = fields.get("indirection", ())
+        return (
+            _sval(steps[-1]) if steps and "String" in steps[-1] else _column_name(fields.get("arg"))
+        )
+    if tag == "SubLink":
+        kind = fields.get("subLinkType", "EXISTS_SUBLINK")
+        if kind == "EXISTS_SUBLINK":
+            return "exists"
+        if kind == "ARRAY_SUBLINK":
+            return "array"
+        if kind == "EXPR_SUBLINK":
+            targets = fields["subselect"]["SelectStmt"].get("targetList", ())
+            if targets:
+                res = targets[0]["ResTarget"]
+                return str(res.get("name") or _column_name(res.get("val")))
+        return "?column?"
+    if tag == "MinMaxExpr":
+        return "greatest" if fields.get("op") == "IS_GREATEST" else "least"
+    if tag in _NODE_NAMES:
+        return _NODE_NAMES[tag]
+    if tag in ("A_Const", "A_Expr", "BoolExpr", "NullTest", "BooleanTest", "ParamRef"):
+        return "?column?"
+    return ""
+
+
+def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
+    """The outputs and predicates entry fields of one statement node of the JSON tree."""
+    walk = Lineage()
+    try:
+        outputs = walk.statement(tag, fields)
+    except RecursionError:
+        return unknown_lineage()
+    return {
+        "outputs": [
+            {
+                "name": name,
+                "kind": flow.kind,
+                "columns": list(flow.columns),
+                "tables": list(flow.tables),
+            }
+            for name, flow in outputs
+        ],
+        "predicates": [{"column": column, "use": use} for column, use in walk.predicates],
+    }
+
+
+def unknown_lineage() -> dict[str, Any]:
+    """What a statement too deep to follow gets: one output that may be any whole row and
+    a predicate that may read any column, so the policy judges the worst case."""
+    return {
+        "outputs": [{"name": "", "kind": WHOLE_ROW, "columns": [], "tables": ["*"]}],
+        "predicates": [{"column": "*", "use": "other"}],
+    }

@@ -1,0 +1,118 @@
+# Sensitive columns by lineage (DESIGN.md "default semantics", issue 21), for everyone not
+# in a pii_reader group, dba included.
+#
+# The classifier (pdp/lineage.py) gives each SELECT-bearing statement (SELECT, INSERT/
+# UPDATE/DELETE ... RETURNING, and the query of DECLARE, PREPARE, EXPLAIN and COPY ... TO):
+#
+#   outputs     [{"name", "kind", "columns", "tables"}], kind one of
+#                 plain       a column itself: the proxy masks it by its real table column
+#                             ({"field": ...} rules below, through aliases, views and CTEs)
+#                 expression  computed from columns (a function, operator, cast, CASE,
+#                             a set operation's output, a scalar sub-query)
+#                 aggregate   an aggregate or window function over columns
+#                 whole_row   a whole row as a value (`select c from customers c`,
+#                             row_to_json(c), to_jsonb(t.*), json_agg(c), ROW(c.*))
+#                 star        `*` over a table: plain columns, left to the proxy
+#               columns: the table columns (last name component, lower case) it derives
+#               from; tables: relations any of whose columns it may carry.
+#   predicates  [{"column", "use"}] for columns in WHERE, JOIN ... ON/USING, HAVING,
+#               ORDER BY, GROUP BY, DISTINCT ON, window and aggregate FILTER/ORDER BY
+#               clauses; use: equality (the column itself compared with =, <>, IN, IS
+#               [NOT] DISTINCT FROM, IS [NOT] NULL to a value or another column), pattern
+#               (LIKE, ILIKE, SIMILAR TO, ~ and friends), range (<, >, <=, >=, BETWEEN),
+#               order, group, join (column = column in a join), other (anything else:
+#               md5(email) = '...'). Column "*" is a whole row.
+#
+# The shipped choices: an expression or aggregate over a sensitive column is masked as a
+# whole value ({"derived": true}: the proxy redacts every result column that is not a
+# stored table column); a whole row (and so any JSON or XML built from one) is denied,
+# since the policy cannot know which columns a row holds; sensitive columns in predicates
+# may be compared for equality only when data.portcullis.oracle.equality is true, grouped
+# and joined on, and nothing else. Statements a DO block runs return nothing to the
+# client except through notices and errors, which are not masked: any sensitive column
+# they read is denied.
+#
+# Lineage holds names only, never literal values, so these rules keep cache_key "shape".
+package portcullis
+
+pg_sensitive := {c | some c in data.portcullis.sensitive_columns}
+
+# Outputs that reach the client: not a plan (EXPLAIN), not a DO block's inner statements.
+pg_client_outputs contains [s.type, o] if {
+	some s in input.command.postgres.statements
+	not s.nested
+	s.type != "explain"
+	some o in s.outputs
+}
+
+pg_output_label(o) := sprintf("output %s", [o.name]) if {
+	not o.name in {"", "?column?"}
+} else := "an unnamed output"
+
+mask_rules contains {"derived": true, "strategy": "redact"} if {
+	count(pg_derived_reasons) > 0
+}
+
+mask_reasons contains reason if {
+	some reason in pg_derived_reasons
+}
+
+pg_derived_reasons contains sprintf("%s (%s) derives from sensitive column %s: masked whole", [pg_output_label(o), o.kind, column]) if {
+	some [_, o] in pg_client_outputs
+	o.kind in {"expression", "aggregate"}
+	some column in o.columns
+	pg_sensitive[column]
+	not pii_reader
+}
+
+pg_derived_reasons contains sprintf("%s is computed from columns of %s, which may be sensitive: masked whole", [pg_output_label(o), concat(", ", o.tables)]) if {
+	some [_, o] in pg_client_outputs
+	o.kind in {"expression", "aggregate"}
+	count(o.tables) > 0
+	not pii_reader
+}
+
+deny contains sprintf("%s is a whole row of %s: whole-row values and the JSON/XML built from them are denied to everyone not in pii-readers, since a row may hold sensitive columns (the shipped policy's choice); select the columns you need", [pg_output_label(o), concat(", ", o.tables)]) if {
+	some [_, o] in pg_client_outputs
+	o.kind == "whole_row"
+	not pii_reader
+}
+
+deny contains sprintf("a DO block reads sensitive column %s: notices and errors that could carry it are not masked", [column]) if {
+	some s in input.command.postgres.statements
+	s.nested
+	some o in s.outputs
+	some column in o.columns
+	pg_sensitive[column]
+	not pii_reader
+}
+
+deny contains sprintf("a DO block reads whole rows of %s: notices and errors that could carry them are not masked", [concat(", ", o.tables)]) if {
+	some s in input.command.postgres.statements
+	s.nested
+	some o in s.outputs
+	o.kind in {"whole_row", "star"}
+	not pii_reader
+}
+
+deny contains pg_predicate_reason(p) if {
+	some s in input.command.postgres.statements
+	some p in s.predicates
+	pg_sensitive_predicate(p.column)
+	pg_oracle_use(p.use)
+	not pii_reader
+}
+
+pg_sensitive_predicate(column) if pg_sensitive[column]
+
+pg_sensitive_predicate("*")
+
+pg_oracle_use(use) if use in {"pattern", "range", "order", "other"}
+
+pg_oracle_use("equality") if not data.portcullis.oracle.equality
+
+pg_predicate_reason(p) := sprintf("a whole row used in a condition or ordering (%s) may reveal sensitive columns: denied to everyone not in pii-readers", [p.use]) if {
+	p.column == "*"
+} else := sprintf("equality on sensitive column %s is denied: the oracle setting allows no equality tests", [p.column]) if {
+	p.use == "equality"
+} else := sprintf("%s use of sensitive column %s in a condition or ordering answers questions about its values: denied to everyone not in pii-readers", [p.use, p.column])

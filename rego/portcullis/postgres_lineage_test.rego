@@ -1,0 +1,137 @@
+package portcullis_test
+
+import data.portcullis
+
+# Statements as pdp/lineage.py gives them; pg_input and stmt come from postgres_test.rego.
+selecting(outputs, predicates) := object.union(stmt("select"), {"outputs": outputs, "predicates": predicates})
+
+out(name, kind, columns) := {"name": name, "kind": kind, "columns": columns, "tables": []}
+
+row(name, tables) := {"name": name, "kind": "whole_row", "columns": [], "tables": tables}
+
+lineage_decision(groups, s) := d if {
+	d := portcullis.decision with input as pg_input(groups, [s])
+}
+
+derived := {"derived": true, "strategy": "redact"}
+
+test_plain_sensitive_output_is_masked_by_name if {
+	d := lineage_decision(["readonly"], selecting([out("email", "plain", ["email"])], []))
+	d.verdict == "mask"
+	{"field": "email", "strategy": "redact"} in d.mask
+	not derived in d.mask
+	d.cache_key == "shape"
+}
+
+test_expression_over_sensitive_column_is_masked_whole if {
+	d := lineage_decision(["readonly"], selecting([out("upper", "expression", ["email"])], []))
+	d.verdict == "mask"
+	derived in d.mask
+	"output upper (expression) derives from sensitive column email: masked whole" in d.reasons
+	d.cache_key == "shape"
+}
+
+test_aggregate_over_sensitive_column_is_masked_whole_for_dba if {
+	d := lineage_decision(["dba"], selecting([out("", "aggregate", ["phone"])], []))
+	d.verdict == "mask"
+	derived in d.mask
+	"an unnamed output (aggregate) derives from sensitive column phone: masked whole" in d.reasons
+}
+
+test_expression_over_other_columns_needs_no_derived_mask if {
+	d := lineage_decision(["readonly"], selecting([out("total", "expression", ["amount"]), out("id", "plain", ["id"])], []))
+	d.verdict == "mask"
+	not derived in d.mask
+}
+
+test_set_operation_over_star_is_masked_whole if {
+	o := {"name": "", "kind": "expression", "columns": [], "tables": ["a", "b"]}
+	d := lineage_decision(["analyst"], selecting([o], []))
+	derived in d.mask
+	some r in d.reasons
+	contains(r, "computed from columns of a, b")
+}
+
+test_whole_row_is_denied if {
+	d := lineage_decision(["readonly"], selecting([row("row_to_json", ["public.customers"])], []))
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "output row_to_json is a whole row of public.customers")
+	contains(r, "JSON/XML")
+}
+
+test_whole_row_is_denied_for_dba_too if {
+	lineage_decision(["dba"], selecting([row("c", ["customers"])], [])).verdict == "deny"
+}
+
+test_explain_outputs_are_a_plan_not_values if {
+	s := object.union(stmt("explain"), {"analyze": false, "outputs": [row("c", ["customers"])], "predicates": []})
+	lineage_decision(["readonly"], s).verdict == "mask"
+}
+
+test_pii_readers_see_everything if {
+	s := selecting(
+		[row("c", ["customers"]), out("upper", "expression", ["email"])],
+		[{"column": "email", "use": "pattern"}, {"column": "*", "use": "order"}],
+	)
+	d := lineage_decision(["readonly", "pii-readers"], s)
+	d.verdict == "allow"
+	count(d.mask) == 0
+}
+
+test_pattern_range_order_and_other_predicates_are_denied if {
+	some use in ["pattern", "range", "order", "other"]
+	d := lineage_decision(["readonly"], selecting([], [{"column": "ssn", "use": use}]))
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, sprintf("%s use of sensitive column ssn", [use]))
+}
+
+test_every_oracle_use_is_denied if {
+	every use in ["pattern", "range", "order", "other"] {
+		lineage_decision(["dba"], selecting([], [{"column": "email", "use": use}])).verdict == "deny"
+	}
+}
+
+test_equality_group_and_join_are_allowed if {
+	every use in ["equality", "group", "join"] {
+		lineage_decision(["readonly"], selecting([], [{"column": "email", "use": use}])).verdict == "mask"
+	}
+}
+
+test_equality_is_denied_when_the_oracle_setting_says_so if {
+	s := selecting([], [{"column": "email", "use": "equality"}])
+	d := portcullis.decision with input as pg_input(["readonly"], [s]) with data.portcullis.oracle.equality as false
+	d.verdict == "deny"
+	"equality on sensitive column email is denied: the oracle setting allows no equality tests" in d.reasons
+}
+
+test_predicates_on_other_columns_are_allowed if {
+	s := selecting([], [{"column": "name", "use": "pattern"}, {"column": "created_at", "use": "range"}])
+	lineage_decision(["readonly"], s).verdict == "mask"
+}
+
+test_whole_row_in_a_predicate_is_denied if {
+	d := lineage_decision(["readonly"], selecting([], [{"column": "*", "use": "other"}]))
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "a whole row used in a condition")
+}
+
+test_do_block_reading_sensitive_columns_is_denied if {
+	inner := object.union(selecting([out("email", "plain", ["email"])], []), {"nested": true})
+	inner_row := object.union(selecting([{"name": "", "kind": "star", "columns": [], "tables": ["customers"]}], []), {"nested": true})
+	do := object.union(stmt("do"), {"opaque": false})
+	d := portcullis.decision with input as pg_input(["dba"], [do, inner])
+	d.verdict == "deny"
+	"a DO block reads sensitive column email: notices and errors that could carry it are not masked" in d.reasons
+	d2 := portcullis.decision with input as pg_input(["dba"], [do, inner_row])
+	d2.verdict == "deny"
+}
+
+test_a_dba_do_block_without_sensitive_columns_runs if {
+	inner := object.union(selecting([out("id", "plain", ["id"])], [{"column": "id", "use": "range"}]), {"nested": true})
+	do := object.union(stmt("do"), {"opaque": false})
+	d := portcullis.decision with input as pg_input(["dba"], [do, inner])
+	d.verdict == "mask"
+}
