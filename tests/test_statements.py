@@ -631,6 +631,22 @@ PARITY_CORPUS = [
     "select * from rows from (pg_ls_tmpdir(), generate_series(1, 2))",
     "WITH d AS (DELETE FROM audit.log WHERE id = 1 RETURNING *) SELECT * FROM d",
     "UPDATE t SET a = db.s.f() WHERE b = pg_catalog.lower('y')",
+    # lineage (pdp/lineage.py): outputs and predicates
+    "select upper(email), count(*) from customers where email like 'a%' group by name",
+    "select c, row_to_json(c), to_jsonb(customers.*) from customers c, customers",
+    "with recursive r(n, e) as (select 1, email from c union all select n + 1, e from r) "
+    "select * from r order by 2",
+    "select * from a union select * from b intersect select x, y from (values (1, 2)) v(x, y)",
+    "select u.*, (select max(ssn) from p where p.id = c.id) from c, lateral unnest(c.tags) u",
+    "select first_value(phone) over (partition by email order by ssn) from c "
+    "where md5(iban) = $1 and token between 'a' and 'b' and email in (select e from x)",
+    "COPY (SELECT upper(email) FROM customers WHERE phone ~ '^5') TO STDOUT",
+    "COPY customers (email, phone) TO STDOUT",
+    "DECLARE k BINARY CURSOR FOR SELECT c FROM customers c",
+    "EXPLAIN SELECT s.e FROM (SELECT email AS e FROM c) s WHERE s.e ILIKE 'a%'",
+    "DELETE FROM c USING d WHERE c.email = d.email AND c.ssn LIKE '1%' "
+    "RETURNING c.*, upper(d.phone)",
+    "DO $$ DECLARE v text; BEGIN SELECT upper(email) INTO v FROM customers; END $$",
 ]
 
 

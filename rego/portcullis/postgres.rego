@@ -3,6 +3,10 @@
 # as the write it is. A query is allowed only when every statement is allowed; one
 # statement needing approval makes the whole query need it; one denied denies it all.
 #
+# Sensitive columns by lineage (each statement's outputs and predicates: which table
+# columns values derive from and how conditions use them) are judged in
+# postgres_lineage.rego, which documents those fields.
+#
 # Every rule here reads statement types, tags, tables, functions and setting names only,
 # never literal values: decision.rego relies on that to offer cache_key "shape". The
 # statements classified from a DO block's code (a literal) are the exception, and

@@ -1,0 +1,177 @@
+"""pdp.lineage: which table columns each output derives from and how predicates use them,
+tried with the shapes issue 21 found leaking (every one must reach its base column)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pdp.statements import _classify_ast, classify
+
+
+def outputs(sql: str) -> list[tuple[str, str, list[str], list[str]]]:
+    entry = classify(sql)[0]
+    return [(o["name"], o["kind"], sorted(o["columns"]), o["tables"]) for o in entry["outputs"]]
+
+
+def predicates(sql: str) -> set[tuple[str, str]]:
+    return {(p["column"], p["use"]) for p in classify(sql)[0]["predicates"]}
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind", "column"),
+    [
+        ("select phone || '' from customers", "expression", "phone"),
+        ("select upper(email) from customers", "expression", "email"),
+        ("select reverse(email) from customers", "expression", "email"),
+        ("select translate(ssn, '-', '.') from customers", "expression", "ssn"),
+        ("select split_part(email, '@', 1) from customers", "expression", "email"),
+        ("select format('%s', phone) from customers", "expression", "phone"),
+        ("select encode(email::bytea, 'hex') from customers", "expression", "email"),
+        ("select first_value(phone) over () from customers", "aggregate", "phone"),
+        ("select array_agg(ssn) from customers", "aggregate", "ssn"),
+        ("select string_agg(email, ',') from customers", "aggregate", "email"),
+        ("select json_agg(email) from customers", "aggregate", "email"),
+        ("select xmlelement(name e, email) from customers", "expression", "email"),
+        ("select row(email, ssn) from customers", "expression", "ssn"),
+        ("select case when true then iban end from customers", "expression", "iban"),
+        ("select coalesce(card_number, '') from customers", "expression", "card_number"),
+        ("select email::text from customers", "expression", "email"),
+        ("select (select max(ssn) from customers)", "aggregate", "ssn"),
+        ("select email from customers union select name from leads", "expression", "email"),
+        ("select x from (select upper(email) x from customers) s", "expression", "email"),
+        ("with t as (select phone p from customers) select p || '' from t", "expression", "phone"),
+        ("select u from customers c, lateral unnest(array[c.email]) u", "expression", "email"),
+        ("select (c).email from customers c", "expression", "email"),
+        ('select "EMAIL" || 1 from customers', "expression", "email"),
+        ("select s from (select email from customers) s", "expression", "email"),
+        ("copy (select md5(email) from customers) to stdout", "expression", "email"),
+        ("declare k cursor for select lower(phone) from customers", "expression", "phone"),
+        ("prepare p as select lower(phone) from customers", "expression", "phone"),
+        ("update customers set a = 1 where id = 2 returning upper(email)", "expression", "email"),
+        (
+            "with recursive r(e) as (select email from customers union all select e from r) "
+            "select e from r",
+            "expression",
+            "email",
+        ),
+    ],
+)
+def test_derived_outputs_reach_their_base_column(sql, kind, column):
+    found = [(k, cols) for _, k, cols, _ in outputs(sql) if column in cols]
+    assert found, outputs(sql)
+    assert found[0][0] == kind
+
+
+@pytest.mark.parametrize(
+    ("sql", "tables"),
+    [
+        ("select c from customers c", ["customers"]),
+        ("select row_to_json(c) from customers c", ["customers"]),
+        ("select to_jsonb(customers.*) from customers", ["customers"]),
+        ("select json_agg(c) from customers c", ["customers"]),
+        ("select row(c.*) from customers c", ["customers"]),
+        ("select row_to_json(s) from (select * from public.customers) s", ["public.customers"]),
+        ("select count(x.*) from customers x", ["customers"]),
+    ],
+)
+def test_whole_rows_name_their_tables(sql, tables):
+    assert [(k, t) for _, k, _, t in outputs(sql)] == [("whole_row", tables)]
+
+
+def test_plain_references_stay_plain_through_aliases_subqueries_and_ctes():
+    assert outputs("select c.email as e, id from customers c") == [
+        ("e", "plain", ["email"], []),
+        ("id", "plain", ["id"], []),
+    ]
+    assert outputs("select e from (select email e from customers) s") == [
+        ("e", "plain", ["email"], [])
+    ]
+    assert outputs("with t as (select phone from customers) select t.phone from t") == [
+        ("phone", "plain", ["phone"], [])
+    ]
+    assert outputs("select j.email from (customers join leads using (id)) j") == [
+        ("email", "plain", ["email"], [])
+    ]
+
+
+def test_star_over_tables_is_left_to_the_proxy_and_over_subqueries_expanded():
+    assert outputs("select * from customers") == [("", "star", [], ["customers"])]
+    assert outputs("select * from (select upper(email) u, id from customers) s") == [
+        ("u", "expression", ["email"], []),
+        ("id", "plain", ["id"], []),
+    ]
+
+
+def test_set_operations_over_star_may_carry_any_column():
+    assert outputs("select * from a union select * from b") == [("", "expression", [], ["a", "b"])]
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("select 1 from c where email = 'a'", {("email", "equality")}),
+        ("select 1 from c where email = $1", {("email", "equality")}),
+        ("select 1 from c where email in ('a', 'b')", {("email", "equality")}),
+        ("select 1 from c where email is not distinct from 'a'", {("email", "equality")}),
+        ("select 1 from c where email is null", {("email", "equality")}),
+        ("select 1 from c where email like 'a%'", {("email", "pattern")}),
+        ("select 1 from c where email ilike 'a%'", {("email", "pattern")}),
+        ("select 1 from c where email similar to 'a%'", {("email", "pattern")}),
+        ("select 1 from c where email ~ '^a'", {("email", "pattern")}),
+        ("select 1 from c where ssn < '5'", {("ssn", "range")}),
+        ("select 1 from c where ssn between '1' and '2'", {("ssn", "range")}),
+        ("select 1 from c where md5(email) = 'x'", {("email", "other")}),
+        ("select 1 from c where length(phone) > 3", {("phone", "other")}),
+        ("select 1 from c order by phone", {("phone", "order")}),
+        ("select phone from c order by 1", {("phone", "order")}),
+        ("select 1 from c group by email", {("email", "group")}),
+        ("select distinct on (email) id from c", {("email", "group")}),
+        ("select 1 from a join b on a.email = b.email", {("email", "join")}),
+        ("select 1 from a join b using (email)", {("email", "join")}),
+        ("select count(*) from c having max(ssn) > '1'", {("ssn", "other")}),
+        (
+            "select rank() over (partition by email order by ssn) from c",
+            {("email", "group"), ("ssn", "order")},
+        ),
+        ("select count(*) filter (where email like 'a%') from c", {("email", "pattern")}),
+        (
+            "select 1 from c where id in (select id from d where iban like 'DE%')",
+            {("id", "equality"), ("iban", "pattern")},
+        ),
+        (
+            "select 1 from c where exists (select 1 from d where d.token ~ 'x')",
+            {("token", "pattern")},
+        ),
+        ("select * from (select email e from c) s where e like 'a%'", {("email", "pattern")}),
+        ("select * from (select upper(email) u from c) s where u = 'A'", {("email", "other")}),
+        ("select 1 from c x where x::text like '%@%'", {("*", "other")}),
+        ("delete from c where email like 'a%'", {("email", "pattern")}),
+    ],
+)
+def test_predicate_uses(sql, expected):
+    assert predicates(sql) == expected
+
+
+def test_lineage_reads_no_literal_values():
+    """Texts that differ only in literals get the same lineage (verdicts reused by shape)."""
+    a = "select upper(email) from c where email = 'a' and id > 3 limit 5"
+    b = "select upper(email) from c where email = 'b' and id > 9 limit 1"
+    assert classify(a) == classify(b)
+
+
+def test_both_classifier_paths_agree_on_lineage():
+    sql = "copy (select upper(email) from customers where phone like '1%') to stdout"
+    assert classify(sql) == _classify_ast(sql)
+    assert classify(sql)[0]["predicates"] == [{"column": "phone", "use": "pattern"}]
+
+
+def test_a_tree_too_deep_to_follow_gets_the_worst_case():
+    sql = "select " + "(" * 400 + "email" + ")" * 400 + " || '' from customers"
+    deep = "select " + " || ".join(["email"] * 3000) + " from customers"
+    for text in (sql, deep):
+        entry = classify(text)[0]
+        assert entry["type"] == "select"
+        assert any(
+            o["kind"] != "plain" and ("email" in o["columns"] or o["tables"])
+            for o in entry["outputs"]
+        )
