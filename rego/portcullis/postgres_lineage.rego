@@ -72,6 +72,16 @@ pg_derived_reasons contains sprintf("%s is computed from columns of %s, which ma
 	not pii_reader
 }
 
+# FETCH from a cursor and EXECUTE of a prepared statement return rows whose lineage was
+# judged when the cursor was declared or the statement prepared, and is not in this text:
+# every computed column of their rows is masked (plain table columns still by name).
+pg_derived_reasons contains sprintf("%s returns rows of a cursor or prepared statement: their computed columns are masked whole", [upper(s.type)]) if {
+	some s in input.command.postgres.statements
+	s.type in {"fetch", "execute"}
+	not s.nested
+	not pii_reader
+}
+
 deny contains sprintf("%s is a whole row of %s: whole-row values and the JSON/XML built from them are denied to everyone not in pii-readers, since a row may hold sensitive columns (the shipped policy's choice); select the columns you need", [pg_output_label(o), concat(", ", o.tables)]) if {
 	some [_, o] in pg_client_outputs
 	o.kind == "whole_row"

@@ -135,3 +135,16 @@ test_a_dba_do_block_without_sensitive_columns_runs if {
 	d := portcullis.decision with input as pg_input(["dba"], [do, inner])
 	d.verdict == "mask"
 }
+
+test_fetch_and_execute_mask_computed_columns if {
+	every kind in ["fetch", "execute"] {
+		i := {
+			"identity": {"subject": "alice@example.com", "groups": ["readonly"]},
+			"connection": {"name": "orders-db", "type": "postgres"},
+			"command": {"kind": "postgres.query", "raw": "FETCH 10 FROM c", "postgres": {"statements": [{"type": kind, "tag": "FetchStmt", "tables": [], "functions": [], "qualified_functions": []}]}},
+		}
+		d := portcullis.decision with input as i
+		d.verdict == "mask"
+		{"derived": true, "strategy": "redact"} in d.mask
+	}
+}
