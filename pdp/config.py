@@ -637,6 +637,12 @@ CONNECTION_OPTIONS: dict[str, tuple[Any, tuple[str, ...]]] = {
     "upstream_tls": (("require", "verify-full"), ("postgres",)),  # TLS towards the server
     "upstream_ca_file": ("path", ("postgres",)),
     "mcp": ("bool", ("http",)),
+    # evidence: where undelivered session events and closes wait (proxies/runtime/spool.py;
+    # default var/spool), how large that spool may grow before sessions halt, and the
+    # largest command a proxy takes (longer: denied and recorded cut, with its SHA-256)
+    "spool_dir": ("dir", _COMMON),
+    "spool_max_bytes": ("int", _COMMON),
+    "max_statement_bytes": ("int", _COMMON),
 }
 
 
@@ -664,6 +670,10 @@ def _connection_options(
         elif kind == "int":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(where, "must be a positive integer")
+        elif kind == "dir":
+            if not isinstance(value, str) or not value:
+                raise ConfigError(where, "must be a directory path")
+            value = str(_path(base_dir, value))
         elif kind == "path":
             if not isinstance(value, str) or not value:
                 raise ConfigError(where, "must be a file path")

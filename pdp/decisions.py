@@ -173,6 +173,29 @@ class Decider:
         self.stats.count(decision)
         return decision
 
+    async def refuse(
+        self, record: dict[str, Any], kind: str, raw: str, reason: str, **facts: Any
+    ) -> Decision:
+        """A deny decided without asking the policy (a command too large to evaluate),
+        recorded like any decision, with `facts` (what is known of the command)."""
+        decision_id = new_decision_id()
+        verdict = Verdict.deny(reason)
+        revision = self.engine.revision
+        body = {
+            **record,
+            "decision_id": decision_id,
+            "kind": kind,
+            "raw": raw,
+            **_verdict_fields(verdict),
+            "policy_revision": revision,
+            "evaluation_ms": 0.0,
+            **facts,
+        }
+        recorded = await self._record(decision_id, record, body)
+        decision = Decision(decision_id, verdict, revision, 0.0, recorded)
+        self.stats.count(decision)
+        return decision
+
     def _reused(self, reusable: Reusable | None, revision: str) -> _Evaluated | None:
         if reusable is None or self.evaluations is None:
             return None

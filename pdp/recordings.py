@@ -13,6 +13,7 @@ comes back as one event per statement, each with its own time and command text.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -126,6 +127,62 @@ def checked_batch(text: str, max_events: int, max_command: int) -> int:
     Raises MalformedEvents naming the first bad field (`events_json[3].time`)."""
     fast = _recorder_batch_size(text, max_events, max_command)
     return fast if fast is not None else _fully_checked_batch(text, max_events, max_command)
+
+
+TRUNCATED_PREFIX = 4096  # what is kept of a command too long to store whole
+
+
+def bounded_batch(text: str, max_events: int, max_command: int) -> tuple[int, str]:
+    """checked_batch, except that a command longer than max_command does not refuse the
+    batch (and with it the events around it): it is cut to its first TRUNCATED_PREFIX
+    characters and its event says so, with the whole text's size and SHA-256. Returns
+    the count and the text to store."""
+    fast = _recorder_batch_size(text, max_events, max_command)
+    if fast is not None:
+        return fast, text
+    try:
+        events = json.loads(text)
+    except ValueError:
+        events = None  # the full check names the problem
+    if isinstance(events, list) and _bound_commands(events, max_command):
+        text = json.dumps(events, separators=(",", ":"), ensure_ascii=False)
+    return _fully_checked_batch(text, max_events, max_command), text
+
+
+def truncation_facts(command: str) -> dict[str, Any]:
+    """What an event says of a command it carries only the start of."""
+    whole = command.encode("utf-8", "surrogatepass")
+    return {
+        "command_truncated": True,
+        "command_bytes": len(whole),
+        "command_sha256": hashlib.sha256(whole).hexdigest(),
+    }
+
+
+def _bound_commands(events: list[Any], max_command: int) -> bool:
+    """Cut every command (a run's too) longer than max_command; whether any was."""
+    cut = False
+    for event in events:
+        if type(event) is not dict:
+            continue
+        command = event.get("command")
+        if type(command) is str and len(command) > max_command:
+            details = event.get("details")
+            if type(details) is not dict:
+                details = event["details"] = {}
+            details.update(truncation_facts(command))
+            event["command"] = command[:TRUNCATED_PREFIX]
+            cut = True
+        items = event.get("repeat_us")
+        if type(items) is list:
+            for item in items:
+                long = type(item) is list and len(item) == 2 and type(item[1]) is str
+                if long and len(item[1]) > max_command:
+                    item[1] = item[1][:TRUNCATED_PREFIX]
+                    if type(event.get("details")) is dict:
+                        event["details"]["repeat_command_truncated"] = True
+                    cut = True
+    return cut
 
 
 def _fully_checked_batch(text: str, max_events: int, max_command: int) -> int:

@@ -14,7 +14,14 @@ a run instead of making an event of its own: one event whose `repeat_us` lists, 
 one after it, the gap in microseconds since the one before, with its command text where
 that differs. The PDP's readers expand a run back into one event per statement, each with
 its own time and text.
-Values that were masked and secrets never enter an event.
+Values that were masked and secrets never enter an event; a command longer than
+MAX_EVENT_COMMAND enters cut to its start, with its whole size and SHA-256.
+
+A batch the PDP cannot take (unreachable, its store down) goes to the proxy's durable
+spool (proxies.runtime.spool), and the session's later batches queue behind it there, so
+the PDP gets them in order when it is back. A session whose events can be neither
+delivered nor spooled (no spool, spool full, a batch the PDP refuses as malformed) is
+`unavailable`: its commands are denied (ProxySession.halted).
 """
 
 from __future__ import annotations
@@ -27,8 +34,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pdp.recordings import MAX_REPEAT  # what the PDP takes in one run
+from pdp.recordings import MAX_REPEAT, TRUNCATED_PREFIX, truncation_facts
 from proxies.runtime.pdp_client import PDPClient, Ruling
+from proxies.runtime.pdp_client import _batch as batch_request
+from proxies.runtime.spool import REFUSED, STORED, UNREACHABLE, Entry, Spool, SpoolFull
+
+SPOOLED = "spooled"  # a delivery outcome: not at the PDP yet, but durable
 
 log = logging.getLogger("portcullis.recorder")
 
@@ -37,6 +48,7 @@ HEARTBEAT_SECONDS = 5.0  # an idle session still tells the PDP its proxy is aliv
 MAX_BATCH = 500
 MAX_PENDING = 20_000
 MAX_RUN_TEXT = 64 * 1024  # a run takes no more command text than this (then a new one)
+MAX_EVENT_COMMAND = 64 * 1024  # a longer command is recorded cut, with its size and hash
 
 _quote = json.encoder.encode_basestring  # a str as a JSON string literal, quotes included
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
@@ -152,8 +164,11 @@ class SessionRecorder:
         session_id: str,
         enabled: bool = True,
         tick: RecordingTick | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.pdp = pdp
+        self.spool = spool  # where batches the PDP cannot take wait (None: the session halts)
+        self.refused = False  # the PDP refused a batch: this session's record has a hole
         self.session_id = session_id
         self.tick = tick  # the proxy's shared flush; None: this recorder flushes on its own
         # disabled (benchmarks only): events are dropped, heartbeats still go out
@@ -189,6 +204,8 @@ class SessionRecorder:
 
     def _enqueue(self, text: str) -> None:
         if len(self._pending) >= MAX_PENDING:
+            # evidence cannot keep up: the session halts (its commands are denied)
+            self.unavailable = True
             self._pending.pop(0)
             self.dropped += 1
         self._pending.append(text)
@@ -198,6 +215,9 @@ class SessionRecorder:
     def command(self, raw: str, ruling: Ruling, **details: Any) -> None:
         if not self.enabled:
             return
+        if len(raw) > MAX_EVENT_COMMAND:
+            details = {**details, **truncation_facts(raw)}
+            raw = raw[:TRUNCATED_PREFIX]
         # the event every statement makes, spelt out: a third of what encoding its dict
         # costs (a test holds the text to the dict's JSON); time to the microsecond
         tail, now, run = _command_tail(ruling, details), time.time(), self._open_run
@@ -230,6 +250,23 @@ class SessionRecorder:
                 "type": "masking",
                 "decision_id": decision_id,
                 "details": {"counts": dict(counts)},
+            }
+        )
+
+    def unenforced(self, ruling: Ruling) -> None:
+        """A decision that reached the proxy after it had denied the command at its
+        deadline: recorded as not enforced, so the record says what happened."""
+        self._add(
+            {
+                "time": time.time(),
+                "direction": "proxy",
+                "type": "unenforced",
+                "decision_id": ruling.decision_id,
+                "verdict": ruling.kind.wire,
+                "details": {
+                    "reason": "the decision arrived after the proxy's deadline; the command "
+                    "was denied and never reached the upstream"
+                },
             }
         )
 
@@ -269,19 +306,37 @@ class SessionRecorder:
             return self._pending[:MAX_BATCH]
         return [] if self._heartbeat_due() else None
 
-    async def _send(self, batch: list[str]) -> bool:
-        return self._settle(batch, await self.pdp.record(self.session_id, batch))
+    def _queued_behind(self) -> bool:
+        """Whether earlier batches of this session wait in the spool (then so must this)."""
+        return self.spool is not None and self.spool.holds(self.session_id)
 
-    def _settle(self, batch: list[str], stored: bool) -> bool:
-        """After a delivery: drop what was stored, or mark the recording unavailable."""
-        if not stored:
-            self.failed_batches += 1
-            self.unavailable = True
-            return False
-        del self._pending[: len(batch)]
-        self.unavailable = False
-        self._last_sent = time.monotonic()
-        return True
+    async def _send(self, batch: list[str]) -> bool:
+        if self._queued_behind():
+            outcome = UNREACHABLE
+        elif self.spool is None:  # nowhere to keep it: stored, or the session halts
+            outcome = STORED if await self.pdp.record(self.session_id, batch) else UNREACHABLE
+        else:
+            request = batch_request(self.session_id, batch)
+            outcome = await self.pdp.deliver(self.session_id, request, len(batch))
+        if outcome == UNREACHABLE:
+            outcome = (await keep([(self, batch)]))[0]
+        return self._settle(batch, outcome)
+
+    def _settle(self, batch: list[str], outcome: str) -> bool:
+        """After a delivery: drop what was stored or spooled, or halt the session."""
+        if outcome in (STORED, SPOOLED):
+            del self._pending[: len(batch)]
+            self.unavailable = self.refused
+            if outcome == STORED:
+                self._last_sent = time.monotonic()
+            return True
+        self.failed_batches += 1
+        if outcome == REFUSED:
+            # the PDP will never take it: it is logged there, and the session stops
+            del self._pending[: len(batch)]
+            self.refused = True
+        self.unavailable = True
+        return False
 
     async def close(self) -> None:
         if self.tick is not None:
@@ -291,6 +346,29 @@ class SessionRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()
+
+
+async def keep(taken: list[tuple[SessionRecorder, list[str]]]) -> list[str]:
+    """Batches the PDP could not take, into their sessions' spools (one fsync per spool):
+    SPOOLED for each kept (a heartbeat keeps nothing and needs no spool), UNREACHABLE for
+    each that could not be."""
+    outcomes = [SPOOLED if not batch else UNREACHABLE for _, batch in taken]
+    by_spool: dict[Spool, list[int]] = {}
+    for i, (recorder, batch) in enumerate(taken):
+        if batch and recorder.spool is not None:
+            by_spool.setdefault(recorder.spool, []).append(i)
+    for spool, indexes in by_spool.items():
+        entries = [
+            Entry(taken[i][0].session_id, events="[" + ",".join(taken[i][1]) + "]") for i in indexes
+        ]
+        try:
+            await spool.add(entries)
+        except SpoolFull as exc:
+            log.error("%d sessions halted: %s", len(indexes), exc)
+            continue
+        for i in indexes:
+            outcomes[i] = SPOOLED
+    return outcomes
 
 
 class RecordingTick:
@@ -328,12 +406,24 @@ class RecordingTick:
                 taken.append((recorder, batch))
         if not taken:
             return
-        stored = [False] * len(taken)  # what counts if the call itself fails
+        outcomes = [UNREACHABLE] * len(taken)  # what counts if the call itself fails
         try:
-            stored = await self.pdp.record_batches([(r.session_id, b) for r, b in taken])
+            direct = [i for i, (r, _) in enumerate(taken) if not r._queued_behind()]
+            if direct:
+                batches = [(taken[i][0].session_id, taken[i][1]) for i in direct]
+                if any(taken[i][0].spool is not None for i in direct):
+                    answers = await self.pdp.record_batches_outcomes(batches)
+                else:  # nowhere to keep a batch: stored, or its session halts
+                    stored = await self.pdp.record_batches(batches)
+                    answers = [STORED if ok else UNREACHABLE for ok in stored]
+                for i, outcome in zip(direct, answers, strict=True):
+                    outcomes[i] = outcome
+            failed = [i for i, outcome in enumerate(outcomes) if outcome == UNREACHABLE]
+            for i, outcome in zip(failed, await keep([taken[i] for i in failed]), strict=True):
+                outcomes[i] = outcome
         finally:
-            for (recorder, batch), ok in zip(taken, stored, strict=True):
-                recorder._settle(batch, ok)
+            for (recorder, batch), outcome in zip(taken, outcomes, strict=True):
+                recorder._settle(batch, outcome)
                 recorder._sending.release()
 
     async def close(self) -> None:

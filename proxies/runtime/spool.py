@@ -1,0 +1,233 @@
+"""The proxy's durable spool: session evidence the PDP could not take yet.
+
+Owns one append-only file per proxy process (`<dir>/<connection>-<pid>.spool`, locked
+while the process lives) holding, in the order they happened, the recording batches and
+session closes that could not be delivered. Each line is one JSON entry, written and
+fsynced together with the others of the same flush (one fsync per tick, not per event).
+A task delivers the entries in order once the PDP answers again; the file is emptied
+when the last one is delivered. The spool is bounded (`spool_max_bytes`): an entry that
+would not fit is refused, and the recorder halts its session (no command runs while its
+events can be neither delivered nor spooled).
+
+At start a proxy adopts the spool files of processes of its connection that are gone
+(their lock is free): their entries are delivered first.
+
+Must not: decide anything, or drop an entry the PDP has not taken (an entry the PDP
+refuses as malformed or for a session it does not know is logged and dropped: sending it
+again would never succeed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("portcullis.spool")
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+RETRY_SECONDS = 0.5
+
+# what delivering one entry came to
+STORED, REFUSED, UNREACHABLE = "stored", "refused", "unreachable"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One spooled delivery: a batch of events (JSON array text) or a session's close."""
+
+    session_id: str
+    events: str = ""  # a JSON array of events, as the recorder sends them
+    close: dict[str, Any] | None = None  # {"reason", "abnormal", "summary"}
+
+    def line(self) -> bytes:
+        doc: dict[str, Any] = {"s": self.session_id}
+        if self.close is not None:
+            doc["close"] = self.close
+        else:
+            doc["e"] = self.events
+        return (json.dumps(doc, separators=(",", ":"), default=str) + "\n").encode()
+
+    @classmethod
+    def parse(cls, line: bytes) -> Entry | None:
+        """The entry a line holds; None for a line cut short by a crash."""
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(doc, dict) or not isinstance(doc.get("s"), str):
+            return None
+        if isinstance(doc.get("close"), dict):
+            return cls(doc["s"], close=doc["close"])
+        if isinstance(doc.get("e"), str):
+            return cls(doc["s"], events=doc["e"])
+        return None
+
+
+# delivers one entry to the PDP: STORED, REFUSED or UNREACHABLE
+Deliver = Callable[[Entry], Awaitable[str]]
+
+
+class SpoolFull(Exception):
+    """Entries that would take the spool past its bound (or that could not be written)."""
+
+
+class Spool:
+    def __init__(self, directory: Path, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.directory = directory
+        self.name = name
+        self.max_bytes = max_bytes
+        self.path = directory / f"{name}-{os.getpid()}.spool"
+        self.entries: deque[Entry] = deque()
+        self.size = 0  # bytes in the file
+        self.delivered = 0
+        self.refused = 0
+        self._held: Counter[str] = Counter()  # entries per session
+        self._fd = -1
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one write (or emptying) of the file at a time
+        self.on_refused: Callable[[str, str], None] | None = None  # (session_id, why)
+
+    # -- the file ---------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the file (0600), take its lock, and adopt what dead processes left."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(self._fd, 0)
+        orphans = self._adopt()
+        if orphans:
+            self._write_sync([e.line() for e in orphans])
+            for entry in orphans:
+                self._hold(entry)
+            log.warning(
+                "spool %s: %d undelivered entries of a proxy that is gone, delivering them",
+                self.path,
+                len(orphans),
+            )
+
+    def _adopt(self) -> list[Entry]:
+        """The entries of this connection's spool files whose process is gone (their lock
+        is free); those files are removed once their entries are in ours."""
+        found: list[Entry] = []
+        for other in sorted(self.directory.glob(f"{self.name}-*.spool")):
+            if other == self.path:
+                continue
+            try:
+                fd = os.open(other, os.O_RDWR)
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a live proxy's spool
+                with open(fd, "rb", closefd=False) as f:
+                    found.extend(e for e in map(Entry.parse, f) if e is not None)
+                other.unlink()
+            finally:
+                os.close(fd)
+        return found
+
+    def _write_sync(self, lines: list[bytes]) -> None:
+        data = b"".join(lines)
+        os.write(self._fd, data)
+        os.fsync(self._fd)
+        self.size += len(data)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            if not self.entries:
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+            os.close(self._fd)  # what is left stays for the next start to deliver
+            self._fd = -1
+
+    # -- entries ----------------------------------------------------------------------
+
+    def holds(self, session_id: str) -> bool:
+        """Whether the session has entries waiting (its later ones must queue behind)."""
+        return self._held[session_id] > 0
+
+    def _hold(self, entry: Entry) -> None:
+        self.entries.append(entry)
+        self._held[entry.session_id] += 1
+        self._wake.set()
+
+    async def add(self, entries: list[Entry]) -> None:
+        """Write entries durably (one fsync for all), in order; SpoolFull when they do not
+        fit or cannot be written — nothing of them is then kept."""
+        if not entries:
+            return
+        lines = [e.line() for e in entries]
+        async with self._lock:
+            if self._fd < 0:
+                raise SpoolFull("the spool is not open")
+            if self.size + sum(map(len, lines)) > self.max_bytes:
+                raise SpoolFull(f"the spool {self.path} is full ({self.max_bytes} bytes)")
+            try:
+                await asyncio.to_thread(self._write_sync, lines)
+            except OSError as exc:
+                raise SpoolFull(f"the spool {self.path} cannot be written: {exc}") from None
+            for entry in entries:
+                self._hold(entry)
+
+    # -- delivery ---------------------------------------------------------------------
+
+    def start(self, deliver: Deliver) -> None:
+        self._task = asyncio.create_task(self._run(deliver), name="spool-delivery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self, deliver: Deliver) -> None:
+        while True:
+            if not self.entries:
+                self._wake.clear()
+                await self._wake.wait()
+            if not await self.deliver_some(deliver):
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def deliver_some(self, deliver: Deliver) -> bool:
+        """Deliver entries in order until none is left (True) or the PDP does not answer
+        (False)."""
+        while self.entries:
+            entry = self.entries[0]
+            try:
+                outcome = await deliver(entry)
+            except Exception:
+                log.exception("spool: delivering an entry failed")
+                outcome = UNREACHABLE
+            if outcome == UNREACHABLE:
+                return False
+            self.entries.popleft()
+            self._held[entry.session_id] -= 1
+            if self._held[entry.session_id] <= 0:
+                del self._held[entry.session_id]
+            if outcome == REFUSED:
+                self.refused += 1
+                what = "close" if entry.close is not None else "events"
+                log.error("spool: the PDP refused session %s's %s", entry.session_id, what)
+                if self.on_refused is not None:
+                    self.on_refused(entry.session_id, f"the PDP refused its spooled {what}")
+            else:
+                self.delivered += 1
+        async with self._lock:
+            if not self.entries and self._fd >= 0:
+                await asyncio.to_thread(os.ftruncate, self._fd, 0)
+                self.size = 0
+        return True
