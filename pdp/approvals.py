@@ -248,7 +248,7 @@ class ApprovalBook:
         )
         record = {
             k: v
-            for k, v in request.public().items()
+            for k, v in asdict(request).items()
             if k
             not in ("state", "approver", "decided_at", "decision_reason", "executions", "events")
         }

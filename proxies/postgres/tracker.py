@@ -21,7 +21,7 @@ from pdp.verdict import MaskRule
 from proxies.postgres import codec
 from proxies.postgres.columns import ColumnOrigin
 from proxies.postgres.startup import same_value
-from proxies.postgres.values import detected_value, masked_value
+from proxies.postgres.values import detected_value, masked_fields, masked_value
 from proxies.runtime.masking import Masker
 from proxies.runtime.pdp_client import Ruling
 
@@ -145,7 +145,13 @@ class ResponseTracker:
         if isinstance(message, codec.ParameterStatus):
             self.watch(message.name, message.value)
             return out + (message.raw or message.encode())
-        if isinstance(message, (codec.NoticeResponse, codec.NotificationResponse)):
+        if isinstance(message, codec.NoticeResponse):
+            if isinstance(head, Expect) and head.masker is not None:
+                fields = masked_fields(head.masker, message.fields)
+                if fields is not None:
+                    return out + codec.NoticeResponse(fields).encode()
+            return out + (message.raw or message.encode())
+        if isinstance(message, codec.NotificationResponse):
             return out + (message.raw or message.encode())
         if not isinstance(head, Expect):
             # nothing owed: the server speaks unprompted (e.g. a FATAL before closing)
@@ -266,6 +272,11 @@ class ResponseTracker:
         error = message
         if head.replace_error is not None:
             error = head.replace_error
+        elif head.masker is not None:
+            # the server's error of a statement whose results are masked may quote a value
+            fields = masked_fields(head.masker, message.fields)
+            if fields is not None:
+                error = codec.ErrorResponse(fields)
         self._complete(head, "", error.fields.get("C", "") or "error")
         if head.kind == "Query" or head.kind == "Call":
             # the rest of a simple Query is skipped by the server; RFQ follows

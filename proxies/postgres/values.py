@@ -17,6 +17,7 @@ Owns the rule that masking never corrupts data and never fails open:
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections import Counter
 
@@ -125,3 +126,32 @@ def _detected_binary_array(
     if not total:
         return None
     return b"".join(parts), total
+
+
+# Fields of an ErrorResponse or NoticeResponse that can quote a value: message, detail,
+# hint, context, and the internal query's text.
+_QUOTING_FIELDS = ("M", "D", "H", "W", "q")
+# "...": a value the server quotes (`invalid input syntax for type integer: "x"`), and
+# =(...): a key's value (`Key (email)=(x) already exists.`)
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+_KEY_VALUE = re.compile(r"=\((?:[^()]|\([^()]*\))*\)")
+
+
+def masked_fields(masker: Masker, fields: dict[str, str]) -> dict[str, str] | None:
+    """An error or notice of a statement whose results are masked, with what could quote a
+    value hidden: the detectors over its text, then every double-quoted string and every
+    `=(...)` key value redacted (the server quotes the values it could not use there).
+    None when nothing changed."""
+    changed = False
+    out = dict(fields)
+    for code in _QUOTING_FIELDS:
+        text = out.get(code)
+        if not text:
+            continue
+        masked, _ = masker.mask_text(text)
+        masked = _QUOTED.sub('"[REDACTED]"', masked)
+        masked = _KEY_VALUE.sub("=([REDACTED])", masked)
+        if masked != text:
+            out[code] = masked
+            changed = True
+    return out if changed else None
