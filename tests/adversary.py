@@ -122,6 +122,7 @@ def running_arena(
             "zone": "eu-prod",
             # trust auth: the password is never checked, the role is what matters
             "credentials": {"provider": "static", "username": SUPERUSER, "password": "unused"},
+            "spool_dir": str(tmp / "spool"),
             **options,
         }
         engine = {"type": "embedded", "policies": str(policies), "workers": 2, "timeout_ms": 1000}

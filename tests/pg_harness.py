@@ -15,7 +15,12 @@ from pdp_harness import free_port, pdp_config, running_pdp, token
 
 from pdp.app import PDPApp
 from pdp.config import Config
+from proxies.launcher import handed_credential
 from proxies.postgres.proxy import PostgresProxy
+
+
+def name_of(config: Config) -> str:
+    return config.connections[0].name
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -86,13 +91,16 @@ async def running_gateway(
             "database": name,
             "zone": "eu-prod",
             "credentials": {"provider": "static", "username": role, "password": password},
+            "spool_dir": str(tmp / "spool"),
             **(options or {}),
         }
         # a command waiting for approval holds its session this long (tests decide fast)
         pdp_kwargs.setdefault("approvals", {"timeout_seconds": 2})
         config = pdp_config(tmp, connections=[connection], **pdp_kwargs)
         async with running_pdp(config) as pdp:
-            proxy = PostgresProxy(config.connections[0], config, pdp.address)
+            # authenticated as `portcullis up` does: a credential the PDP issued for it
+            handed = handed_credential(config, name_of(config), pdp.issue_proxy_credential)
+            proxy = PostgresProxy(config.connections[0], handed, pdp.address)
             await proxy.start()
             try:
                 yield Gateway(pdp, proxy, config, name, role, password)

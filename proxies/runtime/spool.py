@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -76,6 +77,9 @@ class Entry:
 Deliver = Callable[[Entry], Awaitable[str]]
 
 
+_INSTANCES = itertools.count(1)
+
+
 class SpoolFull(Exception):
     """Entries that would take the spool past its bound (or that could not be written)."""
 
@@ -85,7 +89,8 @@ class Spool:
         self.directory = directory
         self.name = name
         self.max_bytes = max_bytes
-        self.path = directory / f"{name}-{os.getpid()}.spool"
+        # one file per proxy (a process may run several proxies of one connection)
+        self.path = directory / f"{name}-{os.getpid()}-{next(_INSTANCES)}.spool"
         self.entries: deque[Entry] = deque()
         self.size = 0  # bytes in the file
         self.delivered = 0
