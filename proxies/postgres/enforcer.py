@@ -69,6 +69,7 @@ class Portal:
     formats: list[int]
     sql: str
     ruling: Ruling
+    described: bool = False  # a Describe of it went upstream since it was made
 
 
 def lexed_alike(sql: str) -> bool:
@@ -453,6 +454,8 @@ class Enforcer:
             self._never_allowed(f"portal {message.name!r}")
             return True
         self.batch_forwarded = True
+        if message.kind == "P":
+            self.portals[message.name].described = True
         kind = "DescribeS" if message.kind == "S" else "DescribeP"
         self._send(message, Expect(kind, statement=message.name))
         return True
@@ -475,8 +478,14 @@ class Enforcer:
         if ruling.effects:
             self._apply(ruling.effects, ruling, portal.sql)
         masker = self.masker(ruling)
-        if masker is not None and message.portal not in self.tracker.portal_shapes:
-            # masking needs the portal's own columns: describe it first, for the proxy only
+        if (
+            masker is not None
+            and not portal.described
+            and message.portal not in self.tracker.portal_shapes
+        ):
+            # masking needs the portal's own columns: describe it first, for the proxy
+            # only (unless the client's own Describe of it is already on its way)
+            portal.described = True
             self._send(
                 codec.Describe("P", message.portal),
                 Expect("DescribeP", statement=message.portal, swallow=True),

@@ -114,6 +114,7 @@ class ResponseTracker:
         # reports it off until the proxy puts it back
         self.lifted = False
         self.readies = 0  # ReadyForQuery messages seen: the statement watchdog's clock
+        self._plans: dict[tuple[object, ...], dict[int, MaskRule]] = {}
 
     # -- what the client side registers ------------------------------------------------
 
@@ -374,7 +375,7 @@ class ResponseTracker:
             _tally(head)["unknown_columns"] += len(row.values)
             return replace(row, values=[None for _ in row.values]).encode()
         if shape.masked is None or shape.masked_by is not masker:
-            shape.masked = self._columns_to_mask(shape.fields, masker)
+            shape.masked = self._plan(shape.fields, masker)
             shape.masked_by = masker
         fields = shape.fields
         values = list(row.values)
@@ -400,6 +401,21 @@ class ResponseTracker:
         if not changed:
             return row.raw or row.encode()
         return replace(row, values=values).encode()
+
+    def _plan(self, fields: list[codec.Field], masker: Masker) -> dict[int, MaskRule]:
+        """_columns_to_mask(), remembered per masker and what each column is (its result
+        name and catalog origin, so what the catalog says anew is planned anew): a simple
+        Query's results describe themselves anew each time."""
+        origins = self.column_origins
+        key = (masker, tuple(
+            (f.name, f.table_oid and origins.get((f.table_oid, f.column))) for f in fields
+        ))  # fmt: skip
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= 256:
+                self._plans.clear()
+            plan = self._plans[key] = self._columns_to_mask(fields, masker)
+        return plan
 
     def _columns_to_mask(self, fields: list[codec.Field], masker: Masker) -> dict[int, MaskRule]:
         """Column → the rule that masks it, from what each column is:

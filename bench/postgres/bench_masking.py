@@ -1,0 +1,173 @@
+"""What masking costs: pgbench reading sensitive columns through Portcullis, masked against
+unmasked, in one run (issue 21's target: masking costs at most 20% of TPS).
+
+Starts `portcullis up` (PDP and Postgres proxy, embedded OPA, decision cache on) in front
+of a scratch database holding a table with sensitive columns (email, phone, ssn) beside
+plain ones, then runs the same pgbench script — one customer row by a random id, its
+plain and sensitive columns and an expression over one (`upper(email)`) — for 8 clients,
+in `-M simple` and `-M prepared`, as a `readonly` token (every row masked: plain column
+rules, the derived rule for the expression, detectors over text) and as a `pii-readers`
+token (nothing masked), alternating the two in pairs. Prints TPS, the masked/unmasked
+ratio per pair and its median, and the proxy's CPU per transaction. Not a test.
+
+    python bench/postgres/bench_masking.py [--seconds 8] [--pairs 3] [--clients 8] [--rows 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+
+from pdp_harness import free_port  # noqa: E402
+
+# only now: a bench/pdp directory on the path must not stand for the pdp package
+sys.path.append(str(REPO / "bench"))
+from cpu_meter import CPUMeter  # noqa: E402
+
+ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtX", "-c"]
+SCRIPT = """\\set id random(1, :rows)
+SELECT id, name, note, email, phone, ssn, upper(email) AS shout FROM customers WHERE id = :id;
+"""
+
+
+def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def wait_port(port: int, timeout: float = 90) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def pgbench(port: int, db: str, token: str, mode: str, args, script: Path) -> float:
+    env = {**os.environ, "PGPASSWORD": token, "PGSSLMODE": "disable"}
+    cmd = ["pgbench", "-n", "-M", mode, "-c", str(args.clients), "-j", "2",
+           "-T", str(int(args.seconds)), "-D", f"rows={args.rows}", "-f", str(script),
+           "-h", "127.0.0.1", "-p", str(port), "-U", "agent", db]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"pgbench failed: {out.stderr.strip()[-400:]}")
+    return float(re.search(r"tps = ([\d.]+) \(without initial", out.stdout).group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rows", type=int, default=10000)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="portcullis-bench-masking-"))
+    db = f"portcullis_mask_{secrets.token_hex(3)}"
+    role = f"portcullis_mask_{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(16)
+    up: subprocess.Popen | None = None
+    try:
+        sh([*ADMIN, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"])
+        sh([*ADMIN, f"CREATE DATABASE {db} OWNER {role}"])
+        sh(["psql", "-h", "127.0.0.1", "-U", role, "-d", db, "-qAtX", "-c",
+            "CREATE TABLE customers (id int PRIMARY KEY, name text, note text, email text, "
+            "phone text, ssn text); INSERT INTO customers SELECT g, 'name ' || g, "
+            "'note ' || g, 'user' || g || '@example.com', '+44 20 7946 ' || g, "
+            f"'123-45-' || lpad((g % 10000)::text, 4, '0') FROM generate_series(1, {args.rows}) g"],
+           env={**os.environ, "PGPASSWORD": password})  # fmt: skip
+        port = free_port()
+        config = {
+            "pdp": {
+                "listen": f"127.0.0.1:{free_port()}",
+                "http_listen": f"127.0.0.1:{free_port()}",
+                "engine": {"type": "embedded", "policies": str(REPO / "rego")},
+                "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
+                "signing_key": str(tmp / "signing.key"),
+            },
+            "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
+            "connections": [
+                {
+                    "name": "orders-db",
+                    "type": "postgres",
+                    "listen": f"127.0.0.1:{port}",
+                    "upstream": "127.0.0.1:5432",
+                    "database": db,
+                    "credentials": {"provider": "static", "username": role, "password": password},
+                    "spool_dir": str(tmp / "spool"),
+                }
+            ],
+        }
+        path = tmp / "portcullis.yaml"
+        path.write_text(yaml.safe_dump(config))
+        cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
+
+        def token(sub: str, groups: str) -> str:
+            minted = sh([*cli, "token", "--sub", sub, "--groups", groups, "--ttl", "2h"])
+            return minted.stdout.strip()
+
+        masked = token("reader@example.com", "readonly")
+        unmasked = token("pii@example.com", "readonly,pii-readers")
+        up = subprocess.Popen([*cli, "up"], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        wait_port(port)
+        script = tmp / "read.sql"
+        script.write_text(SCRIPT)
+        proxy_pids = {"portcullis up": up.pid}
+        print(f"pgbench, {args.clients} clients, {args.seconds:g}s per run, {args.rows} rows: "
+              "one customer by id, 3 sensitive columns + upper(email)")  # fmt: skip
+        for mode in ("simple", "prepared"):
+            pgbench(port, db, unmasked, mode, argparse.Namespace(**{**vars(args), "seconds": 2}),
+                    script)  # warm-up: tables' columns learnt, verdicts cached  # fmt: skip
+            ratios, rows = [], []
+            for pair in range(args.pairs):
+                order = [("masked", masked), ("unmasked", unmasked)]
+                if pair % 2:
+                    order.reverse()
+                result: dict[str, tuple[float, float]] = {}
+                for name, tok in order:
+                    meter = CPUMeter(proxy_pids)
+                    started = time.monotonic()
+                    tps = pgbench(port, db, tok, mode, args, script)
+                    cost = meter.per(tps * (time.monotonic() - started))
+                    result[name] = (tps, cost.get("portcullis up", float("nan")))
+                ratios.append(result["masked"][0] / result["unmasked"][0])
+                rows.append(result)
+            print(f"  -M {mode}")
+            for n, result in enumerate(rows):
+                (m_tps, m_cpu), (u_tps, u_cpu) = result["masked"], result["unmasked"]
+                print(f"    pair {n + 1}: masked {m_tps:8.0f} tps ({m_cpu:6.1f} µs CPU/tx),"
+                      f" unmasked {u_tps:8.0f} tps ({u_cpu:6.1f} µs CPU/tx),"
+                      f" masked/unmasked {m_tps / u_tps:.2f}")  # fmt: skip
+            print(f"    median masked/unmasked {statistics.median(ratios):.2f}"
+                  " (target >= 0.80: masking costs at most 20% of TPS)")  # fmt: skip
+    finally:
+        if up is not None:
+            up.terminate()
+            try:
+                up.wait(30)
+            except subprocess.TimeoutExpired:
+                up.kill()
+        subprocess.run([*ADMIN, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], capture_output=True)
+        subprocess.run([*ADMIN, f"DROP ROLE IF EXISTS {role}"], capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
