@@ -25,6 +25,7 @@ from pdp.heap import freeze_startup_heap
 from pdp.http_api import build_http_app
 from pdp.identity import DevIssuer, TokenVerifier
 from pdp.keys import load_or_create_ed25519
+from pdp.proxy_auth import ProxyKey, write_private
 from pdp.server import PDPServer
 from pdp.service import DecisionService
 from pdp.sessions import SessionReaper, SessionTable
@@ -74,6 +75,7 @@ class PDPApp:
         self.service.approvals = self.approvals
         self.forwarders = build_forwarders(config.forwarding, self.store)
         self.signer: Signer | None = None
+        self.proxy_key: ProxyKey | None = None
         self.checkpoints: CheckpointWriter | None = None
         self.server: PDPServer | None = None
         self._http: web.AppRunner | None = None
@@ -84,10 +86,25 @@ class PDPApp:
         assert self.server is not None
         return self.server.address
 
+    def issue_proxy_credential(self, name: str, connections: list[str]) -> str:
+        """A credential for a proxy this PDP trusts (`up` hands one to each of its proxies)."""
+        assert self.proxy_key is not None, "the PDP has not started"
+        return self.proxy_key.issue(name, connections)
+
+    def _issue_proxy_credentials(self) -> None:
+        """The proxy key, and the credential file a proxy started alone reads (0600)."""
+        self.proxy_key = self.service.proxies.key = ProxyKey.load_or_create(
+            self.config.pdp.proxy_key
+        )
+        names = [c.name for c in self.config.connections]
+        credential = self.proxy_key.issue("local", names)
+        write_private(self.config.pdp.proxy_credential_file, credential.encode() + b"\n")
+
     async def start(self) -> None:
         signing_key = self.config.pdp.signing_key
         signer = self.signer = Signer(load_or_create_ed25519(signing_key))
         self.service.signer = signer
+        self._issue_proxy_credentials()
         await self.store.start()
         self.checkpoints = CheckpointWriter(
             self.store, signer, anchor_path=anchor_path_for(signing_key)

@@ -171,7 +171,10 @@ def cmd_proxy(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     _served_secrets(config, connections)
     _check_ports(config, connections, pdp=False)
-    address = args.pdp or config.pdp.address or config.pdp.listen
+    from proxies.runtime.pdp_auth import client_auth, pdp_address
+
+    address = pdp_address(config, args.pdp or "")
+    client_auth(config)  # a proxy that cannot prove itself to the PDP stops here, named
     return _run_service(
         f"the {args.kind} proxy", lambda stop: run_proxies(connections, config, address, stop)
     )
@@ -361,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pdp.ops_cli import register as register_ops
 
     register_ops(sub)
+
+    from pdp.certs import register as register_certs
+
+    register_certs(sub)
     _add_config_option(parser, top=True)
     return parser
 

@@ -85,6 +85,30 @@ class PDPSettings:
     # declared that verdict reusable (cache_ttl_seconds / cache_key); every decision is
     # still recorded, naming the decision whose evaluation it reused
     reuse_evaluations: bool = True
+    # the secret behind the proxy credentials the PDP issues (pdp/proxy_auth.py), and where
+    # it writes one for every configured connection at start (read by `portcullis proxy`)
+    proxy_key: Path = Path("var/proxy.key")
+    proxy_credential_file: Path = Path("var/proxy.credential")
+
+
+@dataclass(frozen=True)
+class ProxyPDPSettings:
+    """proxies.pdp: how a proxy reaches the PDP and proves it is a proxy."""
+
+    address: str = ""  # default: pdp.address, else pdp.listen
+    ca_file: Path | None = None  # set → TLS to the PDP, its certificate checked against this CA
+    cert_file: Path | None = None  # with key_file: the proxy's certificate (mTLS)
+    key_file: Path | None = None
+    # the proxy credential the PDP wrote (default: pdp.proxy_credential_file); not read when
+    # a certificate is configured
+    credential_file: Path | None = None
+    # a credential handed over in memory by `portcullis up` (never read from the file)
+    credential: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class ProxiesSettings:
+    pdp: ProxyPDPSettings = field(default_factory=ProxyPDPSettings)
 
 
 @dataclass(frozen=True)
@@ -182,6 +206,7 @@ class Config:
     # starts (resolve_secrets), "" when not configured
     masking_hash_key: str = ""
     masking_hash_key_resolved: bool = True
+    proxies: ProxiesSettings = field(default_factory=ProxiesSettings)
 
     def connection(self, name: str) -> ConnectionSettings | None:
         return next((c for c in self.connections if c.name == name), None)
@@ -254,7 +279,16 @@ def parse_config(
     _known(
         raw,
         "(root)",
-        {"pdp", "identity", "vault", "approvals", "connections", "forwarding", "masking"},
+        {
+            "pdp",
+            "identity",
+            "vault",
+            "approvals",
+            "connections",
+            "forwarding",
+            "masking",
+            "proxies",
+        },
     )
     raw, deferred = _defer_secrets(raw)
     raw = expand_env(raw, env=env)
@@ -266,6 +300,7 @@ def parse_config(
         connections=_connections(raw.get("connections") or [], deferred, base_dir),
         base_dir=base_dir,
         forwarding=_forwarding(raw.get("forwarding") or [], base_dir),
+        proxies=_proxies(_section(raw, "proxies"), base_dir),
     )
     masking = _section(raw, "masking")
     _known(masking, "masking", {"hash_key"})
@@ -395,6 +430,8 @@ def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
             "address",
             "session_timeout_seconds",
             "reuse_evaluations",
+            "proxy_key",
+            "proxy_credential_file",
         },
     )
     engine_raw = _section(raw, "engine") if "engine" in raw else {}
@@ -413,6 +450,36 @@ def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
         address=_str(raw, "pdp", "address"),
         session_timeout_seconds=_int(raw, "pdp", "session_timeout_seconds", 30, minimum=1),
         reuse_evaluations=_bool(raw, "pdp", "reuse_evaluations", True),
+        proxy_key=_path(base_dir, _str(raw, "pdp", "proxy_key", "var/proxy.key")),
+        proxy_credential_file=_path(
+            base_dir, _str(raw, "pdp", "proxy_credential_file", "var/proxy.credential")
+        ),
+    )
+
+
+def _proxies(raw: dict[str, Any], base_dir: Path) -> ProxiesSettings:
+    _known(raw, "proxies", {"pdp"})
+    key = "proxies.pdp"
+    pdp = _section(raw, "pdp") if "pdp" in raw else {}
+    _known(pdp, key, {"address", "ca_file", "cert_file", "key_file", "credential_file"})
+    files: dict[str, Path | None] = {}
+    for name in ("ca_file", "cert_file", "key_file", "credential_file"):
+        value = _str(pdp, key, name)
+        path = _path(base_dir, value) if value else None
+        if path is not None and name != "credential_file" and not path.is_file():
+            raise ConfigError(f"{key}.{name}", f"{path} does not exist")
+        files[name] = path
+    if bool(files["cert_file"]) != bool(files["key_file"]):
+        raise ConfigError(key, "a proxy certificate needs both cert_file and key_file")
+    address = _str(pdp, key, "address")
+    return ProxiesSettings(
+        ProxyPDPSettings(
+            address=_address(f"{key}.address", address) if address else "",
+            ca_file=files["ca_file"],
+            cert_file=files["cert_file"],
+            key_file=files["key_file"],
+            credential_file=files["credential_file"],
+        )
     )
 
 

@@ -52,7 +52,14 @@ class _CallEnded(Exception):
 
 class _CallContext:
     """What the Decide handler uses of its ServicerContext, for one call of a stream:
-    abort() ends that call alone."""
+    abort() ends that call alone; the proxy identity is the stream's, found once."""
+
+    def __init__(self, stream: Any, proxy: Any) -> None:
+        self._stream = stream
+        self.proxy_identity = proxy
+
+    def peer(self) -> str:
+        return str(self._stream.peer())
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         raise _CallEnded(code, details)
@@ -75,7 +82,10 @@ class DecideStreams:
         self._closing.set()
 
     async def serve(
-        self, calls: AsyncIterator[pdp_pb2.DecideCall], context: grpc.aio.ServicerContext
+        self,
+        calls: AsyncIterator[pdp_pb2.DecideCall],
+        context: grpc.aio.ServicerContext,
+        proxy: Any = None,
     ) -> None:
         batched = says_batching(context.invocation_metadata())
         await context.send_initial_metadata((BATCHING,))
@@ -85,7 +95,7 @@ class DecideStreams:
 
         async def answer(call: pdp_pb2.DecideCall) -> None:
             try:
-                answers.put_nowait(await self._answer(call))
+                answers.put_nowait(await self._answer(call, context, proxy))
             finally:
                 room.release()
 
@@ -131,9 +141,11 @@ class DecideStreams:
                 task.cancel()
             await asyncio.gather(taker, *in_flight, return_exceptions=True)
 
-    async def _answer(self, call: pdp_pb2.DecideCall) -> pdp_pb2.DecideAnswer:
+    async def _answer(
+        self, call: pdp_pb2.DecideCall, stream: Any, proxy: Any
+    ) -> pdp_pb2.DecideAnswer:
         try:
-            response = await self._decide(call.request, _CallContext())
+            response = await self._decide(call.request, _CallContext(stream, proxy))
         except _CallEnded as ended:
             return pdp_pb2.DecideAnswer(
                 call_id=call.call_id, code=ended.code.value[0], error=ended.details

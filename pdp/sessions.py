@@ -19,6 +19,8 @@ from pdp.identity import Identity
 from pdp.store import AuditStore, StoreUnavailable
 
 MAX_SESSIONS = 100_000
+# closes the PDP makes itself (SessionReaper): the proxy may still deliver the last events
+REAPED_REASONS = frozenset({"proxy_lost", "grant_expired"})
 
 
 @dataclass
@@ -32,6 +34,9 @@ class Session:
     closed: bool = False
     last_seen: float = field(default_factory=time.monotonic)  # last word from its proxy
     grant_expires_at: float = 0.0  # a just-in-time grant ends the session then
+    # the proxy identity that opened it (pdp/proxy_auth.py): the only one that speaks for it
+    proxy: str = ""
+    closed_reason: str = ""
 
     @property
     def grant_expired(self) -> bool:
@@ -62,6 +67,7 @@ class Session:
             "client": self.client,
             "started_at": self.started_at,
             "grant_expires_at": self.grant_expires_at,
+            "proxy": self.proxy,
         }
 
     @classmethod
@@ -82,6 +88,7 @@ class Session:
             body.get("client_addr", ""),
             body.get("client", ""),
             body.get("started_at", time.time()),
+            proxy=str(body.get("proxy", "")),
         )
 
 
@@ -139,15 +146,17 @@ class SessionTable:
         closed = await self.store.query(kind="session.close", session_id=session_id, limit=1)
         if closed:
             session.closed = True
+            session.closed_reason = str(closed[0].body.get("reason", ""))
             return session if include_closed else None
         self.add(session)
         return session
 
-    def close(self, session_id: str) -> Session | None:
+    def close(self, session_id: str, reason: str = "") -> Session | None:
         session = self._open.pop(session_id, None)
         if session is not None:
             self._release(session)
             session.closed = True
+            session.closed_reason = reason
             self._recently_closed[session_id] = session
             while len(self._recently_closed) > 1000:
                 self._recently_closed.pop(next(iter(self._recently_closed)))
@@ -211,4 +220,4 @@ class SessionReaper:
             )
         except StoreUnavailable:
             return  # try again on the next round; the session stays open meanwhile
-        self.table.close(session.id)
+        self.table.close(session.id, reason)

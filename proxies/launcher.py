@@ -50,8 +50,24 @@ def served(connections: Sequence[ConnectionSettings]) -> list[ConnectionSettings
     return [c for c in connections if c.type in PROXY_KINDS]
 
 
+CredentialIssuer = Callable[[str, list[str]], str]
+
+
+def handed_credential(config: Config, connection: str, issue: CredentialIssuer) -> Config:
+    """What `up` hands the proxy of one connection: a credential the PDP issued for it
+    alone (proxy `up:NAME`, serving NAME), unless the proxy has a certificate."""
+    from proxies.runtime.pdp_auth import with_credential
+
+    if config.proxies.pdp.cert_file:
+        return config
+    return with_credential(config, issue(f"up:{connection}", [connection]))
+
+
 async def start_proxies(
-    connections: Sequence[ConnectionSettings], config: Config, pdp_address: str
+    connections: Sequence[ConnectionSettings],
+    config: Config,
+    pdp_address: str,
+    issue: CredentialIssuer | None = None,
 ) -> list[Proxy]:
     _load_builtin_kinds()
     proxies: list[Proxy] = []
@@ -69,6 +85,8 @@ async def start_proxies(
                 continue
             # a connection's secrets are read here, where its proxy starts, and nowhere else
             served, (connection,) = resolve_secrets(config, [connection])
+            if issue is not None:
+                served = handed_credential(served, connection.name, issue)
             proxy = factory(connection, served, pdp_address)
             await proxy.start()
             proxies.append(proxy)
@@ -102,7 +120,9 @@ async def run_with_proxies(
 ) -> None:
     await pdp.start()
     try:
-        proxies = await start_proxies(config.connections, config, pdp.address)
+        proxies = await start_proxies(
+            config.connections, config, pdp.address, getattr(pdp, "issue_proxy_credential", None)
+        )
         freeze_startup_heap()
         try:
             if started is not None:

@@ -14,6 +14,7 @@ from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from pdp.app import Parts, PDPApp
 from pdp.config import Config, parse_config
 from pdp.identity import DevIssuer
+from pdp.proxy_auth import CREDENTIAL_METADATA
 
 REPO = Path(__file__).resolve().parent.parent
 REGO = REPO / "rego"
@@ -61,20 +62,54 @@ def pdp_config(
     return parse_config(raw, base_dir=tmp)
 
 
+# the proxy credential each running test PDP issued to the tests, by address: a test that
+# calls the gRPC API directly plays a proxy, as the real ones do (pdp/proxy_auth.py)
+ISSUED: dict[str, str] = {}
+
+
 @contextlib.asynccontextmanager
 async def running_pdp(config: Config, parts: Parts | None = None) -> AsyncIterator[PDPApp]:
     app = PDPApp(config, parts)
     await app.start()
+    ISSUED[app.address] = app.issue_proxy_credential("pytest", ["*"])
     try:
         yield app
     finally:
+        ISSUED.pop(app.address, None)
         await app.stop(grace=2)
 
 
+class _ProxyStub:
+    """A DecisionService stub whose every call carries a proxy credential."""
+
+    def __init__(self, stub: pdp_pb2_grpc.DecisionServiceStub, credential: str) -> None:
+        self._stub = stub
+        self._entry = (CREDENTIAL_METADATA, credential)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._stub, name)
+
+        def call(*args: Any, metadata: Any = (), **kwargs: Any) -> Any:
+            return method(*args, metadata=(*tuple(metadata or ()), self._entry), **kwargs)
+
+        return call
+
+
+def proxy_metadata(address: str) -> tuple[tuple[str, str], ...]:
+    """PDPClient(metadata=...) for a proxy of the test PDP at address."""
+    return ((CREDENTIAL_METADATA, ISSUED.get(address, "")),)
+
+
 @contextlib.asynccontextmanager
-async def pdp_stub(address: str) -> AsyncIterator[pdp_pb2_grpc.DecisionServiceStub]:
+async def pdp_stub(
+    address: str, credential: str | None = None
+) -> AsyncIterator[pdp_pb2_grpc.DecisionServiceStub]:
+    """A stub that speaks as a proxy: with `credential`, else the one the test PDP at
+    `address` issued to the tests; credential="" speaks as nobody (a user's own client)."""
+    credential = ISSUED.get(address, "") if credential is None else credential
     async with grpc.aio.insecure_channel(address) as channel:
-        yield pdp_pb2_grpc.DecisionServiceStub(channel)
+        stub = pdp_pb2_grpc.DecisionServiceStub(channel)
+        yield _ProxyStub(stub, credential) if credential else stub  # type: ignore[misc]
 
 
 def token(

@@ -11,7 +11,15 @@ import grpc
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pdp_harness import free_port, open_session, pdp_config, pdp_stub, running_pdp, token
+from pdp_harness import (
+    free_port,
+    open_session,
+    pdp_config,
+    pdp_stub,
+    proxy_metadata,
+    running_pdp,
+    token,
+)
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from test_pdp_server import started_with_a_bit_slow_policy
 
@@ -79,7 +87,7 @@ async def test_draining_answers_calls_in_flight_then_ends_the_stream(tmp_path):
 async def test_the_proxy_client_decides_over_one_stream_and_fails_closed(tmp_path):
     config = pdp_config(tmp_path)
     async with running_pdp(config) as app:
-        client = PDPClient(app.address, timeout=2.0)
+        client = PDPClient(app.address, timeout=2.0, metadata=proxy_metadata(app.address))
         await client.start()
         try:
             grant = await client.open_session(
@@ -104,7 +112,7 @@ async def test_the_proxy_client_decides_over_one_stream_and_fails_closed(tmp_pat
             await client.close()
 
     # the PDP has gone: a deny that says so, from the same client object
-    client = PDPClient(app.address, timeout=1.0)
+    client = PDPClient(app.address, timeout=1.0, metadata=proxy_metadata(app.address))
     await client.start()
     try:
         ruling = await client.decide(grant.session_id, "postgres.query", "select 1")

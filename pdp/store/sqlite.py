@@ -144,6 +144,20 @@ class _Connection:
             self.conn = None
 
 
+def _private(path: Path) -> None:
+    """The store, its WAL and shared-memory file readable by the PDP's user alone (0600),
+    whatever the umask or the folder's mode: SQLite creates the WAL and -shm with the
+    database file's mode, so the file is made 0600 before SQLite first opens it, and a
+    store left wider by an older version is narrowed."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if name.stat().st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 def _connect(
     target: str, timeout: float, *, uri: bool = False, synchronous: str = "full"
 ) -> sqlite3.Connection:
@@ -209,6 +223,7 @@ class SQLiteAuditStore(GroupCommitStore):
 
     def _create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _private(self.path)
         conn = _connect(str(self.path), self.timeout)
         try:
             conn.executescript(SCHEMA)

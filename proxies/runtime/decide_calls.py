@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import grpc
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
@@ -24,6 +25,9 @@ log = logging.getLogger("portcullis.pdp_client")
 
 _STATUS = {status.value[0]: status for status in grpc.StatusCode}
 MAX_BATCH = 64  # calls in one message at most
+MAX_GAVE_UP = 10_000  # calls out of time whose late answer is still looked out for
+# told (session id, answer) when an answer arrives after its caller gave up
+OnLate = Callable[[str, pdp_pb2.DecideResponse], None]
 
 
 class CallFailed(Exception):
@@ -41,9 +45,13 @@ class CallFailed(Exception):
 class _Stream:
     """One open DecideStream and the calls waiting on it."""
 
-    def __init__(self, stub: pdp_pb2_grpc.DecisionServiceStub) -> None:
-        self.call = stub.DecideStream(metadata=(BATCHING,))
+    def __init__(
+        self, stub: pdp_pb2_grpc.DecisionServiceStub, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        self.call = stub.DecideStream(metadata=(BATCHING, *metadata))
         self.waiting: dict[int, asyncio.Future[pdp_pb2.DecideResponse]] = {}
+        self.on_late: OnLate | None = None
+        self.gave_up: dict[int, str] = {}  # call id → session id, of callers out of time
         self.outbox: list[pdp_pb2.DecideCall] = []  # calls not yet written
         self.queued = asyncio.Event()
         self.batching = False  # the PDP takes several calls in one message
@@ -63,7 +71,8 @@ class _Stream:
                 for answer in (message, *message.more):
                     future = self.waiting.get(answer.call_id)
                     if future is None or future.done():
-                        continue  # its caller gave up
+                        self._late(answer)  # its caller gave up
+                        continue
                     if answer.code:
                         code = _STATUS.get(answer.code, grpc.StatusCode.UNKNOWN)
                         future.set_exception(CallFailed(code, answer.error))
@@ -114,6 +123,11 @@ class _Stream:
                     ended = CallFailed(grpc.StatusCode.UNAVAILABLE, "the decision stream ended")
                     self._fail([c.call_id for c in calls], self.ended or ended)
 
+    def _late(self, answer: pdp_pb2.DecideAnswer) -> None:
+        session_id = self.gave_up.pop(answer.call_id, None)
+        if session_id is not None and not answer.code and self.on_late is not None:
+            self.on_late(session_id, answer.response)
+
     def _fail(self, call_ids: list[int], failure: CallFailed) -> None:
         for call_id in call_ids:
             future = self.waiting.get(call_id)
@@ -131,6 +145,10 @@ class _Stream:
             return await future
         finally:
             del self.waiting[call_id]
+            if not future.done():  # out of time: its answer, should it come, is reported
+                if len(self.gave_up) >= MAX_GAVE_UP:
+                    self.gave_up.pop(next(iter(self.gave_up)))
+                self.gave_up[call_id] = request.session_id
 
     async def close(self) -> None:
         self.call.cancel()
@@ -144,10 +162,14 @@ class _Stream:
 class DecideCalls:
     """Decide over a stream of the given stub's channel."""
 
-    def __init__(self, stub: pdp_pb2_grpc.DecisionServiceStub) -> None:
+    def __init__(
+        self, stub: pdp_pb2_grpc.DecisionServiceStub, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         self._stub = stub
+        self._metadata = metadata  # the proxy's credential, when it has one
         self._stream: _Stream | None = None
         self._last_id = 0
+        self.on_late: OnLate | None = None  # told of answers that came too late
 
     async def decide(
         self, request: pdp_pb2.DecideRequest, timeout: float
@@ -156,7 +178,8 @@ class DecideCalls:
         that runs out: DEADLINE_EXCEEDED)."""
         stream = self._stream
         if stream is None or stream.ended is not None:
-            stream = self._stream = _Stream(self._stub)
+            stream = self._stream = _Stream(self._stub, self._metadata)
+            stream.on_late = self.on_late
         self._last_id += 1
         try:
             async with asyncio.timeout(timeout):

@@ -1,0 +1,65 @@
+"""How a proxy proves to the PDP that it is one (DESIGN.md: only proxies speak for sessions).
+
+Owns turning `proxies.pdp` of portcullis.yaml into what the PDP client sends: TLS channel
+credentials (`ca_file`; with `cert_file` + `key_file` the proxy's certificate for mTLS,
+which is then its identity), else the proxy credential the PDP issued — handed over in
+memory by `portcullis up`, or read from `proxies.pdp.credential_file` (default: the file
+the PDP writes at start, `pdp.proxy_credential_file`). Never logs a credential.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import grpc
+
+from pdp.config import Config, ConfigError
+from pdp.proxy_auth import CREDENTIAL_METADATA
+
+
+def pdp_address(config: Config, override: str = "") -> str:
+    """Where this proxy reaches the PDP."""
+    return override or config.proxies.pdp.address or config.pdp.address or config.pdp.listen
+
+
+def with_credential(config: Config, credential: str) -> Config:
+    """The configuration a proxy of `portcullis up` starts with: its credential in hand."""
+    return replace(
+        config,
+        proxies=replace(config.proxies, pdp=replace(config.proxies.pdp, credential=credential)),
+    )
+
+
+def client_auth(config: Config) -> dict[str, Any]:
+    """PDPClient keyword arguments: `credentials` (TLS) and `metadata` (the credential).
+    Raises ConfigError naming the key when a proxy has no way to prove itself."""
+    settings = config.proxies.pdp
+    out: dict[str, Any] = {}
+    if settings.ca_file or settings.cert_file:
+        out["credentials"] = grpc.ssl_channel_credentials(
+            root_certificates=settings.ca_file.read_bytes() if settings.ca_file else None,
+            private_key=settings.key_file.read_bytes() if settings.key_file else None,
+            certificate_chain=settings.cert_file.read_bytes() if settings.cert_file else None,
+        )
+    if settings.cert_file:
+        return out  # the certificate names the proxy and its connections
+    credential = settings.credential
+    if not credential:
+        path = settings.credential_file or config.pdp.proxy_credential_file
+        key = (
+            "proxies.pdp.credential_file"
+            if settings.credential_file
+            else "pdp.proxy_credential_file"
+        )
+        try:
+            credential = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                key,
+                f"cannot read the proxy credential {path} ({exc.strerror}): start the PDP "
+                "first (it writes this file), or give the proxy a certificate "
+                "(proxies.pdp.cert_file and key_file; see `portcullis certs`)",
+            ) from None
+    out["metadata"] = ((CREDENTIAL_METADATA, credential),)
+    return out
