@@ -127,6 +127,32 @@ async def settle(
     return decision, request.id
 
 
+async def visible_approvals(
+    book: ApprovalBook, who: dict[str, Any], pending_only: bool = False
+) -> list[ApprovalRequest]:
+    """The requests `who` may see: their own, and those the policy lets them decide.
+    Nobody else's requests, command texts or connections (issue 22)."""
+    await book.refresh()
+    shown = []
+    for r in book.requests.values():
+        if pending_only and r.state != PENDING:
+            continue
+        own = r.requester.get("subject") == who.get("subject") and r.requester.get(
+            "issuer", ""
+        ) == who.get("issuer", "")
+        if own or (await book.authorize(who, r))[0]:
+            shown.append(r)
+    shown.sort(key=lambda r: r.created_at)
+    return shown
+
+
+def public_view(request: ApprovalRequest) -> dict[str, Any]:
+    """What the approvals API shows: never the session id (a proxy's business alone)."""
+    out = request.public()
+    out.pop("session_id", None)
+    return out
+
+
 class ApprovalRPCs:
     """Mixed into DecisionService."""
 
@@ -147,9 +173,25 @@ class ApprovalRPCs:
     async def AwaitApproval(
         self: Any, request: pdp_pb2.AwaitApprovalRequest, context: grpc.aio.ServicerContext
     ) -> Any:
+        proxy = await self._proxy(context, "AwaitApproval", request.session_id)
         book: ApprovalBook = self.approvals
         pending = book.requests.get(request.approval_id)
-        # a session.open request has no session yet: knowing its id is enough to wait on it
+        # a session.open request has no session yet: the proxy that asked may wait on it
+        if pending is not None and pending.command_kind == "session.open":
+            if self.open_approvals.get(pending.id) != proxy.key:
+                await self.refuse(
+                    context,
+                    "AwaitApproval",
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "the request belongs to another proxy",
+                    proxy,
+                )
+        elif pending is not None and pending.session_id == request.session_id:
+            session = await self.sessions.find(pending.session_id, include_closed=True)
+            if session is None:
+                pending = None
+            else:
+                await self._bound(session, proxy, context, "AwaitApproval")
         if pending is None or (
             pending.session_id != request.session_id and pending.command_kind != "session.open"
         ):
@@ -168,13 +210,8 @@ class ApprovalRPCs:
     async def ListApprovals(
         self: Any, request: pdp_pb2.ListApprovalsRequest, context: grpc.aio.ServicerContext
     ) -> pdp_pb2.ListApprovalsResponse:
-        await self._approver(request.token, context)
-        book: ApprovalBook = self.approvals
-        await book.refresh()
-        listed = [
-            r for r in book.requests.values() if not request.pending_only or r.state == PENDING
-        ]
-        listed.sort(key=lambda r: r.created_at)
+        who = await self._approver(request.token, context)
+        listed = await visible_approvals(self.approvals, who, request.pending_only)
         return pdp_pb2.ListApprovalsResponse(approvals=[approval_message(r) for r in listed])
 
     async def ResolveApproval(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from pdp.approval_rpc import public_view, visible_approvals
 from pdp.approvals import ApprovalRefused
 from pdp.decisions import EVALUATION_BUCKETS, DecisionStats
 from pdp.identity import TokenRejected
@@ -134,14 +135,10 @@ def build_http_app(pdp: PDPApp) -> web.Application:
         }
 
     async def list_approvals(request: web.Request) -> web.Response:
-        await approver(request)
-        await pdp.approvals.refresh()
+        who = await approver(request)
         pending_only = request.query.get("pending") in ("1", "true")
-        listed = [
-            r.public()
-            for r in pdp.approvals.requests.values()
-            if not pending_only or r.state == "pending"
-        ]
+        shown = await visible_approvals(pdp.approvals, who, pending_only)
+        listed = [public_view(r) for r in shown]
         return web.json_response({"approvals": listed})
 
     async def resolve(request: web.Request) -> web.Response:
@@ -164,7 +161,7 @@ def build_http_app(pdp: PDPApp) -> web.Application:
                 text=json.dumps({"title": "refused", "detail": str(exc)}),
                 content_type="application/problem+json",
             ) from None
-        return web.json_response({"approval": decided.public()})
+        return web.json_response({"approval": public_view(decided)})
 
     app = web.Application()
     app.router.add_get("/v1/approvals", list_approvals)

@@ -30,9 +30,10 @@ from pdp.evidence.checkpoints import record_credential_statement
 from pdp.evidence.signing import Signer
 from pdp.identity import TokenRejected, TokenVerifier
 from pdp.policy_input import COMMAND_KINDS, build_input, command_input
+from pdp.proxy_auth import ProxyAuthenticator, ProxyIdentity
 from pdp.recordings import EVENTS_KIND, MalformedEvents, checked_batch
 from pdp.reuse import reuse_key
-from pdp.sessions import Session, SessionTable, new_session_id
+from pdp.sessions import REAPED_REASONS, Session, SessionTable, new_session_id
 from pdp.store import AuditStore, StoreUnavailable
 from pdp.verdict import PerVerdict, Verdict, VerdictKind
 
@@ -149,6 +150,11 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self.approvals: ApprovalBook | None = None  # set by the composition root
         self.signer: Signer | None = None  # set by PDPApp.start() once the key is loaded
         self.streams = DecideStreams(self.Decide)
+        # who may speak for sessions (pdp/proxy_auth.py); the key is set at start
+        self.proxies = ProxyAuthenticator(None)
+        # session.open approval requests: the proxy that asked, the only one that may wait
+        self.open_approvals: dict[str, str] = {}
+        self._refusals = _RefusalBudget()
 
     # -- helpers --------------------------------------------------------------
 
@@ -173,8 +179,11 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             "labels": dict(wire.labels),
         }
 
-    async def _open_session(self, session_id: str, context: grpc.aio.ServicerContext) -> Session:
-        """The open session a request names; FAILED_PRECONDITION when there is none."""
+    async def _open_session(
+        self, session_id: str, context: grpc.aio.ServicerContext, proxy: ProxyIdentity, rpc: str
+    ) -> Session:
+        """The open session a request names, if `proxy` opened it; FAILED_PRECONDITION
+        when there is none, PERMISSION_DENIED (recorded) when another proxy opened it."""
         try:
             session = await self.sessions.find(session_id)
         except StoreUnavailable:
@@ -184,7 +193,62 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION, f"session {session_id[:64]!r} is not open"
             )
             raise AssertionError("unreachable")
+        await self._bound(session, proxy, context, rpc)
         return session
+
+    async def _bound(self, session: Session, proxy: ProxyIdentity, context: Any, rpc: str) -> None:
+        """Refuse (and record) a call about a session from a proxy that did not open it."""
+        if session.proxy != proxy.key:
+            await self.refuse(
+                context,
+                rpc,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "the session belongs to another proxy",
+                proxy,
+                session.id,
+            )
+
+    async def _proxy(self, context: Any, rpc: str, session_id: str = "") -> ProxyIdentity:
+        """The calling proxy; a caller that is not one is refused (UNAUTHENTICATED), and
+        the attempt recorded: only proxies speak for sessions."""
+        proxy = getattr(context, "proxy_identity", None) or self.proxies.identify(context)
+        if proxy is None:
+            await self.refuse(
+                context,
+                rpc,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "only an authenticated proxy may call this (mTLS or a proxy credential)",
+                None,
+                session_id,
+            )
+            raise AssertionError("unreachable")
+        return proxy  # type: ignore[no-any-return]
+
+    async def refuse(
+        self,
+        context: Any,
+        rpc: str,
+        code: grpc.StatusCode,
+        reason: str,
+        proxy: ProxyIdentity | None,
+        session_id: str = "",
+    ) -> None:
+        """Record a refused session call (the evidence of a forgery attempt), then end it."""
+        body: dict[str, Any] = {
+            "rpc": rpc,
+            "reason": reason,
+            "session_id": session_id[:64],
+            "proxy": proxy.to_record() if proxy is not None else None,
+            "peer": _peer(context)[:MAX_NAME],
+        }
+        suppressed = self._refusals.take()
+        if suppressed is not None:
+            body["suppressed_before"] = suppressed
+            try:
+                await self.decider.store.append("proxy.refused", body)
+            except StoreUnavailable:
+                log.error("could not record a refused %s call from %s", rpc, body["peer"])
+        await context.abort(code, reason)
 
     # -- RPCs -----------------------------------------------------------------
 
@@ -201,6 +265,15 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             await self._invalid(context, "connection.name", f"longer than {MAX_NAME}")
         if request.connection.type and request.connection.type not in ("postgres", "http", "ssh"):
             await self._invalid(context, "connection.type", "must be postgres, http or ssh")
+        proxy = await self._proxy(context, "OpenSession")
+        if not proxy.serves(request.connection.name):
+            await self.refuse(
+                context,
+                "OpenSession",
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"proxy {proxy.name!r} may not serve connection {request.connection.name!r}",
+                proxy,
+            )
         connection = self._connection(request.connection)
         try:
             identity = await self.verifier.verify(request.token)
@@ -211,6 +284,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         session = Session(
             new_session_id(), identity, connection, request.client_addr, request.client[:MAX_NAME]
         )
+        session.proxy = proxy.key
         command = {"kind": "session.open", "raw": ""}
         attributes = struct_to_dict(request.attributes) if request.HasField("attributes") else {}
         policy_input = build_input(session, command)
@@ -240,6 +314,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         decision, approval_id = await settle(self, session, command, decision, record)
         response.decision.CopyFrom(decision_message(decision))
         response.decision.approval_id = approval_id
+        if approval_id and not decision.verdict.allowed:
+            self.open_approvals[approval_id] = proxy.key
         if decision.verdict.allowed:
             if approval_id:  # a just-in-time grant: the session lives as long as the approval
                 request = self.approvals.requests[approval_id] if self.approvals else None
@@ -278,7 +354,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             await self._invalid(context, "command.kind", f"unknown command kind {kind[:64]!r}")
         if len(request.command.raw) > MAX_COMMAND_BYTES:
             await self._invalid(context, "command.raw", f"longer than {MAX_COMMAND_BYTES} bytes")
-        session = await self._open_session(request.session_id, context)
+        proxy = await self._proxy(context, "Decide", request.session_id)
+        session = await self._open_session(request.session_id, context, proxy, "Decide")
         if session.grant_expired:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -329,15 +406,17 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         calls: AsyncIterator[pdp_pb2.DecideCall],
         context: grpc.aio.ServicerContext,
     ) -> None:
-        await self.streams.serve(calls, context)
+        proxy = await self._proxy(context, "DecideStream")
+        await self.streams.serve(calls, context, proxy)
 
     async def CloseSession(
         self, request: pdp_pb2.CloseSessionRequest, context: grpc.aio.ServicerContext
     ) -> pdp_pb2.CloseSessionResponse:
         if not request.session_id:
             await self._invalid(context, "session_id", "required")
-        session = await self._open_session(request.session_id, context)
-        self.sessions.close(session.id)
+        proxy = await self._proxy(context, "CloseSession", request.session_id)
+        session = await self._open_session(request.session_id, context, proxy, "CloseSession")
+        self.sessions.close(session.id, request.reason[:MAX_NAME] or "closed")
         body = {
             "connection": session.connection["name"],
             "reason": request.reason[:MAX_NAME] or "closed",
@@ -360,6 +439,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                     summary=body["summary"],
                     configured_ref=_configured_ref(known) if known else "",
                     close_record_id=record.id,
+                    attested_by=proxy.to_record(),
                 )
         except StoreUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit store unavailable: {exc}")
@@ -369,8 +449,9 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
     async def RecordEvents(
         self, request: pdp_pb2.RecordEventsRequest, context: grpc.aio.ServicerContext
     ) -> pdp_pb2.RecordEventsResponse:
+        proxy = await self._proxy(context, "RecordEvents", request.session_id)
         try:
-            kept = await self._batch_record(request)
+            kept = await self._batch_record(request, proxy, context)
             record_id = await kept.stored()
         except _BatchRefused as refused:
             await context.abort(refused.code, refused.message)
@@ -384,10 +465,11 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         together, so the store's group commit writes them in one transaction."""
         if len(request.batches) > MAX_BATCHES_PER_CALL:
             await self._invalid(context, "batches", f"more than {MAX_BATCHES_PER_CALL} in one call")
+        proxy = await self._proxy(context, "RecordBatches")
         checked: list[_KeptBatch | _BatchRefused] = []
         for batch in request.batches:
             try:
-                checked.append(await self._batch_record(batch))
+                checked.append(await self._batch_record(batch, proxy, context))
             except _BatchRefused as refused:
                 checked.append(refused)
 
@@ -403,8 +485,12 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         results = await asyncio.gather(*(outcome(item) for item in checked))
         return pdp_pb2.RecordBatchesResponse(results=results)
 
-    async def _batch_record(self, request: pdp_pb2.RecordEventsRequest) -> _KeptBatch:
-        """A session's batch checked and ready to store; _BatchRefused says why not."""
+    async def _batch_record(
+        self, request: pdp_pb2.RecordEventsRequest, proxy: ProxyIdentity, context: Any
+    ) -> _KeptBatch:
+        """A session's batch checked and ready to store; _BatchRefused says why not: from
+        a proxy that did not open the session (recorded), or for a session its proxy
+        closed (events after the PDP itself ended it, a proxy lost, are still taken)."""
         if not request.session_id:
             raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, "session_id: required")
         if len(request.events) > MAX_EVENTS_PER_CALL:
@@ -420,6 +506,20 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             raise _BatchRefused(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"session {request.session_id[:64]!r} is unknown",
+            )
+        if session.proxy != proxy.key:
+            await self.refuse(
+                _Refusing(context),
+                "RecordEvents",
+                grpc.StatusCode.PERMISSION_DENIED,
+                "the session belongs to another proxy",
+                proxy,
+                session.id,
+            )
+        if session.closed and session.closed_reason not in REAPED_REASONS:
+            raise _BatchRefused(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"session {request.session_id[:64]!r} is closed",
             )
         if request.events_json:
             try:
@@ -443,6 +543,50 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             engine_version=engine.version,
             decision_id="info-" + uuid.uuid4().hex,
         )
+
+
+class _Refusing:
+    """A context whose abort refuses one batch (RecordBatches answers the others)."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+
+    def peer(self) -> str:
+        return _peer(self._context)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        raise _BatchRefused(code, details)
+
+
+class _RefusalBudget:
+    """At most RATE refused calls recorded per second: a flood of forgeries is evidence,
+    but must not fill the store; the next record says how many went unrecorded."""
+
+    RATE = 50
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._taken = 0
+        self._suppressed = 0
+
+    def take(self) -> int | None:
+        """None: do not record this one; else how many were left out before it."""
+        now = int(time.monotonic())
+        if now != self._second:
+            self._second, self._taken = now, 0
+        if self._taken >= self.RATE:
+            self._suppressed += 1
+            return None
+        self._taken += 1
+        suppressed, self._suppressed = self._suppressed, 0
+        return suppressed
+
+
+def _peer(context: Any) -> str:
+    try:
+        return str(context.peer() or "")
+    except (AttributeError, NotImplementedError):
+        return ""
 
 
 class _BatchRefused(Exception):

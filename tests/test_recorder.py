@@ -17,7 +17,7 @@ import grpc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp, token
+from pdp_harness import open_session, pdp_config, pdp_stub, proxy_metadata, running_pdp, token
 from portcullis.v1 import pdp_pb2
 
 from pdp.recordings import (
@@ -176,7 +176,7 @@ async def test_the_pdp_stores_a_json_batch_as_sent_and_replays_it(tmp_path):
     config = pdp_config(tmp_path)
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         sid = (await open_session(stub, token(config))).session_id
-        client = PDPClient(app.address)
+        client = PDPClient(app.address, metadata=proxy_metadata(app.address))
         await client.start()
         try:
             events = [
@@ -517,7 +517,7 @@ async def test_a_failed_delivery_names_why_and_a_stored_one_clears_it(tmp_path):
     config = pdp_config(tmp_path)
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         opened = await open_session(stub, token(config))
-        client = PDPClient(app.address)
+        client = PDPClient(app.address, metadata=proxy_metadata(app.address))
         await client.start()
         try:
             client.recording_failure = "policy decision point unreachable"

@@ -38,6 +38,15 @@ CHECKPOINT_KIND = "checkpoint"
 STATEMENT_KIND = "credential.statement"
 NEVER_EXPOSED = "credential never exposed"
 EXPOSED = "credential EXPOSED to the client"
+CHECKED = (
+    "no byte sequence of the upstream secret in any byte the proxy sent to the client: "
+    "its raw UTF-8 bytes, hex (lower and upper case), base64 (standard and URL-safe, at "
+    "every alignment) and its JSON-escaped and percent-encoded forms"
+)
+NOT_CHECKED = (
+    "other transformations of the secret (split, hashed, otherwise encoded or computed "
+    "from it) and channels other than the proxy's connection to the client"
+)
 
 
 def anchor_path_for(signing_key: Path) -> Path:
@@ -133,6 +142,7 @@ async def record_credential_statement(
     summary: dict[str, Any],
     configured_ref: str = "",
     close_record_id: str = "",
+    attested_by: dict[str, Any] | None = None,
 ) -> AuditRecord | None:
     """Append the signed statement for a closed session; None if the proxy did not check.
 
@@ -154,6 +164,11 @@ async def record_credential_statement(
         "exposed": exposed,
         "statement": EXPOSED if exposed else NEVER_EXPOSED,
         "checked_bytes": int(checked) if isinstance(checked, int | float) else 0,
+        # exactly what the proxy's scanner checked (proxies/runtime/secrets_scan.py), and
+        # which authenticated proxy said so: no client can make or alter this claim
+        "checked": CHECKED,
+        "not_checked": NOT_CHECKED,
+        "attested_by": attested_by or {},
         "session_close_id": close_record_id,
         "time": time.time(),
     }

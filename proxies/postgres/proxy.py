@@ -94,6 +94,7 @@ class PostgresProxy:
             pdp_address,
             vault=config.vault,
             approval_timeout=config.approvals.timeout_seconds,
+            config=config,
         )
         self.listen_host, self.listen_port = _split(connection.listen)
         self.upstream_host, self.upstream_port = _split(connection.upstream)

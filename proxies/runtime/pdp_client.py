@@ -113,6 +113,8 @@ class PDPClient:
     address: str
     timeout: float = 2.0
     credentials: grpc.ChannelCredentials | None = None
+    # sent with every call: the proxy credential the PDP issued (proxies/runtime/pdp_auth.py)
+    metadata: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     watch_interval: float = 1.0
     # after a PDP without DecideStream answered: a call per command for this long, then
     # the stream is tried again (the PDP may have been upgraded in place)
@@ -143,7 +145,7 @@ class PDPClient:
         else:
             self._channel = grpc.aio.insecure_channel(self.address, options)
         self._stub = pdp_pb2_grpc.DecisionServiceStub(self._channel)
-        self._calls = DecideCalls(self._stub)
+        self._calls = DecideCalls(self._stub, self.metadata)
         self._watcher = asyncio.create_task(self._watch())
 
     async def close(self) -> None:
@@ -202,7 +204,9 @@ class PDPClient:
         if attributes:
             request.attributes.CopyFrom(to_struct(attributes))
         try:
-            response = await self._stub.OpenSession(request, timeout=self.timeout)
+            response = await self._stub.OpenSession(
+                request, timeout=self.timeout, metadata=self.metadata
+            )
         except grpc.aio.AioRpcError as exc:
             raise SessionRefused(_rpc_reason(exc)) from None
         ruling = ruling_from_message(response.decision)
@@ -257,7 +261,7 @@ class PDPClient:
                 self._unary_until = time.monotonic() + self.stream_retry_seconds
         assert self._stub is not None
         try:
-            return await self._stub.Decide(request, timeout=self.timeout)
+            return await self._stub.Decide(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
             raise CallFailed.of(exc) from None
 
@@ -273,6 +277,7 @@ class PDPClient:
                     session_id=session_id, approval_id=approval_id, timeout_seconds=int(timeout)
                 ),
                 timeout=timeout + self.timeout,
+                metadata=self.metadata,
             )
             async for update in stream:
                 last = update.approval
@@ -295,7 +300,7 @@ class PDPClient:
         if summary:
             request.summary.CopyFrom(to_struct(summary))
         try:
-            await self._stub.CloseSession(request, timeout=self.timeout)
+            await self._stub.CloseSession(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
             log.warning("could not close session %s at the PDP: %s", session_id, _rpc_reason(exc))
 
@@ -305,7 +310,9 @@ class PDPClient:
         if self._stub is None:
             return False
         try:
-            await self._stub.RecordEvents(_batch(session_id, events), timeout=self.timeout)
+            await self._stub.RecordEvents(
+                _batch(session_id, events), timeout=self.timeout, metadata=self.metadata
+            )
         except grpc.aio.AioRpcError as exc:
             self.recording_failure = _rpc_reason(exc)
             log.warning(
@@ -326,7 +333,9 @@ class PDPClient:
             batches=[_batch(session_id, events) for session_id, events in batches]
         )
         try:
-            response = await self._stub.RecordBatches(request, timeout=self.timeout)
+            response = await self._stub.RecordBatches(
+                request, timeout=self.timeout, metadata=self.metadata
+            )
         except grpc.aio.AioRpcError as exc:
             self.recording_failure = _rpc_reason(exc)
             log.warning(

@@ -19,7 +19,7 @@ from typing import Any
 
 from portcullis.v1 import pdp_pb2
 
-from pdp.config import ConnectionSettings, VaultSettings
+from pdp.config import Config, ConnectionSettings, VaultSettings
 from pdp.reuse import ReuseTable, reuse_key
 from pdp.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import (
@@ -29,6 +29,7 @@ from proxies.runtime.credentials import (
     choose_ref,
     provider_for,
 )
+from proxies.runtime.pdp_auth import client_auth
 from proxies.runtime.pdp_client import PDPClient, Ruling, SessionGrant, SessionRefused
 from proxies.runtime.recorder import RecordingTick, SessionRecorder
 
@@ -57,11 +58,17 @@ class ProxyRuntime:
         pdp_address: str,
         vault: VaultSettings | None = None,
         approval_timeout: float = 120.0,
+        config: Config | None = None,
     ) -> ProxyRuntime:
+        """config: where the proxy's credential or certificate for the PDP comes from
+        (proxies.pdp); without it the PDP will refuse every session call."""
         options = connection.options
+        auth = client_auth(config) if config is not None else {}
         return cls(
             connection=connection,
-            pdp=PDPClient(pdp_address, timeout=float(options.get("pdp_timeout_seconds", 2.0))),
+            pdp=PDPClient(
+                pdp_address, timeout=float(options.get("pdp_timeout_seconds", 2.0)), **auth
+            ),
             provider=provider_for(connection, vault),
             cache_enabled=bool(options.get("decision_cache", True)),
             # `recording: false` exists to measure what recording costs; never in production
