@@ -31,6 +31,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
+from bench_pgbench import sh, wait_port  # noqa: E402  (this folder: the script's own)
 from pdp_harness import free_port  # noqa: E402
 
 # only now: a bench/pdp directory on the path must not stand for the pdp package
@@ -41,24 +42,6 @@ ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtX",
 SCRIPT = """\\set id random(1, :rows)
 SELECT id, name, note, email, phone, ssn, upper(email) AS shout FROM customers WHERE id = :id;
 """
-
-
-def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
-
-
-def wait_port(port: int, timeout: float = 90) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
 
 
 def pgbench(port: int, db: str, token: str, mode: str, args, script: Path) -> float:

@@ -171,6 +171,44 @@ async def session_query(upstream: Upstream, sql: str, timeout: float = 5.0) -> l
         return None
 
 
+async def _side_exchange(
+    host: str,
+    port: int,
+    params: dict[str, str],
+    lease: CredentialLease,
+    request: list[codec.Message],
+    tls: ssl.SSLContext | None,
+    timeout: float,
+) -> list[codec.Message] | None:
+    """The server's answers, up to ReadyForQuery, to messages sent on a connection of the
+    proxy's own (the session's connection is busy with the client); None when the
+    connection, the exchange or any of the messages failed."""
+    try:
+        upstream = await connect(host, port, params, lease, tls, timeout)
+    except UpstreamError:
+        return None
+    answers: list[codec.Message] = []
+    try:
+        async with asyncio.timeout(timeout):
+            upstream.writer.write(b"".join(m.encode() for m in [*request, codec.Terminate()]))
+            pending = list(upstream.pending)
+            while True:
+                for message in pending:
+                    if isinstance(message, codec.ErrorResponse):
+                        return None
+                    if isinstance(message, codec.ReadyForQuery):
+                        return answers
+                    answers.append(message)
+                data = await upstream.reader.read(65536)
+                if not data:
+                    return None
+                pending = upstream.parser.feed(data)
+    except (TimeoutError, OSError, codec.ProtocolViolation):
+        return None
+    finally:
+        upstream.writer.close()
+
+
 async def side_query(
     host: str,
     port: int,
@@ -180,33 +218,18 @@ async def side_query(
     tls: ssl.SSLContext | None = None,
     timeout: float = 5.0,
 ) -> list[list[str | None]] | None:
-    """Rows (as text) of one catalog query asked on a connection of its own — the
-    session's connection is busy with the client — or None when it could not be asked."""
-    try:
-        upstream = await connect(host, port, params, lease, tls, timeout)
-    except UpstreamError:
+    """Rows (as text) of one catalog query asked on a connection of its own, or None
+    when it could not be asked."""
+    answers = await _side_exchange(
+        host, port, params, lease, [codec.Query(sql)], tls, timeout
+    )
+    if answers is None:
         return None
-    rows: list[list[str | None]] = []
-    try:
-        async with asyncio.timeout(timeout):
-            upstream.writer.write(codec.Query(sql).encode() + codec.Terminate().encode())
-            pending = list(upstream.pending)
-            while True:
-                for message in pending:
-                    if isinstance(message, codec.DataRow):
-                        rows.append([v.decode() if v is not None else None for v in message.values])
-                    if isinstance(message, codec.ErrorResponse):
-                        return None
-                    if isinstance(message, codec.ReadyForQuery):
-                        return rows
-                data = await upstream.reader.read(65536)
-                if not data:
-                    return None
-                pending = upstream.parser.feed(data)
-    except (TimeoutError, OSError, codec.ProtocolViolation):
-        return None
-    finally:
-        upstream.writer.close()
+    return [
+        [v.decode() if v is not None else None for v in m.values]
+        for m in answers
+        if isinstance(m, codec.DataRow)
+    ]
 
 
 async def described_fields(
@@ -220,38 +243,16 @@ async def described_fields(
 ) -> list[codec.Field] | None:
     """The columns a query would return (Parse and Describe on a connection of its own,
     nothing executed), or None when it could not be described."""
-    try:
-        upstream = await connect(host, port, params, lease, tls, timeout)
-    except UpstreamError:
+    request = [codec.Parse("", sql, []), codec.Describe("S", ""), codec.Sync()]
+    answers = await _side_exchange(host, port, params, lease, request, tls, timeout)
+    if answers is None:
         return None
-    fields: list[codec.Field] | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            upstream.writer.write(
-                codec.Parse("", sql, []).encode()
-                + codec.Describe("S", "").encode()
-                + codec.Sync().encode()
-                + codec.Terminate().encode()
-            )
-            pending = list(upstream.pending)
-            while True:
-                for message in pending:
-                    if isinstance(message, codec.RowDescription):
-                        fields = list(message.fields)
-                    elif isinstance(message, codec.NoData):
-                        fields = []
-                    elif isinstance(message, codec.ErrorResponse):
-                        return None
-                    elif isinstance(message, codec.ReadyForQuery):
-                        return fields
-                data = await upstream.reader.read(65536)
-                if not data:
-                    return None
-                pending = upstream.parser.feed(data)
-    except (TimeoutError, OSError, codec.ProtocolViolation):
-        return None
-    finally:
-        upstream.writer.close()
+    for message in answers:
+        if isinstance(message, codec.RowDescription):
+            return list(message.fields)
+        if isinstance(message, codec.NoData):
+            return []
+    return None
 
 
 async def function_name(
