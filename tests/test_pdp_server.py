@@ -18,6 +18,7 @@ import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pdp_harness import (
+    ISSUED,
     REGO,
     decide_sql,
     free_port,
@@ -417,6 +418,7 @@ async def started_with_a_bit_slow_policy(tmp_path):
     )
     app = PDPApp(config)
     await app.start()
+    ISSUED[app.address] = app.issue_proxy_credential("pytest", ["*"])  # tests play a proxy
     return app, config
 
 

@@ -55,6 +55,7 @@ from pdp.heap import freeze_startup_heap  # noqa: E402
 sys.path.append(str(REPO / "bench"))
 from cpu_meter import CPUMeter  # noqa: E402
 
+from pdp.proxy_auth import CREDENTIAL_METADATA  # noqa: E402
 from proxies.runtime.decide_calls import CallFailed, DecideCalls  # noqa: E402
 
 SQL = "SELECT id, email, total FROM orders WHERE customer_id = 42"
@@ -261,7 +262,10 @@ async def run(
     info: bool,
     pdp_pid: int,
     runs: int = 1,
+    credential: str = "",
 ) -> dict[str, dict[str, float]]:
+    # this client plays a proxy: it presents the proxy credential the PDP wrote at start
+    metadata = ((CREDENTIAL_METADATA, credential),)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pdp_pb2_grpc.DecisionServiceStub(channel)
         opened = await stub.OpenSession(
@@ -270,7 +274,8 @@ async def run(
                 connection=pdp_pb2.Connection(name="orders-db", type="postgres"),
                 client_addr="127.0.0.1:1",
                 client="bench",
-            )
+            ),
+            metadata=metadata,
         )
         decide = pdp_pb2.DecideRequest(
             session_id=opened.session_id, command=pdp_pb2.Command(kind="postgres.query", raw=SQL)
@@ -278,12 +283,12 @@ async def run(
         server_info = pdp_pb2.ServerInfoRequest()
 
         def decide_call():
-            return stub.Decide(decide, timeout=5)
+            return stub.Decide(decide, timeout=5, metadata=metadata)
 
         def info_call():
             return stub.ServerInfo(server_info, timeout=5)
 
-        calls = DecideCalls(stub)  # what a proxy uses: one DecideStream
+        calls = DecideCalls(stub, metadata)  # what a proxy uses: one DecideStream
 
         def stream_call():
             return calls.decide(decide, timeout=5)
@@ -370,7 +375,19 @@ def run_pdp(
     pdp = subprocess.Popen([*cli, "pdp"], stderr=subprocess.DEVNULL)
     try:
         grpc.channel_ready_future(grpc.insecure_channel(listen)).result(timeout=60)
-        return asyncio.run(run(listen, token, seconds, rates, info, pdp_pid=pdp.pid, runs=runs))
+        credential = (Path(tmp) / "var" / "proxy.credential").read_text().strip()
+        return asyncio.run(
+            run(
+                listen,
+                token,
+                seconds,
+                rates,
+                info,
+                pdp_pid=pdp.pid,
+                runs=runs,
+                credential=credential,
+            )
+        )
     finally:
         pdp.terminate()
         pdp.wait(timeout=30)
