@@ -8,6 +8,7 @@ is FAILED_PRECONDITION. Everything that decides goes through pdp.decisions.Decid
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -31,7 +32,7 @@ from pdp.evidence.signing import Signer
 from pdp.identity import TokenRejected, TokenVerifier
 from pdp.policy_input import COMMAND_KINDS, build_input, command_input
 from pdp.proxy_auth import ProxyAuthenticator, ProxyIdentity
-from pdp.recordings import EVENTS_KIND, MalformedEvents, checked_batch
+from pdp.recordings import EVENTS_KIND, MalformedEvents, bounded_batch, truncation_facts
 from pdp.reuse import reuse_key
 from pdp.sessions import REAPED_REASONS, Session, SessionTable, new_session_id
 from pdp.store import AuditStore, StoreUnavailable
@@ -41,6 +42,7 @@ log = logging.getLogger("portcullis.service")
 
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_COMMAND_BYTES = 1024 * 1024
+RECORDED_PREFIX = 4096  # what a decision record keeps of a command too large to evaluate
 MAX_NAME = 256
 MAX_EVENTS_PER_CALL = 1000
 MAX_BATCHES_PER_CALL = 1000  # sessions of one proxy in one RecordBatches
@@ -105,6 +107,9 @@ def event_details(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
 
 
 def _event_dict(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
+    details = event_details(event)
+    if len(event.command) > MAX_COMMAND_BYTES:  # kept, cut, and said so: never refused
+        details.update(truncation_facts(event.command))
     return {
         "time": event.time,
         "direction": event.direction[:32],
@@ -113,7 +118,7 @@ def _event_dict(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
         "verdict": event.verdict[:32],
         "cached": event.cached,
         "command": event.command[:MAX_COMMAND_BYTES],
-        "details": event_details(event),
+        "details": details,
     }
 
 
@@ -352,8 +357,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         kind = request.command.kind
         if kind not in COMMAND_KINDS or kind == "session.open":
             await self._invalid(context, "command.kind", f"unknown command kind {kind[:64]!r}")
-        if len(request.command.raw) > MAX_COMMAND_BYTES:
-            await self._invalid(context, "command.raw", f"longer than {MAX_COMMAND_BYTES} bytes")
+        deadline = _deadline_of(request, context)
         proxy = await self._proxy(context, "Decide", request.session_id)
         session = await self._open_session(request.session_id, context, proxy, "Decide")
         if session.grant_expired:
@@ -379,6 +383,9 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             "subject": session.identity.subject,
             "connection": session.connection["name"],
         }
+        if request.command.full_bytes or len(raw) > MAX_COMMAND_BYTES:
+            decision = await self._refuse_oversized(request.command, record)
+            return pdp_pb2.DecideResponse(decision=decision_message(decision))
         built: dict[str, Any] = {}
 
         def policy_input() -> dict[str, Any]:
@@ -388,7 +395,14 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             return built
 
         reusable = Reusable(session.id, kind, raw, reuse_key(kind, attributes))
+        if deadline is not None and time.monotonic() >= deadline:
+            # the proxy has denied it already: deciding now would record what never ran
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before deciding"
+            )
         decision = await self.decider.decide(policy_input, record, reusable)
+        if deadline is not None and time.monotonic() >= deadline:
+            await self._unenforced(decision, record, "the PDP answered after the proxy's deadline")
         if decision.verdict.kind is VerdictKind.REQUIRE_APPROVAL:
             command = policy_input()["command"]
             decision, approval_id = await settle(self, session, command, decision, record)
@@ -400,6 +414,43 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         if effects:
             message.effects.extend(effects)
         return pdp_pb2.DecideResponse(decision=message)
+
+    async def _refuse_oversized(self, command: pdp_pb2.Command, record: dict[str, Any]) -> Decision:
+        """A command too large to evaluate: denied and recorded with its first bytes and
+        the whole text's size and SHA-256 (from the proxy when it bounded the text)."""
+        raw = command.raw
+        size = command.full_bytes or len(raw.encode("utf-8", "surrogatepass"))
+        digest = (
+            command.full_sha256 or hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+        )
+        limit = MAX_COMMAND_BYTES
+        return await self.decider.refuse(
+            record,
+            command.kind,
+            raw[:RECORDED_PREFIX],
+            f"command of {size} bytes is larger than the {limit} a command may be — denied",
+            raw_truncated=True,
+            raw_bytes=size,
+            raw_sha256=digest[:64],
+        )
+
+    async def _unenforced(self, decision: Decision, record: dict[str, Any], why: str) -> None:
+        """The record of a decision the proxy never enforced (it denied at its deadline)."""
+        try:
+            await self.decider.store.append(
+                "decision.unenforced",
+                {
+                    **record,
+                    "decision_id": decision.id,
+                    "verdict": decision.verdict.kind.wire,
+                    "enforced": "deny",
+                    "reason": why,
+                },
+                session_id=record.get("session_id", ""),
+                subject=record.get("subject", ""),
+            )
+        except StoreUnavailable as exc:
+            log.error("decision %s: its late answer is not recorded: %s", decision.id, exc)
 
     async def DecideStream(
         self,
@@ -523,10 +574,12 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             )
         if request.events_json:
             try:
-                count = checked_batch(request.events_json, MAX_EVENTS_PER_CALL, MAX_COMMAND_BYTES)
+                count, text = bounded_batch(
+                    request.events_json, MAX_EVENTS_PER_CALL, MAX_COMMAND_BYTES
+                )
             except MalformedEvents as exc:
                 raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-            body: dict[str, Any] = {"events_json": request.events_json, "count": count}
+            body: dict[str, Any] = {"events_json": text, "count": count}
         else:
             count = len(request.events)
             body = {"events": [_event_dict(event) for event in request.events]}
@@ -543,6 +596,16 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             engine_version=engine.version,
             decision_id="info-" + uuid.uuid4().hex,
         )
+
+
+def _deadline_of(request: pdp_pb2.DecideRequest, context: Any) -> float | None:
+    """When (monotonic) the proxy stops waiting for this answer: the call's own deadline
+    (unary), or the timeout the proxy named in the request (a call over the stream)."""
+    remaining = getattr(context, "time_remaining", lambda: None)()
+    if request.timeout_ms:
+        mine = request.timeout_ms / 1000
+        remaining = mine if remaining is None else min(remaining, mine)
+    return None if remaining is None else time.monotonic() + remaining
 
 
 class _Refusing:

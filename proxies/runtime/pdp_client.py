@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,8 +85,7 @@ def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
         kind,
         tuple(message.reasons),
         tuple(
-            MaskRule(m.field, m.detector, m.strategy or "redact", m.derived)
-            for m in message.mask
+            MaskRule(m.field, m.detector, m.strategy or "redact", m.derived) for m in message.mask
         ),
         approval,
         message.credential_ref,
@@ -132,6 +132,9 @@ class PDPClient:
     _unary_until: float = field(default=0.0, repr=False)
     _watcher: asyncio.Task[None] | None = field(default=None, repr=False)
     _listeners: list[Any] = field(default_factory=list, repr=False)
+    # told (session id, ruling) of a decision that arrived after the proxy denied at its
+    # deadline, so the session's record says the decision was not enforced
+    on_late: Callable[[str, Ruling], None] | None = field(default=None, repr=False)
 
     async def start(self) -> None:
         options = [
@@ -146,6 +149,7 @@ class PDPClient:
             self._channel = grpc.aio.insecure_channel(self.address, options)
         self._stub = pdp_pb2_grpc.DecisionServiceStub(self._channel)
         self._calls = DecideCalls(self._stub, self.metadata)
+        self._calls.on_late = self._late
         self._watcher = asyncio.create_task(self._watch())
 
     async def close(self) -> None:
@@ -157,6 +161,11 @@ class PDPClient:
             await self._calls.close()
         if self._channel is not None:
             await self._channel.close()
+
+    def _late(self, session_id: str, response: pdp_pb2.DecideResponse) -> None:
+        """An answer that came after its call's deadline: the command was denied then."""
+        if self.on_late is not None:
+            self.on_late(session_id, ruling_from_message(response.decision))
 
     def on_change(self, listener: Any) -> None:
         """Call listener() when the policy revision changes or the PDP becomes unreachable."""
@@ -225,15 +234,25 @@ class PDPClient:
         )
 
     async def decide(
-        self, session_id: str, kind: str, raw: str, attributes: dict[str, Any] | None = None
+        self,
+        session_id: str,
+        kind: str,
+        raw: str,
+        attributes: dict[str, Any] | None = None,
+        whole: tuple[int, str] | None = None,
     ) -> Ruling:
-        """Never raises: any failure to get an answer is a deny with the reason."""
+        """Never raises: any failure to get an answer is a deny with the reason. `whole`:
+        raw is only the start of a command this large, with this SHA-256."""
         if self._stub is None:
             return Ruling(Verdict.deny("policy decision point not connected — denied"))
         command = pdp_pb2.Command(kind=kind, raw=raw)
+        if whole is not None:
+            command.full_bytes, command.full_sha256 = whole
         if attributes:
             command.attributes.CopyFrom(to_struct(attributes))
-        request = pdp_pb2.DecideRequest(session_id=session_id, command=command)
+        request = pdp_pb2.DecideRequest(
+            session_id=session_id, command=command, timeout_ms=int(self.timeout * 1000)
+        )
         try:
             response = await self._decide(request)
         except CallFailed as failed:
@@ -291,9 +310,11 @@ class PDPClient:
         reason: str,
         abnormal: bool = False,
         summary: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> str:
+        """Close the session at the PDP: "stored", "refused" (it will never take this
+        close) or "unreachable" (try again later)."""
         if self._stub is None:
-            return
+            return "unreachable"
         request = pdp_pb2.CloseSessionRequest(
             session_id=session_id, reason=reason, abnormal=abnormal
         )
@@ -303,32 +324,42 @@ class PDPClient:
             await self._stub.CloseSession(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
             log.warning("could not close session %s at the PDP: %s", session_id, _rpc_reason(exc))
+            return _outcome(exc.code())
+        return "stored"
 
     async def record(self, session_id: str, events: list[str]) -> bool:
         """Send a batch of session events, each one JSON object as text (an empty batch
         is a heartbeat)."""
+        return await self.deliver(session_id, _batch(session_id, events), len(events)) == "stored"
+
+    async def deliver(
+        self, session_id: str, request: pdp_pb2.RecordEventsRequest, count: int = 0
+    ) -> str:
+        """RecordEvents: "stored", "refused" (never will be) or "unreachable"."""
         if self._stub is None:
-            return False
+            return "unreachable"
         try:
-            await self._stub.RecordEvents(
-                _batch(session_id, events), timeout=self.timeout, metadata=self.metadata
-            )
+            await self._stub.RecordEvents(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
             self.recording_failure = _rpc_reason(exc)
             log.warning(
                 "session %s: %d events not recorded: %s",
                 session_id,
-                len(events),
+                count,
                 self.recording_failure,
             )
-            return False
+            return _outcome(exc.code())
         self.recording_failure = ""
-        return True
+        return "stored"
 
     async def record_batches(self, batches: list[tuple[str, list[str]]]) -> list[bool]:
         """Several sessions' batches in one call (see record); whether each was stored."""
+        return [o == "stored" for o in await self.record_batches_outcomes(batches)]
+
+    async def record_batches_outcomes(self, batches: list[tuple[str, list[str]]]) -> list[str]:
+        """record_batches, each answered "stored", "refused" or "unreachable"."""
         if self._stub is None:
-            return [False] * len(batches)
+            return ["unreachable"] * len(batches)
         request = pdp_pb2.RecordBatchesRequest(
             batches=[_batch(session_id, events) for session_id, events in batches]
         )
@@ -341,7 +372,7 @@ class PDPClient:
             log.warning(
                 "%d sessions' events not recorded: %s", len(batches), self.recording_failure
             )
-            return [False] * len(batches)
+            return [_outcome(exc.code())] * len(batches)
         self.recording_failure = ""
         stored = []
         for (session_id, events), result in zip(batches, response.results, strict=False):
@@ -349,8 +380,9 @@ class PDPClient:
                 log.warning(
                     "session %s: %d events not recorded: %s", session_id, len(events), result.error
                 )
-            stored.append(not result.error)
-        return stored + [False] * (len(batches) - len(stored))  # a short answer stores nothing more
+            stored.append(batch_outcome(result.error) if result.error else "stored")
+        # a short answer stores nothing more
+        return stored + ["unreachable"] * (len(batches) - len(stored))
 
 
 def _batch(session_id: str, events: list[str]) -> pdp_pb2.RecordEventsRequest:
@@ -359,6 +391,26 @@ def _batch(session_id: str, events: list[str]) -> pdp_pb2.RecordEventsRequest:
     if events:
         request.events_json = "[" + ",".join(events) + "]"
     return request
+
+
+_REFUSALS = (
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.NOT_FOUND,
+)
+
+
+def _outcome(code: grpc.StatusCode) -> str:
+    """A failed delivery: refused (sending it again cannot succeed) or unreachable."""
+    return "refused" if code in _REFUSALS else "unreachable"
+
+
+def batch_outcome(error: str) -> str:
+    """What a RecordBatches result's error means: the store was unavailable (the PDP's
+    "... unavailable" answers) or the batch itself was refused."""
+    return "unreachable" if "unavailable" in error else "refused"
 
 
 def _rpc_reason(exc: grpc.aio.AioRpcError) -> str:

@@ -10,16 +10,19 @@ all its sessions (PDP client, credential provider, the sessions it must drain).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from portcullis.v1 import pdp_pb2
 
 from pdp.config import Config, ConnectionSettings, VaultSettings
+from pdp.recordings import TRUNCATED_PREFIX
 from pdp.reuse import ReuseTable, reuse_key
 from pdp.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import (
@@ -32,8 +35,12 @@ from proxies.runtime.credentials import (
 from proxies.runtime.pdp_auth import client_auth
 from proxies.runtime.pdp_client import PDPClient, Ruling, SessionGrant, SessionRefused
 from proxies.runtime.recorder import RecordingTick, SessionRecorder
+from proxies.runtime.spool import DEFAULT_MAX_BYTES, UNREACHABLE, Entry, Spool, SpoolFull
 
 log = logging.getLogger("portcullis.session")
+
+MAX_STATEMENT_BYTES = 1024 * 1024  # a longer command is denied and recorded cut (option)
+DEFAULT_SPOOL_DIR = "var/spool"  # option spool_dir
 
 
 @dataclass
@@ -46,6 +53,9 @@ class ProxyRuntime:
     approval_timeout: float = 120.0
     sessions: set[ProxySession] = field(default_factory=set)
     recording_tick: RecordingTick | None = field(default=None, repr=False)
+    # undelivered evidence waits here (None: a session whose events the PDP cannot take halts)
+    spool: Spool | None = field(default=None, repr=False)
+    max_statement_bytes: int = MAX_STATEMENT_BYTES
 
     def __post_init__(self) -> None:
         if self.recording_tick is None:
@@ -73,12 +83,46 @@ class ProxyRuntime:
             cache_enabled=bool(options.get("decision_cache", True)),
             # `recording: false` exists to measure what recording costs; never in production
             recording_enabled=bool(options.get("recording", True)),
+            spool=Spool(
+                Path(options.get("spool_dir", DEFAULT_SPOOL_DIR)),
+                connection.name,
+                int(options.get("spool_max_bytes", DEFAULT_MAX_BYTES)),
+            ),
+            max_statement_bytes=int(options.get("max_statement_bytes", MAX_STATEMENT_BYTES)),
             approval_timeout=approval_timeout,
         )
 
     async def start(self) -> None:
+        if self.spool is not None:
+            self.spool.open()
+            self.spool.on_refused = self._spool_refused
+            self.spool.start(self._deliver)
+        self.pdp.on_late = self._late
         await self.pdp.start()
         self.pdp.on_change(self._policy_changed)
+
+    def _session(self, session_id: str) -> ProxySession | None:
+        return next((s for s in self.sessions if s.id == session_id), None)
+
+    def _late(self, session_id: str, ruling: Ruling) -> None:
+        session = self._session(session_id)
+        if session is not None and session.recorder is not None:
+            session.recorder.unenforced(ruling)
+
+    def _spool_refused(self, session_id: str, why: str) -> None:
+        session = self._session(session_id)
+        if session is not None and session.recorder is not None:
+            session.recorder.refused = session.recorder.unavailable = True
+            log.error("session %s halted: %s", session_id, why)
+
+    async def _deliver(self, entry: Entry) -> str:
+        """One spooled entry to the PDP, as it would have gone."""
+        if entry.close is not None:
+            c, sid = entry.close, entry.session_id
+            reason, abnormal = str(c.get("reason", "")), bool(c.get("abnormal"))
+            return await self.pdp.close_session(sid, reason, abnormal, c.get("summary"))
+        request = pdp_pb2.RecordEventsRequest(session_id=entry.session_id, events_json=entry.events)
+        return await self.pdp.deliver(entry.session_id, request)
 
     def _policy_changed(self) -> None:
         for session in self.sessions:
@@ -91,6 +135,10 @@ class ProxyRuntime:
         )
         if self.recording_tick is not None:
             await self.recording_tick.close()
+        if self.spool is not None:
+            await self.spool.stop()
+            await self.spool.deliver_some(self._deliver)  # what is left waits on disk
+            self.spool.close()
         await self.provider.close()
         await self.pdp.close()
 
@@ -165,6 +213,7 @@ class ProxySession:
             grant.session_id,
             enabled=runtime.recording_enabled,
             tick=runtime.recording_tick,
+            spool=runtime.spool,
         )
         self.recorder.start()
         runtime.sessions.add(self)
@@ -185,6 +234,8 @@ class ProxySession:
         halt = self.halted()
         if halt is not None:
             return halt
+        if self._oversized(raw) is not None:
+            return None  # never from the cache: decide() records and denies it
         runtime = self.runtime
         if (
             runtime.cache_enabled
@@ -198,6 +249,16 @@ class ProxySession:
                 self.counters["cache_hits"] += 1
                 return cached
         return None
+
+    def _oversized(self, raw: str) -> tuple[int, str] | None:
+        """(size, SHA-256) of a command larger than max_statement_bytes, else None."""
+        limit = self.runtime.max_statement_bytes
+        if len(raw) * 4 <= limit:  # a character is at most 4 bytes of UTF-8
+            return None
+        whole = raw.encode("utf-8", "surrogatepass")
+        if len(whole) <= limit:
+            return None
+        return len(whole), hashlib.sha256(whole).hexdigest()
 
     def _token_expired(self) -> bool:
         """Past the client token's expiry nothing is answered from the cache: the PDP,
@@ -218,6 +279,17 @@ class ProxySession:
             return known
         assert self.grant is not None
         runtime = self.runtime
+        whole = self._oversized(raw)
+        if whole is not None:
+            # bounded here: the PDP gets the start and the whole text's size and SHA-256,
+            # and records the attempt; whatever it answers, the command does not run
+            ruling = await runtime.pdp.decide(
+                self.grant.session_id, kind, raw[:TRUNCATED_PREFIX], attributes, whole
+            )
+            if ruling.kind is VerdictKind.DENY:
+                return ruling
+            reason = f"command of {whole[0]} bytes is larger than this proxy takes — denied"
+            return Ruling(Verdict.deny(reason), ruling.decision_id, ruling.policy_revision)
         ruling = await runtime.pdp.decide(self.grant.session_id, kind, raw, attributes)
         self.counters["decisions"] += 1
         if shape_of is not None and runtime.cache_enabled and ruling.decision_id:
@@ -333,4 +405,22 @@ class ProxySession:
                 log.exception("session %s: releasing the credential failed", self.id)
             self.lease = None
         if self.grant is not None:
-            await runtime.pdp.close_session(self.grant.session_id, reason, abnormal, summary)
+            await self._close_at_pdp(reason, abnormal, summary)
+
+    async def _close_at_pdp(self, reason: str, abnormal: bool, summary: dict[str, Any]) -> None:
+        """CloseSession, or into the spool behind the session's spooled events when the
+        PDP cannot take it now (delivered, in order, once it is back)."""
+        assert self.grant is not None
+        runtime, sid = self.runtime, self.grant.session_id
+        spool = runtime.spool
+        if spool is not None and spool.holds(sid):
+            outcome = UNREACHABLE
+        else:
+            outcome = await runtime.pdp.close_session(sid, reason, abnormal, summary)
+        if outcome != UNREACHABLE or spool is None:
+            return
+        close = {"reason": reason, "abnormal": abnormal, "summary": summary}
+        try:
+            await spool.add([Entry(sid, close=close)])
+        except SpoolFull as exc:
+            log.error("session %s: its close is lost: %s", sid, exc)
