@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pdp.config import ConfigError, load_config, parse_config
+from pdp.config import ConfigError, load_config, parse_config, resolve_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -260,7 +260,10 @@ def test_compose_portcullis_config_loads() -> None:
     assert config.pdp.http_listen == "0.0.0.0:7001"
     assert not config.identity.dev
     assert config.identity.issuer == CONFIG_ENV["OIDC_ISSUER"]
-    assert config.vault is not None and config.vault.auth["token"] == CONFIG_ENV["VAULT_TOKEN"]
+    # the Vault login is a proxy's secret: resolved where a proxy starts, not at load
+    assert config.vault is not None and config.vault.auth["token"] == "${VAULT_TOKEN}"
+    served, _ = resolve_secrets(config, env=CONFIG_ENV)
+    assert served.vault is not None and served.vault.auth["token"] == CONFIG_ENV["VAULT_TOKEN"]
     assert {c.type for c in config.connections} == {"postgres", "http", "ssh"}
     for connection in config.connections:
         assert connection.credentials["provider"] == "vault"
