@@ -9,6 +9,7 @@ the policy's `data.portcullis.approvers`; nobody approves their own request.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ def approval_message(request: ApprovalRequest) -> pdp_pb2.Approval:
         approver=request.approver,
         decision_reason=request.decision_reason,
         ttl_seconds=request.ttl_seconds,
+        parameters=request.parameters,
     )
 
 
@@ -79,6 +81,18 @@ def policy_authorizer(service: DecisionService):  # type: ignore[no-untyped-def]
     return authorize
 
 
+MAX_PARAMETERS = 256
+
+
+def bound_parameters(command: dict[str, Any]) -> list[str]:
+    """The parameter values a proxy bound to the statement (extended protocol), as text."""
+    postgres = command.get("postgres")
+    values = postgres.get("parameters") if isinstance(postgres, dict) else None
+    if not isinstance(values, list):
+        return []
+    return [v if isinstance(v, str) else json.dumps(v) for v in values][:MAX_PARAMETERS]
+
+
 async def settle(
     service: DecisionService,
     session: Session,
@@ -92,7 +106,13 @@ async def settle(
         return decision, ""
     subject = session.identity.subject
     connection = session.connection["name"]
-    approved = book.reusable(subject, connection, command.get("raw", ""), command.get("kind", ""))
+    parameters = bound_parameters(command)
+    # an approval is for the session it was asked in; a session.open grant makes a new one
+    bound_session = None if command.get("kind") == "session.open" else session.id
+    approved = book.reusable(
+        subject, connection, command.get("raw", ""), command.get("kind", ""), bound_session,
+        parameters,
+    )  # fmt: skip
     if approved is not None:
         policy_input = build_input(
             session,
@@ -118,6 +138,7 @@ async def settle(
             list(decision.verdict.reasons),
             list(spec.approvers) if spec else [],
             spec.ttl_seconds if spec else 0,
+            parameters,
         )
     except StoreUnavailable:
         denied = Verdict.deny("approval requests cannot be recorded now — denied")

@@ -64,6 +64,9 @@ class ApprovalRequest:
     decision_reason: str = ""
     executions: int = 0
     events: list[str] = field(default_factory=list)
+    # the parameter values bound with the statement (extended protocol), as the approver
+    # saw them: an approval is for these values, in this session
+    parameters: list[str] = field(default_factory=list)
 
     @property
     def usable_until(self) -> float:
@@ -187,21 +190,42 @@ class ApprovalBook:
     # -- requests --------------------------------------------------------------------------
 
     def reusable(
-        self, subject: str, connection: str, command: str, kind: str = ""
+        self,
+        subject: str,
+        connection: str,
+        command: str,
+        kind: str = "",
+        session_id: str | None = None,
+        parameters: list[str] | None = None,
     ) -> ApprovalRequest | None:
-        """An approved request this identity may use again for exactly this command."""
-        return self._find(APPROVED, subject, connection, command, kind)
+        """An approved request this identity may use again for exactly this command — in
+        the session it was asked in, with the parameter values the approver saw."""
+        return self._find(APPROVED, subject, connection, command, kind, session_id, parameters)
 
     def pending_for(
-        self, subject: str, connection: str, command: str, kind: str = ""
+        self,
+        subject: str,
+        connection: str,
+        command: str,
+        kind: str = "",
+        session_id: str | None = None,
+        parameters: list[str] | None = None,
     ) -> ApprovalRequest | None:
-        return self._find(PENDING, subject, connection, command, kind)
+        return self._find(PENDING, subject, connection, command, kind, session_id, parameters)
 
     def _find(
-        self, state: str, subject: str, connection: str, command: str, kind: str
+        self,
+        state: str,
+        subject: str,
+        connection: str,
+        command: str,
+        kind: str,
+        session_id: str | None = None,
+        parameters: list[str] | None = None,
     ) -> ApprovalRequest | None:
-        """A live request in `state` of this identity for exactly this command: an approved
-        one until its usable window ends, a pending one until it expires."""
+        """A live request in `state` of this identity for exactly this command (and, when
+        given, session and parameter values): an approved one until its usable window
+        ends, a pending one until it expires."""
         now = time.time()
         for request in self.requests.values():
             alive_until = request.usable_until if state == APPROVED else request.expires_at
@@ -211,6 +235,8 @@ class ApprovalBook:
                 and request.connection == connection
                 and request.command == command
                 and (not kind or request.command_kind == kind)
+                and (session_id is None or request.session_id == session_id)
+                and (parameters is None or request.parameters == parameters)
                 and alive_until > now
             ):
                 return request
@@ -226,9 +252,12 @@ class ApprovalBook:
         reasons: list[str],
         approvers: list[str],
         ttl_seconds: int,
+        parameters: list[str] | None = None,
     ) -> ApprovalRequest:
         """The pending request for this command, created (and announced) if there is none."""
-        existing = self.pending_for(requester["subject"], connection, command, command_kind)
+        existing = self.pending_for(
+            requester["subject"], connection, command, command_kind, session_id, parameters or []
+        )
         if existing is not None:
             return existing
         now = time.time()
@@ -245,6 +274,7 @@ class ApprovalBook:
             created_at=now,
             expires_at=now + self.decision_timeout,
             ttl_seconds=ttl_seconds or 900,
+            parameters=list(parameters or []),
         )
         record = {
             k: v

@@ -403,7 +403,11 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         decision = await self.decider.decide(policy_input, record, reusable)
         if deadline is not None and time.monotonic() >= deadline:
             await self._unenforced(decision, record, "the PDP answered after the proxy's deadline")
-        if decision.verdict.kind is VerdictKind.REQUIRE_APPROVAL:
+        # A statement the proxy is only parsing (extended protocol) runs only once bound to
+        # its values: the approval, which binds to them, is asked for then, not now.
+        if decision.verdict.kind is VerdictKind.REQUIRE_APPROVAL and attributes.get(
+            "phase"
+        ) != "parse":
             command = policy_input()["command"]
             decision, approval_id = await settle(self, session, command, decision, record)
         else:

@@ -35,6 +35,8 @@ def notice(request: ApprovalRequest) -> dict[str, Any]:
         text += f" Justification: {inert(request.justification)}"
     if request.command_kind.startswith("postgres."):
         text += "\n" + "\n".join(statement_lines(request.command, indent=""))
+        for n, value in enumerate(request.parameters, 1):
+            text += f"\n${n} = {inert(value)}"
     else:
         text += f"\nCommand: {inert(request.command)}"
     return {"text": text, "approval": request.public()}

@@ -366,3 +366,40 @@ async def test_just_in_time_session_grant_expires_and_closes_the_session(tmp_pat
             await asyncio.wait_for(asyncpg.connect(gw.dsn(contractor)), 60)
         closes = await gw.pdp.store.query(kind="session.close")
         assert any(c.body["reason"] == "grant_expired" for c in closes)
+
+
+async def _approve(gw, approval_id: str) -> None:
+    approver = {"subject": "sam@example.com", "groups": ["security"], "issuer": "dev"}
+    await gw.pdp.approvals.decide(approval_id, approver, True, "checked the values")
+
+
+async def test_an_approval_binds_to_the_parameter_values_and_the_session(tmp_path):
+    """Approving `UPDATE ... SET note = $1 WHERE id = $2` with ('VIP', 1) approves those
+    values in that session: other values, or another session, ask again (issue 22 §2)."""
+    sql = "UPDATE customers SET note = $1 WHERE id = $2"
+    async with running_gateway(tmp_path, approvals={"timeout_seconds": 3}) as gw:
+        reader = gw.token("alice@example.com", ("readonly",))
+        conn = await asyncpg.connect(gw.dsn(reader))
+        update = asyncio.ensure_future(conn.execute(sql, "VIP", 1))
+        first = await pending_id(gw)
+        request = gw.pdp.approvals.requests[first]
+        assert request.parameters == ["VIP", "1"]  # the approver sees the values
+        await _approve(gw, first)
+        assert await asyncio.wait_for(update, 15) == "UPDATE 1"
+        # the same values again in this session: the approval is reused
+        assert await conn.execute(sql, "VIP", 1) == "UPDATE 1"
+        # other values: a new request, which nobody decides, so the update is refused
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute(sql, "wiped", 2)
+        others = [r for r in gw.pdp.approvals.requests.values() if r.id != first]
+        assert [r.parameters for r in others] == [["wiped", "2"]]
+        await conn.close()
+        # the same values in another session of the same identity: asked again
+        conn2 = await asyncpg.connect(gw.dsn(reader))
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn2.execute(sql, "VIP", 1)
+        await conn2.close()
+        assert len(gw.pdp.approvals.requests) == 3
+        with gw.admin() as admin:
+            notes = dict(admin.execute("SELECT id, note FROM customers").fetchall())
+        assert notes[1] == "VIP" and notes[2] != "wiped"

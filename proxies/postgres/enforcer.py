@@ -45,7 +45,43 @@ from proxies.runtime.session import ProxySession
 POISON_SQL = "portcullis policy refused this statement"
 
 # what the policy sees of how a statement came (input.command.postgres.protocol)
-_PROTOCOL = {"simple": {"protocol": "simple"}, "extended": {"protocol": "extended"}}
+_PROTOCOL = {
+    "simple": {"protocol": "simple"},
+    "extended": {"protocol": "extended"},
+    # a Parse: the statement runs only once bound to values, so an approval it needs is
+    # asked for at Bind, with them (the PDP makes no request for this phase)
+    "parse": {"protocol": "extended", "phase": "parse"},
+}
+MAX_SHOWN_PARAMETER = 4096  # bytes of one bound value an approver is shown
+
+
+def shown_parameters(message: codec.Bind) -> list[str]:
+    """A Bind's values as an approver reads them: text as it is, binary as hex, NULL."""
+    out = []
+    for i, value in enumerate(message.params):
+        if value is None:
+            out.append("NULL")
+            continue
+        formats = message.param_formats
+        binary = (formats[i] if len(formats) > 1 else formats[0] if formats else 0) == 1
+        value = value[:MAX_SHOWN_PARAMETER]
+        out.append(_shown_binary(value) if binary else value.decode("utf-8", "replace"))
+    return out
+
+
+def _shown_binary(value: bytes) -> str:
+    """A binary-format value for a person: printable UTF-8 as text, a 2-, 4- or 8-byte
+    value that is not as an integer, anything else as hex. (What is approved is the exact
+    value; this is only how it is shown.)"""
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and text.isprintable():
+        return text
+    if len(value) in (2, 4, 8):
+        return str(int.from_bytes(value, "big", signed=True))
+    return "\\x" + value.hex()
 
 
 # The text of a query the proxy sends itself to lift (and put back) a reader session's
@@ -140,16 +176,24 @@ class Enforcer:
             found = self._maskers[rules] = Masker(rules, self.hash_key)
         return found
 
-    def _attributes(self, protocol: str) -> dict[str, Any]:
-        """input.command.postgres beside the statements: how the text came, and the
-        built-in names this database shadows (only when there are any)."""
-        if not self.shadowed:
+    def _attributes(self, protocol: str, parameters: list[str] | None = None) -> dict[str, Any]:
+        """input.command.postgres beside the statements: how the text came, the values it
+        was bound to (only where an approval binds to them), and the built-in names this
+        database shadows (only when there are any)."""
+        if not self.shadowed and parameters is None:
             return _PROTOCOL[protocol]
-        return {**_PROTOCOL[protocol], "shadowed_functions": list(self.shadowed)}
+        attributes: dict[str, Any] = dict(_PROTOCOL[protocol])
+        if self.shadowed:
+            attributes["shadowed_functions"] = list(self.shadowed)
+        if parameters is not None:
+            attributes["parameters"] = parameters
+        return attributes
 
-    async def decide(self, sql: str, protocol: str) -> Ruling:
+    async def decide(
+        self, sql: str, protocol: str, parameters: list[str] | None = None
+    ) -> Ruling:
         ruling = await self.session.decide_or_wait(
-            "postgres.query", sql, self._attributes(protocol), shaped, self.tell
+            "postgres.query", sql, self._attributes(protocol, parameters), shaped, self.tell
         )
         return self._vetted(ruling)
 
@@ -277,13 +321,13 @@ class Enforcer:
                 self.portals[name] = Portal("", [], sql, ruling)
                 tracker.portal_shapes.pop(name, None)
 
-    def _lifts_read_only(self, ruling: Ruling) -> bool:
-        """Whether this approved write needs the session's read-only default lifted, and
-        can have it: only between transactions, with nothing else in flight."""
+    def _lifts_read_only(self, ruling: Ruling, asked: bool = False) -> bool:
+        """Whether this approved write (or, `asked`, one that may be approved at Bind)
+        needs the session's read-only default lifted, and can have it: only between
+        transactions, with nothing else in flight."""
         return (
             self.read_only
-            and bool(ruling.approval_id)
-            and ruling.verdict.allowed
+            and (asked or (bool(ruling.approval_id) and ruling.verdict.allowed))
             and self.tracker.status == "I"
             and self.tracker.idle
             and not self.batch_forwarded
@@ -364,7 +408,7 @@ class Enforcer:
             return True
         if self._must_settle(message.sql):
             return False
-        ruling = self._known(message.sql, "extended")
+        ruling = self._known(message.sql, "parse")
         if ruling is None or self._copies_masked(ruling):
             return False
         self._parse(message, ruling)
@@ -373,9 +417,7 @@ class Enforcer:
     async def _parse_asking(self, message: codec.Parse) -> None:
         if self._must_settle(message.sql):
             await self._settled()
-        ruling = self._known(message.sql, "extended") or await self.decide(
-            message.sql, "extended"
-        )
+        ruling = self._known(message.sql, "parse") or await self.decide(message.sql, "parse")
         if self._copies_masked(ruling):
             ruling = await self._copy_checked(ruling)
         self._parse(message, ruling)
@@ -386,14 +428,17 @@ class Enforcer:
             self.statements.pop(message.name, None)
             self._refuse_in_batch(codec.error_response(unsafe))
             return
-        if not ruling.verdict.allowed:
+        awaits_approval = ruling.kind is VerdictKind.REQUIRE_APPROVAL
+        if not ruling.verdict.allowed and not awaits_approval:
             self.session.record_command(message.sql, ruling, protocol="extended")
             self.statements.pop(message.name, None)
             self._refuse_in_batch(refusal(ruling))
             return
         if ruling.effects:
             self._apply(ruling.effects, ruling, message.sql)
-        if self._lifts_read_only(ruling):
+        if awaits_approval and self._lifts_read_only(ruling, asked=True):
+            # a write that may be approved at Bind: a reader's read-only default is lifted
+            # before its batch starts and put back at its Sync (a refusal runs nothing)
             self._lift_read_only()
             self.restore_at_sync = True
         self.statements[message.name] = PreparedStatement(message.sql, ruling)
@@ -411,21 +456,39 @@ class Enforcer:
         if self.discarding:
             return True
         statement = self.statements.get(message.statement)
-        if statement is not None and self._stale(statement):
+        if statement is not None and (
+            self._stale(statement) or statement.ruling.kind is VerdictKind.REQUIRE_APPROVAL
+        ):
             return False
         self._bind(message, statement)
         return True
 
     async def _bind_asking(self, message: codec.Bind) -> None:
-        """Bind of a statement allowed under an earlier policy: ask again first."""
+        """Bind of a statement allowed under an earlier policy (ask again first), or of one
+        that needs approval: asked for now, for these values (an approval binds to them),
+        and waited for; what is approved is this portal, never the statement."""
         statement = self.statements[message.statement]
-        ruling = await self.decide(statement.sql, "extended")
-        if not ruling.verdict.allowed:
+        if statement.ruling.kind is VerdictKind.REQUIRE_APPROVAL:
+            ruling = await self.decide(statement.sql, "extended", shown_parameters(message))
+            if not ruling.verdict.allowed:
+                self.session.record_command(statement.sql, ruling, protocol="extended")
+                self._refuse_in_batch(refusal(ruling))
+                return
+            if not self.restore_at_sync and self._lifts_read_only(ruling):
+                self._lift_read_only()  # a Bind that starts its batch: lifted from here
+                self.restore_at_sync = True
+            self._bind(message, PreparedStatement(statement.sql, ruling))
+            return
+        ruling = await self.decide(statement.sql, "parse")
+        if not ruling.verdict.allowed and ruling.kind is not VerdictKind.REQUIRE_APPROVAL:
             del self.statements[message.statement]
             self.session.record_command(statement.sql, ruling, protocol="extended")
             self._refuse_in_batch(refusal(ruling))  # the policy's own reasons
             return
         statement.ruling = ruling
+        if ruling.kind is VerdictKind.REQUIRE_APPROVAL:
+            await self._bind_asking(message)
+            return
         self._bind(message, statement)
 
     def _bind(self, message: codec.Bind, statement: PreparedStatement | None) -> None:

@@ -299,7 +299,7 @@ class RecordBatchesResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[RecordBatchResult, _Mapping]]] = ...) -> None: ...
 
 class Approval(_message.Message):
-    __slots__ = ("id", "state", "requester", "connection", "command", "reasons", "approvers", "justification", "created_at", "expires_at", "approver", "decision_reason", "ttl_seconds")
+    __slots__ = ("id", "state", "requester", "connection", "command", "reasons", "approvers", "justification", "created_at", "expires_at", "approver", "decision_reason", "ttl_seconds", "parameters")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
@@ -313,6 +313,7 @@ class Approval(_message.Message):
     APPROVER_FIELD_NUMBER: _ClassVar[int]
     DECISION_REASON_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: str
     requester: str
@@ -326,7 +327,8 @@ class Approval(_message.Message):
     approver: str
     decision_reason: str
     ttl_seconds: int
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., requester: _Optional[str] = ..., connection: _Optional[str] = ..., command: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., approvers: _Optional[_Iterable[str]] = ..., justification: _Optional[str] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., approver: _Optional[str] = ..., decision_reason: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+    parameters: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., requester: _Optional[str] = ..., connection: _Optional[str] = ..., command: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., approvers: _Optional[_Iterable[str]] = ..., justification: _Optional[str] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., approver: _Optional[str] = ..., decision_reason: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., parameters: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AwaitApprovalRequest(_message.Message):
     __slots__ = ("session_id", "approval_id", "timeout_seconds")
