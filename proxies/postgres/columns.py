@@ -16,6 +16,7 @@ computed. A computed view column is `derived`, from every column its view depend
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # views and materialized views: their columns are resolved through their stored query
@@ -82,10 +83,12 @@ def view_origins(ev_action: str) -> dict[int, tuple[int, int]]:
     return origins
 
 
-def _top_target_list(text: str) -> str:
-    """The text of `:targetList (...)` of the first (top) QUERY node."""
+def _scan(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(position, character, depth after it) of every structural character of a
+    nodeToString text from `start`: braces and parentheses change the depth, `:` starts a
+    field name; what a backslash escapes is skipped."""
     depth = 0
-    i = 0
+    i = start
     n = len(text)
     while i < n:
         char = text[i]
@@ -94,57 +97,37 @@ def _top_target_list(text: str) -> str:
             continue
         if char in "{(":
             depth += 1
+            yield i, char, depth
         elif char in "})":
             depth -= 1
-        elif depth == 2 and text.startswith(":targetList ", i):
+            yield i, char, depth
+        elif char == ":":
+            yield i, char, depth
+        i += 1
+
+
+def _top_target_list(text: str) -> str:
+    """The text of `:targetList (...)` of the first (top) QUERY node."""
+    for i, char, depth in _scan(text):
+        if char == ":" and depth == 2 and text.startswith(":targetList (", i):
             start = i + len(":targetList ")
-            return _balanced(text, start)
-        i += 1
-    return ""
-
-
-def _balanced(text: str, start: int) -> str:
-    """The parenthesised group starting at text[start] (or "" when none is there)."""
-    if start >= len(text) or text[start] != "(":
-        return ""
-    depth = 0
-    i = start
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char in "{(":
-            depth += 1
-        elif char in "})":
-            depth -= 1
-            if depth == 0:
-                return text[start : i + 1]
-        i += 1
+            for j, _, inner in _scan(text, start):
+                if inner == 0:
+                    return text[start : j + 1]
+            return ""
     return ""
 
 
 def _top_nodes(group: str) -> list[str]:
     """The `{...}` nodes directly inside a parenthesised group."""
     nodes: list[str] = []
-    depth = 0
     start = -1
-    i = 0
-    while i < len(group):
-        char = group[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char in "{(":
-            depth += 1
-            if depth == 2 and char == "{":
-                start = i
-        elif char in "})":
-            if depth == 2 and char == "}" and start >= 0:
-                nodes.append(group[start : i + 1])
-                start = -1
-            depth -= 1
-        i += 1
+    for i, char, depth in _scan(group):
+        if char == "{" and depth == 2:
+            start = i
+        elif char == "}" and depth == 1 and start >= 0:
+            nodes.append(group[start : i + 1])
+            start = -1
     return nodes
 
 
