@@ -130,7 +130,7 @@ def main() -> None:
                     started = time.monotonic()
                     tps = pgbench(port, db, tok, mode, args, script)
                     cost = meter.per(tps * (time.monotonic() - started))
-                    result[name] = (tps, cost.get("portcullis up", float("nan")))
+                    result[name] = (tps, cost.get("portcullis up_us", float("nan")))
                 ratios.append(result["masked"][0] / result["unmasked"][0])
                 rows.append(result)
             print(f"  -M {mode}")

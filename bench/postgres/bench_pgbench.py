@@ -311,6 +311,10 @@ def main() -> None:
                 "path": str(tmp / "audit-normal.db"),
                 "synchronous": "normal",
             }
+            # its own proxy key and credential: the main PDP's credential names every
+            # connection, and a second PDP writing the same file would narrow it
+            fast["pdp"]["proxy_key"] = str(tmp / "proxy-normal.key")
+            fast["pdp"]["proxy_credential_file"] = str(tmp / "proxy-normal.credential")
             nocache_normal = free_port()
             fast["connections"] = [
                 {**c, "listen": f"127.0.0.1:{nocache_normal}"}
