@@ -56,7 +56,13 @@ class PDPApp:
             self.engine, self.store, reuse_evaluations=config.pdp.reuse_evaluations
         )
         self.sessions = SessionTable(self.store)
-        self.reaper = SessionReaper(self.sessions, config.pdp.session_timeout_seconds)
+        # sessions left open in a store this PDP writes alone are watched from the start
+        # (replicas share a PostgreSQL store, where the others hold their sessions live)
+        self.reaper = SessionReaper(
+            self.sessions,
+            config.pdp.session_timeout_seconds,
+            adopt_unclosed=config.pdp.store.type == "sqlite",
+        )
         self.service = DecisionService(config, self.verifier, self.decider, self.sessions)
         self.webhook = (
             WebhookNotifier(

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pdp.identity import Identity
-from pdp.store import AuditStore, StoreUnavailable
+from pdp.store import AuditRecord, AuditStore, StoreUnavailable
+
+log = logging.getLogger("portcullis.sessions")
 
 MAX_SESSIONS = 100_000
+_PAGE = 1000  # records read at a time when a starting PDP looks for sessions left open
 # closes the PDP makes itself (SessionReaper): the proxy may still deliver the last events
 REAPED_REASONS = frozenset({"proxy_lost", "grant_expired"})
 
@@ -151,6 +156,38 @@ class SessionTable:
         self.add(session)
         return session
 
+    async def adopt_unclosed(self, heard_at: float) -> int:
+        """Watch every session the store shows opened (allowed) and never closed, as if
+        its proxy had last spoken at heard_at (monotonic): sessions left open when a PDP
+        stopped, whose proxy may never come back. Each keeps the proxy that opened it.
+        How many were added; StoreUnavailable if the store cannot be read."""
+        # opens and closes read together in chain order: only sessions still open at the
+        # point reached are held, never the whole history
+        pending: dict[str, AuditRecord] = {}
+        closes = _records(self.store, "session.close")
+        close = await anext(closes, None)
+        async for opened in _records(self.store, "session.open"):
+            while close is not None and close.seq < opened.seq:
+                pending.pop(close.session_id, None)
+                close = await anext(closes, None)
+            if opened.session_id and opened.body.get("verdict") in ("allow", "mask"):
+                pending[opened.session_id] = opened
+        while close is not None:
+            pending.pop(close.session_id, None)
+            close = await anext(closes, None)
+        added = 0
+        for session_id, opened in pending.items():
+            if session_id in self._open or session_id in self._recently_closed:
+                continue  # its proxy spoke (or closed it) while the store was being read
+            try:
+                session = Session.from_record(session_id, opened.body["session"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            session.last_seen = heard_at
+            self.add(session)
+            added += 1
+        return added
+
     def close(self, session_id: str, reason: str = "") -> Session | None:
         session = self._open.pop(session_id, None)
         if session is not None:
@@ -174,21 +211,53 @@ class SessionTable:
         return [s for s in self._open.values() if s.grant_expired]
 
 
+async def _records(store: AuditStore, kind: str) -> AsyncIterator[AuditRecord]:
+    """Every record of a kind, in chain order, read a page at a time."""
+    after = 0
+    while True:
+        page = await store.query(kind=kind, after_seq=after, limit=_PAGE)
+        for record in page:
+            yield record
+        if len(page) < _PAGE:
+            return
+        after = page[-1].seq
+
+
 def _holder(session: Session) -> tuple[str, str]:
     return session.identity.subject, str(session.connection.get("name", ""))
 
 
 class SessionReaper:
     """Ends sessions whose proxy went silent: a proxy that crashed sends no heartbeat, so
-    its sessions are closed here as ended abnormally ("proxy_lost")."""
+    its sessions are closed here as ended abnormally ("proxy_lost").
 
-    def __init__(self, table: SessionTable, timeout_seconds: float) -> None:
+    With adopt_unclosed it first takes on the sessions the store shows open (left so by
+    a PDP that stopped or crashed), as heard from at start: whichever restarted, a
+    session whose proxy does not speak for it within the timeout is closed. Only for a
+    store this PDP writes alone: a replica sharing the store cannot tell them from the
+    live sessions another replica holds (heartbeats are not stored)."""
+
+    def __init__(
+        self, table: SessionTable, timeout_seconds: float, *, adopt_unclosed: bool = False
+    ) -> None:
         self.table = table
         self.timeout = timeout_seconds
+        self._adopt = adopt_unclosed
+        self._started = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self._started = time.monotonic()
         self._task = asyncio.create_task(self._run())
+
+    async def _adopt_unclosed(self) -> None:
+        try:
+            adopted = await self.table.adopt_unclosed(self._started)
+        except StoreUnavailable:
+            return  # try again on the next round
+        self._adopt = False
+        if adopted:
+            log.info("watching %d session(s) left open in the store", adopted)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -198,6 +267,8 @@ class SessionReaper:
 
     async def _run(self) -> None:
         while True:
+            if self._adopt:
+                await self._adopt_unclosed()
             await asyncio.sleep(min(self.timeout / 3, 1.0))
             for session in self.table.silent_since(self.timeout):
                 await self.reap(session)
