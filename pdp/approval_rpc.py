@@ -47,6 +47,7 @@ def approval_message(request: ApprovalRequest) -> pdp_pb2.Approval:
         decision_reason=request.decision_reason,
         ttl_seconds=request.ttl_seconds,
         parameters=request.parameters,
+        events=request.events,
     )
 
 
@@ -234,6 +235,38 @@ class ApprovalRPCs:
         who = await self._approver(request.token, context)
         listed = await visible_approvals(self.approvals, who, request.pending_only)
         return pdp_pb2.ListApprovalsResponse(approvals=[approval_message(r) for r in listed])
+
+    async def WithdrawApproval(
+        self: Any, request: pdp_pb2.WithdrawApprovalRequest, context: grpc.aio.ServicerContext
+    ) -> pdp_pb2.WithdrawApprovalResponse:
+        if not request.approval_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "approval_id: required")
+        book: ApprovalBook = self.approvals
+        requester: str | None = None
+        session_id: str | None = None
+        if request.token:
+            who = await self._approver(request.token, context)
+            requester = str(who.get("subject", ""))
+        else:
+            # a proxy speaks for the session whose client gave up waiting
+            proxy = await self._proxy(context, "WithdrawApproval", request.session_id)
+            session = await self.sessions.find(request.session_id, include_closed=True)
+            if session is None:
+                await context.abort(grpc.StatusCode.NOT_FOUND, "no such session")
+                raise AssertionError("unreachable")
+            await self._bound(session, proxy, context, "WithdrawApproval")
+            session_id = request.session_id
+        try:
+            withdrawn = await book.withdraw(
+                request.approval_id, requester, session_id, request.reason or "withdrawn"
+            )
+        except ApprovalRefused as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            raise
+        except StoreUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit store unavailable: {exc}")
+            raise
+        return pdp_pb2.WithdrawApprovalResponse(approval=approval_message(withdrawn))
 
     async def ResolveApproval(
         self: Any, request: pdp_pb2.ResolveApprovalRequest, context: grpc.aio.ServicerContext

@@ -32,6 +32,7 @@ POLL_SECONDS = 0.5
 _JUSTIFICATION = re.compile(r"^\s*/\*\s*justification:\s*(.*?)\s*\*/", re.IGNORECASE | re.DOTALL)
 
 PENDING, APPROVED, DENIED, EXPIRED = "pending", "approved", "denied", "expired"
+WITHDRAWN = "withdrawn"
 
 
 class ApprovalRefused(Exception):
@@ -173,7 +174,7 @@ class ApprovalBook:
         if request is None:
             return
         request.events.append(event or "")
-        if event in (APPROVED, DENIED, EXPIRED) and request.state == PENDING:
+        if event in (APPROVED, DENIED, EXPIRED, WITHDRAWN) and request.state == PENDING:
             request.state = event
             request.approver = body.get("approver", "")
             request.decided_at = body.get("time", time.time())
@@ -316,6 +317,33 @@ class ApprovalBook:
             approver=subject,
             reason=reason[:1000],
             approver_groups=list(approver.get("groups", [])),
+            session_id=request.session_id,
+        )
+        return self.requests[approval_id]
+
+    async def withdraw(
+        self, approval_id: str, requester: str | None, session_id: str | None, reason: str
+    ) -> ApprovalRequest:
+        """Withdraw a pending request: by its requester (`requester`, the subject of their
+        own token), or for the session that asked (`session_id`: its proxy, when the client
+        cancelled the wait). Raises ApprovalRefused for anyone else or a settled request."""
+        await self.refresh()
+        request = self.requests.get(approval_id)
+        if request is None:
+            raise ApprovalRefused(f"no approval request {approval_id!r}")
+        owner = str(request.requester.get("subject", ""))
+        if requester is not None and requester.lower() != owner.lower():
+            raise ApprovalRefused("only the requester may withdraw a request")
+        if session_id is not None and session_id != request.session_id:
+            raise ApprovalRefused("the request belongs to another session")
+        if request.state != PENDING:
+            raise ApprovalRefused(f"approval request {approval_id} is already {request.state}")
+        await self._write(
+            approval_id,
+            WITHDRAWN,
+            owner,
+            reason=reason[:1000],
+            by="requester" if requester is not None else "client cancel",
             session_id=request.session_id,
         )
         return self.requests[approval_id]

@@ -79,6 +79,42 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    """The requester withdraws their own pending request."""
+    response = _run(
+        args,
+        "WithdrawApproval",
+        pdp_pb2.WithdrawApprovalRequest(
+            token=_token(args), approval_id=args.id, reason=args.reason or "withdrawn"
+        ),
+    )
+    print(_line(response.approval))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """One request in full: every statement, its values and its history."""
+    response = _run(
+        args,
+        "ListApprovals",
+        pdp_pb2.ListApprovalsRequest(token=_token(args), pending_only=False),
+    )
+    found = [a for a in response.approvals if a.id == args.id]
+    if not found:
+        print(f"portcullis approvals: no request {args.id!r} you may see", file=sys.stderr)
+        return EXIT_REFUSED
+    approval = found[0]
+    if args.format == "json":
+        print(json.dumps(json_format.MessageToDict(approval), indent=2))
+        return 0
+    print(_line(approval))
+    print(f"    approvers: {inert(', '.join(approval.approvers))}")
+    if approval.decision_reason:
+        print(f"    decided: {inert(approval.decision_reason)}")
+    print(f"    history: {inert(', '.join(approval.events)) or '-'}")
+    return 0
+
+
 def _resolve(args: argparse.Namespace, approve: bool) -> int:
     response = _run(
         args,
@@ -101,6 +137,14 @@ def register(sub: Any) -> None:
     listing.add_argument("--pending", action="store_true", help="only undecided ones")
     listing.add_argument("--format", choices=["text", "json"], default="text")
     listing.set_defaults(func=cmd_list)
+    withdraw = asub.add_parser("withdraw", parents=[common], help="withdraw your own request")
+    withdraw.add_argument("id")
+    withdraw.add_argument("--reason", default="", help="why (kept with the record)")
+    withdraw.set_defaults(func=cmd_withdraw)
+    show = asub.add_parser("show", parents=[common], help="one request in full")
+    show.add_argument("id")
+    show.add_argument("--format", choices=["text", "json"], default="text")
+    show.set_defaults(func=cmd_show)
     for name, approve in (("approve", True), ("deny", False)):
         action = asub.add_parser(name, parents=[common], help=f"{name} a request")
         action.add_argument("id")

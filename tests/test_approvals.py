@@ -403,3 +403,77 @@ async def test_an_approval_binds_to_the_parameter_values_and_the_session(tmp_pat
         with gw.admin() as admin:
             notes = dict(admin.execute("SELECT id, note FROM customers").fetchall())
         assert notes[1] == "VIP" and notes[2] != "wiped"
+
+
+async def test_a_cancel_during_the_wait_ends_it_at_once_and_withdraws_the_request(tmp_path):
+    """psql's Ctrl-C sends a CancelRequest on a new connection with the proxy-issued key."""
+    from proxies.postgres import codec
+
+    async with running_gateway(tmp_path, approvals={"timeout_seconds": 60}) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.proxy.port)
+        parser = codec.BackendParser()
+        pending: list = []
+
+        async def until(kind):
+            seen = []
+            while True:
+                while not pending:
+                    pending.extend(parser.feed(await asyncio.wait_for(reader.read(65536), 15)))
+                message = pending.pop(0)
+                seen.append(message)
+                if isinstance(message, kind):
+                    return seen
+
+        startup = {"user": "agent", "database": gw.database}
+        writer.write(codec.StartupMessage(codec.PROTOCOL_VERSION, startup).encode())
+        await until(codec.AuthenticationCleartextPassword)
+        token = gw.token("alice@example.com", ("readonly",))
+        writer.write(codec.PasswordMessage.from_password(token).encode())
+        greeting = await until(codec.ReadyForQuery)
+        key = next(m for m in greeting if isinstance(m, codec.BackendKeyData))
+        writer.write(codec.Query("UPDATE customers SET name = 'x' WHERE id = 1").encode())
+        approval_id = await pending_id(gw)
+        started = time.monotonic()
+        _, cancel = await asyncio.open_connection("127.0.0.1", gw.proxy.port)
+        cancel.write(codec.CancelRequest(key.pid, key.secret).encode())
+        await cancel.drain()
+        answer = await until(codec.ReadyForQuery)
+        cancel.close()
+        assert time.monotonic() - started < 10  # not the 60 s wait
+        errors = [m.fields for m in answer if isinstance(m, codec.ErrorResponse)]
+        assert errors and errors[0]["C"] == "57014", errors
+        assert approval_id in errors[0]["M"] and "withdrawn" in errors[0]["M"]
+        request = gw.pdp.approvals.requests[approval_id]
+        assert request.state == "withdrawn" and "withdrawn" in request.events
+        writer.write(codec.Query("SELECT 1").encode())  # the session goes on
+        rows = [m for m in await until(codec.ReadyForQuery) if isinstance(m, codec.DataRow)]
+        assert rows and rows[0].values == [b"1"]
+        writer.close()
+
+
+async def test_the_requester_withdraws_and_shows_their_own_request(tmp_path):
+    async with running_gateway(tmp_path, approvals={"timeout_seconds": 60}) as gw:
+        requester = gw.token("alice@example.com", ("readonly",))
+        conn = await asyncpg.connect(gw.dsn(requester))
+        update = asyncio.ensure_future(
+            conn.execute("UPDATE customers SET note = 'x' WHERE id = 1; DELETE FROM orders")
+        )
+        approval_id = await pending_id(gw)
+        shown = await asyncio.to_thread(approvals_cli, gw, tmp_path, requester, "show", approval_id)
+        assert shown.returncode == 0, shown.stderr
+        assert "2 statements" in shown.stdout and "DELETE FROM orders" in shown.stdout
+        assert "history: requested" in shown.stdout
+        other = await asyncio.to_thread(
+            approvals_cli, gw, tmp_path, gw.token("eve@example.com", ("readonly",)),
+            "withdraw", approval_id,
+        )  # fmt: skip
+        assert other.returncode != 0
+        withdrawn = await asyncio.to_thread(
+            approvals_cli, gw, tmp_path, requester, "withdraw", approval_id, "--reason", "oops"
+        )
+        assert withdrawn.returncode == 0, withdrawn.stderr
+        assert "withdrawn" in withdrawn.stdout
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await asyncio.wait_for(update, 15)
+        await conn.close()
+        assert gw.pdp.approvals.requests[approval_id].state == "withdrawn"

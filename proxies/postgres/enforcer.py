@@ -127,6 +127,8 @@ def refusal(ruling: Ruling) -> codec.ErrorResponse:
             detail=detail,
             hint=f"approvers: {approvers}; no approval request could be made for it",
         )
+    if ruling.canceled:
+        return codec.error_response(f"portcullis: {reasons}", "57014", detail=detail)
     return codec.error_response(f"portcullis: denied by policy: {reasons}", detail=detail)
 
 

@@ -103,6 +103,8 @@ class PostgresProxy:
         self.upstream_tls = self._upstream_tls(connection.options)
         self.hash_key = masking_key(config.masking_hash_key, connection.name)
         self.cancel_keys: dict[tuple[int, int], tuple[int, int]] = {}
+        # the session behind each proxy-issued key: a cancel may end an approval wait
+        self.waiting_sessions: dict[tuple[int, int], ProxySession] = {}
         # what each table column is, by (table OID, attribute number), learnt from the
         # catalog once per table and forgotten every CATALOG_TTL seconds (a view redefined
         # or a column renamed is seen again within that)
@@ -190,6 +192,9 @@ class PostgresProxy:
         task.add_done_callback(self._background.discard)
 
     async def forward_cancel(self, key: tuple[int, int]) -> None:
+        session = self.waiting_sessions.get(key)
+        if session is not None and session.cancel_wait():
+            return  # it was waiting for a person, not running upstream
         upstream_key = self.cancel_keys.get(key)
         if upstream_key is None:
             return  # like the server: an unknown key is ignored silently
@@ -379,6 +384,8 @@ class ClientConnection:
             key = (secrets.randbelow(2**31 - 1) + 1, secrets.randbelow(2**31 - 1) + 1)
             self.proxy.cancel_keys[key] = (upstream.key.pid, upstream.key.secret)
             self.key = key
+            if self.session is not None:
+                self.proxy.waiting_sessions[key] = self.session
             out += codec.BackendKeyData(*key).encode()
         out += codec.ready_for_query(upstream.status).encode()
         self.to_client(out)
@@ -432,6 +439,7 @@ class ClientConnection:
             upstream.writer.close()
             if self.key is not None:
                 self.proxy.cancel_keys.pop(self.key, None)
+                self.proxy.waiting_sessions.pop(self.key, None)
             await self._close_session(reason, abnormal)
 
     def unknown_tables(self, messages: list[codec.Message]) -> set[int]:

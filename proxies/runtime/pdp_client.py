@@ -47,6 +47,9 @@ class Ruling:
     # what the command does to state the proxy tracks (Decision.effects): the PDP's
     # classification of the text, the same for every command of the same shape
     effects: tuple[str, ...] = ()
+    # the client cancelled while the command waited (a person's approval): protocols say
+    # so as the server would (Postgres: SQLSTATE 57014)
+    canceled: bool = False
 
     @property
     def kind(self) -> VerdictKind:
@@ -303,6 +306,23 @@ class PDPClient:
         except grpc.aio.AioRpcError as exc:
             log.warning("waiting for approval %s failed: %s", approval_id, _rpc_reason(exc))
         return last
+
+    async def withdraw_approval(self, session_id: str, approval_id: str, reason: str) -> bool:
+        """Withdraw a pending request of this session (its client gave up waiting)."""
+        if self._stub is None:
+            return False
+        try:
+            await self._stub.WithdrawApproval(
+                pdp_pb2.WithdrawApprovalRequest(
+                    session_id=session_id, approval_id=approval_id, reason=reason
+                ),
+                timeout=self.timeout,
+                metadata=self.metadata,
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("withdrawing approval %s failed: %s", approval_id, _rpc_reason(exc))
+            return False
+        return True
 
     async def close_session(
         self,

@@ -158,6 +158,9 @@ class ProxySession:
         self.cache: ReuseTable[Ruling] = ReuseTable()
         self.counters: Counter[str] = Counter()
         self._closed = False
+        # a command waiting for a person's approval, and whether its client cancelled it
+        self._approval_wait: asyncio.Future[Any] | None = None
+        self._wait_canceled = False
 
     @property
     def id(self) -> str:
@@ -319,9 +322,33 @@ class ProxySession:
             f"portcullis approvals approve {approval_id} --reason '...'"
         )
         self.counters["approval_waits"] += 1
-        approval = await self.runtime.pdp.await_approval(
-            self.grant.session_id, approval_id, self.runtime.approval_timeout
+        waiting = asyncio.ensure_future(
+            self.runtime.pdp.await_approval(
+                self.grant.session_id, approval_id, self.runtime.approval_timeout
+            )
         )
+        self._approval_wait = waiting
+        try:
+            approval = await waiting
+        except asyncio.CancelledError:
+            if not self._wait_canceled:
+                raise  # the session itself is going away
+            self._wait_canceled = False
+            withdrawn = await self.runtime.pdp.withdraw_approval(
+                self.grant.session_id, approval_id, "the client cancelled while waiting"
+            )
+            return Ruling(
+                Verdict.deny(
+                    f"canceling statement due to user request: approval request {approval_id}"
+                    + (" withdrawn" if withdrawn else " could not be withdrawn")
+                ),
+                ruling.decision_id,
+                ruling.policy_revision,
+                approval_id=approval_id,
+                canceled=True,
+            )
+        finally:
+            self._approval_wait = None
         state = approval.state if approval is not None else "unknown"
         if state == "approved":
             rerun = await self.decide(kind, raw, attributes, None)
@@ -357,6 +384,17 @@ class ProxySession:
             ruling.policy_revision,
             approval_id=approval_id,
         )
+
+    def cancel_wait(self) -> bool:
+        """The client cancelled (Postgres: a CancelRequest with this session's key): a
+        command waiting for approval stops waiting, and its request is withdrawn. False
+        when nothing was waiting."""
+        waiting = self._approval_wait
+        if waiting is None or waiting.done():
+            return False
+        self._wait_canceled = True
+        waiting.cancel()
+        return True
 
     def halted(self) -> Ruling | None:
         """A deny for any command while the session's recording cannot be stored."""

@@ -299,7 +299,7 @@ class RecordBatchesResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[RecordBatchResult, _Mapping]]] = ...) -> None: ...
 
 class Approval(_message.Message):
-    __slots__ = ("id", "state", "requester", "connection", "command", "reasons", "approvers", "justification", "created_at", "expires_at", "approver", "decision_reason", "ttl_seconds", "parameters")
+    __slots__ = ("id", "state", "requester", "connection", "command", "reasons", "approvers", "justification", "created_at", "expires_at", "approver", "decision_reason", "ttl_seconds", "parameters", "events")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
@@ -314,6 +314,7 @@ class Approval(_message.Message):
     DECISION_REASON_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: str
     requester: str
@@ -328,7 +329,26 @@ class Approval(_message.Message):
     decision_reason: str
     ttl_seconds: int
     parameters: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., requester: _Optional[str] = ..., connection: _Optional[str] = ..., command: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., approvers: _Optional[_Iterable[str]] = ..., justification: _Optional[str] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., approver: _Optional[str] = ..., decision_reason: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., parameters: _Optional[_Iterable[str]] = ...) -> None: ...
+    events: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., requester: _Optional[str] = ..., connection: _Optional[str] = ..., command: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., approvers: _Optional[_Iterable[str]] = ..., justification: _Optional[str] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., approver: _Optional[str] = ..., decision_reason: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., parameters: _Optional[_Iterable[str]] = ..., events: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WithdrawApprovalRequest(_message.Message):
+    __slots__ = ("approval_id", "session_id", "token", "reason")
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    approval_id: str
+    session_id: str
+    token: str
+    reason: str
+    def __init__(self, approval_id: _Optional[str] = ..., session_id: _Optional[str] = ..., token: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class WithdrawApprovalResponse(_message.Message):
+    __slots__ = ("approval",)
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    approval: Approval
+    def __init__(self, approval: _Optional[_Union[Approval, _Mapping]] = ...) -> None: ...
 
 class AwaitApprovalRequest(_message.Message):
     __slots__ = ("session_id", "approval_id", "timeout_seconds")

@@ -84,6 +84,11 @@ class DecisionServiceStub:
                 request_serializer=portcullis_dot_v1_dot_pdp__pb2.ResolveApprovalRequest.SerializeToString,
                 response_deserializer=portcullis_dot_v1_dot_pdp__pb2.ResolveApprovalResponse.FromString,
                 _registered_method=True)
+        self.WithdrawApproval = channel.unary_unary(
+                '/portcullis.v1.DecisionService/WithdrawApproval',
+                request_serializer=portcullis_dot_v1_dot_pdp__pb2.WithdrawApprovalRequest.SerializeToString,
+                response_deserializer=portcullis_dot_v1_dot_pdp__pb2.WithdrawApprovalResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionServiceServicer:
@@ -167,6 +172,14 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WithdrawApproval(self, request, context):
+        """Withdraw a pending request: by the proxy of the session that asked (its client
+        cancelled the wait), or by the requester with their own token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DecisionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -219,6 +232,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.ResolveApproval,
                     request_deserializer=portcullis_dot_v1_dot_pdp__pb2.ResolveApprovalRequest.FromString,
                     response_serializer=portcullis_dot_v1_dot_pdp__pb2.ResolveApprovalResponse.SerializeToString,
+            ),
+            'WithdrawApproval': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawApproval,
+                    request_deserializer=portcullis_dot_v1_dot_pdp__pb2.WithdrawApprovalRequest.FromString,
+                    response_serializer=portcullis_dot_v1_dot_pdp__pb2.WithdrawApprovalResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -491,6 +509,33 @@ class DecisionService:
             '/portcullis.v1.DecisionService/ResolveApproval',
             portcullis_dot_v1_dot_pdp__pb2.ResolveApprovalRequest.SerializeToString,
             portcullis_dot_v1_dot_pdp__pb2.ResolveApprovalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/portcullis.v1.DecisionService/WithdrawApproval',
+            portcullis_dot_v1_dot_pdp__pb2.WithdrawApprovalRequest.SerializeToString,
+            portcullis_dot_v1_dot_pdp__pb2.WithdrawApprovalResponse.FromString,
             options,
             channel_credentials,
             insecure,
