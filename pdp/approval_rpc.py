@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -175,6 +176,20 @@ def public_view(request: ApprovalRequest) -> dict[str, Any]:
     return out
 
 
+async def _settled_by(
+    context: grpc.aio.ServicerContext, change: Awaitable[ApprovalRequest]
+) -> ApprovalRequest:
+    """A person's change to a request (decide, withdraw), its refusals as gRPC statuses."""
+    try:
+        return await change
+    except ApprovalRefused as exc:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        raise
+    except StoreUnavailable as exc:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit store unavailable: {exc}")
+        raise
+
+
 class ApprovalRPCs:
     """Mixed into DecisionService."""
 
@@ -256,16 +271,10 @@ class ApprovalRPCs:
                 raise AssertionError("unreachable")
             await self._bound(session, proxy, context, "WithdrawApproval")
             session_id = request.session_id
-        try:
-            withdrawn = await book.withdraw(
-                request.approval_id, requester, session_id, request.reason or "withdrawn"
-            )
-        except ApprovalRefused as exc:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-            raise
-        except StoreUnavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit store unavailable: {exc}")
-            raise
+        reason = request.reason or "withdrawn"
+        withdrawn = await _settled_by(
+            context, book.withdraw(request.approval_id, requester, session_id, reason)
+        )
         return pdp_pb2.WithdrawApprovalResponse(approval=approval_message(withdrawn))
 
     async def ResolveApproval(
@@ -275,14 +284,7 @@ class ApprovalRPCs:
         if not request.approval_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "approval_id: required")
         book: ApprovalBook = self.approvals
-        try:
-            decided = await book.decide(
-                request.approval_id, approver, request.approve, request.reason
-            )
-        except ApprovalRefused as exc:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
-            raise
-        except StoreUnavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit store unavailable: {exc}")
-            raise
+        decided = await _settled_by(
+            context, book.decide(request.approval_id, approver, request.approve, request.reason)
+        )
         return pdp_pb2.ResolveApprovalResponse(approval=approval_message(decided))

@@ -359,22 +359,34 @@ class Enforcer:
         """Finish a message now() turned down: ask the PDP, then handle it."""
         await _ASKING[type(message)](self, message)
 
-    def _query_now(self, message: codec.Query) -> bool:
-        if self._must_settle(message.sql):
-            return False
-        ruling = self._known(message.sql, "simple")
+    def _ruling_now(self, sql: str, protocol: str) -> Ruling | None:
+        """A statement's verdict when it can be enforced without waiting: nothing before it
+        to settle, a reused verdict, no COPY source to describe; else None."""
+        if self._must_settle(sql):
+            return None
+        ruling = self._known(sql, protocol)
         if ruling is None or self._copies_masked(ruling):
+            return None
+        return ruling
+
+    async def _ruling(self, sql: str, protocol: str) -> Ruling:
+        """A statement's verdict after whatever it must wait for (_ruling_now's None)."""
+        if self._must_settle(sql):
+            await self._settled()
+        ruling = self._known(sql, protocol) or await self.decide(sql, protocol)
+        if self._copies_masked(ruling):
+            ruling = await self._copy_checked(ruling)
+        return ruling
+
+    def _query_now(self, message: codec.Query) -> bool:
+        ruling = self._ruling_now(message.sql, "simple")
+        if ruling is None:
             return False
         self._query(message, ruling)
         return True
 
     async def _query_asking(self, message: codec.Query) -> None:
-        if self._must_settle(message.sql):
-            await self._settled()
-        ruling = self._known(message.sql, "simple") or await self.decide(message.sql, "simple")
-        if self._copies_masked(ruling):
-            ruling = await self._copy_checked(ruling)
-        self._query(message, ruling)
+        self._query(message, await self._ruling(message.sql, "simple"))
 
     def _query(self, message: codec.Query, ruling: Ruling) -> None:
         unsafe = self._lexing_unsafe(message.sql)
@@ -408,21 +420,14 @@ class Enforcer:
     def _parse_now(self, message: codec.Parse) -> bool:
         if self.discarding:
             return True
-        if self._must_settle(message.sql):
-            return False
-        ruling = self._known(message.sql, "parse")
-        if ruling is None or self._copies_masked(ruling):
+        ruling = self._ruling_now(message.sql, "parse")
+        if ruling is None:
             return False
         self._parse(message, ruling)
         return True
 
     async def _parse_asking(self, message: codec.Parse) -> None:
-        if self._must_settle(message.sql):
-            await self._settled()
-        ruling = self._known(message.sql, "parse") or await self.decide(message.sql, "parse")
-        if self._copies_masked(ruling):
-            ruling = await self._copy_checked(ruling)
-        self._parse(message, ruling)
+        self._parse(message, await self._ruling(message.sql, "parse"))
 
     def _parse(self, message: codec.Parse, ruling: Ruling) -> None:
         unsafe = self._lexing_unsafe(message.sql)
