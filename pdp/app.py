@@ -15,13 +15,11 @@ from aiohttp import web
 
 from pdp.approval_rpc import policy_authorizer
 from pdp.approvals import ApprovalBook
-from pdp.config import Config
 from pdp.decisions import Decider
 from pdp.engine import PolicyEngine, create_engine
 from pdp.evidence.checkpoints import CheckpointWriter, anchor_path_for
 from pdp.evidence.signing import Signer
 from pdp.forwarding import build_forwarders
-from pdp.heap import freeze_startup_heap
 from pdp.http_api import build_http_app
 from pdp.identity import DevIssuer, TokenVerifier
 from pdp.keys import load_or_create_ed25519
@@ -31,6 +29,8 @@ from pdp.service import DecisionService
 from pdp.sessions import SessionReaper, SessionTable
 from pdp.store import AuditStore, open_store
 from pdp.webhooks import WebhookNotifier
+from portcullis.config import Config
+from portcullis.heap import freeze_startup_heap
 
 log = logging.getLogger("portcullis.pdp")
 

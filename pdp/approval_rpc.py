@@ -15,7 +15,6 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from portcullis.v1 import pdp_pb2
 
 from pdp.approvals import APPROVED, PENDING, ApprovalBook, ApprovalRefused, ApprovalRequest
 from pdp.decisions import Decision
@@ -24,7 +23,8 @@ from pdp.identity import TokenRejected
 from pdp.policy_input import build_input
 from pdp.sessions import Session
 from pdp.store import StoreUnavailable
-from pdp.verdict import Verdict, VerdictKind
+from portcullis.v1 import pdp_pb2
+from portcullis.verdict import Verdict, VerdictKind
 
 if TYPE_CHECKING:
     from pdp.service import DecisionService

@@ -16,9 +16,9 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
 from pdp.rendering import inert, statement_lines
+from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
 EXIT_REFUSED = 1
 

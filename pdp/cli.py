@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pdp.config import Config, ConfigError, load_config
+from portcullis.config import Config, ConfigError, load_config
 
 EXIT_CONFIG = 2
 DEFAULT_CONFIG = "portcullis.yaml"
@@ -58,7 +58,7 @@ def config_path(args: argparse.Namespace) -> str:
 
 def _served_secrets(config: Config, connections: Any = None) -> None:
     """Fail before anything starts when a served connection's `${NAME}` is not set."""
-    from pdp.config import resolve_secrets
+    from portcullis.config import resolve_secrets
     from proxies.launcher import served
 
     resolve_secrets(config, served(config.connections if connections is None else connections))
@@ -209,7 +209,7 @@ def cmd_policy_eval(args: argparse.Namespace) -> int:
     from pdp.engine.bundle import BundleError, load_bundle
     from pdp.engine.opa import PolicyLoadError, evaluate, new_engine
     from pdp.policy_input import command_input
-    from pdp.verdict import verdict_from_result
+    from portcullis.verdict import verdict_from_result
 
     if args.policies:
         policies = Path(args.policies)

@@ -28,15 +28,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+
 from portcullis.v1 import pdp_pb2
+from portcullis.wire import BATCHING, says_batching
 
 log = logging.getLogger("portcullis.decide_stream")
 
 # calls of one stream being decided at once; past it the stream is not read (gRPC's flow
 # control then holds the proxy back), as HTTP/2's stream limit bounds unary calls
 MAX_IN_FLIGHT = 256
-# the metadata that says "I read `more`", both ways
-BATCHING = ("portcullis-batch", "1")
 # answers in one message at most (each is well under 1 KiB: far from gRPC's 4 MiB)
 MAX_BATCH = 64
 
@@ -158,11 +158,6 @@ class DecideStreams:
                 error="internal error",
             )
         return pdp_pb2.DecideAnswer(call_id=call.call_id, response=response)
-
-
-def says_batching(metadata: Any) -> bool:
-    """Whether gRPC metadata (the caller's, or the PDP's initial) carries BATCHING."""
-    return any(tuple(entry) == BATCHING for entry in metadata or ())
 
 
 def _calls_in(message: pdp_pb2.DecideCall) -> list[pdp_pb2.DecideCall]:

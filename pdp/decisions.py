@@ -18,9 +18,9 @@ from typing import Any
 
 from pdp.engine import EngineError, PolicyEngine
 from pdp.policy_input import shaped
-from pdp.reuse import ReuseTable
 from pdp.store import AuditStore, StoreUnavailable
-from pdp.verdict import PerVerdict, Verdict, verdict_from_result
+from portcullis.reuse import ReuseTable
+from portcullis.verdict import PerVerdict, Verdict, verdict_from_result
 
 log = logging.getLogger("portcullis.decisions")
 
@@ -40,7 +40,7 @@ def new_decision_id() -> str:
 @dataclass(frozen=True)
 class Reusable:
     """Where a decision may reuse an earlier evaluation: its session, command and text;
-    `key` is pdp.reuse.reuse_key() of the command's kind and attributes."""
+    `key` is portcullis.reuse.reuse_key() of the command's kind and attributes."""
 
     session_id: str
     kind: str

@@ -129,6 +129,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 async def _ask_pdp(address: str, report: dict[str, Any]) -> bool:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
     try:

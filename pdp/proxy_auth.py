@@ -34,9 +34,10 @@ from typing import Any
 
 from cryptography import x509
 
+from portcullis.wire import CREDENTIAL_METADATA
+
 log = logging.getLogger("portcullis.proxy_auth")
 
-CREDENTIAL_METADATA = "portcullis-proxy-credential"
 CONNECTION_URI = "urn:portcullis:connection:"
 ANY_CONNECTION = "*"
 _PREFIX = "pcp1"

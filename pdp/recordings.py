@@ -13,16 +13,15 @@ comes back as one event per statement, each with its own time and command text.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 from typing import Any
 
 from pdp.store import AuditRecord, AuditStore
+from portcullis.events import MAX_REPEAT, TRUNCATED_PREFIX, truncation_facts
 
 EVENTS_KIND = "session.events"
-MAX_REPEAT = 4096  # the longest run of one event repeated that a batch may carry
 
 # the fields of one event, their types, and the longest text each may hold
 _TEXT_LIMITS = {"direction": 32, "type": 32, "decision_id": 64, "verdict": 32}
@@ -129,9 +128,6 @@ def checked_batch(text: str, max_events: int, max_command: int) -> int:
     return fast if fast is not None else _fully_checked_batch(text, max_events, max_command)
 
 
-TRUNCATED_PREFIX = 4096  # what is kept of a command too long to store whole
-
-
 def bounded_batch(text: str, max_events: int, max_command: int) -> tuple[int, str]:
     """checked_batch, except that a command longer than max_command does not refuse the
     batch (and with it the events around it): it is cut to its first TRUNCATED_PREFIX
@@ -147,16 +143,6 @@ def bounded_batch(text: str, max_events: int, max_command: int) -> tuple[int, st
     if isinstance(events, list) and _bound_commands(events, max_command):
         text = json.dumps(events, separators=(",", ":"), ensure_ascii=False)
     return _fully_checked_batch(text, max_events, max_command), text
-
-
-def truncation_facts(command: str) -> dict[str, Any]:
-    """What an event says of a command it carries only the start of."""
-    whole = command.encode("utf-8", "surrogatepass")
-    return {
-        "command_truncated": True,
-        "command_bytes": len(whole),
-        "command_sha256": hashlib.sha256(whole).hexdigest(),
-    }
 
 
 def _bound_commands(events: list[Any], max_command: int) -> bool:

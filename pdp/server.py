@@ -11,10 +11,10 @@ import logging
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from portcullis.v1 import pdp_pb2_grpc
 
-from pdp.config import TLSSettings
 from pdp.service import DecisionService
+from portcullis.config import TLSSettings
+from portcullis.v1 import pdp_pb2_grpc
 
 log = logging.getLogger("portcullis.server")
 

@@ -18,12 +18,10 @@ from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
-from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
 from pdp import __version__
 from pdp.approval_rpc import ApprovalRPCs, settle
 from pdp.approvals import ApprovalBook
-from pdp.config import Config
 from pdp.decide_stream import DecideStreams
 from pdp.decisions import Decider, Decision, Reusable
 from pdp.effects import command_effects
@@ -32,11 +30,14 @@ from pdp.evidence.signing import Signer
 from pdp.identity import TokenRejected, TokenVerifier
 from pdp.policy_input import COMMAND_KINDS, build_input, command_input
 from pdp.proxy_auth import ProxyAuthenticator, ProxyIdentity
-from pdp.recordings import EVENTS_KIND, MalformedEvents, bounded_batch, truncation_facts
-from pdp.reuse import reuse_key
+from pdp.recordings import EVENTS_KIND, MalformedEvents, bounded_batch
 from pdp.sessions import REAPED_REASONS, Session, SessionTable, new_session_id
 from pdp.store import AuditStore, StoreUnavailable
-from pdp.verdict import PerVerdict, Verdict, VerdictKind
+from portcullis.config import Config
+from portcullis.events import truncation_facts
+from portcullis.reuse import reuse_key
+from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+from portcullis.verdict import PerVerdict, Verdict, VerdictKind
 
 log = logging.getLogger("portcullis.service")
 

@@ -15,11 +15,11 @@ import sys
 import time
 from typing import Any
 
-from pdp.config import load_config
 from pdp.evidence.bundle import parse_time as absolute_time
 from pdp.rendering import inert
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable, open_store
 from pdp.timeline import SessionSummary, build_timeline, render_text, rfc3339, summarize
+from portcullis.config import load_config
 
 EXIT_NOT_FOUND = 1
 EXIT_STORE = 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pglast
@@ -725,7 +725,7 @@ def _do_block(node: ast.DoStmt) -> tuple[list[Entry], bool]:
     for option in node.args or ():
         if option.defname in ("as", "language"):
             options.append((option.defname, option.arg.sval))
-    return _do_block_body(options)
+    return _do_block_body(options, _classify_ast)
 
 
 def _do_block_source(args: Any) -> tuple[list[Entry], bool]:
@@ -736,11 +736,14 @@ def _do_block_source(args: Any) -> tuple[list[Entry], bool]:
         defname = fields.get("defname")
         if defname in ("as", "language"):
             options.append((defname, _json_sval(fields["arg"])))
-    return _do_block_body(options)
+    return _do_block_body(options, classify)
 
 
-def _do_block_body(options: list[tuple[str, str]]) -> tuple[list[Entry], bool]:
-    """Entries for the static SQL of a DO block, and whether some of it stays unseen.
+def _do_block_body(
+    options: list[tuple[str, str]], reclassify: Callable[[str], list[Entry]]
+) -> tuple[list[Entry], bool]:
+    """Entries for the static SQL of a DO block, and whether some of it stays unseen;
+    reclassify is the classifier of the tree the block came from, so each path stays whole.
 
     A DO block in another language, dynamic EXECUTE, or a body that does not parse is
     opaque: the policy cannot know what it runs.
@@ -771,7 +774,7 @@ def _do_block_body(options: list[tuple[str, str]]) -> tuple[list[Entry], bool]:
         ):
             opaque = True
         elif key == "PLpgSQL_expr":
-            found = _plpgsql_expr(value)
+            found = _plpgsql_expr(value, reclassify)
             if found is None:
                 opaque = True
             else:
@@ -779,7 +782,9 @@ def _do_block_body(options: list[tuple[str, str]]) -> tuple[list[Entry], bool]:
     return entries, opaque
 
 
-def _plpgsql_expr(expr: dict[str, Any]) -> list[Entry] | None:
+def _plpgsql_expr(
+    expr: dict[str, Any], reclassify: Callable[[str], list[Entry]]
+) -> list[Entry] | None:
     """Statements of one PL/pgSQL expression; None when it does not parse."""
     query = expr.get("query", "")
     is_statement = expr.get("parseMode", 0) == 0
@@ -787,7 +792,7 @@ def _plpgsql_expr(expr: dict[str, Any]) -> list[Entry] | None:
     if ":=" in query:
         candidates.append("SELECT " + query.split(":=", 1)[1])
     for candidate in candidates:
-        entries = classify(candidate)
+        entries = reclassify(candidate)
         if not any(e["type"] == "unparseable" for e in entries):
             if not is_statement:
                 for entry in entries:

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from pdp.config import Config, ConnectionSettings, resolve_secrets
-from pdp.heap import freeze_startup_heap
+from portcullis.config import Config, ConnectionSettings, resolve_secrets
+from portcullis.heap import freeze_startup_heap
 
 log = logging.getLogger("portcullis.up")
 

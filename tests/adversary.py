@@ -27,7 +27,7 @@ import psycopg
 from pdp_harness import REGO, free_port, pdp_config, running_pdp, token
 from pg_harness import scratch_database
 
-from pdp.config import Config
+from portcullis.config import Config
 from proxies.postgres import codec
 from proxies.postgres.proxy import PostgresProxy
 

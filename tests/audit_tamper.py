@@ -6,7 +6,7 @@ import sqlite3
 
 import asyncpg
 
-from pdp.config import StoreSettings
+from portcullis.config import StoreSettings
 
 
 def dollar(sql: str) -> str:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from pdp.config import IdentitySettings
+from portcullis.config import IdentitySettings
 
 
 def new_key(kind: str = "RSA") -> Any:

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
 from pdp.app import Parts, PDPApp
-from pdp.config import Config, parse_config
 from pdp.identity import DevIssuer
-from pdp.proxy_auth import CREDENTIAL_METADATA
+from portcullis.config import Config, parse_config
+from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+from portcullis.wire import CREDENTIAL_METADATA
 
 REPO = Path(__file__).resolve().parent.parent
 REGO = REPO / "rego"

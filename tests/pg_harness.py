@@ -14,7 +14,7 @@ import psycopg
 from pdp_harness import free_port, pdp_config, running_pdp, token
 
 from pdp.app import PDPApp
-from pdp.config import Config
+from portcullis.config import Config
 from proxies.launcher import handed_credential
 from proxies.postgres.proxy import PostgresProxy
 

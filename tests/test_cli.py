@@ -14,6 +14,7 @@ import jwt
 import pytest
 import yaml
 from pdp_harness import REGO, REPO, free_port
+
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
 

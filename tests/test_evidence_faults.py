@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from pdp.config import StoreSettings
 from pdp.evidence.checkpoints import CHECKPOINT_KIND, CheckpointWriter, verify_store
 from pdp.evidence.signing import Signer
 from pdp.store import open_store
+from portcullis.config import StoreSettings
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -118,7 +118,7 @@ async def test_events_and_close_of_a_session_that_ends_while_the_pdp_is_down_rea
     )
 
     from pdp.recordings import session_events
-    from pdp.verdict import Verdict, VerdictKind
+    from portcullis.verdict import Verdict, VerdictKind
     from proxies.runtime.pdp_client import PDPClient, Ruling
     from proxies.runtime.recorder import RecordingTick, SessionRecorder
     from proxies.runtime.spool import Entry, Spool
@@ -183,9 +183,9 @@ async def test_an_oversized_statement_leaves_a_decision_and_its_neighbours_in_th
     import json
 
     from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp, token
-    from portcullis.v1 import pdp_pb2
 
     from pdp.recordings import session_events
+    from portcullis.v1 import pdp_pb2
 
     config = pdp_config(tmp_path)
     big = "SELECT '" + "x" * (1536 * 1024) + "'"

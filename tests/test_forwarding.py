@@ -18,10 +18,10 @@ import pytest
 from aiohttp import web
 from pdp_harness import free_port, open_session, pdp_config, pdp_stub, running_pdp, token
 
-from pdp.config import ConfigError, ForwarderSettings, StoreSettings, parse_config
 from pdp.forwarding import Forwarder
 from pdp.forwarding.spool import SpoolStateError, load_state
 from pdp.store import GroupCommitStore, open_store
+from portcullis.config import ConfigError, ForwarderSettings, StoreSettings, parse_config
 
 # -- receivers -----------------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pdp.config import IdentitySettings
 from pdp.identity import (
     MAX_TOKEN_BYTES,
     DevIssuer,
@@ -28,6 +27,7 @@ from pdp.identity import (
     parse_jwks,
     parse_ttl,
 )
+from portcullis.config import IdentitySettings
 from tests.oidc_issuer import OIDCIssuer
 
 SECRET = "a-shared-secret-long-enough-for-hs512-" + "0123456789abcdef" * 2

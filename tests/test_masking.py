@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pdp.verdict import MaskRule
+from portcullis.verdict import MaskRule
 from proxies.runtime.masking import (
     HASH_PREFIX,
     REDACTED,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from pdp.config import ConfigError, parse_config, resolve_secrets
-from pdp.verdict import MaskRule
+from portcullis.config import ConfigError, parse_config, resolve_secrets
+from portcullis.verdict import MaskRule
 from proxies.postgres.proxy import masking_key
 from proxies.runtime.masking import Masker
 

@@ -28,10 +28,10 @@ from pdp_harness import (
     running_pdp,
     token,
 )
-from portcullis.v1 import pdp_pb2
 
 from pdp.identity import DevIssuer
 from pdp.store import StoreUnavailable
+from portcullis.v1 import pdp_pb2
 
 TEST_POLICY = """package portcullis
 

@@ -6,6 +6,7 @@ import grpc
 import pytest
 from certs import make_pki
 from pdp_harness import pdp_config, running_pdp
+
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
 

@@ -17,9 +17,9 @@ import psycopg
 import pytest
 from pdp_harness import REGO, token
 from pg_harness import running_gateway
-from portcullis.v1 import pdp_pb2
 
 from pdp.recordings import EVENTS_KIND, session_events
+from portcullis.v1 import pdp_pb2
 from proxies.postgres import codec, tracker
 
 DBA = ("dba", "pii-readers")

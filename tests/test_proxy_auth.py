@@ -26,12 +26,12 @@ from pdp_harness import (
     token,
 )
 from pg_harness import scratch_database
-from portcullis.v1 import pdp_pb2
 
 from pdp.certs import issue, load_or_create_ca, mint, parse_proxy, write_pair
 from pdp.cli import main
-from pdp.config import parse_config
 from pdp.recordings import EVENTS_KIND
+from portcullis.config import parse_config
+from portcullis.v1 import pdp_pb2
 from proxies.postgres.proxy import PostgresProxy
 from proxies.runtime.pdp_auth import client_auth
 from proxies.runtime.pdp_client import PDPClient

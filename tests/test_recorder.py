@@ -18,11 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pdp_harness import open_session, pdp_config, pdp_stub, proxy_metadata, running_pdp, token
-from portcullis.v1 import pdp_pb2
 
 from pdp.recordings import (
     EVENTS_KIND,
-    MAX_REPEAT,
     MalformedEvents,
     _fully_checked_batch,
     _recorder_batch_size,
@@ -30,7 +28,9 @@ from pdp.recordings import (
     checked_batch,
     session_events,
 )
-from pdp.verdict import Verdict, VerdictKind
+from portcullis.events import MAX_REPEAT
+from portcullis.v1 import pdp_pb2
+from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.pdp_client import PDPClient, Ruling
 from proxies.runtime.recorder import (
     FLUSH_SECONDS,

@@ -9,11 +9,11 @@ from __future__ import annotations
 from google.protobuf import json_format, struct_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from portcullis.v1 import pdp_pb2
 
 from pdp.decisions import Decision
 from pdp.service import decision_message, struct_to_dict
-from pdp.verdict import ApprovalSpec, MaskRule, Verdict, VerdictKind
+from portcullis.v1 import pdp_pb2
+from portcullis.verdict import ApprovalSpec, MaskRule, Verdict, VerdictKind
 
 json_values = st.recursive(
     st.none()

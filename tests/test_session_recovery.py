@@ -14,12 +14,12 @@ import grpc
 import pytest
 import yaml
 from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
-from portcullis.v1 import pdp_pb2
 from test_sessions_cli import portcullis, write_config
 
 from pdp.app import PDPApp
-from pdp.config import Config, load_config
 from pdp.store import AuditRecord
+from portcullis.config import Config, load_config
+from portcullis.v1 import pdp_pb2
 
 TIMEOUT = 1  # pdp.session_timeout_seconds of the restarted PDP
 

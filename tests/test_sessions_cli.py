@@ -16,10 +16,10 @@ import pytest
 import yaml
 from google.protobuf import struct_pb2
 from pdp_harness import REGO, REPO, free_port, pdp_stub, running_pdp, token
-from portcullis.v1 import pdp_pb2
 
-from pdp.config import Config, load_config
 from pdp.timeline import http_request_details, ssh_exec_details, ssh_io_details
+from portcullis.config import Config, load_config
+from portcullis.v1 import pdp_pb2
 
 VERDICTS = {pdp_pb2.ALLOW: "allow", pdp_pb2.DENY: "deny", pdp_pb2.MASK: "mask",
             pdp_pb2.REQUIRE_APPROVAL: "require_approval"}  # fmt: skip

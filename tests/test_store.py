@@ -22,7 +22,6 @@ import asyncpg
 import pytest
 from audit_tamper import tamper
 
-from pdp.config import StoreSettings
 from pdp.store import (
     GENESIS_HASH,
     LATE_COMMIT_KIND,
@@ -35,6 +34,7 @@ from pdp.store import (
 from pdp.store import sqlite as sqlite_store
 from pdp.store.chain import ChainVerifier, verify_rows
 from pdp.store.postgres import grant_least_privilege
+from portcullis.config import StoreSettings
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

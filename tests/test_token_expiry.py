@@ -8,9 +8,9 @@ import asyncio
 import grpc
 import pytest
 from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
-from portcullis.v1 import pdp_pb2
 
-from pdp.config import ConfigError, IdentitySettings, parse_config
+from portcullis.config import ConfigError, IdentitySettings, parse_config
+from portcullis.v1 import pdp_pb2
 
 
 async def test_a_token_expired_three_seconds_ago_is_refused_at_open(tmp_path):

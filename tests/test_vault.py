@@ -40,7 +40,7 @@ from openbao import (
 from pg_harness import Gateway, running_gateway
 from test_pg_proxy import Tap
 
-from pdp.config import ConnectionSettings, VaultSettings
+from portcullis.config import ConnectionSettings, VaultSettings
 from proxies.runtime.credentials import CredentialUnavailable, provider_for
 from proxies.runtime.vault import VaultProvider, parse_ref
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pdp.verdict import Verdict, VerdictKind, strictest, verdict_from_result
+from portcullis.verdict import Verdict, VerdictKind, strictest, verdict_from_result
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -47,15 +47,15 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
 from pdp_harness import free_port  # noqa: E402
-from portcullis.v1 import pdp_pb2, pdp_pb2_grpc  # noqa: E402
 
-from pdp.heap import freeze_startup_heap  # noqa: E402
+from portcullis.heap import freeze_startup_heap  # noqa: E402
+from portcullis.v1 import pdp_pb2, pdp_pb2_grpc  # noqa: E402
 
 # only now: a bench/pdp directory on the path must not stand for the pdp package
 sys.path.append(str(REPO / "bench"))
 from cpu_meter import CPUMeter  # noqa: E402
 
-from pdp.proxy_auth import CREDENTIAL_METADATA  # noqa: E402
+from portcullis.wire import CREDENTIAL_METADATA  # noqa: E402
 from proxies.runtime.decide_calls import CallFailed, DecideCalls  # noqa: E402
 
 SQL = "SELECT id, email, total FROM orders WHERE customer_id = 42"

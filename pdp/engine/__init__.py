@@ -3,7 +3,7 @@
 Owns the engine interface and the factory that picks an implementation from the
 configuration. `embedded` runs the real OPA evaluator in worker processes that can be
 replaced when an evaluation overruns its deadline; `remote` asks an OPA server over its
-REST Data API. Neither interprets the result: that is pdp.verdict's job.
+REST Data API. Neither interprets the result: that is portcullis.verdict's job.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pdp.config import EngineSettings
+from portcullis.config import EngineSettings
 
 DECISION_PATH = "portcullis.decision"
 

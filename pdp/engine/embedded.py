@@ -21,10 +21,10 @@ import sys
 import time
 from typing import Any
 
-from pdp.config import EngineSettings
 from pdp.engine import DECISION_PATH, EngineError, EngineResult, frames
 from pdp.engine.bundle import BundleError, PolicyBundle, fingerprint, load_bundle
 from pdp.engine.opa import EvaluationFailed, PolicyLoadError, engine_version, parse_envelope
+from portcullis.config import EngineSettings
 
 log = logging.getLogger("portcullis.engine")
 

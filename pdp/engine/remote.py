@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from pdp.config import EngineSettings
 from pdp.engine import DECISION_PATH, EngineError, EngineResult
+from portcullis.config import EngineSettings
 
 
 def revision_from_provenance(provenance: Any) -> str:

@@ -28,7 +28,7 @@ from pdp.store import AuditRecord, AuditStore, StoreUnavailable
 from pdp.store.chain import canonical_json
 
 if TYPE_CHECKING:
-    from pdp.config import ForwarderSettings
+    from portcullis.config import ForwarderSettings
 
 __all__ = ["Forwarder", "Sink", "SinkUnavailable", "build_forwarders", "record_json"]
 

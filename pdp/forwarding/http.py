@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import aiohttp
 
-from pdp.config import ForwarderSettings
 from pdp.forwarding import SinkUnavailable, record_json
 from pdp.store import AuditRecord
+from portcullis.config import ForwarderSettings
 
 
 def batch_body(records: list[AuditRecord]) -> bytes:

@@ -27,9 +27,9 @@ import os
 import socket
 from datetime import UTC, datetime
 
-from pdp.config import ForwarderSettings
 from pdp.forwarding import SinkUnavailable, record_json
 from pdp.store import AuditRecord
+from portcullis.config import ForwarderSettings
 
 SD_ID = "portcullis@32473"
 BOM = "\ufeff"

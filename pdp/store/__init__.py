@@ -34,7 +34,7 @@ from pdp.store.chain import (
 )
 
 if TYPE_CHECKING:
-    from pdp.config import StoreSettings
+    from portcullis.config import StoreSettings
 
 __all__ = [
     "GENESIS_HASH",

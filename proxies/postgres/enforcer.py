@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pdp.policy_input import shaped
-from pdp.verdict import MaskRule, Verdict, VerdictKind
+from portcullis.verdict import MaskRule, Verdict, VerdictKind
 from proxies.postgres import codec
 from proxies.postgres.tracker import Expect, ResponseTracker
 from proxies.runtime.masking import Masker, MaskingError

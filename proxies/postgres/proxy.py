@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pdp.config import Config, ConnectionSettings
+from portcullis.config import Config, ConnectionSettings
 from proxies.postgres import codec
 from proxies.postgres.columns import (
     MAX_VIEW_DEPTH,

@@ -17,7 +17,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from pdp.verdict import MaskRule
+from portcullis.verdict import MaskRule
 from proxies.postgres import codec
 from proxies.postgres.columns import ColumnOrigin
 from proxies.postgres.startup import same_value

@@ -21,7 +21,7 @@ import re
 import struct
 from collections import Counter
 
-from pdp.verdict import MaskRule
+from portcullis.verdict import MaskRule
 from proxies.runtime.masking import Masker
 
 TEXT_LIKE = frozenset({25, 1043, 1042, 19, 705})  # text varchar bpchar name unknown

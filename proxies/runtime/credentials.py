@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pdp.config import ConnectionSettings, VaultSettings
+from portcullis.config import ConnectionSettings, VaultSettings
 
 
 class CredentialUnavailable(Exception):

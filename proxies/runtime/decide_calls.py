@@ -17,9 +17,9 @@ import logging
 from collections.abc import Callable
 
 import grpc
-from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
-from pdp.decide_stream import BATCHING, says_batching
+from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+from portcullis.wire import BATCHING, says_batching
 
 log = logging.getLogger("portcullis.pdp_client")
 

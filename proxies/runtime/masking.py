@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pdp.verdict import MASK_STRATEGIES, MaskRule
+from portcullis.verdict import MASK_STRATEGIES, MaskRule
 
 REDACTED = "[REDACTED]"
 HASH_PREFIX = "sha256:"

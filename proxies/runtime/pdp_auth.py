@@ -14,8 +14,8 @@ from typing import Any
 
 import grpc
 
-from pdp.config import Config, ConfigError
-from pdp.proxy_auth import CREDENTIAL_METADATA
+from portcullis.config import Config, ConfigError
+from portcullis.wire import CREDENTIAL_METADATA
 
 
 def pdp_address(config: Config, override: str = "") -> str:

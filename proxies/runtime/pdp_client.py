@@ -20,9 +20,9 @@ from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
-from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
-from pdp.verdict import ApprovalSpec, MaskRule, Verdict, VerdictKind
+from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+from portcullis.verdict import ApprovalSpec, MaskRule, Verdict, VerdictKind
 from proxies.runtime.decide_calls import CallFailed, DecideCalls
 
 log = logging.getLogger("portcullis.pdp_client")

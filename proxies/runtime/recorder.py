@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pdp.recordings import MAX_REPEAT, TRUNCATED_PREFIX, truncation_facts
+from portcullis.events import MAX_REPEAT, TRUNCATED_PREFIX, truncation_facts
 from proxies.runtime.pdp_client import PDPClient, Ruling
 from proxies.runtime.pdp_client import _batch as batch_request
 from proxies.runtime.spool import REFUSED, STORED, UNREACHABLE, Entry, Spool, SpoolFull

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from portcullis.config import Config, ConnectionSettings, VaultSettings
+from portcullis.events import TRUNCATED_PREFIX
+from portcullis.reuse import ReuseTable, reuse_key
 from portcullis.v1 import pdp_pb2
-
-from pdp.config import Config, ConnectionSettings, VaultSettings
-from pdp.recordings import TRUNCATED_PREFIX
-from pdp.reuse import ReuseTable, reuse_key
-from pdp.verdict import Verdict, VerdictKind
+from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import (
     CredentialLease,
     CredentialProvider,

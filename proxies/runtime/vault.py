@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from pdp.config import ConnectionSettings, VaultSettings
+from portcullis.config import ConnectionSettings, VaultSettings
 from proxies.runtime.credentials import CredentialLease, CredentialUnavailable
 
 log = logging.getLogger("portcullis.vault")

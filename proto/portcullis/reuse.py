@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from pdp.verdict import Verdict
+from portcullis.verdict import Verdict
 
 T = TypeVar("T")
 ShapeOf = Callable[[str], "str | None"]
