@@ -324,8 +324,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             self.open_approvals[approval_id] = proxy.key
         if decision.verdict.allowed:
             if approval_id:  # a just-in-time grant: the session lives as long as the approval
-                request = self.approvals.requests[approval_id] if self.approvals else None
-                session.grant_expires_at = request.usable_until if request else time.time()
+                granted = self.approvals.requests[approval_id] if self.approvals else None
+                session.grant_expires_at = granted.usable_until if granted else time.time()
                 response.session_expires_at = session.grant_expires_at
             self.sessions.add(session)
             response.session_id = session.id
