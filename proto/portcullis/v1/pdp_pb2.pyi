@@ -299,7 +299,7 @@ class RecordBatchesResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[RecordBatchResult, _Mapping]]] = ...) -> None: ...
 
 class Approval(_message.Message):
-    __slots__ = ("id", "state", "requester", "connection", "command", "reasons", "approvers", "justification", "created_at", "expires_at", "approver", "decision_reason", "ttl_seconds", "parameters", "events")
+    __slots__ = ("id", "state", "requester", "connection", "command", "reasons", "approvers", "justification", "created_at", "expires_at", "approver", "decision_reason", "ttl_seconds", "parameters", "events", "statements")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
@@ -315,6 +315,7 @@ class Approval(_message.Message):
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    STATEMENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: str
     requester: str
@@ -330,7 +331,16 @@ class Approval(_message.Message):
     ttl_seconds: int
     parameters: _containers.RepeatedScalarFieldContainer[str]
     events: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., requester: _Optional[str] = ..., connection: _Optional[str] = ..., command: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., approvers: _Optional[_Iterable[str]] = ..., justification: _Optional[str] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., approver: _Optional[str] = ..., decision_reason: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., parameters: _Optional[_Iterable[str]] = ..., events: _Optional[_Iterable[str]] = ...) -> None: ...
+    statements: _containers.RepeatedCompositeFieldContainer[ApprovalStatement]
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., requester: _Optional[str] = ..., connection: _Optional[str] = ..., command: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., approvers: _Optional[_Iterable[str]] = ..., justification: _Optional[str] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., approver: _Optional[str] = ..., decision_reason: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., parameters: _Optional[_Iterable[str]] = ..., events: _Optional[_Iterable[str]] = ..., statements: _Optional[_Iterable[_Union[ApprovalStatement, _Mapping]]] = ...) -> None: ...
+
+class ApprovalStatement(_message.Message):
+    __slots__ = ("text", "classification")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    classification: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, text: _Optional[str] = ..., classification: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WithdrawApprovalRequest(_message.Message):
     __slots__ = ("approval_id", "session_id", "token", "reason")
