@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pdp.engine import EngineError, PolicyEngine
-from pdp.policy_input import shaped
 from pdp.store import AuditStore, StoreUnavailable
 from portcullis.reuse import ReuseTable
+from portcullis.shape import shaped
 from portcullis.verdict import PerVerdict, Verdict, verdict_from_result
 
 log = logging.getLogger("portcullis.decisions")

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from pdp.sessions import Session, rfc3339
-from pdp.statements import Findings, classify, proven_shape, shape, skeleton
+from pdp.statements import Findings, classify
 
 COMMAND_KINDS = frozenset(
     {
@@ -40,27 +40,6 @@ def classified(raw: str) -> list[dict[str, Any]]:
 
     The list may be shared between callers, who must treat it as read-only."""
     return _classified(raw) if len(raw) <= CACHED_SQL_LENGTH else classify(raw)
-
-
-def shaped(raw: str) -> str | None:
-    """The statement shape (pdp.statements.shape) that keys reuse of a verdict, with memory;
-    None for unparseable text and for texts too long to remember, which are then reused
-    only by their exact text.
-
-    Remembered by the text's skeleton where one is proven (pdp.statements.proven_shape):
-    the statements an agent repeats with other ids then cost a substitution, not a parse."""
-    if len(raw) > CACHED_SQL_LENGTH:
-        return None
-    zeros = skeleton(raw)
-    if zeros is not None:
-        proven, value = _proven_shape(zeros)
-        if proven:
-            return value
-    return _shape(raw)
-
-
-_shape = functools.lru_cache(maxsize=8192)(shape)
-_proven_shape = functools.lru_cache(maxsize=8192)(proven_shape)
 
 
 def function_call_entry(name: str) -> dict[str, Any]:

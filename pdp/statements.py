@@ -12,15 +12,13 @@ No IO here and no policy: this module says what the SQL is, never whether it may
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pglast
 from pglast import ast
-from pglast.parser import normalize, parse_sql_json
+from pglast.parser import parse_sql_json
 
 from pdp.lineage import LINEAGE_TAGS, lineage_fields, unknown_lineage
 
@@ -93,13 +91,21 @@ _TRUE_WORDS = {"true", "on", "1", "yes"}
 
 def classify(sql: str) -> list[Entry]:
     """One entry per statement of sql, nested writes after their parent; [] for no SQL."""
+    fast = _classify_fast(sql)
+    return _classify_ast(sql) if fast is None else fast
+
+
+def _classify_fast(sql: str) -> list[Entry] | None:
+    """classify() from the parser's JSON walked as plain dicts (building pglast.ast objects
+    costs far more than parsing); None where the JSON cannot say exactly what the reference,
+    _classify_ast(), would (too deep for json, '' vs no COPY file name).
+
+    The two must agree on every statement: tests/test_classifier_differential.py runs both
+    over PostgreSQL's regression suite."""
     try:
         tree = parse_sql_json(sql)
     except Exception as exc:  # any parser failure is a deny, never a crash
         return [_unparseable(exc)]
-    # The parser's JSON is walked as plain dicts: building pglast.ast objects costs far
-    # more than parsing. What the JSON cannot say exactly (too deep for json, '' vs no
-    # COPY file name) is classified again from the pglast.ast tree, the reference.
     try:
         raw_statements = json.loads(tree).get("stmts", ())
         entries: list[Entry] = []
@@ -111,7 +117,7 @@ def classify(sql: str) -> list[Entry]:
             entries.extend(found)
         return entries
     except (RecursionError, _Ambiguous):
-        return _classify_ast(sql)
+        return None
 
 
 def _classify_ast(sql: str) -> list[Entry]:
@@ -140,78 +146,6 @@ def _classify_ast(sql: str) -> list[Entry]:
                 found[0].update(lineage_fields(tag, fields))
         entries.extend(found)
     return entries
-
-
-def shape(sql: str) -> str | None:
-    """What keys the reuse of a verdict declared `cache_key: shape`: a digest of sql with
-    its literal values replaced by placeholders (pglast's normalize, the server's own
-    grammar), so the texts of one statement with other values share it.
-
-    Not pglast's fingerprint: that also ignores schema names (`hr.pay` and `public.pay`
-    share one) and the names LISTEN, PREPARE, EXECUTE and DEALLOCATE take, none of which
-    are literals. None when unparseable, and None for text holding a DO block: the
-    block's code is a literal, yet classify() reads the SQL inside it, so a harmless block
-    and a destructive one would share a shape. None makes a reuse fall back to exact text.
-
-    classify() also reads the literals of SET (value, pg_catalog_first, read_write) and
-    the setting set_config names: texts sharing a shape may differ there, so the shipped
-    policy offers no shape reuse for them (rego/portcullis/decision.rego)."""
-    try:
-        normalized = normalize(sql)
-    except Exception:
-        return None
-    if _holds_do_block(sql):
-        return None
-    return hashlib.blake2b(normalized.encode(), digest_size=16).hexdigest()
-
-
-# A run of 1-9 ASCII digits standing on its own: no letter, digit, `_`, `$` or non-ASCII
-# character (all of which continue a PostgreSQL name) on either side. Nine digits at most,
-# so every such run lexes as an integer whatever its digits are.
-_NUMBER = re.compile(r"(?<![0-9A-Za-z_$\x80-\U0010ffff])[0-9]{1,9}(?![0-9A-Za-z_$\x80-\U0010ffff])")
-_QUOTES = re.compile(r"['\"$\\]")
-
-
-def skeleton(sql: str, digit: str = "0") -> str | None:
-    """sql with every standalone run of digits written as `digit`: texts that differ only in
-    such numbers share it. None when there is no run to rewrite, or the text holds a quote,
-    `$` or a backslash (inside a string or a quoted name, a digit is no number).
-
-    Texts sharing a skeleton are one token sequence with other digits in the same places.
-    Whether those places are literal values (a shape ignores them) or not (`FETCH 5`, a
-    type modifier, a comment, a column number) the skeleton cannot tell: proven_shape()
-    proves it once per skeleton."""
-    if _QUOTES.search(sql):
-        return None
-    rewritten = _NUMBER.sub(digit, sql)
-    return None if rewritten == sql else rewritten
-
-
-def proven_shape(zeros: str) -> tuple[bool, str | None]:
-    """For a skeleton written with zeros: whether every one of its numbers is a literal the
-    shape ignores, and then the shape every text with that skeleton has.
-
-    The proof: the same skeleton written with ones differs from it at every number, and
-    has the same shape only if each of them sits inside a literal value. Then any text with
-    this skeleton (the same tokens, other digits) has that shape too."""
-    value = shape(zeros)
-    ones = _NUMBER.sub("1", zeros)
-    return value == shape(ones), value
-
-
-_DO_WORD = re.compile(r"\bdo\b", re.IGNORECASE)
-
-
-def _holds_do_block(sql: str) -> bool:
-    """Whether sql holds a DO statement, classifying it only when the word `do` stands
-    where a statement may start: at the start, after `;` or after a comment. Elsewhere
-    (`ON CONFLICT ... DO`, `CREATE RULE ... DO`, a quoted name) it starts none."""
-    for match in _DO_WORD.finditer(sql):
-        before = sql[: match.start()].rstrip()
-        last_line = before[before.rfind("\n") + 1 :]
-        if not before or before.endswith((";", "*/")) or "--" in last_line:
-            return any(e["type"] == "do" for e in classify(sql))
-    return False
 
 
 def split(sql: str) -> list[str]:
@@ -461,18 +395,23 @@ def _drop_object(node: ast.Node, tag: str) -> str:
 
 
 def _option_on(options: Any, name: str) -> bool:
+    """Whether the option name is on. The server reads EXPLAIN's options in order with no
+    check for repeats, so the last one named wins: `(ANALYZE false, ANALYZE true)` runs the
+    statement it explains."""
+    on = False
     for option in options or ():
         if isinstance(option, ast.DefElem) and option.defname == name:
             arg = option.arg
             if arg is None:
-                return True
+                on = True
+                continue
             value = getattr(arg, "sval", None)
             if value is None:
                 value = getattr(arg, "boolval", None)
             if value is None:
                 value = getattr(arg, "ival", None)
-            return str(value).lower() in _TRUE_WORDS
-    return False
+            on = str(value).lower() in _TRUE_WORDS
+    return on
 
 
 def _nests(node: ast.Node) -> bool:
@@ -668,17 +607,20 @@ def _json_option(fields: dict[str, Any]) -> tuple[str, Const | None]:
 
 
 def _json_option_on(options: Any, name: str) -> bool:
+    """_option_on() for JSON options: the last one named wins."""
+    on = False
     for option in options:
         ((tag, fields),) = option.items()
         if tag == "DefElem" and fields.get("defname") == name:
             arg = fields.get("arg")
             if arg is None:
-                return True
+                on = True
+                continue
             ((arg_tag, arg_fields),) = arg.items()
             key, default = _JSON_VALUE_DEFAULTS.get(arg_tag, (None, None))
             value = arg_fields.get(key, default) if key else None
-            return str(value).lower() in _TRUE_WORDS
-    return False
+            on = str(value).lower() in _TRUE_WORDS
+    return on
 
 
 def _walk_json(tag: str, fields: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -12,9 +12,9 @@ import dataclasses
 
 from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
 
-from pdp.statements import shape
 from pdp.store.chain import canonical_json, record_hash, sealed_hash
 from portcullis.reuse import ReuseTable, reuse_key
+from portcullis.shape import shape
 from portcullis.v1 import pdp_pb2
 from portcullis.verdict import Verdict, VerdictKind
 

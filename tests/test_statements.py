@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pdp.policy_input import shaped
-from pdp.statements import classify, shape, skeleton, split
+from pdp.statements import classify, split
+from portcullis.shape import shape, shaped, skeleton
 
 
 def types(sql: str) -> list[str]:
@@ -301,20 +301,26 @@ def test_no_shape_for_do_blocks_whose_code_is_a_literal():
     assert shape("SELECT ';do' AS x") == shape("SELECT ';no' AS x")
 
 
-def test_a_do_that_starts_no_statement_costs_no_classification(monkeypatch):
+def test_a_do_that_starts_no_statement_costs_no_parse(monkeypatch):
     """Upserts say DO too: where the word cannot start a statement, shape() does not
-    classify the text to find out (each new text of an upsert would pay for it)."""
-    import pdp.statements as statements
+    parse the text again to find out (each new text of an upsert would pay for it)."""
+    import portcullis.shape as shapes
 
     calls: list[str] = []
-    monkeypatch.setattr(statements, "classify", lambda sql: calls.append(sql) or [])
+    monkeypatch.setattr(shapes.pglast, "parse_sql", lambda sql: calls.append(sql) or [])
     upserts = [
         "INSERT INTO t (a, b) VALUES (1, 2) ON CONFLICT (a) DO UPDATE SET b = excluded.b",
         "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING",
         "CREATE RULE r AS ON INSERT TO t DO INSTEAD NOTHING",
     ]
-    assert all(statements.shape(sql) is not None for sql in upserts)
+    assert all(shape(sql) is not None for sql in upserts)
     assert calls == []
+
+
+def test_a_do_block_has_no_shape():
+    assert shape("DO $$ BEGIN PERFORM 1; END $$") is None
+    assert shape("select 1; /* x */ do $$begin drop table t; end$$") is None
+    assert shape("select 1 -- do\n") is not None
 
 
 def test_split():

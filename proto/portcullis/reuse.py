@@ -2,7 +2,7 @@
 
 Owns the rule a policy author relies on when a verdict carries `cache_ttl_seconds`:
 the same command kind with the same key — the exact command text, or the statement's
-shape (pdp.statements.shape: literal values ignored) when the verdict says `cache_key: shape` —
+shape (portcullis.shape: literal values ignored) when the verdict says `cache_key: shape` —
 may be answered from the earlier evaluation until the TTL runs out or the policy
 revision changes. Denies and approval requests are never reused (only allowing verdicts
 are stored). The proxy keeps one table per session; the PDP keeps one table whose keys

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pdp.policy_input import shaped
+from portcullis.shape import shaped
 from portcullis.verdict import MaskRule, Verdict, VerdictKind
 from proxies.postgres import codec
 from proxies.postgres.tracker import Expect, ResponseTracker

@@ -1,0 +1,113 @@
+"""The statement shape: what keys the reuse of a verdict declared `cache_key: shape`.
+
+Owns one function both ends compute alike: the proxy to find a reusable verdict in its
+session's table, the PDP to file one in its own. A shape is a digest of the SQL text with
+its literal values replaced by placeholders (pglast's normalize, the server's own
+grammar), so the texts of one statement with other values share it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+
+import pglast
+from pglast import ast
+from pglast.parser import normalize
+
+# texts longer than this are reused only by their exact text, never remembered here
+REMEMBERED_LENGTH = 4096
+
+
+def shape(sql: str) -> str | None:
+    """A digest of sql with its literal values replaced by placeholders.
+
+    Not pglast's fingerprint: that also ignores schema names (`hr.pay` and `public.pay`
+    share one) and the names LISTEN, PREPARE, EXECUTE and DEALLOCATE take, none of which
+    are literals. None when unparseable, and None for text holding a DO block: the
+    block's code is a literal, yet the PDP's classifier reads the SQL inside it, so a
+    harmless block and a destructive one would share a shape. None makes a reuse fall
+    back to exact text.
+
+    The classifier also reads the literals of SET (value, pg_catalog_first, read_write)
+    and the setting set_config names: texts sharing a shape may differ there, so the
+    shipped policy offers no shape reuse for them (rego/portcullis/decision.rego)."""
+    try:
+        normalized = normalize(sql)
+    except Exception:
+        return None
+    if _holds_do_block(sql):
+        return None
+    return hashlib.blake2b(normalized.encode(), digest_size=16).hexdigest()
+
+
+# A run of 1-9 ASCII digits standing on its own: no letter, digit, `_`, `$` or non-ASCII
+# character (all of which continue a PostgreSQL name) on either side. Nine digits at most,
+# so every such run lexes as an integer whatever its digits are.
+_NUMBER = re.compile(r"(?<![0-9A-Za-z_$\x80-\U0010ffff])[0-9]{1,9}(?![0-9A-Za-z_$\x80-\U0010ffff])")
+_QUOTES = re.compile(r"['\"$\\]")
+
+
+def skeleton(sql: str, digit: str = "0") -> str | None:
+    """sql with every standalone run of digits written as `digit`: texts that differ only in
+    such numbers share it. None when there is no run to rewrite, or the text holds a quote,
+    `$` or a backslash (inside a string or a quoted name, a digit is no number).
+
+    Texts sharing a skeleton are one token sequence with other digits in the same places.
+    Whether those places are literal values (a shape ignores them) or not (`FETCH 5`, a
+    type modifier, a comment, a column number) the skeleton cannot tell: proven_shape()
+    proves it once per skeleton."""
+    if _QUOTES.search(sql):
+        return None
+    rewritten = _NUMBER.sub(digit, sql)
+    return None if rewritten == sql else rewritten
+
+
+def proven_shape(zeros: str) -> tuple[bool, str | None]:
+    """For a skeleton written with zeros: whether every one of its numbers is a literal the
+    shape ignores, and then the shape every text with that skeleton has.
+
+    The proof: the same skeleton written with ones differs from it at every number, and
+    has the same shape only if each of them sits inside a literal value. Then any text with
+    this skeleton (the same tokens, other digits) has that shape too."""
+    value = shape(zeros)
+    ones = _NUMBER.sub("1", zeros)
+    return value == shape(ones), value
+
+
+def shaped(raw: str) -> str | None:
+    """shape() with memory; None for unparseable text and for texts too long to remember,
+    which are then reused only by their exact text.
+
+    Remembered by the text's skeleton where one is proven (proven_shape): the statements
+    an agent repeats with other ids then cost a substitution, not a parse."""
+    if len(raw) > REMEMBERED_LENGTH:
+        return None
+    zeros = skeleton(raw)
+    if zeros is not None:
+        proven, value = _proven_shape(zeros)
+        if proven:
+            return value
+    return _shape(raw)
+
+
+_shape = functools.lru_cache(maxsize=8192)(shape)
+_proven_shape = functools.lru_cache(maxsize=8192)(proven_shape)
+
+_DO_WORD = re.compile(r"\bdo\b", re.IGNORECASE)
+
+
+def _holds_do_block(sql: str) -> bool:
+    """Whether sql holds a DO statement, parsing it only when the word `do` stands where a
+    statement may start: at the start, after `;` or after a comment. Elsewhere
+    (`ON CONFLICT ... DO`, `CREATE RULE ... DO`, a quoted name) it starts none."""
+    for match in _DO_WORD.finditer(sql):
+        before = sql[: match.start()].rstrip()
+        last_line = before[before.rfind("\n") + 1 :]
+        if not before or before.endswith((";", "*/")) or "--" in last_line:
+            try:
+                return any(isinstance(raw.stmt, ast.DoStmt) for raw in pglast.parse_sql(sql))
+            except Exception:
+                return True  # normalize parsed it; unsure here, so no shape
+    return False
