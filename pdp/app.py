@@ -102,6 +102,8 @@ class PDPApp:
         self.proxy_key = self.service.proxies.key = ProxyKey.load_or_create(
             self.config.pdp.proxy_key
         )
+        # the digest an approval binds its parameter values with: stable across restarts
+        self.approvals.binding_key = self.proxy_key.derive("approval-parameters")
         names = [c.name for c in self.config.connections]
         credential = self.proxy_key.issue("local", names)
         write_private(self.config.pdp.proxy_credential_file, credential.encode() + b"\n")

@@ -33,12 +33,18 @@ APPROVERS_PATH = "portcullis.approvers"
 
 
 def approval_message(request: ApprovalRequest) -> pdp_pb2.Approval:
+    """A request as every gRPC caller sees it: text and values as approvers see them."""
+    command, statements = request.shown()
     return pdp_pb2.Approval(
         id=request.id,
         state=request.state,
         requester=str(request.requester.get("subject", "")),
         connection=request.connection,
-        command=request.command,
+        command=command,
+        statements=[
+            pdp_pb2.ApprovalStatement(text=s["text"], classification=s["classification"])
+            for s in statements
+        ],
         reasons=request.reasons,
         approvers=request.approvers,
         justification=request.justification,
@@ -141,6 +147,7 @@ async def settle(
             list(spec.approvers) if spec else [],
             spec.ttl_seconds if spec else 0,
             parameters,
+            decision.verdict.mask,
         )
     except StoreUnavailable:
         denied = Verdict.deny("approval requests cannot be recorded now — denied")
@@ -170,10 +177,9 @@ async def visible_approvals(
 
 
 def public_view(request: ApprovalRequest) -> dict[str, Any]:
-    """What the approvals API shows: never the session id (a proxy's business alone)."""
-    out = request.public()
-    out.pop("session_id", None)
-    return out
+    """What the approvals API shows (ApprovalRequest.public): never the session id, the
+    exact text or values."""
+    return request.public()
 
 
 async def _settled_by(

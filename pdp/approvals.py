@@ -6,23 +6,31 @@ involved; the rule that nobody approves their own request (checked here AND by t
 policy's `data.portcullis.approvers`, which decides who may approve at all); waiting for a
 decision (local waiters, woken by this replica's writes, by PostgreSQL NOTIFY from other
 replicas, and by polling the store as a fallback); and reuse of an approved request by the
-same identity, on the same connection, for the same command text, within its TTL.
+same identity, on the same connection, for the same command text and parameter values,
+within its TTL.
+
+A request holds the exact command text (reuse compares it) but its parameter values only
+as approvers see them — masked where the policy masks them (pdp.approver_view) — and as a
+keyed digest of the exact values, which is what an approval binds to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pdp.rendering import statements
+from pdp.approver_view import approver_masker, approver_view, binding_digest
 from pdp.store import AuditStore, StoreUnavailable
+from portcullis.verdict import MaskRule
 
 log = logging.getLogger("portcullis.approvals")
 
@@ -65,20 +73,36 @@ class ApprovalRequest:
     decision_reason: str = ""
     executions: int = 0
     events: list[str] = field(default_factory=list)
-    # the parameter values bound with the statement (extended protocol), as the approver
-    # saw them: an approval is for these values, in this session
+    # the parameter values bound with the statement (extended protocol) as the approver
+    # sees them (masked), and the keyed digest of the exact values the approval is for
     parameters: list[str] = field(default_factory=list)
+    parameters_digest: str = ""
+    # the command as approvers see it: its text and every statement, masked
+    shown_command: str = ""
+    shown_statements: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def usable_until(self) -> float:
         return self.decided_at + self.ttl_seconds if self.state == APPROVED else 0.0
 
+    def shown(self) -> tuple[str, list[dict[str, Any]]]:
+        """The command and its statements as approvers see them. A request recorded
+        before views were stored is masked now, by the detectors alone."""
+        if self.shown_command or not self.command:
+            return self.shown_command, self.shown_statements
+        view = approver_view(self.command_kind, self.command, [], "", approver_masker(()))
+        return view.command, view.statements
+
     def public(self) -> dict[str, Any]:
-        """The request as the approvals API shows it, with every statement of the command
-        and its own classification (an approver sees all of what they approve)."""
+        """The request as approvers see it (API, webhook): every statement with its own
+        classification, values masked where the policy masks them, never the session id
+        (a proxy's business alone), the exact text or the binding digest."""
         out = asdict(self)
+        for private in ("session_id", "parameters_digest", "shown_command", "shown_statements"):
+            out.pop(private)
+        out["command"], statements = self.shown()
         if self.command_kind.startswith("postgres."):
-            out["statements"] = statements(self.command)
+            out["statements"] = statements
         return out
 
 
@@ -96,6 +120,9 @@ class ApprovalBook:
         decision_timeout: float = 120.0,
     ) -> None:
         self.store = store
+        # keys the digest an approval binds its values with; the composition root sets the
+        # PDP's own, stable across restarts and shared by replicas
+        self.binding_key = secrets.token_bytes(32)
         self.authorize = authorize  # asks the policy whether an approver may decide
         self.notify = notify
         self.decision_timeout = decision_timeout
@@ -228,6 +255,7 @@ class ApprovalBook:
         given, session and parameter values): an approved one until its usable window
         ends, a pending one until it expires."""
         now = time.time()
+        digest = binding_digest(self.binding_key, parameters) if parameters is not None else ""
         for request in self.requests.values():
             alive_until = request.usable_until if state == APPROVED else request.expires_at
             if (
@@ -237,11 +265,17 @@ class ApprovalBook:
                 and request.command == command
                 and (not kind or request.command_kind == kind)
                 and (session_id is None or request.session_id == session_id)
-                and (parameters is None or request.parameters == parameters)
+                and (parameters is None or self._binds(request, parameters, digest))
                 and alive_until > now
             ):
                 return request
         return None
+
+    @staticmethod
+    def _binds(request: ApprovalRequest, parameters: list[str], digest: str) -> bool:
+        if request.parameters_digest:
+            return hmac.compare_digest(request.parameters_digest, digest)
+        return request.parameters == parameters  # recorded before digests were
 
     async def request(
         self,
@@ -254,14 +288,20 @@ class ApprovalBook:
         approvers: list[str],
         ttl_seconds: int,
         parameters: list[str] | None = None,
+        mask: tuple[MaskRule, ...] | list[MaskRule] = (),
     ) -> ApprovalRequest:
-        """The pending request for this command, created (and announced) if there is none."""
+        """The pending request for this command, created (and announced) if there is none.
+        `mask` is the verdict's mask rules: what approvers see is masked by them."""
         existing = self.pending_for(
             requester["subject"], connection, command, command_kind, session_id, parameters or []
         )
         if existing is not None:
             return existing
         now = time.time()
+        exact = list(parameters or [])
+        view = approver_view(
+            command_kind, command, exact, justification_of(command), approver_masker(mask)
+        )
         request = ApprovalRequest(
             id="a-" + uuid.uuid4().hex[:16],
             requester=requester,
@@ -271,11 +311,14 @@ class ApprovalBook:
             command=command,
             reasons=list(reasons),
             approvers=list(approvers),
-            justification=justification_of(command),
+            justification=view.justification,
             created_at=now,
             expires_at=now + self.decision_timeout,
             ttl_seconds=ttl_seconds or 900,
-            parameters=list(parameters or []),
+            parameters=view.parameters,
+            parameters_digest=binding_digest(self.binding_key, exact),
+            shown_command=view.command,
+            shown_statements=view.statements,
         )
         record = {
             k: v

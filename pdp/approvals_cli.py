@@ -59,7 +59,8 @@ def _line(a: pdp_pb2.Approval) -> str:
     ]
     if a.justification:
         lines.append(f"    justification: {inert(a.justification)}")
-    lines.extend(statement_lines(a.command))
+    shown = [{"text": s.text, "classification": list(s.classification)} for s in a.statements]
+    lines.extend(statement_lines(shown if shown else a.command))
     for n, value in enumerate(a.parameters, 1):
         lines.append(f"    ${n} = {inert(value)}")
     return "\n".join(lines)

@@ -85,6 +85,11 @@ class ProxyKey:
     def _mac(self, claims: str) -> str:
         return hmac.new(self._secret, claims.encode(), hashlib.sha256).hexdigest()
 
+    def derive(self, purpose: str) -> bytes:
+        """A key for another use of this secret (it never MACs a credential: claims are
+        base64url, which has no ':')."""
+        return hmac.new(self._secret, f"derive:{purpose}".encode(), hashlib.sha256).digest()
+
     def issue(self, name: str, connections: list[str] | tuple[str, ...]) -> str:
         """A credential for proxy `name` serving `connections` (the same every time)."""
         body = json.dumps({"name": name, "connections": sorted(connections)}, sort_keys=True)

@@ -54,9 +54,10 @@ def statements(command: str) -> list[dict[str, Any]]:
     return out
 
 
-def statement_lines(command: str, indent: str = "    ") -> list[str]:
-    """A command for an approver: how many statements, then every one in full."""
-    found = statements(command)
+def statement_lines(command: str | list[dict[str, Any]], indent: str = "    ") -> list[str]:
+    """A command for an approver: how many statements, then every one in full (`command`
+    may be its statements already: pdp.approver_view's masked ones)."""
+    found = statements(command) if isinstance(command, str) else command
     lines = [f"{indent}{len(found)} statement{'s' if len(found) != 1 else ''}:"]
     for n, item in enumerate(found, 1):
         lines.append(f"{indent}  {n}. [{', '.join(item['classification'])}] {inert(item['text'])}")

@@ -1,7 +1,8 @@
 """The approval webhook: a JSON notice of each new approval request, retried until delivered.
 
 Owns delivery to `approvals.webhook` — a POST whose body carries a Slack-compatible
-`text` and the request itself (never a secret: commands and identities only) — retried
+`text` and the request as approvers see it (pdp.approver_view: values masked where the
+policy masks them; never the session id) — retried
 with capped exponential backoff until the receiver answers 2xx, then recorded as the
 request's `notified` step.
 """
@@ -33,12 +34,13 @@ def notice(request: ApprovalRequest) -> dict[str, Any]:
     )
     if request.justification:
         text += f" Justification: {inert(request.justification)}"
+    command, statements = request.shown()
     if request.command_kind.startswith("postgres."):
-        text += "\n" + "\n".join(statement_lines(request.command, indent=""))
+        text += "\n" + "\n".join(statement_lines(statements, indent=""))
         for n, value in enumerate(request.parameters, 1):
             text += f"\n${n} = {inert(value)}"
     else:
-        text += f"\nCommand: {inert(request.command)}"
+        text += f"\nCommand: {inert(command)}"
     return {"text": text, "approval": request.public()}
 
 

@@ -1,0 +1,291 @@
+"""What an approver is shown of an approval request, and what the approval binds to.
+
+Owns the approver's view of a command: every statement and every bound parameter value
+masked as the policy masks them — a value assigned to or compared with a column a field
+rule names (`SET card_number = $1`, `WHERE email = '...'`, `INSERT (.., ssn) VALUES
+(.., $3)`) is masked by that rule, and every value and every statement text is run
+through the value detectors — and the keyed digest of the exact values an approval binds
+to. Which column a value meets is read from the server's own grammar (pglast): a value
+whose column cannot be named (an INSERT without a column list) gets the strictest field
+rule, and a text the parser rejects has every parameter masked by it. Masking too much is
+the safe mistake.
+
+The view is made once, when the request is created, from the verdict that asked for the
+approval, and stored with it in place of the raw values: every copy of a request —
+`portcullis approvals`, the HTTP API, the webhook, the audit store and whatever forwards
+it (syslog, SIEM) — then holds the masked values only, and no renderer can forget to
+mask. The exact statement text stays in the request (decision records hold it anyway, and
+reuse compares it); views show the masked text. The exact values survive only as an
+HMAC-SHA256 under a key of the PDP (`binding_digest`), so an approval still binds to them
+while nobody reading the store can test guesses of a card number or an SSN against it.
+
+Every detector runs in approver views whatever the verdict says: the policy's masks are
+computed for the requester, and an approver is someone else. A `hash` field rule shows as
+`redact` here (an approver needs no joinable hash, and the PDP holds no masking key).
+
+No IO here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pglast.parser import parse_sql_json, scan
+
+from pdp.rendering import statements
+from portcullis.verdict import MaskRule
+from proxies.runtime.masking import DETECTORS, REDACTED, Masker, MaskingError
+
+UNNAMED = "*"  # a value whose column cannot be named: the strictest field rule masks it
+_CONSTANT_TOKENS = {"SCONST", "ICONST", "FCONST", "BCONST", "XCONST", "USCONST"}
+
+
+@dataclass(frozen=True)
+class ApproverView:
+    """A command as approvers see it."""
+
+    command: str
+    statements: list[dict[str, Any]]  # {"text": masked, "classification": [...]}
+    parameters: list[str]
+    justification: str
+
+
+def approver_masker(rules: Sequence[MaskRule]) -> Masker:
+    """The verdict's rules (hash shown as redact) plus every detector."""
+    shown = [
+        MaskRule(r.field, r.detector, "redact" if r.strategy == "hash" else r.strategy, r.derived)
+        for r in rules
+        if not r.derived
+    ]
+    floor = [MaskRule(detector=name, strategy="partial") for name in DETECTORS]
+    try:
+        return Masker([*shown, *floor], b"")
+    except MaskingError:
+        # rules we cannot apply: every value is withheld (see _field_rule), detectors run
+        return Masker([*floor, MaskRule(field=UNNAMED, strategy="redact")], b"")
+
+
+def binding_digest(key: bytes, parameters: Sequence[str]) -> str:
+    """HMAC-SHA256 of the exact values, in order: what an approval binds to."""
+    message = json.dumps(list(parameters), ensure_ascii=False).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def approver_view(
+    kind: str, command: str, parameters: Sequence[str], justification: str, masker: Masker
+) -> ApproverView:
+    """The masked view of a command, its statements and values."""
+    shown_justification = masker.mask_text(justification)[0]
+    if not kind.startswith("postgres."):
+        shown = masker.mask_text(command)[0]
+        values = [masker.mask_text(v)[0] for v in parameters]
+        return ApproverView(shown, [], values, shown_justification)
+    found = _values(command)
+    if found is None:  # not parseable: no column is known, every value is withheld
+        everything = masker.strictest_field_rule()
+        values = [
+            masker.mask_field(everything, v) if everything else masker.mask_text(v)[0]
+            for v in parameters
+        ]
+        return ApproverView(
+            masker.mask_text(command)[0],
+            [{**s, "text": masker.mask_text(s["text"])[0]} for s in statements(command)],
+            values,
+            shown_justification,
+        )
+    return ApproverView(
+        _masked_text(command, 0, len(command), found, masker),
+        _masked_statements(command, found, masker),
+        _masked_parameters(parameters, found, masker),
+        shown_justification,
+    )
+
+
+# ---------------------------------------------------------------- which column a value meets
+
+
+@dataclass
+class _Values:
+    """Parameters by number, and literals by character offset, with the columns they meet."""
+
+    parameters: dict[int, set[str]] = field(default_factory=dict)
+    literals: dict[int, tuple[str, set[str]]] = field(default_factory=dict)
+    statements: list[tuple[int, int]] = field(default_factory=list)  # character spans
+
+
+def _values(command: str) -> _Values | None:
+    try:
+        tree = json.loads(parse_sql_json(command))
+    except Exception:
+        return None
+    encoded = command.encode()
+
+    def chars(byte_offset: int) -> int:
+        return len(encoded[:byte_offset].decode("utf-8", "replace"))
+
+    found = _Values()
+    for raw in tree.get("stmts", []):
+        start = raw.get("stmt_location", 0)
+        end = start + raw["stmt_len"] if raw.get("stmt_len") else len(encoded)
+        found.statements.append((chars(start), chars(end)))
+        _walk(raw.get("stmt"), found, chars)
+    return found
+
+
+def _walk(node: Any, found: _Values, chars: Any) -> None:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        for tag, fields in item.items():
+            if isinstance(fields, dict):
+                _meets(tag, fields, found, chars)
+            stack.append(fields)
+
+
+def _meets(tag: str, fields: dict[str, Any], found: _Values, chars: Any) -> None:
+    """Record the columns the values under one node are assigned to or compared with."""
+    if tag == "ResTarget" and fields.get("name") and "val" in fields:
+        _assign(fields["val"], {fields["name"]}, found, chars)  # SET col = ..., AS col
+    elif tag == "InsertStmt":
+        names = [c["ResTarget"].get("name", UNNAMED) for c in fields.get("cols", [])]
+        select = fields.get("selectStmt", {}).get("SelectStmt", {})
+        _positional(names, select.get("valuesLists"), fields.get("selectStmt"), found, chars)
+    elif tag == "MergeWhenClause" and "values" in fields:
+        names = [t["ResTarget"].get("name", UNNAMED) for t in fields.get("targetList", [])]
+        rows = [{"List": {"items": fields["values"]}}]
+        _positional(names, rows, fields["values"], found, chars)
+    elif tag == "A_Expr":
+        sides = [fields.get("lexpr"), fields.get("rexpr")]
+        columns = set(_columns(sides))
+        if columns:
+            _assign(sides, columns, found, chars)
+    elif tag == "SubLink" and "testexpr" in fields:
+        columns = set(_columns(fields["testexpr"]))
+        if columns:
+            _assign(fields.get("subselect"), columns, found, chars)
+
+
+def _positional(names: list[str], rows: Any, whole: Any, found: _Values, chars: Any) -> None:
+    if not names:
+        _assign(whole, {UNNAMED}, found, chars)
+        return
+    if not rows:  # INSERT ... SELECT: every value may reach any named column
+        _assign(whole, set(names), found, chars)
+        return
+    for row in rows:
+        for index, item in enumerate(row.get("List", {}).get("items", [])):
+            _assign(item, {names[index] if index < len(names) else UNNAMED}, found, chars)
+
+
+def _assign(node: Any, columns: set[str], found: _Values, chars: Any) -> None:
+    for tag, fields in _nodes(node):
+        if tag == "ParamRef":
+            found.parameters.setdefault(int(fields.get("number", 0)), set()).update(columns)
+        elif tag == "A_Const" and not fields.get("isnull"):
+            offset = chars(fields.get("location", 0))
+            value, seen = found.literals.get(offset, (_constant(fields), set()))
+            found.literals[offset] = (value, seen | columns)
+
+
+def _columns(node: Any) -> Iterator[str]:
+    for tag, fields in _nodes(node):
+        if tag == "ColumnRef":
+            names = [f["String"]["sval"] for f in fields.get("fields", []) if "String" in f]
+            if names:
+                yield names[-1]
+
+
+def _nodes(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            for tag, fields in item.items():
+                if isinstance(fields, dict):
+                    yield tag, fields
+                stack.append(fields)
+
+
+def _constant(fields: dict[str, Any]) -> str:
+    for key in ("sval", "ival", "fval", "bsval", "boolval"):
+        if key in fields:
+            inner = fields[key]
+            value = inner.get(key, 0 if key == "ival" else "") if isinstance(inner, dict) else inner
+            return str(value)
+    return ""
+
+
+# ---------------------------------------------------------------- masking what was found
+
+
+def _field_rule(masker: Masker, columns: set[str]) -> MaskRule | None:
+    if UNNAMED in columns:
+        return masker.strictest_field_rule()
+    return masker.rule_for_any(sorted(columns))
+
+
+def _masked_parameters(parameters: Sequence[str], found: _Values, masker: Masker) -> list[str]:
+    out = []
+    for number, value in enumerate(parameters, 1):
+        rule = _field_rule(masker, found.parameters.get(number, set()))
+        out.append(masker.mask_field(rule, value) if rule else masker.mask_text(value)[0])
+    return out
+
+
+def _literal_spans(command: str, found: _Values, masker: Masker) -> list[tuple[int, int, str]]:
+    """(start, end, replacement) of each literal a field rule masks, in the command."""
+    masked = {}
+    for offset, (value, columns) in found.literals.items():
+        rule = _field_rule(masker, columns)
+        if rule is not None:
+            masked[offset] = "'" + masker.mask_field(rule, value).replace("'", "''") + "'"
+    if not masked:
+        return []
+    spans = []
+    tokens = scan(command)
+    for offset, replacement in masked.items():
+        # the literal's token: the first constant at or after the node's location (a
+        # negative number starts at its sign)
+        for token in tokens:
+            if token.start >= offset and token.name in _CONSTANT_TOKENS:
+                spans.append((offset, token.end + 1, replacement))
+                break
+        else:
+            spans.append((offset, len(command), "'" + REDACTED + "'"))
+    return sorted(spans)
+
+
+def _masked_text(command: str, start: int, end: int, found: _Values, masker: Masker) -> str:
+    out, pos = [], start
+    for a, b, replacement in _literal_spans(command, found, masker):
+        if a < pos or b > end:
+            continue
+        out.append(command[pos:a])
+        out.append(replacement)
+        pos = b
+    out.append(command[pos:end])
+    return masker.mask_text("".join(out))[0]
+
+
+def _masked_statements(command: str, found: _Values, masker: Masker) -> list[dict[str, Any]]:
+    out = []
+    for start, end in found.statements:
+        exact = command[start:end].strip()
+        classified = statements(exact)
+        classification = classified[0]["classification"] if len(classified) == 1 else []
+        lead = start + len(command[start:end]) - len(command[start:end].lstrip())
+        shown = _masked_text(command, lead, lead + len(exact), found, masker)
+        out.append({"text": shown, "classification": classification})
+    return out
