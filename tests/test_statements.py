@@ -121,6 +121,38 @@ def test_explain_flags():
     assert one("EXPLAIN (ANALYZE on) SELECT 1")["analyze"] is True
 
 
+EXPLAIN_OPTION_LISTS = [
+    "ANALYZE",
+    "ANALYZE false",
+    "ANALYZE false, ANALYZE true",  # the server takes the last: this one deletes
+    "ANALYZE true, ANALYZE false",
+    "ANALYZE 0, COSTS off, ANALYZE 1",
+    "ANALYZE off, ANALYZE",
+    "ANALYZE 'off', ANALYZE 'ON'",
+    "ANALYZE on, ANALYZE 'off'",
+    "VERBOSE, ANALYZE TRUE, ANALYZE FALSE, ANALYZE TRUE",
+]
+
+
+def test_an_explain_that_runs_its_statement_says_so(pg_database):
+    """EXPLAIN hides the statement it explains only when the server will not run it: each
+    option list goes to the real server, and a DELETE that deleted rows must have surfaced
+    as an entry of its own."""
+    import psycopg
+
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE victims (id int)")
+        for options in EXPLAIN_OPTION_LISTS:
+            conn.execute("INSERT INTO victims SELECT generate_series(1, 3)")
+            sql = f"EXPLAIN ({options}) DELETE FROM victims"
+            conn.execute(sql)
+            row = conn.execute("SELECT count(*) FROM victims").fetchone()
+            ran = row is not None and row[0] == 0
+            conn.execute("TRUNCATE victims")
+            assert ("delete" in types(sql)) is ran, sql
+            assert one(sql)["analyze"] is ran, sql
+
+
 def test_where_flags():
     assert one("DELETE FROM t")["has_where"] is False
     assert one("DELETE FROM t WHERE a = 1")["has_where"] is True
