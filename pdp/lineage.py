@@ -82,6 +82,78 @@ _AGGREGATES = frozenset(
     ]
 )
 
+# Functions whose result answers a question about their input beyond its value: the
+# set-returning functions of pg_catalog that take values (how many rows), and pattern,
+# position and JSON path tests (NULL or not, true or false).
+_QUESTIONS = frozenset(
+    [
+        "generate_series",
+        "generate_subscripts",
+        "unnest",
+        "regexp_matches",
+        "regexp_split_to_table",
+        "string_to_table",
+        "json_array_elements",
+        "json_array_elements_text",
+        "jsonb_array_elements",
+        "jsonb_array_elements_text",
+        "json_each",
+        "json_each_text",
+        "jsonb_each",
+        "jsonb_each_text",
+        "json_object_keys",
+        "jsonb_object_keys",
+        "json_populate_recordset",
+        "jsonb_populate_recordset",
+        "json_to_recordset",
+        "jsonb_to_recordset",
+        "jsonb_path_query",
+        "jsonb_path_query_tz",
+        "jsonb_path_query_first",
+        "jsonb_path_query_first_tz",
+        "jsonb_path_query_array",
+        "jsonb_path_query_array_tz",
+        "jsonb_path_exists",
+        "jsonb_path_exists_tz",
+        "jsonb_path_match",
+        "jsonb_path_match_tz",
+        "ts_stat",
+        "ts_parse",
+        "ts_debug",
+        "regexp_match",
+        "regexp_like",
+        "regexp_count",
+        "regexp_instr",
+        "regexp_substr",
+        "regexp_split_to_array",
+        "substring",
+        "similar_substring",
+        "textregexeq",
+        "texticregexeq",
+        "textlike",
+        "texticlike",
+        "textnlike",
+        "texticnlike",
+        "like",
+        "ilike",
+        "notlike",
+        "notilike",
+        "starts_with",
+        "strpos",
+        "position",
+        "text_lt",
+        "text_le",
+        "text_gt",
+        "text_ge",
+        "texteq",
+        "textne",
+        "bttextcmp",
+        "text_larger",
+        "text_smaller",
+        "nullif",
+    ]
+)
+
 _EQUALITY_OPS = frozenset({"=", "<>", "!="})
 _RANGE_OPS = frozenset({"<", ">", "<=", ">="})
 _PATTERN_OPS = frozenset({"~~", "~~*", "!~~", "!~~*", "~", "~*", "!~", "!~*", "^@"})
@@ -105,7 +177,7 @@ _QUERY_FIELD = {
     "ExplainStmt": "query",
     "CopyStmt": "query",
 }
-_DML = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt"})
+_DML = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"})
 LINEAGE_TAGS = frozenset({"SelectStmt", *_DML, *_QUERY_FIELD})
 
 
@@ -154,7 +226,7 @@ class Item:
     relation (subquery, CTE, VALUES, function) whose outputs are known, or known only as
     one opaque flow every name reaches."""
 
-    __slots__ = ("members", "names", "opaque", "outputs", "table")
+    __slots__ = ("hidden", "members", "names", "opaque", "outputs", "table")
 
     def __init__(
         self,
@@ -169,16 +241,25 @@ class Item:
         self.outputs = outputs or []
         self.opaque = opaque
         self.members = members  # the items a JOIN ... AS alias stands for
+        # names a JOIN ... USING / NATURAL JOIN merged: `*` over the join shows the merged
+        # column once, in front (its own `item.*` still shows them)
+        self.hidden: set[str] = set()
 
     def expand(self) -> list[Output]:
         """What `item.*` stands for."""
         if self.table is not None:
             return [("", Flow(STAR, tables={self.table: None}))]
         if self.members is not None:
-            return [o for m in self.members for o in m.expand()]
+            return [o for m in self.members for o in m.visible()]
         if self.opaque is not None and not self.outputs:
             return [("", self.opaque)]
         return self.outputs
+
+    def visible(self) -> list[Output]:
+        """What an unqualified `*` over this item stands for: merged join columns once."""
+        if not self.hidden:
+            return self.expand()
+        return [(n, f) for n, f in self.expand() if n not in self.hidden]
 
     def column(self, name: str) -> Flow | None:
         """The flow of column name of this item; None when it has none by that name."""
@@ -245,7 +326,7 @@ class Lineage:
         for column in flow.columns:
             self.predicates[(column, use)] = None
         if flow.kind in (WHOLE_ROW, STAR) or (flow.tables and flow.kind != PLAIN):
-            self.predicates[("*", "other")] = None
+            self.predicates[("*", use)] = None
 
     # --- queries ------------------------------------------------------------
 
@@ -299,6 +380,10 @@ class Lineage:
                 self.ordering(node, scope, ctes, outputs, "group")
         for node in fields.get("windowClause", ()):
             self.window(node["WindowDef"], scope, ctes)
+        for clause in ("limitCount", "limitOffset"):
+            if fields.get(clause):
+                # how many rows come back is an answer too
+                self.record(self.expr(fields[clause], scope, ctes).derived(), "other")
 
     def ordering(
         self, node: Fields, scope: Scope, ctes: dict[str, Item], outputs: list[Output], use: str
@@ -307,8 +392,16 @@ class Lineage:
         ((tag, fields),) = node.items()
         if tag == "A_Const" and "ival" in fields:
             position = fields["ival"].get("ival", 0)
-            if 1 <= position <= len(outputs):
-                self.record(outputs[position - 1][1], use)
+            for i, (name, flow) in enumerate(outputs):
+                if not name:
+                    # `*` or an unnamed output of unknown width: from here on a position
+                    # may be any of the remaining outputs' columns
+                    for _, rest in outputs[i:]:
+                        self.record(rest, use)
+                    return
+                if i + 1 == position:
+                    self.record(flow, use)
+                    return
             return
         if tag == "ColumnRef" and len(fields["fields"]) == 1:
             name = _sval(fields["fields"][0])
@@ -362,7 +455,8 @@ class Lineage:
         return []
 
     def dml(self, tag: str, fields: Fields, outer: Scope, ctes: dict[str, Item]) -> list[Output]:
-        """RETURNING of INSERT/UPDATE/DELETE, recording WHERE and the INSERT's query."""
+        """RETURNING of INSERT/UPDATE/DELETE/MERGE, recording WHERE, the INSERT's query,
+        and MERGE's source, join condition and WHEN clauses."""
         with_clause = fields.get("withClause")
         if with_clause:
             ctes = self.with_clause(with_clause, outer, ctes)
@@ -373,6 +467,8 @@ class Lineage:
         scope = [items, *outer]
         for node in fields.get("fromClause") or fields.get("usingClause") or ():
             self.from_item(node, scope, ctes, items)
+        if tag == "MergeStmt":
+            self.merge_clauses(fields, scope, ctes, items)
         source = fields.get("selectStmt")
         if source and "SelectStmt" in source:
             self.select(source["SelectStmt"], outer, ctes)
@@ -390,6 +486,27 @@ class Lineage:
             else:
                 outputs.append((res.get("name") or _column_name(val), self.expr(val, scope, ctes)))
         return outputs
+
+    def merge_clauses(
+        self, fields: Fields, scope: Scope, ctes: dict[str, Item], items: list[Item]
+    ) -> None:
+        """MERGE: its source joins the target on a condition; each WHEN clause has its own
+        condition and the values it writes (read for the sub-queries they may hold)."""
+        source = fields.get("sourceRelation")
+        if source:
+            self.from_item(source, scope, ctes, items)
+        condition = fields.get("joinCondition")
+        if condition:
+            self.predicate(condition, scope, ctes, True)
+        for node in fields.get("mergeWhenClauses", ()):
+            clause = node["MergeWhenClause"]
+            if clause.get("condition"):
+                self.predicate(clause["condition"], scope, ctes, False)
+            for target in clause.get("targetList", ()):
+                if target["ResTarget"].get("val"):
+                    self.expr(target["ResTarget"]["val"], scope, ctes)
+            for value in clause.get("values", ()):
+                self.expr(value, scope, ctes)
 
     def values(self, rows: list[Fields], outer: Scope, ctes: dict[str, Item]) -> list[Output]:
         columns: list[list[Flow]] = []
@@ -421,10 +538,11 @@ class Lineage:
         elif tag == "JoinExpr":
             start = len(items)
             self.from_item(fields["larg"], scope, ctes, items)
+            middle = len(items)
             self.from_item(fields["rarg"], scope, ctes, items)
-            for name in fields.get("usingClause", ()):
-                column = _sval(name).lower()
-                self.predicates[(column, "join")] = None
+            using = [_sval(n) for n in fields.get("usingClause", ())]
+            if using or fields.get("isNatural", False):
+                self.merge_columns(items, start, middle, using, fields.get("join_using_alias"))
             quals = fields.get("quals")
             if quals:
                 self.predicate(quals, scope, ctes, True)
@@ -443,6 +561,8 @@ class Lineage:
                 flows.append(self.expr(call, scope, ctes))
                 names.append(_column_name(call))
             flow = _merge(EXPRESSION, flows)
+            # a function in FROM decides how many rows there are, from what it reads
+            self.record(flow, "other")
             alias = fields.get("alias")
             colnames = [_sval(c) for c in alias.get("colnames", ())] if alias else []
             label = alias["aliasname"] if alias else (names[0] if names else "")
@@ -453,14 +573,47 @@ class Lineage:
         else:
             # XMLTABLE, JSON_TABLE, ...: any column may carry any column they read
             flow = self.generic(fields, scope, ctes)
+            self.record(flow.derived(), "other")  # their rows depend on what they read
             alias = fields.get("alias")
             label = alias["aliasname"] if alias else ""
             items.append(Item((label,), opaque=flow.derived()))
 
+    def merge_columns(
+        self, items: list[Item], start: int, middle: int, using: list[str], alias: Fields | None
+    ) -> None:
+        """JOIN ... USING / NATURAL JOIN: each merged column compares the two sides (a join
+        of two columns; equality when one side is a constant, as in a VALUES list; else a
+        computed comparison) and is one output computed from both (a FULL JOIN's is
+        COALESCE, and either side may be coerced: never a stored column). A NATURAL JOIN
+        over a table, whose columns the PDP does not know, may merge any name the other
+        side has."""
+        left, right = items[start:middle], items[middle:]
+        names = using or _natural_names(left, right)
+        merged: list[Output] = []
+        for name in names:
+            sides = [_side_column(side, name) for side in (left, right)]
+            flows = [f for f in sides if f is not None]
+            if len(flows) == 2:
+                plain = [f.kind == PLAIN for f in flows]
+                constant = [not (f.columns or f.tables) for f in flows]
+                if all(plain):
+                    use = "join"
+                elif any(plain) and any(constant):
+                    use = "equality"
+                else:
+                    use = "other"
+                for flow in flows:
+                    self.record(flow, use)
+            merged.append((name, _merge(EXPRESSION, flows)))
+            for item in left + right:
+                item.hidden.add(name)
+        label = (alias["aliasname"],) if alias else ("",)
+        items.insert(start, Item(label, outputs=merged))
+
     def expand(self, ref: list[Fields], scope: Scope) -> list[Output]:
         """The outputs `*` or `rel.*` stands for in a target list."""
         if len(ref) == 1:
-            return [o for item in scope[0] if not _hidden(item, scope[0]) for o in item.expand()]
+            return [o for item in scope[0] if not _hidden(item, scope[0]) for o in item.visible()]
         item = _find(scope, _sval(ref[-2]))
         if item is None:
             return [("", Flow(WHOLE_ROW, tables={_sval(ref[-2]).lower(): None}))]
@@ -503,7 +656,16 @@ class Lineage:
         if tag == "FuncCall":
             return self.function(fields, scope, ctes)
         if tag == "SubLink":
+            if "testexpr" in fields:
+                return self.sublink_test(fields, scope, ctes)
             return self.sublink(fields, scope, ctes)
+        if tag == "A_Expr" and _comparing(fields):
+            return self.comparison(fields, scope, ctes, False)
+        if tag == "NullTest":
+            self.predicate(node, scope, ctes, False)
+            return self.expr(fields["arg"], scope, ctes).derived()
+        if tag == "CaseExpr":
+            return self.case(fields, scope, ctes)
         if tag == "A_Indirection":
             flow = self.expr(fields["arg"], scope, ctes)
             steps = fields.get("indirection", ())
@@ -554,7 +716,12 @@ class Lineage:
         over = fields.get("over")
         if over:
             self.window(over, scope, ctes)
-        return _merge(AGGREGATE if aggregate else EXPRESSION, flows)
+        flow = _merge(AGGREGATE if aggregate else EXPRESSION, flows)
+        if name in _QUESTIONS:
+            # how many rows a set-returning function gives, and whether a pattern function
+            # matches (NULL or not, which a mask keeps), answer questions about its input
+            self.record(flow, "other")
+        return flow
 
     def sublink(self, fields: Fields, scope: Scope, ctes: dict[str, Item]) -> Flow:
         outputs = self.select(fields["subselect"]["SelectStmt"], scope, ctes)
@@ -589,20 +756,49 @@ class Lineage:
             self.record(_bare(flow, arg), "equality")
             return
         if tag == "SubLink" and "testexpr" in fields:
-            test = fields["testexpr"]
-            left = self.expr(test, scope, ctes)
-            outputs = self.select(fields["subselect"]["SelectStmt"], scope, ctes)
-            operator = _sval(fields["operName"][-1]) if fields.get("operName") else "="
-            use = _operator_use(operator)
-            atoms = _atom(test, left) and all(o.kind == PLAIN for _, o in outputs)
-            use = use if use != "equality" or atoms else "other"
-            self.record(_bare(left, test), use)
-            for _, flow in outputs:
-                self.record(flow, use)
+            self.sublink_test(fields, scope, ctes)
             return
         self.record(self.expr(node, scope, ctes).derived(), "other")
 
-    def comparison(self, fields: Fields, scope: Scope, ctes: dict[str, Item], join: bool) -> None:
+    def sublink_test(self, fields: Fields, scope: Scope, ctes: dict[str, Item]) -> Flow:
+        """`x IN (SELECT ...)`, `x < ANY (SELECT ...)`: records the comparison, returns the
+        flow of its result."""
+        test = fields["testexpr"]
+        left = self.expr(test, scope, ctes)
+        outputs = self.select(fields["subselect"]["SelectStmt"], scope, ctes)
+        operator = _sval(fields["operName"][-1]) if fields.get("operName") else "="
+        use = _operator_use(operator)
+        atoms = _atom(test, left) and all(o.kind == PLAIN for _, o in outputs)
+        use = use if use != "equality" or atoms else "other"
+        self.record(_bare(left, test), use)
+        for _, flow in outputs:
+            self.record(flow, use)
+        return _merge(EXPRESSION, [left, *(f for _, f in outputs)])
+
+    def case(self, fields: Fields, scope: Scope, ctes: dict[str, Item]) -> Flow:
+        """CASE: its conditions choose what the output is (and whether it is NULL, which a
+        mask keeps), so they are conditions like a WHERE's; `CASE x WHEN v` compares x = v."""
+        arg = fields.get("arg")
+        flows = [self.expr(arg, scope, ctes)] if arg else []
+        for node in fields.get("args", ()):
+            when = node["CaseWhen"]
+            condition = when["expr"]
+            if arg:
+                self.comparison(
+                    {"kind": "AEXPR_OP", "name": [{"String": {"sval": "="}}], "lexpr": arg,
+                     "rexpr": condition},
+                    scope, ctes, False,
+                )  # fmt: skip
+            else:
+                self.predicate(condition, scope, ctes, False)
+            flows.append(self.expr(condition, scope, ctes))
+            flows.append(self.expr(when.get("result"), scope, ctes))
+        if fields.get("defresult"):
+            flows.append(self.expr(fields["defresult"], scope, ctes))
+        return _merge(EXPRESSION, flows)
+
+    def comparison(self, fields: Fields, scope: Scope, ctes: dict[str, Item], join: bool) -> Flow:
+        """Record how one operator expression compares columns; returns its flow."""
         kind = fields.get("kind", "AEXPR_OP")
         operator = _sval(fields["name"][-1]) if fields.get("name") else ""
         use = _USE_BY_KIND.get(kind) or _operator_use(operator)
@@ -628,12 +824,36 @@ class Lineage:
                 use = "join"
         for n, flow in operands:
             self.record(_bare(flow, n), use)
+        return _merge(EXPRESSION, [f for _, f in operands])
 
 
 # Nodes whose flow expr() computes itself rather than the generic walk.
 _EXPRESSION_HEADS = frozenset(
-    {"ColumnRef", "A_Const", "ParamRef", "SQLValueFunction", "FuncCall", "SubLink", "A_Indirection"}
+    {
+        "ColumnRef",
+        "A_Const",
+        "ParamRef",
+        "SQLValueFunction",
+        "FuncCall",
+        "SubLink",
+        "A_Indirection",
+        "A_Expr",
+        "NullTest",
+        "CaseExpr",
+    }
 )
+
+
+def _comparing(fields: Fields) -> bool:
+    """Whether an operator expression asks a question of its operands (equality, order,
+    a pattern, NULLIF), as against computing a value from them (`+`, `||`)."""
+    kind = fields.get("kind", "AEXPR_OP")
+    if kind in _USE_BY_KIND or kind == "AEXPR_NULLIF":
+        return True
+    if kind not in ("AEXPR_OP", "AEXPR_OP_ANY", "AEXPR_OP_ALL"):
+        return False
+    operator = _sval(fields["name"][-1]) if fields.get("name") else ""
+    return _operator_use(operator) != "other"
 
 
 def _operator_use(operator: str) -> str:
@@ -695,6 +915,38 @@ def _bare_name(name: str, scope: Scope) -> Flow:
                         flows.append(other)  # maybe a function's or set operation's column
             return flows[0] if len(flows) == 1 else _merge(EXPRESSION, flows)
     return Flow(PLAIN, {name.lower(): None})
+
+
+def _side_column(side: list[Item], name: str) -> Flow | None:
+    """The flow of column name on one side of a join: its derived items' outputs by that
+    name, else a table's column (a table may have any name), else None."""
+    flows = [f for item in side if item.table is None for n, f in item.visible() if n == name]
+    if flows:
+        return flows[0] if len(flows) == 1 else _merge(EXPRESSION, flows)
+    opaque = [item.opaque for item in side if item.opaque is not None and not item.outputs]
+    if opaque:
+        return _merge(EXPRESSION, opaque)
+    if any(item.table is not None for item in side):
+        return Flow(PLAIN, {name.lower(): None})
+    return None
+
+
+def _natural_names(left: list[Item], right: list[Item]) -> list[str]:
+    """The names a NATURAL JOIN may merge: those both sides have, where a side holding a
+    table (columns unknown) or an opaque item may have any name."""
+
+    def known(side: list[Item]) -> tuple[list[str], bool]:
+        names = [n for item in side if item.table is None for n, _ in item.visible() if n]
+        unknown = any(
+            item.table is not None or (item.opaque is not None and not item.outputs)
+            for item in side
+        )
+        return names, unknown
+
+    (left_names, left_any), (right_names, right_any) = known(left), known(right)
+    found = [n for n in left_names if right_any or n in right_names]
+    found += [n for n in right_names if left_any and n not in found]
+    return list(dict.fromkeys(found))
 
 
 def _find(scope: Scope, name: str) -> Item | None:

@@ -15,6 +15,7 @@ computed. A computed view column is `derived`, from every column its view depend
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -178,3 +179,59 @@ def resolve(
         if table in views:
             out[(table, attnum)] = view_column(table, attnum, 0)
     return out
+
+
+# Every view's columns, stored query and the table columns it reads, one JSON row per view
+# (the session's own connection reads it once, before the client is let in).
+VIEW_COLUMNS_SQL = """SELECT json_build_array(c.oid, r.ev_action::text,
+  (SELECT json_agg(json_build_array(a.attnum, a.attname)) FROM pg_catalog.pg_attribute a
+   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  (SELECT json_agg(json_build_array(d.refobjid, d.refobjsubid, a.attname, t.relkind))
+   FROM pg_catalog.pg_depend d
+   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+   JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+   WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+   AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjsubid > 0
+   AND d.refobjid <> c.oid))::text
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_rewrite r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
+WHERE c.relkind IN ('v', 'm')
+AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)"""
+
+
+def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
+    """View column name → the base column names it carries, for every view column whose
+    name is not what it carries: a plain column under another name (`phone AS contact`:
+    contact → [phone], views over views followed) or a computed one (every column its view
+    reads; ["*"] when none is known). From VIEW_COLUMNS_SQL's rows.
+
+    The policy reads these names as the columns they carry wherever lineage meets them
+    (a predicate, an expression), since the PDP sees only the statement's text."""
+    attributes: dict[tuple[int, int], tuple[str, str, str | None]] = {}
+    dependencies: dict[int, set[str]] = {}
+    views: list[tuple[int, int, str]] = []
+    for row in rows:
+        view, action, columns, reads = json.loads(row)
+        view = int(view)
+        reads = [(int(t), int(n), name, kind) for t, n, name, kind in reads or ()]
+        for attnum, name in columns or ():
+            attributes[(view, attnum)] = (name, "v", action)
+            views.append((view, attnum, name))
+        dependencies[view] = {name for _, _, name, _ in reads}
+        for table, attnum, name, kind in reads:
+            if kind not in VIEW_KINDS:
+                attributes.setdefault((table, attnum), (name, kind, None))
+    origins = resolve(CatalogRows(attributes, dependencies, set()), {})
+    renamed: dict[str, set[str]] = {}
+    for view, attnum, name in views:
+        origin = origins.get((view, attnum))
+        if origin is None:
+            carried: tuple[str, ...] = ("*",)
+        elif origin.derived:
+            carried = origin.derived_from
+        elif origin.name != name:
+            carried = (origin.name,)
+        else:
+            continue
+        renamed.setdefault(name.lower(), set()).update(c.lower() for c in carried)
+    return {name: sorted(carried) for name, carried in sorted(renamed.items())}

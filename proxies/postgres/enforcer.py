@@ -155,6 +155,9 @@ class Enforcer:
         # built-in function names the database also defines elsewhere (read at start-up):
         # the policy must know a call of one may not run the built-in
         self.shadowed: tuple[str, ...] = ()
+        # view column names that carry other columns (read at start-up): the policy
+        # follows a predicate or expression on `contact` to the `phone` it is
+        self.view_columns: dict[str, list[str]] = {}
         self.hash_key = hash_key
         self.statements: dict[str, PreparedStatement] = {}
         self.portals: dict[str, Portal] = {}
@@ -181,12 +184,15 @@ class Enforcer:
     def _attributes(self, protocol: str, parameters: list[str] | None = None) -> dict[str, Any]:
         """input.command.postgres beside the statements: how the text came, the values it
         was bound to (only where an approval binds to them), and the built-in names this
-        database shadows (only when there are any)."""
-        if not self.shadowed and parameters is None:
+        database shadows and the view columns that carry other columns (only when there
+        are any)."""
+        if not self.shadowed and not self.view_columns and parameters is None:
             return _PROTOCOL[protocol]
         attributes: dict[str, Any] = dict(_PROTOCOL[protocol])
         if self.shadowed:
             attributes["shadowed_functions"] = list(self.shadowed)
+        if self.view_columns:
+            attributes["view_columns"] = self.view_columns
         if parameters is not None:
             attributes["parameters"] = parameters
         return attributes

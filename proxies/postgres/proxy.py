@@ -27,11 +27,13 @@ from portcullis.config import Config, ConnectionSettings
 from proxies.postgres import codec
 from proxies.postgres.columns import (
     MAX_VIEW_DEPTH,
+    VIEW_COLUMNS_SQL,
     VIEW_KINDS,
     CatalogRows,
     ColumnOrigin,
     attributes_sql,
     dependencies_sql,
+    renamed_view_columns,
     resolve,
     view_origins,
 )
@@ -225,6 +227,8 @@ class ClientConnection:
         self.session_settings: dict[str, str] = {}
         # names of pg_catalog functions also defined elsewhere in the database
         self.shadowed: list[str] = []
+        # view column name → the columns it carries, where they differ (columns.py)
+        self.view_columns: dict[str, list[str]] = {}
 
     # -- writing -------------------------------------------------------------------------
 
@@ -355,12 +359,16 @@ class ClientConnection:
             self.session = None
             return False
         shadowed = await session_query(self.upstream, SHADOWED_SQL)
-        if shadowed is None:
+        views = None
+        if shadowed is not None:
+            views = await session_query(self.upstream, VIEW_COLUMNS_SQL)
+        if shadowed is None or views is None:
             self.fatal("portcullis: the upstream catalog could not be read", "08006")
             await self.session.close("upstream_unavailable", abnormal=True)
             self.session = None
             return False
         self.shadowed = shadowed
+        self.view_columns = renamed_view_columns(views)
         self._greet(self.upstream)
         return True
 
@@ -411,6 +419,7 @@ class ClientConnection:
         )
         enforcer.source_columns = self._source_columns
         enforcer.shadowed = tuple(self.shadowed)
+        enforcer.view_columns = self.view_columns
         relay = _Relay(self, enforcer, tracker, statement_limit(self.session_settings))
         enforcer.settle = relay.settle
         waiting: set[asyncio.Future[str]] = {relay.ended}

@@ -35,7 +35,22 @@
 # Lineage holds names only, never literal values, so these rules keep cache_key "shape".
 package portcullis
 
-pg_sensitive := {c | some c in data.portcullis.sensitive_columns}
+pg_sensitive := {c | some c in data.portcullis.sensitive_columns} | pg_sensitive_view_columns
+
+# A view column that carries a sensitive column under another name (`phone AS contact`,
+# `upper(email) AS shout`; "*" when the proxy could not tell what it carries) is that
+# column wherever lineage meets it: the proxy reads the database's views when a session
+# starts (input.command.postgres.view_columns: name → the columns it carries). Names only,
+# like sensitive_columns: a `contact` of another table is judged alike (the safe mistake).
+pg_sensitive_view_columns contains name if {
+	some name, carried in object.get(input.command, ["postgres", "view_columns"], {})
+	some column in carried
+	pg_sensitive_carried(column)
+}
+
+pg_sensitive_carried(column) if column in data.portcullis.sensitive_columns
+
+pg_sensitive_carried("*")
 
 # Outputs that reach the client: not a plan (EXPLAIN), not a DO block's inner statements.
 pg_client_outputs contains [s.type, o] if {

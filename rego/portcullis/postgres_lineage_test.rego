@@ -148,3 +148,59 @@ test_fetch_and_execute_mask_computed_columns if {
 		{"derived": true, "strategy": "redact"} in d.mask
 	}
 }
+
+# --- view columns that carry sensitive columns under other names ----------------------
+
+with_views(groups, s, views) := d if {
+	i := object.union(pg_input(groups, [s]), {"command": {"postgres": {"view_columns": views}}})
+	d := portcullis.decision with input as i
+}
+
+test_a_pattern_on_a_view_column_renaming_a_sensitive_column_is_denied if {
+	s := selecting([out("?column?", "expression", [])], [{"column": "contact", "use": "pattern"}])
+	d := with_views(["readonly"], s, {"contact": ["phone"]})
+	d.verdict == "deny"
+	"pattern use of sensitive column contact in a condition or ordering answers questions about its values: denied to everyone not in pii-readers" in d.reasons
+}
+
+test_order_and_range_on_a_computed_view_column_are_denied if {
+	every use in ["order", "range", "other"] {
+		s := selecting([], [{"column": "shout", "use": use}])
+		with_views(["dba"], s, {"shout": ["email", "id"]}).verdict == "deny"
+	}
+}
+
+test_an_expression_over_a_renaming_view_column_is_masked_whole if {
+	d := with_views(["readonly"], selecting([out("upper", "expression", ["contact"])], []), {"contact": ["phone"]})
+	d.verdict == "mask"
+	derived in d.mask
+	"output upper (expression) derives from sensitive column contact: masked whole" in d.reasons
+}
+
+test_a_view_column_of_unknown_origin_counts_as_sensitive if {
+	s := selecting([], [{"column": "v1", "use": "range"}])
+	with_views(["readonly"], s, {"v1": ["*"]}).verdict == "deny"
+}
+
+test_view_columns_carrying_only_plain_columns_stay_plain if {
+	s := selecting([out("upper", "expression", ["ident"])], [{"column": "ident", "use": "range"}])
+	d := with_views(["readonly"], s, {"ident": ["id"], "contact": ["phone"]})
+	d.verdict == "mask"
+	not derived in d.mask
+}
+
+test_pii_readers_may_search_view_columns if {
+	s := selecting([], [{"column": "contact", "use": "pattern"}])
+	with_views(["pii-readers"], s, {"contact": ["phone"]}).verdict == "allow"
+}
+
+test_a_whole_row_ordered_by_position_over_star_is_denied if {
+	d := lineage_decision(["readonly"], selecting([], [{"column": "*", "use": "order"}]))
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "a whole row used in a condition or ordering (order)")
+}
+
+test_a_whole_row_grouped_is_allowed_like_any_grouping if {
+	lineage_decision(["readonly"], selecting([], [{"column": "*", "use": "group"}])).verdict == "mask"
+}
