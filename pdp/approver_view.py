@@ -66,7 +66,7 @@ def approver_masker(rules: Sequence[MaskRule]) -> Masker:
     try:
         return Masker([*shown, *floor], b"")
     except MaskingError:
-        # rules we cannot apply: every value is withheld (see _field_rule), detectors run
+        # rules we cannot apply: every value is withheld (_field_rule), detectors run
         return Masker([*floor, MaskRule(field=UNNAMED, strategy="redact")], b"")
 
 
@@ -231,6 +231,9 @@ def _constant(fields: dict[str, Any]) -> str:
 
 
 def _field_rule(masker: Masker, columns: set[str]) -> MaskRule | None:
+    withheld = masker.rule_for([UNNAMED])  # rules we could not apply: every value
+    if withheld is not None:
+        return withheld
     if UNNAMED in columns:
         return masker.strictest_field_rule()
     return masker.rule_for_any(sorted(columns))
