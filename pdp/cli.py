@@ -10,22 +10,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from portcullis.config import Config, ConfigError, load_config
+from portcullis.process import UserError, check_listen, run_until_signal, setup_logging
 
 EXIT_CONFIG = 2
 DEFAULT_CONFIG = "portcullis.yaml"
-
-
-class UserError(Exception):
-    """Something the user can fix (a missing file, a port in use): one line, exit 2."""
 
 
 class _LenientEnv(Mapping[str, str]):
@@ -64,30 +59,12 @@ def _served_secrets(config: Config, connections: Any = None) -> None:
     resolve_secrets(config, served(config.connections if connections is None else connections))
 
 
-def _check_listen(key: str, address: str) -> None:
-    """A TCP listen address another process holds is a user error, named before start-up."""
-    import errno
-    import socket
-
-    if not address or address.startswith("unix:"):
-        return
-    host, _, port = address.rpartition(":")
-    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host.strip("[]"), int(port)))
-        except OSError as exc:
-            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-            raise UserError(f"{key} {address}: cannot listen: {reason}") from None
-
-
 def _check_ports(config: Config, connections: Any = (), pdp: bool = True) -> None:
     if pdp:
-        _check_listen("pdp.listen", config.pdp.listen)
-        _check_listen("pdp.http_listen", config.pdp.http_listen)
+        check_listen("pdp.listen", config.pdp.listen)
+        check_listen("pdp.http_listen", config.pdp.http_listen)
     for connection in connections:
-        _check_listen(f"{connection.key or connection.name}.listen", connection.listen)
+        check_listen(f"{connection.key or connection.name}.listen", connection.listen)
 
 
 def _run_service(what: str, start: Callable[[asyncio.Event], Any]) -> int:
@@ -96,33 +73,10 @@ def _run_service(what: str, start: Callable[[asyncio.Event], Any]) -> int:
     from pdp.store import StoreUnavailable
 
     try:
-        _run_until_signal(start)
+        run_until_signal(start)
     except (OSError, PolicyLoadError, StoreUnavailable) as exc:
         raise UserError(f"{what} cannot start: {exc}") from None
     return 0
-
-
-def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-def _run_until_signal(start: Callable[[asyncio.Event], Any]) -> None:
-    """Run a service on uvloop (the servers' event loop) until SIGINT or SIGTERM."""
-    import uvloop
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await start(stop)
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
 
 
 # -- subcommands ------------------------------------------------------------------
@@ -133,7 +87,7 @@ def cmd_pdp(args: argparse.Namespace) -> int:
 
     config = _config(args)
     _check_ports(config)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     return _run_service("the PDP", lambda stop: PDPApp(config).run_until(stop))
 
 
@@ -145,39 +99,26 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = _config(args)
     _served_secrets(config)
     _check_ports(config, served(config.connections))
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     return _run_service(
         "portcullis up", lambda stop: run_with_proxies(PDPApp(config), config, stop)
     )
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
-    """The proxies of one protocol alone (one per network zone), against a running PDP."""
-    from proxies.launcher import run_proxies
-
-    config = _config(args)
-    _setup_logging(args.verbose)
-    connections = [
-        c
-        for c in config.connections
-        if c.type == args.kind and (args.connection is None or c.name == args.connection)
-    ]
-    if not connections:
-        print(
-            f"portcullis proxy: no {args.kind} connection configured"
-            + (f" named {args.connection!r}" if args.connection else ""),
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
-    _served_secrets(config, connections)
-    _check_ports(config, connections, pdp=False)
-    from proxies.runtime.pdp_auth import client_auth, pdp_address
-
-    address = pdp_address(config, args.pdp or "")
-    client_auth(config)  # a proxy that cannot prove itself to the PDP stops here, named
-    return _run_service(
-        f"the {args.kind} proxy", lambda stop: run_proxies(connections, config, address, stop)
-    )
+    """The proxies of one protocol alone (one per network zone), against a running PDP: a
+    process of its own (`python -m proxies`) that never loads the PDP's code."""
+    argv = [sys.executable, "-m", "proxies", args.kind, "-c", config_path(args)]
+    if args.connection:
+        argv += ["--connection", args.connection]
+    if args.pdp:
+        argv += ["--pdp", args.pdp]
+    if args.verbose:
+        argv.append("-v")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 (the argv is ours, no shell)
+    return 0  # not reached
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -316,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     pdp.set_defaults(func=cmd_pdp)
 
     proxy = sub.add_parser("proxy", help="the proxies of one protocol alone")
-    proxy.add_argument("kind", choices=["postgres", "http", "ssh"])
+    proxy.add_argument("kind", help="the protocol: a connection type this build serves")
     proxy.add_argument("--connection", default=None, help="only this connection")
     proxy.add_argument("--pdp", default=None, help="PDP address (default: pdp.address/listen)")
     _service_options(proxy)

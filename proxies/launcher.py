@@ -33,15 +33,22 @@ def register_proxy(kind: str, factory: ProxyFactory) -> None:
 
 
 def _load_builtin_kinds() -> None:
-    """Import the protocol packages that exist in this build; each registers itself."""
+    """Import every protocol package of this build (each subpackage of `proxies` but the
+    runtime); each registers itself. No list of protocols to edit for a new one."""
     import importlib
+    import pkgutil
 
-    for name in ("postgres", "http", "ssh"):
-        try:
-            importlib.import_module(f"proxies.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"proxies.{name}":
-                raise
+    import proxies
+
+    for module in pkgutil.iter_modules(proxies.__path__):
+        if module.ispkg and module.name != "runtime":
+            importlib.import_module(f"proxies.{module.name}")
+
+
+def proxy_kinds() -> list[str]:
+    """The connection types this build serves."""
+    _load_builtin_kinds()
+    return sorted(PROXY_KINDS)
 
 
 def served(connections: Sequence[ConnectionSettings]) -> list[ConnectionSettings]:

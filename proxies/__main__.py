@@ -1,0 +1,76 @@
+"""`python -m proxies KIND`: a proxy process, the proxies of one protocol against a PDP.
+
+Owns the proxy process's command line (`portcullis proxy` execs it): it reads the same
+portcullis.yaml, serves the connections of one kind (or one connection), proves itself
+to the PDP, and runs until SIGINT or SIGTERM. It imports the neutral contract
+(`portcullis`) and `proxies` only: a proxy in a network zone carries nothing of the
+decision point (tests/test_layering.py checks the modules it loads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from portcullis.config import ConfigError, load_config
+from portcullis.process import UserError, check_listen, run_until_signal, setup_logging
+
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from proxies.launcher import proxy_kinds
+
+    parser = argparse.ArgumentParser(
+        prog="portcullis proxy", description="The proxies of one protocol alone."
+    )
+    parser.add_argument("kind", choices=proxy_kinds())
+    parser.add_argument("--connection", default=None, help="only this connection")
+    parser.add_argument("--pdp", default=None, help="PDP address (default: pdp.address/listen)")
+    parser.add_argument("-c", "--config", default=None, help="configuration file")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    from portcullis.config import resolve_secrets
+    from proxies.launcher import run_proxies
+    from proxies.runtime.pdp_auth import client_auth, pdp_address
+
+    path = args.config or os.environ.get("PORTCULLIS_CONFIG") or "portcullis.yaml"
+    config = load_config(path)
+    connections = [
+        c
+        for c in config.connections
+        if c.type == args.kind and (args.connection is None or c.name == args.connection)
+    ]
+    if not connections:
+        named = f" named {args.connection!r}" if args.connection else ""
+        raise UserError(f"no {args.kind} connection configured{named}")
+    resolve_secrets(config, connections)  # an unset ${NAME} stops it here, named
+    for connection in connections:
+        check_listen(f"{connection.key or connection.name}.listen", connection.listen)
+    address = pdp_address(config, args.pdp or "")
+    client_auth(config)  # a proxy that cannot prove itself to the PDP stops here, named
+    setup_logging(args.verbose)
+    try:
+        run_until_signal(lambda stop: run_proxies(connections, config, address, stop))
+    except OSError as exc:
+        raise UserError(f"the {args.kind} proxy cannot start: {exc}") from None
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return serve(args)
+    except (ConfigError, UserError) as exc:
+        print(f"portcullis proxy: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
