@@ -18,6 +18,7 @@ import grpc
 from google.protobuf import json_format
 
 from pdp.rendering import inert, statement_lines
+from pdp.timestamps import outward
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
 EXIT_REFUSED = 1
@@ -66,6 +67,15 @@ def _line(a: pdp_pb2.Approval) -> str:
     return "\n".join(lines)
 
 
+def _as_json(approval: Any) -> Any:
+    """A request as the HTTP API shows it: snake_case keys, every field, RFC 3339 times."""
+    return outward(
+        json_format.MessageToDict(
+            approval, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+    )
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     response = _run(
         args,
@@ -73,7 +83,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         pdp_pb2.ListApprovalsRequest(token=_token(args), pending_only=args.pending),
     )
     if args.format == "json":
-        print(json.dumps([json_format.MessageToDict(a) for a in response.approvals], indent=2))
+        print(json.dumps([_as_json(a) for a in response.approvals], indent=2))
     else:
         for approval in response.approvals:
             print(_line(approval))
@@ -106,7 +116,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     approval = found[0]
     if args.format == "json":
-        print(json.dumps(json_format.MessageToDict(approval), indent=2))
+        print(json.dumps(_as_json(approval), indent=2))
         return 0
     print(_line(approval))
     print(f"    approvers: {inert(', '.join(approval.approvers))}")

@@ -17,6 +17,7 @@ from pdp.approval_rpc import public_view, visible_approvals
 from pdp.approvals import ApprovalRefused
 from pdp.decisions import EVALUATION_BUCKETS, DecisionStats
 from pdp.identity import TokenRejected
+from pdp.timestamps import outward
 
 if TYPE_CHECKING:
     from pdp.app import PDPApp
@@ -138,7 +139,7 @@ def build_http_app(pdp: PDPApp) -> web.Application:
         who = await approver(request)
         pending_only = request.query.get("pending") in ("1", "true")
         shown = await visible_approvals(pdp.approvals, who, pending_only)
-        listed = [public_view(r) for r in shown]
+        listed = [outward(public_view(r)) for r in shown]
         return web.json_response({"approvals": listed})
 
     async def resolve(request: web.Request) -> web.Response:
@@ -161,7 +162,7 @@ def build_http_app(pdp: PDPApp) -> web.Application:
                 text=json.dumps({"title": "refused", "detail": str(exc)}),
                 content_type="application/problem+json",
             ) from None
-        return web.json_response({"approval": public_view(decided)})
+        return web.json_response({"approval": outward(public_view(decided))})
 
     app = web.Application()
     app.router.add_get("/v1/approvals", list_approvals)

@@ -14,11 +14,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from pdp.identity import Identity
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
+from pdp.timestamps import rfc3339  # the one time form; policy_input takes it from here
 
 log = logging.getLogger("portcullis.sessions")
 
@@ -95,10 +95,6 @@ class Session:
             body.get("started_at", time.time()),
             proxy=str(body.get("proxy", "")),
         )
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_session_id() -> str:

@@ -135,7 +135,8 @@ async def _replay(store: AuditStore, args: argparse.Namespace) -> int:
     closed = await store.query(kind="session.close", session_id=sid, limit=1)
     events = await store.query(kind="session.events", session_id=sid)
     decisions = await store.query(kind="decision", session_id=sid)
-    timeline = build_timeline(opened, closed[0] if closed else None, events, decisions)
+    approvals = await store.query(kind="approval", session_id=sid)
+    timeline = build_timeline(opened, closed[0] if closed else None, events, decisions, approvals)
     if args.format == "json":
         print(json.dumps(timeline.to_dict(), indent=2))
     else:

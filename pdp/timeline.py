@@ -50,13 +50,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from pdp.recordings import batch_events
 from pdp.rendering import inert
 from pdp.store import AuditRecord
+from pdp.timestamps import rfc3339
 
 # -- event shapes for emitters (the HTTP and SSH proxies) ---------------------------------
 
@@ -114,11 +115,6 @@ def ssh_io_details(stream: str, nbytes: int) -> dict[str, Any]:
 # -- the timeline ---------------------------------------------------------------------------
 
 
-def rfc3339(ts: float) -> str:
-    moment = datetime.fromtimestamp(ts, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 @dataclass(frozen=True)
 class Entry:
     """One line of a replay. `result` holds the protocol's result summary."""
@@ -138,6 +134,7 @@ class Entry:
     result: dict[str, Any] = field(default_factory=dict)
     masking: dict[str, int] = field(default_factory=dict)
     error: str = ""
+    approval_id: str = ""  # the approval request a person decided (or nobody did)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -235,17 +232,19 @@ def build_timeline(
     closed: AuditRecord | None,
     event_records: Iterable[AuditRecord],
     decisions: Iterable[AuditRecord] = (),
+    approvals: Iterable[AuditRecord] = (),
 ) -> Timeline:
     """Replay a session: session.open, every recorded event in time order, session.close.
 
     `decisions` (the session's `decision` records) supply the policy's reasons for each
     verdict, looked up by decision id; a decision that is missing only loses its reasons.
-    """
+    `approvals` (the session's `approval` records) say who decided a request and why, so
+    a command a person denied reads "denied by <approver>: <reason>"."""
     summary = summarize(opened, closed)
     default_kind = {"postgres": "postgres.query", "http": "http.request", "ssh": "ssh.exec"}.get(
         summary.connection_type, ""
     )
-    reasons = {r.id: list(r.body.get("reasons") or []) for r in decisions}
+    rulings = {r.id: r.body for r in decisions}
     start = summary.started_at
     open_body = opened.body
     identity = (open_body.get("session") or {}).get("identity") or {}
@@ -253,7 +252,7 @@ def build_timeline(
         "issuer": identity.get("issuer", ""),
         "token_id": identity.get("token_id", ""),
         "policy_revision": open_body.get("policy_revision", ""),
-        "reasons": list(open_body.get("reasons") or []),
+        "reasons": _unique(open_body.get("reasons") or []),
         "credential_ref": (open_body.get("credential") or {}).get("ref", ""),
     }
     entries = [
@@ -275,8 +274,9 @@ def build_timeline(
         if isinstance(e, dict)
     ]
     events.sort(key=lambda e: float(e.get("time") or 0))  # stable: ties keep record order
-    for event in events:
-        entries.append(_entry(event, start, default_kind, reasons))
+    entries += _explained(
+        [_entry(event, start, default_kind) for event in events], rulings, _requests(approvals)
+    )
     if closed is not None:
         entries.append(
             Entry(
@@ -292,12 +292,11 @@ def build_timeline(
                 error="ended abnormally" if closed.body.get("abnormal") else "",
             )
         )
-    return Timeline(summary, header, entries, _totals(entries))
+    sent = (closed.body.get("summary") or {}).get("bytes_to_client") if closed else None
+    return Timeline(summary, header, entries, _totals(entries, _int_or_none(sent)))
 
 
-def _entry(
-    event: dict[str, Any], start: float, default_kind: str, reasons: dict[str, list[str]]
-) -> Entry:
+def _entry(event: dict[str, Any], start: float, default_kind: str) -> Entry:
     details = dict(event.get("details") or {})
     etype = str(event.get("type", ""))
     kind = str(
@@ -322,7 +321,6 @@ def _entry(
         verdict=str(event.get("verdict", "")),
         cached=bool(event.get("cached", False)),
         decision_id=decision_id,
-        reasons=reasons.get(decision_id, []) if event.get("verdict") else [],
         rows=_int_or_none(rows),
         bytes=_int_or_none(nbytes),
         result={k: _plain(v) for k, v in details.items()},
@@ -338,17 +336,136 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _totals(entries: list[Entry]) -> dict[str, Any]:
+def _unique(reasons: Iterable[Any]) -> list[str]:
+    """Reasons in order, each once (several statements may give the same one)."""
+    return list(dict.fromkeys(str(r) for r in reasons))
+
+
+# -- why each verdict: the policy's reasons, what was masked, who decided an approval ------
+
+
+@dataclass
+class _Request:
+    """An approval request of the session, as its approval records tell it."""
+
+    id: str
+    command: str
+    created: float
+    state: str = "pending"
+    approver: str = ""
+    reason: str = ""
+
+
+def _requests(records: Iterable[AuditRecord]) -> list[_Request]:
+    found: dict[str, _Request] = {}
+    for r in sorted(records, key=lambda r: r.seq):
+        body = r.body
+        event, approval_id = body.get("event"), str(body.get("approval_id", ""))
+        if event == "requested":
+            asked = body.get("request") or {}
+            created = asked.get("created_at") or body.get("time") or r.time
+            found[approval_id] = _Request(approval_id, str(asked.get("command", "")), created)
+        elif event in ("approved", "denied", "expired", "withdrawn") and approval_id in found:
+            request = found[approval_id]
+            if request.state == "pending":
+                request.state = str(event)
+                request.approver = str(body.get("approver", ""))
+                request.reason = str(body.get("reason", ""))
+    return sorted(found.values(), key=lambda q: q.created)
+
+
+def _explained(
+    entries: list[Entry], rulings: dict[str, dict[str, Any]], requests: list[_Request]
+) -> list[Entry]:
+    """Each ruled entry with reasons that match its verdict: a mask says what it masked
+    (rule and column or detector, counts, never values), a deny after an approval request
+    says who denied it and why, or that nobody decided."""
+    masked: dict[int, Counter[str]] = {}
+    last_ruled: dict[str, int] = {}
+    for n, e in enumerate(entries):
+        if e.type == "masking" and e.decision_id in last_ruled:
+            masked.setdefault(last_ruled[e.decision_id], Counter()).update(e.masking)
+        elif e.verdict and e.decision_id:
+            last_ruled[e.decision_id] = n
+    out = []
+    for n, e in enumerate(entries):
+        if not e.verdict:
+            out.append(e)
+            continue
+        ruling = rulings.get(e.decision_id, {})
+        reasons, approval_id = _unique(ruling.get("reasons") or []), ""
+        if e.verdict == "mask":
+            reasons = [_mask_reason(masked.get(n, Counter()), ruling.get("mask") or [])]
+        elif e.verdict == "deny" and ruling.get("verdict") == "require_approval":
+            request = _request_of(e, requests)
+            approval_id = request.id if request else ""
+            reasons = [_approval_outcome(request)] + [f"approval required: {r}" for r in reasons]
+        out.append(replace(e, reasons=reasons, approval_id=approval_id))
+    return out
+
+
+def _mask_reason(counts: Counter[str], rules: list[Any]) -> str:
+    strategy = {
+        f"{kind}:{rule[kind]}": str(rule.get("strategy", ""))
+        for rule in rules
+        if isinstance(rule, dict)
+        for kind in ("field", "detector", "derived")
+        if rule.get(kind)
+    }
+    if not counts:
+        return f"masked: {len(strategy)} mask rules applied, no value in the result matched"
+    parts = []
+    for key, count in sorted(counts.items()):
+        kind, _, name = key.partition(":")
+        what = {"field": f"field {name}", "detector": f"{name} detector"}.get(kind, key)
+        how = f" ({strategy[key]})" if strategy.get(key) else ""
+        parts.append(f"{what}{how}: {count} value" + ("" if count == 1 else "s"))
+    return "masked " + ", ".join(parts)
+
+
+def _request_of(e: Entry, requests: list[_Request]) -> _Request | None:
+    """The latest request for this command made before the command was recorded."""
+    moment = _seconds(e.time)
+    asked = [q for q in requests if q.command == e.command and q.created <= moment]
+    return asked[-1] if asked else None
+
+
+def _seconds(time: str) -> float:
+    # an entry's time has milliseconds truncated: allow the rest of that millisecond
+    return datetime.fromisoformat(time.replace("Z", "+00:00")).timestamp() + 0.001
+
+
+def _approval_outcome(request: _Request | None) -> str:
+    if request is None:
+        return "approval required, and no approval request was made"
+    if request.state == "denied":
+        return f"denied by {request.approver or 'an approver'}: {request.reason or 'no reason'}"
+    if request.state == "expired":
+        return f"approval request {request.id} expired: nobody decided in time"
+    if request.state == "withdrawn":
+        why = f": {request.reason}" if request.reason else ""
+        return f"approval request {request.id} withdrawn{why}"
+    if request.state == "approved":
+        return f"approved by {request.approver}, then denied by the policy"
+    return f"approval request {request.id} was still pending when the wait ended"
+
+
+def _totals(entries: list[Entry], bytes_to_client: int | None = None) -> dict[str, Any]:
+    """Counts over the session; a count the recording does not carry is null, not 0."""
     commands = [e for e in entries if e.type == "command"]
+    results = [e for e in entries if e.type in ("command", "response")]
+    sized = [e for e in entries if e.type in ("command", "response", "io") and e.bytes is not None]
     masked: Counter[str] = Counter()
     for e in entries:
         masked.update(e.masking)
+    counted_rows = [e.rows for e in results if e.rows is not None]
     return {
         "commands": len(commands),
         "verdicts": dict(Counter(e.verdict or "none" for e in commands)),
         "cached": sum(1 for e in commands if e.cached),
-        "rows": sum(e.rows or 0 for e in entries if e.type in ("command", "response")),
-        "bytes": sum(e.bytes or 0 for e in entries if e.type in ("command", "response", "io")),
+        "rows": sum(counted_rows) if counted_rows else None,
+        "bytes": sum(e.bytes or 0 for e in sized) if sized else None,
+        "bytes_to_client": bytes_to_client,
         "errors": sum(1 for e in entries if e.error and e.type != "session.close"),
         "masked": dict(masked),
     }
@@ -386,12 +503,17 @@ def _render_lines(timeline: Timeline) -> list[str]:
         lines.append(_entry_line(e))
     t = timeline.totals
     verdicts = ", ".join(f"{k} {v}" for k, v in sorted(t["verdicts"].items())) or "none"
-    lines += [
-        "",
-        f"{t['commands']} commands ({verdicts}; {t['cached']} from cache), {t['rows']} rows,"
-        f" {t['bytes']} bytes, {t['errors']} errors"
-        + (f", masked: {_counts(t['masked'])}" if t["masked"] else ""),
-    ]
+    counted = [f"{t['commands']} commands ({verdicts}; {t['cached']} from cache)"]
+    if t["rows"] is not None:
+        counted.append(f"{t['rows']} row" + ("" if t["rows"] == 1 else "s"))
+    if t["bytes"] is not None:
+        counted.append(f"{t['bytes']} bytes")
+    if t["bytes_to_client"] is not None:
+        counted.append(f"{t['bytes_to_client']} bytes to the client")
+    counted.append(f"{t['errors']} error" + ("" if t["errors"] == 1 else "s"))
+    if t["masked"]:
+        counted.append(f"masked: {_counts(t['masked'])}")
+    lines += ["", ", ".join(counted)]
     return lines
 
 

@@ -19,6 +19,7 @@ import aiohttp
 
 from pdp.approvals import ApprovalRequest
 from pdp.rendering import inert, statement_lines
+from pdp.timestamps import outward
 
 log = logging.getLogger("portcullis.webhooks")
 
@@ -41,7 +42,7 @@ def notice(request: ApprovalRequest) -> dict[str, Any]:
             text += f"\n${n} = {inert(value)}"
     else:
         text += f"\nCommand: {inert(command)}"
-    return {"text": text, "approval": request.public()}
+    return {"text": text, "approval": outward(request.public())}
 
 
 class WebhookNotifier:

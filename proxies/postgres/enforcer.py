@@ -118,7 +118,7 @@ def lexed_alike(sql: str) -> bool:
 
 def refusal(ruling: Ruling) -> codec.ErrorResponse:
     """The ErrorResponse a client gets for a deny or an approval it cannot wait for."""
-    reasons = "; ".join(ruling.verdict.reasons) or "denied by policy"
+    reasons = "; ".join(dict.fromkeys(ruling.verdict.reasons)) or "denied by policy"
     detail = f"decision {ruling.decision_id}" if ruling.decision_id else None
     if ruling.kind is VerdictKind.REQUIRE_APPROVAL:
         approvers = ", ".join(ruling.verdict.approval.approvers) if ruling.verdict.approval else ""
@@ -129,6 +129,11 @@ def refusal(ruling: Ruling) -> codec.ErrorResponse:
         )
     if ruling.canceled:
         return codec.error_response(f"portcullis: {reasons}", "57014", detail=detail)
+    if ruling.approval_id:
+        # a person denied it, or nobody decided in time: the reason says which, not "policy"
+        return codec.error_response(f"portcullis: {reasons}", detail=detail)
+    if reasons == "denied by policy":
+        return codec.error_response("portcullis: denied by policy", detail=detail)
     return codec.error_response(f"portcullis: denied by policy: {reasons}", detail=detail)
 
 

@@ -362,9 +362,10 @@ class ProxySession:
                 rerun.policy_revision,
             )
         if state == "denied" and approval is not None:
-            reason = f"approval request {approval_id} was denied by {approval.approver}"
-            if approval.decision_reason:
-                reason += f": {approval.decision_reason}"
+            reason = (
+                f"denied by {approval.approver}: {approval.decision_reason or 'no reason given'}"
+                f" (approval request {approval_id})"
+            )
         elif state == "expired":
             reason = (
                 f"approval required: request {approval_id} expired, nobody decided within "

@@ -10,15 +10,10 @@
 #                  comes back
 #   mask_reasons   why a mask applies, where it is worth saying (a derived output)
 #
-# deny > require_approval > mask > allow, and a command no rule allows is denied.
+# deny > require_approval > mask > allow, and a command no rule allows is denied: the last
+# branch, so forgetting a rule fails closed, and its generic reason is given only when no
+# module said why (a specific deny reason is not repeated as "no rule allows <kind>").
 package portcullis
-
-# A command that no module allows and none offers for approval is denied, so forgetting
-# a rule fails closed.
-deny contains sprintf("no rule allows %s", [command_kind]) if {
-	count(allow) == 0
-	count(needs_approval) == 0
-}
 
 # An approval recorded by someone other than the requester turns require_approval into
 # a go-ahead; deny still wins, and masks still apply.
@@ -56,7 +51,7 @@ decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 	count(mask_rules) > 0
 } else := {"verdict": "allow", "reasons": allow, "mask": set()} if {
 	count(allow) > 0
-} else := {"verdict": "deny", "reasons": {"no rule allows this command"}, "mask": set()}
+} else := {"verdict": "deny", "reasons": {sprintf("no rule allows %s", [command_kind])}, "mask": set()}
 
 credential_part := {"credential": {"ref": ref}} if {
 	decision_core.verdict != "deny"

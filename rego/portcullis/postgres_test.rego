@@ -131,6 +131,13 @@ test_select_then_drop_denied if {
 	"no rule allows drop statement (X) for alice@example.com" in reasons(["readonly"], statements)
 }
 
+# The reason a statement is denied is given once: not repeated as "no rule allows
+# postgres.query", which is only for a command no module says anything about.
+test_a_denied_statement_gives_its_reason_once if {
+	statements := [stmt_with("drop", {"object": "table"})]
+	reasons(["readonly"], statements) == {"no rule allows drop statement (X) for alice@example.com"}
+}
+
 test_unparseable_denied_and_not_cached if {
 	s := {"type": "unparseable", "tag": "ParseError", "tables": [], "functions": [], "error": "syntax error"}
 	d := portcullis.decision with input as pg_input(["dba"], [s])
