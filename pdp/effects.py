@@ -1,6 +1,6 @@
 """What a command does to the session state a proxy tracks, told with every decision.
 
-Owns turning the PDP's own classification of a statement (pdp.statements, the server's
+Owns turning the PDP's own classification of a statement (pdp.sql, the server's
 grammar) into `Decision.effects`, so a proxy never parses SQL to learn them:
 
   prepared:NAME PREPARE or DEALLOCATE replace or drop the prepared statement NAME (`*`:

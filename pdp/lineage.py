@@ -666,6 +666,11 @@ class Lineage:
             return self.expr(fields["arg"], scope, ctes).derived()
         if tag == "CaseExpr":
             return self.case(fields, scope, ctes)
+        if tag == "JsonFuncExpr":
+            # JSON_VALUE / JSON_QUERY / JSON_EXISTS: a path's filters are tests of the value
+            flow = self.generic(fields, scope, ctes)
+            self.record(flow, "other")
+            return flow
         if tag == "A_Indirection":
             flow = self.expr(fields["arg"], scope, ctes)
             steps = fields.get("indirection", ())
@@ -678,7 +683,11 @@ class Lineage:
             names = [_sval(s).lower() for s in steps if "String" in s]
             if flow.kind == WHOLE_ROW and names and len(names) == len(steps):
                 return Flow(EXPRESSION, {names[-1]: None})  # (c).email: one field of a row
-            return _merge(EXPRESSION, [flow, *(self.expr(s, scope, ctes) for s in steps)])
+            indices = [self.expr(s, scope, ctes) for s in steps if "A_Indices" in s]
+            for index in indices:
+                # an element chosen by a value (NULL past the end, which a mask keeps)
+                self.record(index.derived(), "other")
+            return _merge(EXPRESSION, [flow, *indices])
         return self.generic(fields, scope, ctes)
 
     def generic(self, value: Any, scope: Scope, ctes: dict[str, Item]) -> Flow:
@@ -768,7 +777,9 @@ class Lineage:
         outputs = self.select(fields["subselect"]["SelectStmt"], scope, ctes)
         operator = _sval(fields["operName"][-1]) if fields.get("operName") else "="
         use = _operator_use(operator)
-        atoms = _atom(test, left) and all(o.kind == PLAIN for _, o in outputs)
+        atoms = _atom(test, left) and all(
+            o.kind == PLAIN or not (o.columns or o.tables) for _, o in outputs
+        )
         use = use if use != "equality" or atoms else "other"
         self.record(_bare(left, test), use)
         for _, flow in outputs:
@@ -840,6 +851,7 @@ _EXPRESSION_HEADS = frozenset(
         "A_Expr",
         "NullTest",
         "CaseExpr",
+        "JsonFuncExpr",
     }
 )
 

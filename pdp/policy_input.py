@@ -1,7 +1,7 @@
 """Builds the policy input document of DESIGN.md from a session and a command.
 
 Owns the shape of `input` and the rule that the PDP classifies SQL itself from the raw
-text (pglast, via pdp.statements) instead of trusting a proxy's description of it.
+text (pglast, via pdp.sql) instead of trusting a proxy's description of it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from pdp.sessions import Session, rfc3339
-from pdp.statements import Findings, classify
+from pdp.sql import Findings, classify
 
 COMMAND_KINDS = frozenset(
     {

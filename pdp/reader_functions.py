@@ -8,7 +8,7 @@ Owns the selection, so it can be re-run against any server and reviewed as a dif
 A name is listed when every overload of it in pg_catalog that SQL can call is immutable or
 stable (aggregates and window functions included), and the name is on none of the
 exclusion lists below; plus the reviewed HARMLESS_VOLATILE functions. Policy judges calls
-by name (pdp/statements.py cannot know argument types), so one overload that is not
+by name (pdp/sql/ cannot know argument types), so one overload that is not
 harmless keeps the name off the list. The lists are the review: each entry says why.
 
 Reads the catalog only; writes nothing but the file it is asked to write.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pdp.statements import classify, split
+from pdp.sql import classify, split
 
 _UNSAFE = re.compile(
     "[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]"

@@ -1,7 +1,7 @@
 """The SQL classifier's two paths must say the same of every statement.
 
-pdp.statements classifies from the parser's JSON (_classify_fast, about three times faster)
-and keeps the pglast.ast walk (_classify_ast) as the reference. Whatever the fast path
+pdp.sql classifies from the parser's JSON (classify_fast, about three times faster) and
+keeps the pglast.ast walk (classify_reference) as the reference. Whatever the fast path
 says is what the policy judges, so any difference between them is a statement the policy
 would judge by a wrong description. Both run here over every statement of PostgreSQL's
 regression suite (tests/data/sql_corpus.txt.gz, rebuilt by tests/data/build_sql_corpus.py)
@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pdp.statements import _classify_ast, _classify_fast
+from pdp.sql import classify_fast, classify_reference
 
 CORPUS = Path(__file__).parent / "data" / "sql_corpus.txt.gz"
 RECORD_SEPARATOR = "\n\x1e\n"
@@ -40,11 +40,11 @@ def differences(statements: list[str]) -> tuple[list[str], int]:
     found: list[str] = []
     handed_over = 0
     for sql in statements:
-        fast = _classify_fast(sql)
+        fast = classify_fast(sql)
         if fast is None:
             handed_over += 1
             continue
-        reference = _classify_ast(sql)
+        reference = classify_reference(sql)
         if canonical(fast) != canonical(reference):
             found.append(
                 f"{sql!r}\n  fast:      {canonical(fast)}\n  reference: {canonical(reference)}"
@@ -69,9 +69,9 @@ def test_generated_statements_are_classified_alike():
 
 
 def test_the_fast_path_hands_over_only_what_json_cannot_say():
-    assert _classify_fast("COPY t FROM STDIN") is None  # no file name, or ''?
-    assert _classify_fast("SELECT " + "(SELECT " * 300 + "1" + ")" * 300) is None  # too deep
-    assert _classify_fast("SELECT 1") is not None
+    assert classify_fast("COPY t FROM STDIN") is None  # no file name, or ''?
+    assert classify_fast("SELECT " + "(SELECT " * 300 + "1" + ")" * 300) is None  # too deep
+    assert classify_fast("SELECT 1") is not None
 
 
 # --- statements generated where the regression suite is thin ---------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pdp.statements import _classify_ast, classify
+from pdp.sql import classify, classify_reference
 
 
 def outputs(sql: str) -> list[tuple[str, str, list[str], list[str]]]:
@@ -161,7 +161,7 @@ def test_lineage_reads_no_literal_values():
 
 def test_both_classifier_paths_agree_on_lineage():
     sql = "copy (select upper(email) from customers where phone like '1%') to stdout"
-    assert classify(sql) == _classify_ast(sql)
+    assert classify(sql) == classify_reference(sql)
     assert classify(sql)[0]["predicates"] == [{"column": "phone", "use": "pattern"}]
 
 

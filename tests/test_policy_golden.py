@@ -1,7 +1,7 @@
 """Golden policy cases: tests/golden/*.json replayed through the shipped rego/ library.
 
 Each case is {"name", "input", "expect"} (optionally "query", default the decision).
-postgres.query inputs without statements get them from pdp.statements.classify, as the
+postgres.query inputs without statements get them from pdp.sql.classify, as the
 PDP does, so these cases test the classifier and the policy together.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 from pdp.engine.bundle import load_bundle
 from pdp.engine.opa import DECISION_PATH, evaluate, new_engine
-from pdp.statements import classify
+from pdp.sql import classify
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = sorted((ROOT / "tests" / "golden").glob("*.json"))

@@ -66,7 +66,7 @@ def in_process_eval_us(iterations: int = 3000) -> tuple[float, float]:
     from pdp.engine.bundle import load_bundle
     from pdp.engine.embedded import GO_RUNTIME
     from pdp.engine.opa import evaluate, new_engine
-    from pdp.statements import classify
+    from pdp.sql import classify
 
     # the Go runtime as the PDP's workers run it (read when the evaluator first loads)
     os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})

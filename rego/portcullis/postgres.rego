@@ -1,4 +1,4 @@
-# postgres.query: one judgement per classified statement (pdp/statements.py), nested
+# postgres.query: one judgement per classified statement (pdp/sql/), nested
 # ones included, so a write inside a CTE, EXPLAIN ANALYZE, PREPARE or DO block is judged
 # as the write it is. A query is allowed only when every statement is allowed; one
 # statement needing approval makes the whole query need it; one denied denies it all.

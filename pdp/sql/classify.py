@@ -1,0 +1,309 @@
+"""SQL text → the `input.command.postgres.statements` list the policy sees.
+
+Owns classifying Postgres statements with the real Postgres parser (pglast wraps
+libpg_query, the server's own grammar), so nothing policy must see can hide: comments,
+several statements in one string, DML inside CTEs, `EXPLAIN ANALYZE <write>`, `PREPARE`,
+`COPY (<write>) TO`, function calls anywhere in the tree and the static SQL of `DO` blocks
+all surface as entries or entry fields. Text the parser rejects becomes one `unparseable`
+entry, which the policy denies.
+
+The walk here reads the parser's JSON as plain dicts; what the JSON cannot say exactly goes
+to the reference walk over pglast.ast (pdp.sql.reference).
+
+No IO here and no policy: this module says what the SQL is, never whether it may run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pglast
+from pglast import ast
+from pglast.parser import parse_sql_json
+
+from pdp.lineage import LINEAGE_TAGS, lineage_fields
+from pdp.sql.entries import (
+    NOT_NESTED_TAGS,
+    RELATION_OBJECTS,
+    TRUE_WORDS,
+    Const,
+    Entry,
+    Findings,
+    Options,
+    const_text,
+    option_read_write,
+    set_fields,
+    type_of,
+    unparseable,
+)
+from pdp.sql.plpgsql import do_block_body, fold_do_block
+from pdp.sql.reference import classify_reference
+
+
+def classify(sql: str) -> list[Entry]:
+    """One entry per statement of sql, nested writes after their parent; [] for no SQL."""
+    fast = classify_fast(sql)
+    return classify_reference(sql) if fast is None else fast
+
+
+def classify_fast(sql: str) -> list[Entry] | None:
+    """classify() from the parser's JSON walked as plain dicts (building pglast.ast objects
+    costs far more than parsing); None where the JSON cannot say exactly what the reference,
+    classify_reference(), would (too deep for json, '' vs no COPY file name).
+
+    The two must agree on every statement: tests/test_classifier_differential.py runs both
+    over PostgreSQL's regression suite."""
+    try:
+        tree = parse_sql_json(sql)
+    except Exception as exc:  # any parser failure is a deny, never a crash
+        return [unparseable(exc)]
+    try:
+        raw_statements = json.loads(tree).get("stmts", ())
+        entries: list[Entry] = []
+        for raw in raw_statements:
+            ((tag, fields),) = raw["stmt"].items()
+            found = _classify_json(tag, fields)
+            if tag in LINEAGE_TAGS:
+                found[0].update(lineage_fields(tag, fields))
+            entries.extend(found)
+        return entries
+    except (RecursionError, _Ambiguous):
+        return None
+
+
+def split(sql: str) -> list[str]:
+    """The text of each statement of sql; the whole text when it cannot be parsed."""
+    try:
+        return list(pglast.split(sql))
+    except Exception:
+        return [sql]
+
+
+# --- the parser's JSON tree ---------------------------------------------------
+#
+# libpg_query writes a node as {"Tag": {fields}} where the field is a generic Node or a
+# list, but a field declared with a node type (UpdateStmt.relation is a RangeVar*) holds
+# the fields alone, and false, zero and empty values are left out. pglast.ast knows every
+# field's declared type, so that is where the untagged ones get their tag.
+
+
+class _Ambiguous(Exception):
+    """The JSON tree cannot tell what classify must know; use the pglast.ast tree."""
+
+
+_NODE_TAGS = frozenset(
+    name
+    for name, cls in vars(ast).items()
+    if isinstance(cls, type) and issubclass(cls, ast.Node) and cls is not ast.Node
+)
+
+
+def _typed_fields(cls: type) -> dict[str, str]:
+    typed: dict[str, str] = {}
+    slots = getattr(cls, "__slots__", None)
+    if not isinstance(slots, dict):
+        return typed
+    for field, info in slots.items():
+        # "RangeVar*", or "CreateStmt" for CreateForeignTableStmt.base, a struct inside
+        target = getattr(info, "c_type", "").removesuffix("*")
+        if target in _NODE_TAGS and target not in ("Expr", "List"):
+            typed[field] = target
+    return typed
+
+
+_TYPED = {name: _typed_fields(getattr(ast, name)) for name in _NODE_TAGS}
+_NO_FIELDS: dict[str, str] = {}
+_NESTS = frozenset(
+    tag
+    for tag in _NODE_TAGS
+    if tag.endswith("Stmt") and tag != "RawStmt" and tag not in NOT_NESTED_TAGS
+)
+
+
+def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> list[Entry]:
+    """pdp.sql.reference's _classify_statement() for one JSON node."""
+    entry = _describe_json(tag, fields)
+    if nested:
+        entry["nested"] = True
+    found = Findings()
+    tables = found.tables
+    children: list[Entry] = []
+    hide_nested = entry["type"] == "explain" and not entry["analyze"]
+    walk = _walk_json(tag, fields)
+    if tag == "SelectStmt" and "lockingClause" in fields:
+        found.locking = True
+    next(walk)  # the statement itself
+    for child_tag, child in walk:
+        if child_tag == "RangeVar":
+            parts = [child.get(p) for p in ("catalogname", "schemaname", "relname")]
+            tables[".".join(p for p in parts if p).lower()] = None
+        elif child_tag == "FuncCall":
+            args = child.get("args")
+            name = [_json_sval(p) for p in child.get("funcname", ())]
+            found.call(name, _json_const(args[0]) if args else None)
+        elif child_tag == "SelectStmt":
+            if "lockingClause" in child:
+                found.locking = True
+        elif not hide_nested and child_tag in _NESTS:
+            children.extend(_classify_json(child_tag, child, nested=True)[:1])
+    if tag == "DropStmt" and entry.get("object") in RELATION_OBJECTS:
+        for name in fields.get("objects", ()):
+            tables[_json_qualified(name)] = None
+    elif tag == "DoStmt":
+        fold_do_block(entry, *_do_block_source(fields.get("args", ())), found, children)
+    found.into(entry)
+    return [entry, *children]
+
+
+def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
+    """pdp.sql.reference's _describe() for one JSON node."""
+    kind = type_of(tag)
+    entry: Entry = {"type": kind, "tag": tag}
+    if tag == "SelectStmt":
+        if "intoClause" in fields:
+            entry["type"] = "ddl"  # SELECT INTO creates a table
+    elif tag in ("UpdateStmt", "DeleteStmt"):
+        entry["has_where"] = "whereClause" in fields
+    elif tag == "ExplainStmt":
+        entry["analyze"] = _json_option_on(fields.get("options", ()), "analyze")
+    elif tag == "CopyStmt":
+        program = bool(fields.get("is_program", False))
+        if not program and "filename" not in fields:
+            raise _Ambiguous("STDIN/STDOUT or an empty file name")
+        entry["direction"] = "from" if fields.get("is_from", False) else "to"
+        entry["program"] = program
+        entry["stdio"] = False
+    elif tag == "VariableSetStmt":
+        options: Options = []
+        values: list[Const | None] = []
+        for arg in fields.get("args", ()):
+            if "DefElem" in arg:
+                options.append(_json_option(arg["DefElem"]))
+            else:
+                values.append(_json_const(arg))
+        kind = fields.get("kind", "VAR_SET_VALUE")
+        set_fields(entry, kind, (fields.get("name") or "").lower(), values, options)
+    elif tag == "VariableShowStmt":
+        entry["setting"] = (fields.get("name") or "").lower()
+    elif tag == "TransactionStmt":
+        action = fields.get("kind", "TRANS_STMT_BEGIN")
+        entry["action"] = action.removeprefix("TRANS_STMT_").lower()
+        options = [_json_option(o["DefElem"]) for o in fields.get("options", ())]
+        if option_read_write(options):
+            entry["read_write"] = True
+    elif tag in ("DeclareCursorStmt", "ClosePortalStmt"):
+        entry["cursor"] = fields.get("portalname", "*")
+    elif tag in ("PrepareStmt", "ExecuteStmt"):
+        entry["name"] = fields.get("name", "")
+    elif tag == "DeallocateStmt":
+        entry["name"] = "*" if fields.get("isall") or "name" not in fields else fields["name"]
+    elif tag == "DiscardStmt":
+        target = fields.get("target", "DISCARD_ALL")
+        entry["target"] = target.removeprefix("DISCARD_").lower()
+    if kind == "drop":
+        if "removeType" in ast.__dict__[tag].__slots__:
+            remove_type = fields.get("removeType", "OBJECT_ACCESS_METHOD")
+            entry["object"] = remove_type.removeprefix("OBJECT_").lower()
+        elif tag == "DropdbStmt":
+            entry["object"] = "database"
+        else:
+            entry["object"] = tag.removeprefix("Drop").removesuffix("Stmt").lower()
+    return entry
+
+
+# JSON leaves out false and zero, and pglast.ast reads them back as these.
+_JSON_VALUE_DEFAULTS = {
+    "String": ("sval", None),
+    "Boolean": ("boolval", False),
+    "Integer": ("ival", 0),
+}
+
+
+_JSON_CONST_DEFAULTS = (("sval", ""), ("ival", 0), ("fval", ""), ("boolval", False), ("bsval", ""))
+
+
+def _json_const(node: dict[str, Any]) -> Const | None:
+    """pdp.sql.reference's _const() for one JSON node, which leaves out false, zero and
+    empty values."""
+    fields = node.get("A_Const")
+    if fields is None:
+        return None
+    if fields.get("isnull", False):
+        return ("isnull", "")
+    for key, default in _JSON_CONST_DEFAULTS:
+        if key in fields:
+            return (key, const_text(fields[key].get(key, default)))
+    raise _Ambiguous("A_Const without a value")
+
+
+def _json_option(fields: dict[str, Any]) -> tuple[str, Const | None]:
+    arg = fields.get("arg")
+    return fields.get("defname", ""), _json_const(arg) if arg is not None else None
+
+
+def _json_option_on(options: Any, name: str) -> bool:
+    """pdp.sql.reference's _option_on() for JSON options: the last one named wins."""
+    on = False
+    for option in options:
+        ((tag, fields),) = option.items()
+        if tag == "DefElem" and fields.get("defname") == name:
+            arg = fields.get("arg")
+            if arg is None:
+                on = True
+                continue
+            ((arg_tag, arg_fields),) = arg.items()
+            key, default = _JSON_VALUE_DEFAULTS.get(arg_tag, (None, None))
+            value = arg_fields.get(key, default) if key else None
+            on = str(value).lower() in TRUE_WORDS
+    return on
+
+
+def _walk_json(tag: str, fields: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(tag, fields) of every node under a JSON node, root first, in pglast.ast order."""
+    stack: list[tuple[str | None, Any]] = [(tag, fields)]
+    while stack:
+        tag, fields = stack.pop()  # type: ignore[assignment]
+        if tag is not None:
+            yield tag, fields
+        typed = _TYPED.get(tag, _NO_FIELDS) if tag is not None else _NO_FIELDS
+        for key, value in reversed(fields.items()):
+            if isinstance(value, dict):
+                target = typed.get(key)
+                stack.append((target, value) if target else _json_node(value))
+            elif isinstance(value, list):
+                stack.extend(_json_node(v) for v in reversed(value) if isinstance(v, dict))
+
+
+def _json_node(value: dict[str, Any]) -> tuple[str | None, Any]:
+    if len(value) == 1:
+        ((tag, fields),) = value.items()
+        if tag in _NODE_TAGS and isinstance(fields, dict):
+            return tag, fields
+    return None, value
+
+
+def _json_sval(node: Any) -> str:
+    ((tag, fields),) = node.items()
+    if tag != "String":
+        raise _Ambiguous(tag)
+    return fields.get("sval", "")
+
+
+def _json_qualified(name: dict[str, Any]) -> str:
+    ((tag, fields),) = name.items()
+    if tag == "List":
+        return ".".join(_json_sval(p) for p in fields.get("items", ())).lower()
+    return _json_sval(name).lower()
+
+
+def _do_block_source(args: Any) -> tuple[list[Entry], bool]:
+    """pdp.sql.reference's _do_block() for the args of a JSON DoStmt."""
+    options = []
+    for option in args:
+        ((_, fields),) = option.items()
+        defname = fields.get("defname")
+        if defname in ("as", "language"):
+            options.append((defname, _json_sval(fields["arg"])))
+    return do_block_body(options, classify)

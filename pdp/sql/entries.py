@@ -1,0 +1,218 @@
+"""What one entry of `input.command.postgres.statements` holds, for both walks of a tree.
+
+Owns the vocabulary the two classifier walks (pdp.sql.classify over the parser's JSON,
+pdp.sql.reference over pglast.ast) share, so they cannot drift apart on it: the statement
+type of each parser tag, the tables and functions a walk finds (Findings), the fields SET
+and transaction statements carry, and the entry for text the parser rejects.
+
+No parsing here: the walks hand in what they read from their tree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Entry = dict[str, Any]
+
+_BY_TAG = {
+    "SelectStmt": "select",
+    "InsertStmt": "insert",
+    "UpdateStmt": "update",
+    "DeleteStmt": "delete",
+    "MergeStmt": "merge",
+    "CopyStmt": "copy",
+    "TruncateStmt": "truncate",
+    "GrantStmt": "grant",
+    "GrantRoleStmt": "grant",
+    "CreateRoleStmt": "grant",
+    "AlterRoleStmt": "grant",
+    "AlterRoleSetStmt": "grant",
+    "DropRoleStmt": "grant",
+    "AlterDefaultPrivilegesStmt": "grant",
+    "ReassignOwnedStmt": "grant",
+    "DropOwnedStmt": "grant",
+    "AlterSystemStmt": "alter_system",
+    "CreateExtensionStmt": "create_extension",
+    "VariableSetStmt": "set",
+    "VariableShowStmt": "show",
+    "ExplainStmt": "explain",
+    "TransactionStmt": "transaction",
+    "DoStmt": "do",
+    "CallStmt": "call",
+    "PrepareStmt": "prepare",
+    "ExecuteStmt": "execute",
+    "DeallocateStmt": "deallocate",
+    "DeclareCursorStmt": "declare",
+    "FetchStmt": "fetch",
+    "ClosePortalStmt": "close",
+    "ListenStmt": "listen",
+    "UnlistenStmt": "unlisten",
+    "NotifyStmt": "notify",
+    "LockStmt": "lock",
+    "DiscardStmt": "discard",
+    "CreateTableAsStmt": "ddl",
+    "RefreshMatViewStmt": "ddl",
+    "IndexStmt": "ddl",
+    "ViewStmt": "ddl",
+    "RuleStmt": "ddl",
+    "CompositeTypeStmt": "ddl",
+    "ReplicaIdentityStmt": "ddl",
+    "ConstraintsSetStmt": "transaction",
+    "LoadStmt": "load",
+    "VacuumStmt": "maintenance",
+    "ClusterStmt": "maintenance",
+    "ReindexStmt": "maintenance",
+    "CheckPointStmt": "maintenance",
+}
+
+# Schema-changing statements not named above are recognised by their node name.
+_DDL_PREFIXES = ("Create", "Alter", "Define", "Rename", "Comment", "SecLabel", "Import")
+
+# Statement nodes that, found inside another statement, add tables but no entry of their
+# own: subqueries read only, and the settings inside ALTER SYSTEM / ALTER ROLE ... SET /
+# CREATE FUNCTION ... SET are configuration the parent statement already names.
+NOT_NESTED_TAGS = {"SelectStmt", "VariableSetStmt"}
+
+# DropStmt object kinds whose names are relations, listed as tables.
+RELATION_OBJECTS = {"table", "view", "materialized_view", "foreign_table", "sequence", "index"}
+
+TRUE_WORDS = {"true", "on", "1", "yes"}
+
+
+def unparseable(exc: BaseException) -> Entry:
+    message = str(exc.args[0]) if exc.args else type(exc).__name__
+    return {
+        "type": "unparseable",
+        "tag": "ParseError",
+        "tables": [],
+        "functions": [],
+        "error": message,
+    }
+
+
+class Findings:
+    """What the walk of one statement's tree finds, for both trees (pglast.ast and JSON):
+    the tables it names and the functions it calls, under every name policy reads."""
+
+    __slots__ = ("cased", "dynamic", "functions", "locking", "qualified", "settings", "tables")
+
+    def __init__(self) -> None:
+        self.tables: dict[str, None] = {}
+        self.functions: dict[str, None] = {}
+        self.qualified: dict[str, None] = {}
+        self.cased: dict[str, None] = {}
+        self.settings: dict[str, None] = {}
+        self.dynamic = False
+        self.locking = False
+
+    def call(self, parts: list[str], first: Const | None) -> None:
+        """One function call: its name as written (parts, the parser's identifiers: unquoted
+        ones already folded to lower case) and its first argument if a constant."""
+        if not parts:
+            return
+        written = ".".join(parts)
+        lowered = written.lower()
+        name = parts[-1].lower()
+        self.functions[name] = None
+        if len(parts) > 1:
+            self.qualified[lowered] = None
+        if written != lowered:
+            # A quoted name with capitals is another function than the lower-case one the
+            # lists name (pg_catalog has none): policy sees it exactly as the server will.
+            self.cased[written] = None
+        if name == "set_config":
+            # set_config(name, value, is_local) is SET name in a function call: which
+            # setting it changes is known only when its first argument is a string literal.
+            if first is not None and first[0] == "sval":
+                self.settings[first[1].lower()] = None
+            else:
+                self.dynamic = True
+
+    def fold(self, inner: Entry) -> None:
+        """Add what an entry classified from other text (a DO block's body) holds."""
+        self.tables.update(dict.fromkeys(inner["tables"]))
+        self.functions.update(dict.fromkeys(inner["functions"]))
+        self.qualified.update(dict.fromkeys(inner["qualified_functions"]))
+        self.cased.update(dict.fromkeys(inner.get("cased_functions", ())))
+        self.settings.update(dict.fromkeys(inner.get("settings", ())))
+        self.dynamic = self.dynamic or inner.get("dynamic_settings", False)
+        self.locking = self.locking or inner.get("locking", False)
+
+    def into(self, entry: Entry) -> None:
+        entry["tables"] = list(self.tables)
+        entry["functions"] = list(self.functions)
+        entry["qualified_functions"] = list(self.qualified)
+        if self.cased:
+            entry["cased_functions"] = list(self.cased)
+        if self.settings:
+            entry["settings"] = list(self.settings)
+        if self.dynamic:
+            entry["dynamic_settings"] = True
+        if self.locking:
+            entry["locking"] = True
+
+
+# A constant as both trees can say it: (the A_Const field that holds it, its text), the
+# field one of sval, ival, fval, boolval, bsval, isnull.
+Const = tuple[str, str]
+
+
+def const_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+# The value of a boolean setting the server reads as true (its parse_bool: any prefix of
+# true or yes, on, 1); everything else is false or an error.
+_TRUE_SETTING = frozenset({"t", "tr", "tru", "true", "y", "ye", "yes", "on", "1"})
+
+# Settings that make transactions read-write unless set to true; SET TRANSACTION and SET
+# SESSION CHARACTERISTICS say it as a transaction_read_only option.
+_READ_ONLY_SETTINGS = frozenset({"transaction_read_only", "default_transaction_read_only"})
+
+
+Options = list[tuple[str, "Const | None"]]
+
+
+def set_fields(
+    entry: Entry, kind: str, name: str, args: list[Const | None], options: Options
+) -> None:
+    """The fields of a VariableSetStmt from either tree: kind the VariableSetKind name,
+    args its value list as constants, options the DefElems of SET TRANSACTION."""
+    entry["setting"] = name or "all"
+    # SET x TO DEFAULT is RESET x: both return to the session's start-up value.
+    entry["reset"] = kind.startswith("VAR_RESET") or kind == "VAR_SET_DEFAULT"
+    if kind == "VAR_SET_VALUE" and len(args) == 1 and args[0] is not None:
+        entry["value"] = args[0][1]
+    if name in _READ_ONLY_SETTINGS:
+        # RESET transaction_read_only makes the transaction read-write whatever the
+        # session's default; both are judged as read-write unless set to true.
+        value = entry.get("value", "").lower()
+        if entry["reset"] or value not in _TRUE_SETTING:
+            entry["read_write"] = True
+    elif kind == "VAR_SET_MULTI" and option_read_write(options):
+        entry["read_write"] = True
+    if name == "search_path":
+        # The server searches pg_catalog first unless the path names it later.
+        schemas = [a[1] if a is not None else "" for a in args]
+        entry["pg_catalog_first"] = "pg_catalog" not in schemas or schemas[0] == "pg_catalog"
+
+
+def option_read_write(options: Options) -> bool:
+    """Whether SET TRANSACTION / BEGIN options say READ WRITE (transaction_read_only 0)
+    anywhere: the server applies them in order, so one is enough."""
+    return any(
+        name == "transaction_read_only" and (value is None or value[1] not in _TRUE_SETTING)
+        for name, value in options
+    )
+
+
+def type_of(tag: str) -> str:
+    """The statement type policy sees for a parser node tag."""
+    kind = _BY_TAG.get(tag)
+    if kind is not None:
+        return kind
+    if tag.startswith("Drop"):
+        return "drop"
+    return "ddl" if tag.startswith(_DDL_PREFIXES) else "other"

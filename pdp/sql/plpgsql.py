@@ -1,0 +1,109 @@
+"""The static SQL of a DO block, read with the PL/pgSQL parser.
+
+Owns what a DO block adds to its entry: the statements and expressions of its body,
+classified by the walk that found the block (each classifier path stays whole), and
+whether some of the body stays unseen (`opaque`: another language, dynamic EXECUTE, a body
+that does not parse), which the policy treats as unknown code.
+
+No IO here and no policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pglast
+
+from pdp.sql.entries import Entry, Findings
+
+
+def do_block_body(
+    options: list[tuple[str, str]], reclassify: Callable[[str], list[Entry]]
+) -> tuple[list[Entry], bool]:
+    """Entries for the static SQL of a DO block, and whether some of it stays unseen;
+    reclassify is the classifier of the tree the block came from, so each path stays whole.
+
+    A DO block in another language, dynamic EXECUTE, or a body that does not parse is
+    opaque: the policy cannot know what it runs.
+    """
+    body, language = "", "plpgsql"
+    for defname, value in options:
+        if defname == "as":
+            body = value
+        else:
+            language = value.lower()
+    if language != "plpgsql":
+        return [], True
+    wrapper = (
+        f"CREATE FUNCTION portcullis_do() RETURNS void AS $portcullis_do${body}"
+        "$portcullis_do$ LANGUAGE plpgsql"
+    )
+    if "$portcullis_do$" in body:
+        return [], True
+    try:
+        tree = pglast.parse_plpgsql(wrapper)
+    except Exception:
+        return [], True
+    entries: list[Entry] = []
+    opaque = False
+    for key, value in _json_walk(tree):
+        if key in ("PLpgSQL_stmt_dynexecute", "PLpgSQL_stmt_dynfors") or (
+            key == "PLpgSQL_stmt_open" and "dynquery" in value
+        ):
+            opaque = True
+        elif key == "PLpgSQL_expr":
+            found = _plpgsql_expr(value, reclassify)
+            if found is None:
+                opaque = True
+            else:
+                entries.extend(found)
+    return entries, opaque
+
+
+def _plpgsql_expr(
+    expr: dict[str, Any], reclassify: Callable[[str], list[Entry]]
+) -> list[Entry] | None:
+    """Statements of one PL/pgSQL expression; None when it does not parse."""
+    query = expr.get("query", "")
+    is_statement = expr.get("parseMode", 0) == 0
+    candidates = [query] if is_statement else [f"SELECT {query}"]
+    if ":=" in query:
+        candidates.append("SELECT " + query.split(":=", 1)[1])
+    for candidate in candidates:
+        entries = reclassify(candidate)
+        if not any(e["type"] == "unparseable" for e in entries):
+            if not is_statement:
+                for entry in entries:
+                    entry["expression"] = True
+            return entries
+    return None
+
+
+def _json_walk(tree: Any) -> Iterator[tuple[str, Any]]:
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield from item.items()
+            stack.extend(reversed(item.values()))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+
+
+def fold_do_block(
+    entry: dict[str, Any],
+    inner: list[dict[str, Any]],
+    opaque: bool,
+    found: Findings,
+    children: list[dict[str, Any]],
+) -> None:
+    """What a DO block's body holds joins its entry: tables and functions (with the
+    settings set_config changes and any locking) always, and the statements as nested
+    entries (IF conditions and assignments add only what they call)."""
+    entry["opaque"] = opaque
+    for item in inner:
+        found.fold(item)
+        if not item.pop("expression", False):
+            item["nested"] = True
+            children.append(item)

@@ -1,0 +1,223 @@
+"""The reference classifier: pglast.ast objects walked node by node.
+
+Owns classify_reference(), what classify() must say of every statement. It is exact for
+every tree the parser builds, and about three times slower than the JSON walk of
+pdp.sql.classify, which hands it the trees it cannot read exactly;
+tests/test_classifier_differential.py holds the two to the same answer.
+
+No IO here and no policy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pglast
+from pglast import ast
+from pglast.parser import parse_sql_json
+
+from pdp.lineage import LINEAGE_TAGS, lineage_fields, unknown_lineage
+from pdp.sql.entries import (
+    NOT_NESTED_TAGS,
+    RELATION_OBJECTS,
+    TRUE_WORDS,
+    Const,
+    Entry,
+    Findings,
+    const_text,
+    option_read_write,
+    set_fields,
+    type_of,
+    unparseable,
+)
+from pdp.sql.plpgsql import do_block_body, fold_do_block
+
+
+def classify_reference(sql: str) -> list[Entry]:
+    """classify() from pglast.ast objects: slower, exact for every tree.
+
+    Lineage (pdp.lineage) has one implementation, over the parser's JSON tree, which both
+    paths use; a tree too deep for json gets the worst-case lineage."""
+    try:
+        raw_statements = pglast.parse_sql(sql)
+    except Exception as exc:  # any parser failure is a deny, never a crash
+        return [unparseable(exc)]
+    try:
+        loaded = json.loads(parse_sql_json(sql)).get("stmts", ())
+        trees: list[Any] | None = [s["stmt"] for s in loaded]
+    except RecursionError:
+        trees = None
+    entries: list[Entry] = []
+    for i, raw in enumerate(raw_statements):
+        found = _classify_statement(raw.stmt)  # type: ignore[arg-type]
+        tag = type(raw.stmt).__name__
+        if tag in LINEAGE_TAGS:
+            if trees is None:
+                found[0].update(unknown_lineage())
+            else:
+                ((_, fields),) = trees[i].items()
+                found[0].update(lineage_fields(tag, fields))
+        entries.extend(found)
+    return entries
+
+
+def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
+    """The entry for node followed by entries for every write nested inside it."""
+    entry = _describe(node)
+    if nested:
+        entry["nested"] = True
+    found = Findings()
+    tables = found.tables
+    children: list[Entry] = []
+    hide_nested = entry["type"] == "explain" and not entry["analyze"]
+    for child in _walk(node):
+        if isinstance(child, ast.RangeVar):
+            tables[_relation_name(child)] = None
+        elif isinstance(child, ast.FuncCall):
+            parts = [str(getattr(p, "sval", p)) for p in child.funcname or ()]
+            found.call(parts, _const(child.args[0]) if child.args else None)
+        elif isinstance(child, ast.SelectStmt) and child.lockingClause:
+            found.locking = True
+        if not hide_nested and child is not node and _nests(child):
+            # The walk goes on below the child too, so deeper statements get their own
+            # entries from this loop and the child's tables count for the parent.
+            children.extend(_classify_statement(child, nested=True)[:1])
+    if isinstance(node, ast.DropStmt) and entry.get("object") in RELATION_OBJECTS:
+        for name in node.objects or ():
+            tables[_qualified(name)] = None
+    if isinstance(node, ast.DoStmt):
+        fold_do_block(entry, *_do_block(node), found, children)
+    found.into(entry)
+    return [entry, *children]
+
+
+_CONST_FIELDS = {
+    ast.String: "sval",
+    ast.Integer: "ival",
+    ast.Float: "fval",
+    ast.Boolean: "boolval",
+    ast.BitString: "bsval",
+}
+
+
+def _const(node: Any) -> Const | None:
+    """The constant node is, or None when it is anything else (an expression, a cast)."""
+    if not isinstance(node, ast.A_Const):
+        return None
+    if node.isnull:
+        return ("isnull", "")
+    key = _CONST_FIELDS[type(node.val)]
+    return (key, const_text(getattr(node.val, key)))
+
+
+def _describe(node: ast.Node) -> Entry:
+    """Type, tag and the flags of one statement node (tables and functions come later)."""
+    tag = type(node).__name__
+    kind = type_of(tag)
+    entry: Entry = {"type": kind, "tag": tag}
+    if isinstance(node, ast.SelectStmt) and node.intoClause is not None:
+        entry["type"] = "ddl"  # SELECT INTO creates a table
+    elif isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
+        entry["has_where"] = node.whereClause is not None
+    elif isinstance(node, ast.ExplainStmt):
+        entry["analyze"] = _option_on(node.options, "analyze")
+    elif isinstance(node, ast.CopyStmt):
+        entry["direction"] = "from" if node.is_from else "to"
+        entry["program"] = bool(node.is_program)
+        # STDIN/STDOUT travel through the client connection; a filename is the server's.
+        entry["stdio"] = not node.is_program and node.filename is None
+    elif isinstance(node, ast.VariableSetStmt):
+        args = node.args or ()
+        options = [(d.defname or "", _const(d.arg)) for d in args if isinstance(d, ast.DefElem)]
+        values = [_const(a) for a in args if not isinstance(a, ast.DefElem)]
+        kind_name = node.kind.name  # type: ignore[union-attr]
+        set_fields(entry, kind_name, (node.name or "").lower(), values, options)
+    elif isinstance(node, ast.VariableShowStmt):
+        entry["setting"] = (node.name or "").lower()
+    elif isinstance(node, ast.TransactionStmt):
+        entry["action"] = node.kind.name.removeprefix("TRANS_STMT_").lower()  # type: ignore[union-attr]
+        options = [(d.defname or "", _const(d.arg)) for d in node.options or ()]
+        if option_read_write(options):
+            entry["read_write"] = True
+    elif isinstance(node, ast.DeclareCursorStmt | ast.ClosePortalStmt):
+        entry["cursor"] = node.portalname if node.portalname is not None else "*"
+    elif isinstance(node, ast.PrepareStmt | ast.ExecuteStmt):
+        entry["name"] = node.name
+    elif isinstance(node, ast.DeallocateStmt):
+        entry["name"] = "*" if node.isall or node.name is None else node.name
+    elif isinstance(node, ast.DiscardStmt):
+        entry["target"] = node.target.name.removeprefix("DISCARD_").lower()  # type: ignore[union-attr]
+    if kind == "drop":
+        entry["object"] = _drop_object(node, tag)
+    return entry
+
+
+def _drop_object(node: ast.Node, tag: str) -> str:
+    remove_type = getattr(node, "removeType", None)
+    if remove_type is not None:
+        return remove_type.name.removeprefix("OBJECT_").lower()
+    if tag == "DropdbStmt":
+        return "database"
+    return tag.removeprefix("Drop").removesuffix("Stmt").lower()
+
+
+def _option_on(options: Any, name: str) -> bool:
+    """Whether the option name is on. The server reads EXPLAIN's options in order with no
+    check for repeats, so the last one named wins: `(ANALYZE false, ANALYZE true)` runs the
+    statement it explains."""
+    on = False
+    for option in options or ():
+        if isinstance(option, ast.DefElem) and option.defname == name:
+            arg = option.arg
+            if arg is None:
+                on = True
+                continue
+            value = getattr(arg, "sval", None)
+            if value is None:
+                value = getattr(arg, "boolval", None)
+            if value is None:
+                value = getattr(arg, "ival", None)
+            on = str(value).lower() in TRUE_WORDS
+    return on
+
+
+def _nests(node: ast.Node) -> bool:
+    """Whether node, found inside another statement, gets an entry of its own."""
+    tag = type(node).__name__
+    return tag.endswith("Stmt") and tag != "RawStmt" and tag not in NOT_NESTED_TAGS
+
+
+def _walk(root: ast.Node) -> Iterator[ast.Node]:
+    """Every node under root, root first; iterative so deep expressions cannot overflow."""
+    stack: list[Any] = [root]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, ast.Node):
+            yield item
+            for attr in reversed(type(item).__slots__):  # type: ignore[attr-defined]
+                value = getattr(item, attr, None)
+                if isinstance(value, ast.Node | tuple | list):
+                    stack.append(value)
+        elif isinstance(item, tuple | list):
+            stack.extend(reversed(item))
+
+
+def _relation_name(rv: ast.RangeVar) -> str:
+    parts = [p for p in (rv.catalogname, rv.schemaname, rv.relname) if p]
+    return ".".join(parts).lower()
+
+
+def _qualified(name: Any) -> str:
+    parts = name if isinstance(name, tuple | list) else (name,)
+    return ".".join(str(getattr(p, "sval", p)) for p in parts).lower()
+
+
+def _do_block(node: ast.DoStmt) -> tuple[list[Entry], bool]:
+    """Entries for the static SQL of a DO block, and whether some of it stays unseen."""
+    options = []
+    for option in node.args or ():
+        if option.defname in ("as", "language"):
+            options.append((option.defname, option.arg.sval))
+    return do_block_body(options, classify_reference)
