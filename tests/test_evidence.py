@@ -43,6 +43,7 @@ from pdp.evidence.controls import CONTROLS, ISO, NIST, STREAMS
 from pdp.evidence.signing import Signer, key_id_of, load_public_pem, verify_signed
 from pdp.store import open_store
 from pdp.store.chain import record_hash
+from pdp.timestamps import rfc3339
 from portcullis.config import StoreSettings, load_config
 from portcullis.v1 import pdp_pb2
 
@@ -326,11 +327,20 @@ async def test_pdp_writes_statements_and_checkpoints_and_verify_is_ok(env):
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK: ")
     rows = await env.rows()
-    assert f"{len(rows)} audit records" in result.stdout
-    assert f"head seq {rows[-1]['seq']} hash {rows[-1]['hash']}" in result.stdout
+    # it says what it counted, and over which range of seqs and times
+    first, last = rows[0], rows[-1]
+    assert (
+        f"{len(rows)} audit records in an unbroken hash chain (seq 1..{last['seq']},"
+        f" {rfc3339(first['time_us'] / 1e6)} to {rfc3339(last['time_us'] / 1e6)})"
+    ) in result.stdout
+    assert f"head: seq {last['seq']} hash {last['hash']}" in result.stdout
     assert "2 signed credential-never-exposed statements" in result.stdout
     checkpoints = [r for r in rows if r["kind"] == "checkpoint"]
     assert len(checkpoints) == 2 and f"{len(checkpoints)} signed checkpoints" in result.stdout
+    assert "signatures: 4 Ed25519 signatures verified" in result.stdout
+    opened = sum(1 for r in rows if r["kind"] == "session.open")
+    assert f"sessions: {opened} opened in this range" in result.stdout
+    assert "anchor: " in result.stdout and "reached, unchanged" in result.stdout
     assert rows[-1]["kind"] == "checkpoint"  # written at shutdown
 
     statements = [json.loads(r["body"]) for r in rows if r["kind"] == "credential.statement"]
@@ -455,6 +465,8 @@ async def test_export_and_offline_verify(env, tmp_path):
     result = portcullis("audit", "verify", "--bundle", str(out), cwd=empty)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK: ")
+    assert "audit records in an unbroken hash chain (seq 1.." in result.stdout
+    assert "sessions: " in result.stdout and "signed by key " in result.stdout
 
     files = read_tar(out)
     rows = await env.rows()
@@ -627,3 +639,26 @@ async def test_a_bundle_resigned_by_another_key_fails_when_the_key_is_pinned(bun
     assert f"not the pinned key {key_id_of(load_public_pem(files['public_key.pem']))}" in (
         result.stdout
     )
+
+
+async def test_record_times_are_the_one_form_and_older_bundles_still_verify(bundle):
+    """records.jsonl writes `time` as RFC 3339 with milliseconds, like every other output;
+    a bundle written before (microseconds) still verifies, and a time that is not its
+    hashed time_us is still caught."""
+    from pdp.evidence.bundle import _check_records, _legacy_time_of
+
+    _out, files = bundle
+    lines = jsonl(files["records.jsonl"])
+    assert all(r["time"] == rfc3339(r["time_us"] / 1e6) for r in lines)
+    assert all(len(r["time"]) == len("2026-12-03T14:37:20.123Z") for r in lines)
+
+    def rewritten(time_of) -> bytes:
+        return b"".join(
+            json.dumps({**r, "time": time_of(r)}, sort_keys=True).encode() + b"\n" for r in lines
+        )
+
+    problems: list = []
+    _check_records(rewritten(lambda r: _legacy_time_of(r["time_us"])), problems)
+    assert problems == []
+    _check_records(rewritten(lambda r: rfc3339(r["time_us"] / 1e6 + 0.002)), problems)
+    assert problems and "differs from its hashed time_us" in problems[0].text

@@ -4,7 +4,9 @@ A bundle is a tar.gz of flat files:
 
 - `records.jsonl`: every record of a contiguous seq range (the time window widened so no
   seq inside it is skipped), one canonical-JSON object a line with seq, id, kind, time
-  (RFC 3339), time_us (the hashed integer), session_id, subject, body, prev_hash, hash.
+  (RFC 3339 UTC, milliseconds; older bundles wrote microseconds), time_us (the hashed
+  integer), session_id, subject, body (as stored and hashed: times inside it stay unix
+  seconds), prev_hash, hash.
   The chain re-verifies from the first record's prev_hash with the recipe of
   `pdp/store/chain.py`.
 - one file per evidence stream (`controls.STREAMS`): the same lines as records.jsonl for
@@ -32,12 +34,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from pdp.evidence.checkpoints import Problem, SignedRecordChecker
+from pdp.evidence.checkpoints import Counted, Problem, SignedRecordChecker
 from pdp.evidence.controls import STREAMS, manifest_controls, manifest_streams
 from pdp.evidence.signing import Signer, key_id_of, load_public_pem, signature_problem
 from pdp.recordings import EVENTS_KIND, batch_events
 from pdp.store import AuditRecord, AuditStore
 from pdp.store.chain import canonical_json, record_hash, to_micros
+from pdp.timestamps import rfc3339
 
 FORMAT = "portcullis-evidence/1"
 RECORDS = "records.jsonl"
@@ -52,7 +55,13 @@ HASH_RECIPE = (
 )
 
 
-def rfc3339_us(time_us: int) -> str:
+def time_of(time_us: int) -> str:
+    """A record's `time`: its hashed time_us in the one time form (pdp.timestamps)."""
+    return rfc3339(time_us // 1_000_000 + (time_us % 1_000_000) / 1_000_000)
+
+
+def _legacy_time_of(time_us: int) -> str:
+    # bundles written before the one time form carried microseconds; they still verify
     dt = datetime.fromtimestamp(time_us // 1_000_000, UTC).replace(microsecond=time_us % 1_000_000)
     return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -85,7 +94,7 @@ def record_line(r: AuditRecord) -> dict[str, Any]:
         "seq": r.seq,
         "id": r.id,
         "kind": r.kind,
-        "time": rfc3339_us(time_us),
+        "time": time_of(time_us),
         "time_us": time_us,
         "session_id": r.session_id,
         "subject": r.subject,
@@ -236,7 +245,7 @@ async def export_bundle(
         {
             "type": "manifest",
             "format": FORMAT,
-            "generated_at": rfc3339_us(to_micros(now)),
+            "generated_at": rfc3339(now),
             "window": {"since": since, "until": until},
             "records": {
                 "count": counts["records"],
@@ -284,13 +293,10 @@ class BundleReport:
     key_id: str = ""
     problems: list[Problem] = field(default_factory=list)
 
+    counted: Counted = field(default_factory=Counted)
+
     def summary(self) -> str:
-        return (
-            f"{self.records} audit records (seq {self.first_seq}..{self.head[0]}) in an"
-            f" unbroken hash chain, {self.checkpoints} signed checkpoints and"
-            f" {self.statements} signed credential-never-exposed statements verified;"
-            f" head seq {self.head[0]} hash {self.head[1]}, signed by key {self.key_id}"
-        )
+        return "\n".join([*self.counted.lines(), f"  signed by key {self.key_id}"])
 
 
 def _file_problem(text: str) -> Problem:
@@ -368,6 +374,13 @@ def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> Bun
     )
     report.first_seq = lines[0]["seq"] if lines else 0
     report.head = (lines[-1]["seq"], lines[-1]["hash"]) if lines else (0, "")
+    counted = report.counted
+    for line in lines:
+        if isinstance(line["time_us"], int):
+            counted.see(line["seq"], line["kind"], line["time_us"] / 1_000_000)
+    counted.records, counted.first_seq, counted.head = len(lines), report.first_seq, report.head
+    counted.checkpoints, counted.statements = checker.checkpoints, checker.statements
+    counted.anchor = f"chain_head.json (signed) names seq {report.head[0]}: the last record"
     problems.sort(key=lambda p: (p.seq == 0, p.seq))
     report.ok = not problems
     return report
@@ -472,7 +485,10 @@ def _link_problem(prev: dict[str, Any] | None, line: dict[str, Any]) -> Problem 
         return bad(f"record {seq} cannot be hashed")
     if actual != line["hash"]:
         return bad(f"record {seq} was changed (its content does not match its hash)")
-    if not isinstance(line["time_us"], int) or line["time"] != rfc3339_us(line["time_us"]):
+    if not isinstance(line["time_us"], int) or line["time"] not in (
+        time_of(line["time_us"]),
+        _legacy_time_of(line["time_us"]),
+    ):
         return bad(f"record {seq} has a time that differs from its hashed time_us")
     return None
 

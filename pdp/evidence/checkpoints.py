@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pdp.evidence.signing import Signer, signature_problem
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
+from pdp.timestamps import rfc3339
 
 log = logging.getLogger("portcullis.evidence")
 
@@ -320,6 +321,49 @@ def check_anchor(
 
 
 @dataclass
+class Counted:
+    """What a verification read and checked, for its report."""
+
+    records: int = 0
+    first_seq: int = 0
+    head: tuple[int, str] = (0, "")
+    first_time: float | None = None
+    last_time: float | None = None
+    checkpoints: int = 0
+    statements: int = 0
+    sessions: int = 0
+    anchor: str = ""  # what the signed head kept outside the store named, when one was checked
+
+    def see(self, seq: int, kind: str, time: float) -> None:
+        if self.first_time is None:
+            self.first_seq, self.first_time = seq, time
+        self.last_time = time
+        if kind == "session.open":
+            self.sessions += 1
+
+    def lines(self) -> list[str]:
+        """The report: the range read, then each thing counted and what was checked of it."""
+        span = ""
+        if self.first_time is not None and self.last_time is not None:
+            span = f", {rfc3339(self.first_time)} to {rfc3339(self.last_time)}"
+        read = (
+            f"{self.records} audit records in an unbroken hash chain"
+            f" (seq {self.first_seq}..{self.head[0]}{span})"
+            if self.records
+            else "0 audit records (the store is empty)"
+        )
+        return [
+            read,
+            f"  signatures: {self.checkpoints + self.statements} Ed25519 signatures verified:"
+            f" {self.checkpoints} signed checkpoints, each matching the chain, and"
+            f" {self.statements} signed credential-never-exposed statements",
+            f"  sessions: {self.sessions} opened in this range (session.open records)",
+            f"  anchor: {self.anchor or 'none checked'}",
+            f"  head: seq {self.head[0]} hash {self.head[1]}",
+        ]
+
+
+@dataclass
 class EvidenceReport:
     ok: bool
     records: int
@@ -327,14 +371,10 @@ class EvidenceReport:
     statements: int
     head: tuple[int, str]
     problems: list[Problem]
+    counted: Counted = field(default_factory=Counted)
 
     def summary(self) -> str:
-        return (
-            f"{self.records} audit records in an unbroken hash chain,"
-            f" {self.checkpoints} signed checkpoints and {self.statements} signed"
-            f" credential-never-exposed statements verified; head seq {self.head[0]}"
-            f" hash {self.head[1]}"
-        )
+        return "\n".join(self.counted.lines())
 
 
 PAGE = 5000
@@ -368,11 +408,13 @@ async def verify_store(
     checker = SignedRecordChecker(public_key, wanted=named)
     checker.first_seq = 1  # a live store starts at genesis: every seq is checkable
     after = 0
+    counted = Counted()
     while after < top and (page := await store.query(after_seq=after, limit=PAGE)):
         for r in page:
             if r.seq > top:
                 break
             checker.feed(r.seq, r.id, r.kind, r.session_id, r.subject, r.body, r.hash)
+            counted.see(r.seq, r.kind, r.time)
         after = page[-1].seq
     problems = list(checker.problems)
     if not chain.ok and chain.first_bad_seq is not None:
@@ -381,10 +423,21 @@ async def verify_store(
         bad = check_anchor(anchor, public_key, checker.head, checker.hashes, anchor_source)
         if bad is not None:
             problems.append(bad)
+        else:
+            named = anchor["payload"]["seq"]
+            counted.anchor = f"{anchor_source} names seq {named}: reached, unchanged"
     problems = [await _named(store, p) for p in problems]
     problems.sort(key=lambda p: (p.seq == 0, p.seq))
+    counted.records, counted.head = chain.records, checker.head
+    counted.checkpoints, counted.statements = checker.checkpoints, checker.statements
     return EvidenceReport(
-        not problems, chain.records, checker.checkpoints, checker.statements, checker.head, problems
+        not problems,
+        chain.records,
+        checker.checkpoints,
+        checker.statements,
+        checker.head,
+        problems,
+        counted,
     )
 
 
