@@ -164,8 +164,9 @@ class Decider:
         }
         if reused is not None:
             body["evaluation_reused_from"] = reused.decision_id
-        if "postgres" in command:
-            body["statements"] = command["postgres"].get("statements", [])
+        statements = _statements_of(command)
+        if statements is not None:
+            body["statements"] = statements
         recorded = await self._record(decision_id, record, body)
         if not recorded:
             verdict = Verdict.deny("decision log unavailable, so nothing can be allowed — denied")
@@ -234,3 +235,11 @@ class Decider:
             log.error("decision %s not recorded (%s); answering deny", decision_id, exc)
             return False
         return True
+
+
+def _statements_of(command: dict[str, Any]) -> list[Any] | None:
+    """The statements the PDP found in a command (its protocol's details say, as a
+    Postgres statement's do), recorded beside the decision; None for a command without."""
+    details = command.get(str(command.get("kind", "")).partition(".")[0])
+    statements = details.get("statements") if isinstance(details, dict) else None
+    return statements if isinstance(statements, list) else None

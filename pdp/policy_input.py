@@ -12,20 +12,7 @@ from typing import Any
 
 from pdp.sessions import Session, rfc3339
 from pdp.sql import Findings, classify
-
-COMMAND_KINDS = frozenset(
-    {
-        "session.open",
-        "postgres.query",
-        "postgres.function_call",
-        "http.request",
-        "ssh.exec",
-        "ssh.shell",
-        "ssh.forward",
-        "ssh.sftp",
-    }
-)
-
+from portcullis import protocols
 
 CACHED_SQL_LENGTH = 4096
 
@@ -93,21 +80,32 @@ def _identifiers(name: str) -> list[str] | None:
 
 
 def command_input(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
-    """input.command for one command; protocol attributes go under their protocol's key."""
+    """input.command for one command: its attributes under its protocol's key, as the
+    protocol's PDP-side builder makes them (portcullis.protocols), else as sent."""
     command: dict[str, Any] = {"kind": kind, "raw": raw}
-    protocol = kind.split(".", 1)[0]
-    if protocol == "postgres":
-        details = {k: v for k, v in attributes.items() if k != "statements"}
-        if kind == "postgres.function_call":
-            # a FunctionCall ('F') message names a function by OID; the proxy resolves it
-            details["statements"] = [function_call_entry(str(attributes.get("function", "")))]
-        else:
-            details["statements"] = classified(raw)
-        details.setdefault("protocol", "simple")
-        command["postgres"] = details
-    elif protocol in ("http", "ssh") and attributes:
-        command[protocol] = attributes
+    known = protocols.protocol_of(kind)
+    if known is None:
+        return command
+    builder = known.input_builder()
+    if builder is not None:
+        command[known.name] = builder(kind, raw, attributes)
+    elif attributes:
+        command[known.name] = attributes
     return command
+
+
+def postgres_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """input.command.postgres: the proxy's attributes (protocol, phase, parameters, ...)
+    and the statements as the PDP classifies them from the raw text itself; a
+    `statements` list a proxy sent is never taken."""
+    details = {k: v for k, v in attributes.items() if k != "statements"}
+    if kind == "postgres.function_call":
+        # a FunctionCall ('F') message names a function by OID; the proxy resolves it
+        details["statements"] = [function_call_entry(str(attributes.get("function", "")))]
+    else:
+        details["statements"] = classified(raw)
+    details.setdefault("protocol", "simple")
+    return details
 
 
 def build_input(

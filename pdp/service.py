@@ -28,11 +28,12 @@ from pdp.effects import command_effects
 from pdp.evidence.checkpoints import record_credential_statement
 from pdp.evidence.signing import Signer
 from pdp.identity import TokenRejected, TokenVerifier
-from pdp.policy_input import COMMAND_KINDS, build_input, command_input
+from pdp.policy_input import build_input, command_input
 from pdp.proxy_auth import ProxyAuthenticator, ProxyIdentity
 from pdp.recordings import EVENTS_KIND, MalformedEvents, bounded_batch
 from pdp.sessions import REAPED_REASONS, Session, SessionTable, new_session_id
 from pdp.store import AuditStore, StoreUnavailable
+from portcullis import protocols
 from portcullis.config import Config
 from portcullis.events import truncation_facts
 from portcullis.reuse import reuse_key
@@ -269,8 +270,9 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             await self._invalid(context, "connection.name", "required")
         if len(request.connection.name) > MAX_NAME:
             await self._invalid(context, "connection.name", f"longer than {MAX_NAME}")
-        if request.connection.type and request.connection.type not in ("postgres", "http", "ssh"):
-            await self._invalid(context, "connection.type", "must be postgres, http or ssh")
+        known = protocols.registered()
+        if request.connection.type and request.connection.type not in known:
+            await self._invalid(context, "connection.type", f"must be one of {', '.join(known)}")
         proxy = await self._proxy(context, "OpenSession")
         if not proxy.serves(request.connection.name):
             await self.refuse(
@@ -356,7 +358,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         if not request.HasField("command") or not request.command.kind:
             await self._invalid(context, "command.kind", "required")
         kind = request.command.kind
-        if kind not in COMMAND_KINDS or kind == "session.open":
+        if kind not in protocols.command_kinds() or kind == protocols.SESSION_OPEN:
             await self._invalid(context, "command.kind", f"unknown command kind {kind[:64]!r}")
         deadline = _deadline_of(request, context)
         proxy = await self._proxy(context, "Decide", request.session_id)

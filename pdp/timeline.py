@@ -58,6 +58,7 @@ from pdp.recordings import batch_events
 from pdp.rendering import inert
 from pdp.store import AuditRecord
 from pdp.timestamps import rfc3339
+from portcullis import protocols
 
 # -- event shapes for emitters (the HTTP and SSH proxies) ---------------------------------
 
@@ -241,9 +242,8 @@ def build_timeline(
     `approvals` (the session's `approval` records) say who decided a request and why, so
     a command a person denied reads "denied by <approver>: <reason>"."""
     summary = summarize(opened, closed)
-    default_kind = {"postgres": "postgres.query", "http": "http.request", "ssh": "ssh.exec"}.get(
-        summary.connection_type, ""
-    )
+    known = protocols.protocol(summary.connection_type)
+    default_kind = known.command_kinds[0] if known is not None else ""
     rulings = {r.id: r.body for r in decisions}
     start = summary.started_at
     open_body = opened.body

@@ -1,8 +1,8 @@
 """`portcullis up`: the PDP and every configured proxy in one process tree.
 
-Owns the registry of proxy kinds (connection type → the factory that serves it) and the
-order of start and drain: the PDP first, proxies after; proxies drain before the PDP.
-A protocol package registers itself here; the launcher needs no edit for a new one.
+Owns the order of start and drain: the PDP first, proxies after; proxies drain before the
+PDP. Which proxy serves a connection type is its protocol's declaration
+(portcullis.protocols): the launcher needs no edit for a new protocol.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from portcullis import protocols
 from portcullis.config import Config, ConnectionSettings, resolve_secrets
 from portcullis.heap import freeze_startup_heap
 
@@ -25,36 +26,24 @@ class Proxy(Protocol):
 
 
 ProxyFactory = Callable[[ConnectionSettings, Config, str], Proxy]
-PROXY_KINDS: dict[str, ProxyFactory] = {}
 
 
-def register_proxy(kind: str, factory: ProxyFactory) -> None:
-    PROXY_KINDS[kind] = factory
-
-
-def _load_builtin_kinds() -> None:
-    """Import every protocol package of this build (each subpackage of `proxies` but the
-    runtime); each registers itself. No list of protocols to edit for a new one."""
-    import importlib
-    import pkgutil
-
-    import proxies
-
-    for module in pkgutil.iter_modules(proxies.__path__):
-        if module.ispkg and module.name != "runtime":
-            importlib.import_module(f"proxies.{module.name}")
+def factory_for(kind: str) -> ProxyFactory | None:
+    """The proxy that serves a connection type, as its protocol declares it
+    (portcullis.protocols); None for a type declared and not served by this build."""
+    known = protocols.protocol(kind)
+    return known.server() if known is not None else None
 
 
 def proxy_kinds() -> list[str]:
     """The connection types this build serves."""
-    _load_builtin_kinds()
-    return sorted(PROXY_KINDS)
+    return [name for name, known in protocols.registered().items() if known.serve is not None]
 
 
 def served(connections: Sequence[ConnectionSettings]) -> list[ConnectionSettings]:
     """The connections this build has a proxy for (the others are declared, not served)."""
-    _load_builtin_kinds()
-    return [c for c in connections if c.type in PROXY_KINDS]
+    kinds = proxy_kinds()
+    return [c for c in connections if c.type in kinds]
 
 
 CredentialIssuer = Callable[[str, list[str]], str]
@@ -76,18 +65,17 @@ async def start_proxies(
     pdp_address: str,
     issue: CredentialIssuer | None = None,
 ) -> list[Proxy]:
-    _load_builtin_kinds()
     proxies: list[Proxy] = []
     try:
         for connection in connections:
-            factory = PROXY_KINDS.get(connection.type)
+            factory = factory_for(connection.type)
             if factory is None:
                 log.warning(
                     "connection %s: this build serves no %s proxy yet (served: %s); "
                     "its listen address stays closed",
                     connection.name,
                     connection.type,
-                    ", ".join(sorted(PROXY_KINDS)) or "none",
+                    ", ".join(proxy_kinds()) or "none",
                 )
                 continue
             # a connection's secrets are read here, where its proxy starts, and nowhere else

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from portcullis import protocols
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # `${NAME}` is not valid inside a YAML flow mapping ({password: ${X}}), yet DESIGN.md's
 # example writes it there; before parsing, each reference becomes a plain-scalar-safe
@@ -25,9 +27,6 @@ _PLACEHOLDER = re.compile(r"__portcullis_env_([0-9a-f]+)__")
 
 def _protect_env_refs(text: str) -> str:
     return _ENV_REF.sub(lambda m: f"__portcullis_env_{m.group(1).encode().hex()}__", text)
-
-
-CONNECTION_TYPES = ("postgres", "http", "ssh")
 
 
 class ConfigError(Exception):
@@ -650,10 +649,9 @@ def _connections(
             raise ConfigError(f"{key}.name", f"{name!r} is used twice")
         seen.add(name)
         kind = _str(item, key, "type")
-        if kind not in CONNECTION_TYPES:
-            raise ConfigError(
-                f"{key}.type", f"{kind!r} is not one of {', '.join(CONNECTION_TYPES)}"
-            )
+        known = protocols.registered()
+        if kind not in known:
+            raise ConfigError(f"{key}.type", f"{kind!r} is not one of {', '.join(known)}")
         if not item.get("listen"):
             raise ConfigError(f"{key}.listen", "is required")
         if not item.get("upstream"):
@@ -668,9 +666,13 @@ def _connections(
         ):
             raise ConfigError(f"{key}.credentials.provider", "must be one of static, vault")
         fixed = {"name", "type", "listen", "upstream", "zone", "database", "labels", "credentials"}
-        options = _connection_options(
-            {k: v for k, v in item.items() if k not in fixed}, key, kind, base_dir
-        )
+        try:
+            options = known[kind].validated(
+                {k: v for k, v in item.items() if k not in fixed}, base_dir
+            )
+        except protocols.OptionError as exc:
+            name, problem = exc.args
+            raise ConfigError(f"{key}.{name}" if name else key, problem) from None
         result.append(
             ConnectionSettings(
                 name=name,
@@ -687,78 +689,6 @@ def _connections(
             )
         )
     return tuple(result)
-
-
-# Every option a connection may set besides the fixed keys, by protocol: what the proxies
-# read (proxies/runtime/session.py, proxies/postgres/proxy.py) and DESIGN.md declares.
-# name → (kind, protocols); kind: bool | seconds | int | path | one of the listed words.
-_COMMON = ("postgres", "http", "ssh")
-CONNECTION_OPTIONS: dict[str, tuple[Any, tuple[str, ...]]] = {
-    "pdp_timeout_seconds": ("seconds", _COMMON),  # how long a proxy waits for a decision
-    "decision_cache": ("bool", _COMMON),  # reuse verdicts the policy declared reusable
-    "recording": ("bool", _COMMON),  # session events to the audit store (benchmarks only)
-    "enforce": ("bool", _COMMON),
-    "workers": ("int", _COMMON),
-    "tls_cert_file": ("path", ("postgres",)),  # TLS towards clients (SSLRequest)
-    "tls_key_file": ("path", ("postgres",)),
-    "upstream_tls": (("require", "verify-full"), ("postgres",)),  # TLS towards the server
-    "upstream_ca_file": ("path", ("postgres",)),
-    "mcp": ("bool", ("http",)),
-    # evidence: where undelivered session events and closes wait (proxies/runtime/spool.py;
-    # default var/spool), how large that spool may grow before sessions halt, and the
-    # largest command a proxy takes (longer: denied and recorded cut, with its SHA-256)
-    "spool_dir": ("dir", _COMMON),
-    "spool_max_bytes": ("int", _COMMON),
-    "max_statement_bytes": ("int", _COMMON),
-}
-
-
-def _connection_options(
-    raw: dict[str, Any], key: str, protocol: str, base_dir: Path
-) -> dict[str, Any]:
-    """Validate a connection's protocol options: an unknown key or a wrong type is an error
-    (a typo must not start a proxy without the TLS its operator asked for)."""
-    options: dict[str, Any] = {}
-    for name in sorted(raw, key=str):
-        value = raw[name]
-        where = f"{key}.{name}"
-        spec = CONNECTION_OPTIONS.get(str(name))
-        if spec is None:
-            raise ConfigError(where, "unknown key")
-        kind, protocols = spec
-        if protocol not in protocols:
-            raise ConfigError(where, f"is not an option of {protocol} connections")
-        if kind == "bool":
-            if not isinstance(value, bool):
-                raise ConfigError(where, "must be true or false")
-        elif kind == "seconds":
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(where, "must be a positive number of seconds")
-        elif kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(where, "must be a positive integer")
-        elif kind == "dir":
-            if not isinstance(value, str) or not value:
-                raise ConfigError(where, "must be a directory path")
-            value = str(_path(base_dir, value))
-        elif kind == "path":
-            if not isinstance(value, str) or not value:
-                raise ConfigError(where, "must be a file path")
-            value = str(_path(base_dir, value))
-            if not Path(value).is_file():
-                raise ConfigError(where, f"{value} does not exist")
-        elif value not in kind:
-            raise ConfigError(where, f"{value!r} is not one of {', '.join(kind)}")
-        options[str(name)] = value
-    if options.get("enforce") is False:
-        raise ConfigError(f"{key}.enforce", "shadow mode (enforce: false) is not available yet")
-    if options.get("workers", 1) > 1:
-        raise ConfigError(f"{key}.workers", "one proxy process per connection is all there is yet")
-    if ("tls_cert_file" in options) != ("tls_key_file" in options):
-        raise ConfigError(key, "TLS towards clients needs both tls_cert_file and tls_key_file")
-    if "upstream_ca_file" in options and "upstream_tls" not in options:
-        raise ConfigError(f"{key}.upstream_ca_file", "applies only with upstream_tls")
-    return options
 
 
 def _forwarding(raw: Any, base_dir: Path) -> tuple[ForwarderSettings, ...]:

@@ -1,0 +1,202 @@
+"""The protocol registry: what a protocol package declares, in one place both sides read.
+
+Owns the contract a protocol plugs in with: its name (a connection's `type`), the command
+kinds its proxy asks the PDP about, its options schema (validated when the configuration
+is loaded: unknown key or wrong type → a ConfigError naming it), the proxy that serves
+it, and the PDP-side builder of what the policy sees of its commands. The options every
+proxy has (the runtime's: PDP timeout, decision cache, recording, spool) are declared
+here once; a protocol adds its own.
+
+Protocol packages are found through the `portcullis.protocols` entry-point group of the
+installed distribution (pyproject.toml), or registered directly (`register`), as a test's
+toy protocol is. `serve` and `policy_input` are named as `module:attribute` and imported
+only by the side that runs them, so a proxy never loads the PDP's builder, and the PDP
+never loads a proxy. Neither is needed: a protocol with no `serve` is declared and not
+served; one with no `policy_input` hands the policy its command attributes as sent.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+ENTRY_POINTS = "portcullis.protocols"
+SESSION_OPEN = "session.open"
+
+
+class OptionError(ValueError):
+    """An option's value is wrong; the message says how (the caller names the key)."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a connection: its kind, its default, what it is for.
+
+    kind: bool | seconds | int | path (an existing file) | dir | a tuple of allowed words."""
+
+    kind: str | tuple[str, ...]
+    default: Any = None
+    doc: str = ""
+
+    def checked(self, value: Any, base_dir: Path) -> Any:
+        kind = self.kind
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise OptionError("must be true or false")
+        elif kind == "seconds":
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise OptionError("must be a positive number of seconds")
+        elif kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise OptionError("must be a positive integer")
+        elif kind in ("dir", "path"):
+            what = "a directory path" if kind == "dir" else "a file path"
+            if not isinstance(value, str) or not value:
+                raise OptionError(f"must be {what}")
+            given = Path(value)
+            value = str(given if given.is_absolute() else base_dir / given)
+            if kind == "path" and not Path(value).is_file():
+                raise OptionError(f"{value} does not exist")
+        elif isinstance(kind, tuple) and value not in kind:
+            raise OptionError(f"{value!r} is not one of {', '.join(kind)}")
+        return value
+
+
+# what every proxy reads (proxies/runtime/session.py), whatever its protocol
+RUNTIME_OPTIONS: Mapping[str, Option] = {
+    "pdp_timeout_seconds": Option("seconds", 2.0, "how long a proxy waits for a decision"),
+    "decision_cache": Option("bool", True, "reuse verdicts the policy declared reusable"),
+    "recording": Option("bool", True, "session events to the audit store (benchmarks only)"),
+    "enforce": Option("bool", True, "shadow mode when false (not available yet)"),
+    "workers": Option("int", 1, "proxy processes for this connection (one only, yet)"),
+    "spool_dir": Option("dir", None, "where undelivered events and closes wait (var/spool)"),
+    "spool_max_bytes": Option("int", None, "how large the spool grows before sessions halt"),
+    "max_statement_bytes": Option("int", None, "longer commands: denied, recorded cut"),
+}
+
+OptionsCheck = Callable[[Mapping[str, Any]], "tuple[str, str] | None"]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What a protocol package declares. `command_kinds[0]` is its usual command (what a
+    recorded command of this protocol is when its event names no kind)."""
+
+    name: str
+    command_kinds: tuple[str, ...]
+    options: Mapping[str, Option] = field(default_factory=dict)
+    # a rule across options: None, or (the option's name or "", the problem)
+    check_options: OptionsCheck | None = None
+    # the proxy (module:attribute, or the callable): factory(connection, config, pdp_address)
+    serve: str | Callable[..., Any] | None = None
+    # the PDP's builder (module:attribute, or the callable): (kind, raw, attributes) → the
+    # dict the policy sees at input.command.<name>
+    policy_input: str | Callable[..., Any] | None = None
+
+    def schema(self) -> dict[str, Option]:
+        return {**RUNTIME_OPTIONS, **self.options}
+
+    def validated(self, raw: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+        """The options as given, checked, with every default the schema states filled in
+        (an option whose default is None is absent unless given: its user has its own).
+        Raises OptionError with the option's name as its first argument."""
+        schema = self.schema()
+        out = {name: o.default for name, o in schema.items() if o.default is not None}
+        for name in sorted(raw, key=str):
+            option = schema.get(str(name))
+            if option is None:
+                elsewhere = any(name in other.options for other in _REGISTERED.values())
+                problem = f"is not an option of {self.name} connections" if elsewhere else ""
+                raise OptionError(str(name), problem or "unknown key")
+            try:
+                out[str(name)] = option.checked(raw[name], base_dir)
+            except OptionError as exc:
+                raise OptionError(str(name), str(exc)) from None
+        if out.get("enforce") is False:
+            raise OptionError("enforce", "shadow mode (enforce: false) is not available yet")
+        if out.get("workers", 1) > 1:
+            raise OptionError("workers", "one proxy process per connection is all there is yet")
+        problem = self.check_options(out) if self.check_options else None
+        if problem is not None:
+            raise OptionError(*problem)
+        return out
+
+    def server(self) -> Callable[..., Any] | None:
+        return _resolved(self.serve)
+
+    def input_builder(self) -> Callable[..., Any] | None:
+        return _resolved(self.policy_input)
+
+
+_REGISTERED: dict[str, Protocol] = {}
+
+
+def register(protocol: Protocol) -> None:
+    """Add (or replace) a protocol; its command kinds may not be another protocol's."""
+    for other in _REGISTERED.values():
+        if other.name != protocol.name and set(other.command_kinds) & set(protocol.command_kinds):
+            raise ValueError(f"{protocol.name}: command kinds already {other.name}'s")
+    _REGISTERED[protocol.name] = protocol
+    command_kinds.cache_clear()
+
+
+def unregister(name: str) -> None:
+    _REGISTERED.pop(name, None)
+    command_kinds.cache_clear()
+
+
+@functools.cache
+def _entry_points_loaded() -> bool:
+    for entry in entry_points(group=ENTRY_POINTS):
+        protocol = entry.load()
+        if not isinstance(protocol, Protocol):
+            raise TypeError(f"entry point {entry.name} ({entry.value}) is not a Protocol")
+        _REGISTERED.setdefault(protocol.name, protocol)
+    command_kinds.cache_clear()
+    return True
+
+
+def registered() -> dict[str, Protocol]:
+    """Every protocol this installation knows, by name."""
+    _entry_points_loaded()
+    return dict(sorted(_REGISTERED.items()))
+
+
+def protocol(name: str) -> Protocol | None:
+    _entry_points_loaded()
+    return _REGISTERED.get(name)
+
+
+@functools.cache
+def command_kinds() -> frozenset[str]:
+    """Every command kind a proxy may ask about: session.open and each protocol's."""
+    kinds = {SESSION_OPEN}
+    for known in registered().values():
+        kinds.update(known.command_kinds)
+    return frozenset(kinds)
+
+
+def protocol_of(kind: str) -> Protocol | None:
+    """The protocol whose command kind this is (None for session.open and unknown kinds)."""
+    for known in registered().values():
+        if kind in known.command_kinds:
+            return known
+    return None
+
+
+_RESOLVED: dict[str, Any] = {}
+
+
+def _resolved(target: str | Callable[..., Any] | None) -> Callable[..., Any] | None:
+    if target is None or callable(target):
+        return target
+    if target not in _RESOLVED:
+        module, _, attribute = target.partition(":")
+        _RESOLVED[target] = getattr(importlib.import_module(module), attribute)
+    resolved: Callable[..., Any] = _RESOLVED[target]
+    return resolved

@@ -1,0 +1,1 @@
+"""The SSH protocol: declared for configuration and policy; no proxy serves it yet."""
