@@ -570,6 +570,10 @@ class Lineage:
             items.append(Item((label,), outputs=outputs, opaque=flow))
         elif tag == "RangeTableSample":
             self.from_item(fields["relation"], scope, ctes, items)
+            # a sampling rate or seed computed from a value decides how many rows come back
+            for node in [*fields.get("args", ()), fields.get("repeatable")]:
+                if node:
+                    self.record(self.expr(node, scope, ctes).derived(), "other")
         else:
             # XMLTABLE, JSON_TABLE, ...: any column may carry any column they read
             flow = self.generic(fields, scope, ctes)
