@@ -175,3 +175,121 @@ def test_a_tree_too_deep_to_follow_gets_the_worst_case():
             o["kind"] != "plain" and ("email" in o["columns"] or o["tables"])
             for o in entry["outputs"]
         )
+
+
+# -- MERGE, merged join columns, and conditions hidden in outputs (issue 21 items 1-4) ----
+
+
+def test_merge_reads_its_source_condition_when_clauses_and_returning():
+    sql = (
+        "merge into t using (select id, email from customers) s on t.id = s.id "
+        "when matched and s.email like 'a%' then update set note = s.email "
+        "returning t.id, upper(s.email)"
+    )
+    entry = classify(sql)[0]
+    assert entry["type"] == "merge"
+    assert ("upper", "expression", ["email"], []) in outputs(sql)
+    assert predicates(sql) == {("id", "join"), ("email", "pattern")}
+    assert predicates(
+        "merge into t using customers c on t.x < c.ssn when matched then do nothing"
+    ) >= {("ssn", "range")}
+    # inside a CTE, PREPARE and EXPLAIN too
+    for text in (
+        "with m as (merge into t using customers c on t.id = c.id when matched then do nothing "
+        "returning c.phone) select lower(phone) from m",
+        "prepare p as merge into t using customers c on t.id = c.id when matched then do nothing "
+        "returning lower(c.phone)",
+    ):
+        assert any(k == "expression" and "phone" in cols for _, k, cols, _ in outputs(text))
+    assert classify(sql) == classify_reference(sql)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select * from (select phone as k from c) a full join (select 'x' as k) b using (k)",
+        "select * from (select phone as k from c) a natural full join (select 'x' as k) b",
+        "select j.k from ((select phone as k from c) a full join (select 'x' k) b using (k)) j",
+        "select u.k from (select phone as k from c) a full join (select 'x' k) b using (k) as u",
+        "select k from (select phone as k from c) a natural join customers",
+        "select * from (select phone as k from c) a join lateral (select a.k) b using (k)",
+    ],
+)
+def test_a_merged_join_column_is_computed_from_both_sides(sql):
+    """A FULL JOIN's merged column is COALESCE of both sides, and either side may be
+    coerced: the server names no table column for it, so lineage must say it is computed."""
+    assert [(n, k) for n, k, cols, _ in outputs(sql) if "phone" in cols] == [("k", "expression")]
+
+
+def test_star_over_a_using_join_shows_the_merged_column_once_in_front():
+    sql = (
+        "select * from (select 1 as k, email from c) a join (select 2 as k, ssn from d) b using (k)"
+    )
+    assert [n for n, _, _, _ in outputs(sql)] == ["k", "email", "ssn"]
+    sql = "select a.* from (select 1 as k, email from c) a join (select 2 as k) b using (k)"
+    assert [n for n, _, _, _ in outputs(sql)] == ["k", "email"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        # joined on columns: a join; against constants: an equality test; computed: other
+        ("select 1 from a join customers using (id)", {("id", "join")}),
+        (
+            "select 1 from customers c join (values ('a')) v(email) using (email)",
+            {("email", "equality")},
+        ),
+        ("select 1 from customers natural join (values ('a')) v(email)", {("email", "equality")}),
+        ("select 1 from customers natural join (select 'a' as email) v", {("email", "equality")}),
+        (
+            "select 1 from customers natural join (select lower(email) as email from c) v",
+            {("email", "other")},
+        ),
+        # ORDER BY a position inside `*`: the position may be any column of the row
+        ("select * from customers order by 3", {("*", "order")}),
+        ("select *, 1 from customers order by 2", {("*", "order")}),
+        ("select id, * from customers order by 1", {("id", "order")}),
+        ("select * from customers group by 2", {("*", "group")}),
+        # how many rows come back
+        ("select id from c limit (select count(*) from c where email < 'm')", {("email", "range")}),
+        ("select id from c offset (select length(min(ssn)) from c)", {("ssn", "other")}),
+        (
+            "select id from c tablesample bernoulli ((select length(min(email)) from c))",
+            {("email", "other")},
+        ),
+        # CASE conditions choose the output (and its NULL, which a mask keeps)
+        ("select case when email like 'a%' then 'x' end from c", {("email", "pattern")}),
+        ("select case phone when '1' then 'x' end from c", {("phone", "equality")}),
+        ("select case upper(phone) when '1' then 'x' end from c", {("phone", "other")}),
+        ("select email < 'm' from c", {("email", "range")}),
+        ("select nullif(email, 'a') from c", {("email", "other")}),
+        ("select email in (select 'a') from c", {("email", "equality")}),
+        # set-returning, pattern and JSON path functions, and functions in FROM
+        ("select generate_series(1, length(ssn)) from c", {("ssn", "other")}),
+        ("select substring(email from '^a') from c", {("email", "other")}),
+        ("select count(*) from c, regexp_matches(email, '^a')", {("email", "other")}),
+        ("select 1 from c, lateral unnest(array[c.phone]) u", {("phone", "other")}),
+        (
+            "select jsonb_path_exists(to_jsonb(email), '$ ? (@ starts with \"a\")') from c",
+            {("email", "other")},
+        ),
+        (
+            "select json_value(to_jsonb(email), '$ ? (@ starts with \"a\")') from c",
+            {("email", "other")},
+        ),
+        ("select (array['x'])[ascii(email) - 96] from c", {("email", "other")}),
+        # computing is not asking: these stay outputs, masked whole
+        ("select upper(email) || 'x', length(ssn) + 1 from c", set()),
+    ],
+)
+def test_conditions_hidden_in_joins_positions_limits_and_outputs(sql, expected):
+    assert predicates(sql) == expected
+
+
+def test_every_oracle_shape_is_read_alike_by_both_classifier_paths():
+    for sql in (
+        "select * from (select phone k from c) a full join (select 'x' k) b using (k) order by 1",
+        "select case when email like 'a%' then 1 end from c limit (select count(*) from c)",
+        "merge into t using c on t.id = c.id when matched and c.ssn < '1' then do nothing",
+    ):
+        assert classify(sql) == classify_reference(sql)
