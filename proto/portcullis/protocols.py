@@ -111,8 +111,8 @@ class Protocol:
             option = schema.get(str(name))
             if option is None:
                 elsewhere = any(name in other.options for other in _REGISTERED.values())
-                problem = f"is not an option of {self.name} connections" if elsewhere else ""
-                raise OptionError(str(name), problem or "unknown key")
+                what = f"is not an option of {self.name} connections" if elsewhere else ""
+                raise OptionError(str(name), what or "unknown key")
             try:
                 out[str(name)] = option.checked(raw[name], base_dir)
             except OptionError as exc:
@@ -121,9 +121,9 @@ class Protocol:
             raise OptionError("enforce", "shadow mode (enforce: false) is not available yet")
         if out.get("workers", 1) > 1:
             raise OptionError("workers", "one proxy process per connection is all there is yet")
-        problem = self.check_options(out) if self.check_options else None
-        if problem is not None:
-            raise OptionError(*problem)
+        broken = self.check_options(out) if self.check_options else None
+        if broken is not None:
+            raise OptionError(*broken)
         return out
 
     def server(self) -> Callable[..., Any] | None:
