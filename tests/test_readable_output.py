@@ -197,3 +197,32 @@ async def test_outputs_share_one_time_form_and_reasons_match_verdicts(tmp_path):
     assert "— denied by dave@example.com: not during the freeze" in text
     assert "— masked field email (redact): 2 values" in text
     assert "for alice@example.com; no rule allows" not in text
+
+
+async def test_replay_says_an_approval_expired_and_the_client_is_not_told_policy(tmp_path):
+    async with running_gateway(tmp_path, approvals={"timeout_seconds": 2}) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", ("readonly",))))
+        with pytest.raises(asyncpg.InsufficientPrivilegeError) as waited:
+            await conn.execute("UPDATE customers SET name = 'R' WHERE id = 2")
+        assert waited.value.args[0].startswith("portcullis: approval required: request a-")
+        assert "denied by policy" not in waited.value.args[0]
+        await conn.close()
+        await asyncio.sleep(0.5)
+        from pdp.timeline import build_timeline
+
+        store = gw.pdp.store
+        (opened,) = await store.query(kind="session.open")
+        sid = opened.session_id
+        timeline = build_timeline(
+            opened,
+            (await store.query(kind="session.close", session_id=sid))[0],
+            await store.query(kind="session.events", session_id=sid),
+            await store.query(kind="decision", session_id=sid),
+            await store.query(kind="approval", session_id=sid),
+        )
+    (update,) = [e for e in timeline.entries if e.type == "command"]
+    assert update.verdict == "deny" and update.approval_id.startswith("a-")
+    assert (
+        update.reasons[0]
+        == f"approval request {update.approval_id} expired: nobody decided in time"
+    )
