@@ -5,7 +5,8 @@ certificate, `N` without), GSSENCRequest refused, CancelRequest mapped from the
 proxy-issued key to the upstream's (as pgbouncer does), cleartext password auth carrying
 the client's JWT. Then the session's _Relay takes both sockets over and works in their
 callbacks: client bytes through the Enforcer, server bytes through the ResponseTracker
-(results nothing masks through its plain lane: frames checked, not decoded one by one).
+(results through its plain lane when nothing masks them, its masked lane when something
+does: frames checked, not decoded one by one; only masked rows are rewritten).
 What reaches the client passes the secret scanner. A malformed or oversized frame ends
 that connection with an ErrorResponse, never the process.
 """
@@ -20,7 +21,7 @@ import os
 import secrets
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from portcullis.config import Config, ConnectionSettings
@@ -451,7 +452,7 @@ class ClientConnection:
                 self.proxy.waiting_sessions.pop(self.key, None)
             await self._close_session(reason, abnormal)
 
-    def unknown_tables(self, messages: list[codec.Message]) -> set[int]:
+    def unknown_tables(self, messages: Sequence[codec.Message]) -> set[int]:
         """Tables in these results whose columns masking does not know yet."""
         proxy = self.proxy
         if proxy.catalog_stale():
@@ -638,9 +639,11 @@ class _Relay:
     Client bytes → FrontendParser → Enforcer → upstream; server bytes → BackendParser →
     ResponseTracker → client, or, for a chunk of plain answers while nothing owed is
     masked or made up, BackendParser.plain_answers → ResponseTracker.plain, and the
-    server's bytes unchanged → client. Whatever needs no PDP round trip (a reused verdict, the
-    Bind/Execute/Sync of an allowed statement, every server answer) is done inside the
-    callback, with no task switch and no await. When a message must ask the PDP, or a
+    server's bytes unchanged → client (while something owed masks and nothing is made up,
+    BackendParser.plain_answers with its rows → ResponseTracker.masked → client).
+    Whatever needs no PDP round trip (a reused verdict, the Bind/Execute/Sync of an
+    allowed statement, every server answer) is done inside the callback, with no task
+    switch and no await. When a message must ask the PDP, or a
     result must wait for its column names, reading from that side pauses, a task finishes
     the chunk in order, and reading resumes: one session's wait never holds another's.
     Flow control: a side whose writes back up pauses reading from the other side.
@@ -892,13 +895,18 @@ class _Relay:
             return
         upstream = self.conn.upstream
         assert upstream is not None
+        tracker = self.tracker
         try:
-            answers = upstream.parser.plain_answers(data)
-            if answers is not None and self.tracker.plain(answers):
-                # the usual case: rows nothing masks go on as the server sent them (their
-                # columns' names are learnt once a result that masks needs them)
-                self._forward(data)
-                return
+            rows: list[codec.RowSpan] | None = [] if tracker.masking else None
+            answers = upstream.parser.plain_answers(data, rows)
+            if answers is not None:
+                if rows is None and tracker.plain(answers):
+                    # the usual case: rows nothing masks go on as the server sent them
+                    # (their columns' names are learnt once a result that masks needs them)
+                    self._forward(data)
+                    return
+                if rows is not None and self._masked_lane(answers, rows, data):
+                    return
         except Exception as exc:
             self._failed(exc)
             return
@@ -909,6 +917,22 @@ class _Relay:
             self._end("upstream_protocol_violation")
             return
         self._answer(messages)
+
+    def _masked_lane(
+        self, answers: list[codec.PlainAnswer], rows: list[codec.RowSpan], data: bytes
+    ) -> bool:
+        """A plain chunk of a result that masks: its rows masked where they lie in the
+        chunk (ResponseTracker.masked), when the columns of every table it describes are
+        known; False, having changed nothing, when it must be parsed and answered message
+        by message (a table to learn first, an answer to swallow or replace)."""
+        described = [d for _, _, d in answers if d is not None]
+        if described and self.conn.unknown_tables(described):
+            return False
+        out = self.tracker.masked(answers, rows, data)
+        if out is None:
+            return False
+        self._forward(out)
+        return True
 
     def _answer(self, messages: list[codec.Message]) -> None:
         try:

@@ -7,21 +7,24 @@ send. From the expectations the tracker knows which statement a DataRow belongs 
 therefore which mask applies; it rewrites rows (masked columns, detectors over text),
 counts rows and masking per command, and follows the transaction status. Results that
 nothing masks take plain(), which reads the frames the parser checked without a message
-for each row and leaves every state on_backend would (a differential Hypothesis test
-holds the two to that).
+for each row and leaves every state on_backend would; results that mask take masked(),
+which rewrites only the rows that change, where they lie in the server's chunk, through a
+RowMask planned once per result shape (differential Hypothesis tests hold both lanes to
+on_backend).
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from portcullis.verdict import MaskRule
 from proxies.postgres import codec
 from proxies.postgres.columns import ColumnOrigin
+from proxies.postgres.row_mask import RowMask
 from proxies.postgres.startup import same_value
-from proxies.postgres.values import detected_value, masked_fields, masked_value
+from proxies.postgres.values import masked_fields
 from proxies.runtime.masking import Masker
 from proxies.runtime.pdp_client import Ruling
 
@@ -35,16 +38,26 @@ _COMPLETIONS = frozenset(b"CI")  # CommandComplete, EmptyQueryResponse
 _DONE = frozenset(b"123")  # ParseComplete, BindComplete, CloseComplete
 _DESCRIPTIONS = frozenset(b"Tn")  # RowDescription, NoData
 _DESCRIBES = ("DescribeS", "DescribeP")
+_NO_DATA = ord("n")
 
+_Origin = tuple[int, int]  # a table column: (table OID, attribute number)
+
+
+def _shape(description: codec.RowDescription) -> ResultShape:
+    return ResultShape(list(description.fields), description.raw)
 
 
 @dataclass
 class ResultShape:
-    """A RowDescription and what the masker makes of it."""
+    """A RowDescription and what masking makes of its rows."""
 
     fields: list[codec.Field]
-    masked: dict[int, MaskRule] | None = None  # column → rule, once a masker has looked
-    masked_by: Masker | None = None
+    # what names the description among others: its bytes as the server sent them (a
+    # session's results describe themselves alike again and again)
+    key: bytes = b""
+    # the RowMask of its rows, once one was needed, and the masker and formats it is for
+    row_mask: RowMask | None = None
+    masked_for: tuple[Masker, list[int]] | None = None
 
 
 @dataclass(slots=True)
@@ -114,7 +127,11 @@ class ResponseTracker:
         # reports it off until the proxy puts it back
         self.lifted = False
         self.readies = 0  # ReadyForQuery messages seen: the statement watchdog's clock
-        self._plans: dict[tuple[object, ...], dict[int, MaskRule]] = {}
+        # (masker, description, formats) → the table columns the RowMask was planned on,
+        # what the catalog said of them then, and the RowMask (see _row_mask)
+        self._row_masks: dict[
+            tuple[object, ...], tuple[tuple[_Origin, ...], tuple[object, ...], RowMask]
+        ] = {}
 
     # -- what the client side registers ------------------------------------------------
 
@@ -131,6 +148,11 @@ class ResponseTracker:
     @property
     def idle(self) -> bool:
         return not self.queue
+
+    @property
+    def masking(self) -> bool:
+        """Whether the rows of something owed may be masked."""
+        return any(type(item) is Expect and item.masker is not None for item in self.queue)
 
     # -- what the server sends ---------------------------------------------------------
 
@@ -192,12 +214,66 @@ class ResponseTracker:
             elif kind in _DONE:
                 self._done(head)
             elif kind in _DESCRIPTIONS and head.kind in _DESCRIBES:
-                self._described(
-                    head, ResultShape(list(description.fields)) if description else None
-                )
+                self._described(head, _shape(description) if description else None)
             # a ParameterDescription, or rows described for a Query or Execute: nothing
             # masks them, so nothing is kept of their description
         return True
+
+    def masked(
+        self, answers: list[codec.PlainAnswer], rows: list[codec.RowSpan], chunk: bytes
+    ) -> bytes | None:
+        """What on_backend sends the client for each of answers (plain_answers of chunk,
+        with its rows), when rows may be masked but nothing owed is swallowed, replaced,
+        made up or a function call: the chunk with each masked row rewritten in place.
+        None, having changed nothing, when something owed is not of that kind. The
+        caller has learnt the described tables' columns first, as before on_backend."""
+        queue = self.queue
+        for item in queue:
+            if (
+                type(item) is not Expect
+                or item.swallow
+                or item.replace_error is not None
+                or item.kind == "Call"
+            ):
+                return None
+        parts: list[bytes] = []
+        copied = 0  # chunk bytes before this are in parts
+        next_row = 0
+        for kind, text, description in answers:
+            if kind == _DATA_ROW:
+                start, end, values = rows[next_row]
+                next_row += 1
+                if not queue:
+                    continue  # nothing owed: the server speaks unprompted
+                head = queue[0]
+                assert type(head) is Expect
+                head.rows += 1
+                if head.masker is not None:
+                    row = self._masked_values(head, values)
+                    if row is not None:
+                        parts.append(chunk[copied:start])
+                        parts.append(row)
+                        copied = end
+                continue
+            if kind == _READY_FOR_QUERY:
+                self._ready(text, queue[0] if queue else None)
+                continue
+            if not queue:
+                continue
+            head = queue[0]
+            assert type(head) is Expect
+            if kind in _COMPLETIONS:
+                self._ended(head, text)
+            elif kind in _DONE:
+                self._done(head)
+            elif description is not None:
+                self._rows_described(head, description)
+            elif kind == _NO_DATA and head.kind in _DESCRIBES:
+                self._described(head, None)
+        if not parts:
+            return chunk
+        parts.append(chunk[copied:])
+        return b"".join(parts)
 
     # -- what an answer changes, whichever way it was read (on_backend or plain) -------
 
@@ -241,6 +317,16 @@ class ResponseTracker:
         """ParseComplete, BindComplete or CloseComplete."""
         if head.kind in ("Parse", "Bind", "Close"):
             self.queue.popleft()
+
+    def _rows_described(self, head: Expect, description: codec.RowDescription) -> None:
+        """A RowDescription: what a Describe asked, or the rows of the Query or Execute
+        running (their formats as the description gives them)."""
+        shape = _shape(description)
+        if head.kind in _DESCRIBES:
+            self._described(head, shape)
+        else:
+            head.shape = shape
+            head.formats = [f.format for f in description.fields]
 
     def _described(self, head: Expect, shape: ResultShape | None) -> None:
         """A Describe's answer: the rows its statement or portal returns (None: none)."""
@@ -297,12 +383,7 @@ class ResponseTracker:
         raw = message.raw or message.encode()
         kind = head.kind
         if isinstance(message, codec.RowDescription):
-            shape = ResultShape(list(message.fields))
-            if kind in _DESCRIBES:
-                self._described(head, shape)
-            else:
-                head.shape = shape
-                head.formats = [f.format for f in message.fields]
+            self._rows_described(head, message)
             return b"" if head.swallow else raw
         if isinstance(message, codec.NoData):
             if kind in _DESCRIBES:
@@ -362,6 +443,13 @@ class ResponseTracker:
     # -- masking ------------------------------------------------------------------------
 
     def _mask_row(self, head: Expect, row: codec.DataRow) -> bytes:
+        values = list(row.values)
+        masked = self._masked_values(head, values)
+        return row.raw or row.encode() if masked is None else masked
+
+    def _masked_values(self, head: Expect, values: list[bytes | None]) -> bytes | None:
+        """The DataRow to send for a row of head's result (values, changed in place), or
+        None when it goes as the server sent it."""
         masker = head.masker
         assert masker is not None
         if head.shape is None and head.kind == "Execute":
@@ -372,50 +460,41 @@ class ResponseTracker:
         shape = head.shape
         if shape is None:
             # no description of these rows: no column can be named, so every value goes
-            _tally(head)["unknown_columns"] += len(row.values)
-            return replace(row, values=[None for _ in row.values]).encode()
-        if shape.masked is None or shape.masked_by is not masker:
-            shape.masked = self._plan(shape.fields, masker)
-            shape.masked_by = masker
-        fields = shape.fields
-        values = list(row.values)
-        changed = False
-        for i, value in enumerate(values):
-            if value is None:
-                continue
-            binary = _format(head.formats, i) == 1
-            type_oid = fields[i].type_oid if i < len(fields) else 0
-            rule = shape.masked.get(i)
-            if rule is not None:
-                changed = True
-                name = fields[i].name if i < len(fields) else str(i)
-                _tally(head)[f"field:{name}"] += 1
-                values[i] = masked_value(masker, rule, value, type_oid, binary)
-                continue
-            found = detected_value(masker, value, type_oid, binary)
-            if found is not None:
-                changed = True
-                values[i], counts = found
-                for detector, n in counts.items():
-                    _tally(head)[f"detector:{detector}"] += n
-        if not changed:
-            return row.raw or row.encode()
-        return replace(row, values=values).encode()
+            _tally(head)["unknown_columns"] += len(values)
+            return codec.DataRow([None] * len(values)).encode()
+        masked_for = shape.masked_for
+        row_mask = shape.row_mask
+        if (
+            row_mask is None
+            or masked_for is None
+            or masked_for[0] is not masker
+            or masked_for[1] is not head.formats
+        ):
+            row_mask = shape.row_mask = self._row_mask(shape, masker, head.formats)
+            shape.masked_for = (masker, head.formats)
+        if not row_mask.columns or not row_mask.apply(values, _tally(head)):
+            return None
+        return codec.DataRow(values).encode()
 
-    def _plan(self, fields: list[codec.Field], masker: Masker) -> dict[int, MaskRule]:
-        """_columns_to_mask(), remembered per masker and what each column is (its result
-        name and catalog origin, so what the catalog says anew is planned anew): a simple
-        Query's results describe themselves anew each time."""
+    def _row_mask(self, shape: ResultShape, masker: Masker, formats: list[int]) -> RowMask:
+        """The RowMask of a result shape (its plan from _columns_to_mask), remembered per
+        masker, description and formats, and planned anew once the catalog says something
+        else of one of its table columns: a simple Query's results describe themselves
+        anew each time."""
         origins = self.column_origins
-        key = (masker, tuple(
-            (f.name, f.table_oid and origins.get((f.table_oid, f.column))) for f in fields
-        ))  # fmt: skip
-        plan = self._plans.get(key)
-        if plan is None:
-            if len(self._plans) >= 256:
-                self._plans.clear()
-            plan = self._plans[key] = self._columns_to_mask(fields, masker)
-        return plan
+        key = (masker, shape.key or tuple(shape.fields), tuple(formats))
+        known = self._row_masks.get(key)
+        if known is not None:
+            columns, seen, row_mask = known
+            if tuple(map(origins.get, columns)) == seen:
+                return row_mask
+        if len(self._row_masks) >= 256:
+            self._row_masks.clear()
+        fields = shape.fields
+        row_mask = RowMask(masker, fields, formats, self._columns_to_mask(fields, masker))
+        columns = tuple((f.table_oid, f.column) for f in fields if f.table_oid)
+        self._row_masks[key] = (columns, tuple(map(origins.get, columns)), row_mask)
+        return row_mask
 
     def _columns_to_mask(self, fields: list[codec.Field], masker: Masker) -> dict[int, MaskRule]:
         """Column → the rule that masks it, from what each column is:
@@ -483,11 +562,3 @@ def _tally(head: Expect) -> Counter[str]:
     if head.masked is _NOTHING_MASKED:
         head.masked = Counter()
     return head.masked
-
-
-def _format(formats: list[int], column: int) -> int:
-    if not formats:
-        return 0
-    if len(formats) == 1:
-        return formats[0]
-    return formats[column] if column < len(formats) else 0

@@ -22,12 +22,13 @@ import struct
 from collections import Counter
 
 from portcullis.verdict import MaskRule
-from proxies.runtime.masking import Masker
+from proxies.runtime.masking import REDACTED, Masker
 
 TEXT_LIKE = frozenset({25, 1043, 1042, 19, 705})  # text varchar bpchar name unknown
 JSON, JSONB = 114, 3802
 TEXT_ARRAYS = frozenset({1009, 1015, 1014, 1003})  # text[] varchar[] bpchar[] name[]
 _INT32 = struct.Struct("!i")
+REDACTED_BYTES = REDACTED.encode()  # the redact strategy's mask, as a text-like value
 
 
 def masked_value(

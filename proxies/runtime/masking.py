@@ -58,11 +58,14 @@ class MaskingError(ValueError):
 @dataclass(frozen=True)
 class Detector:
     """A named value pattern. `precheck` is a cheap test that must be true for any text
-    `find` could match, so text without a candidate costs a few C-level calls."""
+    `find` could match, so text without a candidate costs a few C-level calls. `gate` is
+    the same over the bytes of ASCII text (true at least wherever `precheck` is), so a
+    result's values are cleared without being decoded (Masker.may_detect)."""
 
     name: str
     precheck: Callable[[str], bool]
     find: Callable[[str], Iterator[Span]]
+    gate: Callable[[bytes], bool]
 
 
 def _digit_count(text: str) -> int:
@@ -219,13 +222,47 @@ def _token_precheck(text: str) -> bool:
     return any(hint in lowered for hint in _TOKEN_HINTS)
 
 
+# the prechecks over ASCII bytes: a digit count first, as most values have too few digits
+# for a card or an SSN, and the token hints only in text long enough to hold a token
+_NON_DIGITS = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
+_TOKEN_HINTS_ASCII = re.compile(b"|".join(re.escape(h.encode()) for h in _TOKEN_HINTS))
+_CARD_HINT_ASCII = re.compile(_CARD_HINT.pattern.encode())
+_SSN_HINT_ASCII = re.compile(_SSN_HINT.pattern.encode())
+
+
+def _token_gate(data: bytes) -> bool:
+    return len(data) >= _MIN_TOKEN_TEXT and _TOKEN_HINTS_ASCII.search(data.lower()) is not None
+
+
+def _card_gate(data: bytes) -> bool:
+    return (
+        len(data.translate(None, _NON_DIGITS)) >= _CARD_MIN
+        and _CARD_HINT_ASCII.search(data) is not None
+    )
+
+
+def _ssn_gate(data: bytes) -> bool:
+    return (
+        b"-" in data
+        and len(data.translate(None, _NON_DIGITS)) >= 9
+        and _SSN_HINT_ASCII.search(data) is not None
+    )
+
+
 DETECTORS: dict[str, Detector] = {
     d.name: d
     for d in (
-        Detector("token", _token_precheck, _token_spans),
-        Detector("email", lambda t: "@" in t, _email_spans),
-        Detector("credit_card", lambda t: _CARD_HINT.search(t) is not None, _card_spans),
-        Detector("ssn", lambda t: "-" in t and _SSN_HINT.search(t) is not None, _ssn_spans),
+        Detector("token", _token_precheck, _token_spans, _token_gate),
+        Detector("email", lambda t: "@" in t, _email_spans, lambda b: b"@" in b),
+        Detector(
+            "credit_card", lambda t: _CARD_HINT.search(t) is not None, _card_spans, _card_gate
+        ),
+        Detector(
+            "ssn",
+            lambda t: "-" in t and _SSN_HINT.search(t) is not None,
+            _ssn_spans,
+            _ssn_gate,
+        ),
     )
 }
 
@@ -304,10 +341,11 @@ class Masker:
     Detector rules run over every other text value.
     """
 
-    __slots__ = ("_derived", "_detectors", "_field_rules", "_hash_key", "_last_segment",
+    __slots__ = ("_derived", "_detectors", "_field_rules", "_gates", "_hash_key", "_last_segment",
                  "_max_depth", "_rules")  # fmt: skip
     _derived: MaskRule | None
     _detectors: tuple[tuple[Detector, str], ...]
+    _gates: tuple[Callable[[bytes], bool], ...]
     _field_rules: dict[tuple[str, ...], MaskRule]
     _hash_key: bytes
     _last_segment: dict[str, MaskRule]
@@ -342,6 +380,7 @@ class Masker:
         object.__setattr__(self, "_last_segment", last)
         object.__setattr__(self, "_max_depth", max((len(k) for k in field_rules), default=0))
         object.__setattr__(self, "_detectors", tuple(ordered))
+        object.__setattr__(self, "_gates", tuple(detector.gate for detector, _ in ordered))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Masker is immutable")
@@ -411,6 +450,20 @@ class Masker:
         return _partial(_kind_of(value), value)
 
     # -- detectors
+
+    @property
+    def detects(self) -> bool:
+        """Whether any detector rule applies."""
+        return bool(self._detectors)
+
+    def may_detect(self, data: bytes) -> bool:
+        """False only when no detector of this masker can find anything in the UTF-8 text
+        of data: ASCII that no detector's gate lets through. Anything else (a candidate,
+        or a byte past ASCII, whose case folding could make one) is for mask_text."""
+        gates = self._gates
+        if not gates:
+            return False
+        return not data.isascii() or any(gate(data) for gate in gates)
 
     def mask_text(self, value: str) -> tuple[str, Counter[str]]:
         """Run every detector rule over `value`; counts are keyed by detector name."""

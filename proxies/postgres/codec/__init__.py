@@ -94,6 +94,7 @@ from proxies.postgres.codec.parsers import (
     BackendParser,
     FrontendParser,
     PlainAnswer,
+    RowSpan,
 )
 from proxies.postgres.codec.wire import (
     CANCEL_REQUEST_CODE,
@@ -171,6 +172,7 @@ __all__ = [
     "Query",
     "ReadyForQuery",
     "RowDescription",
+    "RowSpan",
     "SASLInitialResponse",
     "SASLResponse",
     "SSLRequest",

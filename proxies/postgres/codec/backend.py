@@ -270,6 +270,9 @@ class RowDescription(Message):
         return cls(fields)
 
 
+_NULL_VALUE = INT32.pack(-1)
+
+
 @dataclass(frozen=True, slots=True)
 class DataRow(Message):
     """DataRow (B, 'D'): one row; each value is bytes in its column's format, or None."""
@@ -278,7 +281,17 @@ class DataRow(Message):
     values: list[bytes | None]
 
     def _body(self) -> bytes:
-        return UINT16.pack(len(self.values)) + b"".join(value_field(v) for v in self.values)
+        # a loop, not value_field() per value: masked rows are encoded one by one
+        pack = INT32.pack
+        parts = [UINT16.pack(len(self.values))]
+        append = parts.append
+        for value in self.values:
+            if value is None:
+                append(_NULL_VALUE)
+            else:
+                append(pack(len(value)))
+                append(value)
+        return b"".join(parts)
 
     @classmethod
     def _decode(cls, r: FrameReader) -> DataRow:

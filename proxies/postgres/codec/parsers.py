@@ -211,6 +211,8 @@ _PLAIN_ANSWERS = frozenset(b"123tTnDCIZ")
 _DATA_ROW = ord("D")
 PlainAnswer = tuple[int, str, "RowDescription | None"]
 _ROW: PlainAnswer = (_DATA_ROW, "", None)
+# a DataRow plain_answers read: its frame's start and end in the chunk, and its values
+RowSpan = tuple[int, int, list[bytes | None]]
 
 _FastDecoder = Callable[[bytes], "Message | None"]
 _BACKEND_FAST: dict[int, _FastDecoder] = {
@@ -461,13 +463,17 @@ class BackendParser(_StreamParser):
     def __init__(self, max_frame: int = DEFAULT_MAX_BACKEND_FRAME):
         super().__init__(max_frame)
 
-    def plain_answers(self, chunk: bytes) -> list[PlainAnswer] | None:
+    def plain_answers(
+        self, chunk: bytes, rows: list[RowSpan] | None = None
+    ) -> list[PlainAnswer] | None:
         """The answers in chunk, read without building a message for each row, when chunk
         holds only whole, well-formed frames of the answers a result streams when nothing
         in it went wrong: ParseComplete, BindComplete, CloseComplete, ParameterDescription,
         RowDescription, NoData, DataRow, CommandComplete, EmptyQueryResponse,
         ReadyForQuery. Each as (type, text, description): the text is a CommandComplete's
         tag or a ReadyForQuery's status, the description a RowDescription's message.
+        Given a `rows` list, each DataRow's frame start, end and values (bytes, or None
+        for NULL) are appended to it, in order (the masked lane rewrites rows from them).
 
         None, with nothing consumed, for any other chunk, and while part of a frame is
         held from an earlier one: feed() then reads it (and says what is wrong with it)."""
@@ -487,8 +493,14 @@ class BackendParser(_StreamParser):
             if length < 4 or length > max_frame or end > size:
                 return None
             if kind == _DATA_ROW:
-                if not _data_row_fits(chunk, pos + 5, end):
-                    return None
+                if rows is None:
+                    if not _data_row_fits(chunk, pos + 5, end):
+                        return None
+                else:
+                    values: list[bytes | None] = []
+                    if not _data_row_fits(chunk, pos + 5, end, values):
+                        return None
+                    rows.append((pos, end, values))
                 append(_ROW)
                 pos = end
                 continue
