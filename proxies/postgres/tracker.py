@@ -43,10 +43,6 @@ _NO_DATA = ord("n")
 _Origin = tuple[int, int]  # a table column: (table OID, attribute number)
 
 
-def _shape(description: codec.RowDescription) -> ResultShape:
-    return ResultShape(list(description.fields), description.raw)
-
-
 @dataclass
 class ResultShape:
     """A RowDescription and what masking makes of its rows."""
@@ -55,9 +51,7 @@ class ResultShape:
     # what names the description among others: its bytes as the server sent them (a
     # session's results describe themselves alike again and again)
     key: bytes = b""
-    # the RowMask of its rows, once one was needed, and the masker and formats it is for
-    row_mask: RowMask | None = None
-    masked_for: tuple[Masker, list[int]] | None = None
+    formats: list[int] = field(default_factory=list)  # each column's, as described
 
 
 @dataclass(slots=True)
@@ -68,6 +62,7 @@ class Expect:
     masker: Masker | None = None
     decision_id: str = ""
     shape: ResultShape | None = None  # Execute: the portal's row shape
+    row_mask: RowMask | None = None  # how its rows are masked, from its first masked row on
     formats: list[int] = field(default_factory=list)  # Execute: Bind's result formats
     statement: str | None = None  # DescribeS/Execute: statement name; DescribeP: portal name
     portal: str | None = None  # Execute: the portal it runs
@@ -129,6 +124,7 @@ class ResponseTracker:
         self.readies = 0  # ReadyForQuery messages seen: the statement watchdog's clock
         # (masker, description, formats) → the table columns the RowMask was planned on,
         # what the catalog said of them then, and the RowMask (see _row_mask)
+        self._shapes: dict[bytes, ResultShape] = {}
         self._row_masks: dict[
             tuple[object, ...], tuple[tuple[_Origin, ...], tuple[object, ...], RowMask]
         ] = {}
@@ -214,7 +210,7 @@ class ResponseTracker:
             elif kind in _DONE:
                 self._done(head)
             elif kind in _DESCRIPTIONS and head.kind in _DESCRIBES:
-                self._described(head, _shape(description) if description else None)
+                self._described(head, self._shape(description) if description else None)
             # a ParameterDescription, or rows described for a Query or Execute: nothing
             # masks them, so nothing is kept of their description
         return True
@@ -309,6 +305,7 @@ class ResponseTracker:
         """A statement's result ended (CommandComplete, EmptyQueryResponse, ...)."""
         self._complete(head, tag)
         head.shape = None
+        head.row_mask = None
         self.in_copy_out = False
         if head.kind == "Execute":
             self.queue.popleft()
@@ -321,12 +318,27 @@ class ResponseTracker:
     def _rows_described(self, head: Expect, description: codec.RowDescription) -> None:
         """A RowDescription: what a Describe asked, or the rows of the Query or Execute
         running (their formats as the description gives them)."""
-        shape = _shape(description)
+        shape = self._shape(description)
         if head.kind in _DESCRIBES:
             self._described(head, shape)
         else:
             head.shape = shape
-            head.formats = [f.format for f in description.fields]
+            head.formats = shape.formats
+            head.row_mask = None
+
+    def _shape(self, description: codec.RowDescription) -> ResultShape:
+        """The shape of a description, the same one for a description the server sent
+        before byte for byte (shapes are never changed once made)."""
+        raw = description.raw
+        shape = self._shapes.get(raw) if raw else None
+        if shape is None:
+            fields = list(description.fields)
+            shape = ResultShape(fields, raw, [f.format for f in fields])
+            if raw:
+                if len(self._shapes) >= 64:
+                    self._shapes.clear()
+                self._shapes[raw] = shape
+        return shape
 
     def _described(self, head: Expect, shape: ResultShape | None) -> None:
         """A Describe's answer: the rows its statement or portal returns (None: none)."""
@@ -450,28 +462,21 @@ class ResponseTracker:
     def _masked_values(self, head: Expect, values: list[bytes | None]) -> bytes | None:
         """The DataRow to send for a row of head's result (values, changed in place), or
         None when it goes as the server sent it."""
-        masker = head.masker
-        assert masker is not None
-        if head.shape is None and head.kind == "Execute":
-            head.shape = self.portal_shapes.get(head.portal or "")
-            if head.shape is not None and not head.formats:
-                # a cursor's portal: its description says how each column comes
-                head.formats = [f.format for f in head.shape.fields]
-        shape = head.shape
-        if shape is None:
-            # no description of these rows: no column can be named, so every value goes
-            _tally(head)["unknown_columns"] += len(values)
-            return codec.DataRow([None] * len(values)).encode()
-        masked_for = shape.masked_for
-        row_mask = shape.row_mask
-        if (
-            row_mask is None
-            or masked_for is None
-            or masked_for[0] is not masker
-            or masked_for[1] is not head.formats
-        ):
-            row_mask = shape.row_mask = self._row_mask(shape, masker, head.formats)
-            shape.masked_for = (masker, head.formats)
+        row_mask = head.row_mask
+        if row_mask is None:
+            masker = head.masker
+            assert masker is not None
+            if head.shape is None and head.kind == "Execute":
+                head.shape = self.portal_shapes.get(head.portal or "")
+                if head.shape is not None and not head.formats:
+                    # a cursor's portal: its description says how each column comes
+                    head.formats = head.shape.formats
+            shape = head.shape
+            if shape is None:
+                # no description of these rows: no column can be named, so every value goes
+                _tally(head)["unknown_columns"] += len(values)
+                return codec.DataRow([None] * len(values)).encode()
+            row_mask = head.row_mask = self._row_mask(shape, masker, head.formats)
         if not row_mask.columns or not row_mask.apply(values, _tally(head)):
             return None
         return codec.DataRow(values).encode()
