@@ -7,8 +7,10 @@ plain ones, then runs the same pgbench script — one customer row by a random i
 plain and sensitive columns and an expression over one (`upper(email)`) — for 8 clients,
 in `-M simple` and `-M prepared`, as a `readonly` token (every row masked: plain column
 rules, the derived rule for the expression, detectors over text) and as a `pii-readers`
-token (nothing masked), alternating the two in pairs. Prints TPS, the masked/unmasked
-ratio per pair and its median, and the proxy's CPU per transaction. Not a test.
+token (nothing masked), alternating the two in pairs: the same query through the same
+proxy, only the policy's verdict differs. Prints TPS, the masked/unmasked ratio per pair
+and its median, the proxy's CPU per transaction, and for scale the same script run
+straight against Postgres (no proxy) once per mode. Not a test.
 
     python bench/postgres/bench_masking.py [--seconds 8] [--pairs 3] [--clients 8] [--rows 10000]
 """
@@ -44,11 +46,13 @@ SELECT id, name, note, email, phone, ssn, upper(email) AS shout FROM customers W
 """
 
 
-def pgbench(port: int, db: str, token: str, mode: str, args, script: Path) -> float:
+def pgbench(
+    port: int, db: str, token: str, mode: str, args, script: Path, user: str = "agent"
+) -> float:
     env = {**os.environ, "PGPASSWORD": token, "PGSSLMODE": "disable"}
     cmd = ["pgbench", "-n", "-M", mode, "-c", str(args.clients), "-j", "2",
            "-T", str(int(args.seconds)), "-D", f"rows={args.rows}", "-f", str(script),
-           "-h", "127.0.0.1", "-p", str(port), "-U", "agent", db]  # fmt: skip
+           "-h", "127.0.0.1", "-p", str(port), "-U", user, db]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(f"pgbench failed: {out.stderr.strip()[-400:]}")
@@ -141,6 +145,13 @@ def main() -> None:
                       f" masked/unmasked {m_tps / u_tps:.2f}")  # fmt: skip
             print(f"    median masked/unmasked {statistics.median(ratios):.2f}"
                   " (target >= 0.80: masking costs at most 20% of TPS)")  # fmt: skip
+            direct = pgbench(5432, db, password, mode, args, script, user=role)
+            of_direct = [
+                statistics.median(r[name][0] for r in rows) / direct
+                for name in ("masked", "unmasked")
+            ]
+            print(f"    direct to Postgres (no proxy) {direct:8.0f} tps: median masked/direct"
+                  f" {of_direct[0]:.2f}, unmasked/direct {of_direct[1]:.2f}")  # fmt: skip
     finally:
         if up is not None:
             up.terminate()
