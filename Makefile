@@ -46,7 +46,7 @@ lint:
 	$(PYTHON) -m mypy
 
 stubs:
-	$(PYTHON) -m pdp.protogen
+	$(PYTHON) -m pdp.plumbing.protogen
 
 bench-pdp:
 	$(PYTHON) bench/pdp/bench_decide.py

@@ -13,22 +13,22 @@ from typing import cast
 
 from aiohttp import web
 
-from pdp.approval_rpc import policy_authorizer
-from pdp.approvals import ApprovalBook
-from pdp.decisions import Decider
+from pdp.api.approval_rpc import policy_authorizer
+from pdp.api.http_api import build_http_app
+from pdp.api.proxy_auth import ProxyKey, write_private
+from pdp.api.server import PDPServer
+from pdp.api.service import DecisionService
+from pdp.api.webhooks import WebhookNotifier
+from pdp.domain.approvals import ApprovalBook
+from pdp.domain.decisions import Decider
+from pdp.domain.identity import DevIssuer, TokenVerifier
+from pdp.domain.sessions import SessionReaper, SessionTable
 from pdp.engine import PolicyEngine, create_engine
 from pdp.evidence.checkpoints import CheckpointWriter, anchor_path_for
 from pdp.evidence.signing import Signer
 from pdp.forwarding import build_forwarders
-from pdp.http_api import build_http_app
-from pdp.identity import DevIssuer, TokenVerifier
-from pdp.keys import load_or_create_ed25519
-from pdp.proxy_auth import ProxyKey, write_private
-from pdp.server import PDPServer
-from pdp.service import DecisionService
-from pdp.sessions import SessionReaper, SessionTable
+from pdp.plumbing.keys import load_or_create_ed25519
 from pdp.store import AuditStore, open_store
-from pdp.webhooks import WebhookNotifier
 from portcullis.config import Config
 from portcullis.heap import freeze_startup_heap
 

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from pdp.app import Parts, PDPApp
-from pdp.identity import DevIssuer
+from pdp.domain.identity import DevIssuer
 from portcullis.config import Config, parse_config
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from portcullis.wire import CREDENTIAL_METADATA
@@ -63,7 +63,7 @@ def pdp_config(
 
 
 # the proxy credential each running test PDP issued to the tests, by address: a test that
-# calls the gRPC API directly plays a proxy, as the real ones do (pdp/proxy_auth.py)
+# calls the gRPC API directly plays a proxy, as the real ones do (pdp/api/proxy_auth.py)
 ISSUED: dict[str, str] = {}
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from pg_harness import running_gateway
 
-from pdp.recordings import session_events
+from pdp.domain.recordings import session_events
 
 SECURITY = ("security",)
 

@@ -1,4 +1,4 @@
-"""pdp.approver_view as transcripts: a command and its bound values in, what an approver
+"""pdp.domain.approver_view as transcripts: a command and its bound values in, what an approver
 is shown out. The policy's default masks for a reader: sensitive columns redacted, every
 detector partial (rego/portcullis/postgres.rego)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pdp.approver_view import approver_masker, approver_view, binding_digest
+from pdp.domain.approver_view import approver_masker, approver_view, binding_digest
 from portcullis.verdict import MaskRule
 
 READER_MASK = [

@@ -22,8 +22,8 @@ from pdp_harness import (
 )
 from test_pdp_server import started_with_a_bit_slow_policy
 
-from pdp.decide_stream import _calls_in
-from pdp.http_api import metrics_text
+from pdp.api.decide_stream import _calls_in
+from pdp.api.http_api import metrics_text
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from portcullis.wire import BATCHING, says_batching
 from proxies.runtime.decide_calls import CallFailed, DecideCalls
@@ -191,7 +191,7 @@ async def test_a_pdp_without_decide_stream_is_asked_a_call_per_command_for_a_whi
 
 
 async def test_a_stream_decides_at_most_max_in_flight_calls_at_once(monkeypatch):
-    import pdp.decide_stream as decide_stream
+    import pdp.api.decide_stream as decide_stream
 
     monkeypatch.setattr(decide_stream, "MAX_IN_FLIGHT", 2)
     running, most = 0, 0
@@ -346,7 +346,7 @@ async def test_the_proxy_client_sends_one_call_per_message_to_a_pdp_that_does_no
 
 
 async def test_answers_ready_together_leave_together_at_most_max_batch_a_message(monkeypatch):
-    import pdp.decide_stream as decide_stream
+    import pdp.api.decide_stream as decide_stream
 
     monkeypatch.setattr(decide_stream, "MAX_BATCH", 3)
     release = asyncio.Event()

@@ -41,9 +41,9 @@ from pdp.evidence.checkpoints import (
 )
 from pdp.evidence.controls import CONTROLS, ISO, NIST, STREAMS
 from pdp.evidence.signing import Signer, key_id_of, load_public_pem, verify_signed
+from pdp.plumbing.timestamps import rfc3339
 from pdp.store import open_store
 from pdp.store.chain import record_hash
-from pdp.timestamps import rfc3339
 from portcullis.config import StoreSettings, load_config
 from portcullis.v1 import pdp_pb2
 

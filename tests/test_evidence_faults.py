@@ -117,7 +117,7 @@ async def test_events_and_close_of_a_session_that_ends_while_the_pdp_is_down_rea
         token,
     )
 
-    from pdp.recordings import session_events
+    from pdp.domain.recordings import session_events
     from portcullis.verdict import Verdict, VerdictKind
     from proxies.runtime.pdp_client import PDPClient, Ruling
     from proxies.runtime.recorder import RecordingTick, SessionRecorder
@@ -184,7 +184,7 @@ async def test_an_oversized_statement_leaves_a_decision_and_its_neighbours_in_th
 
     from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp, token
 
-    from pdp.recordings import session_events
+    from pdp.domain.recordings import session_events
     from portcullis.v1 import pdp_pb2
 
     config = pdp_config(tmp_path)

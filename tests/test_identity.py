@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pdp.identity import (
+from pdp.domain.identity import (
     MAX_TOKEN_BYTES,
     DevIssuer,
     Identity,

@@ -1,4 +1,4 @@
-"""pdp.lineage: which table columns each output derives from and how predicates use them,
+"""pdp.sql.lineage: which table columns each output derives from and how predicates use them,
 tried with the shapes issue 21 found leaking (every one must reach its base column)."""
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ import yaml
 from pdp_harness import REGO, free_port
 from pg_harness import scratch_database
 
-from pdp.identity import DevIssuer
-from pdp.recordings import session_events
+from pdp.domain.identity import DevIssuer
+from pdp.domain.recordings import session_events
 from pdp.store import open_store
 from portcullis.config import StoreSettings, load_config
 from proxies.postgres.proxy import PostgresProxy

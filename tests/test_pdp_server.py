@@ -29,7 +29,7 @@ from pdp_harness import (
     token,
 )
 
-from pdp.identity import DevIssuer
+from pdp.domain.identity import DevIssuer
 from pdp.store import StoreUnavailable
 from portcullis.v1 import pdp_pb2
 

@@ -73,8 +73,8 @@ def test_golden(engine, case):
 def test_the_pdp_counts_the_sessions_the_cap_reads():
     """input.session.open_sessions on session.open (the per-identity cap of session.rego)
     is what the PDP's session table holds open for the subject on that connection."""
-    from pdp.identity import Identity
-    from pdp.sessions import Session, SessionTable
+    from pdp.domain.identity import Identity
+    from pdp.domain.sessions import Session, SessionTable
 
     table = SessionTable(store=None)  # type: ignore[arg-type]  # never asked in this test
 

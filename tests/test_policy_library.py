@@ -1,5 +1,5 @@
 """The shipped rego/ library passes its own test_* rules with coverage, and
-`portcullis policy test` (pdp.policytest) fails when it should."""
+`portcullis policy test` (pdp.cli.policytest) fails when it should."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import shutil
 from pathlib import Path
 
-from pdp.policytest import discover_tests, run_policy_tests
+from pdp.cli.policytest import discover_tests, run_policy_tests
 
 REGO = Path(__file__).resolve().parent.parent / "rego"
 

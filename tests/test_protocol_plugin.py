@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pdp_harness import free_port, pdp_config, running_pdp, token
 
-from pdp.recordings import session_events
+from pdp.domain.recordings import session_events
 from portcullis import protocols
 from portcullis.config import Config, ConfigError, ConnectionSettings
 from proxies.launcher import handed_credential, start_proxies, stop_proxies

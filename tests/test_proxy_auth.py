@@ -27,9 +27,9 @@ from pdp_harness import (
 )
 from pg_harness import scratch_database
 
-from pdp.certs import issue, load_or_create_ca, mint, parse_proxy, write_pair
 from pdp.cli import main
-from pdp.recordings import EVENTS_KIND
+from pdp.cli.certs import issue, load_or_create_ca, mint, parse_proxy, write_pair
+from pdp.domain.recordings import EVENTS_KIND
 from portcullis.config import parse_config
 from portcullis.v1 import pdp_pb2
 from proxies.postgres.proxy import PostgresProxy
@@ -355,7 +355,7 @@ def test_portcullis_certs_mints_a_ca_a_pdp_and_proxy_certificates(tmp_path, caps
     assert "client_ca_file" in printed and "proxies:" in printed
     for name in ("ca.key", "pdp.key", "proxy-eu-prod.key"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o600
-    from pdp.proxy_auth import identity_from_certificate
+    from pdp.api.proxy_auth import identity_from_certificate
 
     ident = identity_from_certificate((out / "proxy-eu-prod.pem").read_bytes())
     assert ident is not None and ident.name == "eu-prod"

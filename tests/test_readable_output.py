@@ -208,7 +208,7 @@ async def test_replay_says_an_approval_expired_and_the_client_is_not_told_policy
         assert "denied by policy" not in waited.value.args[0]
         await conn.close()
         await asyncio.sleep(0.5)
-        from pdp.timeline import build_timeline
+        from pdp.domain.timeline import build_timeline
 
         store = gw.pdp.store
         (opened,) = await store.query(kind="session.open")

@@ -1,4 +1,4 @@
-"""pdp.reader_functions: the readers' function allow-list is what the generator makes of
+"""pdp.sql.reader_functions: the readers' function allow-list is what the generator makes of
 the real server's pg_proc, and nothing that runs SQL text, reads files, touches large
 objects or the server's state gets onto it."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pdp import reader_functions
+from pdp.sql import reader_functions
 from tests.conftest import PG_ADMIN_DSN
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pdp_harness import open_session, pdp_config, pdp_stub, proxy_metadata, running_pdp, token
 
-from pdp.recordings import (
+from pdp.domain.recordings import (
     EVENTS_KIND,
     MalformedEvents,
     _fully_checked_batch,

@@ -20,9 +20,9 @@ import pytest
 import yaml
 from pg_harness import running_gateway
 
-from pdp.approvals import ApprovalRequest
-from pdp.rendering import inert, statement_lines
-from pdp.webhooks import notice
+from pdp.api.webhooks import notice
+from pdp.domain.approvals import ApprovalRequest
+from pdp.plumbing.rendering import inert, statement_lines
 
 ESCAPES = "\x1b[2K\x1b[1G"
 SMUGGLED = (

@@ -17,7 +17,7 @@ import yaml
 from google.protobuf import struct_pb2
 from pdp_harness import REGO, REPO, free_port, pdp_stub, running_pdp, token
 
-from pdp.timeline import http_request_details, ssh_exec_details, ssh_io_details
+from pdp.domain.timeline import http_request_details, ssh_exec_details, ssh_io_details
 from portcullis.config import Config, load_config
 from portcullis.v1 import pdp_pb2
 

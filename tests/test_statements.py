@@ -603,7 +603,7 @@ def test_functions_surface_anywhere(sql, function):
 
 
 def test_fast_path_call_entry():
-    from pdp.policy_input import function_call_entry
+    from pdp.domain.policy_input import function_call_entry
 
     assert function_call_entry("lo_creat") == {
         "type": "select",
@@ -669,7 +669,7 @@ PARITY_CORPUS = [
     "select * from rows from (pg_ls_tmpdir(), generate_series(1, 2))",
     "WITH d AS (DELETE FROM audit.log WHERE id = 1 RETURNING *) SELECT * FROM d",
     "UPDATE t SET a = db.s.f() WHERE b = pg_catalog.lower('y')",
-    # lineage (pdp/lineage.py): outputs and predicates
+    # lineage (pdp/sql/lineage.py): outputs and predicates
     "select upper(email), count(*) from customers where email like 'a%' group by name",
     "select c, row_to_json(c), to_jsonb(customers.*) from customers c, customers",
     "with recursive r(n, e) as (select 1, email from c union all select n + 1, e from r) "

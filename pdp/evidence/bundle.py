@@ -34,13 +34,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from pdp.domain.recordings import EVENTS_KIND, batch_events
 from pdp.evidence.checkpoints import Counted, Problem, SignedRecordChecker
 from pdp.evidence.controls import STREAMS, manifest_controls, manifest_streams
 from pdp.evidence.signing import Signer, key_id_of, load_public_pem, signature_problem
-from pdp.recordings import EVENTS_KIND, batch_events
+from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord, AuditStore
 from pdp.store.chain import canonical_json, record_hash, to_micros
-from pdp.timestamps import rfc3339
 
 FORMAT = "portcullis-evidence/1"
 RECORDS = "records.jsonl"
@@ -56,7 +56,7 @@ HASH_RECIPE = (
 
 
 def time_of(time_us: int) -> str:
-    """A record's `time`: its hashed time_us in the one time form (pdp.timestamps)."""
+    """A record's `time`: its hashed time_us in the one time form (pdp.plumbing.timestamps)."""
     return rfc3339(time_us // 1_000_000 + (time_us % 1_000_000) / 1_000_000)
 
 

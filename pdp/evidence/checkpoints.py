@@ -30,8 +30,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pdp.evidence.signing import Signer, signature_problem
+from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
-from pdp.timestamps import rfc3339
 
 log = logging.getLogger("portcullis.evidence")
 

@@ -23,7 +23,6 @@ import pglast
 from pglast import ast
 from pglast.parser import parse_sql_json
 
-from pdp.lineage import LINEAGE_TAGS, lineage_fields
 from pdp.sql.entries import (
     NOT_NESTED_TAGS,
     RELATION_OBJECTS,
@@ -38,6 +37,7 @@ from pdp.sql.entries import (
     type_of,
     unparseable,
 )
+from pdp.sql.lineage import LINEAGE_TAGS, lineage_fields
 from pdp.sql.plpgsql import do_block_body, fold_do_block
 from pdp.sql.reference import classify_reference
 

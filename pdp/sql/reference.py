@@ -18,7 +18,6 @@ import pglast
 from pglast import ast
 from pglast.parser import parse_sql_json
 
-from pdp.lineage import LINEAGE_TAGS, lineage_fields, unknown_lineage
 from pdp.sql.entries import (
     NOT_NESTED_TAGS,
     RELATION_OBJECTS,
@@ -32,13 +31,14 @@ from pdp.sql.entries import (
     type_of,
     unparseable,
 )
+from pdp.sql.lineage import LINEAGE_TAGS, lineage_fields, unknown_lineage
 from pdp.sql.plpgsql import do_block_body, fold_do_block
 
 
 def classify_reference(sql: str) -> list[Entry]:
     """classify() from pglast.ast objects: slower, exact for every tree.
 
-    Lineage (pdp.lineage) has one implementation, over the parser's JSON tree, which both
+    Lineage (pdp.sql.lineage) has one implementation, over the parser's JSON tree, which both
     paths use; a tree too deep for json gets the worst-case lineage."""
     try:
         raw_statements = pglast.parse_sql(sql)

@@ -84,7 +84,7 @@ class PDPSettings:
     # declared that verdict reusable (cache_ttl_seconds / cache_key); every decision is
     # still recorded, naming the decision whose evaluation it reused
     reuse_evaluations: bool = True
-    # the secret behind the proxy credentials the PDP issues (pdp/proxy_auth.py), and where
+    # the secret behind the proxy credentials the PDP issues (pdp/api/proxy_auth.py), and where
     # it writes one for every configured connection at start (read by `portcullis proxy`)
     proxy_key: Path = Path("var/proxy.key")
     proxy_credential_file: Path = Path("var/proxy.credential")

@@ -11,7 +11,7 @@ from typing import Any
 
 # the metadata that says "I read `more`", both ways
 BATCHING = ("portcullis-batch", "1")
-# the metadata key of a proxy credential the PDP issued (pdp.proxy_auth checks it)
+# the metadata key of a proxy credential the PDP issued (pdp.api.proxy_auth checks it)
 CREDENTIAL_METADATA = "portcullis-proxy-credential"
 
 

@@ -36,5 +36,5 @@ POSTGRES = Protocol(
     check_options=_check,
     serve="proxies.postgres.proxy:PostgresProxy",
     # the PDP classifies SQL itself from the raw text (pglast), never from a proxy's say
-    policy_input="pdp.policy_input:postgres_command",
+    policy_input="pdp.domain.policy_input:postgres_command",
 )

@@ -1,8 +1,8 @@
-"""A proxy's Decide calls over one DecideStream (pdp.decide_stream), opened on first use.
+"""A proxy's Decide calls over one DecideStream (pdp.api.decide_stream), opened on first use.
 
 Owns the stream's life on the client side: calls tagged with ids, written by one writer
 task (calls queued while a message was being written go together in the next one, once
-the PDP has said it takes them so: pdp.decide_stream's batching), answers matched back to
+the PDP has said it takes them so: pdp.api.decide_stream's batching), answers matched back to
 their callers by id, each call bounded by its own deadline. When the stream ends or
 breaks, every call still waiting on it fails with the stream's status, and the next call
 opens a new stream. Failures are raised as CallFailed, carrying the status a unary Decide

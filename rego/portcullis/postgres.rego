@@ -21,7 +21,7 @@
 #
 #   postgres.reader_functions  the functions readers may call, {name: true}, generated from
 #                              a real server's pg_proc by `portcullis policy reader-functions`
-#                              (pdp/reader_functions.py says what it selects and why). A name
+#                              (pdp/sql/reader_functions.py says what it selects and why). A name
 #                              counts only as the server resolves it: unqualified or
 #                              pg_catalog-qualified (pg_catalog is searched first unless the
 #                              search_path names it later, which readers cannot set), and

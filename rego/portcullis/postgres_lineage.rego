@@ -1,7 +1,7 @@
 # Sensitive columns by lineage (DESIGN.md "default semantics", issue 21), for everyone not
 # in a pii_reader group, dba included.
 #
-# The classifier (pdp/lineage.py) gives each SELECT-bearing statement (SELECT, INSERT/
+# The classifier (pdp/sql/lineage.py) gives each SELECT-bearing statement (SELECT, INSERT/
 # UPDATE/DELETE ... RETURNING, and the query of DECLARE, PREPARE, EXPLAIN and COPY ... TO):
 #
 #   outputs     [{"name", "kind", "columns", "tables"}], kind one of

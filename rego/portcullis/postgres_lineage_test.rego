@@ -2,7 +2,7 @@ package portcullis_test
 
 import data.portcullis
 
-# Statements as pdp/lineage.py gives them; pg_input and stmt come from postgres_test.rego.
+# Statements as pdp/sql/lineage.py gives them; pg_input and stmt come from postgres_test.rego.
 selecting(outputs, predicates) := object.union(stmt("select"), {"outputs": outputs, "predicates": predicates})
 
 out(name, kind, columns) := {"name": name, "kind": kind, "columns": columns, "tables": []}

@@ -27,7 +27,7 @@ import pglast
 from pglast import ast
 from pglast.stream import RawStream
 
-from pdp.policy_input import CACHED_SQL_LENGTH, classified
+from pdp.domain.policy_input import CACHED_SQL_LENGTH, classified
 
 
 def statement_effects(entries: list[dict[str, Any]]) -> tuple[str, ...]:

@@ -1,7 +1,7 @@
 """The approval webhook: a JSON notice of each new approval request, retried until delivered.
 
 Owns delivery to `approvals.webhook` — a POST whose body carries a Slack-compatible
-`text` and the request as approvers see it (pdp.approver_view: values masked where the
+`text` and the request as approvers see it (pdp.domain.approver_view: values masked where the
 policy masks them; never the session id) — retried
 with capped exponential backoff until the receiver answers 2xx, then recorded as the
 request's `notified` step.
@@ -17,9 +17,9 @@ from typing import Any
 
 import aiohttp
 
-from pdp.approvals import ApprovalRequest
-from pdp.rendering import inert, statement_lines
-from pdp.timestamps import outward
+from pdp.domain.approvals import ApprovalRequest
+from pdp.plumbing.rendering import inert, statement_lines
+from pdp.plumbing.timestamps import outward
 
 log = logging.getLogger("portcullis.webhooks")
 

@@ -2,7 +2,7 @@
 
 Owns the status codes of the API: a malformed request is INVALID_ARGUMENT naming the
 field, a rejected token is UNAUTHENTICATED with the reason, an unknown or closed session
-is FAILED_PRECONDITION. Everything that decides goes through pdp.decisions.Decider.
+is FAILED_PRECONDITION. Everything that decides goes through pdp.domain.decisions.Decider.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ import grpc
 from google.protobuf import struct_pb2
 
 from pdp import __version__
-from pdp.approval_rpc import ApprovalRPCs, settle
-from pdp.approvals import ApprovalBook
-from pdp.decide_stream import DecideStreams
-from pdp.decisions import Decider, Decision, Reusable
-from pdp.effects import command_effects
+from pdp.api.approval_rpc import ApprovalRPCs, settle
+from pdp.api.decide_stream import DecideStreams
+from pdp.api.proxy_auth import ProxyAuthenticator, ProxyIdentity
+from pdp.domain.approvals import ApprovalBook
+from pdp.domain.decisions import Decider, Decision, Reusable
+from pdp.domain.effects import command_effects
+from pdp.domain.identity import TokenRejected, TokenVerifier
+from pdp.domain.policy_input import build_input, command_input
+from pdp.domain.recordings import EVENTS_KIND, MalformedEvents, bounded_batch
+from pdp.domain.sessions import REAPED_REASONS, Session, SessionTable, new_session_id
 from pdp.evidence.checkpoints import record_credential_statement
 from pdp.evidence.signing import Signer
-from pdp.identity import TokenRejected, TokenVerifier
-from pdp.policy_input import build_input, command_input
-from pdp.proxy_auth import ProxyAuthenticator, ProxyIdentity
-from pdp.recordings import EVENTS_KIND, MalformedEvents, bounded_batch
-from pdp.sessions import REAPED_REASONS, Session, SessionTable, new_session_id
 from pdp.store import AuditStore, StoreUnavailable
 from portcullis import protocols
 from portcullis.config import Config
@@ -157,7 +157,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self.approvals: ApprovalBook | None = None  # set by the composition root
         self.signer: Signer | None = None  # set by PDPApp.start() once the key is loaded
         self.streams = DecideStreams(self.Decide)
-        # who may speak for sessions (pdp/proxy_auth.py); the key is set at start
+        # who may speak for sessions (pdp/api/proxy_auth.py); the key is set at start
         self.proxies = ProxyAuthenticator(None)
         # session.open approval requests: the proxy that asked, the only one that may wait
         self.open_approvals: dict[str, str] = {}

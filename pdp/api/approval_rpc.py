@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from pdp.approvals import APPROVED, PENDING, ApprovalBook, ApprovalRefused, ApprovalRequest
-from pdp.decisions import Decision
+from pdp.domain.approvals import APPROVED, PENDING, ApprovalBook, ApprovalRefused, ApprovalRequest
+from pdp.domain.decisions import Decision
+from pdp.domain.identity import TokenRejected
+from pdp.domain.policy_input import build_input
+from pdp.domain.sessions import Session
 from pdp.engine import EngineError
-from pdp.identity import TokenRejected
-from pdp.policy_input import build_input
-from pdp.sessions import Session
 from pdp.store import StoreUnavailable
 from portcullis.v1 import pdp_pb2
 from portcullis.verdict import Verdict, VerdictKind
 
 if TYPE_CHECKING:
-    from pdp.service import DecisionService
+    from pdp.api.service import DecisionService
 
 APPROVERS_PATH = "portcullis.approvers"
 

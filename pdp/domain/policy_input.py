@@ -10,7 +10,7 @@ import functools
 import time
 from typing import Any
 
-from pdp.sessions import Session, rfc3339
+from pdp.domain.sessions import Session, rfc3339
 from pdp.sql import Findings, classify
 from portcullis import protocols
 

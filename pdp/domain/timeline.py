@@ -18,7 +18,7 @@ Recorded event shape (what a proxy sends in RecordEvents, one `SessionEvent` eac
     details      a mapping; `details.kind` says which protocol shape follows
     repeat_us    (a run, stored but never read back as such) the same event again, once
                  per item: a gap in µs after the one before, or [gap, command text]; the
-                 store's readers (pdp/recordings.py) expand it into one event per item
+                 store's readers (pdp/domain/recordings.py) expand it into one event per item
 
 Postgres (the default when `details.kind` is absent on a postgres connection): one
 `command` event per statement, after it completed: command = the SQL, details = {"tag":
@@ -54,10 +54,10 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from pdp.recordings import batch_events
-from pdp.rendering import inert
+from pdp.domain.recordings import batch_events
+from pdp.plumbing.rendering import inert
+from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord
-from pdp.timestamps import rfc3339
 from portcullis import protocols
 
 # -- event shapes for emitters (the HTTP and SSH proxies) ---------------------------------
@@ -478,7 +478,7 @@ _ARROWS = {"client": "client →", "upstream": "← upstream", "proxy": "proxy",
 
 def render_text(timeline: Timeline) -> str:
     """The timeline for a person; every text a client or its upstream could shape (names,
-    commands, reasons, errors) is made inert (pdp.rendering), so it cannot forge a line
+    commands, reasons, errors) is made inert (pdp.plumbing.rendering), so it cannot forge a line
     or move the reader's cursor."""
     return "".join(inert(line) + "\n" for line in _render_lines(timeline))
 

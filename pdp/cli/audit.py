@@ -96,7 +96,7 @@ async def _verify_store(args: argparse.Namespace, pinned: Any) -> int:
     public_key = pinned
     if public_key is None:
         try:
-            from pdp.keys import load_or_create_ed25519
+            from pdp.plumbing.keys import load_or_create_ed25519
 
             key_path = config.pdp.signing_key
             if not key_path.exists():
@@ -146,7 +146,7 @@ async def _export(args: argparse.Namespace, since: float | None, until: float | 
     from pdp.cli import _config
     from pdp.evidence.bundle import export_bundle
     from pdp.evidence.signing import Signer
-    from pdp.keys import load_or_create_ed25519
+    from pdp.plumbing.keys import load_or_create_ed25519
     from pdp.store import AuditStore, StoreUnavailable, open_store
 
     config = _config(args)

@@ -15,7 +15,7 @@ Owns proxy identities and how a call proves one:
   alone with the same configuration reads.
 
 A verified certificate wins over a credential. This module decides nothing about sessions
-(pdp.service binds them) and never logs a credential.
+(pdp.api.service binds them) and never logs a credential.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The PDP's gRPC server: listening (TCP or unix socket), TLS and mTLS, health, draining.
 
 Owns the grpc.aio server object and its lifecycle only; what it serves comes from
-pdp.service. Health follows the standard grpc.health.v1 service: SERVING once the
+pdp.api.service. Health follows the standard grpc.health.v1 service: SERVING once the
 engine and store are up, NOT_SERVING while draining.
 """
 
@@ -12,7 +12,7 @@ import logging
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from pdp.service import DecisionService
+from pdp.api.service import DecisionService
 from portcullis.config import TLSSettings
 from portcullis.v1 import pdp_pb2_grpc
 

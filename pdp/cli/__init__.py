@@ -2,7 +2,8 @@
 
 Owns argument parsing and turning user errors (configuration, files, ports) into one
 clear line and exit code 2, never a traceback. Each subcommand is a thin call into the
-module that does the work.
+module that does the work; the larger command groups live beside it (approvals, audit,
+sessions and replay, ops: config check and status, certs, policytest).
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from pdp.identity import DevIssuer, parse_ttl
+    from pdp.domain.identity import DevIssuer, parse_ttl
 
     config = _config(args, strict=False)
     if not config.identity.dev:
@@ -139,7 +140,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_test(args: argparse.Namespace) -> int:
-    from pdp.policytest import run_policy_tests
+    from pdp.cli.policytest import run_policy_tests
 
     return run_policy_tests(
         Path(args.path), threshold=args.threshold, verbose=args.verbose, run=args.run
@@ -147,9 +148,9 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_eval(args: argparse.Namespace) -> int:
+    from pdp.domain.policy_input import command_input
     from pdp.engine.bundle import BundleError, load_bundle
     from pdp.engine.opa import PolicyLoadError, evaluate, new_engine
-    from pdp.policy_input import command_input
     from portcullis.verdict import verdict_from_result
 
     if args.policies:
@@ -186,7 +187,7 @@ def cmd_policy_eval(args: argparse.Namespace) -> int:
 
 def cmd_policy_reader_functions(args: argparse.Namespace) -> int:
     """Print (or write into a data file) the functions readers may call, from a server."""
-    from pdp import reader_functions
+    from pdp.sql import reader_functions
 
     try:
         functions = reader_functions.from_server(args.dsn)
@@ -284,29 +285,29 @@ def build_parser() -> argparse.ArgumentParser:
     peval.set_defaults(func=cmd_policy_eval)
     preader = psub.add_parser(
         "reader-functions",
-        help="the functions readers may call, from a server's pg_proc (pdp/reader_functions.py)",
+        help="the functions readers may call, from a server's pg_proc",
     )
     preader.add_argument("--dsn", required=True, help="libpq DSN of the server to read")
     preader.add_argument("--write", default=None, help="data file to update (rego/data.json)")
     preader.set_defaults(func=cmd_policy_reader_functions)
 
-    from pdp.sessions_cli import register as register_sessions
+    from pdp.cli.sessions import register as register_sessions
 
     register_sessions(sub)
 
-    from pdp.evidence.cli import register as register_audit
+    from pdp.cli.audit import register as register_audit
 
     register_audit(sub)
 
-    from pdp.approvals_cli import register as register_approvals
+    from pdp.cli.approvals import register as register_approvals
 
     register_approvals(sub)
 
-    from pdp.ops_cli import register as register_ops
+    from pdp.cli.ops import register as register_ops
 
     register_ops(sub)
 
-    from pdp.certs import register as register_certs
+    from pdp.cli.certs import register as register_certs
 
     register_certs(sub)
     _add_config_option(parser, top=True)

@@ -10,7 +10,7 @@ same identity, on the same connection, for the same command text and parameter v
 within its TTL.
 
 A request holds the exact command text (reuse compares it) but its parameter values only
-as approvers see them — masked where the policy masks them (pdp.approver_view) — and as a
+as approvers see them — masked where the policy masks them (pdp.domain.approver_view) — and as a
 keyed digest of the exact values, which is what an approval binds to.
 """
 
@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pdp.approver_view import approver_masker, approver_view, binding_digest
+from pdp.domain.approver_view import approver_masker, approver_view, binding_digest
 from pdp.store import AuditStore, StoreUnavailable
 from portcullis.verdict import MaskRule
 

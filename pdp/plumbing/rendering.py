@@ -56,7 +56,7 @@ def statements(command: str) -> list[dict[str, Any]]:
 
 def statement_lines(command: str | list[dict[str, Any]], indent: str = "    ") -> list[str]:
     """A command for an approver: how many statements, then every one in full (`command`
-    may be its statements already: pdp.approver_view's masked ones)."""
+    may be its statements already: pdp.domain.approver_view's masked ones)."""
     found = statements(command) if isinstance(command, str) else command
     lines = [f"{indent}{len(found)} statement{'s' if len(found) != 1 else ''}:"]
     for n, item in enumerate(found, 1):

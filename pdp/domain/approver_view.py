@@ -37,7 +37,7 @@ from typing import Any
 
 from pglast.parser import parse_sql_json, scan
 
-from pdp.rendering import statements
+from pdp.plumbing.rendering import statements
 from portcullis.verdict import MaskRule
 from proxies.runtime.masking import DETECTORS, REDACTED, Masker, MaskingError
 

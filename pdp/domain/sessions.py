@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pdp.identity import Identity
+from pdp.domain.identity import Identity
+from pdp.plumbing.timestamps import rfc3339  # the one time form; policy_input takes it from here
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
-from pdp.timestamps import rfc3339  # the one time form; policy_input takes it from here
 
 log = logging.getLogger("portcullis.sessions")
 
@@ -39,7 +39,7 @@ class Session:
     closed: bool = False
     last_seen: float = field(default_factory=time.monotonic)  # last word from its proxy
     grant_expires_at: float = 0.0  # a just-in-time grant ends the session then
-    # the proxy identity that opened it (pdp/proxy_auth.py): the only one that speaks for it
+    # the proxy identity that opened it (pdp/api/proxy_auth.py): the only one that speaks for it
     proxy: str = ""
     closed_reason: str = ""
 

@@ -2,7 +2,7 @@
 
 Owns the command-line side of session recordings: argument parsing, reading the audit
 store named by the configuration (read-only use: nothing is appended), and printing. The
-timeline itself is built by `pdp.timeline`, which does no IO.
+timeline itself is built by `pdp.domain.timeline`, which does no IO.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import sys
 import time
 from typing import Any
 
+from pdp.domain.timeline import SessionSummary, build_timeline, render_text, rfc3339, summarize
 from pdp.evidence.bundle import parse_time as absolute_time
-from pdp.rendering import inert
+from pdp.plumbing.rendering import inert
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable, open_store
-from pdp.timeline import SessionSummary, build_timeline, render_text, rfc3339, summarize
 from portcullis.config import load_config
 
 EXIT_NOT_FOUND = 1

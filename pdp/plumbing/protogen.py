@@ -1,6 +1,6 @@
 """Generates the Python gRPC stubs from proto/ — the one command behind the committed stubs.
 
-Run `python -m pdp.protogen` from the repository root after editing a .proto file;
+Run `python -m pdp.plumbing.protogen` from the repository root after editing a .proto file;
 `tests/test_protogen.py` fails when the committed stubs differ from a fresh generation.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-PROTO_ROOT = Path(__file__).resolve().parent.parent / "proto"
+PROTO_ROOT = Path(__file__).resolve().parents[2] / "proto"
 PROTO_FILES = ("portcullis/v1/pdp.proto",)
 
 

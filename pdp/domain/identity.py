@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from pdp.keys import load_or_create_ed25519
+from pdp.plumbing.keys import load_or_create_ed25519
 from portcullis.config import IdentitySettings
 
 log = logging.getLogger("portcullis.identity")

@@ -1,6 +1,6 @@
 """`portcullis certs`: a development CA, the PDP's certificate and proxy certificates (mTLS).
 
-Owns the shape of the certificates the PDP understands (pdp/proxy_auth.py): a proxy
+Owns the shape of the certificates the PDP understands (pdp/api/proxy_auth.py): a proxy
 certificate's subject common name names the proxy, and its subjectAltName URIs
 `urn:portcullis:connection:NAME` the connections it may serve. The CA is reused when the
 output folder already has one, so proxies can be added later; every private key is written
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pdp.proxy_auth import ANY_CONNECTION, CONNECTION_URI, write_private
+from pdp.api.proxy_auth import ANY_CONNECTION, CONNECTION_URI, write_private
 
 Key = ec.EllipticCurvePrivateKey
 

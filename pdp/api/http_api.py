@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from pdp.approval_rpc import public_view, visible_approvals
-from pdp.approvals import ApprovalRefused
-from pdp.decisions import EVALUATION_BUCKETS, DecisionStats
-from pdp.identity import TokenRejected
-from pdp.timestamps import outward
+from pdp.api.approval_rpc import public_view, visible_approvals
+from pdp.domain.approvals import ApprovalRefused
+from pdp.domain.decisions import EVALUATION_BUCKETS, DecisionStats
+from pdp.domain.identity import TokenRejected
+from pdp.plumbing.timestamps import outward
 
 if TYPE_CHECKING:
     from pdp.app import PDPApp

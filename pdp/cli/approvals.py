@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from pdp.rendering import inert, statement_lines
-from pdp.timestamps import outward
+from pdp.plumbing.rendering import inert, statement_lines
+from pdp.plumbing.timestamps import outward
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 
 EXIT_REFUSED = 1
@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace, method: str, request: Any) -> Any:
 
 def _line(a: pdp_pb2.Approval) -> str:
     """One request for a person: who, where, why, then every statement in full (client
-    text made inert: pdp.rendering)."""
+    text made inert: pdp.plumbing.rendering)."""
     age = int(time.time() - a.created_at)
     decided = f" by {inert(a.approver)}" if a.approver else ""
     lines = [
