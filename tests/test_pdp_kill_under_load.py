@@ -8,9 +8,11 @@ writing rows through it.
 - sessions closed while the PDP was dead have their close records (the proxy's own,
   spooled: not `proxy_lost`) once it is back.
 
-Not here yet: with a spool that can hold nothing (spool_max_bytes: 1) the same run leaves
-committed rows without a recording — statements run while the PDP was up whose events
-were still in the proxy's recording batch when it died (issue 22 §5, open).
+The same run with a spool too small to keep what the dead PDP could not take: a session
+halts (its statements are refused, nothing of them runs) when the spool cannot promise
+room for its events, so still every committed row has its recording and every session its
+close; and a spool that can hold nothing at all (spool_max_bytes: 1) cannot promise a
+session's close, so it serves no session — nothing is written, nothing is lost.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import psycopg
+import pytest
 import yaml
 from pdp_harness import REGO, free_port
 from pg_harness import scratch_database
@@ -57,6 +61,14 @@ def start_pdp(config_path: Path, address: str) -> subprocess.Popen:
     raise AssertionError("the PDP never listened")
 
 
+async def until(condition: Callable[[], bool], seconds: float = 60) -> None:
+    """Wait for condition (a bound on a hung run, not a timing assertion)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        await asyncio.sleep(0.05)
+
+
 def write_config(tmp: Path, database: str, role: str, password: str, spool_max: int) -> Path:
     raw = {
         "pdp": {
@@ -86,7 +98,8 @@ def write_config(tmp: Path, database: str, role: str, password: str, spool_max: 
 
 
 class Load:
-    """Writers inserting numbered rows through the proxy, reconnecting when refused."""
+    """Writers inserting numbered rows through the proxy: short sessions reconnecting when
+    refused, and one long session that goes on after a refusal."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
@@ -94,8 +107,11 @@ class Load:
         self.next = 0
         self.stop = asyncio.Event()
         self.closed_sessions = 0
+        self.refusals: list[str] = []  # what the proxy told a writer it refused
 
-    async def writer(self) -> None:
+    async def writer(self, session_rows: int = 7) -> None:
+        """Inserts rows, ending its session after every session_rows; 0: one long session,
+        kept after a refused statement."""
         conn = None
         while not self.stop.is_set():
             try:
@@ -105,11 +121,17 @@ class Load:
                 self.next += 1
                 if await conn.execute(f"INSERT INTO load_rows VALUES ({n})") == "INSERT 0 1":
                     self.acknowledged.add(n)
-                if n % 7 == 0:  # sessions end all the time, the PDP dead or not
+                if session_rows and n % session_rows == 0:  # the PDP dead or not
                     await conn.close(timeout=2)
                     self.closed_sessions += 1
                     conn = None
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except asyncpg.PostgresError as exc:
+                self.refusals.append(str(exc))
+                if conn is not None and (session_rows or conn.is_closed()):
+                    conn.terminate()
+                    conn = None
+                await asyncio.sleep(0.05)
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
                 if conn is not None:
                     conn.terminate()
                 conn = None
@@ -118,8 +140,13 @@ class Load:
             await conn.close(timeout=2)
 
 
-async def test_kill_9_under_load_loses_no_evidence(tmp_path):
-    spool_max = 1 << 20
+NOTHING = 1  # a spool that can hold nothing: no session can be promised its close
+SMALL = 12 * 1024  # three sessions' closes and a few statements: they halt while the PDP is dead
+SPOOL_FULL = "evidence spool full"
+
+
+@pytest.mark.parametrize("spool_max", [1 << 20, SMALL, NOTHING], ids=["1MiB", "12KiB", "1B"])
+async def test_kill_9_under_load_loses_no_evidence(tmp_path, spool_max):
     with scratch_database() as (database, role, password):
         with psycopg.connect(
             f"postgresql://postgres@127.0.0.1:5432/{database}", autocommit=True
@@ -132,17 +159,30 @@ async def test_kill_9_under_load_loses_no_evidence(tmp_path):
         address = config.pdp.listen
         pdp = start_pdp(path, address)
         proxy = PostgresProxy(config.connections[0], config, address)
+        # the proxy does not notice the death before a statement needs the PDP, so the
+        # long session below runs from its decision cache while the PDP is dead
+        proxy.runtime.pdp.watch_interval = 600
         await proxy.start()
         token = DevIssuer(config.identity).issue("dba@example.com", ["dba"], 3600)
         load = Load(f"postgresql://agent:{token}@127.0.0.1:{proxy.port}/{database}")
-        writers = [asyncio.create_task(load.writer()) for _ in range(WRITERS)]
+        # one long session, the others ending all the time
+        writers = [asyncio.create_task(load.writer(0 if i == 0 else 7)) for i in range(WRITERS)]
         try:
             await asyncio.sleep(UP_SECONDS)
             before_kill = len(load.acknowledged)
-            assert before_kill > 0, "nothing ran before the kill"
+            if spool_max == NOTHING:
+                # no room for a close: every session refused at the door, before the PDP
+                assert before_kill == 0
+                assert load.refusals and all("spool is full" in r for r in load.refusals)
+            else:
+                assert before_kill > 0, "nothing ran before the kill"
             os.kill(pdp.pid, signal.SIGKILL)
             pdp.wait()
             await asyncio.sleep(DOWN_SECONDS)
+            if spool_max == SMALL:
+                # the long session runs from its cache until the spool has no room for
+                # its events, and halts: what it ran is spooled, the rest is refused
+                await until(lambda: any(SPOOL_FULL in r for r in load.refusals))
             while_down = len(load.acknowledged) - before_kill
             pdp = start_pdp(path, address)
             await asyncio.sleep(UP_SECONDS)
@@ -154,7 +194,10 @@ async def test_kill_9_under_load_loses_no_evidence(tmp_path):
             with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{database}") as admin:
                 committed = {n for (n,) in admin.execute("SELECT n FROM load_rows")}
             assert acknowledged <= committed
-            assert while_down > 0  # run from the decision cache, events into the spool
+            if spool_max == NOTHING:
+                assert not committed
+            else:
+                assert while_down > 0  # run from the decision cache, events into the spool
             store = open_store(StoreSettings(type="sqlite", path=tmp_path / "audit.db"))
             await store.start()
             try:

@@ -40,6 +40,7 @@ from proxies.runtime.recorder import (
     SessionRecorder,
     until_next_flush,
 )
+from proxies.runtime.spool import STORED, UNREACHABLE, Entry, Spool, SpoolFull
 
 
 class SlowPDP:
@@ -525,3 +526,88 @@ async def test_a_failed_delivery_names_why_and_a_stored_one_clears_it(tmp_path):
             assert client.recording_failure == ""
         finally:
             await client.close()
+
+
+# -- room in the spool: no statement runs unless its events are sure of a place ----------
+
+
+class DeliveringPDP:
+    """The PDP client's `deliver`: stores every batch while `up`, unreachable otherwise."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.stored: list[str] = []
+
+    async def deliver(self, session_id: str, request: object, count: int = 0) -> str:
+        if not self.up:
+            return UNREACHABLE
+        self.stored.extend(_command_texts(getattr(request, "events_json", "[]")))
+        return STORED
+
+
+def _command_texts(events_json: str) -> list[str]:
+    events = batch_events({"events_json": events_json})
+    return [e["command"] for e in events if e["type"] == "command"]
+
+
+def _spooled_commands(spool: Spool) -> list[str]:
+    return [c for e in spool.entries if e.close is None for c in _command_texts(e.events)]
+
+
+async def test_a_statement_runs_only_while_the_spool_can_hold_its_sessions_events(tmp_path):
+    spool = Spool(tmp_path, "orders-db", max_bytes=8 * 1024)
+    spool.open()
+    pdp = DeliveringPDP()
+    recorder = SessionRecorder(pdp, "s-1", spool=spool)  # type: ignore[arg-type]
+    try:
+        ran = []
+        pdp.up = False
+        for n in range(1000):  # the PDP is dead: every flush goes into the spool
+            command = f"insert into t values ({n}, '{'x' * 40}')"
+            if not recorder.admit(len(command)):
+                break
+            ran.append(command)
+            recorder.command(command, ALLOWED, rows=n)  # answered alike: no runs
+            recorder.response(rows=n, n=n)
+            if n % 5 == 4:
+                assert await recorder.flush()
+        assert 3 < len(ran) < 1000, "the spool never ran out of room"
+        # what ran before room ran out is all kept, even past the bound
+        assert await recorder.flush()
+        assert _spooled_commands(spool) == ran
+        assert spool.size + spool.reserved <= spool.max_bytes + 4096
+
+        pdp.up = True  # the PDP is back: the spool drains in order, room comes back
+        assert await spool.deliver_some(lambda e: _deliver(pdp, e))
+        assert pdp.stored == ran and spool.size == 0
+        assert recorder.admit(10)
+        recorder.command("select 1", ALLOWED)
+        assert await recorder.flush()
+        assert pdp.stored[-1] == "select 1"
+        assert spool.reserved == recorder.claim == 0  # nothing pending, nothing held
+    finally:
+        await recorder.close()
+        spool.close()
+    assert spool.reserved == 0
+
+
+async def _deliver(pdp: DeliveringPDP, entry: Entry) -> str:
+    return await pdp.deliver(
+        entry.session_id, pdp_pb2.RecordEventsRequest(events_json=entry.events)
+    )
+
+
+async def test_the_spool_writes_what_was_promised_and_refuses_what_was_not(tmp_path):
+    spool = Spool(tmp_path, "orders-db", max_bytes=256)
+    spool.open()
+    try:
+        big = Entry("s-1", events=json.dumps([{"command": "x" * 400}]))
+        with pytest.raises(SpoolFull):
+            await spool.add([big])  # no room promised: refused, nothing kept
+        assert not spool.entries and spool.size == 0
+        assert spool.reserve(200) and not spool.reserve(100)
+        await spool.add([big], claim=200)  # evidence of what ran: written past the bound
+        assert spool.holds("s-1") and spool.size > spool.max_bytes and spool.reserved == 0
+        assert not spool.reserve(1)
+    finally:
+        spool.close()

@@ -549,7 +549,9 @@ class Enforcer:
             self._never_allowed(f"portal {message.portal!r}")
             return True
         ruling = portal.ruling
-        halt = self.session.halted()
+        # checked at each Execute, a reused portal's too: the spool must have room for
+        # what this run records before it may run
+        halt = self.session.halted(portal.sql)
         if halt is not None:
             self._refuse_in_batch(refusal(halt))
             return True

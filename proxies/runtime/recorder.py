@@ -19,9 +19,14 @@ MAX_EVENT_COMMAND enters cut to its start, with its whole size and SHA-256.
 
 A batch the PDP cannot take (unreachable, its store down) goes to the proxy's durable
 spool (proxies.runtime.spool), and the session's later batches queue behind it there, so
-the PDP gets them in order when it is back. A session whose events can be neither
-delivered nor spooled (no spool, spool full, a batch the PDP refuses as malformed) is
-`unavailable`: its commands are denied (ProxySession.halted).
+the PDP gets them in order when it is back. No statement runs unless its events are sure
+of a place: before one is forwarded, `admit()` holds room in the spool for everything the
+session has not delivered yet plus that statement's events (an estimate from its text),
+and what the PDP acknowledges is given back. A session that cannot hold room is halted
+(ProxySession.halted) until the PDP has taken enough; what it already ran is spooled
+against its room whatever the spool holds by then. A session whose events can be neither
+delivered nor spooled (no spool, a spool that cannot be written, a batch the PDP refuses
+as malformed) is `unavailable`: its commands are denied.
 """
 
 from __future__ import annotations
@@ -49,6 +54,23 @@ MAX_BATCH = 500
 MAX_PENDING = 20_000
 MAX_RUN_TEXT = 64 * 1024  # a run takes no more command text than this (then a new one)
 MAX_EVENT_COMMAND = 64 * 1024  # a longer command is recorded cut, with its size and hash
+# room held for one statement's events beyond its text: its command event's decision, verdict
+# and result, its response and masking events (characters of event JSON)
+STATEMENT_EVENTS = 512
+
+
+def spooled(chars: int) -> int:
+    """Bytes a spool line takes for `chars` characters of event JSON: the events are a JSON
+    string inside the line, so their quotes and backslashes are escaped once more (plain
+    text; a line of mostly non-ASCII text weighs more, and is written all the same)."""
+    return chars + chars // 2 + 64 if chars else 0
+
+
+def statement_room(command_chars: int) -> int:
+    """Spool bytes held for the events of one statement of `command_chars` characters (its
+    text may be in its command event and in a part of a multi-statement query)."""
+    return spooled(2 * min(command_chars, MAX_EVENT_COMMAND) + STATEMENT_EVENTS)
+
 
 _quote = json.encoder.encode_basestring  # a str as a JSON string literal, quotes included
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
@@ -174,6 +196,8 @@ class SessionRecorder:
         # disabled (benchmarks only): events are dropped, heartbeats still go out
         self.enabled = enabled
         self._pending: list[str] = []
+        self._pending_chars = 0  # the text of _pending
+        self.claim = 0  # spool bytes held for this session's undelivered events
         self._open_run: _Run | None = None  # the last events, alike, not yet in _pending
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -206,9 +230,10 @@ class SessionRecorder:
         if len(self._pending) >= MAX_PENDING:
             # evidence cannot keep up: the session halts (its commands are denied)
             self.unavailable = True
-            self._pending.pop(0)
+            self._pending_chars -= len(self._pending.pop(0))
             self.dropped += 1
         self._pending.append(text)
+        self._pending_chars += len(text)
         if len(self._pending) >= MAX_BATCH:
             self._wake.set()
 
@@ -239,6 +264,46 @@ class SessionRecorder:
     def _start_run(self, run: _Run) -> None:
         self._seal_run()
         self._open_run = run
+
+    # -- room in the spool ---------------------------------------------------------------
+
+    def owed(self) -> int:
+        """Characters of event JSON not delivered yet (the open run's, near enough)."""
+        run = self._open_run
+        if run is None:
+            return self._pending_chars
+        return self._pending_chars + len(run.rest) + run.size + len(run.items) + 48
+
+    def admit(self, command_chars: int) -> bool:
+        """Whether a statement of command_chars characters may run: the spool holds room
+        for every event of this session not delivered yet plus the statement's own (more
+        is reserved, or what is no longer needed given back). False: no room, the session
+        must not run it. Without a spool or recording, always True (nothing to hold)."""
+        spool = self.spool
+        if spool is None or not self.enabled:
+            return True
+        need = spooled(self.owed()) + statement_room(command_chars)
+        if need > self.claim:
+            if not spool.reserve(need - self.claim):
+                return False
+        elif need < self.claim:
+            spool.release(self.claim - need)
+        self.claim = need
+        return True
+
+    def _give_back(self) -> None:
+        """Release the room no longer needed once events left memory (delivered or
+        spooled): what is still pending keeps its room."""
+        if self.spool is None:
+            return
+        need = spooled(self.owed()) if self._pending or self._open_run else 0
+        if need < self.claim:
+            self.spool.release(self.claim - need)
+            self.claim = need
+
+    def _claim_for(self, batch: list[str]) -> int:
+        """The part of this session's room a batch going into the spool uses."""
+        return min(self.claim, spooled(sum(map(len, batch))))
 
     def masking(self, counts: dict[str, int], decision_id: str) -> None:
         if not counts:
@@ -325,7 +390,7 @@ class SessionRecorder:
     def _settle(self, batch: list[str], outcome: str) -> bool:
         """After a delivery: drop what was stored or spooled, or halt the session."""
         if outcome in (STORED, SPOOLED):
-            del self._pending[: len(batch)]
+            self._drop(batch)
             self.unavailable = self.refused
             if outcome == STORED:
                 self._last_sent = time.monotonic()
@@ -333,10 +398,16 @@ class SessionRecorder:
         self.failed_batches += 1
         if outcome == REFUSED:
             # the PDP will never take it: it is logged there, and the session stops
-            del self._pending[: len(batch)]
+            self._drop(batch)
             self.refused = True
         self.unavailable = True
         return False
+
+    def _drop(self, batch: list[str]) -> None:
+        """The batch (the first of _pending) has left memory; its room goes back."""
+        del self._pending[: len(batch)]
+        self._pending_chars -= sum(map(len, batch))
+        self._give_back()
 
     async def close(self) -> None:
         if self.tick is not None:
@@ -346,6 +417,9 @@ class SessionRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()
+        if self.spool is not None:  # what is left undelivered now is lost anyway
+            self.spool.release(self.claim)
+            self.claim = 0
 
 
 async def keep(taken: list[tuple[SessionRecorder, list[str]]]) -> list[str]:
@@ -361,9 +435,16 @@ async def keep(taken: list[tuple[SessionRecorder, list[str]]]) -> list[str]:
         entries = [
             Entry(taken[i][0].session_id, events="[" + ",".join(taken[i][1]) + "]") for i in indexes
         ]
+        # each batch is written against its session's room (what it holds moves into the
+        # file); taken out now, so an admission meanwhile does not count it twice
+        claims = [taken[i][0]._claim_for(taken[i][1]) for i in indexes]
+        for i, claim in zip(indexes, claims, strict=True):
+            taken[i][0].claim -= claim
         try:
-            await spool.add(entries)
+            await spool.add(entries, claim=sum(claims))
         except SpoolFull as exc:
+            for i, claim in zip(indexes, claims, strict=True):
+                taken[i][0].claim += claim
             log.error("%d sessions halted: %s", len(indexes), exc)
             continue
         for i in indexes:

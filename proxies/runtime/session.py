@@ -5,6 +5,11 @@ the decision cache) → recording → on close `CloseSession` and release of the
 A protocol proxy supplies only its wire format: how to read a command, how to say
 "denied", how to mask a response. `ProxyRuntime` is what one listening proxy holds for
 all its sessions (PDP client, credential provider, the sessions it must drain).
+
+Evidence before work: a session opens only when the proxy's spool can promise room for its
+close, and a statement runs only when it can promise room for the session's undelivered
+events and the statement's own (SessionRecorder.admit); otherwise the session is refused,
+or the statement denied, with a reason the client reads.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ from proxies.runtime.spool import DEFAULT_MAX_BYTES, UNREACHABLE, Entry, Spool, 
 log = logging.getLogger("portcullis.session")
 
 MAX_STATEMENT_BYTES = 1024 * 1024  # a longer command is denied and recorded cut (option)
+CLOSE_ROOM = 2048  # spool bytes promised at open to a session's close (a line of counters)
+NO_ROOM = (
+    "evidence spool full: the PDP cannot take this session's events now and the proxy "
+    "has no room left to keep them — denied until the PDP has taken them"
+)
 DEFAULT_SPOOL_DIR = "var/spool"  # option spool_dir
 
 
@@ -157,6 +167,7 @@ class ProxySession:
         self.cache: ReuseTable[Ruling] = ReuseTable()
         self.counters: Counter[str] = Counter()
         self._closed = False
+        self._close_room = 0  # spool bytes promised to this session's close
         # a command waiting for a person's approval, and whether its client cancelled it
         self._approval_wait: asyncio.Future[Any] | None = None
         self._wait_canceled = False
@@ -175,6 +186,27 @@ class ProxySession:
 
         Raises SessionRefused (reason safe for the client) when either fails.
         """
+        runtime = self.runtime
+        if runtime.spool is not None and runtime.recording_enabled:
+            # its close must always find a place, so it is promised one first
+            if not runtime.spool.reserve(CLOSE_ROOM):
+                raise SessionRefused(
+                    "the proxy's evidence spool is full (the PDP has not taken what it "
+                    "holds): no new session until it has"
+                )
+            self._close_room = CLOSE_ROOM
+        try:
+            return await self._open(token, attributes, tell)
+        except BaseException:
+            self._give_back_close_room()
+            raise
+
+    async def _open(
+        self,
+        token: str,
+        attributes: dict[str, Any] | None,
+        tell: Callable[[str], None] | None,
+    ) -> SessionGrant:
         runtime = self.runtime
         try:
             grant = await runtime.pdp.open_session(
@@ -233,7 +265,7 @@ class ProxySession:
         else None (ask the PDP: decide())."""
         if self.grant is None or self._closed:
             return Ruling(Verdict.deny("session is not open — denied"))
-        halt = self.halted()
+        halt = self.halted(raw)
         if halt is not None:
             return halt
         if self._oversized(raw) is not None:
@@ -396,9 +428,17 @@ class ProxySession:
         waiting.cancel()
         return True
 
-    def halted(self) -> Ruling | None:
-        """A deny for any command while the session's recording cannot be stored."""
-        if self.recorder is not None and self.recorder.unavailable:
+    def halted(self, raw: str = "") -> Ruling | None:
+        """A deny for a command (text raw) that must not run: the session's recording cannot
+        be stored, or the spool cannot promise room for its events. Asked right before a
+        command is forwarded (also for a verdict reused from the cache); None: it may run."""
+        recorder = self.recorder
+        if recorder is None:
+            return None
+        if not recorder.admit(len(raw)):
+            self.counters["halted_no_room"] += 1
+            return Ruling(Verdict.deny(NO_ROOM))
+        if recorder.unavailable:
             # evidence first: a session whose events cannot be stored does not go on
             why = self.runtime.pdp.recording_failure
             return Ruling(
@@ -413,6 +453,11 @@ class ProxySession:
         self.counters["commands"] += 1
         if ruling.kind is VerdictKind.DENY:
             self.counters["denied"] += 1
+            if self.recorder is not None and not self.recorder.admit(len(raw)):
+                # a denial while the spool has no room: counted in the close record (which
+                # has its room), not one by one, so a client cannot fill the disk with them
+                self.counters["denied_unrecorded"] += 1
+                return
         if self.recorder is not None:
             self.recorder.command(raw, ruling, **details)
 
@@ -444,6 +489,12 @@ class ProxySession:
             self.lease = None
         if self.grant is not None:
             await self._close_at_pdp(reason, abnormal, summary)
+        self._give_back_close_room()
+
+    def _give_back_close_room(self) -> None:
+        if self._close_room and self.runtime.spool is not None:
+            self.runtime.spool.release(self._close_room)
+        self._close_room = 0
 
     async def _close_at_pdp(self, reason: str, abnormal: bool, summary: dict[str, Any]) -> None:
         """CloseSession, or into the spool behind the session's spooled events when the
@@ -458,7 +509,10 @@ class ProxySession:
         if outcome != UNREACHABLE or spool is None:
             return
         close = {"reason": reason, "abnormal": abnormal, "summary": summary}
+        room, self._close_room = self._close_room, 0
         try:
-            await spool.add([Entry(sid, close=close)])
+            # written against the room promised at open, whatever the spool holds now
+            await spool.add([Entry(sid, close=close)], claim=room)
         except SpoolFull as exc:
+            self._close_room = room
             log.error("session %s: its close is lost: %s", sid, exc)

@@ -5,9 +5,17 @@ while the process lives) holding, in the order they happened, the recording batc
 session closes that could not be delivered. Each line is one JSON entry, written and
 fsynced together with the others of the same flush (one fsync per tick, not per event).
 A task delivers the entries in order once the PDP answers again; the file is emptied
-when the last one is delivered. The spool is bounded (`spool_max_bytes`): an entry that
-would not fit is refused, and the recorder halts its session (no command runs while its
-events can be neither delivered nor spooled).
+when the last one is delivered.
+
+The spool is bounded (`spool_max_bytes`), and the bound is kept where it can be kept
+without losing evidence: before anything runs. A session reserves room for its close when
+it opens, and room for its undelivered events before each statement is forwarded
+(`reserve`; the recorder gives back what the PDP acknowledged, `release`); a session that
+cannot reserve is refused or halted. The evidence of what already ran is never refused for
+room: an entry written against a reservation (`add(..., claim=n)`) is written even when
+it weighs more than reserved — the bound is passed only by the estimates' error for the
+statements in flight at the moment room ran out. An entry with no claim that would not
+fit is refused.
 
 At start a proxy adopts the spool files of processes of its connection that are gone
 (their lock is free): their entries are delivered first.
@@ -93,6 +101,7 @@ class Spool:
         self.path = directory / f"{name}-{os.getpid()}-{next(_INSTANCES)}.spool"
         self.entries: deque[Entry] = deque()
         self.size = 0  # bytes in the file
+        self.reserved = 0  # bytes promised to sessions (their closes, their pending events)
         self.delivered = 0
         self.refused = 0
         self._held: Counter[str] = Counter()  # entries per session
@@ -169,21 +178,39 @@ class Spool:
         self._held[entry.session_id] += 1
         self._wake.set()
 
-    async def add(self, entries: list[Entry]) -> None:
-        """Write entries durably (one fsync for all), in order; SpoolFull when they do not
-        fit or cannot be written — nothing of them is then kept."""
+    def reserve(self, size: int) -> bool:
+        """Promise `size` bytes to a session (False when the spool cannot): what it holds,
+        plus what is promised, stays within max_bytes."""
+        if self._fd < 0 or self.size + self.reserved + size > self.max_bytes:
+            return False
+        self.reserved += size
+        return True
+
+    def release(self, size: int) -> None:
+        """Give back bytes promised by reserve()."""
+        self.reserved = max(0, self.reserved - size)
+
+    async def add(self, entries: list[Entry], claim: int | None = None) -> None:
+        """Write entries durably (one fsync for all), in order; SpoolFull when they cannot
+        be written — nothing of them is then kept.
+
+        claim: the bytes reserved for them, given back as they are written; such entries
+        are evidence of what already ran and are written whatever they weigh. Without a
+        claim, entries that would take the spool past its bound are refused (SpoolFull)."""
         if not entries:
             return
         lines = [e.line() for e in entries]
         async with self._lock:
             if self._fd < 0:
                 raise SpoolFull("the spool is not open")
-            if self.size + sum(map(len, lines)) > self.max_bytes:
+            if claim is None and self.size + self.reserved + sum(map(len, lines)) > self.max_bytes:
                 raise SpoolFull(f"the spool {self.path} is full ({self.max_bytes} bytes)")
             try:
                 await asyncio.to_thread(self._write_sync, lines)
             except OSError as exc:
                 raise SpoolFull(f"the spool {self.path} cannot be written: {exc}") from None
+            if claim:
+                self.release(claim)
             for entry in entries:
                 self._hold(entry)
 
