@@ -15,7 +15,7 @@ from aiohttp import web
 
 from pdp.api.approval_rpc import policy_authorizer
 from pdp.api.http_api import build_http_app
-from pdp.api.proxy_auth import ProxyKey, write_private
+from pdp.api.proxy_auth import ProxyAuthenticator, ProxyKey, write_private
 from pdp.api.server import PDPServer
 from pdp.api.service import DecisionService
 from pdp.api.webhooks import WebhookNotifier
@@ -63,7 +63,9 @@ class PDPApp:
             config.pdp.session_timeout_seconds,
             adopt_unclosed=config.pdp.store.type == "sqlite",
         )
-        self.service = DecisionService(config, self.verifier, self.decider, self.sessions)
+        # the keys a PDP signs evidence and trusts proxies with, loaded (or made) once here
+        self.signer = Signer(load_or_create_ed25519(config.pdp.signing_key))
+        self.proxy_key = ProxyKey.load_or_create(config.pdp.proxy_key)
         self.webhook = (
             WebhookNotifier(
                 config.approvals.webhook,
@@ -74,14 +76,22 @@ class PDPApp:
         )
         self.approvals = ApprovalBook(
             self.store,
-            policy_authorizer(self.service),
+            policy_authorizer(self.decider),
             notify=self.webhook,
             decision_timeout=config.approvals.timeout_seconds,
         )
-        self.service.approvals = self.approvals
+        # the digest an approval binds its parameter values with: stable across restarts
+        self.approvals.binding_key = self.proxy_key.derive("approval-parameters")
+        self.service = DecisionService(
+            config,
+            self.verifier,
+            self.decider,
+            self.sessions,
+            approvals=self.approvals,
+            signer=self.signer,
+            proxies=ProxyAuthenticator(self.proxy_key),
+        )
         self.forwarders = build_forwarders(config.forwarding, self.store)
-        self.signer: Signer | None = None
-        self.proxy_key: ProxyKey | None = None
         self.checkpoints: CheckpointWriter | None = None
         self.server: PDPServer | None = None
         self._http: web.AppRunner | None = None
@@ -94,28 +104,19 @@ class PDPApp:
 
     def issue_proxy_credential(self, name: str, connections: list[str]) -> str:
         """A credential for a proxy this PDP trusts (`up` hands one to each of its proxies)."""
-        assert self.proxy_key is not None, "the PDP has not started"
         return self.proxy_key.issue(name, connections)
 
-    def _issue_proxy_credentials(self) -> None:
-        """The proxy key, and the credential file a proxy started alone reads (0600)."""
-        self.proxy_key = self.service.proxies.key = ProxyKey.load_or_create(
-            self.config.pdp.proxy_key
-        )
-        # the digest an approval binds its parameter values with: stable across restarts
-        self.approvals.binding_key = self.proxy_key.derive("approval-parameters")
+    def _write_local_credential(self) -> None:
+        """The credential file a proxy started alone on this host reads (0600)."""
         names = [c.name for c in self.config.connections]
         credential = self.proxy_key.issue("local", names)
         write_private(self.config.pdp.proxy_credential_file, credential.encode() + b"\n")
 
     async def start(self) -> None:
-        signing_key = self.config.pdp.signing_key
-        signer = self.signer = Signer(load_or_create_ed25519(signing_key))
-        self.service.signer = signer
-        self._issue_proxy_credentials()
+        self._write_local_credential()
         await self.store.start()
         self.checkpoints = CheckpointWriter(
-            self.store, signer, anchor_path=anchor_path_for(signing_key)
+            self.store, self.signer, anchor_path=anchor_path_for(self.config.pdp.signing_key)
         )
         self.checkpoints.start()
         for forwarder in self.forwarders:

@@ -10,7 +10,8 @@ from google.protobuf import json_format, struct_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pdp.api.service import decision_message, struct_to_dict
+from pdp.api.recording_rpc import struct_to_dict
+from pdp.api.service import decision_message
 from pdp.domain.decisions import Decision
 from portcullis.v1 import pdp_pb2
 from portcullis.verdict import ApprovalSpec, MaskRule, Verdict, VerdictKind

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from pdp.domain.approvals import APPROVED, PENDING, ApprovalBook, ApprovalRefused, ApprovalRequest
-from pdp.domain.decisions import Decision
+from pdp.domain.decisions import Decider, Decision
 from pdp.domain.identity import TokenRejected
 from pdp.domain.policy_input import build_input
 from pdp.domain.sessions import Session
@@ -58,7 +58,7 @@ def approval_message(request: ApprovalRequest) -> pdp_pb2.Approval:
     )
 
 
-def policy_authorizer(service: DecisionService):  # type: ignore[no-untyped-def]
+def policy_authorizer(decider: Decider):  # type: ignore[no-untyped-def]
     """Ask `data.portcullis.approvers` whether an approver may decide a request."""
 
     async def authorize(
@@ -77,7 +77,7 @@ def policy_authorizer(service: DecisionService):  # type: ignore[no-untyped-def]
             },
         }
         try:
-            result = await service.decider.engine.evaluate(policy_input, APPROVERS_PATH)
+            result = await decider.engine.evaluate(policy_input, APPROVERS_PATH)
         except EngineError as exc:
             return False, [f"policy engine error: {exc}"]
         answer = result.result

@@ -2,14 +2,14 @@
 
 Owns the status codes of the API: a malformed request is INVALID_ARGUMENT naming the
 field, a rejected token is UNAUTHENTICATED with the reason, an unknown or closed session
-is FAILED_PRECONDITION. Everything that decides goes through pdp.domain.decisions.Decider.
+is FAILED_PRECONDITION. Everything that decides goes through pdp.domain.decisions.Decider;
+the recording RPCs hand their batches to pdp.api.recording_rpc, the approval RPCs are
+pdp.api.approval_rpc's. Its parts come in through the constructor (pdp/app.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import json
 import logging
 import time
 import uuid
@@ -17,25 +17,28 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2
 
 from pdp import __version__
 from pdp.api.approval_rpc import ApprovalRPCs, settle
 from pdp.api.decide_stream import DecideStreams
 from pdp.api.proxy_auth import ProxyAuthenticator, ProxyIdentity
+from pdp.api.recording_rpc import (
+    MAX_COMMAND_BYTES,
+    SessionEventBatches,
+    peer_of,
+    struct_to_dict,
+)
 from pdp.domain.approvals import ApprovalBook
 from pdp.domain.decisions import Decider, Decision, Reusable
 from pdp.domain.effects import command_effects
 from pdp.domain.identity import TokenRejected, TokenVerifier
 from pdp.domain.policy_input import build_input, command_input
-from pdp.domain.recordings import EVENTS_KIND, MalformedEvents, bounded_batch
-from pdp.domain.sessions import REAPED_REASONS, Session, SessionTable, new_session_id
+from pdp.domain.sessions import Session, SessionTable, new_session_id
 from pdp.evidence.checkpoints import record_credential_statement
 from pdp.evidence.signing import Signer
-from pdp.store import AuditStore, StoreUnavailable
+from pdp.store import StoreUnavailable
 from portcullis import protocols
 from portcullis.config import Config
-from portcullis.events import truncation_facts
 from portcullis.reuse import reuse_key
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from portcullis.verdict import PerVerdict, Verdict, VerdictKind
@@ -43,10 +46,8 @@ from portcullis.verdict import PerVerdict, Verdict, VerdictKind
 log = logging.getLogger("portcullis.service")
 
 MAX_TOKEN_BYTES = 16 * 1024
-MAX_COMMAND_BYTES = 1024 * 1024
 RECORDED_PREFIX = 4096  # what a decision record keeps of a command too large to evaluate
 MAX_NAME = 256
-MAX_EVENTS_PER_CALL = 1000
 MAX_BATCHES_PER_CALL = 1000  # sessions of one proxy in one RecordBatches
 
 _WIRE_VERDICT = {
@@ -97,71 +98,33 @@ def _configured_ref(known: Any) -> str:
     return str(creds.get("ref") or f"{creds.get('provider', 'static')}:{known.name}")
 
 
-def event_details(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
-    """An event's details: details_json when the proxy sent it, else the Struct."""
-    if event.details_json:
-        try:
-            details = json.loads(event.details_json)
-        except ValueError:
-            return {"malformed_details": True}
-        return details if isinstance(details, dict) else {"malformed_details": True}
-    return struct_to_dict(event.details) if event.HasField("details") else {}
-
-
-def _event_dict(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
-    details = event_details(event)
-    if len(event.command) > MAX_COMMAND_BYTES:  # kept, cut, and said so: never refused
-        details.update(truncation_facts(event.command))
-    return {
-        "time": event.time,
-        "direction": event.direction[:32],
-        "type": event.type[:32],
-        "decision_id": event.decision_id[:64],
-        "verdict": event.verdict[:32],
-        "cached": event.cached,
-        "command": event.command[:MAX_COMMAND_BYTES],
-        "details": details,
-    }
-
-
-def struct_to_dict(message: struct_pb2.Struct | None) -> dict[str, Any]:
-    """A Struct as plain Python values (what json_format.MessageToDict gives, faster)."""
-    if message is None:
-        return {}
-    return {key: _plain(value) for key, value in message.fields.items()}
-
-
-def _plain(value: struct_pb2.Value) -> Any:
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "number_value":
-        return value.number_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
-    if kind == "list_value":
-        return [_plain(item) for item in value.list_value.values]
-    return None  # null_value, or a Value with nothing set
-
-
 class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
     def __init__(
-        self, config: Config, verifier: TokenVerifier, decider: Decider, sessions: SessionTable
+        self,
+        config: Config,
+        verifier: TokenVerifier,
+        decider: Decider,
+        sessions: SessionTable,
+        *,
+        proxies: ProxyAuthenticator,
+        approvals: ApprovalBook | None = None,
+        signer: Signer | None = None,
     ) -> None:
+        """proxies: who may speak for sessions (pdp/api/proxy_auth.py); approvals: the
+        book approval requests go to (None: every require_approval is denied); signer:
+        signs the credential statement of each close (None: none is made)."""
         self.config = config
         self.verifier = verifier
         self.decider = decider
         self.sessions = sessions
-        self.approvals: ApprovalBook | None = None  # set by the composition root
-        self.signer: Signer | None = None  # set by PDPApp.start() once the key is loaded
+        self.approvals = approvals
+        self.signer = signer
+        self.proxies = proxies
         self.streams = DecideStreams(self.Decide)
-        # who may speak for sessions (pdp/api/proxy_auth.py); the key is set at start
-        self.proxies = ProxyAuthenticator(None)
         # session.open approval requests: the proxy that asked, the only one that may wait
         self.open_approvals: dict[str, str] = {}
         self._refusals = _RefusalBudget()
+        self.recordings = SessionEventBatches(decider.store, sessions, self.refuse)
 
     # -- helpers --------------------------------------------------------------
 
@@ -246,7 +209,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             "reason": reason,
             "session_id": session_id[:64],
             "proxy": proxy.to_record() if proxy is not None else None,
-            "peer": _peer(context)[:MAX_NAME],
+            "peer": peer_of(context)[:MAX_NAME],
         }
         suppressed = self._refusals.take()
         if suppressed is not None:
@@ -508,89 +471,15 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self, request: pdp_pb2.RecordEventsRequest, context: grpc.aio.ServicerContext
     ) -> pdp_pb2.RecordEventsResponse:
         proxy = await self._proxy(context, "RecordEvents", request.session_id)
-        try:
-            kept = await self._batch_record(request, proxy, context)
-            record_id = await kept.stored()
-        except _BatchRefused as refused:
-            await context.abort(refused.code, refused.message)
-            raise AssertionError("unreachable") from None
-        return pdp_pb2.RecordEventsResponse(recorded=kept.count, decision_id=record_id)
+        return await self.recordings.record_events(request, proxy, context)
 
     async def RecordBatches(
         self, request: pdp_pb2.RecordBatchesRequest, context: grpc.aio.ServicerContext
     ) -> pdp_pb2.RecordBatchesResponse:
-        """Each batch checked and answered on its own; the stored ones are appended
-        together, so the store's group commit writes them in one transaction."""
         if len(request.batches) > MAX_BATCHES_PER_CALL:
             await self._invalid(context, "batches", f"more than {MAX_BATCHES_PER_CALL} in one call")
         proxy = await self._proxy(context, "RecordBatches")
-        checked: list[_KeptBatch | _BatchRefused] = []
-        for batch in request.batches:
-            try:
-                checked.append(await self._batch_record(batch, proxy, context))
-            except _BatchRefused as refused:
-                checked.append(refused)
-
-        async def outcome(item: _KeptBatch | _BatchRefused) -> pdp_pb2.RecordBatchResult:
-            if isinstance(item, _BatchRefused):
-                return pdp_pb2.RecordBatchResult(error=item.message)
-            try:
-                record_id = await item.stored()
-            except _BatchRefused as refused:
-                return pdp_pb2.RecordBatchResult(error=refused.message)
-            return pdp_pb2.RecordBatchResult(recorded=item.count, decision_id=record_id)
-
-        results = await asyncio.gather(*(outcome(item) for item in checked))
-        return pdp_pb2.RecordBatchesResponse(results=results)
-
-    async def _batch_record(
-        self, request: pdp_pb2.RecordEventsRequest, proxy: ProxyIdentity, context: Any
-    ) -> _KeptBatch:
-        """A session's batch checked and ready to store; _BatchRefused says why not: from
-        a proxy that did not open the session (recorded), or for a session its proxy
-        closed (events after the PDP itself ended it, a proxy lost, are still taken)."""
-        if not request.session_id:
-            raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, "session_id: required")
-        if len(request.events) > MAX_EVENTS_PER_CALL:
-            raise _BatchRefused(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"events: more than {MAX_EVENTS_PER_CALL} in one call",
-            )
-        try:
-            session = await self.sessions.find(request.session_id, include_closed=True)
-        except StoreUnavailable:
-            raise _BatchRefused(grpc.StatusCode.UNAVAILABLE, "audit store unavailable") from None
-        if session is None:
-            raise _BatchRefused(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"session {request.session_id[:64]!r} is unknown",
-            )
-        if session.proxy != proxy.key:
-            await self.refuse(
-                _Refusing(context),
-                "RecordEvents",
-                grpc.StatusCode.PERMISSION_DENIED,
-                "the session belongs to another proxy",
-                proxy,
-                session.id,
-            )
-        if session.closed and session.closed_reason not in REAPED_REASONS:
-            raise _BatchRefused(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"session {request.session_id[:64]!r} is closed",
-            )
-        if request.events_json:
-            try:
-                count, text = bounded_batch(
-                    request.events_json, MAX_EVENTS_PER_CALL, MAX_COMMAND_BYTES
-                )
-            except MalformedEvents as exc:
-                raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-            body: dict[str, Any] = {"events_json": text, "count": count}
-        else:
-            count = len(request.events)
-            body = {"events": [_event_dict(event) for event in request.events]}
-        return _KeptBatch(self.decider.store, session, body, count, request.events_json != "")
+        return await self.recordings.record_batches(request, proxy, context)
 
     async def ServerInfo(
         self, request: pdp_pb2.ServerInfoRequest, context: grpc.aio.ServicerContext
@@ -615,19 +504,6 @@ def _deadline_of(request: pdp_pb2.DecideRequest, context: Any) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-class _Refusing:
-    """A context whose abort refuses one batch (RecordBatches answers the others)."""
-
-    def __init__(self, context: Any) -> None:
-        self._context = context
-
-    def peer(self) -> str:
-        return _peer(self._context)
-
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
-        raise _BatchRefused(code, details)
-
-
 class _RefusalBudget:
     """At most RATE refused calls recorded per second: a flood of forgeries is evidence,
     but must not fill the store; the next record says how many went unrecorded."""
@@ -650,47 +526,3 @@ class _RefusalBudget:
         self._taken += 1
         suppressed, self._suppressed = self._suppressed, 0
         return suppressed
-
-
-def _peer(context: Any) -> str:
-    try:
-        return str(context.peer() or "")
-    except (AttributeError, NotImplementedError):
-        return ""
-
-
-class _BatchRefused(Exception):
-    """A batch of events that is not stored: the status RecordEvents answers, and why."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class _KeptBatch:
-    """A checked batch of one session's events, waiting to be appended."""
-
-    def __init__(
-        self, store: AuditStore, session: Session, body: dict[str, Any], count: int, plain: bool
-    ) -> None:
-        self.store, self.session, self.body = store, session, body
-        self.count, self.plain = count, plain
-
-    async def stored(self) -> str:
-        """Append it; the record's id once committed ("" for a heartbeat: nothing to keep)."""
-        if not self.count:
-            return ""
-        try:
-            record = await self.store.append(
-                EVENTS_KIND,
-                self.body,
-                session_id=self.session.id,
-                subject=self.session.identity.subject,
-                plain=self.plain,
-            )
-        except StoreUnavailable as exc:
-            raise _BatchRefused(
-                grpc.StatusCode.UNAVAILABLE, f"recording unavailable: {exc}"
-            ) from None
-        return record.id

@@ -1,0 +1,230 @@
+"""Session recordings through the gRPC API: RecordEvents and RecordBatches.
+
+Owns what the DecisionService does with a proxy's batches of session events: each is
+checked (the session exists, belongs to the calling proxy and is open; events well
+formed, a command too long cut and said so, never the batch refused for it), then
+appended as one hash-chained `session.events` record. RecordBatches answers each batch
+on its own, and appends the kept ones together so the store commits them in one go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2
+
+from pdp.api.proxy_auth import ProxyIdentity
+from pdp.domain.recordings import EVENTS_KIND, MalformedEvents, bounded_batch
+from pdp.domain.sessions import REAPED_REASONS, Session, SessionTable
+from pdp.store import AuditStore, StoreUnavailable
+from portcullis.events import truncation_facts
+from portcullis.v1 import pdp_pb2
+
+MAX_COMMAND_BYTES = 1024 * 1024
+MAX_EVENTS_PER_CALL = 1000
+
+# DecisionService.refuse: record a refused session call, then abort it
+Refuse = Callable[..., Awaitable[None]]
+
+
+def event_details(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
+    """An event's details: details_json when the proxy sent it, else the Struct."""
+    if event.details_json:
+        try:
+            details = json.loads(event.details_json)
+        except ValueError:
+            return {"malformed_details": True}
+        return details if isinstance(details, dict) else {"malformed_details": True}
+    return struct_to_dict(event.details) if event.HasField("details") else {}
+
+
+def _event_dict(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
+    details = event_details(event)
+    if len(event.command) > MAX_COMMAND_BYTES:  # kept, cut, and said so: never refused
+        details.update(truncation_facts(event.command))
+    return {
+        "time": event.time,
+        "direction": event.direction[:32],
+        "type": event.type[:32],
+        "decision_id": event.decision_id[:64],
+        "verdict": event.verdict[:32],
+        "cached": event.cached,
+        "command": event.command[:MAX_COMMAND_BYTES],
+        "details": details,
+    }
+
+
+def struct_to_dict(message: struct_pb2.Struct | None) -> dict[str, Any]:
+    """A Struct as plain Python values (what json_format.MessageToDict gives, faster)."""
+    if message is None:
+        return {}
+    return {key: _plain(value) for key, value in message.fields.items()}
+
+
+def _plain(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        return value.number_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_plain(item) for item in value.list_value.values]
+    return None  # null_value, or a Value with nothing set
+
+
+class SessionEventBatches:
+    """The recording RPCs' work, for the DecisionService to delegate to."""
+
+    def __init__(self, store: AuditStore, sessions: SessionTable, refuse: Refuse) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.refuse = refuse
+
+    async def record_events(
+        self, request: pdp_pb2.RecordEventsRequest, proxy: ProxyIdentity, context: Any
+    ) -> pdp_pb2.RecordEventsResponse:
+        try:
+            kept = await self._checked(request, proxy, context)
+            record_id = await kept.stored()
+        except _BatchRefused as refused:
+            await context.abort(refused.code, refused.message)
+            raise AssertionError("unreachable") from None
+        return pdp_pb2.RecordEventsResponse(recorded=kept.count, decision_id=record_id)
+
+    async def record_batches(
+        self, request: pdp_pb2.RecordBatchesRequest, proxy: ProxyIdentity, context: Any
+    ) -> pdp_pb2.RecordBatchesResponse:
+        """Each batch checked and answered on its own; the stored ones are appended
+        together, so the store's group commit writes them in one transaction."""
+        checked: list[_KeptBatch | _BatchRefused] = []
+        for batch in request.batches:
+            try:
+                checked.append(await self._checked(batch, proxy, context))
+            except _BatchRefused as refused:
+                checked.append(refused)
+
+        async def outcome(item: _KeptBatch | _BatchRefused) -> pdp_pb2.RecordBatchResult:
+            if isinstance(item, _BatchRefused):
+                return pdp_pb2.RecordBatchResult(error=item.message)
+            try:
+                record_id = await item.stored()
+            except _BatchRefused as refused:
+                return pdp_pb2.RecordBatchResult(error=refused.message)
+            return pdp_pb2.RecordBatchResult(recorded=item.count, decision_id=record_id)
+
+        results = await asyncio.gather(*(outcome(item) for item in checked))
+        return pdp_pb2.RecordBatchesResponse(results=results)
+
+    async def _checked(
+        self, request: pdp_pb2.RecordEventsRequest, proxy: ProxyIdentity, context: Any
+    ) -> _KeptBatch:
+        """A session's batch checked and ready to store; _BatchRefused says why not: from
+        a proxy that did not open the session (recorded), or for a session its proxy
+        closed (events after the PDP itself ended it, a proxy lost, are still taken)."""
+        if not request.session_id:
+            raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, "session_id: required")
+        if len(request.events) > MAX_EVENTS_PER_CALL:
+            raise _BatchRefused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"events: more than {MAX_EVENTS_PER_CALL} in one call",
+            )
+        try:
+            session = await self.sessions.find(request.session_id, include_closed=True)
+        except StoreUnavailable:
+            raise _BatchRefused(grpc.StatusCode.UNAVAILABLE, "audit store unavailable") from None
+        if session is None:
+            raise _BatchRefused(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"session {request.session_id[:64]!r} is unknown",
+            )
+        if session.proxy != proxy.key:
+            await self.refuse(
+                _Refusing(context),
+                "RecordEvents",
+                grpc.StatusCode.PERMISSION_DENIED,
+                "the session belongs to another proxy",
+                proxy,
+                session.id,
+            )
+        if session.closed and session.closed_reason not in REAPED_REASONS:
+            raise _BatchRefused(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"session {request.session_id[:64]!r} is closed",
+            )
+        if request.events_json:
+            try:
+                count, text = bounded_batch(
+                    request.events_json, MAX_EVENTS_PER_CALL, MAX_COMMAND_BYTES
+                )
+            except MalformedEvents as exc:
+                raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            body: dict[str, Any] = {"events_json": text, "count": count}
+        else:
+            count = len(request.events)
+            body = {"events": [_event_dict(event) for event in request.events]}
+        return _KeptBatch(self.store, session, body, count, request.events_json != "")
+
+class _Refusing:
+    """A context whose abort refuses one batch (RecordBatches answers the others)."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+
+    def peer(self) -> str:
+        return peer_of(self._context)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        raise _BatchRefused(code, details)
+
+
+def peer_of(context: Any) -> str:
+    """The caller's address as gRPC names it ('' when the context cannot say)."""
+    try:
+        return str(context.peer() or "")
+    except (AttributeError, NotImplementedError):
+        return ""
+
+
+class _BatchRefused(Exception):
+    """A batch of events that is not stored: the status RecordEvents answers, and why."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _KeptBatch:
+    """A checked batch of one session's events, waiting to be appended."""
+
+    def __init__(
+        self, store: AuditStore, session: Session, body: dict[str, Any], count: int, plain: bool
+    ) -> None:
+        self.store, self.session, self.body = store, session, body
+        self.count, self.plain = count, plain
+
+    async def stored(self) -> str:
+        """Append it; the record's id once committed ("" for a heartbeat: nothing to keep)."""
+        if not self.count:
+            return ""
+        try:
+            record = await self.store.append(
+                EVENTS_KIND,
+                self.body,
+                session_id=self.session.id,
+                subject=self.session.identity.subject,
+                plain=self.plain,
+            )
+        except StoreUnavailable as exc:
+            raise _BatchRefused(
+                grpc.StatusCode.UNAVAILABLE, f"recording unavailable: {exc}"
+            ) from None
+        return record.id
