@@ -12,6 +12,7 @@ issuer, the real `portcullis approvals` CLI and a real webhook receiver.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 
@@ -246,3 +247,50 @@ async def test_requesters_see_only_their_own_requests_and_nobody_a_session_id(tm
         await bob_conn.close()
         alice_conn.terminate()
         await asyncio.gather(*waits, return_exceptions=True)
+
+
+async def test_an_approval_of_a_long_value_does_not_approve_another_with_the_same_start(tmp_path):
+    """The proxy shows an approver the first 4096 bytes of a value; the approval binds to the
+    whole of it (its size and SHA-256 travel with the cut value), and the SQL NULL and the
+    text 'NULL' are two values."""
+    approver = {"subject": "sam@example.com", "groups": ["security"], "issuer": "dev"}
+    start = "x" * 4096
+    approved_value, other_value = start + "a" * 904, start + "b" * 904
+    async with gateway(tmp_path, free_port()) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", READER)))
+        bound = "UPDATE customers SET note = $1 WHERE id = $2"
+        update = asyncio.ensure_future(conn.execute(bound, approved_value, 1))
+        (request,) = await pending(gw, 1)
+        # shown: the start, and that it was cut; never the digest the binding covers
+        assert request.parameters == [f"{start} (the first 4096 of 5000 bytes)", "1"]
+        record = json.dumps([r.body for r in await gw.pdp.store.query(kind="approval")])
+        assert hashlib.sha256(approved_value.encode()).hexdigest() not in record
+        await gw.pdp.approvals.decide(request.id, approver, True, "long note, ticket 9")
+        assert await asyncio.wait_for(update, 15) == "UPDATE 1"
+        assert await conn.execute(bound, approved_value, 1) == "UPDATE 1"  # the same: reused
+
+        # the same statement, a value with the same first 4096 bytes: asked again
+        again = asyncio.ensure_future(conn.execute(bound, other_value, 1))
+        (asked,) = await pending(gw, 1)
+        assert asked.id != request.id and asked.parameters == request.parameters
+        assert asked.parameters_digest != request.parameters_digest
+        await gw.pdp.approvals.decide(asked.id, approver, False, "not this one")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await asyncio.wait_for(again, 15)
+        with gw.admin() as admin:
+            stored = admin.execute("SELECT note FROM customers WHERE id = 1").fetchone()[0]
+        assert stored == approved_value
+
+        # SQL NULL approved does not approve the text 'NULL'
+        clear = asyncio.ensure_future(conn.execute(bound, None, 2))
+        (null_request,) = await pending(gw, 1)
+        assert null_request.parameters == ["NULL", "2"]
+        await gw.pdp.approvals.decide(null_request.id, approver, True, "clear note")
+        assert await asyncio.wait_for(clear, 15) == "UPDATE 1"
+        text = asyncio.ensure_future(conn.execute(bound, "NULL", 2))
+        (text_request,) = await pending(gw, 1)
+        assert text_request.parameters == ["NULL (the text 'NULL', not SQL NULL)", "2"]
+        await gw.pdp.approvals.decide(text_request.id, approver, False, "no")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await asyncio.wait_for(text, 15)
+        await conn.close()

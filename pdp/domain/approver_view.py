@@ -17,7 +17,10 @@ it (syslog, SIEM) — then holds the masked values only, and no renderer can for
 mask. The exact statement text stays in the request (decision records hold it anyway, and
 reuse compares it); views show the masked text. The exact values survive only as an
 HMAC-SHA256 under a key of the PDP (`binding_digest`), so an approval still binds to them
-while nobody reading the store can test guesses of a card number or an SSN against it.
+while nobody reading the store can test guesses of a card number or an SSN against it. A
+value the proxy could not send whole (cut, binary: portcullis.parameters) arrives with its
+exact size and SHA-256, which the binding covers and the view leaves out (it shows the
+value's start and that it was cut).
 
 Every detector runs in approver views whatever the verdict says: the policy's masks are
 computed for the requester, and an approver is someone else. A `hash` field rule shows as
@@ -38,6 +41,7 @@ from typing import Any
 from pglast.parser import parse_sql_json, scan
 
 from pdp.plumbing.rendering import statements
+from portcullis.parameters import shown_parameter
 from portcullis.verdict import MaskRule
 from proxies.runtime.masking import DETECTORS, REDACTED, Masker, MaskingError
 
@@ -71,39 +75,57 @@ def approver_masker(rules: Sequence[MaskRule]) -> Masker:
 
 
 def binding_digest(key: bytes, parameters: Sequence[str]) -> str:
-    """HMAC-SHA256 of the exact values, in order: what an approval binds to."""
-    message = json.dumps(list(parameters), ensure_ascii=False).encode()
+    """HMAC-SHA256 of the exact values, in order: what an approval binds to (for a value
+    sent cut or in binary, its entry with the exact value's size and SHA-256)."""
+    message = json.dumps([_canonical(p) for p in parameters], ensure_ascii=False).encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _canonical(entry: str) -> str:
+    """An entry object's JSON in one spelling, whatever order its keys came in (a text
+    entry never starts with "{": portcullis.parameters)."""
+    if not entry.startswith("{"):
+        return entry
+    try:
+        return json.dumps(json.loads(entry), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return entry
 
 
 def approver_view(
     kind: str, command: str, parameters: Sequence[str], justification: str, masker: Masker
 ) -> ApproverView:
-    """The masked view of a command, its statements and values."""
+    """The masked view of a command, its statements and values (each value masked, then
+    followed by what the proxy said of it: cut, binary)."""
     shown_justification = masker.mask_text(justification)[0]
+    texts, notes = zip(*map(shown_parameter, parameters), strict=True) if parameters else ((), ())
     if not kind.startswith("postgres."):
         shown = masker.mask_text(command)[0]
-        values = [masker.mask_text(v)[0] for v in parameters]
-        return ApproverView(shown, [], values, shown_justification)
+        values = [masker.mask_text(v)[0] for v in texts]
+        return ApproverView(shown, [], _noted(values, notes), shown_justification)
     found = _values(command)
     if found is None:  # not parseable: no column is known, every value is withheld
         everything = masker.strictest_field_rule()
         values = [
             masker.mask_field(everything, v) if everything else masker.mask_text(v)[0]
-            for v in parameters
+            for v in texts
         ]
         return ApproverView(
             masker.mask_text(command)[0],
             [{**s, "text": masker.mask_text(s["text"])[0]} for s in statements(command)],
-            values,
+            _noted(values, notes),
             shown_justification,
         )
     return ApproverView(
         _masked_text(command, 0, len(command), found, masker),
         _masked_statements(command, found, masker),
-        _masked_parameters(parameters, found, masker),
+        _noted(_masked_parameters(texts, found, masker), notes),
         shown_justification,
     )
+
+
+def _noted(values: Sequence[str], notes: Sequence[str]) -> list[str]:
+    return [value + note for value, note in zip(values, notes, strict=True)]
 
 
 # ---------------------------------------------------------------- which column a value meets

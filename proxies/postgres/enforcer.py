@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from portcullis.parameters import MAX_SHOWN_PARAMETER, NULL, parameter_entry
 from portcullis.shape import shaped
 from portcullis.verdict import MaskRule, Verdict, VerdictKind
 from proxies.postgres import codec
@@ -52,20 +53,22 @@ _PROTOCOL = {
     # asked for at Bind, with them (the PDP makes no request for this phase)
     "parse": {"protocol": "extended", "phase": "parse"},
 }
-MAX_SHOWN_PARAMETER = 4096  # bytes of one bound value an approver is shown
 
 
-def shown_parameters(message: codec.Bind) -> list[str]:
-    """A Bind's values as an approver reads them: text as it is, binary as hex, NULL."""
-    out = []
+def shown_parameters(message: codec.Bind) -> list[str | dict[str, Any]]:
+    """A Bind's values as the PDP binds an approval to them and an approver reads them:
+    text as it is, binary rendered, NULL; a value cut for showing, or one whose rendering
+    does not spell it exactly, with its exact size and SHA-256 (portcullis.parameters)."""
+    out: list[str | dict[str, Any]] = []
     for i, value in enumerate(message.params):
-        if value is None:
-            out.append("NULL")
-            continue
         formats = message.param_formats
         binary = (formats[i] if len(formats) > 1 else formats[0] if formats else 0) == 1
-        value = value[:MAX_SHOWN_PARAMETER]
-        out.append(_shown_binary(value) if binary else value.decode("utf-8", "replace"))
+        if value is None:
+            out.append(parameter_entry(None, binary, NULL))
+            continue
+        start = value[:MAX_SHOWN_PARAMETER]
+        shown = _shown_binary(start) if binary else start.decode("utf-8", "replace")
+        out.append(parameter_entry(value, binary, shown))
     return out
 
 
@@ -186,7 +189,9 @@ class Enforcer:
             found = self._maskers[rules] = Masker(rules, self.hash_key)
         return found
 
-    def _attributes(self, protocol: str, parameters: list[str] | None = None) -> dict[str, Any]:
+    def _attributes(
+        self, protocol: str, parameters: list[str | dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
         """input.command.postgres beside the statements: how the text came, the values it
         was bound to (only where an approval binds to them), and the built-in names this
         database shadows and the view columns that carry other columns (only when there
@@ -203,7 +208,7 @@ class Enforcer:
         return attributes
 
     async def decide(
-        self, sql: str, protocol: str, parameters: list[str] | None = None
+        self, sql: str, protocol: str, parameters: list[str | dict[str, Any]] | None = None
     ) -> Ruling:
         ruling = await self.session.decide_or_wait(
             "postgres.query", sql, self._attributes(protocol, parameters), shaped, self.tell
