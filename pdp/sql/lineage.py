@@ -348,16 +348,7 @@ class Lineage:
         scope = [items, *outer]
         for node in fields.get("fromClause", ()):
             self.from_item(node, scope, ctes, items)
-        outputs: list[Output] = []
-        for target in fields.get("targetList", ()):
-            res = target["ResTarget"]
-            val = res.get("val")
-            star = _star_ref(val)
-            if star is not None:
-                outputs.extend(self.expand(star, scope))
-            else:
-                flow = self.expr(val, scope, ctes)
-                outputs.append((res.get("name") or _column_name(val), flow))
+        outputs = self.targets(fields.get("targetList", ()), scope, ctes)
         where = fields.get("whereClause")
         if where:
             self.predicate(where, scope, ctes, False)
@@ -475,17 +466,9 @@ class Lineage:
         where = fields.get("whereClause")
         if where:
             self.predicate(where, scope, ctes, False)
-        outputs: list[Output] = []
         returning = fields.get("returningClause") or {}
-        for target in returning.get("exprs") or fields.get("returningList") or ():
-            res = target["ResTarget"]
-            val = res.get("val")
-            star = _star_ref(val)
-            if star is not None:
-                outputs.extend(self.expand(star, scope))
-            else:
-                outputs.append((res.get("name") or _column_name(val), self.expr(val, scope, ctes)))
-        return outputs
+        targets = returning.get("exprs") or fields.get("returningList") or ()
+        return self.targets(targets, scope, ctes)
 
     def merge_clauses(
         self, fields: Fields, scope: Scope, ctes: dict[str, Item], items: list[Item]
@@ -613,6 +596,19 @@ class Lineage:
                 item.hidden.add(name)
         label = (alias["aliasname"],) if alias else ("",)
         items.insert(start, Item(label, outputs=merged))
+
+    def targets(self, targets: Any, scope: Scope, ctes: dict[str, Item]) -> list[Output]:
+        """The outputs of a target list (a SELECT's, a RETURNING's), `*` expanded."""
+        outputs: list[Output] = []
+        for target in targets:
+            res = target["ResTarget"]
+            val = res.get("val")
+            star = _star_ref(val)
+            if star is not None:
+                outputs.extend(self.expand(star, scope))
+            else:
+                outputs.append((res.get("name") or _column_name(val), self.expr(val, scope, ctes)))
+        return outputs
 
     def expand(self, ref: list[Fields], scope: Scope) -> list[Output]:
         """The outputs `*` or `rel.*` stands for in a target list."""
