@@ -13,10 +13,14 @@ import argparse
 import os
 import sys
 
-from portcullis.config import ConfigError, load_config
-from portcullis.process import UserError, check_listen, run_until_signal, setup_logging
-
-EXIT_CONFIG = 2
+from portcullis.config import load_config
+from portcullis.process import (
+    UserError,
+    check_listen,
+    exit_status,
+    run_until_signal,
+    setup_logging,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,13 +67,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return serve(args)
-    except (ConfigError, UserError) as exc:
-        print(f"portcullis proxy: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except KeyboardInterrupt:
-        return 130
+    return exit_status("portcullis proxy", lambda: serve(args))
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from portcullis.config import Config, ConfigError, load_config
-from portcullis.process import UserError, check_listen, run_until_signal, setup_logging
+from portcullis.config import Config, load_config
+from portcullis.process import UserError, check_listen, exit_status, run_until_signal, setup_logging
 
 EXIT_CONFIG = 2
 DEFAULT_CONFIG = "portcullis.yaml"
@@ -318,13 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not hasattr(args, "verbose"):
         args.verbose = False
-    try:
-        return int(args.func(args))
-    except (ConfigError, UserError) as exc:
-        print(f"portcullis: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except KeyboardInterrupt:
-        return 130
+    return exit_status("portcullis", lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -16,9 +16,25 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from portcullis.config import ConfigError
+
+EXIT_USER_ERROR = 2
+
 
 class UserError(Exception):
     """Something the user can fix (a missing file, a port in use): one line, exit 2."""
+
+
+def exit_status(program: str, run: Callable[[], int]) -> int:
+    """Run a command; a user error (configuration, file, port) is one line naming it on
+    stderr and exit status 2, never a traceback; Ctrl-C is 130."""
+    try:
+        return int(run())
+    except (ConfigError, UserError) as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
 
 
 def setup_logging(verbose: bool = False) -> None:
