@@ -23,11 +23,21 @@ pipeline (its answers, and any setting it changed, come only at Sync).
 What the PDP tells of a command (Ruling.effects) keeps the proxy's knowledge of prepared
 statements and portals true: SQL-level PREPARE, DEALLOCATE, DISCARD and CLOSE forget what
 they replace, DECLARE makes a cursor a portal the client may Describe and Execute.
+
+No IO here, and nothing that waits (proxies.postgres.commands): a message is handled by
+now() when its verdict is known without waiting (a reused verdict, the messages of an
+allowed statement); else its handler from ask() yields what it must wait for — a decision,
+the server settling, a COPY source described, a function named — and the runtime sends the
+results back in. The bytes for the server go into `to_server` with an expectation left in
+the ResponseTracker; replies to the client and records of refusals into `actions`. What the
+enforcer reads of its session without waiting (a verdict reused from the cache, whether
+the evidence spool has room, the policy revision) it asks through the functions it was
+given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +45,28 @@ from portcullis.parameters import MAX_SHOWN_PARAMETER, NULL, parameter_entry
 from portcullis.shape import shaped
 from portcullis.verdict import MaskRule, Verdict, VerdictKind
 from proxies.postgres import codec
+from proxies.postgres.commands import (
+    Action,
+    Decide,
+    Record,
+    Reply,
+    Request,
+    ResolveFunction,
+    Settle,
+    SourceColumns,
+    Steps,
+)
 from proxies.postgres.tracker import Expect, ResponseTracker
 from proxies.runtime.masking import Masker, MaskingError
 from proxies.runtime.pdp_client import Ruling
-from proxies.runtime.session import ProxySession
+
+# a handler's part that ends with a result (a Ruling) once its requests are answered
+_Asking = Generator[Request, Any, Ruling]
+# (kind, raw, shape_of, attributes) → the verdict if it needs no round trip (ProxySession)
+KnownRuling = Callable[
+    [str, str, Callable[[str], str | None] | None, dict[str, Any] | None], Ruling | None
+]
+_SETTLE = Settle()
 
 # A statement the server rejects without side effects: sent in place of a denied Parse
 # when part of the batch already went upstream, so the server aborts the batch exactly as
@@ -140,26 +168,37 @@ def refusal(ruling: Ruling) -> codec.ErrorResponse:
     return codec.error_response(f"portcullis: denied by policy: {reasons}", detail=detail)
 
 
+def _never_halted(raw: str = "") -> Ruling | None:
+    return None
+
+
+def _no_revision() -> str:
+    return ""
+
+
 class Enforcer:
     def __init__(
         self,
-        session: ProxySession,
         tracker: ResponseTracker,
-        forward: Callable[[bytes], None],
-        reply: Callable[[bytes], None],
         hash_key: bytes,
-        resolve_function: Callable[[int], Awaitable[str | None]] | None = None,
-        settle: Callable[[], Awaitable[None]] | None = None,
+        known: KnownRuling,
+        session_settings: Mapping[str, str] | None = None,
+        halted: Callable[[str], Ruling | None] = _never_halted,
+        revision: Callable[[], str] = _no_revision,
+        to_server: list[bytes] | None = None,
     ) -> None:
-        self.session = session
-        self.resolve_function = resolve_function
+        """known: a command's verdict when it needs no PDP round trip (ProxySession.
+        ruling_now); halted: a deny for a command the evidence spool has no room for
+        (ProxySession.halted); revision: the policy revision the PDP serves now;
+        session_settings: what the session was opened with (a read-only default)."""
         self.tracker = tracker
-        self.forward = forward  # bytes to the upstream server
-        self.reply = reply  # bytes to the client, in order
-        # sends what is queued and waits until the server has answered all of it
-        self.settle = settle
-        # the column names of a query's result, described on a side connection
-        self.source_columns: Callable[[str], Awaitable[list[str] | None]] | None = None
+        self.known = known
+        self.halted = halted
+        self.revision = revision
+        # bytes for the upstream server, in order: the runtime writes them at once
+        self.to_server: list[bytes] = [] if to_server is None else to_server
+        # everything else the runtime must do, in order (proxies.postgres.commands)
+        self.actions: list[Action] = []
         # built-in function names the database also defines elsewhere (read at start-up):
         # the policy must know a call of one may not run the built-in
         self.shadowed: tuple[str, ...] = ()
@@ -175,8 +214,8 @@ class Enforcer:
         self.restore_at_sync = False  # read-only was lifted for this batch's approved write
         self.terminated = False
         self._maskers: dict[tuple[MaskRule, ...], Masker] = {}
-        settings = session.grant.ruling.verdict.session_settings if session.grant else ()
-        self.read_only = dict(settings).get("default_transaction_read_only", "") == "on"
+        settings = session_settings or {}
+        self.read_only = settings.get("default_transaction_read_only", "") == "on"
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -207,19 +246,18 @@ class Enforcer:
             attributes["parameters"] = parameters
         return attributes
 
-    async def decide(
+    def _decide(
         self, sql: str, protocol: str, parameters: list[str | dict[str, Any]] | None = None
-    ) -> Ruling:
-        ruling = await self.session.decide_or_wait(
-            "postgres.query", sql, self._attributes(protocol, parameters), shaped, self.tell
+    ) -> _Asking:
+        """Ask for a statement's verdict; a person may have to approve it (waited for)."""
+        ruling = yield Decide(
+            "postgres.query", sql, self._attributes(protocol, parameters), shaped, True
         )
         return self._vetted(ruling)
 
     def _known(self, sql: str, protocol: str) -> Ruling | None:
         """The statement's verdict when no PDP round trip is needed (reused), else None."""
-        ruling = self.session.ruling_now(
-            "postgres.query", sql, shaped, self._attributes(protocol)
-        )
+        ruling = self.known("postgres.query", sql, shaped, self._attributes(protocol))
         return None if ruling is None else self._vetted(ruling)
 
     def _vetted(self, ruling: Ruling) -> Ruling:
@@ -245,21 +283,19 @@ class Enforcer:
             and any(r.field for r in ruling.verdict.mask)
         )
 
-    async def _copy_checked(self, ruling: Ruling) -> Ruling:
+    def _copy_checked(self, ruling: Ruling) -> _Asking:
         """A COPY out under column masks runs only when none of the columns it sends is
         one the masks name (the value detectors still read every row); else a deny naming
         them. Its source is described first; what cannot be described is denied."""
         masker = self.masker(ruling)
         assert masker is not None
         sources = [e.partition(":")[2] for e in ruling.effects if e.startswith("copy_source:")]
-        if not sources or self.source_columns is None:
+        if not sources:
             return _denied(ruling, "COPY output could not be described, so it cannot be masked")
         for source in sources:
-            names = await self.source_columns(source)
+            names = yield SourceColumns(source)
             if names is None:
-                return _denied(
-                    ruling, "COPY output could not be described, so it cannot be masked"
-                )
+                return _denied(ruling, "COPY output could not be described, so it cannot be masked")
             masked = sorted({names[i] for i in masker.columns_to_mask(names)})
             if masked:
                 return _denied(
@@ -269,14 +305,20 @@ class Enforcer:
                 )
         return ruling
 
-    def tell(self, text: str) -> None:
+    def notice(self, text: str) -> None:
         """A NoticeResponse, in order with everything else the client is owed."""
         notice = codec.notice_response(text).encode()
-        self.reply(self.tracker.synthetic(lambda status: notice))
+        now = self.tracker.synthetic(lambda status: notice)
+        if now:
+            self.actions.append(Reply(now))
+
+    def _record(self, command: str, ruling: Ruling, protocol: str) -> None:
+        """A refused command, for the session recording."""
+        self.actions.append(Record(command, ruling, protocol))
 
     def _send(self, message: codec.Message, expect: Expect) -> None:
         self.tracker.expect(expect)
-        self.forward(message.raw or message.encode())
+        self.to_server.append(message.raw or message.encode())
 
     def _send_quietly(self, sql: str) -> None:
         """A simple Query of the proxy's own, answered to nobody."""
@@ -311,10 +353,6 @@ class Enforcer:
     def _must_settle(self, sql: str) -> bool:
         """Whether sql must wait until the server has answered everything before it."""
         return not self.tracker.idle and not self.batch_executed and not lexed_alike(sql)
-
-    async def _settled(self) -> None:
-        if self.settle is not None:
-            await self.settle()
 
     def _apply(self, effects: tuple[str, ...], ruling: Ruling, sql: str) -> None:
         """What a command does to prepared statements and portals (Ruling.effects)."""
@@ -356,24 +394,22 @@ class Enforcer:
         self._send_quietly(LIFT_READ_ONLY)
 
     # -- messages ------------------------------------------------------------------------
-    # Each message is handled by now() when nothing needs the PDP (a reused verdict, the
-    # messages of an allowed statement): no await, so a proxy's hot path runs straight
-    # through. Otherwise on_message() asks the PDP first, then finishes the same way.
+    # Each message is handled by now() when nothing needs waiting for (a reused verdict,
+    # the messages of an allowed statement): plain calls, no generator, so a proxy's hot
+    # path runs straight through. Otherwise ask() gives the steps that finish it.
 
     def now(self, message: codec.Message) -> bool:
-        """Handle a message if no PDP round trip is needed; False: await on_message()."""
+        """Handle a message if nothing must be waited for; False: finish it with ask()."""
         handler = _NOW.get(type(message))
         if handler is None:
             raise codec.ProtocolViolation(f"unexpected {type(message).__name__} from client")
         return handler(self, message)
 
-    async def on_message(self, message: codec.Message) -> None:
-        if not self.now(message):
-            await self.ask(message)
-
-    async def ask(self, message: codec.Message) -> None:
-        """Finish a message now() turned down: ask the PDP, then handle it."""
-        await _ASKING[type(message)](self, message)
+    def ask(self, message: codec.Message) -> Steps:
+        """The steps that finish a message now() turned down: each request yielded is
+        answered by send() with its result (proxies.postgres.commands); when they end,
+        the message is handled."""
+        return _ASKING[type(message)](self, message)
 
     def _ruling_now(self, sql: str, protocol: str) -> Ruling | None:
         """A statement's verdict when it can be enforced without waiting: nothing before it
@@ -385,13 +421,15 @@ class Enforcer:
             return None
         return ruling
 
-    async def _ruling(self, sql: str, protocol: str) -> Ruling:
+    def _ruling(self, sql: str, protocol: str) -> _Asking:
         """A statement's verdict after whatever it must wait for (_ruling_now's None)."""
         if self._must_settle(sql):
-            await self._settled()
-        ruling = self._known(sql, protocol) or await self.decide(sql, protocol)
+            yield _SETTLE
+        ruling = self._known(sql, protocol)
+        if ruling is None:
+            ruling = yield from self._decide(sql, protocol)
         if self._copies_masked(ruling):
-            ruling = await self._copy_checked(ruling)
+            ruling = yield from self._copy_checked(ruling)
         return ruling
 
     def _query_now(self, message: codec.Query) -> bool:
@@ -401,8 +439,8 @@ class Enforcer:
         self._query(message, ruling)
         return True
 
-    async def _query_asking(self, message: codec.Query) -> None:
-        self._query(message, await self._ruling(message.sql, "simple"))
+    def _query_asking(self, message: codec.Query) -> Steps:
+        self._query(message, (yield from self._ruling(message.sql, "simple")))
 
     def _query(self, message: codec.Query, ruling: Ruling) -> None:
         unsafe = self._lexing_unsafe(message.sql)
@@ -410,7 +448,7 @@ class Enforcer:
             self._refuse_query(codec.error_response(unsafe))
             return
         if not ruling.verdict.allowed:
-            self.session.record_command(message.sql, ruling, protocol="simple")
+            self._record(message.sql, ruling, "simple")
             self._refuse_query(refusal(ruling))
             return
         if ruling.effects:
@@ -442,8 +480,8 @@ class Enforcer:
         self._parse(message, ruling)
         return True
 
-    async def _parse_asking(self, message: codec.Parse) -> None:
-        self._parse(message, await self._ruling(message.sql, "parse"))
+    def _parse_asking(self, message: codec.Parse) -> Steps:
+        self._parse(message, (yield from self._ruling(message.sql, "parse")))
 
     def _parse(self, message: codec.Parse, ruling: Ruling) -> None:
         unsafe = self._lexing_unsafe(message.sql)
@@ -453,7 +491,7 @@ class Enforcer:
             return
         awaits_approval = ruling.kind is VerdictKind.REQUIRE_APPROVAL
         if not ruling.verdict.allowed and not awaits_approval:
-            self.session.record_command(message.sql, ruling, protocol="extended")
+            self._record(message.sql, ruling, "extended")
             self.statements.pop(message.name, None)
             self._refuse_in_batch(refusal(ruling))
             return
@@ -472,7 +510,7 @@ class Enforcer:
     def _stale(self, statement: PreparedStatement) -> bool:
         """The policy changed since this statement was allowed, whether its verdict was
         decided for it or reused from the cache: its next Bind asks again."""
-        revision = self.session.runtime.pdp.revision
+        revision = self.revision()
         return bool(revision) and statement.ruling.policy_revision != revision
 
     def _bind_now(self, message: codec.Bind) -> bool:
@@ -486,15 +524,15 @@ class Enforcer:
         self._bind(message, statement)
         return True
 
-    async def _bind_asking(self, message: codec.Bind) -> None:
+    def _bind_asking(self, message: codec.Bind) -> Steps:
         """Bind of a statement allowed under an earlier policy (ask again first), or of one
         that needs approval: asked for now, for these values (an approval binds to them),
         and waited for; what is approved is this portal, never the statement."""
         statement = self.statements[message.statement]
         if statement.ruling.kind is VerdictKind.REQUIRE_APPROVAL:
-            ruling = await self.decide(statement.sql, "extended", shown_parameters(message))
+            ruling = yield from self._decide(statement.sql, "extended", shown_parameters(message))
             if not ruling.verdict.allowed:
-                self.session.record_command(statement.sql, ruling, protocol="extended")
+                self._record(statement.sql, ruling, "extended")
                 self._refuse_in_batch(refusal(ruling))
                 return
             if not self.restore_at_sync and self._lifts_read_only(ruling):
@@ -502,15 +540,15 @@ class Enforcer:
                 self.restore_at_sync = True
             self._bind(message, PreparedStatement(statement.sql, ruling))
             return
-        ruling = await self.decide(statement.sql, "parse")
+        ruling = yield from self._decide(statement.sql, "parse")
         if not ruling.verdict.allowed and ruling.kind is not VerdictKind.REQUIRE_APPROVAL:
             del self.statements[message.statement]
-            self.session.record_command(statement.sql, ruling, protocol="extended")
+            self._record(statement.sql, ruling, "extended")
             self._refuse_in_batch(refusal(ruling))  # the policy's own reasons
             return
         statement.ruling = ruling
         if ruling.kind is VerdictKind.REQUIRE_APPROVAL:
-            await self._bind_asking(message)
+            yield from self._bind_asking(message)
             return
         self._bind(message, statement)
 
@@ -556,7 +594,7 @@ class Enforcer:
         ruling = portal.ruling
         # checked at each Execute, a reused portal's too: the spool must have room for
         # what this run records before it may run
-        halt = self.session.halted(portal.sql)
+        halt = self.halted(portal.sql)
         if halt is not None:
             self._refuse_in_batch(refusal(halt))
             return True
@@ -621,22 +659,22 @@ class Enforcer:
 
     def _flush(self, message: codec.Flush) -> bool:
         if not self.discarding:
-            self.forward(message.raw or message.encode())
+            self.to_server.append(message.raw or message.encode())
         return True
 
     def _copy(self, message: codec.Message) -> bool:
         # CopyData/CopyDone/CopyFail belong to a COPY FROM STDIN that was already allowed
-        self.forward(message.raw or message.encode())
+        self.to_server.append(message.raw or message.encode())
         return True
 
     def _terminate(self, message: codec.Terminate) -> bool:
         self.terminated = True
-        self.forward(message.raw or message.encode())
+        self.to_server.append(message.raw or message.encode())
         return True
 
-    async def _function_call_asking(self, message: codec.FunctionCall) -> None:
+    def _function_call_asking(self, message: codec.FunctionCall) -> Steps:
         """A fast-path call names its function by OID: decide on the function's name."""
-        name = await self.resolve_function(message.oid) if self.resolve_function else None
+        name = yield ResolveFunction(message.oid)
         raw = f"<function call {name or f'oid {message.oid}'}>"
         if self.tracker.broken:
             ruling = Ruling(Verdict.deny(self.tracker.broken))
@@ -650,9 +688,9 @@ class Enforcer:
             attributes: dict[str, Any] = {"function": name, "protocol": "function_call"}
             if self.shadowed:
                 attributes["shadowed_functions"] = list(self.shadowed)
-            ruling = await self.session.decide("postgres.function_call", raw, attributes)
+            ruling = yield Decide("postgres.function_call", raw, attributes)
         if not ruling.verdict.allowed:
-            self.session.record_command(raw, ruling, protocol="function_call")
+            self._record(raw, ruling, "function_call")
             self._refuse_query(refusal(ruling))
             return
         self._send(
@@ -694,7 +732,7 @@ _NOW: dict[type, Callable[[Enforcer, Any], bool]] = {
     codec.Terminate: Enforcer._terminate,
 }
 # ... and what it does after asking
-_ASKING: dict[type, Callable[[Enforcer, Any], Awaitable[None]]] = {
+_ASKING: dict[type, Callable[[Enforcer, Any], Steps]] = {
     codec.Query: Enforcer._query_asking,
     codec.Parse: Enforcer._parse_asking,
     codec.Bind: Enforcer._bind_asking,

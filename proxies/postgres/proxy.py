@@ -38,6 +38,7 @@ from proxies.postgres.columns import (
     resolve,
     view_origins,
 )
+from proxies.postgres.driver import EnforcerDriver, carry_out
 from proxies.postgres.enforcer import Enforcer
 from proxies.postgres.startup import (
     StartupRefused,
@@ -410,19 +411,19 @@ class ClientConnection:
         tracker.pinned = pinned_settings(self.session_settings)
         for status in upstream.parameters:
             tracker.watch(status.name, status.value)
+        pdp = self.proxy.runtime.pdp
         enforcer = Enforcer(
-            self.session,
             tracker,
-            self._outbound.append,
-            self.to_client,
             self.proxy.hash_key,
-            self._function_name,
+            self.session.ruling_now,
+            self.session_settings,
+            self.session.halted,
+            lambda: pdp.revision,
+            self._outbound,
         )
-        enforcer.source_columns = self._source_columns
         enforcer.shadowed = tuple(self.shadowed)
         enforcer.view_columns = self.view_columns
         relay = _Relay(self, enforcer, tracker, statement_limit(self.session_settings))
-        enforcer.settle = relay.settle
         waiting: set[asyncio.Future[str]] = {relay.ended}
         expires_at = self.session.grant.expires_at if self.session.grant else 0.0
         if expires_at:
@@ -854,6 +855,7 @@ class _Relay:
                 if enforcer.terminated:
                     break
         except codec.ProtocolViolation as exc:
+            self._carry_out()
             self._violation(exc)
             return
         except Exception as exc:
@@ -862,21 +864,40 @@ class _Relay:
         self._sent()
 
     async def _ask(self, messages: list[codec.Message]) -> None:
-        """The rest of a chunk, from a message that must ask the PDP on (now() has
-        already turned that one down: it goes straight to asking)."""
-        enforcer = self.enforcer
+        """The rest of a chunk, from a message that must wait on (now() has already
+        turned that one down: its steps run at once), the enforcer's requests performed
+        by an EnforcerDriver."""
+        conn, enforcer = self.conn, self.enforcer
+        assert conn.session is not None
+        driver = EnforcerDriver(
+            enforcer,
+            conn.session,
+            conn.to_client,
+            self.settle,
+            conn._source_columns,
+            conn._function_name,
+        )
         try:
-            await enforcer.ask(messages[0])
+            await driver.finish(enforcer.ask(messages[0]))
             for message in messages[1:]:
                 if enforcer.terminated:
                     break
-                await enforcer.on_message(message)
+                await driver.handle(message)
         except codec.ProtocolViolation as exc:
+            driver.carry_out()
             self._violation(exc)
             return
         self._sent()
 
+    def _carry_out(self) -> None:
+        """What the enforcer told besides bytes for the server (records, replies)."""
+        session = self.conn.session
+        if self.enforcer.actions and session is not None:
+            carry_out(self.enforcer, session, self.conn.to_client)
+
     def _sent(self) -> None:
+        if self.enforcer.actions:
+            self._carry_out()
         self.conn.flush_upstream()
         if self.enforcer.terminated:
             self._end("client_terminate")

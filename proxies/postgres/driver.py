@@ -1,0 +1,109 @@
+"""Carrying out what the Postgres enforcer asks for and tells, with asyncio.
+
+The one place that turns the enforcer's requests (proxies.postgres.commands) into work:
+a decision from the session (the cache or the PDP, an approval waited for), the server
+settled, a COPY source described and a function named on a side connection. And the one
+place its actions are done: replies to the client, refusals recorded. The enforcer itself
+never waits; its bytes for the server are written by the relay (proxies.postgres.proxy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from proxies.postgres.commands import (
+    Decide,
+    Record,
+    Request,
+    ResolveFunction,
+    Settle,
+    SourceColumns,
+    Steps,
+)
+from proxies.postgres.enforcer import Enforcer
+from proxies.runtime.session import ProxySession
+
+
+def carry_out(
+    enforcer: Enforcer, session: ProxySession, to_client: Callable[[bytes], None]
+) -> None:
+    """Do the enforcer's actions, in order, and forget them."""
+    actions = enforcer.actions
+    if not actions:
+        return
+    for action in actions:
+        if isinstance(action, Record):
+            session.record_command(action.command, action.ruling, protocol=action.protocol)
+        else:
+            to_client(action.data)
+    actions.clear()
+
+
+class EnforcerDriver:
+    """Finishes the messages of one session's enforcer that must wait for something."""
+
+    def __init__(
+        self,
+        enforcer: Enforcer,
+        session: ProxySession,
+        to_client: Callable[[bytes], None],
+        settle: Callable[[], Awaitable[None]],
+        source_columns: Callable[[str], Awaitable[list[str] | None]],
+        function_name: Callable[[int], Awaitable[str | None]],
+    ) -> None:
+        self.enforcer = enforcer
+        self.session = session
+        self.to_client = to_client
+        self.settle = settle
+        self.source_columns = source_columns
+        self.function_name = function_name
+
+    def carry_out(self) -> None:
+        carry_out(self.enforcer, self.session, self.to_client)
+
+    async def handle(self, message: Any) -> None:
+        """One message: at once when it can be, else through its steps."""
+        if not self.enforcer.now(message):
+            await self.finish(self.enforcer.ask(message))
+
+    async def finish(self, steps: Steps) -> None:
+        """Run a message's steps: perform each request, send its result back in."""
+        result: Any = None
+        while True:
+            try:
+                request = steps.send(result)
+            except StopIteration:
+                break
+            # what was decided before waiting is done first (a refusal is recorded in its
+            # place among the completions the server's answers record meanwhile)
+            self.carry_out()
+            result = await self._perform(request)
+        self.carry_out()
+
+    async def _perform(self, request: Request) -> Any:
+        if type(request) is Decide:
+            if request.may_wait:
+                return await self.session.decide_or_wait(
+                    request.kind,
+                    request.raw,
+                    request.attributes,
+                    request.shape_of,
+                    self._tell,
+                )
+            return await self.session.decide(
+                request.kind, request.raw, request.attributes, request.shape_of
+            )
+        if type(request) is Settle:
+            return await self.settle()
+        if type(request) is SourceColumns:
+            return await self.source_columns(request.sql)
+        if type(request) is ResolveFunction:
+            return await self.function_name(request.oid)
+        raise TypeError(f"unknown enforcer request {request!r}")
+
+    def _tell(self, text: str) -> None:
+        """What the session says while a command waits (an approval to ask a person for):
+        a NoticeResponse the client gets before the wait."""
+        self.enforcer.notice(text)
+        self.carry_out()
