@@ -242,9 +242,14 @@ def test_a_text_another_setting_could_read_otherwise_waits_for_the_server_to_set
     rt.verdicts[accented] = allow()
     rt.play(codec.Query(SELECT))
     rt.upstream()
-    rt.settled = lambda: rt.server(codec.CommandComplete("SELECT 0"), rfq("I")) and None
+
+    def settle() -> None:  # the server answers what was in flight
+        rt.server(codec.CommandComplete("SELECT 0"), rfq("I"))
+
+    rt.settled = settle
     asked = rt.play(codec.Query(accented))
     assert [type(r) for r in asked] == [Settle, Decide]
+    assert [e.command for e in rt.expected()] == [accented]  # the one before it answered
     assert rt.upstream() == [codec.Query(accented)]
     # an ASCII text without backslashes does not wait
     rt.verdicts["SELECT 2"] = allow()
