@@ -107,21 +107,29 @@ def _reference(
     formats: list[int],
     plan: dict[int, MaskRule],
     values: list[bytes | None],
+    stored: frozenset[int] = frozenset(),
 ) -> tuple[list[bytes | None] | None, Counter[str]]:
-    """The row as the proxy masked it value by value before RowMask existed."""
+    """The row as the proxy masked it value by value before RowMask existed, and a masked
+    column's NULL as a value when it is not a stored column as it is (in a text-like
+    type: the rule's mask of the empty value; in any other the mask is NULL anyway)."""
     counts: Counter[str] = Counter()
     out = list(values)
     changed = False
     for i, value in enumerate(out):
-        if value is None:
-            continue
         fmt = (formats[i] if i < len(formats) else 0) if len(formats) > 1 else (formats or [0])[0]
         binary = fmt == 1
         type_oid = fields[i].type_oid if i < len(fields) else 0
         rule = plan.get(i)
+        key = f"{'derived' if rule and rule.derived else 'field'}:{fields[i].name}" if rule else ""
+        if value is None:
+            if rule is not None and i not in stored and type_oid in TEXT_LIKE:
+                changed = True
+                counts[key] += 1
+                out[i] = masked_value(masker, rule, b"", type_oid, binary)
+            continue
         if rule is not None:
             changed = True
-            counts[f"field:{fields[i].name}"] += 1
+            counts[key] += 1
             out[i] = masked_value(masker, rule, value, type_oid, binary)
             continue
         found = detected_value(masker, value, type_oid, binary)
@@ -186,26 +194,27 @@ def rows(draw: st.DrawFn) -> tuple:
         MaskRule, field=st.just("x"), strategy=st.sampled_from(STRATEGIES)
     ) | st.builds(
         MaskRule, detector=st.sampled_from(sorted(DETECTORS)), strategy=st.sampled_from(STRATEGIES)
-    )
+    ) | st.builds(MaskRule, derived=st.just(True), strategy=st.sampled_from(STRATEGIES))
     plan = draw(st.dictionaries(st.integers(0, max(width - 1, 0)), field_rule, max_size=width))
     plan = {i: rule for i, rule in plan.items() if i < width}
+    stored = frozenset(i for i in plan if draw(st.booleans()))  # stored columns as they are
     masker = _masker([*draw(detector_rules), MaskRule(field="x", strategy="redact")])
     values = []
     for i in range(width + draw(st.integers(0, 1))):  # a value past the description too
         fmt = (formats[i] if i < len(formats) else 0) if len(formats) > 1 else (formats or [0])[0]
         type_oid = fields[i].type_oid if i < width else 25
         values.append(draw(typed_values(type_oid, fmt == 1)))
-    return masker, fields, formats, plan, values
+    return masker, fields, formats, plan, values, stored
 
 
 @LANE
 @given(rows())
 def test_row_mask_is_the_value_by_value_reference(row: tuple) -> None:
-    masker, fields, formats, plan, values = row
-    expected, expected_counts = _reference(masker, fields, formats, plan, values)
+    masker, fields, formats, plan, values, stored = row
+    expected, expected_counts = _reference(masker, fields, formats, plan, values, stored)
     masked = list(values)
     counts: Counter[str] = Counter()
-    changed = RowMask(masker, fields, formats, plan).apply(masked, counts)
+    changed = RowMask(masker, fields, formats, plan, stored).apply(masked, counts)
     event(f"changed: {changed}")
     assert counts == expected_counts
     if expected is None:
@@ -333,7 +342,8 @@ def test_masked_lane_masks_a_result_where_it_lies() -> None:
             description,
             c.DataRow([b"1", b"ada@example.com", b"ADA@EXAMPLE.COM"]),
             c.DataRow([b"2", None, b"plain"]),
-            c.CommandComplete("SELECT 2"),
+            c.DataRow([b"3", b"bob@example.com", None]),
+            c.CommandComplete("SELECT 3"),
             c.ReadyForQuery("I"),
         )
     )
@@ -344,7 +354,11 @@ def test_masked_lane_masks_a_result_where_it_lies() -> None:
     answers = BackendParser().plain_answers(chunk, spans)
     assert answers is not None
     out = tracker.masked(answers, spans, chunk)
-    assert out is not None and b"ada@" not in out.lower() and out.count(b"[REDACTED]") == 3
-    assert dict(tracker.completions[0].masked) == {"field:email": 1, "field:shout": 2}
+    assert out is not None and b"ada@" not in out.lower() and out.count(b"[REDACTED]") == 5
+    # the stored email's NULL stays NULL; the expression's NULL is masked like its values
+    rows = [m for m in BackendParser().feed(out) if isinstance(m, c.DataRow)]
+    assert [r.values[1:] for r in rows] == [[b"[REDACTED]"] * 2, [None, b"[REDACTED]"],
+                                            [b"[REDACTED]"] * 2]  # fmt: skip
+    assert dict(tracker.completions[0].masked) == {"field:email": 2, "derived:shout": 3}
     # an answer the lane does not make (a swallowed one) leaves it to on_backend
     assert not _lane_is_on_backend([("Query", True, True, [])], chunk)

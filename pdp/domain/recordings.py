@@ -9,6 +9,8 @@ events; a batch of protobuf events is stored as a list (`{"events": [...]}`). Re
 get the events back flat, in order, each with its session and time, from either shape;
 an event with `repeat_us` (the proxy's run of statements decided and answered alike)
 comes back as one event per statement, each with its own time and command text.
+A statement's masking counts are in its own event's `details.masked` (recordings made
+before that carry them as a separate `masking` event after it; readers take both).
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ import re
 from typing import Any
 
 from pdp.store import AuditRecord, AuditStore
-from portcullis.events import MAX_REPEAT, TRUNCATED_PREFIX, truncation_facts
+from portcullis.events import (
+    MASKED,
+    MAX_MASKED_COUNT,
+    MAX_MASKED_KEY,
+    MAX_MASKED_KEYS,
+    MAX_REPEAT,
+    TRUNCATED_PREFIX,
+    masked_counts_ok,
+    truncation_facts,
+)
 
 EVENTS_KIND = "session.events"
 
@@ -88,8 +99,16 @@ def events_of(record: AuditRecord) -> list[dict[str, Any]]:
 _JSON_STRING = r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
 _NUMBER = r"-?(?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,20})?"
 _SCALAR = rf"(?:{_JSON_STRING}|{_NUMBER}|true|false|null)"
-_KEY = r'"[A-Za-z_][A-Za-z0-9_]{0,63}"'
-_DETAILS = rf'"details":\{{(?:{_KEY}:{_SCALAR}(?:,{_KEY}:{_SCALAR})*)?\}}'
+_KEY = r'"(?!masked")[A-Za-z_][A-Za-z0-9_]{0,63}"'  # `masked` holds counts, not a scalar
+# details.masked (portcullis.events.masked_counts_ok): plain names, whole numbers
+_MASKED_KEY = rf'"[A-Za-z_][A-Za-z0-9_:. @-]{{0,{MAX_MASKED_KEY - 1}}}"'
+_MASKED_COUNT = rf"(?:0|[1-9][0-9]{{0,{len(str(MAX_MASKED_COUNT)) - 1}}})"
+_MASKED_ITEM = f"{_MASKED_KEY}:{_MASKED_COUNT}"
+_MASKED = (
+    rf'"{MASKED}":\{{(?:{_MASKED_ITEM}(?:,{_MASKED_ITEM}){{0,{MAX_MASKED_KEYS - 1}}})?\}}'
+)
+_DETAIL = rf"(?:{_KEY}:{_SCALAR}|{_MASKED})"
+_DETAILS = rf'"details":\{{(?:{_DETAIL}(?:,{_DETAIL})*)?\}}'
 _GAP = r"[0-9]{1,10}"
 _COMMAND_AGAIN = rf"(?:{_GAP}|\[{_GAP},{_JSON_STRING}\])"
 _COMMAND_REPEAT = rf',"repeat_us":\[{_COMMAND_AGAIN}(?:,{_COMMAND_AGAIN}){{0,{MAX_REPEAT - 1}}}\]'
@@ -200,8 +219,15 @@ def _fully_checked_batch(text: str, max_events: int, max_command: int) -> int:
             )
         if type(event.get("cached", False)) is not bool:
             raise MalformedEvents(f"events_json[{i}].cached: must be true or false")
-        if type(event.get("details", _NO_DETAILS)) is not dict:
+        details = event.get("details", _NO_DETAILS)
+        if type(details) is not dict:
             raise MalformedEvents(f"events_json[{i}].details: must be an object")
+        if MASKED in details and not masked_counts_ok(details[MASKED]):
+            raise MalformedEvents(
+                f"events_json[{i}].details.masked: must map at most {MAX_MASKED_KEYS} names"
+                f" of at most {MAX_MASKED_KEY} characters to whole numbers from 0 to"
+                f" {MAX_MASKED_COUNT}"
+            )
         if "repeat_us" in event and not _repeats(
             event["repeat_us"], max_command if "command" in event else -1
         ):

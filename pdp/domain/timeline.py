@@ -41,9 +41,14 @@ command line ("" for a shell), details = {"kind", "exit_status", "stdout_bytes",
 (`ssh_io_details()`): direction client (stdin) or upstream (stdout/stderr), details =
 {"kind": "ssh.io", "stream": "stdin|stdout|stderr", "bytes"}; never the bytes themselves.
 
-Masking (every protocol): a `masking` event, direction proxy, with the command's
-decision_id and details = {"counts": {"email": 3, "detector:credit_card": 1}}: field or
-detector names and counts, never the original values.
+Masking (every protocol): what masking did to a statement's result rides in that
+statement's `command` or `response` event as details.masked = {"field:email": 3,
+"derived:shout": 1, "detector:credit_card": 1}: per output column the rule that masked it
+(a field rule, the derived rule over a sensitive column's lineage) or the detector, and
+how many values — never the values themselves. Recordings made before that carry the same
+counts as a separate `masking` event, direction proxy, with the command's decision_id and
+details = {"counts": {...}}; both read back alike (Entry.masking), but only the old form
+is an entry of its own.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord
 from portcullis import protocols
+from portcullis.events import MASKED
 
 # -- event shapes for emitters (the HTTP and SSH proxies) ---------------------------------
 
@@ -305,9 +311,9 @@ def _entry(event: dict[str, Any], start: float, default_kind: str) -> Entry:
     when = float(event.get("time") or start)
     decision_id = str(event.get("decision_id") or details.pop("decision_id", "") or "")
     details.pop("decision_id", None)
-    masking: dict[str, int] = {}
-    if etype == "masking":
-        masking = {str(k): int(v) for k, v in (details.pop("counts", None) or {}).items()}
+    masking = _counts_of(details.pop("counts", None) if etype == "masking" else None)
+    if MASKED in details:
+        masking = _counts_of(details.pop(MASKED))
     error = str(details.pop("error", "") or "")
     rows = details.pop("rows", None)
     nbytes = details.pop("bytes", None)
@@ -327,6 +333,17 @@ def _entry(event: dict[str, Any], start: float, default_kind: str) -> Entry:
         masking=masking,
         error=error,
     )
+
+
+def _counts_of(counts: Any) -> dict[str, int]:
+    """Masking counts as recorded (a protobuf Struct's are doubles); anything else, none."""
+    if not isinstance(counts, dict):
+        return {}
+    return {
+        str(k): int(v)
+        for k, v in counts.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and v == v
+    }
 
 
 def _plain(value: Any) -> Any:
@@ -383,10 +400,12 @@ def _explained(
     masked: dict[int, Counter[str]] = {}
     last_ruled: dict[str, int] = {}
     for n, e in enumerate(entries):
-        if e.type == "masking" and e.decision_id in last_ruled:
-            masked.setdefault(last_ruled[e.decision_id], Counter()).update(e.masking)
-        elif e.verdict and e.decision_id:
+        if e.verdict and e.decision_id:
             last_ruled[e.decision_id] = n
+        # a command's own counts; a later execution's (a response, or an older recording's
+        # masking event) go to the command its decision was last given to
+        if e.masking and e.decision_id in last_ruled:
+            masked.setdefault(last_ruled[e.decision_id], Counter()).update(e.masking)
     out = []
     for n, e in enumerate(entries):
         if not e.verdict:
@@ -415,10 +434,16 @@ def _mask_reason(counts: Counter[str], rules: list[Any]) -> str:
     if not counts:
         return f"masked: {len(strategy)} mask rules applied, no value in the result matched"
     parts = []
+    derived = next((how for key, how in strategy.items() if key.startswith("derived:")), "")
     for key, count in sorted(counts.items()):
         kind, _, name = key.partition(":")
-        what = {"field": f"field {name}", "detector": f"{name} detector"}.get(kind, key)
-        how = f" ({strategy[key]})" if strategy.get(key) else ""
+        what = {
+            "field": f"field {name}",
+            "derived": f"column {name} (derived from a sensitive column)",
+            "detector": f"{name} detector",
+        }.get(kind, key)
+        rule = derived if kind == "derived" else strategy.get(key)
+        how = f" ({rule})" if rule else ""
         parts.append(f"{what}{how}: {count} value" + ("" if count == 1 else "s"))
     return "masked " + ", ".join(parts)
 
@@ -577,6 +602,8 @@ def _outcome(e: Entry) -> str:
         bits.append(f"{e.rows} row" + ("" if e.rows == 1 else "s"))
     if e.bytes is not None:
         bits.append(f"{e.bytes} bytes")
+    if e.masking and e.verdict != "mask":  # a mask verdict's reason says what it masked
+        bits.append(f"masked {_counts(e.masking)}")
     return ", ".join(bits)
 
 

@@ -41,6 +41,7 @@ from pdp.evidence.signing import Signer, key_id_of, load_public_pem, signature_p
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord, AuditStore
 from pdp.store.chain import canonical_json, record_hash, to_micros
+from portcullis.events import MASKED
 
 FORMAT = "portcullis-evidence/1"
 RECORDS = "records.jsonl"
@@ -118,7 +119,7 @@ class MaskingLog:
         if line["kind"] == "decision":
             body = line["body"] if isinstance(line["body"], dict) else {}
             self.rules[line["id"]] = {
-                m.get("field") or m.get("detector", ""): m.get("strategy", "")
+                _rule_key(m): str(m.get("strategy", ""))
                 for m in body.get("mask", [])
                 if isinstance(m, dict)
             }
@@ -130,31 +131,50 @@ class MaskingLog:
             if not isinstance(event, dict):
                 continue
             decision_id = str(event.get("decision_id", ""))
+            details = event.get("details")
+            details = details if isinstance(details, dict) else {}
+            if not decision_id and event.get("type") == "response":
+                decision_id = str(details.get("decision_id", ""))
             key = (line["session_id"], decision_id)
             if event.get("type") == "command":
                 self.commands[key] = str(event.get("command", ""))
-            if event.get("type") != "masking":
+            # a statement's counts in its own event; recordings made before that: a
+            # masking event after it
+            counts = details.get("counts" if event.get("type") == "masking" else MASKED)
+            if not isinstance(counts, dict):
                 continue
-            counts = (event.get("details") or {}).get("counts") or {}
+            command = str(event.get("command", "")) or self.commands.get(key, "")
             for name, count in sorted(counts.items()):
-                what, _, target = name.partition(":")
+                what, _, target = str(name).partition(":")
                 entry: dict[str, Any] = {
                     "seq": line["seq"],
                     "session_id": line["session_id"],
                     "subject": line["subject"],
                     "time": event.get("time"),
                     "decision_id": decision_id,
-                    "command": self.commands.get(key, ""),
+                    "command": command,
                 }
-                if what in ("field", "detector") and target:
+                if what in ("field", "detector", "derived") and target:
                     entry[what] = target
                 else:
                     entry["field"] = name
                 rules = self.rules.get(decision_id, {})
-                entry["rule"] = rules.get(target or name, "")
+                entry["rule"] = rules.get("derived" if what == "derived" else name) or rules.get(
+                    target or name, ""
+                )
                 entry["count"] = int(count) if isinstance(count, int | float) else 0
                 out.append(entry)
         return out
+
+
+def _rule_key(rule: dict[str, Any]) -> str:
+    """How a decision's mask rule is named in masking counts: `field:<name>`,
+    `detector:<name>`, or `derived`; a field rule also by its bare name (older counts)."""
+    if rule.get("derived"):
+        return "derived"
+    if rule.get("detector"):
+        return f"detector:{rule['detector']}"
+    return str(rule.get("field", ""))
 
 
 # -- export ---------------------------------------------------------------------------

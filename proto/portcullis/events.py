@@ -23,3 +23,44 @@ def truncation_facts(command: str) -> dict[str, Any]:
         "command_bytes": len(whole),
         "command_sha256": hashlib.sha256(whole).hexdigest(),
     }
+
+
+# A statement's masking counts, carried in its command (or response) event as
+# `details.masked`: {"field:<column>" | "derived:<column>" | "detector:<name>" | ... → how
+# many values}, never a value. Keys and counts are bounded so a batch of them still passes
+# the PDP's fast check (a result has at most 1664 columns; a few keys more for detectors).
+MASKED = "masked"
+MAX_MASKED_KEYS = 2048
+MAX_MASKED_KEY = 160  # characters: "field:" and a column name of 63 bytes fit with room
+MAX_MASKED_COUNT = 10**15 - 1  # beyond any result's row count times its columns
+_MORE = "more"  # keys past MAX_MASKED_KEYS - 1 are counted together under this one
+
+
+def masked_details(counts: dict[str, int]) -> dict[str, int]:
+    """A statement's masking counts as its event carries them: keys in order (so equal
+    counts spell equal JSON), each cut to MAX_MASKED_KEY characters, counts capped at
+    MAX_MASKED_COUNT, and keys past the bound counted under "more"."""
+    out: dict[str, int] = {}
+    for key in sorted(counts):
+        count = counts[key]
+        if type(count) is not int or count <= 0:
+            continue
+        name = key[:MAX_MASKED_KEY]
+        if name not in out and len(out) >= MAX_MASKED_KEYS - 1:
+            name = _MORE
+        out[name] = min(out.get(name, 0) + count, MAX_MASKED_COUNT)
+    return out
+
+
+def masked_counts_ok(value: Any) -> bool:
+    """Whether `details.masked` has the shape masked_details gives: an object of at most
+    MAX_MASKED_KEYS keys of at most MAX_MASKED_KEY characters, each a whole number from 0
+    to MAX_MASKED_COUNT (the PDP's checks, full and fast, hold an event to this)."""
+    if type(value) is not dict or len(value) > MAX_MASKED_KEYS:
+        return False
+    for key, count in value.items():
+        if len(key) > MAX_MASKED_KEY or type(count) is not int:
+            return False
+        if not 0 <= count <= MAX_MASKED_COUNT:
+            return False
+    return True

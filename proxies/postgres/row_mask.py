@@ -7,12 +7,24 @@ columns once by what must happen to their values, so a row costs a pass over the
 that can change, not a decision per value:
 
 - masked by a rule: the rule's value in the column's type (values.masked_value) — for
-  the `redact` strategy a constant, the mask string or NULL; counted as `field:<name>`;
+  the `redact` strategy a constant, the mask string or NULL; counted as `field:<name>`
+  (`derived:<name>` when the derived rule masked it: its lineage reached a sensitive
+  column);
 - read by the detectors: text-like columns whose value carries a detector's hint
   (Masker.may_detect: a value without one is left as it came, unread), and json, jsonb
   and text arrays always (values.detected_value); counted as `detector:<name>`;
 - anything else (numbers, uuids, bytea... and every column when no detector applies)
   passes untouched.
+
+NULL: a stored table column output as itself keeps its NULLs (that a stored value is
+missing is a fact of the row, as `IS NULL` would tell, not of any value; clients and ORMs
+rely on it for nullable columns). Every other masked column — an expression, aggregate or
+function output, a computed view column, a column the catalog could not place — masks a
+NULL as it masks a value: otherwise an expression whose NULL-ness depends on a sensitive
+value (`nullif(left(email, 1), 'a')`, `CASE WHEN ssn LIKE '1%' THEN 1 END`) would answer a
+question about it. In a text-like column that is the rule's mask of the empty value (the
+mask string for `redact`); in any other type the mask is NULL already, so NULL and a value
+look alike there.
 
 It applies values.py's rules and nothing of its own: a Hypothesis test holds a row it
 masks to the value-by-value reference (masked_value / detected_value for every column).
@@ -36,7 +48,7 @@ from proxies.postgres.values import (
 )
 from proxies.runtime.masking import Masker
 
-_Column = tuple[int, int, str, bytes | None, MaskRule | None, int, bool]
+_Column = tuple[int, int, str, bytes | None, MaskRule | None, int, bool, bytes | None]
 
 # what happens to one column's values
 CONSTANT = 0  # replaced by one value (the redact mask string, or NULL)
@@ -56,27 +68,35 @@ class RowMask:
         fields: Sequence[codec.Field],
         formats: Sequence[int],
         rules: dict[int, MaskRule],
+        stored: frozenset[int] = frozenset(),
     ) -> None:
+        """rules: column → the rule that masks it; stored: those of them that are a stored
+        table column as it is (their NULLs stay NULL, every other's are masked)."""
         self.masker = masker
-        # (index, action, count key, constant, rule, type OID, binary)
+        # (index, action, count key, constant, rule, type OID, binary, what a NULL becomes)
         columns: list[_Column] = []
         detects = masker.detects
         for i, f in enumerate(fields):
             binary = _format(formats, i) == 1
             rule = rules.get(i)
+            oid = f.type_oid
             if rule is not None:
-                key = f"field:{f.name}"
-                if f.type_oid not in TEXT_LIKE:
-                    columns.append((i, CONSTANT, key, None, None, f.type_oid, binary))
+                # which rule: a field rule, or the derived rule (the column's lineage)
+                key = f"{'derived' if rule.derived else 'field'}:{f.name}"
+                null = None
+                if i not in stored and oid in TEXT_LIKE:
+                    null = masked_value(masker, rule, b"", oid, binary)
+                if oid not in TEXT_LIKE:
+                    columns.append((i, CONSTANT, key, None, None, oid, binary, None))
                 elif rule.strategy == "redact" and not rule.detector:
-                    columns.append((i, CONSTANT, key, REDACTED_BYTES, None, f.type_oid, binary))
+                    columns.append((i, CONSTANT, key, REDACTED_BYTES, None, oid, binary, null))
                 else:
-                    columns.append((i, RULE, key, None, rule, f.type_oid, binary))
-            elif f.type_oid in TEXT_LIKE:
+                    columns.append((i, RULE, key, None, rule, oid, binary, null))
+            elif oid in TEXT_LIKE:
                 if detects:
-                    columns.append((i, TEXT, "", None, None, f.type_oid, binary))
-            elif f.type_oid in (JSON, JSONB) or f.type_oid in TEXT_ARRAYS:
-                columns.append((i, DOCUMENT, "", None, None, f.type_oid, binary))
+                    columns.append((i, TEXT, "", None, None, oid, binary, None))
+            elif oid in (JSON, JSONB) or oid in TEXT_ARRAYS:
+                columns.append((i, DOCUMENT, "", None, None, oid, binary, None))
         self.columns = tuple(columns)
 
     def apply(self, values: list[bytes | None], counts: Counter[str]) -> bool:
@@ -85,11 +105,15 @@ class RowMask:
         masker = self.masker
         changed = False
         size = len(values)
-        for i, action, key, constant, rule, type_oid, binary in self.columns:
+        for i, action, key, constant, rule, type_oid, binary, null in self.columns:
             if i >= size:
                 break
             value = values[i]
             if value is None:
+                if null is not None:  # a derived column's NULL, masked like a value
+                    values[i] = null
+                    counts[key] += 1
+                    changed = True
                 continue
             if action == CONSTANT:
                 values[i] = constant

@@ -496,13 +496,18 @@ class ResponseTracker:
         if len(self._row_masks) >= 256:
             self._row_masks.clear()
         fields = shape.fields
-        row_mask = RowMask(masker, fields, formats, self._columns_to_mask(fields, masker))
+        rules, stored = self._columns_to_mask(fields, masker)
+        row_mask = RowMask(masker, fields, formats, rules, stored)
         columns = tuple((f.table_oid, f.column) for f in fields if f.table_oid)
         self._row_masks[key] = (columns, tuple(map(origins.get, columns)), row_mask)
         return row_mask
 
-    def _columns_to_mask(self, fields: list[codec.Field], masker: Masker) -> dict[int, MaskRule]:
-        """Column → the rule that masks it, from what each column is:
+    def _columns_to_mask(
+        self, fields: list[codec.Field], masker: Masker
+    ) -> tuple[dict[int, MaskRule], frozenset[int]]:
+        """Column → the rule that masks it, and which of them are stored table columns as
+        they are (whose NULL stays NULL: every other masked column's NULL is masked too,
+        RowMask), from what each column is:
 
         - a stored table column: masked by its name in the result AND by its name in its
           table (through views), so `SELECT phone AS p` cannot walk it past its rule;
@@ -514,6 +519,7 @@ class ResponseTracker:
           column, else by its result name."""
         strictest = masker.strictest_field_rule()
         masked: dict[int, MaskRule] = {}
+        stored: set[int] = set()
         for i, f in enumerate(fields):
             names = [f.name]
             rule: MaskRule | None = None
@@ -528,13 +534,14 @@ class ResponseTracker:
                     rule = rule or masker.derived
                 else:
                     names.append(origin.name)
+                    stored.add(i)
             elif masker.derived is not None:
                 rule = masker.derived
             if rule is None:
                 rule = masker.rule_for_any(names)
             if rule is not None:
                 masked[i] = rule
-        return masked
+        return masked, frozenset(stored & masked.keys())
 
     def _mask_call_result(self, head: Expect, message: codec.FunctionCallResponse) -> bytes:
         """A fast-path call's result has no column to name: the detectors read it when it

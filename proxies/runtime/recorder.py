@@ -14,6 +14,12 @@ a run instead of making an event of its own: one event whose `repeat_us` lists, 
 one after it, the gap in microseconds since the one before, with its command text where
 that differs. The PDP's readers expand a run back into one event per statement, each with
 its own time and text.
+A statement's masking counts ride in its own event, as `details.masked` (field, derived
+column or detector → how many values; portcullis.events bounds the shape), not in an event
+of their own: consecutive statements masked alike still make one run, and a batch of them
+stays within what the PDP checks without decoding it. The counts come after the event
+(ProxySession.record_masking, once the statement completed), so the last command or
+response is held back until the next event, a flush or its counts arrive.
 Values that were masked and secrets never enter an event; a command longer than
 MAX_EVENT_COMMAND enters cut to its start, with its whole size and SHA-256.
 
@@ -39,7 +45,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from portcullis.events import MAX_REPEAT, TRUNCATED_PREFIX, truncation_facts
+from portcullis.events import (
+    MASKED,
+    MAX_REPEAT,
+    TRUNCATED_PREFIX,
+    masked_details,
+    truncation_facts,
+)
 from proxies.runtime.pdp_client import PDPClient, Ruling
 from proxies.runtime.pdp_client import _batch as batch_request
 from proxies.runtime.spool import REFUSED, STORED, UNREACHABLE, Entry, Spool, SpoolFull
@@ -54,8 +66,8 @@ MAX_BATCH = 500
 MAX_PENDING = 20_000
 MAX_RUN_TEXT = 64 * 1024  # a run takes no more command text than this (then a new one)
 MAX_EVENT_COMMAND = 64 * 1024  # a longer command is recorded cut, with its size and hash
-# room held for one statement's events beyond its text: its command event's decision, verdict
-# and result, its response and masking events (characters of event JSON)
+# room held for one statement's events beyond its text: its command event's decision, verdict,
+# result and masking counts, its response event (characters of event JSON)
 STATEMENT_EVENTS = 512
 
 
@@ -116,6 +128,28 @@ def _remembered(key: tuple[Any, ...], spell: Callable[[], str]) -> str:
         _texts.clear()
     text = _texts[key] = spell()
     return text
+
+
+class MaskedCounts(dict[str, int]):
+    """A statement's `details.masked`: a dict the JSON encoder writes as an object, and
+    hashable, so the event text of statements masked alike is spelt out once and their
+    events make a run. Never changed once made."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self.items()))
+
+
+def _with_masked(details: dict[str, Any]) -> dict[str, Any]:
+    """details with its `masked` counts in their recorded shape (bounded, keys in order)."""
+    counts = details.get(MASKED)
+    if counts is None or type(counts) is MaskedCounts:
+        return details
+    shaped = masked_details(counts) if isinstance(counts, dict) else {}
+    if not shaped:
+        return {k: v for k, v in details.items() if k != MASKED}
+    return {**details, MASKED: MaskedCounts(shaped)}
 
 
 def _details_key(details: dict[str, Any]) -> tuple[Any, ...]:
@@ -199,6 +233,9 @@ class SessionRecorder:
         self._pending_chars = 0  # the text of _pending
         self.claim = 0  # spool bytes held for this session's undelivered events
         self._open_run: _Run | None = None  # the last events, alike, not yet in _pending
+        # the last command or response, until its masking counts may come: (time, command
+        # text or None for a response, ruling or None, details)
+        self._held: tuple[float, str | None, Ruling | None, dict[str, Any]] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failed_batches = 0
@@ -222,6 +259,8 @@ class SessionRecorder:
 
     def _seal_run(self) -> None:
         """The open run becomes an event in _pending; the next event starts a new one."""
+        if self._held is not None:
+            self._release()
         run, self._open_run = self._open_run, None
         if run is not None:
             self._enqueue(run.text())
@@ -238,41 +277,90 @@ class SessionRecorder:
             self._wake.set()
 
     def command(self, raw: str, ruling: Ruling, **details: Any) -> None:
+        """A statement's command event (held until its masking counts may come)."""
         if not self.enabled:
             return
+        if self._held is not None:
+            self._release()
         if len(raw) > MAX_EVENT_COMMAND:
             details = {**details, **truncation_facts(raw)}
             raw = raw[:TRUNCATED_PREFIX]
+        self._held = (time.time(), raw, ruling, details)
+
+    def response(self, **details: Any) -> None:
+        """A response event (held until its masking counts may come)."""
+        if not self.enabled:
+            return
+        if self._held is not None:
+            self._release()
+        self._held = (time.time(), None, None, details)
+
+    def masking(self, counts: dict[str, int], decision_id: str) -> None:
+        """What masking did to the statement just recorded (per field, derived column or
+        detector, how many values): into that statement's event as `details.masked`.
+        Counts that follow no held event of that decision are an event of their own, the
+        shape recordings had before (the PDP's readers understand both)."""
+        if not counts or not self.enabled:
+            return
+        held = self._held
+        if held is not None and MASKED not in held[3]:
+            when, raw, ruling, details = held
+            of = ruling.decision_id if ruling is not None else details.get("decision_id")
+            if of == decision_id:
+                shaped = masked_details(counts)
+                if shaped:
+                    self._held = (when, raw, ruling, {**details, MASKED: MaskedCounts(shaped)})
+                return
+        self._add(
+            {
+                "time": time.time(),
+                "direction": "proxy",
+                "type": "masking",
+                "decision_id": decision_id,
+                "details": {"counts": masked_details(counts)},
+            }
+        )
+
+    def _release(self) -> None:
+        """The held event into the open run (extending it) or a run of its own."""
+        held, self._held = self._held, None
+        assert held is not None
+        now, raw, ruling, details = held
+        details = _with_masked(details)
+        run = self._open_run
+        if ruling is None:
+            tail = _response_tail(details)
+            if run is not None and run.takes(tail):
+                run.again(now)
+                return
+            self._start_run(_Run(now, tail, None, tail))
+            return
         # the event every statement makes, spelt out: a third of what encoding its dict
         # costs (a test holds the text to the dict's JSON); time to the microsecond
-        tail, now, run = _command_tail(ruling, details), time.time(), self._open_run
+        tail = _command_tail(ruling, details)
         if run is not None and run.takes(tail):
             run.again(now, raw)  # decided and answered like the last: only its text may differ
             return
-        rest = f',"direction":"client","type":"command","command":{_quote(raw)},{tail}'
+        rest = f',"direction":"client","type":"command","command":{_quote(raw or "")},{tail}'
         self._start_run(_Run(now, tail, raw, rest))
 
-    def response(self, **details: Any) -> None:
-        if not self.enabled:
-            return
-        tail, now, run = _response_tail(details), time.time(), self._open_run
-        if run is not None and run.takes(tail):
-            run.again(now)
-            return
-        self._start_run(_Run(now, tail, None, tail))
-
     def _start_run(self, run: _Run) -> None:
-        self._seal_run()
-        self._open_run = run
+        old, self._open_run = self._open_run, run
+        if old is not None:
+            self._enqueue(old.text())
 
     # -- room in the spool ---------------------------------------------------------------
 
     def owed(self) -> int:
-        """Characters of event JSON not delivered yet (the open run's, near enough)."""
-        run = self._open_run
+        """Characters of event JSON not delivered yet (the open run's and the held
+        event's, near enough)."""
+        run, held = self._open_run, self._held
+        owed = self._pending_chars
+        if held is not None:
+            owed += STATEMENT_EVENTS + len(held[1] or "")
         if run is None:
-            return self._pending_chars
-        return self._pending_chars + len(run.rest) + run.size + len(run.items) + 48
+            return owed
+        return owed + len(run.rest) + run.size + len(run.items) + 48
 
     def admit(self, command_chars: int) -> bool:
         """Whether a statement of command_chars characters may run: the spool holds room
@@ -296,7 +384,8 @@ class SessionRecorder:
         spooled): what is still pending keeps its room."""
         if self.spool is None:
             return
-        need = spooled(self.owed()) if self._pending or self._open_run else 0
+        pending = self._pending or self._open_run or self._held
+        need = spooled(self.owed()) if pending else 0
         if need < self.claim:
             self.spool.release(self.claim - need)
             self.claim = need
@@ -304,19 +393,6 @@ class SessionRecorder:
     def _claim_for(self, batch: list[str]) -> int:
         """The part of this session's room a batch going into the spool uses."""
         return min(self.claim, spooled(sum(map(len, batch))))
-
-    def masking(self, counts: dict[str, int], decision_id: str) -> None:
-        if not counts:
-            return
-        self._add(
-            {
-                "time": time.time(),
-                "direction": "proxy",
-                "type": "masking",
-                "decision_id": decision_id,
-                "details": {"counts": dict(counts)},
-            }
-        )
 
     def unenforced(self, ruling: Ruling) -> None:
         """A decision that reached the proxy after it had denied the command at its
