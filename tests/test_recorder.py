@@ -28,7 +28,13 @@ from pdp.domain.recordings import (
     checked_batch,
     session_events,
 )
-from portcullis.events import MAX_REPEAT
+from portcullis.events import (
+    MAX_MASKED_COUNT,
+    MAX_MASKED_KEY,
+    MAX_MASKED_KEYS,
+    MAX_REPEAT,
+    masked_details,
+)
 from portcullis.v1 import pdp_pb2
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.pdp_client import PDPClient, Ruling
@@ -275,22 +281,41 @@ def test_a_response_event_is_the_json_of_its_fields(details):
 
 
 def _recorded(
-    commands: list[str], cached: bool = True, repeats: int = 1, alike: bool = False
+    commands: list[str],
+    cached: bool = True,
+    repeats: int = 1,
+    alike: bool = False,
+    masked: dict[str, int] | None = None,
 ) -> str:
     """A batch as the recorder sends it: each command, then `repeats` executions of it
     as a prepared statement (one response event, repeated); or, `alike`, the commands
-    only, all allowed by one decision with one kind of result (one run of commands)."""
+    only, all allowed by one decision with one kind of result (one run of commands).
+    With `masked`, every statement masked that much (ProxySession.record_masking's call)."""
     recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
     if alike:
         for raw in commands:
             recorder.command(raw, ALLOWED, tag="SELECT 1", rows=1, protocol="simple")
+            if masked:
+                recorder.masking(masked, ALLOWED.decision_id)
         return "[" + ",".join(recorder._due() or []) + "]"
     for i, raw in enumerate(commands):
         ruling = Ruling(Verdict(VerdictKind.ALLOW), decision_id=f"d-{i}", cached=cached)
         recorder.command(raw, ruling, tag="SELECT 1", rows=i, protocol="simple")
+        if masked:
+            recorder.masking(masked, f"d-{i}")
         for _ in range(repeats):
             recorder.response(decision_id=f"d-{i}", tag=raw[:8], rows=i, protocol="extended")
+            if masked:
+                recorder.masking(masked, f"d-{i}")
     return "[" + ",".join(recorder._due() or []) + "]"
+
+
+# masking counts as the tracker makes them: a column's or detector's name, how many values
+mask_names = st.one_of(
+    st.sampled_from(["field:email", "derived:shout", "detector:ssn", "unknown_columns"]),
+    st.text(max_size=12).map(lambda name: f"field:{name}"),
+)
+mask_counts = st.dictionaries(mask_names, st.integers(1, 10**6), max_size=4)
 
 
 @settings(max_examples=200, deadline=None)
@@ -303,15 +328,36 @@ def test_the_recorders_batches_take_the_fast_path_and_agree_with_the_full_check(
     assert _fully_checked_batch(text, 1000, 10**6) == 2 * len(commands)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=30), max_size=6), st.integers(1, 4), mask_counts)
+def test_masked_statements_agree_between_the_fast_path_and_the_full_check(
+    commands, repeats, masked
+):
+    text = _recorded(commands, True, repeats, masked=masked)
+    plain = all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_:. @-]*", name) for name in masked)
+    fast = _recorder_batch_size(text, 1000, 10**6)
+    if commands:  # (an empty batch has no name in it)
+        assert fast == (2 * len(commands) if plain else None)  # other names: the full check
+    assert _fully_checked_batch(text, 1000, 10**6) == 2 * len(commands)
+    assert '"type":"masking"' not in text
+    events = batch_events({"events_json": text})
+    assert all(e["details"].get("masked", {}) == masked_details(masked) for e in events)
+
+
 @settings(max_examples=400, deadline=None)
 @given(
     st.lists(st.text(max_size=12), min_size=1, max_size=3),
-    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 3), st.text(max_size=3)),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 3),
+                       st.text(max_size=3) | st.sampled_from(['"masked":', "{", "}", ":1", "-1",
+                                                               ",", '"a"', "1.5", "[]"])),
              min_size=1, max_size=3),
     st.booleans(),
+    st.none() | mask_counts,
 )  # fmt: skip
-def test_whatever_the_fast_path_accepts_the_full_check_accepts_alike(commands, edits, alike):
-    text = _recorded(commands, alike=alike)
+def test_whatever_the_fast_path_accepts_the_full_check_accepts_alike(
+    commands, edits, alike, masked
+):
+    text = _recorded(commands, alike=alike, masked=masked)
     for at, how, chars in edits:  # insert, delete or overwrite somewhere
         at %= len(text) + 1
         if how == 0:
@@ -414,6 +460,79 @@ def test_the_full_check_names_a_bad_run():
     assert [e["command"] for e in batch_events({"events_json": text})] == [
         "select 1", "select 1", "select 2"
     ]  # fmt: skip
+
+
+def test_a_statements_masking_counts_ride_in_its_event_and_alike_statements_make_one_run():
+    recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
+    counts = {"field:email": 1, "derived:shout": 1, "detector:ssn": 2}
+    for n in range(3):
+        recorder.command(f"select {n}", ALLOWED, tag="SELECT 1", rows=1, protocol="simple")
+        recorder.masking(dict(reversed(counts.items())), ALLOWED.decision_id)  # any order
+    recorder.command("select 9", ALLOWED, tag="SELECT 1", rows=1, protocol="simple")
+    recorder.masking({"field:email": 1}, ALLOWED.decision_id)  # masked otherwise: a new run
+    recorder.command("select 10", ALLOWED, tag="SELECT 0", rows=0, protocol="simple")
+    recorder.response(decision_id="d-1", tag="SELECT 1", rows=1, protocol="extended")
+    recorder.masking(counts, "d-1")  # an execution's counts: in its response event
+    recorder.masking(counts, "d-1")  # once only: more counts are an event of their own
+    recorder.masking(counts, "d-other")  # counts of no held statement: an event of their own
+    texts = recorder._due() or []
+    events = [json.loads(t) for t in texts]
+    assert [(e["type"], len(e.get("repeat_us", []))) for e in events] == [
+        ("command", 2), ("command", 0), ("command", 0), ("response", 0),
+        ("masking", 0), ("masking", 0),
+    ]  # fmt: skip
+    assert events[0]["details"]["masked"] == dict(sorted(counts.items()))
+    assert events[1]["details"]["masked"] == {"field:email": 1}
+    assert "masked" not in events[2]["details"]
+    assert events[3]["details"]["masked"] == dict(sorted(counts.items()))
+    assert [e["decision_id"] for e in events[4:]] == ["d-1", "d-other"]
+    statements = "[" + ",".join(texts[:4]) + "]"
+    assert _recorder_batch_size(statements, 1000, 10**6) == 4  # the fast path takes them
+    expanded = batch_events({"events_json": statements})
+    assert [e.get("command") for e in expanded] == [
+        "select 0", "select 1", "select 2", "select 9", "select 10", None
+    ]  # fmt: skip
+    assert [sum(e["details"].get("masked", {}).values()) for e in expanded] == [4, 4, 4, 1, 0, 4]
+
+
+def test_masking_counts_are_bounded_in_shape():
+    assert masked_details({"b": 2, "a": 1, "zero": 0, "x" * 500: 3}) == {
+        "a": 1, "b": 2, "x" * MAX_MASKED_KEY: 3
+    }  # fmt: skip
+    assert masked_details({"a": 10**20}) == {"a": MAX_MASKED_COUNT}
+    many = masked_details({f"field:c{i:05}": 1 for i in range(MAX_MASKED_KEYS + 10)})
+    assert len(many) == MAX_MASKED_KEYS and many["more"] == 11
+
+
+def test_the_checks_hold_details_masked_to_its_shape():
+    event = json.loads(_recorded(["select 1"], masked={"field:email": 2}))[0]
+    assert event["details"]["masked"] == {"field:email": 2}
+    bad = [1, "x", None, [], [["a", 1]], {"a": -1}, {"a": 1.5}, {"a": True}, {"a": "1"},
+           {"a": MAX_MASKED_COUNT + 1}, {"k" * (MAX_MASKED_KEY + 1): 1},
+           {f"k{i}": 1 for i in range(MAX_MASKED_KEYS + 1)}]  # fmt: skip
+    for counts in bad:
+        for form in (event, {**event, "details": {"tag": "SELECT 1", "masked": counts}}):
+            form = {**form, "details": {**form["details"], "masked": counts}}
+            text = json.dumps([form], separators=(",", ":"))
+            assert _recorder_batch_size(text, 1000, 10**6) is None
+            with pytest.raises(MalformedEvents, match=r"events_json\[0\]\.details\.masked"):
+                checked_batch(text, 1000, 10**6)
+    # a name past the fast path's plain letters is the full check's to take
+    for counts in ({"field:é-mail": 1}, {'field:"q"': 1}, {"field:a\nb": 1}, {}):
+        form = {**event, "details": {**event["details"], "masked": counts}}
+        text = json.dumps([form], separators=(",", ":"), ensure_ascii=False)
+        if counts:
+            assert _recorder_batch_size(text, 1000, 10**6) is None
+        assert checked_batch(text, 1000, 10**6) == 1
+    # a `masked` that is not counts never passes as a scalar detail, wherever it stands
+    for text in (
+        '[{"time":1,"direction":"upstream","type":"response","details":{"masked":1}}]',
+        '[{"time":1,"direction":"upstream","type":"response","details":'
+        '{"masked":{"a":1},"masked":"x"}}]',
+    ):
+        assert _recorder_batch_size(text, 1000, 10**6) is None
+        with pytest.raises(MalformedEvents, match="details.masked"):
+            checked_batch(text, 1000, 10**6)
 
 
 def test_the_fast_path_leaves_the_unusual_to_the_full_check():

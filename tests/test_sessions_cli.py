@@ -17,7 +17,16 @@ import yaml
 from google.protobuf import struct_pb2
 from pdp_harness import REGO, REPO, free_port, pdp_stub, running_pdp, token
 
-from pdp.domain.timeline import http_request_details, ssh_exec_details, ssh_io_details
+from pdp.domain.recordings import EVENTS_KIND
+from pdp.domain.timeline import (
+    build_timeline,
+    http_request_details,
+    render_text,
+    ssh_exec_details,
+    ssh_io_details,
+)
+from pdp.evidence.bundle import MaskingLog, record_line
+from pdp.store import AuditRecord
 from portcullis.config import Config, load_config
 from portcullis.v1 import pdp_pb2
 
@@ -383,3 +392,96 @@ async def test_list_and_replay_while_the_pdp_is_running(tmp_path):
     assert [s["status"] for s in as_json(listing)] == ["open"]
     events = as_json(replay)["events"]
     assert [e["command"] for e in events if e["type"] == "command"] == ["SELECT 1"]
+
+
+# -- masking counts: in the statement's own event, or (older recordings) an event after it --
+
+
+def _record(seq: int, kind: str, when: float, body: dict[str, Any], rid: str = "") -> AuditRecord:
+    return AuditRecord(seq, rid or f"r{seq}", kind, when, "s-1", "alice@example.com", body, "", "")
+
+
+def _recorded_both_ways(t0: float) -> tuple[list[AuditRecord], list[AuditRecord]]:
+    """Two statements masked alike and one execution of a prepared one, as a proxy records
+    them now (counts in details.masked, the two statements one run) and as it did before
+    (a masking event after each statement)."""
+    select = "SELECT email, upper(email) AS shout FROM customers"
+    counts = {"field:email": 2, "derived:shout": 2}
+    result = {"tag": "SELECT 2", "rows": 2, "protocol": "simple"}
+    command = {"direction": "client", "type": "command", "command": select,
+               "decision_id": "d-1", "verdict": "mask", "cached": True}  # fmt: skip
+    execution = {"direction": "upstream", "type": "response",
+                 "details": {**result, "protocol": "extended", "decision_id": "d-1"}}  # fmt: skip
+    now = [
+        {**command, "time": t0 + 0.1, "repeat_us": [1000],
+         "details": {**result, "masked": counts}},
+        {**execution, "time": t0 + 0.2,
+         "details": {**execution["details"], "masked": {"field:email": 1}}},
+    ]  # fmt: skip
+    before = []
+    for when in (t0 + 0.1, t0 + 0.101):
+        before.append({**command, "time": when, "details": result})
+        before.append({"time": when, "direction": "proxy", "type": "masking",
+                       "decision_id": "d-1", "details": {"counts": counts}})  # fmt: skip
+    before += [
+        {**execution, "time": t0 + 0.2},
+        {"time": t0 + 0.2, "direction": "proxy", "type": "masking", "decision_id": "d-1",
+         "details": {"counts": {"field:email": 1}}},
+    ]  # fmt: skip
+    decision = _record(2, "decision", t0, {"verdict": "mask", "mask": [
+        {"field": "email", "strategy": "redact"}, {"derived": True, "strategy": "hash"}]},
+        rid="d-1")  # fmt: skip
+    return (
+        [decision, _record(3, EVENTS_KIND, t0 + 0.3, {"events_json": json.dumps(now)})],
+        [decision, _record(3, EVENTS_KIND, t0 + 0.3, {"events": before})],
+    )
+
+
+def test_a_replay_reads_masking_counts_in_either_recorded_form():
+    t0 = 1_700_000_000.0
+    opened = _record(1, "session.open", t0, {"verdict": "mask", "session": {
+        "identity": {"subject": "alice@example.com"}, "started_at": t0,
+        "connection": {"name": "orders-db", "type": "postgres"}}})  # fmt: skip
+    now, before = _recorded_both_ways(t0)
+    timelines = [build_timeline(opened, None, [r for r in rs if r.kind == EVENTS_KIND],
+                                [r for r in rs if r.kind == "decision"]) for rs in (now, before)]  # fmt: skip
+    new, old = (t.to_dict() for t in timelines)
+    commands = [[e for e in t["events"] if e["type"] == "command"] for t in (new, old)]
+    for each in commands:
+        assert [e["reasons"] for e in each] == [
+            ["masked column shout (derived from a sensitive column) (hash): 2 values,"
+             " field email (redact): 2 values"],
+            # the execution's counts go to the command its decision was last given to
+            ["masked column shout (derived from a sensitive column) (hash): 2 values,"
+             " field email (redact): 3 values"],
+        ]
+    assert new["totals"]["masked"] == old["totals"]["masked"] == {
+        "field:email": 5, "derived:shout": 4}  # fmt: skip
+    assert [e["masking"] for e in commands[0]] == [{"derived:shout": 2, "field:email": 2}] * 2
+    assert not [e for e in new["events"] if e["type"] == "masking"]
+    text = render_text(timelines[0])
+    assert "field email (redact): 3 values" in text
+    assert "SELECT 2, masked field:email: 1" in text  # the execution's own line
+    assert "masked" not in json.dumps([e["result"] for e in new["events"]])
+
+
+def test_the_masking_log_reads_counts_in_either_recorded_form():
+    t0 = 1_700_000_000.0
+    logs = []
+    for records in _recorded_both_ways(t0):
+        log = MaskingLog()
+        logs.append(
+            sorted(
+                (e["session_id"], e["decision_id"], e["command"], e.get("field", ""),
+                 e.get("derived", ""), e["rule"], e["count"])
+                for r in records
+                for e in log.feed(record_line(r))
+            )
+        )  # fmt: skip
+    assert logs[0] == logs[1]
+    select = "SELECT email, upper(email) AS shout FROM customers"
+    assert logs[0] == sorted(
+        [("s-1", "d-1", select, "email", "", "redact", 2)] * 2
+        + [("s-1", "d-1", select, "", "shout", "hash", 2)] * 2
+        + [("s-1", "d-1", select, "email", "", "redact", 1)]
+    )
