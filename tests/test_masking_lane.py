@@ -190,11 +190,15 @@ def rows(draw: st.DrawFn) -> tuple:
     formats = draw(
         st.sampled_from([[], [0], [1]]) | st.lists(st.sampled_from([0, 1]), max_size=width + 1)
     )
-    field_rule = st.builds(
-        MaskRule, field=st.just("x"), strategy=st.sampled_from(STRATEGIES)
-    ) | st.builds(
-        MaskRule, detector=st.sampled_from(sorted(DETECTORS)), strategy=st.sampled_from(STRATEGIES)
-    ) | st.builds(MaskRule, derived=st.just(True), strategy=st.sampled_from(STRATEGIES))
+    field_rule = (
+        st.builds(MaskRule, field=st.just("x"), strategy=st.sampled_from(STRATEGIES))
+        | st.builds(
+            MaskRule,
+            detector=st.sampled_from(sorted(DETECTORS)),
+            strategy=st.sampled_from(STRATEGIES),
+        )
+        | st.builds(MaskRule, derived=st.just(True), strategy=st.sampled_from(STRATEGIES))
+    )
     plan = draw(st.dictionaries(st.integers(0, max(width - 1, 0)), field_rule, max_size=width))
     plan = {i: rule for i, rule in plan.items() if i < width}
     stored = frozenset(i for i in plan if draw(st.booleans()))  # stored columns as they are

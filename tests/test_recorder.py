@@ -531,7 +531,7 @@ def test_the_checks_hold_details_masked_to_its_shape():
         '{"masked":{"a":1},"masked":"x"}}]',
     ):
         assert _recorder_batch_size(text, 1000, 10**6) is None
-        with pytest.raises(MalformedEvents, match="details.masked"):
+        with pytest.raises(MalformedEvents, match=r"details\.masked"):
             checked_batch(text, 1000, 10**6)
 
 

@@ -443,17 +443,28 @@ def test_a_replay_reads_masking_counts_in_either_recorded_form():
         "identity": {"subject": "alice@example.com"}, "started_at": t0,
         "connection": {"name": "orders-db", "type": "postgres"}}})  # fmt: skip
     now, before = _recorded_both_ways(t0)
-    timelines = [build_timeline(opened, None, [r for r in rs if r.kind == EVENTS_KIND],
-                                [r for r in rs if r.kind == "decision"]) for rs in (now, before)]  # fmt: skip
+    timelines = [
+        build_timeline(
+            opened,
+            None,
+            [r for r in rs if r.kind == EVENTS_KIND],
+            [r for r in rs if r.kind == "decision"],
+        )
+        for rs in (now, before)
+    ]
     new, old = (t.to_dict() for t in timelines)
     commands = [[e for e in t["events"] if e["type"] == "command"] for t in (new, old)]
     for each in commands:
         assert [e["reasons"] for e in each] == [
-            ["masked column shout (derived from a sensitive column) (hash): 2 values,"
-             " field email (redact): 2 values"],
+            [
+                "masked column shout (derived from a sensitive column) (hash): 2 values,"
+                " field email (redact): 2 values"
+            ],
             # the execution's counts go to the command its decision was last given to
-            ["masked column shout (derived from a sensitive column) (hash): 2 values,"
-             " field email (redact): 3 values"],
+            [
+                "masked column shout (derived from a sensitive column) (hash): 2 values,"
+                " field email (redact): 3 values"
+            ],
         ]
     assert new["totals"]["masked"] == old["totals"]["masked"] == {
         "field:email": 5, "derived:shout": 4}  # fmt: skip

@@ -104,9 +104,7 @@ _KEY = r'"(?!masked")[A-Za-z_][A-Za-z0-9_]{0,63}"'  # `masked` holds counts, not
 _MASKED_KEY = rf'"[A-Za-z_][A-Za-z0-9_:. @-]{{0,{MAX_MASKED_KEY - 1}}}"'
 _MASKED_COUNT = rf"(?:0|[1-9][0-9]{{0,{len(str(MAX_MASKED_COUNT)) - 1}}})"
 _MASKED_ITEM = f"{_MASKED_KEY}:{_MASKED_COUNT}"
-_MASKED = (
-    rf'"{MASKED}":\{{(?:{_MASKED_ITEM}(?:,{_MASKED_ITEM}){{0,{MAX_MASKED_KEYS - 1}}})?\}}'
-)
+_MASKED = rf'"{MASKED}":\{{(?:{_MASKED_ITEM}(?:,{_MASKED_ITEM}){{0,{MAX_MASKED_KEYS - 1}}})?\}}'
 _DETAIL = rf"(?:{_KEY}:{_SCALAR}|{_MASKED})"
 _DETAILS = rf'"details":\{{(?:{_DETAIL}(?:,{_DETAIL})*)?\}}'
 _GAP = r"[0-9]{1,10}"
