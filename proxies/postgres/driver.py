@@ -70,16 +70,18 @@ class EnforcerDriver:
     async def finish(self, steps: Steps) -> None:
         """Run a message's steps: perform each request, send its result back in."""
         result: Any = None
-        while True:
-            try:
-                request = steps.send(result)
-            except StopIteration:
-                break
-            # what was decided before waiting is done first (a refusal is recorded in its
-            # place among the completions the server's answers record meanwhile)
-            self.carry_out()
-            result = await self._perform(request)
-        self.carry_out()
+        try:
+            while True:
+                try:
+                    request = steps.send(result)
+                except StopIteration:
+                    break
+                # what was decided before waiting is done first (a refusal is recorded in
+                # its place among the completions the server's answers record meanwhile)
+                self.carry_out()
+                result = await self._perform(request)
+        finally:
+            self.carry_out()  # what was decided stands, even when the session is ending
 
     async def _perform(self, request: Request) -> Any:
         if type(request) is Decide:
