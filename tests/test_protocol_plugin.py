@@ -5,7 +5,9 @@ The toy: a client sends its token as the first line, then commands, one per line
 decided by the PDP (the policy sees `input.command.lines.length`), an allowed line goes to
 a real upstream TCP server (which answers it upper-cased), a denied one is answered
 `denied: <reason>`. Session open, each decision, the recording and the close reach the
-audit store; options are validated from the protocol's own schema."""
+audit store; options are validated from the protocol's own schema. Once the session is
+open the runtime's Relay carries both sockets (the toy supplies its two callbacks), and
+every byte to the client goes through the runtime's ClientOutput."""
 
 from __future__ import annotations
 
@@ -19,7 +21,17 @@ from pdp.domain.recordings import session_events
 from portcullis import protocols
 from portcullis.config import Config, ConfigError, ConnectionSettings
 from proxies.launcher import handed_credential, start_proxies, stop_proxies
-from proxies.runtime import Listener, ProxyRuntime, ProxySession, SessionRefused, split_address
+from proxies.runtime import (
+    CLIENT,
+    SERVER,
+    ClientOutput,
+    Listener,
+    ProxyRuntime,
+    ProxySession,
+    Relay,
+    SessionRefused,
+    split_address,
+)
 
 POLICY = """package portcullis
 
@@ -58,28 +70,72 @@ class LineProxy:
         await self.runtime.stop()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        output = ClientOutput(writer.write)
         session = ProxySession(self.runtime, "127.0.0.1:0", "toy-client")
         try:
             await session.open((await reader.readline()).decode().strip())
         except SessionRefused as refused:
-            writer.write(f"refused: {refused.reason}\n".encode())
+            output.write(f"refused: {refused.reason}\n".encode())
             return
+        assert session.lease is not None
+        output.guard(session.lease.secrets())
         host, port = split_address(self.connection.upstream)
         up_reader, up_writer = await asyncio.open_connection(host, port)
+        relay = LineRelay(session, output, up_writer, self.prefix.encode())
+        reason = "proxy_shutdown"
         try:
-            while line := (await reader.readline()).decode().rstrip("\n"):
-                ruling = await session.decide("lines.line", line, {"length": len(line)})
-                session.record_command(line, ruling)
-                if not ruling.verdict.allowed:
-                    writer.write(f"denied: {'; '.join(ruling.verdict.reasons)}\n".encode())
-                    continue
-                up_writer.write(f"{line}\n".encode())
-                answer = await up_reader.readline()
-                session.record_response(bytes=len(answer))
-                writer.write(self.prefix.encode() + answer)
+            relay.adopt(writer, up_writer)
+            relay.catch_up(reader, up_reader)
+            reason = await relay.ended
         finally:
+            await relay.stop()
             up_writer.close()
-            await session.close("client_closed")
+            output.account(session.counters)
+            await session.close(reason)
+
+
+class LineRelay(Relay):
+    """The toy's two callbacks: client lines decided (in a task: the PDP is asked), server
+    lines prefixed on their way back."""
+
+    def __init__(
+        self,
+        session: ProxySession,
+        output: ClientOutput,
+        upstream: asyncio.StreamWriter,
+        prefix: bytes,
+    ) -> None:
+        super().__init__(self._client_data, self._server_data, name="lines proxy")
+        self.session, self.output, self.upstream, self.prefix = session, output, upstream, prefix
+        self._partial = {CLIENT: b"", SERVER: b""}
+
+    def _lines(self, side: str, data: bytes) -> list[bytes]:
+        *lines, self._partial[side] = (self._partial[side] + data).split(b"\n")
+        return lines
+
+    def _client_data(self, data: bytes) -> None:
+        if not self.held_back(CLIENT, data):
+            self.wait(CLIENT, self._decide(self._lines(CLIENT, data)))
+
+    async def _decide(self, lines: list[bytes]) -> None:
+        for raw in lines:
+            line = raw.decode()
+            if not line:  # an empty line ends the session
+                self.end("client_closed")
+                return
+            ruling = await self.session.decide("lines.line", line, {"length": len(line)})
+            self.session.record_command(line, ruling)
+            if ruling.verdict.allowed:
+                self.upstream.write(raw + b"\n")
+            else:
+                self.output.write(f"denied: {'; '.join(ruling.verdict.reasons)}\n".encode())
+
+    def _server_data(self, data: bytes) -> None:
+        if self.held_back(SERVER, data):
+            return
+        for answer in self._lines(SERVER, data):
+            self.session.record_response(bytes=len(answer) + 1)
+            self.output.write(self.prefix + answer + b"\n")
 
 
 LINES = protocols.Protocol(

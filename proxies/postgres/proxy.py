@@ -1,9 +1,13 @@
-"""The Postgres proxy's asyncio side: listening, start-up, and relaying an open session.
+"""The Postgres proxy's asyncio side: start-up, and the protocol's half of an open session.
 
-Owns the sockets. Start-up (on streams): SSLRequest answered (TLS with the configured
-certificate, `N` without), GSSENCRequest refused, CancelRequest mapped from the
-proxy-issued key to the upstream's (as pgbouncer does), cleartext password auth carrying
-the client's JWT. Then the session's _Relay takes both sockets over and works in their
+Stands on the runtime (proxies.runtime): its Listener accepts (plain TCP: TLS is
+negotiated after SSLRequest, here), its Relay owns both sockets once a session is open
+(backpressure, holds, the statement watchdog), ClientOutput is the one writer of bytes to
+the client, ProxySession the session's lifecycle and its grant's end. Start-up (on
+streams): SSLRequest answered (TLS with the configured certificate, `N` without),
+GSSENCRequest refused, CancelRequest mapped from the proxy-issued key to the upstream's
+(as pgbouncer does), cleartext password auth carrying the client's JWT. Then the
+session's _Relay (a runtime Relay with Postgres's callbacks) works in the sockets'
 callbacks: client bytes through the Enforcer, server bytes through the ResponseTracker
 (results through its plain lane when nothing masks them, its masked lane when something
 does: frames checked, not decoded one by one; only masked rows are rewritten).
@@ -15,13 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import os
 import secrets
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from portcullis.config import Config, ConnectionSettings
@@ -58,8 +60,11 @@ from proxies.postgres.upstream import (
     session_query,
     side_query,
 )
+from proxies.runtime.exposure import ClientOutput
+from proxies.runtime.listener import Listener, split_address
+from proxies.runtime.masking import masking_key
 from proxies.runtime.pdp_client import SessionRefused
-from proxies.runtime.secrets_scan import SecretScanner
+from proxies.runtime.relay import Relay
 from proxies.runtime.session import ProxyRuntime, ProxySession
 
 log = logging.getLogger("portcullis.postgres")
@@ -68,24 +73,7 @@ READ_SIZE = 256 * 1024
 CATALOG_TTL = 60.0
 STARTUP_TIMEOUT = 30.0
 
-
-def masking_key(secret: str, connection: str) -> bytes:
-    """The key of the `hash` masking strategy: derived from the deployment's configured
-    secret (masking.hash_key), so hashed values join across proxies and restarts; without
-    one, random for this process (and said so once)."""
-    if not secret:
-        log.warning(
-            "masking.hash_key is not set: values masked with the hash strategy by %s will not "
-            "join across proxies or restarts",
-            connection,
-        )
-        return os.urandom(32)
-    return hashlib.sha256(b"portcullis masking hash key\x00" + secret.encode()).digest()
-
-
-def _split(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
+__all__ = ["PostgresProxy", "masking_key"]
 
 
 class PostgresProxy:
@@ -100,8 +88,10 @@ class PostgresProxy:
             approval_timeout=config.approvals.timeout_seconds,
             config=config,
         )
-        self.listen_host, self.listen_port = _split(connection.listen)
-        self.upstream_host, self.upstream_port = _split(connection.upstream)
+        self.listener = Listener(
+            f"postgres proxy {connection.name}", connection.listen, self._serve
+        )
+        self.upstream_host, self.upstream_port = split_address(connection.upstream)
         self.database = connection.database
         self.tls = self._server_tls(connection.options)
         self.upstream_tls = self._upstream_tls(connection.options)
@@ -115,9 +105,7 @@ class PostgresProxy:
         self.column_origins: dict[tuple[int, int], ColumnOrigin] = {}
         self.unnamed_tables: set[int] = set()
         self._catalog_learnt_at = time.monotonic()
-        self.clients: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Future[Any]] = set()
-        self._server: asyncio.Server | None = None
 
     @staticmethod
     def _server_tls(options: dict[str, Any]) -> ssl.SSLContext | None:
@@ -142,44 +130,26 @@ class PostgresProxy:
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        return self.listener.port
 
     async def start(self) -> None:
         await self.runtime.start()
-        self._server = await asyncio.start_server(
-            self._accept, self.listen_host, self.listen_port, limit=READ_SIZE
-        )
+        await self.listener.start()
         log.info(
             "postgres proxy %s on %s:%d → %s:%d",
             self.connection.name,
-            self.listen_host,
+            self.listener.host,
             self.port,
             self.upstream_host,
             self.upstream_port,
         )
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self.clients):
-            task.cancel()
-        await asyncio.gather(*self.clients, return_exceptions=True)
+        await self.listener.stop()
         await self.runtime.stop()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.clients.add(task)
-        try:
-            await ClientConnection(self, reader, writer).run()
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("postgres proxy: connection failed")
-        finally:
-            self.clients.discard(task)
-            writer.close()
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await ClientConnection(self, reader, writer).run()
 
     def catalog_stale(self) -> bool:
         return time.monotonic() - self._catalog_learnt_at > CATALOG_TTL
@@ -219,11 +189,12 @@ class ClientConnection:
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.client_addr = f"{peer[0]}:{peer[1]}"
         self.parser = codec.FrontendParser(startup=True)
+        # every byte to the client goes through output.write (to_client)
+        self.output = ClientOutput(writer.write)
+        self.to_client = self.output.write
         self.session: ProxySession | None = None
         self.upstream: Upstream | None = None
-        self.scanner: SecretScanner | None = None
         self.key: tuple[int, int] | None = None
-        self.bytes_to_client = 0
         self._outbound: list[bytes] = []
         self._params: dict[str, str] | None = None
         self.session_settings: dict[str, str] = {}
@@ -233,14 +204,6 @@ class ClientConnection:
         self.view_columns: dict[str, list[str]] = {}
 
     # -- writing -------------------------------------------------------------------------
-
-    def to_client(self, data: bytes) -> None:
-        if not data:
-            return
-        if self.scanner is not None:
-            self.scanner.feed(data)
-        self.bytes_to_client += len(data)
-        self.writer.write(data)
 
     def _notice(self, text: str) -> None:
         """A NoticeResponse during start-up (the protocol allows one at any time)."""
@@ -269,14 +232,14 @@ class ClientConnection:
                 return None
             if isinstance(message, codec.SSLRequest):
                 if self.proxy.tls is None:
-                    self.writer.write(codec.SSL_REFUSED)
+                    self.to_client(codec.SSL_REFUSED)
                     continue
-                self.writer.write(codec.SSL_ACCEPTED)
+                self.to_client(codec.SSL_ACCEPTED)
                 await self.writer.drain()
                 await self.writer.start_tls(self.proxy.tls)
                 continue
             if isinstance(message, codec.GSSENCRequest):
-                self.writer.write(codec.SSL_REFUSED)
+                self.to_client(codec.SSL_REFUSED)
                 continue
             if isinstance(message, codec.CancelRequest):
                 await self.proxy.forward_cancel((message.pid, message.secret))
@@ -286,7 +249,7 @@ class ClientConnection:
             raise codec.ProtocolViolation(f"unexpected {type(message).__name__} in start-up")
 
     async def _token(self) -> str | None:
-        self.writer.write(codec.AuthenticationCleartextPassword().encode())
+        self.to_client(codec.AuthenticationCleartextPassword().encode())
         message = await self._next_message()
         if not isinstance(message, codec.PasswordMessage):
             return None
@@ -341,7 +304,7 @@ class ClientConnection:
             return False
         lease = self.session.lease
         assert lease is not None
-        self.scanner = SecretScanner(lease.secrets())
+        self.output.guard(lease.secrets())
         database = self.proxy.database or params.get("database") or params.get("user", "")
         grant = self.session.grant
         assert grant is not None
@@ -425,9 +388,9 @@ class ClientConnection:
         enforcer.view_columns = self.view_columns
         relay = _Relay(self, enforcer, tracker, statement_limit(self.session_settings))
         waiting: set[asyncio.Future[str]] = {relay.ended}
-        expires_at = self.session.grant.expires_at if self.session.grant else 0.0
-        if expires_at:
-            waiting.add(asyncio.ensure_future(self._grant_ends(expires_at)))
+        grant_ends = self.session.grant_expiry(self._window_closed)
+        if grant_ends is not None:
+            waiting.add(grant_ends)
         reason, abnormal = "client_disconnect", False
         try:
             if tracker.broken:  # the server did not take a pin at start-up
@@ -564,19 +527,20 @@ class ClientConnection:
             self.proxy.upstream_tls,
         )
 
-    async def _grant_ends(self, expires_at: float) -> str:
+    def _window_closed(self) -> None:
         """A just-in-time grant ran out: the session ends, as the approval said."""
-        await asyncio.sleep(max(expires_at - time.time(), 0))
         self.fatal("portcullis: the approved access window for this session has ended", "57P01")
-        return "grant_expired"
+
+    def cancel_statement(self) -> None:
+        """Cancel what runs upstream (a CancelRequest, as the client could send)."""
+        if self.key is not None:
+            self.proxy.background(asyncio.ensure_future(self.proxy.forward_cancel(self.key)))
 
     async def _close_session(self, reason: str, abnormal: bool) -> None:
         session = self.session
         if session is None:
             return
-        exposed = self.scanner.exposed if self.scanner else False
-        session.counters["bytes_to_client"] = self.bytes_to_client
-        session.counters["credential_exposed"] = int(exposed)
+        self.output.account(session.counters)
         await asyncio.shield(session.close(reason, abnormal))
 
     def flush_upstream(self) -> None:
@@ -607,35 +571,9 @@ class ClientConnection:
         tracker.completions.clear()
 
 
-class _Side(asyncio.Protocol):
-    """One socket of a relayed session: what it reads goes to the relay, and it says when
-    its peer must stop sending because its own writes back up."""
-
-    def __init__(
-        self,
-        received: Callable[[bytes], None],
-        lost: Callable[[], None],
-        writable: Callable[[bool], None],
-    ) -> None:
-        self._received = received
-        self._lost = lost
-        self._writable = writable
-
-    def data_received(self, data: bytes) -> None:
-        self._received(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost()
-
-    def pause_writing(self) -> None:
-        self._writable(False)
-
-    def resume_writing(self) -> None:
-        self._writable(True)
-
-
-class _Relay:
-    """The two directions of a session once it is open, driven by the sockets' callbacks.
+class _Relay(Relay):
+    """The two directions of a Postgres session once it is open: the runtime's Relay with
+    Postgres's callbacks.
 
     Client bytes → FrontendParser → Enforcer → upstream; server bytes → BackendParser →
     ResponseTracker → client, or, for a chunk of plain answers while nothing owed is
@@ -644,11 +582,16 @@ class _Relay:
     BackendParser.plain_answers with its rows → ResponseTracker.masked → client).
     Whatever needs no PDP round trip (a reused verdict, the Bind/Execute/Sync of an
     allowed statement, every server answer) is done inside the callback, with no task
-    switch and no await. When a message must ask the PDP, or a
-    result must wait for its column names, reading from that side pauses, a task finishes
-    the chunk in order, and reading resumes: one session's wait never holds another's.
-    Flow control: a side whose writes back up pauses reading from the other side.
+    switch and no await. When a message must ask the PDP, or a result must wait for its
+    column names, the chunk is finished in a task while that side is held (Relay.wait).
     """
+
+    # the Relay's names as the handlers below were written with them
+    _held_back = Relay.held_back
+    _wait = Relay.wait
+    _end = Relay.end
+    _failed = Relay.failed
+    _arm_watchdog = Relay.arm_watchdog
 
     def __init__(
         self,
@@ -657,79 +600,18 @@ class _Relay:
         tracker: ResponseTracker,
         statement_limit: float = 0.0,
     ) -> None:
+        super().__init__(self._client_data, self._server_data, statement_limit, "postgres proxy")
         self.conn = conn
         self.enforcer = enforcer
         self.tracker = tracker
-        self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._idle_waiters: list[asyncio.Future[None]] = []
-        # the statement watchdog: a statement still running this long after the server's
-        # last ReadyForQuery is cancelled (the server's statement_timeout is the first line;
-        # this one holds when a client set that to 0)
-        self._statement_limit = statement_limit
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._transports: dict[str, asyncio.BaseTransport] = {}
-        self._held: dict[str, set[str]] = {"client": set(), "server": set()}
-        self._waits: dict[str, asyncio.Task[None] | None] = {"client": None, "server": None}
-        self._backlog: dict[str, list[bytes]] = {"client": [], "server": []}
-        self._receive: dict[str, Callable[[bytes], None]] = {
-            "client": self._client_data,
-            "server": self._server_data,
-        }
 
     def start(self, reader: asyncio.StreamReader, upstream: Upstream) -> None:
         """Take both sockets over from their streams (what a stream already holds first)."""
-        self._adopt("client", self.conn.writer)
-        self._adopt("server", upstream.writer)
+        self.adopt(self.conn.writer, upstream.writer)
         if upstream.pending:
             self._answer(upstream.pending)
             upstream.pending = []
-        for side, data in (("client", self._take(reader)), ("server", self._take(upstream.reader))):
-            if data:
-                self._receive[side](data)
-        # a socket that closed (or was reset) while the session opened has already told
-        # its stream, and will tell nobody else
-        for stream, side, reason in (
-            (reader, "client", "client_disconnect"),
-            (upstream.reader, "server", "upstream_closed"),
-        ):
-            if stream.at_eof() or stream.exception() or self._transports[side].is_closing():
-                self._end(reason)
-
-    @staticmethod
-    def _take(reader: asyncio.StreamReader) -> bytes:
-        # bytes the stream read ahead while the session was being opened (StreamReader
-        # has no public way to take its buffer without awaiting)
-        buffered = reader._buffer  # type: ignore[attr-defined]
-        data = bytes(buffered)
-        buffered.clear()
-        return data
-
-    def _adopt(self, side: str, writer: asyncio.StreamWriter) -> None:
-        lost_reason = "client_disconnect" if side == "client" else "upstream_closed"
-        other = "server" if side == "client" else "client"
-        transport = writer.transport
-        transport.set_protocol(
-            _Side(
-                self._receive[side],
-                lambda: self._end(lost_reason),
-                lambda ok: self._peer_writable(other, ok),
-            )
-        )
-        self._transports[side] = transport
-        if (
-            isinstance(transport, asyncio.ReadTransport)
-            and not transport.is_closing()
-            and not transport.is_reading()
-        ):
-            transport.resume_reading()  # the stream may have paused it
-
-    def _peer_writable(self, side: str, ok: bool) -> None:
-        """The other socket's writes backed up (or drained): stop (or resume) reading this
-        side, whose bytes would only pile up in memory."""
-        if ok:
-            self._release(side, "peer_full")
-        else:
-            self._hold(side, "peer_full")
+        self.catch_up(reader, upstream.reader)
 
     async def settle(self) -> None:
         """Send what is queued (with a Flush inside an extended batch, so the server sends
@@ -737,17 +619,8 @@ class _Relay:
         if self.enforcer.batch_forwarded:
             self.conn._outbound.append(codec.Flush().encode())
         self.conn.flush_upstream()
-        loop = asyncio.get_running_loop()
-        while not self.tracker.idle and not self.ended.done():
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._idle_waiters.append(waiter)
-            await waiter
-
-    def _wake_settled(self) -> None:
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        tracker = self.tracker
+        await self.until_idle(lambda: tracker.idle)
 
     def stop_pinned(self) -> None:
         """The server reported a pinned setting moved: tell the client, record it, end."""
@@ -756,91 +629,25 @@ class _Relay:
         if session is not None:
             session.record_response(error="pinned_setting_changed", reason=reason)
         self.conn.fatal(f"portcullis: {reason}", "55000")
-        self._end("pinned_setting_changed")
+        self.end("pinned_setting_changed")
 
-    def _arm_watchdog(self) -> None:
-        if self._statement_limit and self._watchdog is None and not self.tracker.idle:
-            self._watchdog = asyncio.get_running_loop().call_later(
-                self._statement_limit, self._overdue, self.tracker.readies
-            )
+    # -- the statement watchdog (Relay.arm_watchdog) -----------------------------------------
 
-    def _overdue(self, readies: int) -> None:
-        self._watchdog = None
-        if self.tracker.idle or self.ended.done():
+    def busy(self) -> bool:
+        return not self.tracker.idle
+
+    def progress(self) -> int:
+        return self.tracker.readies
+
+    def overdue(self) -> None:
+        conn = self.conn
+        if conn.key is None:
             return
-        if self.tracker.readies == readies and self.conn.key is not None:
-            session = self.conn.session
-            if session is not None:
-                session.record_response(error="statement_timeout", limit=self._statement_limit)
-            task = asyncio.ensure_future(self.conn.proxy.forward_cancel(self.conn.key))
-            self.conn.proxy.background(task)
-        self._arm_watchdog()
-
-    async def stop(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        self._wake_settled()
-        waits = [t for t in self._waits.values() if t is not None]
-        for task in waits:
-            task.cancel()
-        await asyncio.gather(*waits, return_exceptions=True)
-
-    def _end(self, reason: str) -> None:
-        if not self.ended.done():
-            self.ended.set_result(reason)
-        self._wake_settled()
-
-    def _failed(self, exc: BaseException) -> None:
-        log.error("postgres proxy: session failed", exc_info=exc)
-        self._end(f"error: {type(exc).__name__}")
-
-    # -- reading on and off ----------------------------------------------------------------
-
-    def _hold(self, side: str, reason: str) -> None:
-        held = self._held[side]
-        if not held:
-            transport = self._transports[side]
-            if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
-                transport.pause_reading()
-        held.add(reason)
-
-    def _release(self, side: str, reason: str) -> None:
-        held = self._held[side]
-        held.discard(reason)
-        if not held:
-            transport = self._transports[side]
-            if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
-                transport.resume_reading()
-
-    def _wait(self, side: str, work: Awaitable[None]) -> None:
-        """Finish a chunk in a task; reading from this side pauses until it is done."""
-        self._hold(side, "waiting")
-        self._waits[side] = asyncio.ensure_future(self._finish(side, work))
-
-    async def _finish(self, side: str, work: Awaitable[None]) -> None:
-        try:
-            await work
-        except Exception as exc:
-            self._failed(exc)
-        finally:
-            self._waits[side] = None
-        backlog, self._backlog[side] = self._backlog[side], []
-        for data in backlog:  # arrived before the pause took effect
-            self._receive[side](data)
-        if self._waits[side] is None:
-            self._release(side, "waiting")
+        if conn.session is not None:
+            conn.session.record_response(error="statement_timeout", limit=self._statement_limit)
+        conn.cancel_statement()
 
     # -- client → server ---------------------------------------------------------------
-
-    def _held_back(self, side: str, data: bytes) -> bool:
-        """True when a chunk cannot be handled now: the session has ended (it is dropped),
-        or an earlier chunk of this side is still being finished (it waits its turn)."""
-        if self.ended.done():
-            return True
-        if self._waits[side] is not None:
-            self._backlog[side].append(data)
-            return True
-        return False
 
     def _client_data(self, data: bytes) -> None:
         if self._held_back("client", data):
@@ -982,4 +789,4 @@ class _Relay:
         if tracker.broken:
             self.stop_pinned()
         elif self._idle_waiters and tracker.idle:
-            self._wake_settled()
+            self.wake_idle()

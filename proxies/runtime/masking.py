@@ -5,8 +5,9 @@ Owns what a `mask` verdict means once the PDP has answered it (DESIGN.md, data f
 what a masked value looks like. Every proxy masks through a Masker (Postgres DataRow
 columns, HTTP JSON bodies, SSH output); none implements masking of its own.
 
-No IO here. The original value never goes into a count key, an exception or a repr:
-counts are logged and audited, so they name rules and detectors only.
+No IO here (masking_key only logs that no key is configured). The original value never
+goes into a count key, an exception or a repr: counts are logged and audited, so they
+name rules and detectors only.
 
 Output formats (fixed; audit readers and tests rely on them):
 
@@ -29,7 +30,9 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +40,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from portcullis.verdict import MASK_STRATEGIES, MaskRule
+
+log = logging.getLogger("portcullis.masking")
 
 REDACTED = "[REDACTED]"
 HASH_PREFIX = "sha256:"
@@ -619,3 +624,17 @@ def _merge_overlaps(hits: list[tuple[int, int, int]]) -> list[tuple[int, int, in
             merged.append((start, end, priority))
             best_len = end - start
     return merged
+
+
+def masking_key(secret: str, connection: str) -> bytes:
+    """The key of the `hash` strategy: derived from the deployment's configured secret
+    (masking.hash_key), so hashed values join across proxies and restarts; without one,
+    random for this process (and said so once)."""
+    if not secret:
+        log.warning(
+            "masking.hash_key is not set: values masked with the hash strategy by %s will not "
+            "join across proxies or restarts",
+            connection,
+        )
+        return os.urandom(32)
+    return hashlib.sha256(b"portcullis masking hash key\x00" + secret.encode()).digest()

@@ -253,6 +253,15 @@ class ProxySession:
         runtime.sessions.add(self)
         return grant
 
+    def grant_expiry(self, tell: Callable[[], None]) -> asyncio.Task[str] | None:
+        """A just-in-time grant's end: a task that, when the approved window closes, has
+        the protocol tell its client (`tell`) and returns "grant_expired"; None for a
+        session granted without an end."""
+        expires_at = self.grant.expires_at if self.grant is not None else 0.0
+        if not expires_at:
+            return None
+        return asyncio.ensure_future(_grant_ends(expires_at, tell))
+
     def ruling_now(
         self,
         kind: str,
@@ -516,3 +525,9 @@ class ProxySession:
         except SpoolFull as exc:
             self._close_room = room
             log.error("session %s: its close is lost: %s", sid, exc)
+
+
+async def _grant_ends(expires_at: float, tell: Callable[[], None]) -> str:
+    await asyncio.sleep(max(expires_at - time.time(), 0))
+    tell()
+    return "grant_expired"

@@ -1,0 +1,262 @@
+"""The two sockets of an open session, relayed in their callbacks: every proxy's hot path.
+
+Owns the flow between a client socket and its upstream socket once a session is open:
+both are taken over from their streams (what a stream already read is handed on, a socket
+already closed ends the relay), what each side reads goes to the protocol's callback
+inside the transport's own callback (no task switch, no await), and reading turns off
+and on by reason:
+
+- backpressure: when one side's writes back up (its transport says pause_writing), the
+  other side stops being read until they drain — a slow reader never makes the proxy
+  hold the fast writer's bytes in memory;
+- holds: when a chunk needs async work (a PDP round trip, a catalog lookup), `wait(side,
+  work)` pauses reading from that side, the work finishes the chunk in order, chunks
+  that arrived before the pause took effect follow in order, and reading resumes. One
+  session's wait never holds another's.
+
+And how a session ends: `ended` resolves once with the first reason (a side lost, the
+protocol's `end(reason)`, a callback that failed); chunks after that are dropped. The
+statement watchdog calls the protocol's `overdue()` when a statement has made no progress
+for `statement_limit` seconds.
+
+A protocol subclasses Relay, passes its two callbacks, and answers `busy()` /
+`progress()` for the watchdog. No protocol knowledge here: bytes only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger("portcullis.relay")
+
+CLIENT, SERVER = "client", "server"
+_OTHER = {CLIENT: SERVER, SERVER: CLIENT}
+_LOST = {CLIENT: "client_disconnect", SERVER: "upstream_closed"}
+
+PEER_FULL = "peer_full"  # a hold: the other side's writes backed up
+WAITING = "waiting"  # a hold: a chunk of this side is being finished in a task
+
+
+class _Side(asyncio.Protocol):
+    """One socket of a relayed session: what it reads goes to the relay, and it says when
+    its peer must stop sending because its own writes back up."""
+
+    def __init__(
+        self,
+        received: Callable[[bytes], None],
+        lost: Callable[[], None],
+        writable: Callable[[bool], None],
+    ) -> None:
+        # the transport calls data_received per read: it goes straight to the protocol
+        self.data_received = received  # type: ignore[method-assign,assignment]
+        self._lost = lost
+        self._writable = writable
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost()
+
+    def pause_writing(self) -> None:
+        self._writable(False)
+
+    def resume_writing(self) -> None:
+        self._writable(True)
+
+
+class Relay:
+    """A client socket and an upstream socket, relayed through a protocol's callbacks.
+
+    `client_data` / `server_data` receive each side's chunks; they may call `held_back`
+    first (True: the session ended, or an earlier chunk of that side is still being
+    finished and this one waits its turn), `wait` to finish a chunk in a task, `end` and
+    `failed`. `arm_watchdog` starts the statement watchdog when `busy()`.
+    """
+
+    def __init__(
+        self,
+        client_data: Callable[[bytes], None],
+        server_data: Callable[[bytes], None],
+        statement_limit: float = 0.0,
+        name: str = "proxy",
+    ) -> None:
+        self.name = name
+        self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        # waiters woken when the protocol says its session went idle, or when it ends
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        # the statement watchdog: a statement still running this long after the last sign
+        # of progress is overdue (a protocol's server-side timeout is the first line; this
+        # one holds when a client turned that off)
+        self._statement_limit = statement_limit
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._transports: dict[str, asyncio.BaseTransport] = {}
+        self._held: dict[str, set[str]] = {CLIENT: set(), SERVER: set()}
+        self._waits: dict[str, asyncio.Task[None] | None] = {CLIENT: None, SERVER: None}
+        self._backlog: dict[str, list[bytes]] = {CLIENT: [], SERVER: []}
+        self._receive: dict[str, Callable[[bytes], None]] = {
+            CLIENT: client_data,
+            SERVER: server_data,
+        }
+
+    # -- taking the sockets over -----------------------------------------------------------
+
+    def adopt(self, client: asyncio.StreamWriter, server: asyncio.StreamWriter) -> None:
+        """Take both sockets' transports over from their streams. Writes still go through
+        the StreamWriters (they write to the same transports)."""
+        self._adopt(CLIENT, client)
+        self._adopt(SERVER, server)
+
+    def catch_up(self, client: asyncio.StreamReader, server: asyncio.StreamReader) -> None:
+        """Hand on what the streams read ahead while the session opened; a socket that
+        closed (or was reset) meanwhile has already told its stream, and will tell nobody
+        else: the relay ends."""
+        for side, reader in ((CLIENT, client), (SERVER, server)):
+            data = self._take(reader)
+            if data:
+                self._receive[side](data)
+        for side, reader in ((CLIENT, client), (SERVER, server)):
+            if reader.at_eof() or reader.exception() or self._transports[side].is_closing():
+                self.end(_LOST[side])
+
+    @staticmethod
+    def _take(reader: asyncio.StreamReader) -> bytes:
+        # StreamReader has no public way to take its buffer without awaiting
+        buffered = reader._buffer  # type: ignore[attr-defined]
+        data = bytes(buffered)
+        buffered.clear()
+        return data
+
+    def _adopt(self, side: str, writer: asyncio.StreamWriter) -> None:
+        lost_reason, other = _LOST[side], _OTHER[side]
+        transport = writer.transport
+        transport.set_protocol(
+            _Side(
+                self._receive[side],
+                lambda: self.end(lost_reason),
+                lambda ok: self._peer_writable(other, ok),
+            )
+        )
+        self._transports[side] = transport
+        if (
+            isinstance(transport, asyncio.ReadTransport)
+            and not transport.is_closing()
+            and not transport.is_reading()
+        ):
+            transport.resume_reading()  # the stream may have paused it
+
+    def _peer_writable(self, side: str, ok: bool) -> None:
+        """The other socket's writes backed up (or drained): stop (or resume) reading this
+        side, whose bytes would only pile up in memory."""
+        if ok:
+            self.release(side, PEER_FULL)
+        else:
+            self.hold(side, PEER_FULL)
+
+    # -- reading on and off ----------------------------------------------------------------
+
+    def holds(self, side: str) -> frozenset[str]:
+        """Why this side is not being read now (empty: it is)."""
+        return frozenset(self._held[side])
+
+    def hold(self, side: str, reason: str) -> None:
+        held = self._held[side]
+        if not held:
+            transport = self._transports[side]
+            if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
+                transport.pause_reading()
+        held.add(reason)
+
+    def release(self, side: str, reason: str) -> None:
+        held = self._held[side]
+        held.discard(reason)
+        if not held:
+            transport = self._transports[side]
+            if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
+                transport.resume_reading()
+
+    def wait(self, side: str, work: Awaitable[None]) -> None:
+        """Finish a chunk in a task; reading from this side pauses until it is done."""
+        self.hold(side, WAITING)
+        self._waits[side] = asyncio.ensure_future(self._finish(side, work))
+
+    async def _finish(self, side: str, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception as exc:
+            self.failed(exc)
+        finally:
+            self._waits[side] = None
+        backlog, self._backlog[side] = self._backlog[side], []
+        for data in backlog:  # arrived before the pause took effect
+            self._receive[side](data)
+        if self._waits[side] is None:
+            self.release(side, WAITING)
+
+    def held_back(self, side: str, data: bytes) -> bool:
+        """True when a chunk cannot be handled now: the session has ended (it is dropped),
+        or an earlier chunk of this side is still being finished (it waits its turn)."""
+        if self.ended.done():
+            return True
+        if self._waits[side] is not None:
+            self._backlog[side].append(data)
+            return True
+        return False
+
+    # -- idle, overdue, ended --------------------------------------------------------------
+
+    async def until_idle(self, idle: Callable[[], bool]) -> None:
+        """Wait until `idle()` holds when the protocol calls `wake_idle()`, or the relay ends."""
+        loop = asyncio.get_running_loop()
+        while not idle() and not self.ended.done():
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._idle_waiters.append(waiter)
+            await waiter
+
+    def wake_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def busy(self) -> bool:
+        """A statement is running upstream (the watchdog watches only then)."""
+        return False
+
+    def progress(self) -> int:
+        """A count that moves whenever the running statement makes progress."""
+        return 0
+
+    def overdue(self) -> None:
+        """A statement made no progress for statement_limit seconds."""
+
+    def arm_watchdog(self) -> None:
+        if self._statement_limit and self._watchdog is None and self.busy():
+            self._watchdog = asyncio.get_running_loop().call_later(
+                self._statement_limit, self._overdue, self.progress()
+            )
+
+    def _overdue(self, progress: int) -> None:
+        self._watchdog = None
+        if not self.busy() or self.ended.done():
+            return
+        if self.progress() == progress:
+            self.overdue()
+        self.arm_watchdog()
+
+    def end(self, reason: str) -> None:
+        if not self.ended.done():
+            self.ended.set_result(reason)
+        self.wake_idle()
+
+    def failed(self, exc: BaseException) -> None:
+        log.error("%s: session failed", self.name, exc_info=exc)
+        self.end(f"error: {type(exc).__name__}")
+
+    async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self.wake_idle()
+        waits = [t for t in self._waits.values() if t is not None]
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
