@@ -96,16 +96,13 @@ class PostgresProxy:
         self.tls = self._server_tls(connection.options)
         self.upstream_tls = self._upstream_tls(connection.options)
         self.hash_key = masking_key(config.masking_hash_key, connection.name)
-        self.cancel_keys: dict[tuple[int, int], tuple[int, int]] = {}
-        # the session behind each proxy-issued key: a cancel may end an approval wait
-        self.waiting_sessions: dict[tuple[int, int], ProxySession] = {}
+        self.cancels = CancelKeys(self.upstream_host, self.upstream_port)
         # what each table column is, by (table OID, attribute number), learnt from the
         # catalog once per table and forgotten every CATALOG_TTL seconds (a view redefined
         # or a column renamed is seen again within that)
         self.column_origins: dict[tuple[int, int], ColumnOrigin] = {}
         self.unnamed_tables: set[int] = set()
         self._catalog_learnt_at = time.monotonic()
-        self._background: set[asyncio.Future[Any]] = set()
 
     @staticmethod
     def _server_tls(options: dict[str, Any]) -> ssl.SSLContext | None:
@@ -160,16 +157,34 @@ class PostgresProxy:
         self.unnamed_tables.clear()
         self._catalog_learnt_at = time.monotonic()
 
-    def background(self, task: asyncio.Future[Any]) -> None:
-        """Keep a fire-and-forget task referenced until it ends."""
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
-    async def forward_cancel(self, key: tuple[int, int]) -> None:
-        session = self.waiting_sessions.get(key)
+class CancelKeys:
+    """The keys this proxy hands its clients in BackendKeyData, each mapped to its
+    upstream's key (as pgbouncer does) and to its session: a CancelRequest may end an
+    approval wait instead of reaching the server."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream_host, self.upstream_port = upstream_host, upstream_port
+        self._upstream: dict[tuple[int, int], tuple[int, int]] = {}
+        self._sessions: dict[tuple[int, int], ProxySession] = {}
+        self._background: set[asyncio.Future[None]] = set()
+
+    def issue(self, upstream_key: tuple[int, int], session: ProxySession | None) -> tuple[int, int]:
+        key = (secrets.randbelow(2**31 - 1) + 1, secrets.randbelow(2**31 - 1) + 1)
+        self._upstream[key] = upstream_key
+        if session is not None:
+            self._sessions[key] = session
+        return key
+
+    def forget(self, key: tuple[int, int]) -> None:
+        self._upstream.pop(key, None)
+        self._sessions.pop(key, None)
+
+    async def forward(self, key: tuple[int, int]) -> None:
+        session = self._sessions.get(key)
         if session is not None and session.cancel_wait():
             return  # it was waiting for a person, not running upstream
-        upstream_key = self.cancel_keys.get(key)
+        upstream_key = self._upstream.get(key)
         if upstream_key is None:
             return  # like the server: an unknown key is ignored silently
         with contextlib.suppress(OSError):
@@ -177,6 +192,12 @@ class PostgresProxy:
             writer.write(codec.CancelRequest(*upstream_key).encode())
             await writer.drain()
             writer.close()
+
+    def forward_soon(self, key: tuple[int, int]) -> None:
+        """forward() in a task kept referenced until it ends (from a callback)."""
+        task = asyncio.ensure_future(self.forward(key))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
 
 class ClientConnection:
@@ -242,7 +263,7 @@ class ClientConnection:
                 self.to_client(codec.SSL_REFUSED)
                 continue
             if isinstance(message, codec.CancelRequest):
-                await self.proxy.forward_cancel((message.pid, message.secret))
+                await self.proxy.cancels.forward((message.pid, message.secret))
                 return None
             if isinstance(message, codec.StartupMessage):
                 return message
@@ -354,11 +375,8 @@ class ClientConnection:
         for status in upstream.parameters:
             out += status.encode()
         if upstream.key is not None:
-            key = (secrets.randbelow(2**31 - 1) + 1, secrets.randbelow(2**31 - 1) + 1)
-            self.proxy.cancel_keys[key] = (upstream.key.pid, upstream.key.secret)
+            key = self.proxy.cancels.issue((upstream.key.pid, upstream.key.secret), self.session)
             self.key = key
-            if self.session is not None:
-                self.proxy.waiting_sessions[key] = self.session
             out += codec.BackendKeyData(*key).encode()
         out += codec.ready_for_query(upstream.status).encode()
         self.to_client(out)
@@ -401,7 +419,7 @@ class ClientConnection:
             abnormal = reason not in ("client_disconnect", "client_terminate", "grant_expired")
             if not tracker.idle and self.key is not None:
                 # the client left mid-query: stop the query, not just the socket
-                await self.proxy.forward_cancel(self.key)
+                await self.proxy.cancels.forward(self.key)
         except asyncio.CancelledError:
             reason, abnormal = "proxy_shutdown", False
             raise
@@ -412,8 +430,7 @@ class ClientConnection:
             await relay.stop()
             upstream.writer.close()
             if self.key is not None:
-                self.proxy.cancel_keys.pop(self.key, None)
-                self.proxy.waiting_sessions.pop(self.key, None)
+                self.proxy.cancels.forget(self.key)
             await self._close_session(reason, abnormal)
 
     def unknown_tables(self, messages: Sequence[codec.Message]) -> set[int]:
@@ -534,7 +551,7 @@ class ClientConnection:
     def cancel_statement(self) -> None:
         """Cancel what runs upstream (a CancelRequest, as the client could send)."""
         if self.key is not None:
-            self.proxy.background(asyncio.ensure_future(self.proxy.forward_cancel(self.key)))
+            self.proxy.cancels.forward_soon(self.key)
 
     async def _close_session(self, reason: str, abnormal: bool) -> None:
         session = self.session
