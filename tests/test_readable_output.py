@@ -179,6 +179,9 @@ async def test_outputs_share_one_time_form_and_reasons_match_verdicts(tmp_path):
     assert plain["reasons"][0].endswith("mask rules applied, no value in the result matched")
     masked = commands["SELECT id, email FROM customers"]
     assert masked["reasons"] == ["masked field email (redact): 2 values"]
+    # the counts are the statement's own (details.masked), not an entry of their own
+    assert masked["masking"] == {"field:email": 2} and "masked" not in masked["result"]
+    assert not [e for e in replay["events"] if e["type"] == "masking"]
     drop = commands["DROP TABLE orders"]
     assert drop["reasons"] == ["no rule allows drop statement (DropStmt) for alice@example.com"]
     update_entry = commands["UPDATE customers SET name = 'R' WHERE id = 2"]
@@ -187,6 +190,7 @@ async def test_outputs_share_one_time_form_and_reasons_match_verdicts(tmp_path):
 
     totals = replay["totals"]
     assert totals["rows"] == 4
+    assert totals["masked"] == {"field:email": 2}
     assert totals["bytes"] is None, "Postgres events carry no byte counts: null, not 0"
     assert totals["bytes_to_client"] > 0
 
