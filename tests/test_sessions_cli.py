@@ -407,16 +407,16 @@ def _recorded_both_ways(t0: float) -> tuple[list[AuditRecord], list[AuditRecord]
     (a masking event after each statement)."""
     select = "SELECT email, upper(email) AS shout FROM customers"
     counts = {"field:email": 2, "derived:shout": 2}
-    result = {"tag": "SELECT 2", "rows": 2, "protocol": "simple"}
+    result: dict[str, Any] = {"tag": "SELECT 2", "rows": 2, "protocol": "simple"}
+    executed = {**result, "protocol": "extended", "decision_id": "d-1"}
     command = {"direction": "client", "type": "command", "command": select,
                "decision_id": "d-1", "verdict": "mask", "cached": True}  # fmt: skip
-    execution = {"direction": "upstream", "type": "response",
-                 "details": {**result, "protocol": "extended", "decision_id": "d-1"}}  # fmt: skip
+    execution = {"direction": "upstream", "type": "response", "details": executed}
     now = [
         {**command, "time": t0 + 0.1, "repeat_us": [1000],
          "details": {**result, "masked": counts}},
         {**execution, "time": t0 + 0.2,
-         "details": {**execution["details"], "masked": {"field:email": 1}}},
+         "details": {**executed, "masked": {"field:email": 1}}},
     ]  # fmt: skip
     before = []
     for when in (t0 + 0.1, t0 + 0.101):
