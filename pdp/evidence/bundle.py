@@ -106,7 +106,10 @@ def record_line(r: AuditRecord) -> dict[str, Any]:
 
 
 class MaskingLog:
-    """Masking events out of recordings: who, which command, which field or detector, how many.
+    """Masking counts out of recordings: who, which command, which output column and by
+    which rule (a field rule, or the derived rule: the column's lineage) or detector, how
+    many values. A statement's counts are in its own event (`details.masked`); recordings
+    made before that have them in a `masking` event after it. Both give the same lines.
 
     Counts only: the events a proxy records never carry a masked value, and nothing else
     of the event is copied."""
