@@ -5,22 +5,29 @@ starting with b"slow" is finished in a task (Relay.wait) that waits for the test
 these tests try to break: a slow client must stop the proxy reading the server (not pile
 its bytes up in memory), and a held side's chunks — the one being finished, those that
 arrived before the pause took effect, those still in the socket — reach the peer in the
-order they were sent, once, after the hold is released.
+order they were sent, once, after the hold is released. Each test runs on asyncio's own
+loop and on uvloop (the proxy's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import pytest
+import uvloop
 
 from proxies.runtime.relay import CLIENT, PEER_FULL, SERVER, WAITING, Relay
 
 WRITE_HIGH_WATER = 16 * 1024
 READ_CHUNK = 256 * 1024  # the most one read of a transport takes at once
+
+
+LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 class PassThrough(Relay):
@@ -76,8 +83,8 @@ async def _pair() -> tuple[
     )
 
 
-@pytest.fixture
-async def wired() -> AsyncIterator[Wired]:
+@asynccontextmanager
+async def wiring() -> AsyncIterator[Wired]:
     (client_reader, proxy_client), client = await _pair()
     (server_reader, proxy_server), server = await _pair()
     # a small write buffer, so a client that does not read backs the proxy up soon
@@ -85,10 +92,38 @@ async def wired() -> AsyncIterator[Wired]:
     relay = PassThrough(proxy_client, proxy_server)
     relay.adopt(proxy_client, proxy_server)
     relay.catch_up(client_reader, server_reader)
-    yield Wired(relay, proxy_client, proxy_server, client, server)
-    await relay.stop()
-    for writer in (proxy_client, proxy_server, client[1], server[1]):
-        writer.close()
+    try:
+        yield Wired(relay, proxy_client, proxy_server, client, server)
+    finally:
+        await relay.stop()
+        for writer in (proxy_client, proxy_server, client[1], server[1]):
+            writer.close()
+
+
+def on_both_loops(scenario: Callable[[Wired], Awaitable[None]]) -> Callable[[str], None]:
+    """A test running the scenario, freshly wired, on asyncio's loop and on uvloop."""
+
+    @pytest.mark.parametrize("loop", LOOPS)
+    def test(loop: str) -> None:
+        async def wired_run() -> None:
+            async with wiring() as wired:
+                await scenario(wired)
+
+        with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
+            runner.run(wired_run())
+
+    test.__name__, test.__doc__ = scenario.__name__, scenario.__doc__
+    return test
+
+
+def reading(writer: asyncio.StreamWriter) -> bool:
+    """Whether the proxy reads this socket now (uvloop's transports are no asyncio.Transport)."""
+    return cast(asyncio.Transport, writer.transport).is_reading()
+
+
+def read_before_the_pause(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """A chunk the transport read just before a pause took effect, as it hands it on."""
+    cast(asyncio.Protocol, writer.transport.get_protocol()).data_received(data)
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -98,7 +133,8 @@ async def until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.005)
 
 
-async def test_a_client_that_does_not_read_stops_the_proxy_reading_the_server(wired):
+@on_both_loops
+async def test_a_client_that_does_not_read_stops_the_proxy_reading_the_server(wired: Wired) -> None:
     relay = wired.relay
     _, server_out = wired.server
     client_in, _ = wired.client
@@ -111,7 +147,7 @@ async def test_a_client_that_does_not_read_stops_the_proxy_reading_the_server(wi
     sending = asyncio.ensure_future(server_sends())
     await until(lambda: relay.holds(SERVER) == {PEER_FULL})
     # the server's side is not read while the client's writes are backed up ...
-    assert not wired.proxy_server.transport.is_reading()
+    assert not reading(wired.proxy_server)
     # ... so the proxy holds at most its buffer's high water and one read's worth
     assert wired.proxy_client.transport.get_write_buffer_size() <= WRITE_HIGH_WATER + READ_CHUNK
     assert not sending.done()  # the rest waits in the server's own socket, not in the proxy
@@ -120,11 +156,12 @@ async def test_a_client_that_does_not_read_stops_the_proxy_reading_the_server(wi
     await sending
     assert received == payload  # every byte, once, in order
     await until(lambda: not relay.holds(SERVER))
-    assert wired.proxy_server.transport.is_reading()
+    assert reading(wired.proxy_server)
     assert relay.holds(CLIENT) == frozenset()  # the other direction was never held
 
 
-async def test_a_slow_server_stops_the_proxy_reading_the_client(wired):
+@on_both_loops
+async def test_a_slow_server_stops_the_proxy_reading_the_client(wired: Wired) -> None:
     relay = wired.relay
     wired.proxy_server.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
     _, client_out = wired.client
@@ -137,14 +174,15 @@ async def test_a_slow_server_stops_the_proxy_reading_the_client(wired):
 
     sending = asyncio.ensure_future(client_sends())
     await until(lambda: relay.holds(CLIENT) == {PEER_FULL})
-    assert not wired.proxy_client.transport.is_reading()
+    assert not reading(wired.proxy_client)
     assert wired.proxy_server.transport.get_write_buffer_size() <= WRITE_HIGH_WATER + READ_CHUNK
     assert await server_in.readexactly(len(payload)) == payload
     await sending
     await until(lambda: not relay.holds(CLIENT))
 
 
-async def test_a_held_side_keeps_its_order_and_resumes_once_released(wired):
+@on_both_loops
+async def test_a_held_side_keeps_its_order_and_resumes_once_released(wired: Wired) -> None:
     relay = wired.relay
     _, client_out = wired.client
     server_in, _ = wired.server
@@ -153,9 +191,9 @@ async def test_a_held_side_keeps_its_order_and_resumes_once_released(wired):
     assert await server_in.readexactly(4) == b"one."
     client_out.write(b"slow.")
     await until(lambda: relay.holds(CLIENT) == {WAITING})
-    assert not wired.proxy_client.transport.is_reading()
+    assert not reading(wired.proxy_client)
     # a chunk the transport read before the pause took effect: it waits its turn ...
-    wired.proxy_client.transport.get_protocol().data_received(b"two.")
+    read_before_the_pause(wired.proxy_client, b"two.")
     # ... and one still in the socket is not read while the side is held
     client_out.write(b"three.")
     await client_out.drain()
@@ -164,22 +202,23 @@ async def test_a_held_side_keeps_its_order_and_resumes_once_released(wired):
     relay.go.set()
     assert await server_in.readexactly(len(b"slow.two.three.")) == b"slow.two.three."
     await until(lambda: not relay.holds(CLIENT))
-    assert wired.proxy_client.transport.is_reading()
+    assert reading(wired.proxy_client)
     assert not relay.ended.done()
 
 
-async def test_reading_resumes_only_when_every_hold_is_released(wired):
+@on_both_loops
+async def test_reading_resumes_only_when_every_hold_is_released(wired: Wired) -> None:
     relay = wired.relay
-    transport = wired.proxy_client.transport
     relay.hold(CLIENT, WAITING)
     relay.hold(CLIENT, PEER_FULL)
     relay.release(CLIENT, WAITING)
-    assert relay.holds(CLIENT) == {PEER_FULL} and not transport.is_reading()
+    assert relay.holds(CLIENT) == {PEER_FULL} and not reading(wired.proxy_client)
     relay.release(CLIENT, PEER_FULL)
-    assert relay.holds(CLIENT) == frozenset() and transport.is_reading()
+    assert relay.holds(CLIENT) == frozenset() and reading(wired.proxy_client)
 
 
-async def test_a_failed_hold_ends_the_session_and_later_chunks_are_dropped(wired):
+@on_both_loops
+async def test_a_failed_hold_ends_the_session_and_later_chunks_are_dropped(wired: Wired) -> None:
     relay = wired.relay
     _, client_out = wired.client
     server_in, _ = wired.server
@@ -190,7 +229,7 @@ async def test_a_failed_hold_ends_the_session_and_later_chunks_are_dropped(wired
     relay.wait(CLIENT, breaks())
     assert await relay.ended == "error: RuntimeError"
     # a chunk read after the end is dropped, not sent on
-    wired.proxy_client.transport.get_protocol().data_received(b"after the end")
+    read_before_the_pause(wired.proxy_client, b"after the end")
     wired.proxy_server.close()
     assert await server_in.read() == b""
     client_out.close()  # a side hanging up later: the first reason stays
@@ -198,13 +237,15 @@ async def test_a_failed_hold_ends_the_session_and_later_chunks_are_dropped(wired
     assert relay.ended.result() == "error: RuntimeError"
 
 
-async def test_a_side_that_hangs_up_ends_the_relay_with_its_reason(wired):
+@on_both_loops
+async def test_a_side_that_hangs_up_ends_the_relay_with_its_reason(wired: Wired) -> None:
     _, client_out = wired.client
     client_out.close()
     assert await wired.relay.ended == "client_disconnect"
 
 
-async def test_the_watchdog_calls_overdue_only_while_no_progress_is_made(wired):
+@on_both_loops
+async def test_the_watchdog_calls_overdue_only_while_no_progress_is_made(wired: Wired) -> None:
     class Watched(PassThrough):
         def __init__(self, to_client: asyncio.StreamWriter, to_server: asyncio.StreamWriter):
             super().__init__(to_client, to_server, statement_limit=0.05)

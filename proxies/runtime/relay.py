@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 log = logging.getLogger("portcullis.relay")
 
@@ -89,7 +90,7 @@ class Relay:
         # one holds when a client turned that off)
         self._statement_limit = statement_limit
         self._watchdog: asyncio.TimerHandle | None = None
-        self._transports: dict[str, asyncio.BaseTransport] = {}
+        self._transports: dict[str, asyncio.Transport] = {}
         self._held: dict[str, set[str]] = {CLIENT: set(), SERVER: set()}
         self._waits: dict[str, asyncio.Task[None] | None] = {CLIENT: None, SERVER: None}
         self._backlog: dict[str, list[bytes]] = {CLIENT: [], SERVER: []}
@@ -128,7 +129,9 @@ class Relay:
 
     def _adopt(self, side: str, writer: asyncio.StreamWriter) -> None:
         lost_reason, other = _LOST[side], _OTHER[side]
-        transport = writer.transport
+        # not isinstance(asyncio.ReadTransport): uvloop's transports (the proxy's) are no
+        # subclass of asyncio's, and a check that way never paused anything there
+        transport = cast(asyncio.Transport, writer.transport)
         transport.set_protocol(
             _Side(
                 self._receive[side],
@@ -137,11 +140,7 @@ class Relay:
             )
         )
         self._transports[side] = transport
-        if (
-            isinstance(transport, asyncio.ReadTransport)
-            and not transport.is_closing()
-            and not transport.is_reading()
-        ):
+        if not transport.is_closing() and not transport.is_reading():
             transport.resume_reading()  # the stream may have paused it
 
     def _peer_writable(self, side: str, ok: bool) -> None:
@@ -162,7 +161,7 @@ class Relay:
         held = self._held[side]
         if not held:
             transport = self._transports[side]
-            if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
+            if not transport.is_closing():
                 transport.pause_reading()
         held.add(reason)
 
@@ -171,7 +170,7 @@ class Relay:
         held.discard(reason)
         if not held:
             transport = self._transports[side]
-            if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
+            if not transport.is_closing():
                 transport.resume_reading()
 
     def wait(self, side: str, work: Awaitable[None]) -> None:
