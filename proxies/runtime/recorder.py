@@ -135,10 +135,14 @@ class MaskedCounts(dict[str, int]):
     hashable, so the event text of statements masked alike is spelt out once and their
     events make a run. Never changed once made."""
 
-    __slots__ = ()
+    __slots__ = ("_hash",)
 
     def __hash__(self) -> int:  # type: ignore[override]
-        return hash(tuple(self.items()))
+        try:
+            return self._hash
+        except AttributeError:
+            self._hash: int = hash(tuple(self.items()))
+            return self._hash
 
 
 def _with_masked(details: dict[str, Any]) -> dict[str, Any]:
@@ -236,6 +240,8 @@ class SessionRecorder:
         # the last command or response, until its masking counts may come: (time, command
         # text or None for a response, ruling or None, details)
         self._held: tuple[float, str | None, Ruling | None, dict[str, Any]] | None = None
+        # the last counts given and their recorded shape: statements masked alike share it
+        self._last_masked: tuple[dict[str, int], MaskedCounts] = ({}, MaskedCounts())
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failed_batches = 0
@@ -307,9 +313,12 @@ class SessionRecorder:
             when, raw, ruling, details = held
             of = ruling.decision_id if ruling is not None else details.get("decision_id")
             if of == decision_id:
-                shaped = masked_details(counts)
+                given, shaped = self._last_masked
+                if counts != given:
+                    shaped = MaskedCounts(masked_details(counts))
+                    self._last_masked = (dict(counts), shaped)
                 if shaped:
-                    self._held = (when, raw, ruling, {**details, MASKED: MaskedCounts(shaped)})
+                    self._held = (when, raw, ruling, {**details, MASKED: shaped})
                 return
         self._add(
             {
