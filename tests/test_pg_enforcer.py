@@ -76,6 +76,7 @@ class Runtime:
         self.revision = "rev-1"
         self.halt: Ruling | None = None
         self.requests: list[Request] = []
+        self.looked_up: list[tuple[str, str, dict[str, Any] | None]] = []
         self.settled: Callable[[], None] = lambda: None
         self.enforcer = Enforcer(
             self.tracker,
@@ -93,6 +94,7 @@ class Runtime:
         shape_of: Callable[[str], str | None] | None,
         attributes: dict[str, Any] | None,
     ) -> Ruling | None:
+        self.looked_up.append((kind, raw, attributes))
         return self.reused.get(raw)
 
     def play(self, *messages: codec.Message) -> list[Request]:
@@ -205,6 +207,29 @@ def test_a_reused_verdict_is_enforced_at_once_without_asking() -> None:
     assert rt.enforcer.now(codec.Query(DELETE)) is True
     assert rt.upstream() == [codec.Query(POISON_SQL)]
     assert rt.actions() == [Record(DELETE, deny(cached=True), "simple")]
+
+
+def test_the_cache_is_asked_with_everything_the_policy_sees_besides_the_text() -> None:
+    rt = Runtime()
+    rt.verdicts[SELECT] = allow()
+    rt.play(codec.Query(SELECT), codec.Parse("", SELECT))
+    # (looked up at now() and again when its steps begin: a verdict may be reused by then)
+    assert {(kind, raw, tuple(a.items()) if a else ()) for kind, raw, a in rt.looked_up} == {
+        ("postgres.query", SELECT, (("protocol", "simple"),)),
+        ("postgres.query", SELECT, (("protocol", "extended"), ("phase", "parse"))),
+    }
+    # a database that shadows built-ins, or has views renaming columns, says so too: a
+    # verdict reused across sessions never skips what the policy would have seen
+    rt.enforcer.shadowed = ("lower",)
+    rt.enforcer.view_columns = {"contact": ["phone"]}
+    rt.play(codec.Query(SELECT))
+    assert rt.looked_up[-1][2] == {
+        "protocol": "simple",
+        "shadowed_functions": ["lower"],
+        "view_columns": {"contact": ["phone"]},
+    }
+    [*_, decide] = rt.requests
+    assert isinstance(decide, Decide) and decide.attributes == rt.looked_up[-1][2]
 
 
 def test_a_reused_mask_verdict_shares_one_masker_per_rule_set() -> None:
