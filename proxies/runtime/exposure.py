@@ -40,7 +40,12 @@ class ClientOutput:
         if self.scanner is not None:
             self.scanner.feed(data)
         self.sent += len(data)
-        self._write(data)
+        try:
+            self._write(data)
+        except RuntimeError:
+            # uvloop refuses a write to a socket already closed (asyncio drops it): the
+            # client is gone, and the session must still end as one whose client left
+            pass
 
     def account(self, counters: Counter[str]) -> None:
         """The session's closing counters: bytes sent, and whether a secret was among them."""
