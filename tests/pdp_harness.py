@@ -26,7 +26,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def pdp_config(
+def pdp_raw(
     tmp: Path,
     *,
     listen: str | None = None,
@@ -35,7 +35,8 @@ def pdp_config(
     engine: dict[str, Any] | None = None,
     session_timeout: int = 30,
     **extra: Any,
-) -> Config:
+) -> dict[str, Any]:
+    """A test PDP's configuration as portcullis.yaml holds it (to write, or to parse)."""
     raw: dict[str, Any] = {
         "pdp": {
             "listen": listen or f"127.0.0.1:{free_port()}",
@@ -59,7 +60,11 @@ def pdp_config(
     }
     for key, value in extra.items():
         raw[key] = value
-    return parse_config(raw, base_dir=tmp)
+    return raw
+
+
+def pdp_config(tmp: Path, **kwargs: Any) -> Config:
+    return parse_config(pdp_raw(tmp, **kwargs), base_dir=tmp)
 
 
 # the proxy credential each running test PDP issued to the tests, by address: a test that

@@ -31,7 +31,7 @@ import asyncpg
 import psycopg
 import pytest
 import yaml
-from pdp_harness import REGO, free_port
+from pdp_harness import REGO, free_port, pdp_raw
 from pg_harness import scratch_database
 
 from pdp.domain.identity import DevIssuer
@@ -70,15 +70,10 @@ async def until(condition: Callable[[], bool], seconds: float = 60) -> None:
 
 
 def write_config(tmp: Path, database: str, role: str, password: str, spool_max: int) -> Path:
-    raw = {
-        "pdp": {
-            "listen": f"127.0.0.1:{free_port()}",
-            "engine": {"type": "embedded", "policies": str(REGO), "workers": 1},
-            "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
-            "signing_key": str(tmp / "signing.key"),
-        },
-        "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
-        "connections": [
+    raw = pdp_raw(
+        tmp,
+        engine={"type": "embedded", "policies": str(REGO), "workers": 1},
+        connections=[
             {
                 "name": "orders-db",
                 "type": "postgres",
@@ -91,7 +86,7 @@ def write_config(tmp: Path, database: str, role: str, password: str, spool_max: 
                 "spool_max_bytes": spool_max,
             }
         ],
-    }
+    )
     path = tmp / "portcullis.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

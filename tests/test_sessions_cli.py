@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from google.protobuf import struct_pb2
-from pdp_harness import REGO, REPO, free_port, pdp_stub, running_pdp, token
+from pdp_harness import REGO, REPO, free_port, pdp_raw, pdp_stub, running_pdp, token
 
 from pdp.domain.recordings import EVENTS_KIND
 from pdp.domain.timeline import (
@@ -45,20 +45,15 @@ def write_config(tmp: Path) -> Path:
             "credentials": {"provider": "static", "username": "app", "password": "x"},
         }
 
-    raw = {
-        "pdp": {
-            "listen": f"127.0.0.1:{free_port()}",
-            "engine": {"type": "embedded", "policies": str(REGO), "workers": 1},
-            "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
-            "signing_key": str(tmp / "signing.key"),
-        },
-        "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
-        "connections": [
+    raw = pdp_raw(
+        tmp,
+        engine={"type": "embedded", "policies": str(REGO), "workers": 1},
+        connections=[
             conn("orders-db", "postgres", "127.0.0.1:5432"),
             conn("billing-api", "http", "http://127.0.0.1:9000"),
             conn("web-1", "ssh", "127.0.0.1:22"),
         ],
-    }
+    )
     path = tmp / "portcullis.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
