@@ -214,6 +214,7 @@ class Enforcer:
         self.restore_at_sync = False  # read-only was lifted for this batch's approved write
         self.terminated = False
         self._maskers: dict[tuple[MaskRule, ...], Masker] = {}
+        self._last_masker: tuple[tuple[MaskRule, ...], Masker] | None = None
         settings = session_settings or {}
         self.read_only = settings.get("default_transaction_read_only", "") == "on"
 
@@ -223,9 +224,13 @@ class Enforcer:
         if ruling.kind is not VerdictKind.MASK:
             return None
         rules = ruling.verdict.mask
+        last = self._last_masker
+        if last is not None and last[0] is rules:
+            return last[1]  # a reused verdict: the same rules, no tuple of them hashed again
         found = self._maskers.get(rules)
         if found is None:
             found = self._maskers[rules] = Masker(rules, self.hash_key)
+        self._last_masker = (rules, found)
         return found
 
     def _attributes(
