@@ -11,6 +11,7 @@ import pytest
 import uvloop
 
 
+
 def pytest_configure(config: pytest.Config) -> None:
     """Every async test runs on uvloop, the loop the PDP and the proxies run on
     (portcullis.process.run_until_signal): its transports differ from asyncio's where the
