@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 from collections.abc import Iterator
 
 import pytest
-import uvloop
-
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Every async test runs on uvloop, the loop the PDP and the proxies run on
-    (portcullis.process.run_until_signal): its transports differ from asyncio's where the
-    relay pauses reading and where a write meets a closed socket."""
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
 
 PG_ADMIN_DSN = os.environ.get("PORTCULLIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
