@@ -603,13 +603,6 @@ class _Relay(Relay):
     column names, the chunk is finished in a task while that side is held (Relay.wait).
     """
 
-    # the Relay's names as the handlers below were written with them
-    _held_back = Relay.held_back
-    _wait = Relay.wait
-    _end = Relay.end
-    _failed = Relay.failed
-    _arm_watchdog = Relay.arm_watchdog
-
     def __init__(
         self,
         conn: ClientConnection,
@@ -667,14 +660,14 @@ class _Relay(Relay):
     # -- client → server ---------------------------------------------------------------
 
     def _client_data(self, data: bytes) -> None:
-        if self._held_back("client", data):
+        if self.held_back("client", data):
             return
         conn, enforcer = self.conn, self.enforcer
         try:
             messages = conn.parser.feed(data)
             for n, message in enumerate(messages):
                 if not enforcer.now(message):
-                    self._wait("client", self._ask(messages[n:]))
+                    self.wait("client", self._ask(messages[n:]))
                     return
                 if enforcer.terminated:
                     break
@@ -683,7 +676,7 @@ class _Relay(Relay):
             self._violation(exc)
             return
         except Exception as exc:
-            self._failed(exc)
+            self.failed(exc)
             return
         self._sent()
 
@@ -724,19 +717,19 @@ class _Relay(Relay):
             self._carry_out()
         self.conn.flush_upstream()
         if self.enforcer.terminated:
-            self._end("client_terminate")
+            self.end("client_terminate")
         elif self._statement_limit and self._watchdog is None:
-            self._arm_watchdog()
+            self.arm_watchdog()
 
     def _violation(self, exc: codec.ProtocolViolation) -> None:
         self.conn.flush_upstream()
         self.conn.fatal(f"portcullis: protocol violation: {exc}", "08P01")
-        self._end("protocol_violation")
+        self.end("protocol_violation")
 
     # -- server → client ---------------------------------------------------------------
 
     def _server_data(self, data: bytes) -> None:
-        if self._held_back("server", data):
+        if self.held_back("server", data):
             return
         upstream = self.conn.upstream
         assert upstream is not None
@@ -753,13 +746,13 @@ class _Relay(Relay):
                 if rows is not None and self._masked_lane(answers, rows, data):
                     return
         except Exception as exc:
-            self._failed(exc)
+            self.failed(exc)
             return
         try:
             messages = upstream.parser.feed(data)
         except codec.ProtocolViolation as exc:
             self.conn.fatal(f"portcullis: upstream protocol violation: {exc}", "08P01")
-            self._end("upstream_protocol_violation")
+            self.end("upstream_protocol_violation")
             return
         self._answer(messages)
 
@@ -783,11 +776,11 @@ class _Relay(Relay):
         try:
             unknown = self.conn.unknown_tables(messages)
             if unknown:
-                self._wait("server", self._learn_then_answer(unknown, messages))
+                self.wait("server", self._learn_then_answer(unknown, messages))
                 return
             self._forward_answers(messages)
         except Exception as exc:
-            self._failed(exc)
+            self.failed(exc)
 
     async def _learn_then_answer(self, unknown: set[int], messages: list[codec.Message]) -> None:
         await self.conn.learn_columns(unknown)
