@@ -321,7 +321,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         if not request.HasField("command") or not request.command.kind:
             await self._invalid(context, "command.kind", "required")
         kind = request.command.kind
-        if kind not in protocols.command_kinds() or kind == protocols.SESSION_OPEN:
+        if protocols.protocol_of(kind) is None:  # unknown, or session.open (no protocol's)
             await self._invalid(context, "command.kind", f"unknown command kind {kind[:64]!r}")
         deadline = _deadline_of(request, context)
         proxy = await self._proxy(context, "Decide", request.session_id)

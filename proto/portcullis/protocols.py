@@ -142,12 +142,12 @@ def register(protocol: Protocol) -> None:
         if other.name != protocol.name and set(other.command_kinds) & set(protocol.command_kinds):
             raise ValueError(f"{protocol.name}: command kinds already {other.name}'s")
     _REGISTERED[protocol.name] = protocol
-    command_kinds.cache_clear()
+    _by_kind.cache_clear()
 
 
 def unregister(name: str) -> None:
     _REGISTERED.pop(name, None)
-    command_kinds.cache_clear()
+    _by_kind.cache_clear()
 
 
 @functools.cache
@@ -157,7 +157,7 @@ def _entry_points_loaded() -> bool:
         if not isinstance(protocol, Protocol):
             raise TypeError(f"entry point {entry.name} ({entry.value}) is not a Protocol")
         _REGISTERED.setdefault(protocol.name, protocol)
-    command_kinds.cache_clear()
+    _by_kind.cache_clear()
     return True
 
 
@@ -173,20 +173,19 @@ def protocol(name: str) -> Protocol | None:
 
 
 @functools.cache
+def _by_kind() -> dict[str, Protocol]:
+    return {kind: known for known in registered().values() for kind in known.command_kinds}
+
+
 def command_kinds() -> frozenset[str]:
     """Every command kind a proxy may ask about: session.open and each protocol's."""
-    kinds = {SESSION_OPEN}
-    for known in registered().values():
-        kinds.update(known.command_kinds)
-    return frozenset(kinds)
+    return frozenset({SESSION_OPEN, *_by_kind()})
 
 
 def protocol_of(kind: str) -> Protocol | None:
-    """The protocol whose command kind this is (None for session.open and unknown kinds)."""
-    for known in registered().values():
-        if kind in known.command_kinds:
-            return known
-    return None
+    """The protocol whose command kind this is (None for session.open and unknown kinds):
+    one lookup per decision, the map made once per change of the registry."""
+    return _by_kind().get(kind)
 
 
 _RESOLVED: dict[str, Any] = {}
