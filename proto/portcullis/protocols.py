@@ -177,11 +177,6 @@ def _by_kind() -> dict[str, Protocol]:
     return {kind: known for known in registered().values() for kind in known.command_kinds}
 
 
-def command_kinds() -> frozenset[str]:
-    """Every command kind a proxy may ask about: session.open and each protocol's."""
-    return frozenset({SESSION_OPEN, *_by_kind()})
-
-
 def protocol_of(kind: str) -> Protocol | None:
     """The protocol whose command kind this is (None for session.open and unknown kinds):
     one lookup per decision, the map made once per change of the registry."""
