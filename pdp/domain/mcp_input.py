@@ -1,0 +1,77 @@
+"""input.command.mcp for an `mcp.call`: what the policy sees of one MCP message.
+
+Owns the rule that the PDP reads the message itself, from the raw text the proxy sent
+(the canonical JSON `{"method", "params"}` of a JSON-RPC request or notification, or
+`{"result"|"error"}` of a client's answer to the server), and never takes a proxy's
+description of which tool is called with which arguments. From the proxy it takes only
+what the raw text cannot say: `listing` (the question is whether a tool may be shown in a
+`tools/list` answer, not a call). Text that is not such a message is handed to the policy
+as `malformed`, which the shipped policy denies.
+
+No IO here; called by the PDP's command_input() through the `mcp` protocol declaration.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# method → the params key that names what it acts on, and the key it is shown under
+TARGETS = {
+    "tools/call": ("name", "tool"),
+    "prompts/get": ("name", "prompt"),
+    "resources/read": ("uri", "uri"),
+    "resources/subscribe": ("uri", "uri"),
+    "resources/unsubscribe": ("uri", "uri"),
+}
+ARGUMENTS = frozenset({"tools/call", "prompts/get"})
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """input.command.mcp: {message, method, tool|prompt|uri, arguments, listing}."""
+    try:
+        message = json.loads(raw, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError):
+        return {"message": "malformed", "method": "", "malformed": True}
+    if not isinstance(message, dict):
+        return {"message": "malformed", "method": "", "malformed": True}
+    listing = attributes.get("listing") is True
+    if "method" not in message:
+        if set(message) in ({"result"}, {"error"}):
+            return {"message": "response", "method": ""}
+        return {"message": "malformed", "method": "", "malformed": True}
+    method = message.get("method")
+    params = message.get("params", {})
+    if not isinstance(method, str) or not isinstance(params, dict) or set(message) - {
+        "method",
+        "params",
+    }:
+        return {"message": "malformed", "method": "", "malformed": True}
+    out: dict[str, Any] = {
+        "message": "notification" if attributes.get("notification") is True else "request",
+        "method": method,
+    }
+    target = TARGETS.get(method)
+    if target is not None:
+        key, shown = target
+        value = params.get(key)
+        if not isinstance(value, str):
+            return {**out, "malformed": True}
+        out[shown] = value
+    if method in ARGUMENTS:
+        arguments = params.get("arguments", {})
+        if not isinstance(arguments, dict):
+            return {**out, "malformed": True}
+        out["arguments"] = arguments
+    if listing:
+        out["listing"] = True
+    return out
