@@ -6,7 +6,7 @@ DEBS := postgresql-client pgbouncer openssh-server openssh-client nginx-light wr
 export ORDERS_DB_PASSWORD ?= portcullis-dev-app
 export BILLING_TOKEN ?= portcullis-dev-billing
 
-.PHONY: setup up demo-db test lint stubs bench-pdp bench-postgres
+.PHONY: setup up demo-db test lint stubs bench-pdp bench-postgres bench-http
 
 setup:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -53,3 +53,6 @@ bench-pdp:
 
 bench-postgres:
 	$(PYTHON) bench/postgres/bench_pgbench.py
+
+bench-http:
+	$(PYTHON) bench/http/bench_wrk.py
