@@ -102,6 +102,8 @@ class PostgresProxy:
         # or a column renamed is seen again within that)
         self.column_origins: dict[tuple[int, int], ColumnOrigin] = {}
         self.unnamed_tables: set[int] = set()
+        # RowDescriptions (their bytes) whose every table column is in column_origins
+        self.known_descriptions: set[bytes] = set()
         self._catalog_learnt_at = time.monotonic()
 
     @staticmethod
@@ -155,6 +157,7 @@ class PostgresProxy:
         """Learn every table's columns afresh (schema changes, policy changes)."""
         self.column_origins.clear()
         self.unnamed_tables.clear()
+        self.known_descriptions.clear()
         self._catalog_learnt_at = time.monotonic()
 
 
@@ -438,15 +441,24 @@ class ClientConnection:
         proxy = self.proxy
         if proxy.catalog_stale():
             proxy.forget_columns()
-        known = proxy.column_origins
-        unknown = {
-            f.table_oid
-            for m in messages
-            if type(m) is codec.RowDescription
-            for f in m.fields
-            if f.table_oid and (f.table_oid, f.column) not in known
-        }
-        return unknown - proxy.unnamed_tables
+        known, whole = proxy.column_origins, proxy.known_descriptions
+        unknown: set[int] = set()
+        for m in messages:
+            if type(m) is not codec.RowDescription or m.raw in whole:
+                continue
+            tables = {
+                f.table_oid
+                for f in m.fields
+                if f.table_oid and (f.table_oid, f.column) not in known
+            } - proxy.unnamed_tables
+            if tables:
+                unknown |= tables
+            elif m.raw:
+                # a session's results describe themselves alike: once known, by their bytes
+                if len(whole) >= 256:
+                    whole.clear()
+                whole.add(m.raw)
+        return unknown
 
     async def learn_columns(self, unknown: set[int]) -> bool:
         """Before rows are masked: what each of the result's table columns is (views

@@ -475,11 +475,11 @@ class ResponseTracker:
             if shape is None:
                 # no description of these rows: no column can be named, so every value goes
                 _tally(head)["unknown_columns"] += len(values)
-                return codec.DataRow([None] * len(values)).encode()
+                return codec.data_row([None] * len(values))
             row_mask = head.row_mask = self._row_mask(shape, masker, head.formats)
         if not row_mask.columns or not row_mask.apply(values, _tally(head)):
             return None
-        return codec.DataRow(values).encode()
+        return codec.data_row(values)
 
     def _row_mask(self, shape: ResultShape, masker: Masker, formats: list[int]) -> RowMask:
         """The RowMask of a result shape (its plan from _columns_to_mask), remembered per

@@ -235,6 +235,12 @@ _CARD_HINT_ASCII = re.compile(_CARD_HINT.pattern.encode())
 _SSN_HINT_ASCII = re.compile(_SSN_HINT.pattern.encode())
 
 
+# what every detector needs at the least, whichever a masker runs: a token is 15 characters
+# long or more, an email has an @, a card 13 digits and an SSN 9 (the gates below say so)
+_QUIET_BELOW = _MIN_TOKEN_TEXT
+_QUIET_DIGITS = min(_CARD_MIN, 9)
+
+
 def _token_gate(data: bytes) -> bool:
     return len(data) >= _MIN_TOKEN_TEXT and _TOKEN_HINTS_ASCII.search(data.lower()) is not None
 
@@ -470,6 +476,12 @@ class Masker:
             return False
         if not data.isascii():
             return True
+        if (
+            len(data) < _QUIET_BELOW
+            and b"@" not in data
+            and len(data.translate(None, _NON_DIGITS)) < _QUIET_DIGITS
+        ):
+            return False  # the usual short value: too short for a token, no @, few digits
         for gate in gates:  # noqa: SIM110  (a loop: any() over a generator costs more)
             if gate(data):
                 return True

@@ -6,6 +6,7 @@ of the ErrorResponse, NoticeResponse and ReadyForQuery a proxy answers with itse
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -280,22 +281,36 @@ class DataRow(Message):
     TYPE = b"D"
     values: list[bytes | None]
 
-    def _body(self) -> bytes:
-        # a loop, not value_field() per value: masked rows are encoded one by one
-        pack = INT32.pack
-        parts = [UINT16.pack(len(self.values))]
-        append = parts.append
-        for value in self.values:
-            if value is None:
-                append(_NULL_VALUE)
-            else:
-                append(pack(len(value)))
-                append(value)
-        return b"".join(parts)
+    def encode(self) -> bytes:
+        return data_row(self.values)
 
     @classmethod
     def _decode(cls, r: FrameReader) -> DataRow:
         return cls([r.value() for _ in range(r.uint16())])
+
+
+def data_row(values: Sequence[bytes | None]) -> bytes:
+    """DataRow (B, 'D') on the wire for values, with no message object made: masked rows
+    are encoded one by one, so this is a loop, not value_field() per value."""
+    if len(values) > 0xFFFF:
+        raise ValueError("DataRow: value out of range: more than 65535 columns")
+    pack = INT32.pack
+    parts = [b"", UINT16.pack(len(values))]
+    append = parts.append
+    size = 6  # the length word and the column count
+    for value in values:
+        if value is None:
+            append(_NULL_VALUE)
+            size += 4
+        else:
+            append(pack(len(value)))
+            append(value)
+            size += 4 + len(value)
+    if size > 0x7FFFFFFF:
+        raise ValueError("DataRow: value out of range: the row is too large")
+    parts[0] = b"D" + pack(size)
+    return b"".join(parts)
+
 
 
 @dataclass(frozen=True, slots=True)
