@@ -7,6 +7,7 @@ text (pglast, via pdp.sql) instead of trusting a proxy's description of it.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from typing import Any
 
@@ -105,6 +106,35 @@ def postgres_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[st
     else:
         details["statements"] = classified(raw)
     details.setdefault("protocol", "simple")
+    return details
+
+
+def http_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """input.command.http: method, path and query re-derived from the request line the
+    proxy recorded as `raw` (normalised as the proxy must have forwarded it), never taken
+    from the proxy's say; a body shown whole in `raw` is read from there. A request line
+    that does not normalise leaves `path` out, which no rule allows."""
+    from proxies.http.target import TargetRefused, normalise  # stdlib-only, no proxy
+
+    details = {k: v for k, v in attributes.items() if k not in ("method", "path", "query")}
+    line, _, rest = raw.partition("\n")
+    parts = line.split(" ")
+    if len(parts) != 3:
+        return details
+    details["method"] = parts[0]
+    try:
+        target = normalise(parts[1])
+    except TargetRefused:
+        return details
+    details["path"], details["query"] = target.path, target.query_params()
+    _, blank, body = rest.partition("\n\n")
+    headers = details.get("headers")
+    content_type = str(headers.get("content-type", "")) if isinstance(headers, dict) else ""
+    if blank and "json" in content_type.lower():
+        try:
+            details["body"] = json.loads(body)
+        except ValueError:
+            details.pop("body", None)
     return details
 
 

@@ -1,0 +1,163 @@
+"""Response bodies under a `mask` verdict: JSON masked per document, streams per record.
+
+Owns how a body's bytes become masked bytes, with no IO: a JSON document
+(`application/json`, `*+json`) is gathered up to a bound and masked whole (the proxy then
+fixes Content-Length); newline-delimited JSON (`application/x-ndjson`, `jsonl`) is masked
+line by line and a `text/event-stream` event by event as they pass, so a stream is never
+held whole. Field rules name JSON keys anywhere in a document (`email`, `user.email`) or a
+JSON pointer (`/user/email`: masked wherever that trail of keys ends, array indices
+ignored — more, never less); detectors run over every other string. What cannot be masked
+(a JSON body that does not parse or outgrows the bound, an event too large) raises
+`Unmaskable`: the proxy fails closed. Every body the masks do not cover (HTML, images,
+downloads) passes through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from portcullis.verdict import MaskRule
+from proxies.runtime.masking import Masker
+
+MAX_MASKED_DOCUMENT = 8 * 1024 * 1024
+MAX_RECORD = 1024 * 1024  # one NDJSON line or SSE event
+
+
+class Unmaskable(Exception):
+    """The body cannot be masked as the verdict says; safe to show the client."""
+
+
+def masker_for(rules: Sequence[MaskRule], hash_key: bytes) -> Masker:
+    """A Masker whose field rules given as JSON pointers (RFC 6901) are key trails."""
+    return Masker([_pointer_rule(r) for r in rules], hash_key)
+
+
+def _pointer_rule(rule: MaskRule) -> MaskRule:
+    if not rule.field.startswith("/"):
+        return rule
+    keys = [k.replace("~1", "/").replace("~0", "~") for k in rule.field[1:].split("/")]
+    keys = [k for k in keys if k and not k.isdigit() and k != "-"]
+    return replace(rule, field=".".join(keys)) if keys else rule
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def body_kind(content_type: str | None) -> str:
+    """json | lines | sse | "" (passes through) for a response's Content-Type."""
+    kind = media_type(content_type)
+    if kind == "text/event-stream":
+        return "sse"
+    if kind in (
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/jsonlines",
+        "application/x-jsonlines",
+    ):
+        return "lines"
+    if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+        return "json"
+    return ""
+
+
+def _dump(doc: Any) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class BodyMask:
+    """One response body's masking: `feed` chunks, then `finish`; `counts` at the end."""
+
+    def __init__(self, masker: Masker, kind: str, limit: int = MAX_MASKED_DOCUMENT) -> None:
+        self.masker = masker
+        self.kind = kind
+        self.limit = limit
+        self.counts: Counter[str] = Counter()
+        self._pending = bytearray()
+
+    @property
+    def streams(self) -> bool:
+        """Whether output comes as the body passes (else all of it at finish)."""
+        return self.kind in ("lines", "sse")
+
+    def feed(self, data: bytes) -> bytes:
+        self._pending += data
+        if self.kind == "json":
+            if len(self._pending) > self.limit:
+                raise Unmaskable("the JSON response is larger than this proxy masks")
+            return b""
+        separator = b"\n" if self.kind == "lines" else b"\n\n"
+        buf = self._pending.replace(b"\r\n", b"\n") if b"\r" in self._pending else self._pending
+        cut = buf.rfind(separator)
+        if cut < 0:
+            if len(buf) > MAX_RECORD:
+                raise Unmaskable("a streamed record is larger than this proxy masks")
+            return b""
+        done, rest = bytes(buf[: cut + len(separator)]), bytes(buf[cut + len(separator) :])
+        self._pending = bytearray(rest)
+        return self._records(done)
+
+    def finish(self) -> bytes:
+        data, self._pending = bytes(self._pending), bytearray()
+        if self.kind == "json":
+            return self._document(data)
+        return self._records(data) if data else b""
+
+    def _document(self, data: bytes) -> bytes:
+        if not data.strip():
+            return data
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            raise Unmaskable("the JSON response does not parse; it cannot be masked") from None
+        masked, counts = self.masker.mask_json(doc)
+        self.counts.update(counts)
+        return _dump(masked)
+
+    def _text(self, text: str) -> str:
+        masked, counts = self.masker.mask_text(text)
+        self.counts.update({f"detector:{k}": v for k, v in counts.items()})
+        return masked
+
+    def _records(self, data: bytes) -> bytes:
+        text = data.decode("utf-8", "replace")
+        if self.kind == "lines":
+            return "\n".join(self._line(line) for line in text.split("\n")).encode("utf-8")
+        events = text.split("\n\n")
+        return "\n\n".join(self._event(event) for event in events).encode("utf-8")
+
+    def _line(self, line: str) -> str:
+        if not line.strip():
+            return line
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            return self._text(line)
+        masked, counts = self.masker.mask_json(doc)
+        self.counts.update(counts)
+        return _dump(masked).decode("utf-8")
+
+    def _event(self, event: str) -> str:
+        """One SSE event (WHATWG HTML §9.2.6): its data lines are one value, masked as
+        JSON when they parse, else by the detectors; other fields pass."""
+        if not event:
+            return event
+        lines = event.split("\n")
+        data = [ln[5:].removeprefix(" ") for ln in lines if ln.startswith("data:")]
+        if not data:
+            return event
+        others = [ln for ln in lines if not ln.startswith("data:")]
+        value = "\n".join(data)
+        try:
+            doc = json.loads(value)
+        except ValueError:
+            masked_lines = [f"data: {self._text(d)}" for d in data]
+        else:
+            masked, counts = self.masker.mask_json(doc)
+            self.counts.update(counts)
+            masked_lines = ["data: " + _dump(masked).decode("utf-8")]
+        return "\n".join(others + masked_lines)

@@ -1,0 +1,224 @@
+"""What the HTTP proxy writes and rewrites, as bytes and header lists — no IO.
+
+Owns: the proxy's own answers (RFC 9457 `application/problem+json`: 400, 401, 403 with
+the policy's reasons and the decision id, 202 with the approval id, 503 when the PDP
+cannot decide), the headers a request keeps on its way upstream (hop-by-hop ones removed,
+RFC 9110 §7.6.1; the client's token and anything naming the upstream credential's header
+removed; X-Forwarded-* and Forwarded set by the proxy, never taken from the client), the
+headers a response keeps on its way back, a response head's bytes, chunked coding of a
+body (RFC 9112 §7.1), and the command text (`raw`) a request is decided and recorded as.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from proxies.http.codec import Head
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+    }
+)
+# never forwarded from the client: its token, framing the proxy redoes, what the proxy sets
+REQUEST_DROPPED = HOP_BY_HOP | {
+    "authorization",
+    "proxy-authorization",
+    "host",
+    "content-length",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-real-ip",
+}
+# what the policy sees of a request's headers (never a credential or a cookie)
+POLICY_HEADERS = (
+    "content-type",
+    "accept",
+    "user-agent",
+    "origin",
+    "referer",
+    "x-request-id",
+    "x-requested-with",
+    "mcp-session-id",
+    "content-length",
+)
+REASONS = {
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    417: "Expectation Failed",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
+}
+BODY_IN_RAW = 16 * 1024  # a request body shown whole in the command text up to this size
+INSPECTED_BODY = 64 * 1024  # a JSON body handed to the policy up to this size
+
+
+def connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
+    """The header names a Connection header lists (hop-by-hop too, §7.6.1)."""
+    return {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+        if token.strip()
+    }
+
+
+def upstream_request_headers(
+    head: Head,
+    client_ip: str,
+    scheme: str,
+    credential_header: str = "",
+    keep_upgrade: bool = False,
+) -> list[tuple[str, str]]:
+    """The client's headers as they go upstream, with X-Forwarded-* and Forwarded (RFC
+    7239) set from what the proxy saw."""
+    listed = connection_tokens(head.headers)
+    dropped = (
+        REQUEST_DROPPED | listed | ({credential_header.lower()} if credential_header else set())
+    )
+    if keep_upgrade:
+        dropped = dropped - {"upgrade", "connection"}
+    out = [(n, v) for n, v in head.headers if n not in dropped]
+    if keep_upgrade:
+        out = [(n, v) for n, v in out if n != "connection"] + [("connection", "Upgrade")]
+    node = f'"[{client_ip}]"' if ":" in client_ip else client_ip
+    host_part = f';host="{head.host}"' if head.host else ""
+    out += [
+        ("x-forwarded-for", client_ip),
+        ("x-forwarded-proto", scheme),
+        ("forwarded", f"for={node}{host_part};proto={scheme}"),
+    ]
+    if head.host:
+        out.append(("x-forwarded-host", head.host))
+    return out
+
+
+def response_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """An upstream response's headers without hop-by-hop ones and without its framing."""
+    pairs = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
+    listed = connection_tokens(pairs)
+    dropped = HOP_BY_HOP | listed | {"content-length"}
+    return [(n, v) for n, v in pairs if n.lower() not in dropped]
+
+
+def response_head(status: int, reason: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    lines = [f"HTTP/1.1 {status} {reason or REASONS.get(status, '')}"]
+    for name, value in headers:
+        # an upstream value is forwarded as received, minus anything that would split it
+        lines.append(f"{name}: {value.replace(chr(13), ' ').replace(chr(10), ' ')}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str = "",
+    close: bool = False,
+    extra_headers: Sequence[tuple[str, str]] = (),
+    **fields: Any,
+) -> bytes:
+    """A whole RFC 9457 problem response."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update({k: v for k, v in fields.items() if v not in (None, "", [])})
+    data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    headers = [
+        ("content-type", "application/problem+json"),
+        ("content-length", str(len(data))),
+        ("cache-control", "no-store"),
+        *extra_headers,
+    ]
+    if close:
+        headers.append(("connection", "close"))
+    return response_head(status, "", headers) + data
+
+
+def bearer(head: Head) -> tuple[str, str]:
+    """(token, "") or ("", why not) — the client's JWT from Proxy-Authorization, else
+    Authorization (RFC 6750 §2.1); more than one of either is refused."""
+    for name in ("proxy-authorization", "authorization"):
+        values = head.values(name)
+        if len(values) > 1:
+            return "", f"more than one {name} header"
+        if values:
+            scheme, _, token = values[0].strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip(), ""
+    return "", "a bearer token is required (Authorization or Proxy-Authorization)"
+
+
+def prefer_wait(head: Head) -> int:
+    """Seconds of `Prefer: wait=N` (RFC 7240 §4.3), 0 without."""
+    for value in head.values("prefer"):
+        for preference in value.split(","):
+            name, _, number = preference.strip().partition("=")
+            if name.strip().lower() == "wait" and number.strip().isdigit():
+                return min(int(number.strip()), 24 * 3600)
+    return 0
+
+
+def command_text(head: Head, body: bytes) -> str:
+    """What the request is decided, approved and recorded as: the request line as
+    received, then (for a body) its size and SHA-256 — an approval binds to these exact
+    bytes — and the body itself when it is short text."""
+    text = head.request_line
+    if body:
+        text += f"\nbody: {len(body)} bytes sha256:{hashlib.sha256(body).hexdigest()}"
+        if len(body) <= BODY_IN_RAW:
+            try:
+                text += "\n\n" + body.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+    return text
+
+
+def policy_body(head: Head, body: bytes) -> tuple[Any, bool]:
+    """(the JSON body the policy sees or None, whether it was too large to inspect)."""
+    if not body:
+        return None, False
+    if len(body) > INSPECTED_BODY:
+        return None, True
+    content_type = (head.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            return json.loads(body), False
+        except ValueError:
+            return None, False
+    return None, False
+
+
+def policy_headers(head: Head) -> dict[str, str]:
+    return {name: value for name in POLICY_HEADERS if (value := head.get(name)) is not None}

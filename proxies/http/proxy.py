@@ -1,0 +1,802 @@
+"""The HTTP proxy's asyncio side: a reverse proxy in front of one upstream, every request
+decided.
+
+Stands on the runtime (proxies.runtime): its Listener accepts, ProxySession is an agent's
+session (one per bearer token per connection, kept open while requests come within
+`session_idle_seconds`, so a replay groups an agent's calls; closed when idle or at
+stop), ClientOutput is the one writer of bytes to a client. Requests are read by the
+sans-IO codec (proxies/http/codec.py: strict, anything ambiguous is a 400 and nothing is
+forwarded), their targets normalised once (proxies/http/target.py) — the form decided is
+the form forwarded — and each is decided as `http.request` (`http.upgrade` for a
+WebSocket). allow → forwarded with aiohttp (TLS verified unless `upstream_tls_verify:
+false`), the upstream credential injected as a header or a query parameter; mask → JSON
+masked per document, NDJSON per line, SSE per event (proxies/http/bodies.py), other
+bodies streamed untouched; deny → 403 problem+json; require_approval → 202 with the
+approval id, `Location` to poll (`/.well-known/portcullis/approvals/{id}` on this proxy)
+and `Retry-After`, or held up to `Prefer: wait=N`; the PDP unable to decide → 503.
+
+The upstream credential never reaches the client: every byte of a response is scanned for
+it before it is written (a small tail held back so a secret split across chunks is caught
+whole); a response carrying it is cut (502 before its head, a closed connection after).
+
+MCP seam (proxies/http/mcp.py): on a connection with `mcp: true` (or of type `mcp`),
+`ClientConnection.mcp_exchange` takes each request once it is read and its session open,
+instead of the http.request decision: the proxy's one `McpExchange` answers it (`Reply`)
+or says what goes upstream (`Forward.body`); the upstream's status, headers (hop-by-hop
+and Content-Length removed) and body chunks go through `Forward.response`, and the
+`Reply` it makes is written back through the same credential guard (`write_reply`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from portcullis.config import Config, ConnectionSettings
+from portcullis.verdict import VerdictKind
+from proxies.http import messages
+from proxies.http.bodies import BodyMask, Unmaskable, body_kind, masker_for
+from proxies.http.codec import BadRequest, Body, End, Event, Head, RequestReader
+from proxies.http.target import Target, TargetRefused, normalise
+from proxies.http.websocket import relay_websocket
+from proxies.runtime.exposure import ClientOutput
+from proxies.runtime.listener import Listener
+from proxies.runtime.masking import MaskingError, masking_key
+from proxies.runtime.pdp_client import Ruling, SessionRefused
+from proxies.runtime.secrets_scan import SecretScanner
+from proxies.runtime.session import ProxyRuntime, ProxySession
+
+if TYPE_CHECKING:
+    from proxies.http.mcp import McpExchange, Reply
+
+log = logging.getLogger("portcullis.http")
+
+READ_SIZE = 256 * 1024
+HEAD_TIMEOUT = 60.0  # a kept-alive connection with no new request for this long is closed
+IDLE_SESSION = 300.0
+RECORDED_BODY = 1024  # characters of a request's and a response's body in its recording
+POLL_PREFIX = "/.well-known/portcullis/approvals/"
+
+
+def _no_shape(raw: str) -> str | None:
+    return None
+
+
+@dataclass
+class AgentSession:
+    """One bearer token's session on this connection, shared by its requests."""
+
+    session: ProxySession
+    last_used: float = field(default_factory=time.monotonic)
+    in_flight: int = 0
+
+
+@dataclass
+class Request:
+    """One request as read and normalised; what the MCP exchange is handed."""
+
+    head: Head
+    target: Target
+    body: bytes
+    token: str
+    agent: AgentSession
+
+    @property
+    def session(self) -> ProxySession:
+        return self.agent.session
+
+
+class HttpProxy:
+    """One listening HTTP proxy for one configured connection."""
+
+    def __init__(self, connection: ConnectionSettings, config: Config, pdp_address: str) -> None:
+        self.connection = connection
+        options = connection.options
+        self.runtime = ProxyRuntime.build(
+            connection,
+            pdp_address,
+            vault=config.vault,
+            approval_timeout=config.approvals.timeout_seconds,
+            config=config,
+        )
+        self.listener = Listener(f"http proxy {connection.name}", connection.listen, self._serve)
+        self.upstream = URL(connection.upstream.rstrip("/"))
+        if self.upstream.scheme not in ("http", "https") or not self.upstream.host:
+            raise ValueError(f"connection {connection.name}: upstream must be an http(s) URL")
+        self.hash_key = masking_key(config.masking_hash_key, connection.name)
+        self.idle_seconds = float(options.get("session_idle_seconds", IDLE_SESSION))
+        self.mcp: McpExchange | None = None
+        if options.get("mcp") or connection.type == "mcp":
+            from proxies.http.mcp import McpExchange  # loaded only where MCP is served
+
+            self.mcp = McpExchange(self.hash_key, max_wait=config.approvals.timeout_seconds)
+        self.verify_tls = bool(options.get("upstream_tls_verify", True))
+        self.ca_file = options.get("upstream_ca_file")
+        self.sessions: dict[str, AgentSession] = {}
+        self._opening: dict[str, asyncio.Future[AgentSession]] = {}
+        self.client: aiohttp.ClientSession | None = None
+        self._reaper: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
+
+    def upstream_tls(self) -> ssl.SSLContext | bool:
+        if self.upstream.scheme != "https":
+            return False
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if not self.verify_tls:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    async def start(self) -> None:
+        await self.runtime.start()
+        self.client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self.upstream_tls(), limit=256),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        )
+        await self.listener.start()
+        self._reaper = asyncio.ensure_future(self._reap())
+        log.info(
+            "http proxy %s on %s:%d → %s",
+            self.connection.name,
+            self.listener.host,
+            self.port,
+            self.upstream,
+        )
+
+    async def stop(self) -> None:
+        await self.listener.stop()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        self.sessions.clear()
+        await self.runtime.stop()  # closes every open session
+        if self.client is not None:
+            await self.client.close()
+
+    async def _reap(self) -> None:
+        """Close sessions nobody used for idle_seconds (none with a request in flight)."""
+        while True:
+            await asyncio.sleep(min(self.idle_seconds / 2, 5.0))
+            now = time.monotonic()
+            for key, agent in list(self.sessions.items()):
+                if agent.in_flight == 0 and now - agent.last_used >= self.idle_seconds:
+                    self.sessions.pop(key, None)
+                    await asyncio.shield(agent.session.close("idle_timeout"))
+
+    async def session_for(self, token: str, client_addr: str, client: str) -> AgentSession:
+        """The token's open session, or a new one (raises SessionRefused)."""
+        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+        agent = self.sessions.get(key)
+        if agent is not None and agent.session.grant is not None:
+            return agent
+        opening = self._opening.get(key)
+        if opening is not None:
+            return await asyncio.shield(opening)
+        future: asyncio.Future[AgentSession] = asyncio.get_running_loop().create_future()
+        self._opening[key] = future
+        try:
+            session = ProxySession(self.runtime, client_addr, client[:256])
+            await session.open(token)
+            agent = AgentSession(session)
+            self.sessions[key] = agent
+            future.set_result(agent)
+            return agent
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody else need be waiting
+            raise
+        finally:
+            self._opening.pop(key, None)
+
+    def forget(self, agent: AgentSession) -> None:
+        for key, known in list(self.sessions.items()):
+            if known is agent:
+                self.sessions.pop(key, None)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await ClientConnection(self, reader, writer).run()
+
+
+class _Cut(Exception):
+    """The response carried the upstream credential: it stops here."""
+
+
+class ResponseGuard:
+    """A response's bytes on their way to the client, checked for the upstream credential
+    before they are written; the last bytes wait for the next chunk so a secret split
+    across two is seen whole before any of it goes."""
+
+    def __init__(self, output: ClientOutput, secrets: list[str]) -> None:
+        self.output = output
+        self.scanner = SecretScanner(secrets) if secrets else None
+        longest = max((len(s.encode("utf-8")) for s in secrets), default=0)
+        self.hold = 3 * longest + 8 if secrets else 0
+        self._tail = b""
+        self.sent = 0
+
+    def write(self, data: bytes, final: bool = False) -> None:
+        if self.scanner is not None and data and self.scanner.feed(data):
+            raise _Cut("the upstream's response carried the upstream credential")
+        data = self._tail + data
+        keep = (0 if final else len(data)) if final or len(data) <= self.hold else self.hold
+        out, self._tail = data[: len(data) - keep], data[len(data) - keep :]
+        self.sent += len(out)
+        self.output.write(out)
+
+    def flush(self) -> None:
+        self.write(b"", final=True)
+
+
+class ClientConnection:
+    """One client TCP connection: its requests, one after another."""
+
+    def __init__(
+        self, proxy: HttpProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.proxy = proxy
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.client_ip = str(peer[0])
+        self.client_addr = f"{peer[0]}:{peer[1]}"
+        self.scheme = "https" if writer.get_extra_info("sslcontext") else "http"
+        self.output = ClientOutput(writer.write)
+        self.codec = RequestReader()
+        self._events: collections.deque[Event] = collections.deque()
+        self._eof = False
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def _next(self) -> Event | None:
+        while not self._events:
+            if self._eof:
+                return None
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                self._eof = True
+                return None
+            self._events.extend(self.codec.feed(data))
+        return self._events.popleft()
+
+    async def _body(self, head: Head) -> bytes | None:
+        """The whole body (bounded by the codec); None when the client went away."""
+        expect = head.get("expect")
+        if expect is not None:
+            if expect.strip().lower() != "100-continue":
+                raise BadRequest("an Expect the proxy does not meet", 417)
+            if head.chunked or head.content_length:
+                self.output.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        parts: list[bytes] = []
+        while True:
+            event = await self._next()
+            if event is None:
+                return None
+            if isinstance(event, End):
+                self._events.extend(self.codec.next_request())
+                return b"".join(parts)
+            if isinstance(event, Body):
+                parts.append(event.data)
+
+    # -- the connection ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(HEAD_TIMEOUT):
+                        event = await self._next()
+                    if event is None:
+                        return
+                    assert isinstance(event, Head)
+                    body = await self._body(event)
+                    if body is None:
+                        return
+                except BadRequest as exc:
+                    self.output.write(
+                        messages.problem(exc.status, "bad request", exc.reason, close=True)
+                    )
+                    return
+                except TimeoutError:
+                    return
+                if not await self.handle(event, body):
+                    return
+                await self.writer.drain()
+        except (ConnectionError, _Cut):
+            return
+
+    async def handle(self, head: Head, body: bytes) -> bool:
+        """Answer one request; False when the connection must end after it."""
+        try:
+            target = normalise(head.target)
+        except TargetRefused as exc:
+            self.output.write(messages.problem(400, "bad request", str(exc), close=True))
+            return False
+        token, why = messages.bearer(head)
+        if not token:
+            self.output.write(
+                messages.problem(
+                    401,
+                    "unauthorized",
+                    why,
+                    extra_headers=[("www-authenticate", "Bearer")],
+                    close=not head.keep_alive,
+                )
+            )
+            return head.keep_alive
+        try:
+            agent = await self.proxy.session_for(
+                token, self.client_addr, head.get("user-agent") or ""
+            )
+        except SessionRefused as refused:
+            self.output.write(self._refusal(refused, head))
+            return head.keep_alive
+        agent.in_flight += 1
+        try:
+            request = Request(head, target, body, token, agent)
+            return await self.exchange(request)
+        finally:
+            agent.in_flight -= 1
+            agent.last_used = time.monotonic()
+
+    def _refusal(self, refused: SessionRefused, head: Head) -> bytes:
+        close = not head.keep_alive
+        if not refused.decision_id:
+            if "unreachable" in refused.reason or "not connected" in refused.reason:
+                return messages.problem(
+                    503,
+                    "policy decision point unavailable",
+                    refused.reason,
+                    close=close,
+                    extra_headers=[("retry-after", "5")],
+                )
+            return messages.problem(
+                401,
+                "unauthorized",
+                refused.reason,
+                close=close,
+                extra_headers=[("www-authenticate", "Bearer")],
+            )
+        return messages.problem(
+            403,
+            "session refused",
+            refused.reason,
+            close=close,
+            decision_id=refused.decision_id,
+            approval_id=refused.approval_id,
+        )
+
+    async def exchange(self, request: Request) -> bool:
+        head, target = request.head, request.target
+        if head.method == "GET" and target.path.startswith(POLL_PREFIX):
+            await self._poll(request, target.path[len(POLL_PREFIX) :])
+            return head.keep_alive
+        if self.proxy.mcp is not None:
+            return await self.mcp_exchange(request)
+        upgrade = head.upgrade
+        kind = "http.upgrade" if upgrade else "http.request"
+        raw = messages.command_text(head, request.body)
+        attributes = self.attributes(request)
+        if upgrade:
+            attributes["upgrade"] = upgrade
+        ruling = await self.decide(kind, raw, attributes, request)
+        if ruling is None:
+            return head.keep_alive
+        if upgrade:
+            if upgrade != "websocket":
+                self.send_problem(request, 400, "bad request", "only WebSocket upgrades are served")
+                return False
+            await relay_websocket(self, request, raw, ruling)
+            return False
+        return await self.forward_and_answer(request, raw, ruling)
+
+    async def mcp_exchange(self, request: Request) -> bool:
+        """One request of an MCP connection, through the McpExchange (proxies/http/mcp.py)."""
+        assert self.proxy.mcp is not None
+        head = request.head
+        outcome = await self.proxy.mcp.request(
+            request.session, request.token, head.method, list(head.headers), request.body
+        )
+        from proxies.http.mcp import Forward
+
+        if isinstance(outcome, Forward):
+            try:
+                response = await self.forward(request, body=outcome.body or b"")
+            except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+                request.session.record_response(kind="mcp.upstream", error=type(exc).__name__)
+                self.send_problem(request, 502, "upstream unavailable", type(exc).__name__)
+                return head.keep_alive
+            try:
+                headers = messages.response_headers(response.raw_headers)
+                reply = await outcome.response(
+                    response.status, headers, response.content.iter_any()
+                )
+                await self.write_reply(request, reply)
+            finally:
+                response.release()
+        else:
+            await self.write_reply(request, outcome)
+        return head.keep_alive
+
+    async def write_reply(self, request: Request, reply: Reply) -> None:
+        """A whole or streamed answer to the client, framed here, through the guard."""
+        guard = ResponseGuard(self.output, self.secrets(request))
+        headers = [
+            (n, v)
+            for n, v in reply.headers
+            if n.lower() not in messages.HOP_BY_HOP and n.lower() != "content-length"
+        ]
+        if not request.head.keep_alive:
+            headers.append(("connection", "close"))
+        if isinstance(reply.body, bytes):
+            headers.append(("content-length", str(len(reply.body))))
+            guard.write(messages.response_head(reply.status, "", headers))
+            guard.write(reply.body, final=True)
+            return
+        headers.append(("transfer-encoding", "chunked"))
+        guard.write(messages.response_head(reply.status, "", headers))
+        async for data in reply.body:
+            if data:
+                guard.write(messages.chunk(data))
+                await self.writer.drain()
+        guard.write(messages.LAST_CHUNK, final=True)
+
+    def attributes(self, request: Request) -> dict[str, Any]:
+        body, truncated = messages.policy_body(request.head, request.body)
+        attributes: dict[str, Any] = {
+            "method": request.head.method,
+            "path": request.target.path,
+            "query": request.target.query_params(),
+            "headers": messages.policy_headers(request.head),
+        }
+        if body is not None:
+            attributes["body"] = body
+        if truncated:
+            attributes["truncated"] = True
+        return attributes
+
+    # -- deciding ----------------------------------------------------------------------
+
+    async def decide(
+        self, kind: str, raw: str, attributes: dict[str, Any], request: Request
+    ) -> Ruling | None:
+        """The ruling to enforce, or None when the client has been answered already
+        (deny, approval pending, the PDP unable to decide): recorded either way."""
+        session = request.session
+        ruling = await session.decide(kind, raw, attributes, _no_shape)
+        if ruling.kind is VerdictKind.REQUIRE_APPROVAL and ruling.approval_id:
+            wait = messages.prefer_wait(request.head)
+            if wait:
+                ruling = await self._wait_for_approval(kind, raw, attributes, ruling, wait, request)
+        details = {"method": request.head.method, "path": request.target.path}
+        if ruling.kind is VerdictKind.REQUIRE_APPROVAL:
+            session.record_command(
+                raw, ruling, status=202, approval_id=ruling.approval_id, **details
+            )
+            self._approval_pending(request, ruling)
+            return None
+        if ruling.kind is VerdictKind.DENY:
+            status = 403 if ruling.decision_id else 503
+            session.record_command(raw, ruling, status=status, **details)
+            if status == 503:
+                self.send_problem(
+                    request,
+                    503,
+                    "policy decision point unavailable",
+                    "; ".join(ruling.verdict.reasons),
+                    extra_headers=[("retry-after", "5")],
+                )
+            else:
+                self.send_problem(
+                    request,
+                    403,
+                    "forbidden by policy",
+                    "; ".join(ruling.verdict.reasons),
+                    reasons=list(ruling.verdict.reasons),
+                    decision_id=ruling.decision_id,
+                    approval_id=ruling.approval_id,
+                )
+            return None
+        return ruling
+
+    async def _wait_for_approval(
+        self,
+        kind: str,
+        raw: str,
+        attributes: dict[str, Any],
+        ruling: Ruling,
+        wait: int,
+        request: Request,
+    ) -> Ruling:
+        """Prefer: wait=N — hold the request until the approval is decided or N runs out
+        (still pending: the 202 follows)."""
+        session = request.session
+        assert session.grant is not None
+        limit = min(float(wait), session.runtime.approval_timeout)
+        approval = await session.runtime.pdp.await_approval(
+            session.grant.session_id, ruling.approval_id, max(limit, 1.0)
+        )
+        state = approval.state if approval is not None else "pending"
+        if state == "approved":
+            return await session.decide(kind, raw, attributes, None)
+        if state == "pending":
+            return ruling
+        who = f" by {approval.approver}" if approval is not None and approval.approver else ""
+        why = approval.decision_reason if approval is not None else ""
+        from portcullis.verdict import Verdict
+
+        return Ruling(
+            Verdict.deny(
+                f"approval request {ruling.approval_id} {state}{who}" + (f": {why}" if why else "")
+            ),
+            ruling.decision_id,
+            ruling.policy_revision,
+            approval_id=ruling.approval_id,
+        )
+
+    def _approval_pending(self, request: Request, ruling: Ruling) -> None:
+        approval_id = ruling.approval_id
+        location = f"{POLL_PREFIX}{quote(approval_id, safe='')}"
+        headers = [("location", location), ("retry-after", "5")]
+        if messages.prefer_wait(request.head):
+            headers.append(("preference-applied", f"wait={messages.prefer_wait(request.head)}"))
+        self.send_problem(
+            request,
+            202,
+            "approval required",
+            "; ".join(ruling.verdict.reasons),
+            extra_headers=headers,
+            approval_id=approval_id,
+            decision_id=ruling.decision_id,
+            approve=f"portcullis approvals approve {approval_id} --reason '...'",
+            retry="send the same request again once the approval is granted",
+        )
+
+    async def _poll(self, request: Request, approval_id: str) -> None:
+        """GET /.well-known/portcullis/approvals/{id}: the request's state, for its client."""
+        session = request.session
+        assert session.grant is not None
+        approval = await session.runtime.pdp.await_approval(
+            session.grant.session_id, approval_id, 1.0
+        )
+        if approval is None:
+            self.send_problem(request, 404, "no such approval request for this session")
+            return
+        data = json.dumps(
+            {
+                "approval": {
+                    "id": approval.id,
+                    "state": approval.state,
+                    "approver": approval.approver,
+                    "reason": approval.decision_reason,
+                }
+            }
+        ).encode()
+        headers = [
+            ("content-type", "application/json"),
+            ("content-length", str(len(data))),
+            ("cache-control", "no-store"),
+        ]
+        if approval.state == "pending":
+            headers.append(("retry-after", "5"))
+        self.write(messages.response_head(200, "", headers) + data)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def secrets(self, request: Request) -> list[str]:
+        lease = request.session.lease
+        return lease.secrets() if lease is not None else []
+
+    def write(self, data: bytes) -> None:
+        self.output.write(data)
+
+    def send_problem(
+        self, request: Request, status: int, title: str, detail: str = "", **fields: Any
+    ) -> None:
+        self.write(
+            messages.problem(status, title, detail, close=not request.head.keep_alive, **fields)
+        )
+
+    # -- forwarding ------------------------------------------------------------------------
+
+    def upstream_url(self, request: Request, target: Target | None = None) -> URL:
+        """The upstream URL for the decided target, the credential as a query parameter
+        when so configured (a client's parameter of that name is dropped)."""
+        target = target or request.target
+        query = target.query
+        lease = request.session.lease
+        param = str(lease.extra.get("query", "")) if lease is not None else ""
+        if param and lease is not None:
+            kept = [p for p in query.split("&") if p and p.partition("=")[0] != param]
+            kept.append(f"{quote(param, safe='')}={quote(lease.value, safe='')}")
+            query = "&".join(kept)
+        base = self.proxy.upstream
+        path = base.raw_path.rstrip("/") + target.path
+        return URL(
+            f"{base.scheme}://{base.raw_authority}{path}" + (f"?{query}" if query else ""),
+            encoded=True,
+        )
+
+    def upstream_headers(
+        self, request: Request, keep_upgrade: bool = False
+    ) -> list[tuple[str, str]]:
+        lease = request.session.lease
+        header = lease.header if lease is not None and lease.value else ""
+        headers = messages.upstream_request_headers(
+            request.head, self.client_ip, self.scheme, header, keep_upgrade
+        )
+        headers.append(("host", self.proxy.upstream.raw_authority))
+        if header and lease is not None and not lease.extra.get("query"):
+            headers.append((header, lease.value))
+        return headers
+
+    async def forward(
+        self,
+        request: Request,
+        body: bytes | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        masking: bool = False,
+    ) -> aiohttp.ClientResponse:
+        client = self.proxy.client
+        assert client is not None
+        sent = headers if headers is not None else self.upstream_headers(request)
+        if masking:  # a compressed body cannot be masked: ask for it plain
+            sent = [(n, v) for n, v in sent if n.lower() != "accept-encoding"]
+            sent.append(("accept-encoding", "identity"))
+        payload = request.body if body is None else body
+        return await client.request(
+            request.head.method,
+            self.upstream_url(request),
+            headers=CIMultiDict(sent),
+            data=payload if payload or request.head.method in ("POST", "PUT", "PATCH") else None,
+            allow_redirects=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        )
+
+    async def forward_and_answer(self, request: Request, raw: str, ruling: Ruling) -> bool:
+        session = request.session
+        details: dict[str, Any] = {
+            "method": request.head.method,
+            "path": request.target.path,
+            "request_bytes": len(request.body),
+        }
+        if request.body:
+            details["request_body"] = _preview(request.body)
+        masker = None
+        if ruling.kind is VerdictKind.MASK:
+            try:
+                masker = masker_for(ruling.verdict.mask, self.proxy.hash_key)
+            except MaskingError as exc:
+                session.record_command(raw, ruling, status=500, error="mask_rules", **details)
+                self.send_problem(request, 500, "mask rules cannot be enforced", str(exc))
+                return request.head.keep_alive
+        try:
+            response = await self.forward(request, masking=masker is not None)
+        except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+            session.record_command(raw, ruling, status=502, error="upstream_unavailable", **details)
+            self.send_problem(request, 502, "upstream unavailable", type(exc).__name__)
+            return request.head.keep_alive
+        try:
+            status, sent, counts, preview = await self.relay_response(request, response, masker)
+        except _Cut:
+            session.record_command(
+                raw, ruling, status=502, error="credential_in_response", **details
+            )
+            raise
+        finally:
+            response.release()
+        details.update(status=status, response_bytes=sent)
+        if preview:
+            details["response_body"] = preview
+        session.record_command(raw, ruling, **details)
+        if counts:
+            session.record_masking(dict(counts), ruling.decision_id)
+        return request.head.keep_alive and status != 0
+
+    async def relay_response(
+        self,
+        request: Request,
+        response: aiohttp.ClientResponse,
+        masker: Any = None,
+    ) -> tuple[int, int, dict[str, int], str]:
+        """The upstream's response to the client: (status, body bytes sent, masking
+        counts, a bounded preview of what the client got)."""
+        head = request.head
+        guard = ResponseGuard(self.output, self.secrets(request))
+        headers = messages.response_headers(response.raw_headers)
+        bodyless = head.method == "HEAD" or response.status in (204, 304) or response.status < 200
+        kind = body_kind(response.headers.get("content-type")) if masker else ""
+        encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+        if kind and encoded:
+            guard.write(
+                messages.problem(
+                    502, "response cannot be masked", "the upstream sent a compressed body"
+                ),
+                final=True,
+            )
+            return 502, 0, {}, ""
+        mask = BodyMask(masker, kind) if kind and not bodyless else None
+        length = response.headers.get("content-length")
+        if not head.keep_alive:
+            headers.append(("connection", "close"))
+        if bodyless:
+            if length is not None:
+                headers.append(("content-length", length))
+            guard.write(
+                messages.response_head(response.status, response.reason or "", headers), final=True
+            )
+            return response.status, 0, {}, ""
+        if mask is not None and not mask.streams:
+            try:
+                async for data in response.content.iter_any():
+                    mask.feed(data)
+                out = mask.finish()
+            except Unmaskable as exc:
+                guard.write(
+                    messages.problem(502, "response cannot be masked", str(exc)), final=True
+                )
+                return 502, 0, {}, ""
+            headers.append(("content-length", str(len(out))))
+            guard.write(messages.response_head(response.status, response.reason or "", headers))
+            guard.write(out, final=True)
+            return response.status, len(out), dict(mask.counts), _preview(out)
+        chunked = mask is not None or length is None
+        if chunked:
+            if head.version == "HTTP/1.0":
+                headers.append(("connection", "close"))
+                chunked = False
+            else:
+                headers.append(("transfer-encoding", "chunked"))
+        else:
+            headers.append(("content-length", str(length)))
+        guard.write(messages.response_head(response.status, response.reason or "", headers))
+        sent = 0
+        first = bytearray()
+        try:
+            async for data in response.content.iter_any():
+                if mask is not None:
+                    data = mask.feed(data)
+                if not data:
+                    continue
+                sent += len(data)
+                if len(first) < RECORDED_BODY:
+                    first += data[: RECORDED_BODY - len(first)]
+                guard.write(messages.chunk(data) if chunked else data)
+                await self.writer.drain()
+            if mask is not None:
+                tail = mask.finish()
+                sent += len(tail)
+                guard.write(messages.chunk(tail) if chunked else tail)
+        except Unmaskable:
+            guard.flush()
+            return 0, sent, dict(mask.counts) if mask else {}, ""  # cut: the client sees it end
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+            guard.flush()
+            return 0, sent, {}, ""
+        guard.write(messages.LAST_CHUNK if chunked else b"", final=True)
+        closes = not chunked and length is None
+        counts = dict(mask.counts) if mask is not None else {}
+        return (0 if closes else response.status), sent, counts, _preview(bytes(first))
+
+
+def _preview(data: bytes) -> str:
+    text = data[:RECORDED_BODY].decode("utf-8", "replace")
+    return text + ("…" if len(data) > RECORDED_BODY else "")

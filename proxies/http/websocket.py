@@ -1,0 +1,206 @@
+"""A WebSocket once its upgrade was decided (`http.upgrade`): relayed and recorded frame by
+frame.
+
+Owns the two halves of a WebSocket relay: `FrameReader`, a sans-IO reader of RFC 6455
+§5.2 frame headers (no IO: bytes in, (opcode, fin, length, first bytes of the payload)
+out, a client's masked payload unmasked for the recording), and `relay_websocket`, the
+asyncio glue that sends the decided upgrade upstream (the client's token removed, the
+upstream credential injected, as for any request), hands the upstream's answer back, and
+then copies bytes both ways, every frame recorded with its direction, opcode and size and
+every byte towards the client checked for the upstream credential first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from proxies.runtime.pdp_client import Ruling
+
+if TYPE_CHECKING:
+    from proxies.http.proxy import ClientConnection, Request
+
+PREVIEW = 256
+MAX_UPSTREAM_HEAD = 32 * 1024
+OPCODES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
+
+
+@dataclass(frozen=True)
+class Frame:
+    opcode: str
+    fin: bool
+    length: int
+    preview: bytes  # the payload's first bytes, unmasked
+
+
+@dataclass
+class FrameReader:
+    """Frames of one direction (RFC 6455 §5.2), read only to record them: the bytes
+    themselves are relayed unchanged."""
+
+    _buffer: bytearray = field(default_factory=bytearray)
+    _left: int = 0  # payload bytes of the current frame still to come
+    _key: bytes = b""
+    _offset: int = 0
+    _header: tuple[str, bool, int] | None = None
+    _preview: bytearray = field(default_factory=bytearray)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        frames: list[Frame] = []
+        self._buffer += data
+        while True:
+            if self._header is None and not self._parse_header():
+                return frames
+            take = min(self._left, len(self._buffer))
+            chunk = bytes(self._buffer[:take])
+            del self._buffer[:take]
+            room = PREVIEW - len(self._preview)
+            if room > 0 and chunk:
+                self._preview += self._unmask(chunk[:room])
+            self._offset += take
+            self._left -= take
+            if self._left:
+                return frames
+            assert self._header is not None
+            opcode, fin, length = self._header
+            frames.append(Frame(opcode, fin, length, bytes(self._preview)))
+            self._header, self._preview = None, bytearray()
+
+    def _unmask(self, data: bytes) -> bytes:
+        if not self._key:
+            return data
+        start = self._offset
+        return bytes(b ^ self._key[(start + i) % 4] for i, b in enumerate(data))
+
+    def _parse_header(self) -> bool:
+        buf = self._buffer
+        if len(buf) < 2:
+            return False
+        masked, size = buf[1] & 0x80, buf[1] & 0x7F
+        at = 2
+        if size == 126:
+            if len(buf) < 4:
+                return False
+            size, at = int.from_bytes(buf[2:4], "big"), 4
+        elif size == 127:
+            if len(buf) < 10:
+                return False
+            size, at = int.from_bytes(buf[2:10], "big"), 10
+        if masked:
+            if len(buf) < at + 4:
+                return False
+            self._key = bytes(buf[at : at + 4])
+            at += 4
+        else:
+            self._key = b""
+        opcode = OPCODES.get(buf[0] & 0x0F, f"reserved-{buf[0] & 0x0F}")
+        self._header = (opcode, bool(buf[0] & 0x80), size)
+        self._left, self._offset = size, 0
+        del buf[:at]
+        return True
+
+
+async def relay_websocket(
+    conn: ClientConnection, request: Request, raw: str, ruling: Ruling
+) -> None:
+    """The decided upgrade sent upstream; on 101 both directions relayed until either ends."""
+    session = request.session
+    proxy = conn.proxy
+    upstream = proxy.upstream
+    tls: ssl.SSLContext | None = None
+    if upstream.scheme == "https":
+        context = proxy.upstream_tls()
+        tls = context if isinstance(context, ssl.SSLContext) else None
+    details: dict[str, Any] = {
+        "method": request.head.method,
+        "path": request.target.path,
+        "upgrade": "websocket",
+    }
+    try:
+        up_reader, up_writer = await asyncio.open_connection(
+            upstream.host, upstream.port, ssl=tls, server_hostname=upstream.host if tls else None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        session.record_command(raw, ruling, status=502, error="upstream_unavailable", **details)
+        conn.send_problem(request, 502, "upstream unavailable", type(exc).__name__)
+        return
+    try:
+        url = conn.upstream_url(request)
+        target = url.raw_path_qs
+        lines = [f"GET {target} HTTP/1.1"]
+        lines += [f"{n}: {v}" for n, v in conn.upstream_headers(request, keep_upgrade=True)]
+        up_writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        try:
+            answer = await up_reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            session.record_command(raw, ruling, status=502, error="upstream_closed", **details)
+            conn.send_problem(request, 502, "upstream closed the upgrade")
+            return
+        status_line = answer.split(b"\r\n", 1)[0].split(b" ")
+        status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
+        from proxies.http.proxy import ResponseGuard
+
+        guard = ResponseGuard(conn.output, conn.secrets(request))
+        guard.write(answer, final=True)
+        session.record_command(raw, ruling, status=status, **details)
+        if status != 101:
+            return
+        await _relay(conn, request, up_reader, up_writer, guard)
+    finally:
+        up_writer.close()
+        with contextlib.suppress(Exception):
+            await up_writer.wait_closed()
+
+
+async def _relay(
+    conn: ClientConnection,
+    request: Request,
+    up_reader: asyncio.StreamReader,
+    up_writer: asyncio.StreamWriter,
+    guard: Any,
+) -> None:
+    session = request.session
+    frames = {"client": FrameReader(), "server": FrameReader()}
+
+    def record(direction: str, data: bytes) -> None:
+        for frame in frames[direction].feed(data):
+            preview = frame.preview.decode("utf-8", "replace") if frame.opcode == "text" else ""
+            session.record_response(
+                direction=direction,
+                frame=frame.opcode,
+                fin=frame.fin,
+                bytes=frame.length,
+                text=preview,
+            )
+
+    async def client_to_server() -> None:
+        pending = conn.codec.take_buffered()
+        while True:
+            if pending:
+                record("client", pending)
+                up_writer.write(pending)
+                await up_writer.drain()
+            pending = await conn.reader.read(64 * 1024)
+            if not pending:
+                return
+
+    async def server_to_client() -> None:
+        while True:
+            data = await up_reader.read(64 * 1024)
+            if not data:
+                guard.flush()
+                return
+            record("server", data)
+            guard.write(data)
+            await conn.writer.drain()
+
+    tasks = [asyncio.ensure_future(client_to_server()), asyncio.ensure_future(server_to_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,188 @@
+"""A real upstream for the HTTP proxy's tests (an aiohttp app) and a running proxy before it.
+
+The app answers what the tests ask of an API: JSON with fields named like sensitive
+columns, NDJSON and SSE streams, a large download, a WebSocket echo, an echo of what it
+received (minus the credential: a real API does not hand its own key back) and, on
+purpose, an endpoint that does hand the credential back (`/leak`), to prove the proxy
+cuts it. It refuses every request that lacks the upstream credential, so a test sees
+that the proxy injected it. `seen` keeps every request as the upstream got it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from pdp_harness import free_port, pdp_config, running_pdp
+
+from proxies.http.proxy import HttpProxy
+from proxies.launcher import handed_credential
+
+SECRET = "s3cr3t-upstream-key-7f1c2e9a"
+CREDENTIAL = {"provider": "static", "header": "X-Api-Key", "value": SECRET}
+INVOICE = {
+    "id": 7,
+    "email": "ann@example.com",
+    "customer": {"name": "Ann", "card_number": "4111 1111 1111 1111", "phone": "+1 555 0100"},
+    "note": "paid by ann@example.com",
+    "items": [{"sku": "a", "token": "tok_live_abcdef0123456789"}],
+}
+
+
+@dataclass
+class Upstream:
+    port: int
+    seen: list[dict[str, Any]] = field(default_factory=list)
+    key_header: str = "X-Api-Key"
+    key_query: str = ""
+
+
+def upstream_app(up: Upstream) -> web.Application:
+    @web.middleware
+    async def credential(request: web.Request, handler: Any) -> web.StreamResponse:
+        body = await request.read()
+        up.seen.append(
+            {
+                "method": request.method,
+                "raw_path": request.raw_path,
+                "headers": list(request.raw_headers),
+                "body": body,
+            }
+        )
+        given = (
+            request.query.get(up.key_query) if up.key_query else request.headers.get(up.key_header)
+        )
+        if given != SECRET:
+            return web.json_response({"error": "no credential"}, status=401)
+        return await handler(request)
+
+    async def invoice(request: web.Request) -> web.Response:
+        return web.json_response({**INVOICE, "id": request.match_info["id"]})
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() != up.key_header.lower()}
+        return web.json_response(
+            {
+                "method": request.method,
+                "path": request.raw_path.replace(SECRET, "KEY"),
+                "headers": headers,
+                "body": body.decode("utf-8", "replace"),
+            }
+        )
+
+    async def leak(request: web.Request) -> web.Response:
+        return web.Response(text="x" * 5000 + SECRET + "y" * 10, content_type="text/plain")
+
+    async def ndjson(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        for n in range(3):
+            line = json.dumps({"n": n, "email": f"user{n}@example.com", "ok": True})
+            await response.write(line.encode() + b"\n")
+        await response.write_eof()
+        return response
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for n in range(3):
+            data = json.dumps({"n": n, "ssn": "123-45-6789", "text": "mail ann@example.com"})
+            await response.write(f"id: {n}\nevent: tick\ndata: {data}\n\n".encode())
+        await response.write(b"data: plain card 4111 1111 1111 1111\n\n")
+        await response.write_eof()
+        return response
+
+    async def download(request: web.Request) -> web.StreamResponse:
+        size = int(request.query.get("mb", "4")) * 1024 * 1024
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = size
+        await response.prepare(request)
+        block = bytes(range(256)) * 256
+        for _ in range(size // len(block)):
+            await response.write(block)
+        await response.write_eof()
+        return response
+
+    async def html(request: web.Request) -> web.Response:
+        return web.Response(text="<p>ann@example.com</p>", content_type="text/html")
+
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                await ws.send_str("echo: " + message.data)
+        return ws
+
+    app = web.Application(middlewares=[credential])
+    app.router.add_route("*", "/v1/invoices/{id}", invoice)
+    app.router.add_route("*", "/echo{tail:.*}", echo)
+    app.router.add_get("/leak", leak)
+    app.router.add_get("/stream/ndjson", ndjson)
+    app.router.add_get("/stream/sse", sse)
+    app.router.add_get("/download", download)
+    app.router.add_get("/page", html)
+    app.router.add_get("/ws", websocket)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def running_upstream(**kwargs: Any) -> AsyncIterator[Upstream]:
+    up = Upstream(free_port(), **kwargs)
+    runner = web.AppRunner(upstream_app(up))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", up.port)
+    await site.start()
+    try:
+        yield up
+    finally:
+        await runner.cleanup()
+
+
+def http_connection(upstream: str, name: str = "billing-api", **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "http",
+        "listen": f"127.0.0.1:{free_port()}",
+        "upstream": upstream,
+        "credentials": extra.pop("credentials", CREDENTIAL),
+        **extra,
+    }
+
+
+@dataclass
+class Stack:
+    pdp: Any
+    proxy: HttpProxy
+    upstream: Upstream
+    config: Any
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy.port}"
+
+
+@contextlib.asynccontextmanager
+async def http_stack(
+    tmp_path: Any, upstream_kwargs: dict[str, Any] | None = None, **options: Any
+) -> AsyncIterator[Stack]:
+    """A real PDP (the shipped policy), the upstream app, and the proxy before it."""
+    async with running_upstream(**(upstream_kwargs or {})) as up:
+        options.setdefault("spool_dir", str(tmp_path / "spool"))
+        connection = http_connection(f"http://127.0.0.1:{up.port}", **options)
+        config = pdp_config(tmp_path, connections=[connection], approvals={"timeout_seconds": 30})
+        async with running_pdp(config) as pdp:
+            served = handed_credential(config, connection["name"], pdp.issue_proxy_credential)
+            proxy = HttpProxy(served.connections[0], served, pdp.address)
+            await proxy.start()
+            try:
+                yield Stack(pdp, proxy, up, config)
+            finally:
+                await proxy.stop()
+                await asyncio.sleep(0)
