@@ -1,0 +1,461 @@
+"""The MCP exchange: every JSON-RPC message of an `mcp: true` connection decided one by one.
+
+Owns what the HTTP proxy does differently on an MCP connection (MCP Transports →
+Streamable HTTP): it hands each client request to `McpExchange.request`, which either
+answers it itself (`Reply`: a refusal, a denial, nothing forwarded) or says what to send
+upstream (`Forward`: the body re-serialised from what was decided); the upstream answer
+then goes through `Forward.response`, which binds session ids to their owner and, where a
+verdict asks for it, masks tool results and filters `tools/list` answers — a JSON answer
+as one document, an event stream one event at a time.
+
+- Each message is the command `mcp.call` (the PDP builds `input.command.mcp` from its raw
+  text): deny → a JSON-RPC error with the request's id and the policy's reasons (code
+  DENIED), which the agent's SDK raises as the tool call's error; require_approval → with
+  `Prefer: wait=N` (RFC 7240) the request is held until a person decides or N runs out,
+  else a JSON-RPC error carrying the approval id (code APPROVAL_REQUIRED); a batch goes
+  upstream only when every message in it may.
+- `tools/list` answers list only the tools the policy would let this client call (the PDP
+  is asked per tool, `listing: true`), so an agent never sees a tool it may not call.
+- `Mcp-Session-Id`s belong to the token they were handed to (mcp_sessions.py).
+
+The wire format is mcp_codec.py's (no IO there); this module is the asyncio glue between
+it, the runtime's session (decisions, recording) and the proxy's HTTP connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from portcullis.verdict import VerdictKind
+from proxies.http import mcp_codec as codec
+from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
+from proxies.runtime.masking import Masker, MaskingError
+from proxies.runtime.pdp_client import Ruling
+from proxies.runtime.session import ProxySession
+
+KIND = "mcp.call"
+SESSION_HEADER = "mcp-session-id"
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+MAX_LISTED_TOOLS = 1024
+JSON_HEADERS = [("Content-Type", "application/json")]
+_PREFER_WAIT = re.compile(r"(?:^|[,;])\s*wait\s*=\s*\"?(\d{1,6})\"?\s*(?=$|[,;])", re.I)
+
+
+@dataclass(frozen=True)
+class Handling:
+    """How the answer to one forwarded request is handled."""
+
+    method: str
+    decision_id: str
+    masker: Masker | None = None
+    list_tools: bool = False
+
+    @property
+    def reads(self) -> bool:
+        return self.masker is not None or self.list_tools
+
+
+@dataclass
+class Reply:
+    """An HTTP answer: status, headers, and the body whole or as it streams (the proxy
+    then frames it itself: chunked, no Content-Length)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes | AsyncIterator[bytes]
+
+
+def _json_reply(status: int, document: Any, headers: Sequence[tuple[str, str]] = ()) -> Reply:
+    return Reply(status, [*JSON_HEADERS, *headers], codec.encode(document))
+
+
+def _refusal(refused: codec.Refused) -> Reply:
+    return _json_reply(refused.status, codec.error_response(None, refused.code, str(refused)))
+
+
+def prefer_wait(headers: Sequence[tuple[str, str]]) -> float | None:
+    """The seconds of `Prefer: wait=N` (RFC 7240 §4.3), None when not asked."""
+    for name, value in headers:
+        if name.lower() == "prefer":
+            match = _PREFER_WAIT.search(value)
+            if match:
+                return float(match.group(1))
+    return None
+
+
+def header(headers: Sequence[tuple[str, str]], name: str) -> list[str]:
+    return [v for k, v in headers if k.lower() == name]
+
+
+class McpExchange:
+    """One MCP connection's state across its HTTP requests: the session ids and what is in
+    flight in each. `hash_key` is the connection's key for the `hash` mask strategy."""
+
+    def __init__(
+        self,
+        hash_key: bytes = b"",
+        max_body: int = codec.MAX_BODY_BYTES,
+        max_wait: float = 120.0,
+    ) -> None:
+        self.bindings = SessionBinding()
+        self.hash_key = hash_key
+        self.max_body = max_body
+        self.max_wait = max_wait
+        self._owner_key = os.urandom(32)
+
+    def owner(self, token: str) -> str:
+        return owner_of(token, self._owner_key)
+
+    async def request(
+        self,
+        session: ProxySession,
+        token: str,
+        method: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+    ) -> Reply | Forward:
+        """A client's HTTP request on an MCP connection: answered here, or forwarded."""
+        owner = self.owner(token)
+        given = header(headers, SESSION_HEADER)
+        if len(given) > 1 or (given and not valid_session_id(given[0])):
+            return _refusal(codec.Refused("one Mcp-Session-Id of visible ASCII"))
+        session_id = given[0] if given else None
+        mcp = self.bindings.session(session_id, owner)
+        if mcp is None:
+            # unknown here, or another token's: the same answer either way
+            return _json_reply(404, codec.error_response(None, -32001, "session not found"))
+        if method == "GET":
+            return Forward(self, session, owner, session_id, mcp, None, stream=True)
+        if method == "DELETE":
+            if session_id is None:
+                return _refusal(codec.Refused("DELETE ends a session: Mcp-Session-Id", status=400))
+            return Forward(self, session, owner, session_id, mcp, None)
+        if method != "POST":
+            return _json_reply(
+                405,
+                codec.error_response(None, codec.INVALID_REQUEST, f"{method} is not MCP"),
+                [("Allow", "GET, POST, DELETE")],
+            )
+        try:
+            content_type = header(headers, "content-type")
+            if len(content_type) != 1:
+                raise codec.Refused("one Content-Type: application/json", status=415)
+            parsed = codec.parse_request(body, content_type[0], self.max_body)
+            codec.check_routing_headers(headers, parsed)
+        except codec.Refused as refused:
+            session.record_response(kind="mcp.refused", reason=str(refused))
+            return _refusal(refused)
+        return await self._decide(session, owner, session_id, mcp, headers, parsed)
+
+    async def _decide(
+        self,
+        session: ProxySession,
+        owner: str,
+        session_id: str | None,
+        mcp: McpSession,
+        headers: Sequence[tuple[str, str]],
+        parsed: codec.RequestBody,
+    ) -> Reply | Forward:
+        wait = prefer_wait(headers)
+        rulings = [await self._ruling(session, m, wait) for m in parsed.messages]
+        for message, ruling in zip(parsed.messages, rulings, strict=True):
+            details: dict[str, Any] = {"kind": KIND, "message": message.kind}
+            if message.method:
+                details["method"] = message.method
+            if message.target is not None:
+                details["target"] = message.target
+            session.record_command(message.raw, ruling, **details)
+        refused = [r for r in rulings if not r.verdict.allowed]
+        if refused:
+            return self._refused(parsed, rulings)
+        forward = Forward(self, session, owner, session_id, mcp, parsed)
+        for message, ruling in zip(parsed.messages, rulings, strict=True):
+            masker = self._masker(ruling)
+            if masker is not None:
+                mcp.stream_mask = masker
+                forward.masks.append(masker)
+            if message.kind == "request":
+                assert message.id is not None
+                handling = Handling(
+                    message.method, ruling.decision_id, masker, message.method == "tools/list"
+                )
+                mcp.expect(message.id, handling)
+                forward.reads = forward.reads or handling.reads
+        return forward
+
+    async def _ruling(
+        self, session: ProxySession, message: codec.Message, wait: float | None
+    ) -> Ruling:
+        attributes = message.attributes or None
+        if wait is None or message.kind != "request":
+            return await session.decide(KIND, message.raw, attributes, _exact)
+        try:
+            return await asyncio.wait_for(
+                session.decide_or_wait(KIND, message.raw, attributes, _exact, lambda _: None),
+                min(wait, self.max_wait),
+            )
+        except TimeoutError:
+            # the request stays pending; once approved, the same call goes through
+            return await session.decide(KIND, message.raw, attributes, _exact)
+
+    def _masker(self, ruling: Ruling) -> Masker | None:
+        if ruling.kind is not VerdictKind.MASK or not ruling.verdict.mask:
+            return None
+        return Masker(ruling.verdict.mask, self.hash_key)
+
+    def _refused(self, parsed: codec.RequestBody, rulings: list[Ruling]) -> Reply:
+        """Nothing forwarded: each request answered with its own error."""
+        errors = []
+        first = next(r for r in rulings if not r.verdict.allowed)
+        for message, ruling in zip(parsed.messages, rulings, strict=True):
+            if message.kind != "request":
+                continue
+            if ruling.verdict.allowed:
+                errors.append(
+                    codec.error_response(
+                        message.id,
+                        codec.DENIED,
+                        "portcullis: not forwarded: another message of its batch was refused",
+                        {"decision_id": ruling.decision_id},
+                    )
+                )
+            else:
+                errors.append(refusal_error(message.id, ruling))
+        if not errors:
+            # notifications and responses have no id to answer: the POST is refused
+            return _json_reply(403, refusal_error(None, first))
+        return _json_reply(200, errors if parsed.batch else errors[0])
+
+
+def refusal_error(id_: str | int | None, ruling: Ruling) -> dict[str, Any]:
+    """The JSON-RPC error a refused message gets: reasons, decision, approval request."""
+    reasons = list(ruling.verdict.reasons)
+    data: dict[str, Any] = {"decision_id": ruling.decision_id, "reasons": reasons}
+    said = "; ".join(reasons) or "no reason given"
+    if ruling.kind is VerdictKind.REQUIRE_APPROVAL:
+        data["approval_id"] = ruling.approval_id
+        message = (
+            f"portcullis: approval required ({said}): request {ruling.approval_id} — an "
+            f"approver runs: portcullis approvals approve {ruling.approval_id}; then call again"
+        )
+        return codec.error_response(id_, codec.APPROVAL_REQUIRED, message, data)
+    if ruling.approval_id:
+        data["approval_id"] = ruling.approval_id
+    return codec.error_response(id_, codec.DENIED, f"portcullis: denied: {said}", data)
+
+
+def _exact(raw: str) -> str | None:
+    """MCP verdicts are reused for the exact message only (no shape of a JSON text)."""
+    return None
+
+
+@dataclass
+class Forward:
+    """A request going upstream (`body`: what to send, None for GET/DELETE, which carry
+    none) and what then happens to its answer (`response`)."""
+
+    exchange: McpExchange
+    session: ProxySession
+    owner: str
+    session_id: str | None
+    mcp: McpSession
+    parsed: codec.RequestBody | None
+    stream: bool = False  # a GET: the server's own stream, which may resume any answer
+    reads: bool = False  # some answer is masked or filtered
+    masks: list[Masker] = field(default_factory=list)
+
+    @property
+    def body(self) -> bytes | None:
+        if self.parsed is None:
+            return None
+        messages = [m.body for m in self.parsed.messages]
+        return codec.encode(messages if self.parsed.batch else messages[0])
+
+    async def response(
+        self, status: int, headers: list[tuple[str, str]], chunks: AsyncIterator[bytes]
+    ) -> Reply:
+        """The upstream answer as the client gets it."""
+        bindings = self.exchange.bindings
+        handed = header(headers, SESSION_HEADER)
+        if handed:
+            bound = (
+                bindings.bind(handed[0], self.owner)
+                if len(handed) == 1 and (self.session_id in (None, handed[0]))
+                else None
+            )
+            if bound is None:
+                self.session.record_response(kind="mcp.refused", reason="session id clash")
+                return _json_reply(
+                    502,
+                    codec.error_response(None, -32001, "upstream handed out an unusable session"),
+                )
+            if self.session_id is None and self.parsed is not None:
+                # what was asked before the session had its id is answered in it
+                bound.pending.update(self.mcp.pending)
+                self.mcp = bound
+        ended = status == 404 or (self.parsed is None and not self.stream and status < 300)
+        if self.session_id is not None and ended:
+            bindings.forget(self.session_id)
+        kind = codec.media_type(next(iter(header(headers, "content-type")), ""))
+        if not (self.reads or self.stream) or kind not in ("application/json", "text/event-stream"):
+            return Reply(status, headers, chunks)
+        rest = [(k, v) for k, v in headers if k.lower() not in ("content-length",)]
+        if kind == "text/event-stream":
+            return Reply(status, rest, self._events(chunks))
+        return await self._document(status, rest, chunks)
+
+    # -- answers -----------------------------------------------------------------------
+
+    async def _document(
+        self, status: int, headers: list[tuple[str, str]], chunks: AsyncIterator[bytes]
+    ) -> Reply:
+        data = bytearray()
+        async for chunk in chunks:
+            data += chunk
+            if len(data) > MAX_RESPONSE_BYTES:
+                return self._unreadable("an answer too large to inspect")
+        try:
+            document = codec.loads(bytes(data), MAX_RESPONSE_BYTES)
+        except codec.Refused:
+            return self._unreadable("an answer that is not JSON-RPC")
+        messages = codec.response_messages(document)
+        if messages is None:
+            return self._unreadable("an answer that is not JSON-RPC")
+        out = [m for m in [await self._message(m) for m in messages] if m is not None]
+        if not out:
+            return Reply(202 if status == 200 else status, headers, b"")
+        return Reply(status, headers, codec.encode(out if isinstance(document, list) else out[0]))
+
+    def _unreadable(self, why: str) -> Reply:
+        self.session.record_response(kind="mcp.refused", reason=why)
+        ids = [m.id for m in (self.parsed.requests if self.parsed else ())]
+        errors = [codec.error_response(i, codec.NOT_INSPECTABLE, f"portcullis: {why}") for i in ids]
+        for i in ids:
+            self.mcp.answered(i)
+        if not errors:
+            return _json_reply(502, codec.error_response(None, codec.NOT_INSPECTABLE, why))
+        return _json_reply(200, errors if len(errors) > 1 else errors[0])
+
+    async def _events(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        reader = codec.SseReader()
+        try:
+            async for chunk in chunks:
+                for event in reader.feed(chunk):
+                    out = await self._event(event)
+                    if out:
+                        yield out
+        except codec.SseTooLarge:
+            self.session.record_response(kind="mcp.refused", reason="an event too large")
+            for request in self.parsed.requests if self.parsed else ():
+                if self.mcp.answered(request.id) is not None:
+                    error = codec.error_response(
+                        request.id, codec.NOT_INSPECTABLE, "portcullis: an event too large"
+                    )
+                    yield codec.SseEvent("").encode(json.dumps(error))
+
+    async def _event(self, event: codec.SseEvent) -> bytes:
+        if not event.data.strip():
+            return event.encode()  # a priming event (an id to resume from), or a retry
+        try:
+            document = codec.loads(event.data.encode("utf-8"), MAX_RESPONSE_BYTES)
+        except codec.Refused:
+            document = None
+        messages = codec.response_messages(document) if document is not None else None
+        if messages is None:
+            return b""  # unread, so not passed
+        out = [m for m in [await self._message(m) for m in messages] if m is not None]
+        if not out:
+            return b""
+        text = json.dumps(out if isinstance(document, list) else out[0], ensure_ascii=True)
+        return event.encode(text)
+
+    async def _message(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """One server message as the client gets it; None: dropped (an answer to nothing
+        this proxy forwarded in this session)."""
+        if "method" in message:  # the server's request or notification
+            masker = self.masks[-1] if self.masks else self.mcp.stream_mask
+            return self._masked(message, masker, "") if masker is not None else message
+        handling: Handling | None = self.mcp.answered(message.get("id"))
+        if handling is None:
+            self.session.record_response(kind="mcp.dropped", reason="an answer to no request")
+            return None
+        result = message.get("result")
+        if handling.list_tools and "result" in message:
+            result = await self._listed(result, handling)
+            if result is None:
+                return codec.error_response(
+                    message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an unreadable tool list"
+                )
+            message = {**message, "result": result}
+        if handling.masker is not None:
+            message = self._masked(message, handling.masker, handling.decision_id)
+        return message
+
+    def _masked(self, message: dict[str, Any], masker: Masker, decision_id: str) -> dict[str, Any]:
+        counts: Counter[str] = Counter()
+        try:
+            out = {k: v for k, v in message.items() if k not in ("result", "params", "error")}
+            for key in ("result", "params", "error"):
+                if key in message:
+                    out[key] = _mask_tree(message[key], masker, counts)
+        except (MaskingError, TypeError):
+            return codec.error_response(
+                message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an answer it cannot mask"
+            )
+        if counts:
+            self.session.record_masking(dict(counts), decision_id)
+        return out
+
+    async def _listed(self, result: Any, handling: Handling) -> Any:
+        names = codec.listed_tools(result)
+        if names is None or len(names) > MAX_LISTED_TOOLS:
+            return None
+        rulings = await asyncio.gather(*(self._may_call(name) for name in names))
+        shown = {n for n, r in zip(names, rulings, strict=True) if r.verdict.allowed}
+        hidden = sorted(set(names) - shown)
+        self.session.record_response(
+            kind="mcp.tools_list", decision_id=handling.decision_id, listed=len(names),
+            hidden=hidden[:64],
+        )  # fmt: skip
+        return codec.filtered_tools(result, shown)
+
+    async def _may_call(self, name: str) -> Ruling:
+        raw = codec.canonical({"method": "tools/call", "params": {"name": name}})
+        return await self.session.decide(KIND, raw, {"listing": True}, _exact)
+
+
+def _mask_tree(value: Any, masker: Masker, counts: Counter[str]) -> Any:
+    """A tool result (or any JSON value) masked: text content that is itself JSON (what
+    FastMCP makes of a dict) masked as JSON, then fields and detectors over everything."""
+    value = _json_texts(value, masker, counts)
+    masked, found = masker.mask_json(value)
+    counts.update(found)
+    return masked
+
+
+def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
+    if isinstance(value, list):
+        return [_json_texts(v, masker, counts) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, child in value.items():
+        if key == "text" and isinstance(child, str) and child[:1] in ("{", "["):
+            try:
+                inner = json.loads(child)
+            except (ValueError, RecursionError):
+                out[key] = child
+                continue
+            masked, found = masker.mask_json(inner)
+            counts.update(found)
+            out[key] = json.dumps(masked, ensure_ascii=False)
+        else:
+            out[key] = _json_texts(child, masker, counts)
+    return out

@@ -1,0 +1,487 @@
+"""MCP over streamable HTTP, as the proxy reads and rewrites it: bytes in, messages out, no IO.
+
+Owns JSON-RPC 2.0 (https://www.jsonrpc.org/specification) as the Model Context Protocol
+carries it over its streamable-HTTP transport (MCP specification, Base Protocol →
+Transports → Streamable HTTP; revisions 2025-03-26 to 2026-07-28):
+
+- a POST body (`application/json`) holds one message, or a batch (2025-03-26) of requests
+  and notifications, or of responses; `parse_request` reads it strictly and refuses what
+  two JSON readers could read two ways (duplicate keys, lone surrogates, non-finite
+  numbers, keys JSON-RPC does not define, a batch mixing requests with responses, ids
+  repeated in a batch), anything too large or too deep, and anything that is no JSON-RPC;
+- each message becomes the command the PDP decides (`Message.raw`: the canonical JSON of
+  its method and params without `_meta`, or of a response's result, so a retry with
+  another id is the same command an approval covered);
+- the routing headers of revision 2026-07-28 (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`)
+  must agree with the body (`check_routing_headers`), so no intermediary routes on a value
+  the policy did not see;
+- responses: `application/json` documents and `text/event-stream` events (`SseReader`:
+  HTML Living Standard §9.2 "Server-sent events", event stream interpretation), one event
+  at a time, never the whole stream; `error_response` is the JSON-RPC error a refusal is.
+
+What is forwarded is re-serialised from what was decided (`Message.body` → `encode`),
+never the client's bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_BATCH = 64
+MAX_DEPTH = 64
+MAX_METHOD = 256
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+# JSON-RPC error codes: the specification's, and ours from the implementation-defined band
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+DENIED = -32010  # the policy denied this message
+APPROVAL_REQUIRED = -32011  # a person must approve it first; data.approval_id names the request
+NOT_INSPECTABLE = -32012  # an answer the proxy could not read to mask or filter
+
+# method → the params key naming what it acts on, and the attribute it is shown under
+TARGETS = {
+    "tools/call": ("name", "tool"),
+    "prompts/get": ("name", "prompt"),
+    "resources/read": ("uri", "uri"),
+    "resources/subscribe": ("uri", "uri"),
+    "resources/unsubscribe": ("uri", "uri"),
+}
+WITH_ARGUMENTS = frozenset({"tools/call", "prompts/get"})
+NAME_HEADER_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+ROUTING_HEADERS = ("mcp-method", "mcp-name", "mcp-protocol-version")
+PARAM_HEADER_PREFIX = "mcp-param-"
+
+_REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
+_RESPONSE_KEYS = (frozenset({"jsonrpc", "id", "result"}), frozenset({"jsonrpc", "id", "error"}))
+_METHOD_TEXT = re.compile(r"[\x21-\x7e]+")
+_B64_SENTINEL = re.compile(r"=\?base64\?(?P<payload>[A-Za-z0-9+/=]*)\?=")
+
+
+class Refused(ValueError):
+    """A body or header the proxy will not read one way only: nothing is forwarded. The
+    client gets `error_response(None, code, message)` with HTTP `status`; the message
+    names the rule and never echoes the client's data."""
+
+    def __init__(self, message: str, code: int = INVALID_REQUEST, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Message:
+    """One JSON-RPC message of a request body, as decided and as forwarded."""
+
+    kind: str  # request | notification | response
+    body: dict[str, Any]
+    id: str | int | None = None
+    method: str = ""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        params = self.body.get("params", {})
+        return params if isinstance(params, dict) else {}
+
+    @property
+    def raw(self) -> str:
+        """The command text the PDP decides: canonical JSON without the id or `_meta`."""
+        if self.kind == "response":
+            shown = {k: v for k, v in self.body.items() if k in ("result", "error")}
+        else:
+            params = {k: v for k, v in self.params.items() if k != "_meta"}
+            shown = {"method": self.method, "params": params}
+        return canonical(shown)
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        """What the proxy tells the PDP besides the text (the PDP reads the rest from it)."""
+        return {"notification": True} if self.kind == "notification" else {}
+
+    @property
+    def target(self) -> str | None:
+        """The tool, prompt or resource a request names (tools/call, prompts/get, ...)."""
+        named = TARGETS.get(self.method)
+        if named is None:
+            return None
+        value = self.params.get(named[0])
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class RequestBody:
+    messages: tuple[Message, ...]
+    batch: bool
+
+    @property
+    def requests(self) -> tuple[Message, ...]:
+        return tuple(m for m in self.messages if m.kind == "request")
+
+
+def canonical(value: Any) -> str:
+    """One text per JSON value: sorted keys, no spaces, non-ASCII kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode(value: Any) -> bytes:
+    """What the proxy sends: JSON text in ASCII (no encoding question for any reader)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def error_response(id_: str | int | None, code: int, message: str, data: Any = None) -> dict:
+    """A JSON-RPC 2.0 error response object (specification §5.1)."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": id_, "error": error}
+
+
+# -- reading JSON strictly -------------------------------------------------------------
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise Refused("a JSON object repeats a key", PARSE_ERROR)
+        out[key] = value
+    return out
+
+
+def _constant(name: str) -> Any:
+    raise Refused(f"{name} is not JSON", PARSE_ERROR)
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise Refused("a number out of range", PARSE_ERROR)
+    return value
+
+
+def loads(data: bytes, limit: int = MAX_BODY_BYTES) -> Any:
+    """JSON text (RFC 8259) read one way only, or Refused: UTF-8 without a BOM, no repeated
+    key, no NaN/Infinity or overflowing number, no lone surrogate, at most MAX_DEPTH deep."""
+    if len(data) > limit:
+        raise Refused(f"body larger than {limit} bytes", INVALID_REQUEST, 413)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused("body is not UTF-8", PARSE_ERROR) from None
+    if text.startswith("\ufeff"):
+        raise Refused("body starts with a byte order mark", PARSE_ERROR)
+    try:
+        value = json.loads(
+            text, object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_number
+        )
+    except Refused:
+        raise
+    except RecursionError:
+        raise Refused("JSON nested too deep", PARSE_ERROR) from None
+    except ValueError:
+        raise Refused("body is not JSON", PARSE_ERROR) from None
+    _check_tree(value)
+    return value
+
+
+def _check_tree(value: Any) -> None:
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise Refused(f"JSON nested deeper than {MAX_DEPTH}", PARSE_ERROR)
+        if isinstance(node, str):
+            _check_text(node)
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                _check_text(key)
+                stack.append((child, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Refused("a JSON string holds a lone surrogate", PARSE_ERROR) from None
+
+
+# -- requests --------------------------------------------------------------------------
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def parse_request(
+    data: bytes, content_type: str | None, limit: int = MAX_BODY_BYTES
+) -> RequestBody:
+    """A POST body of the streamable-HTTP transport: one JSON-RPC message or a batch."""
+    if media_type(content_type) != "application/json":
+        raise Refused("an MCP message is posted as application/json", INVALID_REQUEST, 415)
+    charset = re.search(r";\s*charset\s*=\s*\"?([^\";\s]+)", content_type or "", re.I)
+    if charset and charset.group(1).lower() not in ("utf-8", "utf8"):
+        raise Refused("an MCP message is UTF-8", INVALID_REQUEST, 415)
+    document = loads(data, limit)
+    if isinstance(document, dict):
+        return RequestBody((read_message(document),), batch=False)
+    if not isinstance(document, list):
+        raise Refused("a JSON-RPC message is an object, a batch an array")
+    if not document:
+        raise Refused("an empty batch")
+    if len(document) > MAX_BATCH:
+        raise Refused(f"a batch of more than {MAX_BATCH} messages")
+    messages = tuple(read_message(item) for item in document)
+    if len({m.kind == "response" for m in messages}) > 1:
+        raise Refused("a batch mixes responses with requests or notifications")
+    ids = [m.id for m in messages if m.id is not None]
+    if len({(type(i).__name__, i) for i in ids}) != len(ids):
+        raise Refused("a batch repeats a request id")
+    return RequestBody(messages, batch=True)
+
+
+def _valid_id(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def read_message(item: Any) -> Message:
+    """One JSON-RPC 2.0 message (specification §4 request/notification, §5 response)."""
+    if not isinstance(item, dict):
+        raise Refused("a JSON-RPC message is an object")
+    if item.get("jsonrpc") != "2.0":
+        raise Refused('a JSON-RPC message has "jsonrpc": "2.0"')
+    keys = frozenset(item)
+    if "method" in item:
+        if not keys <= _REQUEST_KEYS:
+            raise Refused("a JSON-RPC request has a key JSON-RPC does not define")
+        method = item["method"]
+        if not isinstance(method, str) or not _METHOD_TEXT.fullmatch(method):
+            raise Refused("a JSON-RPC method is a name of visible ASCII")
+        if len(method) > MAX_METHOD:
+            raise Refused(f"a method name longer than {MAX_METHOD}")
+        if "params" in item and not isinstance(item["params"], dict):
+            raise Refused("MCP params are an object")
+        if "id" in item:
+            if not _valid_id(item["id"]):
+                raise Refused("a request id is a string or an integer")
+            message = Message("request", item, item["id"], method)
+        else:
+            message = Message("notification", item, None, method)
+        _check_params(message)
+        return message
+    if keys in _RESPONSE_KEYS:
+        if not _valid_id(item["id"]):
+            raise Refused("a response id is a string or an integer")
+        if "error" in item and not isinstance(item["error"], dict):
+            raise Refused("a JSON-RPC error is an object")
+        return Message("response", item, item["id"])
+    raise Refused("neither a JSON-RPC request, notification nor response")
+
+
+def _check_params(message: Message) -> None:
+    params = message.params
+    named = TARGETS.get(message.method)
+    if named is not None and not isinstance(params.get(named[0]), str):
+        raise Refused(f"{message.method} names its {named[0]} as a string")
+    if message.method in WITH_ARGUMENTS and not isinstance(params.get("arguments", {}), dict):
+        raise Refused(f"{message.method} arguments are an object")
+    meta = params.get("_meta", {})
+    if not isinstance(meta, dict):
+        raise Refused("_meta is an object")
+
+
+def check_routing_headers(headers: Sequence[tuple[str, str]], body: RequestBody) -> None:
+    """Headers that repeat part of the body (MCP 2026-07-28, Transports → Custom Headers)
+    must say what the body says, once: `Mcp-Method` its method, `Mcp-Name` the tool,
+    prompt or resource it names, each `Mcp-Param-*` a value its arguments hold."""
+    seen: dict[str, str] = {}
+    params: list[str] = []
+    for name, value in headers:
+        key = name.lower()
+        if key in ROUTING_HEADERS:
+            if key in seen:
+                raise Refused(f"{key} appears more than once")
+            seen[key] = value
+        elif key.startswith(PARAM_HEADER_PREFIX):
+            params.append(value)
+    if not seen.keys() - {"mcp-protocol-version"} and not params:
+        return
+    if body.batch or len(body.messages) != 1:
+        raise Refused("routing headers name one message, this body is a batch")
+    message = body.messages[0]
+    if "mcp-method" in seen and seen["mcp-method"] != message.method:
+        raise Refused("Mcp-Method does not match the body's method")
+    if "mcp-name" in seen:
+        named = NAME_HEADER_METHODS.get(message.method)
+        if named is None or decode_header_value(seen["mcp-name"]) != message.params.get(named):
+            raise Refused("Mcp-Name does not match what the body names")
+    if params:
+        carried = set(_scalars(message.params.get("arguments", {})))
+        for value in params:
+            decoded = decode_header_value(value)
+            if decoded is None or decoded not in carried:
+                raise Refused("an Mcp-Param header carries a value the arguments do not")
+
+
+def decode_header_value(value: str) -> str | None:
+    """A header value, or the UTF-8 text inside its `=?base64?...?=` sentinel (None when
+    the sentinel is malformed or not canonical base64)."""
+    match = _B64_SENTINEL.fullmatch(value)
+    if match is None:
+        return value
+    payload = match.group("payload")
+    try:
+        decoded = base64.b64decode(payload, validate=True)
+        if base64.b64encode(decoded).decode("ascii") != payload:
+            return None
+        return decoded.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _scalars(value: Any) -> Iterator[str]:
+    """Every scalar in a JSON value as a header would render it."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, bool):
+            yield "true" if node else "false"
+        elif isinstance(node, str | int | float):
+            yield str(node)
+
+
+# -- responses -------------------------------------------------------------------------
+
+
+def response_messages(document: Any) -> list[dict[str, Any]] | None:
+    """The JSON-RPC messages of a server's answer (one object or a batch), or None when it
+    is not JSON-RPC (the caller fails closed where it must read it)."""
+    items = document if isinstance(document, list) else [document]
+    if not items or not all(isinstance(i, dict) and i.get("jsonrpc") == "2.0" for i in items):
+        return None
+    return items
+
+
+def listed_tools(result: Any) -> list[str] | None:
+    """The names a `tools/list` result lists, None if it is not one (MCP Server → Tools)."""
+    if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+        return None
+    names = []
+    for tool in result["tools"]:
+        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+            return None
+        names.append(tool["name"])
+    return names
+
+
+def filtered_tools(result: dict[str, Any], shown: set[str]) -> dict[str, Any]:
+    """A `tools/list` result with only the tools in `shown`."""
+    return {**result, "tools": [t for t in result["tools"] if t["name"] in shown]}
+
+
+# -- server-sent events ----------------------------------------------------------------
+
+
+@dataclass
+class SseEvent:
+    """One dispatched event: its data (lines joined with LF) and the other fields as sent."""
+
+    data: str
+    fields: list[tuple[str, str]] = field(default_factory=list)  # id, event, retry in order
+    has_data: bool = True
+
+    def encode(self, data: str | None = None) -> bytes:
+        """The event as a stream carries it, its data replaced by `data` when given."""
+        lines = [f"{name}: {value}" if value else name for name, value in self.fields]
+        text = self.data if data is None else data
+        if self.has_data or data is not None:
+            lines.extend(f"data: {line}" for line in text.split("\n"))
+        return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+class SseTooLarge(ValueError):
+    pass
+
+
+class SseReader:
+    """Event stream interpretation (HTML §9.2.6): feed bytes, get whole events; one event
+    is held at most (MAX_EVENT_BYTES), never the stream. Comments are dropped; the fields
+    id, event and retry are kept in order; a field with another name is ignored, as the
+    standard says."""
+
+    def __init__(self, limit: int = MAX_EVENT_BYTES) -> None:
+        self._buffer = b""
+        self._limit = limit
+        self._data: list[str] = []
+        self._fields: list[tuple[str, str]] = []
+        self._size = 0
+        self._started = False
+
+    def feed(self, chunk: bytes) -> list[SseEvent]:
+        self._buffer += chunk
+        if not self._started:
+            if len(self._buffer) < 3 and b"\xef\xbb\xbf".startswith(self._buffer):
+                return []
+            self._started = True
+            if self._buffer.startswith(b"\xef\xbb\xbf"):
+                self._buffer = self._buffer[3:]
+        events: list[SseEvent] = []
+        while True:
+            end = _line_end(self._buffer)
+            if end is None:
+                if len(self._buffer) + self._size > self._limit:
+                    raise SseTooLarge(f"an event larger than {self._limit} bytes")
+                return events
+            stop, after = end
+            line = self._buffer[:stop].decode("utf-8", "replace")
+            self._buffer = self._buffer[after:]
+            self._size += stop
+            if self._size > self._limit:
+                raise SseTooLarge(f"an event larger than {self._limit} bytes")
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+
+    def _line(self, line: str) -> SseEvent | None:
+        if not line:
+            if not self._data and not self._fields:
+                self._size = 0
+                return None
+            event = SseEvent("\n".join(self._data), self._fields, bool(self._data))
+            self._data, self._fields, self._size = [], [], 0
+            return event
+        if line.startswith(":"):
+            return None
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name in ("id", "event", "retry"):
+            self._fields.append((name, value))
+        return None
+
+
+def _line_end(buffer: bytes) -> tuple[int, int] | None:
+    """(end of the first line, start of the next) for CRLF, LF or CR endings; a CR at the
+    very end waits for the next byte (it may be the start of a CRLF)."""
+    lf = buffer.find(b"\n")
+    cr = buffer.find(b"\r", 0, lf if lf >= 0 else len(buffer))
+    if cr < 0:
+        return (lf, lf + 1) if lf >= 0 else None
+    if cr + 1 == len(buffer):
+        return None
+    return cr, cr + 2 if buffer[cr + 1] == 0x0A else cr + 1

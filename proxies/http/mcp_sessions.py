@@ -1,0 +1,122 @@
+"""MCP sessions kept apart: which client may present which `Mcp-Session-Id`. No IO here.
+
+Owns the rule that an MCP session (the id an upstream server hands out in its answer to
+`initialize`, MCP Transports → Streamable HTTP → Session Management) belongs to the client
+it was handed to — the owner is a keyed digest of that client's bearer token, never the
+token itself — and is usable by no other: an id another token began, or one no answer
+through this proxy ever carried, is refused as unknown (404, which makes a conforming
+client start a new session), so a leaked or guessed session id opens nothing.
+
+Also what the proxy must remember of each session between HTTP requests: the requests it
+forwarded and how their answers must be handled (masked, tools filtered), because an
+answer may come back on another stream than its request's (a resumed GET with
+Last-Event-ID). Everything is bounded: the oldest sessions and requests are forgotten
+first, and a forgotten request's answer is dropped, never passed unread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_SESSIONS = 10_000
+MAX_SESSIONS_PER_OWNER = 64
+MAX_PENDING = 256
+MAX_SESSION_ID = 256
+
+
+def owner_of(token: str, key: bytes) -> str:
+    """The owner a token stands for: HMAC-SHA-256 under the proxy's key (the token itself
+    is never kept)."""
+    return hmac.new(key, token.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+def valid_session_id(value: str) -> bool:
+    """An `Mcp-Session-Id` as the transport allows it: visible ASCII (0x21-0x7E)."""
+    return 0 < len(value) <= MAX_SESSION_ID and all(0x21 <= ord(c) <= 0x7E for c in value)
+
+
+@dataclass
+class McpSession:
+    """What one MCP session (or, without a session id, one owner) has in flight."""
+
+    owner: str
+    # request id → how its answer is handled (the exchange's own object)
+    pending: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict)
+    # the mask of the latest masked message: what server-initiated messages get
+    stream_mask: Any = None
+
+    def expect(self, request_id: str | int, handling: Any) -> None:
+        key = _id_key(request_id)
+        self.pending.pop(key, None)
+        self.pending[key] = handling
+        while len(self.pending) > MAX_PENDING:
+            self.pending.popitem(last=False)
+
+    def answered(self, request_id: Any) -> Any:
+        """The handling of the request this answers (forgotten then), or None if the proxy
+        forwarded no such request in this session."""
+        if not (isinstance(request_id, str | int) and not isinstance(request_id, bool)):
+            return None
+        return self.pending.pop(_id_key(request_id), None)
+
+
+def _id_key(request_id: str | int) -> Hashable:
+    # 1 and "1" are different JSON-RPC ids
+    return (type(request_id).__name__, request_id)
+
+
+class SessionBinding:
+    """Mcp-Session-Id → its McpSession (and owner); plus one McpSession per owner for the
+    exchanges that carry no session id (MCP 2026-07-28, or a server without sessions)."""
+
+    def __init__(
+        self, max_sessions: int = MAX_SESSIONS, per_owner: int = MAX_SESSIONS_PER_OWNER
+    ) -> None:
+        self._sessions: OrderedDict[str, McpSession] = OrderedDict()
+        self._unnamed: OrderedDict[str, McpSession] = OrderedDict()
+        self._max = max_sessions
+        self._per_owner = per_owner
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def session(self, session_id: str | None, owner: str) -> McpSession | None:
+        """The session this owner may use under this id (None: refused — unknown, or
+        another owner's); without an id, the owner's own unnamed one."""
+        if session_id is None:
+            found = self._unnamed.pop(owner, None) or McpSession(owner)
+            self._unnamed[owner] = found
+            while len(self._unnamed) > self._max:
+                self._unnamed.popitem(last=False)
+            return found
+        named = self._sessions.get(session_id)
+        if named is None or not hmac.compare_digest(named.owner, owner):
+            return None
+        self._sessions.move_to_end(session_id)
+        return named
+
+    def bind(self, session_id: str, owner: str) -> McpSession | None:
+        """An upstream answer handed this owner `session_id`: the owner's from now on.
+        None when it is another owner's (the answer must not reach this client) or not a
+        valid id."""
+        if not valid_session_id(session_id):
+            return None
+        found = self._sessions.get(session_id)
+        if found is not None:
+            return found if hmac.compare_digest(found.owner, owner) else None
+        mine = [sid for sid, s in self._sessions.items() if s.owner == owner]
+        for sid in mine[: max(0, len(mine) - self._per_owner + 1)]:
+            del self._sessions[sid]
+        made = McpSession(owner)
+        self._sessions[session_id] = made
+        while len(self._sessions) > self._max:
+            self._sessions.popitem(last=False)
+        return made
+
+    def forget(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)

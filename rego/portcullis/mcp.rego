@@ -1,0 +1,165 @@
+# mcp.call: every JSON-RPC message an agent sends an MCP server through an HTTP connection
+# with `mcp: true` (or of type mcp). input.command.mcp = {message, method, tool | prompt |
+# uri, arguments, listing}, read by the PDP from the message itself.
+#
+# Tools are an allow-list per connection, data.portcullis.mcp.tools[<connection>], in three
+# classes: read (allowed for members), write (approval for everyone not privileged) and
+# dangerous (privileged only). A tool in no class is denied, whoever asks. `listing: true`
+# asks whether a tools/list answer may show a tool: it shows what the caller may call, with
+# or without an approval. The protocol's own methods (initialize, ping, notifications, the
+# lists) are allowed from data.portcullis.mcp.methods; any other method is denied.
+package portcullis
+
+mcp_command := object.get(input, ["command", "mcp"], {})
+
+mcp_call if input.command.kind == "mcp.call"
+
+mcp_method := object.get(mcp_command, "method", "")
+
+mcp_tools := data.portcullis.mcp.tools[connection_name]
+
+mcp_listing if mcp_command.listing == true
+
+# the methods that act on something named: judged below, never by the method list
+mcp_named_methods := {"tools/call", "prompts/get", "resources/read", "resources/subscribe", "resources/unsubscribe"}
+
+mcp_tool_classes contains class if {
+	mcp_method == "tools/call"
+	some class in ["read", "write", "dangerous"]
+	mcp_command.tool in object.get(mcp_tools, class, [])
+}
+
+# a tool listed in several classes is judged by the strictest
+mcp_tool_class := "dangerous" if {
+	"dangerous" in mcp_tool_classes
+} else := "write" if {
+	"write" in mcp_tool_classes
+} else := "read" if {
+	"read" in mcp_tool_classes
+}
+
+deny contains sprintf("%s is not an MCP connection (data.portcullis.mcp.tools lists nothing for it)", [connection_name]) if {
+	mcp_call
+	not mcp_tools
+}
+
+deny contains sprintf("mcp.call on a %s connection", [connection.type]) if {
+	mcp_call
+	not connection.type in {"http", "mcp"}
+}
+
+deny contains "malformed MCP message" if {
+	mcp_call
+	mcp_command.malformed
+}
+
+deny contains sprintf("MCP method %q is not allowed", [mcp_method]) if {
+	mcp_call
+	mcp_command.message in {"request", "notification"}
+	not mcp_method in mcp_named_methods
+	not mcp_method in data.portcullis.mcp.methods
+}
+
+allow contains sprintf("MCP %s", [mcp_method]) if {
+	mcp_call
+	mcp_command.message in {"request", "notification"}
+	mcp_method in data.portcullis.mcp.methods
+}
+
+# the client's answer to the server's own request (sampling, elicitation, roots)
+allow contains "an answer to the MCP server's request" if {
+	mcp_call
+	mcp_command.message == "response"
+}
+
+# -- tools
+
+deny contains sprintf("tool %q is not listed for %s", [mcp_command.tool, connection_name]) if {
+	mcp_call
+	mcp_method == "tools/call"
+	count(mcp_tool_classes) == 0
+}
+
+allow contains sprintf("tool %q reads", [mcp_command.tool]) if {
+	mcp_call
+	mcp_tool_class == "read"
+}
+
+allow contains sprintf("%s may call %s tool %q", [subject, mcp_tool_class, mcp_command.tool]) if {
+	mcp_call
+	mcp_tool_class in {"write", "dangerous"}
+	privileged
+}
+
+needs_approval contains sprintf("tool %q writes: it needs approval", [mcp_command.tool]) if {
+	mcp_call
+	mcp_tool_class == "write"
+	not privileged
+	not mcp_listing
+}
+
+allow contains sprintf("tool %q may be called with an approval", [mcp_command.tool]) if {
+	mcp_call
+	mcp_tool_class == "write"
+	not privileged
+	mcp_listing
+}
+
+deny contains sprintf("tool %q is dangerous: reserved to %s", [mcp_command.tool, concat(", ", data.portcullis.privileged_groups)]) if {
+	mcp_call
+	mcp_tool_class == "dangerous"
+	not privileged
+}
+
+# -- resources and prompts: prefixes and names listed per connection
+
+mcp_resource_listed if {
+	some prefix in object.get(data.portcullis.mcp.resources, connection_name, [])
+	startswith(mcp_command.uri, prefix)
+}
+
+allow contains sprintf("resource %q is listed", [mcp_command.uri]) if {
+	mcp_call
+	mcp_method in {"resources/read", "resources/subscribe", "resources/unsubscribe"}
+	mcp_resource_listed
+}
+
+deny contains sprintf("resource %q is not listed for %s", [mcp_command.uri, connection_name]) if {
+	mcp_call
+	mcp_method in {"resources/read", "resources/subscribe", "resources/unsubscribe"}
+	not mcp_resource_listed
+}
+
+allow contains sprintf("prompt %q is listed", [mcp_command.prompt]) if {
+	mcp_call
+	mcp_method == "prompts/get"
+	mcp_command.prompt in object.get(data.portcullis.mcp.prompts, connection_name, [])
+}
+
+deny contains sprintf("prompt %q is not listed for %s", [mcp_command.prompt, connection_name]) if {
+	mcp_call
+	mcp_method == "prompts/get"
+	not mcp_command.prompt in object.get(data.portcullis.mcp.prompts, connection_name, [])
+}
+
+# -- what comes back: fields named like sensitive columns and the detectors, over tool
+# results, resource contents and prompts, for everyone not in pii-readers
+
+mcp_returns_data if {
+	mcp_call
+	mcp_command.message == "request"
+	mcp_method in mcp_named_methods
+	not mcp_listing
+}
+
+mask_rules contains {"field": field, "strategy": "redact"} if {
+	mcp_returns_data
+	not pii_reader
+	some field in data.portcullis.sensitive_columns
+}
+
+mask_rules contains {"detector": detector, "strategy": "partial"} if {
+	mcp_returns_data
+	not pii_reader
+	some detector in data.portcullis.detectors
+}

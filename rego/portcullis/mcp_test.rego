@@ -1,0 +1,140 @@
+package portcullis_test
+
+import data.portcullis
+
+mcp_input(groups, mcp) := {
+	"identity": {"subject": "alice@example.com", "groups": groups},
+	"connection": {"name": "billing-api", "type": "http"},
+	"command": {"kind": "mcp.call", "raw": "-", "mcp": mcp},
+}
+
+mcp_decision(groups, mcp) := d if {
+	d := portcullis.decision with input as mcp_input(groups, mcp)
+}
+
+tool_call(tool) := {"message": "request", "method": "tools/call", "tool": tool, "arguments": {}}
+
+listing(tool) := object.union(tool_call(tool), {"listing": true})
+
+test_mcp_read_tool_allowed_and_masked if {
+	d := mcp_decision(["readonly"], tool_call("get_invoice"))
+	d.verdict == "mask"
+	{"field": "email", "strategy": "redact"} in d.mask
+	{"detector": "credit_card", "strategy": "partial"} in d.mask
+	mcp_decision(["pii-readers"], tool_call("get_invoice")).verdict == "allow"
+}
+
+test_mcp_write_tool_needs_approval_for_non_dba if {
+	d := mcp_decision(["analyst"], tool_call("refund_order"))
+	d.verdict == "require_approval"
+	"tool \"refund_order\" writes: it needs approval" in d.reasons
+	"group:security" in d.approval.approvers
+}
+
+test_mcp_write_tool_approved_by_another_person if {
+	i := object.union(mcp_input(["analyst"], tool_call("refund_order")), {"approval": {"id": "a-1", "state": "approved", "approver": "sam@example.com"}})
+	d := portcullis.decision with input as i
+	d.verdict == "mask"
+	"approved by sam@example.com (approval a-1)" in d.reasons
+}
+
+test_mcp_write_tool_self_approval_does_not_count if {
+	i := object.union(mcp_input(["analyst"], tool_call("refund_order")), {"approval": {"id": "a-1", "state": "approved", "approver": "alice@example.com"}})
+	d := portcullis.decision with input as i
+	d.verdict == "require_approval"
+}
+
+test_mcp_dangerous_tool_denied_for_non_dba if {
+	d := mcp_decision(["readonly", "pii-readers"], tool_call("delete_customer"))
+	d.verdict == "deny"
+	"tool \"delete_customer\" is dangerous: reserved to dba" in d.reasons
+}
+
+test_mcp_dba_may_call_write_and_dangerous if {
+	mcp_decision(["dba", "pii-readers"], tool_call("refund_order")).verdict == "allow"
+	mcp_decision(["dba", "pii-readers"], tool_call("run_sql")).verdict == "allow"
+	mcp_decision(["dba"], tool_call("run_sql")).verdict == "mask"
+}
+
+test_mcp_unknown_tool_denied_for_everyone if {
+	every groups in [["readonly"], ["dba", "pii-readers"]] {
+		d := mcp_decision(groups, tool_call("drop_everything"))
+		d.verdict == "deny"
+		"tool \"drop_everything\" is not listed for billing-api" in d.reasons
+	}
+	mcp_decision(["dba"], listing("drop_everything")).verdict == "deny"
+}
+
+test_mcp_tool_in_two_classes_is_the_stricter if {
+	tools := {"billing-api": {"read": ["both"], "dangerous": ["both"]}}
+	d := portcullis.decision with input as mcp_input(["readonly"], tool_call("both"))
+		with data.portcullis.mcp.tools as tools
+	d.verdict == "deny"
+}
+
+test_mcp_listing_shows_what_may_be_called if {
+	mcp_decision(["readonly"], listing("get_invoice")).verdict == "allow"
+	mcp_decision(["readonly"], listing("refund_order")).verdict == "allow"
+	mcp_decision(["readonly"], listing("delete_customer")).verdict == "deny"
+	mcp_decision(["dba"], listing("delete_customer")).verdict == "allow"
+}
+
+test_mcp_protocol_methods_allowed_for_members if {
+	every m in ["initialize", "ping", "tools/list", "prompts/list"] {
+		mcp_decision(["readonly"], {"message": "request", "method": m}).verdict == "allow"
+	}
+	mcp_decision(["readonly"], {"message": "notification", "method": "notifications/initialized"}).verdict == "allow"
+	mcp_decision(["readonly"], {"message": "response", "method": ""}).verdict == "allow"
+}
+
+test_mcp_other_methods_denied if {
+	d := mcp_decision(["dba"], {"message": "request", "method": "admin/shutdown"})
+	d.verdict == "deny"
+	"MCP method \"admin/shutdown\" is not allowed" in d.reasons
+	mcp_decision(["dba"], {"message": "notification", "method": "notifications/whatever"}).verdict == "deny"
+}
+
+test_mcp_named_methods_never_allowed_by_the_method_list if {
+	methods := array.concat(data.portcullis.mcp.methods, ["tools/call"])
+	d := portcullis.decision with input as mcp_input(["readonly"], tool_call("nope"))
+		with data.portcullis.mcp.methods as methods
+	d.verdict == "deny"
+}
+
+test_mcp_malformed_denied if {
+	d := mcp_decision(["dba"], {"message": "malformed", "method": "", "malformed": true})
+	d.verdict == "deny"
+	"malformed MCP message" in d.reasons
+	mcp_decision(["dba"], {"message": "request", "method": "tools/call", "malformed": true}).verdict == "deny"
+}
+
+test_mcp_non_member_denied if {
+	mcp_decision(["marketing"], tool_call("get_invoice")).verdict == "deny"
+}
+
+test_mcp_connection_without_tools_denied if {
+	i := {
+		"identity": {"subject": "alice@example.com", "groups": ["dba"]},
+		"connection": {"name": "orders-db", "type": "postgres"},
+		"command": {"kind": "mcp.call", "raw": "-", "mcp": tool_call("get_invoice")},
+	}
+	d := portcullis.decision with input as i
+	d.verdict == "deny"
+	"orders-db is not an MCP connection (data.portcullis.mcp.tools lists nothing for it)" in d.reasons
+	"mcp.call on a postgres connection" in d.reasons
+}
+
+test_mcp_resources_and_prompts_listed if {
+	read := {"message": "request", "method": "resources/read", "uri": "invoice://7"}
+	mcp_decision(["readonly"], read).verdict == "mask"
+	other := {"message": "request", "method": "resources/read", "uri": "file:///etc/passwd"}
+	mcp_decision(["dba"], other).verdict == "deny"
+	prompt := {"message": "request", "method": "prompts/get", "prompt": "summarize_invoice", "arguments": {}}
+	mcp_decision(["pii-readers"], prompt).verdict == "allow"
+	mcp_decision(["pii-readers"], object.union(prompt, {"prompt": "jailbreak"})).verdict == "deny"
+}
+
+test_mcp_protocol_methods_not_masked if {
+	d := mcp_decision(["readonly"], {"message": "request", "method": "tools/list"})
+	d.mask == set()
+}
