@@ -19,6 +19,6 @@ MCP = Protocol(
     command_kinds=("mcp.call",),
     options={name: option for name, option in HTTP.options.items() if name != "mcp"},
     check_options=HTTP.check_options,
-    serve=None,
+    serve="proxies.http.proxy:HttpProxy",  # the HTTP proxy, MCP always on
     policy_input="pdp.domain.mcp_input:mcp_command",
 )

@@ -419,7 +419,7 @@ class ClientConnection:
 
         if isinstance(outcome, Forward):
             try:
-                response = await self.forward(request, body=outcome.body or b"")
+                response = await self.forward(request, body=outcome.body or b"", masking=True)
             except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
                 request.session.record_response(kind="mcp.upstream", error=type(exc).__name__)
                 self.send_problem(request, 502, "upstream unavailable", type(exc).__name__)
@@ -645,7 +645,9 @@ class ClientConnection:
         )
         headers.append(("host", self.proxy.upstream.raw_authority))
         if header and lease is not None and not lease.extra.get("query"):
-            headers.append((header, lease.value))
+            # `prefix` (say "Bearer ") goes before a secret that comes without it (Vault)
+            prefix = str(self.proxy.connection.credentials.get("prefix", ""))
+            headers.append((header, prefix + lease.value))
         return headers
 
     async def forward(
