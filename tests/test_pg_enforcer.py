@@ -407,6 +407,62 @@ def test_a_masked_portal_is_described_for_the_proxy_before_it_runs() -> None:
     assert execute.masker is not None and execute.command == SELECT
 
 
+def test_a_masked_portal_of_a_described_statement_takes_its_columns_from_the_statement() -> None:
+    """asyncpg's way: Parse and Describe once, then Bind (binary results) and Execute for
+    each run. The statement's description names the columns; Bind gives the formats: no
+    Describe of each portal goes up, and the rows are still masked, in binary too."""
+    rt = Runtime()
+    rt.verdicts[SELECT] = mask(MaskRule(field="name"))
+    rt.play(codec.Parse("s1", SELECT), codec.Describe("S", "s1"), codec.Sync())
+    rt.upstream()
+    fields = [codec.Field("id", 0, 0, 23), codec.Field("name", 0, 0, 25)]
+    rt.server(
+        codec.ParseComplete(),
+        codec.ParameterDescription([]),
+        codec.RowDescription(fields),
+        rfq(),
+    )
+    for _ in range(2):
+        rt.play(codec.Bind("", "s1", result_formats=[1]), codec.Execute(""), codec.Sync())
+        assert rt.upstream() == [
+            codec.Bind("", "s1", result_formats=[1]),
+            codec.Execute(""),
+            codec.Sync(),
+        ]
+        got = rt.server(
+            codec.BindComplete(),
+            codec.DataRow([b"\0\0\0\x07", b"Ada Lovelace"]),
+            codec.CommandComplete("SELECT 1"),
+            rfq(),
+        )
+        assert got[1] == codec.DataRow([b"\0\0\0\x07", b"[REDACTED]"])
+    # parsed again under the same name: its old description no longer speaks for it
+    rt.play(codec.Close("S", "s1"), codec.Parse("s1", SELECT), codec.Bind("", "s1"))
+    rt.play(codec.Execute(""), codec.Sync())
+    sent = rt.upstream()
+    assert codec.Describe("P", "") in sent
+
+
+def test_a_cursor_portal_never_takes_the_unnamed_statements_columns() -> None:
+    rt = Runtime()
+    rt.verdicts[SELECT] = mask(MaskRule(field="name"))
+    rt.play(codec.Parse("", SELECT), codec.Describe("S", ""), codec.Sync())
+    rt.upstream()
+    rt.server(
+        codec.ParseComplete(),
+        codec.ParameterDescription([]),
+        codec.RowDescription([codec.Field("id", 0, 0, 23), codec.Field("name", 0, 0, 25)]),
+        rfq(),
+    )
+    declare = "DECLARE c CURSOR FOR SELECT name, id FROM customers"
+    rt.verdicts[declare] = mask(MaskRule(field="name"), effects=("cursor:c",))
+    rt.play(codec.Query(declare))
+    rt.upstream()
+    rt.server(codec.CommandComplete("DECLARE CURSOR"), rfq("T"))
+    rt.play(codec.Execute("c"), codec.Sync())
+    assert codec.Describe("P", "c") in rt.upstream()
+
+
 def test_an_execute_the_evidence_spool_has_no_room_for_is_refused() -> None:
     rt = Runtime()
     rt.verdicts[SELECT] = allow()

@@ -132,7 +132,7 @@ class Portal:
     """A portal the client may Describe and Execute: made by Bind of an allowed statement,
     or by an allowed DECLARE (a cursor); `ruling` is what allowed it."""
 
-    statement: str  # the statement it was bound from ("" for a cursor)
+    statement: str | None  # the statement it was bound from (None for a cursor)
     formats: list[int]
     sql: str
     ruling: Ruling
@@ -379,7 +379,7 @@ class Enforcer:
                     self.portals.pop(name, None)
                     tracker.portal_shapes.pop(name, None)
             elif kind == "cursor" and name:
-                self.portals[name] = Portal("", [], sql, ruling)
+                self.portals[name] = Portal(None, [], sql, ruling)
                 tracker.portal_shapes.pop(name, None)
 
     def _lifts_read_only(self, ruling: Ruling, asked: bool = False) -> bool:
@@ -614,13 +614,19 @@ class Enforcer:
             and not portal.described
             and message.portal not in self.tracker.portal_shapes
         ):
-            # masking needs the portal's own columns: describe it first, for the proxy
-            # only (unless the client's own Describe of it is already on its way)
-            portal.described = True
-            self._send(
-                codec.Describe("P", message.portal),
-                Expect("DescribeP", statement=message.portal, swallow=True),
-            )
+            # masking needs the portal's own columns: its statement's, when the server
+            # has described that statement since it was parsed (Bind gives the formats);
+            # else the portal is described first, for the proxy only (unless the client's
+            # own Describe of it is already on its way)
+            shapes = self.tracker.statement_shapes
+            if portal.statement is not None and portal.statement in shapes:
+                self.tracker.portal_shapes[message.portal] = shapes[portal.statement]
+            else:
+                portal.described = True
+                self._send(
+                    codec.Describe("P", message.portal),
+                    Expect("DescribeP", statement=message.portal, swallow=True),
+                )
         self.batch_forwarded = True
         self.batch_executed = True
         self._send(
