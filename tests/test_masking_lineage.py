@@ -220,6 +220,12 @@ REFUSED = [
     "SELECT count(*) FROM customers, regexp_matches(email, '^ada')",
     "SELECT generate_series(1, length(min(ssn))) FROM customers",
     "SELECT substring(email FROM '^ada') AS s FROM customers",
+    # groups split by a question about a sensitive value, which an aggregate then answers
+    "SELECT array_agg(id) FROM customers GROUP BY ascii(email) > 100",
+    "SELECT count(*) FROM customers GROUP BY substr(ssn, 1, 1)",
+    "SELECT array_agg(id) FROM reach GROUP BY contact LIKE '+44%'",
+    "SELECT upper(email) AS u, count(*) FROM customers GROUP BY 1",
+    "SELECT DISTINCT ON (md5(email)) id FROM customers",
     # how many rows, from a sensitive value
     "SELECT id FROM customers LIMIT (SELECT count(*) FROM customers WHERE email < 'b')",
     "SELECT id FROM customers OFFSET (SELECT length(min(email)) - 14 FROM customers)",

@@ -38,6 +38,7 @@ PLAIN, EXPRESSION, AGGREGATE, WHOLE_ROW, STAR = (
     "star",
 )
 _RANK = {PLAIN: 0, STAR: 0, EXPRESSION: 1, AGGREGATE: 2, WHOLE_ROW: 3}
+_COMPUTED = (EXPRESSION, AGGREGATE)  # a value computed from columns, not a column or row
 
 # Aggregates of pg_catalog that need none of the markers (FILTER, OVER, DISTINCT, *) to be
 # recognised; the kind is informative only (expression and aggregate are judged alike).
@@ -319,9 +320,13 @@ class Lineage:
         return []
 
     def record(self, flow: Flow, use: str) -> None:
-        """Columns of flow used as use; a computed value is compared as `other` (md5(email)
-        = '...'), while grouping and ordering by one stay grouping and ordering."""
-        if flow.kind != PLAIN and use not in ("group", "order"):
+        """Columns of flow used as use; a computed value is compared or grouped as `other`
+        (md5(email) = '...'; GROUP BY ascii(email) > 100 splits rows by a question about
+        the value, which array_agg(id) then answers), while ordering by one stays ordering."""
+        if use == "group":
+            if flow.kind in _COMPUTED:
+                use = "other"
+        elif use != "order" and flow.kind != PLAIN:
             use = "other"
         for column in flow.columns:
             self.predicates[(column, use)] = None
