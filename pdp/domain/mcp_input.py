@@ -3,10 +3,11 @@
 Owns the rule that the PDP reads the message itself, from the raw text the proxy sent
 (the canonical JSON `{"method", "params"}` of a JSON-RPC request or notification, or
 `{"result"|"error"}` of a client's answer to the server), and never takes a proxy's
-description of which tool is called with which arguments. From the proxy it takes only
-what the raw text cannot say: `listing` (the question is whether a tool may be shown in a
-`tools/list` answer, not a call). Text that is not such a message is handed to the policy
-as `malformed`, which the shipped policy denies.
+description of which tool is called with which arguments. `"listing": true` beside the
+method asks whether a `tools/list` answer may show a tool, not to call it. From the proxy
+it takes only whether the message was a notification (the id the text leaves out says
+so). Text that is not such a message is handed to the policy as `malformed`, which the
+shipped policy denies.
 
 No IO here; called by the PDP's command_input() through the `mcp` protocol declaration.
 """
@@ -25,6 +26,7 @@ TARGETS = {
     "resources/unsubscribe": ("uri", "uri"),
 }
 ARGUMENTS = frozenset({"tools/call", "prompts/get"})
+MALFORMED = {"message": "malformed", "method": "", "malformed": True}
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -41,21 +43,24 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
     try:
         message = json.loads(raw, object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError):
-        return {"message": "malformed", "method": "", "malformed": True}
+        return dict(MALFORMED)
     if not isinstance(message, dict):
-        return {"message": "malformed", "method": "", "malformed": True}
-    listing = attributes.get("listing") is True
+        return dict(MALFORMED)
     if "method" not in message:
         if set(message) in ({"result"}, {"error"}):
             return {"message": "response", "method": ""}
-        return {"message": "malformed", "method": "", "malformed": True}
-    method = message.get("method")
+        return dict(MALFORMED)
+    method = message["method"]
     params = message.get("params", {})
-    if not isinstance(method, str) or not isinstance(params, dict) or set(message) - {
-        "method",
-        "params",
-    }:
-        return {"message": "malformed", "method": "", "malformed": True}
+    listing = message.get("listing", False)
+    if (
+        not isinstance(method, str)
+        or not isinstance(params, dict)
+        or set(message) - {"method", "params", "listing"}
+        or listing not in (True, False)
+        or (listing and method != "tools/call")
+    ):
+        return dict(MALFORMED)
     out: dict[str, Any] = {
         "message": "notification" if attributes.get("notification") is True else "request",
         "method": method,
@@ -67,11 +72,11 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
         if not isinstance(value, str):
             return {**out, "malformed": True}
         out[shown] = value
-    if method in ARGUMENTS:
+    if listing:
+        out["listing"] = True
+    elif method in ARGUMENTS:
         arguments = params.get("arguments", {})
         if not isinstance(arguments, dict):
             return {**out, "malformed": True}
         out["arguments"] = arguments
-    if listing:
-        out["listing"] = True
     return out

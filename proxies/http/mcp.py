@@ -427,8 +427,9 @@ class Forward:
         return codec.filtered_tools(result, shown)
 
     async def _may_call(self, name: str) -> Ruling:
-        raw = codec.canonical({"method": "tools/call", "params": {"name": name}})
-        return await self.session.decide(KIND, raw, {"listing": True}, _exact)
+        # a question of its own (`listing`), in the audit record as in the policy input
+        raw = codec.canonical({"listing": True, "method": "tools/call", "params": {"name": name}})
+        return await self.session.decide(KIND, raw, None, _exact)
 
 
 def _mask_tree(value: Any, masker: Masker, counts: Counter[str]) -> Any:
