@@ -271,28 +271,34 @@ def fetch(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
 # ---------------------------------------------------------------- the PDP's own Decide
 
 
-def decide_command(path: str) -> Any:
-    """The Decide command the HTTP proxy sends for `GET path` from wrk, as its own code
-    builds it when it exposes that; otherwise the request line and the attributes the
-    policy contract names."""
+def decide_command(path: str, host: str) -> Any:
+    """The Decide command the HTTP proxy sends for wrk's `GET path`, built by the proxy's
+    own code (proxies/http: the codec's head, messages.command_text and the attributes
+    HttpProxy sends), so the PDP is timed on exactly what the proxy asks."""
     from google.protobuf import struct_pb2
 
     from portcullis.v1 import pdp_pb2
+    from proxies.http import messages
+    from proxies.http.codec import parse_head
+    from proxies.http.target import normalise
 
+    head = parse_head(f"GET {path} HTTP/1.1\r\nHost: {host}".encode())
+    target = normalise(head.target)
     attributes = struct_pb2.Struct()
     attributes.update(
         {
-            "method": "GET",
-            "path": path,
-            "query": {},
-            "headers": {"host": "127.0.0.1", "user-agent": ""},
+            "method": head.method,
+            "path": target.path,
+            "query": target.query_params(),
+            "headers": messages.policy_headers(head),
         }
     )
-    return pdp_pb2.Command(kind="http.request", raw=f"GET {path}", attributes=attributes)
+    raw = messages.command_text(head, b"")
+    return pdp_pb2.Command(kind="http.request", raw=raw, attributes=attributes)
 
 
 async def decide_p50(
-    address: str, credential: str, token: str, path: str, seconds: float
+    address: str, credential: str, token: str, path: str, host: str, seconds: float
 ) -> dict[str, float]:
     """One caller, back to back, over a DecideStream (proxies.runtime.decide_calls, what the
     proxy uses) on a bench-nocache session: Decide's p50/p99 in ms and calls/s."""
@@ -315,7 +321,7 @@ async def decide_p50(
             metadata=metadata,
         )
         request = pdp_pb2.DecideRequest(
-            session_id=opened.session_id, command=decide_command(path), timeout_ms=5000
+            session_id=opened.session_id, command=decide_command(path, host), timeout_ms=5000
         )
         calls = DecideCalls(stub, metadata)
         verdict = ""
@@ -494,6 +500,7 @@ def main() -> None:
                             pdp_info["credential"],
                             pdp_info["token"],
                             docs[0],
+                            bases[CACHE_OFF][0].removeprefix("http://"),
                             args.latency_seconds,
                         )
                     )
