@@ -351,6 +351,10 @@ class Forward:
                     out = await self._event(event)
                     if out:
                         yield out
+            for event in reader.finish():
+                out = await self._event(event)
+                if out:
+                    yield out
         except codec.SseTooLarge:
             self.session.record_response(kind="mcp.refused", reason="an event too large")
             for request in self.parsed.requests if self.parsed else ():

@@ -455,6 +455,19 @@ class SseReader:
             if event is not None:
                 events.append(event)
 
+    def finish(self) -> list[SseEvent]:
+        """The stream ended: a CR that waited for a possible LF ends its line; an event
+        not ended by a blank line is discarded (HTML §9.2.6)."""
+        events = []
+        if self._buffer.endswith(b"\r"):
+            line = self._buffer[:-1].decode("utf-8", "replace")
+            self._buffer = b""
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        self._buffer, self._data, self._fields, self._size = b"", [], [], 0
+        return events
+
     def _line(self, line: str) -> SseEvent | None:
         if not line:
             if not self._data and not self._fields:
