@@ -226,6 +226,13 @@ REFUSED = [
     "SELECT array_agg(id) FROM reach GROUP BY contact LIKE '+44%'",
     "SELECT upper(email) AS u, count(*) FROM customers GROUP BY 1",
     "SELECT DISTINCT ON (md5(email)) id FROM customers",
+    # errors as an oracle: a computation that fails for some values answers whether it did
+    "SELECT 1 / (ascii(email) - 97) AS q FROM customers WHERE id = 1",
+    "SELECT (ascii(ssn) * 100000000)::text AS q FROM customers",
+    "SELECT phone::int AS q FROM customers",
+    "SELECT email::bytea AS q FROM customers",
+    "SELECT substr('abc', 1, ascii(email) - 100) AS q FROM customers",
+    "SELECT 1 / (ascii(contact) - 43) AS q FROM reach",
     # how many rows, from a sensitive value
     "SELECT id FROM customers LIMIT (SELECT count(*) FROM customers WHERE email < 'b')",
     "SELECT id FROM customers OFFSET (SELECT length(min(email)) - 14 FROM customers)",
@@ -280,7 +287,8 @@ def test_oracles_and_merged_join_columns_through_the_proxy(tmp_path_factory) -> 
                     assert _refused(result), (sql, result)
                     assert not _leaked(result), (sql, result)
                 allowed = _read(gw, pii, sql, False)
-                assert isinstance(allowed, list), (sql, allowed)
+                # pii-readers may ask: what comes back is the server's answer (an error too)
+                assert isinstance(allowed, list) or not _refused(allowed), (sql, allowed)
             for sql in MERGED:
                 for binary in (False, True):
                     result = _read(gw, reader, sql, binary)

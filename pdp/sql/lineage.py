@@ -155,6 +155,43 @@ _QUESTIONS = frozenset(
     ]
 )
 
+# Computations a value may flow into without a question being asked of it: each never
+# fails, whatever the value (or at the argument positions listed). A column's value that
+# flows anywhere else — arithmetic, a cast to a type that parses its text, a function not
+# listed, a length or position argument — is used `partial`: the computation can fail for
+# some values, and whether it failed answers a question about the value
+# (1/(ascii(email) - 97) errors only for emails that start with "a"). Not listed is the
+# safe mistake: such an output is refused to a reader rather than masked.
+_ANY = None  # every argument position
+_TOTAL_FUNCTIONS: dict[str, tuple[int, ...] | None] = {
+    **dict.fromkeys(
+        (
+            "upper", "lower", "initcap", "ascii", "length", "char_length", "character_length",
+            "octet_length", "bit_length", "md5", "reverse", "concat", "concat_ws", "btrim",
+            "ltrim", "rtrim", "replace", "translate", "quote_literal", "quote_nullable",
+            "to_json", "to_jsonb", "text", "varchar", "bpchar", "name", "left", "right",
+            "count", "min", "max", "array_agg", "string_agg", "every", "bool_and",
+            "bool_or", "first_value", "last_value", "greatest", "least", "coalesce",
+        ),
+        _ANY,
+    ),
+    "split_part": (0, 1),
+    "substr": (0, 1),
+    "regexp_replace": (0, 2),
+    "lpad": (0, 2),
+    "rpad": (0, 2),
+    "nth_value": (0,),
+    "lag": (0, 2),
+    "lead": (0, 2),
+}  # fmt: skip
+# operators that compute from any operands without failing; every other (+, -, *, /, %,
+# ^, bit and date arithmetic) can overflow or divide by zero for some values
+_TOTAL_OPERATORS = frozenset({"||", "->", "->>", "#>", "#>>"})
+# cast targets that take any text as it is (varchar(n) and char(n) cut silently)
+_TEXT_TYPES = frozenset(
+    {"text", "varchar", "bpchar", "char", "character", "name", "citext", "unknown"}
+)
+
 _EQUALITY_OPS = frozenset({"=", "<>", "!="})
 _RANGE_OPS = frozenset({"<", ">", "<=", ">="})
 _PATTERN_OPS = frozenset({"~~", "~~*", "!~~", "!~~*", "~", "~*", "!~", "!~*", "^@"})
@@ -326,7 +363,7 @@ class Lineage:
         if use == "group":
             if flow.kind in _COMPUTED:
                 use = "other"
-        elif use != "order" and flow.kind != PLAIN:
+        elif use not in ("order", "partial") and flow.kind != PLAIN:
             use = "other"
         for column in flow.columns:
             self.predicates[(column, use)] = None
@@ -334,6 +371,11 @@ class Lineage:
             self.predicates[("*", use)] = None
 
     # --- queries ------------------------------------------------------------
+
+    def partial(self, flow: Flow) -> None:
+        """flow's columns go into a computation that may fail for some of their values."""
+        if flow.columns or flow.tables:
+            self.record(flow, "partial")
 
     def select(self, fields: Fields, outer: Scope, ctes: dict[str, Item]) -> list[Output]:
         """The outputs of a SelectStmt (its fields), recording its predicates."""
@@ -666,6 +708,25 @@ class Lineage:
             return self.sublink(fields, scope, ctes)
         if tag == "A_Expr" and _comparing(fields):
             return self.comparison(fields, scope, ctes, False)
+        if tag == "A_Expr" and fields.get("kind", "AEXPR_OP") == "AEXPR_OP":
+            operator = _sval(fields["name"][-1]) if fields.get("name") else ""
+            operands = [
+                self.expr(fields[side], scope, ctes)
+                for side in ("lexpr", "rexpr")
+                if side in fields
+            ]
+            if operator not in _TOTAL_OPERATORS or len(fields.get("name", ())) > 1:
+                for flow in operands:
+                    self.partial(flow)
+            return _merge(EXPRESSION, operands)
+        if tag == "TypeCast" and "arg" in fields:
+            flow = self.expr(fields["arg"], scope, ctes)
+            type_name = fields.get("typeName", {}).get("TypeName", fields.get("typeName", {}))
+            names = [_sval(n).lower() for n in type_name.get("names", ())]
+            if names[-1:] and names[-1] in _TEXT_TYPES and not type_name.get("arrayBounds"):
+                return flow.derived()
+            self.partial(flow)
+            return flow.derived()
         if tag == "NullTest":
             self.predicate(node, scope, ctes, False)
             return self.expr(fields["arg"], scope, ctes).derived()
@@ -716,8 +777,17 @@ class Lineage:
         return _merge(EXPRESSION, flows)
 
     def function(self, fields: Fields, scope: Scope, ctes: dict[str, Item]) -> Flow:
-        flows = [self.expr(arg, scope, ctes) for arg in fields.get("args", ())]
+        args = fields.get("args", ())
+        flows = [self.expr(arg, scope, ctes) for arg in args]
         name = _sval(fields["funcname"][-1]).lower() if fields.get("funcname") else ""
+        qualified = [_sval(part).lower() for part in fields.get("funcname", ())[:-1]]
+        builtin = qualified in ([], ["pg_catalog"])  # public.upper is anyone's function
+        total = _TOTAL_FUNCTIONS.get(name, ()) if builtin else ()
+        for position, (arg, flow) in enumerate(zip(args, flows, strict=True)):
+            named = isinstance(arg, dict) and "NamedArgExpr" in arg
+            if name in _QUESTIONS or (not named and (total is _ANY or position in total)):
+                continue  # a question already (recorded below), or a total computation
+            self.partial(flow)
         aggregate = name in _AGGREGATES or any(
             k in fields for k in ("agg_star", "agg_distinct", "agg_order", "agg_filter", "over")
         )

@@ -21,7 +21,10 @@
 #               [NOT] DISTINCT FROM, IS [NOT] NULL to a value or another column), pattern
 #               (LIKE, ILIKE, SIMILAR TO, ~ and friends), range (<, >, <=, >=, BETWEEN),
 #               order, group, join (column = column in a join), other (anything else:
-#               md5(email) = '...'). Column "*" is a whole row.
+#               md5(email) = '...'), partial (the value goes into a computation that can
+#               fail for some values — arithmetic, a cast that parses text, a function not
+#               known to be total — so whether it failed answers a question:
+#               1/(ascii(email) - 97)). Column "*" is a whole row.
 #
 # The shipped choices: an expression or aggregate over a sensitive column is masked as a
 # whole value ({"derived": true}: the proxy redacts every result column that is not a
@@ -132,7 +135,7 @@ pg_sensitive_predicate(column) if pg_sensitive[column]
 
 pg_sensitive_predicate("*")
 
-pg_oracle_use(use) if use in {"pattern", "range", "order", "other"}
+pg_oracle_use(use) if use in {"pattern", "range", "order", "other", "partial"}
 
 pg_oracle_use("equality") if not data.portcullis.oracle.equality
 
@@ -140,4 +143,6 @@ pg_predicate_reason(p) := sprintf("a whole row used in a condition or ordering (
 	p.column == "*"
 } else := sprintf("equality on sensitive column %s is denied: the oracle setting allows no equality tests", [p.column]) if {
 	p.use == "equality"
+} else := sprintf("sensitive column %s goes into a computation that can fail for some of its values (arithmetic, a cast that parses text, a function not known never to fail), so its error would answer questions about the value: denied to everyone not in pii-readers", [p.column]) if {
+	p.use == "partial"
 } else := sprintf("%s use of sensitive column %s in a condition or ordering answers questions about its values: denied to everyone not in pii-readers", [p.use, p.column])

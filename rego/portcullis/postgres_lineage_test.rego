@@ -106,6 +106,17 @@ test_equality_is_denied_when_the_oracle_setting_says_so if {
 	"equality on sensitive column email is denied: the oracle setting allows no equality tests" in d.reasons
 }
 
+test_a_sensitive_value_in_a_computation_that_can_fail_is_denied if {
+	d := lineage_decision(["readonly"], selecting([], [{"column": "email", "use": "partial"}]))
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "sensitive column email goes into a computation that can fail")
+}
+
+test_a_pii_reader_may_compute_anything_over_sensitive_values if {
+	lineage_decision(["pii-readers"], selecting([], [{"column": "email", "use": "partial"}])).verdict != "deny"
+}
+
 test_predicates_on_other_columns_are_allowed if {
 	s := selecting([], [{"column": "name", "use": "pattern"}, {"column": "created_at", "use": "range"}])
 	lineage_decision(["readonly"], s).verdict == "mask"
