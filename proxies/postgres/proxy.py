@@ -219,7 +219,8 @@ class ClientConnection:
         self.session: ProxySession | None = None
         self.upstream: Upstream | None = None
         self.key: tuple[int, int] | None = None
-        self._outbound: list[bytes] = []
+        # messages for the server: the enforcer queues them, flush_upstream sends them
+        self.outbound: list[bytes] = []
         self._params: dict[str, str] | None = None
         self.session_settings: dict[str, str] = {}
         # names of pg_catalog functions also defined elsewhere in the database
@@ -403,7 +404,7 @@ class ClientConnection:
             self.session_settings,
             self.session.halted,
             lambda: pdp.revision,
-            self._outbound,
+            self.outbound,
         )
         enforcer.shadowed = tuple(self.shadowed)
         enforcer.view_columns = self.view_columns
@@ -510,7 +511,7 @@ class ClientConnection:
             self.proxy.upstream_tls,
         )
 
-    async def _source_columns(self, sql: str) -> list[str] | None:
+    async def source_columns(self, sql: str) -> list[str] | None:
         """The names of the columns a query returns, each as its table calls it where it
         is a table's column (so an alias hides nothing), else as the result calls it; a
         computed view column adds every column its view reads. None when a column cannot
@@ -543,7 +544,7 @@ class ClientConnection:
             names.extend((origin.name, *origin.derived_from))
         return names
 
-    async def _function_name(self, oid: int) -> str | None:
+    async def resolve_function(self, oid: int) -> str | None:
         session = self.session
         if session is None or session.lease is None or self._params is None:
             return None
@@ -574,9 +575,9 @@ class ClientConnection:
 
     def flush_upstream(self) -> None:
         """One write per client read: the messages a client pipelines go up together."""
-        if self._outbound and self.upstream is not None:
-            self.upstream.writer.write(b"".join(self._outbound))
-            self._outbound.clear()
+        if self.outbound and self.upstream is not None:
+            self.upstream.writer.write(b"".join(self.outbound))
+            self.outbound.clear()
 
     @staticmethod
     def record(tracker: ResponseTracker, session: ProxySession) -> None:
@@ -639,7 +640,7 @@ class _Relay(Relay):
         """Send what is queued (with a Flush inside an extended batch, so the server sends
         its answers) and wait until the server has answered everything sent."""
         if self.enforcer.batch_forwarded:
-            self.conn._outbound.append(codec.Flush().encode())
+            self.conn.outbound.append(codec.Flush().encode())
         self.conn.flush_upstream()
         tracker = self.tracker
         await self.until_idle(lambda: tracker.idle)
@@ -703,8 +704,8 @@ class _Relay(Relay):
             conn.session,
             conn.to_client,
             self.settle,
-            conn._source_columns,
-            conn._function_name,
+            conn.source_columns,
+            conn.resolve_function,
         )
         try:
             await driver.finish(enforcer.ask(messages[0]))
