@@ -60,30 +60,44 @@ def test_a_tool_call_is_read_and_decided_without_its_id_or_meta() -> None:
         "tools/call",
         "get_invoice",
     )
-    assert read.raw == (
-        '{"method":"tools/call","params":{"arguments":{"invoice_id":3},"name":"get_invoice"}}'
+    raw = read.command("/mcp")
+    assert raw == (
+        '{"endpoint":"/mcp","method":"tools/call",'
+        '"params":{"arguments":{"invoice_id":3},"name":"get_invoice"}}'
     )
     # the same call with another id and progress token is the same command (approvals)
     other = call(id_="x", invoice_id=3)
-    assert codec.parse_request(body(other), JSON).messages[0].raw == read.raw
+    assert codec.parse_request(body(other), JSON).messages[0].command("/mcp") == raw
     # the PDP reads the same thing from that text
-    assert mcp_command("mcp.call", read.raw, {}) == {
+    assert mcp_command("mcp.call", raw, {}) == {
         "message": "request",
         "method": "tools/call",
+        "endpoint": "/mcp",
         "tool": "get_invoice",
         "arguments": {"invoice_id": 3},
     }
+    # the endpoint is part of the command: another path is another command
+    assert mcp_command("mcp.call", read.command("/admin?x=1"), {})["endpoint"] == "/admin?x=1"
 
 
 def test_notifications_responses_and_batches() -> None:
     note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
     (read,) = codec.parse_request(body(note), JSON).messages
     assert read.kind == "notification" and read.attributes == {"notification": True}
-    assert mcp_command("mcp.call", read.raw, read.attributes)["message"] == "notification"
+    seen = mcp_command("mcp.call", read.command("/mcp"), read.attributes)
+    assert seen["message"] == "notification"
     answer = {"jsonrpc": "2.0", "id": 4, "result": {"roots": []}}
     (read,) = codec.parse_request(body(answer), JSON).messages
-    assert read.kind == "response" and read.raw == '{"result":{"roots":[]}}'
-    assert mcp_command("mcp.call", read.raw, {}) == {"message": "response", "method": ""}
+    raw = read.command("/mcp")
+    assert read.kind == "response" and raw == '{"endpoint":"/mcp","result":{"roots":[]}}'
+    assert mcp_command("mcp.call", raw, {}) == {
+        "message": "response",
+        "method": "",
+        "endpoint": "/mcp",
+    }
+    for method, meaning in (("GET", "stream"), ("DELETE", "end")):
+        raw = codec.canonical({"endpoint": "/mcp", "http": method})
+        assert mcp_command("mcp.call", raw, {})["message"] == meaning
     batch = codec.parse_request(body([call(id_=1), call("find_customer", id_=2), note]), JSON)
     assert batch.batch and [m.id for m in batch.requests] == [1, 2]
 
@@ -192,12 +206,17 @@ def test_prefer_wait() -> None:
     [
         "not json",
         "[]",
-        '{"method":"tools/call","params":{"name":"a"},"extra":1}',
-        '{"method":"tools/call","params":{"name":"a"},"listing":"yes"}',
-        '{"method":"tools/list","params":{},"listing":true}',
-        '{"method":"tools/call","params":{"name":"a","name":"b"}}',
-        '{"method":7}',
-        '{"result":{},"error":{}}',
+        '{"method":"tools/call","params":{"name":"a"}}',
+        '{"endpoint":7,"method":"ping"}',
+        '{"endpoint":"/mcp","method":"tools/call","params":{"name":"a"},"extra":1}',
+        '{"endpoint":"/mcp","method":"tools/call","params":{"name":"a"},"listing":"yes"}',
+        '{"endpoint":"/mcp","method":"tools/list","params":{},"listing":true}',
+        '{"endpoint":"/mcp","method":"tools/call","params":{"name":"a","name":"b"}}',
+        '{"endpoint":"/mcp","endpoint":"/","method":"ping"}',
+        '{"endpoint":"/mcp","method":7}',
+        '{"endpoint":"/mcp","result":{},"error":{}}',
+        '{"endpoint":"/mcp","http":"POST"}',
+        '{"endpoint":"/mcp","http":"GET","method":"ping"}',
     ],
 )
 def test_the_pdp_hands_unreadable_commands_to_the_policy_as_malformed(raw: str) -> None:
@@ -205,15 +224,17 @@ def test_the_pdp_hands_unreadable_commands_to_the_policy_as_malformed(raw: str) 
 
 
 def test_a_listing_question_is_read_from_the_text_alone() -> None:
-    raw = codec.canonical({"listing": True, "method": "tools/call", "params": {"name": "t"}})
+    asked = {"listing": True, "method": "tools/call", "params": {"name": "t"}}
+    raw = codec.canonical({"endpoint": "/mcp", **asked})
     assert mcp_command("mcp.call", raw, {}) == {
         "message": "request",
         "method": "tools/call",
+        "endpoint": "/mcp",
         "tool": "t",
         "listing": True,
     }
     # a proxy's attributes cannot make a call a listing
-    call_raw = codec.parse_request(body(call("t")), JSON).messages[0].raw
+    call_raw = codec.parse_request(body(call("t")), JSON).messages[0].command("/mcp")
     assert "listing" not in mcp_command("mcp.call", call_raw, {"listing": True})
 
 
@@ -296,7 +317,8 @@ def test_arbitrary_bytes_are_read_or_refused(data: bytes) -> None:
         assert exc.status in (400, 413, 415) and exc.code in (-32700, -32600)
         return
     for message in parsed.messages:
-        assert isinstance(mcp_command("mcp.call", message.raw, message.attributes), dict)
+        raw = message.command("/mcp")
+        assert isinstance(mcp_command("mcp.call", raw, message.attributes), dict)
 
 
 @settings(max_examples=300, deadline=None)
@@ -310,7 +332,7 @@ def test_valid_messages_round_trip_to_what_the_pdp_reads(message: dict[str, Any]
         return
     (read,) = parsed.messages
     assert json.loads(codec.encode(read.body)) == message
-    seen = mcp_command("mcp.call", read.raw, read.attributes)
+    seen = mcp_command("mcp.call", read.command("/mcp"), read.attributes)
     assert seen["method"] == message["method"]
     if message["method"] == "tools/call":
         assert seen["tool"] == message["params"]["name"]

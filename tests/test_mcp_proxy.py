@@ -415,6 +415,38 @@ async def test_refused_bodies_forward_nothing(tmp_path: Path) -> None:
         assert len(stack.upstream.keys) == seen and stack.upstream.calls == []
 
 
+async def test_nothing_but_the_mcp_endpoint_is_reachable(tmp_path: Path) -> None:
+    """A message the policy allows (ping) posted to another path of the same server, or a
+    GET of another path, is refused: the endpoint is part of what is decided."""
+    async with mcp_stack(tmp_path) as stack:
+        alice = stack.token("dan@example.com", "dba")
+        session_id = await initialize(stack, alice)
+        seen = len(stack.upstream.keys)
+        base = stack.url.removesuffix("/mcp")
+        sent = {"Authorization": f"Bearer {alice}", "Mcp-Session-Id": session_id}
+        async with httpx2.AsyncClient(timeout=30) as http:
+            for url in (f"{base}/", f"{base}/admin", f"{stack.url}?debug=1", f"{base}/mcp/../x"):
+                response = await http.post(
+                    url,
+                    json=rpc(8, "ping"),
+                    headers={**sent, "Accept": "application/json, text/event-stream"},
+                )
+                assert response.status_code in (200, 400), url
+                if response.status_code == 200:
+                    error = response.json()["error"]
+                    assert error["code"] == DENIED and "is not an MCP endpoint" in error["message"]
+            response = await http.get(f"{base}/admin", headers=sent)
+            assert response.status_code == 403
+            # the endpoint itself answers
+            response = await http.post(
+                stack.url,
+                json=rpc(9, "ping"),
+                headers={**sent, "Accept": "application/json, text/event-stream"},
+            )
+            assert response.status_code == 200 and "error" not in response.text
+        assert len(stack.upstream.keys) == seen + 1
+
+
 async def test_a_batch_runs_only_when_every_message_may(tmp_path: Path) -> None:
     async with mcp_stack(tmp_path) as stack:
         alice = stack.token()
@@ -482,7 +514,9 @@ async def test_each_message_is_recorded_with_its_decision(tmp_path: Path) -> Non
             if d["kind"] == "mcp.call"
         ]
         asked = [
-            (c["params"].get("name"), verdict) for c, verdict, _ in calls if "listing" not in c
+            (c.get("params", {}).get("name"), verdict)
+            for c, verdict, _ in calls
+            if "listing" not in c
         ]
         assert ("get_invoice", "mask") in asked and ("run_sql", "deny") in asked
         # the SDK lists tools first (it checks results against their schemas): every listed

@@ -1,9 +1,11 @@
 """input.command.mcp for an `mcp.call`: what the policy sees of one MCP message.
 
 Owns the rule that the PDP reads the message itself, from the raw text the proxy sent
-(the canonical JSON `{"method", "params"}` of a JSON-RPC request or notification, or
-`{"result"|"error"}` of a client's answer to the server), and never takes a proxy's
-description of which tool is called with which arguments. `"listing": true` beside the
+(the canonical JSON of the `endpoint` — path and query — it went to, with `{"method",
+"params"}` of a JSON-RPC request or notification, `{"result"|"error"}` of a client's
+answer to the server, or `{"http": "GET"|"DELETE"}`: opening the server's event stream,
+ending the session), and never takes a proxy's description of which tool is called with
+which arguments. `"listing": true` beside the
 method asks whether a `tools/list` answer may show a tool, not to call it. From the proxy
 it takes only whether the message was a notification (the id the text leaves out says
 so). Text that is not such a message is handed to the policy as `malformed`, which the
@@ -27,6 +29,8 @@ TARGETS = {
 }
 ARGUMENTS = frozenset({"tools/call", "prompts/get"})
 MALFORMED = {"message": "malformed", "method": "", "malformed": True}
+# an HTTP request that carries no message: what it asks
+HTTP_MESSAGES = {"GET": "stream", "DELETE": "end"}
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -39,16 +43,22 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
-    """input.command.mcp: {message, method, tool|prompt|uri, arguments, listing}."""
+    """input.command.mcp: {message, method, endpoint, tool|prompt|uri, arguments,
+    listing}; `message` is request, notification, response, stream, end or malformed."""
     try:
         message = json.loads(raw, object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError):
         return dict(MALFORMED)
-    if not isinstance(message, dict):
+    endpoint = message.pop("endpoint", None) if isinstance(message, dict) else None
+    if not isinstance(endpoint, str):
         return dict(MALFORMED)
+    if "http" in message:
+        if set(message) != {"http"} or message["http"] not in HTTP_MESSAGES:
+            return dict(MALFORMED)
+        return {"message": HTTP_MESSAGES[message["http"]], "method": "", "endpoint": endpoint}
     if "method" not in message:
         if set(message) in ({"result"}, {"error"}):
-            return {"message": "response", "method": ""}
+            return {"message": "response", "method": "", "endpoint": endpoint}
         return dict(MALFORMED)
     method = message["method"]
     params = message.get("params", {})
@@ -64,6 +74,7 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
     out: dict[str, Any] = {
         "message": "notification" if attributes.get("notification") is True else "request",
         "method": method,
+        "endpoint": endpoint,
     }
     target = TARGETS.get(method)
     if target is not None:

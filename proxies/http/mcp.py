@@ -120,8 +120,11 @@ class McpExchange:
         method: str,
         headers: Sequence[tuple[str, str]],
         body: bytes,
+        *,
+        target: str,
     ) -> Reply | Forward:
-        """A client's HTTP request on an MCP connection: answered here, or forwarded."""
+        """A client's HTTP request on an MCP connection (`target`: its normalised path and
+        query, as forwarded): answered here, or forwarded."""
         owner = self.owner(token)
         given = header(headers, SESSION_HEADER)
         if len(given) > 1 or (given and not valid_session_id(given[0])):
@@ -131,12 +134,16 @@ class McpExchange:
         if mcp is None:
             # unknown here, or another token's: the same answer either way
             return _json_reply(404, codec.error_response(None, -32001, "session not found"))
-        if method == "GET":
-            return Forward(self, session, owner, session_id, mcp, None, stream=True)
-        if method == "DELETE":
-            if session_id is None:
-                return _refusal(codec.Refused("DELETE ends a session: Mcp-Session-Id", status=400))
-            return Forward(self, session, owner, session_id, mcp, None)
+        if method in ("GET", "DELETE"):
+            # the server's own stream, or the end of a session: decided as well
+            if method == "DELETE" and session_id is None:
+                return _refusal(codec.Refused("DELETE ends a session: Mcp-Session-Id"))
+            raw = codec.canonical({"endpoint": target, "http": method})
+            ruling = await session.decide(KIND, raw, None, _exact)
+            session.record_command(raw, ruling, kind=KIND, message=method)
+            if not ruling.verdict.allowed:
+                return _json_reply(403, refusal_error(None, ruling))
+            return Forward(self, session, owner, session_id, mcp, target, None, method == "GET")
         if method != "POST":
             return _json_reply(
                 405,
@@ -152,7 +159,7 @@ class McpExchange:
         except codec.Refused as refused:
             session.record_response(kind="mcp.refused", reason=str(refused))
             return _refusal(refused)
-        return await self._decide(session, owner, session_id, mcp, headers, parsed)
+        return await self._decide(session, owner, session_id, mcp, headers, parsed, target)
 
     async def _decide(
         self,
@@ -162,20 +169,25 @@ class McpExchange:
         mcp: McpSession,
         headers: Sequence[tuple[str, str]],
         parsed: codec.RequestBody,
+        target: str,
     ) -> Reply | Forward:
         wait = prefer_wait(headers)
-        rulings = [await self._ruling(session, m, wait) for m in parsed.messages]
-        for message, ruling in zip(parsed.messages, rulings, strict=True):
+        commands = [m.command(target) for m in parsed.messages]
+        rulings = [
+            await self._ruling(session, m, raw, wait)
+            for m, raw in zip(parsed.messages, commands, strict=True)
+        ]
+        for message, raw, ruling in zip(parsed.messages, commands, rulings, strict=True):
             details: dict[str, Any] = {"kind": KIND, "message": message.kind}
             if message.method:
                 details["method"] = message.method
             if message.target is not None:
                 details["target"] = message.target
-            session.record_command(message.raw, ruling, **details)
+            session.record_command(raw, ruling, **details)
         refused = [r for r in rulings if not r.verdict.allowed]
         if refused:
             return self._refused(parsed, rulings)
-        forward = Forward(self, session, owner, session_id, mcp, parsed)
+        forward = Forward(self, session, owner, session_id, mcp, target, parsed)
         for message, ruling in zip(parsed.messages, rulings, strict=True):
             masker = self._masker(ruling)
             if masker is not None:
@@ -191,19 +203,19 @@ class McpExchange:
         return forward
 
     async def _ruling(
-        self, session: ProxySession, message: codec.Message, wait: float | None
+        self, session: ProxySession, message: codec.Message, raw: str, wait: float | None
     ) -> Ruling:
         attributes = message.attributes or None
         if wait is None or message.kind != "request":
-            return await session.decide(KIND, message.raw, attributes, _exact)
+            return await session.decide(KIND, raw, attributes, _exact)
         try:
             return await asyncio.wait_for(
-                session.decide_or_wait(KIND, message.raw, attributes, _exact, lambda _: None),
+                session.decide_or_wait(KIND, raw, attributes, _exact, lambda _: None),
                 min(wait, self.max_wait),
             )
         except TimeoutError:
             # the request stays pending; once approved, the same call goes through
-            return await session.decide(KIND, message.raw, attributes, _exact)
+            return await session.decide(KIND, raw, attributes, _exact)
 
     def _masker(self, ruling: Ruling) -> Masker | None:
         if ruling.kind is not VerdictKind.MASK or not ruling.verdict.mask:
@@ -266,6 +278,7 @@ class Forward:
     owner: str
     session_id: str | None
     mcp: McpSession
+    target: str
     parsed: codec.RequestBody | None
     stream: bool = False  # a GET: the server's own stream, which may resume any answer
     reads: bool = False  # some answer is masked or filtered
@@ -432,7 +445,8 @@ class Forward:
 
     async def _may_call(self, name: str) -> Ruling:
         # a question of its own (`listing`), in the audit record as in the policy input
-        raw = codec.canonical({"listing": True, "method": "tools/call", "params": {"name": name}})
+        asked = {"method": "tools/call", "params": {"name": name}}
+        raw = codec.canonical({"endpoint": self.target, "listing": True, **asked})
         return await self.session.decide(KIND, raw, None, _exact)
 
 

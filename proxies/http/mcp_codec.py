@@ -9,9 +9,9 @@ Transports → Streamable HTTP; revisions 2025-03-26 to 2026-07-28):
   two JSON readers could read two ways (duplicate keys, lone surrogates, non-finite
   numbers, keys JSON-RPC does not define, a batch mixing requests with responses, ids
   repeated in a batch), anything too large or too deep, and anything that is no JSON-RPC;
-- each message becomes the command the PDP decides (`Message.raw`: the canonical JSON of
-  its method and params without `_meta`, or of a response's result, so a retry with
-  another id is the same command an approval covered);
+- each message becomes the command the PDP decides (`Message.command`: the canonical JSON
+  of the endpoint it was posted to, its method and params without `_meta`, or a
+  response's result, so a retry with another id is the same command an approval covered);
 - the routing headers of revision 2026-07-28 (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`)
   must agree with the body (`check_routing_headers`), so no intermediary routes on a value
   the policy did not see;
@@ -91,15 +91,15 @@ class Message:
         params = self.body.get("params", {})
         return params if isinstance(params, dict) else {}
 
-    @property
-    def raw(self) -> str:
-        """The command text the PDP decides: canonical JSON without the id or `_meta`."""
+    def command(self, endpoint: str) -> str:
+        """The command text the PDP decides: the endpoint (path and query) it was posted
+        to and the message, canonical JSON without the id or `_meta`."""
         if self.kind == "response":
             shown = {k: v for k, v in self.body.items() if k in ("result", "error")}
         else:
             params = {k: v for k, v in self.params.items() if k != "_meta"}
             shown = {"method": self.method, "params": params}
-        return canonical(shown)
+        return canonical({"endpoint": endpoint, **shown})
 
     @property
     def attributes(self) -> dict[str, Any]:

@@ -413,7 +413,12 @@ class ClientConnection:
         assert self.proxy.mcp is not None
         head = request.head
         outcome = await self.proxy.mcp.request(
-            request.session, request.token, head.method, list(head.headers), request.body
+            request.session,
+            request.token,
+            head.method,
+            list(head.headers),
+            request.body,
+            target=request.target.forward,
         )
         from proxies.http.mcp import Forward
 

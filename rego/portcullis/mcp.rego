@@ -1,6 +1,12 @@
 # mcp.call: every JSON-RPC message an agent sends an MCP server through an HTTP connection
-# with `mcp: true` (or of type mcp). input.command.mcp = {message, method, tool | prompt |
-# uri, arguments, listing}, read by the PDP from the message itself.
+# with `mcp: true` (or of type mcp). input.command.mcp = {message, method, endpoint, tool |
+# prompt | uri, arguments, listing}, read by the PDP from the message itself; `message` is
+# request, notification, response (the client answering the server), stream (a GET: the
+# server's own event stream), end (a DELETE: the end of a session) or malformed.
+#
+# An MCP connection serves the endpoints data.portcullis.mcp.endpoints lists for it (path
+# and query exactly as forwarded; /mcp when it lists none): nothing else on that server is
+# reachable through it, whatever the message.
 #
 # Tools are an allow-list per connection, data.portcullis.mcp.tools[<connection>], in three
 # classes: read (allowed for members), write (approval for everyone not privileged) and
@@ -46,6 +52,22 @@ deny contains sprintf("%s is not an MCP connection (data.portcullis.mcp.tools li
 deny contains sprintf("mcp.call on a %s connection", [connection.type]) if {
 	mcp_call
 	not connection.type in {"http", "mcp"}
+}
+
+mcp_endpoint := object.get(mcp_command, "endpoint", "")
+
+mcp_endpoint_served if mcp_endpoint in object.get(data.portcullis.mcp.endpoints, connection_name, ["/mcp"])
+
+deny contains sprintf("%q is not an MCP endpoint of %s", [mcp_endpoint, connection_name]) if {
+	mcp_call
+	not mcp_command.malformed
+	not mcp_endpoint_served
+}
+
+# opening the server's event stream, ending the session
+allow contains sprintf("MCP %s on %s", [mcp_command.message, mcp_endpoint]) if {
+	mcp_call
+	mcp_command.message in {"stream", "end"}
 }
 
 deny contains "malformed MCP message" if {

@@ -12,7 +12,7 @@ mcp_decision(groups, mcp) := d if {
 	d := portcullis.decision with input as mcp_input(groups, mcp)
 }
 
-tool_call(tool) := {"message": "request", "method": "tools/call", "tool": tool, "arguments": {}}
+tool_call(tool) := {"endpoint": "/mcp", "message": "request", "method": "tools/call", "tool": tool, "arguments": {}}
 
 listing(tool) := object.union(tool_call(tool), {"listing": true})
 
@@ -81,17 +81,17 @@ test_mcp_listing_shows_what_may_be_called if {
 
 test_mcp_protocol_methods_allowed_for_members if {
 	every m in ["initialize", "ping", "tools/list", "prompts/list"] {
-		mcp_decision(["readonly"], {"message": "request", "method": m}).verdict == "allow"
+		mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "request", "method": m}).verdict == "allow"
 	}
-	mcp_decision(["readonly"], {"message": "notification", "method": "notifications/initialized"}).verdict == "allow"
-	mcp_decision(["readonly"], {"message": "response", "method": ""}).verdict == "allow"
+	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "notification", "method": "notifications/initialized"}).verdict == "allow"
+	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "response", "method": ""}).verdict == "allow"
 }
 
 test_mcp_other_methods_denied if {
-	d := mcp_decision(["dba"], {"message": "request", "method": "admin/shutdown"})
+	d := mcp_decision(["dba"], {"endpoint": "/mcp", "message": "request", "method": "admin/shutdown"})
 	d.verdict == "deny"
 	"MCP method \"admin/shutdown\" is not allowed" in d.reasons
-	mcp_decision(["dba"], {"message": "notification", "method": "notifications/whatever"}).verdict == "deny"
+	mcp_decision(["dba"], {"endpoint": "/mcp", "message": "notification", "method": "notifications/whatever"}).verdict == "deny"
 }
 
 test_mcp_named_methods_never_allowed_by_the_method_list if {
@@ -105,7 +105,7 @@ test_mcp_malformed_denied if {
 	d := mcp_decision(["dba"], {"message": "malformed", "method": "", "malformed": true})
 	d.verdict == "deny"
 	"malformed MCP message" in d.reasons
-	mcp_decision(["dba"], {"message": "request", "method": "tools/call", "malformed": true}).verdict == "deny"
+	mcp_decision(["dba"], {"endpoint": "/mcp", "message": "request", "method": "tools/call", "malformed": true}).verdict == "deny"
 }
 
 test_mcp_non_member_denied if {
@@ -125,16 +125,35 @@ test_mcp_connection_without_tools_denied if {
 }
 
 test_mcp_resources_and_prompts_listed if {
-	read := {"message": "request", "method": "resources/read", "uri": "invoice://7"}
+	read := {"endpoint": "/mcp", "message": "request", "method": "resources/read", "uri": "invoice://7"}
 	mcp_decision(["readonly"], read).verdict == "mask"
-	other := {"message": "request", "method": "resources/read", "uri": "file:///etc/passwd"}
+	other := {"endpoint": "/mcp", "message": "request", "method": "resources/read", "uri": "file:///etc/passwd"}
 	mcp_decision(["dba"], other).verdict == "deny"
-	prompt := {"message": "request", "method": "prompts/get", "prompt": "summarize_invoice", "arguments": {}}
+	prompt := {"endpoint": "/mcp", "message": "request", "method": "prompts/get", "prompt": "summarize_invoice", "arguments": {}}
 	mcp_decision(["pii-readers"], prompt).verdict == "allow"
 	mcp_decision(["pii-readers"], object.union(prompt, {"prompt": "jailbreak"})).verdict == "deny"
 }
 
 test_mcp_protocol_methods_not_masked if {
-	d := mcp_decision(["readonly"], {"message": "request", "method": "tools/list"})
+	d := mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "request", "method": "tools/list"})
 	d.mask == set()
+}
+
+test_mcp_only_listed_endpoints if {
+	other := object.union(tool_call("get_invoice"), {"endpoint": "/admin/delete"})
+	d := mcp_decision(["dba"], other)
+	d.verdict == "deny"
+	"\"/admin/delete\" is not an MCP endpoint of billing-api" in d.reasons
+	ping := {"endpoint": "/mcp?debug=1", "message": "request", "method": "ping"}
+	mcp_decision(["dba"], ping).verdict == "deny"
+	d2 := portcullis.decision with input as mcp_input(["readonly"], object.union(ping, {"endpoint": "/v2/mcp"}))
+		with data.portcullis.mcp.endpoints as {"billing-api": ["/v2/mcp"]}
+	d2.verdict == "allow"
+}
+
+test_mcp_stream_and_session_end if {
+	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "stream", "method": ""}).verdict == "allow"
+	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "end", "method": ""}).verdict == "allow"
+	mcp_decision(["readonly"], {"endpoint": "/", "message": "stream", "method": ""}).verdict == "deny"
+	mcp_decision(["marketing"], {"endpoint": "/mcp", "message": "stream", "method": ""}).verdict == "deny"
 }
