@@ -3,20 +3,24 @@
 Starts, as their own processes: the upstream (bench/http/upstream.py: aiohttp on uvloop,
 a JSON document from memory), nginx from Debian as a plain reverse proxy to it
 (`worker_processes 1`, keep-alive to the upstream: one worker, as the Portcullis proxy is
-one process), the PDP (`portcullis pdp`, embedded OPA, SQLite decision log) and the HTTP
-proxy (`python -m proxies http`) with two connections to the same upstream — decision cache
-off and on. The policy is the shipped library with one bench-only change to its cache
-hints: GET/HEAD on `bench-cache` are declared reusable for the session (`cache_key:
-exact`), `bench-nocache` never (so each of its requests is a Decide the PDP evaluates in
-full, not an evaluation it reuses). The token's groups are dba and pii-readers: every GET
-is allowed and nothing is masked, so the figures are deciding and relaying alone.
+one process), a bare uvloop TCP relay (bench/postgres/relay.py: the floor of any Python
+proxy here, nothing parsed), the PDP (`portcullis pdp`, embedded OPA, SQLite decision
+log) and the HTTP proxy (`python -m proxies http`) with two connections to the same
+upstream — decision cache off and on — and a third with the cache off and no recording
+(`recording: false`, what the postgres bench measures too: the share of an uncached
+request that is the evidence, not the decision). The policy is the shipped library with
+one bench-only change to its cache hints: GET/HEAD on `bench-cache` are declared reusable
+for the session (`cache_key: exact`), on `bench-nocache` and `bench-norecord` nothing is
+(so each of their requests is a Decide the PDP evaluates in full, not an evaluation it
+reuses). The token's groups are dba and pii-readers: every GET is allowed and nothing is
+masked, so the figures are deciding and relaying alone.
 
 Then, in `--rounds` rounds whose order rotates (a drift of the shared machine's speed
 favours no target), `wrk` with the same threads, connections and duration against each
 target: requests/s, p50/p99 (wrk --latency), CPU per request of the proxy, the PDP, nginx,
 the upstream and the whole machine, and the PDP's decisions per request (from its
 /metrics: 1 with the cache off, near 0 with it on). Then, again in rotating rounds, one
-connection (`wrk -c 1`) against the upstream and both Portcullis listeners, beside the
+connection (`wrk -c 1`) against every target, beside the
 PDP's own Decide p50 measured the same way from this process (one caller, over a
 DecideStream as the proxy calls it, for the same request on a `bench-nocache` session):
 the p50 each uncached request adds (cache off - direct) over the Decide p50. Prints the
@@ -66,17 +70,20 @@ sys.path.append(str(REPO / "bench"))
 from cpu_meter import CPUMeter  # noqa: E402
 
 NGINX = "/usr/sbin/nginx"
-DIRECT, VIA_NGINX = "direct", "nginx"
+DIRECT, VIA_NGINX, RELAY = "direct", "nginx", "python relay (no parsing)"
 CACHE_OFF, CACHE_ON = "portcullis (cache off)", "portcullis (cache on)"
-BENCH_CONNECTIONS = ("bench-nocache", "bench-cache")
+NO_RECORDING = "portcullis (cache off, recording off)"
+BENCH_CONNECTIONS = ("bench-nocache", "bench-cache", "bench-norecord")
+PORTCULLIS = (CACHE_OFF, CACHE_ON, NO_RECORDING)
 
 # The shipped cache hints answer postgres.query only; these clauses go first in its else
-# chain, so whatever the shipped policy says of http.request, bench-nocache's answers are
-# never reusable and bench-cache's reads are, for the session and policy revision.
+# chain, so whatever the shipped policy says of http.request, bench-nocache's and
+# bench-norecord's answers are never reusable and bench-cache's reads are, for the session
+# and policy revision.
 TTL = "data.portcullis.decision_cache_ttl_seconds"
 CACHE_ANCHOR = f'cache_part := {{"cache_ttl_seconds": {TTL}'
 CACHE_CLAUSES = f"""cache_part := {{"cache_ttl_seconds": 0, "cache_key": "exact"}} if {{
-	input.connection.name == "bench-nocache"
+	input.connection.name in {{"bench-nocache", "bench-norecord"}}
 }} else := {{"cache_ttl_seconds": {TTL}, "cache_key": "exact"}} if {{
 	input.command.kind == "http.request"
 	input.connection.name == "bench-cache"
@@ -85,13 +92,20 @@ CACHE_CLAUSES = f"""cache_part := {{"cache_ttl_seconds": 0, "cache_key": "exact"
 }} else := {{"cache_ttl_seconds": {TTL}"""
 
 
-def wait_port(port: int, timeout: float = 60) -> None:
+def wait_port(
+    port: int, proc: subprocess.Popen | None = None, log: Path | None = None, timeout: float = 60
+) -> None:
+    """Until something listens on the port; a process that ended first is an error showing
+    the end of its log."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
+            if proc is not None and proc.poll() is not None:
+                said = log.read_text()[-2000:] if log is not None and log.exists() else ""
+                raise RuntimeError(f"{proc.args} ended ({proc.returncode}):\n{said}") from None
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
@@ -236,6 +250,7 @@ def portcullis_config(tmp: Path, policies: Path, upstream: int) -> dict[str, Any
                 "listen": f"127.0.0.1:{ports[name]}",
                 "upstream": f"http://127.0.0.1:{upstream}",
                 "decision_cache": name == "bench-cache",
+                "recording": name != "bench-norecord",
                 "spool_dir": str(tmp / "spool"),
                 "credentials": {
                     "provider": "static",
@@ -404,10 +419,22 @@ def main() -> None:
         nginx = start_nginx(tmp, nginx_port, upstream_port)
         procs.append(nginx)
         wait_port(nginx_port)
-        watched = {"upstream": upstream.pid, "nginx": nginx.pid}
+        relay_port = free_port()
+        relay = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "bench/postgres/relay.py"),
+                str(relay_port),
+                str(upstream_port),
+            ]
+        )
+        procs.append(relay)
+        wait_port(relay_port)
+        watched = {"upstream": upstream.pid, "nginx": nginx.pid, "relay": relay.pid}
         bases = {
             DIRECT: (f"http://127.0.0.1:{upstream_port}", {}),
             VIA_NGINX: (f"http://127.0.0.1:{nginx_port}", {}),
+            RELAY: (f"http://127.0.0.1:{relay_port}", {}),
         }
         pdp_info: dict[str, Any] = {}
         if with_portcullis:
@@ -431,20 +458,23 @@ def main() -> None:
                 text=True,
                 check=True,
             ).stdout.strip()
-            pdp = subprocess.Popen([*cli, "pdp"], cwd=tmp, stderr=subprocess.DEVNULL)
+            pdp_log = (tmp / "pdp.log").open("w")
+            pdp = subprocess.Popen([*cli, "pdp"], cwd=tmp, stderr=pdp_log)
             procs.append(pdp)
-            wait_port(int(config["pdp"]["listen"].rsplit(":", 1)[1]))
+            wait_port(int(config["pdp"]["listen"].rsplit(":", 1)[1]), pdp, tmp / "pdp.log")
             proxy_cmd = [sys.executable, "-m", "proxies", "http", "-c", str(path)]
             if args.profile:
                 proxy_cmd[1:3] = [str(HERE / "profiled_proxy.py"), str(tmp / "proxy")]
-            proxy = subprocess.Popen(proxy_cmd, cwd=tmp, stderr=subprocess.DEVNULL)
+            proxy_log = (tmp / "proxy.log").open("w")
+            proxy = subprocess.Popen(proxy_cmd, cwd=tmp, stderr=proxy_log)
             procs.append(proxy)
             listen = {c["name"]: c["listen"] for c in config["connections"]}
             for address in listen.values():
-                wait_port(int(address.rsplit(":", 1)[1]))
+                wait_port(int(address.rsplit(":", 1)[1]), proxy, tmp / "proxy.log")
             auth = {"Authorization": f"Bearer {token}"}
             bases[CACHE_OFF] = (f"http://{listen['bench-nocache']}", auth)
             bases[CACHE_ON] = (f"http://{listen['bench-cache']}", auth)
+            bases[NO_RECORDING] = (f"http://{listen['bench-norecord']}", auth)
             watched.update({"proxy": proxy.pid, "pdp": pdp.pid})
             pdp_info = {
                 "address": config["pdp"]["listen"],
@@ -486,7 +516,7 @@ def main() -> None:
                     )
 
         # one connection: the latency a request gains, beside the PDP's own Decide
-        latency_names = [n for n in (DIRECT, VIA_NGINX, CACHE_OFF, CACHE_ON) if n in bases]
+        latency_names = list(bases)
         single: dict[str, list[dict[str, float]]] = {}
         decides: list[dict[str, float]] = []
         for r in range(args.rounds):
@@ -521,6 +551,7 @@ def main() -> None:
                 shutil.copy(written, kept)
                 profiles[name] = kept
     finally:
+        complaints = logged_complaints(tmp / "pdp.log", tmp / "proxy.log")
         for proc in reversed(procs):
             proc.terminate()
             try:
@@ -530,7 +561,18 @@ def main() -> None:
                 proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    report(args, docs, names, runs, single, decides, profiles)
+    report(args, docs, names, runs, single, decides, profiles, complaints)
+
+
+def logged_complaints(*logs: Path) -> list[str]:
+    """Distinct WARNING/ERROR/CRITICAL lines of the logs (timestamps cut), in order."""
+    seen: dict[str, None] = {}
+    for log in logs:
+        if log.exists():
+            for line in log.read_text(errors="replace").splitlines():
+                if re.search(r" (WARNING|ERROR|CRITICAL) ", line):
+                    seen.setdefault(f"{log.stem}: {line[24:][:200]}")
+    return list(seen)
 
 
 def rotated(names: list[str], r: int) -> list[str]:
@@ -552,6 +594,7 @@ def report(
     single: dict[str, list[dict[str, float]]],
     decides: list[dict[str, float]],
     profiles: dict[str, Path],
+    complaints: list[str],
 ) -> None:
     print(
         f"wrk -t {args.threads} -c {args.connections}, {args.seconds:g}s per run, medians of "
@@ -564,7 +607,7 @@ def report(
         for name in names:
             rs = runs[(doc, name)]
             line = (
-                f"    {name:<24} {median_of(rs, 'rps'):9.0f} req/s"
+                f"    {name:<26} {median_of(rs, 'rps'):9.0f} req/s"
                 f"   p50 {median_of(rs, 'p50'):7.3f} ms   p99 {median_of(rs, 'p99'):7.3f} ms"
                 f"   steal {100 * median_of(rs, 'steal'):3.0f}%"
             )
@@ -574,12 +617,15 @@ def report(
             if "decisions_per_request" in rs[0]:
                 line += f"   decisions/request {median_of(rs, 'decisions_per_request'):.3f}"
             print(line)
-        print("    CPU per request (µs): proxy / PDP / nginx / upstream / whole machine")
+        print("    CPU per request (µs): the proxy in between / PDP / upstream / whole machine")
         for name in names:
             rs = runs[(doc, name)]
-            own = [median_of(rs, f"{p}_us") for p in ("proxy", "pdp", "nginx", "upstream")]
+            between = {VIA_NGINX: "nginx", RELAY: "relay", DIRECT: ""}.get(name, "proxy")
+            own = [median_of(rs, f"{p}_us") for p in (between, "pdp", "upstream")]
+            if name not in PORTCULLIS:
+                own[1] = float("nan")
             cells = " / ".join("    -" if v != v else f"{v:5.0f}" for v in own)
-            print(f"      {name:<24} {cells} / {median_of(rs, 'machine_us'):5.0f}")
+            print(f"      {name:<26} {cells} / {median_of(rs, 'machine_us'):5.0f}")
         doc_summary: dict[str, Any] = {
             name: {
                 "rps": round(median_of(runs[(doc, name)], "rps")),
@@ -588,7 +634,7 @@ def report(
             }
             for name in names
         }
-        for name in (CACHE_OFF, CACHE_ON):
+        for name in PORTCULLIS:
             if (doc, name) not in runs:
                 continue
             pairs = list(
@@ -610,7 +656,7 @@ def report(
     print(f"  one connection (wrk -c 1), GET {docs[0]}, {args.latency_seconds:g}s per run")
     for name, rs in single.items():
         print(
-            f"    {name:<24} p50 {1000 * median_of(rs, 'p50'):7.0f} µs   p99 "
+            f"    {name:<26} p50 {1000 * median_of(rs, 'p50'):7.0f} µs   p99 "
             f"{1000 * median_of(rs, 'p99'):7.0f} µs   {median_of(rs, 'rps'):7.0f} req/s"
         )
     if decides:
@@ -626,10 +672,12 @@ def report(
         ]
         added = median_of(single[CACHE_OFF], "p50") - median_of(single[DIRECT], "p50")
         added_on = median_of(single[CACHE_ON], "p50") - median_of(single[DIRECT], "p50")
+        bare = median_of(single[NO_RECORDING], "p50") - median_of(single[DIRECT], "p50")
         print(
             f"    added p50 per uncached request (cache off - direct) {1000 * added:.0f} µs"
             f" = {added / decide:.2f} x Decide p50 (rounds: "
-            f"{', '.join(f'{x:.2f}' for x in per_round)}); cache on adds {1000 * added_on:.0f} µs"
+            f"{', '.join(f'{x:.2f}' for x in per_round)}); cache on adds {1000 * added_on:.0f} µs;"
+            f" cache off without recording adds {1000 * bare:.0f} µs = {bare / decide:.2f} x"
         )
         on_nginx = summary[docs[0]][CACHE_ON]["to_nginx"]
         print(
@@ -642,9 +690,15 @@ def report(
                 "decide_p50_us": round(1000 * decide),
                 "added_p50_us": round(1000 * added),
                 "added_over_decide": round(added / decide, 2),
+                "added_p50_us_recording_off": round(1000 * bare),
+                "cache_on_added_p50_us": round(1000 * added_on),
                 "cache_on_to_nginx": on_nginx,
             }
         )
+    if complaints:
+        print("  what the PDP and the proxy logged at WARNING or above (distinct, first 8):")
+        for line in complaints[:8]:
+            print(f"    {line}")
     for name, path in profiles.items():
         print(f"  profile of the proxy, {name} (kept in {path}):")
         print(profile_summary(path))
