@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import mcp_types
 import pytest
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
 from pdp_harness import free_port, pdp_raw, running_pdp, token
+from pydantic import BaseModel
 
 from pdp.domain.recordings import session_events
 from portcullis.config import parse_config
@@ -51,6 +53,7 @@ class Upstream:
     port: int
     calls: list[str] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)
+    elicited: list[str] = field(default_factory=list)
 
 
 def mcp_server(up: Upstream) -> MCPServer:
@@ -65,6 +68,17 @@ def mcp_server(up: Upstream) -> MCPServer:
     def find_customer(name: str) -> dict[str, Any]:
         up.calls.append("find_customer")
         return dict(CUSTOMER, name=name)
+
+    class Confirm(BaseModel):
+        go: bool
+
+    @server.tool()
+    async def list_invoices(customer: str, ctx: Context) -> str:
+        up.calls.append("list_invoices")
+        await ctx.info(f"looking up invoices of {customer} <ann@example.com>")
+        answer = await ctx.elicit("list them all?", Confirm)
+        up.elicited.append(answer.action)
+        return f"3 invoices of {customer}, contact ann@example.com"
 
     @server.tool()
     def refund_order(order_id: int, amount: int) -> str:
@@ -126,12 +140,14 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def mcp_stack(tmp_path: Path, json_response: bool = False) -> AsyncIterator[Stack]:
+async def mcp_stack(
+    tmp_path: Path, json_response: bool = False, kind: str = "http"
+) -> AsyncIterator[Stack]:
     async with running_mcp_upstream(json_response) as up:
         connection = {
             "name": "billing-api",
-            "type": "http",
-            "mcp": True,
+            "type": kind,
+            **({"mcp": True} if kind == "http" else {}),
             "listen": f"127.0.0.1:{free_port()}",
             "upstream": f"http://127.0.0.1:{up.port}",
             "credentials": {"provider": "static", "header": "X-Api-Key", "value": SECRET},
@@ -152,15 +168,13 @@ async def mcp_stack(tmp_path: Path, json_response: bool = False) -> AsyncIterato
 
 
 @contextlib.asynccontextmanager
-async def agent(stack: Stack, tok: str, mode: str = "legacy") -> AsyncIterator[Client]:
+async def agent(
+    stack: Stack, tok: str, mode: str = "legacy", **options: Any
+) -> AsyncIterator[Client]:
     """The SDK's client through the proxy, its token as the bearer."""
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {tok}"}, timeout=30)
-    async with (
-        http,
-        Client(
-            streamable_http_client(stack.url, http_client=http), mode=mode, cache=None
-        ) as client,
-    ):
+    transport = streamable_http_client(stack.url, http_client=http)
+    async with http, Client(transport, mode=mode, cache=None, **options) as client:
         yield client
 
 
@@ -183,6 +197,36 @@ async def test_allowed_tool_runs_and_its_result_is_masked(tmp_path: Path, mode: 
         assert stack.upstream.calls == ["get_invoice", "find_customer"]
         # the upstream got the injected credential on every request; the client never sees it
         assert stack.upstream.keys and set(stack.upstream.keys) == {SECRET}
+
+
+async def test_server_messages_within_a_masked_call_are_masked_and_answers_decided(
+    tmp_path: Path,
+) -> None:
+    """A log notification the server sends while a masked call runs is masked like its
+    result; the server's elicitation reaches the client, whose answer is decided as a
+    `response` message and forwarded."""
+    logged: list[Any] = []
+    asked: list[str] = []
+
+    async def on_log(params: Any) -> None:
+        logged.append(params.data)
+
+    async def on_elicit(context: Any, params: Any) -> Any:
+        asked.append(params.message)
+        return mcp_types.ElicitResult(action="accept", content={"go": True})
+
+    async with mcp_stack(tmp_path, kind="mcp") as stack:
+        async with agent(
+            stack, stack.token(), logging_callback=on_log, elicitation_callback=on_elicit
+        ) as client:
+            result = await client.call_tool("list_invoices", {"customer": "Ann"})
+        assert text_of(result) == "3 invoices of Ann, contact a***@example.com"
+        assert asked == ["list them all?"] and stack.upstream.elicited == ["accept"]
+        assert logged and "ann@example.com" not in json.dumps(logged)
+        assert "looking up invoices of Ann" in json.dumps(logged)
+        decisions = [d.body for d in await stack.pdp.store.query(kind="decision")]
+        answers = [d for d in decisions if json.loads(d["raw"]).get("result") is not None]
+        assert answers and answers[0]["verdict"] == "allow"
 
 
 async def test_denied_and_dangerous_tools_never_reach_the_server(tmp_path: Path) -> None:
@@ -408,10 +452,9 @@ async def test_refused_bodies_forward_nothing(tmp_path: Path) -> None:
         # a routing header that disagrees with the body (2026-07-28 Mcp-Name)
         status, _, _ = await post(stack, alice, call, session_id, {"Mcp-Name": "delete_customer"})
         assert status == 400
-        status, _, _ = await post(
-            stack, alice, json.dumps(call).encode(), session_id, {"Content-Type": "text/plain"}
-        )
-        assert status == 415
+        for odd in ({"Content-Type": "text/plain"}, {"Content-Encoding": "gzip"}):
+            status, _, _ = await post(stack, alice, json.dumps(call).encode(), session_id, odd)
+            assert status == 415
         assert len(stack.upstream.keys) == seen and stack.upstream.calls == []
 
 

@@ -154,6 +154,9 @@ class McpExchange:
             content_type = header(headers, "content-type")
             if len(content_type) != 1:
                 raise codec.Refused("one Content-Type: application/json", status=415)
+            if any(v.strip().lower() != "identity" for v in header(headers, "content-encoding")):
+                # what is decided is what is read: no body in another coding
+                raise codec.Refused("an MCP message is sent without Content-Encoding", status=415)
             parsed = codec.parse_request(body, content_type[0], self.max_body)
             codec.check_routing_headers(headers, parsed)
         except codec.Refused as refused:
