@@ -258,10 +258,16 @@ async def test_tools_list_hides_what_the_caller_may_not_call(tmp_path: Path, mod
         async with agent(stack, stack.token(), mode) as client:
             listed = {t.name for t in (await client.list_tools()).tools}
         # read and write (approval) tools are shown; dangerous and unlisted ones are not
-        assert listed == {"get_invoice", "find_customer", "refund_order"}
+        assert listed == {"get_invoice", "find_customer", "list_invoices", "refund_order"}
         async with agent(stack, stack.token("dan@example.com", "dba"), mode) as client:
             listed = {t.name for t in (await client.list_tools()).tools}
-        assert listed == {"get_invoice", "find_customer", "refund_order", "delete_customer"}
+        assert listed == {
+            "get_invoice",
+            "find_customer",
+            "list_invoices",
+            "refund_order",
+            "delete_customer",
+        }
 
 
 async def test_a_write_tool_waits_for_an_approval_then_runs(tmp_path: Path) -> None:
@@ -540,7 +546,7 @@ async def test_curl_calls_a_tool_and_a_denial_reads_as_json_rpc(tmp_path: Path) 
         assert SECRET not in json.dumps(found) + json.dumps(denied)
         listed = await asyncio.to_thread(curl, rpc(6, "tools/list"))
         names = {t["name"] for t in listed["result"]["tools"]}
-        assert names == {"get_invoice", "find_customer", "refund_order"}
+        assert names == {"get_invoice", "find_customer", "list_invoices", "refund_order"}
 
 
 async def test_each_message_is_recorded_with_its_decision(tmp_path: Path) -> None:
