@@ -1,5 +1,6 @@
 # http.request: reads for every member of the connection, writes through approval,
-# deletes only for the privileged groups.
+# deletes only for the privileged groups. http.upgrade: a WebSocket opened with GET, like a
+# read; its frames are relayed and recorded, not decided one by one.
 package portcullis
 
 http_method := upper(object.get(input, ["command", "http", "method"], ""))
@@ -37,4 +38,10 @@ mask_rules contains {"field": field, "strategy": "redact"} if {
 	input.command.kind == "http.request"
 	not pii_reader
 	some field in data.portcullis.sensitive_columns
+}
+
+allow contains sprintf("WebSocket %s may open", [input.command.http.path]) if {
+	input.command.kind == "http.upgrade"
+	http_method == "GET"
+	lower(object.get(input.command.http, "upgrade", "")) == "websocket"
 }

@@ -49,3 +49,18 @@ test_http_other_methods_denied if {
 test_http_non_member_denied if {
 	http_verdict(["marketing"], "GET") == "deny"
 }
+
+test_http_websocket_upgrade_opens_for_members if {
+	up := {"kind": "http.upgrade", "raw": "-", "http": {"method": "GET", "path": "/ws", "upgrade": "websocket"}}
+	d := portcullis.decision with input as object.union(http_input(["readonly"], "GET"), {"command": up})
+	d.verdict == "allow"
+	"WebSocket /ws may open" in d.reasons
+	other := object.union(up, {"http": {"method": "GET", "path": "/ws", "upgrade": "h2c"}})
+	portcullis.decision.verdict == "deny" with input as object.union(http_input(["readonly"], "GET"), {"command": other})
+	portcullis.decision.verdict == "deny" with input as object.union(http_input(["marketing"], "GET"), {"command": up})
+}
+
+test_http_path_decided_is_the_normalised_one if {
+	d := portcullis.decision with input as object.union(http_input(["readonly"], "GET"), {"command": {"http": {"path": "/admin"}}})
+	"GET /admin is a read" in d.reasons
+}
