@@ -443,6 +443,31 @@ def test_a_masked_portal_of_a_described_statement_takes_its_columns_from_the_sta
     assert codec.Describe("P", "") in sent
 
 
+def test_a_statements_table_columns_the_catalog_has_not_told_are_described_per_portal() -> None:
+    """Execute rows carry no description: a statement's columns stand for its portal's
+    only once the catalog has said what each table column is (learnt from a portal's
+    own description), so `name` is never masked as an unknown column, nor email passed."""
+    from proxies.postgres.columns import ColumnOrigin
+
+    rt = Runtime()
+    rt.verdicts[SELECT] = mask(MaskRule(field="email"))
+    rt.play(codec.Parse("s1", SELECT), codec.Describe("S", "s1"), codec.Sync())
+    rt.upstream()
+    fields = [codec.Field("id", 16400, 1, 23), codec.Field("name", 16400, 2, 25)]
+    rt.server(
+        codec.ParseComplete(), codec.ParameterDescription([]), codec.RowDescription(fields), rfq()
+    )
+    rt.play(codec.Bind("", "s1"), codec.Execute(""), codec.Sync())
+    assert codec.Describe("P", "") in rt.upstream()  # the proxy learns the table from it
+    rt.tracker.column_origins[(16400, 1)] = ColumnOrigin("id")
+    rt.tracker.column_origins[(16400, 2)] = ColumnOrigin("name")
+    rt.play(codec.Bind("", "s1"), codec.Execute(""), codec.Sync())
+    assert codec.Describe("P", "") not in rt.upstream()
+    rt.tracker.column_origins.clear()  # the catalog forgotten: described and learnt again
+    rt.play(codec.Bind("", "s1"), codec.Execute(""), codec.Sync())
+    assert codec.Describe("P", "") in rt.upstream()
+
+
 def test_a_cursor_portal_never_takes_the_unnamed_statements_columns() -> None:
     rt = Runtime()
     rt.verdicts[SELECT] = mask(MaskRule(field="name"))

@@ -615,12 +615,14 @@ class Enforcer:
             and message.portal not in self.tracker.portal_shapes
         ):
             # masking needs the portal's own columns: its statement's, when the server
-            # has described that statement since it was parsed (Bind gives the formats);
-            # else the portal is described first, for the proxy only (unless the client's
-            # own Describe of it is already on its way)
-            shapes = self.tracker.statement_shapes
-            if portal.statement is not None and portal.statement in shapes:
-                self.tracker.portal_shapes[message.portal] = shapes[portal.statement]
+            # has described that statement since it was parsed and the catalog has told
+            # what each of its table columns is (Bind gives the formats); else the portal
+            # is described first, for the proxy only, and its tables learnt (unless the
+            # client's own Describe of it is already on its way)
+            tracker, name = self.tracker, portal.statement
+            shapes = tracker.statement_shapes
+            if name is not None and name in shapes and tracker.knows(shapes[name]):
+                tracker.portal_shapes[message.portal] = shapes[name]
             else:
                 portal.described = True
                 self._send(

@@ -145,6 +145,15 @@ class ResponseTracker:
     def idle(self) -> bool:
         return not self.queue
 
+    def knows(self, shape: ResultShape | None) -> bool:
+        """Whether a statement's description may stand for its portal's rows: it was
+        described (None: no rows) and the catalog has told what each of its table
+        columns is (after a catalog refresh, not until described and learnt again)."""
+        if shape is None:
+            return True
+        origins = self.column_origins
+        return all((f.table_oid, f.column) in origins for f in shape.fields if f.table_oid)
+
     @property
     def masking(self) -> bool:
         """Whether the rows of something owed may be masked."""
