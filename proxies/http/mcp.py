@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from portcullis.verdict import VerdictKind
+from portcullis.verdict import Verdict, VerdictKind
 from proxies.http import mcp_codec as codec
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
 from proxies.runtime.masking import Masker, MaskingError
@@ -180,6 +180,15 @@ class McpExchange:
             await self._ruling(session, m, raw, wait)
             for m, raw in zip(parsed.messages, commands, strict=True)
         ]
+        maskers: list[Masker | None] = []
+        for i, ruling in enumerate(rulings):
+            try:
+                maskers.append(self._masker(ruling))
+            except MaskingError as exc:
+                # a mask that cannot be applied is no mask: the message does not go
+                maskers.append(None)
+                why = f"mask rules cannot be enforced: {exc}"
+                rulings[i] = Ruling(Verdict.deny(why), ruling.decision_id, ruling.policy_revision)
         for message, raw, ruling in zip(parsed.messages, commands, rulings, strict=True):
             details: dict[str, Any] = {"kind": KIND, "message": message.kind}
             if message.method:
@@ -191,8 +200,7 @@ class McpExchange:
         if refused:
             return self._refused(parsed, rulings)
         forward = Forward(self, session, owner, session_id, mcp, target, parsed)
-        for message, ruling in zip(parsed.messages, rulings, strict=True):
-            masker = self._masker(ruling)
+        for message, ruling, masker in zip(parsed.messages, rulings, maskers, strict=True):
             if masker is not None:
                 mcp.stream_mask = masker
                 forward.masks.append(masker)
