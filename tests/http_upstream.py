@@ -40,6 +40,9 @@ class Upstream:
     seen: list[dict[str, Any]] = field(default_factory=list)
     key_header: str = "X-Api-Key"
     key_query: str = ""
+    # /gated sends half its body, then waits for this: a client that has the first half
+    # before it is set proves the proxy did not hold the body whole
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def upstream_app(up: Upstream) -> web.Application:
@@ -109,6 +112,19 @@ def upstream_app(up: Upstream) -> web.Application:
         await response.write_eof()
         return response
 
+    async def gated(request: web.Request) -> web.StreamResponse:
+        kind = request.query.get("type", "application/octet-stream")
+        response = web.StreamResponse(headers={"Content-Type": kind})
+        await response.prepare(request)
+        if kind == "text/event-stream":
+            await response.write(b'data: {"email": "ann@example.com"}\n\n')
+        else:
+            await response.write(b"a" * 300_000)
+        await up.gate.wait()
+        await response.write(b'data: {"n": 2}\n\n' if kind == "text/event-stream" else b"b" * 10)
+        await response.write_eof()
+        return response
+
     async def html(request: web.Request) -> web.Response:
         return web.Response(text="<p>ann@example.com</p>", content_type="text/html")
 
@@ -128,6 +144,7 @@ def upstream_app(up: Upstream) -> web.Application:
     app.router.add_get("/stream/sse", sse)
     app.router.add_get("/download", download)
     app.router.add_get("/page", html)
+    app.router.add_get("/gated", gated)
     app.router.add_get("/ws", websocket)
     return app
 

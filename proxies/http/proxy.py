@@ -56,7 +56,7 @@ from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import Listener
 from proxies.runtime.masking import MaskingError, masking_key
 from proxies.runtime.pdp_client import Ruling, SessionRefused
-from proxies.runtime.secrets_scan import SecretScanner
+from proxies.runtime.secrets_scan import SecretScanner, _patterns
 from proxies.runtime.session import ProxyRuntime, ProxySession
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ READ_SIZE = 256 * 1024
 HEAD_TIMEOUT = 60.0  # a kept-alive connection with no new request for this long is closed
 IDLE_SESSION = 300.0
 RECORDED_BODY = 1024  # characters of a request's and a response's body in its recording
+WHOLE = 256 * 1024  # a response body of known length up to this is checked before its head
 POLL_PREFIX = "/.well-known/portcullis/approvals/"
 
 
@@ -129,6 +130,7 @@ class HttpProxy:
         self._opening: dict[str, asyncio.Future[AgentSession]] = {}
         self.client: aiohttp.ClientSession | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._stopped = False
 
     @property
     def port(self) -> int:
@@ -162,6 +164,9 @@ class HttpProxy:
         )
 
     async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         await self.listener.stop()
         if self._reaper is not None:
             self._reaper.cancel()
@@ -222,25 +227,33 @@ class _Cut(Exception):
 
 class ResponseGuard:
     """A response's bytes on their way to the client, checked for the upstream credential
-    before they are written; the last bytes wait for the next chunk so a secret split
-    across two is seen whole before any of it goes."""
+    before they are written. A chunk's end that could be the start of a secret (in any of
+    the forms the scanner knows) waits for the next chunk, so a secret split across two is
+    seen whole before any of it goes; anything else goes at once (a stream is not delayed)."""
 
     def __init__(self, output: ClientOutput, secrets: list[str]) -> None:
         self.output = output
         self.scanner = SecretScanner(secrets) if secrets else None
-        longest = max((len(s.encode("utf-8")) for s in secrets), default=0)
-        self.hold = 3 * longest + 8 if secrets else 0
+        self.patterns = [p for s in secrets for p in _patterns(s.encode("utf-8"))]
         self._tail = b""
-        self.sent = 0
 
     def write(self, data: bytes, final: bool = False) -> None:
         if self.scanner is not None and data and self.scanner.feed(data):
             raise _Cut("the upstream's response carried the upstream credential")
         data = self._tail + data
-        keep = (0 if final else len(data)) if final or len(data) <= self.hold else self.hold
+        keep = 0 if final else self._prefix_at_end(data)
         out, self._tail = data[: len(data) - keep], data[len(data) - keep :]
-        self.sent += len(out)
         self.output.write(out)
+
+    def _prefix_at_end(self, data: bytes) -> int:
+        """How many of data's last bytes begin some secret pattern."""
+        longest = 0
+        for pattern in self.patterns:
+            for size in range(min(len(pattern) - 1, len(data)), longest, -1):
+                if data.endswith(pattern[:size]):
+                    longest = size
+                    break
+        return longest
 
     def flush(self) -> None:
         self.write(b"", final=True)
@@ -491,7 +504,7 @@ class ClientConnection:
             wait = messages.prefer_wait(request.head)
             if wait:
                 ruling = await self._wait_for_approval(kind, raw, attributes, ruling, wait, request)
-        details = {"method": request.head.method, "path": request.target.path}
+        details = {"kind": kind, "method": request.head.method, "path": request.target.path}
         if ruling.kind is VerdictKind.REQUIRE_APPROVAL:
             session.record_command(
                 raw, ruling, status=202, approval_id=ruling.approval_id, **details
@@ -681,6 +694,7 @@ class ClientConnection:
     async def forward_and_answer(self, request: Request, raw: str, ruling: Ruling) -> bool:
         session = request.session
         details: dict[str, Any] = {
+            "kind": "http.request",
             "method": request.head.method,
             "path": request.target.path,
             "request_bytes": len(request.body),
@@ -701,16 +715,20 @@ class ClientConnection:
             session.record_command(raw, ruling, status=502, error="upstream_unavailable", **details)
             self.send_problem(request, 502, "upstream unavailable", type(exc).__name__)
             return request.head.keep_alive
+        before = self.output.sent
         try:
             status, sent, counts, preview = await self.relay_response(request, response, masker)
         except _Cut:
             session.record_command(
                 raw, ruling, status=502, error="credential_in_response", **details
             )
-            raise
+            if self.output.sent != before:
+                raise  # part of the answer went: the connection ends
+            self.send_problem(request, 502, "the upstream's answer cannot be passed on")
+            return request.head.keep_alive
         finally:
             response.release()
-        details.update(status=status, response_bytes=sent)
+        details.update(status=status, bytes=sent)
         if preview:
             details["response_body"] = preview
         session.record_command(raw, ruling, **details)
@@ -765,6 +783,15 @@ class ClientConnection:
             guard.write(messages.response_head(response.status, response.reason or "", headers))
             guard.write(out, final=True)
             return response.status, len(out), dict(mask.counts), _preview(out)
+        if mask is None and length is not None and length.isdigit() and int(length) <= WHOLE:
+            # a short body is checked whole before its head goes: a secret in it is a 502
+            data = await response.content.read()
+            headers.append(("content-length", str(len(data))))
+            guard.write(
+                messages.response_head(response.status, response.reason or "", headers) + data,
+                final=True,
+            )
+            return response.status, len(data), {}, _preview(data)
         chunked = mask is not None or length is None
         if chunked:
             if head.version == "HTTP/1.0":

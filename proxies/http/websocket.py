@@ -115,6 +115,7 @@ async def relay_websocket(
         context = proxy.upstream_tls()
         tls = context if isinstance(context, ssl.SSLContext) else None
     details: dict[str, Any] = {
+        "kind": "http.upgrade",
         "method": request.head.method,
         "path": request.target.path,
         "upgrade": "websocket",
@@ -169,6 +170,7 @@ async def _relay(
         for frame in frames[direction].feed(data):
             preview = frame.preview.decode("utf-8", "replace") if frame.opcode == "text" else ""
             session.record_response(
+                kind="http.frame",
                 direction=direction,
                 frame=frame.opcode,
                 fin=frame.fin,

@@ -56,6 +56,8 @@ class StaticProvider:
             header=str(spec.get("header", "")),
             value=str(spec.get("value", "")),
             private_key=str(key_file or ""),
+            # an HTTP credential sent as a query parameter of this name instead of a header
+            extra={"query": str(spec["query"])} if spec.get("query") else {},
         )
 
     async def acquire(self, ref: str, session_id: str) -> CredentialLease:

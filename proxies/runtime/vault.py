@@ -9,6 +9,8 @@ in the background) and every lease it takes for a session:
 - `<mount>/data/<path>#<key>` (KV v2) → one value (an HTTP token, an SSH key).
 - `<mount>/sign/<role>` (SSH secrets engine) → a fresh ed25519 key pair per session whose
   public key Vault signs; the private key never leaves proxy memory.
+- `auth/token/create/<role>` → a Vault token issued per session from that token role (an
+  HTTP credential for an upstream that checks Vault tokens), revoked at release.
 
 hvac is synchronous, so every call runs in a worker thread. Must not: log, raise, or repr
 a secret or a Vault token — errors name Vault's address, the reference and what failed,
@@ -48,13 +50,14 @@ T = TypeVar("T")
 REQUEST_TIMEOUT = 5.0  # seconds per Vault request: an outage must refuse a session, not hang it
 RENEW_AT = 2 / 3  # renew once this fraction of a TTL has passed
 MIN_SLEEP = 0.5
+ACCESSOR_LEASE = "token-accessor:"  # a lease id that is a token's accessor, not a lease
 
 
 @dataclass(frozen=True)
 class VaultRef:
     """A parsed credential reference: which engine, at which mount, for which role or path."""
 
-    kind: str  # database | kv | ssh
+    kind: str  # database | kv | ssh | token
     mount: str
     name: str  # database/ssh role, or KV path
     key: str = ""  # KV field
@@ -62,6 +65,10 @@ class VaultRef:
 
 def parse_ref(ref: str) -> VaultRef:
     """`<mount>/creds/<role>`, `<mount>/data/<path>#<key>` or `<mount>/sign/<role>`."""
+    if ref.startswith("auth/token/create/") and "/" not in ref[len("auth/token/create/") :]:
+        role = ref[len("auth/token/create/") :]
+        if role:
+            return VaultRef("token", "auth/token", role)
     if "#" in ref:
         path, _, key = ref.partition("#")
         mount, sep, name = path.partition("/data/")
@@ -74,7 +81,8 @@ def parse_ref(ref: str) -> VaultRef:
                 return VaultRef(kind, mount, name)
     raise CredentialUnavailable(
         f"credential reference {ref!r} is not one the Vault provider understands "
-        "(<mount>/creds/<role>, <mount>/data/<path>#<key>, <mount>/sign/<role>)"
+        "(<mount>/creds/<role>, <mount>/data/<path>#<key>, <mount>/sign/<role>, "
+        "auth/token/create/<role>)"
     )
 
 
@@ -157,6 +165,8 @@ class VaultProvider:
     async def _issue(self, target: VaultRef, ref: str, session_id: str) -> CredentialLease:
         if target.kind == "database":
             return await self._database(target, ref, session_id)
+        if target.kind == "token":
+            return await self._token(target, ref, session_id)
         if target.kind == "kv":
             return await self._kv(target, ref)
         return await self._ssh(target, ref, session_id)
@@ -214,7 +224,31 @@ class VaultProvider:
             header=str(spec.get("header", "")),
             value=value,
             private_key=value if is_key else "",
-            extra={"version": (response.get("data") or {}).get("metadata", {}).get("version")},
+            extra={
+                "version": (response.get("data") or {}).get("metadata", {}).get("version"),
+                **({"query": str(spec["query"])} if spec.get("query") else {}),
+            },
+        )
+
+    async def _token(self, target: VaultRef, ref: str, session_id: str) -> CredentialLease:
+        response = await self._call(
+            self._client.auth.token.create,
+            role_name=target.name,
+            meta={"portcullis_session": session_id},
+        )
+        auth = response.get("auth") or {}
+        token, accessor = str(auth.get("client_token", "")), str(auth.get("accessor", ""))
+        if not token:
+            raise CredentialUnavailable(f"Vault issued no token for {ref!r}")
+        lease_id = ACCESSOR_LEASE + accessor
+        self._leases[lease_id] = ref
+        spec = self.connection.credentials
+        return CredentialLease(
+            ref=ref,
+            header=str(spec.get("header", "")),
+            value=token,
+            lease_id=lease_id,
+            extra={"query": str(spec["query"])} if spec.get("query") else {},
         )
 
     async def _ssh(self, target: VaultRef, ref: str, session_id: str) -> CredentialLease:
@@ -364,6 +398,10 @@ class VaultProvider:
 
     async def _revoke(self, lease_id: str, ref: str) -> None:
         try:
+            if lease_id.startswith(ACCESSOR_LEASE):  # a token issued per session
+                accessor = lease_id[len(ACCESSOR_LEASE) :]
+                await self._call(self._client.auth.token.revoke_accessor, accessor)
+                return
             await self._call(self._client.sys.revoke_lease, lease_id=lease_id)
         except Exception as exc:
             log.warning(
