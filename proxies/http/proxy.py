@@ -70,6 +70,7 @@ IDLE_SESSION = 300.0
 RECORDED_BODY = 1024  # characters of a request's and a response's body in its recording
 WHOLE = 256 * 1024  # a response body of known length up to this is checked before its head
 POLL_PREFIX = "/.well-known/portcullis/approvals/"
+STALE = "no longer open at the policy decision point"  # pdp_client's reason for it
 
 
 def _no_shape(raw: str) -> str | None:
@@ -212,6 +213,12 @@ class HttpProxy:
         finally:
             self._opening.pop(key, None)
 
+    async def reopen(self, agent: AgentSession, token: str, client_addr: str) -> AgentSession:
+        """A new session for a token whose session the PDP ended."""
+        self.forget(agent)
+        await asyncio.shield(agent.session.close("pdp_session_ended", abnormal=True))
+        return await self.session_for(token, client_addr, agent.session.client)
+
     def forget(self, agent: AgentSession) -> None:
         for key, known in list(self.sessions.items()):
             if known is agent:
@@ -275,6 +282,7 @@ class ClientConnection:
         self.output = ClientOutput(writer.write)
         self.codec = RequestReader()
         self._events: collections.deque[Event] = collections.deque()
+        self._guarded: list[str] = []
         self._eof = False
 
     # -- reading -------------------------------------------------------------------------
@@ -362,13 +370,22 @@ class ClientConnection:
         except SessionRefused as refused:
             self.output.write(self._refusal(refused, head))
             return head.keep_alive
+        if agent.session.lease is not None and agent.session.lease.secrets() != self._guarded:
+            # every byte to this client is scanned for the credential of the session it uses
+            self._guarded = agent.session.lease.secrets()
+            self.output.guard(self._guarded)
         agent.in_flight += 1
+        before = self.output.sent
         try:
             request = Request(head, target, body, token, agent)
             return await self.exchange(request)
         finally:
             agent.in_flight -= 1
             agent.last_used = time.monotonic()
+            counters = agent.session.counters
+            counters["bytes_to_client"] += self.output.sent - before
+            counters["credential_exposed"] = max(counters["credential_exposed"],
+                                                 int(self.output.exposed))  # fmt: skip
 
     def _refusal(self, refused: SessionRefused, head: Head) -> bytes:
         close = not head.keep_alive
@@ -500,6 +517,16 @@ class ClientConnection:
         (deny, approval pending, the PDP unable to decide): recorded either way."""
         session = request.session
         ruling = await session.decide(kind, raw, attributes, _no_shape)
+        if not ruling.decision_id and any(STALE in r for r in ruling.verdict.reasons):
+            # the PDP no longer knows this session (restarted, reaped): a new one, once
+            try:
+                request.agent = await self.proxy.reopen(request.agent, request.token,
+                                                        self.client_addr)  # fmt: skip
+            except SessionRefused as refused:
+                self.write(self._refusal(refused, request.head))
+                return None
+            session = request.session
+            ruling = await session.decide(kind, raw, attributes, _no_shape)
         if ruling.kind is VerdictKind.REQUIRE_APPROVAL and ruling.approval_id:
             wait = messages.prefer_wait(request.head)
             if wait:
