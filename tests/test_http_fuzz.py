@@ -91,24 +91,91 @@ def exchange(port: int, data: bytes) -> bytes:
 
 
 # sampled_from lists repeat what should come often (Hypothesis samples them evenly)
-METHODS = st.sampled_from(["GET"] * 8 + ["HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] * 2
-                          + ["get", "G T", "CONNECT", "TRACE", "GET\x00", ""])  # fmt: skip
-TARGET_PIECES = st.sampled_from(["echo"] * 12 + ["/", "v1", "invoices", "7", "..", ".", "%2e", "%2E%2e",
-                                 "%2f", "%5c", "%00", "%", "%zz", ";", "..;", "//", "?", "&", "=",
-                                 "#", "http://x", "*", "a b", "\\", "~", "%7e", "é"])  # fmt: skip
-PLAIN_HEADERS = st.sampled_from(["Content-Length: 5", "Content-Length: 0", "Accept: */*",
-                                 "Connection: close", "Content-Type: application/json",
-                                 "X-Forwarded-For: 10.0.0.1", "Prefer: wait=0"])  # fmt: skip
-HEADERS = st.sampled_from([
-    "Content-Length: 5", "Content-Length: 0", "Content-Length: 5, 5", "Content-Length: -1",
-    "Transfer-Encoding: chunked", "Transfer-Encoding: gzip", "Transfer-Encoding : chunked",
-    "Host: x", "Host: y", "Host: a@b", " folded", "\tfolded", "X-A: \x01", "Expect: 100-continue",
-    "Expect: nope", "Connection: close", "Connection: keep-alive, Upgrade", "Upgrade: websocket",
-    "Prefer: wait=0", "Content-Type: application/json", "X-Forwarded-For: 10.0.0.1",
-    "Authorization: Basic eDp5", "Proxy-Authorization: Bearer nope",
-])  # fmt: skip
-BODIES = st.sampled_from([b"", b"hello", b"5\r\nhello\r\n0\r\n\r\n", b"zz\r\n", b'{"a":1}',
-                          b"0\r\n\r\nGET /echo/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"])  # fmt: skip
+METHODS = st.sampled_from(
+    ["GET"] * 8
+    + ["HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] * 2
+    + ["get", "G T", "CONNECT", "TRACE", "GET\x00", ""]
+)
+TARGET_PIECES = st.sampled_from(
+    ["echo"] * 12
+    + [
+        "/",
+        "v1",
+        "invoices",
+        "7",
+        "..",
+        ".",
+        "%2e",
+        "%2E%2e",
+        "%2f",
+        "%5c",
+        "%00",
+        "%",
+        "%zz",
+        ";",
+        "..;",
+        "//",
+        "?",
+        "&",
+        "=",
+        "#",
+        "http://x",
+        "*",
+        "a b",
+        "\\",
+        "~",
+        "%7e",
+        "é",
+    ]
+)
+PLAIN_HEADERS = st.sampled_from(
+    [
+        "Content-Length: 5",
+        "Content-Length: 0",
+        "Accept: */*",
+        "Connection: close",
+        "Content-Type: application/json",
+        "X-Forwarded-For: 10.0.0.1",
+        "Prefer: wait=0",
+    ]
+)
+HEADERS = st.sampled_from(
+    [
+        "Content-Length: 5",
+        "Content-Length: 0",
+        "Content-Length: 5, 5",
+        "Content-Length: -1",
+        "Transfer-Encoding: chunked",
+        "Transfer-Encoding: gzip",
+        "Transfer-Encoding : chunked",
+        "Host: x",
+        "Host: y",
+        "Host: a@b",
+        " folded",
+        "\tfolded",
+        "X-A: \x01",
+        "Expect: 100-continue",
+        "Expect: nope",
+        "Connection: close",
+        "Connection: keep-alive, Upgrade",
+        "Upgrade: websocket",
+        "Prefer: wait=0",
+        "Content-Type: application/json",
+        "X-Forwarded-For: 10.0.0.1",
+        "Authorization: Basic eDp5",
+        "Proxy-Authorization: Bearer nope",
+    ]
+)
+BODIES = st.sampled_from(
+    [
+        b"",
+        b"hello",
+        b"5\r\nhello\r\n0\r\n\r\n",
+        b"zz\r\n",
+        b'{"a":1}',
+        b"0\r\n\r\nGET /echo/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]
+)
 
 
 @st.composite
