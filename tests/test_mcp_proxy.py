@@ -54,6 +54,7 @@ class Upstream:
     calls: list[str] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)
     elicited: list[str] = field(default_factory=list)
+    versions: set[str] = field(default_factory=set)  # MCP-Protocol-Version headers seen
 
 
 def mcp_server(up: Upstream) -> MCPServer:
@@ -107,6 +108,7 @@ async def running_mcp_upstream(json_response: bool = False) -> AsyncIterator[Ups
         if scope["type"] == "http":
             headers = dict(scope["headers"])
             up.keys.append((headers.get(b"x-api-key") or b"").decode() or None)
+            up.versions.add((headers.get(b"mcp-protocol-version") or b"").decode())
         await app(scope, receive, send)
 
     server = uvicorn.Server(
@@ -195,6 +197,9 @@ async def test_allowed_tool_runs_and_its_result_is_masked(tmp_path: Path, mode: 
             assert found.structured_content["email"] == "[REDACTED]"
             assert "ann@example.com" not in json.dumps(found.structured_content)
         assert stack.upstream.calls == ["get_invoice", "find_customer"]
+        # legacy: the initialize handshake; auto: the 2026-07-28 per-request envelope
+        modern = "2026-07-28" in stack.upstream.versions
+        assert modern == (mode == "auto"), stack.upstream.versions
         # the upstream got the injected credential on every request; the client never sees it
         assert stack.upstream.keys and set(stack.upstream.keys) == {SECRET}
 
