@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,11 +151,13 @@ def upstream_app(up: Upstream) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def running_upstream(**kwargs: Any) -> AsyncIterator[Upstream]:
+async def running_upstream(
+    tls: ssl.SSLContext | None = None, **kwargs: Any
+) -> AsyncIterator[Upstream]:
     up = Upstream(free_port(), **kwargs)
     runner = web.AppRunner(upstream_app(up))
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", up.port)
+    site = web.TCPSite(runner, "127.0.0.1", up.port, ssl_context=tls)
     await site.start()
     try:
         yield up
@@ -187,12 +190,16 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def http_stack(
-    tmp_path: Any, upstream_kwargs: dict[str, Any] | None = None, **options: Any
+    tmp_path: Any,
+    upstream_kwargs: dict[str, Any] | None = None,
+    upstream_tls: ssl.SSLContext | None = None,
+    **options: Any,
 ) -> AsyncIterator[Stack]:
     """A real PDP (the shipped policy), the upstream app, and the proxy before it."""
-    async with running_upstream(**(upstream_kwargs or {})) as up:
+    async with running_upstream(upstream_tls, **(upstream_kwargs or {})) as up:
         options.setdefault("spool_dir", str(tmp_path / "spool"))
-        connection = http_connection(f"http://127.0.0.1:{up.port}", **options)
+        scheme, host = ("https", "localhost") if upstream_tls else ("http", "127.0.0.1")
+        connection = http_connection(f"{scheme}://{host}:{up.port}", **options)
         config = pdp_config(tmp_path, connections=[connection], approvals={"timeout_seconds": 30})
         async with running_pdp(config) as pdp:
             served = handed_credential(config, connection["name"], pdp.issue_proxy_credential)

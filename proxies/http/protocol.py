@@ -9,7 +9,17 @@ configuration loader imports it; the proxy itself (proxies/http/proxy.py) loads 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from portcullis.protocols import Option, Protocol
+
+
+def _check(options: Mapping[str, Any]) -> tuple[str, str] | None:
+    if ("tls_cert_file" in options) != ("tls_key_file" in options):
+        return "", "TLS towards clients needs both tls_cert_file and tls_key_file"
+    return None
+
 
 HTTP = Protocol(
     name="http",
@@ -22,6 +32,7 @@ HTTP = Protocol(
         "tls_cert_file": Option("path", None, "TLS towards clients: certificate"),
         "tls_key_file": Option("path", None, "TLS towards clients: its private key"),
     },
+    check_options=_check,
     serve="proxies.http.proxy:HttpProxy",
     # the PDP reads method, path and query from the request line itself
     policy_input="pdp.domain.policy_input:http_command",

@@ -114,7 +114,9 @@ class HttpProxy:
             approval_timeout=config.approvals.timeout_seconds,
             config=config,
         )
-        self.listener = Listener(f"http proxy {connection.name}", connection.listen, self._serve)
+        self.listener = Listener(
+            f"http proxy {connection.name}", connection.listen, self._serve, self._server_tls()
+        )
         self.upstream = URL(connection.upstream.rstrip("/"))
         if self.upstream.scheme not in ("http", "https") or not self.upstream.host:
             raise ValueError(f"connection {connection.name}: upstream must be an http(s) URL")
@@ -136,6 +138,16 @@ class HttpProxy:
     @property
     def port(self) -> int:
         return self.listener.port
+
+    def _server_tls(self) -> ssl.SSLContext | None:
+        options = self.connection.options
+        cert, key = options.get("tls_cert_file"), options.get("tls_key_file")
+        if not cert:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(cert, key)
+        return context
 
     def upstream_tls(self) -> ssl.SSLContext | bool:
         if self.upstream.scheme != "https":
