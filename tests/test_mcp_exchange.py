@@ -145,6 +145,19 @@ async def test_an_answer_that_must_be_read_and_cannot_be_is_an_error(tmp_path: P
             answer = json.loads(await read(reply))
             assert answer["id"] == 5 and answer["error"]["code"] == NOT_INSPECTABLE
             assert b"ann@example.com" not in await read(reply)
+        # the same leak in another media type
+        forward = await alice.send("POST", tool_call(7, "find_customer", name="Ann"))
+        assert isinstance(forward, Forward)
+        plain = [("Content-Type", "text/plain")]
+        reply = await forward.response(200, plain, chunks(json.dumps(LEAK).encode()))
+        data = await read(reply)
+        assert b"ann@example.com" not in data
+        assert json.loads(data)["error"]["code"] == NOT_INSPECTABLE
+        # a GET stream answered with anything but an event stream
+        stream = await alice.send("GET")
+        assert isinstance(stream, Forward)
+        reply = await stream.response(200, plain, chunks(json.dumps(LEAK).encode()))
+        assert reply.status == 502 and b"ann@" not in await read(reply)
         # an event too large to hold
         forward = await alice.send("POST", tool_call(6, "find_customer", name="Ann"))
         assert isinstance(forward, Forward)

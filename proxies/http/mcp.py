@@ -133,7 +133,8 @@ class McpExchange:
         mcp = self.bindings.session(session_id, owner)
         if mcp is None:
             # unknown here, or another token's: the same answer either way
-            return _json_reply(404, codec.error_response(None, -32001, "session not found"))
+            refused = codec.error_response(None, codec.SESSION_REFUSED, "session not found")
+            return _json_reply(404, refused)
         if method in ("GET", "DELETE"):
             # the server's own stream, or the end of a session: decided as well
             if method == "DELETE" and session_id is None:
@@ -318,7 +319,9 @@ class Forward:
                 self.session.record_response(kind="mcp.refused", reason="session id clash")
                 return _json_reply(
                     502,
-                    codec.error_response(None, -32001, "upstream handed out an unusable session"),
+                    codec.error_response(
+                        None, codec.SESSION_REFUSED, "upstream handed out an unusable session"
+                    ),
                 )
             if self.session_id is None and self.parsed is not None:
                 # what was asked before the session had its id is answered in it
@@ -328,8 +331,14 @@ class Forward:
         if self.session_id is not None and ended:
             bindings.forget(self.session_id)
         kind = codec.media_type(next(iter(header(headers, "content-type")), ""))
-        if not (self.reads or self.stream) or kind not in ("application/json", "text/event-stream"):
+        if not (self.reads or self.stream):
             return Reply(status, headers, chunks)
+        if kind not in ("application/json", "text/event-stream"):
+            if self.reads or status < 400:
+                # what must be read (masked, filtered, or a stream that may resume any
+                # answer) and comes in another type is not passed unread
+                return self._unreadable("an answer neither JSON nor an event stream")
+            return Reply(status, headers, chunks)  # an error page of the server's own
         rest = [(k, v) for k, v in headers if k.lower() not in ("content-length",)]
         if kind == "text/event-stream":
             return Reply(status, rest, self._events(chunks))

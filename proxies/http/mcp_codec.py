@@ -46,6 +46,7 @@ INVALID_REQUEST = -32600
 DENIED = -32010  # the policy denied this message
 APPROVAL_REQUIRED = -32011  # a person must approve it first; data.approval_id names the request
 NOT_INSPECTABLE = -32012  # an answer the proxy could not read to mask or filter
+SESSION_REFUSED = -32013  # an Mcp-Session-Id this client may not use (HTTP 404), or hand out
 
 # method → the params key naming what it acts on, and the attribute it is shown under
 TARGETS = {
