@@ -307,6 +307,7 @@ class Forward:
         self, status: int, headers: list[tuple[str, str]], chunks: AsyncIterator[bytes]
     ) -> Reply:
         """The upstream answer as the client gets it."""
+        self.session.record_response(kind="mcp.response", status=status, endpoint=self.target)
         bindings = self.exchange.bindings
         handed = header(headers, SESSION_HEADER)
         if handed:
