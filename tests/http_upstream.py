@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,8 @@ class Upstream:
     # /gated sends half its body, then waits for this: a client that has the first half
     # before it is set proves the proxy did not hold the body whole
     gate: asyncio.Event = field(default_factory=asyncio.Event)
+    # how the credential is checked (default: equal to SECRET), e.g. a Vault token lookup
+    accept: Callable[[str], bool] | None = None
 
 
 def upstream_app(up: Upstream) -> web.Application:
@@ -61,7 +63,7 @@ def upstream_app(up: Upstream) -> web.Application:
         given = (
             request.query.get(up.key_query) if up.key_query else request.headers.get(up.key_header)
         )
-        if given != SECRET:
+        if not (up.accept(given or "") if up.accept else given == SECRET):
             return web.json_response({"error": "no credential"}, status=401)
         return await handler(request)
 
@@ -193,6 +195,7 @@ async def http_stack(
     tmp_path: Any,
     upstream_kwargs: dict[str, Any] | None = None,
     upstream_tls: ssl.SSLContext | None = None,
+    pdp_extra: dict[str, Any] | None = None,
     **options: Any,
 ) -> AsyncIterator[Stack]:
     """A real PDP (the shipped policy), the upstream app, and the proxy before it."""
@@ -200,7 +203,12 @@ async def http_stack(
         options.setdefault("spool_dir", str(tmp_path / "spool"))
         scheme, host = ("https", "localhost") if upstream_tls else ("http", "127.0.0.1")
         connection = http_connection(f"{scheme}://{host}:{up.port}", **options)
-        config = pdp_config(tmp_path, connections=[connection], approvals={"timeout_seconds": 30})
+        config = pdp_config(
+            tmp_path,
+            connections=[connection],
+            approvals={"timeout_seconds": 30},
+            **(pdp_extra or {}),
+        )
         async with running_pdp(config) as pdp:
             served = handed_credential(config, connection["name"], pdp.issue_proxy_credential)
             proxy = HttpProxy(served.connections[0], served, pdp.address)
