@@ -263,15 +263,24 @@ def portcullis_config(tmp: Path, policies: Path, upstream: int) -> dict[str, Any
     }
 
 
-def decisions_total(metrics_url: str) -> float:
-    """Decisions the PDP has answered so far, every verdict (its /metrics)."""
+def pdp_counts(metrics_url: str) -> dict[str, float]:
+    """What the PDP has answered so far (its /metrics): decisions of every verdict, the
+    denies among them, and the evaluations that failed or overran their deadline (each a
+    deny, fail closed: under load these are the non-2xx answers wrk counts)."""
     with urllib.request.urlopen(metrics_url, timeout=5) as response:
         text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("portcullis_decisions_total")
-    )
+    counts = {"decisions": 0.0, "denied": 0.0, "engine_errors": 0.0}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        if name.startswith("portcullis_decisions_total"):
+            counts["decisions"] += float(value)
+            if 'verdict="deny"' in name:
+                counts["denied"] += float(value)
+        elif name.startswith("portcullis_engine_errors_total"):
+            counts["engine_errors"] += float(value)
+    return counts
 
 
 def fetch(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -497,13 +506,16 @@ def main() -> None:
             """One wrk run with what it cost: CPU µs per request of each watched process
             and of the machine, the steal, and the PDP's decisions per request."""
             base, headers = bases[name]
-            before = decisions_total(pdp_info["metrics"]) if pdp_info else 0.0
+            before = pdp_counts(pdp_info["metrics"]) if pdp_info else {}
             meter = CPUMeter(watched)
             result = wrk(base + doc, seconds, connections, args.threads, headers)
             result.update(meter.per(result["requests"]))
             if pdp_info:
-                decided = decisions_total(pdp_info["metrics"]) - before
+                after = pdp_counts(pdp_info["metrics"])
+                decided = after["decisions"] - before["decisions"]
                 result["decisions_per_request"] = decided / max(1.0, result["requests"])
+                result["denied"] = after["denied"] - before["denied"]
+                result["engine_errors"] = after["engine_errors"] - before["engine_errors"]
             return result
 
         names = list(bases)
@@ -634,6 +646,9 @@ def report(
             errors = sum(r["errors"] for r in rs)
             if errors:
                 line += f"   NON-2xx/ERRORS {errors:.0f}"
+                denied = sum(r.get("denied", 0.0) for r in rs)
+                overran = sum(r.get("engine_errors", 0.0) for r in rs)
+                line += f" (PDP: {denied:.0f} denied, {overran:.0f} evaluations failed/overran)"
             if "decisions_per_request" in rs[0]:
                 line += f"   decisions/request {median_of(rs, 'decisions_per_request'):.3f}"
             print(line)
@@ -644,7 +659,11 @@ def report(
             own = [median_of(rs, f"{p}_us") for p in (between, "pdp", "upstream")]
             if name not in PORTCULLIS:
                 own[1] = float("nan")
-            cells = " / ".join("    -" if v != v else f"{v:5.0f}" for v in own)
+            # "?": a process tree that lost CPU time in the run, an evaluation worker
+            # replaced after overrunning its deadline (its time left with it)
+            cells = " / ".join(
+                "    -" if v != v else "    ?" if v < 0 else f"{v:5.0f}" for v in own
+            )
             print(f"      {name:<26} {cells} / {median_of(rs, 'machine_us'):5.0f}")
         doc_summary: dict[str, Any] = {
             name: {
