@@ -33,6 +33,7 @@ from pdp_harness import free_port, pdp_raw, running_pdp, token
 from pydantic import BaseModel
 
 from pdp.domain.recordings import session_events
+from pdp.domain.timeline import build_timeline, render_text
 from portcullis.config import parse_config
 from proxies.http.mcp_codec import APPROVAL_REQUIRED, DENIED
 from proxies.http.proxy import HttpProxy
@@ -580,3 +581,16 @@ async def test_each_message_is_recorded_with_its_decision(tmp_path: Path) -> Non
         recorded = json.dumps(await session_events(stack.pdp.store))
         assert "mcp.call" in recorded and "run_sql" in recorded
         assert SECRET not in recorded
+        # `portcullis replay` renders the session: each message with its verdict and reason
+        store = stack.pdp.store
+        (opened,) = await store.query(kind="session.open")
+        sid = opened.session_id
+        timeline = build_timeline(
+            opened,
+            (await store.query(kind="session.close", session_id=sid, limit=1))[0],
+            await store.query(kind="session.events", session_id=sid),
+            await store.query(kind="decision", session_id=sid),
+        )
+        text = render_text(timeline)
+        assert 'tool \\"run_sql\\" is dangerous' in text or 'tool "run_sql" is dangerous' in text
+        assert "get_invoice" in text and SECRET not in text
