@@ -1,0 +1,302 @@
+"""Where the shipped policy's evaluation CPU goes: a rule-by-rule profiler on the real evaluator.
+
+Loads rego/ (without tests) into the embedded OPA evaluator exactly as the PDP's workers
+do (pdp.engine.opa.new_engine, the Go runtime settings of pdp.engine.embedded) and, over
+a set of inputs (the golden cases of tests/golden and rego/examples, and typical agent
+postgres.query inputs with lineage, shadowed functions and view columns, classified by
+pdp.sql as the PDP does), measures CPU time per evaluation (time.process_time: the other
+work on a shared machine does not count) of:
+
+  1. the decision, data.portcullis.decision, through each entry point the binding offers
+     (the native OpaEvalDocument with JSON bytes as pdp.engine.opa.raw_evaluate calls it,
+     OpaEvalQuery, and the binding's eval_document with its Python JSON work);
+  2. the same query with a new query text on every call, which forces the evaluator to
+     prepare (compile) it each time: if (1) costs as much, the binding prepares per call;
+  3. a one-rule policy answering the same shape of decision, in another engine of the
+     same evaluator in the same run: the floor any policy pays (input parsing, result
+     serialisation, the cgo call);
+  4. where the decision's work goes, rule by rule: the evaluator's trace of each decision
+     (every Enter/Eval/Unify/Redo/... step, attributed to the rule whose body holds its
+     line) counted per decision. Steps are a deterministic measure, unlike CPU on a
+     shared machine, and follow it closely (a builtin call is one step whatever it costs,
+     so sprintf, regex and split weigh more than their count);
+  5. with --rule-cpu, every rule document of data.portcullis evaluated on its own (its
+     CPU includes the rules it refers to; functions, which take arguments, cannot be
+     evaluated as documents and are paid for inside the rules that call them).
+
+The shipped and one-rule figures are measured in alternating blocks and the ratio is the
+median of the blocks' ratios, so a neighbour's load that comes and goes weighs on both
+alike. Prints the ratio shipped decision / one-rule decision (the target of issue 27 is
+≤ 3x) and the rules sorted by cost. Not a test: nothing here asserts.
+
+    python bench/pdp/policy_profile.py [--rounds 200] [--top 25] [--rule-cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import copy
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # run as a script: bench/pdp must not stand for the pdp package
+    sys.path.insert(0, str(REPO))
+if sys.path[0] == str(Path(__file__).resolve().parent):
+    sys.path.pop(0)
+
+from pdp.engine.bundle import PolicyBundle, load_bundle  # noqa: E402
+from pdp.engine.embedded import GO_RUNTIME  # noqa: E402
+from pdp.engine.opa import DECISION_PATH, new_engine, parse_envelope, raw_evaluate  # noqa: E402
+from pdp.sql import classify  # noqa: E402
+
+ONE_RULE = """package bench
+
+decision := {
+	"verdict": "allow", "reasons": {"a SELECT is a read"}, "mask": set(),
+	"cache_ttl_seconds": 0, "cache_key": "exact",
+} if {
+	input.command.kind == "postgres.query"
+}
+"""
+
+AGENT_SQL = [
+    "SELECT id, email, total FROM orders WHERE customer_id = 42",
+    "SELECT o.id, c.email, sum(o.total) FROM orders o JOIN customers c ON c.id = o.customer_id "
+    "WHERE o.created_at > now() - interval '1 day' GROUP BY o.id, c.email ORDER BY 3 DESC LIMIT 10",
+    "SELECT count(*) FROM orders WHERE status = 'open'",
+    "WITH recent AS (SELECT * FROM orders WHERE created_at > now() - interval '7 days') "
+    "SELECT customer_id, avg(total) FROM recent GROUP BY customer_id",
+    "SELECT name, lower(phone) FROM customers WHERE name ILIKE 'a%' ORDER BY name",
+    "UPDATE orders SET status = 'shipped' WHERE id = 7",
+    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+    "BEGIN; SELECT * FROM contact_view LIMIT 5; COMMIT",
+]
+
+RULE_HEAD = re.compile(r"^(?:default\s+)?([a-z_][a-z0-9_]*)\s*(\(|:=|=|contains|if|\{|$)")
+
+
+def base_input(sql: str, groups: list[str]) -> dict[str, Any]:
+    """A postgres.query input as the PDP builds it for a proxy session (pdp.domain.policy_input)."""
+    return {
+        "identity": {"subject": "agent@example.com", "groups": groups, "issuer": "dev",
+                     "claims": {}, "token_id": "t"},
+        "connection": {"name": "orders-db", "type": "postgres", "zone": "eu-prod", "labels": {}},
+        "session": {"id": "s", "started_at": "2026-01-01T00:00:00Z", "client_addr": "x",
+                    "client": "bench", "attributes": {}},
+        "command": {
+            "kind": "postgres.query",
+            "raw": sql,
+            "postgres": {
+                "statements": classify(sql),
+                "protocol": "extended",
+                "shadowed_functions": ["upper", "lower", "length", "now", "md5"],
+                "view_columns": {"contact": ["phone"], "shout": ["email"], "label": ["name"]},
+            },
+        },
+        "now": "2026-01-01T00:00:00Z",
+    }
+
+
+def agent_inputs() -> list[dict[str, Any]]:
+    return [base_input(sql, groups) for sql in AGENT_SQL for groups in (["readonly"], ["dba"])]
+
+
+def golden_inputs() -> list[dict[str, Any]]:
+    inputs = []
+    for path in sorted((REPO / "tests" / "golden").glob("*.json")):
+        for case in json.loads(path.read_text()):
+            if case.get("query", DECISION_PATH) != DECISION_PATH:
+                continue
+            policy_input = copy.deepcopy(case["input"])
+            command = policy_input.get("command", {})
+            if command.get("kind") == "postgres.query":
+                postgres = command.setdefault("postgres", {})
+                postgres.setdefault("statements", classify(command.get("raw", "")))
+            inputs.append(policy_input)
+    for path in sorted((REPO / "rego" / "examples").glob("*.json")):
+        inputs.append(json.loads(path.read_text()))
+    return inputs
+
+
+def rule_names(bundle: PolicyBundle) -> list[str]:
+    """The documents of package portcullis (rules without arguments), in file order."""
+    names: list[str] = []
+    for source in bundle.modules.values():
+        for line in source.splitlines():
+            match = RULE_HEAD.match(line)
+            if not match or match.group(1) in ("package", "import") or match.group(2) == "(":
+                continue
+            if match.group(1) not in names:
+                names.append(match.group(1))
+    return names
+
+
+def cpu_per_call(engine: Any, path: str, encoded: list[bytes], rounds: int) -> float:
+    """µs of this process's CPU per evaluation of data.<path>, over rounds x inputs."""
+    for raw in encoded:  # warm: the first call prepares the query
+        raw_evaluate(engine, path, raw)
+    started = time.process_time()
+    for _ in range(rounds):
+        for raw in encoded:
+            raw_evaluate(engine, path, raw)
+    return (time.process_time() - started) * 1e6 / (rounds * len(encoded))
+
+
+def alternating(
+    shipped: Any, floor: Any, encoded: list[bytes], blocks: int
+) -> tuple[float, float, float]:
+    """Median µs per evaluation of the shipped and one-rule decisions, and the median
+    of their ratio, measured in alternating blocks of one pass over the inputs each."""
+    ours, theirs, ratios = [], [], []
+    for _ in range(blocks):
+        one = cpu_per_call(floor, "bench.decision", encoded, 1)
+        full = cpu_per_call(shipped, DECISION_PATH, encoded, 1)
+        ours.append(full)
+        theirs.append(one)
+        ratios.append(full / one)
+    return statistics.median(ours), statistics.median(theirs), statistics.median(ratios)
+
+
+def rule_owners(bundle: PolicyBundle) -> dict[str, str]:
+    """file:line → "file:rule" of the rule (or function) whose text holds that line."""
+    owners: dict[str, str] = {}
+    for path, source in bundle.modules.items():
+        current = "(module)"
+        for number, line in enumerate(source.splitlines(), 1):
+            match = RULE_HEAD.match(line)
+            if match and match.group(1) not in ("package", "import"):
+                current = match.group(1) + ("()" if match.group(2) == "(" else "")
+            owners[f"{path}:{number}"] = f"{path.rpartition('/')[2]}:{current}"
+    return owners
+
+
+def trace_steps(engine: Any, bundle: PolicyBundle, inputs: list[dict[str, Any]]) -> tuple[
+    float, collections.Counter[str], collections.Counter[str]
+]:
+    """Evaluator steps per decision: in all, per rule, and per kind of step."""
+    owners = rule_owners(bundle)
+    per_rule: collections.Counter[str] = collections.Counter()
+    per_op: collections.Counter[str] = collections.Counter()
+    for policy_input in inputs:
+        engine.eval_document(DECISION_PATH, policy_input, trace=True)
+        for event in engine.last_trace or []:
+            per_op[event["op"]] += 1
+            per_rule[owners.get(event["location"], str(event["location"]))] += 1
+    return sum(per_op.values()) / len(inputs), per_rule, per_op
+
+
+def cpu_query(engine: Any, query: str, encoded: list[bytes], rounds: int, fresh: bool) -> float:
+    """µs of CPU per OpaEvalQuery; with fresh, a new query text each call (never prepared)."""
+    import ctypes
+
+    lib, handle = engine._lib, engine._handle
+
+    def once(text: str, raw: bytes) -> None:
+        ptr = lib.OpaEvalQuery(handle, text.encode(), raw, 0, 0)
+        ctypes.string_at(ptr)
+        lib.OpaFreeString(ptr)
+
+    for raw in encoded:
+        once(query, raw)
+    n = 0
+    started = time.process_time()
+    for _ in range(rounds):
+        for raw in encoded:
+            n += 1
+            once(f"{query}; x{n} := 1" if fresh else query, raw)
+    return (time.process_time() - started) * 1e6 / (rounds * len(encoded))
+
+
+def cpu_eval_document(engine: Any, inputs: list[dict[str, Any]], rounds: int) -> float:
+    from opa_bindings import OpaUndefinedError
+
+    started = time.process_time()
+    for _ in range(rounds):
+        for policy_input in inputs:
+            try:
+                engine.eval_document(DECISION_PATH, policy_input)
+            except OpaUndefinedError:
+                pass
+    return (time.process_time() - started) * 1e6 / (rounds * len(inputs))
+
+
+def encode(inputs: list[dict[str, Any]]) -> list[bytes]:
+    return [json.dumps(i, separators=(",", ":"), ensure_ascii=False).encode() for i in inputs]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--top", type=int, default=25, help="rules printed (0: all)")
+    parser.add_argument("--rule-cpu", action="store_true", help="CPU of each rule document alone")
+    args = parser.parse_args()
+    os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})
+
+    bundle = load_bundle(REPO / "rego").without_tests()
+    engine = new_engine(bundle)
+    floor = new_engine(PolicyBundle({"bench.rego": ONE_RULE}, {}, "one-rule", ""))
+    agents, golden = agent_inputs(), golden_inputs()
+    sets = {"agent postgres.query": encode(agents), "golden + examples": encode(golden)}
+    for policy_input in agents + golden:  # every input decides (undefined would be a bug)
+        envelope = raw_evaluate(engine, DECISION_PATH, encode([policy_input])[0])
+        assert parse_envelope(envelope) is not None, policy_input
+
+    print(f"policy {bundle.revision}; CPU per evaluation (µs, time.process_time), "
+          f"GOMAXPROCS={os.environ['GOMAXPROCS']} GOGC={os.environ['GOGC']}")
+    floor_us = 0.0
+    for label, encoded in sets.items():
+        blocks = max(3, args.rounds * 16 // len(encoded))
+        shipped, floor_us, ratio = alternating(engine, floor, encoded, blocks)
+        print(f"  {label} ({len(encoded)} inputs, {blocks} alternating blocks, medians)")
+        print(f"    shipped decision, OpaEvalDocument (raw_evaluate) {shipped:8.1f}")
+        print(f"    one-rule decision, same evaluator               {floor_us:8.1f}")
+        print(f"    shipped / one-rule                               {ratio:8.2f}x"
+              "   (target ≤ 3x)")
+        steps, _, _ = trace_steps(engine, bundle, agents if label.startswith("agent") else golden)
+        print(f"    evaluator steps per decision                     {steps:8.1f}")
+
+    encoded = sets["agent postgres.query"]
+    rounds = max(1, args.rounds * 4 // len(encoded))
+    prepared = cpu_query(engine, "data.portcullis.decision", encoded, rounds, fresh=False)
+    fresh = cpu_query(engine, "data.portcullis.decision", encoded, rounds, fresh=True)
+    document = cpu_per_call(engine, DECISION_PATH, encoded, rounds)
+    wrapped = cpu_eval_document(engine, agents, rounds)
+    print("  entry points (agent inputs):")
+    print(f"    OpaEvalDocument, bytes in/out (raw_evaluate)     {document:8.1f}")
+    print(f"    OpaEvalQuery 'data.portcullis.decision'          {prepared:8.1f}")
+    print(f"    OpaEvalQuery, a new query text every call        {fresh:8.1f}"
+          f"   ({fresh / prepared:.1f}x the same text: the engine keeps prepared queries)")
+    print(f"    eval_document (binding's Python JSON both ways)  {wrapped:8.1f}")
+
+    inputs = agents + golden
+    steps, per_rule, per_op = trace_steps(engine, bundle, inputs)
+    n = len(inputs)
+    print(f"  evaluator steps per decision over all {n} inputs: {steps:.0f} "
+          + " ".join(f"{op} {count / n:.0f}" for op, count in per_op.most_common()))
+    for name, count in per_rule.most_common(args.top or None):
+        print(f"    {name:48s} {count / n:7.1f}  {count / n / steps:6.1%}")
+
+    if not args.rule_cpu:
+        return
+    everything = sets["agent postgres.query"] + sets["golden + examples"]
+    rounds = max(1, args.rounds // 10)
+    costs = []
+    for name in rule_names(bundle):
+        costs.append((cpu_per_call(engine, f"portcullis.{name}", everything, rounds), name))
+    costs.sort(reverse=True)
+    print(f"  rule documents, each evaluated alone over all {n} inputs "
+          "(includes the rules each refers to)")
+    for us, name in costs[: args.top or None]:
+        print(f"    {name:32s} {us:8.1f}   {us / floor_us:6.2f}x one-rule")
+
+
+if __name__ == "__main__":
+    main()
