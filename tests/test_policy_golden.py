@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pdp.domain.ssh_input import ssh_command
 from pdp.engine.bundle import load_bundle
 from pdp.engine.opa import DECISION_PATH, evaluate, new_engine
 from pdp.sql import classify
@@ -35,6 +36,8 @@ def with_statements(policy_input: dict) -> dict:
     if command.get("kind") == "postgres.query":
         postgres = command.setdefault("postgres", {})
         postgres.setdefault("statements", classify(command.get("raw", "")))
+    if command.get("kind") == "ssh.exec":  # as the PDP builds it: parsed from raw, never sent
+        command["ssh"] = ssh_command("ssh.exec", command.get("raw", ""), {})
     return policy_input
 
 

@@ -1,1 +1,1 @@
-"""The SSH protocol: declared for configuration and policy; no proxy serves it yet."""
+"""The SSH proxy: exec decided per command, shells recorded, keys kept in the gateway."""

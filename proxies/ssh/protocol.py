@@ -1,14 +1,31 @@
-"""The SSH protocol as it plugs into Portcullis: name and command kinds.
+"""The SSH protocol as it plugs into Portcullis: name, command kinds, options.
 
-Owns the declaration portcullis.protocols reads (entry point `ssh`). No proxy serves it
-in this build (`serve` is None): a connection of this type is declared, and not served.
+Owns the declaration portcullis.protocols reads (entry point `ssh`): the command kinds an
+SSH proxy asks about (an exec's command line, a shell, a forwarding, a subsystem, an SFTP
+operation), the options of an SSH connection besides the runtime's, the proxy that serves
+it and the PDP's builder of input.command.ssh (the PDP parses an exec's command line
+itself, with a shell parser, never from a proxy's argv). Light on purpose: the
+configuration loader imports it; the proxy itself loads when served.
 """
 
 from __future__ import annotations
 
-from portcullis.protocols import Protocol
+from portcullis.protocols import Option, Protocol
+
+OPTIONS = {
+    "host_key_file": Option("path", None, "the proxy's SSH host key (OpenSSH private key)"),
+    "host_key_dir": Option(
+        "dir", None, "where a generated host key and the upstream's pinned key are kept (var/ssh)"
+    ),
+    "upstream_host_key_file": Option(
+        "path", None, "the upstream's public host key (else pinned at first connection)"
+    ),
+}
 
 SSH = Protocol(
     name="ssh",
-    command_kinds=("ssh.exec", "ssh.shell", "ssh.forward", "ssh.sftp"),
+    command_kinds=("ssh.exec", "ssh.shell", "ssh.forward", "ssh.subsystem", "ssh.sftp"),
+    options=OPTIONS,
+    serve="proxies.ssh.proxy:SshProxy",
+    policy_input="pdp.domain.ssh_input:ssh_command",
 )

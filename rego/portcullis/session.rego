@@ -36,6 +36,7 @@ kind_types := {
 	"ssh.exec": "ssh",
 	"ssh.shell": "ssh",
 	"ssh.forward": "ssh",
+	"ssh.subsystem": "ssh",
 	"ssh.sftp": "ssh",
 }
 

@@ -1,41 +1,101 @@
-# ssh.exec / ssh.shell / ssh.forward / ssh.sftp.
+# ssh.exec / ssh.shell / ssh.forward / ssh.subsystem / ssh.sftp.
 #
-# exec is matched word by word against data.portcullis.ssh command lists: a listed
+# An exec's command line is read by the PDP with a shell parser (pdp/domain/ssh_input.py)
+# into input.command.ssh.parts: one entry per simple command the remote shell would run
+# (each side of ; && || | &, inside $(...) and backticks, the script of sh -c, what env and
+# xargs run). Every part is judged; the command is as strong as its weakest part: one
+# part no rule allows denies it whole, one part that needs approval makes the whole need
+# approval. A line that could not be read for sure (`malformed`) is denied, and so is
+# input with no parts at all (not built by the PDP).
+#
+# A part is matched word by word against data.portcullis.ssh command lists: a listed
 # command allows any further arguments, except that a listed command ending in a glob
-# (`cat /var/log/*`) requires every further argument to match that glob too. Commands
-# with shell metacharacters are denied outright: the remote shell would run more than
-# the words the policy looked at.
+# (`cat /var/log/*`) requires every further argument to match that glob too and to be
+# known before it runs (not `$X`, `$(...)`, `{a,b}`, nor words xargs appends). A part may
+# not set variables (LD_PRELOAD=... uptime, env X=1 ...), run a command whose name is
+# computed, or redirect to or from any file but /dev/null.
+#
+# Interactive shells, port forwarding (and agent / X11 forwarding), subsystems and SFTP
+# are reserved to the privileged groups.
 package portcullis
 
-ssh_command := object.get(input, ["command", "ssh", "command"], object.get(input, ["command", "raw"], ""))
+ssh_exec if input.command.kind == "ssh.exec"
 
-ssh_argv := input.command.ssh.argv if {
-	is_array(input.command.ssh.argv)
-} else := [w | some w in split(ssh_command, " "); w != ""]
+ssh_parts := input.command.ssh.parts if {
+	is_array(input.command.ssh.parts)
+} else := []
 
-ssh_interactive_kinds := {"ssh.shell": "interactive shells", "ssh.forward": "port forwarding", "ssh.sftp": "SFTP"}
-
-deny contains sprintf("shell metacharacter %q in command", [c]) if {
-	input.command.kind == "ssh.exec"
-	some c in data.portcullis.ssh.shell_metacharacters
-	contains(ssh_command, c)
+ssh_interactive_kinds := {
+	"ssh.shell": "interactive shells",
+	"ssh.forward": "port, agent and X11 forwarding",
+	"ssh.subsystem": "SSH subsystems (SFTP, SCP)",
+	"ssh.sftp": "SFTP",
 }
 
+deny contains sprintf("the command cannot be read for sure: %s", [why]) if {
+	ssh_exec
+	why := input.command.ssh.malformed
+}
+
+deny contains "the command was not read by the PDP's shell parser" if {
+	ssh_exec
+	not ssh_parsed
+}
+
+ssh_parsed if is_array(input.command.ssh.parts)
+
 deny contains "empty command" if {
-	input.command.kind == "ssh.exec"
-	count(ssh_argv) == 0
+	ssh_exec
+	ssh_parsed
+	count(ssh_parts) == 0
+	not input.command.ssh.malformed
+}
+
+deny contains sprintf("%q is not an allowed command", [part.command]) if {
+	ssh_exec
+	some part in ssh_parts
+	count(part.argv) > 0
+	not ssh_part_listed(part, data.portcullis.ssh.allowed_commands)
+	not ssh_part_listed(part, data.portcullis.ssh.approval_commands)
+}
+
+deny contains sprintf("%q: the command's name is computed when it runs", [part.command]) if {
+	ssh_exec
+	some part in ssh_parts
+	0 in part.dynamic
+}
+
+deny contains sprintf("%q sets %s", [part.command, concat(", ", part.assignments)]) if {
+	ssh_exec
+	some part in ssh_parts
+	count(part.assignments) > 0
+}
+
+deny contains sprintf("%q %s %s: only /dev/null may be redirected to or from", [part.command, r.op, r.target]) if {
+	ssh_exec
+	some part in ssh_parts
+	some r in part.redirects
+	r.kind in {"read", "write"}
+	not ssh_null_redirect(r)
+}
+
+ssh_null_redirect(r) if {
+	r.target == "/dev/null"
+	not r.dynamic
 }
 
 allow contains sprintf("%q is an allowed command", [pattern]) if {
-	input.command.kind == "ssh.exec"
+	ssh_exec
+	some part in ssh_parts
 	some pattern in data.portcullis.ssh.allowed_commands
-	ssh_matches(pattern)
+	ssh_matches(pattern, part)
 }
 
-needs_approval contains sprintf("%q needs approval", [pattern]) if {
-	input.command.kind == "ssh.exec"
+needs_approval contains sprintf("%q needs approval (%q)", [pattern, part.command]) if {
+	ssh_exec
+	some part in ssh_parts
 	some pattern in data.portcullis.ssh.approval_commands
-	ssh_matches(pattern)
+	ssh_matches(pattern, part)
 }
 
 allow contains sprintf("%s may use %s", [subject, what]) if {
@@ -48,33 +108,49 @@ deny contains sprintf("%s are reserved to %s", [what, concat(", ", data.portcull
 	not privileged
 }
 
-ssh_matches(pattern) if {
-	words := split(pattern, " ")
-	count(ssh_argv) >= count(words)
-	every i, w in words {
-		ssh_word_matches(w, ssh_argv[i])
-	}
-	ssh_rest_matches(words)
+ssh_part_listed(part, patterns) if {
+	some pattern in patterns
+	ssh_matches(pattern, part)
 }
 
-ssh_word_matches(pattern, word) if {
+ssh_matches(pattern, part) if {
+	words := split(pattern, " ")
+	count(part.argv) >= count(words)
+	every i, w in words {
+		ssh_word_matches(w, part, i)
+	}
+	ssh_rest_matches(words, part)
+}
+
+ssh_word_matches(pattern, part, i) if {
 	not contains(pattern, "*")
-	pattern == word
+	not i in part.dynamic
+	pattern == part.argv[i]
 }
 
 # Globs never cross "/" and never accept "..", so /var/log/* stays in /var/log.
-ssh_word_matches(pattern, word) if {
+ssh_word_matches(pattern, part, i) if {
 	contains(pattern, "*")
+	not i in part.dynamic
+	word := part.argv[i]
 	not contains(word, "..")
 	glob.match(pattern, ["/"], word)
 }
 
-ssh_rest_matches(words) if not contains(words[count(words) - 1], "*")
+ssh_rest_matches(words, _) if not contains(words[count(words) - 1], "*")
 
-ssh_rest_matches(words) if {
+ssh_rest_matches(words, part) if {
 	last := words[count(words) - 1]
 	contains(last, "*")
-	every word in array.slice(ssh_argv, count(words), count(ssh_argv)) {
-		ssh_word_matches(last, word)
+	not part.more_args
+	every i, _ in part.argv {
+		ssh_rest_word(last, count(words), part, i)
 	}
+}
+
+ssh_rest_word(_, listed, _, i) if i < listed
+
+ssh_rest_word(last, listed, part, i) if {
+	i >= listed
+	ssh_word_matches(last, part, i)
 }

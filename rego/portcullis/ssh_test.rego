@@ -2,14 +2,22 @@ package portcullis_test
 
 import data.portcullis
 
-ssh_input(groups, argv) := {
+# A part as pdp/domain/ssh_input.py builds it; tests/test_ssh_policy.py runs real command
+# lines through that parser and this library together.
+ssh_part(argv) := {"argv": argv, "command": concat(" ", argv), "dynamic": [], "assignments": [], "redirects": [], "via": [], "more_args": false}
+
+ssh_exec_input(groups, parts) := {
 	"identity": {"subject": "alice@example.com", "groups": groups},
 	"connection": {"name": "web-1", "type": "ssh"},
-	"command": {"kind": "ssh.exec", "raw": concat(" ", argv), "ssh": {"command": concat(" ", argv), "argv": argv}},
+	"command": {"kind": "ssh.exec", "raw": concat("; ", [p.command | some p in parts]), "ssh": {"parts": parts}},
 }
 
 ssh_verdict(groups, argv) := d.verdict if {
-	d := portcullis.decision with input as ssh_input(groups, argv)
+	d := portcullis.decision with input as ssh_exec_input(groups, [ssh_part(argv)])
+}
+
+ssh_decision(groups, parts) := d if {
+	d := portcullis.decision with input as ssh_exec_input(groups, parts)
 }
 
 test_ssh_allowed_commands if {
@@ -36,6 +44,21 @@ test_ssh_glob_stays_in_its_directory if {
 	ssh_verdict(["readonly"], ["cat"]) == "deny"
 }
 
+test_ssh_computed_words_never_match_a_glob if {
+	dynamic := object.union(ssh_part(["cat", "/var/log/$X"]), {"dynamic": [1]})
+	ssh_decision(["pii-readers"], [dynamic]).verdict == "deny"
+	appended := object.union(ssh_part(["cat", "/var/log/syslog"]), {"more_args": true})
+	ssh_decision(["pii-readers"], [appended]).verdict == "deny"
+
+	# a listed command without a glob takes any further words, computed or not
+	status := object.union(ssh_part(["systemctl", "status", "$(x)"]), {"dynamic": [2]})
+	ssh_decision(["pii-readers"], [status]).verdict == "allow"
+	named := object.union(ssh_part(["$CMD"]), {"dynamic": [0]})
+	d := ssh_decision(["pii-readers"], [named])
+	d.verdict == "deny"
+	"\"$CMD\": the command's name is computed when it runs" in d.reasons
+}
+
 test_ssh_risky_commands_need_approval if {
 	cases := [
 		["sudo", "ls"],
@@ -55,38 +78,65 @@ test_ssh_other_commands_denied if {
 	ssh_verdict(["dba"], ["bash"]) == "deny"
 	ssh_verdict(["readonly"], ["systemctl", "enable", "x"]) == "deny"
 	ssh_verdict(["readonly"], ["upTime"]) == "deny"
+	ssh_verdict(["readonly"], ["/usr/bin/uptime"]) == "deny"
 }
 
-test_ssh_shell_metacharacters_denied if {
-	i := {
-		"identity": {"subject": "alice@example.com", "groups": ["dba"]},
-		"connection": {"name": "web-1"},
-		"command": {"kind": "ssh.exec", "raw": "uptime; rm -rf /", "ssh": {"command": "uptime; rm -rf /", "argv": ["uptime;", "rm", "-rf", "/"]}},
-	}
-	d := portcullis.decision with input as i
+test_ssh_a_chain_is_as_strong_as_its_weakest_part if {
+	d := ssh_decision(["pii-readers"], [ssh_part(["uptime"]), ssh_part(["curl", "evil"])])
 	d.verdict == "deny"
-	"shell metacharacter \";\" in command" in d.reasons
+	"\"curl evil\" is not an allowed command" in d.reasons
+	a := ssh_decision(["pii-readers"], [ssh_part(["uptime"]), ssh_part(["rm", "-rf", "/x"])])
+	a.verdict == "require_approval"
+	both := ssh_decision(["pii-readers"], [ssh_part(["rm", "-rf", "/x"]), ssh_part(["id"])])
+	both.verdict == "deny"
+	ssh_decision(["pii-readers"], [ssh_part(["uptime"]), ssh_part(["df"])]).verdict == "allow"
 }
 
-test_ssh_argv_derived_from_command if {
-	i := {
-		"identity": {"subject": "alice@example.com", "groups": ["pii-readers"]},
-		"connection": {"name": "web-1"},
-		"command": {"kind": "ssh.exec", "raw": "systemctl  status nginx"},
+test_ssh_assignments_and_redirections_denied if {
+	env := object.union(ssh_part(["uptime"]), {"assignments": ["LD_PRELOAD=/tmp/x.so"]})
+	d := ssh_decision(["pii-readers"], [env])
+	d.verdict == "deny"
+	"\"uptime\" sets LD_PRELOAD=/tmp/x.so" in d.reasons
+	out := object.union(ssh_part(["uptime"]), {"redirects": [{"op": ">", "kind": "write", "target": "/etc/motd", "dynamic": false}]})
+	ssh_decision(["pii-readers"], [out]).verdict == "deny"
+	read := object.union(ssh_part(["cat", "/var/log/x"]), {"redirects": [{"op": "<", "kind": "read", "target": "/etc/shadow", "dynamic": false}]})
+	ssh_decision(["pii-readers"], [read]).verdict == "deny"
+	quiet := object.union(ssh_part(["uptime"]), {"redirects": [
+		{"op": ">", "kind": "write", "target": "/dev/null", "dynamic": false},
+		{"op": ">&", "kind": "fd", "target": "&1", "dynamic": false},
+		{"op": "<<", "kind": "stdin", "target": "", "dynamic": false},
+	]})
+	ssh_decision(["pii-readers"], [quiet]).verdict == "allow"
+}
+
+test_ssh_unread_command_denied if {
+	m := {
+		"identity": {"subject": "alice@example.com", "groups": ["dba"]},
+		"connection": {"name": "web-1", "type": "ssh"},
+		"command": {"kind": "ssh.exec", "raw": "echo $((1))", "ssh": {"parts": [], "malformed": "arithmetic expansion"}},
 	}
-	d := portcullis.decision with input as i
-	d.verdict == "allow"
+	d := portcullis.decision with input as m
+	d.verdict == "deny"
+	"the command cannot be read for sure: arithmetic expansion" in d.reasons
+
+	# a proxy's own argv is never enough: only the PDP's parts are judged
+	p := object.union(object.remove(m, ["command"]), {"command": {"kind": "ssh.exec", "raw": "uptime", "ssh": {"argv": ["uptime"]}}})
+	d2 := portcullis.decision with input as p
+	d2.verdict == "deny"
+	"the command was not read by the PDP's shell parser" in d2.reasons
 }
 
 test_ssh_empty_command_denied if {
-	ssh_verdict(["dba"], []) == "deny"
+	d := ssh_decision(["dba"], [])
+	d.verdict == "deny"
+	"empty command" in d.reasons
 }
 
 test_ssh_interactive_kinds_only_for_dba if {
-	every kind in ["ssh.shell", "ssh.forward", "ssh.sftp"] {
+	every kind in ["ssh.shell", "ssh.forward", "ssh.subsystem", "ssh.sftp"] {
 		i := {
 			"identity": {"subject": "alice@example.com", "groups": ["readonly"]},
-			"connection": {"name": "web-1"},
+			"connection": {"name": "web-1", "type": "ssh"},
 			"command": {"kind": kind},
 		}
 		d := portcullis.decision with input as i
@@ -99,7 +149,7 @@ test_ssh_interactive_kinds_only_for_dba if {
 test_ssh_shell_output_masked_for_dba_without_pii if {
 	i := {
 		"identity": {"subject": "alice@example.com", "groups": ["dba"]},
-		"connection": {"name": "web-1"},
+		"connection": {"name": "web-1", "type": "ssh"},
 		"command": {"kind": "ssh.shell"},
 	}
 	d := portcullis.decision with input as i

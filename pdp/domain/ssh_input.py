@@ -1,0 +1,389 @@
+"""input.command.ssh for the SSH command kinds: what the policy sees of an exec request.
+
+Owns the rule that the PDP reads an exec's command line itself, from the raw text the
+proxy sent (exactly the bytes the upstream's shell will run), with a real shell parser
+(bashlex), and never takes a proxy's argv. The line becomes `parts`: one entry per simple
+command the shell would run — each side of `;`, `&&`, `||`, `|`, `&`, the commands inside
+`$(...)`, backticks and `<(...)`, inside `if`/`for`/`while` bodies and subshells, the
+script of `sh -c '...'` / `bash -c` (and of a shell fed a here-document), and the command
+`env` or `xargs` would run — each with its argv (quotes removed, as the shell passes it),
+the words whose value is computed at run time (`$X`, `$(...)`, `~user`, `{a,b}`), its
+assignments and redirections. What cannot be read for sure — a parse error, arithmetic,
+`case`, a function definition, an `env`/`xargs`/shell option not understood, a NUL byte, a
+here-document with expansions, nesting deeper than MAX_DEPTH — is `malformed` with the
+reason, which the shipped policy denies (fail closed).
+
+For ssh.shell, ssh.forward and ssh.subsystem the proxy's attributes (terminal, target host
+and port, subsystem name) are what the request said on the wire; they pass as sent, in a
+fixed set of keys.
+
+No IO here; called by the PDP's command_input() through the `ssh` protocol declaration.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+import bashlex  # type: ignore[import-untyped]
+
+MAX_DEPTH = 8  # sh -c 'sh -c "..."' nested deeper than this: malformed
+MAX_PARTS = 256
+SHELLS = frozenset({"sh", "bash", "dash", "ksh", "zsh", "ash", "mksh", "busybox-sh"})
+DYNAMIC_NODES = frozenset(
+    {"parameter", "commandsubstitution", "processsubstitution", "tilde", "arithmetic"}
+)
+WRITES = frozenset({">", ">>", ">|", "&>", "&>>", "<>"})
+READS = frozenset({"<"})
+STDIN_DATA = frozenset({"<<", "<<-", "<<<"})
+# options of env(1) and xargs(1) understood; the ones after `:` take a value
+ENV_FLAGS = frozenset({"-i", "-", "--ignore-environment", "-0", "--null"})
+ENV_VALUED = frozenset({"-u", "--unset"})
+XARGS_FLAGS = frozenset(
+    {"-0", "--null", "-r", "--no-run-if-empty", "-t", "--verbose", "-x", "--exit", "-p"}
+)
+XARGS_VALUED = frozenset({"-I", "-n", "-L", "-d", "-P", "-s", "-E", "-a", "--arg-file",
+                          "--delimiter", "--max-args", "--max-lines", "--max-procs",
+                          "--max-chars", "--eof", "--replace"})  # fmt: skip
+SHELL_FLAGS = frozenset("eluxvfhnpBCHP")  # single-letter shell options that take no value
+SHELL_LONG = frozenset({"--norc", "--noprofile", "--login", "--posix", "--noediting"})
+ATTRIBUTE_KEYS = {
+    "ssh.shell": ("term", "cols", "rows"),
+    "ssh.forward": ("direction", "host", "port", "origin"),
+    "ssh.subsystem": ("subsystem",),
+    "ssh.sftp": ("operation", "path", "target"),
+}
+
+
+class Unreadable(Exception):
+    """The line cannot be read for sure; the message says why (safe to show)."""
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    dynamic: bool
+
+
+@dataclass
+class Part:
+    argv: list[str]
+    dynamic: list[int] = field(default_factory=list)  # indexes of computed words
+    assignments: list[str] = field(default_factory=list)
+    redirects: list[dict[str, Any]] = field(default_factory=list)
+    via: list[str] = field(default_factory=list)  # sh -c, env, xargs around it
+    more_args: bool = False  # xargs appends words from its input
+
+    def to_input(self) -> dict[str, Any]:
+        return {
+            "argv": self.argv,
+            "command": " ".join(self.argv),
+            "dynamic": self.dynamic,
+            "assignments": self.assignments,
+            "redirects": self.redirects,
+            "via": self.via,
+            "more_args": self.more_args,
+        }
+
+
+def ssh_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """input.command.ssh: for ssh.exec {command, parts, argv (the only part's), malformed?};
+    for the other kinds the request's attributes under their known keys."""
+    if kind != "ssh.exec":
+        keys = ATTRIBUTE_KEYS.get(kind, ())
+        return {k: attributes[k] for k in keys if k in attributes}
+    return dict(exec_input(raw))
+
+
+@functools.lru_cache(maxsize=4096)
+def _exec_input(raw: str) -> tuple[tuple[str, Any], ...]:
+    out: dict[str, Any] = {"command": raw}
+    try:
+        parts = parse(raw)
+    except Unreadable as exc:
+        out.update(parts=[], argv=[], malformed=str(exc))
+        return tuple(out.items())
+    out["parts"] = [p.to_input() for p in parts]
+    out["argv"] = parts[0].argv if len(parts) == 1 else []
+    return tuple(out.items())
+
+
+def exec_input(raw: str) -> dict[str, Any]:
+    """The exec's policy input, a fresh copy (the parse of a line is remembered)."""
+    return copy.deepcopy(dict(_exec_input(raw)))
+
+
+def parse(raw: str, depth: int = 0) -> list[Part]:
+    """The simple commands of a command line, in order. Raises Unreadable."""
+    if depth > MAX_DEPTH:
+        raise Unreadable(f"commands nested more than {MAX_DEPTH} deep")
+    if "\x00" in raw:
+        raise Unreadable("a NUL byte in the command")
+    if not raw.strip():
+        raise Unreadable("an empty command")
+    try:
+        trees = bashlex.parse(raw)
+    except NotImplementedError as exc:
+        raise Unreadable(f"shell syntax not understood ({_short(exc)})") from None
+    except Exception as exc:  # bashlex raises its own ParsingError and MatchedPairError
+        raise Unreadable(f"the shell would not parse it ({_short(exc)})") from None
+    walker = _Walker(raw, depth)
+    try:
+        for tree in trees:
+            walker.walk(tree)
+    except Unreadable:
+        raise
+    except Exception as exc:  # a tree shape this walker does not know: not read for sure
+        raise Unreadable(f"shell syntax not understood ({_short(exc)})") from None
+    if not walker.parts:
+        raise Unreadable("no command in it")
+    return walker.parts
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+class _Walker:
+    def __init__(self, source: str, depth: int) -> None:
+        self.source = source
+        self.depth = depth
+        self.parts: list[Part] = []
+
+    def walk(self, node: Any) -> None:
+        kind = node.kind
+        if kind == "function":
+            raise Unreadable("it defines a shell function")
+        if kind == "command":
+            self._command(node)
+            return
+        if kind in ("commandsubstitution", "processsubstitution"):
+            self.walk(node.command)
+            return
+        for child in _children(node):
+            self.walk(child)
+
+    def _add(self, part: Part) -> None:
+        if len(self.parts) >= MAX_PARTS:
+            raise Unreadable(f"more than {MAX_PARTS} commands")
+        self.parts.append(part)
+
+    def _command(self, node: Any) -> None:
+        words: list[Word] = []
+        assignments: list[str] = []
+        redirects: list[dict[str, Any]] = []
+        heredoc: str | None = None
+        for child in node.parts:
+            if child.kind == "assignment":
+                assignments.append(child.word)
+                self._inner(child)
+            elif child.kind == "word":
+                words.append(Word(child.word, _dynamic(child)))
+                self._inner(child)
+            elif child.kind == "redirect":
+                redirect, body = self._redirect(child)
+                redirects.append(redirect)
+                if body is not None:
+                    heredoc = body
+            else:
+                self.walk(child)
+        if not words:
+            # only assignments or redirections (`X=1`, `> file`): a part with no command
+            self._add(Part([], [], assignments, redirects))
+            return
+        self._emit(words, assignments, redirects, [], heredoc)
+
+    def _inner(self, node: Any) -> None:
+        """Commands inside a word: $(...), backticks, <(...)."""
+        for child in getattr(node, "parts", None) or ():
+            if child.kind in ("commandsubstitution", "processsubstitution"):
+                self.walk(child.command)
+            elif child.kind == "arithmetic":
+                raise Unreadable("arithmetic expansion")
+
+    def _redirect(self, node: Any) -> tuple[dict[str, Any], str | None]:
+        op = node.type
+        target = node.output
+        fd = node.input if isinstance(node.input, int) else None
+        out: dict[str, Any] = {"op": op, "fd": fd}
+        if isinstance(target, int):
+            out.update(kind="fd", target=f"&{target}", dynamic=False)
+            return out, None
+        text = target.word
+        dynamic = _dynamic(target)
+        self._inner(target)
+        if op in STDIN_DATA:
+            out.update(kind="stdin", target="", dynamic=False)
+            if op == "<<<":
+                out["dynamic"] = dynamic
+                return out, None
+            body = _heredoc_body(node)
+            delimiter = self.source[target.pos[0] : target.pos[1]]
+            quoted = any(q in delimiter for q in "'\"\\")
+            if not quoted and any(c in body for c in "$`\\"):
+                raise Unreadable("a here-document with expansions in it")
+            return out, body
+        if op in (">&", "<&") and (text.isdigit() or text == "-"):
+            out.update(kind="fd", target=f"&{text}", dynamic=False)
+            return out, None
+        kind = "read" if op in READS or op == "<&" else "write"
+        if op not in WRITES | READS | {">&", "<&"}:
+            raise Unreadable(f"redirection {op!r} not understood")
+        out.update(kind=kind, target=text, dynamic=dynamic)
+        return out, None
+
+    def _emit(
+        self,
+        words: list[Word],
+        assignments: list[str],
+        redirects: list[dict[str, Any]],
+        via: list[str],
+        heredoc: str | None,
+        more_args: bool = False,
+    ) -> None:
+        name = words[0]
+        if not name.dynamic:
+            base = name.text
+            if base in SHELLS:
+                script = _shell_script(words)
+                if script is not None:
+                    self._nested(script, [*via, f"{base} -c"], name)
+                    return
+                if heredoc is not None and len(words) == 1:
+                    self._nested(Word(heredoc, False), [*via, f"{base} <<"], name)
+                    return
+            if base == "env":
+                rest, more = _env_args(words[1:])
+                if rest:
+                    self._emit(rest, assignments + more, redirects, [*via, "env"], heredoc)
+                    return
+                assignments = assignments + more
+            elif base == "xargs":
+                rest = _xargs_args(words[1:])
+                self._emit(rest or [Word("echo", False)], assignments, redirects,
+                           [*via, "xargs"], None, more_args=True)  # fmt: skip
+                return
+        self._add(
+            Part(
+                argv=[w.text for w in words],
+                dynamic=[i for i, w in enumerate(words) if w.dynamic],
+                assignments=assignments,
+                redirects=redirects,
+                via=via,
+                more_args=more_args,
+            )
+        )
+
+    def _nested(self, script: Word, via: list[str], shell: Word) -> None:
+        if script.dynamic:
+            raise Unreadable(f"{shell.text} runs a script computed at run time")
+        for part in parse(script.text, self.depth + 1):
+            part.via = via + part.via
+            self._add(part)
+
+
+def _children(node: Any) -> list[Any]:
+    for attribute in ("parts", "list"):
+        value = getattr(node, attribute, None)
+        if value:
+            return list(value)
+    return []
+
+
+def _dynamic(word: Any) -> bool:
+    if any(p.kind in DYNAMIC_NODES for p in getattr(word, "parts", None) or ()):
+        return True
+    text = word.word
+    # brace expansion ({a,b}, {1..3}) turns one word into others; quoted braces count too
+    return "{" in text and "}" in text
+
+
+def _heredoc_body(node: Any) -> str:
+    heredoc = getattr(node, "heredoc", None)
+    value = str(getattr(heredoc, "value", "") or "")
+    body, _, _ = value.rpartition("\n")  # bashlex keeps the delimiter's line
+    return body
+
+
+def _shell_script(words: list[Word]) -> Word | None:
+    """The script of `sh [options] -c SCRIPT [name args...]`; None when there is no -c.
+    Raises Unreadable for an option not understood."""
+    for i, word in enumerate(words[1:], start=1):
+        text = word.text
+        if word.dynamic:
+            raise Unreadable(f"{words[0].text} takes a computed option")
+        if text in SHELL_LONG:
+            continue
+        if text.startswith("-") and len(text) > 1 and not text.startswith("--"):
+            letters = set(text[1:])
+            if letters <= SHELL_FLAGS | {"c"}:
+                if "c" in letters:
+                    if i + 1 >= len(words):
+                        raise Unreadable(f"{words[0].text} -c without a script")
+                    return words[i + 1]
+                continue
+            raise Unreadable(f"{words[0].text} option {text!r} not understood")
+        if text.startswith("-") or text.startswith("+"):
+            raise Unreadable(f"{words[0].text} option {text!r} not understood")
+        return None  # a script file: the part itself (`bash file.sh`)
+    return None
+
+
+def _env_args(words: list[Word]) -> tuple[list[Word], list[str]]:
+    """env's command and the assignments it makes. Raises Unreadable."""
+    assignments: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.dynamic:
+            raise Unreadable("env takes a computed word")
+        text = word.text
+        if text == "--":
+            i += 1
+            break
+        if text in ENV_FLAGS:
+            i += 1
+        elif text in ENV_VALUED:
+            i += 2
+        elif text.startswith("--unset=") or (text.startswith("-u") and len(text) > 2):
+            i += 1
+        elif text.startswith("-"):
+            raise Unreadable(f"env option {text!r} not understood")
+        elif "=" in text:
+            assignments.append(text)
+            i += 1
+        else:
+            break
+    while i < len(words) and "=" in words[i].text and not words[i].dynamic:
+        assignments.append(words[i].text)
+        i += 1
+    return words[i:], assignments
+
+
+def _xargs_args(words: list[Word]) -> list[Word]:
+    """The command xargs runs (without the words it appends). Raises Unreadable."""
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.dynamic:
+            raise Unreadable("xargs takes a computed word")
+        text = word.text
+        if text == "--":
+            return words[i + 1 :]
+        if not text.startswith("-") or text == "-":
+            return words[i:]
+        name, eq, _ = text.partition("=")
+        if text in XARGS_FLAGS:
+            i += 1
+        elif text in XARGS_VALUED:
+            i += 2
+        elif eq and name in XARGS_VALUED:
+            i += 1
+        elif text[:2] in XARGS_VALUED or text.startswith("-i"):
+            i += 1  # -n5, -I{}, -i (replace with {})
+        else:
+            raise Unreadable(f"xargs option {text!r} not understood")
+    return []

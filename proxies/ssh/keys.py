@@ -1,0 +1,127 @@
+"""The SSH proxy's keys: its own host key, the upstream's host key, the session's key.
+
+Owns which keys the proxy presents and trusts:
+
+- the proxy's host key: `host_key_file` when configured, else an ed25519 key generated
+  once into `host_key_dir` (default var/ssh) as `<connection>.host_key` (mode 0600) and
+  kept, so clients see the same host key across restarts; its fingerprint is logged at
+  start (`fingerprint()`).
+- the upstream's host key: `upstream_host_key_file` when configured; else the key the
+  upstream showed at the first connection is pinned into `host_key_dir` as
+  `<connection>.upstream.pub` (trust on first use, as OpenSSH asks a person to), and a
+  later connection to a server with another key fails.
+- the session's upstream key, from its credential lease: an OpenSSH/PEM private key (and
+  a certificate, when Vault's SSH CA signed it), or a `private_key_file` path from the
+  static provider. It lives in this process's memory only; `key_secrets()` lists the
+  forms of it the client output is scanned for.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from portcullis.config import ConnectionSettings
+from proxies.runtime.credentials import CredentialLease, CredentialUnavailable
+
+DEFAULT_KEY_DIR = "var/ssh"
+
+
+def key_dir(connection: ConnectionSettings) -> Path:
+    return Path(connection.options.get("host_key_dir") or DEFAULT_KEY_DIR)
+
+
+def host_key(connection: ConnectionSettings) -> asyncssh.SSHKey:
+    """The proxy's host key for this connection (generated and kept when not configured)."""
+    configured = connection.options.get("host_key_file")
+    if configured:
+        return asyncssh.read_private_key(configured)
+    path = key_dir(connection) / f"{connection.name}.host_key"
+    if path.exists():
+        return asyncssh.read_private_key(str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = asyncssh.generate_private_key("ssh-ed25519", comment=f"portcullis {connection.name}")
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.export_private_key())
+    os.replace(temporary, path)
+    return key
+
+
+def fingerprint(key: asyncssh.SSHKey) -> str:
+    """SHA256:... as `ssh-keygen -lf` prints it."""
+    return str(key.get_fingerprint("sha256"))
+
+
+class UpstreamTrust:
+    """The upstream host key the proxy accepts, configured or pinned at first use."""
+
+    def __init__(self, connection: ConnectionSettings) -> None:
+        configured = connection.options.get("upstream_host_key_file")
+        self.configured = bool(configured)
+        self.path = (
+            Path(configured)
+            if configured
+            else key_dir(connection) / f"{connection.name}.upstream.pub"
+        )
+
+    def known_hosts(self) -> Any:
+        """asyncssh's known_hosts argument: the trusted key, or None before the first pin."""
+        if not self.path.exists():
+            if self.configured:
+                raise CredentialUnavailable(f"upstream host key file {self.path} is missing")
+            return None
+        return ([asyncssh.import_public_key(self.path.read_bytes())], [], [])
+
+    def pin(self, key: asyncssh.SSHKey | None) -> None:
+        """Keep the key the upstream showed (only when nothing was configured or pinned)."""
+        if key is None or self.configured or self.path.exists():
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_bytes(key.export_public_key())
+
+
+def client_keys(lease: CredentialLease) -> list[Any]:
+    """asyncssh's client_keys for the lease: [(key, certificate)] or [key]; [] without one.
+    Raises CredentialUnavailable (no secret in the reason) when the key does not load."""
+    text = lease.private_key
+    if not text:
+        return []
+    try:
+        if "-----BEGIN" in text:
+            key = asyncssh.import_private_key(text)
+        else:
+            key = asyncssh.read_private_key(text)
+    except (OSError, ValueError, asyncssh.KeyImportError):
+        raise CredentialUnavailable("the upstream private key could not be loaded") from None
+    certificate = lease.extra.get("certificate") if lease.extra else None
+    if certificate:
+        try:
+            return [(key, asyncssh.import_certificate(str(certificate)))]
+        except (ValueError, asyncssh.KeyImportError):
+            raise CredentialUnavailable("the upstream certificate could not be loaded") from None
+    return [key]
+
+
+def key_secrets(lease: CredentialLease, keys: list[Any]) -> list[str]:
+    """What the client output must never carry: the lease's secrets, each key as exported
+    (OpenSSH and PKCS#8 PEM) and every line of those exports."""
+    out = [s for s in (lease.password, lease.value) if s]
+    if "-----BEGIN" in lease.private_key:
+        out.append(lease.private_key)
+    for entry in keys:
+        key = entry[0] if isinstance(entry, tuple) else entry
+        for fmt in ("openssh", "pkcs8-pem"):
+            try:
+                exported = key.export_private_key(fmt).decode()
+            except (ValueError, asyncssh.KeyExportError):
+                continue
+            out.append(exported)
+            out.extend(
+                line for line in exported.splitlines() if len(line) >= 16 and "-----" not in line
+            )
+    return out

@@ -1,0 +1,113 @@
+"""What the SSH proxy does to a channel's byte streams: masking, and the asciicast record.
+
+Owns two sans-IO pieces (no sockets, no asyncio; the proxy's channel calls them):
+
+- `MaskedOutput`: the value detectors of a `mask` verdict over stdout/stderr bytes. A
+  value may straddle two chunks, so text is released up to its last line end and the
+  rest held (at most HOLD_LIMIT bytes; longer lines go out as they are); `flush()` gives
+  what is held (at end of stream, or when an interactive upstream has gone quiet: a
+  prompt has no line end). Bytes that are not UTF-8 pass through unchanged
+  (surrogateescape); counts per detector, never values.
+- `Cast`: an interactive session as an asciicast v2 recording (https://docs.asciinema.org/
+  manual/asciicast/v2/): a header (width, height, TERM, start), then `[time, "o"|"i"|"r",
+  data]` events — output (after masking), input, resize ("COLSxROWS") — taken in batches
+  for the session's events.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections import Counter
+from typing import Any
+
+from proxies.runtime.masking import Masker
+
+HOLD_LIMIT = 4096
+LINE_ENDS = (b"\n", b"\r")
+CAST_VERSION = 2
+
+
+class MaskedOutput:
+    """Detector masking over one output stream of one channel."""
+
+    def __init__(self, masker: Masker) -> None:
+        self.masker = masker
+        self.counts: Counter[str] = Counter()
+        self._held = b""
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def feed(self, data: bytes) -> bytes:
+        """Masked bytes ready to send; the tail after the last line end is held."""
+        data = self._held + data
+        cut = max(data.rfind(end) for end in LINE_ENDS) + 1
+        if cut == 0 and len(data) <= HOLD_LIMIT:
+            self._held = data
+            return b""
+        if cut == 0:
+            cut = len(data)
+        self._held = data[cut:]
+        if len(self._held) > HOLD_LIMIT:
+            cut, self._held = len(data), b""
+        return self._mask(data[:cut])
+
+    def flush(self) -> bytes:
+        data, self._held = self._held, b""
+        return self._mask(data) if data else b""
+
+    def _mask(self, data: bytes) -> bytes:
+        if not self.masker.may_detect(data):
+            return data
+        text = data.decode("utf-8", "surrogateescape")
+        masked, counts = self.masker.mask_text(text)
+        if not counts:
+            return data
+        self.counts.update(counts)
+        return masked.encode("utf-8", "surrogateescape")
+
+
+class Cast:
+    """One interactive channel as asciicast v2: header, then timed events."""
+
+    def __init__(self, width: int, height: int, term: str, started: float) -> None:
+        self.started = started
+        self.header: dict[str, Any] = {
+            "version": CAST_VERSION,
+            "width": max(int(width), 1),
+            "height": max(int(height), 1),
+            "timestamp": int(started),
+            "env": {"TERM": term or "", "SHELL": ""},
+        }
+        self._events: list[list[Any]] = []
+        self._decoders = {
+            code: codecs.getincrementaldecoder("utf-8")("replace") for code in ("o", "i")
+        }
+        self.bytes = 0
+
+    def output(self, now: float, data: bytes) -> None:
+        self._add(now, "o", data)
+
+    def input(self, now: float, data: bytes) -> None:
+        self._add(now, "i", data)
+
+    def resize(self, now: float, width: int, height: int) -> None:
+        self._events.append([self._at(now), "r", f"{int(width)}x{int(height)}"])
+
+    def _add(self, now: float, code: str, data: bytes) -> None:
+        text = self._decoders[code].decode(data)
+        if text:
+            self.bytes += len(data)
+            self._events.append([self._at(now), code, text])
+
+    def _at(self, now: float) -> float:
+        return round(max(now - self.started, 0.0), 6)
+
+    @property
+    def pending(self) -> int:
+        return len(self._events)
+
+    def take(self) -> list[list[Any]]:
+        events, self._events = self._events, []
+        return events

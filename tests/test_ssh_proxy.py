@@ -1,0 +1,212 @@
+"""The SSH proxy end to end: real sshd upstream, real PDP, real clients (asyncssh, OpenSSH).
+
+Each exec is decided from the command line the PDP parses itself; a denied one never
+reaches the upstream (no marker file, no session in sshd's log); an allowed one returns
+the upstream's real output and exit status; the upstream key never reaches a client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+from pdp_harness import free_port, pdp_config, running_pdp, token
+from ssh_harness import Sshd, askpass, client_options, run_client
+
+from pdp.app import PDPApp
+from pdp.domain.recordings import session_events
+from portcullis.config import Config
+from proxies.launcher import handed_credential, start_proxies, stop_proxies
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Stack:
+    config: Config
+    pdp: PDPApp
+    proxy: Any
+    sshd: Sshd
+    tmp: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.proxy.port)
+
+    def token(self, groups: tuple[str, ...] = ("pii-readers",), sub: str = "ann@x.org") -> str:
+        return token(self.config, sub, groups)
+
+    async def connect(self, groups: tuple[str, ...] = ("pii-readers",), **kw: Any) -> Any:
+        return await asyncssh.connect(
+            "127.0.0.1",
+            self.port,
+            username="ann",
+            password=self.token(groups),
+            known_hosts=None,
+            client_keys=None,
+            agent_path=None,
+            config=None,
+            preferred_auth="password",
+            **kw,
+        )
+
+
+def ssh_connection(sshd: Sshd, tmp: Path, **options: Any) -> dict[str, Any]:
+    return {
+        "name": "web-1",
+        "type": "ssh",
+        "listen": f"127.0.0.1:{free_port()}",
+        "upstream": f"127.0.0.1:{sshd.port}",
+        "credentials": {
+            "provider": "static",
+            "username": sshd.user,
+            "private_key_file": str(sshd.user_key),
+        },
+        "host_key_dir": str(tmp / "keys"),
+        "spool_dir": str(tmp / "spool"),
+        **options,
+    }
+
+
+@contextlib.asynccontextmanager
+async def ssh_stack(tmp: Path, **options: Any) -> AsyncIterator[Stack]:
+    sshd = Sshd(tmp / "sshd").start()
+    try:
+        connection = ssh_connection(sshd, tmp, **options)
+        config = pdp_config(tmp, connections=[connection])
+        async with running_pdp(config) as pdp:
+            served = handed_credential(config, "web-1", pdp.issue_proxy_credential)
+            proxies = await start_proxies(served.connections, served, pdp.address)
+            try:
+                yield Stack(config, pdp, proxies[0], sshd, tmp)
+            finally:
+                await stop_proxies(proxies)
+    finally:
+        sshd.stop()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with ssh_stack(tmp_path) as s:
+        yield s
+
+
+async def test_allowed_exec_returns_the_upstreams_output_and_status(stack: Stack) -> None:
+    async with await stack.connect() as conn:
+        up = await conn.run("uptime")
+        assert up.exit_status == 0 and "load average" in up.stdout
+        missing = await conn.run("cat /var/log/portcullis-no-such-file")
+        assert missing.exit_status == 1
+        assert "No such file or directory" in missing.stderr
+    assert stack.sshd.sessions_started() == 2
+
+
+async def test_denied_exec_never_reaches_the_upstream(stack: Stack) -> None:
+    marker = stack.tmp / "marker"
+    async with await stack.connect() as conn:
+        for line in (
+            f"touch {marker}",
+            f"uptime; touch {marker}",
+            f"uptime && sh -c 'touch {marker}'",
+            f"uptime | xargs touch {marker}",
+            f"cat /var/log/$(touch {marker})",
+            f"echo $((1)) ; touch {marker}",
+        ):
+            result = await conn.run(line)
+            assert result.exit_status == 1, line
+            assert result.stdout == ""
+            assert result.stderr.startswith("portcullis: denied: "), result.stderr
+    assert not marker.exists()
+    assert stack.sshd.sessions_started() == 0
+    decisions = await stack.pdp.store.query(kind="decision")
+    execs = [d.body for d in decisions if d.body.get("kind") == "ssh.exec"]
+    assert len(execs) == 6 and {d["verdict"] for d in execs} == {"deny"}
+
+
+async def test_openssh_client_with_the_token_as_password(stack: Stack) -> None:
+    env = askpass(stack.tmp, stack.token())
+    base = ["ssh", *client_options(stack.port), "-p", str(stack.port), "ann@127.0.0.1"]
+    code, out, err = await run_client([*base, "uptime"], env)
+    assert code == 0 and b"load average" in out, err
+    code, out, err = await run_client([*base, "rm -rf /tmp/nothing; id"], env)
+    assert code == 1 and out == b""
+    assert b"portcullis: denied: " in err and b'"id" is not an allowed command' in err
+
+
+async def test_keyboard_interactive_token(stack: Stack) -> None:
+    answers = []
+
+    class Client(asyncssh.SSHClient):
+        def kbdint_auth_requested(self) -> str:
+            return ""
+
+        def kbdint_challenge_received(self, name: Any, instructions: Any, lang: Any,
+                                      prompts: Any) -> list[str]:  # fmt: skip
+            answers.append([p for p, _ in prompts])
+            return [stack.token()] if prompts else []
+
+    async with asyncssh.connect(
+        "127.0.0.1", stack.port, username="ann", known_hosts=None, client_keys=None,
+        agent_path=None, config=None, preferred_auth="keyboard-interactive",
+        client_factory=Client,
+    ) as conn:  # fmt: skip
+        result = await conn.run("uptime")
+    assert result.exit_status == 0
+    assert ["Token: "] in answers
+
+
+async def test_a_bad_token_is_refused(stack: Stack) -> None:
+    with pytest.raises(asyncssh.PermissionDenied):
+        await asyncssh.connect(
+            "127.0.0.1", stack.port, username="ann", password="not-a-token",
+            known_hosts=None, client_keys=None, agent_path=None, config=None,
+            preferred_auth="password",
+        )  # fmt: skip
+    rejected = await stack.pdp.store.query(kind="auth.rejected")
+    assert [r.body["connection"] for r in rejected] == ["web-1"]
+    assert rejected[0].body["client"].startswith("SSH-2.0-AsyncSSH")
+    assert not await stack.pdp.store.query(kind="session.open")
+
+
+async def test_the_host_key_persists_across_restarts(tmp_path: Path) -> None:
+    seen = []
+    for _ in range(2):
+        async with ssh_stack(tmp_path) as s, await s.connect() as conn:
+            seen.append(conn.get_server_host_key().get_fingerprint())
+        (tmp_path / "sshd").rename(tmp_path / f"sshd-{len(seen)}")
+    assert seen[0] == seen[1]
+    assert (tmp_path / "keys" / "web-1.host_key").stat().st_mode & 0o077 == 0
+
+
+async def test_the_upstream_key_never_reaches_the_client(stack: Stack) -> None:
+    key_text = stack.sshd.user_key.read_text()
+    body = "".join(line for line in key_text.splitlines() if "-----" not in line)
+    received = b""
+    async with await stack.connect() as conn:
+        for line in ("uptime", "df -h", "cat /var/log/nothing", f"cat {stack.sshd.user_key}"):
+            result = await conn.run(line, encoding=None)
+            received += bytes(result.stdout or b"") + bytes(result.stderr or b"")
+    assert body[:40].encode() not in received and b"PRIVATE KEY" not in received
+    await stack.proxy.settled()
+    closes = await stack.pdp.store.query(kind="session.close")
+    summary = closes[0].body.get("summary", {})
+    assert summary.get("credential_exposed") == 0 and summary.get("bytes_to_client", 0) > 0
+
+
+async def test_session_events_record_each_exec(stack: Stack) -> None:
+    async with await stack.connect() as conn:
+        await conn.run("uptime")
+        await conn.run("id")
+    await stack.proxy.settled()
+    events = await session_events(stack.pdp.store)
+    commands = [e for e in events if e["type"] == "command"]
+    assert [e["command"] for e in commands] == ["uptime", "id"]
+    assert [e["verdict"] for e in commands] == ["allow", "deny"]
+    assert commands[0]["details"]["exit_status"] == 0
+    assert commands[0]["details"]["stdout_bytes"] > 0
+    assert commands[1]["details"]["exit_status"] == 1
