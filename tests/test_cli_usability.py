@@ -160,7 +160,7 @@ def test_config_check_reports_what_would_start_and_a_broken_policy(tmp_path):
     ok = run("config", "check", "-c", str(path))
     assert ok.returncode == 0, ok.stderr
     assert "proxy orders-db (postgres)" in ok.stdout
-    assert "web-1 (ssh): NOT SERVED" in ok.stdout
+    assert "proxy web-1 (ssh): 127.0.0.1:" in ok.stdout  # served since issue 26
     missing = run("config", "check", "-c", str(path), env=NO_SECRETS)
     assert_one_line_user_error(missing, "connections[0].credentials.password", "ORDERS_DB_PASSWORD")
     policies = tmp_path / "policy"
