@@ -295,6 +295,7 @@ class ClientConnection:
         self.codec = RequestReader()
         self._events: collections.deque[Event] = collections.deque()
         self._guarded: list[str] = []
+        self.must_close = ""  # why the connection ends after this response ("": it need not)
         self._eof = False
 
     # -- reading -------------------------------------------------------------------------
@@ -481,7 +482,7 @@ class ClientConnection:
                 response.release()
         else:
             await self.write_reply(request, outcome)
-        return head.keep_alive
+        return head.keep_alive and not self.must_close
 
     async def write_reply(self, request: Request, reply: Reply) -> None:
         """A whole or streamed answer to the client, framed here, through the guard."""
@@ -498,13 +499,18 @@ class ClientConnection:
             guard.write(messages.response_head(reply.status, "", headers))
             guard.write(reply.body, final=True)
             return
-        headers.append(("transfer-encoding", "chunked"))
+        chunked = request.head.version == "HTTP/1.1"
+        if chunked:
+            headers.append(("transfer-encoding", "chunked"))
+        else:  # an HTTP/1.0 client reads to the end of the connection
+            self.must_close = "close_delimited"
+            headers.append(("connection", "close"))
         guard.write(messages.response_head(reply.status, "", headers))
         async for data in reply.body:
             if data:
-                guard.write(messages.chunk(data))
+                guard.write(messages.chunk(data) if chunked else data)
                 await self.writer.drain()
-        guard.write(messages.LAST_CHUNK, final=True)
+        guard.write(messages.LAST_CHUNK if chunked else b"", final=True)
 
     def attributes(self, request: Request) -> dict[str, Any]:
         body, truncated = messages.policy_body(request.head, request.body)
@@ -770,10 +776,12 @@ class ClientConnection:
         details.update(status=status, bytes=sent)
         if preview:
             details["response_body"] = preview
+        if self.must_close and self.must_close != "close_delimited":
+            details["error"] = self.must_close
         session.record_command(raw, ruling, **details)
         if counts:
             session.record_masking(dict(counts), ruling.decision_id)
-        return request.head.keep_alive and status != 0
+        return request.head.keep_alive and not self.must_close
 
     async def relay_response(
         self,
@@ -859,15 +867,17 @@ class ClientConnection:
                 sent += len(tail)
                 guard.write(messages.chunk(tail) if chunked else tail)
         except Unmaskable:
-            guard.flush()
-            return 0, sent, dict(mask.counts) if mask else {}, ""  # cut: the client sees it end
+            # the client sees the body end early; what the guard still holds is dropped
+            self.must_close = "unmaskable_stream"
+            return response.status, sent, dict(mask.counts) if mask else {}, ""
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-            guard.flush()
-            return 0, sent, {}, ""
+            self.must_close = "upstream_cut"
+            return response.status, sent, {}, ""
         guard.write(messages.LAST_CHUNK if chunked else b"", final=True)
-        closes = not chunked and length is None
+        if not chunked and length is None:
+            self.must_close = "close_delimited"  # the end of the body is the connection's
         counts = dict(mask.counts) if mask is not None else {}
-        return (0 if closes else response.status), sent, counts, _preview(bytes(first))
+        return response.status, sent, counts, _preview(bytes(first))
 
 
 def _preview(data: bytes) -> str:

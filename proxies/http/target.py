@@ -102,7 +102,7 @@ def _remove_dot_segments(path: str) -> str:
 def normalise(target: str) -> Target:
     """The one form of an origin-form target (RFC 9112 §3.2.1) that is decided and sent."""
     if target == "*":
-        return Target("*", "")
+        raise TargetRefused("asterisk-form (OPTIONS *) is not forwarded")
     if "#" in target:
         raise TargetRefused("a fragment in the request target")
     path, _, query = target.partition("?")
