@@ -372,6 +372,39 @@ async def decide_p50(
     }
 
 
+# ---------------------------------------------------------------- an upstream request's cost
+
+
+async def upstream_request_cpu_us(port: int, path: str, n: int = 3000) -> dict[str, float]:
+    """CPU µs this process spends per GET of the upstream, sequential over one keep-alive
+    connection: through aiohttp's ClientSession (what the HTTP proxy forwards with), and
+    over a bare asyncio stream (request bytes written, head read, Content-Length body read)
+    — what forwarding costs a Python proxy before anything of its own."""
+    import aiohttp
+
+    costs = {}
+    async with aiohttp.ClientSession() as client:
+        url = f"http://127.0.0.1:{port}{path}"
+        for round_ in range(2):  # the first round warms up
+            started = time.process_time()
+            for _ in range(n if round_ else 200):
+                async with client.get(url) as response:
+                    await response.read()
+            costs["aiohttp"] = (time.process_time() - started) / n * 1e6
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    for round_ in range(2):
+        started = time.process_time()
+        for _ in range(n if round_ else 200):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+        costs["stream"] = (time.process_time() - started) / n * 1e6
+    writer.close()
+    return costs
+
+
 # ---------------------------------------------------------------- profiles
 
 
@@ -550,6 +583,9 @@ def main() -> None:
                     )
                 )
 
+        import uvloop
+
+        client_cost = uvloop.run(upstream_request_cpu_us(upstream_port, docs[0]))
         profiles: dict[str, Path] = {}
         if args.profile and with_portcullis:
             for n, name in enumerate((CACHE_OFF, CACHE_ON)):
@@ -575,7 +611,7 @@ def main() -> None:
                 proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    report(args, docs, names, runs, single, decides, syncs, profiles, complaints)
+    report(args, docs, names, runs, single, decides, syncs, client_cost, profiles, complaints)
 
 
 def fdatasync_ms(directory: Path, n: int = 300) -> float:
@@ -625,6 +661,7 @@ def report(
     single: dict[str, list[dict[str, float]]],
     decides: list[dict[str, float]],
     syncs: list[float],
+    client_cost: dict[str, float],
     profiles: dict[str, Path],
     complaints: list[str],
 ) -> None:
@@ -739,6 +776,11 @@ def report(
                 "cache_on_to_nginx": on_nginx,
             }
         )
+    print(
+        f"  forwarding alone, CPU per upstream GET in one process: aiohttp ClientSession "
+        f"{client_cost['aiohttp']:.0f} µs, a bare asyncio stream {client_cost['stream']:.0f} µs"
+    )
+    summary["upstream_get_cpu_us"] = {k: round(v) for k, v in client_cost.items()}
     if complaints:
         print("  what the PDP and the proxy logged at WARNING or above (distinct, first 8):")
         for line in complaints[:8]:
