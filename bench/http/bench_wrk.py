@@ -105,7 +105,7 @@ def wait_port(
         except OSError:
             if proc is not None and proc.poll() is not None:
                 said = log.read_text()[-2000:] if log is not None and log.exists() else ""
-                raise RuntimeError(f"{proc.args} ended ({proc.returncode}):\n{said}") from None
+                raise RuntimeError(f"{proc.args!r} ended ({proc.returncode}):\n{said}") from None
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
@@ -473,7 +473,7 @@ def main() -> None:
         procs.append(relay)
         wait_port(relay_port)
         watched = {"upstream": upstream.pid, "nginx": nginx.pid, "relay": relay.pid}
-        bases = {
+        bases: dict[str, tuple[str, dict[str, str]]] = {
             DIRECT: (f"http://127.0.0.1:{upstream_port}", {}),
             VIA_NGINX: (f"http://127.0.0.1:{nginx_port}", {}),
             RELAY: (f"http://127.0.0.1:{relay_port}", {}),
