@@ -132,6 +132,31 @@ async def test_an_answer_resumed_on_the_get_stream_is_masked_and_filtered(tmp_pa
         assert sse_messages(await read(again)) == []
 
 
+async def test_an_answer_owed_to_a_masked_call_is_read_on_another_posts_stream(
+    tmp_path: Path,
+) -> None:
+    async with mcp_stack(tmp_path) as stack:
+        pii = await agent_of(stack, "pia@example.com", "readonly", "pii-readers")
+        await pii.start("sid-p")
+        listing = await pii.send("POST", {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert isinstance(listing, Forward) and listing.reads
+        # the upstream's stream for that POST ends with no answer (a priming event only),
+        # and the list comes on the stream of a later ping, which itself needs no reading
+        priming = await read(await listing.response(200, list(SSE), chunks(b"id: p\ndata:\n\n")))
+        assert sse_messages(priming) == []
+        ping = await pii.send("POST", {"jsonrpc": "2.0", "id": 2, "method": "ping"})
+        assert isinstance(ping, Forward) and ping.reads
+        tools = [{"name": n, "inputSchema": {}} for n in ("get_invoice", "run_sql")]
+        late = event({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}})
+        pong = event({"jsonrpc": "2.0", "id": 2, "result": {}})
+        got = sse_messages(await read(await ping.response(200, list(SSE), chunks(late, pong))))
+        assert [t["name"] for t in got[0]["result"]["tools"]] == ["get_invoice"]
+        assert got[1] == {"jsonrpc": "2.0", "id": 2, "result": {}}
+        # nothing owed any more: answers pass as they come
+        again = await pii.send("POST", {"jsonrpc": "2.0", "id": 3, "method": "ping"})
+        assert isinstance(again, Forward) and not again.reads
+
+
 async def test_an_answer_that_must_be_read_and_cannot_be_is_an_error(tmp_path: Path) -> None:
     async with mcp_stack(tmp_path) as stack:
         alice = await agent_of(stack)

@@ -211,7 +211,10 @@ class McpExchange:
                     message.method, ruling.decision_id, masker, message.method == "tools/list"
                 )
                 mcp.expect(message.id, handling)
-                forward.reads = forward.reads or handling.reads
+        # an answer owed to an earlier request that must be read may come on any stream of
+        # the session (a server delivering it late, on another POST's stream): while one is
+        # owed, every answer in the session is read
+        forward.reads = any(h.reads for h in mcp.pending.values())
         return forward
 
     async def _ruling(
