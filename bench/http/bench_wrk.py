@@ -30,10 +30,12 @@ Not a test: nothing here asserts.
 
 `--profile` runs the proxy under cProfile (bench/http/profiled_proxy.py) for one extra
 cache-off and one cache-on run after the rounds and prints where its event loop's time
-went. When no proxy serves `type: http` yet, only direct and nginx are measured.
+went; `--prelude FILE` runs FILE in the proxy process before it starts, to measure a
+proposed change as a patch without editing the proxy. When no proxy serves `type: http`
+yet, only direct and nginx are measured.
 
     python bench/http/bench_wrk.py [--seconds 8] [--rounds 3] [--connections 32]
-        [--threads 1] [--latency-seconds 5] [--large] [--profile]
+        [--threads 1] [--latency-seconds 5] [--large] [--profile] [--prelude FILE]
 """
 
 from __future__ import annotations
@@ -446,6 +448,12 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="also the ~100 KiB document")
     parser.add_argument("--profile", action="store_true", help="cProfile the proxy")
     parser.add_argument("--no-portcullis", action="store_true", help="direct and nginx only")
+    parser.add_argument(
+        "--prelude",
+        type=Path,
+        default=None,
+        help="a Python file run in the proxy process before it starts (try a change)",
+    )
     args = parser.parse_args()
 
     with_portcullis = not args.no_portcullis and http_served()
@@ -505,10 +513,13 @@ def main() -> None:
             procs.append(pdp)
             wait_port(int(config["pdp"]["listen"].rsplit(":", 1)[1]), pdp, tmp / "pdp.log")
             proxy_cmd = [sys.executable, "-m", "proxies", "http", "-c", str(path)]
-            if args.profile:
+            proxy_env = dict(os.environ)
+            if args.profile or args.prelude:
                 proxy_cmd[1:3] = [str(HERE / "profiled_proxy.py"), str(tmp / "proxy")]
+            if args.prelude:
+                proxy_env["PORTCULLIS_BENCH_PRELUDE"] = str(args.prelude.resolve())
             proxy_log = (tmp / "proxy.log").open("w")
-            proxy = subprocess.Popen(proxy_cmd, cwd=tmp, stderr=proxy_log)
+            proxy = subprocess.Popen(proxy_cmd, cwd=tmp, stderr=proxy_log, env=proxy_env)
             procs.append(proxy)
             listen = {c["name"]: c["listen"] for c in config["connections"]}
             for address in listen.values():

@@ -6,12 +6,17 @@ proxy's event-loop thread, SIGUSR2 stops it and writes the profile to the next
 cache-on run) and not start-up. The threads gRPC runs in C are outside any profile; their
 CPU shows in bench/cpu_meter.py's figures instead.
 
+With PORTCULLIS_BENCH_PRELUDE naming a Python file, that file runs first, in this process,
+before the proxy's modules load: a change proposed to the proxy (a cache, a faster path)
+can be measured as a patch of its modules without editing them. Never for production.
+
     python bench/http/profiled_proxy.py PREFIX http -c portcullis.yaml
 """
 
 from __future__ import annotations
 
 import cProfile
+import os
 import runpy
 import signal
 import sys
@@ -40,6 +45,9 @@ def stop(_signum: int, _frame: FrameType | None) -> None:
 
 if __name__ == "__main__":
     prefix = sys.argv[1]
+    prelude = os.environ.get("PORTCULLIS_BENCH_PRELUDE")
+    if prelude:
+        runpy.run_path(prelude, run_name="prelude")
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
     sys.argv = ["proxies", *sys.argv[2:]]
