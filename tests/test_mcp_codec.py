@@ -396,3 +396,28 @@ def test_session_binding_by_owner_digest() -> None:
     assert binding.session("sid-1", alice) is None
     # without an id each owner has its own unnamed session
     assert binding.session(None, alice) is not binding.session(None, mallory)
+
+
+lines = st.text(
+    st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(lines, min_size=1, max_size=3),
+            st.lists(st.tuples(st.sampled_from(["id", "event", "retry"]), lines), max_size=3),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_an_event_the_proxy_writes_reads_back_as_itself(
+    events: list[tuple[list[str], list[tuple[str, str]]]],
+) -> None:
+    written = b"".join(codec.SseEvent("\n".join(data), fields).encode() for data, fields in events)
+    read = codec.SseReader().feed(written)
+    expected = [("\n".join(data), fields) for data, fields in events]
+    assert [(e.data, e.fields) for e in read] == expected
