@@ -576,6 +576,14 @@ def _entry_line(e: Entry) -> str:
 
 def _command_text(e: Entry) -> str:
     one_line = " ".join(e.command.split(" "))
+    if e.kind in ("http.request", "http.upgrade") and "\n" in one_line:
+        # the request line; the body's size and digest follow it in the recorded text
+        size = e.result.get("request_bytes")
+        one_line = one_line.split("\n", 1)[0] + (f"  (+{size} B body)" if size else "")
+    if e.kind == "http.frame":
+        text = str(e.result.get("text") or "")
+        frame = f"{e.result.get('direction', '?')} {e.result.get('frame', '')} frame"
+        return frame + (f": {text[:80]}" if text else "")
     if len(one_line) > 120:
         one_line = one_line[:117] + "..."
     if e.kind in ("ssh.exec", "ssh.shell"):

@@ -549,7 +549,8 @@ class ClientConnection:
             wait = messages.prefer_wait(request.head)
             if wait:
                 ruling = await self._wait_for_approval(kind, raw, attributes, ruling, wait, request)
-        details = {"kind": kind, "method": request.head.method, "path": request.target.path}
+        details = {"kind": kind, "method": request.head.method, "path": request.target.path,
+                   "request_bytes": len(request.body)}  # fmt: skip
         if ruling.kind is VerdictKind.REQUIRE_APPROVAL:
             session.record_command(
                 raw, ruling, status=202, approval_id=ruling.approval_id, **details
