@@ -398,9 +398,10 @@ def test_session_binding_by_owner_digest() -> None:
     assert binding.session(None, alice) is not binding.session(None, mallory)
 
 
-lines = st.text(
-    st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20
+line_characters = st.sampled_from(" :x\u00e9") | st.characters(
+    blacklist_characters="\r\n", blacklist_categories=("Cs",)
 )
+lines = st.text(line_characters, max_size=20)
 
 
 @settings(max_examples=200, deadline=None)
