@@ -402,7 +402,8 @@ async def test_replay_renders_an_agents_requests(tmp_path):
                 ("DELETE", "/echo/3"),
                 ("POST", "/echo"),
             ):
-                async with client.request(method, s.url + path, headers=ann) as r:
+                body = b'{"a": 1}' if method == "POST" else None
+                async with client.request(method, s.url + path, headers=ann, data=body) as r:
                     await r.read()
         await s.proxy.stop()
         (opened,) = await s.pdp.store.query(kind="session.open")
@@ -417,7 +418,8 @@ async def test_replay_renders_an_agents_requests(tmp_path):
     text = render_text(timeline)
     assert "GET /v1/invoices/3 HTTP/1.1  [mask" in text and "→ HTTP 200" in text
     assert "DELETE /echo/3 HTTP/1.1  [deny" in text and "→ HTTP 403" in text
-    assert "POST /echo HTTP/1.1  [require_approval" in text and "→ HTTP 202" in text
+    assert "POST /echo HTTP/1.1  (+8 B body)  [require_approval" in text and "→ HTTP 202" in text
+    assert "\\n" not in text  # one line per request
     assert "masked field:" in text or "field:email" in text
 
 
