@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import bashlex  # type: ignore[import-untyped]
 
+BRACES = re.compile(r"\{[^}]*(,|\.\.)")  # what may be a brace expansion; `{}` is not
 MAX_DEPTH = 8  # sh -c 'sh -c "..."' nested deeper than this: malformed
 MAX_PARTS = 256
 SHELLS = frozenset({"sh", "bash", "dash", "ksh", "zsh", "ash", "mksh", "busybox-sh"})
@@ -142,6 +144,52 @@ def parse(raw: str, depth: int = 0) -> list[Part]:
     return walker.parts
 
 
+def unquote(source: str) -> str | None:
+    """POSIX quote removal of one word's source text ('...', "...", backslashes); None
+    for what it does not read (an unquoted or double-quoted `$` or backquote, $'...')."""
+    out: list[str] = []
+    i, n = 0, len(source)
+    while i < n:
+        c = source[i]
+        if c == "'":
+            end = source.find("'", i + 1)
+            if end < 0:
+                return None
+            out.append(source[i + 1 : end])
+            i = end + 1
+        elif c == '"':
+            i += 1
+            while i < n and source[i] != '"':
+                if source[i] in "$`":
+                    return None
+                if source[i] == "\\" and i + 1 < n and source[i + 1] in '$`"\\\n':
+                    if source[i + 1] != "\n":
+                        out.append(source[i + 1])
+                    i += 2
+                    continue
+                out.append(source[i])
+                i += 1
+            if i >= n:
+                return None
+            i += 1
+        elif c == "\\":
+            if i + 1 >= n:
+                return None
+            if source[i + 1] != "\n":
+                out.append(source[i + 1])
+            i += 2
+        elif c in "$`":
+            return None
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _short_text(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 120 else text[:117] + "..."
@@ -181,7 +229,7 @@ class _Walker:
                 assignments.append(child.word)
                 self._inner(child)
             elif child.kind == "word":
-                words.append(Word(child.word, _dynamic(child)))
+                words.append(self._word(child))
                 self._inner(child)
             elif child.kind == "redirect":
                 redirect, body = self._redirect(child)
@@ -195,6 +243,18 @@ class _Walker:
             self._add(Part([], [], assignments, redirects))
             return
         self._emit(words, assignments, redirects, [], heredoc)
+
+    def _word(self, node: Any) -> Word:
+        """A word as the shell passes it. Its text is read twice — by bashlex and by
+        unquote() from the source — and must read the same (bashlex's quote removal has
+        known slips: `'a'\\''b'`); a word whose value is computed keeps its source text."""
+        dynamic = _dynamic(node)
+        source = self.source[node.pos[0] : node.pos[1]]
+        if not dynamic:
+            mine = unquote(source)
+            if mine is None or mine != node.word:
+                raise Unreadable(f"the word {_short_text(source)} does not read the same twice")
+        return Word(node.word, dynamic)
 
     def _inner(self, node: Any) -> None:
         """Commands inside a word: $(...), backticks, <(...)."""
@@ -212,8 +272,8 @@ class _Walker:
         if isinstance(target, int):
             out.update(kind="fd", target=f"&{target}", dynamic=False)
             return out, None
-        text = target.word
-        dynamic = _dynamic(target)
+        word = self._word(target)
+        text, dynamic = word.text, word.dynamic
         self._inner(target)
         if op in STDIN_DATA:
             out.update(kind="stdin", target="", dynamic=False)
@@ -296,9 +356,8 @@ def _children(node: Any) -> list[Any]:
 def _dynamic(word: Any) -> bool:
     if any(p.kind in DYNAMIC_NODES for p in getattr(word, "parts", None) or ()):
         return True
-    text = word.word
     # brace expansion ({a,b}, {1..3}) turns one word into others; quoted braces count too
-    return "{" in text and "}" in text
+    return BRACES.search(word.word) is not None
 
 
 def _heredoc_body(node: Any) -> str:

@@ -1,0 +1,281 @@
+"""The PDP's reading of an SSH exec line (pdp/domain/ssh_input.py), and the shipped policy
+judging what it read: transcripts (line → parts), an attacker's lines, Hypothesis.
+
+The parser is the only thing standing between a command line and the policy, so the
+cases are the ways a line can make the remote shell run more than the policy saw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pdp.domain.ssh_input import MAX_DEPTH, Unreadable, parse, ssh_command, unquote
+from pdp.engine.bundle import load_bundle
+from pdp.engine.opa import DECISION_PATH, evaluate, new_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def argvs(line: str) -> list[list[str]]:
+    return [p["argv"] for p in ssh_command("ssh.exec", line, {})["parts"]]
+
+
+def malformed(line: str) -> str:
+    return str(ssh_command("ssh.exec", line, {}).get("malformed", ""))
+
+
+@pytest.mark.parametrize(
+    ("line", "parts"),
+    [
+        ("uptime", [["uptime"]]),
+        ("df -h", [["df", "-h"]]),
+        ("uptime; df -h && free || id | wc -l &", [["uptime"], ["df", "-h"], ["free"], ["id"],
+                                                   ["wc", "-l"]]),
+        ("uptime\nid", [["uptime"], ["id"]]),
+        ("cat $(echo /etc/shadow)", [["echo", "/etc/shadow"], ["cat", "$(echo /etc/shadow)"]]),
+        ("cat `id`", [["id"], ["cat", "`id`"]]),
+        ("diff <(ls) x", [["ls"], ["diff", "<(ls)", "x"]]),
+        ("sh -c 'uptime; rm -rf /'", [["uptime"], ["rm", "-rf", "/"]]),
+        ("bash -lc \"sh -c 'id'\"", [["id"]]),
+        ("env uptime", [["uptime"]]),
+        ("env -i -u HOME -- uptime", [["uptime"]]),
+        ("xargs rm -rf", [["rm", "-rf"]]),
+        ("xargs -n1 -I{} cat", [["cat"]]),
+        ("xargs", [["echo"]]),
+        ("bash <<EOF\nrm -rf /\nEOF\n", [["rm", "-rf", "/"]]),
+        ("cat <<EOF\nplain text\nEOF\n", [["cat"]]),
+        ("u\\ptime", [["uptime"]]),
+        ("'upt'\"ime\"", [["uptime"]]),
+        ("if true; then rm x; fi", [["true"], ["rm", "x"]]),
+        ("for f in a; do cat $f; done", [["cat", "$f"]]),
+        ("(id)", [["id"]]),
+        ("{ id; }", [["id"]]),
+        ("! rm -rf /", [["rm", "-rf", "/"]]),
+        ("uptime # ; rm -rf /", [["uptime"]]),
+    ],
+)
+def test_parts(line: str, parts: list[list[str]]) -> None:
+    assert argvs(line) == parts
+
+
+def test_part_details() -> None:
+    (part,) = ssh_command("ssh.exec", "X=1 env A=b cat /var/log/$F > /tmp/o 2>&1 </etc/x", {})[
+        "parts"
+    ]
+    assert part["argv"] == ["cat", "/var/log/$F"]
+    assert part["dynamic"] == [1]
+    assert part["assignments"] == ["X=1", "A=b"]
+    assert part["via"] == ["env"]
+    assert [(r["kind"], r["target"]) for r in part["redirects"]] == [
+        ("write", "/tmp/o"), ("fd", "&1"), ("read", "/etc/x")]  # fmt: skip
+    (xargs,) = ssh_command("ssh.exec", "xargs cat", {})["parts"]
+    assert xargs["more_args"] is True and xargs["via"] == ["xargs"]
+    brace = ssh_command("ssh.exec", "cat /var/log/{a,../../etc/shadow}", {})["parts"][0]
+    assert brace["dynamic"] == [1]
+    tilde = ssh_command("ssh.exec", "cat ~root/x", {})["parts"][0]
+    assert tilde["dynamic"] == [1]
+    ansi = ssh_command("ssh.exec", "$'\\x72\\x6d' -rf /", {})["parts"][0]
+    assert 0 in ansi["dynamic"]
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("echo 'unterminated", "would not parse"),
+        ("echo $((1+2))", "arithmetic"),
+        ("uptime() { rm -rf /; }; uptime", "function"),
+        ("case x in x) id;; esac", "not understood"),
+        ("[[ -f x ]]", "would not parse"),
+        ("uptime\x00; rm -rf /", "NUL"),
+        ("cat <<EOF\n$(rm -rf /)\nEOF\n", "here-document"),
+        ("cat <<EOF\n`id`\nEOF\n", "here-document"),
+        ("sh -c \"$X\"", "computed"),
+        ("sh -c", "without a script"),
+        ("bash --rcfile x -c id", "not understood"),
+        ("env -S 'rm -rf /'", "env option"),
+        ("xargs --bogus cat", "xargs option"),
+        ("xargs $X", "computed"),
+        ("sh -c " + "'sh -c \"" * 2 + "id" + "\"'" * 2, ""),
+    ],
+)
+def test_unreadable_lines_are_malformed(line: str, why: str) -> None:
+    reason = malformed(line)
+    if why:
+        assert why in reason, reason
+
+
+def test_nesting_is_bounded() -> None:
+    assert argvs("sh -c \"sh -c 'sh -c id'\"") == [["id"]]
+    parse("sh -c id", depth=MAX_DEPTH - 1)
+    with pytest.raises(Unreadable, match="nested more than"):
+        parse("sh -c id", depth=MAX_DEPTH)
+
+
+@pytest.mark.parametrize(
+    ("line", "word"),
+    [
+        (r"uptime ''\'''", "'"),
+        (r"cat 'b'\''c'", "b'c"),
+        ("cat 'x'''", "x"),
+    ],
+)
+def test_a_word_must_read_the_same_twice(line: str, word: str) -> None:
+    # bashlex's quote removal slips on these; the shell passes `word`
+    assert unquote(line.split(" ", 1)[1]) == word
+    assert "does not read the same twice" in malformed(line)
+
+
+def test_other_kinds_keep_only_known_attributes() -> None:
+    assert ssh_command("ssh.shell", "", {"term": "xterm", "cols": 80, "x": 1}) == {
+        "term": "xterm", "cols": 80}  # fmt: skip
+    assert ssh_command("ssh.subsystem", "sftp", {"subsystem": "sftp", "argv": ["x"]}) == {
+        "subsystem": "sftp"}  # fmt: skip
+    # a proxy's argv is never taken for an exec
+    assert ssh_command("ssh.exec", "id", {"argv": ["uptime"]})["argv"] == ["id"]
+
+
+def test_results_are_not_shared_between_callers() -> None:
+    first = ssh_command("ssh.exec", "uptime", {})
+    first["parts"][0]["argv"].append("--evil")
+    assert ssh_command("ssh.exec", "uptime", {})["parts"][0]["argv"] == ["uptime"]
+
+
+# -- Hypothesis --------------------------------------------------------------------------
+
+NAMES = st.sampled_from(["uptime", "df", "rm", "cat", "id", "free", "journalctl"])
+PLAIN = st.text(alphabet="abcxyz-_/.0123456789", min_size=1, max_size=8)
+SPECIAL = st.text(alphabet="abc ;|&<>()$`\\\"'*?#~{}!\n\t", min_size=1, max_size=8)
+
+
+def _quoted(word: str, style: int) -> str:
+    if style == 0 and "'" not in word:  # '\\'' inside: the slip test_a_word_must... covers
+        return "'" + word + "'"
+    if style == 1:
+        return '"' + "".join("\\" + c if c in '"\\$`' else c for c in word) + '"'
+    # a backslash before a newline continues the line: a newline is quoted instead
+    return "".join("'\n'" if c == "\n" else "\\" + c if not c.isalnum() else c for c in word)
+
+
+@st.composite
+def command_lines(draw: st.DrawFn) -> tuple[str, list[list[str]]]:
+    commands = []
+    for _ in range(draw(st.integers(1, 4))):
+        argv = [draw(NAMES), *draw(st.lists(st.one_of(PLAIN, SPECIAL), max_size=3))]
+        words = [argv[0]] + [
+            _quoted(w, draw(st.integers(0, 2))) if not w.replace("-", "").isalnum() or
+            draw(st.booleans()) else w
+            for w in argv[1:]
+        ]  # fmt: skip
+        commands.append((argv, " ".join(words)))
+    ops = [draw(st.sampled_from([";", "&&", "||", "|", "\n"])) for _ in commands[1:]]
+    line = commands[0][1]
+    for op, (_, text) in zip(ops, commands[1:], strict=True):
+        line += f" {op} {text}"
+    return line, [argv for argv, _ in commands]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(command_lines())
+def test_quoted_words_read_as_the_shell_passes_them_or_not_at_all(
+    case: tuple[str, list[list[str]]],
+) -> None:
+    line, expected = case
+    out = ssh_command("ssh.exec", line, {})
+    if out.get("malformed"):
+        # never a wrong reading: where bashlex's quote removal slips, the second reading
+        # (unquote) disagrees and the line is refused
+        assert "does not read the same twice" in out["malformed"], (line, out["malformed"])
+    else:
+        assert [p["argv"] for p in out["parts"]] == expected, line
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_reads_as_parts_or_malformed(line: str) -> None:
+    out = ssh_command("ssh.exec", line, {})
+    assert isinstance(out["parts"], list)
+    assert out["parts"] or out["malformed"]
+    for part in out["parts"]:
+        assert all(isinstance(w, str) for w in part["argv"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(NAMES, min_size=1, max_size=5), st.sampled_from(["; ", " && ", " | ", "\n"]))
+def test_every_command_of_a_chain_is_a_part(names: list[str], op: str) -> None:
+    parts = parse(op.join(names))
+    assert [p.argv[0] for p in parts] == names
+
+
+# -- the shipped policy on lines the parser read -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine():
+    eng = new_engine(load_bundle(ROOT / "rego").without_tests())
+    yield eng
+    eng.close()
+
+
+def verdict(engine, line: str, groups: tuple[str, ...] = ("pii-readers",)) -> dict:
+    policy_input = {
+        "identity": {"subject": "mallory@example.com", "groups": list(groups)},
+        "connection": {"name": "web-1", "type": "ssh"},
+        "command": {"kind": "ssh.exec", "raw": line, "ssh": ssh_command("ssh.exec", line, {})},
+    }
+    return evaluate(engine, policy_input, DECISION_PATH)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("uptime", "allow"),
+        ("uptime; df -h && free", "allow"),
+        ("cat /var/log/syslog | journalctl", "allow"),
+        ("uptime 2>/dev/null", "allow"),
+        ("sh -c 'uptime; df'", "allow"),
+        ("uptime; rm -rf /tmp/x", "require_approval"),
+        ("sudo systemctl restart nginx", "require_approval"),
+        ("uptime; id", "deny"),
+        ("uptime; rm -rf /tmp/x; id", "deny"),
+        ("uptime $(id)", "deny"),
+        ("uptime `id`", "deny"),
+        ("cat /var/log/$(echo ../../etc/shadow)", "deny"),
+        ("cat /var/log/$F", "deny"),
+        ("cat /var/log/{syslog,../../etc/shadow}", "deny"),
+        ("cat /var/log/syslog /etc/shadow", "deny"),
+        ("cat /var/log/../../etc/shadow", "deny"),
+        ("echo /etc/shadow | xargs cat", "deny"),
+        ("find / | xargs cat /var/log/x", "deny"),
+        ("uptime > /etc/motd", "deny"),
+        ("cat /var/log/x < /etc/shadow", "deny"),
+        ("LD_PRELOAD=/tmp/x.so uptime", "deny"),
+        ("env LD_PRELOAD=/tmp/x.so uptime", "deny"),
+        ("bash -c 'uptime; id'", "deny"),
+        ("bash <<EOF\nid\nEOF\n", "deny"),
+        ("$(echo uptime)", "deny"),
+        ("$'uptime'", "deny"),
+        ("upt''ime; id", "deny"),
+        ("uptime() { id; }; uptime", "deny"),
+        ("echo $((1))", "deny"),
+        ("uptime\x00; id", "deny"),
+        ("/usr/bin/uptime", "deny"),
+        ("bash", "deny"),
+        ("", "deny"),
+    ],
+)
+def test_the_shipped_policy_on_parsed_lines(engine, line: str, expected: str) -> None:
+    result = verdict(engine, line)
+    assert result["verdict"] == expected, result["reasons"]
+
+
+def test_a_quoted_word_is_one_argument(engine) -> None:
+    # 'uptime; id' quoted is one word: the command `uptime; id`, which no list holds
+    assert argvs("'uptime; id'") == [["uptime; id"]]
+    assert verdict(engine, "'uptime; id'")["verdict"] == "deny"
+    # systemctl status takes any further words, quoted metacharacters among them
+    assert verdict(engine, "systemctl status 'nginx; id'")["verdict"] == "allow"
