@@ -9,7 +9,9 @@ verdict asks for it, masks tool results and filters `tools/list` answers — a J
 as one document, an event stream one event at a time.
 
 - Each message is the command `mcp.call` (the PDP builds `input.command.mcp` from its raw
-  text): deny → a JSON-RPC error with the request's id and the policy's reasons (code
+  text, which names the endpoint — path and query — it was posted to, so no other path of
+  the server is reachable; a GET opening the server's stream and a DELETE ending a session
+  are decided too): deny → a JSON-RPC error with the request's id and the policy's reasons (code
   DENIED), which the agent's SDK raises as the tool call's error; require_approval → with
   `Prefer: wait=N` (RFC 7240) the request is held until a person decides or N runs out,
   else a JSON-RPC error carrying the approval id (code APPROVAL_REQUIRED); a batch goes
@@ -17,6 +19,9 @@ as one document, an event stream one event at a time.
 - `tools/list` answers list only the tools the policy would let this client call (the PDP
   is asked per tool, `listing: true`), so an agent never sees a tool it may not call.
 - `Mcp-Session-Id`s belong to the token they were handed to (mcp_sessions.py).
+- Fail closed on the way back: an answer that must be read (masked, a tool list) and
+  cannot be is replaced by a JSON-RPC error; an answer to no request of the session is
+  dropped; while such an answer is owed, every stream of the session is read.
 
 The wire format is mcp_codec.py's (no IO there); this module is the asyncio glue between
 it, the runtime's session (decisions, recording) and the proxy's HTTP connection.
