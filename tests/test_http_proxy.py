@@ -428,7 +428,9 @@ async def test_credential_as_a_query_parameter(tmp_path):
     async with http_stack(tmp_path, {"key_query": "api_key"}, credentials=credential) as s:
         async with (
             aiohttp.ClientSession(timeout=TIMEOUT) as client,
-            client.get(s.url + "/echo/q?a=1&api_key=mine", headers=bearer(s)) as r,
+            client.get(
+                s.url + "/echo/q?a=1&api_key=mine&api%5Fkey=mine2&api_key", headers=bearer(s)
+            ) as r,
         ):
             status, doc = r.status, await r.json()
         (seen,) = s.upstream.seen

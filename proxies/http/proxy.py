@@ -39,7 +39,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import aiohttp
 from multidict import CIMultiDict
@@ -66,6 +66,7 @@ log = logging.getLogger("portcullis.http")
 
 READ_SIZE = 256 * 1024
 HEAD_TIMEOUT = 60.0  # a kept-alive connection with no new request for this long is closed
+BODY_TIMEOUT = 300.0  # a request body still arriving after this long ends its connection
 IDLE_SESSION = 300.0
 RECORDED_BODY = 1024  # characters of a request's and a response's body in its recording
 WHOLE = 256 * 1024  # a response body of known length up to this is checked before its head
@@ -341,7 +342,8 @@ class ClientConnection:
                     if event is None:
                         return
                     assert isinstance(event, Head)
-                    body = await self._body(event)
+                    async with asyncio.timeout(BODY_TIMEOUT):
+                        body = await self._body(event)
                     if body is None:
                         return
                 except BadRequest as exc:
@@ -689,7 +691,9 @@ class ClientConnection:
         lease = request.session.lease
         param = str(lease.extra.get("query", "")) if lease is not None else ""
         if param and lease is not None:
-            kept = [p for p in query.split("&") if p and p.partition("=")[0] != param]
+            # a client's parameter of that name, however encoded, is dropped (the upstream
+            # must not choose between two credentials)
+            kept = [p for p in query.split("&") if p and _param_name(p) != param]
             kept.append(f"{quote(param, safe='')}={quote(lease.value, safe='')}")
             query = "&".join(kept)
         base = self.proxy.upstream
@@ -879,6 +883,10 @@ class ClientConnection:
             self.must_close = "close_delimited"  # the end of the body is the connection's
         counts = dict(mask.counts) if mask is not None else {}
         return response.status, sent, counts, _preview(bytes(first))
+
+
+def _param_name(pair: str) -> str:
+    return unquote(pair.partition("=")[0].replace("+", " "), errors="replace")
 
 
 def _preview(data: bytes) -> str:
