@@ -139,7 +139,7 @@ def upstream_app(up: Upstream) -> web.Application:
                 await ws.send_str("echo: " + message.data)
         return ws
 
-    app = web.Application(middlewares=[credential])
+    app = web.Application(middlewares=[credential], client_max_size=16 * 1024 * 1024)
     app.router.add_route("*", "/v1/invoices/{id}", invoice)
     app.router.add_route("*", "/echo{tail:.*}", echo)
     app.router.add_get("/leak", leak)

@@ -85,9 +85,14 @@ async def test_a_read_round_trips_masked_for_curl_aiohttp_and_httpx(tmp_path):
         async with httpx.AsyncClient(timeout=60) as client:
             via_httpx = await client.get(s.url + "/v1/invoices/7", headers=headers)
         curl = await asyncio.create_subprocess_exec(
-            "curl", "-sS", "-i", "-H", f"Authorization: {headers['Authorization']}",
-            s.url + "/v1/invoices/7", stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            "curl",
+            "-sS",
+            "-i",
+            "-H",
+            f"Authorization: {headers['Authorization']}",
+            s.url + "/v1/invoices/7",
+            stdout=asyncio.subprocess.PIPE,
+        )
         out, _ = await curl.communicate()
     doc = json.loads(body)
     assert doc["email"] == "[REDACTED]" and doc["customer"]["card_number"] == "[REDACTED]"
@@ -127,8 +132,14 @@ async def test_a_path_is_decided_as_it_is_forwarded(tmp_path):
     async with http_stack(tmp_path) as s:
         headers = bearer(s)
         answers = {}
-        targets = ("/a/%2e%2e/echo/x", "//echo//y/./z/..", "/echo/%7Euser",
-                   "/echo%2f..%2fadmin", "/echo/..;/admin", "/echo/%5c..%5cadmin")  # fmt: skip
+        targets = (
+            "/a/%2e%2e/echo/x",
+            "//echo//y/./z/..",
+            "/echo/%7Euser",
+            "/echo%2f..%2fadmin",
+            "/echo/..;/admin",
+            "/echo/%5c..%5cadmin",
+        )
         for target in targets:
             answers[target] = await raw_exchange(s.proxy.port, get(target, headers))
         seen = [r["raw_path"] for r in s.upstream.seen]
@@ -436,3 +447,61 @@ async def test_credential_as_a_query_parameter(tmp_path):
         (seen,) = s.upstream.seen
     assert status == 200 and seen["raw_path"].endswith(f"a=1&api_key={SECRET}")
     assert doc["path"] == "/echo/q?a=1&api_key=KEY"
+
+
+async def test_uploads_chunked_or_expecting_100_continue_and_head(tmp_path):
+    async with http_stack(tmp_path) as s:
+        dba = bearer(s, "dee@example.com", ("dba",))
+
+        async def parts():
+            for n in range(3):
+                yield b"part%d-" % n
+
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
+            async with client.post(s.url + "/echo/chunked", data=parts(), headers=dba) as r:
+                chunked = r.status, (await r.json())["body"]
+            async with client.head(s.url + "/v1/invoices/1", headers=dba) as r:
+                head = r.status, await r.read()
+        upload = tmp_path / "upload.bin"
+        upload.write_bytes(b"z" * (2 * 1024 * 1024))
+        curl = await asyncio.create_subprocess_exec(
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "-H",
+            f"Authorization: {dba['Authorization']}",
+            "-H",
+            "Expect: 100-continue",
+            "--data-binary",
+            f"@{upload}",
+            s.url + "/echo/upload",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        code, _ = await curl.communicate()
+        sizes = [len(r["body"]) for r in s.upstream.seen if r["method"] == "PUT"]
+    assert chunked == (200, "part0-part1-part2-")
+    assert head == (200, b"")
+    assert code == b"200" and sizes == [2 * 1024 * 1024]
+
+
+async def test_an_approval_is_for_its_requester_only(tmp_path):
+    async with http_stack(tmp_path) as s:
+        ann, bob = bearer(s), bearer(s, "bob@example.com")
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
+            async with client.patch(s.url + "/echo/7", data=b"x", headers=ann) as r:
+                approval_id = (await r.json(content_type=None))["approval_id"]
+            await s.pdp.approvals.decide(approval_id, APPROVER, True, "ok for ann")
+            async with client.patch(s.url + "/echo/7", data=b"x", headers=bob) as r:
+                bob_status = r.status
+            async with client.get(
+                s.url + "/.well-known/portcullis/approvals/" + approval_id, headers=bob
+            ) as r:
+                bob_poll = r.status
+            async with client.patch(s.url + "/echo/7", data=b"x", headers=ann) as r:
+                ann_status = r.status
+    assert bob_status == 202 and bob_poll == 404 and ann_status == 200
