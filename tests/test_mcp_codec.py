@@ -339,7 +339,7 @@ def test_valid_messages_round_trip_to_what_the_pdp_reads(message: dict[str, Any]
         assert seen["arguments"] == message["params"].get("arguments", {})
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.lists(messages, min_size=1, max_size=5), st.data())
 def test_an_event_stream_reads_the_same_however_it_is_cut(
     items: list[dict[str, Any]], data: st.DataObject
@@ -404,7 +404,7 @@ line_characters = st.sampled_from(" :x\u00e9") | st.characters(
 lines = st.text(line_characters, max_size=20)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     st.lists(
         st.tuples(
