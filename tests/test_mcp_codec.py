@@ -19,6 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pdp.domain.mcp_input import mcp_command
+from pdp.domain.policy_input import command_input
+from portcullis import protocols
 from proxies.http import mcp_codec as codec
 from proxies.http.mcp import prefer_wait
 from proxies.http.mcp_sessions import SessionBinding, owner_of
@@ -221,6 +223,17 @@ def test_prefer_wait() -> None:
 )
 def test_the_pdp_hands_unreadable_commands_to_the_policy_as_malformed(raw: str) -> None:
     assert mcp_command("mcp.call", raw, {})["malformed"] is True
+
+
+def test_the_kind_lands_under_input_command_mcp() -> None:
+    """mcp.call is the `mcp` protocol's kind (entry point), so the PDP's command_input puts
+    what mcp_input reads under input.command.mcp, whatever the proxy's connection type."""
+    assert protocols.protocol_of("mcp.call").name == "mcp"  # type: ignore[union-attr]
+    raw = codec.parse_request(body(call("refund_order", amount=5)), JSON).messages[0]
+    command = command_input("mcp.call", raw.command("/mcp"), {"tool": "get_invoice"})
+    assert command["kind"] == "mcp.call" and "http" not in command
+    assert command["mcp"]["tool"] == "refund_order"  # read from the text, not the attributes
+    assert command["mcp"]["arguments"] == {"amount": 5}
 
 
 def test_a_listing_question_is_read_from_the_text_alone() -> None:
