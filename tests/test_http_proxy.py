@@ -434,7 +434,8 @@ async def test_replay_renders_an_agents_requests(tmp_path):
     assert "masked field:" in text or "field:email" in text
 
 
-async def test_credential_as_a_query_parameter(tmp_path):
+async def test_credential_as_a_query_parameter(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
     credential = {"provider": "static", "query": "api_key", "value": SECRET}
     async with http_stack(tmp_path, {"key_query": "api_key"}, credentials=credential) as s:
         async with (
@@ -447,6 +448,9 @@ async def test_credential_as_a_query_parameter(tmp_path):
         (seen,) = s.upstream.seen
     assert status == 200 and seen["raw_path"].endswith(f"a=1&api_key={SECRET}")
     assert doc["path"] == "/echo/q?a=1&api_key=KEY"
+    # the upstream's own access log (aiohttp.access, in this process) does name it
+    proxy_side = [r.getMessage() for r in caplog.records if r.name != "aiohttp.access"]
+    assert all(SECRET not in line for line in proxy_side)
 
 
 async def test_uploads_chunked_or_expecting_100_continue_and_head(tmp_path):

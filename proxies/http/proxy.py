@@ -353,7 +353,21 @@ class ClientConnection:
                     return
                 except TimeoutError:
                     return
-                if not await self.handle(event, body):
+                sent = self.output.sent
+                try:
+                    if not await self.handle(event, body):
+                        return
+                except (ConnectionError, _Cut, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    # named by type only: an upstream error can carry the URL, and with it
+                    # a credential sent as a query parameter
+                    log.warning("%s: request failed: %s", self.proxy.connection.name,
+                                type(exc).__name__)  # fmt: skip
+                    if self.output.sent == sent:
+                        self.output.write(messages.problem(
+                            502, "the request could not be completed", type(exc).__name__,
+                            close=True))  # fmt: skip
                     return
                 await self.writer.drain()
         except (ConnectionError, _Cut):
