@@ -1,0 +1,101 @@
+"""What the HTTP proxy writes and rewrites, without sockets: which token it takes, which
+headers go upstream, what the policy is shown of a body, the command text an approval binds
+to, and the problem documents clients get."""
+
+from __future__ import annotations
+
+import json
+
+from proxies.http import messages
+from proxies.http.codec import parse_head
+
+
+def head(*fields: str, line: str = "POST /x HTTP/1.1"):
+    return parse_head("\r\n".join([line, "Host: api", *fields]).encode())
+
+
+def test_the_token_comes_from_proxy_authorization_then_authorization():
+    assert messages.bearer(head("Authorization: Bearer abc")) == ("abc", "")
+    assert messages.bearer(head("authorization: bearer abc")) == ("abc", "")
+    both = head("Proxy-Authorization: Bearer p", "Authorization: Bearer a")
+    assert messages.bearer(both) == ("p", "")
+    assert messages.bearer(head("Authorization: Basic eDp5"))[0] == ""
+    assert messages.bearer(head("Authorization: Bearer a", "Authorization: Bearer b"))[0] == ""
+
+
+def test_upstream_headers_drop_tokens_hop_by_hop_and_forwarding_claims():
+    h = head(
+        "Authorization: Bearer t",
+        "Proxy-Authorization: Bearer t",
+        "X-Api-Key: mine",
+        "Connection: close, X-Secret-Hop",
+        "X-Secret-Hop: 1",
+        "Keep-Alive: 5",
+        "TE: trailers",
+        "X-Forwarded-For: 6.6.6.6",
+        "Forwarded: for=6.6.6.6",
+        "Accept: */*",
+    )
+    out = messages.upstream_request_headers(h, "10.0.0.2", "https", "X-Api-Key")
+    names = [n for n, _ in out]
+    assert names == [
+        "accept",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "forwarded",
+        "x-forwarded-host",
+    ]
+    assert dict(out)["forwarded"] == 'for=10.0.0.2;host="api";proto=https'
+    v6 = messages.upstream_request_headers(h, "::1", "http")
+    assert dict(v6)["forwarded"].startswith('for="[::1]"')
+
+
+def test_the_policy_sees_a_bounded_json_body():
+    h = head("Content-Type: application/json")
+    assert messages.policy_body(h, b'{"a": 1}') == ({"a": 1}, False)
+    big = json.dumps({"a": "x" * (messages.INSPECTED_BODY + 1)}).encode()
+    assert messages.policy_body(h, big) == (None, True)
+    assert messages.policy_body(head("Content-Type: text/plain"), b'{"a": 1}') == (None, False)
+
+
+def test_the_command_text_binds_the_exact_body():
+    h = head()
+    one, other = messages.command_text(h, b"amount=1"), messages.command_text(h, b"amount=2")
+    assert one.startswith("POST /x HTTP/1.1\nbody: 8 bytes sha256:") and one != other
+    assert one.endswith("\n\namount=1")
+    large = messages.command_text(h, b"y" * (messages.BODY_IN_RAW + 1))
+    assert "\n\n" not in large  # only its size and digest
+    assert messages.command_text(head(line="GET /x HTTP/1.1"), b"") == "GET /x HTTP/1.1"
+
+
+def test_prefer_wait():
+    assert messages.prefer_wait(head("Prefer: respond-async, wait=10")) == 10
+    assert messages.prefer_wait(head("Prefer: wait=abc")) == 0
+    assert messages.prefer_wait(head()) == 0
+
+
+def test_a_problem_document():
+    data = messages.problem(403, "forbidden by policy", "no", reasons=["no"], decision_id="d-1")
+    status, _, body = data.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/problem+json")
+    assert json.loads(body) == {
+        "type": "about:blank",
+        "title": "forbidden by policy",
+        "status": 403,
+        "detail": "no",
+        "reasons": ["no"],
+        "decision_id": "d-1",
+    }
+    assert f"content-length: {len(body)}".encode() in status
+
+
+def test_response_headers_lose_hop_by_hop_and_framing():
+    raw = [
+        (b"Content-Length", b"3"),
+        (b"Connection", b"X-A"),
+        (b"X-A", b"1"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Set-Cookie", b"a=1"),
+        (b"Set-Cookie", b"b=2"),
+    ]
+    assert messages.response_headers(raw) == [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
