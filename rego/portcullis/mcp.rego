@@ -174,6 +174,13 @@ mcp_returns_data if {
 	not mcp_listing
 }
 
+# completions suggest argument values (a customer's email, say): data as well
+mcp_returns_data if {
+	mcp_call
+	mcp_command.message == "request"
+	mcp_method == "completion/complete"
+}
+
 mask_rules contains {"field": field, "strategy": "redact"} if {
 	mcp_returns_data
 	not pii_reader

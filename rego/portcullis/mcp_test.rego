@@ -157,3 +157,10 @@ test_mcp_stream_and_session_end if {
 	mcp_decision(["readonly"], {"endpoint": "/", "message": "stream", "method": ""}).verdict == "deny"
 	mcp_decision(["marketing"], {"endpoint": "/mcp", "message": "stream", "method": ""}).verdict == "deny"
 }
+
+test_mcp_completions_masked_like_results if {
+	d := mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "request", "method": "completion/complete"})
+	d.verdict == "mask"
+	{"detector": "email", "strategy": "partial"} in d.mask
+	mcp_decision(["pii-readers"], {"endpoint": "/mcp", "message": "request", "method": "completion/complete"}).verdict == "allow"
+}
