@@ -785,6 +785,10 @@ def report(
                 "added_p50_us_recording_off": round(1000 * bare),
                 "cache_on_added_p50_us": round(1000 * added_on),
                 "cache_on_to_nginx": on_nginx,
+                "targets_met": {
+                    "cache_on_to_nginx>=0.5": on_nginx >= 0.5,
+                    "added_over_decide<=1.5": added / decide <= 1.5,
+                },
             }
         )
     print(
