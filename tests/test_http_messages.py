@@ -1,13 +1,20 @@
 """What the HTTP proxy writes and rewrites, without sockets: which token it takes, which
 headers go upstream, what the policy is shown of a body, the command text an approval binds
-to, and the problem documents clients get."""
+to, the problem documents clients get, and the guard that keeps the upstream credential
+from the client (Hypothesis splits a response anywhere)."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from proxies.http import messages
 from proxies.http.codec import parse_head
+from proxies.http.proxy import ResponseGuard, _Cut, secret_patterns
+from proxies.runtime.exposure import ClientOutput
 
 
 def head(*fields: str, line: str = "POST /x HTTP/1.1"):
@@ -99,3 +106,36 @@ def test_response_headers_lose_hop_by_hop_and_framing():
         (b"Set-Cookie", b"b=2"),
     ]
     assert messages.response_headers(raw) == [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
+
+
+SECRET = "s3cr3t-upstream-key-7f1c2e9a"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(secret_patterns([SECRET])),
+    st.binary(max_size=200).filter(lambda b: b"s3" not in b),
+    st.lists(st.integers(0, 400), max_size=6),
+)
+def test_no_byte_of_a_credential_goes_out_however_it_is_split(form, before, cuts):
+    data = before + form + b" and after"
+    written: list[bytes] = []
+    guard = ResponseGuard(ClientOutput(written.append), secret_patterns([SECRET]))
+    points = sorted({min(c, len(data)) for c in cuts})
+    with pytest.raises(_Cut):
+        for a, b in zip([0, *points], [*points, len(data)], strict=True):
+            guard.write(data[a:b])
+        guard.flush()
+    out = b"".join(written)
+    assert data.startswith(out) and len(out) <= len(before)
+
+
+def test_a_stream_without_the_credential_is_not_delayed():
+    written: list[bytes] = []
+    guard = ResponseGuard(ClientOutput(written.append), secret_patterns([SECRET]))
+    guard.write(b"data: 1\n\n")
+    assert written == [b"data: 1\n\n"]
+    guard.write(b"ends with s3cr")  # could begin the secret: held
+    assert b"".join(written) == b"data: 1\n\nends with "
+    guard.flush()
+    assert b"".join(written).endswith(b"s3cr")

@@ -56,7 +56,7 @@ from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import Listener
 from proxies.runtime.masking import MaskingError, masking_key
 from proxies.runtime.pdp_client import Ruling, SessionRefused
-from proxies.runtime.secrets_scan import SecretScanner, _patterns
+from proxies.runtime.secrets_scan import MIN_SECRET_BYTES, _patterns
 from proxies.runtime.session import ProxyRuntime, ProxySession
 
 if TYPE_CHECKING:
@@ -85,6 +85,15 @@ class AgentSession:
     session: ProxySession
     last_used: float = field(default_factory=time.monotonic)
     in_flight: int = 0
+    _patterns: tuple[bytes, ...] | None = field(default=None, repr=False)
+
+    @property
+    def patterns(self) -> tuple[bytes, ...]:
+        """The forms of the session's credential a response is checked for (made once)."""
+        if self._patterns is None:
+            lease = self.session.lease
+            self._patterns = secret_patterns(lease.secrets() if lease is not None else [])
+        return self._patterns
 
 
 @dataclass
@@ -247,19 +256,24 @@ class _Cut(Exception):
 
 class ResponseGuard:
     """A response's bytes on their way to the client, checked for the upstream credential
-    before they are written. A chunk's end that could be the start of a secret (in any of
-    the forms the scanner knows) waits for the next chunk, so a secret split across two is
-    seen whole before any of it goes; anything else goes at once (a stream is not delayed)."""
+    (every form the runtime's SecretScanner knows: raw, hex, base64, JSON- and
+    percent-encoded) before they are written. A chunk's end that could be the start of one
+    waits for the next chunk, so a secret split across two is seen whole before any of it
+    goes; anything else goes at once (a stream is not delayed)."""
 
-    def __init__(self, output: ClientOutput, secrets: list[str]) -> None:
+    def __init__(self, output: ClientOutput, patterns: tuple[bytes, ...]) -> None:
         self.output = output
-        self.scanner = SecretScanner(secrets) if secrets else None
-        self.patterns = [p for s in secrets for p in _patterns(s.encode("utf-8"))]
-        self._tail = b""
+        self.patterns = patterns
+        self._span = max((len(p) for p in patterns), default=1) - 1
+        self._seen = b""  # the last bytes checked, so a secret across two chunks is found
+        self._tail = b""  # bytes held back: they could begin a secret
 
     def write(self, data: bytes, final: bool = False) -> None:
-        if self.scanner is not None and data and self.scanner.feed(data):
-            raise _Cut("the upstream's response carried the upstream credential")
+        if self.patterns and data:
+            window = self._seen + data
+            if any(p in window for p in self.patterns):
+                raise _Cut("the upstream's response carried the upstream credential")
+            self._seen = window[-self._span :] if self._span else b""
         data = self._tail + data
         keep = 0 if final else self._prefix_at_end(data)
         out, self._tail = data[: len(data) - keep], data[len(data) - keep :]
@@ -277,6 +291,16 @@ class ResponseGuard:
 
     def flush(self) -> None:
         self.write(b"", final=True)
+
+
+def secret_patterns(secrets: list[str]) -> tuple[bytes, ...]:
+    """Every form of the secrets the scanner looks for (too short ones: none, as there)."""
+    found: dict[bytes, None] = {}
+    for secret in secrets:
+        raw = secret.encode("utf-8")
+        if len(raw) >= MIN_SECRET_BYTES:
+            found.update(dict.fromkeys(_patterns(raw)))
+    return tuple(found)
 
 
 class ClientConnection:
@@ -681,9 +705,9 @@ class ClientConnection:
 
     # -- writing -------------------------------------------------------------------------
 
-    def secrets(self, request: Request) -> list[str]:
-        lease = request.session.lease
-        return lease.secrets() if lease is not None else []
+    def secrets(self, request: Request) -> tuple[bytes, ...]:
+        """What the response to this request is checked for (ResponseGuard)."""
+        return request.agent.patterns
 
     def write(self, data: bytes) -> None:
         self.output.write(data)
