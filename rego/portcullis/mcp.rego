@@ -174,11 +174,12 @@ mcp_returns_data if {
 	not mcp_listing
 }
 
-# completions suggest argument values (a customer's email, say): data as well
+# completions suggest argument values (a customer's email, say), and resource lists name
+# resources after what they hold: data as well
 mcp_returns_data if {
 	mcp_call
 	mcp_command.message == "request"
-	mcp_method == "completion/complete"
+	mcp_method in {"completion/complete", "resources/list", "resources/templates/list"}
 }
 
 mask_rules contains {"field": field, "strategy": "redact"} if {

@@ -163,4 +163,5 @@ test_mcp_completions_masked_like_results if {
 	d.verdict == "mask"
 	{"detector": "email", "strategy": "partial"} in d.mask
 	mcp_decision(["pii-readers"], {"endpoint": "/mcp", "message": "request", "method": "completion/complete"}).verdict == "allow"
+	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "request", "method": "resources/list"}).verdict == "mask"
 }
