@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 
 from portcullis.config import load_config
 from portcullis.process import (
@@ -34,13 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pdp", default=None, help="PDP address (default: pdp.address/listen)")
     parser.add_argument("-c", "--config", default=None, help="configuration file")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    # how a connection's other worker processes are started (proxies.runtime.workers)
+    parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--credential-stdin", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
 def serve(args: argparse.Namespace) -> int:
     from portcullis.config import resolve_secrets
     from proxies.launcher import run_proxies
-    from proxies.runtime.pdp_auth import client_auth, pdp_address
+    from proxies.runtime.pdp_auth import client_auth, pdp_address, with_credential
 
     path = args.config or os.environ.get("PORTCULLIS_CONFIG") or "portcullis.yaml"
     config = load_config(path)
@@ -53,16 +57,32 @@ def serve(args: argparse.Namespace) -> int:
         named = f" named {args.connection!r}" if args.connection else ""
         raise UserError(f"no {args.kind} connection configured{named}")
     resolve_secrets(config, connections)  # an unset ${NAME} stops it here, named
-    for connection in connections:
+    for connection in connections if not args.worker else ():
+        # (a later worker shares the port worker 0 holds)
         check_listen(f"{connection.key or connection.name}.listen", connection.listen)
+    started = None
+    if args.worker:
+        # one worker of one connection, started by the process serving its worker 0
+        if args.connection is None or len(connections) != 1:
+            raise UserError("--worker serves one connection: name it with --connection")
+        connections = [replace(connections[0], worker=args.worker)]
+        if args.credential_stdin:
+            config = with_credential(config, sys.stdin.readline().strip())
+        started = _tell_ready
     address = pdp_address(config, args.pdp or "")
     client_auth(config)  # a proxy that cannot prove itself to the PDP stops here, named
     setup_logging(args.verbose)
     try:
-        run_until_signal(lambda stop: run_proxies(connections, config, address, stop))
+        run_until_signal(lambda stop: run_proxies(connections, config, address, stop, started))
     except OSError as exc:
         raise UserError(f"the {args.kind} proxy cannot start: {exc}") from None
     return 0
+
+
+def _tell_ready() -> None:
+    from proxies.runtime.workers import READY
+
+    print(READY, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 from portcullis import protocols
 from portcullis.config import Config, ConnectionSettings, resolve_secrets
 from portcullis.heap import freeze_startup_heap
+from portcullis.protocols import workers_of
+from proxies.runtime.workers import WorkerProcesses
 
 log = logging.getLogger("portcullis.up")
 
@@ -85,6 +87,11 @@ async def start_proxies(
             proxy = factory(connection, served, pdp_address)
             await proxy.start()
             proxies.append(proxy)
+            if connection.worker == 0 and workers_of(connection.options) > 1:
+                # its other workers share the port; each is a process of its own
+                others = WorkerProcesses(connection, served, pdp_address)
+                proxies.append(others)
+                await others.start()
     except BaseException:
         await stop_proxies(proxies)
         raise
@@ -97,10 +104,16 @@ async def stop_proxies(proxies: list[Proxy]) -> None:
 
 
 async def run_proxies(
-    connections: list[ConnectionSettings], config: Config, pdp_address: str, stop: asyncio.Event
+    connections: list[ConnectionSettings],
+    config: Config,
+    pdp_address: str,
+    stop: asyncio.Event,
+    started: Callable[[], None] | None = None,
 ) -> None:
     proxies = await start_proxies(connections, config, pdp_address)
     freeze_startup_heap()
+    if started is not None:
+        started()
     try:
         await stop.wait()
     finally:

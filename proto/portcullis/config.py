@@ -158,6 +158,9 @@ class ConnectionSettings:
     # (resolve_secrets): reading evidence never needs an upstream secret
     key: str = ""  # where it is in the file, e.g. connections[0]
     secrets_resolved: bool = True
+    # which of the connection's proxy processes serves it here (option `workers`): not
+    # read from the file; 0 in the process that starts the others
+    worker: int = 0
 
     def resolved(self, env: Mapping[str, str] | None = None) -> ConnectionSettings:
         """This connection with the `${NAME}` references of its credentials expanded; a
@@ -206,6 +209,9 @@ class Config:
     masking_hash_key: str = ""
     masking_hash_key_resolved: bool = True
     proxies: ProxiesSettings = field(default_factory=ProxiesSettings)
+    # the file it was read from (None: built in code): what a proxy's other worker
+    # processes read again
+    path: Path | None = None
 
     def connection(self, name: str) -> ConnectionSettings | None:
         return next((c for c in self.connections if c.name == name), None)
@@ -266,7 +272,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raw = yaml.safe_load(_protect_env_refs(text)) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), f"not valid YAML: {exc}") from None
-    return parse_config(raw, base_dir=path.resolve().parent, env=env)
+    return replace(parse_config(raw, base_dir=path.resolve().parent, env=env), path=path.resolve())
 
 
 def parse_config(

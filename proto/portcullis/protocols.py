@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -73,11 +74,20 @@ RUNTIME_OPTIONS: Mapping[str, Option] = {
     "decision_cache": Option("bool", True, "reuse verdicts the policy declared reusable"),
     "recording": Option("bool", True, "session events to the audit store (benchmarks only)"),
     "enforce": Option("bool", True, "shadow mode when false (not available yet)"),
-    "workers": Option("int", 1, "proxy processes for this connection (one only, yet)"),
+    "workers": Option("int", 1, "proxy processes sharing the listen port (0: one per core)"),
     "spool_dir": Option("dir", None, "where undelivered events and closes wait (var/spool)"),
     "spool_max_bytes": Option("int", None, "how large the spool grows before sessions halt"),
     "max_statement_bytes": Option("int", None, "longer commands: denied, recorded cut"),
 }
+
+MAX_WORKERS = 64  # a Postgres cancel key carries its worker in 7 bits (proxies.runtime.workers)
+
+
+def workers_of(options: Mapping[str, Any]) -> int:
+    """How many proxy processes serve a connection (`workers`; 0: one per core)."""
+    count = int(options.get("workers", 1))
+    return count if count > 0 else max(1, os.cpu_count() or 1)
+
 
 OptionsCheck = Callable[[Mapping[str, Any]], "tuple[str, str] | None"]
 
@@ -119,8 +129,8 @@ class Protocol:
                 raise OptionError(str(name), str(exc)) from None
         if out.get("enforce") is False:
             raise OptionError("enforce", "shadow mode (enforce: false) is not available yet")
-        if out.get("workers", 1) > 1:
-            raise OptionError("workers", "one proxy process per connection is all there is yet")
+        if not 0 <= out.get("workers", 1) <= MAX_WORKERS:
+            raise OptionError("workers", f"must be 0 (one per core) to {MAX_WORKERS}")
         broken = self.check_options(out) if self.check_options else None
         if broken is not None:
             raise OptionError(*broken)

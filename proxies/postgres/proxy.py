@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from portcullis.config import Config, ConnectionSettings
+from portcullis.protocols import workers_of
 from proxies.postgres import codec
 from proxies.postgres.columns import (
     MAX_VIEW_DEPTH,
@@ -66,6 +66,7 @@ from proxies.runtime.masking import masking_key
 from proxies.runtime.pdp_client import SessionRefused
 from proxies.runtime.relay import Relay
 from proxies.runtime.session import ProxyRuntime, ProxySession
+from proxies.runtime.workers import CancelRoute, key_worker, worker_key
 
 log = logging.getLogger("portcullis.postgres")
 
@@ -89,14 +90,17 @@ class PostgresProxy:
             config=config,
         )
         self.listener = Listener(
-            f"postgres proxy {connection.name}", connection.listen, self._serve
+            f"postgres proxy {connection.name}",
+            connection.listen,
+            self._serve,
+            reuse_port=workers_of(connection.options) > 1,
         )
         self.upstream_host, self.upstream_port = split_address(connection.upstream)
         self.database = connection.database
         self.tls = self._server_tls(connection.options)
         self.upstream_tls = self._upstream_tls(connection.options)
         self.hash_key = masking_key(config.masking_hash_key, connection.name)
-        self.cancels = CancelKeys(self.upstream_host, self.upstream_port)
+        self.cancels = CancelKeys(self.upstream_host, self.upstream_port, connection)
         # what each table column is, by (table OID, attribute number), learnt from the
         # catalog once per table and forgotten every CATALOG_TTL seconds (a view redefined
         # or a column renamed is seen again within that)
@@ -133,6 +137,8 @@ class PostgresProxy:
 
     async def start(self) -> None:
         await self.runtime.start()
+        if self.cancels.route is not None:
+            await self.cancels.route.start()
         await self.listener.start()
         log.info(
             "postgres proxy %s on %s:%d → %s:%d",
@@ -145,6 +151,8 @@ class PostgresProxy:
 
     async def stop(self) -> None:
         await self.listener.stop()
+        if self.cancels.route is not None:
+            await self.cancels.route.stop()
         await self.runtime.stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -164,16 +172,26 @@ class PostgresProxy:
 class CancelKeys:
     """The keys this proxy hands its clients in BackendKeyData, each mapped to its
     upstream's key (as pgbouncer does) and to its session: a CancelRequest may end an
-    approval wait instead of reaching the server."""
+    approval wait instead of reaching the server. With several workers, a key names the
+    worker that issued it, and a CancelRequest for another worker's key goes to it
+    (proxies.runtime.workers)."""
 
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    def __init__(
+        self, upstream_host: str, upstream_port: int, connection: ConnectionSettings
+    ) -> None:
         self.upstream_host, self.upstream_port = upstream_host, upstream_port
+        self.worker = connection.worker
+        self.route = (
+            CancelRoute(connection, self.forward) if workers_of(connection.options) > 1 else None
+        )
         self._upstream: dict[tuple[int, int], tuple[int, int]] = {}
         self._sessions: dict[tuple[int, int], ProxySession] = {}
         self._background: set[asyncio.Future[None]] = set()
 
     def issue(self, upstream_key: tuple[int, int], session: ProxySession | None) -> tuple[int, int]:
-        key = (secrets.randbelow(2**31 - 1) + 1, secrets.randbelow(2**31 - 1) + 1)
+        key = worker_key(self.worker)
+        while key in self._upstream:
+            key = worker_key(self.worker)
         self._upstream[key] = upstream_key
         if session is not None:
             self._sessions[key] = session
@@ -184,6 +202,9 @@ class CancelKeys:
         self._sessions.pop(key, None)
 
     async def forward(self, key: tuple[int, int]) -> None:
+        if self.route is not None and key_worker(key) != self.worker:
+            await self.route.hand_on(key)
+            return
         session = self._sessions.get(key)
         if session is not None and session.cancel_wait():
             return  # it was waiting for a person, not running upstream

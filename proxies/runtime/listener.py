@@ -38,12 +38,17 @@ class Listener:
         handle: Handler,
         tls: ssl.SSLContext | None = None,
         drain_seconds: float = 0.0,
+        reuse_port: bool = False,
     ) -> None:
+        """reuse_port: the connection's other worker processes listen on the same port
+        (SO_REUSEPORT: the kernel spreads connections over them; Linux lets only the same
+        user's processes join)."""
         self.name = name
         self.host, self.requested_port = split_address(address)
         self.handle = handle
         self.tls = tls
         self.drain_seconds = drain_seconds
+        self.reuse_port = reuse_port
         self.clients: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
 
@@ -54,7 +59,12 @@ class Listener:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
-            self._accept, self.host, self.requested_port, ssl=self.tls, limit=READ_SIZE
+            self._accept,
+            self.host,
+            self.requested_port,
+            ssl=self.tls,
+            limit=READ_SIZE,
+            reuse_port=self.reuse_port or None,
         )
 
     async def stop(self) -> None:
