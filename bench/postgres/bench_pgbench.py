@@ -447,6 +447,14 @@ def main() -> None:
                     else " " * 17
                 )
                 print(f"      {name:<36} {own}{r['machine_us']:6.1f}")
+        # sizing a proxy host (`workers`): the cores a rate needs is CPU per transaction times TPS
+        print("    cores needed for 10,000 TPS (CPU per transaction times rate): proxy / PDP")
+        for name in targets:
+            r = results[(mode, name)]
+            if name.startswith("portcullis") and "proxy_us" in r:
+                print(
+                    f"      {name:<36} {r['proxy_us'] / 100:6.2f} / {r['pdp_us'] / 100:5.2f}"
+                )
     for mode in ("simple", "prepared"):
         ratios = sorted(against_bouncer[mode])
         if ratios:
