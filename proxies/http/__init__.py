@@ -1,1 +1,2 @@
-"""The HTTP protocol (with MCP): declared for configuration and policy; no proxy serves it yet."""
+"""The HTTP protocol (with MCP): a reverse proxy on the shared runtime, every request decided
+(proxy.py; its sans-IO parts: codec.py, target.py, messages.py, bodies.py, websocket.py)."""

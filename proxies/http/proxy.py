@@ -265,6 +265,7 @@ class ResponseGuard:
         self.output = output
         self.patterns = patterns
         self._span = max((len(p) for p in patterns), default=1) - 1
+        self._firsts = frozenset(p[0] for p in patterns)
         self._seen = b""  # the last bytes checked, so a secret across two chunks is found
         self._tail = b""  # bytes held back: they could begin a secret
 
@@ -280,14 +281,14 @@ class ResponseGuard:
         self.output.write(out)
 
     def _prefix_at_end(self, data: bytes) -> int:
-        """How many of data's last bytes begin some secret pattern."""
-        longest = 0
-        for pattern in self.patterns:
-            for size in range(min(len(pattern) - 1, len(data)), longest, -1):
-                if data.endswith(pattern[:size]):
-                    longest = size
-                    break
-        return longest
+        """How many of data's last bytes begin some secret pattern (the longest run)."""
+        tail = data[-self._span :] if self._span else b""
+        for start, byte in enumerate(tail):
+            if byte in self._firsts:
+                rest = tail[start:]
+                if any(p.startswith(rest) for p in self.patterns):
+                    return len(rest)
+        return 0
 
     def flush(self) -> None:
         self.write(b"", final=True)
