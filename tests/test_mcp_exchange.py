@@ -127,6 +127,7 @@ async def test_an_answer_resumed_on_the_get_stream_is_masked_and_filtered(tmp_pa
         assert [t["name"] for t in got[1]["result"]["tools"]] == ["get_invoice"]
         assert got[2]["params"]["data"]["email"] == "[REDACTED]"
         assert b"id: e-2" in data and b"id: e-3" in data  # resumption ids kept
+        assert b":\n\n" in data and b"keep-alive comment" not in data  # a bare keep-alive
         # an answer is delivered once: a second copy of it is dropped
         again = await stream.response(200, list(SSE), chunks(upstream[0]))
         assert sse_messages(await read(again)) == []

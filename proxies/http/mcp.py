@@ -50,6 +50,7 @@ SESSION_HEADER = "mcp-session-id"
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_LISTED_TOOLS = 1024
 JSON_HEADERS = [("Content-Type", "application/json")]
+KEEP_ALIVE = b":\n\n"
 _PREFER_WAIT = re.compile(r"(?:^|[,;])\s*wait\s*=\s*\"?(\d{1,6})\"?\s*(?=$|[,;])", re.I)
 
 
@@ -389,10 +390,15 @@ class Forward:
         reader = codec.SseReader()
         try:
             async for chunk in chunks:
+                comments = reader.comments
+                sent = False
                 for event in reader.feed(chunk):
                     out = await self._event(event)
                     if out:
+                        sent = True
                         yield out
+                if not sent and reader.comments != comments:
+                    yield KEEP_ALIVE  # the server's keep-alive, without its text
             for event in reader.finish():
                 out = await self._event(event)
                 if out:

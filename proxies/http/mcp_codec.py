@@ -419,9 +419,9 @@ class SseTooLarge(ValueError):
 
 class SseReader:
     """Event stream interpretation (HTML §9.2.6): feed bytes, get whole events; one event
-    is held at most (MAX_EVENT_BYTES), never the stream. Comments are dropped; the fields
-    id, event and retry are kept in order; a field with another name is ignored, as the
-    standard says."""
+    is held at most (MAX_EVENT_BYTES), never the stream. Comments are counted, their text
+    dropped; the fields id, event and retry are kept in order; a field with another name
+    is ignored, as the standard says."""
 
     def __init__(self, limit: int = MAX_EVENT_BYTES) -> None:
         self._buffer = b""
@@ -430,6 +430,7 @@ class SseReader:
         self._fields: list[tuple[str, str]] = []
         self._size = 0
         self._started = False
+        self.comments = 0  # comment lines read (keep-alives)
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         self._buffer += chunk
@@ -478,6 +479,7 @@ class SseReader:
             self._data, self._fields, self._size = [], [], 0
             return event
         if line.startswith(":"):
+            self.comments += 1  # its text is not passed on; that the server is alive, is
             return None
         name, colon, value = line.partition(":")
         if colon and value.startswith(" "):
