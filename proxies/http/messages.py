@@ -73,6 +73,8 @@ REASONS = {
     504: "Gateway Timeout",
     505: "HTTP Version Not Supported",
 }
+# response headers that describe the body's exact bytes: dropped when the body is masked
+BODY_DIGESTS = frozenset({"etag", "content-md5", "digest", "content-digest", "repr-digest"})
 BODY_IN_RAW = 16 * 1024  # a request body shown whole in the command text up to this size
 INSPECTED_BODY = 64 * 1024  # a JSON body handed to the policy up to this size
 

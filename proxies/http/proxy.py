@@ -114,16 +114,17 @@ class Request:
 class HttpProxy:
     """One listening HTTP proxy for one configured connection."""
 
-    def __init__(self, connection: ConnectionSettings, config: Config, pdp_address: str) -> None:
+    def __init__(
+        self,
+        connection: ConnectionSettings,
+        config: Config,
+        pdp_address: str,
+        runtime: ProxyRuntime | None = None,
+    ) -> None:
         self.connection = connection
         options = connection.options
-        self.runtime = ProxyRuntime.build(
-            connection,
-            pdp_address,
-            vault=config.vault,
-            approval_timeout=config.approvals.timeout_seconds,
-            config=config,
-        )
+        # the launcher's (over the process's PDP client), or one of its own when built alone
+        self.runtime = runtime or ProxyRuntime.standalone(connection, config, pdp_address)
         self.listener = Listener(
             f"http proxy {connection.name}", connection.listen, self._serve, self._server_tls()
         )
@@ -853,8 +854,11 @@ class ClientConnection:
         length = response.headers.get("content-length")
         if not head.keep_alive:
             headers.append(("connection", "close"))
+        if masker is not None:
+            # what described the upstream's bytes does not describe the masked ones
+            headers = [(n, v) for n, v in headers if n.lower() not in messages.BODY_DIGESTS]
         if bodyless:
-            if length is not None:
+            if length is not None and masker is None:  # a masked body's length is not known
                 headers.append(("content-length", length))
             guard.write(
                 messages.response_head(response.status, response.reason or "", headers), final=True
