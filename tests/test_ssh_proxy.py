@@ -22,6 +22,7 @@ from pdp.app import PDPApp
 from pdp.domain.recordings import session_events
 from portcullis.config import Config
 from proxies.launcher import handed_credential, start_proxies, stop_proxies
+from proxies.ssh.proxy import SshProxy
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.integration
 class Stack:
     config: Config
     pdp: PDPApp
-    proxy: Any
+    proxy: SshProxy
     sshd: Sshd
     tmp: Path
 
@@ -83,7 +84,8 @@ async def ssh_stack(tmp: Path, **options: Any) -> AsyncIterator[Stack]:
             served = handed_credential(config, "web-1", pdp.issue_proxy_credential)
             proxies = await start_proxies(served.connections, served, pdp.address)
             try:
-                yield Stack(config, pdp, proxies[0], sshd, tmp)
+                proxy = next(p for p in proxies if isinstance(p, SshProxy))
+                yield Stack(config, pdp, proxy, sshd, tmp)
             finally:
                 await stop_proxies(proxies)
     finally:

@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+from pdp.cli import terminal_replay
 from pdp.domain.timeline import SessionSummary, build_timeline, render_text, rfc3339, summarize
 from pdp.evidence.bundle import parse_time as absolute_time
 from pdp.plumbing.rendering import inert
@@ -63,12 +64,13 @@ def register(subparsers: Any) -> None:
         subparsers.add_parser("replay", help="the timeline of one session (sessions replay)"),
     ):
         parser.add_argument("session", help="session id (or a unique prefix of one)")
-        _format_option(parser)
+        _format_option(parser, "asciicast")
+        terminal_replay.add_options(parser)
         parser.set_defaults(func=cmd_sessions_replay)
 
 
-def _format_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=["text", "json"], default="text", help="output")
+def _format_option(parser: argparse.ArgumentParser, *more: str) -> None:
+    parser.add_argument("--format", choices=["text", "json", *more], default="text", help="output")
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -136,11 +138,14 @@ async def _replay(store: AuditStore, args: argparse.Namespace) -> int:
     events = await store.query(kind="session.events", session_id=sid)
     decisions = await store.query(kind="decision", session_id=sid)
     approvals = await store.query(kind="approval", session_id=sid)
+    if args.format == "asciicast":
+        return terminal_replay.export(terminal_replay.recorded(events), args)
     timeline = build_timeline(opened, closed[0] if closed else None, events, decisions, approvals)
     if args.format == "json":
         print(json.dumps(timeline.to_dict(), indent=2))
     else:
         sys.stdout.write(render_text(timeline))
+        terminal_replay.after_timeline(terminal_replay.recorded(events), args)
     return 0
 
 

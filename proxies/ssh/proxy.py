@@ -36,6 +36,7 @@ from typing import Any
 import asyncssh
 
 from portcullis.config import Config, ConnectionSettings
+from portcullis.protocols import workers_of
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import CredentialUnavailable
 from proxies.runtime.exposure import ClientOutput
@@ -57,6 +58,7 @@ CAST_BATCH = 256  # asciicast events per recorded event
 CAST_EVERY = 1.0  # seconds between recorded asciicast batches
 MAX_PENDING_STDIN = 1024 * 1024  # stdin held while a channel is decided
 CANCEL_SIGNALS = frozenset({"INT", "TERM", "HUP", "QUIT", "KILL"})
+SFTP_REFUSED = "SFTP is decided per operation, which this proxy does not do yet: refused"
 KBDINT_PROMPT = ("Portcullis", "Paste your access token (JWT).", "", [("Token: ", False)])
 
 
@@ -81,9 +83,16 @@ def _exec_details(
 class SshProxy:
     """One listening SSH proxy for one configured connection."""
 
-    def __init__(self, connection: ConnectionSettings, config: Config, pdp_address: str) -> None:
+    def __init__(
+        self,
+        connection: ConnectionSettings,
+        config: Config,
+        pdp_address: str,
+        runtime: ProxyRuntime | None = None,
+    ) -> None:
         self.connection = connection
-        self.runtime = ProxyRuntime.build(
+        # the launcher's (over the process's PDP client), or one of its own when built alone
+        self.runtime = runtime or ProxyRuntime.build(
             connection,
             pdp_address,
             vault=config.vault,
@@ -123,6 +132,7 @@ class SshProxy:
             login_timeout=LOGIN_TIMEOUT,
             public_key_auth=False,
             config=None,
+            reuse_port=workers_of(self.connection.options) > 1,
         )
         log.info(
             "ssh proxy %s on %s:%d → %s:%d (host key %s)",
@@ -583,6 +593,10 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             )
         finally:
             self.waiting = False
+        if self.kind == "ssh.subsystem" and self.raw == "sftp" and ruling.verdict.allowed:
+            # the policy may allow SFTP, but a relayed SFTP stream would not be decided
+            # operation by operation (read/write/remove with the path): refused until it is
+            ruling = Ruling(Verdict.deny(SFTP_REFUSED), ruling.decision_id, ruling.policy_revision)
         self.ruling = ruling
         if not ruling.verdict.allowed or self._gone:
             self.say(f"portcullis: denied: {'; '.join(ruling.verdict.reasons)}")
@@ -638,6 +652,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
     def _catch_up(self) -> None:
         pending, self._stdin = self._stdin, []
         for data in pending:
+            if self.cast is not None:
+                self.cast.input(time.time(), data)  # typed while the shell was decided
             self.up.write(data)
         if self._stdin_eof:
             self.up.write_eof()

@@ -64,7 +64,8 @@ class MaskedOutput:
         masked, counts = self.masker.mask_text(text)
         if not counts:
             return data
-        self.counts.update(counts)
+        for detector, count in counts.items():  # as every proxy's events name them
+            self.counts[f"detector:{detector}"] += count
         return masked.encode("utf-8", "surrogateescape")
 
 
