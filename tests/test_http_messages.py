@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from proxies.http import messages
 from proxies.http.codec import parse_head
-from proxies.http.proxy import ResponseGuard, _Cut, secret_patterns
+from proxies.http.guard import CredentialInResponse, ResponseGuard, secret_patterns
 from proxies.runtime.exposure import ClientOutput
 
 
@@ -122,7 +122,7 @@ def test_no_byte_of_a_credential_goes_out_however_it_is_split(form, before, cuts
     written: list[bytes] = []
     guard = ResponseGuard(ClientOutput(written.append), secret_patterns([SECRET]))
     points = sorted({min(c, len(data)) for c in cuts})
-    with pytest.raises(_Cut):
+    with pytest.raises(CredentialInResponse):
         for a, b in zip([0, *points], [*points, len(data)], strict=True):
             guard.write(data[a:b])
         guard.flush()

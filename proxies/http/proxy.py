@@ -15,9 +15,10 @@ bodies streamed untouched; deny → 403 problem+json; require_approval → 202 w
 approval id, `Location` to poll (`/.well-known/portcullis/approvals/{id}` on this proxy)
 and `Retry-After`, or held up to `Prefer: wait=N`; the PDP unable to decide → 503.
 
-The upstream credential never reaches the client: every byte of a response is scanned for
-it before it is written (a small tail held back so a secret split across chunks is caught
-whole); a response carrying it is cut (502 before its head, a closed connection after).
+Forwarding and the answers back are forwarding.py's (UpstreamExchange, which
+ClientConnection is); the upstream credential never reaches the client: every byte of a
+response goes through guard.py's ResponseGuard, which checks it before it is written; a
+response carrying it is cut (502 before its head, a closed connection after).
 
 MCP seam (proxies/http/mcp.py): on a connection with `mcp: true` (or of type `mcp`),
 `ClientConnection.mcp_exchange` takes each request once it is read and its session open,
@@ -39,28 +40,27 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import aiohttp
-from multidict import CIMultiDict
 from yarl import URL
 
 from portcullis.config import Config, ConnectionSettings
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
-from proxies.http.bodies import BodyMask, Unmaskable, body_kind, masker_for
 from proxies.http.codec import BadRequest, Body, End, Event, Head, RequestReader
+from proxies.http.forwarding import UpstreamExchange
+from proxies.http.guard import CredentialInResponse, secret_patterns
 from proxies.http.target import Target, TargetRefused, normalise
 from proxies.http.websocket import relay_websocket
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import Listener
-from proxies.runtime.masking import MaskingError, masking_key
+from proxies.runtime.masking import masking_key
 from proxies.runtime.pdp_client import Ruling, SessionRefused
-from proxies.runtime.secrets_scan import MIN_SECRET_BYTES, _patterns
 from proxies.runtime.session import ProxyRuntime, ProxySession
 
 if TYPE_CHECKING:
-    from proxies.http.mcp import McpExchange, Reply
+    from proxies.http.mcp import McpExchange
 
 log = logging.getLogger("portcullis.http")
 
@@ -68,8 +68,6 @@ READ_SIZE = 256 * 1024
 HEAD_TIMEOUT = 60.0  # a kept-alive connection with no new request for this long is closed
 BODY_TIMEOUT = 300.0  # a request body still arriving after this long ends its connection
 IDLE_SESSION = 300.0
-RECORDED_BODY = 1024  # characters of a request's and a response's body in its recording
-WHOLE = 256 * 1024  # a response body of known length up to this is checked before its head
 POLL_PREFIX = "/.well-known/portcullis/approvals/"
 STALE = "no longer open at the policy decision point"  # pdp_client's reason for it
 
@@ -251,61 +249,7 @@ class HttpProxy:
         await ClientConnection(self, reader, writer).run()
 
 
-class _Cut(Exception):
-    """The response carried the upstream credential: it stops here."""
-
-
-class ResponseGuard:
-    """A response's bytes on their way to the client, checked for the upstream credential
-    (every form the runtime's SecretScanner knows: raw, hex, base64, JSON- and
-    percent-encoded) before they are written. A chunk's end that could be the start of one
-    waits for the next chunk, so a secret split across two is seen whole before any of it
-    goes; anything else goes at once (a stream is not delayed)."""
-
-    def __init__(self, output: ClientOutput, patterns: tuple[bytes, ...]) -> None:
-        self.output = output
-        self.patterns = patterns
-        self._span = max((len(p) for p in patterns), default=1) - 1
-        self._firsts = frozenset(p[0] for p in patterns)
-        self._seen = b""  # the last bytes checked, so a secret across two chunks is found
-        self._tail = b""  # bytes held back: they could begin a secret
-
-    def write(self, data: bytes, final: bool = False) -> None:
-        if self.patterns and data:
-            window = self._seen + data
-            if any(p in window for p in self.patterns):
-                raise _Cut("the upstream's response carried the upstream credential")
-            self._seen = window[-self._span :] if self._span else b""
-        data = self._tail + data
-        keep = 0 if final else self._prefix_at_end(data)
-        out, self._tail = data[: len(data) - keep], data[len(data) - keep :]
-        self.output.write(out)
-
-    def _prefix_at_end(self, data: bytes) -> int:
-        """How many of data's last bytes begin some secret pattern (the longest run)."""
-        tail = data[-self._span :] if self._span else b""
-        for start, byte in enumerate(tail):
-            if byte in self._firsts:
-                rest = tail[start:]
-                if any(p.startswith(rest) for p in self.patterns):
-                    return len(rest)
-        return 0
-
-    def flush(self) -> None:
-        self.write(b"", final=True)
-
-
-def secret_patterns(secrets: list[str]) -> tuple[bytes, ...]:
-    """Every form of the secrets the scanner looks for (too short ones: none, as there)."""
-    found: dict[bytes, None] = {}
-    for secret in secrets:
-        raw = secret.encode("utf-8")
-        if len(raw) >= MIN_SECRET_BYTES:
-            found.update(dict.fromkeys(_patterns(raw)))
-    return tuple(found)
-
-
-class ClientConnection:
+class ClientConnection(UpstreamExchange):
     """One client TCP connection: its requests, one after another."""
 
     def __init__(
@@ -383,7 +327,7 @@ class ClientConnection:
                 try:
                     if not await self.handle(event, body):
                         return
-                except (ConnectionError, _Cut, asyncio.CancelledError):
+                except (ConnectionError, CredentialInResponse, asyncio.CancelledError):
                     raise
                 except Exception as exc:
                     # named by type only: an upstream error can carry the URL, and with it
@@ -396,7 +340,7 @@ class ClientConnection:
                             close=True))  # fmt: skip
                     return
                 await self.writer.drain()
-        except (ConnectionError, _Cut):
+        except (ConnectionError, CredentialInResponse):
             return
 
     async def handle(self, head: Head, body: bytes) -> bool:
@@ -525,34 +469,6 @@ class ClientConnection:
         else:
             await self.write_reply(request, outcome)
         return head.keep_alive and not self.must_close
-
-    async def write_reply(self, request: Request, reply: Reply) -> None:
-        """A whole or streamed answer to the client, framed here, through the guard."""
-        guard = ResponseGuard(self.output, self.secrets(request))
-        headers = [
-            (n, v)
-            for n, v in reply.headers
-            if n.lower() not in messages.HOP_BY_HOP and n.lower() != "content-length"
-        ]
-        if not request.head.keep_alive:
-            headers.append(("connection", "close"))
-        if isinstance(reply.body, bytes):
-            headers.append(("content-length", str(len(reply.body))))
-            guard.write(messages.response_head(reply.status, "", headers))
-            guard.write(reply.body, final=True)
-            return
-        chunked = request.head.version == "HTTP/1.1"
-        if chunked:
-            headers.append(("transfer-encoding", "chunked"))
-        else:  # an HTTP/1.0 client reads to the end of the connection
-            self.must_close = "close_delimited"
-            headers.append(("connection", "close"))
-        guard.write(messages.response_head(reply.status, "", headers))
-        async for data in reply.body:
-            if data:
-                guard.write(messages.chunk(data) if chunked else data)
-                await self.writer.drain()
-        guard.write(messages.LAST_CHUNK if chunked else b"", final=True)
 
     def attributes(self, request: Request) -> dict[str, Any]:
         body, truncated = messages.policy_body(request.head, request.body)
@@ -704,234 +620,3 @@ class ClientConnection:
         if approval.state == "pending":
             headers.append(("retry-after", "5"))
         self.write(messages.response_head(200, "", headers) + data)
-
-    # -- writing -------------------------------------------------------------------------
-
-    def secrets(self, request: Request) -> tuple[bytes, ...]:
-        """What the response to this request is checked for (ResponseGuard)."""
-        return request.agent.patterns
-
-    def write(self, data: bytes) -> None:
-        self.output.write(data)
-
-    def send_problem(
-        self, request: Request, status: int, title: str, detail: str = "", **fields: Any
-    ) -> None:
-        self.write(
-            messages.problem(status, title, detail, close=not request.head.keep_alive, **fields)
-        )
-
-    # -- forwarding ------------------------------------------------------------------------
-
-    def upstream_url(self, request: Request, target: Target | None = None) -> URL:
-        """The upstream URL for the decided target, the credential as a query parameter
-        when so configured (a client's parameter of that name is dropped)."""
-        target = target or request.target
-        query = target.query
-        lease = request.session.lease
-        param = str(lease.extra.get("query", "")) if lease is not None else ""
-        if param and lease is not None:
-            # a client's parameter of that name, however encoded, is dropped (the upstream
-            # must not choose between two credentials)
-            kept = [p for p in query.split("&") if p and _param_name(p) != param]
-            kept.append(f"{quote(param, safe='')}={quote(lease.value, safe='')}")
-            query = "&".join(kept)
-        base = self.proxy.upstream
-        path = base.raw_path.rstrip("/") + target.path
-        return URL(
-            f"{base.scheme}://{base.raw_authority}{path}" + (f"?{query}" if query else ""),
-            encoded=True,
-        )
-
-    def upstream_headers(
-        self, request: Request, keep_upgrade: bool = False
-    ) -> list[tuple[str, str]]:
-        lease = request.session.lease
-        header = lease.header if lease is not None and lease.value else ""
-        headers = messages.upstream_request_headers(
-            request.head, self.client_ip, self.scheme, header, keep_upgrade
-        )
-        headers.append(("host", self.proxy.upstream.raw_authority))
-        if header and lease is not None and not lease.extra.get("query"):
-            # `prefix` (say "Bearer ") goes before a secret that comes without it (Vault)
-            prefix = str(self.proxy.connection.credentials.get("prefix", ""))
-            headers.append((header, prefix + lease.value))
-        return headers
-
-    async def forward(
-        self,
-        request: Request,
-        body: bytes | None = None,
-        headers: list[tuple[str, str]] | None = None,
-        masking: bool = False,
-    ) -> aiohttp.ClientResponse:
-        client = self.proxy.client
-        assert client is not None
-        sent = headers if headers is not None else self.upstream_headers(request)
-        if masking:  # a compressed body cannot be masked: ask for it plain
-            sent = [(n, v) for n, v in sent if n.lower() != "accept-encoding"]
-            sent.append(("accept-encoding", "identity"))
-        payload = request.body if body is None else body
-        return await client.request(
-            request.head.method,
-            self.upstream_url(request),
-            headers=CIMultiDict(sent),
-            data=payload if payload or request.head.method in ("POST", "PUT", "PATCH") else None,
-            allow_redirects=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        )
-
-    async def forward_and_answer(self, request: Request, raw: str, ruling: Ruling) -> bool:
-        session = request.session
-        details: dict[str, Any] = {
-            "kind": "http.request",
-            "method": request.head.method,
-            "path": request.target.path,
-            "request_bytes": len(request.body),
-        }
-        if request.body:
-            details["request_body"] = _preview(request.body)
-        masker = None
-        if ruling.kind is VerdictKind.MASK:
-            try:
-                masker = masker_for(ruling.verdict.mask, self.proxy.hash_key)
-            except MaskingError as exc:
-                session.record_command(raw, ruling, status=500, error="mask_rules", **details)
-                self.send_problem(request, 500, "mask rules cannot be enforced", str(exc))
-                return request.head.keep_alive
-        try:
-            response = await self.forward(request, masking=masker is not None)
-        except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
-            session.record_command(raw, ruling, status=502, error="upstream_unavailable", **details)
-            self.send_problem(request, 502, "upstream unavailable", type(exc).__name__)
-            return request.head.keep_alive
-        before = self.output.sent
-        try:
-            status, sent, counts, preview = await self.relay_response(request, response, masker)
-        except _Cut:
-            session.record_command(
-                raw, ruling, status=502, error="credential_in_response", **details
-            )
-            if self.output.sent != before:
-                raise  # part of the answer went: the connection ends
-            self.send_problem(request, 502, "the upstream's answer cannot be passed on")
-            return request.head.keep_alive
-        finally:
-            response.release()
-        details.update(status=status, bytes=sent)
-        if preview:
-            details["response_body"] = preview
-        if self.must_close and self.must_close != "close_delimited":
-            details["error"] = self.must_close
-        session.record_command(raw, ruling, **details)
-        if counts:
-            session.record_masking(dict(counts), ruling.decision_id)
-        return request.head.keep_alive and not self.must_close
-
-    async def relay_response(
-        self,
-        request: Request,
-        response: aiohttp.ClientResponse,
-        masker: Any = None,
-    ) -> tuple[int, int, dict[str, int], str]:
-        """The upstream's response to the client: (status, body bytes sent, masking
-        counts, a bounded preview of what the client got)."""
-        head = request.head
-        guard = ResponseGuard(self.output, self.secrets(request))
-        headers = messages.response_headers(response.raw_headers)
-        bodyless = head.method == "HEAD" or response.status in (204, 304) or response.status < 200
-        kind = body_kind(response.headers.get("content-type")) if masker else ""
-        encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
-        if kind and encoded:
-            guard.write(
-                messages.problem(
-                    502, "response cannot be masked", "the upstream sent a compressed body"
-                ),
-                final=True,
-            )
-            return 502, 0, {}, ""
-        mask = BodyMask(masker, kind) if kind and not bodyless else None
-        length = response.headers.get("content-length")
-        if not head.keep_alive:
-            headers.append(("connection", "close"))
-        if masker is not None:
-            # what described the upstream's bytes does not describe the masked ones
-            headers = [(n, v) for n, v in headers if n.lower() not in messages.BODY_DIGESTS]
-        if bodyless:
-            if length is not None and masker is None:  # a masked body's length is not known
-                headers.append(("content-length", length))
-            guard.write(
-                messages.response_head(response.status, response.reason or "", headers), final=True
-            )
-            return response.status, 0, {}, ""
-        if mask is not None and not mask.streams:
-            try:
-                async for data in response.content.iter_any():
-                    mask.feed(data)
-                out = mask.finish()
-            except Unmaskable as exc:
-                guard.write(
-                    messages.problem(502, "response cannot be masked", str(exc)), final=True
-                )
-                return 502, 0, {}, ""
-            headers.append(("content-length", str(len(out))))
-            guard.write(messages.response_head(response.status, response.reason or "", headers))
-            guard.write(out, final=True)
-            return response.status, len(out), dict(mask.counts), _preview(out)
-        if mask is None and length is not None and length.isdigit() and int(length) <= WHOLE:
-            # a short body is checked whole before its head goes: a secret in it is a 502
-            data = await response.content.read()
-            headers.append(("content-length", str(len(data))))
-            guard.write(
-                messages.response_head(response.status, response.reason or "", headers) + data,
-                final=True,
-            )
-            return response.status, len(data), {}, _preview(data)
-        chunked = mask is not None or length is None
-        if chunked:
-            if head.version == "HTTP/1.0":
-                headers.append(("connection", "close"))
-                chunked = False
-            else:
-                headers.append(("transfer-encoding", "chunked"))
-        else:
-            headers.append(("content-length", str(length)))
-        guard.write(messages.response_head(response.status, response.reason or "", headers))
-        sent = 0
-        first = bytearray()
-        try:
-            async for data in response.content.iter_any():
-                if mask is not None:
-                    data = mask.feed(data)
-                if not data:
-                    continue
-                sent += len(data)
-                if len(first) < RECORDED_BODY:
-                    first += data[: RECORDED_BODY - len(first)]
-                guard.write(messages.chunk(data) if chunked else data)
-                await self.writer.drain()
-            if mask is not None:
-                tail = mask.finish()
-                sent += len(tail)
-                guard.write(messages.chunk(tail) if chunked else tail)
-        except Unmaskable:
-            # the client sees the body end early; what the guard still holds is dropped
-            self.must_close = "unmaskable_stream"
-            return response.status, sent, dict(mask.counts) if mask else {}, ""
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-            self.must_close = "upstream_cut"
-            return response.status, sent, {}, ""
-        guard.write(messages.LAST_CHUNK if chunked else b"", final=True)
-        if not chunked and length is None:
-            self.must_close = "close_delimited"  # the end of the body is the connection's
-        counts = dict(mask.counts) if mask is not None else {}
-        return response.status, sent, counts, _preview(bytes(first))
-
-
-def _param_name(pair: str) -> str:
-    return unquote(pair.partition("=")[0].replace("+", " "), errors="replace")
-
-
-def _preview(data: bytes) -> str:
-    text = data[:RECORDED_BODY].decode("utf-8", "replace")
-    return text + ("…" if len(data) > RECORDED_BODY else "")

@@ -18,6 +18,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from proxies.http.guard import ResponseGuard
 from proxies.runtime.pdp_client import Ruling
 
 if TYPE_CHECKING:
@@ -142,8 +143,6 @@ async def relay_websocket(
             return
         status_line = answer.split(b"\r\n", 1)[0].split(b" ")
         status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
-        from proxies.http.proxy import ResponseGuard
-
         guard = ResponseGuard(conn.output, conn.secrets(request))
         guard.write(answer, final=True)
         session.record_command(raw, ruling, status=status, **details)

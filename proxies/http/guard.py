@@ -1,0 +1,70 @@
+"""The upstream credential kept from the client: every response byte checked before it goes.
+
+Owns `ResponseGuard`, through which the HTTP proxy writes every response (and WebSocket
+bytes) to its client: each chunk is searched for the session's credential in every form
+the runtime's SecretScanner knows (raw, hex, base64, JSON- and percent-encoded), and a
+chunk's end that could begin one waits for the next chunk, so no byte of a secret goes
+out before it is recognised. A response carrying it raises `CredentialInResponse`: the
+proxy cuts it. No IO of its own: it writes through the connection's ClientOutput.
+"""
+
+from __future__ import annotations
+
+from proxies.runtime.exposure import ClientOutput
+from proxies.runtime.secrets_scan import MIN_SECRET_BYTES, _patterns
+
+
+class CredentialInResponse(Exception):
+    """The response carried the upstream credential: it stops here."""
+
+
+class ResponseGuard:
+    """A response's bytes on their way to the client, checked for the upstream credential
+    (every form the runtime's SecretScanner knows: raw, hex, base64, JSON- and
+    percent-encoded) before they are written. A chunk's end that could be the start of one
+    waits for the next chunk, so a secret split across two is seen whole before any of it
+    goes; anything else goes at once (a stream is not delayed)."""
+
+    def __init__(self, output: ClientOutput, patterns: tuple[bytes, ...]) -> None:
+        self.output = output
+        self.patterns = patterns
+        self._span = max((len(p) for p in patterns), default=1) - 1
+        self._firsts = frozenset(p[0] for p in patterns)
+        self._seen = b""  # the last bytes checked, so a secret across two chunks is found
+        self._tail = b""  # bytes held back: they could begin a secret
+
+    def write(self, data: bytes, final: bool = False) -> None:
+        if self.patterns and data:
+            window = self._seen + data
+            if any(p in window for p in self.patterns):
+                raise CredentialInResponse(
+                    "the upstream's response carried the upstream credential"
+                )
+            self._seen = window[-self._span :] if self._span else b""
+        data = self._tail + data
+        keep = 0 if final else self._prefix_at_end(data)
+        out, self._tail = data[: len(data) - keep], data[len(data) - keep :]
+        self.output.write(out)
+
+    def _prefix_at_end(self, data: bytes) -> int:
+        """How many of data's last bytes begin some secret pattern (the longest run)."""
+        tail = data[-self._span :] if self._span else b""
+        for start, byte in enumerate(tail):
+            if byte in self._firsts:
+                rest = tail[start:]
+                if any(p.startswith(rest) for p in self.patterns):
+                    return len(rest)
+        return 0
+
+    def flush(self) -> None:
+        self.write(b"", final=True)
+
+
+def secret_patterns(secrets: list[str]) -> tuple[bytes, ...]:
+    """Every form of the secrets the scanner looks for (too short ones: none, as there)."""
+    found: dict[bytes, None] = {}
+    for secret in secrets:
+        raw = secret.encode("utf-8")
+        if len(raw) >= MIN_SECRET_BYTES:
+            found.update(dict.fromkeys(_patterns(raw)))
+    return tuple(found)
