@@ -509,3 +509,20 @@ async def test_an_approval_is_for_its_requester_only(tmp_path):
             async with client.patch(s.url + "/echo/7", data=b"x", headers=ann) as r:
                 ann_status = r.status
     assert bob_status == 202 and bob_poll == 404 and ann_status == 200
+
+
+async def test_a_session_the_pdp_ended_is_opened_anew(tmp_path):
+    async with http_stack(tmp_path) as s:
+        ann = bearer(s)
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
+            async with client.get(s.url + "/echo/1", headers=ann) as r:
+                assert r.status == 200
+            (first,) = list(s.proxy.sessions.values())
+            ended = await s.pdp.sessions.find(first.session.id)
+            await s.pdp.reaper.reap(ended, "proxy_lost")  # as if its proxy had gone silent
+            async with client.get(s.url + "/echo/2", headers=ann) as r:
+                again = r.status
+        opened = await s.pdp.store.query(kind="session.open")
+        (second,) = list(s.proxy.sessions.values())
+    assert again == 200 and len(opened) == 2 and second is not first
+    assert [r["raw_path"] for r in s.upstream.seen] == ["/echo/1", "/echo/2"]
