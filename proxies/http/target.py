@@ -114,6 +114,8 @@ def normalise(target: str) -> Target:
         for match in _ESCAPE.finditer(query):
             if match.group(1) is None or not re.fullmatch(r"[0-9A-Fa-f]{2}", match.group(1)):
                 raise TargetRefused("malformed percent-encoding in the target")
+    if "%" not in path and "//" not in path and "/." not in path:
+        return Target(path, query)  # already in normal form (the usual request)
     path = _escapes(path)
     path = re.sub(r"/{2,}", "/", path)
     for segment in path.split("/"):
