@@ -526,3 +526,15 @@ async def test_a_session_the_pdp_ended_is_opened_anew(tmp_path):
         (second,) = list(s.proxy.sessions.values())
     assert again == 200 and len(opened) == 2 and second is not first
     assert [r["raw_path"] for r in s.upstream.seen] == ["/echo/1", "/echo/2"]
+
+
+async def test_an_http_1_0_client_gets_streams_close_delimited(tmp_path):
+    async with http_stack(tmp_path) as s:
+        auth = bearer(s)["Authorization"].encode()
+        out = await raw_exchange(
+            s.proxy.port, b"GET /stream/ndjson HTTP/1.0\r\nAuthorization: " + auth + b"\r\n\r\n"
+        )
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and head.lower().count(b"connection: close") == 1
+    assert b"transfer-encoding" not in head.lower()
+    assert [json.loads(line)["email"] for line in body.split()] == ["[REDACTED]"] * 3

@@ -82,7 +82,8 @@ class UpstreamExchange:
             headers.append(("transfer-encoding", "chunked"))
         else:  # an HTTP/1.0 client reads to the end of the connection
             self.must_close = "close_delimited"
-            headers.append(("connection", "close"))
+            if request.head.keep_alive:
+                headers.append(("connection", "close"))
         guard.write(messages.response_head(reply.status, "", headers))
         async for data in reply.body:
             if data:
@@ -257,7 +258,8 @@ class UpstreamExchange:
         chunked = mask is not None or length is None
         if chunked:
             if head.version == "HTTP/1.0":
-                headers.append(("connection", "close"))
+                if head.keep_alive:
+                    headers.append(("connection", "close"))
                 chunked = False
             else:
                 headers.append(("transfer-encoding", "chunked"))
