@@ -57,13 +57,16 @@ class Stack:
         )
 
 
-def ssh_connection(sshd: Sshd, tmp: Path, **options: Any) -> dict[str, Any]:
+def ssh_connection(
+    sshd: Sshd, tmp: Path, credentials: dict[str, Any] | None = None, **options: Any
+) -> dict[str, Any]:
     return {
         "name": "web-1",
         "type": "ssh",
         "listen": f"127.0.0.1:{free_port()}",
         "upstream": f"127.0.0.1:{sshd.port}",
-        "credentials": {
+        "credentials": credentials
+        or {
             "provider": "static",
             "username": sshd.user,
             "private_key_file": str(sshd.user_key),
@@ -75,11 +78,15 @@ def ssh_connection(sshd: Sshd, tmp: Path, **options: Any) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def ssh_stack(tmp: Path, **options: Any) -> AsyncIterator[Stack]:
-    sshd = Sshd(tmp / "sshd").start()
+async def ssh_stack(
+    tmp: Path, trusted_ca: str = "", extra: dict[str, Any] | None = None, **options: Any
+) -> AsyncIterator[Stack]:
+    """sshd, a PDP and the SSH proxy of connection web-1 (options: the connection's; extra:
+    more of the configuration, such as its vault: section)."""
+    sshd = Sshd(tmp / "sshd", trusted_ca).start()
     try:
         connection = ssh_connection(sshd, tmp, **options)
-        config = pdp_config(tmp, connections=[connection])
+        config = pdp_config(tmp, connections=[connection], **(extra or {}))
         async with running_pdp(config) as pdp:
             served = handed_credential(config, "web-1", pdp.issue_proxy_credential)
             proxies = await start_proxies(served.connections, served, pdp.address)

@@ -256,12 +256,12 @@ class VaultProvider:
         public = key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
         private = key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()).decode()
         principal = str(self.connection.credentials.get("username", ""))
+        # not hvac's sign_ssh_key: it always sends ttl="", for which Vault (OpenBao) signs
+        # for the mount's maximum (32 days) instead of the role's ttl
         response = await self._call(
-            self._client.secrets.ssh.sign_ssh_key,
-            name=target.name,
-            public_key=public,
-            valid_principals=principal,
-            mount_point=target.mount,
+            self._client.write_data,
+            f"{target.mount}/sign/{target.name}",
+            data={"public_key": public, "valid_principals": principal},
         )
         data = response.get("data") or {}
         certificate = str(data.get("signed_key", "")).strip()
