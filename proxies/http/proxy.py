@@ -46,6 +46,7 @@ import aiohttp
 from yarl import URL
 
 from portcullis.config import Config, ConnectionSettings
+from portcullis.protocols import workers_of
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
 from proxies.http.codec import BadRequest, Body, End, Event, Head, RequestReader
@@ -124,7 +125,13 @@ class HttpProxy:
         # the launcher's (over the process's PDP client), or one of its own when built alone
         self.runtime = runtime or ProxyRuntime.standalone(connection, config, pdp_address)
         self.listener = Listener(
-            f"http proxy {connection.name}", connection.listen, self._serve, self._server_tls()
+            f"http proxy {connection.name}",
+            connection.listen,
+            self._serve,
+            self._server_tls(),
+            # several worker processes share the port; each keeps its own sessions, so a
+            # token's requests on other connections may open a session per worker
+            reuse_port=workers_of(options) > 1,
         )
         self.upstream = URL(connection.upstream.rstrip("/"))
         if self.upstream.scheme not in ("http", "https") or not self.upstream.host:
