@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from pdp_harness import free_port, pdp_config, running_pdp
+from pdp_harness import free_port, pdp_raw, running_pdp
 
+from portcullis.config import parse_config
 from proxies.http.proxy import HttpProxy
 from proxies.launcher import handed_credential
 
@@ -196,6 +197,7 @@ async def http_stack(
     upstream_kwargs: dict[str, Any] | None = None,
     upstream_tls: ssl.SSLContext | None = None,
     pdp_extra: dict[str, Any] | None = None,
+    pdp_http: bool = False,
     **options: Any,
 ) -> AsyncIterator[Stack]:
     """A real PDP (the shipped policy), the upstream app, and the proxy before it."""
@@ -203,12 +205,15 @@ async def http_stack(
         options.setdefault("spool_dir", str(tmp_path / "spool"))
         scheme, host = ("https", "localhost") if upstream_tls else ("http", "127.0.0.1")
         connection = http_connection(f"{scheme}://{host}:{up.port}", **options)
-        config = pdp_config(
+        raw = pdp_raw(
             tmp_path,
             connections=[connection],
             approvals={"timeout_seconds": 30},
             **(pdp_extra or {}),
         )
+        if pdp_http:  # the PDP's HTTP API (approvals, health) on a port of its own
+            raw["pdp"]["http_listen"] = f"127.0.0.1:{free_port()}"
+        config = parse_config(raw, base_dir=tmp_path)
         async with running_pdp(config) as pdp:
             served = handed_credential(config, connection["name"], pdp.issue_proxy_credential)
             proxy = HttpProxy(served.connections[0], served, pdp.address)

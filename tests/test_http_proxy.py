@@ -538,3 +538,24 @@ async def test_an_http_1_0_client_gets_streams_close_delimited(tmp_path):
     assert head.startswith(b"HTTP/1.1 200") and head.lower().count(b"connection: close") == 1
     assert b"transfer-encoding" not in head.lower()
     assert [json.loads(line)["email"] for line in body.split()] == ["[REDACTED]"] * 3
+
+
+async def test_an_approver_decides_through_the_pdps_http_api(tmp_path):
+    async with http_stack(tmp_path, pdp_http=True) as s:
+        ann = bearer(s)
+        sam = {"Authorization": f"Bearer {token(s.config, 'sam@example.com', ('security',))}"}
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
+            async with client.put(s.url + "/echo/9", data=b"v", headers=ann) as r:
+                pending = await r.json(content_type=None)
+            async with client.post(
+                pending["approve_api"] + "/approve", json={"reason": "checked"}, headers=ann
+            ) as r:
+                by_requester = r.status
+            async with client.post(
+                pending["approve_api"] + "/approve", json={"reason": "checked"}, headers=sam
+            ) as r:
+                by_approver = r.status
+            async with client.put(s.url + "/echo/9", data=b"v", headers=ann) as r:
+                retried = r.status
+    assert pending["approve_api"].endswith("/v1/approvals/" + pending["approval_id"])
+    assert by_requester == 403 and by_approver == 200 and retried == 200

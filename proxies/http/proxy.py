@@ -146,6 +146,9 @@ class HttpProxy:
         self.verify_tls = bool(options.get("upstream_tls_verify", True))
         self.ca_file = options.get("upstream_ca_file")
         self.sessions: dict[str, AgentSession] = {}
+        # where an approver's tool decides requests (the PDP's HTTP API): POST .../{id}/approve
+        listen = config.pdp.http_listen
+        self.approvals_api = f"http://{listen}/v1/approvals" if listen else ""
         self._opening: dict[str, asyncio.Future[AgentSession]] = {}
         self.client: aiohttp.ClientSession | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -596,6 +599,7 @@ class ClientConnection(UpstreamExchange):
             approval_id=approval_id,
             decision_id=ruling.decision_id,
             approve=f"portcullis approvals approve {approval_id} --reason '...'",
+            approve_api=self.proxy.approvals_api and f"{self.proxy.approvals_api}/{approval_id}",
             retry="send the same request again once the approval is granted",
         )
 
