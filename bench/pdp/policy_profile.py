@@ -29,7 +29,10 @@ median of the blocks' ratios, so a neighbour's load that comes and goes weighs o
 alike. Prints the ratio shipped decision / one-rule decision (the target of issue 27 is
 ≤ 3x) and the rules sorted by cost. Not a test: nothing here asserts.
 
-    python bench/pdp/policy_profile.py [--rounds 200] [--top 25] [--rule-cpu]
+    python bench/pdp/policy_profile.py [--rounds 200] [--top 25] [--rule-cpu] [--baseline REV]
+
+With --baseline REV (a git revision), rego/ as committed there is measured in the same
+blocks: the before/after of a policy change, as ratios to the same one-rule floor.
 """
 
 from __future__ import annotations
@@ -39,9 +42,13 @@ import collections
 import copy
 import json
 import os
+import random
 import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -151,18 +158,41 @@ def cpu_per_call(engine: Any, path: str, encoded: list[bytes], rounds: int) -> f
 
 
 def alternating(
-    shipped: Any, floor: Any, encoded: list[bytes], blocks: int
-) -> tuple[float, float, float]:
-    """Median µs per evaluation of the shipped and one-rule decisions, and the median
-    of their ratio, measured in alternating blocks of one pass over the inputs each."""
-    ours, theirs, ratios = [], [], []
+    policies: dict[str, Any], floor: Any, encoded: list[bytes], blocks: int
+) -> tuple[dict[str, float], float, dict[str, float]]:
+    """Median µs per evaluation of each policy's decision and of the one-rule decision,
+    and the median of each policy's ratio to it, measured in alternating blocks of one
+    pass over the inputs each (policies in a new random order every block)."""
+    spent: dict[str, list[float]] = {name: [] for name in policies}
+    ratios: dict[str, list[float]] = {name: [] for name in policies}
+    floors = []
+    order = list(policies)
     for _ in range(blocks):
         one = cpu_per_call(floor, "bench.decision", encoded, 1)
-        full = cpu_per_call(shipped, DECISION_PATH, encoded, 1)
-        ours.append(full)
-        theirs.append(one)
-        ratios.append(full / one)
-    return statistics.median(ours), statistics.median(theirs), statistics.median(ratios)
+        floors.append(one)
+        random.shuffle(order)
+        for name in order:
+            full = cpu_per_call(policies[name], DECISION_PATH, encoded, 1)
+            spent[name].append(full)
+            ratios[name].append(full / one)
+    return (
+        {name: statistics.median(v) for name, v in spent.items()},
+        statistics.median(floors),
+        {name: statistics.median(v) for name, v in ratios.items()},
+    )
+
+
+def baseline_bundle(revision: str) -> PolicyBundle:
+    """rego/ as committed at a git revision, loaded like the working tree's."""
+    directory = Path(tempfile.mkdtemp(prefix="policy-baseline-"))
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", revision, "rego"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    try:
+        return load_bundle(directory / "rego").without_tests()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def rule_owners(bundle: PolicyBundle) -> dict[str, str]:
@@ -236,6 +266,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--top", type=int, default=25, help="rules printed (0: all)")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also measure rego/ as committed at REV (before/after)"
+    )
     parser.add_argument("--rule-cpu", action="store_true", help="CPU of each rule document alone")
     args = parser.parse_args()
     os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})
@@ -251,15 +284,18 @@ def main() -> None:
 
     print(f"policy {bundle.revision}; CPU per evaluation (µs, time.process_time), "
           f"GOMAXPROCS={os.environ['GOMAXPROCS']} GOGC={os.environ['GOGC']}")
+    policies = {"shipped": engine}
+    if args.baseline:
+        policies[f"rego/ at {args.baseline}"] = new_engine(baseline_bundle(args.baseline))
     floor_us = 0.0
     for label, encoded in sets.items():
         blocks = max(3, args.rounds * 16 // len(encoded))
-        shipped, floor_us, ratio = alternating(engine, floor, encoded, blocks)
+        spent, floor_us, ratios = alternating(policies, floor, encoded, blocks)
         print(f"  {label} ({len(encoded)} inputs, {blocks} alternating blocks, medians)")
-        print(f"    shipped decision, OpaEvalDocument (raw_evaluate) {shipped:8.1f}")
-        print(f"    one-rule decision, same evaluator               {floor_us:8.1f}")
-        print(f"    shipped / one-rule                               {ratio:8.2f}x"
-              "   (target ≤ 3x)")
+        print(f"    one-rule decision, same evaluator                 {floor_us:8.1f}")
+        for name in policies:
+            print(f"    {name + ' decision':48s}  {spent[name]:8.1f}   "
+                  f"{ratios[name]:5.2f}x one-rule   (target ≤ 3x)")
         steps, _, _ = trace_steps(engine, bundle, agents if label.startswith("agent") else golden)
         print(f"    evaluator steps per decision                     {steps:8.1f}")
 

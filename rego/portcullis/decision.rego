@@ -30,8 +30,10 @@ allow contains sprintf("approved by %s (approval %s)", [input.approval.approver,
 # The answer is built in one else-chain, one object per verdict: every rule the decision
 # refers to is a lookup the evaluator pays for on each request, so the verdict, its
 # reasons and its mask are settled together and the approval spec is built only for the
-# verdict that returns it.
-decision := object.union_n([decision_core, cache_part, credential_part, session_part])
+# verdict that returns it. A denied command gets no credential and no session settings.
+decision := object.union(decision_core, cache_part) if {
+	decision_core.verdict == "deny"
+} else := object.union_n([decision_core, cache_part, credential_part, session_part])
 
 decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 	count(deny) > 0
@@ -53,14 +55,13 @@ decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 	count(allow) > 0
 } else := {"verdict": "deny", "reasons": {sprintf("no rule allows %s", [command_kind])}, "mask": set()}
 
-credential_part := {"credential": {"ref": ref}} if {
-	decision_core.verdict != "deny"
-	ref := session_credential_ref
-} else := {}
+default credential_part := {}
 
-session_part := {"session_settings": session_settings} if {
-	decision_core.verdict != "deny"
-} else := {}
+credential_part := {"credential": {"ref": session_credential_ref}}
+
+default session_part := {}
+
+session_part := {"session_settings": session_settings}
 
 # Cache hints. Only postgres answers are cacheable by shape: the shipped postgres rules
 # look at statement types, tables and function names, never at literals. The exceptions

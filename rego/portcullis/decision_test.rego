@@ -64,3 +64,21 @@ test_no_input_denied if {
 	count(portcullis.decision.reasons) > 0
 	not portcullis.approvers.allowed
 }
+
+# A statement without a type cannot be told apart from the ones the cache excludes.
+test_a_statement_without_a_type_is_not_cached_by_shape if {
+	d := portcullis.decision with input as pg_input(["dba"], [{"tag": "x"}])
+	d.cache_key == "exact"
+	d.cache_ttl_seconds == 0
+}
+
+test_a_denied_session_open_carries_neither_credential_nor_settings if {
+	d := portcullis.decision with input as {
+		"identity": {"subject": "mallory", "groups": ["nobody"]},
+		"connection": {"name": "orders-db", "type": "postgres"},
+		"command": {"kind": "session.open"},
+	}
+	d.verdict == "deny"
+	not d.credential
+	not d.session_settings
+}

@@ -87,8 +87,7 @@ deny contains sprintf("function %s reaches outside the database or runs SQL text
 deny contains sprintf("function %s reaches outside the database or runs SQL text", [f]) if {
 	some s in input.command.postgres.statements
 	some f in s.functions
-	some prefix in data.portcullis.dangerous_function_prefixes
-	startswith(f, prefix)
+	strings.any_prefix_match(f, data.portcullis.dangerous_function_prefixes)
 }
 
 deny contains sprintf("SET %s is pinned for every session: the policy must read SQL as the server does", [upper(s.setting)]) if {
@@ -188,13 +187,13 @@ pg_reads contains i if {
 		"declare", "fetch", "close", "discard", "listen", "unlisten",
 	}
 	not s.locking
-	not pg_two_phase[object.get(s, "action", "")]
+	not pg_two_phase(s)
 	not privileged
 }
 
 # PREPARE TRANSACTION leaves a transaction (and its locks) behind the session, and
 # COMMIT/ROLLBACK PREPARED settle anyone's: not reads.
-pg_two_phase := {"prepare", "commit_prepared", "rollback_prepared"}
+pg_two_phase(s) if s.action in {"prepare", "commit_prepared", "rollback_prepared"}
 
 pg_reads contains i if {
 	some i, s in input.command.postgres.statements
@@ -283,10 +282,9 @@ pg_reader_calls contains [i, sprintf("function %s is not in pg_catalog; readers 
 # server picks the best match by argument types over every schema on the search path, so
 # public.upper(varchar) beats pg_catalog.upper(text) for a varchar argument.
 pg_reader_calls contains [i, sprintf("function %s is also defined outside pg_catalog in this database, so the call may not run the built-in", [f])] if {
-	shadowed := {name | some name in input.command.postgres.shadowed_functions}
 	some i, s in input.command.postgres.statements
 	some f in s.functions
-	f in shadowed
+	f in input.command.postgres.shadowed_functions
 	not privileged
 }
 
@@ -340,8 +338,12 @@ deny contains sprintf("%s holds secrets; only privileged groups may read it", [t
 	not privileged
 }
 
-# Matched on the last component, so pg_catalog.pg_authid and "PG_AUTHID" count too.
+# Matched on the last component, so pg_catalog.pg_authid and "PG_AUTHID" count too; a
+# name without a dot is its own last component, and is looked up without splitting it.
+pg_secret_catalog(t) if data.portcullis.postgres.secret_catalogs[t]
+
 pg_secret_catalog(t) if {
+	contains(t, ".")
 	parts := split(t, ".")
 	data.portcullis.postgres.secret_catalogs[parts[count(parts) - 1]]
 }

@@ -38,17 +38,19 @@
 # Lineage holds names only, never literal values, so these rules keep cache_key "shape".
 package portcullis
 
-pg_sensitive := {c | some c in data.portcullis.sensitive_columns} | pg_sensitive_view_columns
+# A column is sensitive when data.portcullis.sensitive_columns names it, or when it is a
+# view column that carries a sensitive column under another name (`phone AS contact`,
+# `upper(email) AS shout`; "*" when the proxy could not tell what it carries): the proxy
+# reads the database's views when a session starts (input.command.postgres.view_columns:
+# name → the columns it carries). Names only, like sensitive_columns: a `contact` of
+# another table is judged alike (the safe mistake). A function, not a set of every
+# sensitive name: each column lineage meets is one lookup, and nothing is built for a
+# query that meets none.
+pg_sensitive_column(column) if column in data.portcullis.sensitive_columns
 
-# A view column that carries a sensitive column under another name (`phone AS contact`,
-# `upper(email) AS shout`; "*" when the proxy could not tell what it carries) is that
-# column wherever lineage meets it: the proxy reads the database's views when a session
-# starts (input.command.postgres.view_columns: name → the columns it carries). Names only,
-# like sensitive_columns: a `contact` of another table is judged alike (the safe mistake).
-pg_sensitive_view_columns contains name if {
-	some name, carried in object.get(input.command, ["postgres", "view_columns"], {})
-	some column in carried
-	pg_sensitive_carried(column)
+pg_sensitive_column(column) if {
+	some carried in input.command.postgres.view_columns[column]
+	pg_sensitive_carried(carried)
 }
 
 pg_sensitive_carried(column) if column in data.portcullis.sensitive_columns
@@ -79,7 +81,7 @@ pg_derived_reasons contains sprintf("%s (%s) derives from sensitive column %s: m
 	some [_, o] in pg_client_outputs
 	o.kind in {"expression", "aggregate"}
 	some column in o.columns
-	pg_sensitive[column]
+	pg_sensitive_column(column)
 	not pii_reader
 }
 
@@ -111,7 +113,7 @@ deny contains sprintf("a DO block reads sensitive column %s: notices and errors 
 	s.nested
 	some o in s.outputs
 	some column in o.columns
-	pg_sensitive[column]
+	pg_sensitive_column(column)
 	not pii_reader
 }
 
@@ -126,12 +128,12 @@ deny contains sprintf("a DO block reads whole rows of %s: notices and errors tha
 deny contains pg_predicate_reason(p) if {
 	some s in input.command.postgres.statements
 	some p in s.predicates
-	pg_sensitive_predicate(p.column)
 	pg_oracle_use(p.use)
+	pg_sensitive_predicate(p.column)
 	not pii_reader
 }
 
-pg_sensitive_predicate(column) if pg_sensitive[column]
+pg_sensitive_predicate(column) if pg_sensitive_column(column)
 
 pg_sensitive_predicate("*")
 

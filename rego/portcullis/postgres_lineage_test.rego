@@ -215,3 +215,24 @@ test_a_whole_row_ordered_by_position_over_star_is_denied if {
 test_a_whole_row_grouped_is_allowed_like_any_grouping if {
 	lineage_decision(["readonly"], selecting([], [{"column": "*", "use": "group"}])).verdict == "mask"
 }
+
+# A view column is looked up by its own name: another view's sensitive column, a view map
+# that is not an object, or view columns carrying nothing listed leave a column plain.
+test_a_view_column_is_sensitive_only_under_its_own_name if {
+	s := selecting([], [{"column": "label", "use": "pattern"}])
+	with_views(["readonly"], s, {"contact": ["phone"], "label": ["name"]}).verdict == "mask"
+	with_views(["readonly"], s, {"label": ["name", "ssn"]}).verdict == "deny"
+}
+
+test_view_columns_that_are_not_an_object_add_no_sensitive_column if {
+	s := selecting([], [{"column": "contact", "use": "pattern"}])
+	with_views(["readonly"], s, ["contact"]).verdict == "mask"
+	with_views(["readonly"], s, "contact").verdict == "mask"
+}
+
+test_an_allowed_predicate_use_of_a_sensitive_column_is_not_judged_by_its_column if {
+	every use in ["join", "group"] {
+		s := selecting([], [{"column": "email", "use": use}])
+		lineage_decision(["readonly"], s).verdict == "mask"
+	}
+}

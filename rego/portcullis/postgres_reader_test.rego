@@ -306,3 +306,21 @@ test_two_phase_commit_denied_for_readers if {
 	}
 	verdict(["pii-readers"], [stmt_with("transaction", {"action": "commit"})]) == "allow"
 }
+
+# The last component of a name decides, however many components it has; a name that only
+# starts like a secret catalog is another table.
+test_secret_catalogs_are_matched_on_the_last_of_several_components if {
+	every t in ["mydb.pg_catalog.pg_authid", "x.y.z.pg_shadow"] {
+		verdict(["readonly"], [stmt_with("select", {"tables": [t]})]) == "deny"
+	}
+	verdict(["readonly"], [stmt_with("select", {"tables": ["pg_authid_copy"]})]) != "deny"
+	verdict(["readonly"], [stmt_with("select", {"tables": ["pg_authid.notes"]})]) != "deny"
+}
+
+test_shadowed_functions_are_matched_by_name_only if {
+	i := pg_input(["readonly"], [stmt_with("select", {"functions": ["lower"]})])
+	shadowed := object.union(i, {"command": {"postgres": {"shadowed_functions": ["upper", "lower"]}}})
+	portcullis.decision.verdict == "deny" with input as shadowed
+	other := object.union(i, {"command": {"postgres": {"shadowed_functions": ["lowerx"]}}})
+	portcullis.decision.verdict != "deny" with input as other
+}
