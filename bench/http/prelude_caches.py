@@ -2,8 +2,9 @@
 
 Owns one measurement, not a design: what the HTTP proxy would gain if (1) the forms of an
 upstream secret the scanners search for were built once per secret, not for every
-response (proxies/http/proxy.py's ResponseGuard builds them twice per response: its
-SecretScanner and its own pattern list), and (2) the decision cache's key took a fast
+response (as ResponseGuard did until the proxy began keeping them per session, commit
+a8bcba8; the runtime's SecretScanner still builds them per scanner), and (2) the decision
+cache's key took a fast
 path for attributes whose values are strings or flat dicts of strings (portcullis.reuse's
 reuse_key serialises the HTTP attributes with json.dumps on every request, the query and
 headers being dicts). Patched into the proxy process before it starts. With

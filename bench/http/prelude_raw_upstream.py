@@ -3,11 +3,12 @@
 Owns one measurement, not a design: what the proxy would gain if its upstream requests
 went over a keep-alive pool of plain asyncio streams instead of aiohttp's ClientSession.
 Patched into the proxy process before it starts (bench/http/profiled_proxy.py), it takes
-over `ClientConnection.forward` for body-less requests whose answer carries a
-Content-Length (the benchmark's GETs) and hands relay_response an object with the few
-attributes it reads; anything else goes through aiohttp as before. No chunked answers, no
-TLS, no upstream timeouts, no error handling worth the name: a real change would parse
-responses with a sans-IO reader beside proxies/http/codec.py. Never for production.
+over the proxy's `forward` (UpstreamExchange.forward in proxies/http/forwarding.py) for
+body-less requests whose answer carries a Content-Length (the benchmark's GETs) and hands
+relay_response an object with the few attributes it reads; anything else goes through
+aiohttp as before. No chunked answers, no TLS, no upstream timeouts, no error handling
+worth the name: a real change would parse responses with a sans-IO reader beside
+proxies/http/codec.py. Never for production.
 
     python bench/http/bench_wrk.py --prelude bench/http/prelude_raw_upstream.py
 """
@@ -20,9 +21,9 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from proxies.http import proxy as http_proxy
+from proxies.http.forwarding import UpstreamExchange
 
-aiohttp_forward = http_proxy.ClientConnection.forward
+aiohttp_forward = UpstreamExchange.forward
 IDLE: dict[tuple[str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
 
 
@@ -94,4 +95,4 @@ async def forward(
     )  # fmt: skip
 
 
-http_proxy.ClientConnection.forward = forward  # type: ignore[method-assign]
+UpstreamExchange.forward = forward  # type: ignore[method-assign]
