@@ -16,6 +16,7 @@ from portcullis import protocols
 from portcullis.config import Config, ConnectionSettings, resolve_secrets
 from portcullis.heap import freeze_startup_heap
 from portcullis.protocols import workers_of
+from proxies.runtime.process import ProcessRuntime
 from proxies.runtime.workers import WorkerProcesses
 
 log = logging.getLogger("portcullis.up")
@@ -27,7 +28,9 @@ class Proxy(Protocol):
     async def stop(self) -> None: ...
 
 
-ProxyFactory = Callable[[ConnectionSettings, Config, str], Proxy]
+# factory(connection, config, pdp_address, runtime=ProxyRuntime): the launcher hands each
+# proxy its connection's runtime over the process's shared one
+ProxyFactory = Callable[..., Proxy]
 
 
 def factory_for(kind: str) -> ProxyFactory | None:
@@ -51,14 +54,17 @@ def served(connections: Sequence[ConnectionSettings]) -> list[ConnectionSettings
 CredentialIssuer = Callable[[str, list[str]], str]
 
 
-def handed_credential(config: Config, connection: str, issue: CredentialIssuer) -> Config:
-    """What `up` hands the proxy of one connection: a credential the PDP issued for it
-    alone (proxy `up:NAME`, serving NAME), unless the proxy has a certificate."""
+def handed_credential(
+    config: Config, connections: str | Sequence[str], issue: CredentialIssuer
+) -> Config:
+    """What `up` hands the proxies it serves: a credential the PDP issued for them alone
+    (proxy `up:NAME,...`, serving those connections), unless they have a certificate."""
     from proxies.runtime.pdp_auth import with_credential
 
     if config.proxies.pdp.cert_file:
         return config
-    return with_credential(config, issue(f"up:{connection}", [connection]))
+    names = [connections] if isinstance(connections, str) else list(connections)
+    return with_credential(config, issue(f"up:{','.join(names)}", names))
 
 
 async def start_proxies(
@@ -67,24 +73,34 @@ async def start_proxies(
     pdp_address: str,
     issue: CredentialIssuer | None = None,
 ) -> list[Proxy]:
-    proxies: list[Proxy] = []
+    """A proxy per served connection, all over one ProcessRuntime (one PDP client and
+    recording tick for the process), and each connection's other workers."""
+    serving = []
+    for connection in connections:
+        if factory_for(connection.type) is not None:
+            serving.append(connection)
+            continue
+        log.warning(
+            "connection %s: this build serves no %s proxy yet (served: %s); "
+            "its listen address stays closed",
+            connection.name,
+            connection.type,
+            ", ".join(proxy_kinds()) or "none",
+        )
+    if not serving:
+        return []
+    if issue is not None:
+        config = handed_credential(config, [c.name for c in serving], issue)
+    process = ProcessRuntime.build(pdp_address, config, serving)
+    proxies: list[Proxy] = [process]  # stopped last: after every proxy on it
     try:
-        for connection in connections:
+        for connection in serving:
             factory = factory_for(connection.type)
-            if factory is None:
-                log.warning(
-                    "connection %s: this build serves no %s proxy yet (served: %s); "
-                    "its listen address stays closed",
-                    connection.name,
-                    connection.type,
-                    ", ".join(proxy_kinds()) or "none",
-                )
-                continue
+            assert factory is not None
             # a connection's secrets are read here, where its proxy starts, and nowhere else
             served, (connection,) = resolve_secrets(config, [connection])
-            if issue is not None:
-                served = handed_credential(served, connection.name, issue)
-            proxy = factory(connection, served, pdp_address)
+            runtime = process.connection(connection, served)
+            proxy = factory(connection, served, pdp_address, runtime=runtime)
             await proxy.start()
             proxies.append(proxy)
             if connection.worker == 0 and workers_of(connection.options) > 1:

@@ -55,9 +55,15 @@ decision := {"verdict": "deny", "reasons": ["no dropping lines"]} if {
 class LineProxy:
     """The whole toy protocol proxy: a Listener, a ProxyRuntime, one ProxySession each."""
 
-    def __init__(self, connection: ConnectionSettings, config: Config, pdp_address: str) -> None:
+    def __init__(
+        self,
+        connection: ConnectionSettings,
+        config: Config,
+        pdp_address: str,
+        runtime: ProxyRuntime | None = None,
+    ) -> None:
         self.connection = connection
-        self.runtime = ProxyRuntime.build(connection, pdp_address, config=config)
+        self.runtime = runtime or ProxyRuntime.standalone(connection, config, pdp_address)
         self.listener = Listener(connection.name, connection.listen, self.serve)
         self.prefix = connection.options["prefix"]
 

@@ -80,15 +80,16 @@ __all__ = ["PostgresProxy", "masking_key"]
 class PostgresProxy:
     """One listening Postgres proxy for one configured connection."""
 
-    def __init__(self, connection: ConnectionSettings, config: Config, pdp_address: str) -> None:
+    def __init__(
+        self,
+        connection: ConnectionSettings,
+        config: Config,
+        pdp_address: str,
+        runtime: ProxyRuntime | None = None,
+    ) -> None:
         self.connection = connection
-        self.runtime = ProxyRuntime.build(
-            connection,
-            pdp_address,
-            vault=config.vault,
-            approval_timeout=config.approvals.timeout_seconds,
-            config=config,
-        )
+        # the launcher's (over the process's PDP client), or one of its own when built alone
+        self.runtime = runtime or ProxyRuntime.standalone(connection, config, pdp_address)
         self.listener = Listener(
             f"postgres proxy {connection.name}",
             connection.listen,

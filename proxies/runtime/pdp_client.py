@@ -243,9 +243,12 @@ class PDPClient:
         raw: str,
         attributes: dict[str, Any] | None = None,
         whole: tuple[int, str] | None = None,
+        timeout: float | None = None,
     ) -> Ruling:
         """Never raises: any failure to get an answer is a deny with the reason. `whole`:
-        raw is only the start of a command this large, with this SHA-256."""
+        raw is only the start of a command this large, with this SHA-256. timeout: how
+        long this connection waits for a decision (default: the client's)."""
+        timeout = self.timeout if timeout is None else timeout
         if self._stub is None:
             return Ruling(Verdict.deny("policy decision point not connected — denied"))
         command = pdp_pb2.Command(kind=kind, raw=raw)
@@ -254,10 +257,10 @@ class PDPClient:
         if attributes:
             command.attributes.CopyFrom(to_struct(attributes))
         request = pdp_pb2.DecideRequest(
-            session_id=session_id, command=command, timeout_ms=int(self.timeout * 1000)
+            session_id=session_id, command=command, timeout_ms=int(timeout * 1000)
         )
         try:
-            response = await self._decide(request)
+            response = await self._decide(request, timeout)
         except CallFailed as failed:
             return Ruling(Verdict.deny(f"{_status_reason(failed.code, failed.details)} — denied"))
         ruling = ruling_from_message(response.decision)
@@ -266,12 +269,14 @@ class PDPClient:
             self._changed()
         return ruling
 
-    async def _decide(self, request: pdp_pb2.DecideRequest) -> pdp_pb2.DecideResponse:
+    async def _decide(
+        self, request: pdp_pb2.DecideRequest, timeout: float
+    ) -> pdp_pb2.DecideResponse:
         """The answer over the stream, or from a unary call to a PDP without one; a call
         that fails either way raises CallFailed."""
         if self._calls is not None and time.monotonic() >= self._unary_until:
             try:
-                return await self._calls.decide(request, self.timeout)
+                return await self._calls.decide(request, timeout)
             except CallFailed as failed:
                 if failed.code is not grpc.StatusCode.UNIMPLEMENTED:
                     raise
@@ -283,7 +288,7 @@ class PDPClient:
                 self._unary_until = time.monotonic() + self.stream_retry_seconds
         assert self._stub is not None
         try:
-            return await self._stub.Decide(request, timeout=self.timeout, metadata=self.metadata)
+            return await self._stub.Decide(request, timeout=timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
             raise CallFailed.of(exc) from None
 

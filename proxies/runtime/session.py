@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from portcullis.config import Config, ConnectionSettings, VaultSettings
 from portcullis.events import TRUNCATED_PREFIX
@@ -41,8 +41,12 @@ from proxies.runtime.pdp_client import PDPClient, Ruling, SessionGrant, SessionR
 from proxies.runtime.recorder import RecordingTick, SessionRecorder
 from proxies.runtime.spool import DEFAULT_MAX_BYTES, UNREACHABLE, Entry, Spool, SpoolFull
 
+if TYPE_CHECKING:
+    from proxies.runtime.process import ProcessRuntime
+
 log = logging.getLogger("portcullis.session")
 
+DEFAULT_PDP_TIMEOUT = 2.0  # seconds a proxy waits for the PDP (option pdp_timeout_seconds)
 MAX_STATEMENT_BYTES = 1024 * 1024  # a longer command is denied and recorded cut (option)
 CLOSE_ROOM = 2048  # spool bytes promised at open to a session's close (a line of counters)
 NO_ROOM = (
@@ -54,6 +58,11 @@ DEFAULT_SPOOL_DIR = "var/spool"  # option spool_dir
 
 @dataclass
 class ProxyRuntime:
+    """What one listening proxy (one connection) holds for all its sessions. Made by the
+    launcher over the process's ProcessRuntime (its PDP client and recording tick shared
+    with the process's other proxies), or standalone (`process` None: a client of its own,
+    for a proxy built alone, as tests do)."""
+
     connection: ConnectionSettings
     pdp: PDPClient
     provider: CredentialProvider
@@ -65,6 +74,9 @@ class ProxyRuntime:
     # undelivered evidence waits here (None: a session whose events the PDP cannot take halts)
     spool: Spool | None = field(default=None, repr=False)
     max_statement_bytes: int = MAX_STATEMENT_BYTES
+    # how long a Decide of this connection waits (option pdp_timeout_seconds)
+    decide_timeout: float = DEFAULT_PDP_TIMEOUT
+    process: ProcessRuntime | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.recording_tick is None:
@@ -78,16 +90,24 @@ class ProxyRuntime:
         vault: VaultSettings | None = None,
         approval_timeout: float = 120.0,
         config: Config | None = None,
+        process: ProcessRuntime | None = None,
     ) -> ProxyRuntime:
         """config: where the proxy's credential or certificate for the PDP comes from
-        (proxies.pdp); without it the PDP will refuse every session call."""
+        (proxies.pdp); without it the PDP will refuse every session call. process: the
+        process's shared PDP client and recording tick (None: its own)."""
         options = connection.options
-        auth = client_auth(config) if config is not None else {}
+        decide_timeout = float(options.get("pdp_timeout_seconds", DEFAULT_PDP_TIMEOUT))
+        if process is not None:
+            pdp, tick = process.pdp, process.recording_tick
+        else:
+            auth = client_auth(config) if config is not None else {}
+            pdp, tick = PDPClient(pdp_address, timeout=decide_timeout, **auth), None
         return cls(
             connection=connection,
-            pdp=PDPClient(
-                pdp_address, timeout=float(options.get("pdp_timeout_seconds", 2.0)), **auth
-            ),
+            pdp=pdp,
+            recording_tick=tick,
+            decide_timeout=decide_timeout,
+            process=process,
             provider=provider_for(connection, vault),
             cache_enabled=bool(options.get("decision_cache", True)),
             # `recording: false` exists to measure what recording costs; never in production
@@ -101,19 +121,37 @@ class ProxyRuntime:
             approval_timeout=approval_timeout,
         )
 
+    @classmethod
+    def standalone(
+        cls, connection: ConnectionSettings, config: Config, pdp_address: str
+    ) -> ProxyRuntime:
+        """The runtime of a proxy built alone, not by the launcher: a PDP client of its own."""
+        return cls.build(
+            connection,
+            pdp_address,
+            vault=config.vault,
+            approval_timeout=config.approvals.timeout_seconds,
+            config=config,
+        )
+
     async def start(self) -> None:
         if self.spool is not None:
             self.spool.open()
             self.spool.on_refused = self._spool_refused
             self.spool.start(self._deliver)
-        self.pdp.on_late = self._late
+        if self.process is not None:
+            await self.process.start()
+            self.process.attach(self)
+            return
+        self.pdp.on_late = self.late
         await self.pdp.start()
-        self.pdp.on_change(self._policy_changed)
+        self.pdp.on_change(self.policy_changed)
 
     def _session(self, session_id: str) -> ProxySession | None:
         return next((s for s in self.sessions if s.id == session_id), None)
 
-    def _late(self, session_id: str, ruling: Ruling) -> None:
+    def late(self, session_id: str, ruling: Ruling) -> None:
+        """A decision that came after its deadline, for a session of this proxy's (or not)."""
         session = self._session(session_id)
         if session is not None and session.recorder is not None:
             session.recorder.unenforced(ruling)
@@ -133,7 +171,7 @@ class ProxyRuntime:
         request = pdp_pb2.RecordEventsRequest(session_id=entry.session_id, events_json=entry.events)
         return await self.pdp.deliver(entry.session_id, request)
 
-    def _policy_changed(self) -> None:
+    def policy_changed(self) -> None:
         for session in self.sessions:
             session.cache.clear()
 
@@ -142,14 +180,17 @@ class ProxyRuntime:
         await asyncio.gather(
             *(s.close("proxy_shutdown") for s in list(self.sessions)), return_exceptions=True
         )
-        if self.recording_tick is not None:
+        if self.recording_tick is not None and self.process is None:
             await self.recording_tick.close()
         if self.spool is not None:
             await self.spool.stop()
             await self.spool.deliver_some(self._deliver)  # what is left waits on disk
             self.spool.close()
         await self.provider.close()
-        await self.pdp.close()
+        if self.process is not None:
+            self.process.detach(self)  # the process closes the shared client last
+        else:
+            await self.pdp.close()
 
     def wire_connection(self) -> pdp_pb2.Connection:
         c = self.connection
@@ -327,13 +368,20 @@ class ProxySession:
             # bounded here: the PDP gets the start and the whole text's size and SHA-256,
             # and records the attempt; whatever it answers, the command does not run
             ruling = await runtime.pdp.decide(
-                self.grant.session_id, kind, raw[:TRUNCATED_PREFIX], attributes, whole
+                self.grant.session_id,
+                kind,
+                raw[:TRUNCATED_PREFIX],
+                attributes,
+                whole,
+                timeout=runtime.decide_timeout,
             )
             if ruling.kind is VerdictKind.DENY:
                 return ruling
             reason = f"command of {whole[0]} bytes is larger than this proxy takes — denied"
             return Ruling(Verdict.deny(reason), ruling.decision_id, ruling.policy_revision)
-        ruling = await runtime.pdp.decide(self.grant.session_id, kind, raw, attributes)
+        ruling = await runtime.pdp.decide(
+            self.grant.session_id, kind, raw, attributes, timeout=runtime.decide_timeout
+        )
         self.counters["decisions"] += 1
         if shape_of is not None and runtime.cache_enabled and ruling.decision_id:
             hit = replace(ruling, cached=True)  # what a later lookup answers, made once
