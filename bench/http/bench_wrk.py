@@ -681,7 +681,11 @@ def report(
         f"{args.rounds} rotating rounds; {os.cpu_count()} cores shared by every process; "
         "nginx: worker_processes 1 (the Portcullis proxy is one process)"
     )
+    if args.prelude:
+        print(f"  THE PROXY RAN PATCHED by {args.prelude} (an experiment, not the proxy as built)")
     summary: dict[str, Any] = {"bench": "http", "connections": args.connections}
+    if args.prelude:
+        summary["prelude"] = str(args.prelude)
     for doc in docs:
         print(f"  GET {doc}")
         for name in names:
