@@ -18,6 +18,7 @@ Owns which keys the proxy presents and trusts:
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -107,21 +108,32 @@ def client_keys(lease: CredentialLease) -> list[Any]:
     return [key]
 
 
+@functools.lru_cache(maxsize=16)
+def _format_lines(algorithm: str) -> frozenset[str]:
+    """The lines a fresh key of this type shows in OpenSSH format (made once per type)."""
+    other = asyncssh.generate_private_key(algorithm)
+    return frozenset(other.export_private_key().decode().splitlines())
+
+
 def key_secrets(lease: CredentialLease, keys: list[Any]) -> list[str]:
-    """What the client output must never carry: the lease's secrets, each key as exported
-    (OpenSSH and PKCS#8 PEM) and every line of those exports."""
+    """What the client output must never carry: the lease's password or value, and each
+    line of the private key's text that is this key's own (lines every key of its type
+    and format shares — the format's header — would only raise false alarms, and every
+    extra pattern costs the scan of each byte a client is sent)."""
     out = [s for s in (lease.password, lease.value) if s]
-    if "-----BEGIN" in lease.private_key:
-        out.append(lease.private_key)
+    text = lease.private_key
+    if text and "-----BEGIN" not in text:
+        try:
+            text = Path(text).read_text()
+        except (OSError, UnicodeDecodeError):
+            text = ""
+    shared: set[str] = set()
     for entry in keys:
         key = entry[0] if isinstance(entry, tuple) else entry
-        for fmt in ("openssh", "pkcs8-pem"):
-            try:
-                exported = key.export_private_key(fmt).decode()
-            except (ValueError, asyncssh.KeyExportError):
-                continue
-            out.append(exported)
-            out.extend(
-                line for line in exported.splitlines() if len(line) >= 16 and "-----" not in line
-            )
+        shared |= _format_lines(str(key.get_algorithm()))
+    out.extend(
+        line.strip()
+        for line in text.splitlines()
+        if len(line.strip()) >= 16 and "-----" not in line and line.strip() not in shared
+    )
     return out

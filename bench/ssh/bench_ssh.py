@@ -1,0 +1,260 @@
+"""SSH through Portcullis beside sshd directly, in one run: sequential execs and a stream.
+
+Starts, as their own processes: sshd from Debian (tests/ssh_harness.py: a free port, its
+own host key, public-key login with the key Portcullis holds), the PDP (`portcullis pdp`,
+embedded OPA, SQLite audit store) and the SSH proxy (`python -m proxies ssh`). The policy
+is the shipped library with one bench-only line in its data: `cat <the bench's file>` is
+an allowed command, so the stream is a command the policy allows as any other. The
+token's group is pii-readers: everything allowed, nothing masked (deciding and relaying
+alone).
+
+Then, in `--rounds` rounds whose order rotates (direct first, then proxied, then the
+other way), over one connection each: `--execs` sequential execs of `uptime` (the time
+per exec), and one `cat` of a `--megabytes` file of random bytes read to the end (MB/s).
+Beside them, the PDP's own Decide p50 for the same `uptime` exec measured from this
+process over a DecideStream, as the proxy calls it. Prints the medians, the issue's
+targets — exec through Portcullis ≤ direct + 1.5 x Decide p50; stream ≥ 0.5 x direct —
+and one JSON line. Not a test: nothing here asserts.
+
+    python bench/ssh/bench_ssh.py [--execs 200] [--megabytes 100] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+
+from pdp_harness import free_port  # noqa: E402
+from ssh_harness import Sshd  # noqa: E402
+
+COMMAND = "uptime"
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args!r} ended:\n{log.read_text()[-2000:]}") from None
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def bench_policies(tmp: Path, big: Path) -> Path:
+    policies = tmp / "rego"
+    shutil.copytree(REPO / "rego", policies)
+    data = json.loads((policies / "data.json").read_text())
+    data["portcullis"]["ssh"]["allowed_commands"].append(f"cat {big}")
+    (policies / "data.json").write_text(json.dumps(data))
+    return policies
+
+
+def portcullis_config(tmp: Path, policies: Path, sshd: Sshd) -> dict[str, Any]:
+    return {
+        "pdp": {
+            "listen": f"127.0.0.1:{free_port()}",
+            "engine": {"type": "embedded", "policies": str(policies), "reload": False},
+            "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
+            "signing_key": str(tmp / "signing.key"),
+        },
+        "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
+        "connections": [
+            {
+                "name": "web-1",
+                "type": "ssh",
+                "listen": f"127.0.0.1:{free_port()}",
+                "upstream": f"127.0.0.1:{sshd.port}",
+                "spool_dir": str(tmp / "spool"),
+                "host_key_dir": str(tmp / "keys"),
+                "credentials": {
+                    "provider": "static",
+                    "username": sshd.user,
+                    "private_key_file": str(sshd.user_key),
+                },
+            }
+        ],
+    }
+
+
+async def execs(conn: asyncssh.SSHClientConnection, n: int) -> float:
+    """Seconds per exec, n back to back on one connection."""
+    started = time.perf_counter()
+    for _ in range(n):
+        result = await conn.run(COMMAND, check=True)
+        assert result.exit_status == 0
+    return (time.perf_counter() - started) / n
+
+
+async def stream(conn: asyncssh.SSHClientConnection, big: Path, size: int) -> float:
+    """MB/s of one `cat` of the file, read to the end."""
+    started = time.perf_counter()
+    process = await conn.create_process(f"cat {big}", encoding=None)
+    got = 0
+    while chunk := await process.stdout.read(1 << 20):
+        got += len(chunk)
+    await process.wait()
+    if got != size:
+        raise RuntimeError(f"read {got} bytes of {size}")
+    return size / (time.perf_counter() - started) / 1e6
+
+
+async def decide_p50(address: str, credential: str, token: str, seconds: float) -> float:
+    """The PDP's Decide p50 (ms) for the bench's exec on a web-1 session, one caller."""
+    import grpc
+
+    from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
+    from portcullis.wire import CREDENTIAL_METADATA
+    from proxies.runtime.decide_calls import DecideCalls
+
+    metadata = ((CREDENTIAL_METADATA, credential),)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pdp_pb2_grpc.DecisionServiceStub(channel)
+        opened = await stub.OpenSession(
+            pdp_pb2.OpenSessionRequest(
+                token=token,
+                connection=pdp_pb2.Connection(name="web-1", type="ssh"),
+                client_addr="127.0.0.1:1",
+                client="bench",
+            ),
+            metadata=metadata,
+        )
+        command = pdp_pb2.Command(kind="ssh.exec", raw=COMMAND)
+        request = pdp_pb2.DecideRequest(
+            session_id=opened.session_id, command=command, timeout_ms=5000
+        )
+        calls = DecideCalls(stub, metadata)
+        for _ in range(200):
+            await calls.decide(request, timeout=5)
+        samples = []
+        stop_at = time.perf_counter() + seconds
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            await calls.decide(request, timeout=5)
+            samples.append((time.perf_counter() - started) * 1000)
+        await calls.close()
+        await stub.CloseSession(
+            pdp_pb2.CloseSessionRequest(session_id=opened.session_id, reason="client_disconnect"),
+            metadata=metadata,
+        )
+    return statistics.median(samples)
+
+
+async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    sshd = Sshd(tmp / "sshd").start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        size = args.megabytes * 1_000_000
+        big = tmp / "big.bin"
+        with big.open("wb") as f:
+            for _ in range(args.megabytes):
+                f.write(os.urandom(1_000_000))
+        config = portcullis_config(tmp, bench_policies(tmp, big), sshd)
+        path = tmp / "portcullis.yaml"
+        path.write_text(yaml.safe_dump(config))
+        cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
+        token = subprocess.run(
+            [*cli, "token", "--sub", "bench@example.com", "--groups", "pii-readers",
+             "--ttl", "2h"], capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        pdp_log = tmp / "pdp.log"
+        pdp = subprocess.Popen([*cli, "pdp"], cwd=tmp, stderr=pdp_log.open("w"))
+        procs.append(pdp)
+        wait_port(int(config["pdp"]["listen"].rsplit(":", 1)[1]), pdp, pdp_log)
+        proxy_log = tmp / "proxy.log"
+        proxy = subprocess.Popen(
+            [sys.executable, "-m", "proxies", "ssh", "-c", str(path)],
+            cwd=tmp, stderr=proxy_log.open("w"),
+        )  # fmt: skip
+        procs.append(proxy)
+        listen = int(config["connections"][0]["listen"].rsplit(":", 1)[1])
+        wait_port(listen, proxy, proxy_log)
+        common: dict[str, Any] = {"known_hosts": None, "agent_path": None, "config": None,
+                                  "compression_algs": None}  # fmt: skip
+        targets = {
+            "direct": dict(host="127.0.0.1", port=sshd.port, username=sshd.user,
+                           client_keys=[str(sshd.user_key)], **common),
+            "portcullis": dict(host="127.0.0.1", port=listen, username="bench", password=token,
+                               client_keys=None, preferred_auth="password", **common),
+        }  # fmt: skip
+        rounds: dict[str, dict[str, list[float]]] = {
+            name: {"exec_ms": [], "stream_mbps": []} for name in targets
+        }
+        decides: list[float] = []
+        order = list(targets)
+        for r in range(args.rounds):
+            for name in order if r % 2 == 0 else reversed(order):
+                async with asyncssh.connect(**targets[name]) as conn:
+                    await execs(conn, 5)  # warm-up
+                    rounds[name]["exec_ms"].append(await execs(conn, args.execs) * 1000)
+                    rounds[name]["stream_mbps"].append(await stream(conn, big, size))
+            credential = (tmp / "var" / "proxy.credential").read_text().strip()
+            decides.append(await decide_p50(config["pdp"]["listen"], credential, token, 3.0))
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=30)
+        sshd.stop()
+    med = {n: {k: statistics.median(v) for k, v in m.items()} for n, m in rounds.items()}
+    decide = statistics.median(decides)
+    direct, through = med["direct"], med["portcullis"]
+    return {
+        "execs": args.execs,
+        "megabytes": args.megabytes,
+        "rounds": args.rounds,
+        "direct": direct,
+        "portcullis": through,
+        "decide_p50_ms": decide,
+        "exec_added_ms": through["exec_ms"] - direct["exec_ms"],
+        "exec_ratio": through["exec_ms"] / direct["exec_ms"],
+        "exec_target_ms": direct["exec_ms"] + 1.5 * decide,
+        "stream_ratio": through["stream_mbps"] / direct["stream_mbps"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--execs", type=int, default=200)
+    parser.add_argument("--megabytes", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-ssh-") as tmp:
+        out = asyncio.run(measure(args, Path(tmp)))
+    d, p = out["direct"], out["portcullis"]
+    print(f"execs ({out['execs']} sequential `{COMMAND}`, one connection, median of "
+          f"{out['rounds']} rounds):")  # fmt: skip
+    print(f"  direct      {d['exec_ms']:8.2f} ms/exec")
+    print(f"  portcullis  {p['exec_ms']:8.2f} ms/exec  (+{out['exec_added_ms']:.2f} ms, "
+          f"{out['exec_ratio']:.2f}x)")  # fmt: skip
+    print(f"  PDP Decide p50 {out['decide_p50_ms']:.2f} ms; target: portcullis <= direct + "
+          f"1.5 x Decide p50 = {out['exec_target_ms']:.2f} ms: "
+          f"{'met' if p['exec_ms'] <= out['exec_target_ms'] else 'MISSED'}")  # fmt: skip
+    print(f"stream (`cat` of {out['megabytes']} MB):")
+    print(f"  direct      {d['stream_mbps']:8.1f} MB/s")
+    print(f"  portcullis  {p['stream_mbps']:8.1f} MB/s  ({out['stream_ratio']:.2f}x direct; "
+          f"target >= 0.5x: {'met' if out['stream_ratio'] >= 0.5 else 'MISSED'})")  # fmt: skip
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
