@@ -6,7 +6,7 @@ DEBS := postgresql-client pgbouncer openssh-server openssh-client nginx-light wr
 export ORDERS_DB_PASSWORD ?= portcullis-dev-app
 export BILLING_TOKEN ?= portcullis-dev-billing
 
-.PHONY: setup up demo-db test lint stubs bench-pdp bench-postgres bench-http
+.PHONY: setup up demo-db test lint stubs bench-pdp bench-postgres bench-http bench-ssh
 
 setup:
 	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -56,3 +56,6 @@ bench-postgres:
 
 bench-http:
 	$(PYTHON) bench/http/bench_wrk.py
+
+bench-ssh:
+	$(PYTHON) bench/ssh/bench_ssh.py
