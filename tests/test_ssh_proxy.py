@@ -8,6 +8,8 @@ the upstream's real output and exit status; the upstream key never reaches a cli
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 
 import asyncssh
 import pytest
-from pdp_harness import free_port, pdp_config, running_pdp, token
+from pdp_harness import REGO, free_port, pdp_config, running_pdp, token
 from ssh_harness import Sshd, askpass, client_options, run_client
 
 from pdp.app import PDPApp
@@ -219,3 +221,22 @@ async def test_session_events_record_each_exec(stack: Stack) -> None:
     assert commands[0]["details"]["exit_status"] == 0
     assert commands[0]["details"]["stdout_bytes"] > 0
     assert commands[1]["details"]["exit_status"] == 1
+
+
+async def test_a_key_the_policy_lets_out_is_on_record(tmp_path: Path) -> None:
+    """The scan is real: a policy that allows `cat` of the key file lets the key out, and
+    the session's close says so (credential_exposed), which no test above could show."""
+    policies = tmp_path / "rego"
+    shutil.copytree(REGO, policies)
+    data = json.loads((policies / "data.json").read_text())
+    key_file = tmp_path / "sshd" / "user_ed25519"
+    data["portcullis"]["ssh"]["allowed_commands"].append(f"cat {key_file}")
+    (policies / "data.json").write_text(json.dumps(data))
+    async with ssh_stack(tmp_path, extra={"policies": policies}) as stack:
+        assert stack.sshd.user_key == key_file
+        async with await stack.connect() as conn:
+            leaked = await conn.run(f"cat {key_file}")
+        await stack.proxy.settled()
+        closes = await stack.pdp.store.query(kind="session.close")
+    assert "OPENSSH PRIVATE KEY" in leaked.stdout
+    assert closes[0].body["summary"]["credential_exposed"] == 1

@@ -1,0 +1,91 @@
+"""The SSH proxy's sans-IO stream pieces (proxies/ssh/stream.py), no sockets: masking over
+output however it is cut into chunks, and the asciicast record."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pdp.domain.casts import casts_of
+from portcullis.verdict import MaskRule
+from proxies.runtime.masking import Masker
+from proxies.ssh.stream import HOLD_LIMIT, Cast, MaskedOutput
+
+RULES = (MaskRule("", "email", "partial"), MaskRule("", "credit_card", "partial"))
+KEY = b"k" * 32
+
+
+def masked_whole(data: bytes) -> bytes:
+    out = MaskedOutput(Masker(RULES, KEY))
+    return out.feed(data) + out.flush()
+
+
+def test_an_email_split_across_chunks_is_masked() -> None:
+    out = MaskedOutput(Masker(RULES, KEY))
+    sent = out.feed(b"mail: alice.sm") + out.feed(b"ith@example.com ok\nnext ")
+    assert sent == b"mail: a***@example.com ok\n" and out.holding
+    assert out.flush() == b"next "
+    assert out.counts == {"detector:email": 1}
+
+
+def test_a_line_longer_than_the_hold_limit_goes_out() -> None:
+    out = MaskedOutput(Masker(RULES, KEY))
+    assert out.feed(b"x" * (HOLD_LIMIT + 1)) == b"x" * (HOLD_LIMIT + 1)
+    assert not out.holding
+
+
+def test_bytes_that_are_not_utf8_pass_unchanged() -> None:
+    data = b"\xff\xfe bob@example.com \xc3\n"
+    assert masked_whole(data) == b"\xff\xfe b***@example.com \xc3\n"
+
+
+TOKENS = ["bob.jones@example.com", "4111 1111 1111 1111", "plain", " ", "\n", "\r\n", "é"]
+LINES = st.lists(
+    st.sampled_from([*TOKENS, "x" * 50]),
+    max_size=30,
+).map(lambda parts: " ".join(parts).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(LINES, st.lists(st.integers(1, 64), max_size=20))
+def test_however_the_output_is_cut_it_is_masked_the_same(data: bytes, cuts: list[int]) -> None:
+    out = MaskedOutput(Masker(RULES, KEY))
+    sent, i = b"", 0
+    for size in cuts:
+        sent += out.feed(data[i : i + size])
+        i += size
+    sent += out.feed(data[i:]) + out.flush()
+    assert sent == masked_whole(data)
+    assert b"bob.jones@example.com" not in sent and b"4111 1111 1111 1111" not in sent
+
+
+def test_a_cast_reads_back_as_asciicast_v2() -> None:
+    cast = Cast(100, 30, "xterm", started=1000.0)
+    cast.output(1000.5, b"$ ")
+    cast.input(1001.0, b"ls\r")
+    cast.output(1001.25, "é".encode()[:1])  # half a character: held until the rest
+    cast.output(1001.5, "é".encode()[1:] + b"\r\n")
+    cast.resize(1002.0, 120, 40)
+    events = cast.take()
+    assert events == [[0.5, "o", "$ "], [1.0, "i", "ls\r"], [1.5, "o", "é\r\n"],
+                      [2.0, "r", "120x40"]]  # fmt: skip
+    recorded = [{"details": {"kind": "ssh.asciicast", "channel": 1, "decision_id": "d1",
+                             "header": cast.header, "events": events}}]  # fmt: skip
+    (back,) = casts_of(recorded)
+    lines = back.to_asciicast().splitlines()
+    header = json.loads(lines[0])
+    assert header["version"] == 2 and header["width"] == 100 and header["env"]["TERM"] == "xterm"
+    assert [json.loads(line) for line in lines[1:]] == events
+    assert list(back.frames(speed=2.0)) == [(0.25, "$ "), (0.5, "é\r\n")]
+    assert back.output == "$ é\r\n"
+
+
+def test_malformed_recorded_events_are_skipped() -> None:
+    recorded = [{"details": {"kind": "ssh.asciicast", "channel": "x"}},
+                {"details": {"kind": "ssh.asciicast", "channel": 2,
+                             "events": [[1, "o"], ["t", "o", "x"], [1, "z", "x"],
+                                        [1.5, "o", "ok"]]}}]  # fmt: skip
+    (cast,) = casts_of(recorded)
+    assert cast.events == [[1.5, "o", "ok"]]
