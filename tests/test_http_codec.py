@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxies.http.codec import BadRequest, Body, End, Head, RequestReader
-from proxies.http.target import TargetRefused, normalise
+from portcullis.http_target import TargetRefused, normalise
 
 GET = b"GET /v1/x HTTP/1.1\r\nHost: api\r\n\r\n"
 

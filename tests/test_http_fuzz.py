@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pdp_harness import token
 
-from proxies.http.target import normalise
+from portcullis.http_target import normalise
 
 pytestmark = pytest.mark.integration
 

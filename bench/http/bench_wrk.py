@@ -306,7 +306,7 @@ def decide_command(path: str, host: str) -> Any:
     from portcullis.v1 import pdp_pb2
     from proxies.http import messages
     from proxies.http.codec import parse_head
-    from proxies.http.target import normalise
+    from portcullis.http_target import normalise
 
     head = parse_head(f"GET {path} HTTP/1.1\r\nHost: {host}".encode())
     target = normalise(head.target)

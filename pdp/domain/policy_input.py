@@ -114,7 +114,7 @@ def http_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, A
     proxy recorded as `raw` (normalised as the proxy must have forwarded it), never taken
     from the proxy's say; a body shown whole in `raw` is read from there. A request line
     that does not normalise leaves `path` out, which no rule allows."""
-    from proxies.http.target import TargetRefused, normalise  # stdlib-only, no proxy
+    from portcullis.http_target import TargetRefused, normalise
 
     details = {k: v for k, v in attributes.items() if k not in ("method", "path", "query")}
     line, _, rest = raw.partition("\n")

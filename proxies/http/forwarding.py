@@ -25,7 +25,7 @@ from portcullis.verdict import VerdictKind
 from proxies.http import messages
 from proxies.http.bodies import BodyMask, Unmaskable, body_kind, masker_for
 from proxies.http.guard import CredentialInResponse, ResponseGuard
-from proxies.http.target import Target
+from portcullis.http_target import Target
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.masking import MaskingError
 from proxies.runtime.pdp_client import Ruling

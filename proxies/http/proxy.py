@@ -52,7 +52,7 @@ from proxies.http import messages
 from proxies.http.codec import BadRequest, Body, End, Event, Head, RequestReader
 from proxies.http.forwarding import UpstreamExchange
 from proxies.http.guard import CredentialInResponse, secret_patterns
-from proxies.http.target import Target, TargetRefused, normalise
+from portcullis.http_target import Target, TargetRefused, normalise
 from proxies.http.websocket import relay_websocket
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import Listener

@@ -9,7 +9,8 @@ instead of guessed: an encoded slash or backslash (`%2F`, `%5C`), an encoded NUL
 malformed escape, a segment such as `..;x` (some servers drop what follows `;`), a
 fragment. The forwarded target is exactly `Target.forward`, the form that was decided.
 
-No IO, no imports beyond the standard library: the PDP imports this module alone.
+Shared vocabulary (the neutral package): the HTTP proxy and the PDP's http.request input
+builder both import it. No IO, no imports beyond the standard library.
 """
 
 from __future__ import annotations
