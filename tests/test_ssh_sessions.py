@@ -227,3 +227,16 @@ def session_id(config: Path) -> str:
     listed = cli(config, "sessions", "list", "--format", "json")
     assert listed.returncode == 0, listed.stderr
     return str(json.loads(listed.stdout)[0]["session_id"])
+
+
+async def test_status_prints_the_host_key_clients_see(tmp_path: Path) -> None:
+    async with ssh_stack(tmp_path) as stack:
+        async with await stack.connect() as conn:
+            seen = conn.get_server_host_key().get_fingerprint()
+        config = write_config(stack)
+        status = await asyncio.to_thread(cli, config, "status", "--format", "json")
+        text = await asyncio.to_thread(cli, config, "status")
+    assert status.returncode == 0, status.stderr
+    (web,) = json.loads(status.stdout)["connections"]
+    assert web["host_key"] == seen and seen.startswith("SHA256:")
+    assert f"host key {seen}" in text.stdout

@@ -201,9 +201,19 @@ def _connections(config: Any, sessions: dict[str, int] | None) -> list[dict[str,
             "listen": c.listen,
             "served": c.name in serving,
             "open_sessions": (sessions or {}).get(c.name, 0) if sessions is not None else None,
+            **_host_key(c),
         }
         for c in config.connections
     ]
+
+
+def _host_key(connection: Any) -> dict[str, Any]:
+    """An SSH proxy's host key fingerprint, as clients see it (once the proxy made it)."""
+    if connection.type != "ssh":
+        return {}
+    from proxies.ssh.keys import kept_fingerprint
+
+    return {"host_key": kept_fingerprint(connection) or "not generated yet"}
 
 
 def _render(report: dict[str, Any]) -> str:
@@ -233,5 +243,7 @@ def _render(report: dict[str, Any]) -> str:
             state = "served (sessions: set pdp.http_listen to see them)"
         else:
             state = f"served, {c['open_sessions']} open sessions"
+        if "host_key" in c:
+            state += f", host key {c['host_key']}"
         lines.append(f"proxy {c['name']} ({c['type']}) {c['listen']}: {state}")
     return "\n".join(lines)

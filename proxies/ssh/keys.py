@@ -53,6 +53,17 @@ def host_key(connection: ConnectionSettings) -> asyncssh.SSHKey:
     return key
 
 
+def kept_fingerprint(connection: ConnectionSettings) -> str | None:
+    """The fingerprint of the host key this connection's proxy presents, if it has one
+    yet (`portcullis status`); never generates one."""
+    configured = connection.options.get("host_key_file")
+    path = Path(configured) if configured else key_dir(connection) / f"{connection.name}.host_key"
+    try:
+        return fingerprint(asyncssh.read_private_key(str(path)))
+    except (OSError, ValueError, asyncssh.KeyImportError):
+        return None
+
+
 def fingerprint(key: asyncssh.SSHKey) -> str:
     """SHA256:... as `ssh-keygen -lf` prints it."""
     return str(key.get_fingerprint("sha256"))
