@@ -55,7 +55,7 @@ class PDPApp:
         self.decider = Decider(
             self.engine, self.store, reuse_evaluations=config.pdp.reuse_evaluations
         )
-        self.sessions = SessionTable(self.store)
+        self.sessions = SessionTable(self.store, on_close=self.decider.forget_session)
         # sessions left open in a store this PDP writes alone are watched from the start
         # (replicas share a PostgreSQL store, where the others hold their sessions live)
         self.reaper = SessionReaper(

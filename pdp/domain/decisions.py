@@ -197,6 +197,14 @@ class Decider:
         self.stats.count(decision)
         return decision
 
+    def forget_session(self, session_id: str) -> int:
+        """Drop the evaluations filed for reuse under a session that closed: no decision
+        can ask for them again, and they would otherwise stay until the table is full
+        (returns how many were dropped)."""
+        if self.evaluations is None:
+            return 0
+        return self.evaluations.forget(session_id)
+
     def _reused(self, reusable: Reusable | None, revision: str) -> _Evaluated | None:
         if reusable is None or self.evaluations is None:
             return None

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,8 +102,13 @@ def new_session_id() -> str:
 
 
 class SessionTable:
-    def __init__(self, store: AuditStore) -> None:
+    def __init__(
+        self, store: AuditStore, on_close: Callable[[str], object] | None = None
+    ) -> None:
         self.store = store
+        # told the id of each session that closes, to release what is held for it
+        # elsewhere (the decider's evaluations filed for reuse under it)
+        self.on_close = on_close
         self._open: dict[str, Session] = {}
         self._recently_closed: dict[str, Session] = {}
         # open sessions per (subject, connection name): the policy's cap per identity
@@ -193,6 +198,8 @@ class SessionTable:
             self._recently_closed[session_id] = session
             while len(self._recently_closed) > 1000:
                 self._recently_closed.pop(next(iter(self._recently_closed)))
+        if self.on_close is not None:  # also for one no longer held here: O(1) if nothing
+            self.on_close(session_id)
         return session
 
     def __len__(self) -> int:

@@ -65,6 +65,8 @@ class ReuseTable(Generic[T]):
     ) -> None:
         self._exact: OrderedDict[tuple[Hashable, str, str], _Entry[T]] = OrderedDict()
         self._shape: OrderedDict[tuple[Hashable, str, str], _Entry[T]] = OrderedDict()
+        # the keys each scope holds in either table, so forget() drops a scope at once
+        self._scopes: dict[Hashable, set[tuple[Hashable, str, str]]] = {}
         self._max = max_entries
         self._clock = clock
         self.hits = 0
@@ -76,6 +78,23 @@ class ReuseTable(Generic[T]):
     def clear(self) -> None:
         self._exact.clear()
         self._shape.clear()
+        self._scopes.clear()
+
+    def forget(self, scope: Hashable) -> int:
+        """Drop every entry of a scope (a session that closed: nothing can hit them
+        again); returns how many."""
+        keys = self._scopes.pop(scope, ())
+        for key in keys:
+            self._exact.pop(key, None)
+            self._shape.pop(key, None)
+        return len(keys)
+
+    def _unfiled(self, key: tuple[Hashable, str, str]) -> None:
+        held = self._scopes.get(key[0])
+        if held is not None:
+            held.discard(key)
+            if not held:
+                del self._scopes[key[0]]
 
     def lookup(
         self, scope: Hashable, kind: str, raw: str, revision: str, shape_of: ShapeOf
@@ -92,6 +111,8 @@ class ReuseTable(Generic[T]):
             return None
         if entry.expires_at <= self._clock() or entry.revision != revision:
             del table[key]
+            if key not in self._exact and key not in self._shape:
+                self._unfiled(key)
             self.misses += 1
             return None
         table.move_to_end(key)
@@ -120,5 +141,8 @@ class ReuseTable(Generic[T]):
             table, key = self._exact, (scope, kind, raw)
         table[key] = _Entry(value, revision, self._clock() + ttl)
         table.move_to_end(key)
+        self._scopes.setdefault(scope, set()).add(key)
         if len(table) > self._max:
-            table.popitem(last=False)
+            evicted, _ = table.popitem(last=False)
+            if evicted not in self._exact and evicted not in self._shape:
+                self._unfiled(evicted)

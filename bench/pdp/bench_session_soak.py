@@ -1,0 +1,119 @@
+"""Memory of a PDP after many short sessions: does it return to its baseline?
+
+Runs a real PDP in this process (pdp.app.PDPApp with its embedded OPA workers and a
+SQLite decision log, as tests/pdp_harness.py starts one) and, over gRPC as a proxy
+would, opens short sessions one after another: each decides a SELECT whose literal
+changes from session to session (the policy declares its verdict reusable by shape, so
+the PDP files an evaluation to reuse under the session) and `SELECT 1`, then closes.
+
+After a warm-up (more sessions than the PDP keeps recently closed ones), this process's
+resident set is the baseline and tracing of Python allocations starts; after `--sessions`
+more, the resident set is measured again and the ratio after / baseline printed (issue
+27's target: within 10%, i.e. ≤ 1.10), with the Python memory still held that was
+allocated since the baseline, per closed session, the lines of code that hold it
+(tracemalloc's top differences) and the entries left in the PDP's evaluation reuse table.
+The evaluation workers are other processes and are not counted. Not a test: nothing here
+asserts.
+
+    python bench/pdp/bench_session_soak.py [--sessions 20000] [--warmup 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if sys.path[0] == str(Path(__file__).resolve().parent):  # bench/pdp must not stand for pdp
+    sys.path.pop(0)
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from pdp_harness import (  # noqa: E402
+    decide_sql,
+    open_session,
+    pdp_config,
+    pdp_stub,
+    running_pdp,
+    token,
+)
+
+from portcullis.v1 import pdp_pb2  # noqa: E402
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+async def sessions(stub: object, tokens: list[str], first: int, count: int) -> None:
+    for n in range(first, first + count):
+        opened = await open_session(stub, tokens[n % len(tokens)])  # type: ignore[arg-type]
+        sid = opened.session_id
+        if not sid:
+            raise SystemExit(f"session {n} did not open: {opened}")
+        await decide_sql(stub, sid, f"SELECT id, total FROM orders WHERE id = {n}")  # type: ignore[arg-type]
+        await decide_sql(stub, sid, "SELECT 1")  # type: ignore[arg-type]
+        await stub.CloseSession(  # type: ignore[attr-defined]
+            pdp_pb2.CloseSessionRequest(session_id=sid, reason="bench")
+        )
+
+
+def measured() -> tuple[int, int, tracemalloc.Snapshot]:
+    gc.collect()
+    current, _ = tracemalloc.get_traced_memory()  # allocated since tracing started
+    return current, rss_kib(), tracemalloc.take_snapshot()
+
+
+async def soak(count: int, warmup: int, top: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        config = pdp_config(
+            Path(tmp), store={"type": "sqlite", "path": str(Path(tmp) / "audit.db"),
+                              "synchronous": "normal"}
+        )
+        tokens = [token(config, sub=f"agent{i}@example.com") for i in range(8)]
+        async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+            started = time.monotonic()
+            await sessions(stub, tokens, 0, warmup)
+            tracemalloc.start(1)  # from here on: what grows is traced, warm-up ran at speed
+            heap0, rss0, snap0 = measured()
+            table = app.decider.evaluations
+            entries0 = len(table) if table is not None else 0
+            await sessions(stub, tokens, warmup, count)
+            heap1, rss1, snap1 = measured()
+            entries1 = len(table) if table is not None else 0
+            elapsed = time.monotonic() - started
+        print(f"{count} short sessions after {warmup} of warm-up ({elapsed:.0f} s), "
+              "the PDP process (workers not counted):")
+        print(f"  resident     {rss0:9d} KiB → {rss1:9d} KiB   {rss1 / rss0:5.3f}x baseline"
+              "   (target ≤ 1.10x)")
+        print(f"  Python memory allocated since the baseline and still held "
+              f"{(heap1 - heap0) / 1024:8.0f} KiB, {(heap1 - heap0) / count:7.1f} B per "
+              "closed session")
+        print(f"  evaluation reuse entries {entries0} → {entries1}")
+        print("  where the heap grew (tracemalloc, top lines):")
+        for stat in snap1.compare_to(snap0, "lineno")[:top]:
+            print(f"    {stat.size_diff / 1024:8.1f} KiB {stat.count_diff:+7d} blocks  "
+                  f"{stat.traceback[0]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20000)
+    parser.add_argument("--warmup", type=int, default=1500)
+    parser.add_argument("--top", type=int, default=8)
+    args = parser.parse_args()
+    asyncio.run(soak(args.sessions, args.warmup, args.top))
+
+
+if __name__ == "__main__":
+    main()
