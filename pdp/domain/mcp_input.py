@@ -19,15 +19,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-# method → the params key that names what it acts on, and the key it is shown under
-TARGETS = {
-    "tools/call": ("name", "tool"),
-    "prompts/get": ("name", "prompt"),
-    "resources/read": ("uri", "uri"),
-    "resources/subscribe": ("uri", "uri"),
-    "resources/unsubscribe": ("uri", "uri"),
-}
-ARGUMENTS = frozenset({"tools/call", "prompts/get"})
+from portcullis.mcp import TARGETS, WITH_ARGUMENTS
+
 MALFORMED = {"message": "malformed", "method": "", "malformed": True}
 # an HTTP request that carries no message: what it asks
 HTTP_MESSAGES = {"GET": "stream", "DELETE": "end"}
@@ -85,7 +78,7 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
         out[shown] = value
     if listing:
         out["listing"] = True
-    elif method in ARGUMENTS:
+    elif method in WITH_ARGUMENTS:
         arguments = params.get("arguments", {})
         if not isinstance(arguments, dict):
             return {**out, "malformed": True}

@@ -34,6 +34,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from portcullis.mcp import TARGETS, WITH_ARGUMENTS
+
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_BATCH = 64
 MAX_DEPTH = 64
@@ -48,15 +50,6 @@ APPROVAL_REQUIRED = -32011  # a person must approve it first; data.approval_id n
 NOT_INSPECTABLE = -32012  # an answer the proxy could not read to mask or filter
 SESSION_REFUSED = -32013  # an Mcp-Session-Id this client may not use (HTTP 404), or hand out
 
-# method → the params key naming what it acts on, and the attribute it is shown under
-TARGETS = {
-    "tools/call": ("name", "tool"),
-    "prompts/get": ("name", "prompt"),
-    "resources/read": ("uri", "uri"),
-    "resources/subscribe": ("uri", "uri"),
-    "resources/unsubscribe": ("uri", "uri"),
-}
-WITH_ARGUMENTS = frozenset({"tools/call", "prompts/get"})
 NAME_HEADER_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 ROUTING_HEADERS = ("mcp-method", "mcp-name", "mcp-protocol-version")
 PARAM_HEADER_PREFIX = "mcp-param-"
