@@ -303,10 +303,10 @@ def decide_command(path: str, host: str) -> Any:
     HttpProxy sends), so the PDP is timed on exactly what the proxy asks."""
     from google.protobuf import struct_pb2
 
+    from portcullis.http_target import normalise
     from portcullis.v1 import pdp_pb2
     from proxies.http import messages
     from proxies.http.codec import parse_head
-    from portcullis.http_target import normalise
 
     head = parse_head(f"GET {path} HTTP/1.1\r\nHost: {host}".encode())
     target = normalise(head.target)
@@ -608,7 +608,7 @@ def main() -> None:
                 while not written.exists() and time.monotonic() < deadline:
                     time.sleep(0.2)
                 time.sleep(1)  # dump_stats finishing its write
-                kept = Path(tempfile.gettempdir()) / f"portcullis-bench-http-{n}.prof"
+                kept = Path(tempfile.gettempdir()) / f"portcullis-bench-http-{os.getpid()}-{n}.prof"
                 shutil.copy(written, kept)
                 profiles[name] = kept
     finally:
