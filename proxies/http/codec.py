@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 MAX_HEAD_BYTES = 32 * 1024
 MAX_HEADERS = 100
@@ -58,13 +59,23 @@ class Head:
     content_length: int = 0
     host: str = ""
 
+    @cached_property
+    def fields(self) -> dict[str, list[str]]:
+        """name → its values in order, made once per request (many lookups follow)."""
+        index: dict[str, list[str]] = {}
+        for name, value in self.headers:
+            index.setdefault(name, []).append(value)
+        return index
+
     def get(self, name: str) -> str | None:
         """The one value of a header, or None; several are joined with ", " (§5.3)."""
-        values = [v for n, v in self.headers if n == name]
-        return ", ".join(values) if values else None
+        values = self.fields.get(name)
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else ", ".join(values)
 
     def values(self, name: str) -> list[str]:
-        return [v for n, v in self.headers if n == name]
+        return list(self.fields.get(name, ()))
 
     @property
     def keep_alive(self) -> bool:
