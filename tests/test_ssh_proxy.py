@@ -75,6 +75,8 @@ def ssh_connection(
         },
         "host_key_dir": str(tmp / "keys"),
         "spool_dir": str(tmp / "spool"),
+        # room on a shared, loaded machine: past it a decision is a deny (fail closed)
+        "pdp_timeout_seconds": 10,
         **options,
     }
 
@@ -240,3 +242,25 @@ async def test_a_key_the_policy_lets_out_is_on_record(tmp_path: Path) -> None:
         closes = await stack.pdp.store.query(kind="session.close")
     assert "OPENSSH PRIVATE KEY" in leaked.stdout
     assert closes[0].body["summary"]["credential_exposed"] == 1
+
+
+async def test_openssh_keyboard_interactive_token(stack: Stack) -> None:
+    env = askpass(stack.tmp, stack.token())
+    options = [
+        "PreferredAuthentications=keyboard-interactive" if o.startswith("PreferredAuth") else o
+        for o in client_options(stack.port)
+    ]
+    code, out, err = await run_client(
+        ["ssh", *options, "-p", str(stack.port), "ann@127.0.0.1", "df -h"], env
+    )
+    assert code == 0 and b"Filesystem" in out, err
+
+
+async def test_remote_forwarding_is_refused(stack: Stack) -> None:
+    async with await stack.connect(("readonly",)) as conn:
+        with pytest.raises(asyncssh.ChannelListenError):
+            await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", 9)
+    await stack.proxy.settled()
+    decisions = await stack.pdp.store.query(kind="decision")
+    forwards = [d.body for d in decisions if d.body.get("kind") == "ssh.forward"]
+    assert [(f["raw"], f["verdict"]) for f in forwards] == [("tcpip-forward 127.0.0.1:0", "deny")]

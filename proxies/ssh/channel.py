@@ -1,0 +1,431 @@
+"""One SSH session channel through the proxy: its request decided, then relayed.
+
+Owns a channel's life once a client opened it on an authenticated connection
+(proxies/ssh/proxy.py): the request (exec, shell, subsystem; a terminal or not) decided
+before anything reaches the upstream — denied: the reason on stderr and exit status 1;
+require_approval: the request id on stderr while it waits, withdrawn by Ctrl-C (\\x03
+under a terminal), an INT signal, a break or the client going away — then, when
+allowed, a channel of the same request on the session's upstream connection, relayed
+both ways with backpressure (each side's pause_writing stops reading the other), its exit
+status or signal passed back. Output of a `mask` verdict passes the detectors
+(stream.MaskedOutput); a shell or a command with a terminal is recorded as asciicast
+(stream.Cast) in the session's events; the channel's command event says how it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import asyncssh
+
+from portcullis.verdict import Verdict, VerdictKind
+from proxies.runtime.credentials import CredentialUnavailable
+from proxies.runtime.exposure import ClientOutput
+from proxies.runtime.masking import Masker
+from proxies.runtime.pdp_client import Ruling
+from proxies.ssh.stream import Cast, MaskedOutput
+
+if TYPE_CHECKING:
+    from proxies.ssh.proxy import ClientConnection
+
+log = logging.getLogger("portcullis.ssh")
+
+QUIET_FLUSH = 0.05  # an interactive upstream quiet this long: held output goes out
+CAST_BATCH = 256  # asciicast events per recorded event
+CAST_EVERY = 1.0  # seconds between recorded asciicast batches
+MAX_PENDING_STDIN = 1024 * 1024  # stdin held while a channel is decided
+CANCEL_SIGNALS = frozenset({"INT", "TERM", "HUP", "QUIT", "KILL"})
+SFTP_REFUSED = "SFTP is decided per operation, which this proxy does not do yet: refused"
+
+
+def _exec_details(
+    kind: str, exit_status: int | None, out: int, err: int, inp: int, error: str = ""
+) -> dict[str, Any]:
+    """A channel's command event details (pdp.domain.timeline.ssh_exec_details's shape)."""
+    details: dict[str, Any] = {
+        "kind": "ssh.shell" if kind == "ssh.shell" else "ssh.exec",
+        "exit_status": exit_status,
+        "stdout_bytes": out,
+        "stderr_bytes": err,
+        "stdin_bytes": inp,
+    }
+    if kind == "ssh.subsystem":
+        details["subsystem"] = True
+    if error:
+        details["error"] = error
+    return details
+
+
+class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
+    """One session channel: its request decided, then relayed to an upstream channel."""
+
+    _numbers = 0
+
+    def __init__(self, client: ClientConnection) -> None:
+        self.client = client
+        self.chan: Any = None
+        self.kind = ""
+        self.raw = ""
+        self.term = ""
+        self.size = (80, 24, 0, 0)
+        self.modes: dict[int, int] = {}
+        self.up: Any = None  # the upstream channel, once open
+        self.ruling: Ruling | None = None
+        self.stdout: ClientOutput | None = None
+        self.stderr: ClientOutput | None = None
+        self.masks: dict[str, MaskedOutput] = {}
+        self.cast: Cast | None = None
+        self.counts = Counter[str]()
+        self.exit_status: int | None = None
+        self.exit_signal: tuple[str, bool, str] | None = None
+        self.waiting = False
+        self._stdin: list[bytes] = []
+        self._stdin_eof = False
+        self._gone = False
+        self._quiet: asyncio.TimerHandle | None = None
+        self._cast_timer: asyncio.TimerHandle | None = None
+        self._upstream_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        Channel._numbers += 1
+        self.number = Channel._numbers
+        client.channels.add(self)
+
+    # -- requests (asyncssh calls these before session_started) ---------------------------
+
+    def connection_made(self, chan: Any) -> None:
+        self.chan = chan
+        self.stdout = self.client.output(chan.write)
+        self.stderr = self.client.output(lambda data: chan.write_stderr(data))
+
+    def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
+        self.term = term_type or "xterm"
+        self.size = tuple(term_size)
+        self.modes = dict(term_modes)
+        return True
+
+    def shell_requested(self) -> bool:
+        self.kind, self.raw = "ssh.shell", ""
+        return True
+
+    def exec_requested(self, command: str) -> bool:
+        self.kind, self.raw = "ssh.exec", command
+        return True
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        self.kind, self.raw = "ssh.subsystem", subsystem
+        return True
+
+    def session_started(self) -> None:
+        task = asyncio.ensure_future(self._run())
+        self.client._background.add(task)
+        task.add_done_callback(self.client._background.discard)
+
+    # -- client → upstream -----------------------------------------------------------------
+
+    def data_received(self, data: bytes, datatype: Any) -> None:
+        if self.waiting and b"\x03" in data:
+            self._cancel_wait()
+            return
+        self.counts["stdin_bytes"] += len(data)
+        if self.cast is not None:
+            self.cast.input(time.time(), data)
+        if self.up is not None:
+            self.up.write(data)
+            return
+        self._stdin.append(data)
+        if sum(map(len, self._stdin)) > MAX_PENDING_STDIN and self.chan is not None:
+            self.chan.pause_reading()
+
+    def eof_received(self) -> bool:
+        if self.up is not None:
+            self.up.write_eof()
+        else:
+            self._stdin_eof = True
+        return True
+
+    def break_received(self, msec: int) -> bool:
+        if self.waiting:
+            self._cancel_wait()
+        elif self.up is not None:
+            self.up.send_break(msec)
+        return True
+
+    def signal_received(self, signal_name: str) -> None:
+        if self.waiting and signal_name in CANCEL_SIGNALS:
+            self._cancel_wait()
+        elif self.up is not None:
+            self.up.send_signal(signal_name)
+
+    def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
+        self.size = (width, height, pixwidth, pixheight)
+        if self.cast is not None:
+            self.cast.resize(time.time(), width, height)
+        if self.up is not None:
+            self.up.change_terminal_size(width, height, pixwidth, pixheight)
+
+    def pause_writing(self) -> None:
+        if self.up is not None:
+            self.up.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.up is not None:
+            self.up.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client_gone()
+
+    def client_gone(self) -> None:
+        """The client's channel or connection went away: stop waiting, end the upstream."""
+        self._gone = True
+        if self.waiting:
+            self._cancel_wait()
+        if self.up is not None:
+            self.up.close()
+
+    def _cancel_wait(self) -> None:
+        session = self.client.session
+        if session is not None:
+            session.cancel_wait()
+
+    # -- upstream → client -------------------------------------------------------------------
+
+    def upstream_data(self, data: bytes, stderr: bool) -> None:
+        stream = "stderr_bytes" if stderr else "stdout_bytes"
+        mask = self.masks.get(stream)
+        if mask is not None:
+            data = mask.feed(data)
+            if mask.holding and self.cast is not None:
+                self._flush_when_quiet()
+        self._send(data, stderr)
+
+    def _send(self, data: bytes, stderr: bool) -> None:
+        if not data or self._gone:
+            return
+        self.counts["stderr_bytes" if stderr else "stdout_bytes"] += len(data)
+        if self.cast is not None:
+            self.cast.output(time.time(), data)
+            self._cast_soon()
+        out = self.stderr if stderr else self.stdout
+        assert out is not None
+        out.write(data)
+
+    def _flush_masks(self) -> None:
+        for stream, mask in self.masks.items():
+            self._send(mask.flush(), stream == "stderr_bytes")
+
+    def _flush_when_quiet(self) -> None:
+        if self._quiet is not None:
+            self._quiet.cancel()
+        self._quiet = asyncio.get_running_loop().call_later(QUIET_FLUSH, self._flush_masks)
+
+    def upstream_eof(self) -> None:
+        self._flush_masks()
+        if not self._gone and self.chan is not None:
+            with contextlib.suppress(Exception):
+                self.chan.write_eof()
+
+    def upstream_closed(self) -> None:
+        if not self._upstream_done.done():
+            self._upstream_done.set_result(None)
+
+    def say(self, text: str) -> None:
+        """A line from Portcullis on stderr (CRLF under a terminal)."""
+        end = "\r\n" if self.term else "\n"
+        if self.stderr is not None and not self._gone:
+            self.stderr.write((text + end).encode())
+            self.counts["stderr_bytes"] += len(text) + len(end)
+
+    # -- the channel's life -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._serve()
+        except Exception:
+            log.exception("ssh channel failed")
+            self._end(1, "the proxy failed")
+        finally:
+            self.client.channels.discard(self)
+            if not self.finished.done():
+                self.finished.set_result(None)
+
+    def _attributes(self) -> dict[str, Any]:
+        if self.kind == "ssh.shell" or (self.kind == "ssh.exec" and self.term):
+            cols, rows = self.size[0], self.size[1]
+            base = {"term": self.term, "cols": cols, "rows": rows} if self.term else {}
+            return base if self.kind == "ssh.shell" else {"pty": True, **base}
+        if self.kind == "ssh.subsystem":
+            return {"subsystem": self.raw}
+        return {}
+
+    async def _serve(self) -> None:
+        session = self.client.session
+        if session is None or not self.kind:
+            self._end(1, "no session")
+            return
+        self.waiting = True
+        try:
+            ruling = await session.decide_or_wait(
+                self.kind, self.raw, self._attributes(), None, self.say
+            )
+        finally:
+            self.waiting = False
+        if self.kind == "ssh.subsystem" and self.raw == "sftp" and ruling.verdict.allowed:
+            # the policy may allow SFTP, but a relayed SFTP stream would not be decided
+            # operation by operation (read/write/remove with the path): refused until it is
+            ruling = Ruling(Verdict.deny(SFTP_REFUSED), ruling.decision_id, ruling.policy_revision)
+        self.ruling = ruling
+        if not ruling.verdict.allowed or self._gone:
+            self.say(f"portcullis: denied: {'; '.join(ruling.verdict.reasons)}")
+            session.record_command(self.raw, ruling, **self._details(1))
+            self._end(1)
+            return
+        self._masking(ruling)
+        try:
+            upstream = await self.client.connect_upstream()
+            self.up, _ = await upstream.create_session(
+                lambda: UpstreamChannel(self),
+                command=self.raw if self.kind == "ssh.exec" else None,
+                subsystem=self.raw if self.kind == "ssh.subsystem" else None,
+                term_type=self.term or None,
+                term_size=self.size if self.term else None,
+                term_modes=self.modes or None,
+                encoding=None,
+            )
+        except (TimeoutError, OSError, asyncssh.Error, CredentialUnavailable) as exc:
+            why = _upstream_error(exc)
+            self.say(f"portcullis: the upstream is unavailable: {why}")
+            session.record_command(self.raw, ruling, **self._details(1, why))
+            self._end(1)
+            return
+        if self.kind == "ssh.shell" or self.term:
+            self.cast = Cast(self.size[0], self.size[1], self.term, time.time())
+        self._catch_up()
+        await self._upstream_done
+        self._flush_masks()
+        self._record_cast()
+        status = self.exit_status
+        session.record_command(self.raw, ruling, **self._details(status))
+        counts = Counter[str]()
+        for mask in self.masks.values():
+            counts.update(mask.counts)
+        if counts:
+            session.record_masking(dict(counts), ruling.decision_id)
+        if self.exit_signal is not None and not self._gone:
+            name, core, message = self.exit_signal
+            with contextlib.suppress(Exception):
+                self.chan.exit_with_signal(name, core, message)
+            return
+        self._end(status if status is not None else 255)
+
+    def _masking(self, ruling: Ruling) -> None:
+        if ruling.kind is not VerdictKind.MASK or not ruling.verdict.mask:
+            return
+        masker = Masker(ruling.verdict.mask, self.client.proxy.hash_key)
+        if masker.detects:
+            streams = ("stdout_bytes", "stderr_bytes")
+            self.masks = {stream: MaskedOutput(masker) for stream in streams}
+
+    def _catch_up(self) -> None:
+        pending, self._stdin = self._stdin, []
+        for data in pending:
+            if self.cast is not None:
+                self.cast.input(time.time(), data)  # typed while the shell was decided
+            self.up.write(data)
+        if self._stdin_eof:
+            self.up.write_eof()
+        if self.chan is not None:
+            self.chan.resume_reading()
+
+    def _details(self, status: int | None, error: str = "") -> dict[str, Any]:
+        c = self.counts
+        return _exec_details(
+            self.kind, status, c["stdout_bytes"], c["stderr_bytes"], c["stdin_bytes"], error
+        )
+
+    def _cast_soon(self) -> None:
+        assert self.cast is not None
+        if self.cast.pending >= CAST_BATCH:
+            self._record_cast()
+        elif self._cast_timer is None:
+            self._cast_timer = asyncio.get_running_loop().call_later(CAST_EVERY, self._record_cast)
+
+    def _record_cast(self) -> None:
+        if self._cast_timer is not None:
+            self._cast_timer.cancel()
+            self._cast_timer = None
+        cast, session = self.cast, self.client.session
+        if cast is None or session is None or self.ruling is None:
+            return
+        first = not getattr(self, "_cast_started", False)
+        events = cast.take()
+        if not events and not first:
+            return
+        self._cast_started = True
+        details: dict[str, Any] = {
+            "kind": "ssh.asciicast",
+            "decision_id": self.ruling.decision_id,
+            "channel": self.number,
+            "events": events,
+        }
+        if first:
+            details["header"] = cast.header
+        session.record_response(**details)
+
+    def _end(self, status: int, error: str = "") -> None:
+        if error:
+            self.say(f"portcullis: {error}")
+        if self._gone or self.chan is None:
+            return
+        with contextlib.suppress(Exception):
+            self.chan.exit(status)
+
+
+class UpstreamChannel(asyncssh.SSHClientSession):  # type: ignore[type-arg]
+    """The upstream half of a channel: what the server sends, passed to the client half."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def data_received(self, data: bytes, datatype: Any) -> None:
+        self.channel.upstream_data(data, datatype == asyncssh.EXTENDED_DATA_STDERR)
+
+    def eof_received(self) -> bool:
+        self.channel.upstream_eof()
+        return True
+
+    def exit_status_received(self, status: int) -> None:
+        self.channel.exit_status = status
+
+    def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
+        self.channel.exit_signal = (signal, core_dumped, msg)
+
+    def pause_writing(self) -> None:
+        if self.channel.chan is not None:
+            self.channel.chan.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.channel.chan is not None:
+            self.channel.chan.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.channel.upstream_closed()
+
+
+def _upstream_error(exc: BaseException) -> str:
+    """What went wrong upstream, in words safe for the client (no key, no secret)."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return "the upstream refused the proxy's credential"
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return "the upstream's host key is not the one pinned"
+    if isinstance(exc, CredentialUnavailable):
+        return str(exc)
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        return f"channel refused ({exc.reason})"
+    return type(exc).__name__
