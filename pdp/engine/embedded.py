@@ -57,18 +57,73 @@ class _Process:
         return code
 
 
+class _Channel(asyncio.Protocol):
+    """The parent's end of a worker's socket: one request in flight, its answer the next
+    frame. A protocol, not a StreamReader/Writer pair: an evaluation costs one future and
+    one wake-up of the event loop, where readexactly() of a header and then of a body
+    cost two of each (this hop is paid on every evaluated decision)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future[bytes] | None = None
+        self._lost: BaseException | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._deliver()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = exc or ConnectionResetError("evaluation worker closed its socket")
+        self._settle(exception=self._lost)
+
+    def _settle(self, result: bytes = b"", exception: BaseException | None = None) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is None or waiter.done():
+            return
+        if exception is not None:
+            waiter.set_exception(exception)
+        else:
+            waiter.set_result(result)
+
+    def _deliver(self) -> None:
+        size = frames.HEADER.size
+        if self._waiter is None or len(self._buffer) < size:
+            return
+        try:
+            length = frames.decode_length(bytes(self._buffer[:size]))
+        except ValueError as exc:
+            self._settle(exception=exc)
+            return
+        if len(self._buffer) < size + length:
+            return
+        body = bytes(self._buffer[size : size + length])
+        del self._buffer[: size + length]
+        self._settle(body)
+
+    async def request(self, frame: bytes) -> bytes:
+        """Send one frame and return the body of the frame that answers it."""
+        if self._lost is not None or self.transport is None:
+            raise ConnectionResetError("evaluation worker closed its socket")
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        self.transport.write(frame)
+        return await waiter
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
 class _WorkerProcess:
     """The parent's handle on one worker: its process and its end of the socket."""
 
-    def __init__(
-        self,
-        proc: _Process,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
+    def __init__(self, proc: _Process, channel: _Channel) -> None:
         self.proc = proc
-        self.reader = reader
-        self.writer = writer
+        self.channel = channel
         self.revision = ""
         self.generation = 0
 
@@ -88,19 +143,15 @@ class _WorkerProcess:
             )
         finally:
             child.close()
-        reader, writer = await asyncio.open_unix_connection(sock=parent)
-        return cls(_Process(proc), reader, writer)
+        loop = asyncio.get_running_loop()
+        _, channel = await loop.create_unix_connection(_Channel, sock=parent)
+        return cls(_Process(proc), channel)
 
     async def call(self, message: dict[str, Any]) -> dict[str, Any]:
-        self.writer.write(frames.encode(message))
-        header = await self.reader.readexactly(frames.HEADER.size)
-        body = await self.reader.readexactly(frames.decode_length(header))
-        return frames.decode(body)
+        return frames.decode(await self.channel.request(frames.encode(message)))
 
     async def evaluate(self, path: str, input_json: bytes) -> bytes:
-        self.writer.write(frames.encode_eval(path, input_json))
-        header = await self.reader.readexactly(frames.HEADER.size)
-        return await self.reader.readexactly(frames.decode_length(header))
+        return await self.channel.request(frames.encode_eval(path, input_json))
 
     async def load(self, bundle: PolicyBundle) -> None:
         reply = await asyncio.wait_for(
@@ -111,7 +162,7 @@ class _WorkerProcess:
         self.revision = reply["revision"]
 
     def kill(self) -> None:
-        self.writer.close()
+        self.channel.close()
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
@@ -201,34 +252,37 @@ class EmbeddedEngine:
         self, policy_input: dict[str, Any], path: str = DECISION_PATH
     ) -> EngineResult:
         started = time.perf_counter()
-        deadline = started + self.timeout
-        try:
-            # asyncio.timeout, not wait_for: no task made per evaluation (nor when a
-            # worker is free, the usual case, any wait at all)
-            async with asyncio.timeout(self.timeout):
-                worker = await self._idle.get()
-        except TimeoutError:
-            raise EngineError(
-                f"no evaluation worker free within {self.settings.timeout_ms} ms"
-            ) from None
         try:
             input_json = json.dumps(
                 policy_input, separators=(",", ":"), ensure_ascii=False
             ).encode()
         except (TypeError, ValueError) as exc:
-            self._idle.put_nowait(worker)
             raise EngineError(f"policy input is not JSON: {exc}") from None
+        worker: _WorkerProcess | None = None
         try:
-            async with asyncio.timeout(max(deadline - time.perf_counter(), 0.001)):
+            # one deadline for the wait for a free worker and the evaluation together
+            # (asyncio.timeout, not wait_for: no task made per evaluation; when a worker
+            # is free, the usual case, there is no wait for one at all)
+            async with asyncio.timeout(self.timeout):
+                worker = self._idle.get_nowait() if self._idle.qsize() else None
+                if worker is None:
+                    worker = await self._idle.get()
                 raw = await worker.evaluate(path, input_json)
         except (TimeoutError, asyncio.CancelledError) as exc:
+            if worker is None:
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise EngineError(
+                    f"no evaluation worker free within {self.settings.timeout_ms} ms"
+                ) from None
             self._replace(worker)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise EngineError(
                 f"policy evaluation exceeded its {self.settings.timeout_ms} ms deadline"
             ) from None
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
+            assert worker is not None  # nothing before the evaluation raises these
             self._replace(worker)
             raise EngineError(f"evaluation worker failed: {type(exc).__name__}") from None
         self._idle.put_nowait(worker)

@@ -1,0 +1,160 @@
+"""CPU per decision of each phase around the evaluator, in the PDP's own code, one process.
+
+What an evaluated Decide costs the PDP besides gRPC, split into the phases issue 27 names,
+each measured in CPU time (time.process_time of this process, and the evaluation
+workers' CPU read from /proc) over the same postgres.query command, so other load on a
+shared machine weighs little:
+
+  input      build_input(session, command_input(...)) as pdp.api.service does (the SQL
+             classification is remembered for a repeated text, as in the PDP);
+  evaluator  the shipped policy evaluated in this process on the input's JSON bytes
+             (pdp.engine.opa.raw_evaluate: what a worker does per request);
+  hop        EmbeddedEngine.evaluate end to end (input to JSON, the frame to a worker
+             process and back, the answer parsed): this process's CPU; the workers' CPU
+             (read from /proc in 10 ms ticks, so only roughly) is printed beside it, with
+             what it holds beyond the in-process evaluator's figure;
+  record     Decider.decide minus engine.evaluate: the verdict mapped, the reuse table
+             asked, the decision record appended to a real SQLite decision log (its group
+             commit thread included, synchronous=normal so no disk wait is counted);
+  answer     decision_message + command_effects: the protobuf answer.
+
+Prints µs per decision for each and each phase's share of their sum, and the ratio of
+the phases around the evaluator to the evaluator. Not a test: nothing here asserts.
+
+    python bench/pdp/bench_phases.py [--decisions 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+if sys.path[0] == str(Path(__file__).resolve().parent):  # bench/pdp must not stand for pdp
+    sys.path.pop(0)
+sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO / "bench"))
+
+from cpu_meter import TICK_US, process_ticks  # noqa: E402
+
+from pdp.api.service import decision_message  # noqa: E402
+from pdp.domain.decisions import Decider  # noqa: E402
+from pdp.domain.effects import command_effects  # noqa: E402
+from pdp.domain.identity import Identity  # noqa: E402
+from pdp.domain.policy_input import build_input, command_input  # noqa: E402
+from pdp.domain.sessions import Session  # noqa: E402
+from pdp.engine.bundle import load_bundle  # noqa: E402
+from pdp.engine.embedded import GO_RUNTIME, EmbeddedEngine  # noqa: E402
+from pdp.engine.opa import DECISION_PATH, new_engine, raw_evaluate  # noqa: E402
+from pdp.store.sqlite import SQLiteAuditStore  # noqa: E402
+from portcullis.config import EngineSettings  # noqa: E402
+
+SQL = "SELECT o.id, c.email, sum(o.total) FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.status = 'open' GROUP BY o.id, c.email"  # noqa: E501
+ATTRIBUTES = {"protocol": "extended", "shadowed_functions": ["upper"]}
+
+
+def session() -> Session:
+    identity = Identity(subject="agent@example.com", groups=("readonly",), issuer="dev",
+                        claims={"sub": "agent@example.com"}, token_id="t")
+    connection = {"name": "orders-db", "type": "postgres", "zone": "eu", "labels": {}}
+    return Session("s-bench", identity, connection, "127.0.0.1:5", "bench")
+
+
+def cpu_us(fn: Any, n: int) -> float:
+    started = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - started) * 1e6 / n
+
+
+async def phases(n: int, workers: int) -> dict[str, float]:
+    s = session()
+    results: dict[str, float] = {}
+
+    def built() -> dict[str, Any]:
+        return build_input(s, command_input("postgres.query", SQL, ATTRIBUTES))
+
+    results["input"] = cpu_us(built, n)
+    policy_input = built()
+
+    os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})
+    local = new_engine(load_bundle(REPO / "rego").without_tests())
+    encoded = json.dumps(policy_input, separators=(",", ":"), ensure_ascii=False).encode()
+    results["evaluator"] = cpu_us(lambda: raw_evaluate(local, DECISION_PATH, encoded), n)
+    local.close()
+
+    engine = EmbeddedEngine(EngineSettings(policies=REPO / "rego", workers=workers, timeout_ms=5000,
+                                           reload=False))
+    await engine.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteAuditStore(Path(tmp) / "decisions.db", synchronous="normal")
+        await store.start()
+        try:
+            for _ in range(50):  # warm
+                await engine.evaluate(policy_input)
+            pids = [w.proc.pid for w in engine._all]
+            ticks = sum(process_ticks(p, with_descendants=False) for p in pids)
+            started = time.process_time()
+            for _ in range(n):
+                await engine.evaluate(policy_input)
+            parent = (time.process_time() - started) * 1e6 / n
+            worker = (sum(process_ticks(p, with_descendants=False) for p in pids) - ticks)
+            worker_us = worker * TICK_US / n
+            results["hop"] = parent
+            results["hop (workers, evaluation included)"] = worker_us
+
+            decider = Decider(engine, store, reuse_evaluations=True)
+            record = {"session_id": s.id, "subject": s.identity.subject,
+                      "connection": "orders-db"}
+            decision = await decider.decide(policy_input, record)
+            ticks = sum(process_ticks(p, with_descendants=False) for p in pids)
+            started = time.process_time()
+            for _ in range(n):
+                decision = await decider.decide(policy_input, record)
+            total = (time.process_time() - started) * 1e6 / n
+            worker = (sum(process_ticks(p, with_descendants=False) for p in pids) - ticks)
+            results["record"] = total + worker * TICK_US / n - (
+                parent + results["hop (workers, evaluation included)"]
+            )
+        finally:
+            await store.close()
+            await engine.close()
+
+    def answer() -> None:
+        message = decision_message(decision)
+        effects = command_effects("postgres.query", SQL)
+        if effects:
+            message.effects.extend(effects)
+
+    results["answer"] = cpu_us(answer, n)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--decisions", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    r = asyncio.run(phases(args.decisions, args.workers))
+    main_phases = ("input", "evaluator", "hop", "record", "answer")
+    total = sum(r[p] for p in main_phases)
+    print(f"CPU per evaluated decision by phase (µs; {args.decisions} decisions, "
+          f"{args.workers} worker(s))")
+    for name in main_phases:
+        print(f"  {name:10s} {r[name]:8.1f}  {r[name] / total:6.1%}")
+    workers = r["hop (workers, evaluation included)"]
+    print(f"    the workers in all (evaluation included) {workers:8.1f}: "
+          f"{workers - r['evaluator']:+.1f} beside the in-process evaluator")
+    around = total - r["evaluator"]
+    print(f"  around the evaluator / the evaluator  {around / r['evaluator']:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
