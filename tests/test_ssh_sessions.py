@@ -67,6 +67,7 @@ async def test_a_shell_is_recorded_and_replayed(tmp_path: Path) -> None:
     text = cli(config, "replay", session_id(config))
     assert text.returncode == 0, text.stderr
     assert "(interactive shell)" in text.stdout and "1 terminal recording(s)" in text.stdout
+    assert "terminal, channel " in text.stdout and "events recorded" in text.stdout
 
 
 async def test_shell_output_masked_for_a_non_pii_reader(tmp_path: Path) -> None:

@@ -590,6 +590,10 @@ def _command_text(e: Entry) -> str:
         return "$ " + (one_line or "(interactive shell)")
     if e.kind == "ssh.io":
         return f"{e.result.get('stream', 'io')}"
+    if e.kind == "ssh.asciicast":  # a terminal's recording (pdp.domain.casts plays it)
+        events = e.result.get("events")
+        count = len(events) if isinstance(events, list) else 0
+        return f"terminal, channel {e.result.get('channel', '?')}: {count} events recorded"
     if e.kind == "http.request" and not one_line:
         return f"{e.result.get('method', '')} {e.result.get('path', '')}".strip()
     return one_line
