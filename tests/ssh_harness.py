@@ -69,6 +69,8 @@ class Sshd:
             "PrintMotd no",
             "PrintLastLog no",
             "Subsystem sftp internal-sftp",
+            # honoured here so a proxy that passed a client's environment on would show it
+            "AcceptEnv BASH_ENV LD_PRELOAD",
             "MaxSessions 64",
             "MaxStartups 64:30:128",
         ]

@@ -264,3 +264,23 @@ async def test_remote_forwarding_is_refused(stack: Stack) -> None:
     decisions = await stack.pdp.store.query(kind="decision")
     forwards = [d.body for d in decisions if d.body.get("kind") == "ssh.forward"]
     assert [(f["raw"], f["verdict"]) for f in forwards] == [("tcpip-forward 127.0.0.1:0", "deny")]
+
+
+async def test_the_clients_environment_never_reaches_the_upstream(stack: Stack) -> None:
+    """`ssh -o SetEnv=BASH_ENV=...`: the upstream sshd accepts BASH_ENV here, and bash -c
+    would source it before the allowed command; the proxy passes no variable on."""
+    marker = stack.tmp / "sourced"
+    script = stack.tmp / "evil.sh"
+    script.write_text(f"touch {marker}\n")
+    async with await stack.connect(env={"BASH_ENV": str(script)}) as conn:
+        result = await conn.run("uptime")
+    assert result.exit_status == 0
+    assert not marker.exists()
+    # the same variable sent to sshd directly is sourced: the test can tell
+    async with asyncssh.connect(
+        "127.0.0.1", stack.sshd.port, username=stack.sshd.user,
+        client_keys=[str(stack.sshd.user_key)], known_hosts=None, agent_path=None,
+        config=None, env={"BASH_ENV": str(script)},
+    ) as direct:  # fmt: skip
+        await direct.run("uptime")
+    assert marker.exists()
