@@ -416,7 +416,7 @@ def profile_summary(path: Path, top: int = 25) -> str:
     stats = pstats.Stats(str(path))
     total = stats.total_tt  # type: ignore[attr-defined]
     rows = stats.stats  # type: ignore[attr-defined]
-    lines = [f"    profiled {total:.2f} s of the proxy's event loop"]
+    lines = [f"    profiled {total:.2f} s of CPU of the proxy's event-loop thread"]
     for title, column in (("own time", 2), ("cumulative", 3)):
         lines.append(f"    by {title}:")
         ranked = sorted(rows.items(), key=lambda kv: kv[1][column], reverse=True)[:top]

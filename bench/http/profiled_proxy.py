@@ -1,7 +1,7 @@
 """`python -m proxies ARGS...` under cProfile, switched on and off by signals.
 
-Owns the benchmark's view into the HTTP proxy's own time: SIGUSR1 starts profiling the
-proxy's event-loop thread, SIGUSR2 stops it and writes the profile to the next
+Owns the benchmark's view into the HTTP proxy's own time: SIGUSR1 starts profiling (in
+CPU time) the proxy's event-loop thread, SIGUSR2 stops it and writes the profile to the next
 `<prefix>.<n>.prof`, so bench_wrk.py profiles exactly one phase (a cache-off run, a
 cache-on run) and not start-up. The threads gRPC runs in C are outside any profile; their
 CPU shows in bench/cpu_meter.py's figures instead.
@@ -20,6 +20,7 @@ import os
 import runpy
 import signal
 import sys
+import time
 from types import FrameType
 
 profile: cProfile.Profile | None = None
@@ -30,7 +31,10 @@ prefix = ""
 def start(_signum: int, _frame: FrameType | None) -> None:
     global profile
     if profile is None:
-        profile = cProfile.Profile()
+        # CPU time of this thread, not wall time: on a shared machine a process is often
+        # preempted inside a send() that woke its peer, and wall time would charge the wait
+        # for a core to whatever function was running
+        profile = cProfile.Profile(time.thread_time)
         profile.enable()
 
 
