@@ -118,6 +118,16 @@ async def test_shells_are_refused_to_readers(tmp_path: Path) -> None:
         assert stack.sshd.sessions_started() == 0
 
 
+async def test_a_command_with_a_terminal_needs_what_a_shell_needs(tmp_path: Path) -> None:
+    async with ssh_stack(tmp_path) as stack:
+        async with await stack.connect(("readonly",)) as conn:
+            paged = await conn.run("journalctl -n 1", term_type="xterm")
+            plain = await conn.run("uptime")
+        assert stack.sshd.sessions_started() == 1  # the plain one
+    assert paged.exit_status == 1 and plain.exit_status == 0
+    assert "a command with a terminal is interactive" in str(paged.stderr)
+
+
 async def test_approval_then_the_command_runs(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.mkdir()
@@ -137,7 +147,8 @@ async def test_approval_then_the_command_runs(tmp_path: Path) -> None:
 async def test_ctrl_c_withdraws_a_waiting_approval(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.mkdir()
-    async with ssh_stack(tmp_path) as stack, await stack.connect(("readonly",)) as conn:
+    # a terminal: Ctrl-C arrives as \x03 (and needs a group that may have one: dba)
+    async with ssh_stack(tmp_path) as stack, await stack.connect(("dba",)) as conn:
         process = await conn.create_process(f"rm -rf {victim}", term_type="xterm")
         said = await process.stderr.readuntil("--reason '...'")
         approval_id = WAITING.search(said)[1]  # type: ignore[index]

@@ -74,7 +74,14 @@ def portcullis_config(tmp: Path, policies: Path, sshd: Sshd) -> dict[str, Any]:
     return {
         "pdp": {
             "listen": f"127.0.0.1:{free_port()}",
-            "engine": {"type": "embedded", "policies": str(policies), "reload": False},
+            # deadlines with room: on a loaded shared machine a late evaluation is a deny
+            # (fail closed), which would end the run, not slow it
+            "engine": {
+                "type": "embedded",
+                "policies": str(policies),
+                "reload": False,
+                "timeout_ms": 3000,
+            },
             "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
             "signing_key": str(tmp / "signing.key"),
         },
@@ -87,6 +94,7 @@ def portcullis_config(tmp: Path, policies: Path, sshd: Sshd) -> dict[str, Any]:
                 "upstream": f"127.0.0.1:{sshd.port}",
                 "spool_dir": str(tmp / "spool"),
                 "host_key_dir": str(tmp / "keys"),
+                "pdp_timeout_seconds": 10,
                 "credentials": {
                     "provider": "static",
                     "username": sshd.user,

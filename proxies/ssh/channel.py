@@ -40,6 +40,7 @@ CAST_BATCH = 256  # asciicast events per recorded event
 CAST_EVERY = 1.0  # seconds between recorded asciicast batches
 MAX_PENDING_STDIN = 1024 * 1024  # stdin held while a channel is decided
 CANCEL_SIGNALS = frozenset({"INT", "TERM", "HUP", "QUIT", "KILL"})
+TERMINAL_REFUSED = "a command with a terminal is interactive, as a shell is: "
 SFTP_REFUSED = "SFTP is decided per operation, which this proxy does not do yet: refused"
 
 
@@ -269,9 +270,11 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             return
         self.waiting = True
         try:
-            ruling = await session.decide_or_wait(
-                self.kind, self.raw, self._attributes(), None, self.say
-            )
+            ruling = await self._terminal_gate(session)
+            if ruling is None or ruling.verdict.allowed:
+                ruling = await session.decide_or_wait(
+                    self.kind, self.raw, self._attributes(), None, self.say
+                )
         finally:
             self.waiting = False
         if self.kind == "ssh.subsystem" and self.raw == "sftp" and ruling.verdict.allowed:
@@ -321,6 +324,24 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 self.chan.exit_with_signal(name, core, message)
             return
         self._end(status if status is not None else 255)
+
+    async def _terminal_gate(self, session: Any) -> Ruling | None:
+        """A command run with a terminal (`ssh -t host journalctl`) is interactive: a pager
+        or an editor on a terminal runs anything typed into it (less's `!sh`), so it needs
+        what a shell needs (an ssh.shell decision) besides its own. None: no terminal."""
+        if self.kind != "ssh.exec" or not self.term:
+            return None
+        cols, rows = self.size[0], self.size[1]
+        gate: Ruling = await session.decide_or_wait(
+            "ssh.shell", "", {"term": self.term, "cols": cols, "rows": rows}, None, self.say
+        )
+        if gate.verdict.allowed:
+            return gate
+        return Ruling(
+            Verdict.deny(TERMINAL_REFUSED + "; ".join(gate.verdict.reasons)),
+            gate.decision_id,
+            gate.policy_revision,
+        )
 
     def _masking(self, ruling: Ruling) -> None:
         if ruling.kind is not VerdictKind.MASK or not ruling.verdict.mask:
