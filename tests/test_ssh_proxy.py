@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,3 +285,21 @@ async def test_the_clients_environment_never_reaches_the_upstream(stack: Stack) 
     ) as direct:  # fmt: skip
         await direct.run("uptime")
     assert marker.exists()
+
+
+async def test_an_upstream_with_another_host_key_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "other_host"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    async with ssh_stack(tmp_path, upstream_host_key_file=str(other) + ".pub") as stack:
+        async with await stack.connect() as conn:
+            result = await conn.run("uptime")
+        assert stack.sshd.sessions_started() == 0
+    assert result.exit_status == 1
+    assert "host key is not the one pinned" in result.stderr
+
+
+async def test_the_upstream_key_is_pinned_at_first_use(stack: Stack) -> None:
+    async with await stack.connect() as conn:
+        assert (await conn.run("uptime")).exit_status == 0
+    pinned = stack.tmp / "keys" / "web-1.upstream.pub"
+    assert pinned.read_text().split()[:2] == stack.sshd.host_public_key.read_text().split()[:2]
