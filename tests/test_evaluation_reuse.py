@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from hypothesis import given
+from hypothesis import strategies as st
 from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
 
 from pdp.store.chain import canonical_json, record_hash, sealed_hash
-from portcullis.reuse import ReuseTable, reuse_key
+from portcullis.reuse import ReuseTable, _json_key, reuse_key
 from portcullis.shape import shape
 from portcullis.v1 import pdp_pb2
 from portcullis.verdict import Verdict, VerdictKind
@@ -140,3 +142,20 @@ def test_reuse_keys_tell_apart_what_the_policy_sees_besides_the_text():
     assert reuse_key("http.request", nested) != reuse_key("http.request", {"headers": {}})
     keys = {reuse_key("k", {"v": value}) for value in (True, 1, 1.0, "1", "true")}
     assert len(keys) == 5  # never one for two values (1 and 1.0 apart costs a hit at most)
+
+
+_leaf = st.one_of(st.text(max_size=4), st.integers(-2, 2), st.booleans(), st.floats(0, 2))
+_value = st.recursive(
+    _leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text(max_size=4), _value, min_size=1, max_size=4))
+def test_a_remembered_reuse_key_is_the_canonical_json_one(attributes) -> None:
+    """The fast path (strings, and dicts and lists of them, remembered) files an answer
+    exactly where the canonical JSON key does: 1, 1.0, True and "1" stay apart."""
+    assert reuse_key("http.request", attributes) == _json_key("http.request", attributes)

@@ -33,15 +33,55 @@ def reuse_key(kind: str, attributes: Mapping[str, Any] | None) -> str:
     that differ in anything the policy sees besides the text never share an entry."""
     if not attributes:
         return kind
-    if all(type(value) is str for value in attributes.values()):
-        # remembered only for strings: as a cache key 1, 1.0 and True are one value
-        return _text_key(kind, tuple(sorted(attributes.items())))
+    frozen = _frozen(attributes)
+    if frozen is not None:
+        # remembered only for strings (and dicts and lists of them: an HTTP request's
+        # query and headers): as a cache key 1, 1.0 and True are one value
+        return _text_key(kind, frozen)
     return _json_key(kind, attributes)
 
 
+_Frozen = tuple[Any, ...]
+
+
+def _frozen(value: Mapping[str, Any]) -> _Frozen | None:
+    """A hashable form of a mapping of strings, mappings and lists of strings (each kind
+    tagged, keys sorted), or None for anything else."""
+    items: list[tuple[str, Any]] = []
+    for key, item in value.items():
+        if type(key) is not str:
+            return None
+        kind = type(item)
+        if kind is str:
+            items.append((key, item))
+        elif kind is dict:
+            inner = _frozen(item)
+            if inner is None:
+                return None
+            items.append((key, ("dict", inner)))
+        elif kind is list and all(type(v) is str for v in item):
+            items.append((key, ("list", tuple(item))))
+        else:
+            return None
+    items.sort(key=lambda pair: pair[0])
+    return tuple(items)
+
+
+def _thawed(frozen: _Frozen) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in frozen:
+        if type(item) is str:
+            out[key] = item
+        elif item[0] == "dict":
+            out[key] = _thawed(item[1])
+        else:
+            out[key] = list(item[1])
+    return out
+
+
 @functools.lru_cache(maxsize=256)
-def _text_key(kind: str, items: tuple[tuple[str, str], ...]) -> str:
-    return _json_key(kind, dict(items))
+def _text_key(kind: str, frozen: _Frozen) -> str:
+    return _json_key(kind, _thawed(frozen))
 
 
 def _json_key(kind: str, attributes: Mapping[str, Any]) -> str:
