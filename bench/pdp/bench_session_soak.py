@@ -15,6 +15,13 @@ allocated since the baseline, per closed session, the lines of code that hold it
 The evaluation workers are other processes and are not counted. Not a test: nothing here
 asserts.
 
+A new literal every session (the default) is also a new text for the PDP's bounded
+memories of texts (the classification of pdp.domain.policy_input, the shapes of
+portcullis.shape, the effects of pdp.domain.effects: 8,192 texts each), which fill up
+to their bound over the first ~8,000 sessions and then stay level; --literals N cycles
+through N values instead, so those are full after the warm-up and what grows is what
+sessions leave behind.
+
     python bench/pdp/bench_session_soak.py [--sessions 20000] [--warmup 1500]
 """
 
@@ -55,13 +62,16 @@ def rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-async def sessions(stub: object, tokens: list[str], first: int, count: int) -> None:
+async def sessions(
+    stub: object, tokens: list[str], first: int, count: int, literals: int
+) -> None:
     for n in range(first, first + count):
+        literal = n % literals if literals else n
         opened = await open_session(stub, tokens[n % len(tokens)])  # type: ignore[arg-type]
         sid = opened.session_id
         if not sid:
             raise SystemExit(f"session {n} did not open: {opened}")
-        await decide_sql(stub, sid, f"SELECT id, total FROM orders WHERE id = {n}")  # type: ignore[arg-type]
+        await decide_sql(stub, sid, f"SELECT id, total FROM orders WHERE id = {literal}")  # type: ignore[arg-type]
         await decide_sql(stub, sid, "SELECT 1")  # type: ignore[arg-type]
         await stub.CloseSession(  # type: ignore[attr-defined]
             pdp_pb2.CloseSessionRequest(session_id=sid, reason="bench")
@@ -74,7 +84,7 @@ def measured() -> tuple[int, int, tracemalloc.Snapshot]:
     return current, rss_kib(), tracemalloc.take_snapshot()
 
 
-async def soak(count: int, warmup: int, top: int) -> None:
+async def soak(count: int, warmup: int, top: int, literals: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = pdp_config(
             Path(tmp), store={"type": "sqlite", "path": str(Path(tmp) / "audit.db"),
@@ -83,16 +93,17 @@ async def soak(count: int, warmup: int, top: int) -> None:
         tokens = [token(config, sub=f"agent{i}@example.com") for i in range(8)]
         async with running_pdp(config) as app, pdp_stub(app.address) as stub:
             started = time.monotonic()
-            await sessions(stub, tokens, 0, warmup)
+            await sessions(stub, tokens, 0, warmup, literals)
             tracemalloc.start(1)  # from here on: what grows is traced, warm-up ran at speed
             heap0, rss0, snap0 = measured()
             table = app.decider.evaluations
             entries0 = len(table) if table is not None else 0
-            await sessions(stub, tokens, warmup, count)
+            await sessions(stub, tokens, warmup, count, literals)
             heap1, rss1, snap1 = measured()
             entries1 = len(table) if table is not None else 0
             elapsed = time.monotonic() - started
-        print(f"{count} short sessions after {warmup} of warm-up ({elapsed:.0f} s), "
+        texts = f"{literals} distinct literals" if literals else "a new literal each"
+        print(f"{count} short sessions after {warmup} of warm-up ({elapsed:.0f} s; {texts}), "
               "the PDP process (workers not counted):")
         print(f"  resident     {rss0:9d} KiB → {rss1:9d} KiB   {rss1 / rss0:5.3f}x baseline"
               "   (target ≤ 1.10x)")
@@ -111,8 +122,12 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20000)
     parser.add_argument("--warmup", type=int, default=1500)
     parser.add_argument("--top", type=int, default=8)
+    parser.add_argument(
+        "--literals", type=int, default=0,
+        help="distinct literal values the SELECT cycles through (0: a new one each session)",
+    )
     args = parser.parse_args()
-    asyncio.run(soak(args.sessions, args.warmup, args.top))
+    asyncio.run(soak(args.sessions, args.warmup, args.top, args.literals))
 
 
 if __name__ == "__main__":

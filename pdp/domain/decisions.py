@@ -20,7 +20,7 @@ from pdp.engine import EngineError, PolicyEngine
 from pdp.store import AuditStore, StoreUnavailable
 from portcullis.reuse import ReuseTable
 from portcullis.shape import shaped
-from portcullis.verdict import PerVerdict, Verdict, verdict_from_result
+from portcullis.verdict import Verdict, verdict_from_result
 
 log = logging.getLogger("portcullis.decisions")
 
@@ -51,16 +51,15 @@ class Reusable:
 PolicyInput = dict[str, Any] | Callable[[], dict[str, Any]]
 
 
-@PerVerdict
-def _verdict_fields(verdict: Verdict) -> dict[str, Any]:
-    """verdict.to_dict(), once per verdict (callers copy, never change it)."""
-    return verdict.to_dict()
-
-
 @dataclass(frozen=True)
 class _Evaluated:
+    """An evaluation filed for reuse, with its verdict's record fields made once: they
+    live as long as the entry (dropped when its session closes), not in a cache of
+    every verdict the PDP ever answered."""
+
     verdict: Verdict
     decision_id: str
+    fields: dict[str, Any]  # verdict.to_dict(); callers copy, never change it
 
 
 @dataclass(frozen=True)
@@ -134,9 +133,10 @@ class Decider:
         revision = self.engine.revision
         reused = self._reused(reusable, revision)
         command: dict[str, Any]
+        fields: dict[str, Any] | None = None
         if reused is not None:
             assert reusable is not None
-            verdict = reused.verdict
+            verdict, fields = reused.verdict, reused.fields
             command = {"kind": reusable.kind, "raw": reusable.raw}
             self.stats.evaluations_reused += 1
         else:
@@ -146,7 +146,8 @@ class Decider:
                 result = await self.engine.evaluate(built)
                 revision = result.revision or revision
                 verdict = verdict_from_result(result.result)
-                self._remember(reusable, verdict, revision, decision_id)
+                fields = verdict.to_dict()
+                self._remember(reusable, _Evaluated(verdict, decision_id, fields), revision)
             except EngineError as exc:
                 self.stats.engine_errors += 1
                 if self.evaluations is not None:  # trouble: evaluate afresh from here on
@@ -158,7 +159,7 @@ class Decider:
             "decision_id": decision_id,
             "kind": command.get("kind", ""),
             "raw": command.get("raw", ""),
-            **_verdict_fields(verdict),
+            **(fields if fields is not None else verdict.to_dict()),
             "policy_revision": revision,
             "evaluation_ms": round(elapsed, 3),
         }
@@ -187,7 +188,7 @@ class Decider:
             "decision_id": decision_id,
             "kind": kind,
             "raw": raw,
-            **_verdict_fields(verdict),
+            **verdict.to_dict(),
             "policy_revision": revision,
             "evaluation_ms": 0.0,
             **facts,
@@ -213,7 +214,7 @@ class Decider:
         )
 
     def _remember(
-        self, reusable: Reusable | None, verdict: Verdict, revision: str, decision_id: str
+        self, reusable: Reusable | None, evaluated: _Evaluated, revision: str
     ) -> None:
         if reusable is None or self.evaluations is None:
             return
@@ -221,9 +222,9 @@ class Decider:
             reusable.session_id,
             reusable.key,
             reusable.raw,
-            verdict,
+            evaluated.verdict,
             revision,
-            _Evaluated(verdict, decision_id),
+            evaluated,
             shaped,
         )
 
