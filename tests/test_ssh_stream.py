@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pdp.domain.casts import casts_of
 from portcullis.verdict import MaskRule
 from proxies.runtime.masking import Masker
-from proxies.ssh.stream import HOLD_LIMIT, Cast, MaskedOutput
+from proxies.ssh.stream import HOLD_LIMIT, RECORDED_PER_SECOND, Cast, MaskedOutput
 
 RULES = (MaskRule("", "email", "partial"), MaskRule("", "credit_card", "partial"))
 KEY = b"k" * 32
@@ -89,3 +89,19 @@ def test_malformed_recorded_events_are_skipped() -> None:
                                         [1.5, "o", "ok"]]}}]  # fmt: skip
     (cast,) = casts_of(recorded)
     assert cast.events == [[1.5, "o", "ok"]]
+
+
+def test_a_terminal_records_at_most_its_rate_and_says_what_it_left_out() -> None:
+    cast = Cast(80, 24, "xterm", started=0.0)
+    chunk = b"y" * 1024
+    for i in range(100):  # 100 KiB within the first second
+        cast.output(0.001 * i, chunk)
+    cast.output(1.5, b"after\r\n")
+    events = cast.take(final=True)
+    recorded = sum(len(e[2]) for e in events[:-2])
+    assert recorded == RECORDED_PER_SECOND
+    left_out = 100 * 1024 - RECORDED_PER_SECOND
+    assert events[-2][2] == f"\r\n[portcullis: {left_out} bytes not recorded]\r\n"
+    assert events[-1][1:] == ["o", "after\r\n"]
+    times = [e[0] for e in events]
+    assert times == sorted(times)

@@ -37,6 +37,7 @@ log = logging.getLogger("portcullis.ssh")
 
 QUIET_FLUSH = 0.05  # an interactive upstream quiet this long: held output goes out
 CAST_BATCH = 256  # asciicast events per recorded event
+CAST_BATCH_BYTES = 8 * 1024  # recorded text per event: many fit one RecordEvents call
 CAST_EVERY = 1.0  # seconds between recorded asciicast batches
 MAX_PENDING_STDIN = 1024 * 1024  # stdin held while a channel is decided
 CANCEL_SIGNALS = frozenset({"INT", "TERM", "HUP", "QUIT", "KILL"})
@@ -370,7 +371,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
 
     def _cast_soon(self) -> None:
         assert self.cast is not None
-        if self.cast.pending >= CAST_BATCH:
+        if self.cast.pending >= CAST_BATCH or self.cast.pending_bytes >= CAST_BATCH_BYTES:
             self._record_cast()
         elif self._cast_timer is None:
             self._cast_timer = asyncio.get_running_loop().call_later(CAST_EVERY, self._record_cast)
@@ -383,7 +384,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if cast is None or session is None or self.ruling is None:
             return
         first = not getattr(self, "_cast_started", False)
-        events = cast.take()
+        events = cast.take(final=self._upstream_done.done())
         if not events and not first:
             return
         self._cast_started = True

@@ -11,7 +11,10 @@ Owns two sans-IO pieces (no sockets, no asyncio; the proxy's channel calls them)
 - `Cast`: an interactive session as an asciicast v2 recording (https://docs.asciinema.org/
   manual/asciicast/v2/): a header (width, height, TERM, start), then `[time, "o"|"i"|"r",
   data]` events — output (after masking), input, resize ("COLSxROWS") — taken in batches
-  for the session's events.
+  for the session's events. A terminal's recording is for watching, not for bulk data:
+  at most RECORDED_PER_SECOND bytes of each second are kept; the rest is counted, and the
+  recording says how much was left out where it was ("[portcullis: N bytes not
+  recorded]"), so a `cat` of a large file in a shell cannot swell the session's evidence.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from proxies.runtime.masking import Masker
 HOLD_LIMIT = 4096
 LINE_ENDS = (b"\n", b"\r")
 CAST_VERSION = 2
+RECORDED_PER_SECOND = 64 * 1024
 
 
 class MaskedOutput:
@@ -82,6 +86,11 @@ class Cast:
             "env": {"TERM": term or "", "SHELL": ""},
         }
         self._events: list[list[Any]] = []
+        self.pending_bytes = 0
+        self.skipped = 0  # bytes of the current second left out
+        self._second = 0
+        self._used = 0
+        self._last = 0.0
         self._decoders = {
             code: codecs.getincrementaldecoder("utf-8")("replace") for code in ("o", "i")
         }
@@ -94,13 +103,35 @@ class Cast:
         self._add(now, "i", data)
 
     def resize(self, now: float, width: int, height: int) -> None:
-        self._events.append([self._at(now), "r", f"{int(width)}x{int(height)}"])
+        self._last = max(self._at(now), self._last)
+        self._events.append([self._last, "r", f"{int(width)}x{int(height)}"])
 
     def _add(self, now: float, code: str, data: bytes) -> None:
+        second = int(now - self.started)
+        if second != self._second:
+            self._left_out(now)
+            self._second, self._used = second, 0
+        room = RECORDED_PER_SECOND - self._used
+        if len(data) > room:
+            self.skipped += len(data) - max(room, 0)
+            data = data[: max(room, 0)]
+        if not data:
+            return
+        self._used += len(data)
         text = self._decoders[code].decode(data)
         if text:
             self.bytes += len(data)
-            self._events.append([self._at(now), code, text])
+            self.pending_bytes += len(text)
+            self._last = self._at(now)
+            self._events.append([self._last, code, text])
+
+    def _left_out(self, now: float) -> None:
+        if self.skipped:
+            note = f"\r\n[portcullis: {self.skipped} bytes not recorded]\r\n"
+            self._last = max(self._at(now), self._last)
+            self._events.append([self._last, "o", note])
+            self.pending_bytes += len(note)
+            self.skipped = 0
 
     def _at(self, now: float) -> float:
         return round(max(now - self.started, 0.0), 6)
@@ -109,6 +140,10 @@ class Cast:
     def pending(self) -> int:
         return len(self._events)
 
-    def take(self) -> list[list[Any]]:
+    def take(self, final: bool = False) -> list[list[Any]]:
+        """The events since the last take (final: also what the last second left out)."""
+        if final:
+            self._left_out(self.started + self._second)
         events, self._events = self._events, []
+        self.pending_bytes = 0
         return events
