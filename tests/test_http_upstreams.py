@@ -135,7 +135,7 @@ async def test_an_https_upstream_is_verified(tmp_path):
         client.get(s.url + "/echo", headers={"Authorization": f"Bearer {token(s.config)}"}) as r,
     ):
         trusted = r.status
-    assert refused[0] == 502 and "Certificate" in refused[1]["detail"]
+    assert refused[0] == 502 and "Cert" in refused[1]["detail"]  # a certificate error
     assert trusted == 200
 
 

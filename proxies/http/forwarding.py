@@ -2,12 +2,13 @@
 
 Owns what happens once a request may go: the upstream URL of the decided target (the
 credential as a query parameter when so configured), the headers it goes with (the
-client's token and hop-by-hop headers removed, the credential injected), the aiohttp
-request, and the answer relayed to the client through the credential guard — masked per
-the verdict (JSON whole with Content-Length fixed, NDJSON and SSE per record), streamed
-untouched otherwise, each request recorded with its status and sizes. `UpstreamExchange`
-is the part of ClientConnection (proxies/http/proxy.py) that does this; the MCP exchange
-uses its `forward` and `write_reply`.
+client's token and hop-by-hop headers removed, the credential injected), the request
+over the upstream pool (proxies/http/upstream.py), and the answer relayed to the client
+through the credential guard — masked per the verdict (JSON whole with Content-Length
+fixed, NDJSON and SSE per record), streamed untouched otherwise, each request recorded
+with its status and sizes. `UpstreamExchange` is the part of ClientConnection
+(proxies/http/proxy.py) that does this; the MCP exchange uses its `forward` and
+`write_reply`.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ import ssl
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-import aiohttp
-from multidict import CIMultiDict
 from yarl import URL
 
+from portcullis.http_target import Target
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
 from proxies.http.bodies import BodyMask, Unmaskable, body_kind, masker_for
 from proxies.http.guard import CredentialInResponse, ResponseGuard
-from portcullis.http_target import Target
+from proxies.http.upstream import UpstreamCut, UpstreamResponse
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.masking import MaskingError
 from proxies.runtime.pdp_client import Ruling
@@ -132,21 +132,20 @@ class UpstreamExchange:
         body: bytes | None = None,
         headers: list[tuple[str, str]] | None = None,
         masking: bool = False,
-    ) -> aiohttp.ClientResponse:
-        client = self.proxy.client
-        assert client is not None
+    ) -> UpstreamResponse:
+        pool = self.proxy.pool
+        assert pool is not None
         sent = headers if headers is not None else self.upstream_headers(request)
         if masking:  # a compressed body cannot be masked: ask for it plain
             sent = [(n, v) for n, v in sent if n.lower() != "accept-encoding"]
             sent.append(("accept-encoding", "identity"))
         payload = request.body if body is None else body
-        return await client.request(
-            request.head.method,
-            self.upstream_url(request),
-            headers=CIMultiDict(sent),
-            data=payload if payload or request.head.method in ("POST", "PUT", "PATCH") else None,
-            allow_redirects=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        method = request.head.method
+        return await pool.request(
+            method,
+            self.upstream_url(request).raw_path_qs,
+            sent,
+            payload if payload or method in ("POST", "PUT", "PATCH") else None,
         )
 
     async def forward_and_answer(self, request: Request, raw: str, ruling: Ruling) -> bool:
@@ -169,7 +168,7 @@ class UpstreamExchange:
                 return request.head.keep_alive
         try:
             response = await self.forward(request, masking=masker is not None)
-        except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+        except (OSError, ssl.SSLError) as exc:
             session.record_command(raw, ruling, status=502, error="upstream_unavailable", **details)
             self.send_problem(request, 502, "upstream unavailable", type(exc).__name__)
             return request.head.keep_alive
@@ -199,7 +198,7 @@ class UpstreamExchange:
     async def relay_response(
         self,
         request: Request,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         masker: Any = None,
     ) -> tuple[int, int, dict[str, int], str]:
         """The upstream's response to the client: (status, body bytes sent, masking
@@ -287,7 +286,7 @@ class UpstreamExchange:
             # the client sees the body end early; what the guard still holds is dropped
             self.must_close = "unmaskable_stream"
             return response.status, sent, dict(mask.counts) if mask else {}, ""
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+        except UpstreamCut:
             self.must_close = "upstream_cut"
             return response.status, sent, {}, ""
         guard.write(messages.LAST_CHUNK if chunked else b"", final=True)

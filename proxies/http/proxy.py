@@ -42,17 +42,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import aiohttp
 from yarl import URL
 
 from portcullis.config import Config, ConnectionSettings
+from portcullis.http_target import Target, TargetRefused, normalise
 from portcullis.protocols import workers_of
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
 from proxies.http.codec import BadRequest, Body, End, Event, Head, RequestReader
 from proxies.http.forwarding import UpstreamExchange
 from proxies.http.guard import CredentialInResponse, secret_patterns
-from portcullis.http_target import Target, TargetRefused, normalise
+from proxies.http.upstream import UpstreamPool
 from proxies.http.websocket import relay_websocket
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import Listener
@@ -150,7 +150,7 @@ class HttpProxy:
         listen = config.pdp.http_listen
         self.approvals_api = f"http://{listen}/v1/approvals" if listen else ""
         self._opening: dict[str, asyncio.Future[AgentSession]] = {}
-        self.client: aiohttp.ClientSession | None = None
+        self.pool: UpstreamPool | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -179,11 +179,11 @@ class HttpProxy:
 
     async def start(self) -> None:
         await self.runtime.start()
-        self.client = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self.upstream_tls(), limit=256),
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        tls = self.upstream_tls()
+        self.pool = UpstreamPool(
+            self.upstream.host or "",
+            self.upstream.port or (443 if tls else 80),
+            tls if isinstance(tls, ssl.SSLContext) else None,
         )
         await self.listener.start()
         self._reaper = asyncio.ensure_future(self._reap())
@@ -206,8 +206,8 @@ class HttpProxy:
                 await self._reaper
         self.sessions.clear()
         await self.runtime.stop()  # closes every open session
-        if self.client is not None:
-            await self.client.close()
+        if self.pool is not None:
+            await self.pool.close()
 
     async def _reap(self) -> None:
         """Close sessions nobody used for idle_seconds (none with a request in flight)."""
@@ -464,7 +464,7 @@ class ClientConnection(UpstreamExchange):
         if isinstance(outcome, Forward):
             try:
                 response = await self.forward(request, body=outcome.body or b"", masking=True)
-            except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+            except (OSError, ssl.SSLError) as exc:
                 request.session.record_response(kind="mcp.upstream", error=type(exc).__name__)
                 self.send_problem(request, 502, "upstream unavailable", type(exc).__name__)
                 return head.keep_alive
