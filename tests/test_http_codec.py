@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxies.http.codec import BadRequest, Body, End, Head, RequestReader
 from portcullis.http_target import TargetRefused, normalise
+from proxies.http.codec import BadRequest, Body, End, Head, RequestReader
 
 GET = b"GET /v1/x HTTP/1.1\r\nHost: api\r\n\r\n"
 

@@ -58,6 +58,13 @@ def test_proxies_never_import_the_pdp():
     assert offenders(PROXIES, ("pdp",)) == []
 
 
+def test_the_decision_point_imports_no_proxy_but_to_launch_them():
+    """What the PDP shares with proxies lives in the contract (portcullis.*); only its
+    command line loads proxies, to run them beside it (`portcullis up`)."""
+    found = [o for o in offenders(REPO / "pdp", ("proxies",)) if not o.startswith("pdp/cli/")]
+    assert found == []
+
+
 def test_the_contract_imports_neither_side():
     assert offenders(CONTRACT, ("pdp", "proxies")) == []
 

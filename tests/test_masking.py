@@ -10,8 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from portcullis.verdict import MaskRule
-from proxies.runtime.masking import (
+from portcullis.masking import (
     HASH_PREFIX,
     REDACTED,
     Masker,
@@ -19,6 +18,7 @@ from proxies.runtime.masking import (
     detect,
     luhn_valid,
 )
+from portcullis.verdict import MaskRule
 from proxies.runtime.secrets_scan import SecretScanner, base64_cores
 
 KEY = b"k" * 32

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from portcullis.config import ConfigError, parse_config, resolve_secrets
+from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 from proxies.postgres.proxy import masking_key
-from proxies.runtime.masking import Masker
 
 RAW = {
     "identity": {"dev": True},

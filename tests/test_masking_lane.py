@@ -22,6 +22,7 @@ from collections import Counter
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from portcullis.masking import DETECTORS, Masker
 from portcullis.verdict import MaskRule
 from proxies.postgres import codec as c
 from proxies.postgres.codec import BackendParser
@@ -29,7 +30,6 @@ from proxies.postgres.columns import ColumnOrigin
 from proxies.postgres.row_mask import RowMask
 from proxies.postgres.tracker import Expect, ResponseTracker
 from proxies.postgres.values import JSON, JSONB, TEXT_LIKE, detected_value, masked_value
-from proxies.runtime.masking import DETECTORS, Masker
 
 LANE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEY = b"k" * 32

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pdp.domain.casts import casts_of
+from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
-from proxies.runtime.masking import Masker
 from proxies.ssh.stream import HOLD_LIMIT, RECORDED_PER_SECOND, Cast, MaskedOutput
 
 RULES = (MaskRule("", "email", "partial"), MaskRule("", "credit_card", "partial"))

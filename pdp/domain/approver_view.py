@@ -41,9 +41,9 @@ from typing import Any
 from pglast.parser import parse_sql_json, scan
 
 from pdp.plumbing.rendering import statements
+from portcullis.masking import DETECTORS, REDACTED, Masker, MaskingError
 from portcullis.parameters import shown_parameter
 from portcullis.verdict import MaskRule
-from proxies.runtime.masking import DETECTORS, REDACTED, Masker, MaskingError
 
 UNNAMED = "*"  # a value whose column cannot be named: the strictest field rule masks it
 _CONSTANT_TOKENS = {"SCONST", "ICONST", "FCONST", "BCONST", "XCONST", "USCONST"}

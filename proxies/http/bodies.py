@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
-from proxies.runtime.masking import Masker
 
 MAX_MASKED_DOCUMENT = 8 * 1024 * 1024
 MAX_RECORD = 1024 * 1024  # one NDJSON line or SSE event

@@ -21,13 +21,13 @@ from urllib.parse import quote, unquote
 from yarl import URL
 
 from portcullis.http_target import Target
+from portcullis.masking import MaskingError
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
 from proxies.http.bodies import BodyMask, Unmaskable, body_kind, masker_for
 from proxies.http.guard import CredentialInResponse, ResponseGuard
 from proxies.http.upstream import UpstreamCut, UpstreamResponse
 from proxies.runtime.exposure import ClientOutput
-from proxies.runtime.masking import MaskingError
 from proxies.runtime.pdp_client import Ruling
 
 if TYPE_CHECKING:

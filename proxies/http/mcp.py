@@ -38,10 +38,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from portcullis.masking import Masker, MaskingError
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.http import mcp_codec as codec
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
-from proxies.runtime.masking import Masker, MaskingError
 from proxies.runtime.pdp_client import Ruling
 from proxies.runtime.session import ProxySession
 

@@ -46,6 +46,7 @@ from yarl import URL
 
 from portcullis.config import Config, ConnectionSettings
 from portcullis.http_target import Target, TargetRefused, normalise
+from portcullis.masking import masking_key
 from portcullis.protocols import workers_of
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
@@ -56,7 +57,6 @@ from proxies.http.upstream import UpstreamPool
 from proxies.http.websocket import relay_websocket
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import Listener
-from proxies.runtime.masking import masking_key
 from proxies.runtime.pdp_client import Ruling, SessionRefused
 from proxies.runtime.session import ProxyRuntime, ProxySession
 

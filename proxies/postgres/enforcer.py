@@ -41,6 +41,7 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from portcullis.masking import Masker, MaskingError
 from portcullis.parameters import MAX_SHOWN_PARAMETER, NULL, parameter_entry
 from portcullis.shape import shaped
 from portcullis.verdict import MaskRule, Verdict, VerdictKind
@@ -57,7 +58,6 @@ from proxies.postgres.commands import (
     Steps,
 )
 from proxies.postgres.tracker import Expect, ResponseTracker
-from proxies.runtime.masking import Masker, MaskingError
 from proxies.runtime.pdp_client import Ruling
 
 # a handler's part that ends with a result (a Ruling) once its requests are answered

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from portcullis.config import Config, ConnectionSettings
+from portcullis.masking import masking_key
 from portcullis.protocols import workers_of
 from proxies.postgres import codec
 from proxies.postgres.columns import (
@@ -62,7 +63,6 @@ from proxies.postgres.upstream import (
 )
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import Listener, split_address
-from proxies.runtime.masking import masking_key
 from proxies.runtime.pdp_client import SessionRefused
 from proxies.runtime.relay import Relay
 from proxies.runtime.session import ProxyRuntime, ProxySession

@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 from proxies.postgres import codec
 from proxies.postgres.values import (
@@ -46,7 +47,6 @@ from proxies.postgres.values import (
     detected_value,
     masked_value,
 )
-from proxies.runtime.masking import Masker
 
 _Column = tuple[int, int, str, bytes | None, MaskRule | None, int, bool, bytes | None]
 

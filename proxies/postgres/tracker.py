@@ -19,13 +19,13 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 from proxies.postgres import codec
 from proxies.postgres.columns import ColumnOrigin
 from proxies.postgres.row_mask import RowMask
 from proxies.postgres.startup import same_value
 from proxies.postgres.values import masked_fields
-from proxies.runtime.masking import Masker
 from proxies.runtime.pdp_client import Ruling
 
 # what a completion without masking carries (shared, never changed: only an Expect's

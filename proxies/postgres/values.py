@@ -21,8 +21,8 @@ import re
 import struct
 from collections import Counter
 
+from portcullis.masking import REDACTED, Masker
 from portcullis.verdict import MaskRule
-from proxies.runtime.masking import REDACTED, Masker
 
 TEXT_LIKE = frozenset({25, 1043, 1042, 19, 705})  # text varchar bpchar name unknown
 JSON, JSONB = 114, 3802

@@ -20,9 +20,9 @@
 - `masking_key(secret, connection)`: the key of the `hash` masking strategy.
 """
 
+from portcullis.masking import masking_key
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import Listener, split_address
-from proxies.runtime.masking import masking_key
 from proxies.runtime.pdp_client import Ruling, SessionGrant, SessionRefused
 from proxies.runtime.relay import CLIENT, SERVER, Relay
 from proxies.runtime.secrets_scan import SecretScanner

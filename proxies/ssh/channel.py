@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
+from portcullis.masking import Masker
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import CredentialUnavailable
 from proxies.runtime.exposure import ClientOutput
-from proxies.runtime.masking import Masker
 from proxies.runtime.pdp_client import Ruling
 from proxies.ssh.stream import Cast, MaskedOutput
 

@@ -28,12 +28,12 @@ from typing import Any
 import asyncssh
 
 from portcullis.config import Config, ConnectionSettings
+from portcullis.masking import masking_key
 from portcullis.protocols import workers_of
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import CredentialUnavailable
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import split_address
-from proxies.runtime.masking import masking_key
 from proxies.runtime.pdp_client import Ruling, SessionRefused
 from proxies.runtime.secrets_scan import SecretScanner
 from proxies.runtime.session import ProxyRuntime, ProxySession

@@ -23,7 +23,7 @@ import codecs
 from collections import Counter
 from typing import Any
 
-from proxies.runtime.masking import Masker
+from portcullis.masking import Masker
 
 HOLD_LIMIT = 4096
 LINE_ENDS = (b"\n", b"\r")
