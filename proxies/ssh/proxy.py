@@ -67,13 +67,8 @@ class SshProxy:
     ) -> None:
         self.connection = connection
         # the launcher's (over the process's PDP client), or one of its own when built alone
-        self.runtime = runtime or ProxyRuntime.build(
-            connection,
-            pdp_address,
-            vault=config.vault,
-            approval_timeout=config.approvals.timeout_seconds,
-            config=config,
-        )
+        # the launcher's (over the process's PDP client), or one of its own when built alone
+        self.runtime = runtime or ProxyRuntime.standalone(connection, config, pdp_address)
         self.host, self.requested_port = split_address(connection.listen)
         self.upstream_host, self.upstream_port = split_address(connection.upstream)
         self.host_key = keys.host_key(connection)
