@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-from bench_pgbench import sh, wait_port  # noqa: E402  (this folder: the script's own)
+from bench_masking import up_config  # noqa: E402  (this folder: the script's own)
+from bench_pgbench import sh, wait_port  # noqa: E402
 from pdp_harness import free_port  # noqa: E402
 
 ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtX", "-c"]
@@ -170,27 +171,7 @@ def main() -> None:
            env={**os.environ, "PGPASSWORD": password})  # fmt: skip
         port = free_port()
         store = tmp / "audit.db"
-        config = {
-            "pdp": {
-                "listen": f"127.0.0.1:{free_port()}",
-                "http_listen": f"127.0.0.1:{free_port()}",
-                "engine": {"type": "embedded", "policies": str(REPO / "rego")},
-                "store": {"type": "sqlite", "path": str(store)},
-                "signing_key": str(tmp / "signing.key"),
-            },
-            "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
-            "connections": [
-                {
-                    "name": "orders-db",
-                    "type": "postgres",
-                    "listen": f"127.0.0.1:{port}",
-                    "upstream": "127.0.0.1:5432",
-                    "database": db,
-                    "credentials": {"provider": "static", "username": role, "password": password},
-                    "spool_dir": str(tmp / "spool"),
-                }
-            ],
-        }
+        config = up_config(tmp, port, db, role, password)
         path = tmp / "portcullis.yaml"
         path.write_text(yaml.safe_dump(config))
         cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]

@@ -59,6 +59,32 @@ def pgbench(
     return float(re.search(r"tps = ([\d.]+) \(without initial", out.stdout).group(1))
 
 
+def up_config(tmp: Path, port: int, db: str, role: str, password: str) -> dict:
+    """`portcullis up` on the shipped rego/ in front of one scratch database (the SQLite
+    store at tmp/audit.db), its proxy on port; also bench_agent_cache's."""
+    return {
+        "pdp": {
+            "listen": f"127.0.0.1:{free_port()}",
+            "http_listen": f"127.0.0.1:{free_port()}",
+            "engine": {"type": "embedded", "policies": str(REPO / "rego")},
+            "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
+            "signing_key": str(tmp / "signing.key"),
+        },
+        "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
+        "connections": [
+            {
+                "name": "orders-db",
+                "type": "postgres",
+                "listen": f"127.0.0.1:{port}",
+                "upstream": "127.0.0.1:5432",
+                "database": db,
+                "credentials": {"provider": "static", "username": role, "password": password},
+                "spool_dir": str(tmp / "spool"),
+            }
+        ],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8)
@@ -82,27 +108,7 @@ def main() -> None:
             f"'123-45-' || lpad((g % 10000)::text, 4, '0') FROM generate_series(1, {args.rows}) g"],
            env={**os.environ, "PGPASSWORD": password})  # fmt: skip
         port = free_port()
-        config = {
-            "pdp": {
-                "listen": f"127.0.0.1:{free_port()}",
-                "http_listen": f"127.0.0.1:{free_port()}",
-                "engine": {"type": "embedded", "policies": str(REPO / "rego")},
-                "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
-                "signing_key": str(tmp / "signing.key"),
-            },
-            "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
-            "connections": [
-                {
-                    "name": "orders-db",
-                    "type": "postgres",
-                    "listen": f"127.0.0.1:{port}",
-                    "upstream": "127.0.0.1:5432",
-                    "database": db,
-                    "credentials": {"provider": "static", "username": role, "password": password},
-                    "spool_dir": str(tmp / "spool"),
-                }
-            ],
-        }
+        config = up_config(tmp, port, db, role, password)
         path = tmp / "portcullis.yaml"
         path.write_text(yaml.safe_dump(config))
         cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
