@@ -2,7 +2,7 @@
 # Both start with `setup`, which is idempotent: Debian packages, the OPA evaluator wheel
 # in its own step (it declares Python>=3.14 but runs on 3.11), then this project.
 PYTHON ?= python3
-DEBS := postgresql-client pgbouncer openssh-server openssh-client nginx-light wrk curl git
+DEBS := postgresql-client pgbouncer openssh-server openssh-client nginx-light wrk curl git chromium
 export ORDERS_DB_PASSWORD ?= portcullis-dev-app
 export BILLING_TOKEN ?= portcullis-dev-billing
 
