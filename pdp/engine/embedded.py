@@ -4,8 +4,14 @@ Owns the worker pool, per-evaluation deadlines and hot reload of the policy dire
 The Go evaluator has no timeout of its own, so an evaluation that overruns its deadline
 is answered with EngineError (the PDP turns that into a deny) and the worker that ran it
 is killed and replaced. Workers are fresh interpreters (`python -m pdp.engine.worker`),
-never forks of this process. A policy change that fails to load or to evaluate once is
-reported and the running policy stays in place.
+never forks of this process. The policy comes from pdp.engine.policy_source (a directory,
+a bundle file or a bundle URL). A policy change that fails to load, to verify or to
+evaluate once is reported and the running policy stays in place.
+
+A swap never mixes policies inside one evaluation: a worker loads the new policy into a
+fresh evaluator while it is out of the pool and answers every evaluation with the
+revision of the one evaluator it ran on, so each decision names exactly the policy that
+made it; while the pool rolls over, some decisions are still made by the previous one.
 """
 
 from __future__ import annotations
@@ -22,13 +28,13 @@ import time
 from typing import Any
 
 from pdp.engine import DECISION_PATH, EngineError, EngineResult, frames
-from pdp.engine.bundle import BundleError, PolicyBundle, fingerprint, load_bundle
+from pdp.engine.bundle import BundleError, PolicyBundle
 from pdp.engine.opa import EvaluationFailed, PolicyLoadError, engine_version, parse_envelope
+from pdp.engine.policy_source import PolicySource, source_for
 from portcullis.config import EngineSettings
 
 log = logging.getLogger("portcullis.engine")
 
-RELOAD_POLL_SECONDS = 1.0
 START_TIMEOUT_SECONDS = 30.0
 # The Go runtime inside each worker: one evaluation at a time needs one scheduler thread
 # (the pool gives the parallelism), and collecting at 4x the live heap instead of 2x
@@ -186,7 +192,7 @@ class EmbeddedEngine:
         self._idle: asyncio.Queue[_WorkerProcess] = asyncio.Queue()
         self._all: set[_WorkerProcess] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+        self.source: PolicySource | None = None
         self._closing = False
         self.generation = 0
         self._published = ""
@@ -202,10 +208,12 @@ class EmbeddedEngine:
 
     async def start(self) -> None:
         """Load the policy into every worker; a policy that does not load stops start-up."""
-        self._fingerprint = fingerprint(self.settings.policies)
         try:
-            bundle = load_bundle(self.settings.policies).without_tests()
+            self.source = source_for(self.settings)
+            bundle = await self.source.load()
         except BundleError as exc:
+            if self.source is not None:
+                await self.source.close()
             raise PolicyLoadError(str(exc)) from None
         workers = await asyncio.gather(
             *(self._spawn(bundle) for _ in range(self.size)), return_exceptions=True
@@ -247,6 +255,8 @@ class EmbeddedEngine:
         for worker in list(self._all):
             await worker.stop()
         self._all.clear()
+        if self.source is not None:
+            await self.source.close()
 
     async def evaluate(
         self, policy_input: dict[str, Any], path: str = DECISION_PATH
@@ -338,20 +348,41 @@ class EmbeddedEngine:
             return
 
     async def _watch(self) -> None:
+        assert self.source is not None
         while True:
-            await asyncio.sleep(RELOAD_POLL_SECONDS)
-            try:
-                current = fingerprint(self.settings.policies)
-            except OSError:
-                continue
-            if current != self._fingerprint:
-                self._fingerprint = current
-                await self.reload()
+            await asyncio.sleep(self.source.poll_seconds)
+            await self.poll()
 
-    async def reload(self) -> bool:
-        """Load the policy directory again; on any failure keep the running policy."""
+    async def poll(self) -> bool:
+        """Ask the source once; put a changed policy in force. False: nothing changed, or
+        the new policy was refused (it does not load, or its signature does not verify)
+        and the running one stays."""
+        assert self.source is not None
         try:
-            bundle = load_bundle(self.settings.policies).without_tests()
+            bundle = await self.source.changed()
+        except BundleError as exc:
+            self.last_reload_error = str(exc)
+            log.error(
+                "policy from %s refused, keeping revision %s: %s",
+                self.source.description,
+                self.revision,
+                exc,
+            )
+            return False
+        if bundle is None:
+            return False
+        if not await self.reload(bundle):
+            return False
+        self.source.accept()
+        return True
+
+    async def reload(self, bundle: PolicyBundle | None = None) -> bool:
+        """Put a policy in force (default: the source's as it is now); on any failure keep
+        the running policy."""
+        try:
+            if bundle is None:
+                assert self.source is not None
+                bundle = await self.source.load()
             probe = await self._spawn(bundle)
         except (BundleError, PolicyLoadError, OSError) as exc:
             self.last_reload_error = str(exc)

@@ -46,6 +46,21 @@ class EngineSettings:
     workers: int = 0  # embedded: evaluation worker processes; 0 means one per core
     timeout_ms: int = 250  # deadline for one evaluation
     reload: bool = True  # embedded: watch the policy directory and hot-reload
+    # embedded: an OPA bundle to load instead of `policies` — a .tar.gz file (watched like
+    # the directory) or an http(s) URL polled every poll_seconds with If-None-Match
+    bundle: str = ""
+    poll_seconds: float = 10.0
+    verification: BundleVerification | None = None  # set: the bundle must be signed
+
+
+@dataclass(frozen=True)
+class BundleVerification:
+    """pdp.engine.verification: the key a bundle's .signatures.json must verify with."""
+
+    key_file: Path
+    algorithm: str = "RS256"  # RS256 (PEM public key) or HS256 (the shared secret's file)
+    key_id: str = ""
+    scope: str = ""
 
 
 @dataclass(frozen=True)
@@ -490,7 +505,21 @@ def _proxies(raw: dict[str, Any], base_dir: Path) -> ProxiesSettings:
 
 def _engine(raw: dict[str, Any], base_dir: Path) -> EngineSettings:
     key = "pdp.engine"
-    _known(raw, key, {"type", "policies", "url", "workers", "timeout_ms", "reload"})
+    _known(
+        raw,
+        key,
+        {
+            "type",
+            "policies",
+            "url",
+            "workers",
+            "timeout_ms",
+            "reload",
+            "bundle",
+            "poll_seconds",
+            "verification",
+        },
+    )
     kind = _str(raw, key, "type", "embedded")
     if kind not in ("embedded", "remote"):
         raise ConfigError(f"{key}.type", f"{kind!r} is not one of embedded, remote")
@@ -498,8 +527,18 @@ def _engine(raw: dict[str, Any], base_dir: Path) -> EngineSettings:
     if kind == "remote" and not url.startswith(("http://", "https://")):
         raise ConfigError(f"{key}.url", "the remote engine needs an http(s) URL of the OPA server")
     policies = _path(base_dir, _str(raw, key, "policies", "rego"))
-    if kind == "embedded" and not policies.is_dir():
+    bundle = _str(raw, key, "bundle")
+    if bundle and kind != "embedded":
+        raise ConfigError(f"{key}.bundle", "only the embedded engine loads bundles itself")
+    if bundle and not bundle.startswith(("http://", "https://")):
+        bundle = str(_path(base_dir, bundle))
+        if not Path(bundle).is_file():
+            raise ConfigError(f"{key}.bundle", f"{bundle} is not a file")
+    if kind == "embedded" and not bundle and not policies.is_dir():
         raise ConfigError(f"{key}.policies", f"{policies} is not a directory")
+    poll = raw.get("poll_seconds", 10.0)
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or poll <= 0:
+        raise ConfigError(f"{key}.poll_seconds", "must be a positive number of seconds")
     return EngineSettings(
         type=kind,
         policies=policies,
@@ -507,6 +546,29 @@ def _engine(raw: dict[str, Any], base_dir: Path) -> EngineSettings:
         workers=_int(raw, key, "workers", 0),
         timeout_ms=_int(raw, key, "timeout_ms", 250, minimum=1),
         reload=_bool(raw, key, "reload", True),
+        bundle=bundle,
+        poll_seconds=float(poll),
+        verification=_verification(raw, base_dir) if "verification" in raw else None,
+    )
+
+
+def _verification(raw: dict[str, Any], base_dir: Path) -> BundleVerification:
+    key = "pdp.engine.verification"
+    if not raw.get("bundle"):
+        raise ConfigError(key, "verifies a bundle: set pdp.engine.bundle")
+    section = _section(raw, "verification")
+    _known(section, key, {"key_file", "algorithm", "key_id", "scope"})
+    key_file = _path(base_dir, _str(section, key, "key_file"))
+    if not _str(section, key, "key_file") or not key_file.is_file():
+        raise ConfigError(f"{key}.key_file", f"{key_file} is not a file")
+    algorithm = _str(section, key, "algorithm", "RS256")
+    if algorithm not in ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "HS256", "HS512"):
+        raise ConfigError(f"{key}.algorithm", f"{algorithm!r} is not an algorithm OPA signs with")
+    return BundleVerification(
+        key_file=key_file,
+        algorithm=algorithm,
+        key_id=_str(section, key, "key_id"),
+        scope=_str(section, key, "scope"),
     )
 
 
