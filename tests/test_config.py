@@ -95,7 +95,7 @@ def _connection(**options):
         ({"pdp_timeout_seconds": "2"}, "connections[0].pdp_timeout_seconds", "seconds"),
         ({"tls_cert_file": "nope.pem"}, "connections[0].tls_cert_file", "does not exist"),
         ({"mcp": True}, "connections[0].mcp", "not an option of postgres"),
-        ({"enforce": False}, "connections[0].enforce", "not available yet"),
+        ({"enforce": "no"}, "connections[0].enforce", "true or false"),
     ],
 )
 def test_connection_options_are_validated(options, key, problem, tmp_path):

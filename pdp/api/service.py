@@ -34,6 +34,7 @@ from pdp.domain.effects import command_effects
 from pdp.domain.identity import TokenRejected, TokenVerifier
 from pdp.domain.policy_input import build_input, command_input
 from pdp.domain.sessions import Session, SessionTable, new_session_id
+from pdp.domain.shadow import enforced, record_facts, shadowed
 from pdp.evidence.checkpoints import record_credential_statement
 from pdp.evidence.signing import Signer
 from pdp.store import StoreUnavailable
@@ -270,8 +271,11 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             "subject": identity.subject,
             "connection": connection["name"],
             "session": session.to_record(),
+            **record_facts(self.config, connection["name"]),
         }
         decision = await self.decider.decide(policy_input, record)
+        if not enforced(self.config, connection["name"]):
+            decision = shadowed(decision)  # pdp/domain/shadow.py: recorded, not enforced
         response = pdp_pb2.OpenSessionResponse(
             decision=decision_message(decision),
             identity=pdp_pb2.Identity(
@@ -348,7 +352,11 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             "session_id": session.id,
             "subject": session.identity.subject,
             "connection": session.connection["name"],
+            **record_facts(self.config, session.connection["name"]),
         }
+        if attributes:
+            # what the policy saw besides the text: `policy diff` replays it
+            record["attributes"] = attributes
         if request.command.full_bytes or len(raw) > MAX_COMMAND_BYTES:
             decision = await self._refuse_oversized(request.command, record)
             return pdp_pb2.DecideResponse(decision=decision_message(decision))
@@ -367,6 +375,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before deciding"
             )
         decision = await self.decider.decide(policy_input, record, reusable)
+        if not enforced(self.config, session.connection["name"]):
+            decision = shadowed(decision)  # pdp/domain/shadow.py: recorded, not enforced
         if deadline is not None and time.monotonic() >= deadline:
             await self._unenforced(decision, record, "the PDP answered after the proxy's deadline")
         # A statement the proxy is only parsing (extended protocol) runs only once bound to

@@ -73,7 +73,8 @@ RUNTIME_OPTIONS: Mapping[str, Option] = {
     "pdp_timeout_seconds": Option("seconds", 2.0, "how long a proxy waits for a decision"),
     "decision_cache": Option("bool", True, "reuse verdicts the policy declared reusable"),
     "recording": Option("bool", True, "session events to the audit store (benchmarks only)"),
-    "enforce": Option("bool", True, "shadow mode when false (not available yet)"),
+    # false: shadow mode — the PDP decides and records as ever, and answers allow (DESIGN.md)
+    "enforce": Option("bool", True, "shadow mode when false: decide and record, block nothing"),
     "workers": Option("int", 1, "proxy processes sharing the listen port (0: one per core)"),
     "spool_dir": Option("dir", None, "where undelivered events and closes wait (var/spool)"),
     "spool_max_bytes": Option("int", None, "how large the spool grows before sessions halt"),
@@ -127,8 +128,6 @@ class Protocol:
                 out[str(name)] = option.checked(raw[name], base_dir)
             except OptionError as exc:
                 raise OptionError(str(name), str(exc)) from None
-        if out.get("enforce") is False:
-            raise OptionError("enforce", "shadow mode (enforce: false) is not available yet")
         if not 0 <= out.get("workers", 1) <= MAX_WORKERS:
             raise OptionError("workers", f"must be 0 (one per core) to {MAX_WORKERS}")
         broken = self.check_options(out) if self.check_options else None
