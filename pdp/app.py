@@ -19,6 +19,8 @@ from pdp.api.proxy_auth import ProxyAuthenticator, ProxyKey, write_private
 from pdp.api.server import PDPServer
 from pdp.api.service import DecisionService
 from pdp.api.webhooks import WebhookNotifier
+from pdp.console.app import build_console
+from pdp.console.settings import ConsoleSettings
 from pdp.domain.approvals import ApprovalBook
 from pdp.domain.decisions import Decider
 from pdp.domain.identity import DevIssuer, TokenVerifier
@@ -42,12 +44,14 @@ class Parts:
     engine: PolicyEngine | None = None
     store: AuditStore | None = None
     verifier: TokenVerifier | None = None
+    console: ConsoleSettings | None = None  # the web console's (default: from the config)
 
 
 class PDPApp:
     def __init__(self, config: Config, parts: Parts | None = None) -> None:
         parts = parts or Parts()
         self.config = config
+        self.console_settings = parts.console or ConsoleSettings.from_config(config)
         self.engine = parts.engine or create_engine(config.pdp.engine)
         self.store: AuditStore = parts.store or cast(AuditStore, open_store(config.pdp.store))
         dev_issuer = DevIssuer(config.identity) if config.identity.dev else None
@@ -131,7 +135,9 @@ class PDPApp:
         self.ready = True
 
     async def _start_http(self, listen: str) -> None:
-        self._http = web.AppRunner(build_http_app(self), access_log=None)
+        http_app = build_http_app(self)
+        http_app.add_subapp("/console/", build_console(self, self.console_settings))
+        self._http = web.AppRunner(http_app, access_log=None)
         await self._http.setup()
         if listen.startswith("unix:"):
             site: web.BaseSite = web.UnixSite(self._http, listen[len("unix:") :])
@@ -139,7 +145,7 @@ class PDPApp:
             host, _, port = listen.rpartition(":")
             site = web.TCPSite(self._http, host, int(port))
         await site.start()
-        log.info("PDP HTTP (health, metrics) on %s", listen)
+        log.info("PDP HTTP (health, metrics, console at /console/) on %s", listen)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Drain in-flight calls, then close engine, identity and store in that order."""

@@ -1,0 +1,46 @@
+"""What the console needs to know that portcullis.yaml does not say, with defaults from it.
+
+Owns `ConsoleSettings`: the console's public URL (its OIDC redirect URI is built from it),
+the OIDC client id (the identity audience by default: the ID token's `aud` is the client
+id, so the PDP's own verifier accepts it), the issuer it signs people in with (the
+configured OIDC issuer; the dev issuer of the embedded default when there is none), how
+long a sign-in lasts, and which groups see every session and the evidence (auditors).
+No IO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from portcullis.config import Config
+
+DEFAULT_AUDITORS = ("security", "auditor")
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    public_url: str  # e.g. http://127.0.0.1:7001 — no trailing slash
+    client_id: str = "portcullis"
+    issuer: str = ""  # "" means the PDP's dev issuer (identity.dev)
+    session_seconds: int = 8 * 3600
+    idle_seconds: int = 3600
+    auditor_groups: tuple[str, ...] = DEFAULT_AUDITORS
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.public_url}/console/callback"
+
+    @property
+    def secure(self) -> bool:
+        """Cookies are Secure when the console is reached over TLS."""
+        return self.public_url.startswith("https://")
+
+    @classmethod
+    def from_config(cls, config: Config) -> ConsoleSettings:
+        listen = config.pdp.http_listen or "127.0.0.1:7001"
+        public = "" if listen.startswith("unix:") else f"http://{listen}"
+        return cls(
+            public_url=public,
+            client_id=config.identity.audience or "portcullis",
+            issuer=config.identity.issuer,
+        )

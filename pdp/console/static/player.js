@@ -1,0 +1,148 @@
+// A terminal player for asciicast v2 recordings (https://docs.asciinema.org/manual/asciicast/v2/).
+// It interprets a small safe subset — line feed, carriage return, backspace, tab, cursor
+// home and erase (CSI H, J, K); colours and other CSI / OSC sequences are dropped — and
+// shows every other control character as an inert escape such as \x07. Output is put in
+// the page as text nodes only, never as markup.
+"use strict";
+(function () {
+  var MAX_IDLE = 2.0;   // a longer pause plays as this long (asciinema's idle_time_limit)
+  var MAX_LINES = 5000;
+
+  function hex(c) { var h = c.charCodeAt(0).toString(16); return "\\x" + (h.length < 2 ? "0" + h : h); }
+
+  function Screen() { this.lines = [[]]; this.row = 0; this.col = 0; this.state = ""; this.seq = ""; }
+  Screen.prototype.put = function (ch, ctl) {
+    var line = this.lines[this.row];
+    while (line.length < this.col) line.push({ch: " "});
+    line[this.col] = {ch: ch, ctl: !!ctl};
+    this.col += 1;
+  };
+  Screen.prototype.inert = function (text) { for (var i = 0; i < text.length; i++) this.put(text[i], true); };
+  Screen.prototype.newline = function () {
+    this.row += 1; this.col = 0;
+    while (this.lines.length <= this.row) this.lines.push([]);
+    if (this.lines.length > MAX_LINES) { this.lines.shift(); this.row -= 1; }
+  };
+  Screen.prototype.csi = function (seq) {
+    var final = seq[seq.length - 1], params = seq.slice(0, -1);
+    if (final === "K") { this.lines[this.row].length = Math.min(this.lines[this.row].length, this.col); }
+    else if (final === "J" && (params === "2" || params === "3")) { this.lines = [[]]; this.row = 0; this.col = 0; }
+    else if (final === "H" && (params === "" || params === "1;1")) { this.lines = this.lines.slice(0); this.row = Math.max(0, this.lines.length - 1); this.col = 0; }
+    // every other CSI sequence (colours, cursor moves) is dropped
+  };
+  Screen.prototype.write = function (data) {
+    for (var i = 0; i < data.length; i++) {
+      var c = data[i], code = data.charCodeAt(i);
+      if (this.state === "esc") {
+        if (c === "[") { this.state = "csi"; this.seq = ""; continue; }
+        if (c === "]") { this.state = "osc"; continue; }
+        this.state = ""; this.inert("\\x1b" + c); continue;
+      }
+      if (this.state === "csi") {
+        if (this.seq.length > 32) { this.state = ""; this.inert("\\x1b[" + this.seq); continue; }
+        this.seq += c;
+        if (code >= 0x40 && code <= 0x7e) { this.state = ""; this.csi(this.seq); }
+        continue;
+      }
+      if (this.state === "osc") {
+        if (c === "\x07") { this.state = ""; }
+        else if (c === "\x1b") { this.state = "osc-esc"; }
+        continue;
+      }
+      if (this.state === "osc-esc") { this.state = ""; continue; }
+      if (c === "\x1b") { this.state = "esc"; continue; }
+      if (c === "\n") { this.newline(); continue; }
+      if (c === "\r") { this.col = 0; continue; }
+      if (c === "\b") { this.col = Math.max(0, this.col - 1); continue; }
+      if (c === "\t") { do { this.put(" "); } while (this.col % 8); continue; }
+      if (code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 || code === 0x2029 ||
+          (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069)) {
+        this.inert(code > 0xff ? "\\u" + code.toString(16) : hex(c)); continue;
+      }
+      this.put(c);
+    }
+  };
+  Screen.prototype.render = function (pre) {
+    var frag = document.createDocumentFragment();
+    this.lines.forEach(function (line, n) {
+      var run = "", runCtl = false;
+      function flush() {
+        if (!run) return;
+        if (runCtl) { var s = document.createElement("span"); s.className = "ctl"; s.textContent = run; frag.appendChild(s); }
+        else frag.appendChild(document.createTextNode(run));
+        run = "";
+      }
+      line.forEach(function (cell) {
+        if (!!cell.ctl !== runCtl) { flush(); runCtl = !!cell.ctl; }
+        run += cell.ch;
+      });
+      flush();
+      if (n < this.lines.length - 1) frag.appendChild(document.createTextNode("\n"));
+    }, this);
+    pre.replaceChildren(frag);
+    pre.scrollTop = pre.scrollHeight;
+  };
+
+  function parse(text) {
+    var lines = text.split("\n").filter(function (l) { return l.trim(); });
+    var frames = [], t = 0, previous = 0;
+    lines.slice(1).forEach(function (l) {
+      var e; try { e = JSON.parse(l); } catch (err) { return; }
+      if (!Array.isArray(e) || e[1] !== "o" || typeof e[2] !== "string") return;
+      var at = Number(e[0]) || 0;
+      t += Math.min(Math.max(at - previous, 0), MAX_IDLE);
+      previous = at;
+      frames.push({t: t, data: e[2]});
+    });
+    return frames;
+  }
+
+  function Player(section) {
+    this.section = section;
+    this.pre = section.querySelector(".screen");
+    this.button = section.querySelector(".play");
+    this.speed = section.querySelector(".speed");
+    this.position = section.querySelector(".position");
+    this.clock = section.querySelector(".clock");
+    this.frames = []; this.at = 0; this.next = 0; this.timer = null; this.screen = new Screen();
+    var self = this;
+    fetch(section.dataset.cast, {credentials: "same-origin"}).then(function (r) { return r.text(); })
+      .then(function (text) { self.frames = parse(text); self.seek(self.duration()); });
+    this.button.addEventListener("click", function () { self.timer ? self.pause() : self.play(); });
+    this.position.addEventListener("input", function () {
+      self.pause(); self.seek(self.duration() * self.position.value / 1000);
+    });
+  }
+  Player.prototype.duration = function () { return this.frames.length ? this.frames[this.frames.length - 1].t : 0; };
+  Player.prototype.seek = function (t) {
+    this.screen = new Screen(); this.next = 0; this.at = t;
+    while (this.next < this.frames.length && this.frames[this.next].t <= t) this.screen.write(this.frames[this.next++].data);
+    this.show();
+  };
+  Player.prototype.show = function () {
+    this.screen.render(this.pre);
+    var d = this.duration();
+    this.position.value = d ? Math.round(1000 * this.at / d) : 1000;
+    this.clock.textContent = this.at.toFixed(1) + "s / " + d.toFixed(1) + "s";
+  };
+  Player.prototype.play = function () {
+    if (this.next >= this.frames.length) this.seek(0);
+    this.button.textContent = "Pause";
+    this.step();
+  };
+  Player.prototype.pause = function () {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null; this.button.textContent = "Play";
+  };
+  Player.prototype.step = function () {
+    var self = this;
+    if (this.next >= this.frames.length) { this.pause(); return; }
+    var frame = this.frames[this.next];
+    var wait = Math.max(0, frame.t - this.at) / (parseFloat(this.speed.value) || 1);
+    this.timer = setTimeout(function () {
+      self.at = frame.t; self.screen.write(frame.data); self.next += 1; self.show(); self.step();
+    }, wait * 1000);
+  };
+
+  document.querySelectorAll(".player[data-cast]").forEach(function (s) { new Player(s); });
+})();

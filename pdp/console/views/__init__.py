@@ -1,0 +1,1 @@
+"""The console pages, one module per section; each exports routes(console)."""

@@ -1,0 +1,66 @@
+"""Small pieces every console page shows the same way: times, ages, badges, forms.
+No IO."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from pdp.console.markup import Html, esc, join, tag
+from pdp.plumbing.timestamps import rfc3339
+
+
+def age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+
+
+def when(unix: float, with_age: bool = False) -> Html:
+    stamp = rfc3339(unix)
+    label = f"{age(time.time() - unix)} ago" if with_age else stamp
+    return tag("time", label, datetime=stamp, title=stamp,
+               data_created=f"{unix:.3f}" if with_age else None)  # fmt: skip
+
+
+def badge(text: str, kind: str = "") -> Html:
+    return tag("span", text, class_=f"badge {kind or text}".strip())
+
+
+def verdict_badge(verdict: str) -> Html:
+    return badge(verdict or "-", f"verdict-{verdict.replace('_', '-')}" if verdict else "")
+
+
+def masking_badges(counts: dict[str, int]) -> Html:
+    """What masking did: the rule or detector and how many values — never a value."""
+    return join(
+        (badge(f"masked {rule} \u00d7{n}", "masked") for rule, n in sorted(counts.items())), " "
+    )
+
+
+def bullet_list(items: Iterable[Any], empty: str = "—") -> Html:
+    items = list(items)
+    if not items:
+        return esc(empty)
+    return tag("ul", join(tag("li", i) for i in items))
+
+
+def definitions(rows: Iterable[tuple[str, Any]]) -> Html:
+    return tag("dl", join(Html(tag("dt", k) + tag("dd", v)) for k, v in rows))
+
+
+def csrf_field(csrf: str) -> Html:
+    return Html(f'<input type="hidden" name="csrf" value="{esc(csrf)}">')
+
+
+def table(caption: str, header: Iterable[str], rows: Iterable[Iterable[Any]], **attrs: Any) -> Html:
+    head = tag("tr", join(tag("th", h, scope="col") for h in header))
+    body = join(tag("tr", join(tag("td", c) for c in row)) for row in rows)
+    return tag("table", Html(tag("caption", caption) + tag("thead", head) + tag("tbody", body)),
+               **attrs)  # fmt: skip

@@ -1,0 +1,102 @@
+"""Decisions over time: by verdict, connection and zone; the most denied commands; the
+policy revisions in force. Drawn from the audit store's `decision` and `session.open`
+records (the decision log every verdict is written to), for a window of 24 hours, 7 or
+30 days. Auditors only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from pdp.console.charts import bars, stacked_columns
+from pdp.console.markup import Html, join, tag, text_block
+from pdp.console.views.common import table
+from pdp.console.websession import signed_in
+from pdp.plumbing.timestamps import rfc3339
+from pdp.store import AuditRecord
+
+if TYPE_CHECKING:
+    from pdp.console.app import Console
+
+WINDOWS = {"24h": (86400, 3600), "7d": (7 * 86400, 6 * 3600), "30d": (30 * 86400, 86400)}
+VERDICTS = ("allow", "mask", "require_approval", "deny")
+TOP = 15
+
+
+def routes(console: Console) -> list[web.RouteDef]:
+    async def page(request: web.Request) -> web.Response:
+        session = signed_in(request)
+        if not console.is_auditor(session):
+            raise web.HTTPForbidden(text="decisions are for auditors")
+        window = request.query.get("window", "24h")
+        if window not in WINDOWS:
+            window = "24h"
+        span, bucket = WINDOWS[window]
+        now = time.time()
+        since = now - span
+        store = console.pdp.store
+        records = await store.query(kind="session.open", since=since)
+        records += await store.query(kind="decision", since=since)
+        zones = {c.name: c.zone for c in console.pdp.config.connections}
+        content = _content(records, zones, since, now, bucket, window)
+        return console.page(request, "Decisions", content, section="decisions")
+
+    return [web.get("/console/decisions/", page)]
+
+
+def _zone(record: AuditRecord, zones: dict[str, str]) -> str:
+    connection = (record.body.get("session") or {}).get("connection") or {}
+    name = str(connection.get("name") or record.body.get("connection", ""))
+    return str(connection.get("zone") or zones.get(name) or "(none)")
+
+
+def _content(records: list[AuditRecord], zones: dict[str, str], since: float, now: float,
+             bucket: int, window: str) -> Html:  # fmt: skip
+    buckets = int((now - since) // bucket) + 1
+    labels = [rfc3339(since + i * bucket)[:16].replace("T", " ") for i in range(buckets)]
+    by_verdict: dict[str, list[int]] = {v: [0] * buckets for v in VERDICTS}
+    by_connection: Counter[str] = Counter()
+    by_zone: Counter[str] = Counter()
+    denied: Counter[str] = Counter()
+    revisions: dict[str, list[Any]] = defaultdict(lambda: [0, None, None])
+    for r in records:
+        verdict = str(r.body.get("verdict", ""))
+        i = min(int((r.time - since) // bucket), buckets - 1)
+        by_verdict.setdefault(verdict or "(none)", [0] * buckets)[i] += 1
+        connection = (r.body.get("session") or {}).get("connection") or {}
+        by_connection[str(connection.get("name") or r.body.get("connection", "(none)"))] += 1
+        by_zone[_zone(r, zones)] += 1
+        if verdict == "deny" and r.kind == "decision":
+            denied[str(r.body.get("raw", ""))[:500]] += 1
+        rev = revisions[str(r.body.get("policy_revision", "")) or "(unknown)"]
+        rev[0] += 1
+        rev[1] = r.time if rev[1] is None else min(rev[1], r.time)
+        rev[2] = r.time if rev[2] is None else max(rev[2], r.time)
+    series = {v: c for v, c in by_verdict.items() if any(c)} or {"allow": [0] * buckets}
+    windows = tag("nav", tag("ul", join(
+        tag("li", tag("a", w, href=f"/console/decisions/?window={w}",
+                      aria_current="page" if w == window else None)) for w in WINDOWS
+    )), aria_label="Window", class_="windows")  # fmt: skip
+    top_denied = table("Top denied commands", ("Count", "Command"), [
+        [str(n), tag("pre", tag("code", text_block(cmd)))] for cmd, n in denied.most_common(TOP)
+    ], class_="denied") if denied else tag("p", "No denied command in this window.")  # fmt: skip
+    history = table("Policy revisions (first and last decision under each)",
+                    ("Revision", "Decisions", "First", "Last"), [
+        [rev, str(n), rfc3339(first), rfc3339(last)]
+        for rev, (n, first, last) in sorted(revisions.items(), key=lambda kv: kv[1][1])
+    ], class_="revisions")  # fmt: skip
+    return Html(
+        windows
+        + tag("h2", f"By verdict, last {window}")
+        + stacked_columns(f"Decisions per period by verdict, last {window}", labels, series,
+                          "by-verdict")
+        + tag("h2", "By connection") + bars("Decisions by connection", dict(by_connection),
+                                            "by-connection")
+        + tag("h2", "By zone") + bars("Decisions by zone", dict(by_zone), "by-zone")
+        + tag("h2", "Top denied commands") + top_denied
+        + tag("h2", "Policy revision history") + history
+    )  # fmt: skip

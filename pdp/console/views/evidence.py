@@ -1,0 +1,171 @@
+"""Evidence: the chain's status, the latest signed checkpoint, the export, the controls.
+
+The status is `verify_store` — what `portcullis audit verify` runs — against this PDP's
+own public key and its anchor file; the latest checkpoint is that anchor (the newest
+signed checkpoint, kept outside the store); the export is `export_bundle`, the bundle
+`portcullis audit export` writes, signed by the same key; a control's page lists the
+evidence streams `pdp.evidence.controls` maps to it and the latest records of their
+kinds. Auditors only.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from pdp.console.markup import Html, join, tag
+from pdp.console.views.common import csrf_field, definitions, table, when
+from pdp.console.websession import WebSession, signed_in
+from pdp.evidence.bundle import export_bundle, parse_time
+from pdp.evidence.checkpoints import anchor_path_for, verify_store
+from pdp.evidence.controls import CONTROLS, ISO, NIST, STREAMS
+from pdp.plumbing.timestamps import rfc3339
+from pdp.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from pdp.console.app import Console
+
+FRAMEWORKS = {"nist-800-53": NIST, "iso-27001": ISO}
+RECORDS_SHOWN = 50
+
+
+def routes(console: Console) -> list[web.RouteDef]:
+    view = EvidenceView(console)
+    return [
+        web.get("/console/evidence/", view.status),
+        web.post("/console/evidence/export", view.export),
+        web.get("/console/evidence/controls/{framework}/{control}", view.control),
+    ]
+
+
+def _slug(framework: str) -> str:
+    return next(k for k, v in FRAMEWORKS.items() if v == framework)
+
+
+class EvidenceView:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.pdp = console.pdp
+
+    def _auditor(self, request: web.Request) -> WebSession:
+        session: WebSession = signed_in(request)
+        if not self.console.is_auditor(session):
+            groups = ", ".join(self.console.settings.auditor_groups)
+            raise web.HTTPForbidden(text=f"evidence is for auditors ({groups})")
+        return session
+
+    def _anchor(self) -> tuple[Path, Any]:
+        path = anchor_path_for(self.pdp.config.pdp.signing_key)
+        try:
+            return path, json.loads(path.read_text())
+        except (OSError, ValueError):
+            return path, None
+
+    async def status(self, request: web.Request) -> web.Response:
+        session = self._auditor(request)
+        path, anchor = self._anchor()
+        try:
+            report = await verify_store(self.pdp.store, self.pdp.signer.public_key, anchor,
+                                        str(path))  # fmt: skip
+        except StoreUnavailable as exc:
+            return self.console.page(request, "Evidence", Html(""), section="evidence",
+                                     status=503, flash=str(exc))  # fmt: skip
+        if report.ok:
+            verdict = tag("p", "OK: the chain verifies", class_="chain ok", id="chain-status")
+            detail = tag("pre", "\n".join(report.counted.lines()))
+        else:
+            verdict = tag("p", f"FAIL: {report.problems[0].describe()}", class_="chain bad",
+                          id="chain-status", role="alert")  # fmt: skip
+            detail = tag("ul", join(tag("li", p.describe()) for p in report.problems[:20]))
+        checkpoint: Html
+        payload = anchor.get("payload") if isinstance(anchor, dict) else None
+        if isinstance(payload, dict):
+            checkpoint = definitions([
+                ("Sequence", str(payload.get("seq", ""))),
+                ("Chain hash", str(payload.get("hash", ""))),
+                ("Signed at", when(float(payload.get("time") or 0))),
+                ("Signing key", str(anchor.get("key_id", self.pdp.signer.key_id))),
+                ("Signature", str(anchor.get("signature", ""))[:32] + "…"),
+            ])  # fmt: skip
+        else:
+            checkpoint = tag("p", "No signed checkpoint yet (one is written every minute).")
+        export = tag("form", Html(
+            csrf_field(session.csrf)
+            + tag("p", Html(tag("label", "Since (RFC 3339, optional)", for_="x-since")
+                            + tag("input", "", id="x-since", name="since")))
+            + tag("p", Html(tag("label", "Until (optional)", for_="x-until")
+                            + tag("input", "", id="x-until", name="until")))
+            + tag("button", "Export evidence bundle", type="submit")
+        ), method="post", action="/console/evidence/export", class_="export")  # fmt: skip
+        controls = join(
+            Html(tag("h3", framework) + tag("ul", join(
+                tag("li", tag("a", f"{cid} {title}",
+                              href=f"/console/evidence/controls/{_slug(framework)}/{cid}"))
+                for cid, title in catalogue.items()
+            )))
+            for framework, catalogue in CONTROLS.items()
+        )  # fmt: skip
+        content = Html(
+            tag("h2", "Chain status") + verdict + detail
+            + tag("h2", "Latest signed checkpoint") + checkpoint
+            + tag("h2", "Export") + tag("p", "The same signed bundle as "
+                                              "`portcullis audit export`.") + export
+            + tag("h2", "Controls") + controls
+        )  # fmt: skip
+        return self.console.page(request, "Evidence", content, section="evidence")
+
+    async def export(self, request: web.Request) -> web.StreamResponse:
+        self._auditor(request)
+        form = await request.post()
+        try:
+            since = parse_time(str(form["since"])) if form.get("since") else None
+            until = parse_time(str(form["until"])) if form.get("until") else None
+        except ValueError as exc:
+            return self.console.page(request, "Evidence", Html(""), section="evidence",
+                                     status=400, flash=str(exc))  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="portcullis-export-") as tmp:
+            out = Path(tmp) / "evidence.tar.gz"
+            try:
+                summary = await export_bundle(self.pdp.store, self.pdp.signer, out, since, until)
+            except StoreUnavailable as exc:
+                return self.console.page(request, "Evidence", Html(""), section="evidence",
+                                         status=503, flash=str(exc))  # fmt: skip
+            data = out.read_bytes()
+        name = f"evidence-{summary.first_seq}-{summary.last_seq}.tar.gz"
+        return web.Response(body=data, content_type="application/gzip", headers={
+            "Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+
+    async def control(self, request: web.Request) -> web.Response:
+        self._auditor(request)
+        framework = FRAMEWORKS.get(request.match_info["framework"])
+        cid = request.match_info["control"]
+        if framework is None or cid not in CONTROLS[framework]:
+            raise web.HTTPNotFound(text="no such control")
+        supporting = [(s, why) for s in STREAMS for fw, c, why in s.controls
+                      if fw == framework and c == cid]  # fmt: skip
+        parts = [tag("p", f"{framework} — {CONTROLS[framework][cid]}")]
+        for stream, why in supporting:
+            parts.append(tag("h2", f"{stream.name}: {stream.description}"))
+            parts.append(tag("p", f"Why it supports {cid}: {why}"))
+            if not stream.kinds:
+                parts.append(tag("p", "Derived in the export from the records above."))
+                continue
+            records = []
+            for kind in stream.kinds:
+                records += await self.pdp.store.query(kind=kind)
+            records.sort(key=lambda r: r.seq, reverse=True)
+            rows = [[str(r.seq), rfc3339(r.time), r.kind, r.subject or "-",
+                     tag("a", r.session_id, href=f"/console/sessions/{r.session_id}")
+                     if r.session_id else "-", r.id] for r in records[:RECORDS_SHOWN]]  # fmt: skip
+            parts.append(table(f"{len(records)} record(s) of {', '.join(stream.kinds)}"
+                               f" (latest {min(len(records), RECORDS_SHOWN)} shown)",
+                               ("Seq", "Time", "Kind", "Subject", "Session", "Record id"),
+                               rows, class_="records"))  # fmt: skip
+        if not supporting:
+            parts.append(tag("p", "No evidence stream supports this control yet."))
+        return self.console.page(request, f"{cid} {CONTROLS[framework][cid]}", join(parts),
+                                 section="evidence")  # fmt: skip

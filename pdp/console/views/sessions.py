@@ -1,0 +1,236 @@
+"""Sessions: search the recorded sessions, and replay one.
+
+The search reads `session.open` / `session.close` records as `portcullis sessions list`
+does and summarises them with the same `summarize`; a replay is the same
+`build_timeline` as `portcullis replay` (statements with verdicts, reasons, masking
+counts — never values — and result summaries; HTTP requests; SSH commands), and each
+recorded terminal is played in the browser from its asciicast v2 recording
+(`pdp.domain.casts`, the same file `replay --format asciicast` writes), its control
+characters interpreted by a tiny player that shows anything it does not know as an
+inert escape.
+
+Who sees what: auditors (ConsoleSettings.auditor_groups) every session; anyone else their
+own sessions only (subject and issuer of the session's identity), whatever the query
+says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from pdp.cli.sessions import parse_time
+from pdp.cli.terminal_replay import recorded
+from pdp.console.markup import Html, esc, join, tag, text_block
+from pdp.console.views.common import (
+    badge,
+    bullet_list,
+    definitions,
+    masking_badges,
+    table,
+    verdict_badge,
+    when,
+)
+from pdp.console.websession import WebSession, signed_in
+from pdp.domain.timeline import Entry, SessionSummary, build_timeline, summarize
+from pdp.store import AuditRecord
+
+if TYPE_CHECKING:
+    from pdp.console.app import Console
+
+LISTED = 200
+VERDICTS = ("", "allow", "mask", "deny", "require_approval")
+
+
+def routes(console: Console) -> list[web.RouteDef]:
+    view = SessionsView(console)
+    return [
+        web.get("/console/sessions/", view.search),
+        web.get("/console/sessions/{sid}", view.replay),
+        web.get("/console/sessions/{sid}/terminal/{channel:\\d+}", view.terminal),
+    ]
+
+
+def _issuer(record: AuditRecord) -> str:
+    identity = (record.body.get("session") or {}).get("identity") or {}
+    return str(identity.get("issuer", ""))
+
+
+class SessionsView:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.store = console.pdp.store
+
+    def _may_see(self, session: WebSession, opened: AuditRecord) -> bool:
+        if self.console.is_auditor(session):
+            return True
+        summary = summarize(opened)
+        return summary.subject == session.subject and _issuer(opened) == session.issuer
+
+    async def search(self, request: web.Request) -> web.Response:
+        session: WebSession = signed_in(request)
+        q = request.query
+        auditor = self.console.is_auditor(session)
+        subject = q.get("subject", "").strip() if auditor else session.subject
+        connection = q.get("connection", "").strip()
+        verdict = q.get("verdict", "") if q.get("verdict", "") in VERDICTS else ""
+        problems: list[str] = []
+        times: dict[str, float | None] = {}
+        for key in ("since", "until"):
+            text = q.get(key, "").strip()
+            try:
+                times[key] = parse_time(text) if text else None
+            except argparse.ArgumentTypeError as exc:
+                problems.append(f"{key}: {exc}")
+                times[key] = None
+        opened = await self.store.query(kind="session.open", subject=subject or None,
+                                        since=times["since"], until=times["until"])  # fmt: skip
+        opened = [r for r in opened if self._may_see(session, r)]
+        closes: dict[str, AuditRecord] = {}
+        if opened:
+            for record in await self.store.query(kind="session.close", since=times["since"]):
+                closes.setdefault(record.session_id, record)
+        summaries = [summarize(r, closes.get(r.session_id)) for r in opened]
+        if connection:
+            summaries = [s for s in summaries if s.connection == connection]
+        if verdict:
+            summaries = [s for s in summaries if s.verdict == verdict]
+        summaries = summaries[-LISTED:][::-1]  # newest first
+        form = self._form(q, auditor, subject, connection, verdict)
+        rows = [self._row(s) for s in summaries]
+        result = table(f"{len(summaries)} session(s), newest first", (
+            "Session", "Started", "Subject", "Connection", "Verdict", "Status", "Duration",
+            "Commands", "Client"), rows, class_="sessions") if rows else tag(
+            "p", "No session matches.", class_="empty")  # fmt: skip
+        scope = "" if auditor else tag("p", "You see your own sessions.", class_="note")
+        flash = "; ".join(problems)
+        return self.console.page(request, "Sessions", Html(scope + form + result),
+                                 section="sessions", flash=flash,
+                                 status=400 if problems else 200)  # fmt: skip
+
+    def _form(self, q: Any, auditor: bool, subject: str, connection: str, verdict: str) -> Html:
+        def field(name: str, label: str, value: str, **attrs: Any) -> Html:
+            return tag("p", Html(tag("label", label, for_=f"f-{name}")
+                                 + tag("input", "", id=f"f-{name}", name=name, value=value,
+                                       **attrs)))  # fmt: skip
+
+        options = join(tag("option", v or "any", value=v, selected=v == verdict) for v in VERDICTS)
+        fields = Html(
+            (field("subject", "Subject", subject) if auditor else "")
+            + field("connection", "Connection", connection)
+            + field("since", "Opened since (RFC 3339, or 1h / 7d ago)", q.get("since", ""))
+            + field("until", "Opened before", q.get("until", ""))
+            + tag("p", Html(tag("label", "Verdict", for_="f-verdict")
+                            + tag("select", options, id="f-verdict", name="verdict")))
+            + tag("p", tag("button", "Search", type="submit"))
+        )  # fmt: skip
+        return tag("form", fields, method="get", action="/console/sessions/", class_="search",
+                   role="search", aria_label="Search sessions")  # fmt: skip
+
+    def _row(self, s: SessionSummary) -> list[Any]:
+        link = tag("a", s.session_id, href=f"/console/sessions/{s.session_id}")
+        duration = f"{s.duration_seconds:g}s" if s.duration_seconds is not None else "-"
+        return [link, when(s.started_at), s.subject, s.connection, verdict_badge(s.verdict),
+                s.status, duration, "-" if s.commands is None else str(s.commands),
+                f"{s.client or '-'}@{s.client_addr or '-'}"]  # fmt: skip
+
+    async def _opened(self, request: web.Request) -> AuditRecord:
+        sid = request.match_info["sid"]
+        found = await self.store.query(kind="session.open", session_id=sid, limit=1)
+        # someone else's session reads as no session at all
+        if not found or not self._may_see(signed_in(request), found[0]):
+            raise web.HTTPNotFound(text=f"no recorded session {sid[:64]!r} you may see")
+        return found[0]
+
+    async def replay(self, request: web.Request) -> web.Response:
+        opened = await self._opened(request)
+        sid = opened.session_id
+        closed = await self.store.query(kind="session.close", session_id=sid, limit=1)
+        events = await self.store.query(kind="session.events", session_id=sid)
+        decisions = await self.store.query(kind="decision", session_id=sid)
+        approvals = await self.store.query(kind="approval", session_id=sid)
+        timeline = build_timeline(opened, closed[0] if closed else None, events, decisions,
+                                  approvals)  # fmt: skip
+        s = timeline.summary
+        header = definitions([
+            ("Subject", f"{s.subject} ({', '.join(s.groups) or 'no groups'})"),
+            ("Issuer", timeline.header.get("issuer", "")),
+            ("Connection", f"{s.connection} ({s.connection_type}, zone {s.zone or '-'})"),
+            ("Client", f"{s.client or '-'} at {s.client_addr or '-'}"),
+            ("Started", when(s.started_at)),
+            ("Status", s.status + (f" — {s.close_reason}" if s.close_reason else "")),
+            ("Session verdict", verdict_badge(s.verdict)),
+            ("Policy revision", timeline.header.get("policy_revision", "")),
+            ("Credential", timeline.header.get("credential_ref", "") or "-"),
+        ])  # fmt: skip
+        totals = tag("p", ", ".join(f"{k}: {v}" for k, v in timeline.totals.items()
+                                    if not isinstance(v, dict)), class_="totals")  # fmt: skip
+        rows = [self._entry_row(e) for e in timeline.entries]
+        entries = table("Timeline", ("At", "Direction", "What", "Command", "Verdict", "Why",
+                                     "Result", "Masking"), rows, class_="timeline")  # fmt: skip
+        casts = recorded(events)
+        players = join(self._player(sid, c.channel, c.decision_id) for c in casts)
+        content = Html(header + totals + entries + (
+            tag("h2", "Terminal recordings") + players if casts else ""))  # fmt: skip
+        return self.console.page(request, f"Session {sid}", content, section="sessions",
+                                 scripts=("player.js",) if casts else ())  # fmt: skip
+
+    def _entry_row(self, e: Entry) -> list[Any]:
+        result = dict(e.result)
+        facts = []
+        if e.rows is not None:
+            facts.append(f"{e.rows} row(s)")
+        if e.bytes is not None:
+            facts.append(f"{e.bytes} bytes")
+        facts += [f"{k} {v}" for k, v in result.items() if not isinstance(v, dict | list)]
+        if e.error:
+            facts.append(f"error: {e.error}")
+        command = tag("pre", tag("code", text_block(e.command))) if e.command else esc("")
+        verdict = verdict_badge(e.verdict) if e.verdict else esc("")
+        if e.cached:
+            verdict = Html(verdict + " " + badge("cached", "cached"))
+        if e.approval_id:
+            verdict = Html(verdict + " " + badge(f"approval {e.approval_id}", "approval"))
+        return [f"+{e.offset:.3f}s", e.direction, e.kind or e.type, command, verdict,
+                bullet_list(e.reasons, ""), "; ".join(facts),
+                masking_badges(e.masking)]  # fmt: skip
+
+    def _player(self, sid: str, channel: int, decision_id: str) -> Html:
+        src = f"/console/sessions/{sid}/terminal/{channel}"
+        pid = f"term-{channel}"
+        controls = Html(
+            tag("button", "Play", type="button", class_="play")
+            + tag("label", "Speed", for_=f"{pid}-speed")
+            + tag("select", join(tag("option", f"{v}\u00d7", value=v, selected=v == "1")
+                                 for v in ("0.5", "1", "2", "4", "16")),
+                  id=f"{pid}-speed", class_="speed")
+            + tag("label", "Position", for_=f"{pid}-pos")
+            + tag("input", "", type="range", id=f"{pid}-pos", class_="position", min="0",
+                  max="1000", value="0", step="1")
+            + tag("span", "0.0s", class_="clock", aria_live="off")
+            + tag("a", "Download asciicast", href=f"{src}?download=1")
+        )  # fmt: skip
+        screen = tag("pre", "", class_="screen", tabindex="0", role="log",
+                     aria_label=f"Terminal output, channel {channel}")  # fmt: skip
+        return tag("section", Html(
+            tag("h3", f"Channel {channel} (decision {decision_id or '-'})", id=f"{pid}-h")
+            + tag("div", controls, class_="controls") + screen
+        ), class_="player", data_cast=src, aria_labelledby=f"{pid}-h")  # fmt: skip
+
+    async def terminal(self, request: web.Request) -> web.Response:
+        opened = await self._opened(request)
+        channel = int(request.match_info["channel"])
+        events = await self.store.query(kind="session.events", session_id=opened.session_id)
+        chosen = [c for c in recorded(events) if c.channel == channel]
+        if not chosen:
+            raise web.HTTPNotFound(text="no terminal recording on that channel")
+        headers = {}
+        if request.query.get("download"):
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", opened.session_id[:40])
+            name = f"{safe}-{channel}.cast"
+            headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        return web.Response(text=chosen[0].to_asciicast(), content_type="application/x-asciicast",
+                            charset="utf-8", headers=headers)  # fmt: skip

@@ -1,0 +1,173 @@
+"""The console's HTTP surface without a browser: sign-in with the dev issuer (code + PKCE),
+what a forged or replayed step gets, CSRF and Origin checks, the security headers, and who
+may see what. The browser tests (test_console_browser.py) drive the same pages in Chromium."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+from pdp_harness import free_port, pdp_config, running_pdp
+
+from pdp.console.app import CSP
+
+
+@pytest.fixture
+async def pdp(tmp_path):
+    port = free_port()
+    config = pdp_config(tmp_path)
+    raw_port = f"127.0.0.1:{port}"
+    from dataclasses import replace
+
+    config = replace(config, pdp=replace(config.pdp, http_listen=raw_port))
+    async with running_pdp(config) as app:
+        app.base = f"http://{raw_port}"
+        yield app
+
+
+def _http() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def _start(http: aiohttp.ClientSession, base: str, nxt: str = "/console/sessions/"):
+    async with http.get(f"{base}/console/login", params={"next": nxt},
+                        allow_redirects=False) as r:  # fmt: skip
+        assert r.status == 302
+        return r.headers["Location"]
+
+
+async def _grant(http, base: str, authorize: str, subject: str, groups: str) -> str:
+    """The dev issuer's form, filled in: returns the callback URL it redirects to."""
+    query = parse_qs(urlsplit(authorize).query)
+    async with http.get(f"{base}{authorize}") as r:
+        assert r.status == 200 and 'name="subject"' in await r.text()
+    form = {k: v[0] for k, v in query.items() if k != "response_type" and k != "scope"}
+    form.update(subject=subject, groups=groups)
+    async with http.post(f"{base}/console/dev-issuer/authorize", data=form,
+                         allow_redirects=False) as r:  # fmt: skip
+        assert r.status == 303, await r.text()
+        return r.headers["Location"]
+
+
+async def sign_in(http, base: str, subject: str, groups: str) -> str:
+    """Signs `http` in; returns the CSRF token of the session."""
+    callback = await _grant(http, base, await _start(http, base), subject, groups)
+    async with http.get(callback, allow_redirects=False) as r:
+        assert r.status == 200, await r.text()
+        cookie = r.headers.getall("Set-Cookie")
+        session_cookie = next(c for c in cookie if c.startswith("portcullis_console="))
+        assert "HttpOnly" in session_cookie and "SameSite=Strict" in session_cookie
+    async with http.get(f"{base}/console/sessions/") as r:
+        assert r.status == 200
+        html = await r.text()
+    return unescape(re.search(r'name="csrf-token" content="([^"]*)"', html)[1])
+
+
+async def test_dev_sign_in_with_pkce_and_security_headers(pdp):
+    async with _http() as http:
+        async with http.get(f"{pdp.base}/console/approvals/", allow_redirects=False) as r:
+            assert r.status == 302 and r.headers["Location"].startswith("/console/login")
+        await sign_in(http, pdp.base, "sam@example.com", "security")
+        async with http.get(f"{pdp.base}/console/approvals/") as r:
+            assert r.status == 200
+            assert r.headers["Content-Security-Policy"] == CSP
+            assert "'unsafe-inline'" not in CSP and "script-src 'self'" in CSP
+            assert r.headers["X-Frame-Options"] == "DENY"
+            assert r.headers["Cache-Control"] == "no-store"
+            assert "Signed in as" in await r.text()
+        # the rest of the PDP's HTTP API is untouched by the console
+        async with http.get(f"{pdp.base}/healthz") as r:
+            assert r.status == 200 and "Content-Security-Policy" not in r.headers
+
+
+async def test_a_code_is_bound_to_its_verifier_browser_and_single_use(pdp):
+    async with _http() as attacker, _http() as victim:
+        # a code minted for the attacker's login cannot finish in the victim's browser
+        callback = await _grant(attacker, pdp.base, await _start(attacker, pdp.base),
+                                "mallory@example.com", "security")  # fmt: skip
+        async with victim.get(callback, allow_redirects=False) as r:
+            assert r.status == 400 and "not started in this browser" in await r.text()
+        # a state replayed in the browser that started it is used up
+        async with attacker.get(callback, allow_redirects=False) as r:
+            assert r.status == 200
+        async with attacker.get(callback, allow_redirects=False) as r:
+            assert r.status == 400
+    async with _http() as http:
+        # the code alone, with another login's state and verifier: refused by PKCE
+        authorize = await _start(http, pdp.base)
+        other = await _start(http, pdp.base)
+        callback = await _grant(http, pdp.base, authorize, "eve@example.com", "security")
+        code = parse_qs(urlsplit(callback).query)["code"][0]
+        state = parse_qs(urlsplit(other).query)["state"][0]
+        async with http.get(f"{pdp.base}/console/callback", params={"code": code, "state": state},
+                            allow_redirects=False) as r:  # fmt: skip
+            assert r.status == 403 and "PKCE" in await r.text()
+
+
+async def test_the_dev_issuer_takes_only_the_consoles_redirect(pdp):
+    async with _http() as http:
+        authorize = await _start(http, pdp.base)
+        query = {k: v[0] for k, v in parse_qs(urlsplit(authorize).query).items()}
+        query["redirect_uri"] = "http://evil.example/steal"
+        async with http.get(f"{pdp.base}/console/dev-issuer/authorize", params=query) as r:
+            assert r.status == 400
+        query.update(subject="sam", groups="security")
+        async with http.post(f"{pdp.base}/console/dev-issuer/authorize", data=query,
+                             allow_redirects=False) as r:  # fmt: skip
+            assert r.status == 400
+
+
+async def test_after_sign_in_only_console_paths(pdp):
+    async with _http() as http:
+        location = await _start(http, pdp.base, nxt="//evil.example/x")
+        callback = await _grant(http, pdp.base, location, "sam@example.com", "security")
+        async with http.get(callback, allow_redirects=False) as r:
+            assert 'url=/console/"' in await r.text()
+
+
+async def test_state_changes_need_the_csrf_token_and_this_origin(pdp):
+    async with _http() as http:
+        csrf = await sign_in(http, pdp.base, "sam@example.com", "security")
+        url = f"{pdp.base}/console/approvals/a-0000/decide"
+        data = {"action": "approve", "reason": "ok"}
+        async with http.post(url, data=data) as r:
+            assert r.status == 403 and "CSRF" in await r.text()
+        async with http.post(url, data={**data, "csrf": "x" + csrf[1:]}) as r:
+            assert r.status == 403 and "CSRF" in await r.text()
+        async with http.post(url, data={**data, "csrf": csrf},
+                             headers={"Origin": "http://evil.example"}) as r:  # fmt: skip
+            assert r.status == 403 and "cross-origin" in await r.text()
+        async with http.post(url, data={**data, "csrf": csrf}, headers={"Origin": pdp.base}) as r:
+            # past the guard: the book itself answers (there is no such request)
+            assert r.status == 403 and "no approval request" in await r.text()
+        # signing out needs the token too, and ends the session
+        async with http.post(f"{pdp.base}/console/logout", data={"csrf": csrf},
+                             allow_redirects=False) as r:  # fmt: skip
+            assert r.status == 303
+        async with http.get(f"{pdp.base}/console/sessions/", allow_redirects=False) as r:
+            assert r.status == 302
+
+
+async def test_no_session_no_state_change(pdp):
+    async with _http() as http, http.post(
+        f"{pdp.base}/console/evidence/export", data={"csrf": ""}
+    ) as r:
+        assert r.status == 401
+
+
+async def test_evidence_and_decisions_are_for_auditors(pdp):
+    async with _http() as http:
+        await sign_in(http, pdp.base, "alice@example.com", "readonly,dba")
+        for path in ("/console/evidence/", "/console/decisions/",
+                     "/console/evidence/controls/nist-800-53/AU-2"):  # fmt: skip
+            async with http.get(f"{pdp.base}{path}") as r:
+                assert r.status == 403, path
+    async with _http() as http:
+        await sign_in(http, pdp.base, "ines@example.com", "auditor")
+        for path in ("/console/evidence/", "/console/decisions/",
+                     "/console/evidence/controls/iso-27001/8.15"):  # fmt: skip
+            async with http.get(f"{pdp.base}{path}") as r:
+                assert r.status == 200, path
