@@ -126,7 +126,12 @@ class PDPApp:
         for forwarder in self.forwarders:
             await forwarder.start()
         await self.engine.start()
-        self.server = PDPServer(self.service, self.config.pdp.listen, self.config.pdp.tls)
+        self.server = PDPServer(
+            self.service,
+            self.config.pdp.listen,
+            self.config.pdp.tls,
+            reuse_port=self.config.pdp.reuse_port,
+        )
         await self.server.start()
         if self.config.pdp.http_listen:
             await self._start_http(self.config.pdp.http_listen)
@@ -143,7 +148,9 @@ class PDPApp:
             site: web.BaseSite = web.UnixSite(self._http, listen[len("unix:") :])
         else:
             host, _, port = listen.rpartition(":")
-            site = web.TCPSite(self._http, host, int(port))
+            site = web.TCPSite(
+                self._http, host, int(port), reuse_port=self.config.pdp.reuse_port or None
+            )
         await site.start()
         log.info("PDP HTTP (health, metrics, console at /console/) on %s", listen)
 

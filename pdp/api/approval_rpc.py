@@ -9,6 +9,7 @@ the policy's `data.portcullis.approvers`; nobody approves their own request.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Awaitable
@@ -152,6 +153,7 @@ async def settle(
     except StoreUnavailable:
         denied = Verdict.deny("approval requests cannot be recorded now — denied")
         return Decision(
+            proxy=session.proxy,
             decision.id, denied, decision.policy_revision, decision.evaluation_ms, decision.recorded
         ), ""
     return decision, request.id
@@ -221,9 +223,14 @@ class ApprovalRPCs:
         pending = book.requests.get(request.approval_id)
         # a session.open request has no session yet: the proxy that asked may wait on it
         if pending is not None and pending.command_kind == "session.open":
-            if self.open_approvals.get(pending.id) != proxy.key:
+            if (pending.proxy or self.open_approvals.get(pending.id)) != proxy.key:
                 await self.refuse(
+        if pending is None:  # made on another replica a moment ago: read the store
+            with contextlib.suppress(StoreUnavailable):
+                await book.refresh()
+            pending = book.requests.get(request.approval_id)
                     context,
+        # (recorded with the request, so any replica knows it)
                     "AwaitApproval",
                     grpc.StatusCode.PERMISSION_DENIED,
                     "the request belongs to another proxy",

@@ -33,14 +33,21 @@ def server_credentials(tls: TLSSettings) -> grpc.ServerCredentials:
 
 
 class PDPServer:
-    def __init__(self, service: DecisionService, listen: str, tls: TLSSettings | None = None):
+    def __init__(
+        self,
+        service: DecisionService,
+        listen: str,
+        tls: TLSSettings | None = None,
+        reuse_port: bool = False,
+    ):
+        """reuse_port: share the port with other PDP replicas on this host (SO_REUSEPORT)."""
         self.listen = listen
         self.service = service
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if reuse_port else 0),
             ]
         )
         pdp_pb2_grpc.add_DecisionServiceServicer_to_server(service, self.server)

@@ -61,7 +61,9 @@ def _served_secrets(config: Config, connections: Any = None) -> None:
 
 
 def _check_ports(config: Config, connections: Any = (), pdp: bool = True) -> None:
-    if pdp:
+    # replicas sharing the ports (pdp.reuse_port) bind them themselves: a holder that is
+    # not one of them still makes the bind, and so the start, fail
+    if pdp and not config.pdp.reuse_port:
         check_listen("pdp.listen", config.pdp.listen)
         check_listen("pdp.http_listen", config.pdp.http_listen)
     for connection in connections:

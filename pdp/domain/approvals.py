@@ -80,6 +80,9 @@ class ApprovalRequest:
     # the command as approvers see it: its text and every statement, masked
     shown_command: str = ""
     shown_statements: list[dict[str, Any]] = field(default_factory=list)
+    # the proxy that asked (its identity's key): for a session.open request, which has no
+    # session yet, the only proxy that may wait on it — on whichever replica it asks
+    proxy: str = ""
 
     @property
     def usable_until(self) -> float:
@@ -98,7 +101,13 @@ class ApprovalRequest:
         classification, values masked where the policy masks them, never the session id
         (a proxy's business alone), the exact text or the binding digest."""
         out = asdict(self)
-        for private in ("session_id", "parameters_digest", "shown_command", "shown_statements"):
+        for private in (
+            "session_id",
+            "parameters_digest",
+            "shown_command",
+            "shown_statements",
+            "proxy",
+        ):
             out.pop(private)
         out["command"], statements = self.shown()
         if self.command_kind.startswith("postgres."):
@@ -289,9 +298,11 @@ class ApprovalBook:
         ttl_seconds: int,
         parameters: list[str] | None = None,
         mask: tuple[MaskRule, ...] | list[MaskRule] = (),
+        proxy: str = "",
     ) -> ApprovalRequest:
         """The pending request for this command, created (and announced) if there is none.
-        `mask` is the verdict's mask rules: what approvers see is masked by them."""
+        `mask` is the verdict's mask rules: what approvers see is masked by them; `proxy`
+        the key of the proxy that asked, recorded with the request."""
         existing = self.pending_for(
             requester["subject"], connection, command, command_kind, session_id, parameters or []
         )
@@ -319,6 +330,7 @@ class ApprovalBook:
             parameters_digest=binding_digest(self.binding_key, exact),
             shown_command=view.command,
             shown_statements=view.statements,
+            proxy=proxy,
         )
         record = {
             k: v

@@ -103,6 +103,9 @@ class PDPSettings:
     # it writes one for every configured connection at start (read by `portcullis proxy`)
     proxy_key: Path = Path("var/proxy.key")
     proxy_credential_file: Path = Path("var/proxy.credential")
+    # several PDP processes on one host listen on the same gRPC and HTTP ports
+    # (SO_REUSEPORT; replicas sharing one PostgreSQL store); off: a taken port is an error
+    reuse_port: bool = False
 
 
 @dataclass(frozen=True)
@@ -468,6 +471,7 @@ def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
         ),
         tls=_tls(raw["tls"], base_dir) if raw.get("tls") else None,
         address=_str(raw, "pdp", "address"),
+            "reuse_port",
         session_timeout_seconds=_int(raw, "pdp", "session_timeout_seconds", 30, minimum=1),
         reuse_evaluations=_bool(raw, "pdp", "reuse_evaluations", True),
         proxy_key=_path(base_dir, _str(raw, "pdp", "proxy_key", "var/proxy.key")),
@@ -490,6 +494,7 @@ def _proxies(raw: dict[str, Any], base_dir: Path) -> ProxiesSettings:
             raise ConfigError(f"{key}.{name}", f"{path} does not exist")
         files[name] = path
     if bool(files["cert_file"]) != bool(files["key_file"]):
+        reuse_port=_bool(raw, "pdp", "reuse_port", False),
         raise ConfigError(key, "a proxy certificate needs both cert_file and key_file")
     address = _str(pdp, key, "address")
     return ProxiesSettings(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -295,21 +296,36 @@ class PDPClient:
     async def await_approval(
         self, session_id: str, approval_id: str, timeout: float
     ) -> pdp_pb2.Approval | None:
-        """The request's state once decided, or at the end of the wait; None if unreachable."""
+        """The request's state once decided, or at the end of the wait; None if unreachable.
+
+        The request lives in the PDP's store, not in the replica that made it: when the
+        wait's stream breaks (that replica went away) it is asked again, of whichever
+        replica answers, until the wait ends."""
         assert self._stub is not None
         last: pdp_pb2.Approval | None = None
-        try:
-            stream = self._stub.AwaitApproval(
-                pdp_pb2.AwaitApprovalRequest(
-                    session_id=session_id, approval_id=approval_id, timeout_seconds=int(timeout)
-                ),
-                timeout=timeout + self.timeout,
-                metadata=self.metadata,
-            )
-            async for update in stream:
-                last = update.approval
-        except grpc.aio.AioRpcError as exc:
-            log.warning("waiting for approval %s failed: %s", approval_id, _rpc_reason(exc))
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            try:
+                stream = self._stub.AwaitApproval(
+                    pdp_pb2.AwaitApprovalRequest(
+                        session_id=session_id,
+                        approval_id=approval_id,
+                        timeout_seconds=math.ceil(left),
+                    ),
+                    timeout=left + self.timeout,
+                    metadata=self.metadata,
+                )
+                async for update in stream:
+                    last = update.approval
+                if last is None or last.state != "pending":
+                    return last
+            except grpc.aio.AioRpcError as exc:
+                log.warning("waiting for approval %s failed: %s", approval_id, _rpc_reason(exc))
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or (
+                    last is not None and last.state != "pending"
+                ):
+                    return last
+            await asyncio.sleep(min(0.2, max(0.0, end - time.monotonic())))
         return last
 
     async def withdraw_approval(self, session_id: str, approval_id: str, reason: str) -> bool:
