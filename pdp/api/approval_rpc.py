@@ -149,11 +149,11 @@ async def settle(
             spec.ttl_seconds if spec else 0,
             parameters,
             decision.verdict.mask,
+            proxy=session.proxy,
         )
     except StoreUnavailable:
         denied = Verdict.deny("approval requests cannot be recorded now — denied")
         return Decision(
-            proxy=session.proxy,
             decision.id, denied, decision.policy_revision, decision.evaluation_ms, decision.recorded
         ), ""
     return decision, request.id
@@ -221,16 +221,16 @@ class ApprovalRPCs:
         proxy = await self._proxy(context, "AwaitApproval", request.session_id)
         book: ApprovalBook = self.approvals
         pending = book.requests.get(request.approval_id)
-        # a session.open request has no session yet: the proxy that asked may wait on it
-        if pending is not None and pending.command_kind == "session.open":
-            if (pending.proxy or self.open_approvals.get(pending.id)) != proxy.key:
-                await self.refuse(
         if pending is None:  # made on another replica a moment ago: read the store
             with contextlib.suppress(StoreUnavailable):
                 await book.refresh()
             pending = book.requests.get(request.approval_id)
-                    context,
+        # a session.open request has no session yet: the proxy that asked may wait on it
         # (recorded with the request, so any replica knows it)
+        if pending is not None and pending.command_kind == "session.open":
+            if (pending.proxy or self.open_approvals.get(pending.id)) != proxy.key:
+                await self.refuse(
+                    context,
                     "AwaitApproval",
                     grpc.StatusCode.PERMISSION_DENIED,
                     "the request belongs to another proxy",

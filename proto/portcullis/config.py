@@ -455,6 +455,7 @@ def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
             "reuse_evaluations",
             "proxy_key",
             "proxy_credential_file",
+            "reuse_port",
         },
     )
     engine_raw = _section(raw, "engine") if "engine" in raw else {}
@@ -471,13 +472,13 @@ def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
         ),
         tls=_tls(raw["tls"], base_dir) if raw.get("tls") else None,
         address=_str(raw, "pdp", "address"),
-            "reuse_port",
         session_timeout_seconds=_int(raw, "pdp", "session_timeout_seconds", 30, minimum=1),
         reuse_evaluations=_bool(raw, "pdp", "reuse_evaluations", True),
         proxy_key=_path(base_dir, _str(raw, "pdp", "proxy_key", "var/proxy.key")),
         proxy_credential_file=_path(
             base_dir, _str(raw, "pdp", "proxy_credential_file", "var/proxy.credential")
         ),
+        reuse_port=_bool(raw, "pdp", "reuse_port", False),
     )
 
 
@@ -494,7 +495,6 @@ def _proxies(raw: dict[str, Any], base_dir: Path) -> ProxiesSettings:
             raise ConfigError(f"{key}.{name}", f"{path} does not exist")
         files[name] = path
     if bool(files["cert_file"]) != bool(files["key_file"]):
-        reuse_port=_bool(raw, "pdp", "reuse_port", False),
         raise ConfigError(key, "a proxy certificate needs both cert_file and key_file")
     address = _str(pdp, key, "address")
     return ProxiesSettings(
