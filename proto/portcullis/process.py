@@ -1,8 +1,8 @@
 """What every Portcullis service process does alike: logging, listen checks, signals, uvloop.
 
-Owns the plumbing the PDP's command line and a proxy process share: one log format, the
-check that names a listen address another process holds before anything starts, and
-running a service on uvloop until SIGINT or SIGTERM.
+Owns the plumbing the PDP's command line and a proxy process share: logging set up (text
+or JSON: portcullis.logs), the check that names a listen address another process holds
+before anything starts, and running a service on uvloop until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ def exit_status(program: str, run: Callable[[], int]) -> int:
         return 130
 
 
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(verbose: bool = False, format: str = "text", level: str = "info") -> None:
+    """Log lines on stderr, as text or JSON (`logging.format`, `logging.level`;
+    portcullis.logs); verbose: debug whatever the level."""
+    from portcullis import logs
+
+    logs.setup(format, logging.DEBUG if verbose else getattr(logging, level.upper()))
 
 
 def check_listen(key: str, address: str) -> None:
