@@ -90,7 +90,7 @@ def cmd_pdp(args: argparse.Namespace) -> int:
 
     config = _config(args)
     _check_ports(config)
-    setup_logging(args.verbose, config.logging.format, config.logging.level)
+    setup_logging(args.verbose)
     return _run_service("the PDP", lambda stop: PDPApp(config).run_until(stop))
 
 
@@ -102,7 +102,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = _config(args)
     _served_secrets(config)
     _check_ports(config, served(config.connections))
-    setup_logging(args.verbose, config.logging.format, config.logging.level)
+    setup_logging(args.verbose)
     return _run_service(
         "portcullis up", lambda stop: run_with_proxies(PDPApp(config), config, stop)
     )
@@ -292,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     preader.add_argument("--dsn", required=True, help="libpq DSN of the server to read")
     preader.add_argument("--write", default=None, help="data file to update (rego/data.json)")
     preader.set_defaults(func=cmd_policy_reader_functions)
+    from pdp.cli.policybundle import register as register_policy_bundle
+
+    register_policy_bundle(psub)  # policy build | policy diff
 
     from pdp.cli.sessions import register as register_sessions
 
