@@ -71,7 +71,7 @@ def serve(args: argparse.Namespace) -> int:
         started = _tell_ready
     address = pdp_address(config, args.pdp or "")
     client_auth(config)  # a proxy that cannot prove itself to the PDP stops here, named
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, config.logging.format, config.logging.level)
     try:
         run_until_signal(lambda stop: run_proxies(connections, config, address, stop, started))
     except OSError as exc:

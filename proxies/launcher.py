@@ -2,7 +2,10 @@
 
 Owns the order of start and drain: the PDP first, proxies after; proxies drain before the
 PDP. Which proxy serves a connection type is its protocol's declaration
-(portcullis.protocols): the launcher needs no edit for a new protocol.
+(portcullis.protocols): the launcher needs no edit for a new protocol. A connection with
+`metrics_listen` gets its /metrics, /healthz, /readyz once its proxy listens
+(proxies.runtime.health). On SIGTERM every proxy drains at once (proxies.runtime.drain:
+`proxies.drain_seconds` of grace for what is in flight), then they stop.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from portcullis import protocols
 from portcullis.config import Config, ConnectionSettings, resolve_secrets
 from portcullis.heap import freeze_startup_heap
 from portcullis.protocols import workers_of
+from proxies.runtime.health import HealthServer
 from proxies.runtime.process import ProcessRuntime
 from proxies.runtime.workers import WorkerProcesses
 
@@ -103,6 +107,10 @@ async def start_proxies(
             proxy = factory(connection, served, pdp_address, runtime=runtime)
             await proxy.start()
             proxies.append(proxy)
+            if connection.metrics_listen:
+                health = HealthServer(runtime, connection.metrics_listen)
+                await health.start()
+                proxies.append(health)
             if connection.worker == 0 and workers_of(connection.options) > 1:
                 # its other workers share the port; each is a process of its own
                 others = WorkerProcesses(connection, served, pdp_address)
@@ -119,6 +127,16 @@ async def stop_proxies(proxies: list[Proxy]) -> None:
         await proxy.stop()
 
 
+async def drain_proxies(proxies: list[Proxy], grace: float) -> None:
+    """Every proxy (and every other worker process) drains at the same time: none
+    accepts, what is in flight has `grace` seconds, then each session is ended with its
+    protocol's shutdown message (proxies.runtime.drain)."""
+    draining = [p.drain(grace) for p in proxies if hasattr(p, "drain")]
+    for failed in await asyncio.gather(*draining, return_exceptions=True):
+        if isinstance(failed, BaseException):
+            log.error("draining a proxy failed", exc_info=failed)
+
+
 async def run_proxies(
     connections: list[ConnectionSettings],
     config: Config,
@@ -133,6 +151,7 @@ async def run_proxies(
     try:
         await stop.wait()
     finally:
+        await drain_proxies(proxies, config.proxies.drain_seconds)
         await stop_proxies(proxies)
 
 
@@ -153,6 +172,7 @@ async def run_with_proxies(
                 await started()
             await stop.wait()
         finally:
+            await drain_proxies(proxies, config.proxies.drain_seconds)
             await stop_proxies(proxies)
     finally:
         await pdp.stop()

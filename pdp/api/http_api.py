@@ -1,5 +1,11 @@
 """The PDP's HTTP side: /healthz, /readyz and Prometheus /metrics (text format 0.0.4).
 
+/readyz is 503 while the PDP starts or stops, and while its audit store refuses writes
+(every decision is then a deny: a load balancer must send proxies elsewhere). Readiness
+comes back once the store takes a record again — a decision's, or the `store.recovered`
+record /readyz itself writes (at most every PROBE_SECONDS while the store refuses), which
+also leaves evidence of the outage.
+
 Owns these endpoints and the approvals API for chat integrations
 (`GET /v1/approvals[?pending=1]`, `POST /v1/approvals/{id}/approve|deny` with the
 approver's own bearer token and a JSON `reason`), which makes the same checks as the gRPC
@@ -8,7 +14,9 @@ API: the policy decides who may approve, and never the requester.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -83,13 +91,47 @@ def _evaluation_histogram(stats: DecisionStats) -> list[str]:
     return lines
 
 
+PROBE_SECONDS = 2.0
+
+
+class StoreReadiness:
+    """Whether the audit store takes writes, as decisions found it; while it refuses, a
+    probe (a `store.recovered` record) now and then finds out when it takes them again."""
+
+    def __init__(self, pdp: PDPApp) -> None:
+        self.pdp = pdp
+        self._probed = 0.0
+
+    async def refusing(self) -> str:
+        stats = self.pdp.decider.stats
+        why = stats.store_refusing
+        if not why or time.monotonic() - self._probed < PROBE_SECONDS:
+            return why
+        self._probed = time.monotonic()
+        try:
+            await asyncio.wait_for(
+                self.pdp.decider.store.append("store.recovered", {"refused_before": why}),
+                PROBE_SECONDS,
+            )
+        except Exception:
+            return stats.store_refusing or why
+        if stats.store_refusing == why:
+            stats.store_refusing = ""
+        return stats.store_refusing
+
+
 def build_http_app(pdp: PDPApp) -> web.Application:
+    store = StoreReadiness(pdp)
+
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
-        ready = pdp.ready
-        body = {"ready": ready, "policy_revision": pdp.engine.revision}
+        refusing = await store.refusing() if pdp.ready else ""
+        ready = pdp.ready and not refusing
+        body: dict[str, object] = {"ready": ready, "policy_revision": pdp.engine.revision}
+        if refusing:
+            body["reason"] = f"the audit store refuses writes ({refusing}): all decisions deny"
         reload_error = getattr(pdp.engine, "last_reload_error", "")
         if reload_error:
             body["policy_reload_error"] = reload_error

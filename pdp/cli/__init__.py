@@ -90,7 +90,7 @@ def cmd_pdp(args: argparse.Namespace) -> int:
 
     config = _config(args)
     _check_ports(config)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, config.logging.format, config.logging.level)
     return _run_service("the PDP", lambda stop: PDPApp(config).run_until(stop))
 
 
@@ -102,7 +102,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = _config(args)
     _served_secrets(config)
     _check_ports(config, served(config.connections))
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, config.logging.format, config.logging.level)
     return _run_service(
         "portcullis up", lambda stop: run_with_proxies(PDPApp(config), config, stop)
     )

@@ -84,6 +84,9 @@ class DecisionStats:
     # evaluation latency as a Prometheus histogram: counts per upper bound (seconds),
     # not cumulative here; /metrics adds them up
     evaluation_buckets: list[int] | None = None
+    # why the audit store refused the last decision record ("" once one is stored again):
+    # while set, every decision is a deny, and /readyz says not ready
+    store_refusing: str = ""
 
     def count(self, decision: Decision) -> None:
         if self.by_verdict is None:
@@ -241,8 +244,11 @@ class Decider:
             )
         except StoreUnavailable as exc:
             self.stats.store_errors += 1
+            self.stats.store_refusing = str(exc) or "the audit store is unavailable"
             log.error("decision %s not recorded (%s); answering deny", decision_id, exc)
             return False
+        if self.stats.store_refusing:
+            self.stats.store_refusing = ""
         return True
 
 

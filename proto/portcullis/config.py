@@ -126,6 +126,17 @@ class ProxyPDPSettings:
 @dataclass(frozen=True)
 class ProxiesSettings:
     pdp: ProxyPDPSettings = field(default_factory=ProxyPDPSettings)
+    # on SIGTERM: how long in-flight commands may run before every session is ended with
+    # its protocol's shutdown message (proxies/runtime/drain.py)
+    drain_seconds: float = 25.0
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """logging: how every process writes its log lines (portcullis.logs)."""
+
+    format: str = "text"  # text | json
+    level: str = "info"  # debug | info | warning | error
 
 
 @dataclass(frozen=True)
@@ -179,6 +190,8 @@ class ConnectionSettings:
     # which of the connection's proxy processes serves it here (option `workers`): not
     # read from the file; 0 in the process that starts the others
     worker: int = 0
+    # host:port of the proxy's /metrics, /healthz, /readyz ("" none); worker i: port + i
+    metrics_listen: str = ""
 
     def resolved(self, env: Mapping[str, str] | None = None) -> ConnectionSettings:
         """This connection with the `${NAME}` references of its credentials expanded; a
@@ -227,6 +240,7 @@ class Config:
     masking_hash_key: str = ""
     masking_hash_key_resolved: bool = True
     proxies: ProxiesSettings = field(default_factory=ProxiesSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     # the file it was read from (None: built in code): what a proxy's other worker
     # processes read again
     path: Path | None = None
@@ -311,6 +325,7 @@ def parse_config(
             "forwarding",
             "masking",
             "proxies",
+            "logging",
         },
     )
     raw, deferred = _defer_secrets(raw)
@@ -324,6 +339,7 @@ def parse_config(
         base_dir=base_dir,
         forwarding=_forwarding(raw.get("forwarding") or [], base_dir),
         proxies=_proxies(_section(raw, "proxies"), base_dir),
+        logging=_logging(_section(raw, "logging")),
     )
     masking = _section(raw, "masking")
     _known(masking, "masking", {"hash_key"})
@@ -482,8 +498,25 @@ def _pdp(raw: dict[str, Any], base_dir: Path) -> PDPSettings:
     )
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _logging(raw: dict[str, Any]) -> LoggingSettings:
+    _known(raw, "logging", {"format", "level"})
+    kind = _str(raw, "logging", "format", "text")
+    if kind not in ("text", "json"):
+        raise ConfigError("logging.format", f"{kind!r} is not one of text, json")
+    level = _str(raw, "logging", "level", "info").lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError("logging.level", f"{level!r} is not one of {', '.join(LOG_LEVELS)}")
+    return LoggingSettings(format=kind, level=level)
+
+
 def _proxies(raw: dict[str, Any], base_dir: Path) -> ProxiesSettings:
-    _known(raw, "proxies", {"pdp"})
+    _known(raw, "proxies", {"pdp", "drain_seconds"})
+    drain = raw.get("drain_seconds", ProxiesSettings.drain_seconds)
+    if isinstance(drain, bool) or not isinstance(drain, int | float) or drain < 0:
+        raise ConfigError("proxies.drain_seconds", "must be a number of seconds, 0 or more")
     key = "proxies.pdp"
     pdp = _section(raw, "pdp") if "pdp" in raw else {}
     _known(pdp, key, {"address", "ca_file", "cert_file", "key_file", "credential_file"})
@@ -504,7 +537,8 @@ def _proxies(raw: dict[str, Any], base_dir: Path) -> ProxiesSettings:
             cert_file=files["cert_file"],
             key_file=files["key_file"],
             credential_file=files["credential_file"],
-        )
+        ),
+        drain_seconds=float(drain),
     )
 
 
@@ -739,6 +773,10 @@ def _connections(
         ):
             raise ConfigError(f"{key}.credentials.provider", "must be one of static, vault")
         fixed = {"name", "type", "listen", "upstream", "zone", "database", "labels", "credentials"}
+        fixed.add("metrics_listen")
+        metrics = _str(item, key, "metrics_listen")
+        if metrics and (metrics.startswith("unix:") or ":" not in metrics):
+            raise ConfigError(f"{key}.metrics_listen", f"{metrics!r} is not host:port")
         try:
             options = known[kind].validated(
                 {k: v for k, v in item.items() if k not in fixed}, base_dir
@@ -759,6 +797,7 @@ def _connections(
                 options=options,
                 key=key,
                 secrets_resolved=not _has_env_refs(credentials),
+                metrics_listen=_address(f"{key}.metrics_listen", metrics) if metrics else "",
             )
         )
     return tuple(result)

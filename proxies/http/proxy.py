@@ -55,6 +55,7 @@ from proxies.http.forwarding import UpstreamExchange
 from proxies.http.guard import CredentialInResponse, secret_patterns
 from proxies.http.upstream import UpstreamPool
 from proxies.http.websocket import relay_websocket
+from proxies.runtime.drain import SHUTDOWN_MESSAGE
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import Listener
 from proxies.runtime.pdp_client import Ruling, SessionRefused
@@ -195,6 +196,13 @@ class HttpProxy:
             self.upstream,
         )
 
+    async def drain(self, grace: float) -> None:
+        """SIGTERM: accept no more; idle keep-alive connections close, a request in flight
+        is answered (its connection then closes), a request arriving meanwhile gets 503
+        with Connection: close; after `grace` seconds the rest end (proxies.runtime.drain)."""
+        self.listener.close()
+        await self.runtime.drain_sessions(self.listener.clients, grace, self.listener.name)
+
     async def stop(self) -> None:
         if self._stopped:
             return
@@ -256,7 +264,13 @@ class HttpProxy:
                 self.sessions.pop(key, None)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await ClientConnection(self, reader, writer).run()
+        conn = ClientConnection(self, reader, writer)
+        drain = self.runtime.drain
+        drain.register(conn, conn.drain)
+        try:
+            await conn.run()
+        finally:
+            drain.unregister(conn)
 
 
 class ClientConnection(UpstreamExchange):
@@ -278,6 +292,7 @@ class ClientConnection(UpstreamExchange):
         self._guarded: list[str] = []
         self.must_close = ""  # why the connection ends after this response ("": it need not)
         self._eof = False
+        self._answering: int | None = None  # output.sent when the request in hand was read
 
     # -- reading -------------------------------------------------------------------------
 
@@ -333,7 +348,10 @@ class ClientConnection(UpstreamExchange):
                     return
                 except TimeoutError:
                     return
-                sent = self.output.sent
+                if self.proxy.runtime.drain.started:
+                    self._shutting_down()
+                    return
+                sent = self._answering = self.output.sent
                 try:
                     if not await self.handle(event, body):
                         return
@@ -349,9 +367,40 @@ class ClientConnection(UpstreamExchange):
                             502, "the request could not be completed", type(exc).__name__,
                             close=True))  # fmt: skip
                     return
+                finally:
+                    self._answering = None
                 await self.writer.drain()
+                if self.proxy.runtime.drain.started:
+                    return  # answered; the connection ends with the drain
         except (ConnectionError, CredentialInResponse):
             return
+
+    def drain(self, force: bool) -> None:
+        """The proxy drains (proxies.runtime.drain): a connection between requests (nothing
+        of a next one read) closes now; one answering a request closes after it, or now
+        when forced — with a 503 when nothing of its answer went yet."""
+        if self._answering is None:
+            if not self._events and not self.codec._buffer and self.codec._state == "head":
+                self.writer.close()  # an idle keep-alive connection: HTTP lets it close
+            elif force:
+                self._shutting_down()
+                self.writer.close()
+            return
+        if force:
+            if self.output.sent == self._answering:
+                self._shutting_down()
+            self.writer.close()
+
+    def _shutting_down(self) -> None:
+        self.output.write(
+            messages.problem(
+                503,
+                "service unavailable",
+                f"portcullis: {SHUTDOWN_MESSAGE}",
+                close=True,
+                extra_headers=[("retry-after", "1")],
+            )
+        )
 
     async def handle(self, head: Head, body: bytes) -> bool:
         """Answer one request; False when the connection must end after it."""

@@ -61,10 +61,11 @@ from proxies.postgres.upstream import (
     session_query,
     side_query,
 )
+from proxies.runtime.drain import SHUTDOWN_MESSAGE
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import Listener, split_address
 from proxies.runtime.pdp_client import SessionRefused
-from proxies.runtime.relay import Relay
+from proxies.runtime.relay import CLIENT, SERVER, Relay
 from proxies.runtime.session import ProxyRuntime, ProxySession
 from proxies.runtime.workers import CancelRoute, key_worker, worker_key
 
@@ -150,6 +151,12 @@ class PostgresProxy:
             self.upstream_port,
         )
 
+    async def drain(self, grace: float) -> None:
+        """SIGTERM: accept no more; each session ends once its statement has answered
+        (FATAL 57P01), at the latest after `grace` seconds (proxies.runtime.drain)."""
+        self.listener.close()
+        await self.runtime.drain_sessions(self.listener.clients, grace, self.listener.name)
+
     async def stop(self) -> None:
         await self.listener.stop()
         if self.cancels.route is not None:
@@ -157,7 +164,13 @@ class PostgresProxy:
         await self.runtime.stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await ClientConnection(self, reader, writer).run()
+        conn = ClientConnection(self, reader, writer)
+        drain = self.runtime.drain
+        drain.register(conn, conn.drain)
+        try:
+            await conn.run()
+        finally:
+            drain.unregister(conn)
 
     def catalog_stale(self) -> bool:
         return time.monotonic() - self._catalog_learnt_at > CATALOG_TTL
@@ -249,6 +262,9 @@ class ClientConnection:
         self.shadowed: list[str] = []
         # view column name → the columns it carries, where they differ (columns.py)
         self.view_columns: dict[str, list[str]] = {}
+        # the open session's relay, and the task ending it once quiet (a drain)
+        self._relay: _Relay | None = None
+        self._draining: asyncio.Future[None] | None = None
 
     # -- writing -------------------------------------------------------------------------
 
@@ -325,6 +341,9 @@ class ClientConnection:
     async def _open(self, startup: codec.StartupMessage, token: str) -> bool:
         params = startup.params
         runtime = self.proxy.runtime
+        if runtime.drain.started:  # as the server says while it shuts down
+            self.fatal("portcullis: the proxy is shutting down", "57P03")
+            return False
         try:
             requested = requested_settings(params)
             self._check_database(params)
@@ -367,7 +386,7 @@ class ClientConnection:
             )
         except UpstreamError as exc:
             self.fatal(f"portcullis: {exc}", "08006")
-            await self.session.close("upstream_unavailable", abnormal=True)
+            await self.session.close("upstream_unavailable", abnormal=True)  # counted there
             self.session = None
             return False
         shadowed = await session_query(self.upstream, SHADOWED_SQL)
@@ -431,6 +450,7 @@ class ClientConnection:
         enforcer.shadowed = tuple(self.shadowed)
         enforcer.view_columns = self.view_columns
         relay = _Relay(self, enforcer, tracker, statement_limit(self.session_settings))
+        self._relay = relay
         waiting: set[asyncio.Future[str]] = {relay.ended}
         grant_ends = self.session.grant_expiry(self._window_closed)
         if grant_ends is not None:
@@ -440,9 +460,14 @@ class ClientConnection:
             if tracker.broken:  # the server did not take a pin at start-up
                 relay.stop_pinned()
             relay.start(self.reader, upstream)
+            drain = self.proxy.runtime.drain
+            if drain.started:  # it opened while the proxy began to drain
+                self.drain(drain.forced)
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             reason = done.pop().result()
-            abnormal = reason not in ("client_disconnect", "client_terminate", "grant_expired")
+            abnormal = reason not in (
+                "client_disconnect", "client_terminate", "grant_expired", "proxy_shutdown"
+            )  # fmt: skip
             if not tracker.idle and self.key is not None:
                 # the client left mid-query: stop the query, not just the socket
                 await self.proxy.cancels.forward(self.key)
@@ -450,6 +475,8 @@ class ClientConnection:
             reason, abnormal = "proxy_shutdown", False
             raise
         finally:
+            if self._draining is not None:
+                waiting.add(self._draining)  # type: ignore[arg-type]
             for future in waiting:
                 future.cancel()
             await asyncio.gather(*waiting, return_exceptions=True)
@@ -579,6 +606,39 @@ class ClientConnection:
             self.proxy.upstream_tls,
         )
 
+    # -- a drain (proxies.runtime.drain) -------------------------------------------------
+
+    def drain(self, force: bool) -> None:
+        """The proxy drains: end this session once nothing it sent is unanswered (at once
+        when forced) with FATAL 57P01 admin_shutdown, as the server does on a fast
+        shutdown. Still starting up: told only when forced (else it ends once open)."""
+        relay = self._relay
+        if relay is None:
+            if force:
+                self.fatal(f"portcullis: {SHUTDOWN_MESSAGE}", "57P01")
+                self.writer.close()
+            return
+        if force or relay.quiet():
+            self._shut_down(relay)
+        elif self._draining is None:
+            self._draining = asyncio.ensure_future(self._end_when_quiet(relay))
+
+    async def _end_when_quiet(self, relay: _Relay) -> None:
+        # woken when the server's answers leave the session idle; looked at again now and
+        # then as well (a statement denied by the proxy never reaches the server)
+        while not relay.ended.done() and not relay.quiet():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await relay.until_idle(relay.quiet)
+        self._shut_down(relay)
+
+    def _shut_down(self, relay: _Relay) -> None:
+        if relay.ended.done():
+            return
+        # what still runs upstream is cancelled as the session ends (_serve)
+        self.fatal(f"portcullis: {SHUTDOWN_MESSAGE}", "57P01")
+        relay.end("proxy_shutdown")
+
     def _window_closed(self) -> None:
         """A just-in-time grant ran out: the session ends, as the approval said."""
         self.fatal("portcullis: the approved access window for this session has ended", "57P01")
@@ -675,6 +735,10 @@ class _Relay(Relay):
             session.record_response(error="pinned_setting_changed", reason=reason)
         self.conn.fatal(f"portcullis: {reason}", "55000")
         self.end("pinned_setting_changed")
+
+    def quiet(self) -> bool:
+        """Nothing of the client's is unanswered or being decided: between statements."""
+        return self.tracker.idle and self._waits[CLIENT] is None and self._waits[SERVER] is None
 
     # -- the statement watchdog (Relay.arm_watchdog) -----------------------------------------
 

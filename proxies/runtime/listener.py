@@ -67,6 +67,11 @@ class Listener:
             reuse_port=self.reuse_port or None,
         )
 
+    def close(self) -> None:
+        """Stop accepting (a drain's first step); the connections held go on."""
+        if self._server is not None:
+            self._server.close()
+
     async def stop(self) -> None:
         """Stop accepting; let connections end within drain_seconds; cancel the rest."""
         if self._server is not None:

@@ -125,6 +125,8 @@ class PDPClient:
     stream_retry_seconds: float = 60.0
     revision: str = ""
     reachable: bool = True
+    # the PDP has answered the watch at least once (with reachable: what /readyz asks)
+    answered: bool = False
     # why the last delivery of recorded events failed ("" once one succeeds): what a
     # session whose recording is halted tells its client
     recording_failure: str = ""
@@ -194,7 +196,7 @@ class PDPClient:
             else:
                 if not self.reachable:
                     log.info("PDP at %s reachable again", self.address)
-                self.reachable = True
+                self.reachable = self.answered = True
                 if info.policy_revision != self.revision:
                     self.revision = info.policy_revision
                     self._changed()

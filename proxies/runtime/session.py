@@ -19,13 +19,14 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portcullis.config import Config, ConnectionSettings, VaultSettings
 from portcullis.events import TRUNCATED_PREFIX
+from portcullis.logs import session_context
 from portcullis.reuse import ReuseTable, reuse_key
 from portcullis.v1 import pdp_pb2
 from portcullis.verdict import Verdict, VerdictKind
@@ -36,6 +37,8 @@ from proxies.runtime.credentials import (
     choose_ref,
     provider_for,
 )
+from proxies.runtime.drain import Drain
+from proxies.runtime.metrics import ProxyMetrics
 from proxies.runtime.pdp_auth import client_auth
 from proxies.runtime.pdp_client import PDPClient, Ruling, SessionGrant, SessionRefused
 from proxies.runtime.recorder import RecordingTick, SessionRecorder
@@ -77,10 +80,30 @@ class ProxyRuntime:
     # how long a Decide of this connection waits (option pdp_timeout_seconds)
     decide_timeout: float = DEFAULT_PDP_TIMEOUT
     process: ProcessRuntime | None = field(default=None, repr=False)
+    # what operators see (proxies.runtime.metrics, .health) and how it drains (.drain)
+    metrics: ProxyMetrics = field(default=None, repr=False)  # type: ignore[assignment]
+    drain: Drain = field(default_factory=Drain, repr=False)
+    serving: bool = False  # its health server is up, so its listener is (the launcher's order)
 
     def __post_init__(self) -> None:
         if self.recording_tick is None:
             self.recording_tick = RecordingTick(self.pdp)
+        if self.metrics is None:
+            c = self.connection
+            self.metrics = ProxyMetrics(c.name, c.type, c.worker)
+        self.metrics.watch_pdp(lambda: self.pdp.answered and self.pdp.reachable)
+
+    def not_ready(self) -> str:
+        """Why this proxy should get no new clients now ("": it may)."""
+        if self.drain.started:
+            return "draining: the proxy is shutting down"
+        if not self.serving:
+            return "not listening yet"
+        if not self.pdp.answered:
+            return "the policy decision point has not answered yet"
+        if not self.pdp.reachable:
+            return "the policy decision point is unreachable: every command would be denied"
+        return ""
 
     @classmethod
     def build(
@@ -192,6 +215,14 @@ class ProxyRuntime:
         else:
             await self.pdp.close()
 
+    async def drain_sessions(
+        self, tasks: Collection[asyncio.Task[None]], grace: float, name: str
+    ) -> None:
+        """The drain (proxies.runtime.drain) of this connection's client tasks: /readyz
+        says not ready from here on."""
+        self.metrics.draining()
+        await self.drain.run(tasks, grace, name)
+
     def wire_connection(self) -> pdp_pb2.Connection:
         c = self.connection
         return pdp_pb2.Connection(name=c.name, type=c.type, zone=c.zone, labels=c.labels)
@@ -237,10 +268,30 @@ class ProxySession:
                 )
             self._close_room = CLOSE_ROOM
         try:
-            return await self._open(token, attributes, tell)
-        except BaseException:
+            grant = await self._open(token, attributes, tell)
+        except BaseException as exc:
             self._give_back_close_room()
+            if isinstance(exc, SessionRefused):
+                runtime.metrics.session_refused()
+                log.info(
+                    "session refused: %s",
+                    exc.reason,
+                    extra={"decision_id": exc.decision_id, "connection": runtime.connection.name},
+                )
             raise
+        runtime.metrics.session_opened()
+        session_context(grant.session_id, runtime.connection.name)
+        log.info(
+            "session opened for %s",
+            grant.subject,
+            extra={
+                "session_id": grant.session_id,
+                "decision_id": grant.ruling.decision_id,
+                "connection": runtime.connection.name,
+                "subject": grant.subject,
+            },
+        )
+        return grant
 
     async def _open(
         self,
@@ -282,7 +333,9 @@ class ProxySession:
             self.lease = await runtime.provider.acquire(ref, grant.session_id)
         except CredentialUnavailable as exc:
             await runtime.pdp.close_session(grant.session_id, "credential_unavailable", True)
+            runtime.metrics.upstream_error("credential_unavailable")
             raise SessionRefused(f"no upstream credential: {exc}") from None
+        runtime.metrics.lease_acquired(self._provider)
         self.recorder = SessionRecorder(
             runtime.pdp,
             grant.session_id,
@@ -331,6 +384,7 @@ class ProxySession:
             cached = self.cache.lookup("", key, raw, runtime.pdp.revision, shape_of)
             if cached is not None:
                 self.counters["cache_hits"] += 1
+                runtime.metrics.cache_hit()
                 return cached
         return None
 
@@ -379,9 +433,11 @@ class ProxySession:
                 return ruling
             reason = f"command of {whole[0]} bytes is larger than this proxy takes — denied"
             return Ruling(Verdict.deny(reason), ruling.decision_id, ruling.policy_revision)
+        asked = time.perf_counter()
         ruling = await runtime.pdp.decide(
             self.grant.session_id, kind, raw, attributes, timeout=runtime.decide_timeout
         )
+        runtime.metrics.decided(time.perf_counter() - asked)
         self.counters["decisions"] += 1
         if shape_of is not None and runtime.cache_enabled and ruling.decision_id:
             hit = replace(ruling, cached=True)  # what a later lookup answers, made once
@@ -410,6 +466,17 @@ class ProxySession:
             f"portcullis approvals approve {approval_id} --reason '...'"
         )
         self.counters["approval_waits"] += 1
+        metrics, began, outcome = self.runtime.metrics, time.monotonic(), "unavailable"
+        metrics.approval_wait_started()
+        log.info(
+            "waiting for approval %s",
+            approval_id,
+            extra={
+                "session_id": self.grant.session_id,
+                "decision_id": ruling.decision_id,
+                "approval_id": approval_id,
+            },
+        )
         waiting = asyncio.ensure_future(
             self.runtime.pdp.await_approval(
                 self.grant.session_id, approval_id, self.runtime.approval_timeout
@@ -418,7 +485,9 @@ class ProxySession:
         self._approval_wait = waiting
         try:
             approval = await waiting
+            outcome = approval.state if approval is not None else "unavailable"
         except asyncio.CancelledError:
+            outcome = "canceled"
             if not self._wait_canceled:
                 raise  # the session itself is going away
             self._wait_canceled = False
@@ -437,6 +506,7 @@ class ProxySession:
             )
         finally:
             self._approval_wait = None
+            metrics.approval_wait_ended(outcome, time.monotonic() - began)
         state = approval.state if approval is not None else "unknown"
         if state == "approved":
             rerun = await self.decide(kind, raw, attributes, None)
@@ -508,8 +578,22 @@ class ProxySession:
 
     def record_command(self, raw: str, ruling: Ruling, **details: Any) -> None:
         self.counters["commands"] += 1
+        metrics = self.runtime.metrics
+        metrics.command(ruling.kind.wire)
+        error = details.get("error")
+        if error and str(error).startswith("upstream"):
+            metrics.upstream_error(str(error))
         if ruling.kind is VerdictKind.DENY:
             self.counters["denied"] += 1
+            log.info(
+                "command denied",
+                extra={
+                    "session_id": self.id,
+                    "decision_id": ruling.decision_id,
+                    "verdict": "deny",
+                    "reason": "; ".join(ruling.verdict.reasons)[:512],
+                },
+            )
             if self.recorder is not None and not self.recorder.admit(len(raw)):
                 # a denial while the spool has no room: counted in the close record (which
                 # has its room), not one by one, so a client cannot fill the disk with them
@@ -519,10 +603,15 @@ class ProxySession:
             self.recorder.command(raw, ruling, **details)
 
     def record_response(self, **details: Any) -> None:
+        error = details.get("error")
+        if error and str(error).startswith("upstream"):
+            self.runtime.metrics.upstream_error(str(error))
         if self.recorder is not None:
             self.recorder.response(**details)
 
     def record_masking(self, counts: dict[str, int], decision_id: str) -> None:
+        if counts:
+            self.runtime.metrics.masked(counts)
         if counts and self.recorder is not None:
             self.counters["masked_values"] += sum(counts.values())
             self.recorder.masking(counts, decision_id)
@@ -533,7 +622,11 @@ class ProxySession:
             return
         self._closed = True
         runtime = self.runtime
+        if self in runtime.sessions:
+            runtime.metrics.session_closed()
         runtime.sessions.discard(self)
+        if reason.startswith("upstream"):
+            runtime.metrics.upstream_error(reason)
         if self.recorder is not None:
             await self.recorder.close()
         summary: dict[str, Any] = dict(self.counters)
@@ -543,10 +636,21 @@ class ProxySession:
                 await runtime.provider.release(self.lease)
             except Exception:
                 log.exception("session %s: releasing the credential failed", self.id)
+            runtime.metrics.lease_released(self._provider)
             self.lease = None
+        if self.grant is not None:
+            log.info(
+                "session closed: %s",
+                reason,
+                extra={"session_id": self.id, "connection": runtime.connection.name},
+            )
         if self.grant is not None:
             await self._close_at_pdp(reason, abnormal, summary)
         self._give_back_close_room()
+
+    @property
+    def _provider(self) -> str:
+        return str(self.runtime.connection.credentials.get("provider", "static"))
 
     def _give_back_close_room(self) -> None:
         if self._close_room and self.runtime.spool is not None:

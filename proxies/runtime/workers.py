@@ -172,15 +172,22 @@ class WorkerProcesses:
             )
         log.info("connection %s: worker %d is pid %d", self.connection.name, worker, process.pid)
 
-    async def stop(self) -> None:
-        """Each worker drains as on SIGTERM; one that does not end in time is killed."""
+    async def drain(self, grace: float) -> None:
+        """SIGTERM to each worker: each drains itself (proxies.runtime.drain) with the same
+        grace, beside worker 0; stop() waits for them."""
         for process in self.processes:
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     process.send_signal(signal.SIGTERM)
+
+    async def stop(self) -> None:
+        """Each worker drains as on SIGTERM; one that does not end in time is killed."""
+        await self.drain(self.config.proxies.drain_seconds)
         for process in self.processes:
             try:
-                await asyncio.wait_for(process.wait(), STOP_SECONDS)
+                # its drain's grace, the forced end, then its own stop
+                limit = self.config.proxies.drain_seconds + STOP_SECONDS
+                await asyncio.wait_for(process.wait(), limit)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()

@@ -302,6 +302,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             )
         except (TimeoutError, OSError, asyncssh.Error, CredentialUnavailable) as exc:
             why = _upstream_error(exc)
+            session.runtime.metrics.upstream_error("upstream_unavailable")
             self.say(f"portcullis: the upstream is unavailable: {why}")
             session.record_command(self.raw, ruling, **self._details(1, why))
             self._end(1)

@@ -32,6 +32,7 @@ from portcullis.masking import masking_key
 from portcullis.protocols import workers_of
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import CredentialUnavailable
+from proxies.runtime.drain import SHUTDOWN_MESSAGE
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import split_address
 from proxies.runtime.pdp_client import Ruling, SessionRefused
@@ -114,6 +115,18 @@ class SshProxy:
             self.fingerprint,
         )
 
+    async def drain(self, grace: float) -> None:
+        """SIGTERM: accept no more; each client is disconnected (SSH_MSG_DISCONNECT, by
+        application, saying why) once no channel of its runs, at the latest after `grace`
+        seconds (proxies.runtime.drain)."""
+        if self._acceptor is not None:
+            self._acceptor.close()
+        gone = asyncio.ensure_future(self.settled())
+        try:
+            await self.runtime.drain_sessions({gone}, grace, f"ssh proxy {self.connection.name}")
+        finally:
+            gone.cancel()
+
     async def stop(self) -> None:
         if self._acceptor is not None:
             self._acceptor.close()
@@ -153,6 +166,7 @@ class ClientConnection(asyncssh.SSHServer):
         self._closing: asyncio.Task[None] | None = None
         self._expiry: asyncio.Task[str] | None = None
         self._background: set[asyncio.Future[Any]] = set()
+        self._draining: asyncio.Future[None] | None = None
 
     # -- connection and authentication ---------------------------------------------------
 
@@ -161,9 +175,13 @@ class ClientConnection(asyncssh.SSHServer):
         peer = conn.get_extra_info("peername") or ("", 0)
         self.client_addr = f"{peer[0]}:{peer[1]}"
         self.proxy.clients.add(self)
+        self.proxy.runtime.drain.register(self, self.drain)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.proxy.clients.discard(self)
+        self.proxy.runtime.drain.unregister(self)
+        if self._draining is not None:
+            self._draining.cancel()
         if self._closing is None:
             self._closing = asyncio.ensure_future(self._close("client_closed", exc is not None))
             self.proxy.closing.add(self._closing)
@@ -322,6 +340,23 @@ class ClientConnection(asyncssh.SSHServer):
             return self.upstream
 
     # -- the end -------------------------------------------------------------------------
+
+    def drain(self, force: bool) -> None:
+        """The proxy drains: disconnect once no channel runs (at once when forced)."""
+        if force or not self.channels:
+            self._disconnect()
+        elif self._draining is None:
+            self._draining = asyncio.ensure_future(self._disconnect_when_quiet())
+
+    async def _disconnect_when_quiet(self) -> None:
+        while self.channels:
+            await asyncio.gather(*(c.finished for c in list(self.channels)),
+                                 return_exceptions=True)  # fmt: skip
+        self._disconnect()
+
+    def _disconnect(self) -> None:
+        if self.conn is not None:
+            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, f"portcullis: {SHUTDOWN_MESSAGE}")
 
     async def shut(self, reason: str) -> None:
         """Proxy shutdown: end the client connection and the session."""

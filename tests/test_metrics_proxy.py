@@ -1,0 +1,353 @@
+"""A proxy's /metrics after real traffic: psql and asyncpg through a real `portcullis proxy
+postgres` process, in front of the machine's PostgreSQL, against a real `portcullis pdp`.
+
+Also the harness the other operations tests use (test_health_proxy, test_drain_proxy,
+test_json_logs): `ProxyStack` runs the PDP and a proxy as the processes an operator runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import psycopg
+import pytest
+import yaml
+from pdp_harness import free_port
+from pg_harness import ADMIN_DSN, scratch_database
+from prometheus_client.parser import text_string_to_metric_families
+from test_cli import write_config
+
+pytestmark = pytest.mark.integration
+
+START_SECONDS = 90.0
+
+
+def http_get(url: str) -> tuple[int, str, dict[str, str]]:
+    """(status, body, headers) of a GET; an HTTP error status is an answer too."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), dict(exc.headers)
+
+
+def eventually(check: Any, what: str, seconds: float = START_SECONDS) -> Any:
+    """Poll check() until it returns something truthy (a deadline for a broken build, not
+    a measurement: nothing asserts how long it took)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}")
+        time.sleep(0.1)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text page by (name, sorted labels)."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def value(page: dict, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include these."""
+    return sum(
+        v
+        for (n, ls), v in page.items()
+        if n == name and all(dict(ls).get(k) == want for k, want in labels.items())
+    )
+
+
+class ProxyStack:
+    """`portcullis pdp` and `portcullis proxy postgres` (python -m proxies) as processes,
+    with a scratch database behind the proxy's connection."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        database: tuple[str, str, str],
+        *,
+        drain_seconds: float = 25.0,
+        log_format: str = "text",
+        extra_connections: list[dict[str, Any]] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.tmp = tmp
+        self.database, self.role, self.password = database
+        self.path, self.raw = write_config(tmp)
+        self.listen = f"127.0.0.1:{free_port()}"
+        self.metrics = f"127.0.0.1:{free_port()}"
+        self.raw["connections"] = [
+            {
+                "name": "orders-db",
+                "type": "postgres",
+                "listen": self.listen,
+                "upstream": "127.0.0.1:5432",
+                "database": self.database,
+                "metrics_listen": self.metrics,
+                "credentials": {
+                    "provider": "static",
+                    "username": self.role,
+                    "password": self.password,
+                },
+                "spool_dir": str(tmp / "spool"),
+                **(options or {}),
+            },
+            *(extra_connections or []),
+        ]
+        self.raw["proxies"] = {"drain_seconds": drain_seconds}
+        self.raw["logging"] = {"format": log_format}
+        self.path.write_text(yaml.safe_dump(self.raw))
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS")}
+        self.pdp: subprocess.Popen[str] | None = None
+        self.proxy: subprocess.Popen[str] | None = None
+        self.proxy_log = tmp / "proxy.log"
+        self.pdp_log = tmp / "pdp.log"
+
+    # -- processes -----------------------------------------------------------------------
+
+    def start_pdp(self) -> None:
+        self.pdp = subprocess.Popen(
+            [sys.executable, "-m", "pdp.cli", "pdp", "-c", str(self.path)],
+            stdout=subprocess.DEVNULL,
+            stderr=self.pdp_log.open("a"),
+            text=True,
+            env=self.env,
+            cwd=self.tmp,
+        )
+        channel = grpc.insecure_channel(self.raw["pdp"]["listen"])
+        try:
+            grpc.channel_ready_future(channel).result(timeout=START_SECONDS)
+        finally:
+            channel.close()
+
+    def stop_pdp(self) -> None:
+        assert self.pdp is not None
+        self.pdp.terminate()
+        self.pdp.wait(timeout=60)
+        self.pdp = None
+
+    def start_proxy(self, kind: str = "postgres") -> None:
+        self.proxy = subprocess.Popen(
+            [sys.executable, "-m", "proxies", kind, "-c", str(self.path)],
+            stdout=subprocess.DEVNULL,
+            stderr=self.proxy_log.open("a"),
+            text=True,
+            env=self.env,
+            cwd=self.tmp,
+        )
+        eventually(lambda: self.ready()[0] == 200, "the proxy says it is ready")
+
+    def sigterm_proxy(self) -> None:
+        assert self.proxy is not None
+        self.proxy.send_signal(signal.SIGTERM)
+
+    def close(self) -> None:
+        for process in (self.proxy, self.pdp):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+    # -- what a client and an operator use -----------------------------------------------
+
+    def token(self, groups: str = "readonly", sub: str = "alice@example.com") -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "pdp.cli", "token", "--sub", sub, "--groups", groups,
+             "-c", str(self.path)],
+            capture_output=True, text=True, check=True, env=self.env, cwd=self.tmp,
+        ).stdout.strip()  # fmt: skip
+
+    def dsn(self, token: str) -> str:
+        host, _, port = self.listen.rpartition(":")
+        return f"postgresql://agent:{token}@{host}:{port}/{self.database}?sslmode=disable"
+
+    def psql(self, token: str, *sql: str) -> subprocess.CompletedProcess[str]:
+        host, _, port = self.listen.rpartition(":")
+        args = ["psql", f"host={host} port={port} user=agent dbname={self.database} "
+                "sslmode=disable", "-AtX"]  # fmt: skip
+        for statement in sql:
+            args += ["-c", statement]
+        return subprocess.run(
+            args, capture_output=True, text=True, env={**self.env, "PGPASSWORD": token}
+        )
+
+    async def asyncpg(self, token: str) -> asyncpg.Connection:
+        return await asyncpg.connect(self.dsn(token))
+
+    def url(self, path: str, metrics: str | None = None) -> str:
+        return f"http://{metrics or self.metrics}{path}"
+
+    def ready(self, metrics: str | None = None) -> tuple[int, dict[str, Any]]:
+        try:
+            status, body, _ = http_get(self.url("/readyz", metrics))
+        except OSError:
+            return 0, {}
+        return status, json.loads(body)
+
+    def scrape(self, metrics: str | None = None) -> dict:
+        status, body, headers = http_get(self.url("/metrics", metrics))
+        assert status == 200
+        assert headers.get("Content-Type", "").startswith("text/plain")
+        return samples(body)
+
+    def log_lines(self, which: str = "proxy") -> list[str]:
+        path = self.proxy_log if which == "proxy" else self.pdp_log
+        return path.read_text().splitlines() if path.exists() else []
+
+
+@contextlib.contextmanager
+def proxy_stack(tmp: Path, **kwargs: Any) -> Iterator[ProxyStack]:
+    with scratch_database() as database:
+        stack = ProxyStack(tmp, database, **kwargs)
+        try:
+            stack.start_pdp()
+            stack.start_proxy()
+            yield stack
+        finally:
+            stack.close()
+
+
+# -- the tests ---------------------------------------------------------------------------
+
+
+async def test_metrics_count_real_traffic(tmp_path):
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there: an upstream error
+    broken = {
+        "name": "billing-api",  # a name the shipped policy lets readers open
+        "type": "postgres",
+        "listen": f"127.0.0.1:{free_port()}",
+        "upstream": dead,
+        "metrics_listen": f"127.0.0.1:{free_port()}",
+        "credentials": {"provider": "static", "username": "x", "password": "y"},
+        "spool_dir": str(tmp_path / "spool-gone"),
+    }
+    with proxy_stack(tmp_path, extra_connections=[broken]) as stack:
+        reader = stack.token("readonly")
+        # psql: reads (one masked: email is a sensitive column; two of one shape, the
+        # second answered from the decision cache) and a denied DDL
+        result = stack.psql(
+            reader,
+            "select name from customers order by id",
+            "select email from customers order by id",
+            "select id from orders where id = 10",
+            "select id from orders where id = 11",
+            "drop table customers",
+        )
+        assert "Ada" in result.stdout and "ada@example.com" not in result.stdout
+        assert "denied" in result.stderr
+        # asyncpg: the same statement several times (extended protocol); then the server
+        # ends the session's backend under it (an upstream error)
+        conn = await stack.asyncpg(reader)
+        try:
+            for _ in range(5):
+                assert await conn.fetchval("select count(*) from orders") == 2
+            with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+                admin.execute(
+                    "select pg_terminate_backend(pid) from pg_stat_activity where usename = %s",
+                    (stack.role,),
+                )
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+                await conn.fetchval("select 1")
+        finally:
+            await conn.close()
+        # a session whose upstream is gone
+        host, _, port = broken["listen"].rpartition(":")
+        gone = subprocess.run(
+            ["psql", f"host={host} port={port} user=agent dbname=x sslmode=disable", "-AtX",
+             "-c", "select 1"],
+            capture_output=True, text=True, env={**stack.env, "PGPASSWORD": reader},
+        )  # fmt: skip
+        assert gone.returncode != 0
+
+        page = eventually(
+            lambda: (p := stack.scrape())
+            and value(p, "portcullis_proxy_sessions_open") == 0
+            and p,
+            "both sessions closed",
+        )
+        c = {"connection": "orders-db"}
+        assert value(page, "portcullis_proxy_sessions_total", outcome="opened", **c) == 2
+        assert value(page, "portcullis_proxy_commands_total", verdict="deny", **c) >= 1
+        allowed = value(page, "portcullis_proxy_commands_total", verdict="allow", **c)
+        masked = value(page, "portcullis_proxy_commands_total", verdict="mask", **c)
+        assert allowed + masked >= 9  # 4 psql reads and 5 asyncpg, whatever masks
+        assert masked >= 1
+        rules = {
+            dict(labels)["rule"]
+            for (name, labels), v in page.items()
+            if name == "portcullis_proxy_masked_values_total" and v > 0
+        }
+        assert rules, "masking counted by rule"
+        assert value(page, "portcullis_proxy_masked_values_total", **c) >= 2  # two emails
+        # every decision the proxy waited for is in the histogram (a cache hit is not; an
+        # asyncpg prepared statement is decided once, at its Parse)
+        decided = value(page, "portcullis_proxy_decision_seconds_count", **c)
+        hits = value(page, "portcullis_proxy_decision_cache_hits_total", **c)
+        assert hits >= 1
+        assert decided >= 5
+        assert value(page, "portcullis_proxy_decision_seconds_bucket", le="+Inf", **c) == decided
+        assert value(page, "portcullis_proxy_credential_leases_live", provider="static", **c) == 0
+        assert value(page, "portcullis_proxy_pdp_up", **c) == 1
+        assert value(page, "portcullis_proxy_draining", **c) == 0
+        assert ("portcullis_proxy_approvals_waiting", (("connection", "orders-db"),
+                ("worker", "0"))) in page  # fmt: skip
+
+        # the other connection's endpoint: its own registry, its upstream error
+        other = stack.scrape(broken["metrics_listen"])
+        assert value(other, "portcullis_proxy_upstream_errors_total",
+                     reason="upstream_unavailable", connection="billing-api") == 1  # fmt: skip
+        assert value(other, "portcullis_proxy_sessions_total", connection="orders-db") == 0
+        assert value(page, "portcullis_proxy_upstream_errors_total", **c) == 1
+        assert value(page, "portcullis_proxy_upstream_errors_total", reason="upstream_closed",
+                     **c) == 1  # fmt: skip
+
+
+async def test_a_live_lease_is_counted_while_its_session_is_open(tmp_path):
+    with proxy_stack(tmp_path) as stack:
+        conn = await stack.asyncpg(stack.token("readonly"))
+        try:
+            await conn.fetchval("select 1")
+            page = stack.scrape()
+            c = {"connection": "orders-db", "provider": "static"}
+            assert value(page, "portcullis_proxy_credential_leases_live", **c) == 1
+            assert value(page, "portcullis_proxy_sessions_open", connection="orders-db") == 1
+        finally:
+            await conn.close()
+
+
+async def test_metrics_carry_no_token_credential_or_statement(tmp_path):
+    """An attacker with a reader token puts secrets where labels might pick them up."""
+    with proxy_stack(tmp_path) as stack:
+        reader = stack.token("readonly")
+        marker = "zz_marker_7c1d"
+        stack.psql(reader, f"select '{marker}' as {marker}", f"drop table {marker}")
+        conn = await stack.asyncpg(reader)
+        try:
+            with contextlib.suppress(asyncpg.PostgresError):
+                await conn.execute(f"create table {marker} (x int)")
+        finally:
+            await conn.close()
+        _, body, _ = http_get(stack.url("/metrics"))
+        for secret in (reader, stack.password, marker, stack.role):
+            assert secret not in body
