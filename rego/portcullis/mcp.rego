@@ -14,11 +14,14 @@
 # asks whether a tools/list answer may show a tool: it shows what the caller may call, with
 # or without an approval. The protocol's own methods (initialize, ping, notifications, the
 # lists) are allowed from data.portcullis.mcp.methods; any other method is denied.
+#
+# Every rule here opens with `input.command.kind == "mcp.call"`, an equality on the input
+# that the evaluator indexes: for any other kind (every SQL statement, say) these bodies
+# are skipped without being evaluated. A helper rule in its place (`mcp_call`) would be
+# evaluated by every rule, on every decision.
 package portcullis
 
 mcp_command := object.get(input, ["command", "mcp"], {})
-
-mcp_call if input.command.kind == "mcp.call"
 
 mcp_method := object.get(mcp_command, "method", "")
 
@@ -45,12 +48,12 @@ mcp_tool_class := "dangerous" if {
 }
 
 deny contains sprintf("%s is not an MCP connection (data.portcullis.mcp.tools lists nothing for it)", [connection_name]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	not mcp_tools
 }
 
 deny contains sprintf("mcp.call on a %s connection", [connection.type]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	not connection.type in {"http", "mcp"}
 }
 
@@ -59,76 +62,76 @@ mcp_endpoint := object.get(mcp_command, "endpoint", "")
 mcp_endpoint_served if mcp_endpoint in object.get(data.portcullis.mcp.endpoints, connection_name, ["/mcp"])
 
 deny contains sprintf("%q is not an MCP endpoint of %s", [mcp_endpoint, connection_name]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	not mcp_command.malformed
 	not mcp_endpoint_served
 }
 
 # opening the server's event stream, ending the session
 allow contains sprintf("MCP %s on %s", [mcp_command.message, mcp_endpoint]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_command.message in {"stream", "end"}
 }
 
 deny contains "malformed MCP message" if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_command.malformed
 }
 
 deny contains sprintf("MCP method %q is not allowed", [mcp_method]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_command.message in {"request", "notification"}
 	not mcp_method in mcp_named_methods
 	not mcp_method in data.portcullis.mcp.methods
 }
 
 allow contains sprintf("MCP %s", [mcp_method]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_command.message in {"request", "notification"}
 	mcp_method in data.portcullis.mcp.methods
 }
 
 # the client's answer to the server's own request (sampling, elicitation, roots)
 allow contains "an answer to the MCP server's request" if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_command.message == "response"
 }
 
 # -- tools
 
 deny contains sprintf("tool %q is not listed for %s", [mcp_command.tool, connection_name]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_method == "tools/call"
 	count(mcp_tool_classes) == 0
 }
 
 allow contains sprintf("tool %q reads", [mcp_command.tool]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_tool_class == "read"
 }
 
 allow contains sprintf("%s may call %s tool %q", [subject, mcp_tool_class, mcp_command.tool]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_tool_class in {"write", "dangerous"}
 	privileged
 }
 
 needs_approval contains sprintf("tool %q writes: it needs approval", [mcp_command.tool]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_tool_class == "write"
 	not privileged
 	not mcp_listing
 }
 
 allow contains sprintf("tool %q may be called with an approval", [mcp_command.tool]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_tool_class == "write"
 	not privileged
 	mcp_listing
 }
 
 deny contains sprintf("tool %q is dangerous: reserved to %s", [mcp_command.tool, concat(", ", data.portcullis.privileged_groups)]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_tool_class == "dangerous"
 	not privileged
 }
@@ -141,25 +144,25 @@ mcp_resource_listed if {
 }
 
 allow contains sprintf("resource %q is listed", [mcp_command.uri]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_method in {"resources/read", "resources/subscribe", "resources/unsubscribe"}
 	mcp_resource_listed
 }
 
 deny contains sprintf("resource %q is not listed for %s", [mcp_command.uri, connection_name]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_method in {"resources/read", "resources/subscribe", "resources/unsubscribe"}
 	not mcp_resource_listed
 }
 
 allow contains sprintf("prompt %q is listed", [mcp_command.prompt]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_method == "prompts/get"
 	mcp_command.prompt in object.get(data.portcullis.mcp.prompts, connection_name, [])
 }
 
 deny contains sprintf("prompt %q is not listed for %s", [mcp_command.prompt, connection_name]) if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_method == "prompts/get"
 	not mcp_command.prompt in object.get(data.portcullis.mcp.prompts, connection_name, [])
 }
@@ -168,7 +171,7 @@ deny contains sprintf("prompt %q is not listed for %s", [mcp_command.prompt, con
 # results, resource contents and prompts, for everyone not in pii-readers
 
 mcp_returns_data if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_command.message == "request"
 	mcp_method in mcp_named_methods
 	not mcp_listing
@@ -177,18 +180,20 @@ mcp_returns_data if {
 # completions suggest argument values (a customer's email, say), and resource lists name
 # resources after what they hold: data as well
 mcp_returns_data if {
-	mcp_call
+	input.command.kind == "mcp.call"
 	mcp_command.message == "request"
 	mcp_method in {"completion/complete", "resources/list", "resources/templates/list"}
 }
 
 mask_rules contains {"field": field, "strategy": "redact"} if {
+	input.command.kind == "mcp.call"
 	mcp_returns_data
 	not pii_reader
 	some field in data.portcullis.sensitive_columns
 }
 
 mask_rules contains {"detector": detector, "strategy": "partial"} if {
+	input.command.kind == "mcp.call"
 	mcp_returns_data
 	not pii_reader
 	some detector in data.portcullis.detectors

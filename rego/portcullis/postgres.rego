@@ -423,44 +423,27 @@ pg_catalog_listed_first(value) := true if {
 
 pg_approvable := {i | some [i, _] in pg_approval}
 
-# The common sets guard on the kind with `==`, once per kind: the evaluator indexes rules
-# on equality with input, so other kinds skip these bodies without evaluating them.
+# The common sets guard on the kind with equality or membership in a literal set, which
+# the evaluator indexes: other kinds skip these bodies without evaluating them.
 allow contains "every statement is allowed" if {
-	input.command.kind == "postgres.query"
-	count(input.command.postgres.statements) == count(pg_allowed)
-}
-
-allow contains "every statement is allowed" if {
-	input.command.kind == "postgres.function_call"
+	input.command.kind in {"postgres.query", "postgres.function_call"}
 	count(input.command.postgres.statements) == count(pg_allowed)
 }
 
 needs_approval contains reason if {
-	input.command.kind == "postgres.query"
-	some [_, reason] in pg_approval
-}
-
-needs_approval contains reason if {
-	input.command.kind == "postgres.function_call"
+	input.command.kind in {"postgres.query", "postgres.function_call"}
 	some [_, reason] in pg_approval
 }
 
 mask_rules contains {"field": column, "strategy": "redact"} if {
-	input.command.kind == "postgres.query"
-	not pii_reader
-	some column in data.portcullis.sensitive_columns
-}
-
-mask_rules contains {"field": column, "strategy": "redact"} if {
-	input.command.kind == "postgres.function_call"
+	input.command.kind in {"postgres.query", "postgres.function_call"}
 	not pii_reader
 	some column in data.portcullis.sensitive_columns
 }
 
 # Detectors run over text answers of every kind that returns any.
 mask_rules contains {"detector": detector, "strategy": "partial"} if {
-	text_kinds := {"postgres.query", "postgres.function_call", "http.request", "ssh.exec", "ssh.shell"}
-	input.command.kind in text_kinds
+	input.command.kind in {"postgres.query", "postgres.function_call", "http.request", "ssh.exec", "ssh.shell"}
 	not pii_reader
 	some detector in data.portcullis.detectors
 }

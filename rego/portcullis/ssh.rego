@@ -17,9 +17,12 @@
 #
 # Interactive shells, port forwarding (and agent / X11 forwarding), subsystems and SFTP
 # are reserved to the privileged groups.
+#
+# Every rule opens with an equality (or a membership in a literal set) on
+# input.command.kind: the evaluator indexes those, so for any other kind these bodies are
+# skipped without being evaluated. A helper rule in their place would be evaluated on
+# every decision, every SQL statement included.
 package portcullis
-
-ssh_exec if input.command.kind == "ssh.exec"
 
 ssh_parts := input.command.ssh.parts if {
 	is_array(input.command.ssh.parts)
@@ -33,26 +36,26 @@ ssh_interactive_kinds := {
 }
 
 deny contains sprintf("the command cannot be read for sure: %s", [why]) if {
-	ssh_exec
+	input.command.kind == "ssh.exec"
 	why := input.command.ssh.malformed
 }
 
 deny contains "the command was not read by the PDP's shell parser" if {
-	ssh_exec
+	input.command.kind == "ssh.exec"
 	not ssh_parsed
 }
 
 ssh_parsed if is_array(input.command.ssh.parts)
 
 deny contains "empty command" if {
-	ssh_exec
+	input.command.kind == "ssh.exec"
 	ssh_parsed
 	count(ssh_parts) == 0
 	not input.command.ssh.malformed
 }
 
 deny contains sprintf("%q is not an allowed command", [part.command]) if {
-	ssh_exec
+	input.command.kind == "ssh.exec"
 	some part in ssh_parts
 	count(part.argv) > 0
 	not ssh_part_listed(part, data.portcullis.ssh.allowed_commands)
@@ -60,19 +63,19 @@ deny contains sprintf("%q is not an allowed command", [part.command]) if {
 }
 
 deny contains sprintf("%q: the command's name is computed when it runs", [part.command]) if {
-	ssh_exec
+	input.command.kind == "ssh.exec"
 	some part in ssh_parts
 	0 in part.dynamic
 }
 
 deny contains sprintf("%q sets %s", [part.command, concat(", ", part.assignments)]) if {
-	ssh_exec
+	input.command.kind == "ssh.exec"
 	some part in ssh_parts
 	count(part.assignments) > 0
 }
 
 deny contains sprintf("%q %s %s: only /dev/null may be redirected to or from", [part.command, r.op, r.target]) if {
-	ssh_exec
+	input.command.kind == "ssh.exec"
 	some part in ssh_parts
 	some r in part.redirects
 	r.kind in {"read", "write"}
@@ -85,25 +88,27 @@ ssh_null_redirect(r) if {
 }
 
 allow contains sprintf("%q is an allowed command", [pattern]) if {
-	ssh_exec
+	input.command.kind == "ssh.exec"
 	some part in ssh_parts
 	some pattern in data.portcullis.ssh.allowed_commands
 	ssh_matches(pattern, part)
 }
 
 needs_approval contains sprintf("%q needs approval (%q)", [pattern, part.command]) if {
-	ssh_exec
+	input.command.kind == "ssh.exec"
 	some part in ssh_parts
 	some pattern in data.portcullis.ssh.approval_commands
 	ssh_matches(pattern, part)
 }
 
 allow contains sprintf("%s may use %s", [subject, what]) if {
+	input.command.kind in {"ssh.shell", "ssh.forward", "ssh.subsystem", "ssh.sftp"}
 	what := ssh_interactive_kinds[input.command.kind]
 	privileged
 }
 
 deny contains sprintf("%s are reserved to %s", [what, concat(", ", data.portcullis.privileged_groups)]) if {
+	input.command.kind in {"ssh.shell", "ssh.forward", "ssh.subsystem", "ssh.sftp"}
 	what := ssh_interactive_kinds[input.command.kind]
 	not privileged
 }
