@@ -6,8 +6,8 @@ else is refused), the CSRF check of every state change (the session's token in t
 or the X-CSRF-Token header, and an Origin, when sent, that is this console's), and the
 headers of every answer — a strict Content-Security-Policy (scripts, styles and fetches
 from this origin only, no inline script or style, no framing, forms post here only),
-nosniff, no referrer, no caching. It also owns the page layout, the error page and who
-counts as an auditor. What each page shows and who may see it is in `views/`.
+nosniff, no referrer to other sites, no caching. It also owns the page layout, the error
+page and who counts as an auditor. What each page shows and who may see it is in `views/`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ CSP = (
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with a
+    # form POST, and the Origin check needs the real one
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",

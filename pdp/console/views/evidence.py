@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from pdp.console.markup import Html, join, tag
+from pdp.console.markup import Html, join, tag, text_block
 from pdp.console.views.common import csrf_field, definitions, table, when
 from pdp.console.websession import WebSession, signed_in
 from pdp.evidence.bundle import export_bundle, parse_time
@@ -76,7 +76,7 @@ class EvidenceView:
                                      status=503, flash=str(exc))  # fmt: skip
         if report.ok:
             verdict = tag("p", "OK: the chain verifies", class_="chain ok", id="chain-status")
-            detail = tag("pre", "\n".join(report.counted.lines()))
+            detail = tag("pre", text_block("\n".join(report.counted.lines())))
         else:
             verdict = tag("p", f"FAIL: {report.problems[0].describe()}", class_="chain bad",
                           id="chain-status", role="alert")  # fmt: skip
