@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from pdp.domain.approvals import APPROVED, PENDING, ApprovalBook, ApprovalRefused, ApprovalRequest
-from pdp.domain.decisions import Decider, Decision
+from pdp.domain.decisions import Decider, Decision, Guard
 from pdp.domain.identity import TokenRejected
 from pdp.domain.policy_input import build_input
 from pdp.domain.sessions import Session
@@ -108,8 +108,10 @@ async def settle(
     command: dict[str, Any],
     decision: Decision,
     record: dict[str, Any],
+    guard: Guard | None = None,
 ) -> tuple[Decision, str]:
-    """What a require_approval decision becomes: an approved request's re-run, or a request."""
+    """What a require_approval decision becomes: an approved request's re-run, or a request.
+    guard: what the re-run's verdict passes (pdp.domain.guards: its row filter applies)."""
     book: ApprovalBook | None = service.approvals
     if decision.verdict.kind is not VerdictKind.REQUIRE_APPROVAL or book is None:
         return decision, ""
@@ -128,7 +130,9 @@ async def settle(
             command,
             approval={"id": approved.id, "state": APPROVED, "approver": approved.approver},
         )
-        rerun = await service.decider.decide(policy_input, {**record, "approval_id": approved.id})
+        rerun = await service.decider.decide(
+            policy_input, {**record, "approval_id": approved.id}, guard=guard
+        )
         if rerun.verdict.allowed:
             await book.executed(approved, rerun.id)
         return rerun, approved.id

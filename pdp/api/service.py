@@ -29,8 +29,9 @@ from pdp.api.recording_rpc import (
     struct_to_dict,
 )
 from pdp.domain.approvals import ApprovalBook
-from pdp.domain.decisions import Decider, Decision, Reusable
+from pdp.domain.decisions import Decider, Decision, Guarded, Reusable
 from pdp.domain.effects import command_effects
+from pdp.domain.guards import Guards
 from pdp.domain.identity import TokenRejected, TokenVerifier
 from pdp.domain.policy_input import build_input, command_input
 from pdp.domain.sessions import Session, SessionTable, new_session_id
@@ -110,6 +111,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         proxies: ProxyAuthenticator,
         approvals: ApprovalBook | None = None,
         signer: Signer | None = None,
+        guards: Guards | None = None,
     ) -> None:
         """proxies: who may speak for sessions (pdp/api/proxy_auth.py); approvals: the
         book approval requests go to (None: every require_approval is denied); signer:
@@ -126,6 +128,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self.open_approvals: dict[str, str] = {}
         self._refusals = _RefusalBudget()
         self.recordings = SessionEventBatches(decider.store, sessions, self.refuse)
+        # row filters, egress budgets, the runaway-loop breaker (issue 30)
+        self.guards = guards or Guards()
 
     # -- helpers --------------------------------------------------------------
 
@@ -374,7 +378,23 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             await context.abort(
                 grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before deciding"
             )
-        decision = await self.decider.decide(policy_input, record, reusable)
+        guards = self.guards
+        if request.egress_rows or request.egress_bytes:  # before deciding: it counts now
+            guards.egress.add(
+                session.identity.subject,
+                session.connection["name"],
+                session.id,
+                request.egress_rows,
+                request.egress_bytes,
+            )
+
+        def guard(verdict: Verdict) -> Guarded:
+            return guards.check(session, kind, raw, attributes, verdict)
+
+        def approved_guard(verdict: Verdict) -> Guarded:
+            return guards.check(session, kind, raw, attributes, verdict, approved=True)
+
+        decision = await self.decider.decide(policy_input, record, reusable, guard)
         if not enforced(self.config, session.connection["name"]):
             decision = shadowed(decision)  # pdp/domain/shadow.py: recorded, not enforced
         if deadline is not None and time.monotonic() >= deadline:
@@ -385,11 +405,20 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             "phase"
         ) != "parse":
             command = policy_input()["command"]
-            decision, approval_id = await settle(self, session, command, decision, record)
+            decision, approval_id = await settle(
+                self, session, command, decision, record, approved_guard
+            )
         else:
             approval_id = ""
         message = decision_message(decision)
         message.approval_id = approval_id
+        if decision.rewritten:
+            # the text run is this text's alone: never reused for another of its shape
+            message.rewritten = decision.rewritten
+            message.cache_key = pdp_pb2.EXACT
+        if decision.egress_left is not None:
+            message.egress_budget = True
+            message.egress_rows_left, message.egress_bytes_left = decision.egress_left
         effects = command_effects(kind, raw)
         if effects:
             message.effects.extend(effects)
@@ -455,6 +484,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             "duration_seconds": round(time.time() - session.started_at, 3),
             "summary": struct_to_dict(request.summary) if request.HasField("summary") else {},
         }
+        _count_last_egress(self.guards, session, body["summary"])
         try:
             record = await self.decider.store.append(
                 "session.close", body, session_id=session.id, subject=session.identity.subject
@@ -502,6 +532,16 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             engine_version=engine.version,
             decision_id="info-" + uuid.uuid4().hex,
         )
+
+
+def _count_last_egress(guards: Guards, session: Session, summary: dict[str, Any]) -> None:
+    """What the client took after the session's last decision counts for the hour too."""
+    rows, size = summary.get("egress_rows", 0), summary.get("egress_bytes", 0)
+    if isinstance(rows, (int, float)) and isinstance(size, (int, float)):
+        guards.egress.add(
+            session.identity.subject, session.connection["name"], session.id, int(rows), int(size)
+        )
+    guards.egress.forget_session(session.id)
 
 
 def _deadline_of(request: pdp_pb2.DecideRequest, context: Any) -> float | None:

@@ -20,7 +20,7 @@ from pdp.engine import EngineError, PolicyEngine
 from pdp.store import AuditStore, StoreUnavailable
 from portcullis.reuse import ReuseTable
 from portcullis.shape import shaped
-from portcullis.verdict import Verdict, verdict_from_result
+from portcullis.verdict import Verdict, VerdictKind, verdict_from_result
 
 log = logging.getLogger("portcullis.decisions")
 
@@ -69,6 +69,25 @@ class Decision:
     policy_revision: str
     evaluation_ms: float
     recorded: bool
+    # what the guards (pdp.domain.guards) added to the answer: the text to run in place of
+    # the client's (row filters), the egress the session may still take (budgets)
+    rewritten: str = ""
+    egress_left: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """A guard's answer: the verdict to give (the policy's, or a stricter one), the text
+    to run instead of the client's, the egress left, and facts for the decision record."""
+
+    verdict: Verdict
+    rewritten: str = ""
+    egress_left: tuple[int, int] | None = None
+    facts: dict[str, Any] | None = None
+
+
+# applied to the policy's verdict (evaluated or reused) before it is recorded and answered
+Guard = Callable[[Verdict], Guarded]
 
 
 @dataclass
@@ -124,6 +143,7 @@ class Decider:
         policy_input: PolicyInput,
         record: dict[str, Any],
         reusable: Reusable | None = None,
+        guard: Guard | None = None,
     ) -> Decision:
         """Evaluate policy_input and log a decision record (`record` adds who/what/where).
 
@@ -156,6 +176,11 @@ class Decider:
                 if self.evaluations is not None:  # trouble: evaluate afresh from here on
                     self.evaluations.clear()
                 verdict = Verdict.deny(f"policy engine error: {exc} — denied")
+        guarded = None
+        if guard is not None:
+            guarded = guard(verdict)
+            if guarded.verdict is not verdict:
+                verdict, fields = guarded.verdict, guarded.verdict.to_dict()
         elapsed = (time.perf_counter() - started) * 1000
         body = {
             **record,
@@ -171,10 +196,24 @@ class Decider:
         statements = _statements_of(command)
         if statements is not None:
             body["statements"] = statements
+        if guarded is not None and guarded.facts:
+            body.update(guarded.facts)
         recorded = await self._record(decision_id, record, body)
         if not recorded:
             verdict = Verdict.deny("decision log unavailable, so nothing can be allowed — denied")
-        decision = Decision(decision_id, verdict, revision, elapsed, recorded)
+            guarded = None
+        if guarded is not None and verdict.kind is not VerdictKind.DENY:
+            decision = Decision(
+                decision_id,
+                verdict,
+                revision,
+                elapsed,
+                recorded,
+                guarded.rewritten,
+                guarded.egress_left,
+            )
+        else:
+            decision = Decision(decision_id, verdict, revision, elapsed, recorded)
         self.stats.count(decision)
         return decision
 

@@ -62,6 +62,65 @@ class ApprovalSpec:
 
 
 @dataclass(frozen=True)
+class RowCondition:
+    """One condition of a row filter: `column op value` over the filtered table's own
+    column; op one of = <> != < <= > >= in (value a list for in)."""
+
+    column: str
+    op: str = "="
+    value: Any = None  # str | int | float | bool, or a tuple of them for `in`
+
+    def to_dict(self) -> dict[str, Any]:
+        value = list(self.value) if isinstance(self.value, tuple) else self.value
+        return {"column": self.column, "op": self.op, "value": value}
+
+
+@dataclass(frozen=True)
+class EgressBudget:
+    """What one identity may take out of one connection: rows and bytes returned per
+    session and per hour (0: no limit), and what happens past them."""
+
+    rows_per_session: int = 0
+    bytes_per_session: int = 0
+    rows_per_hour: int = 0
+    bytes_per_hour: int = 0
+    over: str = "require_approval"  # or deny
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows_per_session": self.rows_per_session,
+            "bytes_per_session": self.bytes_per_session,
+            "rows_per_hour": self.rows_per_hour,
+            "bytes_per_hour": self.bytes_per_hour,
+            "over": self.over,
+        }
+
+
+@dataclass(frozen=True)
+class BreakerLimits:
+    """The runaway-loop breaker's thresholds for one identity (0: not checked), and how
+    long its statements need approval once one is crossed."""
+
+    statements_per_second: int = 0
+    identical_per_minute: int = 0
+    denials_per_minute: int = 0
+    pause_seconds: int = 300
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "statements_per_second": self.statements_per_second,
+            "identical_per_minute": self.identical_per_minute,
+            "denials_per_minute": self.denials_per_minute,
+            "pause_seconds": self.pause_seconds,
+        }
+
+
+RowFilter = tuple[tuple[str, tuple[RowCondition, ...]], ...]
+_ROW_OPS = frozenset({"=", "<>", "!=", "<", "<=", ">", ">=", "in"})
+MAX_ROW_FILTER_TABLES = 64
+
+
+@dataclass(frozen=True)
 class Verdict:
     kind: VerdictKind
     reasons: tuple[str, ...] = ()
@@ -72,6 +131,10 @@ class Verdict:
     cache_key: str = "exact"  # exact | shape
     # session.open only: server settings the proxy pins upstream for the session
     session_settings: tuple[tuple[str, str], ...] = ()
+    # postgres: per table, conditions every row read must meet (pdp/sql/rowfilter.py)
+    row_filter: RowFilter = ()
+    budget: EgressBudget | None = None
+    breaker: BreakerLimits | None = None
 
     @classmethod
     def deny(cls, *reasons: str) -> Verdict:
@@ -96,6 +159,12 @@ class Verdict:
         out["cache_key"] = self.cache_key
         if self.session_settings:
             out["session_settings"] = dict(self.session_settings)
+        if self.row_filter:
+            out["row_filter"] = {t: [c.to_dict() for c in cs] for t, cs in self.row_filter}
+        if self.budget is not None:
+            out["budget"] = self.budget.to_dict()
+        if self.breaker is not None:
+            out["breaker"] = self.breaker.to_dict()
         return out
 
 
@@ -191,6 +260,74 @@ class _Parser:
         return tuple(settings)
 
 
+    def row_filter(self) -> RowFilter:
+        raw = self.result.get("row_filter", {})
+        if not isinstance(raw, dict) or len(raw) > MAX_ROW_FILTER_TABLES:
+            raise MalformedResult("row_filter must be an object of tables")
+        tables = []
+        for table, conditions in sorted(raw.items()):
+            if not isinstance(table, str) or not table or not isinstance(conditions, list):
+                raise MalformedResult("row_filter maps a table name to a list of conditions")
+            if not conditions:
+                raise MalformedResult(f"row_filter.{table[:64]} has no conditions")
+            tables.append((table, tuple(_row_condition(table, c) for c in conditions)))
+        return tuple(tables)
+
+    def budget(self) -> EgressBudget | None:
+        raw = self.result.get("budget")
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise MalformedResult("budget must be an object")
+        limits = {}
+        for name in ("rows_per_session", "bytes_per_session", "rows_per_hour", "bytes_per_hour"):
+            limits[name] = _count(raw, name, "budget")
+        over = raw.get("over", "require_approval")
+        if over not in ("require_approval", "deny"):
+            raise MalformedResult("budget.over must be require_approval or deny")
+        return EgressBudget(over=over, **limits)
+
+    def breaker(self) -> BreakerLimits | None:
+        raw = self.result.get("breaker")
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise MalformedResult("breaker must be an object")
+        return BreakerLimits(
+            _count(raw, "statements_per_second", "breaker"),
+            _count(raw, "identical_per_minute", "breaker"),
+            _count(raw, "denials_per_minute", "breaker"),
+            _count(raw, "pause_seconds", "breaker", 300),
+        )
+
+
+def _count(raw: dict[str, Any], name: str, where: str, default: int = 0) -> int:
+    value = raw.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise MalformedResult(f"{where}.{name} must be a non-negative integer")
+    return value
+
+
+def _row_value(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool))
+
+
+def _row_condition(table: str, raw: Any) -> RowCondition:
+    if not isinstance(raw, dict):
+        raise MalformedResult(f"row_filter.{table[:64]}: each condition must be an object")
+    column, op, value = raw.get("column"), raw.get("op", "="), raw.get("value")
+    if not isinstance(column, str) or not column or op not in _ROW_OPS:
+        raise MalformedResult(f"row_filter.{table[:64]}: a condition needs a column and a known op")
+    if op == "in":
+        if not isinstance(value, list) or not all(_row_value(v) for v in value):
+            raise MalformedResult(f"row_filter.{table[:64]}: op in takes a list of values")
+        return RowCondition(column, op, tuple(value))
+    if not _row_value(value):
+        # an undefined or null value (a missing claim) never becomes "no filter"
+        raise MalformedResult(f"row_filter.{table[:64]}.{column[:64]} has no usable value")
+    return RowCondition(column, op, value)
+
+
 def verdict_from_result(result: Any) -> Verdict:
     """Map `data.portcullis.decision` to a Verdict; anything doubtful becomes a deny."""
     if result is None:
@@ -212,6 +349,9 @@ def verdict_from_result(result: Any) -> Verdict:
         credential_ref = parser.credential_ref()
         cache_ttl, cache_key = parser.cache()
         session_settings = parser.session_settings()
+        row_filter = parser.row_filter()
+        budget = parser.budget()
+        breaker = parser.breaker()
     except MalformedResult as exc:
         return Verdict.deny(f"policy result is malformed: {exc} — denied")
     if kind is VerdictKind.MASK and not mask:
@@ -222,7 +362,17 @@ def verdict_from_result(result: Any) -> Verdict:
         # a deny is never cached and carries nothing but its reasons
         return Verdict(kind, reasons or ("denied by policy",))
     return Verdict(
-        kind, reasons, mask, approval, credential_ref, cache_ttl, cache_key, session_settings
+        kind,
+        reasons,
+        mask,
+        approval,
+        credential_ref,
+        cache_ttl,
+        cache_key,
+        session_settings,
+        row_filter,
+        budget,
+        breaker,
     )
 
 

@@ -205,6 +205,9 @@ class Enforcer:
         # view column names that carry other columns (read at start-up): the policy
         # follows a predicate or expression on `contact` to the `phone` it is
         self.view_columns: dict[str, list[str]] = {}
+        # relation → relations whose rows it shows (read at start-up): row filters deny a
+        # filtered table's rows read through a view, parent or partition
+        self.relation_sources: dict[str, list[str]] = {}
         self.hash_key = hash_key
         self.statements: dict[str, PreparedStatement] = {}
         self.portals: dict[str, Portal] = {}
@@ -240,13 +243,20 @@ class Enforcer:
         was bound to (only where an approval binds to them), and the built-in names this
         database shadows and the view columns that carry other columns (only when there
         are any)."""
-        if not self.shadowed and not self.view_columns and parameters is None:
+        if (
+            not self.shadowed
+            and not self.view_columns
+            and not self.relation_sources
+            and parameters is None
+        ):
             return _PROTOCOL[protocol]
         attributes: dict[str, Any] = dict(_PROTOCOL[protocol])
         if self.shadowed:
             attributes["shadowed_functions"] = list(self.shadowed)
         if self.view_columns:
             attributes["view_columns"] = self.view_columns
+        if self.relation_sources:
+            attributes["relation_sources"] = self.relation_sources
         if parameters is not None:
             attributes["parameters"] = parameters
         return attributes
@@ -463,7 +473,7 @@ class Enforcer:
             self._lift_read_only()
         # an allowed command is recorded when it completes, with its result
         self._send(
-            message,
+            codec.Query(ruling.rewritten) if ruling.rewritten else message,  # row filters
             Expect(
                 "Query",
                 self.masker(ruling),
@@ -510,6 +520,8 @@ class Enforcer:
         self.statements[message.name] = PreparedStatement(message.sql, ruling)
         self.tracker.statement_shapes.pop(message.name, None)
         self.batch_forwarded = True
+        if ruling.rewritten:  # row filters: the same parameters, the filtered text
+            message = codec.Parse(message.name, ruling.rewritten, message.param_types)
         self._send(message, Expect("Parse", statement=message.name))
 
     def _stale(self, statement: PreparedStatement) -> bool:
@@ -536,6 +548,8 @@ class Enforcer:
         statement = self.statements[message.statement]
         if statement.ruling.kind is VerdictKind.REQUIRE_APPROVAL:
             ruling = yield from self._decide(statement.sql, "extended", shown_parameters(message))
+            if ruling.rewritten != statement.ruling.rewritten:
+                ruling = _denied(ruling, REFILTERED)
             if not ruling.verdict.allowed:
                 self._record(statement.sql, ruling, "extended")
                 self._refuse_in_batch(refusal(ruling))
@@ -546,6 +560,8 @@ class Enforcer:
             self._bind(message, PreparedStatement(statement.sql, ruling))
             return
         ruling = yield from self._decide(statement.sql, "parse")
+        if ruling.rewritten != statement.ruling.rewritten:
+            ruling = _denied(ruling, REFILTERED)
         if not ruling.verdict.allowed and ruling.kind is not VerdictKind.REQUIRE_APPROVAL:
             del self.statements[message.statement]
             self._record(statement.sql, ruling, "extended")
@@ -717,6 +733,11 @@ class Enforcer:
                 protocol="function_call",
             ),
         )
+
+
+# A prepared statement runs the text sent at Parse: when a later decision filters it
+# otherwise (the policy or its row filter changed), it must be prepared again.
+REFILTERED = "the statement's row filter changed since it was prepared; prepare it again"
 
 
 def _denied(ruling: Ruling, reason: str) -> Ruling:

@@ -43,6 +43,7 @@ from proxies.postgres.columns import (
 )
 from proxies.postgres.driver import EnforcerDriver, carry_out
 from proxies.postgres.enforcer import Enforcer
+from proxies.postgres.relations import RELATION_SOURCES_SQL, relation_sources
 from proxies.postgres.startup import (
     StartupRefused,
     pinned_settings,
@@ -262,6 +263,7 @@ class ClientConnection:
         self.shadowed: list[str] = []
         # view column name → the columns it carries, where they differ (columns.py)
         self.view_columns: dict[str, list[str]] = {}
+        self.relation_sources: dict[str, list[str]] = {}
         # the open session's relay, and the task ending it once quiet (a drain)
         self._relay: _Relay | None = None
         self._draining: asyncio.Future[None] | None = None
@@ -398,6 +400,13 @@ class ClientConnection:
             await self.session.close("upstream_unavailable", abnormal=True)
             self.session = None
             return False
+        sources = await session_query(self.upstream, RELATION_SOURCES_SQL)  # row filters
+        if sources is None:
+            self.fatal("portcullis: the upstream catalog could not be read", "08006")
+            await self.session.close("upstream_unavailable", abnormal=True)
+            self.session = None
+            return False
+        self.relation_sources = relation_sources(sources)
         self.shadowed = shadowed
         self.view_columns = renamed_view_columns(views)
         self._greet(self.upstream)
@@ -449,6 +458,7 @@ class ClientConnection:
         )
         enforcer.shadowed = tuple(self.shadowed)
         enforcer.view_columns = self.view_columns
+        enforcer.relation_sources = self.relation_sources
         relay = _Relay(self, enforcer, tracker, statement_limit(self.session_settings))
         self._relay = relay
         waiting: set[asyncio.Future[str]] = {relay.ended}
@@ -665,6 +675,7 @@ class ClientConnection:
     def record(tracker: ResponseTracker, session: ProxySession) -> None:
         """One event per completed statement: the command, its verdict and its result."""
         for done in tracker.completions:
+            session.egress_rows += done.rows  # egress budgets
             details: dict[str, Any] = {
                 "tag": done.tag,
                 "rows": done.rows,
@@ -893,6 +904,7 @@ class _Relay(Relay):
         conn.to_client(data)
         session = conn.session
         assert session is not None
+        session.egress_bytes += len(data)  # egress budgets: one add per chunk
         conn.record(self.tracker, session)
         tracker = self.tracker
         if tracker.broken:

@@ -51,6 +51,10 @@ class Ruling:
     # the client cancelled while the command waited (a person's approval): protocols say
     # so as the server would (Postgres: SQLSTATE 57014)
     canceled: bool = False
+    # row filters: the text to send upstream in place of the client's ("" : as sent)
+    rewritten: str = ""
+    # egress budget: (rows, bytes) the session may still take on this verdict; None: no budget
+    egress_left: tuple[int, int] | None = None
 
     @property
     def kind(self) -> VerdictKind:
@@ -103,6 +107,12 @@ def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
         message.policy_revision,
         approval_id=message.approval_id,
         effects=tuple(message.effects),
+        rewritten=message.rewritten,
+        egress_left=(
+            (message.egress_rows_left, message.egress_bytes_left)
+            if message.egress_budget
+            else None
+        ),
     )
 
 
@@ -247,10 +257,12 @@ class PDPClient:
         attributes: dict[str, Any] | None = None,
         whole: tuple[int, str] | None = None,
         timeout: float | None = None,
+        egress: tuple[int, int] = (0, 0),
     ) -> Ruling:
         """Never raises: any failure to get an answer is a deny with the reason. `whole`:
         raw is only the start of a command this large, with this SHA-256. timeout: how
-        long this connection waits for a decision (default: the client's)."""
+        long this connection waits for a decision (default: the client's). egress: rows
+        and bytes the session took since its last decision (egress budgets)."""
         timeout = self.timeout if timeout is None else timeout
         if self._stub is None:
             return Ruling(Verdict.deny("policy decision point not connected — denied"))
@@ -260,7 +272,11 @@ class PDPClient:
         if attributes:
             command.attributes.CopyFrom(to_struct(attributes))
         request = pdp_pb2.DecideRequest(
-            session_id=session_id, command=command, timeout_ms=int(timeout * 1000)
+            session_id=session_id,
+            command=command,
+            timeout_ms=int(timeout * 1000),
+            egress_rows=egress[0],
+            egress_bytes=egress[1],
         )
         try:
             response = await self._decide(request, timeout)

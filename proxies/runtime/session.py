@@ -238,6 +238,11 @@ class ProxySession:
         self.recorder: SessionRecorder | None = None
         self.cache: ReuseTable[Ruling] = ReuseTable()
         self.counters: Counter[str] = Counter()
+        # egress budgets: rows and bytes the client took since the last decision (reported
+        # with the next), and what that decision left (None: no budget)
+        self.egress_rows = 0
+        self.egress_bytes = 0
+        self.egress_left: tuple[int, int] | None = None
         self._closed = False
         self._close_room = 0  # spool bytes promised to this session's close
         # a command waiting for a person's approval, and whether its client cancelled it
@@ -379,6 +384,7 @@ class ProxySession:
             and shape_of is not None
             and runtime.pdp.reachable
             and not self._token_expired()
+            and not self._egress_spent()
         ):
             key = reuse_key(kind, attributes)
             cached = self.cache.lookup("", key, raw, runtime.pdp.revision, shape_of)
@@ -387,6 +393,11 @@ class ProxySession:
                 runtime.metrics.cache_hit()
                 return cached
         return None
+
+    def _egress_spent(self) -> bool:
+        """A budget's allowance is used up: the PDP, which counts it, must be asked."""
+        left = self.egress_left
+        return left is not None and (self.egress_rows >= left[0] or self.egress_bytes >= left[1])
 
     def _oversized(self, raw: str) -> tuple[int, str] | None:
         """(size, SHA-256) of a command larger than max_statement_bytes, else None."""
@@ -434,9 +445,21 @@ class ProxySession:
             reason = f"command of {whole[0]} bytes is larger than this proxy takes — denied"
             return Ruling(Verdict.deny(reason), ruling.decision_id, ruling.policy_revision)
         asked = time.perf_counter()
+        egress = (self.egress_rows, self.egress_bytes)
+        self.egress_rows = self.egress_bytes = 0
         ruling = await runtime.pdp.decide(
-            self.grant.session_id, kind, raw, attributes, timeout=runtime.decide_timeout
+            self.grant.session_id,
+            kind,
+            raw,
+            attributes,
+            timeout=runtime.decide_timeout,
+            egress=egress,
         )
+        if ruling.decision_id:
+            self.egress_left = ruling.egress_left
+        else:  # not delivered: reported with the next decision
+            self.egress_rows += egress[0]
+            self.egress_bytes += egress[1]
         runtime.metrics.decided(time.perf_counter() - asked)
         self.counters["decisions"] += 1
         if shape_of is not None and runtime.cache_enabled and ruling.decision_id:
@@ -630,6 +653,8 @@ class ProxySession:
         if self.recorder is not None:
             await self.recorder.close()
         summary: dict[str, Any] = dict(self.counters)
+        if self.egress_rows or self.egress_bytes:  # taken since the last decision
+            summary["egress_rows"], summary["egress_bytes"] = self.egress_rows, self.egress_bytes
         if self.lease is not None:
             summary["credential_ref"] = self.lease.ref  # the reference, never the secret
             try:

@@ -33,7 +33,7 @@ allow contains sprintf("approved by %s (approval %s)", [input.approval.approver,
 # verdict that returns it. A denied command gets no credential and no session settings.
 decision := object.union(decision_core, cache_part) if {
 	decision_core.verdict == "deny"
-} else := object.union_n([decision_core, cache_part, credential_part, session_part])
+} else := object.union_n([decision_core, cache_part, credential_part, session_part, guards_part])
 
 decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 	count(deny) > 0

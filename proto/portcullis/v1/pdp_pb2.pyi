@@ -70,7 +70,7 @@ class ApprovalSpec(_message.Message):
     def __init__(self, approvers: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "verdict", "reasons", "mask", "approval", "credential_ref", "cache_ttl_seconds", "cache_key", "policy_revision", "evaluation_ms", "approval_id", "session_settings", "effects")
+    __slots__ = ("decision_id", "verdict", "reasons", "mask", "approval", "credential_ref", "cache_ttl_seconds", "cache_key", "policy_revision", "evaluation_ms", "approval_id", "session_settings", "effects", "rewritten", "egress_budget", "egress_rows_left", "egress_bytes_left")
     class SessionSettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,10 @@ class Decision(_message.Message):
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_SETTINGS_FIELD_NUMBER: _ClassVar[int]
     EFFECTS_FIELD_NUMBER: _ClassVar[int]
+    REWRITTEN_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_ROWS_LEFT_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_BYTES_LEFT_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     verdict: Verdict
     reasons: _containers.RepeatedScalarFieldContainer[str]
@@ -104,7 +108,11 @@ class Decision(_message.Message):
     approval_id: str
     session_settings: _containers.ScalarMap[str, str]
     effects: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, decision_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., mask: _Optional[_Iterable[_Union[MaskRule, _Mapping]]] = ..., approval: _Optional[_Union[ApprovalSpec, _Mapping]] = ..., credential_ref: _Optional[str] = ..., cache_ttl_seconds: _Optional[int] = ..., cache_key: _Optional[_Union[CacheKey, str]] = ..., policy_revision: _Optional[str] = ..., evaluation_ms: _Optional[float] = ..., approval_id: _Optional[str] = ..., session_settings: _Optional[_Mapping[str, str]] = ..., effects: _Optional[_Iterable[str]] = ...) -> None: ...
+    rewritten: str
+    egress_budget: bool
+    egress_rows_left: int
+    egress_bytes_left: int
+    def __init__(self, decision_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., mask: _Optional[_Iterable[_Union[MaskRule, _Mapping]]] = ..., approval: _Optional[_Union[ApprovalSpec, _Mapping]] = ..., credential_ref: _Optional[str] = ..., cache_ttl_seconds: _Optional[int] = ..., cache_key: _Optional[_Union[CacheKey, str]] = ..., policy_revision: _Optional[str] = ..., evaluation_ms: _Optional[float] = ..., approval_id: _Optional[str] = ..., session_settings: _Optional[_Mapping[str, str]] = ..., effects: _Optional[_Iterable[str]] = ..., rewritten: _Optional[str] = ..., egress_budget: _Optional[bool] = ..., egress_rows_left: _Optional[int] = ..., egress_bytes_left: _Optional[int] = ...) -> None: ...
 
 class Identity(_message.Message):
     __slots__ = ("subject", "groups", "issuer", "token_id", "expires_at")
@@ -161,14 +169,18 @@ class Command(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., raw: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., full_bytes: _Optional[int] = ..., full_sha256: _Optional[str] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
-    __slots__ = ("session_id", "command", "timeout_ms")
+    __slots__ = ("session_id", "command", "timeout_ms", "egress_rows", "egress_bytes")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_ROWS_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_BYTES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     command: Command
     timeout_ms: int
-    def __init__(self, session_id: _Optional[str] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    egress_rows: int
+    egress_bytes: int
+    def __init__(self, session_id: _Optional[str] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., egress_rows: _Optional[int] = ..., egress_bytes: _Optional[int] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
     __slots__ = ("decision",)

@@ -1,0 +1,116 @@
+"""The runaway-loop breaker: per identity rates that pause an agent stuck in a loop
+(issue 30).
+
+Owns Breaker.observe(), called once per decided command: it counts, per identity and
+connection, commands in the last second, commands of the same shape (pglast fingerprint,
+literals ignored) in the last minute and denials in the last minute, against the
+thresholds the verdict's `breaker` carries. Crossing one pauses the identity for the
+verdict's pause_seconds: observe() then names why, and pdp.domain.guards makes every
+command of the identity need approval until the pause ends. The first crossing is handed
+to `tripped` (the PDP notifies approvers through the approval webhook).
+
+In memory, bounded per identity; no IO and no policy here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from portcullis.shape import shaped
+from portcullis.verdict import Verdict, VerdictKind
+
+MAX_KEPT = 4096  # events kept per identity and window
+
+
+@dataclass
+class _Track:
+    times: deque[float] = field(default_factory=deque)  # every command, last second
+    shapes: deque[tuple[float, str]] = field(default_factory=deque)  # last minute
+    denials: deque[float] = field(default_factory=deque)  # last minute
+    paused_until: float = 0.0
+    why: str = ""
+
+
+class Breaker:
+    def __init__(
+        self,
+        tripped: Callable[[str, str, str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """tripped(subject, connection, why): told once per pause."""
+        self.tripped = tripped
+        self.clock = clock
+        self._tracks: dict[tuple[str, str], _Track] = {}
+
+    def observe(self, subject: str, connection: str, raw: str, verdict: Verdict) -> str:
+        """Count one command; why the identity is paused now ("" when it is not)."""
+        limits = verdict.breaker
+        track = self._tracks.get((subject, connection))
+        now = self.clock()
+        if limits is None:
+            if track is not None and now < track.paused_until:
+                return track.why
+            return ""
+        if track is None:
+            track = self._tracks[(subject, connection)] = _Track()
+        if now < track.paused_until:
+            return track.why
+        _trim(track.times, now - 1.0)
+        _trim_pairs(track.shapes, now - 60.0)
+        _trim(track.denials, now - 60.0)
+        track.times.append(now)
+        shape = shaped(raw) or raw if limits.identical_per_minute else ""
+        if limits.identical_per_minute:
+            track.shapes.append((now, shape))
+        if verdict.kind is VerdictKind.DENY:
+            track.denials.append(now)
+        for kept in (track.times, track.shapes, track.denials):
+            while len(kept) > MAX_KEPT:
+                kept.popleft()
+        why = ""
+        if limits.statements_per_second and len(track.times) > limits.statements_per_second:
+            why = (
+                f"{len(track.times)} commands in one second "
+                f"(threshold {limits.statements_per_second})"
+            )
+        elif limits.identical_per_minute:
+            same = sum(1 for _, s in track.shapes if s == shape)
+            if same > limits.identical_per_minute:
+                why = (
+                    f"{same} commands of the same shape in one minute "
+                    f"(threshold {limits.identical_per_minute})"
+                )
+        if not why and limits.denials_per_minute and len(track.denials) > limits.denials_per_minute:
+            why = (
+                f"{len(track.denials)} denied commands in one minute "
+                f"(threshold {limits.denials_per_minute})"
+            )
+        if not why:
+            return ""
+        track.why = f"{why}; commands need approval for {limits.pause_seconds} s"
+        track.paused_until = now + limits.pause_seconds
+        track.times.clear()
+        track.shapes.clear()
+        track.denials.clear()
+        if self.tripped is not None:
+            self.tripped(subject, connection, track.why)
+        return track.why
+
+    def paused(self, subject: str, connection: str) -> str:
+        track = self._tracks.get((subject, connection))
+        if track is None or self.clock() >= track.paused_until:
+            return ""
+        return track.why
+
+
+def _trim(kept: deque[float], before: float) -> None:
+    while kept and kept[0] <= before:
+        kept.popleft()
+
+
+def _trim_pairs(kept: deque[tuple[float, str]], before: float) -> None:
+    while kept and kept[0][0] <= before:
+        kept.popleft()

@@ -1,0 +1,121 @@
+"""Egress budgets: what each identity took out of each connection, per session and per
+hour (issue 30).
+
+Owns the EgressLedger: proxies report the rows and bytes a session's client took with
+each Decide (and what was left at CloseSession); the ledger keeps them per session and in
+one-minute buckets per (identity, connection), so a new session of the same identity
+starts with the hour's usage, not from zero. Usage.over() names the budget a session
+has passed, with what was used; Usage.left() is what the proxy may let through on reused
+verdicts before it must ask again.
+
+In memory: a PDP restart forgets the last hour's usage (the session recordings in the
+audit store still hold every statement's rows). No IO, no policy (limits come from the
+verdict's `budget`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+from portcullis.verdict import EgressBudget
+
+BUCKET_SECONDS = 60
+WINDOW_SECONDS = 3600
+MAX_SESSIONS = 100_000
+UNLIMITED = 2**62
+
+
+@dataclass(frozen=True)
+class Usage:
+    subject: str
+    connection: str
+    session_rows: int = 0
+    session_bytes: int = 0
+    hour_rows: int = 0
+    hour_bytes: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "session_rows": self.session_rows,
+            "session_bytes": self.session_bytes,
+            "hour_rows": self.hour_rows,
+            "hour_bytes": self.hour_bytes,
+        }
+
+    def _pairs(self, budget: EgressBudget) -> list[tuple[str, int, int]]:
+        return [
+            ("rows per session", budget.rows_per_session, self.session_rows),
+            ("bytes per session", budget.bytes_per_session, self.session_bytes),
+            ("rows per hour", budget.rows_per_hour, self.hour_rows),
+            ("bytes per hour", budget.bytes_per_hour, self.hour_bytes),
+        ]
+
+    def over(self, budget: EgressBudget) -> str:
+        """Which limits are reached, with usage ("" when none)."""
+        passed = [
+            f"{used} of {limit} {what} used"
+            for what, limit, used in self._pairs(budget)
+            if limit and used >= limit
+        ]
+        if not passed:
+            return ""
+        return f"{self.subject} on {self.connection}: {', '.join(passed)}"
+
+    def left(self, budget: EgressBudget) -> tuple[int, int]:
+        """(rows, bytes) still allowed under every limit."""
+        rows = [lim - used for w, lim, used in self._pairs(budget) if lim and w.startswith("rows")]
+        size = [lim - used for w, lim, used in self._pairs(budget) if lim and w.startswith("bytes")]
+        return (max(0, min(rows, default=UNLIMITED)), max(0, min(size, default=UNLIMITED)))
+
+
+class EgressLedger:
+    def __init__(self, clock: object = time.time) -> None:
+        self._clock = clock
+        self._sessions: OrderedDict[str, list[int]] = OrderedDict()
+        # (subject, connection) → deque of [minute, rows, bytes], oldest first
+        self._hours: dict[tuple[str, str], deque[list[int]]] = {}
+
+    def _now(self) -> float:
+        return float(self._clock())  # type: ignore[operator]
+
+    def add(self, subject: str, connection: str, session_id: str, rows: int, size: int) -> None:
+        if rows <= 0 and size <= 0:
+            return
+        rows, size = max(rows, 0), max(size, 0)
+        totals = self._sessions.get(session_id)
+        if totals is None:
+            if len(self._sessions) >= MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+            totals = self._sessions[session_id] = [0, 0]
+        totals[0] += rows
+        totals[1] += size
+        minute = int(self._now() // BUCKET_SECONDS)
+        buckets = self._hours.setdefault((subject, connection), deque())
+        if buckets and buckets[-1][0] == minute:
+            buckets[-1][1] += rows
+            buckets[-1][2] += size
+        else:
+            buckets.append([minute, rows, size])
+        self._expire(buckets, minute)
+
+    def usage(self, subject: str, connection: str, session_id: str) -> Usage:
+        session = self._sessions.get(session_id, (0, 0))
+        buckets = self._hours.get((subject, connection))
+        hour_rows = hour_bytes = 0
+        if buckets:
+            self._expire(buckets, int(self._now() // BUCKET_SECONDS))
+            for _, rows, size in buckets:
+                hour_rows += rows
+                hour_bytes += size
+        return Usage(subject, connection, session[0], session[1], hour_rows, hour_bytes)
+
+    def forget_session(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    @staticmethod
+    def _expire(buckets: deque[list[int]], minute: int) -> None:
+        oldest = minute - WINDOW_SECONDS // BUCKET_SECONDS
+        while buckets and buckets[0][0] <= oldest:
+            buckets.popleft()

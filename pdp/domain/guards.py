@@ -1,0 +1,124 @@
+"""Guards made for agents (issue 30): what the PDP adds to the policy's verdict for a
+command before it is recorded and answered.
+
+Owns Guards.check(), the one place that turns a verdict's `row_filter`, `budget` and
+`breaker` into what the proxy enforces:
+
+  row_filter  the statement rewritten so every read of a filtered table is filtered
+              (pdp.sql.rowfilter); a statement that cannot be proved covered is denied.
+  budget      rows and bytes this identity took from this connection, this session and
+              this hour (pdp.domain.egress, fed by the session recordings): past a limit the
+              command needs approval (or is denied), the reason naming budget and usage.
+  breaker     per identity rates (pdp.domain.breaker): past a threshold every command of the
+              identity needs approval for a while, and approvers are told.
+
+Every path here can only make a verdict stricter, never looser: a guard that cannot do
+its job denies. No policy here (the thresholds come from the verdict) and no IO (the
+ledgers are in memory; the breaker's notice goes through the callable it was given).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pdp.domain.breaker import Breaker
+from pdp.domain.decisions import Guarded
+from pdp.domain.egress import EgressLedger
+from pdp.sql.rowfilter import rewrite
+from portcullis.verdict import ApprovalSpec, Verdict, VerdictKind
+
+_ROW_FILTER_KINDS = frozenset({"postgres.query"})
+
+
+class Guards:
+    def __init__(
+        self,
+        egress: EgressLedger | None = None,
+        breaker: Breaker | None = None,
+        approvers: Sequence[str] = ("group:security",),
+        approval_ttl: int = 900,
+    ) -> None:
+        self.egress = egress or EgressLedger()
+        self.breaker = breaker or Breaker()
+        # who approves a command a guard (not the policy) holds for approval
+        self.approval = ApprovalSpec(tuple(approvers), approval_ttl)
+
+    def check(
+        self,
+        session: Any,
+        kind: str,
+        raw: str,
+        attributes: Mapping[str, Any],
+        verdict: Verdict,
+        approved: bool = False,
+    ) -> Guarded:
+        """The verdict as the guards leave it, for one command of `session`; `approved`:
+        the re-run of a command a person approved (budgets and the breaker held it for
+        that person, so they hold it no more; its row filter still applies)."""
+        subject = str(session.identity.subject)
+        connection = str(session.connection.get("name", ""))
+        facts: dict[str, Any] = {}
+        tripped = "" if approved else self.breaker.observe(subject, connection, raw, verdict)
+        if verdict.kind is VerdictKind.DENY:
+            return Guarded(verdict)
+        rewritten = ""
+        if verdict.row_filter:
+            if kind not in _ROW_FILTER_KINDS:
+                return self._denied(
+                    verdict, f"a row filter applies, and a {kind} cannot be filtered — denied"
+                )
+            sources = attributes.get("relation_sources")
+            done = rewrite(
+                raw, dict(verdict.row_filter), sources if isinstance(sources, dict) else None
+            )
+            if done.denied:
+                return self._denied(verdict, f"row filter: {done.denied}")
+            if done.sql:
+                rewritten = done.sql
+                facts["rewritten"] = done.sql
+                facts["row_filtered_tables"] = list(done.tables)
+        egress_left = None
+        stricter = verdict
+        if verdict.budget is not None:
+            usage = self.egress.usage(subject, connection, session.id)
+            facts["egress_used"] = usage.to_dict()
+            over = "" if approved else usage.over(verdict.budget)
+            if over:
+                stricter = self._held(
+                    stricter, f"egress budget exceeded: {over}", verdict.budget.over == "deny"
+                )
+                if stricter.kind is VerdictKind.DENY:
+                    return Guarded(stricter, facts=facts)
+            egress_left = usage.left(verdict.budget)
+        if tripped:
+            facts["breaker"] = tripped
+            stricter = self._held(stricter, f"runaway-loop breaker: {tripped}", False)
+        return Guarded(stricter, rewritten, egress_left, facts or None)
+
+    def _denied(self, verdict: Verdict, reason: str) -> Guarded:
+        return Guarded(Verdict.deny(reason), facts={"guard_denied": reason})
+
+    def _held(self, verdict: Verdict, reason: str, deny: bool) -> Verdict:
+        """The verdict needing approval (or denied) for reason; a stricter one stays."""
+        if deny:
+            return Verdict.deny(reason)
+        if verdict.kind is VerdictKind.REQUIRE_APPROVAL:
+            return Verdict(
+                verdict.kind,
+                (*verdict.reasons, reason),
+                verdict.mask,
+                verdict.approval,
+                row_filter=verdict.row_filter,
+                budget=verdict.budget,
+                breaker=verdict.breaker,
+            )
+        return Verdict(
+            VerdictKind.REQUIRE_APPROVAL,
+            (reason,),
+            verdict.mask,
+            self.approval,
+            row_filter=verdict.row_filter,
+            budget=verdict.budget,
+            breaker=verdict.breaker,
+        )

@@ -1,0 +1,348 @@
+"""Row filters from policy: a statement rewritten so that every read of a filtered table
+sees only the rows the policy's predicate admits (virtual row-level security, issue 30).
+
+Owns rewrite(): the statement is parsed by the real Postgres parser (pglast), every
+reference to a filtered table in a FROM position — joins, subqueries, CTE bodies, set
+operations, LATERAL, UPDATE ... FROM, DELETE ... USING, MERGE ... USING, EXPLAIN,
+PREPARE, DECLARE and COPY (query) bodies — becomes a subselect under the reference's own
+name,
+
+    t            →  (SELECT * FROM t AS portcullis_rf WHERE portcullis_rf.col = 'v') AS t
+    s.t AS x     →  (SELECT * FROM s.t AS portcullis_rf WHERE ...) AS x
+
+and the tree is written back as text by pglast's deparser: predicate values are A_Const
+nodes the deparser quotes, never text pasted into SQL. The predicate's columns are
+qualified by the inner alias, so a column the table lacks is an error, never an outer
+query's column.
+
+Proving coverage, not hoping for it: after the rewrite every RangeVar of the tree is
+checked; one that names a filtered table and is not the inner reference this module made
+(a write's target, COPY of the table, TABLESAMPLE, LOCK, DDL...) denies the statement, and
+so does one that names a relation whose rows come from a filtered table (a view or
+materialized view over it, a parent or a partition of it: `sources`, read by the proxy from
+the catalog at session start). A name that a CTE in scope defines is the CTE (scopes
+follow the server's rules: a non-recursive WITH sees only the CTEs before it). DO blocks,
+CALL, the functions that run SQL text or read tables by name (`*_to_xml*`, ts_stat,
+ts_rewrite, dblink*), and the statistics catalogs that hold sampled values are denied while
+any filter applies.
+
+A table is matched by name as the parser reads it (unquoted names folded to lower case):
+a filter on "public.orders" applies to `orders` whatever the search_path (filtering a
+same-named table in another schema is the safe mistake: its predicate column may be
+missing, an error) and to `public.orders`, not to `archive.orders`; a filter on "orders"
+applies to every schema's `orders`.
+
+No IO here and no policy: the policy says which predicate applies (Verdict.row_filter);
+this module only applies it, or says why it cannot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pglast import ast, parse_sql
+from pglast.enums import A_Expr_Kind
+from pglast.stream import RawStream
+
+from portcullis.verdict import RowCondition
+
+INNER_ALIAS = "portcullis_rf"
+MAX_INT4 = 2**31 - 1
+
+# functions that run SQL text or read a table named by a string: what they read cannot be
+# rewritten, so a statement calling one is denied while a row filter applies
+_SQL_TEXT_FUNCTIONS = frozenset({"ts_stat", "ts_rewrite", "query_to_json", "query_to_jsonb"})
+_SQL_TEXT_MARKERS = ("_to_xml", "dblink")
+# catalogs whose rows hold sampled column values of every table
+_SAMPLE_CATALOGS = frozenset(
+    {"pg_stats", "pg_statistic", "pg_stats_ext", "pg_stats_ext_exprs", "pg_statistic_ext_data"}
+)
+_COMPARISONS = frozenset({"=", "<>", "!=", "<", "<=", ">", ">="})
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """What rewrite() made of a statement: `sql` the text to run ("" when nothing needed
+    rewriting), `denied` why it may not run ("" when it may), `tables` the filtered tables
+    whose references were rewritten."""
+
+    sql: str = ""
+    denied: str = ""
+    tables: tuple[str, ...] = ()
+
+
+class _Refused(Exception):
+    """The statement cannot be proved covered; the message says why."""
+
+
+def rewrite(
+    sql: str,
+    filters: Mapping[str, Sequence[RowCondition]],
+    sources: Mapping[str, Sequence[str]] | None = None,
+) -> Rewrite:
+    """sql with every read of a table in `filters` ({"schema.table" or "table": the
+    conditions, all of which a row must meet}) filtered; `sources`: relation → the
+    relations whose rows it shows (views, inheritance), as the proxy read them."""
+    if not filters:
+        return Rewrite()
+    try:
+        statements = parse_sql(sql)
+    except Exception:
+        return Rewrite(denied="the statement cannot be parsed, so its row filter cannot be applied")
+    rewriter = _Rewriter(filters, sources or {})
+    try:
+        for raw in statements:
+            raw.stmt = rewriter.statement(raw.stmt)
+        rewriter.prove(statements)
+        if not rewriter.applied:
+            return Rewrite()
+        text = "; ".join(RawStream()(raw.stmt) for raw in statements if raw.stmt is not None)
+    except _Refused as exc:
+        return Rewrite(denied=str(exc))
+    except RecursionError:
+        return Rewrite(denied="the statement is too deeply nested to apply its row filter")
+    return Rewrite(text, "", tuple(rewriter.applied))
+
+
+def _key(name: str) -> tuple[str | None, str]:
+    schema, _, table = name.rpartition(".")
+    return (schema or None, table)
+
+
+def _named(rv: ast.RangeVar) -> str:
+    return f"{rv.schemaname}.{rv.relname}" if rv.schemaname else str(rv.relname)
+
+
+class _Rewriter:
+    def __init__(
+        self, filters: Mapping[str, Sequence[RowCondition]], sources: Mapping[str, Sequence[str]]
+    ) -> None:
+        self.filters = [(_key(name), name, tuple(conds)) for name, conds in filters.items()]
+        # relation name → the filtered tables whose rows it shows
+        self.through: dict[str, set[str]] = {}
+        for relation, reads in sources.items():
+            hits = {f for r in reads if (f := self._filter_of(*_key(r))) is not None}
+            if hits:
+                self.through.setdefault(relation, set()).update(hits)
+        self.made: set[int] = set()  # the inner RangeVars this rewrite placed
+        self.ctes: set[int] = set()  # RangeVars that name a CTE in scope
+        self.applied: dict[str, None] = {}
+
+    # -- matching ------------------------------------------------------------------------
+
+    def _filter_of(self, schema: str | None, table: str) -> str | None:
+        for (f_schema, f_table), name, _ in self.filters:
+            if f_table == table and (f_schema is None or schema is None or f_schema == schema):
+                return name
+        return None
+
+    def _conditions(self, rv: ast.RangeVar) -> tuple[str, tuple[RowCondition, ...]] | None:
+        for (f_schema, f_table), name, conds in self.filters:
+            if f_table == rv.relname and (
+                f_schema is None or rv.schemaname is None or f_schema == rv.schemaname
+            ):
+                return name, conds
+        return None
+
+    def _shows_filtered(self, rv: ast.RangeVar) -> set[str]:
+        if rv.schemaname:
+            return self.through.get(_named(rv), set())
+        found: set[str] = set()
+        for relation, hits in self.through.items():
+            if relation.rpartition(".")[2] == rv.relname:
+                found |= hits
+        return found
+
+    # -- the walk ------------------------------------------------------------------------
+
+    def statement(self, node: Any) -> Any:
+        if isinstance(node, ast.DoStmt):
+            raise _Refused("a DO block cannot run under a row filter (its SQL is text)")
+        if isinstance(node, ast.CallStmt):
+            raise _Refused("CALL cannot run under a row filter (a procedure reads what it likes)")
+        return self.visit(node, frozenset())
+
+    def visit(self, node: Any, scope: frozenset[str]) -> Any:
+        if isinstance(node, tuple):
+            return tuple(self.visit(item, scope) for item in node)
+        if not isinstance(node, ast.Node):
+            return node
+        if isinstance(node, ast.FuncCall):
+            self._check_function(node)
+        with_clause = getattr(node, "withClause", None)
+        if isinstance(with_clause, ast.WithClause) and with_clause.ctes:
+            names = [str(c.ctename) for c in with_clause.ctes]
+            for i, cte in enumerate(with_clause.ctes):
+                visible = scope | frozenset(names if with_clause.recursive else names[:i])
+                cte.ctequery = self.visit(cte.ctequery, visible)
+            scope = scope | frozenset(names)
+        for name in _slots(node):
+            if name == "withClause":
+                continue
+            value = getattr(node, name)
+            if value is None or isinstance(value, (str, int, float, bool)):
+                continue
+            if (type(node).__name__, name) in _FROM_LISTS and isinstance(value, tuple):
+                setattr(node, name, tuple(self.from_item(item, scope) for item in value))
+            elif (type(node).__name__, name) in _FROM_ITEMS:
+                setattr(node, name, self.from_item(value, scope))
+            else:
+                setattr(node, name, self.visit(value, scope))
+        return node
+
+    def from_item(self, item: Any, scope: frozenset[str]) -> Any:
+        """One FROM-clause item: a table reference may become a filtered subselect."""
+        if not isinstance(item, ast.RangeVar):
+            return self.visit(item, scope)
+        if item.schemaname is None and item.relname in scope:
+            self.ctes.add(id(item))
+            return item
+        found = self._conditions(item)
+        if found is None:
+            return item
+        name, conditions = found
+        inner = ast.RangeVar(
+            catalogname=item.catalogname,
+            schemaname=item.schemaname,
+            relname=item.relname,
+            inh=item.inh,
+            relpersistence=item.relpersistence,
+            alias=ast.Alias(aliasname=INNER_ALIAS),
+        )
+        self.made.add(id(inner))
+        select = parse_sql(f"SELECT * FROM x AS {INNER_ALIAS}")[0].stmt
+        assert isinstance(select, ast.SelectStmt)
+        select.fromClause = (inner,)
+        select.whereClause = _predicate(conditions)
+        self.applied[name] = None
+        alias = item.alias or ast.Alias(aliasname=item.relname)
+        return ast.RangeSubselect(lateral=False, subquery=select, alias=alias)
+
+    def _check_function(self, call: ast.FuncCall) -> None:
+        parts = [getattr(p, "sval", "") for p in call.funcname or ()]
+        name = str(parts[-1]).lower() if parts else ""
+        if name in _SQL_TEXT_FUNCTIONS or any(m in name for m in _SQL_TEXT_MARKERS):
+            raise _Refused(
+                f"{name}() runs SQL text or reads a table by name, which a row filter "
+                "cannot reach — denied"
+            )
+
+    # -- the proof -----------------------------------------------------------------------
+
+    def prove(self, statements: Sequence[Any]) -> None:
+        """Every relation reference left is one this rewrite made, a CTE, or a relation no
+        filter touches; otherwise the statement is refused."""
+        for rv in _range_vars(statements):
+            if id(rv) in self.made or id(rv) in self.ctes:
+                continue
+            if rv.relname in _SAMPLE_CATALOGS:
+                raise _Refused(
+                    f"{rv.relname} holds sampled column values of filtered tables — denied "
+                    "under a row filter"
+                )
+            found = self._conditions(rv)
+            if found is not None:
+                raise _Refused(
+                    f"{_named(rv)} has a row filter that cannot be applied where this "
+                    "statement uses it (writes to it, COPY, TABLESAMPLE, LOCK and DDL are "
+                    "denied; read it with SELECT)"
+                )
+            hidden = self._shows_filtered(rv)
+            if hidden:
+                raise _Refused(
+                    f"{_named(rv)} shows rows of {', '.join(sorted(hidden))}, which has a row "
+                    "filter (a view, or a parent or partition of it): query the filtered "
+                    "table itself"
+                )
+
+
+def _range_vars(node: Any) -> Iterator[ast.RangeVar]:
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (tuple, list)):
+            stack.extend(item)
+            continue
+        if not isinstance(item, ast.Node):
+            continue
+        if isinstance(item, ast.RangeVar):
+            yield item
+        for name in _slots(item):
+            value = getattr(item, name)
+            if isinstance(value, (ast.Node, tuple, list)):
+                stack.append(value)
+
+
+def _slots(node: ast.Node) -> tuple[str, ...]:
+    return tuple(getattr(node, "__slots__", ()))
+
+
+# the fields that hold FROM items: lists of them, and single ones
+_FROM_LISTS = frozenset(
+    {("SelectStmt", "fromClause"), ("UpdateStmt", "fromClause"), ("DeleteStmt", "usingClause")}
+)
+_FROM_ITEMS = frozenset(
+    {("JoinExpr", "larg"), ("JoinExpr", "rarg"), ("MergeStmt", "sourceRelation")}
+)
+
+
+# -- the predicate ---------------------------------------------------------------------
+
+
+def _predicate(conditions: Sequence[RowCondition]) -> Any:
+    if not conditions:
+        raise _Refused("a row filter without conditions — denied")
+    parts = [_condition(c) for c in conditions]
+    if len(parts) == 1:
+        return parts[0]
+    return ast.BoolExpr(boolop=0, args=tuple(parts))  # AND_EXPR
+
+
+def _condition(condition: RowCondition) -> Any:
+    column = ast.ColumnRef(fields=(ast.String(sval=INNER_ALIAS), ast.String(sval=condition.column)))
+    op = condition.op
+    if op == "in":
+        values = condition.value if isinstance(condition.value, tuple) else (condition.value,)
+        if not values:
+            return ast.A_Const(isnull=False, val=ast.Boolean(boolval=False))
+        return ast.A_Expr(
+            kind=A_Expr_Kind.AEXPR_IN,
+            name=(ast.String(sval="="),),
+            lexpr=column,
+            rexpr=tuple(_constant(v) for v in values),
+        )
+    if op not in _COMPARISONS or isinstance(condition.value, tuple):
+        raise _Refused(f"row filter operator {op!r} with that value is not supported — denied")
+    return ast.A_Expr(
+        kind=A_Expr_Kind.AEXPR_OP,
+        name=(ast.String(sval="<>" if op == "!=" else op),),
+        lexpr=column,
+        rexpr=_constant(condition.value),
+    )
+
+
+def _constant(value: Any) -> Any:
+    """A literal the deparser quotes. Text must be plain ASCII without backslashes or NUL:
+    the proxy sends the rewritten text without settling first, which is safe only for
+    text every client encoding and escaping setting reads alike."""
+    if isinstance(value, bool):
+        return ast.A_Const(isnull=False, val=ast.Boolean(boolval=value))
+    if isinstance(value, int):
+        if -MAX_INT4 <= value <= MAX_INT4:
+            return ast.A_Const(isnull=False, val=ast.Integer(ival=value))
+        return ast.A_Const(isnull=False, val=ast.Float(fval=str(value)))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Refused("a row filter value is not a finite number — denied")
+        return ast.A_Const(isnull=False, val=ast.Float(fval=repr(value)))
+    if isinstance(value, str):
+        if not value.isascii() or "\\" in value or "\x00" in value:
+            raise _Refused(
+                "a row filter value holds characters other than plain ASCII (or a "
+                "backslash) — denied"
+            )
+        return ast.A_Const(isnull=False, val=ast.String(sval=value))
+    raise _Refused(f"a row filter value of type {type(value).__name__} — denied")

@@ -1,0 +1,50 @@
+"""Which relations show rows of which others, as the server's catalog says: what the PDP's
+row filters (issue 30) must know to deny a read of a filtered table's rows through another
+name.
+
+Owns RELATION_SOURCES_SQL, asked once per session on its own connection before the client
+is let in, and reading its answer: relation → the relations whose rows it may show. A
+view or materialized view shows the relations its query reads (pg_depend of its rewrite
+rule), a parent table its children's rows (inheritance, partitions), a child or partition
+the rows of its parent's table; followed transitively. Sent to the PDP as
+input.command.postgres.relation_sources, only when there are any. No IO here.
+"""
+
+from __future__ import annotations
+
+import json
+
+RELATION_SOURCES_SQL = """WITH RECURSIVE edges(rel, src) AS (
+  SELECT r.ev_class, d.refobjid FROM pg_catalog.pg_rewrite r
+  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+   AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+   AND d.refobjid <> r.ev_class
+  UNION SELECT inhparent, inhrelid FROM pg_catalog.pg_inherits
+  UNION SELECT inhrelid, inhparent FROM pg_catalog.pg_inherits
+), reach(rel, src) AS (
+  SELECT rel, src FROM edges
+  UNION SELECT reach.rel, edges.src FROM reach JOIN edges ON edges.rel = reach.src
+)
+SELECT coalesce(json_object_agg(name, sources), '{}')::text FROM (
+  SELECT rn.nspname || '.' || rc.relname AS name,
+    json_agg(DISTINCT sn.nspname || '.' || sc.relname) AS sources
+  FROM reach
+  JOIN pg_catalog.pg_class rc ON rc.oid = reach.rel
+  JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
+  JOIN pg_catalog.pg_class sc ON sc.oid = reach.src AND sc.relkind IN ('r', 'p', 'v', 'm', 'f')
+  JOIN pg_catalog.pg_namespace sn ON sn.oid = sc.relnamespace
+  WHERE reach.rel <> reach.src
+  AND rn.nspname NOT IN ('pg_catalog', 'information_schema')
+  GROUP BY 1
+) s"""
+
+
+def relation_sources(rows: list[str]) -> dict[str, list[str]]:
+    """RELATION_SOURCES_SQL's one row → {"schema.relation": ["schema.table", ...]}, with
+    names as the catalog spells them (the PDP matches them as the parser reads names)."""
+    if not rows:
+        return {}
+    found = json.loads(rows[0] or "{}")
+    if not isinstance(found, dict):
+        raise ValueError("relation sources are not an object")
+    return {str(k): sorted(str(s) for s in v) for k, v in found.items()}

@@ -1,0 +1,70 @@
+# Guards made for agents (issue 30): row filters, egress budgets and the runaway-loop
+# breaker. This module only says which apply; the PDP enforces them (pdp/domain/guards.py)
+# and the decision carries them as `row_filter`, `budget` and `breaker` (DESIGN.md
+# "Policy contract"). Everything tunable is in rego/data.json, and nothing here applies
+# to privileged groups (dba):
+#
+#   row_filters  {connection: {table: {"column": c, "claim": name}}}: on that connection
+#                every statement reads only the rows of `table` whose column `c` equals
+#                the identity's token claim `name` (input.identity.claims). The PDP rewrites
+#                the statement (every reference: joins, subqueries, CTEs, set operations,
+#                LATERAL); what it cannot prove filtered is denied. A token without the
+#                claim is denied outright: a missing claim never means "no filter".
+#   budgets      {group: {rows_per_session, bytes_per_session, rows_per_hour,
+#                bytes_per_hour, over}}: what an identity may take out of one connection
+#                (0: no limit); past it the next statement needs approval (over:
+#                "require_approval") or is denied (over: "deny").
+#   breakers     {group: {statements_per_second, identical_per_minute,
+#                denials_per_minute, pause_seconds}}: crossing one pauses the identity
+#                (every statement needs approval for pause_seconds; approvers are notified
+#                through the approval webhook).
+#
+# An identity in several groups with a budget or breaker gets the first group's, in
+# sorted order, so the answer never depends on the order of the token's groups.
+package portcullis
+
+# the guards' part of the decision (decision.rego joins it to every non-deny answer)
+guards_part := object.union_n([row_filter_part, budget_part, breaker_part])
+
+default row_filter_part := {}
+
+row_filter_part := {"row_filter": guard_row_filter} if {
+	startswith(input.command.kind, "postgres.")
+	count(guard_row_filter) > 0
+}
+
+guard_filters := object.get(data.portcullis.row_filters, input.connection.name, {})
+
+guard_row_filter[table] := [{"column": f.column, "op": "=", "value": input.identity.claims[f.claim]}] if {
+	not privileged
+	some table, f in guard_filters
+}
+
+deny contains sprintf("rows of %s are filtered by the token's %s claim, which this token lacks", [table, f.claim]) if {
+	not privileged
+	some table, f in guard_filters
+	not guard_usable_claim(f.claim)
+}
+
+guard_usable_claim(name) if {
+	value := input.identity.claims[name]
+	value != null
+	value != ""
+}
+
+default budget_part := {}
+
+budget_part := {"budget": data.portcullis.budgets[guard_group(data.portcullis.budgets)]} if {
+	startswith(input.command.kind, "postgres.")
+	not privileged
+}
+
+default breaker_part := {}
+
+breaker_part := {"breaker": data.portcullis.breakers[guard_group(data.portcullis.breakers)]} if {
+	input.command.kind != "session.open"
+	not privileged
+}
+
+# the identity's first group (sorted) that `limits` names
+guard_group(limits) := sort([g | some g in input.identity.groups; limits[g]])[0]
