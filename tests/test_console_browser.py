@@ -10,6 +10,7 @@ system temp dir), never into the repository.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import tempfile
 import time
@@ -20,13 +21,14 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from oidc_issuer import OIDCIssuer
-from pdp_harness import free_port, pdp_raw, running_pdp
+from pdp_harness import free_port, open_session, pdp_raw, pdp_stub, running_pdp
 from pg_harness import scratch_database
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from pdp.app import PDPApp
 from pdp.evidence.bundle import verify_bundle
 from portcullis.config import parse_config
+from portcullis.v1 import pdp_pb2
 from proxies.launcher import handed_credential
 from proxies.postgres.proxy import PostgresProxy
 
@@ -328,4 +330,41 @@ async def test_keyboard_navigation_and_labels(stack):
         assert await page.locator("html[lang=en]").count() == 1
         current = page.locator("nav[aria-label=Console] a[aria-current=page]")
         assert await current.count() == 1
+    await page.context.close()
+
+
+async def test_a_recorded_terminal_plays_with_control_characters_inert(stack):
+    """A terminal recording as a proxy sends it (RecordEvents to the real PDP), played in
+    the browser: text in order, the colours dropped, a bell and a bidi override shown."""
+    token = stack.idp.token("bob@example.com", PEOPLE["bob@example.com"])
+    output = [
+        [0.1, "o", "$ ls\r\n"],
+        [0.4, "o", "\x1b[31mred\x1b[0m file\x07\r\n"],
+        [0.9, "o", "\x1b]0;title\x07evil\u202etxt.exe\r\n"],
+        [1.2, "i", "exit\r"],
+    ]
+    event = {"time": time.time(), "direction": "upstream", "type": "response",
+             "details": {"kind": "ssh.asciicast", "channel": 0, "decision_id": "d-test",
+                         "header": {"version": 2, "width": 80, "height": 24},
+                         "events": output}}  # fmt: skip
+    async with pdp_stub(stack.pdp.address) as stub:
+        opened = await open_session(stub, token)
+        await stub.RecordEvents(pdp_pb2.RecordEventsRequest(
+            session_id=opened.session_id, events_json=json.dumps([event])))  # fmt: skip
+        await stub.CloseSession(pdp_pb2.CloseSessionRequest(session_id=opened.session_id))
+    page = await signed_in(stack, "ines@example.com", f"/console/sessions/{opened.session_id}")
+    player = page.locator(".player")
+    screen = player.get_by_role("log", name="Terminal output, channel 0")
+    # the player shows the whole recording once loaded, then plays it again from the start
+    await expect(screen).to_contain_text("red file\\x07")
+    await expect(screen).to_contain_text("evil\\u202etxt.exe")
+    assert "\x1b" not in await screen.inner_text() and "title" not in await screen.inner_text()
+    await player.get_by_role("button", name="Play").click()
+    await player.get_by_label("Speed").select_option("16")
+    await expect(player.get_by_role("button", name="Play")).to_be_visible()  # played through
+    await expect(screen).to_contain_text("$ ls")
+    await page.screenshot(path=ARTIFACTS / "terminal.png", full_page=True)
+    download = await page.request.get(f"{stack.base}/console/sessions/"
+                                      f"{opened.session_id}/terminal/0?download=1")  # fmt: skip
+    assert download.ok and '"o"' in await download.text()
     await page.context.close()
