@@ -171,3 +171,55 @@ async def test_evidence_and_decisions_are_for_auditors(pdp):
                      "/console/evidence/controls/iso-27001/8.15"):  # fmt: skip
             async with http.get(f"{pdp.base}{path}") as r:
                 assert r.status == 200, path
+
+
+async def test_stopping_the_pdp_ends_an_open_event_stream(tmp_path):
+    port = free_port()
+    config = pdp_config(tmp_path)
+    from dataclasses import replace
+
+    config = replace(config, pdp=replace(config.pdp, http_listen=f"127.0.0.1:{port}"))
+    base = f"http://127.0.0.1:{port}"
+    async with _http() as http:
+        async with running_pdp(config):
+            await sign_in(http, base, "sam@example.com", "security")
+            stream = await http.get(f"{base}/console/approvals/stream")
+            assert stream.headers["Content-Type"] == "text/event-stream"
+            assert await stream.content.readline() == b"retry: 2000\n"
+        # the PDP stopped (its HTTP side waits for open handlers): the stream was ended
+        assert await stream.content.read() in (b"\n", b"")
+        stream.release()
+
+
+async def test_over_tls_the_cookies_are_secure_and_host_only(tmp_path):
+    from dataclasses import replace
+
+    from pdp.app import Parts
+    from pdp.console.settings import ConsoleSettings
+
+    port = free_port()
+    config = pdp_config(tmp_path)
+    config = replace(config, pdp=replace(config.pdp, http_listen=f"127.0.0.1:{port}"))
+    base = f"http://127.0.0.1:{port}"
+    # as behind a TLS-terminating proxy: the console's public URL is https
+    settings = ConsoleSettings(public_url="https://console.example.com")
+    async with running_pdp(config, Parts(console=settings)), aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/console/login", allow_redirects=False) as r:
+            login = r.headers["Set-Cookie"]
+            assert "Secure" in login and "HttpOnly" in login and "SameSite=Lax" in login
+            state_cookie = login.split(";")[0]
+            authorize = r.headers["Location"]
+        query = {k: v[0] for k, v in parse_qs(urlsplit(authorize).query).items()}
+        assert query["redirect_uri"] == "https://console.example.com/console/callback"
+        query.update(subject="sam@example.com", groups="security")
+        async with http.post(f"{base}/console/dev-issuer/authorize", data=query,
+                             allow_redirects=False) as r:  # fmt: skip
+            callback = urlsplit(r.headers["Location"])
+        url = f"{base}{callback.path}?{callback.query}"
+        async with http.get(url, headers={"Cookie": state_cookie}, allow_redirects=False) as r:
+            assert r.status == 200, await r.text()
+            session = next(c for c in r.headers.getall("Set-Cookie")
+                           if c.startswith("__Host-portcullis_console="))  # fmt: skip
+            assert "Secure" in session and "HttpOnly" in session
+            assert "SameSite=Strict" in session and "Path=/" in session
+            assert "Domain" not in session

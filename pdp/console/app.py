@@ -102,7 +102,7 @@ class Console:
 
     async def _guarded(self, request: web.Request, handler: Any) -> web.StreamResponse:
         cookie = request.cookies.get(cookie_name(self.settings.secure), "")
-        session = self.sessions.find(cookie)
+        session = self.sessions.find(cookie, touch=not request.path.endswith("/stream"))
         request[WEB_SESSION] = session
         public = request.path.startswith(PUBLIC)
         if request.method not in ("GET", "HEAD"):

@@ -120,7 +120,9 @@ class WebSessions:
         self._sessions[session.id] = session
         return session
 
-    def find(self, session_id: str) -> WebSession | None:
+    def find(self, session_id: str, touch: bool = True) -> WebSession | None:
+        """The live session of that id; `touch` counts this as activity (a person's
+        request does, a page's open event stream does not, so an idle tab still expires)."""
         session = self._sessions.get(session_id) if session_id else None
         if session is None:
             return None
@@ -128,7 +130,8 @@ class WebSessions:
         if session.expires_at <= now or session.last_seen + self.idle <= now:
             self._sessions.pop(session.id, None)
             return None
-        session.last_seen = now
+        if touch:
+            session.last_seen = now
         return session
 
     def close(self, session_id: str) -> None:

@@ -188,7 +188,7 @@ class Inbox:
         while not self.console.stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.console.stopping.wait(), TICK)
-            if self.console.sessions.find(session.id) is None:
+            if self.console.sessions.find(session.id, touch=False) is None:
                 await response.write(b"event: signedout\ndata: -\n\n")
                 break
             with contextlib.suppress(StoreUnavailable):
