@@ -226,6 +226,8 @@ class EmbeddedEngine:
             raise PolicyLoadError(str(failures[0]))
         self.bundle = bundle
         self._published = bundle.revision
+        assert self.source is not None
+        self.source.accept()
         for w in workers:
             assert isinstance(w, _WorkerProcess)
             self._all.add(w)

@@ -11,6 +11,7 @@ pdp.engine.embedded swaps the policy, and calls `accept()` once it is in force.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Protocol
 
@@ -124,6 +125,9 @@ class BundleURLSource:
         self.poll_seconds = poll_seconds
         self.etag = ""  # of the bundle in force (sent as If-None-Match)
         self._pending = ""  # of the bundle last handed to the engine
+        # the last bundle tried, in force or refused: a server that keeps answering 200
+        # with a bundle already refused is not re-verified and re-loaded every poll
+        self._tried = ""
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -154,7 +158,10 @@ class BundleURLSource:
     async def load(self) -> PolicyBundle:
         fetched = await self._fetch("")
         assert fetched is not None
-        return self._read(*fetched)
+        self._tried = ""
+        bundle = self._read(*fetched)
+        assert bundle is not None
+        return bundle
 
     async def changed(self) -> PolicyBundle | None:
         fetched = await self._fetch(self.etag)
@@ -162,7 +169,11 @@ class BundleURLSource:
             return None
         return self._read(*fetched)
 
-    def _read(self, body: bytes, etag: str) -> PolicyBundle:
+    def _read(self, body: bytes, etag: str) -> PolicyBundle | None:
+        digest = hashlib.sha256(body).hexdigest()
+        if digest == self._tried:
+            return None
+        self._tried = digest
         bundle = opa_bundle.read(body, self.key, source=self.url)
         self._pending = etag
         return bundle
