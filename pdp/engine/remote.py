@@ -4,6 +4,20 @@ Owns `POST {url}/v1/data/<path>?provenance` with `{"input": ...}` (OPA's documen
 Data API), the per-evaluation deadline, and reading the policy revision from OPA's
 provenance (bundle revisions). A missing `result` is an undefined decision, which the
 PDP denies; any HTTP or transport failure is an EngineError, also a deny.
+
+Policy for the OPA server comes as a bundle: `portcullis policy build rego/ --out
+bundle.tar.gz [--signing-key ...]` writes one OPA loads (`opa run -s -b`, or its bundle
+service config with `signing.keyid`); the manifest's revision is the git commit, and it
+comes back here in the provenance, so each decision names the bundle revision that made it.
+
+Why not opa-python-client (PyPI `opa-python-client`, whose AsyncOpaClient would do this
+POST through `query_rule`): its request helper retries a failed or 502/503/504 answer with
+backoff, where a decision must fail closed within its own deadline and never be asked
+twice; `query_rule` raises on a non-200 answer without the body OPA sent (the reason an
+auditor needs); its session's timeout is one for the client, not one per decision; and
+it would add requests, urllib3 and aiofiles to the PDP for one POST that aiohttp,
+already here, makes with a pooled connector. Its administrative calls (policies, data)
+have no use here: the PDP never pushes policy to OPA, bundles do.
 """
 
 from __future__ import annotations
