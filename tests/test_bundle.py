@@ -398,6 +398,11 @@ async def test_a_bundle_file_loads_and_a_bad_one_at_start_stops_the_pdp(tmp_path
         answer = await decide_sql(stub, opened.session_id, "select 1")
         assert answer.verdict == pdp_pb2.ALLOW
         assert answer.policy_revision == manifest["revision"]
+        await stub.CloseSession(
+            pdp_pb2.CloseSessionRequest(session_id=opened.session_id, reason="done")
+        )
+        [closed] = await app.store.query(kind="session.close")
+        assert closed.body["policy_revision"] == manifest["revision"]
     path.write_bytes(opa_bundle.build(_policy_dir(tmp_path, "q"))[0])  # unsigned
     from pdp.engine.opa import PolicyLoadError
 

@@ -454,6 +454,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                     "verdict": decision.verdict.kind.wire,
                     "enforced": "deny",
                     "reason": why,
+                    "policy_revision": decision.policy_revision,
                 },
                 session_id=record.get("session_id", ""),
                 subject=record.get("subject", ""),
@@ -483,6 +484,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             "abnormal": request.abnormal,
             "duration_seconds": round(time.time() - session.started_at, 3),
             "summary": struct_to_dict(request.summary) if request.HasField("summary") else {},
+            # the policy in force when the session ended (each decision names its own)
+            "policy_revision": self.decider.engine.revision,
         }
         _count_last_egress(self.guards, session, body["summary"])
         try:
