@@ -118,7 +118,8 @@ class CheckpointWriter:
 def write_anchor(path: Path, doc: dict[str, Any], record: AuditRecord) -> None:
     """Atomically replace the anchor file with the newest signed checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    # a name of this process's own: replicas on one host share the anchor's path
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     content = {**doc, "record": {"seq": record.seq, "id": record.id, "hash": record.hash}}
     tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
