@@ -160,11 +160,14 @@ async def test_no_session_no_state_change(pdp):
 
 async def test_evidence_and_decisions_are_for_auditors(pdp):
     async with _http() as http:
-        await sign_in(http, pdp.base, "alice@example.com", "readonly,dba")
+        csrf = await sign_in(http, pdp.base, "alice@example.com", "readonly,dba")
         for path in ("/console/evidence/", "/console/decisions/",
                      "/console/evidence/controls/nist-800-53/AU-2"):  # fmt: skip
             async with http.get(f"{pdp.base}{path}") as r:
                 assert r.status == 403, path
+        # the export too, with a valid token: the bundle holds every session's records
+        async with http.post(f"{pdp.base}/console/evidence/export", data={"csrf": csrf}) as r:
+            assert r.status == 403 and r.content_type == "text/html"
     async with _http() as http:
         await sign_in(http, pdp.base, "ines@example.com", "auditor")
         for path in ("/console/evidence/", "/console/decisions/",

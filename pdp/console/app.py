@@ -90,8 +90,8 @@ class Console:
             response = await self._guarded(request, handler)
         except web.HTTPException as exc:
             response = exc
-            if exc.status >= 400 and not exc.text:
-                response = self.error_page(request, exc.status, exc.reason)
+            if exc.status >= 400:  # every refusal as a page, its text escaped
+                response = self.error_page(request, exc.status, exc.text or exc.reason)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if not request.path.startswith("/console/static/"):
