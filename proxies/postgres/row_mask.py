@@ -32,12 +32,12 @@ masks to the value-by-value reference (masked_value / detected_value for every c
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 from proxies.postgres import codec
+from proxies.postgres.codec.wire import INT32, UINT16
 from proxies.postgres.values import (
     JSON,
     JSONB,
@@ -49,6 +49,8 @@ from proxies.postgres.values import (
 )
 
 _Column = tuple[int, int, str, bytes | None, MaskRule | None, int, bool, bytes | None]
+# a column rewrite() may change: the column, its constant and its NULL's mask as value fields
+_Step = tuple[_Column, bytes | None, bytes | None]
 
 # what happens to one column's values
 CONSTANT = 0  # replaced by one value (the redact mask string, or NULL)
@@ -60,7 +62,7 @@ DOCUMENT = 3  # json, jsonb, text arrays: the detectors read inside it
 class RowMask:
     """The columns of one result shape that masking may change, and how."""
 
-    __slots__ = ("columns", "masker")
+    __slots__ = ("columns", "constants", "masker", "plan", "readers")
 
     def __init__(
         self,
@@ -98,40 +100,133 @@ class RowMask:
             elif oid in (JSON, JSONB) or oid in TEXT_ARRAYS:
                 columns.append((i, DOCUMENT, "", None, None, oid, binary, None))
         self.columns = tuple(columns)
+        # the row's pass in two: constants (most masked columns: a store per value, no
+        # call) and the columns whose values are read (rules, detectors)
+        self.constants = tuple(
+            (i, constant, key, null)
+            for i, action, key, constant, _, _, _, null in columns
+            if action == CONSTANT
+        )
+        self.readers = tuple(column for column in columns if column[1] != CONSTANT)
+        # for rewrite(): per column index up to the last one masking may change, None or
+        # (its column, its constant and its NULL's mask as value fields on the wire;
+        # None: a NULL that stays NULL)
+        plan: list[_Step | None] = [None] * (columns[-1][0] + 1 if columns else 0)
+        for column in columns:
+            plan[column[0]] = (
+                column,
+                _field(column[3]),
+                _field(column[7]) if column[7] is not None else None,
+            )
+        self.plan = tuple(plan)
 
-    def apply(self, values: list[bytes | None], counts: Counter[str]) -> bool:
-        """Mask values (one DataRow's, in place) and count what was masked; False when
-        no value changed."""
-        masker = self.masker
+    def apply(self, values: list[bytes | None], counts: dict[str, int]) -> bool:
+        """Mask values (one DataRow's, in place) and count what was masked (counts: a
+        defaultdict(int), or any mapping whose missing keys count from 0); False when no
+        value changed."""
         changed = False
         size = len(values)
-        for i, action, key, constant, rule, type_oid, binary, null in self.columns:
+        for i, constant, key, null in self.constants:
+            if i >= size:
+                break
+            if values[i] is not None:
+                values[i] = constant
+            elif null is not None:  # a derived column's NULL, masked like a value
+                values[i] = null
+            else:
+                continue  # a stored column's NULL stays NULL
+            counts[key] += 1
+            changed = True
+        for column in self.readers:
+            i = column[0]
             if i >= size:
                 break
             value = values[i]
             if value is None:
+                null = column[7]
                 if null is not None:  # a derived column's NULL, masked like a value
                     values[i] = null
-                    counts[key] += 1
+                    counts[column[2]] += 1
                     changed = True
                 continue
-            if action == CONSTANT:
-                values[i] = constant
-                counts[key] += 1
+            masked = self._read(column, value, counts)
+            if not isinstance(masked, _Unchanged):
+                values[i] = masked
                 changed = True
-            elif action == RULE:
-                assert rule is not None
-                values[i] = masked_value(masker, rule, value, type_oid, binary)
-                counts[key] += 1
-                changed = True
-            elif action == DOCUMENT or masker.may_detect(value):
-                found = detected_value(masker, value, type_oid, binary)
-                if found is not None:
-                    values[i], detected = found
-                    for detector, n in detected.items():
-                        counts[f"detector:{detector}"] += n
-                    changed = True
         return changed
+
+    def rewrite(self, chunk: bytes, start: int, end: int, counts: dict[str, int]) -> bytes | None:
+        """The DataRow frame chunk[start:end] (well-formed: plain_answers checked it) masked
+        as apply() masks its values, the values nothing changes copied as they lie in the
+        chunk, not decoded and encoded again; None when no value changed."""
+        unpack = INT32.unpack_from
+        (count,) = UINT16.unpack_from(chunk, start + 5)
+        plan = self.plan
+        pos = copied = start + 7
+        parts: list[bytes] = []
+        for i in range(min(count, len(plan))):
+            (n,) = unpack(chunk, pos)
+            after = pos + 4 + n if n > 0 else pos + 4
+            step = plan[i]
+            if step is not None:
+                column, constant, null = step
+                new: bytes | None = None
+                if n < 0:
+                    new = null  # None: a NULL that stays NULL
+                elif column[1] == CONSTANT:
+                    new = constant
+                else:
+                    masked = self._read(column, chunk[pos + 4 : after], counts)
+                    if not isinstance(masked, _Unchanged):
+                        new = _field(masked)
+                if new is not None:
+                    if column[1] == CONSTANT or n < 0:
+                        counts[column[2]] += 1
+                    parts.append(chunk[copied:pos])
+                    parts.append(new)
+                    copied = after
+            pos = after
+        if not parts:
+            return None
+        parts.append(chunk[copied:end])
+        body = b"".join(parts)
+        if len(body) + 6 > 0x7FFFFFFF:
+            raise ValueError("DataRow: value out of range: the row is too large")
+        return b"D" + INT32.pack(len(body) + 6) + UINT16.pack(count) + body
+
+    def _read(
+        self, column: _Column, value: bytes, counts: dict[str, int]
+    ) -> bytes | _Unchanged | None:
+        """A value of a column masking reads (not a constant), masked by its rule's
+        strategy or by the detectors where they find something (counted); _UNCHANGED
+        when it goes as it came."""
+        _, action, key, _, rule, type_oid, binary, _ = column
+        masker = self.masker
+        if action == RULE:
+            assert rule is not None
+            counts[key] += 1
+            return masked_value(masker, rule, value, type_oid, binary)
+        if action == DOCUMENT or masker.may_detect(value):
+            found = detected_value(masker, value, type_oid, binary)
+            if found is not None:
+                masked, detected = found
+                for detector, n in detected.items():
+                    counts[f"detector:{detector}"] += n
+                return masked
+        return _UNCHANGED
+
+
+class _Unchanged:
+    """RowMask._read's answer for a value that goes as it came."""
+
+
+_UNCHANGED = _Unchanged()
+_NULL_FIELD = INT32.pack(-1)
+
+
+def _field(value: bytes | None) -> bytes:
+    """A DataRow value field on the wire: its length word and bytes, -1 for SQL NULL."""
+    return _NULL_FIELD if value is None else INT32.pack(len(value)) + value
 
 
 def _format(formats: Sequence[int], column: int) -> int:

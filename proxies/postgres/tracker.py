@@ -15,13 +15,14 @@ on_backend).
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 from proxies.postgres import codec
+from proxies.postgres.codec.wire import UINT16
 from proxies.postgres.columns import ColumnOrigin
 from proxies.postgres.row_mask import RowMask
 from proxies.postgres.startup import same_value
@@ -30,7 +31,7 @@ from proxies.runtime.pdp_client import Ruling
 
 # what a completion without masking carries (shared, never changed: only an Expect's
 # own counter is ever incremented)
-_NOTHING_MASKED: Counter[str] = Counter()
+_NOTHING_MASKED: defaultdict[str, int] = defaultdict(int)  # never counted into
 
 # the answers plain() reads
 _DATA_ROW, _READY_FOR_QUERY = b"DZ"
@@ -75,8 +76,8 @@ class Expect:
     parts: int = 0  # results completed so far (a simple Query may hold several statements)
     rows: int = 0
     # the shared empty counts until something is masked (see _tally): most statements
-    # mask nothing, and a Counter per forwarded message is measurable
-    masked: Counter[str] = field(default_factory=lambda: _NOTHING_MASKED)
+    # mask nothing, and a dict per forwarded message is measurable
+    masked: defaultdict[str, int] = field(default_factory=lambda: _NOTHING_MASKED)
     started: bool = False
 
 
@@ -94,7 +95,7 @@ class Completion:
     command: str
     tag: str
     rows: int
-    masked: Counter[str]
+    masked: defaultdict[str, int]
     decision_id: str
     error: str = ""
     ruling: Ruling | None = None
@@ -246,7 +247,7 @@ class ResponseTracker:
         next_row = 0
         for kind, text, description in answers:
             if kind == _DATA_ROW:
-                start, end, values = rows[next_row]
+                start, end = rows[next_row]
                 next_row += 1
                 if not queue:
                     continue  # nothing owed: the server speaks unprompted
@@ -254,7 +255,7 @@ class ResponseTracker:
                 assert type(head) is Expect
                 head.rows += 1
                 if head.masker is not None:
-                    row = self._masked_values(head, values)
+                    row = self._masked_frame(head, chunk, start, end)
                     if row is not None:
                         parts.append(chunk[copied:start])
                         parts.append(row)
@@ -468,27 +469,45 @@ class ResponseTracker:
         masked = self._masked_values(head, values)
         return row.raw or row.encode() if masked is None else masked
 
+    def _masked_frame(self, head: Expect, chunk: bytes, start: int, end: int) -> bytes | None:
+        """_masked_values for a DataRow frame where it lies in a chunk: the DataRow to
+        send, or None when it goes as the server sent it (RowMask.rewrite)."""
+        row_mask = head.row_mask or self._head_row_mask(head)
+        if row_mask is None:
+            (count,) = UINT16.unpack_from(chunk, start + 5)
+            _tally(head)["unknown_columns"] += count
+            return codec.data_row([None] * count)
+        if not row_mask.columns:
+            return None
+        return row_mask.rewrite(chunk, start, end, _tally(head))
+
     def _masked_values(self, head: Expect, values: list[bytes | None]) -> bytes | None:
         """The DataRow to send for a row of head's result (values, changed in place), or
         None when it goes as the server sent it."""
-        row_mask = head.row_mask
+        row_mask = head.row_mask or self._head_row_mask(head)
         if row_mask is None:
-            masker = head.masker
-            assert masker is not None
-            if head.shape is None and head.kind == "Execute":
-                head.shape = self.portal_shapes.get(head.portal or "")
-                if head.shape is not None and not head.formats:
-                    # a cursor's portal: its description says how each column comes
-                    head.formats = head.shape.formats
-            shape = head.shape
-            if shape is None:
-                # no description of these rows: no column can be named, so every value goes
-                _tally(head)["unknown_columns"] += len(values)
-                return codec.data_row([None] * len(values))
-            row_mask = head.row_mask = self._row_mask(shape, masker, head.formats)
+            # no description of these rows: no column can be named, so every value goes
+            _tally(head)["unknown_columns"] += len(values)
+            return codec.data_row([None] * len(values))
         if not row_mask.columns or not row_mask.apply(values, _tally(head)):
             return None
         return codec.data_row(values)
+
+    def _head_row_mask(self, head: Expect) -> RowMask | None:
+        """How head's rows are masked, planned at its first row (None: its rows were
+        never described, so no column can be named)."""
+        masker = head.masker
+        assert masker is not None
+        if head.shape is None and head.kind == "Execute":
+            head.shape = self.portal_shapes.get(head.portal or "")
+            if head.shape is not None and not head.formats:
+                # a cursor's portal: its description says how each column comes
+                head.formats = head.shape.formats
+        shape = head.shape
+        if shape is None:
+            return None
+        head.row_mask = self._row_mask(shape, masker, head.formats)
+        return head.row_mask
 
     def _row_mask(self, shape: ResultShape, masker: Masker, formats: list[int]) -> RowMask:
         """The RowMask of a result shape (its plan from _columns_to_mask), remembered per
@@ -578,8 +597,9 @@ class ResponseTracker:
         return codec.CopyData(masked.encode()).encode() if counts else data.raw or data.encode()
 
 
-def _tally(head: Expect) -> Counter[str]:
-    """The masking counts of head, its own from the first count on."""
+def _tally(head: Expect) -> defaultdict[str, int]:
+    """The masking counts of head, its own from the first count on (a defaultdict: a
+    first count per key costs no Python-level __missing__, as a Counter's does)."""
     if head.masked is _NOTHING_MASKED:
-        head.masked = Counter()
+        head.masked = defaultdict(int)
     return head.masked

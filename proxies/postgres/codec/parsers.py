@@ -211,8 +211,8 @@ _PLAIN_ANSWERS = frozenset(b"123tTnDCIZ")
 _DATA_ROW = ord("D")
 PlainAnswer = tuple[int, str, "RowDescription | None"]
 _ROW: PlainAnswer = (_DATA_ROW, "", None)
-# a DataRow plain_answers read: its frame's start and end in the chunk, and its values
-RowSpan = tuple[int, int, list[bytes | None]]
+# a DataRow plain_answers read: its frame's start and end in the chunk (a well-formed frame)
+RowSpan = tuple[int, int]
 
 _FastDecoder = Callable[[bytes], "Message | None"]
 _BACKEND_FAST: dict[int, _FastDecoder] = {
@@ -472,8 +472,8 @@ class BackendParser(_StreamParser):
         RowDescription, NoData, DataRow, CommandComplete, EmptyQueryResponse,
         ReadyForQuery. Each as (type, text, description): the text is a CommandComplete's
         tag or a ReadyForQuery's status, the description a RowDescription's message.
-        Given a `rows` list, each DataRow's frame start, end and values (bytes, or None
-        for NULL) are appended to it, in order (the masked lane rewrites rows from them).
+        Given a `rows` list, each DataRow's frame start and end are appended to it, in
+        order (the masked lane rewrites rows where they lie, RowMask.rewrite).
 
         None, with nothing consumed, for any other chunk, and while part of a frame is
         held from an earlier one: feed() then reads it (and says what is wrong with it)."""
@@ -493,14 +493,10 @@ class BackendParser(_StreamParser):
             if length < 4 or length > max_frame or end > size:
                 return None
             if kind == _DATA_ROW:
-                if rows is None:
-                    if not _data_row_fits(chunk, pos + 5, end):
-                        return None
-                else:
-                    values: list[bytes | None] = []
-                    if not _data_row_fits(chunk, pos + 5, end, values):
-                        return None
-                    rows.append((pos, end, values))
+                if not _data_row_fits(chunk, pos + 5, end):
+                    return None
+                if rows is not None:
+                    rows.append((pos, end))
                 append(_ROW)
                 pos = end
                 continue
