@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -116,8 +117,6 @@ async def _fetch_json(method: str, url: str, data: dict[str, str] | None = None)
     if len(body) > MAX_DOCUMENT:
         raise SignInFailed("the issuer's answer is too large")
     try:
-        import json
-
         document = json.loads(body)
     except ValueError:
         raise SignInFailed("the issuer's answer is not JSON") from None

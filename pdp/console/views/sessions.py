@@ -161,13 +161,15 @@ class SessionsView:
             ("Connection", f"{s.connection} ({s.connection_type}, zone {s.zone or '-'})"),
             ("Client", f"{s.client or '-'} at {s.client_addr or '-'}"),
             ("Started", when(s.started_at)),
-            ("Status", s.status + (f" — {s.close_reason}" if s.close_reason else "")),
+            ("Status", s.status + (f" — {s.close_reason}"
+                                   if s.close_reason and s.close_reason != s.status else "")),
             ("Session verdict", verdict_badge(s.verdict)),
             ("Policy revision", timeline.header.get("policy_revision", "")),
             ("Credential", timeline.header.get("credential_ref", "") or "-"),
         ])  # fmt: skip
         totals = tag("p", ", ".join(f"{k}: {v}" for k, v in timeline.totals.items()
-                                    if not isinstance(v, dict)), class_="totals")  # fmt: skip
+                                    if v is not None and not isinstance(v, dict)),
+                     class_="totals")  # fmt: skip
         rows = [self._entry_row(e) for e in timeline.entries]
         entries = table("Timeline", ("At", "Direction", "What", "Command", "Verdict", "Why",
                                      "Result", "Masking"), rows, class_="timeline")  # fmt: skip
@@ -194,7 +196,7 @@ class SessionsView:
             verdict = Html(verdict + " " + badge("cached", "cached"))
         if e.approval_id:
             verdict = Html(verdict + " " + badge(f"approval {e.approval_id}", "approval"))
-        return [f"+{e.offset:.3f}s", e.direction, e.kind or e.type, command, verdict,
+        return [f"{e.offset:+.3f}s", e.direction, e.kind or e.type, command, verdict,
                 bullet_list(e.reasons, ""), "; ".join(facts),
                 masking_badges(e.masking)]  # fmt: skip
 
