@@ -7,12 +7,16 @@ against this: `POST /v1/data/{path}` with `{"input": ...}` answers `{"result": .
 HTTP 500 with OPA's error shape. Run as its own process:
 
     python tests/opa_server.py --policies rego/ --port 8181 [--delay-ms N]
+
+`--policies` may name an OPA bundle file (`portcullis policy build`): its manifest's
+revision is reported in the provenance as written, as OPA reports a bundle's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -27,7 +31,16 @@ from pdp.engine.opa import evaluate, new_engine
 def build_app(policies: Path, delay_ms: int = 0) -> web.Application:
     from opa_bindings import OpaError
 
-    bundle = load_bundle(policies).without_tests()
+    if policies.is_file():
+        from pdp.engine import opa_bundle
+
+        data = policies.read_bytes()
+        bundle = opa_bundle.read(data)
+        manifest = json.loads(opa_bundle.unpack(data).get(".manifest", b"{}"))
+        revision = str(manifest.get("revision", ""))
+    else:
+        bundle = load_bundle(policies).without_tests()
+        revision = bundle.revision
     engine = new_engine(bundle)
 
     async def data(request: web.Request) -> web.Response:
@@ -48,7 +61,7 @@ def build_app(policies: Path, delay_ms: int = 0) -> web.Application:
         if request.query.get("provenance") in ("true", ""):
             answer["provenance"] = {
                 "version": "test-data-api",
-                "bundles": {"rego": {"revision": bundle.revision}},
+                "bundles": {"rego": {"revision": revision}},
             }
         return web.json_response(answer)
 

@@ -409,3 +409,68 @@ async def test_a_bundle_file_loads_and_a_bad_one_at_start_stops_the_pdp(tmp_path
     with pytest.raises(PolicyLoadError, match="not signed"):
         async with running_pdp(pdp_config(tmp_path, engine=engine)):
             pass
+
+
+async def test_the_remote_engine_names_the_bundle_revision_its_opa_loaded(tmp_path):
+    """OPA's Data API (tests/opa_server.py over the real evaluator) serving a bundle
+    from policy build: each remote decision names the manifest's revision."""
+    import subprocess
+    import sys
+
+    from pdp.engine.remote import RemoteEngine
+    from portcullis.config import EngineSettings
+
+    path = tmp_path / "bundle.tar.gz"
+    data, manifest = opa_bundle.build(_policy_dir(tmp_path, "p"))
+    path.write_bytes(data)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "opa_server.py"),
+         "--policies", str(path), "--port", str(port)],
+    )  # fmt: skip
+    engine = RemoteEngine(EngineSettings(type="remote", url=f"http://127.0.0.1:{port}"))
+    try:
+        for _ in range(400):  # until the server listens
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        await engine.start()
+        result = await engine.evaluate({"command": {"kind": "session.open"}})
+        assert result.revision == f"opa:rego@{manifest['revision']}" == engine.revision
+    finally:
+        await engine.close()
+        server.terminate()
+        server.wait()
+
+
+@pytest.mark.parametrize(
+    ("engine", "key", "problem"),
+    [
+        ({"type": "remote", "url": "http://x", "bundle": "b.tar.gz"}, "bundle", "embedded"),
+        ({"bundle": "missing.tar.gz"}, "bundle", "is not a file"),
+        (
+            {"policies": str(REGO), "verification": {"key_file": "k.pem"}},
+            "verification",
+            "set pdp.engine.bundle",
+        ),
+        ({"bundle": "b.tar.gz", "verification": {"key_file": "nope.pem"}}, "key_file", "not a"),
+        (
+            {"bundle": "b.tar.gz", "verification": {"key_file": "k.pem", "algorithm": "none"}},
+            "algorithm",
+            "not an algorithm",
+        ),
+        ({"bundle": "b.tar.gz", "poll_seconds": 0}, "poll_seconds", "positive"),
+    ],
+)
+def test_bundle_settings_are_validated(tmp_path, engine, key, problem):
+    from portcullis.config import ConfigError
+
+    (tmp_path / "b.tar.gz").write_bytes(b"x")
+    (tmp_path / "k.pem").write_bytes(b"x")
+    with pytest.raises(ConfigError) as err:
+        pdp_config(tmp_path, engine={"type": "embedded", **engine})
+    assert err.value.key.endswith(key), err.value.key
+    assert problem in err.value.problem

@@ -362,7 +362,9 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             # what the policy saw besides the text: `policy diff` replays it
             record["attributes"] = attributes
         if request.command.full_bytes or len(raw) > MAX_COMMAND_BYTES:
-            decision = await self._refuse_oversized(request.command, record)
+            # refused in shadow mode too (the proxy will not forward it either): enforced
+            enforced_record = {k: v for k, v in record.items() if k != "enforced"}
+            decision = await self._refuse_oversized(request.command, enforced_record)
             return pdp_pb2.DecideResponse(decision=decision_message(decision))
         built: dict[str, Any] = {}
 
