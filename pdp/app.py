@@ -19,7 +19,7 @@ from pdp.api.proxy_auth import ProxyAuthenticator, ProxyKey, write_private
 from pdp.api.server import PDPServer
 from pdp.api.service import DecisionService
 from pdp.api.webhooks import WebhookNotifier
-from pdp.console.app import build_console
+from pdp.console.app import mount_console
 from pdp.console.settings import ConsoleSettings
 from pdp.domain.approvals import ApprovalBook
 from pdp.domain.decisions import Decider
@@ -141,7 +141,7 @@ class PDPApp:
 
     async def _start_http(self, listen: str) -> None:
         http_app = build_http_app(self)
-        http_app.add_subapp("/console/", build_console(self, self.console_settings))
+        mount_console(http_app, self, self.console_settings)
         self._http = web.AppRunner(http_app, access_log=None)
         await self._http.setup()
         if listen.startswith("unix:"):

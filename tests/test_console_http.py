@@ -68,6 +68,8 @@ async def sign_in(http, base: str, subject: str, groups: str) -> str:
 
 async def test_dev_sign_in_with_pkce_and_security_headers(pdp):
     async with _http() as http:
+        async with http.get(f"{pdp.base}/console", allow_redirects=False) as r:
+            assert r.status == 302 and r.headers["Location"] == "/console/"
         async with http.get(f"{pdp.base}/console/approvals/", allow_redirects=False) as r:
             assert r.status == 302 and r.headers["Location"].startswith("/console/login")
         await sign_in(http, pdp.base, "sam@example.com", "security")

@@ -217,6 +217,16 @@ def build_console(pdp: PDPApp, settings: ConsoleSettings | None = None) -> web.A
     return app
 
 
+def mount_console(app: web.Application, pdp: PDPApp, settings: ConsoleSettings) -> None:
+    """The console at /console/ of the PDP's HTTP application (and /console sent there)."""
+
+    async def to_console(request: web.Request) -> web.Response:
+        return redirect("/console/", 302)
+
+    app.router.add_get("/console", to_console)
+    app.add_subapp("/console/", build_console(pdp, settings))
+
+
 def _relative(route: web.RouteDef) -> web.RouteDef:
     """Routes are written with their full /console/ path; the sub-app adds the prefix."""
     path = route.path.removeprefix("/console")
