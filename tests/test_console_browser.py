@@ -44,6 +44,7 @@ PEOPLE = {
     "bob@example.com": ["readonly"],  # another requester
     "ines@example.com": ["auditor"],  # sees every session and the evidence
     "carol@example.com": ["readonly"],  # neither approver nor auditor
+    "dan@example.com": ["dba"],  # another approver
 }
 
 
@@ -166,6 +167,27 @@ async def test_a_new_request_appears_live_and_is_denied_by_keyboard(stack):
     assert approval_id in str(denied.value)
     await client.close()
     await page.context.close()
+
+
+async def test_another_approvers_decision_shows_at_once(stack):
+    client = await asyncpg.connect(stack.dsn("bob@example.com"))
+    update = asyncio.ensure_future(client.execute("UPDATE orders SET total = 3 WHERE id = 10"))
+    approval_id = await pending(stack, "SET total = 3")
+    watching = await signed_in(stack, "sam@example.com")
+    card = f'article[data-id="{approval_id}"]'
+    await expect(watching.locator(f'{card}[data-state="pending"]')).to_be_visible()
+    deciding = await signed_in(stack, "dan@example.com")
+    other = deciding.locator(card)
+    await other.get_by_label("Reason (kept with the record)").fill("fine")
+    await other.get_by_role("button", name="Approve").click()
+    # sam's page, never reloaded, now shows it settled and by whom
+    settled = watching.locator(f'{card}[data-state="approved"]')
+    await expect(settled).to_contain_text("approved by dan@example.com: fine")
+    await expect(watching.locator("#live")).to_contain_text("Updated")
+    assert await asyncio.wait_for(update, 30) == "UPDATE 1"
+    await client.close()
+    await watching.context.close()
+    await deciding.context.close()
 
 
 async def test_nobody_approves_their_own_and_the_requester_withdraws(stack):
