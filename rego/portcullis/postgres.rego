@@ -192,7 +192,9 @@ pg_reads contains i if {
 }
 
 # PREPARE TRANSACTION leaves a transaction (and its locks) behind the session, and
-# COMMIT/ROLLBACK PREPARED settle anyone's: not reads.
+# COMMIT/ROLLBACK PREPARED settle anyone's: not reads. A function, not `not s.action in
+# {...}` in the rule: the evaluator takes s.action out of the negation, so a statement
+# without an action (every plain SELECT) would fail that line instead of passing it.
 pg_two_phase(s) if s.action in {"prepare", "commit_prepared", "rollback_prepared"}
 
 pg_reads contains i if {

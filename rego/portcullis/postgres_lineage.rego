@@ -58,11 +58,11 @@ pg_sensitive_carried(column) if column in data.portcullis.sensitive_columns
 pg_sensitive_carried("*")
 
 # Outputs that reach the client: not a plan (EXPLAIN), not a DO block's inner statements.
-pg_client_outputs contains [s.type, o] if {
-	some s in input.command.postgres.statements
+# A test of the statement, not a set of its outputs: a set would copy (and hash) every
+# output object on every decision before any rule looked at one.
+pg_reaches_client(s) if {
 	not s.nested
 	s.type != "explain"
-	some o in s.outputs
 }
 
 pg_output_label(o) := sprintf("output %s", [o.name]) if {
@@ -78,16 +78,20 @@ mask_reasons contains reason if {
 }
 
 pg_derived_reasons contains sprintf("%s (%s) derives from sensitive column %s: masked whole", [pg_output_label(o), o.kind, column]) if {
-	some [_, o] in pg_client_outputs
+	some s in input.command.postgres.statements
+	some o in s.outputs
 	o.kind in {"expression", "aggregate"}
+	pg_reaches_client(s)
 	some column in o.columns
 	pg_sensitive_column(column)
 	not pii_reader
 }
 
 pg_derived_reasons contains sprintf("%s is computed from columns of %s, which may be sensitive: masked whole", [pg_output_label(o), concat(", ", o.tables)]) if {
-	some [_, o] in pg_client_outputs
+	some s in input.command.postgres.statements
+	some o in s.outputs
 	o.kind in {"expression", "aggregate"}
+	pg_reaches_client(s)
 	count(o.tables) > 0
 	not pii_reader
 }
@@ -103,8 +107,10 @@ pg_derived_reasons contains sprintf("%s returns rows of a cursor or prepared sta
 }
 
 deny contains sprintf("%s is a whole row of %s: whole-row values and the JSON/XML built from them are denied to everyone not in pii-readers, since a row may hold sensitive columns (the shipped policy's choice); select the columns you need", [pg_output_label(o), concat(", ", o.tables)]) if {
-	some [_, o] in pg_client_outputs
+	some s in input.command.postgres.statements
+	some o in s.outputs
 	o.kind == "whole_row"
+	pg_reaches_client(s)
 	not pii_reader
 }
 
@@ -128,7 +134,7 @@ deny contains sprintf("a DO block reads whole rows of %s: notices and errors tha
 deny contains pg_predicate_reason(p) if {
 	some s in input.command.postgres.statements
 	some p in s.predicates
-	pg_oracle_use(p.use)
+	p.use in pg_oracle_uses
 	pg_sensitive_predicate(p.column)
 	not pii_reader
 }
@@ -137,9 +143,11 @@ pg_sensitive_predicate(column) if pg_sensitive_column(column)
 
 pg_sensitive_predicate("*")
 
-pg_oracle_use(use) if use in {"pattern", "range", "order", "other", "partial"}
-
-pg_oracle_use("equality") if not data.portcullis.oracle.equality
+# The uses of a column in a condition that answer questions about its values: one set,
+# built once per decision, so each predicate costs one lookup rather than a function call.
+pg_oracle_uses := {"pattern", "range", "order", "other", "partial"} if {
+	data.portcullis.oracle.equality
+} else := {"pattern", "range", "order", "other", "partial", "equality"}
 
 pg_predicate_reason(p) := sprintf("a whole row used in a condition or ordering (%s) may reveal sensitive columns: denied to everyone not in pii-readers", [p.use]) if {
 	p.column == "*"
