@@ -228,3 +228,18 @@ async def test_over_tls_the_cookies_are_secure_and_host_only(tmp_path):
             assert "Secure" in session and "HttpOnly" in session
             assert "SameSite=Strict" in session and "Path=/" in session
             assert "Domain" not in session
+
+
+def test_the_console_url_comes_from_the_listen_address_or_the_environment(tmp_path):
+    from dataclasses import replace
+
+    from pdp.console.settings import ConsoleSettings
+
+    config = pdp_config(tmp_path)
+    config = replace(config, pdp=replace(config.pdp, http_listen="0.0.0.0:7001"))
+    assert ConsoleSettings.from_config(config, env={}).public_url == "http://0.0.0.0:7001"
+    settings = ConsoleSettings.from_config(
+        config, env={"PORTCULLIS_CONSOLE_URL": "https://gw.example.com/"}
+    )
+    assert settings.redirect_uri == "https://gw.example.com/console/callback"
+    assert settings.secure and settings.client_id == config.identity.audience

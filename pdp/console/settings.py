@@ -5,16 +5,19 @@ the OIDC client id (the identity audience by default: the ID token's `aud` is th
 id, so the PDP's own verifier accepts it), the issuer it signs people in with (the
 configured OIDC issuer; the dev issuer of the embedded default when there is none), how
 long a sign-in lasts, and which groups see every session and the evidence (auditors).
-No IO.
+No IO but the one environment variable.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from portcullis.config import Config
 
 DEFAULT_AUDITORS = ("security", "auditor")
+URL_VARIABLE = "PORTCULLIS_CONSOLE_URL"
 
 
 @dataclass(frozen=True)
@@ -36,11 +39,14 @@ class ConsoleSettings:
         return self.public_url.startswith("https://")
 
     @classmethod
-    def from_config(cls, config: Config) -> ConsoleSettings:
+    def from_config(cls, config: Config, env: Mapping[str, str] | None = None) -> ConsoleSettings:
+        """From the configuration; PORTCULLIS_CONSOLE_URL names the URL browsers use when
+        it is not http://<http_listen> (a wildcard listen address, a TLS proxy in front)."""
         listen = config.pdp.http_listen or "127.0.0.1:7001"
         public = "" if listen.startswith("unix:") else f"http://{listen}"
+        public = (os.environ if env is None else env).get(URL_VARIABLE, "") or public
         return cls(
-            public_url=public,
+            public_url=public.rstrip("/"),
             client_id=config.identity.audience or "portcullis",
             issuer=config.identity.issuer,
         )
