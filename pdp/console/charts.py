@@ -62,7 +62,14 @@ def stacked_columns(
         for name, values in series.items()
     )
     svg = _svg(title, chart_id, "".join(marks) + axis, f"{sum(totals)} in all")
-    return Html(svg + f'<ul class="legend">{legend}</ul>')
+    names = list(series)
+    rows = [
+        [label, *(str(series[name][i]) for name in names)]
+        for i, label in enumerate(labels)
+        if totals[i]
+    ]
+    numbers = _numbers(title, ["Period", *names], rows)
+    return Html(svg + f'<ul class="legend">{legend}</ul>' + numbers)
 
 
 def bars(title: str, counts: dict[str, int], chart_id: str) -> Html:
@@ -81,7 +88,18 @@ def bars(title: str, counts: dict[str, int], chart_id: str) -> Html:
             f"<title>{esc(name)}: {count}</title></rect>"
             f'<text class="tick" x="{205 + w:.1f}" y="{y + 16}">{count}</text>'
         )
-    return _svg(title, chart_id, "".join(marks), f"{len(ordered)} item(s)", height)
+    svg = _svg(title, chart_id, "".join(marks), f"{len(ordered)} item(s)", height)
+    return Html(svg + _numbers(title, ["Name", "Count"], [[n, str(c)] for n, c in ordered]))
+
+
+def _numbers(title: str, header: list[str], rows: list[list[str]]) -> str:
+    """The chart's numbers as a table, folded under the chart."""
+    head = "".join(f'<th scope="col">{esc(h)}</th>' for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (
+        f"<details><summary>{esc(title)}: the numbers</summary><table><thead><tr>{head}"
+        f"</tr></thead><tbody>{body}</tbody></table></details>"
+    )
 
 
 def _svg(title: str, chart_id: str, body: str, desc: str, height: int = HEIGHT) -> Html:
