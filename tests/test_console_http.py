@@ -243,3 +243,27 @@ def test_the_console_url_comes_from_the_listen_address_or_the_environment(tmp_pa
     )
     assert settings.redirect_uri == "https://gw.example.com/console/callback"
     assert settings.secure and settings.client_id == config.identity.audience
+
+
+async def test_replay_shows_http_requests_through_the_proxy(tmp_path):
+    from http_upstream import http_stack
+    from pdp_harness import token
+
+    async with http_stack(tmp_path, pdp_http=True) as s:
+        headers = {"Authorization": f"Bearer {token(s.config, 'ann@example.com', ('readonly',))}"}
+        async with aiohttp.ClientSession() as client:
+            for method, path in (("GET", "/v1/invoices/3"), ("DELETE", "/echo/3")):
+                async with client.request(method, s.url + path, headers=headers) as r:
+                    await r.read()
+        await s.proxy.stop()
+        (opened,) = await s.pdp.store.query(kind="session.open")
+        base = f"http://{s.config.pdp.http_listen}"
+        async with _http() as http:
+            await sign_in(http, base, "ines@example.com", "auditor")
+            async with http.get(f"{base}/console/sessions/{opened.session_id}") as r:
+                assert r.status == 200
+                page = unescape(await r.text())
+    assert "GET /v1/invoices/3" in page and "status 200" in page
+    assert "DELETE /echo/3" in page and "status 403" in page
+    assert "verdict-deny" in page and "masked field:" in page
+    assert "4111" not in page and "tok_live" not in page  # values never, counts only
