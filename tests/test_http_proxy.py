@@ -337,6 +337,37 @@ async def test_one_session_per_token_closed_when_idle(tmp_path):
     assert {c.body["reason"] for c in closes} == {"idle_timeout"}
 
 
+async def test_a_repeated_read_is_reused_and_a_write_is_decided_each_time(tmp_path):
+    """A GET's verdict is reused for the exact same request of the same session (the
+    shipped policy's cache hint); another query, another person or a write asks the PDP."""
+    async with http_stack(tmp_path) as s:
+        ann, bob = bearer(s), bearer(s, "bob@example.com")
+        dee = bearer(s, "dee@example.com", ("dba",))
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
+            for headers, target in (
+                (ann, "/echo?a=1"),
+                (ann, "/echo?a=1"),
+                (ann, "/echo?a=2"),
+                (bob, "/echo?a=1"),
+                (ann, "/echo?a=1"),
+            ):
+                async with client.get(s.url + target, headers=headers) as r:
+                    assert r.status == 200
+                    await r.read()
+            for _ in range(2):
+                async with client.post(s.url + "/echo", headers=dee, json={"x": 1}) as r:
+                    assert r.status == 200
+                    await r.read()
+        raws = sorted(d["raw"].split("\n")[0] for d in await decisions(s))
+        upstream = [r["raw_path"] for r in s.upstream.seen]
+    # one decision per distinct (session, request): ann's repeats were answered from it
+    assert [r for r in raws if r.startswith("GET")] == sorted(
+        ["GET /echo?a=1 HTTP/1.1", "GET /echo?a=2 HTTP/1.1", "GET /echo?a=1 HTTP/1.1"]
+    ), raws
+    assert len([r for r in raws if r.startswith("POST")]) == 2
+    assert len(upstream) == 7  # every request went upstream, cached or not
+
+
 async def test_the_pdp_gone_means_503_and_nothing_forwarded(tmp_path):
     async with http_stack(tmp_path) as s:
         headers = bearer(s)

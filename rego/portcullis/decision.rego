@@ -63,7 +63,7 @@ default session_part := {}
 
 session_part := {"session_settings": session_settings}
 
-# Cache hints. Only postgres answers are cacheable by shape: the shipped postgres rules
+# Cache hints. Postgres answers are cacheable by shape: the shipped postgres rules
 # look at statement types, tables and function names, never at literals. The exceptions
 # are not cached, since texts with other literals share their shape:
 #   - a DO block: its code is a literal, and the statements classified from it are judged;
@@ -78,4 +78,17 @@ cache_part := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, 
 		not s.settings
 		not s.dynamic_settings
 	}
+} else := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, "cache_key": "exact"} if {
+	# An HTTP read: the exact key is the request line and everything the policy saw of
+	# it (method, normalised path, query, the selected headers, the body), so only the
+	# same request of the same session reuses it; writes are never cached.
+	input.command.kind == "http.request"
+	not input.approval
+	http_method in http_read_methods
+} else := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, "cache_key": "exact"} if {
+	# Whether a tools/list (or prompts or resources list) answer may show one item: asked
+	# for every item of every listing, and the same question each time.
+	input.command.kind == "mcp.call"
+	not input.approval
+	mcp_listing
 } else := {"cache_ttl_seconds": 0, "cache_key": "exact"}

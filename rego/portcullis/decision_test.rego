@@ -82,3 +82,28 @@ test_a_denied_session_open_carries_neither_credential_nor_settings if {
 	not d.credential
 	not d.session_settings
 }
+
+# HTTP reads and MCP listing questions are reused for the exact same request; writes,
+# tool calls and anything answered under an approval are not.
+test_http_reads_and_mcp_listings_are_cached_exactly if {
+	every method in ["GET", "HEAD"] {
+		d := portcullis.decision with input as http_input(["readonly"], method)
+		d.cache_key == "exact"
+		d.cache_ttl_seconds > 0
+	}
+	l := portcullis.decision with input as mcp_input(["readonly"], listing("get_invoice"))
+	l.cache_key == "exact"
+	l.cache_ttl_seconds > 0
+}
+
+test_http_writes_tool_calls_and_approved_requests_are_not_cached if {
+	every method in ["POST", "PUT", "PATCH", "DELETE"] {
+		d := portcullis.decision with input as http_input(["dba"], method)
+		d.cache_ttl_seconds == 0
+	}
+	c := portcullis.decision with input as mcp_input(["readonly"], tool_call("get_invoice"))
+	c.cache_ttl_seconds == 0
+	approved := object.union(http_input(["readonly"], "GET"), {"approval": {"id": "ap-1", "state": "approved", "approver": "bob"}})
+	a := portcullis.decision with input as approved
+	a.cache_ttl_seconds == 0
+}
