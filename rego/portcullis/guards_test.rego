@@ -1,0 +1,57 @@
+package portcullis_test
+
+import data.portcullis
+
+guard_input(groups, claims) := {
+	"identity": {"subject": "agent@example.com", "groups": groups, "claims": claims},
+	"connection": {"name": "orders-db", "type": "postgres"},
+	"command": {"kind": "postgres.query", "raw": "SELECT * FROM tickets", "postgres": {"statements": [{"type": "select", "tag": "SelectStmt", "tables": ["tickets"], "functions": [], "qualified_functions": []}], "protocol": "simple"}},
+}
+
+filters := {"orders-db": {"tickets": {"column": "tenant_id", "claim": "tenant"}}}
+
+test_a_reader_gets_the_row_filter_of_its_claim if {
+	d := portcullis.decision with input as guard_input(["readonly"], {"tenant": "acme"})
+		with data.portcullis.row_filters as filters
+	d.row_filter == {"tickets": [{"column": "tenant_id", "op": "=", "value": "acme"}]}
+}
+
+test_a_reader_without_the_claim_is_denied if {
+	d := portcullis.decision with input as guard_input(["readonly"], {})
+		with data.portcullis.row_filters as filters
+	d.verdict == "deny"
+	not d.row_filter
+}
+
+test_an_empty_claim_is_no_claim if {
+	d := portcullis.decision with input as guard_input(["readonly"], {"tenant": ""})
+		with data.portcullis.row_filters as filters
+	d.verdict == "deny"
+}
+
+test_dba_is_neither_filtered_nor_budgeted if {
+	d := portcullis.decision with input as guard_input(["dba"], {})
+		with data.portcullis.row_filters as filters
+	d.verdict in {"allow", "mask"}
+	not d.row_filter
+	not d.budget
+	not d.breaker
+}
+
+test_readers_get_the_shipped_budget_and_breaker if {
+	d := portcullis.decision with input as guard_input(["readonly"], {})
+	d.budget == data.portcullis.budgets.readonly
+	d.breaker == data.portcullis.breakers.readonly
+	d.budget.over == "require_approval"
+}
+
+test_several_groups_take_the_first_in_sorted_order if {
+	d := portcullis.decision with input as guard_input(["readonly", "analyst"], {})
+	d.budget == data.portcullis.budgets.analyst
+}
+
+test_no_filter_on_another_connection if {
+	i := object.union(guard_input(["readonly"], {}), {"connection": {"name": "other-db"}})
+	d := portcullis.decision with input as i with data.portcullis.row_filters as filters
+	not d.row_filter
+}
