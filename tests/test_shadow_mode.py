@@ -5,6 +5,8 @@ that it was not enforced — while what is not the policy's verdict stays enforc
 
 from __future__ import annotations
 
+import logging
+
 import asyncpg
 import pytest
 from pg_harness import running_gateway
@@ -20,8 +22,10 @@ async def _decisions(gw, raw_contains: str) -> list[dict]:
     return [r.body for r in records if raw_contains in r.body.get("raw", "")]
 
 
-async def test_a_would_be_denied_statement_runs_and_the_would_be_deny_is_recorded(tmp_path):
+async def test_a_would_be_denied_statement_runs_and_the_would_be_deny_is_recorded(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="portcullis.shadow")
     async with running_gateway(tmp_path, SHADOW) as gw:
+        assert any("orders-db is in shadow mode" in r.getMessage() for r in caplog.records)
         conn = await asyncpg.connect(gw.dsn(gw.token(groups=("readonly",))))
         # DDL by a reader: denied by the shipped policy, and here it runs
         await conn.execute("CREATE TABLE shadow_probe (i int)")
@@ -104,3 +108,27 @@ def test_the_shadow_answer_drops_everything_that_would_block():
     assert "would mask" in answer.reasons[0]
     plain = Verdict(VerdictKind.ALLOW)
     assert shadow_verdict(plain) is plain
+
+
+async def test_the_http_proxy_gets_shadow_mode_without_code_of_its_own(tmp_path):
+    """The same PDP answer serves every proxy: an HTTP DELETE the policy reserves to dba
+    reaches the upstream, and a JSON field it would mask arrives as the upstream sent it."""
+    import aiohttp
+    from http_upstream import INVOICE, http_stack
+    from pdp_harness import token
+
+    async with http_stack(tmp_path, enforce=False) as s:
+        headers = {"Authorization": f"Bearer {token(s.config, 'ann@example.com', ('readonly',))}"}
+        async with aiohttp.ClientSession() as client:
+            async with client.get(s.url + "/v1/invoices/7", headers=headers) as r:
+                assert r.status == 200
+                doc = await r.json()
+            async with client.delete(s.url + "/echo/7", headers=headers) as r:
+                assert r.status != 403
+        assert doc["email"] == INVOICE["email"]
+        assert any(seen["method"] == "DELETE" for seen in s.upstream.seen)
+        records = [r.body for r in await s.pdp.store.query(kind="decision")]
+        by_method = {r["raw"].split(" ")[0]: r for r in records if r["kind"] == "http.request"}
+        assert by_method["GET"]["verdict"] == "mask" and by_method["GET"]["enforced"] is False
+        assert by_method["DELETE"]["verdict"] == "deny"
+        assert by_method["DELETE"]["enforced"] is False

@@ -35,7 +35,7 @@ from pdp.domain.guards import Guards
 from pdp.domain.identity import TokenRejected, TokenVerifier
 from pdp.domain.policy_input import build_input, command_input
 from pdp.domain.sessions import Session, SessionTable, new_session_id
-from pdp.domain.shadow import enforced, record_facts, shadowed
+from pdp.domain.shadow import announce, enforced, record_facts, shadowed
 from pdp.evidence.checkpoints import record_credential_statement
 from pdp.evidence.signing import Signer
 from pdp.store import StoreUnavailable
@@ -128,6 +128,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self.open_approvals: dict[str, str] = {}
         self._refusals = _RefusalBudget()
         self.recordings = SessionEventBatches(decider.store, sessions, self.refuse)
+        self.shadow_connections = announce(config)  # enforce: false (pdp/domain/shadow.py)
         # row filters, egress budgets, the runaway-loop breaker (issue 30)
         self.guards = guards or Guards()
 

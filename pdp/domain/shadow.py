@@ -24,12 +24,27 @@ the deny it would be, with `enforced: false`, and not enforced.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 from portcullis.config import Config
 from portcullis.verdict import Verdict, VerdictKind
 
+log = logging.getLogger("portcullis.shadow")
+
 SHADOW_FACT = {"enforced": False}
+
+
+def announce(config: Config) -> list[str]:
+    """Log, loudly, every connection the PDP will not enforce on (and name them)."""
+    names = [c.name for c in config.connections if not enforced(config, c.name)]
+    for name in names:
+        log.warning(
+            "connection %s is in shadow mode (enforce: false): decisions are recorded, "
+            "nothing is blocked or masked",
+            name,
+        )
+    return names
 
 
 def enforced(config: Config, connection: str) -> bool:
