@@ -30,6 +30,8 @@ it, the runtime's session (decisions, recording) and the proxy's HTTP connection
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import os
 import re
@@ -501,7 +503,9 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
         return value
     out = {}
     for key, child in value.items():
-        if key == "text" and isinstance(child, str) and child[:1] in ("{", "["):
+        if key == "blob" and isinstance(child, str):
+            out[key] = _masked_blob(child, masker, counts)
+        elif key == "text" and isinstance(child, str) and child[:1] in ("{", "["):
             try:
                 inner = json.loads(child)
             except (ValueError, RecursionError):
@@ -513,3 +517,39 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
         else:
             out[key] = _json_texts(child, masker, counts)
     return out
+
+
+def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
+    """A resource's `blob` (base64): text inside it is masked like any text (JSON as JSON)
+    and encoded again. Bytes that are not UTF-8 text (an image, an archive) go as they
+    came unless a detector finds something in them read byte for byte as Latin-1 — they
+    cannot be masked in place without breaking the file, so such a blob is withheld
+    (replaced by an empty one), as is one that is not base64 at all."""
+    try:
+        data = base64.b64decode(blob, validate=False)
+    except (binascii.Error, ValueError):
+        counts["blob:unreadable"] += 1
+        return ""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        _, found = masker.mask_text(data.decode("latin-1"))
+        if not found:
+            return blob
+        counts["blob:withheld"] += 1
+        return ""
+    masked: Any
+    if text.lstrip()[:1] in ("{", "["):
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError):
+            masked, found = masker.mask_text(text)
+        else:
+            doc, found = masker.mask_json(doc)
+            masked = json.dumps(doc, ensure_ascii=False) if found else text
+    else:
+        masked, found = masker.mask_text(text)
+    if not found:
+        return blob
+    counts.update(found)
+    return base64.b64encode(masked.encode("utf-8")).decode("ascii")
