@@ -7,6 +7,7 @@ test_json_logs): `ProxyStack` runs the PDP and a proxy as the processes an opera
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -57,6 +58,19 @@ def eventually(check: Any, what: str, seconds: float = START_SECONDS) -> Any:
         time.sleep(0.1)
 
 
+async def until(check: Any, what: str, seconds: float = START_SECONDS) -> Any:
+    """eventually(), for async tests: the event loop runs between looks (check itself
+    runs in a thread, so a blocking check stalls no client of the test's)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = await asyncio.to_thread(check)
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}")
+        await asyncio.sleep(0.1)
+
+
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of a Prometheus text page by (name, sorted labels)."""
     out = {}
@@ -82,8 +96,9 @@ class ProxyStack:
     def __init__(
         self,
         tmp: Path,
-        database: tuple[str, str, str],
+        database: tuple[str, str, str] = ("", "", ""),
         *,
+        connection: dict[str, Any] | None = None,
         drain_seconds: float = 25.0,
         log_format: str = "text",
         extra_connections: list[dict[str, Any]] | None = None,
@@ -94,8 +109,11 @@ class ProxyStack:
         self.path, self.raw = write_config(tmp)
         self.listen = f"127.0.0.1:{free_port()}"
         self.metrics = f"127.0.0.1:{free_port()}"
+        own = {"listen": self.listen, "metrics_listen": self.metrics, **(connection or {})}
         self.raw["connections"] = [
-            {
+            own
+            if connection
+            else {
                 "name": "orders-db",
                 "type": "postgres",
                 "listen": self.listen,
@@ -217,12 +235,14 @@ class ProxyStack:
 
 
 @contextlib.contextmanager
-def proxy_stack(tmp: Path, **kwargs: Any) -> Iterator[ProxyStack]:
-    with scratch_database() as database:
-        stack = ProxyStack(tmp, database, **kwargs)
+def proxy_stack(tmp: Path, kind: str = "postgres", **kwargs: Any) -> Iterator[ProxyStack]:
+    """The PDP and a proxy of this kind running (a postgres one before a scratch database;
+    another kind's connection given as `connection`)."""
+    with scratch_database() if kind == "postgres" else contextlib.nullcontext() as database:
+        stack = ProxyStack(tmp, database or ("", "", ""), **kwargs)
         try:
             stack.start_pdp()
-            stack.start_proxy()
+            stack.start_proxy(kind)
             yield stack
         finally:
             stack.close()

@@ -263,6 +263,9 @@ class ClientConnection:
         self.shadowed: list[str] = []
         # view column name → the columns it carries, where they differ (columns.py)
         self.view_columns: dict[str, list[str]] = {}
+        # the open session's relay, and the task ending it once quiet (a drain)
+        self._relay: _Relay | None = None
+        self._draining: asyncio.Future[None] | None = None
         self.relation_sources: dict[str, list[str]] = {}
         # the open session's relay, and the task ending it once quiet (a drain)
         self._relay: _Relay | None = None
@@ -645,9 +648,12 @@ class ClientConnection:
     def _shut_down(self, relay: _Relay) -> None:
         if relay.ended.done():
             return
-        # what still runs upstream is cancelled as the session ends (_serve)
+        # what still runs upstream is cancelled as the session ends (_serve); the socket
+        # closes right after the error, as the server's does (a client that reads the
+        # error while idle then sees the connection gone, not a half-open one)
         self.fatal(f"portcullis: {SHUTDOWN_MESSAGE}", "57P01")
         relay.end("proxy_shutdown")
+        self.writer.close()
 
     def _window_closed(self) -> None:
         """A just-in-time grant ran out: the session ends, as the approval said."""

@@ -1,0 +1,152 @@
+"""SIGTERM drains a Postgres proxy: it stops accepting, a running statement finishes
+within the grace period, and every session then ends with FATAL 57P01 admin_shutdown —
+what a client of a PostgreSQL server under a fast shutdown reads — never a bare close.
+
+Real processes (`portcullis pdp`, `portcullis proxy postgres`), the machine's
+PostgreSQL, asyncpg and libpq (psycopg, psql) as the clients."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import asyncpg
+import psycopg
+import pytest
+from pg_harness import ADMIN_DSN
+from test_metrics_proxy import eventually, proxy_stack, until, value
+
+pytestmark = pytest.mark.integration
+
+SHUTDOWN = "terminating connection due to administrator command"
+
+
+def running(role: str, text: str) -> bool:
+    """The server runs a statement containing text for this role now."""
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        rows = admin.execute(
+            "select count(*) from pg_stat_activity where usename = %s and state = 'active'"
+            " and query like %s",
+            (role, f"%{text}%"),
+        ).fetchone()
+    return bool(rows and rows[0])
+
+
+def idle_after(role: str, text: str) -> bool:
+    """A session of this role sits idle, its last statement this one."""
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        rows = admin.execute(
+            "select count(*) from pg_stat_activity where usename = %s and state = 'idle'"
+            " and query like %s",
+            (role, f"%{text}%"),
+        ).fetchone()
+    return bool(rows and rows[0])
+
+
+async def test_sigterm_lets_a_running_statement_finish_then_ends_sessions_with_57P01(tmp_path):
+    with proxy_stack(tmp_path, drain_seconds=120) as stack:
+        dba = stack.token("dba")
+        busy = await stack.asyncpg(dba)
+        idle = psycopg.connect(stack.dsn(dba), autocommit=True)
+        try:
+            assert idle.execute("select 1").fetchone() == (1,)
+            sleeping = asyncio.ensure_future(
+                busy.fetchval("select 'slept ' || pg_sleep(3)::text")
+            )
+            await until(lambda: running(stack.role, "pg_sleep(3)"), "the sleep runs upstream")
+            stack.sigterm_proxy()
+            # the statement in flight finishes and its answer arrives whole
+            assert await asyncio.wait_for(sleeping, 110) == "slept "
+            # the client that sat idle reads the server's shutdown error, 57P01
+            with pytest.raises(psycopg.OperationalError) as ended:
+                await asyncio.to_thread(idle.execute, "select 1")
+            assert ended.value.sqlstate == "57P01"
+            assert SHUTDOWN in str(ended.value)
+            # and so does the one whose statement finished, at its next statement
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)) as after:
+                await busy.fetchval("select 1")
+            assert getattr(after.value, "sqlstate", "57P01") == "57P01"
+        finally:
+            idle.close()
+            await busy.close()
+        assert stack.proxy is not None
+        assert stack.proxy.wait(timeout=120) == 0
+        log = "\n".join(stack.log_lines())
+        assert "drained" in log and "Traceback" not in log
+        assert not running(stack.role, "pg_sleep")
+
+
+async def test_new_clients_are_turned_away_while_draining(tmp_path):
+    with proxy_stack(tmp_path, drain_seconds=120) as stack:
+        dba = stack.token("dba")
+        busy = await stack.asyncpg(dba)
+        try:
+            sleeping = asyncio.ensure_future(busy.fetchval("select pg_sleep(4)::text"))
+            await until(lambda: running(stack.role, "pg_sleep(4)"), "the sleep runs upstream")
+            stack.sigterm_proxy()
+            status, body = await until(
+                lambda: (r := stack.ready()) and r[0] != 200 and r, "readiness turns off"
+            )
+            assert status in (503, 0)  # 0: the proxy already finished and left
+            if status == 503:
+                assert body["ready"] is False and "draining" in body["reason"]
+                page = stack.scrape()
+                assert value(page, "portcullis_proxy_draining", connection="orders-db") == 1
+            late = await asyncio.to_thread(stack.psql, dba, "select 1")
+            assert late.returncode != 0
+            assert "refused" in late.stderr or "shutting down" in late.stderr, late.stderr
+            await asyncio.wait_for(sleeping, 110)
+        finally:
+            await busy.close()
+
+
+async def test_a_statement_past_the_grace_period_is_cancelled_and_told_57P01(tmp_path):
+    with proxy_stack(tmp_path, drain_seconds=1) as stack:
+        dba = stack.token("dba")
+        busy = await stack.asyncpg(dba)
+        libpq = psycopg.connect(stack.dsn(dba), autocommit=True)
+        try:
+            sleeping = asyncio.ensure_future(busy.fetchval("select pg_sleep(600)::text"))
+            waiting = asyncio.ensure_future(
+                asyncio.to_thread(libpq.execute, "select pg_sleep(601)")
+            )
+            for text in ("pg_sleep(600)", "pg_sleep(601)"):
+                await until(lambda t=text: running(stack.role, t), "the sleeps run upstream")
+            stack.sigterm_proxy()
+            # libpq reads the error and its SQLSTATE before the connection ends
+            with pytest.raises(psycopg.OperationalError) as told:
+                await asyncio.wait_for(waiting, 120)
+            assert told.value.sqlstate == "57P01"
+            assert SHUTDOWN in str(told.value)
+            # asyncpg, as against a server under a fast shutdown: "closed in the middle of
+            # operation", naming the server's (here the proxy's) FATAL message
+            with pytest.raises(asyncpg.PostgresError) as ended:
+                await asyncio.wait_for(sleeping, 120)
+            assert SHUTDOWN in str(ended.value)
+        finally:
+            libpq.close()
+            await busy.close()
+        # what ran upstream was cancelled with the sessions, not left running
+        await until(lambda: not running(stack.role, "pg_sleep(60"), "the sleeps are cancelled")
+        assert stack.proxy is not None and stack.proxy.wait(timeout=120) == 0
+
+
+def test_psql_sitting_idle_reads_the_shutdown_error(tmp_path):
+    with proxy_stack(tmp_path, drain_seconds=30) as stack:
+        host, _, port = stack.listen.rpartition(":")
+        psql = subprocess.Popen(
+            ["psql", f"host={host} port={port} user=agent dbname={stack.database} "
+             "sslmode=disable", "-AtX", "-v", "ON_ERROR_STOP=0"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**stack.env, "PGPASSWORD": stack.token("readonly")},
+        )  # fmt: skip
+        assert psql.stdin is not None and psql.stdout is not None
+        psql.stdin.write("select 'first';\n")
+        psql.stdin.flush()
+        # (psql buffers what it prints into a pipe: the server says when it ran)
+        eventually(lambda: idle_after(stack.role, "select 'first'"), "psql's first statement ran")
+        stack.sigterm_proxy()
+        assert stack.proxy is not None and stack.proxy.wait(timeout=120) == 0
+        out, err = psql.communicate("select 'second';\n", timeout=60)
+        assert "first" in out and "second" not in out
+        assert SHUTDOWN in err
