@@ -216,6 +216,19 @@ def test_compose_services_healthchecks_and_commands() -> None:
         assert services[name]["depends_on"]["pdp"]["condition"] == "service_healthy"
 
 
+def test_compose_proxies_are_healthy_when_ready() -> None:
+    """A proxy's health check asks its /readyz (ready: its PDP stream is up) on the port
+    its connection's metrics_listen names."""
+    services = compose_model()["services"]
+    config = load_config(COMPOSE_CONFIG, env=CONFIG_ENV)
+    kinds = {"proxy-postgres": "postgres", "proxy-http": "http", "proxy-ssh": "ssh"}
+    for name, kind in kinds.items():
+        (connection,) = [c for c in config.connections if c.type == kind]
+        test = services[name]["healthcheck"]["test"]
+        assert "/readyz" in test[-2]
+        assert test[-1] == connection.metrics_listen.rsplit(":", 1)[1]
+
+
 def test_compose_bundle_path_is_one_from_build_to_opa() -> None:
     """bundle-build writes the bundle where bundle-server serves it from, at the URL OPA
     polls; the server is nginx on deploy/bundle-server/nginx.conf, read-only, unprivileged."""
