@@ -50,9 +50,7 @@ async def test_sigterm_lets_a_running_statement_finish_then_ends_sessions_with_5
         idle = psycopg.connect(stack.dsn(dba), autocommit=True)
         try:
             assert idle.execute("select 1").fetchone() == (1,)
-            sleeping = asyncio.ensure_future(
-                busy.fetchval("select 'slept ' || pg_sleep(3)::text")
-            )
+            sleeping = asyncio.ensure_future(busy.fetchval("select 'slept ' || pg_sleep(3)::text"))
             await until(lambda: running(stack.role, "pg_sleep(3)"), "the sleep runs upstream")
             stack.sigterm_proxy()
             # the statement in flight finishes and its answer arrives whole

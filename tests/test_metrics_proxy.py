@@ -301,9 +301,7 @@ async def test_metrics_count_real_traffic(tmp_path):
         assert gone.returncode != 0
 
         page = eventually(
-            lambda: (p := stack.scrape())
-            and value(p, "portcullis_proxy_sessions_open") == 0
-            and p,
+            lambda: (p := stack.scrape()) and value(p, "portcullis_proxy_sessions_open") == 0 and p,
             "both sessions closed",
         )
         c = {"connection": "orders-db"}

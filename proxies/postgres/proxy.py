@@ -263,9 +263,6 @@ class ClientConnection:
         self.shadowed: list[str] = []
         # view column name → the columns it carries, where they differ (columns.py)
         self.view_columns: dict[str, list[str]] = {}
-        # the open session's relay, and the task ending it once quiet (a drain)
-        self._relay: _Relay | None = None
-        self._draining: asyncio.Future[None] | None = None
         self.relation_sources: dict[str, list[str]] = {}
         # the open session's relay, and the task ending it once quiet (a drain)
         self._relay: _Relay | None = None
