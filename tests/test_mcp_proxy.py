@@ -340,6 +340,37 @@ async def test_prefer_wait_holds_the_call_until_approved(tmp_path: Path) -> None
         assert messages_of(answer)[0]["result"]["content"][0]["text"] == "refunded 1 on order 3"
 
 
+async def test_a_cancelled_call_stops_waiting_and_its_approval_is_withdrawn(tmp_path: Path) -> None:
+    """notifications/cancelled for a call held by Prefer: wait ends the wait at once: the
+    call is answered with an error, nothing reaches the server, and the approval request
+    is withdrawn (an approver can no longer let it run)."""
+    async with mcp_stack(tmp_path) as stack:
+        alice = stack.token()
+        session_id = await initialize(stack, alice)
+        refund = {"name": "refund_order", "arguments": {"order_id": 4, "amount": 2}}
+        call = asyncio.ensure_future(
+            post(stack, alice, rpc(9, "tools/call", refund), session_id, {"Prefer": "wait=25"})
+        )
+        approval_id = ""
+        while not approval_id:
+            await asyncio.sleep(0.05)
+            pending = stack.pdp.approvals.requests.values()
+            approval_id = next((r.id for r in pending if r.state == "pending"), "")
+        # another token cannot cancel alice's call: its session id is not bob's
+        bob_cancel = rpc(None, "notifications/cancelled", {"requestId": 9})
+        status, _, _ = await post(stack, stack.token("bob@example.com"), bob_cancel, session_id)
+        assert status == 404 and not call.done()
+        cancel = rpc(None, "notifications/cancelled", {"requestId": 9, "reason": "user"})
+        status, _, _ = await post(stack, alice, cancel, session_id)
+        assert status == 202
+        status, _, answer = await asyncio.wait_for(call, 10)
+        withdrawn = stack.pdp.approvals.requests[approval_id].state
+    error = messages_of(answer)[0]["error"]
+    assert "withdrawn" in error["message"] or "withdrawn" in json.dumps(error.get("data", ""))
+    assert withdrawn == "withdrawn"
+    assert "refund_order" not in stack.upstream.calls
+
+
 # -- raw HTTP: curl and httpx2, the exchange as bytes --------------------------------
 
 

@@ -184,9 +184,13 @@ class McpExchange:
         target: str,
     ) -> Reply | Forward:
         wait = prefer_wait(headers)
+        for message in parsed.messages:
+            if message.kind == "notification" and message.method == "notifications/cancelled":
+                # a request this session holds for an approval stops waiting (withdrawn)
+                mcp.cancel_held(message.params.get("requestId"))
         commands = [m.command(target) for m in parsed.messages]
         rulings = [
-            await self._ruling(session, m, raw, wait)
+            await self._ruling(session, mcp, m, raw, wait)
             for m, raw in zip(parsed.messages, commands, strict=True)
         ]
         maskers: list[Masker | None] = []
@@ -226,11 +230,17 @@ class McpExchange:
         return forward
 
     async def _ruling(
-        self, session: ProxySession, message: codec.Message, raw: str, wait: float | None
+        self,
+        session: ProxySession,
+        mcp: McpSession,
+        message: codec.Message,
+        raw: str,
+        wait: float | None,
     ) -> Ruling:
         attributes = message.attributes or None
-        if wait is None or message.kind != "request":
+        if wait is None or message.kind != "request" or message.id is None:
             return await session.decide(KIND, raw, attributes, _exact)
+        held = mcp.hold(message.id, session)  # until decided, or cancelled by the client
         try:
             return await asyncio.wait_for(
                 session.decide_or_wait(KIND, raw, attributes, _exact, lambda _: None),
@@ -239,6 +249,8 @@ class McpExchange:
         except TimeoutError:
             # the request stays pending; once approved, the same call goes through
             return await session.decide(KIND, raw, attributes, _exact)
+        finally:
+            mcp.release(held)
 
     def _masker(self, ruling: Ruling) -> Masker | None:
         if ruling.kind is not VerdictKind.MASK or not ruling.verdict.mask:

@@ -49,6 +49,8 @@ class McpSession:
     pending: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict)
     # the mask of the latest masked message: what server-initiated messages get
     stream_mask: Any = None
+    # request id → the session holding it for an approval (Prefer: wait), while it waits
+    held: dict[Hashable, Any] = field(default_factory=dict)
 
     def expect(self, request_id: str | int, handling: Any) -> None:
         key = _id_key(request_id)
@@ -56,6 +58,29 @@ class McpSession:
         self.pending[key] = handling
         while len(self.pending) > MAX_PENDING:
             self.pending.popitem(last=False)
+
+    def hold(self, request_id: str | int, waiter: Any) -> Hashable:
+        """A request held for an approval (Prefer: wait) by its session (`waiter`, with
+        cancel_wait()), until release()."""
+        key = _id_key(request_id)
+        self.held[key] = waiter
+        return key
+
+    def release(self, key: Hashable) -> None:
+        self.held.pop(key, None)
+
+    def cancel_held(self, request_id: Any) -> bool:
+        """notifications/cancelled for a held request: its wait ends (the session withdraws
+        the approval request). A session waits for one approval at a time, so only its
+        latest hold is the wait under way; False when nothing was cancelled."""
+        if not (isinstance(request_id, str | int) and not isinstance(request_id, bool)):
+            return False
+        key = _id_key(request_id)
+        waiter = self.held.get(key)
+        if waiter is None:
+            return False
+        latest = [k for k, w in self.held.items() if w is waiter][-1]
+        return latest == key and bool(waiter.cancel_wait())
 
     def answered(self, request_id: Any) -> Any:
         """The handling of the request this answers (forgotten then), or None if the proxy
