@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
+import grpc
 import psycopg
 import pytest
 import yaml
@@ -343,6 +344,77 @@ async def test_a_replica_killed_mid_traffic_loses_nothing(tmp_path, pg_database)
         assert verified.returncode == 0, verified.stdout + verified.stderr
         assert verified.stdout.startswith("OK:")
         assert "unbroken hash chain" in verified.stdout
+
+
+JIT_POLICY = """package portcullis
+
+# contractors get sessions only through a just-in-time grant
+decision := {"verdict": "require_approval", "reasons": ["contractors need a grant"],
+             "approval": {"approvers": ["group:security"], "ttl_seconds": 600}} if {
+  input.command.kind == "session.open"
+  not input.approval
+}
+
+decision := {"verdict": "allow", "reasons": ["granted"]} if {
+  input.command.kind == "session.open"
+  input.approval.state == "approved"
+}
+
+approvers := {"allowed": true, "reasons": ["security"]} if {
+  "security" in input.approver.groups
+} else := {"allowed": false, "reasons": ["not an approver"]}
+"""
+
+
+async def test_a_session_grant_asked_at_one_replica_is_awaited_at_another(tmp_path, pg_database):
+    """A session.open request has no session yet: only the proxy that asked may wait on it
+    — at any replica, since the store says which proxy that was. Another proxy holding a
+    valid credential is refused there; the asking proxy waits, is granted, and opens."""
+    from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp
+
+    from portcullis.v1 import pdp_pb2
+
+    policies = tmp_path / "jit"
+    policies.mkdir()
+    (policies / "policy.rego").write_text(JIT_POLICY)
+    store = {"type": "postgres", "dsn": pg_database}
+    engine = {"type": "embedded", "policies": str(policies), "workers": 1}
+    # one directory: the replicas share the proxy key, the signing key and the dev issuer
+    first_config = pdp_config(tmp_path, store=store, engine=engine)
+    second_config = pdp_config(tmp_path, store=store, engine=engine)
+    token = DevIssuer(first_config.identity).issue("carl@example.com", ["contractors"], 3600)
+    async with running_pdp(second_config) as second:
+        asking = second.issue_proxy_credential("proxy-a", ["orders-db"])
+        other = second.issue_proxy_credential("proxy-b", ["orders-db"])
+        async with running_pdp(first_config) as first, pdp_stub(first.address, asking) as stub:
+            asked = await open_session(stub, token)
+            assert asked.decision.verdict == pdp_pb2.REQUIRE_APPROVAL
+            approval_id = asked.decision.approval_id
+            assert approval_id and not asked.session_id
+        # the replica that made the request is gone; its proxy asks the other
+        wait = pdp_pb2.AwaitApprovalRequest(approval_id=approval_id, timeout_seconds=30)
+        async with pdp_stub(second.address, other) as intruder:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in intruder.AwaitApproval(wait):
+                    pass
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        async with pdp_stub(second.address, asking) as stub:
+            states: list[str] = []
+
+            async def await_it() -> None:
+                async for update in stub.AwaitApproval(wait):
+                    states.append(update.approval.state)
+
+            waiting = asyncio.ensure_future(await_it())
+            await until(lambda: bool(states))
+            assert states == ["pending"]
+            approver = {"subject": "sam@example.com", "groups": ["security"], "issuer": "dev"}
+            await second.approvals.decide(approval_id, approver, True, "granted at the other")
+            await asyncio.wait_for(waiting, 30)
+            assert states[-1] == "approved"
+            granted = await open_session(stub, token)
+            assert granted.decision.verdict == pdp_pb2.ALLOW
+            assert granted.decision.approval_id == approval_id and granted.session_id
 
 
 def test_without_reuse_port_a_second_replica_refuses_the_taken_port(tmp_path, pg_database):
