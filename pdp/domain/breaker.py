@@ -7,7 +7,10 @@ literals ignored) in the last minute and denials in the last minute, against the
 thresholds the verdict's `breaker` carries. Crossing one pauses the identity for the
 verdict's pause_seconds: observe() then names why, and pdp.domain.guards makes every
 command of the identity need approval until the pause ends. The first crossing is handed
-to `tripped` (the PDP notifies approvers through the approval webhook).
+to `tripped`. A deny carries no thresholds (the policy answers a deny with reasons
+alone), so denials are counted as they come and judged with the identity's next verdict
+that carries them: the command after a loop of denials is the one held. Approvers are
+notified through the approval webhook by the approval request of the held command.
 
 In memory, bounded per identity; no IO and no policy here.
 """
@@ -50,14 +53,21 @@ class Breaker:
         limits = verdict.breaker
         track = self._tracks.get((subject, connection))
         now = self.clock()
+        if track is not None and now < track.paused_until:
+            return track.why
         if limits is None:
-            if track is not None and now < track.paused_until:
-                return track.why
+            # a deny carries nothing but its reasons: its count is judged with the
+            # identity's next verdict that carries the thresholds
+            if verdict.kind is VerdictKind.DENY:
+                if track is None:
+                    track = self._tracks[(subject, connection)] = _Track()
+                _trim(track.denials, now - 60.0)
+                track.denials.append(now)
+                if len(track.denials) > MAX_KEPT:
+                    track.denials.popleft()
             return ""
         if track is None:
             track = self._tracks[(subject, connection)] = _Track()
-        if now < track.paused_until:
-            return track.why
         _trim(track.times, now - 1.0)
         _trim_pairs(track.shapes, now - 60.0)
         _trim(track.denials, now - 60.0)
