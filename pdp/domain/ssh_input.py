@@ -15,7 +15,10 @@ reason, which the shipped policy denies (fail closed).
 
 For ssh.shell, ssh.forward and ssh.subsystem the proxy's attributes (terminal, target host
 and port, subsystem name) are what the request said on the wire; they pass as sent, in a
-fixed set of keys.
+fixed set of keys. For ssh.sftp (one SFTP request of an allowed sftp subsystem) they are
+the operation, the path and a rename's / link's second path (`target`), normalised by the
+proxy (absolute, `.`, `..` and duplicate slashes resolved: the proxy sends the upstream
+these very paths), and an open's flags.
 
 No IO here; called by the PDP's command_input() through the `ssh` protocol declaration.
 """
@@ -55,7 +58,7 @@ ATTRIBUTE_KEYS = {
     "ssh.shell": ("term", "cols", "rows"),
     "ssh.forward": ("direction", "host", "port", "origin"),
     "ssh.subsystem": ("subsystem",),
-    "ssh.sftp": ("operation", "path", "target"),
+    "ssh.sftp": ("operation", "path", "target", "flags"),
 }
 
 

@@ -18,6 +18,16 @@
 # Interactive shells, port forwarding (and agent / X11 forwarding), subsystems and SFTP
 # are reserved to the privileged groups.
 #
+# SFTP (an allowed `sftp` subsystem) is decided one request at a time (kind ssh.sftp): the
+# operation, the path and, for rename / symlink / link, the second path as `target`, both
+# made absolute with `.`, `..` and duplicate slashes resolved by the proxy, which sends
+# the upstream exactly those paths. Reads (read, list, stat, realpath, readlink, statvfs)
+# are allowed to the privileged groups; so are writes (write, remove, rename, mkdir, rmdir,
+# setstat, symlink, link), except that a write touching a path under
+# data.portcullis.ssh.sftp.approval_paths — by either of its paths: a symlink pointing
+# into /etc is a write under /etc — needs approval. An operation the policy does not know,
+# or a request without an absolute path, is denied.
+#
 # Every rule opens with an equality (or a membership in a literal set) on
 # input.command.kind: the evaluator indexes those, so for any other kind these bodies are
 # skipped without being evaluated. A helper rule in their place would be evaluated on
@@ -159,3 +169,33 @@ ssh_rest_word(last, listed, part, i) if {
 	i >= listed
 	ssh_word_matches(last, part, i)
 }
+
+ssh_sftp_reads := {"read", "list", "stat", "realpath", "readlink", "statvfs"}
+
+ssh_sftp_writes := {"write", "remove", "rename", "mkdir", "rmdir", "setstat", "symlink", "link"}
+
+deny contains sprintf("the SFTP operation %q is not known to the policy", [op]) if {
+	input.command.kind == "ssh.sftp"
+	op := object.get(input.command, ["ssh", "operation"], "")
+	not op in ssh_sftp_reads
+	not op in ssh_sftp_writes
+}
+
+deny contains "an SFTP request without an absolute path" if {
+	input.command.kind == "ssh.sftp"
+	not startswith(object.get(input.command, ["ssh", "path"], ""), "/")
+}
+
+needs_approval contains sprintf("SFTP %s of %s: writes under %s need approval", [op, path, under]) if {
+	input.command.kind == "ssh.sftp"
+	op := input.command.ssh.operation
+	op in ssh_sftp_writes
+	some path in [input.command.ssh.path, object.get(input.command.ssh, "target", "")]
+	some under in data.portcullis.ssh.sftp.approval_paths
+	ssh_path_under(path, under)
+}
+
+# A path is under a directory when it is that directory or inside it (/etc, not /etcetera).
+ssh_path_under(path, dir) if path == dir
+
+ssh_path_under(path, dir) if startswith(path, concat("", [trim_right(dir, "/"), "/"]))

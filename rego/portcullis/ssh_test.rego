@@ -133,7 +133,8 @@ test_ssh_empty_command_denied if {
 }
 
 test_ssh_interactive_kinds_only_for_dba if {
-	every kind in ["ssh.shell", "ssh.forward", "ssh.subsystem", "ssh.sftp"] {
+	# ssh.sftp: the test_ssh_sftp_* tests below (a request without its operation is denied)
+	every kind in ["ssh.shell", "ssh.forward", "ssh.subsystem"] {
 		i := {
 			"identity": {"subject": "alice@example.com", "groups": ["readonly"]},
 			"connection": {"name": "web-1", "type": "ssh"},
@@ -155,4 +156,59 @@ test_ssh_shell_output_masked_for_dba_without_pii if {
 	d := portcullis.decision with input as i
 	d.verdict == "mask"
 	{"detector": "email", "strategy": "partial"} in d.mask
+}
+
+ssh_sftp(groups, op) := d if {
+	d := portcullis.decision with input as {
+		"identity": {"subject": "alice@example.com", "groups": groups},
+		"connection": {"name": "web-1", "type": "ssh"},
+		"command": {"kind": "ssh.sftp", "raw": concat(" ", [object.get(op, "operation", ""), object.get(op, "path", "")]), "ssh": op},
+	}
+}
+
+test_ssh_sftp_reads_allowed_for_dba_anywhere if {
+	every op in ["read", "list", "stat", "realpath", "readlink", "statvfs"] {
+		every path in ["/home/alice/x", "/etc/passwd", "/"] {
+			ssh_sftp(["dba"], {"operation": op, "path": path}).verdict == "allow"
+		}
+	}
+}
+
+test_ssh_sftp_denied_outside_dba if {
+	every op in ["read", "write", "list", "remove"] {
+		d := ssh_sftp(["readonly", "pii-readers"], {"operation": op, "path": "/home/alice/x"})
+		d.verdict == "deny"
+		"SFTP are reserved to dba" in d.reasons
+	}
+}
+
+test_ssh_sftp_writes_under_approval_paths_need_approval if {
+	every op in ["write", "remove", "mkdir", "rmdir", "setstat"] {
+		ssh_sftp(["dba"], {"operation": op, "path": "/etc/motd"}).verdict == "require_approval"
+		ssh_sftp(["dba"], {"operation": op, "path": "/etc"}).verdict == "require_approval"
+		ssh_sftp(["dba"], {"operation": op, "path": "/home/alice/motd"}).verdict == "allow"
+	}
+
+	# a prefix of a name is not a directory: /etcetera is not under /etc
+	ssh_sftp(["dba"], {"operation": "write", "path": "/etcetera/x"}).verdict == "allow"
+	d := ssh_sftp(["dba"], {"operation": "write", "path": "/usr/local/bin/x", "flags": ["write", "create"]})
+	"SFTP write of /usr/local/bin/x: writes under /usr need approval" in d.reasons
+}
+
+test_ssh_sftp_two_path_operations_decide_both_paths if {
+	every op in ["rename", "symlink", "link"] {
+		# into a protected directory, out of it, or neither
+		ssh_sftp(["dba"], {"operation": op, "path": "/home/alice/x", "target": "/etc/cron.d/x"}).verdict == "require_approval"
+		ssh_sftp(["dba"], {"operation": op, "path": "/etc/passwd", "target": "/home/alice/x"}).verdict == "require_approval"
+		ssh_sftp(["dba"], {"operation": op, "path": "/home/alice/x", "target": "/home/alice/y"}).verdict == "allow"
+	}
+}
+
+test_ssh_sftp_unknown_operation_or_path_denied if {
+	d := ssh_sftp(["dba"], {"operation": "copy-data", "path": "/home/alice/x"})
+	d.verdict == "deny"
+	"the SFTP operation \"copy-data\" is not known to the policy" in d.reasons
+	ssh_sftp(["dba"], {"path": "/home/alice/x"}).verdict == "deny"
+	ssh_sftp(["dba"], {"operation": "read", "path": "relative/x"}).verdict == "deny"
+	ssh_sftp(["dba"], {"operation": "read"}).verdict == "deny"
 }
