@@ -163,6 +163,11 @@ class _Rewriter:
             raise _Refused("a DO block cannot run under a row filter (its SQL is text)")
         if isinstance(node, ast.CallStmt):
             raise _Refused("CALL cannot run under a row filter (a procedure reads what it likes)")
+        if type(node).__name__ not in _KNOWN_STATEMENTS:
+            raise _Refused(
+                f"{type(node).__name__} is not a statement the row filter knows how to cover — "
+                "denied"
+            )
         return self.visit(node, frozenset())
 
     def visit(self, node: Any, scope: frozenset[str]) -> Any:
@@ -278,6 +283,36 @@ def _range_vars(node: Any) -> Iterator[ast.RangeVar]:
 
 def _slots(node: ast.Node) -> tuple[str, ...]:
     return tuple(getattr(node, "__slots__", ()))
+
+
+# statements whose every table reference is a RangeVar this module sees (reads, writes,
+# their wrappers) or that reference no table: anything else under a row filter is denied
+_KNOWN_STATEMENTS = frozenset(
+    {
+        "SelectStmt",
+        "InsertStmt",
+        "UpdateStmt",
+        "DeleteStmt",
+        "MergeStmt",
+        "ExplainStmt",
+        "PrepareStmt",
+        "ExecuteStmt",
+        "DeallocateStmt",
+        "DeclareCursorStmt",
+        "FetchStmt",
+        "ClosePortalStmt",
+        "CopyStmt",
+        "VariableSetStmt",
+        "VariableShowStmt",
+        "TransactionStmt",
+        "DiscardStmt",
+        "LockStmt",
+        "CheckPointStmt",
+        "ListenStmt",
+        "UnlistenStmt",
+        "NotifyStmt",
+    }
+)
 
 
 # the fields that hold FROM items: lists of them, and single ones

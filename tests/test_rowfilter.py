@@ -1,0 +1,140 @@
+"""pdp.sql.rowfilter without a server: every reference of a filtered table rewritten,
+every path it cannot cover refused, values quoted by the deparser. (The same shapes run
+against PostgreSQL in tests/test_rowfilter_pg.py.)"""
+
+from __future__ import annotations
+
+import pytest
+from pglast import parse_sql
+
+from pdp.sql.rowfilter import INNER_ALIAS, rewrite
+from portcullis.verdict import RowCondition, verdict_from_result
+
+ACME = {"public.orders": (RowCondition("tenant_id", "=", "acme"),)}
+
+
+def _filtered_refs(sql: str) -> tuple[int, int]:
+    """(references of `orders` in sql, how many are the filtered inner one)."""
+    from pdp.sql.rowfilter import _range_vars
+
+    refs = [rv for rv in _range_vars(parse_sql(sql)) if rv.relname == "orders"]
+    inner = [rv for rv in refs if rv.alias is not None and rv.alias.aliasname == INNER_ALIAS]
+    return len(refs), len(inner)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM orders",
+        "SELECT * FROM public.orders o",
+        "SELECT * FROM ONLY orders",
+        "SELECT * FROM orders AS portcullis_rf",  # the inner alias, spoofed: still filtered
+        "SELECT * FROM a JOIN orders ON true LEFT JOIN (orders o2 CROSS JOIN b) ON true",
+        "SELECT * FROM (SELECT * FROM (SELECT * FROM orders) x) y",
+        "SELECT (SELECT max(id) FROM orders), EXISTS (SELECT 1 FROM orders)",
+        "SELECT * FROM t WHERE id IN (SELECT id FROM orders) OR id = ANY (SELECT id FROM orders)",
+        "WITH o AS (SELECT * FROM orders) SELECT * FROM o",
+        "WITH a AS (SELECT * FROM orders), orders AS (SELECT 1) SELECT * FROM a",
+        "WITH x AS (SELECT * FROM orders), y AS (SELECT * FROM x) SELECT * FROM y",
+        "SELECT * FROM orders UNION SELECT * FROM orders INTERSECT SELECT * FROM orders",
+        "SELECT * FROM t, LATERAL (SELECT * FROM orders WHERE orders.c = t.c) l",
+        "SELECT * FROM t CROSS JOIN LATERAL (SELECT * FROM orders) l",
+        "EXPLAIN SELECT * FROM orders",
+        "PREPARE p(int) AS SELECT * FROM orders WHERE id = $1",
+        "DECLARE c CURSOR FOR SELECT * FROM orders",
+        "COPY (SELECT * FROM orders) TO STDOUT",
+        "INSERT INTO t SELECT * FROM orders",
+        "UPDATE t SET a = 1 FROM orders WHERE t.id = orders.id",
+        "DELETE FROM t USING orders WHERE t.id = orders.id",
+        "SELECT 1; SELECT * FROM orders",
+        "TABLE orders",
+        "SELECT * FROM t WHERE EXISTS (WITH q AS (SELECT * FROM orders) SELECT * FROM q)",
+        "SELECT * FROM (VALUES (1)) v, orders",
+        "SELECT * FROM ROWS FROM (generate_series(1, 2)) g, orders",
+    ],
+)
+def test_every_reference_is_filtered(sql):
+    done = rewrite(sql, ACME)
+    assert not done.denied, done.denied
+    refs, inner = _filtered_refs(done.sql)
+    assert refs and refs == inner, done.sql
+    assert f"{INNER_ALIAS}.tenant_id = 'acme'" in done.sql
+    assert done.tables == ("public.orders",)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH orders AS (SELECT 1) SELECT * FROM orders",
+        "WITH RECURSIVE orders(n) AS (SELECT 1 UNION SELECT n + 1 FROM orders) TABLE orders",
+        "SELECT * FROM archive.orders",
+        'SELECT * FROM "Orders"',
+        "SELECT 1",
+        "SET statement_timeout = 5",
+    ],
+)
+def test_what_is_not_the_filtered_table_is_left_alone(sql):
+    assert rewrite(sql, ACME).sql == "" and not rewrite(sql, ACME).denied
+
+
+@pytest.mark.parametrize(
+    "sql, why",
+    [
+        ("UPDATE orders SET a = 1", "cannot be applied"),
+        ("DELETE FROM orders", "cannot be applied"),
+        ("INSERT INTO orders VALUES (1)", "cannot be applied"),
+        ("MERGE INTO orders USING t ON true WHEN MATCHED THEN DELETE", "cannot be applied"),
+        ("COPY orders TO STDOUT", "cannot be applied"),
+        ("SELECT * FROM orders TABLESAMPLE BERNOULLI (50)", "cannot be applied"),
+        ("LOCK TABLE orders", "cannot be applied"),
+        ("CREATE TABLE x AS SELECT 1 FROM t; DROP TABLE orders", "CreateTableAsStmt is not"),
+        ("DROP TABLE orders", "DropStmt is not"),
+        ("ALTER TABLE orders DISABLE ROW LEVEL SECURITY", "AlterTableStmt is not"),
+        ("WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d", "cannot be applied"),
+        ("SELECT * FROM orders_v", "shows rows of public.orders"),
+        ("SELECT * FROM public.orders_2024", "shows rows of public.orders"),
+        ("DO $$ BEGIN PERFORM 1; END $$", "DO block"),
+        ("CALL p()", "CALL"),
+        ("SELECT query_to_xml('select * from orders', true, true, '')", "query_to_xml"),
+        ("SELECT * FROM dblink('x', 'select 1') AS t(a int)", "dblink"),
+        ("SELECT ts_stat('select v from orders')", "ts_stat"),
+        ("SELECT * FROM pg_stats", "sampled column values"),
+        ("SELECT * FROM pg_catalog.pg_statistic", "sampled column values"),
+        ("SELECT * FROM", "cannot be parsed"),
+    ],
+)
+def test_what_cannot_be_proved_covered_is_denied(sql, why):
+    sources = {"public.orders_v": ["public.orders"], "public.orders_2024": ["public.orders"]}
+    done = rewrite(sql, ACME, sources)
+    assert why in done.denied, (sql, done)
+    assert done.sql == ""
+
+
+def test_values_are_constants_the_deparser_quotes_never_pasted_text():
+    evil = {"orders": (RowCondition("tenant_id", "=", "x' OR '1'='1"),)}
+    done = rewrite("SELECT * FROM orders", evil)
+    assert "'x'' OR ''1''=''1'" in done.sql
+    [raw] = parse_sql(done.sql)
+    # one predicate, one constant: the value did not become SQL
+    assert done.sql.count(" OR ") == 1
+    assert raw.stmt is not None
+    listed = {"orders": (RowCondition("tenant_id", "in", ("a", "b")), RowCondition("n", "<", 3))}
+    assert "portcullis_rf.tenant_id IN ('a', 'b') AND portcullis_rf.n < 3" in (
+        rewrite("SELECT * FROM orders", listed).sql
+    )
+    for bad in ("caf\u00e9", "back\\slash", "nul\x00"):
+        done = rewrite("SELECT * FROM orders", {"orders": (RowCondition("t", "=", bad),)})
+        assert "plain ASCII" in done.denied
+
+
+def test_a_filter_value_the_policy_left_undefined_is_a_deny_not_no_filter():
+    for value in (None, {"a": 1}, [None]):
+        condition = {"column": "tenant_id", "op": "in" if isinstance(value, list) else "="}
+        condition["value"] = value
+        verdict = verdict_from_result(
+            {"verdict": "allow", "reasons": [], "row_filter": {"orders": [condition]}}
+        )
+        assert verdict.kind.wire == "deny", value
+    assert verdict_from_result({"verdict": "allow", "row_filter": {"orders": []}}).kind.wire == (
+        "deny"
+    )
