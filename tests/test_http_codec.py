@@ -197,7 +197,7 @@ def test_targets_normalise(target, path, query):
 @pytest.mark.parametrize(
     "target",
     ["/a%2fb", "/a%2Fb", "/a%5cb", "/a%00", "/a%zz", "/a%2", "/a#frag", "/a/..;/b", "/a\\b",
-     "/a b", "x/y", "/a?q=%g1"],
+     "/a b", "x/y", "/a?q=%g1", "/admin;x", "/ad;x/min", "/a;/../admin", "/a/.;/b"],
 )  # fmt: skip
 def test_targets_that_could_be_read_two_ways_are_refused(target):
     with pytest.raises(TargetRefused):

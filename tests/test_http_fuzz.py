@@ -34,7 +34,9 @@ class Background:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self._stack = http_stack(tmp)
+        # every forwarded request must show its own decision here, so no verdict is reused
+        # (the shipped policy lets GETs be; test_http_proxy tests that reuse)
+        self._stack = http_stack(tmp, decision_cache=False)
         self.stack = self.run(self._stack.__aenter__())
 
     def run(self, coro: Any) -> Any:
