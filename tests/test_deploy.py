@@ -508,6 +508,14 @@ def test_k8s_proxies_serve_their_connections(tmp_path) -> None:
     assert volumes["ssh-keys"]["secret"]["secretName"] == "portcullis-ssh-keys"
 
 
+def test_k8s_console_sign_ins_stay_with_their_replica() -> None:
+    """Console sign-ins live in one replica's memory: the people's Service is sticky."""
+    console = k8s_find("Service", "portcullis-pdp-console")
+    assert console["spec"]["sessionAffinity"] == "ClientIP"
+    assert [p["targetPort"] for p in console["spec"]["ports"]] == ["http"]
+    assert console["spec"]["selector"].items() <= pod_labels("portcullis-pdp").items()
+
+
 def test_k8s_pdp_scales_within_its_disruption_budget() -> None:
     hpa = k8s_find("HorizontalPodAutoscaler", "portcullis-pdp")
     deployment = k8s_find("Deployment", "portcullis-pdp")
