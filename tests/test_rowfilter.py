@@ -138,3 +138,29 @@ def test_a_filter_value_the_policy_left_undefined_is_a_deny_not_no_filter():
     assert verdict_from_result({"verdict": "allow", "row_filter": {"orders": []}}).kind.wire == (
         "deny"
     )
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT id FROM orders WHERE id = 5 AND n = -3.5 AND s = 'it''s' AND x = $1 LIMIT 10",
+        "SELECT * FROM orders WHERE a = true AND b IS NULL AND c = x - -3 AND d = 1::int",
+        "SELECT timestamp '2024-01-01', date '2020-01-01', interval '1 day' FROM orders",
+        "SELECT $$dollar ' quoted$$, B'101', X'1F', U&'d\\0061t' FROM orders",
+        "SELECT 'acme' FROM orders WHERE tenant_id = 'globex'",
+    ],
+)
+def test_a_shape_rewritten_once_gets_each_statements_own_literals(sql):
+    from pdp.sql.rowfilter import _rewrite_tree
+
+    first = rewrite(sql, ACME)
+    again = rewrite(sql, ACME)  # from the remembered shape
+    assert first == again and not first.denied
+    alone = _rewrite_tree(sql, ACME, {})
+    from pglast.parser import fingerprint
+
+    assert fingerprint(first.sql) == fingerprint(alone.sql)
+    assert f"{INNER_ALIAS}.tenant_id = 'acme'" in first.sql
+    # the client's literals are its own, in place, and none became the filter's
+    refs, inner = _filtered_refs(first.sql)
+    assert refs == inner == 1

@@ -45,11 +45,13 @@ from typing import Any
 
 from pglast import ast, parse_sql
 from pglast.enums import A_Expr_Kind
+from pglast.parser import fingerprint, normalize, scan
 from pglast.stream import RawStream
 
 from portcullis.verdict import RowCondition
 
 INNER_ALIAS = "portcullis_rf"
+UNPARSEABLE = "the statement cannot be parsed, so its row filter cannot be applied"
 MAX_INT4 = 2**31 - 1
 
 # functions that run SQL text or read a table named by a string: what they read cannot be
@@ -85,14 +87,119 @@ def rewrite(
 ) -> Rewrite:
     """sql with every read of a table in `filters` ({"schema.table" or "table": the
     conditions, all of which a row must meet}) filtered; `sources`: relation → the
-    relations whose rows it shows (views, inheritance), as the proxy read them."""
+    relations whose rows it shows (views, inheritance), as the proxy read them.
+
+    Statements of one shape are rewritten once: the text with its literals made
+    parameters (pglast's normalize) is rewritten on the tree and remembered; a statement
+    of that shape gets the remembered text with its own literals put back where the
+    parameters stand, token for token, and the result must parse to the remembered
+    text's fingerprint (else it is rewritten on its own tree)."""
     if not filters:
         return Rewrite()
     try:
+        return _by_shape(sql, filters, sources or {})
+    except _NoShape:
+        return _rewrite_tree(sql, filters, sources or {})
+
+
+class _NoShape(Exception):
+    """The statement's literals cannot be put back token for token: use its own tree."""
+
+
+_TEMPLATES: dict[tuple[Any, ...], tuple[Rewrite, str]] = {}
+MAX_TEMPLATES = 4096
+_CONSTANT_TOKENS = frozenset(
+    {"SCONST", "ICONST", "FCONST", "BCONST", "XCONST", "USCONST", "TRUE_P", "FALSE_P", "NULL_P"}
+)
+
+
+def _by_shape(
+    sql: str, filters: Mapping[str, Sequence[RowCondition]], sources: Mapping[str, Sequence[str]]
+) -> Rewrite:
+    try:
+        normalized = normalize(sql)
+    except Exception:
+        raise _NoShape from None
+    key = (
+        normalized,
+        tuple((k, tuple(v)) for k, v in filters.items()),
+        tuple((k, tuple(v)) for k, v in sources.items()),
+    )
+    known = _TEMPLATES.get(key)
+    if known is None:
+        done = _rewrite_tree(normalized, filters, sources)
+        if done.denied == UNPARSEABLE:  # e.g. `TIMESTAMP $1`: the literal was grammar
+            raise _NoShape
+        printed = fingerprint(done.sql) if done.sql else ""
+        if len(_TEMPLATES) >= MAX_TEMPLATES:
+            _TEMPLATES.clear()
+        known = _TEMPLATES[key] = (done, printed)
+    template, printed = known
+    if template.denied or not template.sql or normalized == sql:
+        return template
+    literals = _literals(sql, normalized)
+    parts: list[str] = []
+    copied = 0
+    text = template.sql
+    for token in scan(text):
+        if token.name == "PARAM":
+            literal = literals.get(text[token.start : token.end + 1])
+            if literal is not None:
+                parts.append(text[copied : token.start])
+                parts.append(literal)
+                copied = token.end + 1
+    parts.append(text[copied:])
+    final = "".join(parts)
+    try:
+        if fingerprint(final) != printed:
+            raise _NoShape
+    except _NoShape:
+        raise
+    except Exception:
+        raise _NoShape from None
+    return Rewrite(final, "", template.tables)
+
+
+def _literals(sql: str, normalized: str) -> dict[str, str]:
+    """The normalize() parameters ("$n") that stand for sql's literals → their text."""
+    original, shaped = scan(sql), scan(normalized)
+    found: dict[str, str] = {}
+    i = 0
+    for token in shaped:
+        if i >= len(original):
+            raise _NoShape
+        here = original[i]
+        if token.name == "PARAM":
+            name = normalized[token.start : token.end + 1]
+            if here.name == "PARAM" and sql[here.start : here.end + 1] == name:
+                i += 1  # the statement's own parameter
+                continue
+            start = here.start
+            if here.name == "ASCII_45" and i + 1 < len(original):  # a negative number
+                i += 1
+                here = original[i]
+            if here.name not in _CONSTANT_TOKENS:
+                raise _NoShape
+            found[name] = sql[start : here.end + 1]
+            i += 1
+            continue
+        if token.name != here.name:
+            raise _NoShape
+        i += 1
+    if i != len(original):
+        raise _NoShape
+    return found
+
+
+def _rewrite_tree(
+    sql: str, filters: Mapping[str, Sequence[RowCondition]], sources: Mapping[str, Sequence[str]]
+) -> Rewrite:
+    """rewrite() on sql's own tree."""
+    try:
         statements = parse_sql(sql)
     except Exception:
-        return Rewrite(denied="the statement cannot be parsed, so its row filter cannot be applied")
-    rewriter = _Rewriter(filters, sources or {})
+        return Rewrite(denied=UNPARSEABLE)
+    rewriter = _Rewriter(filters, sources)
     try:
         for raw in statements:
             raw.stmt = rewriter.statement(raw.stmt)
