@@ -315,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pdp.cli.certs import register as register_certs
 
     register_certs(sub)
+
+    from pdp.cli.discover import register as register_discover
+
+    register_discover(sub)
     _add_config_option(parser, top=True)
     return parser
 
