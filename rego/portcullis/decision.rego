@@ -30,10 +30,13 @@ allow contains sprintf("approved by %s (approval %s)", [input.approval.approver,
 # The answer is built in one else-chain, one object per verdict: every rule the decision
 # refers to is a lookup the evaluator pays for on each request, so the verdict, its
 # reasons and its mask are settled together and the approval spec is built only for the
-# verdict that returns it. A denied command gets no credential and no session settings.
+# verdict that returns it. A denied command gets no credential and no session settings,
+# and only session.open asks for them at all (no other kind gets either).
 decision := object.union(decision_core, cache_part) if {
 	decision_core.verdict == "deny"
-} else := object.union_n([decision_core, cache_part, credential_part, session_part, guards_part])
+} else := object.union_n([decision_core, cache_part, credential_part, session_part, guards_part]) if {
+	input.command.kind == "session.open"
+} else := object.union_n([decision_core, cache_part, guards_part])
 
 decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 	count(deny) > 0
