@@ -474,3 +474,47 @@ def test_bundle_settings_are_validated(tmp_path, engine, key, problem):
         pdp_config(tmp_path, engine={"type": "embedded", **engine})
     assert err.value.key.endswith(key), err.value.key
     assert problem in err.value.problem
+
+
+def test_config_check_verifies_the_configured_bundle(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    signing, public = _rsa_pair(tmp_path, "ci")
+    path = tmp_path / "bundle.tar.gz"
+    data, manifest = opa_bundle.build(_policy_dir(tmp_path, "p"), signing)
+    path.write_bytes(data)
+    config = tmp_path / "portcullis.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "pdp": {
+                    "engine": {
+                        "type": "embedded",
+                        "bundle": str(path),
+                        "verification": {"key_file": str(public)},
+                    },
+                    "store": {"type": "sqlite", "path": str(tmp_path / "audit.db")},
+                },
+                "identity": {"dev": True, "dev_key": str(tmp_path / "dev.key")},
+            }
+        )
+    )
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pdp.cli", "config", "check", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    good = check()
+    assert good.returncode == 0, good.stderr
+    assert f"revision {manifest['revision']}, signature verified" in good.stdout
+    path.write_bytes(opa_bundle.build(_policy_dir(tmp_path, "q"), _rsa_pair(tmp_path, "x")[0])[0])
+    bad = check()
+    assert bad.returncode != 0
+    assert "signature does not verify" in bad.stderr

@@ -61,8 +61,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     engine = config.pdp.engine
     if engine.type == "embedded":
         workers = engine.workers or "one per core"
+        source = engine.bundle or engine.policies
+        signed = ", signature verified" if engine.verification else ""
         lines.append(
-            f"policy {engine.policies}: OK, revision {revision} "
+            f"policy {source}: OK, revision {revision}{signed} "
             f"(embedded OPA, {workers} workers, {engine.timeout_ms} ms deadline)"
         )
     else:
@@ -78,7 +80,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     lines.append(f"identity: {'dev issuer' if config.identity.dev else config.identity.issuer}")
     for c in config.connections:
         if c.name in serving:
-            lines.append(f"proxy {c.name} ({c.type}): {c.listen} → {c.upstream}")
+            shadow = "  SHADOW MODE: nothing enforced" if c.options.get("enforce") is False else ""
+            lines.append(f"proxy {c.name} ({c.type}): {c.listen} → {c.upstream}{shadow}")
         else:
             lines.append(
                 f"proxy {c.name} ({c.type}): NOT SERVED — this build has no {c.type} proxy yet"
@@ -94,15 +97,31 @@ def _check_policy(config: Any) -> str | None:
     from pdp.engine.bundle import BundleError, load_bundle
     from pdp.engine.opa import PolicyLoadError, evaluate, new_engine
 
+    settings = config.pdp.engine
     try:
-        bundle = load_bundle(config.pdp.engine.policies).without_tests()
+        if settings.bundle:  # a bundle file or URL, verified as the PDP will verify it
+            import asyncio
+
+            from pdp.engine.policy_source import source_for
+
+            bundle = asyncio.run(_load_source(source_for(settings)))
+        else:
+            bundle = load_bundle(settings.policies).without_tests()
         engine = new_engine(bundle)
         evaluate(engine, {"command": {"kind": "session.open"}})
     except (BundleError, PolicyLoadError) as exc:
         detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        print(f"portcullis: policy {config.pdp.engine.policies}: {detail}", file=sys.stderr)
+        where = settings.bundle or settings.policies
+        print(f"portcullis: policy {where}: {detail}", file=sys.stderr)
         return None
     return str(bundle.revision)
+
+
+async def _load_source(source: Any) -> Any:
+    try:
+        return await source.load()
+    finally:
+        await source.close()
 
 
 # -- status ---------------------------------------------------------------------------------
