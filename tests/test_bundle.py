@@ -518,3 +518,35 @@ def test_config_check_verifies_the_configured_bundle(tmp_path):
     bad = check()
     assert bad.returncode != 0
     assert "signature does not verify" in bad.stderr
+
+
+def test_policy_build_on_the_command_line_writes_a_signed_bundle(tmp_path):
+    import subprocess
+    import sys
+
+    signing, public = _rsa_pair(tmp_path, "ci")
+    private = tmp_path / "ci.pem"
+    private.write_bytes(signing.key)
+    out = tmp_path / "bundle.tar.gz"
+    result = subprocess.run(
+        [sys.executable, "-m", "pdp.cli", "policy", "build", str(REGO), "--out", str(out),
+         "--signing-key", str(private), "--key-id", "portcullis-ci"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "signed RS256" in result.stderr and "roots portcullis" in result.stderr
+    assert signing.key.decode() not in result.stdout + result.stderr
+    key = VerificationKey.from_file(public, key_id="portcullis-ci")
+    bundle = opa_bundle.read(out.read_bytes(), key)
+    assert bundle.modules == load_bundle(REGO).without_tests().modules
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.rego").write_text("package portcullis\n\ndecision := {")
+    before = out.read_bytes()
+    failed = subprocess.run(
+        [sys.executable, "-m", "pdp.cli", "policy", "build", str(broken), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    # a policy that does not compile is no bundle; the one written before is left whole
+    assert failed.returncode == 1 and "does not compile" in failed.stderr
+    assert out.read_bytes() == before

@@ -58,7 +58,8 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 def cmd_policy_build(args: argparse.Namespace) -> int:
     from pdp.engine import opa_bundle
-    from pdp.engine.bundle import BundleError
+    from pdp.engine.bundle import BundleError, load_bundle
+    from pdp.engine.opa import PolicyLoadError, new_engine
 
     signing = None
     if args.signing_key:
@@ -69,10 +70,13 @@ def cmd_policy_build(args: argparse.Namespace) -> int:
         except OSError as exc:
             return _fail(f"--signing-key {args.signing_key}: {exc.strerror}")
         signing = opa_bundle.SigningKey(key, args.signing_alg, args.key_id, args.scope)
-    try:
+    try:  # as opa build does: what does not compile and evaluate once is no bundle
+        new_engine(load_bundle(args.path).without_tests()).close()
         data, manifest = opa_bundle.build(args.path, signing)
     except BundleError as exc:
         return _fail(str(exc), 1)
+    except PolicyLoadError as exc:
+        return _fail(f"{args.path}: the policy does not compile: {exc}", 1)
     except Exception as exc:  # a key PyJWT cannot sign with: its own words, no key bytes
         return _fail(f"cannot sign: {type(exc).__name__}: {exc}")
     out = Path(args.out)
