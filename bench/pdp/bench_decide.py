@@ -9,7 +9,8 @@ own process, and from this process measures:
      `--runs` runs (the VMs measured drift in speed between minutes), as unary calls and
      over one DecideStream (proxies.runtime.decide_calls, what proxies use);
   3. closed-loop Decide with 32 concurrent callers: maximum sustained decisions/s, with
-     every decision evaluated and with evaluation reuse (the policy declares the SELECT's
+     every decision evaluated (unary and over DecideStream, and open-loop at 500/s beside
+     ServerInfo on that server) and with evaluation reuse (the policy declares the SELECT's
      verdict reusable by shape for the session; each decision is still logged), and
      the maximum over DecideStream; the 1,000 requests/s and maximum phases again with
      the decision log's commits unsynced (`pdp.store.synchronous: normal`);
@@ -61,7 +62,9 @@ from proxies.runtime.decide_calls import CallFailed, DecideCalls  # noqa: E402
 SQL = "SELECT id, email, total FROM orders WHERE customer_id = 42"
 
 
-def in_process_eval_us(iterations: int = 3000) -> tuple[float, float]:
+def in_process_eval_us(
+    iterations: int = 3000, policies: Path = REPO / "rego"
+) -> tuple[float, float]:
     """Median and p99 µs of classify + evaluate in this process (what the service wraps)."""
     from pdp.engine.bundle import load_bundle
     from pdp.engine.embedded import GO_RUNTIME
@@ -71,7 +74,7 @@ def in_process_eval_us(iterations: int = 3000) -> tuple[float, float]:
     # the Go runtime as the PDP's workers run it (read when the evaluator first loads)
     os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})
 
-    engine = new_engine(load_bundle(REPO / "rego").without_tests())
+    engine = new_engine(load_bundle(policies).without_tests())
     policy_input = {
         "identity": {
             "subject": "bench@example.com",
@@ -331,6 +334,7 @@ def run_pdp(
     info: bool = False,
     synchronous: str = "full",
     runs: int = 1,
+    policies: Path = REPO / "rego",
 ) -> dict[str, dict[str, float]]:
     """Start a PDP (evaluation reuse on or off, the decision log's sync mode) and run the
     open-loop rates, the ServerInfo ceiling if asked, and the 32-caller maximum."""
@@ -340,7 +344,7 @@ def run_pdp(
             "listen": listen,
             "engine": {
                 "type": "embedded",
-                "policies": str(REPO / "rego"),
+                "policies": str(policies),
                 "workers": workers,
                 "reload": False,
             },
@@ -398,19 +402,31 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument(
+        "--policies", type=Path, default=REPO / "rego",
+        help="the policy directory the PDP loads (a policy change's before and after)",
+    )
+    parser.add_argument(
         "--runs", type=int, default=3, help="open-loop runs per rate (medians are printed)"
     )
     args = parser.parse_args()
 
-    eval_p50, eval_p99 = in_process_eval_us()
+    eval_p50, eval_p99 = in_process_eval_us(policies=args.policies)
     with tempfile.TemporaryDirectory() as tmp:
         floor = machine_floor(tmp)
         results = run_pdp(
-            tmp, args.workers, args.seconds, True, (500, 1000), info=True, runs=args.runs
+            tmp, args.workers, args.seconds, True, (500, 1000), info=True, runs=args.runs,
+            policies=args.policies,
         )
-        evaluated = run_pdp(tmp, args.workers, args.seconds, reuse=False)
+        # every decision evaluated: open loop beside ServerInfo on the same server (the
+        # uncached decision's latency against gRPC's own), and 32 callers unary and over
+        # DecideStream
+        evaluated = run_pdp(
+            tmp, args.workers, args.seconds, False, (500,), info=True, runs=args.runs,
+            policies=args.policies,
+        )
         unsynced = run_pdp(
-            tmp, args.workers, args.seconds, True, (1000,), synchronous="normal", runs=args.runs
+            tmp, args.workers, args.seconds, True, (1000,), synchronous="normal", runs=args.runs,
+            policies=args.policies,
         )
 
     print(
@@ -457,6 +473,18 @@ def main() -> None:
         f"   (unary Decide reaches {reused['rate'] / info['rate']:4.0%} of it, "
         f"DecideStream {streamed / info['rate']:4.0%}, its messages carrying several decisions)"
     )
+    every_streamed = evaluated["stream_32"]["rate"]
+    print(f"  max sustained, 32 callers, every one evaluated, over DecideStream "
+          f"{every_streamed:6.0f} decisions/s")
+    uncached, floor_info = evaluated["open_500"], evaluated["info_500"]
+    print(f"  every one evaluated @ 500/s (open)  {figures(uncached)}")
+    print(f"    gRPC alone on that server @ 500/s  {figures(floor_info, achieved=False)}")
+    print("  issue 27 ratios (same run):")
+    print(f"    every decision evaluated / DecideStream reused, 32 callers: unary "
+          f"{every['rate'] / streamed:4.2f}, over DecideStream {every_streamed / streamed:4.2f}"
+          "   (target >= 0.5)")
+    print(f"    evaluated Decide p50 / ServerInfo p50 @ 500/s, same server: "
+          f"{uncached['p50'] / floor_info['p50']:4.2f}x   (target <= 1.3x)")
     print("  CPU per call (µs): PDP incl. evaluation workers / this client / whole machine")
     phases = {
         "Decide @ 500 req/s": results["open_500"],
@@ -465,6 +493,8 @@ def main() -> None:
         "DecideStream @ 1000 req/s": results["stream_1000"],
         "DecideStream, 32 callers, reused": results["stream_32"],
         "Decide, 32 callers, evaluated": every,
+        "Decide @ 500 req/s, evaluated": uncached,
+        "DecideStream, 32 callers, evaluated": evaluated["stream_32"],
         "Decide @ 1000, synchronous normal": unsynced["open_1000"],
         "Decide, 32 callers, reused, normal": unsynced["max_32"],
         "ServerInfo @ 1000 req/s": results["info_1000"],
