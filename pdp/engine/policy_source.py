@@ -11,6 +11,7 @@ pdp.engine.embedded swaps the policy, and calls `accept()` once it is in force.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from typing import Protocol
@@ -96,7 +97,7 @@ class BundleFileSource:
             data = self.path.read_bytes()
         except OSError as exc:
             raise BundleError(f"{self.path}: {exc.strerror}") from None
-        return opa_bundle.read(data, self.key, source=str(self.path))
+        return await _read(data, self.key, str(self.path))
 
     async def changed(self) -> PolicyBundle | None:
         try:
@@ -159,7 +160,7 @@ class BundleURLSource:
         fetched = await self._fetch("")
         assert fetched is not None
         self._tried = ""
-        bundle = self._read(*fetched)
+        bundle = await self._read(*fetched)
         assert bundle is not None
         return bundle
 
@@ -167,14 +168,14 @@ class BundleURLSource:
         fetched = await self._fetch(self.etag)
         if fetched is None:
             return None
-        return self._read(*fetched)
+        return await self._read(*fetched)
 
-    def _read(self, body: bytes, etag: str) -> PolicyBundle | None:
+    async def _read(self, body: bytes, etag: str) -> PolicyBundle | None:
         digest = hashlib.sha256(body).hexdigest()
         if digest == self._tried:
             return None
         self._tried = digest
-        bundle = opa_bundle.read(body, self.key, source=self.url)
+        bundle = await _read(body, self.key, self.url)
         self._pending = etag
         return bundle
 
@@ -185,6 +186,12 @@ class BundleURLSource:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _read(data: bytes, key: opa_bundle.VerificationKey | None, source: str) -> PolicyBundle:
+    """Unpack, verify and read a bundle off the event loop: hashing the data of the
+    shipped library takes tens of milliseconds that decisions must not wait behind."""
+    return await asyncio.to_thread(opa_bundle.read, data, key, source)
 
 
 def source_for(settings: EngineSettings) -> PolicySource:
