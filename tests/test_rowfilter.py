@@ -164,3 +164,16 @@ def test_a_shape_rewritten_once_gets_each_statements_own_literals(sql):
     # the client's literals are its own, in place, and none became the filter's
     refs, inner = _filtered_refs(first.sql)
     assert refs == inner == 1
+
+
+def test_a_shapes_rewrite_takes_only_statements_of_that_exact_shape():
+    from portcullis.literals import fill
+
+    done = rewrite("SELECT * FROM orders WHERE id IN (1, 2) AND s = 'a'", ACME)
+    assert done.shape is not None
+    other = fill(done.shape, "SELECT * FROM orders WHERE id IN (7, 8) AND s = 'b''c'")
+    assert other is not None and "IN (7, 8)" in other and "'b''c'" in other
+    assert f"{INNER_ALIAS}.tenant_id = 'acme'" in other
+    assert fill(done.shape, "SELECT * FROM orders WHERE id IN (7, 8, 9) AND s = 'b'") is None
+    assert fill(done.shape, "SELECT * FROM orders_archive WHERE id IN (7, 8) AND s = 'b'") is None
+    assert fill(done.shape, "SELECT * FROM orders WHERE id IN (7, 8) OR s = 'b'") is None

@@ -232,3 +232,21 @@ async def test_psql_simple_protocol_multi_statement_is_filtered(tmp_path):
         lines = out.decode().split()
         assert "secret" not in out.decode()
         assert lines[-1] == "2", out.decode()
+
+
+async def test_a_reused_verdict_runs_each_statements_own_literals_filtered(tmp_path):
+    """The proxy reuses a row-filtered verdict for other statements of its shape: each
+    runs the shape's rewrite filled with its own literals, never another's text."""
+    async with running_gateway(tmp_path, policies=_policies(tmp_path)) as gw:
+        _prepare(gw)
+        conn = await asyncpg.connect(gw.dsn(_token(gw, "acme")))
+        try:
+            for n in (1, 2, 3, 1, 3):
+                rows = await conn.fetch(f"SELECT id, tenant_id FROM accounts WHERE id >= {n}")
+                assert {r["tenant_id"] for r in rows} == {"acme"}
+                assert sorted(r["id"] for r in rows) == [i for i in (1, 3) if i >= n]
+        finally:
+            await conn.close()
+        records = await gw.pdp.store.query(kind="decision")
+        asked = [r for r in records if "FROM accounts WHERE id >=" in r.body.get("raw", "")]
+        assert 0 < len(asked) < 5  # the others were the proxy's, from the shape's rewrite

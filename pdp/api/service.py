@@ -416,9 +416,14 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         message = decision_message(decision)
         message.approval_id = approval_id
         if decision.rewritten:
-            # the text run is this text's alone: never reused for another of its shape
             message.rewritten = decision.rewritten
-            message.cache_key = pdp_pb2.EXACT
+            shape = decision.shape
+            if shape is None:  # the text run is this text's alone: not for its shape
+                message.cache_key = pdp_pb2.EXACT
+            else:  # a proxy reusing the verdict fills the shape with its own literals
+                message.rewrite_shape = shape.shape
+                message.rewrite_template = shape.text
+                message.rewrite_fingerprint = shape.printed
         if decision.egress_left is not None:
             message.egress_budget = True
             message.egress_rows_left, message.egress_bytes_left = decision.egress_left

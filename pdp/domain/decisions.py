@@ -18,6 +18,7 @@ from typing import Any
 
 from pdp.engine import EngineError, PolicyEngine
 from pdp.store import AuditStore, StoreUnavailable
+from portcullis.literals import ShapeRewrite
 from portcullis.reuse import ReuseTable
 from portcullis.shape import shaped
 from portcullis.verdict import Verdict, VerdictKind, verdict_from_result
@@ -73,6 +74,7 @@ class Decision:
     # the client's (row filters), the egress the session may still take (budgets)
     rewritten: str = ""
     egress_left: tuple[int, int] | None = None
+    shape: ShapeRewrite | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class Guarded:
     rewritten: str = ""
     egress_left: tuple[int, int] | None = None
     facts: dict[str, Any] | None = None
+    shape: ShapeRewrite | None = None  # the rewrite of the statement's shape
 
 
 # applied to the policy's verdict (evaluated or reused) before it is recorded and answered
@@ -211,6 +214,7 @@ class Decider:
                 recorded,
                 guarded.rewritten,
                 guarded.egress_left,
+                guarded.shape,
             )
         else:
             decision = Decision(decision_id, verdict, revision, elapsed, recorded)

@@ -62,7 +62,7 @@ class Guards:
         tripped = "" if approved else self.breaker.observe(subject, connection, raw, verdict)
         if verdict.kind is VerdictKind.DENY:
             return Guarded(verdict)
-        rewritten = ""
+        rewritten, shape = "", None
         if verdict.row_filter:
             if kind not in _ROW_FILTER_KINDS:
                 return self._denied(
@@ -75,7 +75,7 @@ class Guards:
             if done.denied:
                 return self._denied(verdict, f"row filter: {done.denied}")
             if done.sql:
-                rewritten = done.sql
+                rewritten, shape = done.sql, done.shape
                 facts["rewritten"] = done.sql
                 facts["row_filtered_tables"] = list(done.tables)
         egress_left = None
@@ -94,7 +94,7 @@ class Guards:
         if tripped:
             facts["breaker"] = tripped
             stricter = self._held(stricter, f"runaway-loop breaker: {tripped}", False)
-        return Guarded(stricter, rewritten, egress_left, facts or None)
+        return Guarded(stricter, rewritten, egress_left, facts or None, shape)
 
     def _denied(self, verdict: Verdict, reason: str) -> Guarded:
         return Guarded(Verdict.deny(reason), facts={"guard_denied": reason})

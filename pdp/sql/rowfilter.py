@@ -45,9 +45,9 @@ from typing import Any
 
 from pglast import ast, parse_sql
 from pglast.enums import A_Expr_Kind
-from pglast.parser import fingerprint, normalize, scan
 from pglast.stream import RawStream
 
+from portcullis.literals import ShapeRewrite, fill, printed, shape_of
 from portcullis.verdict import RowCondition
 
 INNER_ALIAS = "portcullis_rf"
@@ -69,11 +69,14 @@ _COMPARISONS = frozenset({"=", "<>", "!=", "<", "<=", ">", ">="})
 class Rewrite:
     """What rewrite() made of a statement: `sql` the text to run ("" when nothing needed
     rewriting), `denied` why it may not run ("" when it may), `tables` the filtered tables
-    whose references were rewritten."""
+    whose references were rewritten, `shape` the rewrite of the statement's shape."""
 
     sql: str = ""
     denied: str = ""
     tables: tuple[str, ...] = ()
+    # the rewrite of the statement's shape, which a proxy may fill with the literals of
+    # another statement of that shape (portcullis.literals); None: this text's alone
+    shape: ShapeRewrite | None = None
 
 
 class _Refused(Exception):
@@ -106,89 +109,37 @@ class _NoShape(Exception):
     """The statement's literals cannot be put back token for token: use its own tree."""
 
 
-_TEMPLATES: dict[tuple[Any, ...], tuple[Rewrite, str]] = {}
+_TEMPLATES: dict[tuple[Any, ...], tuple[Rewrite, ShapeRewrite | None]] = {}
 MAX_TEMPLATES = 4096
-_CONSTANT_TOKENS = frozenset(
-    {"SCONST", "ICONST", "FCONST", "BCONST", "XCONST", "USCONST", "TRUE_P", "FALSE_P", "NULL_P"}
-)
 
 
 def _by_shape(
     sql: str, filters: Mapping[str, Sequence[RowCondition]], sources: Mapping[str, Sequence[str]]
 ) -> Rewrite:
-    try:
-        normalized = normalize(sql)
-    except Exception:
-        raise _NoShape from None
+    shape = shape_of(sql)
+    if shape is None:
+        raise _NoShape
     key = (
-        normalized,
+        shape,
         tuple((k, tuple(v)) for k, v in filters.items()),
         tuple((k, tuple(v)) for k, v in sources.items()),
     )
     known = _TEMPLATES.get(key)
     if known is None:
-        done = _rewrite_tree(normalized, filters, sources)
+        done = _rewrite_tree(shape, filters, sources)
         if done.denied == UNPARSEABLE:  # e.g. `TIMESTAMP $1`: the literal was grammar
             raise _NoShape
-        printed = fingerprint(done.sql) if done.sql else ""
+        template = ShapeRewrite(shape, done.sql, printed(done.sql)) if done.sql else None
         if len(_TEMPLATES) >= MAX_TEMPLATES:
             _TEMPLATES.clear()
-        known = _TEMPLATES[key] = (done, printed)
-    template, printed = known
-    if template.denied or not template.sql or normalized == sql:
-        return template
-    literals = _literals(sql, normalized)
-    parts: list[str] = []
-    copied = 0
-    text = template.sql
-    for token in scan(text):
-        if token.name == "PARAM":
-            literal = literals.get(text[token.start : token.end + 1])
-            if literal is not None:
-                parts.append(text[copied : token.start])
-                parts.append(literal)
-                copied = token.end + 1
-    parts.append(text[copied:])
-    final = "".join(parts)
-    try:
-        if fingerprint(final) != printed:
-            raise _NoShape
-    except _NoShape:
-        raise
-    except Exception:
-        raise _NoShape from None
-    return Rewrite(final, "", template.tables)
-
-
-def _literals(sql: str, normalized: str) -> dict[str, str]:
-    """The normalize() parameters ("$n") that stand for sql's literals → their text."""
-    original, shaped = scan(sql), scan(normalized)
-    found: dict[str, str] = {}
-    i = 0
-    for token in shaped:
-        if i >= len(original):
-            raise _NoShape
-        here = original[i]
-        if token.name == "PARAM":
-            name = normalized[token.start : token.end + 1]
-            if here.name == "PARAM" and sql[here.start : here.end + 1] == name:
-                i += 1  # the statement's own parameter
-                continue
-            start = here.start
-            if here.name == "ASCII_45" and i + 1 < len(original):  # a negative number
-                i += 1
-                here = original[i]
-            if here.name not in _CONSTANT_TOKENS:
-                raise _NoShape
-            found[name] = sql[start : here.end + 1]
-            i += 1
-            continue
-        if token.name != here.name:
-            raise _NoShape
-        i += 1
-    if i != len(original):
+        known = _TEMPLATES[key] = (done, template)
+    done, template = known
+    if done.denied or template is None:
+        return done
+    final = fill(template, sql, shape)
+    if final is None:
         raise _NoShape
-    return found
+    return Rewrite(final, "", done.tables, template)
 
 
 def _rewrite_tree(

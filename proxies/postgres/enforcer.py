@@ -38,9 +38,10 @@ given.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from portcullis.literals import fill
 from portcullis.masking import Masker, MaskingError
 from portcullis.parameters import MAX_SHOWN_PARAMETER, NULL, parameter_entry
 from portcullis.shape import shaped
@@ -273,6 +274,8 @@ class Enforcer:
     def _known(self, sql: str, protocol: str) -> Ruling | None:
         """The statement's verdict when no PDP round trip is needed (reused), else None."""
         ruling = self.known("postgres.query", sql, shaped, self._attributes(protocol))
+        if ruling is not None and ruling.rewritten and ruling.cached:
+            ruling = _refilled(ruling, sql)  # row filters: this statement's own literals
         return None if ruling is None else self._vetted(ruling)
 
     def _vetted(self, ruling: Ruling) -> Ruling:
@@ -738,6 +741,17 @@ class Enforcer:
 # A prepared statement runs the text sent at Parse: when a later decision filters it
 # otherwise (the policy or its row filter changed), it must be prepared again.
 REFILTERED = "the statement's row filter changed since it was prepared; prepare it again"
+
+
+def _refilled(ruling: Ruling, sql: str) -> Ruling | None:
+    """A reused row-filtered verdict with this statement's text rewritten: its shape's
+    rewrite filled with its literals; None (ask the PDP) when that cannot be done. A
+    verdict without a shape's rewrite was reused for this very text (the PDP made its
+    cache key exact), so its rewritten text is this text's."""
+    if ruling.rewrite is None:
+        return ruling
+    text = fill(ruling.rewrite, sql)
+    return None if text is None else replace(ruling, rewritten=text)
 
 
 def _denied(ruling: Ruling, reason: str) -> Ruling:

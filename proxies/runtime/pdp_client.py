@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
+from portcullis.literals import ShapeRewrite
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from portcullis.verdict import ApprovalSpec, MaskRule, Verdict, VerdictKind
 from proxies.runtime.decide_calls import CallFailed, DecideCalls
@@ -51,8 +52,10 @@ class Ruling:
     # the client cancelled while the command waited (a person's approval): protocols say
     # so as the server would (Postgres: SQLSTATE 57014)
     canceled: bool = False
-    # row filters: the text to send upstream in place of the client's ("" : as sent)
+    # row filters: the text to send upstream in place of the client's ("" : as sent),
+    # and the rewrite of its shape, for another statement of that shape (reused verdicts)
     rewritten: str = ""
+    rewrite: ShapeRewrite | None = None
     # egress budget: (rows, bytes) the session may still take on this verdict; None: no budget
     egress_left: tuple[int, int] | None = None
 
@@ -108,6 +111,13 @@ def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
         approval_id=message.approval_id,
         effects=tuple(message.effects),
         rewritten=message.rewritten,
+        rewrite=(
+            ShapeRewrite(
+                message.rewrite_shape, message.rewrite_template, message.rewrite_fingerprint
+            )
+            if message.rewrite_template
+            else None
+        ),
         egress_left=(
             (message.egress_rows_left, message.egress_bytes_left)
             if message.egress_budget

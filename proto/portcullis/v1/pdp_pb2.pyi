@@ -70,7 +70,7 @@ class ApprovalSpec(_message.Message):
     def __init__(self, approvers: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "verdict", "reasons", "mask", "approval", "credential_ref", "cache_ttl_seconds", "cache_key", "policy_revision", "evaluation_ms", "approval_id", "session_settings", "effects", "rewritten", "egress_budget", "egress_rows_left", "egress_bytes_left")
+    __slots__ = ("decision_id", "verdict", "reasons", "mask", "approval", "credential_ref", "cache_ttl_seconds", "cache_key", "policy_revision", "evaluation_ms", "approval_id", "session_settings", "effects", "rewritten", "egress_budget", "egress_rows_left", "egress_bytes_left", "rewrite_shape", "rewrite_template", "rewrite_fingerprint")
     class SessionSettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,9 @@ class Decision(_message.Message):
     EGRESS_BUDGET_FIELD_NUMBER: _ClassVar[int]
     EGRESS_ROWS_LEFT_FIELD_NUMBER: _ClassVar[int]
     EGRESS_BYTES_LEFT_FIELD_NUMBER: _ClassVar[int]
+    REWRITE_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    REWRITE_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    REWRITE_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     verdict: Verdict
     reasons: _containers.RepeatedScalarFieldContainer[str]
@@ -112,7 +115,10 @@ class Decision(_message.Message):
     egress_budget: bool
     egress_rows_left: int
     egress_bytes_left: int
-    def __init__(self, decision_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., mask: _Optional[_Iterable[_Union[MaskRule, _Mapping]]] = ..., approval: _Optional[_Union[ApprovalSpec, _Mapping]] = ..., credential_ref: _Optional[str] = ..., cache_ttl_seconds: _Optional[int] = ..., cache_key: _Optional[_Union[CacheKey, str]] = ..., policy_revision: _Optional[str] = ..., evaluation_ms: _Optional[float] = ..., approval_id: _Optional[str] = ..., session_settings: _Optional[_Mapping[str, str]] = ..., effects: _Optional[_Iterable[str]] = ..., rewritten: _Optional[str] = ..., egress_budget: _Optional[bool] = ..., egress_rows_left: _Optional[int] = ..., egress_bytes_left: _Optional[int] = ...) -> None: ...
+    rewrite_shape: str
+    rewrite_template: str
+    rewrite_fingerprint: str
+    def __init__(self, decision_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., mask: _Optional[_Iterable[_Union[MaskRule, _Mapping]]] = ..., approval: _Optional[_Union[ApprovalSpec, _Mapping]] = ..., credential_ref: _Optional[str] = ..., cache_ttl_seconds: _Optional[int] = ..., cache_key: _Optional[_Union[CacheKey, str]] = ..., policy_revision: _Optional[str] = ..., evaluation_ms: _Optional[float] = ..., approval_id: _Optional[str] = ..., session_settings: _Optional[_Mapping[str, str]] = ..., effects: _Optional[_Iterable[str]] = ..., rewritten: _Optional[str] = ..., egress_budget: _Optional[bool] = ..., egress_rows_left: _Optional[int] = ..., egress_bytes_left: _Optional[int] = ..., rewrite_shape: _Optional[str] = ..., rewrite_template: _Optional[str] = ..., rewrite_fingerprint: _Optional[str] = ...) -> None: ...
 
 class Identity(_message.Message):
     __slots__ = ("subject", "groups", "issuer", "token_id", "expires_at")
