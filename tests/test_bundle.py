@@ -550,3 +550,32 @@ def test_policy_build_on_the_command_line_writes_a_signed_bundle(tmp_path):
     # a policy that does not compile is no bundle; the one written before is left whole
     assert failed.returncode == 1 and "does not compile" in failed.stderr
     assert out.read_bytes() == before
+
+
+async def test_a_bundle_url_that_redirects_is_not_followed(tmp_path):
+    from pdp.engine.opa import PolicyLoadError
+
+    async with BundleServer() as server:
+        server.body = opa_bundle.build(_policy_dir(tmp_path, "p"))[0]
+        app = web.Application()
+
+        async def elsewhere(request: web.Request) -> web.Response:
+            raise web.HTTPFound(server.url)
+
+        app.router.add_get("/bundle.tar.gz", elsewhere)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            engine = {
+                "type": "embedded",
+                "bundle": f"http://127.0.0.1:{port}/bundle.tar.gz",
+                "workers": 1,
+            }
+            with pytest.raises(PolicyLoadError, match="HTTP 302"):
+                async with running_pdp(pdp_config(tmp_path, engine=engine)):
+                    pass
+            assert server.answered == []  # the redirect's target was never asked
+        finally:
+            await runner.cleanup()

@@ -141,7 +141,10 @@ class BundleURLSource:
     async def _fetch(self, etag: str) -> tuple[bytes, str] | None:
         headers = {"If-None-Match": etag} if etag else {}
         try:
-            async with self._client().get(self.url, headers=headers) as response:
+            # no redirects: the policy comes from the URL configured, or not at all
+            async with self._client().get(
+                self.url, headers=headers, allow_redirects=False
+            ) as response:
                 if response.status == 304 and etag:
                     return None
                 if response.status != 200:
