@@ -53,6 +53,7 @@ UPSTREAM_CIPHERS = (
     "aes128-ctr",
     "aes256-ctr",
 )
+LEAVE_SECONDS = 2.0  # a drain: how long a client whose channels ended may take to leave
 KBDINT_PROMPT = ("Portcullis", "Paste your access token (JWT).", "", [("Token: ", False)])
 
 
@@ -349,9 +350,18 @@ class ClientConnection(asyncssh.SSHServer):
             self._draining = asyncio.ensure_future(self._disconnect_when_quiet())
 
     async def _disconnect_when_quiet(self) -> None:
+        ended: list[Channel] = []
         while self.channels:
-            await asyncio.gather(*(c.finished for c in list(self.channels)),
-                                 return_exceptions=True)  # fmt: skip
+            running = list(self.channels)
+            ended += running
+            await asyncio.gather(*(c.finished for c in running), return_exceptions=True)
+        if ended:
+            # a client whose last channel closed usually leaves by itself (and has read its
+            # exit status by then): it is told only if it stays (connection_lost cancels)
+            for channel in ended:
+                with contextlib.suppress(Exception):
+                    await channel.chan.wait_closed()
+            await asyncio.sleep(LEAVE_SECONDS)
         self._disconnect()
 
     def _disconnect(self) -> None:
