@@ -132,3 +132,24 @@ async def test_the_http_proxy_gets_shadow_mode_without_code_of_its_own(tmp_path)
         assert by_method["GET"]["verdict"] == "mask" and by_method["GET"]["enforced"] is False
         assert by_method["DELETE"]["verdict"] == "deny"
         assert by_method["DELETE"]["enforced"] is False
+
+
+def test_a_guards_rewrite_and_egress_budget_are_not_applied_in_shadow_mode():
+    from pdp.domain.decisions import Decision
+    from pdp.domain.shadow import shadowed
+
+    guarded = Decision(
+        "d-1",
+        Verdict(VerdictKind.ALLOW),
+        "git:abc",
+        1.0,
+        True,
+        rewritten="SELECT * FROM (SELECT * FROM orders WHERE region = 'eu') orders",
+        egress_left=(10, 1000),
+    )
+    answer = shadowed(guarded)
+    assert answer.rewritten == "" and answer.egress_left is None
+    assert answer.id == "d-1" and answer.policy_revision == "git:abc"
+    # a decision that could not be recorded stays what it was (a deny): evidence first
+    unrecorded = Decision("d-2", Verdict.deny("decision log unavailable"), "git:abc", 0.0, False)
+    assert shadowed(unrecorded) is unrecorded

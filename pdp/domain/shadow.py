@@ -82,7 +82,10 @@ def shadowed(decision: Any) -> Any:
     if not decision.recorded:
         return decision
     changes: dict[str, Any] = {"verdict": shadow_verdict(decision.verdict)}
-    # a guard's rewrite of the statement (a row filter) is enforcement too: not applied
+    # a guard's rewrite of the statement (a row filter) and its egress budget (rows and
+    # bytes the proxy lets through) are enforcement too: neither is applied
     if getattr(decision, "rewritten", ""):
         changes["rewritten"] = ""
+    if getattr(decision, "egress_left", None) is not None:
+        changes["egress_left"] = None
     return dataclasses.replace(decision, **changes)
