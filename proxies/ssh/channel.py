@@ -28,6 +28,7 @@ from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import CredentialUnavailable
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling
+from proxies.ssh.sftp import SftpRelay
 from proxies.ssh.stream import Cast, MaskedOutput
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ CAST_EVERY = 1.0  # seconds between recorded asciicast batches
 MAX_PENDING_STDIN = 1024 * 1024  # stdin held while a channel is decided
 CANCEL_SIGNALS = frozenset({"INT", "TERM", "HUP", "QUIT", "KILL"})
 TERMINAL_REFUSED = "a command with a terminal is interactive, as a shell is: "
-SFTP_REFUSED = "SFTP is decided per operation, which this proxy does not do yet: refused"
 
 
 def _exec_details(
@@ -86,6 +86,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.exit_status: int | None = None
         self.exit_signal: tuple[str, bool, str] | None = None
         self.waiting = False
+        self.relay: SftpRelay | None = None  # an allowed sftp subsystem: decided per request
         self._stdin: list[bytes] = []
         self._stdin_eof = False
         self._gone = False
@@ -136,6 +137,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.counts["stdin_bytes"] += len(data)
         if self.cast is not None:
             self.cast.input(time.time(), data)
+        if self.relay is not None:
+            self.relay.from_client(data)
+            return
         if self.up is not None:
             self.up.write(data)
             return
@@ -144,7 +148,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self.chan.pause_reading()
 
     def eof_received(self) -> bool:
-        if self.up is not None:
+        if self.relay is not None:
+            self.relay.client_eof()
+        elif self.up is not None:
             self.up.write_eof()
         else:
             self._stdin_eof = True
@@ -197,6 +203,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
     # -- upstream → client -------------------------------------------------------------------
 
     def upstream_data(self, data: bytes, stderr: bool) -> None:
+        if self.relay is not None and not stderr:
+            self.relay.from_upstream(data)
+            return
         stream = "stderr_bytes" if stderr else "stdout_bytes"
         mask = self.masks.get(stream)
         if mask is not None:
@@ -215,6 +224,10 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         out = self.stderr if stderr else self.stdout
         assert out is not None
         out.write(data)
+
+    def relay_to_client(self, data: bytes) -> None:
+        """Whole SFTP packets from the relay (the upstream's replies, the proxy's answers)."""
+        self._send(data, False)
 
     def _flush_masks(self) -> None:
         for stream, mask in self.masks.items():
@@ -278,17 +291,15 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 )
         finally:
             self.waiting = False
-        if self.kind == "ssh.subsystem" and self.raw == "sftp" and ruling.verdict.allowed:
-            # the policy may allow SFTP, but a relayed SFTP stream would not be decided
-            # operation by operation (read/write/remove with the path): refused until it is
-            ruling = Ruling(Verdict.deny(SFTP_REFUSED), ruling.decision_id, ruling.policy_revision)
         self.ruling = ruling
         if not ruling.verdict.allowed or self._gone:
             self.say(f"portcullis: denied: {'; '.join(ruling.verdict.reasons)}")
             session.record_command(self.raw, ruling, **self._details(1))
             self._end(1)
             return
-        self._masking(ruling)
+        sftp = self.kind == "ssh.subsystem" and self.raw == "sftp"
+        if not sftp:
+            self._masking(ruling)  # an SFTP stream is packets: its relay decides each
         try:
             upstream = await self.client.connect_upstream()
             self.up, _ = await upstream.create_session(
@@ -307,10 +318,16 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             session.record_command(self.raw, ruling, **self._details(1, why))
             self._end(1)
             return
-        if self.kind == "ssh.shell" or self.term:
+        if sftp:
+            self.relay = SftpRelay(self, session)
+        elif self.kind == "ssh.shell" or self.term:
             self.cast = Cast(self.size[0], self.size[1], self.term, time.time())
         self._catch_up()
-        await self._upstream_done
+        try:
+            await self._upstream_done
+        finally:
+            if self.relay is not None:
+                self.relay.finish()
         self._flush_masks()
         self._record_cast()
         status = self.exit_status
@@ -358,9 +375,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         for data in pending:
             if self.cast is not None:
                 self.cast.input(time.time(), data)  # typed while the shell was decided
-            self.up.write(data)
+            if self.relay is not None:
+                self.relay.from_client(data)
+            else:
+                self.up.write(data)
         if self._stdin_eof:
-            self.up.write_eof()
+            self.eof_received()
         if self.chan is not None:
             self.chan.resume_reading()
 

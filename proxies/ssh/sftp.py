@@ -1,0 +1,404 @@
+"""The SFTP relay: an allowed `sftp` subsystem channel, decided one request at a time.
+
+Owns what passes between a client's SFTP channel and the upstream's once the policy let
+the subsystem open (proxies/ssh/channel.py hands both byte streams here); the packets are
+read and written by sftp_codec (sans-IO), the decisions are the session's.
+
+- Start: the client's INIT is answered by the proxy after it spoke to the upstream itself
+  (INIT version 3, then REALPATH "." for the home directory every relative path is
+  normalised against); the VERSION the client sees offers only the extensions the relay
+  understands (sftp_codec.EXTENSIONS).
+- Requests, in the order the client sent them: each one that names a path is decided as
+  its own command (kind `ssh.sftp`: operation, normalised path, a rename's / link's
+  second path as `target`, an open's flags) and recorded in the session's events;
+  allowed, it goes upstream with the normalised paths in place of the client's (what was
+  decided is what the server acts on); denied (or not approved), the client gets
+  SSH_FX_PERMISSION_DENIED with the reason and nothing reaches the upstream. A request on
+  a handle is allowed only on a handle the upstream gave this channel for an allowed open
+  (a write only on one opened for writing; an fsetstat is decided as a setstat of the
+  handle's path); closing it records the bytes read and written through it.
+- What is not understood is refused, never relayed: a packet type or extension not in
+  sftp_codec's tables gets SSH_FX_OP_UNSUPPORTED, a request whose fields do not read
+  SSH_FX_BAD_MESSAGE; a stream that cannot be framed ends the channel.
+- A `mask` verdict cannot be kept for file contents (the client reads at offsets): a read
+  under one is denied; masking never applies to the other operations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from portcullis.verdict import Verdict, VerdictKind
+from proxies.runtime.pdp_client import Ruling
+from proxies.ssh import sftp_codec as codec
+
+if TYPE_CHECKING:
+    from proxies.runtime.session import ProxySession
+    from proxies.ssh.channel import Channel
+
+log = logging.getLogger("portcullis.ssh")
+
+KIND = "ssh.sftp"
+HOME_REQUEST = 0  # the id of the proxy's own REALPATH, sent before any client request
+MAX_QUEUED = 1024 * 1024  # client bytes held while a request is decided
+PATH_OPERATIONS = {
+    codec.OPENDIR: "list",
+    codec.LSTAT: "stat",
+    codec.STAT: "stat",
+    codec.SETSTAT: "setstat",
+    codec.REMOVE: "remove",
+    codec.MKDIR: "mkdir",
+    codec.RMDIR: "rmdir",
+    codec.REALPATH: "realpath",
+    codec.RENAME: "rename",
+    codec.READLINK: "readlink",
+    codec.SYMLINK: "symlink",
+}
+EXTENSION_OPERATIONS = {
+    b"posix-rename@openssh.com": "rename",
+    b"hardlink@openssh.com": "link",
+    b"statvfs@openssh.com": "statvfs",
+    b"lsetstat@openssh.com": "setstat",
+}
+MASK_REFUSED = "file contents cannot be masked through SFTP (clients read at offsets)"
+
+
+class SftpFailed(Exception):
+    """The SFTP stream cannot go on; the message is safe to show."""
+
+
+@dataclass
+class OpenFile:
+    """A handle the upstream gave for an allowed open, and what went through it."""
+
+    path: str
+    mode: str  # read | write | dir
+    decision_id: str
+    read_bytes: int = 0
+    written_bytes: int = 0
+
+
+@dataclass
+class Pending:
+    """A request relayed upstream, awaiting its reply."""
+
+    opens: OpenFile | None = None
+    reads: OpenFile | None = None
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One decided SFTP request as the policy sees it."""
+
+    operation: str
+    path: str
+    target: str = ""
+    flags: tuple[str, ...] = ()
+    forwarded_paths: tuple[str, ...] = ()  # the request's path fields, normalised, in order
+
+    @property
+    def raw(self) -> str:
+        return shlex.join([self.operation, self.path, *([self.target] if self.target else [])])
+
+    def attributes(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"operation": self.operation, "path": self.path}
+        if self.target:
+            out["target"] = self.target
+        if self.operation in ("read", "write"):
+            out["flags"] = list(self.flags)
+        return out
+
+
+def operation_of(request: codec.Request, home: str) -> Operation:
+    """What a path request does, its paths normalised (sftp_codec.normalise). Raises
+    codec.Malformed."""
+    paths = request.paths
+    if request.kind == codec.OPEN:
+        path = codec.normalise(paths[0], home)
+        flags = codec.open_flags(request.number(1))
+        writes = request.number(1) & codec.WRITING_FLAGS
+        return Operation("write" if writes else "read", path, "", tuple(flags), (path,))
+    if request.kind == codec.SYMLINK:
+        # OpenSSH's order (its sftp-server is the upstream): the target, then the link; a
+        # relative target is relative to the link's directory
+        link = codec.normalise(paths[1], home)
+        target = codec.normalise(paths[0], codec.parent(link))
+        return Operation("symlink", link, target, (), (target, link))
+    if request.kind == codec.EXTENDED:
+        operation = EXTENSION_OPERATIONS[request.extension]
+    else:
+        operation = PATH_OPERATIONS[request.kind]
+    normal = tuple(codec.normalise(p, home) for p in paths)
+    if operation == "link":
+        # hardlink@openssh.com: the existing file, then the new name
+        return Operation("link", normal[1], normal[0], (), normal)
+    return Operation(operation, normal[0], normal[1] if len(normal) > 1 else "", (), normal)
+
+
+class SftpRelay:
+    """One SFTP channel's relay between the client and the upstream."""
+
+    def __init__(self, channel: Channel, session: ProxySession) -> None:
+        self.channel = channel
+        self.session = session
+        self.home = ""
+        self.handles: dict[bytes, OpenFile] = {}
+        self.outstanding: dict[int, Pending] = {}
+        self.operations = 0
+        self._from_client = codec.Framer(codec.MAX_CLIENT_PACKET)
+        self._from_upstream = codec.Framer(codec.MAX_UPSTREAM_PACKET)
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queued = 0
+        self._paused = False
+        self._phase = "init"  # init → version → home → relay
+        self._offered: list[tuple[bytes, bytes]] = []
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.ensure_future(self._run())
+        self.failed = ""
+
+    # -- bytes in -------------------------------------------------------------------------
+
+    def from_client(self, data: bytes) -> None:
+        try:
+            packets = self._from_client.feed(data)
+        except codec.Malformed as exc:
+            self.fail(f"the client's SFTP stream does not read: {exc}")
+            return
+        for body in packets:
+            self._queued += len(body)
+            self._queue.put_nowait(body)
+        if self._queued > MAX_QUEUED and not self._paused and self.channel.chan is not None:
+            self._paused = True
+            self.channel.chan.pause_reading()
+
+    def client_eof(self) -> None:
+        self._queue.put_nowait(None)
+
+    def from_upstream(self, data: bytes) -> None:
+        try:
+            for body in self._from_upstream.feed(data):
+                self._upstream_packet(body)
+        except (codec.Malformed, SftpFailed) as exc:
+            self.fail(f"the upstream's SFTP stream does not read: {exc}")
+
+    def stop(self) -> None:
+        self._task.cancel()
+        if not self._ready.done():
+            self._ready.cancel()
+
+    # -- the client's requests, in order ----------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                body = await self._queue.get()
+                if body is None:
+                    self._upstream_write_eof()
+                    return
+                self._queued -= len(body)
+                if self._paused and self._queued <= MAX_QUEUED // 2:
+                    self._paused = False
+                    if self.channel.chan is not None:
+                        self.channel.chan.resume_reading()
+                if self._phase == "init":
+                    await self._start(body)
+                else:
+                    await self._request(body)
+        except asyncio.CancelledError:
+            pass
+        except (SftpFailed, codec.Malformed) as exc:
+            self.fail(str(exc))
+        except Exception:
+            log.exception("sftp relay failed")
+            self.fail("the proxy's SFTP relay failed")
+
+    async def _start(self, body: bytes) -> None:
+        """The client's INIT: speak to the upstream first (VERSION, home directory)."""
+        if codec.read_init(body) < codec.VERSION_SPOKEN:
+            raise SftpFailed("SFTP versions before 3 are not spoken")
+        self._phase = "version"
+        self._upstream(codec.init())
+        await self._ready
+        self._to_client(codec.version(self._offered))
+
+    async def _request(self, body: bytes) -> None:
+        try:
+            request = codec.read_request(body)
+        except codec.Unsupported as exc:
+            reason = f"{exc.what} is not understood by Portcullis: refused"
+            self._refuse(exc.request_id, codec.FX_OP_UNSUPPORTED, "unsupported", reason)
+            return
+        except codec.Malformed as exc:
+            request_id = int.from_bytes(body[1:5], "big") if len(body) >= 5 else 0
+            self._refuse(request_id, codec.FX_BAD_MESSAGE, "malformed", str(exc))
+            return
+        if request.id in self.outstanding:
+            self._refuse(request.id, codec.FX_BAD_MESSAGE, "malformed",
+                         "a request id already in use")  # fmt: skip
+            return
+        if request.extension == b"limits@openssh.com":
+            self._relay(request, Pending())
+            return
+        if request.handle is not None:
+            await self._on_handle(request, request.handle)
+            return
+        try:
+            operation = operation_of(request, self.home)
+        except codec.Malformed as exc:
+            self._refuse(request.id, codec.FX_BAD_MESSAGE, "malformed", str(exc))
+            return
+        ruling = await self._decide(operation)
+        if not ruling.verdict.allowed:
+            self._deny(request.id, ruling)
+            return
+        pending = Pending()
+        if request.kind in (codec.OPEN, codec.OPENDIR):
+            mode = "dir" if request.kind == codec.OPENDIR else operation.operation
+            pending.opens = OpenFile(operation.path, mode, ruling.decision_id)
+        self._relay(request, pending, list(operation.forwarded_paths))
+
+    async def _on_handle(self, request: codec.Request, handle: bytes) -> None:
+        opened = self.handles.get(handle)
+        if opened is None:
+            self._refuse(request.id, codec.FX_PERMISSION_DENIED, "handle",
+                         "not a handle opened through this channel")  # fmt: skip
+            return
+        if request.kind == codec.WRITE:
+            if opened.mode != "write":
+                self._refuse(request.id, codec.FX_PERMISSION_DENIED, "write",
+                             f"{opened.path} was not opened for writing", opened.path)  # fmt: skip
+                return
+            data = request.values("string")[0]
+            opened.written_bytes += len(data)
+        elif request.kind == codec.FSETSTAT:
+            ruling = await self._decide(Operation("setstat", opened.path))
+            if not ruling.verdict.allowed:
+                self._deny(request.id, ruling)
+                return
+        elif request.kind == codec.CLOSE:
+            del self.handles[handle]
+            self._closed(opened)
+        pending = Pending(reads=opened if request.kind == codec.READ else None)
+        self._relay(request, pending)
+
+    async def _decide(self, operation: Operation) -> Ruling:
+        self.operations += 1
+        session = self.session
+        ruling: Ruling = await session.decide_or_wait(
+            KIND, operation.raw, operation.attributes(), None, self.channel.say
+        )
+        if ruling.kind is VerdictKind.MASK and operation.operation == "read":
+            ruling = Ruling(Verdict.deny(MASK_REFUSED), ruling.decision_id,
+                            ruling.policy_revision)  # fmt: skip
+        session.record_command(operation.raw, ruling, kind=KIND, **operation.attributes())
+        return ruling
+
+    def _deny(self, request_id: int, ruling: Ruling) -> None:
+        reason = "; ".join(ruling.verdict.reasons) or "denied"
+        self._to_client(
+            codec.status(request_id, codec.FX_PERMISSION_DENIED, f"portcullis: denied: {reason}")
+        )
+
+    def _refuse(
+        self, request_id: int, code: int, operation: str, reason: str, path: str = ""
+    ) -> None:
+        """Answered by the proxy without a decision (not understood, not this channel's
+        handle): recorded as a denied command of its own."""
+        self.operations += 1
+        ruling = Ruling(Verdict.deny(reason))
+        raw = shlex.join([operation, *([path] if path else [])])
+        details: dict[str, Any] = {"operation": operation, "refused": reason}
+        if path:
+            details["path"] = path
+        self.session.record_command(raw, ruling, kind=KIND, **details)
+        self._to_client(codec.status(request_id, code, f"portcullis: refused: {reason}"))
+
+    def _relay(
+        self, request: codec.Request, pending: Pending, paths: list[str] | None = None
+    ) -> None:
+        self.outstanding[request.id] = pending
+        self._upstream(request.encode(paths))
+
+    def _closed(self, opened: OpenFile) -> None:
+        self.session.record_response(
+            kind="ssh.sftp.close",
+            decision_id=opened.decision_id,
+            path=opened.path,
+            mode=opened.mode,
+            read_bytes=opened.read_bytes,
+            written_bytes=opened.written_bytes,
+        )
+
+    # -- the upstream's replies ------------------------------------------------------------
+
+    def _upstream_packet(self, body: bytes) -> None:
+        reply = codec.read_reply(body)
+        if self._phase == "version":
+            if reply.kind != codec.VERSION or reply.version != codec.VERSION_SPOKEN:
+                raise SftpFailed("the upstream does not speak SFTP version 3")
+            self._offered = [(n, d) for n, d in reply.extensions if n in codec.EXTENSIONS]
+            self._phase = "home"
+            self._upstream(codec.realpath(HOME_REQUEST, b"."))
+            return
+        if self._phase == "home":
+            if reply.kind != codec.NAME or reply.id != HOME_REQUEST or not reply.names:
+                raise SftpFailed("the upstream did not name the home directory")
+            self.home = codec.normalise(reply.names[0], "/")
+            self._phase = "relay"
+            if not self._ready.done():
+                self._ready.set_result(None)
+            return
+        if reply.id is None or reply.id not in self.outstanding:
+            raise SftpFailed("a reply to no request")
+        pending = self.outstanding.pop(reply.id)
+        if pending.opens is not None and reply.kind == codec.HANDLE:
+            if reply.handle in self.handles:
+                raise SftpFailed("the upstream gave a handle already open")
+            self.handles[reply.handle] = pending.opens
+        elif pending.reads is not None and reply.kind == codec.DATA:
+            pending.reads.read_bytes += reply.data_length
+        self._to_client(codec.packet(body[0], body[1:]))
+
+    # -- out -------------------------------------------------------------------------------
+
+    def _upstream(self, data: bytes) -> None:
+        up = self.channel.up
+        if up is None:
+            raise SftpFailed("no upstream channel")
+        up.write(data)
+
+    def _upstream_write_eof(self) -> None:
+        up = self.channel.up
+        if up is not None:
+            with contextlib.suppress(Exception):
+                up.write_eof()
+
+    def _to_client(self, data: bytes) -> None:
+        self.channel.relay_to_client(data)
+
+    def fail(self, reason: str) -> None:
+        """End the channel: the stream cannot be relayed any further."""
+        if self.failed:
+            return
+        self.failed = reason
+        log.warning("sftp relay ended: %s", reason)
+        self.channel.say(f"portcullis: {reason}")
+        self.stop()
+        for opened in self.handles.values():
+            self._closed(opened)
+        self.handles.clear()
+        up = self.channel.up
+        if up is not None:
+            up.close()
+
+    def finish(self) -> None:
+        """The channel ended: what is still open is recorded, the relay stops."""
+        self.stop()
+        for opened in self.handles.values():
+            self._closed(opened)
+        self.handles.clear()
