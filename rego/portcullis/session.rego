@@ -28,18 +28,6 @@ pii_reader if {
 	g in input.identity.groups
 }
 
-# The connection type each command kind belongs to.
-kind_types := {
-	"postgres.query": "postgres",
-	"postgres.function_call": "postgres",
-	"http.request": "http",
-	"ssh.exec": "ssh",
-	"ssh.shell": "ssh",
-	"ssh.forward": "ssh",
-	"ssh.subsystem": "ssh",
-	"ssh.sftp": "ssh",
-}
-
 deny contains sprintf("unknown connection %q", [connection_name]) if {
 	not connection
 }
@@ -49,8 +37,19 @@ deny contains sprintf("%s is not in a group allowed on %s", [subject, connection
 	not connection_member
 }
 
+# The connection type each command kind belongs to: a literal in the rule, not a rule of
+# its own, which the evaluator would build again on every decision.
 deny contains sprintf("%s is not a command of a %s connection", [command_kind, connection.type]) if {
-	expected := kind_types[input.command.kind]
+	expected := {
+		"postgres.query": "postgres",
+		"postgres.function_call": "postgres",
+		"http.request": "http",
+		"ssh.exec": "ssh",
+		"ssh.shell": "ssh",
+		"ssh.forward": "ssh",
+		"ssh.subsystem": "ssh",
+		"ssh.sftp": "ssh",
+	}[input.command.kind]
 	expected != connection.type
 }
 
