@@ -44,6 +44,26 @@ def printed(sql: str) -> str:
     return fingerprint(sql)
 
 
+# a rewrite's scans, made once: the shape's tokens (name, text) and where the rewritten
+# text's parameters stand (start, end, "$n")
+_SCANNED: dict[ShapeRewrite, tuple[list[tuple[str, str]], list[tuple[int, int, str]]]] = {}
+MAX_SCANNED = 4096
+
+
+def _scanned(rewrite: ShapeRewrite) -> tuple[list[tuple[str, str]], list[tuple[int, int, str]]]:
+    found = _SCANNED.get(rewrite)
+    if found is None:
+        shape, text = rewrite.shape, rewrite.text
+        tokens = [(t.name, shape[t.start : t.end + 1]) for t in scan(shape)]
+        slots = [
+            (t.start, t.end + 1, text[t.start : t.end + 1]) for t in scan(text) if t.name == "PARAM"
+        ]
+        if len(_SCANNED) >= MAX_SCANNED:
+            _SCANNED.clear()
+        found = _SCANNED[rewrite] = (tokens, slots)
+    return found
+
+
 def fill(rewrite: ShapeRewrite, sql: str, shape: str | None = None) -> str | None:
     """rewrite.text with sql's literals in place of the shape's parameters; None when sql
     is not of that shape or its literals cannot be put back exactly."""
@@ -54,19 +74,19 @@ def fill(rewrite: ShapeRewrite, sql: str, shape: str | None = None) -> str | Non
     if shape == sql:
         return rewrite.text
     try:
-        literals = _literals(sql, shape)
+        tokens, slots = _scanned(rewrite)
+        literals = _literals(sql, tokens)
         if literals is None:
             return None
         text = rewrite.text
         parts: list[str] = []
         copied = 0
-        for token in scan(text):
-            if token.name == "PARAM":
-                literal = literals.get(text[token.start : token.end + 1])
-                if literal is not None:
-                    parts.append(text[copied : token.start])
-                    parts.append(literal)
-                    copied = token.end + 1
+        for start, end, name in slots:
+            literal = literals.get(name)
+            if literal is not None:
+                parts.append(text[copied:start])
+                parts.append(literal)
+                copied = end
         parts.append(text[copied:])
         final = "".join(parts)
         return final if fingerprint(final) == rewrite.printed else None
@@ -74,17 +94,16 @@ def fill(rewrite: ShapeRewrite, sql: str, shape: str | None = None) -> str | Non
         return None
 
 
-def _literals(sql: str, shape: str) -> dict[str, str] | None:
+def _literals(sql: str, shaped: list[tuple[str, str]]) -> dict[str, str] | None:
     """The shape's parameters ("$n") that stand for sql's literals → their text."""
-    original, shaped = scan(sql), scan(shape)
+    original = scan(sql)
     found: dict[str, str] = {}
     i = 0
-    for token in shaped:
+    for kind, name in shaped:
         if i >= len(original):
             return None
         here = original[i]
-        if token.name == "PARAM":
-            name = shape[token.start : token.end + 1]
+        if kind == "PARAM":
             if here.name == "PARAM" and sql[here.start : here.end + 1] == name:
                 i += 1  # the statement's own parameter
                 continue
@@ -97,7 +116,7 @@ def _literals(sql: str, shape: str) -> dict[str, str] | None:
             found[name] = sql[start : here.end + 1]
             i += 1
             continue
-        if token.name != here.name:
+        if kind != here.name:
             return None
         i += 1
     return found if i == len(original) else None
