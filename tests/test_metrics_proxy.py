@@ -130,6 +130,7 @@ class ProxyStack:
             },
             *(extra_connections or []),
         ]
+        self.metrics = self.raw["connections"][0].get("metrics_listen", self.metrics)
         self.raw["proxies"] = {"drain_seconds": drain_seconds}
         self.raw["logging"] = {"format": log_format}
         self.path.write_text(yaml.safe_dump(self.raw))
