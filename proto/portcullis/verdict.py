@@ -120,6 +120,22 @@ _ROW_OPS = frozenset({"=", "<>", "!=", "<", "<=", ">", ">=", "in"})
 MAX_ROW_FILTER_TABLES = 64
 
 
+_RULE_LISTS: dict[tuple[MaskRule, ...], tuple[MaskRule, ...]] = {}
+
+
+def _interned(rules: tuple[MaskRule, ...]) -> tuple[MaskRule, ...]:
+    """One tuple per distinct list of mask rules for the process: the verdicts of every
+    session of a group hold the same one, not a copy each (a bounded table)."""
+    if not rules:
+        return ()
+    known = _RULE_LISTS.get(rules)
+    if known is None:
+        if len(_RULE_LISTS) >= 256:
+            _RULE_LISTS.clear()
+        known = _RULE_LISTS[rules] = rules
+    return known
+
+
 @dataclass(frozen=True)
 class Verdict:
     kind: VerdictKind
@@ -207,7 +223,7 @@ class _Parser:
             if strategy not in MASK_STRATEGIES:
                 raise MalformedResult(f"unknown mask strategy {strategy!r}")
             rules.append(MaskRule(target_field, detector, strategy, derived))
-        return tuple(rules)
+        return _interned(tuple(rules))
 
     def approval(self) -> ApprovalSpec | None:
         raw = self.result.get("approval")

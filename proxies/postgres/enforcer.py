@@ -177,6 +177,11 @@ def _no_revision() -> str:
     return ""
 
 
+# Maskers by rules and hash key, shared by every session of the process (a Masker is
+# immutable): a group's sessions mask with one object, not one each
+_MASKERS: dict[tuple[tuple[MaskRule, ...], bytes], Masker] = {}
+
+
 class Enforcer:
     def __init__(
         self,
@@ -217,7 +222,6 @@ class Enforcer:
         self.batch_executed = False  # an Execute of the current batch went upstream
         self.restore_at_sync = False  # read-only was lifted for this batch's approved write
         self.terminated = False
-        self._maskers: dict[tuple[MaskRule, ...], Masker] = {}
         self._last_masker: tuple[tuple[MaskRule, ...], Masker] | None = None
         settings = session_settings or {}
         self.read_only = settings.get("default_transaction_read_only", "") == "on"
@@ -231,9 +235,12 @@ class Enforcer:
         last = self._last_masker
         if last is not None and last[0] is rules:
             return last[1]  # a reused verdict: the same rules, no tuple of them hashed again
-        found = self._maskers.get(rules)
+        key = (rules, self.hash_key)
+        found = _MASKERS.get(key)
         if found is None:
-            found = self._maskers[rules] = Masker(rules, self.hash_key)
+            if len(_MASKERS) >= 256:
+                _MASKERS.clear()
+            found = _MASKERS[key] = Masker(rules, self.hash_key)
         self._last_masker = (rules, found)
         return found
 

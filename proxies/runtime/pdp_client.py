@@ -85,6 +85,22 @@ class SessionRefused(Exception):
         self.approval_id = approval_id  # set when a person may still grant the session
 
 
+_MASKS: dict[tuple[tuple[str, str, str, bool], ...], tuple[MaskRule, ...]] = {}
+_MASKS_KEPT = 256
+
+
+def _mask_rules(mask: Any) -> tuple[MaskRule, ...]:
+    """A verdict's mask rules, one tuple per distinct list for the whole process: every
+    session of a group gets the same rules, and holds them once instead of per session."""
+    key = tuple((m.field, m.detector, m.strategy or "redact", m.derived) for m in mask)
+    rules = _MASKS.get(key)
+    if rules is None:
+        if len(_MASKS) >= _MASKS_KEPT:
+            _MASKS.clear()
+        rules = _MASKS[key] = tuple(MaskRule(*fields) for fields in key)
+    return rules
+
+
 def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
     kind = _KINDS.get(message.verdict)
     if kind is None:
@@ -95,9 +111,7 @@ def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
     verdict = Verdict(
         kind,
         tuple(message.reasons),
-        tuple(
-            MaskRule(m.field, m.detector, m.strategy or "redact", m.derived) for m in message.mask
-        ),
+        _mask_rules(message.mask),
         approval,
         message.credential_ref,
         message.cache_ttl_seconds,

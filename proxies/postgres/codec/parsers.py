@@ -230,6 +230,21 @@ _BACKEND_REPEATS = frozenset(b"TCZ123ns")
 # again when it runs one statement many times.
 _FRONTEND_REPEATS = frozenset(b"PDESHC")
 _REPEATS_KEPT = 64
+# ParameterStatus frames as decoded, shared by every session of the process (messages are
+# immutable): a session holds the server's dozen settings as the same objects as the next
+_SHARED_MESSAGES: dict[bytes, Message] = {}
+_SHARED_KEPT = 512
+
+
+def _shared(raw: bytes) -> Message | None:
+    return _SHARED_MESSAGES.get(raw)
+
+
+def _remember_shared(raw: bytes, message: Message) -> Message:
+    if len(_SHARED_MESSAGES) >= _SHARED_KEPT:
+        _SHARED_MESSAGES.clear()
+    _SHARED_MESSAGES[raw] = message
+    return message
 _REPEAT_MAX_BYTES = 4096  # larger frames are decoded each time, never kept
 
 
@@ -240,6 +255,9 @@ class _StreamParser:
     _TABLE: ClassVar[dict[int, _Decoder]] = {}
     _FAST: ClassVar[dict[int, _FastDecoder]] = {}
     _REPEATS: ClassVar[frozenset[int]] = frozenset()
+    # types whose messages every session receives alike (a server's ParameterStatus):
+    # one message object per distinct frame for the whole process (_shared), not per parser
+    _SHARED: ClassVar[frozenset[int]] = frozenset()
 
     def __init__(self, max_frame: int) -> None:
         if max_frame < 4:
@@ -302,7 +320,7 @@ class _StreamParser:
         """Append every complete typed frame from pos on; return where parsing stopped.
 
         One loop for the whole chunk (this runs for every message a session carries)."""
-        table, repeats, seen = self._TABLE, self._REPEATS, self._seen
+        table, repeats, seen, shared = self._TABLE, self._REPEATS, self._seen, self._SHARED
         size, max_frame, side = len(view), self.max_frame, self._SIDE
         while True:
             avail = size - pos
@@ -332,6 +350,9 @@ class _StreamParser:
                 return pos
             raw = view[pos:end]
             pos = end
+            if kind in shared:
+                out.append(_shared(raw) or _remember_shared(raw, self._decode(kind, raw, False)))
+                continue
             repeat = kind in repeats and length < _REPEAT_MAX_BYTES
             if repeat:
                 known = seen.get(raw)
@@ -459,6 +480,7 @@ class BackendParser(_StreamParser):
     _TABLE = _BACKEND
     _FAST = _BACKEND_FAST
     _REPEATS = _BACKEND_REPEATS
+    _SHARED = frozenset(b"S")
 
     def __init__(self, max_frame: int = DEFAULT_MAX_BACKEND_FRAME):
         super().__init__(max_frame)
