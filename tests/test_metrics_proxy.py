@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import grpc
 import psycopg
 import pytest
 import yaml
-from pdp_harness import free_port
+from pdp_harness import REPO, free_port
 from pg_harness import ADMIN_DSN, scratch_database
 from prometheus_client.parser import text_string_to_metric_families
 from test_cli import write_config
@@ -370,3 +371,34 @@ async def test_metrics_carry_no_token_credential_or_statement(tmp_path):
         _, body, _ = http_get(stack.url("/metrics"))
         for secret in (reader, stack.password, marker, stack.role):
             assert secret not in body
+
+
+def test_the_grafana_dashboard_reads_only_metrics_that_exist(tmp_path):
+    """deploy/grafana's dashboard: valid JSON, and every series it queries is served by a
+    proxy's /metrics or the PDP's."""
+    dashboard = json.loads((REPO / "deploy" / "grafana" / "portcullis-proxies.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    assert exprs and all(panel.get("datasource") for panel in dashboard["panels"] if
+                         panel["type"] != "row")  # fmt: skip
+    wanted = {name for expr in exprs for name in re.findall(r"portcullis_[a-z_]+", expr)}
+    with proxy_stack(tmp_path) as stack:
+        assert stack.psql(stack.token("readonly"), "select 1").returncode == 0
+        pages = [http_get(stack.url("/metrics"))[1]]
+        pages.append(http_get(f"http://{stack.raw['pdp']['http_listen']}/metrics")[1])
+    served = set()
+    for page in pages:
+        for family in text_string_to_metric_families(page):
+            # a labelled family not used yet has no sample, only its declaration
+            served |= {family.name + suffix for suffix in SUFFIXES[family.type]}
+            served |= {sample.name for sample in family.samples}
+    assert wanted - served == set()
+
+
+SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum"),
+    "summary": ("_count", "_sum"),
+    "info": ("_info",),
+    "unknown": ("",),
+}
