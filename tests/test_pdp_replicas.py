@@ -109,6 +109,50 @@ async def test_two_stores_on_one_database_extend_one_chain(pg_database):
         await second.close()
 
 
+async def test_a_replica_gone_with_the_chain_lock_holds_the_others_only_briefly(pg_database):
+    """A replica whose host vanishes mid-batch leaves its transaction open with the chain
+    lock held (no FIN reaches the server). The other replicas fail closed meanwhile, and
+    only until the server ends the orphaned transaction (orphan_seconds), not for the
+    hours a TCP keepalive would take; the chain stays whole."""
+    from pdp.store import StoreUnavailable
+    from pdp.store.postgres import CHAIN_LOCK, PostgresAuditStore
+
+    gone = PostgresAuditStore(pg_database, timeout=1.0, orphan_seconds=2.0)
+    live = PostgresAuditStore(pg_database, timeout=1.0)
+    await gone.start()
+    await live.start()
+    try:
+        await live.append("test.replica", {"n": 0})
+        assert gone._pool is not None
+        held = await gone._pool.acquire()
+        batch = held.transaction()
+        await batch.start()
+        await held.execute("SELECT pg_advisory_xact_lock($1)", CHAIN_LOCK)
+        # ... and then nothing more from that replica
+        with pytest.raises(StoreUnavailable):
+            await live.append("test.replica", {"n": 1})
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                await live.append("test.replica", {"n": 2})
+                break
+            except StoreUnavailable:
+                assert time.monotonic() < deadline, "the orphaned lock was never released"
+        # the server ended the orphan: nobody holds the chain lock any more
+        with psycopg.connect(pg_database) as conn:
+            (holders,) = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchone()
+        assert holders == 0
+        report = await live.verify()
+        assert report.ok, report.problem
+        assert [r.body["n"] for r in await live.query(kind="test.replica")] == [0, 2]
+    finally:
+        await live.close()
+        await gone.close()
+
+
 # -- which replica holds what ---------------------------------------------------------------
 
 LISTEN, ESTABLISHED = "0A", "01"
@@ -161,7 +205,9 @@ def write_config(tmp: Path, store_dsn: str, database: str, role: str, password: 
     raw = pdp_raw(
         tmp,
         listen=f"127.0.0.1:{port}",
-        engine={"type": "embedded", "policies": str(REGO), "workers": 1},
+        # a deadline with room for a machine shared with other work: this test is about
+        # failover, not evaluation time
+        engine={"type": "embedded", "policies": str(REGO), "workers": 1, "timeout_ms": 5000},
         store={"type": "postgres", "dsn": store_dsn},
         connections=[
             {

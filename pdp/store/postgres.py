@@ -3,8 +3,10 @@
 Each batch runs in one transaction that first takes `pg_advisory_xact_lock(CHAIN_LOCK)`,
 then reads the head (READ COMMITTED: the read sees every batch committed before the lock
 was granted), seals the batch onto it and COPYs it in. Replicas therefore extend one
-chain in turn. Bodies are stored as canonical JSON text, not jsonb, so the hashed bytes
-survive exactly.
+chain in turn (tests/test_pdp_replicas.py). A replica that dies holding the lock loses it
+with its connection; one whose host vanishes, when the server ends its transaction for
+sitting idle (`orphan_seconds`). Bodies are stored as canonical JSON text, not jsonb, so
+the hashed bytes survive exactly.
 
 The schema is created at `start()` only if missing (guarded DDL under an advisory lock),
 so a least-privileged PDP role that may only SELECT and INSERT can start too. Triggers
@@ -84,19 +86,38 @@ $portcullis$;
 
 
 class PostgresAuditStore(GroupCommitStore):
-    def __init__(self, dsn: str, *, timeout: float = 2.0, pool_size: int = 4) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        timeout: float = 2.0,
+        pool_size: int = 4,
+        orphan_seconds: float | None = None,
+    ) -> None:
+        """orphan_seconds: how long the server lets one of this store's transactions sit
+        idle before ending it (default: 5 timeouts, at least 10 s). A replica whose host
+        vanished mid-batch leaves its transaction open — and the chain lock held — until
+        the server notices; without this bound, that could take the server's TCP
+        keepalive (hours), every other replica failing closed meanwhile. A batch is never
+        idle that long: its own deadline (`timeout`) ends it first."""
         super().__init__(timeout=timeout)
         self.dsn = dsn
         self.pool_size = pool_size
+        self.orphan_seconds = orphan_seconds or max(10.0, timeout * 5)
         self._pool: asyncpg.Pool | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def _open(self) -> None:
+        orphan_ms = str(int(self.orphan_seconds * 1000))
         try:
             pool = await asyncio.wait_for(
                 asyncpg.create_pool(
-                    self.dsn, min_size=1, max_size=self.pool_size, timeout=self.timeout
+                    self.dsn,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    timeout=self.timeout,
+                    server_settings={"idle_in_transaction_session_timeout": orphan_ms},
                 ),
                 self.timeout * 2,
             )
