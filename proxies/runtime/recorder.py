@@ -242,8 +242,12 @@ class SessionRecorder:
         self._held: tuple[float, str | None, Ruling | None, dict[str, Any]] | None = None
         # the last counts given and their recorded shape: statements masked alike share it
         self._last_masked: tuple[dict[str, int], MaskedCounts] = ({}, MaskedCounts())
-        self._wake = asyncio.Event()
+        # without a tick, a task of its own flushes on time or when woken (a full batch);
+        # with one, a full batch is sent by a short-lived task (_early): an idle session
+        # holds no task, coroutine or event of its own
+        self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._early: asyncio.Future[bool] | None = None
         self.failed_batches = 0
         self.dropped = 0
         self.unavailable = False  # the last delivery failed: the session must not go on
@@ -251,9 +255,18 @@ class SessionRecorder:
         self._sending = asyncio.Lock()  # one delivery at a time: the tick's or its own
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
         if self.tick is not None:
             self.tick.join(self)
+        else:
+            self._wake = asyncio.Event()
+            self._task = asyncio.create_task(self._run())
+
+    def _flush_soon(self) -> None:
+        """A full batch goes now, not at the next flush."""
+        if self._wake is not None:
+            self._wake.set()
+        elif self.tick is not None and (self._early is None or self._early.done()):
+            self._early = asyncio.ensure_future(self.flush())
 
     def _add(self, event: dict[str, Any]) -> None:
         if self.enabled:
@@ -280,7 +293,7 @@ class SessionRecorder:
         self._pending.append(text)
         self._pending_chars += len(text)
         if len(self._pending) >= MAX_BATCH:
-            self._wake.set()
+            self._flush_soon()
 
     def command(self, raw: str, ruling: Ruling, **details: Any) -> None:
         """A statement's command event (held until its masking counts may come)."""
@@ -421,13 +434,13 @@ class SessionRecorder:
         )
 
     async def _run(self) -> None:
-        # with a tick, this only sends early, when a batch is full
+        # without a tick: on every flush instant, and early when a batch is full
+        wake = self._wake
+        assert wake is not None
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), None if self.tick is not None else until_next_flush()
-                )
-            self._wake.clear()
+                await asyncio.wait_for(wake.wait(), until_next_flush())
+            wake.clear()
             await self.flush()
 
     async def flush(self) -> bool:
@@ -501,6 +514,9 @@ class SessionRecorder:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._early is not None:
+            with contextlib.suppress(Exception):
+                await self._early
         await self.flush()
         if self.spool is not None:  # what is left undelivered now is lost anyway
             self.spool.release(self.claim)
