@@ -35,7 +35,14 @@ from typing import Any
 
 import jwt
 
-from pdp.engine.bundle import BundleError, PolicyBundle, _git, content_hash, load_bundle
+from pdp.engine.bundle import (
+    BundleError,
+    PolicyBundle,
+    _git,
+    _merge_at,
+    content_hash,
+    load_bundle,
+)
 
 MANIFEST = ".manifest"
 SIGNATURES = ".signatures.json"
@@ -422,13 +429,3 @@ def _revision_of(manifest: dict[str, Any], modules: dict[str, str], data: dict[s
     if len(revision) > MAX_REVISION or not revision.isprintable():
         raise BundleError(f"{MANIFEST}: revision is not a short printable string")
     return revision
-
-
-def _merge_at(target: dict[str, Any], parts: tuple[str, ...], value: dict[str, Any]) -> None:
-    for part in parts:
-        target = target.setdefault(part, {})
-    for key, item in value.items():
-        if isinstance(item, dict) and isinstance(target.get(key), dict):
-            _merge_at(target[key], (), item)
-        else:
-            target[key] = item
