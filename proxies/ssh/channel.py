@@ -131,7 +131,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
     # -- client → upstream -----------------------------------------------------------------
 
     def data_received(self, data: bytes, datatype: Any) -> None:
-        if self.waiting and b"\x03" in data:
+        # Ctrl-C is \x03 only under a terminal: elsewhere it is a byte of the data (an
+        # SFTP INIT for version 3 holds one)
+        if self.waiting and self.term and b"\x03" in data:
             self._cancel_wait()
             return
         self.counts["stdin_bytes"] += len(data)
@@ -190,7 +192,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
     def client_gone(self) -> None:
         """The client's channel or connection went away: stop waiting, end the upstream."""
         self._gone = True
-        if self.waiting:
+        if self.waiting or self.relay is not None:  # a relayed SFTP request may be waiting
             self._cancel_wait()
         if self.up is not None:
             self.up.close()
@@ -331,6 +333,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._flush_masks()
         self._record_cast()
         status = self.exit_status
+        if self.relay is not None and self.relay.failed:
+            status = 1  # the proxy ended the SFTP stream, whatever the upstream said
+            self.exit_signal = None
         session.record_command(self.raw, ruling, **self._details(status))
         counts = Counter[str]()
         for mask in self.masks.values():
