@@ -8,13 +8,16 @@ PostgreSQL, asyncpg and libpq (psycopg, psql) as the clients."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
+import sys
 
 import asyncpg
 import psycopg
 import pytest
-from pg_harness import ADMIN_DSN
-from test_metrics_proxy import eventually, proxy_stack, until, value
+from pg_harness import ADMIN_DSN, scratch_database
+from test_metrics_proxy import ProxyStack, eventually, proxy_stack, until, value
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +151,31 @@ def test_psql_sitting_idle_reads_the_shutdown_error(tmp_path):
         out, err = psql.communicate("select 'second';\n", timeout=60)
         assert "first" in out and "second" not in out
         assert SHUTDOWN in err
+
+
+def test_portcullis_up_drains_its_proxies_before_its_pdp(tmp_path):
+    """`portcullis up`: SIGTERM drains the proxies (the PDP, stopped last, still records
+    the sessions' ends), an idle client reads 57P01, and /readyz said draining."""
+    with scratch_database() as database:
+        stack = ProxyStack(tmp_path, database, drain_seconds=30)
+        up = subprocess.Popen(
+            [sys.executable, "-m", "pdp.cli", "-c", str(stack.path), "up"],
+            stdout=subprocess.DEVNULL, stderr=stack.proxy_log.open("a"), text=True,
+            env=stack.env, cwd=tmp_path,
+        )  # fmt: skip
+        try:
+            eventually(lambda: stack.ready()[0] == 200, "up's proxy is ready")
+            idle = psycopg.connect(stack.dsn(stack.token("readonly")), autocommit=True)
+            assert idle.execute("select 1").fetchone() == (1,)
+            up.send_signal(signal.SIGTERM)
+            with pytest.raises(psycopg.OperationalError) as ended:
+                eventually(lambda: idle.execute("select 1") and False, "the session ends")
+            assert ended.value.sqlstate == "57P01"
+            idle.close()
+            assert up.wait(timeout=120) == 0
+        finally:
+            if up.poll() is None:
+                os.kill(up.pid, signal.SIGKILL)
+                up.wait()
+        log = "\n".join(stack.log_lines())
+        assert "session closed: proxy_shutdown" in log and "Traceback" not in log
