@@ -402,3 +402,42 @@ SUFFIXES = {
     "info": ("_info",),
     "unknown": ("",),
 }
+
+
+async def test_an_approval_wait_is_counted_while_it_waits_and_by_its_outcome(tmp_path):
+    with proxy_stack(tmp_path) as stack:
+        conn = await stack.asyncpg(stack.token("readonly"))
+        approver = stack.token("security", sub="bob@example.com")
+        api = f"http://{stack.raw['pdp']['http_listen']}/v1/approvals"
+        try:
+            writing = asyncio.ensure_future(conn.execute("insert into orders values (12, 1, 5)"))
+            await until(
+                lambda: value(stack.scrape(), "portcullis_proxy_approvals_waiting") == 1,
+                "the insert waits for an approval",
+            )
+
+            def pending() -> list[dict]:
+                request = urllib.request.Request(
+                    api + "?pending=1", headers={"Authorization": f"Bearer {approver}"}
+                )
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return json.loads(response.read())["approvals"]
+
+            (approval,) = await until(pending, "the request is listed")
+            decide = urllib.request.Request(
+                f"{api}/{approval['id']}/approve",
+                data=json.dumps({"reason": "ticket 42"}).encode(),
+                headers={"Authorization": f"Bearer {approver}",
+                         "Content-Type": "application/json"},
+                method="POST",
+            )  # fmt: skip
+            await asyncio.to_thread(urllib.request.urlopen, decide, timeout=10)
+            assert await asyncio.wait_for(writing, 120) == "INSERT 0 1"
+        finally:
+            await conn.close()
+        page = stack.scrape()
+        c = {"connection": "orders-db"}
+        assert value(page, "portcullis_proxy_approvals_waiting", **c) == 0
+        assert value(page, "portcullis_proxy_approval_waits_total", outcome="approved", **c) == 1
+        assert value(page, "portcullis_proxy_approval_wait_seconds_count", **c) == 1
+        assert value(page, "portcullis_proxy_commands_total", verdict="require_approval", **c) == 0
