@@ -14,7 +14,9 @@ upstream key). asyncssh speaks SSH on both sides; this module is the glue betwee
   host key checked (keys.UpstreamTrust); one per client connection.
 - Forwarding: a direct-tcpip channel (`ssh -L`) is decided as ssh.forward and, when
   allowed, tunnelled through the upstream connection; remote forwarding (`ssh -R`) is
-  decided and never relayed; agent and X11 forwarding are refused by the server options
+  decided as ssh.forward too and, when allowed, the upstream listens and each connection
+  there is bridged to the client (proxies/ssh/remote_forward.py); agent and X11
+  forwarding are refused by the server options
   (the upstream is reached with the proxy's credential, not the client's).
 """
 
@@ -40,6 +42,7 @@ from proxies.runtime.secrets_scan import SecretScanner
 from proxies.runtime.session import ProxyRuntime, ProxySession
 from proxies.ssh import keys
 from proxies.ssh.channel import Channel
+from proxies.ssh.remote_forward import relay_remote_forward
 
 log = logging.getLogger("portcullis.ssh")
 
@@ -285,13 +288,20 @@ class ClientConnection(asyncssh.SSHServer):
         upstream = await self.connect_upstream()
         return await self.conn.forward_tunneled_connection(upstream, host, port)
 
-    async def _remote_forward(self, host: str, port: int) -> bool:
+    async def _remote_forward(self, host: str, port: int) -> Any:
         raw = f"tcpip-forward {host}:{port}"
         ruling = await self._decide_forward(raw, {"direction": "remote", "host": host,
                                                   "port": port})  # fmt: skip
-        if ruling.verdict.allowed:
-            log.warning("remote forwarding was allowed, but this proxy does not relay it")
-        return False
+        if not ruling.verdict.allowed or self.conn is None or self.session is None:
+            return False
+        try:
+            upstream = await self.connect_upstream()
+            return await relay_remote_forward(
+                self.conn, upstream, host, port, self.session.record_response
+            )
+        except (asyncssh.Error, OSError, CredentialUnavailable, TimeoutError) as exc:
+            log.info("remote forward %s:%d refused upstream: %s", host, port, type(exc).__name__)
+            return False
 
     async def _decide_forward(self, raw: str, attributes: dict[str, Any]) -> Ruling:
         session = self.session
