@@ -4,10 +4,11 @@ once per statement shape serves every statement of that shape (issue 30).
 Owns fill(): the shape is the statement's text with its literals made parameters
 (pglast's normalize); the PDP rewrites the shape once (pdp/sql/rowfilter.py) and both the
 PDP and a proxy holding a reused verdict put a statement's own literals back where the
-shape's parameters stand in the rewritten text, token for token. A statement whose
-normalized text is not the shape exactly, a literal that is not one token (or a minus
-and one), or a result whose fingerprint is not the rewritten shape's, gives None: the
-caller then rewrites on the statement's own tree (PDP) or asks the PDP (proxy).
+shape's parameters stand in the rewritten text, token for token. A statement whose every
+other token is not the shape's, token for token and text for text, a literal that is not
+one token (or a minus and one), or a result whose fingerprint is not the rewritten
+shape's, gives None: the caller then rewrites on the statement's own tree (PDP) or asks
+the PDP (proxy).
 
 No IO, no policy: the rewrite itself (what is filtered, and how) is the PDP's.
 """
@@ -67,11 +68,9 @@ def _scanned(rewrite: ShapeRewrite) -> tuple[list[tuple[str, str]], list[tuple[i
 def fill(rewrite: ShapeRewrite, sql: str, shape: str | None = None) -> str | None:
     """rewrite.text with sql's literals in place of the shape's parameters; None when sql
     is not of that shape or its literals cannot be put back exactly."""
-    if shape is None:
-        shape = shape_of(sql)
-    if shape is None or shape != rewrite.shape:
+    if shape is not None and shape != rewrite.shape:
         return None
-    if shape == sql:
+    if sql == rewrite.shape:
         return rewrite.text
     try:
         tokens, slots = _scanned(rewrite)
@@ -116,7 +115,8 @@ def _literals(sql: str, shaped: list[tuple[str, str]]) -> dict[str, str] | None:
             found[name] = sql[start : here.end + 1]
             i += 1
             continue
-        if kind != here.name:
+        # every other token as the shape has it: the same statement but for its literals
+        if kind != here.name or name != sql[here.start : here.end + 1]:
             return None
         i += 1
     return found if i == len(original) else None
