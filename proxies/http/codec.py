@@ -136,8 +136,25 @@ def parse_head(block: bytes) -> Head:
     )
 
 
+# field lines already read, by their bytes: a client sends the same ones request after
+# request (Host, User-Agent, Accept, its Authorization), so most are checked once
+_FIELDS: dict[bytes, tuple[str, str]] = {}
+_FIELDS_KEPT = 4096
+
+
 def _field(line: bytes) -> tuple[str, str]:
     """One field line (§5.1); obs-fold (§5.2) and whitespace before the colon refused."""
+    known = _FIELDS.get(line)
+    if known is not None:
+        return known
+    read = _read_field(line)
+    if len(_FIELDS) >= _FIELDS_KEPT:
+        _FIELDS.clear()
+    _FIELDS[line] = read
+    return read
+
+
+def _read_field(line: bytes) -> tuple[str, str]:
     if not line or line[:1] in (b" ", b"\t"):
         raise BadRequest("obs-fold or an empty field line")
     name, colon, value = line.partition(b":")

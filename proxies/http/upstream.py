@@ -61,15 +61,33 @@ def read_head(block: bytes) -> ResponseHead:
     raw: list[tuple[bytes, bytes]] = []
     headers: CIMultiDict[str] = CIMultiDict()
     for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name) or b"\n" in value or b"\r" in value:
-            raise UpstreamError("the upstream sent a field line that cannot be read")
-        value = value.strip(b" \t")
+        known = _LINES.get(line)
+        if known is None:
+            known = _read_line(line)
+        name, value, text_name, text_value = known
         raw.append((name, value))
-        headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        headers.add(text_name, text_value)
     return ResponseHead(
         int(match.group(1)), (match.group(2) or b"").decode("latin-1"), tuple(raw), headers
     )
+
+
+# field lines already read, by their bytes: an upstream answers with the same ones again
+# and again (Server, Content-Type, Connection...), so most are checked once
+_LINES: dict[bytes, tuple[bytes, bytes, str, str]] = {}
+
+
+def _read_line(line: bytes) -> tuple[bytes, bytes, str, str]:
+    """One field line of a response: (name, value) as bytes and as text; remembered."""
+    name, colon, value = line.partition(b":")
+    if not colon or not _TOKEN.fullmatch(name) or b"\n" in value or b"\r" in value:
+        raise UpstreamError("the upstream sent a field line that cannot be read")
+    value = value.strip(b" \t")
+    read = (name, value, name.decode("latin-1"), value.decode("latin-1"))
+    if len(_LINES) >= 4096:
+        _LINES.clear()
+    _LINES[line] = read
+    return read
 
 
 def body_framing(method: str, head: ResponseHead) -> tuple[str, int]:
