@@ -32,10 +32,11 @@ from pdp.domain.approvals import ApprovalBook
 from pdp.domain.decisions import Decider, Decision, Guarded, Reusable
 from pdp.domain.effects import command_effects
 from pdp.domain.guards import Guards
-from pdp.domain.identity import TokenRejected, TokenVerifier
+from pdp.domain.identity import Identity, TokenRejected, TokenVerifier
 from pdp.domain.policy_input import build_input, command_input
 from pdp.domain.sessions import Session, SessionTable, new_session_id
 from pdp.domain.shadow import announce, enforced, record_facts, shadowed
+from pdp.domain.ssh_identity import KEY_ATTRIBUTE, KeyIdentities
 from pdp.evidence.checkpoints import record_credential_statement
 from pdp.evidence.signing import Signer
 from pdp.store import StoreUnavailable
@@ -226,12 +227,23 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 log.error("could not record a refused %s call from %s", rpc, body["peer"])
         await context.abort(code, reason)
 
+    async def _identify(self, request: pdp_pb2.OpenSessionRequest) -> Identity:
+        """The client's identity: its token, or (no token; SSH) the public key it logged in
+        with, mapped by this PDP's own configuration (pdp/domain/ssh_identity.py)."""
+        if request.token:
+            return await self.verifier.verify(request.token)
+        known = self.config.connection(request.connection.name)
+        if known is None:
+            raise TokenRejected("public-key login is not configured for this connection")
+        mapping = str(known.options.get("authorized_keys_file") or "")
+        return _KEY_IDENTITIES.identify(known.type, mapping, _presented_key(request))
+
     # -- RPCs -----------------------------------------------------------------
 
     async def OpenSession(
         self, request: pdp_pb2.OpenSessionRequest, context: grpc.aio.ServicerContext
     ) -> pdp_pb2.OpenSessionResponse:
-        if not request.token:
+        if not request.token and not _presented_key(request):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token: missing")
         if len(request.token) > MAX_TOKEN_BYTES:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token: malformed (too long)")
@@ -253,7 +265,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             )
         connection = self._connection(request.connection)
         try:
-            identity = await self.verifier.verify(request.token)
+            identity = await self._identify(request)
         except TokenRejected as exc:
             await self._record_rejected_token(request, connection, exc.reason)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"token rejected: {exc.reason}")
@@ -587,3 +599,14 @@ class _RefusalBudget:
         self._taken += 1
         suppressed, self._suppressed = self._suppressed, 0
         return suppressed
+
+
+_KEY_IDENTITIES = KeyIdentities()
+
+
+def _presented_key(request: pdp_pb2.OpenSessionRequest) -> str:
+    """The public key an SSH proxy presents for a public-key login ("" : none)."""
+    if not request.HasField("attributes"):
+        return ""
+    value = request.attributes.fields.get(KEY_ATTRIBUTE)
+    return value.string_value if value is not None else ""

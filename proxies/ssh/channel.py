@@ -280,7 +280,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         return {}
 
     async def _serve(self) -> None:
-        session = self.client.session
+        session = await self.client.ready()
         if session is None or not self.kind:
             self._end(1, "no session")
             return

@@ -148,3 +148,27 @@ def key_secrets(lease: CredentialLease, keys: list[Any]) -> list[str]:
         if len(line.strip()) >= 16 and "-----" not in line and line.strip() not in shared
     )
     return out
+
+
+def mapped_fingerprints(connection: ConnectionSettings) -> frozenset[str]:
+    """The fingerprints of the keys in the connection's `authorized_keys_file` (public-key
+    login; the proxy's filter before the PDP maps the key). Read at each login, so an edit
+    takes effect at the next; a file that does not read maps nothing."""
+    path = connection.options.get("authorized_keys_file")
+    if not path:
+        return frozenset()
+    found: set[str] = set()
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return frozenset()
+    for line in lines:
+        for start, word in enumerate(line.split()):
+            if word.startswith(("ssh-", "ecdsa-", "sk-")) and start + 1 < len(line.split()):
+                text = " ".join(line.split()[start : start + 2])
+                try:
+                    found.add(fingerprint(asyncssh.import_public_key(text)))
+                except (asyncssh.KeyImportError, ValueError):
+                    pass
+                break
+    return frozenset(found)

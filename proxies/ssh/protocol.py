@@ -17,6 +17,12 @@ OPTIONS = {
     "host_key_dir": Option(
         "dir", None, "where a generated host key and the upstream's pinned key are kept (var/ssh)"
     ),
+    "authorized_keys_file": Option(
+        "path",
+        None,
+        "public-key login: client keys mapped to a subject and groups (read by the PDP, "
+        'which decides; lines: subject="...",groups="a,b" ssh-ed25519 AAAA...)',
+    ),
     "upstream_host_key_file": Option(
         "path", None, "the upstream's public host key (else pinned at first connection)"
     ),

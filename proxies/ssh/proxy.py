@@ -6,7 +6,12 @@ credential), ClientOutput for every byte a client is sent (counted, scanned for 
 upstream key). asyncssh speaks SSH on both sides; this module is the glue between them.
 
 - Authentication: the JWT as the password, or as the answer of a keyboard-interactive
-  prompt (no public-key login). A refusal is told in the authentication banner.
+  prompt (a refusal is told in the authentication banner); or, when the connection has an
+  `authorized_keys_file`, a public key: the proxy accepts at the SSH level only keys of
+  that file, and once the client proved it holds one (its signature, checked by asyncssh)
+  the session is opened with no token and the public key presented: the PDP maps it to a
+  subject and groups from its own reading of the file (pdp/domain/ssh_identity.py). A
+  refusal then ends the connection, saying why.
 - Channels: each session channel is a channel.Channel — its request decided before
   anything reaches the upstream, then relayed to a channel of the same request upstream.
 - The upstream connection is opened at the first allowed channel with the session's
@@ -105,7 +110,7 @@ class SshProxy:
             line_editor=False,
             encoding=None,
             login_timeout=LOGIN_TIMEOUT,
-            public_key_auth=False,
+            public_key_auth=bool(self.connection.options.get("authorized_keys_file")),
             config=None,
             reuse_port=workers_of(self.connection.options) > 1,
         )
@@ -171,6 +176,9 @@ class ClientConnection(asyncssh.SSHServer):
         self._expiry: asyncio.Task[str] | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._draining: asyncio.Future[None] | None = None
+        self._username = ""
+        self._offered_key: asyncssh.SSHKey | None = None
+        self._opening: asyncio.Task[bool] | None = None  # a public-key login's session
 
     # -- connection and authentication ---------------------------------------------------
 
@@ -193,6 +201,7 @@ class ClientConnection(asyncssh.SSHServer):
             self._closing.add_done_callback(self.proxy.changed)
 
     def begin_auth(self, username: str) -> bool:
+        self._username = username
         return True
 
     def password_auth_supported(self) -> bool:
@@ -213,9 +222,40 @@ class ClientConnection(asyncssh.SSHServer):
         return self._open(username, responses[0])
 
     def public_key_auth_supported(self) -> bool:
-        return False
+        return bool(self.proxy.connection.options.get("authorized_keys_file"))
 
-    async def _open(self, username: str, token: str) -> bool:
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        """A key of the mapping file (a filter; the PDP's reading of it decides). Asked
+        before and after the client's signature: the last key asked is the one signed."""
+        if self.session is not None or self._opening is not None:
+            return False
+        if keys.fingerprint(key) not in keys.mapped_fingerprints(self.proxy.connection):
+            return False
+        self._offered_key = key
+        return True
+
+    def auth_completed(self) -> None:
+        key = self._offered_key
+        if self.session is None and key is not None and self._opening is None:
+            text = key.export_public_key("openssh").decode().strip()
+            self._opening = asyncio.ensure_future(
+                self._open(self._username, "", {"ssh_public_key": text}, after_auth=True)
+            )
+
+    async def ready(self) -> ProxySession | None:
+        """The session, once a public-key login's is opened (None: refused)."""
+        if self.session is None and self._opening is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._opening)
+        return self.session
+
+    async def _open(
+        self,
+        username: str,
+        token: str,
+        presented: dict[str, str] | None = None,
+        after_auth: bool = False,
+    ) -> bool:
         if self.session is not None or self.conn is None:
             return False
         self.attempts += 1
@@ -224,22 +264,30 @@ class ClientConnection(asyncssh.SSHServer):
             return False
         client = str(self.conn.get_extra_info("client_version") or "ssh")
         session = ProxySession(self.proxy.runtime, self.client_addr, client)
+        tell = self._refused_after_auth if after_auth else self._banner
         try:
-            await session.open(token.strip(), {"ssh_user": username}, tell=self._banner)
+            await session.open(token.strip(), {"ssh_user": username, **(presented or {})},
+                               tell=self._banner)  # fmt: skip
         except SessionRefused as refused:
-            self._banner(f"portcullis: {refused.reason}")
+            tell(f"portcullis: {refused.reason}")
             return False
         try:
             assert session.lease is not None
             self._client_keys = keys.client_keys(session.lease)
         except CredentialUnavailable as exc:
-            self._banner(f"portcullis: no upstream credential: {exc}")
+            tell(f"portcullis: no upstream credential: {exc}")
             await session.close("credential_unavailable", abnormal=True)
             return False
         self.scanner = SecretScanner(keys.key_secrets(session.lease, self._client_keys))
         self.session = session
         self._expiry = session.grant_expiry(self._grant_ended)
         return True
+
+    def _refused_after_auth(self, text: str) -> None:
+        """A public-key login the PDP refused: SSH has already said yes, so the connection
+        ends, saying why."""
+        if self.conn is not None:
+            self.conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, text[:200])
 
     def _banner(self, text: str) -> None:
         if self.conn is not None:
@@ -262,7 +310,7 @@ class ClientConnection(asyncssh.SSHServer):
     # -- channels ------------------------------------------------------------------------
 
     def session_requested(self) -> Any:
-        if self.session is None:
+        if self.session is None and self._opening is None:
             return False
         return Channel(self)
 
@@ -304,7 +352,7 @@ class ClientConnection(asyncssh.SSHServer):
             return False
 
     async def _decide_forward(self, raw: str, attributes: dict[str, Any]) -> Ruling:
-        session = self.session
+        session = await self.ready()
         if session is None:
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, "no session")
         ruling = await session.decide("ssh.forward", raw, attributes)
@@ -387,6 +435,8 @@ class ClientConnection(asyncssh.SSHServer):
         await self._closing
 
     async def _close(self, reason: str, abnormal: bool) -> None:
+        if self._opening is not None:
+            await self.ready()  # a public-key login's session still opening: closed too
         for channel in list(self.channels):
             channel.client_gone()
         if self.channels:
