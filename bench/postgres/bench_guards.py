@@ -14,7 +14,8 @@ account by a random id) runs for N clients in `-M simple` and `-M prepared`:
                                            shipped readonly budget and breaker
 
 alternating the order per round. Prints TPS per variant, each guarded/plain ratio and
-their medians. Not a test.
+their medians, and the CPU of `portcullis up` (PDP and proxies) per transaction, which
+moves much less than TPS on a shared machine. Not a test.
 
     python bench/postgres/bench_guards.py [--seconds 6] [--rounds 3] [--clients 8]
 """
@@ -30,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -41,6 +43,10 @@ sys.path.insert(0, str(REPO))
 from bench_masking import ADMIN, pgbench, up_config  # noqa: E402  (this folder's own)
 from bench_pgbench import sh, wait_port  # noqa: E402
 from pdp_harness import free_port  # noqa: E402
+
+# only now: a bench/pdp directory on the path must not stand for the pdp package
+sys.path.append(str(REPO / "bench"))
+from cpu_meter import CPUMeter  # noqa: E402
 
 SCRIPT = """\\set id random(1, :rows)
 SELECT id, name, total FROM accounts WHERE id = :id;
@@ -118,13 +124,18 @@ def main() -> None:
             for port, tok in variants.values():
                 pgbench(port, db, tok, mode, warm, script)
             runs: list[dict[str, float]] = []
+            cpu: dict[str, list[float]] = {name: [] for name in variants}
             for n in range(args.rounds):
                 names = list(variants)
                 names = names[n % 3 :] + names[: n % 3]
                 run = {}
                 for name in names:
                     port, tok = variants[name]
+                    meter = CPUMeter({"up": up.pid})
+                    started = time.monotonic()
                     run[name] = pgbench(port, db, tok, mode, args, script)
+                    spent = meter.per(run[name] * (time.monotonic() - started))
+                    cpu[name].append(spent.get("up_us", float("nan")))
                 runs.append(run)
             print(f"  -M {mode}")
             for n, run in enumerate(runs):
@@ -134,6 +145,8 @@ def main() -> None:
             for name in ("filtered", "budgeted"):
                 ratio = statistics.median(r[name] / r["plain"] for r in runs)
                 print(f"    median {name}/plain {ratio:.2f} (target >= 0.90)")
+            print("    CPU of portcullis up per transaction (median): " + ", ".join(
+                f"{name} {statistics.median(cpu[name]):.0f} µs" for name in variants))  # fmt: skip
     finally:
         if up is not None:
             up.terminate()
