@@ -250,3 +250,39 @@ async def test_a_reused_verdict_runs_each_statements_own_literals_filtered(tmp_p
         records = await gw.pdp.store.query(kind="decision")
         asked = [r for r in records if "FROM accounts WHERE id >=" in r.body.get("raw", "")]
         assert 0 < len(asked) < 5  # the others were the proxy's, from the shape's rewrite
+
+
+async def _pending(gw) -> str:
+    for _ in range(200):
+        pending = [r for r in gw.pdp.approvals.requests.values() if r.state == "pending"]
+        if pending:
+            return pending[0].id
+        await asyncio.sleep(0.1)
+    raise AssertionError("no approval request appeared")
+
+
+async def test_an_approved_write_reading_a_filtered_table_runs_filtered(tmp_path):
+    """A person approves a reader's write whose subquery reads a filtered table: what runs
+    after the approval is the filtered text, so other tenants' rows never land where the
+    reader can read them."""
+    async with running_gateway(
+        tmp_path, policies=_policies(tmp_path), approvals={"timeout_seconds": 60}
+    ) as gw:
+        _prepare(gw)
+        conn = await asyncpg.connect(gw.dsn(_token(gw, "acme")))
+        try:
+            write = asyncio.ensure_future(
+                conn.execute(
+                    "UPDATE notes SET body = (SELECT string_agg(title, ',' ORDER BY id) "
+                    "FROM tickets)"
+                )
+            )
+            approval = await _pending(gw)
+            approver = {"subject": "sam@example.com", "groups": ["security"], "issuer": "dev"}
+            await gw.pdp.approvals.decide(approval, approver, True, "fine")
+            assert await asyncio.wait_for(write, 30) == "UPDATE 1"
+        finally:
+            await conn.close()
+        with gw.admin() as admin:
+            body = admin.execute("SELECT body FROM notes").fetchone()[0]
+        assert body == "acme ticket,acme again"
