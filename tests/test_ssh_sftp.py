@@ -24,6 +24,8 @@ from typing import Any
 
 import asyncssh
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pdp_harness import REGO
 from ssh_harness import askpass, client_options, run_client
 from test_ssh_proxy import Stack, ssh_stack
@@ -147,6 +149,30 @@ def test_framing_refuses_an_oversized_packet_before_buffering_it() -> None:
         framer.feed(struct.pack(">I", codec.MAX_CLIENT_PACKET + 1))
     with pytest.raises(codec.Malformed):
         codec.Framer(10).feed(struct.pack(">I", 0))
+
+
+@given(st.binary(min_size=1, max_size=300))
+@settings(max_examples=400, deadline=None)
+def test_any_request_bytes_are_read_refused_or_malformed(body: bytes) -> None:
+    """Whatever a client sends as a packet body, the codec reads it whole, refuses it as
+    unsupported, or calls it malformed — nothing else (no crash, no partial read)."""
+    try:
+        request = codec.read_request(body)
+    except (codec.Malformed, codec.Unsupported):
+        return
+    # what it read is what it writes back (the packet the upstream would receive)
+    assert codec.Framer(codec.MAX_CLIENT_PACKET).feed(request.encode()) == [body]
+
+
+@given(st.lists(st.binary(max_size=40), max_size=20))
+@settings(max_examples=200, deadline=None)
+def test_framing_does_not_depend_on_chunking(chunks: list[bytes]) -> None:
+    stream = b"".join(codec.packet(codec.STAT, c) for c in chunks if c)
+    framer = codec.Framer(codec.MAX_CLIENT_PACKET)
+    got: list[bytes] = []
+    for i in range(0, len(stream), 7):
+        got += framer.feed(stream[i : i + 7])
+    assert got == [bytes([codec.STAT]) + c for c in chunks if c] and framer.pending == 0
 
 
 # -- real clients ---------------------------------------------------------------------------
