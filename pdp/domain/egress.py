@@ -102,10 +102,13 @@ class EgressLedger:
 
     def usage(self, subject: str, connection: str, session_id: str) -> Usage:
         session = self._sessions.get(session_id, (0, 0))
-        buckets = self._hours.get((subject, connection))
+        key = (subject, connection)
+        buckets = self._hours.get(key)
         hour_rows = hour_bytes = 0
         if buckets:
             self._expire(buckets, int(self._now() // BUCKET_SECONDS))
+            if not buckets:
+                del self._hours[key]  # an identity quiet for an hour holds nothing here
             for _, rows, size in buckets:
                 hour_rows += rows
                 hour_bytes += size
@@ -113,6 +116,13 @@ class EgressLedger:
 
     def forget_session(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
+        if len(self._hours) > MAX_SESSIONS:
+            # identities gone quiet for an hour: their windows are empty, drop them
+            minute = int(self._now() // BUCKET_SECONDS)
+            for key, buckets in list(self._hours.items()):
+                self._expire(buckets, minute)
+                if not buckets:
+                    del self._hours[key]
 
     @staticmethod
     def _expire(buckets: deque[list[int]], minute: int) -> None:
