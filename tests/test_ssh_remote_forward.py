@@ -99,9 +99,12 @@ async def test_openssh_remote_forward(tmp_path: Path) -> None:
             start_new_session=True,
         )  # fmt: skip
         try:
-            while not listening(remote_port):
+            # the proxy holds the upstream's listener (not a probe connection: one made
+            # before the proxy registered the listener would be refused)
+            while not any(c.remote_listeners for c in stack.proxy.clients):
                 assert process.returncode is None, await process.stderr.read()  # type: ignore[union-attr]
                 await asyncio.sleep(0.05)
+            assert listening(remote_port)
             assert await through(remote_port, b"over ssh -R\n") == b"echo: over ssh -R\n"
         finally:
             process.terminate()

@@ -348,6 +348,23 @@ async def test_asyncssh_sftp_client_read_and_refused_symlink(tmp_path: Path) -> 
     }
 
 
+async def test_an_approved_write_lands(tmp_path: Path) -> None:
+    async with (
+        sftp_stack(tmp_path) as (stack, _, protected),
+        await stack.connect(DBA) as conn,
+        conn.start_sftp_client() as sftp,
+    ):
+        writing = asyncio.ensure_future(sftp.mkdir(str(protected / "approved")))
+        while not any(r.state == "pending" for r in stack.pdp.approvals.requests.values()):
+            assert not writing.done(), writing
+            await asyncio.sleep(0.05)
+        assert not (protected / "approved").exists()  # held while it waits
+        (request,) = stack.pdp.approvals.requests.values()
+        await stack.pdp.approvals.decide(request.id, APPROVER, True, "go ahead")
+        await writing
+    assert (protected / "approved").is_dir()
+
+
 # -- raw packets: what no client sends -------------------------------------------------------
 
 

@@ -179,6 +179,10 @@ class ClientConnection(asyncssh.SSHServer):
         self._username = ""
         self._offered_key: asyncssh.SSHKey | None = None
         self._opening: asyncio.Task[bool] | None = None  # a public-key login's session
+        # remote forwards listening on the upstream (a connection reaching the upstream's
+        # port before its listener is in this list may be refused: asyncssh registers it
+        # only once the upstream has said yes)
+        self.remote_listeners: list[asyncssh.SSHListener] = []
 
     # -- connection and authentication ---------------------------------------------------
 
@@ -344,12 +348,14 @@ class ClientConnection(asyncssh.SSHServer):
             return False
         try:
             upstream = await self.connect_upstream()
-            return await relay_remote_forward(
+            listener = await relay_remote_forward(
                 self.conn, upstream, host, port, self.session.record_response
             )
         except (asyncssh.Error, OSError, CredentialUnavailable, TimeoutError) as exc:
             log.info("remote forward %s:%d refused upstream: %s", host, port, type(exc).__name__)
             return False
+        self.remote_listeners.append(listener)
+        return listener
 
     async def _decide_forward(self, raw: str, attributes: dict[str, Any]) -> Ruling:
         session = await self.ready()
