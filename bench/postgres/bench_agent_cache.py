@@ -21,7 +21,6 @@ import asyncio
 import itertools
 import os
 import random
-import secrets
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
 from bench_masking import up_config  # noqa: E402  (this folder: the script's own)
-from bench_pgbench import sh, wait_port  # noqa: E402
+from bench_pgbench import create_scratch, drop_scratch, scratch_names, sh, wait_port  # noqa: E402
 from pdp_harness import free_port  # noqa: E402
 
 ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtX", "-c"]
@@ -160,13 +159,10 @@ def main() -> None:
     weights = [1 / (rank**args.zipf) for rank in range(1, len(all_shapes) + 1)]
 
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-bench-agent-"))
-    db = f"portcullis_agent_{secrets.token_hex(3)}"
-    role = f"portcullis_agent_{secrets.token_hex(3)}"
-    password = secrets.token_urlsafe(16)
+    db, role, password = scratch_names("portcullis_agent")
     up: subprocess.Popen | None = None
     try:
-        sh([*ADMIN, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"])
-        sh([*ADMIN, f"CREATE DATABASE {db} OWNER {role}"])
+        create_scratch(db, role, password)
         sh(["psql", "-h", "127.0.0.1", "-U", role, "-d", db, "-qAtX", "-c", SCHEMA],
            env={**os.environ, "PGPASSWORD": password})  # fmt: skip
         port = free_port()
@@ -191,8 +187,7 @@ def main() -> None:
         if up is not None:
             up.terminate()
             up.wait(60)
-        subprocess.run([*ADMIN, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], capture_output=True)
-        subprocess.run([*ADMIN, f"DROP ROLE IF EXISTS {role}"], capture_output=True)
+        drop_scratch(db, role)
 
     texts = [t for plan in plans for t in plan]
     cached = sum(1 for e in events if e.get("cached"))

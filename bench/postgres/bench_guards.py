@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -40,8 +39,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-from bench_masking import ADMIN, pgbench, up_config  # noqa: E402  (this folder's own)
-from bench_pgbench import sh, wait_port  # noqa: E402
+from bench_masking import pgbench, up_config  # noqa: E402  (this folder's own)
+from bench_pgbench import create_scratch, drop_scratch, scratch_names, sh, wait_port  # noqa: E402
 from pdp_harness import free_port  # noqa: E402
 
 # only now: a bench/pdp directory on the path must not stand for the pdp package
@@ -77,13 +76,10 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-bench-guards-"))
-    db = f"portcullis_guards_{secrets.token_hex(3)}"
-    role = f"portcullis_guards_{secrets.token_hex(3)}"
-    password = secrets.token_urlsafe(16)
+    db, role, password = scratch_names("portcullis_guards")
     up: subprocess.Popen | None = None
     try:
-        sh([*ADMIN, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"])
-        sh([*ADMIN, f"CREATE DATABASE {db} OWNER {role}"])
+        create_scratch(db, role, password)
         sh(["psql", "-h", "127.0.0.1", "-U", role, "-d", db, "-qAtX", "-c",
             "CREATE TABLE accounts (id int PRIMARY KEY, tenant_id text, name text, total int);"
             "INSERT INTO accounts SELECT g, CASE WHEN g % 2 = 0 THEN 'acme' ELSE 'globex' END,"
@@ -154,8 +150,7 @@ def main() -> None:
                 up.wait(30)
             except subprocess.TimeoutExpired:
                 up.kill()
-        subprocess.run([*ADMIN, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], capture_output=True)
-        subprocess.run([*ADMIN, f"DROP ROLE IF EXISTS {role}"], capture_output=True)
+        drop_scratch(db, role)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import resource
-import secrets
 import shutil
 import subprocess
 import sys
@@ -35,9 +34,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from bench_pgbench import ADMIN, rss_kib, sh, wait_port  # noqa: E402  (this folder)
+from bench_pgbench import (  # noqa: E402  (this folder)
+    create_scratch,
+    drop_scratch,
+    rss_kib,
+    scratch_names,
+    sh,
+    start_pgbouncer,
+    wait_port,
+)
 from pdp_harness import free_port  # noqa: E402
-from pg_cluster import as_postgres  # noqa: E402
 
 # pgbouncer 1.18 refuses start-up parameters it does not track, and the proxy pins these
 # at start-up (portcullis's lexing pins and the policy's session settings): this bench,
@@ -91,35 +97,15 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-bench-idle-"))
     tmp.chmod(0o755)  # pgbouncer runs as postgres and reads its config below
-    db = f"portcullis_idle_{secrets.token_hex(3)}"
-    role = f"portcullis_idle_{secrets.token_hex(3)}"
-    password = secrets.token_urlsafe(16)
+    db, role, password = scratch_names("portcullis_idle")
     procs: list[subprocess.Popen] = []
     try:
-        sh([*ADMIN, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"])
-        sh([*ADMIN, f"CREATE DATABASE {db} OWNER {role}"])
+        create_scratch(db, role, password)
 
-        bouncer_port = free_port()
-        bouncer_dir = tmp / "pgbouncer"
-        bouncer_dir.mkdir()
-        (bouncer_dir / "users.txt").write_text(f'"{role}" "{password}"\n')
-        (bouncer_dir / "pgbouncer.ini").write_text(
-            f"[databases]\n{db} = host=127.0.0.1 port=5432 dbname={db}\n"
-            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {bouncer_port}\n"
-            f"auth_type = trust\nauth_file = {bouncer_dir}/users.txt\npool_mode = transaction\n"
-            f"max_client_conn = {args.sessions + 100}\ndefault_pool_size = 20\n"
-            "unix_socket_dir =\nignore_startup_parameters = extra_float_digits, "
-            f"{', '.join(DROPPED_PINS)}\n"
+        bouncer, bouncer_port = start_pgbouncer(
+            tmp, db, role, password, "transaction", args.sessions + 100, 20, DROPPED_PINS
         )
-        shutil.chown(bouncer_dir, "postgres")
-        procs.append(
-            subprocess.Popen(
-                as_postgres(["pgbouncer", str(bouncer_dir / "pgbouncer.ini")]),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        wait_port(bouncer_port)
+        procs.append(bouncer)
 
         policies = tmp / "rego"
         shutil.copytree(REPO / "rego", policies)
@@ -186,8 +172,7 @@ def main() -> None:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        subprocess.run([*ADMIN, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], capture_output=True)
-        subprocess.run([*ADMIN, f"DROP ROLE IF EXISTS {role}"], capture_output=True)
+        drop_scratch(db, role)
         shutil.rmtree(tmp, ignore_errors=True)
 
     n = args.sessions

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from bench_pgbench import sh, wait_port  # noqa: E402  (this folder: the script's own)
+from bench_pgbench import create_scratch, drop_scratch, scratch_names, sh, wait_port  # noqa: E402  (this folder: the script's own)
 from pdp_harness import free_port  # noqa: E402
 
 # only now: a bench/pdp directory on the path must not stand for the pdp package
@@ -94,13 +93,10 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-bench-masking-"))
-    db = f"portcullis_mask_{secrets.token_hex(3)}"
-    role = f"portcullis_mask_{secrets.token_hex(3)}"
-    password = secrets.token_urlsafe(16)
+    db, role, password = scratch_names("portcullis_mask")
     up: subprocess.Popen | None = None
     try:
-        sh([*ADMIN, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"])
-        sh([*ADMIN, f"CREATE DATABASE {db} OWNER {role}"])
+        create_scratch(db, role, password)
         sh(["psql", "-h", "127.0.0.1", "-U", role, "-d", db, "-qAtX", "-c",
             "CREATE TABLE customers (id int PRIMARY KEY, name text, note text, email text, "
             "phone text, ssn text); INSERT INTO customers SELECT g, 'name ' || g, "
@@ -165,8 +161,7 @@ def main() -> None:
                 up.wait(30)
             except subprocess.TimeoutExpired:
                 up.kill()
-        subprocess.run([*ADMIN, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], capture_output=True)
-        subprocess.run([*ADMIN, f"DROP ROLE IF EXISTS {role}"], capture_output=True)
+        drop_scratch(db, role)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,27 @@ def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
+def scratch_names(prefix: str) -> tuple[str, str, str]:
+    """A scratch database's name, its owner role's and the role's password (made fresh)."""
+    return (
+        f"{prefix}_{secrets.token_hex(3)}",
+        f"{prefix}_{secrets.token_hex(3)}",
+        secrets.token_urlsafe(16),
+    )
+
+
+def create_scratch(db: str, role: str, password: str) -> None:
+    """The role (LOGIN, with its password) and the database it owns, on the local server."""
+    sh([*ADMIN, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"])
+    sh([*ADMIN, f"CREATE DATABASE {db} OWNER {role}"])
+
+
+def drop_scratch(db: str, role: str) -> None:
+    """What create_scratch made, gone (whatever of it was made; errors ignored)."""
+    subprocess.run([*ADMIN, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], capture_output=True)
+    subprocess.run([*ADMIN, f"DROP ROLE IF EXISTS {role}"], capture_output=True)
+
+
 def wait_port(port: int, timeout: float = 60) -> None:
     import socket
 
@@ -68,6 +89,38 @@ def wait_port(port: int, timeout: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def start_pgbouncer(
+    tmp: Path,
+    db: str,
+    role: str,
+    password: str,
+    pool_mode: str,
+    max_clients: int,
+    pool_size: int,
+    ignored: tuple[str, ...] = (),
+) -> tuple[subprocess.Popen, int]:
+    """pgbouncer (the Debian package, as the postgres user) in front of db on the local
+    server, on a free port, its configuration under tmp (which postgres must be able to
+    read); `ignored`: start-up parameters it drops besides extra_float_digits."""
+    port = free_port()
+    home = tmp / "pgbouncer"
+    home.mkdir()
+    (home / "users.txt").write_text(f'"{role}" "{password}"\n')
+    (home / "pgbouncer.ini").write_text(
+        f"[databases]\n{db} = host=127.0.0.1 port=5432 dbname={db}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n"
+        f"auth_type = trust\nauth_file = {home}/users.txt\npool_mode = {pool_mode}\n"
+        f"max_client_conn = {max_clients}\ndefault_pool_size = {pool_size}\n"
+        "unix_socket_dir =\n"
+        f"ignore_startup_parameters = {', '.join(('extra_float_digits', *ignored))}\n"
+    )
+    shutil.chown(home, "postgres")
+    command = as_postgres(["pgbouncer", str(home / "pgbouncer.ini")])
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, port
 
 
 def pgbench(
@@ -163,32 +216,15 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-bench-"))
     tmp.chmod(0o755)  # pgbouncer runs as postgres and reads its config below
-    db = f"portcullis_bench_{secrets.token_hex(3)}"
-    role = f"portcullis_bench_{secrets.token_hex(3)}"
-    password = secrets.token_urlsafe(16)
+    db, role, password = scratch_names("portcullis_bench")
     procs: list[subprocess.Popen] = []
     try:
-        sh([*ADMIN, f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"])
-        sh([*ADMIN, f"CREATE DATABASE {db} OWNER {role}"])
+        create_scratch(db, role, password)
         sh(["pgbench", "-i", "-q", "-s", str(args.scale), "-h", "127.0.0.1", "-U", role, db])
 
         # pgbouncer: the peer (session pooling, so -M prepared works as it does direct)
-        bouncer_port = free_port()
-        bouncer_dir = tmp / "pgbouncer"
-        bouncer_dir.mkdir()
-        (bouncer_dir / "users.txt").write_text(f'"{role}" "{password}"\n')
-        (bouncer_dir / "pgbouncer.ini").write_text(
-            f"[databases]\n{db} = host=127.0.0.1 port=5432 dbname={db}\n"
-            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {bouncer_port}\n"
-            f"auth_type = trust\nauth_file = {bouncer_dir}/users.txt\npool_mode = session\n"
-            "max_client_conn = 1000\ndefault_pool_size = 50\nunix_socket_dir =\n"
-            "ignore_startup_parameters = extra_float_digits\n"
-        )
-        shutil.chown(bouncer_dir, "postgres")
-        bouncer = as_postgres(["pgbouncer", str(bouncer_dir / "pgbouncer.ini")])
-        procs.append(
-            subprocess.Popen(bouncer, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        )
+        bouncer, bouncer_port = start_pgbouncer(tmp, db, role, password, "session", 1000, 50)
+        procs.append(bouncer)
 
         relay_port = free_port()
         procs.append(
@@ -409,8 +445,7 @@ def main() -> None:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        subprocess.run([*ADMIN, f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], capture_output=True)
-        subprocess.run([*ADMIN, f"DROP ROLE IF EXISTS {role}"], capture_output=True)
+        drop_scratch(db, role)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(
@@ -452,9 +487,7 @@ def main() -> None:
         for name in targets:
             r = results[(mode, name)]
             if name.startswith("portcullis") and "proxy_us" in r:
-                print(
-                    f"      {name:<36} {r['proxy_us'] / 100:6.2f} / {r['pdp_us'] / 100:5.2f}"
-                )
+                print(f"      {name:<36} {r['proxy_us'] / 100:6.2f} / {r['pdp_us'] / 100:5.2f}")
     for mode in ("simple", "prepared"):
         ratios = sorted(against_bouncer[mode])
         if ratios:
