@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
 from pdp_harness import free_port  # noqa: E402
-from pg_cluster import as_postgres, throwaway_cluster  # noqa: E402
+from pg_cluster import throwaway_cluster  # noqa: E402
 
 # only now: a bench/pdp directory on the path must not stand for the pdp package
 sys.path.append(str(REPO / "bench"))
@@ -117,7 +117,10 @@ def start_pgbouncer(
         f"ignore_startup_parameters = {', '.join(('extra_float_digits', *ignored))}\n"
     )
     shutil.chown(home, "postgres")
-    command = as_postgres(["pgbouncer", str(home / "pgbouncer.ini")])
+    # setpriv, not runuser: runuser's PAM session caps open files at 1024, and a pgbouncer
+    # holding thousands of clients needs this process's limit
+    command = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
+               "pgbouncer", str(home / "pgbouncer.ini")]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return proc, port
