@@ -264,13 +264,7 @@ class HttpProxy:
                 self.sessions.pop(key, None)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = ClientConnection(self, reader, writer)
-        drain = self.runtime.drain
-        drain.register(conn, conn.drain)
-        try:
-            await conn.run()
-        finally:
-            drain.unregister(conn)
+        await self.runtime.drain.serving(ClientConnection(self, reader, writer))
 
 
 class ClientConnection(UpstreamExchange):

@@ -165,13 +165,7 @@ class PostgresProxy:
         await self.runtime.stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = ClientConnection(self, reader, writer)
-        drain = self.runtime.drain
-        drain.register(conn, conn.drain)
-        try:
-            await conn.run()
-        finally:
-            drain.unregister(conn)
+        await self.runtime.drain.serving(ClientConnection(self, reader, writer))
 
     def catalog_stale(self) -> bool:
         return time.monotonic() - self._catalog_learnt_at > CATALOG_TTL

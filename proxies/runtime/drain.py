@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Collection
+from typing import Protocol
 
 log = logging.getLogger("portcullis.drain")
 
@@ -29,6 +30,14 @@ FORCE_SECONDS = 5.0  # after the forced end: how long the protocols get to say i
 SHUTDOWN_MESSAGE = "terminating connection due to administrator command (proxy shutting down)"
 
 End = Callable[[bool], None]
+
+
+class Drained(Protocol):
+    """A client connection as the drain runs and ends it."""
+
+    async def run(self) -> None: ...
+
+    def drain(self, force: bool) -> None: ...
 
 
 class Drain:
@@ -47,6 +56,15 @@ class Drain:
 
     def unregister(self, owner: object) -> None:
         self._ends.pop(owner, None)
+
+    async def serving(self, connection: Drained) -> None:
+        """Run one client connection (its run()), ended by its drain() while the proxy
+        drains: registered for as long as it runs."""
+        self.register(connection, connection.drain)
+        try:
+            await connection.run()
+        finally:
+            self.unregister(connection)
 
     def __len__(self) -> int:
         return len(self._ends)
