@@ -39,7 +39,7 @@ test: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
 	portcullis policy test rego/ --threshold 90
-	$(PYTHON) -m pytest -q -p no:cacheprovider
+	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=25
 
 lint:
 	$(PYTHON) -m ruff check .
