@@ -147,7 +147,11 @@ async def test_a_replica_gone_with_the_chain_lock_holds_the_others_only_briefly(
         assert holders == 0
         report = await live.verify()
         assert report.ok, report.problem
-        assert [r.body["n"] for r in await live.query(kind="test.replica")] == [0, 2]
+        # an append the client gave up on may still have been committed by the server
+        # once the lock was free (the store names such late commits): it is in the
+        # chain, never lost and never out of order
+        ns = [r.body["n"] for r in await live.query(kind="test.replica")]
+        assert ns[0] == 0 and ns[-1] == 2 and ns == sorted(ns) and set(ns) <= {0, 1, 2}, ns
     finally:
         await live.close()
         await gone.close()
