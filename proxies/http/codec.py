@@ -137,9 +137,10 @@ def parse_head(block: bytes) -> Head:
 
 
 # field lines already read, by their bytes: a client sends the same ones request after
-# request (Host, User-Agent, Accept, its Authorization), so most are checked once
+# request (Host, User-Agent, Accept), so most are checked once
 _FIELDS: dict[bytes, tuple[str, str]] = {}
 _FIELDS_KEPT = 4096
+_NOT_KEPT = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
 def _field(line: bytes) -> tuple[str, str]:
@@ -148,6 +149,8 @@ def _field(line: bytes) -> tuple[str, str]:
     if known is not None:
         return known
     read = _read_field(line)
+    if read[0] in _NOT_KEPT:
+        return read  # a credential is not held past its request in a process-wide table
     if len(_FIELDS) >= _FIELDS_KEPT:
         _FIELDS.clear()
     _FIELDS[line] = read
