@@ -14,12 +14,41 @@ ACME = {"public.orders": (RowCondition("tenant_id", "=", "acme"),)}
 
 
 def _filtered_refs(sql: str) -> tuple[int, int]:
-    """(references of `orders` in sql, how many are the filtered inner one)."""
+    """(references of `orders` in sql, how many are filtered): a reference is filtered when
+    it is the one FROM item of a SELECT whose WHERE starts with the tenant predicate on
+    that reference's own name (the inner subselect, or the WHERE form), with no column
+    aliases renaming the table's columns."""
+    from pglast import ast
+
     from pdp.sql.rowfilter import _range_vars
 
-    refs = [rv for rv in _range_vars(parse_sql(sql)) if rv.relname == "orders"]
-    inner = [rv for rv in refs if rv.alias is not None and rv.alias.aliasname == INNER_ALIAS]
-    return len(refs), len(inner)
+    tree = parse_sql(sql)
+    refs = [rv for rv in _range_vars(tree) if rv.relname == "orders"]
+    filtered: set[int] = set()
+    stack: list = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (tuple, list)):
+            stack.extend(node)
+            continue
+        if not isinstance(node, ast.Node):
+            continue
+        if isinstance(node, ast.SelectStmt) and node.fromClause and len(node.fromClause) == 1:
+            [item] = node.fromClause
+            where = node.whereClause
+            anded = isinstance(where, ast.BoolExpr) and where.boolop == 0
+            first = where.args[0] if anded else where
+            if isinstance(item, ast.RangeVar) and isinstance(first, ast.A_Expr):
+                name = item.alias.aliasname if item.alias else item.relname
+                fields = [f.sval for f in first.lexpr.fields]
+                renamed = item.alias is not None and item.alias.colnames
+                if fields == [name, "tenant_id"] and not renamed:
+                    filtered.add(id(item))
+        for slot in getattr(node, "__slots__", ()):
+            value = getattr(node, slot)
+            if isinstance(value, (ast.Node, tuple, list)):
+                stack.append(value)
+    return len(refs), sum(id(rv) in filtered for rv in refs)
 
 
 @pytest.mark.parametrize(
@@ -29,6 +58,10 @@ def _filtered_refs(sql: str) -> tuple[int, int]:
         "SELECT * FROM public.orders o",
         "SELECT * FROM ONLY orders",
         "SELECT * FROM orders AS portcullis_rf",  # the inner alias, spoofed: still filtered
+        # column aliases that would move the predicate's name onto another column
+        "SELECT * FROM orders AS o (id, secret, tenant_id)",
+        "SELECT * FROM orders AS tenant_id WHERE tenant_id.tenant_id IS NOT NULL",
+        "SELECT o.* FROM orders o WHERE true OR o.id = 1 GROUP BY 1 HAVING count(*) > 0 LIMIT 1",
         "SELECT * FROM a JOIN orders ON true LEFT JOIN (orders o2 CROSS JOIN b) ON true",
         "SELECT * FROM (SELECT * FROM (SELECT * FROM orders) x) y",
         "SELECT (SELECT max(id) FROM orders), EXISTS (SELECT 1 FROM orders)",
@@ -58,7 +91,7 @@ def test_every_reference_is_filtered(sql):
     assert not done.denied, done.denied
     refs, inner = _filtered_refs(done.sql)
     assert refs and refs == inner, done.sql
-    assert f"{INNER_ALIAS}.tenant_id = 'acme'" in done.sql
+    assert ".tenant_id = 'acme'" in done.sql
     assert done.tables == ("public.orders",)
 
 
@@ -110,6 +143,18 @@ def test_what_cannot_be_proved_covered_is_denied(sql, why):
     assert done.sql == ""
 
 
+def test_a_select_of_one_table_alone_is_filtered_in_its_own_where_first():
+    """The WHERE form: the predicate first, the client's condition whole after it (an OR
+    cannot escape it), qualified by the reference's own name."""
+    done = rewrite("SELECT a FROM public.orders o WHERE a = 1 OR true", ACME)
+    assert done.sql == (
+        "SELECT a FROM public.orders AS o WHERE o.tenant_id = 'acme' AND (a = 1 OR true)"
+    )
+    # renamed columns keep the subselect: its inner alias reads the table's own columns
+    renamed = rewrite("SELECT * FROM orders AS o (id, x, tenant_id)", ACME).sql
+    assert f"FROM orders AS {INNER_ALIAS} WHERE {INNER_ALIAS}.tenant_id = 'acme'" in renamed
+
+
 def test_values_are_constants_the_deparser_quotes_never_pasted_text():
     evil = {"orders": (RowCondition("tenant_id", "=", "x' OR '1'='1"),)}
     done = rewrite("SELECT * FROM orders", evil)
@@ -119,7 +164,7 @@ def test_values_are_constants_the_deparser_quotes_never_pasted_text():
     assert done.sql.count(" OR ") == 1
     assert raw.stmt is not None
     listed = {"orders": (RowCondition("tenant_id", "in", ("a", "b")), RowCondition("n", "<", 3))}
-    assert "portcullis_rf.tenant_id IN ('a', 'b') AND portcullis_rf.n < 3" in (
+    assert "orders.tenant_id IN ('a', 'b') AND orders.n < 3" in (
         rewrite("SELECT * FROM orders", listed).sql
     )
     for bad in ("caf\u00e9", "back\\slash", "nul\x00"):
@@ -160,7 +205,7 @@ def test_a_shape_rewritten_once_gets_each_statements_own_literals(sql):
     from pglast.parser import fingerprint
 
     assert fingerprint(first.sql) == fingerprint(alone.sql)
-    assert f"{INNER_ALIAS}.tenant_id = 'acme'" in first.sql
+    assert "orders.tenant_id = 'acme'" in first.sql
     # the client's literals are its own, in place, and none became the filter's
     refs, inner = _filtered_refs(first.sql)
     assert refs == inner == 1
@@ -173,7 +218,7 @@ def test_a_shapes_rewrite_takes_only_statements_of_that_exact_shape():
     assert done.shape is not None
     other = fill(done.shape, "SELECT * FROM orders WHERE id IN (7, 8) AND s = 'b''c'")
     assert other is not None and "IN (7, 8)" in other and "'b''c'" in other
-    assert f"{INNER_ALIAS}.tenant_id = 'acme'" in other
+    assert "orders.tenant_id = 'acme'" in other
     assert fill(done.shape, "SELECT * FROM orders WHERE id IN (7, 8, 9) AND s = 'b'") is None
     assert fill(done.shape, "SELECT * FROM orders_archive WHERE id IN (7, 8) AND s = 'b'") is None
     assert fill(done.shape, "SELECT * FROM orders WHERE id IN (7, 8) OR s = 'b'") is None

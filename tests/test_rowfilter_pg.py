@@ -112,6 +112,13 @@ SHAPES = [
         "SELECT tenant_id FROM accounts WHERE tenant_id = 'globex' OR true",
     ),
     ("comment and case games", "select /* globex */ tenant_id from Public.Accounts -- x"),
+    # column aliases that move the predicate's column name onto another column
+    ("renamed columns", "SELECT x FROM accounts AS a (id, x, tenant_id)"),
+    ("alias named like the column", "SELECT tenant_id.tenant_id FROM accounts AS tenant_id"),
+    (
+        "aggregates and HAVING over the filtered rows",
+        "SELECT string_agg(DISTINCT tenant_id, ',') FROM accounts HAVING count(*) > 0",
+    ),
 ]
 
 
@@ -145,7 +152,7 @@ async def test_a_tenant_scoped_reader_sees_only_its_rows_in_every_query_shape(tm
         rewritten = [r.body for r in records if r.body.get("rewritten")]
         assert rewritten
         one = next(b for b in rewritten if b["raw"] == "SELECT tenant_id FROM accounts")
-        assert "portcullis_rf.tenant_id = 'acme'" in one["rewritten"]
+        assert "accounts.tenant_id = 'acme'" in one["rewritten"]
         assert one["row_filtered_tables"] == ["public.accounts"]
 
 

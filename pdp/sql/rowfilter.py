@@ -15,6 +15,18 @@ nodes the deparser quotes, never text pasted into SQL. The predicate's columns a
 qualified by the inner alias, so a column the table lacks is an error, never an outer
 query's column.
 
+A SELECT whose FROM holds that one table reference and nothing else (no join, no column
+aliases) gets the predicate as the first term of its own WHERE instead,
+
+    SELECT a FROM s.t AS x WHERE a = 1  →  SELECT a FROM s.t AS x WHERE x.col = 'v' AND a = 1
+
+the same rows for every later clause (grouping, windows, DISTINCT, LIMIT and the target
+list all run on what WHERE kept), and the plan the server makes of the subselect once it
+pulls it up, without the pull-up's parse and planning work on every statement. The
+predicate is qualified by the reference's own name, which in that SELECT's scope can only
+be this table (the innermost scope resolves first); column aliases would rename the
+table's columns, so a reference carrying them keeps the subselect.
+
 Proving coverage, not hoping for it: after the rewrite every RangeVar of the tree is
 checked; one that names a filtered table and is not the inner reference this module made
 (a write's target, COPY of the table, TABLESAMPLE, LOCK, DDL...) denies the statement, and
@@ -248,6 +260,12 @@ class _Rewriter:
             value = getattr(node, name)
             if value is None or isinstance(value, (str, int, float, bool)):
                 continue
+            if (
+                name == "fromClause"
+                and isinstance(node, ast.SelectStmt)
+                and self._where_filtered(node, value, scope)
+            ):
+                continue  # the one reference stays as it is, filtered by WHERE
             if (type(node).__name__, name) in _FROM_LISTS and isinstance(value, tuple):
                 setattr(node, name, tuple(self.from_item(item, scope) for item in value))
             elif (type(node).__name__, name) in _FROM_ITEMS:
@@ -255,6 +273,31 @@ class _Rewriter:
             else:
                 setattr(node, name, self.visit(value, scope))
         return node
+
+    def _where_filtered(self, select: ast.SelectStmt, items: Any, scope: frozenset[str]) -> bool:
+        """A SELECT reading one filtered table alone: the predicate first in its WHERE,
+        the reference kept (and proved covered); True when done so."""
+        if not (isinstance(items, tuple) and len(items) == 1):
+            return False
+        [item] = items
+        if not isinstance(item, ast.RangeVar):
+            return False
+        if item.schemaname is None and item.relname in scope:
+            return False  # a CTE: from_item marks it
+        if item.alias is not None and item.alias.colnames:
+            return False  # renamed columns: the subselect's inner alias reads the table's
+        found = self._conditions(item)
+        if found is None:
+            return False
+        name, conditions = found
+        qualifier = str(item.alias.aliasname if item.alias is not None else item.relname)
+        predicate = _predicate(conditions, qualifier)
+        if select.whereClause is not None:
+            predicate = ast.BoolExpr(boolop=0, args=(predicate, select.whereClause))  # AND
+        select.whereClause = predicate
+        self.made.add(id(item))
+        self.applied[name] = None
+        return True
 
     def from_item(self, item: Any, scope: frozenset[str]) -> Any:
         """One FROM-clause item: a table reference may become a filtered subselect."""
@@ -279,7 +322,7 @@ class _Rewriter:
         select = parse_sql(f"SELECT * FROM x AS {INNER_ALIAS}")[0].stmt
         assert isinstance(select, ast.SelectStmt)
         select.fromClause = (inner,)
-        select.whereClause = _predicate(conditions)
+        select.whereClause = _predicate(conditions, INNER_ALIAS)
         self.applied[name] = None
         alias = item.alias or ast.Alias(aliasname=item.relname)
         return ast.RangeSubselect(lateral=False, subquery=select, alias=alias)
@@ -385,17 +428,17 @@ _FROM_ITEMS = frozenset(
 # -- the predicate ---------------------------------------------------------------------
 
 
-def _predicate(conditions: Sequence[RowCondition]) -> Any:
+def _predicate(conditions: Sequence[RowCondition], qualifier: str) -> Any:
     if not conditions:
         raise _Refused("a row filter without conditions — denied")
-    parts = [_condition(c) for c in conditions]
+    parts = [_condition(c, qualifier) for c in conditions]
     if len(parts) == 1:
         return parts[0]
     return ast.BoolExpr(boolop=0, args=tuple(parts))  # AND_EXPR
 
 
-def _condition(condition: RowCondition) -> Any:
-    column = ast.ColumnRef(fields=(ast.String(sval=INNER_ALIAS), ast.String(sval=condition.column)))
+def _condition(condition: RowCondition, qualifier: str) -> Any:
+    column = ast.ColumnRef(fields=(ast.String(sval=qualifier), ast.String(sval=condition.column)))
     op = condition.op
     if op == "in":
         values = condition.value if isinstance(condition.value, tuple) else (condition.value,)
