@@ -10,6 +10,15 @@ one token (or a minus and one), or a result whose fingerprint is not the rewritt
 shape's, gives None: the caller then rewrites on the statement's own tree (PDP) or asks
 the PDP (proxy).
 
+Statements whose only literals are numbers (an agent's `WHERE id = 42`, the common case)
+take a faster road, proved once per skeleton (portcullis.shape): the skeleton's numbers are
+each shown to be one of the shape's literals (proven_shape), a probe with a distinct number
+in each place is filled token for token as above, which says which parameter each number
+fills (and whether a minus sign went with it); every later statement with that skeleton
+gets its own digits put in those places by string slicing, no scan and no fingerprint. A
+run of 1 to 9 digits between the same neighbours is one integer token whatever its
+digits, so what the probe proved holds for them.
+
 No IO, no policy: the rewrite itself (what is filtered, and how) is the PDP's.
 """
 
@@ -18,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pglast.parser import fingerprint, normalize, scan
+
+from portcullis.shape import _NUMBER, proven_shape, skeleton
 
 _CONSTANT_TOKENS = frozenset(
     {"SCONST", "ICONST", "FCONST", "BCONST", "XCONST", "USCONST", "TRUE_P", "FALSE_P", "NULL_P"}
@@ -72,6 +83,16 @@ def fill(rewrite: ShapeRewrite, sql: str, shape: str | None = None) -> str | Non
         return None
     if sql == rewrite.shape:
         return rewrite.text
+    zeros = skeleton(sql)
+    if zeros is not None:
+        plan = _number_plan(rewrite, zeros)
+        if plan is not None:
+            return _filled_numbers(rewrite.text, plan, sql)
+    return _fill_scanned(rewrite, sql)
+
+
+def _fill_scanned(rewrite: ShapeRewrite, sql: str) -> str | None:
+    """fill() token for token: sql scanned, the result fingerprinted."""
     try:
         tokens, slots = _scanned(rewrite)
         literals = _literals(sql, tokens)
@@ -91,6 +112,68 @@ def fill(rewrite: ShapeRewrite, sql: str, shape: str | None = None) -> str | Non
         return final if fingerprint(final) == rewrite.printed else None
     except Exception:
         return None
+
+
+# per (rewrite, skeleton): where each number of a statement goes in the rewritten text,
+# as (start, end, which number, minus sign with it); None: not provable, scan instead
+_Plan = tuple[tuple[int, int, int, bool], ...]
+_PLANS: dict[tuple[ShapeRewrite, str], _Plan | None] = {}
+_PROBE_BASE = 100000
+
+
+def _number_plan(rewrite: ShapeRewrite, zeros: str) -> _Plan | None:
+    key = (rewrite, zeros)
+    if key in _PLANS:
+        return _PLANS[key]
+    plan = _proved_plan(rewrite, zeros)
+    if len(_PLANS) >= MAX_SCANNED:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
+
+
+def _proved_plan(rewrite: ShapeRewrite, zeros: str) -> _Plan | None:
+    proven, _ = proven_shape(zeros)
+    if not proven:
+        return None  # a number in the skeleton is not a literal (FETCH 5, a typmod...)
+    runs = iter(range(_PROBE_BASE, _PROBE_BASE + 10**6))
+    probe = _NUMBER.sub(lambda _: str(next(runs)), zeros)
+    try:
+        tokens, slots = _scanned(rewrite)
+        literals = _literals(probe, tokens)
+    except Exception:
+        return None
+    if literals is None:
+        return None
+    plan = []
+    for start, end, name in slots:
+        literal = literals.get(name)
+        if literal is None:
+            continue  # the statement's own parameter, left in place
+        minus = literal.startswith("-")
+        digits = literal[1:] if minus else literal
+        if not digits.isdigit() or int(digits) < _PROBE_BASE:
+            return None
+        plan.append((start, end, int(digits) - _PROBE_BASE, minus))
+    proved = tuple(plan)
+    # the probe filled both ways must agree, and be the rewrite's own statement
+    if _filled_numbers(rewrite.text, proved, probe) != _fill_scanned(rewrite, probe):
+        return None
+    return proved
+
+
+def _filled_numbers(text: str, plan: _Plan, sql: str) -> str | None:
+    numbers = _NUMBER.findall(sql)
+    parts: list[str] = []
+    copied = 0
+    for start, end, which, minus in plan:
+        if which >= len(numbers):
+            return None
+        parts.append(text[copied:start])
+        parts.append("-" + numbers[which] if minus else numbers[which])
+        copied = end
+    parts.append(text[copied:])
+    return "".join(parts)
 
 
 def _literals(sql: str, shaped: list[tuple[str, str]]) -> dict[str, str] | None:
