@@ -16,6 +16,12 @@ each alignment the scanner searches that stable core (the partial characters at 
 end, and any padding, are left out). Derived forms of a 4-byte secret are short (a 4-5
 character base64 core), so rare false alarms on long base64 streams are possible;
 a false alarm withholds the "never exposed" statement, which is the safe direction.
+
+A chunk is searched pattern by pattern only when it may hold one: every form is made of
+a few byte values (base64, hex, the key's own text), so a chunk without a stretch as long
+as the shortest form made only of bytes some form uses holds none (one translate and one
+find over the chunk, instead of one find per form: most of the bytes a client is sent —
+binary files, ordinary text — pass on that test alone).
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ class SecretScanner:
     evidence does not cover them. Empty secrets are ignored.
     """
 
-    __slots__ = ("_findings", "_pending", "_tail", "_tail_len", "too_short")
+    __slots__ = ("_findings", "_marks", "_pending", "_stretch", "_tail", "_tail_len", "too_short")
 
     def __init__(self, secrets: Iterable[str | bytes]) -> None:
         self.too_short = 0
@@ -88,6 +94,10 @@ class SecretScanner:
                 self._pending.setdefault(pattern, form)
         self._tail_len = max((len(p) for p in self._pending), default=1) - 1
         self._tail = b""
+        # 1 for each byte value some form uses; a form shows as a run of 1s this long at least
+        used = frozenset(b"".join(self._pending))
+        self._marks = bytes(1 if value in used else 0 for value in range(256))
+        self._stretch = b"\x01" * min((len(p) for p in self._pending), default=1)
         self._findings: list[str] = []
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> bool:
@@ -100,7 +110,10 @@ class SecretScanner:
         if not self._pending:
             return self.exposed
         window = self._tail + bytes(chunk)
-        found = [p for p in self._pending if window.find(p) != -1]
+        if window.translate(self._marks).find(self._stretch) == -1:
+            found = []  # no stretch of the forms' bytes as long as the shortest form
+        else:
+            found = [p for p in self._pending if window.find(p) != -1]
         for pattern in found:
             form = self._pending.pop(pattern)
             if form not in self._findings:
