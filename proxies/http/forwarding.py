@@ -94,6 +94,16 @@ class UpstreamExchange:
     def upstream_url(self, request: Request, target: Target | None = None) -> URL:
         """The upstream URL for the decided target, the credential as a query parameter
         when so configured (a client's parameter of that name is dropped)."""
+        base = self.proxy.upstream
+        return URL(
+            f"{base.scheme}://{base.raw_authority}{self.upstream_target(request, target)}",
+            encoded=True,
+        )
+
+    def upstream_target(self, request: Request, target: Target | None = None) -> str:
+        """The request target sent upstream (upstream_url's path and query): the decided
+        target under the upstream's base path, the credential as a query parameter when so
+        configured (a client's parameter of that name is dropped)."""
         target = target or request.target
         query = target.query
         lease = request.session.lease
@@ -104,12 +114,8 @@ class UpstreamExchange:
             kept = [p for p in query.split("&") if p and _param_name(p) != param]
             kept.append(f"{quote(param, safe='')}={quote(lease.value, safe='')}")
             query = "&".join(kept)
-        base = self.proxy.upstream
-        path = base.raw_path.rstrip("/") + target.path
-        return URL(
-            f"{base.scheme}://{base.raw_authority}{path}" + (f"?{query}" if query else ""),
-            encoded=True,
-        )
+        path = self.proxy.base_path + target.path
+        return f"{path}?{query}" if query else path
 
     def upstream_headers(
         self, request: Request, keep_upgrade: bool = False
@@ -143,7 +149,7 @@ class UpstreamExchange:
         method = request.head.method
         return await pool.request(
             method,
-            self.upstream_url(request).raw_path_qs,
+            self.upstream_target(request),
             sent,
             payload if payload or method in ("POST", "PUT", "PATCH") else None,
         )
@@ -205,11 +211,11 @@ class UpstreamExchange:
         counts, a bounded preview of what the client got)."""
         head = request.head
         guard = ResponseGuard(self.output, self.secrets(request))
-        headers = messages.response_headers(response.raw_headers)
+        fields = response.head
+        headers = messages.relayed_headers(fields.fields)
         bodyless = head.method == "HEAD" or response.status in (204, 304) or response.status < 200
-        kind = body_kind(response.headers.get("content-type")) if masker else ""
-        encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
-        if kind and encoded:
+        kind = body_kind(fields.get("content-type")) if masker else ""
+        if kind and (fields.get("content-encoding") or "identity").lower() != "identity":
             guard.write(
                 messages.problem(
                     502, "response cannot be masked", "the upstream sent a compressed body"
@@ -218,7 +224,7 @@ class UpstreamExchange:
             )
             return 502, 0, {}, ""
         mask = BodyMask(masker, kind) if kind and not bodyless else None
-        length = response.headers.get("content-length")
+        length = fields.get("content-length")
         if not head.keep_alive:
             headers.append(("connection", "close"))
         if masker is not None:

@@ -10,6 +10,8 @@ proxy cuts it. No IO of its own: it writes through the connection's ClientOutput
 
 from __future__ import annotations
 
+import functools
+
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.secrets_scan import MIN_SECRET_BYTES, _patterns
 
@@ -28,19 +30,22 @@ class ResponseGuard:
     def __init__(self, output: ClientOutput, patterns: tuple[bytes, ...]) -> None:
         self.output = output
         self.patterns = patterns
-        self._span = max((len(p) for p in patterns), default=1) - 1
-        self._firsts = frozenset(p[0] for p in patterns)
+        self._span, self._firsts = _shape(patterns)
         self._seen = b""  # the last bytes checked, so a secret across two chunks is found
         self._tail = b""  # bytes held back: they could begin a secret
 
     def write(self, data: bytes, final: bool = False) -> None:
         if self.patterns and data:
-            window = self._seen + data
-            if any(p in window for p in self.patterns):
-                raise CredentialInResponse(
-                    "the upstream's response carried the upstream credential"
-                )
+            window = self._seen + data if self._seen else data
+            for pattern in self.patterns:
+                if pattern in window:
+                    raise CredentialInResponse(
+                        "the upstream's response carried the upstream credential"
+                    )
             self._seen = window[-self._span :] if self._span else b""
+        if final and not self._tail:  # all of it goes
+            self.output.write(data)
+            return
         data = self._tail + data
         keep = 0 if final else self._prefix_at_end(data)
         out, self._tail = data[: len(data) - keep], data[len(data) - keep :]
@@ -58,6 +63,12 @@ class ResponseGuard:
 
     def flush(self) -> None:
         self.write(b"", final=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _shape(patterns: tuple[bytes, ...]) -> tuple[int, frozenset[int]]:
+    """(the longest pattern's length - 1, the bytes a pattern can begin with)."""
+    return max((len(p) for p in patterns), default=1) - 1, frozenset(p[0] for p in patterns)
 
 
 def secret_patterns(secrets: list[str]) -> tuple[bytes, ...]:

@@ -11,6 +11,7 @@ body (RFC 9112 §7.1), and the command text (`raw`) a request is decided and rec
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -99,25 +100,37 @@ def upstream_request_headers(
 ) -> list[tuple[str, str]]:
     """The client's headers as they go upstream, with X-Forwarded-* and Forwarded (RFC
     7239) set from what the proxy saw."""
-    listed = connection_tokens(head.headers)
-    dropped = (
-        REQUEST_DROPPED | listed | ({credential_header.lower()} if credential_header else set())
-    )
+    dropped = _request_dropped(credential_header.lower())
+    connection = head.fields.get("connection")
+    if connection:
+        dropped = dropped | connection_tokens(("connection", v) for v in connection)
     if keep_upgrade:
         dropped = dropped - {"upgrade", "connection"}
     out = [(n, v) for n, v in head.headers if n not in dropped]
     if keep_upgrade:
         out = [(n, v) for n, v in out if n != "connection"] + [("connection", "Upgrade")]
+    out += _forwarding(client_ip, scheme, head.host)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _request_dropped(credential_header: str) -> frozenset[str]:
+    return REQUEST_DROPPED | {credential_header} if credential_header else REQUEST_DROPPED
+
+
+@functools.lru_cache(maxsize=1024)
+def _forwarding(client_ip: str, scheme: str, host: str) -> tuple[tuple[str, str], ...]:
+    """X-Forwarded-For/-Proto, Forwarded and X-Forwarded-Host for a client and Host."""
     node = f'"[{client_ip}]"' if ":" in client_ip else client_ip
-    host_part = f';host="{head.host}"' if head.host else ""
-    out += [
+    host_part = f';host="{host}"' if host else ""
+    out = [
         ("x-forwarded-for", client_ip),
         ("x-forwarded-proto", scheme),
         ("forwarded", f"for={node}{host_part};proto={scheme}"),
     ]
-    if head.host:
-        out.append(("x-forwarded-host", head.host))
-    return out
+    if host:
+        out.append(("x-forwarded-host", host))
+    return tuple(out)
 
 
 def response_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
@@ -126,6 +139,20 @@ def response_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]
     listed = connection_tokens(pairs)
     dropped = HOP_BY_HOP | listed | {"content-length"}
     return [(n, v) for n, v in pairs if n.lower() not in dropped]
+
+
+_RESPONSE_DROPPED = HOP_BY_HOP | {"content-length"}
+
+
+def relayed_headers(fields: Sequence[tuple[bytes, bytes, str, str, str]]) -> list[tuple[str, str]]:
+    """response_headers() of fields as the upstream client reads them (proxies/http/upstream.py:
+    name and value as bytes, as text, the name in lower case): nothing decoded again."""
+    dropped = _RESPONSE_DROPPED
+    for field in fields:
+        if field[4] == "connection":
+            dropped = HOP_BY_HOP | connection_tokens([(f[4], f[3]) for f in fields]) | dropped
+            break
+    return [(f[2], f[3]) for f in fields if f[4] not in dropped]
 
 
 def response_head(status: int, reason: str, headers: Iterable[tuple[str, str]]) -> bytes:

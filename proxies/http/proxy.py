@@ -83,6 +83,7 @@ class AgentSession:
     """One bearer token's session on this connection, shared by its requests."""
 
     session: ProxySession
+    key: str = ""  # its token's SHA-256, what HttpProxy.sessions files it under
     last_used: float = field(default_factory=time.monotonic)
     in_flight: int = 0
     _patterns: tuple[bytes, ...] | None = field(default=None, repr=False)
@@ -135,6 +136,7 @@ class HttpProxy:
             reuse_port=workers_of(options) > 1,
         )
         self.upstream = URL(connection.upstream.rstrip("/"))
+        self.base_path = self.upstream.raw_path.rstrip("/")  # what each target goes under
         if self.upstream.scheme not in ("http", "https") or not self.upstream.host:
             raise ValueError(f"connection {connection.name}: upstream must be an http(s) URL")
         self.hash_key = masking_key(config.masking_hash_key, connection.name)
@@ -241,7 +243,7 @@ class HttpProxy:
         try:
             session = ProxySession(self.runtime, client_addr, client[:256])
             await session.open(token)
-            agent = AgentSession(session)
+            agent = AgentSession(session, key)
             self.sessions[key] = agent
             future.set_result(agent)
             return agent
@@ -257,6 +259,13 @@ class HttpProxy:
         self.forget(agent)
         await asyncio.shield(agent.session.close("pdp_session_ended", abnormal=True))
         return await self.session_for(token, client_addr, agent.session.client)
+
+    def holds(self, agent: AgentSession) -> bool:
+        """Whether the agent's session is still this proxy's and open (what session_for
+        would answer for its token)."""
+        return agent.session.grant is not None and agent.key in self.sessions and (
+            self.sessions[agent.key] is agent
+        )
 
     def forget(self, agent: AgentSession) -> None:
         for key, known in list(self.sessions.items()):
@@ -287,6 +296,15 @@ class ClientConnection(UpstreamExchange):
         self.must_close = ""  # why the connection ends after this response ("": it need not)
         self._eof = False
         self._answering: int | None = None  # output.sent when the request in hand was read
+        # the read in progress must end by this loop time (0: no read is timed); one timer
+        # per connection, re-armed only when it fires early, instead of a timeout per read
+        self._loop = asyncio.get_running_loop()
+        self._deadline = 0.0
+        self._watch: asyncio.TimerHandle | None = None
+        # the token of the last request and its session: a client repeats its token, and
+        # its session is then found without hashing it again
+        self._token = ""
+        self._agent: AgentSession | None = None
 
     # -- reading -------------------------------------------------------------------------
 
@@ -322,17 +340,35 @@ class ClientConnection(UpstreamExchange):
 
     # -- the connection ----------------------------------------------------------------------
 
+    def _read_within(self, seconds: float) -> None:
+        """The read that follows must end within `seconds`, else the connection ends."""
+        self._deadline = self._loop.time() + seconds
+        if self._watch is None:
+            self._watch = self._loop.call_at(self._deadline, self._watchdog)
+
+    def _watchdog(self) -> None:
+        """A timed read ran out: the connection is closed under it (its reader sees the
+        end, and nothing more is read or answered); a deadline moved later re-arms."""
+        self._watch = None
+        if not self._deadline:
+            return
+        if self._loop.time() < self._deadline:
+            self._watch = self._loop.call_at(self._deadline, self._watchdog)
+            return
+        self._eof = True
+        self.writer.close()
+
     async def run(self) -> None:
         try:
             while True:
                 try:
-                    async with asyncio.timeout(HEAD_TIMEOUT):
-                        event = await self._next()
+                    self._read_within(HEAD_TIMEOUT)
+                    event = await self._next()
                     if event is None:
                         return
                     assert isinstance(event, Head)
-                    async with asyncio.timeout(BODY_TIMEOUT):
-                        body = await self._body(event)
+                    self._read_within(BODY_TIMEOUT)
+                    body = await self._body(event)
                     if body is None:
                         return
                 except BadRequest as exc:
@@ -340,8 +376,8 @@ class ClientConnection(UpstreamExchange):
                         messages.problem(exc.status, "bad request", exc.reason, close=True)
                     )
                     return
-                except TimeoutError:
-                    return
+                finally:
+                    self._deadline = 0.0
                 if self.proxy.runtime.drain.started:
                     self._shutting_down()
                     return
@@ -368,6 +404,11 @@ class ClientConnection(UpstreamExchange):
                     return  # answered; the connection ends with the drain
         except (ConnectionError, CredentialInResponse):
             return
+        finally:
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
+            self._agent = None
 
     def drain(self, force: bool) -> None:
         """The proxy drains (proxies.runtime.drain): a connection between requests (nothing
@@ -415,13 +456,16 @@ class ClientConnection(UpstreamExchange):
                 )
             )
             return head.keep_alive
-        try:
-            agent = await self.proxy.session_for(
-                token, self.client_addr, head.get("user-agent") or ""
-            )
-        except SessionRefused as refused:
-            self.output.write(self._refusal(refused, head))
-            return head.keep_alive
+        agent = self._agent
+        if agent is None or token != self._token or not self.proxy.holds(agent):
+            try:
+                agent = await self.proxy.session_for(
+                    token, self.client_addr, head.get("user-agent") or ""
+                )
+            except SessionRefused as refused:
+                self.output.write(self._refusal(refused, head))
+                return head.keep_alive
+            self._token, self._agent = token, agent
         if agent.session.lease is not None and agent.session.lease.secrets() != self._guarded:
             # every byte to this client is scanned for the credential of the session it uses
             self._guarded = agent.session.lease.secrets()

@@ -20,7 +20,7 @@ import contextlib
 import re
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from functools import cached_property
 
 from multidict import CIMultiDict
 
@@ -44,12 +44,35 @@ class UpstreamCut(Exception):
     """The upstream's body ended before its framing said it would."""
 
 
-@dataclass
+# One field line as read: (name, value) as bytes, (name, value) as text, the name in
+# lower case.
+Field = tuple[bytes, bytes, str, str, str]
+
+
 class ResponseHead:
-    status: int
-    reason: str
-    raw_headers: tuple[tuple[bytes, bytes], ...]
-    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    """A status line and its fields as read; `headers` (a CIMultiDict) is made only when
+    asked for: the proxy's own path looks its few fields up with `get`/`getall`."""
+
+    def __init__(self, status: int, reason: str, fields: tuple[Field, ...]) -> None:
+        self.status, self.reason, self.fields = status, reason, fields
+
+    @property
+    def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        return tuple((f[0], f[1]) for f in self.fields)
+
+    @cached_property
+    def headers(self) -> CIMultiDict[str]:
+        return CIMultiDict((f[2], f[3]) for f in self.fields)
+
+    def get(self, lower_name: str, default: str | None = None) -> str | None:
+        """The first value of a field (its name given in lower case), as CIMultiDict.get."""
+        for field_ in self.fields:
+            if field_[4] == lower_name:
+                return field_[3]
+        return default
+
+    def getall(self, lower_name: str) -> list[str]:
+        return [f[3] for f in self.fields if f[4] == lower_name]
 
 
 def read_head(block: bytes) -> ResponseHead:
@@ -58,32 +81,24 @@ def read_head(block: bytes) -> ResponseHead:
     match = _STATUS_LINE.fullmatch(lines[0])
     if match is None:
         raise UpstreamError("the upstream's status line cannot be read")
-    raw: list[tuple[bytes, bytes]] = []
-    headers: CIMultiDict[str] = CIMultiDict()
-    for line in lines[1:]:
-        known = _LINES.get(line)
-        if known is None:
-            known = _read_line(line)
-        name, value, text_name, text_value = known
-        raw.append((name, value))
-        headers.add(text_name, text_value)
-    return ResponseHead(
-        int(match.group(1)), (match.group(2) or b"").decode("latin-1"), tuple(raw), headers
-    )
+    known = _LINES.get
+    fields = tuple([known(line) or _read_line(line) for line in lines[1:]])
+    return ResponseHead(int(match.group(1)), (match.group(2) or b"").decode("latin-1"), fields)
 
 
 # field lines already read, by their bytes: an upstream answers with the same ones again
 # and again (Server, Content-Type, Connection...), so most are checked once
-_LINES: dict[bytes, tuple[bytes, bytes, str, str]] = {}
+_LINES: dict[bytes, Field] = {}
 
 
-def _read_line(line: bytes) -> tuple[bytes, bytes, str, str]:
-    """One field line of a response: (name, value) as bytes and as text; remembered."""
+def _read_line(line: bytes) -> Field:
+    """One field line of a response, read and checked; remembered."""
     name, colon, value = line.partition(b":")
     if not colon or not _TOKEN.fullmatch(name) or b"\n" in value or b"\r" in value:
         raise UpstreamError("the upstream sent a field line that cannot be read")
     value = value.strip(b" \t")
-    read = (name, value, name.decode("latin-1"), value.decode("latin-1"))
+    text_name = name.decode("latin-1")
+    read = (name, value, text_name, value.decode("latin-1"), text_name.lower())
     if len(_LINES) >= 4096:
         _LINES.clear()
     _LINES[line] = read
@@ -95,8 +110,8 @@ def body_framing(method: str, head: ResponseHead) -> tuple[str, int]:
     ("chunked", 0) or ("close", 0). Conflicting or unreadable framing is refused."""
     if method == "HEAD" or head.status in (204, 304) or head.status < 200:
         return "none", 0
-    encodings = head.headers.getall("transfer-encoding", [])
-    lengths = head.headers.getall("content-length", [])
+    encodings = head.getall("transfer-encoding")
+    lengths = head.getall("content-length")
     if encodings:
         if lengths or [e.strip().lower() for e in encodings] != ["chunked"]:
             raise UpstreamError("the upstream's body framing is ambiguous")
@@ -130,6 +145,15 @@ class Body:
         self._response = response
 
     async def read(self) -> bytes:
+        response = self._response
+        if response._framing == "length" and not response._done:
+            # the whole body at once (the reader holds what came with the head)
+            try:
+                data = await response._conn.reader.readexactly(response._left)
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                raise UpstreamCut(type(exc).__name__) from None
+            response._left, response._done = 0, True
+            return data
         return b"".join([data async for data in self.iter_any()])
 
     def iter_any(self) -> AsyncIterator[bytes]:
@@ -142,14 +166,21 @@ class UpstreamResponse:
     ) -> None:
         self._pool, self._conn = pool, conn
         self.status, self.reason = head.status, head.reason
-        self.raw_headers, self.headers = head.raw_headers, head.headers
+        self.head = head
         self._framing, self._left = body_framing(method, head)
         self._done = self._framing == "none" or (self._framing == "length" and not self._left)
-        tokens = {
-            t.strip().lower() for t in ",".join(head.headers.getall("connection", [])).split(",")
-        }
+        connection = head.getall("connection")
+        tokens = {t.strip().lower() for t in ",".join(connection).split(",")} if connection else ()
         self._keep = "close" not in tokens and self._framing != "close"
         self.content = Body(self)
+
+    @property
+    def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        return self.head.raw_headers
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        return self.head.headers
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         reader = self._conn.reader
