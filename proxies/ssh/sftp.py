@@ -22,6 +22,25 @@ read and written by sftp_codec (sans-IO), the decisions are the session's.
   SSH_FX_BAD_MESSAGE; a stream that cannot be framed ends the channel.
 - A `mask` verdict cannot be kept for file contents (the client reads at offsets): a read
   under one is denied; masking never applies to the other operations.
+- Symlinks already on the server: a request's paths are resolved there before it goes
+  upstream (the proxy's own SSH_FXP_REALPATH, in order with the channel's other requests):
+  in full where the server follows the last component (open, opendir, stat, setstat,
+  realpath, statvfs; a symlink's target), in all but the last component where it acts on
+  the name itself (lstat, remove, rmdir, mkdir, readlink, rename, link, lsetstat, a
+  symlink's own name). When the resolved paths differ from the requested ones the request
+  is decided again on them, and both decisions must allow it; what goes upstream is the
+  resolved paths (a symlink's target text excepted: it is stored, not followed). A path
+  the server cannot resolve (a missing directory, a loop) is refused. So a reader allowed
+  /srv/public does not read /srv/public/link -> /etc/shadow, nor /srv/public/d/shadow
+  through d -> /etc.
+- TOCTOU: resolving and acting are two requests. The server walks the resolved path
+  again when it acts, so a symlink put in place between the two (by another channel, an
+  exec, another user of the server) in a directory on the resolved path is followed
+  unseen; SFTP version 3 has no O_NOFOLLOW nor openat to close that window. It is kept
+  short (resolved right after the first decision; resolved again, and refused if the
+  answer changed, when the second decision waited for an approval), and one channel's own
+  requests cannot race each other (the server takes them in order). A policy that must
+  hold against other writers on the server needs those directories not writable by them.
 """
 
 from __future__ import annotations
@@ -30,7 +49,7 @@ import asyncio
 import contextlib
 import logging
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from portcullis.verdict import Verdict, VerdictKind
@@ -66,6 +85,13 @@ EXTENSION_OPERATIONS = {
     b"lsetstat@openssh.com": "setstat",
 }
 MASK_REFUSED = "file contents cannot be masked through SFTP (clients read at offsets)"
+# How the server meets symlinks in each of a request's paths (in field order): "full" —
+# it follows every component, the last one included; "parent" — it acts on the last
+# component itself (a link is removed, renamed, read as a link), following the others;
+# "text" — a symlink's target: stored as written, decided on where it points now.
+FOLLOWS_LAST = frozenset({codec.OPEN, codec.OPENDIR, codec.STAT, codec.SETSTAT, codec.REALPATH})
+FOLLOWS_LAST_EXTENSIONS = frozenset({b"statvfs@openssh.com"})
+RESOLVER_IDS = 0xFFFFFFFF  # the proxy's own REALPATH ids count down from here
 
 
 class SftpFailed(Exception):
@@ -100,15 +126,22 @@ class Operation:
     target: str = ""
     flags: tuple[str, ...] = ()
     forwarded_paths: tuple[str, ...] = ()  # the request's path fields, normalised, in order
+    requested: str = ""  # decided on resolved paths: the path the client named
 
     @property
     def raw(self) -> str:
         return shlex.join([self.operation, self.path, *([self.target] if self.target else [])])
 
+    @property
+    def decided(self) -> tuple[str, str]:
+        return self.path, self.target
+
     def attributes(self) -> dict[str, Any]:
         out: dict[str, Any] = {"operation": self.operation, "path": self.path}
         if self.target:
             out["target"] = self.target
+        if self.requested:
+            out["requested_path"] = self.requested
         if self.operation in ("read", "write"):
             out["flags"] = list(self.flags)
         return out
@@ -118,26 +151,64 @@ def operation_of(request: codec.Request, home: str) -> Operation:
     """What a path request does, its paths normalised (sftp_codec.normalise). Raises
     codec.Malformed."""
     paths = request.paths
-    if request.kind == codec.OPEN:
-        path = codec.normalise(paths[0], home)
-        flags = codec.open_flags(request.number(1))
-        writes = request.number(1) & codec.WRITING_FLAGS
-        return Operation("write" if writes else "read", path, "", tuple(flags), (path,))
     if request.kind == codec.SYMLINK:
         # OpenSSH's order (its sftp-server is the upstream): the target, then the link; a
         # relative target is relative to the link's directory
         link = codec.normalise(paths[1], home)
-        target = codec.normalise(paths[0], codec.parent(link))
-        return Operation("symlink", link, target, (), (target, link))
+        return operation_on(request, (codec.normalise(paths[0], codec.parent(link)), link))
+    return operation_on(request, tuple(codec.normalise(p, home) for p in paths))
+
+
+def operation_on(
+    request: codec.Request, paths: tuple[str, ...], forwarded: tuple[str, ...] | None = None
+) -> Operation:
+    """The Operation of a path request over these paths (its path fields, in order);
+    `forwarded`: what goes upstream in their place, when not the same."""
+    sent = paths if forwarded is None else forwarded
+    if request.kind == codec.OPEN:
+        flags = codec.open_flags(request.number(1))
+        writes = request.number(1) & codec.WRITING_FLAGS
+        return Operation("write" if writes else "read", paths[0], "", tuple(flags), sent)
+    if request.kind == codec.SYMLINK:
+        return Operation("symlink", paths[1], paths[0], (), sent)
     if request.kind == codec.EXTENDED:
         operation = EXTENSION_OPERATIONS[request.extension]
     else:
         operation = PATH_OPERATIONS[request.kind]
-    normal = tuple(codec.normalise(p, home) for p in paths)
     if operation == "link":
         # hardlink@openssh.com: the existing file, then the new name
-        return Operation("link", normal[1], normal[0], (), normal)
-    return Operation(operation, normal[0], normal[1] if len(normal) > 1 else "", (), normal)
+        return Operation("link", paths[1], paths[0], (), sent)
+    return Operation(operation, paths[0], paths[1] if len(paths) > 1 else "", (), sent)
+
+
+def resolution_of(request: codec.Request) -> tuple[str, ...]:
+    """How each path field of a request meets symlinks on the server ("full", "parent",
+    "text"; see FOLLOWS_LAST). link(2) does not follow a symlink it links to, so both of a
+    hard link's paths are "parent"."""
+    if request.kind == codec.SYMLINK:
+        return ("text", "parent")
+    follows = request.kind in FOLLOWS_LAST or (
+        request.kind == codec.EXTENDED and request.extension in FOLLOWS_LAST_EXTENSIONS
+    )
+    return tuple("full" if follows else "parent" for _ in request.paths)
+
+
+def joined(directory: str, name: str) -> str:
+    """A resolved directory and a last component (of a normal absolute path)."""
+    return directory if not name else f"{directory.rstrip('/')}/{name}"
+
+
+async def _resolved_name(waiter: asyncio.Future[codec.Reply]) -> str | None:
+    reply = await waiter
+    if reply.kind != codec.NAME or len(reply.names) != 1:
+        return None
+    name = reply.names[0]
+    if not name.startswith(b"/"):
+        return None
+    try:
+        return codec.normalise(name, "/")
+    except codec.Malformed:
+        return None
 
 
 class SftpRelay:
@@ -158,6 +229,9 @@ class SftpRelay:
         self._phase = "init"  # init → version → home → relay
         self._offered: list[tuple[bytes, bytes]] = []
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._resolving: dict[int, asyncio.Future[codec.Reply]] = {}  # the proxy's REALPATHs
+        self._resolver_id = RESOLVER_IDS
+        self._waited = False  # the last decision waited for a person's approval
         self._task = asyncio.ensure_future(self._run())
         self.failed = ""
 
@@ -256,11 +330,66 @@ class SftpRelay:
         if not ruling.verdict.allowed:
             self._deny(request.id, ruling)
             return
+        resolved = await self._resolve(request, operation)
+        if isinstance(resolved, str):
+            self._refuse(request.id, codec.FX_PERMISSION_DENIED, operation.operation,
+                         resolved, operation.path)  # fmt: skip
+            return
+        if resolved.decided != operation.decided:
+            # through a symlink on the server: what it points to is decided too
+            ruling = await self._decide(resolved)
+            if not ruling.verdict.allowed:
+                self._deny(request.id, ruling)
+                return
+            if self._waited and await self._resolve(request, operation) != resolved:
+                self._refuse(request.id, codec.FX_PERMISSION_DENIED, operation.operation,
+                             "its symlinks changed on the server while the request waited for "
+                             "approval", operation.path)  # fmt: skip
+                return
         pending = Pending()
         if request.kind in (codec.OPEN, codec.OPENDIR):
             mode = "dir" if request.kind == codec.OPENDIR else operation.operation
-            pending.opens = OpenFile(operation.path, mode, ruling.decision_id)
-        self._relay(request, pending, list(operation.forwarded_paths))
+            pending.opens = OpenFile(resolved.path, mode, ruling.decision_id)
+        self._relay(request, pending, list(resolved.forwarded_paths))
+
+    async def _resolve(self, request: codec.Request, operation: Operation) -> Operation | str:
+        """The request over its paths with the server's symlinks resolved (resolution_of
+        says which components), or why they cannot be (the request is then refused)."""
+        modes = resolution_of(request)
+        asked = []
+        for path, mode in zip(operation.forwarded_paths, modes, strict=True):
+            if mode == "parent" and path != "/":
+                head, name = path.rsplit("/", 1)
+                asked.append((self._realpath(head or "/"), name))
+            else:
+                asked.append((self._realpath(path), ""))
+        answers = await asyncio.gather(*(waiter for waiter, _ in asked))
+        resolved: list[str] = []
+        for path, answer, (_, name) in zip(operation.forwarded_paths, answers, asked, strict=True):
+            if answer is None:
+                return f"{path} cannot be resolved on the server (a missing directory or a loop)"
+            resolved.append(joined(answer, name))
+        sent = tuple(
+            path if mode == "text" else real
+            for path, real, mode in zip(operation.forwarded_paths, resolved, modes, strict=True)
+        )
+        out = operation_on(request, tuple(resolved), sent)
+        if out.decided != operation.decided:
+            out = replace(out, requested=operation.path)
+        return out
+
+    def _realpath(self, path: str) -> asyncio.Future[str | None]:
+        """The server's SSH_FXP_REALPATH of a normal absolute path (every symlink in it
+        followed, the last component allowed not to exist), normal; None: it has none."""
+        while self._resolver_id in self.outstanding or self._resolver_id in self._resolving:
+            self._resolver_id -= 1
+        request_id, self._resolver_id = self._resolver_id, self._resolver_id - 1
+        if self._resolver_id <= HOME_REQUEST:
+            self._resolver_id = RESOLVER_IDS
+        waiter: asyncio.Future[codec.Reply] = asyncio.get_running_loop().create_future()
+        self._resolving[request_id] = waiter
+        self._upstream(codec.realpath(request_id, path.encode("utf-8")))
+        return asyncio.ensure_future(_resolved_name(waiter))
 
     async def _on_handle(self, request: codec.Request, handle: bytes) -> None:
         opened = self.handles.get(handle)
@@ -289,8 +418,14 @@ class SftpRelay:
     async def _decide(self, operation: Operation) -> Ruling:
         self.operations += 1
         session = self.session
+        self._waited = False
+
+        def tell(text: str) -> None:
+            self._waited = True
+            self.channel.say(text)
+
         ruling: Ruling = await session.decide_or_wait(
-            KIND, operation.raw, operation.attributes(), None, self.channel.say
+            KIND, operation.raw, operation.attributes(), None, tell
         )
         if ruling.kind is VerdictKind.MASK and operation.operation == "read":
             ruling = Ruling(Verdict.deny(MASK_REFUSED), ruling.decision_id,
@@ -352,6 +487,11 @@ class SftpRelay:
             self._phase = "relay"
             if not self._ready.done():
                 self._ready.set_result(None)
+            return
+        if reply.id is not None and reply.id in self._resolving:
+            waiter = self._resolving.pop(reply.id)
+            if not waiter.done():
+                waiter.set_result(reply)
             return
         if reply.id is None or reply.id not in self.outstanding:
             raise SftpFailed("a reply to no request")

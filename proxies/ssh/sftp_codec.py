@@ -15,8 +15,8 @@ of OpenSSH's source). No sockets, no asyncio here.
 - `normalise()`: a path as the policy sees it and the upstream receives it: absolute
   (relative to the session's home directory, or to a symlink's own directory for its
   target), `.`/`..`/duplicate slashes resolved lexically; not UTF-8 or a NUL in it:
-  `Malformed`. Symlinks are not resolved (the proxy cannot see the server's tree at the
-  moment it acts); a symlink's creation is decided on both of its paths instead.
+  `Malformed`. Symlinks are not resolved here (no IO): the relay asks the server for
+  that (proxies/ssh/sftp.py), and a symlink's creation is decided on both of its paths.
 - `read_reply()`: what the relay needs of an upstream packet (type, id, a HANDLE's handle,
   a DATA's length); encoders for the packets the proxy writes itself (INIT, VERSION,
   STATUS, REALPATH).
