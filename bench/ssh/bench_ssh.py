@@ -11,8 +11,10 @@ alone).
 Then, in `--rounds` rounds whose order rotates (direct first, then proxied, then the
 other way), over one connection each: `--execs` sequential execs of `uptime` (the time
 per exec), and one `cat` of a `--megabytes` file of random bytes read to the end (MB/s).
-Beside them, the PDP's own Decide p50 for the same `uptime` exec measured from this
-process over a DecideStream, as the proxy calls it. Prints the medians, the issue's
+Beside them, the CPU the proxy and the PDP spent per exec and per MB streamed (bench/
+cpu_meter.py: steadier than wall time on a shared machine), and the PDP's own Decide p50
+for the same `uptime` exec measured from this process over a DecideStream, as the proxy
+calls it. Prints the medians, the issue's
 targets — exec through Portcullis ≤ direct + 1.5 x Decide p50; stream ≥ 0.5 x direct —
 and one JSON line. Not a test: nothing here asserts.
 
@@ -41,6 +43,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
+sys.path.insert(0, str(REPO / "bench"))
+
+from cpu_meter import CPUMeter  # noqa: E402
 from pdp_harness import free_port  # noqa: E402
 from ssh_harness import Sshd  # noqa: E402
 
@@ -209,14 +214,26 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         rounds: dict[str, dict[str, list[float]]] = {
             name: {"exec_ms": [], "stream_mbps": []} for name in targets
         }
+        # CPU of the proxy and of the PDP per exec and per MB streamed (through Portcullis):
+        # what the proxy adds, much less noisy than wall time on a shared machine
+        cpu: dict[str, list[float]] = {}
+        watched = {"proxy": proxy.pid, "pdp": pdp.pid}
         decides: list[float] = []
         order = list(targets)
         for r in range(args.rounds):
             for name in order if r % 2 == 0 else reversed(order):
                 async with asyncssh.connect(**targets[name]) as conn:
                     await execs(conn, 5)  # warm-up
+                    meter = CPUMeter(watched)
                     rounds[name]["exec_ms"].append(await execs(conn, args.execs) * 1000)
+                    exec_cpu = meter.per(args.execs)
+                    meter = CPUMeter(watched)
                     rounds[name]["stream_mbps"].append(await stream(conn, big, size))
+                    stream_cpu = meter.per(args.megabytes)
+                if name == "portcullis":
+                    for key in ("proxy_us", "pdp_us"):
+                        cpu.setdefault(f"exec_{key}", []).append(exec_cpu[key])
+                        cpu.setdefault(f"stream_{key}_per_mb", []).append(stream_cpu[key])
             credential = (tmp / "var" / "proxy.credential").read_text().strip()
             decides.append(await decide_p50(config["pdp"]["listen"], credential, token, 3.0))
     finally:
@@ -238,6 +255,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "exec_ratio": through["exec_ms"] / direct["exec_ms"],
         "exec_target_ms": direct["exec_ms"] + 1.5 * decide,
         "stream_ratio": through["stream_mbps"] / direct["stream_mbps"],
+        "cpu": {k: statistics.median(v) for k, v in cpu.items()},
     }
 
 
@@ -262,6 +280,10 @@ def main() -> None:
     print(f"  direct      {d['stream_mbps']:8.1f} MB/s")
     print(f"  portcullis  {p['stream_mbps']:8.1f} MB/s  ({out['stream_ratio']:.2f}x direct; "
           f"target >= 0.5x: {'met' if out['stream_ratio'] >= 0.5 else 'MISSED'})")  # fmt: skip
+    c = out["cpu"]
+    print(f"CPU through Portcullis: proxy {c['exec_proxy_us']:.0f} µs + PDP "
+          f"{c['exec_pdp_us']:.0f} µs per exec; proxy {c['stream_proxy_us_per_mb']:.0f} µs "
+          "per MB streamed")  # fmt: skip
     print(json.dumps(out))
 
 

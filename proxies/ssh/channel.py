@@ -30,6 +30,7 @@ from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling
 from proxies.ssh.sftp import SftpRelay
 from proxies.ssh.stream import Cast, MaskedOutput
+from proxies.ssh.upstream import open_session
 
 if TYPE_CHECKING:
     from proxies.ssh.proxy import ClientConnection
@@ -284,35 +285,37 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if session is None or not self.kind:
             self._end(1, "no session")
             return
-        self.waiting = True
+        # the upstream channel opens while the request is decided; its request goes (gate
+        # True) only once allowed (proxies/ssh/upstream.py)
+        gate: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        opening = asyncio.ensure_future(self._open_upstream(gate))
+        allowed = False
         try:
-            ruling = await self._terminal_gate(session)
-            if ruling is None or ruling.verdict.allowed:
-                ruling = await session.decide_or_wait(
-                    self.kind, self.raw, self._attributes(), None, self.say
-                )
+            self.waiting = True
+            try:
+                ruling = await self._terminal_gate(session)
+                if ruling is None or ruling.verdict.allowed:
+                    ruling = await session.decide_or_wait(
+                        self.kind, self.raw, self._attributes(), None, self.say
+                    )
+            finally:
+                self.waiting = False
+            self.ruling = ruling
+            allowed = ruling.verdict.allowed and not self._gone
+            sftp = self.kind == "ssh.subsystem" and self.raw == "sftp"
+            if allowed and not sftp:
+                self._masking(ruling)  # an SFTP stream is packets: its relay decides each
         finally:
-            self.waiting = False
-        self.ruling = ruling
-        if not ruling.verdict.allowed or self._gone:
+            gate.set_result(allowed)  # the upstream channel's request goes now, or never
+            if not allowed:
+                _settle(opening)
+        if not allowed:
             self.say(f"portcullis: denied: {'; '.join(ruling.verdict.reasons)}")
             session.record_command(self.raw, ruling, **self._details(1))
             self._end(1)
             return
-        sftp = self.kind == "ssh.subsystem" and self.raw == "sftp"
-        if not sftp:
-            self._masking(ruling)  # an SFTP stream is packets: its relay decides each
         try:
-            upstream = await self.client.connect_upstream()
-            self.up, _ = await upstream.create_session(
-                lambda: UpstreamChannel(self),
-                command=self.raw if self.kind == "ssh.exec" else None,
-                subsystem=self.raw if self.kind == "ssh.subsystem" else None,
-                term_type=self.term or None,
-                term_size=self.size if self.term else None,
-                term_modes=self.modes or None,
-                encoding=None,
-            )
+            self.up = await opening
         except (TimeoutError, OSError, asyncssh.Error, CredentialUnavailable) as exc:
             why = _upstream_error(exc)
             session.runtime.metrics.upstream_error("upstream_unavailable")
@@ -320,6 +323,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             session.record_command(self.raw, ruling, **self._details(1, why))
             self._end(1)
             return
+        if self._gone:
+            self.up.close()
         if sftp:
             self.relay = SftpRelay(self, session)
         elif self.kind == "ssh.shell" or self.term:
@@ -348,6 +353,20 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 self.chan.exit_with_signal(name, core, message)
             return
         self._end(status if status is not None else 255)
+
+    async def _open_upstream(self, gate: asyncio.Future[bool]) -> Any:
+        """The upstream channel for this request, its request sent once `gate` is True."""
+        upstream = await self.client.connect_upstream()
+        return await open_session(
+            upstream,
+            gate,
+            lambda: UpstreamChannel(self),
+            command=self.raw if self.kind == "ssh.exec" else None,
+            subsystem=self.raw if self.kind == "ssh.subsystem" else None,
+            term_type=self.term or None,
+            term_size=self.size if self.term else None,
+            term_modes=self.modes or None,
+        )
 
     async def _terminal_gate(self, session: Any) -> Ruling | None:
         """A command run with a terminal (`ssh -t host journalctl`) is interactive: a pager
@@ -462,6 +481,12 @@ class UpstreamChannel(asyncssh.SSHClientSession):  # type: ignore[type-arg]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.channel.upstream_closed()
+
+
+def _settle(opening: asyncio.Future[Any]) -> None:
+    """An upstream channel not wanted (its request was denied): it closes by itself (its
+    gate is False); whatever it ends with is not an error of anyone's."""
+    opening.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 def _upstream_error(exc: BaseException) -> str:
