@@ -43,11 +43,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-sys.path.insert(0, str(REPO / "bench"))
-
-from cpu_meter import CPUMeter  # noqa: E402
 from pdp_harness import free_port  # noqa: E402
 from ssh_harness import Sshd  # noqa: E402
+
+# only now: a bench/pdp directory on the path must not stand for the pdp package
+sys.path.append(str(REPO / "bench"))
+from cpu_meter import CPUMeter  # noqa: E402
 
 COMMAND = "uptime"
 
