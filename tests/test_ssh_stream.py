@@ -3,6 +3,8 @@ output however it is cut into chunks, and the asciicast record."""
 
 from __future__ import annotations
 
+import base64
+import itertools
 import json
 
 from hypothesis import given, settings
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from pdp.domain.casts import casts_of
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
+from proxies.runtime.secrets_scan import SecretScanner
 from proxies.ssh.stream import HOLD_LIMIT, RECORDED_PER_SECOND, Cast, MaskedOutput
 
 RULES = (MaskRule("", "email", "partial"), MaskRule("", "credit_card", "partial"))
@@ -105,3 +108,40 @@ def test_a_terminal_records_at_most_its_rate_and_says_what_it_left_out() -> None
     assert events[-1][1:] == ["o", "after\r\n"]
     times = [e[0] for e in events]
     assert times == sorted(times)
+
+
+# -- the client output's secret scan (proxies/runtime/secrets_scan.py), as the stream feeds it
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    secret=st.binary(min_size=4, max_size=48),
+    form=st.sampled_from(["raw", "hex", "base64", "base64url"]),
+    before=st.binary(max_size=300),
+    after=st.binary(max_size=300),
+    cuts=st.lists(st.integers(min_value=0, max_value=1000), max_size=6),
+)
+def test_a_secret_in_the_stream_is_seen_however_it_is_cut(
+    secret: bytes, form: str, before: bytes, after: bytes, cuts: list[int]
+) -> None:
+    """The scan's first test (a stretch of the forms' bytes, as long as the shortest form)
+    never lets a form through, at any position and any chunking."""
+    encoded = {
+        "raw": secret,
+        "hex": secret.hex().encode(),
+        "base64": base64.b64encode(secret),
+        "base64url": base64.urlsafe_b64encode(secret),
+    }[form]
+    stream = before + encoded + after
+    scanner = SecretScanner([secret])
+    edges = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
+    for start, end in itertools.pairwise(edges):
+        scanner.feed(stream[start:end])
+    assert scanner.exposed
+
+
+def test_binary_output_without_a_secret_is_not_flagged() -> None:
+    scanner = SecretScanner(["-----a line of a private key, long enough-----", "hunter2!"])
+    for seed in range(64):
+        scanner.feed(bytes((seed * 7 + i * 13) % 256 for i in range(4096)))
+    assert not scanner.exposed
