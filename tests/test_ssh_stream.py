@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -86,7 +87,7 @@ def test_a_cast_reads_back_as_asciicast_v2() -> None:
 
 
 def test_malformed_recorded_events_are_skipped() -> None:
-    recorded = [{"details": {"kind": "ssh.asciicast", "channel": "x"}},
+    recorded: list[dict[str, Any]] = [{"details": {"kind": "ssh.asciicast", "channel": "x"}},
                 {"details": {"kind": "ssh.asciicast", "channel": 2,
                              "events": [[1, "o"], ["t", "o", "x"], [1, "z", "x"],
                                         [1.5, "o", "ok"]]}}]  # fmt: skip
