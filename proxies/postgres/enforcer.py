@@ -214,6 +214,9 @@ class Enforcer:
         # relation → relations whose rows it shows (read at start-up): row filters deny a
         # filtered table's rows read through a view, parent or partition
         self.relation_sources: dict[str, list[str]] = {}
+        # "transaction" behind a transaction pooler (connection option upstream_pooler):
+        # the policy then refuses changes to settings the upstream role pins
+        self.pooler = ""
         self.hash_key = hash_key
         self.statements: dict[str, PreparedStatement] = {}
         self.portals: dict[str, Portal] = {}
@@ -255,6 +258,7 @@ class Enforcer:
             not self.shadowed
             and not self.view_columns
             and not self.relation_sources
+            and not self.pooler
             and parameters is None
         ):
             return _PROTOCOL[protocol]
@@ -265,6 +269,8 @@ class Enforcer:
             attributes["view_columns"] = self.view_columns
         if self.relation_sources:
             attributes["relation_sources"] = self.relation_sources
+        if self.pooler:
+            attributes["pooler"] = self.pooler
         if parameters is not None:
             attributes["parameters"] = parameters
         return attributes
@@ -727,6 +733,8 @@ class Enforcer:
             attributes: dict[str, Any] = {"function": name, "protocol": "function_call"}
             if self.shadowed:
                 attributes["shadowed_functions"] = list(self.shadowed)
+            if self.pooler:
+                attributes["pooler"] = self.pooler
             ruling = yield Decide("postgres.function_call", raw, attributes)
         if not ruling.verdict.allowed:
             self._record(raw, ruling, "function_call")

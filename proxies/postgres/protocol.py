@@ -18,6 +18,12 @@ OPTIONS = {
     "tls_key_file": Option("path", None, "TLS towards clients: its private key"),
     "upstream_tls": Option(("require", "verify-full"), None, "TLS towards the server"),
     "upstream_ca_file": Option("path", None, "CA bundle for upstream_tls: verify-full"),
+    # pgbouncer (pool_mode = transaction) and the like: only the start-up parameters the
+    # pooler tracks are sent; every other pin must hold through the upstream role's
+    # configuration, checked at each session's start (proxies.postgres.startup)
+    "upstream_pooler": Option(
+        ("transaction",), None, "the upstream is a transaction pooler (e.g. pgbouncer)"
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import time
@@ -48,6 +49,7 @@ from proxies.postgres.startup import (
     StartupRefused,
     pinned_settings,
     requested_settings,
+    role_pins,
     statement_limit,
     upstream_params,
 )
@@ -59,6 +61,7 @@ from proxies.postgres.upstream import (
     connect,
     described_fields,
     function_name,
+    pooler_refusal,
     session_query,
     side_query,
 )
@@ -100,6 +103,8 @@ class PostgresProxy:
         )
         self.upstream_host, self.upstream_port = split_address(connection.upstream)
         self.database = connection.database
+        # "transaction" behind pgbouncer in transaction mode (startup.role_pins)
+        self.pooler: str = connection.options.get("upstream_pooler") or ""
         self.tls = self._server_tls(connection.options)
         self.upstream_tls = self._upstream_tls(connection.options)
         self.hash_key = masking_key(config.masking_hash_key, connection.name)
@@ -234,6 +239,14 @@ class CancelKeys:
 
 
 class ClientConnection:
+    """One client connection: its start-up, then its open session (thousands may idle in
+    one worker: slotted)."""
+
+    __slots__ = ("_draining", "_params", "_relay", "client_addr", "key", "outbound", "output",
+                 "parser", "proxy", "reader", "relation_sources", "session",
+                 "session_settings", "shadowed", "to_client", "upstream", "view_columns",
+                 "writer")  # fmt: skip
+
     def __init__(
         self, proxy: PostgresProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -315,24 +328,28 @@ class ClientConnection:
         return message.password()
 
     async def run(self) -> None:
+        if await self._start():
+            await self._serve()
+
+    async def _start(self) -> bool:
+        """Start-up to an open session; True once open. Its own frame: the start-up packet
+        and the token are gone once it returns, not held for the session's life."""
         try:
             async with asyncio.timeout(STARTUP_TIMEOUT):
                 startup = await self._startup()
                 if startup is None:
-                    return
+                    return False
                 token = await self._token()
                 if not token:
                     self.fatal("portcullis: a token is required as the password", "28000")
-                    return
-                if not await self._open(startup, token):
-                    return
+                    return False
+                return await self._open(startup, token)
         except codec.ProtocolViolation as exc:
             self.fatal(f"portcullis: protocol violation: {exc}", "08P01")
-            return
+            return False
         except TimeoutError:
             self.fatal("portcullis: start-up took too long", "08006")
-            return
-        await self._serve()
+            return False
 
     async def _open(self, startup: codec.StartupMessage, token: str) -> bool:
         params = startup.params
@@ -371,7 +388,9 @@ class ClientConnection:
         grant = self.session.grant
         assert grant is not None
         self.session_settings = dict(grant.ruling.verdict.session_settings)
-        self._params = upstream_params(lease.username, database, requested, self.session_settings)
+        self._params = upstream_params(
+            lease.username, database, requested, self.session_settings, self.proxy.pooler
+        )
         try:
             self.upstream = await connect(
                 self.proxy.upstream_host,
@@ -383,6 +402,14 @@ class ClientConnection:
         except UpstreamError as exc:
             self.fatal(f"portcullis: {exc}", "08006")
             await self.session.close("upstream_unavailable", abnormal=True)  # counted there
+            self.session = None
+            return False
+        pins = role_pins(self.session_settings, self.proxy.pooler)
+        refused = await pooler_refusal(self.upstream, pins, lease.username, database)
+        if refused is not None:
+            self.fatal(f"portcullis: {refused}", "55000")
+            self.upstream.writer.close()
+            await self.session.close("upstream_settings_unpinned", abnormal=True)
             self.session = None
             return False
         shadowed = await session_query(self.upstream, SHADOWED_SQL)
@@ -453,12 +480,18 @@ class ClientConnection:
         enforcer.shadowed = tuple(self.shadowed)
         enforcer.view_columns = self.view_columns
         enforcer.relation_sources = self.relation_sources
+        if self.proxy.pooler:
+            enforcer.pooler = self.proxy.pooler
+            # no read-only lift for an approved write: its SET would stay on a server
+            # connection whose next transaction may be another session's
+            enforcer.read_only = False
         relay = _Relay(self, enforcer, tracker, statement_limit(self.session_settings))
         self._relay = relay
-        waiting: set[asyncio.Future[str]] = {relay.ended}
+        # the session ends when its relay does: a grant's end ends the relay too (one
+        # future awaited, no asyncio.wait and its waiter, set and callbacks per session)
         grant_ends = self.session.grant_expiry(self._window_closed)
         if grant_ends is not None:
-            waiting.add(grant_ends)
+            grant_ends.add_done_callback(functools.partial(_grant_ended, relay))
         reason, abnormal = "client_disconnect", False
         try:
             if tracker.broken:  # the server did not take a pin at start-up
@@ -467,8 +500,7 @@ class ClientConnection:
             drain = self.proxy.runtime.drain
             if drain.started:  # it opened while the proxy began to drain
                 self.drain(drain.forced)
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            reason = done.pop().result()
+            reason = await relay.ended
             abnormal = reason not in (
                 "client_disconnect", "client_terminate", "grant_expired", "proxy_shutdown"
             )  # fmt: skip
@@ -479,11 +511,11 @@ class ClientConnection:
             reason, abnormal = "proxy_shutdown", False
             raise
         finally:
-            if self._draining is not None:
-                waiting.add(self._draining)  # type: ignore[arg-type]
-            for future in waiting:
+            ending = [f for f in (grant_ends, self._draining) if f is not None]
+            for future in ending:
                 future.cancel()
-            await asyncio.gather(*waiting, return_exceptions=True)
+            if ending:
+                await asyncio.gather(*ending, return_exceptions=True)
             await relay.stop()
             upstream.writer.close()
             if self.key is not None:
@@ -691,6 +723,12 @@ class ClientConnection:
         tracker.completions.clear()
 
 
+def _grant_ended(relay: _Relay, expiry: asyncio.Future[str]) -> None:
+    """A just-in-time grant's end (Session.grant_expiry) ends the session's relay."""
+    if not expiry.cancelled():
+        relay.end(expiry.result() if expiry.exception() is None else "error: grant expiry")
+
+
 class _Relay(Relay):
     """The two directions of a Postgres session once it is open: the runtime's Relay with
     Postgres's callbacks.
@@ -705,6 +743,8 @@ class _Relay(Relay):
     switch and no await. When a message must ask the PDP, or a result must wait for its
     column names, the chunk is finished in a task while that side is held (Relay.wait).
     """
+
+    __slots__ = ("conn", "enforcer", "tracker")
 
     def __init__(
         self,
@@ -746,7 +786,7 @@ class _Relay(Relay):
 
     def quiet(self) -> bool:
         """Nothing of the client's is unanswered or being decided: between statements."""
-        return self.tracker.idle and self._waits[CLIENT] is None and self._waits[SERVER] is None
+        return self.tracker.idle and not self.waiting(CLIENT) and not self.waiting(SERVER)
 
     # -- the statement watchdog (Relay.arm_watchdog) -----------------------------------------
 

@@ -16,7 +16,13 @@ Owns the session's server settings at start-up (no IO here):
   answer is then honest), anything else is refused by name; `options` (`-c name=value`)
   and every other parameter become requested settings, which the policy judges at
   session.open like SET (a refusal names the parameter); `replication` and protocol
-  extensions are refused.
+  extensions are refused;
+- behind a transaction pooler (connection option `upstream_pooler: transaction`, e.g.
+  pgbouncer with pool_mode = transaction): which pins go in the start-up packet (only the
+  parameters the pooler keeps per client and applies to whichever server connection runs
+  the client's transaction), which must hold through the upstream role's own
+  configuration instead (ALTER ROLE ... SET), and how the proxy checks them at session
+  start (pooler_settings_sql, unheld_pins).
 """
 
 from __future__ import annotations
@@ -143,16 +149,25 @@ def upstream_params(
     database: str,
     requested: dict[str, str],
     session_settings: dict[str, str],
+    pooler: str = "",
 ) -> dict[str, str]:
     """The start-up packet the proxy sends upstream: the credential's user, the database,
     the settings policy admitted, then the pins (policy's and the lexing ones), which win
-    (but for a statement_timeout the client asks to be shorter than the policy's)."""
+    (but for a statement_timeout the client asks to be shorter than the policy's).
+
+    Behind a pooler only the pins it tracks go (role_pins must hold the others); what the
+    client asked for goes as asked, and the pooler refuses, by name, what it cannot keep
+    (pgbouncer: "unsupported startup parameter", unless its ignore_startup_parameters
+    drops it)."""
     params = {"user": username, "database": database}
     pinned = {**session_settings, **LEXING_PINS}
     lowered = {name.lower() for name in pinned}
     for name, value in requested.items():
         if name.lower() not in lowered:
             params[name] = value
+    if pooler:
+        params.update({k: v for k, v in LEXING_PINS.items() if k in POOLER_TRACKED})
+        return params
     params.update(pinned)
     # a bound the client asks to tighten: its own statement_timeout when it is shorter
     # than the policy's (never none, never longer)
@@ -190,3 +205,103 @@ def statement_limit(session_settings: dict[str, str]) -> float:
         return 0.0
     scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
     return float(match.group(1)) * scale[match.group(2) or "ms"]
+
+
+# -- behind a transaction pooler ---------------------------------------------------------
+
+# The start-up parameters pgbouncer keeps per client and sets on whichever server
+# connection runs that client's transaction (1.18: its varcache, src/varcache.c), lower
+# case; it refuses every other one ("unsupported startup parameter") unless told to drop it.
+POOLER_TRACKED = frozenset(
+    {"client_encoding", "datestyle", "timezone", "standard_conforming_strings", "application_name"}
+)
+
+# Where a setting's value comes from (pg_settings.source) when every new server
+# connection of the role starts with it: the server's default or configuration, ALTER
+# ROLE / ALTER DATABASE ... SET. Not `session` (a SET, which a transaction pooler leaves
+# on its server connection for whichever client comes next), `client`, `override` or
+# `interactive`.
+HELD_SOURCES = frozenset(
+    {
+        "default",
+        "environment variable",
+        "configuration file",
+        "command line",
+        "global",
+        "database",
+        "user",
+        "database user",
+    }
+)
+
+
+def role_pins(session_settings: dict[str, str], pooler: str) -> dict[str, str]:
+    """The pins that must hold through the upstream role's configuration, by lower-case
+    name: behind a pooler, every pin it does not track (backslash_quote, what policy
+    pinned); none otherwise (the start-up packet carries them all)."""
+    if not pooler:
+        return {}
+    pins = {k.lower(): v for k, v in session_settings.items()}
+    pins.update(LEXING_PINS)
+    return {name: value for name, value in pins.items() if name not in POOLER_TRACKED}
+
+
+def pooler_settings_sql(pins: dict[str, str]) -> str:
+    """One row per pinned setting the server knows: `name<TAB>setting<TAB>source`, asked
+    on the session's own connection before the client is let in (no side connection)."""
+    names = ", ".join(_quoted_literal(name) for name in sorted(pins))
+    return (
+        "SELECT name || E'\\t' || setting || E'\\t' || source FROM pg_catalog.pg_settings "
+        f"WHERE name IN ({names})"
+    )
+
+
+def unheld_pins(pins: dict[str, str], rows: list[str]) -> list[str]:
+    """Each pin the server does not hold for every connection of the role (wrong value,
+    or right only because of a SET on this server connection), as `name (wants X, is Y
+    from SOURCE)`; empty when all hold. A pin the server does not know is unheld."""
+    seen: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        name, _, rest = row.partition("\t")
+        setting, _, source = rest.partition("\t")
+        seen[name.lower()] = (setting, source)
+    unheld = []
+    for name, wanted in sorted(pins.items()):
+        setting, source = seen.get(name, ("", "nowhere"))
+        if _held_value(name, setting, wanted) and source in HELD_SOURCES:
+            continue
+        unheld.append(f"{name} (wants {wanted}, is {setting or 'unset'} from {source})")
+    return unheld
+
+
+def _held_value(name: str, setting: str, wanted: str) -> bool:
+    if name == "statement_timeout":  # pg_settings says milliseconds; policy may give units
+        return statement_limit({name: setting}) == statement_limit({name: wanted})
+    return same_value(name, setting, wanted)
+
+
+def pooler_refusal_message(
+    unheld: list[str], pins: dict[str, str], role: str, database: str
+) -> str:
+    """The error a session gets when pins do not hold behind a pooler: each setting
+    named, and the ALTER ROLE that makes it hold."""
+    fixes = "; ".join(
+        f"ALTER ROLE {_quoted_identifier(role)} IN DATABASE {_quoted_identifier(database)} "
+        f"SET {name} = {_quoted_literal(pins[name])}"
+        for name in sorted(pins)
+        if any(entry.startswith(f"{name} (") for entry in unheld)
+    )
+    return (
+        "the upstream is a transaction pooler, so these pinned settings must come from the "
+        f"upstream role's configuration, and do not: {', '.join(unheld)}. An administrator "
+        f"fixes it with: {fixes} (then reconnects the pooler's server connections, e.g. "
+        "pgbouncer RECONNECT)"
+    )
+
+
+def _quoted_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _quoted_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

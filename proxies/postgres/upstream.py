@@ -4,16 +4,21 @@ Owns the upstream side of start-up: TCP (and TLS when configured), the StartupMe
 (its parameters come from proxies.postgres.startup), and authentication — SCRAM-SHA-256, md5 or
 cleartext, whichever the server asks. The credential lives only in this process's
 memory; nothing here logs it, and errors name the server and the step, never the secret.
+Also what the proxy asks the server on the session's own connection before the client is
+let in (session_query: the catalog; pooler_refusal: behind a transaction pooler, whether
+the pins the start-up packet cannot carry hold), and on connections of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from dataclasses import dataclass, field
 
 from proxies.postgres import codec
 from proxies.postgres.scram import ScramClient, ScramError, md5_password
+from proxies.postgres.startup import pooler_refusal_message, pooler_settings_sql, unheld_pins
 from proxies.runtime.credentials import CredentialLease
 
 
@@ -190,7 +195,9 @@ async def _side_exchange(
     answers: list[codec.Message] = []
     try:
         async with asyncio.timeout(timeout):
-            upstream.writer.write(b"".join(m.encode() for m in [*request, codec.Terminate()]))
+            # Terminate only once answered: pgbouncer drops a client at its Terminate,
+            # with the answer to what came before it unsent
+            upstream.writer.write(b"".join(m.encode() for m in request))
             pending = list(upstream.pending)
             while True:
                 for message in pending:
@@ -206,6 +213,8 @@ async def _side_exchange(
     except (TimeoutError, OSError, codec.ProtocolViolation):
         return None
     finally:
+        with contextlib.suppress(OSError):
+            upstream.writer.write(codec.Terminate().encode())
         upstream.writer.close()
 
 
@@ -300,3 +309,19 @@ async def column_names(
     if rows is None:
         return None
     return {(int(r[0] or 0), int(r[1] or 0)): r[2] or "" for r in rows}
+
+
+async def pooler_refusal(
+    upstream: Upstream, pins: dict[str, str], role: str, database: str
+) -> str | None:
+    """Behind a transaction pooler: None when every pin the start-up packet could not
+    carry holds through the upstream role's configuration (asked on the session's own
+    connection, before the client is let in), else the error naming each one that does
+    not and the ALTER ROLE that fixes it (the catalog unreadable: refused as well)."""
+    if not pins:
+        return None
+    rows = await session_query(upstream, pooler_settings_sql(pins))
+    if rows is None:
+        return "the upstream's settings could not be read to check the pinned ones"
+    unheld = unheld_pins(pins, rows)
+    return pooler_refusal_message(unheld, pins, role, database) if unheld else None

@@ -1,0 +1,51 @@
+# Behind a transaction pooler (a Postgres connection with `upstream_pooler: transaction`,
+# e.g. pgbouncer with pool_mode = transaction; the proxy says so in
+# input.command.postgres.pooler), each transaction of a session may run on another
+# server connection of the pool, and a session-level SET stays on the server connection
+# it ran on for whichever client's transaction runs there next. The settings the proxy
+# pins there hold through the upstream role's configuration (ALTER ROLE ... SET, checked
+# by the proxy when each session starts), so nobody, dba included, may SET, RESET or
+# set_config them: one SET would move them under another session's feet (a dba's
+# `SET default_transaction_read_only = off` would hand a reader sharing the upstream role
+# a read-write transaction; a reader's shorter statement_timeout would bound someone
+# else's statements), and who a session acts as (SET ROLE, SET SESSION AUTHORIZATION)
+# would leak the same way.
+#
+# The classifier does not tell SET LOCAL from SET, so SET LOCAL of these is refused too:
+# the safe mistake. Names match the statement's setting as the classifier gives it.
+package portcullis
+
+pg_pooler_pinned_setting(name) if name in {
+	# what session.rego pins for readers
+	"default_transaction_read_only", "statement_timeout",
+	# SET SESSION CHARACTERISTICS AS TRANSACTION ... sets default_transaction_*
+	"session characteristics",
+	# who the session acts as
+	"role", "session_authorization",
+}
+
+# the lexing pins (the proxy pins client_encoding and standard_conforming_strings through
+# the pooler's own tracking, backslash_quote through the role)
+pg_pooler_pinned_setting(name) if data.portcullis.postgres.lexing_settings[name]
+
+deny contains sprintf("%s %s: behind a transaction pooler the setting is pinned by the upstream role's configuration, and a session-level change would reach other sessions' transactions", [verb, upper(s.setting)]) if {
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	s.type == "set"
+	pg_pooler_pinned_setting(s.setting)
+	verb := {true: "RESET", false: "SET"}[object.get(s, "reset", false)]
+}
+
+deny contains "RESET ALL behind a transaction pooler: the setting is pinned by the upstream role's configuration, and a session-level change would reach other sessions' transactions" if {
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	s.type == "set"
+	s.setting == "all"
+}
+
+deny contains sprintf("set_config may not change %s behind a transaction pooler: the setting is pinned by the upstream role's configuration", [name]) if {
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	some name in s.settings
+	pg_pooler_pinned_setting(name)
+}
