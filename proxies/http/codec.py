@@ -77,14 +77,14 @@ class Head:
     def values(self, name: str) -> list[str]:
         return list(self.fields.get(name, ()))
 
-    @property
+    @cached_property
     def keep_alive(self) -> bool:
         tokens = {t.strip().lower() for t in (self.get("connection") or "").split(",")}
         if self.version == "HTTP/1.0":
             return "keep-alive" in tokens
         return "close" not in tokens
 
-    @property
+    @cached_property
     def upgrade(self) -> str:
         """The protocol asked for with Upgrade (lower case), when Connection names it."""
         tokens = {t.strip().lower() for t in (self.get("connection") or "").split(",")}
@@ -109,7 +109,8 @@ Event = Head | Body | End
 def parse_head(block: bytes) -> Head:
     """A request head without its final CRLF CRLF (RFC 9112 §2.2, §3, §5)."""
     lines = block.split(b"\r\n")
-    if any(b"\n" in line or b"\r" in line for line in lines):
+    # each CRLF the split took holds one CR and one LF: any other is bare
+    if block.count(b"\r") != len(lines) - 1 or block.count(b"\n") != len(lines) - 1:
         raise BadRequest("bare CR or LF in the request head")
     request_line, fields = lines[0], lines[1:]
     parts = request_line.split(b" ")
@@ -126,14 +127,25 @@ def parse_head(block: bytes) -> Head:
         raise BadRequest("invalid request target")
     if len(fields) > MAX_HEADERS:
         raise BadRequest("too many header fields", 431)
-    headers = tuple(_field(line) for line in fields)
-    return _framed(
+    known = _FIELDS.get
+    headers = tuple([known(line) or _field(line) for line in fields])
+    index: dict[str, list[str]] = {}
+    for name, value in headers:
+        values = index.get(name)
+        if values is None:
+            index[name] = [value]
+        else:
+            values.append(value)
+    head = _framed(
         method.decode(),
         target.decode("ascii"),
         version.decode(),
         headers,
         request_line.decode("ascii"),
+        index,
     )
+    head.__dict__["fields"] = index  # Head.fields, made here once
+    return head
 
 
 # field lines already read, by their bytes: a client sends the same ones request after
@@ -175,8 +187,9 @@ def _framed(
     version: str,
     headers: tuple[tuple[str, str], ...],
     request_line: str,
+    index: dict[str, list[str]],
 ) -> Head:
-    hosts = [v for n, v in headers if n == "host"]
+    hosts = index.get("host", ())
     if len(hosts) > 1:
         raise BadRequest("more than one Host header")
     if not hosts and version == "HTTP/1.1":
@@ -185,8 +198,8 @@ def _framed(
     if host and not _HOST.fullmatch(host):
         raise BadRequest("invalid Host")
     target = _origin_form(target, host, method)
-    encodings = [v for n, v in headers if n == "transfer-encoding"]
-    lengths = [v for n, v in headers if n == "content-length"]
+    encodings = index.get("transfer-encoding", ())
+    lengths = index.get("content-length", ())
     chunked = False
     content_length = 0
     if encodings:

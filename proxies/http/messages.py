@@ -156,11 +156,18 @@ def relayed_headers(fields: Sequence[tuple[bytes, bytes, str, str, str]]) -> lis
 
 
 def response_head(status: int, reason: str, headers: Iterable[tuple[str, str]]) -> bytes:
-    lines = [f"HTTP/1.1 {status} {reason or REASONS.get(status, '')}"]
-    for name, value in headers:
+    status_line = f"HTTP/1.1 {status} {reason or REASONS.get(status, '')}"
+    pairs = list(headers)
+    fields = "\r\n".join(map(": ".join, pairs))
+    if fields.count("\r") != len(pairs) - 1 or fields.count("\n") != len(pairs) - 1:
         # an upstream value is forwarded as received, minus anything that would split it
-        lines.append(f"{name}: {value.replace(chr(13), ' ').replace(chr(10), ' ')}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        fields = "\r\n".join(
+            f"{name}: {value.replace(chr(13), ' ').replace(chr(10), ' ')}"
+            for name, value in pairs
+        )
+    if not pairs:
+        return (status_line + "\r\n\r\n").encode("latin-1", "replace")
+    return (status_line + "\r\n" + fields + "\r\n\r\n").encode("latin-1", "replace")
 
 
 def chunk(data: bytes) -> bytes:
@@ -250,4 +257,10 @@ def policy_body(head: Head, body: bytes) -> tuple[Any, bool]:
 
 
 def policy_headers(head: Head) -> dict[str, str]:
-    return {name: value for name in POLICY_HEADERS if (value := head.get(name)) is not None}
+    fields = head.fields
+    out: dict[str, str] = {}
+    for name in POLICY_HEADERS:
+        values = fields.get(name)
+        if values:  # as Head.get: several values joined with ", "
+            out[name] = values[0] if len(values) == 1 else ", ".join(values)
+    return out
