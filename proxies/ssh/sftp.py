@@ -502,7 +502,7 @@ class SftpRelay:
             self.handles[reply.handle] = pending.opens
         elif pending.reads is not None and reply.kind == codec.DATA:
             pending.reads.read_bytes += reply.data_length
-        self._to_client(codec.packet(body[0], body[1:]))
+        self._to_client(codec.frame(body))
 
     # -- out -------------------------------------------------------------------------------
 

@@ -129,7 +129,8 @@ class Framer:
                 raise Malformed(f"an SFTP packet of {length} bytes")
             if len(buffer) - start - 4 < length:
                 break
-            packets.append(bytes(buffer[start + 4 : start + 4 + length]))
+            with memoryview(buffer) as view:  # one copy of each body, not two
+                packets.append(view[start + 4 : start + 4 + length].tobytes())
             start += 4 + length
         del buffer[:start]
         return packets
@@ -200,6 +201,11 @@ def _string(value: bytes) -> bytes:
 def packet(kind: int, payload: bytes) -> bytes:
     """A framed packet: uint32 length, type byte, payload."""
     return _u32(len(payload) + 1) + bytes([kind]) + payload
+
+
+def frame(body: bytes) -> bytes:
+    """A packet body (type byte first) framed again as it came: uint32 length, body."""
+    return _u32(len(body)) + body
 
 
 @dataclass
