@@ -33,7 +33,6 @@ from typing import cast
 log = logging.getLogger("portcullis.relay")
 
 CLIENT, SERVER = "client", "server"
-_OTHER = {CLIENT: SERVER, SERVER: CLIENT}
 _LOST = {CLIENT: "client_disconnect", SERVER: "upstream_closed"}
 
 PEER_FULL = "peer_full"  # a hold: the other side's writes backed up
@@ -41,28 +40,59 @@ WAITING = "waiting"  # a hold: a chunk of this side is being finished in a task
 
 
 class _Side(asyncio.Protocol):
-    """One socket of a relayed session: what it reads goes to the relay, and it says when
-    its peer must stop sending because its own writes back up."""
+    """One socket of a relayed session and what the relay knows of it: what it reads goes
+    to the protocol's callback, its peer stops being read while its own writes back up,
+    and why it is not being read now. Slotted, and nothing made until it is needed (no
+    backlog list, no set of reasons): thousands of idle sessions hold two each."""
 
-    def __init__(
-        self,
-        received: Callable[[bytes], None],
-        lost: Callable[[], None],
-        writable: Callable[[bool], None],
-    ) -> None:
+    __slots__ = ("_backlog", "_held", "_lost", "_relay", "data_received", "other",
+                 "transport", "waiting")  # fmt: skip
+
+    def __init__(self, relay: Relay, received: Callable[[bytes], None], lost: str) -> None:
+        self._relay = relay
         # the transport calls data_received per read: it goes straight to the protocol
         self.data_received = received  # type: ignore[method-assign,assignment]
-        self._lost = lost
-        self._writable = writable
+        self._lost = lost  # the relay's reason when this socket goes
+        self.other: _Side = self
+        self.transport: asyncio.Transport | None = None
+        self._held: frozenset[str] = frozenset()  # reasons this side is not read
+        self.waiting: asyncio.Task[None] | None = None  # a chunk being finished in a task
+        self._backlog: list[bytes] | None = None  # chunks that came meanwhile, in order
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._lost()
+        self._relay.end(self._lost)
 
     def pause_writing(self) -> None:
-        self._writable(False)
+        # this socket's writes backed up: the other side, whose bytes would only pile up
+        # in memory, is not read until they drain
+        self.other.hold(PEER_FULL)
 
     def resume_writing(self) -> None:
-        self._writable(True)
+        self.other.release(PEER_FULL)
+
+    def hold(self, reason: str) -> None:
+        if not self._held:
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.pause_reading()
+        self._held = self._held | {reason}
+
+    def release(self, reason: str) -> None:
+        held = self._held = self._held - {reason}
+        if not held:
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+
+    def queue(self, data: bytes) -> None:
+        if self._backlog is None:
+            self._backlog = []
+        self._backlog.append(data)
+
+    def backlog(self) -> list[bytes]:
+        """The chunks that arrived while one was being finished, taken."""
+        backlog, self._backlog = self._backlog, None
+        return backlog or []
 
 
 class Relay:
@@ -73,6 +103,9 @@ class Relay:
     finished and this one waits its turn), `wait` to finish a chunk in a task, `end` and
     `failed`. `arm_watchdog` starts the statement watchdog when `busy()`.
     """
+
+    __slots__ = ("_client", "_idle_waiters", "_server", "_statement_limit", "_watchdog",
+                 "ended", "name")  # fmt: skip
 
     def __init__(
         self,
@@ -90,34 +123,34 @@ class Relay:
         # one holds when a client turned that off)
         self._statement_limit = statement_limit
         self._watchdog: asyncio.TimerHandle | None = None
-        self._transports: dict[str, asyncio.Transport] = {}
-        self._held: dict[str, set[str]] = {CLIENT: set(), SERVER: set()}
-        self._waits: dict[str, asyncio.Task[None] | None] = {CLIENT: None, SERVER: None}
-        self._backlog: dict[str, list[bytes]] = {CLIENT: [], SERVER: []}
-        self._receive: dict[str, Callable[[bytes], None]] = {
-            CLIENT: client_data,
-            SERVER: server_data,
-        }
+        self._client = _Side(self, client_data, _LOST[CLIENT])
+        self._server = _Side(self, server_data, _LOST[SERVER])
+        self._client.other, self._server.other = self._server, self._client
+
+    def _side(self, side: str) -> _Side:
+        return self._client if side == CLIENT else self._server
 
     # -- taking the sockets over -----------------------------------------------------------
 
     def adopt(self, client: asyncio.StreamWriter, server: asyncio.StreamWriter) -> None:
         """Take both sockets' transports over from their streams. Writes still go through
         the StreamWriters (they write to the same transports)."""
-        self._adopt(CLIENT, client)
-        self._adopt(SERVER, server)
+        self._adopt(self._client, client)
+        self._adopt(self._server, server)
 
     def catch_up(self, client: asyncio.StreamReader, server: asyncio.StreamReader) -> None:
         """Hand on what the streams read ahead while the session opened; a socket that
         closed (or was reset) meanwhile has already told its stream, and will tell nobody
         else: the relay ends."""
-        for side, reader in ((CLIENT, client), (SERVER, server)):
+        sides = ((self._client, client), (self._server, server))
+        for side, reader in sides:
             data = self._take(reader)
             if data:
-                self._receive[side](data)
-        for side, reader in ((CLIENT, client), (SERVER, server)):
-            if reader.at_eof() or reader.exception() or self._transports[side].is_closing():
-                self.end(_LOST[side])
+                side.data_received(data)
+        for side, reader in sides:
+            transport = side.transport
+            if reader.at_eof() or reader.exception() or transport is None or transport.is_closing():
+                self.end(side._lost)
 
     @staticmethod
     def _take(reader: asyncio.StreamReader) -> bytes:
@@ -127,77 +160,58 @@ class Relay:
         buffered.clear()
         return data
 
-    def _adopt(self, side: str, writer: asyncio.StreamWriter) -> None:
-        lost_reason, other = _LOST[side], _OTHER[side]
+    @staticmethod
+    def _adopt(side: _Side, writer: asyncio.StreamWriter) -> None:
         # not isinstance(asyncio.ReadTransport): uvloop's transports (the proxy's) are no
         # subclass of asyncio's, and a check that way never paused anything there
         transport = cast(asyncio.Transport, writer.transport)
-        transport.set_protocol(
-            _Side(
-                self._receive[side],
-                lambda: self.end(lost_reason),
-                lambda ok: self._peer_writable(other, ok),
-            )
-        )
-        self._transports[side] = transport
+        transport.set_protocol(side)
+        side.transport = transport
         if not transport.is_closing() and not transport.is_reading():
             transport.resume_reading()  # the stream may have paused it
-
-    def _peer_writable(self, side: str, ok: bool) -> None:
-        """The other socket's writes backed up (or drained): stop (or resume) reading this
-        side, whose bytes would only pile up in memory."""
-        if ok:
-            self.release(side, PEER_FULL)
-        else:
-            self.hold(side, PEER_FULL)
 
     # -- reading on and off ----------------------------------------------------------------
 
     def holds(self, side: str) -> frozenset[str]:
         """Why this side is not being read now (empty: it is)."""
-        return frozenset(self._held[side])
+        return self._side(side)._held
 
     def hold(self, side: str, reason: str) -> None:
-        held = self._held[side]
-        if not held:
-            transport = self._transports[side]
-            if not transport.is_closing():
-                transport.pause_reading()
-        held.add(reason)
+        self._side(side).hold(reason)
 
     def release(self, side: str, reason: str) -> None:
-        held = self._held[side]
-        held.discard(reason)
-        if not held:
-            transport = self._transports[side]
-            if not transport.is_closing():
-                transport.resume_reading()
+        self._side(side).release(reason)
+
+    def waiting(self, side: str) -> bool:
+        """A chunk of this side is being finished in a task (`wait`)."""
+        return self._side(side).waiting is not None
 
     def wait(self, side: str, work: Awaitable[None]) -> None:
         """Finish a chunk in a task; reading from this side pauses until it is done."""
-        self.hold(side, WAITING)
-        self._waits[side] = asyncio.ensure_future(self._finish(side, work))
+        held = self._side(side)
+        held.hold(WAITING)
+        held.waiting = asyncio.ensure_future(self._finish(held, work))
 
-    async def _finish(self, side: str, work: Awaitable[None]) -> None:
+    async def _finish(self, side: _Side, work: Awaitable[None]) -> None:
         try:
             await work
         except Exception as exc:
             self.failed(exc)
         finally:
-            self._waits[side] = None
-        backlog, self._backlog[side] = self._backlog[side], []
-        for data in backlog:  # arrived before the pause took effect
-            self._receive[side](data)
-        if self._waits[side] is None:
-            self.release(side, WAITING)
+            side.waiting = None
+        for data in side.backlog():  # arrived before the pause took effect
+            side.data_received(data)
+        if side.waiting is None:
+            side.release(WAITING)
 
     def held_back(self, side: str, data: bytes) -> bool:
         """True when a chunk cannot be handled now: the session has ended (it is dropped),
         or an earlier chunk of this side is still being finished (it waits its turn)."""
         if self.ended.done():
             return True
-        if self._waits[side] is not None:
-            self._backlog[side].append(data)
+        held = self._client if side == CLIENT else self._server
+        if held.waiting is not None:
+            held.queue(data)
             return True
         return False
 
@@ -255,7 +269,7 @@ class Relay:
         if self._watchdog is not None:
             self._watchdog.cancel()
         self.wake_idle()
-        waits = [t for t in self._waits.values() if t is not None]
+        waits = [t for t in (self._client.waiting, self._server.waiting) if t is not None]
         for task in waits:
             task.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
