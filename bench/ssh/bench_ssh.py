@@ -10,15 +10,18 @@ alone).
 
 Then, in `--rounds` rounds whose order rotates (direct first, then proxied, then the
 other way), over one connection each: `--execs` sequential execs of `uptime` (the time
-per exec), and one `cat` of a `--megabytes` file of random bytes read to the end (MB/s).
+per exec), and one `cat` of a `--megabytes` file of random bytes read to the end (MB/s);
+then `--connects` fresh connections running one exec each (login and set-up included).
 Beside them, the CPU the proxy and the PDP spent per exec and per MB streamed (bench/
 cpu_meter.py: steadier than wall time on a shared machine), and the PDP's own Decide p50
 for the same `uptime` exec measured from this process over a DecideStream, as the proxy
-calls it. Prints the medians, the issue's
-targets — exec through Portcullis ≤ direct + 1.5 x Decide p50; stream ≥ 0.5 x direct —
-and one JSON line. Not a test: nothing here asserts.
+calls it. With `--sftp`, also an SFTP get of the same file (asyncssh's client, a dba
+token: SFTP is reserved to it). Prints the medians, the issue's targets — exec through
+Portcullis ≤ direct + 1.5 x Decide p50; stream ≥ 0.5 x direct — and one JSON line. Not a
+test: nothing here asserts.
 
-    python bench/ssh/bench_ssh.py [--execs 200] [--megabytes 100] [--rounds 3]
+    python bench/ssh/bench_ssh.py [--execs 200] [--megabytes 100] [--rounds 3] [--connects 10]
+                                  [--sftp]
 """
 
 from __future__ import annotations
@@ -121,6 +124,30 @@ async def execs(conn: asyncssh.SSHClientConnection, n: int) -> float:
     return (time.perf_counter() - started) / n
 
 
+async def first_execs(target: dict[str, Any], n: int) -> float:
+    """Seconds per fresh connection that runs one exec (`ssh host uptime`): login, and
+    through Portcullis the session's opening and its upstream connection."""
+    started = time.perf_counter()
+    for _ in range(n):
+        async with asyncssh.connect(**target) as conn:
+            result = await conn.run(COMMAND)
+            if result.exit_status != 0:
+                raise RuntimeError(f"{COMMAND} exited {result.exit_status}: {result.stderr!r}")
+    return (time.perf_counter() - started) / n
+
+
+async def sftp_get(target: dict[str, Any], big: Path, size: int, into: Path) -> float:
+    """MB/s of one SFTP get of the file (asyncssh's client, its parallel reads)."""
+    async with asyncssh.connect(**target) as conn, conn.start_sftp_client() as sftp:
+        started = time.perf_counter()
+        await sftp.get(str(big), str(into))
+        seconds = time.perf_counter() - started
+    if into.stat().st_size != size:
+        raise RuntimeError(f"got {into.stat().st_size} bytes of {size}")
+    into.unlink()
+    return size / seconds / 1e6
+
+
 async def stream(conn: asyncssh.SSHClientConnection, big: Path, size: int) -> float:
     """MB/s of one `cat` of the file, read to the end."""
     started = time.perf_counter()
@@ -192,6 +219,10 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             [*cli, "token", "--sub", "bench@example.com", "--groups", "pii-readers",
              "--ttl", "2h"], capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
+        dba_token = subprocess.run(
+            [*cli, "token", "--sub", "bench@example.com", "--groups", "dba", "--ttl", "2h"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
         pdp_log = tmp / "pdp.log"
         pdp = subprocess.Popen([*cli, "pdp"], cwd=tmp, stderr=pdp_log.open("w"))
         procs.append(pdp)
@@ -213,8 +244,10 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                                client_keys=None, preferred_auth="password", **common),
         }  # fmt: skip
         rounds: dict[str, dict[str, list[float]]] = {
-            name: {"exec_ms": [], "stream_mbps": []} for name in targets
+            name: {"exec_ms": [], "stream_mbps": [], "first_exec_ms": [], "sftp_mbps": []}
+            for name in targets
         }
+        sftp_targets = {**targets, "portcullis": {**targets["portcullis"], "password": dba_token}}
         # CPU of the proxy and of the PDP per exec and per MB streamed (through Portcullis):
         # what the proxy adds, much less noisy than wall time on a shared machine
         cpu: dict[str, list[float]] = {}
@@ -231,6 +264,12 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     meter = CPUMeter(watched)
                     rounds[name]["stream_mbps"].append(await stream(conn, big, size))
                     stream_cpu = meter.per(args.megabytes)
+                if args.connects:
+                    first = await first_execs(targets[name], args.connects) * 1000
+                    rounds[name]["first_exec_ms"].append(first)
+                if args.sftp:
+                    got = await sftp_get(sftp_targets[name], big, size, tmp / "got.bin")
+                    rounds[name]["sftp_mbps"].append(got)
                 if name == "portcullis":
                     for key in ("proxy_us", "pdp_us"):
                         cpu.setdefault(f"exec_{key}", []).append(exec_cpu[key])
@@ -242,7 +281,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             proc.terminate()
             proc.wait(timeout=30)
         sshd.stop()
-    med = {n: {k: statistics.median(v) for k, v in m.items()} for n, m in rounds.items()}
+    med = {n: {k: statistics.median(v) for k, v in m.items() if v} for n, m in rounds.items()}
     decide = statistics.median(decides)
     direct, through = med["direct"], med["portcullis"]
     return {
@@ -256,6 +295,8 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "exec_ratio": through["exec_ms"] / direct["exec_ms"],
         "exec_target_ms": direct["exec_ms"] + 1.5 * decide,
         "stream_ratio": through["stream_mbps"] / direct["stream_mbps"],
+        "sftp_ratio": through.get("sftp_mbps", 0) / direct.get("sftp_mbps", 1),
+        "first_exec_added_ms": through.get("first_exec_ms", 0) - direct.get("first_exec_ms", 0),
         "cpu": {k: statistics.median(v) for k, v in cpu.items()},
     }
 
@@ -265,6 +306,8 @@ def main() -> None:
     parser.add_argument("--execs", type=int, default=200)
     parser.add_argument("--megabytes", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connects", type=int, default=10, help="fresh connections, one exec each")
+    parser.add_argument("--sftp", action="store_true", help="also an SFTP get of the file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ssh-") as tmp:
         out = asyncio.run(measure(args, Path(tmp)))
@@ -281,6 +324,12 @@ def main() -> None:
     print(f"  direct      {d['stream_mbps']:8.1f} MB/s")
     print(f"  portcullis  {p['stream_mbps']:8.1f} MB/s  ({out['stream_ratio']:.2f}x direct; "
           f"target >= 0.5x: {'met' if out['stream_ratio'] >= 0.5 else 'MISSED'})")  # fmt: skip
+    if d.get("first_exec_ms"):
+        print(f"a fresh connection and one exec: direct {d['first_exec_ms']:.1f} ms, portcullis "
+              f"{p['first_exec_ms']:.1f} ms (+{out['first_exec_added_ms']:.1f} ms)")  # fmt: skip
+    if d.get("sftp_mbps"):
+        print(f"sftp get: direct {d['sftp_mbps']:.1f} MB/s, portcullis {p['sftp_mbps']:.1f} MB/s "
+              f"({out['sftp_ratio']:.2f}x direct)")  # fmt: skip
     c = out["cpu"]
     print(f"CPU through Portcullis: proxy {c['exec_proxy_us']:.0f} µs + PDP "
           f"{c['exec_pdp_us']:.0f} µs per exec; proxy {c['stream_proxy_us_per_mb']:.0f} µs "
