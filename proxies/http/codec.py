@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 
 MAX_HEAD_BYTES = 32 * 1024
 MAX_HEADERS = 100
@@ -58,14 +57,10 @@ class Head:
     chunked: bool = False
     content_length: int = 0
     host: str = ""
-
-    @cached_property
-    def fields(self) -> dict[str, list[str]]:
-        """name → its values in order, made once per request (many lookups follow)."""
-        index: dict[str, list[str]] = {}
-        for name, value in self.headers:
-            index.setdefault(name, []).append(value)
-        return index
+    # name → its values in order, made once as the head is read (many lookups follow)
+    fields: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
+    keep_alive: bool = True  # the connection persists after this request (§9.3)
+    upgrade: str = ""  # the protocol asked for with Upgrade (lower case), when Connection names it
 
     def get(self, name: str) -> str | None:
         """The one value of a header, or None; several are joined with ", " (§5.3)."""
@@ -77,20 +72,6 @@ class Head:
     def values(self, name: str) -> list[str]:
         return list(self.fields.get(name, ()))
 
-    @cached_property
-    def keep_alive(self) -> bool:
-        tokens = {t.strip().lower() for t in (self.get("connection") or "").split(",")}
-        if self.version == "HTTP/1.0":
-            return "keep-alive" in tokens
-        return "close" not in tokens
-
-    @cached_property
-    def upgrade(self) -> str:
-        """The protocol asked for with Upgrade (lower case), when Connection names it."""
-        tokens = {t.strip().lower() for t in (self.get("connection") or "").split(",")}
-        if "upgrade" not in tokens:
-            return ""
-        return (self.get("upgrade") or "").strip().lower()
 
 
 @dataclass(frozen=True)
@@ -104,6 +85,7 @@ class End:
 
 
 Event = Head | Body | End
+END = End()  # every request's end is this one (End holds nothing)
 
 
 def parse_head(block: bytes) -> Head:
@@ -136,7 +118,7 @@ def parse_head(block: bytes) -> Head:
             index[name] = [value]
         else:
             values.append(value)
-    head = _framed(
+    return _framed(
         method.decode(),
         target.decode("ascii"),
         version.decode(),
@@ -144,8 +126,6 @@ def parse_head(block: bytes) -> Head:
         request_line.decode("ascii"),
         index,
     )
-    head.__dict__["fields"] = index  # Head.fields, made here once
-    return head
 
 
 # field lines already read, by their bytes: a client sends the same ones request after
@@ -216,7 +196,16 @@ def _framed(
         content_length = int(lengths[0])
         if content_length > MAX_BODY_BYTES:
             raise BadRequest("request body larger than this proxy takes", 413)
-    return Head(method, target, version, headers, request_line, chunked, content_length, host)
+    connection = index.get("connection")
+    tokens = {t.strip().lower() for t in ",".join(connection).split(",")} if connection else ()
+    keep_alive = "keep-alive" in tokens if version == "HTTP/1.0" else "close" not in tokens
+    upgrade = ""
+    if "upgrade" in tokens:
+        upgrade = ", ".join(index.get("upgrade", ())).strip().lower()
+    return Head(
+        method, target, version, headers, request_line, chunked, content_length, host,
+        index, keep_alive, upgrade,
+    )  # fmt: skip
 
 
 def _origin_form(target: str, host: str, method: str) -> str:
@@ -308,7 +297,7 @@ class RequestReader:
             return head
         if state == "done":
             self._state = "head"
-            return End()
+            return END
         if state == "length":
             if not buf:
                 return None
@@ -378,5 +367,5 @@ class RequestReader:
                 return None
             if not line:
                 self._state = "head"
-                return End()
+                return END
             _field(line)

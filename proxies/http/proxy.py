@@ -50,7 +50,7 @@ from portcullis.masking import masking_key
 from portcullis.protocols import workers_of
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
-from proxies.http.codec import BadRequest, Body, End, Event, Head, RequestReader
+from proxies.http.codec import END, BadRequest, Body, End, Event, Head, RequestReader
 from proxies.http.forwarding import UpstreamExchange
 from proxies.http.guard import CredentialInResponse, secret_patterns
 from proxies.http.upstream import UpstreamPool
@@ -321,6 +321,12 @@ class ClientConnection(UpstreamExchange):
 
     async def _body(self, head: Head) -> bytes | None:
         """The whole body (bounded by the codec); None when the client went away."""
+        events = self._events
+        if events and events[0] is END and "expect" not in head.fields:
+            # no body: its end came with the head, nothing to wait for
+            events.popleft()
+            events.extend(self.codec.next_request())
+            return b""
         expect = head.get("expect")
         if expect is not None:
             if expect.strip().lower() != "100-continue":
@@ -399,7 +405,8 @@ class ClientConnection(UpstreamExchange):
                     return
                 finally:
                     self._answering = None
-                await self.writer.drain()
+                if self.writer.transport.get_write_buffer_size():
+                    await self.writer.drain()  # a slow client: wait until it takes more
                 if self.proxy.runtime.drain.started:
                     return  # answered; the connection ends with the drain
         except (ConnectionError, CredentialInResponse):

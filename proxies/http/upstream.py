@@ -296,7 +296,8 @@ class UpstreamPool:
     async def _exchange(self, conn: _Connection, method: str, wire: bytes) -> UpstreamResponse:
         try:
             conn.writer.write(wire)
-            await conn.writer.drain()
+            if conn.writer.transport.get_write_buffer_size():
+                await conn.writer.drain()  # (a closed connection shows as the answer's end)
             while True:
                 try:
                     block = await conn.reader.readuntil(b"\r\n\r\n")
