@@ -247,6 +247,15 @@ class RequestReader:
     _paused: bool = False  # after a request: wait until the glue asks for the next one
 
     def feed(self, data: bytes) -> list[Event]:
+        if self._state == "head" and not self._buffer and not self._paused:
+            end = data.find(b"\r\n\r\n")
+            if end == len(data) - 4 and 0 <= end <= self.max_head:
+                # the usual read: one whole head and nothing after it, read in place
+                head = self._head(data[:end])
+                if self._state != "done":
+                    return [head]  # its body follows
+                self._state, self._paused = "head", True
+                return [head, END]
         self._buffer += data
         return self._events()
 
@@ -283,17 +292,8 @@ class RequestReader:
                 return None
             if end > self.max_head:
                 raise BadRequest("request head larger than this proxy takes", 431)
-            head = parse_head(bytes(buf[:end]))
-            if head.content_length > self.max_body:
-                raise BadRequest("request body larger than this proxy takes", 413)
+            head = self._head(bytes(buf[:end]))
             del buf[: end + 4]
-            self._body_seen = 0
-            if head.chunked:
-                self._state = "chunk-size"
-            elif head.content_length:
-                self._state, self._left = "length", head.content_length
-            else:
-                self._state = "done"
             return head
         if state == "done":
             self._state = "head"
@@ -327,6 +327,20 @@ class RequestReader:
             self._state = "chunk-size"
             return self._step()
         return self._trailer()
+
+    def _head(self, block: bytes) -> Head:
+        """A request's head (without its CRLF CRLF); the state for its body set."""
+        head = parse_head(block)
+        if head.content_length > self.max_body:
+            raise BadRequest("request body larger than this proxy takes", 413)
+        self._body_seen = 0
+        if head.chunked:
+            self._state = "chunk-size"
+        elif head.content_length:
+            self._state, self._left = "length", head.content_length
+        else:
+            self._state = "done"
+        return head
 
     def _line(self) -> bytes | None:
         end = self._buffer.find(b"\r\n")

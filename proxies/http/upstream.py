@@ -276,11 +276,12 @@ class UpstreamPool:
     ) -> UpstreamResponse:
         """Send a request and read its answer's head; the body is read from the
         response (then release() it)."""
-        head = [f"{method} {target} HTTP/1.1"]
-        head += [f"{name}: {value}" for name, value in headers]
+        text = f"{method} {target} HTTP/1.1"
+        if headers:
+            text += "\r\n" + "\r\n".join(map(": ".join, headers))
         if body is not None:
-            head.append(f"content-length: {len(body)}")
-        wire = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b"")
+            text += f"\r\ncontent-length: {len(body)}"
+        wire = (text + "\r\n\r\n").encode("latin-1") + (body or b"")
         conn = self._idle_connection()
         if conn is not None:
             try:
