@@ -103,9 +103,29 @@ class Completion:
     part: int = 0
 
 
+# result shapes by their description's bytes, for every session of the process (a shape
+# is never changed once made; the sessions of one server describe their results alike)
+_SHAPES: dict[bytes, ResultShape] = {}
+_SHAPES_KEPT = 1024
+
+
+class _NothingOwed(deque):  # type: ignore[type-arg]
+    """The queue of a tracker owed nothing: one for the process, never added to (a deque
+    takes 760 bytes; thousands of idle sessions need none of their own)."""
+
+    def _refuse(self, *_: object) -> None:
+        raise RuntimeError("the shared empty queue is never added to")
+
+    append = appendleft = extend = extendleft = insert = _refuse  # type: ignore[assignment]
+
+
+_NOTHING_OWED: deque[Expect | Synthetic] = _NothingOwed()
+
+
 class ResponseTracker:
     def __init__(self) -> None:
-        self.queue: deque[Expect | Synthetic] = deque()
+        # what the server owes, in order; the shared empty one while nothing is (idle)
+        self.queue: deque[Expect | Synthetic] = _NOTHING_OWED
         self.status = "I"
         self.statement_shapes: dict[str, ResultShape | None] = {}
         self.portal_shapes: dict[str, ResultShape | None] = {}
@@ -125,7 +145,6 @@ class ResponseTracker:
         self.readies = 0  # ReadyForQuery messages seen: the statement watchdog's clock
         # (masker, description, formats) → the table columns the RowMask was planned on,
         # what the catalog said of them then, and the RowMask (see _row_mask)
-        self._shapes: dict[bytes, ResultShape] = {}
         self._row_masks: dict[
             tuple[object, ...], tuple[tuple[_Origin, ...], tuple[object, ...], RowMask]
         ] = {}
@@ -133,7 +152,10 @@ class ResponseTracker:
     # -- what the client side registers ------------------------------------------------
 
     def expect(self, item: Expect) -> None:
-        self.queue.append(item)
+        queue = self.queue
+        if queue is _NOTHING_OWED:
+            queue = self.queue = deque()
+        queue.append(item)
 
     def synthetic(self, build: Callable[[str], bytes]) -> bytes:
         """Queue a made-up answer; returns its bytes now if nothing is owed before it."""
@@ -309,7 +331,10 @@ class ResponseTracker:
         self.readies += 1
         self._discarding_to_sync = False
         self.in_copy_out = False
-        return self._finish_until_sync(head)
+        swallowed = self._finish_until_sync(head)
+        if not self.queue:
+            self.queue = _NOTHING_OWED  # idle: its own queue goes until the next statement
+        return swallowed
 
     def _ended(self, head: Expect, tag: str) -> None:
         """A statement's result ended (CommandComplete, EmptyQueryResponse, ...)."""
@@ -340,14 +365,15 @@ class ResponseTracker:
         """The shape of a description, the same one for a description the server sent
         before byte for byte (shapes are never changed once made)."""
         raw = description.raw
-        shape = self._shapes.get(raw) if raw else None
+        shapes = _SHAPES
+        shape = shapes.get(raw) if raw else None
         if shape is None:
             fields = list(description.fields)
             shape = ResultShape(fields, raw, [f.format for f in fields])
             if raw:
-                if len(self._shapes) >= 64:
-                    self._shapes.clear()
-                self._shapes[raw] = shape
+                if len(shapes) >= _SHAPES_KEPT:
+                    shapes.clear()
+                shapes[raw] = shape
         return shape
 
     def _described(self, head: Expect, shape: ResultShape | None) -> None:

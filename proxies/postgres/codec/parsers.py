@@ -230,6 +230,11 @@ _BACKEND_REPEATS = frozenset(b"TCZ123ns")
 # again when it runs one statement many times.
 _FRONTEND_REPEATS = frozenset(b"PDESHC")
 _REPEATS_KEPT = 64
+# A server's repeats are the same for every session of the process (the catalog reads at
+# start-up, `SELECT 1`, each status and tag): one table for all backend parsers, not one
+# each (thousands of idle sessions held their start-up answers in tables of their own)
+_BACKEND_SEEN: dict[bytes, Message] = {}
+_BACKEND_SEEN_KEPT = 1024
 # ParameterStatus frames as decoded, shared by every session of the process (messages are
 # immutable): a session holds the server's dozen settings as the same objects as the next
 _SHARED_MESSAGES: dict[bytes, Message] = {}
@@ -258,6 +263,7 @@ class _StreamParser:
     # types whose messages every session receives alike (a server's ParameterStatus):
     # one message object per distinct frame for the whole process (_shared), not per parser
     _SHARED: ClassVar[frozenset[int]] = frozenset()
+    _KEPT: ClassVar[int] = _REPEATS_KEPT  # repeats remembered (then forgotten at once)
 
     def __init__(self, max_frame: int) -> None:
         if max_frame < 4:
@@ -373,7 +379,7 @@ class _StreamParser:
         object.__setattr__(msg, "raw", raw)
         if remember:
             seen = self._seen
-            if len(seen) >= _REPEATS_KEPT:
+            if len(seen) >= self._KEPT:
                 seen.clear()
             seen[raw] = msg
         return msg
@@ -481,9 +487,11 @@ class BackendParser(_StreamParser):
     _FAST = _BACKEND_FAST
     _REPEATS = _BACKEND_REPEATS
     _SHARED = frozenset(b"S")
+    _KEPT = _BACKEND_SEEN_KEPT
 
     def __init__(self, max_frame: int = DEFAULT_MAX_BACKEND_FRAME):
         super().__init__(max_frame)
+        self._seen = _BACKEND_SEEN
 
     def plain_answers(
         self, chunk: bytes, rows: list[RowSpan] | None = None
