@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,6 +102,25 @@ def _mask_rules(mask: Any) -> tuple[MaskRule, ...]:
     return rules
 
 
+# Verdicts and effects as the process already holds them (both immutable): every session's
+# `SELECT 1` allowed alike shares one Verdict, its reasons and settings, not one per session
+_VERDICTS: dict[Verdict, Verdict] = {}
+_EFFECTS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SHARED_KEPT = 1024
+
+
+def _shared(table: dict[Any, Any], value: Any) -> Any:
+    try:
+        found = table.get(value)
+    except TypeError:  # a field that cannot be hashed: kept as it is
+        return value
+    if found is None:
+        if len(table) >= _SHARED_KEPT:
+            table.clear()
+        found = table[value] = value
+    return found
+
+
 def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
     kind = _KINDS.get(message.verdict)
     if kind is None:
@@ -119,11 +139,11 @@ def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
         tuple(sorted(message.session_settings.items())),
     )
     return Ruling(
-        verdict,
+        _shared(_VERDICTS, verdict),
         message.decision_id,
-        message.policy_revision,
+        sys.intern(message.policy_revision),
         approval_id=message.approval_id,
-        effects=tuple(message.effects),
+        effects=_shared(_EFFECTS, tuple(message.effects)),
         rewritten=message.rewritten,
         rewrite=(
             ShapeRewrite(

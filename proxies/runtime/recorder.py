@@ -161,18 +161,34 @@ def _details_key(details: dict[str, Any]) -> tuple[Any, ...]:
     return (*details.items(), *map(type, details.values()))
 
 
-def _command_tail(ruling: Ruling, details: dict[str, Any]) -> str:
+MAX_SESSION_TAILS = 16  # command tails a session remembers (its decisions' own texts)
+
+
+def _command_tail(
+    ruling: Ruling, details: dict[str, Any], tails: dict[tuple[Any, ...], str]
+) -> str:
     """A command event's text after its command: decision, verdict and result details.
 
     Every statement answered from one cached decision with the same kind of result has
-    the same tail."""
-    return _remembered(
-        ("command", ruling.decision_id, ruling.verdict.kind, ruling.cached, *_details_key(details)),
-        lambda: (
-            f'"decision_id":{_quote(ruling.decision_id)},"verdict":"{ruling.kind.wire}",'
-            f'"cached":{"true" if ruling.cached else "false"},"details":{_encode(details)}}}'
-        ),
+    the same tail. Remembered in the session's own `tails`, not the process's table: a
+    decision id is one session's, and a text kept past its session would only pin
+    memory the session freed (the allocator cannot give back a page one survivor holds)."""
+    key = (ruling.decision_id, ruling.verdict.kind, ruling.cached, *_details_key(details))
+    try:
+        return tails[key]
+    except KeyError:
+        pass
+    except TypeError:  # a value that cannot be a key: spelt out every time
+        key = ()
+    text = (
+        f'"decision_id":{_quote(ruling.decision_id)},"verdict":"{ruling.kind.wire}",'
+        f'"cached":{"true" if ruling.cached else "false"},"details":{_encode(details)}}}'
     )
+    if key:
+        if len(tails) >= MAX_SESSION_TAILS:
+            tails.clear()
+        tails[key] = text
+    return text
 
 
 def _response_tail(details: dict[str, Any]) -> str:
@@ -183,6 +199,10 @@ def _response_tail(details: dict[str, Any]) -> str:
         ("response", *_details_key(details)),
         lambda: f',"direction":"upstream","type":"response","details":{_encode(details)}}}',
     )
+
+
+# the counts no statement of a session has had yet (shared: never changed)
+_NO_MASKED: tuple[dict[str, int], MaskedCounts] = ({}, MaskedCounts())
 
 
 class _Run:
@@ -241,7 +261,9 @@ class SessionRecorder:
         # text or None for a response, ruling or None, details)
         self._held: tuple[float, str | None, Ruling | None, dict[str, Any]] | None = None
         # the last counts given and their recorded shape: statements masked alike share it
-        self._last_masked: tuple[dict[str, int], MaskedCounts] = ({}, MaskedCounts())
+        self._last_masked: tuple[dict[str, int], MaskedCounts] = _NO_MASKED
+        # this session's command tails (_command_tail), made at its first command
+        self._tails: dict[tuple[Any, ...], str] | None = None
         # without a tick, a task of its own flushes on time or when woken (a full batch);
         # with one, a full batch is sent by a short-lived task (_early): an idle session
         # holds no task, coroutine or event of its own
@@ -359,7 +381,10 @@ class SessionRecorder:
             return
         # the event every statement makes, spelt out: a third of what encoding its dict
         # costs (a test holds the text to the dict's JSON); time to the microsecond
-        tail = _command_tail(ruling, details)
+        tails = self._tails
+        if tails is None:
+            tails = self._tails = {}
+        tail = _command_tail(ruling, details, tails)
         if run is not None and run.takes(tail):
             run.again(now, raw)  # decided and answered like the last: only its text may differ
             return

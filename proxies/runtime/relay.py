@@ -26,6 +26,7 @@ A protocol subclasses Relay, passes its two callbacks, and answers `busy()` /
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable
 from typing import cast
@@ -37,6 +38,21 @@ _LOST = {CLIENT: "client_disconnect", SERVER: "upstream_closed"}
 
 PEER_FULL = "peer_full"  # a hold: the other side's writes backed up
 WAITING = "waiting"  # a hold: a chunk of this side is being finished in a task
+
+
+_NO_DRAIN_WAITERS = ()  # never appended to: the protocol is never paused again
+
+
+def _shed_drain_waiters(protocol: asyncio.BaseProtocol) -> None:
+    """The stream protocol a relay takes a transport from keeps a deque of drain waiters
+    (760 bytes, two per session) that can never be used again: once the transport is the
+    relay's, pause_writing reaches the relay, so that protocol is never paused and
+    StreamWriter.drain() returns without a waiter. Dropped while empty and unpaused (an
+    asyncio that names it otherwise is left alone)."""
+    waiters = getattr(protocol, "_drain_waiters", None)
+    paused = getattr(protocol, "_paused", True)
+    if type(waiters) is collections.deque and not waiters and not paused:
+        protocol._drain_waiters = _NO_DRAIN_WAITERS  # type: ignore[attr-defined]
 
 
 class _Side(asyncio.Protocol):
@@ -165,6 +181,7 @@ class Relay:
         # not isinstance(asyncio.ReadTransport): uvloop's transports (the proxy's) are no
         # subclass of asyncio's, and a check that way never paused anything there
         transport = cast(asyncio.Transport, writer.transport)
+        _shed_drain_waiters(transport.get_protocol())
         transport.set_protocol(side)
         side.transport = transport
         if not transport.is_closing() and not transport.is_reading():

@@ -70,6 +70,33 @@ def _patterns(secret: bytes) -> dict[bytes, str]:
     return forms
 
 
+# What scanning for a set of secrets needs, by those secrets: the sessions of one
+# credential (a static password, a lease the provider hands out again) share one, not a
+# table of forms each. (forms → form name, too short, tail length, byte marks, stretch)
+_Plan = tuple[dict[bytes, str], int, int, bytes, bytes]
+_PLANS: dict[tuple[bytes, ...], _Plan] = {}
+_PLANS_KEPT = 16
+
+
+def _plan(secrets: tuple[bytes, ...]) -> _Plan:
+    too_short = 0
+    forms: dict[bytes, str] = {}
+    for raw in secrets:
+        if not raw:
+            continue
+        if len(raw) < MIN_SECRET_BYTES:
+            too_short += 1
+            continue
+        for pattern, form in _patterns(raw).items():
+            forms.setdefault(pattern, form)
+    tail_len = max((len(p) for p in forms), default=1) - 1
+    # 1 for each byte value some form uses; a form shows as a run of 1s this long at least
+    used = frozenset(b"".join(forms))
+    marks = bytes(1 if value in used else 0 for value in range(256))
+    stretch = b"\x01" * min((len(p) for p in forms), default=1)
+    return forms, too_short, tail_len, marks, stretch
+
+
 class SecretScanner:
     """Feed it every chunk sent to the client, in order; ask `.exposed` at the end.
 
@@ -81,24 +108,17 @@ class SecretScanner:
     __slots__ = ("_findings", "_marks", "_pending", "_stretch", "_tail", "_tail_len", "too_short")
 
     def __init__(self, secrets: Iterable[str | bytes]) -> None:
-        self.too_short = 0
-        self._pending: dict[bytes, str] = {}
-        for secret in secrets:
-            raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
-            if not raw:
-                continue
-            if len(raw) < MIN_SECRET_BYTES:
-                self.too_short += 1
-                continue
-            for pattern, form in _patterns(raw).items():
-                self._pending.setdefault(pattern, form)
-        self._tail_len = max((len(p) for p in self._pending), default=1) - 1
+        raws = tuple(s.encode("utf-8") if isinstance(s, str) else bytes(s) for s in secrets)
+        plan = _PLANS.get(raws)
+        if plan is None:
+            plan = _plan(raws)
+            if len(_PLANS) >= _PLANS_KEPT:
+                _PLANS.clear()
+            _PLANS[raws] = plan
+        # the forms still unseen: the plan's own table until one is found (then a copy)
+        self._pending, self.too_short, self._tail_len, self._marks, self._stretch = plan
         self._tail = b""
-        # 1 for each byte value some form uses; a form shows as a run of 1s this long at least
-        used = frozenset(b"".join(self._pending))
-        self._marks = bytes(1 if value in used else 0 for value in range(256))
-        self._stretch = b"\x01" * min((len(p) for p in self._pending), default=1)
-        self._findings: list[str] = []
+        self._findings: tuple[str, ...] = ()
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> bool:
         """Scan the next chunk sent to the client; True once any secret was seen.
@@ -114,10 +134,12 @@ class SecretScanner:
             found = []  # no stretch of the forms' bytes as long as the shortest form
         else:
             found = [p for p in self._pending if window.find(p) != -1]
+        if found:
+            self._pending = dict(self._pending)  # never the shared plan's table
         for pattern in found:
             form = self._pending.pop(pattern)
             if form not in self._findings:
-                self._findings.append(form)
+                self._findings = (*self._findings, form)
         self._tail = window[-self._tail_len :] if self._tail_len else b""
         return self.exposed
 
