@@ -23,7 +23,7 @@ import functools
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from portcullis.config import Config, ConnectionSettings
@@ -62,7 +62,9 @@ from proxies.postgres.upstream import (
     described_fields,
     function_name,
     pooler_refusal,
+    relation_oids,
     session_query,
+    session_rows,
     side_query,
 )
 from proxies.runtime.drain import SHUTDOWN_MESSAGE
@@ -77,6 +79,9 @@ log = logging.getLogger("portcullis.postgres")
 
 READ_SIZE = 256 * 1024
 CATALOG_TTL = 60.0
+# after the catalog could not be read for masking, how long results mask the columns
+# they cannot name without asking again (no connection attempt per result)
+CATALOG_RETRY = 5.0
 STARTUP_TIMEOUT = 30.0
 
 __all__ = ["PostgresProxy", "masking_key"]
@@ -117,6 +122,7 @@ class PostgresProxy:
         # RowDescriptions (their bytes) whose every table column is in column_origins
         self.known_descriptions: set[bytes] = set()
         self._catalog_learnt_at = time.monotonic()
+        self.catalog_failed_at = -CATALOG_RETRY
 
     @staticmethod
     def _server_tls(options: dict[str, Any]) -> ssl.SSLContext | None:
@@ -428,6 +434,8 @@ class ClientConnection:
             self.session = None
             return False
         self.relation_sources = relation_sources(sources)
+        if self.proxy.pooler:
+            await self._prefetch_columns(self.upstream)
         self.shadowed = shadowed
         self.view_columns = renamed_view_columns(views)
         self._greet(self.upstream)
@@ -527,6 +535,8 @@ class ClientConnection:
         proxy = self.proxy
         if proxy.catalog_stale():
             proxy.forget_columns()
+        if time.monotonic() - proxy.catalog_failed_at < CATALOG_RETRY:
+            return set()  # what cannot be named is masked until asking again
         known, whole = proxy.column_origins, proxy.known_descriptions
         unknown: set[int] = set()
         for m in messages:
@@ -546,10 +556,29 @@ class ClientConnection:
                 whole.add(m.raw)
         return unknown
 
-    async def learn_columns(self, unknown: set[int]) -> bool:
+    async def _prefetch_columns(self, upstream: Upstream) -> None:
+        """Behind a pooler, while the proxy's column knowledge is empty or stale: the
+        columns of the database's relations, learnt on the session's own connection
+        before the client is let in, so masking needs no connection of its own."""
+        proxy = self.proxy
+        if proxy.column_origins and not proxy.catalog_stale():
+            return
+        oids = await relation_oids(upstream)
+        if oids:
+            proxy.forget_columns()
+            await self.learn_columns(oids, lambda sql: session_rows(upstream, sql))
+
+    async def learn_columns(
+        self,
+        unknown: set[int],
+        ask: Callable[[str], Awaitable[list[list[str | None]] | None]] | None = None,
+    ) -> bool:
         """Before rows are masked: what each of the result's table columns is (views
-        resolved through their stored queries, proxies.postgres.columns). False when the
-        catalog could not be read: masking then treats those columns as unknown (masked)."""
+        resolved through their stored queries, proxies.postgres.columns), asked on a
+        connection of the proxy's own unless `ask` says where. False when the catalog
+        could not be read: masking then treats those columns as unknown (masked), and
+        does not ask again for CATALOG_RETRY seconds."""
+        ask = ask or self._side_query
         attributes: dict[tuple[int, int], tuple[str, str, str | None]] = {}
         dependencies: dict[int, set[str]] = {}
         pending, seen = set(unknown), set[int]()
@@ -557,8 +586,9 @@ class ClientConnection:
         for _ in range(MAX_VIEW_DEPTH):
             if not pending:
                 break
-            rows = await self._side_query(attributes_sql(pending))
+            rows = await ask(attributes_sql(pending))
             if rows is None:
+                self.proxy.catalog_failed_at = time.monotonic()
                 return False
             seen |= pending
             views: set[int] = set()
@@ -570,8 +600,9 @@ class ClientConnection:
                     views.add(key[0])
                     reached |= {t for t, _ in view_origins(action or "").values() if t}
             if views:
-                needs = await self._side_query(dependencies_sql(views))
+                needs = await ask(dependencies_sql(views))
                 if needs is None:
+                    self.proxy.catalog_failed_at = time.monotonic()
                     return False
                 for view, table, _, name in needs:
                     dependencies.setdefault(int(view or 0), set()).add(name or "")

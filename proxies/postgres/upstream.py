@@ -151,7 +151,16 @@ ORDER BY 1"""
 async def session_query(upstream: Upstream, sql: str, timeout: float = 5.0) -> list[str] | None:
     """The first column of a query the proxy asks on the session's own connection before
     the client is let in (nothing else is in flight on it yet), or None when it failed."""
-    values: list[str] = []
+    rows = await session_rows(upstream, sql, timeout)
+    return None if rows is None else [row[0] or "" for row in rows if row]
+
+
+async def session_rows(
+    upstream: Upstream, sql: str, timeout: float = 5.0
+) -> list[list[str | None]] | None:
+    """Rows (as text) of a query the proxy asks on the session's own connection before
+    the client is let in, or None when it failed."""
+    rows: list[list[str | None]] = []
     try:
         async with asyncio.timeout(timeout):
             upstream.writer.write(codec.Query(sql).encode())
@@ -159,15 +168,14 @@ async def session_query(upstream: Upstream, sql: str, timeout: float = 5.0) -> l
             failed = False
             while True:
                 for i, message in enumerate(pending):
-                    if isinstance(message, codec.DataRow) and message.values:
-                        value = message.values[0]
-                        values.append(value.decode() if value is not None else "")
+                    if isinstance(message, codec.DataRow):
+                        rows.append([v.decode() if v is not None else None for v in message.values])
                     elif isinstance(message, codec.ErrorResponse):
                         failed = True
                     elif isinstance(message, codec.ReadyForQuery):
                         upstream.status = message.status
                         upstream.pending = pending[i + 1 :]
-                        return None if failed else values
+                        return None if failed else rows
                 data = await upstream.reader.read(65536)
                 if not data:
                     return None
@@ -325,3 +333,22 @@ async def pooler_refusal(
         return "the upstream's settings could not be read to check the pinned ones"
     unheld = unheld_pins(pins, rows)
     return pooler_refusal_message(unheld, pins, role, database) if unheld else None
+
+
+# The relations whose columns masking may meet (tables, views, materialized views,
+# partitioned and foreign tables outside the system schemas), at most PREFETCH_MAX + 1.
+PREFETCH_MAX = 2000
+RELATIONS_SQL = f"""SELECT c.oid FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+LIMIT {PREFETCH_MAX + 1}"""
+
+
+async def relation_oids(upstream: Upstream) -> set[int] | None:
+    """The database's relations (RELATIONS_SQL) on the session's own connection, or None
+    when they could not be read or are more than PREFETCH_MAX."""
+    rows = await session_query(upstream, RELATIONS_SQL)
+    if rows is None or len(rows) > PREFETCH_MAX:
+        return None
+    return {int(oid) for oid in rows if oid.isdigit()}
