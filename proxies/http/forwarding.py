@@ -47,6 +47,7 @@ class UpstreamExchange:
     client_ip: str
     scheme: str
     must_close: str
+    _headers_memo: tuple[tuple[Any, ...], tuple[tuple[str, str], ...]] | None = None
 
     def secrets(self, request: Request) -> tuple[bytes, ...]:
         """What the response to this request is checked for (ResponseGuard)."""
@@ -120,6 +121,18 @@ class UpstreamExchange:
     def upstream_headers(
         self, request: Request, keep_upgrade: bool = False
     ) -> list[tuple[str, str]]:
+        lease = request.session.lease
+        # a client repeats its headers request after request: the last answer is kept
+        # for the same headers and credential (on this connection only)
+        key = (request.head.headers, keep_upgrade, lease, lease.value if lease else "")
+        memo = self._headers_memo
+        if memo is not None and memo[0] == key:
+            return list(memo[1])
+        headers = self._upstream_headers(request, keep_upgrade)
+        self._headers_memo = (key, tuple(headers))
+        return headers
+
+    def _upstream_headers(self, request: Request, keep_upgrade: bool) -> list[tuple[str, str]]:
         lease = request.session.lease
         header = lease.header if lease is not None and lease.value else ""
         headers = messages.upstream_request_headers(
