@@ -36,7 +36,7 @@ decision := object.union(decision_core, cache_part) if {
 	decision_core.verdict == "deny"
 } else := object.union_n([decision_core, cache_part, credential_part, session_part, guards_part]) if {
 	input.command.kind == "session.open"
-} else := object.union_n([decision_core, cache_part, guards_part])
+} else := object.union_n([decision_core, cache_part, row_filter_part, budget_part, breaker_part])
 
 decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 	count(deny) > 0

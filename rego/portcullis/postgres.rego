@@ -147,61 +147,71 @@ pg_allowed contains i if {
 	s.type != "unparseable"
 }
 
-pg_approval contains [i, sprintf("DROP %s needs approval", [upper(s.object)])] if {
+# What even the privileged groups run only once approved. One rule asks `privileged` for
+# all of them: everyone else's decisions do not look at their statements for these.
+pg_approval contains entry if {
+	privileged
+	some entry in pg_privileged_approval
+}
+
+pg_privileged_approval contains [i, sprintf("DROP %s needs approval", [upper(s.object)])] if {
 	some i, s in input.command.postgres.statements
 	s.type == "drop"
 	s.object in {"database", "schema"}
-	privileged
 }
 
-pg_approval contains [i, "TRUNCATE needs approval"] if {
+pg_privileged_approval contains [i, "TRUNCATE needs approval"] if {
 	some i, s in input.command.postgres.statements
 	s.type == "truncate"
-	privileged
 }
 
-pg_approval contains [i, sprintf("%s without WHERE needs approval", [upper(s.type)])] if {
+pg_privileged_approval contains [i, sprintf("%s without WHERE needs approval", [upper(s.type)])] if {
 	some i, s in input.command.postgres.statements
 	s.type in {"update", "delete"}
 	s.has_where == false
-	privileged
 }
 
 # A DO block whose SQL cannot all be seen (dynamic EXECUTE, another language) could run
 # any of the statements above, so it is not taken on trust.
-pg_approval contains [i, "DO block with dynamic or non-SQL code needs approval"] if {
+pg_privileged_approval contains [i, "DO block with dynamic or non-SQL code needs approval"] if {
 	some i, s in input.command.postgres.statements
 	s.type == "do"
 	s.opaque
-	privileged
 }
 
 # --- everyone else ---------------------------------------------------------
+
+# The sets below (pg_reads, pg_writes, pg_reader_calls, pg_reader_denials) say what a
+# statement is or does, for anyone; the rules that turn them into answers apply them to
+# everyone not privileged, each asking `privileged` once, so a privileged identity's
+# decision does not evaluate them at all.
 
 # Statements that only read, allowed once their functions, settings and tables pass the
 # deny rules below.
 pg_reads contains i if {
 	some i, s in input.command.postgres.statements
 	s.type in {
-		"select", "show", "transaction", "prepare", "execute", "deallocate",
+		"select", "show", "prepare", "execute", "deallocate",
 		"declare", "fetch", "close", "discard", "listen", "unlisten",
 	}
 	not s.locking
-	not pg_two_phase(s)
-	not privileged
 }
 
 # PREPARE TRANSACTION leaves a transaction (and its locks) behind the session, and
-# COMMIT/ROLLBACK PREPARED settle anyone's: not reads. A function, not `not s.action in
-# {...}` in the rule: the evaluator takes s.action out of the negation, so a statement
-# without an action (every plain SELECT) would fail that line instead of passing it.
-pg_two_phase(s) if s.action in {"prepare", "commit_prepared", "rollback_prepared"}
+# COMMIT/ROLLBACK PREPARED settle anyone's: not reads. object.get, not `not s.action in
+# {...}`: the evaluator takes s.action out of the negation, so a statement without an
+# action would fail that line instead of passing it.
+pg_reads contains i if {
+	some i, s in input.command.postgres.statements
+	s.type == "transaction"
+	not object.get(s, "action", "") in {"prepare", "commit_prepared", "rollback_prepared"}
+	not s.locking
+}
 
 pg_reads contains i if {
 	some i, s in input.command.postgres.statements
 	s.type == "explain"
 	s.analyze == false
-	not privileged
 }
 
 pg_reads contains i if {
@@ -209,14 +219,12 @@ pg_reads contains i if {
 	s.type == "copy"
 	s.direction == "to"
 	s.program == false
-	not privileged
 }
 
 # Statements that change data or lock rows: approval for everyone but the privileged.
 pg_writes contains [i, sprintf("%s needs approval", [upper(s.type)])] if {
 	some i, s in input.command.postgres.statements
 	s.type in {"insert", "update", "delete", "merge"}
-	not privileged
 }
 
 pg_writes contains [i, "COPY FROM needs approval"] if {
@@ -224,7 +232,6 @@ pg_writes contains [i, "COPY FROM needs approval"] if {
 	s.type == "copy"
 	s.direction == "from"
 	s.program == false
-	not privileged
 }
 
 # FOR UPDATE/SHARE takes row locks, which block writers: a write for policy purposes.
@@ -233,10 +240,10 @@ pg_writes contains [i, "SELECT ... FOR UPDATE/SHARE locks rows and needs approva
 	some i, s in input.command.postgres.statements
 	s.locking
 	s.type != "explain"
-	not privileged
 }
 
 pg_allowed contains i if {
+	not privileged
 	some i in pg_reads
 }
 
@@ -248,6 +255,7 @@ pg_allowed contains i if {
 }
 
 pg_approval contains entry if {
+	not privileged
 	some entry in pg_writes
 }
 
@@ -255,11 +263,13 @@ pg_write_statements := {i | some [i, _] in pg_writes}
 
 # A function a reader may not call denies a read; in a write it goes to the approver.
 pg_approval contains [i, reason] if {
+	not privileged
 	some [i, reason] in pg_reader_calls
 	i in pg_write_statements
 }
 
 deny contains reason if {
+	not privileged
 	some [i, reason] in pg_reader_calls
 	not i in pg_write_statements
 }
@@ -269,14 +279,12 @@ pg_reader_calls contains [i, sprintf("function %s is not one readers may call", 
 	some f in s.functions
 	not data.portcullis.postgres.reader_functions[f]
 	f != "set_config"
-	not privileged
 }
 
 pg_reader_calls contains [i, sprintf("function %s is not in pg_catalog; readers may call only functions there", [f])] if {
 	some i, s in input.command.postgres.statements
 	some f in s.qualified_functions
 	not pg_catalog_function(f)
-	not privileged
 }
 
 # A built-in name the database also defines outside pg_catalog (the proxy reads which at
@@ -287,14 +295,12 @@ pg_reader_calls contains [i, sprintf("function %s is also defined outside pg_cat
 	some i, s in input.command.postgres.statements
 	some f in s.functions
 	f in input.command.postgres.shadowed_functions
-	not privileged
 }
 
 # A quoted name with capitals names another function than the lower-case one listed.
 pg_reader_calls contains [i, sprintf("function %q is not one readers may call", [f])] if {
 	some i, s in input.command.postgres.statements
 	some f in s.cased_functions
-	not privileged
 }
 
 # "pg_catalog.name", not "pg_catalog.x.name" (a quoted schema name holding a dot).
@@ -303,48 +309,49 @@ pg_catalog_function(f) if {
 	not contains(substring(f, 11, -1), ".")
 }
 
+deny contains reason if {
+	not privileged
+	some reason in pg_reader_denials
+}
+
 # set_config is SET in a function call, and judged as SET is, in any statement: an
 # approved write must not change the session's settings for what follows.
-deny contains sprintf("set_config may not change %s for readers", [name]) if {
+pg_reader_denials contains sprintf("set_config may not change %s for readers", [name]) if {
 	some s in input.command.postgres.statements
 	some name in s.settings
 	not data.portcullis.postgres.reader_settings[name]
-	not privileged
 }
 
-deny contains sprintf("SET %s is not a setting readers may change", [upper(s.setting)]) if {
+pg_reader_denials contains sprintf("SET %s is not a setting readers may change", [upper(s.setting)]) if {
 	some s in input.command.postgres.statements
 	s.type == "set"
 	not pg_reader_may_set(s)
-	not privileged
 }
 
-deny contains sprintf("SET %s changes who the session acts as", [upper(s.setting)]) if {
+pg_reader_denials contains sprintf("SET %s changes who the session acts as", [upper(s.setting)]) if {
 	some s in input.command.postgres.statements
 	s.type == "set"
 	s.setting in data.portcullis.postgres.protected_settings
-	not privileged
 }
 
 # Reader sessions run read-only at the server (session.rego); this keeps them there.
-deny contains sprintf("%s would make the transaction read-write; reader sessions stay read-only", [s.tag]) if {
+pg_reader_denials contains sprintf("%s would make the transaction read-write; reader sessions stay read-only", [s.tag]) if {
 	some s in input.command.postgres.statements
 	s.read_write
-	not privileged
-}
-
-deny contains sprintf("%s holds secrets; only privileged groups may read it", [t]) if {
-	some s in input.command.postgres.statements
-	some t in s.tables
-	pg_secret_catalog(t)
-	not privileged
 }
 
 # Matched on the last component, so pg_catalog.pg_authid and "PG_AUTHID" count too; a
 # name without a dot is its own last component, and is looked up without splitting it.
-pg_secret_catalog(t) if data.portcullis.postgres.secret_catalogs[t]
+# Two rules, not a function of the name: a function call costs the evaluator more.
+pg_reader_denials contains sprintf("%s holds secrets; only privileged groups may read it", [t]) if {
+	some s in input.command.postgres.statements
+	some t in s.tables
+	data.portcullis.postgres.secret_catalogs[t]
+}
 
-pg_secret_catalog(t) if {
+pg_reader_denials contains sprintf("%s holds secrets; only privileged groups may read it", [t]) if {
+	some s in input.command.postgres.statements
+	some t in s.tables
 	contains(t, ".")
 	parts := split(t, ".")
 	data.portcullis.postgres.secret_catalogs[parts[count(parts) - 1]]

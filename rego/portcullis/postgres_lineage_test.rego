@@ -236,3 +236,13 @@ test_an_allowed_predicate_use_of_a_sensitive_column_is_not_judged_by_its_column 
 		lineage_decision(["readonly"], s).verdict == "mask"
 	}
 }
+
+# The two predicate rules together deny the uses that answer questions about a sensitive
+# column's values: equality only when the oracle setting forbids it.
+test_equality_on_a_sensitive_column_is_allowed_when_the_oracle_setting_allows_it if {
+	s := {"type": "select", "tag": "SelectStmt", "tables": ["customers"], "functions": [], "outputs": [], "predicates": [{"column": "email", "use": "equality"}]}
+	d := portcullis.decision with input as pg_input(["readonly"], [s]) with data.portcullis.oracle.equality as true
+	d.verdict == "mask"
+	d2 := portcullis.decision with input as pg_input(["readonly"], [s]) with data.portcullis.oracle as {}
+	d2.verdict == "deny"
+}

@@ -244,3 +244,41 @@ test_function_call_judged_like_a_query if {
 	d2 := portcullis.decision with input as ok
 	d2.verdict == "mask"
 }
+
+# --- the helper sets the answers are built from (rewritten for the evaluator's cost) ---
+
+# pg_reads and pg_writes say what a statement does whoever asks; only the rules that turn
+# them into answers look at the identity.
+test_reads_and_writes_are_the_same_sets_for_everyone if {
+	statements := [stmt("select"), stmt("insert"), stmt_with("select", {"locking": true})]
+	every groups in [["readonly"], ["dba"]] {
+		portcullis.pg_reads == {0} with input as pg_input(groups, statements)
+		{i | some [i, _] in portcullis.pg_writes} == {1, 2} with input as pg_input(groups, statements)
+	}
+}
+
+# the privileged approvals reach needs_approval only for the privileged
+test_privileged_approvals_apply_only_to_the_privileged if {
+	statements := [stmt("truncate")]
+	portcullis.pg_privileged_approval == {[0, "TRUNCATE needs approval"]} with input as pg_input(["readonly"], statements)
+	not "TRUNCATE needs approval" in reasons(["readonly"], statements)
+	"TRUNCATE needs approval" in reasons(["dba"], statements)
+}
+
+# the reader denials reach deny only for everyone not privileged
+test_reader_denials_apply_only_to_readers if {
+	statements := [stmt_with("select", {"tables": ["pg_catalog.pg_authid"]})]
+	"pg_catalog.pg_authid holds secrets; only privileged groups may read it" in portcullis.pg_reader_denials with input as pg_input(["dba"], statements)
+	verdict(["readonly"], statements) == "deny"
+	verdict(["dba"], statements) == "mask"
+}
+
+# a transaction statement is a read unless it is two-phase; one without an action is one
+test_transaction_reads_exclude_two_phase if {
+	verdict(["readonly"], [stmt("transaction")]) == "mask"
+	every action in ["prepare", "commit_prepared", "rollback_prepared"] {
+		verdict(["readonly"], [stmt_with("transaction", {"action": action})]) == "deny"
+	}
+	verdict(["readonly"], [stmt_with("transaction", {"action": "commit"})]) == "mask"
+	verdict(["readonly"], [stmt_with("transaction", {"action": null})]) == "mask"
+}

@@ -13,9 +13,11 @@ connection_name := input.connection.name
 
 connection := data.portcullis.connections[connection_name]
 
+# each of the identity's groups (usually one) looked up in the connection's list, rather
+# than each of the connection's groups in the identity's: fewer steps, the same answer
 connection_member if {
-	some g in connection.groups
-	g in input.identity.groups
+	some g in input.identity.groups
+	g in connection.groups
 }
 
 privileged if {

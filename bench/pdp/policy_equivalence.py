@@ -1,0 +1,105 @@
+"""Does a rewritten policy decide exactly as the policy it replaces? A differential run.
+
+Evaluates data.portcullis.decision with rego/ as it is and with rego/ as committed at a git
+revision, both in the embedded evaluator, over the golden cases of tests/golden,
+rego/examples, the profiler's agent inputs (bench/pdp/policy_profile.py), and statements of
+PostgreSQL's regression suite (tests/data/sql_corpus.txt.gz, classified by pdp.sql as the
+PDP does) asked by a reader, a privileged and a pii-reader identity, with and without
+shadowed functions, view columns, an approval and a transaction pooler. Prints every
+input whose decision differs (verdict, reasons, mask, cache hint, guards: the whole
+document) and a count.
+
+A rewrite for speed must print `0 differ`. Not a test: it needs the git history.
+
+    python bench/pdp/policy_equivalence.py --baseline REV [--sample 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gzip
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # run as a script: bench/pdp must not stand for the pdp package
+    sys.path.insert(0, str(REPO))
+if sys.path[0] == str(Path(__file__).resolve().parent):
+    sys.path.pop(0)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import policy_profile  # noqa: E402
+
+sys.path.pop(0)
+
+from pdp.engine.bundle import load_bundle  # noqa: E402
+from pdp.engine.opa import DECISION_PATH, new_engine, parse_envelope, raw_evaluate  # noqa: E402
+
+CORPUS = REPO / "tests" / "data" / "sql_corpus.txt.gz"
+IDENTITIES = (["readonly"], ["dba"], ["pii-readers", "readonly"], ["analyst", "readonly"])
+
+
+def corpus_inputs(sample: int, seed: int) -> list[dict[str, Any]]:
+    _, *statements = gzip.decompress(CORPUS.read_bytes()).decode().split("\n\x1e\n")
+    chosen = random.Random(seed).sample(statements, min(sample, len(statements)))
+    inputs = []
+    for n, sql in enumerate(chosen):
+        policy_input = policy_profile.base_input(sql, IDENTITIES[n % len(IDENTITIES)])
+        if n % 3 == 0:
+            del policy_input["command"]["postgres"]["shadowed_functions"]
+        if n % 5 == 0:
+            policy_input["approval"] = {"state": "approved", "approver": "boss", "id": "a1"}
+        if n % 7 == 0:
+            policy_input["command"]["postgres"]["pooler"] = "transaction"
+        inputs.append(policy_input)
+    return inputs
+
+
+def variants(policy_input: dict[str, Any]) -> list[dict[str, Any]]:
+    """The input as it is, and as each other identity would ask it."""
+    out = [policy_input]
+    for groups in IDENTITIES:
+        other = copy.deepcopy(policy_input)
+        other.setdefault("identity", {})["groups"] = groups
+        out.append(other)
+    return out
+
+
+def decide(engine: Any, policy_input: dict[str, Any]) -> Any:
+    raw = json.dumps(policy_input, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return parse_envelope(raw_evaluate(engine, DECISION_PATH, raw))
+    except Exception as exc:  # an evaluation error is an answer to compare too
+        return f"error: {exc}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", required=True, metavar="REV")
+    parser.add_argument("--sample", type=int, default=4000)
+    parser.add_argument("--seed", type=int, default=27)
+    args = parser.parse_args()
+    new = new_engine(load_bundle(REPO / "rego").without_tests())
+    old = new_engine(policy_profile.baseline_bundle(args.baseline))
+    inputs: list[dict[str, Any]] = []
+    for policy_input in policy_profile.golden_inputs() + policy_profile.agent_inputs():
+        inputs.extend(variants(policy_input))
+    inputs.extend(corpus_inputs(args.sample, args.seed))
+    differ = 0
+    for policy_input in inputs:
+        before, after = decide(old, policy_input), decide(new, policy_input)
+        if before != after:
+            differ += 1
+            if differ <= 20:
+                print(json.dumps({"raw": policy_input.get("command", {}).get("raw"),
+                                  "groups": policy_input.get("identity", {}).get("groups"),
+                                  "before": before, "after": after}, default=list)[:2000])
+    print(f"{len(inputs)} inputs, {differ} differ")
+
+
+if __name__ == "__main__":
+    main()
