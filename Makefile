@@ -35,11 +35,13 @@ demo-db:
 	  psql -h 127.0.0.1 -U app -d orders -qAtX -f deploy/demo/orders.sql >/dev/null; \
 	else echo "no PostgreSQL on 127.0.0.1:5432: orders-db will refuse sessions"; fi
 
+# pytest runs one worker per core (pytest-xdist), a test file's tests on one worker: every
+# test makes its own databases, roles, ports and servers, so files do not share state.
 test: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
 	portcullis policy test rego/ --threshold 90
-	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=25
+	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=25 -n auto --dist loadfile
 
 lint:
 	$(PYTHON) -m ruff check .
