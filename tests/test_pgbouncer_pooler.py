@@ -393,6 +393,36 @@ async def test_set_of_pinned_settings_is_refused_behind_the_pooler(tmp_path) -> 
 
 
 @pytest.mark.integration
+async def test_named_statements_and_held_cursors_are_refused_behind_the_pooler(
+    tmp_path,
+) -> None:
+    """A name that outlives a transaction lives on one server connection: a later Bind or
+    EXECUTE could run another session's statement there under this session's verdict."""
+    async with pooled_gateway(tmp_path) as gw:
+        dsn = gw.dsn(gw.token(("dba", "pii-readers")))
+        conn = await asyncpg.connect(dsn)  # its statement cache prepares named statements
+        try:
+            with pytest.raises(asyncpg.PostgresError, match="named prepared statements"):
+                await conn.fetch("SELECT name FROM customers")
+        finally:
+            await conn.close()
+        for sql in (
+            "PREPARE s AS SELECT name FROM customers",
+            "EXECUTE s",
+            "BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT name FROM customers; COMMIT",
+        ):
+            code, _, err = await psql(dsn, sql)
+            assert code != 0 and "behind a transaction pooler" in err, (sql, err)
+        # unnamed statements work (psycopg's extended protocol, asyncpg without a cache)
+        conn = await asyncpg.connect(dsn, statement_cache_size=0)
+        try:
+            rows = await conn.fetch("SELECT name FROM customers ORDER BY id")
+            assert [r["name"] for r in rows] == ["Ada", "Bob"]
+        finally:
+            await conn.close()
+
+
+@pytest.mark.integration
 async def test_without_the_option_pgbouncer_refuses_the_pins_and_the_session_fails_closed(
     tmp_path,
 ) -> None:

@@ -515,7 +515,7 @@ class Enforcer:
         self._parse(message, (yield from self._ruling(message.sql, "parse")))
 
     def _parse(self, message: codec.Parse, ruling: Ruling) -> None:
-        unsafe = self._lexing_unsafe(message.sql)
+        unsafe = self._lexing_unsafe(message.sql) or (message.name and self._pooled_name())
         if unsafe:
             self.statements.pop(message.name, None)
             self._refuse_in_batch(codec.error_response(unsafe))
@@ -539,6 +539,18 @@ class Enforcer:
         if ruling.rewritten:  # row filters: the same parameters, the filtered text
             message = codec.Parse(message.name, ruling.rewritten, message.param_types)
         self._send(message, Expect("Parse", statement=message.name))
+
+    def _pooled_name(self) -> str:
+        """Why a named statement cannot be prepared ("" when it can): behind a transaction
+        pooler its Bind may reach another server connection, where the name may be
+        another session's statement."""
+        if not self.pooler:
+            return ""
+        return (
+            "portcullis: named prepared statements cannot pass a transaction pooler (a "
+            "later Bind may run on another server connection); use unnamed statements "
+            "(asyncpg: statement_cache_size=0; psycopg: prepare_threshold=None)"
+        )
 
     def _stale(self, statement: PreparedStatement) -> bool:
         """The policy changed since this statement was allowed, whether its verdict was

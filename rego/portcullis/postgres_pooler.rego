@@ -49,3 +49,15 @@ deny contains sprintf("set_config may not change %s behind a transaction pooler:
 	some name in s.settings
 	pg_pooler_pinned_setting(name)
 }
+
+# Named things that outlive a transaction live on one server connection too: a statement
+# PREPAREd on one may be EXECUTEd, by its name, on another where the name is another
+# session's statement (run with this session's verdict), and a cursor DECLAREd WITH HOLD
+# may be FETCHed by another session whose transaction lands there (the classifier does
+# not tell WITH HOLD apart, so DECLARE is refused: the safe mistake). The proxy refuses
+# named protocol-level statements itself.
+deny contains sprintf("%s behind a transaction pooler: what it names may be another session's on the server connection the next transaction runs on", [upper(s.type)]) if {
+	input.command.postgres.pooler == "transaction"
+	some s in input.command.postgres.statements
+	s.type in {"prepare", "execute", "declare"}
+}

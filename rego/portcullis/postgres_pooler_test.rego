@@ -51,3 +51,11 @@ test_without_a_pooler_statement_timeout_and_reset_all_stay_allowed if {
 	verdict(["pii-readers"], [stmt_with("set", {"setting": "all", "reset": true})]) == "allow"
 	verdict(["dba", "pii-readers"], [stmt_with("set", {"setting": "default_transaction_read_only", "value": "off", "reset": false, "read_write": true})]) == "allow"
 }
+
+test_pooled_prepare_execute_declare_denied if {
+	every t in ["prepare", "execute", "declare"] {
+		pooled_verdict(["dba", "pii-readers"], [stmt(t)]) == "deny"
+		sprintf("%s behind a transaction pooler: what it names may be another session's on the server connection the next transaction runs on", [upper(t)]) in pooled_reasons(["readonly"], [stmt(t)])
+		verdict(["pii-readers"], [stmt(t)]) == "allow"
+	}
+}
