@@ -31,11 +31,14 @@ Not a test: nothing here asserts.
 `--profile` runs the proxy under cProfile (bench/http/profiled_proxy.py) for one extra
 cache-off and one cache-on run after the rounds and prints where its event loop's time
 went; `--prelude FILE` runs FILE in the proxy process before it starts, to measure a
-proposed change as a patch without editing the proxy. When no proxy serves `type: http`
-yet, only direct and nginx are measured.
+proposed change as a patch without editing the proxy; `--workers N` runs each connection
+as N proxy processes sharing its port (`workers: N`; the target compares one process
+with nginx's one worker). When no proxy serves `type: http` yet, only direct and nginx
+are measured.
 
     python bench/http/bench_wrk.py [--seconds 8] [--rounds 3] [--connections 32]
         [--threads 1] [--latency-seconds 5] [--large] [--profile] [--prelude FILE]
+        [--workers N]
 """
 
 from __future__ import annotations
@@ -234,7 +237,9 @@ def bench_policies(tmp: Path) -> Path:
     return policies
 
 
-def portcullis_config(tmp: Path, policies: Path, upstream: int) -> dict[str, Any]:
+def portcullis_config(
+    tmp: Path, policies: Path, upstream: int, workers: int = 1
+) -> dict[str, Any]:
     ports = {name: free_port() for name in BENCH_CONNECTIONS}
     return {
         "pdp": {
@@ -252,6 +257,7 @@ def portcullis_config(tmp: Path, policies: Path, upstream: int) -> dict[str, Any
                 "listen": f"127.0.0.1:{ports[name]}",
                 "upstream": f"http://127.0.0.1:{upstream}",
                 "decision_cache": name == "bench-cache",
+                **({"workers": workers} if workers != 1 else {}),
                 "recording": name != "bench-norecord",
                 "spool_dir": str(tmp / "spool"),
                 "credentials": {
@@ -449,6 +455,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the proxy")
     parser.add_argument("--no-portcullis", action="store_true", help="direct and nginx only")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="proxy processes per connection (the target compares 1 with nginx's 1 worker)",
+    )
+    parser.add_argument(
         "--prelude",
         type=Path,
         default=None,
@@ -489,7 +501,7 @@ def main() -> None:
         pdp_info: dict[str, Any] = {}
         if with_portcullis:
             policies = bench_policies(tmp)
-            config = portcullis_config(tmp, policies, upstream_port)
+            config = portcullis_config(tmp, policies, upstream_port, args.workers)
             path = tmp / "portcullis.yaml"
             path.write_text(yaml.safe_dump(config))
             cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
@@ -683,9 +695,13 @@ def report(
     )
     if args.prelude:
         print(f"  THE PROXY RAN PATCHED by {args.prelude} (an experiment, not the proxy as built)")
+    if args.workers != 1:
+        print(f"  THE PROXY RAN {args.workers} WORKER PROCESSES per connection (nginx: 1 worker)")
     summary: dict[str, Any] = {"bench": "http", "connections": args.connections}
     if args.prelude:
         summary["prelude"] = str(args.prelude)
+    if args.workers != 1:
+        summary["workers"] = args.workers
     for doc in docs:
         print(f"  GET {doc}")
         for name in names:
