@@ -11,7 +11,7 @@ document) and a count.
 
 A rewrite for speed must print `0 differ`. Not a test: it needs the git history.
 
-    python bench/pdp/policy_equivalence.py --baseline REV [--sample 4000]
+    python bench/pdp/policy_equivalence.py --baseline REV [--sample 4000] [--rego DIR]
 """
 
 from __future__ import annotations
@@ -82,8 +82,11 @@ def main() -> None:
     parser.add_argument("--baseline", required=True, metavar="REV")
     parser.add_argument("--sample", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=27)
+    parser.add_argument(
+        "--rego", type=Path, default=REPO / "rego", help="the policy directory to compare"
+    )
     args = parser.parse_args()
-    new = new_engine(load_bundle(REPO / "rego").without_tests())
+    new = new_engine(load_bundle(args.rego).without_tests())
     old = new_engine(policy_profile.baseline_bundle(args.baseline))
     inputs: list[dict[str, Any]] = []
     for policy_input in policy_profile.golden_inputs() + policy_profile.agent_inputs():

@@ -77,23 +77,25 @@ mask_reasons contains reason if {
 	some reason in pg_derived_reasons
 }
 
-pg_derived_reasons contains sprintf("%s (%s) derives from sensitive column %s: masked whole", [pg_output_label(o), o.kind, column]) if {
+# The computed outputs (expression or aggregate) that reach the client, collected in one
+# pass over the statements for the two rules below (most queries have none).
+pg_computed_outputs := [o |
 	some s in input.command.postgres.statements
 	not s.nested # pg_reaches_client(s), written out: a function call costs more
 	s.type != "explain"
 	some o in s.outputs
 	o.kind in {"expression", "aggregate"}
+]
+
+pg_derived_reasons contains sprintf("%s (%s) derives from sensitive column %s: masked whole", [pg_output_label(o), o.kind, column]) if {
+	some o in pg_computed_outputs
 	some column in o.columns
 	pg_sensitive_column(column)
 	not pii_reader
 }
 
 pg_derived_reasons contains sprintf("%s is computed from columns of %s, which may be sensitive: masked whole", [pg_output_label(o), concat(", ", o.tables)]) if {
-	some s in input.command.postgres.statements
-	not s.nested # pg_reaches_client(s)
-	s.type != "explain"
-	some o in s.outputs
-	o.kind in {"expression", "aggregate"}
+	some o in pg_computed_outputs
 	count(o.tables) > 0
 	not pii_reader
 }
