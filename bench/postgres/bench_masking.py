@@ -10,7 +10,11 @@ rules, the derived rule for the expression, detectors over text) and as a `pii-r
 token (nothing masked), alternating the two in pairs: the same query through the same
 proxy, only the policy's verdict differs. Prints TPS, the masked/unmasked ratio per pair
 and its median, the proxy's CPU per transaction, and for scale the same script run
-straight against Postgres (no proxy) once per mode. Not a test.
+straight against Postgres (no proxy) once per mode. Then, unless --no-pgbouncer, the
+same masked reads through Portcullis in front of pgbouncer in transaction mode
+(`upstream_pooler: transaction`, the role pinned with ALTER ROLE) against the same script
+straight to that pgbouncer, in alternating pairs (`-M simple` and `-M extended`: named
+prepared statements cannot pass a transaction pooler). Not a test.
 
     python bench/postgres/bench_masking.py [--seconds 8] [--pairs 3] [--clients 8] [--rows 10000]
 """
@@ -32,7 +36,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from bench_pgbench import create_scratch, drop_scratch, scratch_names, sh, wait_port  # noqa: E402  (this folder: the script's own)
+from bench_pgbench import (  # noqa: E402  (this folder: the script's own)
+    create_scratch,
+    drop_scratch,
+    scratch_names,
+    sh,
+    start_pgbouncer,
+    wait_port,
+)
 from pdp_harness import free_port  # noqa: E402
 
 # only now: a bench/pdp directory on the path must not stand for the pdp package
@@ -90,11 +101,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rows", type=int, default=10000)
+    parser.add_argument("--no-pgbouncer", action="store_true")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-bench-masking-"))
     db, role, password = scratch_names("portcullis_mask")
     up: subprocess.Popen | None = None
+    bouncer: subprocess.Popen | None = None
     try:
         create_scratch(db, role, password)
         sh(["psql", "-h", "127.0.0.1", "-U", role, "-d", db, "-qAtX", "-c",
@@ -154,14 +167,58 @@ def main() -> None:
             ]
             print(f"    direct to Postgres (no proxy) {direct:8.0f} tps: median masked/direct"
                   f" {of_direct[0]:.2f}, unmasked/direct {of_direct[1]:.2f}")  # fmt: skip
+        if args.no_pgbouncer:
+            return
+        _stop(up)
+        # behind pgbouncer in transaction mode: the reader's pins held by the role
+        for setting, value in (("default_transaction_read_only", "on"),
+                               ("statement_timeout", "60000")):  # fmt: skip
+            sh([*ADMIN, f"ALTER ROLE {role} IN DATABASE {db} SET {setting} = '{value}'"])
+        os.chmod(tmp, 0o755)  # pgbouncer runs as postgres and reads its files under tmp
+        bouncer, bouncer_port = start_pgbouncer(
+            tmp, db, role, password, "transaction", 200, args.clients
+        )
+        config["connections"][0]["upstream"] = f"127.0.0.1:{bouncer_port}"
+        config["connections"][0]["upstream_pooler"] = "transaction"
+        path.write_text(yaml.safe_dump(config))
+        up = subprocess.Popen([*cli, "up"], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        wait_port(port)
+        proxy_pids = {"portcullis up": up.pid}
+        print("  through pgbouncer (pool_mode = transaction, upstream_pooler: transaction)")
+        for mode in ("simple", "extended"):
+            pgbench(port, db, masked, mode, argparse.Namespace(**{**vars(args), "seconds": 2}),
+                    script)  # warm-up  # fmt: skip
+            ratios = []
+            for pair in range(args.pairs):
+                meter = CPUMeter(proxy_pids)
+                started = time.monotonic()
+                m_tps = pgbench(port, db, masked, mode, args, script)
+                m_cpu = meter.per(m_tps * (time.monotonic() - started)).get(
+                    "portcullis up_us", float("nan")
+                )
+                b_tps = pgbench(bouncer_port, db, password, mode, args, script, user=role)
+                ratios.append(m_tps / b_tps)
+                print(f"    -M {mode} pair {pair + 1}: masked through Portcullis → pgbouncer"
+                      f" {m_tps:8.0f} tps ({m_cpu:6.1f} µs CPU/tx), pgbouncer direct"
+                      f" {b_tps:8.0f} tps, ratio {m_tps / b_tps:.2f}")  # fmt: skip
+            print(f"    -M {mode} median masked-through-Portcullis/pgbouncer-direct"
+                  f" {statistics.median(ratios):.2f}")  # fmt: skip
     finally:
-        if up is not None:
-            up.terminate()
-            try:
-                up.wait(30)
-            except subprocess.TimeoutExpired:
-                up.kill()
+        _stop(up)
+        if bouncer is not None:
+            bouncer.terminate()
+            bouncer.wait(30)
         drop_scratch(db, role)
+
+
+def _stop(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 if __name__ == "__main__":
