@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gzip
+import importlib.util
 import json
 import random
 import sys
@@ -31,10 +32,13 @@ if str(REPO) not in sys.path:  # run as a script: bench/pdp must not stand for t
 if sys.path[0] == str(Path(__file__).resolve().parent):
     sys.path.pop(0)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import policy_profile  # noqa: E402
-
-sys.path.pop(0)
+# the profiler's inputs and helpers, loaded from its file (bench/pdp is not a package)
+_spec = importlib.util.spec_from_file_location(
+    "policy_profile", Path(__file__).with_name("policy_profile.py")
+)
+assert _spec is not None and _spec.loader is not None
+policy_profile = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(policy_profile)
 
 from pdp.engine.bundle import load_bundle  # noqa: E402
 from pdp.engine.opa import DECISION_PATH, new_engine, parse_envelope, raw_evaluate  # noqa: E402
