@@ -32,7 +32,7 @@ import pytest
 from pdp_harness import free_port, pdp_config, running_pdp, token
 from pg_harness import ADMIN_DSN, running_gateway, scratch_database
 
-from portcullis.config import Config
+from portcullis.config import Config, ConfigError
 from proxies.launcher import handed_credential
 from proxies.postgres.proxy import PostgresProxy
 from proxies.postgres.startup import (
@@ -91,6 +91,21 @@ def test_a_pin_holds_only_from_the_role_or_server_configuration() -> None:
     assert unheld_pins(pins, held[:2]) == [
         "statement_timeout (wants 60000, is unset from nowhere)"
     ]
+
+
+def test_the_option_is_validated_with_the_configuration(tmp_path) -> None:
+    connection = {
+        "name": "orders-db", "type": "postgres", "listen": "127.0.0.1:15432",
+        "upstream": "127.0.0.1:6432",
+        "credentials": {"provider": "static", "username": "app", "password": "x"},
+    }  # fmt: skip
+    config = pdp_config(tmp_path, connections=[{**connection, "upstream_pooler": "transaction"}])
+    assert config.connections[0].options["upstream_pooler"] == "transaction"
+    for wrong in ("session", "statement", True):
+        with pytest.raises(ConfigError) as err:
+            pdp_config(tmp_path, connections=[{**connection, "upstream_pooler": wrong}])
+        assert err.value.key == "connections[0].upstream_pooler"
+        assert "is not one of" in err.value.problem
 
 
 # -- against pgbouncer ---------------------------------------------------------------------
