@@ -67,9 +67,14 @@ async def sessions(
 ) -> None:
     for n in range(first, first + count):
         literal = n % literals if literals else n
-        opened = await open_session(stub, tokens[n % len(tokens)])  # type: ignore[arg-type]
-        sid = opened.session_id
-        if not sid:
+        for _ in range(5):
+            opened = await open_session(stub, tokens[n % len(tokens)])  # type: ignore[arg-type]
+            sid = opened.session_id
+            if sid:
+                break
+            # refused while every evaluation worker was busy (a loaded box; it fails closed)
+            await asyncio.sleep(0.5)
+        else:
             raise SystemExit(f"session {n} did not open: {opened}")
         await decide_sql(stub, sid, f"SELECT id, total FROM orders WHERE id = {literal}")  # type: ignore[arg-type]
         await decide_sql(stub, sid, "SELECT 1")  # type: ignore[arg-type]
@@ -84,7 +89,7 @@ def measured() -> tuple[int, int, tracemalloc.Snapshot]:
     return current, rss_kib(), tracemalloc.take_snapshot()
 
 
-async def soak(count: int, warmup: int, top: int, literals: int) -> None:
+async def soak(count: int, warmup: int, top: int, literals: int, frames: int = 1) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = pdp_config(
             Path(tmp), store={"type": "sqlite", "path": str(Path(tmp) / "audit.db"),
@@ -94,7 +99,7 @@ async def soak(count: int, warmup: int, top: int, literals: int) -> None:
         async with running_pdp(config) as app, pdp_stub(app.address) as stub:
             started = time.monotonic()
             await sessions(stub, tokens, 0, warmup, literals)
-            tracemalloc.start(1)  # from here on: what grows is traced, warm-up ran at speed
+            tracemalloc.start(frames)  # from here on: what grows is traced, warm-up ran at speed
             heap0, rss0, snap0 = measured()
             table = app.decider.evaluations
             entries0 = len(table) if table is not None else 0
@@ -112,9 +117,11 @@ async def soak(count: int, warmup: int, top: int, literals: int) -> None:
               "closed session")
         print(f"  evaluation reuse entries {entries0} → {entries1}")
         print("  where the heap grew (tracemalloc, top lines):")
-        for stat in snap1.compare_to(snap0, "lineno")[:top]:
-            print(f"    {stat.size_diff / 1024:8.1f} KiB {stat.count_diff:+7d} blocks  "
-                  f"{stat.traceback[0]}")
+        for stat in snap1.compare_to(snap0, "lineno" if frames == 1 else "traceback")[:top]:
+            where = " <- ".join(
+                f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in reversed(stat.traceback)
+            )
+            print(f"    {stat.size_diff / 1024:8.1f} KiB {stat.count_diff:+7d} blocks  {where}")
 
 
 def main() -> None:
@@ -126,8 +133,11 @@ def main() -> None:
         "--literals", type=int, default=0,
         help="distinct literal values the SELECT cycles through (0: a new one each session)",
     )
+    parser.add_argument(
+        "--frames", type=int, default=1, help="frames per traceback (more: who holds it)"
+    )
     args = parser.parse_args()
-    asyncio.run(soak(args.sessions, args.warmup, args.top, args.literals))
+    asyncio.run(soak(args.sessions, args.warmup, args.top, args.literals, args.frames))
 
 
 if __name__ == "__main__":

@@ -146,7 +146,10 @@ async def short_sessions(
                     finally:
                         await conn.close()
                     break
-                except asyncpg.InsufficientPrivilegeError:
+                except (
+                    asyncpg.InsufficientPrivilegeError,
+                    asyncpg.InvalidAuthorizationSpecificationError,
+                ):
                     # refused or denied while the PDP was past its deadline (fails closed)
                     REFUSED.append(attempt)
                     await asyncio.sleep(0.5)
