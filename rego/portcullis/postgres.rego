@@ -432,8 +432,11 @@ pg_catalog_listed_first(value) := true if {
 
 pg_approvable := {i | some [i, _] in pg_approval}
 
-# The common sets guard on the kind with equality or membership in a literal set, which
-# the evaluator indexes: other kinds skip these bodies without evaluating them.
+# The common sets guard on the kind first. The evaluator's rule index (OPA ast/index.go)
+# takes only `input.x == <scalar>` (and glob.match, and a bare input reference): a rule
+# opening with an equality is skipped for other kinds without being evaluated; one opening
+# with membership in a literal set (`in {...}`) is evaluated and fails at that line, one
+# cheap test.
 allow contains "every statement is allowed" if {
 	input.command.kind in {"postgres.query", "postgres.function_call"}
 	count(input.command.postgres.statements) == count(pg_allowed)

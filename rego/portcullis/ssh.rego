@@ -29,8 +29,9 @@
 # or a request without an absolute path, is denied.
 #
 # Every rule opens with an equality (or a membership in a literal set) on
-# input.command.kind: the evaluator indexes those, so for any other kind these bodies are
-# skipped without being evaluated. A helper rule in their place would be evaluated on
+# input.command.kind: the evaluator indexes the equalities, so for any other kind those
+# bodies are skipped without being evaluated, and a membership fails at its first line
+# (the index does not take `in`). A helper rule in their place would be evaluated on
 # every decision, every SQL statement included.
 package portcullis
 
