@@ -181,10 +181,11 @@ pg_privileged_approval contains [i, "DO block with dynamic or non-SQL code needs
 
 # --- everyone else ---------------------------------------------------------
 
-# The sets below (pg_reads, pg_writes, pg_reader_calls, pg_reader_denials) say what a
-# statement is or does, for anyone; the rules that turn them into answers apply them to
-# everyone not privileged, each asking `privileged` once, so a privileged identity's
-# decision does not evaluate them at all.
+# The sets below (pg_reads, pg_writes, pg_reader_calls, and from them pg_reader_approval
+# and pg_reader_denials) say what a statement is or does, for anyone; the rules that turn
+# them into answers (pg_allowed, pg_approval, deny) apply them to everyone not privileged,
+# each asking `privileged` once, so a privileged identity's decision does not evaluate
+# them at all.
 
 # Statements that only read, allowed once their functions, settings and tables pass the
 # deny rules below.
@@ -256,20 +257,22 @@ pg_allowed contains i if {
 
 pg_approval contains entry if {
 	not privileged
+	some entry in pg_reader_approval
+}
+
+pg_reader_approval contains entry if {
 	some entry in pg_writes
 }
 
 pg_write_statements := {i | some [i, _] in pg_writes}
 
 # A function a reader may not call denies a read; in a write it goes to the approver.
-pg_approval contains [i, reason] if {
-	not privileged
+pg_reader_approval contains [i, reason] if {
 	some [i, reason] in pg_reader_calls
 	i in pg_write_statements
 }
 
-deny contains reason if {
-	not privileged
+pg_reader_denials contains reason if {
 	some [i, reason] in pg_reader_calls
 	not i in pg_write_statements
 }
