@@ -107,6 +107,7 @@ def _mask_rules(mask: Any) -> tuple[MaskRule, ...]:
 _VERDICTS: dict[Verdict, Verdict] = {}
 _EFFECTS: dict[tuple[str, ...], tuple[str, ...]] = {}
 _SHARED_KEPT = 1024
+CLOSES_AT_ONCE = 64  # CloseSession calls a proxy process has in flight at most
 
 
 def _shared(table: dict[Any, Any], value: Any) -> Any:
@@ -191,6 +192,12 @@ class PDPClient:
     # ... except until this time (monotonic): unary calls, for a PDP without the stream
     _unary_until: float = field(default=0.0, repr=False)
     _watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+    # CloseSession calls in flight at once (the rest wait their turn, a future each): when
+    # thousands of sessions end together, thousands of calls at once made the proxy's
+    # memory peak, and what it took for them it kept once they were done
+    _closing: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(CLOSES_AT_ONCE), repr=False
+    )
     _listeners: list[Any] = field(default_factory=list, repr=False)
     # told (session id, ruling) of a decision that arrived after the proxy denied at its
     # deadline, so the session's record says the decision was not enforced
@@ -416,6 +423,12 @@ class PDPClient:
     ) -> str:
         """Close the session at the PDP: "stored", "refused" (it will never take this
         close) or "unreachable" (try again later)."""
+        async with self._closing:  # (the request is made once its turn has come)
+            return await self._close_session(session_id, reason, abnormal, summary)
+
+    async def _close_session(
+        self, session_id: str, reason: str, abnormal: bool, summary: dict[str, Any] | None
+    ) -> str:
         if self._stub is None:
             return "unreachable"
         request = pdp_pb2.CloseSessionRequest(
