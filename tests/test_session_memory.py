@@ -101,3 +101,40 @@ async def test_a_session_the_reaper_closes_drops_its_reuse_entries(tmp_path):
         await SessionReaper(app.sessions, 1).reap(session)
         assert sid not in table._scopes
         assert len(table) == 0
+
+
+# -- what an idle or closed session holds in the proxy (issue 27) ------------------------
+# Idle sessions share what is the same for all of them; these try to make one session's use
+# of the shared state reach another's.
+
+
+def test_a_secret_one_session_exposed_is_still_watched_for_in_the_next():
+    from proxies.runtime.secrets_scan import SecretScanner
+
+    secret = "s3cret-password-of-the-pool"
+    first, second = SecretScanner([secret]), SecretScanner([secret])
+    assert first.feed(b"... " + secret.encode() + b" ...")
+    assert first.findings == ["raw"]
+    # the forms are shared by the two sessions of one credential: finding one in the first
+    # must not take it from the second (nor from a third made after)
+    assert not second.exposed
+    assert second.feed(secret.encode().hex().encode())
+    assert second.findings == ["hex"]
+    assert SecretScanner([secret]).feed(secret.encode())
+
+
+def test_an_idle_tracker_holds_the_shared_empty_queue_and_never_adds_to_it():
+    import pytest
+
+    from proxies.postgres import codec
+    from proxies.postgres.tracker import Expect, ResponseTracker
+
+    one, two = ResponseTracker(), ResponseTracker()
+    assert one.idle and one.queue is two.queue  # nothing owed: one queue for the process
+    with pytest.raises(RuntimeError):
+        one.queue.append(Expect("Query"))
+    one.expect(Expect("Query"))
+    assert not one.idle and one.queue is not two.queue and two.idle and not two.queue
+    one.on_backend(codec.ready_for_query("I"))
+    assert one.queue is two.queue and one.idle  # its own queue went back once idle
+    assert two.synthetic(lambda status: status.encode()) == b"I"  # nothing owed: at once
