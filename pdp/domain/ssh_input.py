@@ -17,8 +17,9 @@ For ssh.shell, ssh.forward and ssh.subsystem the proxy's attributes (terminal, t
 and port, subsystem name) are what the request said on the wire; they pass as sent, in a
 fixed set of keys. For ssh.sftp (one SFTP request of an allowed sftp subsystem) they are
 the operation, the path and a rename's / link's second path (`target`), normalised by the
-proxy (absolute, `.`, `..` and duplicate slashes resolved: the proxy sends the upstream
-these very paths), and an open's flags.
+proxy (absolute, `.`, `..` and duplicate slashes resolved), and an open's flags. The
+proxy then resolves symlinks on the server (REALPATH) and asks again with the resolved
+paths where they differ; the upstream receives the resolved paths.
 
 No IO here; called by the PDP's command_input() through the `ssh` protocol declaration.
 """

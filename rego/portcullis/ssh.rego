@@ -20,8 +20,9 @@
 #
 # SFTP (an allowed `sftp` subsystem) is decided one request at a time (kind ssh.sftp): the
 # operation, the path and, for rename / symlink / link, the second path as `target`, both
-# made absolute with `.`, `..` and duplicate slashes resolved by the proxy, which sends
-# the upstream exactly those paths. Reads (read, list, stat, realpath, readlink, statvfs)
+# made absolute with `.`, `..` and duplicate slashes resolved by the proxy. Symlinks
+# already on the server are resolved too (the upstream's REALPATH): where a resolved path
+# differs, it is decided as well, and the upstream receives the resolved one. Reads (read, list, stat, realpath, readlink, statvfs)
 # are allowed to the privileged groups; so are writes (write, remove, rename, mkdir, rmdir,
 # setstat, symlink, link), except that a write touching a path under
 # data.portcullis.ssh.sftp.approval_paths — by either of its paths: a symlink pointing
