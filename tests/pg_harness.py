@@ -83,26 +83,41 @@ async def running_gateway(
     tmp: Path, options: dict[str, Any] | None = None, **pdp_kwargs: Any
 ) -> AsyncIterator[Gateway]:
     with scratch_database() as (name, role, password):
-        connection = {
-            "name": "orders-db",
-            "type": "postgres",
-            "listen": f"127.0.0.1:{free_port()}",
-            "upstream": "127.0.0.1:5432",
-            "database": name,
-            "zone": "eu-prod",
-            "credentials": {"provider": "static", "username": role, "password": password},
-            "spool_dir": str(tmp / "spool"),
-            **(options or {}),
-        }
-        # a command waiting for approval holds its session this long (tests decide fast)
-        pdp_kwargs.setdefault("approvals", {"timeout_seconds": 2})
-        config = pdp_config(tmp, connections=[connection], **pdp_kwargs)
-        async with running_pdp(config) as pdp:
-            # authenticated as `portcullis up` does: a credential the PDP issued for it
-            handed = handed_credential(config, name_of(config), pdp.issue_proxy_credential)
-            proxy = PostgresProxy(config.connections[0], handed, pdp.address)
-            await proxy.start()
-            try:
-                yield Gateway(pdp, proxy, config, name, role, password)
-            finally:
-                await proxy.stop()
+        async with gateway_on(tmp, name, role, password, options=options, **pdp_kwargs) as gw:
+            yield gw
+
+
+@contextlib.asynccontextmanager
+async def gateway_on(
+    tmp: Path,
+    name: str,
+    role: str,
+    password: str,
+    upstream: str = "127.0.0.1:5432",
+    options: dict[str, Any] | None = None,
+    **pdp_kwargs: Any,
+) -> AsyncIterator[Gateway]:
+    """A PDP and a Postgres proxy for database `name` (owned by `role`) at `upstream`."""
+    connection = {
+        "name": "orders-db",
+        "type": "postgres",
+        "listen": f"127.0.0.1:{free_port()}",
+        "upstream": upstream,
+        "database": name,
+        "zone": "eu-prod",
+        "credentials": {"provider": "static", "username": role, "password": password},
+        "spool_dir": str(tmp / "spool"),
+        **(options or {}),
+    }
+    # a command waiting for approval holds its session this long (tests decide fast)
+    pdp_kwargs.setdefault("approvals", {"timeout_seconds": 2})
+    config = pdp_config(tmp, connections=[connection], **pdp_kwargs)
+    async with running_pdp(config) as pdp:
+        # authenticated as `portcullis up` does: a credential the PDP issued for it
+        handed = handed_credential(config, name_of(config), pdp.issue_proxy_credential)
+        proxy = PostgresProxy(config.connections[0], handed, pdp.address)
+        await proxy.start()
+        try:
+            yield Gateway(pdp, proxy, config, name, role, password)
+        finally:
+            await proxy.stop()

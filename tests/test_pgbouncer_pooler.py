@@ -29,11 +29,10 @@ from pathlib import Path
 import asyncpg
 import psycopg
 import pytest
-from pdp_harness import free_port, pdp_config, running_pdp, token
-from pg_harness import ADMIN_DSN, running_gateway, scratch_database
+from pdp_harness import free_port, pdp_config, token
+from pg_harness import ADMIN_DSN, gateway_on, running_gateway, scratch_database
 
 from portcullis.config import Config, ConfigError
-from proxies.launcher import handed_credential
 from proxies.postgres.proxy import PostgresProxy
 from proxies.postgres.startup import (
     LEXING_PINS,
@@ -192,27 +191,10 @@ async def pooled_gateway(
         if pins:
             pin_role(name, role, pins)
         with pgbouncer(name, role, password, pool_size, max_clients) as (port, log):
-            connection = {
-                "name": "orders-db",
-                "type": "postgres",
-                "listen": f"127.0.0.1:{free_port()}",
-                "upstream": f"127.0.0.1:{port}",
-                "database": name,
-                "zone": "eu-prod",
-                "credentials": {"provider": "static", "username": role, "password": password},
-                "spool_dir": str(tmp / "spool"),
-            }
-            if pooler:
-                connection["upstream_pooler"] = "transaction"
-            config = pdp_config(tmp, connections=[connection], approvals={"timeout_seconds": 2})
-            async with running_pdp(config) as pdp:
-                handed = handed_credential(config, "orders-db", pdp.issue_proxy_credential)
-                proxy = PostgresProxy(config.connections[0], handed, pdp.address)
-                await proxy.start()
-                try:
-                    yield Pooled(proxy, config, name, role, port, log)
-                finally:
-                    await proxy.stop()
+            options = {"upstream_pooler": "transaction"} if pooler else {}
+            upstream = f"127.0.0.1:{port}"
+            async with gateway_on(tmp, name, role, password, upstream, options) as gw:
+                yield Pooled(gw.proxy, gw.config, name, role, port, log)
 
 
 async def psql(dsn: str, sql: str) -> tuple[int, str, str]:
