@@ -241,8 +241,7 @@ def role_pins(session_settings: dict[str, str], pooler: str) -> dict[str, str]:
     pinned); none otherwise (the start-up packet carries them all)."""
     if not pooler:
         return {}
-    pins = {k.lower(): v for k, v in session_settings.items()}
-    pins.update(LEXING_PINS)
+    pins = pinned_settings(session_settings)
     return {name: value for name, value in pins.items() if name not in POOLER_TRACKED}
 
 
