@@ -24,8 +24,15 @@ def allow(ttl: int, key: str = "exact") -> Verdict:
 def test_forgetting_a_scope_drops_its_exact_and_shape_entries_only():
     table: ReuseTable[str] = ReuseTable()
     table.store("s1", "postgres.query", "SELECT 1", allow(60), "r", "exact", shape)
-    table.store("s1", "postgres.query", "SELECT * FROM t WHERE id = 1", allow(60, "shape"), "r",
-                "shaped", shape)
+    table.store(
+        "s1",
+        "postgres.query",
+        "SELECT * FROM t WHERE id = 1",
+        allow(60, "shape"),
+        "r",
+        "shaped",
+        shape,
+    )
     table.store("s2", "postgres.query", "SELECT 1", allow(60), "r", "other", shape)
     assert table.forget("s1") == 2
     assert table.lookup("s1", "postgres.query", "SELECT 1", "r", shape) is None
@@ -121,6 +128,26 @@ def test_a_secret_one_session_exposed_is_still_watched_for_in_the_next():
     assert second.feed(secret.encode().hex().encode())
     assert second.findings == ["hex"]
     assert SecretScanner([secret]).feed(secret.encode())
+
+
+def test_a_credential_s_forms_leave_proxy_memory_with_its_last_session():
+    import gc
+
+    from proxies.runtime import secrets_scan
+
+    secret = b"lease-password-of-a-session-long-gone"
+    one, two = secrets_scan.SecretScanner([secret]), secrets_scan.SecretScanner([secret])
+    assert len(secrets_scan._PLANS) >= 1
+    # the table's keys are keyed digests, never the credential or one of its forms
+    assert all(
+        secret not in key and secret.hex().encode() not in key for key in secrets_scan._PLANS
+    )
+    del one
+    gc.collect()
+    assert two.feed(secret)  # the plan lives while a session of the credential does
+    del two
+    gc.collect()
+    assert not any(secret in plan.forms for plan in secrets_scan._PLANS.values())
 
 
 def test_an_idle_tracker_holds_the_shared_empty_queue_and_never_adds_to_it():

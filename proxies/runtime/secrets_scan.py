@@ -22,12 +22,20 @@ a few byte values (base64, hex, the key's own text), so a chunk without a stretc
 as the shortest form made only of bytes some form uses holds none (one translate and one
 find over the chunk, instead of one find per form: most of the bytes a client is sent —
 binary files, ordinary text — pass on that test alone).
+
+The scanners of one credential's sessions share one plan of its forms, which lives only
+as long as one of those scanners does: when a credential's last session ends, its forms
+leave the proxy's memory (a core dump holds no past credential).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import os
+import weakref
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
@@ -70,31 +78,54 @@ def _patterns(secret: bytes) -> dict[bytes, str]:
     return forms
 
 
-# What scanning for a set of secrets needs, by those secrets: the sessions of one
-# credential (a static password, a lease the provider hands out again) share one, not a
-# table of forms each. (forms → form name, too short, tail length, byte marks, stretch)
-_Plan = tuple[dict[bytes, str], int, int, bytes, bytes]
-_PLANS: dict[tuple[bytes, ...], _Plan] = {}
-_PLANS_KEPT = 16
+class _Plan:
+    """What scanning for a set of secrets needs: the sessions of one credential (a static
+    password, a lease the provider hands out again) share one, not a table of forms each.
+
+    forms (pattern → form name), secrets too short to search, the tail kept between chunks,
+    the byte marks and the shortest stretch of marked bytes a form can show as.
+    """
+
+    __slots__ = ("__weakref__", "forms", "marks", "stretch", "tail_len", "too_short")
+
+    def __init__(self, secrets: tuple[bytes, ...]) -> None:
+        self.too_short = 0
+        forms: dict[bytes, str] = {}
+        for raw in secrets:
+            if not raw:
+                continue
+            if len(raw) < MIN_SECRET_BYTES:
+                self.too_short += 1
+                continue
+            for pattern, form in _patterns(raw).items():
+                forms.setdefault(pattern, form)
+        self.forms = forms
+        self.tail_len = max((len(p) for p in forms), default=1) - 1
+        # 1 for each byte value some form uses; a form shows as a run of 1s this long at least
+        used = frozenset(b"".join(forms))
+        self.marks = bytes(1 if value in used else 0 for value in range(256))
+        self.stretch = b"\x01" * min((len(p) for p in forms), default=1)
 
 
-def _plan(secrets: tuple[bytes, ...]) -> _Plan:
-    too_short = 0
-    forms: dict[bytes, str] = {}
+# The plans of the scanners alive, by a keyed digest of their secrets: neither the table
+# nor its keys hold a secret once the last session of that credential is gone (a plan
+# lives exactly as long as a scanner holds it), so past credentials do not stay in proxy
+# memory. The key is an HMAC under a key of this process's own, not a plain hash someone
+# reading a core dump could test guesses against.
+_PLANS: weakref.WeakValueDictionary[bytes, _Plan] = weakref.WeakValueDictionary()
+_PLAN_KEY = os.urandom(32)
+
+
+def _plan_for(secrets: tuple[bytes, ...]) -> _Plan:
+    digest = hmac.new(_PLAN_KEY, digestmod=hashlib.sha256)
     for raw in secrets:
-        if not raw:
-            continue
-        if len(raw) < MIN_SECRET_BYTES:
-            too_short += 1
-            continue
-        for pattern, form in _patterns(raw).items():
-            forms.setdefault(pattern, form)
-    tail_len = max((len(p) for p in forms), default=1) - 1
-    # 1 for each byte value some form uses; a form shows as a run of 1s this long at least
-    used = frozenset(b"".join(forms))
-    marks = bytes(1 if value in used else 0 for value in range(256))
-    stretch = b"\x01" * min((len(p) for p in forms), default=1)
-    return forms, too_short, tail_len, marks, stretch
+        digest.update(len(raw).to_bytes(4, "big"))
+        digest.update(raw)
+    key = digest.digest()
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _PLANS[key] = _Plan(secrets)
+    return plan
 
 
 class SecretScanner:
@@ -105,18 +136,14 @@ class SecretScanner:
     evidence does not cover them. Empty secrets are ignored.
     """
 
-    __slots__ = ("_findings", "_marks", "_pending", "_stretch", "_tail", "_tail_len", "too_short")
+    __slots__ = ("_findings", "_marks", "_pending", "_plan", "_stretch", "_tail", "_tail_len")
 
     def __init__(self, secrets: Iterable[str | bytes]) -> None:
         raws = tuple(s.encode("utf-8") if isinstance(s, str) else bytes(s) for s in secrets)
-        plan = _PLANS.get(raws)
-        if plan is None:
-            plan = _plan(raws)
-            if len(_PLANS) >= _PLANS_KEPT:
-                _PLANS.clear()
-            _PLANS[raws] = plan
+        self._plan = plan = _plan_for(raws)  # held: the shared plan lives while we do
         # the forms still unseen: the plan's own table until one is found (then a copy)
-        self._pending, self.too_short, self._tail_len, self._marks, self._stretch = plan
+        self._pending = plan.forms
+        self._tail_len, self._marks, self._stretch = plan.tail_len, plan.marks, plan.stretch
         self._tail = b""
         self._findings: tuple[str, ...] = ()
 
@@ -142,6 +169,10 @@ class SecretScanner:
                 self._findings = (*self._findings, form)
         self._tail = window[-self._tail_len :] if self._tail_len else b""
         return self.exposed
+
+    @property
+    def too_short(self) -> int:
+        return self._plan.too_short
 
     @property
     def exposed(self) -> bool:
