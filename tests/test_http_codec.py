@@ -171,6 +171,59 @@ def test_split_anywhere_the_same_events(requests, data):
     assert sum(isinstance(e, End) for e in got) == len(requests)
 
 
+_HEADS = st.lists(
+    st.sampled_from(
+        [
+            b"GET /v1/x HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer a\r\n\r\n",
+            b"GET /v1/x HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer b\r\n\r\n",
+            b"GET /v1/x HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer a\r\nConnection: close\r\n\r\n",
+            b"GET /v1/y HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer a\r\n\r\n",
+            b"GET /v1/x HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer a\r\nContent-Length: 1\r\n\r\nz",
+            b"GET /v1/x HTTP/1.1\r\nHost: api\r\nHost: api\r\n\r\n",
+            b"GET /v1/x HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer a\nX: y\r\n\r\n",
+        ]
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_HEADS)
+def test_a_reader_that_read_earlier_requests_reads_the_next_as_a_new_reader_does(requests):
+    """The reader keeps the last head it read by its bytes (a client repeats its requests):
+    whatever came before, each request reads exactly as on a connection of its own — the
+    same head, the same body, or the same refusal."""
+    kept = RequestReader()
+    for request in requests:
+        try:
+            alone: object = events(request)
+        except BadRequest as exc:
+            alone = ("refused", exc.status, exc.reason)
+        try:
+            got: object = kept.feed(request)
+            while got and isinstance(got[-1], End):  # type: ignore[index]
+                more = kept.next_request()
+                if not more:
+                    break
+                got += more  # type: ignore[operator]
+        except BadRequest as exc:
+            got = ("refused", exc.status, exc.reason)
+            kept = RequestReader()  # a refused request ends its connection
+        assert got == alone
+
+
+def test_the_same_head_bytes_give_the_same_head_object_and_others_a_new_one():
+    reader = RequestReader()
+    first = reader.feed(GET)[0]
+    reader.next_request()
+    again = reader.feed(GET)[0]
+    reader.next_request()
+    other = reader.feed(GET.replace(b"/v1/x", b"/v1/y"))[0]
+    assert again is first and other is not first and isinstance(other, Head)
+    assert other.target == "/v1/y"
+
+
 # -- target normalisation --------------------------------------------------------------------
 
 

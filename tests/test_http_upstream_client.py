@@ -124,6 +124,31 @@ async def test_every_framing_is_read_and_kept_alive_connections_are_reused() -> 
         await pool.close()
 
 
+async def test_a_repeated_answer_head_is_read_as_the_first_and_a_changed_one_anew() -> None:
+    """The connection keeps its last answer head by its bytes: the same bytes read the same
+    way (for another method too: HEAD has no body), different bytes are read again."""
+    same = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    answers = iter(
+        [
+            same + b"hello",
+            same + b"again",
+            same,  # to a HEAD: the same head, no body
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ]
+    )
+    async with Server(lambda _: next(answers)) as server:
+        pool = UpstreamPool("127.0.0.1", server.port, None)
+        first, data = await fetch(pool)
+        second, again = await fetch(pool)
+        head_response, nothing = await fetch(pool, "HEAD")
+        assert (data, again, nothing) == (b"hello", b"again", b"")
+        assert second.head is first.head and head_response.head is first.head
+        with pytest.raises(UpstreamError):
+            await fetch(pool)  # the ambiguous head is read, and refused
+        assert server.connections == 1
+        await pool.close()
+
+
 async def test_a_body_cut_short_is_an_upstream_cut_and_the_connection_is_not_kept() -> None:
     short = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"
     async with Server(lambda _: short, close_after=True) as server:

@@ -220,10 +220,11 @@ def http_served() -> bool:
     return declared is not None and declared.serve is not None
 
 
-def bench_policies(tmp: Path) -> Path:
-    """The shipped policy library with the benchmark's connections and cache hints."""
+def bench_policies(tmp: Path, source: Path = REPO / "rego") -> Path:
+    """The shipped policy library (from `source`) with the benchmark's connections and
+    cache hints."""
     policies = tmp / "rego"
-    shutil.copytree(REPO / "rego", policies)
+    shutil.copytree(source, policies)
     data = json.loads((policies / "data.json").read_text())
     template = data["portcullis"]["connections"]["billing-api"]
     for name in BENCH_CONNECTIONS:
@@ -237,9 +238,7 @@ def bench_policies(tmp: Path) -> Path:
     return policies
 
 
-def portcullis_config(
-    tmp: Path, policies: Path, upstream: int, workers: int = 1
-) -> dict[str, Any]:
+def portcullis_config(tmp: Path, policies: Path, upstream: int, workers: int = 1) -> dict[str, Any]:
     ports = {name: free_port() for name in BENCH_CONNECTIONS}
     return {
         "pdp": {

@@ -73,7 +73,6 @@ class Head:
         return list(self.fields.get(name, ()))
 
 
-
 @dataclass(frozen=True)
 class Body:
     data: bytes
@@ -245,6 +244,11 @@ class RequestReader:
     _left: int = 0  # bytes of the body (length) or chunk still to come
     _body_seen: int = 0
     _paused: bool = False  # after a request: wait until the glue asks for the next one
+    # the last head read, by its exact bytes: a client repeats its requests, and the same
+    # bytes read the same way (parse_head is a function of them alone); held no longer
+    # than the connection, whose token the glue holds anyway
+    _last_block: bytes = b""
+    _last_head: Head | None = None
 
     def feed(self, data: bytes) -> list[Event]:
         if self._state == "head" and not self._buffer and not self._paused:
@@ -330,7 +334,10 @@ class RequestReader:
 
     def _head(self, block: bytes) -> Head:
         """A request's head (without its CRLF CRLF); the state for its body set."""
-        head = parse_head(block)
+        head = self._last_head
+        if head is None or block != self._last_block:
+            head = parse_head(block)
+            self._last_block, self._last_head = block, head
         if head.content_length > self.max_body:
             raise BadRequest("request body larger than this proxy takes", 413)
         self._body_seen = 0

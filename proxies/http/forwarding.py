@@ -26,7 +26,7 @@ from portcullis.verdict import VerdictKind
 from proxies.http import messages
 from proxies.http.bodies import BodyMask, Unmaskable, body_kind, masker_for
 from proxies.http.guard import CredentialInResponse, ResponseGuard
-from proxies.http.upstream import UpstreamCut, UpstreamResponse
+from proxies.http.upstream import UpstreamCut, UpstreamResponse, request_head
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling
 
@@ -49,6 +49,8 @@ class UpstreamExchange:
     must_close: str
     _headers_memo: tuple[tuple[Any, ...], tuple[tuple[str, str], ...]] | None = None
     _answer_memo: tuple[tuple[Any, ...], bytes] | None = None
+    # the last request head sent upstream without a body: (client head, lease, masking, bytes)
+    _wire_memo: tuple[Any, Any, bool, bytes] | None = None
 
     def secrets(self, request: Request) -> tuple[bytes, ...]:
         """What the response to this request is checked for (ResponseGuard)."""
@@ -155,18 +157,30 @@ class UpstreamExchange:
     ) -> UpstreamResponse:
         pool = self.proxy.pool
         assert pool is not None
+        head, lease = request.head, request.session.lease
+        payload = request.body if body is None else body
+        method = head.method
+        sent_body = payload if payload or method in ("POST", "PUT", "PATCH") else None
+        memo = self._wire_memo
+        if (
+            memo is not None
+            and memo[0] is head
+            and memo[1] is lease
+            and memo[2] == masking
+            and headers is None
+            and sent_body is None
+        ):
+            # the same head (the codec's same object for the same bytes) and the same
+            # credential lease as the last request: the same bytes go upstream
+            return await pool.send(method, memo[3])
         sent = headers if headers is not None else self.upstream_headers(request)
         if masking:  # a compressed body cannot be masked: ask for it plain
             sent = [(n, v) for n, v in sent if n.lower() != "accept-encoding"]
             sent.append(("accept-encoding", "identity"))
-        payload = request.body if body is None else body
-        method = request.head.method
-        return await pool.request(
-            method,
-            self.upstream_target(request),
-            sent,
-            payload if payload or method in ("POST", "PUT", "PATCH") else None,
-        )
+        wire = request_head(method, self.upstream_target(request), sent, sent_body)
+        if headers is None and sent_body is None:
+            self._wire_memo = (head, lease, masking, wire)
+        return await pool.send(method, wire + (sent_body or b""))
 
     async def forward_and_answer(self, request: Request, raw: str, ruling: Ruling) -> bool:
         session = request.session

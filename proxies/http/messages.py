@@ -162,8 +162,7 @@ def response_head(status: int, reason: str, headers: Iterable[tuple[str, str]]) 
     if fields.count("\r") != len(pairs) - 1 or fields.count("\n") != len(pairs) - 1:
         # an upstream value is forwarded as received, minus anything that would split it
         fields = "\r\n".join(
-            f"{name}: {value.replace(chr(13), ' ').replace(chr(10), ' ')}"
-            for name, value in pairs
+            f"{name}: {value.replace(chr(13), ' ').replace(chr(10), ' ')}" for name, value in pairs
         )
     if not pairs:
         return (status_line + "\r\n\r\n").encode("latin-1", "replace")

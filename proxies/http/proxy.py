@@ -48,6 +48,7 @@ from portcullis.config import Config, ConnectionSettings
 from portcullis.http_target import Target, TargetRefused, normalise
 from portcullis.masking import masking_key
 from portcullis.protocols import workers_of
+from portcullis.reuse import reuse_key
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
 from proxies.http.codec import END, BadRequest, Body, End, Event, Head, RequestReader
@@ -263,8 +264,10 @@ class HttpProxy:
     def holds(self, agent: AgentSession) -> bool:
         """Whether the agent's session is still this proxy's and open (what session_for
         would answer for its token)."""
-        return agent.session.grant is not None and agent.key in self.sessions and (
-            self.sessions[agent.key] is agent
+        return (
+            agent.session.grant is not None
+            and agent.key in self.sessions
+            and (self.sessions[agent.key] is agent)
         )
 
     def forget(self, agent: AgentSession) -> None:
@@ -305,6 +308,11 @@ class ClientConnection(UpstreamExchange):
         # its session is then found without hashing it again
         self._token = ""
         self._agent: AgentSession | None = None
+        self._guarded_lease: object = None  # the lease whose secrets output.guard watches
+        # what the last head (the codec hands the same object for the same bytes) reads as:
+        # (head, target, token, why no token) and (head, raw, attributes, reuse key)
+        self._read_memo: tuple[Head, Target, str, str] | None = None
+        self._command_memo: tuple[Head, str, dict[str, Any], str] | None = None
 
     # -- reading -------------------------------------------------------------------------
 
@@ -446,12 +454,17 @@ class ClientConnection(UpstreamExchange):
 
     async def handle(self, head: Head, body: bytes) -> bool:
         """Answer one request; False when the connection must end after it."""
-        try:
-            target = normalise(head.target)
-        except TargetRefused as exc:
-            self.output.write(messages.problem(400, "bad request", str(exc), close=True))
-            return False
-        token, why = messages.bearer(head)
+        memo = self._read_memo
+        if memo is not None and memo[0] is head:
+            target, token, why = memo[1], memo[2], memo[3]
+        else:
+            try:
+                target = normalise(head.target)
+            except TargetRefused as exc:
+                self.output.write(messages.problem(400, "bad request", str(exc), close=True))
+                return False
+            token, why = messages.bearer(head)
+            self._read_memo = (head, target, token, why)
         if not token:
             self.output.write(
                 messages.problem(
@@ -473,10 +486,13 @@ class ClientConnection(UpstreamExchange):
                 self.output.write(self._refusal(refused, head))
                 return head.keep_alive
             self._token, self._agent = token, agent
-        if agent.session.lease is not None and agent.session.lease.secrets() != self._guarded:
-            # every byte to this client is scanned for the credential of the session it uses
-            self._guarded = agent.session.lease.secrets()
-            self.output.guard(self._guarded)
+        lease = agent.session.lease
+        if lease is not None and lease is not self._guarded_lease:
+            self._guarded_lease = lease  # (a lease is frozen: its secrets are its own)
+            if lease.secrets() != self._guarded:
+                # every byte to this client is scanned for the credential of the session it uses
+                self._guarded = lease.secrets()
+                self.output.guard(self._guarded)
         agent.in_flight += 1
         before = self.output.sent
         try:
@@ -525,12 +541,14 @@ class ClientConnection(UpstreamExchange):
         if self.proxy.mcp is not None:
             return await self.mcp_exchange(request)
         upgrade = head.upgrade
-        kind = "http.upgrade" if upgrade else "http.request"
-        raw = messages.command_text(head, request.body)
-        attributes = self.attributes(request)
         if upgrade:
+            raw = messages.command_text(head, request.body)
+            attributes = self.attributes(request)
             attributes["upgrade"] = upgrade
-        ruling = await self.decide(kind, raw, attributes, request)
+            ruling = await self.decide("http.upgrade", raw, attributes, request)
+        else:
+            raw, attributes, key = self._command(request)
+            ruling = await self.decide("http.request", raw, attributes, request, key)
         if ruling is None:
             return head.keep_alive
         if upgrade:
@@ -574,6 +592,21 @@ class ClientConnection(UpstreamExchange):
             await self.write_reply(request, outcome)
         return head.keep_alive and not self.must_close
 
+    def _command(self, request: Request) -> tuple[str, dict[str, Any], str]:
+        """An http.request's command text, attributes and reuse key: made once for a head
+        a client repeats without a body (all three are functions of the head alone then);
+        the attributes are never changed once made."""
+        head = request.head
+        memo = self._command_memo
+        if memo is not None and memo[0] is head and not request.body:
+            return memo[1], memo[2], memo[3]
+        raw = messages.command_text(head, request.body)
+        attributes = self.attributes(request)
+        key = reuse_key("http.request", attributes)
+        if not request.body:
+            self._command_memo = (head, raw, attributes, key)
+        return raw, attributes, key
+
     def attributes(self, request: Request) -> dict[str, Any]:
         body, truncated = messages.policy_body(request.head, request.body)
         attributes: dict[str, Any] = {
@@ -591,12 +624,21 @@ class ClientConnection(UpstreamExchange):
     # -- deciding ----------------------------------------------------------------------
 
     async def decide(
-        self, kind: str, raw: str, attributes: dict[str, Any], request: Request
+        self,
+        kind: str,
+        raw: str,
+        attributes: dict[str, Any],
+        request: Request,
+        key: str | None = None,
     ) -> Ruling | None:
         """The ruling to enforce, or None when the client has been answered already
-        (deny, approval pending, the PDP unable to decide): recorded either way."""
+        (deny, approval pending, the PDP unable to decide): recorded either way. `key`:
+        reuse_key(kind, attributes), when the caller has it."""
         session = request.session
-        ruling = await session.decide(kind, raw, attributes, _no_shape)
+        # a verdict the policy let be reused needs no round trip (nor a coroutine)
+        ruling = session.ruling_now(kind, raw, _no_shape, attributes, key)
+        if ruling is None:
+            ruling = await session.decide(kind, raw, attributes, _no_shape, key)
         if not ruling.decision_id and any(STALE in r for r in ruling.verdict.reasons):
             # the PDP no longer knows this session (restarted, reaped): a new one, once
             try:
@@ -606,7 +648,7 @@ class ClientConnection(UpstreamExchange):
                 self.write(self._refusal(refused, request.head))
                 return None
             session = request.session
-            ruling = await session.decide(kind, raw, attributes, _no_shape)
+            ruling = await session.decide(kind, raw, attributes, _no_shape, key)
         if ruling.kind is VerdictKind.REQUIRE_APPROVAL and ruling.approval_id:
             wait = messages.prefer_wait(request.head)
             if wait:

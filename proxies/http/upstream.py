@@ -55,6 +55,9 @@ class ResponseHead:
 
     def __init__(self, status: int, reason: str, fields: tuple[Field, ...]) -> None:
         self.status, self.reason, self.fields = status, reason, fields
+        # (method, body_framing's answer, whether the connection may be kept): the last
+        # method's, as heads are reused
+        self.framed: tuple[str, tuple[str, int], bool] | None = None
 
     @property
     def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
@@ -85,6 +88,8 @@ def read_head(block: bytes) -> ResponseHead:
     fields = tuple([known(line) or _read_line(line) for line in lines[1:]])
     return ResponseHead(int(match.group(1)), (match.group(2) or b"").decode("latin-1"), fields)
 
+
+_NO_HEAD = ResponseHead(0, "", ())
 
 # field lines already read, by their bytes: an upstream answers with the same ones again
 # and again (Server, Content-Type, Connection...), so most are checked once
@@ -124,10 +129,13 @@ def body_framing(method: str, head: ResponseHead) -> tuple[str, int]:
 
 
 class _Connection:
-    __slots__ = ("reader", "writer")
+    __slots__ = ("last", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        # the last answer head read here, by its bytes: an upstream repeats its answers'
+        # heads (until its Date changes), and the same bytes read the same way
+        self.last: tuple[bytes, ResponseHead] = (b"", _NO_HEAD)
 
     @property
     def usable(self) -> bool:
@@ -167,11 +175,17 @@ class UpstreamResponse:
         self._pool, self._conn = pool, conn
         self.status, self.reason = head.status, head.reason
         self.head = head
-        self._framing, self._left = body_framing(method, head)
+        framed = head.framed
+        if framed is None or framed[0] != method:
+            framing = body_framing(method, head)
+            connection = head.getall("connection")
+            tokens = (
+                {t.strip().lower() for t in ",".join(connection).split(",")} if connection else ()
+            )
+            framed = head.framed = (method, framing, "close" not in tokens)
+        self._framing, self._left = framed[1]
         self._done = self._framing == "none" or (self._framing == "length" and not self._left)
-        connection = head.getall("connection")
-        tokens = {t.strip().lower() for t in ",".join(connection).split(",")} if connection else ()
-        self._keep = "close" not in tokens and self._framing != "close"
+        self._keep = framed[2] and self._framing != "close"
         self.content = Body(self)
 
     @property
@@ -234,6 +248,18 @@ class UpstreamResponse:
             conn.close()
 
 
+def request_head(
+    method: str, target: str, headers: list[tuple[str, str]], body: bytes | None
+) -> bytes:
+    """A request's head as sent upstream, Content-Length for the body when there is one."""
+    text = f"{method} {target} HTTP/1.1"
+    if headers:
+        text += "\r\n" + "\r\n".join(map(": ".join, headers))
+    if body is not None:
+        text += f"\r\ncontent-length: {len(body)}"
+    return (text + "\r\n\r\n").encode("latin-1")
+
+
 class UpstreamPool:
     """Connections to one upstream (host, port, TLS), kept alive between requests."""
 
@@ -276,12 +302,10 @@ class UpstreamPool:
     ) -> UpstreamResponse:
         """Send a request and read its answer's head; the body is read from the
         response (then release() it)."""
-        text = f"{method} {target} HTTP/1.1"
-        if headers:
-            text += "\r\n" + "\r\n".join(map(": ".join, headers))
-        if body is not None:
-            text += f"\r\ncontent-length: {len(body)}"
-        wire = (text + "\r\n\r\n").encode("latin-1") + (body or b"")
+        return await self.send(method, request_head(method, target, headers, body) + (body or b""))
+
+    async def send(self, method: str, wire: bytes) -> UpstreamResponse:
+        """request(), its bytes made already (request_head and the body after it)."""
         conn = self._idle_connection()
         if conn is not None:
             try:
@@ -308,7 +332,12 @@ class UpstreamPool:
                     raise UpstreamError("the upstream's answer ended in its head") from None
                 except asyncio.LimitOverrunError:
                     raise UpstreamError("the upstream's answer head is too large") from None
-                head = read_head(block[:-4])
+                last = conn.last
+                if block == last[0]:
+                    head = last[1]
+                else:
+                    head = read_head(block[:-4])
+                    conn.last = (block, head)
                 if head.status >= 200 or head.status == 101:
                     return UpstreamResponse(self, conn, method, head)
                 # an interim answer (100 Continue, 103 Early Hints): the final one follows

@@ -367,10 +367,12 @@ class ProxySession:
         raw: str,
         shape_of: Callable[[str], str | None] | None = None,
         attributes: dict[str, Any] | None = None,
+        key: str | None = None,
     ) -> Ruling | None:
         """The verdict when it needs no PDP round trip — a deny for a session that is not
         open or whose recording is halted, or a verdict the policy allowed to be reused —
-        else None (ask the PDP: decide())."""
+        else None (ask the PDP: decide()). `key`: reuse_key(kind, attributes) when the
+        caller has it already (a protocol that sees the same command again)."""
         if self.grant is None or self._closed:
             return Ruling(Verdict.deny("session is not open — denied"))
         halt = self.halted(raw)
@@ -386,7 +388,8 @@ class ProxySession:
             and not self._token_expired()
             and not self._egress_spent()
         ):
-            key = reuse_key(kind, attributes)
+            if key is None:
+                key = reuse_key(kind, attributes)
             cached = self.cache.lookup("", key, raw, runtime.pdp.revision, shape_of)
             if cached is not None:
                 self.counters["cache_hits"] += 1
@@ -421,9 +424,11 @@ class ProxySession:
         raw: str,
         attributes: dict[str, Any] | None = None,
         shape_of: Callable[[str], str | None] | None = None,
+        key: str | None = None,
     ) -> Ruling:
-        """The verdict for one command: from the cache when the policy allowed it, else the PDP."""
-        known = self.ruling_now(kind, raw, shape_of, attributes)
+        """The verdict for one command: from the cache when the policy allowed it, else the
+        PDP (`key` as ruling_now's)."""
+        known = self.ruling_now(kind, raw, shape_of, attributes, key)
         if known is not None:
             return known
         assert self.grant is not None
@@ -464,7 +469,8 @@ class ProxySession:
         self.counters["decisions"] += 1
         if shape_of is not None and runtime.cache_enabled and ruling.decision_id:
             hit = replace(ruling, cached=True)  # what a later lookup answers, made once
-            key = reuse_key(kind, attributes)
+            if key is None:
+                key = reuse_key(kind, attributes)
             self.cache.store("", key, raw, ruling.verdict, ruling.policy_revision, hit, shape_of)
         return ruling
 
