@@ -543,6 +543,42 @@ async def test_an_approval_is_for_its_requester_only(tmp_path):
     assert bob_status == 202 and bob_poll == 404 and ann_status == 200
 
 
+async def test_a_poll_url_answers_the_token_it_was_made_for_only(tmp_path):
+    """The 202's Location is bound to the session and token that made the request: the
+    same URL with another token (even the same person's other token), without its binding
+    or with a changed one is a 404 that says nothing of the request."""
+    async with http_stack(tmp_path) as s:
+        ann, bob = bearer(s), bearer(s, "bob@example.com")
+        ann_again = {
+            "Authorization": f"Bearer {token(s.config, 'ann@example.com', ('readonly',), 3500)}"
+        }
+        assert ann_again != ann
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
+            async with client.patch(s.url + "/echo/7", data=b"x", headers=ann) as r:
+                assert r.status == 202
+                location = r.headers["Location"]
+            path, _, bound = location.partition("?for=")
+            assert bound
+            polls = {}
+            for name, url, headers in (
+                ("ann", location, ann),
+                ("bob", location, bob),
+                ("ann's other token", location, ann_again),
+                ("unbound", path, ann),
+                ("changed", path + "?for=" + ("0" * len(bound)), ann),
+                ("another's binding", path + "?for=" + bound + "&for=" + bound, ann),
+            ):
+                async with client.get(s.url + url, headers=headers) as r:
+                    polls[name] = r.status, await r.text()
+    assert polls.pop("ann")[0] == 200
+    approval_id = path.rsplit("/", 1)[1]
+    for name, (status, text) in polls.items():
+        assert status == 404, name
+        assert "pending" not in text and "ann@example.com" not in text
+    assert approval_id not in "".join(text for _, text in polls.values())
+    assert s.upstream.seen == []
+
+
 async def test_a_session_the_pdp_ended_is_opened_anew(tmp_path):
     async with http_stack(tmp_path) as s:
         ann = bearer(s)

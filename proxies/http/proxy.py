@@ -34,13 +34,15 @@ import asyncio
 import collections
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
+import os
 import ssl
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from yarl import URL
 
@@ -154,6 +156,8 @@ class HttpProxy:
         listen = config.pdp.http_listen
         self.approvals_api = f"http://{listen}/v1/approvals" if listen else ""
         self._opening: dict[str, asyncio.Future[AgentSession]] = {}
+        # what a poll URL's `for` is keyed with (this process's own: a session is too)
+        self._poll_key = os.urandom(32)
         self.pool: UpstreamPool | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._stopped = False
@@ -269,6 +273,12 @@ class HttpProxy:
             and agent.key in self.sessions
             and (self.sessions[agent.key] is agent)
         )
+
+    def poll_tag(self, approval_id: str, agent: AgentSession) -> str:
+        """What binds an approval's poll URL to the session, and so the token, it was made
+        for: only that token's requests on this proxy can read the request's state."""
+        bound = f"{approval_id}\0{agent.key}\0{agent.session.id}".encode("utf-8", "replace")
+        return hmac.new(self._poll_key, bound, hashlib.sha256).hexdigest()[:32]
 
     def forget(self, agent: AgentSession) -> None:
         for key, known in list(self.sessions.items()):
@@ -536,7 +546,7 @@ class ClientConnection(UpstreamExchange):
     async def exchange(self, request: Request) -> bool:
         head, target = request.head, request.target
         if head.method == "GET" and target.path.startswith(POLL_PREFIX):
-            await self._poll(request, target.path[len(POLL_PREFIX) :])
+            await self._poll(request, unquote(target.path[len(POLL_PREFIX) :]))
             return head.keep_alive
         if self.proxy.mcp is not None:
             return await self.mcp_exchange(request)
@@ -722,7 +732,8 @@ class ClientConnection(UpstreamExchange):
 
     def _approval_pending(self, request: Request, ruling: Ruling) -> None:
         approval_id = ruling.approval_id
-        location = f"{POLL_PREFIX}{quote(approval_id, safe='')}"
+        tag = self.proxy.poll_tag(approval_id, request.agent)
+        location = f"{POLL_PREFIX}{quote(approval_id, safe='')}?for={tag}"
         headers = [("location", location), ("retry-after", "5")]
         if messages.prefer_wait(request.head):
             headers.append(("preference-applied", f"wait={messages.prefer_wait(request.head)}"))
@@ -740,12 +751,18 @@ class ClientConnection(UpstreamExchange):
         )
 
     async def _poll(self, request: Request, approval_id: str) -> None:
-        """GET /.well-known/portcullis/approvals/{id}: the request's state, for its client."""
+        """GET /.well-known/portcullis/approvals/{id}?for=...: the request's state, for the
+        session (and token) it was made for — `for` is that binding (poll_tag); any other
+        token, or none, learns nothing of it (404, the PDP not asked)."""
         session = request.session
         assert session.grant is not None
-        approval = await session.runtime.pdp.await_approval(
-            session.grant.session_id, approval_id, 1.0
-        )
+        given = request.target.query_params().get("for")
+        expected = self.proxy.poll_tag(approval_id, request.agent)
+        approval = None
+        if isinstance(given, str) and hmac.compare_digest(given, expected):
+            approval = await session.runtime.pdp.await_approval(
+                session.grant.session_id, approval_id, 1.0
+            )
         if approval is None:
             self.send_problem(request, 404, "no such approval request for this session")
             return
