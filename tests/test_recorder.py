@@ -44,6 +44,8 @@ from proxies.runtime.recorder import (
     MAX_RUN_TEXT,
     RecordingTick,
     SessionRecorder,
+    spooled,
+    statement_room,
     until_next_flush,
 )
 from proxies.runtime.spool import STORED, UNREACHABLE, Entry, Spool, SpoolFull
@@ -730,3 +732,92 @@ async def test_the_spool_writes_what_was_promised_and_refuses_what_was_not(tmp_p
         assert not spool.reserve(1)
     finally:
         spool.close()
+
+
+# -- SessionRecorder.statement: the hot path's event, the same as command()'s -----------
+
+
+_RULINGS = [
+    ALLOWED,
+    Ruling(Verdict(VerdictKind.ALLOW), decision_id="d-2", cached=True),
+    Ruling(Verdict(VerdictKind.MASK), decision_id="d-3"),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["select 1", "select 2", 'select "\\n"', "x" * 70_000]),
+            st.sampled_from(range(len(_RULINGS))),
+            st.sampled_from(["SELECT 1", "SELECT 0", "INSERT 0 1"]),
+            st.integers(0, 2),
+            st.sampled_from(["simple", "extended"]),
+            st.booleans(),  # a response event in between
+        ),
+        max_size=40,
+    )
+)
+def test_a_statement_is_recorded_as_its_command_event_would_be(steps):
+    """statement() (no details dict, the last tail reused) and command() with the same
+    details give the same events, byte for byte, in the same runs."""
+    texts = []
+    real_time = time.time
+    for fast in (False, True):
+        clock = iter(range(10**6))
+        time.time = lambda clock=clock: 1000.0 + next(clock) / 1000  # type: ignore[assignment,misc]
+        try:
+            recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
+            for raw, which, tag, rows, protocol, respond in steps:
+                ruling = _RULINGS[which]
+                if fast:
+                    recorder.statement(raw, ruling, tag, rows, protocol)
+                else:
+                    recorder.command(raw, ruling, tag=tag, rows=rows, protocol=protocol)
+                if respond:
+                    recorder.response(decision_id="d-1", tag=tag, rows=rows, protocol=protocol)
+            texts.append(recorder._due())
+        finally:
+            time.time = real_time  # type: ignore[assignment]
+    assert texts[0] == texts[1]
+
+
+class _RoomySpool:
+    """A spool that always has room, keeping count of what is held."""
+
+    reserved = 0
+
+    def reserve(self, size: int) -> bool:
+        self.reserved += size
+        return True
+
+    def release(self, size: int) -> None:
+        self.reserved -= size
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["command", "statement", "response", "masking", "admit"]),
+            st.text(max_size=300),
+        ),
+        max_size=30,
+    )
+)
+def test_admit_holds_the_room_owed_and_statement_room_say(steps):
+    """admit() spells out spooled(owed()) + statement_room(): the room it holds is theirs."""
+    spool = _RoomySpool()
+    recorder = SessionRecorder(SlowPDP(), "s-1", spool=spool)  # type: ignore[arg-type]
+    for what, raw in steps:
+        if what == "command":
+            recorder.command(raw, ALLOWED, tag="SELECT 1", rows=1, protocol="simple")
+        elif what == "statement":
+            recorder.statement(raw, ALLOWED, "SELECT 1", 1, "simple")
+        elif what == "response":
+            recorder.response(decision_id="d-1", tag="SELECT 1", rows=1, protocol="extended")
+        elif what == "masking":
+            recorder.masking({"email": 1}, "d-1")
+        assert recorder.admit(len(raw))
+        assert recorder.claim == spool.reserved
+        assert recorder.claim == spooled(recorder.owed()) + statement_room(len(raw))

@@ -33,7 +33,10 @@ class VerdictKind(enum.IntEnum):
 
     @property
     def wire(self) -> str:
-        return self.name.lower()
+        return _WIRE[self]  # spelt once: every recorded command asks
+
+
+_WIRE: tuple[str, ...] = ("", *(k.name.lower() for k in VerdictKind))
 
 
 @dataclass(frozen=True)
@@ -217,9 +220,7 @@ class _Parser:
             if not isinstance(derived, bool):
                 raise MalformedResult("mask derived must be a boolean")
             if [bool(target_field), bool(detector), derived].count(True) != 1:
-                raise MalformedResult(
-                    "a mask rule names exactly one of field, detector or derived"
-                )
+                raise MalformedResult("a mask rule names exactly one of field, detector or derived")
             if strategy not in MASK_STRATEGIES:
                 raise MalformedResult(f"unknown mask strategy {strategy!r}")
             rules.append(MaskRule(target_field, detector, strategy, derived))
@@ -274,7 +275,6 @@ class _Parser:
                 raise MalformedResult(f"session_settings.{name} has an unusable value")
             settings.append((name, value))
         return tuple(settings)
-
 
     def row_filter(self) -> RowFilter:
         raw = self.result.get("row_filter", {})

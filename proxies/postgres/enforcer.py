@@ -287,9 +287,15 @@ class Enforcer:
     def _known(self, sql: str, protocol: str) -> Ruling | None:
         """The statement's verdict when no PDP round trip is needed (reused), else None."""
         ruling = self.known("postgres.query", sql, shaped, self._attributes(protocol))
-        if ruling is not None and ruling.rewritten and ruling.cached:
+        if ruling is None:
+            return None
+        if ruling.rewritten and ruling.cached:
             ruling = _refilled(ruling, sql)  # row filters: this statement's own literals
-        return None if ruling is None else self._vetted(ruling)
+            if ruling is None:
+                return None
+        if ruling.kind is not VerdictKind.MASK and not self.tracker.broken:
+            return ruling  # what _vetted() answers for it, without the call
+        return self._vetted(ruling)
 
     def _vetted(self, ruling: Ruling) -> Ruling:
         """A verdict the proxy cannot carry out becomes a deny: mask rules it cannot use,
@@ -474,7 +480,7 @@ class Enforcer:
         self._query(message, (yield from self._ruling(message.sql, "simple")))
 
     def _query(self, message: codec.Query, ruling: Ruling) -> None:
-        unsafe = self._lexing_unsafe(message.sql)
+        unsafe = self.batch_executed and self._lexing_unsafe(message.sql)
         if unsafe:
             self._refuse_query(codec.error_response(unsafe))
             return
@@ -484,7 +490,7 @@ class Enforcer:
             return
         if ruling.effects:
             self._apply(ruling.effects, ruling, message.sql)
-        lift = self._lifts_read_only(ruling)
+        lift = self.read_only and self._lifts_read_only(ruling)
         if lift:
             self._lift_read_only()
         # an allowed command is recorded when it completes, with its result
@@ -492,7 +498,7 @@ class Enforcer:
             codec.Query(ruling.rewritten) if ruling.rewritten else message,  # row filters
             Expect(
                 "Query",
-                self.masker(ruling),
+                self.masker(ruling) if ruling.kind is VerdictKind.MASK else None,
                 ruling.decision_id,
                 command=message.sql,
                 ruling=ruling,
@@ -652,7 +658,7 @@ class Enforcer:
             return True
         if ruling.effects:
             self._apply(ruling.effects, ruling, portal.sql)
-        masker = self.masker(ruling)
+        masker = self.masker(ruling) if ruling.kind is VerdictKind.MASK else None
         if (
             masker is not None
             and not portal.described

@@ -739,6 +739,12 @@ class ClientConnection:
         """One event per completed statement: the command, its verdict and its result."""
         for done in tracker.completions:
             session.egress_rows += done.rows  # egress budgets
+            if done.ruling is not None and not (done.part or done.error or done.masked):
+                # the usual statement: its event without a details dict (same record)
+                session.record_statement(
+                    done.command, done.ruling, done.tag, done.rows, done.protocol
+                )
+                continue
             details: dict[str, Any] = {
                 "tag": done.tag,
                 "rows": done.rows,

@@ -59,10 +59,11 @@ class Ruling:
     rewrite: ShapeRewrite | None = None
     # egress budget: (rows, bytes) the session may still take on this verdict; None: no budget
     egress_left: tuple[int, int] | None = None
+    # the verdict's kind, read several times per statement: a field, not a property
+    kind: VerdictKind = field(init=False, repr=False, compare=False)
 
-    @property
-    def kind(self) -> VerdictKind:
-        return self.verdict.kind
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", self.verdict.kind)
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,7 @@ def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
             else None
         ),
         egress_left=(
-            (message.egress_rows_left, message.egress_bytes_left)
-            if message.egress_budget
-            else None
+            (message.egress_rows_left, message.egress_bytes_left) if message.egress_budget else None
         ),
     )
 

@@ -248,6 +248,8 @@ class ProxySession:
         # a command waiting for a person's approval, and whether its client cancelled it
         self._approval_wait: asyncio.Future[Any] | None = None
         self._wait_canceled = False
+        # the last reuse key built: (attributes, a copy of them, kind, key)
+        self._last_key: tuple[dict[str, Any], dict[str, Any], str, str] | None = None
 
     @property
     def id(self) -> str:
@@ -373,29 +375,44 @@ class ProxySession:
         open or whose recording is halted, or a verdict the policy allowed to be reused —
         else None (ask the PDP: decide()). `key`: reuse_key(kind, attributes) when the
         caller has it already (a protocol that sees the same command again)."""
-        if self.grant is None or self._closed:
+        grant = self.grant
+        if grant is None or self._closed:
             return Ruling(Verdict.deny("session is not open — denied"))
         halt = self.halted(raw)
         if halt is not None:
             return halt
-        if self._oversized(raw) is not None:
-            return None  # never from the cache: decide() records and denies it
         runtime = self.runtime
+        # each check's cheap half first: this runs for every command
+        if len(raw) * 4 > runtime.max_statement_bytes and self._oversized(raw) is not None:
+            return None  # never from the cache: decide() records and denies it
         if (
             runtime.cache_enabled
             and shape_of is not None
             and runtime.pdp.reachable
-            and not self._token_expired()
-            and not self._egress_spent()
+            and not (grant.token_expires_at and self._token_expired())
+            and not (self.egress_left is not None and self._egress_spent())
         ):
             if key is None:
-                key = reuse_key(kind, attributes)
+                key = self._reuse_key(kind, attributes)
             cached = self.cache.lookup("", key, raw, runtime.pdp.revision, shape_of)
             if cached is not None:
                 self.counters["cache_hits"] += 1
-                runtime.metrics.cache_hit()
+                runtime.metrics.cache_hits += 1  # (ProxyMetrics.cache_hit)
                 return cached
         return None
+
+    def _reuse_key(self, kind: str, attributes: dict[str, Any] | None) -> str:
+        """reuse_key(kind, attributes), remembered for the last attributes of only strings
+        while they are the same object with the same items (a protocol passes one constant
+        mapping per kind of command: its key is not built again for every command)."""
+        last = self._last_key
+        if last is not None and last[0] is attributes and last[1] == attributes and last[2] == kind:
+            return last[3]
+        key = reuse_key(kind, attributes)
+        if attributes and all(type(v) is str for v in attributes.values()):
+            # a copy to compare with: its values, strings, cannot change under it
+            self._last_key = (attributes, dict(attributes), kind, key)
+        return key
 
     def _egress_spent(self) -> bool:
         """A budget's allowance is used up: the PDP, which counts it, must be asked."""
@@ -630,6 +647,20 @@ class ProxySession:
                 return
         if self.recorder is not None:
             self.recorder.command(raw, ruling, **details)
+
+    def record_statement(
+        self, raw: str, ruling: Ruling, tag: str, rows: int, protocol: str
+    ) -> None:
+        """record_command(raw, ruling, tag=tag, rows=rows, protocol=protocol) for a statement
+        that completed without error under a verdict that is not a deny, with nothing masked
+        in it (SessionRecorder.statement): the same counters, metrics and event."""
+        if ruling.kind is VerdictKind.DENY:
+            self.record_command(raw, ruling, tag=tag, rows=rows, protocol=protocol)
+            return
+        self.counters["commands"] += 1
+        self.runtime.metrics.command(ruling.verdict.kind.wire)
+        if self.recorder is not None:
+            self.recorder.statement(raw, ruling, tag, rows, protocol)
 
     def record_response(self, **details: Any) -> None:
         error = details.get("error")

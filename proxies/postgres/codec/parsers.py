@@ -125,9 +125,41 @@ def _fast_ready_for_query(raw: bytes) -> Message | None:
     return None if status is None else ReadyForQuery(status)
 
 
+# A frozen dataclass's __init__ sets each field through object.__setattr__: for the two
+# messages a client sends per statement, the decoders fill the slots directly instead (the
+# same fields, the same values; `raw` is set by _decode as for every message).
+_new = object.__new__
+
+
+def _slot(cls: type, name: str) -> Callable[[object, object], None]:
+    """The setter of one slot of a message class (its frozen __setattr__ bypassed)."""
+    setter: Callable[[object, object], None] = getattr(cls, name).__set__
+    return setter
+
+
+_QUERY_SQL = _slot(Query, "sql")
+_BIND_PORTAL = _slot(Bind, "portal")
+_BIND_STATEMENT = _slot(Bind, "statement")
+_BIND_PARAM_FORMATS = _slot(Bind, "param_formats")
+_BIND_PARAMS = _slot(Bind, "params")
+_BIND_RESULT_FORMATS = _slot(Bind, "result_formats")
+
+
 def _fast_query(raw: bytes) -> Message | None:
     sql = _fast_text(raw)
-    return None if sql is None else Query(sql)
+    if sql is None:
+        return None
+    message = _new(Query)
+    _QUERY_SQL(message, sql)
+    return message
+
+
+def _int16s(raw: bytes, pos: int, n: int) -> list[int]:
+    """n Int16 at pos (the caller has checked they are there)."""
+    if n == 1:
+        value = raw[pos] << 8 | raw[pos + 1]
+        return [value - 0x10000 if value > 0x7FFF else value]
+    return list(struct.unpack_from(f">{n}h", raw, pos)) if n else []
 
 
 def _fast_bind(raw: bytes) -> Message | None:
@@ -136,31 +168,28 @@ def _fast_bind(raw: bytes) -> Message | None:
     end = len(raw)
     first = raw.find(b"\0", 5)
     names_end = raw.find(b"\0", first + 1) if first >= 0 else -1
-    if names_end < 0:
+    if names_end < 0 or names_end + 3 > end:
         return None
     try:
-        portal = raw[5:first].decode("utf-8")
+        portal = raw[5:first].decode("utf-8") if first > 5 else ""
         statement = raw[first + 1 : names_end].decode("utf-8")
     except UnicodeDecodeError:
         return None
     pos = names_end + 1
-    if pos + 2 > end:
-        return None
-    (n,) = UINT16.unpack_from(raw, pos)
+    n = raw[pos] << 8 | raw[pos + 1]
     pos += 2
-    if pos + 2 * n > end:
+    if pos + 2 * n + 2 > end:
         return None
-    param_formats = list(struct.unpack_from(f">{n}h", raw, pos))
+    param_formats = _int16s(raw, pos, n)
     pos += 2 * n
-    if pos + 2 > end:
-        return None
-    (n,) = UINT16.unpack_from(raw, pos)
+    n = raw[pos] << 8 | raw[pos + 1]
     pos += 2
     params: list[bytes | None] = []
+    unpack = INT32.unpack_from
     for _ in range(n):
         if pos + 4 > end:
             return None
-        (size,) = INT32.unpack_from(raw, pos)
+        (size,) = unpack(raw, pos)
         pos += 4
         if size == -1:
             params.append(None)
@@ -171,12 +200,17 @@ def _fast_bind(raw: bytes) -> Message | None:
             pos += size
     if pos + 2 > end:
         return None
-    (n,) = UINT16.unpack_from(raw, pos)
+    n = raw[pos] << 8 | raw[pos + 1]
     pos += 2
     if pos + 2 * n != end:
         return None
-    result_formats = list(struct.unpack_from(f">{n}h", raw, pos))
-    return Bind(portal, statement, param_formats, params, result_formats)
+    message = _new(Bind)
+    _BIND_PORTAL(message, portal)
+    _BIND_STATEMENT(message, statement)
+    _BIND_PARAM_FORMATS(message, param_formats)
+    _BIND_PARAMS(message, params)
+    _BIND_RESULT_FORMATS(message, _int16s(raw, pos, n))
+    return message
 
 
 def _data_row_fits(
@@ -250,6 +284,8 @@ def _remember_shared(raw: bytes, message: Message) -> Message:
         _SHARED_MESSAGES.clear()
     _SHARED_MESSAGES[raw] = message
     return message
+
+
 _REPEAT_MAX_BYTES = 4096  # larger frames are decoded each time, never kept
 
 
@@ -532,18 +568,33 @@ class BackendParser(_StreamParser):
                 continue
             raw = chunk[pos:end]
             pos = end
-            msg = seen.get(raw)
-            if msg is None:
-                try:
-                    msg = self._decode(kind, raw, kind in repeats and len(raw) < _REPEAT_MAX_BYTES)
-                except ProtocolViolation:
-                    return None
-            if type(msg) is CommandComplete:
-                append((kind, msg.tag, None))
-            elif type(msg) is ReadyForQuery:
-                append((kind, msg.status, None))
-            elif type(msg) is RowDescription:
-                append((kind, "", msg))
-            else:
-                append((kind, "", None))
+            answer = _PLAIN_SEEN.get(raw)
+            if answer is None:
+                msg = seen.get(raw)
+                if msg is None:
+                    remember = kind in repeats and len(raw) < _REPEAT_MAX_BYTES
+                    try:
+                        msg = self._decode(kind, raw, remember)
+                    except ProtocolViolation:
+                        return None
+                answer = _plain_answer(kind, msg)
+                if msg is seen.get(raw):  # a repeat: its answer is remembered with it
+                    if len(_PLAIN_SEEN) >= _BACKEND_SEEN_KEPT:
+                        _PLAIN_SEEN.clear()
+                    _PLAIN_SEEN[raw] = answer
+            append(answer)
         return answers
+
+
+# the answers of repeated frames (their messages in _BACKEND_SEEN), by their bytes
+_PLAIN_SEEN: dict[bytes, PlainAnswer] = {}
+
+
+def _plain_answer(kind: int, msg: Message) -> PlainAnswer:
+    if type(msg) is CommandComplete:
+        return (kind, msg.tag, None)
+    if type(msg) is ReadyForQuery:
+        return (kind, msg.status, None)
+    if type(msg) is RowDescription:
+        return (kind, "", msg)
+    return (kind, "", None)

@@ -1,0 +1,181 @@
+"""The Postgres proxy's own work per transaction, without sockets: pgbench -S's messages
+through the real relay callbacks, CPU per transaction.
+
+A session's two callbacks (_Relay._client_data and _server_data) get the bytes pgbench and
+the server send for `SELECT abalance FROM pgbench_accounts WHERE aid = N` — simple Query,
+or Bind/Describe/Execute/Sync of a prepared statement — with the verdict reused from the
+session's decision cache (cache_key: shape), the recording on (its spool holding room per
+statement) and the credential's secret scanner watching the client's bytes. The sockets are
+stand-ins that keep nothing, so what is measured is the proxy's Python alone: no kernel,
+no event loop, no other process. Deterministic enough to compare two versions of the code
+on a loaded machine (CPU time of this process, best of --repeat), where a pgbench run's
+CPU per transaction moves by a third with the other load. Not a test: nothing asserts.
+
+    python bench/postgres/bench_hotpath.py [--transactions 20000] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from portcullis.config import ConnectionSettings
+from portcullis.reuse import reuse_key
+from portcullis.shape import shaped
+from portcullis.verdict import Verdict, VerdictKind
+from proxies.postgres import codec
+from proxies.postgres.enforcer import Enforcer
+from proxies.postgres.proxy import ClientConnection, _Relay
+from proxies.postgres.tracker import ResponseTracker
+from proxies.postgres.upstream import Upstream
+from proxies.runtime.pdp_client import Ruling, SessionGrant
+from proxies.runtime.recorder import SessionRecorder
+from proxies.runtime.session import ProxyRuntime, ProxySession
+from proxies.runtime.spool import Spool
+
+SQL = "SELECT abalance FROM pgbench_accounts WHERE aid = {};"
+
+
+class _Socket:
+    """A transport and its StreamWriter, for the relay: writes are dropped."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 5000) if name == "peername" else default
+
+
+class _PDP:
+    reachable = True
+    answered = True
+    revision = "rev-1"
+    recording_failure = ""
+
+
+class _Proxy:
+    """What a ClientConnection reads of its proxy on the hot path."""
+
+    def __init__(self) -> None:
+        self.column_origins: dict[Any, Any] = {}
+        self.unnamed_tables: set[int] = set()
+        self.known_descriptions: set[bytes] = set()
+
+
+def _server_answer(aid: int, prepared: bool) -> bytes:
+    row = codec.DataRow([str(aid % 5000 - 2500).encode()])
+    description = codec.RowDescription([codec.Field("abalance", 16384, 3, 23, 4, -1, 0)])
+    head: list[codec.Message] = [codec.BindComplete(), description] if prepared else [description]
+    return b"".join(
+        m.encode()
+        for m in (*head, row, codec.CommandComplete("SELECT 1"), codec.ReadyForQuery("I"))
+    )
+
+
+def _client_chunk(aid: int, prepared: bool) -> bytes:
+    if not prepared:
+        return codec.Query(SQL.format(aid)).encode()
+    return b"".join(
+        m.encode()
+        for m in (
+            codec.Bind("", "P_0", [0], [str(aid).encode()], [0]),
+            codec.Describe("P", ""),
+            codec.Execute("", 0),
+            codec.Sync(),
+        )
+    )
+
+
+async def _session(spool: Spool) -> tuple[_Relay, ClientConnection]:
+    connection = ConnectionSettings(
+        name="bench", type="postgres", listen="127.0.0.1:0", upstream="127.0.0.1:5432"
+    )
+    pdp = _PDP()
+    runtime = ProxyRuntime(connection=connection, pdp=pdp, provider=None)  # type: ignore[arg-type]
+    runtime.cache_enabled = True
+    session = ProxySession(runtime, "127.0.0.1:5000", "pgbench")
+    allowed = Ruling(Verdict(VerdictKind.ALLOW), "d-1", "rev-1")
+    session.grant = SessionGrant("s-1", allowed, "bench@example.com", ("dba",), "ref")
+    session.recorder = SessionRecorder(pdp, "s-1", spool=spool)  # type: ignore[arg-type]
+    reusable = Verdict(VerdictKind.ALLOW, cache_ttl_seconds=3600, cache_key="shape")
+    cached = Ruling(reusable, "d-2", "rev-1", cached=True)
+    for attributes in ({"protocol": "simple"}, {"protocol": "extended", "phase": "parse"}):
+        key = reuse_key("postgres.query", attributes)
+        session.cache.store("", key, SQL.format(1), reusable, "rev-1", cached, shaped)
+
+    conn = ClientConnection(_Proxy(), None, _Socket())  # type: ignore[arg-type]
+    conn.session = session
+    conn.parser.startup_done()
+    conn.output.guard(["bench-secret-password"])
+    conn.upstream = Upstream(None, _Socket(), codec.BackendParser())  # type: ignore[arg-type]
+    tracker = ResponseTracker()
+    enforcer = Enforcer(
+        tracker, b"k" * 32, session.ruling_now, {}, session.halted, lambda: pdp.revision,
+        conn.outbound,
+    )  # fmt: skip
+    relay = _Relay(conn, enforcer, tracker)
+    return relay, conn
+
+
+def _run(relay: _Relay, conn: ClientConnection, chunks: list[tuple[bytes, bytes]]) -> float:
+    client, server = relay._client_data, relay._server_data
+    started = time.process_time()
+    for request, answer in chunks:
+        client(request)
+        server(answer)
+    spent = time.process_time() - started
+    recorder = conn.session.recorder if conn.session else None
+    if recorder is not None:  # what the tick would send: not part of a transaction
+        recorder._seal_run()
+        recorder._pending.clear()
+        recorder._pending_chars = 0
+    return spent
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transactions", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    rng = random.Random(7)
+    with tempfile.TemporaryDirectory() as spool_dir:
+        spool = Spool(Path(spool_dir), "bench")
+        spool.open()
+        for mode in ("simple", "prepared"):
+            prepared = mode == "prepared"
+            relay, conn = await _session(spool)
+            if prepared:  # the statement, parsed once (its verdict reused from the cache)
+                parse = codec.Parse("P_0", SQL.format("$1"), []).encode() + codec.Sync().encode()
+                relay._client_data(parse)
+                relay._server_data(codec.ParseComplete().encode() + b"Z\0\0\0\5I")
+            chunks = []
+            for _ in range(args.transactions):
+                aid = rng.randrange(1, 1_000_000)
+                chunks.append((_client_chunk(aid, prepared), _server_answer(aid, prepared)))
+            _run(relay, conn, chunks[:2000])  # warm
+            best = min(_run(relay, conn, chunks) for _ in range(args.repeat))
+            ended = relay.ended.done() and relay.ended.result()
+            counters = conn.session.counters if conn.session else {}
+            done = counters.get("commands", 0)
+            reused = counters.get("cache_hits", 0)
+            if done < args.transactions or reused < (1 if prepared else done):
+                ended = ended or f"not every statement reused a verdict: {dict(counters)}"
+            print(
+                f"{mode:8}: {best / args.transactions * 1e6:6.2f} µs of proxy CPU per "
+                f"transaction (best of {args.repeat} runs of {args.transactions})"
+                + (f"  [relay ended: {ended}]" if ended else ""),
+                flush=True,
+            )
+        spool.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
