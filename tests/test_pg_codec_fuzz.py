@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from proxies.postgres import codec as c
@@ -343,6 +343,61 @@ def test_fast_frontend_decoding_matches_the_general_decoders(frames, repeats):
     stream = b"".join(frames) * repeats  # repeats exercise the memory of seen messages
     fast, general = FrontendParser(startup=False), _GeneralFrontend(startup=False)
     assert _outcome(fast, [stream]) == _outcome(general, [stream])
+
+
+_PIPELINED = st.sampled_from(
+    [
+        c.Bind("", "s", [0], [b"1"], [0]),
+        c.Bind("", "s", [0], [b"22"], [0]),
+        c.Describe("P", ""),
+        c.Execute("", 0),
+        c.Sync(),
+        c.Query("select 1"),
+    ]
+).map(lambda m: m.encode())
+_ANSWERED = st.sampled_from(
+    [
+        c.DataRow([b"1"]),
+        c.DataRow([b"22", None]),
+        c.CommandComplete("SELECT 1"),
+        c.ReadyForQuery("I"),
+        c.BindComplete(),
+    ]
+).map(lambda m: m.encode())
+
+
+@FUZZ
+@given(
+    st.lists(st.lists(_PIPELINED | hot_frontend_frames(), min_size=1, max_size=5), max_size=4),
+    st.lists(st.lists(_ANSWERED | hot_backend_frames(), min_size=1, max_size=5), max_size=4),
+    st.integers(1, 3),
+    st.lists(st.integers(1, 40), max_size=4),
+)
+@example(  # pgbench -M prepared: a new Bind, then the same Describe, Execute and Sync
+    [[c.Bind("", "s", [0], [v], [0]).encode() for v in (b"1", b"22")]
+     + [c.Describe("P", "").encode(), c.Execute("", 0).encode(), c.Sync().encode()]],
+    [[c.DataRow([b"7"]).encode(), c.CommandComplete("SELECT 1").encode(),
+      c.ReadyForQuery("I").encode()]],
+    2,
+    [],
+)  # fmt: skip
+def test_chunks_ending_in_a_remembered_tail_read_as_the_general_decoders_read_them(
+    frontend, backend, repeats, cuts
+):
+    """A chunk ending in the bytes the last one ended in (its tail of repeats) gets the
+    tail's messages: the same as reading it frame by frame, however the chunks come."""
+    for groups, fast, general in (
+        (frontend, FrontendParser(startup=False), _GeneralFrontend(startup=False)),
+        (backend, BackendParser(), _GeneralBackend()),
+    ):
+        chunks = [b"".join(g) for g in groups] * repeats
+        if cuts and chunks:  # one chunk also cut into pieces anywhere
+            whole, at, pieces = chunks[-1], 0, []
+            for cut in cuts:
+                pieces.append(whole[at : at + cut])
+                at += cut
+            chunks[-1:] = [*pieces, whole[at:]]
+        assert _outcome(fast, chunks) == _outcome(general, chunks)
 
 
 # -- the plain lane: BackendParser.plain_answers + ResponseTracker.plain -------------------

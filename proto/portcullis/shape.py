@@ -58,10 +58,28 @@ def skeleton(sql: str, digit: str = "0") -> str | None:
     Whether those places are literal values (a shape ignores them) or not (`FETCH 5`, a
     type modifier, a comment, a column number) the skeleton cannot tell: proven_shape()
     proves it once per skeleton."""
+    if digit == "0":
+        last = _last_skeleton
+        if last[0] is sql:  # the same text object asked again (a lookup, then a fill)
+            return last[1]
     if _QUOTES.search(sql):
-        return None
-    rewritten = _NUMBER.sub(digit, sql)
-    return None if rewritten == sql else rewritten
+        found = None
+    else:
+        rewritten = _NUMBER.sub(digit, sql)
+        found = None if rewritten == sql else rewritten
+    if digit == "0":
+        _remember_skeleton(sql, found)
+    return found
+
+
+# the last text skeleton() was asked for and its answer, as one tuple (replaced whole, so
+# a thread never reads one text's answer for another)
+_last_skeleton: tuple[str | None, str | None] = (None, None)
+
+
+def _remember_skeleton(sql: str, found: str | None) -> None:
+    global _last_skeleton
+    _last_skeleton = (sql, found)
 
 
 def proven_shape(zeros: str) -> tuple[bool, str | None]:

@@ -38,7 +38,7 @@ given.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from portcullis.literals import fill
@@ -784,7 +784,7 @@ def _refilled(ruling: Ruling, sql: str) -> Ruling | None:
     if ruling.rewrite is None:
         return ruling
     text = fill(ruling.rewrite, sql)
-    return None if text is None else replace(ruling, rewritten=text)
+    return None if text is None else ruling.with_rewritten(text)
 
 
 def _denied(ruling: Ruling, reason: str) -> Ruling:

@@ -65,6 +65,14 @@ class Ruling:
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", self.verdict.kind)
 
+    def with_rewritten(self, text: str) -> Ruling:
+        """replace(self, rewritten=text), without dataclasses.replace's walk over every
+        field and __init__ (a reused row-filtered verdict is refilled per statement)."""
+        ruling = object.__new__(Ruling)
+        ruling.__dict__.update(self.__dict__)
+        object.__setattr__(ruling, "rewritten", text)
+        return ruling
+
 
 @dataclass(frozen=True)
 class SessionGrant:

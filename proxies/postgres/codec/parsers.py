@@ -309,6 +309,9 @@ class _StreamParser:
         self._need = 1  # bytes the buffer must hold before parsing can progress
         self._error: ProtocolViolation | None = None
         self._seen: dict[bytes, Message] = {}
+        # the repeats that ended the last chunk after a frame read afresh, and their messages
+        self._tail = b""
+        self._tail_messages: list[Message] = []
 
     @property
     def buffered(self) -> int:
@@ -361,13 +364,25 @@ class _StreamParser:
     def _typed_frames(self, view: bytes, pos: int, out: list[Message]) -> int:
         """Append every complete typed frame from pos on; return where parsing stopped.
 
-        One loop for the whole chunk (this runs for every message a session carries)."""
+        One loop for the whole chunk (this runs for every message a session carries).
+        The repeats that ended the last chunk (a prepared statement's Describe, Execute
+        and Sync after its Bind) are its tail: a chunk ending in the same bytes gets the
+        same messages for them, without reading them frame by frame again."""
         table, repeats, seen, shared = self._TABLE, self._REPEATS, self._seen, self._SHARED
         size, max_frame, side = len(view), self.max_frame, self._SIDE
+        tail = self._tail
+        fresh_end, fresh_count = -1, 0  # where the last frame decoded afresh ended
         while True:
             avail = size - pos
+            if avail == len(tail) and avail and view.endswith(tail):
+                out.extend(self._tail_messages)
+                self._need = 1
+                return size
             if avail < 1:
                 self._need = 1  # counted from the start of the next frame, as is every _need
+                if 0 <= fresh_end < size and repeats:
+                    self._tail = view[fresh_end:]
+                    self._tail_messages = out[fresh_count:]
                 return pos
             kind = view[pos]
             if kind not in table:
@@ -402,6 +417,8 @@ class _StreamParser:
                     out.append(known)
                     continue
             out.append(self._decode(kind, raw, repeat))
+            if not repeat:  # a frame a tail may follow (one remembered is a tail's own)
+                fresh_end, fresh_count = pos, len(out)
 
     def _decode(self, kind: int, raw: bytes, remember: bool) -> Message:
         """One whole frame not met before: its type's fast decoder, else the general one
