@@ -9,7 +9,10 @@ shadowed functions, view columns, an approval and a transaction pooler. Prints e
 input whose decision differs (verdict, reasons, mask, cache hint, guards: the whole
 document) and a count.
 
-A rewrite for speed must print `0 differ`. Not a test: it needs the git history.
+Inputs are as the PDP builds them now (the statements' `types`, which an older policy
+ignores); the new policy decides each input both with the session's standing the PDP
+passes (rego/portcullis/standing.rego) and without it. A rewrite for speed must print
+`0 differ` for both. Not a test: it needs the git history.
 
     python bench/pdp/policy_equivalence.py --baseline REV [--sample 4000] [--rego DIR]
 """
@@ -73,6 +76,15 @@ def variants(policy_input: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def standing_of(engine: Any, policy_input: dict[str, Any]) -> Any:
+    """The input with the standing the PDP would pass for a session's command
+    (policy_profile.with_standing: evaluated by the same engine), or as it is."""
+    try:
+        return policy_profile.with_standing(engine, policy_input)
+    except Exception:  # an evaluation error: compared without a standing
+        return policy_input
+
+
 def decide(engine: Any, policy_input: dict[str, Any]) -> Any:
     raw = json.dumps(policy_input, separators=(",", ":"), ensure_ascii=False).encode()
     try:
@@ -96,16 +108,36 @@ def main() -> None:
     for policy_input in policy_profile.golden_inputs() + policy_profile.agent_inputs():
         inputs.extend(variants(policy_input))
     inputs.extend(corpus_inputs(args.sample, args.seed))
-    differ = 0
+    differ = differ_standing = 0
     for policy_input in inputs:
-        before, after = decide(old, policy_input), decide(new, policy_input)
-        if before != after:
-            differ += 1
-            if differ <= 20:
-                print(json.dumps({"raw": policy_input.get("command", {}).get("raw"),
-                                  "groups": policy_input.get("identity", {}).get("groups"),
-                                  "before": before, "after": after}, default=list)[:2000])
-    print(f"{len(inputs)} inputs, {differ} differ")
+        # both sides get the input as the PDP builds it now (`types`: an older policy
+        # ignores it); the new side decides it twice, with the session's standing as the
+        # PDP passes it and without (as `opa test` and `policy eval` ask), and each must
+        # equal the baseline
+        before = decide(old, policy_input)
+        after = decide(new, policy_input)
+        with_standing = decide(new, standing_of(new, policy_input))
+        for answer, label in ((after, "without standing"), (with_standing, "with standing")):
+            if before == answer:
+                continue
+            if label == "with standing":
+                differ_standing += 1
+            else:
+                differ += 1
+            if differ + differ_standing <= 20:
+                print(
+                    json.dumps(
+                        {
+                            "raw": policy_input.get("command", {}).get("raw"),
+                            "groups": policy_input.get("identity", {}).get("groups"),
+                            "side": label,
+                            "before": before,
+                            "after": answer,
+                        },
+                        default=list,
+                    )[:2000]
+                )
+    print(f"{len(inputs)} inputs, {differ} differ without the standing, {differ_standing} with it")
 
 
 if __name__ == "__main__":

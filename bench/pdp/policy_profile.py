@@ -24,6 +24,10 @@ work on a shared machine does not count) of:
      CPU includes the rules it refers to; functions, which take arguments, cannot be
      evaluated as documents and are paid for inside the rules that call them).
 
+Inputs are as the PDP builds them (pdp.domain.policy_input: the statements' `types`) and
+evaluates them for a session's command: with the session's standing (rego/portcullis/
+standing.rego, evaluated once per session by pdp.domain.decisions), except session.open.
+
 The shipped and one-rule figures are measured in alternating blocks and the ratio is the
 median of the blocks' ratios, so a neighbour's load that comes and goes weighs on both
 alike. Prints the ratio shipped decision / one-rule decision (the target of issue 27 is
@@ -59,6 +63,7 @@ if str(REPO) not in sys.path:  # run as a script: bench/pdp must not stand for t
 if sys.path[0] == str(Path(__file__).resolve().parent):
     sys.path.pop(0)
 
+from pdp.domain.policy_input import statement_types  # noqa: E402
 from pdp.engine.bundle import PolicyBundle, load_bundle  # noqa: E402
 from pdp.engine.embedded import GO_RUNTIME  # noqa: E402
 from pdp.engine.opa import DECISION_PATH, new_engine, parse_envelope, raw_evaluate  # noqa: E402
@@ -92,17 +97,29 @@ RULE_HEAD = re.compile(r"^(?:default\s+)?([a-z_][a-z0-9_]*)\s*(\(|:=|=|contains|
 
 def base_input(sql: str, groups: list[str]) -> dict[str, Any]:
     """A postgres.query input as the PDP builds it for a proxy session (pdp.domain.policy_input)."""
+    statements = classify(sql)
     return {
-        "identity": {"subject": "agent@example.com", "groups": groups, "issuer": "dev",
-                     "claims": {}, "token_id": "t"},
+        "identity": {
+            "subject": "agent@example.com",
+            "groups": groups,
+            "issuer": "dev",
+            "claims": {},
+            "token_id": "t",
+        },
         "connection": {"name": "orders-db", "type": "postgres", "zone": "eu-prod", "labels": {}},
-        "session": {"id": "s", "started_at": "2026-01-01T00:00:00Z", "client_addr": "x",
-                    "client": "bench", "attributes": {}},
+        "session": {
+            "id": "s",
+            "started_at": "2026-01-01T00:00:00Z",
+            "client_addr": "x",
+            "client": "bench",
+            "attributes": {},
+        },
         "command": {
             "kind": "postgres.query",
             "raw": sql,
             "postgres": {
-                "statements": classify(sql),
+                "statements": statements,
+                "types": statement_types(statements),
                 "protocol": "extended",
                 "shadowed_functions": ["upper", "lower", "length", "now", "md5"],
                 "view_columns": {"contact": ["phone"], "shout": ["email"], "label": ["name"]},
@@ -127,10 +144,30 @@ def golden_inputs() -> list[dict[str, Any]]:
             if command.get("kind") == "postgres.query":
                 postgres = command.setdefault("postgres", {})
                 postgres.setdefault("statements", classify(command.get("raw", "")))
+            if command.get("kind") in ("postgres.query", "postgres.function_call"):
+                postgres = command.setdefault("postgres", {})
+                if isinstance(postgres.get("statements"), list):
+                    postgres["types"] = statement_types(postgres["statements"])
             inputs.append(policy_input)
     for path in sorted((REPO / "rego" / "examples").glob("*.json")):
         inputs.append(json.loads(path.read_text()))
     return inputs
+
+
+def with_standing(engine: Any, policy_input: dict[str, Any]) -> dict[str, Any]:
+    """The input as the PDP evaluates a session's command: with the session's standing
+    (rego/portcullis/standing.rego, evaluated once per session by pdp.domain.decisions)."""
+    about: dict[str, Any] = {
+        k: policy_input[k] for k in ("identity", "connection", "session") if k in policy_input
+    }
+    envelope = raw_evaluate(engine, "portcullis.standing", encode([about])[0])
+    standing = parse_envelope(envelope)
+    if (
+        not isinstance(standing, dict)
+        or policy_input.get("command", {}).get("kind") == "session.open"
+    ):
+        return policy_input
+    return {**policy_input, "standing": standing}
 
 
 def rule_names(bundle: PolicyBundle) -> list[str]:
@@ -208,9 +245,9 @@ def rule_owners(bundle: PolicyBundle) -> dict[str, str]:
     return owners
 
 
-def trace_steps(engine: Any, bundle: PolicyBundle, inputs: list[dict[str, Any]]) -> tuple[
-    float, collections.Counter[str], collections.Counter[str]
-]:
+def trace_steps(
+    engine: Any, bundle: PolicyBundle, inputs: list[dict[str, Any]]
+) -> tuple[float, collections.Counter[str], collections.Counter[str]]:
     """Evaluator steps per decision: in all, per rule, and per kind of step."""
     owners = rule_owners(bundle)
     per_rule: collections.Counter[str] = collections.Counter()
@@ -276,14 +313,18 @@ def main() -> None:
     bundle = load_bundle(REPO / "rego").without_tests()
     engine = new_engine(bundle)
     floor = new_engine(PolicyBundle({"bench.rego": ONE_RULE}, {}, "one-rule", ""))
-    agents, golden = agent_inputs(), golden_inputs()
+    # as the PDP evaluates a session's commands: with the session's standing
+    agents = [with_standing(engine, i) for i in agent_inputs()]
+    golden = [with_standing(engine, i) for i in golden_inputs()]
     sets = {"agent postgres.query": encode(agents), "golden + examples": encode(golden)}
     for policy_input in agents + golden:  # every input decides (undefined would be a bug)
         envelope = raw_evaluate(engine, DECISION_PATH, encode([policy_input])[0])
         assert parse_envelope(envelope) is not None, policy_input
 
-    print(f"policy {bundle.revision}; CPU per evaluation (µs, time.process_time), "
-          f"GOMAXPROCS={os.environ['GOMAXPROCS']} GOGC={os.environ['GOGC']}")
+    print(
+        f"policy {bundle.revision}; CPU per evaluation (µs, time.process_time), "
+        f"GOMAXPROCS={os.environ['GOMAXPROCS']} GOGC={os.environ['GOGC']}"
+    )
     policies = {"shipped": engine}
     if args.baseline:
         policies[f"rego/ at {args.baseline}"] = new_engine(baseline_bundle(args.baseline))
@@ -294,8 +335,10 @@ def main() -> None:
         print(f"  {label} ({len(encoded)} inputs, {blocks} alternating blocks, medians)")
         print(f"    one-rule decision, same evaluator                 {floor_us:8.1f}")
         for name in policies:
-            print(f"    {name + ' decision':48s}  {spent[name]:8.1f}   "
-                  f"{ratios[name]:5.2f}x one-rule   (target ≤ 3x)")
+            print(
+                f"    {name + ' decision':48s}  {spent[name]:8.1f}   "
+                f"{ratios[name]:5.2f}x one-rule   (target ≤ 3x)"
+            )
         steps, _, _ = trace_steps(engine, bundle, agents if label.startswith("agent") else golden)
         print(f"    evaluator steps per decision                     {steps:8.1f}")
 
@@ -308,15 +351,19 @@ def main() -> None:
     print("  entry points (agent inputs):")
     print(f"    OpaEvalDocument, bytes in/out (raw_evaluate)     {document:8.1f}")
     print(f"    OpaEvalQuery 'data.portcullis.decision'          {prepared:8.1f}")
-    print(f"    OpaEvalQuery, a new query text every call        {fresh:8.1f}"
-          f"   ({fresh / prepared:.1f}x the same text: the engine keeps prepared queries)")
+    print(
+        f"    OpaEvalQuery, a new query text every call        {fresh:8.1f}"
+        f"   ({fresh / prepared:.1f}x the same text: the engine keeps prepared queries)"
+    )
     print(f"    eval_document (binding's Python JSON both ways)  {wrapped:8.1f}")
 
     inputs = agents + golden
     steps, per_rule, per_op = trace_steps(engine, bundle, inputs)
     n = len(inputs)
-    print(f"  evaluator steps per decision over all {n} inputs: {steps:.0f} "
-          + " ".join(f"{op} {count / n:.0f}" for op, count in per_op.most_common()))
+    print(
+        f"  evaluator steps per decision over all {n} inputs: {steps:.0f} "
+        + " ".join(f"{op} {count / n:.0f}" for op, count in per_op.most_common())
+    )
     for name, count in per_rule.most_common(args.top or None):
         print(f"    {name:48s} {count / n:7.1f}  {count / n / steps:6.1%}")
 
@@ -328,8 +375,10 @@ def main() -> None:
     for name in rule_names(bundle):
         costs.append((cpu_per_call(engine, f"portcullis.{name}", everything, rounds), name))
     costs.sort(reverse=True)
-    print(f"  rule documents, each evaluated alone over all {n} inputs "
-          "(includes the rules each refers to)")
+    print(
+        f"  rule documents, each evaluated alone over all {n} inputs "
+        "(includes the rules each refers to)"
+    )
     for us, name in costs[: args.top or None]:
         print(f"    {name:32s} {us:8.1f}   {us / floor_us:6.2f}x one-rule")
 

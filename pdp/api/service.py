@@ -409,16 +409,19 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         def approved_guard(verdict: Verdict) -> Guarded:
             return guards.check(session, kind, raw, attributes, verdict, approved=True)
 
-        decision = await self.decider.decide(policy_input, record, reusable, guard)
+        decision = await self.decider.decide(
+            policy_input, record, reusable, guard, standing_of=session.id
+        )
         if not enforced(self.config, session.connection["name"]):
             decision = shadowed(decision)  # pdp/domain/shadow.py: recorded, not enforced
         if deadline is not None and time.monotonic() >= deadline:
             await self._unenforced(decision, record, "the PDP answered after the proxy's deadline")
         # A statement the proxy is only parsing (extended protocol) runs only once bound to
         # its values: the approval, which binds to them, is asked for then, not now.
-        if decision.verdict.kind is VerdictKind.REQUIRE_APPROVAL and attributes.get(
-            "phase"
-        ) != "parse":
+        if (
+            decision.verdict.kind is VerdictKind.REQUIRE_APPROVAL
+            and attributes.get("phase") != "parse"
+        ):
             command = policy_input()["command"]
             decision, approval_id = await settle(
                 self, session, command, decision, record, approved_guard

@@ -28,6 +28,13 @@ log = logging.getLogger("portcullis.decisions")
 
 EVALUATION_REUSE_ENTRIES = 65536
 
+# rego/portcullis/standing.rego: what the policy concludes from the identity and the
+# connection alone, evaluated once per session and policy revision and passed back with
+# each of the session's commands as input.standing (issue 27: a third of a reader's
+# evaluation was working it out again on every statement)
+STANDING_PATH = "portcullis.standing"
+STANDING_ENTRIES = 65536
+
 
 def new_decision_id() -> str:
     """ "d-" and 32 hex digits: the time in milliseconds (12), then 80 random bits.
@@ -140,6 +147,11 @@ class Decider:
             if reuse_evaluations and getattr(engine, "knows_revision", False)
             else None
         )
+        # session id -> (policy revision, its standing or None when the policy has none);
+        # only for an engine that knows its revision, so a reload is noticed
+        self.standings: dict[str, tuple[str, dict[str, Any] | None]] | None = (
+            {} if getattr(engine, "knows_revision", False) else None
+        )
 
     async def decide(
         self,
@@ -147,13 +159,16 @@ class Decider:
         record: dict[str, Any],
         reusable: Reusable | None = None,
         guard: Guard | None = None,
+        standing_of: str = "",
     ) -> Decision:
         """Evaluate policy_input and log a decision record (`record` adds who/what/where).
 
         With `reusable`, an earlier evaluation the policy declared reusable (its
         cache_ttl_seconds and cache_key) answers instead of the engine; the decision still
         gets its own id and record, which names the decision it reused. policy_input may
-        be a function that builds it, called only when the engine is asked."""
+        be a function that builds it, called only when the engine is asked. With
+        `standing_of` (a session id), the session's standing goes into the input evaluated
+        (standing.rego), worked out on the session's first evaluation under a revision."""
         decision_id = new_decision_id()
         started = time.perf_counter()
         revision = self.engine.revision
@@ -169,7 +184,7 @@ class Decider:
             built = policy_input() if callable(policy_input) else policy_input
             command = built.get("command", {})
             try:
-                result = await self.engine.evaluate(built)
+                result = await self._evaluate(built, standing_of)
                 revision = result.revision or revision
                 verdict = verdict_from_result(result.result)
                 fields = verdict.to_dict()
@@ -245,12 +260,56 @@ class Decider:
         return decision
 
     def forget_session(self, session_id: str) -> int:
-        """Drop the evaluations filed for reuse under a session that closed: no decision
-        can ask for them again, and they would otherwise stay until the table is full
-        (returns how many were dropped)."""
+        """Drop the evaluations filed for reuse under a session that closed, and its
+        standing: no decision can ask for them again, and they would otherwise stay until
+        the table is full (returns how many evaluations were dropped)."""
+        if self.standings is not None:
+            self.standings.pop(session_id, None)
         if self.evaluations is None:
             return 0
         return self.evaluations.forget(session_id)
+
+    async def _evaluate(self, built: dict[str, Any], standing_of: str) -> Any:
+        """The decision for `built`, with the session's standing when there is one for the
+        policy revision that answers; the input `built` itself is never changed."""
+        held = await self._standing(standing_of, built) if standing_of else None
+        if held is None:
+            return await self.engine.evaluate(built)
+        revision, standing = held
+        result = await self.engine.evaluate({**built, "standing": standing})
+        if result.revision and result.revision != revision:
+            # the policy was reloaded between the standing and this evaluation: the new
+            # policy works it out itself (and the next command gets the new one)
+            result = await self.engine.evaluate(built)
+        return result
+
+    async def _standing(
+        self, session_id: str, built: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]] | None:
+        """(revision, standing) of a session under the engine's policy: evaluated on the
+        session's first command under a revision and kept. None when the engine cannot
+        tell a reload, the policy has no standing document, the input already holds one
+        (the engine decides on what it was given), or the evaluation failed (the policy
+        then works it out in the decision itself)."""
+        if self.standings is None or "standing" in built:
+            return None
+        revision = self.engine.revision
+        held = self.standings.get(session_id)
+        if held is None or held[0] != revision:
+            about: dict[str, Any] = {
+                k: built[k] for k in ("identity", "connection", "session") if k in built
+            }
+            try:
+                result = await self.engine.evaluate(about, STANDING_PATH)
+            except EngineError:
+                return None
+            standing = result.result if isinstance(result.result, dict) else None
+            if len(self.standings) >= STANDING_ENTRIES:
+                self.standings.clear()  # sessions that never closed: start again
+            held = self.standings[session_id] = (result.revision or revision, standing)
+        if held[1] is None:
+            return None
+        return held[0], held[1]
 
     def _reused(self, reusable: Reusable | None, revision: str) -> _Evaluated | None:
         if reusable is None or self.evaluations is None:
@@ -259,9 +318,7 @@ class Decider:
             reusable.session_id, reusable.key, reusable.raw, revision, shaped
         )
 
-    def _remember(
-        self, reusable: Reusable | None, evaluated: _Evaluated, revision: str
-    ) -> None:
+    def _remember(self, reusable: Reusable | None, evaluated: _Evaluated, revision: str) -> None:
         if reusable is None or self.evaluations is None:
             return
         self.evaluations.store(

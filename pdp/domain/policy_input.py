@@ -95,18 +95,44 @@ def command_input(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, 
     return command
 
 
+def statement_types(statements: list[dict[str, Any]]) -> dict[str, bool]:
+    """input.command.postgres.types: {type: true} for the type of every statement (nested
+    ones included). A departure from DESIGN.md's input contract (issue 27): the policy's
+    rules about one type of statement open with `input.command.postgres.types.<type>`, which
+    the evaluator's rule index reads, so a query holding none of that type skips them
+    instead of walking its statements; rego/portcullis/postgres.rego denies any statement
+    whose type this leaves out, so it can only ever make a decision stricter."""
+    return {s["type"]: True for s in statements if isinstance(s.get("type"), str)}
+
+
 def postgres_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """input.command.postgres: the proxy's attributes (protocol, phase, parameters, ...)
-    and the statements as the PDP classifies them from the raw text itself; a
-    `statements` list a proxy sent is never taken."""
-    details = {k: v for k, v in attributes.items() if k != "statements"}
+    and the statements as the PDP classifies them from the raw text itself, with their
+    types (statement_types); a `statements` or `types` a proxy sent is never taken."""
+    details = {k: v for k, v in attributes.items() if k not in ("statements", "types")}
     if kind == "postgres.function_call":
         # a FunctionCall ('F') message names a function by OID; the proxy resolves it
         details["statements"] = [function_call_entry(str(attributes.get("function", "")))]
+        details["types"] = statement_types(details["statements"])
     else:
-        details["statements"] = classified(raw)
+        details["statements"], details["types"] = _classified_with_types(raw)
     details.setdefault("protocol", "simple")
     return details
+
+
+@functools.lru_cache(maxsize=8192)
+def _typed(raw: str) -> tuple[list[dict[str, Any]], dict[str, bool]]:
+    statements = _classified(raw)
+    return statements, statement_types(statements)
+
+
+def _classified_with_types(raw: str) -> tuple[list[dict[str, Any]], dict[str, bool]]:
+    """classified() and its statement_types(), remembered together for short texts (both
+    shared between callers, read-only)."""
+    if len(raw) <= CACHED_SQL_LENGTH:
+        return _typed(raw)
+    statements = classify(raw)
+    return statements, statement_types(statements)
 
 
 def http_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
@@ -144,6 +170,10 @@ def build_input(
     approval: dict[str, Any] | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
+    """The input document of DESIGN.md "Policy contract". pdp.domain.decisions adds
+    `standing` (rego/portcullis/standing.rego: the policy's own conclusions about the
+    identity on the connection, evaluated once per session and policy revision) when it
+    has one; nothing else may set it."""
     policy_input: dict[str, Any] = {
         "identity": session.identity.to_input(),
         "connection": session.connection,

@@ -34,16 +34,16 @@ allow contains sprintf("approved by %s (approval %s)", [input.approval.approver,
 # and only session.open asks for them at all (no other kind gets either).
 decision := object.union(decision_core, cache_part) if {
 	decision_core.verdict == "deny"
-} else := object.union_n([decision_core, cache_part, credential_part, session_part, guards_part]) if {
+} else := object.union_n([decision_core, cache_part, credential_part, session_part, command_guards]) if {
 	input.command.kind == "session.open"
-} else := object.union_n([decision_core, cache_part, row_filter_part, budget_part, breaker_part])
+} else := object.union_n([decision_core, cache_part, command_guards])
 
 decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 	count(deny) > 0
 } else := {
 	"verdict": "require_approval",
 	"reasons": needs_approval,
-	"mask": mask_rules,
+	"mask": command_masks,
 	"approval": {
 		"approvers": [sprintf("group:%s", [g]) | some g in data.portcullis.approval.groups],
 		"ttl_seconds": data.portcullis.approval.ttl_seconds,
@@ -51,12 +51,35 @@ decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 } if {
 	count(needs_approval) > 0
 	not approved
-} else := {"verdict": "mask", "reasons": allow | mask_reasons, "mask": mask_rules} if {
+} else := {"verdict": "mask", "reasons": allow | mask_reasons, "mask": command_masks} if {
 	count(allow) > 0
-	count(mask_rules) > 0
+	count(command_masks) > 0
 } else := {"verdict": "allow", "reasons": allow, "mask": set()} if {
 	count(allow) > 0
 } else := {"verdict": "deny", "reasons": {sprintf("no rule allows %s", [command_kind])}, "mask": set()}
+
+# The masks of this command: what the modules add to mask_rules (derived outputs), and the
+# masks everyone outside pii-readers gets for this kind, built in one place.
+command_masks := mask_rules | kind_masks
+
+default kind_masks := set()
+
+kind_masks := field_masks | detector_masks if {
+	input.command.kind in {"postgres.query", "postgres.function_call", "http.request"}
+	not pii_reader
+} else := detector_masks if {
+	# detectors run over text answers of every kind that returns any
+	input.command.kind in {"ssh.exec", "ssh.shell"}
+	not pii_reader
+} else := field_masks | detector_masks if {
+	input.command.kind == "mcp.call"
+	mcp_returns_data
+	not pii_reader
+}
+
+field_masks := {{"field": column, "strategy": "redact"} | some column in data.portcullis.sensitive_columns}
+
+detector_masks := {{"detector": detector, "strategy": "partial"} | some detector in data.portcullis.detectors}
 
 default credential_part := {}
 
@@ -76,8 +99,11 @@ session_part := {"session_settings": session_settings}
 cache_part := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, "cache_key": "shape"} if {
 	input.command.kind == "postgres.query"
 	not input.approval
+	not input.command.postgres.types.unparseable
+	not input.command.postgres.types.do
+	not input.command.postgres.types.set
 	every s in input.command.postgres.statements {
-		not s.type in {"unparseable", "do", "set"}
+		s.type # a statement without one is not cached either
 		not s.settings
 		not s.dynamic_settings
 	}

@@ -23,27 +23,30 @@
 # sorted order, so the answer never depends on the order of the token's groups.
 package portcullis
 
-# the guards' part of the decision (decision.rego joins it to every non-deny answer)
-guards_part := object.union_n([row_filter_part, budget_part, breaker_part])
-
-# Cost notes (this module is evaluated for every decision): the filters are read straight
-# from data by the connection's name (a connection without filters reads an undefined
-# document, and every rule iterating it stops at once), and `not privileged`, a rule
-# reference, comes after the input and data tests that usually settle a body.
-
-default row_filter_part := {}
-
-row_filter_part := {"row_filter": guard_row_filter} if {
+# The guards of this command, from the session's standing (standing.rego: what applies to
+# the identity, worked out once per session): row filters and budgets for postgres
+# commands, the breaker for every command after session.open. decision.rego joins them to
+# every answer that is not a deny.
+command_guards := object.union_n([
+	{"row_filter": filters | filters := session_standing.guards.row_filter},
+	{"budget": budget | budget := data.portcullis.budgets[session_standing.guards.budget]},
+	guard_breaker,
+]) if {
 	startswith(input.command.kind, "postgres.")
-	count(guard_row_filter) > 0
-}
+} else := guard_breaker if {
+	input.command.kind != "session.open"
+} else := {}
 
+guard_breaker := {"breaker": breaker | breaker := data.portcullis.breakers[session_standing.guards.breaker]}
+
+# The filters are read straight from data by the connection's name (a connection without
+# filters reads an undefined document, and every rule iterating it stops at once).
 guard_row_filter[table] := [{"column": f.column, "op": "=", "value": input.identity.claims[f.claim]}] if {
 	some table, f in data.portcullis.row_filters[input.connection.name]
 	not privileged
 }
 
-deny contains sprintf("rows of %s are filtered by the token's %s claim, which this token lacks", [table, f.claim]) if {
+session_denials contains sprintf("rows of %s are filtered by the token's %s claim, which this token lacks", [table, f.claim]) if {
 	some table, f in data.portcullis.row_filters[input.connection.name]
 	not guard_usable_claim(f.claim)
 	not privileged
@@ -53,23 +56,4 @@ guard_usable_claim(name) if {
 	value := input.identity.claims[name]
 	value != null
 	value != ""
-}
-
-default budget_part := {}
-
-# the budget of the identity's first group (sorted) that budgets names; written out here and
-# in breaker_part rather than as a function of both (a function call costs the evaluator
-# more than the comprehension it holds)
-budget_part := {"budget": data.portcullis.budgets[group]} if {
-	startswith(input.command.kind, "postgres.")
-	group := sort([g | some g in input.identity.groups; data.portcullis.budgets[g]])[0]
-	not privileged
-}
-
-default breaker_part := {}
-
-breaker_part := {"breaker": data.portcullis.breakers[group]} if {
-	input.command.kind != "session.open"
-	group := sort([g | some g in input.identity.groups; data.portcullis.breakers[g]])[0]
-	not privileged
 }

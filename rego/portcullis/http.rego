@@ -32,13 +32,8 @@ deny contains sprintf("DELETE is reserved to %s", [concat(", ", data.portcullis.
 	http_method == "DELETE"
 }
 
-# JSON response fields named like sensitive columns; detectors come from postgres.rego's
-# rule shared by every kind that returns text.
-mask_rules contains {"field": field, "strategy": "redact"} if {
-	input.command.kind == "http.request"
-	not pii_reader
-	some field in data.portcullis.sensitive_columns
-}
+# JSON response fields named like sensitive columns, and the detectors, are masked for
+# everyone not in pii-readers: decision.rego's command_masks.
 
 allow contains sprintf("WebSocket %s may open", [input.command.http.path]) if {
 	input.command.kind == "http.upgrade"

@@ -168,7 +168,8 @@ deny contains sprintf("prompt %q is not listed for %s", [mcp_command.prompt, con
 }
 
 # -- what comes back: fields named like sensitive columns and the detectors, over tool
-# results, resource contents and prompts, for everyone not in pii-readers
+# results, resource contents and prompts, for everyone not in pii-readers (the masks are
+# decision.rego's command_masks; this says where they apply)
 
 mcp_returns_data if {
 	input.command.kind == "mcp.call"
@@ -183,18 +184,4 @@ mcp_returns_data if {
 	input.command.kind == "mcp.call"
 	mcp_command.message == "request"
 	mcp_method in {"completion/complete", "resources/list", "resources/templates/list"}
-}
-
-mask_rules contains {"field": field, "strategy": "redact"} if {
-	input.command.kind == "mcp.call"
-	mcp_returns_data
-	not pii_reader
-	some field in data.portcullis.sensitive_columns
-}
-
-mask_rules contains {"detector": detector, "strategy": "partial"} if {
-	input.command.kind == "mcp.call"
-	mcp_returns_data
-	not pii_reader
-	some detector in data.portcullis.detectors
 }

@@ -29,6 +29,7 @@ pg_pooler_pinned_setting(name) if name in {
 pg_pooler_pinned_setting(name) if data.portcullis.postgres.lexing_settings[name]
 
 deny contains sprintf("%s %s: behind a transaction pooler the setting is pinned by the upstream role's configuration, and a session-level change would reach other sessions' transactions", [verb, upper(s.setting)]) if {
+	input.command.postgres.types.set
 	input.command.postgres.pooler == "transaction"
 	some s in input.command.postgres.statements
 	s.type == "set"
@@ -37,6 +38,7 @@ deny contains sprintf("%s %s: behind a transaction pooler the setting is pinned 
 }
 
 deny contains "RESET ALL behind a transaction pooler: the setting is pinned by the upstream role's configuration, and a session-level change would reach other sessions' transactions" if {
+	input.command.postgres.types.set
 	input.command.postgres.pooler == "transaction"
 	some s in input.command.postgres.statements
 	s.type == "set"

@@ -62,7 +62,7 @@ test_fast_path_call_judged_by_the_list if {
 	i := {
 		"identity": {"subject": "alice@example.com", "groups": ["readonly"]},
 		"connection": {"name": "orders-db", "type": "postgres"},
-		"command": {"kind": "postgres.function_call", "raw": "lo_creat", "postgres": {"statements": [stmt_with("select", {"tag": "FunctionCall", "functions": ["lo_creat"]})]}},
+		"command": {"kind": "postgres.function_call", "raw": "lo_creat", "postgres": {"statements": [stmt_with("select", {"tag": "FunctionCall", "functions": ["lo_creat"]})], "types": {"select": true}}},
 	}
 	d := portcullis.decision with input as i
 	d.verdict == "deny"
@@ -97,6 +97,7 @@ shadowed_query(groups, functions) := {
 	"connection": {"name": "orders-db", "type": "postgres"},
 	"command": {"kind": "postgres.query", "raw": "select upper(x)", "postgres": {
 		"statements": [stmt_with("select", {"functions": functions})],
+		"types": {"select": true},
 		"shadowed_functions": ["upper"],
 	}},
 }

@@ -5,8 +5,11 @@ import data.portcullis
 pg_input(groups, statements) := {
 	"identity": {"subject": "alice@example.com", "groups": groups},
 	"connection": {"name": "orders-db", "type": "postgres"},
-	"command": {"kind": "postgres.query", "raw": "-", "postgres": {"statements": statements}},
+	"command": {"kind": "postgres.query", "raw": "-", "postgres": {"statements": statements, "types": pg_types(statements)}},
 }
+
+# input.command.postgres.types as the PDP adds it (pdp/domain/policy_input.py)
+pg_types(statements) := {s.type: true | some s in statements}
 
 stmt(type) := {"type": type, "tag": "X", "tables": ["public.orders"], "functions": []}
 
@@ -235,7 +238,7 @@ test_function_call_judged_like_a_query if {
 	i := {
 		"identity": {"subject": "alice@example.com", "groups": ["dba"]},
 		"connection": {"name": "orders-db", "type": "postgres"},
-		"command": {"kind": "postgres.function_call", "raw": "lo_import", "postgres": {"statements": [stmt_with("select", {"tag": "FunctionCall", "functions": ["lo_import"]})]}},
+		"command": {"kind": "postgres.function_call", "raw": "lo_import", "postgres": {"statements": [stmt_with("select", {"tag": "FunctionCall", "functions": ["lo_import"]})], "types": {"select": true}}},
 	}
 	d := portcullis.decision with input as i
 	d.verdict == "deny"

@@ -15,28 +15,44 @@ connection := data.portcullis.connections[connection_name]
 
 # each of the identity's groups (usually one) looked up in the connection's list, rather
 # than each of the connection's groups in the identity's: fewer steps, the same answer
+# Each fact twice: read from the session's standing (standing.rego) when the PDP passes
+# one, worked out from the identity when it does not; the two never both apply.
+connection_member if input.standing.member == true
+
 connection_member if {
+	not input.standing
 	some g in input.identity.groups
 	g in connection.groups
 }
 
+privileged if input.standing.privileged == true
+
 privileged if {
+	not input.standing
 	some g in data.portcullis.privileged_groups
 	g in input.identity.groups
 }
 
+pii_reader if input.standing.pii_reader == true
+
 pii_reader if {
+	not input.standing
 	some g in data.portcullis.pii_reader_groups
 	g in input.identity.groups
 }
 
-deny contains sprintf("unknown connection %q", [connection_name]) if {
+# Denials that hold for every command of a session, whatever it is: part of the standing.
+session_denials contains sprintf("unknown connection %q", [connection_name]) if {
 	not connection
 }
 
-deny contains sprintf("%s is not in a group allowed on %s", [subject, connection_name]) if {
+session_denials contains sprintf("%s is not in a group allowed on %s", [subject, connection_name]) if {
 	connection
 	not connection_member
+}
+
+deny contains reason if {
+	some reason in session_standing.denials
 }
 
 # The connection type each command kind belongs to: a literal in the rule, not a rule of
