@@ -90,6 +90,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.relay: SftpRelay | None = None  # an allowed sftp subsystem: decided per request
         self._stdin: list[bytes] = []
         self._stdin_eof = False
+        self._upstream_eof = False
         self._gone = False
         self._quiet: asyncio.TimerHandle | None = None
         self._cast_timer: asyncio.TimerHandle | None = None
@@ -246,6 +247,20 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if not self._gone and self.chan is not None:
             with contextlib.suppress(Exception):
                 self.chan.write_eof()
+        self._upstream_eof = True
+        self.upstream_ended()
+
+    def upstream_ended(self) -> None:
+        """The upstream has said all it will say of a command once its output ended (EOF)
+        and it told how the command ended (exit status or signal): the client is answered
+        then, not when the upstream's close follows (sshd sends it after reaping the
+        process, milliseconds later). A subsystem (an SFTP relay) waits for the close."""
+        if (
+            self._upstream_eof
+            and (self.exit_status is not None or self.exit_signal is not None)
+            and self.kind != "ssh.subsystem"
+        ):
+            self.upstream_closed()
 
     def upstream_closed(self) -> None:
         if not self._upstream_done.done():
@@ -467,9 +482,11 @@ class UpstreamChannel(asyncssh.SSHClientSession):  # type: ignore[type-arg]
 
     def exit_status_received(self, status: int) -> None:
         self.channel.exit_status = status
+        self.channel.upstream_ended()
 
     def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
         self.channel.exit_signal = (signal, core_dumped, msg)
+        self.channel.upstream_ended()
 
     def pause_writing(self) -> None:
         if self.channel.chan is not None:

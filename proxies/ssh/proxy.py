@@ -52,6 +52,7 @@ from proxies.runtime.secrets_scan import SecretScanner
 from proxies.runtime.session import ProxyRuntime, ProxySession
 from proxies.ssh import keys
 from proxies.ssh.channel import Channel
+from proxies.ssh.packets import without_chaff
 from proxies.ssh.remote_forward import relay_remote_forward
 
 log = logging.getLogger("portcullis.ssh")
@@ -209,6 +210,7 @@ class ClientConnection(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
+        without_chaff(conn)
         peer = conn.get_extra_info("peername") or ("", 0)
         self.client_addr = f"{peer[0]}:{peer[1]}"
         self.proxy.clients.add(self)
@@ -435,6 +437,7 @@ class ClientConnection(asyncssh.SSHServer):
                 gss_auth=False,
                 host_based_auth=False,
                 preferred_auth="publickey,password",
+                client_factory=UpstreamClient,
                 # AES-GCM first: OpenSSL's, the cheapest of the two encryptions a relayed
                 # byte goes through here
                 encryption_algs=UPSTREAM_CIPHERS,
@@ -510,6 +513,13 @@ class ClientConnection(asyncssh.SSHServer):
             self.scanner.exposed if self.scanner is not None else False
         )
         await session.close(reason, abnormal)
+
+
+class UpstreamClient(asyncssh.SSHClient):
+    """The proxy's side of an upstream connection, from its first packet."""
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        without_chaff(conn)
 
 
 __all__ = ["SshProxy"]

@@ -1,0 +1,196 @@
+"""The SSH proxy's cost per exec, old code against new, alternating on one machine.
+
+Owns the comparison a change to the SSH proxy's per-channel path is judged by on a shared
+machine: one sshd (tests/ssh_harness.py) and one PDP, and two SSH proxy processes for
+the same connection — one running the proxy as committed at `--old` (default HEAD,
+unpacked with `git archive` into a temporary directory, so the checkout is not touched),
+one running this checkout — then, over one connection to each in turn (A B B A ...), and
+to sshd directly beside them, `--execs` sequential execs of `uptime`: the wall time per
+exec and the CPU per exec of that proxy and of the PDP (bench/cpu_meter.py). Wall time
+moves with the other tenants of the machine; CPU per exec much less, and alternating
+keeps a drift from favouring either side. The PDP and the policy are the old tree's
+(another engineer's edit in progress to rego/ or pdp/ cannot stop the run), unless
+`--pdp new`. Prints each round and the medians; `--profile` then runs the new side once
+more under cProfile (the top of it printed).
+
+    python -u bench/ssh/ab_exec.py [--old REF] [--rounds 6] [--execs 200] [--pdp old|new]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import yaml
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_ssh import (  # noqa: E402
+    REPO,
+    CPUMeter,
+    Sshd,
+    execs,
+    free_port,
+    portcullis_config,
+    wait_port,
+)
+
+sys.path.insert(0, str(HERE.parent / "http"))
+from bench_wrk import profile_summary  # noqa: E402
+
+PROFILED = REPO / "bench" / "http" / "profiled_proxy.py"  # SIGUSR1 on, SIGUSR2 written
+
+
+def unpacked(ref: str, into: Path) -> Path:
+    """The tree of commit `ref`, written under `into` (the checkout is not touched)."""
+    tree = into / "old"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def policies_of(tree: Path, into: Path) -> Path:
+    policies = into / "rego"
+    shutil.copytree(tree / "rego", policies)
+    return policies
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> None:
+    old_tree = unpacked(args.old, tmp)
+    pdp_tree = old_tree if args.pdp == "old" else REPO
+    sshd = Sshd(tmp / "sshd").start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        config = portcullis_config(tmp, policies_of(pdp_tree, tmp), sshd)
+        base = config["connections"][0]
+        path = tmp / "portcullis.yaml"
+        path.write_text(yaml.safe_dump(config))
+        cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
+        pdp_env = dict(os.environ, PYTHONPATH=f"{pdp_tree}:{pdp_tree / 'proto'}")
+        token = subprocess.run(
+            [*cli, "token", "--sub", "bench@example.com", "--groups", "pii-readers",
+             "--ttl", "2h"], capture_output=True, text=True, check=True, env=pdp_env,
+        ).stdout.strip()  # fmt: skip
+        pdp_log = tmp / "pdp.log"
+        pdp = subprocess.Popen([*cli, "pdp"], cwd=tmp, env=pdp_env, stderr=pdp_log.open("w"))
+        procs.append(pdp)
+        wait_port(int(config["pdp"]["listen"].rsplit(":", 1)[1]), pdp, pdp_log)
+        common: dict[str, Any] = {"known_hosts": None, "agent_path": None, "config": None,
+                                  "compression_algs": None}  # fmt: skip
+        targets: dict[str, dict[str, Any]] = {
+            "direct": dict(host="127.0.0.1", port=sshd.port, username=sshd.user,
+                           client_keys=[str(sshd.user_key)], **common),
+        }  # fmt: skip
+        pids: dict[str, int] = {}
+        for side, tree in (("old", old_tree), ("new", REPO)):
+            # the same connection on its own port and spool, beside the other side's
+            listen = free_port()
+            own = {**base, "listen": f"127.0.0.1:{listen}", "spool_dir": str(tmp / side)}
+            side_path = tmp / f"portcullis-{side}.yaml"
+            side_path.write_text(yaml.safe_dump({**config, "connections": [own]}))
+            env = dict(os.environ, PYTHONPATH=f"{tree}:{tree / 'proto'}")
+            cmd = [sys.executable, "-m", "proxies", "ssh", "-c", str(side_path)]
+            if args.profile and side == "new":
+                cmd[1:3] = [str(PROFILED), str(tmp / "proxy")]
+            log = tmp / f"proxy-{side}.log"
+            proxy = subprocess.Popen(cmd, cwd=tmp, env=env, stderr=log.open("w"))
+            procs.append(proxy)
+            wait_port(listen, proxy, log)
+            pids[side] = proxy.pid
+            targets[side] = dict(host="127.0.0.1", port=listen, username="bench",
+                                 password=token, client_keys=None,
+                                 preferred_auth="password", **common)  # fmt: skip
+        walls: dict[str, list[float]] = {name: [] for name in targets}
+        cpu: dict[str, dict[str, list[float]]] = {s: {"proxy": [], "pdp": []} for s in pids}
+        conns = {name: await asyncssh.connect(**target) for name, target in targets.items()}
+        for conn in conns.values():
+            await execs(conn, 5)  # warm-up
+        order = ["direct", "old", "new"]
+        for r in range(args.rounds):
+            cells = []
+            for name in order if r % 2 == 0 else reversed(order):
+                watched = {"proxy": pids.get(name, pdp.pid), "pdp": pdp.pid}
+                meter = CPUMeter(watched)
+                walls[name].append(await execs(conns[name], args.execs) * 1000)
+                used = meter.per(args.execs)
+                cell = f"{name} {walls[name][-1]:6.1f} ms"
+                if name in cpu:
+                    cpu[name]["proxy"].append(used["proxy_us"])
+                    cpu[name]["pdp"].append(used["pdp_us"])
+                    cell += f" (proxy {used['proxy_us']:5.0f} µs, PDP {used['pdp_us']:5.0f} µs)"
+                cells.append(cell)
+            print(f"round {r}: " + "   ".join(sorted(cells)), flush=True)
+        med = {name: statistics.median(v) for name, v in walls.items()}
+        out: dict[str, Any] = {"old_ref": args.old, "execs": args.execs, "rounds": args.rounds,
+                               "exec_ms": med}  # fmt: skip
+        for side in pids:
+            out[f"{side}_added_ms"] = med[side] - med["direct"]
+            out[f"{side}_proxy_us"] = statistics.median(cpu[side]["proxy"])
+            out[f"{side}_pdp_us"] = statistics.median(cpu[side]["pdp"])
+        print(
+            f"per exec (median of {args.rounds}): direct {med['direct']:.1f} ms; "
+            f"old +{out['old_added_ms']:.1f} ms, proxy {out['old_proxy_us']:.0f} µs, PDP "
+            f"{out['old_pdp_us']:.0f} µs; new +{out['new_added_ms']:.1f} ms, proxy "
+            f"{out['new_proxy_us']:.0f} µs, PDP {out['new_pdp_us']:.0f} µs; new/old proxy CPU "
+            f"{out['new_proxy_us'] / out['old_proxy_us']:.3f}"
+        )
+        print(json.dumps(out))
+        if args.profile:
+            os.kill(pids["new"], signal.SIGUSR1)
+            await execs(conns["new"], args.execs)
+            os.kill(pids["new"], signal.SIGUSR2)
+            written = tmp / "proxy.0.prof"
+            for _ in range(100):
+                if written.exists():
+                    break
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(1)
+            kept = Path(tempfile.gettempdir()) / f"portcullis-ab-ssh-{os.getpid()}.prof"
+            shutil.copy(written, kept)
+            print(f"profile of the new side, {args.execs} execs (kept in {kept}):")
+            print(profile_summary(written, top=30))
+        for conn in conns.values():
+            conn.close()
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        sshd.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", default="HEAD", help="the commit the checkout is compared with")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--execs", type=int, default=200)
+    parser.add_argument("--pdp", choices=("old", "new"), default="old")
+    parser.add_argument("--profile", action="store_true", help="then the new side under cProfile")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-ssh-"))
+    try:
+        asyncio.run(run(args, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
