@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portcullis import shape
 from portcullis.reuse import reuse_key
 from portcullis.verdict import Verdict, VerdictKind
+from proxies.postgres import codec
 from proxies.runtime.pdp_client import Ruling
 from proxies.runtime.session import ProxySession
 
@@ -94,3 +96,16 @@ def test_the_remembered_reuse_key_is_reuse_keys_whatever_the_mapping_went_throug
         elif what == "none":
             given_attributes = None
         assert session._reuse_key(kind, given_attributes) == reuse_key(kind, given_attributes)
+
+
+@given(st.text(max_size=60))
+def test_a_query_frame_is_the_encoded_query(sql):
+    """Query.frame (a row filter's text sent per statement) is Query(sql).encode(), and
+    refuses a NUL as it does."""
+    try:
+        expected = codec.Query(sql).encode()
+    except ValueError:
+        with pytest.raises(ValueError):
+            codec.Query.frame(sql)
+        return
+    assert codec.Query.frame(sql) == expected

@@ -739,6 +739,7 @@ async def test_the_spool_writes_what_was_promised_and_refuses_what_was_not(tmp_p
 
 _RULINGS = [
     ALLOWED,
+    ALLOWED.with_rewritten("select 9"),  # a refilled verdict: another object, alike
     Ruling(Verdict(VerdictKind.ALLOW), decision_id="d-2", cached=True),
     Ruling(Verdict(VerdictKind.MASK), decision_id="d-3"),
 ]

@@ -3,7 +3,8 @@ through the real relay callbacks, CPU per transaction.
 
 A session's two callbacks (_Relay._client_data and _server_data) get the bytes pgbench and
 the server send for `SELECT abalance FROM pgbench_accounts WHERE aid = N` — simple Query,
-or Bind/Describe/Execute/Sync of a prepared statement — with the verdict reused from the
+or Bind/Describe/Execute/Sync of a prepared statement, or a simple Query under a row filter
+(issue 30: each statement refilled into the reused rewrite) — with the verdict reused from the
 session's decision cache (cache_key: shape), the recording on (its spool holding room per
 statement) and the credential's secret scanner watching the client's bytes. The sockets are
 stand-ins that keep nothing, so what is measured is the proxy's Python alone: no kernel,
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from portcullis.config import ConnectionSettings
+from portcullis.literals import ShapeRewrite, fill, printed, shape_of
 from portcullis.reuse import reuse_key
 from portcullis.shape import shaped
 from portcullis.verdict import Verdict, VerdictKind
@@ -94,7 +96,18 @@ def _client_chunk(aid: int, prepared: bool) -> bytes:
     )
 
 
-async def _session(spool: Spool) -> tuple[_Relay, ClientConnection]:
+def _row_filter() -> ShapeRewrite:
+    """What the PDP's row filter makes of the statement's shape (pdp/sql/rowfilter.py): the
+    table read through a filtered subselect under its own name."""
+    shape = shape_of(SQL.format(1)) or ""
+    text = shape.replace(
+        "FROM pgbench_accounts",
+        "FROM (SELECT * FROM pgbench_accounts WHERE bid = 1) AS pgbench_accounts",
+    )
+    return ShapeRewrite(shape, text, printed(text))
+
+
+async def _session(spool: Spool, filtered: bool = False) -> tuple[_Relay, ClientConnection]:
     connection = ConnectionSettings(
         name="bench", type="postgres", listen="127.0.0.1:0", upstream="127.0.0.1:5432"
     )
@@ -107,6 +120,10 @@ async def _session(spool: Spool) -> tuple[_Relay, ClientConnection]:
     session.recorder = SessionRecorder(pdp, "s-1", spool=spool)  # type: ignore[arg-type]
     reusable = Verdict(VerdictKind.ALLOW, cache_ttl_seconds=3600, cache_key="shape")
     cached = Ruling(reusable, "d-2", "rev-1", cached=True)
+    if filtered:  # a reused row-filtered verdict: each statement's text refilled
+        rewrite = _row_filter()
+        first = fill(rewrite, SQL.format(1)) or ""
+        cached = Ruling(reusable, "d-2", "rev-1", cached=True, rewritten=first, rewrite=rewrite)
     for attributes in ({"protocol": "simple"}, {"protocol": "extended", "phase": "parse"}):
         key = reuse_key("postgres.query", attributes)
         session.cache.store("", key, SQL.format(1), reusable, "rev-1", cached, shaped)
@@ -149,9 +166,9 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as spool_dir:
         spool = Spool(Path(spool_dir), "bench")
         spool.open()
-        for mode in ("simple", "prepared"):
+        for mode in ("simple", "prepared", "filtered"):
             prepared = mode == "prepared"
-            relay, conn = await _session(spool)
+            relay, conn = await _session(spool, filtered=mode == "filtered")
             if prepared:  # the statement, parsed once (its verdict reused from the cache)
                 parse = codec.Parse("P_0", SQL.format("$1"), []).encode() + codec.Sync().encode()
                 relay._client_data(parse)

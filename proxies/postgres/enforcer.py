@@ -451,10 +451,10 @@ class Enforcer:
     def _ruling_now(self, sql: str, protocol: str) -> Ruling | None:
         """A statement's verdict when it can be enforced without waiting: nothing before it
         to settle, a reused verdict, no COPY source to describe; else None."""
-        if self._must_settle(sql):
+        if self.tracker.queue and self._must_settle(sql):  # (nothing owed: nothing to settle)
             return None
         ruling = self._known(sql, protocol)
-        if ruling is None or self._copies_masked(ruling):
+        if ruling is None or (ruling.kind is VerdictKind.MASK and self._copies_masked(ruling)):
             return None
         return ruling
 
@@ -494,17 +494,19 @@ class Enforcer:
         if lift:
             self._lift_read_only()
         # an allowed command is recorded when it completes, with its result
-        self._send(
-            codec.Query(ruling.rewritten) if ruling.rewritten else message,  # row filters
-            Expect(
-                "Query",
-                self.masker(ruling) if ruling.kind is VerdictKind.MASK else None,
-                ruling.decision_id,
-                command=message.sql,
-                ruling=ruling,
-                protocol="simple",
-            ),
+        expect = Expect(
+            "Query",
+            self.masker(ruling) if ruling.kind is VerdictKind.MASK else None,
+            ruling.decision_id,
+            command=message.sql,
+            ruling=ruling,
+            protocol="simple",
         )
+        if ruling.rewritten:  # row filters: the filtered text goes in its place
+            self.tracker.expect(expect)
+            self.to_server.append(codec.Query.frame(ruling.rewritten))
+        else:
+            self._send(message, expect)
         if lift:
             self._send_quietly(RESTORE_READ_ONLY)
 

@@ -264,8 +264,8 @@ class SessionRecorder:
         self._last_masked: tuple[dict[str, int], MaskedCounts] = _NO_MASKED
         # this session's command tails (_command_tail), made at its first command
         self._tails: dict[tuple[Any, ...], str] | None = None
-        # the last statement() as (ruling, tag, rows, protocol) and its tail
-        self._last_statement: tuple[Ruling, str, int, str, str] | None = None
+        # the last statement() as (decision id, verdict, cached, tag, rows, protocol), tail
+        self._last_statement: tuple[str, Any, bool, str, int, str, str] | None = None
         # without a tick, a task of its own flushes on time or when woken (a full batch);
         # with one, a full batch is sent by a short-lived task (_early): an idle session
         # holds no task, coroutine or event of its own
@@ -346,21 +346,25 @@ class SessionRecorder:
             return
         now = time.time()
         last = self._last_statement
-        if (
+        if (  # what the tail is made of (_command_tail's key): a refilled verdict's too
             last is not None
-            and last[0] is ruling
-            and last[1] == tag
-            and last[2] == rows
-            and last[3] == protocol
+            and last[0] == ruling.decision_id
+            and last[1] is ruling.kind
+            and last[2] == ruling.cached
+            and last[3] == tag
+            and last[4] == rows
+            and last[5] == protocol
         ):
-            tail = last[4]
+            tail = last[6]
         else:
             tails = self._tails
             if tails is None:
                 tails = self._tails = {}
             details = {"tag": tag, "rows": rows, "protocol": protocol}
             tail = _command_tail(ruling, details, tails)
-            self._last_statement = (ruling, tag, rows, protocol, tail)
+            self._last_statement = (
+                ruling.decision_id, ruling.kind, ruling.cached, tag, rows, protocol, tail
+            )
         run = self._open_run
         if (
             run is not None

@@ -78,6 +78,12 @@ class Query(Message):
     def _body(self) -> bytes:
         return string_field(self.sql)
 
+    @staticmethod
+    def frame(sql: str) -> bytes:
+        """Query(sql).encode() without the message (a row filter's text, per statement)."""
+        body = string_field(sql)
+        return b"Q" + INT32.pack(len(body) + 4) + body
+
     @classmethod
     def _decode(cls, r: FrameReader) -> Query:
         return cls(r.text())
