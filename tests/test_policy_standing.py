@@ -172,3 +172,21 @@ async def test_a_policy_without_a_standing_is_asked_without_one(tmp_path):
     finally:
         await store.close()
         await real.close()
+
+
+async def test_equal_answers_map_to_one_verdict_and_records_stay_apart(engine, tmp_path):
+    counting, _ = engine
+    store = SQLiteAuditStore(tmp_path / "d.db", synchronous="normal")
+    await store.start()
+    try:
+        decider = Decider(counting, store, reuse_evaluations=False)
+        first = await decider.decide(session_input(["readonly"], "SELECT 1"), {}, standing_of="s")
+        again = await decider.decide(session_input(["readonly"], "SELECT 2"), {}, standing_of="s")
+        other = await decider.decide(
+            session_input(["readonly"], "DROP TABLE x"), {}, standing_of="s"
+        )
+        assert first.verdict is again.verdict  # one mapping of the same answer
+        assert first.id != again.id
+        assert other.verdict.kind.wire == "deny" and other.verdict is not first.verdict
+    finally:
+        await store.close()

@@ -34,6 +34,9 @@ EVALUATION_REUSE_ENTRIES = 65536
 # evaluation was working it out again on every statement)
 STANDING_PATH = "portcullis.standing"
 STANDING_ENTRIES = 65536
+# the verdicts of the evaluator's answers, by the answer's bytes: a session's statements,
+# and other sessions of the same groups, get the same few answers again and again
+VERDICT_ENTRIES = 4096
 
 
 def new_decision_id() -> str:
@@ -152,6 +155,7 @@ class Decider:
         self.standings: dict[str, tuple[str, dict[str, Any] | None]] | None = (
             {} if getattr(engine, "knows_revision", False) else None
         )
+        self._verdicts: dict[bytes, tuple[Verdict, dict[str, Any]]] = {}
 
     async def decide(
         self,
@@ -186,8 +190,7 @@ class Decider:
             try:
                 result = await self._evaluate(built, standing_of)
                 revision = result.revision or revision
-                verdict = verdict_from_result(result.result)
-                fields = verdict.to_dict()
+                verdict, fields = self._verdict_of(result)
                 self._remember(reusable, _Evaluated(verdict, decision_id, fields), revision)
             except EngineError as exc:
                 self.stats.engine_errors += 1
@@ -268,6 +271,22 @@ class Decider:
         if self.evaluations is None:
             return 0
         return self.evaluations.forget(session_id)
+
+    def _verdict_of(self, result: Any) -> tuple[Verdict, dict[str, Any]]:
+        """The verdict of an evaluator's answer and its record fields, mapped once per
+        distinct answer (by its bytes, when the engine gives them; the verdict is frozen
+        and the fields are only ever copied, so one pair serves every decision)."""
+        raw = getattr(result, "raw", b"")
+        known = self._verdicts.get(raw) if raw else None
+        if known is not None:
+            return known
+        verdict = verdict_from_result(result.result)
+        pair = (verdict, verdict.to_dict())
+        if raw:
+            if len(self._verdicts) >= VERDICT_ENTRIES:
+                self._verdicts.clear()
+            self._verdicts[raw] = pair
+        return pair
 
     async def _evaluate(self, built: dict[str, Any], standing_of: str) -> Any:
         """The decision for `built`, with the session's standing when there is one for the

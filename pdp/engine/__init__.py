@@ -25,6 +25,9 @@ class EngineResult:
     result: Any  # None when the document is undefined
     revision: str
     elapsed_ms: float
+    # the evaluator's answer as it came (embedded engine): equal bytes, equal result, so
+    # the PDP maps one answer to a verdict once (pdp.domain.decisions); b"" when unknown
+    raw: bytes = b""
 
 
 class PolicyEngine(Protocol):

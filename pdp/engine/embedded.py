@@ -307,7 +307,7 @@ class EmbeddedEngine:
         except ValueError:
             raise EngineError("evaluation worker answered garbage") from None
         elapsed = (time.perf_counter() - started) * 1000
-        return EngineResult(result, meta.get("revision", ""), elapsed)
+        return EngineResult(result, meta.get("revision", ""), elapsed, envelope)
 
     def _retire(self, worker: _WorkerProcess) -> None:
         """Stop a worker the pool no longer needs (the pool keeps `size` workers)."""
