@@ -68,6 +68,12 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="then one run of the new side under cProfile"
     )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="both proxies under valgrind's callgrind: instructions per request (user space; "
+        "the same on a loaded machine as on a quiet one), not CPU time",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-http-"))
@@ -115,19 +121,29 @@ def main() -> None:
             cmd = [sys.executable, "-m", "proxies", "http", "--connection", name, "-c", str(path)]
             if args.profile and side == "new":
                 cmd[1:3] = [str(HERE / "profiled_proxy.py"), str(tmp / "proxy")]
+            if args.callgrind:
+                cmd[:0] = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                           f"--callgrind-out-file={tmp}/callgrind.{side}"]  # fmt: skip
             log = tmp / f"proxy-{side}.log"
             proxy = subprocess.Popen(cmd, cwd=tree, env=env, stderr=log.open("w"))
             procs.append(proxy)
             listen = next(c["listen"] for c in config["connections"] if c["name"] == name)
-            wait_port(int(listen.rsplit(":", 1)[1]), proxy, log)
+            wait_port(int(listen.rsplit(":", 1)[1]), proxy, log, 60 * (20 if args.callgrind else 1))
             sides[side] = (f"http://{listen}{args.path}", proxy.pid)
         auth = {"Authorization": f"Bearer {token}"}
         expected = fetch(f"http://127.0.0.1:{upstream_port}{args.path}", {})
         for side, (url, _) in sides.items():
-            if fetch(url, auth) != expected:
-                raise RuntimeError(f"the {side} proxy does not answer as the upstream does")
+            for attempt in range(6):  # (under valgrind a first request can be slow)
+                try:
+                    if fetch(url, auth) == expected:
+                        break
+                except OSError:
+                    pass
+                if attempt == 5:
+                    raise RuntimeError(f"the {side} proxy does not answer as the upstream does")
             wrk(url, 2, args.connections, 1, auth)  # warm-up
         costs: dict[str, list[float]] = {"old": [], "new": []}
+        served = {"old": 0.0, "new": 0.0}
         rates: dict[str, list[float]] = {"old": [], "new": []}
         for r in range(args.rounds):
             order = ("old", "new") if r % 2 == 0 else ("new", "old")
@@ -135,7 +151,14 @@ def main() -> None:
             for side in order:
                 url, pid = sides[side]
                 meter = CPUMeter({"proxy": pid})
+                if args.callgrind:
+                    subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True,
+                                   capture_output=True)  # fmt: skip
                 result = wrk(url, args.seconds, args.connections, 1, auth)
+                if args.callgrind:
+                    subprocess.run(["callgrind_control", "-i", "off", str(pid)], check=True,
+                                   capture_output=True)  # fmt: skip
+                    served[side] += result["requests"]
                 used = meter.per(result["requests"])
                 costs[side].append(used["proxy_us"])
                 rates[side].append(result["rps"])
@@ -144,6 +167,20 @@ def main() -> None:
                     f" steal {100 * used['steal']:3.0f}%"
                 )
             print(f"round {r}: old {cells['old']}   new {cells['new']}", flush=True)
+        if args.callgrind:
+            per = {}
+            for _, pid in sides.values():
+                os.kill(pid, signal.SIGTERM)  # valgrind writes its counts as the process ends
+            for proc in procs[-2:]:
+                proc.wait(timeout=300)
+            for side in sides:
+                text = (tmp / f"callgrind.{side}").read_text(errors="replace")
+                totals = [line for line in text.splitlines() if line.startswith("totals:")]
+                per[side] = int(totals[0].split()[1]) / max(1.0, served[side])
+            print(
+                f"instructions per request (callgrind, user space): old {per['old']:.0f}, "
+                f"new {per['new']:.0f}, new/old {per['new'] / per['old']:.3f}"
+            )
         old, new = statistics.median(costs["old"]), statistics.median(costs["new"])
         print(
             f"proxy CPU per cached request (median of {args.rounds}): old ({args.old}) "

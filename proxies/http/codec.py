@@ -266,6 +266,8 @@ class RequestReader:
     def next_request(self) -> list[Event]:
         """The glue is done with one request: the bytes already here may start the next."""
         self._paused = False
+        if not self._buffer and self._state == "head":
+            return []  # (the usual case: nothing of a next request came yet)
         return self._events()
 
     def take_buffered(self) -> bytes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
@@ -148,13 +149,15 @@ class UpstreamExchange:
             headers.append((header, prefix + lease.value))
         return headers
 
-    async def forward(
+    def forward(
         self,
         request: Request,
         body: bytes | None = None,
         headers: list[tuple[str, str]] | None = None,
         masking: bool = False,
-    ) -> UpstreamResponse:
+    ) -> Coroutine[Any, Any, UpstreamResponse]:
+        """The request sent upstream and its answer's head read (awaited by the caller:
+        a coroutine of the pool's, not one of its own that awaits it)."""
         pool = self.proxy.pool
         assert pool is not None
         head, lease = request.head, request.session.lease
@@ -172,7 +175,7 @@ class UpstreamExchange:
         ):
             # the same head (the codec's same object for the same bytes) and the same
             # credential lease as the last request: the same bytes go upstream
-            return await pool.send(method, memo[3])
+            return pool.send(method, memo[3])
         sent = headers if headers is not None else self.upstream_headers(request)
         if masking:  # a compressed body cannot be masked: ask for it plain
             sent = [(n, v) for n, v in sent if n.lower() != "accept-encoding"]
@@ -180,7 +183,7 @@ class UpstreamExchange:
         wire = request_head(method, self.upstream_target(request), sent, sent_body)
         if headers is None and sent_body is None:
             self._wire_memo = (head, lease, masking, wire)
-        return await pool.send(method, wire + (sent_body or b""))
+        return pool.send(method, wire + (sent_body or b""))
 
     async def forward_and_answer(self, request: Request, raw: str, ruling: Ruling) -> bool:
         session = request.session

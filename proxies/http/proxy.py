@@ -40,6 +40,7 @@ import logging
 import os
 import ssl
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -285,8 +286,12 @@ class HttpProxy:
             if known is agent:
                 self.sessions.pop(key, None)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self.runtime.drain.serving(ClientConnection(self, reader, writer))
+    def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Coroutine[Any, Any, None]:
+        # the drain's coroutine itself, not one awaiting it: a frame less each time the
+        # connection's task resumes
+        return self.runtime.drain.serving(ClientConnection(self, reader, writer))
 
 
 class ClientConnection(UpstreamExchange):
@@ -391,8 +396,15 @@ class ClientConnection(UpstreamExchange):
                     if event is None:
                         return
                     assert isinstance(event, Head)
-                    self._read_within(BODY_TIMEOUT)
-                    body = await self._body(event)
+                    events = self._events
+                    if events and events[0] is END and "expect" not in event.fields:
+                        # no body: its end came with the head, nothing to wait for
+                        events.popleft()
+                        events.extend(self.codec.next_request())
+                        body: bytes | None = b""
+                    else:
+                        self._read_within(BODY_TIMEOUT)
+                        body = await self._body(event)
                     if body is None:
                         return
                 except BadRequest as exc:
@@ -551,14 +563,18 @@ class ClientConnection(UpstreamExchange):
         if self.proxy.mcp is not None:
             return await self.mcp_exchange(request)
         upgrade = head.upgrade
+        kind = "http.upgrade" if upgrade else "http.request"
         if upgrade:
             raw = messages.command_text(head, request.body)
             attributes = self.attributes(request)
             attributes["upgrade"] = upgrade
-            ruling = await self.decide("http.upgrade", raw, attributes, request)
+            ruling = await self.decide(kind, raw, attributes, request)
         else:
             raw, attributes, key = self._command(request)
-            ruling = await self.decide("http.request", raw, attributes, request, key)
+            # a reused allow or mask needs no round trip, nor the coroutine decide() is
+            ruling = request.session.ruling_now(kind, raw, _no_shape, attributes, key)
+            if ruling is None or not ruling.decision_id or ruling.kind > VerdictKind.MASK:
+                ruling = await self.decide(kind, raw, attributes, request, key, ruling)
         if ruling is None:
             return head.keep_alive
         if upgrade:
@@ -640,13 +656,14 @@ class ClientConnection(UpstreamExchange):
         attributes: dict[str, Any],
         request: Request,
         key: str | None = None,
+        known: Ruling | None = None,
     ) -> Ruling | None:
         """The ruling to enforce, or None when the client has been answered already
         (deny, approval pending, the PDP unable to decide): recorded either way. `key`:
-        reuse_key(kind, attributes), when the caller has it."""
+        reuse_key(kind, attributes), when the caller has it; `known`: what the session's
+        ruling_now() answered for it just now, if anything."""
         session = request.session
-        # a verdict the policy let be reused needs no round trip (nor a coroutine)
-        ruling = session.ruling_now(kind, raw, _no_shape, attributes, key)
+        ruling = known
         if ruling is None:
             ruling = await session.decide(kind, raw, attributes, _no_shape, key)
         if not ruling.decision_id and any(STALE in r for r in ruling.verdict.reasons):
@@ -663,6 +680,8 @@ class ClientConnection(UpstreamExchange):
             wait = messages.prefer_wait(request.head)
             if wait:
                 ruling = await self._wait_for_approval(kind, raw, attributes, ruling, wait, request)
+        if ruling.kind <= VerdictKind.MASK:
+            return ruling
         details = {"kind": kind, "method": request.head.method, "path": request.target.path,
                    "request_bytes": len(request.body)}  # fmt: skip
         if ruling.kind is VerdictKind.REQUIRE_APPROVAL:

@@ -27,6 +27,7 @@ from multidict import CIMultiDict
 MAX_HEAD = 64 * 1024
 MAX_CHUNK_LINE = 4096
 READ = 64 * 1024
+HIGH_WATER = 2 * MAX_HEAD  # unread bytes from the upstream before its reading pauses
 CONNECT_SECONDS = 10.0
 IDLE_KEPT = 64  # idle connections kept per upstream
 RETRIED = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})  # RFC 9110 §9.2.2
@@ -128,22 +129,158 @@ def body_framing(method: str, head: ResponseHead) -> tuple[str, int]:
     return "close", 0
 
 
-class _Connection:
-    __slots__ = ("last", "reader", "writer")
+class _Connection(asyncio.Protocol):
+    """One connection to the upstream, its bytes as they arrive: the answer reader below
+    waits on it for a head, a length or a line (one future per wait; no StreamReader and
+    StreamWriter layered over the transport)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+    __slots__ = (
+        "_buffer",
+        "_drained",
+        "_eof",
+        "_error",
+        "_paused",
+        "_waiter",
+        "_write_paused",
+        "last",
+        "transport",
+    )
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._eof = False  # the upstream closed its side, or the connection is gone
+        self._error: BaseException | None = None  # why it is gone, when it broke
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False  # reading paused: the buffer holds HIGH_WATER unread bytes
+        self._write_paused = False
+        self._drained: asyncio.Future[None] | None = None
         # the last answer head read here, by its bytes: an upstream repeats its answers'
         # heads (until its Date changes), and the same bytes read the same way
         self.last: tuple[bytes, ResponseHead] = (b"", _NO_HEAD)
 
+    # -- the transport's calls -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # (uvloop's is no subclass)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False  # the transport closes: nothing more is sent on a half-closed one
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._error = exc
+        self._wake()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- what the answer reader asks -------------------------------------------------------
+
+    async def _more(self) -> None:
+        """Until more bytes came, or the end."""
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        await waiter
+
+    def _ended(self, needed: int | None) -> BaseException:
+        """What a read that needs more than the end left raises (the partial bytes taken)."""
+        if self._error is not None and not self._buffer:
+            return self._error
+        partial = bytes(self._buffer)
+        self._buffer.clear()
+        return asyncio.IncompleteReadError(partial, needed)
+
+    def _take(self, n: int) -> bytes:
+        buffer = self._buffer
+        if n >= len(buffer):
+            data = bytes(buffer)
+            buffer.clear()
+            return data
+        data = bytes(buffer[:n])
+        del buffer[:n]
+        return data
+
+    async def readuntil(self, separator: bytes, limit: int = MAX_HEAD) -> bytes:
+        """The bytes up to and with the separator (LimitOverrunError past `limit`)."""
+        start = 0
+        while True:
+            found = self._buffer.find(separator, start)
+            if found >= 0:
+                return self._take(found + len(separator))
+            if len(self._buffer) > limit:
+                raise asyncio.LimitOverrunError("no separator within the limit", limit)
+            if self._eof:
+                raise self._ended(None)
+            start = max(0, len(self._buffer) - len(separator) + 1)
+            await self._more()
+
+    async def readexactly(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            if self._eof:
+                raise self._ended(n)
+            await self._more()
+        return self._take(n)
+
+    async def read(self, n: int) -> bytes:
+        """Up to n bytes, at least one; b"" at the end."""
+        while not self._buffer:
+            if self._eof:
+                if self._error is not None:
+                    raise self._error
+                return b""
+            await self._more()
+        return self._take(n)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Until the transport takes more (a large request body)."""
+        while self._write_paused and not self._eof:
+            drained = self._drained = asyncio.get_running_loop().create_future()
+            await drained
+
     @property
     def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
+        """Open both ways with nothing unread: bytes an upstream sent past its answer are
+        not taken for the next request's answer (the connection is not kept)."""
+        transport = self.transport
+        return (
+            transport is not None
+            and not transport.is_closing()
+            and not self._eof
+            and not self._buffer
+        )
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
+        if self.transport is not None:
+            with contextlib.suppress(Exception):
+                self.transport.close()
 
 
 class Body:
@@ -157,7 +294,7 @@ class Body:
         if response._framing == "length" and not response._done:
             # the whole body at once (the reader holds what came with the head)
             try:
-                data = await response._conn.reader.readexactly(response._left)
+                data = await response._conn.readexactly(response._left)
             except (OSError, asyncio.IncompleteReadError) as exc:
                 raise UpstreamCut(type(exc).__name__) from None
             response._left, response._done = 0, True
@@ -197,7 +334,7 @@ class UpstreamResponse:
         return self.head.headers
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        reader = self._conn.reader
+        reader = self._conn
         try:
             if self._framing == "length":
                 while self._left:
@@ -216,7 +353,7 @@ class UpstreamResponse:
             raise UpstreamCut(type(exc).__name__) from None
         self._done = True
 
-    async def _chunked(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    async def _chunked(self, reader: _Connection) -> AsyncIterator[bytes]:
         while True:
             line = (await reader.readuntil(b"\r\n"))[:-2]
             match = _CHUNK_SIZE.fullmatch(line) if len(line) <= MAX_CHUNK_LINE else None
@@ -268,20 +405,21 @@ class UpstreamPool:
         self._idle: list[_Connection] = []
 
     async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    _Connection,
                     self.host,
                     self.port,
                     ssl=self.tls,
                     server_hostname=self.host if self.tls is not None else None,
-                    limit=MAX_HEAD,
                 ),
                 CONNECT_SECONDS,
             )
         except TimeoutError:
             raise UpstreamError("connecting to the upstream timed out") from None
-        return _Connection(reader, writer)
+        return conn
 
     def keep(self, conn: _Connection) -> None:
         if len(self._idle) < IDLE_KEPT:
@@ -305,48 +443,48 @@ class UpstreamPool:
         return await self.send(method, request_head(method, target, headers, body) + (body or b""))
 
     async def send(self, method: str, wire: bytes) -> UpstreamResponse:
-        """request(), its bytes made already (request_head and the body after it)."""
-        conn = self._idle_connection()
-        if conn is not None:
-            try:
-                return await self._exchange(conn, method, wire)
-            except _Stale:
-                if method not in RETRIED:
-                    raise UpstreamError("the upstream closed the connection") from None
-        try:
-            return await self._exchange(await self._connect(), method, wire)
-        except _Stale:
-            raise UpstreamError("the upstream closed the connection") from None
+        """request(), its bytes made already (request_head and the body after it).
 
-    async def _exchange(self, conn: _Connection, method: str, wire: bytes) -> UpstreamResponse:
-        try:
-            conn.writer.write(wire)
-            if conn.writer.transport.get_write_buffer_size():
-                await conn.writer.drain()  # (a closed connection shows as the answer's end)
-            while True:
-                try:
-                    block = await conn.reader.readuntil(b"\r\n\r\n")
-                except asyncio.IncompleteReadError as exc:
-                    if not exc.partial:
-                        raise _Stale from None  # closed before answering anything
-                    raise UpstreamError("the upstream's answer ended in its head") from None
-                except asyncio.LimitOverrunError:
-                    raise UpstreamError("the upstream's answer head is too large") from None
-                last = conn.last
-                if block == last[0]:
-                    head = last[1]
-                else:
-                    head = read_head(block[:-4])
-                    conn.last = (block, head)
-                if head.status >= 200 or head.status == 101:
-                    return UpstreamResponse(self, conn, method, head)
-                # an interim answer (100 Continue, 103 Early Hints): the final one follows
-        except (ConnectionResetError, BrokenPipeError) as exc:
-            conn.close()
-            raise _Stale from exc
-        except BaseException:
-            conn.close()
-            raise
+        On a kept connection first; one that was closed under the request before any
+        answer came is tried once more on a new one, for an idempotent method only."""
+        conn = self._idle_connection()
+        retry = conn is not None
+        if conn is None:
+            conn = await self._connect()
+        while True:
+            # (one frame: the task resumes through as few as it can, request after request)
+            try:
+                conn.write(wire)
+                if conn._write_paused:
+                    await conn.drain()  # (a closed connection shows as the answer's end)
+                while True:
+                    try:
+                        block = await conn.readuntil(b"\r\n\r\n")
+                    except asyncio.IncompleteReadError as exc:
+                        if not exc.partial:
+                            raise _Stale from None  # closed before answering anything
+                        raise UpstreamError("the upstream's answer ended in its head") from None
+                    except asyncio.LimitOverrunError:
+                        raise UpstreamError("the upstream's answer head is too large") from None
+                    last = conn.last
+                    if block == last[0]:
+                        head = last[1]
+                    else:
+                        head = read_head(block[:-4])
+                        conn.last = (block, head)
+                    if head.status >= 200 or head.status == 101:
+                        return UpstreamResponse(self, conn, method, head)
+                    # an interim answer (100 Continue, 103 Early Hints): the final one follows
+            except (ConnectionResetError, BrokenPipeError, _Stale):
+                conn.close()
+            except BaseException:
+                conn.close()
+                raise
+            # closed under the request before any answer came
+            if not retry or method not in RETRIED:
+                raise UpstreamError("the upstream closed the connection")
+            retry = False
+            conn = await self._connect()
 
     async def close(self) -> None:
         for conn in self._idle:
