@@ -149,6 +149,25 @@ async def test_a_repeated_answer_head_is_read_as_the_first_and_a_changed_one_ane
         await pool.close()
 
 
+async def test_bytes_past_an_answer_are_not_read_as_the_next_answer() -> None:
+    """An upstream that sends more than its answer (a second answer nobody asked for) does
+    not get to answer the next request with it: the connection is not kept."""
+    answers = iter(
+        [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nright",
+        ]
+    )
+    async with Server(lambda _: next(answers)) as server:
+        pool = UpstreamPool("127.0.0.1", server.port, None)
+        first = (await fetch(pool))[1]
+        second = (await fetch(pool))[1]
+        assert (first, second) == (b"hello", b"right")
+        assert server.connections == 2
+        await pool.close()
+
+
 async def test_a_body_cut_short_is_an_upstream_cut_and_the_connection_is_not_kept() -> None:
     short = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"
     async with Server(lambda _: short, close_after=True) as server:
