@@ -8,7 +8,8 @@ shared machine weighs little:
   input      build_input(session, command_input(...)) as pdp.api.service does (the SQL
              classification is remembered for a repeated text, as in the PDP);
   evaluator  the shipped policy evaluated in this process on the input's JSON bytes
-             (pdp.engine.opa.raw_evaluate: what a worker does per request);
+             (pdp.engine.opa.raw_evaluate: what a worker does per request), with the
+             session's standing as the PDP passes it (once worked out per session);
   hop        EmbeddedEngine.evaluate end to end (input to JSON, the frame to a worker
              process and back, the answer parsed): this process's CPU; the workers' CPU
              (read from /proc in 10 ms ticks, so only roughly) is printed beside it, with
@@ -48,14 +49,14 @@ sys.path.append(str(REPO / "bench"))
 from cpu_meter import TICK_US, process_ticks  # noqa: E402
 
 from pdp.api.service import decision_message  # noqa: E402
-from pdp.domain.decisions import Decider  # noqa: E402
+from pdp.domain.decisions import STANDING_PATH, Decider  # noqa: E402
 from pdp.domain.effects import command_effects  # noqa: E402
 from pdp.domain.identity import Identity  # noqa: E402
 from pdp.domain.policy_input import build_input, command_input  # noqa: E402
 from pdp.domain.sessions import Session  # noqa: E402
 from pdp.engine.bundle import load_bundle  # noqa: E402
 from pdp.engine.embedded import GO_RUNTIME, EmbeddedEngine  # noqa: E402
-from pdp.engine.opa import DECISION_PATH, new_engine, raw_evaluate  # noqa: E402
+from pdp.engine.opa import DECISION_PATH, evaluate, new_engine, raw_evaluate  # noqa: E402
 from pdp.store.sqlite import SQLiteAuditStore  # noqa: E402
 from portcullis.config import EngineSettings  # noqa: E402
 
@@ -64,8 +65,13 @@ ATTRIBUTES = {"protocol": "extended", "shadowed_functions": ["upper"]}
 
 
 def session() -> Session:
-    identity = Identity(subject="agent@example.com", groups=("readonly",), issuer="dev",
-                        claims={"sub": "agent@example.com"}, token_id="t")
+    identity = Identity(
+        subject="agent@example.com",
+        groups=("readonly",),
+        issuer="dev",
+        claims={"sub": "agent@example.com"},
+        token_id="t",
+    )
     connection = {"name": "orders-db", "type": "postgres", "zone": "eu", "labels": {}}
     return Session("s-bench", identity, connection, "127.0.0.1:5", "bench")
 
@@ -89,12 +95,19 @@ async def phases(n: int, workers: int) -> dict[str, float]:
 
     os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})
     local = new_engine(load_bundle(REPO / "rego").without_tests())
+    # as the PDP evaluates a session's command: with the session's standing, which
+    # pdp.domain.decisions evaluates once per session (rego/portcullis/standing.rego)
+    about = {k: policy_input[k] for k in ("identity", "connection", "session")}
+    standing = evaluate(local, about, STANDING_PATH)
+    if isinstance(standing, dict):
+        policy_input = {**policy_input, "standing": standing}
     encoded = json.dumps(policy_input, separators=(",", ":"), ensure_ascii=False).encode()
     results["evaluator"] = cpu_us(lambda: raw_evaluate(local, DECISION_PATH, encoded), n)
     local.close()
 
-    engine = EmbeddedEngine(EngineSettings(policies=REPO / "rego", workers=workers, timeout_ms=5000,
-                                           reload=False))
+    engine = EmbeddedEngine(
+        EngineSettings(policies=REPO / "rego", workers=workers, timeout_ms=5000, reload=False)
+    )
     await engine.start()
     with tempfile.TemporaryDirectory() as tmp:
         store = SQLiteAuditStore(Path(tmp) / "decisions.db", synchronous="normal")
@@ -103,9 +116,13 @@ async def phases(n: int, workers: int) -> dict[str, float]:
             for _ in range(50):  # warm
                 await engine.evaluate(policy_input)
             decider = Decider(engine, store, reuse_evaluations=True)
-            record = {"session_id": s.id, "subject": s.identity.subject,
-                      "connection": "orders-db"}
-            decision = await decider.decide(policy_input, record)
+            record = {"session_id": s.id, "subject": s.identity.subject, "connection": "orders-db"}
+            decided_input = {k: v for k, v in policy_input.items() if k != "standing"}
+
+            async def decide() -> Any:
+                return await decider.decide(decided_input, record, standing_of=s.id)
+
+            decision = await decide()
             # alternating blocks, this process's CPU only: the record phase is the decide
             # block's CPU minus the evaluate block's, each pair measured back to back, so a
             # neighbour's load that comes and goes weighs on both (the workers' CPU, read
@@ -114,10 +131,16 @@ async def phases(n: int, workers: int) -> dict[str, float]:
             ticks = sum(process_ticks(p, with_descendants=False) for p in pids)
             block = max(10, n // 20)
             hops, records, logs, logs_32 = [], [], [], []
-            body = {**record, "decision_id": "", **decision.verdict.to_dict(),
-                    "kind": "postgres.query", "raw": SQL, "policy_revision": "bench",
-                    "evaluation_ms": 0.0,
-                    "statements": policy_input["command"]["postgres"]["statements"]}
+            body = {
+                **record,
+                "decision_id": "",
+                **decision.verdict.to_dict(),
+                "kind": "postgres.query",
+                "raw": SQL,
+                "policy_revision": "bench",
+                "evaluation_ms": 0.0,
+                "statements": policy_input["command"]["postgres"]["statements"],
+            }
             for _ in range(max(1, n // block)):
                 started = time.process_time()
                 for _ in range(block):
@@ -125,7 +148,7 @@ async def phases(n: int, workers: int) -> dict[str, float]:
                 hop = (time.process_time() - started) * 1e6 / block
                 started = time.process_time()
                 for _ in range(block):
-                    decision = await decider.decide(policy_input, record)
+                    decision = await decide()
                 hops.append(hop)
                 records.append((time.process_time() - started) * 1e6 / block - hop)
                 started = time.process_time()
@@ -133,8 +156,12 @@ async def phases(n: int, workers: int) -> dict[str, float]:
                     await store.append("decision", body, session_id=s.id, plain=True)
                 logs.append((time.process_time() - started) * 1e6 / block)
                 started = time.process_time()
-                await asyncio.gather(*(store.append("decision", body, session_id=s.id,
-                                                    plain=True) for _ in range(32)))
+                await asyncio.gather(
+                    *(
+                        store.append("decision", body, session_id=s.id, plain=True)
+                        for _ in range(32)
+                    )
+                )
                 logs_32.append((time.process_time() - started) * 1e6 / 32)
             worker = sum(process_ticks(p, with_descendants=False) for p in pids) - ticks
             results["hop"] = statistics.median(hops)
@@ -167,17 +194,23 @@ def main() -> None:
     r = asyncio.run(phases(args.decisions, args.workers))
     main_phases = ("input", "evaluator", "hop", "record", "answer")
     total = sum(r[p] for p in main_phases)
-    print(f"CPU per evaluated decision by phase (µs; {args.decisions} decisions, "
-          f"{args.workers} worker(s))")
+    print(
+        f"CPU per evaluated decision by phase (µs; {args.decisions} decisions, "
+        f"{args.workers} worker(s))"
+    )
     for name in main_phases:
         print(f"  {name:10s} {r[name]:8.1f}  {r[name] / total:6.1%}")
     workers = r["hop (workers, evaluation included)"]
-    print(f"    the workers in all (evaluation included) {workers:8.1f}: "
-          f"{workers - r['evaluator']:+.1f} beside the in-process evaluator")
-    print(f"    of the record, the decision log (SQLite, synchronous=normal) alone: "
-          f"{r['record: the decision log, one append at a time']:.1f} one append at a time, "
-          f"{r['record: the decision log, 32 appends at once']:.1f} each of 32 at once "
-          "(group commit: what 32 callers get)")
+    print(
+        f"    the workers in all (evaluation included) {workers:8.1f}: "
+        f"{workers - r['evaluator']:+.1f} beside the in-process evaluator"
+    )
+    print(
+        f"    of the record, the decision log (SQLite, synchronous=normal) alone: "
+        f"{r['record: the decision log, one append at a time']:.1f} one append at a time, "
+        f"{r['record: the decision log, 32 appends at once']:.1f} each of 32 at once "
+        "(group commit: what 32 callers get)"
+    )
     around = total - r["evaluator"]
     print(f"  around the evaluator / the evaluator  {around / r['evaluator']:5.2f}x")
 

@@ -170,6 +170,18 @@ def with_standing(engine: Any, policy_input: dict[str, Any]) -> dict[str, Any]:
     return {**policy_input, "standing": standing}
 
 
+def without_additions(policy_input: dict[str, Any]) -> dict[str, Any]:
+    """The input without what the PDP adds for speed (input.standing, and
+    input.command.postgres.types): the input of DESIGN.md's contract alone."""
+    bare = {k: v for k, v in policy_input.items() if k != "standing"}
+    command = bare.get("command", {})
+    postgres = command.get("postgres")
+    if isinstance(postgres, dict) and "types" in postgres:
+        postgres = {k: v for k, v in postgres.items() if k != "types"}
+        bare["command"] = {**command, "postgres": postgres}
+    return bare
+
+
 def rule_names(bundle: PolicyBundle) -> list[str]:
     """The documents of package portcullis (rules without arguments), in file order."""
     names: list[str] = []
@@ -341,6 +353,22 @@ def main() -> None:
             )
         steps, _, _ = trace_steps(engine, bundle, agents if label.startswith("agent") else golden)
         print(f"    evaluator steps per decision                     {steps:8.1f}")
+        # the floor also pays for parsing what the PDP adds to the input for speed (the
+        # standing, the statement types): the one-rule decision on the input without them,
+        # in alternating blocks with the shipped decision on the input with them
+        bare = encode(
+            [without_additions(i) for i in (agents if label.startswith("agent") else golden)]
+        )
+        plain_floor, plain_full = [], []
+        for _ in range(blocks):
+            plain_floor.append(cpu_per_call(floor, "bench.decision", bare, 1))
+            plain_full.append(cpu_per_call(engine, DECISION_PATH, encoded, 1))
+        bare_us = statistics.median(plain_floor)
+        ratio = statistics.median(plain_full) / bare_us
+        print(
+            f"    one-rule decision, input without standing/types  {bare_us:8.1f}   "
+            f"shipped / it {ratio:5.2f}x"
+        )
 
     encoded = sets["agent postgres.query"]
     rounds = max(1, args.rounds * 4 // len(encoded))
