@@ -496,6 +496,45 @@ def test_plain_lane_on_mutated_answers(owed: list[tuple[str, bool, bool]], data:
     _lane_matches_on_backend(owed, data)
 
 
+_RESULT_PARTS = [
+    c.RowDescription([c.Field("aid", 16400, 1, 23, 4, -1, 0)]).encode(),
+    c.BindComplete().encode(),
+    c.DataRow([b"1"]).encode(),
+    c.DataRow([b"22", None]).encode(),
+    c.CommandComplete("SELECT 1").encode(),
+    c.ReadyForQuery("I").encode(),
+    c.ReadyForQuery("T").encode(),
+    c.NoticeResponse({"S": "NOTICE", "M": "hi"}).encode(),
+]
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.lists(st.sampled_from(_RESULT_PARTS), min_size=1, max_size=6).map(b"".join)
+        | st.binary(min_size=1, max_size=12),
+        min_size=1,
+        max_size=8,
+    ),
+    st.integers(1, 3),
+)
+@example(  # pgbench: a description, one row, its tag and status, chunk after chunk
+    [b"".join(_RESULT_PARTS[i] for i in picked) for picked in ((0, 2, 4, 5), (0, 3, 4, 5))],
+    3,
+)  # fmt: skip
+def test_a_chunk_starting_or_ending_as_the_last_one_has_the_answers_a_fresh_parser_gives(
+    chunks, repeats
+):
+    """plain_answers remembers the frames before the first row and after the last row of
+    the chunk before: whatever chunks come, each is answered as a fresh parser answers it."""
+    parser = BackendParser()
+    for chunk in chunks * repeats:
+        rows: list = []
+        fresh_rows: list = []
+        assert parser.plain_answers(chunk, rows) == BackendParser().plain_answers(chunk, fresh_rows)
+        assert rows == fresh_rows
+
+
 def test_plain_lane_takes_a_result_and_declines_what_it_does_not_know() -> None:
     result = b"".join(
         m.encode()

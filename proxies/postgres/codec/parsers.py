@@ -545,6 +545,12 @@ class BackendParser(_StreamParser):
     def __init__(self, max_frame: int = DEFAULT_MAX_BACKEND_FRAME):
         super().__init__(max_frame)
         self._seen = _BACKEND_SEEN
+        # plain_answers: the frames before the first row and after the last row of the
+        # last chunk with rows, and their answers
+        self._plain_head = b""
+        self._plain_head_answers: list[PlainAnswer] = []
+        self._plain_tail = b""  # (never met: the loop runs only while bytes remain)
+        self._plain_tail_answers: list[PlainAnswer] = []
 
     def plain_answers(
         self, chunk: bytes, rows: list[RowSpan] | None = None
@@ -564,10 +570,24 @@ class BackendParser(_StreamParser):
             return None
         repeats, seen, max_frame = self._REPEATS, self._seen, self.max_frame
         size = len(chunk)
-        pos = 0
-        answers: list[PlainAnswer] = []
+        # the frames before the last chunk's first row and after its last one (a result's
+        # description and its tag and status, the same for every run of one statement):
+        # a chunk starting or ending with the same bytes has the same answers for them
+        head, tail = self._plain_head, self._plain_tail
+        if head and chunk.startswith(head):
+            pos = len(head)
+            answers = list(self._plain_head_answers)
+        else:
+            head, pos = b"", 0
+            answers = []
         append = answers.append
+        first_row = last_row = -1  # where the first row starts, where the last one ends
+        first_count = last_count = 0  # how many answers came before each
         while pos < size:
+            if size - pos == len(tail) and chunk.endswith(tail):
+                answers.extend(self._plain_tail_answers)
+                pos, last_row = size, -1  # (the tail is already the remembered one)
+                break
             kind = chunk[pos]
             if kind not in _PLAIN_ANSWERS or size - pos < 5:
                 return None
@@ -580,8 +600,11 @@ class BackendParser(_StreamParser):
                     return None
                 if rows is not None:
                     rows.append((pos, end))
+                if first_row < 0:
+                    first_row, first_count = pos, len(answers)
                 append(_ROW)
-                pos = end
+                pos = last_row = end
+                last_count = len(answers)
                 continue
             raw = chunk[pos:end]
             pos = end
@@ -600,6 +623,12 @@ class BackendParser(_StreamParser):
                         _PLAIN_SEEN.clear()
                     _PLAIN_SEEN[raw] = answer
             append(answer)
+        if first_row > len(head) and first_row < _REPEAT_MAX_BYTES:
+            self._plain_head = chunk[:first_row]
+            self._plain_head_answers = answers[:first_count]
+        if 0 <= last_row < size and size - last_row < _REPEAT_MAX_BYTES:
+            self._plain_tail = chunk[last_row:]
+            self._plain_tail_answers = answers[last_count:]
         return answers
 
 
