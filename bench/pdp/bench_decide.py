@@ -406,7 +406,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument(
-        "--policies", type=Path, default=REPO / "rego",
+        "--policies",
+        type=Path,
+        default=REPO / "rego",
         help="the policy directory the PDP loads (a policy change's before and after)",
     )
     parser.add_argument(
@@ -418,19 +420,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         floor = machine_floor(tmp)
         results = run_pdp(
-            tmp, args.workers, args.seconds, True, (500, 1000), info=True, runs=args.runs,
+            tmp,
+            args.workers,
+            args.seconds,
+            True,
+            (500, 1000),
+            info=True,
+            runs=args.runs,
             policies=args.policies,
         )
         # every decision evaluated: open loop beside ServerInfo on the same server (the
         # uncached decision's latency against gRPC's own) at EVALUATED_RATE, and 32
         # callers unary and over DecideStream
         evaluated = run_pdp(
-            tmp, args.workers, args.seconds, False, (EVALUATED_RATE,), info=True,
+            tmp,
+            args.workers,
+            args.seconds,
+            False,
+            (EVALUATED_RATE,),
+            info=True,
             runs=args.runs,
             policies=args.policies,
         )
         unsynced = run_pdp(
-            tmp, args.workers, args.seconds, True, (1000,), synchronous="normal", runs=args.runs,
+            tmp,
+            args.workers,
+            args.seconds,
+            True,
+            (1000,),
+            synchronous="normal",
+            runs=args.runs,
             policies=args.policies,
         )
 
@@ -479,26 +498,37 @@ def main() -> None:
         f"DecideStream {streamed / info['rate']:4.0%}, its messages carrying several decisions)"
     )
     every_streamed = evaluated["stream_32"]["rate"]
-    print(f"  max sustained, 32 callers, every one evaluated, over DecideStream "
-          f"{every_streamed:6.0f} decisions/s")
+    print(
+        f"  max sustained, 32 callers, every one evaluated, over DecideStream "
+        f"{every_streamed:6.0f} decisions/s"
+    )
     uncached = evaluated[f"open_{EVALUATED_RATE}"]
     floor_info = evaluated[f"info_{EVALUATED_RATE}"]
     print(f"  every one evaluated @ {EVALUATED_RATE}/s (open)  {figures(uncached)}")
-    print(f"    gRPC alone on that server @ {EVALUATED_RATE}/s  "
-          f"{figures(floor_info, achieved=False)}")
+    print(
+        f"    gRPC alone on that server @ {EVALUATED_RATE}/s  {figures(floor_info, achieved=False)}"
+    )
     print("  issue 27 ratios (same run):")
-    print(f"    every decision evaluated / DecideStream reused, 32 callers: unary "
-          f"{every['rate'] / streamed:4.2f}, over DecideStream {every_streamed / streamed:4.2f}"
-          "   (target >= 0.5)")
-    print(f"    evaluated Decide p50 / ServerInfo p50 @ {EVALUATED_RATE}/s, same server: "
-          f"{uncached['p50'] / floor_info['p50']:4.2f}x   (target <= 1.3x)")
+    print(
+        f"    every decision evaluated / DecideStream reused, 32 callers: unary "
+        f"{every['rate'] / streamed:4.2f}, over DecideStream {every_streamed / streamed:4.2f}"
+        "   (target >= 0.5)"
+    )
+    print(
+        f"    evaluated Decide p50 / ServerInfo p50 @ {EVALUATED_RATE}/s, same server: "
+        f"{uncached['p50'] / floor_info['p50']:4.2f}x   (target <= 1.3x)"
+    )
     streamed_uncached = evaluated[f"stream_{EVALUATED_RATE}"]
-    print(f"    evaluated, over DecideStream (what proxies use), p50 / ServerInfo p50 "
-          f"@ {EVALUATED_RATE}/s: {streamed_uncached['p50'] / floor_info['p50']:4.2f}x"
-          "   (target <= 1.3x)")
+    print(
+        f"    evaluated, over DecideStream (what proxies use), p50 / ServerInfo p50 "
+        f"@ {EVALUATED_RATE}/s: {streamed_uncached['p50'] / floor_info['p50']:4.2f}x"
+        "   (target <= 1.3x)"
+    )
     stream_1000, info_1000 = results["stream_1000"], results["info_1000"]
-    print(f"    DecideStream p99 / ServerInfo p99 @ 1000/s, same server: "
-          f"{stream_1000['p99'] / info_1000['p99']:4.2f}x   (target <= 1.3x)")
+    print(
+        f"    DecideStream p99 / ServerInfo p99 @ 1000/s, same server: "
+        f"{stream_1000['p99'] / info_1000['p99']:4.2f}x   (target <= 1.3x)"
+    )
     print("  CPU per call (µs): PDP incl. evaluation workers / this client / whole machine")
     phases = {
         "Decide @ 500 req/s": results["open_500"],
@@ -520,8 +550,10 @@ def main() -> None:
                 f"    {name:<30} {r['pdp_us']:7.0f} / {r['client_us']:5.0f} / "
                 f"{r['machine_us']:5.0f}   steal {100 * r['steal']:3.0f}%"
             )
-    print("  targets (issue 27, ratios): evaluated/reused >= 0.5; the p50 and p99 ratios to "
-          "ServerInfo above <= 1.3x")
+    print(
+        "  targets (issue 27, ratios): evaluated/reused >= 0.5; the p50 and p99 ratios to "
+        "ServerInfo above <= 1.3x"
+    )
 
 
 if __name__ == "__main__":
