@@ -70,6 +70,8 @@ def in_process_eval_us(
     iterations: int = 3000, policies: Path = REPO / "rego"
 ) -> tuple[float, float]:
     """Median and p99 µs of classify + evaluate in this process (what the service wraps)."""
+    from pdp.domain.decisions import STANDING_PATH
+    from pdp.domain.policy_input import statement_types
     from pdp.engine.bundle import load_bundle
     from pdp.engine.embedded import GO_RUNTIME
     from pdp.engine.opa import evaluate, new_engine
@@ -79,7 +81,7 @@ def in_process_eval_us(
     os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})
 
     engine = new_engine(load_bundle(policies).without_tests())
-    policy_input = {
+    policy_input: dict[str, Any] = {
         "identity": {
             "subject": "bench@example.com",
             "groups": ["readonly"],
@@ -97,10 +99,21 @@ def in_process_eval_us(
         "command": {"kind": "postgres.query", "raw": SQL},
         "now": "2026-01-01T00:00:00Z",
     }
+    # as the PDP evaluates a session's command: with the session's standing, worked out
+    # once per session (pdp.domain.decisions), and the statements' types
+    about = {k: policy_input[k] for k in ("identity", "connection", "session")}
+    standing = evaluate(engine, about, STANDING_PATH)
+    if isinstance(standing, dict):
+        policy_input["standing"] = standing
     samples = []
     for _ in range(iterations):
         started = time.perf_counter()
-        policy_input["command"]["postgres"] = {"statements": classify(SQL), "protocol": "simple"}
+        statements = classify(SQL)
+        policy_input["command"]["postgres"] = {
+            "statements": statements,
+            "types": statement_types(statements),
+            "protocol": "simple",
+        }
         evaluate(engine, policy_input)
         samples.append((time.perf_counter() - started) * 1e6)
     samples.sort()
@@ -233,7 +246,7 @@ async def metered(pids: dict[str, int], phase: Any) -> dict[str, float]:
     started = time.monotonic()
     outcome = await phase
     result = outcome if isinstance(outcome, dict) else {"rate": outcome}
-    rate = result.get("achieved", result.get("rate", 0.0))
+    rate = float(result.get("achieved", result.get("rate", 0.0)) or 0.0)
     return {**result, **meter.per(rate * (time.monotonic() - started))}
 
 
