@@ -50,6 +50,8 @@ class UpstreamExchange:
     must_close: str
     _headers_memo: tuple[tuple[Any, ...], tuple[tuple[str, str], ...]] | None = None
     _answer_memo: tuple[tuple[Any, ...], bytes] | None = None
+    # the last short answer's body and its preview in the recording (this connection only)
+    _preview_memo: tuple[bytes, str] | None = None
     # the last request head sent upstream without a body: (client head, lease, masking, bytes)
     _wire_memo: tuple[Any, Any, bool, bytes] | None = None
 
@@ -268,7 +270,10 @@ class UpstreamExchange:
                 wire = messages.response_head(response.status, response.reason or "", headers)
                 self._answer_memo = (key, wire)
             guard.write(wire + data, final=True)
-            return response.status, len(data), {}, _preview(data)
+            preview = self._preview_memo
+            if preview is None or preview[0] != data:  # (an upstream repeats its answers)
+                preview = self._preview_memo = (data, _preview(data))
+            return response.status, len(data), {}, preview[1]
         headers = messages.relayed_headers(fields.fields)
         kind = body_kind(fields.get("content-type")) if masker else ""
         if kind and (fields.get("content-encoding") or "identity").lower() != "identity":

@@ -220,22 +220,25 @@ class _Connection(asyncio.Protocol):
             data = bytes(buffer)
             buffer.clear()
             return data
-        data = bytes(buffer[:n])
+        data = bytes(memoryview(buffer)[:n])  # (one copy, not a slice and then its bytes)
         del buffer[:n]
         return data
 
     async def readuntil(self, separator: bytes, limit: int = MAX_HEAD) -> bytes:
         """The bytes up to and with the separator (LimitOverrunError past `limit`)."""
+        buffer = self._buffer
         start = 0
         while True:
-            found = self._buffer.find(separator, start)
-            if found >= 0:
-                return self._take(found + len(separator))
-            if len(self._buffer) > limit:
-                raise asyncio.LimitOverrunError("no separator within the limit", limit)
+            if buffer:  # (an answer's head usually waits for its first bytes: none yet)
+                found = buffer.find(separator, start)
+                if found >= 0:
+                    return self._take(found + len(separator))
+                size = len(buffer)
+                if size > limit:
+                    raise asyncio.LimitOverrunError("no separator within the limit", limit)
+                start = max(0, size - len(separator) + 1)
             if self._eof:
                 raise self._ended(None)
-            start = max(0, len(self._buffer) - len(separator) + 1)
             await self._more()
 
     async def readexactly(self, n: int) -> bytes:
