@@ -120,7 +120,7 @@ async def test_decisions_with_the_standing_equal_those_without(engine, tmp_path)
         assert len(standings) == 4  # once per session, not per command
         assert all("command" not in i for i in standings)
         passed = [i for path, i in counting.asked if path != STANDING_PATH and "standing" in i]
-        assert len(passed) == len(texts)
+        assert len(passed) == len(texts) - 4  # each session's first command goes without
         decider.forget_session("s-readonly")
         assert "s-readonly" not in (decider.standings or {})
     finally:
@@ -134,8 +134,10 @@ async def test_a_reload_works_the_standing_out_again(engine, tmp_path):
     try:
         decider = Decider(counting, store, reuse_evaluations=False)
         sql = "SELECT id FROM orders"
-        first = await decider.decide(session_input(["readonly"], sql), {}, standing_of="s")
-        assert first.verdict.kind.wire == "mask"
+        for _ in range(2):  # the first command goes without a standing, the second with
+            first = await decider.decide(session_input(["readonly"], sql), {}, standing_of="s")
+            assert first.verdict.kind.wire == "mask"
+        assert len([p for p, _ in counting.asked if p == STANDING_PATH]) == 1
         # the reloaded policy makes readonly privileged: the old standing must not be used
         data = (policies / "data.json").read_text()
         (policies / "data.json").write_text(
@@ -188,5 +190,21 @@ async def test_equal_answers_map_to_one_verdict_and_records_stay_apart(engine, t
         assert first.verdict is again.verdict  # one mapping of the same answer
         assert first.id != again.id
         assert other.verdict.kind.wire == "deny" and other.verdict is not first.verdict
+    finally:
+        await store.close()
+
+
+async def test_a_session_of_one_command_pays_for_no_standing(engine, tmp_path):
+    counting, _ = engine
+    store = SQLiteAuditStore(tmp_path / "d.db", synchronous="normal")
+    await store.start()
+    try:
+        decider = Decider(counting, store, reuse_evaluations=False)
+        for n in range(5):  # five sessions of one command each
+            await decider.decide(session_input(["readonly"], "SELECT 1"), {}, standing_of=f"s{n}")
+        assert [p for p, _ in counting.asked if p == STANDING_PATH] == []
+        for n in range(5):
+            decider.forget_session(f"s{n}")
+        assert not decider.standings
     finally:
         await store.close()

@@ -34,6 +34,8 @@ EVALUATION_REUSE_ENTRIES = 65536
 # evaluation was working it out again on every statement)
 STANDING_PATH = "portcullis.standing"
 STANDING_ENTRIES = 65536
+# what a session's entry holds after its first evaluated command: no revision is this
+_FIRST_COMMAND = "\0first command"
 # the verdicts of the evaluator's answers, by the answer's bytes: a session's statements,
 # and other sessions of the same groups, get the same few answers again and again
 VERDICT_ENTRIES = 4096
@@ -306,15 +308,20 @@ class Decider:
         self, session_id: str, built: dict[str, Any]
     ) -> tuple[str, dict[str, Any]] | None:
         """(revision, standing) of a session under the engine's policy: evaluated on the
-        session's first command under a revision and kept. None when the engine cannot
-        tell a reload, the policy has no standing document, the input already holds one
-        (the engine decides on what it was given), or the evaluation failed (the policy
-        then works it out in the decision itself)."""
+        session's second evaluated command (and the first after a reload) and kept. None
+        for the session's first (a session of one command, `psql -c` or a lone HTTP
+        request, would pay for an evaluation it never uses), when the engine cannot tell a
+        reload, the policy has no standing document, the input already holds one (the
+        engine decides on what it was given), or the evaluation failed: the policy then
+        works it out in the decision itself."""
         if self.standings is None or "standing" in built:
             return None
         revision = self.engine.revision
         held = self.standings.get(session_id)
-        if held is None or held[0] != revision:
+        if held is None:
+            self._keep_standing(session_id, (_FIRST_COMMAND, None))
+            return None
+        if held[0] != revision:
             about: dict[str, Any] = {
                 k: built[k] for k in ("identity", "connection", "session") if k in built
             }
@@ -323,12 +330,17 @@ class Decider:
             except EngineError:
                 return None
             standing = result.result if isinstance(result.result, dict) else None
-            if len(self.standings) >= STANDING_ENTRIES:
-                self.standings.clear()  # sessions that never closed: start again
-            held = self.standings[session_id] = (result.revision or revision, standing)
+            held = (result.revision or revision, standing)
+            self._keep_standing(session_id, held)
         if held[1] is None:
             return None
         return held[0], held[1]
+
+    def _keep_standing(self, session_id: str, held: tuple[str, dict[str, Any] | None]) -> None:
+        assert self.standings is not None
+        if len(self.standings) >= STANDING_ENTRIES and session_id not in self.standings:
+            self.standings.clear()  # sessions that never closed: start again
+        self.standings[session_id] = held
 
     def _reused(self, reusable: Reusable | None, revision: str) -> _Evaluated | None:
         if reusable is None or self.evaluations is None:
