@@ -130,6 +130,34 @@ def test_no_byte_of_a_credential_goes_out_however_it_is_split(form, before, cuts
     assert data.startswith(out) and len(out) <= len(before)
 
 
+_PIECES = st.one_of(
+    st.sampled_from(secret_patterns([SECRET])),
+    st.sampled_from([b"s3cr3t", b"-upstream-", b"key-7f1c2e9", SECRET[:-1].encode(), b"7f1c2e9a"]),
+    st.binary(max_size=12),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PIECES, max_size=8), st.lists(st.integers(0, 400), max_size=5))
+def test_the_guard_stops_exactly_the_streams_that_carry_the_credential(parts, cuts):
+    """Whatever the prefilter skips, the guard raises for a stream that holds some form of
+    the credential (split anywhere) and passes every byte of one that holds none."""
+    data = b"".join(parts)
+    patterns = secret_patterns([SECRET])
+    carried = any(p in data for p in patterns)
+    written: list[bytes] = []
+    guard = ResponseGuard(ClientOutput(written.append), patterns)
+    points = sorted({min(c, len(data)) for c in cuts})
+    try:
+        for a, b in zip([0, *points], [*points, len(data)], strict=True):
+            guard.write(data[a:b])
+        guard.flush()
+    except CredentialInResponse:
+        assert carried
+        return
+    assert not carried and b"".join(written) == data
+
+
 def test_a_stream_without_the_credential_is_not_delayed():
     written: list[bytes] = []
     guard = ResponseGuard(ClientOutput(written.append), secret_patterns([SECRET]))
