@@ -52,8 +52,12 @@ session_denials contains sprintf("%s is not in a group allowed on %s", [subject,
 }
 
 deny contains reason if {
-	some reason in session_standing.denials
+	some reason in standing_denials
 }
+
+# the standing's denials, or without one these alone (not the whole standing: a session.open
+# needs nothing else of it)
+standing_denials := input.standing.denials if input.standing else := session_denials
 
 # The connection type each command kind belongs to: a literal in the rule, not a rule of
 # its own, which the evaluator would build again on every decision.
