@@ -555,7 +555,31 @@ class ClientConnection(UpstreamExchange):
             approval_id=refused.approval_id,
         )
 
-    async def exchange(self, request: Request) -> bool:
+    def exchange(self, request: Request) -> Coroutine[Any, Any, bool]:
+        """What answers the request, as a coroutine for handle() to await: a reused allow or
+        mask goes straight to forward_and_answer's (one frame less each time the connection's
+        task resumes); anything else to _exchange's, which decides first."""
+        head = request.head
+        if (
+            self.proxy.mcp is None
+            and not head.upgrade
+            and not (head.method == "GET" and request.target.path.startswith(POLL_PREFIX))
+        ):
+            raw, attributes, key = self._command(request)
+            # a reused allow or mask needs no round trip, nor the coroutine decide() is
+            known = request.session.ruling_now("http.request", raw, _no_shape, attributes, key)
+            if known is not None and known.decision_id and known.kind <= VerdictKind.MASK:
+                return self.forward_and_answer(request, raw, known)
+            return self._exchange(request, (raw, attributes, key, known))
+        return self._exchange(request)
+
+    async def _exchange(
+        self,
+        request: Request,
+        command: tuple[str, dict[str, Any], str, Ruling | None] | None = None,
+    ) -> bool:
+        """exchange() for everything but a reused allow or mask (`command`: what exchange()
+        made of an http.request already, and what ruling_now() said of it)."""
         head, target = request.head, request.target
         if head.method == "GET" and target.path.startswith(POLL_PREFIX):
             await self._poll(request, unquote(target.path[len(POLL_PREFIX) :]))
@@ -570,11 +594,9 @@ class ClientConnection(UpstreamExchange):
             attributes["upgrade"] = upgrade
             ruling = await self.decide(kind, raw, attributes, request)
         else:
-            raw, attributes, key = self._command(request)
-            # a reused allow or mask needs no round trip, nor the coroutine decide() is
-            ruling = request.session.ruling_now(kind, raw, _no_shape, attributes, key)
-            if ruling is None or not ruling.decision_id or ruling.kind > VerdictKind.MASK:
-                ruling = await self.decide(kind, raw, attributes, request, key, ruling)
+            assert command is not None
+            raw, attributes, key, known = command
+            ruling = await self.decide(kind, raw, attributes, request, key, known)
         if ruling is None:
             return head.keep_alive
         if upgrade:
