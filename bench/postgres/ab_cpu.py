@@ -1,0 +1,186 @@
+"""Old code against new on a shared machine: the Postgres proxy of a base commit and of this
+checkout, side by side behind one PDP, pgbench -S alternated between them (and the bare
+relay), CPU per transaction of each proxy process.
+
+A loaded VM moves one pgbench run's TPS by half and its CPU per transaction by a third;
+two versions measured minutes apart cannot be compared. Here both proxies run at once
+(the base commit's tree from `git archive`, each proxy its own process with its own code on
+PYTHONPATH, the same configuration but for the port), their runs alternate, the order
+flipped every round, and the medians are printed with every round's figures, beside the
+bare uvloop relay (bench/postgres/relay.py) as the floor. The PDP and the policy are the
+base commit's for both. Decision cache on. Not a test: nothing asserts.
+
+    python -u bench/postgres/ab_cpu.py --base c7b4652 [--rounds 4] [--seconds 8]
+        [--modes simple,prepared] [--clients 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_pgbench import (  # noqa: E402
+    create_scratch,
+    drop_scratch,
+    free_port,
+    measured,
+    scratch_names,
+    sh,
+    wait_port,
+)
+
+
+def checkout(commit: str, into: Path) -> Path:
+    """The tree of a commit, written out (no worktree registered in the repository)."""
+    into.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", commit], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="the commit to compare against")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--modes", default="simple,prepared")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-"))
+    trees = {"base": checkout(args.base, tmp / "base"), "new": REPO}
+    db, role, password = scratch_names("portcullis_ab")
+    procs: list[subprocess.Popen] = []
+    try:
+        create_scratch(db, role, password)
+        sh(["pgbench", "-i", "-q", "-s", "10", "-h", "127.0.0.1", "-U", role, db])
+        policies = trees["base"] / "rego"
+        data = json.loads((policies / "data.json").read_text())
+        connections = data["portcullis"]["connections"]
+        connections["bench-cache"] = connections["orders-db"]
+        (policies / "data.json").write_text(json.dumps(data))
+        pdp_port = free_port()
+        ports = {name: free_port() for name in trees}
+        configs = {}
+        for name in trees:
+            config = {
+                "pdp": {
+                    "listen": f"127.0.0.1:{pdp_port}",
+                    "engine": {"type": "embedded", "policies": str(policies), "reload": False},
+                    "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
+                    "signing_key": str(tmp / "signing.key"),
+                    "proxy_key": str(tmp / "proxy.key"),
+                    "proxy_credential_file": str(tmp / "proxy.credential"),
+                },
+                "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
+                "connections": [
+                    {
+                        "name": "bench-cache",
+                        "type": "postgres",
+                        "listen": f"127.0.0.1:{ports[name]}",
+                        "upstream": "127.0.0.1:5432",
+                        "database": db,
+                        "decision_cache": True,
+                        "credentials": {
+                            "provider": "static",
+                            "username": role,
+                            "password": password,
+                        },
+                    }
+                ],
+            }
+            configs[name] = tmp / f"{name}.yaml"
+            configs[name].write_text(yaml.safe_dump(config))
+        base_env = {**os.environ, "PYTHONPATH": f"{trees['base']}/proto:{trees['base']}"}
+        cli = [sys.executable, "-m", "pdp.cli", "-c", str(configs["base"])]
+        token = sh(
+            [*cli, "token", "--sub", "bench@example.com", "--groups", "dba,pii-readers",
+             "--ttl", "2h"],
+            cwd=trees["base"], env=base_env,
+        ).stdout.strip()  # fmt: skip
+        pdp = subprocess.Popen(
+            [*cli, "pdp"], cwd=trees["base"], env=base_env, stderr=subprocess.DEVNULL
+        )
+        procs.append(pdp)
+        wait_port(pdp_port)
+        pids = {}
+        for name, tree in trees.items():
+            env = {**os.environ, "PYTHONPATH": f"{tree}/proto:{tree}"}
+            proxy = subprocess.Popen(
+                [sys.executable, "-m", "proxies", "postgres", "-c", str(configs[name])],
+                cwd=tree, env=env, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            procs.append(proxy)
+            pids[name] = proxy.pid
+        relay_port = free_port()
+        relay = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("relay.py")), str(relay_port), "5432"]
+        )
+        procs.append(relay)
+        pids["relay"] = relay.pid
+        targets = {name: (ports[name], "agent", token) for name in trees}
+        targets["relay"] = (relay_port, role, "")
+        for port, _, _ in targets.values():
+            wait_port(port)
+        print(f"base {args.base} against this checkout; load {os.getloadavg()[0]:.1f}")
+        for mode in args.modes.split(","):
+            for port, user, secret in targets.values():  # warm each up
+                measured({}, port, db, user, mode, args.clients, 2, secret)
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+            for i in range(args.rounds):
+                for name in list(targets)[:: 1 if i % 2 == 0 else -1]:
+                    port, user, secret = targets[name]
+                    watched = {"proxy": pids[name], "pdp": pdp.pid}
+                    run = measured(watched, port, db, user, mode, args.clients, args.seconds,
+                                   secret)  # fmt: skip
+                    runs[name].append(run)
+                    proxy_us, pdp_us = run.get("proxy_us", 0), run.get("pdp_us", 0)
+                    print(
+                        f"  {mode:8} {name:5} {run['tps']:7.0f} tps  proxy {proxy_us:6.1f}"
+                        f" µs/tx  PDP {pdp_us:5.1f}  machine {run.get('machine_us', 0):6.1f}"
+                        f"  steal {run['steal']:.0%}",
+                        flush=True,
+                    )
+            for name, done in runs.items():
+                print(
+                    f"{mode:8} {name:5} median: {statistics.median(r['tps'] for r in done):7.0f}"
+                    f" tps, proxy {statistics.median(r.get('proxy_us', 0) for r in done):6.1f}"
+                    f" µs/tx, PDP {statistics.median(r.get('pdp_us', 0) for r in done):5.1f}"
+                )
+            for name in trees:
+                ratios = [
+                    a["tps"] / b["tps"]
+                    for a, b in zip(runs[name], runs["relay"], strict=True)
+                    if b["tps"]
+                ]
+                if ratios:
+                    print(f"{mode:8} {name:5} / relay, TPS of the round's pair: median "
+                          f"{statistics.median(ratios):.2f}")  # fmt: skip
+        print(f"load {os.getloadavg()[0]:.1f}")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        drop_scratch(db, role)
+
+
+if __name__ == "__main__":
+    main()
