@@ -160,6 +160,8 @@ def main() -> None:
                                    capture_output=True)  # fmt: skip
                     served[side] += result["requests"]
                 used = meter.per(result["requests"])
+                if not result["requests"]:
+                    raise RuntimeError(f"wrk got no answer from the {side} proxy in time")
                 costs[side].append(used["proxy_us"])
                 rates[side].append(result["rps"])
                 cells[side] = (
