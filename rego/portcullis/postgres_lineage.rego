@@ -69,11 +69,16 @@ pg_output_label(o) := sprintf("output %s", [o.name]) if {
 	not o.name in {"", "?column?"}
 } else := "an unnamed output"
 
+# Both open with input.command.postgres.types, an input reference the evaluator's rule
+# index reads: every other kind of command skips them without working out the reasons (a
+# postgres command without it is denied, postgres.rego).
 mask_rules contains {"derived": true, "strategy": "redact"} if {
+	input.command.postgres.types
 	count(pg_derived_reasons) > 0
 }
 
 mask_reasons contains reason if {
+	input.command.postgres.types
 	some reason in pg_derived_reasons
 }
 
