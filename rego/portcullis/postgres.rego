@@ -184,9 +184,18 @@ pg_privileged_approval contains [i, "TRUNCATE needs approval"] if {
 	s.type == "truncate"
 }
 
-pg_privileged_approval contains [i, sprintf("%s without WHERE needs approval", [upper(s.type)])] if {
+# One rule per type, each opening with its type: a query without one skips it.
+pg_privileged_approval contains [i, "UPDATE without WHERE needs approval"] if {
+	input.command.postgres.types.update
 	some i, s in input.command.postgres.statements
-	s.type in {"update", "delete"}
+	s.type == "update"
+	s.has_where == false
+}
+
+pg_privileged_approval contains [i, "DELETE without WHERE needs approval"] if {
+	input.command.postgres.types.delete
+	some i, s in input.command.postgres.statements
+	s.type == "delete"
 	s.has_where == false
 }
 
@@ -246,9 +255,29 @@ pg_reads contains i if {
 }
 
 # Statements that change data or lock rows: approval for everyone but the privileged.
-pg_writes contains [i, sprintf("%s needs approval", [upper(s.type)])] if {
+# One rule per type, each opening with its type: a query without one skips it.
+pg_writes contains [i, "INSERT needs approval"] if {
+	input.command.postgres.types.insert
 	some i, s in input.command.postgres.statements
-	s.type in {"insert", "update", "delete", "merge"}
+	s.type == "insert"
+}
+
+pg_writes contains [i, "UPDATE needs approval"] if {
+	input.command.postgres.types.update
+	some i, s in input.command.postgres.statements
+	s.type == "update"
+}
+
+pg_writes contains [i, "DELETE needs approval"] if {
+	input.command.postgres.types.delete
+	some i, s in input.command.postgres.statements
+	s.type == "delete"
+}
+
+pg_writes contains [i, "MERGE needs approval"] if {
+	input.command.postgres.types.merge
+	some i, s in input.command.postgres.statements
+	s.type == "merge"
 }
 
 pg_writes contains [i, "COPY FROM needs approval"] if {
