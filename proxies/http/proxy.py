@@ -566,8 +566,12 @@ class ClientConnection(UpstreamExchange):
             and not (head.method == "GET" and request.target.path.startswith(POLL_PREFIX))
         ):
             raw, attributes, key = self._command(request)
+            session = request.session
+            if not session.runtime.cache_enabled:
+                # nothing is reused: decide() asks the session once (not ruling_now twice)
+                return self._exchange(request, (raw, attributes, key, None))
             # a reused allow or mask needs no round trip, nor the coroutine decide() is
-            known = request.session.ruling_now("http.request", raw, _no_shape, attributes, key)
+            known = session.ruling_now("http.request", raw, _no_shape, attributes, key)
             if known is not None and known.decision_id and known.kind <= VerdictKind.MASK:
                 return self.forward_and_answer(request, raw, known)
             return self._exchange(request, (raw, attributes, key, known))
