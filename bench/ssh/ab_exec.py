@@ -14,6 +14,7 @@ keeps a drift from favouring either side. The PDP and the policy are the old tre
 more under cProfile (the top of it printed).
 
     python -u bench/ssh/ab_exec.py [--old REF] [--rounds 6] [--execs 200] [--pdp old|new]
+                                   [--interleave N] [--profile]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +151,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             f"{out['new_proxy_us']:.0f} µs, PDP {out['new_pdp_us']:.0f} µs; new/old proxy CPU "
             f"{out['new_proxy_us'] / out['old_proxy_us']:.3f}"
         )
+        if args.interleave:
+            out["interleaved"] = await interleaved(conns, order, args.interleave)
         print(json.dumps(out))
         if args.profile:
             os.kill(pids["new"], signal.SIGUSR1)
@@ -177,12 +181,47 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         sshd.stop()
 
 
+async def interleaved(
+    conns: dict[str, asyncssh.SSHClientConnection], order: list[str], n: int
+) -> dict[str, float]:
+    """One exec on each target in turn, n times (the order rotating): the median single
+    exec of each, and the medians of the differences within each turn — a load that
+    drifts over seconds weighs on all three alike."""
+    times: dict[str, list[float]] = {name: [] for name in order}
+    for i in range(n):
+        turn = order[i % len(order) :] + order[: i % len(order)]
+        for name in turn:
+            started = time.perf_counter()
+            result = await conns[name].run("uptime")
+            times[name].append((time.perf_counter() - started) * 1000)
+            if result.exit_status != 0:
+                raise RuntimeError(f"uptime exited {result.exit_status} through {name}")
+    med = {f"{name}_ms": statistics.median(v) for name, v in times.items()}
+    for side in ("old", "new"):
+        pairs = zip(times[side], times["direct"], strict=True)
+        med[f"{side}_added_ms"] = statistics.median(a - b for a, b in pairs)
+    pairs = zip(times["new"], times["old"], strict=True)
+    med["new_minus_old_ms"] = statistics.median(a - b for a, b in pairs)
+    print(
+        f"interleaved, {n} turns: single exec medians direct {med['direct_ms']:.1f} ms, old "
+        f"{med['old_ms']:.1f} ms, new {med['new_ms']:.1f} ms; added within a turn (median): "
+        f"old +{med['old_added_ms']:.2f} ms, new +{med['new_added_ms']:.2f} ms, new - old "
+        f"{med['new_minus_old_ms']:+.2f} ms",
+        flush=True,
+    )
+    return med
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", default="HEAD", help="the commit the checkout is compared with")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--execs", type=int, default=200)
     parser.add_argument("--pdp", choices=("old", "new"), default="old")
+    parser.add_argument(
+        "--interleave", type=int, default=0, metavar="N",
+        help="then N turns of one exec on each target (medians of single execs)",
+    )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="then the new side under cProfile")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-ssh-"))
