@@ -303,3 +303,25 @@ async def test_the_upstream_key_is_pinned_at_first_use(stack: Stack) -> None:
         assert (await conn.run("uptime")).exit_status == 0
     pinned = stack.tmp / "keys" / "web-1.upstream.pub"
     assert pinned.read_text().split()[:2] == stack.sshd.host_public_key.read_text().split()[:2]
+
+
+async def test_a_repeated_exec_reuses_its_answer_and_each_run_is_recorded(stack: Stack) -> None:
+    """The policy lets an allowed exec's answer be reused for the same command line of the
+    same session (rego: decision.rego's cache hint for ssh.exec): the PDP is asked once,
+    every run still reaches the upstream and is recorded, a denied one is asked each time."""
+    async with await stack.connect() as conn:
+        for _ in range(3):
+            assert (await conn.run("uptime")).exit_status == 0
+        for _ in range(2):
+            assert (await conn.run("id")).exit_status == 1  # denied: never reused
+        assert (await conn.run("uptime -p")).exit_status == 0  # another line: asked
+    async with await stack.connect() as other:  # another session asks again
+        assert (await other.run("uptime")).exit_status == 0
+    await stack.proxy.settled()
+    decisions = await stack.pdp.store.query(kind="decision")
+    asked = [d.body["raw"] for d in decisions if d.body.get("kind") == "ssh.exec"]
+    assert sorted(asked) == ["id", "id", "uptime", "uptime", "uptime -p"]
+    assert stack.sshd.sessions_started() == 5
+    commands = [e for e in await session_events(stack.pdp.store) if e["type"] == "command"]
+    ran = [e["command"] for e in commands]
+    assert ran.count("uptime") == 4 and ran.count("id") == 2 and ran.count("uptime -p") == 1

@@ -311,7 +311,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 ruling = await self._terminal_gate(session)
                 if ruling is None or ruling.verdict.allowed:
                     ruling = await session.decide_or_wait(
-                        self.kind, self.raw, self._attributes(), None, self.say
+                        self.kind, self.raw, self._attributes(), _exact_only, self.say
                     )
             finally:
                 self.waiting = False
@@ -519,3 +519,10 @@ def _upstream_error(exc: BaseException) -> str:
     if isinstance(exc, asyncssh.ChannelOpenError):
         return f"channel refused ({exc.reason})"
     return type(exc).__name__
+
+
+def _exact_only(raw: str) -> None:
+    """An SSH command has no shape: only the same command line (with the same attributes)
+    of the same session reuses an answer, and only when the policy says it may (its cache
+    hint for `ssh.exec`); anything else is asked of the PDP."""
+    return None

@@ -120,4 +120,12 @@ cache_part := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, 
 	input.command.kind == "mcp.call"
 	not input.approval
 	mcp_listing
+} else := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, "cache_key": "exact"} if {
+	# An SSH exec: the policy reads its command line (as the PDP's shell parser splits it),
+	# the identity and the connection, nothing of the time or the host's state; the exact
+	# key is the command line and the request's own attributes (a terminal and its size),
+	# so only the same exec of the same session reuses the answer. The proxy keeps only
+	# allowed (or masked) answers; one that needed an approval is never cached.
+	input.command.kind == "ssh.exec"
+	not input.approval
 } else := {"cache_ttl_seconds": 0, "cache_key": "exact"}

@@ -212,3 +212,14 @@ test_ssh_sftp_unknown_operation_or_path_denied if {
 	ssh_sftp(["dba"], {"operation": "read", "path": "relative/x"}).verdict == "deny"
 	ssh_sftp(["dba"], {"operation": "read"}).verdict == "deny"
 }
+
+# An allowed exec is reused for the same command line of the same session; one answered
+# under an approval is not (the proxy keeps allowed and masked answers only).
+test_ssh_execs_are_cached_exactly_and_never_under_an_approval if {
+	d := ssh_decision(["readonly"], [ssh_part(["uptime"])])
+	d.cache_key == "exact"
+	d.cache_ttl_seconds > 0
+	approved := object.union(ssh_exec_input(["readonly"], [ssh_part(["uptime"])]), {"approval": {"id": "ap-1", "state": "approved", "approver": "bob"}})
+	a := portcullis.decision with input as approved
+	a.cache_ttl_seconds == 0
+}
