@@ -3,14 +3,16 @@
 Starts, as their own processes: sshd from Debian (tests/ssh_harness.py: a free port, its
 own host key, public-key login with the key Portcullis holds), the PDP (`portcullis pdp`,
 embedded OPA, SQLite audit store) and the SSH proxy (`python -m proxies ssh`). The policy
-is the shipped library with one bench-only line in its data: `cat <the bench's file>` is
-an allowed command, so the stream is a command the policy allows as any other. The
+is the shipped library with bench-only lines in its data: `cat <the bench's file>` and
+`echo` are allowed commands, so the stream is a command the policy allows as any other. The
 token's group is pii-readers: everything allowed, nothing masked (deciding and relaying
 alone).
 
 Then, in `--rounds` rounds whose order rotates (direct first, then proxied, then the
 other way), over one connection each: `--execs` sequential execs of `uptime` (the time
-per exec), and one `cat` of a `--megabytes` file of random bytes read to the end (MB/s);
+per exec; through Portcullis the policy lets its answer be reused after the first), as
+many of `echo <n>` with a new n each time (every one decided by the PDP), and one `cat`
+of a `--megabytes` file of random bytes read to the end (MB/s);
 then `--connects` fresh connections running one exec each (login and set-up included).
 Beside them, the CPU the proxy and the PDP spent per exec and per MB streamed (bench/
 cpu_meter.py: steadier than wall time on a shared machine), and the PDP's own Decide p50
@@ -74,7 +76,7 @@ def bench_policies(tmp: Path, big: Path) -> Path:
     policies = tmp / "rego"
     shutil.copytree(REPO / "rego", policies)
     data = json.loads((policies / "data.json").read_text())
-    data["portcullis"]["ssh"]["allowed_commands"].append(f"cat {big}")
+    data["portcullis"]["ssh"]["allowed_commands"].extend([f"cat {big}", "echo"])
     (policies / "data.json").write_text(json.dumps(data))
     return policies
 
@@ -114,11 +116,13 @@ def portcullis_config(tmp: Path, policies: Path, sshd: Sshd) -> dict[str, Any]:
     }
 
 
-async def execs(conn: asyncssh.SSHClientConnection, n: int) -> float:
-    """Seconds per exec, n back to back on one connection."""
+async def execs(conn: asyncssh.SSHClientConnection, n: int, distinct: str = "") -> float:
+    """Seconds per exec, n back to back on one connection: `uptime` each time (through
+    Portcullis its answer is reused after the first: the policy's exact cache hint), or
+    with `distinct` a new line each time (`echo <distinct>-<i>`: every one decided)."""
     started = time.perf_counter()
-    for _ in range(n):
-        result = await conn.run(COMMAND)
+    for i in range(n):
+        result = await conn.run(f"echo {distinct}-{i}" if distinct else COMMAND)
         if result.exit_status != 0:
             raise RuntimeError(f"{COMMAND} exited {result.exit_status}: {result.stderr!r}")
     return (time.perf_counter() - started) / n
@@ -161,8 +165,12 @@ async def stream(conn: asyncssh.SSHClientConnection, big: Path, size: int) -> fl
     return size / (time.perf_counter() - started) / 1e6
 
 
-async def decide_p50(address: str, credential: str, token: str, seconds: float) -> float:
-    """The PDP's Decide p50 (ms) for the bench's exec on a web-1 session, one caller."""
+async def decide_p50(
+    address: str, credential: str, token: str, seconds: float, distinct: bool = False
+) -> float:
+    """The PDP's Decide p50 (ms) for the bench's exec on a web-1 session, one caller: the
+    same `uptime` each time (the PDP reuses its evaluation), or with `distinct` a new
+    `echo <n>` each time (every one evaluated)."""
     import grpc
 
     from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
@@ -181,18 +189,25 @@ async def decide_p50(address: str, credential: str, token: str, seconds: float) 
             ),
             metadata=metadata,
         )
-        command = pdp_pb2.Command(kind="ssh.exec", raw=COMMAND)
-        request = pdp_pb2.DecideRequest(
-            session_id=opened.session_id, command=command, timeout_ms=5000
-        )
+
+        def request(n: int) -> Any:
+            raw = f"echo decide-{n}" if distinct else COMMAND
+            return pdp_pb2.DecideRequest(
+                session_id=opened.session_id,
+                command=pdp_pb2.Command(kind="ssh.exec", raw=raw),
+                timeout_ms=5000,
+            )
+
         calls = DecideCalls(stub, metadata)
-        for _ in range(200):
-            await calls.decide(request, timeout=5)
+        for n in range(200):
+            await calls.decide(request(n), timeout=5)
         samples = []
         stop_at = time.perf_counter() + seconds
+        n = 200
         while time.perf_counter() < stop_at:
+            n += 1
             started = time.perf_counter()
-            await calls.decide(request, timeout=5)
+            await calls.decide(request(n), timeout=5)
             samples.append((time.perf_counter() - started) * 1000)
         await calls.close()
         await stub.CloseSession(
@@ -244,7 +259,13 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                                client_keys=None, preferred_auth="password", **common),
         }  # fmt: skip
         rounds: dict[str, dict[str, list[float]]] = {
-            name: {"exec_ms": [], "stream_mbps": [], "first_exec_ms": [], "sftp_mbps": []}
+            name: {
+                "exec_ms": [],
+                "decided_exec_ms": [],
+                "stream_mbps": [],
+                "first_exec_ms": [],
+                "sftp_mbps": [],
+            }
             for name in targets
         }
         sftp_targets = {**targets, "portcullis": {**targets["portcullis"], "password": dba_token}}
@@ -253,6 +274,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         cpu: dict[str, list[float]] = {}
         watched = {"proxy": proxy.pid, "pdp": pdp.pid}
         decides: list[float] = []
+        evaluated: list[float] = []
         order = list(targets)
         for r in range(args.rounds):
             for name in order if r % 2 == 0 else reversed(order):
@@ -261,6 +283,10 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     meter = CPUMeter(watched)
                     rounds[name]["exec_ms"].append(await execs(conn, args.execs) * 1000)
                     exec_cpu = meter.per(args.execs)
+                    meter = CPUMeter(watched)
+                    decided = await execs(conn, args.execs, f"r{r}")
+                    rounds[name]["decided_exec_ms"].append(decided * 1000)
+                    decided_cpu = meter.per(args.execs)
                     meter = CPUMeter(watched)
                     rounds[name]["stream_mbps"].append(await stream(conn, big, size))
                     stream_cpu = meter.per(args.megabytes)
@@ -273,9 +299,13 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 if name == "portcullis":
                     for key in ("proxy_us", "pdp_us"):
                         cpu.setdefault(f"exec_{key}", []).append(exec_cpu[key])
+                        cpu.setdefault(f"decided_exec_{key}", []).append(decided_cpu[key])
                         cpu.setdefault(f"stream_{key}_per_mb", []).append(stream_cpu[key])
             credential = (tmp / "var" / "proxy.credential").read_text().strip()
             decides.append(await decide_p50(config["pdp"]["listen"], credential, token, 3.0))
+            evaluated.append(
+                await decide_p50(config["pdp"]["listen"], credential, token, 3.0, distinct=True)
+            )
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -283,6 +313,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         sshd.stop()
     med = {n: {k: statistics.median(v) for k, v in m.items() if v} for n, m in rounds.items()}
     decide = statistics.median(decides)
+    decide_evaluated = statistics.median(evaluated)
     direct, through = med["direct"], med["portcullis"]
     return {
         "execs": args.execs,
@@ -291,9 +322,12 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "direct": direct,
         "portcullis": through,
         "decide_p50_ms": decide,
+        "evaluated_decide_p50_ms": decide_evaluated,
         "exec_added_ms": through["exec_ms"] - direct["exec_ms"],
         "exec_ratio": through["exec_ms"] / direct["exec_ms"],
         "exec_target_ms": direct["exec_ms"] + 1.5 * decide,
+        "decided_exec_added_ms": through["decided_exec_ms"] - direct["decided_exec_ms"],
+        "decided_exec_target_ms": direct["decided_exec_ms"] + 1.5 * decide_evaluated,
         "stream_ratio": through["stream_mbps"] / direct["stream_mbps"],
         "sftp_ratio": through.get("sftp_mbps", 0) / direct.get("sftp_mbps", 1),
         "first_exec_added_ms": through.get("first_exec_ms", 0) - direct.get("first_exec_ms", 0),
@@ -312,14 +346,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ssh-") as tmp:
         out = asyncio.run(measure(args, Path(tmp)))
     d, p = out["direct"], out["portcullis"]
-    print(f"execs ({out['execs']} sequential `{COMMAND}`, one connection, median of "
-          f"{out['rounds']} rounds):")  # fmt: skip
+    print(f"execs ({out['execs']} sequential `{COMMAND}`, one connection, its answer reused "
+          f"after the first; median of {out['rounds']} rounds):")  # fmt: skip
     print(f"  direct      {d['exec_ms']:8.2f} ms/exec")
     print(f"  portcullis  {p['exec_ms']:8.2f} ms/exec  (+{out['exec_added_ms']:.2f} ms, "
           f"{out['exec_ratio']:.2f}x)")  # fmt: skip
     print(f"  PDP Decide p50 {out['decide_p50_ms']:.2f} ms; target: portcullis <= direct + "
           f"1.5 x Decide p50 = {out['exec_target_ms']:.2f} ms: "
           f"{'met' if p['exec_ms'] <= out['exec_target_ms'] else 'MISSED'}")  # fmt: skip
+    print(
+        f"execs of a new line each ({out['execs']} sequential `echo <n>`: every one decided; "
+        f"the PDP's Decide p50 for such lines {out['evaluated_decide_p50_ms']:.2f} ms):"
+    )
+    print(f"  direct      {d['decided_exec_ms']:8.2f} ms/exec")
+    print(
+        f"  portcullis  {p['decided_exec_ms']:8.2f} ms/exec  "
+          f"(+{out['decided_exec_added_ms']:.2f} ms; target <= "
+          f"{out['decided_exec_target_ms']:.2f} ms: "
+          f"{'met' if p['decided_exec_ms'] <= out['decided_exec_target_ms'] else 'MISSED'})"
+    )  # fmt: skip
     print(f"stream (`cat` of {out['megabytes']} MB):")
     print(f"  direct      {d['stream_mbps']:8.1f} MB/s")
     print(f"  portcullis  {p['stream_mbps']:8.1f} MB/s  ({out['stream_ratio']:.2f}x direct; "
@@ -332,7 +377,9 @@ def main() -> None:
               f"({out['sftp_ratio']:.2f}x direct)")  # fmt: skip
     c = out["cpu"]
     print(f"CPU through Portcullis: proxy {c['exec_proxy_us']:.0f} µs + PDP "
-          f"{c['exec_pdp_us']:.0f} µs per exec; proxy {c['stream_proxy_us_per_mb']:.0f} µs "
+          f"{c['exec_pdp_us']:.0f} µs per repeated exec, proxy {c['decided_exec_proxy_us']:.0f} "
+          f"µs + PDP {c['decided_exec_pdp_us']:.0f} µs per decided exec; "
+          f"proxy {c['stream_proxy_us_per_mb']:.0f} µs "
           "per MB streamed")  # fmt: skip
     print(json.dumps(out))
 
