@@ -32,6 +32,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench_wrk import (  # noqa: E402
     REPO,
     CPUMeter,
@@ -43,19 +44,9 @@ from bench_wrk import (  # noqa: E402
     wait_port,
     wrk,
 )
+from revision import tree_of  # noqa: E402
 
 TWIN = "bench-cache-b"
-
-
-def unpacked(ref: str, into: Path) -> Path:
-    """The tree of commit `ref`, written under `into` (the checkout is not touched)."""
-    tree = into / "old"
-    tree.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree
 
 
 def main() -> None:
@@ -79,7 +70,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-http-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        old_tree = unpacked(args.old, tmp)
+        old_tree = tree_of(args.old, tmp / "old")
         upstream_port = free_port()
         upstream = subprocess.Popen([sys.executable, str(HERE / "upstream.py"), str(upstream_port)])
         procs.append(upstream)

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
 
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench_pgbench import (  # noqa: E402
     create_scratch,
     drop_scratch,
@@ -40,16 +41,7 @@ from bench_pgbench import (  # noqa: E402
     sh,
     wait_port,
 )
-
-
-def checkout(commit: str, into: Path) -> Path:
-    """The tree of a commit, written out (no worktree registered in the repository)."""
-    into.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", commit], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
+from revision import tree_of  # noqa: E402
 
 
 def main() -> None:
@@ -62,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-"))
-    trees = {"base": checkout(args.base, tmp / "base"), "new": REPO}
+    trees = {"base": tree_of(args.base, tmp / "base"), "new": REPO}
     db, role, password = scratch_names("portcullis_ab")
     procs: list[subprocess.Popen] = []
     try:

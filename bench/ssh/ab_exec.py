@@ -39,6 +39,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench_ssh import (  # noqa: E402
     REPO,
     CPUMeter,
@@ -48,22 +49,12 @@ from bench_ssh import (  # noqa: E402
     portcullis_config,
     wait_port,
 )
+from revision import tree_of  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent / "http"))
 from bench_wrk import profile_summary  # noqa: E402
 
 PROFILED = REPO / "bench" / "http" / "profiled_proxy.py"  # SIGUSR1 on, SIGUSR2 written
-
-
-def unpacked(ref: str, into: Path) -> Path:
-    """The tree of commit `ref`, written under `into` (the checkout is not touched)."""
-    tree = into / "old"
-    tree.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree
 
 
 def policies_of(tree: Path, into: Path) -> Path:
@@ -73,7 +64,7 @@ def policies_of(tree: Path, into: Path) -> Path:
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
-    old_tree = unpacked(args.old, tmp)
+    old_tree = tree_of(args.old, tmp / "old")
     pdp_tree = old_tree if args.pdp == "old" else REPO
     sshd = Sshd(tmp / "sshd").start()
     procs: list[subprocess.Popen[bytes]] = []
