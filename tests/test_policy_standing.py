@@ -91,6 +91,17 @@ def session_input(groups: list[str], sql: str) -> dict[str, Any]:
 
 
 @pytest.fixture
+async def store(tmp_path):
+    """A started SQLite audit store for a Decider's records."""
+    opened = SQLiteAuditStore(tmp_path / "d.db", synchronous="normal")
+    await opened.start()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
 async def engine(tmp_path):
     policies = tmp_path / "rego"
     shutil.copytree(REGO, policies, ignore=shutil.ignore_patterns("*_test.rego"))
@@ -100,60 +111,50 @@ async def engine(tmp_path):
     await real.close()
 
 
-async def test_decisions_with_the_standing_equal_those_without(engine, tmp_path):
+async def test_decisions_with_the_standing_equal_those_without(engine, store):
     counting, _ = engine
-    store = SQLiteAuditStore(tmp_path / "d.db", synchronous="normal")
-    await store.start()
-    try:
-        decider = Decider(counting, store, reuse_evaluations=False)
-        texts = [*random.Random(27).sample(SQL_TEXTS, 60), "SELECT email FROM customers"]
-        for n, sql in enumerate(texts):
-            groups = (["readonly"], ["dba"], ["pii-readers"], ["nobody"])[n % 4]
-            with_standing = await decider.decide(
-                session_input(groups, sql),
-                {"session_id": f"s-{groups[0]}"},
-                standing_of=f"s-{groups[0]}",
-            )
-            without = await decider.decide(session_input(groups, sql), {"session_id": "x"})
-            assert with_standing.verdict == without.verdict, sql
-        standings = [i for path, i in counting.asked if path == STANDING_PATH]
-        assert len(standings) == 4  # once per session, not per command
-        assert all("command" not in i for i in standings)
-        passed = [i for path, i in counting.asked if path != STANDING_PATH and "standing" in i]
-        assert len(passed) == len(texts) - 4  # each session's first command goes without
-        decider.forget_session("s-readonly")
-        assert "s-readonly" not in (decider.standings or {})
-    finally:
-        await store.close()
+    decider = Decider(counting, store, reuse_evaluations=False)
+    texts = [*random.Random(27).sample(SQL_TEXTS, 60), "SELECT email FROM customers"]
+    for n, sql in enumerate(texts):
+        groups = (["readonly"], ["dba"], ["pii-readers"], ["nobody"])[n % 4]
+        with_standing = await decider.decide(
+            session_input(groups, sql),
+            {"session_id": f"s-{groups[0]}"},
+            standing_of=f"s-{groups[0]}",
+        )
+        without = await decider.decide(session_input(groups, sql), {"session_id": "x"})
+        assert with_standing.verdict == without.verdict, sql
+    standings = [i for path, i in counting.asked if path == STANDING_PATH]
+    assert len(standings) == 4  # once per session, not per command
+    assert all("command" not in i for i in standings)
+    passed = [i for path, i in counting.asked if path != STANDING_PATH and "standing" in i]
+    assert len(passed) == len(texts) - 4  # each session's first command goes without
+    decider.forget_session("s-readonly")
+    assert "s-readonly" not in (decider.standings or {})
 
 
-async def test_a_reload_works_the_standing_out_again(engine, tmp_path):
+async def test_a_reload_works_the_standing_out_again(engine, store):
     counting, policies = engine
-    store = SQLiteAuditStore(tmp_path / "d.db", synchronous="normal")
-    await store.start()
-    try:
-        decider = Decider(counting, store, reuse_evaluations=False)
-        sql = "SELECT id FROM orders"
-        for _ in range(2):  # the first command goes without a standing, the second with
-            first = await decider.decide(session_input(["readonly"], sql), {}, standing_of="s")
-            assert first.verdict.kind.wire == "mask"
-        assert len([p for p, _ in counting.asked if p == STANDING_PATH]) == 1
-        # the reloaded policy makes readonly privileged: the old standing must not be used
-        data = (policies / "data.json").read_text()
-        (policies / "data.json").write_text(
-            data.replace('"privileged_groups": ["dba"]', '"privileged_groups": ["dba", "readonly"]')
-        )
-        assert await counting.engine.reload()
-        after = await decider.decide(
-            session_input(["readonly"], "UPDATE orders SET x = 1 WHERE id = 2"), {}, standing_of="s"
-        )
-        assert after.verdict.kind.wire in ("allow", "mask"), after.verdict
-        assert len([p for p, _ in counting.asked if p == STANDING_PATH]) == 2
-    finally:
-        await store.close()
+    decider = Decider(counting, store, reuse_evaluations=False)
+    sql = "SELECT id FROM orders"
+    for _ in range(2):  # the first command goes without a standing, the second with
+        first = await decider.decide(session_input(["readonly"], sql), {}, standing_of="s")
+        assert first.verdict.kind.wire == "mask"
+    assert len([p for p, _ in counting.asked if p == STANDING_PATH]) == 1
+    # the reloaded policy makes readonly privileged: the old standing must not be used
+    data = (policies / "data.json").read_text()
+    (policies / "data.json").write_text(
+        data.replace('"privileged_groups": ["dba"]', '"privileged_groups": ["dba", "readonly"]')
+    )
+    assert await counting.engine.reload()
+    after = await decider.decide(
+        session_input(["readonly"], "UPDATE orders SET x = 1 WHERE id = 2"), {}, standing_of="s"
+    )
+    assert after.verdict.kind.wire in ("allow", "mask"), after.verdict
+    assert len([p for p, _ in counting.asked if p == STANDING_PATH]) == 2
 
 
-async def test_a_policy_without_a_standing_is_asked_without_one(tmp_path):
+async def test_a_policy_without_a_standing_is_asked_without_one(tmp_path, store):
     policies = tmp_path / "rego"
     policies.mkdir()
     (policies / "p.rego").write_text(
@@ -161,8 +162,6 @@ async def test_a_policy_without_a_standing_is_asked_without_one(tmp_path):
     )
     real = EmbeddedEngine(EngineSettings(policies=policies, workers=1, reload=False))
     await real.start()
-    store = SQLiteAuditStore(tmp_path / "d.db", synchronous="normal")
-    await store.start()
     try:
         counting = CountingEngine(real)
         decider = Decider(counting, store, reuse_evaluations=False)
@@ -172,39 +171,26 @@ async def test_a_policy_without_a_standing_is_asked_without_one(tmp_path):
         assert len([p for p, _ in counting.asked if p == STANDING_PATH]) == 1
         assert not any("standing" in i for p, i in counting.asked if p != STANDING_PATH)
     finally:
-        await store.close()
         await real.close()
 
 
-async def test_equal_answers_map_to_one_verdict_and_records_stay_apart(engine, tmp_path):
+async def test_equal_answers_map_to_one_verdict_and_records_stay_apart(engine, store):
     counting, _ = engine
-    store = SQLiteAuditStore(tmp_path / "d.db", synchronous="normal")
-    await store.start()
-    try:
-        decider = Decider(counting, store, reuse_evaluations=False)
-        first = await decider.decide(session_input(["readonly"], "SELECT 1"), {}, standing_of="s")
-        again = await decider.decide(session_input(["readonly"], "SELECT 2"), {}, standing_of="s")
-        other = await decider.decide(
-            session_input(["readonly"], "DROP TABLE x"), {}, standing_of="s"
-        )
-        assert first.verdict is again.verdict  # one mapping of the same answer
-        assert first.id != again.id
-        assert other.verdict.kind.wire == "deny" and other.verdict is not first.verdict
-    finally:
-        await store.close()
+    decider = Decider(counting, store, reuse_evaluations=False)
+    first = await decider.decide(session_input(["readonly"], "SELECT 1"), {}, standing_of="s")
+    again = await decider.decide(session_input(["readonly"], "SELECT 2"), {}, standing_of="s")
+    other = await decider.decide(session_input(["readonly"], "DROP TABLE x"), {}, standing_of="s")
+    assert first.verdict is again.verdict  # one mapping of the same answer
+    assert first.id != again.id
+    assert other.verdict.kind.wire == "deny" and other.verdict is not first.verdict
 
 
-async def test_a_session_of_one_command_pays_for_no_standing(engine, tmp_path):
+async def test_a_session_of_one_command_pays_for_no_standing(engine, store):
     counting, _ = engine
-    store = SQLiteAuditStore(tmp_path / "d.db", synchronous="normal")
-    await store.start()
-    try:
-        decider = Decider(counting, store, reuse_evaluations=False)
-        for n in range(5):  # five sessions of one command each
-            await decider.decide(session_input(["readonly"], "SELECT 1"), {}, standing_of=f"s{n}")
-        assert [p for p, _ in counting.asked if p == STANDING_PATH] == []
-        for n in range(5):
-            decider.forget_session(f"s{n}")
-        assert not decider.standings
-    finally:
-        await store.close()
+    decider = Decider(counting, store, reuse_evaluations=False)
+    for n in range(5):  # five sessions of one command each
+        await decider.decide(session_input(["readonly"], "SELECT 1"), {}, standing_of=f"s{n}")
+    assert [p for p, _ in counting.asked if p == STANDING_PATH] == []
+    for n in range(5):
+        decider.forget_session(f"s{n}")
+    assert not decider.standings
