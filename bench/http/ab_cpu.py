@@ -32,7 +32,6 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench_wrk import (  # noqa: E402
     REPO,
     CPUMeter,
@@ -44,6 +43,9 @@ from bench_wrk import (  # noqa: E402
     wait_port,
     wrk,
 )
+
+# only now, the project imported: bench/ on the path holds a directory named pdp/
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 from revision import tree_of  # noqa: E402
 
 TWIN = "bench-cache-b"

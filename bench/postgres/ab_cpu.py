@@ -31,7 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench_pgbench import (  # noqa: E402
     create_scratch,
     drop_scratch,
@@ -41,6 +40,9 @@ from bench_pgbench import (  # noqa: E402
     sh,
     wait_port,
 )
+
+# only now, the project imported: bench/ on the path holds a directory named pdp/
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 from revision import tree_of  # noqa: E402
 
 

@@ -39,7 +39,6 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))
 from bench_ssh import (  # noqa: E402
     REPO,
     CPUMeter,
@@ -49,6 +48,9 @@ from bench_ssh import (  # noqa: E402
     portcullis_config,
     wait_port,
 )
+
+# only now, the project imported: bench/ on the path holds a directory named pdp/
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 from revision import tree_of  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent / "http"))
