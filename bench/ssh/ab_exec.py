@@ -14,7 +14,7 @@ keeps a drift from favouring either side. The PDP and the policy are the old tre
 more under cProfile (the top of it printed).
 
     python -u bench/ssh/ab_exec.py [--old REF] [--rounds 6] [--execs 200] [--pdp old|new]
-                                   [--interleave N] [--profile]
+                                   [--interleave N [--distinct]] [--profile]
 """
 
 from __future__ import annotations
@@ -60,8 +60,12 @@ PROFILED = REPO / "bench" / "http" / "profiled_proxy.py"  # SIGUSR1 on, SIGUSR2 
 
 
 def policies_of(tree: Path, into: Path) -> Path:
+    """The tree's policy, with `echo` an allowed command (the --distinct lines)."""
     policies = into / "rego"
     shutil.copytree(tree / "rego", policies)
+    data = json.loads((policies / "data.json").read_text())
+    data["portcullis"]["ssh"]["allowed_commands"].append("echo")
+    (policies / "data.json").write_text(json.dumps(data))
     return policies
 
 
@@ -145,7 +149,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             f"{out['new_proxy_us'] / out['old_proxy_us']:.3f}"
         )
         if args.interleave:
-            out["interleaved"] = await interleaved(conns, order, args.interleave)
+            out["interleaved"] = await interleaved(conns, order, args.interleave, args.distinct)
         print(json.dumps(out))
         if args.profile:
             os.kill(pids["new"], signal.SIGUSR1)
@@ -175,20 +179,21 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
 
 
 async def interleaved(
-    conns: dict[str, asyncssh.SSHClientConnection], order: list[str], n: int
+    conns: dict[str, asyncssh.SSHClientConnection], order: list[str], n: int, distinct: bool
 ) -> dict[str, float]:
     """One exec on each target in turn, n times (the order rotating): the median single
     exec of each, and the medians of the differences within each turn — a load that
-    drifts over seconds weighs on all three alike."""
+    drifts over seconds weighs on all three alike. `uptime` each time, or with `distinct`
+    a new line each turn (`echo turn-<i>`: decided by the PDP on every side)."""
     times: dict[str, list[float]] = {name: [] for name in order}
     for i in range(n):
         turn = order[i % len(order) :] + order[: i % len(order)]
         for name in turn:
             started = time.perf_counter()
-            result = await conns[name].run("uptime")
+            result = await conns[name].run(f"echo turn-{i}" if distinct else "uptime")
             times[name].append((time.perf_counter() - started) * 1000)
             if result.exit_status != 0:
-                raise RuntimeError(f"uptime exited {result.exit_status} through {name}")
+                raise RuntimeError(f"exec exited {result.exit_status} through {name}")
     med = {f"{name}_ms": statistics.median(v) for name, v in times.items()}
     for side in ("old", "new"):
         pairs = zip(times[side], times["direct"], strict=True)
@@ -196,7 +201,8 @@ async def interleaved(
     pairs = zip(times["new"], times["old"], strict=True)
     med["new_minus_old_ms"] = statistics.median(a - b for a, b in pairs)
     print(
-        f"interleaved, {n} turns: single exec medians direct {med['direct_ms']:.1f} ms, old "
+        f"interleaved, {n} turns{' of new lines' if distinct else ''}: single exec medians "
+        f"direct {med['direct_ms']:.1f} ms, old "
         f"{med['old_ms']:.1f} ms, new {med['new_ms']:.1f} ms; added within a turn (median): "
         f"old +{med['old_added_ms']:.2f} ms, new +{med['new_added_ms']:.2f} ms, new - old "
         f"{med['new_minus_old_ms']:+.2f} ms",
@@ -215,6 +221,9 @@ def main() -> None:
         "--interleave", type=int, default=0, metavar="N",
         help="then N turns of one exec on each target (medians of single execs)",
     )  # fmt: skip
+    parser.add_argument(
+        "--distinct", action="store_true", help="the interleaved turns run a new line each"
+    )
     parser.add_argument("--profile", action="store_true", help="then the new side under cProfile")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-ssh-"))
