@@ -89,7 +89,9 @@ async def test_the_route_hands_a_key_to_the_worker_that_issued_it() -> None:
 def _wait_port(port: int, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        assert process.poll() is None, "portcullis up exited"
+        if process.poll() is not None:
+            said = process.stderr.read().decode(errors="replace")[-4000:] if process.stderr else ""
+            raise AssertionError(f"portcullis up exited {process.returncode}:\n{said}")
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return
