@@ -46,6 +46,7 @@ from bench_wrk import (  # noqa: E402
 
 # only now, the project imported: bench/ on the path holds a directory named pdp/
 sys.path.append(str(Path(__file__).resolve().parents[1]))
+from processes import stop_all  # noqa: E402
 from revision import tree_of  # noqa: E402
 
 TWIN = "bench-cache-b"
@@ -198,13 +199,7 @@ def main() -> None:
             print(f"profile of the new side (kept in {kept}):")
             print(profile_summary(written, top=40))
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

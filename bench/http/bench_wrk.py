@@ -73,6 +73,7 @@ from pdp_harness import free_port  # noqa: E402
 # only now: a bench/pdp directory on the path must not stand for the pdp package
 sys.path.append(str(REPO / "bench"))
 from cpu_meter import CPUMeter  # noqa: E402
+from processes import stop_all  # noqa: E402
 
 NGINX = "/usr/sbin/nginx"
 DIRECT, VIA_NGINX, RELAY = "direct", "nginx", "python relay (no parsing)"
@@ -624,13 +625,7 @@ def main() -> None:
                 profiles[name] = kept
     finally:
         complaints = logged_complaints(tmp / "pdp.log", tmp / "proxy.log")
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
     report(args, docs, names, runs, single, decides, syncs, client_cost, profiles, complaints)

@@ -60,6 +60,7 @@ from bench_pgbench import (  # noqa: E402  (this folder)
     wait_port,
 )
 from pdp_harness import free_port  # noqa: E402
+from processes import stop_all  # noqa: E402  (bench/, on the path by bench_pgbench)
 
 # pgbouncer 1.18 refuses start-up parameters it does not track, and the proxy pins these
 # at start-up (portcullis's lexing pins and the policy's session settings): this bench,
@@ -121,8 +122,10 @@ def print_growth(title: str, old, new, top: int = 25) -> None:
     )
     print(f"  {title}: Python memory {total / 1024:+.0f} KiB; the lines that grew most:")
     for stat in new.compare_to(old, "lineno")[:top]:
-        print(f"    {stat.size_diff / 1024:9.1f} KiB {stat.count_diff:+8d} blocks  "
-              f"{stat.traceback[0]}")
+        print(
+            f"    {stat.size_diff / 1024:9.1f} KiB {stat.count_diff:+8d} blocks  "
+            f"{stat.traceback[0]}"
+        )
 
 
 async def short_sessions(
@@ -224,7 +227,11 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=9000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
-        "--trace", nargs="?", const="", default=None, metavar="DIR",
+        "--trace",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR",
         help="the proxy under tracemalloc (its snapshots kept in DIR when given)",
     )
     parser.add_argument("--top", type=int, default=25, help="lines printed per --trace diff")
@@ -346,12 +353,7 @@ def main() -> None:
 
         before, during, after, took = asyncio.run(soak() if args.soak else run())
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         drop_scratch(db, role)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -361,8 +363,10 @@ def main() -> None:
               f"{args.concurrency} at a time, {args.literals} distinct SELECTs; "
               f"{len(REFUSED)} refused and tried again):")  # fmt: skip
         for name in ("proxy", "pdp"):
-            print(f"  {name:5s}: {mib(before[name]):7.1f} MiB → {mib(after[name]):7.1f} MiB"
-                  f"   {after[name] / before[name]:.3f}x the baseline (target <= 1.10x)")
+            print(
+                f"  {name:5s}: {mib(before[name]):7.1f} MiB → {mib(after[name]):7.1f} MiB"
+                f"   {after[name] / before[name]:.3f}x the baseline (target <= 1.10x)"
+            )
         where = ", ".join(f"{k} {' / '.join(f'{mib(p[k]):.1f}' for p in parts)}" for k in parts[0])
         print(f"  the proxy's resident set (MiB) by where it lies, before / after: {where}")
         return

@@ -47,6 +47,7 @@ from pg_cluster import throwaway_cluster  # noqa: E402
 # only now: a bench/pdp directory on the path must not stand for the pdp package
 sys.path.append(str(REPO / "bench"))
 from cpu_meter import CPUMeter  # noqa: E402
+from processes import stop_all  # noqa: E402
 
 NORMAL_SYNC = "portcullis (cache off, synchronous=normal)"
 ADMIN = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qAtX", "-c"]
@@ -442,12 +443,7 @@ def main() -> None:
             )
 
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         drop_scratch(db, role)
         shutil.rmtree(tmp, ignore_errors=True)
 

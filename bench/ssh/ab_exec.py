@@ -51,6 +51,7 @@ from bench_ssh import (  # noqa: E402
 
 # only now, the project imported: bench/ on the path holds a directory named pdp/
 sys.path.append(str(Path(__file__).resolve().parents[1]))
+from processes import stop_all  # noqa: E402
 from revision import tree_of  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent / "http"))
@@ -168,13 +169,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         for conn in conns.values():
             conn.close()
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(procs)
         sshd.stop()
 
 
