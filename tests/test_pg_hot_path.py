@@ -38,7 +38,7 @@ _TEXTS = st.sampled_from(
 def _fresh_skeleton(sql: str, digit: str = "0") -> str | None:
     if re.search(r"['\"$\\]", sql):
         return None
-    rewritten = shape._NUMBER.sub(digit, sql)
+    rewritten = shape.NUMBER_RUN.sub(digit, sql)
     return None if rewritten == sql else rewritten
 
 

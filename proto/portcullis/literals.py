@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from pglast.parser import fingerprint, normalize, scan
 
-from portcullis.shape import _NUMBER, proven_shape, skeleton
+from portcullis.shape import NUMBER_RUN, proven_shape, skeleton
 
 _CONSTANT_TOKENS = frozenset(
     {"SCONST", "ICONST", "FCONST", "BCONST", "XCONST", "USCONST", "TRUE_P", "FALSE_P", "NULL_P"}
@@ -137,7 +137,7 @@ def _proved_plan(rewrite: ShapeRewrite, zeros: str) -> _Plan | None:
     if not proven:
         return None  # a number in the skeleton is not a literal (FETCH 5, a typmod...)
     runs = iter(range(_PROBE_BASE, _PROBE_BASE + 10**6))
-    probe = _NUMBER.sub(lambda _: str(next(runs)), zeros)
+    probe = NUMBER_RUN.sub(lambda _: str(next(runs)), zeros)
     try:
         tokens, slots = _scanned(rewrite)
         literals = _literals(probe, tokens)
@@ -163,7 +163,7 @@ def _proved_plan(rewrite: ShapeRewrite, zeros: str) -> _Plan | None:
 
 
 def _filled_numbers(text: str, plan: _Plan, sql: str) -> str | None:
-    numbers = _NUMBER.findall(sql)
+    numbers = NUMBER_RUN.findall(sql)
     parts: list[str] = []
     copied = 0
     for start, end, which, minus in plan:

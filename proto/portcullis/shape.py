@@ -45,7 +45,9 @@ def shape(sql: str) -> str | None:
 # A run of 1-9 ASCII digits standing on its own: no letter, digit, `_`, `$` or non-ASCII
 # character (all of which continue a PostgreSQL name) on either side. Nine digits at most,
 # so every such run lexes as an integer whatever its digits are.
-_NUMBER = re.compile(r"(?<![0-9A-Za-z_$\x80-\U0010ffff])[0-9]{1,9}(?![0-9A-Za-z_$\x80-\U0010ffff])")
+NUMBER_RUN = re.compile(
+    r"(?<![0-9A-Za-z_$\x80-\U0010ffff])[0-9]{1,9}(?![0-9A-Za-z_$\x80-\U0010ffff])"
+)
 _QUOTES = re.compile(r"['\"$\\]")
 
 
@@ -65,7 +67,7 @@ def skeleton(sql: str, digit: str = "0") -> str | None:
     if _QUOTES.search(sql):
         found = None
     else:
-        rewritten = _NUMBER.sub(digit, sql)
+        rewritten = NUMBER_RUN.sub(digit, sql)
         found = None if rewritten == sql else rewritten
     if digit == "0":
         _remember_skeleton(sql, found)
@@ -90,7 +92,7 @@ def proven_shape(zeros: str) -> tuple[bool, str | None]:
     has the same shape only if each of them sits inside a literal value. Then any text with
     this skeleton (the same tokens, other digits) has that shape too."""
     value = shape(zeros)
-    ones = _NUMBER.sub("1", zeros)
+    ones = NUMBER_RUN.sub("1", zeros)
     return value == shape(ones), value
 
 
