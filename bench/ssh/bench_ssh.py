@@ -54,6 +54,7 @@ from ssh_harness import Sshd  # noqa: E402
 # only now: a bench/pdp directory on the path must not stand for the pdp package
 sys.path.append(str(REPO / "bench"))
 from cpu_meter import CPUMeter  # noqa: E402
+from processes import stop_all  # noqa: E402
 
 COMMAND = "uptime"
 
@@ -307,9 +308,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 await decide_p50(config["pdp"]["listen"], credential, token, 3.0, distinct=True)
             )
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            proc.wait(timeout=30)
+        stop_all(procs)
         sshd.stop()
     med = {n: {k: statistics.median(v) for k, v in m.items() if v} for n, m in rounds.items()}
     decide = statistics.median(decides)
