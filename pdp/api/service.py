@@ -31,6 +31,7 @@ from pdp.api.recording_rpc import (
 from pdp.domain.approvals import ApprovalBook
 from pdp.domain.decisions import Decider, Decision, Guarded, Reusable
 from pdp.domain.effects import command_effects
+from pdp.domain.guard_sync import GuardSync, new_instance
 from pdp.domain.guards import Guards
 from pdp.domain.identity import Identity, TokenRejected, TokenVerifier
 from pdp.domain.policy_input import build_input, command_input
@@ -130,8 +131,11 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self._refusals = _RefusalBudget()
         self.recordings = SessionEventBatches(decider.store, sessions, self.refuse)
         self.shadow_connections = announce(config)  # enforce: false (pdp/domain/shadow.py)
-        # row filters, egress budgets, the runaway-loop breaker (issue 30)
+        # row filters, egress budgets, the runaway-loop breaker (issue 30); what other
+        # PDPs (replicas, or this one before a restart) counted comes from the store
         self.guards = guards or Guards()
+        self.instance = new_instance()  # names this process's egress reports and pauses
+        self.guard_sync = GuardSync(decider.store, self.guards, self.instance)
 
     # -- helpers --------------------------------------------------------------
 
@@ -270,6 +274,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             await self._record_rejected_token(request, connection, exc.reason)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"token rejected: {exc.reason}")
             raise  # unreachable: abort raises
+        # what other PDPs counted for budgets and pauses, read before the first command
+        await self.guard_sync.ensure()
         session = Session(
             new_session_id(), identity, connection, request.client_addr, request.client[:MAX_NAME]
         )
@@ -394,14 +400,9 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before deciding"
             )
         guards = self.guards
-        if request.egress_rows or request.egress_bytes:  # before deciding: it counts now
-            guards.egress.add(
-                session.identity.subject,
-                session.connection["name"],
-                session.id,
-                request.egress_rows,
-                request.egress_bytes,
-            )
+        subject, connection_name = session.identity.subject, session.connection["name"]
+        await self.guard_sync.ensure((subject, connection_name) in guards.egress.near)
+        reported = self._egress_report(session, request.egress_rows, request.egress_bytes, record)
 
         def guard(verdict: Verdict) -> Guarded:
             return guards.check(session, kind, raw, attributes, verdict)
@@ -412,6 +413,9 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         decision = await self.decider.decide(
             policy_input, record, reusable, guard, standing_of=session.id
         )
+        if reported and not decision.recorded:  # the next record carries it
+            guards.egress.unrecorded(session.id, *reported)
+        await self._record_trips(decision.id)
         if not enforced(self.config, session.connection["name"]):
             decision = shadowed(decision)  # pdp/domain/shadow.py: recorded, not enforced
         if deadline is not None and time.monotonic() >= deadline:
@@ -446,6 +450,42 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         if effects:
             message.effects.extend(effects)
         return pdp_pb2.DecideResponse(decision=message)
+
+    def _egress_report(
+        self, session: Session, rows: int, size: int, record: dict[str, Any]
+    ) -> tuple[int, int] | None:
+        """Count what the proxy reports the session took, now (before deciding), and put
+        it in the record (`egress`, tagged with this PDP): the store is where other PDPs,
+        and this one after a restart, find it (pdp.domain.guard_sync)."""
+        egress = self.guards.egress
+        if rows or size:
+            egress.add(session.identity.subject, session.connection["name"], session.id, rows, size)
+        carried = egress.take_unrecorded(session.id)
+        rows, size = max(rows, 0) + carried[0], max(size, 0) + carried[1]
+        if not rows and not size:
+            return None
+        record["egress"] = {"rows": rows, "bytes": size, "pdp": self.instance}
+        return rows, size
+
+    async def _record_trips(self, decision_id: str) -> None:
+        """A pause the breaker began: recorded (evidence, and read back by every replica
+        and after a restart) before the held command is answered."""
+        for trip in self.guards.breaker.take_trips():
+            try:
+                await self.decider.store.append(
+                    "breaker.tripped",
+                    {
+                        "connection": trip.connection,
+                        "why": trip.why,
+                        "paused_until": trip.until,
+                        "pause_seconds": trip.pause_seconds,
+                        "decision_id": decision_id,
+                        "pdp": self.instance,
+                    },
+                    subject=trip.subject,
+                )
+            except StoreUnavailable as exc:
+                log.error("breaker pause of %s not recorded: %s", trip.subject, exc)
 
     async def _refuse_oversized(self, command: pdp_pb2.Command, record: dict[str, Any]) -> Decision:
         """A command too large to evaluate: denied and recorded with its first bytes and
@@ -510,7 +550,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             # the policy in force when the session ended (each decision names its own)
             "policy_revision": self.decider.engine.revision,
         }
-        _count_last_egress(self.guards, session, body["summary"])
+        _count_last_egress(self.guards, session, body, self.instance)
         try:
             record = await self.decider.store.append(
                 "session.close", body, session_id=session.id, subject=session.identity.subject
@@ -560,13 +600,24 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         )
 
 
-def _count_last_egress(guards: Guards, session: Session, summary: dict[str, Any]) -> None:
-    """What the client took after the session's last decision counts for the hour too."""
+def _count_last_egress(
+    guards: Guards, session: Session, body: dict[str, Any], instance: str
+) -> None:
+    """What the client took after the session's last decision counts for the hour too;
+    the close record carries it (`egress`, as a decision record does) for other PDPs."""
+    summary = body["summary"]
     rows, size = summary.get("egress_rows", 0), summary.get("egress_bytes", 0)
     if isinstance(rows, (int, float)) and isinstance(size, (int, float)):
+        rows, size = max(int(rows), 0), max(int(size), 0)
         guards.egress.add(
-            session.identity.subject, session.connection["name"], session.id, int(rows), int(size)
+            session.identity.subject, session.connection["name"], session.id, rows, size
         )
+    else:
+        rows = size = 0
+    carried = guards.egress.take_unrecorded(session.id)
+    rows, size = rows + carried[0], size + carried[1]
+    if rows or size:
+        body["egress"] = {"rows": rows, "bytes": size, "pdp": instance}
     guards.egress.forget_session(session.id)
 
 

@@ -12,7 +12,13 @@ alone), so denials are counted as they come and judged with the identity's next 
 that carries them: the command after a loop of denials is the one held. Approvers are
 notified through the approval webhook by the approval request of the held command.
 
-In memory, bounded per identity; no IO and no policy here.
+The counts are this PDP's alone (rates per second and minute are per replica: N
+replicas behind one port let an identity reach up to N times a rate before any trips).
+A pause is not: each trip is handed out by take_trips() for the service to record in the
+audit store (a `breaker.tripped` record with the wall-clock end of the pause), and
+pdp.domain.guard_sync hands the pauses other PDPs recorded — replicas, or this PDP
+before a restart — to pause(), so reconnecting to another replica or restarting the PDP
+does not end one. Bounded per identity; no IO and no policy here.
 """
 
 from __future__ import annotations
@@ -26,6 +32,18 @@ from portcullis.shape import shaped
 from portcullis.verdict import Verdict, VerdictKind
 
 MAX_KEPT = 4096  # events kept per identity and window
+MAX_TRIPS = 1024  # trips waiting to be recorded (none are lost unless nobody takes them)
+
+
+@dataclass(frozen=True)
+class Trip:
+    """A pause begun here: what the store's `breaker.tripped` record says."""
+
+    subject: str
+    connection: str
+    why: str
+    until: float  # unix time the pause ends
+    pause_seconds: int
 
 
 @dataclass
@@ -41,12 +59,14 @@ class Breaker:
     def __init__(
         self,
         tripped: Callable[[str, str, str], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """tripped(subject, connection, why): told once per pause."""
+        """tripped(subject, connection, why): told once per pause. clock: unix time (a
+        pause's end is compared with the ends other PDPs recorded)."""
         self.tripped = tripped
         self.clock = clock
         self._tracks: dict[tuple[str, str], _Track] = {}
+        self._trips: list[Trip] = []
 
     def observe(self, subject: str, connection: str, raw: str, verdict: Verdict) -> str:
         """Count one command; why the identity is paused now ("" when it is not)."""
@@ -105,9 +125,32 @@ class Breaker:
         track.times.clear()
         track.shapes.clear()
         track.denials.clear()
+        if len(self._trips) < MAX_TRIPS:
+            self._trips.append(
+                Trip(subject, connection, track.why, track.paused_until, limits.pause_seconds)
+            )
         if self.tripped is not None:
             self.tripped(subject, connection, track.why)
         return track.why
+
+    def take_trips(self) -> list[Trip]:
+        """The pauses begun since the last call (to be recorded)."""
+        if not self._trips:
+            return []
+        trips, self._trips = self._trips, []
+        return trips
+
+    def pause(self, subject: str, connection: str, until: float, why: str) -> None:
+        """A pause another PDP (or this one before a restart) recorded: the identity's
+        commands need approval until `until` (unix time), unless it is already over."""
+        if until <= self.clock():
+            return
+        track = self._tracks.get((subject, connection))
+        if track is None:
+            track = self._tracks[(subject, connection)] = _Track()
+        if until > track.paused_until:
+            track.paused_until = until
+            track.why = why
 
     def paused(self, subject: str, connection: str) -> str:
         track = self._tracks.get((subject, connection))

@@ -13,13 +13,18 @@ Owns Guards.check(), the one place that turns a verdict's `row_filter`, `budget`
               identity needs approval for a while, and approvers are told.
 
 Every path here can only make a verdict stricter, never looser: a guard that cannot do
-its job denies. No policy here (the thresholds come from the verdict) and no IO (the
-ledgers are in memory; the breaker's notice goes through the callable it was given).
+its job denies. The budgets and pauses other PDPs recorded (replicas on one store, or
+this PDP before a restart) reach the ledgers through pdp.domain.guard_sync; while it
+cannot read them (`unsynced` names why), a budget or breaker the verdict carries holds
+the command for approval (a budget whose `over` is deny: denies it) instead of judging
+on this PDP's counts alone. No policy here (the thresholds come from the verdict) and no
+IO (the ledgers are in memory; the breaker's notice goes through the callable it was
+given).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pdp.domain.breaker import Breaker
@@ -43,6 +48,8 @@ class Guards:
         self.breaker = breaker or Breaker()
         # who approves a command a guard (not the policy) holds for approval
         self.approval = ApprovalSpec(tuple(approvers), approval_ttl)
+        # why what other PDPs recorded is not known now ("": it is, or this PDP is alone)
+        self.unsynced: Callable[[], str] = lambda: ""
 
     def check(
         self,
@@ -80,17 +87,31 @@ class Guards:
                 facts["row_filtered_tables"] = list(done.tables)
         egress_left = None
         stricter = verdict
+        unknown = ""
+        if not approved and (verdict.budget is not None or verdict.breaker is not None):
+            unknown = self.unsynced()
         if verdict.budget is not None:
             usage = self.egress.usage(subject, connection, session.id)
             facts["egress_used"] = usage.to_dict()
+            key = (subject, connection)
+            if usage.near(verdict.budget):
+                self.egress.near.add(key)
+            elif self.egress.near:
+                self.egress.near.discard(key)
             over = "" if approved else usage.over(verdict.budget)
-            if over:
-                stricter = self._held(
-                    stricter, f"egress budget exceeded: {over}", verdict.budget.over == "deny"
+            why = f"egress budget exceeded: {over}" if over else ""
+            if unknown and not over:
+                why = (
+                    "egress budget cannot be checked: the usage other PDPs recorded is "
+                    f"unknown ({unknown})"
                 )
+            if why:
+                stricter = self._held(stricter, why, verdict.budget.over == "deny")
                 if stricter.kind is VerdictKind.DENY:
                     return Guarded(stricter, facts=facts)
             egress_left = usage.left(verdict.budget)
+        if not tripped and unknown and verdict.breaker is not None:
+            tripped = f"the pauses other PDPs recorded are unknown ({unknown})"
         if tripped:
             facts["breaker"] = tripped
             stricter = self._held(stricter, f"runaway-loop breaker: {tripped}", False)

@@ -43,6 +43,7 @@ __all__ = [
     "ChainReport",
     "DuplicateRecordId",
     "GroupCommitStore",
+    "GuardFacts",
     "StoreUnavailable",
     "open_store",
 ]
@@ -52,6 +53,58 @@ log = logging.getLogger("portcullis.store")
 # a record naming records committed after their callers were told they were not (a commit
 # that outlived its batch's deadline): their decisions were answered as unrecorded, a deny
 LATE_COMMIT_KIND = "audit.late_commit"
+
+
+# the records whose `egress` (a proxy's report of rows and bytes, tagged with the PDP that
+# counted it) the guards read back, and the record of a runaway-loop breaker's pause
+# (pdp.domain.guard_sync): GuardFacts of a range of the chain
+EGRESS_KINDS = ("decision", "session.close")
+TRIP_KIND = "breaker.tripped"
+EGRESS_MARK = '"egress":{'  # how a body carrying one starts it (canonical JSON)
+
+
+@dataclass(frozen=True)
+class GuardFacts:
+    """What `guard_facts()` read: egress summed per (pdp, kind, subject, session id,
+    connection, minute = unix time // 60) → (…, rows, bytes), and the breaker's pauses as
+    (pdp, subject, connection, why, paused_until)."""
+
+    egress: list[tuple[str, str, str, str, str, int, int, int]]
+    trips: list[tuple[str, str, str, str, float]]
+
+
+def guard_facts_of(records: list[AuditRecord]) -> GuardFacts:
+    """GuardFacts of records already read (a store without its own guard_facts)."""
+    sums: dict[tuple[str, str, str, str, str, int], list[int]] = {}
+    trips: list[tuple[str, str, str, str, float]] = []
+    for r in records:
+        body = r.body
+        if r.kind == TRIP_KIND:
+            trips.append(
+                (
+                    str(body.get("pdp", "")),
+                    r.subject,
+                    str(body.get("connection", "")),
+                    str(body.get("why", "")),
+                    float(body.get("paused_until", 0)),
+                )
+            )
+            continue
+        egress = body.get("egress")
+        if r.kind not in EGRESS_KINDS or not isinstance(egress, dict):
+            continue
+        key = (
+            str(egress.get("pdp", "")),
+            r.kind,
+            r.subject,
+            r.session_id,
+            str(body.get("connection", "")),
+            int(r.time // 60),
+        )
+        held = sums.setdefault(key, [0, 0])
+        held[0] += int(egress.get("rows", 0))
+        held[1] += int(egress.get("bytes", 0))
+    return GuardFacts([(*k, v[0], v[1]) for k, v in sums.items()], trips)
 
 
 class StoreUnavailable(Exception):

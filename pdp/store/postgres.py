@@ -22,7 +22,16 @@ from typing import Any
 
 import asyncpg
 
-from pdp.store import BatchResult, GroupCommitStore, StoreUnavailable, query_sql
+from pdp.store import (
+    EGRESS_KINDS,
+    EGRESS_MARK,
+    TRIP_KIND,
+    BatchResult,
+    GroupCommitStore,
+    GuardFacts,
+    StoreUnavailable,
+    query_sql,
+)
 from pdp.store.chain import (
     GENESIS_HASH,
     AuditRecord,
@@ -31,6 +40,7 @@ from pdp.store.chain import (
     Draft,
     row_to_record,
     seal,
+    to_micros,
 )
 
 log = logging.getLogger("portcullis.store")
@@ -229,6 +239,47 @@ class PostgresAuditStore(GroupCommitStore):
             _SELECT, "${}".format, kind, session_id, subject, since, until, after_seq, limit
         )
         return [row_to_record(*r) for r in await self._fetch(sql, *params)]
+
+    async def guard_facts(
+        self, after_seq: int, upto_seq: int, since: float, trips_since: float
+    ) -> GuardFacts:
+        """The egress reports and breaker pauses of records after_seq < seq <= upto_seq,
+        egress recorded at `since` or later and pauses at `trips_since` or later, summed
+        per minute by the server (pdp.domain.guard_sync). Only bodies holding an egress
+        report are parsed (as json, not jsonb: read once, no binary form built)."""
+        egress = await self._fetch(
+            "SELECT b->'egress'->>'pdp', kind, subject, session_id, b->>'connection',"
+            " time_us / 60000000, sum((b->'egress'->>'rows')::bigint),"
+            " sum((b->'egress'->>'bytes')::bigint)"
+            " FROM (SELECT kind, subject, session_id, time_us, body::json AS b"
+            "  FROM audit_records WHERE seq > $1 AND seq <= $2 AND time_us >= $3"
+            "  AND kind = ANY($4::text[]) AND strpos(body, $5) > 0) AS reported"
+            " GROUP BY 1, 2, 3, 4, 5, 6",
+            after_seq,
+            upto_seq,
+            to_micros(since),
+            list(EGRESS_KINDS),
+            EGRESS_MARK,
+        )
+        trips = await self._fetch(
+            "SELECT b->>'pdp', subject, b->>'connection', b->>'why', b->>'paused_until'"
+            " FROM (SELECT subject, body::json AS b FROM audit_records"
+            "  WHERE kind = $1 AND time_us >= $2 AND seq > $3 AND seq <= $4) AS tripped",
+            TRIP_KIND,
+            to_micros(trips_since),
+            after_seq,
+            upto_seq,
+        )
+        return GuardFacts(
+            [
+                (str(p or ""), k, sub, sid, str(c or ""), int(m), int(r or 0), int(b or 0))
+                for p, k, sub, sid, c, m, r, b in egress
+            ],
+            [
+                (str(p or ""), sub, str(c or ""), str(w or ""), float(u or 0))
+                for p, sub, c, w, u in trips
+            ],
+        )
 
     async def get(self, id: str) -> AuditRecord | None:
         rows = await self._fetch(f"{_SELECT} WHERE id = $1", id)

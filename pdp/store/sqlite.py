@@ -34,8 +34,12 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from pdp.store import (
+    EGRESS_KINDS,
+    EGRESS_MARK,
+    TRIP_KIND,
     BatchResult,
     GroupCommitStore,
+    GuardFacts,
     StoreUnavailable,
     query_sql,
 )
@@ -47,6 +51,7 @@ from pdp.store.chain import (
     Draft,
     row_to_record,
     seal,
+    to_micros,
 )
 from pdp.store.disksync import AioSync, open_disk_sync
 
@@ -476,6 +481,48 @@ class SQLiteAuditStore(GroupCommitStore):
         )
         rows = await self._read(self._fetch, sql, params)
         return [row_to_record(*r) for r in rows]
+
+    async def guard_facts(
+        self, after_seq: int, upto_seq: int, since: float, trips_since: float
+    ) -> GuardFacts:
+        """The egress reports and breaker pauses of records after_seq < seq <= upto_seq,
+        egress recorded at `since` or later and pauses at `trips_since` or later, summed
+        per minute by SQLite (pdp.domain.guard_sync). after_seq 0 reads by the kind and
+        time index (a PDP's first read: the last hour), else by seq (what is new)."""
+        kinds = ",".join(f"'{k}'" for k in EGRESS_KINDS)
+        if after_seq:  # "+kind": the seq range, never the kind index (all of history)
+            where = f"seq > ? AND seq <= ? AND +kind IN ({kinds}) AND time_us >= ?"
+        else:
+            where = f"kind IN ({kinds}) AND time_us >= ? AND seq > ? AND seq <= ?"
+        since_us, trips_us = to_micros(since), to_micros(trips_since)
+        bounds = [after_seq, upto_seq, since_us] if after_seq else [since_us, 0, upto_seq]
+        egress = await self._read(
+            self._fetch,
+            "SELECT json_extract(body, '$.egress.pdp'), kind, subject, session_id,"
+            " json_extract(body, '$.connection'), time_us / 60000000,"
+            " sum(json_extract(body, '$.egress.rows')),"
+            " sum(json_extract(body, '$.egress.bytes'))"
+            f" FROM audit_records WHERE {where} AND instr(body, ?) > 0"
+            " GROUP BY 1, 2, 3, 4, 5, 6",
+            [*bounds, EGRESS_MARK],
+        )
+        trips = await self._read(
+            self._fetch,
+            "SELECT json_extract(body, '$.pdp'), subject, json_extract(body, '$.connection'),"
+            " json_extract(body, '$.why'), json_extract(body, '$.paused_until')"
+            " FROM audit_records WHERE kind = ? AND time_us >= ? AND seq > ? AND seq <= ?",
+            [TRIP_KIND, trips_us, after_seq, upto_seq],
+        )
+        return GuardFacts(
+            [
+                (str(p or ""), k, sub, sid, str(c or ""), int(m), int(r or 0), int(b or 0))
+                for p, k, sub, sid, c, m, r, b in egress
+            ],
+            [
+                (str(p or ""), sub, str(c or ""), str(w or ""), float(u or 0))
+                for p, sub, c, w, u in trips
+            ],
+        )
 
     async def get(self, id: str) -> AuditRecord | None:
         rows = await self._read(
