@@ -127,6 +127,17 @@ def test_an_oversized_head_is_refused_before_its_end_arrives():
         RequestReader().feed(b"GET / HTTP/1.1\r\nX: " + b"a" * 40000)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b"GET / HTTP/1.1\nHost: a\n\n", b"GET / HTTP/1.1\r\nHost: a\n\n", b"GET / HTTP/1.1\n"],
+)
+def test_a_head_with_bare_lf_is_refused_before_it_ends(data):
+    """Never waiting for a CRLF CRLF that a bare-LF client will not send."""
+    with pytest.raises(BadRequest) as refused:
+        RequestReader().feed(data)
+    assert refused.value.status == 400
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=600))
 def test_raw_bytes_either_read_or_refused(data):

@@ -295,6 +295,10 @@ class RequestReader:
             if end < 0:
                 if len(buf) > self.max_head:
                     raise BadRequest("request head larger than this proxy takes", 431)
+                if buf.count(b"\n") != buf.count(b"\r\n"):
+                    # a head ended by bare LFs would never see its CRLF CRLF: refused
+                    # now, not left waiting for the idle timeout
+                    raise BadRequest("bare CR or LF in the request head")
                 return None
             if end > self.max_head:
                 raise BadRequest("request head larger than this proxy takes", 431)
