@@ -190,18 +190,17 @@ class OIDCIssuer:
             return refuse("invalid_grant")
         if granted["issued"] + 60 < time.time():
             return refuse("invalid_grant")
-        if form.get("client_id") != granted["client_id"] or form.get(
-            "redirect_uri"
-        ) != granted["redirect_uri"]:
+        if (
+            form.get("client_id") != granted["client_id"]
+            or form.get("redirect_uri") != granted["redirect_uri"]
+        ):
             return refuse("invalid_grant")
         verifier = str(form.get("code_verifier", "")).encode()
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=")
         if not secrets.compare_digest(challenge.decode(), granted["challenge"]):
             return refuse("invalid_grant")
         id_token = self.token(granted["sub"], granted["groups"], nonce=granted["nonce"] or None)
-        return web.json_response(
-            {"id_token": id_token, "token_type": "Bearer", "expires_in": 300}
-        )
+        return web.json_response({"id_token": id_token, "token_type": "Bearer", "expires_in": 300})
 
     # -- keys ----------------------------------------------------------------------
     def rotate(self, kind: str = "RSA", publish: bool = True) -> str:

@@ -22,6 +22,7 @@ from proxies.postgres.proxy import PostgresProxy
 def name_of(config: Config) -> str:
     return config.connections[0].name
 
+
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 SCHEMA = """

@@ -204,7 +204,8 @@ async def test_nobody_approves_their_own_and_the_requester_withdraws(stack):
     assert why_id and await page.locator(f"#{why_id}").is_visible()
     # a forged submission past the disabled button gets the book's refusal
     await card.locator("textarea, button").evaluate_all(
-        "els => els.forEach(e => e.removeAttribute('disabled'))")
+        "els => els.forEach(e => e.removeAttribute('disabled'))"
+    )
     await card.get_by_label("Reason (kept with the record)").fill("trust me")
     await approve.click()
     await expect(page.get_by_role("alert")).to_contain_text("own request")

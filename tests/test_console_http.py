@@ -154,9 +154,10 @@ async def test_state_changes_need_the_csrf_token_and_this_origin(pdp):
 
 
 async def test_no_session_no_state_change(pdp):
-    async with _http() as http, http.post(
-        f"{pdp.base}/console/evidence/export", data={"csrf": ""}
-    ) as r:
+    async with (
+        _http() as http,
+        http.post(f"{pdp.base}/console/evidence/export", data={"csrf": ""}) as r,
+    ):
         assert r.status == 401
 
 

@@ -172,6 +172,7 @@ class SessionEventBatches:
             body = {"events": [_event_dict(event) for event in request.events]}
         return _KeptBatch(self.store, session, body, count, request.events_json != "")
 
+
 class _Refusing:
     """A context whose abort refuses one batch (RecordBatches answers the others)."""
 

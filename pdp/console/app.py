@@ -164,8 +164,9 @@ class Console:
             account=account,
             flash=flash,
             content=content,
-            scripts=join(tag("script", "", src=f"/console/static/{s}", defer=True)
-                         for s in scripts),
+            scripts=join(
+                tag("script", "", src=f"/console/static/{s}", defer=True) for s in scripts
+            ),
         )
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 

@@ -69,9 +69,10 @@ class OIDCProvider:
         if self._document is None:
             url = self.settings.issuer.rstrip("/") + "/.well-known/openid-configuration"
             document = await _fetch_json("GET", url)
-            if document.get("issuer") != self.settings.issuer.rstrip("/") and document.get(
-                "issuer"
-            ) != self.settings.issuer:
+            if (
+                document.get("issuer") != self.settings.issuer.rstrip("/")
+                and document.get("issuer") != self.settings.issuer
+            ):
                 raise SignInFailed("the issuer's discovery document names another issuer")
             for key in ("authorization_endpoint", "token_endpoint"):
                 if not str(document.get(key, "")).startswith(("https://", "http://")):
@@ -106,9 +107,10 @@ class OIDCProvider:
 async def _fetch_json(method: str, url: str, data: dict[str, str] | None = None) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as http, http.request(
-            method, url, data=data, allow_redirects=False
-        ) as response:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.request(method, url, data=data, allow_redirects=False) as response,
+        ):
             body = await response.content.read(MAX_DOCUMENT + 1)
             if response.status != 200:
                 raise SignInFailed(f"the issuer answered HTTP {response.status}")
@@ -273,8 +275,10 @@ class SignIn:
         login = self.sessions.finish_login(state, request.cookies.get(LOGIN_COOKIE, ""))
         if login is None:
             return self.console.error_page(
-                request, 400, "sign-in failed: this login was not started in this browser, "
-                "or it is too old — sign in again"
+                request,
+                400,
+                "sign-in failed: this login was not started in this browser, "
+                "or it is too old — sign in again",
             )
         if "error" in request.query:
             return self.console.error_page(request, 403, "the issuer refused the sign-in")

@@ -102,9 +102,7 @@ def new_session_id() -> str:
 
 
 class SessionTable:
-    def __init__(
-        self, store: AuditStore, on_close: Callable[[str], object] | None = None
-    ) -> None:
+    def __init__(self, store: AuditStore, on_close: Callable[[str], object] | None = None) -> None:
         self.store = store
         # told the id of each session that closes, to release what is held for it
         # elsewhere (the decider's evaluations filed for reuse under it)

@@ -127,8 +127,12 @@ class Inbox:
             allowed = False
         else:
             allowed, reasons = await self.book.authorize(session.who, r)
-            why = "" if allowed else "You may not decide this request: " + (
-                "; ".join(reasons) or "the policy does not name you as an approver")
+            why = (
+                ""
+                if allowed
+                else "You may not decide this request: "
+                + ("; ".join(reasons) or "the policy does not name you as an approver")
+            )
         buttons = Html(
             tag("button", "Approve", type="submit", name="action", value="approve",
                 class_="approve", disabled=not allowed, aria_describedby=why_id if why else None)
