@@ -31,7 +31,7 @@ from pdp.api.recording_rpc import (
 from pdp.domain.approvals import ApprovalBook
 from pdp.domain.decisions import Decider, Decision, Guarded, Reusable
 from pdp.domain.effects import command_effects
-from pdp.domain.guard_sync import GuardSync, new_instance
+from pdp.domain.guard_sync import NEAR_SECONDS, OPEN_SECONDS, WAIT_SECONDS, GuardSync, new_instance
 from pdp.domain.guards import Guards
 from pdp.domain.identity import Identity, TokenRejected, TokenVerifier
 from pdp.domain.policy_input import build_input, command_input
@@ -275,7 +275,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"token rejected: {exc.reason}")
             raise  # unreachable: abort raises
         # what other PDPs counted for budgets and pauses, read before the first command
-        await self.guard_sync.ensure()
+        await self.guard_sync.ensure(OPEN_SECONDS)
         session = Session(
             new_session_id(), identity, connection, request.client_addr, request.client[:MAX_NAME]
         )
@@ -401,7 +401,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             )
         guards = self.guards
         subject, connection_name = session.identity.subject, session.connection["name"]
-        await self.guard_sync.ensure((subject, connection_name) in guards.egress.near)
+        near = (subject, connection_name) in guards.egress.near
+        await self.guard_sync.ensure(NEAR_SECONDS if near else WAIT_SECONDS)
         reported = self._egress_report(session, request.egress_rows, request.egress_bytes, record)
 
         def guard(verdict: Verdict) -> Guarded:

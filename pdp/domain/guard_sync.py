@@ -12,18 +12,22 @@ path writes anyway (one `breaker.tripped` record per pause is the only record ad
 
 How (cheap): one read at the PDP's first call (the last hour of egress, the last week of
 pauses, through the store's kind and time index, summed per minute by the database),
-then only what is new by seq (`guard_facts(after_seq, ...)`), at most every SYNC_SECONDS
-and only while calls come — in the background, the decision not waiting, unless the
-last read is older than WAIT_SECONDS or the identity is near a limit (NEAR_SECONDS).
+then only what is new by seq (`guard_facts(after_seq, ...)`), two queries a read, at
+most every SYNC_SECONDS and only while calls come — in the background, the decision not
+waiting — except that a call waits for a read when the last is older than it may be: a
+new session's (OPEN_SECONDS), a decision for an identity near a limit (NEAR_SECONDS),
+any decision (WAIT_SECONDS). Calls waiting at once share one read.
 
 Where it can still over-admit, and by how much: a replica sees what another admitted
 only after its next read, so an identity spread over N replicas can take, beyond its
-budget, what the other replicas let through in the lag: at most WAIT_SECONDS of their
-traffic (NEAR_SECONDS once its usage is past pdp.domain.egress.NEAR_SHARE of a limit),
-plus what each open session may take on reused verdicts before asking again (the
-`egress_left` the proxy was given, as with one PDP). A pause another replica began is
-applied here within the same lag; the breaker's rates are counted per replica
-(pdp.domain.breaker).
+budget, what the other replicas let through in the lag: a new session starts with all
+that was recorded OPEN_SECONDS before it opened; within a session, at most WAIT_SECONDS
+of the others' traffic (NEAR_SECONDS once its usage is past
+pdp.domain.egress.NEAR_SHARE of a limit); plus, as with one PDP, what each open session
+may take on reused verdicts before asking again (the `egress_left` the proxy was
+given). While reads fail, the lag grows up to MAX_LAG before budgets fail closed. A
+pause another replica began is applied here within the same lags; the breaker's rates
+are counted per replica (pdp.domain.breaker).
 
 Fail closed: while the store cannot be read (no read succeeded in the last MAX_LAG
 seconds, or none yet), `problem()` names why and pdp.domain.guards holds every command
@@ -49,6 +53,7 @@ log = logging.getLogger("portcullis.guards")
 SYNC_SECONDS = 1.0  # read what is new this often while calls come (in the background)
 WAIT_SECONDS = 2.0  # a decision waits for a read when the last is older than this
 NEAR_SECONDS = 0.25  # ... or than this, for an identity near a limit
+OPEN_SECONDS = 0.25  # ... and a new session's first, for any identity
 MAX_LAG = 10.0  # no read for this long: budgets and breakers fail closed
 TRIP_LOOKBACK = 7 * 86400  # pauses read back at start: begun in the last week
 READ_TIMEOUT = 5.0
@@ -77,6 +82,7 @@ class GuardSync:
         self._read_at: float | None = None  # clock() when the last good read began
         self._error = ""
         self._running: asyncio.Future[None] | None = None
+        self._began = 0.0  # clock() when the running (or last) read began
         guards.unsynced = self.problem
 
     def problem(self) -> str:
@@ -90,20 +96,30 @@ class GuardSync:
             f": {self._error}" if self._error else ""
         )
 
-    async def ensure(self, near: bool = False) -> None:
-        """Before a decision: read what is new when due (see the module docstring)."""
+    async def ensure(self, max_age: float = WAIT_SECONDS) -> None:
+        """Before a call: make what this PDP knows of the others at most max_age old,
+        waiting for a read when it is older; a read that is only due (SYNC_SECONDS) runs
+        in the background."""
+        now = self.clock()
         read_at = self._read_at
-        age = None if read_at is None else self.clock() - read_at
-        if age is not None and age < (NEAR_SECONDS if near else SYNC_SECONDS):
+        if read_at is not None and now - read_at < max_age:
+            if now - read_at >= SYNC_SECONDS and self._running is None:
+                self._start()
             return
-        running = self._running
-        if running is None:
-            running = self._running = asyncio.ensure_future(self._read())
-        if age is None or age >= (NEAR_SECONDS if near else WAIT_SECONDS):
+        while True:  # a read begun max_age ago or later: the running one, or the next
+            running = self._running or self._start()
+            began = self._began
             await asyncio.shield(running)  # _read raises nothing: problem() says what failed
+            if began >= now - max_age:
+                return
+
+    def _start(self) -> asyncio.Future[None]:
+        self._began = self.clock()
+        self._running = asyncio.ensure_future(self._read())
+        return self._running
 
     async def _read(self) -> None:
-        began = self.clock()
+        began = self._began
         try:
             async with asyncio.timeout(READ_TIMEOUT):
                 await self._catch_up()

@@ -274,6 +274,7 @@ class PostgresAuditStore(GroupCommitStore):
             [
                 (str(p or ""), k, sub, sid, str(c or ""), int(m), int(r or 0), int(b or 0))
                 for p, k, sub, sid, c, m, r, b in egress
+                if r or b  # a nested "egress" (not a report) sums to nothing
             ],
             [
                 (str(p or ""), sub, str(c or ""), str(w or ""), float(u or 0))
