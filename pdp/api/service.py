@@ -414,8 +414,12 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         decision = await self.decider.decide(
             policy_input, record, reusable, guard, standing_of=session.id
         )
-        if reported and not decision.recorded:  # the next record carries it
-            guards.egress.unrecorded(session.id, *reported)
+        if reported:
+            # in this decision's record only (the records of an approval's re-run and of
+            # a late answer must not count it again)
+            del record["egress"]
+            if not decision.recorded:  # the next record carries it
+                guards.egress.unrecorded(session.id, *reported)
         await self._record_trips(decision.id)
         if not enforced(self.config, session.connection["name"]):
             decision = shadowed(decision)  # pdp/domain/shadow.py: recorded, not enforced
