@@ -328,8 +328,9 @@ async def test_statement_text_and_attributes_cannot_forge_egress(tmp_path, reque
         )
         head, _ = await store.head()
         since = time.time() - 3600
-        for after in (0, 1):
-            facts = await store.guard_facts(after, head, since, since)
+        for after, by_time in ((0, True), (1, False), (1, True)):
+            facts = await store.guard_facts(after, since, since, by_time)
+            assert facts.upto_seq == head
             assert [(f[0], f[2], f[3], f[4], f[6], f[7]) for f in facts.egress] == [
                 ("p1", BOB, "s1", "orders-db", 5, 50)
             ]

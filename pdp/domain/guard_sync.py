@@ -12,7 +12,7 @@ path writes anyway (one `breaker.tripped` record per pause is the only record ad
 
 How (cheap): one read at the PDP's first call (the last hour of egress, the last week of
 pauses, through the store's kind and time index, summed per minute by the database),
-then only what is new by seq (`guard_facts(after_seq, ...)`), two queries a read, at
+then only what is new by seq (`guard_facts(after_seq, ...)`), one round trip a read, at
 most every SYNC_SECONDS and only while calls come — in the background, the decision not
 waiting — except that a call waits for a read when the last is older than it may be: a
 new session's (OPEN_SECONDS), a decision for an identity near a limit (NEAR_SECONDS),
@@ -79,6 +79,7 @@ class GuardSync:
         self.clock = clock
         self.wall = wall
         self._seq = 0  # the last seq read
+        self._read_wall = 0.0  # wall() of the last good read
         self._read_at: float | None = None  # clock() when the last good read began
         self._error = ""
         self._running: asyncio.Future[None] | None = None
@@ -137,11 +138,10 @@ class GuardSync:
 
     async def _catch_up(self) -> None:
         now = self.wall()
-        upto, _ = await self.store.head()
-        if upto <= self._seq:
-            return
         since = now - WINDOW_SECONDS - BUCKET_SECONDS  # the ledger drops what is older
-        facts = await self._facts(self._seq, upto, since, now - TRIP_LOOKBACK)
+        # after a long quiet spell, what is new is best found by time, not by seq
+        by_time = self._seq == 0 or self._read_wall < since - BUCKET_SECONDS
+        facts = await self._facts(self._seq, since, now - TRIP_LOOKBACK, by_time)
         egress, breaker = self.guards.egress, self.guards.breaker
         closes_last = sorted(facts.egress, key=lambda fact: fact[1] == "session.close")
         for pdp, kind, subject, session_id, connection, minute, rows, size in closes_last:
@@ -153,16 +153,18 @@ class GuardSync:
         for pdp, subject, connection, why, until in facts.trips:
             if pdp != self.instance:
                 breaker.pause(subject, connection, until, why)
-        self._seq = upto
+        self._seq = max(self._seq, facts.upto_seq)
+        self._read_wall = now
 
     async def _facts(
-        self, after_seq: int, upto_seq: int, since: float, trips_since: float
+        self, after_seq: int, since: float, trips_since: float, by_time: bool
     ) -> GuardFacts:
         read = getattr(self.store, "guard_facts", None)
         if read is not None:
-            facts: GuardFacts = await read(after_seq, upto_seq, since, trips_since)
+            facts: GuardFacts = await read(after_seq, since, trips_since, by_time)
             return facts
         # a store without its own (a test's): every record of the range, summed here
+        upto, _ = await self.store.head()
         records = []
         for kind in (*EGRESS_KINDS, TRIP_KIND):
             for r in await self.store.query(
@@ -170,6 +172,6 @@ class GuardSync:
                 after_seq=after_seq,
                 since=trips_since if kind == TRIP_KIND else since,
             ):
-                if r.seq <= upto_seq:
+                if r.seq <= upto:
                     records.append(r)
-        return guard_facts_of(records)
+        return guard_facts_of(records, upto)

@@ -65,15 +65,17 @@ EGRESS_MARK = '"egress":{'  # how a body carrying one starts it (canonical JSON)
 
 @dataclass(frozen=True)
 class GuardFacts:
-    """What `guard_facts()` read: egress summed per (pdp, kind, subject, session id,
-    connection, minute = unix time // 60) → (…, rows, bytes), and the breaker's pauses as
-    (pdp, subject, connection, why, paused_until)."""
+    """What `guard_facts()` read of the records after_seq < seq <= upto_seq (the head
+    when it read): egress summed per (pdp, kind, subject, session id, connection,
+    minute = unix time // 60) → (…, rows, bytes), and the breaker's pauses as (pdp,
+    subject, connection, why, paused_until)."""
 
     egress: list[tuple[str, str, str, str, str, int, int, int]]
     trips: list[tuple[str, str, str, str, float]]
+    upto_seq: int = 0
 
 
-def guard_facts_of(records: list[AuditRecord]) -> GuardFacts:
+def guard_facts_of(records: list[AuditRecord], upto_seq: int) -> GuardFacts:
     """GuardFacts of records already read (a store without its own guard_facts)."""
     sums: dict[tuple[str, str, str, str, str, int], list[int]] = {}
     trips: list[tuple[str, str, str, str, float]] = []
@@ -104,7 +106,7 @@ def guard_facts_of(records: list[AuditRecord]) -> GuardFacts:
         held = sums.setdefault(key, [0, 0])
         held[0] += int(egress.get("rows", 0))
         held[1] += int(egress.get("bytes", 0))
-    return GuardFacts([(*k, v[0], v[1]) for k, v in sums.items()], trips)
+    return GuardFacts([(*k, v[0], v[1]) for k, v in sums.items()], trips, upto_seq)
 
 
 class StoreUnavailable(Exception):

@@ -241,35 +241,50 @@ class PostgresAuditStore(GroupCommitStore):
         return [row_to_record(*r) for r in await self._fetch(sql, *params)]
 
     async def guard_facts(
-        self, after_seq: int, upto_seq: int, since: float, trips_since: float
+        self, after_seq: int, since: float, trips_since: float, by_time: bool | None = None
     ) -> GuardFacts:
-        """The egress reports and breaker pauses of records after_seq < seq <= upto_seq,
-        egress recorded at `since` or later and pauses at `trips_since` or later, summed
-        per minute by the server (pdp.domain.guard_sync). Only bodies holding an egress
-        report are parsed (as json, not jsonb: read once, no binary form built)."""
-        egress = await self._fetch(
-            "SELECT b->'egress'->>'pdp', kind, subject, session_id, b->>'connection',"
-            " time_us / 60000000, sum((b->'egress'->>'rows')::bigint),"
-            " sum((b->'egress'->>'bytes')::bigint)"
-            " FROM (SELECT kind, subject, session_id, time_us, body::json AS b"
-            "  FROM audit_records WHERE seq > $1 AND seq <= $2 AND time_us >= $3"
-            "  AND kind = ANY($4::text[]) AND strpos(body, $5) > 0) AS reported"
-            " GROUP BY 1, 2, 3, 4, 5, 6",
-            after_seq,
-            upto_seq,
-            to_micros(since),
-            list(EGRESS_KINDS),
-            EGRESS_MARK,
-        )
-        trips = await self._fetch(
-            "SELECT b->>'pdp', subject, b->>'connection', b->>'why', b->>'paused_until'"
-            " FROM (SELECT subject, body::json AS b FROM audit_records"
-            "  WHERE kind = $1 AND time_us >= $2 AND seq > $3 AND seq <= $4) AS tripped",
-            TRIP_KIND,
-            to_micros(trips_since),
-            after_seq,
-            upto_seq,
-        )
+        """The egress reports and breaker pauses of the records after after_seq up to the
+        head (upto_seq), egress recorded at `since` or later and pauses at `trips_since`
+        or later, summed per minute by the server, on one connection
+        (pdp.domain.guard_sync). Only bodies holding an egress report are parsed (as
+        json, not jsonb: read once, no binary form built). by_time is the SQLite
+        store's hint; the planner chooses here (both filters apply either way)."""
+        try:
+            async with self._pool_or_fail().acquire(timeout=self.timeout) as conn:
+                upto = await conn.fetchval(
+                    "SELECT seq FROM audit_records ORDER BY seq DESC LIMIT 1"
+                )
+                upto = int(upto or 0)
+                if upto <= after_seq:
+                    return GuardFacts([], [], upto)
+                egress = await conn.fetch(
+                    "SELECT b->'egress'->>'pdp', kind, subject, session_id, b->>'connection',"
+                    " time_us / 60000000, sum((b->'egress'->>'rows')::bigint),"
+                    " sum((b->'egress'->>'bytes')::bigint)"
+                    " FROM (SELECT kind, subject, session_id, time_us, body::json AS b"
+                    "  FROM audit_records WHERE seq > $1 AND seq <= $2 AND time_us >= $3"
+                    "  AND kind = ANY($4::text[]) AND strpos(body, $5) > 0) AS reported"
+                    " GROUP BY 1, 2, 3, 4, 5, 6",
+                    after_seq,
+                    upto,
+                    to_micros(since),
+                    list(EGRESS_KINDS),
+                    EGRESS_MARK,
+                )
+                trips = await conn.fetch(
+                    "SELECT b->>'pdp', subject, b->>'connection', b->>'why',"
+                    " b->>'paused_until'"
+                    " FROM (SELECT subject, body::json AS b FROM audit_records"
+                    "  WHERE kind = $1 AND time_us >= $2 AND seq > $3 AND seq <= $4) AS tripped",
+                    TRIP_KIND,
+                    to_micros(trips_since),
+                    after_seq,
+                    upto,
+                )
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(_reason(exc)) from None
         return GuardFacts(
             [
                 (str(p or ""), k, sub, sid, str(c or ""), int(m), int(r or 0), int(b or 0))
@@ -280,6 +295,7 @@ class PostgresAuditStore(GroupCommitStore):
                 (str(p or ""), sub, str(c or ""), str(w or ""), float(u or 0))
                 for p, sub, c, w, u in trips
             ],
+            upto,
         )
 
     async def get(self, id: str) -> AuditRecord | None:

@@ -483,21 +483,38 @@ class SQLiteAuditStore(GroupCommitStore):
         return [row_to_record(*r) for r in rows]
 
     async def guard_facts(
-        self, after_seq: int, upto_seq: int, since: float, trips_since: float
+        self, after_seq: int, since: float, trips_since: float, by_time: bool | None = None
     ) -> GuardFacts:
-        """The egress reports and breaker pauses of records after_seq < seq <= upto_seq,
-        egress recorded at `since` or later and pauses at `trips_since` or later, summed
-        per minute by SQLite (pdp.domain.guard_sync). after_seq 0 reads by the kind and
-        time index (a PDP's first read: the last hour), else by seq (what is new)."""
+        """The egress reports and breaker pauses of the records after after_seq up to the
+        head (upto_seq), egress recorded at `since` or later and pauses at `trips_since`
+        or later, summed per minute by SQLite, in one trip to the reading thread
+        (pdp.domain.guard_sync). by_time: through the kind and time index (a PDP's first
+        read, or one after a long pause: the last hour), not by seq (what is new);
+        default: by time for after_seq 0. Both filters apply either way."""
+        return await self._read(
+            self._guard_facts,
+            after_seq,
+            to_micros(since),
+            to_micros(trips_since),
+            not after_seq if by_time is None else by_time,
+        )
+
+    def _guard_facts(
+        self, after_seq: int, since_us: int, trips_us: int, by_time: bool
+    ) -> GuardFacts:
+        conn = self._rconn.get()
+        row = conn.execute("SELECT seq FROM audit_records ORDER BY seq DESC LIMIT 1").fetchone()
+        upto = int(row[0]) if row else 0
+        if upto <= after_seq:
+            return GuardFacts([], [], upto)
         kinds = ",".join(f"'{k}'" for k in EGRESS_KINDS)
-        if after_seq:  # "+kind": the seq range, never the kind index (all of history)
-            where = f"seq > ? AND seq <= ? AND +kind IN ({kinds}) AND time_us >= ?"
-        else:
+        if by_time:
             where = f"kind IN ({kinds}) AND time_us >= ? AND seq > ? AND seq <= ?"
-        since_us, trips_us = to_micros(since), to_micros(trips_since)
-        bounds = [after_seq, upto_seq, since_us] if after_seq else [since_us, 0, upto_seq]
-        egress = await self._read(
-            self._fetch,
+            bounds = [since_us, after_seq, upto]
+        else:  # "+kind": the seq range, never the kind index (all of history)
+            where = f"seq > ? AND seq <= ? AND +kind IN ({kinds}) AND time_us >= ?"
+            bounds = [after_seq, upto, since_us]
+        egress = conn.execute(
             "SELECT json_extract(body, '$.egress.pdp'), kind, subject, session_id,"
             " json_extract(body, '$.connection'), time_us / 60000000,"
             " sum(json_extract(body, '$.egress.rows')),"
@@ -505,14 +522,13 @@ class SQLiteAuditStore(GroupCommitStore):
             f" FROM audit_records WHERE {where} AND instr(body, ?) > 0"
             " GROUP BY 1, 2, 3, 4, 5, 6",
             [*bounds, EGRESS_MARK],
-        )
-        trips = await self._read(
-            self._fetch,
+        ).fetchall()
+        trips = conn.execute(
             "SELECT json_extract(body, '$.pdp'), subject, json_extract(body, '$.connection'),"
             " json_extract(body, '$.why'), json_extract(body, '$.paused_until')"
             " FROM audit_records WHERE kind = ? AND time_us >= ? AND seq > ? AND seq <= ?",
-            [TRIP_KIND, trips_us, after_seq, upto_seq],
-        )
+            [TRIP_KIND, trips_us, after_seq, upto],
+        ).fetchall()
         return GuardFacts(
             [
                 (str(p or ""), k, sub, sid, str(c or ""), int(m), int(r or 0), int(b or 0))
@@ -523,6 +539,7 @@ class SQLiteAuditStore(GroupCommitStore):
                 (str(p or ""), sub, str(c or ""), str(w or ""), float(u or 0))
                 for p, sub, c, w, u in trips
             ],
+            upto,
         )
 
     async def get(self, id: str) -> AuditRecord | None:
