@@ -342,6 +342,41 @@ async def test_statement_text_and_attributes_cannot_forge_egress(tmp_path, reque
 # -- failing closed ---------------------------------------------------------------------------
 
 
+async def test_a_slow_store_read_leaves_decisions_to_what_is_known(tmp_path, monkeypatch):
+    """A read that does not end (a busy hour on a slow store) holds no call longer than
+    CALL_WAIT; until it ends, nothing of the other PDPs is known: budgets fail closed."""
+    monkeypatch.setattr(guard_sync, "CALL_WAIT", 0.05)
+    store = open_store(StoreSettings(type="sqlite", path=str(tmp_path / "audit.db")))
+    await store.start()
+    guards = Guards()
+    sync = GuardSync(store, guards, "me")
+    release = asyncio.Event()
+    read = store.guard_facts
+
+    async def slow(*args: Any) -> Any:
+        await release.wait()
+        return await read(*args)
+
+    store.guard_facts = slow  # type: ignore[method-assign]
+    session = SimpleNamespace(
+        id="s1", identity=SimpleNamespace(subject=ALICE), connection={"name": "orders-db"}
+    )
+    budget = Verdict(VerdictKind.ALLOW, budget=EgressBudget(rows_per_hour=100))
+    try:
+        await store.append("decision", {"connection": "orders-db"}, subject=ALICE)
+        await sync.ensure()  # returns, the read still under way
+        assert "not been read" in sync.problem()
+        held = guards.check(session, "postgres.query", "SELECT 1", {}, budget).verdict
+        assert held.kind is VerdictKind.REQUIRE_APPROVAL
+        release.set()
+        await sync.ensure()
+        assert sync.problem() == ""
+        allowed = guards.check(session, "postgres.query", "SELECT 1", {}, budget).verdict
+        assert allowed.kind is VerdictKind.ALLOW
+    finally:
+        await store.close()
+
+
 async def test_budgets_and_breakers_fail_closed_while_the_store_cannot_be_read(tmp_path):
     store = open_store(StoreSettings(type="sqlite", path=str(tmp_path / "audit.db")))
     await store.start()

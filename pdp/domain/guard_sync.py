@@ -16,7 +16,9 @@ then only what is new by seq (`guard_facts(after_seq, ...)`), one round trip a r
 most every SYNC_SECONDS and only while calls come — in the background, the decision not
 waiting — except that a call waits for a read when the last is older than it may be: a
 new session's (OPEN_SECONDS), a decision for an identity near a limit (NEAR_SECONDS),
-any decision (WAIT_SECONDS). Calls waiting at once share one read.
+any decision (WAIT_SECONDS). Calls waiting at once share one read, and none waits longer
+than CALL_WAIT: a slow store (the first read of a busy hour) does not stall decisions,
+it leaves them to what is known, which fails closed once older than MAX_LAG.
 
 Where it can still over-admit, and by how much: a replica sees what another admitted
 only after its next read, so an identity spread over N replicas can take, beyond its
@@ -25,9 +27,11 @@ that was recorded OPEN_SECONDS before it opened; within a session, at most WAIT_
 of the others' traffic (NEAR_SECONDS once its usage is past
 pdp.domain.egress.NEAR_SHARE of a limit); plus, as with one PDP, what each open session
 may take on reused verdicts before asking again (the `egress_left` the proxy was
-given). While reads fail, the lag grows up to MAX_LAG before budgets fail closed. A
-pause another replica began is applied here within the same lags; the breaker's rates
-are counted per replica (pdp.domain.breaker).
+given). While reads fail or take longer than CALL_WAIT, the lag grows, up to MAX_LAG
+before budgets fail closed. A pause another replica began is applied here within the
+same lags; the breaker's rates are counted per replica (pdp.domain.breaker). A pause is
+recorded just after the decision that began it: a PDP killed between the two commits
+forgets it (the decision record still names the breaker's reason).
 
 Fail closed: while the store cannot be read (no read succeeded in the last MAX_LAG
 seconds, or none yet), `problem()` names why and pdp.domain.guards holds every command
@@ -56,7 +60,9 @@ NEAR_SECONDS = 0.25  # ... or than this, for an identity near a limit
 OPEN_SECONDS = 0.25  # ... and a new session's first, for any identity
 MAX_LAG = 10.0  # no read for this long: budgets and breakers fail closed
 TRIP_LOOKBACK = 7 * 86400  # pauses read back at start: begun in the last week
-READ_TIMEOUT = 5.0
+READ_TIMEOUT = 5.0  # a read of what is new
+FIRST_READ_TIMEOUT = 120.0  # the first (an hour of a busy store's records)
+CALL_WAIT = 1.0  # a call waits this long for a read at most, then decides on what is known
 
 
 def new_instance() -> str:
@@ -110,7 +116,11 @@ class GuardSync:
         while True:  # a read begun max_age ago or later: the running one, or the next
             running = self._running or self._start()
             began = self._began
-            await asyncio.shield(running)  # _read raises nothing: problem() says what failed
+            try:  # _read raises nothing: problem() says what failed
+                async with asyncio.timeout(CALL_WAIT):
+                    await asyncio.shield(running)
+            except TimeoutError:
+                return  # a slow store: decide on what is known (problem() may fail it)
             if began >= now - max_age:
                 return
 
@@ -122,8 +132,7 @@ class GuardSync:
     async def _read(self) -> None:
         began = self._began
         try:
-            async with asyncio.timeout(READ_TIMEOUT):
-                await self._catch_up()
+            await self._catch_up()
         except (StoreUnavailable, TimeoutError, OSError) as exc:
             self._error = str(exc) or type(exc).__name__
             log.warning("egress and breaker facts of other PDPs not read: %s", self._error)
@@ -141,7 +150,8 @@ class GuardSync:
         since = now - WINDOW_SECONDS - BUCKET_SECONDS  # the ledger drops what is older
         # after a long quiet spell, what is new is best found by time, not by seq
         by_time = self._seq == 0 or self._read_wall < since - BUCKET_SECONDS
-        facts = await self._facts(self._seq, since, now - TRIP_LOOKBACK, by_time)
+        async with asyncio.timeout(FIRST_READ_TIMEOUT if by_time else READ_TIMEOUT):
+            facts = await self._facts(self._seq, since, now - TRIP_LOOKBACK, by_time)
         egress, breaker = self.guards.egress, self.guards.breaker
         closes_last = sorted(facts.egress, key=lambda fact: fact[1] == "session.close")
         for pdp, kind, subject, session_id, connection, minute, rows, size in closes_last:

@@ -7,7 +7,7 @@ Owns Guards.check(), the one place that turns a verdict's `row_filter`, `budget`
   row_filter  the statement rewritten so every read of a filtered table is filtered
               (pdp.sql.rowfilter); a statement that cannot be proved covered is denied.
   budget      rows and bytes this identity took from this connection, this session and
-              this hour (pdp.domain.egress, fed by the session recordings): past a limit the
+              this hour (pdp.domain.egress, fed by the proxies' reports): past a limit the
               command needs approval (or is denied), the reason naming budget and usage.
   breaker     per identity rates (pdp.domain.breaker): past a threshold every command of the
               identity needs approval for a while, and approvers are told.
