@@ -93,6 +93,7 @@ class Runtime:
         raw: str,
         shape_of: Callable[[str], str | None] | None,
         attributes: dict[str, Any] | None,
+        key: str | None = None,
     ) -> Ruling | None:
         self.looked_up.append((kind, raw, attributes))
         return self.reused.get(raw)

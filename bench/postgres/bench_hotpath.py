@@ -4,7 +4,9 @@ through the real relay callbacks, CPU per transaction.
 A session's two callbacks (_Relay._client_data and _server_data) get the bytes pgbench and
 the server send for `SELECT abalance FROM pgbench_accounts WHERE aid = N` — simple Query,
 or Bind/Describe/Execute/Sync of a prepared statement, or a simple Query under a row filter
-(issue 30: each statement refilled into the reused rewrite) — with the verdict reused from the
+(issue 30: each statement refilled into the reused rewrite), or a simple Query in a database
+with views (their columns and the relations they read go to the policy with every
+statement, input.command.postgres) — with the verdict reused from the
 session's decision cache (cache_key: shape), the recording on (its spool holding room per
 statement) and the credential's secret scanner watching the client's bytes. The sockets are
 stand-ins that keep nothing, so what is measured is the proxy's Python alone: no kernel,
@@ -107,7 +109,17 @@ def _row_filter() -> ShapeRewrite:
     return ShapeRewrite(shape, text, printed(text))
 
 
-async def _session(spool: Spool, filtered: bool = False) -> tuple[_Relay, ClientConnection]:
+def _views(n: int = 20) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """What a database with n views tells the policy of every statement (view columns
+    that carry other columns, and the relations each view reads)."""
+    columns = {f"contact_{i}": [f"phone_{i}"] for i in range(n // 2)}
+    sources = {f"public.view_{i}": [f"public.table_{i}", "public.accounts"] for i in range(n)}
+    return columns, sources
+
+
+async def _session(
+    spool: Spool, filtered: bool = False, views: bool = False
+) -> tuple[_Relay, ClientConnection]:
     connection = ConnectionSettings(
         name="bench", type="postgres", listen="127.0.0.1:0", upstream="127.0.0.1:5432"
     )
@@ -124,10 +136,6 @@ async def _session(spool: Spool, filtered: bool = False) -> tuple[_Relay, Client
         rewrite = _row_filter()
         first = fill(rewrite, SQL.format(1)) or ""
         cached = Ruling(reusable, "d-2", "rev-1", cached=True, rewritten=first, rewrite=rewrite)
-    for attributes in ({"protocol": "simple"}, {"protocol": "extended", "phase": "parse"}):
-        key = reuse_key("postgres.query", attributes)
-        session.cache.store("", key, SQL.format(1), reusable, "rev-1", cached, shaped)
-
     conn = ClientConnection(_Proxy(), None, _Socket())  # type: ignore[arg-type]
     conn.session = session
     conn.parser.startup_done()
@@ -138,6 +146,11 @@ async def _session(spool: Spool, filtered: bool = False) -> tuple[_Relay, Client
         tracker, b"k" * 32, session.ruling_now, {}, session.halted, lambda: pdp.revision,
         conn.outbound,
     )  # fmt: skip
+    if views:
+        enforcer.view_columns, enforcer.relation_sources = _views()
+    for protocol in ("simple", "parse"):
+        key = reuse_key("postgres.query", enforcer._attributes(protocol))
+        session.cache.store("", key, SQL.format(1), reusable, "rev-1", cached, shaped)
     relay = _Relay(conn, enforcer, tracker)
     return relay, conn
 
@@ -166,9 +179,9 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as spool_dir:
         spool = Spool(Path(spool_dir), "bench")
         spool.open()
-        for mode in ("simple", "prepared", "filtered"):
+        for mode in ("simple", "prepared", "filtered", "views"):
             prepared = mode == "prepared"
-            relay, conn = await _session(spool, filtered=mode == "filtered")
+            relay, conn = await _session(spool, mode == "filtered", mode == "views")
             if prepared:  # the statement, parsed once (its verdict reused from the cache)
                 parse = codec.Parse("P_0", SQL.format("$1"), []).encode() + codec.Sync().encode()
                 relay._client_data(parse)

@@ -55,30 +55,66 @@ class ResultShape:
     formats: list[int] = field(default_factory=list)  # each column's, as described
 
 
-@dataclass(slots=True)
-class Expect:
-    """The answer still owed for one forwarded frontend message."""
+# what an Expect's formats are until a description or Bind gives them (only ever
+# replaced, never changed in place)
+_NO_FORMATS: list[int] = []
 
-    kind: str  # Query | Parse | Bind | DescribeS | DescribeP | Execute | Close | Sync | Call
-    masker: Masker | None = None
-    decision_id: str = ""
-    shape: ResultShape | None = None  # Execute: the portal's row shape
-    row_mask: RowMask | None = None  # how its rows are masked, from its first masked row on
-    formats: list[int] = field(default_factory=list)  # Execute: Bind's result formats
-    statement: str | None = None  # DescribeS/Execute: statement name; DescribeP: portal name
-    portal: str | None = None  # Execute: the portal it runs
-    swallow: bool = False  # internal message: its answer never reaches the client
-    silent: bool = False  # its answer reaches the client but is no command of the session's
-    replace_error: codec.ErrorResponse | None = None  # poison Parse: the policy's error
-    command: str = ""
-    ruling: Ruling | None = None  # what allowed it, recorded with its completion
-    protocol: str = ""
-    parts: int = 0  # results completed so far (a simple Query may hold several statements)
-    rows: int = 0
-    # the shared empty counts until something is masked (see _tally): most statements
-    # mask nothing, and a dict per forwarded message is measurable
-    masked: defaultdict[str, int] = field(default_factory=lambda: _NOTHING_MASKED)
-    started: bool = False
+
+class Expect:
+    """The answer still owed for one forwarded frontend message.
+
+    Slotted, with its __init__ spelt out: several are made for every statement (a
+    prepared statement's Bind, Describe, Execute and Sync), and a dataclass's __init__
+    with default factories cost twice as much. Which kind it is, its masker and whether
+    it is swallowed, replaced or silent are never changed once made (the tracker counts
+    the owed answers that are not plain when they are queued)."""
+
+    __slots__ = ("command", "decision_id", "formats", "kind", "masked", "masker", "parts",
+                 "portal", "protocol", "replace_error", "row_mask", "rows", "ruling", "shape",
+                 "silent", "statement", "swallow")  # fmt: skip
+
+    def __init__(
+        self,
+        kind: str,  # Query | Parse | Bind | DescribeS | DescribeP | Execute | Close | Sync | Call
+        masker: Masker | None = None,
+        decision_id: str = "",
+        shape: ResultShape | None = None,  # Execute: the portal's row shape
+        row_mask: RowMask | None = None,  # how its rows are masked, from its first masked row
+        formats: list[int] = _NO_FORMATS,  # Execute: Bind's result formats
+        statement: str | None = None,  # DescribeS/Execute: statement name; DescribeP: portal
+        portal: str | None = None,  # Execute: the portal it runs
+        swallow: bool = False,  # internal message: its answer never reaches the client
+        silent: bool = False,  # its answer reaches the client but is no command of the session's
+        replace_error: codec.ErrorResponse | None = None,  # poison Parse: the policy's error
+        command: str = "",
+        ruling: Ruling | None = None,  # what allowed it, recorded with its completion
+        protocol: str = "",
+        parts: int = 0,  # results completed so far (a simple Query may hold several statements)
+        rows: int = 0,
+        # the shared empty counts until something is masked (see _tally): most statements
+        # mask nothing, and a dict per forwarded message is measurable
+        masked: defaultdict[str, int] = _NOTHING_MASKED,
+    ) -> None:
+        self.kind = kind
+        self.masker = masker
+        self.decision_id = decision_id
+        self.shape = shape
+        self.row_mask = row_mask
+        self.formats = formats
+        self.statement = statement
+        self.portal = portal
+        self.swallow = swallow
+        self.silent = silent
+        self.replace_error = replace_error
+        self.command = command
+        self.ruling = ruling
+        self.protocol = protocol
+        self.parts = parts
+        self.rows = rows
+        self.masked = masked
+
+    def __repr__(self) -> str:
+        return f"Expect({self.kind!r}, command={self.command[:40]!r}, rows={self.rows})"
 
 
 @dataclass
@@ -126,6 +162,12 @@ class ResponseTracker:
     def __init__(self) -> None:
         # what the server owes, in order; the shared empty one while nothing is (idle)
         self.queue: deque[Expect | Synthetic] = _NOTHING_OWED
+        # of what was queued since the queue was last empty: the answers made up or not
+        # plain but for masking (swallowed, replaced, a function call), and those masked.
+        # Never fewer than the queue holds (counted as queued, forgotten only once it is
+        # empty), so plain() and masked() need not look at each item for every chunk
+        self._special = 0
+        self._masking = 0
         self.status = "I"
         self.statement_shapes: dict[str, ResultShape | None] = {}
         self.portal_shapes: dict[str, ResultShape | None] = {}
@@ -153,14 +195,21 @@ class ResponseTracker:
 
     def expect(self, item: Expect) -> None:
         queue = self.queue
-        if queue is _NOTHING_OWED:
-            queue = self.queue = deque()
+        if not queue:  # nothing owed: nothing counted is left in it
+            if queue is _NOTHING_OWED:
+                queue = self.queue = deque()
+            self._special = self._masking = 0
+        if item.masker is not None:
+            self._masking += 1
+        if item.swallow or item.replace_error is not None or item.kind == "Call":
+            self._special += 1
         queue.append(item)
 
     def synthetic(self, build: Callable[[str], bytes]) -> bytes:
         """Queue a made-up answer; returns its bytes now if nothing is owed before it."""
         if not self.queue:
             return build(self.status)
+        self._special += 1
         self.queue.append(Synthetic(build))
         return b""
 
@@ -179,11 +228,9 @@ class ResponseTracker:
 
     @property
     def masking(self) -> bool:
-        """Whether the rows of something owed may be masked."""
-        for item in self.queue:  # noqa: SIM110 (not any() over a generator: asked per chunk)
-            if type(item) is Expect and item.masker is not None:
-                return True
-        return False
+        """Whether the rows of something owed may be masked (True also for a while after
+        the last such answer, until nothing is owed: the masked lane reads any result)."""
+        return self._masking > 0
 
     # -- what the server sends ---------------------------------------------------------
 
@@ -220,16 +267,9 @@ class ResponseTracker:
         replace or make up, no function call. The client then gets the server's bytes
         unchanged. False, having changed nothing, when something owed is not plain:
         on_backend answers those."""
+        if self._special or self._masking:
+            return False
         queue = self.queue
-        for item in queue:
-            if (
-                type(item) is not Expect
-                or item.masker is not None
-                or item.swallow
-                or item.replace_error is not None
-                or item.kind == "Call"
-            ):
-                return False
         for kind, text, description in answers:
             if kind == _READY_FOR_QUERY:
                 self._ready(text, queue[0] if queue else None)
@@ -258,15 +298,9 @@ class ResponseTracker:
         made up or a function call: the chunk with each masked row rewritten in place.
         None, having changed nothing, when something owed is not of that kind. The
         caller has learnt the described tables' columns first, as before on_backend."""
+        if self._special:
+            return None
         queue = self.queue
-        for item in queue:
-            if (
-                type(item) is not Expect
-                or item.swallow
-                or item.replace_error is not None
-                or item.kind == "Call"
-            ):
-                return None
         parts: list[bytes] = []
         copied = 0  # chunk bytes before this are in parts
         next_row = 0
@@ -337,6 +371,7 @@ class ResponseTracker:
         swallowed = self._finish_until_sync(head)
         if not self.queue:
             self.queue = _NOTHING_OWED  # idle: its own queue goes until the next statement
+            self._special = self._masking = 0
         return swallowed
 
     def _ended(self, head: Expect, tag: str) -> None:
