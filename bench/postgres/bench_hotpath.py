@@ -15,6 +15,7 @@ on a loaded machine (CPU time of this process, best of --repeat), where a pgbenc
 CPU per transaction moves by a third with the other load. Not a test: nothing asserts.
 
     python bench/postgres/bench_hotpath.py [--transactions 20000] [--repeat 5]
+        [--modes simple,prepared,filtered,views]
 """
 
 from __future__ import annotations
@@ -174,12 +175,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transactions", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--modes", default="simple,prepared,filtered,views")
     args = parser.parse_args()
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as spool_dir:
         spool = Spool(Path(spool_dir), "bench")
         spool.open()
-        for mode in ("simple", "prepared", "filtered", "views"):
+        for mode in args.modes.split(","):
             prepared = mode == "prepared"
             relay, conn = await _session(spool, mode == "filtered", mode == "views")
             if prepared:  # the statement, parsed once (its verdict reused from the cache)

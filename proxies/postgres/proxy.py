@@ -253,8 +253,8 @@ class ClientConnection:
 
     __slots__ = ("_draining", "_params", "_relay", "client_addr", "key", "outbound", "output",
                  "parser", "proxy", "reader", "relation_sources", "session",
-                 "session_settings", "shadowed", "to_client", "upstream", "view_columns",
-                 "writer")  # fmt: skip
+                 "session_settings", "shadowed", "to_client", "to_upstream", "upstream",
+                 "view_columns", "writer")  # fmt: skip
 
     def __init__(
         self, proxy: PostgresProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -270,6 +270,9 @@ class ClientConnection:
         self.to_client = self.output.write
         self.session: ProxySession | None = None
         self.upstream: Upstream | None = None
+        # how bytes go upstream: the upstream StreamWriter's write, then (the session open,
+        # its TLS if any set up) its transport's own
+        self.to_upstream: Callable[[bytes], object] | None = None
         self.key: tuple[int, int] | None = None
         # messages for the server: the enforcer queues them, flush_upstream sends them
         self.outbound: list[bytes] = []
@@ -730,20 +733,27 @@ class ClientConnection:
 
     def flush_upstream(self) -> None:
         """One write per client read: the messages a client pipelines go up together."""
-        if self.outbound and self.upstream is not None:
-            self.upstream.writer.write(b"".join(self.outbound))
-            self.outbound.clear()
+        outbound = self.outbound
+        if outbound:
+            write = self.to_upstream
+            if write is None:
+                if self.upstream is None:
+                    return
+                write = self.upstream.writer.write
+            write(outbound[0] if len(outbound) == 1 else b"".join(outbound))
+            outbound.clear()
 
     @staticmethod
     def record(tracker: ResponseTracker, session: ProxySession) -> None:
         """One event per completed statement: the command, its verdict and its result."""
-        for done in tracker.completions:
-            session.egress_rows += done.rows  # egress budgets
-            if done.ruling is not None and not (done.part or done.error or done.masked):
+        completions = tracker.completions
+        for done in completions:
+            rows = done.rows
+            session.egress_rows += rows  # egress budgets
+            ruling = done.ruling
+            if ruling is not None and not (done.part or done.error or done.masked):
                 # the usual statement: its event without a details dict (same record)
-                session.record_statement(
-                    done.command, done.ruling, done.tag, done.rows, done.protocol
-                )
+                session.record_statement(done.command, ruling, done.tag, rows, done.protocol)
                 continue
             details: dict[str, Any] = {
                 "tag": done.tag,
@@ -760,7 +770,7 @@ class ClientConnection:
                 session.record_response(decision_id=done.decision_id, **details)
             if done.masked:
                 session.record_masking(dict(done.masked), done.decision_id)
-        tracker.completions.clear()
+        completions.clear()
 
 
 def _grant_ended(relay: _Relay, expiry: asyncio.Future[str]) -> None:
@@ -799,8 +809,14 @@ class _Relay(Relay):
         self.tracker = tracker
 
     def start(self, reader: asyncio.StreamReader, upstream: Upstream) -> None:
-        """Take both sockets over from their streams (what a stream already holds first)."""
-        self.adopt(self.conn.writer, upstream.writer)
+        """Take both sockets over from their streams (what a stream already holds first).
+        From now on bytes are written to the transports themselves, not through their
+        StreamWriters (a Python call less for each write; their TLS, if any, is set up by
+        now, so a transport is the one the stream writes to)."""
+        conn = self.conn
+        self.adopt(conn.writer, upstream.writer)
+        conn.output.write_with(conn.writer.transport.write)
+        conn.to_upstream = upstream.writer.transport.write
         if upstream.pending:
             self._answer(upstream.pending)
             upstream.pending = []
@@ -847,7 +863,11 @@ class _Relay(Relay):
     # -- client → server ---------------------------------------------------------------
 
     def _client_data(self, data: bytes) -> None:
-        if self.held_back("client", data):
+        # held_back("client", data), spelt out: asked for every chunk
+        if self.ended.done():
+            return
+        if self._client.waiting is not None:
+            self._client.queue(data)
             return
         conn, enforcer = self.conn, self.enforcer
         try:
@@ -916,7 +936,11 @@ class _Relay(Relay):
     # -- server → client ---------------------------------------------------------------
 
     def _server_data(self, data: bytes) -> None:
-        if self.held_back("server", data):
+        # held_back("server", data), spelt out: asked for every chunk
+        if self.ended.done():
+            return
+        if self._server.waiting is not None:
+            self._server.queue(data)
             return
         upstream = self.conn.upstream
         assert upstream is not None
@@ -982,8 +1006,9 @@ class _Relay(Relay):
         session = conn.session
         assert session is not None
         session.egress_bytes += len(data)  # egress budgets: one add per chunk
-        conn.record(self.tracker, session)
         tracker = self.tracker
+        if tracker.completions:
+            conn.record(tracker, session)
         if tracker.broken:
             self.stop_pinned()
         elif self._idle_waiters and tracker.idle:

@@ -26,6 +26,11 @@ class ClientOutput:
         self.scanner: SecretScanner | None = None
         self.sent = 0
 
+    def write_with(self, write: Callable[[bytes], object]) -> None:
+        """From now on, bytes go to the client through this write (a session's relay
+        writes to the transport itself once the session is open)."""
+        self._write = write
+
     def guard(self, secrets: Iterable[str]) -> None:
         """From now on, watch for these secrets (the session's upstream credential)."""
         self.scanner = SecretScanner(secrets)

@@ -155,7 +155,7 @@ class SecretScanner:
         already on record and the remaining searches get cheaper.
         """
         if not self._pending:
-            return self.exposed
+            return bool(self._findings)
         window = self._tail + bytes(chunk)
         if window.translate(self._marks).find(self._stretch) == -1:
             found = []  # no stretch of the forms' bytes as long as the shortest form
@@ -168,7 +168,7 @@ class SecretScanner:
             if form not in self._findings:
                 self._findings = (*self._findings, form)
         self._tail = window[-self._tail_len :] if self._tail_len else b""
-        return self.exposed
+        return bool(self._findings)
 
     @property
     def too_short(self) -> int:
