@@ -95,3 +95,49 @@ def test_identical_shapes_and_rates_trip_with_their_own_reasons():
     assert rate.observe("b", "db", "SELECT 1", fast) == ""
     assert rate.observe("b", "db", "SELECT 2", fast) == ""
     assert "3 commands in one second" in rate.observe("b", "db", "SELECT 3", fast)
+
+
+def test_repeats_are_counted_per_shape_over_the_sliding_minute():
+    """The per-shape counts the breaker keeps (not a walk over the minute's commands for
+    every command) always equal the commands kept, as the minute slides and the cap
+    (MAX_KEPT) drops the oldest."""
+    import random
+    from collections import Counter
+
+    from pdp.domain import breaker as breaker_module
+
+    rng = random.Random(30)
+    now = [0.0]
+    breaker = Breaker(clock=lambda: now[0])
+    limits = BreakerLimits(identical_per_minute=10**6, pause_seconds=1)
+    allow = Verdict(VerdictKind.ALLOW, breaker=limits)
+    original = breaker_module.MAX_KEPT
+    breaker_module.MAX_KEPT = 50
+    try:
+        for _ in range(3000):
+            now[0] += rng.choice((0.001, 0.5, 3.0, 20.0))
+            table = rng.choice("abcde")
+            assert breaker.observe("a", "db", f"SELECT * FROM {table} WHERE id = 1", allow) == ""
+            track = breaker._tracks[("a", "db")]
+            assert track.shape_counts == Counter(s for _, s in track.shapes)
+            assert len(track.shapes) <= 50
+            assert all(t > now[0] - 60 for t, _ in track.shapes)
+    finally:
+        breaker_module.MAX_KEPT = original
+
+
+def test_a_pause_recorded_elsewhere_holds_until_its_end():
+    """pause(): what another PDP (or this one before a restart) recorded; a later end
+    wins, an end already past does nothing."""
+    now = [1000.0]
+    breaker = Breaker(clock=lambda: now[0])
+    allow = Verdict(VerdictKind.ALLOW, breaker=BreakerLimits(denials_per_minute=3))
+    breaker.pause("a", "db", 900.0, "long over")
+    assert breaker.observe("a", "db", "SELECT 1", allow) == ""
+    breaker.pause("a", "db", 1100.0, "tripped at another replica")
+    breaker.pause("a", "db", 1050.0, "an earlier end")
+    assert breaker.observe("a", "db", "SELECT 1", allow) == "tripped at another replica"
+    assert breaker.paused("b", "db") == ""
+    assert breaker.take_trips() == []  # not begun here: not recorded again
+    now[0] = 1100.0
+    assert breaker.observe("a", "db", "SELECT 1", allow) == ""

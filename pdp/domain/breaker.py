@@ -50,6 +50,9 @@ class Trip:
 class _Track:
     times: deque[float] = field(default_factory=deque)  # every command, last second
     shapes: deque[tuple[float, str]] = field(default_factory=deque)  # last minute
+    # how many of `shapes` are of each shape: a command's repeats are counted in O(1),
+    # not by walking the minute's commands (up to MAX_KEPT) for every command
+    shape_counts: dict[str, int] = field(default_factory=dict)
     denials: deque[float] = field(default_factory=deque)  # last minute
     paused_until: float = 0.0
     why: str = ""
@@ -89,17 +92,20 @@ class Breaker:
         if track is None:
             track = self._tracks[(subject, connection)] = _Track()
         _trim(track.times, now - 1.0)
-        _trim_pairs(track.shapes, now - 60.0)
+        _trim_shapes(track, now - 60.0)
         _trim(track.denials, now - 60.0)
         track.times.append(now)
         shape = shaped(raw) or raw if limits.identical_per_minute else ""
         if limits.identical_per_minute:
             track.shapes.append((now, shape))
+            track.shape_counts[shape] = track.shape_counts.get(shape, 0) + 1
         if verdict.kind is VerdictKind.DENY:
             track.denials.append(now)
-        for kept in (track.times, track.shapes, track.denials):
+        for kept in (track.times, track.denials):
             while len(kept) > MAX_KEPT:
                 kept.popleft()
+        while len(track.shapes) > MAX_KEPT:
+            _forget_shape(track)
         why = ""
         if limits.statements_per_second and len(track.times) > limits.statements_per_second:
             why = (
@@ -107,7 +113,7 @@ class Breaker:
                 f"(threshold {limits.statements_per_second})"
             )
         elif limits.identical_per_minute:
-            same = sum(1 for _, s in track.shapes if s == shape)
+            same = track.shape_counts.get(shape, 0)
             if same > limits.identical_per_minute:
                 why = (
                     f"{same} commands of the same shape in one minute "
@@ -124,6 +130,7 @@ class Breaker:
         track.paused_until = now + limits.pause_seconds
         track.times.clear()
         track.shapes.clear()
+        track.shape_counts.clear()
         track.denials.clear()
         if len(self._trips) < MAX_TRIPS:
             self._trips.append(
@@ -164,6 +171,17 @@ def _trim(kept: deque[float], before: float) -> None:
         kept.popleft()
 
 
-def _trim_pairs(kept: deque[tuple[float, str]], before: float) -> None:
-    while kept and kept[0][0] <= before:
-        kept.popleft()
+def _trim_shapes(track: _Track, before: float) -> None:
+    shapes = track.shapes
+    while shapes and shapes[0][0] <= before:
+        _forget_shape(track)
+
+
+def _forget_shape(track: _Track) -> None:
+    """Drop the oldest shape kept, and its count."""
+    _, shape = track.shapes.popleft()
+    left = track.shape_counts[shape] - 1
+    if left:
+        track.shape_counts[shape] = left
+    else:
+        del track.shape_counts[shape]
