@@ -871,7 +871,8 @@ class _Relay(Relay):
             return
         conn, enforcer = self.conn, self.enforcer
         try:
-            messages = conn.parser.feed(data)
+            parser = conn.parser
+            messages = parser.lone_query(data) or parser.feed(data)
             for n, message in enumerate(messages):
                 if not enforcer.now(message):
                     self.wait("client", self._ask(messages[n:]))

@@ -389,7 +389,8 @@ class ProxySession:
             runtime.cache_enabled
             and shape_of is not None
             and runtime.pdp.reachable
-            and not (grant.token_expires_at and self._token_expired())
+            # _token_expired(), spelt out
+            and not (grant.token_expires_at and time.time() >= grant.token_expires_at)
             and not (self.egress_left is not None and self._egress_spent())
         ):
             if key is None:

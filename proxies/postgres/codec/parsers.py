@@ -138,6 +138,8 @@ def _slot(cls: type, name: str) -> Callable[[object, object], None]:
 
 
 _QUERY_SQL = _slot(Query, "sql")
+_MESSAGE_RAW = _slot(Query, "raw")
+_QUERY = ord("Q")
 _BIND_PORTAL = _slot(Bind, "portal")
 _BIND_STATEMENT = _slot(Bind, "statement")
 _BIND_PARAM_FORMATS = _slot(Bind, "param_formats")
@@ -468,6 +470,36 @@ class FrontendParser(_StreamParser):
 
     def _typed(self) -> bool:
         return not self._startup and not self._cancelled
+
+    def lone_query(self, data: bytes) -> list[Message] | None:
+        """What feed(data) returns when data is exactly one whole Query frame whose text is
+        one UTF-8 C string (what a simple-protocol client sends for each statement), read
+        without the general loop and leaving the parser as feed() would; None, having read
+        nothing, for any other chunk or state: feed() then reads it (and says what is
+        wrong with it)."""
+        size = len(data)
+        if (
+            size < 6
+            or data[0] != _QUERY
+            or self._buf
+            or self._error is not None
+            or self._startup
+            or self._cancelled
+            or self._need > size
+            or size - 1 > self.max_frame
+            or type(data) is not bytes
+        ):
+            return None
+        (length,) = INT32.unpack_from(data, 1)
+        if length != size - 1:
+            return None
+        sql = _fast_text(data)
+        if sql is None:
+            return None
+        message = _new(Query)
+        _QUERY_SQL(message, sql)
+        _MESSAGE_RAW(message, data)
+        return [message]
 
     def _next(self, view: bytes, pos: int) -> tuple[Message | None, int]:
         """One start-up packet (typed frames are not read one at a time)."""
