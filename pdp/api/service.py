@@ -9,6 +9,7 @@ pdp.api.approval_rpc's. Its parts come in through the constructor (pdp/app.py).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -29,6 +30,7 @@ from pdp.api.recording_rpc import (
     struct_to_dict,
 )
 from pdp.domain.approvals import ApprovalBook
+from pdp.domain.breaker import Trip
 from pdp.domain.decisions import Decider, Decision, Guarded, Reusable
 from pdp.domain.effects import command_effects
 from pdp.domain.guard_sync import NEAR_SECONDS, OPEN_SECONDS, WAIT_SECONDS, GuardSync, new_instance
@@ -405,8 +407,14 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         await self.guard_sync.ensure(NEAR_SECONDS if near else WAIT_SECONDS)
         reported = self._egress_report(session, request.egress_rows, request.egress_bytes, record)
 
+        trips: list[asyncio.Future[None]] = []
+
         def guard(verdict: Verdict) -> Guarded:
-            return guards.check(session, kind, raw, attributes, verdict)
+            guarded = guards.check(session, kind, raw, attributes, verdict)
+            # a pause begun now is queued for the store before the decision's own record
+            # is: the group commit writes them together (one transaction, as a rule)
+            trips.extend(self._record_trips(session.id))
+            return guarded
 
         def approved_guard(verdict: Verdict) -> Guarded:
             return guards.check(session, kind, raw, attributes, verdict, approved=True)
@@ -420,7 +428,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             del record["egress"]
             if not decision.recorded:  # the next record carries it
                 guards.egress.unrecorded(session.id, *reported)
-        await self._record_trips(decision.id)
+        if trips:  # recorded before the held command is answered
+            await asyncio.gather(*trips)
         if not enforced(self.config, session.connection["name"]):
             decision = shadowed(decision)  # pdp/domain/shadow.py: recorded, not enforced
         if deadline is not None and time.monotonic() >= deadline:
@@ -472,25 +481,30 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         record["egress"] = {"rows": rows, "bytes": size, "pdp": self.instance}
         return rows, size
 
-    async def _record_trips(self, decision_id: str) -> None:
-        """A pause the breaker began: recorded (evidence, and read back by every replica
-        and after a restart) before the held command is answered."""
-        for trip in self.guards.breaker.take_trips():
-            try:
-                await self.decider.store.append(
-                    "breaker.tripped",
-                    {
-                        "connection": trip.connection,
-                        "why": trip.why,
-                        "paused_until": trip.until,
-                        "pause_seconds": trip.pause_seconds,
-                        "decision_id": decision_id,
-                        "pdp": self.instance,
-                    },
-                    subject=trip.subject,
-                )
-            except StoreUnavailable as exc:
-                log.error("breaker pause of %s not recorded: %s", trip.subject, exc)
+    def _record_trips(self, session_id: str) -> list[asyncio.Future[None]]:
+        """The pauses the breaker began, being recorded (evidence, and read back by every
+        replica and after a restart): appends started now, awaited by the caller."""
+        return [
+            asyncio.ensure_future(self._record_trip(trip, session_id))
+            for trip in self.guards.breaker.take_trips()
+        ]
+
+    async def _record_trip(self, trip: Trip, session_id: str) -> None:
+        try:
+            await self.decider.store.append(
+                "breaker.tripped",
+                {
+                    "connection": trip.connection,
+                    "why": trip.why,
+                    "paused_until": trip.until,
+                    "pause_seconds": trip.pause_seconds,
+                    "pdp": self.instance,
+                },
+                session_id=session_id,
+                subject=trip.subject,
+            )
+        except StoreUnavailable as exc:
+            log.error("breaker pause of %s not recorded: %s", trip.subject, exc)
 
     async def _refuse_oversized(self, command: pdp_pb2.Command, record: dict[str, Any]) -> Decision:
         """A command too large to evaluate: denied and recorded with its first bytes and

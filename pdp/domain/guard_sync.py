@@ -29,9 +29,10 @@ pdp.domain.egress.NEAR_SHARE of a limit); plus, as with one PDP, what each open 
 may take on reused verdicts before asking again (the `egress_left` the proxy was
 given). While reads fail or take longer than CALL_WAIT, the lag grows, up to MAX_LAG
 before budgets fail closed. A pause another replica began is applied here within the
-same lags; the breaker's rates are counted per replica (pdp.domain.breaker). A pause is
-recorded just after the decision that began it: a PDP killed between the two commits
-forgets it (the decision record still names the breaker's reason).
+same lags; the breaker's rates are counted per replica (pdp.domain.breaker). A pause's
+record is queued with the decision that began it, so the group commit writes the two in
+one transaction as a rule; were they split over two batches and the PDP killed between
+the commits, the pause would be forgotten (the decision record still names it).
 
 Fail closed: while the store cannot be read (no read succeeded in the last MAX_LAG
 seconds, or none yet), `problem()` names why and pdp.domain.guards holds every command
