@@ -125,13 +125,13 @@ LIFT_READ_ONLY = "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"
 RESTORE_READ_ONLY = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
 
 
-@dataclass
+@dataclass(slots=True)
 class PreparedStatement:
     sql: str
     ruling: Ruling
 
 
-@dataclass
+@dataclass(slots=True)
 class Portal:
     """A portal the client may Describe and Execute: made by Bind of an allowed statement,
     or by an allowed DECLARE (a cursor); `ruling` is what allowed it."""
