@@ -432,3 +432,47 @@ async def test_budgets_and_breakers_fail_closed_while_the_store_cannot_be_read(t
         assert check(budget).kind is VerdictKind.ALLOW
     finally:
         await store.close()
+
+
+# -- counted once ------------------------------------------------------------------------------
+
+
+async def test_a_report_is_counted_once_through_an_approval_and_its_rerun(tmp_path):
+    """The decision held for approval carries the proxy's report; the re-run after the
+    approval (its own record) does not carry it again, so other PDPs and a restarted one
+    count it once."""
+    from pdp_harness import open_session, pdp_stub
+
+    from portcullis.v1 import pdp_pb2
+
+    config = pdp_config(tmp_path, approvals={"timeout_seconds": 5})
+    insert = "INSERT INTO orders VALUES (99, 1, 1.00)"
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        session_id = (await open_session(stub, token(config, ALICE))).session_id
+
+        async def decide(rows: int) -> pdp_pb2.Decision:
+            response = await stub.Decide(
+                pdp_pb2.DecideRequest(
+                    session_id=session_id,
+                    command=pdp_pb2.Command(kind="postgres.query", raw=insert),
+                    egress_rows=rows,
+                    egress_bytes=rows * 10,
+                )
+            )
+            return response.decision
+
+        asked = await decide(5)
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL and asked.approval_id
+        approver = {"subject": "sam@example.com", "groups": ["security"], "issuer": "dev"}
+        await pdp.approvals.decide(asked.approval_id, approver, True, "fine")
+        rerun = await decide(2)
+        assert rerun.verdict in (pdp_pb2.ALLOW, pdp_pb2.MASK) and rerun.approval_id
+        records = await pdp.store.query(kind="decision", session_id=session_id)
+        assert any(r.body.get("approval_id") == asked.approval_id for r in records)
+        reported = [r.body["egress"] for r in records if "egress" in r.body]
+        assert sum(e["rows"] for e in reported) == 7
+        assert sum(e["bytes"] for e in reported) == 70
+        assert {e["pdp"] for e in reported} == {pdp.service.instance}
+        since = time.time() - 3600
+        facts = await pdp.store.guard_facts(0, since, since)
+        assert sum(f[6] for f in facts.egress) == 7
