@@ -344,8 +344,10 @@ async def test_statement_text_and_attributes_cannot_forge_egress(tmp_path, reque
 
 async def test_a_slow_store_read_leaves_decisions_to_what_is_known(tmp_path, monkeypatch):
     """A read that does not end (a busy hour on a slow store) holds no call longer than
-    CALL_WAIT; until it ends, nothing of the other PDPs is known: budgets fail closed."""
+    FIRST_CALL_WAIT; until it ends, nothing of the other PDPs is known: budgets fail
+    closed."""
     monkeypatch.setattr(guard_sync, "CALL_WAIT", 0.05)
+    monkeypatch.setattr(guard_sync, "FIRST_CALL_WAIT", 0.05)
     store = open_store(StoreSettings(type="sqlite", path=str(tmp_path / "audit.db")))
     await store.start()
     guards = Guards()

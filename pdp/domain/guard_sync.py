@@ -17,8 +17,9 @@ most every SYNC_SECONDS and only while calls come — in the background, the dec
 waiting — except that a call waits for a read when the last is older than it may be: a
 new session's (OPEN_SECONDS), a decision for an identity near a limit (NEAR_SECONDS),
 any decision (WAIT_SECONDS). Calls waiting at once share one read, and none waits longer
-than CALL_WAIT: a slow store (the first read of a busy hour) does not stall decisions,
-it leaves them to what is known, which fails closed once older than MAX_LAG.
+than CALL_WAIT (FIRST_CALL_WAIT for the PDP's first read): a slow store (the first read
+of a busy hour) does not stall decisions, it leaves them to what is known, which fails
+closed once older than MAX_LAG (or while nothing has been read yet).
 
 Where it can still over-admit, and by how much: a replica sees what another admitted
 only after its next read, so an identity spread over N replicas can take, beyond its
@@ -64,6 +65,9 @@ TRIP_LOOKBACK = 7 * 86400  # pauses read back at start: begun in the last week
 READ_TIMEOUT = 5.0  # a read of what is new
 FIRST_READ_TIMEOUT = 120.0  # the first (an hour of a busy store's records)
 CALL_WAIT = 1.0  # a call waits this long for a read at most, then decides on what is known
+# ... or this long for the PDP's first read: until it ends every budget fails closed, and
+# on a loaded machine even a small store's first read may take longer than CALL_WAIT
+FIRST_CALL_WAIT = 5.0
 
 
 def new_instance() -> str:
@@ -118,7 +122,7 @@ class GuardSync:
             running = self._running or self._start()
             began = self._began
             try:  # _read raises nothing: problem() says what failed
-                async with asyncio.timeout(CALL_WAIT):
+                async with asyncio.timeout(FIRST_CALL_WAIT if read_at is None else CALL_WAIT):
                     await asyncio.shield(running)
             except TimeoutError:
                 return  # a slow store: decide on what is known (problem() may fail it)
