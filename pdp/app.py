@@ -125,7 +125,9 @@ class PDPApp:
         self.checkpoints.start()
         for forwarder in self.forwarders:
             await forwarder.start()
+        self.service.guard_sync.begin()  # the other PDPs' budgets and pauses, read back
         await self.engine.start()
+        await self.service.guard_sync.settle()
         self.server = PDPServer(
             self.service,
             self.config.pdp.listen,

@@ -10,16 +10,17 @@ new instance id at every start, so after a restart the hour it counted before is
 back like any replica's. Nothing is written here; the records are the ones the decision
 path writes anyway (one `breaker.tripped` record per pause is the only record added).
 
-How (cheap): one read at the PDP's first call (the last hour of egress, the last week of
-pauses, through the store's kind and time index, summed per minute by the database),
-then only what is new by seq (`guard_facts(after_seq, ...)`), one round trip a read, at
-most every SYNC_SECONDS and only while calls come — in the background, the decision not
-waiting — except that a call waits for a read when the last is older than it may be: a
-new session's (OPEN_SECONDS), a decision for an identity near a limit (NEAR_SECONDS),
-any decision (WAIT_SECONDS). Calls waiting at once share one read, and none waits longer
-than CALL_WAIT (FIRST_CALL_WAIT for the PDP's first read): a slow store (the first read
-of a busy hour) does not stall decisions, it leaves them to what is known, which fails
-closed once older than MAX_LAG (or while nothing has been read yet).
+How (cheap): one read as the PDP starts, waited for before it serves (the last hour of
+egress, the last week of pauses, through the store's kind and time index, summed per
+minute by the database), then only what is new by seq (`guard_facts(after_seq, ...)`),
+one round trip a read, at most every SYNC_SECONDS and only while calls come — in the
+background, the decision not waiting — except that a call waits for a read when the last
+is older than it may be: a new session's (OPEN_SECONDS), a decision for an identity near
+a limit (NEAR_SECONDS), any decision (WAIT_SECONDS). Calls waiting at once share one
+read, and none waits longer than CALL_WAIT (FIRST_CALL_WAIT for the PDP's first read): a
+slow store (the first read of a busy hour) does not stall decisions, it leaves them to
+what is known, which fails closed once older than MAX_LAG (or while nothing has been
+read yet).
 
 Where it can still over-admit, and by how much: a replica sees what another admitted
 only after its next read, so an identity spread over N replicas can take, beyond its
@@ -44,6 +45,7 @@ is deny: denies it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -68,6 +70,7 @@ CALL_WAIT = 1.0  # a call waits this long for a read at most, then decides on wh
 # ... or this long for the PDP's first read: until it ends every budget fails closed, and
 # on a loaded machine even a small store's first read may take longer than CALL_WAIT
 FIRST_CALL_WAIT = 5.0
+START_WAIT = 30.0  # the PDP's start waits this long for the first read before serving
 
 
 def new_instance() -> str:
@@ -128,6 +131,22 @@ class GuardSync:
                 return  # a slow store: decide on what is known (problem() may fail it)
             if began >= now - max_age:
                 return
+
+    def begin(self) -> None:
+        """At the PDP's start: the first read begins (as the engine starts)."""
+        if self._running is None and self._read_at is None:
+            self._start()
+
+    async def settle(self, timeout: float = START_WAIT) -> None:
+        """At the PDP's start, before it serves: wait up to `timeout` for the first read,
+        so no call waits for it on a store that answers (a slower one is waited for by
+        the first calls, and fails budgets closed meanwhile)."""
+        running = self._running
+        if running is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(running)
 
     def _start(self) -> asyncio.Future[None]:
         self._began = self.clock()
