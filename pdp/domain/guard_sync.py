@@ -17,10 +17,10 @@ one round trip a read, at most every SYNC_SECONDS and only while calls come — 
 background, the decision not waiting — except that a call waits for a read when the last
 is older than it may be: a new session's (OPEN_SECONDS), a decision for an identity near
 a limit (NEAR_SECONDS), any decision (WAIT_SECONDS). Calls waiting at once share one
-read, and none waits longer than CALL_WAIT (FIRST_CALL_WAIT for the PDP's first read): a
-slow store (the first read of a busy hour) does not stall decisions, it leaves them to
-what is known, which fails closed once older than MAX_LAG (or while nothing has been
-read yet).
+read, and none waits longer than CALL_WAIT (FIRST_CALL_WAIT for the PDP's first read, or
+one after MAX_LAG of quiet): a slow store (the first read of a busy hour) does not stall
+decisions, it leaves them to what is known, which fails closed once older than MAX_LAG
+(or while nothing has been read yet).
 
 Where it can still over-admit, and by how much: a replica sees what another admitted
 only after its next read, so an identity spread over N replicas can take, beyond its
@@ -125,7 +125,10 @@ class GuardSync:
             running = self._running or self._start()
             began = self._began
             try:  # _read raises nothing: problem() says what failed
-                async with asyncio.timeout(FIRST_CALL_WAIT if read_at is None else CALL_WAIT):
+                # a first read, or one after a quiet spell long enough that what is known
+                # fails closed: worth the longer wait a loaded machine may need
+                stale = read_at is None or now - read_at > MAX_LAG
+                async with asyncio.timeout(FIRST_CALL_WAIT if stale else CALL_WAIT):
                     await asyncio.shield(running)
             except TimeoutError:
                 return  # a slow store: decide on what is known (problem() may fail it)
