@@ -47,6 +47,9 @@ from proxies.runtime.spool import DEFAULT_MAX_BYTES, UNREACHABLE, Entry, Spool, 
 if TYPE_CHECKING:
     from proxies.runtime.process import ProcessRuntime
 
+# each verdict kind's name in metrics and records (VerdictKind.wire, looked up per statement)
+_WIRE = {kind: kind.wire for kind in VerdictKind}
+
 log = logging.getLogger("portcullis.session")
 
 DEFAULT_PDP_TIMEOUT = 2.0  # seconds a proxy waits for the PDP (option pdp_timeout_seconds)
@@ -659,7 +662,7 @@ class ProxySession:
             self.record_command(raw, ruling, tag=tag, rows=rows, protocol=protocol)
             return
         self.counters["commands"] += 1
-        self.runtime.metrics.command(ruling.verdict.kind.wire)
+        self.runtime.metrics.command(_WIRE[ruling.kind])  # (ruling.kind.wire)
         if self.recorder is not None:
             self.recorder.statement(raw, ruling, tag, rows, protocol)
 
