@@ -16,6 +16,9 @@ CPU per transaction moves by a third with the other load. Not a test: nothing as
 
     python bench/postgres/bench_hotpath.py [--transactions 20000] [--repeat 5]
         [--modes simple,prepared,filtered,views]
+
+(--repeat 0: the session and the chunks are made, nothing is run; callgrind_hotpath.py
+subtracts that.)
 """
 
 from __future__ import annotations
@@ -192,6 +195,8 @@ async def main() -> None:
             for _ in range(args.transactions):
                 aid = rng.randrange(1, 1_000_000)
                 chunks.append((_client_chunk(aid, prepared), _server_answer(aid, prepared)))
+            if not args.repeat:
+                continue  # (callgrind_hotpath.py: the same work but the transactions)
             _run(relay, conn, chunks[:2000])  # warm
             best = min(_run(relay, conn, chunks) for _ in range(args.repeat))
             ended = relay.ended.done() and relay.ended.result()
