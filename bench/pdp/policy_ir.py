@@ -1,0 +1,195 @@
+"""Instructions per policy evaluation, counted by callgrind: an A/B that load does not move.
+
+CPU time per evaluation (bench/pdp/policy_profile.py) moves by 10-20% between blocks when
+other work shares the cores (a load average of 8 on 2 cores gave the same policy 545 and
+880 µs within minutes); instructions executed do not. This runs the real evaluator
+(pdp.engine.opa, the Go runtime settings of pdp.engine.embedded) under valgrind's
+callgrind, once with no evaluations and once with N passes over the inputs, for each
+policy, and prints (instructions(N) - instructions(0)) / (N x inputs): the instructions
+of one evaluation (OpaEvalDocument on input JSON bytes: input parsing, evaluation, the
+answer's JSON), the engine's loading and compiling left out by the difference. The Go
+collector is off in these runs (GOGC=off): how many times it runs in N evaluations is
+a whole number that moves the counts by several percent between runs of one policy,
+while with it off they repeat; what a policy allocates is still counted (the allocator's
+instructions), and the collector's work in the PDP grows with it.
+
+Policies: rego/ as it is, rego/ as committed at --baseline REV, and the one-rule policy of
+policy_profile (the floor any policy pays: input parsing, the cgo call, the answer). The
+inputs are policy_profile's (agent postgres.query inputs, golden cases and examples), with
+the session's standing as the PDP passes it, written once and read by every run, so every
+policy evaluates the same bytes. The Go runtime runs with asynchronous preemption off
+(GODEBUG=asyncpreemptoff=1): its SIGURG preemption signals stop callgrind. Not a test:
+nothing here asserts.
+
+    python bench/pdp/policy_ir.py [--baseline REV] [--evaluations 400] [--set agent|golden|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # run as a script: bench/pdp must not stand for the pdp package
+    sys.path.insert(0, str(REPO))
+if sys.path[0] == str(Path(__file__).resolve().parent):
+    sys.path.pop(0)
+
+COLLECTED = re.compile(r"Collected\s*:\s*([0-9,]+)")
+
+
+def child(policy: str, inputs: Path, passes: int) -> None:
+    """Evaluate every input once (to warm) and then `passes` times: what callgrind counts."""
+    from pdp.engine.bundle import PolicyBundle, load_bundle
+    from pdp.engine.opa import DECISION_PATH, new_engine, raw_evaluate
+
+    if policy == "floor":
+        profile = _profile()
+        engine = new_engine(PolicyBundle({"bench.rego": profile.ONE_RULE}, {}, "one-rule", ""))
+        path = "bench.decision"
+    else:
+        engine = new_engine(load_bundle(Path(policy)).without_tests())
+        path = DECISION_PATH
+    encoded = [line.encode() for line in inputs.read_text().splitlines() if line]
+    for raw in encoded:
+        raw_evaluate(engine, path, raw)
+    for _ in range(passes):
+        for raw in encoded:
+            raw_evaluate(engine, path, raw)
+
+
+def _profile():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "policy_profile", Path(__file__).with_name("policy_profile.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def counted(policy: str, inputs: Path, passes: int, workdir: Path) -> int:
+    """Instructions callgrind counts for one child run."""
+    out = workdir / f"callgrind.{os.getpid()}.{abs(hash((policy, str(inputs), passes)))}"
+    env = {**os.environ, "GOMAXPROCS": "1", "GOGC": "off", "GODEBUG": "asyncpreemptoff=1"}
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            policy,
+            str(inputs),
+            str(passes),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    match = COLLECTED.search(done.stderr)
+    if done.returncode != 0 or match is None:
+        raise RuntimeError(f"callgrind run of {policy} failed: {done.stderr[-2000:]}")
+    out.unlink(missing_ok=True)
+    return int(match.group(1).replace(",", ""))
+
+
+def per_evaluation(policy: str, inputs: Path, passes: int, workdir: Path) -> float:
+    count = sum(1 for line in inputs.read_text().splitlines() if line)
+    empty = counted(policy, inputs, 0, workdir)
+    full = counted(policy, inputs, passes, workdir)
+    return (full - empty) / (passes * count)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", metavar="REV", help="also count rego/ as committed at REV")
+    parser.add_argument(
+        "--evaluations", type=int, default=400, help="evaluations per run (whole passes)"
+    )
+    parser.add_argument("--set", choices=("agent", "golden", "both"), default="both")
+    parser.add_argument("--jobs", type=int, default=2, help="callgrind runs at a time")
+    parser.add_argument("--child", nargs=3, metavar=("POLICY", "INPUTS", "PASSES"))
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]), int(args.child[2]))
+        return
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed")
+
+    from pdp.engine.bundle import load_bundle
+    from pdp.engine.embedded import GO_RUNTIME
+    from pdp.engine.opa import new_engine
+
+    os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})
+    profile = _profile()
+    workdir = Path(tempfile.mkdtemp(prefix="policy-ir-"))
+    try:
+        engine = new_engine(load_bundle(REPO / "rego").without_tests())
+        sets = {}
+        if args.set in ("agent", "both"):
+            sets["agent postgres.query"] = profile.agent_inputs()
+        if args.set in ("golden", "both"):
+            sets["golden + examples"] = profile.golden_inputs()
+        files = {}
+        for label, inputs in sets.items():
+            path = workdir / f"{label.split()[0]}.jsonl"
+            standing = [profile.with_standing(engine, i) for i in inputs]
+            lines = [json.dumps(i, separators=(",", ":"), ensure_ascii=False) for i in standing]
+            path.write_text("\n".join(lines) + "\n")
+            files[label] = path
+        policies = {"one-rule floor": "floor", "rego/ (this tree)": str(REPO / "rego")}
+        if args.baseline:
+            base = workdir / "baseline"
+            base.mkdir()
+            archive = subprocess.run(
+                ["git", "-C", str(REPO), "archive", args.baseline, "rego"],
+                check=True,
+                capture_output=True,
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+            policies[f"rego/ at {args.baseline}"] = str(base / "rego")
+        passes = {label: max(1, -(-args.evaluations // len(sets[label]))) for label in sets}
+        jobs = {
+            (label, name): (policy, files[label])
+            for label in files
+            for name, policy in policies.items()
+        }
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {
+                key: pool.submit(per_evaluation, policy, path, passes[key[0]], workdir)
+                for key, (policy, path) in jobs.items()
+            }
+            results = {key: future.result() for key, future in futures.items()}
+        print(
+            f"instructions per evaluation (callgrind, about {args.evaluations} evaluations "
+            "minus none; GOMAXPROCS=1, GOGC=off)"
+        )
+        for label in files:
+            floor = results[(label, "one-rule floor")]
+            print(f"  {label} ({len(sets[label])} inputs)")
+            for name in policies:
+                ir = results[(label, name)]
+                line = f"    {name:36s} {ir / 1e6:8.3f} M   {ir / floor:5.2f}x one-rule"
+                if args.baseline and name == "rego/ (this tree)":
+                    before = results[(label, f"rego/ at {args.baseline}")]
+                    line += f"   {ir / before:5.3f}x baseline"
+                print(line)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
