@@ -20,7 +20,7 @@ import json
 import logging
 import time as _time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -107,6 +107,26 @@ def guard_facts_of(records: list[AuditRecord], upto_seq: int) -> GuardFacts:
         held[0] += int(egress.get("rows", 0))
         held[1] += int(egress.get("bytes", 0))
     return GuardFacts([(*k, v[0], v[1]) for k, v in sums.items()], trips, upto_seq)
+
+
+def guard_facts_of_rows(
+    egress: Iterable[Sequence[Any]], trips: Iterable[Sequence[Any]], upto_seq: int
+) -> GuardFacts:
+    """GuardFacts of the rows a store's own guard_facts query read: egress as (pdp, kind,
+    subject, session id, connection, minute, rows, bytes), pauses as (pdp, subject,
+    connection, why, paused until), JSON nulls as they come."""
+    return GuardFacts(
+        [
+            (str(p or ""), k, sub, sid, str(c or ""), int(m), int(r or 0), int(b or 0))
+            for p, k, sub, sid, c, m, r, b in egress
+            if r or b  # a nested "egress" (not a report) sums to nothing
+        ],
+        [
+            (str(p or ""), sub, str(c or ""), str(w or ""), float(u or 0))
+            for p, sub, c, w, u in trips
+        ],
+        upto_seq,
+    )
 
 
 class StoreUnavailable(Exception):

@@ -41,6 +41,7 @@ from pdp.store import (
     GroupCommitStore,
     GuardFacts,
     StoreUnavailable,
+    guard_facts_of_rows,
     query_sql,
 )
 from pdp.store.chain import (
@@ -529,18 +530,7 @@ class SQLiteAuditStore(GroupCommitStore):
             " FROM audit_records WHERE kind = ? AND time_us >= ? AND seq > ? AND seq <= ?",
             [TRIP_KIND, trips_us, after_seq, upto],
         ).fetchall()
-        return GuardFacts(
-            [
-                (str(p or ""), k, sub, sid, str(c or ""), int(m), int(r or 0), int(b or 0))
-                for p, k, sub, sid, c, m, r, b in egress
-                if r or b  # a nested "egress" (not a report) sums to nothing
-            ],
-            [
-                (str(p or ""), sub, str(c or ""), str(w or ""), float(u or 0))
-                for p, sub, c, w, u in trips
-            ],
-            upto,
-        )
+        return guard_facts_of_rows(egress, trips, upto)
 
     async def get(self, id: str) -> AuditRecord | None:
         rows = await self._read(
