@@ -17,7 +17,7 @@ from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_
 from test_sessions_cli import portcullis, write_config
 
 from pdp.app import PDPApp
-from pdp.store import AuditRecord
+from pdp.store import AuditRecord, StoreUnavailable
 from portcullis.config import Config, load_config
 from portcullis.v1 import pdp_pb2
 
@@ -164,3 +164,29 @@ async def test_replica_starting_on_a_shared_postgres_store_leaves_live_sessions(
                 await stub.RecordEvents(pdp_pb2.RecordEventsRequest(session_id=opened.session_id))
                 await asyncio.sleep(TIMEOUT / 4)
             assert await closes_of(replica, opened.session_id) == []
+
+
+async def test_a_close_the_store_cannot_check_now_is_unavailable_not_refused(
+    tmp_path, monkeypatch
+):
+    """A restarted PDP checks a session it does not hold in the store: when that read
+    fails, the proxy is told UNAVAILABLE (it keeps the close and sends it again), never
+    FAILED_PRECONDITION, which a proxy takes as "never": the close would be lost."""
+    _, config = short_timeout_config(tmp_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        session_id = str(opened.session_id)
+        app.service.sessions._open.pop(session_id)  # as after a restart: only the store knows
+        real_query = app.service.sessions.store.query
+
+        async def failing(*args, **kwargs):
+            raise StoreUnavailable("the read timed out")
+
+        monkeypatch.setattr(app.service.sessions.store, "query", failing)
+        with pytest.raises(grpc.aio.AioRpcError) as later:
+            await stub.CloseSession(pdp_pb2.CloseSessionRequest(session_id=session_id))
+        assert later.value.code() == grpc.StatusCode.UNAVAILABLE
+        monkeypatch.setattr(app.service.sessions.store, "query", real_query)
+        await stub.CloseSession(pdp_pb2.CloseSessionRequest(session_id=session_id))
+        (close,) = await closes_of(app, session_id)
+        assert close.body["reason"] == "closed"

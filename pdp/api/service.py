@@ -166,11 +166,15 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self, session_id: str, context: grpc.aio.ServicerContext, proxy: ProxyIdentity, rpc: str
     ) -> Session:
         """The open session a request names, if `proxy` opened it; FAILED_PRECONDITION
-        when there is none, PERMISSION_DENIED (recorded) when another proxy opened it."""
+        when there is none, PERMISSION_DENIED (recorded) when another proxy opened it,
+        UNAVAILABLE when the store that would say cannot be read now (the proxy keeps what
+        it was sending, a close above all, and sends it again: "not open" would have it
+        dropped for good)."""
         try:
             session = await self.sessions.find(session_id)
-        except StoreUnavailable:
-            session = None
+        except StoreUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc)[:200])
+            raise AssertionError("unreachable") from None
         if session is None:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION, f"session {session_id[:64]!r} is not open"
