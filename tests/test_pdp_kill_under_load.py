@@ -6,7 +6,10 @@ writing rows through it.
   drained into the restarted PDP, every row that was committed has its recording — those
   run from the proxy's decision cache while the PDP was dead included;
 - sessions closed while the PDP was dead have their close records (the proxy's own,
-  spooled: not `proxy_lost`) once it is back.
+  spooled: not `proxy_lost`) once it is back;
+- a session the PDP recorded as opened just before it died, whose answer never reached the
+  proxy, is closed by the proxy (`open_unanswered`, tests/test_unanswered_open.py) once
+  the PDP is back: every recorded open has its close.
 
 The same run with a spool too small to keep what the dead PDP could not take: a session
 halts (its statements are refused, nothing of them runs) when the spool cannot promise
@@ -171,6 +174,7 @@ async def test_kill_9_under_load_loses_no_evidence(tmp_path, spool_max):
                 assert load.refusals and all("spool is full" in r for r in load.refusals)
             else:
                 assert before_kill > 0, "nothing ran before the kill"
+            killed_at = time.time()
             os.kill(pdp.pid, signal.SIGKILL)
             pdp.wait()
             await asyncio.sleep(DOWN_SECONDS)
@@ -180,6 +184,7 @@ async def test_kill_9_under_load_loses_no_evidence(tmp_path, spool_max):
                 await until(lambda: any(SPOOL_FULL in r for r in load.refusals))
             while_down = len(load.acknowledged) - before_kill
             pdp = start_pdp(path, address)
+            restarted_at = time.time() - killed_at
             await asyncio.sleep(UP_SECONDS)
         finally:
             load.stop.set()
@@ -209,10 +214,19 @@ async def test_kill_9_under_load_loses_no_evidence(tmp_path, spool_max):
                     closed = {r.session_id for r in closes}
                     if committed <= recorded and opened <= closed:
                         break
-                    assert time.monotonic() < deadline, (
-                        f"unrecorded rows {sorted(committed - recorded)[:20]}, "
-                        f"sessions without a close {len(opened - closed)}"
-                    )
+                    if time.monotonic() >= deadline:
+                        unclosed = sorted(opened - closed)
+                        held = [
+                            (r.kind, r.body.get("verdict"), round(r.time - killed_at, 3))
+                            for sid in unclosed[:3]
+                            for r in await store.query(session_id=sid)
+                        ]
+                        raise AssertionError(
+                            f"unrecorded rows {sorted(committed - recorded)[:20]}, "
+                            f"sessions without a close {len(unclosed)}: {unclosed[:3]} "
+                            f"holding {held[:20]} (seconds after the kill; restarted "
+                            f"after {restarted_at:.3f})"
+                        )
                     await asyncio.sleep(0.25)
                 assert not [c.body for c in closes if c.body.get("reason") == "proxy_lost"]
             finally:

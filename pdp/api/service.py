@@ -37,7 +37,7 @@ from pdp.domain.guard_sync import NEAR_SECONDS, OPEN_SECONDS, WAIT_SECONDS, Guar
 from pdp.domain.guards import Guards
 from pdp.domain.identity import Identity, TokenRejected, TokenVerifier
 from pdp.domain.policy_input import build_input, command_input
-from pdp.domain.sessions import Session, SessionTable, new_session_id
+from pdp.domain.sessions import SESSION_ID, Session, SessionTable, new_session_id
 from pdp.domain.shadow import announce, enforced, record_facts, shadowed
 from pdp.domain.ssh_identity import KEY_ATTRIBUTE, KeyIdentities
 from pdp.evidence.checkpoints import record_credential_statement
@@ -280,12 +280,50 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             await self._record_rejected_token(request, connection, exc.reason)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"token rejected: {exc.reason}")
             raise  # unreachable: abort raises
+        session_id = await self._new_session_id(request, context)
+        # The open goes on if its caller goes (a deadline, the PDP's answer lost): decided,
+        # recorded and held, so that the close the proxy sends for an open it never heard
+        # answered finds it (SessionTable.find waits for an open under way).
+        work = asyncio.ensure_future(
+            self._open(session_id, request, connection, identity, proxy.key)
+        )
+        self.sessions.opening(session_id, work)
+        return await asyncio.shield(work)
+
+    async def _new_session_id(
+        self, request: pdp_pb2.OpenSessionRequest, context: grpc.aio.ServicerContext
+    ) -> str:
+        """The id the proxy proposed (checked: its form, and never used before), or a new one."""
+        proposed = request.session_id
+        if not proposed:
+            return new_session_id()
+        if not SESSION_ID.fullmatch(proposed):
+            await self._invalid(context, "session_id", "must be s- and 32 lowercase hex digits")
+        try:
+            taken = await self.sessions.id_taken(proposed)
+        except StoreUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"audit store unavailable: {exc}")
+            raise AssertionError("unreachable") from None
+        if taken:
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS, f"session id {proposed!r} is already used"
+            )
+        return proposed
+
+    async def _open(
+        self,
+        session_id: str,
+        request: pdp_pb2.OpenSessionRequest,
+        connection: dict[str, Any],
+        identity: Identity,
+        proxy_key: str,
+    ) -> pdp_pb2.OpenSessionResponse:
         # what other PDPs counted for budgets and pauses, read before the first command
         await self.guard_sync.ensure(OPEN_SECONDS)
         session = Session(
-            new_session_id(), identity, connection, request.client_addr, request.client[:MAX_NAME]
+            session_id, identity, connection, request.client_addr, request.client[:MAX_NAME]
         )
-        session.proxy = proxy.key
+        session.proxy = proxy_key
         command = {"kind": "session.open", "raw": ""}
         attributes = struct_to_dict(request.attributes) if request.HasField("attributes") else {}
         policy_input = build_input(session, command)
@@ -319,7 +357,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         response.decision.CopyFrom(decision_message(decision))
         response.decision.approval_id = approval_id
         if approval_id and not decision.verdict.allowed:
-            self.open_approvals[approval_id] = proxy.key
+            self.open_approvals[approval_id] = proxy_key
         if decision.verdict.allowed:
             if approval_id:  # a just-in-time grant: the session lives as long as the approval
                 granted = self.approvals.requests[approval_id] if self.approvals else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -97,6 +98,9 @@ class Session:
         )
 
 
+SESSION_ID = re.compile(r"s-[0-9a-f]{32}")  # what new_session_id makes, a proxy too
+
+
 def new_session_id() -> str:
     return "s-" + uuid.uuid4().hex
 
@@ -111,6 +115,23 @@ class SessionTable:
         self._recently_closed: dict[str, Session] = {}
         # open sessions per (subject, connection name): the policy's cap per identity
         self._held: dict[tuple[str, str], int] = {}
+        # opens being decided and recorded, by the id they give their session: a call
+        # naming one (the close of an open whose answer was lost) waits for its outcome
+        self._opening: dict[str, asyncio.Future[Any]] = {}
+
+    def opening(self, session_id: str, work: asyncio.Future[Any]) -> None:
+        """An open of session_id under way until work is done."""
+        self._opening[session_id] = work
+        work.add_done_callback(lambda _: self._opening.pop(session_id, None))
+
+    async def id_taken(self, session_id: str) -> bool:
+        """Whether an open under way, held or recorded (whatever its verdict) already has
+        this id: StoreUnavailable if the store cannot be read."""
+        if session_id in self._opening or session_id in self._open:
+            return True
+        if session_id in self._recently_closed:
+            return True
+        return bool(await self.store.query(kind="session.open", session_id=session_id, limit=1))
 
     def add(self, session: Session) -> None:
         if session.id in self._open:
@@ -139,6 +160,9 @@ class SessionTable:
 
         include_closed also finds a session that has ended (its last events may arrive
         after the close)."""
+        pending = self._opening.get(session_id)
+        if pending is not None:  # its open is still being decided: its outcome says
+            await asyncio.wait([pending])
         session = self._open.get(session_id) or self._recently_closed.get(session_id)
         if session is not None and (include_closed or not session.closed):
             session.last_seen = time.monotonic()

@@ -16,6 +16,7 @@ import logging
 import math
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,16 @@ class SessionGrant:
     credential_ref: str
     expires_at: float = 0.0  # a just-in-time grant ends the session then (0: no limit)
     token_expires_at: float = 0.0  # the PDP refuses every command after (0: no expiry)
+
+
+# the reason a proxy closes a session whose open it never heard answered (the PDP died,
+# or the call timed out or was cancelled, after the open may have been recorded)
+OPEN_UNANSWERED = "open_unanswered"
+MAX_UNANSWERED = 4096  # such closes kept to send (in memory: past it, the PDP's reaper)
+UNANSWERED_RETRY_SECONDS = 0.5
+# what gRPC says of a call no transport ever carried (no connection to the PDP at all):
+# its open cannot have been recorded, so there is nothing to close
+_NEVER_SENT = "failed to connect to all addresses"
 
 
 class SessionRefused(Exception):
@@ -209,6 +220,9 @@ class PDPClient:
     # told (session id, ruling) of a decision that arrived after the proxy denied at its
     # deadline, so the session's record says the decision was not enforced
     on_late: Callable[[str, Ruling], None] | None = field(default=None, repr=False)
+    # sessions to close once the PDP answers (id -> reason), and the task closing them
+    _unanswered: dict[str, str] = field(default_factory=dict, repr=False)
+    _unanswered_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def start(self) -> None:
         options = [
@@ -227,10 +241,11 @@ class PDPClient:
         self._watcher = asyncio.create_task(self._watch())
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._watcher, self._unanswered_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._calls is not None:
             await self._calls.close()
         if self._channel is not None:
@@ -280,9 +295,18 @@ class PDPClient:
         client: str,
         attributes: dict[str, Any] | None = None,
     ) -> SessionGrant:
+        """OpenSession with an id of the proxy's choosing: when no answer comes (the PDP
+        died, the call timed out or its caller went) the open may still have been
+        recorded, and the session is closed as open_unanswered once the PDP answers
+        again, so the evidence never holds a session that opened and never ended."""
         assert self._stub is not None
+        session_id = "s-" + uuid.uuid4().hex
         request = pdp_pb2.OpenSessionRequest(
-            token=token, connection=connection, client_addr=client_addr, client=client
+            token=token,
+            connection=connection,
+            client_addr=client_addr,
+            client=client,
+            session_id=session_id,
         )
         if attributes:
             request.attributes.CopyFrom(to_struct(attributes))
@@ -291,7 +315,12 @@ class PDPClient:
                 request, timeout=self.timeout, metadata=self.metadata
             )
         except grpc.aio.AioRpcError as exc:
+            if exc.code() not in _REFUSALS and _NEVER_SENT not in (exc.details() or ""):
+                self.close_when_answered(session_id, OPEN_UNANSWERED)
             raise SessionRefused(_rpc_reason(exc)) from None
+        except asyncio.CancelledError:
+            self.close_when_answered(session_id, OPEN_UNANSWERED)
+            raise
         ruling = ruling_from_message(response.decision)
         if not response.session_id or not ruling.verdict.allowed:
             reasons = "; ".join(ruling.verdict.reasons) or "session not allowed"
@@ -446,9 +475,35 @@ class PDPClient:
         try:
             await self._stub.CloseSession(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:
-            log.warning("could not close session %s at the PDP: %s", session_id, _rpc_reason(exc))
+            if reason == OPEN_UNANSWERED and exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                # the open was never recorded: nothing to close, as expected
+                log.debug("session %s never opened at the PDP", session_id)
+            else:
+                log.warning(
+                    "could not close session %s at the PDP: %s", session_id, _rpc_reason(exc)
+                )
             return _outcome(exc.code())
         return "stored"
+
+    def close_when_answered(self, session_id: str, reason: str) -> None:
+        """Close session_id at the PDP as soon as it answers: a session the PDP may have
+        opened that no client will use. Kept in memory (a proxy that dies leaves them
+        to the PDP's reaper, which closes them as proxy_lost), at most MAX_UNANSWERED."""
+        if len(self._unanswered) >= MAX_UNANSWERED:
+            dropped = next(iter(self._unanswered))
+            del self._unanswered[dropped]
+            log.warning("session %s: its close is left to the PDP's reaper", dropped)
+        self._unanswered[session_id] = reason
+        if self._unanswered_task is None or self._unanswered_task.done():
+            self._unanswered_task = asyncio.create_task(self._close_unanswered())
+
+    async def _close_unanswered(self) -> None:
+        while self._unanswered:
+            session_id, reason = next(iter(self._unanswered.items()))
+            if await self.close_session(session_id, reason, True) == "unreachable":
+                await asyncio.sleep(UNANSWERED_RETRY_SECONDS)
+                continue
+            self._unanswered.pop(session_id, None)
 
     async def record(self, session_id: str, events: list[str]) -> bool:
         """Send a batch of session events, each one JSON object as text (an empty batch
@@ -522,6 +577,7 @@ _REFUSALS = (
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
 )
 
 

@@ -342,9 +342,18 @@ class ProxySession:
             ref = choose_ref(runtime.connection, grant.credential_ref)
             self.lease = await runtime.provider.acquire(ref, grant.session_id)
         except CredentialUnavailable as exc:
-            await runtime.pdp.close_session(grant.session_id, "credential_unavailable", True)
+            sid, reason = grant.session_id, "credential_unavailable"
+            if await runtime.pdp.close_session(sid, reason, True) == UNREACHABLE:
+                runtime.pdp.close_when_answered(sid, reason)
+            self.grant, self._closed = None, True  # closed at the PDP: close() has nothing to do
             runtime.metrics.upstream_error("credential_unavailable")
             raise SessionRefused(f"no upstream credential: {exc}") from None
+        except BaseException:
+            # cancelled (or failed) with the session open at the PDP and nothing of it used:
+            # closed there as soon as it answers
+            runtime.pdp.close_when_answered(grant.session_id, "open_failed")
+            self.grant, self._closed = None, True
+            raise
         runtime.metrics.lease_acquired(self._provider)
         self.recorder = SessionRecorder(
             runtime.pdp,

@@ -135,18 +135,20 @@ class Identity(_message.Message):
     def __init__(self, subject: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ..., issuer: _Optional[str] = ..., token_id: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
 
 class OpenSessionRequest(_message.Message):
-    __slots__ = ("token", "connection", "client_addr", "client", "attributes")
+    __slots__ = ("token", "connection", "client_addr", "client", "attributes", "session_id")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ADDR_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     token: str
     connection: Connection
     client_addr: str
     client: str
     attributes: _struct_pb2.Struct
-    def __init__(self, token: _Optional[str] = ..., connection: _Optional[_Union[Connection, _Mapping]] = ..., client_addr: _Optional[str] = ..., client: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    session_id: str
+    def __init__(self, token: _Optional[str] = ..., connection: _Optional[_Union[Connection, _Mapping]] = ..., client_addr: _Optional[str] = ..., client: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class OpenSessionResponse(_message.Message):
     __slots__ = ("session_id", "decision", "identity", "session_expires_at")
