@@ -166,9 +166,7 @@ async def test_replica_starting_on_a_shared_postgres_store_leaves_live_sessions(
             assert await closes_of(replica, opened.session_id) == []
 
 
-async def test_a_close_the_store_cannot_check_now_is_unavailable_not_refused(
-    tmp_path, monkeypatch
-):
+async def test_a_close_the_store_cannot_check_now_is_unavailable_not_refused(tmp_path, monkeypatch):
     """A restarted PDP checks a session it does not hold in the store: when that read
     fails, the proxy is told UNAVAILABLE (it keeps the close and sends it again), never
     FAILED_PRECONDITION, which a proxy takes as "never": the close would be lost."""
@@ -190,3 +188,32 @@ async def test_a_close_the_store_cannot_check_now_is_unavailable_not_refused(
         await stub.CloseSession(pdp_pb2.CloseSessionRequest(session_id=session_id))
         (close,) = await closes_of(app, session_id)
         assert close.body["reason"] == "closed"
+
+
+async def test_a_close_the_store_cannot_write_is_taken_when_sent_again(tmp_path, monkeypatch):
+    """The close record's write fails: the proxy is told UNAVAILABLE, and the close it
+    sends again is stored (the PDP had marked the session closed in memory; the store,
+    holding no close, says it is still open)."""
+    _, config = short_timeout_config(tmp_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        session_id = str(opened.session_id)
+        store = app.service.decider.store
+        real_append = store.append
+
+        async def failing(kind, *args, **kwargs):
+            if kind == "session.close":
+                raise StoreUnavailable("the write timed out")
+            return await real_append(kind, *args, **kwargs)
+
+        monkeypatch.setattr(store, "append", failing)
+        with pytest.raises(grpc.aio.AioRpcError) as first:
+            await stub.CloseSession(pdp_pb2.CloseSessionRequest(session_id=session_id))
+        assert first.value.code() == grpc.StatusCode.UNAVAILABLE
+        monkeypatch.setattr(store, "append", real_append)
+        await stub.CloseSession(pdp_pb2.CloseSessionRequest(session_id=session_id))
+        (close,) = await closes_of(app, session_id)
+        assert close.body["reason"] == "closed"
+        with pytest.raises(grpc.aio.AioRpcError) as third:  # once closed, closed
+            await stub.CloseSession(pdp_pb2.CloseSessionRequest(session_id=session_id))
+        assert third.value.code() == grpc.StatusCode.FAILED_PRECONDITION
