@@ -15,7 +15,8 @@ instructions), and the collector's work in the PDP grows with it.
 
 Policies: rego/ as it is, rego/ as committed at --baseline REV, and the one-rule policy of
 policy_profile (the floor any policy pays: input parsing, the cgo call, the answer). The
-inputs are policy_profile's (agent postgres.query inputs, golden cases and examples), with
+inputs are policy_profile's (agent postgres.query inputs, also with the catalogue facts
+whole as before pdp.domain.policy_input.trim_to_names, golden cases and examples), with
 the session's standing as the PDP passes it, written once and read by every run, so every
 policy evaluates the same bytes. The Go runtime runs with asynchronous preemption off
 (GODEBUG=asyncpreemptoff=1): its SIGURG preemption signals stop callgrind. Not a test:
@@ -141,6 +142,9 @@ def main() -> None:
         sets = {}
         if args.set in ("agent", "both"):
             sets["agent postgres.query"] = profile.agent_inputs()
+            # the same, with the catalogue facts whole (before trim_to_names): the A/B of
+            # the input's size
+            sets["agent-whole-facts postgres.query"] = profile.agent_inputs(trimmed=False)
         if args.set in ("golden", "both"):
             sets["golden + examples"] = profile.golden_inputs()
         files = {}

@@ -68,7 +68,7 @@ if str(REPO) not in sys.path:  # run as a script: bench/pdp must not stand for t
 if sys.path[0] == str(Path(__file__).resolve().parent):
     sys.path.pop(0)
 
-from pdp.domain.policy_input import statement_types  # noqa: E402
+from pdp.domain.policy_input import postgres_command, statement_types  # noqa: E402
 from pdp.engine.bundle import PolicyBundle, load_bundle  # noqa: E402
 from pdp.engine.embedded import GO_RUNTIME  # noqa: E402
 from pdp.engine.opa import DECISION_PATH, new_engine, parse_envelope, raw_evaluate  # noqa: E402
@@ -100,9 +100,24 @@ AGENT_SQL = [
 RULE_HEAD = re.compile(r"^(?:default\s+)?([a-z_][a-z0-9_]*)\s*(\(|:=|=|contains|if|\{|$)")
 
 
-def base_input(sql: str, groups: list[str]) -> dict[str, Any]:
-    """A postgres.query input as the PDP builds it for a proxy session (pdp.domain.policy_input)."""
-    statements = classify(sql)
+# the catalogue facts a proxy sends with every statement (read from the database at
+# start-up): functions defined outside pg_catalog too, and view columns -> what they carry
+SHADOWED_FUNCTIONS = ["upper", "lower", "length", "now", "md5"]
+VIEW_COLUMNS = {"contact": ["phone"], "shout": ["email"], "label": ["name"]}
+
+
+def base_input(sql: str, groups: list[str], trimmed: bool = True) -> dict[str, Any]:
+    """A postgres.query input as the PDP builds it for a proxy session (pdp.domain.policy_input:
+    the catalogue facts trimmed to the statement's names); trimmed=False: with the facts
+    whole, as the proxy sends them (as the PDP built it before trim_to_names)."""
+    attributes = {
+        "protocol": "extended",
+        "shadowed_functions": list(SHADOWED_FUNCTIONS),
+        "view_columns": dict(VIEW_COLUMNS),
+    }
+    postgres = postgres_command("postgres.query", sql, attributes)
+    if not trimmed:
+        postgres = {**postgres, **attributes}
     return {
         "identity": {
             "subject": "agent@example.com",
@@ -119,23 +134,15 @@ def base_input(sql: str, groups: list[str]) -> dict[str, Any]:
             "client": "bench",
             "attributes": {},
         },
-        "command": {
-            "kind": "postgres.query",
-            "raw": sql,
-            "postgres": {
-                "statements": statements,
-                "types": statement_types(statements),
-                "protocol": "extended",
-                "shadowed_functions": ["upper", "lower", "length", "now", "md5"],
-                "view_columns": {"contact": ["phone"], "shout": ["email"], "label": ["name"]},
-            },
-        },
+        "command": {"kind": "postgres.query", "raw": sql, "postgres": postgres},
         "now": "2026-01-01T00:00:00Z",
     }
 
 
-def agent_inputs() -> list[dict[str, Any]]:
-    return [base_input(sql, groups) for sql in AGENT_SQL for groups in (["readonly"], ["dba"])]
+def agent_inputs(trimmed: bool = True) -> list[dict[str, Any]]:
+    return [
+        base_input(sql, groups, trimmed) for sql in AGENT_SQL for groups in (["readonly"], ["dba"])
+    ]
 
 
 def golden_inputs() -> list[dict[str, Any]]:

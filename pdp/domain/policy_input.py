@@ -108,31 +108,79 @@ def statement_types(statements: list[dict[str, Any]]) -> dict[str, bool]:
 def postgres_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """input.command.postgres: the proxy's attributes (protocol, phase, parameters, ...)
     and the statements as the PDP classifies them from the raw text itself, with their
-    types (statement_types); a `statements` or `types` a proxy sent is never taken."""
+    types (statement_types); a `statements` or `types` a proxy sent is never taken. The
+    session's catalogue facts are trimmed to the names the statements hold (trim_to_names)."""
     details = {k: v for k, v in attributes.items() if k not in ("statements", "types")}
     if kind == "postgres.function_call":
         # a FunctionCall ('F') message names a function by OID; the proxy resolves it
         details["statements"] = [function_call_entry(str(attributes.get("function", "")))]
         details["types"] = statement_types(details["statements"])
+        names = statement_names(details["statements"])
     else:
-        details["statements"], details["types"] = _classified_with_types(raw)
+        details["statements"], details["types"], names = _classified_with_types(raw)
     details.setdefault("protocol", "simple")
+    trim_to_names(details, names)
     return details
 
 
+def statement_names(statements: list[dict[str, Any]]) -> frozenset[str]:
+    """Every string the statements hold, at any depth, values and keys: the names of
+    their tables, columns, functions and outputs among them (and words that name nothing,
+    which only make the set larger)."""
+    names: set[str] = set()
+    stack: list[Any] = [statements]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            names.add(value)
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return frozenset(names)
+
+
+def trim_to_names(details: dict[str, Any], names: frozenset[str]) -> None:
+    """Keep of `shadowed_functions` and `view_columns` (the proxy reads them from the
+    database at start-up and sends them whole with every statement) only the entries for
+    names the statements hold (statement_names), in place. The policy reads them only by
+    a name taken from a statement (rego/portcullis/postgres.rego: `f in
+    shadowed_functions` for each of a statement's functions; postgres_lineage.rego:
+    `view_columns[column]` for each column lineage meets), so it sees the same facts for
+    every name it asks about, and the evaluator parses and copies what a database of many
+    views and functions sends only for the few a statement uses (issue 27: the input's
+    size is a cost per byte). A key stays present (even if empty) whenever it was sent,
+    and a value of another type than the list and object of the contract is left as sent.
+    A departure from DESIGN.md's input contract like `types`: a rule of its own that
+    walked either whole would see only the trimmed part."""
+    shadowed = details.get("shadowed_functions")
+    if type(shadowed) is list:
+        # the policy compares them with a statement's function names, which are strings
+        details["shadowed_functions"] = [f for f in shadowed if isinstance(f, str) and f in names]
+    views = details.get("view_columns")
+    if type(views) is dict and views:
+        if len(names) < len(views):
+            details["view_columns"] = {n: views[n] for n in names if n in views}
+        else:
+            details["view_columns"] = {k: v for k, v in views.items() if k in names}
+
+
 @functools.lru_cache(maxsize=8192)
-def _typed(raw: str) -> tuple[list[dict[str, Any]], dict[str, bool]]:
+def _typed(raw: str) -> tuple[list[dict[str, Any]], dict[str, bool], frozenset[str]]:
     statements = _classified(raw)
-    return statements, statement_types(statements)
+    return statements, statement_types(statements), statement_names(statements)
 
 
-def _classified_with_types(raw: str) -> tuple[list[dict[str, Any]], dict[str, bool]]:
-    """classified() and its statement_types(), remembered together for short texts (both
-    shared between callers, read-only)."""
+def _classified_with_types(
+    raw: str,
+) -> tuple[list[dict[str, Any]], dict[str, bool], frozenset[str]]:
+    """classified(), its statement_types() and its statement_names(), remembered together
+    for short texts (all shared between callers, read-only)."""
     if len(raw) <= CACHED_SQL_LENGTH:
         return _typed(raw)
     statements = classify(raw)
-    return statements, statement_types(statements)
+    return statements, statement_types(statements), statement_names(statements)
 
 
 def http_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
