@@ -26,6 +26,7 @@ from portcullis.masking import MaskingError
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
 from proxies.http.bodies import BodyMask, Unmaskable, body_kind, masker_for
+from proxies.http.client_io import ClientIO
 from proxies.http.guard import CredentialInResponse, ResponseGuard
 from proxies.http.upstream import UpstreamCut, UpstreamResponse, request_head
 from proxies.runtime.exposure import ClientOutput
@@ -45,6 +46,7 @@ class UpstreamExchange:
     proxy: HttpProxy
     output: ClientOutput
     writer: asyncio.StreamWriter
+    io: ClientIO
     client_ip: str
     scheme: str
     must_close: str
@@ -95,7 +97,7 @@ class UpstreamExchange:
         async for data in reply.body:
             if data:
                 guard.write(messages.chunk(data) if chunked else data)
-                await self.writer.drain()
+                await self.io.drain()
         guard.write(messages.LAST_CHUNK if chunked else b"", final=True)
 
     def upstream_url(self, request: Request, target: Target | None = None) -> URL:
@@ -343,7 +345,7 @@ class UpstreamExchange:
                 if len(first) < RECORDED_BODY:
                     first += data[: RECORDED_BODY - len(first)]
                 guard.write(messages.chunk(data) if chunked else data)
-                await self.writer.drain()
+                await self.io.drain()
             if mask is not None:
                 tail = mask.finish()
                 sent += len(tail)

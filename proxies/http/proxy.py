@@ -54,6 +54,7 @@ from portcullis.protocols import workers_of
 from portcullis.reuse import reuse_key
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
+from proxies.http.client_io import ClientIO, take_over
 from proxies.http.codec import END, BadRequest, Body, End, Event, Head, RequestReader
 from proxies.http.forwarding import UpstreamExchange
 from proxies.http.guard import CredentialInResponse, secret_patterns
@@ -301,13 +302,15 @@ class ClientConnection(UpstreamExchange):
         self, proxy: HttpProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self.proxy = proxy
-        self.reader = reader
+        # the client's bytes are read by a ClientIO put on the transport (proxies/http/
+        # client_io.py), not through the stream reader the listener made
+        self.io: ClientIO = take_over(reader, writer)
         self.writer = writer
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.client_ip = str(peer[0])
         self.client_addr = f"{peer[0]}:{peer[1]}"
         self.scheme = "https" if writer.get_extra_info("sslcontext") else "http"
-        self.output = ClientOutput(writer.write)
+        self.output = ClientOutput(writer.transport.write)
         self.codec = RequestReader()
         self._events: collections.deque[Event] = collections.deque()
         self._guarded: list[str] = []
@@ -335,7 +338,7 @@ class ClientConnection(UpstreamExchange):
         while not self._events:
             if self._eof:
                 return None
-            data = await self.reader.read(READ_SIZE)
+            data = await self.io.read(READ_SIZE)
             if not data:
                 self._eof = True
                 return None
@@ -436,7 +439,7 @@ class ClientConnection(UpstreamExchange):
                 finally:
                     self._answering = None
                 if self.writer.transport.get_write_buffer_size():
-                    await self.writer.drain()  # a slow client: wait until it takes more
+                    await self.io.drain()  # a slow client: wait until it takes more
                 if self.proxy.runtime.drain.started:
                     return  # answered; the connection ends with the drain
         except (ConnectionError, CredentialInResponse):

@@ -184,7 +184,7 @@ async def _relay(
                 record("client", pending)
                 up_writer.write(pending)
                 await up_writer.drain()
-            pending = await conn.reader.read(64 * 1024)
+            pending = await conn.io.read(64 * 1024)
             if not pending:
                 return
 
@@ -196,7 +196,7 @@ async def _relay(
                 return
             record("server", data)
             guard.write(data)
-            await conn.writer.drain()
+            await conn.io.drain()
 
     tasks = [asyncio.ensure_future(client_to_server()), asyncio.ensure_future(server_to_client())]
     try:
