@@ -37,6 +37,7 @@ CORPUS = ROOT / "tests" / "data" / "sql_corpus.txt.gz"
 SAMPLE = int(os.environ.get("PORTCULLIS_TRIM_SAMPLE", "300"))
 SENSITIVE = ["email", "phone", "ssn"]
 OTHERS = ["upper", "lower", "length", "now", "md5", "contact", "shout", "label", "zz_unused"]
+FACTS = ("shadowed_functions", "view_columns", "relation_sources")
 AGENT_SQL = [
     "SELECT id, email, total FROM orders WHERE customer_id = 42",
     "SELECT o.id, c.email, sum(o.total) FROM orders o JOIN customers c ON c.id = o.customer_id "
@@ -72,13 +73,22 @@ def catalogue(sql: str, rng: random.Random) -> dict[str, Any]:
     views: dict[str, Any] = {}
     for name in rng.sample(pool, min(len(pool), rng.randint(0, 8))):
         views[name] = rng.choice([[rng.choice(SENSITIVE)], ["id"], ["*"], ["name", "id"]])
-    return {"protocol": "extended", "shadowed_functions": shadowed, "view_columns": views}
+    sources = {
+        rng.choice(["", "public."]) + name: [f"public.t_{rng.randint(0, 3)}"]
+        for name in rng.sample(pool, min(len(pool), rng.randint(0, 4)))
+    }
+    return {
+        "protocol": "extended",
+        "shadowed_functions": shadowed,
+        "view_columns": views,
+        "relation_sources": sources,
+    }
 
 
 def whole(sql: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """input.command.postgres as before trimming: the facts as the proxy sent them."""
     details = postgres_command("postgres.query", sql, attributes)
-    return {**details, **{k: attributes[k] for k in ("shadowed_functions", "view_columns")}}
+    return {**details, **{k: attributes[k] for k in FACTS}}
 
 
 def policy_input(postgres: dict[str, Any], sql: str, groups: list[str]) -> dict[str, Any]:
@@ -134,12 +144,32 @@ def test_a_view_column_carrying_a_sensitive_one_is_still_masked(engine):
     assert any("sensitive column contact" in r for r in decision["reasons"]), decision
 
 
+def test_the_attributes_sent_are_left_whole():
+    """The guards (the row filter's relation_sources) and the record read the attributes
+    as the proxy sent them: trimming makes new values, never changes those."""
+    attributes = {
+        "shadowed_functions": ["upper", "md5"],
+        "view_columns": {"contact": ["phone"], "shout": ["email"]},
+        "relation_sources": {"public.v": ["public.t"], "public.w": ["public.u"]},
+    }
+    sent = copy.deepcopy(attributes)
+    postgres = postgres_command("postgres.query", "SELECT upper(contact) FROM v", attributes)
+    assert attributes == sent
+    assert postgres["relation_sources"] == {"public.v": ["public.t"]}
+    assert postgres["shadowed_functions"] == ["upper"]
+
+
 def test_facts_of_another_type_are_left_as_sent():
     sql = "SELECT upper(contact) FROM v"
-    odd = {"shadowed_functions": {"a": "upper"}, "view_columns": ["contact"]}
+    odd = {
+        "shadowed_functions": {"a": "upper"},
+        "view_columns": ["contact"],
+        "relation_sources": "public.v",
+    }
     postgres = postgres_command("postgres.query", sql, copy.deepcopy(odd))
     assert postgres["shadowed_functions"] == odd["shadowed_functions"]
     assert postgres["view_columns"] == odd["view_columns"]
+    assert postgres["relation_sources"] == odd["relation_sources"]
 
 
 def test_a_function_call_keeps_the_fact_about_its_function():
@@ -166,11 +196,20 @@ facts = st.recursive(
     st.frozensets(names_st, max_size=8),
     st.lists(st.one_of(names_st, st.integers()), max_size=8),
     st.dictionaries(names_st, facts, max_size=8),
+    st.dictionaries(st.tuples(names_st, names_st).map(".".join), facts, max_size=4),
 )
-def test_every_held_name_is_looked_up_alike(names, shadowed, views):
-    details = {"shadowed_functions": list(shadowed), "view_columns": dict(views), "p": 1}
+def test_every_held_name_is_looked_up_alike(names, shadowed, views, sources):
+    details = {
+        "shadowed_functions": list(shadowed),
+        "view_columns": dict(views),
+        "relation_sources": dict(sources),
+        "p": 1,
+    }
     trim_to_names(details, names)
-    assert set(details) == {"shadowed_functions", "view_columns", "p"}
+    assert set(details) == {"shadowed_functions", "view_columns", "relation_sources", "p"}
+    for key, value in sources.items():
+        held = key in names or key.rpartition(".")[2] in names
+        assert details["relation_sources"].get(key, "absent") == (value if held else "absent")
     for name in names:
         assert (name in details["shadowed_functions"]) == (name in shadowed)
         assert details["view_columns"].get(name, "absent") == views.get(name, "absent")

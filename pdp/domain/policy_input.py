@@ -142,18 +142,21 @@ def statement_names(statements: list[dict[str, Any]]) -> frozenset[str]:
 
 
 def trim_to_names(details: dict[str, Any], names: frozenset[str]) -> None:
-    """Keep of `shadowed_functions` and `view_columns` (the proxy reads them from the
-    database at start-up and sends them whole with every statement) only the entries for
-    names the statements hold (statement_names), in place. The policy reads them only by
-    a name taken from a statement (rego/portcullis/postgres.rego: `f in
+    """Keep of the catalogue facts the proxy reads from the database at start-up and sends
+    whole with every statement only the entries for names the statements hold
+    (statement_names), in place: `shadowed_functions` and `view_columns`, which the policy
+    reads only by a name taken from a statement (rego/portcullis/postgres.rego: `f in
     shadowed_functions` for each of a statement's functions; postgres_lineage.rego:
     `view_columns[column]` for each column lineage meets), so it sees the same facts for
-    every name it asks about, and the evaluator parses and copies what a database of many
-    views and functions sends only for the few a statement uses (issue 27: the input's
-    size is a cost per byte). A key stays present (even if empty) whenever it was sent,
-    and a value of another type than the list and object of the contract is left as sent.
+    every name it asks about; and `relation_sources` (view -> the relations it reads, by
+    schema-qualified name), which no shipped rule reads (the row-filter guard takes it
+    from the proxy's attributes, not from the input): kept for a relation named with or
+    without its schema. The evaluator parses and copies what a database of many views
+    and functions sends only for the few a statement uses (issue 27: the input's size is
+    a cost per byte). A key stays present (even if empty) whenever it was sent, and a
+    value of another type than the list and objects of the contract is left as sent.
     A departure from DESIGN.md's input contract like `types`: a rule of its own that
-    walked either whole would see only the trimmed part."""
+    walked any of them whole would see only the trimmed part."""
     shadowed = details.get("shadowed_functions")
     if type(shadowed) is list:
         # the policy compares them with a statement's function names, which are strings
@@ -164,6 +167,13 @@ def trim_to_names(details: dict[str, Any], names: frozenset[str]) -> None:
             details["view_columns"] = {n: views[n] for n in names if n in views}
         else:
             details["view_columns"] = {k: v for k, v in views.items() if k in names}
+    sources = details.get("relation_sources")
+    if type(sources) is dict and sources:
+        details["relation_sources"] = {
+            k: v
+            for k, v in sources.items()
+            if isinstance(k, str) and (k in names or k.rpartition(".")[2] in names)
+        }
 
 
 @functools.lru_cache(maxsize=8192)
