@@ -122,3 +122,20 @@ def test_statement_attributes_follow_what_the_session_learnt() -> None:
     assert enforcer._command("simple")[0]["shadowed_functions"] == ["lower"]
     enforcer.pooler = "transaction"
     assert enforcer._command("parse")[0] == enforcer._attributes("parse")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_a_row_filters_query_frame_is_the_query_messages_encoding(text: str) -> None:
+    """Query.frame (a refilled row filter's text, per statement) is Query(text).encode(),
+    and refuses a NUL as the message does."""
+    try:
+        expected = codec.Query(text).encode()
+    except ValueError:
+        try:
+            codec.Query.frame(text)
+        except ValueError:
+            return
+        raise AssertionError("frame took a text the message refuses") from None
+    assert codec.Query.frame(text) == expected
+    assert FrontendParser(startup=False).feed(expected) == [codec.Query(text)]

@@ -822,3 +822,25 @@ def test_admit_holds_the_room_owed_and_statement_room_say(steps):
         assert recorder.admit(len(raw))
         assert recorder.claim == spool.reserved
         assert recorder.claim == spooled(recorder.owed()) + statement_room(len(raw))
+
+
+def test_statements_whose_results_alternate_look_their_tails_up(monkeypatch):
+    """A row filter's statements find a row or none in turn: each result's tail is spelt
+    out once, then looked up (the events are test_a_statement_is_recorded_as_its_command_
+    event_would_be's: the same as command() gives)."""
+    import proxies.runtime.recorder as recorder_module
+
+    spelt = []
+    real = recorder_module._command_tail
+
+    def counting(ruling, details, tails):
+        spelt.append(details["rows"])
+        return real(ruling, details, tails)
+
+    monkeypatch.setattr(recorder_module, "_command_tail", counting)
+    recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
+    for n in range(40):
+        recorder.statement(f"select {n}", ALLOWED, f"SELECT {n % 2}", n % 2, "simple")
+    assert spelt == [0, 1]
+    events = [json.loads(text) for text in recorder._due()]
+    assert [e["details"]["rows"] for e in events] == [n % 2 for n in range(40)]

@@ -4,7 +4,9 @@ through the real relay callbacks, CPU per transaction.
 A session's two callbacks (_Relay._client_data and _server_data) get the bytes pgbench and
 the server send for `SELECT abalance FROM pgbench_accounts WHERE aid = N` — simple Query,
 or Bind/Describe/Execute/Sync of a prepared statement, or a simple Query under a row filter
-(issue 30: each statement refilled into the reused rewrite), or a simple Query in a database
+(issue 30: each statement refilled into the reused rewrite; 'tenants': the same, where the
+filter finds the row of half the ids, as bench_guards' tenant does, so the recorded result
+alternates between one row and none), or a simple Query in a database
 with views (their columns and the relations they read go to the policy with every
 statement, input.command.postgres) — with the verdict reused from the
 session's decision cache (cache_key: shape), the recording on (its spool holding room per
@@ -15,7 +17,7 @@ on a loaded machine (CPU time of this process, best of --repeat), where a pgbenc
 CPU per transaction moves by a third with the other load. Not a test: nothing asserts.
 
     python bench/postgres/bench_hotpath.py [--transactions 20000] [--repeat 5]
-        [--modes simple,prepared,filtered,views]
+        [--modes simple,prepared,filtered,tenants,views]
 
 (--repeat 0: the session and the chunks are made, nothing is run; callgrind_hotpath.py
 subtracts that.)
@@ -78,13 +80,13 @@ class _Proxy:
         self.known_descriptions: set[bytes] = set()
 
 
-def _server_answer(aid: int, prepared: bool) -> bytes:
-    row = codec.DataRow([str(aid % 5000 - 2500).encode()])
+def _server_answer(aid: int, prepared: bool, rows: int = 1) -> bytes:
+    row = [codec.DataRow([str(aid % 5000 - 2500).encode()])] * rows
     description = codec.RowDescription([codec.Field("abalance", 16384, 3, 23, 4, -1, 0)])
     head: list[codec.Message] = [codec.BindComplete(), description] if prepared else [description]
     return b"".join(
         m.encode()
-        for m in (*head, row, codec.CommandComplete("SELECT 1"), codec.ReadyForQuery("I"))
+        for m in (*head, *row, codec.CommandComplete(f"SELECT {rows}"), codec.ReadyForQuery("I"))
     )
 
 
@@ -178,7 +180,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transactions", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--modes", default="simple,prepared,filtered,views")
+    parser.add_argument("--modes", default="simple,prepared,filtered,tenants,views")
     args = parser.parse_args()
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as spool_dir:
@@ -186,7 +188,9 @@ async def main() -> None:
         spool.open()
         for mode in args.modes.split(","):
             prepared = mode == "prepared"
-            relay, conn = await _session(spool, mode == "filtered", mode == "views")
+            # tenants: a row filter finds the row of half the ids (bench_guards' accounts)
+            tenants = mode == "tenants"
+            relay, conn = await _session(spool, mode in ("filtered", "tenants"), mode == "views")
             if prepared:  # the statement, parsed once (its verdict reused from the cache)
                 parse = codec.Parse("P_0", SQL.format("$1"), []).encode() + codec.Sync().encode()
                 relay._client_data(parse)
@@ -194,7 +198,8 @@ async def main() -> None:
             chunks = []
             for _ in range(args.transactions):
                 aid = rng.randrange(1, 1_000_000)
-                chunks.append((_client_chunk(aid, prepared), _server_answer(aid, prepared)))
+                rows = aid % 2 if tenants else 1
+                chunks.append((_client_chunk(aid, prepared), _server_answer(aid, prepared, rows)))
             if not args.repeat:
                 continue  # (callgrind_hotpath.py: the same work but the transactions)
             _run(relay, conn, chunks[:2000])  # warm

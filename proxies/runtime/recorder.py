@@ -360,11 +360,22 @@ class SessionRecorder:
             tails = self._tails
             if tails is None:
                 tails = self._tails = {}
-            details = {"tag": tag, "rows": rows, "protocol": protocol}
-            tail = _command_tail(ruling, details, tails)
-            self._last_statement = (
-                ruling.decision_id, ruling.kind, ruling.cached, tag, rows, protocol, tail
-            )
+            # statements whose results alternate (a row filter or a page finds a row or
+            # none) look their tails up by these six fields: an even-length key, never one
+            # of _command_tail's (three fields and two per detail), in the same bounded dict
+            key = (ruling.decision_id, ruling.kind, ruling.cached, tag, rows, protocol)
+            try:
+                tail = tails[key]
+            except KeyError:
+                details = {"tag": tag, "rows": rows, "protocol": protocol}
+                tail = _command_tail(ruling, details, tails)
+                if len(tails) >= MAX_SESSION_TAILS:
+                    tails.clear()
+                tails[key] = tail
+            except TypeError:  # a decision id or tag that cannot be a key (never seen)
+                details = {"tag": tag, "rows": rows, "protocol": protocol}
+                tail = _command_tail(ruling, details, tails)
+            self._last_statement = (*key, tail)
         run = self._open_run
         if (
             run is not None
