@@ -55,17 +55,7 @@ def catalogues() -> dict[str, dict[str, Any]]:
         "shadowed_functions": list(policy_profile.SHADOWED_FUNCTIONS),
         "view_columns": dict(policy_profile.VIEW_COLUMNS),
     }
-    views = {
-        "protocol": "extended",
-        "shadowed_functions": [
-            *policy_profile.SHADOWED_FUNCTIONS,
-            *("round", "trim", "concat", "coalesce", "date_trunc", "to_char", "abs"),
-        ],
-        "view_columns": {f"contact_{i}": [f"phone_{i}"] for i in range(10)},
-        "relation_sources": {
-            f"public.view_{i}": [f"public.table_{i}", "public.accounts"] for i in range(20)
-        },
-    }
+    views = {"protocol": "extended", **policy_profile.VIEWS_CATALOGUE}
     return {"small catalogue": small, "20 views": views}
 
 

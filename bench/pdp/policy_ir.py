@@ -16,13 +16,15 @@ instructions), and the collector's work in the PDP grows with it.
 Policies: rego/ as it is, rego/ as committed at --baseline REV, and the one-rule policy of
 policy_profile (the floor any policy pays: input parsing, the cgo call, the answer). The
 inputs are policy_profile's (agent postgres.query inputs, also with the catalogue facts
-whole as before pdp.domain.policy_input.trim_to_names, golden cases and examples), with
+whole as before pdp.domain.policy_input.trim_to_names, golden cases and examples; --set
+views: the agent inputs of a database of 20 views, facts trimmed and whole), with
 the session's standing as the PDP passes it, written once and read by every run, so every
 policy evaluates the same bytes. The Go runtime runs with asynchronous preemption off
 (GODEBUG=asyncpreemptoff=1): its SIGURG preemption signals stop callgrind. Not a test:
 nothing here asserts.
 
-    python bench/pdp/policy_ir.py [--baseline REV] [--evaluations 400] [--set agent|golden|both]
+    python bench/pdp/policy_ir.py [--baseline REV] [--evaluations 400]
+                                  [--set agent|golden|both|views]
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def main() -> None:
     parser.add_argument(
         "--evaluations", type=int, default=400, help="evaluations per run (whole passes)"
     )
-    parser.add_argument("--set", choices=("agent", "golden", "both"), default="both")
+    parser.add_argument("--set", choices=("agent", "golden", "both", "views"), default="both")
     parser.add_argument("--jobs", type=int, default=2, help="callgrind runs at a time")
     parser.add_argument("--child", nargs=3, metavar=("POLICY", "INPUTS", "PASSES"))
     args = parser.parse_args()
@@ -145,6 +147,9 @@ def main() -> None:
             # the same, with the catalogue facts whole (before trim_to_names): the A/B of
             # the input's size
             sets["agent-whole-facts postgres.query"] = profile.agent_inputs(trimmed=False)
+        if args.set == "views":  # a database of 20 views: trimmed and whole facts
+            sets["views postgres.query"] = profile.agent_inputs(views=True)
+            sets["views-whole-facts postgres.query"] = profile.agent_inputs(False, views=True)
         if args.set in ("golden", "both"):
             sets["golden + examples"] = profile.golden_inputs()
         files = {}

@@ -104,17 +104,34 @@ RULE_HEAD = re.compile(r"^(?:default\s+)?([a-z_][a-z0-9_]*)\s*(\(|:=|=|contains|
 # start-up): functions defined outside pg_catalog too, and view columns -> what they carry
 SHADOWED_FUNCTIONS = ["upper", "lower", "length", "now", "md5"]
 VIEW_COLUMNS = {"contact": ["phone"], "shout": ["email"], "label": ["name"]}
+# a database of 20 views (bench/postgres/bench_hotpath.py's: 10 view columns that carry a
+# phone, the relations each view reads) and 12 shadowed built-ins
+VIEWS_CATALOGUE = {
+    "shadowed_functions": [
+        *SHADOWED_FUNCTIONS,
+        *("round", "trim", "concat", "coalesce", "date_trunc", "to_char", "abs"),
+    ],
+    "view_columns": {f"contact_{i}": [f"phone_{i}"] for i in range(10)},
+    "relation_sources": {
+        f"public.view_{i}": [f"public.table_{i}", "public.accounts"] for i in range(20)
+    },
+}
 
 
-def base_input(sql: str, groups: list[str], trimmed: bool = True) -> dict[str, Any]:
+def base_input(
+    sql: str, groups: list[str], trimmed: bool = True, views: bool = False
+) -> dict[str, Any]:
     """A postgres.query input as the PDP builds it for a proxy session (pdp.domain.policy_input:
     the catalogue facts trimmed to the statement's names); trimmed=False: with the facts
-    whole, as the proxy sends them (as the PDP built it before trim_to_names)."""
-    attributes = {
+    whole, as the proxy sends them (as the PDP built it before trim_to_names); views: the
+    facts of VIEWS_CATALOGUE instead of the small catalogue."""
+    attributes: dict[str, Any] = {
         "protocol": "extended",
         "shadowed_functions": list(SHADOWED_FUNCTIONS),
         "view_columns": dict(VIEW_COLUMNS),
     }
+    if views:
+        attributes.update(VIEWS_CATALOGUE)
     postgres = postgres_command("postgres.query", sql, attributes)
     if not trimmed:
         postgres = {**postgres, **attributes}
@@ -139,9 +156,11 @@ def base_input(sql: str, groups: list[str], trimmed: bool = True) -> dict[str, A
     }
 
 
-def agent_inputs(trimmed: bool = True) -> list[dict[str, Any]]:
+def agent_inputs(trimmed: bool = True, views: bool = False) -> list[dict[str, Any]]:
     return [
-        base_input(sql, groups, trimmed) for sql in AGENT_SQL for groups in (["readonly"], ["dba"])
+        base_input(sql, groups, trimmed, views)
+        for sql in AGENT_SQL
+        for groups in (["readonly"], ["dba"])
     ]
 
 
