@@ -25,6 +25,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,39 @@ def main() -> None:
             f"  {label:16s} whole {before:7.1f}   trimmed {after:7.1f}   {after / before:5.3f}x"
             f"   (first statement's input.command.postgres: {sizes[True]} -> {sizes[False]} B)"
         )
+    attributes_from_the_wire(args.blocks)
     print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+def attributes_from_the_wire(blocks: int, per_block: int = 2000) -> None:
+    """A Decide's attributes made Python values (pdp.api.service): struct_to_dict against
+    StructMemo's hit, ABBA blocks, for each catalogue."""
+    from google.protobuf import struct_pb2
+
+    from pdp.api.recording_rpc import StructMemo, struct_to_dict
+
+    print("  a Decide's attributes from the Struct, CPU µs (struct_to_dict / StructMemo hit)")
+    for label, attributes in catalogues().items():
+        message = struct_pb2.Struct()
+        message.update(attributes)
+        memo = StructMemo()
+        memo(message)
+        convert: dict[bool, Callable[[struct_pb2.Struct], dict[str, Any]]] = {
+            True: struct_to_dict,
+            False: memo,
+        }
+        times: dict[bool, list[float]] = {True: [], False: []}
+        for block in range(blocks * 2):
+            old = block % 2 == (block // 2) % 2
+            started = time.process_time()
+            for _ in range(per_block):
+                convert[old](message)
+            times[old].append((time.process_time() - started) / per_block * 1e6)
+        before, after = statistics.median(times[True]), statistics.median(times[False])
+        print(
+            f"  {label:16s} {message.ByteSize():5d} B   {before:6.1f} -> {after:6.1f}"
+            f"   {after / before:5.3f}x"
+        )
 
 
 if __name__ == "__main__":

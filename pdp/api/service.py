@@ -26,6 +26,7 @@ from pdp.api.proxy_auth import ProxyAuthenticator, ProxyIdentity
 from pdp.api.recording_rpc import (
     MAX_COMMAND_BYTES,
     SessionEventBatches,
+    StructMemo,
     peer_of,
     struct_to_dict,
 )
@@ -138,6 +139,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self.guards = guards or Guards()
         self.instance = new_instance()  # names this process's egress reports and pauses
         self.guard_sync = GuardSync(decider.store, self.guards, self.instance)
+        # a Decide's attributes: a session's catalogue facts come with every statement
+        self._command_attributes = StructMemo()
 
     # -- helpers --------------------------------------------------------------
 
@@ -410,7 +413,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 "token expired during the session; reconnect with a fresh token",
             )
         attributes = (
-            struct_to_dict(request.command.attributes)
+            self._command_attributes(request.command.attributes)
             if request.command.HasField("attributes")
             else {}
         )

@@ -1,0 +1,96 @@
+"""pdp.api.recording_rpc.StructMemo: a Decide's attributes remembered by their bytes give
+exactly what struct_to_dict gives, fresh objects each time, within their bound."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from google.protobuf import struct_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pdp.api.recording_rpc import StructMemo, struct_to_dict
+
+keys = st.text(max_size=12)
+leaves = st.one_of(
+    st.text(max_size=40),
+    st.floats(allow_nan=False),
+    st.integers(-(2**53), 2**53).map(float),
+    st.booleans(),
+    st.none(),
+)
+values = st.recursive(
+    leaves,
+    lambda inner: st.one_of(st.lists(inner, max_size=6), st.dictionaries(keys, inner, max_size=6)),
+    max_leaves=40,
+)
+
+
+def struct_of(value: dict[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(value)
+    wire = message.SerializeToString()
+    parsed = struct_pb2.Struct()  # as the server gets it: parsed from the wire
+    parsed.ParseFromString(wire)
+    return parsed
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, with types (1.0 and True are not the same value) and the sign of a zero."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return a == b and math.copysign(1, a) == math.copysign(1, b)
+    return bool(a == b)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(keys, values, max_size=8))
+def test_remembered_attributes_equal_the_converted_ones(value):
+    memo = StructMemo(min_bytes=0)
+    message = struct_of(value)
+    expected = struct_to_dict(message)
+    first = memo(message)  # a miss: converted and kept
+    second = memo(struct_of(value))  # a hit: from the kept text
+    assert same(first, expected)
+    assert same(second, expected)
+
+
+def test_a_hit_is_fresh_objects_each_time():
+    memo = StructMemo(min_bytes=0)
+    message = struct_of({"view_columns": {"contact": ["phone"]}, "shadowed_functions": ["upper"]})
+    first = memo(message)
+    first["view_columns"]["contact"].append("changed")
+    first["shadowed_functions"].clear()
+    second = memo(message)
+    assert second == {"view_columns": {"contact": ["phone"]}, "shadowed_functions": ["upper"]}
+    second["view_columns"]["x"] = ["y"]
+    assert memo(message) == {
+        "view_columns": {"contact": ["phone"]},
+        "shadowed_functions": ["upper"],
+    }
+
+
+def test_it_keeps_no_more_than_its_bound_and_skips_small_or_huge_structs():
+    memo = StructMemo(entries=3, min_bytes=64, max_bytes=4096)
+    for n in range(10):
+        message = struct_of({"view_columns": {f"v{n}_{i}": ["phone"] for i in range(8)}})
+        assert memo(message) == struct_to_dict(message)
+    assert len(memo._texts) == 3
+    memo(struct_of({"protocol": "simple"}))
+    memo(struct_of({"p": ["x" * 100] * 50}))
+    assert len(memo._texts) == 3
+
+
+def test_different_attributes_are_never_confused():
+    memo = StructMemo(min_bytes=0)
+    a = struct_of({"view_columns": {"contact": ["phone"]}, "phase": "parse"})
+    b = struct_of({"view_columns": {"contact": ["phone"]}, "phase": "bind"})
+    assert memo(a)["phase"] == "parse"
+    assert memo(b)["phase"] == "bind"
+    assert memo(a)["phase"] == "parse"
