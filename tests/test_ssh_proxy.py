@@ -142,6 +142,23 @@ async def test_denied_exec_never_reaches_the_upstream(stack: Stack) -> None:
     assert len(execs) == 6 and {d["verdict"] for d in execs} == {"deny"}
 
 
+async def test_an_exec_denied_once_the_upstream_is_up_never_reaches_it(stack: Stack) -> None:
+    # once the upstream connection is up, a client's channel is opened upstream as soon as
+    # the client opens its own (before its request is known): the open alone, the request
+    # only once allowed
+    marker = stack.tmp / "marker"
+    async with await stack.connect() as conn:
+        assert (await conn.run("uptime")).exit_status == 0
+        for line in (f"touch {marker}", f"uptime; touch {marker}", f"cat $(touch {marker})"):
+            result = await conn.run(line)
+            assert result.exit_status == 1, line
+            assert result.stderr.startswith("portcullis: denied: "), result.stderr
+        again = await conn.run("uptime")
+        assert again.exit_status == 0 and "load average" in again.stdout
+    assert not marker.exists()
+    assert stack.sshd.sessions_started() == 2
+
+
 async def test_openssh_client_with_the_token_as_password(stack: Stack) -> None:
     env = askpass(stack.tmp, stack.token())
     base = ["ssh", *client_options(stack.port), "-p", str(stack.port), "ann@127.0.0.1"]

@@ -30,7 +30,7 @@ from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling
 from proxies.ssh.sftp import SftpRelay
 from proxies.ssh.stream import Cast, MaskedOutput
-from proxies.ssh.upstream import open_session
+from proxies.ssh.upstream import Request, open_session
 
 if TYPE_CHECKING:
     from proxies.ssh.proxy import ClientConnection
@@ -94,8 +94,13 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._gone = False
         self._quiet: asyncio.TimerHandle | None = None
         self._cast_timer: asyncio.TimerHandle | None = None
-        self._upstream_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        # the upstream channel: opened ahead (proxies/ssh/upstream.py), its request sent
+        # once the gate has it (allowed), or never (None: denied, or the client gone)
+        self._gate: asyncio.Future[Request | None] = loop.create_future()
+        self._opening: asyncio.Future[Any] | None = None
+        self._upstream_done: asyncio.Future[None] = loop.create_future()
+        self.finished: asyncio.Future[None] = loop.create_future()
         Channel._numbers += 1
         self.number = Channel._numbers
         client.channels.add(self)
@@ -106,6 +111,10 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.chan = chan
         self.stdout = self.client.output(chan.write)
         self.stderr = self.client.output(lambda data: chan.write_stderr(data))
+        if self.client.upstream is not None and self.client.session is not None:
+            # the upstream connection is up: its channel opens now, while the client
+            # sends its request and it is decided (it carries nothing until allowed)
+            self._opening = asyncio.ensure_future(self._open_upstream())
 
     def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
         self.term = term_type or "xterm"
@@ -194,6 +203,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
     def client_gone(self) -> None:
         """The client's channel or connection went away: stop waiting, end the upstream."""
         self._gone = True
+        self._open_upstream_for(None)
         if self.waiting or self.relay is not None:  # a relayed SFTP request may be waiting
             self._cancel_wait()
         if self.up is not None:
@@ -280,9 +290,11 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             await self._serve()
         except Exception:
             log.exception("ssh channel failed")
+            self._open_upstream_for(None)
             self._end(1, "the proxy failed")
         finally:
             self.client.channels.discard(self)
+            self.client.retire(self.stdout, self.stderr)
             if not self.finished.done():
                 self.finished.set_result(None)
 
@@ -298,12 +310,14 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
     async def _serve(self) -> None:
         session = await self.client.ready()
         if session is None or not self.kind:
+            self._open_upstream_for(None)
             self._end(1, "no session")
             return
-        # the upstream channel opens while the request is decided; its request goes (gate
-        # True) only once allowed (proxies/ssh/upstream.py)
-        gate: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        opening = asyncio.ensure_future(self._open_upstream(gate))
+        # the upstream channel opens (if it did not when the client opened its channel)
+        # while the request is decided; its request goes only once allowed
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._open_upstream())
+        opening = self._opening
         allowed = False
         try:
             self.waiting = True
@@ -321,9 +335,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             if allowed and not sftp:
                 self._masking(ruling)  # an SFTP stream is packets: its relay decides each
         finally:
-            gate.set_result(allowed)  # the upstream channel's request goes now, or never
-            if not allowed:
-                _settle(opening)
+            # the upstream channel's request goes now, or never
+            self._open_upstream_for(self._request() if allowed else None)
         if not allowed:
             self.say(f"portcullis: denied: {'; '.join(ruling.verdict.reasons)}")
             session.record_command(self.raw, ruling, **self._details(1))
@@ -369,12 +382,14 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             return
         self._end(status if status is not None else 255)
 
-    async def _open_upstream(self, gate: asyncio.Future[bool]) -> Any:
-        """The upstream channel for this request, its request sent once `gate` is True."""
+    async def _open_upstream(self) -> Any:
+        """The upstream channel for this channel, its request sent once the gate has it."""
         upstream = await self.client.connect_upstream()
-        return await open_session(
-            upstream,
-            gate,
+        return await open_session(upstream, self._gate, self.client.session_ahead())
+
+    def _request(self) -> Request:
+        """The client's request, as decided, for the upstream channel."""
+        return Request(
             lambda: UpstreamChannel(self),
             command=self.raw if self.kind == "ssh.exec" else None,
             subsystem=self.raw if self.kind == "ssh.subsystem" else None,
@@ -382,6 +397,14 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             term_size=self.size if self.term else None,
             term_modes=self.modes or None,
         )
+
+    def _open_upstream_for(self, request: Request | None) -> None:
+        """The decision, told once to the upstream channel's opening: its request, or None
+        (it closes having sent the open alone; whatever it ends with is no one's error)."""
+        if not self._gate.done():
+            self._gate.set_result(request)
+        if request is None and self._opening is not None:
+            _settle(self._opening)
 
     async def _terminal_gate(self, session: Any) -> Ruling | None:
         """A command run with a terminal (`ssh -t host journalctl`) is interactive: a pager
@@ -501,8 +524,8 @@ class UpstreamChannel(asyncssh.SSHClientSession):  # type: ignore[type-arg]
 
 
 def _settle(opening: asyncio.Future[Any]) -> None:
-    """An upstream channel not wanted (its request was denied): it closes by itself (its
-    gate is False); whatever it ends with is not an error of anyone's."""
+    """An upstream channel not wanted (its request was denied, or the client left): it
+    closes by itself (its gate is None); whatever it ends with is not an error of anyone's."""
     opening.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 

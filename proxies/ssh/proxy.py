@@ -54,6 +54,7 @@ from proxies.ssh import keys
 from proxies.ssh.channel import Channel
 from proxies.ssh.packets import without_chaff
 from proxies.ssh.remote_forward import relay_remote_forward
+from proxies.ssh.upstream import GatedChannel, session_ahead
 
 log = logging.getLogger("portcullis.ssh")
 
@@ -188,9 +189,11 @@ class ClientConnection(asyncssh.SSHServer):
         self.session: ProxySession | None = None
         self.upstream: asyncssh.SSHClientConnection | None = None
         self._connecting: asyncio.Task[asyncssh.SSHClientConnection] | None = None
+        self._spare: GatedChannel | None = None  # an upstream channel opened for the next
         self._client_keys: list[Any] = []
         self.scanner: SecretScanner | None = None
-        self.outputs: list[ClientOutput] = []
+        self.outputs: list[ClientOutput] = []  # of the channels open
+        self.sent_before = 0  # bytes sent to the client by channels that have finished
         self.channels: set[Channel] = set()
         self.attempts = 0
         self.client_addr = ""
@@ -334,6 +337,14 @@ class ClientConnection(asyncssh.SSHServer):
         self.outputs.append(out)
         return out
 
+    def retire(self, *outputs: ClientOutput | None) -> None:
+        """A finished channel's outputs: their bytes counted, the outputs (and the channel
+        they hold) let go — a long connection of many execs keeps none of them."""
+        for out in outputs:
+            if out is not None and out in self.outputs:
+                self.outputs.remove(out)
+                self.sent_before += out.sent
+
     # -- channels ------------------------------------------------------------------------
 
     def session_requested(self) -> Any:
@@ -416,6 +427,18 @@ class ClientConnection(asyncssh.SSHServer):
         if self._connecting is None:
             raise ConnectionError("no session")
         return await asyncio.shield(self._connecting)
+
+    def session_ahead(self) -> GatedChannel | None:
+        """An upstream session channel already opened (or being opened) for a channel of
+        the client's, and another opened for the next one: a channel's open is not a
+        round trip on its way (it carries nothing; its request goes only once allowed,
+        proxies/ssh/upstream.py). None: none ready (open_session opens one)."""
+        taken, self._spare = self._spare, None
+        if taken is not None and taken.opening_failed():
+            taken = None  # refused (the upstream's limit of sessions?): opened anew
+        if self.upstream is not None and self._closing is None and self.conn is not None:
+            self._spare = session_ahead(self.upstream)
+        return taken
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
         session = self.session
@@ -508,7 +531,7 @@ class ClientConnection(asyncssh.SSHServer):
         session = self.session
         if session is None:
             return
-        session.counters["bytes_to_client"] = sum(o.sent for o in self.outputs)
+        session.counters["bytes_to_client"] = self.sent_before + sum(o.sent for o in self.outputs)
         session.counters["credential_exposed"] = int(
             self.scanner.exposed if self.scanner is not None else False
         )

@@ -1,19 +1,20 @@
-"""An upstream session channel opened while its request is decided, requested only if allowed.
+"""An upstream session channel opened ahead of its request, requested only if allowed.
 
 Owns the one place the SSH proxy reaches into asyncssh below its documented API. asyncssh
 opens a session channel and sends its requests (pty-req, then exec / shell / subsystem)
 in one coroutine (SSHClientConnection.create_session → SSHClientChannel.create). The
 proxy wants the open — a round trip to the upstream that carries nothing of the client's
-— to overlap the PDP's decision, and the requests to follow only an allow:
-`GatedChannel` is asyncssh's client channel whose open, once the upstream confirmed it,
-waits for the decision (`gate`): True, and the requests go as asyncssh sends them; False
-(or the wait cancelled), and the channel is closed having sent the open alone, so a
-denied command never reaches the upstream. The override sits between the open and the
-first request, which asyncssh sends only after `_open` returns.
+— made as soon as the client opened its channel (before its request is even known), so
+that it overlaps the client's request and the PDP's decision, and the requests to follow
+only an allow: `open_session` sends the open at once (`GatedChannel.open_ahead`) and
+waits for the decision (`gate`): a `Request`, and the channel is created as asyncssh
+creates it, its `_open` answering with the open already confirmed, so the requests go as
+asyncssh sends them; None (or the wait cancelled), and the channel is closed having sent
+the open alone, so a denied command never reaches the upstream.
 
-`open_session` builds the channel as create_session does; with an asyncssh whose channel
-does not take the arguments this module knows (`GATED` false), it waits for the gate
-first and calls create_session: the same order, without the overlap.
+With an asyncssh whose channel does not take the arguments this module knows (`GATED`
+false), `open_session` waits for the gate first and calls create_session: the same
+order, without the overlap.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncssh
@@ -44,59 +46,112 @@ GATED = (
 )
 
 
-class GatedChannel(asyncssh.SSHClientChannel):  # type: ignore[type-arg]
-    """A client session channel whose requests wait, after the open, for `gate`."""
+@dataclass(frozen=True)
+class Request:
+    """What an allowed channel asks of the upstream (the client's request, as decided)."""
 
-    def __init__(self, gate: asyncio.Future[bool], *args: Any) -> None:
-        super().__init__(*args)
-        self._gate = gate
+    factory: Callable[[], asyncssh.SSHClientSession]  # type: ignore[type-arg]
+    command: str | None = None
+    subsystem: str | None = None
+    term_type: str | None = None
+    term_size: Any = None
+    term_modes: dict[int, int] | None = None
+
+
+class GatedChannel(asyncssh.SSHClientChannel):  # type: ignore[type-arg]
+    """A client session channel whose open is sent ahead of its create()."""
+
+    _ahead: asyncio.Future[Any] | None = None
+
+    def open_ahead(self) -> asyncio.Future[Any]:
+        """Send the channel's open now; create() then takes its confirmation."""
+        self._ahead = asyncio.ensure_future(super()._open(b"session"))
+        # a refusal is told to create() (or nobody: a spare never taken), not logged
+        self._ahead.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return self._ahead
+
+    def opening_failed(self) -> bool:
+        """Its open sent ahead was refused (or the connection failed)."""
+        ahead = self._ahead
+        return ahead is not None and ahead.done() and (ahead.cancelled() or bool(ahead.exception()))
 
     async def _open(self, chantype: bytes, *args: bytes) -> Any:
-        packet = await super()._open(chantype, *args)
-        try:
-            allowed = await asyncio.shield(self._gate)
-        except BaseException:
-            self.close()
-            raise
-        if not allowed:
-            self.close()
-            raise asyncssh.ChannelOpenError(
-                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "not allowed"
-            )
-        return packet
+        if self._ahead is None or chantype != b"session" or args:
+            return await super()._open(chantype, *args)
+        return await self._ahead
+
+
+def _not_allowed() -> asyncssh.ChannelOpenError:
+    return asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "not allowed")
+
+
+def _abandon(chan: GatedChannel, opened: asyncio.Future[Any]) -> None:
+    """A channel opened ahead and not wanted: closed once its open is answered (a failed
+    open is nobody's error)."""
+
+    def closed(done: asyncio.Future[Any]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            chan.close()
+
+    opened.add_done_callback(closed)
+
+
+def session_ahead(conn: asyncssh.SSHClientConnection) -> GatedChannel | None:
+    """A session channel of `conn` whose open is sent now, for a request to come
+    (open_session's `ahead`); None with an asyncssh this module does not know."""
+    if not GATED:
+        return None
+    options: Any = conn._options  # what create_session reads for these (its defaults)
+    chan = GatedChannel(
+        conn, asyncio.get_running_loop(), conn._utf8_decode_errors, None, "strict",
+        options.window, options.max_pktsize,
+    )  # fmt: skip
+    chan.open_ahead()
+    return chan
+
+
+def close_ahead(chan: GatedChannel) -> None:
+    """A channel of session_ahead not taken: closed once its open is answered."""
+    if chan._ahead is not None:
+        _abandon(chan, chan._ahead)
 
 
 async def open_session(
     conn: asyncssh.SSHClientConnection,
-    gate: asyncio.Future[bool],
-    factory: Callable[[], asyncssh.SSHClientSession],  # type: ignore[type-arg]
-    command: str | None,
-    subsystem: str | None,
-    term_type: str | None,
-    term_size: Any,
-    term_modes: dict[int, int] | None,
+    gate: asyncio.Future[Request | None],
+    ahead: GatedChannel | None = None,
 ) -> Any:
-    """The upstream channel of one request: opened now, its requests sent once `gate` is
-    True (asyncssh.ChannelOpenError once it is False). Returns the channel."""
-    if gate.done() and not gate.result():  # denied while the connection was being made
-        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "not allowed")
+    """The upstream channel of one request: opened now (or `ahead`, a channel of
+    session_ahead), its request (the gate's Request) sent once the gate has one
+    (asyncssh.ChannelOpenError once it is None). Returns the channel."""
+    if gate.done() and gate.result() is None:  # denied while the connection was being made
+        if ahead is not None:
+            close_ahead(ahead)
+        raise _not_allowed()
     if not GATED:
-        if not await asyncio.shield(gate):
-            raise asyncssh.ChannelOpenError(
-                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "not allowed"
-            )
-        chan, _ = await conn.create_session(
-            factory, command=command, subsystem=subsystem, term_type=term_type,
-            term_size=term_size, term_modes=term_modes, encoding=None,
+        request = await asyncio.shield(gate)
+        if request is None:
+            raise _not_allowed()
+        created, _ = await conn.create_session(
+            request.factory, command=request.command, subsystem=request.subsystem,
+            term_type=request.term_type, term_size=request.term_size,
+            term_modes=request.term_modes, encoding=None,
         )  # fmt: skip
-        return chan
-    options: Any = conn._options  # what create_session reads for these (its defaults)
-    chan = GatedChannel(
-        gate, conn, asyncio.get_running_loop(), conn._utf8_decode_errors, None, "strict",
-        options.window, options.max_pktsize,
-    )  # fmt: skip
+        return created
+    chan = ahead if ahead is not None else session_ahead(conn)
+    assert chan is not None and chan._ahead is not None
+    opened = chan._ahead
+    try:
+        request = await asyncio.shield(gate)
+    except BaseException:
+        _abandon(chan, opened)
+        raise
+    if request is None:
+        _abandon(chan, opened)
+        raise _not_allowed()
     await chan.create(
-        factory, command, subsystem, {}, bool(term_type), term_type, term_size or None,
-        term_modes or {}, False, None, None, False, False,
+        request.factory, request.command, request.subsystem, {}, bool(request.term_type),
+        request.term_type, request.term_size or None, request.term_modes or {}, False, None,
+        None, False, False,
     )  # fmt: skip
     return chan
