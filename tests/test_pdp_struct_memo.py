@@ -1,5 +1,6 @@
 """pdp.api.recording_rpc.StructMemo: a Decide's attributes remembered by their bytes give
-exactly what struct_to_dict gives, fresh objects each time, within their bound."""
+exactly what struct_to_dict gives, fresh objects each time, within their bound, and the
+reuse key portcullis.reuse gives them for each kind."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pdp.api.recording_rpc import StructMemo, struct_to_dict
+from portcullis.reuse import reuse_key
 
 keys = st.text(max_size=12)
 leaves = st.one_of(
@@ -52,45 +54,52 @@ def same(a: Any, b: Any) -> bool:
 @settings(max_examples=300)
 @given(st.dictionaries(keys, values, max_size=8))
 def test_remembered_attributes_equal_the_converted_ones(value):
-    memo = StructMemo(min_bytes=0)
+    memo = StructMemo(reuse_key, min_bytes=0)
     message = struct_of(value)
     expected = struct_to_dict(message)
-    first = memo(message)  # a miss: converted and kept
-    second = memo(struct_of(value))  # a hit: from the kept text
-    assert same(first, expected)
-    assert same(second, expected)
+    first, key1 = memo.decode(message, "postgres.query")  # a miss: converted and kept
+    second, key2 = memo.decode(struct_of(value), "postgres.query")  # a hit: the kept text
+    third, key3 = memo.decode(message, "http.request")  # a hit, another kind
+    assert same(first, expected) and same(second, expected) and same(third, expected)
+    assert key1 == key2 == reuse_key("postgres.query", expected)
+    assert key3 == reuse_key("http.request", expected)
 
 
 def test_a_hit_is_fresh_objects_each_time():
-    memo = StructMemo(min_bytes=0)
+    memo = StructMemo(reuse_key, min_bytes=0)
     message = struct_of({"view_columns": {"contact": ["phone"]}, "shadowed_functions": ["upper"]})
-    first = memo(message)
+    first, _ = memo.decode(message, "postgres.query")
     first["view_columns"]["contact"].append("changed")
     first["shadowed_functions"].clear()
-    second = memo(message)
+    second, _ = memo.decode(message, "postgres.query")
     assert second == {"view_columns": {"contact": ["phone"]}, "shadowed_functions": ["upper"]}
     second["view_columns"]["x"] = ["y"]
-    assert memo(message) == {
+    assert memo.decode(message, "postgres.query")[0] == {
         "view_columns": {"contact": ["phone"]},
         "shadowed_functions": ["upper"],
     }
 
 
 def test_it_keeps_no_more_than_its_bound_and_skips_small_or_huge_structs():
-    memo = StructMemo(entries=3, min_bytes=64, max_bytes=4096)
+    memo = StructMemo(reuse_key, entries=3, min_bytes=64, max_bytes=4096)
     for n in range(10):
         message = struct_of({"view_columns": {f"v{n}_{i}": ["phone"] for i in range(8)}})
-        assert memo(message) == struct_to_dict(message)
+        value = struct_to_dict(message)
+        assert memo.decode(message, "k") == (value, reuse_key("k", value))
     assert len(memo._texts) == 3
-    memo(struct_of({"protocol": "simple"}))
-    memo(struct_of({"p": ["x" * 100] * 50}))
+    for small_or_huge in ({"protocol": "simple"}, {"p": ["x" * 100] * 50}):
+        message = struct_of(small_or_huge)
+        value = struct_to_dict(message)
+        assert memo.decode(message, "k") == (value, reuse_key("k", value))
     assert len(memo._texts) == 3
 
 
 def test_different_attributes_are_never_confused():
-    memo = StructMemo(min_bytes=0)
+    memo = StructMemo(reuse_key, min_bytes=0)
     a = struct_of({"view_columns": {"contact": ["phone"]}, "phase": "parse"})
     b = struct_of({"view_columns": {"contact": ["phone"]}, "phase": "bind"})
-    assert memo(a)["phase"] == "parse"
-    assert memo(b)["phase"] == "bind"
-    assert memo(a)["phase"] == "parse"
+    for _ in range(2):
+        value_a, key_a = memo.decode(a, "postgres.query")
+        value_b, key_b = memo.decode(b, "postgres.query")
+        assert value_a["phase"] == "parse" and value_b["phase"] == "bind"
+        assert key_a != key_b

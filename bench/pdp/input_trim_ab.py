@@ -124,22 +124,27 @@ def main() -> None:
 
 
 def attributes_from_the_wire(blocks: int, per_block: int = 2000) -> None:
-    """A Decide's attributes made Python values (pdp.api.service): struct_to_dict against
-    StructMemo's hit, ABBA blocks, for each catalogue."""
+    """A Decide's attributes made Python values and their reuse key (pdp.api.service):
+    struct_to_dict and reuse_key against StructMemo's hit, ABBA blocks, for each catalogue."""
     from google.protobuf import struct_pb2
 
     from pdp.api.recording_rpc import StructMemo, struct_to_dict
+    from portcullis.reuse import reuse_key
 
-    print("  a Decide's attributes from the Struct, CPU µs (struct_to_dict / StructMemo hit)")
+    def before(message: struct_pb2.Struct) -> None:
+        reuse_key("postgres.query", struct_to_dict(message))
+
+    print("  a Decide's attributes and reuse key from the Struct, CPU µs (before / memo hit)")
     for label, attributes in catalogues().items():
         message = struct_pb2.Struct()
         message.update(attributes)
-        memo = StructMemo()
-        memo(message)
-        convert: dict[bool, Callable[[struct_pb2.Struct], dict[str, Any]]] = {
-            True: struct_to_dict,
-            False: memo,
-        }
+        memo = StructMemo(reuse_key)
+        memo.decode(message, "postgres.query")
+
+        def after(message: struct_pb2.Struct, memo: StructMemo = memo) -> None:
+            memo.decode(message, "postgres.query")
+
+        convert: dict[bool, Callable[[struct_pb2.Struct], None]] = {True: before, False: after}
         times: dict[bool, list[float]] = {True: [], False: []}
         for block in range(blocks * 2):
             old = block % 2 == (block // 2) % 2
@@ -147,10 +152,10 @@ def attributes_from_the_wire(blocks: int, per_block: int = 2000) -> None:
             for _ in range(per_block):
                 convert[old](message)
             times[old].append((time.process_time() - started) / per_block * 1e6)
-        before, after = statistics.median(times[True]), statistics.median(times[False])
+        was, now = statistics.median(times[True]), statistics.median(times[False])
         print(
-            f"  {label:16s} {message.ByteSize():5d} B   {before:6.1f} -> {after:6.1f}"
-            f"   {after / before:5.3f}x"
+            f"  {label:16s} {message.ByteSize():5d} B   {was:6.1f} -> {now:6.1f}"
+            f"   {now / was:5.3f}x"
         )
 
 

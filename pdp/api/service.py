@@ -140,7 +140,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self.instance = new_instance()  # names this process's egress reports and pauses
         self.guard_sync = GuardSync(decider.store, self.guards, self.instance)
         # a Decide's attributes: a session's catalogue facts come with every statement
-        self._command_attributes = StructMemo()
+        self._command_attributes = StructMemo(reuse_key)
 
     # -- helpers --------------------------------------------------------------
 
@@ -412,10 +412,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 grpc.StatusCode.UNAUTHENTICATED,
                 "token expired during the session; reconnect with a fresh token",
             )
-        attributes = (
-            self._command_attributes(request.command.attributes)
+        attributes, key = (
+            self._command_attributes.decode(request.command.attributes, kind)
             if request.command.HasField("attributes")
-            else {}
+            else ({}, reuse_key(kind, {}))
         )
         raw = request.command.raw
         record = {
@@ -440,7 +440,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 built.update(build_input(session, command_input(kind, raw, attributes)))
             return built
 
-        reusable = Reusable(session.id, kind, raw, reuse_key(kind, attributes))
+        reusable = Reusable(session.id, kind, raw, key)
         if deadline is not None and time.monotonic() >= deadline:
             # the proxy has denied it already: deciding now would record what never ran
             await context.abort(
