@@ -257,7 +257,10 @@ class UpstreamExchange:
             and int(length) <= WHOLE
         ):
             # a short body is checked whole before its head goes: a secret in it is a 502
-            data = await response.content.read()
+            # (usually here with the head already: taken without a wait)
+            data = response.content.ready()
+            if data is None:
+                data = await response.content.read()
             # an upstream repeats its answer's head: the last one made is kept for the
             # same status, fields (the same lines) and length (this connection only)
             key = (response.status, response.reason, fields.fields, head.keep_alive, len(data))

@@ -292,6 +292,19 @@ class Body:
     def __init__(self, response: UpstreamResponse) -> None:
         self._response = response
 
+    def ready(self) -> bytes | None:
+        """The whole body when its length is known and all of it is here already (read()
+        without a wait; the body is then read), else None (await read())."""
+        response = self._response
+        if response._framing != "length" or response._done:
+            return None
+        buffer = response._conn._buffer
+        if len(buffer) < response._left:
+            return None
+        data = response._conn._take(response._left)
+        response._left, response._done = 0, True
+        return data
+
     async def read(self) -> bytes:
         response = self._response
         if response._framing == "length" and not response._done:
@@ -461,8 +474,15 @@ class UpstreamPool:
                 if conn._write_paused:
                     await conn.drain()  # (a closed connection shows as the answer's end)
                 while True:
+                    if not conn._buffer and not conn._eof:
+                        await conn._more()  # the answer's first bytes
+                    # (readuntil's first look, in this frame: the head usually came whole)
+                    found = conn._buffer.find(b"\r\n\r\n")
                     try:
-                        block = await conn.readuntil(b"\r\n\r\n")
+                        if found >= 0:
+                            block = conn._take(found + 4)
+                        else:
+                            block = await conn.readuntil(b"\r\n\r\n")
                     except asyncio.IncompleteReadError as exc:
                         if not exc.partial:
                             raise _Stale from None  # closed before answering anything
