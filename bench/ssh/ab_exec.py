@@ -4,7 +4,8 @@ Owns the comparison a change to the SSH proxy's per-channel path is judged by on
 machine: one sshd (tests/ssh_harness.py) and one PDP, and two SSH proxy processes for
 the same connection — one running the proxy as committed at `--old` (default HEAD,
 unpacked with `git archive` into a temporary directory, so the checkout is not touched),
-one running this checkout — then, over one connection to each in turn (A B B A ...), and
+one running this checkout (or the commit `--new`, unpacked alike: files others are
+editing stay out) — then, over one connection to each in turn (A B B A ...), and
 to sshd directly beside them, `--execs` sequential execs of `uptime`: the wall time per
 exec and the CPU per exec of that proxy and of the PDP (bench/cpu_meter.py). Wall time
 moves with the other tenants of the machine; CPU per exec much less, and alternating
@@ -13,8 +14,8 @@ keeps a drift from favouring either side. The PDP and the policy are the old tre
 `--pdp new`. Prints each round and the medians; `--profile` then runs the new side once
 more under cProfile (the top of it printed).
 
-    python -u bench/ssh/ab_exec.py [--old REF] [--rounds 6] [--execs 200] [--pdp old|new]
-                                   [--interleave N [--distinct]] [--profile]
+    python -u bench/ssh/ab_exec.py [--old REF] [--new REF] [--rounds 6] [--execs 200]
+                                   [--pdp old|new] [--interleave N [--distinct]] [--profile]
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def policies_of(tree: Path, into: Path) -> Path:
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
     old_tree = tree_of(args.old, tmp / "old")
-    pdp_tree = old_tree if args.pdp == "old" else REPO
+    # --new: a commit, not the checkout (whose files others may be editing right now)
+    new_tree = tree_of(args.new, tmp / "new") if args.new else REPO
+    pdp_tree = old_tree if args.pdp == "old" else new_tree
     sshd = Sshd(tmp / "sshd").start()
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -97,7 +100,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                            client_keys=[str(sshd.user_key)], **common),
         }  # fmt: skip
         pids: dict[str, int] = {}
-        for side, tree in (("old", old_tree), ("new", REPO)):
+        for side, tree in (("old", old_tree), ("new", new_tree)):
             # the same connection on its own port and spool, beside the other side's
             listen = free_port()
             own = {**base, "listen": f"127.0.0.1:{listen}", "spool_dir": str(tmp / side)}
@@ -209,6 +212,7 @@ async def interleaved(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", default="HEAD", help="the commit the checkout is compared with")
+    parser.add_argument("--new", default="", help="a commit instead of the checkout")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--execs", type=int, default=200)
     parser.add_argument("--pdp", choices=("old", "new"), default="old")
