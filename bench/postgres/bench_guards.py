@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -67,6 +68,48 @@ def policies(tmp: Path) -> Path:
     return target
 
 
+def guards_gateway(
+    tmp: Path,
+    scratch: tuple[str, str, str],
+    rows: int,
+    extra: dict[str, dict[str, Any]] | None = None,
+) -> tuple[int, int, Path, str, str]:
+    """The bench's scratch database (db, role, password: an accounts table of `rows`,
+    half of them tenant acme's) and a portcullis.yaml serving it twice: plain-db and
+    filtered-db (the same connection, a row filter on accounts). extra: more keys per
+    section ("pdp", "plain-db", "filtered-db"). (plain port, filtered port, config path,
+    the bench token of tenant acme, a reader token)."""
+    extra = extra or {}
+    db, role, password = scratch
+    create_scratch(db, role, password)
+    sh(["psql", "-h", "127.0.0.1", "-U", role, "-d", db, "-qAtX", "-c",
+        "CREATE TABLE accounts (id int PRIMARY KEY, tenant_id text, name text, total int);"
+        "INSERT INTO accounts SELECT g, CASE WHEN g % 2 = 0 THEN 'acme' ELSE 'globex' END,"
+        f" 'account ' || g, g % 1000 FROM generate_series(1, {rows}) g"],
+       env={**os.environ, "PGPASSWORD": password})  # fmt: skip
+    plain_port, filtered_port = free_port(), free_port()
+    config = up_config(tmp, plain_port, db, role, password)
+    config["pdp"]["engine"]["policies"] = str(policies(tmp))
+    config["pdp"].update(extra.get("pdp", {}))
+    [plain] = config["connections"]
+    plain["name"] = "plain-db"
+    filtered = {**plain, "name": "filtered-db", "listen": f"127.0.0.1:{filtered_port}",
+                "spool_dir": str(tmp / "spool-filtered")}  # fmt: skip
+    plain.update(extra.get("plain-db", {}))
+    filtered.update(extra.get("filtered-db", {}))
+    config["connections"].append(filtered)
+    path = tmp / "portcullis.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    from pdp.domain.identity import DevIssuer
+    from portcullis.config import load_config
+
+    issuer = DevIssuer(load_config(path).identity)
+    bench = issuer.issue("bench@example.com", ["bench"], 7200, extra_claims={"tenant": "acme"})
+    reader = issuer.issue("reader@example.com", ["readonly"], 7200)
+    return plain_port, filtered_port, path, bench, reader
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=6)
@@ -79,31 +122,10 @@ def main() -> None:
     db, role, password = scratch_names("portcullis_guards")
     up: subprocess.Popen | None = None
     try:
-        create_scratch(db, role, password)
-        sh(["psql", "-h", "127.0.0.1", "-U", role, "-d", db, "-qAtX", "-c",
-            "CREATE TABLE accounts (id int PRIMARY KEY, tenant_id text, name text, total int);"
-            "INSERT INTO accounts SELECT g, CASE WHEN g % 2 = 0 THEN 'acme' ELSE 'globex' END,"
-            f" 'account ' || g, g % 1000 FROM generate_series(1, {args.rows}) g"],
-           env={**os.environ, "PGPASSWORD": password})  # fmt: skip
-        plain_port, filtered_port = free_port(), free_port()
-        config = up_config(tmp, plain_port, db, role, password)
-        config["pdp"]["engine"]["policies"] = str(policies(tmp))
-        [plain] = config["connections"]
-        plain["name"] = "plain-db"
-        config["connections"].append(
-            {**plain, "name": "filtered-db", "listen": f"127.0.0.1:{filtered_port}",
-             "spool_dir": str(tmp / "spool-filtered")}
-        )  # fmt: skip
-        path = tmp / "portcullis.yaml"
-        path.write_text(yaml.safe_dump(config))
+        plain_port, filtered_port, path, bench, reader = guards_gateway(
+            tmp, (db, role, password), args.rows
+        )
         cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
-
-        from pdp.domain.identity import DevIssuer
-        from portcullis.config import load_config
-
-        issuer = DevIssuer(load_config(path).identity)
-        bench = issuer.issue("bench@example.com", ["bench"], 7200, extra_claims={"tenant": "acme"})
-        reader = issuer.issue("reader@example.com", ["readonly"], 7200)
         up = subprocess.Popen([*cli, "up"], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         wait_port(plain_port)
         wait_port(filtered_port)

@@ -32,9 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-from bench_guards import SCRIPT, policies  # noqa: E402  (this folder's own)
-from bench_masking import pgbench, up_config  # noqa: E402
-from bench_pgbench import create_scratch, drop_scratch, scratch_names, sh, wait_port  # noqa: E402
+from bench_guards import SCRIPT, guards_gateway  # noqa: E402  (this folder's own)
+from bench_masking import pgbench  # noqa: E402
+from bench_pgbench import drop_scratch, scratch_names, sh, wait_port  # noqa: E402
 from pdp_harness import free_port  # noqa: E402
 
 sys.path.append(str(REPO / "bench"))
@@ -116,39 +116,21 @@ def main() -> None:
     db, role, password = scratch_names("portcullis_split")
     procs: list[subprocess.Popen] = []
     try:
-        create_scratch(db, role, password)
-        sh(["psql", "-h", "127.0.0.1", "-U", role, "-d", db, "-qAtX", "-c",
-            "CREATE TABLE accounts (id int PRIMARY KEY, tenant_id text, name text, total int);"
-            "INSERT INTO accounts SELECT g, CASE WHEN g % 2 = 0 THEN 'acme' ELSE 'globex' END,"
-            f" 'account ' || g, g % 1000 FROM generate_series(1, {args.rows}) g"],
-           env={**os.environ, "PGPASSWORD": password})  # fmt: skip
-        plain_port, filtered_port = free_port(), free_port()
-        config = up_config(tmp, plain_port, db, role, password)
-        config["pdp"]["engine"]["policies"] = str(policies(tmp))
-        config["pdp"]["proxy_credential_file"] = str(tmp / "proxy.credential")
-        [plain] = config["connections"]
-        plain["name"] = "plain-db"
         metrics = {"plain-db": free_port(), "filtered-db": free_port()}
-        plain["metrics_listen"] = f"127.0.0.1:{metrics['plain-db']}"
-        config["connections"].append(
-            {**plain, "name": "filtered-db", "listen": f"127.0.0.1:{filtered_port}",
-             "spool_dir": str(tmp / "spool-filtered"),
-             "metrics_listen": f"127.0.0.1:{metrics['filtered-db']}"}
-        )  # fmt: skip
-        path = tmp / "portcullis.yaml"
-        path.write_text(yaml.safe_dump(config))
+        plain_port, filtered_port, path, bench, reader = guards_gateway(
+            tmp,
+            (db, role, password),
+            args.rows,
+            {
+                "pdp": {"proxy_credential_file": str(tmp / "proxy.credential")},
+                **{n: {"metrics_listen": f"127.0.0.1:{port}"} for n, port in metrics.items()},
+            },
+        )
         cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
-
-        from pdp.domain.identity import DevIssuer
-        from portcullis.config import load_config
-
-        issuer = DevIssuer(load_config(path).identity)
-        bench = issuer.issue("bench@example.com", ["bench"], 7200, extra_claims={"tenant": "acme"})
-        reader = issuer.issue("reader@example.com", ["readonly"], 7200)
         quiet = {"stderr": subprocess.DEVNULL, "stdout": subprocess.DEVNULL}
         pdp = subprocess.Popen([*cli, "pdp"], **quiet)  # type: ignore[call-overload]
         procs.append(pdp)
-        wait_port(int(config["pdp"]["listen"].rpartition(":")[2]))
+        wait_port(int(yaml.safe_load(path.read_text())["pdp"]["listen"].rpartition(":")[2]))
         for _ in range(100):
             if (tmp / "proxy.credential").exists():
                 break
