@@ -149,8 +149,7 @@ class Target:
 
     def dsn(self, scheme: str = "postgresql") -> str:
         return (
-            f"{scheme}://agent:{self.token}@127.0.0.1:{self.port}/{self.database}"
-            "?sslmode=disable"
+            f"{scheme}://agent:{self.token}@127.0.0.1:{self.port}/{self.database}?sslmode=disable"
         )
 
     def env(self, **extra: str) -> dict[str, str]:

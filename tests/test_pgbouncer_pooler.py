@@ -87,9 +87,7 @@ def test_a_pin_holds_only_from_the_role_or_server_configuration() -> None:
     ]
     wrong = [held[0], held[1], "statement_timeout\t0\tdefault"]
     assert unheld_pins(pins, wrong) == ["statement_timeout (wants 60000, is 0 from default)"]
-    assert unheld_pins(pins, held[:2]) == [
-        "statement_timeout (wants 60000, is unset from nowhere)"
-    ]
+    assert unheld_pins(pins, held[:2]) == ["statement_timeout (wants 60000, is unset from nowhere)"]
 
 
 def test_the_option_is_validated_with_the_configuration(tmp_path) -> None:
@@ -109,6 +107,7 @@ def test_the_option_is_validated_with_the_configuration(tmp_path) -> None:
 
 # -- against pgbouncer ---------------------------------------------------------------------
 
+
 @dataclass
 class Pooled:
     proxy: PostgresProxy
@@ -123,8 +122,7 @@ class Pooled:
 
     def dsn(self, tok: str) -> str:
         return (
-            f"postgresql://agent:{tok}@127.0.0.1:{self.proxy.port}/{self.database}"
-            "?sslmode=disable"
+            f"postgresql://agent:{tok}@127.0.0.1:{self.proxy.port}/{self.database}?sslmode=disable"
         )
 
     def logins(self) -> int:
@@ -174,7 +172,7 @@ def pgbouncer(
 def pin_role(database: str, role: str, settings: dict[str, str]) -> None:
     with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
         for name, value in settings.items():
-            admin.execute(f'ALTER ROLE {role} IN DATABASE "{database}" SET {name} = \'{value}\'')
+            admin.execute(f"ALTER ROLE {role} IN DATABASE \"{database}\" SET {name} = '{value}'")
 
 
 @contextlib.asynccontextmanager
@@ -249,9 +247,10 @@ async def test_masked_reads_through_pgbouncer_come_back_masked(tmp_path) -> None
 
 @pytest.mark.integration
 async def test_column_knowledge_costs_no_pgbouncer_login_per_masked_result(tmp_path) -> None:
-    async with pooled_gateway(tmp_path) as gw, await psycopg.AsyncConnection.connect(
-        gw.dsn(gw.token()), prepare_threshold=None
-    ) as conn:
+    async with (
+        pooled_gateway(tmp_path) as gw,
+        await psycopg.AsyncConnection.connect(gw.dsn(gw.token()), prepare_threshold=None) as conn,
+    ):
         # the columns were learnt on the session's own connection as it started:
         # not even the first masked result opens one of the proxy's own
         before = gw.logins()

@@ -32,8 +32,10 @@ def malformed(line: str) -> str:
     [
         ("uptime", [["uptime"]]),
         ("df -h", [["df", "-h"]]),
-        ("uptime; df -h && free || id | wc -l &", [["uptime"], ["df", "-h"], ["free"], ["id"],
-                                                   ["wc", "-l"]]),
+        (
+            "uptime; df -h && free || id | wc -l &",
+            [["uptime"], ["df", "-h"], ["free"], ["id"], ["wc", "-l"]],
+        ),
         ("uptime\nid", [["uptime"], ["id"]]),
         ("cat $(echo /etc/shadow)", [["echo", "/etc/shadow"], ["cat", "$(echo /etc/shadow)"]]),
         ("cat `id`", [["id"], ["cat", "`id`"]]),
@@ -94,7 +96,7 @@ def test_part_details() -> None:
         ("uptime\x00; rm -rf /", "NUL"),
         ("cat <<EOF\n$(rm -rf /)\nEOF\n", "here-document"),
         ("cat <<EOF\n`id`\nEOF\n", "here-document"),
-        ("sh -c \"$X\"", "computed"),
+        ('sh -c "$X"', "computed"),
         ("sh -c", "without a script"),
         ("bash --rcfile x -c id", "not understood"),
         ("env -S 'rm -rf /'", "env option"),

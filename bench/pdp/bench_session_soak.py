@@ -62,9 +62,7 @@ def rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-async def sessions(
-    stub: object, tokens: list[str], first: int, count: int, literals: int
-) -> None:
+async def sessions(stub: object, tokens: list[str], first: int, count: int, literals: int) -> None:
     for n in range(first, first + count):
         literal = n % literals if literals else n
         for _ in range(5):
@@ -92,8 +90,8 @@ def measured() -> tuple[int, int, tracemalloc.Snapshot]:
 async def soak(count: int, warmup: int, top: int, literals: int, frames: int = 1) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = pdp_config(
-            Path(tmp), store={"type": "sqlite", "path": str(Path(tmp) / "audit.db"),
-                              "synchronous": "normal"}
+            Path(tmp),
+            store={"type": "sqlite", "path": str(Path(tmp) / "audit.db"), "synchronous": "normal"},
         )
         tokens = [token(config, sub=f"agent{i}@example.com") for i in range(8)]
         async with running_pdp(config) as app, pdp_stub(app.address) as stub:
@@ -108,13 +106,19 @@ async def soak(count: int, warmup: int, top: int, literals: int, frames: int = 1
             entries1 = len(table) if table is not None else 0
             elapsed = time.monotonic() - started
         texts = f"{literals} distinct literals" if literals else "a new literal each"
-        print(f"{count} short sessions after {warmup} of warm-up ({elapsed:.0f} s; {texts}), "
-              "the PDP process (workers not counted):")
-        print(f"  resident     {rss0:9d} KiB → {rss1:9d} KiB   {rss1 / rss0:5.3f}x baseline"
-              "   (target ≤ 1.10x)")
-        print(f"  Python memory allocated since the baseline and still held "
-              f"{(heap1 - heap0) / 1024:8.0f} KiB, {(heap1 - heap0) / count:7.1f} B per "
-              "closed session")
+        print(
+            f"{count} short sessions after {warmup} of warm-up ({elapsed:.0f} s; {texts}), "
+            "the PDP process (workers not counted):"
+        )
+        print(
+            f"  resident     {rss0:9d} KiB → {rss1:9d} KiB   {rss1 / rss0:5.3f}x baseline"
+            "   (target ≤ 1.10x)"
+        )
+        print(
+            f"  Python memory allocated since the baseline and still held "
+            f"{(heap1 - heap0) / 1024:8.0f} KiB, {(heap1 - heap0) / count:7.1f} B per "
+            "closed session"
+        )
         print(f"  evaluation reuse entries {entries0} → {entries1}")
         print("  where the heap grew (tracemalloc, top lines):")
         for stat in snap1.compare_to(snap0, "lineno" if frames == 1 else "traceback")[:top]:
@@ -130,7 +134,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1500)
     parser.add_argument("--top", type=int, default=8)
     parser.add_argument(
-        "--literals", type=int, default=0,
+        "--literals",
+        type=int,
+        default=0,
         help="distinct literal values the SELECT cycles through (0: a new one each session)",
     )
     parser.add_argument(

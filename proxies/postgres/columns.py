@@ -175,7 +175,7 @@ def resolve(
             origin = ColumnOrigin(rows.attributes[(view, attnum)][0], reads)
         return origin
 
-    for (table, attnum) in rows.attributes:
+    for table, attnum in rows.attributes:
         if table in views:
             out[(table, attnum)] = view_column(table, attnum, 0)
     return out

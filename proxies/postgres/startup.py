@@ -174,8 +174,9 @@ def upstream_params(
     asked = {name.lower(): value for name, value in requested.items()}.get("statement_timeout")
     bound = session_settings.get("statement_timeout")
     if asked is not None and bound is not None:
-        asked_s, bound_s = statement_limit({"statement_timeout": asked}), statement_limit(
-            {"statement_timeout": bound}
+        asked_s, bound_s = (
+            statement_limit({"statement_timeout": asked}),
+            statement_limit({"statement_timeout": bound}),
         )
         if 0 < asked_s <= bound_s:
             params["statement_timeout"] = asked

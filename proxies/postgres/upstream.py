@@ -237,9 +237,7 @@ async def side_query(
 ) -> list[list[str | None]] | None:
     """Rows (as text) of one catalog query asked on a connection of its own, or None
     when it could not be asked."""
-    answers = await _side_exchange(
-        host, port, params, lease, [codec.Query(sql)], tls, timeout
-    )
+    answers = await _side_exchange(host, port, params, lease, [codec.Query(sql)], tls, timeout)
     if answers is None:
         return None
     return [

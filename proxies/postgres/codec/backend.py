@@ -312,7 +312,6 @@ def data_row(values: Sequence[bytes | None]) -> bytes:
     return b"".join(parts)
 
 
-
 @dataclass(frozen=True, slots=True)
 class CommandComplete(Message):
     """CommandComplete (B, 'C'): a statement finished; ``tag`` e.g. "SELECT 1"."""
