@@ -372,9 +372,6 @@ class SessionRecorder:
                 if len(tails) >= MAX_SESSION_TAILS:
                     tails.clear()
                 tails[key] = tail
-            except TypeError:  # a decision id or tag that cannot be a key (never seen)
-                details = {"tag": tag, "rows": rows, "protocol": protocol}
-                tail = _command_tail(ruling, details, tails)
             self._last_statement = (*key, tail)
         run = self._open_run
         if (

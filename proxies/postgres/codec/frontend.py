@@ -80,12 +80,9 @@ class Query(Message):
 
     @staticmethod
     def frame(sql: str) -> bytes:
-        """Query(sql).encode() without the message (a row filter's text, per statement):
-        string_field's check and terminator, with one concatenation."""
-        data = sql.encode("utf-8")
-        if b"\0" in data:
-            raise ValueError(f"a protocol string cannot contain NUL: {sql!r}")
-        return b"Q" + INT32.pack(len(data) + 5) + data + b"\0"
+        """Query(sql).encode() without the message (a row filter's text, per statement)."""
+        body = string_field(sql)
+        return b"Q" + INT32.pack(len(body) + 4) + body
 
     @classmethod
     def _decode(cls, r: FrameReader) -> Query:
