@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +22,44 @@ REPO = Path(__file__).resolve().parent.parent
 REGO = REPO / "rego"
 
 
+# Below the kernel's ephemeral range (32768-60999 here): a port the kernel handed out by
+# bind(0) is in that range, where every outgoing connection of a busy test run also takes
+# its local port, so between this call and the server's bind a client could take it
+# (a CI run failed so: "address already in use"). A port below it is never handed out.
+_LISTEN_PORTS = (20000, 32767)
+# A port handed out is often bound seconds later (a configuration written first): it is
+# never handed out again by this process, and each pytest-xdist worker draws from its own
+# share of the range, so two workers never hand out the same one (a CI run failed so:
+# "address already in use" on a port two tests were given).
+_HANDED: set[int] = set()
+
+
+def _share() -> tuple[int, int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker[:2] == "gw" and worker[2:].isdigit() else 0
+    low, high = _LISTEN_PORTS
+    span = (high - low + 1) // max(count, 1)
+    start = low + (index % max(count, 1)) * span
+    return start, start + span - 1
+
+
 def free_port() -> int:
+    """A port nothing listens on now, for a server a test starts next."""
+    low, high = _share()
+    if len(_HANDED) > (high - low) // 2:
+        _HANDED.clear()  # (a long run: the oldest were bound or dropped long ago)
+    for _ in range(64):
+        port = random.randint(low, high)
+        if port in _HANDED:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            _HANDED.add(port)
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -579,3 +579,55 @@ async def test_a_bundle_url_that_redirects_is_not_followed(tmp_path):
             assert server.answered == []  # the redirect's target was never asked
         finally:
             await runner.cleanup()
+
+
+async def _chunked_server(data: bytes, piece: int, pause: float):
+    """An aiohttp server answering GET / with data `piece` bytes at a time; its URL."""
+    app = web.Application()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for start in range(0, len(data), piece):
+            await response.write(data[start : start + piece])
+            await asyncio.sleep(pause)
+        await response.write_eof()
+        return response
+
+    app.router.add_get("/", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/"
+
+
+async def test_a_bundle_that_arrives_in_pieces_is_read_whole(tmp_path):
+    """A server that sends the bundle a few hundred bytes at a time (as a busy network
+    does): the source reads to the end of the body, not what the first read found."""
+    from pdp.engine.policy_source import BundleURLSource
+
+    data, manifest = opa_bundle.build(_policy_dir(tmp_path, "p"))
+    assert len(data) > 2000
+    runner, url = await _chunked_server(data, 700, 0.01)
+    source = BundleURLSource(url, None, 60.0)
+    try:
+        bundle = await source.load()
+        assert bundle.revision == manifest["revision"] and bundle.modules
+    finally:
+        await source.close()
+        await runner.cleanup()
+
+
+async def test_read_capped_stops_one_byte_past_the_cap(tmp_path):
+    from pdp.plumbing.downloads import read_capped
+
+    runner, url = await _chunked_server(b"x" * 5000, 100, 0)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as response:
+                assert len(await read_capped(response.content, 1234)) == 1235
+            async with http.get(url) as response:
+                assert len(await read_capped(response.content, 10_000)) == 5000
+    finally:
+        await runner.cleanup()

@@ -39,6 +39,7 @@ from pdp.console.websession import (
     cookie_name,
 )
 from pdp.domain.identity import DevIssuer, TokenRejected, TokenVerifier
+from pdp.plumbing.downloads import read_capped
 
 if TYPE_CHECKING:
     from pdp.console.app import Console
@@ -111,7 +112,7 @@ async def _fetch_json(method: str, url: str, data: dict[str, str] | None = None)
             aiohttp.ClientSession(timeout=timeout) as http,
             http.request(method, url, data=data, allow_redirects=False) as response,
         ):
-            body = await response.content.read(MAX_DOCUMENT + 1)
+            body = await read_capped(response.content, MAX_DOCUMENT)
             if response.status != 200:
                 raise SignInFailed(f"the issuer answered HTTP {response.status}")
     except (aiohttp.ClientError, TimeoutError) as exc:

@@ -20,6 +20,7 @@ import aiohttp
 
 from pdp.engine import opa_bundle
 from pdp.engine.bundle import BundleError, PolicyBundle, fingerprint, load_bundle
+from pdp.plumbing.downloads import read_capped
 from portcullis.config import EngineSettings
 
 DIRECTORY_POLL_SECONDS = 1.0
@@ -152,7 +153,7 @@ class BundleURLSource:
                 length = response.content_length or 0
                 if length > opa_bundle.MAX_BUNDLE_BYTES:
                     raise BundleError(f"{self.url}: bundle of {length} bytes is too large")
-                body = await response.content.read(opa_bundle.MAX_BUNDLE_BYTES + 1)
+                body = await read_capped(response.content, opa_bundle.MAX_BUNDLE_BYTES)
                 if len(body) > opa_bundle.MAX_BUNDLE_BYTES:
                     raise BundleError(f"{self.url}: bundle is too large")
                 return body, response.headers.get("ETag", "")
