@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
+import os
 import ssl
+import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,7 +143,43 @@ def upstream_app(up: Upstream) -> web.Application:
                 await ws.send_str("echo: " + message.data)
         return ws
 
+    async def coded(request: web.Request) -> web.StreamResponse:
+        # compressed whatever the request's Accept-Encoding says (as a server handing out
+        # pre-compressed files does): ?what=leak|invoice|plain, ?coding=gzip|x-gzip|
+        # deflate|raw-deflate|gzip-twice|br, ?pad=N bytes of noise first, ?chunked=1
+        what = request.match_info["what"]
+        pad = os.urandom(int(request.query.get("pad", "0"))).hex()
+        if what == "invoice":
+            body = json.dumps({**INVOICE, "pad": pad}).encode()
+            kind = "application/json"
+        else:
+            body = (pad + ("x" * 5000) + (SECRET if what == "leak" else "") + "y").encode()
+            kind = "text/plain"
+        coding = request.query.get("coding", "gzip")
+        coded, named = encode_body(body, coding)
+        headers = {"Content-Type": kind, "Content-Encoding": named}
+        if request.query.get("chunked"):
+            response = web.StreamResponse(headers=headers)
+            await response.prepare(request)
+            for start in range(0, len(coded), 4096):
+                await response.write(coded[start : start + 4096])
+            await response.write_eof()
+            return response
+        return web.Response(body=coded, headers=headers)
+
+    async def represented(request: web.Request) -> web.Response:
+        # the invoice in another representation than JSON: ?type=text/csv&charset=utf-16
+        kind = request.query.get("type", "text/plain")
+        charset = request.query.get("charset", "utf-8")
+        card = INVOICE["customer"]["card_number"]  # type: ignore[index]
+        text = f"id,email,card\n7,{INVOICE['email']},{card}\n<td>ssn 123-45-6789</td>\n"
+        return web.Response(
+            body=text.encode(charset), headers={"Content-Type": f"{kind}; charset={charset}"}
+        )
+
     app = web.Application(middlewares=[credential], client_max_size=16 * 1024 * 1024)
+    app.router.add_get("/coded/{what}", coded)
+    app.router.add_get("/represented", represented)
     app.router.add_route("*", "/v1/invoices/{id}", invoice)
     app.router.add_route("*", "/echo{tail:.*}", echo)
     app.router.add_get("/leak", leak)
@@ -151,6 +190,22 @@ def upstream_app(up: Upstream) -> web.Application:
     app.router.add_get("/gated", gated)
     app.router.add_get("/ws", websocket)
     return app
+
+
+def encode_body(body: bytes, coding: str) -> tuple[bytes, str]:
+    """(body in `coding`, the Content-Encoding value naming it); `br` is not brotli but
+    bytes labelled so (the proxy refuses the coding before reading a byte)."""
+    if coding in ("gzip", "x-gzip"):
+        return gzip.compress(body), coding
+    if coding == "gzip-twice":  # two members (RFC 1952 §2.2), then gzipped again
+        half = len(body) // 2
+        return gzip.compress(gzip.compress(body[:half]) + gzip.compress(body[half:])), "gzip, gzip"
+    if coding == "deflate":
+        return zlib.compress(body), "deflate"
+    if coding == "raw-deflate":
+        packer = zlib.compressobj(wbits=-15)
+        return packer.compress(body) + packer.flush(), "deflate"
+    return body, coding
 
 
 @contextlib.asynccontextmanager
@@ -204,7 +259,9 @@ async def http_stack(
     async with running_upstream(upstream_tls, **(upstream_kwargs or {})) as up:
         options.setdefault("spool_dir", str(tmp_path / "spool"))
         scheme, host = ("https", "localhost") if upstream_tls else ("http", "127.0.0.1")
-        connection = http_connection(f"{scheme}://{host}:{up.port}", **options)
+        # (upstream_url: another upstream than the app, e.g. a raw server of a test's own)
+        url = options.pop("upstream_url", None) or f"{scheme}://{host}:{up.port}"
+        connection = http_connection(url, **options)
         raw = pdp_raw(
             tmp_path,
             connections=[connection],

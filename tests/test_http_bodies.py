@@ -33,7 +33,15 @@ def test_kinds_by_content_type():
     assert body_kind("application/problem+json") == "json"
     assert body_kind("application/x-ndjson") == "lines"
     assert body_kind("text/event-stream") == "sse"
-    assert body_kind("text/html") == body_kind(None) == body_kind("application/jsonx") == ""
+    # other text is masked line by line by the detectors; binary and untyped pass
+    assert body_kind("text/html") == body_kind("text/csv; charset=UTF-8") == "lines"
+    assert body_kind("application/xml") == body_kind("application/rss+xml") == "lines"
+    assert body_kind(None) == body_kind("application/jsonx") == body_kind("image/png") == ""
+    assert body_kind("application/octet-stream") == ""
+    # text the detectors cannot read is refused, whatever the kind
+    assert body_kind("text/plain; charset=utf-16") == "unreadable"
+    assert body_kind('text/event-stream; charset="UTF-32"') == "unreadable"
+    assert body_kind("application/json; charset=utf-7") == "unreadable"
 
 
 def test_a_json_document_by_key_pointer_and_detector():
@@ -66,6 +74,14 @@ def test_what_cannot_be_masked_is_refused():
 def test_an_sse_event_whose_data_is_not_json_gets_the_detectors():
     out, _ = masked("sse", [b"event: x\ndata: card 4111 1111 1111 1111\n\n"])
     assert out == b"event: x\ndata: card **** **** **** 1111\n\n"
+
+
+def test_the_detectors_read_an_events_other_lines_too():
+    out, _ = masked(
+        "sse", [b": note 4111 1111 1111 1111\nid: 4111 1111 1111 1111\nevent: x\n\nid: 7\n\n"]
+    )
+    assert b"4111 1111" not in out and out.count(b"**** **** **** 1111") == 2
+    assert out.endswith(b"event: x\n\nid: 7\n\n")
 
 
 EVENTS = [{"n": n, "email": f"u{n}@example.com", "text": "4111 1111 1111 1111"} for n in range(4)]

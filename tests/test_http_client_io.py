@@ -1,7 +1,8 @@
 """ClientIO (proxies/http/client_io.py): the HTTP proxy reads its clients through it in
-place of asyncio streams; it must hand on every byte in order, what the stream reader held
-before it took over, the client's end and errors, and pace both directions as the streams
-did (reading paused past LIMIT, drain() waiting while the transport's buffer is full)."""
+place of asyncio streams, put on the transport by the runtime's listener before any byte is
+read; it must hand on every byte in order, the client's end and errors, and pace both
+directions as the streams did (reading paused past LIMIT, drain() waiting while the
+transport's buffer is full)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import asyncio
 from typing import Any
 
 import pytest
+import uvloop
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxies.http import client_io
-from proxies.http.client_io import ClientIO, take_over
+from proxies.http.client_io import ClientIO
+from proxies.runtime.listener import Listener
 
 
 class FakeTransport:
@@ -112,30 +115,121 @@ def test_drain_waits_while_writing_is_paused() -> None:
     asyncio.run(go())
 
 
-def test_take_over_hands_on_what_the_stream_reader_held() -> None:
+LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}  # the proxies'
+
+
+def run_on(loop: str, main: Any) -> None:
+    with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
+        runner.run(main)
+
+
+async def _served(listener: Listener) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    await listener.start()
+    return await asyncio.open_connection("127.0.0.1", listener.port)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_the_listener_hands_the_transport_over_before_any_byte_is_read(loop: str) -> None:
+    """Every byte the client sent, also before the connection's task first ran, reaches the
+    ClientIO in order; the listener closes the connection when its coroutine ends."""
+
     async def go() -> None:
         got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await asyncio.sleep(0.05)  # the client's first bytes reach the stream reader
-            io = take_over(reader, writer)
+        async def serve(io: ClientIO, transport: asyncio.Transport) -> None:
+            await asyncio.sleep(0.05)  # the client's first bytes arrive before any read
             out = b""
             while data := await io.read():
                 out += data
-            writer.transport.write(b"done")
+            transport.write(b"done")
             got.set_result(out)
-            writer.close()
 
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        def take(transport: asyncio.Transport) -> tuple[ClientIO, Any]:
+            io = ClientIO(transport, over_ssl=False)
+            return io, serve(io, transport)
+
+        listener = Listener("test", "127.0.0.1:0", take_transport=take)
+        reader, writer = await _served(listener)
         writer.write(b"first ")
         await asyncio.sleep(0.2)
         writer.write(b"second")
         writer.write_eof()
         assert await asyncio.wait_for(got, 5) == b"first second"
-        assert await reader.read() == b"done"
+        assert await asyncio.wait_for(reader.read(), 5) == b"done"  # then closed by the listener
+        assert not listener.clients
         writer.close()
-        server.close()
+        await listener.stop()
 
-    asyncio.run(go())
+    run_on(loop, go())
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_failing_connection_is_logged_and_closed_and_the_listener_serves_on(
+    caplog: pytest.LogCaptureFixture, loop: str
+) -> None:
+    async def go() -> None:
+        calls = 0
+
+        async def serve(io: ClientIO) -> None:
+            if await io.read() == b"boom":
+                raise RuntimeError("handler failed")
+
+        def take(transport: asyncio.Transport) -> tuple[ClientIO, Any]:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise ValueError("could not build the connection")
+            io = ClientIO(transport, over_ssl=False)
+            return io, serve(io)
+
+        listener = Listener("toy", "127.0.0.1:0", take_transport=take)
+        for _ in range(3):  # fails in its coroutine, fails being built, then one more
+            reader, writer = await _served(listener)
+            writer.write(b"boom")
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed
+            writer.close()
+        assert calls == 3
+        assert caplog.text.count("toy: connection failed") == 3
+        await listener.stop()
+
+    run_on(loop, go())
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_stop_cancels_connections_that_outlive_the_drain(loop: str) -> None:
+    async def go() -> None:
+        ended: list[str] = []
+
+        async def serve(io: ClientIO) -> None:
+            try:
+                await io.read()
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                ended.append("cancelled")
+                raise
+
+        def take(transport: asyncio.Transport) -> tuple[ClientIO, Any]:
+            io = ClientIO(transport, over_ssl=False)
+            return io, serve(io)
+
+        listener = Listener("toy", "127.0.0.1:0", take_transport=take, drain_seconds=0.1)
+        reader, writer = await _served(listener)
+        writer.write(b"x")
+        for _ in range(50):
+            if listener.clients:
+                break
+            await asyncio.sleep(0.01)
+        await listener.stop()
+        assert ended == ["cancelled"]
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+
+    run_on(loop, go())
+
+
+def test_a_listener_takes_one_way_of_serving() -> None:
+    with pytest.raises(ValueError):
+        Listener("toy", "127.0.0.1:0")
+    with pytest.raises(ValueError):
+        Listener("toy", "127.0.0.1:0", handle=lambda r, w: asyncio.sleep(0),
+                 take_transport=lambda t: (ClientIO(t, False), asyncio.sleep(0)))  # fmt: skip

@@ -241,7 +241,10 @@ def test_raw_requests_never_forwarded_undecided_and_never_crash(served, request_
 
 def test_after_the_fuzzing_a_plain_request_still_works(served):
     forwarded = served.stack.upstream.seen
-    assert len(forwarded) > 5  # the fuzzing reached the upstream, not only the codec
+    # the fuzzing reached the upstream, not only the codec: how many of the 200 pipelines
+    # are allowed whole is Hypothesis's draw (6 to 23 in runs of seeds 1-4 and unseeded;
+    # a bar of "more than 5" failed a CI run at exactly 5)
+    assert len(forwarded) > 0
     print(f"{len(forwarded)} fuzzed requests were allowed and forwarded")
     data = (
         b"GET /echo/after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"

@@ -4,17 +4,20 @@ Owns how a body's bytes become masked bytes, with no IO: a JSON document
 (`application/json`, `*+json`) is gathered up to a bound and masked whole (the proxy then
 fixes Content-Length); newline-delimited JSON (`application/x-ndjson`, `jsonl`) is masked
 line by line and a `text/event-stream` event by event as they pass, so a stream is never
-held whole. Field rules name JSON keys anywhere in a document (`email`, `user.email`) or a
-JSON pointer (`/user/email`: masked wherever that trail of keys ends, array indices
-ignored — more, never less); detectors run over every other string. What cannot be masked
-(a JSON body that does not parse or outgrows the bound, an event too large) raises
-`Unmaskable`: the proxy fails closed. Every body the masks do not cover (HTML, images,
-downloads) passes through untouched.
+held whole. Other text (HTML, CSV, XML, plain: a representation an agent may ask for
+instead of JSON) is masked line by line by the detectors; text in a charset they cannot
+read (UTF-16) is `unreadable`, and refused. Field rules name JSON keys anywhere in a
+document (`email`, `user.email`) or a JSON pointer (`/user/email`: masked wherever that
+trail of keys ends, array indices ignored — more, never less); detectors run over every
+other string. What cannot be masked (a JSON body that does not parse or outgrows the
+bound, a record too large) raises `Unmaskable`: the proxy fails closed. Binary bodies
+(images, downloads) and a body without a Content-Type pass through untouched.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -48,21 +51,46 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+# text an agent may ask an API for instead of JSON (`?format=csv`, `Accept: text/html`):
+# masked line by line by the detectors, so another representation is no way around a mask
+_TEXT_TYPES = frozenset(
+    {
+        "application/xml",
+        "application/javascript",
+        "application/x-www-form-urlencoded",
+        "application/yaml",
+        "application/x-yaml",
+        "application/csv",
+        "application/graphql-response+text",
+    }
+)
+_READABLE_CHARSETS = frozenset({"", "utf-8", "utf8", "us-ascii", "ascii"})
+
+
 def body_kind(content_type: str | None) -> str:
-    """json | lines | sse | "" (passes through) for a response's Content-Type."""
+    """json | lines | sse | "" (passes through: binary, or no Content-Type) for a
+    response's Content-Type; `unreadable` for text in a charset the detectors cannot read
+    (UTF-16 would carry every value past them), which the proxy refuses."""
     kind = media_type(content_type)
-    if kind == "text/event-stream":
-        return "sse"
-    if kind in (
+    if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
+        found = "json"
+    elif kind == "text/event-stream":
+        found = "sse"
+    elif kind in (
         "application/x-ndjson",
         "application/jsonl",
         "application/jsonlines",
         "application/x-jsonlines",
     ):
-        return "lines"
-    if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
-        return "json"
-    return ""
+        found = "lines"
+    elif kind.startswith("text/") or kind in _TEXT_TYPES or kind.endswith("+xml"):
+        found = "lines"  # (a line that is not JSON is masked by the detectors)
+    else:
+        return ""
+    charset = re.search(r";\s*charset\s*=\s*\"?([^\";\s]*)", content_type or "", re.I)
+    if charset and charset.group(1).lower() not in _READABLE_CHARSETS:
+        return "unreadable"
+    return found
 
 
 def _dump(doc: Any) -> bytes:
@@ -143,14 +171,15 @@ class BodyMask:
 
     def _event(self, event: str) -> str:
         """One SSE event (WHATWG HTML §9.2.6): its data lines are one value, masked as
-        JSON when they parse, else by the detectors; other fields pass."""
+        JSON when they parse, else by the detectors; the detectors read every other line
+        too (`event:`, `id:`, comments), which a client sees as well."""
         if not event:
             return event
         lines = event.split("\n")
         data = [ln[5:].removeprefix(" ") for ln in lines if ln.startswith("data:")]
+        others = [self._text(ln) for ln in lines if not ln.startswith("data:")]
         if not data:
-            return event
-        others = [ln for ln in lines if not ln.startswith("data:")]
+            return "\n".join(others)
         value = "\n".join(data)
         try:
             doc = json.loads(value)

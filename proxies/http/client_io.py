@@ -1,14 +1,14 @@
 """A client connection's bytes in and its pace out, without asyncio streams: the HTTP
 proxy's asyncio glue on the client side.
 
-Owns `ClientIO`, the protocol a ClientConnection (proxies/http/proxy.py) puts on the
-transport the listener accepted, in place of the StreamReaderProtocol the runtime's
-listener made (`take_over`): what the client sends goes to the reading task as the bytes
-objects the transport hands over (no copy into a buffer and out again, no StreamReader
-between), reading pauses while more than `LIMIT` bytes wait unread (as the stream reader
-paused), and `drain()` waits while the transport's write buffer is over its high-water mark
-(as StreamWriter.drain did). Bytes are still written through the transport; every byte the
-proxy sends still goes through runtime.exposure.ClientOutput.
+Owns `ClientIO`, the protocol a ClientConnection (proxies/http/proxy.py) reads its client
+through, put on the accepted transport by the runtime's listener before any byte is read
+(proxies/runtime/listener.py, `take_transport`): what the client sends goes to the reading
+task as the bytes objects the transport hands over (no copy into a buffer and out again, no
+StreamReader between), reading pauses while more than `LIMIT` bytes wait unread (as the
+stream reader paused), and `drain()` waits while the transport's write buffer is over its
+high-water mark (as StreamWriter.drain did). Bytes are still written through the transport;
+every byte the proxy sends still goes through runtime.exposure.ClientOutput.
 
 Why: the stream reader's layers cost CPU on every request of a kept-alive connection
 (bench/http/ab_cpu.py measures it).
@@ -134,30 +134,3 @@ class ClientIO(asyncio.Protocol):
         waiter = self._loop.create_future()
         self._drainers.append(waiter)
         await waiter
-
-
-def take_over(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> ClientIO:
-    """The accepted connection's transport read through a ClientIO from now on: what the
-    stream reader already holds (bytes, their end, an error) is handed on first."""
-    transport: Any = writer.transport  # (a read-write transport: the socket the client uses)
-    io = ClientIO(transport, writer.get_extra_info("sslcontext") is not None)
-    # (StreamReader's own state: what arrived before the connection's task first ran)
-    buffered = bytes(reader._buffer)  # type: ignore[attr-defined]
-    if buffered:
-        io.data_received(buffered)
-    if reader.at_eof() or reader._eof:  # type: ignore[attr-defined]
-        io._eof = True
-    error = reader.exception()
-    if error is not None:
-        io._error = error
-        io._eof = True
-    if reader._paused:  # type: ignore[attr-defined]
-        # the stream reader had paused the transport's reading: ours resumes it
-        io._reading_paused = True
-        if not io._unread > LIMIT // 2 and not transport.is_closing():
-            io._reading_paused = False
-            transport.resume_reading()
-    if transport.is_closing():
-        io._lost = True
-    transport.set_protocol(io)
-    return io

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from yarl import URL
 
@@ -25,8 +25,15 @@ from portcullis.http_target import Target
 from portcullis.masking import MaskingError
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
-from proxies.http.bodies import BodyMask, Unmaskable, body_kind, masker_for
+from proxies.http.bodies import (
+    MAX_MASKED_DOCUMENT,
+    BodyMask,
+    Unmaskable,
+    body_kind,
+    masker_for,
+)
 from proxies.http.client_io import ClientIO
+from proxies.http.codings import ContentDecoder, Undecodable, codings, decode_whole
 from proxies.http.guard import CredentialInResponse, ResponseGuard
 from proxies.http.upstream import UpstreamCut, UpstreamResponse, request_head
 from proxies.runtime.exposure import ClientOutput
@@ -120,7 +127,7 @@ class UpstreamExchange:
         if param and lease is not None:
             # a client's parameter of that name, however encoded, is dropped (the upstream
             # must not choose between two credentials)
-            kept = [p for p in query.split("&") if p and _param_name(p) != param]
+            kept = [p for p in query.split("&") if p and messages.pair_name(p) != param]
             kept.append(f"{quote(param, safe='')}={quote(lease.value, safe='')}")
             query = "&".join(kept)
         path = self.proxy.base_path + target.path
@@ -249,8 +256,19 @@ class UpstreamExchange:
         fields = response.head
         bodyless = head.method == "HEAD" or response.status in (204, 304) or response.status < 200
         length = fields.get("content-length")
+        decoder = None
+        if not bodyless and (guard.patterns or masker is not None):
+            # a compressed body would hide the credential from the guard and the fields
+            # from a mask: it goes on decoded, or not at all
+            applied = codings(fields.getall("content-encoding"))
+            if applied:
+                try:
+                    decoder = ContentDecoder(applied)
+                except Undecodable as exc:
+                    return _refused(guard, "the upstream's answer cannot be checked", str(exc))
         if (
-            masker is None
+            decoder is None
+            and masker is None
             and not bodyless
             and length is not None
             and length.isdigit()
@@ -281,20 +299,21 @@ class UpstreamExchange:
             return response.status, len(data), {}, preview[1]
         headers = messages.relayed_headers(fields.fields)
         kind = body_kind(fields.get("content-type")) if masker else ""
-        if kind and (fields.get("content-encoding") or "identity").lower() != "identity":
-            guard.write(
-                messages.problem(
-                    502, "response cannot be masked", "the upstream sent a compressed body"
-                ),
-                final=True,
+        if kind == "unreadable" and not bodyless:
+            return _refused(
+                guard, "response cannot be masked", "text in a charset the masks cannot read"
             )
-            return 502, 0, {}, ""
         mask = BodyMask(masker, kind) if kind and not bodyless else None
         if not head.keep_alive:
             headers.append(("connection", "close"))
-        if masker is not None:
+        if masker is not None or decoder is not None:
             # what described the upstream's bytes does not describe the masked ones
             headers = [(n, v) for n, v in headers if n.lower() not in messages.BODY_DIGESTS]
+        if decoder is not None:
+            headers = messages.decoded_headers(headers)
+        body = response.content.iter_any()
+        if decoder is not None:
+            body = _decoded(body, decoder)
         if bodyless:
             if length is not None and masker is None:  # a masked body's length is not known
                 headers.append(("content-length", length))
@@ -302,21 +321,53 @@ class UpstreamExchange:
                 messages.response_head(response.status, response.reason or "", headers), final=True
             )
             return response.status, 0, {}, ""
-        if mask is not None and not mask.streams:
+        short = length is not None and length.isdigit() and int(length) <= WHOLE
+        if mask is not None and (not mask.streams or short):
+            # a document, or a short stream: masked whole and checked before its head goes
             try:
-                async for data in response.content.iter_any():
-                    mask.feed(data)
-                out = mask.finish()
-            except Unmaskable as exc:
-                guard.write(
-                    messages.problem(502, "response cannot be masked", str(exc)), final=True
-                )
-                return 502, 0, {}, ""
+                parts: list[bytes] = []
+                size = 0
+                async for data in body:
+                    piece = mask.feed(data)
+                    size += len(piece)
+                    if size > MAX_MASKED_DOCUMENT:
+                        raise Unmaskable("the response is larger than this proxy masks whole")
+                    parts.append(piece)
+                parts.append(mask.finish())
+                out = b"".join(parts)
+            except (Unmaskable, Undecodable) as exc:
+                return _refused(guard, "response cannot be masked", str(exc))
             headers.append(("content-length", str(len(out))))
-            guard.write(messages.response_head(response.status, response.reason or "", headers))
-            guard.write(out, final=True)
+            head_bytes = messages.response_head(response.status, response.reason or "", headers)
+            guard.write(head_bytes + out, final=True)
             return response.status, len(out), dict(mask.counts), _preview(out)
-        if mask is None and length is not None and length.isdigit() and int(length) <= WHOLE:
+        if (
+            mask is None
+            and decoder is not None
+            and length is not None
+            and length.isdigit()
+            and int(length) <= WHOLE
+        ):
+            # short and coded: decoded whole (within the same bound) and checked
+            # before its head goes, as a short plain body is
+            coded = await response.content.read()
+            try:
+                data = decode_whole(decoder.applied, coded, WHOLE)
+            except Undecodable as exc:
+                return _refused(guard, "the upstream's answer cannot be checked", str(exc))
+            if len(data) <= WHOLE:
+                headers.append(("content-length", str(len(data))))
+                head_bytes = messages.response_head(response.status, response.reason or "", headers)
+                guard.write(head_bytes + data, final=True)
+                return response.status, len(data), {}, _preview(data)
+            body = _decoded(_replay(coded), ContentDecoder(decoder.applied))
+        if (
+            mask is None
+            and decoder is None
+            and length is not None
+            and length.isdigit()
+            and int(length) <= WHOLE
+        ):
             # (under a mask verdict, a body that is not masked: its digests dropped above)
             data = await response.content.read()
             headers.append(("content-length", str(len(data))))
@@ -325,7 +376,7 @@ class UpstreamExchange:
                 final=True,
             )
             return response.status, len(data), {}, _preview(data)
-        chunked = mask is not None or length is None
+        chunked = mask is not None or decoder is not None or length is None
         if chunked:
             if head.version == "HTTP/1.0":
                 if head.keep_alive:
@@ -339,7 +390,7 @@ class UpstreamExchange:
         sent = 0
         first = bytearray()
         try:
-            async for data in response.content.iter_any():
+            async for data in body:
                 if mask is not None:
                     data = mask.feed(data)
                 if not data:
@@ -357,6 +408,9 @@ class UpstreamExchange:
             # the client sees the body end early; what the guard still holds is dropped
             self.must_close = "unmaskable_stream"
             return response.status, sent, dict(mask.counts) if mask else {}, ""
+        except Undecodable:
+            self.must_close = "undecodable_body"
+            return response.status, sent, dict(mask.counts) if mask else {}, ""
         except UpstreamCut:
             self.must_close = "upstream_cut"
             return response.status, sent, {}, ""
@@ -367,8 +421,25 @@ class UpstreamExchange:
         return response.status, sent, counts, _preview(bytes(first))
 
 
-def _param_name(pair: str) -> str:
-    return unquote(pair.partition("=")[0].replace("+", " "), errors="replace")
+async def _decoded(body: AsyncIterator[bytes], decoder: ContentDecoder) -> AsyncIterator[bytes]:
+    """A compressed body's chunks as decoded pieces (Undecodable when its bytes are not
+    what its coding says, or it ends early)."""
+    async for data in body:
+        for piece in decoder.feed(data):
+            yield piece
+    for piece in decoder.finish():
+        yield piece
+
+
+def _refused(guard: ResponseGuard, title: str, detail: str) -> tuple[int, int, dict[str, int], str]:
+    """A 502 problem in place of an answer of which nothing has gone yet; relay_response's
+    result for it."""
+    guard.write(messages.problem(502, title, detail), final=True)
+    return 502, 0, {}, ""
+
+
+async def _replay(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _preview(data: bytes) -> str:

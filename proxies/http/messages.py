@@ -14,10 +14,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import unquote
 
+from portcullis.http_target import Target
 from proxies.http.codec import Head
+from proxies.http.codings import Undecodable, codings, decode_whole
 
 HOP_BY_HOP = frozenset(
     {
@@ -44,6 +48,13 @@ REQUEST_DROPPED = HOP_BY_HOP | {
     "x-forwarded-proto",
     "x-forwarded-port",
     "x-real-ip",
+    # a path some servers route by instead of the request line's (IIS URL Rewrite, older
+    # Symfony and Zend): the target decided is the target sent
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    # a WebSocket extension (permessage-deflate) would compress frames past the guard
+    "sec-websocket-extensions",
 }
 # what the policy sees of a request's headers (never a credential or a cookie)
 POLICY_HEADERS = (
@@ -56,6 +67,10 @@ POLICY_HEADERS = (
     "x-requested-with",
     "mcp-session-id",
     "content-length",
+    # the method a framework may act on instead of the request line's (http.rego)
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 )
 REASONS = {
     200: "OK",
@@ -78,6 +93,13 @@ REASONS = {
 BODY_DIGESTS = frozenset({"etag", "content-md5", "digest", "content-digest", "repr-digest"})
 BODY_IN_RAW = 16 * 1024  # a request body shown whole in the command text up to this size
 INSPECTED_BODY = 64 * 1024  # a JSON body handed to the policy up to this size
+INSPECTED_CODED = 16 * 1024 * 1024  # a compressed request body read up to this, decoded
+
+
+def decoded_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A response's headers once the proxy has undone its content coding (the client gets
+    the identity representation: no Content-Encoding, and no range of the coded one)."""
+    return [(n, v) for n, v in headers if n.lower() not in ("content-encoding", "accept-ranges")]
 
 
 def connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
@@ -106,11 +128,17 @@ def upstream_request_headers(
         dropped = dropped | connection_tokens(("connection", v) for v in connection)
     if keep_upgrade:
         dropped = dropped - {"upgrade", "connection"}
-    out = [(n, v) for n, v in head.headers if n not in dropped]
+    # a name spelled with `_` for `-` is dropped as that header is (CGI, WSGI and PHP
+    # read X_Forwarded_For as X-Forwarded-For)
+    out = [(n, v) for n, v in head.headers if n not in dropped and _dashed(n) not in dropped]
     if keep_upgrade:
         out = [(n, v) for n, v in out if n != "connection"] + [("connection", "Upgrade")]
     out += _forwarding(client_ip, scheme, head.host)
     return out
+
+
+def _dashed(name: str) -> str:
+    return name.replace("_", "-") if "_" in name else name
 
 
 @functools.lru_cache(maxsize=64)
@@ -240,26 +268,113 @@ def command_text(head: Head, body: bytes) -> str:
     return text
 
 
+def is_form(head: Head) -> bool:
+    return _media_type(head) == "application/x-www-form-urlencoded"
+
+
+def _media_type(head: Head) -> str:
+    return (head.get("content-type") or "").split(";")[0].strip().lower()
+
+
 def policy_body(head: Head, body: bytes) -> tuple[Any, bool]:
-    """(the JSON body the policy sees or None, whether it was too large to inspect)."""
+    """(the body the policy sees or None, whether it was too large to inspect): a JSON
+    body as its value, a form body (application/x-www-form-urlencoded) as name → value (a
+    list when a name repeats), as the query is."""
     if not body:
         return None, False
     if len(body) > INSPECTED_BODY:
         return None, True
-    content_type = (head.get("content-type") or "").split(";")[0].strip().lower()
+    content_type = _media_type(head)
     if content_type == "application/json" or content_type.endswith("+json"):
         try:
             return json.loads(body), False
         except ValueError:
             return None, False
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            return Target("/", body.decode("ascii")).query_params(), False
+        except UnicodeDecodeError:
+            return None, False
     return None, False
 
 
+def names_method(body: bytes, seen: Any, form: bool = False) -> bool:
+    """A body that may name a method the policy was not shown (http.rego judges the
+    method a `_method` field names). A body the policy was not shown (multipart, another
+    type, too large or not valid): `_method` in its bytes, plain, percent- or
+    JSON-escaped, or a multipart field whose name a framework reads as `_method`. A form
+    the policy sees: a pair it shows under another name that a framework reads as
+    `_method` (hides_method). A JSON body the policy sees shows its own `_method`."""
+    if seen is not None:
+        return form and hides_method(body.decode("latin-1"))
+    if form and any(
+        reads_as_method(pair_name(pair)) for pair in re.split(r"[&;]", body.decode("latin-1"))
+    ):
+        return True  # a form too large to show, with a pair read as `_method`
+    lowered = body.lower()
+    if b"_method" in lowered or b"%5fmethod" in lowered or b"\\u005fmethod" in lowered:
+        return True
+    return any(
+        reads_as_method(name.decode("latin-1"))
+        for name in re.findall(rb'(?i)\bname\s*=\s*"?([^";\r\n]*)', body)
+    )
+
+
+def reads_as_method(name: str) -> bool:
+    """Whether a parameter's name (percent-decoded) is `_method` to some framework: PHP
+    (Laravel, Symfony) strips leading spaces and reads `.` and ` ` as `_`, and `_method[x]`
+    is `_method` made an array; case is kept by all, and ignored here (more, never less)."""
+    folded = name.lstrip(" ").lower().replace(".", "_").replace(" ", "_")
+    return folded.split("[", 1)[0] == "_method"
+
+
+def hides_method(text: str) -> bool:
+    """Form-encoded text (a query, a form body) with a pair some framework reads as
+    `_method` that the policy's view (pairs split on `&`, names as sent) does not show as
+    `_method`: a `;`-separated pair (Rack 2 splits on both), a name PHP rewrites
+    (`.method`, `%20_method`, `_method[]`)."""
+    lowered = text.lower()
+    if "method" not in lowered:
+        return False
+    shown = {pair for pair in text.split("&") if pair_name(pair) == "_method"}
+    return any(
+        reads_as_method(pair_name(pair)) and pair not in shown for pair in re.split(r"[&;]", text)
+    )
+
+
+def pair_name(pair: str) -> str:
+    """The name of one `name=value` pair of a query or form, decoded (`+` is a space)."""
+    return unquote(pair.partition("=")[0].replace("+", " "), errors="replace")
+
+
+def inspected_body(head: Head, body: bytes) -> tuple[bytes, bool]:
+    """(the request body as the upstream's framework reads it, whether it could be read):
+    a body sent with Content-Encoding gzip or deflate decoded (up to INSPECTED_CODED
+    bytes: past that, or in a coding the proxy cannot undo, it is not read)."""
+    values = head.fields.get("content-encoding")
+    applied = codings(list(values)) if values else []
+    if not body or not applied:
+        return body, True
+    try:
+        decoded = decode_whole(applied, body, INSPECTED_CODED)
+    except Undecodable:
+        return b"", False
+    return decoded, len(decoded) <= INSPECTED_CODED
+
+
 def policy_headers(head: Head) -> dict[str, str]:
+    """The headers the policy sees, several values joined with ", " (as Head.get). A name
+    spelled with `_` for `-` counts as that header: CGI, WSGI and PHP read both as the one
+    HTTP_X_HTTP_METHOD_OVERRIDE, so `X_HTTP_Method_Override: DELETE` is an override."""
     fields = head.fields
+    if any("_" in name for name in fields):
+        merged: dict[str, list[str]] = {}
+        for name, values in fields.items():
+            merged.setdefault(name.replace("_", "-"), []).extend(values)
+        fields = merged
     out: dict[str, str] = {}
     for name in POLICY_HEADERS:
-        values = fields.get(name)
-        if values:  # as Head.get: several values joined with ", "
-            out[name] = values[0] if len(values) == 1 else ", ".join(values)
+        found = fields.get(name)
+        if found:
+            out[name] = found[0] if len(found) == 1 else ", ".join(found)
     return out

@@ -54,7 +54,7 @@ from portcullis.protocols import workers_of
 from portcullis.reuse import reuse_key
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
-from proxies.http.client_io import ClientIO, take_over
+from proxies.http.client_io import ClientIO
 from proxies.http.codec import END, BadRequest, Body, End, Event, Head, RequestReader
 from proxies.http.forwarding import UpstreamExchange
 from proxies.http.guard import CredentialInResponse, secret_patterns
@@ -134,11 +134,14 @@ class HttpProxy:
         self.listener = Listener(
             f"http proxy {connection.name}",
             connection.listen,
-            self._serve,
+            None,
             self._server_tls(),
             # several worker processes share the port; each keeps its own sessions, so a
             # token's requests on other connections may open a session per worker
             reuse_port=workers_of(options) > 1,
+            # the client's bytes are read by a ClientIO (proxies/http/client_io.py) put on
+            # the accepted transport, not through a stream reader
+            take_transport=self._serve,
         )
         self.upstream = URL(connection.upstream.rstrip("/"))
         self.base_path = self.upstream.raw_path.rstrip("/")  # what each target goes under
@@ -287,30 +290,26 @@ class HttpProxy:
             if known is agent:
                 self.sessions.pop(key, None)
 
-    def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> Coroutine[Any, Any, None]:
-        # the drain's coroutine itself, not one awaiting it: a frame less each time the
-        # connection's task resumes
-        return self.runtime.drain.serving(ClientConnection(self, reader, writer))
+    def _serve(self, transport: asyncio.Transport) -> tuple[ClientIO, Coroutine[Any, Any, None]]:
+        """An accepted connection: the ClientIO that reads it and the coroutine serving it
+        (the drain's own, not one awaiting it: a frame less each time its task resumes)."""
+        connection = ClientConnection(self, transport)
+        return connection.io, self.runtime.drain.serving(connection)
 
 
 class ClientConnection(UpstreamExchange):
     """One client TCP connection: its requests, one after another."""
 
-    def __init__(
-        self, proxy: HttpProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, proxy: HttpProxy, transport: asyncio.Transport) -> None:
         self.proxy = proxy
-        # the client's bytes are read by a ClientIO put on the transport (proxies/http/
-        # client_io.py), not through the stream reader the listener made
-        self.io: ClientIO = take_over(reader, writer)
-        self.writer = writer
-        peer = writer.get_extra_info("peername") or ("?", 0)
+        over_ssl = transport.get_extra_info("sslcontext") is not None
+        self.io = ClientIO(transport, over_ssl)  # what the client sends, read
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("?", 0)
         self.client_ip = str(peer[0])
         self.client_addr = f"{peer[0]}:{peer[1]}"
-        self.scheme = "https" if writer.get_extra_info("sslcontext") else "http"
-        self.output = ClientOutput(writer.transport.write)
+        self.scheme = "https" if over_ssl else "http"
+        self.output = ClientOutput(transport.write)
         self.codec = RequestReader()
         self._events: collections.deque[Event] = collections.deque()
         self._guarded: list[str] = []
@@ -388,7 +387,7 @@ class ClientConnection(UpstreamExchange):
             self._watch = self._loop.call_at(self._deadline, self._watchdog)
             return
         self._eof = True
-        self.writer.close()
+        self.transport.close()
 
     async def run(self) -> None:
         try:
@@ -438,7 +437,7 @@ class ClientConnection(UpstreamExchange):
                     return
                 finally:
                     self._answering = None
-                if self.writer.transport.get_write_buffer_size():
+                if self.transport.get_write_buffer_size():
                     await self.io.drain()  # a slow client: wait until it takes more
                 if self.proxy.runtime.drain.started:
                     return  # answered; the connection ends with the drain
@@ -456,15 +455,15 @@ class ClientConnection(UpstreamExchange):
         when forced — with a 503 when nothing of its answer went yet."""
         if self._answering is None:
             if not self._events and not self.codec._buffer and self.codec._state == "head":
-                self.writer.close()  # an idle keep-alive connection: HTTP lets it close
+                self.transport.close()  # an idle keep-alive connection: HTTP lets it close
             elif force:
                 self._shutting_down()
-                self.writer.close()
+                self.transport.close()
             return
         if force:
             if self.output.sent == self._answering:
                 self._shutting_down()
-            self.writer.close()
+            self.transport.close()
 
     def _shutting_down(self) -> None:
         self.output.write(
@@ -663,17 +662,27 @@ class ClientConnection(UpstreamExchange):
         return raw, attributes, key
 
     def attributes(self, request: Request) -> dict[str, Any]:
-        body, truncated = messages.policy_body(request.head, request.body)
+        head = request.head
+        # what the upstream's framework reads: a compressed body decoded
+        inspected, readable = messages.inspected_body(head, request.body)
+        body, truncated = messages.policy_body(head, inspected)
         attributes: dict[str, Any] = {
-            "method": request.head.method,
+            "method": head.method,
             "path": request.target.path,
             "query": request.target.query_params(),
-            "headers": messages.policy_headers(request.head),
+            "headers": messages.policy_headers(head),
         }
         if body is not None:
             attributes["body"] = body
         if truncated:
             attributes["truncated"] = True
+        if request.body and (
+            not readable or messages.names_method(inspected, body, messages.is_form(head))
+        ):
+            # (a body the proxy cannot read may name one: judged as naming one)
+            attributes["body_names_method"] = True
+        if request.target.query and messages.hides_method(request.target.query):
+            attributes["query_names_method"] = True
         return attributes
 
     # -- deciding ----------------------------------------------------------------------

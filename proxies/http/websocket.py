@@ -29,6 +29,10 @@ MAX_UPSTREAM_HEAD = 32 * 1024
 OPCODES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
 
 
+class FrameRefused(Exception):
+    """A frame the proxy cannot read through (reserved bits set: an extension's)."""
+
+
 @dataclass(frozen=True)
 class Frame:
     opcode: str
@@ -80,6 +84,10 @@ class FrameReader:
         buf = self._buffer
         if len(buf) < 2:
             return False
+        if buf[0] & 0x70:
+            # RSV1-3 belong to extensions; none is negotiated through the proxy, and a
+            # compressed (RSV1) frame would carry bytes the credential guard cannot read
+            raise FrameRefused("a frame with reserved bits set")
         masked, size = buf[1] & 0x80, buf[1] & 0x7F
         at = 2
         if size == 126:
@@ -143,6 +151,11 @@ async def relay_websocket(
             return
         status_line = answer.split(b"\r\n", 1)[0].split(b" ")
         status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
+        if status == 101 and b"\nsec-websocket-extensions:" in answer.lower():
+            # the proxy offered none: frames an extension shapes cannot be checked
+            session.record_command(raw, ruling, status=502, error="websocket_extension", **details)
+            conn.send_problem(request, 502, "the upstream chose a WebSocket extension")
+            return
         guard = ResponseGuard(conn.output, conn.secrets(request))
         guard.write(answer, final=True)
         session.record_command(raw, ruling, status=status, **details)
@@ -204,4 +217,7 @@ async def _relay(
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, FrameRefused):
+                # the frame and what follows it are not relayed: the WebSocket ends here
+                session.record_response(kind="http.frame", error="frame_refused")
