@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pdp.domain.policy_input import statement_types
+from pdp.domain.policy_input import query_flags, statement_flags, statement_types
 from pdp.domain.ssh_input import ssh_command
 from pdp.engine.bundle import load_bundle
 from pdp.engine.opa import DECISION_PATH, evaluate, new_engine
@@ -38,6 +38,7 @@ def with_statements(policy_input: dict) -> dict:
         postgres = command.setdefault("postgres", {})
         postgres.setdefault("statements", classify(command.get("raw", "")))
         postgres["types"] = statement_types(postgres["statements"])  # as the PDP adds them
+        postgres["has"] = query_flags(postgres, statement_flags(postgres["statements"]))
     if command.get("kind") == "ssh.exec":  # as the PDP builds it: parsed from raw, never sent
         command["ssh"] = ssh_command("ssh.exec", command.get("raw", ""), {})
     return policy_input

@@ -37,7 +37,15 @@ CORPUS = ROOT / "tests" / "data" / "sql_corpus.txt.gz"
 SAMPLE = int(os.environ.get("PORTCULLIS_TRIM_SAMPLE", "300"))
 SENSITIVE = ["email", "phone", "ssn"]
 OTHERS = ["upper", "lower", "length", "now", "md5", "contact", "shout", "label", "zz_unused"]
-FACTS = ("shadowed_functions", "view_columns", "relation_sources")
+FACTS = (
+    "shadowed_functions",
+    "view_columns",
+    "relation_sources",
+    "user_operators",
+    "user_types",
+    "view_functions",
+)
+OPERATORS = ["=", "<", "+", "~~", "@@@"]
 AGENT_SQL = [
     "SELECT id, email, total FROM orders WHERE customer_id = 42",
     "SELECT o.id, c.email, sum(o.total) FROM orders o JOIN customers c ON c.id = o.customer_id "
@@ -65,8 +73,9 @@ def decide(engine: Any, policy_input: dict[str, Any]) -> Any:
 
 
 def catalogue(sql: str, rng: random.Random) -> dict[str, Any]:
-    """Shadowed functions and view columns for a statement: names it holds and names it
-    does not, views carrying sensitive columns, plain ones and "*"."""
+    """Shadowed functions, operators and types the database defines outside pg_catalog,
+    and view columns for a statement: names it holds and names it does not, views carrying
+    sensitive columns, plain ones and "*"."""
     held = sorted(statement_names(postgres_command("postgres.query", sql, {})["statements"]))
     pool = held + OTHERS
     shadowed = rng.sample(pool, min(len(pool), rng.randint(0, 6)))
@@ -77,8 +86,16 @@ def catalogue(sql: str, rng: random.Random) -> dict[str, Any]:
         rng.choice(["", "public."]) + name: [f"public.t_{rng.randint(0, 3)}"]
         for name in rng.sample(pool, min(len(pool), rng.randint(0, 4)))
     }
+    operators = rng.sample(held + OPERATORS, min(len(held) + 5, rng.randint(0, 3)))
+    types = rng.sample([*pool, "dd", "text"], min(len(pool) + 2, rng.randint(0, 3)))
     return {
         "protocol": "extended",
+        "user_operators": operators,
+        "user_types": types,
+        "view_functions": {
+            rng.choice(["", "public."]) + name: [rng.choice(["public.f", "pg_catalog.lower"])]
+            for name in rng.sample(pool, min(len(pool), rng.randint(0, 3)))
+        },
         "shadowed_functions": shadowed,
         "view_columns": views,
         "relation_sources": sources,

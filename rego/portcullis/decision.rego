@@ -59,27 +59,37 @@ decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 } else := {"verdict": "deny", "reasons": {sprintf("no rule allows %s", [command_kind])}, "mask": set()}
 
 # The masks of this command: what the modules add to mask_rules (derived outputs), and the
-# masks everyone outside pii-readers gets for this kind, built in one place.
-command_masks := mask_rules | kind_masks
+# masks everyone outside pii-readers gets for this kind: sensitive columns by name for
+# SQL, HTTP and MCP calls that return data, and the detectors over text answers of every
+# kind that returns any (ssh.exec and ssh.shell too). One set, its parts added by rules,
+# rather than sets joined: a union copies and hashes every mask again on each decision.
+command_masks contains rule if some rule in mask_rules
 
-default kind_masks := set()
-
-kind_masks := field_masks | detector_masks if {
+command_masks contains {"field": column, "strategy": "redact"} if {
 	input.command.kind in {"postgres.query", "postgres.function_call", "http.request"}
 	not pii_reader
-} else := detector_masks if {
-	# detectors run over text answers of every kind that returns any
-	input.command.kind in {"ssh.exec", "ssh.shell"}
-	not pii_reader
-} else := field_masks | detector_masks if {
+	some column in data.portcullis.sensitive_columns
+}
+
+command_masks contains {"field": column, "strategy": "redact"} if {
 	input.command.kind == "mcp.call"
 	mcp_returns_data
 	not pii_reader
+	some column in data.portcullis.sensitive_columns
 }
 
-field_masks := {{"field": column, "strategy": "redact"} | some column in data.portcullis.sensitive_columns}
+command_masks contains {"detector": detector, "strategy": "partial"} if {
+	input.command.kind in {"postgres.query", "postgres.function_call", "http.request", "ssh.exec", "ssh.shell"}
+	not pii_reader
+	some detector in data.portcullis.detectors
+}
 
-detector_masks := {{"detector": detector, "strategy": "partial"} | some detector in data.portcullis.detectors}
+command_masks contains {"detector": detector, "strategy": "partial"} if {
+	input.command.kind == "mcp.call"
+	mcp_returns_data
+	not pii_reader
+	some detector in data.portcullis.detectors
+}
 
 default credential_part := {}
 
@@ -94,7 +104,8 @@ session_part := {"session_settings": session_settings}
 # are not cached, since texts with other literals share their shape:
 #   - a DO block: its code is a literal, and the statements classified from it are judged;
 #   - SET: its values are judged (search_path, read-write, statement_timeout);
-#   - set_config: the setting it changes is its first argument, a literal.
+#   - set_config: the setting it changes is its first argument, a literal;
+#   - current_setting: the setting it reads is its first argument, a literal.
 # An answer that used an approval is never cached: it belongs to that one request.
 cache_part := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, "cache_key": "shape"} if {
 	input.command.kind == "postgres.query"
@@ -102,11 +113,9 @@ cache_part := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, 
 	not input.command.postgres.types.unparseable
 	not input.command.postgres.types.do
 	not input.command.postgres.types.set
-	every s in input.command.postgres.statements {
-		s.type # a statement without one is not cached either
-		not s.settings
-		not s.dynamic_settings
-	}
+	not input.command.postgres.has.settings
+	input.command.postgres.statements # a query not classified is not cached
+	not input.command.postgres.has.untyped # nor one holding a statement without a type
 } else := {"cache_ttl_seconds": data.portcullis.decision_cache_ttl_seconds, "cache_key": "exact"} if {
 	# An HTTP read: the exact key is the request line and everything the policy saw of
 	# it (method, normalised path, query, the selected headers, the body), so only the

@@ -5,7 +5,7 @@ import data.portcullis
 guard_input(groups, claims) := {
 	"identity": {"subject": "agent@example.com", "groups": groups, "claims": claims},
 	"connection": {"name": "orders-db", "type": "postgres"},
-	"command": {"kind": "postgres.query", "raw": "SELECT * FROM tickets", "postgres": {"statements": [{"type": "select", "tag": "SelectStmt", "tables": ["tickets"], "functions": [], "qualified_functions": []}], "types": {"select": true}, "protocol": "simple"}},
+	"command": {"kind": "postgres.query", "raw": "SELECT * FROM tickets", "postgres": {"statements": [{"type": "select", "tag": "SelectStmt", "tables": ["tickets"], "functions": [], "qualified_functions": []}], "has": pg_every_flag, "types": {"select": true}, "protocol": "simple"}},
 }
 
 filters := {"orders-db": {"tickets": {"column": "tenant_id", "claim": "tenant"}}}

@@ -3,7 +3,48 @@
 # read; its frames are relayed and recorded, not decided one by one.
 package portcullis
 
-http_method := upper(object.get(input, ["command", "http", "method"], ""))
+# The method judged is the one the upstream may act on. Web frameworks take another method
+# than the request line's from a method-override header (Rack and Rails, Express's
+# method-override, Symfony, Laravel, Google's APIs) or a `_method` parameter in the query
+# or the body (the proxy hands the policy JSON and form bodies), so a reader's POST or
+# GET naming DELETE is judged as the DELETE it may become. Overrides naming more than one
+# method, a body the proxy could not read that names `_method` (body_names_method), or a
+# query or form pair read as `_method` under another name (query_names_method,
+# body_names_method), give a method no rule allows.
+http_override_headers := ["x-http-method-override", "x-http-method", "x-method-override"]
+
+http_overrides contains upper(v) if {
+	some name in http_override_headers
+	v := input.command.http.headers[name]
+}
+
+# a `_method` field of the query or the body: one value, or a list when it repeats
+http_overrides contains upper(v) if {
+	some part in ["query", "body"]
+	some v in http_values(input.command.http[part]._method)
+	is_string(v)
+}
+
+http_values(x) := [x] if is_string(x)
+
+http_values(x) := x if is_array(x)
+
+http_overrides contains "(a method named in a body the proxy could not read)" if {
+	input.command.http.body_names_method
+}
+
+# a query pair a framework reads as `_method` that the policy is shown under another name
+# (`.method`, `_method[]`, a `;`-separated pair)
+http_overrides contains "(a method named in the query under another name)" if {
+	input.command.http.query_names_method
+}
+
+http_method := m if {
+	count(http_overrides) == 1
+	some m in http_overrides
+} else := concat(" or ", sort(http_overrides)) if {
+	count(http_overrides) > 1
+} else := upper(object.get(input, ["command", "http", "method"], ""))
 
 http_read_methods := {"GET", "HEAD"}
 

@@ -64,3 +64,45 @@ test_http_path_decided_is_the_normalised_one if {
 	d := portcullis.decision with input as object.union(http_input(["readonly"], "GET"), {"command": {"http": {"path": "/admin"}}})
 	"GET /admin is a read" in d.reasons
 }
+
+http_with(groups, method, extra) := object.union(http_input(groups, method), {"command": {"http": extra}})
+
+test_http_method_overrides_are_judged_as_the_method_they_name if {
+	cases := [
+		{"headers": {"x-http-method-override": "DELETE"}},
+		{"headers": {"x-http-method": "delete"}},
+		{"headers": {"x-method-override": "Delete"}},
+		{"query": {"_method": "DELETE"}},
+		{"query": {"_method": ["DELETE"]}},
+		{"body": {"_method": "delete"}},
+	]
+	every extra in cases {
+		every m in ["GET", "POST"] {
+			d := portcullis.decision with input as http_with(["readonly"], m, extra)
+			d.verdict == "deny"
+			"DELETE is reserved to dba" in d.reasons
+		}
+		portcullis.decision.verdict == "allow" with input as http_with(["dba", "pii-readers"], "POST", extra)
+	}
+	# a GET that names POST needs the approval a POST needs, and is not cached as a read
+	d := portcullis.decision with input as http_with(["readonly"], "GET", {"headers": {"x-http-method-override": "POST"}})
+	d.verdict == "require_approval"
+	d.cache_ttl_seconds == 0
+}
+
+test_http_overrides_naming_several_methods_or_hidden_in_a_body_are_denied if {
+	cases := [
+		{"headers": {"x-http-method-override": "GET", "x-http-method": "DELETE"}},
+		{"headers": {"x-http-method-override": "GET, DELETE"}},
+		{"query": {"_method": ["GET", "DELETE"]}},
+		{"body_names_method": true},
+		{"query_names_method": true},
+	]
+	every extra in cases {
+		portcullis.decision.verdict == "deny" with input as http_with(["readonly"], "GET", extra)
+		portcullis.decision.verdict == "deny" with input as http_with(["dba"], "GET", extra)
+	}
+	# an override naming the request line's own method changes nothing
+	d := portcullis.decision with input as http_with(["pii-readers"], "GET", {"headers": {"x-http-method-override": "get"}})
+	d.verdict == "allow"
+}

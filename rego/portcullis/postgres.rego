@@ -43,9 +43,14 @@
 #                              SESSION CHARACTERISTICS (never to read-write). RESET ALL
 #                              and DISCARD ALL return to the session's start-up values,
 #                              which the proxy pins in the start-up packet.
+#   postgres.reader_readable_settings  settings readers may read (SHOW, current_setting):
+#                              those PostgreSQL 15 shows a role without pg_read_all_settings
+#                              (the upstream role may be a superuser, shown more), less the
+#                              archive and recovery commands, where credentials are kept.
 #   postgres.secret_catalogs   catalogs readers may not read at all (password verifiers,
 #                              user-mapping options, large objects, column statistics that
-#                              hold sample values, other sessions' SQL text, server files).
+#                              hold sample values, other sessions' SQL text, server files,
+#                              pg_settings: its superuser-only rows answer conditions).
 #
 # For everyone, dba included: postgres.lexing_settings (client_encoding, and the settings
 # that change how the server reads a string literal) may not be SET or set_config'd, since
@@ -86,6 +91,21 @@ deny contains sprintf("statement %d (%v) is not in the query's summary of statem
 	not input.command.postgres.types[object.get(s, "type", "")]
 }
 
+# input.command.postgres.has (added by the PDP like `types`: pdp/domain/policy_input.py,
+# statement_flags and query_flags; never a proxy's): {flag: true} for each of a few facts
+# some statement holds, set from the very fields the rules read (and whenever one is not
+# of the classifier's shape), e.g. `settings` when a statement calls set_config, `locking`
+# for FOR UPDATE/SHARE, `user_code` when the session's catalogue facts name any of the
+# statements' names. A rule that looks for one of these facts in every statement opens
+# with `input.command.postgres.has.<flag>`, so a query without it skips the rule. A
+# postgres command without the flags is denied: without them those rules would not run.
+deny contains "the query's flags (input.command.postgres.has) are missing: the statements cannot be judged" if {
+	input.command.postgres.statements # else denied as not classified (above)
+	# object.get: the evaluator takes a reference out of the negation, so an undefined
+	# input.command.postgres.has would fail this line instead of passing it
+	not is_object(object.get(input.command.postgres, "has", false))
+}
+
 deny contains sprintf("SQL that cannot be parsed is denied: %s", [s.error]) if {
 	input.command.postgres.types.unparseable
 	some s in input.command.postgres.statements
@@ -93,16 +113,17 @@ deny contains sprintf("SQL that cannot be parsed is denied: %s", [s.error]) if {
 }
 
 deny contains sprintf("function %s reaches outside the database or runs SQL text", [f]) if {
+	input.command.postgres.has.functions
 	some s in input.command.postgres.statements
 	some f in s.functions
-	data.portcullis.dangerous_functions[f]
+	pg_dangerous_function(f)
 }
 
-deny contains sprintf("function %s reaches outside the database or runs SQL text", [f]) if {
-	some s in input.command.postgres.statements
-	some f in s.functions
-	strings.any_prefix_match(f, data.portcullis.dangerous_function_prefixes)
-}
+# Listed by name or by prefix: one deny rule asks both, so every query enters one rule
+# where it entered two (a rule entered costs the evaluator more than this call per function).
+pg_dangerous_function(f) if data.portcullis.dangerous_functions[f]
+
+pg_dangerous_function(f) if strings.any_prefix_match(f, data.portcullis.dangerous_function_prefixes)
 
 deny contains sprintf("SET %s is pinned for every session: the policy must read SQL as the server does", [upper(s.setting)]) if {
 	input.command.postgres.types.set
@@ -113,12 +134,14 @@ deny contains sprintf("SET %s is pinned for every session: the policy must read 
 }
 
 deny contains sprintf("set_config may not change %s: it is pinned for every session", [name]) if {
+	input.command.postgres.has.settings
 	some s in input.command.postgres.statements
 	some name in s.settings
 	data.portcullis.postgres.lexing_settings[name]
 }
 
 deny contains "set_config with a setting name that is not a literal: what it changes cannot be judged" if {
+	input.command.postgres.has.settings
 	some s in input.command.postgres.statements
 	s.dynamic_settings
 }
@@ -126,6 +149,7 @@ deny contains "set_config with a setting name that is not a literal: what it cha
 # The classifier always says what a set_config call sets; an entry that does not is judged
 # as the call whose name cannot be read.
 deny contains "set_config with a setting name that is not a literal: what it changes cannot be judged" if {
+	input.command.postgres.has.settings
 	some s in input.command.postgres.statements
 	some "set_config" in s.functions
 	not s.settings
@@ -291,6 +315,7 @@ pg_writes contains [i, "COPY FROM needs approval"] if {
 # FOR UPDATE/SHARE takes row locks, which block writers: a write for policy purposes.
 # A plain EXPLAIN runs nothing, so it locks nothing.
 pg_writes contains [i, "SELECT ... FOR UPDATE/SHARE locks rows and needs approval"] if {
+	input.command.postgres.has.locking
 	some i, s in input.command.postgres.statements
 	s.locking
 	s.type != "explain"
@@ -332,6 +357,7 @@ pg_reader_denials contains reason if {
 }
 
 pg_reader_calls contains [i, sprintf("function %s is not one readers may call", [f])] if {
+	input.command.postgres.has.functions
 	some i, s in input.command.postgres.statements
 	some f in s.functions
 	not data.portcullis.postgres.reader_functions[f]
@@ -339,6 +365,7 @@ pg_reader_calls contains [i, sprintf("function %s is not one readers may call", 
 }
 
 pg_reader_calls contains [i, sprintf("function %s is not in pg_catalog; readers may call only functions there", [f])] if {
+	input.command.postgres.has.qualified_names
 	some i, s in input.command.postgres.statements
 	some f in s.qualified_functions
 	not pg_catalog_function(f)
@@ -349,6 +376,7 @@ pg_reader_calls contains [i, sprintf("function %s is not in pg_catalog; readers 
 # server picks the best match by argument types over every schema on the search path, so
 # public.upper(varchar) beats pg_catalog.upper(text) for a varchar argument.
 pg_reader_calls contains [i, sprintf("function %s is also defined outside pg_catalog in this database, so the call may not run the built-in", [f])] if {
+	input.command.postgres.has.user_code
 	some i, s in input.command.postgres.statements
 	some f in s.functions
 	f in input.command.postgres.shadowed_functions
@@ -356,6 +384,7 @@ pg_reader_calls contains [i, sprintf("function %s is also defined outside pg_cat
 
 # A quoted name with capitals names another function than the lower-case one listed.
 pg_reader_calls contains [i, sprintf("function %q is not one readers may call", [f])] if {
+	input.command.postgres.has.qualified_names
 	some i, s in input.command.postgres.statements
 	some f in s.cased_functions
 }
@@ -374,6 +403,7 @@ deny contains reason if {
 # set_config is SET in a function call, and judged as SET is, in any statement: an
 # approved write must not change the session's settings for what follows.
 pg_reader_denials contains sprintf("set_config may not change %s for readers", [name]) if {
+	input.command.postgres.has.settings
 	some s in input.command.postgres.statements
 	some name in s.settings
 	not data.portcullis.postgres.reader_settings[name]
@@ -395,6 +425,7 @@ pg_reader_denials contains sprintf("SET %s changes who the session acts as", [up
 
 # Reader sessions run read-only at the server (session.rego); this keeps them there.
 pg_reader_denials contains sprintf("%s would make the transaction read-write; reader sessions stay read-only", [s.tag]) if {
+	input.command.postgres.has.read_write
 	some s in input.command.postgres.statements
 	s.read_write
 }
@@ -414,6 +445,39 @@ pg_reader_denials contains sprintf("%s holds secrets; only privileged groups may
 	contains(t, ".")
 	parts := split(t, ".")
 	data.portcullis.postgres.secret_catalogs[parts[count(parts) - 1]]
+}
+
+# Reading a setting: SHOW names it, current_setting reads its first argument. The upstream
+# role may be a superuser, who is shown settings PostgreSQL hides from ordinary roles
+# (primary_conninfo with its password, data_directory, ssl_passphrase_command, ...);
+# readers read only those in postgres.reader_readable_settings. SHOW ALL lists them all.
+pg_reader_denials contains sprintf("SHOW %s is not a setting readers may read", [upper(s.setting)]) if {
+	input.command.postgres.types.show
+	some s in input.command.postgres.statements
+	s.type == "show"
+	not data.portcullis.postgres.reader_readable_settings[s.setting]
+}
+
+pg_reader_denials contains sprintf("current_setting may not read %s for readers", [name]) if {
+	input.command.postgres.has.settings
+	some s in input.command.postgres.statements
+	some name in s.read_settings
+	not data.portcullis.postgres.reader_readable_settings[name]
+}
+
+pg_reader_denials contains "current_setting with a setting name that is not a literal: what it reads cannot be judged" if {
+	input.command.postgres.has.settings
+	some s in input.command.postgres.statements
+	s.dynamic_read_settings
+}
+
+# The classifier always says what a current_setting call reads; an entry that does not is
+# judged as the call whose name cannot be read.
+pg_reader_denials contains "current_setting with a setting name that is not a literal: what it reads cannot be judged" if {
+	input.command.postgres.has.settings
+	some s in input.command.postgres.statements
+	some "current_setting" in s.functions
+	not s.read_settings
 }
 
 pg_reader_may_set(s) if data.portcullis.postgres.reader_settings[s.setting]

@@ -93,6 +93,7 @@ pg_computed_outputs := [o |
 ]
 
 pg_derived_reasons contains sprintf("%s (%s) derives from sensitive column %s: masked whole", [pg_output_label(o), o.kind, column]) if {
+	input.command.postgres.has.computed
 	some o in pg_computed_outputs
 	some column in o.columns
 	pg_sensitive_column(column)
@@ -100,6 +101,7 @@ pg_derived_reasons contains sprintf("%s (%s) derives from sensitive column %s: m
 }
 
 pg_derived_reasons contains sprintf("%s is computed from columns of %s, which may be sensitive: masked whole", [pg_output_label(o), concat(", ", o.tables)]) if {
+	input.command.postgres.has.computed
 	some o in pg_computed_outputs
 	count(o.tables) > 0
 	not pii_reader
@@ -107,15 +109,27 @@ pg_derived_reasons contains sprintf("%s is computed from columns of %s, which ma
 
 # FETCH from a cursor and EXECUTE of a prepared statement return rows whose lineage was
 # judged when the cursor was declared or the statement prepared, and is not in this text:
-# every computed column of their rows is masked (plain table columns still by name).
-pg_derived_reasons contains sprintf("%s returns rows of a cursor or prepared statement: their computed columns are masked whole", [upper(s.type)]) if {
+# every computed column of their rows is masked (plain table columns still by name). One
+# rule per type, each opening with its type: a query without one skips it (a statement
+# whose type the summary leaves out is denied, postgres.rego, and a denial carries no mask).
+pg_derived_reasons contains "FETCH returns rows of a cursor or prepared statement: their computed columns are masked whole" if {
+	input.command.postgres.types.fetch
 	some s in input.command.postgres.statements
-	s.type in {"fetch", "execute"}
+	s.type == "fetch"
+	not s.nested
+	not pii_reader
+}
+
+pg_derived_reasons contains "EXECUTE returns rows of a cursor or prepared statement: their computed columns are masked whole" if {
+	input.command.postgres.types.execute
+	some s in input.command.postgres.statements
+	s.type == "execute"
 	not s.nested
 	not pii_reader
 }
 
 deny contains sprintf("%s is a whole row of %s: whole-row values and the JSON/XML built from them are denied to everyone not in pii-readers, since a row may hold sensitive columns (the shipped policy's choice); select the columns you need", [pg_output_label(o), concat(", ", o.tables)]) if {
+	input.command.postgres.has.whole_row
 	some s in input.command.postgres.statements
 	some o in s.outputs
 	o.kind == "whole_row"
@@ -124,6 +138,7 @@ deny contains sprintf("%s is a whole row of %s: whole-row values and the JSON/XM
 }
 
 deny contains sprintf("a DO block reads sensitive column %s: notices and errors that could carry it are not masked", [column]) if {
+	input.command.postgres.has.nested
 	some s in input.command.postgres.statements
 	s.nested
 	some o in s.outputs
@@ -133,6 +148,7 @@ deny contains sprintf("a DO block reads sensitive column %s: notices and errors 
 }
 
 deny contains sprintf("a DO block reads whole rows of %s: notices and errors that could carry them are not masked", [concat(", ", o.tables)]) if {
+	input.command.postgres.has.nested
 	some s in input.command.postgres.statements
 	s.nested
 	some o in s.outputs

@@ -152,7 +152,7 @@ test_fetch_and_execute_mask_computed_columns if {
 		i := {
 			"identity": {"subject": "alice@example.com", "groups": ["readonly"]},
 			"connection": {"name": "orders-db", "type": "postgres"},
-			"command": {"kind": "postgres.query", "raw": "FETCH 10 FROM c", "postgres": {"statements": [{"type": kind, "tag": "FetchStmt", "tables": [], "functions": [], "qualified_functions": []}], "types": {kind: true}}},
+			"command": {"kind": "postgres.query", "raw": "FETCH 10 FROM c", "postgres": {"statements": [{"type": kind, "tag": "FetchStmt", "tables": [], "functions": [], "qualified_functions": []}], "has": pg_every_flag, "types": {kind: true}}},
 		}
 		d := portcullis.decision with input as i
 		d.verdict == "mask"

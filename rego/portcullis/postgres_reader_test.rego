@@ -12,7 +12,7 @@ set_stmt(setting, extra) := stmt_with("set", object.union({"setting": setting, "
 # --- functions -----------------------------------------------------------------
 
 test_reader_functions_allowed if {
-	every f in ["lower", "count", "now", "format_type", "pg_get_userbyid", "random", "pg_advisory_unlock_all", "current_setting", "row_number", "string_agg"] {
+	every f in ["lower", "count", "now", "format_type", "pg_get_userbyid", "random", "pg_advisory_unlock_all", "current_database", "row_number", "string_agg"] {
 		verdict(["pii-readers"], [select_calling([f])]) == "allow"
 	}
 }
@@ -62,7 +62,7 @@ test_fast_path_call_judged_by_the_list if {
 	i := {
 		"identity": {"subject": "alice@example.com", "groups": ["readonly"]},
 		"connection": {"name": "orders-db", "type": "postgres"},
-		"command": {"kind": "postgres.function_call", "raw": "lo_creat", "postgres": {"statements": [stmt_with("select", {"tag": "FunctionCall", "functions": ["lo_creat"]})], "types": {"select": true}}},
+		"command": {"kind": "postgres.function_call", "raw": "lo_creat", "postgres": {"statements": [stmt_with("select", {"tag": "FunctionCall", "functions": ["lo_creat"]})], "has": pg_every_flag, "types": {"select": true}}},
 	}
 	d := portcullis.decision with input as i
 	d.verdict == "deny"
@@ -97,7 +97,7 @@ shadowed_query(groups, functions) := {
 	"connection": {"name": "orders-db", "type": "postgres"},
 	"command": {"kind": "postgres.query", "raw": "select upper(x)", "postgres": {
 		"statements": [stmt_with("select", {"functions": functions})],
-		"types": {"select": true},
+		"has": pg_every_flag, "types": {"select": true},
 		"shadowed_functions": ["upper"],
 	}},
 }
@@ -149,7 +149,7 @@ test_start_up_settings_are_dbas_to_choose if {
 # --- set_config ---------------------------------------------------------------------
 
 test_set_config_of_reader_settings_allowed if {
-	s := stmt_with("select", {"functions": ["current_setting", "set_config"], "settings": ["jit"]})
+	s := stmt_with("select", {"functions": ["current_setting", "set_config"], "settings": ["jit"], "read_settings": ["jit"]})
 	verdict(["pii-readers"], [s]) == "allow"
 }
 
@@ -260,7 +260,7 @@ test_select_for_update_needs_approval if {
 # --- secret catalogs ----------------------------------------------------------------
 
 test_secret_catalogs_denied_for_readers if {
-	every t in ["pg_authid", "pg_catalog.pg_authid", "pg_shadow", "pg_user_mappings", "pg_largeobject", "pg_statistic", "pg_stats", "pg_catalog.pg_subscription", "pg_stat_activity", "pg_hba_file_rules", "pg_file_settings"] {
+	every t in ["pg_authid", "pg_catalog.pg_authid", "pg_shadow", "pg_user_mappings", "pg_largeobject", "pg_statistic", "pg_stats", "pg_catalog.pg_subscription", "pg_stat_activity", "pg_hba_file_rules", "pg_file_settings", "pg_settings", "information_schema.user_mapping_options", "information_schema._pg_user_mappings", "pg_config"] {
 		s := stmt_with("select", {"tables": [t]})
 		verdict(["analyst", "pii-readers"], [s]) == "deny"
 		sprintf("%s holds secrets; only privileged groups may read it", [t]) in reasons(["readonly"], [s])
@@ -269,12 +269,51 @@ test_secret_catalogs_denied_for_readers if {
 	verdict(["pii-readers"], [stmt_with("select", {"tables": ["pg_catalog.pg_class", "pg_roles"]})]) == "allow"
 }
 
+# --- reading settings ---------------------------------------------------------------
+
+test_readers_read_only_the_settings_an_ordinary_role_is_shown if {
+	show := {"type": "show", "tag": "VariableShowStmt", "tables": [], "functions": [], "qualified_functions": []}
+	every name in ["server_version", "transaction_isolation", "timezone", "search_path", "is_superuser"] {
+		verdict(["pii-readers"], [object.union(show, {"setting": name})]) == "allow"
+		verdict(["pii-readers"], [stmt_with("select", {"functions": ["current_setting"], "read_settings": [name]})]) == "allow"
+	}
+	every name in ["primary_conninfo", "data_directory", "ssl_passphrase_command", "archive_command", "all", "my.secret"] {
+		s := object.union(show, {"setting": name})
+		verdict(["pii-readers"], [s]) == "deny"
+		sprintf("SHOW %s is not a setting readers may read", [upper(name)]) in reasons(["readonly"], [s])
+		verdict(["dba"], [s]) != "deny"
+	}
+	every name in ["primary_conninfo", "config_file", "restore_command"] {
+		s := stmt_with("select", {"functions": ["current_setting"], "read_settings": ["server_version", name]})
+		verdict(["pii-readers"], [s]) == "deny"
+		sprintf("current_setting may not read %s for readers", [name]) in reasons(["readonly"], [s])
+		verdict(["dba"], [s]) != "deny"
+	}
+}
+
+test_current_setting_of_a_name_not_written_is_denied_to_readers if {
+	dynamic := "current_setting with a setting name that is not a literal: what it reads cannot be judged"
+	s := stmt_with("select", {"functions": ["current_setting"], "dynamic_read_settings": true})
+	verdict(["pii-readers"], [s]) == "deny"
+	dynamic in reasons(["readonly"], [s])
+	# a classifier that named the call but not what it reads
+	dynamic in reasons(["readonly"], [stmt_with("select", {"functions": ["current_setting"]})])
+	verdict(["dba"], [s]) != "deny"
+}
+
+test_settings_functions_that_list_every_setting_are_not_reader_callable if {
+	every f in ["pg_show_all_settings", "pg_config"] {
+		verdict(["readonly"], [stmt_with("select", {"functions": [f]})]) == "deny"
+	}
+}
+
 # --- caching ----------------------------------------------------------------------
 
 test_answers_that_read_literals_are_not_cached if {
 	cases := [
 		set_stmt("datestyle", {}),
 		stmt_with("select", {"functions": ["set_config"], "settings": ["jit"]}),
+		stmt_with("select", {"functions": ["current_setting"], "read_settings": ["server_version"]}),
 	]
 	every s in cases {
 		d := portcullis.decision with input as pg_input(["pii-readers"], [stmt("select"), s])

@@ -5,11 +5,40 @@ import data.portcullis
 pg_input(groups, statements) := {
 	"identity": {"subject": "alice@example.com", "groups": groups},
 	"connection": {"name": "orders-db", "type": "postgres"},
-	"command": {"kind": "postgres.query", "raw": "-", "postgres": {"statements": statements, "types": pg_types(statements)}},
+	"command": {"kind": "postgres.query", "raw": "-", "postgres": {"statements": statements, "has": pg_has(statements), "types": pg_types(statements)}},
 }
 
 # input.command.postgres.types as the PDP adds it (pdp/domain/policy_input.py)
 pg_types(statements) := {s.type: true | some s in statements}
+
+# input.command.postgres.has with every flag set: every rule a flag guards runs, as if
+# there were no flags (tests/test_policy_flags.py holds the flags the PDP sets to the same
+# decisions as these)
+pg_every_flag := {flag: true | some flag in {
+	"settings", "untyped", "locking", "read_write", "nested", "functions", "whole_row",
+	"computed", "qualified_names", "user_code",
+}}
+
+# the same, but `settings` and `untyped` (which also keep an answer from the cache) only as
+# the PDP sets them: for a statement that names settings or calls set_config or
+# current_setting, and for one without a type
+pg_has(statements) := object.union_n([
+	object.remove(pg_every_flag, {"settings", "untyped"}),
+	{"settings": true | some s in statements; pg_names_settings(s)},
+	{"untyped": true | some s in statements; not s.type},
+])
+
+pg_names_settings(s) if s.settings
+
+pg_names_settings(s) if s.dynamic_settings
+
+pg_names_settings(s) if "set_config" in s.functions
+
+pg_names_settings(s) if s.read_settings
+
+pg_names_settings(s) if s.dynamic_read_settings
+
+pg_names_settings(s) if "current_setting" in s.functions
 
 stmt(type) := {"type": type, "tag": "X", "tables": ["public.orders"], "functions": []}
 
@@ -238,7 +267,7 @@ test_function_call_judged_like_a_query if {
 	i := {
 		"identity": {"subject": "alice@example.com", "groups": ["dba"]},
 		"connection": {"name": "orders-db", "type": "postgres"},
-		"command": {"kind": "postgres.function_call", "raw": "lo_import", "postgres": {"statements": [stmt_with("select", {"tag": "FunctionCall", "functions": ["lo_import"]})], "types": {"select": true}}},
+		"command": {"kind": "postgres.function_call", "raw": "lo_import", "postgres": {"statements": [stmt_with("select", {"tag": "FunctionCall", "functions": ["lo_import"]})], "has": pg_every_flag, "types": {"select": true}}},
 	}
 	d := portcullis.decision with input as i
 	d.verdict == "deny"

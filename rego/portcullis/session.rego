@@ -11,7 +11,7 @@ default connection_name := ""
 
 connection_name := input.connection.name
 
-connection := data.portcullis.connections[connection_name]
+connection := data.portcullis.connections[input.connection.name]
 
 # each of the identity's groups (usually one) looked up in the connection's list, rather
 # than each of the connection's groups in the identity's: fewer steps, the same answer
@@ -51,13 +51,16 @@ session_denials contains sprintf("%s is not in a group allowed on %s", [subject,
 	not connection_member
 }
 
-deny contains reason if {
-	some reason in standing_denials
-}
-
 # the standing's denials, or without one these alone (not the whole standing: a session.open
 # needs nothing else of it)
-standing_denials := input.standing.denials if input.standing else := session_denials
+deny contains reason if {
+	some reason in input.standing.denials
+}
+
+deny contains reason if {
+	not input.standing
+	some reason in session_denials
+}
 
 # The connection type each command kind belongs to: a literal in the rule, not a rule of
 # its own, which the evaluator would build again on every decision.

@@ -223,3 +223,27 @@ test_ssh_execs_are_cached_exactly_and_never_under_an_approval if {
 	a := portcullis.decision with input as approved
 	a.cache_ttl_seconds == 0
 }
+
+test_ssh_options_that_write_need_approval if {
+	every argv in [
+		["journalctl", "--vacuum-time=1s"],
+		["journalctl", "-q", "--vacuum-size", "1K"],
+		["journalctl", "--vac=1s"],
+		["journalctl", "--rotate"],
+		["journalctl", "--rot"],
+		["journalctl", "--flush"],
+		["journalctl", "--cursor-file=/tmp/c"],
+		["journalctl", "-u", "nginx", "--setup-keys"],
+	] {
+		d := ssh_decision(["pii-readers"], [ssh_part(argv)])
+		d.verdict == "require_approval"
+		some arg in argv
+		sprintf("%q writes with %s", [concat(" ", argv), arg]) in d.reasons
+	}
+	computed := object.union(ssh_part(["journalctl", "$X"]), {"dynamic": [1]})
+	ssh_decision(["pii-readers"], [computed]).verdict == "require_approval"
+	# reading options stay allowed, short or long
+	every argv in [["journalctl", "-u", "nginx", "--since=today", "--no-pager"], ["journalctl", "-n", "50", "-o", "json"]] {
+		ssh_verdict(["pii-readers"], argv) == "allow"
+	}
+}

@@ -85,3 +85,24 @@ test_a_query_without_a_summary_is_denied if {
 	d := portcullis.decision with input as i
 	d.verdict == "deny"
 }
+
+test_a_query_without_its_flags_is_denied if {
+	some flags in [null, "settings", ["settings"]]
+	for_dba := json.patch(pg_input(["dba"], [stmt("select")]), [{"op": "remove", "path": "/command/postgres/has"}])
+	with_flags := json.patch(pg_input(["dba"], [stmt("select")]), [{"op": "replace", "path": "/command/postgres/has", "value": flags}])
+	every i in [for_dba, with_flags] {
+		d := portcullis.decision with input as i
+		d.verdict == "deny"
+		"the query's flags (input.command.postgres.has) are missing: the statements cannot be judged" in d.reasons
+	}
+}
+
+# A flag the PDP leaves out skips the rules it guards (what makes it worth having); the
+# PDP sets it from the same fields those rules read (tests/test_policy_flags.py).
+test_a_flag_left_out_skips_the_rules_it_guards if {
+	locking := stmt_with("select", {"locking": true})
+	d := portcullis.decision with input as pg_input(["readonly"], [locking])
+	d.verdict == "require_approval"
+	i := json.patch(pg_input(["readonly"], [locking]), [{"op": "remove", "path": "/command/postgres/has/locking"}])
+	portcullis.decision.verdict == "deny" with input as i
+}
