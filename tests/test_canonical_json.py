@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pdp.store.chain import canonical_json
+from pdp.store.chain import canonical_json, canonical_json_with
 
 
 def reference(value: object) -> str:
@@ -62,3 +62,49 @@ def test_what_the_definition_refuses_is_refused(value):
         reference(value)
     with pytest.raises((ValueError, TypeError)):
         canonical_json(value)
+
+
+# canonical_json_with: a body's values given as canonical JSON made once are spliced in;
+# the bytes must be the definition's for any body, whatever its other values hold (the
+# stand-in's own text among them: an attacker's statement may carry anything)
+stand_ins = st.sampled_from(
+    ["\0portcullis spliced value 0\0", "\0portcullis spliced value 1\0", "\0", "spliced"]
+)
+texts = st.text() | stand_ins | st.lists(stand_ins).map("".join)
+spliced_bodies = st.dictionaries(
+    st.text(max_size=8) | st.sampled_from(["attributes", "statements"]),
+    bodies | texts | st.lists(texts, max_size=3) | st.dictionaries(texts, texts, max_size=3),
+    max_size=6,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(spliced_bodies, st.data())
+def test_spliced_values_give_the_definition(body, data):
+    keys = sorted(body)
+    given_keys = data.draw(st.lists(st.sampled_from(keys), unique=True) if keys else st.just([]))
+    encoded = {}
+    for key in given_keys:
+        try:
+            encoded[key] = canonical_json(body[key])
+        except (ValueError, TypeError):
+            return  # a value the definition refuses: the body is refused either way
+    try:
+        expected = reference(body)
+    except (ValueError, TypeError):
+        with pytest.raises((ValueError, TypeError)):
+            canonical_json_with(body, encoded)
+        return
+    assert canonical_json_with(body, encoded) == expected
+
+
+def test_a_body_holding_the_stand_in_text_is_encoded_whole():
+    mark = "\0portcullis spliced value 0\0"
+    attributes = {"view_columns": {"v": [mark]}}
+    body = {"attributes": attributes, "raw": mark, "z": [mark, mark]}
+    assert canonical_json_with(body, {"attributes": canonical_json(attributes)}) == reference(body)
+    # two given values, the first holding the second's stand-in
+    second = "\0portcullis spliced value 1\0"
+    body = {"a": {"x": second}, "b": ["y"], "raw": "select 1"}
+    encoded = {"a": canonical_json(body["a"]), "b": canonical_json(body["b"])}
+    assert canonical_json_with(body, encoded) == reference(body)

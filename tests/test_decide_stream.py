@@ -453,3 +453,37 @@ def test_every_call_a_message_carries_is_taken_once_in_order(shape):
 
 def _count(call: pdp_pb2.DecideCall) -> int:
     return 1 + sum(_count(more) for more in call.more)
+
+
+async def test_an_answer_over_the_stream_is_the_unary_answer(tmp_path):
+    # the stream's answers are written in place (pdp.api.decide_stream: no copy of the
+    # response): the same fields as the unary Decide's, and a call ended carries none
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config, "alice@example.com", ("readonly",)))
+        texts = [
+            "SELECT id, email FROM customers",
+            "SET search_path TO public",
+            "DROP TABLE customers",
+            "BEGIN",
+        ]
+        stream = stub.DecideStream()
+        for n, sql in enumerate(texts):
+            await stream.write(_call(n, opened.session_id, sql))
+        await stream.write(_call(99, "s-unknown", "select 1"))
+        await stream.done_writing()
+        answers = {answer.call_id: answer async for answer in stream}
+        assert not answers[99].HasField("response") and answers[99].code
+        for n, sql in enumerate(texts):
+            unary = await stub.Decide(
+                pdp_pb2.DecideRequest(
+                    session_id=opened.session_id,
+                    command=pdp_pb2.Command(kind="postgres.query", raw=sql),
+                )
+            )
+            streamed = answers[n]
+            assert streamed.code == 0 and streamed.response.decision.decision_id
+            for decision in (streamed.response.decision, unary.decision):
+                decision.decision_id = ""
+                decision.evaluation_ms = 0
+            assert streamed.response == unary, sql

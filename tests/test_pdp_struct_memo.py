@@ -1,6 +1,7 @@
 """pdp.api.recording_rpc.StructMemo: a Decide's attributes remembered by their bytes give
-exactly what struct_to_dict gives, fresh objects each time, within their bound, and the
-reuse key portcullis.reuse gives them for each kind."""
+exactly what struct_to_dict gives, fresh objects each time, within their bound, the
+reuse key portcullis.reuse gives them for each kind, and their canonical JSON (what the
+decision record splices in: pdp.store.chain.canonical_json_with)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pdp.api.recording_rpc import StructMemo, struct_to_dict
+from pdp.store.chain import canonical_json
 from portcullis.reuse import reuse_key
 
 keys = st.text(max_size=12)
@@ -57,21 +59,28 @@ def test_remembered_attributes_equal_the_converted_ones(value):
     memo = StructMemo(reuse_key, min_bytes=0)
     message = struct_of(value)
     expected = struct_to_dict(message)
-    first, key1 = memo.decode(message, "postgres.query")  # a miss: converted and kept
-    second, key2 = memo.decode(struct_of(value), "postgres.query")  # a hit: the kept text
-    third, key3 = memo.decode(message, "http.request")  # a hit, another kind
+    first, key1, text1 = memo.decode(message, "postgres.query")  # a miss: converted, kept
+    second, key2, text2 = memo.decode(struct_of(value), "postgres.query")  # a hit: kept text
+    third, key3, text3 = memo.decode(message, "http.request")  # a hit, another kind
     assert same(first, expected) and same(second, expected) and same(third, expected)
     assert key1 == key2 == reuse_key("postgres.query", expected)
     assert key3 == reuse_key("http.request", expected)
+    try:
+        canonical = canonical_json(expected)
+    except ValueError:  # infinity: none, and the record refuses them as before
+        canonical = ""
+    assert text1 == text2 == text3 == canonical
+    if canonical:
+        assert canonical_json(second) == text2  # a hit's values encode to its kept text
 
 
 def test_a_hit_is_fresh_objects_each_time():
     memo = StructMemo(reuse_key, min_bytes=0)
     message = struct_of({"view_columns": {"contact": ["phone"]}, "shadowed_functions": ["upper"]})
-    first, _ = memo.decode(message, "postgres.query")
+    first, _, _ = memo.decode(message, "postgres.query")
     first["view_columns"]["contact"].append("changed")
     first["shadowed_functions"].clear()
-    second, _ = memo.decode(message, "postgres.query")
+    second, _, _ = memo.decode(message, "postgres.query")
     assert second == {"view_columns": {"contact": ["phone"]}, "shadowed_functions": ["upper"]}
     second["view_columns"]["x"] = ["y"]
     assert memo.decode(message, "postgres.query")[0] == {
@@ -85,12 +94,12 @@ def test_it_keeps_no_more_than_its_bound_and_skips_small_or_huge_structs():
     for n in range(10):
         message = struct_of({"view_columns": {f"v{n}_{i}": ["phone"] for i in range(8)}})
         value = struct_to_dict(message)
-        assert memo.decode(message, "k") == (value, reuse_key("k", value))
+        assert memo.decode(message, "k") == (value, reuse_key("k", value), canonical_json(value))
     assert len(memo._texts) == 3
     for small_or_huge in ({"protocol": "simple"}, {"p": ["x" * 100] * 50}):
         message = struct_of(small_or_huge)
         value = struct_to_dict(message)
-        assert memo.decode(message, "k") == (value, reuse_key("k", value))
+        assert memo.decode(message, "k") == (value, reuse_key("k", value), "")
     assert len(memo._texts) == 3
 
 
@@ -99,7 +108,18 @@ def test_different_attributes_are_never_confused():
     a = struct_of({"view_columns": {"contact": ["phone"]}, "phase": "parse"})
     b = struct_of({"view_columns": {"contact": ["phone"]}, "phase": "bind"})
     for _ in range(2):
-        value_a, key_a = memo.decode(a, "postgres.query")
-        value_b, key_b = memo.decode(b, "postgres.query")
+        value_a, key_a, text_a = memo.decode(a, "postgres.query")
+        value_b, key_b, text_b = memo.decode(b, "postgres.query")
+        assert text_a == canonical_json(value_a) and text_b == canonical_json(value_b)
         assert value_a["phase"] == "parse" and value_b["phase"] == "bind"
         assert key_a != key_b
+
+
+def test_attributes_without_canonical_json_are_given_none():
+    """Infinity has no canonical JSON: no text is kept, and the record refuses them as
+    it would have (the store's own encoding raises)."""
+    memo = StructMemo(reuse_key, min_bytes=0)
+    message = struct_of({"view_columns": {"contact": ["phone"]}, "limit": math.inf})
+    for _ in range(2):
+        value, _, text = memo.decode(message, "postgres.query")
+        assert value["limit"] == math.inf and text == ""

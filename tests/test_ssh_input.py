@@ -12,7 +12,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pdp.domain.ssh_input import MAX_DEPTH, Unreadable, parse, ssh_command, unquote
+from pdp.domain.ssh_input import (
+    MAX_DEPTH,
+    RESERVED,
+    SHELLS,
+    Unreadable,
+    _exec_input,
+    exec_input,
+    parse,
+    plain_words,
+    ssh_command,
+    unquote,
+)
 from pdp.engine.bundle import load_bundle
 from pdp.engine.opa import DECISION_PATH, evaluate, new_engine
 
@@ -141,10 +152,80 @@ def test_other_kinds_keep_only_known_attributes() -> None:
     assert ssh_command("ssh.exec", "id", {"argv": ["uptime"]})["argv"] == ["id"]
 
 
-def test_results_are_not_shared_between_callers() -> None:
-    first = ssh_command("ssh.exec", "uptime", {})
+@pytest.mark.parametrize("line", ["uptime", "uptime; df -h > /tmp/o", "'uptime'"])
+def test_results_are_not_shared_between_callers(line: str) -> None:
+    first = ssh_command("ssh.exec", line, {})
+    again = ssh_command("ssh.exec", line, {})
     first["parts"][0]["argv"].append("--evil")
-    assert ssh_command("ssh.exec", "uptime", {})["parts"][0]["argv"] == ["uptime"]
+    first["argv"].append("--evil")
+    for redirect in first["parts"][-1]["redirects"]:
+        redirect["target"] = "/etc/motd"
+    first["parts"].append({"argv": ["id"]})
+    assert ssh_command("ssh.exec", line, {}) == again
+    assert "--evil" not in again["parts"][0]["argv"] + again["argv"]
+
+
+# -- plain words: read without bashlex, into what bashlex reads ---------------------------
+
+
+def bashlex_reading(line: str) -> dict:
+    """The line read by bashlex and the walker, never by the plain-words path."""
+    return dict(_exec_input(line))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "sh -c ls", "bash script.sh", "dash", "env ls", "env A=b ls", "xargs rm",
+        "a=b ls", "a+=1 ls", "_x=1", "x= y", "if", "ls if", "time ls", "echo done",
+        "coproc ls", "ls  -l", " ls", "ls ", "ls\tx", "ls\n", "ls\nid", "echo ~",
+        "ls *", "ls ?", "cat {a,b}", "echo $x", "ls # x", "ls;id", "ls|id", "ls&",
+        "ls>x", "'ls'", "l\\s", "", " ", "ls\x00", "é",
+    ],
+)  # fmt: skip
+def test_plain_words_leave_anything_else_to_bashlex(line: str) -> None:
+    assert plain_words(line) is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["uptime", "echo r0-17", "df -h /", "dd if=/dev/zero of=/tmp/x bs=1M count=1",
+     "systemctl status nginx.service", "ls -la --color=auto /var/log", "echo a:b,c+d",
+     "sudo sh -c ls", "echo =b a==b", ". x", "- --"],
+)  # fmt: skip
+def test_plain_words_read_as_bashlex_reads(line: str) -> None:
+    assert plain_words(line) is not None
+    assert exec_input(line) == bashlex_reading(line)
+
+
+PLAIN_CHARS = "abyzABZ0189_./=:,+-"
+WORDS = st.one_of(
+    st.text(alphabet=PLAIN_CHARS, min_size=1, max_size=6),
+    st.sampled_from(sorted(RESERVED | SHELLS | {"env", "xargs", "echo", "a=b", "=", "."})),
+)
+
+
+@st.composite
+def wordy_lines(draw: st.DrawFn) -> str:
+    words = draw(st.lists(WORDS, min_size=1, max_size=6))
+    line = words[0]
+    for word in words[1:]:
+        line += draw(st.sampled_from([" ", " ", " ", "  ", "\t", ";", "\n"])) + word
+    return line
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(wordy_lines(), st.text(alphabet=PLAIN_CHARS + " ", max_size=40)))
+def test_plain_words_are_what_bashlex_reads(line: str) -> None:
+    """Every line the plain-words path takes reads exactly as bashlex and the walker read
+    it (command, parts, argv), and bashlex finds it readable."""
+    words = plain_words(line)
+    if words is None:
+        return
+    assert words == line.split(" ")
+    reading = bashlex_reading(line)
+    assert "malformed" not in reading, (line, reading)
+    assert exec_input(line) == reading
 
 
 # -- Hypothesis --------------------------------------------------------------------------

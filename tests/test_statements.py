@@ -98,9 +98,63 @@ def test_nested_entries_are_marked_and_parents_list_inner_tables():
         "tables": ["audit.log"],
         "functions": [],
         "qualified_functions": [],
+        "operators": ["="],
     }
     assert "audit.log" in entries[0]["tables"]
     assert "nested" not in entries[0]
+
+
+@pytest.mark.parametrize(
+    ("sql", "operators"),
+    [
+        ("select 1 from t where a = 1", ["="]),
+        ("select 1 from t where a operator(public.+) 1", ["public.+"]),
+        ("select 1 from t where a operator(pg_catalog.=) 1", ["pg_catalog.="]),
+        ("select 1 from t where a between 1 and 2", ["<", "<=", ">=", ">"]),
+        ("select 1 from t where a not between symmetric 1 and 2", ["<", "<=", ">=", ">"]),
+        ("select 1 from t where a in (select b from u)", ["="]),
+        ("select 1 from t where a in (1, 2)", ["="]),
+        ("select 1 from t where a not in (1, 2)", ["<>"]),
+        ("select 1 from t where a < all (select b from u)", ["<"]),
+        ("select 1 from t where a ~>~ any (array['x'])", ["~>~"]),
+        ("select 1 from t where a is distinct from b", ["="]),
+        ("select nullif(a, b) from t", ["="]),
+        (
+            "select 1 from t where a like 'x%' or a ilike 'y' or a similar to 'z'",
+            ["~~", "~~*", "~"],
+        ),
+        ("select case a when 1 then 2 end from t", ["="]),
+        ("select case when a then 2 end from t", []),
+        ("select 1 from t join u using (id)", ["="]),
+        ("select 1 from t natural join u", ["="]),
+        ("select 1 from t join u on true", []),
+        ("select a from t order by a using ~<~", ["~<~"]),
+        ("select exists (select 1 from t)", []),
+        ("select - a from t", ["-"]),
+        ("do $$begin perform 1 + 2; end$$", ["+"]),
+    ],
+)
+def test_operators_are_listed_as_written_and_as_the_server_implies_them(sql, operators):
+    assert one(sql).get("operators", []) == operators
+    assert classify_reference(sql) == classify(sql)
+
+
+@pytest.mark.parametrize(
+    ("sql", "names"),
+    [
+        ("select 'x'::dd", ["dd"]),
+        ("select cast('x' as public.dd)", ["public.dd"]),
+        ("select '{x}'::dd[]", ["dd"]),
+        ("select 'x'::\"Dd\"", ["Dd"]),
+        ("select 1::int, 'x'::varchar(3), true::boolean", []),  # pg_catalog's, qualified
+        ("select 'x'::pg_catalog.text", []),
+        ("select 'x'::text", ["text"]),  # unqualified: the policy looks it up
+        ("select * from f() as (a dd)", ["dd"]),
+    ],
+)
+def test_type_names_are_listed_unless_qualified_with_pg_catalog(sql, names):
+    assert one(sql).get("type_names", []) == names
+    assert classify_reference(sql) == classify(sql)
 
 
 def test_explain_flags():
@@ -440,6 +494,34 @@ def test_qualified_and_cased_function_names():
     assert entry["cased_functions"] == ["PUBLIC.evil", "LOWER"]
     assert "cased_functions" not in one("select \"lower\"('x')")
     assert one("select u&\"pg_catalog\".lower('x')")["qualified_functions"] == ["pg_catalog.lower"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "read", "dynamic"),
+    [
+        ("SHOW data_directory", None, False),
+        ("SELECT current_setting('Data_Directory')", ["data_directory"], False),
+        ("select PG_CATALOG.CURRENT_SETTING('jit', true)", ["jit"], False),
+        ("select current_setting(E'hba\\x5ffile')", ["hba_file"], False),
+        ("select current_setting(U&'hba\\005ffile')", ["hba_file"], False),
+        ("select * from current_setting('config_file')", ["config_file"], False),
+        ("select \"current_setting\"('search_path')", ["search_path"], False),
+        ("select current_setting(name) from pg_settings", None, True),
+        ("select current_setting($1)", None, True),
+        ("select current_setting('jit'::text)", None, True),
+        ("select current_setting(setting_name => 'jit')", None, True),
+        ("select 1 where current_setting('a') = current_setting('b')", ["a", "b"], False),
+        ("with s as (select current_setting('ident_file')) select * from s", ["ident_file"], False),
+        ("DO $$ BEGIN PERFORM current_setting('hba_file'); END $$", ["hba_file"], False),
+        ("select lower('current_setting')", None, False),
+    ],
+)
+def test_current_setting_reads(sql, read, dynamic):
+    """The settings a statement reads by current_setting: its first argument when a string
+    literal (escapes decoded, as the server reads it), otherwise unknown."""
+    entry = one(sql)
+    assert entry.get("read_settings") == read
+    assert entry.get("dynamic_read_settings", False) is dynamic
 
 
 @pytest.mark.parametrize(

@@ -52,11 +52,14 @@ class _CallEnded(Exception):
 
 class _CallContext:
     """What the Decide handler uses of its ServicerContext, for one call of a stream:
-    abort() ends that call alone; the proxy identity is the stream's, found once."""
+    abort() ends that call alone; the proxy identity is the stream's, found once; the
+    handler writes its response into `response_into`, the answer's own (upb copies a
+    message set as another's field: a serialization and a parse per answer)."""
 
-    def __init__(self, stream: Any, proxy: Any) -> None:
+    def __init__(self, stream: Any, proxy: Any, response_into: Any = None) -> None:
         self._stream = stream
         self.proxy_identity = proxy
+        self.response_into = response_into
 
     def peer(self) -> str:
         return str(self._stream.peer())
@@ -144,9 +147,12 @@ class DecideStreams:
     async def _answer(
         self, call: pdp_pb2.DecideCall, stream: Any, proxy: Any
     ) -> pdp_pb2.DecideAnswer:
+        answer = pdp_pb2.DecideAnswer(call_id=call.call_id)
         try:
-            response = await self._decide(call.request, _CallContext(stream, proxy))
-        except _CallEnded as ended:
+            response = await self._decide(
+                call.request, _CallContext(stream, proxy, answer.response)
+            )
+        except _CallEnded as ended:  # a fresh answer: nothing of the unfinished response
             return pdp_pb2.DecideAnswer(
                 call_id=call.call_id, code=ended.code.value[0], error=ended.details
             )
@@ -157,7 +163,9 @@ class DecideStreams:
                 code=grpc.StatusCode.INTERNAL.value[0],
                 error="internal error",
             )
-        return pdp_pb2.DecideAnswer(call_id=call.call_id, response=response)
+        if response is not answer.response:  # answered with a response of its own
+            answer.response.CopyFrom(response)
+        return answer
 
 
 def _calls_in(message: pdp_pb2.DecideCall) -> list[pdp_pb2.DecideCall]:

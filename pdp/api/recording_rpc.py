@@ -22,6 +22,7 @@ from pdp.api.proxy_auth import ProxyIdentity
 from pdp.domain.recordings import EVENTS_KIND, MalformedEvents, bounded_batch
 from pdp.domain.sessions import REAPED_REASONS, Session, SessionTable
 from pdp.store import AuditStore, StoreUnavailable
+from pdp.store.chain import canonical_json
 from portcullis.events import truncation_facts
 from portcullis.v1 import pdp_pb2
 
@@ -83,19 +84,22 @@ def _plain(value: struct_pb2.Value) -> Any:
 
 class StructMemo:
     """struct_to_dict() for Structs that come again and again, remembered by their bytes,
-    with what `key_of(kind, value)` makes of them (the Decide's reuse key).
+    with what `key_of(kind, value)` makes of them (the Decide's reuse key) and their
+    canonical JSON (pdp.store.chain: what the decision record holds of them).
 
     A proxy sends a Postgres statement's attributes with the database's catalogue facts
     (view columns, relation sources, shadowed built-ins: a kilobyte or more for a database
     with views), the same for every statement of a session: turning them into Python
-    values node by node cost 70 us per decision for 20 views, and their reuse key 18 us.
-    A Struct of at least `min_bytes` is looked up by its serialized bytes, and a hit is
-    made afresh from the JSON text kept of it (json.loads: new objects every time, so no
-    caller can change what another gets; floats, strings, bools and nulls come back
-    equal); its key for a kind is kept beside it (a function of the kind and the value
-    alone, so equal bytes give the same key). Smaller or larger ones (beyond `max_bytes`)
-    are converted as before. At most `entries` kept, the least recently used dropped
-    first."""
+    values node by node cost 70 us per decision for 20 views, their reuse key 18 us, and
+    their canonical JSON in the record 12-15 us. A Struct of at least `min_bytes` is
+    looked up by its serialized bytes (serialized once: ByteSize() costs a serialization
+    of its own), and a hit is made afresh from the JSON text kept of it (json.loads: new
+    objects every time, so no caller can change what another gets; floats, strings, bools
+    and nulls come back equal); its key for a kind and its canonical JSON are kept beside
+    it (functions of the value alone, so equal bytes give the same ones). Smaller or
+    larger ones (beyond `max_bytes`) are converted as before, with no canonical JSON
+    ("": the record encodes them). At most `entries` kept, the least recently used
+    dropped first."""
 
     def __init__(
         self,
@@ -108,16 +112,16 @@ class StructMemo:
         self.entries = entries
         self.min_bytes = min_bytes
         self.max_bytes = max_bytes
-        # bytes -> (the value's JSON text, {kind: key})
-        self._texts: OrderedDict[bytes, tuple[str, dict[str, str]]] = OrderedDict()
+        # bytes -> (the value's JSON text, {kind: key}, its canonical JSON or "")
+        self._texts: OrderedDict[bytes, tuple[str, dict[str, str], str]] = OrderedDict()
 
-    def decode(self, message: struct_pb2.Struct, kind: str) -> tuple[dict[str, Any], str]:
-        """The Struct as plain values (struct_to_dict) and key_of(kind, them)."""
-        size = message.ByteSize()
-        if size < self.min_bytes or size > self.max_bytes:
-            value = struct_to_dict(message)
-            return value, self.key_of(kind, value)
+    def decode(self, message: struct_pb2.Struct, kind: str) -> tuple[dict[str, Any], str, str]:
+        """The Struct as plain values (struct_to_dict), key_of(kind, them) and their
+        canonical JSON ("" when not remembered, or when they have none: NaN, infinity)."""
         wire = message.SerializeToString()
+        if len(wire) < self.min_bytes or len(wire) > self.max_bytes:
+            value = struct_to_dict(message)
+            return value, self.key_of(kind, value), ""
         texts = self._texts
         held = texts.get(wire)
         if held is not None:
@@ -126,13 +130,17 @@ class StructMemo:
             key = held[1].get(kind)
             if key is None:
                 key = held[1][kind] = self.key_of(kind, loaded)
-            return loaded, key
+            return loaded, key, held[2]
         value = struct_to_dict(message)
         key = self.key_of(kind, value)
-        texts[wire] = (json.dumps(value, separators=(",", ":")), {kind: key})
+        try:
+            canonical = canonical_json(value)
+        except ValueError:  # NaN or infinity: the record refuses them as it always did
+            canonical = ""
+        texts[wire] = (json.dumps(value, separators=(",", ":")), {kind: key}, canonical)
         if len(texts) > self.entries:
             texts.popitem(last=False)
-        return value, key
+        return value, key, canonical
 
 
 class SessionEventBatches:

@@ -91,8 +91,15 @@ def _verdict_message(v: Verdict) -> bytes:
     return message.SerializeToString()
 
 
-def decision_message(decision: Decision) -> pdp_pb2.Decision:
-    message = pdp_pb2.Decision.FromString(_verdict_message(decision.verdict))
+def decision_message(decision: Decision, into: pdp_pb2.Decision | None = None) -> pdp_pb2.Decision:
+    """A decision's wire form; written into `into` (an empty Decision inside the message
+    that carries it) when given: upb copies a message set as another's field (a
+    serialization and a parse), which one made in place spares."""
+    if into is None:
+        message = pdp_pb2.Decision.FromString(_verdict_message(decision.verdict))
+    else:
+        message = into
+        message.MergeFromString(_verdict_message(decision.verdict))
     message.decision_id = decision.id
     message.policy_revision = decision.policy_revision
     message.evaluation_ms = decision.evaluation_ms
@@ -412,10 +419,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 grpc.StatusCode.UNAUTHENTICATED,
                 "token expired during the session; reconnect with a fresh token",
             )
-        attributes, key = (
+        attributes, key, attributes_json = (
             self._command_attributes.decode(request.command.attributes, kind)
             if request.command.HasField("attributes")
-            else ({}, reuse_key(kind, {}))
+            else ({}, reuse_key(kind, {}), "")
         )
         raw = request.command.raw
         record = {
@@ -465,7 +472,13 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             return guards.check(session, kind, raw, attributes, verdict, approved=True)
 
         decision = await self.decider.decide(
-            policy_input, record, reusable, guard, standing_of=session.id
+            policy_input,
+            record,
+            reusable,
+            guard,
+            standing_of=session.id,
+            # the attributes' canonical JSON, made once per distinct attributes (StructMemo)
+            encoded={"attributes": (attributes, attributes_json)} if attributes_json else None,
         )
         if reported:
             # in this decision's record only (the records of an approval's re-run and of
@@ -491,7 +504,12 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             )
         else:
             approval_id = ""
-        message = decision_message(decision)
+        # a DecideStream call's answer is made before its call is decided, and this one is
+        # written into it (pdp.api.decide_stream): no copy of the decision per answer
+        response = getattr(context, "response_into", None)
+        if response is None:
+            response = pdp_pb2.DecideResponse()
+        message = decision_message(decision, response.decision)
         message.approval_id = approval_id
         if decision.rewritten:
             message.rewritten = decision.rewritten
@@ -508,7 +526,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         effects = command_effects(kind, raw)
         if effects:
             message.effects.extend(effects)
-        return pdp_pb2.DecideResponse(decision=message)
+        return response
 
     def _egress_report(
         self, session: Session, rows: int, size: int, record: dict[str, Any]

@@ -9,15 +9,17 @@ with the reason; nothing here can produce an allow by accident.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pdp.engine import EngineError, PolicyEngine
 from pdp.store import AuditStore, StoreUnavailable
+from pdp.store.chain import canonical_json
 from portcullis.literals import ShapeRewrite
 from portcullis.reuse import ReuseTable
 from portcullis.shape import shaped
@@ -39,6 +41,16 @@ _FIRST_COMMAND = "\0first command"
 # the verdicts of the evaluator's answers, by the answer's bytes: a session's statements,
 # and other sessions of the same groups, get the same few answers again and again
 VERDICT_ENTRIES = 4096
+# the canonical JSON of the statements of the texts decided last (their record's largest
+# part after the attributes), kept with the lists they were made of
+STATEMENT_TEXTS = 512
+STATEMENT_TEXT_BYTES = 8192
+# a verdict field's canonical JSON is spliced into its records (canonical_json_with) when
+# it holds at least this many values (objects, lists, strings, numbers, keys): the store
+# finds and replaces each spliced part in the whole record's text, about as much work as
+# the C encoder spends on a dozen values (callgrind: ~11k instructions a part in a 1.6 KB
+# record; the 12 rules of a mask cost it ~55k, a budget's 5 numbers about what they save)
+SPLICED_FIELD_VALUES = 24
 
 
 def new_decision_id() -> str:
@@ -73,6 +85,7 @@ class _Evaluated:
     verdict: Verdict
     decision_id: str
     fields: dict[str, Any]  # verdict.to_dict(); callers copy, never change it
+    texts: Mapping[str, str]  # _field_texts(fields): never changed either
 
 
 @dataclass(frozen=True)
@@ -157,7 +170,9 @@ class Decider:
         self.standings: dict[str, tuple[str, dict[str, Any] | None]] | None = (
             {} if getattr(engine, "knows_revision", False) else None
         )
-        self._verdicts: dict[bytes, tuple[Verdict, dict[str, Any]]] = {}
+        self._verdicts: dict[bytes, tuple[Verdict, dict[str, Any], Mapping[str, str]]] = {}
+        # id(statements) -> (those statements, their canonical JSON): _statements_json
+        self._statement_texts: dict[int, tuple[list[Any], str]] = {}
 
     async def decide(
         self,
@@ -166,6 +181,7 @@ class Decider:
         reusable: Reusable | None = None,
         guard: Guard | None = None,
         standing_of: str = "",
+        encoded: Mapping[str, tuple[Any, str]] | None = None,
     ) -> Decision:
         """Evaluate policy_input and log a decision record (`record` adds who/what/where).
 
@@ -174,16 +190,20 @@ class Decider:
         gets its own id and record, which names the decision it reused. policy_input may
         be a function that builds it, called only when the engine is asked. With
         `standing_of` (a session id), the session's standing goes into the input evaluated
-        (standing.rego), worked out on the session's first evaluation under a revision."""
+        (standing.rego), worked out on the session's first evaluation under a revision.
+        `encoded` names values of `record` whose canonical JSON the caller made once:
+        {key: (the value, its canonical JSON)}, spliced into the record's bytes while the
+        record holds that very value under the key (pdp.store.chain.canonical_json_with)."""
         decision_id = new_decision_id()
         started = time.perf_counter()
         revision = self.engine.revision
         reused = self._reused(reusable, revision)
         command: dict[str, Any]
         fields: dict[str, Any] | None = None
+        field_texts: Mapping[str, str] = _NO_TEXTS
         if reused is not None:
             assert reusable is not None
-            verdict, fields = reused.verdict, reused.fields
+            verdict, fields, field_texts = reused.verdict, reused.fields, reused.texts
             command = {"kind": reusable.kind, "raw": reusable.raw}
             self.stats.evaluations_reused += 1
         else:
@@ -192,8 +212,10 @@ class Decider:
             try:
                 result = await self._evaluate(built, standing_of)
                 revision = result.revision or revision
-                verdict, fields = self._verdict_of(result)
-                self._remember(reusable, _Evaluated(verdict, decision_id, fields), revision)
+                verdict, fields, field_texts = self._verdict_of(result)
+                self._remember(
+                    reusable, _Evaluated(verdict, decision_id, fields, field_texts), revision
+                )
             except EngineError as exc:
                 self.stats.engine_errors += 1
                 if self.evaluations is not None:  # trouble: evaluate afresh from here on
@@ -204,6 +226,7 @@ class Decider:
             guarded = guard(verdict)
             if guarded.verdict is not verdict:
                 verdict, fields = guarded.verdict, guarded.verdict.to_dict()
+                field_texts = _NO_TEXTS
         elapsed = (time.perf_counter() - started) * 1000
         body = {
             **record,
@@ -221,7 +244,16 @@ class Decider:
             body["statements"] = statements
         if guarded is not None and guarded.facts:
             body.update(guarded.facts)
-        recorded = await self._record(decision_id, record, body)
+        texts = {k: text for k, (value, text) in (encoded or {}).items() if body.get(k) is value}
+        if field_texts:
+            assert fields is not None
+            for key, text in field_texts.items():
+                if body.get(key) is fields[key]:  # not replaced by a guard's fact
+                    texts[key] = text
+        if statements is not None and body["statements"] is statements:
+            with contextlib.suppress(TypeError, ValueError):  # the store says why
+                texts["statements"] = self._statements_json(statements)
+        recorded = await self._record(decision_id, record, body, texts)
         if not recorded:
             verdict = Verdict.deny("decision log unavailable, so nothing can be allowed — denied")
             guarded = None
@@ -274,21 +306,23 @@ class Decider:
             return 0
         return self.evaluations.forget(session_id)
 
-    def _verdict_of(self, result: Any) -> tuple[Verdict, dict[str, Any]]:
-        """The verdict of an evaluator's answer and its record fields, mapped once per
-        distinct answer (by its bytes, when the engine gives them; the verdict is frozen
-        and the fields are only ever copied, so one pair serves every decision)."""
+    def _verdict_of(self, result: Any) -> tuple[Verdict, dict[str, Any], Mapping[str, str]]:
+        """The verdict of an evaluator's answer, its record fields and the canonical JSON
+        of the largest of them, made once per distinct answer (by its bytes, when the
+        engine gives them; the verdict is frozen and the fields are only ever copied, so
+        one triple serves every decision)."""
         raw = getattr(result, "raw", b"")
         known = self._verdicts.get(raw) if raw else None
         if known is not None:
             return known
         verdict = verdict_from_result(result.result)
-        pair = (verdict, verdict.to_dict())
+        fields = verdict.to_dict()
+        made = (verdict, fields, _field_texts(fields))
         if raw:
             if len(self._verdicts) >= VERDICT_ENTRIES:
                 self._verdicts.clear()
-            self._verdicts[raw] = pair
-        return pair
+            self._verdicts[raw] = made
+        return made
 
     async def _evaluate(self, built: dict[str, Any], standing_of: str) -> Any:
         """The decision for `built`, with the session's standing when there is one for the
@@ -362,7 +396,28 @@ class Decider:
             shaped,
         )
 
-    async def _record(self, decision_id: str, record: dict[str, Any], body: dict[str, Any]) -> bool:
+    def _statements_json(self, statements: list[Any]) -> str:
+        """The canonical JSON of a command's statements, made once per list: the PDP
+        remembers a text's classification (pdp.domain.policy_input), so a statement that
+        comes again brings the very list it had (kept here with its text, so its id
+        names it while the entry lives; the lists are never changed once made)."""
+        held = self._statement_texts.get(id(statements))
+        if held is not None and held[0] is statements:
+            return held[1]
+        text = canonical_json(statements)  # what cannot be encoded, the store refuses
+        if len(text) <= STATEMENT_TEXT_BYTES:  # a long text's lists are made afresh anyway
+            if len(self._statement_texts) >= STATEMENT_TEXTS:
+                self._statement_texts.clear()
+            self._statement_texts[id(statements)] = (statements, text)
+        return text
+
+    async def _record(
+        self,
+        decision_id: str,
+        record: dict[str, Any],
+        body: dict[str, Any],
+        encoded: Mapping[str, str] | None = None,
+    ) -> bool:
         kind = "session.open" if body["kind"] == "session.open" else "decision"
         try:
             await self.store.append(
@@ -372,6 +427,7 @@ class Decider:
                 session_id=record.get("session_id", ""),
                 subject=record.get("subject", ""),
                 plain=True,  # the returned record is not read: skip decoding a copy of body
+                encoded=encoded or None,
             )
         except StoreUnavailable as exc:
             self.stats.store_errors += 1
@@ -381,6 +437,31 @@ class Decider:
         if self.stats.store_refusing:
             self.stats.store_refusing = ""
         return True
+
+
+_NO_TEXTS: Mapping[str, str] = {}
+
+
+def _field_texts(fields: dict[str, Any]) -> Mapping[str, str]:
+    """{key: canonical JSON} of the verdict fields worth splicing into a record (at least
+    SPLICED_FIELD_VALUES values); a value that cannot be encoded is left to the store,
+    which refuses it as it would without this."""
+    texts: dict[str, str] = {}
+    for key, value in fields.items():
+        if isinstance(value, dict | list) and _values_in(value) >= SPLICED_FIELD_VALUES:
+            with contextlib.suppress(TypeError, ValueError, RecursionError):
+                texts[key] = canonical_json(value)
+    return texts or _NO_TEXTS
+
+
+def _values_in(value: Any) -> int:
+    """How many values the JSON encoder writes for `value`: itself, and for an object
+    each key and value, for a list each item, all the way down."""
+    if isinstance(value, dict):
+        return 1 + sum(1 + _values_in(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return 1 + sum(_values_in(item) for item in value)
+    return 1
 
 
 def _statements_of(command: dict[str, Any]) -> list[Any] | None:

@@ -11,7 +11,9 @@ grammar) into `Decision.effects`, so a proxy never parses SQL to learn them:
   cursor:NAME   DECLARE makes a cursor the client may Describe and Execute as a portal
   copy_out      COPY ... TO STDOUT: rows leave as CopyData, not DataRow, with no column
                 names; copy_source:SQL is the query whose rows it sends (deparsed by
-                the server's grammar), which a proxy can describe to learn the columns
+                the server's grammar), which a proxy can describe to learn the columns;
+                copy_binary when it sends them in the binary format (or any but text
+                and CSV), where no value detector can read a value
   settings      SET, RESET, DISCARD or set_config change session settings
 
 Facts about the text, never policy: the same for every session and policy revision.
@@ -56,24 +58,31 @@ def statement_effects(entries: list[dict[str, Any]]) -> tuple[str, ...]:
 
 
 def copy_sources(raw: str) -> tuple[str, ...]:
-    """For each COPY ... TO STDOUT in raw, the query whose rows it sends."""
+    """For each COPY ... TO STDOUT in raw, the query whose rows it sends (and
+    copy_binary before it when it sends them in a format no detector reads)."""
     try:
         statements = pglast.parse_sql(raw)
     except Exception:
         return ()
-    sources: list[str] = []
+    found: list[str] = []
     for statement in statements:
         node = statement.stmt
         if not isinstance(node, ast.CopyStmt) or node.is_from or node.filename is not None:
             continue
+        if any(
+            option.defname == "format"
+            and str(getattr(option.arg, "sval", option.arg)).lower() not in ("text", "csv")
+            for option in node.options or ()
+        ):
+            found.append("copy_binary")
         if node.query is not None:
-            sources.append(RawStream()(node.query))
+            found.append(f"copy_source:{RawStream()(node.query)}")
         elif node.relation is not None:
             columns = ", ".join(
                 RawStream()(ast.ColumnRef(fields=(name,))) for name in node.attlist or ()
             )
-            sources.append(f"SELECT {columns or '*'} FROM {RawStream()(node.relation)}")
-    return tuple(f"copy_source:{source}" for source in sources)
+            found.append(f"copy_source:SELECT {columns or '*'} FROM {RawStream()(node.relation)}")
+    return tuple(found)
 
 
 @functools.lru_cache(maxsize=8192)

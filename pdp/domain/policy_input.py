@@ -105,21 +105,141 @@ def statement_types(statements: list[dict[str, Any]]) -> dict[str, bool]:
     return {s["type"]: True for s in statements if isinstance(s.get("type"), str)}
 
 
+# What input.command.postgres.has says of the statements (statement_flags): the flag, and the
+# statement fields whose presence sets it (a field present with any value but false, as
+# `s.<field>` holds in Rego, or iterated over in a rule, sets it).
+_TRUTHY_FLAGS = {
+    "settings": ("settings", "dynamic_settings", "read_settings", "dynamic_read_settings"),
+    "locking": ("locking",),
+    "read_write": ("read_write",),
+    "nested": ("nested",),
+}
+# the catalogue facts (after trim_to_names) that set has.user_code when not empty
+USER_CODE_FACTS = (
+    "shadowed_functions",
+    "user_operators",
+    "user_types",
+    "view_functions",
+    "user_casts",
+)
+# every flag statement_flags may set: a statement it cannot read sets them all
+STATEMENT_FLAGS = (
+    *_TRUTHY_FLAGS,
+    "untyped",
+    "functions",
+    "whole_row",
+    "computed",
+    "qualified_names",
+)
+
+
+def _items(value: Any) -> list[Any] | None:
+    """What a rule's `some x in value` meets: a list's items, an object's values; None
+    when it is neither (a rule may meet anything in it, so a flag counts it as set)."""
+    if type(value) is list:
+        return value
+    if type(value) is dict:
+        return list(value.values())
+    return None
+
+
+def _named_outside(values: Any) -> bool:
+    """Whether some name of a list is written with a schema (holds a dot), or may be."""
+    items = _items(values)
+    return items is None or any(type(v) is not str or "." in v for v in items)
+
+
+def _kind(output: Any) -> str | None:
+    """An output's kind; None when it is not an object with a kind that is a string."""
+    kind = output.get("kind") if type(output) is dict else None
+    return kind if type(kind) is str else None
+
+
+def statement_flags(statements: Any) -> dict[str, bool]:
+    """input.command.postgres.has, the statements' part: {flag: true} for each of the facts
+    below some statement holds (nested ones included), and no key for one none holds. A
+    departure from DESIGN.md's input contract, like `types` (issue 27): a rule that looks
+    for one of these facts in every statement opens with `input.command.postgres.has.<flag>`,
+    which the evaluator's rule index reads, so a query holding none skips it instead of
+    walking its statements. Each flag is set from the fields the rules it guards read, and
+    whenever a statement or field is not of the shape the classifier gives (not an object,
+    a list that is not a list): a flag may be set for nothing, never left out for something.
+
+      untyped          a statement without a type (or with type false)
+      settings         a statement names settings it changes (set_config) or reads
+                       (current_setting), a setting name that is not a literal, or calls
+                       set_config or current_setting
+      locking          FOR UPDATE/SHARE
+      read_write       would make the transaction read-write
+      nested           a statement of a DO block
+      functions        calls a function
+      whole_row        an output that is a whole row
+      computed         an output that is an expression or an aggregate
+      qualified_names  a function written with its schema or a quoted name with capitals, an
+                       operator or a type written with its schema
+    """
+    flags: dict[str, bool] = {}
+    items = _items(statements)
+    if items is None:
+        return dict.fromkeys(STATEMENT_FLAGS, True)
+    for s in items:
+        if type(s) is not dict:
+            return dict.fromkeys(STATEMENT_FLAGS, True)
+        if s.get("type", False) is False:
+            flags["untyped"] = True
+        for flag, fields in _TRUTHY_FLAGS.items():
+            if any(s.get(f, False) is not False for f in fields):
+                flags[flag] = True
+        functions = _items(s.get("functions", []))
+        if functions is None or "set_config" in functions or "current_setting" in functions:
+            flags["settings"] = True
+        if functions is None or functions:
+            flags["functions"] = True
+        outputs = _items(s.get("outputs", []))
+        kinds = None if outputs is None else [_kind(o) for o in outputs]
+        if kinds is None or None in kinds or "whole_row" in kinds:
+            flags["whole_row"] = True
+        if kinds is None or None in kinds or "expression" in kinds or "aggregate" in kinds:
+            flags["computed"] = True
+        if (
+            _items(s.get("qualified_functions", [])) != []
+            or _items(s.get("cased_functions", [])) != []
+            or _named_outside(s.get("operators", []))
+            or _named_outside(s.get("type_names", []))
+        ):
+            flags["qualified_names"] = True
+    return flags
+
+
+def query_flags(details: dict[str, Any], flags: dict[str, bool]) -> dict[str, bool]:
+    """input.command.postgres.has: the statements' flags (statement_flags), and `user_code`
+    when one of the catalogue facts the proxy sends (USER_CODE_FACTS: shadowed functions,
+    user operators and types, view functions, user casts; as trimmed to the statement's
+    names) is not empty, or not a list or object. The policy denies a postgres command
+    without it."""
+    if any(key in details and _items(details[key]) != [] for key in USER_CODE_FACTS):
+        return {**flags, "user_code": True}
+    return dict(flags)
+
+
 def postgres_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """input.command.postgres: the proxy's attributes (protocol, phase, parameters, ...)
     and the statements as the PDP classifies them from the raw text itself, with their
-    types (statement_types); a `statements` or `types` a proxy sent is never taken. The
-    session's catalogue facts are trimmed to the names the statements hold (trim_to_names)."""
-    details = {k: v for k, v in attributes.items() if k not in ("statements", "types")}
+    types (statement_types) and flags (query_flags); a `statements`, `types` or `has` a
+    proxy sent is never taken. The session's catalogue facts are trimmed to the names the
+    statements hold (trim_to_names) before the flags are worked out from them."""
+    details = {k: v for k, v in attributes.items() if k not in ("statements", "types", "has")}
     if kind == "postgres.function_call":
         # a FunctionCall ('F') message names a function by OID; the proxy resolves it
         details["statements"] = [function_call_entry(str(attributes.get("function", "")))]
         details["types"] = statement_types(details["statements"])
         names = statement_names(details["statements"])
+        flags = statement_flags(details["statements"])
     else:
-        details["statements"], details["types"], names = _classified_with_types(raw)
+        details["statements"], details["types"], names, flags = _classified_with_types(raw)
     details.setdefault("protocol", "simple")
     trim_to_names(details, names)
+    details["has"] = query_flags(details, flags)
     return details
 
 
@@ -142,55 +262,68 @@ def statement_names(statements: list[dict[str, Any]]) -> frozenset[str]:
 
 
 def trim_to_names(details: dict[str, Any], names: frozenset[str]) -> None:
-    """Keep of the catalogue facts the proxy reads from the database at start-up and sends
-    whole with every statement only the entries for names the statements hold
-    (statement_names), in place: `shadowed_functions` and `view_columns`, which the policy
-    reads only by a name taken from a statement (rego/portcullis/postgres.rego: `f in
-    shadowed_functions` for each of a statement's functions; postgres_lineage.rego:
-    `view_columns[column]` for each column lineage meets), so it sees the same facts for
-    every name it asks about; and `relation_sources` (view -> the relations it reads, by
-    schema-qualified name), which no shipped rule reads (the row-filter guard takes it
-    from the proxy's attributes, not from the input): kept for a relation named with or
-    without its schema. The evaluator parses and copies what a database of many views
-    and functions sends only for the few a statement uses (issue 27: the input's size is
-    a cost per byte). A key stays present (even if empty) whenever it was sent, and a
-    value of another type than the list and objects of the contract is left as sent.
-    A departure from DESIGN.md's input contract like `types`: a rule of its own that
-    walked any of them whole would see only the trimmed part."""
-    shadowed = details.get("shadowed_functions")
-    if type(shadowed) is list:
-        # the policy compares them with a statement's function names, which are strings
-        details["shadowed_functions"] = [f for f in shadowed if isinstance(f, str) and f in names]
+    """Keep of the catalogue facts the proxy reads from the database at start-up and sends whole
+    with every statement only the entries for names the statements hold (statement_names),
+    in place: `shadowed_functions`, `user_operators`, `user_types` and `view_columns`, which
+    the policy reads only by a name taken from a statement (rego/portcullis/postgres.rego:
+    `f in shadowed_functions` for each of a statement's functions, postgres_user_code.rego
+    likewise for operators and types; postgres_lineage.rego: `view_columns[column]` for each
+    column lineage meets), so it sees the same facts for every name it asks about;
+    `view_functions` (view -> the functions reading it runs, by schema-qualified name;
+    postgres_user_code.rego reads it for a statement's tables) and `relation_sources` (view
+    -> the relations it reads, likewise; no shipped rule reads it: the row-filter guard
+    takes it from the proxy's attributes, not from the input): kept for a relation named
+    with or without its schema. The evaluator parses and copies what a database of many
+    views and functions sends only for the few a statement uses (issue 27: the input's size
+    is a cost per byte). A key stays present (even if empty) whenever it was sent, and a
+    value of another type than the list and objects of the contract is left as sent. A
+    departure from DESIGN.md's input contract like `types`: a rule of its own that walked
+    any of them whole would see only the trimmed part."""
+    for key in ("shadowed_functions", "user_operators", "user_types"):
+        listed = details.get(key)
+        if type(listed) is list:
+            # the policy compares them with a statement's function, operator and type
+            # names (postgres_user_code.rego), which are strings
+            details[key] = [f for f in listed if isinstance(f, str) and f in names]
     views = details.get("view_columns")
     if type(views) is dict and views:
         if len(names) < len(views):
             details["view_columns"] = {n: views[n] for n in names if n in views}
         else:
             details["view_columns"] = {k: v for k, v in views.items() if k in names}
-    sources = details.get("relation_sources")
-    if type(sources) is dict and sources:
-        details["relation_sources"] = {
-            k: v
-            for k, v in sources.items()
-            if isinstance(k, str) and (k in names or k.rpartition(".")[2] in names)
-        }
+    for key in ("relation_sources", "view_functions"):
+        by_relation = details.get(key)
+        if type(by_relation) is dict and by_relation:
+            details[key] = {
+                k: v
+                for k, v in by_relation.items()
+                if isinstance(k, str) and (k in names or k.rpartition(".")[2] in names)
+            }
+
+
+Typed = tuple[list[dict[str, Any]], dict[str, bool], frozenset[str], dict[str, bool]]
+
+
+def _typing(statements: list[dict[str, Any]]) -> Typed:
+    return (
+        statements,
+        statement_types(statements),
+        statement_names(statements),
+        statement_flags(statements),
+    )
 
 
 @functools.lru_cache(maxsize=8192)
-def _typed(raw: str) -> tuple[list[dict[str, Any]], dict[str, bool], frozenset[str]]:
-    statements = _classified(raw)
-    return statements, statement_types(statements), statement_names(statements)
+def _typed(raw: str) -> Typed:
+    return _typing(_classified(raw))
 
 
-def _classified_with_types(
-    raw: str,
-) -> tuple[list[dict[str, Any]], dict[str, bool], frozenset[str]]:
-    """classified(), its statement_types() and its statement_names(), remembered together
-    for short texts (all shared between callers, read-only)."""
+def _classified_with_types(raw: str) -> Typed:
+    """classified(), its statement_types(), statement_names() and statement_flags(),
+    remembered together for short texts (all shared between callers, read-only)."""
     if len(raw) <= CACHED_SQL_LENGTH:
         return _typed(raw)
-    statements = classify(raw)
-    return statements, statement_types(statements), statement_names(statements)
+    return _typing(classify(raw))
 
 
 def http_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:

@@ -43,15 +43,23 @@ class Session:
     # the proxy identity that opened it (pdp/api/proxy_auth.py): the only one that speaks for it
     proxy: str = ""
     closed_reason: str = ""
+    # started_at as rfc3339() wrote it, with the value it was written from: made once per
+    # session, not on every decision's input (made again if started_at is ever replaced)
+    _started_text: tuple[float, str] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def grant_expired(self) -> bool:
         return bool(self.grant_expires_at) and self.grant_expires_at <= time.time()
 
     def to_input(self) -> dict[str, Any]:
+        held = self._started_text
+        if held is None or held[0] is not self.started_at:
+            held = self._started_text = (self.started_at, rfc3339(self.started_at))
         return {
             "id": self.id,
-            "started_at": rfc3339(self.started_at),
+            "started_at": held[1],
             "client_addr": self.client_addr,
             "client": self.client,
         }

@@ -22,7 +22,9 @@ class EngineError(Exception):
 
 @dataclass(frozen=True)
 class EngineResult:
-    result: Any  # None when the document is undefined
+    # None when the document is undefined. Read it, never change it: the embedded engine
+    # hands answers of equal bytes the same document (pdp.engine.embedded)
+    result: Any
     revision: str
     elapsed_ms: float
     # the evaluator's answer as it came (embedded engine): equal bytes, equal result, so

@@ -6,12 +6,16 @@ from the socket FD and answers each:
 
     {"op": "load", "bundle": {...}}  → {"ok": true, "revision": ...} | {"ok": false, "error": ...}
     {"op": "ping"}                   → {"ok": true, "revision": ...}
-    RAW_EVAL path \\n input-JSON      → header-JSON \\n evaluator-envelope-JSON
+    RAW_EVAL path \\n input-JSON      → {"revision": ...} \\n evaluator-envelope-JSON
 
 Evaluation is the hot path: the input JSON goes to the evaluator as it arrived and the
-evaluator's answer goes back as it left, with no Python JSON work in between. A load that
-fails keeps the previous policy running. The parent kills this process when an
-evaluation overruns its deadline; nothing here needs to be interruptible.
+evaluator's answer goes back as it left, with no Python JSON work in between. Frames are
+answered one by one in the order they came; the answers to frames that came in one read
+go back together (one wake-up of the PDP instead of one per answer), but an answer held
+HOLD_SECONDS is sent before the next evaluation starts. A load that fails keeps the
+previous policy running. The parent kills this process when an evaluation overruns its
+deadline (the answers held then are lost with it: their evaluations are denied); nothing
+here needs to be interruptible.
 """
 
 from __future__ import annotations
@@ -26,15 +30,28 @@ from pdp.engine import frames
 from pdp.engine.bundle import PolicyBundle
 from pdp.engine.opa import PolicyLoadError, new_engine, raw_evaluate
 
+# how long an answer may wait for the answers after it before it is sent: the PDP sends a
+# busy worker several evaluations in one write (pdp.engine.embedded), and each answer sent
+# alone wakes the PDP's event loop once (measured: 67 -> 41 us of the PDP's CPU per
+# evaluation with 32 waiting; 1 ms: 48). An evaluation takes ~0.5 ms, the deadline 250 ms
+HOLD_SECONDS = 0.002
+RECEIVE_BYTES = 1 << 16
+
 
 def error_envelope(message: str) -> bytes:
     return json.dumps({"error": {"code": "worker", "message": message}}).encode()
+
+
+def answer_header(revision: str) -> bytes:
+    """The header line of an evaluation's answer: the revision of the policy that made it."""
+    return json.dumps({"revision": revision}).encode() + b"\n"
 
 
 class Worker:
     def __init__(self) -> None:
         self.engine: Any = None
         self.revision = ""
+        self.header = answer_header("")  # made once per policy loaded, not per evaluation
 
     def handle(self, message: dict[str, Any]) -> dict[str, Any]:
         op = message.get("op")
@@ -51,42 +68,60 @@ class Worker:
         except PolicyLoadError as exc:
             return {"ok": False, "error": str(exc)}
         old, self.engine, self.revision = self.engine, engine, bundle.revision
+        self.header = answer_header(self.revision)
         if old is not None:
             old.close()
         return {"ok": True, "revision": self.revision}
 
     def evaluate(self, path: str, input_json: bytes) -> bytes:
         if self.engine is None:
-            envelope = error_envelope("no policy loaded")
-        else:
-            started = time.perf_counter()
-            envelope = raw_evaluate(self.engine, path, input_json)
-            elapsed = (time.perf_counter() - started) * 1000
-        header = json.dumps({"revision": self.revision, "ms": elapsed if self.engine else 0})
-        return header.encode() + b"\n" + envelope
+            return self.header + error_envelope("no policy loaded")
+        return self.header + raw_evaluate(self.engine, path, input_json)
 
 
 def serve(sock: socket.socket) -> None:
     worker = Worker()
-    reader = sock.makefile("rb")
+    buffer = bytearray()
+    size = frames.HEADER.size
     while True:
-        header = reader.read(frames.HEADER.size)
-        if len(header) < frames.HEADER.size:
+        data = sock.recv(RECEIVE_BYTES)
+        if not data:
             return
-        body = reader.read(frames.decode_length(header))
-        if body[:1] == frames.RAW_EVAL:
-            path, _, input_json = body[1:].partition(b"\n")
-            try:
-                raw = worker.evaluate(path.decode(), input_json)
-            except Exception as exc:  # a bad frame must not end the worker silently
-                raw = b"{}\n" + error_envelope(f"worker error: {type(exc).__name__}: {exc}")
-            sock.sendall(frames.HEADER.pack(len(raw)) + raw)
-            continue
+        buffer += data
+        held: list[bytes] = []
+        since = 0.0
+        offset = 0
+        while len(buffer) - offset >= size:
+            end = offset + size + frames.decode_length(bytes(buffer[offset : offset + size]))
+            if len(buffer) < end:
+                break
+            body = bytes(buffer[offset + size : end])
+            offset = end
+            if held and time.monotonic() - since > HOLD_SECONDS:
+                sock.sendall(b"".join(held))
+                held = []
+            held.append(answer(worker, body))
+            if len(held) == 1:
+                since = time.monotonic()
+        del buffer[:offset]
+        if held:
+            sock.sendall(b"".join(held) if len(held) > 1 else held[0])
+
+
+def answer(worker: Worker, body: bytes) -> bytes:
+    """The frame answering one request frame (every frame gets exactly one, in order)."""
+    if body[:1] == frames.RAW_EVAL:
+        path, _, input_json = body[1:].partition(b"\n")
         try:
-            reply = worker.handle(frames.decode(body))
-        except Exception as exc:
-            reply = {"ok": False, "error": f"worker error: {type(exc).__name__}: {exc}"}
-        sock.sendall(frames.encode(reply))
+            raw = worker.evaluate(path.decode(), input_json)
+        except Exception as exc:  # a bad frame must not end the worker silently
+            raw = b"{}\n" + error_envelope(f"worker error: {type(exc).__name__}: {exc}")
+        return frames.HEADER.pack(len(raw)) + raw
+    try:
+        reply = worker.handle(frames.decode(body))
+    except Exception as exc:
+        reply = {"ok": False, "error": f"worker error: {type(exc).__name__}: {exc}"}
+    return frames.encode(reply)
 
 
 def main() -> None:

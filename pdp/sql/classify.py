@@ -24,6 +24,8 @@ from pglast import ast
 from pglast.parser import parse_sql_json
 
 from pdp.sql.entries import (
+    BETWEEN_KINDS,
+    BETWEEN_OPERATORS,
     NOT_NESTED_TAGS,
     RELATION_OBJECTS,
     TRUE_WORDS,
@@ -143,6 +145,8 @@ def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> li
             args = child.get("args")
             name = [_json_sval(p) for p in child.get("funcname", ())]
             found.call(name, _json_const(args[0]) if args else None)
+        elif child_tag in _NAMES_CODE:
+            _code_json(child_tag, child, found)
         elif child_tag == "SelectStmt":
             if "lockingClause" in child:
                 found.locking = True
@@ -155,6 +159,34 @@ def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> li
         fold_do_block(entry, *_do_block_source(fields.get("args", ())), found, children)
     found.into(entry)
     return [entry, *children]
+
+
+# Nodes that name, or imply, an operator or a type (Findings.operator, implied, type_name).
+_NAMES_CODE = frozenset({"A_Expr", "SubLink", "SortBy", "CaseExpr", "JoinExpr", "TypeName"})
+
+
+def _code_json(tag: str, fields: dict[str, Any], found: Findings) -> None:
+    """pdp.sql.reference's operators and types of one JSON node."""
+    if tag == "A_Expr":
+        if fields.get("kind", "AEXPR_OP") in BETWEEN_KINDS:
+            found.implied(*BETWEEN_OPERATORS)
+        else:
+            found.operator([_json_sval(p) for p in fields.get("name", ())])
+    elif tag == "SubLink":
+        if "operName" in fields:
+            found.operator([_json_sval(p) for p in fields["operName"]])
+        elif fields.get("subLinkType") == "ANY_SUBLINK":
+            found.implied("=")
+    elif tag == "SortBy":
+        found.operator([_json_sval(p) for p in fields.get("useOp", ())])
+    elif tag == "CaseExpr":
+        if "arg" in fields:
+            found.implied("=")
+    elif tag == "JoinExpr":
+        if fields.get("usingClause") or fields.get("isNatural", False):
+            found.implied("=")
+    else:
+        found.type_name([_json_sval(p) for p in fields.get("names", ())])
 
 
 def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:

@@ -78,6 +78,13 @@ RELATION_OBJECTS = {"table", "view", "materialized_view", "foreign_table", "sequ
 
 TRUE_WORDS = {"true", "on", "1", "yes"}
 
+# A_Expr kinds the server turns into comparisons it looks up by name (x BETWEEN a AND b is
+# x >= a AND x <= b; NOT BETWEEN, x < a OR x > b); the node names no operator itself.
+BETWEEN_KINDS = frozenset(
+    {"AEXPR_BETWEEN", "AEXPR_NOT_BETWEEN", "AEXPR_BETWEEN_SYM", "AEXPR_NOT_BETWEEN_SYM"}
+)
+BETWEEN_OPERATORS = ("<", "<=", ">=", ">")
+
 
 def unparseable(exc: BaseException) -> Entry:
     message = str(exc.args[0]) if exc.args else type(exc).__name__
@@ -94,7 +101,19 @@ class Findings:
     """What the walk of one statement's tree finds, for both trees (pglast.ast and JSON):
     the tables it names and the functions it calls, under every name policy reads."""
 
-    __slots__ = ("cased", "dynamic", "functions", "locking", "qualified", "settings", "tables")
+    __slots__ = (
+        "cased",
+        "dynamic",
+        "functions",
+        "locking",
+        "operators",
+        "qualified",
+        "read_dynamic",
+        "read_settings",
+        "settings",
+        "tables",
+        "type_names",
+    )
 
     def __init__(self) -> None:
         self.tables: dict[str, None] = {}
@@ -102,7 +121,11 @@ class Findings:
         self.qualified: dict[str, None] = {}
         self.cased: dict[str, None] = {}
         self.settings: dict[str, None] = {}
+        self.operators: dict[str, None] = {}
+        self.type_names: dict[str, None] = {}
+        self.read_settings: dict[str, None] = {}
         self.dynamic = False
+        self.read_dynamic = False
         self.locking = False
 
     def call(self, parts: list[str], first: Const | None) -> None:
@@ -127,6 +150,34 @@ class Findings:
                 self.settings[first[1].lower()] = None
             else:
                 self.dynamic = True
+        elif name == "current_setting":
+            # current_setting(name[, missing_ok]) is SHOW name in a function call: which
+            # setting it reads is known only when its first argument is a string literal.
+            if first is not None and first[0] == "sval":
+                self.read_settings[first[1].lower()] = None
+            else:
+                self.read_dynamic = True
+
+    def operator(self, parts: list[str]) -> None:
+        """An operator the statement applies, as written: `OPERATOR(schema.op)` keeps its
+        schema. Operators run functions, and the server picks one by name and argument
+        types over every schema on the search path, as it does functions."""
+        if parts:
+            self.operators[".".join(parts)] = None
+
+    def implied(self, *symbols: str) -> None:
+        """Operators the server looks up by name for a construct that names none: `=` for
+        IN (subquery), simple CASE, JOIN USING and NATURAL JOIN; `<`, `<=`, `>=` and `>`
+        for BETWEEN."""
+        for symbol in symbols:
+            self.operators[symbol] = None
+
+    def type_name(self, parts: list[str]) -> None:
+        """A type the statement names (a cast's target, above all), unless pg_catalog's
+        by its qualified name: a cast to a type runs that type's input function, a
+        domain's checks, or a cast function, which may all be defined outside pg_catalog."""
+        if parts and not (len(parts) == 2 and parts[0] == "pg_catalog"):
+            self.type_names[".".join(parts)] = None
 
     def fold(self, inner: Entry) -> None:
         """Add what an entry classified from other text (a DO block's body) holds."""
@@ -135,7 +186,11 @@ class Findings:
         self.qualified.update(dict.fromkeys(inner["qualified_functions"]))
         self.cased.update(dict.fromkeys(inner.get("cased_functions", ())))
         self.settings.update(dict.fromkeys(inner.get("settings", ())))
+        self.operators.update(dict.fromkeys(inner.get("operators", ())))
+        self.type_names.update(dict.fromkeys(inner.get("type_names", ())))
+        self.read_settings.update(dict.fromkeys(inner.get("read_settings", ())))
         self.dynamic = self.dynamic or inner.get("dynamic_settings", False)
+        self.read_dynamic = self.read_dynamic or inner.get("dynamic_read_settings", False)
         self.locking = self.locking or inner.get("locking", False)
 
     def into(self, entry: Entry) -> None:
@@ -146,8 +201,16 @@ class Findings:
             entry["cased_functions"] = list(self.cased)
         if self.settings:
             entry["settings"] = list(self.settings)
+        if self.operators:
+            entry["operators"] = list(self.operators)
+        if self.type_names:
+            entry["type_names"] = list(self.type_names)
+        if self.read_settings:
+            entry["read_settings"] = list(self.read_settings)
         if self.dynamic:
             entry["dynamic_settings"] = True
+        if self.read_dynamic:
+            entry["dynamic_read_settings"] = True
         if self.locking:
             entry["locking"] = True
 

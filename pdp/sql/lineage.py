@@ -415,7 +415,9 @@ class Lineage:
             self.ordering(node["SortBy"]["node"], scope, ctes, outputs, "order")
         for node in fields.get("distinctClause", ()):
             if node:  # DISTINCT alone is a list holding one empty node
-                self.ordering(node, scope, ctes, outputs, "group")
+                # DISTINCT ON is carried out by sorting on its expressions (the server has
+                # no other plan for it): the rows come back in their order, an ordering
+                self.ordering(node, scope, ctes, outputs, "order")
         for node in fields.get("windowClause", ()):
             self.window(node["WindowDef"], scope, ctes)
         for clause in ("limitCount", "limitOffset"):
@@ -455,8 +457,10 @@ class Lineage:
         self.record(flow if tag == "ColumnRef" else flow.derived(), use)
 
     def window(self, fields: Fields, scope: Scope, ctes: dict[str, Item]) -> None:
+        # a window's partitions are made by sorting on them (WindowAgg reads sorted input),
+        # and the rows come back in that order: PARTITION BY orders as ORDER BY does
         for node in fields.get("partitionClause", ()):
-            self.record(_bare(self.expr(node, scope, ctes), node), "group")
+            self.record(_bare(self.expr(node, scope, ctes), node), "order")
         for node in fields.get("orderClause", ()):
             inner = node["SortBy"]["node"]
             self.record(_bare(self.expr(inner, scope, ctes), inner), "order")
@@ -754,10 +758,19 @@ class Lineage:
                 # an element chosen by a value (NULL past the end, which a mask keeps)
                 self.record(index.derived(), "other")
             return _merge(EXPRESSION, [flow, *indices])
-        return self.generic(fields, scope, ctes)
+        flow = self.generic(fields, scope, ctes)
+        if tag not in _TOTAL_NODES and not (
+            tag == "XmlExpr" and fields.get("op") in _TOTAL_XML_OPS
+        ):
+            # a node not known never to fail for some values (XMLPARSE, XMLPI, a JSON
+            # constructor WITH UNIQUE KEYS, one a newer parser knows): its error could
+            # answer a question about the value, or quote it (XMLPARSE's DETAIL does)
+            self.partial(flow)
+        return flow
 
     def generic(self, value: Any, scope: Scope, ctes: dict[str, Item]) -> Flow:
-        """Any other node: computed from every expression found inside it."""
+        """Any other node: computed from every expression found inside it, each node
+        judged by `expr` (so one that can fail marks what flows into it `partial`)."""
         flows: list[Flow] = []
         stack = [value]
         while stack:
@@ -766,10 +779,7 @@ class Lineage:
                 if len(item) == 1:
                     ((tag, fields),) = item.items()
                     if isinstance(fields, dict) and tag[:1].isupper():
-                        if tag in _EXPRESSION_HEADS:
-                            flows.append(self.expr(item, scope, ctes))
-                            continue
-                        stack.append(fields)
+                        flows.append(self.expr(item, scope, ctes))
                         continue
                 stack.extend(v for v in item.values() if isinstance(v, dict | list))
             elif isinstance(item, list):
@@ -914,21 +924,34 @@ class Lineage:
 
 
 # Nodes whose flow expr() computes itself rather than the generic walk.
-_EXPRESSION_HEADS = frozenset(
+# Nodes that compute from what is inside them without failing for any value (or only
+# wrap it: a name, a list); `expr` marks what flows into any other node `partial`.
+_TOTAL_NODES = frozenset(
     {
-        "ColumnRef",
-        "A_Const",
-        "ParamRef",
-        "SQLValueFunction",
-        "FuncCall",
-        "SubLink",
-        "A_Indirection",
-        "A_Expr",
-        "NullTest",
-        "CaseExpr",
-        "JsonFuncExpr",
+        "RowExpr",
+        "A_ArrayExpr",
+        "CoalesceExpr",
+        "MinMaxExpr",
+        "CollateClause",
+        "BoolExpr",
+        "BooleanTest",
+        "GroupingFunc",
+        "SetToDefault",
+        "NamedArgExpr",
+        "ResTarget",
+        "List",
+        "String",
+        "Integer",
+        "Float",
+        "Boolean",
+        "BitString",
+        "A_Star",
+        "TypeName",
     }
 )
+# XMLELEMENT / XMLFOREST escape any text; XMLCONCAT joins values already XML. Not here:
+# XMLPARSE (its error quotes the text), XMLPI (fails on "?>"), XMLROOT, IS DOCUMENT.
+_TOTAL_XML_OPS = frozenset({"IS_XMLELEMENT", "IS_XMLFOREST", "IS_XMLCONCAT"})
 
 
 def _comparing(fields: Fields) -> bool:

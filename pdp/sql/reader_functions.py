@@ -60,6 +60,13 @@ OTHER_SESSIONS = re.compile(r"^(pg_stat_get_activity|pg_stat_get_backend_activit
 # Validators load a function's code (a C function's shared library) to check it.
 VALIDATORS = re.compile(r"^.*_validator$")
 
+# What PostgreSQL shows only to superusers, and the upstream role may be one: every setting
+# with its value (primary_conninfo holds a password; current_setting is judged by the
+# setting it names, in rego/portcullis/postgres.rego) and the server's build (pg_config,
+# not granted to every role). tests/test_pg_server_secrets.py holds the list to the
+# server: no function it withholds from a role without privileges is listed.
+SUPERUSER_VIEWS = re.compile(r"^(pg_show_all_settings|pg_config)$")
+
 EXCLUDED = {
     "runs SQL text": RUNS_SQL,
     "reads server files": READS_FILES,
@@ -67,6 +74,7 @@ EXCLUDED = {
     "server state": SERVER_STATE,
     "other sessions": OTHER_SESSIONS,
     "validator": VALIDATORS,
+    "shown to superusers only": SUPERUSER_VIEWS,
 }
 
 # Volatile functions agents and drivers call that only read, or release only what the

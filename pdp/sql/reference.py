@@ -19,6 +19,8 @@ from pglast import ast
 from pglast.parser import parse_sql_json
 
 from pdp.sql.entries import (
+    BETWEEN_KINDS,
+    BETWEEN_OPERATORS,
     NOT_NESTED_TAGS,
     RELATION_OBJECTS,
     TRUE_WORDS,
@@ -80,6 +82,8 @@ def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
             found.call(parts, _const(child.args[0]) if child.args else None)
         elif isinstance(child, ast.SelectStmt) and child.lockingClause:
             found.locking = True
+        elif isinstance(child, _NAMES_CODE):
+            _code(child, found)
         if not hide_nested and child is not node and _nests(child):
             # The walk goes on below the child too, so deeper statements get their own
             # entries from this loop and the child's tables count for the parent.
@@ -181,6 +185,37 @@ def _option_on(options: Any, name: str) -> bool:
                 value = getattr(arg, "ival", None)
             on = str(value).lower() in TRUE_WORDS
     return on
+
+
+_NAMES_CODE = (ast.A_Expr, ast.SubLink, ast.SortBy, ast.CaseExpr, ast.JoinExpr, ast.TypeName)
+
+
+def _code(node: ast.Node, found: Findings) -> None:
+    """The operators a node applies or implies and the type it names (Findings)."""
+    if isinstance(node, ast.A_Expr):
+        if node.kind is not None and node.kind.name in BETWEEN_KINDS:
+            found.implied(*BETWEEN_OPERATORS)
+        else:
+            found.operator(_names(node.name))
+    elif isinstance(node, ast.SubLink):
+        if node.operName:
+            found.operator(_names(node.operName))
+        elif node.subLinkType is not None and node.subLinkType.name == "ANY_SUBLINK":
+            found.implied("=")
+    elif isinstance(node, ast.SortBy):
+        found.operator(_names(node.useOp))
+    elif isinstance(node, ast.CaseExpr):
+        if node.arg is not None:
+            found.implied("=")
+    elif isinstance(node, ast.JoinExpr):
+        if node.usingClause or node.isNatural:
+            found.implied("=")
+    elif isinstance(node, ast.TypeName):
+        found.type_name(_names(node.names))
+
+
+def _names(parts: Any) -> list[str]:
+    return [str(getattr(p, "sval", p)) for p in parts or ()]
 
 
 def _nests(node: ast.Node) -> bool:

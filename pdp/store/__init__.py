@@ -20,7 +20,7 @@ import json
 import logging
 import time as _time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +30,7 @@ from pdp.store.chain import (
     ChainReport,
     Draft,
     canonical_json,
+    canonical_json_with,
     to_micros,
 )
 
@@ -156,6 +157,7 @@ class AuditStore(Protocol):
         subject: str = "",
         time: float | None = None,
         plain: bool = False,
+        encoded: Mapping[str, str] | None = None,
     ) -> AuditRecord: ...
 
     async def query(
@@ -266,6 +268,7 @@ class GroupCommitStore:
         subject: str = "",
         time: float | None = None,
         plain: bool = False,
+        encoded: Mapping[str, str] | None = None,
     ) -> AuditRecord:
         """Add one record; returns it once durably committed, else raises StoreUnavailable.
 
@@ -273,12 +276,14 @@ class GroupCommitStore:
         an id already in the chain raises DuplicateRecordId. `plain` says the body holds
         only what JSON reads back unchanged (str keys, str/int/bool/None/list/dict values,
         no tuples), so the returned record keeps it as given instead of a decoded copy.
+        `encoded` gives the canonical JSON of some of body's top-level values, made once
+        by the caller (chain.canonical_json_with: the record's bytes are the same).
         """
         if not isinstance(kind, str) or not kind:
             raise ValueError("kind must be a non-empty string")
         if not isinstance(body, dict):
             raise TypeError("body must be a dict")
-        body_json = canonical_json(body)
+        body_json = canonical_json_with(body, encoded) if encoded else canonical_json(body)
         body_json.encode()  # lone surrogates cannot be hashed: fail here, not in the writer
         if not self._accepting:
             raise StoreUnavailable("store is not running")

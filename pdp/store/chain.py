@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,37 @@ def canonical_json(value: Any) -> str:
     if _c_canonical is None or not isinstance(value, dict | list):
         return _CANONICAL.encode(value)
     return "".join(_c_canonical(value, 0))
+
+
+# what canonical_json_with() encodes in place of a value given as text, then replaces:
+# a string holding NULs (JSON writes them \u0000), spliced only where it occurs once
+_STAND_IN = "\0portcullis spliced value {}\0"
+
+
+def canonical_json_with(body: dict[str, Any], encoded: Mapping[str, str]) -> str:
+    """canonical_json(body), with the canonical JSON of some of its top-level values
+    given: encoded[key] must be canonical_json(body[key]), made once and kept (a session's
+    catalogue facts come with every statement). The rest is encoded with a stand-in
+    string under each such key and the stand-in replaced by the text; the keys, hence
+    their order, are the body's own, so the result is canonical_json(body) exactly. A
+    stand-in that does not occur exactly once (a value of the body holds its text) gets
+    the body encoded whole instead."""
+    if not encoded:
+        return canonical_json(body)
+    stand_in = dict(body)
+    marks = []
+    for n, (key, text) in enumerate(encoded.items()):
+        if key not in body:
+            return canonical_json(body)
+        mark = _STAND_IN.format(n)
+        stand_in[key] = mark
+        marks.append((_quote(mark), text))
+    spliced = canonical_json(stand_in)
+    for quoted, text in marks:
+        if spliced.count(quoted) != 1:
+            return canonical_json(body)
+        spliced = spliced.replace(quoted, text)
+    return spliced
 
 
 def to_micros(unix_seconds: float) -> int:

@@ -121,14 +121,27 @@ _PLANS: dict[tuple[ShapeRewrite, str], _Plan | None] = {}
 _PROBE_BASE = 100000
 
 
+# the last plan looked up, as (rewrite, skeleton, plan): a proxy refills one reused verdict
+# (the same rewrite object) statement after statement, and a ShapeRewrite's hash is a
+# Python call making a tuple of its three texts (replaced whole, so a thread never reads
+# one rewrite's plan for another)
+_last_plan: tuple[ShapeRewrite | None, str, _Plan | None] = (None, "", None)
+_UNKNOWN: _Plan = ((-1, -1, -1, False),)  # no plan is this: _PLANS holds no entry
+
+
 def _number_plan(rewrite: ShapeRewrite, zeros: str) -> _Plan | None:
+    global _last_plan
+    last = _last_plan
+    if last[0] is rewrite and last[1] == zeros:
+        return last[2]
     key = (rewrite, zeros)
-    if key in _PLANS:
-        return _PLANS[key]
-    plan = _proved_plan(rewrite, zeros)
-    if len(_PLANS) >= MAX_SCANNED:
-        _PLANS.clear()
-    _PLANS[key] = plan
+    plan = _PLANS.get(key, _UNKNOWN)
+    if plan is _UNKNOWN:
+        plan = _proved_plan(rewrite, zeros)
+        if len(_PLANS) >= MAX_SCANNED:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    _last_plan = (rewrite, zeros, plan)
     return plan
 
 

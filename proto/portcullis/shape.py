@@ -44,9 +44,15 @@ def shape(sql: str) -> str | None:
 
 # A run of 1-9 ASCII digits standing on its own: no letter, digit, `_`, `$` or non-ASCII
 # character (all of which continue a PostgreSQL name) on either side. Nine digits at most,
-# so every such run lexes as an integer whatever its digits are.
+# so every such run lexes as an integer whatever its digits are. Written digit first, the
+# character before the run looked at once a digit is found (a two-character lookbehind
+# over it: at the text's start there is none): the engine then skips to the digits instead
+# of trying the lookbehind at every character (callgrind: 16.9k -> 6.9k instructions for
+# one pgbench statement's sub). The same matches as
+# (?<![0-9A-Za-z_$\x80-\U0010ffff])[0-9]{1,9}(?![0-9A-Za-z_$\x80-\U0010ffff])
+# (tests/test_pg_hot_path.py holds the two alike).
 NUMBER_RUN = re.compile(
-    r"(?<![0-9A-Za-z_$\x80-\U0010ffff])[0-9]{1,9}(?![0-9A-Za-z_$\x80-\U0010ffff])"
+    r"[0-9](?<![0-9A-Za-z_$\x80-\U0010ffff][0-9])[0-9]{0,8}(?![0-9A-Za-z_$\x80-\U0010ffff])"
 )
 _QUOTES = re.compile(r"['\"$\\]")
 
