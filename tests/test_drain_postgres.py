@@ -25,26 +25,34 @@ pytestmark = pytest.mark.integration
 SHUTDOWN = "terminating connection due to administrator command"
 
 
+def sessions(role: str, text: str, state: str, wait_event: str | None = None) -> bool:
+    """Some session of this role is in state (and wait_event, when named) with a statement
+    containing text, as pg_stat_activity shows it now."""
+    sql = "select count(*) from pg_stat_activity where usename = %s and state = %s"
+    params: list[str] = [role, state]
+    if wait_event is not None:
+        sql += " and wait_event = %s"
+        params.append(wait_event)
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        rows = admin.execute(sql + " and query like %s", (*params, f"%{text}%")).fetchone()
+    return bool(rows and rows[0])
+
+
 def running(role: str, text: str) -> bool:
     """The server runs a statement containing text for this role now."""
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        rows = admin.execute(
-            "select count(*) from pg_stat_activity where usename = %s and state = 'active'"
-            " and query like %s",
-            (role, f"%{text}%"),
-        ).fetchone()
-    return bool(rows and rows[0])
+    return sessions(role, text, "active")
+
+
+def in_sleep(role: str, text: str) -> bool:
+    """The server is inside pg_sleep for this role's statement containing text: executing,
+    not merely parsing it (a Parse shows as 'active' with the text too, and a client between
+    its prepare and its execute is idle to a draining proxy, which then ends it)."""
+    return sessions(role, text, "active", "PgSleep")
 
 
 def idle_after(role: str, text: str) -> bool:
     """A session of this role sits idle, its last statement this one."""
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        rows = admin.execute(
-            "select count(*) from pg_stat_activity where usename = %s and state = 'idle'"
-            " and query like %s",
-            (role, f"%{text}%"),
-        ).fetchone()
-    return bool(rows and rows[0])
+    return sessions(role, text, "idle")
 
 
 async def test_sigterm_lets_a_running_statement_finish_then_ends_sessions_with_57P01(tmp_path):
@@ -55,7 +63,7 @@ async def test_sigterm_lets_a_running_statement_finish_then_ends_sessions_with_5
         try:
             assert idle.execute("select 1").fetchone() == (1,)
             sleeping = asyncio.ensure_future(busy.fetchval("select 'slept ' || pg_sleep(3)::text"))
-            await until(lambda: running(stack.role, "pg_sleep(3)"), "the sleep runs upstream")
+            await until(lambda: in_sleep(stack.role, "pg_sleep(3)"), "the sleep runs upstream")
             stack.sigterm_proxy()
             # the client that sat idle is sent the server's shutdown error, 57P01, at once
             # (read off its socket: libpq may report the closed socket before the FATAL)
@@ -91,7 +99,7 @@ async def test_new_clients_are_turned_away_while_draining(tmp_path):
         busy = await stack.asyncpg(dba)
         try:
             sleeping = asyncio.ensure_future(busy.fetchval("select pg_sleep(4)::text"))
-            await until(lambda: running(stack.role, "pg_sleep(4)"), "the sleep runs upstream")
+            await until(lambda: in_sleep(stack.role, "pg_sleep(4)"), "the sleep runs upstream")
             stack.sigterm_proxy()
             status, body = await until(
                 lambda: (r := stack.ready()) and r[0] != 200 and r, "readiness turns off"
@@ -120,7 +128,7 @@ async def test_a_statement_past_the_grace_period_is_cancelled_and_told_57P01(tmp
                 asyncio.to_thread(libpq.execute, "select pg_sleep(601)")
             )
             for text in ("pg_sleep(600)", "pg_sleep(601)"):
-                await until(lambda t=text: running(stack.role, t), "the sleeps run upstream")
+                await until(lambda t=text: in_sleep(stack.role, t), "the sleeps run upstream")
             stack.sigterm_proxy()
             # libpq reads the error and its SQLSTATE before the connection ends
             with pytest.raises(psycopg.OperationalError) as told:

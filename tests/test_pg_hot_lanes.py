@@ -139,3 +139,37 @@ def test_a_row_filters_query_frame_is_the_query_messages_encoding(text: str) -> 
         raise AssertionError("frame took a text the message refuses") from None
     assert codec.Query.frame(text) == expected
     assert FrontendParser(startup=False).feed(expected) == [codec.Query(text)]
+
+
+def _data_row_like() -> st.SearchStrategy[bytes]:
+    """DataRow bodies that are, or nearly are, well formed: each value's size right, off,
+    -1 (NULL) or another negative, the count right or off, bytes cut or run on."""
+    value = st.tuples(
+        st.binary(max_size=6), st.sampled_from([0, 0, 0, 1, -1, -3]), st.booleans()
+    ).map(
+        lambda v: struct.pack(">i", -1 if v[2] else len(v[0]) + v[1])
+        + (b"" if v[2] else v[0])
+    )  # fmt: skip
+    return st.builds(
+        lambda values, bump, extra, cut: (
+            struct.pack(">H", max(0, len(values) + bump)) + b"".join(values) + extra
+        )[: None if cut is None else cut],
+        st.lists(value, max_size=5),
+        st.sampled_from([0, 0, 0, 1, -1]),
+        st.sampled_from([b"", b"", b"\0", b"\xff\xff\xff\xff"]),
+        st.one_of(st.none(), st.integers(0, 40)),
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(_data_row_like(), st.binary(max_size=3))
+def test_a_plain_row_is_checked_as_a_decoded_one(body, before):
+    """_data_row_fits without `values` (a plain row: sizes only, nothing copied) accepts
+    exactly the bodies it accepts while collecting their values."""
+    from proxies.postgres.codec.parsers import _data_row_fits
+
+    raw = before + body
+    values: list[bytes | None] = []
+    assert _data_row_fits(raw, len(before), len(raw)) == _data_row_fits(
+        raw, len(before), len(raw), values
+    )

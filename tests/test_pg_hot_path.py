@@ -56,6 +56,28 @@ def test_a_remembered_skeleton_is_the_texts_own(steps):
         last = sql
 
 
+# NUMBER_RUN as first written: the lookbehind tried at every character
+_LOOKBEHIND_FIRST = re.compile(
+    r"(?<![0-9A-Za-z_$\x80-\U0010ffff])[0-9]{1,9}(?![0-9A-Za-z_$\x80-\U0010ffff])"
+)
+_NUMBERS_AND_NEIGHBOURS = st.text(
+    alphabet=st.sampled_from([*"0123456789aZ_$ ,.-+(\n'\"", "\x7f", "é", "٣", "\U0001f600"]),
+    max_size=40,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_NUMBERS_AND_NEIGHBOURS | st.text(max_size=40))
+def test_number_runs_are_found_as_the_lookbehind_first_pattern_finds_them(text):
+    """NUMBER_RUN, written digit first, finds the same runs in the same places as the
+    pattern it replaced (runs of 1-9 digits, of any length next to each other, at the
+    start and end of the text, beside names, non-ASCII letters and digits)."""
+    spans = [m.span() for m in shape.NUMBER_RUN.finditer(text)]
+    assert spans == [m.span() for m in _LOOKBEHIND_FIRST.finditer(text)]
+    assert shape.NUMBER_RUN.sub("0", text) == _LOOKBEHIND_FIRST.sub("0", text)
+    assert shape.NUMBER_RUN.findall(text) == _LOOKBEHIND_FIRST.findall(text)
+
+
 @given(st.text(max_size=30), st.booleans(), st.text(max_size=10))
 def test_a_refilled_verdict_is_the_reused_one_with_its_own_text(text, cached, decision):
     ruling = Ruling(Verdict(VerdictKind.MASK), decision, "rev-1", cached=cached, rewritten="x")

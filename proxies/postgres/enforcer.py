@@ -47,7 +47,7 @@ from portcullis.parameters import MAX_SHOWN_PARAMETER, NULL, parameter_entry
 from portcullis.reuse import reuse_key
 from portcullis.shape import shaped
 from portcullis.verdict import MaskRule, Verdict, VerdictKind
-from proxies.postgres import codec
+from proxies.postgres import codec, prepared_rewrites
 from proxies.postgres.commands import (
     Action,
     Decide,
@@ -59,6 +59,7 @@ from proxies.postgres.commands import (
     SourceColumns,
     Steps,
 )
+from proxies.postgres.prepared_rewrites import PreparedRewrites
 from proxies.postgres.tracker import Expect, ResponseTracker
 from proxies.runtime.pdp_client import Ruling
 
@@ -208,18 +209,24 @@ class Enforcer:
         self.to_server: list[bytes] = [] if to_server is None else to_server
         # everything else the runtime must do, in order (proxies.postgres.commands)
         self.actions: list[Action] = []
+        # what _command() made by protocol, for the start-up facts below (None: to be made
+        # again: setting any of them drops it)
+        self._commands: dict[str, tuple[dict[str, Any], str]] | None = None
         # built-in function names the database also defines elsewhere (read at start-up):
         # the policy must know a call of one may not run the built-in
-        self.shadowed: tuple[str, ...] = ()
+        self._shadowed: tuple[str, ...] = ()
         # view column names that carry other columns (read at start-up): the policy
         # follows a predicate or expression on `contact` to the `phone` it is
-        self.view_columns: dict[str, list[str]] = {}
+        self._view_columns: dict[str, list[str]] = {}
         # relation → relations whose rows it shows (read at start-up): row filters deny a
         # filtered table's rows read through a view, parent or partition
-        self.relation_sources: dict[str, list[str]] = {}
+        self._relation_sources: dict[str, list[str]] = {}
+        # operator and type names the database defines outside pg_catalog (read at
+        # start-up, user_code.py): a reader's statement may run only pg_catalog's
+        self._user_code: dict[str, Any] = {}
         # "transaction" behind a transaction pooler (connection option upstream_pooler):
         # the policy then refuses changes to settings the upstream role pins
-        self.pooler = ""
+        self._pooler = ""
         self.hash_key = hash_key
         self.statements: dict[str, PreparedStatement] = {}
         self.portals: dict[str, Portal] = {}
@@ -228,13 +235,54 @@ class Enforcer:
         self.batch_executed = False  # an Execute of the current batch went upstream
         self.restore_at_sync = False  # read-only was lifted for this batch's approved write
         self.terminated = False
+        # reused row-filtered simple Queries run as statements prepared on the server
+        self.prepared = PreparedRewrites()
         self._last_masker: tuple[tuple[MaskRule, ...], Masker] | None = None
-        # what _command() made, for the start-up facts it was made from (shadowed,
-        # view_columns, relation_sources, pooler: each replaced, never changed in place)
-        self._commands: tuple[object, object, object, str, dict[str, tuple[Any, str]]] | None
-        self._commands = None
         settings = session_settings or {}
         self.read_only = settings.get("default_transaction_read_only", "") == "on"
+
+    # -- the start-up facts every statement's input carries: each replaced, never changed
+    # in place (setting one drops what _command() made of them) ---------------------------
+
+    @property
+    def shadowed(self) -> tuple[str, ...]:
+        return self._shadowed
+
+    @shadowed.setter
+    def shadowed(self, value: tuple[str, ...]) -> None:
+        self._shadowed, self._commands = value, None
+
+    @property
+    def view_columns(self) -> dict[str, list[str]]:
+        return self._view_columns
+
+    @view_columns.setter
+    def view_columns(self, value: dict[str, list[str]]) -> None:
+        self._view_columns, self._commands = value, None
+
+    @property
+    def relation_sources(self) -> dict[str, list[str]]:
+        return self._relation_sources
+
+    @relation_sources.setter
+    def relation_sources(self, value: dict[str, list[str]]) -> None:
+        self._relation_sources, self._commands = value, None
+
+    @property
+    def user_code(self) -> dict[str, Any]:
+        return self._user_code
+
+    @user_code.setter
+    def user_code(self, value: dict[str, Any]) -> None:
+        self._user_code, self._commands = value, None
+
+    @property
+    def pooler(self) -> str:
+        return self._pooler
+
+    @pooler.setter
+    def pooler(self, value: str) -> None:
+        self._pooler, self._commands = value, None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -259,12 +307,13 @@ class Enforcer:
     ) -> dict[str, Any]:
         """input.command.postgres beside the statements: how the text came, the values it
         was bound to (only where an approval binds to them), and the built-in names this
-        database shadows and the view columns that carry other columns (only when there
-        are any)."""
+        database shadows, the operators and types it defines outside pg_catalog and the
+        view columns that carry other columns (only when there are any)."""
         if (
             not self.shadowed
             and not self.view_columns
             and not self.relation_sources
+            and not self.user_code
             and not self.pooler
             and parameters is None
         ):
@@ -276,6 +325,7 @@ class Enforcer:
             attributes["view_columns"] = self.view_columns
         if self.relation_sources:
             attributes["relation_sources"] = self.relation_sources
+        attributes.update(self.user_code)  # user_operators, user_types: only when any
         if self.pooler:
             attributes["pooler"] = self.pooler
         if parameters is not None:
@@ -288,20 +338,12 @@ class Enforcer:
         relation sources, and building and keying them cost more than the rest of a
         reused statement (tens of microseconds for a few dozen views)."""
         made = self._commands
-        if (
-            made is None
-            or made[0] is not self.shadowed
-            or made[1] is not self.view_columns
-            or made[2] is not self.relation_sources
-            or made[3] is not self.pooler
-        ):
-            made = self._commands = (
-                self.shadowed, self.view_columns, self.relation_sources, self.pooler, {}
-            )  # fmt: skip
-        known = made[4].get(protocol)
+        if made is None:
+            made = self._commands = {}
+        known = made.get(protocol)
         if known is None:
             attributes = self._attributes(protocol)
-            known = made[4][protocol] = (attributes, reuse_key("postgres.query", attributes))
+            known = made[protocol] = (attributes, reuse_key("postgres.query", attributes))
         return known
 
     def _decide(
@@ -320,7 +362,7 @@ class Enforcer:
         if ruling is None:
             return None
         if ruling.rewritten and ruling.cached:
-            ruling = _refilled(ruling, sql)  # row filters: this statement's own literals
+            ruling = self._refilled(ruling, sql, protocol)  # row filters: its own literals
             if ruling is None:
                 return None
         if ruling.kind is not VerdictKind.MASK and not self.tracker.broken:
@@ -343,17 +385,24 @@ class Enforcer:
     @staticmethod
     def _copies_masked(ruling: Ruling) -> bool:
         """COPY ... TO STDOUT under column masks: its rows carry no column names, so its
-        source must be described before it may run."""
+        source must be described before it may run; in the binary format, under any mask."""
         return (
             ruling.kind is VerdictKind.MASK
             and "copy_out" in ruling.effects
-            and any(r.field for r in ruling.verdict.mask)
+            and ("copy_binary" in ruling.effects or any(r.field for r in ruling.verdict.mask))
         )
 
     def _copy_checked(self, ruling: Ruling) -> _Asking:
         """A COPY out under column masks runs only when none of the columns it sends is
         one the masks name (the value detectors still read every row); else a deny naming
-        them. Its source is described first; what cannot be described is denied."""
+        them. Its source is described first; what cannot be described is denied. Under
+        any mask, a COPY in the binary format is denied."""
+        if "copy_binary" in ruling.effects:
+            # a binary value (an int8, a numeric) is no text a detector can read, and a
+            # masked one would change the length its field declares
+            return _denied(
+                ruling, "COPY in the binary format cannot be masked; use the text or CSV format"
+            )
         masker = self.masker(ruling)
         assert masker is not None
         sources = [e.partition(":")[2] for e in ruling.effects if e.startswith("copy_source:")]
@@ -430,6 +479,7 @@ class Enforcer:
                 if name == "*":
                     self.statements.clear()
                     tracker.statement_shapes.clear()
+                    self.prepared.forget_all()
                 else:
                     self.statements.pop(name, None)
                     tracker.statement_shapes.pop(name, None)
@@ -514,6 +564,8 @@ class Enforcer:
         if unsafe:
             self._refuse_query(codec.error_response(unsafe))
             return
+        if ruling.effects and _names_reserved(ruling.effects):
+            ruling = _denied(ruling, RESERVED)
         if not ruling.verdict.allowed:
             self._record(message.sql, ruling, "simple")
             self._refuse_query(refusal(ruling))
@@ -532,7 +584,9 @@ class Enforcer:
             ruling=ruling,
             protocol="simple",
         )
-        if ruling.rewritten:  # row filters: the filtered text goes in its place
+        if ruling.bound is not None:  # row filters: the rewrite prepared, bound
+            self._run_prepared(message.sql, ruling, expect)
+        elif ruling.rewritten:  # row filters: the filtered text goes in its place
             self.tracker.expect(expect)
             self.to_server.append(codec.Query.frame(ruling.rewritten))
         else:
@@ -553,11 +607,15 @@ class Enforcer:
         self._parse(message, (yield from self._ruling(message.sql, "parse")))
 
     def _parse(self, message: codec.Parse, ruling: Ruling) -> None:
-        unsafe = self._lexing_unsafe(message.sql) or (message.name and self._pooled_name())
+        unsafe = self._lexing_unsafe(message.sql) or (
+            message.name and (self._pooled_name() or self._reserved_name(message.name))
+        )
         if unsafe:
             self.statements.pop(message.name, None)
             self._refuse_in_batch(codec.error_response(unsafe))
             return
+        if ruling.effects and _names_reserved(ruling.effects):
+            ruling = _denied(ruling, RESERVED)
         awaits_approval = ruling.kind is VerdictKind.REQUIRE_APPROVAL
         if not ruling.verdict.allowed and not awaits_approval:
             self._record(message.sql, ruling, "extended")
@@ -589,6 +647,60 @@ class Enforcer:
             "later Bind may run on another server connection); use unnamed statements "
             "(asyncpg: statement_cache_size=0; psycopg: prepare_threshold=None)"
         )
+
+    @staticmethod
+    def _reserved_name(name: str) -> str:
+        """Why a client may not name a statement so ("" when it may): the proxy's own
+        prepared rewrites are named so (proxies.postgres.prepared_rewrites)."""
+        if not prepared_rewrites.reserved(name):
+            return ""
+        return (
+            f"portcullis: statement names starting with {prepared_rewrites.PREFIX} are the "
+            "proxy's own"
+        )
+
+    def _refilled(self, ruling: Ruling, sql: str, protocol: str) -> Ruling | None:
+        """A reused row-filtered verdict with this statement's text rewritten: its shape's
+        rewrite filled with its literals, or (a simple Query whose literals are all small
+        integers, outside a client's extended batch) bound to them as the parameters of
+        the rewrite prepared on the server; None (ask the PDP) when neither can be done.
+        A verdict without a shape's rewrite was reused for this very text (the PDP made
+        its cache key exact), so its rewritten text is this text's."""
+        rewrite = ruling.rewrite
+        if rewrite is None:
+            return ruling
+        if (
+            protocol == "simple"
+            and not self._pooler
+            and not self.batch_forwarded
+            and not self.discarding
+        ):
+            if self.tracker.unprepared:
+                self.prepared.forget(self.tracker.unprepared)
+                self.tracker.unprepared.clear()
+            values = self.prepared.values(rewrite, sql)
+            if values is not None:
+                return ruling.with_bound(values)
+        text = fill(rewrite, sql)
+        return None if text is None else ruling.with_rewritten(text)
+
+    def _run_prepared(self, sql: str, ruling: Ruling, expect: Expect) -> None:
+        """A simple Query run as its rewrite prepared (once per session) and bound to its
+        literals, into the unnamed portal: [Parse,] Bind, Describe, Execute, Sync. The
+        server answers [ParseComplete,] BindComplete, then what the Query would have
+        given: the description, the rows and the completion, or the error, then
+        ReadyForQuery; so one Query expectation follows it, whose ParseComplete and
+        BindComplete are the proxy's (Expect.quiet)."""
+        rewrite, values = ruling.rewrite, ruling.bound
+        assert rewrite is not None and values is not None
+        expect.statement, frames = self.prepared.frames(rewrite.text, values)
+        expect.quiet = True
+        self.tracker.expect(expect)
+        # the server's unnamed portal is this statement's now
+        if "" in self.portals:
+            del self.portals[""]
+        self.tracker.portal_shapes.pop("", None)
+        self.to_server.append(frames)
 
     def _stale(self, statement: PreparedStatement) -> bool:
         """The policy changed since this statement was allowed, whether its verdict was
@@ -732,6 +844,9 @@ class Enforcer:
     def _close(self, message: codec.Close) -> bool:
         if self.discarding:
             return True
+        if message.kind == "S" and message.name and prepared_rewrites.reserved(message.name):
+            self._refuse_in_batch(codec.error_response(self._reserved_name(message.name)))
+            return True
         if message.kind == "S":
             self.statements.pop(message.name, None)
             self.tracker.statement_shapes.pop(message.name, None)
@@ -808,15 +923,15 @@ class Enforcer:
 REFILTERED = "the statement's row filter changed since it was prepared; prepare it again"
 
 
-def _refilled(ruling: Ruling, sql: str) -> Ruling | None:
-    """A reused row-filtered verdict with this statement's text rewritten: its shape's
-    rewrite filled with its literals; None (ask the PDP) when that cannot be done. A
-    verdict without a shape's rewrite was reused for this very text (the PDP made its
-    cache key exact), so its rewritten text is this text's."""
-    if ruling.rewrite is None:
-        return ruling
-    text = fill(ruling.rewrite, sql)
-    return None if text is None else ruling.with_rewritten(text)
+# A client's PREPARE or DEALLOCATE of a name the proxy's prepared rewrites use
+RESERVED = (
+    f"statement names starting with {prepared_rewrites.PREFIX} are the proxy's own; "
+    "choose another name"
+)
+
+
+def _names_reserved(effects: tuple[str, ...]) -> bool:
+    return any(e.startswith("prepared:") and prepared_rewrites.reserved(e[9:]) for e in effects)
 
 
 def _denied(ruling: Ruling, reason: str) -> Ruling:

@@ -67,6 +67,7 @@ from proxies.postgres.upstream import (
     session_rows,
     side_query,
 )
+from proxies.postgres.user_code import USER_CODE_SQL, user_code
 from proxies.runtime.drain import SHUTDOWN_MESSAGE
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import Listener, split_address
@@ -254,7 +255,7 @@ class ClientConnection:
     __slots__ = ("_draining", "_params", "_relay", "client_addr", "key", "outbound", "output",
                  "parser", "proxy", "reader", "relation_sources", "session",
                  "session_settings", "shadowed", "to_client", "to_upstream", "upstream",
-                 "view_columns", "writer")  # fmt: skip
+                 "user_code", "view_columns", "writer")  # fmt: skip
 
     def __init__(
         self, proxy: PostgresProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -283,6 +284,8 @@ class ClientConnection:
         # view column name → the columns it carries, where they differ (columns.py)
         self.view_columns: dict[str, list[str]] = {}
         self.relation_sources: dict[str, list[str]] = {}
+        # operator and type names the database defines outside pg_catalog (user_code.py)
+        self.user_code: dict[str, Any] = {}
         # the open session's relay, and the task ending it once quiet (a drain)
         self._relay: _Relay | None = None
         self._draining: asyncio.Future[None] | None = None
@@ -424,22 +427,20 @@ class ClientConnection:
             await self.session.close("upstream_settings_unpinned", abnormal=True)
             self.session = None
             return False
-        shadowed = await session_query(self.upstream, SHADOWED_SQL)
-        views = None
-        if shadowed is not None:
-            views = await session_query(self.upstream, VIEW_COLUMNS_SQL)
-        if shadowed is None or views is None:
-            self.fatal("portcullis: the upstream catalog could not be read", "08006")
-            await self.session.close("upstream_unavailable", abnormal=True)
-            self.session = None
-            return False
-        sources = await session_query(self.upstream, RELATION_SOURCES_SQL)  # row filters
-        if sources is None:
-            self.fatal("portcullis: the upstream catalog could not be read", "08006")
-            await self.session.close("upstream_unavailable", abnormal=True)
-            self.session = None
-            return False
+        # the catalogue facts the policy needs, in order: shadowed built-in names, view
+        # columns, relation sources (row filters), operators, types and view code
+        facts: list[list[str]] = []
+        for sql in (SHADOWED_SQL, VIEW_COLUMNS_SQL, RELATION_SOURCES_SQL, USER_CODE_SQL):
+            rows = await session_query(self.upstream, sql)
+            if rows is None:
+                self.fatal("portcullis: the upstream catalog could not be read", "08006")
+                await self.session.close("upstream_unavailable", abnormal=True)
+                self.session = None
+                return False
+            facts.append(rows)
+        shadowed, views, sources, code = facts
         self.relation_sources = relation_sources(sources)
+        self.user_code = user_code(code)
         if self.proxy.pooler:
             await self._prefetch_columns(self.upstream)
         self.shadowed = shadowed
@@ -494,6 +495,7 @@ class ClientConnection:
         enforcer.shadowed = tuple(self.shadowed)
         enforcer.view_columns = self.view_columns
         enforcer.relation_sources = self.relation_sources
+        enforcer.user_code = self.user_code
         if self.proxy.pooler:
             enforcer.pooler = self.proxy.pooler
             # no read-only lift for an approved write: its SET would stay on a server
@@ -950,11 +952,17 @@ class _Relay(Relay):
             rows: list[codec.RowSpan] | None = [] if tracker.masking else None
             answers = upstream.parser.plain_answers(data, rows)
             if answers is not None:
-                if rows is None and tracker.plain(answers):
+                if rows is None and not tracker.quiet_owed and tracker.plain(answers):
                     # the usual case: rows nothing masks go on as the server sent them
                     # (their columns' names are learnt once a result that masks needs them)
                     self._forward(data)
                     return
+                if rows is None and tracker.quiet_owed:
+                    # a Query the proxy runs prepared: its Parse and Bind answers are its own
+                    out = tracker.plain_quiet(answers, data)
+                    if out is not None:
+                        self._forward(out)
+                        return
                 if rows is not None and self._masked_lane(answers, rows, data):
                     return
         except Exception as exc:

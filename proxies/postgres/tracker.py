@@ -37,8 +37,10 @@ _NOTHING_MASKED: defaultdict[str, int] = defaultdict(int)  # never counted into
 _DATA_ROW, _READY_FOR_QUERY = b"DZ"
 _COMPLETIONS = frozenset(b"CI")  # CommandComplete, EmptyQueryResponse
 _DONE = frozenset(b"123")  # ParseComplete, BindComplete, CloseComplete
+_BIND_COMPLETE = ord("2")
 _DESCRIPTIONS = frozenset(b"Tn")  # RowDescription, NoData
 _DESCRIBES = ("DescribeS", "DescribeP")
+_ENDED_BY_READY = ("Query", "Sync", "Call")  # what a ReadyForQuery answers last
 _NO_DATA = ord("n")
 
 _Origin = tuple[int, int]  # a table column: (table OID, attribute number)
@@ -70,8 +72,8 @@ class Expect:
     the owed answers that are not plain when they are queued)."""
 
     __slots__ = ("command", "decision_id", "formats", "kind", "masked", "masker", "parts",
-                 "portal", "protocol", "replace_error", "row_mask", "rows", "ruling", "shape",
-                 "silent", "statement", "swallow")  # fmt: skip
+                 "portal", "protocol", "quiet", "replace_error", "row_mask", "rows", "ruling",
+                 "shape", "silent", "statement", "swallow")  # fmt: skip
 
     def __init__(
         self,
@@ -94,6 +96,11 @@ class Expect:
         # the shared empty counts until something is masked (see _tally): most statements
         # mask nothing, and a dict per forwarded message is measurable
         masked: defaultdict[str, int] = _NOTHING_MASKED,
+        # a simple Query the proxy runs as a statement it prepared (proxies.postgres.
+        # prepared_rewrites): its ParseComplete and BindComplete never reach the client,
+        # and an error before its BindComplete names `statement` in `unprepared` (the one
+        # field changed once made: False from its BindComplete on)
+        quiet: bool = False,
     ) -> None:
         self.kind = kind
         self.masker = masker
@@ -112,6 +119,7 @@ class Expect:
         self.parts = parts
         self.rows = rows
         self.masked = masked
+        self.quiet = quiet
 
     def __repr__(self) -> str:
         return f"Expect({self.kind!r}, command={self.command[:40]!r}, rows={self.rows})"
@@ -168,6 +176,10 @@ class ResponseTracker:
         # empty), so plain() and masked() need not look at each item for every chunk
         self._special = 0
         self._masking = 0
+        # of those, the simple Queries run prepared (Expect.quiet) whose BindComplete has
+        # not come (never fewer than are owed): the relay then reads plain answers with
+        # plain_quiet()
+        self.quiet_owed = 0
         self.status = "I"
         self.statement_shapes: dict[str, ResultShape | None] = {}
         self.portal_shapes: dict[str, ResultShape | None] = {}
@@ -185,6 +197,9 @@ class ResponseTracker:
         # reports it off until the proxy puts it back
         self.lifted = False
         self.readies = 0  # ReadyForQuery messages seen: the statement watchdog's clock
+        # statements the proxy prepared whose Parse or Bind failed: the server may not hold
+        # them as made, so they are never bound again (the enforcer reads and clears it)
+        self.unprepared: list[str] = []
         # (masker, description, formats) → the table columns the RowMask was planned on,
         # what the catalog said of them then, and the RowMask (see _row_mask)
         self._row_masks: dict[
@@ -198,9 +213,11 @@ class ResponseTracker:
         if not queue:  # nothing owed: nothing counted is left in it
             if queue is _NOTHING_OWED:
                 queue = self.queue = deque()
-            self._special = self._masking = 0
+            self._special = self._masking = self.quiet_owed = 0
         if item.masker is not None:
             self._masking += 1
+        if item.quiet:
+            self.quiet_owed += 1
         if item.swallow or item.replace_error is not None or item.kind == "Call":
             self._special += 1
         queue.append(item)
@@ -264,45 +281,111 @@ class ResponseTracker:
     def plain(self, answers: list[codec.PlainAnswer]) -> bool:
         """What on_backend does with each of answers (codec.BackendParser.plain_answers),
         when nothing owed is anything but plain: no rows to mask, no answer to swallow,
-        replace or make up, no function call. The client then gets the server's bytes
-        unchanged. False, having changed nothing, when something owed is not plain:
-        on_backend answers those."""
-        if self._special or self._masking:
+        replace or make up, no function call, no Query run prepared (plain_quiet). The
+        client then gets the server's bytes unchanged. False, having changed nothing,
+        when something owed is not plain: on_backend answers those."""
+        if self._special or self._masking or self.quiet_owed:
             return False
         queue = self.queue
+        # what is owed first (None: nothing, the server speaks unprompted), looked at again
+        # only after an answer that may have taken it off the queue (nothing special is
+        # owed, so it is an Expect)
+        head = queue[0] if queue else None
+        assert head is None or type(head) is Expect
         for kind, text, description in answers:
-            if kind == _READY_FOR_QUERY:
-                self._ready(text, queue[0] if queue else None)
-                continue
-            if not queue:
-                continue  # nothing owed: the server speaks unprompted
-            head = queue[0]
-            assert type(head) is Expect
             if kind == _DATA_ROW:
-                head.rows += 1
+                if head is not None:
+                    head.rows += 1
+                continue
+            if kind == _READY_FOR_QUERY:
+                self._ready(text, head)
+            elif head is None:
+                continue
             elif kind in _COMPLETIONS:
                 self._ended(head, text)
             elif kind in _DONE:
                 self._done(head)
             elif kind in _DESCRIPTIONS and head.kind in _DESCRIBES:
                 self._described(head, self._shape(description) if description else None)
-            # a ParameterDescription, or rows described for a Query or Execute: nothing
-            # masks them, so nothing is kept of their description
+            else:
+                # a ParameterDescription, or rows described for a Query or Execute: nothing
+                # masks them, so nothing is kept of their description
+                continue
+            head = queue[0] if queue else None
+            assert head is None or type(head) is Expect
         return True
+
+    def plain_quiet(self, answers: list[codec.PlainAnswer], chunk: bytes) -> bytes | None:
+        """plain() while a simple Query the proxy runs prepared may be owed (quiet_owed):
+        chunk for the client, without that Query's ParseComplete and BindComplete. None,
+        having changed nothing, when something owed is otherwise not plain."""
+        if self._special or self._masking:
+            return None
+        queue = self.queue
+        head = queue[0] if queue else None
+        assert head is None or type(head) is Expect
+        if (
+            self.quiet_owed == 1
+            and head is not None
+            and head.quiet
+            and answers
+            and answers[0][0] == _BIND_COMPLETE
+        ):
+            # the usual: the chunk opens with the BindComplete of the one Query run
+            # prepared; past it nothing owed is quiet, so the rest is plain()'s
+            head.quiet = False
+            self.quiet_owed = 0
+            self._done(head)
+            self.plain(answers[1:])
+            return chunk[1 + int.from_bytes(chunk[1:5], "big") :]
+        cut: list[int] = []  # the places (one answer per frame) of the frames left out
+        for place, (kind, text, description) in enumerate(answers):
+            if kind == _DATA_ROW:
+                if head is not None:
+                    head.rows += 1
+                continue
+            if kind == _READY_FOR_QUERY:
+                self._ready(text, head)
+            elif head is None:
+                continue
+            elif kind in _COMPLETIONS:
+                self._ended(head, text)
+            elif kind in _DONE:
+                if head.quiet:
+                    cut.append(place)
+                    if kind == _BIND_COMPLETE:
+                        head.quiet = False
+                        self.quiet_owed -= 1
+                self._done(head)
+            elif kind in _DESCRIPTIONS and head.kind in _DESCRIBES:
+                self._described(head, self._shape(description) if description else None)
+            else:
+                continue
+            head = queue[0] if queue else None
+            assert head is None or type(head) is Expect
+        if cut == _FIRST:  # the usual: the chunk opens with the Query's BindComplete
+            return chunk[1 + int.from_bytes(chunk[1:5], "big") :]
+        return without_frames(chunk, cut)
 
     def masked(
         self, answers: list[codec.PlainAnswer], rows: list[codec.RowSpan], chunk: bytes
     ) -> bytes | None:
         """What on_backend sends the client for each of answers (plain_answers of chunk,
         with its rows), when rows may be masked but nothing owed is swallowed, replaced,
-        made up or a function call: the chunk with each masked row rewritten in place.
-        None, having changed nothing, when something owed is not of that kind. The
+        made up or a function call: the chunk with each masked row rewritten in place,
+        and without the ParseComplete and BindComplete of a Query run prepared (quiet)
+        when the chunk opens with them. None, having changed nothing, when something owed
+        is not of that kind, or a quiet Query's answers stand elsewhere in the chunk. The
         caller has learnt the described tables' columns first, as before on_backend."""
         if self._special:
             return None
         queue = self.queue
+        copied = 0  # chunk bytes before this are in parts (or left out)
+        if self.quiet_owed:
+            copied = self._quiet_opening(answers, chunk)
+            if copied < 0:
+                return None
         parts: list[bytes] = []
-        copied = 0  # chunk bytes before this are in parts
         next_row = 0
         for kind, text, description in answers:
             if kind == _DATA_ROW:
@@ -330,15 +413,44 @@ class ResponseTracker:
             if kind in _COMPLETIONS:
                 self._ended(head, text)
             elif kind in _DONE:
+                if head.quiet and kind == _BIND_COMPLETE:
+                    head.quiet = False
+                    self.quiet_owed -= 1
                 self._done(head)
             elif description is not None:
                 self._rows_described(head, description)
             elif kind == _NO_DATA and head.kind in _DESCRIBES:
                 self._described(head, None)
         if not parts:
-            return chunk
+            return chunk[copied:] if copied else chunk
         parts.append(chunk[copied:])
         return b"".join(parts)
+
+    def _quiet_opening(self, answers: list[codec.PlainAnswer], chunk: bytes) -> int:
+        """masked() while a Query run prepared may be owed: how many bytes the chunk opens
+        with that are that Query's ParseComplete and BindComplete (0: none), or -1 when
+        some ParseComplete, BindComplete or CloseComplete stands elsewhere (on_backend
+        reads it). Only the Query owed first can have its answers open the chunk, and it
+        has at most those two before its description."""
+        opening = 0
+        while opening < len(answers) and answers[opening][0] in _DONE:
+            opening += 1
+        for kind, _text, _description in answers[opening:]:
+            if kind in _DONE:
+                return -1
+        if not opening:
+            return 0
+        head = self.queue[0] if self.queue else None
+        if not (type(head) is Expect and head.quiet and opening <= 2):
+            return -1
+        # on_backend drops them only until the BindComplete (the Query is not quiet after
+        # it): one after it is the client's to read, so the lane leaves that chunk alone
+        if any(answers[i][0] == _BIND_COMPLETE for i in range(opening - 1)):
+            return -1
+        end = 0
+        for _ in range(opening):
+            end += 1 + int.from_bytes(chunk[end + 1 : end + 5], "big")
+        return end
 
     # -- what an answer changes, whichever way it was read (on_backend or plain) -------
 
@@ -368,10 +480,21 @@ class ResponseTracker:
         self.readies += 1
         self._discarding_to_sync = False
         self.in_copy_out = False
-        swallowed = self._finish_until_sync(head)
-        if not self.queue:
+        # what it ends comes off the queue: every answer owed up to the Query, Sync or
+        # function call it finishes (a made-up answer stays, for its turn)
+        queue = self.queue
+        swallowed = False
+        while queue:
+            item = queue[0]
+            if not isinstance(item, Expect):
+                break
+            queue.popleft()
+            if item.kind in _ENDED_BY_READY:
+                swallowed = item.swallow
+                break
+        if not queue:
             self.queue = _NOTHING_OWED  # idle: its own queue goes until the next statement
-            self._special = self._masking = 0
+            self._special = self._masking = self.quiet_owed = 0
         return swallowed
 
     def _ended(self, head: Expect, tag: str) -> None:
@@ -430,17 +553,6 @@ class ResponseTracker:
             out += item.build(self.status)
         return out
 
-    def _finish_until_sync(self, head: Expect | Synthetic | None) -> bool:
-        """ReadyForQuery ends a Query, a Sync or a function call; True if it was swallowed."""
-        swallowed = False
-        while self.queue and isinstance(self.queue[0], Expect):
-            item = self.queue.popleft()
-            assert isinstance(item, Expect)
-            if item.kind in ("Query", "Sync", "Call"):
-                swallowed = item.swallow
-                break
-        return swallowed
-
     def _on_error(self, head: Expect, message: codec.ErrorResponse) -> bytes:
         error = message
         if head.replace_error is not None:
@@ -451,6 +563,8 @@ class ResponseTracker:
             if fields is not None:
                 error = codec.ErrorResponse(fields)
         self._complete(head, "", error.fields.get("C", "") or "error")
+        if head.quiet:
+            self.unprepared.append(head.statement or "")
         if head.kind == "Query" or head.kind == "Call":
             # the rest of a simple Query is skipped by the server; RFQ follows
             head.shape = None
@@ -496,6 +610,11 @@ class ResponseTracker:
             return raw
         if isinstance(message, (codec.ParseComplete, codec.BindComplete, codec.CloseComplete)):
             self._done(head)
+            if head.quiet:
+                if type(message) is codec.BindComplete:
+                    head.quiet = False
+                    self.quiet_owed -= 1
+                return b""
             return b"" if head.swallow else raw
         if isinstance(message, codec.FunctionCallResponse):
             if head.masker is not None and message.value is not None:
@@ -667,3 +786,25 @@ def _tally(head: Expect) -> defaultdict[str, int]:
     if head.masked is _NOTHING_MASKED:
         head.masked = defaultdict(int)
     return head.masked
+
+
+_FIRST = [0]
+
+
+def without_frames(chunk: bytes, places: list[int]) -> bytes:
+    """chunk (whole frames, as plain_answers read it) without the frames at these places,
+    ascending (ResponseTracker.plain_quiet)."""
+    if not places:
+        return chunk
+    parts: list[bytes] = []
+    pos = copied = frame = 0
+    for place in places:
+        while frame < place:
+            pos += 1 + int.from_bytes(chunk[pos + 1 : pos + 5], "big")
+            frame += 1
+        parts.append(chunk[copied:pos])
+        pos += 1 + int.from_bytes(chunk[pos + 1 : pos + 5], "big")
+        frame += 1
+        copied = pos
+    parts.append(chunk[copied:])
+    return b"".join(parts)

@@ -136,15 +136,17 @@ async def _authenticate(upstream: Upstream, lease: CredentialLease) -> None:
             # NoticeResponse and NegotiateProtocolVersion during start-up are dropped
 
 
-# Functions outside pg_catalog named like one inside it. The server resolves
-# an unqualified call to the best match over every schema on the search path, so a
-# `public.upper(varchar)` beats `pg_catalog.upper(text)` for a varchar argument: the
-# policy, which reads names, must know which names are not the built-in's alone.
+# Functions the database defines (made after initdb: OID 16384 and up) named like one in
+# pg_catalog, or in pg_catalog itself. The server resolves an unqualified call to the best
+# match over every schema on the search path, so a `public.upper(varchar)` beats
+# `pg_catalog.upper(text)` for a varchar argument, and a superuser may add a
+# `pg_catalog.lower(int)` of their own: the policy, which reads names, must know which
+# names are not the built-in's alone.
 SHADOWED_SQL = """SELECT DISTINCT p.proname::text FROM pg_catalog.pg_proc p
-JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-AND EXISTS (SELECT 1 FROM pg_catalog.pg_proc q
-            WHERE q.pronamespace = 'pg_catalog'::regnamespace AND q.proname = p.proname)
+WHERE p.oid >= 16384
+AND (p.pronamespace = 'pg_catalog'::regnamespace
+     OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc q
+                WHERE q.pronamespace = 'pg_catalog'::regnamespace AND q.proname = p.proname))
 ORDER BY 1"""
 
 

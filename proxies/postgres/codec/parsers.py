@@ -225,6 +225,18 @@ def _data_row_fits(
     (count,) = UINT16.unpack_from(raw, pos)
     pos += 2
     unpack = INT32.unpack_from
+    if values is None:  # only checked (every plain row): each value's size, none copied
+        for _ in range(count):
+            if pos + 4 > end:
+                return False
+            (n,) = unpack(raw, pos)
+            if n >= 0:
+                pos += 4 + n  # past the end: the next size, or the last check, says so
+            elif n == -1:
+                pos += 4
+            else:
+                return False
+        return pos == end
     for _ in range(count):
         if pos + 4 > end:
             return False

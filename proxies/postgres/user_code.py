@@ -1,0 +1,136 @@
+"""Which operators and types the database defines outside pg_catalog: code a statement can
+run without calling a function by name.
+
+Owns USER_CODE_SQL, asked once per session on its own connection before the client is let
+in, and reading its answer. An operator is a function under another name, resolved like
+one by name and argument types over every schema on the search path; a cast runs the
+target type's input function, a domain's CHECK expressions or a cast function. The PDP's
+policy lets readers run only pg_catalog's code (rego/portcullis/postgres_user_code.rego),
+so it must know which operator names the database also defines elsewhere, and which type
+names (base types, domains, ranges, multiranges, arrays of them) an unqualified cast would
+reach outside pg_catalog (pg_catalog is searched first for types, so a name it defines too
+is its own). And which functions a view runs when it is read (`view_functions`: its rule's
+dependencies on functions and on operators' functions, through the views it reads, as
+pg_depend records them; the server records none on pg_catalog's own objects, so those
+are the functions defined elsewhere). An installed extension's own operators (whose function
+is not volatile), types and non-volatile functions are left out: CREATE EXTENSION is a
+superuser's reviewed act, and citext, hstore or PostGIS define `=` and the other common
+names, which readers would otherwise lose; what a reader cannot install, such as an
+operator or domain made by hand, or an extension's volatile function in a view (dblink's),
+stays in. And the casts made after initdb that run a function (`user_casts`): the
+server applies one wherever its source type meets its target, an implicit one with nothing
+in the statement naming it, and a superuser may add one between built-in types (text to
+integer has no pg_cast row of its own). Sent to the PDP as input.command.postgres.
+user_operators, user_types, view_functions and user_casts, only when there are any. No IO
+here.
+
+"The database defines" means made after initdb (an OID from 16384 up, FirstNormalObjectId:
+OIDs wrap around to it, never below), in any schema: a superuser may create a function,
+operator or type in pg_catalog itself, and `lower(5)` would then run a `pg_catalog.lower
+(int)` of theirs. Such a function in a view is named "pg_catalog.f (created after initdb)",
+which no reader list holds.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
+  SELECT classid, objid FROM pg_catalog.pg_depend
+  WHERE refclassid = 'pg_catalog.pg_extension'::regclass AND deptype = 'e'
+), code_types AS (
+  SELECT t.typname FROM pg_catalog.pg_type t
+  LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+  WHERE t.oid >= 16384
+  AND t.typtype IN ('b', 'd', 'r', 'm')
+  AND (t.typcategory <> 'A' OR e.typtype IN ('b', 'd', 'r', 'm'))
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type q
+                  WHERE q.typnamespace = 'pg_catalog'::regnamespace AND q.typname = t.typname
+                  AND q.oid < 16384)
+  AND NOT EXISTS (SELECT 1 FROM extension_code x
+                  WHERE x.classid = 'pg_catalog.pg_type'::regclass
+                  AND x.objid IN (t.oid, CASE WHEN t.typcategory = 'A' THEN t.typelem END))
+), code_operators AS (
+  SELECT o.oprname FROM pg_catalog.pg_operator o
+  JOIN pg_catalog.pg_proc f ON f.oid = o.oprcode
+  WHERE o.oid >= 16384
+  AND NOT (f.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
+           WHERE x.classid = 'pg_catalog.pg_operator'::regclass AND x.objid = o.oid))
+), rule_deps AS (
+  SELECT r.ev_class AS view, d.refclassid, d.refobjid
+  FROM pg_catalog.pg_rewrite r
+  JOIN pg_catalog.pg_class c ON c.oid = r.ev_class AND c.relkind = 'v'
+  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+), reach(view, src) AS (
+  SELECT DISTINCT view, view FROM rule_deps
+  UNION
+  SELECT reach.view, d.refobjid FROM reach
+  JOIN rule_deps d ON d.view = reach.src AND d.refclassid = 'pg_catalog.pg_class'::regclass
+  AND d.refobjid <> reach.src
+), calls(view, fn) AS (
+  SELECT reach.view, d.refobjid FROM reach JOIN rule_deps d ON d.view = reach.src
+  AND d.refclassid = 'pg_catalog.pg_proc'::regclass
+  UNION
+  SELECT reach.view, o.oprcode::oid FROM reach JOIN rule_deps d ON d.view = reach.src
+  AND d.refclassid = 'pg_catalog.pg_operator'::regclass
+  JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid
+), view_calls AS (
+  SELECT vn.nspname || '.' || v.relname AS name,
+    json_agg(DISTINCT pn.nspname || '.' || p.proname
+      || CASE WHEN p.pronamespace = 'pg_catalog'::regnamespace
+         THEN ' (created after initdb)' ELSE '' END) AS functions
+  FROM calls
+  JOIN pg_catalog.pg_class v ON v.oid = calls.view
+  JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+  JOIN pg_catalog.pg_proc p ON p.oid = calls.fn
+  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+  WHERE v.oid >= 16384 AND p.oid >= 16384
+  AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
+           WHERE x.classid = 'pg_catalog.pg_proc'::regclass AND x.objid = p.oid))
+  GROUP BY 1
+), code_casts AS (
+  SELECT format('%s -> %s by %s.%s (%s)', c.castsource::pg_catalog.regtype,
+    c.casttarget::pg_catalog.regtype, pn.nspname, p.proname,
+    CASE c.castcontext WHEN 'i' THEN 'implicit' WHEN 'a' THEN 'assignment'
+    ELSE 'explicit' END) AS cast
+  FROM pg_catalog.pg_cast c
+  JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc
+  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+  WHERE c.castmethod = 'f' AND c.oid >= 16384
+  AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
+           WHERE x.classid = 'pg_catalog.pg_cast'::regclass AND x.objid = c.oid))
+)
+SELECT json_build_object(
+  'user_operators', (SELECT coalesce(json_agg(DISTINCT oprname::text), '[]')
+                     FROM code_operators),
+  'user_types', (SELECT coalesce(json_agg(DISTINCT typname::text), '[]') FROM code_types),
+  'view_functions', (SELECT coalesce(json_object_agg(name, functions), '{}') FROM view_calls),
+  'user_casts', (SELECT coalesce(json_agg(DISTINCT "cast"), '[]') FROM code_casts)
+)::text"""
+
+
+def user_code(rows: list[str]) -> dict[str, Any]:
+    """USER_CODE_SQL's one row → {"user_operators": [...], "user_types": [...],
+    "view_functions": {"schema.view": ["schema.function", ...]}, "user_casts": ["text ->
+    integer by public.f (explicit)", ...]}, each sorted and present
+    only when not empty (names as the catalog spells them: the parser folds unquoted names
+    the same way)."""
+    if not rows:
+        return {}
+    found = json.loads(rows[0] or "{}")
+    if not isinstance(found, dict):
+        raise ValueError("user operators and types are not an object")
+    code: dict[str, Any] = {}
+    for key in ("user_operators", "user_types", "user_casts"):
+        names = found.get(key) or []
+        if not isinstance(names, list):
+            raise ValueError(f"{key} is not a list")
+        if names:
+            code[key] = sorted(str(n) for n in names)
+    views = found.get("view_functions") or {}
+    if not isinstance(views, dict) or not all(isinstance(f, list) for f in views.values()):
+        raise ValueError("view_functions is not an object of lists")
+    if views:
+        code["view_functions"] = {str(v): sorted(str(f) for f in fs) for v, fs in views.items()}
+    return code
