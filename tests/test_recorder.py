@@ -263,6 +263,27 @@ def test_a_remembered_tail_never_stands_for_details_that_only_compare_equal():
     ]
 
 
+def test_a_statement_tail_never_stands_for_details_that_only_compare_equal():
+    """A statement's usual details (tag, rows, protocol) are keyed by their three values
+    (statement()'s key): only when rows is a whole number, and only in that order."""
+    recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]
+    recorder.statement("select 1", ALLOWED, "SELECT 1", 1, "simple")
+    for rows in (True, 1.0, 1):
+        recorder.command("select 1", ALLOWED, tag="SELECT 1", rows=rows, protocol="simple")
+    recorder.command("select 1", ALLOWED, rows=1, tag="SELECT 1", protocol="simple")
+    recorder.statement("select 1", ALLOWED, "SELECT 1", 1, "simple")
+    events = [json.loads(text) for text in recorder._due() or []]
+    assert [list(e["details"].items()) for e in events] == [
+        [("tag", "SELECT 1"), ("rows", 1), ("protocol", "simple")],
+        [("tag", "SELECT 1"), ("rows", True), ("protocol", "simple")],
+        [("tag", "SELECT 1"), ("rows", 1.0), ("protocol", "simple")],
+        [("tag", "SELECT 1"), ("rows", 1), ("protocol", "simple")],
+        [("rows", 1), ("tag", "SELECT 1"), ("protocol", "simple")],
+        [("tag", "SELECT 1"), ("rows", 1), ("protocol", "simple")],
+    ]
+    assert [type(e["details"]["rows"]) for e in events] == [int, bool, float, int, int, int]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3))
 def test_a_response_event_is_the_json_of_its_fields(details):
@@ -833,9 +854,9 @@ def test_statements_whose_results_alternate_look_their_tails_up(monkeypatch):
     spelt = []
     real = recorder_module._command_tail
 
-    def counting(ruling, details, tails):
+    def counting(ruling, details, tails, key=None):
         spelt.append(details["rows"])
-        return real(ruling, details, tails)
+        return real(ruling, details, tails, key)
 
     monkeypatch.setattr(recorder_module, "_command_tail", counting)
     recorder = SessionRecorder(SlowPDP(), "s-1")  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ the upstream's real output and exit status; the upstream key never reaches a cli
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shutil
@@ -157,6 +158,29 @@ async def test_an_exec_denied_once_the_upstream_is_up_never_reaches_it(stack: St
         assert again.exit_status == 0 and "load average" in again.stdout
     assert not marker.exists()
     assert stack.sshd.sessions_started() == 2
+
+
+async def test_channels_opened_ahead_are_all_closed_after_use(stack: Stack) -> None:
+    # each client channel takes an upstream channel opened ahead and leaves one for the
+    # next: run, denied or abandoned mid-decision, none stays open but that next one
+    marker = stack.tmp / "marker"
+    async with await stack.connect() as conn:
+        for _ in range(3):
+            assert (await conn.run("uptime")).exit_status == 0
+            assert (await conn.run(f"touch {marker}")).exit_status == 1
+        chan, _ = await conn.create_session(asyncssh.SSHClientSession, "uptime")
+        chan.close()  # gone while its request is being decided (or just after)
+        await chan.wait_closed()
+        assert (await conn.run("uptime")).exit_status == 0
+        (client,) = stack.proxy.clients
+        upstream_conn: Any = client.upstream
+        for _ in range(100):  # closes are answered by sshd
+            if len(upstream_conn._channels) <= 1:
+                break
+            await asyncio.sleep(0.05)
+        assert len(upstream_conn._channels) == 1  # the spare for the next channel
+        assert client._spare is not None and client._spare._ahead is not None
+    assert not marker.exists()
 
 
 async def test_openssh_client_with_the_token_as_password(stack: Stack) -> None:

@@ -144,6 +144,24 @@ async def test_approval_then_the_command_runs(tmp_path: Path) -> None:
     assert not victim.exists()
 
 
+async def test_an_allowed_command_with_an_option_that_writes_waits_for_approval(
+    tmp_path: Path,
+) -> None:
+    """journalctl reads logs for anyone and deletes them with --vacuum-time (any unique
+    prefix of it, as getopt_long reads it): that exec waits for a person and nothing runs
+    upstream meanwhile; a plain read runs."""
+    async with ssh_stack(tmp_path) as stack, await stack.connect(("readonly",)) as conn:
+        for line in ("journalctl --vacuum-time=1s", "journalctl -q --vac=1s", "journalctl --rot"):
+            process = await conn.create_process(line)
+            said = await process.stderr.readuntil("--reason '...'")
+            assert WAITING.search(said), said
+            assert "writes with --" in said, said
+            process.close()
+        reads = await conn.run("journalctl -n 1 --no-pager")
+    assert stack.sshd.sessions_started() == 1, "only the read reached the upstream"
+    assert reads.exit_status is not None
+
+
 async def test_ctrl_c_withdraws_a_waiting_approval(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.mkdir()

@@ -164,16 +164,49 @@ def _details_key(details: dict[str, Any]) -> tuple[Any, ...]:
 MAX_SESSION_TAILS = 16  # command tails a session remembers (its decisions' own texts)
 
 
+def _tail_key(ruling: Ruling, details: dict[str, Any]) -> tuple[Any, ...]:
+    """What a command event's tail is made of, as one key: its decision, verdict and
+    whether reused, then its details. A statement's usual details (tag, rows, protocol;
+    SessionRecorder.statement) are keyed by their three values, the six fields statement()
+    builds without a dict; any other details by their items and their values' types (an
+    odd-length key, never a six-field one)."""
+    if (
+        len(details) == 3
+        and type(details.get("tag")) is str
+        and type(details.get("rows")) is int
+        and type(details.get("protocol")) is str
+        and tuple(details) == _STATEMENT_DETAILS
+    ):
+        return (
+            ruling.decision_id,
+            ruling.kind,
+            ruling.cached,
+            details["tag"],
+            details["rows"],
+            details["protocol"],
+        )
+    return (ruling.decision_id, ruling.kind, ruling.cached, *_details_key(details))
+
+
+_STATEMENT_DETAILS = ("tag", "rows", "protocol")
+
+
 def _command_tail(
-    ruling: Ruling, details: dict[str, Any], tails: dict[tuple[Any, ...], str]
+    ruling: Ruling,
+    details: dict[str, Any],
+    tails: dict[tuple[Any, ...], str],
+    key: tuple[Any, ...] | None = None,
 ) -> str:
     """A command event's text after its command: decision, verdict and result details.
 
     Every statement answered from one cached decision with the same kind of result has
-    the same tail. Remembered in the session's own `tails`, not the process's table: a
-    decision id is one session's, and a text kept past its session would only pin
-    memory the session freed (the allocator cannot give back a page one survivor holds)."""
-    key = (ruling.decision_id, ruling.verdict.kind, ruling.cached, *_details_key(details))
+    the same tail (the same str object: runs compare it by identity), remembered by
+    _tail_key (`key`, when the caller has it). Remembered in the session's own `tails`, not
+    the process's table: a decision id is one session's, and a text kept past its session
+    would only pin memory the session freed (the allocator cannot give back a page one
+    survivor holds)."""
+    if key is None:
+        key = _tail_key(ruling, details)
     try:
         return tails[key]
     except KeyError:
@@ -225,7 +258,9 @@ class _Run:
         return tail is self.tail and len(self.items) < MAX_REPEAT and self.size < MAX_RUN_TEXT
 
     def again(self, now: float, command: str | None = None) -> None:
-        gap = max(0, round((now - self.last) * 1_000_000))
+        gap = round((now - self.last) * 1_000_000)
+        if gap < 0:  # the wall clock stepped back
+            gap = 0
         self.last += gap / 1_000_000  # the time a reader will work out: no drift
         item = str(gap) if command == self.command else f"[{gap},{_quote(command or '')}]"
         self.items.append(item)
@@ -361,17 +396,13 @@ class SessionRecorder:
             if tails is None:
                 tails = self._tails = {}
             # statements whose results alternate (a row filter or a page finds a row or
-            # none) look their tails up by these six fields: an even-length key, never one
-            # of _command_tail's (three fields and two per detail), in the same bounded dict
+            # none) look their tails up: one key, _tail_key's for these details
             key = (ruling.decision_id, ruling.kind, ruling.cached, tag, rows, protocol)
-            try:
-                tail = tails[key]
-            except KeyError:
+            known = tails.get(key)
+            if known is None:
                 details = {"tag": tag, "rows": rows, "protocol": protocol}
-                tail = _command_tail(ruling, details, tails)
-                if len(tails) >= MAX_SESSION_TAILS:
-                    tails.clear()
-                tails[key] = tail
+                known = _command_tail(ruling, details, tails, key)
+            tail = known
             self._last_statement = (*key, tail)
         run = self._open_run
         if (

@@ -390,9 +390,11 @@ class ProxySession:
         grant = self.grant
         if grant is None or self._closed:
             return Ruling(Verdict.deny("session is not open — denied"))
-        halt = self.halted(raw)
-        if halt is not None:
-            return halt
+        recorder = self.recorder  # halted(raw), its usual answer (None) spelt out
+        if recorder is not None and (not recorder.admit(len(raw)) or recorder.unavailable):
+            halt = self.halted(raw)  # (admit() again: the same answer, nothing moved since)
+            if halt is not None:
+                return halt
         runtime = self.runtime
         # each check's cheap half first: this runs for every command
         if len(raw) * 4 > runtime.max_statement_bytes and self._oversized(raw) is not None:

@@ -30,7 +30,7 @@ from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling
 from proxies.ssh.sftp import SftpRelay
 from proxies.ssh.stream import Cast, MaskedOutput
-from proxies.ssh.upstream import Request, open_session
+from proxies.ssh.upstream import GatedChannel, Request, close_ahead, open_session, request_on
 
 if TYPE_CHECKING:
     from proxies.ssh.proxy import ClientConnection
@@ -91,6 +91,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._stdin: list[bytes] = []
         self._stdin_eof = False
         self._upstream_eof = False
+        self._answered = False  # the client was told how the command ended
         self._gone = False
         self._quiet: asyncio.TimerHandle | None = None
         self._cast_timer: asyncio.TimerHandle | None = None
@@ -99,6 +100,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         # once the gate has it (allowed), or never (None: denied, or the client gone)
         self._gate: asyncio.Future[Request | None] = loop.create_future()
         self._opening: asyncio.Future[Any] | None = None
+        # or, when the upstream connection was up as the client opened its channel: the
+        # upstream channel opened ahead, taken then; its request goes in _serve, if allowed
+        self._ahead: GatedChannel | None = None
         self._upstream_done: asyncio.Future[None] = loop.create_future()
         self.finished: asyncio.Future[None] = loop.create_future()
         Channel._numbers += 1
@@ -112,9 +116,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.stdout = self.client.output(chan.write)
         self.stderr = self.client.output(lambda data: chan.write_stderr(data))
         if self.client.upstream is not None and self.client.session is not None:
-            # the upstream connection is up: its channel opens now, while the client
-            # sends its request and it is decided (it carries nothing until allowed)
-            self._opening = asyncio.ensure_future(self._open_upstream())
+            # the upstream connection is up: its channel was opened ahead (or opens now)
+            # while the client sends its request and it is decided (it carries nothing
+            # until allowed); with an asyncssh upstream.py does not know, a task opens it
+            self._ahead = self.client.channel_ahead()
+            if self._ahead is None:
+                self._opening = asyncio.ensure_future(self._open_upstream())
 
     def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
         self.term = term_type or "xterm"
@@ -264,12 +271,16 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         """The upstream has said all it will say of a command once its output ended (EOF)
         and it told how the command ended (exit status or signal): the client is answered
         then, not when the upstream's close follows (sshd sends it after reaping the
-        process, milliseconds later). A subsystem (an SFTP relay) waits for the close."""
+        process, milliseconds later), and from here, before the upstream's next packets
+        (its close, in the same read) and the channel's recording (_serve, right after). A
+        subsystem (an SFTP relay) waits for the close."""
         if (
             self._upstream_eof
             and (self.exit_status is not None or self.exit_signal is not None)
             and self.kind != "ssh.subsystem"
+            and not self._upstream_done.done()
         ):
+            self._answer(self.exit_status)
             self.upstream_closed()
 
     def upstream_closed(self) -> None:
@@ -315,10 +326,15 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             return
         # the upstream channel opens (if it did not when the client opened its channel)
         # while the request is decided; its request goes only once allowed
-        if self._opening is None:
+        if self._opening is None and self._ahead is None:
             self._opening = asyncio.ensure_future(self._open_upstream())
         opening = self._opening
+        if self._ahead is not None:
+            # the next channel's upstream open goes once this request is on its way
+            # upstream or waits for its Decide, not before it
+            self.client.spare_soon()
         allowed = False
+        request: Request | None = None
         try:
             self.waiting = True
             try:
@@ -336,14 +352,20 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 self._masking(ruling)  # an SFTP stream is packets: its relay decides each
         finally:
             # the upstream channel's request goes now, or never
-            self._open_upstream_for(self._request() if allowed else None)
-        if not allowed:
+            request = self._request() if allowed else None
+            self._open_upstream_for(request)
+        if not allowed or request is None:
             self.say(f"portcullis: denied: {'; '.join(ruling.verdict.reasons)}")
             session.record_command(self.raw, ruling, **self._details(1))
             self._end(1)
             return
         try:
-            self.up = await opening
+            if self._ahead is not None:  # opened ahead: its request is sent from here
+                ahead, self._ahead = self._ahead, None
+                self.up = await request_on(ahead, request)
+            else:
+                assert opening is not None
+                self.up = await opening
         except (TimeoutError, OSError, asyncssh.Error, CredentialUnavailable) as exc:
             why = _upstream_error(exc)
             session.runtime.metrics.upstream_error("upstream_unavailable")
@@ -375,6 +397,14 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             counts.update(mask.counts)
         if counts:
             session.record_masking(dict(counts), ruling.decision_id)
+        self._answer(status)
+
+    def _answer(self, status: int | None) -> None:
+        """The client told how the command ended — the upstream's signal, else its exit
+        status (255: none came) — once."""
+        if self._answered:
+            return
+        self._answered = True
         if self.exit_signal is not None and not self._gone:
             name, core, message = self.exit_signal
             with contextlib.suppress(Exception):
@@ -405,6 +435,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self._gate.set_result(request)
         if request is None and self._opening is not None:
             _settle(self._opening)
+        if request is None and self._ahead is not None:
+            close_ahead(self._ahead)  # closed having sent the open alone
+            self._ahead = None
 
     async def _terminal_gate(self, session: Any) -> Ruling | None:
         """A command run with a terminal (`ssh -t host journalctl`) is interactive: a pager

@@ -40,9 +40,11 @@ CHAFF_FREE = frozenset(
 
 _SEND_ARGS = ("pkttype", "args", "handler")  # asyncssh's SSHConnection.send_packet
 
-KNOWN = (
-    tuple(inspect.signature(asyncssh.SSHClientConnection.send_packet).parameters)[1:] == _SEND_ARGS
-)
+KNOWN = tuple(inspect.signature(asyncssh.SSHClientConnection.send_packet).parameters)[
+    1:
+] == _SEND_ARGS and tuple(
+    inspect.signature(asyncssh.SSHClientConnection.set_extra_info).parameters
+)[1:] == ("kwargs",)
 
 
 def without_chaff(conn: Any) -> None:
@@ -51,11 +53,23 @@ def without_chaff(conn: Any) -> None:
     if not KNOWN:
         return
     send = conn.send_packet  # the class's, bound to conn
+    set_extra = conn.set_extra_info
     inside = 0
+    # the send cipher's answer, kept as asyncssh changes it: it names the cipher with
+    # set_extra_info(send_cipher=...) right as it takes it up at each NEWKEYS (nothing is
+    # sent in between), so a packet need not look it up (get_extra_info asks the
+    # transport too, every time)
+    chaff_free = conn.get_extra_info("send_cipher") in CHAFF_FREE
+
+    def set_extra_info(**kwargs: Any) -> None:
+        nonlocal chaff_free
+        set_extra(**kwargs)
+        if "send_cipher" in kwargs:
+            chaff_free = kwargs["send_cipher"] in CHAFF_FREE
 
     def send_packet(pkttype: int, *args: bytes, handler: Any = None) -> None:
         nonlocal inside
-        if inside and pkttype == MSG_IGNORE and conn.get_extra_info("send_cipher") in CHAFF_FREE:
+        if inside and pkttype == MSG_IGNORE and chaff_free:
             return  # the one asyncssh makes within send_packet, before the packet
         inside += 1
         try:
@@ -63,4 +77,5 @@ def without_chaff(conn: Any) -> None:
         finally:
             inside -= 1
 
+    conn.set_extra_info = set_extra_info
     conn.send_packet = send_packet

@@ -21,7 +21,8 @@ upstream key). asyncssh speaks SSH on both sides; this module is the glue betwee
   carries nothing before a decision allows a request: a denied request leaves at most a
   login in the upstream's log, never a channel, a command or a byte of the client's.
 - asyncssh's own INFO lines (one per channel, naming its command) are not logged unless
-  configured otherwise (the logger "asyncssh"): the proxy's session events say what ran.
+  configured otherwise (the logger "asyncssh"): the proxy's session events say what ran;
+  and while they are off they are not even formatted (proxies/ssh/asyncssh_logs.py).
 - Forwarding: a direct-tcpip channel (`ssh -L`) is decided as ssh.forward and, when
   allowed, tunnelled through the upstream connection; remote forwarding (`ssh -R`) is
   decided as ssh.forward too and, when allowed, the upstream listens and each connection
@@ -51,6 +52,7 @@ from proxies.runtime.pdp_client import Ruling, SessionRefused
 from proxies.runtime.secrets_scan import SecretScanner
 from proxies.runtime.session import ProxyRuntime, ProxySession
 from proxies.ssh import keys
+from proxies.ssh.asyncssh_logs import quiet_when_off
 from proxies.ssh.channel import Channel
 from proxies.ssh.packets import without_chaff
 from proxies.ssh.remote_forward import relay_remote_forward
@@ -121,6 +123,7 @@ class SshProxy:
         quiet = logging.getLogger("asyncssh")
         if quiet.level == logging.NOTSET:
             quiet.setLevel(logging.WARNING)
+        quiet_when_off()  # and its log calls cost nothing while their level is off
         await self.runtime.start()
         self._acceptor = await asyncssh.listen(
             self.host,
@@ -439,6 +442,35 @@ class ClientConnection(asyncssh.SSHServer):
         if self.upstream is not None and self._closing is None and self.conn is not None:
             self._spare = session_ahead(self.upstream)
         return taken
+
+    def channel_ahead(self) -> GatedChannel | None:
+        """The upstream session channel for a client's channel just opened: the one opened
+        ahead or, none being ready, one opened now; None while the upstream connection is
+        not up (or with an asyncssh proxies/ssh/upstream.py does not know). The next one
+        is not opened here, where the client waits for its channel's confirmation and then
+        for its request's way upstream, but by spare_soon once that request is on its way
+        (or is being decided)."""
+        taken, self._spare = self._spare, None
+        if taken is not None and taken.opening_failed():
+            taken = None  # refused (the upstream's limit of sessions?): opened anew
+        if taken is None and self.upstream is not None and self._closing is None:
+            taken = session_ahead(self.upstream)
+        return taken
+
+    def spare_soon(self) -> None:
+        """An upstream session channel opened ahead for the client's next channel, if none
+        is, once the loop is done with what is ready now (a request's way upstream, or its
+        Decide sent): it carries nothing (proxies/ssh/upstream.py)."""
+        asyncio.get_running_loop().call_soon(self._open_spare)
+
+    def _open_spare(self) -> None:
+        if (
+            self._spare is None
+            and self.upstream is not None
+            and self._closing is None
+            and self.conn is not None
+        ):
+            self._spare = session_ahead(self.upstream)
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
         session = self.session

@@ -12,6 +12,10 @@ creates it, its `_open` answering with the open already confirmed, so the reques
 asyncssh sends them; None (or the wait cancelled), and the channel is closed having sent
 the open alone, so a denied command never reaches the upstream.
 
+A caller that holds a channel of `session_ahead` already and knows the decision itself
+(proxies/ssh/channel.py, once the upstream connection is up) skips the gate: `request_on`
+sends the request of an allowed channel, `close_ahead` closes a denied one.
+
 With an asyncssh whose channel does not take the arguments this module knows (`GATED`
 false), `open_session` waits for the gate first and calls create_session: the same
 order, without the overlap.
@@ -149,6 +153,14 @@ async def open_session(
     if request is None:
         _abandon(chan, opened)
         raise _not_allowed()
+    return await request_on(chan, request)
+
+
+async def request_on(chan: GatedChannel, request: Request) -> GatedChannel:
+    """A channel of session_ahead, its open answered, then its request sent (the
+    decision allowed it): returns the channel once the upstream said yes to the request
+    (asyncssh.ChannelOpenError when the open was refused, asyncssh's errors as
+    create_session's)."""
     await chan.create(
         request.factory, request.command, request.subsystem, {}, bool(request.term_type),
         request.term_type, request.term_size or None, request.term_modes or {}, False, None,
