@@ -3,13 +3,14 @@ against proxies/http/client_io.py's ClientIO, under callgrind.
 
 Owns one measurement: a server on uvloop reads kept-alive clients with the proxy's codec
 (RequestReader) and answers each request with the same bytes through a ClientOutput, its
-connection read either through the StreamReader the server made (`streams`: reader.read,
-writer.write, writer.drain, as the proxy read its clients before) or through a ClientIO put
-on the transport (`client_io`: take_over, io.read, transport.write, io.drain, as it reads
-them now); clients in the same process and loop send N requests in all. Run under
-callgrind with N and 2N requests: the difference over N is the instructions one request
-costs (start-up drops out), the same on a loaded machine as on a quiet one. The client's
-share is the same code on both sides, so the difference between the sides is the server's.
+connection read either through the StreamReader a stream server makes (`streams`:
+reader.read, writer.write, writer.drain, as the proxy read its clients before) or through a
+ClientIO the runtime's Listener puts on the transport it accepted (`client_io`:
+take_transport, io.read, transport.write, io.drain, as it reads them now); clients in the
+same process and loop send N requests in all. Run under callgrind with N and 2N requests:
+the difference over N is the instructions one request costs (start-up drops out), the same
+on a loaded machine as on a quiet one. The client's share is the same code on both sides,
+so the difference between the sides is the server's.
 
     python bench/http/client_io_cost.py [--requests 4000] [--connections 8]
     python bench/http/client_io_cost.py --run streams 4000   # one run (what callgrind runs)
@@ -24,14 +25,16 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(1, str(REPO / "proto"))
 
-from proxies.http.client_io import take_over  # noqa: E402
+from proxies.http.client_io import ClientIO  # noqa: E402
 from proxies.http.codec import Head, RequestReader  # noqa: E402
 from proxies.runtime.exposure import ClientOutput  # noqa: E402
+from proxies.runtime.listener import Listener  # noqa: E402
 
 REQUEST = (
     b"GET /doc.json HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer x.y.z\r\n"
@@ -61,9 +64,8 @@ async def serve_streams(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     writer.close()
 
 
-async def serve_client_io(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    io = take_over(reader, writer)
-    codec, output = RequestReader(), ClientOutput(writer.transport.write)
+async def serve_client_io(io: ClientIO, transport: asyncio.Transport) -> None:
+    codec, output = RequestReader(), ClientOutput(transport.write)
     while True:
         data = await io.read(256 * 1024)
         if not data:
@@ -72,9 +74,13 @@ async def serve_client_io(reader: asyncio.StreamReader, writer: asyncio.StreamWr
             if isinstance(event, Head):
                 output.write(ANSWER)
         codec.next_request()
-        if writer.transport.get_write_buffer_size():
+        if transport.get_write_buffer_size():
             await io.drain()
-    writer.close()
+
+
+def take_transport(transport: asyncio.Transport) -> tuple[ClientIO, Any]:
+    io = ClientIO(transport, over_ssl=False)
+    return io, serve_client_io(io, transport)
 
 
 async def client(port: int, count: int) -> None:
@@ -86,12 +92,14 @@ async def client(port: int, count: int) -> None:
 
 
 async def run(side: str, requests: int, connections: int) -> None:
-    handler = serve_streams if side == "streams" else serve_client_io
-    server = await asyncio.start_server(handler, "127.0.0.1", 0, limit=256 * 1024)
-    port = server.sockets[0].getsockname()[1]
+    if side == "streams":
+        listener = Listener("bench", "127.0.0.1:0", serve_streams)
+    else:
+        listener = Listener("bench", "127.0.0.1:0", take_transport=take_transport)
+    await listener.start()
     each = requests // connections
-    await asyncio.gather(*(client(port, each) for _ in range(connections)))
-    server.close()
+    await asyncio.gather(*(client(listener.port, each) for _ in range(connections)))
+    await listener.stop()
 
 
 def instructions(side: str, requests: int, connections: int, where: Path) -> int:

@@ -15,44 +15,22 @@ can be measured as a patch of its modules without editing them. Never for produc
 
 from __future__ import annotations
 
-import cProfile
-import os
-import runpy
-import signal
+import importlib.util
 import sys
-import time
-from types import FrameType
-
-profile: cProfile.Profile | None = None
-written = 0
-prefix = ""
+from pathlib import Path
 
 
-def start(_signum: int, _frame: FrameType | None) -> None:
-    global profile
-    if profile is None:
-        # CPU time of this thread, not wall time: on a shared machine a process is often
-        # preempted inside a send() that woke its peer, and wall time would charge the wait
-        # for a core to whatever function was running
-        profile = cProfile.Profile(time.thread_time)
-        profile.enable()
-
-
-def stop(_signum: int, _frame: FrameType | None) -> None:
-    global profile, written
-    if profile is not None:
-        profile.disable()
-        profile.dump_stats(f"{prefix}.{written}.prof")
-        written += 1
-        profile = None
+def _shared() -> object:
+    """bench/profiled.py, loaded by its path: bench/ on sys.path would let bench/pdp stand
+    for the pdp package."""
+    spec = importlib.util.spec_from_file_location(
+        "profiled", Path(__file__).resolve().parents[1] / "profiled.py"
+    )
+    assert spec is not None and spec.loader is not None
+    shared = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shared)
+    return shared
 
 
 if __name__ == "__main__":
-    prefix = sys.argv[1]
-    prelude = os.environ.get("PORTCULLIS_BENCH_PRELUDE")
-    if prelude:
-        runpy.run_path(prelude, run_name="prelude")
-    signal.signal(signal.SIGUSR1, start)
-    signal.signal(signal.SIGUSR2, stop)
-    sys.argv = ["proxies", *sys.argv[2:]]
-    runpy.run_module("proxies", run_name="__main__", alter_sys=True)
+    _shared().run("proxies", sys.argv[1], sys.argv[2:])  # type: ignore[attr-defined]

@@ -8,7 +8,9 @@ own process, and from this process measures:
   2. open-loop Decide at 500 and 1,000 requests/s: p50/p99 latency, the medians of
      `--runs` runs (the VMs measured drift in speed between minutes), as unary calls and
      over one DecideStream (proxies.runtime.decide_calls, what proxies use);
-  3. closed-loop Decide with 32 concurrent callers: maximum sustained decisions/s, with
+  3. closed-loop Decide with 32 concurrent callers, each an agent of its own (one
+     identity above 2,000 statements a second would trip the shipped policy's breaker):
+     maximum sustained decisions/s, with
      every decision evaluated (unary and over DecideStream, and open-loop at 200/s beside
      ServerInfo on that server) and with evaluation reuse (the policy declares the SELECT's
      verdict reusable by shape for the session; each decision is still logged), and
@@ -18,13 +20,19 @@ own process, and from this process measures:
      callers: gRPC's own latency and what it alone sustains here, the floor and the
      ceiling any Decide figure sits between.
 Prints the figures, the ratio service/in-process, and each phase's CPU per call (the PDP
-with its evaluation workers, this client, the whole machine) with the hypervisor's steal:
+with its evaluation workers, of which the PDP's own process, this client, the whole
+machine) with the hypervisor's steal:
 client and PDP share the machine's cores, so the CPU figures say what the PDP alone would
 sustain. Each open-loop figure also shows this client's longest garbage collection in the
 phase (a pause of the load generator, not of the PDP; what the client holds after warm-up
 is frozen out of its collections). Not a test: nothing here asserts.
 
+With `--callgrind N` it does none of that: it counts the instructions of the PDP's own
+process per evaluated decision under valgrind's callgrind instead (callgrind_evaluated),
+the figure an A/B of the PDP's code reads on a machine too busy for its times.
+
     python bench/pdp/bench_decide.py [--seconds 10] [--workers 2] [--runs 3]
+    python bench/pdp/bench_decide.py --callgrind 640
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from pdp_harness import free_port  # noqa: E402
 
+from pdp.domain.identity import DevIssuer  # noqa: E402
+from portcullis.config import load_config  # noqa: E402
 from portcullis.heap import freeze_startup_heap  # noqa: E402
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc  # noqa: E402
 
@@ -71,7 +81,7 @@ def in_process_eval_us(
 ) -> tuple[float, float]:
     """Median and p99 µs of classify + evaluate in this process (what the service wraps)."""
     from pdp.domain.decisions import STANDING_PATH
-    from pdp.domain.policy_input import statement_types
+    from pdp.domain.policy_input import query_flags, statement_flags, statement_types
     from pdp.engine.bundle import load_bundle
     from pdp.engine.embedded import GO_RUNTIME
     from pdp.engine.opa import evaluate, new_engine
@@ -108,10 +118,11 @@ def in_process_eval_us(
     samples = []
     for _ in range(iterations):
         started = time.perf_counter()
-        statements = classify(SQL)
+        statements = classify(SQL)  # not the PDP's cache of classified texts
         policy_input["command"]["postgres"] = {
             "statements": statements,
             "types": statement_types(statements),
+            "has": query_flags({}, statement_flags(statements)),
             "protocol": "simple",
         }
         evaluate(engine, policy_input)
@@ -224,25 +235,28 @@ class ClientPauses:
 
 
 async def saturate(call, callers: int, seconds: float) -> float:
-    """Calls per second that `callers` concurrent callers sustain for `seconds`."""
+    """Calls per second that `callers` concurrent callers sustain for `seconds`; `call` is
+    one call for all of them, or a list of one per caller."""
     done = 0
     stop_at = time.perf_counter() + seconds
+    calls = call if isinstance(call, list) else [call] * callers
 
-    async def caller() -> None:
+    async def caller(call) -> None:
         nonlocal done
         while time.perf_counter() < stop_at:
             await call()
             done += 1
 
     started = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(callers)))
+    await asyncio.gather(*(caller(calls[i]) for i in range(callers)))
     return done / (time.perf_counter() - started)
 
 
 async def metered(pids: dict[str, int], phase: Any) -> dict[str, float]:
     """Run a phase (its result: a calls/s figure or a dict with "achieved") and add what
     it cost per call (bench/cpu_meter.py)."""
-    meter = CPUMeter(pids, alone=frozenset({"client"}))  # the PDP is the client's child
+    # the PDP is the client's child; "pdp_process" is the PDP without its workers
+    meter = CPUMeter(pids, alone=frozenset({"client", "pdp_process"}))
     started = time.monotonic()
     outcome = await phase
     result = outcome if isinstance(outcome, dict) else {"rate": outcome}
@@ -274,9 +288,25 @@ def combined(runs: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+async def open_session(stub: Any, metadata: Any, token: str, timeout: float | None = None) -> str:
+    """A session on orders-db opened as a proxy opens one (the proxy credential's
+    metadata); its id."""
+    opened = await stub.OpenSession(
+        pdp_pb2.OpenSessionRequest(
+            token=token,
+            connection=pdp_pb2.Connection(name="orders-db", type="postgres"),
+            client_addr="127.0.0.1:1",
+            client="bench",
+        ),
+        metadata=metadata,
+        timeout=timeout,
+    )
+    return str(opened.session_id)
+
+
 async def run(
     address: str,
-    token: str,
+    tokens: list[str],
     seconds: float,
     rates: tuple[int, ...],
     info: bool,
@@ -284,22 +314,24 @@ async def run(
     runs: int = 1,
     credential: str = "",
 ) -> dict[str, dict[str, float]]:
+    """tokens: the open-loop phases' identity first, then one per caller of the 32-caller
+    phases (the shipped policy's runaway-loop breaker pauses one identity above 2,000
+    statements a second, which 32 callers of reused decisions pass: 32 agents at the same
+    total measure the PDP, not the breaker)."""
     # this client plays a proxy: it presents the proxy credential the PDP wrote at start
     metadata = ((CREDENTIAL_METADATA, credential),)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pdp_pb2_grpc.DecisionServiceStub(channel)
-        opened = await stub.OpenSession(
-            pdp_pb2.OpenSessionRequest(
-                token=token,
-                connection=pdp_pb2.Connection(name="orders-db", type="postgres"),
-                client_addr="127.0.0.1:1",
-                client="bench",
-            ),
-            metadata=metadata,
-        )
-        decide = pdp_pb2.DecideRequest(
-            session_id=opened.session_id, command=pdp_pb2.Command(kind="postgres.query", raw=SQL)
-        )
+
+        async def session_decide(token: str) -> Any:
+            return pdp_pb2.DecideRequest(
+                session_id=await open_session(stub, metadata, token),
+                command=pdp_pb2.Command(kind="postgres.query", raw=SQL),
+            )
+
+        decide = await session_decide(tokens[0])
+        agents: list[Any] = []  # opened just before the phases that use them (an idle
+        # session is closed by the PDP's reaper while the open-loop phases run)
         server_info = pdp_pb2.ServerInfoRequest()
 
         def decide_call():
@@ -313,12 +345,21 @@ async def run(
         def stream_call():
             return calls.decide(decide, timeout=5)
 
+        def each_agent(call_for):
+            return [call_for(request) for request in agents]
+
+        def unary_for(request):
+            return lambda: stub.Decide(request, timeout=5, metadata=metadata)
+
+        def stream_for(request):
+            return lambda: calls.decide(request, timeout=5)
+
         await saturate(decide_call, 8, 1.0)  # warm up
         # as the PDP does once listening: without it a full collection of this client
         # took 27-36 ms in about one phase in three (2026-11-26), a pause of the load
         # generator that its figures would have charged to the PDP
         freeze_startup_heap()
-        pids = {"pdp": pdp_pid, "client": os.getpid()}
+        pids = {"pdp": pdp_pid, "pdp_process": pdp_pid, "client": os.getpid()}
         results: dict[str, dict[str, float]] = {}
         for rate in rates:
             # `runs` times each, Decide and ServerInfo (the same pace with a call that does
@@ -334,10 +375,13 @@ async def run(
             if info:
                 results[f"stream_{rate}"] = combined(streamed)
                 results[f"info_{rate}"] = combined(answered)
+        agents.extend([await session_decide(t) for t in tokens[1:]])
         if info:
             results["info_32"] = await metered(pids, saturate(info_call, 32, seconds))
-            results["stream_32"] = await metered(pids, saturate(stream_call, 32, seconds))
-        results["max_32"] = await metered(pids, saturate(decide_call, 32, seconds))
+            results["stream_32"] = await metered(
+                pids, saturate(each_agent(stream_for), 32, seconds)
+            )
+        results["max_32"] = await metered(pids, saturate(each_agent(unary_for), 32, seconds))
         await calls.close()
         return results
 
@@ -356,6 +400,39 @@ def run_pdp(
     """Start a PDP (evaluation reuse on or off, the decision log's sync mode) and run the
     open-loop rates, the ServerInfo ceiling if asked, and the 32-caller maximum."""
     listen = f"127.0.0.1:{free_port()}"
+    path, token, agents = pdp_config(tmp, listen, workers, reuse, synchronous, policies)
+    cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
+    pdp = subprocess.Popen([*cli, "pdp"], stderr=subprocess.DEVNULL)
+    try:
+        grpc.channel_ready_future(grpc.insecure_channel(listen)).result(timeout=60)
+        credential = (Path(tmp) / "var" / "proxy.credential").read_text().strip()
+        return asyncio.run(
+            run(
+                listen,
+                [token, *agents],
+                seconds,
+                rates,
+                info,
+                pdp_pid=pdp.pid,
+                runs=runs,
+                credential=credential,
+            )
+        )
+    finally:
+        pdp.terminate()
+        pdp.wait(timeout=30)
+
+
+def pdp_config(
+    tmp: str,
+    listen: str,
+    workers: int,
+    reuse: bool,
+    synchronous: str,
+    policies: Path,
+    timeout_ms: int = 250,
+) -> tuple[Path, str, list[str]]:
+    """The PDP's configuration file, the open-loop phases' token and the 32 agents' own."""
     config = {
         "pdp": {
             "listen": listen,
@@ -364,6 +441,7 @@ def run_pdp(
                 "policies": str(policies),
                 "workers": workers,
                 "reload": False,
+                "timeout_ms": timeout_ms,
             },
             "store": {
                 "type": "sqlite",
@@ -393,25 +471,86 @@ def run_pdp(
         text=True,
         check=True,
     ).stdout.strip()
-    pdp = subprocess.Popen([*cli, "pdp"], stderr=subprocess.DEVNULL)
+    # the 32 callers' own identities, minted with the key that command made
+    issuer = DevIssuer(load_config(path).identity)
+    agents = [issuer.issue(f"agent-{i}@example.com", ["readonly"], 3600) for i in range(32)]
+    return path, token, agents
+
+
+def callgrind_evaluated(tmp: str, decisions: int, workers: int, policies: Path) -> float:
+    """Instructions of the PDP's own process (its event loop, gRPC's threads, the decision
+    log's writer; not the evaluation workers, processes of their own) per decision, every
+    one evaluated, 32 agents over one DecideStream: `portcullis pdp` under valgrind's
+    callgrind, counting only `decisions` decisions after 96 to warm it. Deterministic
+    within a few per cent (the batches the load makes vary), so an A/B of the PDP's code
+    on a busy machine."""
+    listen = f"127.0.0.1:{free_port()}"
+    # deadlines far away: under callgrind the PDP runs ~50x slower than its workers
+    path, _, agents = pdp_config(tmp, listen, workers, False, "full", policies, 600_000)
+    out = Path(tmp) / "callgrind.out"
+    pdp = subprocess.Popen(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "pdp.cli",
+            "-c",
+            str(path),
+            "pdp",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def control(*args: str) -> None:
+        subprocess.run(["callgrind_control", *args, str(pdp.pid)], capture_output=True)
+
+    async def decide() -> None:
+        metadata = ((CREDENTIAL_METADATA, credential),)
+        async with grpc.aio.insecure_channel(listen) as channel:
+            stub = pdp_pb2_grpc.DecisionServiceStub(channel)
+            requests = []
+            for token in agents:
+                requests.append(
+                    pdp_pb2.DecideRequest(
+                        session_id=await open_session(stub, metadata, token, timeout=600),
+                        command=pdp_pb2.Command(kind="postgres.query", raw=SQL),
+                    )
+                )
+            calls = DecideCalls(stub, metadata)
+
+            async def each(count: int) -> None:
+                left = [count]
+
+                async def agent(request: Any) -> None:
+                    while left[0] > 0:
+                        left[0] -= 1
+                        await calls.decide(request, timeout=600)
+
+                await asyncio.gather(*(agent(r) for r in requests))
+
+            await each(96)
+            control("-i", "on")
+            await each(decisions)
+            control("--dump=measured")
+            control("-i", "off")
+            await calls.close()
+
     try:
-        grpc.channel_ready_future(grpc.insecure_channel(listen)).result(timeout=60)
+        grpc.channel_ready_future(grpc.insecure_channel(listen)).result(timeout=600)
         credential = (Path(tmp) / "var" / "proxy.credential").read_text().strip()
-        return asyncio.run(
-            run(
-                listen,
-                token,
-                seconds,
-                rates,
-                info,
-                pdp_pid=pdp.pid,
-                runs=runs,
-                credential=credential,
-            )
-        )
+        asyncio.run(decide())
     finally:
         pdp.terminate()
-        pdp.wait(timeout=30)
+        pdp.wait(timeout=120)
+    for dump in Path(tmp).glob("callgrind.out.*"):  # the dump of the measured part
+        for line in dump.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1]) / decisions
+    raise RuntimeError("callgrind wrote no dump of the measured decisions")
 
 
 def main() -> None:
@@ -427,7 +566,23 @@ def main() -> None:
     parser.add_argument(
         "--runs", type=int, default=3, help="open-loop runs per rate (medians are printed)"
     )
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only count the PDP's instructions per evaluated decision over N decisions "
+        "(32 agents over DecideStream, under valgrind's callgrind)",
+    )
     args = parser.parse_args()
+    if args.callgrind:
+        with tempfile.TemporaryDirectory() as tmp:
+            per = callgrind_evaluated(tmp, args.callgrind, args.workers or 2, args.policies)
+        print(
+            f"PDP process, every decision evaluated, 32 agents over DecideStream: "
+            f"{per:,.0f} instructions per decision ({args.callgrind} decisions, callgrind)"
+        )
+        return
 
     eval_p50, eval_p99 = in_process_eval_us(policies=args.policies)
     with tempfile.TemporaryDirectory() as tmp:
@@ -542,7 +697,10 @@ def main() -> None:
         f"    DecideStream p99 / ServerInfo p99 @ 1000/s, same server: "
         f"{stream_1000['p99'] / info_1000['p99']:4.2f}x   (target <= 1.3x)"
     )
-    print("  CPU per call (µs): PDP incl. evaluation workers / this client / whole machine")
+    print(
+        "  CPU per call (µs): PDP incl. evaluation workers (of which its own process) / "
+        "this client / whole machine"
+    )
     phases = {
         "Decide @ 500 req/s": results["open_500"],
         "Decide @ 1000 req/s": results["open_1000"],
@@ -560,7 +718,8 @@ def main() -> None:
     for name, r in phases.items():
         if "machine_us" in r:
             print(
-                f"    {name:<30} {r['pdp_us']:7.0f} / {r['client_us']:5.0f} / "
+                f"    {name:<30} {r['pdp_us']:7.0f} ({r['pdp_process_us']:5.0f}) / "
+                f"{r['client_us']:5.0f} / "
                 f"{r['machine_us']:5.0f}   steal {100 * r['steal']:3.0f}%"
             )
     print(

@@ -13,7 +13,10 @@ shared machine weighs little:
   hop        EmbeddedEngine.evaluate end to end (input to JSON, the frame to a worker
              process and back, the answer parsed): this process's CPU; the workers' CPU
              (read from /proc in 10 ms ticks, so only roughly) is printed beside it, with
-             what it holds beyond the in-process evaluator's figure;
+             what it holds beyond the in-process evaluator's figure; and the same for
+             32 evaluations asked at once (a busy PDP: those waiting for a worker go to
+             it together, pdp.engine.embedded's EVALUATIONS_PER_TRIP), this process's
+             CPU and the workers' per evaluation;
   record     Decider.decide minus engine.evaluate (this process's CPU, in alternating
              blocks of each): the verdict mapped, the reuse table asked, the decision
              record appended to a real SQLite decision log (synchronous=normal so no disk
@@ -22,9 +25,12 @@ shared machine weighs little:
   answer     decision_message + command_effects: the protobuf answer.
 
 Prints µs per decision for each and each phase's share of their sum, and the ratio of
-the phases around the evaluator to the evaluator. Not a test: nothing here asserts.
+the phases around the evaluator to the evaluator. Runs on uvloop, the PDP's event loop
+(portcullis.process); `--loop asyncio` for the standard loop, on which the hop costs this
+process about twice as much (the wake-ups of the worker's answers). Not a test: nothing
+here asserts.
 
-    python bench/pdp/bench_phases.py [--decisions 2000]
+    python bench/pdp/bench_phases.py [--decisions 2000] [--loop uvloop|asyncio]
 """
 
 from __future__ import annotations
@@ -165,6 +171,9 @@ async def phases(n: int, workers: int) -> dict[str, float]:
                 logs_32.append((time.process_time() - started) * 1e6 / 32)
             worker = sum(process_ticks(p, with_descendants=False) for p in pids) - ticks
             results["hop"] = statistics.median(hops)
+            results["hop, 32 at once"], results["hop, 32 at once (workers)"] = await together(
+                engine, policy_input, pids, n
+            )
             # the workers evaluated 2 x block per block (evaluate and decide)
             results["hop (workers, evaluation included)"] = (
                 worker * TICK_US / (2 * block * len(hops))
@@ -186,17 +195,39 @@ async def phases(n: int, workers: int) -> dict[str, float]:
     return results
 
 
+async def together(
+    engine: EmbeddedEngine, policy_input: dict[str, Any], pids: list[int], n: int
+) -> tuple[float, float]:
+    """CPU per evaluation, this process's and the workers', of evaluations asked 32 at a
+    time (what a PDP under load asks its workers)."""
+    ticks = sum(process_ticks(p, with_descendants=False) for p in pids)
+    started = time.process_time()
+    rounds = max(1, n // 32)
+    for _ in range(rounds):
+        await asyncio.gather(*(engine.evaluate(policy_input) for _ in range(32)))
+    mine = (time.process_time() - started) * 1e6 / (rounds * 32)
+    worker = sum(process_ticks(p, with_descendants=False) for p in pids) - ticks
+    return mine, worker * TICK_US / (rounds * 32)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = parser.parse_args()
-    r = asyncio.run(phases(args.decisions, args.workers))
+    if args.loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            r = runner.run(phases(args.decisions, args.workers))
+    else:
+        r = asyncio.run(phases(args.decisions, args.workers))
     main_phases = ("input", "evaluator", "hop", "record", "answer")
     total = sum(r[p] for p in main_phases)
     print(
         f"CPU per evaluated decision by phase (µs; {args.decisions} decisions, "
-        f"{args.workers} worker(s))"
+        f"{args.workers} worker(s), {args.loop})"
     )
     for name in main_phases:
         print(f"  {name:10s} {r[name]:8.1f}  {r[name] / total:6.1%}")
@@ -204,6 +235,11 @@ def main() -> None:
     print(
         f"    the workers in all (evaluation included) {workers:8.1f}: "
         f"{workers - r['evaluator']:+.1f} beside the in-process evaluator"
+    )
+    print(
+        f"    32 evaluations asked at once: {r['hop, 32 at once']:.1f} this process, "
+        f"{r['hop, 32 at once (workers)']:.1f} the workers (evaluation included) per "
+        "evaluation"
     )
     print(
         f"    of the record, the decision log (SQLite, synchronous=normal) alone: "

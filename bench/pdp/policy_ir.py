@@ -23,8 +23,18 @@ policy evaluates the same bytes. The Go runtime runs with asynchronous preemptio
 (GODEBUG=asyncpreemptoff=1): its SIGURG preemption signals stop callgrind. Not a test:
 nothing here asserts.
 
+With --one-process, every policy is loaded into one process under callgrind instead, and
+callgrind's client requests (a small C helper built with gcc into a temporary directory)
+zero the counts before and dump them after each block of evaluations, blocks in A-B-B-A
+order over --rounds rounds after a discarded warm-up pass: no start-up is counted, so a
+block of a few passes suffices and one run compares several trees (--also DIR adds one,
+e.g. a variant of rego/ under test). Blocks of one policy still differ by about 1%
+(the Go runtime's randomised map iteration): compare medians, and trust a change only
+beyond that.
+
     python bench/pdp/policy_ir.py [--baseline REV] [--evaluations 400]
                                   [--set agent|golden|both|views]
+                                  [--one-process [--rounds 4] [--also DIR ...]]
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # run as a script: bench/pdp must not stand for the pdp package
@@ -47,26 +58,120 @@ if sys.path[0] == str(Path(__file__).resolve().parent):
     sys.path.pop(0)
 
 COLLECTED = re.compile(r"Collected\s*:\s*([0-9,]+)")
+DUMPED = re.compile(r"^desc: Trigger: Client Request: block (\d+) (\d+)$", re.M)
+DUMP_TOTAL = re.compile(r"^(?:summary|totals): (\d+)$", re.M)
+
+CLIENT_REQUESTS = """
+#include <valgrind/callgrind.h>
+void policy_ir_zero(void) { CALLGRIND_ZERO_STATS; }
+void policy_ir_dump(const char *label) { CALLGRIND_DUMP_STATS_AT(label); }
+"""
+
+GO_UNDER_CALLGRIND = {
+    "GOMAXPROCS": "1",
+    "GOGC": "off",
+    "GODEBUG": "asyncpreemptoff=1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
 
 
-def child(policy: str, inputs: Path, passes: int) -> None:
-    """Evaluate every input once (to warm) and then `passes` times: what callgrind counts."""
+def loaded(policy: str) -> tuple[Any, str]:
+    """The engine of a policy directory ("floor": the one-rule policy) and its decision path."""
     from pdp.engine.bundle import PolicyBundle, load_bundle
-    from pdp.engine.opa import DECISION_PATH, new_engine, raw_evaluate
+    from pdp.engine.opa import DECISION_PATH, new_engine
 
     if policy == "floor":
         profile = _profile()
         engine = new_engine(PolicyBundle({"bench.rego": profile.ONE_RULE}, {}, "one-rule", ""))
-        path = "bench.decision"
-    else:
-        engine = new_engine(load_bundle(Path(policy)).without_tests())
-        path = DECISION_PATH
+        return engine, "bench.decision"
+    return new_engine(load_bundle(Path(policy)).without_tests()), DECISION_PATH
+
+
+def child(policy: str, inputs: Path, passes: int) -> None:
+    """Evaluate every input once (to warm) and then `passes` times: what callgrind counts."""
+    from pdp.engine.opa import raw_evaluate
+
+    engine, path = loaded(policy)
     encoded = [line.encode() for line in inputs.read_text().splitlines() if line]
     for raw in encoded:
         raw_evaluate(engine, path, raw)
     for _ in range(passes):
         for raw in encoded:
             raw_evaluate(engine, path, raw)
+
+
+def blocks_child(helper: str, inputs: Path, passes: int, rounds: int, policies: list[str]) -> None:
+    """Under callgrind: every policy loaded and warmed, then per round one block of `passes`
+    passes per policy (A-B-B-A order), counts zeroed before and dumped after each block."""
+    import ctypes
+    import gc
+
+    from pdp.engine.opa import raw_evaluate
+
+    requests = ctypes.CDLL(helper)
+    engines = [loaded(policy) for policy in policies]
+    encoded = [line.encode() for line in inputs.read_text().splitlines() if line]
+    for engine, path in engines:  # warm: the first calls prepare the query; then a pass
+        for _ in range(passes + 1):  # as counted (the first counted block ran high)
+            for raw in encoded:
+                raw_evaluate(engine, path, raw)
+    order = list(range(len(engines)))
+    for round_ in range(rounds):
+        for k in order if round_ % 2 == 0 else order[::-1]:
+            engine, path = engines[k]
+            gc.collect()
+            gc.disable()  # Python's collector would run in some blocks and not others
+            requests.policy_ir_zero()
+            for _ in range(passes):
+                for raw in encoded:
+                    raw_evaluate(engine, path, raw)
+            requests.policy_ir_dump(f"block {k} {round_}".encode())
+            gc.enable()
+
+
+def per_evaluation_blocks(
+    policies: list[str], inputs: Path, passes: int, rounds: int, workdir: Path
+) -> list[list[float]]:
+    """Instructions per evaluation of each policy's blocks (one process, see blocks_child)."""
+    helper = workdir / "policy_ir_requests.so"
+    if not helper.exists():
+        source = workdir / "policy_ir_requests.c"
+        source.write_text(CLIENT_REQUESTS)
+        subprocess.run(
+            ["gcc", "-O1", "-shared", "-fPIC", "-o", str(helper), str(source)], check=True
+        )
+    out = workdir / f"blocks.{abs(hash((str(inputs), tuple(policies))))}"
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}.%p",
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--blocks-child",
+            str(helper),
+            str(inputs),
+            str(passes),
+            str(rounds),
+            *policies,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GO_UNDER_CALLGRIND},
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"callgrind run failed: {done.stderr[-2000:]}")
+    count = sum(1 for line in inputs.read_text().splitlines() if line) * passes
+    found: dict[int, list[tuple[int, float]]] = {}
+    for dump in workdir.glob(out.name + ".*"):
+        text = dump.read_text(errors="replace")
+        label, total = DUMPED.search(text), DUMP_TOTAL.search(text)
+        if label and total:
+            block = (int(label.group(2)), int(total.group(1)) / count)
+            found.setdefault(int(label.group(1)), []).append(block)
+        dump.unlink()
+    return [[ir for _, ir in sorted(found.get(k, []))] for k in range(len(policies))]
 
 
 def _profile():  # type: ignore[no-untyped-def]
@@ -84,7 +189,9 @@ def _profile():  # type: ignore[no-untyped-def]
 def counted(policy: str, inputs: Path, passes: int, workdir: Path) -> int:
     """Instructions callgrind counts for one child run."""
     out = workdir / f"callgrind.{os.getpid()}.{abs(hash((policy, str(inputs), passes)))}"
-    env = {**os.environ, "GOMAXPROCS": "1", "GOGC": "off", "GODEBUG": "asyncpreemptoff=1"}
+    # no .pyc written: a module another process edited is compiled again by whichever run
+    # imports it first, which moved one run's count by ~1G instructions (a negative figure)
+    env = {**os.environ, **GO_UNDER_CALLGRIND}
     done = subprocess.run(
         [
             "valgrind",
@@ -124,10 +231,22 @@ def main() -> None:
     )
     parser.add_argument("--set", choices=("agent", "golden", "both", "views"), default="both")
     parser.add_argument("--jobs", type=int, default=2, help="callgrind runs at a time")
+    parser.add_argument(
+        "--one-process", action="store_true", help="all policies in one callgrind process"
+    )
+    parser.add_argument("--rounds", type=int, default=4, help="--one-process: blocks per policy")
+    parser.add_argument(
+        "--also", action="append", default=[], metavar="DIR", help="--one-process: another policy"
+    )
     parser.add_argument("--child", nargs=3, metavar=("POLICY", "INPUTS", "PASSES"))
+    parser.add_argument("--blocks-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], Path(args.child[1]), int(args.child[2]))
+        return
+    if args.blocks_child:
+        helper, inputs, passes, rounds, *names = args.blocks_child
+        blocks_child(helper, Path(inputs), int(passes), int(rounds), names)
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed")
@@ -171,6 +290,12 @@ def main() -> None:
             subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
             policies[f"rego/ at {args.baseline}"] = str(base / "rego")
         passes = {label: max(1, -(-args.evaluations // len(sets[label]))) for label in sets}
+        if args.one_process:
+            policies.update(
+                {f"{directory}": str(Path(directory).resolve()) for directory in args.also}
+            )
+            one_process(policies, files, sets, args, workdir)
+            return
         jobs = {
             (label, name): (policy, files[label])
             for label in files
@@ -198,6 +323,37 @@ def main() -> None:
                 print(line)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def one_process(
+    policies: dict[str, str],
+    files: dict[str, Path],
+    sets: dict[str, list[Any]],
+    args: argparse.Namespace,
+    workdir: Path,
+) -> None:
+    """Every policy in one callgrind process per input set (see the module's docstring)."""
+    import statistics
+
+    names = list(policies)
+    print(
+        f"instructions per evaluation (callgrind, one process, {args.rounds} blocks of about "
+        f"{args.evaluations // args.rounds} evaluations per policy, A-B-B-A; "
+        "GOMAXPROCS=1, GOGC=off)"
+    )
+    for label, path in files.items():
+        passes = max(1, -(-args.evaluations // (args.rounds * len(sets[label]))))
+        blocks = per_evaluation_blocks(
+            [policies[name] for name in names], path, passes, args.rounds, workdir
+        )
+        medians = {name: statistics.median(b) for name, b in zip(names, blocks, strict=True)}
+        floor = medians["one-rule floor"]
+        print(f"  {label} ({len(sets[label])} inputs; median, then each block)")
+        for name, b in zip(names, blocks, strict=True):
+            print(
+                f"    {name:36s} {medians[name] / 1e6:8.3f} M   {medians[name] / floor:5.2f}x "
+                "one-rule   (" + " ".join(f"{ir / 1e6:.3f}" for ir in b) + ")"
+            )
 
 
 if __name__ == "__main__":

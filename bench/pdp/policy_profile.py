@@ -24,7 +24,8 @@ work on a shared machine does not count) of:
      CPU includes the rules it refers to; functions, which take arguments, cannot be
      evaluated as documents and are paid for inside the rules that call them).
 
-Inputs are as the PDP builds them (pdp.domain.policy_input: the statements' `types`) and
+Inputs are as the PDP builds them (pdp.domain.policy_input: the statements' `types` and
+`has`) and
 evaluates them for a session's command: with the session's standing (rego/portcullis/
 standing.rego, evaluated once per session by pdp.domain.decisions), except session.open.
 
@@ -68,7 +69,12 @@ if str(REPO) not in sys.path:  # run as a script: bench/pdp must not stand for t
 if sys.path[0] == str(Path(__file__).resolve().parent):
     sys.path.pop(0)
 
-from pdp.domain.policy_input import postgres_command, statement_types  # noqa: E402
+from pdp.domain.policy_input import (  # noqa: E402
+    postgres_command,
+    query_flags,
+    statement_flags,
+    statement_types,
+)
 from pdp.engine.bundle import PolicyBundle, load_bundle  # noqa: E402
 from pdp.engine.embedded import GO_RUNTIME  # noqa: E402
 from pdp.engine.opa import DECISION_PATH, new_engine, parse_envelope, raw_evaluate  # noqa: E402
@@ -179,6 +185,7 @@ def golden_inputs() -> list[dict[str, Any]]:
                 postgres = command.setdefault("postgres", {})
                 if isinstance(postgres.get("statements"), list):
                     postgres["types"] = statement_types(postgres["statements"])
+                    postgres["has"] = query_flags(postgres, statement_flags(postgres["statements"]))
             inputs.append(policy_input)
     for path in sorted((REPO / "rego" / "examples").glob("*.json")):
         inputs.append(json.loads(path.read_text()))
@@ -203,12 +210,12 @@ def with_standing(engine: Any, policy_input: dict[str, Any]) -> dict[str, Any]:
 
 def without_additions(policy_input: dict[str, Any]) -> dict[str, Any]:
     """The input without what the PDP adds for speed (input.standing, and
-    input.command.postgres.types): the input of DESIGN.md's contract alone."""
+    input.command.postgres.types and .has): the input of DESIGN.md's contract alone."""
     bare = {k: v for k, v in policy_input.items() if k != "standing"}
     command = bare.get("command", {})
     postgres = command.get("postgres")
-    if isinstance(postgres, dict) and "types" in postgres:
-        postgres = {k: v for k, v in postgres.items() if k != "types"}
+    if isinstance(postgres, dict) and ("types" in postgres or "has" in postgres):
+        postgres = {k: v for k, v in postgres.items() if k not in ("types", "has")}
         bare["command"] = {**command, "postgres": postgres}
     return bare
 

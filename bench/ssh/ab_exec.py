@@ -12,7 +12,8 @@ moves with the other tenants of the machine; CPU per exec much less, and alterna
 keeps a drift from favouring either side. The PDP and the policy are the old tree's
 (another engineer's edit in progress to rego/ or pdp/ cannot stop the run), unless
 `--pdp new`. Prints each round and the medians; `--profile` then runs the new side once
-more under cProfile (the top of it printed).
+more under cProfile (the top of it printed; with `--distinct`, execs of a new line each,
+every one decided).
 
     python -u bench/ssh/ab_exec.py [--old REF] [--new REF] [--rounds 6] [--execs 200]
                                    [--pdp old|new] [--interleave N [--distinct]] [--profile]
@@ -157,7 +158,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         print(json.dumps(out))
         if args.profile:
             os.kill(pids["new"], signal.SIGUSR1)
-            await execs(conns["new"], args.execs)
+            await execs(conns["new"], args.execs, "profiled" if args.distinct else "")
             os.kill(pids["new"], signal.SIGUSR2)
             written = tmp / "proxy.0.prof"
             for _ in range(100):
@@ -221,8 +222,9 @@ def main() -> None:
         help="then N turns of one exec on each target (medians of single execs)",
     )  # fmt: skip
     parser.add_argument(
-        "--distinct", action="store_true", help="the interleaved turns run a new line each"
-    )
+        "--distinct", action="store_true",
+        help="the interleaved turns (and --profile) run a new line each",
+    )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="then the new side under cProfile")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-ssh-"))

@@ -8,19 +8,27 @@ is the shipped library with bench-only lines in its data: `cat <the bench's file
 token's group is pii-readers: everything allowed, nothing masked (deciding and relaying
 alone).
 
-Then, in `--rounds` rounds whose order rotates (direct first, then proxied, then the
-other way), over one connection each: `--execs` sequential execs of `uptime` (the time
-per exec; through Portcullis the policy lets its answer be reused after the first), as
-many of `echo <n>` with a new n each time (every one decided by the PDP), and one `cat`
-of a `--megabytes` file of random bytes read to the end (MB/s);
-then `--connects` fresh connections running one exec each (login and set-up included).
-Beside them, the CPU the proxy and the PDP spent per exec and per MB streamed (bench/
-cpu_meter.py: steadier than wall time on a shared machine), and the PDP's own Decide p50
-for the same `uptime` exec measured from this process over a DecideStream, as the proxy
-calls it. With `--sftp`, also an SFTP get of the same file (asyncssh's client, a dba
-token: SFTP is reserved to it). Prints the medians, the issue's targets — exec through
-Portcullis ≤ direct + 1.5 x Decide p50; stream ≥ 0.5 x direct — and one JSON line. Not a
-test: nothing here asserts.
+Then, in `--rounds` rounds, over one connection to sshd and one through Portcullis, both
+open at once: `--execs` execs of `uptime` on each (through Portcullis the policy lets its
+answer be reused after the first), then as many of `echo <n>` with a new n each time
+(every one decided by the PDP), interleaved one by one — a pair of one direct exec and one
+through Portcullis, the order within a pair alternating (ABBA), so a load that moves the
+exec time itself (80-130 ms on a shared VM) weighs on both sides of a pair alike — and
+one `cat` of a `--megabytes` file of random bytes read to the end on each (MB/s; which
+side first rotates with the round); then `--connects` fresh connections running one exec
+each (login and set-up included). Exec figures: the median single exec of each side, and
+the median of the paired differences (through Portcullis minus direct, within a pair;
+each ABBA turn of two pairs gives the mean of its two, so what going second does to an
+exec cancels out), the figure the targets are judged by. Beside them, the CPU the proxy
+and the PDP spent per exec through Portcullis and per MB streamed (bench/cpu_meter.py:
+steadier than wall time on a shared machine; the PDP's time-based work spreads over the
+direct execs of the phase too), and the PDP's own Decide p50 for the same `uptime` exec,
+and for a new line each time (back to back, and one per exec's length: the PDP idle
+between, as a decided exec finds it), measured from this process over a DecideStream, as
+the proxy calls it. With `--sftp`, also an SFTP get of the same file (asyncssh's client, a
+dba token: SFTP is reserved to it). Prints the medians, the issue's targets — exec
+through Portcullis ≤ direct + 1.5 x Decide p50; stream ≥ 0.5 x direct — and one JSON
+line. Not a test: nothing here asserts.
 
     python bench/ssh/bench_ssh.py [--execs 200] [--megabytes 100] [--rounds 3] [--connects 10]
                                   [--sftp]
@@ -129,6 +137,34 @@ async def execs(conn: asyncssh.SSHClientConnection, n: int, distinct: str = "") 
     return (time.perf_counter() - started) / n
 
 
+async def exec_once(conn: asyncssh.SSHClientConnection, line: str) -> float:
+    """Milliseconds of one exec, from the request to the exit status."""
+    started = time.perf_counter()
+    result = await conn.run(line)
+    if result.exit_status != 0:
+        raise RuntimeError(f"{line} exited {result.exit_status}: {result.stderr!r}")
+    return (time.perf_counter() - started) * 1000
+
+
+async def paired_execs(
+    direct: asyncssh.SSHClientConnection,
+    through: asyncssh.SSHClientConnection,
+    n: int,
+    distinct: str = "",
+) -> tuple[list[float], list[float]]:
+    """n pairs of one exec on each connection, the order within a pair alternating (A B,
+    B A, ...): each side's single exec times (ms), in pair order. `uptime` each time, or
+    with `distinct` a new line for each pair (`echo <distinct>-<i>`, the same on both
+    sides: decided by the PDP every time through Portcullis)."""
+    sides: tuple[list[float], list[float]] = ([], [])
+    for i in range(n):
+        line = f"echo {distinct}-{i}" if distinct else COMMAND
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for side in order:
+            sides[side].append(await exec_once((direct, through)[side], line))
+    return sides
+
+
 async def first_execs(target: dict[str, Any], n: int) -> float:
     """Seconds per fresh connection that runs one exec (`ssh host uptime`): login, and
     through Portcullis the session's opening and its upstream connection."""
@@ -167,11 +203,22 @@ async def stream(conn: asyncssh.SSHClientConnection, big: Path, size: int) -> fl
 
 
 async def decide_p50(
-    address: str, credential: str, token: str, seconds: float, distinct: bool = False
-) -> float:
+    address: str,
+    credential: str,
+    token: str,
+    seconds: float,
+    distinct: bool = False,
+    *,
+    pdp_pid: int,
+    spacing: float = 0.0,
+) -> tuple[float, float]:
     """The PDP's Decide p50 (ms) for the bench's exec on a web-1 session, one caller: the
     same `uptime` each time (the PDP reuses its evaluation), or with `distinct` a new
-    `echo <n>` each time (every one evaluated)."""
+    `echo <n>` each time (every one evaluated); and the CPU (µs) the PDP (`pdp_pid`, its
+    evaluation workers included) spent per such Decide — beside its CPU per exec through
+    the proxy, what an exec costs the PDP beyond its Decide. Back to back, or `spacing`
+    seconds apart: the PDP idle between, as a decided exec finds it (its CPU then with
+    the idle time's work)."""
     import grpc
 
     from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
@@ -192,7 +239,7 @@ async def decide_p50(
         )
 
         def request(n: int) -> Any:
-            raw = f"echo decide-{n}" if distinct else COMMAND
+            raw = f"echo decide-{'spaced-' if spacing else ''}{n}" if distinct else COMMAND
             return pdp_pb2.DecideRequest(
                 session_id=opened.session_id,
                 command=pdp_pb2.Command(kind="ssh.exec", raw=raw),
@@ -205,17 +252,21 @@ async def decide_p50(
         samples = []
         stop_at = time.perf_counter() + seconds
         n = 200
+        meter = CPUMeter({"pdp": pdp_pid})
         while time.perf_counter() < stop_at:
             n += 1
             started = time.perf_counter()
             await calls.decide(request(n), timeout=5)
             samples.append((time.perf_counter() - started) * 1000)
+            if spacing:
+                await asyncio.sleep(spacing)
+        pdp_us = meter.per(len(samples))["pdp_us"]
         await calls.close()
         await stub.CloseSession(
             pdp_pb2.CloseSessionRequest(session_id=opened.session_id, reason="client_disconnect"),
             metadata=metadata,
         )
-    return statistics.median(samples)
+    return statistics.median(samples), pdp_us
 
 
 async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -269,6 +320,8 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             }
             for name in targets
         }
+        paired: dict[str, list[float]] = {"exec_ms": [], "decided_exec_ms": []}
+        order_effect: dict[str, list[float]] = {"exec_ms": [], "decided_exec_ms": []}
         sftp_targets = {**targets, "portcullis": {**targets["portcullis"], "password": dba_token}}
         # CPU of the proxy and of the PDP per exec and per MB streamed (through Portcullis):
         # what the proxy adds, much less noisy than wall time on a shared machine
@@ -276,40 +329,70 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         watched = {"proxy": proxy.pid, "pdp": pdp.pid}
         decides: list[float] = []
         evaluated: list[float] = []
+        spaced: list[float] = []
         order = list(targets)
         for r in range(args.rounds):
-            for name in order if r % 2 == 0 else reversed(order):
-                async with asyncssh.connect(**targets[name]) as conn:
+            async with (
+                asyncssh.connect(**targets["direct"]) as direct_conn,
+                asyncssh.connect(**targets["portcullis"]) as through_conn,
+            ):
+                conns = {"direct": direct_conn, "portcullis": through_conn}
+                for conn in conns.values():
                     await execs(conn, 5)  # warm-up
+                cpu_of: dict[str, dict[str, float]] = {}
+                for key, distinct in (("exec_ms", ""), ("decided_exec_ms", f"r{r}")):
                     meter = CPUMeter(watched)
-                    rounds[name]["exec_ms"].append(await execs(conn, args.execs) * 1000)
-                    exec_cpu = meter.per(args.execs)
+                    times = await paired_execs(direct_conn, through_conn, args.execs, distinct)
+                    cpu_of[key] = meter.per(args.execs)
+                    for name, got in zip(order, times, strict=True):
+                        rounds[name][key] += got
+                    diffs = [b - a for a, b in zip(*times, strict=True)]
+                    # a turn of two pairs (A B, then B A): the mean of its two differences,
+                    # in which what going second does to an exec cancels out
+                    turns = zip(diffs[::2], diffs[1::2], strict=False)
+                    paired[key] += [(x + y) / 2 for x, y in turns]
+                    # what going second does (direct first minus proxied first): JSON only
+                    order_effect[key].append(
+                        statistics.median(diffs[::2]) - statistics.median(diffs[1::2])
+                    )
+                for name in order if r % 2 == 0 else reversed(order):
                     meter = CPUMeter(watched)
-                    decided = await execs(conn, args.execs, f"r{r}")
-                    rounds[name]["decided_exec_ms"].append(decided * 1000)
-                    decided_cpu = meter.per(args.execs)
-                    meter = CPUMeter(watched)
-                    rounds[name]["stream_mbps"].append(await stream(conn, big, size))
-                    stream_cpu = meter.per(args.megabytes)
+                    rounds[name]["stream_mbps"].append(await stream(conns[name], big, size))
+                    if name == "portcullis":
+                        stream_cpu = meter.per(args.megabytes)
+                for key in ("proxy_us", "pdp_us"):
+                    cpu.setdefault(f"exec_{key}", []).append(cpu_of["exec_ms"][key])
+                    cpu.setdefault(f"decided_exec_{key}", []).append(cpu_of["decided_exec_ms"][key])
+                    cpu.setdefault(f"stream_{key}_per_mb", []).append(stream_cpu[key])
+            for name in order if r % 2 == 0 else reversed(order):
                 if args.connects:
                     first = await first_execs(targets[name], args.connects) * 1000
                     rounds[name]["first_exec_ms"].append(first)
                 if args.sftp:
-                    got = await sftp_get(sftp_targets[name], big, size, tmp / "got.bin")
-                    rounds[name]["sftp_mbps"].append(got)
-                if name == "portcullis":
-                    for key in ("proxy_us", "pdp_us"):
-                        cpu.setdefault(f"exec_{key}", []).append(exec_cpu[key])
-                        cpu.setdefault(f"decided_exec_{key}", []).append(decided_cpu[key])
-                        cpu.setdefault(f"stream_{key}_per_mb", []).append(stream_cpu[key])
+                    mbps = await sftp_get(sftp_targets[name], big, size, tmp / "got.bin")
+                    rounds[name]["sftp_mbps"].append(mbps)
             credential = (tmp / "var" / "proxy.credential").read_text().strip()
-            decides.append(await decide_p50(config["pdp"]["listen"], credential, token, 3.0))
-            evaluated.append(
-                await decide_p50(config["pdp"]["listen"], credential, token, 3.0, distinct=True)
+            p50, pdp_us = await decide_p50(
+                config["pdp"]["listen"], credential, token, 3.0, pdp_pid=pdp.pid
             )
+            decides.append(p50)
+            cpu.setdefault("decide_pdp_us", []).append(pdp_us)
+            p50, pdp_us = await decide_p50(
+                config["pdp"]["listen"], credential, token, 3.0, distinct=True, pdp_pid=pdp.pid
+            )
+            evaluated.append(p50)
+            cpu.setdefault("evaluated_decide_pdp_us", []).append(pdp_us)
+            exec_length = statistics.median(rounds["direct"]["decided_exec_ms"]) / 1000
+            p50, pdp_us = await decide_p50(
+                config["pdp"]["listen"], credential, token, 3.0, distinct=True,
+                pdp_pid=pdp.pid, spacing=exec_length,
+            )  # fmt: skip
+            spaced.append(p50)
+            cpu.setdefault("spaced_decide_pdp_us", []).append(pdp_us)
     finally:
         stop_all(procs)
         sshd.stop()
+    # exec_ms, decided_exec_ms: the median single exec over every round's pairs
     med = {n: {k: statistics.median(v) for k, v in m.items() if v} for n, m in rounds.items()}
     decide = statistics.median(decides)
     decide_evaluated = statistics.median(evaluated)
@@ -322,11 +405,18 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "portcullis": through,
         "decide_p50_ms": decide,
         "evaluated_decide_p50_ms": decide_evaluated,
+        "spaced_decide_p50_ms": statistics.median(spaced),
         "exec_added_ms": through["exec_ms"] - direct["exec_ms"],
+        "exec_paired_added_ms": statistics.median(paired["exec_ms"]),
         "exec_ratio": through["exec_ms"] / direct["exec_ms"],
         "exec_target_ms": direct["exec_ms"] + 1.5 * decide,
+        "exec_added_target_ms": 1.5 * decide,
         "decided_exec_added_ms": through["decided_exec_ms"] - direct["decided_exec_ms"],
+        "decided_exec_paired_added_ms": statistics.median(paired["decided_exec_ms"]),
         "decided_exec_target_ms": direct["decided_exec_ms"] + 1.5 * decide_evaluated,
+        "decided_exec_added_target_ms": 1.5 * decide_evaluated,
+        "turns": len(paired["exec_ms"]),
+        "order_effect_ms": {k: statistics.median(v) for k, v in order_effect.items()},
         "stream_ratio": through["stream_mbps"] / direct["stream_mbps"],
         "sftp_ratio": through.get("sftp_mbps", 0) / direct.get("sftp_mbps", 1),
         "first_exec_added_ms": through.get("first_exec_ms", 0) - direct.get("first_exec_ms", 0),
@@ -345,24 +435,35 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ssh-") as tmp:
         out = asyncio.run(measure(args, Path(tmp)))
     d, p = out["direct"], out["portcullis"]
-    print(f"execs ({out['execs']} sequential `{COMMAND}`, one connection, its answer reused "
-          f"after the first; median of {out['rounds']} rounds):")  # fmt: skip
+    turns = out["turns"]
+    paired, target = out["exec_paired_added_ms"], out["exec_added_target_ms"]
+    print(f"execs ({out['execs']} sequential `{COMMAND}` per round, one connection, its answer "
+          f"reused after the first; each interleaved with a direct one (ABBA), "
+          f"{out['rounds']} rounds; medians of single execs):")  # fmt: skip
     print(f"  direct      {d['exec_ms']:8.2f} ms/exec")
-    print(f"  portcullis  {p['exec_ms']:8.2f} ms/exec  (+{out['exec_added_ms']:.2f} ms, "
+    print(f"  portcullis  {p['exec_ms']:8.2f} ms/exec  ({out['exec_added_ms']:+.2f} ms, "
           f"{out['exec_ratio']:.2f}x)")  # fmt: skip
+    print(f"  paired      {paired:+8.2f} ms/exec  (median over {turns} ABBA turns of the "
+          "differences within a pair)")  # fmt: skip
     print(f"  PDP Decide p50 {out['decide_p50_ms']:.2f} ms; target: portcullis <= direct + "
-          f"1.5 x Decide p50 = {out['exec_target_ms']:.2f} ms: "
-          f"{'met' if p['exec_ms'] <= out['exec_target_ms'] else 'MISSED'}")  # fmt: skip
+          f"1.5 x Decide p50 = {out['exec_target_ms']:.2f} ms, i.e. added <= {target:.2f} ms; "
+          f"paired {paired:+.2f} ms: {'met' if paired <= target else 'MISSED'}")  # fmt: skip
+    paired, target = out["decided_exec_paired_added_ms"], out["decided_exec_added_target_ms"]
     print(
-        f"execs of a new line each ({out['execs']} sequential `echo <n>`: every one decided; "
-        f"the PDP's Decide p50 for such lines {out['evaluated_decide_p50_ms']:.2f} ms):"
+        f"execs of a new line each ({out['execs']} sequential `echo <n>` per round: every one "
+        f"decided, interleaved alike; the PDP's Decide p50 for such lines "
+        f"{out['evaluated_decide_p50_ms']:.2f} ms back to back, "
+        f"{out['spaced_decide_p50_ms']:.2f} ms one per exec's length, the PDP idle between, "
+        "as an exec finds it):"
     )
     print(f"  direct      {d['decided_exec_ms']:8.2f} ms/exec")
     print(
         f"  portcullis  {p['decided_exec_ms']:8.2f} ms/exec  "
-          f"(+{out['decided_exec_added_ms']:.2f} ms; target <= "
-          f"{out['decided_exec_target_ms']:.2f} ms: "
-          f"{'met' if p['decided_exec_ms'] <= out['decided_exec_target_ms'] else 'MISSED'})"
+          f"({out['decided_exec_added_ms']:+.2f} ms; target <= "
+          f"{out['decided_exec_target_ms']:.2f} ms)"
+    )  # fmt: skip
+    print(f"  paired      {paired:+8.2f} ms/exec  (median over {turns} ABBA turns; target <= "
+          f"+{target:.2f} ms = 1.5 x Decide p50: {'met' if paired <= target else 'MISSED'})"
     )  # fmt: skip
     print(f"stream (`cat` of {out['megabytes']} MB):")
     print(f"  direct      {d['stream_mbps']:8.1f} MB/s")
@@ -380,6 +481,10 @@ def main() -> None:
           f"µs + PDP {c['decided_exec_pdp_us']:.0f} µs per decided exec; "
           f"proxy {c['stream_proxy_us_per_mb']:.0f} µs "
           "per MB streamed")  # fmt: skip
+    print(f"CPU of the PDP per Decide called directly (its p50 above): "
+          f"{c['decide_pdp_us']:.0f} µs per repeated line, {c['evaluated_decide_pdp_us']:.0f} "
+          f"µs per new line (evaluated), {c['spaced_decide_pdp_us']:.0f} µs per new line one "
+          "per exec's length (with the idle time's work)")  # fmt: skip
     print(json.dumps(out))
 
 

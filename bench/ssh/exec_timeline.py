@@ -5,10 +5,13 @@ the proxy in this process (tests/ssh_harness.py, tests/pdp_harness.py: as the te
 them), `--execs` sequential execs over one connection — the same `uptime` (its answer
 reused after the first) or, with `--distinct`, a new `df -B<n> /` each (each decided by
 the PDP) — and, for each, the moments the proxy reached each step (channel opened by the
-client, its exec request, the decision, the upstream channel's exec request answered,
-the upstream's first output, EOF and exit status, the client answered)
+client, its exec request, the decision, the exec request written upstream and answered,
+the next channel's upstream open written, the upstream's first output, EOF and exit
+status, the client's exit status written, the client answered)
 and the client's own start and end. Prints the median time from the client's start to
-each step. One process, one event loop: the PDP's CPU is on the same thread as the
+each step, and the proxy's own steps on the client's way: its exec request to the exec
+written upstream, and the upstream's end (EOF and exit status) to the client's exit
+status written. One process, one event loop: the PDP's CPU is on the same thread as the
 proxy's (a Decide costs here what it costs there, but nothing runs beside it).
 `--upstream-delay-ms`: the proxy reaches sshd through a relay holding each chunk that
 long each way (an upstream across a network, not on the same host).
@@ -30,15 +33,17 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
+import asyncssh  # noqa: E402
 import test_ssh_proxy  # noqa: E402
 from test_ssh_proxy import ssh_stack  # noqa: E402
 
 from proxies.runtime.session import ProxySession  # noqa: E402
 from proxies.ssh import channel as channel_module  # noqa: E402
+from proxies.ssh import upstream as upstream_module  # noqa: E402
 
-STEPS = ("channel_open", "exec_request", "decided", "upstream_exec",
-         "upstream_data", "upstream_eof", "exit_status", "client_answered",
-         "client_done")  # fmt: skip
+STEPS = ("channel_open", "exec_request", "decided", "upstream_exec_sent", "upstream_exec",
+         "spare_open", "upstream_data", "upstream_eof", "exit_status", "client_exit_sent",
+         "client_answered", "client_done")  # fmt: skip
 
 marks: dict[str, float] = {}
 
@@ -65,6 +70,19 @@ def instrument() -> None:
     wrap(Channel, "upstream_eof", "upstream_eof")
     wrap(Up, "exit_status_received", "exit_status")
     wrap(Channel, "_end", "client_answered")
+    # the packets themselves: the exec request written upstream, the exit status written
+    # to the client, the next channel's upstream open (opened ahead) written
+    wrap(asyncssh.SSHServerChannel, "exit", "client_exit_sent")
+    wrap(asyncssh.SSHServerChannel, "exit_with_signal", "client_exit_sent")
+    wrap(upstream_module.GatedChannel, "open_ahead", "spare_open")
+    send_request = upstream_module.GatedChannel._send_request  # the proxy's, not the client's
+
+    def sent(self: Any, request: bytes, *args: Any, **kwargs: Any) -> Any:
+        if request == b"exec":
+            mark("upstream_exec_sent")
+        return send_request(self, request, *args, **kwargs)
+
+    upstream_module.GatedChannel._send_request = sent  # type: ignore[method-assign]
     decide = ProxySession.decide_or_wait
 
     async def decided(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -74,15 +92,18 @@ def instrument() -> None:
             mark("decided")
 
     ProxySession.decide_or_wait = decided  # type: ignore[method-assign]
-    opening = channel_module.open_session
+    # the upstream's answer to the exec request: through open_session (a channel opened
+    # while the upstream connection was being made) or request_on (one opened ahead)
+    for name in ("open_session", "request_on"):
+        original = getattr(channel_module, name)
 
-    async def open_session(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await opening(*args, **kwargs)
-        finally:
-            mark("upstream_exec")
+        async def answered(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            try:
+                return await _original(*args, **kwargs)
+            finally:
+                mark("upstream_exec")
 
-    channel_module.open_session = open_session  # type: ignore[assignment]
+        setattr(channel_module, name, answered)
 
 
 async def delayed_relay(target: dict[str, int], delay: float) -> tuple[asyncio.Server, int]:
@@ -140,6 +161,23 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  the proxy's way in (exec request to the upstream's answer to it): "
           f"{statistics.median(way_in):.2f} ms; its way out (the upstream's output to the "
           f"client's end): {statistics.median(way_out):.2f} ms")  # fmt: skip
+    # the proxy's own steps: the client's exec request to the exec written upstream; the
+    # upstream's end (its EOF and exit status, whichever came last) to the client's exit
+    # status written
+    ended = [max(e, x) for e, x in zip(rows["upstream_eof"], rows["exit_status"], strict=True)]
+    steps_in = [b - a for a, b in zip(rows["exec_request"], rows["upstream_exec_sent"],
+                                      strict=True)]  # fmt: skip
+    steps_out = [b - a for a, b in zip(ended, rows["client_exit_sent"], strict=True)]
+    print(f"  the proxy's own steps: exec request to the exec written upstream "
+          f"{statistics.median(steps_in) * 1000:.0f} us; the upstream's end to the client's "
+          f"exit status written {statistics.median(steps_out) * 1000:.0f} us")  # fmt: skip
+    # what the client waits for besides the upstream's run of the command (the client's
+    # own work included: it runs in this process): its start to the exec written upstream,
+    # plus the upstream's end to the client's end
+    around = [a + (d - e) for a, e, d in zip(rows["upstream_exec_sent"], ended,
+                                             rows["client_done"], strict=True)]  # fmt: skip
+    print(f"  around the upstream's run: {statistics.median(around) * 1000:.0f} us (median; "
+          f"mean {statistics.mean(around) * 1000:.0f} us)")  # fmt: skip
     for step in sorted(STEPS, key=lambda s: statistics.median(rows[s]) if rows[s] else 1e9):
         if rows[step]:
             print(f"  {step:16} {statistics.median(rows[step]):8.2f}  ({len(rows[step])})")

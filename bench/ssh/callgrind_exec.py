@@ -1,0 +1,214 @@
+"""The SSH proxy's own work per exec in instructions: the proxy process under callgrind.
+
+Owns the deterministic figure a change to the SSH proxy's per-exec path is judged by on a
+shared machine, where CPU time per exec moves with the other tenants. sshd
+(tests/ssh_harness.py) and the PDP run as in bench_ssh.py; the proxy (`python -m proxies
+ssh`, of this checkout or of `--tree REF` unpacked by bench/revision.py) runs under
+`valgrind --tool=callgrind --instr-atstart=no`: nothing is counted until the client has
+logged in and run its warm-up execs. Then, over one connection, `--execs` execs of the
+same `uptime` (its answer reused after the first) and as many of `echo <n>` (each decided
+by the PDP), each phase counted on its own (callgrind_control: zero, run, dump). Prints
+instructions per exec of each phase, the proxy's every thread included (gRPC's C threads
+too), and with `--annotate N` the N functions (inclusive) that cost most per exec. A
+phase's total moves by a few per cent with timing (how often the event loop wakes); runs
+of two trees alternate with `--rounds`.
+
+    python -u bench/ssh/callgrind_exec.py [--execs 100] [--tree REF ...] [--rounds 1]
+                                          [--annotate 25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import yaml
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_ssh import (  # noqa: E402
+    REPO,
+    Sshd,
+    execs,
+    free_port,
+    portcullis_config,
+    wait_port,
+)
+
+# only now, the project imported: bench/ on the path holds a directory named pdp/
+sys.path.append(str(HERE.parent))
+from processes import stop_all  # noqa: E402
+from revision import tree_of  # noqa: E402
+
+PHASES = ("reused", "decided")
+
+
+def policies(into: Path) -> Path:
+    """This checkout's policy with `echo` an allowed command (the decided phase)."""
+    import json
+
+    target = into / "rego"
+    shutil.copytree(REPO / "rego", target)
+    data = json.loads((target / "data.json").read_text())
+    data["portcullis"]["ssh"]["allowed_commands"].append("echo")
+    (target / "data.json").write_text(json.dumps(data))
+    return target
+
+
+def control(pid: int, *flags: str) -> None:
+    subprocess.run(["callgrind_control", *flags, str(pid)], check=True, capture_output=True)
+
+
+def total(path: Path) -> int:
+    found = re.search(r"^(?:totals|summary): (\d+)", path.read_text(errors="replace"), re.M)
+    if found is None:
+        raise RuntimeError(f"no totals in {path}")
+    return int(found.group(1))
+
+
+async def dumped(out: Path, before: set[Path], timeout: float = 1800) -> Path:
+    """The dump callgrind_control asked for, once written."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        new = set(out.parent.glob(out.name + "*")) - before
+        done = [p for p in new if re.search(r"^totals: ", p.read_text(errors="replace"), re.M)]
+        if done:
+            return done[0]
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"no dump: {sorted(p.name for p in out.parent.iterdir())}")
+
+
+async def measure_tree(
+    tree: Path, label: str, config: dict[str, Any], tmp: Path, args: argparse.Namespace,
+    token: str, annotate: dict[str, Path],
+) -> dict[str, float]:  # fmt: skip
+    listen = free_port()
+    own = {**config["connections"][0], "listen": f"127.0.0.1:{listen}",
+           "spool_dir": str(tmp / f"spool-{label}")}  # fmt: skip
+    path = tmp / f"portcullis-{label}.yaml"
+    path.write_text(yaml.safe_dump({**config, "connections": [own]}))
+    out = tmp / f"callgrind.{label}"
+    env = dict(os.environ, PYTHONPATH=f"{tree}:{tree / 'proto'}")
+    log = tmp / f"proxy-{label}.log"
+    proxy = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+         sys.executable, "-m", "proxies", "ssh", "-c", str(path)],
+        cwd=tmp, env=env, stderr=log.open("w"),
+    )  # fmt: skip
+    try:
+        wait_port(listen, proxy, log, timeout=600)
+        target = dict(host="127.0.0.1", port=listen, username="bench", password=token,
+                      client_keys=None, preferred_auth="password", known_hosts=None,
+                      agent_path=None, config=None, compression_algs=None,
+                      login_timeout=600)  # fmt: skip
+        got: dict[str, float] = {}
+        async with asyncssh.connect(**target) as conn:
+            await execs(conn, 5)
+            await execs(conn, 5, "warm")
+            control(proxy.pid, "-i", "on")
+            for phase in PHASES:
+                control(proxy.pid, "-z")
+                distinct = f"{label}-{time.monotonic_ns()}" if phase == "decided" else ""
+                await execs(conn, args.execs, distinct)
+                before = set(tmp.glob(out.name + "*"))
+                control(proxy.pid, "-d")  # (`-d HINT` would take HINT for a process name)
+                dump = await dumped(out, before)
+                got[phase] = total(dump) / args.execs
+                annotate[f"{label} {phase}"] = dump
+            control(proxy.pid, "-i", "off")
+        return got
+    finally:
+        stop_all([proxy])
+
+
+def top_functions(dump: Path, n: int, per: int) -> str:
+    shown = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", str(dump)], capture_output=True, text=True
+    ).stdout
+    lines = []
+    for line in shown.splitlines():
+        found = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)", line)
+        if found:
+            count = int(found.group(1).replace(",", ""))
+            lines.append(f"{count / per:12,.0f}  {found.group(2)[:150]}")
+        if len(lines) >= n:
+            break
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> None:
+    trees = {ref: tree_of(ref, tmp / f"tree-{i}") for i, ref in enumerate(args.tree)}
+    if not trees:
+        trees = {"checkout": REPO}
+    sshd = Sshd(tmp / "sshd").start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        config = portcullis_config(tmp, policies(tmp), sshd)
+        config["connections"][0]["pdp_timeout_seconds"] = 60
+        path = tmp / "portcullis.yaml"
+        path.write_text(yaml.safe_dump(config))
+        cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
+        token = subprocess.run(
+            [*cli, "token", "--sub", "bench@example.com", "--groups", "pii-readers",
+             "--ttl", "2h"], capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        pdp_log = tmp / "pdp.log"
+        pdp = subprocess.Popen([*cli, "pdp"], cwd=tmp, stderr=pdp_log.open("w"))
+        procs.append(pdp)
+        wait_port(int(config["pdp"]["listen"].rsplit(":", 1)[1]), pdp, pdp_log)
+        results: dict[str, dict[str, list[float]]] = {t: {p: [] for p in PHASES} for t in trees}
+        dumps: dict[str, Path] = {}
+        for r in range(args.rounds):
+            for label in list(trees) if r % 2 == 0 else list(reversed(trees)):
+                got = await measure_tree(trees[label], label, config, tmp, args, token, dumps)
+                for phase in PHASES:
+                    results[label][phase].append(got[phase])
+                print(f"round {r} {label}: " + ", ".join(
+                    f"{p} {got[p]:,.0f}" for p in PHASES) + " instructions per exec",
+                    flush=True)  # fmt: skip
+        for label, phases in results.items():
+            print(f"{label}: " + ", ".join(
+                f"{p} {statistics.median(v):,.0f}" for p, v in phases.items())
+                + " instructions per exec (median)")  # fmt: skip
+        if len(trees) == 2:
+            a, b = list(trees)
+            for p in PHASES:
+                ratio = statistics.median(results[b][p]) / statistics.median(results[a][p])
+                print(f"{p}: {b} / {a} = {ratio:.3f}")
+        if args.annotate:
+            for name, dump in dumps.items():
+                print(f"-- {name}: inclusive instructions per exec, top {args.annotate}")
+                print(top_functions(dump, args.annotate, args.execs))
+    finally:
+        stop_all(procs)
+        sshd.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--execs", type=int, default=100)
+    parser.add_argument("--tree", action="append", default=[], help="a commit (twice: A/B)")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--annotate", type=int, default=0, metavar="N")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="portcullis-cg-ssh-"))
+    try:
+        asyncio.run(run(args, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

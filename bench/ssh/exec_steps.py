@@ -1,0 +1,151 @@
+"""The SSH proxy's own steps on an exec's way, in its own process, two trees alternating.
+
+Owns the figure exec_timeline.py cannot give: there the client, the PDP and the proxy
+share one event loop, so whatever the proxy does is on the client's way whatever its
+order; here each runs in its own process, as deployed, and the proxy's work that
+overlaps the client's or sshd's is seen to. sshd and the PDP run as in bench_ssh.py; one
+SSH proxy per tree (`--tree REF`, twice for A/B, unpacked by bench/revision.py; none:
+this checkout), each with exec_steps_prelude.py (bench/http/profiled_proxy.py's
+PORTCULLIS_BENCH_PRELUDE) recording the moments of each exec inside the proxy. Then
+`--rounds` rounds of `--execs` execs of `uptime` (its answer reused) on one connection
+to each proxy, the order alternating. Prints per tree the median of: the client's
+channel confirmed to its exec request read (the client's turn, and whatever the proxy
+was busy with meanwhile), the exec request to the exec written upstream, and the
+upstream's end (EOF and exit status) to the client's exit status written; and the wall
+time per exec.
+
+    python -u bench/ssh/exec_steps.py [--tree REF [--tree REF]] [--execs 25] [--rounds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import yaml
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_ssh import REPO, Sshd, execs, free_port, portcullis_config, wait_port  # noqa: E402
+from callgrind_exec import policies  # noqa: E402
+
+# only now, the project imported: bench/ on the path holds a directory named pdp/
+sys.path.append(str(HERE.parent))
+from processes import stop_all  # noqa: E402
+from revision import tree_of  # noqa: E402
+
+PROFILED = HERE.parent / "http" / "profiled_proxy.py"
+PRELUDE = HERE / "exec_steps_prelude.py"
+STEPS = ("open", "exec_request", "exec_sent", "exit_status", "eof", "exit_sent")
+
+
+def step_medians(path: Path) -> dict[str, float]:
+    """Microseconds (medians) of each span, from the prelude's lines."""
+    rows = []
+    for line in path.read_text().splitlines():
+        row = {k: float(v) for k, v in (pair.split("=") for pair in line.split())}
+        if all(step in row for step in STEPS):
+            rows.append(row)
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) * 1e6
+
+    return {
+        "execs": len(rows),
+        "open_to_request_us": median([r["exec_request"] - r["open"] for r in rows]),
+        "request_to_upstream_us": median([r["exec_sent"] - r["exec_request"] for r in rows]),
+        "end_to_exit_us": median([r["exit_sent"] - max(r["eof"], r["exit_status"]) for r in rows]),
+    }
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> None:
+    trees = {ref: tree_of(ref, tmp / f"tree-{i}") for i, ref in enumerate(args.tree)}
+    if not trees:
+        trees = {"checkout": REPO}
+    sshd = Sshd(tmp / "sshd").start()
+    procs: list[subprocess.Popen[bytes]] = []
+    conns: dict[str, Any] = {}
+    try:
+        config = portcullis_config(tmp, policies(tmp), sshd)
+        path = tmp / "portcullis.yaml"
+        path.write_text(yaml.safe_dump(config))
+        cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
+        token = subprocess.run(
+            [*cli, "token", "--sub", "bench@example.com", "--groups", "pii-readers",
+             "--ttl", "2h"], capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        pdp_log = tmp / "pdp.log"
+        pdp = subprocess.Popen([*cli, "pdp"], cwd=tmp, stderr=pdp_log.open("w"))
+        procs.append(pdp)
+        wait_port(int(config["pdp"]["listen"].rsplit(":", 1)[1]), pdp, pdp_log)
+        files: dict[str, Path] = {}
+        for i, (label, tree) in enumerate(trees.items()):
+            listen = free_port()
+            own = {**config["connections"][0], "listen": f"127.0.0.1:{listen}",
+                   "spool_dir": str(tmp / f"spool-{i}")}  # fmt: skip
+            side = tmp / f"portcullis-{i}.yaml"
+            side.write_text(yaml.safe_dump({**config, "connections": [own]}))
+            files[label] = tmp / f"steps-{i}.txt"
+            env = dict(os.environ, PYTHONPATH=f"{tree}:{tree / 'proto'}",
+                       PORTCULLIS_BENCH_PRELUDE=str(PRELUDE),
+                       PORTCULLIS_EXEC_STEPS=str(files[label]))  # fmt: skip
+            log = tmp / f"proxy-{i}.log"
+            proxy = subprocess.Popen(
+                [sys.executable, str(PROFILED), str(tmp / "unused"), "ssh", "-c", str(side)],
+                cwd=tmp, env=env, stderr=log.open("w"),
+            )  # fmt: skip
+            procs.append(proxy)
+            wait_port(listen, proxy, log)
+            conns[label] = await asyncssh.connect(
+                host="127.0.0.1", port=listen, username="bench", password=token,
+                client_keys=None, preferred_auth="password", known_hosts=None,
+                agent_path=None, config=None, compression_algs=None,
+            )  # fmt: skip
+            await execs(conns[label], 5)
+        for steps in files.values():
+            steps.open("w").close()  # the warm-up's lines (the prelude appends)
+        walls: dict[str, list[float]] = {label: [] for label in trees}
+        for r in range(args.rounds):
+            for label in list(trees) if r % 2 == 0 else list(reversed(trees)):
+                walls[label].append(await execs(conns[label], args.execs) * 1000)
+        for label in trees:
+            got = step_medians(files[label])
+            print(
+                f"{label}: {got['execs']:.0f} execs, wall {statistics.median(walls[label]):.1f}"
+                f" ms per exec; confirmed -> exec request read {got['open_to_request_us']:.0f}"
+                f" us; exec request -> exec written upstream "
+                f"{got['request_to_upstream_us']:.0f} us; upstream's end -> client's exit "
+                f"status written {got['end_to_exit_us']:.0f} us (medians)"
+            )
+    finally:
+        for conn in conns.values():
+            conn.close()
+        stop_all(procs)
+        sshd.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", action="append", default=[], help="a commit (twice: A/B)")
+    parser.add_argument("--execs", type=int, default=25)
+    parser.add_argument("--rounds", type=int, default=8)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="portcullis-steps-ssh-"))
+    try:
+        asyncio.run(run(args, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

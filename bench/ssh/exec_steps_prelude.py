@@ -1,0 +1,56 @@
+"""Prelude for the SSH proxy in bench/ssh/exec_steps.py: the moments of an exec's steps
+inside the proxy, one line per channel appended to the file PORTCULLIS_EXEC_STEPS.
+
+Run by bench/http/profiled_proxy.py before the proxy serves (its
+PORTCULLIS_BENCH_PRELUDE); wraps the proxy's and asyncssh's methods, changing nothing they
+do: the client's channel opened (its confirmation just written), its exec request, the
+exec written upstream, the upstream's EOF and exit status, the client's exit status
+written. Never for production.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import asyncssh
+
+from proxies.ssh import channel, upstream
+
+_out = open(os.environ["PORTCULLIS_EXEC_STEPS"], "a", buffering=1)  # noqa: SIM115
+_current: dict[str, float] = {}
+
+
+def _mark(step: str) -> None:
+    _current.setdefault(step, time.perf_counter())
+
+
+def _wrap(owner: Any, name: str, step: str, request: bytes | None = None) -> None:
+    original = getattr(owner, name)
+
+    def marked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if request is None or (args and args[0] == request):
+            _mark(step)
+        return original(self, *args, **kwargs)
+
+    setattr(owner, name, marked)
+
+
+_opened = channel.Channel.connection_made
+
+
+def _connection_made(self: Any, chan: Any) -> None:
+    if _current:  # the previous channel's steps: one line
+        _out.write(" ".join(f"{step}={at:.6f}" for step, at in _current.items()) + "\n")
+        _current.clear()
+    _mark("open")
+    _opened(self, chan)
+
+
+channel.Channel.connection_made = _connection_made  # type: ignore[method-assign]
+_wrap(channel.Channel, "exec_requested", "exec_request")
+_wrap(upstream.GatedChannel, "_send_request", "exec_sent", b"exec")
+_wrap(channel.UpstreamChannel, "exit_status_received", "exit_status")
+_wrap(channel.Channel, "upstream_eof", "eof")
+_wrap(asyncssh.SSHServerChannel, "exit", "exit_sent")
