@@ -1,6 +1,7 @@
 """The Postgres proxy's short cuts on its hot path (issue 27) read and decide as the long
-way does: a lone Query frame read without the parser's loop, the tracker's counts of owed
-answers that are not plain, and the statement attributes made once per session."""
+way does: a lone Query frame read without the parser's loop, a prepared statement's run
+(Bind and the repeats after it) read and enforced in one call, the tracker's counts of
+owed answers that are not plain, and the statement attributes made once per session."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from portcullis.verdict import MaskRule, Verdict, VerdictKind
 from proxies.postgres import codec
 from proxies.postgres.codec.parsers import FrontendParser
-from proxies.postgres.enforcer import Enforcer
+from proxies.postgres.enforcer import Enforcer, PreparedStatement
 from proxies.postgres.tracker import Expect, ResponseTracker
+from proxies.runtime.pdp_client import Ruling
 
 
 def _state(parser: FrontendParser) -> tuple[object, ...]:
@@ -173,3 +176,198 @@ def test_a_plain_row_is_checked_as_a_decoded_one(body, before):
     assert _data_row_fits(raw, len(before), len(raw)) == _data_row_fits(
         raw, len(before), len(raw), values
     )
+
+
+# -- a prepared statement's run: Bind, [Describe P,] Execute, Sync ----------------------
+
+_RUN_TAILS = [
+    codec.Describe("P", "").encode() + codec.Execute("", 0).encode() + codec.Sync().encode(),
+    codec.Execute("", 0).encode() + codec.Sync().encode(),
+    codec.Describe("P", "").encode() + codec.Execute("", 0).encode(),  # no Sync yet
+]
+
+
+def _bind_like() -> st.SearchStrategy[bytes]:
+    """Bind frames, well-formed or not: any portal and statement names, values (NULL,
+    text, binary), formats, with the length field right or off, cut or run on."""
+    value = st.one_of(st.none(), st.binary(max_size=12))
+    bind = st.builds(
+        lambda portal, statement, values, formats, results: codec.Bind(
+            portal, statement, formats, values, results
+        ).encode(),
+        st.sampled_from(["", "", "p1"]),
+        st.sampled_from(["S_1", "", "S_2"]),
+        st.lists(value, max_size=3),
+        st.sampled_from([[], [0], [1], [0, 1]]),
+        st.sampled_from([[], [0], [1]]),
+    )
+    return st.builds(
+        lambda frame, bump, cut, extra: (
+            frame[:1] + struct.pack(">i", len(frame) - 1 + bump) + frame[5:] + extra
+        )[: None if cut is None else cut],
+        bind,
+        st.sampled_from([0, 0, 0, -1, 1, -5]),
+        st.sampled_from([None, None, None, None, 0, 3, 9, 20]),
+        st.sampled_from([b"", b"", b"\0"]),
+    )
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.sampled_from(_RUN_TAILS),
+    st.sampled_from([b"", codec.Query("SELECT 1").encode()[:3]]),
+    _bind_like(),
+    st.sampled_from([0, 0, 0, 1, 3]),  # the tail sent whole, or cut short, or another's
+)
+def test_a_bound_run_is_read_as_feed_reads_it(
+    tail: bytes, held: bytes, bind: bytes, change: int
+) -> None:
+    fast, slow = FrontendParser(startup=False), FrontendParser(startup=False)
+    first = codec.Bind("", "S_1", [], [b"1"], []).encode() + tail
+    for parser in (fast, slow):
+        parser.feed(first)  # the tail remembered
+        parser.feed(held)
+    sent = (
+        tail[: len(tail) - change] if change < 3 else _RUN_TAILS[(_RUN_TAILS.index(tail) + 1) % 3]
+    )
+    chunk = bind + sent
+    got = fast.bound_run(chunk)
+    if got is None:
+        assert _state(fast) == _state(slow)  # nothing was read
+        return
+    expected = slow.feed(chunk)
+    assert [(type(m), m, m.raw) for m in got] == [(type(m), m, m.raw) for m in expected]
+    assert b"".join(m.raw for m in got) == chunk
+    assert _state(fast) == _state(slow)
+
+
+def test_a_bound_run_is_taken_only_after_a_tail_was_read() -> None:
+    run = codec.Bind("", "S_1", [], [b"1"], []).encode() + _RUN_TAILS[0]
+    parser = FrontendParser(startup=False)
+    assert parser.bound_run(run) is None  # no tail yet: feed() reads it
+    parser.feed(run)
+    got = parser.bound_run(run)
+    assert got is not None and [type(m) for m in got] == [
+        codec.Bind,
+        codec.Describe,
+        codec.Execute,
+        codec.Sync,
+    ]
+    assert FrontendParser(startup=True).bound_run(run) is None
+
+
+_MASK = (MaskRule(field="email", strategy="redact"),)
+
+
+def _ruling(kind: str) -> Ruling:
+    if kind == "mask":
+        return Ruling(Verdict(VerdictKind.MASK, mask=_MASK), "d-m", "rev-1")
+    if kind == "approval":
+        return Ruling(Verdict(VerdictKind.REQUIRE_APPROVAL), "d-a", "rev-1")
+    if kind == "effects":
+        return Ruling(Verdict(VerdictKind.ALLOW), "d-e", "rev-1", effects=("close:*",))
+    if kind == "stale":
+        return Ruling(Verdict(VerdictKind.ALLOW), "d-s", "rev-0")
+    return Ruling(Verdict(VerdictKind.ALLOW), "d-1", "rev-1")
+
+
+_NO_ROOM = Ruling(Verdict.deny("no room in the evidence spool"))
+
+
+class _Session:
+    """An enforcer and what it was given, and what it did."""
+
+    def __init__(self, kind: str, halt: bool, state: str, owed: bool) -> None:
+        self.halts = 0
+        self.halt = halt
+        self.enforcer = Enforcer(
+            ResponseTracker(), b"k" * 32, lambda *a: None, None, self._halted,
+            lambda: "rev-1",
+        )  # fmt: skip
+        enforcer = self.enforcer
+        enforcer.statements["S_1"] = PreparedStatement("SELECT $1::int", _ruling(kind))
+        enforcer.tracker.portal_shapes[""] = None
+        if state == "discarding":
+            enforcer.discarding = True
+        elif state == "restore":
+            enforcer.restore_at_sync = True
+        elif state == "broken":
+            enforcer.tracker.broken = "TimeZone moved"
+        elif state == "forwarded":
+            enforcer.batch_forwarded = True
+        if owed:
+            enforcer.tracker.expect(Expect("Query", command="SELECT 2"))
+
+    def _halted(self, raw: str = "") -> Ruling | None:
+        self.halts += 1
+        return _NO_ROOM if self.halt else None
+
+    def state(self) -> tuple[object, ...]:
+        e, tracker = self.enforcer, self.enforcer.tracker
+        owed = [
+            (
+                *(getattr(item, name) for name in Expect.__slots__ if name != "masker"),
+                item.masker is None,
+            )
+            for item in tracker.queue
+        ]
+        portals = {k: (p.statement, p.formats, p.sql, p.ruling, p.described)
+                   for k, p in e.portals.items()}  # fmt: skip
+        return (
+            b"".join(e.to_server), owed, portals, dict(tracker.portal_shapes),
+            sorted(e.statements), e.discarding, e.batch_forwarded, e.batch_executed,
+            e.restore_at_sync, list(e.actions), tracker._special, tracker._masking,
+            tracker.quiet_owed, self.halts,
+        )  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(["allow", "allow", "mask", "approval", "effects", "stale"]),
+    st.booleans(),  # the spool has no room
+    st.sampled_from(["", "", "discarding", "restore", "broken", "forwarded"]),
+    st.booleans(),  # something is owed before the run
+    st.sampled_from(["S_1", "S_1", "S_2"]),  # bound: the statement allowed, or another
+    st.sampled_from(["", "", "p1"]),  # the Describe's portal
+    st.sampled_from(["", "", "p1"]),  # the Execute's portal
+    st.sampled_from(["P", "P", "S", None]),  # the Describe's kind (None: none sent)
+    st.sampled_from(["Sync", "Sync", "Flush"]),
+)
+def test_a_bound_run_is_enforced_as_now_enforces_each_message(
+    kind: str, halt: bool, state: str, owed: bool, statement: str, described: str,
+    executed: str, describe_kind: str | None, end: str,
+) -> None:  # fmt: skip
+    messages: list[codec.Message] = [codec.Bind("", statement, [0], [b"7"], [0])]
+    if describe_kind is not None:
+        messages.append(codec.Describe(describe_kind, described))
+    messages.append(codec.Execute(executed, 0))
+    messages.append(codec.Sync() if end == "Sync" else codec.Flush())
+    for message in messages:
+        object.__setattr__(message, "raw", message.encode())
+    chunk = b"".join(m.raw for m in messages)  # type: ignore[misc]
+    fast, slow = _Session(kind, halt, state, owed), _Session(kind, halt, state, owed)
+    before = fast.state()
+    if not fast.enforcer.bound_run(messages, chunk):
+        assert fast.state() == before  # nothing done: now() takes each message
+        return
+    assert kind == "allow" and state in ("", "forwarded") and statement == "S_1"
+    assert end == "Sync" and describe_kind in ("P", None)
+    for message in messages:
+        assert slow.enforcer.now(message)  # the long way needs no PDP either
+    assert fast.state() == slow.state()
+    assert slow.halts == fast.halts == 1
+
+
+def test_the_bench_run_is_taken_by_the_lane() -> None:
+    """pgbench -M prepared's run of an allowed statement is the one the lane takes, and
+    its chunk goes upstream as it came."""
+    session = _Session("allow", False, "", False)
+    parser = FrontendParser(startup=False)
+    run = codec.Bind("", "S_1", [0], [b"7"], [0]).encode() + _RUN_TAILS[0]
+    parser.feed(run)
+    messages = parser.bound_run(run)
+    assert messages is not None and session.enforcer.bound_run(messages, run)
+    assert session.enforcer.to_server == [run]
+    assert [i.kind for i in session.enforcer.tracker.queue] == [
+        "Bind", "DescribeP", "Execute", "Sync"
+    ]  # fmt: skip

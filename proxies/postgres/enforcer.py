@@ -825,20 +825,69 @@ class Enforcer:
                 )
         self.batch_forwarded = True
         self.batch_executed = True
-        self._send(
-            message,
-            Expect(
-                "Execute",
-                masker,
-                ruling.decision_id,
-                formats=portal.formats,
-                statement=portal.statement,
-                portal=message.portal,
-                command=portal.sql,
-                ruling=ruling,
-                protocol="extended",
-            ),
-        )
+        self._send(message, _executed(portal, message.portal, masker))
+        return True
+
+    def bound_run(self, messages: list[codec.Message], chunk: bytes) -> bool:
+        """A prepared statement's run in one chunk: Bind, a Describe of its portal or none,
+        an Execute of it, Sync (libpq's PQexecPrepared, pgbench -M prepared), `chunk`
+        being exactly their frames (FrontendParser.bound_run). When the statement's
+        verdict allows it as it stands (no mask, no effects, the policy it was decided
+        under, the server's settings as pinned), nothing is being discarded and nothing
+        waits for Sync: handled as now() handles each message, in one call, the chunk
+        going upstream as the client sent it. False, having done nothing, for anything
+        else: now() then takes each message."""
+        describe: codec.Message | None = None
+        if len(messages) == 4:
+            bind, describe, execute, sync = messages
+        elif len(messages) == 3:
+            bind, execute, sync = messages
+        else:
+            return False
+        if (
+            type(bind) is not codec.Bind
+            or type(execute) is not codec.Execute
+            or type(sync) is not codec.Sync
+            or self.discarding
+            or self.restore_at_sync
+            or self.tracker.broken
+        ):
+            return False
+        name = bind.portal
+        if execute.portal != name:
+            return False
+        described = describe is not None
+        if describe is not None and (
+            type(describe) is not codec.Describe or describe.kind != "P" or describe.name != name
+        ):
+            return False
+        statement = self.statements.get(bind.statement)
+        if statement is None:
+            return False
+        ruling = statement.ruling
+        if ruling.kind is not VerdictKind.ALLOW or ruling.effects or self._stale(statement):
+            return False
+        # the spool must have room for what this run records (asked once, as _execute asks)
+        halt = self.halted(statement.sql)
+        if halt is not None:  # the Execute refused, as now() refuses it
+            self._bind(bind, statement)
+            if describe is not None:
+                self._describe(describe)
+            self._refuse_in_batch(refusal(halt))
+            self._sync(sync)
+            return True
+        portal = Portal(bind.statement, list(bind.result_formats), statement.sql, ruling, described)
+        self.portals[name] = portal
+        tracker = self.tracker
+        tracker.portal_shapes.pop(name, None)
+        bound, executed, synced = Expect("Bind"), _executed(portal, name, None), Expect("Sync")
+        if described:
+            tracker.expect_plain(bound, Expect("DescribeP", statement=name), executed, synced)
+        else:
+            tracker.expect_plain(bound, executed, synced)
+        self.to_server.append(chunk)
+        # as after Sync (nothing was discarded: discarding stays False)
+        self.batch_forwarded = self.batch_executed = False
         return True
 
     def _close(self, message: codec.Close) -> bool:
@@ -937,6 +986,23 @@ def _names_reserved(effects: tuple[str, ...]) -> bool:
 def _denied(ruling: Ruling, reason: str) -> Ruling:
     """A deny in place of ruling, naming the same decision."""
     return Ruling(Verdict.deny(reason), ruling.decision_id, ruling.policy_revision)
+
+
+def _executed(portal: Portal, name: str, masker: Masker | None) -> Expect:
+    """What an Execute of the portal `name` leaves owed: its rows, its completion, the
+    command and verdict it is recorded with."""
+    ruling = portal.ruling
+    return Expect(
+        "Execute",
+        masker,
+        ruling.decision_id,
+        formats=portal.formats,
+        statement=portal.statement,
+        portal=name,
+        command=portal.sql,
+        ruling=ruling,
+        protocol="extended",
+    )
 
 
 def _never_now(enforcer: Enforcer, message: codec.Message) -> bool:

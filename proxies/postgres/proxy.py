@@ -874,7 +874,14 @@ class _Relay(Relay):
         conn, enforcer = self.conn, self.enforcer
         try:
             parser = conn.parser
-            messages = parser.lone_query(data) or parser.feed(data)
+            messages = parser.lone_query(data)
+            if messages is None:
+                # a prepared statement's run (Bind, then what came after the last one)
+                messages = parser.bound_run(data)
+                if messages is None:
+                    messages = parser.feed(data)
+                elif enforcer.bound_run(messages, data):
+                    messages = []
             for n, message in enumerate(messages):
                 if not enforcer.now(message):
                     self.wait("client", self._ask(messages[n:]))

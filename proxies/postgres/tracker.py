@@ -222,6 +222,16 @@ class ResponseTracker:
             self._special += 1
         queue.append(item)
 
+    def expect_plain(self, *items: Expect) -> None:
+        """expect() for each of items, which neither mask, nor are swallowed, replaced,
+        quiet or a function call (nothing of them is counted)."""
+        queue = self.queue
+        if not queue:
+            if queue is _NOTHING_OWED:
+                queue = self.queue = deque()
+            self._special = self._masking = self.quiet_owed = 0
+        queue.extend(items)
+
     def synthetic(self, build: Callable[[str], bytes]) -> bytes:
         """Queue a made-up answer; returns its bytes now if nothing is owed before it."""
         if not self.queue:

@@ -140,6 +140,7 @@ def _slot(cls: type, name: str) -> Callable[[object, object], None]:
 _QUERY_SQL = _slot(Query, "sql")
 _MESSAGE_RAW = _slot(Query, "raw")
 _QUERY = ord("Q")
+_BIND = ord("B")
 _BIND_PORTAL = _slot(Bind, "portal")
 _BIND_STATEMENT = _slot(Bind, "statement")
 _BIND_PARAM_FORMATS = _slot(Bind, "param_formats")
@@ -512,6 +513,43 @@ class FrontendParser(_StreamParser):
         _QUERY_SQL(message, sql)
         _MESSAGE_RAW(message, data)
         return [message]
+
+    def bound_run(self, data: bytes) -> list[Message] | None:
+        """What feed(data) returns when data is exactly one whole Bind frame followed by
+        the repeats that ended the last chunk after its own fresh frame (the tail: a
+        prepared statement's Describe, Execute and Sync, sent again with every Bind),
+        read without the general loop and leaving the parser as feed() would; None,
+        having read nothing, for any other chunk or state (feed() then reads it)."""
+        tail = self._tail
+        size = len(data)
+        if (
+            not tail
+            or size < 6
+            or data[0] != _BIND
+            or self._buf
+            or self._error is not None
+            or self._startup
+            or self._cancelled
+            or self._need > size
+            or type(data) is not bytes
+        ):
+            return None
+        (length,) = INT32.unpack_from(data, 1)
+        end = 1 + length
+        if (
+            length < 4
+            or length > self.max_frame
+            or end + len(tail) != size
+            or not data.endswith(tail)
+        ):
+            return None
+        raw = data[:end]
+        message = _fast_bind(raw)
+        if message is None:
+            return None
+        _MESSAGE_RAW(message, raw)
+        self._need = 1
+        return [message, *self._tail_messages]
 
     def _next(self, view: bytes, pos: int) -> tuple[Message | None, int]:
         """One start-up packet (typed frames are not read one at a time)."""
