@@ -4,6 +4,7 @@ keys, no spaces, no ASCII escaping, no NaN), for any body, and refuse what it re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -64,9 +65,10 @@ def test_what_the_definition_refuses_is_refused(value):
         canonical_json(value)
 
 
-# canonical_json_with: a body's values given as canonical JSON made once are spliced in;
+# canonical_json_with: a body's values given as canonical JSON made once are written in;
 # the bytes must be the definition's for any body, whatever its other values hold (the
-# stand-in's own text among them: an attacker's statement may carry anything)
+# text of the stand-in an earlier version spliced in among them: an attacker's statement
+# may carry anything)
 stand_ins = st.sampled_from(
     ["\0portcullis spliced value 0\0", "\0portcullis spliced value 1\0", "\0", "spliced"]
 )
@@ -108,3 +110,40 @@ def test_a_body_holding_the_stand_in_text_is_encoded_whole():
     body = {"a": {"x": second}, "b": ["y"], "raw": "select 1"}
     encoded = {"a": canonical_json(body["a"]), "b": canonical_json(body["b"])}
     assert canonical_json_with(body, encoded) == reference(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(max_size=6),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=6)
+        | st.lists(st.integers(), max_size=2),
+        max_size=6,
+    ),
+    st.data(),
+)
+def test_members_written_one_by_one_give_the_definition(body, data):
+    """Scalars encoded member by member (str, int, float, bool, null; NaN and ±inf
+    refused), beside values given as text, make the definition's bytes."""
+    given = data.draw(st.lists(st.sampled_from(sorted(body)), unique=True) if body else st.just([]))
+    encoded = {"not in the body": "1"}
+    for key in given:
+        with contextlib.suppress(ValueError, TypeError):
+            encoded[key] = canonical_json(body[key])
+    try:
+        expected = reference(body)
+    except (ValueError, TypeError):
+        with pytest.raises((ValueError, TypeError)):
+            canonical_json_with(body, encoded)
+        return
+    assert canonical_json_with(body, encoded) == expected
+
+
+def test_a_body_whose_keys_are_not_strings_is_encoded_whole():
+    assert canonical_json_with({1: "a", 2: [1]}, {"x": "1"}) == reference({1: "a", 2: [1]})
+    with pytest.raises(TypeError):  # keys that do not compare: refused as the encoder does
+        canonical_json_with({1: "a", "b": 2}, {"b": "2"})

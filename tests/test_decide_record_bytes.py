@@ -84,7 +84,7 @@ def _decision(rng: random.Random) -> dict:
         "cache_ttl_seconds": rng.choice([0, 60]),
         "cache_key": "exact",
     }
-    if rng.random() < 0.7:  # from a rule or two to far more than SPLICED_FIELD_VALUES
+    if rng.random() < 0.7:  # from a rule or two to dozens
         out["mask"] = [
             {rng.choice(["field", "detector"]): text(), "strategy": rng.choice(MASK_STRATEGIES)}
             for _ in range(rng.choice([1, 3, 12, 40]))

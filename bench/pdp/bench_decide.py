@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import gc
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -477,36 +478,71 @@ def pdp_config(
     return path, token, agents
 
 
-def callgrind_evaluated(tmp: str, decisions: int, workers: int, policies: Path) -> float:
+def callgrind_evaluated(
+    tmp: str, decisions: int, workers: int, policies: Path, keep: Path | None = None
+) -> float:
     """Instructions of the PDP's own process (its event loop, gRPC's threads, the decision
     log's writer; not the evaluation workers, processes of their own) per decision, every
     one evaluated, 32 agents over one DecideStream: `portcullis pdp` under valgrind's
     callgrind, counting only `decisions` decisions after 96 to warm it. Deterministic
     within a few per cent (the batches the load makes vary), so an A/B of the PDP's code
-    on a busy machine."""
+    on a busy machine. With `keep`, the measured part's dump is copied there (for
+    callgrind_annotate)."""
+    out = Path(tmp) / "callgrind.out"
+    valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+
+    def control(pid: int, on: bool) -> None:
+        for args in (("-i", "on"),) if on else (("--dump=measured",), ("-i", "off")):
+            subprocess.run(["callgrind_control", *args, str(pid)], capture_output=True)
+
+    measured_decisions(
+        tmp, decisions, workers, policies, [*valgrind, f"--callgrind-out-file={out}"], control
+    )
+    for dump in Path(tmp).glob("callgrind.out.*"):  # the dump of the measured part
+        if keep is not None:
+            keep.write_bytes(dump.read_bytes())
+        for line in dump.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1]) / decisions
+    raise RuntimeError("callgrind wrote no dump of the measured decisions")
+
+
+def profiled_evaluated(
+    tmp: str, decisions: int, workers: int, policies: Path, prefix: Path
+) -> None:
+    """The same decisions as callgrind_evaluated with the PDP's event loop under cProfile
+    (bench/ssh/profiled_pdp.py, CPU time): `<prefix>.0.prof`, where the Python goes."""
+    profiled = [sys.executable, str(REPO / "bench" / "ssh" / "profiled_pdp.py"), str(prefix)]
+
+    def control(pid: int, on: bool) -> None:
+        os.kill(pid, signal.SIGUSR1 if on else signal.SIGUSR2)
+        if not on:
+            time.sleep(1)  # the profile is written before the PDP is stopped
+
+    measured_decisions(tmp, decisions, workers, policies, profiled, control, python=False)
+
+
+def measured_decisions(
+    tmp: str,
+    decisions: int,
+    workers: int,
+    policies: Path,
+    runner: list[str],
+    control: Any,
+    python: bool = True,
+) -> None:
+    """Start `portcullis pdp` under `runner` (the interpreter follows it when `python`),
+    warm it with 96 decisions, then `control(pid, True)`, `decisions` decisions, every one
+    evaluated, 32 agents over one DecideStream, and `control(pid, False)`."""
     listen = f"127.0.0.1:{free_port()}"
     # deadlines far away: under callgrind the PDP runs ~50x slower than its workers
     path, _, agents = pdp_config(tmp, listen, workers, False, "full", policies, 600_000)
-    out = Path(tmp) / "callgrind.out"
+    interpreter = [sys.executable, "-m", "pdp.cli"] if python else []
     pdp = subprocess.Popen(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            "-m",
-            "pdp.cli",
-            "-c",
-            str(path),
-            "pdp",
-        ],
+        [*runner, *interpreter, "-c", str(path), "pdp"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-    def control(*args: str) -> None:
-        subprocess.run(["callgrind_control", *args, str(pdp.pid)], capture_output=True)
 
     async def decide() -> None:
         metadata = ((CREDENTIAL_METADATA, credential),)
@@ -533,10 +569,9 @@ def callgrind_evaluated(tmp: str, decisions: int, workers: int, policies: Path) 
                 await asyncio.gather(*(agent(r) for r in requests))
 
             await each(96)
-            control("-i", "on")
+            control(pdp.pid, True)
             await each(decisions)
-            control("--dump=measured")
-            control("-i", "off")
+            control(pdp.pid, False)
             await calls.close()
 
     try:
@@ -546,11 +581,6 @@ def callgrind_evaluated(tmp: str, decisions: int, workers: int, policies: Path) 
     finally:
         pdp.terminate()
         pdp.wait(timeout=120)
-    for dump in Path(tmp).glob("callgrind.out.*"):  # the dump of the measured part
-        for line in dump.read_text().splitlines():
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1]) / decisions
-    raise RuntimeError("callgrind wrote no dump of the measured decisions")
 
 
 def main() -> None:
@@ -574,10 +604,33 @@ def main() -> None:
         help="only count the PDP's instructions per evaluated decision over N decisions "
         "(32 agents over DecideStream, under valgrind's callgrind)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="PREFIX",
+        help="the --callgrind load with the PDP's event loop under cProfile: PREFIX.0.prof",
+    )
+    parser.add_argument(
+        "--callgrind-keep",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --callgrind, keep the measured part's dump in FILE (callgrind_annotate)",
+    )
     args = parser.parse_args()
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            profiled_evaluated(
+                tmp, args.callgrind or 640, args.workers or 2, args.policies, args.profile
+            )
+        print(f"profile of the PDP's event loop: {args.profile}.0.prof")
+        return
     if args.callgrind:
         with tempfile.TemporaryDirectory() as tmp:
-            per = callgrind_evaluated(tmp, args.callgrind, args.workers or 2, args.policies)
+            per = callgrind_evaluated(
+                tmp, args.callgrind, args.workers or 2, args.policies, args.callgrind_keep
+            )
         print(
             f"PDP process, every decision evaluated, 32 agents over DecideStream: "
             f"{per:,.0f} instructions per decision ({args.callgrind} decisions, callgrind)"

@@ -45,12 +45,6 @@ VERDICT_ENTRIES = 4096
 # part after the attributes), kept with the lists they were made of
 STATEMENT_TEXTS = 512
 STATEMENT_TEXT_BYTES = 8192
-# a verdict field's canonical JSON is spliced into its records (canonical_json_with) when
-# it holds at least this many values (objects, lists, strings, numbers, keys): the store
-# finds and replaces each spliced part in the whole record's text, about as much work as
-# the C encoder spends on a dozen values (callgrind: ~11k instructions a part in a 1.6 KB
-# record; the 12 rules of a mask cost it ~55k, a budget's 5 numbers about what they save)
-SPLICED_FIELD_VALUES = 24
 
 
 def new_decision_id() -> str:
@@ -443,25 +437,15 @@ _NO_TEXTS: Mapping[str, str] = {}
 
 
 def _field_texts(fields: dict[str, Any]) -> Mapping[str, str]:
-    """{key: canonical JSON} of the verdict fields worth splicing into a record (at least
-    SPLICED_FIELD_VALUES values); a value that cannot be encoded is left to the store,
-    which refuses it as it would without this."""
+    """{key: canonical JSON} of a verdict's record fields, made once per verdict and
+    written into each of its records as they are (pdp.store.chain.canonical_json_with
+    writes a record member by member: a field given as text costs it a lookup). A value
+    that cannot be encoded is left to the store, which refuses it as it would without."""
     texts: dict[str, str] = {}
     for key, value in fields.items():
-        if isinstance(value, dict | list) and _values_in(value) >= SPLICED_FIELD_VALUES:
-            with contextlib.suppress(TypeError, ValueError, RecursionError):
-                texts[key] = canonical_json(value)
+        with contextlib.suppress(TypeError, ValueError, RecursionError):
+            texts[key] = canonical_json(value)
     return texts or _NO_TEXTS
-
-
-def _values_in(value: Any) -> int:
-    """How many values the JSON encoder writes for `value`: itself, and for an object
-    each key and value, for a list each item, all the way down."""
-    if isinstance(value, dict):
-        return 1 + sum(1 + _values_in(item) for item in value.values())
-    if isinstance(value, list | tuple):
-        return 1 + sum(_values_in(item) for item in value)
-    return 1
 
 
 def _statements_of(command: dict[str, Any]) -> list[Any] | None:

@@ -95,35 +95,53 @@ def canonical_json(value: Any) -> str:
     return "".join(_c_canonical(value, 0))
 
 
-# what canonical_json_with() encodes in place of a value given as text, then replaces:
-# a string holding NULs (JSON writes them \u0000), spliced only where it occurs once
-_STAND_IN = "\0portcullis spliced value {}\0"
+# the quoted form of the top-level keys canonical_json_with() has met (a few dozen names
+# the PDP writes; bounded all the same, a body's keys being whatever its caller gives)
+_QUOTED_KEYS: dict[str, str] = {}
+_QUOTED_KEYS_MAX = 1024
 
 
 def canonical_json_with(body: dict[str, Any], encoded: Mapping[str, str]) -> str:
     """canonical_json(body), with the canonical JSON of some of its top-level values
     given: encoded[key] must be canonical_json(body[key]), made once and kept (a session's
-    catalogue facts come with every statement). The rest is encoded with a stand-in
-    string under each such key and the stand-in replaced by the text; the keys, hence
-    their order, are the body's own, so the result is canonical_json(body) exactly. A
-    stand-in that does not occur exactly once (a value of the body holds its text) gets
-    the body encoded whole instead."""
+    catalogue facts come with every statement; a verdict's fields with every decision
+    answered alike). Written member by member, in the order canonical_json() sorts the
+    keys, each value's text taken from `encoded` or encoded here, so the result is
+    canonical_json(body) exactly; a body with a key that is not a string is encoded
+    whole. Keys of `encoded` the body lacks are not used."""
     if not encoded:
         return canonical_json(body)
-    stand_in = dict(body)
-    marks = []
-    for n, (key, text) in enumerate(encoded.items()):
-        if key not in body:
-            return canonical_json(body)
-        mark = _STAND_IN.format(n)
-        stand_in[key] = mark
-        marks.append((_quote(mark), text))
-    spliced = canonical_json(stand_in)
-    for quoted, text in marks:
-        if spliced.count(quoted) != 1:
-            return canonical_json(body)
-        spliced = spliced.replace(quoted, text)
-    return spliced
+    members = []
+    try:
+        keys = sorted(body)
+    except TypeError:  # keys that do not compare: the encoder says what it makes of them
+        return canonical_json(body)
+    for key in keys:
+        quoted = _QUOTED_KEYS.get(key)
+        if quoted is None:
+            if type(key) is not str:
+                return canonical_json(body)
+            quoted = _quote(key)
+            if len(_QUOTED_KEYS) < _QUOTED_KEYS_MAX:
+                _QUOTED_KEYS[key] = quoted
+        text = encoded.get(key)
+        if text is None:
+            value = body[key]
+            kind = type(value)
+            if kind is str:
+                text = _quote(value)
+            elif kind is int:
+                text = int.__repr__(value)
+            elif kind is float and value - value == 0.0:  # finite: NaN and ±inf refused
+                text = float.__repr__(value)
+            elif kind is bool:
+                text = "true" if value else "false"
+            elif value is None:
+                text = "null"
+            else:
+                text = canonical_json(value)
+        members.append(f"{quoted}:{text}")
+    return "{" + ",".join(members) + "}"
 
 
 def to_micros(unix_seconds: float) -> int:
