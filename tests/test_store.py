@@ -681,22 +681,53 @@ async def test_the_kernel_syncs_a_file_and_reports_what_fails(tmp_path):
 
 async def test_sqlite_wal_starts_over_under_continuous_load(tmp_path, monkeypatch):
     """Commits that land while a checkpoint runs would keep SQLite from ever starting the
-    WAL over; the writer finishes each checkpoint, so the WAL stays the size of what is
-    written between two checkpoints instead of growing with the load."""
+    WAL over (it starts over only in a transaction that begins with all of it copied); the
+    writer finishes each checkpoint, so the WAL is started over once per checkpoint instead
+    of growing with the load. Made deterministic: a reader's snapshot, taken before the
+    last commits and ended after the checkpoint's copy, leaves the checkpoint short of
+    those commits, as commits landing during its copy do under load; the WAL header's salt
+    (which SQLite changes at every start-over) tells whether the WAL started over."""
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_BYTES", 50_000)
     path = tmp_path / "audit.db"
     store = open_store(StoreSettings(type="sqlite", path=str(path), synchronous="normal"))
     await store.start()
-    checkpoints = 0
+    copied = threading.Event()
+    fetch = store._fetch
+
+    def signalled_checkpoint(sql: str, params: list) -> list:
+        rows = fetch(sql, params)
+        if "wal_checkpoint" in sql:
+            copied.set()
+        return rows
+
+    monkeypatch.setattr(store, "_fetch", signalled_checkpoint)
+
+    def salt() -> bytes:
+        with open(f"{path}-wal", "rb") as wal:
+            return wal.read(20)[16:20]
+
+    async def burst(n: int) -> None:
+        await asyncio.gather(
+            *(store.append("decision", {"n": i, "pad": "x" * 1000}) for i in range(n))
+        )
+
     try:
-        for _ in range(60):  # ~3 MB of records, in bursts that overlap the checkpoints
-            await asyncio.gather(
-                *(store.append("decision", {"n": n, "pad": "x" * 1000}) for n in range(50))
-            )
-            checkpoints += store._checkpoint is not None
-        assert checkpoints >= 10
-        # without the writer's part the WAL holds every page written (~20 MB here)
-        assert os.path.getsize(f"{path}-wal") < 4_000_000
+        await burst(8)
+        for _ in range(4):
+            copied.clear()
+            reader = sqlite3.connect(path, isolation_level=None)
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM audit_records").fetchall()  # its snapshot
+            await burst(60)  # past CHECKPOINT_BYTES: a checkpoint starts, copies up to it
+            checkpoint = store._checkpoint
+            assert checkpoint is not None
+            await checkpoint
+            assert copied.is_set()
+            reader.close()
+            before = salt()
+            await store.append("decision", {"n": "the writer finishes the checkpoint"})
+            await store.append("decision", {"n": "this transaction starts the WAL over"})
+            assert salt() != before
         assert (await store.verify()).ok
     finally:
         await store.close()
