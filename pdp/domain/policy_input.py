@@ -355,6 +355,27 @@ def http_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, A
     return details
 
 
+# the second now_text() wrote last: (unix second, its RFC 3339 text up to the seconds)
+_second: tuple[int, str] = (-1, "")
+
+
+def now_text(seconds: float) -> str:
+    """rfc3339(seconds) exactly, the date and time of day made once per second (every
+    evaluated decision's input.now): the microseconds as datetime.fromtimestamp rounds
+    them (half to even, a carry into the next second), then truncated to milliseconds."""
+    global _second
+    if not 0 <= seconds < 1e11:  # NaN, negative, past year 5138: as rfc3339 says
+        return rfc3339(seconds)
+    whole = int(seconds)
+    micros = round((seconds - whole) * 1e6)  # the fraction is exact: whole <= seconds
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    held = _second
+    if held[0] != whole:
+        held = _second = (whole, rfc3339(whole)[:-5])  # less ".000Z"
+    return f"{held[1]}.{micros // 1000:03d}Z"
+
+
 def build_input(
     session: Session,
     command: dict[str, Any],
@@ -370,7 +391,7 @@ def build_input(
         "connection": session.connection,
         "session": session.to_input(),
         "command": command,
-        "now": rfc3339(time.time() if now is None else now),
+        "now": now_text(time.time() if now is None else now),
     }
     if approval:
         policy_input["approval"] = approval

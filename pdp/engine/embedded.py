@@ -36,6 +36,7 @@ from pdp.engine import DECISION_PATH, EngineError, EngineResult, frames
 from pdp.engine.bundle import BundleError, PolicyBundle
 from pdp.engine.opa import EvaluationFailed, PolicyLoadError, engine_version, parse_envelope
 from pdp.engine.policy_source import PolicySource, source_for
+from pdp.plumbing.deadlines import answered_by
 from portcullis.config import EngineSettings
 
 log = logging.getLogger("portcullis.engine")
@@ -392,9 +393,8 @@ class EmbeddedEngine:
         deadline = job.answer.get_loop().time() + self.timeout
         try:
             # one deadline for the wait for a free worker and the evaluation together
-            # (asyncio.timeout, not wait_for: no task made per evaluation)
-            async with asyncio.timeout_at(deadline):
-                raw = await job.answer
+            # (one timer per evaluation: pdp.plumbing.deadlines)
+            raw = await answered_by(job.answer, deadline)
         except (TimeoutError, asyncio.CancelledError) as exc:
             worker = job.worker
             if worker is None:  # never sent: it waits no more (nor does its frame)

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pdp.plumbing.deadlines import answered_by
 from pdp.store.chain import (
     GENESIS_HASH,
     AuditRecord,
@@ -299,14 +300,14 @@ class GroupCommitStore:
             body=body if plain else json.loads(body_json),
             body_json=body_json,
         )
-        future: asyncio.Future[AuditRecord] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AuditRecord] = loop.create_future()
         self._queue.put_nowait(_Pending(draft, id is not None, future))
         try:
-            # the timeout cancels the future, so a draft not yet taken by the writer is
-            # dropped rather than written after its caller gave up (asyncio.timeout, not
-            # wait_for: no task, timer and waiter made for every record)
-            async with asyncio.timeout(self.timeout * 2):
-                return await future
+            # the deadline ends the future, so a draft not yet taken by the writer is
+            # dropped rather than written after its caller gave up (one timer per record:
+            # pdp.plumbing.deadlines)
+            return await answered_by(future, loop.time() + self.timeout * 2)
         except TimeoutError:
             raise StoreUnavailable(f"not committed within {self.timeout * 2:g}s") from None
 
