@@ -6,9 +6,14 @@ owed answers that are not plain, and the statement attributes made once per sess
 from __future__ import annotations
 
 import struct
+from decimal import Decimal
+from pathlib import Path
 
+import psycopg
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pg_harness import running_gateway
 
 from portcullis.verdict import MaskRule, Verdict, VerdictKind
 from proxies.postgres import codec
@@ -371,3 +376,41 @@ def test_the_bench_run_is_taken_by_the_lane() -> None:
     assert [i.kind for i in session.enforcer.tracker.queue] == [
         "Bind", "DescribeP", "Execute", "Sync"
     ]  # fmt: skip
+
+
+async def test_a_driver_s_prepared_runs_take_the_lane_and_masks_still_apply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the proxy, libpq's prepared runs (psycopg, prepare=True: Bind, Describe,
+    Execute, Sync) of an allowed statement take the lane and answer as the server does;
+    a masked statement's runs never do (a reader's: the policy masks every read of
+    theirs), and its values stay masked."""
+    taken: list[tuple[str, str]] = []
+    lane = Enforcer.bound_run
+
+    def counted(self: Enforcer, messages: list[codec.Message], chunk: bytes) -> bool:
+        done = lane(self, messages, chunk)
+        if done:
+            bind = messages[0]
+            assert isinstance(bind, codec.Bind)
+            statement = self.statements[bind.statement]
+            taken.append((statement.ruling.kind.name, statement.sql))
+        return done
+
+    monkeypatch.setattr(Enforcer, "bound_run", counted)
+    totals = "SELECT total FROM orders WHERE customer_id = %s"
+    emails = "SELECT email FROM customers WHERE id = %s"
+    runs = [(1, Decimal("99.50"), "ada@example.com"), (2, Decimal("12.00"), "bob@example.org")]
+    async with running_gateway(tmp_path) as gw:
+        for groups, masked in ((("readonly",), True), (("dba", "pii-readers"), False)):
+            dsn = gw.dsn(gw.token("dana", groups))
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                for _ in range(3):
+                    for customer, total, email in runs:
+                        cur = await conn.execute(totals, (customer,), prepare=True)
+                        assert await cur.fetchall() == [(total,)]
+                        cur = await conn.execute(emails, (customer,), prepare=True)
+                        assert await cur.fetchall() == [("[REDACTED]" if masked else email,)]
+            if masked:
+                assert taken == []
+    assert {kind for kind, _ in taken} == {"ALLOW"} and len(taken) >= 8
