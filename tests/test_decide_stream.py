@@ -22,7 +22,7 @@ from pdp_harness import (
 )
 from test_pdp_server import started_with_a_bit_slow_policy
 
-from pdp.api.decide_stream import _calls_in
+from pdp.api.decide_stream import _calls_in, answers_serializer, batch_bytes
 from pdp.api.http_api import metrics_text
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
 from portcullis.wire import BATCHING, says_batching
@@ -373,8 +373,8 @@ async def test_answers_ready_together_leave_together_at_most_max_batch_a_message
         async def send_initial_metadata(self, metadata):
             assert BATCHING in metadata
 
-        async def write(self, message):
-            self.written.append(message)
+        async def write(self, message):  # as the client reads it off the wire
+            self.written.append(pdp_pb2.DecideAnswer.FromString(answers_serializer(message)))
 
     batched = Context((BATCHING,))
     await decide_stream.DecideStreams(decide).serve(calls(), batched)
@@ -487,3 +487,26 @@ async def test_an_answer_over_the_stream_is_the_unary_answer(tmp_path):
                 decision.decision_id = ""
                 decision.evaluation_ms = 0
             assert streamed.response == unary, sql
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), min_size=2, max_size=70), st.text(max_size=300))
+def test_a_batch_written_serialized_is_the_answers_appended(ids, text):
+    """batch_bytes gives the bytes of the first answer with the others in its `more`:
+    the same message as appending them (codes, errors, responses of any size)."""
+    answers = [
+        pdp_pb2.DecideAnswer(
+            call_id=i,
+            code=i % 3,
+            error=text if i % 2 else "",
+            response=pdp_pb2.DecideResponse(
+                decision=pdp_pb2.Decision(decision_id=f"d-{i}", reasons=[text] * (i % 4))
+            ),
+        )
+        for i in ids
+    ]
+    appended = pdp_pb2.DecideAnswer()
+    appended.CopyFrom(answers[0])
+    appended.more.extend(answers[1:])
+    wire = answers_serializer(batch_bytes(answers[0], answers[1:]))
+    assert pdp_pb2.DecideAnswer.FromString(wire) == appended
+    assert answers_serializer(answers[0]) == answers[0].SerializeToString()

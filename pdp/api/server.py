@@ -12,6 +12,7 @@ import logging
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from pdp.api.decide_stream import answers_serializer
 from pdp.api.service import DecisionService
 from portcullis.config import TLSSettings
 from portcullis.v1 import pdp_pb2_grpc
@@ -32,6 +33,40 @@ def server_credentials(tls: TLSSettings) -> grpc.ServerCredentials:
     )
 
 
+def _register(service: DecisionService, server: grpc.aio.Server) -> None:
+    """DecisionService on `server` as the generated code registers it, with DecideStream's
+    answers serialized by decide_stream.answers_serializer (a batch of answers is written
+    already serialized: pdp.api.decide_stream.batch_bytes)."""
+    seen = _Registration()
+    pdp_pb2_grpc.add_DecisionServiceServicer_to_server(service, seen)
+    handlers = seen.handlers
+    if "DecideStream" not in handlers:
+        raise RuntimeError("the generated DecisionService registration changed its shape")
+    handlers = {
+        **handlers,
+        "DecideStream": handlers["DecideStream"]._replace(response_serializer=answers_serializer),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
+class _Registration:
+    """What the generated registration gives a server: its method handlers, kept."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, _handlers: object) -> None:
+        pass  # made again from the method handlers, which come next
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        if service != SERVICE_NAME:
+            raise RuntimeError(f"unexpected service {service!r} registered")
+        self.handlers = dict(handlers)
+
+
 class PDPServer:
     def __init__(
         self,
@@ -50,7 +85,7 @@ class PDPServer:
                 ("grpc.so_reuseport", 1 if reuse_port else 0),
             ]
         )
-        pdp_pb2_grpc.add_DecisionServiceServicer_to_server(service, self.server)
+        _register(service, self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = listen
