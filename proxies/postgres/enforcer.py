@@ -832,11 +832,12 @@ class Enforcer:
         """A prepared statement's run in one chunk: Bind, a Describe of its portal or none,
         an Execute of it, Sync (libpq's PQexecPrepared, pgbench -M prepared), `chunk`
         being exactly their frames (FrontendParser.bound_run). When the statement's
-        verdict allows it as it stands (no mask, no effects, the policy it was decided
-        under, the server's settings as pinned), nothing is being discarded and nothing
-        waits for Sync: handled as now() handles each message, in one call, the chunk
-        going upstream as the client sent it. False, having done nothing, for anything
-        else: now() then takes each message."""
+        verdict stands (allowed, or masked with the client's own Describe of the portal
+        in the run, so the proxy describes nothing itself; no effects; the policy it was
+        decided under; the server's settings as pinned), nothing is being discarded and
+        nothing waits for Sync: handled as now() handles each message, in one call, the
+        chunk going upstream as the client sent it. False, having done nothing, for
+        anything else: now() then takes each message."""
         describe: codec.Message | None = None
         if len(messages) == 4:
             bind, describe, execute, sync = messages
@@ -865,7 +866,12 @@ class Enforcer:
         if statement is None:
             return False
         ruling = statement.ruling
-        if ruling.kind is not VerdictKind.ALLOW or ruling.effects or self._stale(statement):
+        kind = ruling.kind
+        if (
+            not (kind is VerdictKind.ALLOW or (kind is VerdictKind.MASK and described))
+            or ruling.effects
+            or self._stale(statement)
+        ):
             return False
         # the spool must have room for what this run records (asked once, as _execute asks)
         halt = self.halted(statement.sql)
@@ -876,15 +882,18 @@ class Enforcer:
             self._refuse_in_batch(refusal(halt))
             self._sync(sync)
             return True
+        masker = self.masker(ruling) if kind is VerdictKind.MASK else None
         portal = Portal(bind.statement, list(bind.result_formats), statement.sql, ruling, described)
         self.portals[name] = portal
         tracker = self.tracker
         tracker.portal_shapes.pop(name, None)
-        bound, executed, synced = Expect("Bind"), _executed(portal, name, None), Expect("Sync")
+        bound, executed, synced = Expect("Bind"), _executed(portal, name, masker), Expect("Sync")
+        masks = masker is not None
         if described:
-            tracker.expect_plain(bound, Expect("DescribeP", statement=name), executed, synced)
+            described_as = Expect("DescribeP", statement=name)
+            tracker.expect_plain(bound, described_as, executed, synced, masks=masks)
         else:
-            tracker.expect_plain(bound, executed, synced)
+            tracker.expect_plain(bound, executed, synced, masks=masks)
         self.to_server.append(chunk)
         # as after Sync (nothing was discarded: discarding stays False)
         self.batch_forwarded = self.batch_executed = False

@@ -222,14 +222,16 @@ class ResponseTracker:
             self._special += 1
         queue.append(item)
 
-    def expect_plain(self, *items: Expect) -> None:
-        """expect() for each of items, which neither mask, nor are swallowed, replaced,
-        quiet or a function call (nothing of them is counted)."""
+    def expect_plain(self, *items: Expect, masks: bool = False) -> None:
+        """expect() for each of items, none of which is swallowed, replaced, quiet or a
+        function call; `masks`: one of them has a masker (none otherwise)."""
         queue = self.queue
         if not queue:
             if queue is _NOTHING_OWED:
                 queue = self.queue = deque()
             self._special = self._masking = self.quiet_owed = 0
+        if masks:
+            self._masking += 1
         queue.extend(items)
 
     def synthetic(self, build: Callable[[str], bytes]) -> bytes:
