@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pdp.engine import EngineError, PolicyEngine
+from pdp.plumbing.frozen import quick_init
 from pdp.store import AuditStore, StoreUnavailable
 from pdp.store.chain import canonical_json
 from portcullis.literals import ShapeRewrite
@@ -56,6 +57,7 @@ def new_decision_id() -> str:
     return f"d-{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
+@quick_init
 @dataclass(frozen=True)
 class Reusable:
     """Where a decision may reuse an earlier evaluation: its session, command and text;
@@ -70,6 +72,7 @@ class Reusable:
 PolicyInput = dict[str, Any] | Callable[[], dict[str, Any]]
 
 
+@quick_init
 @dataclass(frozen=True)
 class _Evaluated:
     """An evaluation filed for reuse, with its verdict's record fields made once: they
@@ -82,6 +85,7 @@ class _Evaluated:
     texts: Mapping[str, str]  # _field_texts(fields): never changed either
 
 
+@quick_init
 @dataclass(frozen=True)
 class Decision:
     id: str
@@ -96,6 +100,7 @@ class Decision:
     shape: ShapeRewrite | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Guarded:
     """A guard's answer: the verdict to give (the policy's, or a stricter one), the text

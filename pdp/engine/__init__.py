@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pdp.plumbing.frozen import quick_init
 from portcullis.config import EngineSettings
 
 DECISION_PATH = "portcullis.decision"
@@ -20,6 +21,7 @@ class EngineError(Exception):
     """An evaluation produced no usable result (timeout, crash, policy error)."""
 
 
+@quick_init
 @dataclass(frozen=True)
 class EngineResult:
     # None when the document is undefined. Read it, never change it: the embedded engine

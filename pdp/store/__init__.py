@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pdp.plumbing.deadlines import answered_by
+from pdp.plumbing.frozen import quick_init
 from pdp.store.chain import (
     GENESIS_HASH,
     AuditRecord,
@@ -192,6 +193,7 @@ def open_store(settings: StoreSettings, *, timeout: float = 2.0) -> GroupCommitS
     raise ValueError(f"unknown store type {settings.type!r}")
 
 
+@quick_init
 @dataclass(frozen=True)
 class _Pending:
     draft: Draft
@@ -199,6 +201,7 @@ class _Pending:
     future: asyncio.Future[AuditRecord]
 
 
+@quick_init
 @dataclass(frozen=True)
 class BatchResult:
     """What a backend wrote: sealed records, and explicit ids it refused as duplicates."""

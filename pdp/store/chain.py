@@ -23,9 +23,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pdp.plumbing.frozen import quick_init
+
 GENESIS_HASH = "0" * 64
 
 
+@quick_init
 @dataclass(frozen=True)
 class AuditRecord:
     """One link of the chain. `time` is unix seconds (microsecond resolution)."""
@@ -41,6 +44,7 @@ class AuditRecord:
     hash: str
 
 
+@quick_init
 @dataclass(frozen=True)
 class Draft:
     """A record waiting for its place in the chain (no seq, no hashes yet)."""
