@@ -61,35 +61,37 @@ decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 # The masks of this command: what the modules add to mask_rules (derived outputs), and the
 # masks everyone outside pii-readers gets for this kind: sensitive columns by name for
 # SQL, HTTP and MCP calls that return data, and the detectors over text answers of every
-# kind that returns any (ssh.exec and ssh.shell too). One set, its parts added by rules,
-# rather than sets joined: a union copies and hashes every mask again on each decision.
-command_masks contains rule if some rule in mask_rules
-
-command_masks contains {"field": column, "strategy": "redact"} if {
+# kind that returns any (ssh.exec and ssh.shell too). The latter are literal sets
+# (pii_masks.rego, generated from data.portcullis.sensitive_columns and detectors): one
+# answer rather than rules adding each mask, which built and hashed twelve objects again
+# on every decision.
+command_masks := mask_rules | pii_masks if {
 	input.command.kind in {"postgres.query", "postgres.function_call", "http.request"}
 	not pii_reader
-	some column in data.portcullis.sensitive_columns
-}
-
-command_masks contains {"field": column, "strategy": "redact"} if {
+} else := mask_rules | pii_masks if {
 	input.command.kind == "mcp.call"
 	mcp_returns_data
 	not pii_reader
-	some column in data.portcullis.sensitive_columns
-}
-
-command_masks contains {"detector": detector, "strategy": "partial"} if {
-	input.command.kind in {"postgres.query", "postgres.function_call", "http.request", "ssh.exec", "ssh.shell"}
+} else := mask_rules | pii_detector_masks if {
+	input.command.kind in {"ssh.exec", "ssh.shell"}
 	not pii_reader
-	some detector in data.portcullis.detectors
-}
+} else := mask_rules
 
-command_masks contains {"detector": detector, "strategy": "partial"} if {
-	input.command.kind == "mcp.call"
-	mcp_returns_data
-	not pii_reader
-	some detector in data.portcullis.detectors
-}
+# The data is what names the sensitive columns and the detectors: the literal sets stand
+# for it unless the session's standing says they are not what it gives (standing.rego's
+# stale_masks, present only then: data.json edited, pii_masks.rego not regenerated;
+# worked out once per session), and then the masks are built from the data.
+pii_masks := pii_masks_from_data if session_standing.stale_masks else := shipped_pii_masks
+
+pii_detector_masks := pii_detector_masks_from_data if session_standing.stale_masks else := shipped_detector_masks
+
+pii_masks_stale if shipped_pii_masks != pii_masks_from_data
+
+pii_masks_stale if shipped_detector_masks != pii_detector_masks_from_data
+
+pii_masks_from_data := {{"field": c, "strategy": "redact"} | some c in data.portcullis.sensitive_columns} | pii_detector_masks_from_data
+
+pii_detector_masks_from_data := {{"detector": d, "strategy": "partial"} | some d in data.portcullis.detectors}
 
 default credential_part := {}
 

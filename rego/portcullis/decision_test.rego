@@ -107,3 +107,28 @@ test_http_writes_tool_calls_and_approved_requests_are_not_cached if {
 	a := portcullis.decision with input as approved
 	a.cache_ttl_seconds == 0
 }
+
+# pii_masks.rego writes the masks out from data.json; data that says otherwise wins, with
+# the standing (which says the module is stale) and without it.
+test_masks_follow_the_data_when_the_written_out_ones_are_stale if {
+	some standing_given in [false, true]
+	d := masked_select(standing_given) with data.portcullis.sensitive_columns as ["note"]
+		with data.portcullis.detectors as ["ssn"]
+	d.mask == {{"field": "note", "strategy": "redact"}, {"detector": "ssn", "strategy": "partial"}}
+}
+
+test_the_written_out_masks_are_those_of_the_data if {
+	not portcullis.pii_masks_stale
+	s := portcullis.standing with input as pg_input(["readonly"], [stmt_with("select", {})])
+	not s.stale_masks
+	d := masked_select(true)
+	d.mask == portcullis.shipped_pii_masks
+}
+
+masked_select(standing_given) := d if {
+	plain := pg_input(["readonly"], [stmt_with("select", {})])
+	standing := portcullis.standing with input as plain
+	given := object.union(plain, {"standing": standing | standing_given})
+	d := portcullis.decision with input as given
+	d.verdict == "mask"
+}

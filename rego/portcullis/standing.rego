@@ -16,6 +16,8 @@
 #                token lacks)
 #   guards       the group whose budget (`budget`) and whose breaker (`breaker`) applies
 #                to the identity, and its row filters (`row_filter`); absent keys: none
+#   stale_masks  true when pii_masks.rego is not what data.json's sensitive_columns and
+#                detectors give (decision.rego then masks by the data); absent otherwise
 #
 # Without input.standing (`opa test`, `portcullis policy eval`, this document itself) the
 # policy works the same answers out from input.identity and input.connection: the rules
@@ -29,13 +31,16 @@ package portcullis
 # The standing the PDP passed, or, without one, this document worked out from the input.
 session_standing := input.standing if input.standing else := standing
 
-standing := {
-	"privileged": standing_privileged,
-	"pii_reader": standing_pii_reader,
-	"member": standing_member,
-	"denials": session_denials,
-	"guards": standing_guards,
-}
+standing := object.union(
+	{
+		"privileged": standing_privileged,
+		"pii_reader": standing_pii_reader,
+		"member": standing_member,
+		"denials": session_denials,
+		"guards": standing_guards,
+	},
+	{"stale_masks": true | pii_masks_stale},
+)
 
 standing_privileged := true if privileged else := false
 
