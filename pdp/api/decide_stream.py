@@ -29,6 +29,7 @@ from typing import Any
 
 import grpc
 
+from pdp.plumbing.inbox import Inbox
 from portcullis.v1 import pdp_pb2
 from portcullis.wire import BATCHING, says_batching
 
@@ -92,7 +93,7 @@ class DecideStreams:
     ) -> None:
         batched = says_batching(context.invocation_metadata())
         await context.send_initial_metadata((BATCHING,))
-        answers: asyncio.Queue[pdp_pb2.DecideAnswer | None] = asyncio.Queue()
+        answers: Inbox[pdp_pb2.DecideAnswer | None] = Inbox()
         in_flight: set[asyncio.Task[None]] = set()
         room = asyncio.Semaphore(MAX_IN_FLIGHT)
 

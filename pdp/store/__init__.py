@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pdp.plumbing.deadlines import answered_by
 from pdp.plumbing.frozen import quick_init
+from pdp.plumbing.inbox import Inbox
 from pdp.store.chain import (
     GENESIS_HASH,
     AuditRecord,
@@ -223,7 +224,7 @@ class GroupCommitStore:
 
     def __init__(self, *, timeout: float = 2.0) -> None:
         self.timeout = timeout
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._queue: Inbox[_Pending | None] = Inbox()
         self._writer: asyncio.Task[None] | None = None
         self._accepting = False
         self._notes: set[asyncio.Future[None]] = set()  # late-commit work under way
@@ -235,7 +236,7 @@ class GroupCommitStore:
         if self._writer is not None:
             return
         await self._open()
-        self._queue = asyncio.Queue()
+        self._queue = Inbox()
         self._accepting = True
         self._writer = asyncio.create_task(self._write_loop(), name="audit-store-writer")
 
