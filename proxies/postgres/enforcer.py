@@ -882,18 +882,18 @@ class Enforcer:
             self._refuse_in_batch(refusal(halt))
             self._sync(sync)
             return True
-        masker = self.masker(ruling) if kind is VerdictKind.MASK else None
+        masker = None if kind is VerdictKind.ALLOW else self.masker(ruling)
         portal = Portal(bind.statement, list(bind.result_formats), statement.sql, ruling, described)
         self.portals[name] = portal
         tracker = self.tracker
         tracker.portal_shapes.pop(name, None)
-        bound, executed, synced = Expect("Bind"), _executed(portal, name, masker), Expect("Sync")
-        masks = masker is not None
+        executed = _executed(portal, name, masker)
+        owed: tuple[Expect, ...]
         if described:
-            described_as = Expect("DescribeP", statement=name)
-            tracker.expect_plain(bound, described_as, executed, synced, masks=masks)
+            owed = (Expect("Bind"), Expect("DescribeP", statement=name), executed, Expect("Sync"))
         else:
-            tracker.expect_plain(bound, executed, synced, masks=masks)
+            owed = (Expect("Bind"), executed, Expect("Sync"))
+        tracker.expect_plain(owed, masker is not None)
         self.to_server.append(chunk)
         # as after Sync (nothing was discarded: discarding stays False)
         self.batch_forwarded = self.batch_executed = False

@@ -222,7 +222,7 @@ class ResponseTracker:
             self._special += 1
         queue.append(item)
 
-    def expect_plain(self, *items: Expect, masks: bool = False) -> None:
+    def expect_plain(self, items: tuple[Expect, ...], masks: bool) -> None:
         """expect() for each of items, none of which is swallowed, replaced, quiet or a
         function call; `masks`: one of them has a masker (none otherwise)."""
         queue = self.queue
