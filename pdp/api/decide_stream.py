@@ -95,23 +95,30 @@ class DecideStreams:
         await context.send_initial_metadata((BATCHING,))
         answers: Inbox[pdp_pb2.DecideAnswer | None] = Inbox()
         in_flight: set[asyncio.Task[None]] = set()
-        room = asyncio.Semaphore(MAX_IN_FLIGHT)
+        loop = asyncio.get_running_loop()
+        # take() waiting for a call in flight to end, when MAX_IN_FLIGHT are (a counter
+        # and one future, not a semaphore's acquire and release on every call)
+        room: list[asyncio.Future[None]] = []
 
         async def answer(call: pdp_pb2.DecideCall) -> None:
-            try:
-                answers.put_nowait(await self._answer(call, context, proxy))
-            finally:
-                room.release()
+            answers.put_nowait(await self._answer(call, context, proxy))
+
+        def ended(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            if room and not room[0].done():
+                room.pop().set_result(None)
 
         async def take() -> None:
             async for message in calls:
                 self.call_messages += 1
                 for call in _calls_in(message):
                     self.calls += 1
-                    await room.acquire()
-                    task = asyncio.ensure_future(answer(call))
+                    while len(in_flight) >= MAX_IN_FLIGHT:
+                        room[:] = [loop.create_future()]
+                        await room[0]
+                    task = loop.create_task(answer(call))
                     in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
+                    task.add_done_callback(ended)
 
         async def take_until_closing() -> None:
             taking = asyncio.ensure_future(take())
