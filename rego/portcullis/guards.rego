@@ -26,16 +26,23 @@ package portcullis
 # The guards of this command, from the session's standing (standing.rego: what applies to
 # the identity, worked out once per session): row filters and budgets for postgres
 # commands, the breaker for every command after session.open. decision.rego joins them to
-# every answer that is not a deny.
-command_guards := object.union_n([
-	{"row_filter": filters | filters := session_standing.guards.row_filter},
-	{"budget": budget | budget := data.portcullis.budgets[session_standing.guards.budget]},
-	guard_breaker,
-]) if {
+# every answer that is not a deny (and skips them when the standing names none). One pass
+# over the standing's guards for a postgres command: each it names, with its settings
+# read from data by the group's name.
+command_guards := {name: guard |
+	some name, chosen in session_standing.guards
+	guard := command_guard(name, chosen)
+} if {
 	startswith(input.command.kind, "postgres.")
 } else := guard_breaker if {
 	input.command.kind != "session.open"
 } else := {}
+
+command_guard("row_filter", filters) := filters
+
+command_guard("budget", group) := data.portcullis.budgets[group]
+
+command_guard("breaker", group) := data.portcullis.breakers[group]
 
 guard_breaker := {"breaker": breaker | breaker := data.portcullis.breakers[session_standing.guards.breaker]}
 
