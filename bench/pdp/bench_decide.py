@@ -29,10 +29,14 @@ is frozen out of its collections). Not a test: nothing here asserts.
 
 With `--callgrind N` it does none of that: it counts the instructions of the PDP's own
 process per evaluated decision under valgrind's callgrind instead (callgrind_evaluated),
-the figure an A/B of the PDP's code reads on a machine too busy for its times.
+the figure an A/B of the PDP's code reads on a machine too busy for its times
+(`--callgrind-keep FILE` keeps the dump for callgrind_annotate). With `--profile PREFIX`
+the same load runs with the PDP's event loop under cProfile (PREFIX.0.prof): where the
+Python goes.
 
     python bench/pdp/bench_decide.py [--seconds 10] [--workers 2] [--runs 3]
-    python bench/pdp/bench_decide.py --callgrind 640
+    python bench/pdp/bench_decide.py --callgrind 640 [--callgrind-keep out.cg]
+    python bench/pdp/bench_decide.py --profile /tmp/pdp [--callgrind 3000]
 """
 
 from __future__ import annotations
