@@ -63,8 +63,10 @@ deny contains reason if {
 }
 
 # The connection type each command kind belongs to: a literal in the rule, not a rule of
-# its own, which the evaluator would build again on every decision.
-deny contains sprintf("%s is not a command of a %s connection", [command_kind, connection.type]) if {
+# its own, which the evaluator would build again on every decision. The connection's type
+# is read from data alone (one string), not through `connection`, whose whole document
+# (groups, credential) the evaluator would convert from the store on every command.
+deny contains sprintf("%s is not a command of a %s connection", [command_kind, connection_type]) if {
 	expected := {
 		"postgres.query": "postgres",
 		"postgres.function_call": "postgres",
@@ -75,7 +77,8 @@ deny contains sprintf("%s is not a command of a %s connection", [command_kind, c
 		"ssh.subsystem": "ssh",
 		"ssh.sftp": "ssh",
 	}[input.command.kind]
-	expected != connection.type
+	connection_type := data.portcullis.connections[input.connection.name].type
+	expected != connection_type
 }
 
 allow contains sprintf("%s may open a session to %s", [subject, connection_name]) if {
