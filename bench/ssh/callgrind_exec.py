@@ -99,7 +99,9 @@ async def measure_tree(
            "spool_dir": str(tmp / f"spool-{label}")}  # fmt: skip
     path = tmp / f"portcullis-{label}.yaml"
     path.write_text(yaml.safe_dump({**config, "connections": [own]}))
-    out = tmp / f"callgrind.{label}"
+    # a name of its own per run: a tree's second round would write dumps of the first
+    # round's names, which dumped() does not take for new (it waited its 30 minutes)
+    out = tmp / f"callgrind.{label}.{time.monotonic_ns()}"
     env = dict(os.environ, PYTHONPATH=f"{tree}:{tree / 'proto'}")
     log = tmp / f"proxy-{label}.log"
     proxy = subprocess.Popen(
