@@ -295,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pdp.cli.policybundle import register as register_policy_bundle
 
     register_policy_bundle(psub)  # policy build | policy diff
+    from pdp.cli.policymasks import register as register_policy_masks
+
+    register_policy_masks(psub)  # policy masks
 
     from pdp.cli.sessions import register as register_sessions
 

@@ -209,7 +209,10 @@ def cmd_discover(args: argparse.Namespace) -> int:
         print(f"# {name}")
         for line in found[name]:
             print(f"#   {line}")
-    print("# nothing was written: apply the diff and commit it to adopt it")
+    print(
+        "# nothing was written: apply the diff, run `portcullis policy masks --write`"
+        " (rego/portcullis/pii_masks.rego) and commit both to adopt it"
+    )
     return 0
 
 

@@ -1,10 +1,11 @@
-# Generated from rego/data.json by `python tests/test_policy_masks.py --write`: do not edit.
+# Generated from rego/data.json by `portcullis policy masks --write`: do not edit.
 # The masks everyone outside pii-readers gets (decision.rego's command_masks), written out
 # as literals because the evaluator builds a literal once, when it compiles the policy,
 # where it would build the same twelve objects from data.portcullis.sensitive_columns and
-# data.portcullis.detectors again on every decision. tests/test_policy_masks.py fails when
-# this module is not what the data gives, and while the two differ decision.rego masks by
-# the data (pii_masks_stale), so an edit of the data alone still masks what it names.
+# data.portcullis.detectors again on every decision. `portcullis policy masks --check`
+# (and tests/test_policy_masks.py) fails when this module is not what the data gives, and
+# while the two differ decision.rego masks by the data (pii_masks_stale), so an edit of
+# the data alone still masks what it names.
 package portcullis
 
 # sensitive columns by name, and the detectors (SQL, HTTP and MCP answers)
