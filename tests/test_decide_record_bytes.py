@@ -130,7 +130,9 @@ async def test_record_bytes_are_the_canonical_json_of_the_decided_body(tmp_path)
     policies = tmp_path / "rego"
     policies.mkdir()
     (policies / "p.rego").write_text(ECHO_POLICY)
-    engine = EmbeddedEngine(EngineSettings(policies=policies, workers=1, reload=False))
+    engine = EmbeddedEngine(
+        EngineSettings(policies=policies, workers=1, reload=False, timeout_ms=5000)
+    )
     await engine.start()
     store = SQLiteAuditStore(tmp_path / "d.db", synchronous="normal")
     await store.start()

@@ -91,7 +91,7 @@ def test_a_workers_header_names_its_policy():
 
 
 async def test_answers_name_the_revision_and_bad_input_is_an_engine_error():
-    engine = EmbeddedEngine(EngineSettings(policies=REGO, workers=1, reload=False))
+    engine = EmbeddedEngine(EngineSettings(policies=REGO, workers=1, reload=False, timeout_ms=5000))
     await engine.start()
     try:
         for _ in range(3):  # the header read once, then remembered
@@ -113,7 +113,9 @@ async def test_answers_are_read_once_by_their_bytes_and_errors_every_time(tmp_pa
         'decision := "one" if { input.clash }\n'
         'decision := "two" if { input.clash }\n'
     )
-    engine = EmbeddedEngine(EngineSettings(policies=tmp_path, workers=1, reload=False))
+    engine = EmbeddedEngine(
+        EngineSettings(policies=tmp_path, workers=1, reload=False, timeout_ms=5000)
+    )
     await engine.start()
     try:
         first = await engine.evaluate({"why": "a"})

@@ -105,7 +105,9 @@ async def store(tmp_path):
 async def engine(tmp_path):
     policies = tmp_path / "rego"
     shutil.copytree(REGO, policies, ignore=shutil.ignore_patterns("*_test.rego"))
-    real = EmbeddedEngine(EngineSettings(policies=policies, workers=1, reload=False))
+    real = EmbeddedEngine(
+        EngineSettings(policies=policies, workers=1, reload=False, timeout_ms=5000)
+    )
     await real.start()
     yield CountingEngine(real), policies
     await real.close()
@@ -160,7 +162,9 @@ async def test_a_policy_without_a_standing_is_asked_without_one(tmp_path, store)
     (policies / "p.rego").write_text(
         'package portcullis\n\ndecision := {"verdict": "allow", "reasons": ["ok"], "mask": []}\n'
     )
-    real = EmbeddedEngine(EngineSettings(policies=policies, workers=1, reload=False))
+    real = EmbeddedEngine(
+        EngineSettings(policies=policies, workers=1, reload=False, timeout_ms=5000)
+    )
     await real.start()
     try:
         counting = CountingEngine(real)
