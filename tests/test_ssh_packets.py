@@ -2,13 +2,11 @@
 channel is answered: no ignore packet before each packet while the cipher is one that owes
 nothing to it (AES-GCM, ChaCha20-Poly1305, AES-CTR) — on the client's side and on the
 upstream's — but still with CBC, and still when sent on purpose; a command's client gets
-its whole output and exit status as soon as the upstream said both; the packets made in
-one turn of the event loop written together, in order, at its end (never after an abort).
+its whole output and exit status as soon as the upstream said both.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -122,91 +120,3 @@ async def test_a_commands_whole_output_and_status_arrive(stack: Stack) -> None:
             assert result.exit_status == 0 and result.stdout == whole
             missing = await conn.run("cat /var/log/portcullis-no-such-file")
             assert missing.exit_status == 1 and "No such file" in missing.stderr
-
-
-class Transport:
-    """What coalesced_writes needs of a transport: writes kept, closing told."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-
-class Connection:
-    """An asyncssh connection as coalesced_writes sees it: _send and _transport."""
-
-    def __init__(self) -> None:
-        self._transport: Transport | None = Transport()
-
-    def _send(self, data: bytes) -> None:
-        raise AssertionError("replaced by coalesced_writes")
-
-
-def test_the_installed_asyncssh_writes_as_known() -> None:
-    # a newer asyncssh whose _send changed writes each packet at once: say so here
-    assert packets.COALESCING
-
-
-async def test_the_packets_of_one_turn_go_in_one_write_in_order() -> None:
-    conn = Connection()
-    transport = conn._transport
-    assert transport is not None
-    packets.coalesced_writes(conn)
-    for data in (b"data", b"eof", b"exit-status", b"close"):
-        conn._send(data)
-    assert transport.writes == []  # not before the turn ends
-    await asyncio.sleep(0)
-    assert transport.writes == [b"dataeofexit-statusclose"]
-    conn._send(b"next")  # a later turn: a write of its own
-    await asyncio.sleep(0)
-    assert transport.writes == [b"dataeofexit-statusclose", b"next"]
-
-
-async def test_held_packets_go_before_an_abort_and_not_after_one() -> None:
-    conn = Connection()
-    transport = conn._transport
-    assert transport is not None
-    packets.coalesced_writes(conn)
-    loop = asyncio.get_running_loop()
-    conn._send(b"disconnect")
-    # asyncssh's _force_close: the abort scheduled after the packet, the transport let go
-    loop.call_soon(setattr, transport, "closing", True)
-    conn._transport = None
-    conn._send(b"after the close")  # dropped, as asyncssh's own _send drops it
-    await asyncio.sleep(0)
-    assert transport.writes == [b"disconnect"]
-    conn._transport = transport  # a transport closed by the peer meanwhile: nothing written
-    conn._send(b"late")
-    await asyncio.sleep(0)
-    assert transport.writes == [b"disconnect"]
-
-
-async def test_a_relayed_commands_end_reaches_the_client_in_fewer_writes(stack: Stack) -> None:
-    async with await stack.connect() as conn:
-        assert (await conn.run("uptime")).exit_status == 0
-        (client,) = stack.proxy.clients
-        assert client.conn is not None
-        transport = client.conn._transport
-        writes = 0
-        write = transport.write
-
-        def counted(data: bytes) -> None:
-            nonlocal writes
-            writes += 1
-            write(data)
-
-        transport.write = counted
-        packets_down = conn._recv_seq
-        for _ in range(3):
-            result = await conn.run("uptime")
-            assert result.exit_status == 0 and "load average" in result.stdout
-        # confirmation, success, data, eof, exit status, close: six packets per exec to
-        # the client, the last four made together when the upstream's end is read
-        assert conn._recv_seq - packets_down >= 3 * 6
-        assert writes < conn._recv_seq - packets_down

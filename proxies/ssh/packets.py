@@ -1,9 +1,7 @@
-"""How the SSH proxy's connections send packets: without asyncssh's chaff where it serves
-nothing, and the packets of one turn of the event loop in one write.
+"""How the SSH proxy's connections send packets: without asyncssh's chaff where it serves nothing.
 
-Owns two changes to asyncssh's sending, on the proxy's own connections only (both sides).
-
-Chaff. asyncssh sends an empty SSH_MSG_IGNORE before every packet once encryption is on
+Owns one change to asyncssh's sending, on the proxy's own connections only (both sides).
+asyncssh sends an empty SSH_MSG_IGNORE before every packet once encryption is on
 (`SSHConnection.send_packet`, since its first commit): RFC 4251 §9.3.1's countermeasure
 against the chosen-plaintext attack on CBC mode, whose next IV is the last ciphertext
 block. The proxy's connections never encrypt with CBC (proxies/ssh/proxy.py's
@@ -18,22 +16,10 @@ inside its own send_packet — and only while the cipher it sends with is one of
 CHAFF_FREE; an ignore packet sent on purpose (a keepalive, from outside send_packet)
 still goes. With an asyncssh whose send_packet does not take the arguments this module
 knows, nothing is changed.
-
-Writes. asyncssh hands each packet to its transport as it is made
-(`SSHConnection._send`), and uvloop writes it to the socket then and there: one send()
-per packet, and the peer woken for each. A relay makes packets in bursts — the
-upstream's output, EOF, exit status and close, read together, become four packets to the
-client in the same callback — so `coalesced_writes(conn)` holds the packets made in one
-turn of the event loop and writes them together at its end (`loop.call_soon`: before the
-loop next waits for I/O, and before an abort asyncssh schedules after them, so a
-DISCONNECT still goes out ahead of it); their bytes and order are unchanged. With an
-asyncssh whose `_send` is not the one this module knows (COALESCING false), nothing is
-changed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from typing import Any
 
@@ -59,23 +45,6 @@ KNOWN = tuple(inspect.signature(asyncssh.SSHClientConnection.send_packet).parame
 ] == _SEND_ARGS and tuple(
     inspect.signature(asyncssh.SSHClientConnection.set_extra_info).parameters
 )[1:] == ("kwargs",)
-
-
-def _writes_its_transport(send: Any) -> bool:
-    """asyncssh's SSHConnection._send as this module knows it: `data` written to
-    `self._transport` (when set), and nothing else."""
-    try:
-        source = inspect.getsource(send)
-    except (OSError, TypeError):
-        return False
-    body = [line.strip() for line in source.splitlines()[1:] if line.strip()]
-    known = ['"""Send data to the SSH connection"""', "if self._transport:", "try:",
-             "self._transport.write(data)", "except ConnectionError: # pragma: no cover",
-             "pass"]  # fmt: skip
-    return tuple(inspect.signature(send).parameters)[1:] == ("data",) and body == known
-
-
-COALESCING = _writes_its_transport(asyncssh.connection.SSHConnection._send)
 
 
 def without_chaff(conn: Any) -> None:
@@ -110,32 +79,3 @@ def without_chaff(conn: Any) -> None:
 
     conn.set_extra_info = set_extra_info
     conn.send_packet = send_packet
-
-
-def coalesced_writes(conn: Any) -> None:
-    """`conn` (an asyncssh connection, its transport set) writes the packets it makes in
-    one turn of the event loop to its transport at once, at the end of that turn."""
-    if not COALESCING:
-        return
-    loop = asyncio.get_running_loop()
-    held: list[bytes] = []
-
-    def flush(transport: asyncio.Transport) -> None:
-        data = b"".join(held)
-        held.clear()
-        if transport.is_closing():
-            return  # aborted meanwhile (the peer left): asyncssh's own write would drop it
-        try:
-            transport.write(data)
-        except (ConnectionError, RuntimeError):
-            pass  # a socket closed under it: the connection's loss is asyncssh's to tell
-
-    def send(data: bytes) -> None:
-        transport = conn._transport
-        if transport is None:
-            return  # closed: asyncssh's _send drops the packet too
-        if not held:
-            loop.call_soon(flush, transport)
-        held.append(data)
-
-    conn._send = send

@@ -54,7 +54,7 @@ from proxies.runtime.session import ProxyRuntime, ProxySession
 from proxies.ssh import keys
 from proxies.ssh.asyncssh_logs import quiet_when_off
 from proxies.ssh.channel import Channel
-from proxies.ssh.packets import coalesced_writes, without_chaff
+from proxies.ssh.packets import without_chaff
 from proxies.ssh.remote_forward import relay_remote_forward
 from proxies.ssh.upstream import GatedChannel, session_ahead
 
@@ -217,7 +217,6 @@ class ClientConnection(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         without_chaff(conn)
-        coalesced_writes(conn)
         peer = conn.get_extra_info("peername") or ("", 0)
         self.client_addr = f"{peer[0]}:{peer[1]}"
         self.proxy.clients.add(self)
@@ -576,7 +575,6 @@ class UpstreamClient(asyncssh.SSHClient):
 
     def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
         without_chaff(conn)
-        coalesced_writes(conn)
 
 
 __all__ = ["SshProxy"]
