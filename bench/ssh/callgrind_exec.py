@@ -40,10 +40,8 @@ sys.path.insert(0, str(HERE))
 
 from bench_ssh import (  # noqa: E402
     REPO,
-    Sshd,
     execs,
     free_port,
-    portcullis_config,
     wait_port,
 )
 
@@ -51,20 +49,9 @@ from bench_ssh import (  # noqa: E402
 sys.path.append(str(HERE.parent))
 from processes import stop_all  # noqa: E402
 from revision import tree_of  # noqa: E402
+from stage import ssh_stage  # noqa: E402
 
 PHASES = ("reused", "decided")
-
-
-def policies(into: Path) -> Path:
-    """This checkout's policy with `echo` an allowed command (the decided phase)."""
-    import json
-
-    target = into / "rego"
-    shutil.copytree(REPO / "rego", target)
-    data = json.loads((target / "data.json").read_text())
-    data["portcullis"]["ssh"]["allowed_commands"].append("echo")
-    (target / "data.json").write_text(json.dumps(data))
-    return target
 
 
 def control(pid: int, *flags: str) -> None:
@@ -154,22 +141,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     trees = {ref: tree_of(ref, tmp / f"tree-{i}") for i, ref in enumerate(args.tree)}
     if not trees:
         trees = {"checkout": REPO}
-    sshd = Sshd(tmp / "sshd").start()
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        config = portcullis_config(tmp, policies(tmp), sshd)
-        config["connections"][0]["pdp_timeout_seconds"] = 60
-        path = tmp / "portcullis.yaml"
-        path.write_text(yaml.safe_dump(config))
-        cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
-        token = subprocess.run(
-            [*cli, "token", "--sub", "bench@example.com", "--groups", "pii-readers",
-             "--ttl", "2h"], capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        pdp_log = tmp / "pdp.log"
-        pdp = subprocess.Popen([*cli, "pdp"], cwd=tmp, stderr=pdp_log.open("w"))
-        procs.append(pdp)
-        wait_port(int(config["pdp"]["listen"].rsplit(":", 1)[1]), pdp, pdp_log)
+    with ssh_stage(tmp, pdp_timeout_seconds=60) as stage:
+        config, token = stage.config, stage.token
         results: dict[str, dict[str, list[float]]] = {t: {p: [] for p in PHASES} for t in trees}
         dumps: dict[str, Path] = {}
         for r in range(args.rounds):
@@ -193,9 +166,6 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             for name, dump in dumps.items():
                 print(f"-- {name}: inclusive instructions per exec, top {args.annotate}")
                 print(top_functions(dump, args.annotate, args.execs))
-    finally:
-        stop_all(procs)
-        sshd.stop()
 
 
 def main() -> None:

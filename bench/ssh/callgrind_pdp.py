@@ -63,7 +63,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_ssh import Sshd, execs, portcullis_config, wait_port  # noqa: E402
-from callgrind_exec import control, dumped, policies, top_functions, total  # noqa: E402
+from callgrind_exec import control, dumped, top_functions, total  # noqa: E402
+from stage import policies  # noqa: E402
 
 sys.path.append(str(HERE.parent))
 from cpu_meter import descendants  # noqa: E402

@@ -31,17 +31,13 @@ import time
 from pathlib import Path
 
 import asyncssh
-import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_ssh import COMMAND, Sshd, exec_once, execs, portcullis_config, wait_port  # noqa: E402
-from callgrind_exec import policies  # noqa: E402
+from bench_ssh import COMMAND, exec_once, execs, wait_port  # noqa: E402
 from callgrind_pdp import DirectDecides  # noqa: E402
-
-sys.path.append(str(HERE.parent))
-from processes import stop_all  # noqa: E402
+from stage import ssh_stage  # noqa: E402
 
 PROFILED = HERE.parent / "http" / "profiled_proxy.py"
 PROFILED_PDP = HERE / "profiled_pdp.py"
@@ -72,17 +68,15 @@ async def timed_decides(direct: DirectDecides, n: int) -> list[float]:
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
-    sshd = Sshd(tmp / "sshd").start()
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        config = portcullis_config(tmp, policies(tmp), sshd)
-        path = tmp / "portcullis.yaml"
-        path.write_text(yaml.safe_dump(config))
-        cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
-        token = subprocess.run(
-            [*cli, "token", "--sub", "bench@example.com", "--groups", "pii-readers",
-             "--ttl", "2h"], capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
+    with ssh_stage(tmp, start_pdp=False) as stage:
+        config, token, procs, sshd, cli = (
+            stage.config,
+            stage.token,
+            stage.procs,
+            stage.sshd,
+            stage.cli,
+        )
+        path = stage.path
         pdp_log = tmp / "pdp.log"
         stages = tmp / "pdp-stages.txt"
         pdp_env = dict(os.environ, PORTCULLIS_BENCH_PRELUDE=str(HERE / "pdp_stages_prelude.py"),
@@ -160,9 +154,6 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             f"  Decide from here, back to back (bench_ssh's p50): {med(busy):.2f} ms; "
             f"in the PDP: {said(loop.get('back to back', {}))}"
         )
-    finally:
-        stop_all(procs)
-        sshd.stop()
 
 
 def main() -> None:

@@ -36,13 +36,12 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_ssh import REPO, Sshd, execs, free_port, portcullis_config, wait_port  # noqa: E402
-from callgrind_exec import policies  # noqa: E402
+from bench_ssh import REPO, execs, free_port, wait_port  # noqa: E402
 
 # only now, the project imported: bench/ on the path holds a directory named pdp/
 sys.path.append(str(HERE.parent))
-from processes import stop_all  # noqa: E402
 from revision import tree_of  # noqa: E402
+from stage import ssh_stage  # noqa: E402
 
 PROFILED = HERE.parent / "http" / "profiled_proxy.py"
 PRELUDE = HERE / "exec_steps_prelude.py"
@@ -72,66 +71,52 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     trees = {ref: tree_of(ref, tmp / f"tree-{i}") for i, ref in enumerate(args.tree)}
     if not trees:
         trees = {"checkout": REPO}
-    sshd = Sshd(tmp / "sshd").start()
-    procs: list[subprocess.Popen[bytes]] = []
     conns: dict[str, Any] = {}
-    try:
-        config = portcullis_config(tmp, policies(tmp), sshd)
-        path = tmp / "portcullis.yaml"
-        path.write_text(yaml.safe_dump(config))
-        cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
-        token = subprocess.run(
-            [*cli, "token", "--sub", "bench@example.com", "--groups", "pii-readers",
-             "--ttl", "2h"], capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        pdp_log = tmp / "pdp.log"
-        pdp = subprocess.Popen([*cli, "pdp"], cwd=tmp, stderr=pdp_log.open("w"))
-        procs.append(pdp)
-        wait_port(int(config["pdp"]["listen"].rsplit(":", 1)[1]), pdp, pdp_log)
-        files: dict[str, Path] = {}
-        for i, (label, tree) in enumerate(trees.items()):
-            listen = free_port()
-            own = {**config["connections"][0], "listen": f"127.0.0.1:{listen}",
-                   "spool_dir": str(tmp / f"spool-{i}")}  # fmt: skip
-            side = tmp / f"portcullis-{i}.yaml"
-            side.write_text(yaml.safe_dump({**config, "connections": [own]}))
-            files[label] = tmp / f"steps-{i}.txt"
-            env = dict(os.environ, PYTHONPATH=f"{tree}:{tree / 'proto'}",
-                       PORTCULLIS_BENCH_PRELUDE=str(PRELUDE),
-                       PORTCULLIS_EXEC_STEPS=str(files[label]))  # fmt: skip
-            log = tmp / f"proxy-{i}.log"
-            proxy = subprocess.Popen(
-                [sys.executable, str(PROFILED), str(tmp / "unused"), "ssh", "-c", str(side)],
-                cwd=tmp, env=env, stderr=log.open("w"),
-            )  # fmt: skip
-            procs.append(proxy)
-            wait_port(listen, proxy, log)
-            conns[label] = await asyncssh.connect(
-                host="127.0.0.1", port=listen, username="bench", password=token,
-                client_keys=None, preferred_auth="password", known_hosts=None,
-                agent_path=None, config=None, compression_algs=None,
-            )  # fmt: skip
-            await execs(conns[label], 5)
-        for steps in files.values():
-            steps.open("w").close()  # the warm-up's lines (the prelude appends)
-        walls: dict[str, list[float]] = {label: [] for label in trees}
-        for r in range(args.rounds):
-            for label in list(trees) if r % 2 == 0 else list(reversed(trees)):
-                walls[label].append(await execs(conns[label], args.execs) * 1000)
-        for label in trees:
-            got = step_medians(files[label])
-            print(
-                f"{label}: {got['execs']:.0f} execs, wall {statistics.median(walls[label]):.1f}"
-                f" ms per exec; confirmed -> exec request read {got['open_to_request_us']:.0f}"
-                f" us; exec request -> exec written upstream "
-                f"{got['request_to_upstream_us']:.0f} us; upstream's end -> client's exit "
-                f"status written {got['end_to_exit_us']:.0f} us (medians)"
-            )
-    finally:
-        for conn in conns.values():
-            conn.close()
-        stop_all(procs)
-        sshd.stop()
+    with ssh_stage(tmp) as stage:
+        config, token, procs = stage.config, stage.token, stage.procs
+        try:
+            files: dict[str, Path] = {}
+            for i, (label, tree) in enumerate(trees.items()):
+                listen = free_port()
+                own = {**config["connections"][0], "listen": f"127.0.0.1:{listen}",
+                       "spool_dir": str(tmp / f"spool-{i}")}  # fmt: skip
+                side = tmp / f"portcullis-{i}.yaml"
+                side.write_text(yaml.safe_dump({**config, "connections": [own]}))
+                files[label] = tmp / f"steps-{i}.txt"
+                env = dict(os.environ, PYTHONPATH=f"{tree}:{tree / 'proto'}",
+                           PORTCULLIS_BENCH_PRELUDE=str(PRELUDE),
+                           PORTCULLIS_EXEC_STEPS=str(files[label]))  # fmt: skip
+                log = tmp / f"proxy-{i}.log"
+                proxy = subprocess.Popen(
+                    [sys.executable, str(PROFILED), str(tmp / "unused"), "ssh", "-c", str(side)],
+                    cwd=tmp, env=env, stderr=log.open("w"),
+                )  # fmt: skip
+                procs.append(proxy)
+                wait_port(listen, proxy, log)
+                conns[label] = await asyncssh.connect(
+                    host="127.0.0.1", port=listen, username="bench", password=token,
+                    client_keys=None, preferred_auth="password", known_hosts=None,
+                    agent_path=None, config=None, compression_algs=None,
+                )  # fmt: skip
+                await execs(conns[label], 5)
+            for steps in files.values():
+                steps.open("w").close()  # the warm-up's lines (the prelude appends)
+            walls: dict[str, list[float]] = {label: [] for label in trees}
+            for r in range(args.rounds):
+                for label in list(trees) if r % 2 == 0 else list(reversed(trees)):
+                    walls[label].append(await execs(conns[label], args.execs) * 1000)
+            for label in trees:
+                got = step_medians(files[label])
+                print(
+                    f"{label}: {got['execs']:.0f} execs, wall {statistics.median(walls[label]):.1f}"
+                    f" ms per exec; confirmed -> exec request read {got['open_to_request_us']:.0f}"
+                    f" us; exec request -> exec written upstream "
+                    f"{got['request_to_upstream_us']:.0f} us; upstream's end -> client's exit "
+                    f"status written {got['end_to_exit_us']:.0f} us (medians)"
+                )
+        finally:
+            for conn in conns.values():
+                conn.close()
 
 
 def main() -> None:

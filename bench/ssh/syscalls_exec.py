@@ -37,13 +37,14 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_ssh import REPO, Sshd, execs, free_port, portcullis_config, wait_port  # noqa: E402
-from callgrind_exec import PHASES, policies  # noqa: E402
+from bench_ssh import REPO, execs, free_port, wait_port  # noqa: E402
+from callgrind_exec import PHASES  # noqa: E402
 
 # only now, the project imported: bench/ on the path holds a directory named pdp/
 sys.path.append(str(HERE.parent))
 from processes import stop_all  # noqa: E402
 from revision import tree_of  # noqa: E402
+from stage import ssh_stage  # noqa: E402
 
 SHOWN = ("write", "read", "sendmsg", "recvmsg", "recvfrom", "epoll_wait", "epoll_pwait",
          "futex", "getrandom", "getpid")  # fmt: skip
@@ -131,21 +132,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     trees = {ref: tree_of(ref, tmp / f"tree-{i}") for i, ref in enumerate(args.tree)}
     if not trees:
         trees = {"checkout": REPO}
-    sshd = Sshd(tmp / "sshd").start()
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        config = portcullis_config(tmp, policies(tmp), sshd)
-        path = tmp / "portcullis.yaml"
-        path.write_text(yaml.safe_dump(config))
-        cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
-        token = subprocess.run(
-            [*cli, "token", "--sub", "bench@example.com", "--groups", "pii-readers",
-             "--ttl", "2h"], capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        pdp_log = tmp / "pdp.log"
-        pdp = subprocess.Popen([*cli, "pdp"], cwd=tmp, stderr=pdp_log.open("w"))
-        procs.append(pdp)
-        wait_port(int(config["pdp"]["listen"].rsplit(":", 1)[1]), pdp, pdp_log)
+    with ssh_stage(tmp) as stage:
+        config, token = stage.config, stage.token
         for r in range(args.rounds):
             for label in list(trees) if r % 2 == 0 else list(reversed(trees)):
                 got = await measure_tree(trees[label], label, config, tmp, args.execs, token)
@@ -153,9 +141,6 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                     shown = ", ".join(f"{k} {v:.2f}" if "cpu" not in k else f"{k} {v:.0f}"
                                       for k, v in figures.items())  # fmt: skip
                     print(f"round {r} {label} {phase}: {shown}", flush=True)
-    finally:
-        stop_all(procs)
-        sshd.stop()
 
 
 def main() -> None:
