@@ -58,6 +58,7 @@ from revision import tree_of  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent / "http"))
 from bench_wrk import profile_summary  # noqa: E402
+from stage import run_in_tmp  # noqa: E402
 
 PROFILED = REPO / "bench" / "http" / "profiled_proxy.py"  # SIGUSR1 on, SIGUSR2 written
 
@@ -227,11 +228,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="then the new side under cProfile")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-ssh-"))
-    try:
-        asyncio.run(run(args, tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    run_in_tmp("portcullis-ab-ssh-", run, args)
 
 
 if __name__ == "__main__":

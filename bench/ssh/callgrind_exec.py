@@ -23,11 +23,9 @@ import argparse
 import asyncio
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,7 +47,7 @@ from bench_ssh import (  # noqa: E402
 sys.path.append(str(HERE.parent))
 from processes import stop_all  # noqa: E402
 from revision import tree_of  # noqa: E402
-from stage import ssh_stage  # noqa: E402
+from stage import run_in_tmp, ssh_stage  # noqa: E402
 
 PHASES = ("reused", "decided")
 
@@ -175,11 +173,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--annotate", type=int, default=0, metavar="N")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="portcullis-cg-ssh-"))
-    try:
-        asyncio.run(run(args, tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    run_in_tmp("portcullis-cg-ssh-", run, args)
 
 
 if __name__ == "__main__":

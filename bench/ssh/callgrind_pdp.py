@@ -46,12 +46,10 @@ import asyncio
 import contextlib
 import os
 import pstats
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +62,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_ssh import Sshd, execs, portcullis_config, wait_port  # noqa: E402
 from callgrind_exec import control, dumped, top_functions, total  # noqa: E402
-from stage import policies  # noqa: E402
+from stage import policies, run_in_tmp  # noqa: E402
 
 sys.path.append(str(HERE.parent))
 from cpu_meter import descendants  # noqa: E402
@@ -347,11 +345,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.cpu and args.phases == list(PHASES):
         args.phases = list(CPU_PHASES)
-    tmp = Path(tempfile.mkdtemp(prefix="portcullis-cg-pdp-"))
-    try:
-        asyncio.run(run(args, tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    run_in_tmp("portcullis-cg-pdp-", run, args)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,10 @@ medians of each.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +34,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_ssh import COMMAND, exec_once, execs, wait_port  # noqa: E402
 from callgrind_pdp import DirectDecides  # noqa: E402
-from stage import ssh_stage  # noqa: E402
+from stage import run_in_tmp, ssh_stage  # noqa: E402
 
 PROFILED = HERE.parent / "http" / "profiled_proxy.py"
 PROFILED_PDP = HERE / "profiled_pdp.py"
@@ -160,11 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=100)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="portcullis-decide-wait-"))
-    try:
-        asyncio.run(run(args, tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    run_in_tmp("portcullis-decide-wait-", run, args)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,10 @@ time per exec.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +38,7 @@ from bench_ssh import REPO, execs, free_port, wait_port  # noqa: E402
 # only now, the project imported: bench/ on the path holds a directory named pdp/
 sys.path.append(str(HERE.parent))
 from revision import tree_of  # noqa: E402
-from stage import ssh_stage  # noqa: E402
+from stage import run_in_tmp, ssh_stage  # noqa: E402
 
 PROFILED = HERE.parent / "http" / "profiled_proxy.py"
 PRELUDE = HERE / "exec_steps_prelude.py"
@@ -125,11 +122,7 @@ def main() -> None:
     parser.add_argument("--execs", type=int, default=25)
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="portcullis-steps-ssh-"))
-    try:
-        asyncio.run(run(args, tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    run_in_tmp("portcullis-steps-ssh-", run, args)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,15 @@ started is stopped on the way out, newest first.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
 import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,3 +92,16 @@ def ssh_stage(
         if stage is not None:
             stop_all(stage.procs)
         sshd.stop()
+
+
+def run_in_tmp(
+    prefix: str,
+    run: Callable[[argparse.Namespace, Path], Coroutine[Any, Any, None]],
+    args: argparse.Namespace,
+) -> None:
+    """A bench's `run(args, tmp)` on its own event loop, in a directory removed after."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        asyncio.run(run(args, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -22,11 +22,9 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -44,7 +42,7 @@ from callgrind_exec import PHASES  # noqa: E402
 sys.path.append(str(HERE.parent))
 from processes import stop_all  # noqa: E402
 from revision import tree_of  # noqa: E402
-from stage import ssh_stage  # noqa: E402
+from stage import run_in_tmp, ssh_stage  # noqa: E402
 
 SHOWN = ("write", "read", "sendmsg", "recvmsg", "recvfrom", "epoll_wait", "epoll_pwait",
          "futex", "getrandom", "getpid")  # fmt: skip
@@ -149,11 +147,7 @@ def main() -> None:
     parser.add_argument("--tree", action="append", default=[], help="a commit (twice: A/B)")
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="portcullis-syscalls-ssh-"))
-    try:
-        asyncio.run(run(args, tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    run_in_tmp("portcullis-syscalls-ssh-", run, args)
 
 
 if __name__ == "__main__":
