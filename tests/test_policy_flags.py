@@ -15,7 +15,6 @@ a pii-reader, with the profiler's catalogue facts and behind a transaction poole
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import random
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from policy_harness import decide, shipped_engine
 
 from pdp.domain.policy_input import (
     STATEMENT_FLAGS,
@@ -34,10 +34,9 @@ from pdp.domain.policy_input import (
     statement_types,
     trim_to_names,
 )
-from pdp.engine.bundle import load_bundle
-from pdp.engine.opa import DECISION_PATH, new_engine, parse_envelope, raw_evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
+engine = pytest.fixture(scope="module")(shipped_engine)
 CORPUS = ROOT / "tests" / "data" / "sql_corpus.txt.gz"
 SAMPLE = int(os.environ.get("PORTCULLIS_FLAGS_SAMPLE", "300"))
 EVERY_FLAG = dict.fromkeys((*STATEMENT_FLAGS, "user_code"), True)
@@ -121,21 +120,6 @@ catalogue = st.fixed_dictionaries(
         "view_columns": st.dictionaries(st.sampled_from(COLUMNS), st.lists(st.just("phone"))),
     },
 )
-
-
-@pytest.fixture(scope="module")
-def engine():
-    eng = new_engine(load_bundle(ROOT / "rego").without_tests())
-    yield eng
-    eng.close()
-
-
-def decide(engine: Any, policy_input: dict[str, Any]) -> Any:
-    raw = json.dumps(policy_input, separators=(",", ":"), ensure_ascii=False).encode()
-    try:
-        return parse_envelope(raw_evaluate(engine, DECISION_PATH, raw))
-    except Exception as exc:  # an evaluation error is an answer to compare too
-        return f"error: {exc}"
 
 
 def query_input(postgres: dict[str, Any], groups: list[str]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import gzip
-import json
 import os
 import random
 from pathlib import Path
@@ -23,16 +22,16 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from policy_harness import decide, shipped_engine
 
 from pdp.domain.policy_input import (
     postgres_command,
     statement_names,
     trim_to_names,
 )
-from pdp.engine.bundle import load_bundle
-from pdp.engine.opa import DECISION_PATH, new_engine, parse_envelope, raw_evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
+engine = pytest.fixture(scope="module")(shipped_engine)
 CORPUS = ROOT / "tests" / "data" / "sql_corpus.txt.gz"
 SAMPLE = int(os.environ.get("PORTCULLIS_TRIM_SAMPLE", "300"))
 SENSITIVE = ["email", "phone", "ssn"]
@@ -55,21 +54,6 @@ AGENT_SQL = [
     "SELECT * FROM contact_view LIMIT 5",
     "UPDATE orders SET status = 'shipped' WHERE id = 7",
 ]
-
-
-@pytest.fixture(scope="module")
-def engine():
-    eng = new_engine(load_bundle(ROOT / "rego").without_tests())
-    yield eng
-    eng.close()
-
-
-def decide(engine: Any, policy_input: dict[str, Any]) -> Any:
-    raw = json.dumps(policy_input, separators=(",", ":"), ensure_ascii=False).encode()
-    try:
-        return parse_envelope(raw_evaluate(engine, DECISION_PATH, raw))
-    except Exception as exc:  # an evaluation error is an answer to compare too
-        return f"error: {exc}"
 
 
 def catalogue(sql: str, rng: random.Random) -> dict[str, Any]:
