@@ -413,3 +413,36 @@ async def test_a_driver_s_prepared_runs_take_the_lane_and_masks_still_apply(
                         assert await cur.fetchall() == [("[REDACTED]" if masked else email,)]
     kinds = {(kind, "orders" in sql) for kind, sql in taken}
     assert kinds == {("MASK", True), ("MASK", False), ("ALLOW", True), ("ALLOW", False)}
+
+
+async def test_a_reader_s_binary_prepared_runs_on_the_lane_stay_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack on the lane: a reader asks for binary results (psycopg binary=True, so
+    Bind's result formats are 1) of prepared runs the lane takes again and again. The
+    columns masked by name come back redacted and the card number in a note partial, as
+    on the message-by-message path; nothing of the server's values gets through."""
+    formats: list[list[int]] = []
+    lane = Enforcer.bound_run
+
+    def counted(self: Enforcer, messages: list[codec.Message], chunk: bytes) -> bool:
+        done = lane(self, messages, chunk)
+        bind = messages[0]
+        if done and isinstance(bind, codec.Bind):
+            formats.append(list(bind.result_formats))
+        return done
+
+    monkeypatch.setattr(Enforcer, "bound_run", counted)
+    sql = "SELECT email, ssn, note FROM customers WHERE id = %s"
+    async with running_gateway(tmp_path) as gw:
+        dsn = gw.dsn(gw.token("rita", ("readonly",)))
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            for _ in range(4):
+                for customer in (1, 2):
+                    cur = conn.cursor(binary=True)
+                    await cur.execute(sql, (customer,), prepare=True)
+                    (email, ssn, note), *rest = await cur.fetchall()
+                    assert rest == [] and email == ssn == "[REDACTED]"
+                    assert "4111" not in note and "1111 1111 1111" not in note
+                    assert note in ("card **** **** **** 1111 on file", "nothing to see")
+    assert formats and all(f and set(f) == {1} for f in formats)
