@@ -296,6 +296,45 @@ async def test_checkpoint_writer_runs_on_its_interval_and_at_stop(tmp_path):
         await store.close()
 
 
+async def test_stop_lets_a_begun_checkpoint_write_its_anchor(tmp_path):
+    """stop() while the timer's checkpoint is between its record and its anchor: the
+    checkpoint finishes, so the anchor holds the newest checkpoint (cancelled there, the
+    anchor kept an older one and the last checkpoint, finding the head already a
+    checkpoint, wrote nothing)."""
+    store = open_store(StoreSettings(type="sqlite", path=tmp_path / "audit.db"))
+    await store.start()
+    signer = Signer(Ed25519PrivateKey.generate())
+    writer = CheckpointWriter(store, signer, interval_seconds=0.05, anchor_path=tmp_path / "a.json")
+    appending, release = asyncio.Event(), asyncio.Event()
+    append = store.append
+
+    async def held_append(kind, body, **kw):
+        record = await append(kind, body, **kw)
+        if kind == "checkpoint" and not release.is_set():
+            appending.set()
+            await release.wait()  # the record is in; its anchor not yet written
+        return record
+
+    store.append = held_append  # type: ignore[method-assign]
+    try:
+        await append("decision", {"n": 1})
+        writer.start()
+        await asyncio.wait_for(appending.wait(), 30)
+        stopping = asyncio.create_task(writer.stop())
+        await asyncio.sleep(0.1)  # stop() is waiting on the begun checkpoint
+        release.set()
+        await stopping
+        checkpoints = await store.query(kind="checkpoint")
+        assert len(checkpoints) == 1  # the head was covered: stop() had nothing to add
+        anchor = json.loads((tmp_path / "a.json").read_text())
+        assert anchor["payload"] == checkpoints[0].body["payload"]
+        assert anchor["record"]["seq"] == checkpoints[0].seq
+    finally:
+        release.set()
+        await writer.stop()
+        await store.close()
+
+
 async def test_statement_is_made_only_from_the_proxy_finding(tmp_path):
     store = open_store(StoreSettings(type="sqlite", path=tmp_path / "audit.db"))
     await store.start()

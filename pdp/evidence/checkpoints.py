@@ -70,23 +70,29 @@ class CheckpointWriter:
         self.interval_seconds = interval_seconds
         self.anchor_path = anchor_path
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping.clear()
             self._task = asyncio.create_task(self._run(), name="audit-checkpoints")
 
     async def stop(self) -> None:
-        """Stop the timer and write a last checkpoint (shutdown leaves the head covered)."""
+        """Stop the timer and write a last checkpoint (shutdown leaves the head covered).
+        A checkpoint the timer has begun is let finish, never cancelled between its
+        record and its anchor: cut there, the anchor would keep an older checkpoint while
+        the last one, finding the head already a checkpoint, writes nothing."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping.set()
+            await self._task
             self._task = None
         await self._checkpoint_logged()
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval_seconds)
+                return
             await self._checkpoint_logged()
 
     async def _checkpoint_logged(self) -> None:
