@@ -78,9 +78,34 @@ class AioSync:
             raise
         self._events = (_IOEvent * DEPTH)()
         self._no_wait = (ctypes.c_long * 2)(0, 0)
-        # in flight: aio_data → (the iocb the kernel points at, its future)
-        self._flying: dict[int, tuple[_IOCB, asyncio.Future[None]]] = {}
+        # in flight: aio_data → its future
+        self._flying: dict[int, asyncio.Future[None]] = {}
         self._next = 0
+        # what every sync and completion passes, made once: the syscall as a function
+        # that keeps the GIL (io_submit of a sync only queues it, io_getevents without a
+        # timeout only reads the ring: neither waits, so dropping and retaking the GIL
+        # around them would only cost, and let another thread take it meanwhile), its
+        # integer arguments as C longs, and one iocb with its pointer array (the kernel
+        # copies an iocb when it is submitted; the next sync fills the same one)
+        self._fast = ctypes.PyDLL(None, use_errno=True).syscall
+        self._fast.restype = ctypes.c_long
+        self._submit_args = (
+            ctypes.c_long(self._submit),
+            ctypes.c_long(self._ctx.value),
+            ctypes.c_long(1),
+        )
+        self._reap_args = (
+            ctypes.c_long(self._getevents),
+            ctypes.c_long(self._ctx.value),
+            ctypes.c_long(0),
+            ctypes.c_long(DEPTH),
+            self._events,
+            self._no_wait,
+        )
+        self._iocb = _IOCB(
+            aio_lio_opcode=IOCB_CMD_FDSYNC, aio_flags=IOCB_FLAG_RESFD, aio_resfd=self._eventfd
+        )
+        self._request = (ctypes.POINTER(_IOCB) * 1)(ctypes.pointer(self._iocb))
         loop.add_reader(self._eventfd, self._completed)
 
     def _syscall(self, number: int, *args: Any) -> int:
@@ -99,17 +124,12 @@ class AioSync:
         (nothing was synced, nor failed to be): the caller syncs some other way."""
         future = self._loop.create_future()
         self._next += 1
-        iocb = _IOCB(
-            aio_data=self._next,
-            aio_lio_opcode=IOCB_CMD_FDSYNC,
-            aio_fildes=fd,
-            aio_flags=IOCB_FLAG_RESFD,
-            aio_resfd=self._eventfd,
-        )
-        request = (ctypes.POINTER(_IOCB) * 1)(ctypes.pointer(iocb))
-        if self._syscall(self._submit, self._ctx, 1, request) != 1:
+        iocb = self._iocb
+        iocb.aio_data = self._next
+        iocb.aio_fildes = fd
+        if self._fast(*self._submit_args, self._request) != 1:
             raise _os_error("io_submit")
-        self._flying[self._next] = (iocb, future)
+        self._flying[self._next] = future
         return future
 
     def _completed(self) -> None:
@@ -118,11 +138,11 @@ class AioSync:
         except BlockingIOError:
             return
         while self._flying:
-            n = self._syscall(self._getevents, self._ctx, 0, DEPTH, self._events, self._no_wait)
+            n = self._fast(*self._reap_args)
             if n <= 0:
                 return
             for event in self._events[:n]:
-                _, future = self._flying.pop(event.data, (None, None))
+                future = self._flying.pop(event.data, None)
                 if future is None or future.done():  # a waiter cancelled: shield() keeps
                     continue  # the future it watches, this one is nobody's
                 if event.res < 0:
@@ -136,7 +156,7 @@ class AioSync:
         flight, so with any (a late one on a stalled disk) it waits on a thread of its
         own: closing never holds the loop up."""
         self._loop.remove_reader(self._eventfd)
-        for _, future in self._flying.values():
+        for future in self._flying.values():
             if not future.done():
                 future.set_exception(OSError(errno.ECANCELED, "disk sync closed"))
         if self._flying:
