@@ -244,3 +244,86 @@ async def test_evaluations_that_never_found_a_worker_are_not_kept(tmp_path):
         assert (await engine.evaluate({"n": 1})).result["reasons"] == [1]
     finally:
         await engine.close()
+
+
+STUCK_POLICY = """package portcullis
+
+stuck if {
+  some i in numbers.range(1, 100000)
+  some j in numbers.range(1, 100000)
+  i * j == -1
+}
+
+decision := {"verdict": "allow", "reasons": [input.n]} if not input.stuck
+
+decision := {"verdict": "allow", "reasons": ["stuck"]} if {
+  input.stuck
+  not stuck
+}
+"""
+
+
+def stuck_engine(tmp_path: Path, timeout_ms: int) -> EmbeddedEngine:
+    """One worker, and a policy whose input.stuck holds that worker for minutes."""
+    (tmp_path / "stuck").mkdir()
+    (tmp_path / "stuck" / "policy.rego").write_text(STUCK_POLICY)
+    return EmbeddedEngine(
+        EngineSettings(policies=tmp_path / "stuck", workers=1, timeout_ms=timeout_ms, reload=False)
+    )
+
+
+async def test_evaluations_in_flight_share_one_deadline_timer_and_each_fails_closed(tmp_path):
+    """The deadlines of the evaluations in flight are kept by the engine in order, with
+    one loop timer for the first of them (not one timer each), and each evaluation still
+    ends at its own deadline: sent at two moments behind an evaluation that holds the only
+    worker, every one is denied (or, once the replaced worker is back, answered its own
+    answer), none waits for good, and the queue of deadlines empties."""
+    engine = stuck_engine(tmp_path, timeout_ms=300)
+    await engine.start()
+    loop = asyncio.get_running_loop()
+    try:
+        timers = sum(1 for h in getattr(loop, "_scheduled", []) if not h.cancelled())
+        calls = [asyncio.ensure_future(engine.evaluate({"stuck": True}))]
+        calls += [asyncio.ensure_future(engine.evaluate({"n": n})) for n in range(20)]
+        await asyncio.sleep(0.1)
+        calls += [asyncio.ensure_future(engine.evaluate({"n": n})) for n in range(20, 40)]
+        await asyncio.sleep(0)
+        assert len(engine._deadlines) == 41 and engine._deadline_timer is not None
+        if hasattr(loop, "_scheduled"):  # asyncio's own loop: one timer more, not 41
+            assert sum(1 for h in loop._scheduled if not h.cancelled()) <= timers + 1
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(outcomes[0], EngineError) and "deadline" in str(outcomes[0])
+        for n, outcome in enumerate(outcomes[1:]):
+            assert isinstance(outcome, EngineError) or outcome.result["reasons"] == [n]
+        assert isinstance(outcomes[1], EngineError)  # its deadline came with the stuck one's
+        for _ in range(100):  # the stuck worker replaced
+            if engine.live_workers == 1 and engine._free:
+                break
+            await asyncio.sleep(0.1)
+        assert (await engine.evaluate({"n": 99})).result["reasons"] == [99]
+        await asyncio.sleep(0.4)  # every deadline queued so far has passed
+        await engine.evaluate({"n": 100})
+        assert len(engine._deadlines) <= 1
+    finally:
+        await engine.close()
+
+
+async def test_a_deadline_before_those_queued_gets_a_timer_of_its_own(tmp_path):
+    """Deadlines enter the engine's queue in order (one timeout per engine); one that
+    would come before the last queued (the timeout shortened) is not queued behind it but
+    bounded by a timer of its own: it is denied while the evaluation ahead of it, with its
+    later deadline, is still running."""
+    engine = stuck_engine(tmp_path, timeout_ms=600_000)
+    await engine.start()
+    try:
+        stuck = asyncio.ensure_future(engine.evaluate({"stuck": True}))
+        await asyncio.sleep(0)
+        engine.timeout = 0.3
+        short = asyncio.ensure_future(engine.evaluate({"n": 1}))
+        done, _ = await asyncio.wait({stuck, short}, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {short} and not stuck.done()
+        assert isinstance(short.exception(), EngineError)
+        assert "no evaluation worker free" in str(short.exception())
+        stuck.cancel()
+    finally:
+        await engine.close()

@@ -14,10 +14,12 @@ RAW_EVAL = b"\x01"
 
 
 def encode_eval(path: str, input_json: bytes) -> bytes:
-    body = RAW_EVAL + path.encode() + b"\n" + input_json
-    if len(body) > MAX_FRAME:
-        raise ValueError(f"frame of {len(body)} bytes exceeds {MAX_FRAME}")
-    return HEADER.pack(len(body)) + body
+    head = RAW_EVAL + path.encode() + b"\n"
+    length = len(head) + len(input_json)
+    if length > MAX_FRAME:
+        raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+    # one join: the input (about 2 KB on every evaluation) copied once, not twice
+    return b"".join((HEADER.pack(length), head, input_json))
 
 
 def encode(message: dict[str, Any]) -> bytes:
