@@ -361,10 +361,15 @@ class Enforcer:
         ruling = self.known("postgres.query", sql, shaped, attributes, key)
         if ruling is None:
             return None
+        return self._reused(ruling, sql, protocol)
+
+    def _reused(self, ruling: Ruling, sql: str, protocol: str) -> Ruling | None:
+        """What _known() makes of the verdict known() gave (refilled, vetted)."""
         if ruling.rewritten and ruling.cached:
-            ruling = self._refilled(ruling, sql, protocol)  # row filters: its own literals
-            if ruling is None:
+            refilled = self._refilled(ruling, sql, protocol)  # row filters: its own literals
+            if refilled is None:
                 return None
+            ruling = refilled
         if ruling.kind is not VerdictKind.MASK and not self.tracker.broken:
             return ruling  # what _vetted() answers for it, without the call
         return self._vetted(ruling)
@@ -554,6 +559,52 @@ class Enforcer:
         if ruling is None:
             return False
         self._query(message, ruling)
+        return True
+
+    def simple_query(self, message: codec.Query) -> bool:
+        """now(message) for a simple Query (the lone Query of a client's chunk), with the
+        least Python where its verdict stands: nothing of an extended batch pending, the
+        server's settings as pinned, a reused verdict that allows it as it is (no mask, no
+        effects, no row filter, no budget, no approval, no read-only default to lift). Then
+        its one expectation is queued and its frame goes upstream as the client sent it,
+        as _query() does; any other verdict is carried out by _query(), any other state
+        handled by now(). Same answer as now(): False, the PDP must be asked (ask())."""
+        tracker = self.tracker
+        sql = message.sql
+        if (
+            self.batch_forwarded
+            or self.batch_executed
+            or self.discarding
+            or self.restore_at_sync
+            or tracker.broken
+            or (tracker.queue and not lexed_alike(sql))
+        ):
+            return self._query_now(message)
+        made = self._commands
+        command = made.get("simple") if made is not None else None
+        if command is None:
+            command = self._command("simple")
+        ruling = self.known("postgres.query", sql, shaped, command[0], command[1])
+        if ruling is None:
+            return False
+        if (
+            ruling.kind is not VerdictKind.ALLOW
+            or ruling.effects
+            or ruling.rewritten
+            or ruling.rewrite is not None
+            or ruling.egress_left is not None
+            or (self.read_only and ruling.approval_id)
+        ):  # the rest of _query_now's way with this verdict
+            found = self._reused(ruling, sql, "simple")
+            if found is None or (found.kind is VerdictKind.MASK and self._copies_masked(found)):
+                return False
+            self._query(message, found)
+            return True
+        # the verdict stands: what _query() does for it (recorded when it completes)
+        tracker.expect(
+            Expect("Query", None, ruling.decision_id, command=sql, ruling=ruling, protocol="simple")
+        )
+        self.to_server.append(message.raw or message.encode())
         return True
 
     def _query_asking(self, message: codec.Query) -> Steps:

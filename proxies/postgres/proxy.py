@@ -875,19 +875,24 @@ class _Relay(Relay):
         try:
             parser = conn.parser
             messages = parser.lone_query(data)
-            if messages is None:
+            if messages is not None:
+                # the simple protocol's statement: one Query, its verdict usually reused
+                if not enforcer.simple_query(messages[0]):  # type: ignore[arg-type]
+                    self.wait("client", self._ask(messages))
+                    return
+            else:
                 # a prepared statement's run (Bind, then what came after the last one)
                 messages = parser.bound_run(data)
                 if messages is None:
                     messages = parser.feed(data)
                 elif enforcer.bound_run(messages, data):
                     messages = []
-            for n, message in enumerate(messages):
-                if not enforcer.now(message):
-                    self.wait("client", self._ask(messages[n:]))
-                    return
-                if enforcer.terminated:
-                    break
+                for n, message in enumerate(messages):
+                    if not enforcer.now(message):
+                        self.wait("client", self._ask(messages[n:]))
+                        return
+                    if enforcer.terminated:
+                        break
         except codec.ProtocolViolation as exc:
             self._carry_out()
             self._violation(exc)
