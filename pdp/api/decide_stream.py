@@ -93,9 +93,9 @@ class DecideStreams:
     ) -> None:
         batched = says_batching(context.invocation_metadata())
         await context.send_initial_metadata((BATCHING,))
-        answers: Inbox[pdp_pb2.DecideAnswer | None] = Inbox()
-        in_flight: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()
+        answers: Inbox[pdp_pb2.DecideAnswer | None] = Inbox(loop)
+        in_flight: set[asyncio.Task[None]] = set()
         # take() waiting for a call in flight to end, when MAX_IN_FLIGHT are (a counter
         # and one future, not a semaphore's acquire and release on every call)
         room: list[asyncio.Future[None]] = []

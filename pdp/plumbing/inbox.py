@@ -19,11 +19,14 @@ T = TypeVar("T")
 class Inbox(Generic[T]):
     """Unbounded; items come out in the order they went in."""
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_loop", "_waiter")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """loop: the loop its consumer runs on, when known (else looked up at each wait:
+        on Python 3.11 asyncio.get_running_loop() makes a getpid system call)."""
         self._items: collections.deque[T] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._loop = loop
 
     def put_nowait(self, item: T) -> None:
         self._items.append(item)
@@ -38,7 +41,8 @@ class Inbox(Generic[T]):
         while not self._items:
             if self._waiter is not None:
                 raise RuntimeError("Inbox has one consumer: a get() is already waiting")
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            loop = self._loop if self._loop is not None else asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
             try:
                 await waiter
             finally:

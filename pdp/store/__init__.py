@@ -225,6 +225,7 @@ class GroupCommitStore:
     def __init__(self, *, timeout: float = 2.0) -> None:
         self.timeout = timeout
         self._queue: Inbox[_Pending | None] = Inbox()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the writer's, once started
         self._writer: asyncio.Task[None] | None = None
         self._accepting = False
         self._notes: set[asyncio.Future[None]] = set()  # late-commit work under way
@@ -236,7 +237,10 @@ class GroupCommitStore:
         if self._writer is not None:
             return
         await self._open()
-        self._queue = Inbox()
+        # appends and commits use the writer's loop as found here: on Python 3.11 each
+        # asyncio.get_running_loop() is a getpid system call
+        self._loop = asyncio.get_running_loop()
+        self._queue = Inbox(self._loop)
         self._accepting = True
         self._writer = asyncio.create_task(self._write_loop(), name="audit-store-writer")
 
@@ -304,7 +308,8 @@ class GroupCommitStore:
             body=body if plain else json.loads(body_json),
             body_json=body_json,
         )
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None  # set before appends are accepted
         future: asyncio.Future[AuditRecord] = loop.create_future()
         self._queue.put_nowait(_Pending(draft, id is not None, future))
         try:
@@ -342,8 +347,11 @@ class GroupCommitStore:
                 seen.add(p.draft.id)
                 unique.append(p)
         explicit = {p.draft.id for p in unique if p.explicit_id}
+        loop = self._loop
+        assert loop is not None  # the writer runs on it
         try:
-            async with asyncio.timeout(self.timeout):  # no task made for every commit
+            # no task made for every commit; timeout_at: no loop looked up (a getpid)
+            async with asyncio.timeout_at(loop.time() + self.timeout):
                 result = await self._write_batch([p.draft for p in unique], explicit)
         except Exception as exc:  # any backend failure: nobody in the batch is committed
             reason = _describe(exc)
