@@ -284,10 +284,10 @@ class _Evaluation:
 
     __slots__ = ("answer", "frame", "worker")
 
-    def __init__(self, frame: bytes) -> None:
+    def __init__(self, frame: bytes, loop: asyncio.AbstractEventLoop) -> None:
         self.frame = frame
         self.worker: _WorkerProcess | None = None
-        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.answer: asyncio.Future[bytes] = loop.create_future()
 
 
 class EmbeddedEngine:
@@ -321,6 +321,9 @@ class EmbeddedEngine:
             collections.deque()
         )
         self._deadline_timer: asyncio.TimerHandle | None = None
+        # the event loop the engine runs on, kept from start(): on Python 3.11 every
+        # asyncio.get_running_loop() is a getpid() system call (its check for a fork)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def revision(self) -> str:
@@ -333,6 +336,7 @@ class EmbeddedEngine:
 
     async def start(self) -> None:
         """Load the policy into every worker; a policy that does not load stops start-up."""
+        self._loop = asyncio.get_running_loop()
         try:
             self.source = source_for(self.settings)
             bundle = await self.source.load()
@@ -393,11 +397,13 @@ class EmbeddedEngine:
             frame = frames.encode_eval(path, input_to_json(policy_input))
         except (TypeError, ValueError, RecursionError) as exc:
             raise EngineError(f"policy input is not JSON: {exc}") from None
-        job = _Evaluation(frame)
+        loop = self._loop
+        if loop is None:  # not started: it waits for a worker until its deadline
+            loop = self._loop = asyncio.get_running_loop()
+        job = _Evaluation(frame, loop)
         self._waiting.append(job)
         if self._free:
             self._dispatch()
-        loop = job.answer.get_loop()
         deadline = loop.time() + self.timeout
         # one deadline for the wait for a free worker and the evaluation together, kept
         # in the engine's queue of deadlines (one loop timer for them all: _expire_overdue)
@@ -424,7 +430,7 @@ class EmbeddedEngine:
             if isinstance(exc, asyncio.CancelledError):
                 # its answer, when it comes, is passed over (_Channel._deliver); one that
                 # has not come by the deadline is an overrun all the same
-                job.answer.get_loop().call_at(deadline, self._overdue, worker, job)
+                loop.call_at(deadline, self._overdue, worker, job)
                 raise
             # the evaluator cannot be interrupted: the worker running it is replaced, and
             # the evaluations sent after this one on it fail with it (denied)
