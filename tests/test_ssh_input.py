@@ -21,6 +21,7 @@ from pdp.domain.ssh_input import (
     exec_input,
     parse,
     plain_words,
+    simple_commands,
     ssh_command,
     unquote,
 )
@@ -226,6 +227,122 @@ def test_plain_words_are_what_bashlex_reads(line: str) -> None:
     reading = bashlex_reading(line)
     assert "malformed" not in reading, (line, reading)
     assert exec_input(line) == reading
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "'ls' x", "\"ls\" x", "l's' x", "a=b ls", "ls; x=1 y", "ls | sh -c x", "ls; env x",
+        "ls && xargs rm", "ls && done", "ls; if x", "ls &", "ls & x", "ls |& x", "ls;", ";ls",
+        "ls ;; x", "ls | | x", "ls 'a''b'", "ls \"a\"'b'", "ls 'a'b'c'", "ls '$x'",
+        "ls \"$x\"", "ls \"a\\b\"", "ls '`id`'", "ls '~'", "ls '{a,b}'", "ls \"!x\"",
+        "ls 'a", "ls\nx", "ls > x", "ls | x\n", " ls | x", "ls | x ", "ls |\tx", "ls 'é'",
+        "ls '\"'", "ls \"'\"", "ls x'<('", "ls '<x>'", "(ls) | x", "ls | (x)", "ls $(id) | x",
+        "ls *.c | x",
+    ],
+)  # fmt: skip
+def test_simple_commands_leave_anything_else_to_bashlex(line: str) -> None:
+    assert simple_commands(line) is None
+
+
+@pytest.mark.parametrize(
+    ("line", "argvs"),
+    [
+        ("ls -la /var/log | head -5", [["ls", "-la", "/var/log"], ["head", "-5"]]),
+        ("grep -r 'foo bar' /etc", [["grep", "-r", "foo bar", "/etc"]]),
+        ("git log --format='%h %s' -5 && echo ok",
+         [["git", "log", "--format=%h %s", "-5"], ["echo", "ok"]]),
+        ("cat /etc/hosts; df -h", [["cat", "/etc/hosts"], ["df", "-h"]]),
+        ("ls|wc -l", [["ls"], ["wc", "-l"]]),
+        ("a || b;c&&d", [["a"], ["b"], ["c"], ["d"]]),
+        ("echo '' \"\" x'a b'y \"a; b | c\" 'if'", [["echo", "", "", "xa by", "a; b | c", "if"]]),
+        ("echo '#' '*.c' '(x)' 'a&b' 'a|b'", [["echo", "#", "*.c", "(x)", "a&b", "a|b"]]),
+        ("ps aux | grep 'nginx: master' | wc -l",
+         [["ps", "aux"], ["grep", "nginx: master"], ["wc", "-l"]]),
+    ],
+)  # fmt: skip
+def test_simple_commands_read_as_bashlex_reads(line: str, argvs: list[list[str]]) -> None:
+    assert simple_commands(line) == argvs
+    reading = bashlex_reading(line)
+    assert "malformed" not in reading
+    assert exec_input(line) == reading
+    assert [p["argv"] for p in reading["parts"]] == argvs
+
+
+QUIET_CHARS = " #%&()*+,-./09:;=?@AZ[]^_az|<>"
+RISKY_CHARS = "'\"\\$`!~{}\n\té"
+SIMPLE_WORDS = st.one_of(
+    st.text(alphabet=PLAIN_CHARS, min_size=1, max_size=5),
+    st.builds(
+        lambda before, quote, inside, after: before + quote + inside + quote + after,
+        st.text(alphabet=PLAIN_CHARS, max_size=3),
+        st.sampled_from(["'", '"']),
+        st.text(alphabet=QUIET_CHARS + RISKY_CHARS[:3], max_size=6),
+        st.text(alphabet=PLAIN_CHARS, max_size=3),
+    ),
+    st.text(alphabet=PLAIN_CHARS + QUIET_CHARS + RISKY_CHARS, min_size=1, max_size=8),
+    st.sampled_from(sorted(RESERVED | SHELLS | {"env", "xargs", "echo", "a=b", "''", '""'})),
+)
+
+
+@st.composite
+def chained_lines(draw: st.DrawFn) -> str:
+    """Commands of plain, quoted and odd words joined by operators and near-operators."""
+    line = ""
+    for i in range(draw(st.integers(1, 4))):
+        if i:
+            line += draw(st.sampled_from(["", " ", "  "]))
+            line += draw(st.sampled_from(["|", "||", "&&", ";", "|", ";", "&", "|&", ";;",
+                                          "\n", "| |", "&&&"]))  # fmt: skip
+            line += draw(st.sampled_from(["", " ", " ", "  "]))
+        words = draw(st.lists(SIMPLE_WORDS, min_size=1, max_size=4))
+        line += draw(st.sampled_from([" ", " ", "  "])).join(words)
+    return line
+
+
+QUOTED_WORDS = st.builds(
+    lambda before, quote, inside, after: before + quote + inside + quote + after,
+    st.text(alphabet=PLAIN_CHARS, max_size=3),
+    st.sampled_from(["'", '"']),
+    st.text(alphabet=QUIET_CHARS, max_size=6),
+    st.text(alphabet=PLAIN_CHARS, max_size=3),
+)
+
+
+@st.composite
+def simple_lines(draw: st.DrawFn) -> str:
+    """Lines mostly of simple_commands' shape: a plain command name, plain and quoted
+    words, the four operators, spaces or none around them."""
+    line = ""
+    for i in range(draw(st.integers(1, 4))):
+        if i:
+            line += draw(st.sampled_from(["", " "])) + draw(st.sampled_from(["|", "||", "&&", ";"]))
+            line += draw(st.sampled_from(["", " "]))
+        line += draw(st.one_of(NAMES, st.text(alphabet=PLAIN_CHARS, min_size=1, max_size=4)))
+        for word in draw(st.lists(st.one_of(PLAIN, QUOTED_WORDS), max_size=4)):
+            line += draw(st.sampled_from([" ", " ", "  "])) + word
+    return line
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        simple_lines(),
+        chained_lines(),
+        st.text(alphabet=PLAIN_CHARS + QUIET_CHARS + "'\"", max_size=30),
+    )
+)
+def test_simple_commands_are_what_bashlex_reads(line: str) -> None:
+    """Every line simple_commands takes reads exactly as bashlex and the walker read it
+    (command, parts, argv), and bashlex finds it readable: a line bashlex refuses (denied)
+    is never taken."""
+    commands = simple_commands(line)
+    if commands is None:
+        return
+    reading = bashlex_reading(line)
+    assert "malformed" not in reading, (line, reading)
+    assert exec_input(line) == reading, line
+    assert [p["argv"] for p in reading["parts"]] == commands
 
 
 # -- Hypothesis --------------------------------------------------------------------------
