@@ -327,3 +327,23 @@ async def test_a_deadline_before_those_queued_gets_a_timer_of_its_own(tmp_path):
         stuck.cancel()
     finally:
         await engine.close()
+
+
+async def test_workers_run_with_the_timer_slack_that_spares_the_go_runtimes_naps(tmp_path):
+    """Each worker process sets its timer slack before its evaluator loads (the Go
+    runtime's threads inherit it): read back from /proc where the system has it."""
+    from pdp.engine.worker import TIMER_SLACK_NS
+
+    engine = echo_engine(tmp_path, workers=2)
+    await engine.start()
+    try:
+        pids = worker_pids()
+        assert len(pids) == 2
+        for pid in pids:
+            slack = Path(f"/proc/{pid}/timerslack_ns")
+            if not slack.exists():  # pragma: no cover - not Linux, or before 4.6
+                continue
+            assert int(slack.read_text()) == TIMER_SLACK_NS
+            assert (await engine.evaluate({"n": 7})).result["reasons"] == [7]
+    finally:
+        await engine.close()
