@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
 import sqlite3
@@ -324,8 +325,13 @@ class SQLiteAuditStore(GroupCommitStore):
             self._retired, self._disk = self._disk, None  # closed at shutdown, when
             # nothing of its (a late sync) can still be in flight to wait for
             return False
+        # the deadline must not cancel the sync's future: the wait is on a future of its
+        # own that the sync's relays to (what asyncio.shield does, without its wrapping:
+        # callgrind, an AIO sync awaited, 45.3k -> 36.4k instructions)
+        waited: asyncio.Future[None] = synced.get_loop().create_future()
+        synced.add_done_callback(functools.partial(_relay, waited))
         try:
-            await asyncio.shield(synced)  # the deadline must not cancel the sync's future
+            await waited
         except asyncio.CancelledError:
             synced.add_done_callback(lambda done: self._synced_late(done, committed))
             raise
@@ -557,6 +563,21 @@ class SQLiteAuditStore(GroupCommitStore):
         for row in cursor:
             verifier.feed(row)
         return verifier.report()
+
+
+def _relay(waited: asyncio.Future[None], done: asyncio.Future[None]) -> None:
+    """done's outcome to waited, unless waited has ended (its waiter was cancelled: the
+    late path watches done itself)."""
+    if waited.done():
+        return
+    if done.cancelled():
+        waited.cancel()
+        return
+    exc = done.exception()
+    if exc is None:
+        waited.set_result(None)
+    else:
+        waited.set_exception(exc)
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
