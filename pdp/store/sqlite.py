@@ -326,8 +326,8 @@ class SQLiteAuditStore(GroupCommitStore):
             # nothing of its (a late sync) can still be in flight to wait for
             return False
         # the deadline must not cancel the sync's future: the wait is on a future of its
-        # own that the sync's relays to (what asyncio.shield does, without its wrapping:
-        # callgrind, an AIO sync awaited, 45.3k -> 36.4k instructions)
+        # own, to which the sync's future relays its outcome (what asyncio.shield does,
+        # without its wrapping: callgrind, an AIO sync awaited, 45.3k -> 36.4k instructions)
         waited: asyncio.Future[None] = synced.get_loop().create_future()
         synced.add_done_callback(functools.partial(_relay, waited))
         try:
