@@ -19,6 +19,7 @@ from pdp_harness import REGO
 from pdp.engine import EngineError, frames
 from pdp.engine.bundle import PolicyBundle
 from pdp.engine.embedded import EmbeddedEngine, input_to_json
+from pdp.engine.embedded import _holds_null_value as holds_null_value
 from pdp.engine.worker import Worker, answer_header, serve
 from portcullis.config import EngineSettings
 
@@ -46,9 +47,9 @@ def test_the_input_bytes_are_json_dumps(value):
     expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     written = input_to_json(value)
     # orjson's bytes (where installed) may spell a number or an escape otherwise; never
-    # a NaN or an infinity, which it would write as null
+    # a NaN or an infinity, which it would write as a null value
     assert written == expected or (
-        b"null" not in written and json.loads(written) == json.loads(expected)
+        not holds_null_value(written) and json.loads(written) == json.loads(expected)
     )
 
 
@@ -71,8 +72,37 @@ def test_what_orjson_would_write_otherwise_is_json_dumps(value):
     expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     written = input_to_json(value)
     assert json.loads(written) == json.loads(expected)
-    if b"null" in expected or b"NaN" in expected or b"Infinity" in expected:
+    if holds_null_value(expected) or b"NaN" in expected or b"Infinity" in expected:
         assert written == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"sql": "SELECT id FROM t WHERE note IS NULL"},
+        {"sql": "nullif(a, b)", "y": ["null", {"null": "NULL"}]},
+    ],
+)
+def test_null_in_a_string_is_not_a_null_value(value):
+    assert not holds_null_value(input_to_json(value))
+    assert json.loads(input_to_json(value)) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"x": math.nan},
+        {"x": [math.inf]},
+        {"x": [1, math.inf]},
+        {"x": None, "s": "null"},
+        {"s": "a string holding :null"},
+    ],
+)
+def test_a_null_value_or_a_string_that_looks_like_one_goes_the_slow_way(value):
+    assert (
+        input_to_json(value)
+        == json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    )
 
 
 def test_what_is_not_json_is_refused():
