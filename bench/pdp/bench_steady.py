@@ -48,6 +48,14 @@ from portcullis.wire import CREDENTIAL_METADATA  # noqa: E402
 from proxies.runtime.decide_calls import DecideCalls  # noqa: E402
 
 
+def this_tree() -> dict[str, str]:
+    """The environment for a PDP of this bench's tree (a copy of the repository run for
+    an A/B): its pdp package first on the path, whatever runs it (a script's own
+    directory would otherwise leave the installed tree's)."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
+
+
 def threads(pid: int) -> dict[str, list[int]]:
     """Each thread of pid by name (tid appended when names repeat): [user ticks, system
     ticks, voluntary switches, involuntary switches]."""
@@ -245,7 +253,10 @@ def lone(tmp: str, decisions: int, evaluated: bool, runner: list[str], control: 
     listen = f"127.0.0.1:{free_port()}"
     path, token, _ = pdp_config(tmp, listen, 2, not evaluated, "full", REPO / "rego", 600_000)
     pdp = subprocess.Popen(
-        [*runner, "-c", str(path), "pdp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*runner, "-c", str(path), "pdp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=this_tree(),
     )
 
     async def decide() -> None:
@@ -321,7 +332,9 @@ def main() -> None:
             else ["-m", "pdp.cli"]
         )
         pdp = subprocess.Popen(
-            [sys.executable, *runner, "-c", str(path), "pdp"], stderr=subprocess.DEVNULL
+            [sys.executable, *runner, "-c", str(path), "pdp"],
+            stderr=subprocess.DEVNULL,
+            env=this_tree(),
         )
         try:
             grpc.channel_ready_future(grpc.insecure_channel(listen)).result(timeout=60)
