@@ -13,6 +13,9 @@ zero, run, dump) and divided by its operations:
 - decided: execs of `echo <n>`, a new line each (each decided by the PDP, then recorded);
 - decide:  Decide of a new `echo <n>` line over a DecideStream from this process, as the
   proxy asks it and as bench_ssh's "evaluated Decide p50" does (no exec, no recording);
+  `--line` another shape of line (`{n}` the new number; every command in it `echo`, the
+  one the bench's policy allows), e.g. "echo 'a {n}' | echo b && echo c": a line the
+  PDP reads with a shell parser rather than as plain words;
 - idle:    nothing asked for `--idle-ms` per operation: the PDP's time-based work
   (approval follow, reapers, flush timers) that any phase pays per second it lasts;
 - spaced:  (named with --phases; --cpu's default) a Decide of a new line every
@@ -36,7 +39,7 @@ per operation: which RPCs, records and parses an operation causes.
 
     python -u bench/ssh/callgrind_pdp.py [--ops 60] [--idle-ms 80] [--annotate 30]
                                          [--phases reused,decided,decide,idle] [--profile]
-                                         [--tree REF] [--cpu [--rounds 3]]
+                                         [--tree REF] [--cpu [--rounds 3]] [--line L]
 """
 
 from __future__ import annotations
@@ -91,8 +94,11 @@ def cpu_ns(pid: int) -> tuple[int, int]:
 class DirectDecides:
     """Decide over a DecideStream from this process, on a web-1 session of its own."""
 
-    def __init__(self, address: str, credential: str, token: str) -> None:
+    def __init__(
+        self, address: str, credential: str, token: str, line: str = "echo decide-{n}"
+    ) -> None:
         self.address, self.credential, self.token = address, credential, token
+        self.line = line
         self.n = 0
 
     async def __aenter__(self) -> DirectDecides:
@@ -125,7 +131,7 @@ class DirectDecides:
             self.n += 1
             request = self.pb.DecideRequest(
                 session_id=self.session_id,
-                command=self.pb.Command(kind="ssh.exec", raw=f"echo decide-{self.n}"),
+                command=self.pb.Command(kind="ssh.exec", raw=self.line.format(n=self.n)),
                 timeout_ms=600_000,
             )
             answer = await self.calls.decide(request, timeout=600)
@@ -190,7 +196,7 @@ async def cpu_phases(
     spent: dict[str, list[tuple[float, float]]] = {phase: [] for phase in args.phases}
     for r in range(args.rounds):
         for phase in args.phases if r % 2 == 0 else list(reversed(args.phases)):
-            async with DirectDecides(*decides) as direct:
+            async with DirectDecides(*decides, args.line) as direct:
                 if phase in ("decide", "spaced"):
                     await direct.run(3)
                 main, workers = cpu_ns(pid)
@@ -202,10 +208,10 @@ async def cpu_phases(
               + " µs per operation", flush=True)  # fmt: skip
     print("median µs of CPU per operation (the PDP's process + its evaluation workers):")
     for phase, values in spent.items():
-        main = statistics.median(v[0] for v in values)
-        workers = statistics.median(v[1] for v in values)
+        own = statistics.median(v[0] for v in values)
+        theirs = statistics.median(v[1] for v in values)
         whole = statistics.median(sum(v) for v in values)
-        print(f"  {phase:8} {whole:8,.0f}  ({main:,.0f} + {workers:,.0f})")
+        print(f"  {phase:8} {whole:8,.0f}  ({own:,.0f} + {theirs:,.0f})")
 
 
 async def measure_cpu(
@@ -301,7 +307,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                 if phase in ("decide", "spaced"):
                     # a session of its own, opened (and its standing worked out) now: one
                     # silent through the other phases (no proxy's heartbeats) is reaped
-                    direct = DirectDecides(address, credential, token)
+                    direct = DirectDecides(address, credential, token, args.line)
                     await stack.enter_async_context(direct)
                     await direct.run(5)
                 if args.profile:
@@ -339,6 +345,7 @@ def main() -> None:
     parser.add_argument("--tree", default="", help="the PDP of this commit")
     parser.add_argument("--cpu", action="store_true", help="CPU time (schedstat), not callgrind")
     parser.add_argument("--rounds", type=int, default=3, help="--cpu: rounds of the phases")
+    parser.add_argument("--line", default="echo decide-{n}", help="decide: the line, {n} new")
     parser.add_argument(
         "--phases", type=lambda s: s.split(","), default=list(PHASES), help=",".join(PHASES)
     )
