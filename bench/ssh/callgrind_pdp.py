@@ -24,7 +24,8 @@ zero, run, dump) and divided by its operations:
 
 `--tree REF` runs the PDP of a commit (bench/revision.py: unpacked beside the checkout,
 which others may be editing; the policy stays this checkout's, the proxy this checkout's)
-for an A/B of the PDP's code; runs of two trees are two invocations.
+for an A/B of the PDP's code; runs of two trees are two invocations (name the commit by
+its id: HEAD~1 moves when someone commits between them).
 With `--cpu` the PDP runs as it is and each phase is measured in CPU time instead: the
 time its process and its evaluation workers (every thread of each) ran, read from
 /proc/PID/task/*/schedstat (nanoseconds, where bench/cpu_meter.py counts 10 ms ticks),
