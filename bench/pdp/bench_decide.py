@@ -526,6 +526,18 @@ def profiled_evaluated(
     measured_decisions(tmp, decisions, workers, policies, profiled, control, python=False)
 
 
+def drive_pdp(pdp: subprocess.Popen[bytes], listen: str, tmp: str, decide: Any) -> None:
+    """Once the PDP at `listen` is ready, run `decide(credential)` (the proxy credential it
+    wrote in tmp/var) to its end; the PDP is stopped after, whatever happened."""
+    try:
+        grpc.channel_ready_future(grpc.insecure_channel(listen)).result(timeout=600)
+        credential = (Path(tmp) / "var" / "proxy.credential").read_text().strip()
+        asyncio.run(decide(credential))
+    finally:
+        pdp.terminate()
+        pdp.wait(timeout=120)
+
+
 def measured_decisions(
     tmp: str,
     decisions: int,
@@ -548,7 +560,7 @@ def measured_decisions(
         stderr=subprocess.DEVNULL,
     )
 
-    async def decide() -> None:
+    async def decide(credential: str) -> None:
         metadata = ((CREDENTIAL_METADATA, credential),)
         async with grpc.aio.insecure_channel(listen) as channel:
             stub = pdp_pb2_grpc.DecisionServiceStub(channel)
@@ -578,13 +590,7 @@ def measured_decisions(
             control(pdp.pid, False)
             await calls.close()
 
-    try:
-        grpc.channel_ready_future(grpc.insecure_channel(listen)).result(timeout=600)
-        credential = (Path(tmp) / "var" / "proxy.credential").read_text().strip()
-        asyncio.run(decide())
-    finally:
-        pdp.terminate()
-        pdp.wait(timeout=120)
+    drive_pdp(pdp, listen, tmp, decide)
 
 
 def main() -> None:

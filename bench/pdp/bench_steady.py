@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_decide import SQL, open_session, pct, pdp_config  # noqa: E402
+from bench_decide import SQL, drive_pdp, open_session, pct, pdp_config  # noqa: E402
 from pdp_harness import free_port  # noqa: E402
 
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc  # noqa: E402
@@ -259,7 +259,7 @@ def lone(tmp: str, decisions: int, evaluated: bool, runner: list[str], control: 
         env=this_tree(),
     )
 
-    async def decide() -> None:
+    async def decide(credential: str) -> None:
         metadata = ((CREDENTIAL_METADATA, credential),)
         async with grpc.aio.insecure_channel(listen) as channel:
             stub = pdp_pb2_grpc.DecisionServiceStub(channel)
@@ -281,13 +281,7 @@ def lone(tmp: str, decisions: int, evaluated: bool, runner: list[str], control: 
             control(pdp.pid, False)
             await calls.close()
 
-    try:
-        grpc.channel_ready_future(grpc.insecure_channel(listen)).result(timeout=600)
-        credential = (Path(tmp) / "var" / "proxy.credential").read_text().strip()
-        asyncio.run(decide())
-    finally:
-        pdp.terminate()
-        pdp.wait(timeout=120)
+    drive_pdp(pdp, listen, tmp, decide)
 
 
 def main() -> None:
