@@ -345,18 +345,23 @@ def main() -> None:
                 )
             if args.gc:
                 os.kill(pdp.pid, signal.SIGUSR1)
-            asyncio.run(
-                paced(
-                    listen,
-                    credential,
-                    token,
-                    args.rate,
-                    args.seconds,
-                    args.evaluated,
-                    pdp.pid,
-                    args.strace,
+
+            def phase(info: bool = False) -> None:
+                asyncio.run(
+                    paced(
+                        listen,
+                        credential,
+                        token,
+                        args.rate,
+                        args.seconds,
+                        args.evaluated,
+                        pdp.pid,
+                        args.strace,
+                        info=info,
+                    )
                 )
-            )
+
+            phase()
             if args.gc:
                 os.kill(pdp.pid, signal.SIGUSR2)
                 time.sleep(0.5)
@@ -371,19 +376,7 @@ def main() -> None:
                         f"{c['count']} in all"
                     )
             if args.info:
-                asyncio.run(
-                    paced(
-                        listen,
-                        credential,
-                        token,
-                        args.rate,
-                        args.seconds,
-                        args.evaluated,
-                        pdp.pid,
-                        args.strace,
-                        info=True,
-                    )
-                )
+                phase(info=True)
         finally:
             pdp.terminate()
             pdp.wait(timeout=30)
