@@ -51,31 +51,28 @@ if str(REPO) not in sys.path:  # run as a script: bench/pdp must not stand for t
 if sys.path[0] == str(Path(__file__).resolve().parent):
     sys.path.pop(0)
 
-CLIENT_REQUESTS = """
-#include <valgrind/callgrind.h>
-void hop_zero(void) { CALLGRIND_ZERO_STATS; }
-void hop_dump(const char *label) { CALLGRIND_DUMP_STATS_AT(label); }
-"""
-GO_UNDER_CALLGRIND = {
-    "GOMAXPROCS": "1",
-    "GOGC": "off",
-    "GODEBUG": "asyncpreemptoff=1",
-    "PYTHONDONTWRITEBYTECODE": "1",
-}
-TOTAL = re.compile(r"^(?:summary|totals): (\d+)$", re.M)
-MEASURED = re.compile(r"^desc: Trigger: .*measured", re.M)
 
-
-def _profile() -> Any:
+def _sibling(name: str) -> Any:
+    """bench/pdp/<name>.py as a module (bench/pdp is not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "policy_profile", Path(__file__).with_name("policy_profile.py")
-    )
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# the client requests, the Go settings under callgrind and a dump's total: policy_ir's
+_POLICY_IR = _sibling("policy_ir")
+CLIENT_REQUESTS = _POLICY_IR.CLIENT_REQUESTS
+GO_UNDER_CALLGRIND = _POLICY_IR.GO_UNDER_CALLGRIND
+TOTAL = _POLICY_IR.DUMP_TOTAL
+MEASURED = re.compile(r"^desc: Trigger: .*measured", re.M)
+
+
+def _profile() -> Any:
+    return _sibling("policy_profile")
 
 
 def write_inputs(path: Path) -> None:
@@ -135,16 +132,23 @@ def floor_child(so: str, inputs: Path, passes: int) -> None:
             raw_evaluate(engine, DECISION_PATH, raw)
     gc.collect()
     gc.disable()
-    requests.hop_zero()
+    requests.policy_ir_zero()
     for _ in range(passes):
         for raw in encoded:
             raw_evaluate(engine, DECISION_PATH, raw)
-    requests.hop_dump(b"measured")
+    requests.policy_ir_dump(b"measured")
 
 
 def floor(workdir: Path, inputs: Path, passes: int) -> float:
+    return counted_child(workdir, "floor.out", "--floor-child", inputs, passes, GO_UNDER_CALLGRIND)
+
+
+def counted_child(
+    workdir: Path, stem: str, role: str, inputs: Path, passes: int, env: dict[str, str], *more: str
+) -> float:
+    """Instructions per evaluation of this script run as `role` under callgrind, in the
+    block its client requests mark "measured"."""
     so = helper(workdir)
-    stem = "floor.out"
     subprocess.run(
         [
             "valgrind",
@@ -152,14 +156,16 @@ def floor(workdir: Path, inputs: Path, passes: int) -> float:
             f"--callgrind-out-file={workdir / stem}.%p",
             sys.executable,
             str(Path(__file__).resolve()),
-            "--floor-child",
+            role,
             str(so),
             str(inputs),
             str(passes),
+            *more,
         ],
-        env={**os.environ, **GO_UNDER_CALLGRIND},
+        env={**os.environ, **env},
         capture_output=True,
         check=True,
+        cwd=REPO,
     )
     return dumped_total(workdir, stem) / (passes * len(read_inputs(inputs)))
 
@@ -302,9 +308,9 @@ def pdp_child(so: str, inputs_path: Path, passes: int, callers: int) -> None:
             await block(inputs * 2)
             gc.collect()
             gc.disable()
-            requests.hop_zero()
+            requests.policy_ir_zero()
             await block(sequence)
-            requests.hop_dump(b"measured")
+            requests.policy_ir_dump(b"measured")
         finally:
             await engine.close()
 
@@ -315,27 +321,15 @@ def pdp_child(so: str, inputs_path: Path, passes: int, callers: int) -> None:
 
 
 def pdp_count(workdir: Path, inputs: Path, passes: int, callers: int) -> float:
-    so = helper(workdir)
-    stem = f"pdp{callers}.out"
-    subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={workdir / stem}.%p",
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--pdp-child",
-            str(so),
-            str(inputs),
-            str(passes),
-            str(callers),
-        ],
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-        capture_output=True,
-        check=True,
-        cwd=REPO,
+    return counted_child(
+        workdir,
+        f"pdp{callers}.out",
+        "--pdp-child",
+        inputs,
+        passes,
+        {"PYTHONDONTWRITEBYTECODE": "1"},
+        str(callers),
     )
-    return dumped_total(workdir, stem) / (passes * len(read_inputs(inputs)))
 
 
 def main() -> None:
