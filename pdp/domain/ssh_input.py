@@ -330,8 +330,35 @@ class _Walker:
         if kind in ("commandsubstitution", "processsubstitution"):
             self.walk(node.command)
             return
+        if kind == "word":
+            # a word outside a simple command (a `for` loop's list): read as a command's
+            # words are (bashlex's reading of a word wholly in '...' skips what follows)
+            self._word(node)
+            self._inner(node)
+            return
+        if kind == "compound":
+            self._compound(node)
+            return
         for child in _children(node):
             self.walk(child)
+
+    def _compound(self, node: Any) -> None:
+        """`{ ...; }`, `( ... )`, `if`, `for`, `while`, `until`: the commands inside, and the
+        compound's own redirections (`{ uptime; } > /etc/x`) on each of them, as if each
+        command had them (they are what the shell opens around every one)."""
+        start = len(self.parts)
+        for child in _children(node):
+            self.walk(child)
+        redirects: list[dict[str, Any]] = []
+        for redirect in getattr(node, "redirects", None) or ():
+            out, _ = self._redirect(redirect)
+            redirects.append(out)
+        if not redirects:
+            return
+        if len(self.parts) == start:
+            self._add(Part([], [], [], redirects))
+        for part in self.parts[start:]:
+            part.redirects.extend(dict(r) for r in redirects)
 
     def _add(self, part: Part) -> None:
         if len(self.parts) >= MAX_PARTS:

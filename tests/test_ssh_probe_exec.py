@@ -1,0 +1,75 @@
+"""Probe P2: exec lines the PDP read differently from the remote shell, and the shipped
+policy's verdict on them for a reader (group readonly).
+
+Each case is an attack found by probing (pdp/domain/ssh_input.py): a line the policy
+allowed while the upstream's shell (bash for the login, dash for `sh`) ran a command the
+policy never saw, or read a file the policy never saw. Each must now be denied (or need
+approval), and what ran before is named beside it. tests/test_ssh_probe_stack.py runs the
+same lines through the real proxy and sshd."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from policy_harness import shipped_engine
+
+from pdp.domain.ssh_input import ssh_command
+from pdp.engine.opa import DECISION_PATH, evaluate
+
+engine = pytest.fixture(scope="module")(shipped_engine)
+
+
+def verdict(engine: Any, line: str, groups: tuple[str, ...] = ("readonly",)) -> dict[str, Any]:
+    policy_input = {
+        "identity": {"subject": "mallory@example.com", "groups": list(groups)},
+        "connection": {"name": "web-1", "type": "ssh"},
+        "command": {"kind": "ssh.exec", "raw": line, "ssh": ssh_command("ssh.exec", line, {})},
+    }
+    result: dict[str, Any] = evaluate(engine, policy_input, DECISION_PATH)
+    return result
+
+
+ALLOWED = ("allow", "mask")  # a reader's allowed exec is masked (its output's detectors)
+
+
+def reading(line: str) -> dict[str, Any]:
+    return ssh_command("ssh.exec", line, {})
+
+
+# a `for` loop's words: bashlex reads a word wholly in '...' as quoted throughout
+# ('a'$(cmd)'b'), and those words were never read twice as a command's words are
+@pytest.mark.parametrize(
+    "line",
+    [
+        "for x in 'a'$(touch /tmp/p2-m)'b'; do uptime; done",
+        "for x in 'a'`touch /tmp/p2-m`'b'; do uptime; done",
+    ],
+)
+def test_a_for_loops_words_are_read_twice(engine: Any, line: str) -> None:
+    assert "does not read the same twice" in reading(line).get("malformed", ""), reading(line)
+    assert verdict(engine, line)["verdict"] == "deny"
+
+
+# a compound command's redirections ({ ...; } > f, ( ... ) > f, if/for/while ... > f) were
+# never looked at: the shell opens them around every command inside
+@pytest.mark.parametrize(
+    "line",
+    [
+        "{ uptime; } > /etc/motd",
+        "(uptime) >> /root/.ssh/authorized_keys",
+        "for x in a; do uptime; done > /etc/motd",
+        "if uptime; then df; fi > /etc/motd",
+        "while false; do uptime; done > /etc/motd",
+        "{ cat /var/log/syslog; } < /etc/shadow",
+        "{ { uptime; } ; } > /etc/motd",
+    ],
+)
+def test_a_compounds_redirections_apply_to_its_commands(engine: Any, line: str) -> None:
+    parts = reading(line)["parts"]
+    assert parts and all(p["redirects"] for p in parts), parts
+    assert verdict(engine, line)["verdict"] == "deny"
+
+
+def test_a_compound_redirected_to_dev_null_is_allowed(engine: Any) -> None:
+    assert verdict(engine, "{ uptime; df; } 2>/dev/null")["verdict"] in ALLOWED
