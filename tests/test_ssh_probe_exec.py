@@ -37,6 +37,35 @@ def reading(line: str) -> dict[str, Any]:
     return ssh_command("ssh.exec", line, {})
 
 
+# ${...} holding a command substitution: bashlex keeps the braces' text as one parameter
+# node and never parses inside it; bash runs the command while expanding the word
+PARAMETER_LINES = [
+    "uptime ${x:-$(touch /tmp/p2-m)}",
+    'uptime "${x:-$(touch /tmp/p2-m)}"',
+    "uptime ${x:-`touch /tmp/p2-m`}",
+    "uptime ${x[$(touch /tmp/p2-m)]}",
+    "uptime ${x:$(touch /tmp/p2-m)}",
+    "uptime ${x/a/$(touch /tmp/p2-m)}",
+    "uptime ${x:=$(touch /tmp/p2-m)}",
+    "df <<< ${x:-$(touch /tmp/p2-m)}",
+    "for f in ${x:-$(touch /tmp/p2-m)}; do uptime; done",
+    "sh -c 'uptime ${x:-$(touch /tmp/p2-m)}'",
+    "journalctl ${x:+--vacuum-size=1K}",
+]
+
+
+@pytest.mark.parametrize("line", PARAMETER_LINES)
+def test_a_parameter_expansion_with_an_operator_is_not_read(engine: Any, line: str) -> None:
+    assert "parameter expansion" in reading(line).get("malformed", ""), reading(line)
+    assert verdict(engine, line)["verdict"] == "deny"
+
+
+@pytest.mark.parametrize("line", ["uptime $HOME", "uptime ${HOME}", "uptime ${1} $# ${#}"])
+def test_a_plain_parameter_is_still_read(engine: Any, line: str) -> None:
+    assert "malformed" not in reading(line)
+    assert verdict(engine, line)["verdict"] in ALLOWED
+
+
 # a `for` loop's words: bashlex reads a word wholly in '...' as quoted throughout
 # ('a'$(cmd)'b'), and those words were never read twice as a command's words are
 @pytest.mark.parametrize(

@@ -89,6 +89,9 @@ RESERVED = frozenset({
 })  # fmt: skip
 # a first word whose words the walker reads further (a script, a command inside)
 READ_FURTHER = SHELLS | {"env", "xargs"}
+# what a parameter expansion the walker reads may hold: a name, positional digits, or one
+# special parameter (bashlex's node value, without `$`, `{` and `}`)
+PLAIN_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[-$#?!*@]")
 ATTRIBUTE_KEYS = {
     "ssh.shell": ("term", "cols", "rows"),
     "ssh.forward": ("direction", "host", "port", "origin"),
@@ -403,12 +406,16 @@ class _Walker:
         return Word(node.word, dynamic)
 
     def _inner(self, node: Any) -> None:
-        """Commands inside a word: $(...), backticks, <(...)."""
+        """Commands inside a word: $(...), backticks, <(...). A parameter expansion other
+        than `$name` / `${name}` (`${x:-$(cmd)}`, `${x[$(cmd)]}`, `${x/a/$(cmd)}`) is
+        not read: bashlex keeps the braces' text whole, never the commands in it."""
         for child in getattr(node, "parts", None) or ():
             if child.kind in ("commandsubstitution", "processsubstitution"):
                 self.walk(child.command)
             elif child.kind == "arithmetic":
                 raise Unreadable("arithmetic expansion")
+            elif child.kind == "parameter":
+                _plain_parameter(child)
 
     def _redirect(self, node: Any) -> tuple[dict[str, Any], str | None]:
         op = node.type
@@ -489,6 +496,22 @@ class _Walker:
         for part in parse(script.text, self.depth + 1):
             part.via = via + part.via
             self._add(part)
+
+
+def _plain_parameter(node: Any) -> None:
+    """A parameter expansion the walker reads: `$name`, `${name}`, `$1`, `$#`... Raises
+    Unreadable for any other: an operator in braces (bashlex does not read into them:
+    `${x:-$(cmd)}` runs cmd), and `$'...'` / `$"..."` (node value empty), whose quoting
+    bash and a POSIX sh (dash: `sh -c`) read differently (`$'\\';cmd;'` is one word to
+    bash, `$\\` then `;cmd` to dash)."""
+    value = str(getattr(node, "value", ""))
+    if PLAIN_PARAMETER.fullmatch(value) is None:
+        shown = _short_text(value)
+        raise Unreadable(
+            f"a parameter expansion not read ({shown}): only $name and ${{name}} are"
+            if value
+            else "$'...' or $\"...\" quoting, which bash and a POSIX sh read differently"
+        )
 
 
 def _children(node: Any) -> list[Any]:
