@@ -102,3 +102,63 @@ def test_a_compounds_redirections_apply_to_its_commands(engine: Any, line: str) 
 
 def test_a_compound_redirected_to_dev_null_is_allowed(engine: Any) -> None:
     assert verdict(engine, "{ uptime; df; } 2>/dev/null")["verdict"] in ALLOWED
+
+
+# xargs: the replace string (-I, -i, --replace) in a word makes it computed from the input,
+# the command name included; --replace, --eof and --max-lines take a value only after `=`
+@pytest.mark.parametrize(
+    "line",
+    [
+        "xargs -I df df /tmp/p2-m",
+        "xargs -Idf df /tmp/p2-m",
+        "xargs -idf df /tmp/p2-m",
+        "xargs --replace=df df /tmp/p2-m",
+        "xargs -i {} /tmp/p2-m",
+        "xargs -I '' uptime",
+        "xargs -I% sh -c 'uptime %'",
+    ],
+)
+def test_xargs_replace_strings_are_computed_words(engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] == "deny", reading(line)
+
+
+@pytest.mark.parametrize(
+    ("line", "argv"),
+    [
+        ("xargs --replace touch df /tmp/p2-m", ["touch", "df", "/tmp/p2-m"]),
+        ("xargs --eof touch df", ["touch", "df"]),
+        ("xargs --max-lines touch df", ["touch", "df"]),
+        ("xargs --replace=X -n1 df", ["df"]),
+        ("xargs -I X -n 2 uptime", ["uptime"]),
+    ],
+)
+def test_xargs_optional_values_are_read_as_gnu_xargs_reads_them(
+    engine: Any, line: str, argv: list[str]
+) -> None:
+    (part,) = reading(line)["parts"]
+    assert part["argv"] == argv
+    assert part["more_args"] is True
+    if argv[0] == "touch":
+        assert verdict(engine, line)["verdict"] == "deny"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "xargs -a /etc/shadow df",
+        "xargs -a/etc/shadow df",
+        "xargs --arg-file=/etc/shadow df",
+        "xargs --arg-file /etc/shadow -n1 uptime",
+        "xargs -0 -a /root/.ssh/id_ed25519 free",
+    ],
+)
+def test_xargs_reading_a_file_is_a_read_of_that_file(engine: Any, line: str) -> None:
+    (part,) = reading(line)["parts"]
+    assert [(r["kind"], r["op"]) for r in part["redirects"]] == [("read", "xargs -a")]
+    result = verdict(engine, line)
+    assert result["verdict"] == "deny"
+    assert any("only /dev/null may be redirected" in r for r in result["reasons"])
+
+
+def test_xargs_may_read_dev_null(engine: Any) -> None:
+    assert verdict(engine, "xargs -a /dev/null uptime")["verdict"] in ALLOWED

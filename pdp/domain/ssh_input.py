@@ -58,12 +58,16 @@ STDIN_DATA = frozenset({"<<", "<<-", "<<<"})
 # options of env(1) and xargs(1) understood; the ones after `:` take a value
 ENV_FLAGS = frozenset({"-i", "-", "--ignore-environment", "-0", "--null"})
 ENV_VALUED = frozenset({"-u", "--unset"})
-XARGS_FLAGS = frozenset(
-    {"-0", "--null", "-r", "--no-run-if-empty", "-t", "--verbose", "-x", "--exit", "-p"}
-)
+XARGS_FLAGS = frozenset({"-0", "--null", "-r", "--no-run-if-empty", "-t", "--verbose", "-x",
+                         "--exit", "-p", "--interactive"})  # fmt: skip
+# options of GNU xargs whose value is the next word (or, short, the rest of the word)
 XARGS_VALUED = frozenset({"-I", "-n", "-L", "-d", "-P", "-s", "-E", "-a", "--arg-file",
-                          "--delimiter", "--max-args", "--max-lines", "--max-procs",
-                          "--max-chars", "--eof", "--replace"})  # fmt: skip
+                          "--delimiter", "--max-args", "--max-procs", "--max-chars"})  # fmt: skip
+# long options of GNU xargs whose value is optional: given only after `=`, never the next
+# word (`xargs --replace touch df` runs `touch df`)
+XARGS_OPTIONAL = frozenset({"--replace", "--eof", "--max-lines"})
+XARGS_REPLACE = frozenset({"-I", "-i", "--replace"})  # the input replaces this string
+XARGS_FILE = frozenset({"-a", "--arg-file"})  # the input is read from this file
 SHELL_FLAGS = frozenset("eluxvfhnpBCHP")  # single-letter shell options that take no value
 SHELL_LONG = frozenset({"--norc", "--noprofile", "--login", "--posix", "--noediting"})
 # a line of plain words: no quoting, expansion, globbing, redirection or operator can be in
@@ -475,7 +479,15 @@ class _Walker:
                     return
                 assignments = assignments + more
             elif base == "xargs":
-                rest = _xargs_args(words[1:])
+                rest, replace, arg_file = _xargs_args(words[1:])
+                if replace is not None:
+                    # each word holding the replace string is computed from the input
+                    # (`xargs -I df df x` runs what the input names)
+                    rest = [Word(w.text, True) if replace in w.text else w for w in rest]
+                if arg_file is not None:
+                    # its input read from a file: a read of that file, as `< file` is
+                    redirects = [*redirects, {"op": "xargs -a", "fd": None, "kind": "read",
+                                              "target": arg_file, "dynamic": False}]  # fmt: skip
                 self._emit(rest or [Word("echo", False)], assignments, redirects,
                            [*via, "xargs"], None, more_args=True)  # fmt: skip
                 return
@@ -591,8 +603,13 @@ def _env_args(words: list[Word]) -> tuple[list[Word], list[str]]:
     return words[i:], assignments
 
 
-def _xargs_args(words: list[Word]) -> list[Word]:
-    """The command xargs runs (without the words it appends). Raises Unreadable."""
+def _xargs_args(words: list[Word]) -> tuple[list[Word], str | None, str | None]:
+    """The command xargs runs (without the words it appends), the string its input
+    replaces (-I, -i, --replace) and the file it reads its input from (-a, --arg-file),
+    as GNU xargs reads its options (optstring `+0a:d:E:e::hI:i::l::L:n:oprs:txP:`).
+    Raises Unreadable."""
+    replace: str | None = None
+    arg_file: str | None = None
     i = 0
     while i < len(words):
         word = words[i]
@@ -600,18 +617,35 @@ def _xargs_args(words: list[Word]) -> list[Word]:
             raise Unreadable("xargs takes a computed word")
         text = word.text
         if text == "--":
-            return words[i + 1 :]
+            return words[i + 1 :], replace, arg_file
         if not text.startswith("-") or text == "-":
-            return words[i:]
-        name, eq, _ = text.partition("=")
+            return words[i:], replace, arg_file
+        name, eq, attached = text.partition("=")
+        value: str | None
         if text in XARGS_FLAGS:
             i += 1
-        elif text in XARGS_VALUED:
+            continue
+        if text in XARGS_VALUED:
+            if i + 1 >= len(words) or words[i + 1].dynamic:
+                raise Unreadable(f"xargs option {text!r} without a value known before it runs")
+            option, value = text, words[i + 1].text
             i += 2
-        elif eq and name in XARGS_VALUED:
+        elif text.startswith("--") and eq and (name in XARGS_VALUED or name in XARGS_OPTIONAL):
+            option, value = name, attached
             i += 1
-        elif text[:2] in XARGS_VALUED or text.startswith("-i"):
-            i += 1  # -n5, -I{}, -i (replace with {})
+        elif text in XARGS_OPTIONAL:
+            option, value = text, None
+            i += 1
+        elif not text.startswith("--") and text[:2] in XARGS_VALUED:
+            option, value = text[:2], text[2:]  # -n5, -I{}, -a/etc/x
+            i += 1
+        elif text.startswith("-i"):
+            option, value = "-i", text[2:] or None
+            i += 1
         else:
             raise Unreadable(f"xargs option {text!r} not understood")
-    return []
+        if option in XARGS_REPLACE:
+            replace = "{}" if value is None else value  # an empty one: every word
+        elif option in XARGS_FILE:
+            arg_file = value
+    return [], replace, arg_file
