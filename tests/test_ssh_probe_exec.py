@@ -162,3 +162,27 @@ def test_xargs_reading_a_file_is_a_read_of_that_file(engine: Any, line: str) -> 
 
 def test_xargs_may_read_dev_null(engine: Any) -> None:
     assert verdict(engine, "xargs -a /dev/null uptime")["verdict"] in ALLOWED
+
+
+# dash (/bin/sh on Debian) reads `&>` and `$'...'` otherwise than bash, which bashlex reads
+@pytest.mark.parametrize(
+    "line",
+    [
+        "sh -c 'uptime &>/dev/null touch /tmp/p2-m'",
+        "sh -c 'uptime &>>/dev/null touch /tmp/p2-m'",
+        "uptime &>/dev/null touch /tmp/p2-m",
+        r"sh -c uptime\ \$\'\\\'\;touch\ /tmp/p2-m\;#\'",
+        r"dash -c uptime\ \$\'\\\'\;touch\ /tmp/p2-m",
+        'uptime $"x"',
+    ],
+)
+def test_what_bash_and_dash_read_differently_is_not_read(engine: Any, line: str) -> None:
+    assert reading(line).get("malformed"), reading(line)
+    assert verdict(engine, line)["verdict"] == "deny"
+
+
+@pytest.mark.parametrize("shell", ["zsh", "ksh", "mksh"])
+def test_scripts_of_shells_of_another_grammar_are_not_read(engine: Any, shell: str) -> None:
+    line = f"{shell} -c 'uptime'"
+    assert shell in reading(line).get("malformed", "")
+    assert verdict(engine, line)["verdict"] == "deny"

@@ -7,11 +7,16 @@ command the shell would run — each side of `;`, `&&`, `||`, `|`, `&`, the comm
 `$(...)`, backticks and `<(...)`, inside `if`/`for`/`while` bodies and subshells, the
 script of `sh -c '...'` / `bash -c` (and of a shell fed a here-document), and the command
 `env` or `xargs` would run — each with its argv (quotes removed, as the shell passes it),
-the words whose value is computed at run time (`$X`, `$(...)`, `~user`, `{a,b}`), its
-assignments and redirections. What cannot be read for sure — a parse error, arithmetic,
-`case`, a function definition, an `env`/`xargs`/shell option not understood, a NUL byte, a
-here-document with expansions, nesting deeper than MAX_DEPTH — is `malformed` with the
-reason, which the shipped policy denies (fail closed).
+the words whose value is computed at run time (`$X`, `$(...)`, `~user`, `{a,b}`, a word
+holding xargs's replace string), its assignments and redirections (a compound's — `{ ...;
+} > f`, `for ... done > f` — on each command inside it; the file `xargs -a` reads is a
+read). What cannot be read for sure — a parse error, arithmetic, `case`, a function
+definition, an `env`/`xargs`/shell option not understood, a NUL byte, a here-document
+with expansions, nesting deeper than MAX_DEPTH, a parameter expansion other than `$name`
+/ `${name}` (bashlex never reads inside the braces: `${x:-$(cmd)}`), what bash and a
+POSIX sh (dash, /bin/sh on Debian) read differently (`&>`, `$'...'`, `$"..."`), a script
+of zsh, ksh or mksh — is `malformed` with the reason, which the shipped policy denies
+(fail closed).
 
 A line of plain words (plain_words(): letters, digits and `_./=:,+-` only, single spaces
 between, no assignment before its command, no reserved word, not a shell, `env` or
@@ -49,10 +54,14 @@ BRACES = re.compile(r"\{[^}]*(,|\.\.)")  # what may be a brace expansion; `{}` i
 MAX_DEPTH = 8  # sh -c 'sh -c "..."' nested deeper than this: malformed
 MAX_PARTS = 256
 SHELLS = frozenset({"sh", "bash", "dash", "ksh", "zsh", "ash", "mksh", "busybox-sh"})
+# shells whose grammar is not bash's nor POSIX sh's (zsh's parameter flags and glob
+# qualifiers, ksh's own expansions): nothing they run is read for sure
+FOREIGN_SHELLS = frozenset({"ksh", "zsh", "mksh"})
 DYNAMIC_NODES = frozenset(
     {"parameter", "commandsubstitution", "processsubstitution", "tilde", "arithmetic"}
 )
-WRITES = frozenset({">", ">>", ">|", "&>", "&>>", "<>"})
+WRITES = frozenset({">", ">>", ">|", "<>"})
+BASH_ONLY_REDIRECTS = frozenset({"&>", "&>>"})
 READS = frozenset({"<"})
 STDIN_DATA = frozenset({"<<", "<<-", "<<<"})
 # options of env(1) and xargs(1) understood; the ones after `:` take a value
@@ -446,6 +455,10 @@ class _Walker:
         if op in (">&", "<&") and (text.isdigit() or text == "-"):
             out.update(kind="fd", target=f"&{text}", dynamic=False)
             return out, None
+        if op in BASH_ONLY_REDIRECTS:
+            # `a &> f` is a redirection to bash; to a POSIX sh (dash: `sh -c`) `a &` then
+            # `> f`, and what follows the redirection is a command of its own
+            raise Unreadable(f"redirection {op!r}, which bash and a POSIX sh read differently")
         kind = "read" if op in READS or op == "<&" else "write"
         if op not in WRITES | READS | {">&", "<&"}:
             raise Unreadable(f"redirection {op!r} not understood")
@@ -464,6 +477,8 @@ class _Walker:
         name = words[0]
         if not name.dynamic:
             base = name.text
+            if base in FOREIGN_SHELLS:
+                raise Unreadable(f"{base} runs what bash's grammar does not read")
             if base in SHELLS:
                 script = _shell_script(words)
                 if script is not None:
