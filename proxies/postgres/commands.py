@@ -49,9 +49,16 @@ class Settle:
 @dataclass(frozen=True, slots=True)
 class SourceColumns:
     """The names of the columns a query returns, described apart from the session (result:
-    list[str], or None when they cannot be told): a COPY out under column masks."""
+    list[str], or None when they cannot be told): a COPY out under column masks. A column
+    that is no stored table column as it is (an expression, aggregate, function output,
+    computed view column) adds COMPUTED to the names, besides its own name."""
 
     sql: str
+
+
+# In SourceColumns' result: some column is computed (never a column's name: a name the
+# server describes cannot hold a NUL)
+COMPUTED = "\0computed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from portcullis.shape import shaped
 from portcullis.verdict import MaskRule, Verdict, VerdictKind
 from proxies.postgres import codec, prepared_rewrites
 from proxies.postgres.commands import (
+    COMPUTED,
     Action,
     Decide,
     Record,
@@ -417,6 +418,15 @@ class Enforcer:
             names = yield SourceColumns(source)
             if names is None:
                 return _denied(ruling, "COPY output could not be described, so it cannot be masked")
+            if COMPUTED in names and masker.derived is not None:
+                # a SELECT's computed column is masked whole by the derived rule (its lineage
+                # reached a sensitive column, or a table's); a COPY row cannot be
+                return _denied(
+                    ruling,
+                    "COPY output would carry computed columns the masks cover whole "
+                    "(derived from sensitive or table columns), and COPY rows cannot be "
+                    "masked by column; SELECT them (masked) instead",
+                )
             masked = sorted({names[i] for i in masker.columns_to_mask(names)})
             if masked:
                 return _denied(

@@ -42,6 +42,7 @@ from proxies.postgres.columns import (
     resolve,
     view_origins,
 )
+from proxies.postgres.commands import COMPUTED
 from proxies.postgres.driver import EnforcerDriver, carry_out
 from proxies.postgres.enforcer import Enforcer
 from proxies.postgres.relations import RELATION_SOURCES_SQL, relation_sources
@@ -638,8 +639,10 @@ class ClientConnection:
     async def source_columns(self, sql: str) -> list[str] | None:
         """The names of the columns a query returns, each as its table calls it where it
         is a table's column (so an alias hides nothing), else as the result calls it; a
-        computed view column adds every column its view reads. None when a column cannot
-        be told."""
+        computed view column adds every column its view reads. A column that is no stored
+        table column as it is (an expression, aggregate, function output, computed view
+        column) adds COMPUTED as well: the derived rule masks such a column in a SELECT,
+        and a COPY cannot. None when a column cannot be told."""
         session = self.session
         if session is None or session.lease is None or self._params is None:
             return None
@@ -658,14 +661,19 @@ class ClientConnection:
         if {t for t in unknown if not any((t, f.column) in origins for f in fields)}:
             await self.learn_columns(unknown)
         names = []
+        computed = False
         for f in fields:
             names.append(f.name)
             if not f.table_oid:
+                computed = True
                 continue
             origin = origins.get((f.table_oid, f.column))
             if origin is None or "*" in origin.derived_from:
                 return None
+            computed = computed or origin.derived
             names.extend((origin.name, *origin.derived_from))
+        if computed:
+            names.append(COMPUTED)
         return names
 
     async def resolve_function(self, oid: int) -> str | None:

@@ -1,0 +1,115 @@
+"""Probe P3's findings against the real stack: a reader (and, where masks apply to
+everyone not in pii-readers, a dba) through a gateway whose upstream credential is the
+`postgres` SUPERUSER (tests/adversary.py), with raw frames built byte by byte.
+
+- COPY ... TO STDOUT of computed columns: a SELECT of `password || ''` or
+  `replace(email, '@', ' at ')` is masked whole (the derived rule), while COPY rows went
+  out as the server wrote them, only the value detectors reading them.
+- COPY options that rewrite values (a text-format DELIMITER ' ', a CSV QUOTE or ESCAPE
+  of '1', ENCODING) made the server escape or double characters inside the note's card
+  number, so the detectors no longer recognised it.
+- A Describe answered after its statement's or portal's name was given to another one
+  (re-Parsed, closed and parsed again, bound again, a cursor declared again) set the
+  shape the proxy masked the newer one's rows by: `SELECT id` described, `SELECT
+  password` executed, the password read as the id column and sent unmasked.
+- A Parse, Bind or DECLARE the server refused (a name it held) or discarded (an error
+  earlier in the batch) left it holding the earlier statement or cursor, which then ran
+  under the verdict of the one the proxy thought had replaced it (a dba's TRUNCATE
+  awaiting approval run as `SELECT 1`).
+"""
+
+from __future__ import annotations
+
+import pytest
+from adversary import (
+    SECRETS,
+    Answer,
+    RawClient,
+    running_arena,
+)
+
+from proxies.postgres import codec
+
+pytestmark = pytest.mark.integration
+
+CARD = b"4111 1111 1111 1111"
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory):
+    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
+        yield gateway
+
+
+_who = iter(range(1_000_000))
+
+
+def client(arena, groups: tuple[str, ...] = ("readonly",)) -> RawClient:
+    tok = arena.token(f"p3-{next(_who)}@example.com", groups)
+    c = RawClient(arena.port, tok, arena.database)
+    assert c.ready, c.startup.messages
+    return c
+
+
+def assert_no_secret(answer: Answer) -> None:
+    for secret in (*SECRETS, CARD):
+        assert secret not in answer.raw, (secret, answer.messages)
+
+
+def copied(answer: Answer) -> list[bytes]:
+    return [m.data for m in answer.messages if isinstance(m, codec.CopyData)]
+
+
+# --- COPY of computed columns ----------------------------------------------------------
+
+COMPUTED_COPIES = [
+    "COPY (SELECT password || '' FROM customers) TO STDOUT",
+    "COPY (SELECT replace(email, '@', ' at ') FROM customers) TO STDOUT",
+    "COPY (SELECT lower(ssn) FROM customers) TO STDOUT (FORMAT csv)",
+    "COPY (SELECT id, reverse(password) AS r FROM customers) TO STDOUT",
+]
+
+
+@pytest.mark.parametrize("sql", COMPUTED_COPIES)
+def test_copy_of_computed_columns_is_refused_under_masks(arena, sql: str) -> None:
+    for groups in (("readonly",), ("dba",)):
+        c = client(arena, groups)
+        try:
+            answer = c.query(sql)
+            assert_no_secret(answer)
+            assert not copied(answer)
+            assert any("computed columns" in e for e in answer.errors), answer.errors
+            # the session goes on
+            assert c.query("SELECT 1").rows == [[b"1"]]
+        finally:
+            c.close()
+
+
+def test_the_same_computed_columns_selected_are_masked(arena) -> None:
+    c = client(arena)
+    try:
+        answer = c.query("SELECT password || '' FROM customers")
+        assert_no_secret(answer)
+        assert len(answer.rows) == 2
+    finally:
+        c.close()
+
+
+def test_copy_of_computed_columns_from_no_table_still_runs(arena) -> None:
+    c = client(arena)
+    try:
+        answer = c.query("COPY (SELECT 1 + 1 AS two) TO STDOUT")
+        assert not answer.errors
+        assert copied(answer) == [b"2\n"]
+    finally:
+        c.close()
+
+
+def test_pii_readers_copy_computed_columns(arena) -> None:
+    c = client(arena, ("pii-readers",))
+    try:
+        answer = c.query("COPY (SELECT lower(email) FROM customers ORDER BY id) TO STDOUT")
+        assert not answer.errors
+        assert copied(answer) == [b"ada@example.com\n", b"bob@example.org\n"]
+    finally:
+        c.close()
