@@ -164,6 +164,13 @@ def test_xargs_may_read_dev_null(engine: Any) -> None:
     assert verdict(engine, "xargs -a /dev/null uptime")["verdict"] in ALLOWED
 
 
+# journalctl words appended by xargs may be options that write
+def test_words_xargs_appends_to_journalctl_need_approval(engine: Any) -> None:
+    line = "journalctl -u ssh -o cat | xargs -n1 journalctl"
+    assert verdict(engine, line)["verdict"] == "require_approval"
+    assert verdict(engine, "cat /var/log/syslog | xargs -n1 df")["verdict"] in ALLOWED
+
+
 # dash (/bin/sh on Debian) reads `&>` and `$'...'` otherwise than bash, which bashlex reads
 @pytest.mark.parametrize(
     "line",

@@ -139,6 +139,16 @@ needs_approval contains sprintf("%q has an argument computed when it runs, which
 	i > 0
 }
 
+# Words xargs appends from its input (more_args) are known only when it runs: any may be
+# an option that writes (`journalctl -u sshd -o cat | xargs -n1 journalctl` with
+# `--vacuum-time=1s` logged as a user name), as a computed argument may.
+needs_approval contains sprintf("%q takes further words from its input (xargs), which may be an option that writes", [part.command]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	data.portcullis.ssh.write_options[part.argv[0]]
+	part.more_args
+}
+
 # One rule per interactive kind, each opening with an equality on input.command.kind: the
 # index skips all eight for any other kind (a rule opening with `kind in {...}` is entered
 # and fails at that line, on every SQL statement; callgrind: 0.03M instructions each).

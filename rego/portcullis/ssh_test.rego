@@ -242,6 +242,13 @@ test_ssh_options_that_write_need_approval if {
 	}
 	computed := object.union(ssh_part(["journalctl", "$X"]), {"dynamic": [1]})
 	ssh_decision(["pii-readers"], [computed]).verdict == "require_approval"
+	# words xargs appends from its input may be such options too
+	appended := object.union(ssh_part(["journalctl"]), {"more_args": true, "via": ["xargs"]})
+	a := ssh_decision(["pii-readers"], [appended])
+	a.verdict == "require_approval"
+	"\"journalctl\" takes further words from its input (xargs), which may be an option that writes" in a.reasons
+	appended_uptime := object.union(ssh_part(["uptime"]), {"more_args": true, "via": ["xargs"]})
+	ssh_decision(["pii-readers"], [appended_uptime]).verdict == "allow"
 	# reading options stay allowed, short or long
 	every argv in [["journalctl", "-u", "nginx", "--since=today", "--no-pager"], ["journalctl", "-n", "50", "-o", "json"]] {
 		ssh_verdict(["pii-readers"], argv) == "allow"
