@@ -113,3 +113,46 @@ def test_pii_readers_copy_computed_columns(arena) -> None:
         assert copied(answer) == [b"ada@example.com\n", b"bob@example.org\n"]
     finally:
         c.close()
+
+
+# --- COPY options that rewrite values ------------------------------------------------------
+
+REWRITING_COPIES = [
+    "COPY (SELECT id, note FROM customers) TO STDOUT (DELIMITER ' ')",
+    "COPY (SELECT note FROM customers) TO STDOUT (FORMAT csv, QUOTE '1')",
+    "COPY customers (id, note) TO STDOUT WITH CSV QUOTE AS '1'",
+    "COPY (SELECT note FROM customers) TO STDOUT (FORMAT csv, ESCAPE '1', FORCE_QUOTE *)",
+    "COPY (SELECT id, note FROM customers) TO STDOUT (FORMAT csv, DELIMITER '1')",
+    "COPY (SELECT note FROM customers) TO STDOUT (ENCODING 'LATIN1')",
+    "copy customers (note) to stdout delimiter ' '",
+]
+
+
+@pytest.mark.parametrize("sql", REWRITING_COPIES)
+def test_copy_options_that_rewrite_values_are_refused_under_masks(arena, sql: str) -> None:
+    for groups in (("readonly",), ("dba",)):
+        c = client(arena, groups)
+        try:
+            answer = c.query(sql)
+            assert_no_secret(answer)
+            assert b"4111" not in answer.raw
+            assert not copied(answer)
+            assert any("rewrites values" in e for e in answer.errors), answer.errors
+        finally:
+            c.close()
+
+
+def test_copy_options_that_keep_values_run_with_the_detectors(arena) -> None:
+    c = client(arena)
+    try:
+        sql = (
+            "COPY (SELECT id, note FROM customers ORDER BY id) TO STDOUT"
+            " (FORMAT csv, HEADER, FORCE_QUOTE *, NULL 'n/a')"
+        )
+        answer = c.query(sql)
+        assert not answer.errors
+        assert_no_secret(answer)
+        assert copied(answer)[0] == b"id,note\n"
+        assert len(copied(answer)) == 3
+    finally:
+        c.close()

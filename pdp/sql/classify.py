@@ -207,6 +207,12 @@ def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
         entry["direction"] = "from" if fields.get("is_from", False) else "to"
         entry["program"] = program
         entry["stdio"] = False
+        # the names of its options (FORMAT, DELIMITER, QUOTE, ...), never their values
+        copy_options = {
+            (o["DefElem"].get("defname") or "").lower() for o in fields.get("options", ())
+        }
+        if copy_options:
+            entry["copy_options"] = sorted(copy_options)
     elif tag == "VariableSetStmt":
         options: Options = []
         values: list[Const | None] = []

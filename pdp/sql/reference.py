@@ -132,6 +132,10 @@ def _describe(node: ast.Node) -> Entry:
         entry["program"] = bool(node.is_program)
         # STDIN/STDOUT travel through the client connection; a filename is the server's.
         entry["stdio"] = not node.is_program and node.filename is None
+        # the names of its options (FORMAT, DELIMITER, QUOTE, ...), never their values
+        copy_options = {(d.defname or "").lower() for d in node.options or ()}
+        if copy_options:
+            entry["copy_options"] = sorted(copy_options)
     elif isinstance(node, ast.VariableSetStmt):
         args = node.args or ()
         options = [(d.defname or "", _const(d.arg)) for d in args if isinstance(d, ast.DefElem)]

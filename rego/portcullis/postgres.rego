@@ -170,6 +170,24 @@ deny contains "COPY to or from a server file reaches outside the database" if {
 	s.stdio == false
 }
 
+# COPY ... TO under the masks (everyone not in pii-readers): the proxy's value detectors
+# read each COPY row as the server wrote it, so the row must spell values as they are.
+# DELIMITER, QUOTE and ESCAPE make the server escape or double those characters inside a
+# value (a text-format DELIMITER ' ' writes `4111\ 1111`, a CSV QUOTE '1' `411111`) and
+# ENCODING converts it: a card number or e-mail address would pass unrecognised. Allowed
+# are the options that leave values as they are: FORMAT (binary is refused by the proxy
+# under any mask), HEADER, NULL and FORCE_QUOTE. Option names only, never their values
+# (which share a cached shape).
+deny contains sprintf("COPY option %s rewrites values, so the value detectors could not read the rows; use FORMAT, HEADER, NULL or FORCE_QUOTE only", [upper(o)]) if {
+	input.command.postgres.types.copy
+	some s in input.command.postgres.statements
+	s.type == "copy"
+	s.direction == "to"
+	some o in object.get(s, "copy_options", [])
+	not o in {"format", "header", "null", "force_quote"}
+	not pii_reader
+}
+
 # Any statement no rule permits denies the whole query (e.g. `select 1; drop table x`).
 deny contains sprintf("no rule allows %v statement (%v) for %s", [type, tag, subject]) if {
 	some i, s in input.command.postgres.statements

@@ -141,6 +141,27 @@ test_writes_need_approval if {
 	}
 }
 
+test_copy_to_options_that_rewrite_values_denied_under_masks if {
+	every o in ["delimiter", "quote", "escape", "encoding", "something_new"] {
+		s := stmt_with("copy", {"direction": "to", "program": false, "stdio": true, "copy_options": ["format", o]})
+		verdict(["readonly"], [s]) == "deny"
+		verdict(["dba"], [s]) == "deny"
+		sprintf("COPY option %s rewrites values, so the value detectors could not read the rows; use FORMAT, HEADER, NULL or FORCE_QUOTE only", [upper(o)]) in reasons(["readonly"], [s])
+		verdict(["pii-readers"], [s]) == "allow"
+	}
+}
+
+test_copy_to_options_that_keep_values_allowed if {
+	s := stmt_with("copy", {"direction": "to", "program": false, "stdio": true, "copy_options": ["force_quote", "format", "header", "null"]})
+	verdict(["readonly"], [s]) != "deny"
+	verdict(["dba"], [s]) != "deny"
+}
+
+test_copy_from_options_not_judged_by_the_detectors_rule if {
+	s := stmt_with("copy", {"direction": "from", "program": false, "stdio": true, "copy_options": ["delimiter"]})
+	verdict(["readonly"], [s]) == "require_approval"
+}
+
 test_copy_from_stdin_needs_approval if {
 	s := stmt_with("copy", {"direction": "from", "program": false, "stdio": true})
 	verdict(["readonly"], [s]) == "require_approval"
