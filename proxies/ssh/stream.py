@@ -12,9 +12,11 @@ Owns two sans-IO pieces (no sockets, no asyncio; the proxy's channel calls them)
   manual/asciicast/v2/): a header (width, height, TERM, start), then `[time, "o"|"i"|"r",
   data]` events — output (after masking), input, resize ("COLSxROWS") — taken in batches
   for the session's events. A terminal's recording is for watching, not for bulk data:
-  at most RECORDED_PER_SECOND bytes of each second are kept; the rest is counted, and the
-  recording says how much was left out where it was ("[portcullis: N bytes not
-  recorded]"), so a `cat` of a large file in a shell cannot swell the session's evidence.
+  at most RECORDED_PER_SECOND bytes of output and as many of input of each second are
+  kept (each its own budget: output flooding a second cannot push out what was typed in
+  it); the rest is counted, and the recording says how much was left out where it was
+  ("[portcullis: N bytes not recorded]"), so a `cat` of a large file in a shell cannot
+  swell the session's evidence.
 """
 
 from __future__ import annotations
@@ -89,7 +91,9 @@ class Cast:
         self.pending_bytes = 0
         self.skipped = 0  # bytes of the current second left out
         self._second = 0
-        self._used = 0
+        # what each kind ("o" output, "i" input) used of the current second: each has its
+        # own budget, so output flooding a second never leaves out what was typed in it
+        self._used = {"o": 0, "i": 0}
         self._last = 0.0
         self._decoders = {
             code: codecs.getincrementaldecoder("utf-8")("replace") for code in ("o", "i")
@@ -110,14 +114,14 @@ class Cast:
         second = int(now - self.started)
         if second != self._second:
             self._left_out(now)
-            self._second, self._used = second, 0
-        room = RECORDED_PER_SECOND - self._used
+            self._second, self._used = second, {"o": 0, "i": 0}
+        room = RECORDED_PER_SECOND - self._used[code]
         if len(data) > room:
             self.skipped += len(data) - max(room, 0)
             data = data[: max(room, 0)]
         if not data:
             return
-        self._used += len(data)
+        self._used[code] += len(data)
         text = self._decoders[code].decode(data)
         if text:
             self.bytes += len(data)
