@@ -124,6 +124,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 self._opening = asyncio.ensure_future(self._open_upstream())
 
     def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
+        if self.kind:
+            # a terminal asked for after the channel's request (exec, shell, subsystem) is
+            # refused: the request is decided with or without one (_terminal_gate), and a
+            # terminal added while that decision is asked would reach the upstream undecided
+            # (`journalctl` under a pager: less's `!sh`)
+            return False
         self.term = term_type or "xterm"
         self.size = tuple(term_size)
         self.modes = dict(term_modes)
