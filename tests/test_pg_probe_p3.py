@@ -25,7 +25,13 @@ from adversary import (
     SECRETS,
     Answer,
     RawClient,
+    bind,
+    describe,
+    execute,
+    parse,
+    query,
     running_arena,
+    sync,
 )
 
 from proxies.postgres import codec
@@ -154,5 +160,129 @@ def test_copy_options_that_keep_values_run_with_the_detectors(arena) -> None:
         assert_no_secret(answer)
         assert copied(answer)[0] == b"id,note\n"
         assert len(copied(answer)) == 3
+    finally:
+        c.close()
+
+
+# --- a Describe answered after its name was given to another statement or portal -------
+
+
+def run_and_check(c: RawClient, *frames: bytes) -> Answer:
+    answer = c.send(*frames)
+    assert_no_secret(answer)
+    return answer
+
+
+def test_named_statement_closed_and_parsed_again_after_its_describe(arena) -> None:
+    c = client(arena)
+    try:
+        setup = c.send(
+            parse("s", "SELECT id FROM customers"),
+            describe("S", "s"),
+            codec.Close("S", "s").encode(),
+            parse("s", "SELECT password FROM customers"),
+            sync(),
+        )
+        assert not setup.errors
+        answer = run_and_check(c, bind("", "s"), execute(""), sync())
+        assert len(answer.rows) == 2 and not answer.errors
+        answer = run_and_check(c, bind("", "s", 1), execute(""), sync())
+        assert len(answer.rows) == 2
+    finally:
+        c.close()
+
+
+def test_unnamed_statement_parsed_again_after_its_describe(arena) -> None:
+    c = client(arena)
+    try:
+        c.send(
+            parse("", "SELECT id FROM customers"),
+            describe("S", ""),
+            parse("", "SELECT password FROM customers"),
+            sync(),
+        )
+        answer = run_and_check(c, bind("", ""), execute(""), sync())
+        assert len(answer.rows) == 2
+    finally:
+        c.close()
+
+
+def test_unnamed_portal_bound_again_after_its_describe_in_one_chunk(arena) -> None:
+    c = client(arena)
+    try:
+        c.send(parse("sp", "SELECT password FROM customers"), describe("S", "sp"), sync())
+        answer = run_and_check(
+            c,
+            parse("", "SELECT id FROM customers"),
+            bind("", ""),
+            describe("P", ""),
+            bind("", "sp"),
+            execute(""),
+            sync(),
+        )
+        assert len(answer.rows) == 2 and not answer.errors
+    finally:
+        c.close()
+
+
+def test_unnamed_portal_bound_again_after_its_describe_then_executed_later(arena) -> None:
+    c = client(arena)
+    try:
+        assert not c.query("BEGIN").errors
+        c.sock.sendall(
+            parse("", "SELECT id FROM customers")
+            + bind("", "")
+            + describe("P", "")
+            + parse("", "SELECT password FROM customers")
+            + bind("", "")
+            + codec.Flush().encode()
+        )
+        # the answers (two ParseComplete, two BindComplete, the description) are read
+        # before the Execute is sent
+        c._until((codec.BindComplete,), 2)
+        answer = run_and_check(c, execute(""), sync())
+        assert len(answer.rows) == 2
+        c.query("COMMIT")
+    finally:
+        c.close()
+
+
+def test_cursor_declared_again_after_its_describe(arena) -> None:
+    c = client(arena)
+    try:
+        assert not c.query("BEGIN").errors
+        assert not c.query("DECLARE c CURSOR FOR SELECT id FROM customers").errors
+        c.send(
+            describe("P", "c"),
+            query("CLOSE c; DECLARE c CURSOR FOR SELECT password FROM customers"),
+        )
+        answer = run_and_check(c, execute("c"), sync())
+        assert len(answer.rows) == 2
+        c.query("COMMIT")
+    finally:
+        c.close()
+
+
+def test_a_pipeline_reusing_the_unnamed_portal_masks_each_result_as_its_own(arena) -> None:
+    """Two results of the unnamed portal in one pipeline, each described by the client:
+    each is masked by its own description (the shapes follow the portal, not its name)."""
+    c = client(arena)
+    try:
+        answer = run_and_check(
+            c,
+            parse("", "SELECT password FROM customers ORDER BY id"),
+            bind("", ""),
+            describe("P", ""),
+            execute(""),
+            parse("", "SELECT id, name FROM customers ORDER BY id"),
+            bind("", ""),
+            describe("P", ""),
+            execute(""),
+            sync(),
+        )
+        assert not answer.errors
+        rows = answer.rows
+        assert len(rows) == 4
+        assert rows[2:] == [[b"1", b"Ada"], [b"2", b"Bob"]]
     finally:
         c.close()

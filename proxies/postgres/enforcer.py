@@ -38,7 +38,7 @@ given.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from portcullis.literals import fill
@@ -61,7 +61,7 @@ from proxies.postgres.commands import (
     Steps,
 )
 from proxies.postgres.prepared_rewrites import PreparedRewrites
-from proxies.postgres.tracker import Expect, ResponseTracker
+from proxies.postgres.tracker import Expect, ResponseTracker, ResultShape
 from proxies.runtime.pdp_client import Ruling
 
 # a handler's part that ends with a result (a Ruling) once its requests are answered
@@ -129,8 +129,15 @@ RESTORE_READ_ONLY = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
 
 @dataclass(slots=True)
 class PreparedStatement:
+    """A statement the client prepared (Parse), and what allowed it. `shape`: its rows as
+    the server described them, set by the answer to a Describe of this very statement
+    (`shaped` once one came): a description answered after the name was parsed again
+    describes the statement it replaced, never this one."""
+
     sql: str
     ruling: Ruling
+    shape: ResultShape | None = field(default=None, compare=False, repr=False)
+    shaped: bool = field(default=False, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -143,6 +150,12 @@ class Portal:
     sql: str
     ruling: Ruling
     described: bool = False  # a Describe of it went upstream since it was made
+    # the statement it was bound from, as it was then (None for a cursor)
+    source: PreparedStatement | None = field(default=None, compare=False, repr=False)
+    # its rows as described for this very portal (PreparedStatement.shape): what masks
+    # its Execute's rows, whatever the portal's name was given to since
+    shape: ResultShape | None = field(default=None, compare=False, repr=False)
+    shaped: bool = field(default=False, compare=False, repr=False)
 
 
 def lexed_alike(sql: str) -> bool:
@@ -817,7 +830,11 @@ class Enforcer:
             self._never_allowed(f"prepared statement {message.statement!r}")
             return
         self.portals[message.portal] = Portal(
-            message.statement, list(message.result_formats), statement.sql, statement.ruling
+            message.statement,
+            list(message.result_formats),
+            statement.sql,
+            statement.ruling,
+            source=statement,
         )
         self.tracker.portal_shapes.pop(message.portal, None)
         self.batch_forwarded = True
@@ -838,10 +855,14 @@ class Enforcer:
             self._never_allowed(f"portal {message.name!r}")
             return True
         self.batch_forwarded = True
+        owner: PreparedStatement | Portal
         if message.kind == "P":
-            self.portals[message.name].described = True
-        kind = "DescribeS" if message.kind == "S" else "DescribeP"
-        self._send(message, Expect(kind, statement=message.name))
+            owner = self.portals[message.name]
+            owner.described = True
+            kind = "DescribeP"
+        else:
+            owner, kind = self.statements[message.name], "DescribeS"
+        self._send(message, Expect(kind, statement=message.name, owner=owner))
         return True
 
     def _execute(self, message: codec.Execute) -> bool:
@@ -864,25 +885,22 @@ class Enforcer:
         if ruling.effects:
             self._apply(ruling.effects, ruling, portal.sql)
         masker = self.masker(ruling) if ruling.kind is VerdictKind.MASK else None
-        if (
-            masker is not None
-            and not portal.described
-            and message.portal not in self.tracker.portal_shapes
-        ):
+        if masker is not None and not portal.described and not portal.shaped:
             # masking needs the portal's own columns: its statement's, when the server
-            # has described that statement since it was parsed and the catalog has told
-            # what each of its table columns is (Bind gives the formats); else the portal
-            # is described first, for the proxy only, and its tables learnt (unless the
-            # client's own Describe of it is already on its way)
-            tracker, name = self.tracker, portal.statement
-            shapes = tracker.statement_shapes
-            if name is not None and name in shapes and tracker.knows(shapes[name]):
-                tracker.portal_shapes[message.portal] = shapes[name]
+            # has described that very statement (not one its name was given to before
+            # or after) and the catalog has told what each of its table columns is (Bind
+            # gives the formats); else the portal is described first, for the proxy only,
+            # and its tables learnt (unless the client's own Describe of it is already on
+            # its way)
+            tracker, source = self.tracker, portal.source
+            if source is not None and source.shaped and tracker.knows(source.shape):
+                portal.shape, portal.shaped = source.shape, True
+                tracker.portal_shapes[message.portal] = source.shape
             else:
                 portal.described = True
                 self._send(
                     codec.Describe("P", message.portal),
-                    Expect("DescribeP", statement=message.portal, swallow=True),
+                    Expect("DescribeP", statement=message.portal, swallow=True, owner=portal),
                 )
         self.batch_forwarded = True
         self.batch_executed = True
@@ -944,14 +962,21 @@ class Enforcer:
             self._sync(sync)
             return True
         masker = None if kind is VerdictKind.ALLOW else self.masker(ruling)
-        portal = Portal(bind.statement, list(bind.result_formats), statement.sql, ruling, described)
+        portal = Portal(
+            bind.statement, list(bind.result_formats), statement.sql, ruling, described, statement
+        )
         self.portals[name] = portal
         tracker = self.tracker
         tracker.portal_shapes.pop(name, None)
         executed = _executed(portal, name, masker)
         owed: tuple[Expect, ...]
         if described:
-            owed = (Expect("Bind"), Expect("DescribeP", statement=name), executed, Expect("Sync"))
+            owed = (
+                Expect("Bind"),
+                Expect("DescribeP", statement=name, owner=portal),
+                executed,
+                Expect("Sync"),
+            )
         else:
             owed = (Expect("Bind"), executed, Expect("Sync"))
         tracker.expect_plain(owed, masker is not None)
@@ -1072,6 +1097,7 @@ def _executed(portal: Portal, name: str, masker: Masker | None) -> Expect:
         command=portal.sql,
         ruling=ruling,
         protocol="extended",
+        owner=portal,
     )
 
 

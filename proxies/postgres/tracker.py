@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
@@ -71,9 +72,9 @@ class Expect:
     it is swallowed, replaced or silent are never changed once made (the tracker counts
     the owed answers that are not plain when they are queued)."""
 
-    __slots__ = ("command", "decision_id", "formats", "kind", "masked", "masker", "parts",
-                 "portal", "protocol", "quiet", "replace_error", "row_mask", "rows", "ruling",
-                 "shape", "silent", "statement", "swallow")  # fmt: skip
+    __slots__ = ("command", "decision_id", "formats", "kind", "masked", "masker", "owner",
+                 "parts", "portal", "protocol", "quiet", "replace_error", "row_mask", "rows",
+                 "ruling", "shape", "silent", "statement", "swallow")  # fmt: skip
 
     def __init__(
         self,
@@ -101,6 +102,12 @@ class Expect:
         # and an error before its BindComplete names `statement` in `unprepared` (the one
         # field changed once made: False from its BindComplete on)
         quiet: bool = False,
+        # DescribeS/DescribeP: the enforcer's statement or portal described (its `shape`
+        # and `shaped` are set from the answer); Execute: the portal run (its rows are
+        # masked as described for it). The very object, not its name: a description
+        # answered after the name was given to another statement or portal is that
+        # other's, never the newer one's
+        owner: Any = None,
     ) -> None:
         self.kind = kind
         self.masker = masker
@@ -120,6 +127,7 @@ class Expect:
         self.rows = rows
         self.masked = masked
         self.quiet = quiet
+        self.owner = owner
 
     def __repr__(self) -> str:
         return f"Expect({self.kind!r}, command={self.command[:40]!r}, rows={self.rows})"
@@ -555,6 +563,9 @@ class ResponseTracker:
             self.statement_shapes[head.statement or ""] = shape
         else:
             self.portal_shapes[head.statement or ""] = shape
+        owner = head.owner
+        if owner is not None:
+            owner.shape, owner.shaped = shape, True
         self.queue.popleft()
 
     def _release_synthetic(self) -> bytes:
@@ -694,7 +705,11 @@ class ResponseTracker:
         masker = head.masker
         assert masker is not None
         if head.shape is None and head.kind == "Execute":
-            head.shape = self.portal_shapes.get(head.portal or "")
+            owner = head.owner
+            if owner is not None:  # the portal as described for itself, never by its name
+                head.shape = owner.shape if owner.shaped else None
+            else:
+                head.shape = self.portal_shapes.get(head.portal or "")
             if head.shape is not None and not head.formats:
                 # a cursor's portal: its description says how each column comes
                 head.formats = head.shape.formats
