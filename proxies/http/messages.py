@@ -253,11 +253,22 @@ def prefer_wait(head: Head) -> int:
     return 0
 
 
+# the headers that change the method the upstream acts on (http.rego judges them): part of
+# the command text, so an approval binds to them and an approver sees them
+BOUND_HEADERS = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
+
+
 def command_text(head: Head, body: bytes) -> str:
     """What the request is decided, approved and recorded as: the request line as
-    received, then (for a body) its size and SHA-256 — an approval binds to these exact
-    bytes — and the body itself when it is short text."""
+    received, each method-override header as received (any `_`/`-` spelling), then (for a
+    body) its size and SHA-256 — an approval binds to these exact bytes — and the body
+    itself when it is short text. An approval given for a POST covers no request that
+    names another method in a header."""
     text = head.request_line
+    if any(_dashed(name) in BOUND_HEADERS for name in head.fields):
+        text += "".join(
+            f"\n{name}: {value}" for name, value in head.headers if _dashed(name) in BOUND_HEADERS
+        )
     if body:
         text += f"\nbody: {len(body)} bytes sha256:{hashlib.sha256(body).hexdigest()}"
         if len(body) <= BODY_IN_RAW:
