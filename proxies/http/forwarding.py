@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from proxies.http.mcp import Reply
     from proxies.http.proxy import HttpProxy, Request
 
+# request headers that do not go upstream when the answer is to be masked
+_MASKED_DROPPED = frozenset({"accept-encoding", "range", "if-range"})
 RECORDED_BODY = 1024  # characters of a request's and a response's body in its recording
 WHOLE = 256 * 1024  # a response body of known length up to this is checked before its head
 
@@ -188,8 +190,11 @@ class UpstreamExchange:
             # credential lease as the last request: the same bytes go upstream
             return pool.send(method, memo[3])
         sent = headers if headers is not None else self.upstream_headers(request)
-        if masking:  # a compressed body cannot be masked: ask for it plain
-            sent = [(n, v) for n, v in sent if n.lower() != "accept-encoding"]
+        if masking:
+            # a compressed body cannot be masked: ask for it plain; and whole — a range of
+            # it (a bare value cut out of its field, multipart/byteranges) is not masked
+            # as the document is: Range and If-Range do not go, the answer is the whole
+            sent = [(n, v) for n, v in sent if _dashed(n.lower()) not in _MASKED_DROPPED]
             sent.append(("accept-encoding", "identity"))
         wire = request_head(method, self.upstream_target(request), sent, sent_body)
         if headers is None and sent_body is None:
@@ -313,7 +318,7 @@ class UpstreamExchange:
             headers = messages.decoded_headers(headers)
         body = response.content.iter_any()
         if decoder is not None:
-            body = _decoded(body, decoder)
+            body = decoded(body, decoder)
         if bodyless:
             if length is not None and masker is None:  # a masked body's length is not known
                 headers.append(("content-length", length))
@@ -360,7 +365,7 @@ class UpstreamExchange:
                 head_bytes = messages.response_head(response.status, response.reason or "", headers)
                 guard.write(head_bytes + data, final=True)
                 return response.status, len(data), {}, _preview(data)
-            body = _decoded(_replay(coded), ContentDecoder(decoder.applied))
+            body = decoded(_replay(coded), ContentDecoder(decoder.applied))
         if (
             mask is None
             and decoder is None
@@ -421,7 +426,11 @@ class UpstreamExchange:
         return response.status, sent, counts, _preview(bytes(first))
 
 
-async def _decoded(body: AsyncIterator[bytes], decoder: ContentDecoder) -> AsyncIterator[bytes]:
+def _dashed(name: str) -> str:
+    return name.replace("_", "-") if "_" in name else name
+
+
+async def decoded(body: AsyncIterator[bytes], decoder: ContentDecoder) -> AsyncIterator[bytes]:
     """A compressed body's chunks as decoded pieces (Undecodable when its bytes are not
     what its coding says, or it ends early)."""
     async for data in body:
