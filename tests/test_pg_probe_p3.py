@@ -286,3 +286,140 @@ def test_a_pipeline_reusing_the_unnamed_portal_masks_each_result_as_its_own(aren
         assert rows[2:] == [[b"1", b"Ada"], [b"2", b"Bob"]]
     finally:
         c.close()
+
+
+# --- a Parse, Bind or DECLARE the server refuses or discards, under a name it holds ------
+#
+# The proxy took each for made when it sent it. The server refuses a Parse or DECLARE of a
+# name it holds (42P05, 42P03) and discards the rest of a batch after an error, keeping
+# what it held: a `SELECT lower(password)` prepared (or declared) first ran later under
+# the verdict of the `SELECT 'a' AS p` the proxy thought had replaced it, whose masks
+# have no derived rule, so the password went out as it is.
+
+HELD = "SELECT lower(password) AS p FROM customers"
+OTHER = "SELECT 'a' AS p"
+
+
+def test_a_named_statement_parsed_again_under_its_name(arena) -> None:
+    c = client(arena)
+    try:
+        assert not c.send(parse("s", HELD), sync()).errors
+        c.send(parse("s", OTHER), sync())
+        answer = run_and_check(c, bind("", "s"), describe("P", ""), execute(""), sync())
+        assert answer.rows == [[b"a"]] or answer.errors
+    finally:
+        c.close()
+
+
+def test_a_named_statement_parsed_again_then_bound_in_one_pipeline(arena) -> None:
+    c = client(arena)
+    try:
+        assert not c.send(parse("s", HELD), sync()).errors
+        run_and_check(
+            c, parse("s", OTHER), sync(), bind("", "s"), describe("P", ""), execute(""), sync()
+        )
+    finally:
+        c.close()
+
+
+def test_a_statement_prepared_in_sql_then_parsed_under_its_name(arena) -> None:
+    c = client(arena)
+    try:
+        assert not c.query(f"PREPARE s AS {HELD}").errors
+        run_and_check(
+            c, parse("s", OTHER), sync(), bind("", "s"), describe("P", ""), execute(""), sync()
+        )
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_close_and_parse_discarded_after_an_error(arena, pipelined: bool) -> None:
+    c = client(arena)
+    try:
+        assert not c.send(parse("s", HELD), sync()).errors
+        breaking = (
+            parse("", "SELECT 1/0"),
+            bind("", ""),
+            execute(""),
+            codec.Close("S", "s").encode(),
+            parse("s", OTHER),
+            sync(),
+        )
+        run = (bind("", "s"), describe("P", ""), execute(""), sync())
+        if pipelined:
+            answer = c.send(*breaking, *run, ready=2)
+            assert_no_secret(answer)
+            assert any("was not made at the server" in e for e in answer.errors)
+        else:
+            assert c.send(*breaking).errors
+            run_and_check(c, *run)
+        # the session goes on, and the name can be prepared again
+        assert not c.send(parse("s", OTHER), sync()).errors
+        assert run_and_check(c, bind("", "s"), execute(""), sync()).rows == [[b"a"]]
+    finally:
+        c.close()
+
+
+def test_the_unnamed_statement_parsed_in_a_discarded_batch(arena) -> None:
+    c = client(arena)
+    try:
+        assert not c.send(parse("", HELD), sync()).errors
+        # a Bind the server refuses (a value for a statement that takes none): the Parse
+        # after it is discarded, and the server keeps the unnamed statement it had
+        wrong = codec.Bind("", "", [0], [b"x"], [0]).encode()
+        assert c.send(wrong, parse("", OTHER), sync()).errors
+        run_and_check(c, bind("", ""), describe("P", ""), execute(""), sync())
+    finally:
+        c.close()
+
+
+def test_a_held_cursor_declared_again_under_its_name(arena) -> None:
+    c = client(arena)
+    try:
+        assert not c.query(f"DECLARE c CURSOR WITH HOLD FOR {HELD}").errors
+        c.query(f"DECLARE c CURSOR WITH HOLD FOR {OTHER}")
+        run_and_check(c, describe("P", "c"), execute("c"), sync())
+        c.query("CLOSE ALL")
+    finally:
+        c.close()
+
+
+def test_a_held_cursor_declared_again_and_executed_in_one_pipeline(arena) -> None:
+    c = client(arena)
+    try:
+        assert not c.query(f"DECLARE c CURSOR WITH HOLD FOR {HELD}").errors
+        c.send(query(f"DECLARE c CURSOR WITH HOLD FOR {OTHER}"), execute("c"), sync(), ready=2)
+        run_and_check(c, describe("P", "c"), execute("c"), sync())
+        c.query("CLOSE ALL")
+    finally:
+        c.close()
+
+
+def test_a_portal_bound_under_a_held_cursors_name(arena) -> None:
+    c = client(arena)
+    try:
+        assert not c.query(f"DECLARE c CURSOR WITH HOLD FOR {HELD}").errors
+        c.send(parse("b", OTHER), bind("c", "b"), sync())
+        run_and_check(c, describe("P", "c"), execute("c"), sync())
+        c.query("CLOSE ALL")
+    finally:
+        c.close()
+
+
+def test_a_write_awaiting_approval_is_not_run_under_another_statements_verdict(arena) -> None:
+    """A dba's TRUNCATE needs approval at Bind; the statement parsed again under its name
+    must not let the server bind the TRUNCATE under the new text's verdict."""
+    c = client(arena, ("dba",))
+    try:
+        with arena.admin() as admin:
+            before = admin.execute("SELECT count(*) FROM orders").fetchone()[0]
+        assert before == 2
+        c.send(parse("t", "TRUNCATE orders"), sync())
+        c.send(parse("t", "SELECT 1"), sync())
+        c.send(bind("", "t"), execute(""), sync())
+        with arena.admin() as admin:
+            assert admin.execute("SELECT count(*) FROM orders").fetchone()[0] == before
+    finally:
+        c.close()
+        arena.reset_data()

@@ -23,6 +23,13 @@ pipeline (its answers, and any setting it changed, come only at Sync).
 What the PDP tells of a command (Ruling.effects) keeps the proxy's knowledge of prepared
 statements and portals true: SQL-level PREPARE, DEALLOCATE, DISCARD and CLOSE forget what
 they replace, DECLARE makes a cursor a portal the client may Describe and Execute.
+What the proxy records at sending is only what the server will hold if it takes it: a
+Parse, Bind or DECLARE under a name made before is sent after a Close of that name (so it
+cannot fail for the name and leave the earlier one to be run under its verdict), and what
+a batch made is trusted in a later batch only once the server is known to have made it
+(the tracker marks it made, refused or discarded; a use waits for that answer). A
+Describe's answer describes the very statement or portal it was sent for (Expect.owner),
+never a later one given its name.
 
 No IO here, and nothing that waits (proxies.postgres.commands): a message is handled by
 now() when its verdict is known without waiting (a reused verdict, the messages of an
@@ -61,7 +68,14 @@ from proxies.postgres.commands import (
     Steps,
 )
 from proxies.postgres.prepared_rewrites import PreparedRewrites
-from proxies.postgres.tracker import Expect, ResponseTracker, ResultShape
+from proxies.postgres.tracker import (
+    CONFIRMED,
+    FAILED,
+    PENDING,
+    Expect,
+    ResponseTracker,
+    ResultShape,
+)
 from proxies.runtime.pdp_client import Ruling
 
 # a handler's part that ends with a result (a Ruling) once its requests are answered
@@ -138,6 +152,11 @@ class PreparedStatement:
     ruling: Ruling
     shape: ResultShape | None = field(default=None, compare=False, repr=False)
     shaped: bool = field(default=False, compare=False, repr=False)
+    # whether the server took its Parse (tracker: PENDING until ParseComplete, FAILED on
+    # its error or when it was discarded; CONFIRMED from the start when nothing else can
+    # be under its name), and the batch it was sent in (Enforcer.batch)
+    state: int = field(default=CONFIRMED, compare=False, repr=False)
+    batch: int = field(default=-1, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -156,6 +175,11 @@ class Portal:
     # its Execute's rows, whatever the portal's name was given to since
     shape: ResultShape | None = field(default=None, compare=False, repr=False)
     shaped: bool = field(default=False, compare=False, repr=False)
+    # whether the server made it (its Bind's BindComplete; a cursor's DECLARE completed),
+    # and the batch it was made in (-1: a cursor a simple Query declared, never trusted
+    # before its DECLARE is known to have run)
+    state: int = field(default=CONFIRMED, compare=False, repr=False)
+    batch: int = field(default=-1, compare=False, repr=False)
 
 
 def lexed_alike(sql: str) -> bool:
@@ -248,6 +272,14 @@ class Enforcer:
         self.batch_forwarded = False  # something of the current batch went upstream
         self.batch_executed = False  # an Execute of the current batch went upstream
         self.restore_at_sync = False  # read-only was lifted for this batch's approved write
+        # extended batches ended (each Sync): what a batch made (a statement, a portal) is
+        # trusted later in the same batch (the server discards the rest of a batch after
+        # an error), and in a later one only once the server is known to have made it
+        self.batch = 0
+        # every statement and portal name made in the session (Parse, PREPARE, Bind,
+        # DECLARE): the server may still hold one by that name, so it is closed first
+        self._statement_names: set[str] = set()
+        self._portal_names: set[str] = set()
         self.terminated = False
         # reused row-filtered simple Queries run as statements prepared on the server
         self.prepared = PreparedRewrites()
@@ -498,8 +530,17 @@ class Enforcer:
         """Whether sql must wait until the server has answered everything before it."""
         return not self.tracker.idle and not self.batch_executed and not lexed_alike(sql)
 
-    def _apply(self, effects: tuple[str, ...], ruling: Ruling, sql: str) -> None:
-        """What a command does to prepared statements and portals (Ruling.effects)."""
+    def _apply(
+        self,
+        effects: tuple[str, ...],
+        ruling: Ruling,
+        sql: str,
+        made: list[Portal] | None = None,
+        batch: int = -1,
+    ) -> None:
+        """What a command does to prepared statements and portals (Ruling.effects); the
+        cursors it declares go to `made` (confirmed once the command ran, Expect.made),
+        as made in `batch`."""
         tracker = self.tracker
         for effect in effects:
             kind, _, name = effect.partition(":")
@@ -511,6 +552,7 @@ class Enforcer:
                 else:
                     self.statements.pop(name, None)
                     tracker.statement_shapes.pop(name, None)
+                    self._statement_names.add(name)  # PREPAREd at the server, maybe
             elif kind == "close":
                 if name == "*":
                     self.portals.clear()
@@ -519,7 +561,16 @@ class Enforcer:
                     self.portals.pop(name, None)
                     tracker.portal_shapes.pop(name, None)
             elif kind == "cursor" and name:
-                self.portals[name] = Portal(None, [], sql, ruling)
+                cursor = self.portals[name] = Portal(
+                    None, [], sql, ruling, state=PENDING, batch=batch
+                )
+                if made is not None:
+                    # made at the server as it runs: trusted unless an earlier cursor or
+                    # portal of its name may still be there (a DECLARE of it could fail)
+                    if name not in self._portal_names:
+                        cursor.state = CONFIRMED
+                    self._portal_names.add(name)
+                    made.append(cursor)
                 tracker.portal_shapes.pop(name, None)
 
     def _lifts_read_only(self, ruling: Ruling, asked: bool = False) -> bool:
@@ -644,8 +695,12 @@ class Enforcer:
             self._record(message.sql, ruling, "simple")
             self._refuse_query(refusal(ruling))
             return
+        made: list[Portal] = []
         if ruling.effects:
-            self._apply(ruling.effects, ruling, message.sql)
+            self._apply(ruling.effects, ruling, message.sql, made)
+            for cursor in made:
+                if cursor.state == PENDING:
+                    self._close_first(cursor, ruling.effects)
         lift = self.read_only and self._lifts_read_only(ruling)
         if lift:
             self._lift_read_only()
@@ -657,6 +712,7 @@ class Enforcer:
             command=message.sql,
             ruling=ruling,
             protocol="simple",
+            made=tuple(made),
         )
         if ruling.bound is not None:  # row filters: the rewrite prepared, bound
             self._run_prepared(message.sql, ruling, expect)
@@ -697,18 +753,32 @@ class Enforcer:
             self._refuse_in_batch(refusal(ruling))
             return
         if ruling.effects:
-            self._apply(ruling.effects, ruling, message.sql)
+            self._apply(ruling.effects, ruling, message.sql)  # a cursor: made only at Execute
         if awaits_approval and self._lifts_read_only(ruling, asked=True):
             # a write that may be approved at Bind: a reader's read-only default is lifted
             # before its batch starts and put back at its Sync (a refusal runs nothing)
             self._lift_read_only()
             self.restore_at_sync = True
-        self.statements[message.name] = PreparedStatement(message.sql, ruling)
+        statement = PreparedStatement(message.sql, ruling, state=PENDING, batch=self.batch)
+        name = message.name
+        if name not in self._statement_names:
+            statement.state = CONFIRMED  # nothing was under its name: nothing to mistake
+            self._statement_names.add(name)
+        else:
+            # the server may still hold an earlier statement by this name (a Close of it
+            # discarded, a PREPARE, a Parse the proxy refused after it): closed first, so
+            # the Parse cannot fail for the name and leave that one to be bound. Sent first
+            # in its batch, nothing before it can have it discarded either.
+            if not self.batch_forwarded:
+                statement.state = CONFIRMED
+            if name:  # (an unnamed statement is replaced by any Parse)
+                self._send(codec.Close("S", name), Expect("Close", swallow=True))
+        self.statements[message.name] = statement
         self.tracker.statement_shapes.pop(message.name, None)
         self.batch_forwarded = True
         if ruling.rewritten:  # row filters: the same parameters, the filtered text
             message = codec.Parse(message.name, ruling.rewritten, message.param_types)
-        self._send(message, Expect("Parse", statement=message.name))
+        self._send(message, Expect("Parse", statement=message.name, owner=statement))
 
     def _pooled_name(self) -> str:
         """Why a named statement cannot be prepared ("" when it can): behind a transaction
@@ -787,17 +857,63 @@ class Enforcer:
             return True
         statement = self.statements.get(message.statement)
         if statement is not None and (
-            self._stale(statement) or statement.ruling.kind is VerdictKind.REQUIRE_APPROVAL
+            not self._trusted(statement)
+            or self._stale(statement)
+            or statement.ruling.kind is VerdictKind.REQUIRE_APPROVAL
         ):
             return False
         self._bind(message, statement)
         return True
+
+    def _close_first(self, cursor: Portal, effects: tuple[str, ...]) -> None:
+        """A simple Query declares a cursor under a name an earlier cursor or portal had:
+        that one is closed first (unless the Query closes it itself), so the DECLARE
+        cannot fail for the name and leave the earlier one under it. Either way nothing
+        else than this cursor can then be there under its name."""
+        name = next((n for n, p in self.portals.items() if p is cursor), None)
+        if name is None:
+            return  # (declared twice by one Query: left PENDING, never trusted)
+        if f"close:{name}" not in effects and "close:*" not in effects:
+            self._send(codec.Close("P", name), Expect("Close", swallow=True))
+        cursor.state = CONFIRMED
+
+    def _trusted(self, made: PreparedStatement | Portal) -> bool:
+        """Whether the server holds this statement or portal under its name: it is known
+        to have made it, or it was sent earlier in this very batch (were it refused, the
+        server would discard the rest of the batch). A Parse or Bind the server refused
+        or discarded (a name it held already, an error before it) leaves it holding what
+        it held, which another verdict allowed."""
+        return made.state == CONFIRMED or (made.state == PENDING and made.batch == self.batch)
+
+    def _unmade(self, what: str) -> None:
+        self._refuse_in_batch(
+            codec.error_response(
+                f"portcullis: {what} was not made at the server as the policy allowed it "
+                "(its Parse, Bind or DECLARE was refused or discarded there); close it and "
+                "make it again"
+            )
+        )
+
+    def _settled(self, made: PreparedStatement | Portal) -> Generator[Request, Any, bool]:
+        """Whether it may be used once the server has answered what made it (waited for
+        when that answer is still owed)."""
+        if made.state == PENDING and not self._trusted(made):
+            yield _SETTLE
+            if made.state == PENDING and self.tracker.idle:
+                return False  # answered without ever being made (a Parse's cursor)
+        return made.state != FAILED
 
     def _bind_asking(self, message: codec.Bind) -> Steps:
         """Bind of a statement allowed under an earlier policy (ask again first), or of one
         that needs approval: asked for now, for these values (an approval binds to them),
         and waited for; what is approved is this portal, never the statement."""
         statement = self.statements[message.statement]
+        if not self._trusted(statement) and not (yield from self._settled(statement)):
+            self._unmade(f"prepared statement {message.statement!r}")
+            return
+        if not (self._stale(statement) or statement.ruling.kind is VerdictKind.REQUIRE_APPROVAL):
+            self._bind(message, statement)  # (it only waited for the server)
+            return
         if statement.ruling.kind is VerdictKind.REQUIRE_APPROVAL:
             ruling = yield from self._decide(statement.sql, "extended", shown_parameters(message))
             if ruling.rewritten != statement.ruling.rewritten:
@@ -829,16 +945,30 @@ class Enforcer:
         if statement is None:
             self._never_allowed(f"prepared statement {message.statement!r}")
             return
-        self.portals[message.portal] = Portal(
+        portal = Portal(
             message.statement,
             list(message.result_formats),
             statement.sql,
             statement.ruling,
             source=statement,
+            state=PENDING,
+            batch=self.batch,
         )
+        name = message.portal
+        if not name or name not in self._portal_names:
+            # nothing was under its name (an unnamed portal ends with its transaction,
+            # which an error before it in its batch leaves aborted)
+            portal.state = CONFIRMED
+            self._portal_names.add(name)
+        else:
+            # a cursor of this name may be held at the server: closed first (see _parse)
+            if not self.batch_forwarded:
+                portal.state = CONFIRMED
+            self._send(codec.Close("P", name), Expect("Close", swallow=True))
+        self.portals[message.portal] = portal
         self.tracker.portal_shapes.pop(message.portal, None)
         self.batch_forwarded = True
-        self._send(message, Expect("Bind"))
+        self._send(message, Expect("Bind", owner=self.portals[message.portal]))
 
     def _never_allowed(self, what: str) -> None:
         self._refuse_in_batch(
@@ -865,12 +995,26 @@ class Enforcer:
         self._send(message, Expect(kind, statement=message.name, owner=owner))
         return True
 
-    def _execute(self, message: codec.Execute) -> bool:
+    def _execute_asking(self, message: codec.Execute) -> Steps:
+        """Execute of a portal made in an earlier batch whose making is not yet answered:
+        once it is, run as now() runs it, or refused if the server did not make it."""
+        portal = self.portals[message.portal]
+        if not (yield from self._settled(portal)):
+            self._unmade(f"portal {message.portal!r}")
+            return
+        self._execute(message, True)
+
+    def _execute(self, message: codec.Execute, settled: bool = False) -> bool:
         if self.discarding:
             return True
         portal = self.portals.get(message.portal)
         if portal is None:
             self._never_allowed(f"portal {message.portal!r}")
+            return True
+        if not settled and not self._trusted(portal):
+            if portal.state == PENDING:
+                return False  # wait for the server's answer to what made it
+            self._unmade(f"portal {message.portal!r}")
             return True
         ruling = portal.ruling
         # checked at each Execute, a reused portal's too: the spool must have room for
@@ -882,8 +1026,9 @@ class Enforcer:
         if self.tracker.broken:
             self._refuse_in_batch(refusal(_denied(ruling, self.tracker.broken)))
             return True
+        made: list[Portal] = []
         if ruling.effects:
-            self._apply(ruling.effects, ruling, portal.sql)
+            self._apply(ruling.effects, ruling, portal.sql, made, self.batch)
         masker = self.masker(ruling) if ruling.kind is VerdictKind.MASK else None
         if masker is not None and not portal.described and not portal.shaped:
             # masking needs the portal's own columns: its statement's, when the server
@@ -904,7 +1049,9 @@ class Enforcer:
                 )
         self.batch_forwarded = True
         self.batch_executed = True
-        self._send(message, _executed(portal, message.portal, masker))
+        executed = _executed(portal, message.portal, masker)
+        executed.made = tuple(made)
+        self._send(message, executed)
         return True
 
     def bound_run(self, messages: list[codec.Message], chunk: bytes) -> bool:
@@ -934,7 +1081,7 @@ class Enforcer:
         ):
             return False
         name = bind.portal
-        if execute.portal != name:
+        if execute.portal != name or (name and name in self._portal_names):
             return False
         described = describe is not None
         if describe is not None and (
@@ -942,7 +1089,7 @@ class Enforcer:
         ):
             return False
         statement = self.statements.get(bind.statement)
-        if statement is None:
+        if statement is None or not self._trusted(statement):
             return False
         ruling = statement.ruling
         kind = ruling.kind
@@ -963,8 +1110,16 @@ class Enforcer:
             return True
         masker = None if kind is VerdictKind.ALLOW else self.masker(ruling)
         portal = Portal(
-            bind.statement, list(bind.result_formats), statement.sql, ruling, described, statement
+            bind.statement,
+            list(bind.result_formats),
+            statement.sql,
+            ruling,
+            described,
+            statement,
+            state=CONFIRMED,  # (unnamed, or a name never made before: see _bind)
+            batch=self.batch,
         )
+        self._portal_names.add(name)
         self.portals[name] = portal
         tracker = self.tracker
         tracker.portal_shapes.pop(name, None)
@@ -972,17 +1127,18 @@ class Enforcer:
         owed: tuple[Expect, ...]
         if described:
             owed = (
-                Expect("Bind"),
+                Expect("Bind", owner=portal),
                 Expect("DescribeP", statement=name, owner=portal),
                 executed,
                 Expect("Sync"),
             )
         else:
-            owed = (Expect("Bind"), executed, Expect("Sync"))
+            owed = (Expect("Bind", owner=portal), executed, Expect("Sync"))
         tracker.expect_plain(owed, masker is not None)
         self.to_server.append(chunk)
         # as after Sync (nothing was discarded: discarding stays False)
         self.batch_forwarded = self.batch_executed = False
+        self.batch += 1
         return True
 
     def _close(self, message: codec.Close) -> bool:
@@ -1002,6 +1158,7 @@ class Enforcer:
         return True
 
     def _sync(self, message: codec.Sync) -> bool:
+        self.batch += 1
         self.batch_forwarded = False
         self.batch_executed = False
         self.discarding = False
@@ -1126,5 +1283,6 @@ _ASKING: dict[type, Callable[[Enforcer, Any], Steps]] = {
     codec.Query: Enforcer._query_asking,
     codec.Parse: Enforcer._parse_asking,
     codec.Bind: Enforcer._bind_asking,
+    codec.Execute: Enforcer._execute_asking,
     codec.FunctionCall: Enforcer._function_call_asking,
 }

@@ -58,6 +58,10 @@ class ResultShape:
     formats: list[int] = field(default_factory=list)  # each column's, as described
 
 
+# what the server made of a Parse, a Bind or a cursor's DECLARE (the enforcer's
+# PreparedStatement.state and Portal.state): not yet answered, made, refused or discarded
+PENDING, CONFIRMED, FAILED = 0, 1, 2
+
 # what an Expect's formats are until a description or Bind gives them (only ever
 # replaced, never changed in place)
 _NO_FORMATS: list[int] = []
@@ -72,9 +76,9 @@ class Expect:
     it is swallowed, replaced or silent are never changed once made (the tracker counts
     the owed answers that are not plain when they are queued)."""
 
-    __slots__ = ("command", "decision_id", "formats", "kind", "masked", "masker", "owner",
-                 "parts", "portal", "protocol", "quiet", "replace_error", "row_mask", "rows",
-                 "ruling", "shape", "silent", "statement", "swallow")  # fmt: skip
+    __slots__ = ("command", "decision_id", "formats", "kind", "made", "masked", "masker",
+                 "owner", "parts", "portal", "protocol", "quiet", "replace_error", "row_mask",
+                 "rows", "ruling", "shape", "silent", "statement", "swallow")  # fmt: skip
 
     def __init__(
         self,
@@ -108,6 +112,10 @@ class Expect:
         # answered after the name was given to another statement or portal is that
         # other's, never the newer one's
         owner: Any = None,
+        # Query/Execute: the cursors it declares (their `state` CONFIRMED once it ran,
+        # FAILED on its error or when it was discarded). Parse/Bind: `owner` is what it
+        # makes, CONFIRMED by its ParseComplete or BindComplete, else FAILED
+        made: tuple[Any, ...] = (),
     ) -> None:
         self.kind = kind
         self.masker = masker
@@ -128,6 +136,7 @@ class Expect:
         self.masked = masked
         self.quiet = quiet
         self.owner = owner
+        self.made = made
 
     def __repr__(self) -> str:
         return f"Expect({self.kind!r}, command={self.command[:40]!r}, rows={self.rows})"
@@ -511,7 +520,10 @@ class ResponseTracker:
             queue.popleft()
             if item.kind in _ENDED_BY_READY:
                 swallowed = item.swallow
+                if item.made:
+                    _made(item, CONFIRMED)  # (a Query that failed made them FAILED first)
                 break
+            _failed(item)  # owed, yet never answered
         if not queue:
             self.queue = _NOTHING_OWED  # idle: its own queue goes until the next statement
             self._special = self._masking = self.quiet_owed = 0
@@ -524,11 +536,15 @@ class ResponseTracker:
         head.row_mask = None
         self.in_copy_out = False
         if head.kind == "Execute":
+            _made(head, CONFIRMED)
             self.queue.popleft()
 
     def _done(self, head: Expect) -> None:
         """ParseComplete, BindComplete or CloseComplete."""
         if head.kind in ("Parse", "Bind", "Close"):
+            owner = head.owner
+            if owner is not None and head.kind != "Close" and owner.state == PENDING:
+                owner.state = CONFIRMED
             self.queue.popleft()
 
     def _rows_described(self, head: Expect, description: codec.RowDescription) -> None:
@@ -586,6 +602,7 @@ class ResponseTracker:
             if fields is not None:
                 error = codec.ErrorResponse(fields)
         self._complete(head, "", error.fields.get("C", "") or "error")
+        _failed(head)
         if head.quiet:
             self.unprepared.append(head.statement or "")
         if head.kind == "Query" or head.kind == "Call":
@@ -596,7 +613,7 @@ class ResponseTracker:
             return message.raw or message.encode() if error is message else error.encode()
         # extended protocol: the server discards everything until Sync
         while self.queue and isinstance(self.queue[0], Expect) and self.queue[0].kind != "Sync":
-            self.queue.popleft()
+            _failed(self.queue.popleft())  # type: ignore[arg-type]
         self._discarding_to_sync = True
         if head.swallow:
             return b""
@@ -805,6 +822,21 @@ class ResponseTracker:
         for name, n in counts.items():
             _tally(head)[f"detector:{name}"] += n
         return codec.CopyData(masked.encode()).encode() if counts else data.raw or data.encode()
+
+
+def _made(item: Expect, state: int) -> None:
+    """The cursors item declares are `state` now (a FAILED one stays so)."""
+    for made in item.made:
+        if made.state == PENDING:
+            made.state = state
+
+
+def _failed(item: Expect) -> None:
+    """What item makes was not made: refused, discarded or never answered."""
+    if item.kind in ("Parse", "Bind") and item.owner is not None:
+        item.owner.state = FAILED
+    for made in item.made:
+        made.state = FAILED
 
 
 def _tally(head: Expect) -> defaultdict[str, int]:
