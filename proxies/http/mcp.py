@@ -183,6 +183,13 @@ class McpExchange:
         parsed: codec.RequestBody,
         target: str,
     ) -> Reply | Forward:
+        if any(getattr(mcp.owed(m.id), "reads", False) for m in parsed.requests):
+            # an answer is owed to a request of that id that must be read (masked,
+            # filtered): a second request of the id would take its handling, and the
+            # first one's answer would come back as the second's
+            why = "a request id still in flight in this session"
+            session.record_response(kind="mcp.refused", reason=why)
+            return _refusal(codec.Refused(why))
         wait = prefer_wait(headers)
         for message in parsed.messages:
             if message.kind == "notification" and message.method == "notifications/cancelled":
@@ -325,6 +332,12 @@ class Forward:
             return None
         messages = [m.body for m in self.parsed.messages]
         return codec.encode(messages if self.parsed.batch else messages[0])
+
+    def abandon(self) -> None:
+        """No answer came (the upstream unreachable, or its answer refused unread): none is
+        owed to this request's messages any more."""
+        for request in self.parsed.requests if self.parsed else ():
+            self.mcp.answered(request.id)
 
     async def response(
         self, status: int, headers: list[tuple[str, str]], chunks: AsyncIterator[bytes]

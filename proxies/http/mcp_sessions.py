@@ -82,6 +82,12 @@ class McpSession:
         latest = [k for k, w in self.held.items() if w is waiter][-1]
         return latest == key and bool(waiter.cancel_wait())
 
+    def owed(self, request_id: Any) -> Any:
+        """The handling of the answer still owed to this request id, if any (kept)."""
+        if not (isinstance(request_id, str | int) and not isinstance(request_id, bool)):
+            return None
+        return self.pending.get(_id_key(request_id))
+
     def answered(self, request_id: Any) -> Any:
         """The handling of the request this answers (forgotten then), or None if the proxy
         forwarded no such request in this session."""

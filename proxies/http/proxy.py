@@ -56,7 +56,8 @@ from portcullis.verdict import VerdictKind
 from proxies.http import messages
 from proxies.http.client_io import ClientIO
 from proxies.http.codec import END, BadRequest, Body, End, Event, Head, RequestReader
-from proxies.http.forwarding import UpstreamExchange
+from proxies.http.codings import ContentDecoder, Undecodable, codings
+from proxies.http.forwarding import UpstreamExchange, decoded
 from proxies.http.guard import CredentialInResponse, secret_patterns
 from proxies.http.upstream import UpstreamPool
 from proxies.http.websocket import relay_websocket
@@ -631,14 +632,28 @@ class ClientConnection(UpstreamExchange):
             try:
                 response = await self.forward(request, body=outcome.body or b"", masking=True)
             except (OSError, ssl.SSLError) as exc:
+                outcome.abandon()
                 request.session.record_response(kind="mcp.upstream", error=type(exc).__name__)
                 self.send_problem(request, 502, "upstream unavailable", type(exc).__name__)
                 return head.keep_alive
             try:
                 headers = messages.response_headers(response.raw_headers)
-                reply = await outcome.response(
-                    response.status, headers, response.content.iter_any()
-                )
+                body = response.content.iter_any()
+                applied = codings([v for n, v in headers if n.lower() == "content-encoding"])
+                if applied:
+                    # asked for plain, sent coded: read (masked, filtered, checked for the
+                    # credential) decoded, and passed on decoded, or not at all
+                    try:
+                        body = decoded(body, ContentDecoder(applied))
+                    except Undecodable as exc:
+                        outcome.abandon()
+                        request.session.record_response(kind="mcp.refused", reason=str(exc))
+                        self.send_problem(
+                            request, 502, "the upstream's answer cannot be checked", str(exc)
+                        )
+                        return head.keep_alive
+                    headers = messages.decoded_headers(headers)
+                reply = await outcome.response(response.status, headers, body)
                 await self.write_reply(request, reply)
             finally:
                 response.release()
