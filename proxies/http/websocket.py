@@ -7,17 +7,24 @@ out, a client's masked payload unmasked for the recording), and `relay_websocket
 asyncio glue that sends the decided upgrade upstream (the client's token removed, the
 upstream credential injected, as for any request), hands the upstream's answer back, and
 then copies bytes both ways, every frame recorded with its direction, opcode and size and
-every byte towards the client checked for the upstream credential first.
+every byte towards the client checked for the upstream credential first. Under a mask
+verdict (a reader's WebSocket), `MaskedFrames` masks each message towards the client as an
+HTTP answer is masked, and the recording holds what the client got.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from portcullis.masking import Masker, MaskingError
+from portcullis.verdict import VerdictKind
+from proxies.http.bodies import masker_for
 from proxies.http.guard import ResponseGuard
 from proxies.runtime.pdp_client import Ruling
 
@@ -112,6 +119,120 @@ class FrameReader:
         return True
 
 
+MAX_MASKED_MESSAGE = 1024 * 1024  # a message towards the client held whole to be masked
+
+
+class MaskedFrames:
+    """The server's frames towards a client under a mask verdict (sans-IO: bytes in, bytes
+    out). A data message (its frames joined) is masked whole and goes as one frame: text as
+    JSON when it parses, else by the detectors; a binary message that is UTF-8 text alike,
+    one that is not goes as it came unless a detector finds something in it read as
+    Latin-1 (it cannot be masked in place: refused). Control frames pass. What cannot be
+    read one way (reserved bits, a continuation of nothing, a message past the bound, text
+    that is not UTF-8) raises FrameRefused: the WebSocket ends there."""
+
+    def __init__(self, masker: Masker, limit: int = MAX_MASKED_MESSAGE) -> None:
+        self.masker = masker
+        self.limit = limit
+        self.counts: Counter[str] = Counter()
+        self._buffer = bytearray()
+        self._opcode: int | None = None  # the data message being gathered
+        self._message = bytearray()
+
+    def feed(self, data: bytes) -> bytes:
+        self._buffer += data
+        out = bytearray()
+        while True:
+            frame = self._frame()
+            if frame is None:
+                return bytes(out)
+            opcode, fin, payload = frame
+            if opcode in (8, 9, 10):  # close, ping, pong: inside a message or not, as they came
+                out += _frame_bytes(opcode, payload)
+                continue
+            if opcode == 0:
+                if self._opcode is None:
+                    raise FrameRefused("a continuation frame of no message")
+            elif self._opcode is not None:
+                raise FrameRefused("a new message inside a fragmented one")
+            elif opcode not in (1, 2):
+                raise FrameRefused("a frame of a reserved opcode")
+            else:
+                self._opcode = opcode
+            self._message += payload
+            if len(self._message) > self.limit:
+                raise FrameRefused("a message larger than this proxy masks")
+            if fin:
+                kind, message = self._opcode, bytes(self._message)
+                self._opcode, self._message = None, bytearray()
+                out += _frame_bytes(kind, self._masked(kind, message))
+
+    def _frame(self) -> tuple[int, bool, bytes] | None:
+        buf = self._buffer
+        if len(buf) < 2:
+            return None
+        if buf[0] & 0x70:
+            raise FrameRefused("a frame with reserved bits set")
+        masked, size = buf[1] & 0x80, buf[1] & 0x7F
+        at = 2
+        if size == 126:
+            if len(buf) < 4:
+                return None
+            size, at = int.from_bytes(buf[2:4], "big"), 4
+        elif size == 127:
+            if len(buf) < 10:
+                return None
+            size, at = int.from_bytes(buf[2:10], "big"), 10
+        if size > self.limit:
+            raise FrameRefused("a frame larger than this proxy masks")
+        key = b""
+        if masked:
+            if len(buf) < at + 4:
+                return None
+            key, at = bytes(buf[at : at + 4]), at + 4
+        if len(buf) < at + size:
+            return None
+        payload = bytes(buf[at : at + size])
+        if key:
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        opcode, fin = buf[0] & 0x0F, bool(buf[0] & 0x80)
+        del buf[: at + size]
+        return opcode, fin, payload
+
+    def _masked(self, opcode: int, payload: bytes) -> bytes:
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            if opcode == 1:
+                raise FrameRefused("a text message that is not UTF-8") from None
+            _, found = self.masker.mask_text(payload.decode("latin-1"))
+            if found:
+                raise FrameRefused("a binary message holding what the mask hides") from None
+            return payload
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError):
+            masked, found = self.masker.mask_text(text)
+            self.counts.update({f"detector:{k}": v for k, v in found.items()})
+        else:
+            masked_doc, found = self.masker.mask_json(doc)
+            self.counts.update(found)
+            masked = json.dumps(masked_doc, ensure_ascii=False) if found else text
+        return masked.encode("utf-8") if found else payload
+
+
+def _frame_bytes(opcode: int, payload: bytes) -> bytes:
+    """One final, unmasked frame (a server's, RFC 6455 §5.2)."""
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x80 | opcode, size))
+    elif size < 1 << 16:
+        head = bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big")
+    return head + payload
+
+
 async def relay_websocket(
     conn: ClientConnection, request: Request, raw: str, ruling: Ruling
 ) -> None:
@@ -129,6 +250,14 @@ async def relay_websocket(
         "path": request.target.path,
         "upgrade": "websocket",
     }
+    masking: MaskedFrames | None = None
+    if ruling.kind is VerdictKind.MASK and ruling.verdict.mask:
+        try:
+            masking = MaskedFrames(masker_for(ruling.verdict.mask, proxy.hash_key))
+        except MaskingError as exc:
+            session.record_command(raw, ruling, status=500, error="mask_rules", **details)
+            conn.send_problem(request, 500, "mask rules cannot be enforced", str(exc))
+            return
     try:
         up_reader, up_writer = await asyncio.open_connection(
             upstream.host, upstream.port, ssl=tls, server_hostname=upstream.host if tls else None
@@ -161,7 +290,9 @@ async def relay_websocket(
         session.record_command(raw, ruling, status=status, **details)
         if status != 101:
             return
-        await _relay(conn, request, up_reader, up_writer, guard)
+        await _relay(conn, request, up_reader, up_writer, guard, masking)
+        if masking is not None and masking.counts:
+            session.record_masking(dict(masking.counts), ruling.decision_id)
     finally:
         up_writer.close()
         with contextlib.suppress(Exception):
@@ -174,6 +305,7 @@ async def _relay(
     up_reader: asyncio.StreamReader,
     up_writer: asyncio.StreamWriter,
     guard: Any,
+    masking: MaskedFrames | None = None,
 ) -> None:
     session = request.session
     frames = {"client": FrameReader(), "server": FrameReader()}
@@ -207,6 +339,11 @@ async def _relay(
             if not data:
                 guard.flush()
                 return
+            if masking is not None:
+                # what the client gets, and is recorded: each message masked whole
+                data = masking.feed(data)
+                if not data:
+                    continue
             record("server", data)
             guard.write(data)
             await conn.io.drain()

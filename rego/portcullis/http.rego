@@ -1,6 +1,7 @@
 # http.request: reads for every member of the connection, writes through approval,
 # deletes only for the privileged groups. http.upgrade: a WebSocket opened with GET, like a
-# read; its frames are relayed and recorded, not decided one by one.
+# read; its frames are relayed and recorded, not decided one by one, and masked towards
+# everyone not in pii-readers as any answer is.
 package portcullis
 
 # The method judged is the one the upstream may act on. Web frameworks take another method
@@ -80,4 +81,13 @@ allow contains sprintf("WebSocket %s may open", [input.command.http.path]) if {
 	input.command.kind == "http.upgrade"
 	http_method == "GET"
 	lower(object.get(input.command.http, "upgrade", "")) == "websocket"
+}
+
+# A WebSocket's frames towards the client carry what any answer carries: for everyone not
+# in pii-readers, masked as an http.request's answer is (the proxy masks each message;
+# decision.rego's command_masks gives an upgrade only what modules add here).
+mask_rules contains rule if {
+	input.command.kind == "http.upgrade"
+	not pii_reader
+	some rule in pii_masks
 }

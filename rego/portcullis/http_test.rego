@@ -53,7 +53,7 @@ test_http_non_member_denied if {
 test_http_websocket_upgrade_opens_for_members if {
 	up := {"kind": "http.upgrade", "raw": "-", "http": {"method": "GET", "path": "/ws", "upgrade": "websocket"}}
 	d := portcullis.decision with input as object.union(http_input(["readonly"], "GET"), {"command": up})
-	d.verdict == "allow"
+	d.verdict == "mask"
 	"WebSocket /ws may open" in d.reasons
 	other := object.union(up, {"http": {"method": "GET", "path": "/ws", "upgrade": "h2c"}})
 	portcullis.decision.verdict == "deny" with input as object.union(http_input(["readonly"], "GET"), {"command": other})
@@ -105,4 +105,15 @@ test_http_overrides_naming_several_methods_or_hidden_in_a_body_are_denied if {
 	# an override naming the request line's own method changes nothing
 	d := portcullis.decision with input as http_with(["pii-readers"], "GET", {"headers": {"x-http-method-override": "get"}})
 	d.verdict == "allow"
+}
+
+test_http_websocket_frames_are_masked_for_all_but_pii_readers if {
+	up := {"kind": "http.upgrade", "raw": "-", "http": {"method": "GET", "path": "/ws", "upgrade": "websocket"}}
+	d := portcullis.decision with input as object.union(http_input(["readonly"], "GET"), {"command": up})
+	d.verdict == "mask"
+	{"field": "email", "strategy": "redact"} in d.mask
+	{"detector": "email", "strategy": "partial"} in d.mask
+	pii := portcullis.decision with input as object.union(http_input(["readonly", "pii-readers"], "GET"), {"command": up})
+	pii.verdict == "allow"
+	count(pii.mask) == 0
 }
