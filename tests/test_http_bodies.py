@@ -34,9 +34,13 @@ def test_kinds_by_content_type():
     assert body_kind("application/x-ndjson") == "lines"
     assert body_kind("text/event-stream") == "sse"
     # other text is masked line by line by the detectors; binary and untyped pass
-    assert body_kind("text/html") == body_kind("text/csv; charset=UTF-8") == "lines"
+    assert body_kind("text/html") == "lines"
+    assert body_kind("text/csv; charset=UTF-8") == "csv"  # lines whose first names columns
     assert body_kind("application/xml") == body_kind("application/rss+xml") == "lines"
-    assert body_kind(None) == body_kind("application/jsonx") == body_kind("image/png") == ""
+    assert body_kind(None) == body_kind("image/png") == ""
+    # JSON by another name is never binary: a document, or lines
+    assert body_kind("application/x-amz-json-1.1") == body_kind("application/x-json") == "json"
+    assert body_kind("application/jsonx") == body_kind("application/json-seq") == "lines"
     assert body_kind("application/octet-stream") == ""
     # text the detectors cannot read is refused, whatever the kind
     assert body_kind("text/plain; charset=utf-16") == "unreadable"

@@ -42,7 +42,9 @@ async def test_text_in_any_representation_is_masked_by_the_detectors(tmp_path, k
         body = await r.text()
     assert r.status == 200
     assert not any(value in body for value in RAW), body
-    assert "a***@example.com" in body and "**** **** **** 1111" in body
+    # CSV names its columns: the email column is masked by its field rule, whole
+    email = "[REDACTED]" if kind == "text/csv" else "a***@example.com"
+    assert email in body and "**** **** **** 1111" in body
 
 
 @pytest.mark.parametrize("charset", ["utf-16", "utf-32", "utf-16le"])

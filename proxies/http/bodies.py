@@ -16,6 +16,8 @@ bound, a record too large) raises `Unmaskable`: the proxy fails closed. Binary b
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from collections import Counter
@@ -64,6 +66,9 @@ _TEXT_TYPES = frozenset(
         "application/graphql-response+text",
     }
 )
+# a media type naming JSON that the cases above do not know: never passed as binary
+_JSON_NAMED = re.compile(r"json", re.I)
+_JSON_DOCUMENT = re.compile(r"^application/(?:x-)?(?:[a-z0-9.\-]+[.\-])?json(?:-[0-9.]+)?$")
 _READABLE_CHARSETS = frozenset({"", "utf-8", "utf8", "us-ascii", "ascii"})
 
 
@@ -83,14 +88,31 @@ def body_kind(content_type: str | None) -> str:
         "application/x-jsonlines",
     ):
         found = "lines"
+    elif kind in ("text/csv", "application/csv"):
+        found = "csv"  # lines, whose first names the columns
     elif kind.startswith("text/") or kind in _TEXT_TYPES or kind.endswith("+xml"):
         found = "lines"  # (a line that is not JSON is masked by the detectors)
+    elif _JSON_NAMED.search(kind):
+        # JSON by another name (application/x-amz-json-1.1, x-json): a document, masked
+        # whole (one that does not parse is refused); json-seq, jsonx and the like: lines
+        found = "json" if _JSON_DOCUMENT.search(kind) else "lines"
     else:
         return ""
     charset = re.search(r";\s*charset\s*=\s*\"?([^\";\s]*)", content_type or "", re.I)
     if charset and charset.group(1).lower() not in _READABLE_CHARSETS:
         return "unreadable"
     return found
+
+
+# a line `name: value`, `name = value` or `"name": value,` (the name an identifier)
+_KEYED = re.compile(
+    r"""(?P<lead>\s*(?:-\s+)?)(?P<q>["']?)(?P<key>[A-Za-z_][\w.\-]*)(?P=q)"""
+    r"""(?P<sep>\s*[:=]\s*)(?P<rest>.*)"""
+)
+# an element holding text only, on one line: <name attrs>text</name>
+_ELEMENT = re.compile(
+    r"<(?P<tag>[A-Za-z_][\w.\-]*)(?P<attrs>\s[^<>]*)?>(?P<text>[^<]*)</(?P=tag)\s*>"
+)
 
 
 def _dump(doc: Any) -> bytes:
@@ -106,11 +128,13 @@ class BodyMask:
         self.limit = limit
         self.counts: Counter[str] = Counter()
         self._pending = bytearray()
+        self._names: list[str] = []  # a CSV body's column names (its first line)
+        self._columns: dict[int, Any] | None = None  # their indices field rules name
 
     @property
     def streams(self) -> bool:
         """Whether output comes as the body passes (else all of it at finish)."""
-        return self.kind in ("lines", "sse")
+        return self.kind in ("lines", "csv", "sse")
 
     def feed(self, data: bytes) -> bytes:
         self._pending += data
@@ -118,7 +142,7 @@ class BodyMask:
             if len(self._pending) > self.limit:
                 raise Unmaskable("the JSON response is larger than this proxy masks")
             return b""
-        separator = b"\n" if self.kind == "lines" else b"\n\n"
+        separator = b"\n\n" if self.kind == "sse" else b"\n"
         buf = self._pending.replace(b"\r\n", b"\n") if b"\r" in self._pending else self._pending
         cut = buf.rfind(separator)
         if cut < 0:
@@ -155,6 +179,8 @@ class BodyMask:
         text = data.decode("utf-8", "replace")
         if self.kind == "lines":
             return "\n".join(self._line(line) for line in text.split("\n")).encode("utf-8")
+        if self.kind == "csv":
+            return "\n".join(self._row(line) for line in text.split("\n")).encode("utf-8")
         events = text.split("\n\n")
         return "\n\n".join(self._event(event) for event in events).encode("utf-8")
 
@@ -164,10 +190,72 @@ class BodyMask:
         try:
             doc = json.loads(line)
         except ValueError:
-            return self._text(line)
+            return self._text(self._fields(line))
         masked, counts = self.masker.mask_json(doc)
         self.counts.update(counts)
         return _dump(masked).decode("utf-8")
+
+    def _fields(self, line: str) -> str:
+        """A text line's values that field rules name, masked as in JSON: `name: value`,
+        `name = value`, `"name": value,` (JSON pretty-printed, YAML, properties, logs) and
+        `<name ...>value</name>` (XML, HTML). More, never less: a name's whole value goes."""
+        found = _KEYED.match(line)
+        if found is not None and self._rule(found["key"]):
+            rest = found["rest"]
+            value = rest.rstrip()
+            if value.endswith(","):  # a pretty-printed JSON member's comma stays
+                value = value[:-1].rstrip()
+            if value:
+                line = line[: found.start("rest")] + self._value(found["key"], value)
+                line += rest[len(value) :]
+        if "</" in line:
+            line = _ELEMENT.sub(self._element, line)
+        return line
+
+    def _element(self, found: re.Match[str]) -> str:
+        if not self._rule(found["tag"]):
+            return found[0]
+        masked = self._value(found["tag"], found["text"], text=True)
+        return f"<{found['tag']}{found['attrs'] or ''}>{masked}</{found['tag']}>"
+
+    def _rule(self, name: str) -> bool:
+        return self.masker.rule_for((name,)) is not None
+
+    def _value(self, name: str, value: str, text: bool = False) -> str:
+        """`value` as the field rule for `name` masks it (a JSON scalar kept JSON)."""
+        parsed: Any = value
+        quoted = False
+        if not text:
+            try:
+                parsed, quoted = json.loads(value), True
+            except ValueError:
+                pass
+        masked, counts = self.masker.mask_json({name: parsed})
+        self.counts.update(counts)
+        out = next(iter(masked.values()))
+        return json.dumps(out, ensure_ascii=False) if quoted else str(out)
+
+    def _row(self, line: str) -> str:
+        """One CSV line: the first names the columns; values of the columns field rules
+        name are masked, then the detectors read the line."""
+        if not line.strip():
+            return line
+        try:
+            row = next(csv.reader([line]))
+        except (csv.Error, StopIteration):
+            return self._text(line)
+        if self._columns is None:
+            self._names = row
+            self._columns = self.masker.columns_to_mask(row)
+            return self._text(line)
+        if not self._columns:
+            return self._text(line)
+        for index in self._columns:
+            if index < len(row):
+                row[index] = self._value(self._names[index], row[index], text=True)
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow(row)
+        return self._text(out.getvalue())
 
     def _event(self, event: str) -> str:
         """One SSE event (WHATWG HTML §9.2.6): its data lines are one value, masked as
