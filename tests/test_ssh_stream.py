@@ -15,7 +15,7 @@ from pdp.domain.casts import casts_of
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 from proxies.runtime.secrets_scan import SecretScanner
-from proxies.ssh.stream import HOLD_LIMIT, RECORDED_PER_SECOND, Cast, MaskedOutput
+from proxies.ssh.stream import HOLD_LIMIT, OVERLAP, RECORDED_PER_SECOND, Cast, MaskedOutput
 
 RULES = (MaskRule("", "email", "partial"), MaskRule("", "credit_card", "partial"))
 KEY = b"k" * 32
@@ -38,6 +38,47 @@ def test_a_line_longer_than_the_hold_limit_goes_out() -> None:
     out = MaskedOutput(Masker(RULES, KEY))
     assert out.feed(b"x" * (HOLD_LIMIT + 1)) == b"x" * (HOLD_LIMIT + 1)
     assert not out.holding
+
+
+def test_a_long_line_is_cut_after_a_space_no_value_crosses() -> None:
+    # a file with its line ends removed (`tr -d '\\n'`): the values must not go out in
+    # two halves wherever the upstream's chunks end
+    line = b"filler " * 700 + b"card 4111 1111 1111 1111 mail bob.jones@example.com end"
+    for chunk in (512, 1000, 4000, 4096, 4150, 4900, 4910, 4935, len(line) - 30):
+        out = MaskedOutput(Masker(RULES, KEY))
+        sent = b"".join(out.feed(line[i : i + chunk]) for i in range(0, len(line), chunk))
+        sent += out.flush()
+        text, _ = Masker(RULES, KEY).mask_text(line.decode())
+        assert sent == text.encode(), chunk
+        assert b"4111 1111" not in sent and b"bob.jones" not in sent
+        assert out.counts == {"detector:email": 1, "detector:credit_card": 1}
+
+
+def test_a_long_line_holds_back_no_more_than_its_overlap_and_the_hold_limit() -> None:
+    out = MaskedOutput(Masker(RULES, KEY))
+    sent = out.feed(b"word " * 2000)
+    assert len(sent) >= 10_000 - OVERLAP - 5 and sent == (b"word " * 2000)[: len(sent)]
+    assert out.flush() == (b"word " * 2000)[len(sent) :]
+
+
+LONG = st.lists(
+    st.sampled_from(["bob.jones@example.com", "4111 1111 1111 1111", "plain", "x" * 300]),
+    min_size=20,
+    max_size=60,
+).map(lambda parts: " ".join(parts).encode())
+
+
+@settings(max_examples=150, deadline=None)
+@given(LONG, st.lists(st.integers(1, 6000), max_size=12))
+def test_however_a_long_line_is_cut_no_value_leaks(data: bytes, cuts: list[int]) -> None:
+    out = MaskedOutput(Masker(RULES, KEY))
+    sent, i = b"", 0
+    for size in cuts:
+        sent += out.feed(data[i : i + size])
+        i += size
+    sent += out.feed(data[i:]) + out.flush()
+    assert sent == Masker(RULES, KEY).mask_text(data.decode())[0].encode()
+    assert b"bob.jones@example.com" not in sent and b"4111 1111 1111 1111" not in sent
 
 
 def test_bytes_that_are_not_utf8_pass_unchanged() -> None:

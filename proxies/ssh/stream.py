@@ -4,7 +4,10 @@ Owns two sans-IO pieces (no sockets, no asyncio; the proxy's channel calls them)
 
 - `MaskedOutput`: the value detectors of a `mask` verdict over stdout/stderr bytes. A
   value may straddle two chunks, so text is released up to its last line end and the
-  rest held (at most HOLD_LIMIT bytes; longer lines go out as they are); `flush()` gives
+  rest held (at most HOLD_LIMIT bytes); of a longer line (a file with its line ends
+  removed, a long log line) all but its last OVERLAP bytes go out, cut after a space
+  where masking the part sent and masking the whole agree (no detected value crosses
+  the cut), and the rest is held with what comes next; `flush()` gives
   what is held (at end of stream, or when an interactive upstream has gone quiet: a
   prompt has no line end). Bytes that are not UTF-8 pass through unchanged
   (surrogateescape); counts per detector, never values.
@@ -28,6 +31,11 @@ from typing import Any
 from portcullis.masking import Masker
 
 HOLD_LIMIT = 4096
+# what of a line longer than HOLD_LIMIT is kept back for the next chunk: longer than any
+# value a detector finds (an e-mail address is at most 254 bytes)
+OVERLAP = 1024
+SPACES = (b" ", b"\t")
+CUT_TRIES = 8  # spaces tried back from the cut before the line goes out whole
 LINE_ENDS = (b"\n", b"\r")
 CAST_VERSION = 2
 RECORDED_PER_SECOND = 64 * 1024
@@ -49,15 +57,31 @@ class MaskedOutput:
         """Masked bytes ready to send; the tail after the last line end is held."""
         data = self._held + data
         cut = max(data.rfind(end) for end in LINE_ENDS) + 1
-        if cut == 0 and len(data) <= HOLD_LIMIT:
-            self._held = data
-            return b""
-        if cut == 0:
-            cut = len(data)
-        self._held = data[cut:]
-        if len(self._held) > HOLD_LIMIT:
-            cut, self._held = len(data), b""
-        return self._mask(data[:cut])
+        if len(data) - cut <= HOLD_LIMIT:
+            self._held = data[cut:]
+            return self._mask(data[:cut]) if cut else b""
+        # a tail longer than the hold limit: whole lines, then the long one's safe part
+        return self._mask(data[:cut]) + self._long(data[cut:])
+
+    def _long(self, line: bytes) -> bytes:
+        """Of a line (no line end) longer than HOLD_LIMIT: all but its last OVERLAP bytes,
+        masked, cut after a space where masking the part sent gives what masking the whole
+        gives for it (no value the detectors find in the whole crosses the cut, so none
+        is sent half-masked or in two halves); the rest is held. With no such cut, the
+        whole line goes out masked as one."""
+        cut = len(line) - OVERLAP
+        whole = self._masked(line)[0] if self.masker.may_detect(line) else line
+        for _ in range(CUT_TRIES):
+            cut = max(line.rfind(space, 0, cut) for space in SPACES) + 1
+            if cut <= 0:
+                break
+            head = line[:cut]
+            if whole.startswith(self._masked(head)[0] if self.masker.may_detect(head) else head):
+                self._held = line[cut:]
+                return self._mask(head)
+            cut -= 1  # before this space: the next cut is at an earlier one
+        self._held = b""
+        return self._mask(line)
 
     def flush(self) -> bytes:
         data, self._held = self._held, b""
@@ -66,13 +90,17 @@ class MaskedOutput:
     def _mask(self, data: bytes) -> bytes:
         if not self.masker.may_detect(data):
             return data
+        masked, counts = self._masked(data)
+        for detector, count in counts.items():  # as every proxy's events name them
+            self.counts[f"detector:{detector}"] += count
+        return masked
+
+    def _masked(self, data: bytes) -> tuple[bytes, Counter[str]]:
         text = data.decode("utf-8", "surrogateescape")
         masked, counts = self.masker.mask_text(text)
         if not counts:
-            return data
-        for detector, count in counts.items():  # as every proxy's events name them
-            self.counts[f"detector:{detector}"] += count
-        return masked.encode("utf-8", "surrogateescape")
+            return data, counts
+        return masked.encode("utf-8", "surrogateescape"), counts
 
 
 class Cast:
