@@ -158,6 +158,23 @@ def test_the_guard_stops_exactly_the_streams_that_carry_the_credential(parts, cu
     assert not carried and b"".join(written) == data
 
 
+def test_a_relay_that_holds_from_four_bytes_on_lets_a_secrets_first_letter_go():
+    # a WebSocket's guard: a message ending in the credential's first letter is not held
+    # (its client waits for it); four bytes of it are; the rest, when it comes, is found
+    written: list[bytes] = []
+    guard = ResponseGuard(ClientOutput(written.append), secret_patterns([SECRET]), least_held=4)
+    guard.write(b"echo: plain words")
+    assert written == [b"echo: plain words"]
+    guard.write(b" then s3cr")
+    assert b"".join(written) == b"echo: plain words then "
+    written.clear()
+    guard = ResponseGuard(ClientOutput(written.append), secret_patterns([SECRET]), least_held=4)
+    guard.write(b"echo: s3c")
+    with pytest.raises(CredentialInResponse):
+        guard.write(SECRET.encode()[3:])
+    assert b"".join(written) == b"echo: s3c"  # three bytes of it, never more
+
+
 def test_a_stream_without_the_credential_is_not_delayed():
     written: list[bytes] = []
     guard = ResponseGuard(ClientOutput(written.append), secret_patterns([SECRET]))

@@ -76,6 +76,9 @@ async def test_a_readers_websocket_frames_are_masked(tmp_path):
             short = await ws.receive_str(timeout=10)
             await ws.send_str("plain words.")
             plain = await ws.receive_str(timeout=10)
+            # ending in the credential's first letter: not held back for more (it stalled)
+            await ws.send_str("plain words")
+            ending = await ws.receive_str(timeout=10)
             # a message in more than one read of the upstream's socket
             await ws.send_str("ann@example.com " * 1000)
             large = await ws.receive_str(timeout=10)
@@ -88,6 +91,7 @@ async def test_a_readers_websocket_frames_are_masked(tmp_path):
     assert "a***@example.com" in short and "**** **** **** 1111" in short
     assert large.startswith("echo: a***@example.com")
     assert plain == "echo: plain words."
+    assert ending == "echo: plain words"
     assert unmasked == "echo: mail ann@example.com"
 
 

@@ -27,9 +27,16 @@ class ResponseGuard:
     waits for the next chunk, so a secret split across two is seen whole before any of it
     goes; anything else goes at once (a stream is not delayed)."""
 
-    def __init__(self, output: ClientOutput, patterns: tuple[bytes, ...]) -> None:
+    def __init__(
+        self, output: ClientOutput, patterns: tuple[bytes, ...], least_held: int = 1
+    ) -> None:
         self.output = output
         self.patterns = patterns
+        # a tail that begins a secret is held back only from this many bytes on: a relay
+        # whose peer waits for every message (a WebSocket) would stall on a shorter one
+        # (any message ending in a secret's first letter); what goes out is under
+        # least_held bytes of it, and the rest, when it comes, is still found (_seen)
+        self.least_held = least_held
         self._span, self._firsts, self._marks, self._stretch = _shape(patterns)
         self._seen = b""  # the last bytes checked, so a secret across two chunks is found
         self._tail = b""  # bytes held back: they could begin a secret
@@ -51,6 +58,8 @@ class ResponseGuard:
             return
         data = self._tail + data
         keep = 0 if final else self._prefix_at_end(data)
+        if keep < self.least_held:
+            keep = 0
         out, self._tail = data[: len(data) - keep], data[len(data) - keep :]
         self.output.write(out)
 

@@ -119,6 +119,10 @@ class FrameReader:
         return True
 
 
+# a server message ending in the credential's first bytes is held back (the secret could
+# go on in the next) only from this many: a client waiting for an answer that ends in its
+# first letter would wait forever; at most three bytes of it ever reach the client
+WEBSOCKET_HELD = 4
 MAX_MASKED_MESSAGE = 1024 * 1024  # a message towards the client held whole to be masked
 
 
@@ -285,7 +289,7 @@ async def relay_websocket(
             session.record_command(raw, ruling, status=502, error="websocket_extension", **details)
             conn.send_problem(request, 502, "the upstream chose a WebSocket extension")
             return
-        guard = ResponseGuard(conn.output, conn.secrets(request))
+        guard = ResponseGuard(conn.output, conn.secrets(request), least_held=WEBSOCKET_HELD)
         guard.write(answer, final=True)
         session.record_command(raw, ruling, status=status, **details)
         if status != 101:
