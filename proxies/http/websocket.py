@@ -89,34 +89,41 @@ class FrameReader:
 
     def _parse_header(self) -> bool:
         buf = self._buffer
-        if len(buf) < 2:
+        header = frame_header(buf)
+        if header is None:
             return False
-        if buf[0] & 0x70:
-            # RSV1-3 belong to extensions; none is negotiated through the proxy, and a
-            # compressed (RSV1) frame would carry bytes the credential guard cannot read
-            raise FrameRefused("a frame with reserved bits set")
-        masked, size = buf[1] & 0x80, buf[1] & 0x7F
-        at = 2
-        if size == 126:
-            if len(buf) < 4:
-                return False
-            size, at = int.from_bytes(buf[2:4], "big"), 4
-        elif size == 127:
-            if len(buf) < 10:
-                return False
-            size, at = int.from_bytes(buf[2:10], "big"), 10
-        if masked:
-            if len(buf) < at + 4:
-                return False
-            self._key = bytes(buf[at : at + 4])
-            at += 4
-        else:
-            self._key = b""
+        size, at, self._key = header
         opcode = OPCODES.get(buf[0] & 0x0F, f"reserved-{buf[0] & 0x0F}")
         self._header = (opcode, bool(buf[0] & 0x80), size)
         self._left, self._offset = size, 0
         del buf[:at]
         return True
+
+
+def frame_header(buf: bytearray) -> tuple[int, int, bytes] | None:
+    """A frame header at the start of buf: (payload size, header length, masking key or
+    b""), or None until it is all there. Reserved bits refuse the frame: RSV1-3 belong to
+    extensions; none is negotiated through the proxy, and a compressed (RSV1) frame would
+    carry bytes the credential guard cannot read."""
+    if len(buf) < 2:
+        return None
+    if buf[0] & 0x70:
+        raise FrameRefused("a frame with reserved bits set")
+    masked, size = buf[1] & 0x80, buf[1] & 0x7F
+    at = 2
+    if size == 126:
+        if len(buf) < 4:
+            return None
+        size, at = int.from_bytes(buf[2:4], "big"), 4
+    elif size == 127:
+        if len(buf) < 10:
+            return None
+        size, at = int.from_bytes(buf[2:10], "big"), 10
+    if not masked:
+        return size, at, b""
+    if len(buf) < at + 4:
+        return None
+    return size, at + 4, bytes(buf[at : at + 4])
 
 
 # a server message ending in the credential's first bytes is held back (the secret could
@@ -173,27 +180,12 @@ class MaskedFrames:
 
     def _frame(self) -> tuple[int, bool, bytes] | None:
         buf = self._buffer
-        if len(buf) < 2:
+        header = frame_header(buf)
+        if header is None:
             return None
-        if buf[0] & 0x70:
-            raise FrameRefused("a frame with reserved bits set")
-        masked, size = buf[1] & 0x80, buf[1] & 0x7F
-        at = 2
-        if size == 126:
-            if len(buf) < 4:
-                return None
-            size, at = int.from_bytes(buf[2:4], "big"), 4
-        elif size == 127:
-            if len(buf) < 10:
-                return None
-            size, at = int.from_bytes(buf[2:10], "big"), 10
+        size, at, key = header
         if size > self.limit:
             raise FrameRefused("a frame larger than this proxy masks")
-        key = b""
-        if masked:
-            if len(buf) < at + 4:
-                return None
-            key, at = bytes(buf[at : at + 4]), at + 4
         if len(buf) < at + size:
             return None
         payload = bytes(buf[at : at + size])
