@@ -26,6 +26,17 @@ def masked_whole(data: bytes) -> bytes:
     return out.feed(data) + out.flush()
 
 
+def fed_in_pieces(data: bytes, cuts: list[int]) -> bytes:
+    """What one MaskedOutput sends of data fed in pieces of the sizes in cuts, then the
+    rest, then flushed."""
+    out = MaskedOutput(Masker(RULES, KEY))
+    sent, i = b"", 0
+    for size in cuts:
+        sent += out.feed(data[i : i + size])
+        i += size
+    return sent + out.feed(data[i:]) + out.flush()
+
+
 def test_an_email_split_across_chunks_is_masked() -> None:
     out = MaskedOutput(Masker(RULES, KEY))
     sent = out.feed(b"mail: alice.sm") + out.feed(b"ith@example.com ok\nnext ")
@@ -71,12 +82,7 @@ LONG = st.lists(
 @settings(max_examples=150, deadline=None)
 @given(LONG, st.lists(st.integers(1, 6000), max_size=12))
 def test_however_a_long_line_is_cut_no_value_leaks(data: bytes, cuts: list[int]) -> None:
-    out = MaskedOutput(Masker(RULES, KEY))
-    sent, i = b"", 0
-    for size in cuts:
-        sent += out.feed(data[i : i + size])
-        i += size
-    sent += out.feed(data[i:]) + out.flush()
+    sent = fed_in_pieces(data, cuts)
     assert sent == Masker(RULES, KEY).mask_text(data.decode())[0].encode()
     assert b"bob.jones@example.com" not in sent and b"4111 1111 1111 1111" not in sent
 
@@ -96,12 +102,7 @@ LINES = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(LINES, st.lists(st.integers(1, 64), max_size=20))
 def test_however_the_output_is_cut_it_is_masked_the_same(data: bytes, cuts: list[int]) -> None:
-    out = MaskedOutput(Masker(RULES, KEY))
-    sent, i = b"", 0
-    for size in cuts:
-        sent += out.feed(data[i : i + size])
-        i += size
-    sent += out.feed(data[i:]) + out.flush()
+    sent = fed_in_pieces(data, cuts)
     assert sent == masked_whole(data)
     assert b"bob.jones@example.com" not in sent and b"4111 1111 1111 1111" not in sent
 
