@@ -91,14 +91,7 @@ def read_inputs(path: Path) -> list[bytes]:
 
 
 def helper(workdir: Path) -> Path:
-    built = workdir / "hop_requests.so"
-    if not built.exists():
-        source = workdir / "hop_requests.c"
-        source.write_text(CLIENT_REQUESTS)
-        subprocess.run(
-            ["gcc", "-O1", "-shared", "-fPIC", "-o", str(built), str(source)], check=True
-        )
-    return built
+    return _POLICY_IR.client_requests(workdir)  # type: ignore[no-any-return]
 
 
 def dumped_total(workdir: Path, stem: str) -> int:

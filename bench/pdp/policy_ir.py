@@ -129,17 +129,24 @@ def blocks_child(helper: str, inputs: Path, passes: int, rounds: int, policies: 
             gc.enable()
 
 
+def client_requests(workdir: Path) -> Path:
+    """CLIENT_REQUESTS built with gcc into workdir (once): the library a child loads to
+    zero and dump callgrind's counts around what it measures."""
+    built = workdir / "policy_ir_requests.so"
+    if not built.exists():
+        source = workdir / "policy_ir_requests.c"
+        source.write_text(CLIENT_REQUESTS)
+        subprocess.run(
+            ["gcc", "-O1", "-shared", "-fPIC", "-o", str(built), str(source)], check=True
+        )
+    return built
+
+
 def per_evaluation_blocks(
     policies: list[str], inputs: Path, passes: int, rounds: int, workdir: Path
 ) -> list[list[float]]:
     """Instructions per evaluation of each policy's blocks (one process, see blocks_child)."""
-    helper = workdir / "policy_ir_requests.so"
-    if not helper.exists():
-        source = workdir / "policy_ir_requests.c"
-        source.write_text(CLIENT_REQUESTS)
-        subprocess.run(
-            ["gcc", "-O1", "-shared", "-fPIC", "-o", str(helper), str(source)], check=True
-        )
+    helper = client_requests(workdir)
     out = workdir / f"blocks.{abs(hash((str(inputs), tuple(policies))))}"
     done = subprocess.run(
         [
