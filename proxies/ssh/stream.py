@@ -36,6 +36,7 @@ HOLD_LIMIT = 4096
 OVERLAP = 1024
 SPACES = (b" ", b"\t")
 CUT_TRIES = 8  # spaces tried back from the cut before the line goes out whole
+NOTHING_FOUND: Counter[str] = Counter()  # shared, never added to
 LINE_ENDS = (b"\n", b"\r")
 CAST_VERSION = 2
 RECORDED_PER_SECOND = 64 * 1024
@@ -70,32 +71,36 @@ class MaskedOutput:
         is sent half-masked or in two halves); the rest is held. With no such cut, the
         whole line goes out masked as one."""
         cut = len(line) - OVERLAP
-        whole = self._masked(line)[0] if self.masker.may_detect(line) else line
+        whole, counts = self._masked(line)
         for _ in range(CUT_TRIES):
             cut = max(line.rfind(space, 0, cut) for space in SPACES) + 1
             if cut <= 0:
                 break
-            head = line[:cut]
-            if whole.startswith(self._masked(head)[0] if self.masker.may_detect(head) else head):
+            head, head_counts = self._masked(line[:cut])
+            if whole.startswith(head):
                 self._held = line[cut:]
-                return self._mask(head)
+                return self._counted(head, head_counts)
             cut -= 1  # before this space: the next cut is at an earlier one
         self._held = b""
-        return self._mask(line)
+        return self._counted(whole, counts)
 
     def flush(self) -> bytes:
         data, self._held = self._held, b""
         return self._mask(data) if data else b""
 
     def _mask(self, data: bytes) -> bytes:
-        if not self.masker.may_detect(data):
-            return data
-        masked, counts = self._masked(data)
+        return self._counted(*self._masked(data))
+
+    def _counted(self, masked: bytes, counts: Counter[str]) -> bytes:
+        """masked, its detectors' counts added to this stream's."""
         for detector, count in counts.items():  # as every proxy's events name them
             self.counts[f"detector:{detector}"] += count
         return masked
 
     def _masked(self, data: bytes) -> tuple[bytes, Counter[str]]:
+        """data masked by the detectors, and what each found (nothing counted yet)."""
+        if not self.masker.may_detect(data):
+            return data, NOTHING_FOUND
         text = data.decode("utf-8", "surrogateescape")
         masked, counts = self.masker.mask_text(text)
         if not counts:
