@@ -125,6 +125,12 @@ async def settle(
         parameters,
     )  # fmt: skip
     if approved is not None:
+        if bound_session is None:
+            # a just-in-time grant: the session lives as long as the approval may be used,
+            # and its open record says so (a PDP finding the session in the store ends it)
+            session.grant_expires_at = approved.usable_until
+            if "session" in record:
+                record = {**record, "session": session.to_record()}
         policy_input = build_input(
             session,
             command,

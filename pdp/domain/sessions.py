@@ -102,6 +102,10 @@ class Session:
             body.get("client_addr", ""),
             body.get("client", ""),
             body.get("started_at", time.time()),
+            # a just-in-time grant ends the session wherever it is found again (a restart,
+            # another replica): its end is in the record, not only in the memory of the
+            # PDP that opened it
+            grant_expires_at=float(body.get("grant_expires_at") or 0.0),
             proxy=str(body.get("proxy", "")),
         )
 
