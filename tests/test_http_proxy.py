@@ -263,7 +263,9 @@ async def test_streams_are_masked_per_record_and_never_held_whole(tmp_path):
                 s.upstream.gate.set()
                 rest = await r.read()
             s.upstream.gate.clear()
-            async with client.get(s.url + "/gated", headers=headers) as r:
+            # a binary stream is never held whole either (unmasked: a reader's is withheld)
+            pii = bearer(s, "pia@example.com", ("readonly", "pii-readers"))
+            async with client.get(s.url + "/gated", headers=pii) as r:
                 start = await r.content.readexactly(300_000)
                 s.upstream.gate.set()
                 tail = await r.read()
@@ -279,10 +281,13 @@ async def test_streams_are_masked_per_record_and_never_held_whole(tmp_path):
 
 
 async def test_a_large_download_streams_through(tmp_path):
+    # (a reader's answers are masked, and a download is nothing the masker reads: withheld,
+    # test_http_probe_p2; a pii-reader's is streamed as it comes)
+    pii = ("readonly", "pii-readers")
     async with http_stack(tmp_path) as s:
         async with (
             aiohttp.ClientSession(timeout=TIMEOUT) as client,
-            client.get(s.url + "/download?mb=24", headers=bearer(s)) as r,
+            client.get(s.url + "/download?mb=24", headers=bearer(s, groups=pii)) as r,
         ):
             size = 0
             async for chunk in r.content.iter_any():

@@ -84,6 +84,9 @@ async def running_nginx(directory: Path) -> AsyncIterator[int]:
         await process.wait()
 
 
+PII = ("readonly", "pii-readers")
+
+
 async def test_nginx_as_the_upstream(tmp_path):
     async with running_nginx(tmp_path / "nginx") as port:
         connection = http_connection(f"http://127.0.0.1:{port}", spool_dir=str(tmp_path / "s"))
@@ -98,6 +101,9 @@ async def test_nginx_as_the_upstream(tmp_path):
                     async with client.get(url + "/v1/customer", headers=auth) as r:
                         status, doc = r.status, await r.json(content_type=None)
                     async with client.get(url + "/big.bin", headers=auth) as r:
+                        withheld = r.status  # binary, under a reader's mask
+                    pii = {"Authorization": f"Bearer {token(config, groups=PII)}"}
+                    async with client.get(url + "/big.bin", headers=pii) as r:
                         big = await r.read()
                     async with client.get(url + "/v1/../../etc/passwd", headers=auth) as r:
                         escaped = r.status
@@ -110,6 +116,7 @@ async def test_nginx_as_the_upstream(tmp_path):
         "iban": "[REDACTED]",
         "note": "card **** **** **** 1111",
     }
+    assert withheld == 502
     assert big == bytes(range(256)) * 4096 * 8
     assert escaped == 404  # decided and sent as /etc/passwd, which nginx's root does not hold
 

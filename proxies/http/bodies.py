@@ -10,8 +10,10 @@ read (UTF-16) is `unreadable`, and refused. Field rules name JSON keys anywhere 
 document (`email`, `user.email`) or a JSON pointer (`/user/email`: masked wherever that
 trail of keys ends, array indices ignored — more, never less); detectors run over every
 other string. What cannot be masked (a JSON body that does not parse or outgrows the
-bound, a record too large) raises `Unmaskable`: the proxy fails closed. Binary bodies
-(images, downloads) and a body without a Content-Type pass through untouched.
+bound, a record too large, text holding NUL bytes: UTF-16 or binary under a text type)
+raises `Unmaskable`: the proxy fails closed. Under a mask, only what the masker reads is
+forwarded (`answer_kind`, an allow-list): a body without a Content-Type, with more than
+one, or of a type the masker does not read (binary, multipart, unknown) is `withheld`.
 """
 
 from __future__ import annotations
@@ -104,6 +106,21 @@ def body_kind(content_type: str | None) -> str:
     return found
 
 
+WITHHELD = "withheld"
+
+
+def answer_kind(content_types: list[str]) -> tuple[str, str]:
+    """(body_kind, media type) of an answer to be masked, given its Content-Type field
+    values: `withheld` (any body refused) when it has none, more than one that differ
+    (the client may read the other), or one body_kind passes as binary."""
+    types = {media_type(v) for v in content_types}
+    if len(types) != 1:
+        return WITHHELD, ", ".join(sorted(types)) or "none"
+    (shown,) = types
+    kind = body_kind(content_types[0])
+    return (kind or WITHHELD), shown or "none"
+
+
 # a line `name: value`, `name = value` or `"name": value,` (the name an identifier)
 _KEYED = re.compile(
     r"""(?P<lead>\s*(?:-\s+)?)(?P<q>["']?)(?P<key>[A-Za-z_][\w.\-]*)(?P=q)"""
@@ -122,9 +139,12 @@ def _dump(doc: Any) -> bytes:
 class BodyMask:
     """One response body's masking: `feed` chunks, then `finish`; `counts` at the end."""
 
-    def __init__(self, masker: Masker, kind: str, limit: int = MAX_MASKED_DOCUMENT) -> None:
+    def __init__(
+        self, masker: Masker, kind: str, limit: int = MAX_MASKED_DOCUMENT, media: str = ""
+    ) -> None:
         self.masker = masker
         self.kind = kind
+        self.media = media  # (named when a `withheld` body is refused)
         self.limit = limit
         self.counts: Counter[str] = Counter()
         self._pending = bytearray()
@@ -137,6 +157,10 @@ class BodyMask:
         return self.kind in ("lines", "csv", "sse")
 
     def feed(self, data: bytes) -> bytes:
+        if self.kind == WITHHELD:
+            if data:
+                raise Unmaskable(f"an answer of type {self.media or 'none'} cannot be masked")
+            return b""
         self._pending += data
         if self.kind == "json":
             if len(self._pending) > self.limit:
@@ -155,6 +179,8 @@ class BodyMask:
 
     def finish(self) -> bytes:
         data, self._pending = bytes(self._pending), bytearray()
+        if self.kind == WITHHELD:
+            return b""
         if self.kind == "json":
             return self._document(data)
         return self._records(data) if data else b""
@@ -176,6 +202,10 @@ class BodyMask:
         return masked
 
     def _records(self, data: bytes) -> bytes:
+        if b"\x00" in data:
+            # UTF-16 or UTF-32 text with no charset named (a NUL beside every ASCII
+            # letter), or binary under a text type: no detector reads it as text
+            raise Unmaskable("text holding NUL bytes (UTF-16, binary) cannot be masked")
         text = data.decode("utf-8", "replace")
         if self.kind == "lines":
             return "\n".join(self._line(line) for line in text.split("\n")).encode("utf-8")

@@ -29,7 +29,7 @@ from proxies.http.bodies import (
     MAX_MASKED_DOCUMENT,
     BodyMask,
     Unmaskable,
-    body_kind,
+    answer_kind,
     masker_for,
 )
 from proxies.http.client_io import ClientIO
@@ -303,12 +303,16 @@ class UpstreamExchange:
                 preview = self._preview_memo = (data, _preview(data))
             return response.status, len(data), {}, preview[1]
         headers = messages.relayed_headers(fields.fields)
-        kind = body_kind(fields.get("content-type")) if masker else ""
-        if kind == "unreadable" and not bodyless:
-            return _refused(
-                guard, "response cannot be masked", "text in a charset the masks cannot read"
-            )
-        mask = BodyMask(masker, kind) if kind and not bodyless else None
+        mask = None
+        if masker is not None and not bodyless:
+            # an allow-list: only what the masker reads goes; anything else with a body
+            # (no type, two, binary, multipart, unknown) is withheld (BodyMask refuses it)
+            kind, shown = answer_kind(fields.getall("content-type"))
+            if kind == "unreadable":
+                return _refused(
+                    guard, "response cannot be masked", "text in a charset the masks cannot read"
+                )
+            mask = BodyMask(masker, kind, media=shown)
         if not head.keep_alive:
             headers.append(("connection", "close"))
         if masker is not None or decoder is not None:
@@ -443,8 +447,10 @@ async def decoded(body: AsyncIterator[bytes], decoder: ContentDecoder) -> AsyncI
 def _refused(guard: ResponseGuard, title: str, detail: str) -> tuple[int, int, dict[str, int], str]:
     """A 502 problem in place of an answer of which nothing has gone yet; relay_response's
     result for it."""
-    guard.write(messages.problem(502, title, detail), final=True)
-    return 502, 0, {}, ""
+    refusal = messages.problem(502, title, detail)
+    guard.write(refusal, final=True)
+    # (the recording shows the problem the client got: what was withheld, and why)
+    return 502, 0, {}, _preview(refusal.partition(b"\r\n\r\n")[2])
 
 
 async def _replay(data: bytes) -> AsyncIterator[bytes]:
