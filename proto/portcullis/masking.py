@@ -29,6 +29,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import math
@@ -90,13 +91,28 @@ def _email_spans(text: str) -> Iterator[Span]:
         yield m.span()
 
 
-# A run of ASCII digit groups separated by single spaces or dashes; card numbers are
-# looked for inside it (see _card_spans).
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ \-][0-9]+)*")
+# A run of ASCII digit groups, each separated from the next by one separator; card numbers
+# are looked for inside it (see _card_spans). Groups of 3 to 6 digits may be joined by a
+# space, dash, dot, underscore or slash (4111.1111.1111.1111); thousands groups (a group of
+# 1 to 3 digits, then groups of 3, one separator throughout) by any of them, a comma, an
+# apostrophe or a no-break / thin space as well (4,111,111,111,111,111; 4 111 111 ...).
+_GROUP_SEPARATORS = " -._/"
+_THOUSANDS_SEPARATORS = _GROUP_SEPARATORS + ",'\u00a0\u202f\u2009"
+_SEPARATOR_CLASS = "[" + re.escape(_THOUSANDS_SEPARATORS) + "]"
+_DIGIT_RUN = re.compile(rf"(?<![0-9])[0-9]+(?:{_SEPARATOR_CLASS}[0-9]+)*")
 _DIGIT_GROUP = re.compile(r"[0-9]+")
 _CARD_MIN, _CARD_MAX = 13, 19
-# necessary for any card: 13 digits with at most one separator between neighbours
-_CARD_HINT = re.compile(r"[0-9](?:[ \-]?[0-9]){12}")
+_FLOAT_EXACT = float(2**53)  # from here on a float does not hold every integer
+# necessary for any card: 13 digits with at most one separator between neighbours (a
+# number with an exponent carries 13 digits in its mantissa: see _EXPONENT_NUMBER)
+_CARD_HINT = re.compile(rf"[0-9](?:{_SEPARATOR_CLASS}?[0-9]){{12}}")
+# A number written with an exponent (4.111111111111111e15, as JSON or a program's %e
+# writes it): its value, when a whole number, is read as a card. The mantissa must carry
+# at least 13 digits (what any such writing of a card keeps), so _CARD_HINT holds for it.
+_EXPONENT_NUMBER = re.compile(
+    r"(?<![0-9A-Za-z_.])(?P<mantissa>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE](?P<exp>[+\-]?[0-9]{1,3})"
+    r"(?![0-9])"
+)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -110,15 +126,28 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _card_window_ok(groups: list[str]) -> bool:
-    digits = "".join(groups)
-    if not _CARD_MIN <= len(digits) <= _CARD_MAX or len(set(digits)) == 1:
+def _card_digits_ok(digits: str) -> bool:
+    """A card's digits: zero padding before them (printf %022d) is not part of the card."""
+    digits = digits.lstrip("0")
+    return _CARD_MIN <= len(digits) <= _CARD_MAX and len(set(digits)) > 1 and luhn_valid(digits)
+
+
+def _card_window_ok(groups: list[str], separators: list[str]) -> bool:
+    if not _card_digits_ok("".join(groups)):
         return False
+    if len(groups) == 1:
+        return True
     # printed cards group their digits 4-4-4-4, 4-6-5, 4-6-4, 4-4-4-4-3: groups shorter
-    # than 3 are dates, phone numbers, versions — not a card
-    if len(groups) > 1 and not all(3 <= len(g) <= 6 for g in groups):
-        return False
-    return luhn_valid(digits)
+    # than 3 are dates, phone numbers, versions — not a card; or a number in thousands
+    if all(sep in _GROUP_SEPARATORS for sep in separators) and all(
+        3 <= len(g) <= 6 for g in groups
+    ):
+        return True
+    return (
+        len(set(separators)) == 1
+        and 1 <= len(groups[0]) <= 3
+        and all(len(g) == 3 for g in groups[1:])
+    )
 
 
 def _card_spans(text: str) -> Iterator[Span]:
@@ -132,20 +161,44 @@ def _card_spans(text: str) -> Iterator[Span]:
                 continue
             yield groups[start][0], groups[end][1]
             start = end + 1
+    for m in _EXPONENT_NUMBER.finditer(text):
+        if _exponent_card(m["mantissa"], int(m["exp"])):
+            yield m.span()
+
+
+def _exponent_card(mantissa: str, exponent: int) -> bool:
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    if len(digits) < _CARD_MIN:
+        return False
+    shift = exponent - len(fraction)  # the value is int(digits) * 10**shift
+    if shift < 0:
+        digits, cut = digits[:shift], digits[shift:]
+        if cut.strip("0"):
+            return False  # not a whole number
+    elif shift > _CARD_MAX:
+        return False
+    else:
+        digits += "0" * shift
+    return _card_digits_ok(digits)
 
 
 def _longest_card_from(text: str, groups: list[Span], start: int) -> int | None:
     """Index of the last group of the longest valid card starting at group `start`."""
     candidates = []
     digits = 0
+    first = text[groups[start][0] : groups[start][1]]
+    padding = len(first) - len(first.lstrip("0"))
     for index in range(start, len(groups)):
         digits += groups[index][1] - groups[index][0]
-        if digits > _CARD_MAX:
+        if digits - padding > _CARD_MAX:
             break
-        if digits >= _CARD_MIN:
+        if digits - padding >= _CARD_MIN:
             candidates.append(index)
     for end in reversed(candidates):
-        if _card_window_ok([text[a:b] for a, b in groups[start : end + 1]]):
+        window = groups[start : end + 1]
+        separators = [text[a[1] : b[0]] for a, b in itertools.pairwise(window)]
+        if _card_window_ok([text[a:b] for a, b in window], separators):
             return end
     return None
 
@@ -231,7 +284,9 @@ def _token_precheck(text: str) -> bool:
 # for a card or an SSN, and the token hints only in text long enough to hold a token
 _NON_DIGITS = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
 _TOKEN_HINTS_ASCII = re.compile(b"|".join(re.escape(h.encode()) for h in _TOKEN_HINTS))
-_CARD_HINT_ASCII = re.compile(_CARD_HINT.pattern.encode())
+_CARD_HINT_ASCII = re.compile(
+    rb"[0-9](?:[" + re.escape(_THOUSANDS_SEPARATORS.encode("ascii", "ignore")) + rb"]?[0-9]){12}"
+)
 _SSN_HINT_ASCII = re.compile(_SSN_HINT.pattern.encode())
 
 
@@ -520,8 +575,9 @@ class Masker:
         Values under keys that match a field rule are masked whole — any JSON type
         becomes the masked string, null stays null — and counted as "field:<rule field>";
         detectors run over every other string, every object key and (unless `numbers` is
-        false: a database's json column keeps its numbers) every integer, and are counted
-        as "detector:<name>". Iterative, so nesting depth cannot exhaust the stack.
+        false: a database's json column keeps its numbers) every number, integer or float
+        (see _mask_number; a number found becomes the masked string), and are counted as
+        "detector:<name>". Iterative, so nesting depth cannot exhaust the stack.
         """
         counts: Counter[str] = Counter()
         holder: list[Any] = [doc]
@@ -537,16 +593,47 @@ class Masker:
                 copy = list(value)
                 parent[slot] = copy
                 stack.extend((copy, i, path) for i, v in enumerate(copy) if _walkable(v))
-            elif isinstance(value, int) and not isinstance(value, bool):
+            elif isinstance(value, int | float) and not isinstance(value, bool):
                 if not numbers:
                     continue
-                digits = str(value)
-                masked = self._mask_text(digits, counts, "detector:")
-                if masked != digits:
+                masked = self._mask_number(value, counts)
+                if masked is not None:
                     parent[slot] = masked
-            elif not (value is None or isinstance(value, bool | float)):
+            elif not (value is None or isinstance(value, bool)):
                 raise TypeError(f"cannot mask a {type(value).__name__} in a JSON document")
         return holder[0], counts
+
+    def _mask_number(self, value: float, counts: Counter[str]) -> str | None:
+        """A JSON number masked as text, or None when the detectors find nothing in it.
+
+        Its text is gone once parsed (4.111111111111111e15, 4111111111111111.0 and
+        4111111111111111 are one value), so the detectors read what it is: an integer's
+        digits; a float's repr (what json.dumps writes) and, for a whole one, its digits.
+        A whole float of 16 to 19 digits past 2**53 stands for every integer rounding to
+        it — a 19-digit card among them whose digits are lost — so it is masked as a card
+        number whenever cards are (the safe mistake: such floats are rare)."""
+        if isinstance(value, int):
+            digits = str(value)
+            masked = self._mask_text(digits, counts, "detector:")
+            return masked if masked != digits else None
+        if not math.isfinite(value):
+            return None
+        text = repr(value)
+        masked = self._mask_text(text, counts, "detector:")
+        if masked != text:
+            return masked
+        if not value.is_integer():
+            return None
+        digits = str(int(value))
+        masked = self._mask_text(digits, counts, "detector:")
+        if masked != digits:
+            return masked
+        magnitude = abs(value)
+        card = dict((d.name, strategy) for d, strategy in self._detectors).get("credit_card")
+        if card is not None and _FLOAT_EXACT <= magnitude < 10.0**_CARD_MAX:
+            counts["detector:credit_card"] += 1
+            return self._apply(card, "credit_card", digits)
+        return None
 
     def _mask_object(
         self,
@@ -608,7 +695,7 @@ def _check_rule(rule: MaskRule) -> None:
 
 def _walkable(value: Any) -> bool:
     # anything but the JSON leaves detectors ignore; unknown types reach the walker's error
-    return not (value is None or isinstance(value, bool | float))
+    return not (value is None or isinstance(value, bool))
 
 
 def _unique_key(out: dict[Any, Any], key: str) -> str:
