@@ -87,3 +87,89 @@ async def test_a_just_in_time_grant_still_ends_after_the_pdp_restarts(tmp_path):
             grpc.StatusCode.FAILED_PRECONDITION,
             grpc.StatusCode.PERMISSION_DENIED,
         )
+
+
+# -- an auditor verifying evidence ------------------------------------------------------
+
+
+async def _populated_sqlite(tmp_path):
+    from test_evidence import make_env, populate
+
+    env = make_env(tmp_path, {"type": "sqlite", "path": str(tmp_path / "var" / "audit.db")})
+    await populate(env)
+    return env
+
+
+async def test_a_stored_body_that_is_not_the_hashed_text_fails_verification(tmp_path):
+    """Attack (database access, no key): a denied decision's stored body gets a leading
+    "verdict":"allow" member. Python's parser keeps a duplicated key's last value, so the
+    verifier re-encoded the hashed body and said OK; SQLite's json_extract keeps the first,
+    so anything reading the store with SQL (an auditor's query, the PDP's own egress
+    totals) read allow. Likewise other spacing or spellings of the same values. Now the
+    stored text must be the canonical text that was hashed; and a body that cannot be
+    hashed at all (NaN) is named as a bad record instead of crashing the verifier."""
+    import sqlite3
+
+    env = await _populated_sqlite(tmp_path)
+    rows = await env.rows()
+    denied = next(r for r in rows if r["kind"] == "decision" and '"verdict":"deny"' in r["body"])
+    assert env.verify().returncode == 0
+    forged = '{"verdict":"allow",' + denied["body"][1:]
+    await env.tamper(("UPDATE audit_records SET body = ? WHERE seq = ?", (forged, denied["seq"])))
+    db = sqlite3.connect(env.store.path)
+    try:
+        (seen,) = db.execute(
+            "SELECT json_extract(body, '$.verdict') FROM audit_records WHERE seq = ?",
+            (denied["seq"],),
+        ).fetchone()
+    finally:
+        db.close()
+    assert seen == "allow"  # what SQL reads of the record now
+    result = env.verify()
+    assert result.returncode == 1, result.stdout
+    assert result.stdout.startswith(f"FAIL: record seq={denied['seq']} kind=decision")
+    assert "not the canonical JSON" in result.stdout
+    # a body no canonical JSON exists for: named, not a traceback
+    await env.tamper(
+        ("UPDATE audit_records SET body = ? WHERE seq = ?", ('{"x":NaN}', denied["seq"]))
+    )
+    result = env.verify()
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout.startswith(f"FAIL: record seq={denied['seq']} kind=decision")
+
+
+async def test_verify_shows_a_tampered_kind_inert(tmp_path):
+    """Attack (database access): a record's kind rewritten to terminal control sequences
+    ('\\x1b[1A\\x1b[2K' moves up and erases the line, then prints 'OK: ...'). verify
+    printed the kind as it was, so the auditor's terminal showed OK over the FAIL line.
+    Now what verify prints of a record is made inert (pdp.plumbing.rendering)."""
+    env = await _populated_sqlite(tmp_path)
+    rows = await env.rows()
+    target = next(r for r in rows if r["kind"] == "decision")
+    forged = "\x1b[1A\x1b[2K\rOK: all records verified\u202e"
+    await env.tamper(("UPDATE audit_records SET kind = ? WHERE seq = ?", (forged, target["seq"])))
+    result = env.verify()
+    assert result.returncode == 1
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout, repr(result.stdout)
+    assert "\r" not in result.stdout
+    assert "kind=\\x1b[1A\\x1b[2K\\rOK" in result.stdout
+
+
+async def test_offline_verify_shows_a_crafted_member_name_inert(tmp_path):
+    """Attack (whoever hands the auditor a bundle): an archive member named with control
+    sequences. verify --bundle printed the name as it was ('... in the archive but not in
+    manifest.json'), clearing the auditor's screen. Now it is shown inert."""
+    from test_evidence import portcullis, read_tar, write_tar
+
+    env = await _populated_sqlite(tmp_path)
+    out = tmp_path / "evidence.tar.gz"
+    assert (
+        portcullis("-c", str(env.config_path), "audit", "export", "--out", str(out)).returncode == 0
+    )
+    files = read_tar(out)
+    crafted = tmp_path / "crafted.tar.gz"
+    write_tar(crafted, {**files, "\x1b[2J\x1b[HOK": b"x"})
+    result = portcullis("audit", "verify", "--bundle", str(crafted))
+    assert result.returncode == 1
+    assert "\x1b" not in result.stdout, repr(result.stdout)
+    assert "\\x1b[2J\\x1b[HOK" in result.stdout

@@ -30,6 +30,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pdp.evidence.signing import Signer, signature_problem
+from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
 
@@ -213,9 +214,14 @@ class Problem:
     text: str
 
     def describe(self) -> str:
+        """The problem for a person's terminal: what a tampered store or bundle holds (a
+        record's kind or id, an archive member's name) is made inert, so it cannot move
+        the auditor's cursor, rewrite the FAIL line or forge an OK one."""
         if self.seq == 0:
-            return self.text
-        return f"record seq={self.seq} kind={self.kind or '?'} id={self.id or '?'}: {self.text}"
+            return inert(self.text)
+        return inert(
+            f"record seq={self.seq} kind={self.kind or '?'} id={self.id or '?'}: {self.text}"
+        )
 
 
 class SignedRecordChecker:

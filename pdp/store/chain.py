@@ -292,9 +292,21 @@ class ChainVerifier:
             body = json.loads(body_json)
         except ValueError:
             return seq, f"record {seq} has a body that is not JSON"
-        actual = record_hash(prev_hash, seq, id, kind, time_us, session_id, subject, body)
+        try:
+            canonical = canonical_json(body)
+            actual = sealed_hash(prev_hash, seq, id, kind, time_us, session_id, subject, canonical)
+        except (ValueError, TypeError, RecursionError):  # NaN, lone surrogates, depth
+            return seq, f"record {seq} was changed (its content cannot be hashed)"
         if actual != hash:
             return seq, f"record {seq} was changed (its content does not match its hash)"
+        if canonical != body_json:
+            # the bytes stored are not the bytes hashed: a duplicated key, other spacing or
+            # number spelling that Python's parser reads as the hashed body while another
+            # reader (SQLite's json_extract takes a duplicated key's first value) does not
+            return seq, (
+                f"record {seq} was changed (its stored body is not the canonical JSON"
+                " that was hashed)"
+            )
         self._seq, self._hash = seq, hash
         return None
 
