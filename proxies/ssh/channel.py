@@ -46,10 +46,23 @@ CANCEL_SIGNALS = frozenset({"INT", "TERM", "HUP", "QUIT", "KILL"})
 TERMINAL_REFUSED = "a command with a terminal is interactive, as a shell is: "
 
 
+READ_SUBSYSTEMS = frozenset({"sftp"})  # subsystems the proxy reads (decides request by request)
+UNREAD = (
+    "relayed unread: the proxy cannot read this subsystem; its bytes were not decided or masked"
+)
+
+
 def _exec_details(
-    kind: str, exit_status: int | None, out: int, err: int, inp: int, error: str = ""
+    kind: str,
+    exit_status: int | None,
+    out: int,
+    err: int,
+    inp: int,
+    error: str = "",
+    unread: bool = False,
 ) -> dict[str, Any]:
-    """A channel's command event details (pdp.domain.timeline.ssh_exec_details's shape)."""
+    """A channel's command event details (pdp.domain.timeline.ssh_exec_details's shape); a
+    subsystem relayed that the proxy does not read (allowed by name) says so in `unread`."""
     details: dict[str, Any] = {
         "kind": "ssh.shell" if kind == "ssh.shell" else "ssh.exec",
         "exit_status": exit_status,
@@ -59,6 +72,8 @@ def _exec_details(
     }
     if kind == "ssh.subsystem":
         details["subsystem"] = True
+        if unread:
+            details["unread"] = UNREAD
     if error:
         details["error"] = error
     return details
@@ -353,7 +368,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 self.waiting = False
             self.ruling = ruling
             allowed = ruling.verdict.allowed and not self._gone
-            sftp = self.kind == "ssh.subsystem" and self.raw == "sftp"
+            sftp = self.kind == "ssh.subsystem" and self.raw in READ_SUBSYSTEMS
             if allowed and not sftp:
                 self._masking(ruling)  # an SFTP stream is packets: its relay decides each
         finally:
@@ -488,7 +503,13 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
     def _details(self, status: int | None, error: str = "") -> dict[str, Any]:
         c = self.counts
         return _exec_details(
-            self.kind, status, c["stdout_bytes"], c["stderr_bytes"], c["stdin_bytes"], error
+            self.kind,
+            status,
+            c["stdout_bytes"],
+            c["stderr_bytes"],
+            c["stdin_bytes"],
+            error,
+            self.kind == "ssh.subsystem" and self.up is not None and self.relay is None,
         )
 
     def _cast_soon(self) -> None:

@@ -16,7 +16,7 @@
 # computed, or redirect to or from any file but /dev/null.
 #
 # Interactive shells, port forwarding (and agent / X11 forwarding), subsystems and SFTP
-# are reserved to the privileged groups.
+# are reserved to the privileged groups; a subsystem other than sftp only by name (below).
 #
 # SFTP (an allowed `sftp` subsystem) is decided one request at a time (kind ssh.sftp): the
 # operation, the path and, for rename / symlink / link, the second path as `target`, both
@@ -172,9 +172,34 @@ deny contains sprintf("%s are reserved to %s", [ssh_interactive_kinds["ssh.forwa
 	not privileged
 }
 
-allow contains sprintf("%s may use %s", [subject, ssh_interactive_kinds["ssh.subsystem"]]) if {
+# A subsystem is allowed by name. The proxy reads one, sftp (each request decided, kind
+# ssh.sftp); any other the policy names in data.portcullis.ssh.subsystems (none by default)
+# is relayed as bytes nobody decides or masks, and its allow says so, in the decision the
+# evidence keeps. A subsystem neither readable nor named is denied, to everyone.
+ssh_readable_subsystems := {"sftp"}
+
+ssh_named_subsystems := {name | some name in object.get(data.portcullis.ssh, "subsystems", [])}
+
+allow contains sprintf("%s may use the %q subsystem (each request decided)", [subject, name]) if {
 	input.command.kind == "ssh.subsystem"
 	privileged
+	name := object.get(input.command, ["ssh", "subsystem"], "")
+	name in ssh_readable_subsystems
+}
+
+allow contains sprintf("%s may use the %q subsystem, allowed by name: the proxy cannot read it, its bytes pass undecided and unmasked", [subject, name]) if {
+	input.command.kind == "ssh.subsystem"
+	privileged
+	name := object.get(input.command, ["ssh", "subsystem"], "")
+	not name in ssh_readable_subsystems
+	name in ssh_named_subsystems
+}
+
+deny contains sprintf("the subsystem %q is not allowed by the policy (allowed: %s)", [name, concat(", ", sort(ssh_readable_subsystems | ssh_named_subsystems))]) if {
+	input.command.kind == "ssh.subsystem"
+	name := object.get(input.command, ["ssh", "subsystem"], "")
+	not name in ssh_readable_subsystems
+	not name in ssh_named_subsystems
 }
 
 deny contains sprintf("%s are reserved to %s", [ssh_interactive_kinds["ssh.subsystem"], concat(", ", data.portcullis.privileged_groups)]) if {

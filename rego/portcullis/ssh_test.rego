@@ -138,7 +138,7 @@ test_ssh_interactive_kinds_only_for_dba if {
 		i := {
 			"identity": {"subject": "alice@example.com", "groups": ["readonly"]},
 			"connection": {"name": "web-1", "type": "ssh"},
-			"command": {"kind": kind},
+			"command": {"kind": kind, "ssh": {"subsystem": "sftp"}},
 		}
 		d := portcullis.decision with input as i
 		d.verdict == "deny"
@@ -253,4 +253,41 @@ test_ssh_options_that_write_need_approval if {
 	every argv in [["journalctl", "-u", "nginx", "--since=today", "--no-pager"], ["journalctl", "-n", "50", "-o", "json"]] {
 		ssh_verdict(["pii-readers"], argv) == "allow"
 	}
+}
+
+ssh_subsystem(groups, name) := d if {
+	d := portcullis.decision with input as {
+		"identity": {"subject": "alice@example.com", "groups": groups},
+		"connection": {"name": "web-1", "type": "ssh"},
+		"command": {"kind": "ssh.subsystem", "raw": name, "ssh": {"subsystem": name}},
+	}
+}
+
+test_ssh_subsystems_only_by_name if {
+	# sftp: the proxy reads it, request by request
+	d := ssh_subsystem(["dba", "pii-readers"], "sftp")
+	d.verdict == "allow"
+	# any other subsystem the policy does not name is denied, dba or not
+	every name in ["scp", "netconf", "sftp-server", "SFTP", "sftp ", "", "x11"] {
+		e := ssh_subsystem(["dba", "pii-readers"], name)
+		e.verdict == "deny"
+		sprintf("the subsystem %q is not allowed by the policy (allowed: sftp)", [name]) in e.reasons
+		ssh_subsystem(["readonly"], name).verdict == "deny"
+	}
+	# a subsystem without its name is denied
+	n := portcullis.decision with input as {
+		"identity": {"subject": "alice@example.com", "groups": ["dba"]},
+		"connection": {"name": "web-1", "type": "ssh"},
+		"command": {"kind": "ssh.subsystem"},
+	}
+	n.verdict == "deny"
+}
+
+test_ssh_subsystem_named_is_allowed_and_said_unread if {
+	d := ssh_subsystem(["dba", "pii-readers"], "netconf") with data.portcullis.ssh.subsystems as ["netconf"]
+	d.verdict == "allow"
+	"alice@example.com may use the \"netconf\" subsystem, allowed by name: the proxy cannot read it, its bytes pass undecided and unmasked" in d.reasons
+	# still reserved to the privileged groups
+	r := ssh_subsystem(["readonly"], "netconf") with data.portcullis.ssh.subsystems as ["netconf"]
+	r.verdict == "deny"
 }

@@ -1,0 +1,90 @@
+"""Probe P2 of the SSH proxy through the real stack (proxy, PDP, sshd; asyncssh and OpenSSH
+clients): each test is a bypass found by probing, failing before its fix.
+
+Subsystems: a dba's subsystem other than sftp passed as raw bytes nobody decided (the
+policy allowed any subsystem to the privileged groups); now each is allowed by name only,
+and one allowed that the proxy cannot read is said so in the decision and the evidence."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pdp_harness import REGO
+from ssh_harness import Sshd
+from test_ssh_proxy import Stack, ssh_stack
+
+from pdp.domain.recordings import session_events
+
+pytestmark = pytest.mark.integration
+
+READER = ("readonly",)
+DBA = ("dba", "pii-readers")
+
+
+@pytest.fixture
+def echo_subsystem(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sshd serves a subsystem `netconf` that echoes its input (/bin/cat)."""
+    config = Sshd.config
+    monkeypatch.setattr(Sshd, "config", lambda self: config(self) + "Subsystem netconf /bin/cat\n")
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, echo_subsystem: None) -> AsyncIterator[Stack]:
+    async with ssh_stack(tmp_path) as s:
+        yield s
+
+
+def policy_naming(tmp: Path, subsystems: list[str]) -> Path:
+    target = tmp / "policy"
+    shutil.copytree(REGO, target, ignore=shutil.ignore_patterns("*_test.rego"))
+    data = json.loads((target / "data.json").read_text())
+    data["portcullis"]["ssh"]["subsystems"] = subsystems
+    (target / "data.json").write_text(json.dumps(data))
+    return target
+
+
+async def subsystem(conn: Any, name: str, data: bytes) -> tuple[int | None, bytes, bytes]:
+    process = await conn.create_process(subsystem=name, encoding=None)
+    process.stdin.write(data)
+    process.stdin.write_eof()
+    result = await process.wait()
+    return result.exit_status, result.stdout, result.stderr
+
+
+async def test_a_subsystem_not_named_by_the_policy_is_denied(stack: Stack) -> None:
+    async with await stack.connect(DBA) as conn:
+        for name in ("netconf", "sftp-server", "x"):
+            status, out, err = await subsystem(conn, name, b"raw bytes\n")
+            assert status == 1 and out == b"", (name, out)
+            assert err.startswith(b"portcullis: denied: the subsystem "), err
+            assert b"is not allowed by the policy (allowed: sftp)" in err, err
+    assert stack.sshd.sessions_started() == 0
+
+
+async def test_a_named_subsystem_is_relayed_and_said_unread(
+    tmp_path: Path, echo_subsystem: None
+) -> None:
+    policy = str(policy_naming(tmp_path, ["netconf"]))
+    async with ssh_stack(tmp_path, extra={"policies": policy}) as s:
+        async with await s.connect(READER) as conn:
+            status, out, err = await subsystem(conn, "netconf", b"raw bytes\n")
+            assert status == 1 and b"reserved to" in err  # still the privileged groups' only
+        async with await s.connect(DBA) as conn:
+            status, out, _ = await subsystem(conn, "netconf", b"raw bytes\n")
+            assert (status, out) == (0, b"raw bytes\n")
+        await s.proxy.settled()
+        decisions = await s.pdp.store.query(kind="decision")
+        events = await session_events(s.pdp.store)
+    allowed = [d.body for d in decisions if d.body.get("kind") == "ssh.subsystem"
+               and d.body.get("verdict") == "allow"]  # fmt: skip
+    assert len(allowed) == 1
+    assert any("the proxy cannot read it" in r for r in allowed[0]["reasons"]), allowed
+    commands = [e["details"] for e in events if e["type"] == "command"
+                and e.get("details", {}).get("subsystem")]  # fmt: skip
+    relayed = [c for c in commands if c.get("exit_status") == 0]
+    assert relayed and "relayed unread" in relayed[0]["unread"], commands
