@@ -11,7 +11,7 @@ import time
 
 import grpc
 import pytest
-from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp
+from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
 
 from portcullis.v1 import pdp_pb2
 
@@ -173,3 +173,42 @@ async def test_offline_verify_shows_a_crafted_member_name_inert(tmp_path):
     assert result.returncode == 1
     assert "\x1b" not in result.stdout, repr(result.stdout)
     assert "\\x1b[2J\\x1b[HOK" in result.stdout
+
+
+# -- approvals ---------------------------------------------------------------------------
+
+
+async def test_a_reader_cannot_learn_another_identity_s_request_by_deciding_it(tmp_path):
+    """Attack (reader token, gRPC ResolveApproval, the HTTP API or the console): deciding
+    a request of someone else's answered "<you> is not one of group:security, group:dba"
+    for a request that exists (and "no approval request" for one that does not), and
+    "approval request a-... is already approved" once it was decided: any token holder
+    learnt whether an id exists, who may approve it and how it was decided, for requests
+    ListApprovals hides from them. Now a request the caller may neither decide nor owns
+    is answered as one that does not exist, whatever its state."""
+    config = pdp_config(tmp_path)
+    alice = token(config, "alice@example.com", ("readonly",))
+    bob = token(config, "bob@example.com", ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, alice)
+        asked = await decide_sql(stub, opened.session_id, "INSERT INTO orders VALUES (1)")
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL and asked.approval_id
+        real, made_up = asked.approval_id, "a-0123456789abcdef"
+
+        async def refusal(who: str, approval_id: str) -> str:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ResolveApproval(
+                    pdp_pb2.ResolveApprovalRequest(
+                        token=who, approval_id=approval_id, approve=True, reason="favour"
+                    )
+                )
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            return str(refused.value.details()).replace(approval_id, "ID")
+
+        assert await refusal(bob, real) == await refusal(bob, made_up)
+        await pdp.approvals.decide(real, SAM, True, "checked")
+        assert await refusal(bob, real) == await refusal(bob, made_up)
+        # the requester and an approver are still told what is so
+        assert "own request" in await refusal(alice, real)
+        sam = token(config, "sam@example.com", ("security",))
+        assert "already approved" in await refusal(sam, real)

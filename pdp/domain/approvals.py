@@ -351,20 +351,24 @@ class ApprovalBook:
         """Record an approver's decision; raises ApprovalRefused when they may not make it."""
         await self.refresh()
         request = self.requests.get(approval_id)
+        # one answer for a request that does not exist and one this person may neither
+        # decide nor owns, whatever its state: no id, approvers or outcome learnt by trying
+        # (ListApprovals shows nobody else's requests: issue 22)
+        unknown = ApprovalRefused(f"no approval request {approval_id!r} you may decide")
         if request is None:
-            raise ApprovalRefused(f"no approval request {approval_id!r}")
+            raise unknown
+        subject = str(approver.get("subject", ""))
+        # never self-approval, whatever the policy says and whatever groups are held
+        if not subject or subject.lower() == str(request.requester.get("subject", "")).lower():
+            raise ApprovalRefused("nobody may approve or deny their own request")
+        allowed, _reasons = await self.authorize(approver, request)
+        if not allowed:
+            raise unknown
         if request.state != PENDING:
             raise ApprovalRefused(f"approval request {approval_id} is already {request.state}")
         if request.expires_at <= time.time():
             await self._expire(request)
             raise ApprovalRefused(f"approval request {approval_id} has expired")
-        subject = str(approver.get("subject", ""))
-        # never self-approval, whatever the policy says and whatever groups are held
-        if not subject or subject.lower() == str(request.requester.get("subject", "")).lower():
-            raise ApprovalRefused("nobody may approve or deny their own request")
-        allowed, reasons = await self.authorize(approver, request)
-        if not allowed:
-            raise ApprovalRefused("; ".join(reasons) or "not an approver for this request")
         await self._write(
             approval_id,
             APPROVED if approve else DENIED,
