@@ -212,3 +212,35 @@ async def test_a_reader_cannot_learn_another_identity_s_request_by_deciding_it(t
         assert "own request" in await refusal(alice, real)
         sam = token(config, "sam@example.com", ("security",))
         assert "already approved" in await refusal(sam, real)
+
+
+async def test_listing_approvals_again_does_not_ask_the_policy_again(tmp_path):
+    """Attack (any token holder, no group needed): ListApprovals (and GET /v1/approvals,
+    and the console inbox) asked the policy engine whether the caller may decide every
+    request the PDP ever recorded, on every call: the book is never pruned, so a loop of
+    listings kept the engine workers, which every Decide shares, busy with N evaluations
+    a call. Now an answer is kept per caller, request and policy revision: listing again
+    asks the engine nothing."""
+    config = pdp_config(tmp_path)
+    alice = token(config, "alice@example.com", ("readonly",))
+    eve = token(config, "eve@example.com", ())
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, alice)
+        for n in range(5):
+            asked = await decide_sql(stub, opened.session_id, f"INSERT INTO orders VALUES ({n})")
+            assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+        engine = pdp.decider.engine
+        asked_about: list[str] = []
+        evaluate = engine.evaluate
+
+        async def counted(policy_input, path=None, *args, **kwargs):
+            asked_about.append(str(path))
+            return await evaluate(policy_input, path, *args, **kwargs)
+
+        engine.evaluate = counted  # type: ignore[method-assign]
+        listing = pdp_pb2.ListApprovalsRequest(token=eve)
+        assert not (await stub.ListApprovals(listing)).approvals
+        assert asked_about.count("portcullis.approvers") == 5
+        for _ in range(3):
+            assert not (await stub.ListApprovals(listing)).approvals
+        assert asked_about.count("portcullis.approvers") == 5

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -59,11 +60,62 @@ def approval_message(request: ApprovalRequest) -> pdp_pb2.Approval:
     )
 
 
-def policy_authorizer(decider: Decider):  # type: ignore[no-untyped-def]
-    """Ask `data.portcullis.approvers` whether an approver may decide a request."""
+AUTHORIZED_ENTRIES = 65536
+AUTHORIZED_SECONDS = 60.0
 
-    async def authorize(
-        approver: dict[str, Any], request: ApprovalRequest
+
+class PolicyAuthorizer:
+    """Asks `data.portcullis.approvers` whether an approver may decide a request.
+
+    Calling it asks the policy every time (a person deciding). `kept` answers a listing:
+    the answer kept per approver (subject, issuer, groups), request and policy revision
+    (what the policy reads of a request never changes after it is made) for up to
+    AUTHORIZED_SECONDS (a policy may read the clock). A listing asks for every request the
+    book holds, and any token holder may list as often as they like: asked afresh, each
+    listing cost the engine workers, which every Decide shares, one evaluation per request
+    ever made. An engine error is not kept."""
+
+    def __init__(self, decider: Decider) -> None:
+        self.decider = decider
+        self._answers: OrderedDict[tuple[Any, ...], tuple[float, bool, tuple[str, ...]]] = (
+            OrderedDict()
+        )
+
+    async def __call__(
+        self, approver: dict[str, Any], request: ApprovalRequest
+    ) -> tuple[bool, list[str]]:
+        try:
+            return await self._ask(approver, request)
+        except EngineError as exc:
+            return False, [f"policy engine error: {exc}"]
+
+    async def kept(
+        self, approver: dict[str, Any], request: ApprovalRequest
+    ) -> tuple[bool, list[str]]:
+        key = (
+            self.decider.engine.revision,
+            str(approver.get("subject", "")),
+            str(approver.get("issuer", "")),
+            tuple(str(g) for g in approver.get("groups", [])),
+            request.id,
+        )
+        now = time.monotonic()
+        held = self._answers.get(key)
+        if held is not None and held[0] > now:
+            self._answers.move_to_end(key)
+            return held[1], list(held[2])
+        try:
+            allowed, reasons = await self._ask(approver, request)
+        except EngineError as exc:
+            return False, [f"policy engine error: {exc}"]
+        self._answers[key] = (now + AUTHORIZED_SECONDS, allowed, tuple(reasons))
+        self._answers.move_to_end(key)
+        if len(self._answers) > AUTHORIZED_ENTRIES:
+            self._answers.popitem(last=False)
+        return allowed, reasons
+
+    async def _ask(
+        self, approver: dict[str, Any], request: ApprovalRequest
     ) -> tuple[bool, list[str]]:
         policy_input = {
             "approver": {
@@ -77,17 +129,17 @@ def policy_authorizer(decider: Decider):  # type: ignore[no-untyped-def]
                 "command": request.command,
             },
         }
-        try:
-            result = await decider.engine.evaluate(policy_input, APPROVERS_PATH)
-        except EngineError as exc:
-            return False, [f"policy engine error: {exc}"]
+        result = await self.decider.engine.evaluate(policy_input, APPROVERS_PATH)
         answer = result.result
         if not isinstance(answer, dict) or answer.get("allowed") is not True:
             reasons = answer.get("reasons", []) if isinstance(answer, dict) else []
             return False, [str(r) for r in reasons] or ["the policy does not allow this approver"]
         return True, [str(r) for r in answer.get("reasons", [])]
 
-    return authorize
+
+def policy_authorizer(decider: Decider) -> PolicyAuthorizer:
+    """Ask `data.portcullis.approvers` whether an approver may decide a request."""
+    return PolicyAuthorizer(decider)
 
 
 MAX_PARAMETERS = 256
@@ -175,6 +227,8 @@ async def visible_approvals(
     """The requests `who` may see: their own, and those the policy lets them decide.
     Nobody else's requests, command texts or connections (issue 22)."""
     await book.refresh()
+    # a listing's answers may be kept a while (PolicyAuthorizer.kept); a decision's never
+    authorize = getattr(book.authorize, "kept", book.authorize)
     shown = []
     for r in book.requests.values():
         if pending_only and r.state != PENDING:
@@ -182,7 +236,7 @@ async def visible_approvals(
         own = r.requester.get("subject") == who.get("subject") and r.requester.get(
             "issuer", ""
         ) == who.get("issuer", "")
-        if own or (await book.authorize(who, r))[0]:
+        if own or (await authorize(who, r))[0]:
             shown.append(r)
     shown.sort(key=lambda r: r.created_at)
     return shown

@@ -126,7 +126,9 @@ class Inbox:
             why = "You asked for this: nobody may approve or deny their own request."
             allowed = False
         else:
-            allowed, reasons = await self.book.authorize(session.who, r)
+            # the buttons shown: a listing's answer (kept a while); deciding asks afresh
+            authorize = getattr(self.book.authorize, "kept", self.book.authorize)
+            allowed, reasons = await authorize(session.who, r)
             why = (
                 ""
                 if allowed
