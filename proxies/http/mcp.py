@@ -149,10 +149,18 @@ class McpExchange:
                 return _refusal(codec.Refused("DELETE ends a session: Mcp-Session-Id"))
             raw = codec.canonical({"endpoint": target, "http": method})
             ruling = await session.decide(KIND, raw, None, _exact)
+            if method == "GET":
+                try:
+                    mcp.server = (ruling.verdict.allowed, self._masker(ruling))
+                except MaskingError as exc:
+                    why = f"mask rules cannot be enforced: {exc}"
+                    ruling = Ruling(Verdict.deny(why), ruling.decision_id, ruling.policy_revision)
             session.record_command(raw, ruling, kind=KIND, message=method)
             if not ruling.verdict.allowed:
                 return _json_reply(403, refusal_error(None, ruling))
-            return Forward(self, session, owner, session_id, mcp, target, None, method == "GET")
+            forward = Forward(self, session, owner, session_id, mcp, target, None, method == "GET")
+            forward.server = mcp.server
+            return forward
         if method != "POST":
             return _json_reply(
                 405,
@@ -232,9 +240,30 @@ class McpExchange:
                 mcp.expect(message.id, handling)
         # an answer owed to an earlier request that must be read may come on any stream of
         # the session (a server delivering it late, on another POST's stream): while one is
-        # owed, every answer in the session is read
-        forward.reads = any(h.reads for h in mcp.pending.values())
+        # owed, every answer in the session is read; and every one when the server's own
+        # messages, which any stream may carry, are masked or refused
+        forward.server = await self.server_messages(session, mcp, target)
+        forward.reads = any(h.reads for h in mcp.pending.values()) or forward.server != (
+            True,
+            None,
+        )
         return forward
+
+    async def server_messages(
+        self, session: ProxySession, mcp: McpSession, target: str
+    ) -> tuple[bool, Masker | None]:
+        """What the server's own messages in this session get: the verdict on its stream
+        (the GET's question), asked once per session, before its first answer is read.
+        (False, None): they are dropped; (True, mask): masked from the first."""
+        if mcp.server is None:
+            raw = codec.canonical({"endpoint": target, "http": "GET"})
+            ruling = await session.decide(KIND, raw, None, _exact)
+            try:
+                mcp.server = (ruling.verdict.allowed, self._masker(ruling))
+            except MaskingError:
+                mcp.server = (False, None)
+        allowed, masker = mcp.server
+        return allowed, masker
 
     async def _ruling(
         self,
@@ -325,6 +354,8 @@ class Forward:
     stream: bool = False  # a GET: the server's own stream, which may resume any answer
     reads: bool = False  # some answer is masked or filtered
     masks: list[Masker] = field(default_factory=list)
+    # the server's own messages: (passed at all, their mask) — McpExchange.server_messages
+    server: tuple[bool, Any] | None = (False, None)
 
     @property
     def body(self) -> bytes | None:
@@ -363,6 +394,8 @@ class Forward:
             if self.session_id is None and self.parsed is not None:
                 # what was asked before the session had its id is answered in it
                 bound.pending.update(self.mcp.pending)
+                if bound.server is None:
+                    bound.server = self.mcp.server
                 self.mcp = bound
         ended = status == 404 or (self.parsed is None and not self.stream and status < 300)
         if self.session_id is not None and ended:
@@ -372,6 +405,11 @@ class Forward:
             return Reply(status, headers, chunks)
         if kind not in ("application/json", "text/event-stream"):
             if self.reads or status < 400:
+                async for chunk in chunks:
+                    if chunk:
+                        break
+                else:  # no body (202 to a notification or a response): nothing to read
+                    return Reply(status, headers, b"")
                 # what must be read (masked, filtered, or a stream that may resume any
                 # answer) and comes in another type is not passed unread
                 return self._unreadable("an answer neither JSON nor an event stream")
@@ -391,6 +429,8 @@ class Forward:
             data += chunk
             if len(data) > MAX_RESPONSE_BYTES:
                 return self._unreadable("an answer too large to inspect")
+        if not data.strip():  # (202 to a notification or a response: no message in it)
+            return Reply(status, headers, b"")
         try:
             document = codec.loads(bytes(data), MAX_RESPONSE_BYTES)
         except codec.Refused:
@@ -459,7 +499,14 @@ class Forward:
         """One server message as the client gets it; None: dropped (an answer to nothing
         this proxy forwarded in this session)."""
         if "method" in message:  # the server's request or notification
-            masker = self.masks[-1] if self.masks else self.mcp.stream_mask
+            allowed, masker = self.server or (False, None)
+            if not allowed:
+                self.session.record_response(
+                    kind="mcp.dropped", reason="the server's own message, its stream refused"
+                )
+                return None
+            if masker is None:  # (its stream unmasked: the latest call's mask, if any)
+                masker = self.masks[-1] if self.masks else self.mcp.stream_mask
             return self._masked(message, masker, "") if masker is not None else message
         handling: Handling | None = self.mcp.answered(message.get("id"))
         if handling is None:

@@ -47,8 +47,13 @@ class McpSession:
     owner: str
     # request id → how its answer is handled (the exchange's own object)
     pending: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict)
-    # the mask of the latest masked message: what server-initiated messages get
+    # the mask of the latest masked message (server messages get it when the server's
+    # stream is decided unmasked)
     stream_mask: Any = None
+    # the server's own messages (requests, notifications), on whichever stream: the verdict
+    # on its stream (a GET), asked once for the session before its first answer is read —
+    # None until asked, then (allowed, its mask or None)
+    server: tuple[bool, Any] | None = None
     # request id → the session holding it for an approval (Prefer: wait), while it waits
     held: dict[Hashable, Any] = field(default_factory=dict)
 

@@ -178,6 +178,15 @@ mcp_returns_data if {
 	not mcp_listing
 }
 
+# the server's own messages (notifications/message, sampling and elicitation requests) may
+# carry anything a tool result does: the server's event stream (a GET) is masked as data,
+# and its mask is what the proxy puts on every message the server sends of its own accord,
+# on any stream of the session, from the first
+mcp_returns_data if {
+	input.command.kind == "mcp.call"
+	mcp_command.message == "stream"
+}
+
 # completions suggest argument values (a customer's email, say), and resource lists name
 # resources after what they hold: data as well
 mcp_returns_data if {

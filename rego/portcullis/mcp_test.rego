@@ -152,10 +152,18 @@ test_mcp_only_listed_endpoints if {
 }
 
 test_mcp_stream_and_session_end if {
-	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "stream", "method": ""}).verdict == "allow"
+	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "stream", "method": ""}).verdict == "mask"
+	mcp_decision(["readonly", "pii-readers"], {"endpoint": "/mcp", "message": "stream", "method": ""}).verdict == "allow"
 	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "end", "method": ""}).verdict == "allow"
 	mcp_decision(["readonly"], {"endpoint": "/", "message": "stream", "method": ""}).verdict == "deny"
 	mcp_decision(["marketing"], {"endpoint": "/mcp", "message": "stream", "method": ""}).verdict == "deny"
+}
+
+# the server's own messages carry what a tool result does: its stream's mask is theirs
+test_mcp_server_stream_masked_for_readers if {
+	d := mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "stream", "method": ""})
+	{"field": "email", "strategy": "redact"} in d.mask
+	{"detector": "email", "strategy": "partial"} in d.mask
 }
 
 test_mcp_completions_masked_like_results if {

@@ -1,0 +1,77 @@
+"""Probing the MCP exchange as a reader (brief P2): what got past a guardrail, kept as tests.
+
+Real PDP with the shipped policy and the HTTP proxy with `mcp: true`; the upstream is given
+as a transcript (test_mcp_exchange's Agent), so each misbehaviour of a server is exact:
+
+- a server's own messages (notifications/message, a sampling request) went out unmasked
+  until the session's first masked call: on the GET stream, on a POST's event stream and
+  in a JSON answer, for a reader whose every tool result is masked.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_mcp_exchange import LEAK, SSE, agent_of, chunks, event, read, sse_messages
+from test_mcp_proxy import mcp_stack
+
+from proxies.http.mcp import Forward
+
+pytestmark = pytest.mark.integration
+
+JSON = [("Content-Type", "application/json")]
+RAW = (b"ann@example.com", b"4111 1111")
+
+
+def notification(n: int = 0) -> dict[str, Any]:
+    params = {"level": "info", "data": {**LEAK, "n": n}}
+    return {"jsonrpc": "2.0", "method": "notifications/message", "params": params}
+
+
+SAMPLING = {
+    "jsonrpc": "2.0",
+    "id": "s-1",
+    "method": "sampling/createMessage",
+    "params": {"messages": [{"role": "user", "content": {"type": "text", "text": str(LEAK)}}]},
+}
+
+
+async def test_a_servers_own_messages_are_masked_before_any_masked_call(tmp_path: Path) -> None:
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        # the server's own stream, opened first: nothing masked has been called yet
+        stream = await mallory.send("GET")
+        assert isinstance(stream, Forward)
+        got = await read(
+            await stream.response(200, list(SSE), chunks(event(notification()), event(SAMPLING)))
+        )
+        # a ping's event stream, the server talking before it answers
+        ping = await mallory.send("POST", {"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert isinstance(ping, Forward)
+        answer = {"jsonrpc": "2.0", "id": 1, "result": {}}
+        pinged = await read(
+            await ping.response(200, list(SSE), chunks(event(notification(1)), event(answer)))
+        )
+        # a JSON answer holding the server's notification beside the answer
+        ping = await mallory.send("POST", {"jsonrpc": "2.0", "id": 2, "method": "ping"})
+        assert isinstance(ping, Forward)
+        document = json.dumps([notification(2), {"jsonrpc": "2.0", "id": 2, "result": {}}])
+        as_json = await read(await ping.response(200, list(JSON), chunks(document.encode())))
+        # a pii-reader's session is not masked
+        pia = await agent_of(stack, "pia@example.com", "readonly", "pii-readers")
+        await pia.start("sid-p")
+        stream = await pia.send("GET")
+        assert isinstance(stream, Forward)
+        plain = await read(await stream.response(200, list(SSE), chunks(event(notification()))))
+    for data in (got, pinged, as_json):
+        assert not any(value in data for value in RAW), data[:300]
+    shown = sse_messages(got)
+    assert [m.get("method") for m in shown] == ["notifications/message", "sampling/createMessage"]
+    assert shown[0]["params"]["data"]["email"] == "[REDACTED]"
+    assert [m.get("id") for m in sse_messages(pinged)] == [None, 1]
+    assert [m.get("id") for m in json.loads(as_json)] == [None, 2]
+    assert b"ann@example.com" in plain
