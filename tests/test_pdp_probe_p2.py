@@ -244,3 +244,49 @@ async def test_listing_approvals_again_does_not_ask_the_policy_again(tmp_path):
         for _ in range(3):
             assert not (await stub.ListApprovals(listing)).approvals
         assert asked_about.count("portcullis.approvers") == 5
+
+
+async def test_the_webhook_text_cannot_carry_chat_markup_from_the_requester(tmp_path):
+    """Attack (reader, through any proxy): the approval webhook's `text` is Slack-compatible
+    and carried the requester's command and justification with only control characters
+    made inert. Chat markup went through as markup: '<!channel>' paged every approver and
+    '<https://evil.example/|approve here>' showed as a link named 'approve here' next to
+    the real approve command. Slack reads &, < and > as markup only unescaped; the notice
+    now escapes them in everything it writes into `text` (the `approval` object is exact)."""
+    from aiohttp import web
+    from pdp_harness import free_port
+
+    received: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    config = pdp_config(
+        tmp_path, approvals={"timeout_seconds": 60, "webhook": f"http://127.0.0.1:{port}/hook"}
+    )
+    sql = (
+        "/* justification: <!channel> urgent & see <https://evil.example/|the runbook> */ "
+        "INSERT INTO orders VALUES ('<@U123> <https://evil.example/|approve here> & more')"
+    )
+    try:
+        async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+            opened = await open_session(stub, token(config, "alice@example.com", ("readonly",)))
+            asked = await decide_sql(stub, opened.session_id, sql)
+            assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+            while not received:
+                await asyncio.sleep(0.05)
+    finally:
+        await runner.cleanup()
+    text = received[0]["text"]
+    assert asked.approval_id in text
+    for markup in ("<!channel>", "<@U123>", "<https://", "& see"):
+        assert markup not in text, text
+    assert "&lt;!channel&gt; urgent &amp; see &lt;https://evil.example/|the runbook&gt;" in text
+    assert received[0]["approval"]["justification"].startswith("<!channel>")

@@ -1,10 +1,10 @@
 """The approval webhook: a JSON notice of each new approval request, retried until delivered.
 
 Owns delivery to `approvals.webhook` — a POST whose body carries a Slack-compatible
-`text` and the request as approvers see it (pdp.domain.approver_view: values masked where the
-policy masks them; never the session id) — retried
-with capped exponential backoff until the receiver answers 2xx, then recorded as the
-request's `notified` step.
+`text` (chat markup escaped: a requester's text cannot mention anyone or make a link) and
+the request as approvers see it (pdp.domain.approver_view: values masked where the policy
+masks them; never the session id) — retried with capped exponential backoff until the
+receiver answers 2xx, then recorded as the request's `notified` step.
 """
 
 from __future__ import annotations
@@ -42,7 +42,14 @@ def notice(request: ApprovalRequest) -> dict[str, Any]:
             text += f"\n${n} = {inert(value)}"
     else:
         text += f"\nCommand: {inert(command)}"
-    return {"text": text, "approval": outward(request.public())}
+    return {"text": chat_text(text), "approval": outward(request.public())}
+
+
+def chat_text(text: str) -> str:
+    """`text` with chat markup made plain: Slack (and what copies its format) reads
+    <!channel>, <@user> and <url|label> as mentions and links only when &, < and > are not
+    escaped, and shows the escapes as the characters themselves."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class WebhookNotifier:
