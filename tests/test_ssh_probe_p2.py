@@ -15,10 +15,13 @@ from typing import Any
 
 import pytest
 from pdp_harness import REGO
+from policy_harness import shipped_engine
 from ssh_harness import Sshd
 from test_ssh_proxy import Stack, ssh_stack
 
 from pdp.domain.recordings import session_events
+from pdp.domain.ssh_input import ssh_command
+from pdp.engine.opa import DECISION_PATH, evaluate
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +91,77 @@ async def test_a_named_subsystem_is_relayed_and_said_unread(
                 and e.get("details", {}).get("subsystem")]  # fmt: skip
     relayed = [c for c in commands if c.get("exit_status") == 0]
     assert relayed and "relayed unread" in relayed[0]["unread"], commands
+
+
+# -- allowed commands with options that reach elsewhere: an allow-list of options ------------
+
+
+def verdict(engine: Any, line: str, groups: tuple[str, ...] = READER) -> dict[str, Any]:
+    policy_input = {
+        "identity": {"subject": "mallory@example.com", "groups": list(groups)},
+        "connection": {"name": "web-1", "type": "ssh"},
+        "command": {"kind": "ssh.exec", "raw": line, "ssh": ssh_command("ssh.exec", line, {})},
+    }
+    result: dict[str, Any] = evaluate(engine, policy_input, DECISION_PATH)
+    return result
+
+
+engine = pytest.fixture(scope="module")(shipped_engine)
+
+# each was allowed to a reader: another machine's or container's units, another journal
+ELSEWHERE = [
+    "systemctl status -H root@10.0.0.9 sshd",
+    "systemctl status --host=10.0.0.9",
+    "systemctl status --ho 10.0.0.9",
+    "systemctl status -M web",
+    "systemctl status --machine web sshd",
+    "systemctl status -lM web",
+    "systemctl status -r",
+    "systemctl status '-H' h",
+    'systemctl status "--host=h"',
+    "systemctl status \\-H h",
+    "journalctl --image=/srv/vm.raw",
+    "journalctl --directory=/home/alice/.local/share/journal",
+    "journalctl -D /root",
+    "journalctl -qD/root",
+    "journalctl --file=/tmp/stolen.journal",
+    "journalctl --file /tmp/stolen.journal",
+    "journalctl -i /tmp/stolen.journal",
+    "journalctl --root=/mnt",
+    "journalctl --merge",
+    "journalctl -u -D /root",
+    "systemctl status 'ssh*'",
+    "systemctl status ss?d",
+    "journalctl -u '[a-z]*'",
+    "systemctl status $(echo -H) h",
+]
+
+
+@pytest.mark.parametrize("line", ELSEWHERE)
+def test_options_reaching_elsewhere_need_approval(engine: Any, line: str) -> None:
+    for groups in (READER, DBA):
+        result = verdict(engine, line, groups)
+        assert result["verdict"] in ("require_approval", "deny"), (line, groups, result)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "systemctl status sshd --no-pager -l -n 20",
+        "journalctl -u sshd --since today --no-pager -o json",
+        "journalctl -n50 -usshd -p err",
+        "journalctl -b -1 -xe",
+    ],
+)
+def test_reading_options_stay_allowed(engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] in ("allow", "mask"), line
+
+
+async def test_a_journal_elsewhere_waits_for_a_person(stack: Stack) -> None:
+    async with await stack.connect(READER) as conn:
+        for line in ("journalctl --directory=/root", "systemctl status -H root@127.0.0.1"):
+            process = await conn.create_process(line)
+            said = await process.stderr.readuntil("--reason '...'")
+            assert "not among the options allowed" in said, said
+            process.close()
+    assert stack.sshd.sessions_started() == 0

@@ -149,6 +149,116 @@ needs_approval contains sprintf("%q takes further words from its input (xargs), 
 	part.more_args
 }
 
+# Options an allowed command may take, by allow-list (data.portcullis.ssh.read_options
+# replaces these defaults): for each command, the long options by exact name (getopt_long's
+# unique prefixes are not taken: `--ima` is --image), the short ones that take no value and
+# those that take one (the rest of a cluster, `-usshd`, or the next word). An argument of
+# such a command that begins with `-` (bar `--` and negative numbers: `-b -1`) and is not
+# allowed — systemctl's -H/--host, -M/--machine, -r (other machines and containers),
+# journalctl's -D/--directory, --file, --root, --image, -m (other files) — needs approval;
+# so does one with a glob character (`*`, `?`, `[`: a unit or match pattern names more than
+# it says), one computed when it runs, and words xargs appends. Every word that begins with
+# `-` is read as an option, even where getopt would take it as the value of the one
+# before: more is asked for, never less.
+ssh_default_read_options := {
+	"journalctl": {
+		"long": [
+			"--no-pager", "--pager-end", "--follow", "--reverse", "--quiet", "--utc", "--no-hostname",
+			"--full", "--no-full", "--all", "--catalog", "--dmesg", "--list-boots", "--system",
+			"--show-cursor", "--no-tail", "--disk-usage", "--fields", "--help", "--version",
+			"--truncate-newline", "--output-fields", "--lines", "--since", "--until", "--unit",
+			"--user-unit", "--identifier", "--exclude-identifier", "--priority", "--facility",
+			"--grep", "--case-sensitive", "--boot", "--cursor", "--after-cursor", "--output",
+			"--field",
+		],
+		"short": ["e", "f", "r", "q", "l", "a", "x", "k", "N", "h"],
+		"short_with_value": ["u", "t", "T", "p", "g", "c", "o", "S", "U", "F", "b", "n"],
+	},
+	"systemctl": {
+		"long": [
+			"--no-pager", "--full", "--all", "--lines", "--output", "--quiet", "--no-legend",
+			"--legend", "--type", "--state", "--property", "--value", "--plain",
+			"--with-dependencies", "--system", "--failed", "--help", "--version", "--show-types",
+			"--reverse", "--after", "--before",
+		],
+		"short": ["l", "a", "q", "h"],
+		"short_with_value": ["n", "o", "t", "p", "P"],
+	},
+}
+
+ssh_read_options := object.get(data.portcullis.ssh, "read_options", ssh_default_read_options)
+
+needs_approval contains sprintf("%q uses %s, which is not among the options allowed to %s", [part.command, arg, part.argv[0]]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	options := ssh_read_options[part.argv[0]]
+	some i, arg in part.argv
+	i > 0
+	not i in part.dynamic
+	startswith(arg, "-")
+	not ssh_option_allowed(arg, options)
+}
+
+needs_approval contains sprintf("%q has %q, a glob that may match more than it names", [part.command, arg]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	ssh_read_options[part.argv[0]]
+	some i, arg in part.argv
+	i > 0
+	regex.match(`[*?\[]`, arg)
+}
+
+needs_approval contains sprintf("%q has an argument computed when it runs, which may be an option not allowed to it", [part.command]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	ssh_read_options[part.argv[0]]
+	some i in part.dynamic
+	i > 0
+}
+
+needs_approval contains sprintf("%q takes further words from its input (xargs), which may be options not allowed to it", [part.command]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	ssh_read_options[part.argv[0]]
+	part.more_args
+}
+
+ssh_option_allowed("--", _)
+
+ssh_flag_before(k, j, _, _) if k >= j
+
+ssh_flag_before(k, j, c, options) if {
+	k < j
+	c in options.short
+}
+
+ssh_option_allowed(arg, _) if regex.match(`^-[0-9]+$`, arg)
+
+ssh_option_allowed(arg, options) if {
+	startswith(arg, "--")
+	split(arg, "=")[0] in options.long
+}
+
+# a cluster of short options: each a flag, up to one that takes the rest as its value
+ssh_option_allowed(arg, options) if {
+	not startswith(arg, "--")
+	chars := split(substring(arg, 1, -1), "")
+	count(chars) > 0
+	every c in chars {
+		c in options.short
+	}
+}
+
+ssh_option_allowed(arg, options) if {
+	not startswith(arg, "--")
+	chars := split(substring(arg, 1, -1), "")
+	some j, c in chars
+	c in options.short_with_value
+	every k, before in chars {
+		ssh_flag_before(k, j, before, options)
+	}
+}
+
 # One rule per interactive kind, each opening with an equality on input.command.kind: the
 # index skips all eight for any other kind (a rule opening with `kind in {...}` is entered
 # and fails at that line, on every SQL statement; callgrind: 0.03M instructions each).

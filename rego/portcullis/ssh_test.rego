@@ -51,8 +51,12 @@ test_ssh_computed_words_never_match_a_glob if {
 	ssh_decision(["pii-readers"], [appended]).verdict == "deny"
 
 	# a listed command without a glob takes any further words, computed or not
+	free := object.union(ssh_part(["free", "$(x)"]), {"dynamic": [1]})
+	ssh_decision(["pii-readers"], [free]).verdict == "allow"
+
+	# except one with an allow-list of options (test_ssh_read_options_by_allow_list)
 	status := object.union(ssh_part(["systemctl", "status", "$(x)"]), {"dynamic": [2]})
-	ssh_decision(["pii-readers"], [status]).verdict == "allow"
+	ssh_decision(["pii-readers"], [status]).verdict == "require_approval"
 	named := object.union(ssh_part(["$CMD"]), {"dynamic": [0]})
 	d := ssh_decision(["pii-readers"], [named])
 	d.verdict == "deny"
@@ -290,4 +294,63 @@ test_ssh_subsystem_named_is_allowed_and_said_unread if {
 	# still reserved to the privileged groups
 	r := ssh_subsystem(["readonly"], "netconf") with data.portcullis.ssh.subsystems as ["netconf"]
 	r.verdict == "deny"
+}
+
+test_ssh_read_options_by_allow_list if {
+	# other machines, containers, files: approval (reader and dba alike)
+	every argv in [
+		["systemctl", "status", "-H", "root@10.0.0.9"],
+		["systemctl", "status", "--host=root@10.0.0.9", "sshd"],
+		["systemctl", "status", "--host", "10.0.0.9"],
+		["systemctl", "status", "-M", "web"],
+		["systemctl", "status", "--machine=web"],
+		["systemctl", "status", "-lH", "h"],
+		["systemctl", "status", "-r"],
+		["systemctl", "status", "--ho=h"],
+		["journalctl", "--image=/srv/disk.raw"],
+		["journalctl", "--directory=/home/alice"],
+		["journalctl", "-D", "/root"],
+		["journalctl", "-fD/root"],
+		["journalctl", "--file=/tmp/x.journal"],
+		["journalctl", "--file", "/tmp/x.journal"],
+		["journalctl", "-i", "/tmp/x.journal"],
+		["journalctl", "--root=/mnt"],
+		["journalctl", "--ima=/srv/disk.raw"],
+		["journalctl", "-m"],
+		["journalctl", "-M", "web"],
+		["journalctl", "-u", "-D", "/root"],
+	] {
+		d := ssh_decision(["pii-readers"], [ssh_part(argv)])
+		d.verdict == "require_approval"
+		ssh_decision(["dba", "pii-readers"], [ssh_part(argv)]).verdict == "require_approval"
+	}
+	r := ssh_decision(["pii-readers"], [ssh_part(["systemctl", "status", "-H", "h"])])
+	"\"systemctl status -H h\" uses -H, which is not among the options allowed to systemctl" in r.reasons
+	# globs in arguments
+	every argv in [["systemctl", "status", "ssh*"], ["systemctl", "status", "s?hd"], ["journalctl", "-u", "[a-z]*"], ["journalctl", "--unit=*"]] {
+		g := ssh_decision(["pii-readers"], [ssh_part(argv)])
+		g.verdict == "require_approval"
+		some reason in g.reasons
+		contains(reason, "a glob that may match more than it names")
+	}
+	# computed or appended words of systemctl
+	computed := object.union(ssh_part(["systemctl", "status", "$X"]), {"dynamic": [2]})
+	ssh_decision(["pii-readers"], [computed]).verdict == "require_approval"
+	appended := object.union(ssh_part(["systemctl", "status"]), {"more_args": true, "via": ["xargs"]})
+	ssh_decision(["pii-readers"], [appended]).verdict == "require_approval"
+	# what a reader reads with stays allowed
+	every argv in [
+		["journalctl", "-u", "nginx", "--since=today", "--no-pager"],
+		["journalctl", "-n", "50", "-o", "json"],
+		["journalctl", "-n50", "-usshd", "-fo", "cat"],
+		["journalctl", "-b", "-1", "-p", "err", "--", "_PID=1"],
+		["journalctl", "-xe"],
+		["systemctl", "status", "nginx", "--no-pager", "-l", "-n", "20"],
+		["systemctl", "status", "sshd.service", "--lines=5", "-o", "short-iso"],
+	] {
+		ssh_verdict(["pii-readers"], argv) == "allow"
+	}
+	# the allow-list is policy data
+	o := ssh_decision(["pii-readers"], [ssh_part(["journalctl", "-D", "/x"])]) with data.portcullis.ssh.read_options as {"journalctl": {"long": [], "short": [], "short_with_value": ["D"]}}
+	o.verdict == "allow"
 }
