@@ -5,7 +5,10 @@ as a transcript (test_mcp_exchange's Agent), so each misbehaviour of a server is
 
 - a server's own messages (notifications/message, a sampling request) went out unmasked
   until the session's first masked call: on the GET stream, on a POST's event stream and
-  in a JSON answer, for a reader whose every tool result is masked.
+  in a JSON answer, for a reader whose every tool result is masked;
+- an `Mcp-Param-{Name}` header was checked for a value the arguments hold anywhere, not
+  for the argument it names: `Mcp-Param-Tenant: Ann` went upstream for a body whose only
+  Ann is the `name`, so a server or balancer routing by it acted on what was not decided.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def notification(n: int = 0) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "method": "notifications/message", "params": params}
 
 
+ARGUMENTS = {"name": "Ann", "filter": {"region": "eu"}}
 SAMPLING = {
     "jsonrpc": "2.0",
     "id": "s-1",
@@ -75,3 +79,77 @@ async def test_a_servers_own_messages_are_masked_before_any_masked_call(tmp_path
     assert [m.get("id") for m in sse_messages(pinged)] == [None, 1]
     assert [m.get("id") for m in json.loads(as_json)] == [None, 2]
     assert b"ann@example.com" in plain
+
+
+async def test_an_mcp_param_header_names_the_argument_it_carries(tmp_path: Path) -> None:
+    call = {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "method": "tools/call",
+        "params": {"name": "find_customer", "arguments": ARGUMENTS},
+    }
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        outcomes = {}
+        for header, value in (
+            ("Mcp-Param-Name", "Ann"),  # the argument `name`, as the body says
+            ("mcp-param-region", "eu"),  # a nested property, statically reachable
+            ("Mcp-Param-Tenant", "Ann"),  # no argument `tenant`: a value of another
+            ("Mcp-Param-Region", "Ann"),  # `region` is eu, not Ann
+            ("Mcp-Param-Name", "eu"),  # `name` is Ann
+        ):
+            sent = await mallory.send("POST", {**call, "id": len(outcomes) + 3}, **{header: value})
+            outcomes[(header, value)] = sent
+            if isinstance(sent, Forward):
+                sent.abandon()
+        # the same header twice, saying two things
+        twice = await mallory.send(
+            "POST", {**call, "id": 9}, **{"Mcp-Param-Name": "Ann", "MCP-PARAM-NAME": "eu"}
+        )
+    kinds = {k: isinstance(v, Forward) for k, v in outcomes.items()}
+    assert kinds == {
+        ("Mcp-Param-Name", "Ann"): True,
+        ("mcp-param-region", "eu"): True,
+        ("Mcp-Param-Tenant", "Ann"): False,
+        ("Mcp-Param-Region", "Ann"): False,
+        ("Mcp-Param-Name", "eu"): False,
+    }
+    assert not isinstance(twice, Forward)
+
+
+async def test_an_mcp_param_header_follows_the_servers_x_mcp_header(tmp_path: Path) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "filter": {"properties": {"region": {"type": "string", "x-mcp-header": "Zone"}}},
+        },
+    }
+    call = {
+        "jsonrpc": "2.0",
+        "method": "tools/call",
+        "params": {"name": "find_customer", "arguments": ARGUMENTS},
+    }
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        listing = await mallory.send("POST", {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        assert isinstance(listing, Forward)
+        tools = {"tools": [{"name": "find_customer", "inputSchema": schema}]}
+        answer = event({"jsonrpc": "2.0", "id": 2, "result": tools})
+        await read(await listing.response(200, list(SSE), chunks(answer)))
+        outcomes = {}
+        for n, (header, value) in enumerate(
+            (("Mcp-Param-Zone", "eu"), ("Mcp-Param-Zone", "us"), ("Mcp-Param-Name", "Ann"))
+        ):
+            sent = await mallory.send("POST", {**call, "id": 10 + n}, **{header: value})
+            outcomes[(header, value)] = isinstance(sent, Forward)
+            if isinstance(sent, Forward):
+                sent.abandon()
+    # Zone is the server's name for filter.region; `name` is declared as no header
+    assert outcomes == {
+        ("Mcp-Param-Zone", "eu"): True,
+        ("Mcp-Param-Zone", "us"): False,
+        ("Mcp-Param-Name", "Ann"): False,
+    }

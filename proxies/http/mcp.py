@@ -175,7 +175,9 @@ class McpExchange:
                 # what is decided is what is read: no body in another coding
                 raise codec.Refused("an MCP message is sent without Content-Encoding", status=415)
             parsed = codec.parse_request(body, content_type[0], self.max_body)
-            codec.check_routing_headers(headers, parsed)
+            named = parsed.messages[0].target if len(parsed.messages) == 1 else None
+            schema = mcp.header_schemas.get(named) if named is not None else None
+            codec.check_routing_headers(headers, parsed, schema)
         except codec.Refused as refused:
             session.record_response(kind="mcp.refused", reason=str(refused))
             return _refusal(refused)
@@ -545,6 +547,10 @@ class Forward:
             return None
         rulings = await asyncio.gather(*(self._may_call(name) for name in names))
         shown = {n for n, r in zip(names, rulings, strict=True) if r.verdict.allowed}
+        # which argument each Mcp-Param header names, as the server declared it
+        self.mcp.header_schemas = {
+            t["name"]: codec.header_schema(t) for t in result["tools"] if t["name"] in shown
+        }
         hidden = sorted(set(names) - shown)
         self.session.record_response(
             kind="mcp.tools_list", decision_id=handling.decision_id, listed=len(names),

@@ -293,12 +293,19 @@ def _check_params(message: Message) -> None:
         raise Refused("_meta is an object")
 
 
-def check_routing_headers(headers: Sequence[tuple[str, str]], body: RequestBody) -> None:
+def check_routing_headers(
+    headers: Sequence[tuple[str, str]],
+    body: RequestBody,
+    schema: dict[str, tuple[str, ...]] | None = None,
+) -> None:
     """Headers that repeat part of the body (MCP 2026-07-28, Transports → Custom Headers)
     must say what the body says, once: `Mcp-Method` its method, `Mcp-Name` the tool,
-    prompt or resource it names, each `Mcp-Param-*` a value its arguments hold."""
+    prompt or resource it names, each `Mcp-Param-{Name}` the value of the argument it
+    names. `schema`: the tool's `x-mcp-header` names (lower case) → property paths, when
+    its tools/list answer passed through this proxy; without it, {Name} names an argument
+    (case-insensitively, at any depth through objects only)."""
     seen: dict[str, str] = {}
-    params: list[str] = []
+    params: dict[str, str] = {}
     for name, value in headers:
         key = name.lower()
         if key in ROUTING_HEADERS:
@@ -306,7 +313,9 @@ def check_routing_headers(headers: Sequence[tuple[str, str]], body: RequestBody)
                 raise Refused(f"{key} appears more than once")
             seen[key] = value
         elif key.startswith(PARAM_HEADER_PREFIX):
-            params.append(value)
+            if key in params:
+                raise Refused(f"{key} appears more than once")
+            params[key[len(PARAM_HEADER_PREFIX) :]] = value
     if not seen.keys() - {"mcp-protocol-version"} and not params:
         return
     if body.batch or len(body.messages) != 1:
@@ -319,11 +328,20 @@ def check_routing_headers(headers: Sequence[tuple[str, str]], body: RequestBody)
         if named is None or decode_header_value(seen["mcp-name"]) != message.params.get(named):
             raise Refused("Mcp-Name does not match what the body names")
     if params:
-        carried = set(_scalars(message.params.get("arguments", {})))
-        for value in params:
+        if message.method != "tools/call":
+            raise Refused("Mcp-Param headers belong to a tools/call")
+        arguments = message.params.get("arguments", {})
+        for name, value in params.items():
             decoded = decode_header_value(value)
-            if decoded is None or decoded not in carried:
-                raise Refused("an Mcp-Param header carries a value the arguments do not")
+            if schema is not None:
+                path = schema.get(name)
+                found = [] if path is None else list(_at_path(arguments, path))
+            else:
+                found = list(_named(arguments, name))
+            if not found:
+                raise Refused("an Mcp-Param header names no argument of the body")
+            if decoded is None or any(v != decoded for v in found):
+                raise Refused("an Mcp-Param header says another value than its argument")
 
 
 def decode_header_value(value: str) -> str | None:
@@ -342,19 +360,62 @@ def decode_header_value(value: str) -> str | None:
         return None
 
 
-def _scalars(value: Any) -> Iterator[str]:
-    """Every scalar in a JSON value as a header would render it."""
-    stack = [value]
+def _rendered(value: Any) -> str | None:
+    """A primitive argument as its Mcp-Param header renders it (string, integer, boolean;
+    a number with a fraction, an object, an array or null is none)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int):
+        return str(value)
+    return None
+
+
+def _named(arguments: Any, name: str) -> Iterator[str | None]:
+    """What each property called `name` (case-insensitively) holds, reached from the
+    arguments through objects only (x-mcp-header's statically reachable properties)."""
+    stack = [arguments]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-        elif isinstance(node, bool):
-            yield "true" if node else "false"
-        elif isinstance(node, str | int | float):
-            yield str(node)
+            for key, child in node.items():
+                if key.lower() == name:
+                    yield _rendered(child)
+                stack.append(child)
+
+
+def _at_path(arguments: Any, path: tuple[str, ...]) -> Iterator[str | None]:
+    node = arguments
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return
+        node = node[key]
+    yield _rendered(node)
+
+
+def header_schema(tool: Any) -> dict[str, tuple[str, ...]] | None:
+    """A listed tool's `x-mcp-header` names (lower case) → property paths (MCP 2026-07-28,
+    Custom Headers → Schema Extension: reachable through `properties` keys only); None
+    when its inputSchema is not one this proxy can read that way."""
+    schema = tool.get("inputSchema") if isinstance(tool, dict) else None
+    if not isinstance(schema, dict):
+        return None
+    out: dict[str, tuple[str, ...]] = {}
+    stack: list[tuple[dict[str, Any], tuple[str, ...]]] = [(schema, ())]
+    while stack:
+        node, path = stack.pop()
+        properties = node.get("properties", {})
+        if not isinstance(properties, dict):
+            return None
+        for key, child in properties.items():
+            if not isinstance(child, dict):
+                continue
+            named = child.get("x-mcp-header")
+            if named is not None:
+                if not isinstance(named, str) or not named or named.lower() in out:
+                    return None
+                out[named.lower()] = (*path, key)
+            stack.append((child, (*path, key)))
+    return out
 
 
 # -- responses -------------------------------------------------------------------------

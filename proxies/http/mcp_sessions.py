@@ -54,6 +54,9 @@ class McpSession:
     # on its stream (a GET), asked once for the session before its first answer is read —
     # None until asked, then (allowed, its mask or None)
     server: tuple[bool, Any] | None = None
+    # tool name → its x-mcp-header names → property paths, from the session's latest
+    # tools/list answer (mcp_codec.header_schema; None: a schema not read that way)
+    header_schemas: dict[str, Any] = field(default_factory=dict)
     # request id → the session holding it for an approval (Prefer: wait), while it waits
     held: dict[Hashable, Any] = field(default_factory=dict)
 
