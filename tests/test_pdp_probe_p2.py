@@ -372,3 +372,39 @@ async def test_replaying_a_recorded_terminal_sends_the_auditor_s_terminal_displa
     for acting in (b"\x1b]", b"\xc2\x9d", b"\x1b[21t", b"\x1b[6n", b"\x1b[c", b"\x1b[>c",
                    b"\x1bZ", b"\x1bP", b"\x1b_", b"cm0gLXJmIH4K", b"curl evil"):  # fmt: skip
         assert acting not in played, (acting, played)
+
+
+async def test_offline_verify_says_when_the_signer_is_not_pinned(tmp_path):
+    """Attack (whoever hands the auditor a bundle): a bundle exported by another PDP (or
+    made whole with a key of one's own) carries its own public key, and `audit verify
+    --bundle` without --public-key checked it against that key and said OK, naming the
+    key only in passing. It still verifies (the chain and signatures are sound), but the
+    report now says the signer was not pinned; pinned to the real PDP's key it fails."""
+    from test_evidence import portcullis
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "other").mkdir()
+    real = await _populated_sqlite(tmp_path / "real")
+    other = await _populated_sqlite(tmp_path / "other")
+    out = tmp_path / "other.tar.gz"
+    assert (
+        portcullis("-c", str(other.config_path), "audit", "export", "--out", str(out)).returncode
+        == 0
+    )
+    unpinned = portcullis("audit", "verify", "--bundle", str(out))
+    assert unpinned.returncode == 0 and unpinned.stdout.startswith("OK: ")
+    assert "NOT PINNED" in unpinned.stdout
+    pem = tmp_path / "real.pem"
+    from pdp.evidence.signing import public_pem
+    from pdp.plumbing.keys import load_or_create_ed25519
+
+    pem.write_bytes(public_pem(load_or_create_ed25519(real.config.pdp.signing_key).public_key()))
+    pinned = portcullis("audit", "verify", "--bundle", str(out), "--public-key", str(pem))
+    assert pinned.returncode == 1 and "not the pinned key" in pinned.stdout
+    own = tmp_path / "real.tar.gz"
+    assert (
+        portcullis("-c", str(real.config_path), "audit", "export", "--out", str(own)).returncode
+        == 0
+    )
+    trusted = portcullis("audit", "verify", "--bundle", str(own), "--public-key", str(pem))
+    assert trusted.returncode == 0 and "NOT PINNED" not in trusted.stdout

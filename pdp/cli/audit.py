@@ -82,6 +82,13 @@ def _verify_bundle(path: Path, pinned: Any) -> int:
         return _fail(f"{path}: cannot read the bundle: {exc}")
     if report.ok:
         print(f"OK: {path}: {report.summary()}")
+        if pinned is None:
+            # the bundle brings its own key: any key's bundle verifies (one exported by
+            # another PDP, or made whole by whoever handed it over), so say so
+            print(
+                f"  key: NOT PINNED: {report.key_id} is the key the bundle itself holds;"
+                " give --public-key with the PDP's public key to know it signed this"
+            )
         return 0
     _print_problems(report.problems)
     return EXIT_BAD
