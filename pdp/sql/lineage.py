@@ -11,6 +11,11 @@ of a SELECT-bearing statement into two entry fields:
               over a table: plain columns the proxy resolves itself). columns are the base
               column names reached (lower case, last component); tables the relations whose
               every column it may carry (whole_row, star, set operations over `*`).
+              A computed output gets "keeps": true when its columns reach it only as
+              they are (COALESCE, min/max, count, arithmetic, an uncut cast to text:
+              the _KEEPING allow-lists), or are columns of the catalog tables drivers
+              read (_CATALOG): no text of the database's own tables was changed on the
+              way, so the value detectors that read the stored text can read it too.
   predicates  [{"column", "use"}] for columns read by WHERE, JOIN, HAVING, ORDER BY,
               GROUP BY, DISTINCT ON, window clauses and aggregate FILTER/ORDER BY; use is
               equality, pattern, range, order, group, join or other. Column "*" is a whole
@@ -192,6 +197,35 @@ _TEXT_TYPES = frozenset(
     {"text", "varchar", "bpchar", "char", "character", "name", "citext", "unknown"}
 )
 
+# What gives a column's value on as it is, or computes from it nothing the value detectors
+# would have to read (a count, a sum a text value cannot have): a value only these make is
+# `keeps` (lineage_fields), so the stored column's own masking (by name, or the detectors
+# reading its text) covers it. Everything else may change the text the detectors read
+# (`translate(note, '0123456789', 'abcdefghij')`, `note::bytea`, `reverse(note)`, a
+# delimiter appended): the policy masks such a value whole. Not listed is the safe mistake.
+_KEEPING_FUNCTIONS = frozenset(
+    {
+        "min", "max", "count", "sum", "avg", "any_value", "first_value", "last_value",
+        "nth_value", "lag", "lead", "text", "varchar",
+    }
+)  # fmt: skip
+# arithmetic: no operator of pg_catalog computes text from text with these; JSON
+# extraction gives a part of a document as it is
+_KEEPING_OPERATORS = frozenset({"+", "-", "*", "/", "%", "->", "->>", "#>", "#>>"})
+_KEEPING_NODES = frozenset({"CoalesceExpr", "MinMaxExpr", "CollateClause"})
+# Catalog tables drivers read to learn types and columns (asyncpg's type introspection,
+# psycopg's, SQLAlchemy's reflection): names, OIDs and flags the server keeps, no data of
+# the database's own tables. An expression over their columns changes no stored free text.
+# Not the statistics views, pg_proc or comments, which hold text others wrote.
+_CATALOG_TABLES = (
+    "pg_type", "pg_namespace", "pg_class", "pg_attribute", "pg_range", "pg_enum",
+    "pg_index", "pg_constraint", "pg_attrdef", "pg_am", "pg_collation", "pg_inherits",
+    "pg_opclass", "pg_operator", "pg_cast", "pg_depend", "pg_tablespace", "pg_extension",
+)  # fmt: skip
+_CATALOG = frozenset([*_CATALOG_TABLES, *(f"pg_catalog.{t}" for t in _CATALOG_TABLES)])
+# casts that take text as it is, uncut (varchar(n), char, char(n), name cut it)
+_KEEPING_TYPES = frozenset({"text", "varchar", "citext", "unknown"})
+
 _EQUALITY_OPS = frozenset({"=", "<>", "!="})
 _RANGE_OPS = frozenset({"<", ">", "<=", ">="})
 _PATTERN_OPS = frozenset({"~~", "~~*", "!~~", "!~~*", "~", "~*", "!~", "!~*", "^@"})
@@ -220,40 +254,60 @@ LINEAGE_TAGS = frozenset({"SelectStmt", *_DML, *_QUERY_FIELD})
 
 
 class Flow:
-    """Where one value comes from: how (kind), which columns, which whole tables."""
+    """Where one value comes from: how (kind), which columns, which whole tables; whether
+    they may be columns of the database's own tables (user: anything but the catalog
+    tables drivers read, _CATALOG), and whether such a column's text may have been changed
+    on the way (changed: anything but its value itself, KEEPING nodes and functions only)."""
 
-    __slots__ = ("columns", "kind", "tables")
+    __slots__ = ("changed", "columns", "kind", "tables", "user")
 
     def __init__(
         self,
         kind: str,
         columns: dict[str, None] | None = None,
         tables: dict[str, None] | None = None,
+        changed: bool = False,
+        user: bool = True,
     ) -> None:
         self.kind = kind
         self.columns = columns if columns is not None else {}
         self.tables = tables if tables is not None else {}
+        self.changed = changed
+        self.user = user
 
     def derived(self) -> Flow:
         """This flow computed upon: no longer a stored column, and `*` becomes a whole row."""
         if self.kind == PLAIN:
-            return Flow(EXPRESSION, self.columns, self.tables)
+            return Flow(EXPRESSION, self.columns, self.tables, self.changed, self.user)
         if self.kind == STAR:
-            return Flow(WHOLE_ROW, self.columns, self.tables)
+            return Flow(WHOLE_ROW, self.columns, self.tables, self.changed, self.user)
         return self
 
+    def transformed(self) -> Flow:
+        """This flow computed upon by something that may change its text."""
+        flow = self.derived()
+        return Flow(flow.kind, flow.columns, flow.tables, flow.user, flow.user)
 
-def _merge(kind: str, flows: list[Flow]) -> Flow:
-    """One value computed from flows: the strongest of kind and the flows' derived kinds."""
+
+def _merge(kind: str, flows: list[Flow], keeps: bool = False) -> Flow:
+    """One value computed from flows: the strongest of kind and the flows' derived kinds.
+    keeps: the computation gives one of the flows' values as it is (COALESCE, a set
+    operation, min()), so the result is changed only when one of them is; otherwise it is
+    changed (the value detectors cannot be trusted to recognise what it made of them)."""
     columns: dict[str, None] = {}
     tables: dict[str, None] = {}
+    changed = user = False
     for flow in flows:
         flow = flow.derived()
         if _RANK[flow.kind] > _RANK[kind]:
             kind = flow.kind
         columns.update(flow.columns)
         tables.update(flow.tables)
-    return Flow(kind, columns, tables)
+        if flow.user and (flow.columns or flow.tables):
+            user = True
+            if flow.changed or not keeps:
+                changed = True
+    return Flow(kind, columns, tables, changed, user)
 
 
 Output = tuple[str, Flow]
@@ -302,7 +356,7 @@ class Item:
     def column(self, name: str) -> Flow | None:
         """The flow of column name of this item; None when it has none by that name."""
         if self.table is not None:
-            return Flow(PLAIN, {name.lower(): None})
+            return Flow(PLAIN, {name.lower(): None}, user=self.table not in _CATALOG)
         for member in self.members or ():
             flow = member.column(name)
             if flow is not None:
@@ -312,7 +366,13 @@ class Item:
                 return flow
         for output, flow in self.outputs:
             if output == "" and flow.tables:  # `*` inside: the name may be one of its columns
-                return Flow(PLAIN if flow.kind == STAR else flow.kind, {name: None})
+                return Flow(
+                    PLAIN if flow.kind == STAR else flow.kind,
+                    {name: None},
+                    None,
+                    flow.changed,
+                    flow.user,
+                )
         return self.opaque
 
     def whole(self) -> Flow:
@@ -549,7 +609,10 @@ class Lineage:
                 if i == len(columns):
                     columns.append([])
                 columns[i].append(self.expr(node, outer, ctes))
-        return [(f"column{i + 1}", _merge(EXPRESSION, flows)) for i, flows in enumerate(columns)]
+        return [
+            (f"column{i + 1}", _merge(EXPRESSION, flows, keeps=True))
+            for i, flows in enumerate(columns)
+        ]
 
     # --- FROM ----------------------------------------------------------------
 
@@ -642,7 +705,7 @@ class Lineage:
                     use = "other"
                 for flow in flows:
                     self.record(flow, use)
-            merged.append((name, _merge(EXPRESSION, flows)))
+            merged.append((name, _merge(EXPRESSION, flows, keeps=True)))
             for item in left + right:
                 item.hidden.add(name)
         label = (alias["aliasname"],) if alias else ("",)
@@ -719,18 +782,21 @@ class Lineage:
                 for side in ("lexpr", "rexpr")
                 if side in fields
             ]
-            if operator not in _TOTAL_OPERATORS or len(fields.get("name", ())) > 1:
+            builtin = len(fields.get("name", ())) == 1
+            if operator not in _TOTAL_OPERATORS or not builtin:
                 for flow in operands:
                     self.partial(flow)
-            return _merge(EXPRESSION, operands)
+            return _merge(EXPRESSION, operands, keeps=builtin and operator in _KEEPING_OPERATORS)
         if tag == "TypeCast" and "arg" in fields:
             flow = self.expr(fields["arg"], scope, ctes)
             type_name = fields.get("typeName", {}).get("TypeName", fields.get("typeName", {}))
             names = [_sval(n).lower() for n in type_name.get("names", ())]
             if names[-1:] and names[-1] in _TEXT_TYPES and not type_name.get("arrayBounds"):
-                return flow.derived()
+                if names[-1] in _KEEPING_TYPES and not type_name.get("typmods"):
+                    return flow.derived()
+                return flow.transformed()  # varchar(n), char, name: cut
             self.partial(flow)
-            return flow.derived()
+            return flow.transformed()
         if tag == "NullTest":
             self.predicate(node, scope, ctes, False)
             return self.expr(fields["arg"], scope, ctes).derived()
@@ -757,8 +823,8 @@ class Lineage:
             for index in indices:
                 # an element chosen by a value (NULL past the end, which a mask keeps)
                 self.record(index.derived(), "other")
-            return _merge(EXPRESSION, [flow, *indices])
-        flow = self.generic(fields, scope, ctes)
+            return _merge(EXPRESSION, [flow, *indices], keeps=True)  # an element as it is
+        flow = self.generic(fields, scope, ctes, tag in _KEEPING_NODES)
         if tag not in _TOTAL_NODES and not (
             tag == "XmlExpr" and fields.get("op") in _TOTAL_XML_OPS
         ):
@@ -768,9 +834,10 @@ class Lineage:
             self.partial(flow)
         return flow
 
-    def generic(self, value: Any, scope: Scope, ctes: dict[str, Item]) -> Flow:
+    def generic(self, value: Any, scope: Scope, ctes: dict[str, Item], keeps: bool = False) -> Flow:
         """Any other node: computed from every expression found inside it, each node
-        judged by `expr` (so one that can fail marks what flows into it `partial`)."""
+        judged by `expr` (so one that can fail marks what flows into it `partial`);
+        keeps: the node gives one of them as it is (COALESCE, GREATEST, COLLATE)."""
         flows: list[Flow] = []
         stack = [value]
         while stack:
@@ -784,7 +851,7 @@ class Lineage:
                 stack.extend(v for v in item.values() if isinstance(v, dict | list))
             elif isinstance(item, list):
                 stack.extend(item)
-        return _merge(EXPRESSION, flows)
+        return _merge(EXPRESSION, flows, keeps)
 
     def function(self, fields: Fields, scope: Scope, ctes: dict[str, Item]) -> Flow:
         args = fields.get("args", ())
@@ -810,7 +877,11 @@ class Lineage:
         over = fields.get("over")
         if over:
             self.window(over, scope, ctes)
-        flow = _merge(AGGREGATE if aggregate else EXPRESSION, flows)
+        if fields.get("agg_within_group"):
+            # mode() / percentile_disc() WITHIN GROUP (ORDER BY x) give x's values
+            flows += [self.expr(s["SortBy"]["node"], scope, ctes) for s in fields["agg_order"]]
+        keeps = builtin and name in _KEEPING_FUNCTIONS
+        flow = _merge(AGGREGATE if aggregate else EXPRESSION, flows, keeps)
         if name in _QUESTIONS:
             # how many rows a set-returning function gives, and whether a pattern function
             # matches (NULL or not, which a mask keeps), answer questions about its input
@@ -830,7 +901,7 @@ class Lineage:
         test = fields.get("testexpr")
         if test:
             flows.append(self.expr(test, scope, ctes))
-        return _merge(EXPRESSION, flows)
+        return _merge(EXPRESSION, flows, keeps=kind == "EXPR_SUBLINK")
 
     # --- predicates -----------------------------------------------------------
 
@@ -1010,12 +1081,14 @@ def _bare_name(name: str, scope: Scope) -> Flow:
                     if output == name:
                         found.append(flow)
         if found:
-            return found[0] if len(found) == 1 else _merge(EXPRESSION, found)
+            return found[0] if len(found) == 1 else _merge(EXPRESSION, found, keeps=True)
         for item in level:
             if name in item.names:
                 return item.whole()
         if level:
-            flows = [Flow(PLAIN, {name.lower(): None})]
+            tables = [item.table for item in level if item.table is not None]
+            user = not tables or any(t not in _CATALOG for t in tables)
+            flows = [Flow(PLAIN, {name.lower(): None}, user=user)]
             for item in level:
                 if item.table is None:
                     other = item.column(name)
@@ -1023,7 +1096,7 @@ def _bare_name(name: str, scope: Scope) -> Flow:
                         continue
                     if other.kind != PLAIN or name.lower() not in other.columns:
                         flows.append(other)  # maybe a function's or set operation's column
-            return flows[0] if len(flows) == 1 else _merge(EXPRESSION, flows)
+            return flows[0] if len(flows) == 1 else _merge(EXPRESSION, flows, keeps=True)
     return Flow(PLAIN, {name.lower(): None})
 
 
@@ -1032,10 +1105,10 @@ def _side_column(side: list[Item], name: str) -> Flow | None:
     name, else a table's column (a table may have any name), else None."""
     flows = [f for item in side if item.table is None for n, f in item.visible() if n == name]
     if flows:
-        return flows[0] if len(flows) == 1 else _merge(EXPRESSION, flows)
+        return flows[0] if len(flows) == 1 else _merge(EXPRESSION, flows, keeps=True)
     opaque = [item.opaque for item in side if item.opaque is not None and not item.outputs]
     if opaque:
-        return _merge(EXPRESSION, opaque)
+        return _merge(EXPRESSION, opaque, keeps=True)
     if any(item.table is not None for item in side):
         return Flow(PLAIN, {name.lower(): None})
     return None
@@ -1097,7 +1170,7 @@ def _renamed(outputs: list[Output], colnames: list[str]) -> list[Output]:
     if any(name == "" and flow.tables for name, flow in outputs):
         # `*` inside: which column a new name lands on is unknown, so each new name may
         # be any of them
-        flow = _merge(EXPRESSION, [f for _, f in outputs])
+        flow = _merge(EXPRESSION, [f for _, f in outputs], keeps=True)
         return [(c, flow) for c in colnames]
     renamed = [(c, f) for c, (_, f) in zip(colnames, outputs, strict=False)]
     return renamed + outputs[len(colnames) :]
@@ -1110,11 +1183,13 @@ def _set_operation(left: list[Output], right: list[Output]) -> list[Output]:
     if len(left) != len(right) or any(n == "" and f.tables for n, f in left + right):
         # one column each, of a table's unknown columns: no whole row
         flows = [
-            Flow(EXPRESSION, f.columns, f.tables) if f.kind == STAR else f for _, f in left + right
+            Flow(EXPRESSION, f.columns, f.tables, f.changed, f.user) if f.kind == STAR else f
+            for _, f in left + right
         ]
-        return [("", _merge(EXPRESSION, flows))]
+        return [("", _merge(EXPRESSION, flows, keeps=True))]
     return [
-        (name, _merge(EXPRESSION, [a, b])) for (name, a), (_, b) in zip(left, right, strict=True)
+        (name, _merge(EXPRESSION, [a, b], keeps=True))
+        for (name, a), (_, b) in zip(left, right, strict=True)
     ]
 
 
@@ -1195,17 +1270,23 @@ def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
     except RecursionError:
         return unknown_lineage()
     return {
-        "outputs": [
-            {
-                "name": name,
-                "kind": flow.kind,
-                "columns": list(flow.columns),
-                "tables": list(flow.tables),
-            }
-            for name, flow in outputs
-        ],
+        "outputs": [_output(name, flow) for name, flow in outputs],
         "predicates": [{"column": column, "use": use} for column, use in walk.predicates],
     }
+
+
+def _output(name: str, flow: Flow) -> dict[str, Any]:
+    """One output's entry; a computed one whose columns reach it only as they are (no
+    _KEEPING function, operator, node or cast changed their text) says so: keeps."""
+    output: dict[str, Any] = {
+        "name": name,
+        "kind": flow.kind,
+        "columns": list(flow.columns),
+        "tables": list(flow.tables),
+    }
+    if flow.kind in _COMPUTED and not flow.changed and (flow.columns or flow.tables):
+        output["keeps"] = True
+    return output
 
 
 def unknown_lineage() -> dict[str, Any]:

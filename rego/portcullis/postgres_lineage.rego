@@ -14,7 +14,8 @@
 #                             row_to_json(c), to_jsonb(t.*), json_agg(c), ROW(c.*))
 #                 star        `*` over a table: plain columns, left to the proxy
 #               columns: the table columns (last name component, lower case) it derives
-#               from; tables: relations any of whose columns it may carry.
+#               from; tables: relations any of whose columns it may carry; keeps (computed
+#               outputs only): true when no text of those columns was changed on the way.
 #   predicates  [{"column", "use"}] for columns in WHERE, JOIN ... ON/USING, HAVING,
 #               ORDER BY, GROUP BY, DISTINCT ON, window and aggregate FILTER/ORDER BY
 #               clauses; use: equality (the column itself compared with =, <>, IN, IS
@@ -26,7 +27,8 @@
 #               known to be total — so whether it failed answers a question:
 #               1/(ascii(email) - 97)). Column "*" is a whole row.
 #
-# The shipped choices: an expression or aggregate over a sensitive column is masked as a
+# The shipped choices: an expression or aggregate over a sensitive column, or one that may
+# change the text of any column (the value detectors read stored text only), is masked as a
 # whole value ({"derived": true}: the proxy redacts every result column that is not a
 # stored table column); a whole row (and so any JSON or XML built from one) is denied,
 # since the policy cannot know which columns a row holds; sensitive columns in predicates
@@ -104,6 +106,22 @@ pg_derived_reasons contains sprintf("%s is computed from columns of %s, which ma
 	input.command.postgres.has.computed
 	some o in pg_computed_outputs
 	count(o.tables) > 0
+	not pii_reader
+}
+
+# Any other column may hold free text the value detectors mask inside it (a note with a
+# card number in it): they read a stored column's text as it is, and cannot be trusted to
+# recognise what an expression made of it (translate(note, '0123456789', 'abcdefghij'),
+# note::bytea, reverse(note), encode(convert_to(note, 'UTF8'), 'base64'), a delimiter
+# appended by string_agg). So a computed output over any column is masked whole unless the
+# classifier says it keeps its columns' values as they are ("keeps": only COALESCE,
+# GREATEST/LEAST, min/max, count, sum/avg, lag/lead and friends, arithmetic, uncut casts
+# to text and COLLATE between the columns and the output; an allow-list, pdp/sql/lineage.py).
+pg_derived_reasons contains sprintf("%s (%s) is computed from column(s) %s in a way that may change their text, which the value detectors then cannot read: masked whole", [pg_output_label(o), o.kind, concat(", ", o.columns)]) if {
+	input.command.postgres.has.computed
+	some o in pg_computed_outputs
+	count(o.columns) > 0
+	not o.keeps
 	not pii_reader
 }
 

@@ -38,10 +38,31 @@ test_aggregate_over_sensitive_column_is_masked_whole_for_dba if {
 	"an unnamed output (aggregate) derives from sensitive column phone: masked whole" in d.reasons
 }
 
-test_expression_over_other_columns_needs_no_derived_mask if {
-	d := lineage_decision(["readonly"], selecting([out("total", "expression", ["amount"]), out("id", "plain", ["id"])], []))
+keeping(name, kind, columns) := object.union(out(name, kind, columns), {"keeps": true})
+
+test_expression_keeping_other_columns_needs_no_derived_mask if {
+	d := lineage_decision(["readonly"], selecting([keeping("total", "expression", ["amount"]), keeping("max", "aggregate", ["note"]), out("id", "plain", ["id"])], []))
 	d.verdict == "mask"
 	not derived in d.mask
+}
+
+test_expression_changing_other_columns_is_masked_whole if {
+	d := lineage_decision(["readonly"], selecting([out("translate", "expression", ["note"]), out("id", "plain", ["id"])], []))
+	d.verdict == "mask"
+	derived in d.mask
+	"output translate (expression) is computed from column(s) note in a way that may change their text, which the value detectors then cannot read: masked whole" in d.reasons
+	d.cache_key == "shape"
+}
+
+test_expression_changing_other_columns_is_masked_whole_for_dba_not_pii_readers if {
+	s := selecting([out("", "aggregate", ["note", "name"])], [])
+	derived in lineage_decision(["dba"], s).mask
+	not derived in lineage_decision(["pii-readers"], s).mask
+}
+
+test_expression_keeping_a_sensitive_column_is_still_masked_whole if {
+	d := lineage_decision(["readonly"], selecting([keeping("coalesce", "expression", ["email"])], []))
+	derived in d.mask
 }
 
 test_set_operation_over_star_is_masked_whole if {
@@ -194,7 +215,7 @@ test_a_view_column_of_unknown_origin_counts_as_sensitive if {
 }
 
 test_view_columns_carrying_only_plain_columns_stay_plain if {
-	s := selecting([out("upper", "expression", ["ident"])], [{"column": "ident", "use": "range"}])
+	s := selecting([keeping("max", "aggregate", ["ident"])], [{"column": "ident", "use": "range"}])
 	d := with_views(["readonly"], s, {"ident": ["id"], "contact": ["phone"]})
 	d.verdict == "mask"
 	not derived in d.mask

@@ -1,0 +1,254 @@
+"""Probe P4's findings against the real stack: a reader (and a dba: the masks apply to
+everyone not in pii-readers) through a gateway whose upstream credential is the
+`postgres` SUPERUSER (tests/adversary.py), with raw frames built byte by byte.
+
+- Free text the value detectors mask inside it (customers.note holds a card number; no
+  field rule names the column) came back in clear once an expression changed its text:
+  translate(note, '0123456789', 'abcdefghij') gave 'card ebbb bbbb bbbb bbbb', reverse,
+  base64, a bytea cast, a cut varchar(n), pieces of it as rows: the detectors read the
+  stored text, not what a query made of it. Now every computed output over a column is
+  masked whole unless the classifier says it keeps its columns' values as they are
+  (COALESCE, min/max, count, arithmetic, uncut casts to text...: an allow-list).
+"""
+
+from __future__ import annotations
+
+import pytest
+from adversary import (
+    SECRETS,
+    Answer,
+    RawClient,
+    bind,
+    describe,
+    execute,
+    parse,
+    running_arena,
+    sync,
+)
+
+from pdp.sql.classify import classify
+from proxies.postgres import codec
+
+pytestmark = pytest.mark.integration
+
+CARD = b"4111 1111 1111 1111"
+# the card's digits as the expressions below spell them
+SPELLINGS = (b"4111", b"ebbb", b"1114", b"NDEx", b"MTEx", b"3431313120", b"\\x34313131")
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory):
+    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
+        yield gateway
+
+
+_who = iter(range(1_000_000))
+
+
+def client(arena, groups: tuple[str, ...] = ("readonly",)) -> RawClient:
+    tok = arena.token(f"p4-{next(_who)}@example.com", groups)
+    c = RawClient(arena.port, tok, arena.database)
+    assert c.ready, c.startup.messages
+    return c
+
+
+def assert_no_card(answer: Answer) -> None:
+    for secret in (*SECRETS, CARD, *SPELLINGS):
+        assert secret not in answer.raw, (secret, answer.messages)
+
+
+def copied(answer: Answer) -> list[bytes]:
+    return [m.data for m in answer.messages if isinstance(m, codec.CopyData)]
+
+
+# --- expressions over a column the detectors mask inside -------------------------------
+
+TRANSFORMS = [
+    "SELECT translate(note, '0123456789', 'abcdefghij') FROM customers",
+    "SELECT replace(note, ' ', '') FROM customers",
+    "SELECT regexp_replace(note, '(\\d)', '\\1-', 'g') FROM customers",
+    "SELECT reverse(note) FROM customers",
+    "SELECT encode(convert_to(note, 'UTF8'), 'base64') FROM customers",
+    "SELECT note::bytea FROM customers",
+    "SELECT CAST(note AS varchar(9)) FROM customers",
+    "SELECT note::char(12) FROM customers",
+    "SELECT string_agg(note, '5') FROM customers",
+    "SELECT upper(note) FROM customers",
+    "SELECT substr(note, 1, 12) || '.' || substr(note, 13) FROM customers",
+    "SELECT overlay(note placing '.' from 10 for 1) FROM customers",
+    "SELECT format('%s!', note) FROM customers",
+    "SELECT note || '5' FROM customers",
+    "SELECT ROW(note) FROM customers",
+    "SELECT s FROM (SELECT note FROM customers) s",
+    "SELECT regexp_split_to_table(note, ' ') FROM customers",
+    "SELECT unnest(string_to_array(note, ' ')) FROM customers",
+    "SELECT ascii(substr(note, 6, 1)) FROM customers",
+    "WITH t AS (SELECT translate(note, '0123456789', 'abcdefghij') n FROM customers)"
+    " SELECT n FROM t",
+    "SELECT n FROM (SELECT reverse(note) n FROM customers) s",
+    "SELECT x FROM customers, LATERAL (SELECT translate(note, '14', 'be') x) l",
+    "SELECT note FROM customers WHERE id = 2 UNION ALL SELECT reverse(note) FROM customers",
+    "SELECT mode() WITHIN GROUP (ORDER BY translate(note, '0123456789', 'abcdefghij'))"
+    " FROM customers",
+    "SELECT CASE WHEN id = 1 THEN translate(note, '14', 'be') END FROM customers",
+    "SELECT (SELECT reverse(note) FROM customers WHERE id = 1)",
+    "SELECT lag(reverse(note)) OVER (ORDER BY id) FROM customers",
+    "SELECT coalesce(reverse(note), '') FROM customers",
+]
+
+
+def computed_values(answer: Answer) -> list[bytes | None]:
+    return [value for row in answer.rows for value in row]
+
+
+@pytest.mark.parametrize("sql", TRANSFORMS)
+def test_an_expression_changing_free_text_is_masked_whole(arena, sql: str) -> None:
+    for groups in (("readonly",), ("dba",)):
+        c = client(arena, groups)
+        try:
+            answer = c.query(sql)
+            assert not answer.errors, answer.errors
+            assert_no_card(answer)
+            values = computed_values(answer)
+            assert values, answer.messages
+            # every value is the mask: the redact string in text, NULL in any other type
+            assert set(values) <= {b"[REDACTED]", None}, values
+        finally:
+            c.close()
+
+
+@pytest.mark.parametrize("sql", TRANSFORMS[:6])
+def test_an_expression_changing_free_text_in_binary_format(arena, sql: str) -> None:
+    c = client(arena)
+    try:
+        answer = c.send(parse("", sql), bind("", "", result_format=1), execute(), sync())
+        assert not answer.errors, answer.errors
+        assert_no_card(answer)
+        assert set(computed_values(answer)) <= {b"[REDACTED]", None}
+    finally:
+        c.close()
+
+
+def test_an_expression_changing_free_text_through_a_cursor(arena) -> None:
+    c = client(arena)
+    try:
+        answer = c.query(
+            "BEGIN; DECLARE k CURSOR FOR SELECT translate(note, '0123456789', 'abcdefghij')"
+            " FROM customers; FETCH ALL FROM k; COMMIT"
+        )
+        assert not answer.errors, answer.errors
+        assert_no_card(answer)
+        assert set(computed_values(answer)) <= {b"[REDACTED]", None}
+    finally:
+        c.close()
+
+
+def test_an_expression_changing_free_text_through_a_prepared_statement(arena) -> None:
+    c = client(arena)
+    try:
+        answer = c.send(
+            parse("s4", "SELECT reverse(note) AS r FROM customers WHERE id = $1::int"),
+            describe("S", "s4"),
+            sync(),
+        )
+        assert not answer.errors
+        values = [b"1"]
+        frame = codec.Bind("", "s4", [0], values, [0]).encode()
+        answer = c.send(frame, execute(), sync())
+        assert not answer.errors, answer.errors
+        assert_no_card(answer)
+        assert set(computed_values(answer)) <= {b"[REDACTED]", None}
+    finally:
+        c.close()
+
+
+COPIES = [
+    "COPY (SELECT translate(note, '0123456789', 'abcdefghij') FROM customers) TO STDOUT",
+    "COPY (SELECT encode(note::bytea, 'hex') FROM customers) TO STDOUT (FORMAT csv)",
+    "COPY (SELECT string_agg(note, '5') FROM customers) TO STDOUT",
+    "COPY (WITH t AS (SELECT reverse(note) r FROM customers) SELECT r FROM t) TO STDOUT",
+]
+
+
+@pytest.mark.parametrize("sql", COPIES)
+def test_copy_of_an_expression_changing_free_text_is_refused(arena, sql: str) -> None:
+    for groups in (("readonly",), ("dba",)):
+        c = client(arena, groups)
+        try:
+            answer = c.query(sql)
+            assert_no_card(answer)
+            assert not copied(answer)
+            assert any("computed columns" in e for e in answer.errors), answer.errors
+            assert c.query("SELECT 1").rows == [[b"1"]]
+        finally:
+            c.close()
+
+
+# --- what keeps its values as they are still reads as the column does -----------------
+
+NOTE_MASKED = b"card **** **** **** 1111 on file"
+
+
+def test_expressions_keeping_the_text_are_read_by_the_detectors(arena) -> None:
+    c = client(arena)
+    try:
+        answer = c.query(
+            "SELECT max(note), coalesce(note, ''), note::text, note COLLATE \"C\","
+            " (SELECT note FROM customers WHERE id = 1), lag(note) OVER (ORDER BY id DESC)"
+            " FROM customers WHERE id = 1 GROUP BY note, id"
+        )
+        assert not answer.errors, answer.errors
+        assert answer.rows == [[NOTE_MASKED] * 5 + [None]]
+        answer = c.query("SELECT id, total * 2, count(*) FROM orders GROUP BY id ORDER BY id")
+        assert answer.rows == [[b"10", b"199.00", b"1"], [b"11", b"24.00", b"1"]]
+        answer = c.query("COPY (SELECT max(note) FROM customers WHERE id = 1) TO STDOUT")
+        assert not answer.errors, answer.errors
+        assert copied(answer) == [NOTE_MASKED + b"\n"]
+    finally:
+        c.close()
+
+
+def test_pii_readers_read_expressions_over_free_text(arena) -> None:
+    c = client(arena, ("pii-readers",))
+    try:
+        answer = c.query("SELECT reverse(note) FROM customers WHERE id = 1")
+        assert answer.rows == [[b"elif no 1111 1111 1111 1114 drac"]]
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "keeps"),
+    [
+        ("SELECT coalesce(note, name), greatest(note, ''), max(note) FROM t", True),
+        ('SELECT note::text, note::varchar, note COLLATE "C" FROM t', True),
+        ("SELECT total + 1, -total, count(note), sum(total) OVER () FROM t", True),
+        ("SELECT n FROM (SELECT note AS n FROM t UNION SELECT name FROM u) s", True),
+        # the catalog tables drivers read for types (asyncpg's introspection)
+        ("SELECT CASE WHEN t.typtype = 'd' THEN t.typname::text END FROM pg_type t", True),
+        ("SELECT upper(relname), attname || '' FROM pg_catalog.pg_class, pg_attribute", True),
+        ("SELECT note::varchar(4) FROM t", False),
+        ("SELECT upper(typname) FROM pg_temp.pg_type", False),
+        ("SELECT upper(relname) FROM pg_class, customers", False),
+        ("SELECT reverse(query) FROM pg_stat_activity", False),
+        ("SELECT note::char FROM t", False),
+        ("SELECT note::name FROM t", False),
+        ("SELECT note::bytea FROM t", False),
+        ("SELECT total::int FROM t", False),
+        ("SELECT public.max(note) FROM t", False),
+        ("SELECT note || '' FROM t", False),
+        ("SELECT coalesce(upper(note), '') FROM t", False),
+        ("SELECT n FROM (SELECT note AS n FROM t UNION SELECT upper(name) FROM u) s", False),
+        ("SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY note) FROM t", False),
+        ("SELECT ARRAY(SELECT note FROM t)", False),
+        ("SELECT t FROM t", False),
+    ],
+)
+def test_the_classifier_says_which_outputs_keep_their_columns(sql: str, keeps: bool) -> None:
+    (entry,) = classify(sql)
+    outputs = [o for o in entry["outputs"] if o["columns"] or o["tables"]]
+    assert outputs
+    if keeps:
+        assert all(o.get("keeps") for o in outputs), outputs
+    else:
+        assert not any(o.get("keeps") for o in outputs), outputs
