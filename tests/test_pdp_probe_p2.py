@@ -408,3 +408,35 @@ async def test_offline_verify_says_when_the_signer_is_not_pinned(tmp_path):
     )
     trusted = portcullis("audit", "verify", "--bundle", str(own), "--public-key", str(pem))
     assert trusted.returncode == 0 and "NOT PINNED" not in trusted.stdout
+
+
+async def test_only_the_requester_withdraws_a_request(tmp_path):
+    """Attack (another identity whose subject differs only in case, which an IdP with
+    case-sensitive subjects issues to another person): WithdrawApproval compared subjects
+    case-insensitively and ignored the issuer, so ALICE@EXAMPLE.COM withdrew
+    alice@example.com's pending request (and learnt which ids exist: 'only the requester
+    may withdraw' against 'no approval request'), where ListApprovals rightly shows that
+    identity none of alice's. Now only the requester's own subject and issuer withdraw,
+    and anyone else is answered as for an id that does not exist."""
+    config = pdp_config(tmp_path)
+    alice = token(config, "alice@example.com", ("readonly",))
+    shouted = token(config, "ALICE@EXAMPLE.COM", ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, alice)
+        asked = await decide_sql(stub, opened.session_id, "INSERT INTO orders VALUES (1)")
+        real, made_up = asked.approval_id, "a-0123456789abcdef"
+
+        async def refusal(approval_id: str) -> str:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.WithdrawApproval(
+                    pdp_pb2.WithdrawApprovalRequest(token=shouted, approval_id=approval_id)
+                )
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            return str(refused.value.details()).replace(approval_id, "ID")
+
+        assert await refusal(real) == await refusal(made_up)
+        assert pdp.approvals.requests[real].state == "pending"
+        withdrawn = await stub.WithdrawApproval(
+            pdp_pb2.WithdrawApprovalRequest(token=alice, approval_id=real)
+        )
+        assert withdrawn.approval.state == "withdrawn"

@@ -335,10 +335,12 @@ class ApprovalRPCs:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "approval_id: required")
         book: ApprovalBook = self.approvals
         requester: str | None = None
+        issuer: str | None = None
         session_id: str | None = None
         if request.token:
             who = await self._approver(request.token, context)
             requester = str(who.get("subject", ""))
+            issuer = str(who.get("issuer", ""))
         else:
             # a proxy speaks for the session whose client gave up waiting
             proxy = await self._proxy(context, "WithdrawApproval", request.session_id)
@@ -350,7 +352,7 @@ class ApprovalRPCs:
             session_id = request.session_id
         reason = request.reason or "withdrawn"
         withdrawn = await _settled_by(
-            context, book.withdraw(request.approval_id, requester, session_id, reason)
+            context, book.withdraw(request.approval_id, requester, session_id, reason, issuer)
         )
         return pdp_pb2.WithdrawApprovalResponse(approval=approval_message(withdrawn))
 

@@ -381,18 +381,29 @@ class ApprovalBook:
         return self.requests[approval_id]
 
     async def withdraw(
-        self, approval_id: str, requester: str | None, session_id: str | None, reason: str
+        self,
+        approval_id: str,
+        requester: str | None,
+        session_id: str | None,
+        reason: str,
+        issuer: str | None = None,
     ) -> ApprovalRequest:
-        """Withdraw a pending request: by its requester (`requester`, the subject of their
-        own token), or for the session that asked (`session_id`: its proxy, when the client
-        cancelled the wait). Raises ApprovalRefused for anyone else or a settled request."""
+        """Withdraw a pending request: by its requester (`requester` and `issuer`, the
+        subject and issuer of their own token: exactly the request's, as ListApprovals
+        shows a person their own), or for the session that asked (`session_id`: its proxy,
+        when the client cancelled the wait). Raises ApprovalRefused for anyone else (as for
+        an id that does not exist) or a settled request."""
         await self.refresh()
         request = self.requests.get(approval_id)
+        unknown = ApprovalRefused(f"no approval request {approval_id!r} of yours")
         if request is None:
-            raise ApprovalRefused(f"no approval request {approval_id!r}")
+            raise unknown
         owner = str(request.requester.get("subject", ""))
-        if requester is not None and requester.lower() != owner.lower():
-            raise ApprovalRefused("only the requester may withdraw a request")
+        if requester is not None and (
+            requester != owner
+            or (issuer is not None and issuer != str(request.requester.get("issuer", "")))
+        ):
+            raise unknown
         if session_id is not None and session_id != request.session_id:
             raise ApprovalRefused("the request belongs to another session")
         if request.state != PENDING:

@@ -243,7 +243,9 @@ class Inbox:
         reason = str(form.get("reason", "")).strip() or "withdrawn"
         approval_id = request.match_info["id"]
         try:
-            await self.book.withdraw(approval_id, session.subject, None, reason)
+            await self.book.withdraw(
+                approval_id, session.subject, None, reason, str(session.who.get("issuer", ""))
+            )
         except ApprovalRefused as exc:
             return await self.page(request, f"Refused: {exc}", 403)
         except StoreUnavailable:
