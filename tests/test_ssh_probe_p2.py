@@ -7,6 +7,8 @@ and one allowed that the proxy cannot read is said so in the decision and the ev
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -165,3 +167,66 @@ async def test_a_journal_elsewhere_waits_for_a_person(stack: Stack) -> None:
             assert "not among the options allowed" in said, said
             process.close()
     assert stack.sshd.sessions_started() == 0
+
+
+# -- output the mask cannot read ----------------------------------------------------------------
+
+CARD_LINE = "card 4111 1111 1111 1111 mail alice@example.com\n"
+
+
+def policy_allowing(tmp: Path, pattern: str) -> Path:
+    target = tmp / "policy"
+    shutil.copytree(REGO, target, ignore=shutil.ignore_patterns("*_test.rego"))
+    data = json.loads((target / "data.json").read_text())
+    data["portcullis"]["ssh"]["allowed_commands"].append(pattern)
+    (target / "data.json").write_text(json.dumps(data))
+    return target
+
+
+async def test_output_the_mask_cannot_read_is_withheld(tmp_path: Path) -> None:
+    """A reader's `cat` of a rotated, gzip'd log (or a UTF-16 one) came out as it was: the
+    detectors saw compressed bytes, the client unzipped a card number and an e-mail."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log.1.gz").write_bytes(gzip.compress(CARD_LINE.encode() * 50))
+    (logs / "utf16.log").write_bytes(CARD_LINE.encode("utf-16-le"))
+    (logs / "app.log").write_text(CARD_LINE)
+    policy = str(policy_allowing(tmp_path, f"cat {logs}/*"))
+    async with ssh_stack(tmp_path, extra={"policies": policy}) as s:
+        async with await s.connect(READER) as conn:
+            plain = await conn.run(f"cat {logs}/app.log", encoding=None)
+            zipped = await conn.run(f"cat {logs}/app.log.1.gz", encoding=None)
+            wide = await conn.run(f"cat {logs}/utf16.log", encoding=None)
+        await s.proxy.settled()
+        events = await session_events(s.pdp.store)
+    assert plain.exit_status == 0 and b"1111 mail" in plain.stdout
+    assert b"4111" not in plain.stdout and b"alice@" not in plain.stdout
+    for result in (zipped, wide):
+        assert result.exit_status == 1, result
+        assert b"portcullis: output withheld: " in result.stderr, result.stderr
+        got = result.stdout
+        with contextlib.suppress(Exception):
+            got = gzip.decompress(got)
+        assert b"4111" not in got and b"4\x001\x001\x001\x00" not in got
+    errors = [e["details"].get("error", "") for e in events if e["type"] == "command"]
+    assert sum("output withheld" in e for e in errors) == 2, errors
+
+
+def test_a_terminal_drops_what_is_not_text_and_masks_the_rest() -> None:
+    from portcullis.masking import DETECTORS, Masker
+    from portcullis.verdict import MaskRule
+    from proxies.ssh.stream import MaskedOutput, Unreadable
+
+    masker = Masker([MaskRule(detector=d) for d in DETECTORS], b"k" * 32)
+    screen = MaskedOutput(masker, terminal=True)
+    out = screen.feed(CARD_LINE.encode("utf-16-le") + b"\xff\xfe4111 1111 1111 1111\n")
+    assert b"4111" not in out and b"\x00" not in out and b"\xff" not in out
+    assert screen.counts["detector:credit_card"] == 2
+    with pytest.raises(Unreadable):
+        MaskedOutput(masker).feed(b"\x1f\x8b\x08\x00 binary\n")
+    with pytest.raises(Unreadable):
+        MaskedOutput(masker).feed(b"4\x001\x00\n")
+    # text passes as before, line ends, escapes and all
+    assert MaskedOutput(masker).feed(b"\x1b[1mok\x1b[0m caf\xc3\xa9\r\n") == (
+        b"\x1b[1mok\x1b[0m caf\xc3\xa9\r\n"
+    )

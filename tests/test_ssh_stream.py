@@ -8,6 +8,7 @@ import itertools
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,14 @@ from pdp.domain.casts import casts_of
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 from proxies.runtime.secrets_scan import SecretScanner
-from proxies.ssh.stream import HOLD_LIMIT, OVERLAP, RECORDED_PER_SECOND, Cast, MaskedOutput
+from proxies.ssh.stream import (
+    HOLD_LIMIT,
+    OVERLAP,
+    RECORDED_PER_SECOND,
+    Cast,
+    MaskedOutput,
+    Unreadable,
+)
 
 RULES = (MaskRule("", "email", "partial"), MaskRule("", "credit_card", "partial"))
 KEY = b"k" * 32
@@ -87,9 +95,13 @@ def test_however_a_long_line_is_cut_no_value_leaks(data: bytes, cuts: list[int])
     assert b"bob.jones@example.com" not in sent and b"4111 1111 1111 1111" not in sent
 
 
-def test_bytes_that_are_not_utf8_pass_unchanged() -> None:
+def test_bytes_that_are_not_utf8_are_unreadable_or_dropped_on_a_screen() -> None:
+    # a command's output the detectors cannot read goes no further (test_ssh_probe_p2)
     data = b"\xff\xfe bob@example.com \xc3\n"
-    assert masked_whole(data) == b"\xff\xfe b***@example.com \xc3\n"
+    with pytest.raises(Unreadable):
+        masked_whole(data)
+    screen = MaskedOutput(Masker(RULES, KEY), terminal=True)
+    assert screen.feed(data) + screen.flush() == b" b***@example.com \n"
 
 
 TOKENS = ["bob.jones@example.com", "4111 1111 1111 1111", "plain", " ", "\n", "\r\n", "é"]

@@ -29,7 +29,7 @@ from proxies.runtime.credentials import CredentialUnavailable
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling
 from proxies.ssh.sftp import SftpRelay
-from proxies.ssh.stream import Cast, MaskedOutput
+from proxies.ssh.stream import Cast, MaskedOutput, Unreadable
 from proxies.ssh.upstream import GatedChannel, Request, close_ahead, open_session, request_on
 
 if TYPE_CHECKING:
@@ -103,6 +103,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.exit_signal: tuple[str, bool, str] | None = None
         self.waiting = False
         self.relay: SftpRelay | None = None  # an allowed sftp subsystem: decided per request
+        self.withheld = ""  # why the output stopped going to the client (the mask cannot read it)
         self._stdin: list[bytes] = []
         self._stdin_eof = False
         self._upstream_eof = False
@@ -248,13 +249,28 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if self.relay is not None and not stderr:
             self.relay.from_upstream(data)
             return
+        if self.withheld:
+            return
         stream = "stderr_bytes" if stderr else "stdout_bytes"
         mask = self.masks.get(stream)
         if mask is not None:
-            data = mask.feed(data)
+            try:
+                data = mask.feed(data)
+            except Unreadable as exc:
+                self._withhold(str(exc))
+                return
             if mask.holding and self.cast is not None:
                 self._flush_when_quiet()
         self._send(data, stderr)
+
+    def _withhold(self, why: str) -> None:
+        """Output the mask cannot read: nothing more of it goes to the client, the client is
+        told, and the upstream's command is ended (its channel closed); exit status 1."""
+        self.withheld = f"output withheld: {why}"
+        self.say(f"portcullis: {self.withheld}")
+        self.exit_status, self.exit_signal = 1, None
+        if self.up is not None:
+            self.up.close()
 
     def _send(self, data: bytes, stderr: bool) -> None:
         if not data or self._gone:
@@ -273,7 +289,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
 
     def _flush_masks(self) -> None:
         for stream, mask in self.masks.items():
-            self._send(mask.flush(), stream == "stderr_bytes")
+            if self.withheld:
+                return
+            try:
+                self._send(mask.flush(), stream == "stderr_bytes")
+            except Unreadable as exc:
+                self._withhold(str(exc))
 
     def _flush_when_quiet(self) -> None:
         if self._quiet is not None:
@@ -412,7 +433,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if self.relay is not None and self.relay.failed:
             status = 1  # the proxy ended the SFTP stream, whatever the upstream said
             self.exit_signal = None
-        session.record_command(self.raw, ruling, **self._details(status))
+        session.record_command(self.raw, ruling, **self._details(status, self.withheld))
         counts = Counter[str]()
         for mask in self.masks.values():
             counts.update(mask.counts)
@@ -484,7 +505,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         masker = Masker(ruling.verdict.mask, self.client.proxy.hash_key)
         if masker.detects:
             streams = ("stdout_bytes", "stderr_bytes")
-            self.masks = {stream: MaskedOutput(masker) for stream in streams}
+            terminal = self.kind == "ssh.shell" or bool(self.term)
+            self.masks = {stream: MaskedOutput(masker, terminal) for stream in streams}
 
     def _catch_up(self) -> None:
         pending, self._stdin = self._stdin, []
@@ -564,11 +586,13 @@ class UpstreamChannel(asyncssh.SSHClientSession):  # type: ignore[type-arg]
         return True
 
     def exit_status_received(self, status: int) -> None:
-        self.channel.exit_status = status
+        if not self.channel.withheld:  # a withheld output's command ended with 1
+            self.channel.exit_status = status
         self.channel.upstream_ended()
 
     def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
-        self.channel.exit_signal = (signal, core_dumped, msg)
+        if not self.channel.withheld:
+            self.channel.exit_signal = (signal, core_dumped, msg)
         self.channel.upstream_ended()
 
     def pause_writing(self) -> None:

@@ -9,8 +9,12 @@ Owns two sans-IO pieces (no sockets, no asyncio; the proxy's channel calls them)
   where masking the part sent and masking the whole agree (no detected value crosses
   the cut), and the rest is held with what comes next; `flush()` gives
   what is held (at end of stream, or when an interactive upstream has gone quiet: a
-  prompt has no line end). Bytes that are not UTF-8 pass through unchanged
-  (surrogateescape); counts per detector, never values.
+  prompt has no line end). Only text the detectors read goes out: output that is not
+  UTF-8, or holds NUL bytes (a gzip'd log, UTF-16 text: a card number in it is read by
+  the client once decoded, never by the detectors), raises Unreadable for a command's
+  output (the channel withholds the rest and says so); under a terminal, whose output is
+  for a screen, such bytes are dropped and what remains is masked. Counts per detector,
+  never values.
 - `Cast`: an interactive session as an asciicast v2 recording (https://docs.asciinema.org/
   manual/asciicast/v2/): a header (width, height, TERM, start), then `[time, "o"|"i"|"r",
   data]` events — output (after masking), input, resize ("COLSxROWS") — taken in batches
@@ -42,11 +46,16 @@ CAST_VERSION = 2
 RECORDED_PER_SECOND = 64 * 1024
 
 
-class MaskedOutput:
-    """Detector masking over one output stream of one channel."""
+class Unreadable(Exception):
+    """Output the detectors cannot read: not UTF-8, or holding NUL bytes (safe to show)."""
 
-    def __init__(self, masker: Masker) -> None:
+
+class MaskedOutput:
+    """Detector masking over one output stream of one channel (terminal: a screen's)."""
+
+    def __init__(self, masker: Masker, terminal: bool = False) -> None:
         self.masker = masker
+        self.terminal = terminal
         self.counts: Counter[str] = Counter()
         self._held = b""
 
@@ -99,13 +108,29 @@ class MaskedOutput:
 
     def _masked(self, data: bytes) -> tuple[bytes, Counter[str]]:
         """data masked by the detectors, and what each found (nothing counted yet)."""
+        if b"\x00" in data or not data.isascii():
+            data = self._readable(data)
         if not self.masker.may_detect(data):
             return data, NOTHING_FOUND
-        text = data.decode("utf-8", "surrogateescape")
-        masked, counts = self.masker.mask_text(text)
+        masked, counts = self.masker.mask_text(data.decode("utf-8"))
         if not counts:
             return data, counts
-        return masked.encode("utf-8", "surrogateescape"), counts
+        return masked.encode("utf-8"), counts
+
+    def _readable(self, data: bytes) -> bytes:
+        """data as UTF-8 text without NUL bytes, or Unreadable (a terminal's: what is not
+        text dropped, so what the detectors read is all the screen shows)."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            if not self.terminal:
+                raise Unreadable("the output is not UTF-8 text the mask can read") from None
+            text = data.decode("utf-8", "ignore")
+        if "\x00" in text:
+            if not self.terminal:
+                raise Unreadable("the output holds NUL bytes (binary, or UTF-16 text)")
+            text = text.replace("\x00", "")
+        return text.encode("utf-8")
 
 
 class Cast:
