@@ -153,3 +153,37 @@ async def test_an_mcp_param_header_follows_the_servers_x_mcp_header(tmp_path: Pa
         ("Mcp-Param-Zone", "us"): False,
         ("Mcp-Param-Name", "Ann"): False,
     }
+
+
+async def test_meta_goes_upstream_only_as_decided(tmp_path: Path) -> None:
+    def call(id_: int, meta: Any) -> dict[str, Any]:
+        params = {"name": "find_customer", "arguments": {"name": "Ann"}, "_meta": meta}
+        return {"jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": params}
+
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        outcomes = {}
+        for n, meta in enumerate(
+            (
+                {"progressToken": 7},
+                {"progressToken": "p-1", "io.modelcontextprotocol/clientInfo": {"name": "m"}},
+                # what a server may act on (a user, a tenant) that the policy never saw
+                {"user": "admin", "tenant": "all"},
+                # a progress token carrying more than a token
+                {"progressToken": {"user": "admin"}},
+            )
+        ):
+            sent = await mallory.send("POST", call(20 + n, meta))
+            outcomes[json.dumps(meta)] = sent
+            if isinstance(sent, Forward):
+                sent.abandon()
+    forwarded = [k for k, v in outcomes.items() if isinstance(v, Forward)]
+    assert forwarded == [
+        '{"progressToken": 7}',
+        '{"progressToken": "p-1", "io.modelcontextprotocol/clientInfo": {"name": "m"}}',
+    ]
+    denied = outcomes['{"user": "admin", "tenant": "all"}']
+    assert not isinstance(denied, Forward)
+    text = (await read(denied)).decode()
+    assert "_meta key" in text and "user" in text

@@ -10,8 +10,9 @@ Transports → Streamable HTTP; revisions 2025-03-26 to 2026-07-28):
   numbers, keys JSON-RPC does not define, a batch mixing requests with responses, ids
   repeated in a batch), anything too large or too deep, and anything that is no JSON-RPC;
 - each message becomes the command the PDP decides (`Message.command`: the canonical JSON
-  of the endpoint it was posted to, its method and params without `_meta`, or a
-  response's result, so a retry with another id is the same command an approval covered);
+  of the endpoint it was posted to, its method and params with their `_meta` — all but
+  its progressToken — or a response's result, so a retry with another id is the same
+  command an approval covered, and nothing is forwarded that was not decided);
 - the routing headers of revision 2026-07-28 (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`)
   must agree with the body (`check_routing_headers`), so no intermediary routes on a value
   the policy did not see;
@@ -87,11 +88,21 @@ class Message:
 
     def command(self, endpoint: str) -> str:
         """The command text the PDP decides: the endpoint (path and query) it was posted
-        to and the message, canonical JSON without the id or `_meta`."""
+        to and the message, canonical JSON without the id or `_meta.progressToken`."""
         if self.kind == "response":
             shown = {k: v for k, v in self.body.items() if k in ("result", "error")}
         else:
-            params = {k: v for k, v in self.params.items() if k != "_meta"}
+            params = dict(self.params)
+            meta = params.get("_meta")
+            if isinstance(meta, dict) and "progressToken" in meta:
+                # a token the client picks per call to match progress notifications (a
+                # string or an integer, _check_params): like the id, not part of what is
+                # decided, so a retry is the same command an approval covered
+                meta = {k: v for k, v in meta.items() if k != "progressToken"}
+                if meta:
+                    params["_meta"] = meta
+                else:
+                    del params["_meta"]
             shown = {"method": self.method, "params": params}
         return canonical({"endpoint": endpoint, **shown})
 
@@ -291,6 +302,10 @@ def _check_params(message: Message) -> None:
     meta = params.get("_meta", {})
     if not isinstance(meta, dict):
         raise Refused("_meta is an object")
+    token = meta.get("progressToken", "")
+    if not isinstance(token, str | int) or isinstance(token, bool):
+        # (left out of the decided command: it may carry nothing but a token)
+        raise Refused("_meta.progressToken is a string or an integer")
 
 
 def check_routing_headers(

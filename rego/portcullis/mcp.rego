@@ -97,6 +97,35 @@ allow contains "an answer to the MCP server's request" if {
 	mcp_command.message == "response"
 }
 
+# -- _meta: what a message carries beside its params (MCP Base Protocol → _meta), which a
+# server may act on (the keys a tool handler reads, a related task). The proxy decides the
+# message with its _meta (all of it but progressToken, a string or integer it checks), so
+# nothing goes upstream that was not decided; the keys the protocol reserves
+# (io.modelcontextprotocol/...) pass, others only when data.portcullis.mcp.meta lists them
+# for the connection: an allow-list, like the tools.
+mcp_meta := m if {
+	input.command.kind == "mcp.call"
+	json.is_valid(input.command.raw) # (text that is not JSON is `malformed`: denied)
+	doc := json.unmarshal(input.command.raw)
+	is_object(doc)
+	m := object.get(object.get(doc, "params", {}), "_meta", {})
+}
+
+mcp_meta_allowed(key) if startswith(key, "io.modelcontextprotocol/")
+
+mcp_meta_allowed(key) if key in object.get(data.portcullis.mcp, ["meta", connection_name], [])
+
+deny contains "MCP _meta is not an object" if {
+	input.command.kind == "mcp.call"
+	not is_object(mcp_meta)
+}
+
+deny contains sprintf("MCP _meta key %q is not allowed on %s", [key, connection_name]) if {
+	input.command.kind == "mcp.call"
+	some key, _ in mcp_meta
+	not mcp_meta_allowed(key)
+}
+
 # -- tools
 
 deny contains sprintf("tool %q is not listed for %s", [mcp_command.tool, connection_name]) if {

@@ -173,3 +173,22 @@ test_mcp_completions_masked_like_results if {
 	mcp_decision(["pii-readers"], {"endpoint": "/mcp", "message": "request", "method": "completion/complete"}).verdict == "allow"
 	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "request", "method": "resources/list"}).verdict == "mask"
 }
+
+meta_call(meta) := i if {
+	raw := json.marshal({"endpoint": "/mcp", "method": "tools/call", "params": {"name": "get_invoice", "arguments": {}, "_meta": meta}})
+	i := object.union(mcp_input(["readonly"], tool_call("get_invoice")), {"command": {"raw": raw}})
+}
+
+test_mcp_meta_is_decided if {
+	d := portcullis.decision with input as meta_call({"user": "admin"})
+	d.verdict == "deny"
+	"MCP _meta key \"user\" is not allowed on billing-api" in d.reasons
+	portcullis.decision.verdict == "mask" with input as meta_call({"io.modelcontextprotocol/clientInfo": {"name": "x"}})
+	portcullis.decision.verdict == "mask" with input as meta_call({})
+	portcullis.decision.verdict == "deny" with input as meta_call("text")
+}
+
+test_mcp_meta_listed_for_the_connection if {
+	portcullis.decision.verdict == "mask" with input as meta_call({"user": "admin"})
+		with data.portcullis.mcp.meta as {"billing-api": ["user"]}
+}
