@@ -440,3 +440,42 @@ async def test_only_the_requester_withdraws_a_request(tmp_path):
             pdp_pb2.WithdrawApprovalRequest(token=alice, approval_id=real)
         )
         assert withdrawn.approval.state == "withdrawn"
+
+
+async def test_a_granted_session_is_found_and_ended_at_another_replica(tmp_path, pg_database):
+    """A just-in-time session opened at one replica, its next statement asked at another
+    (the proxy's stream moved): the other replica found the session's first session.open
+    record, the require_approval asked before the grant, and refused the session as not
+    open; and had it found it, the grant's end was not read. Now the replica reads the
+    record that opened the session and keeps the grant's end."""
+    from pdp.domain.identity import DevIssuer
+
+    store = {"type": "postgres", "dsn": pg_database}
+    policies = tmp_path / "jit"
+    policies.mkdir()
+    (policies / "policy.rego").write_text(JIT_POLICY)
+    engine = {"type": "embedded", "policies": str(policies), "workers": 1, "timeout_ms": 2000}
+    first_config = pdp_config(tmp_path, store=store, engine=engine)
+    second_config = pdp_config(tmp_path, store=store, engine=engine)
+    carl = DevIssuer(first_config.identity).issue("carl@example.com", ["contractors"], 3600)
+    select = pdp_pb2.Command(kind="postgres.query", raw="SELECT 1")
+    async with running_pdp(second_config) as second:
+        credential = second.issue_proxy_credential("proxy-a", ["orders-db"])
+        async with running_pdp(first_config) as first, pdp_stub(first.address, credential) as a:
+            asked = await open_session(a, carl)
+            await first.approvals.decide(asked.decision.approval_id, SAM, True, "on call")
+            granted = await open_session(a, carl)
+            assert granted.decision.verdict == pdp_pb2.ALLOW
+            ends = granted.session_expires_at
+            async with pdp_stub(second.address, credential) as b:
+                there = await b.Decide(
+                    pdp_pb2.DecideRequest(session_id=granted.session_id, command=select)
+                )
+                assert there.decision.verdict == pdp_pb2.ALLOW
+                while time.time() <= ends + 0.2:
+                    await asyncio.sleep(0.2)
+                with pytest.raises(grpc.aio.AioRpcError) as ended:
+                    await b.Decide(
+                        pdp_pb2.DecideRequest(session_id=granted.session_id, command=select)
+                    )
+                assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION

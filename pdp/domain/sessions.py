@@ -179,10 +179,14 @@ class SessionTable:
         if session is not None and (include_closed or not session.closed):
             session.last_seen = time.monotonic()
             return session
-        opened = await self.store.query(kind="session.open", session_id=session_id, limit=1)
-        if not opened or opened[0].body.get("verdict") not in ("allow", "mask"):
+        # the record that opened it: a just-in-time grant's open records the require_approval
+        # asked first, then the approved re-run that opened the session (as adopt_unclosed
+        # reads them: the last allowed one)
+        opens = await self.store.query(kind="session.open", session_id=session_id)
+        allowed = [r for r in opens if r.body.get("verdict") in ("allow", "mask")]
+        if not allowed:
             return None
-        session = Session.from_record(session_id, opened[0].body["session"])
+        session = Session.from_record(session_id, allowed[-1].body["session"])
         closed = await self.store.query(kind="session.close", session_id=session_id, limit=1)
         if closed:
             session.closed = True
