@@ -77,6 +77,19 @@ ANSWERS: dict[str, bytes] = {
     "/typed": b"Content-Type: Application/JSON ; charset=UTF-8\r\n"
     + length(json.dumps({"note": LEAK.decode()}).encode()),
 }
+# a reader's answer whose head carries what its body would: a redirect to the customer's
+# page, a header naming the customer, a reason phrase of the server's own
+STATUS = {"/redirect": b"302 Found ann@example.com", "/headed": b"200 card 4111 1111 1111 1111"}
+ANSWERS["/redirect"] = (
+    b"Location: /customers?email=ann@example.com\r\n"
+    b'Content-Disposition: attachment; filename="ann@example.com.csv"\r\n'
+    b"Content-Length: 0\r\n\r\n"
+)
+ANSWERS["/headed"] = (
+    b"X-Customer-Email: ann@example.com\r\nX-Phone: +1 555 0100\r\n"
+    b"Link: <https://x.example/c/4111 1111 1111 1111>; rel=self\r\n"
+    b"Content-Type: application/json\r\n" + length(b'{"ok": true}')
+)
 WITHHELD = [
     "/untyped",
     "/untyped-chunked",
@@ -109,7 +122,7 @@ async def raw_upstream(close_delimited: bool = False) -> AsyncIterator[int]:
                 await reader.readexactly(size)
                 path = target.split(b"?")[0].decode()
                 answer = ANSWERS.get(path, b"Content-Length: 0\r\n\r\n")
-                status = b"200 OK" if path in ANSWERS else b"404 Not Found"
+                status = STATUS.get(path, b"200 OK" if path in ANSWERS else b"404 Not Found")
                 if method == b"HEAD":
                     answer = answer.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
                 if close_delimited:
@@ -216,3 +229,31 @@ async def test_utf16_text_without_a_charset_is_not_passed_past_the_detectors(
         readable = body.replace(b"\x00", b"")
         assert not any(value in readable for value in RAW), body[:200]
     assert got["/utf16"][0] == 502
+
+
+async def test_an_answers_head_is_masked_as_its_body_is(tmp_path: Any) -> None:
+    async with (
+        raw_upstream() as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        heads = []
+        for path, method in (("/redirect", "GET"), ("/headed", "GET"), ("/headed", "HEAD")):
+            reader, writer = await asyncio.open_connection("127.0.0.1", s.proxy.port)
+            auth = bearer(s)["Authorization"]
+            writer.write(
+                f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            heads.append((await reader.read()).partition(b"\r\n\r\n")[0])
+            writer.close()
+        pii = bearer(s, "pia@example.com", ("readonly", "pii-readers"))
+        async with (
+            aiohttp.ClientSession(timeout=TIMEOUT) as client,
+            client.get(s.url + "/headed", headers=pii) as r,
+        ):
+            plain = r.headers.get("X-Customer-Email")
+    for head in heads:
+        assert not any(value in head for value in RAW), head
+        assert b"555 0100" not in head, head
+    assert heads[0].startswith(b"HTTP/1.1 302 Found\r\n") and b"Location: " in heads[0]
+    assert plain == "ann@example.com"

@@ -121,6 +121,29 @@ def answer_kind(content_types: list[str]) -> tuple[str, str]:
     return (kind or WITHHELD), shown or "none"
 
 
+def masked_headers(
+    masker: Masker, headers: list[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """A response's header fields under a mask: a field named as a rule names a JSON key
+    (`X-Customer-Email`, `X-Phone`: its name without `x-`, `-` read as `_`, and its last
+    part) masked by that rule, every value read by the detectors (a Location, a
+    Content-Disposition's filename, a Link). Counts as mask_json's."""
+    out: list[tuple[str, str]] = []
+    counts: Counter[str] = Counter()
+    for name, value in headers:
+        key = name.lower().removeprefix("x-").replace("-", "_")
+        named = [key, key.rsplit("_", 1)[-1]]
+        rule = next((k for k in named if masker.rule_for((k,)) is not None), None)
+        if rule is not None:
+            masked, found = masker.mask_json({rule: value})
+            counts.update(found)
+            value = str(next(iter(masked.values())))
+        text, found = masker.mask_text(value)
+        counts.update({f"detector:{k}": v for k, v in found.items()})
+        out.append((name, text))
+    return out, dict(counts)
+
+
 # a line `name: value`, `name = value` or `"name": value,` (the name an identifier)
 _KEYED = re.compile(
     r"""(?P<lead>\s*(?:-\s+)?)(?P<q>["']?)(?P<key>[A-Za-z_][\w.\-]*)(?P=q)"""

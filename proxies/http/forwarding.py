@@ -30,6 +30,7 @@ from proxies.http.bodies import (
     BodyMask,
     Unmaskable,
     answer_kind,
+    masked_headers,
     masker_for,
 )
 from proxies.http.client_io import ClientIO
@@ -303,6 +304,14 @@ class UpstreamExchange:
                 preview = self._preview_memo = (data, _preview(data))
             return response.status, len(data), {}, preview[1]
         headers = messages.relayed_headers(fields.fields)
+        reason = response.reason or ""
+        head_counts: dict[str, int] = {}
+        if masker is not None:
+            # the head says what the body would (a Location with the customer's e-mail, a
+            # header named after a field): masked as the body is; the reason phrase, the
+            # server's own text, is the standard one
+            headers, head_counts = masked_headers(masker, headers)
+            reason = ""
         mask = None
         if masker is not None and not bodyless:
             # an allow-list: only what the masker reads goes; anything else with a body
@@ -313,6 +322,7 @@ class UpstreamExchange:
                     guard, "response cannot be masked", "text in a charset the masks cannot read"
                 )
             mask = BodyMask(masker, kind, media=shown)
+            mask.counts.update(head_counts)
         if not head.keep_alive:
             headers.append(("connection", "close"))
         if masker is not None or decoder is not None:
@@ -326,10 +336,8 @@ class UpstreamExchange:
         if bodyless:
             if length is not None and masker is None:  # a masked body's length is not known
                 headers.append(("content-length", length))
-            guard.write(
-                messages.response_head(response.status, response.reason or "", headers), final=True
-            )
-            return response.status, 0, {}, ""
+            guard.write(messages.response_head(response.status, reason, headers), final=True)
+            return response.status, 0, head_counts, ""
         short = length is not None and length.isdigit() and int(length) <= WHOLE
         if mask is not None and (not mask.streams or short):
             # a document, or a short stream: masked whole and checked before its head goes
@@ -347,7 +355,7 @@ class UpstreamExchange:
             except (Unmaskable, Undecodable) as exc:
                 return _refused(guard, "response cannot be masked", str(exc))
             headers.append(("content-length", str(len(out))))
-            head_bytes = messages.response_head(response.status, response.reason or "", headers)
+            head_bytes = messages.response_head(response.status, reason, headers)
             guard.write(head_bytes + out, final=True)
             return response.status, len(out), dict(mask.counts), _preview(out)
         if (
@@ -366,7 +374,7 @@ class UpstreamExchange:
                 return _refused(guard, "the upstream's answer cannot be checked", str(exc))
             if len(data) <= WHOLE:
                 headers.append(("content-length", str(len(data))))
-                head_bytes = messages.response_head(response.status, response.reason or "", headers)
+                head_bytes = messages.response_head(response.status, reason, headers)
                 guard.write(head_bytes + data, final=True)
                 return response.status, len(data), {}, _preview(data)
             body = decoded(_replay(coded), ContentDecoder(decoder.applied))
@@ -381,7 +389,7 @@ class UpstreamExchange:
             data = await response.content.read()
             headers.append(("content-length", str(len(data))))
             guard.write(
-                messages.response_head(response.status, response.reason or "", headers) + data,
+                messages.response_head(response.status, reason, headers) + data,
                 final=True,
             )
             return response.status, len(data), {}, _preview(data)
@@ -395,7 +403,7 @@ class UpstreamExchange:
                 headers.append(("transfer-encoding", "chunked"))
         else:
             headers.append(("content-length", str(length)))
-        guard.write(messages.response_head(response.status, response.reason or "", headers))
+        guard.write(messages.response_head(response.status, reason, headers))
         sent = 0
         first = bytearray()
         try:

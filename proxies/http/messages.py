@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
@@ -184,7 +185,7 @@ def relayed_headers(fields: Sequence[tuple[bytes, bytes, str, str, str]]) -> lis
 
 
 def response_head(status: int, reason: str, headers: Iterable[tuple[str, str]]) -> bytes:
-    status_line = f"HTTP/1.1 {status} {reason or REASONS.get(status, '')}"
+    status_line = f"HTTP/1.1 {status} {reason or REASONS.get(status) or _phrase(status)}"
     pairs = list(headers)
     fields = "\r\n".join(map(": ".join, pairs))
     if fields.count("\r") != len(pairs) - 1 or fields.count("\n") != len(pairs) - 1:
@@ -195,6 +196,13 @@ def response_head(status: int, reason: str, headers: Iterable[tuple[str, str]]) 
     if not pairs:
         return (status_line + "\r\n\r\n").encode("latin-1", "replace")
     return (status_line + "\r\n" + fields + "\r\n\r\n").encode("latin-1", "replace")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def chunk(data: bytes) -> bytes:
