@@ -136,6 +136,11 @@ ELSEWHERE = [
     "systemctl status ss?d",
     "journalctl -u '[a-z]*'",
     "systemctl status $(echo -H) h",
+    # JSON output writes a field holding a control character as an array of byte values
+    "journalctl -o json",
+    "journalctl -fojson-pretty",
+    "journalctl --output json-sse",
+    "systemctl status sshd --output=json",
 ]
 
 
@@ -150,7 +155,7 @@ def test_options_reaching_elsewhere_need_approval(engine: Any, line: str) -> Non
     "line",
     [
         "systemctl status sshd --no-pager -l -n 20",
-        "journalctl -u sshd --since today --no-pager -o json",
+        "journalctl -u sshd --since today --no-pager -o short-iso",
         "journalctl -n50 -usshd -p err",
         "journalctl -b -1 -xe",
     ],

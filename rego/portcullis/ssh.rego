@@ -160,6 +160,14 @@ needs_approval contains sprintf("%q takes further words from its input (xargs), 
 # it says), one computed when it runs, and words xargs appends. Every word that begins with
 # `-` is read as an option, even where getopt would take it as the value of the one
 # before: more is asked for, never less.
+# Output modes whose text the detectors read: not json, json-pretty, json-sse or json-seq,
+# which write a field holding a control character (a coloured log line) as an array of
+# byte values — a card number in it passes every detector as a list of numbers.
+ssh_text_output_modes := [
+	"short", "short-full", "short-iso", "short-iso-precise", "short-precise", "short-monotonic",
+	"short-unix", "short-delta", "verbose", "export", "cat", "with-unit",
+]
+
 ssh_default_read_options := {
 	"journalctl": {
 		"long": [
@@ -173,6 +181,7 @@ ssh_default_read_options := {
 		],
 		"short": ["e", "f", "r", "q", "l", "a", "x", "k", "N", "h"],
 		"short_with_value": ["u", "t", "T", "p", "g", "c", "o", "S", "U", "F", "b", "n"],
+		"values": {"--output": ssh_text_output_modes, "o": ssh_text_output_modes},
 	},
 	"systemctl": {
 		"long": [
@@ -183,6 +192,7 @@ ssh_default_read_options := {
 		],
 		"short": ["l", "a", "q", "h"],
 		"short_with_value": ["n", "o", "t", "p", "P"],
+		"values": {"--output": ssh_text_output_modes, "o": ssh_text_output_modes},
 	},
 }
 
@@ -222,6 +232,49 @@ needs_approval contains sprintf("%q takes further words from its input (xargs), 
 	ssh_read_options[part.argv[0]]
 	part.more_args
 }
+
+# An option whose values are an allow-list too (options.values: --output, -o): the value
+# given with it, attached (`--output=json`, `-ojson`, `-fojson`) or the next word.
+needs_approval contains sprintf("%q: %s %q is not among the values allowed to it", [part.command, option, value]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	options := ssh_read_options[part.argv[0]]
+	some option, allowed in object.get(options, "values", {})
+	some i, _ in part.argv
+	i > 0
+	value := ssh_value_at(part, i, option, options)
+	not value in allowed
+}
+
+ssh_value_at(part, i, option, _) := substring(arg, count(option) + 1, -1) if {
+	startswith(option, "--")
+	arg := part.argv[i]
+	startswith(arg, concat("", [option, "="]))
+}
+
+ssh_value_at(part, i, option, _) := part.argv[i + 1] if {
+	startswith(option, "--")
+	part.argv[i] == option
+}
+
+ssh_value_at(part, i, option, options) := value if {
+	not startswith(option, "-")
+	arg := part.argv[i]
+	startswith(arg, "-")
+	not startswith(arg, "--")
+	chars := split(substring(arg, 1, -1), "")
+	some j, c in chars
+	c == option
+	every k, before in chars {
+		ssh_flag_before(k, j, before, options)
+	}
+	rest := substring(arg, j + 2, -1)
+	value := ssh_attached_or_next(rest, part, i)
+}
+
+ssh_attached_or_next(rest, _, _) := rest if rest != ""
+
+ssh_attached_or_next("", part, i) := part.argv[i + 1]
 
 ssh_option_allowed("--", _)
 

@@ -253,8 +253,8 @@ test_ssh_options_that_write_need_approval if {
 	"\"journalctl\" takes further words from its input (xargs), which may be an option that writes" in a.reasons
 	appended_uptime := object.union(ssh_part(["uptime"]), {"more_args": true, "via": ["xargs"]})
 	ssh_decision(["pii-readers"], [appended_uptime]).verdict == "allow"
-	# reading options stay allowed, short or long
-	every argv in [["journalctl", "-u", "nginx", "--since=today", "--no-pager"], ["journalctl", "-n", "50", "-o", "json"]] {
+	# reading options stay allowed, short or long (-o json: test_ssh_output_modes_by_allow_list)
+	every argv in [["journalctl", "-u", "nginx", "--since=today", "--no-pager"], ["journalctl", "-n", "50", "-o", "cat"]] {
 		ssh_verdict(["pii-readers"], argv) == "allow"
 	}
 }
@@ -341,7 +341,7 @@ test_ssh_read_options_by_allow_list if {
 	# what a reader reads with stays allowed
 	every argv in [
 		["journalctl", "-u", "nginx", "--since=today", "--no-pager"],
-		["journalctl", "-n", "50", "-o", "json"],
+		["journalctl", "-n", "50", "-o", "short-iso"],
 		["journalctl", "-n50", "-usshd", "-fo", "cat"],
 		["journalctl", "-b", "-1", "-p", "err", "--", "_PID=1"],
 		["journalctl", "-xe"],
@@ -353,4 +353,33 @@ test_ssh_read_options_by_allow_list if {
 	# the allow-list is policy data
 	o := ssh_decision(["pii-readers"], [ssh_part(["journalctl", "-D", "/x"])]) with data.portcullis.ssh.read_options as {"journalctl": {"long": [], "short": [], "short_with_value": ["D"]}}
 	o.verdict == "allow"
+}
+
+test_ssh_output_modes_by_allow_list if {
+	every argv in [
+		["journalctl", "-o", "json"],
+		["journalctl", "-ojson-pretty"],
+		["journalctl", "-fojson"],
+		["journalctl", "-fo", "json-sse"],
+		["journalctl", "--output=json-seq"],
+		["journalctl", "--output", "json"],
+		["systemctl", "status", "sshd", "-o", "json"],
+		["systemctl", "status", "--output=json"],
+	] {
+		d := ssh_decision(["pii-readers"], [ssh_part(argv)])
+		d.verdict == "require_approval"
+		some reason in d.reasons
+		contains(reason, "is not among the values allowed to it")
+	}
+	every argv in [
+		["journalctl", "-o", "cat"],
+		["journalctl", "-ocat", "-u", "json"],
+		["journalctl", "-fo", "short-iso"],
+		["journalctl", "--output=verbose"],
+		["journalctl", "--output", "with-unit"],
+		["journalctl", "-u", "o", "-n", "json"],
+		["systemctl", "status", "-o", "short-iso"],
+	] {
+		ssh_verdict(["pii-readers"], argv) == "allow"
+	}
 }
