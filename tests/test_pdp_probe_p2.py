@@ -479,3 +479,30 @@ async def test_a_granted_session_is_found_and_ended_at_another_replica(tmp_path,
                         pdp_pb2.DecideRequest(session_id=granted.session_id, command=select)
                     )
                 assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_large_requests_cannot_stop_approvers_listing_others(tmp_path):
+    """Attack (reader, through any proxy): a few INSERTs of ~850 KB (a long column list:
+    approvers see every statement in full, text and statements both) made requests whose
+    listing exceeded gRPC's 4 MiB message limit, so every approver's ListApprovals (the
+    CLI's `approvals list` and `approvals show ID` of any request) failed with
+    RESOURCE_EXHAUSTED, for good: the book keeps decided requests. Now a listing holds
+    what fits under the limit, pending requests first, then the newest: another
+    identity's request is still listed, and the call succeeds."""
+    config = pdp_config(tmp_path)
+    alice = token(config, "alice@example.com", ("readonly",))
+    bob = token(config, "bob@example.com", ("readonly",))
+    sam = token(config, "sam@example.com", ("security",))
+    columns = ",".join(f"c{i}" for i in range(120_000))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        hers = await open_session(stub, alice)
+        for n in range(4):
+            asked = await decide_sql(
+                stub, hers.session_id, f"INSERT INTO orders ({columns}) SELECT {n}"
+            )
+            assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+        his = await open_session(stub, bob)
+        small = await decide_sql(stub, his.session_id, "INSERT INTO orders VALUES (7)")
+        listed = await stub.ListApprovals(pdp_pb2.ListApprovalsRequest(token=sam))
+        assert small.approval_id in {a.id for a in listed.approvals}
+        assert listed.ByteSize() < 4 * 1024 * 1024

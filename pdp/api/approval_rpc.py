@@ -242,6 +242,31 @@ async def visible_approvals(
     return shown
 
 
+# what one ListApprovals answer may hold: under gRPC's 4 MiB message limit (pdp.api.server),
+# with room for the framing of each entry
+LIST_BYTES = 4 * 1024 * 1024 - 64 * 1024
+
+
+def within_message_limit(listed: list[ApprovalRequest]) -> list[pdp_pb2.Approval]:
+    """The listing as gRPC carries it, in its order, holding what fits in one message:
+    pending requests first, then the newest decided, each left out only when it does not
+    fit (an approver sees every statement in full, so a request of a megabyte of SQL is
+    a megabyte twice: command and statements). Without it, a few such requests of one
+    reader made every approver's listing fail for good (RESOURCE_EXHAUSTED)."""
+    messages = [approval_message(r) for r in listed]
+    order = sorted(
+        range(len(listed)), key=lambda i: (listed[i].state != PENDING, -listed[i].created_at)
+    )
+    kept: set[int] = set()
+    total = 0
+    for i in order:
+        size = messages[i].ByteSize() + 16  # its tag and length in the answer
+        if total + size <= LIST_BYTES:
+            kept.add(i)
+            total += size
+    return [m for i, m in enumerate(messages) if i in kept]
+
+
 def public_view(request: ApprovalRequest) -> dict[str, Any]:
     """What the approvals API shows (ApprovalRequest.public): never the session id, the
     exact text or values."""
@@ -326,7 +351,7 @@ class ApprovalRPCs:
     ) -> pdp_pb2.ListApprovalsResponse:
         who = await self._approver(request.token, context)
         listed = await visible_approvals(self.approvals, who, request.pending_only)
-        return pdp_pb2.ListApprovalsResponse(approvals=[approval_message(r) for r in listed])
+        return pdp_pb2.ListApprovalsResponse(approvals=within_message_limit(listed))
 
     async def WithdrawApproval(
         self: Any, request: pdp_pb2.WithdrawApprovalRequest, context: grpc.aio.ServicerContext

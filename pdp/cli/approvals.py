@@ -112,7 +112,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     )
     found = [a for a in response.approvals if a.id == args.id]
     if not found:
-        print(f"portcullis approvals: no request {args.id!r} you may see", file=sys.stderr)
+        print(
+            f"portcullis approvals: no request {args.id!r} you may see (a listing holds at"
+            " most one gRPC message: pending requests first, then the newest)",
+            file=sys.stderr,
+        )
         return EXIT_REFUSED
     approval = found[0]
     if args.format == "json":
