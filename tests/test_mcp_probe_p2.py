@@ -187,3 +187,17 @@ async def test_meta_goes_upstream_only_as_decided(tmp_path: Path) -> None:
     assert not isinstance(denied, Forward)
     text = (await read(denied)).decode()
     assert "_meta key" in text and "user" in text
+
+
+async def test_an_answers_headers_are_masked_in_a_masked_session(tmp_path: Path) -> None:
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        ping = await mallory.send("POST", {"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert isinstance(ping, Forward)
+        answer = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {}}).encode()
+        headed = [*JSON, ("X-Customer-Email", "ann@example.com"), ("mcp-session-id", "sid-m")]
+        reply = await ping.response(200, headed, chunks(answer))
+    shown = dict((k.lower(), v) for k, v in reply.headers)
+    assert "ann@example.com" not in str(reply.headers)
+    assert shown["mcp-session-id"] == "sid-m" and shown["content-type"] == "application/json"

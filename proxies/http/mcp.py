@@ -43,6 +43,7 @@ from typing import Any
 from portcullis.masking import Masker, MaskingError
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.http import mcp_codec as codec
+from proxies.http.bodies import masked_headers
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
 from proxies.runtime.pdp_client import Ruling
 from proxies.runtime.session import ProxySession
@@ -403,6 +404,17 @@ class Forward:
         if self.session_id is not None and ended:
             bindings.forget(self.session_id)
         kind = codec.media_type(next(iter(header(headers, "content-type")), ""))
+        masker = self.server[1] if self.server else None
+        masker = masker or (self.masks[-1] if self.masks else None)
+        if masker is not None:
+            # the answer's head carries what its messages would (a header naming the
+            # customer): masked as they are, but for the session id and the media type
+            kept = {SESSION_HEADER, "content-type"}
+            shown = [(k, v) for k, v in headers if k.lower() not in kept]
+            masked, counts = masked_headers(masker, shown)
+            headers = [(k, v) for k, v in headers if k.lower() in kept] + masked
+            if counts:
+                self.session.record_masking(counts, "")
         if not (self.reads or self.stream):
             return Reply(status, headers, chunks)
         if kind not in ("application/json", "text/event-stream"):
