@@ -24,6 +24,9 @@ from test_ssh_proxy import Stack, ssh_stack
 from pdp.domain.recordings import session_events
 from pdp.domain.ssh_input import ssh_command
 from pdp.engine.opa import DECISION_PATH, evaluate
+from portcullis.masking import DETECTORS, Masker
+from portcullis.verdict import MaskRule
+from proxies.ssh.stream import HOLD_LIMIT, MaskedOutput, Unreadable
 
 pytestmark = pytest.mark.integration
 
@@ -218,10 +221,6 @@ async def test_output_the_mask_cannot_read_is_withheld(tmp_path: Path) -> None:
 
 
 def test_a_terminal_drops_what_is_not_text_and_masks_the_rest() -> None:
-    from portcullis.masking import DETECTORS, Masker
-    from portcullis.verdict import MaskRule
-    from proxies.ssh.stream import MaskedOutput, Unreadable
-
     masker = Masker([MaskRule(detector=d) for d in DETECTORS], b"k" * 32)
     screen = MaskedOutput(masker, terminal=True)
     out = screen.feed(CARD_LINE.encode("utf-16-le") + b"\xff\xfe4111 1111 1111 1111\n")
@@ -235,3 +234,17 @@ def test_a_terminal_drops_what_is_not_text_and_masks_the_rest() -> None:
     assert MaskedOutput(masker).feed(b"\x1b[1mok\x1b[0m caf\xc3\xa9\r\n") == (
         b"\x1b[1mok\x1b[0m caf\xc3\xa9\r\n"
     )
+
+
+@pytest.mark.parametrize("split", [1, 2])
+def test_a_long_line_cut_inside_a_character_is_text(split: int) -> None:
+    """A line longer than the hold limit, its chunk ending inside a UTF-8 character: the
+    character waits for its other bytes (it was read as not UTF-8, and the output withheld)."""
+
+    masker = Masker([MaskRule(detector=d) for d in DETECTORS], b"k" * 32)
+    line = ("café 4111 1111 1111 1111 " * 400).encode() + "€ end\n".encode()
+    at = len(("café 4111 1111 1111 1111 " * 400).encode()) + split  # inside the €
+    assert at > HOLD_LIMIT
+    out = MaskedOutput(masker)
+    sent = out.feed(line[:at]) + out.feed(line[at:]) + out.flush()
+    assert sent == masker.mask_text(line.decode())[0].encode()

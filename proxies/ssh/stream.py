@@ -80,17 +80,19 @@ class MaskedOutput:
         is sent half-masked or in two halves); the rest is held. With no such cut, the
         whole line goes out masked as one."""
         cut = len(line) - OVERLAP
-        whole, counts = self._masked(line)
+        # a character the chunk cut in two waits for its other bytes, whatever goes out
+        body = line[: _complete(line)]
+        whole, counts = self._masked(body)
         for _ in range(CUT_TRIES):
-            cut = max(line.rfind(space, 0, cut) for space in SPACES) + 1
+            cut = max(body.rfind(space, 0, cut) for space in SPACES) + 1
             if cut <= 0:
                 break
-            head, head_counts = self._masked(line[:cut])
+            head, head_counts = self._masked(body[:cut])
             if whole.startswith(head):
                 self._held = line[cut:]
                 return self._counted(head, head_counts)
             cut -= 1  # before this space: the next cut is at an earlier one
-        self._held = b""
+        self._held = line[len(body) :]
         return self._counted(whole, counts)
 
     def flush(self) -> bytes:
@@ -131,6 +133,18 @@ class MaskedOutput:
                 raise Unreadable("the output holds NUL bytes (binary, or UTF-16 text)")
             text = text.replace("\x00", "")
         return text.encode("utf-8")
+
+
+def _complete(data: bytes) -> int:
+    """The length of data up to a UTF-8 sequence its end cuts short (all of it if none)."""
+    for back in range(1, min(len(data), 3) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # not a continuation byte: the last sequence starts here
+            needs = 2 if byte >= 0xC0 else 1
+            needs = 3 if byte >= 0xE0 else needs
+            needs = 4 if byte >= 0xF0 else needs
+            return len(data) - back if needs > back else len(data)
+    return len(data)
 
 
 class Cast:
