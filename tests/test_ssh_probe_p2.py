@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pdp_harness import REGO
 from policy_harness import shipped_engine
 from ssh_harness import Sshd
@@ -248,3 +251,31 @@ def test_a_long_line_cut_inside_a_character_is_text(split: int) -> None:
     out = MaskedOutput(masker)
     sent = out.feed(line[:at]) + out.feed(line[at:]) + out.flush()
     assert sent == masker.mask_text(line.decode())[0].encode()
+
+
+SHAPES = [
+    "4.111111111111111e15", "4,111,111,111,111,111", "\u00a0".join(["4", *["111"] * 5]),
+    "0000004111111111111111", "4111_1111_1111_1111", "bob@example.com", "x" * 300, "\n", "\r\n",
+    " ", "é€", "1.5e3",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(SHAPES), min_size=1, max_size=60),
+    st.integers(1, 20),
+    st.lists(st.integers(1, 5000), min_size=1, max_size=40),
+)
+def test_output_cut_anywhere_is_masked_as_the_whole(
+    words: list[str], repeat: int, cuts: list[int]
+) -> None:
+    text = (" ".join(words) * repeat).encode()
+    masker = Masker([MaskRule(detector=d, strategy="partial") for d in DETECTORS], b"k" * 32)
+    out, sent, pos = MaskedOutput(masker), b"", 0
+    for size in itertools.cycle(cuts):
+        if pos >= len(text):
+            break
+        sent += out.feed(text[pos : pos + size])
+        pos += size
+    sent += out.flush()
+    assert sent == masker.mask_text(text.decode())[0].encode()
