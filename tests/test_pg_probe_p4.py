@@ -252,3 +252,80 @@ def test_the_classifier_says_which_outputs_keep_their_columns(sql: str, keeps: b
         assert all(o.get("keeps") for o in outputs), outputs
     else:
         assert not any(o.get("keeps") for o in outputs), outputs
+
+
+# --- values stored where they are read without their masks ----------------------------
+
+# each: the write, then what reads it back (a dba's writes to temp tables and INSERT ...
+# SELECT ran without approval, and the rows came back as the new column's: unmasked)
+LAUNDERING = [
+    ("CREATE TEMP TABLE t1 AS SELECT password AS r FROM customers", "SELECT r FROM t1"),
+    ("CREATE TEMP TABLE t2 AS SELECT reverse(note) AS r FROM customers", "SELECT r FROM t2"),
+    ("SELECT translate(note, '14', 'be') AS r INTO TEMP t3 FROM customers", "SELECT r FROM t3"),
+    ("CREATE TEMP TABLE t4 AS SELECT * FROM customers", "SELECT id FROM t4"),
+    (
+        "INSERT INTO audit_log(what) SELECT password FROM customers RETURNING what",
+        "SELECT what FROM audit_log",
+    ),
+    (
+        "WITH x AS (INSERT INTO audit_log(what) SELECT email FROM customers RETURNING what)"
+        " SELECT what FROM x",
+        "SELECT what FROM audit_log",
+    ),
+    (
+        "INSERT INTO audit_log(what) SELECT encode(note::bytea, 'hex') FROM customers",
+        "SELECT what FROM audit_log",
+    ),
+    (
+        "INSERT INTO audit_log(what) VALUES ((SELECT password FROM customers LIMIT 1))",
+        "SELECT what FROM audit_log",
+    ),
+    (
+        "EXPLAIN ANALYZE INSERT INTO audit_log(what) SELECT ssn FROM customers",
+        "SELECT what FROM audit_log",
+    ),
+    (
+        "PREPARE lp AS SELECT password FROM customers; CREATE TEMP TABLE t5 AS EXECUTE lp",
+        "SELECT * FROM t5",
+    ),
+    (
+        "DO $$ BEGIN INSERT INTO audit_log(what) SELECT password FROM customers; END $$",
+        "SELECT what FROM audit_log",
+    ),
+]
+
+
+@pytest.mark.parametrize(("write", "read"), LAUNDERING)
+def test_values_stored_from_masked_columns_are_refused(arena, write: str, read: str) -> None:
+    for groups in (("dba",), ("readonly",)):
+        c = client(arena, groups)
+        try:
+            answer = c.query(write)
+            assert_no_card(answer)
+            assert answer.errors, answer.messages
+            after = c.query(read)
+            assert_no_card(after)
+        finally:
+            c.close()
+            arena.reset_data()
+    with arena.admin() as admin:
+        assert admin.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 0
+
+
+def test_dba_stores_what_keeps_its_values_and_pii_readers_store_anything(arena) -> None:
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query(
+            "CREATE TEMP TABLE k AS SELECT o.id, total * 2 AS t, note FROM orders o, customers"
+        )
+        assert not answer.errors, answer.errors
+        answer = c.query("SELECT note FROM k WHERE id = 10 AND note LIKE 'card%'")
+        assert answer.rows == [[NOTE_MASKED]]
+    finally:
+        c.close()
+    c = client(arena, ("dba", "pii-readers"))
+    try:
+        answer = c.query("CREATE TEMP TABLE p AS SELECT reverse(note) AS r FROM customers")
+        assert not answer.errors, answer.errors
+    finally:
+        c.close()

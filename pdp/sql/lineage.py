@@ -248,6 +248,7 @@ _QUERY_FIELD = {
     "PrepareStmt": "query",
     "ExplainStmt": "query",
     "CopyStmt": "query",
+    "CreateTableAsStmt": "query",
 }
 _DML = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"})
 LINEAGE_TAGS = frozenset({"SelectStmt", *_DML, *_QUERY_FIELD})
@@ -385,16 +386,31 @@ Scope = list[list[Item]]
 class Lineage:
     """The walk of one statement: collects predicates while computing outputs."""
 
-    __slots__ = ("predicates",)
+    __slots__ = ("predicates", "written")
 
     def __init__(self) -> None:
         self.predicates: dict[tuple[str, str], None] = {}
+        # the values the statement stores: INSERT's rows, UPDATE's and MERGE's SET values,
+        # CREATE TABLE AS and SELECT INTO's outputs
+        self.written: list[Flow] = []
 
     # --- entry points -------------------------------------------------------
 
     def statement(self, tag: str, fields: Fields) -> list[Output]:
         if tag == "SelectStmt":
-            return self.select(fields, [], {})
+            outputs = self.select(fields, [], {})
+            if fields.get("intoClause"):
+                self.written.extend(flow for _, flow in outputs)  # SELECT ... INTO t
+            return outputs
+        if tag == "CreateTableAsStmt":
+            query = fields.get("query") or {}
+            ((inner_tag, inner),) = query.items() if len(query) == 1 else (("", {}),)
+            if inner_tag in LINEAGE_TAGS and inner_tag not in _QUERY_FIELD:
+                self.written.extend(flow for _, flow in self.statement(inner_tag, inner))
+            else:
+                # CREATE TABLE AS EXECUTE p: rows of a statement prepared before
+                self.written.append(Flow(WHOLE_ROW, tables={"*": None}))
+            return []  # nothing reaches the client
         if tag in _DML:
             return self.dml(tag, fields, [], {})
         if tag == "CopyStmt" and fields.get("is_from", False):
@@ -573,7 +589,12 @@ class Lineage:
             self.merge_clauses(fields, scope, ctes, items)
         source = fields.get("selectStmt")
         if source and "SelectStmt" in source:
-            self.select(source["SelectStmt"], outer, ctes)
+            self.written.extend(flow for _, flow in self.select(source["SelectStmt"], outer, ctes))
+        if tag == "UpdateStmt":
+            for target in fields.get("targetList", ()):
+                value = target["ResTarget"].get("val")
+                if value:
+                    self.written.append(self.expr(value, scope, ctes))
         where = fields.get("whereClause")
         if where:
             self.predicate(where, scope, ctes, False)
@@ -598,9 +619,9 @@ class Lineage:
                 self.predicate(clause["condition"], scope, ctes, False)
             for target in clause.get("targetList", ()):
                 if target["ResTarget"].get("val"):
-                    self.expr(target["ResTarget"]["val"], scope, ctes)
+                    self.written.append(self.expr(target["ResTarget"]["val"], scope, ctes))
             for value in clause.get("values", ()):
-                self.expr(value, scope, ctes)
+                self.written.append(self.expr(value, scope, ctes))
 
     def values(self, rows: list[Fields], outer: Scope, ctes: dict[str, Item]) -> list[Output]:
         columns: list[list[Flow]] = []
@@ -1263,16 +1284,23 @@ def _column_name(node: Any) -> str:
 
 
 def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
-    """The outputs and predicates entry fields of one statement node of the JSON tree."""
+    """The outputs and predicates entry fields of one statement node of the JSON tree, and
+    writes (only when there are any): the values it stores that read columns (INSERT's
+    rows, UPDATE's and MERGE's SET values, CREATE TABLE AS and SELECT INTO's outputs), as
+    outputs are given (kind, columns, tables, keeps)."""
     walk = Lineage()
     try:
         outputs = walk.statement(tag, fields)
     except RecursionError:
         return unknown_lineage()
-    return {
+    entry: dict[str, Any] = {
         "outputs": [_output(name, flow) for name, flow in outputs],
         "predicates": [{"column": column, "use": use} for column, use in walk.predicates],
     }
+    written = [_output("", flow) for flow in walk.written if flow.columns or flow.tables]
+    if written:
+        entry["writes"] = written
+    return entry
 
 
 def _output(name: str, flow: Flow) -> dict[str, Any]:

@@ -155,6 +155,37 @@ deny contains sprintf("%s is a whole row of %s: whole-row values and the JSON/XM
 	not pii_reader
 }
 
+# What a statement stores is read later as the table column it lands in, by that column's
+# name and the value detectors only: a value that carries a sensitive column under another
+# name (INSERT INTO audit_log(what) SELECT password ..., CREATE TABLE t AS SELECT email AS
+# x ..., UPDATE ... SET name = password), a whole row or `*` of a table (columns unknown),
+# or text an expression changed (SET name = translate(note, ...)) would be read unmasked
+# by anyone the masks cover, dba included. The classifier gives such values as writes
+# (pdp/sql/lineage.py), like outputs; pii-readers may store them.
+deny contains sprintf("the statement stores values of sensitive column %s where they would be read without its mask: denied to everyone not in pii-readers", [column]) if {
+	some s in input.command.postgres.statements
+	some w in s.writes
+	some column in w.columns
+	pg_sensitive_column(column)
+	not pii_reader
+}
+
+deny contains sprintf("the statement stores whole rows or all columns of %s, which may hold sensitive columns, where they would be read without their masks: denied to everyone not in pii-readers; name the columns", [concat(", ", w.tables)]) if {
+	some s in input.command.postgres.statements
+	some w in s.writes
+	count(w.tables) > 0
+	not pii_reader
+}
+
+deny contains sprintf("the statement stores text computed from column(s) %s in a way that may change it, which the value detectors would then not recognise when it is read: denied to everyone not in pii-readers", [concat(", ", w.columns)]) if {
+	some s in input.command.postgres.statements
+	some w in s.writes
+	w.kind in {"expression", "aggregate"}
+	count(w.columns) > 0
+	not w.keeps
+	not pii_reader
+}
+
 deny contains sprintf("a DO block reads sensitive column %s: notices and errors that could carry it are not masked", [column]) if {
 	input.command.postgres.has.nested
 	some s in input.command.postgres.statements

@@ -267,3 +267,41 @@ test_equality_on_a_sensitive_column_is_allowed_when_the_oracle_setting_allows_it
 	d2 := portcullis.decision with input as pg_input(["readonly"], [s]) with data.portcullis.oracle as {}
 	d2.verdict == "deny"
 }
+
+writing(type, writes) := object.union(stmt(type), {"outputs": [], "predicates": [], "writes": writes})
+
+test_storing_a_sensitive_column_is_denied_for_dba if {
+	d := lineage_decision(["dba"], writing("insert", [out("", "plain", ["password"])]))
+	d.verdict == "deny"
+	"the statement stores values of sensitive column password where they would be read without its mask: denied to everyone not in pii-readers" in d.reasons
+}
+
+test_storing_all_columns_of_a_table_is_denied if {
+	d := lineage_decision(["dba"], writing("ddl", [{"name": "", "kind": "star", "columns": [], "tables": ["customers"]}]))
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "stores whole rows or all columns of customers")
+}
+
+test_storing_changed_text_is_denied if {
+	d := lineage_decision(["dba"], writing("update", [out("", "expression", ["note"])]))
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "stores text computed from column(s) note")
+}
+
+test_storing_kept_values_of_other_columns_is_not_denied_by_lineage if {
+	d := lineage_decision(["dba"], writing("update", [keeping("", "expression", ["total"]), out("", "plain", ["name"])]))
+	not "deny" == d.verdict
+	every r in d.reasons {
+		not contains(r, "the statement stores")
+	}
+}
+
+test_pii_readers_may_store_sensitive_columns if {
+	s := writing("insert", [out("", "plain", ["password"]), out("", "expression", ["note"])])
+	d := lineage_decision(["pii-readers"], s)
+	every r in d.reasons {
+		not contains(r, "the statement stores")
+	}
+}
