@@ -506,3 +506,43 @@ async def test_large_requests_cannot_stop_approvers_listing_others(tmp_path):
         listed = await stub.ListApprovals(pdp_pb2.ListApprovalsRequest(token=sam))
         assert small.approval_id in {a.id for a in listed.approvals}
         assert listed.ByteSize() < 4 * 1024 * 1024
+
+
+async def test_an_approval_binds_every_bound_value_not_the_first_256(tmp_path):
+    """Attack (reader, extended protocol): an approval binds a statement's bound values,
+    but the PDP kept only the first 256 of them (bound_parameters' cap) for the binding and
+    the approver's view. 'UPDATE orders SET total = 0 WHERE id IN ($1, ..., $300)' approved
+    with $300 = 5 was re-run within the approval's TTL with $300 = 1 (another customer's
+    order, a value the approver never saw) as the same approved request. Now every value
+    is bound (and shown): another value at $300 is a new request."""
+    from google.protobuf import struct_pb2
+
+    config = pdp_config(tmp_path)
+    alice = token(config, "alice@example.com", ("readonly",))
+    placeholders = ", ".join(f"${n}" for n in range(1, 301))
+    sql = f"UPDATE orders SET total = 0 WHERE id IN ({placeholders})"
+
+    def bound(last: str) -> pdp_pb2.Command:
+        attributes = struct_pb2.Struct()
+        attributes.update(
+            {"protocol": "extended", "parameters": [str(n) for n in range(1000, 1299)] + [last]}
+        )
+        return pdp_pb2.Command(kind="postgres.query", raw=sql, attributes=attributes)
+
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, alice)
+        asked = await stub.Decide(pdp_pb2.DecideRequest(session_id=opened.session_id,
+                                                        command=bound("5")))  # fmt: skip
+        assert asked.decision.verdict == pdp_pb2.REQUIRE_APPROVAL
+        approval_id = asked.decision.approval_id
+        shown = pdp.approvals.requests[approval_id].parameters
+        assert len(shown) == 300 and shown[-1] == "5"
+        await pdp.approvals.decide(approval_id, SAM, True, "order 5 only")
+        again = await stub.Decide(pdp_pb2.DecideRequest(session_id=opened.session_id,
+                                                        command=bound("5")))  # fmt: skip
+        assert again.decision.verdict == pdp_pb2.MASK  # approved; a reader's masks apply
+        assert again.decision.approval_id == approval_id
+        other = await stub.Decide(pdp_pb2.DecideRequest(session_id=opened.session_id,
+                                                        command=bound("1")))  # fmt: skip
+        assert other.decision.verdict == pdp_pb2.REQUIRE_APPROVAL
+        assert other.decision.approval_id != approval_id

@@ -142,16 +142,16 @@ def policy_authorizer(decider: Decider) -> PolicyAuthorizer:
     return PolicyAuthorizer(decider)
 
 
-MAX_PARAMETERS = 256
-
-
 def bound_parameters(command: dict[str, Any]) -> list[str]:
-    """The parameter values a proxy bound to the statement (extended protocol), as text."""
+    """The parameter values a proxy bound to the statement (extended protocol), as text:
+    every one of them (an approval binds to all the values it runs with, and its approver
+    is shown all of them; the request's 4 MiB message bounds them). The first 256 alone
+    were kept once, and a value past them could be changed under an approval."""
     postgres = command.get("postgres")
     values = postgres.get("parameters") if isinstance(postgres, dict) else None
     if not isinstance(values, list):
         return []
-    return [v if isinstance(v, str) else json.dumps(v) for v in values][:MAX_PARAMETERS]
+    return [v if isinstance(v, str) else json.dumps(v) for v in values]
 
 
 async def settle(
