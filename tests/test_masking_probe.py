@@ -104,3 +104,29 @@ def test_byte_gate_lets_every_new_shape_through() -> None:
     m = cards()
     for text in ("x 4.111111111111111e15", "4,111,111,111,111,111", "4111_1111_1111_1111"):
         assert m.may_detect(text.encode()), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111  1111  1111  1111 here",  # columns
+        "card\t4111\t1111\t1111\t1111\tend",
+        "card 4111\u20131111\u20131111\u20131111 here",  # en dash
+        "card 4111\u20111111\u20111111\u20111111 here",  # non-breaking hyphen
+        "| 4111   1111   1111   1111 |",
+    ],
+)
+def test_a_card_in_columns_or_other_dashes_is_masked(text: str) -> None:
+    masked, counts = cards().mask_text(text)
+    assert counts == Counter({"credit_card": 1}), text
+    assert "4111" not in masked
+
+
+def test_columns_of_numbers_that_are_not_cards_stay() -> None:
+    for text in (
+        "Mem:       16303508     8123456     2345678",
+        "  PID TTY          TIME CMD\n    1 ?        00:00:03 init",
+        "2024-01-15  12:30:45  1234  ok",
+        "12     34     56     78     90     12     34",
+    ):
+        assert cards().mask_text(text) == (text, Counter()), text

@@ -93,19 +93,20 @@ def _email_spans(text: str) -> Iterator[Span]:
 
 # A run of ASCII digit groups, each separated from the next by one separator; card numbers
 # are looked for inside it (see _card_spans). Groups of 3 to 6 digits may be joined by a
-# space, dash, dot, underscore or slash (4111.1111.1111.1111); thousands groups (a group of
+# dash, dot, underscore, slash, en dash or non-breaking hyphen, or by up to four spaces or
+# tabs (4111.1111.1111.1111, 4111  1111  1111  1111: columns); thousands groups (a group of
 # 1 to 3 digits, then groups of 3, one separator throughout) by any of them, a comma, an
 # apostrophe or a no-break / thin space as well (4,111,111,111,111,111; 4 111 111 ...).
-_GROUP_SEPARATORS = " -._/"
+_GROUP_SEPARATORS = " \t-._/\u2013\u2011"
 _THOUSANDS_SEPARATORS = _GROUP_SEPARATORS + ",'\u00a0\u202f\u2009"
-_SEPARATOR_CLASS = "[" + re.escape(_THOUSANDS_SEPARATORS) + "]"
-_DIGIT_RUN = re.compile(rf"(?<![0-9])[0-9]+(?:{_SEPARATOR_CLASS}[0-9]+)*")
+_SEPARATOR = "(?:[ \t]{1,4}|[" + re.escape(_THOUSANDS_SEPARATORS) + "])"
+_DIGIT_RUN = re.compile(rf"(?<![0-9])[0-9]+(?:{_SEPARATOR}[0-9]+)*")
 _DIGIT_GROUP = re.compile(r"[0-9]+")
 _CARD_MIN, _CARD_MAX = 13, 19
 _FLOAT_EXACT = float(2**53)  # from here on a float does not hold every integer
 # necessary for any card: 13 digits with at most one separator between neighbours (a
 # number with an exponent carries 13 digits in its mantissa: see _EXPONENT_NUMBER)
-_CARD_HINT = re.compile(rf"[0-9](?:{_SEPARATOR_CLASS}?[0-9]){{12}}")
+_CARD_HINT = re.compile(rf"[0-9](?:{_SEPARATOR}?[0-9]){{12}}")
 # A number written with an exponent (4.111111111111111e15, as JSON or a program's %e
 # writes it): its value, when a whole number, is read as a card. The mantissa must carry
 # at least 13 digits (what any such writing of a card keeps), so _CARD_HINT holds for it.
@@ -139,7 +140,7 @@ def _card_window_ok(groups: list[str], separators: list[str]) -> bool:
         return True
     # printed cards group their digits 4-4-4-4, 4-6-5, 4-6-4, 4-4-4-4-3: groups shorter
     # than 3 are dates, phone numbers, versions — not a card; or a number in thousands
-    if all(sep in _GROUP_SEPARATORS for sep in separators) and all(
+    if all(sep in _GROUP_SEPARATORS or not sep.strip(" \t") for sep in separators) and all(
         3 <= len(g) <= 6 for g in groups
     ):
         return True
@@ -285,7 +286,9 @@ def _token_precheck(text: str) -> bool:
 _NON_DIGITS = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
 _TOKEN_HINTS_ASCII = re.compile(b"|".join(re.escape(h.encode()) for h in _TOKEN_HINTS))
 _CARD_HINT_ASCII = re.compile(
-    rb"[0-9](?:[" + re.escape(_THOUSANDS_SEPARATORS.encode("ascii", "ignore")) + rb"]?[0-9]){12}"
+    rb"[0-9](?:(?:[ \t]{1,4}|["
+    + re.escape(_THOUSANDS_SEPARATORS.encode("ascii", "ignore"))
+    + rb"])?[0-9]){12}"
 )
 _SSN_HINT_ASCII = re.compile(_SSN_HINT.pattern.encode())
 
