@@ -130,3 +130,34 @@ def test_columns_of_numbers_that_are_not_cards_stay() -> None:
         "12     34     56     78     90     12     34",
     ):
         assert cards().mask_text(text) == (text, Counter()), text
+
+
+def everything() -> Masker:
+    return Masker([MaskRule(detector=d) for d in ("email", "ssn", "credit_card", "token")], KEY)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mail jörg@example.com", "mail [REDACTED:email]"),  # was: jö[REDACTED:email]
+        ("mail bob@müller.de ok", "mail [REDACTED:email] ok"),
+        ("用户@例子.广告", "[REDACTED:email]"),
+        ("ssn 123 45 6789.", "ssn [REDACTED:ssn]."),
+        ("ssn 123-45-6789.", "ssn [REDACTED:ssn]."),
+    ],
+)
+def test_internationalised_addresses_and_spaced_ssns(text: str, expected: str) -> None:
+    assert everything().mask_text(text)[0] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ssn 123 45 67890",
+        "tel 555 123 45 6789",
+        "000 12 3456 and 123 00 4567 and 123-45 6789",
+        "a@b.c and user@localhost and @handle and ann(at)example.com",
+    ],
+)
+def test_near_misses_of_addresses_and_ssns_stay(text: str) -> None:
+    assert everything().mask_text(text) == (text, Counter())

@@ -80,9 +80,11 @@ def _digit_count(text: str) -> int:
 
 # Local part anchored at the start of its run (lookbehind) so a long run of word
 # characters is scanned once, not once per start position.
+# Letters and digits of any script (RFC 6531 addresses: jörg@müller.de, 用户@例子.广告),
+# so no part of a name is left beside the mask and no internationalised address is missed.
 _EMAIL = re.compile(
-    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{1,64}"
-    r"@(?:[A-Za-z0-9\-]{1,63}\.){1,8}[A-Za-z]{2,63}"
+    r"(?<![\w.%+\-])[\w.%+\-]{1,64}"
+    r"@(?:[\w\-]{1,63}\.){1,8}[^\W\d_]{2,63}"
 )
 
 
@@ -206,12 +208,14 @@ def _longest_card_from(text: str, groups: list[Span], start: int) -> int | None:
 
 # NNN-NN-NNNN with the ranges the SSA never issues excluded: area 000, 666 and 9xx,
 # group 00, serial 0000. Not inside a longer dashed number.
+# Dashes or single spaces between its groups (123 45 6789), one kind throughout.
 _SSN = re.compile(
-    r"(?<![0-9])(?<![0-9]-)(?!000|666|9)[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?!-?[0-9])"
+    r"(?<![0-9])(?<![0-9][- ])(?!000|666|9)[0-9]{3}(?P<sep>[- ])(?!00)[0-9]{2}(?P=sep)"
+    r"(?!0000)[0-9]{4}(?![- ]?[0-9])"
 )
 
 
-_SSN_HINT = re.compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}")
+_SSN_HINT = re.compile(r"[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}")
 
 
 def _ssn_spans(text: str) -> Iterator[Span]:
@@ -311,11 +315,7 @@ def _card_gate(data: bytes) -> bool:
 
 
 def _ssn_gate(data: bytes) -> bool:
-    return (
-        b"-" in data
-        and len(data.translate(None, _NON_DIGITS)) >= 9
-        and _SSN_HINT_ASCII.search(data) is not None
-    )
+    return len(data.translate(None, _NON_DIGITS)) >= 9 and _SSN_HINT_ASCII.search(data) is not None
 
 
 DETECTORS: dict[str, Detector] = {
@@ -328,7 +328,7 @@ DETECTORS: dict[str, Detector] = {
         ),
         Detector(
             "ssn",
-            lambda t: "-" in t and _SSN_HINT.search(t) is not None,
+            lambda t: _SSN_HINT.search(t) is not None,
             _ssn_spans,
             _ssn_gate,
         ),
