@@ -546,3 +546,29 @@ async def test_an_approval_binds_every_bound_value_not_the_first_256(tmp_path):
                                                         command=bound("1")))  # fmt: skip
         assert other.decision.verdict == pdp_pb2.REQUIRE_APPROVAL
         assert other.decision.approval_id != approval_id
+
+
+async def test_anonymous_calls_cannot_leave_a_proxy_s_forgery_unrecorded(tmp_path, monkeypatch):
+    """Attack (a stolen proxy credential, and anyone who can reach the port): refused
+    session calls are recorded at most RATE a second, and the budget was one for every
+    caller, so a flood of calls with no credential at all used it up and a proxy's call
+    about another proxy's session in the same second went unrecorded (only counted in the
+    next record). Now each proxy's refusals have their own budget, and callers that are no
+    proxy share one. (RATE is 1 here so that one anonymous call uses it up.)"""
+    from pdp.api import service
+
+    monkeypatch.setattr(service._RefusalBudget, "RATE", 1)
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as pdp:
+        intruder = pdp.issue_proxy_credential("proxy-b", ["orders-db"])
+        async with pdp_stub(pdp.address) as owner, pdp_stub(pdp.address, "") as nobody:
+            opened = await open_session(owner, token(config))
+            with pytest.raises(grpc.aio.AioRpcError):
+                await open_session(nobody, token(config))
+            async with pdp_stub(pdp.address, intruder) as forger:
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await decide_sql(forger, opened.session_id, "SELECT 1")
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        recorded = await pdp.store.query(kind="proxy.refused")
+        forgeries = [r for r in recorded if (r.body.get("proxy") or {}).get("name") == "proxy-b"]
+        assert forgeries and forgeries[0].body["session_id"] == opened.session_id

@@ -56,6 +56,7 @@ MAX_TOKEN_BYTES = 16 * 1024
 RECORDED_PREFIX = 4096  # what a decision record keeps of a command too large to evaluate
 MAX_NAME = 256
 MAX_BATCHES_PER_CALL = 1000  # sessions of one proxy in one RecordBatches
+MAX_REFUSAL_BUDGETS = 1024  # proxies whose refused calls are counted apart
 
 _WIRE_VERDICT = {
     VerdictKind.ALLOW: pdp_pb2.ALLOW,
@@ -138,7 +139,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self.streams = DecideStreams(self.Decide)
         # session.open approval requests: the proxy that asked, the only one that may wait
         self.open_approvals: dict[str, str] = {}
-        self._refusals = _RefusalBudget()
+        # the refused calls recorded per second: each authenticated proxy's own, and one for
+        # callers that are none (a flood of anonymous calls must not leave a proxy's
+        # forgery attempt unrecorded)
+        self._refusals: dict[str, _RefusalBudget] = {}
         self.recordings = SessionEventBatches(decider.store, sessions, self.refuse)
         self.shadow_connections = announce(config)  # enforce: false (pdp/domain/shadow.py)
         # row filters, egress budgets, the runaway-loop breaker (issue 30); what other
@@ -238,7 +242,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             "proxy": proxy.to_record() if proxy is not None else None,
             "peer": peer_of(context)[:MAX_NAME],
         }
-        suppressed = self._refusals.take()
+        suppressed = self._refusal_budget(proxy).take()
         if suppressed is not None:
             body["suppressed_before"] = suppressed
             try:
@@ -246,6 +250,17 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             except StoreUnavailable:
                 log.error("could not record a refused %s call from %s", rpc, body["peer"])
         await context.abort(code, reason)
+
+    def _refusal_budget(self, proxy: ProxyIdentity | None) -> _RefusalBudget:
+        """The budget a refusal of this caller's is recorded under: its proxy's own, or
+        the one all callers that are no proxy share."""
+        key = proxy.key if proxy is not None else ""
+        budget = self._refusals.get(key)
+        if budget is None:
+            if len(self._refusals) >= MAX_REFUSAL_BUDGETS:  # proxies come and go
+                self._refusals.pop(next(k for k in self._refusals if k), None)
+            budget = self._refusals[key] = _RefusalBudget()
+        return budget
 
     async def _identify(self, request: pdp_pb2.OpenSessionRequest) -> Identity:
         """The client's identity: its token, or (no token; SSH) the public key it logged in
