@@ -279,3 +279,14 @@ def test_output_cut_anywhere_is_masked_as_the_whole(
         pos += size
     sent += out.flush()
     assert sent == masker.mask_text(text.decode())[0].encode()
+
+
+def test_a_quiet_terminal_keeps_a_character_cut_in_two() -> None:
+    """A prompt flushed while quiet, its last chunk ending inside a character: the screen
+    gets the character whole once its other bytes come (it was dropped as not text)."""
+    masker = Masker([MaskRule(detector=d) for d in DETECTORS], b"k" * 32)
+    screen = MaskedOutput(masker, terminal=True)
+    prompt = "prüfung € $ ".encode()
+    at = prompt.index("€".encode()) + 1
+    sent = screen.feed(prompt[:at]) + screen.flush() + screen.feed(prompt[at:]) + screen.flush()
+    assert sent == prompt

@@ -96,7 +96,11 @@ class MaskedOutput:
         return self._counted(whole, counts)
 
     def flush(self) -> bytes:
+        """What is held, masked (a terminal's gone quiet: but a character its last chunk cut
+        in two, which waits for its other bytes rather than being dropped as not text)."""
         data, self._held = self._held, b""
+        if self.terminal:
+            data, self._held = data[: _complete(data)], data[_complete(data) :]
         return self._mask(data) if data else b""
 
     def _mask(self, data: bytes) -> bytes:
