@@ -292,6 +292,17 @@ LAUNDERING = [
         "DO $$ BEGIN INSERT INTO audit_log(what) SELECT password FROM customers; END $$",
         "SELECT what FROM audit_log",
     ),
+    # ON CONFLICT DO UPDATE stores the conflicting row's own columns under another name
+    (
+        "INSERT INTO customers(id) VALUES (1) ON CONFLICT (id) DO UPDATE"
+        " SET name = customers.password RETURNING name",
+        "SELECT name FROM customers",
+    ),
+    (
+        "INSERT INTO orders(id) VALUES (10) ON CONFLICT (id) DO UPDATE"
+        " SET total = (SELECT ascii(substr(note, 6, 1)) FROM customers WHERE id = 1)",
+        "SELECT total FROM orders WHERE id = 10",
+    ),
 ]
 
 
@@ -327,5 +338,31 @@ def test_dba_stores_what_keeps_its_values_and_pii_readers_store_anything(arena) 
     try:
         answer = c.query("CREATE TEMP TABLE p AS SELECT reverse(note) AS r FROM customers")
         assert not answer.errors, answer.errors
+    finally:
+        c.close()
+
+
+# A relation made or renamed under a catalog table's name is read in its place (pg_temp is
+# searched first), and lineage trusts the catalog tables drivers read for types.
+SHADOWS = [
+    "CREATE TEMP TABLE x AS SELECT note AS typname FROM customers; ALTER TABLE x RENAME TO pg_type",
+    "CREATE TEMP TABLE pg_type AS SELECT note AS typname FROM customers",
+    "SELECT note AS typname INTO TEMP pg_type FROM customers",
+    "CREATE TEMP VIEW pg_type AS SELECT note AS typname FROM customers",
+    "CREATE TEMP TABLE pg_temp.pg_type (typname text);"
+    " INSERT INTO pg_type SELECT note FROM customers",
+]
+
+
+@pytest.mark.parametrize("sql", SHADOWS)
+def test_a_relation_named_like_a_catalog_table_is_refused(arena, sql: str) -> None:
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query(sql)
+        assert any("system catalog table" in e for e in answer.errors), answer.errors
+        c.query("ROLLBACK")
+        answer = c.query("SELECT reverse(typname) FROM pg_type WHERE typname = 'int4'")
+        assert_no_card(answer)
+        assert answer.rows == [[b"4tni"]]
     finally:
         c.close()

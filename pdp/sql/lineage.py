@@ -217,12 +217,12 @@ _KEEPING_NODES = frozenset({"CoalesceExpr", "MinMaxExpr", "CollateClause"})
 # psycopg's, SQLAlchemy's reflection): names, OIDs and flags the server keeps, no data of
 # the database's own tables. An expression over their columns changes no stored free text.
 # Not the statistics views, pg_proc or comments, which hold text others wrote.
-_CATALOG_TABLES = (
+_CATALOG_TABLES = frozenset((
     "pg_type", "pg_namespace", "pg_class", "pg_attribute", "pg_range", "pg_enum",
     "pg_index", "pg_constraint", "pg_attrdef", "pg_am", "pg_collation", "pg_inherits",
     "pg_opclass", "pg_operator", "pg_cast", "pg_depend", "pg_tablespace", "pg_extension",
-)  # fmt: skip
-_CATALOG = frozenset([*_CATALOG_TABLES, *(f"pg_catalog.{t}" for t in _CATALOG_TABLES)])
+))  # fmt: skip
+_CATALOG = _CATALOG_TABLES | {f"pg_catalog.{t}" for t in _CATALOG_TABLES}
 # casts that take text as it is, uncut (varchar(n), char, char(n), name cut it)
 _KEEPING_TYPES = frozenset({"text", "varchar", "citext", "unknown"})
 
@@ -251,7 +251,9 @@ _QUERY_FIELD = {
     "CreateTableAsStmt": "query",
 }
 _DML = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"})
-LINEAGE_TAGS = frozenset({"SelectStmt", *_DML, *_QUERY_FIELD})
+# Statements that name a relation they make or rename (their name field): only `shadows`
+_NAMING = {"CreateStmt": "relation", "ViewStmt": "view", "RenameStmt": "newname"}
+LINEAGE_TAGS = frozenset({"SelectStmt", *_DML, *_QUERY_FIELD, *_NAMING})
 
 
 class Flow:
@@ -386,10 +388,12 @@ Scope = list[list[Item]]
 class Lineage:
     """The walk of one statement: collects predicates while computing outputs."""
 
-    __slots__ = ("predicates", "written")
+    __slots__ = ("predicates", "shadows", "written")
 
     def __init__(self) -> None:
         self.predicates: dict[tuple[str, str], None] = {}
+        # relations it makes or renames under the name of a catalog table (_CATALOG)
+        self.shadows: list[str] = []
         # the values the statement stores: INSERT's rows, UPDATE's and MERGE's SET values,
         # CREATE TABLE AS and SELECT INTO's outputs
         self.written: list[Flow] = []
@@ -397,12 +401,21 @@ class Lineage:
     # --- entry points -------------------------------------------------------
 
     def statement(self, tag: str, fields: Fields) -> list[Output]:
+        if tag in _NAMING:
+            name = fields.get(_NAMING[tag])
+            if isinstance(name, str):
+                self.shadowing({"relname": name})
+            elif isinstance(name, dict):
+                self.shadowing(name)
+            return []
         if tag == "SelectStmt":
             outputs = self.select(fields, [], {})
             if fields.get("intoClause"):
+                self.shadowing(fields["intoClause"].get("rel") or {})
                 self.written.extend(flow for _, flow in outputs)  # SELECT ... INTO t
             return outputs
         if tag == "CreateTableAsStmt":
+            self.shadowing((fields.get("into") or {}).get("rel") or {})
             query = fields.get("query") or {}
             ((inner_tag, inner),) = query.items() if len(query) == 1 else (("", {}),)
             if inner_tag in LINEAGE_TAGS and inner_tag not in _QUERY_FIELD:
@@ -431,6 +444,14 @@ class Lineage:
         if inner_tag in LINEAGE_TAGS and inner_tag not in _QUERY_FIELD:
             return self.statement(inner_tag, inner)
         return []
+
+    def shadowing(self, relation: Fields) -> None:
+        """A relation made or renamed: a catalog table's name outside pg_catalog would be
+        read in the catalog table's place (pg_temp is searched first, and search_path
+        may put any schema before pg_catalog), and lineage trusts those tables' columns."""
+        name = str(relation.get("relname", "")).lower()
+        if name in _CATALOG_TABLES and relation.get("schemaname") != "pg_catalog":
+            self.shadows.append(name)
 
     def record(self, flow: Flow, use: str) -> None:
         """Columns of flow used as use; a computed value is compared or grouped as `other`
@@ -590,8 +611,12 @@ class Lineage:
         source = fields.get("selectStmt")
         if source and "SelectStmt" in source:
             self.written.extend(flow for _, flow in self.select(source["SelectStmt"], outer, ctes))
-        if tag == "UpdateStmt":
-            for target in fields.get("targetList", ()):
+        conflict = fields.get("onConflictClause") or {}
+        if conflict.get("whereClause"):
+            self.predicate(conflict["whereClause"], scope, ctes, False)
+        if tag == "UpdateStmt" or conflict.get("targetList"):
+            # UPDATE's SET, and INSERT ... ON CONFLICT DO UPDATE SET (the row there)
+            for target in fields.get("targetList") or conflict.get("targetList", ()):
                 value = target["ResTarget"].get("val")
                 if value:
                     self.written.append(self.expr(value, scope, ctes))
@@ -1300,6 +1325,10 @@ def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
     written = [_output("", flow) for flow in walk.written if flow.columns or flow.tables]
     if written:
         entry["writes"] = written
+    if walk.shadows:
+        entry["shadows"] = walk.shadows
+    if tag in _NAMING:
+        del entry["outputs"], entry["predicates"]  # none: only what it names
     return entry
 
 

@@ -186,6 +186,18 @@ deny contains sprintf("the statement stores text computed from column(s) %s in a
 	not pii_reader
 }
 
+# Lineage takes the columns of the catalog tables drivers read for types (pg_type,
+# pg_class, pg_attribute, ...: pdp/sql/lineage.py _CATALOG) for the server's own, whose
+# expressions change no stored text. A relation made or renamed under such a name outside
+# pg_catalog would be read in its place (pg_temp is searched first; search_path may put
+# any schema before pg_catalog): CREATE TEMP TABLE x AS SELECT note AS typname ..., ALTER
+# TABLE x RENAME TO pg_type, then SELECT reverse(typname) FROM pg_type.
+deny contains sprintf("relation name %s is a system catalog table's: a relation of that name outside pg_catalog would be read in its place; denied to everyone not in pii-readers", [name]) if {
+	some s in input.command.postgres.statements
+	some name in s.shadows
+	not pii_reader
+}
+
 deny contains sprintf("a DO block reads sensitive column %s: notices and errors that could carry it are not masked", [column]) if {
 	input.command.postgres.has.nested
 	some s in input.command.postgres.statements

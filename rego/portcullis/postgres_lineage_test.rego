@@ -305,3 +305,10 @@ test_pii_readers_may_store_sensitive_columns if {
 		not contains(r, "the statement stores")
 	}
 }
+
+test_a_relation_named_like_a_catalog_table_is_denied if {
+	s := object.union(stmt("ddl"), {"shadows": ["pg_type"]})
+	d := lineage_decision(["dba"], s)
+	d.verdict == "deny"
+	"relation name pg_type is a system catalog table's: a relation of that name outside pg_catalog would be read in its place; denied to everyone not in pii-readers" in d.reasons
+}
