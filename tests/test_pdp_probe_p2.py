@@ -572,3 +572,23 @@ async def test_anonymous_calls_cannot_leave_a_proxy_s_forgery_unrecorded(tmp_pat
         recorded = await pdp.store.query(kind="proxy.refused")
         forgeries = [r for r in recorded if (r.body.get("proxy") or {}).get("name") == "proxy-b"]
         assert forgeries and forgeries[0].body["session_id"] == opened.session_id
+
+
+async def test_rejected_logons_cannot_fill_the_audit_store(tmp_path, monkeypatch):
+    """Attack (anyone who can reach a proxy's port, no token needed): every rejected
+    logon was one durable auth.rejected record, so connection attempts with garbage
+    tokens grew the store without bound (and its write backlog, past which every decision
+    is a deny). Now at most RATE a second per connection are recorded, each counting the
+    ones left out before it (`suppressed_before`). (RATE is 1 here.)"""
+    from pdp.api import service
+
+    monkeypatch.setattr(service._RefusalBudget, "RATE", 1)
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        for _ in range(8):
+            with pytest.raises(grpc.aio.AioRpcError) as rejected:
+                await open_session(stub, "not.a.token")
+            assert rejected.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        recorded = await pdp.store.query(kind="auth.rejected")
+    assert 1 <= len(recorded) < 8
+    assert recorded[0].body["connection"] == "orders-db"

@@ -143,6 +143,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         # callers that are none (a flood of anonymous calls must not leave a proxy's
         # forgery attempt unrecorded)
         self._refusals: dict[str, _RefusalBudget] = {}
+        # rejected logons recorded per second, per connection
+        self._rejections: dict[str, _RefusalBudget] = {}
         self.recordings = SessionEventBatches(decider.store, sessions, self.refuse)
         self.shadow_connections = announce(config)  # enforce: false (pdp/domain/shadow.py)
         # row filters, egress budgets, the runaway-loop breaker (issue 30); what other
@@ -395,17 +397,29 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
     async def _record_rejected_token(
         self, request: pdp_pb2.OpenSessionRequest, connection: dict[str, Any], reason: str
     ) -> None:
-        """Failed logons are evidence too (AC-7); the token itself is never stored."""
+        """Failed logons are evidence too (AC-7); the token itself is never stored. At
+        most _RefusalBudget.RATE a second per connection are recorded, each saying how
+        many before it were only counted: anyone who can reach a proxy's port can make a
+        rejected logon per connection attempt, and one record each filled the store (and
+        its backlog, past which every decision is a deny)."""
+        budget = self._rejections.get(connection["name"])
+        if budget is None:
+            if len(self._rejections) >= MAX_REFUSAL_BUDGETS:
+                self._rejections.pop(next(iter(self._rejections)))
+            budget = self._rejections[connection["name"]] = _RefusalBudget()
+        suppressed = budget.take()
+        if suppressed is None:
+            return
+        body: dict[str, Any] = {
+            "connection": connection["name"],
+            "client_addr": request.client_addr[:MAX_NAME],
+            "client": request.client[:MAX_NAME],
+            "reason": reason[:MAX_NAME],
+        }
+        if suppressed:
+            body["suppressed_before"] = suppressed
         try:
-            await self.decider.store.append(
-                "auth.rejected",
-                {
-                    "connection": connection["name"],
-                    "client_addr": request.client_addr,
-                    "client": request.client[:MAX_NAME],
-                    "reason": reason,
-                },
-            )
+            await self.decider.store.append("auth.rejected", body)
         except StoreUnavailable:
             log.error("could not record a rejected token from %s", request.client_addr)
 
