@@ -51,14 +51,17 @@ class SourceColumns:
     """The names of the columns a query returns, described apart from the session (result:
     list[str], or None when they cannot be told): a COPY out under column masks. A column
     that is no stored table column as it is (an expression, aggregate, function output,
-    computed view column) adds COMPUTED to the names, besides its own name."""
+    computed view column) adds COMPUTED to the names, besides its own name; a computed
+    view column adds VIEW_COMPUTED too (masked whole in a SELECT whatever the verdict's
+    derived rule, so a COPY of it is refused under masks)."""
 
     sql: str
 
 
 # In SourceColumns' result: some column is computed (never a column's name: a name the
-# server describes cannot hold a NUL)
+# server describes cannot hold a NUL), and some column is a view's computed column
 COMPUTED = "\0computed"
+VIEW_COMPUTED = "\0view computed"
 
 
 @dataclass(frozen=True, slots=True)

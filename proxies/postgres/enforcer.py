@@ -57,6 +57,7 @@ from portcullis.verdict import MaskRule, Verdict, VerdictKind
 from proxies.postgres import codec, prepared_rewrites
 from proxies.postgres.commands import (
     COMPUTED,
+    VIEW_COMPUTED,
     Action,
     Decide,
     Record,
@@ -463,7 +464,7 @@ class Enforcer:
             names = yield SourceColumns(source)
             if names is None:
                 return _denied(ruling, "COPY output could not be described, so it cannot be masked")
-            if COMPUTED in names and masker.derived is not None:
+            if COMPUTED in names and (masker.derived is not None or VIEW_COMPUTED in names):
                 # a SELECT's computed column is masked whole by the derived rule (its lineage
                 # reached a sensitive column, or a table's); a COPY row cannot be
                 return _denied(

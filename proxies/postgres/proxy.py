@@ -42,7 +42,7 @@ from proxies.postgres.columns import (
     resolve,
     view_origins,
 )
-from proxies.postgres.commands import COMPUTED
+from proxies.postgres.commands import COMPUTED, VIEW_COMPUTED
 from proxies.postgres.driver import EnforcerDriver, carry_out
 from proxies.postgres.enforcer import Enforcer
 from proxies.postgres.relations import RELATION_SOURCES_SQL, relation_sources
@@ -672,6 +672,8 @@ class ClientConnection:
                 return None
             computed = computed or origin.derived
             names.extend((origin.name, *origin.derived_from))
+            if origin.derived:
+                names.append(VIEW_COMPUTED)
         if computed:
             names.append(COMPUTED)
         return names

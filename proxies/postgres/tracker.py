@@ -30,6 +30,9 @@ from proxies.postgres.startup import same_value
 from proxies.postgres.values import masked_fields
 from proxies.runtime.pdp_client import Ruling
 
+# what masks a computed view column no other rule covers (the derived rule's own)
+VIEW_DERIVED = MaskRule(derived=True, strategy="redact")
+
 # what a completion without masking carries (shared, never changed: only an Expect's
 # own counter is ever incremented)
 _NOTHING_MASKED: defaultdict[str, int] = defaultdict(int)  # never counted into
@@ -768,7 +771,9 @@ class ResponseTracker:
           table (through views), so `SELECT phone AS p` cannot walk it past its rule;
         - a table column the catalog could not tell the proxy about: masked by the
           strictest field rule (never passed on a guess);
-        - a computed view column: masked when anything its view reads is;
+        - a computed view column: masked by the rule of what its view reads, else whole
+          (the derived rule: the detectors cannot read what its expression made of a
+          column's text, reverse(note));
         - anything else (an expression, aggregate, function output, set operation):
           masked by the `derived` rule when the statement's lineage reached a protected
           column, else by its result name."""
@@ -786,7 +791,9 @@ class ResponseTracker:
                     rule = masker.rule_for_any(origin.derived_from) or (
                         strictest if "*" in origin.derived_from else None
                     )
-                    rule = rule or masker.derived
+                    # whatever else: its view's expression may have changed text the
+                    # value detectors would have read in the column it was made from
+                    rule = rule or masker.derived or VIEW_DERIVED
                 else:
                     names.append(origin.name)
                     stored.add(i)
