@@ -7,6 +7,7 @@ and one allowed that the proxy cannot read is said so in the decision and the ev
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import itertools
@@ -290,3 +291,31 @@ def test_a_quiet_terminal_keeps_a_character_cut_in_two() -> None:
     at = prompt.index("€".encode()) + 1
     sent = screen.feed(prompt[:at]) + screen.flush() + screen.feed(prompt[at:]) + screen.flush()
     assert sent == prompt
+
+
+async def test_a_forward_allowed_is_said_unread(stack: Stack) -> None:
+    """A dba's forwarded connection carries bytes the proxy never reads (a database's
+    answers, unmasked): its decision and its event now say so."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readline())
+        writer.close()
+
+    target = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = target.sockets[0].getsockname()[1]
+    try:
+        async with await stack.connect(("dba",)) as conn:
+            reader, writer = await conn.open_connection("127.0.0.1", port)
+            writer.write(b"card 4111 1111 1111 1111\n")
+            assert await reader.readline() == b"card 4111 1111 1111 1111\n"
+            writer.close()
+        await stack.proxy.settled()
+        decisions = await stack.pdp.store.query(kind="decision")
+        events = await session_events(stack.pdp.store)
+    finally:
+        target.close()
+    forwards = [d.body for d in decisions if d.body.get("kind") == "ssh.forward"]
+    assert [d["verdict"] for d in forwards] == ["allow"]
+    assert any("the proxy cannot read a forwarded connection" in r for r in forwards[0]["reasons"])
+    said = [e["details"] for e in events if e.get("details", {}).get("kind") == "ssh.forward"]
+    assert said and "relayed unread" in said[0]["unread"], said

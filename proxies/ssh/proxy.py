@@ -83,6 +83,10 @@ CLIENT_CIPHERS = (
     "aes256-ctr",
 )
 LEAVE_SECONDS = 2.0  # a drain: how long a client whose channels ended may take to leave
+UNREAD_FORWARD = (
+    "relayed unread: the proxy cannot read a forwarded connection; its bytes were not decided"
+    " or masked"
+)
 KBDINT_PROMPT = ("Portcullis", "Paste your access token (JWT).", "", [("Token: ", False)])
 
 
@@ -406,7 +410,8 @@ class ClientConnection(asyncssh.SSHServer):
                 ruling.decision_id,
                 ruling.policy_revision,
             )
-        session.record_command(raw, ruling, kind="ssh.forward", **attributes)
+        unread = {"unread": UNREAD_FORWARD} if ruling.verdict.allowed else {}
+        session.record_command(raw, ruling, kind="ssh.forward", **attributes, **unread)
         return ruling
 
     def upstream_soon(self) -> None:

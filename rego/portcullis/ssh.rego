@@ -325,7 +325,8 @@ deny contains sprintf("%s are reserved to %s", [ssh_interactive_kinds["ssh.shell
 	not privileged
 }
 
-allow contains sprintf("%s may use %s", [subject, ssh_interactive_kinds["ssh.forward"]]) if {
+# A forwarded connection's bytes are nothing the proxy reads: its allow says so.
+allow contains sprintf("%s may use %s; the proxy cannot read a forwarded connection: its bytes pass undecided and unmasked", [subject, ssh_interactive_kinds["ssh.forward"]]) if {
 	input.command.kind == "ssh.forward"
 	privileged
 }

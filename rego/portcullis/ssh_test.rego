@@ -383,3 +383,13 @@ test_ssh_output_modes_by_allow_list if {
 		ssh_verdict(["pii-readers"], argv) == "allow"
 	}
 }
+
+test_ssh_forward_allowed_is_said_unread if {
+	d := portcullis.decision with input as {
+		"identity": {"subject": "alice@example.com", "groups": ["dba"]},
+		"connection": {"name": "web-1", "type": "ssh"},
+		"command": {"kind": "ssh.forward", "raw": "direct-tcpip 127.0.0.1:5432", "ssh": {"direction": "local", "host": "127.0.0.1", "port": 5432}},
+	}
+	d.verdict == "allow"
+	"alice@example.com may use port, agent and X11 forwarding; the proxy cannot read a forwarded connection: its bytes pass undecided and unmasked" in d.reasons
+}
