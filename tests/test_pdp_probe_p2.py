@@ -592,3 +592,34 @@ async def test_rejected_logons_cannot_fill_the_audit_store(tmp_path, monkeypatch
         recorded = await pdp.store.query(kind="auth.rejected")
     assert 1 <= len(recorded) < 8
     assert recorded[0].body["connection"] == "orders-db"
+
+
+async def test_one_identity_cannot_flood_approvers_with_requests(tmp_path):
+    """Attack (reader, through any proxy): every distinct command needing approval made a
+    new request, with no bound: each held in memory by every PDP (text, approver's view
+    and statements: three copies of up to a megabyte of SQL) and listed to approvers, so
+    a loop of INSERTs grew every replica's memory and buried other people's requests.
+    Now at most MAX_WAITING of one identity's requests wait at once; past it the command
+    is denied (and the deny recorded), and other identities still ask."""
+    from pdp.api import approval_rpc
+
+    MAX_WAITING = getattr(approval_rpc, "MAX_WAITING", 16)
+    config = pdp_config(tmp_path)
+    alice = token(config, "alice@example.com", ("readonly",))
+    bob = token(config, "bob@example.com", ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        hers = await open_session(stub, alice)
+        for n in range(MAX_WAITING):
+            asked = await decide_sql(stub, hers.session_id, f"INSERT INTO orders VALUES ({n})")
+            assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+        again = await decide_sql(stub, hers.session_id, "INSERT INTO orders VALUES (0)")
+        assert again.verdict == pdp_pb2.REQUIRE_APPROVAL  # the same request, still waiting
+        flood = await decide_sql(stub, hers.session_id, "INSERT INTO orders VALUES (99)")
+        assert flood.verdict == pdp_pb2.DENY and not flood.approval_id
+        assert "waiting for a person" in flood.reasons[0]
+        assert len(pdp.approvals.requests) == MAX_WAITING
+        unenforced = await pdp.store.query(kind="decision.unenforced")
+        assert any(r.body["decision_id"] == flood.decision_id for r in unenforced)
+        his = await open_session(stub, bob)
+        other = await decide_sql(stub, his.session_id, "INSERT INTO orders VALUES (99)")
+        assert other.verdict == pdp_pb2.REQUIRE_APPROVAL

@@ -154,6 +154,10 @@ def bound_parameters(command: dict[str, Any]) -> list[str]:
     return [v if isinstance(v, str) else json.dumps(v) for v in values]
 
 
+# requests of one identity waiting for a person at once; past it a require_approval is a deny
+MAX_WAITING = 16
+
+
 async def settle(
     service: DecisionService,
     session: Session,
@@ -195,6 +199,23 @@ async def settle(
             await book.executed(approved, rerun.id)
         return rerun, approved.id
     spec = decision.verdict.approval
+    pending = book.pending_for(
+        subject, connection, command.get("raw", ""), command.get("kind", ""), bound_session,
+        parameters,
+    )  # fmt: skip
+    if pending is None and book.waiting_of(subject, session.identity.issuer) >= MAX_WAITING:
+        # every request is held in memory by every PDP and shown to approvers: one
+        # identity's flood of them (each up to a megabyte of SQL) must not grow without end
+        why = (
+            f"{MAX_WAITING} approval requests of {subject} are waiting for a person:"
+            " denied until one is decided or expires"
+        )
+        denied = Verdict.deny(why)
+        # the record says require_approval; what was answered instead is recorded too
+        await service._unenforced(decision, record, why)
+        return Decision(
+            decision.id, denied, decision.policy_revision, decision.evaluation_ms, decision.recorded
+        ), ""
     try:
         request = await book.request(
             {

@@ -280,6 +280,18 @@ class ApprovalBook:
                 return request
         return None
 
+    def waiting_of(self, subject: str, issuer: str) -> int:
+        """How many of this identity's requests wait for a person now."""
+        now = time.time()
+        return sum(
+            1
+            for r in self.requests.values()
+            if r.state == PENDING
+            and r.expires_at > now
+            and r.requester.get("subject") == subject
+            and r.requester.get("issuer", "") == issuer
+        )
+
     @staticmethod
     def _binds(request: ApprovalRequest, parameters: list[str], digest: str) -> bool:
         if request.parameters_digest:
