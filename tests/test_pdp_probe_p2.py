@@ -623,3 +623,41 @@ async def test_one_identity_cannot_flood_approvers_with_requests(tmp_path):
         his = await open_session(stub, bob)
         other = await decide_sql(stub, his.session_id, "INSERT INTO orders VALUES (99)")
         assert other.verdict == pdp_pb2.REQUIRE_APPROVAL
+
+
+def test_discover_shows_names_from_the_database_inert(tmp_path, capsys):
+    """Attack (anyone who may create a table or column in the database, e.g. the app's
+    own role): `portcullis discover` printed the evidence for each proposed column with
+    its table and column names as the database holds them, so a column named with control
+    sequences ('\\x1b]52;c;...\\x07' sets the operator's clipboard) acted on the
+    operator's terminal. Now the evidence lines are made inert (the proposed diff was
+    JSON-escaped already)."""
+    import shutil
+
+    import yaml
+    from pdp_harness import REGO, pdp_raw
+    from pg_harness import scratch_database
+
+    from pdp.cli import main
+
+    schema = (
+        'CREATE TABLE "t\x1b]52;c;cm0gLXJmIH4K\x07" ("contact\x1b[2J" text);'
+        " INSERT INTO \"t\x1b]52;c;cm0gLXJmIH4K\x07\" SELECT 'p' || g || '@example.com'"
+        " FROM generate_series(1, 20) g;"
+    )
+    data = tmp_path / "data.json"
+    shutil.copy(REGO / "data.json", data)
+    with scratch_database(schema) as (name, role, password):
+        raw = pdp_raw(tmp_path)
+        raw["connections"][0].update(
+            database=name,
+            credentials={"provider": "static", "username": role, "password": password},
+        )
+        config = tmp_path / "portcullis.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        code = main(["-c", str(config), "discover", "--connection", "orders-db",
+                     "--data", str(data)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "detector email" in out
+    assert "\x1b" not in out and "\x07" not in out, repr(out)
+    assert "\\x1b]52" in out

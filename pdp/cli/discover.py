@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pdp.plumbing.rendering import inert
 from portcullis.masking import DETECTORS, detect
 
 DEFAULT_SAMPLE = 200
@@ -206,9 +207,10 @@ def cmd_discover(args: argparse.Namespace) -> int:
     print(f"\n# evidence ({len(columns)} columns read, up to {sample} values sampled from each "
           "text column; values are never shown)")  # fmt: skip
     for name in sorted(found):
-        print(f"# {name}")
+        # names come from the database: whoever may create a column chooses them
+        print(f"# {inert(name)}")
         for line in found[name]:
-            print(f"#   {line}")
+            print(f"#   {inert(line)}")
     print(
         "# nothing was written: apply the diff, run `portcullis policy masks --write`"
         " (rego/portcullis/pii_masks.rego) and commit both to adopt it"
