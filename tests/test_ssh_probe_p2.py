@@ -319,3 +319,24 @@ async def test_a_forward_allowed_is_said_unread(stack: Stack) -> None:
     assert any("the proxy cannot read a forwarded connection" in r for r in forwards[0]["reasons"])
     said = [e["details"] for e in events if e.get("details", {}).get("kind") == "ssh.forward"]
     assert said and "relayed unread" in said[0]["unread"], said
+
+
+async def test_a_mask_of_fields_on_ssh_output_is_refused(tmp_path: Path) -> None:
+    """A policy whose mask for an exec names a field (a column, a JSON key) had it dropped:
+    the SSH proxy masks by detectors only, so with no detector rule the output went as it
+    was; with detectors beside it, the field rule was ignored. Now such an exec is denied."""
+    policy = policy_allowing(tmp_path, "uptime")
+    (policy / "ssh_field_mask.rego").write_text(
+        "package portcullis\n\n"
+        'mask_rules contains {"field": "email", "strategy": "redact"} if {\n'
+        '\tinput.command.kind == "ssh.exec"\n'
+        "}\n"
+    )
+    async with (
+        ssh_stack(tmp_path, extra={"policies": str(policy)}) as s,
+        await s.connect(("readonly", "pii-readers")) as conn,
+    ):
+        result = await conn.run("uptime")
+    assert result.exit_status == 1, result
+    assert "the proxy cannot keep that mask" in str(result.stderr), result.stderr
+    assert s.sshd.sessions_started() == 0

@@ -391,7 +391,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             allowed = ruling.verdict.allowed and not self._gone
             sftp = self.kind == "ssh.subsystem" and self.raw in READ_SUBSYSTEMS
             if allowed and not sftp:
-                self._masking(ruling)  # an SFTP stream is packets: its relay decides each
+                why = _unenforceable(ruling)
+                if why:
+                    ruling = Ruling(Verdict.deny(why), ruling.decision_id, ruling.policy_revision)
+                    self.ruling, allowed = ruling, False
+                else:
+                    self._masking(ruling)  # an SFTP stream is packets: its relay decides each
         finally:
             # the upstream channel's request goes now, or never
             request = self._request() if allowed else None
@@ -605,6 +610,20 @@ class UpstreamChannel(asyncssh.SSHClientSession):  # type: ignore[type-arg]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.channel.upstream_closed()
+
+
+def _unenforceable(ruling: Ruling) -> str:
+    """Why a mask verdict cannot be kept on a byte stream, or "": a rule naming a field, a
+    column or a derived value names nothing in a command's output, and passing the output
+    as it is would drop the mask."""
+    if ruling.kind is not VerdictKind.MASK:
+        return ""
+    if any(rule.field or rule.derived for rule in ruling.verdict.mask):
+        return (
+            "the policy masks named fields, which SSH output does not have: "
+            "the proxy cannot keep that mask"
+        )
+    return ""
 
 
 def _settle(opening: asyncio.Future[Any]) -> None:
