@@ -661,3 +661,31 @@ def test_discover_shows_names_from_the_database_inert(tmp_path, capsys):
     assert code == 0 and "detector email" in out
     assert "\x1b" not in out and "\x07" not in out, repr(out)
     assert "\\x1b]52" in out
+
+
+async def test_policy_diff_shows_recorded_commands_inert(tmp_path):
+    """Attack (reader, through any proxy): `portcullis policy diff` prints an example of
+    each changed decision with its recorded command, spaces collapsed but control
+    sequences kept, so a reader's "SELECT '\\x1b]52;c;...\\x07'" set the clipboard of the
+    operator trying a policy change (a candidate rule's reason, which may quote the
+    command or a table name, likewise). Now every line about a recorded decision is
+    made inert."""
+    from test_evidence import make_env, portcullis
+
+    env = make_env(tmp_path, {"type": "sqlite", "path": str(tmp_path / "var" / "audit.db")})
+    config = env.config
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT '\x1b]52;c;cm0gLXJmIH4K\x07\u202e'")
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    (candidate / "policy.rego").write_text(
+        'package portcullis\n\ndecision := {"verdict": "deny", '
+        '"reasons": [sprintf("no: %s", [input.command.raw])]}\n'
+    )
+    result = portcullis("-c", str(env.config_path), "policy", "diff", "--policies", str(candidate))
+    assert result.returncode == 1, result.stderr  # something would change
+    assert "e.g." in result.stdout and "\n\n       1  mask -> deny" in result.stdout
+    for acting in ("\x1b", "\x07", "\u202e"):
+        assert acting not in result.stdout, repr(result.stdout)
+    assert "\\x1b]52" in result.stdout

@@ -165,14 +165,20 @@ def _print_report(report: Any, args: argparse.Namespace) -> None:
     for reason, count in report.skipped.items():
         print(f"not replayed: {count} ({reason})")
     from pdp.engine.replay import label
+    from pdp.plumbing.rendering import inert
 
+    # recorded commands, subjects and a rule's reasons (which may quote them) are a
+    # client's text: made inert, so none acts on the operator's terminal
     for (before, after, rule), changes in report.by_rule():
-        print(f"\n  {len(changes):6d}  {label(before, after)}   rule: {rule}")
+        print()
+        print(inert(f"  {len(changes):6d}  {label(before, after)}   rule: {rule}"))
         for change in changes[:3]:
             raw = " ".join(change.raw.split())[:120]
             print(
-                f"          e.g. {change.decision_id} {change.subject} "
-                f"{change.connection} {change.kind}: {raw}"
+                inert(
+                    f"          e.g. {change.decision_id} {change.subject} "
+                    f"{change.connection} {change.kind}: {raw}"
+                )
             )
     print(
         "\nnote: session.open replays see open_sessions = 0; decisions after an approval "
