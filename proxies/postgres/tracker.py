@@ -15,6 +15,7 @@ on_backend).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -826,9 +827,26 @@ class ResponseTracker:
         assert masker is not None
         text = data.data.decode("utf-8", "replace")
         masked, counts = masker.mask_text(text)
+        if "\\t" in text:
+            # the text format writes a tab inside a value as \t, which no detector takes
+            # for a separator ('card 4111<TAB>1111<TAB>...' a SELECT shows masked): the row
+            # is read with each such tab as two spaces too, and sent so when that finds more
+            spaced = _COPY_ESCAPE.sub(_spaced_tab, text)
+            found, more = masker.mask_text(spaced)
+            if sum(more.values()) > sum(counts.values()):
+                masked, counts = found, more
         for name, n in counts.items():
             _tally(head)[f"detector:{name}"] += n
         return codec.CopyData(masked.encode()).encode() if counts else data.raw or data.encode()
+
+
+# one escape of COPY's text format: a backslash and the character after it
+_COPY_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _spaced_tab(escape: re.Match[str]) -> str:
+    """An escaped tab as two spaces (the same width), any other escape as it is."""
+    return "  " if escape.group(1) == "t" else escape.group(0)
 
 
 def _made(item: Expect, state: int) -> None:
