@@ -222,12 +222,15 @@ def test_pii_readers_read_expressions_over_free_text(arena) -> None:
     [
         ("SELECT coalesce(note, name), greatest(note, ''), max(note) FROM t", True),
         ('SELECT note::text, note::varchar, note COLLATE "C" FROM t', True),
+        ("SELECT note::pg_catalog.text, text(note) FROM t", True),
         ("SELECT total + 1, -total, count(note), sum(total) OVER () FROM t", True),
         ("SELECT n FROM (SELECT note AS n FROM t UNION SELECT name FROM u) s", True),
         # the catalog tables drivers read for types (asyncpg's introspection)
         ("SELECT CASE WHEN t.typtype = 'd' THEN t.typname::text END FROM pg_type t", True),
         ("SELECT upper(relname), attname || '' FROM pg_catalog.pg_class, pg_attribute", True),
         ("SELECT note::varchar(4) FROM t", False),
+        ("SELECT pg_catalog.varchar(note::varchar, 9, false) FROM t", False),
+        ("SELECT note::public.text FROM t", False),
         ("SELECT upper(typname) FROM pg_temp.pg_type", False),
         ("SELECT upper(relname) FROM pg_class, customers", False),
         ("SELECT reverse(query) FROM pg_stat_activity", False),

@@ -209,6 +209,7 @@ _KEEPING_FUNCTIONS = frozenset(
         "nth_value", "lag", "lead", "text", "varchar",
     }
 )  # fmt: skip
+_CASTS = frozenset({"text", "varchar"})
 # arithmetic: no operator of pg_catalog computes text from text with these; JSON
 # extraction gives a part of a document as it is
 _KEEPING_OPERATORS = frozenset({"+", "-", "*", "/", "%", "->", "->>", "#>", "#>>"})
@@ -838,7 +839,11 @@ class Lineage:
             type_name = fields.get("typeName", {}).get("TypeName", fields.get("typeName", {}))
             names = [_sval(n).lower() for n in type_name.get("names", ())]
             if names[-1:] and names[-1] in _TEXT_TYPES and not type_name.get("arrayBounds"):
-                if names[-1] in _KEEPING_TYPES and not type_name.get("typmods"):
+                if (
+                    names[-1] in _KEEPING_TYPES
+                    and names[:-1] in ([], ["pg_catalog"])  # public.text is anyone's type
+                    and not type_name.get("typmods")
+                ):
                     return flow.derived()
                 return flow.transformed()  # varchar(n), char, name: cut
             self.partial(flow)
@@ -926,7 +931,8 @@ class Lineage:
         if fields.get("agg_within_group"):
             # mode() / percentile_disc() WITHIN GROUP (ORDER BY x) give x's values
             flows += [self.expr(s["SortBy"]["node"], scope, ctes) for s in fields["agg_order"]]
-        keeps = builtin and name in _KEEPING_FUNCTIONS
+        # text(x) and varchar(x) as casts; varchar(x, 9, false) is the cut of varchar(9)
+        keeps = builtin and name in _KEEPING_FUNCTIONS and (name not in _CASTS or len(args) == 1)
         flow = _merge(AGGREGATE if aggregate else EXPRESSION, flows, keeps)
         if name in _QUESTIONS:
             # how many rows a set-returning function gives, and whether a pattern function
