@@ -136,8 +136,8 @@ def _card_digits_ok(digits: str) -> bool:
 
 
 def _card_window_ok(groups: list[str], separators: list[str]) -> bool:
-    if not _card_digits_ok("".join(groups)):
-        return False
+    """Whether groups of digits (Luhn-valid together: _card_digits_ok) joined by these
+    separators are written as a card is."""
     if len(groups) == 1:
         return True
     # printed cards group their digits 4-4-4-4, 4-6-5, 4-6-4, 4-4-4-4-3: groups shorter
@@ -193,15 +193,21 @@ def _longest_card_from(text: str, groups: list[Span], start: int) -> int | None:
     first = text[groups[start][0] : groups[start][1]]
     padding = len(first) - len(first.lstrip("0"))
     for index in range(start, len(groups)):
-        digits += groups[index][1] - groups[index][0]
+        size = groups[index][1] - groups[index][0]
+        if index > start and not 3 <= size <= 6:
+            break  # a later group outside 3-6 digits is no card's, grouped either way
+        digits += size
         if digits - padding > _CARD_MAX:
             break
         if digits - padding >= _CARD_MIN:
             candidates.append(index)
     for end in reversed(candidates):
         window = groups[start : end + 1]
+        parts = [text[a:b] for a, b in window]
+        if not _card_digits_ok("".join(parts)):
+            continue  # the check digit first: it turns down nine windows in ten
         separators = [text[a[1] : b[0]] for a, b in itertools.pairwise(window)]
-        if _card_window_ok([text[a:b] for a, b in window], separators):
+        if _card_window_ok(parts, separators):
             return end
     return None
 
