@@ -12,6 +12,7 @@ import contextlib
 import gzip
 import itertools
 import json
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -340,3 +341,34 @@ async def test_a_mask_of_fields_on_ssh_output_is_refused(tmp_path: Path) -> None
     assert result.exit_status == 1, result
     assert "the proxy cannot keep that mask" in str(result.stderr), result.stderr
     assert s.sshd.sessions_started() == 0
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"\x1b[01;31m\x1b[K4111\x1b[m\x1b[K 1111 1111 1111\n",  # grep --color=always 4111
+        b"card \x1b[1m4111 1111\x1b[0m 1111 1111 done\r\n",  # a coloured log line
+        b"mail bob\x1b[4m@\x1b[24mexample.com\n",
+        b"\x1b]8;;http://x\x1b\\4111\x1b]8;;\x1b\\ 1111 1111 1111\n",  # a hyperlink
+        b"card 4111\xc2\x9b0m 1111 1111 1111\n",  # C1 CSI
+    ],
+)
+def test_a_value_split_by_terminal_escapes_is_masked(line: bytes, terminal: bool) -> None:
+    """What the screen shows with the escape sequences interpreted is what is masked: a
+    card grep coloured (or a log line coloured mid-value) passed the detectors, which read
+    the sequences as text between the digits."""
+    masker = Masker([MaskRule(detector=d) for d in DETECTORS], b"k" * 32)
+    out = MaskedOutput(masker, terminal=terminal)
+    sent = out.feed(line) + out.flush()
+    shown = re.sub(rb"\x1b\[[0-9;]*[A-Za-z]|\x1b\]8;;[^\x1b]*\x1b\\|\xc2\x9b0m", b"", sent)
+    assert b"4111 1111 1111 1111" not in shown and b"bob@example.com" not in shown, sent
+    assert sum(out.counts.values()) == 1
+
+
+def test_styled_text_without_values_keeps_its_styling() -> None:
+    masker = Masker([MaskRule(detector=d) for d in DETECTORS], b"k" * 32)
+    for line in (b"\x1b[1mbold\x1b[0m 1234 5678\n", b"\x1b[31mbob@example.com\x1b[0m\n"):
+        out = MaskedOutput(masker, terminal=True)
+        sent = out.feed(line) + out.flush()
+        assert sent.count(b"\x1b[") == 2, sent  # the styling stays

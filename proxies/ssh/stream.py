@@ -29,6 +29,7 @@ Owns two sans-IO pieces (no sockets, no asyncio; the proxy's channel calls them)
 from __future__ import annotations
 
 import codecs
+import re
 from collections import Counter
 from typing import Any
 
@@ -42,6 +43,12 @@ SPACES = (b" ", b"\t")
 CUT_TRIES = 8  # spaces tried back from the cut before the line goes out whole
 NOTHING_FOUND: Counter[str] = Counter()  # shared, never added to
 LINE_ENDS = (b"\n", b"\r")
+# ECMA-48 control sequences a terminal interprets rather than shows: CSI (ESC [ or C1 CSI)
+# with its parameters, OSC / DCS / APC / PM / SOS strings to their terminator, and two-byte
+# escapes
+_ESCAPES = re.compile(
+    "(?:\x1b\\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b[\\]P_^X][^\x07\x1b]*(?:\x07|\x1b\\\\)?|\x1b[ -/]*[0-~]"
+)
 CAST_VERSION = 2
 RECORDED_PER_SECOND = 64 * 1024
 
@@ -116,9 +123,28 @@ class MaskedOutput:
         """data masked by the detectors, and what each found (nothing counted yet)."""
         if b"\x00" in data or not data.isascii():
             data = self._readable(data)
+        if b"\x1b" in data or b"\xc2\x9b" in data:
+            return self._masked_styled(data)
         if not self.masker.may_detect(data):
             return data, NOTHING_FOUND
         masked, counts = self.masker.mask_text(data.decode("utf-8"))
+        if not counts:
+            return data, counts
+        return masked.encode("utf-8"), counts
+
+    def _masked_styled(self, data: bytes) -> tuple[bytes, Counter[str]]:
+        """Text with terminal escape sequences (colours: grep --color, a coloured log line)
+        shows without them what the detectors read: '\x1b[1m4111\x1b[m 1111 1111 1111' is
+        a card on the screen. Read with the sequences taken out as well; when that finds
+        more, the text goes out so, masked (its styling lost), else as masked with them."""
+        text = data.decode("utf-8")
+        plain = _ESCAPES.sub("", text)
+        if not self.masker.may_detect(plain.encode("utf-8")):
+            return data, NOTHING_FOUND
+        masked, counts = self.masker.mask_text(text)
+        plain_masked, plain_counts = self.masker.mask_text(plain)
+        if plain_counts.total() > counts.total():
+            return plain_masked.encode("utf-8"), plain_counts
         if not counts:
             return data, counts
         return masked.encode("utf-8"), counts
