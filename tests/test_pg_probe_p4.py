@@ -421,3 +421,36 @@ def test_a_card_written_with_tabs_is_masked_in_copy_text(arena) -> None:
             c.close()
     finally:
         arena.reset_data()
+
+
+# LISTEN: another session's NOTIFY payload arrived as it was sent (the proxy passes
+# NotificationResponse untouched), e.g. an application notifying a customer's details.
+@pytest.mark.parametrize(
+    "listen", ["LISTEN ch", 'listen "ch"', "DO $$ BEGIN EXECUTE 'LISTEN ch'; END $$"]
+)
+def test_listen_is_refused_under_masks(arena, listen: str) -> None:
+    for groups in (("readonly",), ("dba",)):
+        c = client(arena, groups)
+        try:
+            answer = c.query(listen)
+            assert answer.errors, answer.messages
+            with arena.admin() as admin:
+                admin.execute("NOTIFY ch, 'card 4111 1111 1111 1111 ada@example.com'")
+            answer = c.query("SELECT 1")
+            assert_no_card(answer)
+            assert not [m for m in answer.messages if isinstance(m, codec.NotificationResponse)]
+        finally:
+            c.close()
+
+
+def test_pii_readers_may_listen(arena) -> None:
+    c = client(arena, ("pii-readers",))
+    try:
+        assert not c.query("LISTEN ch").errors
+        with arena.admin() as admin:
+            admin.execute("NOTIFY ch, 'hello'")
+        answer = c.query("SELECT 1")
+        notes = [m for m in answer.messages if isinstance(m, codec.NotificationResponse)]
+        assert [n.payload for n in notes] == ["hello"]
+    finally:
+        c.close()

@@ -186,6 +186,16 @@ deny contains sprintf("the statement stores text computed from column(s) %s in a
 	not pii_reader
 }
 
+# LISTEN: what arrives for it is the payload another session's NOTIFY (or pg_notify, a
+# trigger) sent, at any time, answering no statement the masks were decided for; the proxy
+# passes it as it came (a card number, an e-mail address an application notified).
+deny contains "LISTEN is denied to everyone not in pii-readers: notification payloads are other sessions' text, which arrives unmasked" if {
+	input.command.postgres.types.listen
+	some s in input.command.postgres.statements
+	s.type == "listen"
+	not pii_reader
+}
+
 # Lineage takes the columns of the catalog tables drivers read for types (pg_type,
 # pg_class, pg_attribute, ...: pdp/sql/lineage.py _CATALOG) for the server's own, whose
 # expressions change no stored text. A relation made or renamed under such a name outside

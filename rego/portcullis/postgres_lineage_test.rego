@@ -312,3 +312,11 @@ test_a_relation_named_like_a_catalog_table_is_denied if {
 	d.verdict == "deny"
 	"relation name pg_type is a system catalog table's: a relation of that name outside pg_catalog would be read in its place; denied to everyone not in pii-readers" in d.reasons
 }
+
+test_listen_is_denied_to_everyone_not_in_pii_readers if {
+	d := lineage_decision(["dba"], stmt("listen"))
+	d.verdict == "deny"
+	"LISTEN is denied to everyone not in pii-readers: notification payloads are other sessions' text, which arrives unmasked" in d.reasons
+	lineage_decision(["readonly"], stmt("listen")).verdict == "deny"
+	lineage_decision(["pii-readers"], stmt("listen")).verdict == "allow"
+}
