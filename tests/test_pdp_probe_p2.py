@@ -689,3 +689,34 @@ async def test_policy_diff_shows_recorded_commands_inert(tmp_path):
     for acting in ("\x1b", "\x07", "\u202e"):
         assert acting not in result.stdout, repr(result.stdout)
     assert "\\x1b]52" in result.stdout
+
+
+async def test_the_console_inbox_stream_does_not_read_every_request_each_tick(tmp_path):
+    """Attack (any person who can sign in to the console): each open approvals stream
+    compared, every second, a signature made by sorting every request the book ever held
+    (it is never pruned), and anyone may open as many streams as they like, all on the
+    event loop that answers every decision. Now the signature is the book's version (moved
+    on by each request added, decided or executed), read without touching the requests."""
+    from pdp.console.app import Console
+    from pdp.console.settings import ConsoleSettings
+    from pdp.console.views.approvals import Inbox
+
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, token(config))
+        for n in range(3):
+            await decide_sql(stub, opened.session_id, f"INSERT INTO orders VALUES ({n})")
+        inbox = Inbox(Console(pdp, ConsoleSettings(public_url="http://127.0.0.1:1")))
+        reads: list[int] = []
+
+        class Counted(dict):
+            def values(self):  # type: ignore[override]
+                reads.append(1)
+                return super().values()
+
+        pdp.approvals.requests = Counted(pdp.approvals.requests)
+        before = inbox._signature()
+        assert inbox._signature() == before and not reads
+        first = next(iter(dict.values(pdp.approvals.requests)))
+        await pdp.approvals.decide(first.id, SAM, False, "no")
+        assert inbox._signature() != before

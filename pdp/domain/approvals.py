@@ -136,6 +136,9 @@ class ApprovalBook:
         self.notify = notify
         self.decision_timeout = decision_timeout
         self.requests: dict[str, ApprovalRequest] = {}
+        # moves on whenever a request is added or changes state or executions: what a
+        # watcher compares instead of reading every request (the book is never pruned)
+        self.version = 0
         self._seen_seq = 0
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -206,6 +209,7 @@ class ApprovalBook:
         approval_id = body.get("approval_id", "")
         if event == "requested":
             self.requests[approval_id] = ApprovalRequest(**body["request"])
+            self.version += 1
         request = self.requests.get(approval_id)
         if request is None:
             return
@@ -215,8 +219,10 @@ class ApprovalBook:
             request.approver = body.get("approver", "")
             request.decided_at = body.get("time", time.time())
             request.decision_reason = body.get("reason", "")
+            self.version += 1
         elif event == "executed":
             request.executions += 1
+            self.version += 1
 
     async def _write(self, approval_id: str, event: str, subject: str, **extra: Any) -> None:
         body = {"approval_id": approval_id, "event": event, "time": time.time(), **extra}
