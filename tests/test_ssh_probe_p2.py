@@ -352,6 +352,7 @@ async def test_a_mask_of_fields_on_ssh_output_is_refused(tmp_path: Path) -> None
         b"mail bob\x1b[4m@\x1b[24mexample.com\n",
         b"\x1b]8;;http://x\x1b\\4111\x1b]8;;\x1b\\ 1111 1111 1111\n",  # a hyperlink
         b"card 4111\xc2\x9b0m 1111 1111 1111\n",  # C1 CSI
+        b"card 4\x0841\x0811\x0811\x081 1111 1111 1111\n",  # overstrike (nroff bold)
     ],
 )
 def test_a_value_split_by_terminal_escapes_is_masked(line: bytes, terminal: bool) -> None:
@@ -361,7 +362,7 @@ def test_a_value_split_by_terminal_escapes_is_masked(line: bytes, terminal: bool
     masker = Masker([MaskRule(detector=d) for d in DETECTORS], b"k" * 32)
     out = MaskedOutput(masker, terminal=terminal)
     sent = out.feed(line) + out.flush()
-    shown = re.sub(rb"\x1b\[[0-9;]*[A-Za-z]|\x1b\]8;;[^\x1b]*\x1b\\|\xc2\x9b0m", b"", sent)
+    shown = re.sub(rb"\x1b\[[0-9;]*[A-Za-z]|\x1b\]8;;[^\x1b]*\x1b\\|\xc2\x9b0m|.\x08", b"", sent)
     assert b"4111 1111 1111 1111" not in shown and b"bob@example.com" not in shown, sent
     assert sum(out.counts.values()) == 1
 

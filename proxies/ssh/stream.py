@@ -49,6 +49,7 @@ LINE_ENDS = (b"\n", b"\r")
 _ESCAPES = re.compile(
     "(?:\x1b\\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b[\\]P_^X][^\x07\x1b]*(?:\x07|\x1b\\\\)?|\x1b[ -/]*[0-~]"
 )
+_OVERSTRUCK = re.compile("[^\x08\n\r]\x08")
 CAST_VERSION = 2
 RECORDED_PER_SECOND = 64 * 1024
 
@@ -123,7 +124,7 @@ class MaskedOutput:
         """data masked by the detectors, and what each found (nothing counted yet)."""
         if b"\x00" in data or not data.isascii():
             data = self._readable(data)
-        if b"\x1b" in data or b"\xc2\x9b" in data:
+        if b"\x1b" in data or b"\xc2\x9b" in data or b"\x08" in data:
             return self._masked_styled(data)
         if not self.masker.may_detect(data):
             return data, NOTHING_FOUND
@@ -134,11 +135,17 @@ class MaskedOutput:
 
     def _masked_styled(self, data: bytes) -> tuple[bytes, Counter[str]]:
         """Text with terminal escape sequences (colours: grep --color, a coloured log line)
-        shows without them what the detectors read: '\x1b[1m4111\x1b[m 1111 1111 1111' is
-        a card on the screen. Read with the sequences taken out as well; when that finds
-        more, the text goes out so, masked (its styling lost), else as masked with them."""
+        or backspaces (overstrike) shows without them what the detectors read:
+        '\x1b[1m4111\x1b[m 1111 1111 1111' is a card on the screen. Read with them taken
+        out as well; when that finds more, the text goes out so, masked (its styling lost),
+        else as masked with them."""
         text = data.decode("utf-8")
         plain = _ESCAPES.sub("", text)
+        while "\x08" in plain:  # overstrike (4<BS>4, nroff's bold) shows the last character
+            struck = _OVERSTRUCK.sub("", plain)
+            if struck == plain:
+                break
+            plain = struck
         if not self.masker.may_detect(plain.encode("utf-8")):
             return data, NOTHING_FOUND
         masked, counts = self.masker.mask_text(text)
