@@ -373,3 +373,23 @@ def test_styled_text_without_values_keeps_its_styling() -> None:
         out = MaskedOutput(masker, terminal=True)
         sent = out.feed(line) + out.flush()
         assert sent.count(b"\x1b[") == 2, sent  # the styling stays
+
+
+async def test_what_is_typed_is_masked_in_the_recording(stack: Stack) -> None:
+    """A dba outside pii-readers (a masked shell) pasting a card number at a prompt: the
+    screen's echo of it was masked, the recording's input events held it as typed."""
+    async with await stack.connect(("dba",)) as conn:
+        process = await conn.create_process(term_type="xterm", term_size=(100, 30))
+        process.stdin.write("echo paid with 4111 1111 1111 1111 by bob@example.com\n")
+        await process.stdout.readuntil("by b")
+        process.stdin.write("exit\n")
+        await process.wait()
+    await stack.proxy.settled()
+    events = await session_events(stack.pdp.store)
+    casts = [e["details"] for e in events if e.get("details", {}).get("kind") == "ssh.asciicast"]
+    recorded = [e for c in casts for e in c["events"]]
+    typed = "".join(data for _, code, data in recorded if code == "i")
+    shown = "".join(data for _, code, data in recorded if code == "o")
+    assert "echo paid with" in typed and "exit" in typed, typed
+    for text in (typed, shown):
+        assert "4111 1111 1111 1111" not in text and "bob@example.com" not in text, text

@@ -103,6 +103,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.exit_signal: tuple[str, bool, str] | None = None
         self.waiting = False
         self.relay: SftpRelay | None = None  # an allowed sftp subsystem: decided per request
+        self._typed: MaskedOutput | None = None  # masks typed input for the recording
         self.withheld = ""  # why the output stopped going to the client (the mask cannot read it)
         self._stdin: list[bytes] = []
         self._stdin_eof = False
@@ -177,8 +178,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self._cancel_wait()
             return
         self.counts["stdin_bytes"] += len(data)
-        if self.cast is not None:
-            self.cast.input(time.time(), data)
+        self._record_input(data)
         if self.relay is not None:
             self.relay.from_client(data)
             return
@@ -433,6 +433,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             if self.relay is not None:
                 self.relay.finish()
         self._flush_masks()
+        if self._typed is not None and self.cast is not None:
+            self.cast.input(time.time(), self._typed.flush())
         self._record_cast()
         status = self.exit_status
         if self.relay is not None and self.relay.failed:
@@ -512,12 +514,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             streams = ("stdout_bytes", "stderr_bytes")
             terminal = self.kind == "ssh.shell" or bool(self.term)
             self.masks = {stream: MaskedOutput(masker, terminal) for stream in streams}
+            self._typed = MaskedOutput(masker, terminal=True)  # the recording's input
 
     def _catch_up(self) -> None:
         pending, self._stdin = self._stdin, []
         for data in pending:
-            if self.cast is not None:
-                self.cast.input(time.time(), data)  # typed while the shell was decided
+            self._record_input(data)  # typed while the shell was decided
             if self.relay is not None:
                 self.relay.from_client(data)
             else:
@@ -545,6 +547,16 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self._record_cast()
         elif self._cast_timer is None:
             self._cast_timer = asyncio.get_running_loop().call_later(CAST_EVERY, self._record_cast)
+
+    def _record_input(self, data: bytes) -> None:
+        """What was typed, for the recording: under a mask, masked as the screen's output
+        is (a card number pasted at a prompt), line by line (the upstream gets it as typed)."""
+        if self.cast is None:
+            return
+        if self._typed is not None:
+            data = self._typed.feed(data)
+        if data:
+            self.cast.input(time.time(), data)
 
     def _record_cast(self) -> None:
         if self._cast_timer is not None:
