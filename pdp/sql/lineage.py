@@ -933,6 +933,10 @@ class Lineage:
             flows += [self.expr(s["SortBy"]["node"], scope, ctes) for s in fields["agg_order"]]
         # text(x) and varchar(x) as casts; varchar(x, 9, false) is the cut of varchar(9)
         keeps = builtin and name in _KEEPING_FUNCTIONS and (name not in _CASTS or len(args) == 1)
+        if not builtin:
+            # a function of another schema (pg_temp.f(), made in this session: no catalogue
+            # fact knows it) may read any table: its value may carry any of their columns
+            flows.append(Flow(EXPRESSION, tables={"*": None}, changed=True))
         flow = _merge(AGGREGATE if aggregate else EXPRESSION, flows, keeps)
         if name in _QUESTIONS:
             # how many rows a set-returning function gives, and whether a pattern function
