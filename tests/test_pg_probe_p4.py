@@ -231,6 +231,7 @@ def test_pii_readers_read_expressions_over_free_text(arena) -> None:
         ("SELECT note::varchar(4) FROM t", False),
         ("SELECT pg_catalog.varchar(note::varchar, 9, false) FROM t", False),
         ("SELECT note::public.text FROM t", False),
+        ('SELECT "MAX"(note), "Text"(note) FROM t', False),
         ("SELECT upper(typname) FROM pg_temp.pg_type", False),
         ("SELECT upper(relname) FROM pg_class, customers", False),
         ("SELECT reverse(query) FROM pg_stat_activity", False),

@@ -932,7 +932,11 @@ class Lineage:
             # mode() / percentile_disc() WITHIN GROUP (ORDER BY x) give x's values
             flows += [self.expr(s["SortBy"]["node"], scope, ctes) for s in fields["agg_order"]]
         # text(x) and varchar(x) as casts; varchar(x, 9, false) is the cut of varchar(9)
-        keeps = builtin and name in _KEEPING_FUNCTIONS and (name not in _CASTS or len(args) == 1)
+        # "MAX"(note) is another function than max(note): only a name as the server folds it
+        written = _sval(fields["funcname"][-1]) if fields.get("funcname") else ""
+        keeps = (
+            builtin and written in _KEEPING_FUNCTIONS and (written not in _CASTS or len(args) == 1)
+        )
         if not builtin:
             # a function of another schema (pg_temp.f(), made in this session: no catalogue
             # fact knows it) may read any table: its value may carry any of their columns
