@@ -221,6 +221,7 @@ def test_pii_readers_read_expressions_over_free_text(arena) -> None:
     ("sql", "keeps"),
     [
         ("SELECT coalesce(note, name), greatest(note, ''), max(note) FROM t", True),
+        ("SELECT array_agg(id ORDER BY id), array_agg(note) FROM t", True),
         ('SELECT note::text, note::varchar, note COLLATE "C" FROM t', True),
         ("SELECT note::pg_catalog.text, text(note) FROM t", True),
         ("SELECT total + 1, -total, count(note), sum(total) OVER () FROM t", True),

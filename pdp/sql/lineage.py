@@ -207,6 +207,9 @@ _KEEPING_FUNCTIONS = frozenset(
     {
         "min", "max", "count", "sum", "avg", "any_value", "first_value", "last_value",
         "nth_value", "lag", "lead", "text", "varchar",
+        # the values as they are, in an array the proxy reads as a document (text[]: its
+        # elements are quoted, never escaped but for quotes and backslashes)
+        "array_agg",
     }
 )  # fmt: skip
 _CASTS = frozenset({"text", "varchar"})
