@@ -257,3 +257,49 @@ async def test_an_answers_head_is_masked_as_its_body_is(tmp_path: Any) -> None:
         assert b"555 0100" not in head, head
     assert heads[0].startswith(b"HTTP/1.1 302 Found\r\n") and b"Location: " in heads[0]
     assert plain == "ann@example.com"
+
+
+PHONE = "+1 555 0100"
+IBAN = "DE89 3704 0044 0532 0130 00"
+# records a client reads apart that the masker read as one, or as text a field rule missed
+RECORDS = {
+    # SSE lines may end in a lone CR (HTML §9.2.6): two events the masker saw as one
+    "/sse-cr": (
+        b"text/event-stream",
+        b'data: {"phone": "%s"}\r\rdata: {"iban": "%s"}\r\r' % (PHONE.encode(), IBAN.encode()),
+    ),
+    # JSON texts one after another on a line (jq, ijson's multiple_values read them)
+    "/ndjson-run": (
+        b"application/x-ndjson",
+        b'{"phone": "%s"}{"iban": "%s"}\n' % (PHONE.encode(), IBAN.encode()),
+    ),
+    # a named value inside a line that opens with another name
+    "/nested": (
+        b"text/plain",
+        b'  "customer": {"name": "Ann", "phone": "%s", "iban": "%s"},\n'
+        % (PHONE.encode(), IBAN.encode()),
+    ),
+    "/pairs": (
+        b"text/plain",
+        b"id=7&phone=%s&iban=%s\n" % (PHONE.replace(" ", "+").encode(), IBAN.encode()),
+    ),
+    "/cr-lines": (b"text/plain", b"id: 7\rphone: %s\riban: %s\r" % (PHONE.encode(), IBAN.encode())),
+}
+for path, (kind, text) in RECORDS.items():
+    ANSWERS[path] = b"Content-Type: " + kind + b"\r\n" + chunked(text)
+    ANSWERS[path + "-whole"] = b"Content-Type: " + kind + b"\r\n" + length(text)
+
+
+async def test_a_field_rule_holds_in_every_record_a_client_can_read(tmp_path: Any) -> None:
+    paths = [p + tail for p in RECORDS for tail in ("", "-whole")]
+    async with (
+        raw_upstream() as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        got = await fetch_all(s.url, bearer(s), paths)
+    leaked = {}
+    for path, (status, body) in got.items():
+        text = body.decode("utf-8", "replace").replace("+", " ")
+        if status != 502 and ("555 0100" in text or "3704 0044" in text):
+            leaked[path] = (status, text)
+    assert leaked == {}

@@ -190,20 +190,26 @@ class BodyMask:
                 raise Unmaskable("the JSON response is larger than this proxy masks")
             return b""
         separator = b"\n\n" if self.kind == "sse" else b"\n"
-        buf = self._pending.replace(b"\r\n", b"\n") if b"\r" in self._pending else self._pending
+        buf, held = bytes(self._pending), b""
+        if buf.endswith(b"\r"):  # (it may be the start of a CRLF)
+            buf, held = buf[:-1], b"\r"
+        buf = _lf(buf)
         cut = buf.rfind(separator)
         if cut < 0:
             if len(buf) > MAX_RECORD:
                 raise Unmaskable("a streamed record is larger than this proxy masks")
+            self._pending = bytearray(buf + held)
             return b""
-        done, rest = bytes(buf[: cut + len(separator)]), bytes(buf[cut + len(separator) :])
-        self._pending = bytearray(rest)
+        done, rest = buf[: cut + len(separator)], buf[cut + len(separator) :]
+        self._pending = bytearray(rest + held)
         return self._records(done)
 
     def finish(self) -> bytes:
         data, self._pending = bytes(self._pending), bytearray()
         if self.kind == WITHHELD:
             return b""
+        if self.kind != "json":
+            data = _lf(data)
         if self.kind == "json":
             return self._document(data)
         return self._records(data) if data else b""
@@ -240,19 +246,22 @@ class BodyMask:
     def _line(self, line: str) -> str:
         if not line.strip():
             return line
-        try:
-            doc = json.loads(line)
-        except ValueError:
+        docs = _json_texts(line)
+        if docs is None:
             return self._text(self._fields(line))
-        masked, counts = self.masker.mask_json(doc)
-        self.counts.update(counts)
-        return _dump(masked).decode("utf-8")
+        out = []
+        for doc in docs:
+            masked, counts = self.masker.mask_json(doc)
+            self.counts.update(counts)
+            out.append(_dump(masked).decode("utf-8"))
+        return "\n".join(out)
 
     def _fields(self, line: str) -> str:
         """A text line's values that field rules name, masked as in JSON: `name: value`,
         `name = value`, `"name": value,` (JSON pretty-printed, YAML, properties, logs) and
         `<name ...>value</name>` (XML, HTML). More, never less: a name's whole value goes."""
         found = _KEYED.match(line)
+        whole = False
         if found is not None and self._rule(found["key"]):
             rest = found["rest"]
             value = rest.rstrip()
@@ -261,9 +270,41 @@ class BodyMask:
             if value:
                 line = line[: found.start("rest")] + self._value(found["key"], value)
                 line += rest[len(value) :]
+                whole = True
+        if not whole:
+            line = self._inline(line)
         if "</" in line:
             line = _ELEMENT.sub(self._element, line)
         return line
+
+    def _inline(self, line: str) -> str:
+        """Named values inside a line (`"customer": {"phone": ...}`, `id=7&phone=...`,
+        `a: 1, phone: ...`): each value a field rule names masked — a JSON value whole,
+        else up to the next `&`, `;`, `,`, `}` or `]`."""
+        out: list[str] = []
+        pos = 0
+        for found in _NAMED.finditer(line):
+            if found.start() < pos or not self._rule(found["key"]):
+                continue
+            start = found.end()
+            try:
+                value, end = _DECODER.raw_decode(line, start)
+            except (ValueError, RecursionError):
+                plain = _PLAIN.match(line, start)
+                end = start + (len(plain.group(0).rstrip()) if plain else 0)
+                if end == start:
+                    continue
+                masked = self._value(found["key"], line[start:end], text=True)
+            else:
+                done, counts = self.masker.mask_json({found["key"]: value})
+                self.counts.update(counts)
+                masked = json.dumps(next(iter(done.values())), ensure_ascii=False)
+            out += [line[pos:start], masked]
+            pos = end
+        if not out:
+            return line
+        out.append(line[pos:])
+        return "".join(out)
 
     def _element(self, found: re.Match[str]) -> str:
         if not self._rule(found["tag"]):
@@ -322,12 +363,54 @@ class BodyMask:
         if not data:
             return "\n".join(others)
         value = "\n".join(data)
-        try:
-            doc = json.loads(value)
-        except ValueError:
-            masked_lines = [f"data: {self._text(d)}" for d in data]
+        docs = _json_texts(value)
+        if docs is None:
+            masked_lines = [f"data: {self._text(self._fields(d))}" for d in data]
         else:
-            masked, counts = self.masker.mask_json(doc)
-            self.counts.update(counts)
-            masked_lines = ["data: " + _dump(masked).decode("utf-8")]
+            masked_lines = []
+            for doc in docs:
+                masked, counts = self.masker.mask_json(doc)
+                self.counts.update(counts)
+                masked_lines.append("data: " + _dump(masked).decode("utf-8"))
         return "\n".join(others + masked_lines)
+
+
+def _lf(data: bytes) -> bytes:
+    """Lines ended by CRLF or a lone CR (as SSE and many readers take them) ended by LF."""
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in data else data
+
+
+_DECODER = json.JSONDecoder()
+# a name and its separator inside a line: "phone": / phone= / phone:
+# (a name starts where no name character precedes it: one try per word, not per letter,
+# so a long line is read in linear time)
+_NAMED = re.compile(
+    r"""(?<![\w.\-"'])(?P<q>["']?)(?P<key>[A-Za-z_][\w.\-]*)(?P=q)[ \t]*[:=][ \t]*"""
+)
+_PLAIN = re.compile(r"[^&;,}\]\r\n]*")
+
+
+def _json_texts(text: str) -> list[Any] | None:
+    """The JSON texts a line holds: one, or objects and arrays one after another
+    (whitespace between them, as jq and ijson's multiple_values read them); None when it
+    is anything else."""
+    try:
+        return [json.loads(text)]
+    except (ValueError, RecursionError):
+        pass
+    out: list[Any] = []
+    pos = 0
+    end = len(text)
+    while pos < end:
+        while pos < end and text[pos] in " \t\r\n":
+            pos += 1
+        if pos == end:
+            break
+        try:
+            doc, pos = _DECODER.raw_decode(text, pos)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(doc, dict | list):
+            return None  # (`2024 12 05` is text, not three numbers)
+        out.append(doc)
+    return out or None
