@@ -303,3 +303,20 @@ async def test_a_field_rule_holds_in_every_record_a_client_can_read(tmp_path: An
         if status != 502 and ("555 0100" in text or "3704 0044" in text):
             leaked[path] = (status, text)
     assert leaked == {}
+
+
+ANSWERS["/deep"] = b"Content-Type: application/json\r\n" + length(b"[" * 200_000 + b"]" * 200_000)
+ANSWERS["/deep-lines"] = b"Content-Type: application/x-ndjson\r\n" + length(
+    b"[" * 200_000 + b"]" * 200_000 + b"\n"
+)
+
+
+async def test_a_json_answer_nested_too_deep_is_a_problem_not_a_crash(tmp_path: Any) -> None:
+    async with (
+        raw_upstream() as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        got = await fetch_all(s.url, bearer(s), ["/deep", "/deep-lines", "/typed"])
+    assert got["/deep"][0] == 502 and b"cannot be masked" in got["/deep"][1]
+    assert got["/deep-lines"][0] in (200, 502)
+    assert got["/typed"][0] == 200  # the connection and the proxy still serve

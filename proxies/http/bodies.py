@@ -221,6 +221,8 @@ class BodyMask:
             doc = json.loads(data)
         except ValueError:
             raise Unmaskable("the JSON response does not parse; it cannot be masked") from None
+        except RecursionError:
+            raise Unmaskable("the JSON response is nested too deep; it cannot be masked") from None
         masked, counts = self.masker.mask_json(doc)
         self.counts.update(counts)
         return _dump(masked)
