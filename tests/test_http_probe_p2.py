@@ -320,3 +320,34 @@ async def test_a_json_answer_nested_too_deep_is_a_problem_not_a_crash(tmp_path: 
     assert got["/deep"][0] == 502 and b"cannot be masked" in got["/deep"][1]
     assert got["/deep-lines"][0] in (200, 502)
     assert got["/typed"][0] == 200  # the connection and the proxy still serve
+
+
+SMUGGLED = b'{"note": "an answer to no request"}'
+STATUS["/switch"] = b"101 Switching Protocols"
+ANSWERS["/switch"] = (
+    b"Upgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + length(SMUGGLED)
+)
+
+
+async def test_an_unasked_protocol_switch_does_not_desync_the_upstream_pool(
+    tmp_path: Any,
+) -> None:
+    async with (
+        raw_upstream() as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.proxy.port)
+        auth = bearer(s)["Authorization"]
+        writer.write(
+            f"GET /switch HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        switched = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+        # the next request, another client's: its own answer, not what followed the 101
+        pii = bearer(s, "pia@example.com", ("readonly", "pii-readers"))
+        got = await fetch_all(s.url, pii, ["/typed"])
+    assert switched.startswith(b"HTTP/1.1 502 "), switched[:100]
+    status, body = got["/typed"]
+    assert status == 200 and SMUGGLED not in body and b"ann@example.com" in body

@@ -495,7 +495,12 @@ class UpstreamPool:
                     else:
                         head = read_head(block[:-4])
                         conn.last = (block, head)
-                    if head.status >= 200 or head.status == 101:
+                    if head.status == 101:
+                        # no request through the pool asks to switch (a WebSocket has a
+                        # connection of its own, Upgrade is never forwarded): what follows
+                        # is another protocol, which no answer of this pool may be read from
+                        raise UpstreamError("the upstream switched protocols unasked")
+                    if head.status >= 200:
                         return UpstreamResponse(self, conn, method, head)
                     # an interim answer (100 Continue, 103 Early Hints): the final one follows
             except (ConnectionResetError, BrokenPipeError, _Stale):
