@@ -608,6 +608,20 @@ def test_pg_catalog_first(sql, first):
     assert entry["pg_catalog_first"] is first
 
 
+@pytest.mark.parametrize(
+    ("sql", "schemas"),
+    [
+        ("SET search_path = archive, Public", ["archive", "public"]),
+        ('SET search_path = "Archive", "$user"', ["Archive", "$user"]),
+        ("SET search_path = 'public, archive'", ["public, archive"]),
+        ("SET SCHEMA 'app'", ["app"]),
+        ("RESET search_path", []),
+    ],
+)
+def test_search_path_schemas_as_the_server_takes_them(sql, schemas):
+    assert one(sql)["schemas"] == schemas
+
+
 def test_setting_names_values_and_resets():
     assert one("SET NAMES 'SJIS'")["setting"] == "client_encoding"
     assert one("SET TIME ZONE 'UTC'")["setting"] == "timezone"

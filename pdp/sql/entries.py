@@ -260,6 +260,9 @@ def set_fields(
         # The server searches pg_catalog first unless the path names it later.
         schemas = [a[1] if a is not None else "" for a in args]
         entry["pg_catalog_first"] = "pg_catalog" not in schemas or schemas[0] == "pg_catalog"
+        # each element as the server takes it: a quoted or string one exactly (a string
+        # holding a comma is one schema of that name), an unquoted one already folded
+        entry["schemas"] = schemas
 
 
 def option_read_write(options: Options) -> bool:

@@ -36,7 +36,8 @@
 #                              deferrability. Not memory (work_mem and the like are shared by
 #                              the whole server), not logging, triggers or catalogs. Checked
 #                              by value, with SET only (set_config's value is not read):
-#                              search_path (only with pg_catalog first), statement_timeout
+#                              search_path (pg_catalog first, and only the schemas of
+#                              postgres.reader_search_path), statement_timeout
 #                              (1 ms up to postgres.reader_statement_timeout_ms, the bound
 #                              the session opens with), transaction_read_only and
 #                              default_transaction_read_only, SET TRANSACTION and SET
@@ -511,9 +512,15 @@ pg_reader_may_set(s) if {
 	data.portcullis.postgres.lexing_settings[s.setting]
 }
 
+# search_path: pg_catalog first, and only schemas of postgres.reader_search_path. Another
+# schema in the path resolves an unqualified name the policy (and an approver) read as
+# the usual table to another schema's table of that name.
 pg_reader_may_set(s) if {
 	s.setting == "search_path"
 	s.pg_catalog_first
+	every schema in s.schemas {
+		data.portcullis.postgres.reader_search_path[schema]
+	}
 }
 
 pg_reader_may_set(s) if {
@@ -558,7 +565,19 @@ pg_startup_setting(name, value) := {
 	"reset": false,
 	"read_write": true,
 	"pg_catalog_first": pg_catalog_listed_first(value),
+	"schemas": pg_listed_schemas(value),
 }
+
+# The schemas of a search_path value as the server splits it: a quoted name exactly (""
+# for "), an unquoted one folded to lower case. A quoted name holding a comma is cut in
+# two here, and neither piece is a listed schema: refused, the safe mistake.
+pg_listed_schemas(value) := [pg_listed_schema(trim_space(part)) | some part in split(value, ",")]
+
+pg_listed_schema(part) := replace(substring(part, 1, count(part) - 2), `""`, `"`) if {
+	count(part) >= 2
+	startswith(part, `"`)
+	endswith(part, `"`)
+} else := lower(part)
 
 # search_path as the server reads it: pg_catalog searched first unless listed later.
 pg_catalog_listed_first(value) := true if {

@@ -141,6 +141,17 @@ test_start_up_settings_a_reader_could_not_set_are_refused_by_name if {
 	}
 }
 
+test_start_up_search_path_only_listed_schemas if {
+	every value in [`"$user", public`, `PUBLIC`, `pg_catalog, "public"`, ``] {
+		d := portcullis.decision with input as open_with(["readonly"], {"search_path": value})
+		d.verdict == "allow"
+	}
+	every value in [`archive`, `public, archive`, `"Public"`, `"public, archive"`, `pg_temp`] {
+		d := portcullis.decision with input as open_with(["readonly"], {"search_path": value})
+		d.verdict == "deny"
+	}
+}
+
 test_start_up_settings_are_dbas_to_choose if {
 	d := portcullis.decision with input as open_with(["dba"], {"session_replication_role": "replica"})
 	d.verdict == "allow"
@@ -198,8 +209,18 @@ test_reset_all_allowed if {
 }
 
 test_search_path_only_with_pg_catalog_first if {
-	verdict(["pii-readers"], [set_stmt("search_path", {"pg_catalog_first": true})]) == "allow"
-	verdict(["readonly"], [set_stmt("search_path", {"pg_catalog_first": false})]) == "deny"
+	verdict(["pii-readers"], [set_stmt("search_path", {"pg_catalog_first": true, "schemas": ["$user", "public"]})]) == "allow"
+	verdict(["readonly"], [set_stmt("search_path", {"pg_catalog_first": false, "schemas": ["public", "pg_catalog"]})]) == "deny"
+}
+
+test_search_path_only_listed_schemas if {
+	verdict(["pii-readers"], [set_stmt("search_path", {"pg_catalog_first": true, "schemas": []})]) == "allow"
+	verdict(["pii-readers"], [set_stmt("search_path", {"pg_catalog_first": true, "schemas": ["pg_catalog", "public"]})]) == "allow"
+	every path in [["archive"], ["public", "archive"], ["Public"], ["public, archive"], ["pg_temp"]] {
+		verdict(["readonly"], [set_stmt("search_path", {"pg_catalog_first": true, "schemas": path})]) == "deny"
+	}
+	# an entry from a classifier that does not say which schemas is refused
+	verdict(["readonly"], [set_stmt("search_path", {"pg_catalog_first": true})]) == "deny"
 }
 
 test_read_only_settings_never_to_read_write if {
