@@ -307,6 +307,8 @@ _SSN_HINT_ASCII = re.compile(_SSN_HINT.pattern.encode())
 # long or more, an email has an @, a card 13 digits and an SSN 9 (the gates below say so)
 _QUIET_BELOW = _MIN_TOKEN_TEXT
 _QUIET_DIGITS = min(_CARD_MIN, 9)
+# a JSON number below this in magnitude has fewer digits before any point than that
+_QUIET_NUMBER = 10 ** (_QUIET_DIGITS - 1)
 
 
 def _token_gate(data: bytes) -> bool:
@@ -617,22 +619,27 @@ class Masker:
 
         Its text is gone once parsed (4.111111111111111e15, 4111111111111111.0 and
         4111111111111111 are one value), so the detectors read what it is: an integer's
-        digits; a float's repr (what json.dumps writes) and, for a whole one, its digits.
-        A whole float of 16 to 19 digits past 2**53 stands for every integer rounding to
-        it — a 19-digit card among them whose digits are lost — so it is masked as a card
-        number whenever cards are (the safe mistake: such floats are rare)."""
+        digits, a whole float's digits, a fraction's integer part. A fraction's digits
+        after the point are not read: one in ten random floats of 16 such digits passes
+        the card check, and a number must stay a number. A whole float of 16 to 19 digits
+        past 2**53 stands for every integer rounding to it — a 19-digit card among them
+        whose digits are lost — so it is masked as a card number whenever cards are (the
+        safe mistake: such floats are rare). Below _QUIET_DIGITS digits no detector can
+        find anything, and the usual number stops at that comparison."""
         if isinstance(value, int):
+            if -_QUIET_NUMBER < value < _QUIET_NUMBER:
+                return None
             digits = str(value)
             masked = self._mask_text(digits, counts, "detector:")
             return masked if masked != digits else None
-        if not math.isfinite(value):
+        if -_QUIET_NUMBER < value < _QUIET_NUMBER or not math.isfinite(value):
             return None
-        text = repr(value)
-        masked = self._mask_text(text, counts, "detector:")
-        if masked != text:
-            return masked
         if not value.is_integer():
-            return None
+            whole, point, fraction = repr(value).partition(".")
+            if not point or "e" in fraction:
+                return None
+            masked = self._mask_text(whole, counts, "detector:")
+            return masked + point + fraction if masked != whole else None
         digits = str(int(value))
         masked = self._mask_text(digits, counts, "detector:")
         if masked != digits:
