@@ -364,6 +364,7 @@ async def test_a_recorded_terminal_plays_with_control_characters_inert(stack):
         [0.1, "o", "$ ls\r\n"],
         [0.4, "o", "\x1b[31mred\x1b[0m file\x07\r\n"],
         [0.9, "o", "\x1b]0;title\x07evil\u202etxt.exe\r\n"],
+        [1.0, "o", "mark\u200fed\u061cs\u200e\r\n"],
         [1.2, "i", "exit\r"],
     ]
     event = {"time": time.time(), "direction": "upstream", "type": "response",
@@ -381,6 +382,8 @@ async def test_a_recorded_terminal_plays_with_control_characters_inert(stack):
     # the player shows the whole recording once loaded, then plays it again from the start
     await expect(screen).to_contain_text("red file\\x07")
     await expect(screen).to_contain_text("evil\\u202etxt.exe")
+    # the implicit direction marks, as rendering.inert shows them (four hex digits)
+    await expect(screen).to_contain_text("mark\\u200fed\\u061cs\\u200e")
     assert "\x1b" not in await screen.inner_text() and "title" not in await screen.inner_text()
     await player.get_by_role("button", name="Play").click()
     await player.get_by_label("Speed").select_option("16")

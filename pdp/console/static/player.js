@@ -56,8 +56,9 @@
       if (c === "\b") { this.col = Math.max(0, this.col - 1); continue; }
       if (c === "\t") { do { this.put(" "); } while (this.col % 8); continue; }
       if (code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 || code === 0x2029 ||
-          (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069)) {
-        this.inert(code > 0xff ? "\\u" + code.toString(16) : hex(c)); continue;
+          (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069) ||
+          code === 0x200e || code === 0x200f || code === 0x061c) {
+        this.inert(code > 0xff ? "\\u" + ("000" + code.toString(16)).slice(-4) : hex(c)); continue;
       }
       this.put(c);
     }
