@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from portcullis.http_target import Target
-from proxies.http.codec import Head
+from proxies.http.codec import BadRequest, Head
 from proxies.http.codings import Undecodable, codings, decode_whole
 
 HOP_BY_HOP = frozenset(
@@ -298,23 +298,59 @@ def _media_type(head: Head) -> str:
 def policy_body(head: Head, body: bytes) -> tuple[Any, bool]:
     """(the body the policy sees or None, whether it was too large to inspect): a JSON
     body as its value, a form body (application/x-www-form-urlencoded) as name → value (a
-    list when a name repeats), as the query is."""
+    list when a name repeats), as the query is. A body whose media type names JSON is
+    read one way only or refused (BadRequest, see json_body)."""
     if not body:
         return None, False
     if len(body) > INSPECTED_BODY:
         return None, True
     content_type = _media_type(head)
-    if content_type == "application/json" or content_type.endswith("+json"):
-        try:
-            return json.loads(body), False
-        except ValueError:
-            return None, False
+    if "json" in content_type:
+        return json_body(head.get("content-type") or "", body), False
     if content_type == "application/x-www-form-urlencoded":
         try:
             return Target("/", body.decode("ascii")).query_params(), False
         except UnicodeDecodeError:
             return None, False
     return None, False
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _Duplicate("a name repeated in a JSON object")
+    return out
+
+
+def json_body(content_type: str, body: bytes) -> Any:
+    """A request body whose media type names JSON, as every parser reads it, or
+    BadRequest (400, nothing decided or forwarded). Refused: a name repeated in an object
+    (parsers keep the first, the last, or fail: Python's json the last, Go's and
+    Jackson's settings differ), text that is not UTF-8 or opens with a BOM (RFC 8259
+    §8.1; Python's json.loads(bytes), Jackson and body-parser read UTF-16/32 or skip the
+    BOM, the policy's re-reading would not), a charset other than UTF-8, text that is not
+    JSON, nesting deeper than the parser goes."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            raise BadRequest("a JSON body must be UTF-8")
+    if body.startswith(b"\xef\xbb\xbf"):
+        raise BadRequest("a JSON body may not open with a byte order mark")
+    try:
+        return json.loads(body.decode("utf-8"), object_pairs_hook=_unique)
+    except UnicodeDecodeError:
+        raise BadRequest("a JSON body must be UTF-8") from None
+    except _Duplicate:
+        raise BadRequest("a name repeated in a JSON object of the body") from None
+    except (ValueError, RecursionError):
+        raise BadRequest("a body typed as JSON that is not JSON") from None
 
 
 def names_method(body: bytes, seen: Any, form: bool = False) -> bool:

@@ -523,6 +523,12 @@ class ClientConnection(UpstreamExchange):
         try:
             request = Request(head, target, body, token, agent)
             return await self.exchange(request)
+        except BadRequest as exc:
+            # a body read more than one way (messages.json_body): nothing decided or sent
+            if self.output.sent != before:
+                raise
+            self.output.write(messages.problem(exc.status, "bad request", exc.reason, close=True))
+            return False
         finally:
             agent.in_flight -= 1
             agent.last_used = time.monotonic()

@@ -1,0 +1,111 @@
+"""Probing the HTTP proxy's request side as a reader (brief P3): what reached the upstream
+other than as it was decided, kept as tests.
+
+Real PDP with the shipped policy, the HTTP proxy, the aiohttp upstream of http_upstream.py,
+raw sockets for a client (the bytes are the attack). Each test is one way around a
+decision that worked before its fix:
+
+- a JSON body read one way by the policy and another by the upstream: a name given twice
+  (`{"_method": "DELETE", "_method": "GET"}`: the policy was shown the last, a parser
+  keeping the first acts on DELETE), a UTF-8 BOM or UTF-16 text (the proxy read them, the
+  PDP's re-reading of the recorded text did not: the policy was shown no body at all),
+  text typed as JSON that is not JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from http_upstream import http_stack
+from hypothesis import given
+from hypothesis import strategies as st
+from pdp_harness import token
+
+from proxies.http import messages
+from proxies.http.codec import BadRequest
+
+pytestmark = pytest.mark.integration
+
+
+async def exchange(port: int, data: bytes) -> bytes:
+    """What the proxy answers to `data` sent whole on a new connection (it is closed)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+
+
+def request(stack: Any, line: str, fields: str = "", body: bytes = b"") -> bytes:
+    bearer = token(stack.config, "mallory@example.com", ("readonly",))
+    head = f"{line}\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\n{fields}"
+    if body:
+        head += f"Content-Length: {len(body)}\r\n"
+    return (head + "Connection: close\r\n\r\n").encode("latin-1") + body
+
+
+def status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+JSON_BODIES = {
+    "duplicate": ("application/json", b'{"_method": "DELETE", "_method": "GET"}'),
+    "escaped duplicate": ("application/json", b'{"_method": "DELETE", "\\u005fmethod": "GET"}'),
+    "nested duplicate": ("application/vnd.api+json", b'{"a": {"role": "admin", "role": "x"}}'),
+    "bom": ("application/json", '\ufeff{"_method": "DELETE"}'.encode()),
+    "utf-16": ("application/json; charset=utf-16", '{"_method": "DELETE"}'.encode("utf-16-le")),
+    "utf-16 untold": ("application/json", '{"_method": "DELETE"}'.encode("utf-16-le")),
+    "latin-1": ("application/json; charset=iso-8859-1", b'{"r\xf4le": "admin"}'),
+    "not json": ("application/json", b'{"_method": "DELETE"}\x00'),
+    "deep": ("application/json", b"[" * 60000),
+}
+
+
+@pytest.mark.parametrize("case", sorted(JSON_BODIES))
+async def test_a_json_body_read_more_than_one_way_is_refused(tmp_path, case):
+    content_type, body = JSON_BODIES[case]
+    async with http_stack(tmp_path) as s:
+        answer = await exchange(
+            s.proxy.port,
+            request(s, "GET /echo/a HTTP/1.1", f"Content-Type: {content_type}\r\n", body),
+        )
+        # the same connection's reader still gets a JSON body read one way only
+        plain = await exchange(
+            s.proxy.port,
+            request(s, "GET /echo/b HTTP/1.1", "Content-Type: application/json\r\n", b'{"a": 1}'),
+        )
+    assert status(answer) == 400, answer[:200]
+    assert b"application/problem+json" in answer
+    assert status(plain) == 200
+    assert [r["raw_path"] for r in s.upstream.seen] == ["/echo/b"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=20,
+)
+
+
+def escaped(name: str) -> str:
+    """A JSON string of `name` with every character written as \\uXXXX (UTF-16 units)."""
+    units = name.encode("utf-16-be")
+    return (
+        '"' + "".join(f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2)) + '"'
+    )
+
+
+@given(json_values, st.text(max_size=3))
+def test_json_body_reads_every_text_without_a_repeated_name_as_json_does(value, name):
+    text = json.dumps({"v": value}, ensure_ascii=False)
+    assert messages.json_body("application/json", text.encode()) == {"v": value}
+    # the same object with a name given twice is refused, however the second is spelled
+    doubled = "{" + json.dumps(name) + ": " + json.dumps(value) + ", " + escaped(name) + ": 1}"
+    assert json.loads(doubled) == {name: 1}  # (what a last-wins reader shows the policy)
+    with pytest.raises(BadRequest):
+        messages.json_body("application/json; charset=utf-8", doubled.encode())
