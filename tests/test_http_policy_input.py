@@ -33,6 +33,28 @@ def test_the_builder_reads_the_request_line():
     assert "path" not in refused
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"_method": "DELETE", "_method": "GET"}',
+        '{"a": {"role": "admin", "\\u0072ole": "reader"}}',
+        '\ufeff{"_method": "DELETE"}',
+        "[" * 5000,
+        "not json",
+    ],
+    ids=["duplicate", "escaped-duplicate", "bom", "deep", "not-json"],
+)
+def test_a_json_body_read_more_than_one_way_leaves_no_path(body):
+    """The last of two values is not what a first-wins upstream acts on; the policy is
+    shown no path (no rule allows), not one of the readings."""
+    got = http_command(
+        "http.request",
+        f"GET /echo HTTP/1.1\nbody: 9 bytes sha256:00\n\n{body}",
+        {"headers": {"content-type": "application/json; charset=utf-8"}, "body": {"n": 1}},
+    )
+    assert "path" not in got and "body" not in got and got["method"] == "GET"
+
+
 async def test_a_proxys_path_is_not_trusted(tmp_path):
     connection = {
         "name": "billing-api",

@@ -330,7 +330,8 @@ def http_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, A
     """input.command.http: method, path and query re-derived from the request line the
     proxy recorded as `raw` (normalised as the proxy must have forwarded it), never taken
     from the proxy's say; a body shown whole in `raw` is read from there. A request line
-    that does not normalise leaves `path` out, which no rule allows."""
+    that does not normalise, or a JSON body that does not read one way only, leaves
+    `path` out, which no rule allows."""
     from portcullis.http_target import TargetRefused, normalise
 
     details = {k: v for k, v in attributes.items() if k not in ("method", "path", "query")}
@@ -347,12 +348,23 @@ def http_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, A
     _, blank, body = rest.partition("\n\n")
     headers = details.get("headers")
     content_type = str(headers.get("content-type", "")) if isinstance(headers, dict) else ""
-    if blank and "json" in content_type.lower():
+    if blank and "json" in content_type.split(";")[0].lower():
+        # read one way only (as the proxy's messages.json_body): a name given twice, text
+        # that is not JSON (a BOM), nesting past the parser is decided with no path, which
+        # no rule allows — the upstream's parser may keep the first of two values
         try:
-            details["body"] = json.loads(body)
-        except ValueError:
-            details.pop("body", None)
+            details["body"] = json.loads(body, object_pairs_hook=_unique_names)
+        except (ValueError, RecursionError):
+            for key in ("body", "path", "query"):
+                details.pop(key, None)
     return details
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a name repeated in a JSON object")
+    return out
 
 
 # the second now_text() wrote last: (unix second, its RFC 3339 text up to the seconds)
