@@ -29,6 +29,7 @@ from typing import Any
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
+from proxies.ssh.stream import mask_shown
 
 MAX_MASKED_DOCUMENT = 8 * 1024 * 1024
 MAX_RECORD = 1024 * 1024  # one NDJSON line or SSE event
@@ -228,7 +229,9 @@ class BodyMask:
         return _dump(masked)
 
     def _text(self, text: str) -> str:
-        masked, counts = self.masker.mask_text(text)
+        # read as a terminal shows it too (a client's `curl` prints it to one): a card
+        # split by colour codes or overstrike is masked, as in SSH output
+        masked, counts = mask_shown(self.masker, text)
         self.counts.update({f"detector:{k}": v for k, v in counts.items()})
         return masked
 

@@ -42,14 +42,21 @@ OVERLAP = 1024
 SPACES = (b" ", b"\t")
 CUT_TRIES = 8  # spaces tried back from the cut before the line goes out whole
 NOTHING_FOUND: Counter[str] = Counter()  # shared, never added to
-LINE_ENDS = (b"\n", b"\r")
 # ECMA-48 control sequences a terminal interprets rather than shows: CSI (ESC [ or C1 CSI)
 # with its parameters, OSC / DCS / APC / PM / SOS strings to their terminator, and two-byte
 # escapes
 _ESCAPES = re.compile(
     "(?:\x1b\\[|\x9b)[0-?]*[ -/]*[@-~]|\x1b[\\]P_^X][^\x07\x1b]*(?:\x07|\x1b\\\\)?|\x1b[ -/]*[0-~]"
 )
-_OVERSTRUCK = re.compile("[^\x08\n\r]\x08")
+# what makes a line's text differ from what a screen shows of it: control sequences,
+# backspaces, and a carriage return that is not a line end's (CR LF)
+_CONTROLS = re.compile("[\x1b\x9b\x08]|\r(?!\n|$)")
+_CONTROLS_ASCII = re.compile(b"[\x1b\x08]|\xc2\x9b|\r(?!\n|$)")
+# a line read as a screen shows it: control sequences, runs of text, one control
+_SCREEN = re.compile(f"(?P<esc>{_ESCAPES.pattern})|(?P<text>[^\x1b\x9b\r\x08\t]+)|(?P<ctl>.)", re.S)
+# the control sequences that move the cursor along a line, or erase it: CUF, CUB, CHA, EL
+_MOVES = re.compile("(?:\x1b\\[|\x9b)([0-9]*)([CDGK])")
+TAB_STOP = 8
 CAST_VERSION = 2
 RECORDED_PER_SECOND = 64 * 1024
 
@@ -74,7 +81,9 @@ class MaskedOutput:
     def feed(self, data: bytes) -> bytes:
         """Masked bytes ready to send; the tail after the last line end is held."""
         data = self._held + data
-        cut = max(data.rfind(end) for end in LINE_ENDS) + 1
+        # a line ends at LF: a CR alone moves the cursor back over the same line, whose
+        # screen the detectors read whole (mask_shown)
+        cut = data.rfind(b"\n") + 1
         if len(data) - cut <= HOLD_LIMIT:
             self._held = data[cut:]
             return self._mask(data[:cut]) if cut else b""
@@ -124,34 +133,12 @@ class MaskedOutput:
         """data masked by the detectors, and what each found (nothing counted yet)."""
         if b"\x00" in data or not data.isascii():
             data = self._readable(data)
-        if b"\x1b" in data or b"\xc2\x9b" in data or b"\x08" in data:
-            return self._masked_styled(data)
+        if _CONTROLS_ASCII.search(data):
+            masked, counts = mask_shown(self.masker, data.decode("utf-8"))
+            return (masked.encode("utf-8") if counts else data), counts
         if not self.masker.may_detect(data):
             return data, NOTHING_FOUND
         masked, counts = self.masker.mask_text(data.decode("utf-8"))
-        if not counts:
-            return data, counts
-        return masked.encode("utf-8"), counts
-
-    def _masked_styled(self, data: bytes) -> tuple[bytes, Counter[str]]:
-        """Text with terminal escape sequences (colours: grep --color, a coloured log line)
-        or backspaces (overstrike) shows without them what the detectors read:
-        '\x1b[1m4111\x1b[m 1111 1111 1111' is a card on the screen. Read with them taken
-        out as well; when that finds more, the text goes out so, masked (its styling lost),
-        else as masked with them."""
-        text = data.decode("utf-8")
-        plain = _ESCAPES.sub("", text)
-        while "\x08" in plain:  # overstrike (4<BS>4, nroff's bold) shows the last character
-            struck = _OVERSTRUCK.sub("", plain)
-            if struck == plain:
-                break
-            plain = struck
-        if not self.masker.may_detect(plain.encode("utf-8")):
-            return data, NOTHING_FOUND
-        masked, counts = self.masker.mask_text(text)
-        plain_masked, plain_counts = self.masker.mask_text(plain)
-        if plain_counts.total() > counts.total():
-            return plain_masked.encode("utf-8"), plain_counts
         if not counts:
             return data, counts
         return masked.encode("utf-8"), counts
@@ -170,6 +157,74 @@ class MaskedOutput:
                 raise Unreadable("the output holds NUL bytes (binary, or UTF-16 text)")
             text = text.replace("\x00", "")
         return text.encode("utf-8")
+
+
+def shown(text: str) -> str:
+    """text as a terminal shows it, line by line: control sequences taken out (those that
+    move the cursor along the line or erase it acted on), a backspace or a carriage return
+    moving the cursor back (what follows overwrites: 4<BS>4 is nroff's bold, and
+    '4111 1111 XXXX 1111<CR>4111 1111 1111' shows a card), a tab moving it to the next
+    stop. A line's ending CR (CR LF) is kept."""
+    return "\n".join(_screen_line(line) if _CONTROLS.search(line) else line
+                     for line in text.split("\n"))  # fmt: skip
+
+
+def _screen_line(line: str) -> str:
+    end = "\r" if line.endswith("\r") else ""
+    cells: list[str] = []
+    col = 0
+    for found in _SCREEN.finditer(line[: len(line) - len(end)]):
+        if found["text"] is not None:
+            text = found["text"]
+            if col > len(cells):
+                cells.extend(" " * (col - len(cells)))
+            cells[col : col + len(text)] = text
+            col += len(text)
+        elif found["esc"] is not None:
+            move = _MOVES.fullmatch(found["esc"])
+            if move is None:
+                continue
+            count, what = int(move[1] or 0), move[2]
+            if what == "C":
+                col += max(count, 1)
+            elif what == "D":
+                col = max(col - max(count, 1), 0)
+            elif what == "G":
+                col = max(count, 1) - 1
+            elif count == 0:  # EL 0: the cursor to the line's end
+                del cells[col:]
+            else:  # EL 1 / 2: the line's start to the cursor, or all of it, blanked
+                upto = min(col + 1, len(cells)) if count == 1 else len(cells)
+                cells[:upto] = " " * upto
+        elif found["ctl"] == "\r":
+            col = 0
+        elif found["ctl"] == "\x08":
+            col = max(col - 1, 0)
+        elif found["ctl"] == "\t":
+            col = (col // TAB_STOP + 1) * TAB_STOP
+    return "".join(cells) + end
+
+
+def mask_shown(masker: Masker, text: str) -> tuple[str, Counter[str]]:
+    """text masked so that neither it nor what a screen shows of it (`shown`) holds a value
+    the detectors find: a card split by colour codes ('4111\x1b[0m 1111 1111 1111'), by
+    overstrike, or overwritten into place by a carriage return shows whole on a screen
+    while the detectors read its pieces apart, and a value inside a control sequence (a
+    window title) is read though not shown. The text masked as it is goes out when what a
+    screen shows of that holds nothing the detectors find (its styling kept); else what
+    the screen shows, masked (styling, and the overwritten text, lost). Text without
+    control characters is masked as it is."""
+    if not _CONTROLS.search(text):
+        return masker.mask_text(text)
+    screen = shown(text)
+    if not masker.may_detect(text.encode("utf-8")) and not masker.may_detect(
+        screen.encode("utf-8")
+    ):
+        return text, NOTHING_FOUND
+    masked, counts = masker.mask_text(text)
+    if not masker.mask_text(shown(masked))[1]:
+        return masked, counts
+    return masker.mask_text(screen)
 
 
 def _complete(data: bytes) -> int:

@@ -1,0 +1,91 @@
+"""SSH probe, part 3: output a screen shows other than the detectors read it (a line
+overwritten by carriage returns), SFTP reads and forwards of users under masks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pdp_harness import REGO
+from test_ssh_proxy import Stack, ssh_stack
+
+from portcullis.masking import DETECTORS, Masker
+from portcullis.verdict import MaskRule
+from proxies.ssh.stream import MaskedOutput, shown
+
+pytestmark = pytest.mark.integration
+
+READER = ("readonly",)
+
+CARD = "4111 1111 1111 1111"
+# each shows the card on a terminal, while no piece between carriage returns holds it
+OVERWRITTEN = [
+    b"4111 1111 XXXX 1111\r4111 1111 1111\n",
+    b"pay XXXX 1111 1111 1111\rpay 4111\r\n",
+    b"XXXX\r\x1b[5C1111 1111 1111\r4111\n",  # cursor forward over what stays
+    b"4111 1111 1111 XXXX\r\t\t\x081111\n",  # tab stops, a backspace
+]
+
+
+def masker() -> Masker:
+    return Masker([MaskRule(detector=d) for d in DETECTORS], b"k" * 32)
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with ssh_stack(tmp_path) as s:
+        yield s
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+@pytest.mark.parametrize("line", OVERWRITTEN)
+@pytest.mark.parametrize("split", [0, 5, 21])
+def test_a_line_overwritten_by_carriage_returns_is_masked_as_shown(
+    line: bytes, terminal: bool, split: int
+) -> None:
+    out = MaskedOutput(masker(), terminal)
+    sent = out.feed(line[:split]) + out.feed(line[split:]) + out.flush()
+    assert CARD not in shown(sent.decode()), sent
+    assert out.counts["detector:credit_card"] == 1
+
+
+def test_progress_lines_without_values_pass_as_they_are() -> None:
+    out = MaskedOutput(masker())
+    data = b" 10%\r 50%\r100%\r\ndone\n"
+    assert out.feed(data) + out.flush() == data
+
+
+def policy_allowing(tmp: Path, pattern: str, **ssh: object) -> Path:
+    target = tmp / "policy"
+    shutil.copytree(REGO, target, ignore=shutil.ignore_patterns("*_test.rego"))
+    data = json.loads((target / "data.json").read_text())
+    data["portcullis"]["ssh"]["allowed_commands"].append(pattern)
+    data["portcullis"]["ssh"].update(ssh)
+    (target / "data.json").write_text(json.dumps(data))
+    return target
+
+
+async def test_carriage_returns_through_the_proxy(tmp_path: Path) -> None:
+    """A reader's `cat` (exec, no terminal) and a dba's shell (a terminal), both outside
+    pii-readers, through the proxy, the PDP and sshd (asyncssh client): what the client's
+    screen shows holds no card (before: each piece between CRs was masked alone)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "cr.log").write_bytes(b"".join(OVERWRITTEN))
+    policy = str(policy_allowing(tmp_path, f"cat {logs}/*"))
+    async with ssh_stack(tmp_path, extra={"policies": policy}) as s:
+        async with await s.connect(READER) as conn:
+            result = await conn.run(f"cat {logs}/cr.log")
+        async with await s.connect(("dba",)) as conn:
+            process = await conn.create_process(term_type="xterm", term_size=(100, 30))
+            process.stdin.write(f"cat {logs}/cr.log; echo DO''NE\n")
+            screen = await process.stdout.readuntil("DONE\r\n")
+            process.stdin.write("exit\n")
+            await process.wait()
+    assert result.exit_status == 0, result
+    assert str(result.stdout).count("**** 1111") == 4, result.stdout
+    for text in (str(result.stdout), screen):
+        assert CARD not in shown(text), text
