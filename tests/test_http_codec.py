@@ -91,6 +91,8 @@ def test_chunked_body_with_extension_and_trailer():
         (b"GET /a HTTP/1.1\nHost: a\r\n\r\n", 400),
         (b"GET /a HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400),
         (b"GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET /a HTTP/1.1\r\nHost: a\r\nContent-Type: a/b\r\nContent-Type: a/b\r\n\r\n", 400),
+        (b"GET /a HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain, a/json\r\n\r\n", 400),
         (b"GET /a HTTP/1.1\r\n\r\n", 400),
         (b"get /a HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         (b"G@T /a HTTP/1.1\r\nHost: a\r\n\r\n", 400),

@@ -9,7 +9,10 @@ decision that worked before its fix:
   (`{"_method": "DELETE", "_method": "GET"}`: the policy was shown the last, a parser
   keeping the first acts on DELETE), a UTF-8 BOM or UTF-16 text (the proxy read them, the
   PDP's re-reading of the recorded text did not: the policy was shown no body at all),
-  text typed as JSON that is not JSON.
+  text typed as JSON that is not JSON;
+- a body typed twice (`Content-Type: application/x-www-form-urlencoded` and
+  `Content-Type: text/plain`, or both in one value): the policy was shown no body (the
+  types joined name no form), the upstream (aiohttp: the first) read the form.
 """
 
 from __future__ import annotations
@@ -109,3 +112,23 @@ def test_json_body_reads_every_text_without_a_repeated_name_as_json_does(value, 
     assert json.loads(doubled) == {name: 1}  # (what a last-wins reader shows the policy)
     with pytest.raises(BadRequest):
         messages.json_body("application/json; charset=utf-8", doubled.encode())
+
+
+@pytest.mark.parametrize(
+    "types",
+    [
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Type: text/plain\r\n",
+        "Content-Type: application/x-www-form-urlencoded, text/plain\r\n",
+        "Content-Type: text/plain\r\nContent-Type: application/json\r\n",
+    ],
+    ids=["two-fields", "one-field", "json-second"],
+)
+async def test_a_body_typed_more_than_once_is_refused(tmp_path, types):
+    async with http_stack(tmp_path) as s:
+        answer = await exchange(
+            s.proxy.port, request(s, "GET /echo/a HTTP/1.1", types, b"role=admin&n=1")
+        )
+    # the proxy's own problem: before, the bytes went upstream (aiohttp refuses two
+    # Content-Type fields itself, with a text/plain 400; Node's parser keeps the first)
+    assert status(answer) == 400 and b"application/problem+json" in answer, answer[:300]
+    assert s.upstream.seen == []

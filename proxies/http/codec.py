@@ -5,8 +5,9 @@ message body's framing (§6: Content-Length, chunked transfer coding §7.1) and 
 request ends and the next begins on a kept-alive connection. Anything a lenient server
 and a strict one could read two ways is refused with `BadRequest` (the proxy answers 400
 and forwards nothing): a bare LF, obs-fold (§5.2), whitespace before a colon (§5.1),
-control characters, a duplicate or malformed Content-Length, Transfer-Encoding other than
-exactly `chunked` or next to a Content-Length (§6.3), an invalid chunk size, a head or
+control characters, a duplicate or malformed Content-Length, more than one Content-Type,
+Transfer-Encoding other than exactly `chunked` or next to a Content-Length (§6.3), an
+invalid chunk size, a head or
 body larger than the limits, a method that is no upper-case token, CONNECT, a missing or
 repeated Host, an absolute-form target (§3.2.2) whose authority is not the Host.
 
@@ -177,6 +178,10 @@ def _framed(
     if host and not _HOST.fullmatch(host):
         raise BadRequest("invalid Host")
     target = _origin_form(target, host, method)
+    types = index.get("content-type", ())
+    if len(types) > 1 or (types and "," in types[0].partition(";")[0]):
+        # how the body is read: servers take the first, the last, or join them
+        raise BadRequest("more than one Content-Type")
     encodings = index.get("transfer-encoding", ())
     lengths = index.get("content-length", ())
     chunked = False
