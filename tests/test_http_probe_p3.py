@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,9 +27,12 @@ from http_upstream import http_stack
 from hypothesis import given
 from hypothesis import strategies as st
 from pdp_harness import token
+from test_mcp_exchange import RESULT, SSE, agent_of, chunks, event, read, tool_call
+from test_mcp_proxy import mcp_stack
 
 from proxies.http import messages
 from proxies.http.codec import BadRequest
+from proxies.http.mcp import Forward, Reply
 
 pytestmark = pytest.mark.integration
 
@@ -132,3 +136,33 @@ async def test_a_body_typed_more_than_once_is_refused(tmp_path, types):
     # Content-Type fields itself, with a text/plain 400; Node's parser keeps the first)
     assert status(answer) == 400 and b"application/problem+json" in answer, answer[:300]
     assert s.upstream.seen == []
+
+
+async def test_a_request_id_equal_in_value_to_one_in_flight_does_not_unmask_it(
+    tmp_path: Path,
+) -> None:
+    """JSON-RPC says 5 and "5" are two ids; a server keying its requests by text (a
+    JavaScript object, a map of strings) takes them for one and may answer the call with
+    "5". The ping "5" (read without a mask) must not be the handling that answer meets."""
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        call = await mallory.send("POST", tool_call(5, "find_customer", name="Ann"))
+        assert isinstance(call, Forward) and call.reads
+        for second in (
+            {"jsonrpc": "2.0", "id": "5", "method": "ping"},
+            [{"jsonrpc": "2.0", "id": "5", "method": "ping"}],
+        ):
+            reused = await mallory.send("POST", second)
+            if isinstance(reused, Forward):
+                answer = event({"jsonrpc": "2.0", "id": "5", "result": RESULT})
+                got = await read(await reused.response(200, list(SSE), chunks(answer)))
+                assert b"ann@example.com" not in got and b"4111 1111" not in got, got
+            else:
+                assert isinstance(reused, Reply)
+        # a batch naming both spellings is refused whole
+        both = [
+            {"jsonrpc": "2.0", "id": 7, "method": "ping"},
+            {"jsonrpc": "2.0", "id": "7", "method": "ping"},
+        ]
+        assert isinstance(await mallory.send("POST", both), Reply)

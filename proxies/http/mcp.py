@@ -201,6 +201,11 @@ class McpExchange:
             why = "a request id still in flight in this session"
             session.record_response(kind="mcp.refused", reason=why)
             return _refusal(codec.Refused(why))
+        if len({str(m.id) for m in parsed.requests}) != len(parsed.requests):
+            # 5 and "5" (two ids to JSON-RPC, one to the session: mcp_sessions._id_key)
+            why = "a batch names one request id twice, as a number and as a string"
+            session.record_response(kind="mcp.refused", reason=why)
+            return _refusal(codec.Refused(why))
         wait = prefer_wait(headers)
         for message in parsed.messages:
             if message.kind == "notification" and message.method == "notifications/cancelled":

@@ -105,8 +105,10 @@ class McpSession:
 
 
 def _id_key(request_id: str | int) -> Hashable:
-    # 1 and "1" are different JSON-RPC ids
-    return (type(request_id).__name__, request_id)
+    # 1 and "1" are different JSON-RPC ids, but a server keying its requests by text (a
+    # JavaScript object, a map of strings) takes them for one and may answer either with
+    # the other's id: one id in flight here, so no answer meets the other's handling
+    return str(request_id)
 
 
 class SessionBinding:
