@@ -10,6 +10,10 @@ decision that worked before its fix:
   keeping the first acts on DELETE), a UTF-8 BOM or UTF-16 text (the proxy read them, the
   PDP's re-reading of the recorded text did not: the policy was shown no body at all),
   text typed as JSON that is not JSON;
+- a body on a GET sent on a kept upstream connection: a server that reads no body on a
+  GET (CL.0: a static file handler, a redirect) took `DELETE /admin HTTP/1.1` + `X: `
+  from it as the start of the next request, and the proxy's next request on that
+  connection (any client's) completed it — with the upstream credential in its headers;
 - a body typed twice (`Content-Type: application/x-www-form-urlencoded` and
   `Content-Type: text/plain`, or both in one value): the policy was shown no body (the
   types joined name no form), the upstream (aiohttp: the first) read the form.
@@ -18,15 +22,17 @@ decision that worked before its fix:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from http_upstream import http_stack
+from http_upstream import SECRET, http_stack
 from hypothesis import given
 from hypothesis import strategies as st
-from pdp_harness import token
+from pdp_harness import free_port, token
 from test_mcp_exchange import RESULT, SSE, agent_of, chunks, event, read, tool_call
 from test_mcp_proxy import mcp_stack
 
@@ -166,3 +172,60 @@ async def test_a_request_id_equal_in_value_to_one_in_flight_does_not_unmask_it(
             {"jsonrpc": "2.0", "id": "7", "method": "ping"},
         ]
         assert isinstance(await mallory.send("POST", both), Reply)
+
+
+@contextlib.asynccontextmanager
+async def cl0_upstream(seen: list[tuple[str, bool]]) -> AsyncIterator[int]:
+    """An upstream that reads no body on a GET (Content-Length ignored, as CL.0 back-ends
+    do on static files): what follows the head is read as the next request. `seen`: each
+    request line it reads and whether the upstream credential came with it."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method = lines[0].split(" ")[0]
+                seen.append((lines[0], any(SECRET in line for line in lines[1:])))
+                length = next(
+                    (int(v) for n, _, v in (x.partition(":") for x in lines[1:])
+                     if n.strip().lower() == "content-length"),
+                    0,
+                )  # fmt: skip
+                if method != "GET" and length:
+                    await reader.readexactly(length)
+                close = any(x.lower() == "connection: close" for x in lines[1:])
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n"
+                    + (b"connection: close\r\n" if close else b"")
+                    + b"\r\nok"
+                )
+                await writer.drain()
+                if close:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    try:
+        yield port
+    finally:
+        server.close()
+
+
+async def test_a_body_on_a_get_cannot_prefix_the_next_request_upstream(tmp_path):
+    seen: list[tuple[str, bool]] = []
+    async with (
+        cl0_upstream(seen) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        smuggled = b"DELETE /admin HTTP/1.1\r\nX-Ignore: "
+        first = await exchange(s.proxy.port, request(s, "GET /static.css HTTP/1.1", body=smuggled))
+        # the next request (another connection; the same upstream connection if kept)
+        second = await exchange(s.proxy.port, request(s, "GET /next HTTP/1.1"))
+    assert status(first) == 200 and status(second) == 200
+    assert not any(line.startswith("DELETE") for line, _ in seen), seen
+    assert seen == [("GET /static.css HTTP/1.1", True), ("GET /next HTTP/1.1", True)]

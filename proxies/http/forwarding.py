@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 # request headers that do not go upstream when the answer is to be masked
 _MASKED_DROPPED = frozenset({"accept-encoding", "range", "if-range"})
+# methods whose request body every server reads (RFC 9110 §9.3): a body on any other goes
+# on an upstream connection that is not reused (forward)
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 RECORDED_BODY = 1024  # characters of a request's and a response's body in its recording
 WHOLE = 256 * 1024  # a response body of known length up to this is checked before its head
 
@@ -197,10 +200,19 @@ class UpstreamExchange:
             # as the document is: Range and If-Range do not go, the answer is the whole
             sent = [(n, v) for n, v in sent if _dashed(n.lower()) not in _MASKED_DROPPED]
             sent.append(("accept-encoding", "identity"))
+        reuse = not sent_body or method in _BODY_METHODS
+        if not reuse:
+            # a body on a method that defines none (GET, HEAD, DELETE, OPTIONS, ...): a
+            # server that reads no body there (CL.0: a static file handler, a redirect)
+            # reads it as the start of the next request on the connection, which the
+            # proxy's next request (any client's, with the credential) would complete.
+            # Its connection carries nothing after it: closed once answered, never kept.
+            sent = [(n, v) for n, v in sent if n.lower() != "connection"]
+            sent.append(("connection", "close"))
         wire = request_head(method, self.upstream_target(request), sent, sent_body)
         if headers is None and sent_body is None:
             self._wire_memo = (head, lease, masking, wire)
-        return pool.send(method, wire + (sent_body or b""))
+        return pool.send(method, wire + (sent_body or b""), reuse)
 
     async def forward_and_answer(self, request: Request, raw: str, ruling: Ruling) -> bool:
         session = request.session

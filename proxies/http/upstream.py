@@ -458,11 +458,12 @@ class UpstreamPool:
         response (then release() it)."""
         return await self.send(method, request_head(method, target, headers, body) + (body or b""))
 
-    async def send(self, method: str, wire: bytes) -> UpstreamResponse:
+    async def send(self, method: str, wire: bytes, reuse: bool = True) -> UpstreamResponse:
         """request(), its bytes made already (request_head and the body after it).
 
         On a kept connection first; one that was closed under the request before any
-        answer came is tried once more on a new one, for an idempotent method only."""
+        answer came is tried once more on a new one, for an idempotent method only.
+        `reuse` False: the connection is closed after this answer, never kept."""
         conn = self._idle_connection()
         retry = conn is not None
         if conn is None:
@@ -501,7 +502,10 @@ class UpstreamPool:
                         # is another protocol, which no answer of this pool may be read from
                         raise UpstreamError("the upstream switched protocols unasked")
                     if head.status >= 200:
-                        return UpstreamResponse(self, conn, method, head)
+                        response = UpstreamResponse(self, conn, method, head)
+                        if not reuse:
+                            response._keep = False
+                        return response
                     # an interim answer (100 Continue, 103 Early Hints): the final one follows
             except (ConnectionResetError, BrokenPipeError, _Stale):
                 conn.close()
