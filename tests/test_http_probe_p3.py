@@ -9,7 +9,8 @@ decision that worked before its fix:
   (`{"_method": "DELETE", "_method": "GET"}`: the policy was shown the last, a parser
   keeping the first acts on DELETE), a UTF-8 BOM or UTF-16 text (the proxy read them, the
   PDP's re-reading of the recorded text did not: the policy was shown no body at all),
-  text typed as JSON that is not JSON;
+  text typed as JSON that is not JSON; likewise a form in UTF-16 (its charset named:
+  Django and ASP.NET decode it so, the policy was shown NUL-separated pairs);
 - a body on a GET sent on a kept upstream connection: a server that reads no body on a
   GET (CL.0: a static file handler, a redirect) took `DELETE /admin HTTP/1.1` + `X: `
   from it as the start of the next request, and the proxy's next request on that
@@ -76,6 +77,11 @@ JSON_BODIES = {
     "latin-1": ("application/json; charset=iso-8859-1", b'{"r\xf4le": "admin"}'),
     "not json": ("application/json", b'{"_method": "DELETE"}\x00'),
     "deep": ("application/json", b"[" * 60000),
+    # (not JSON: a form in the charset it names, as Django and ASP.NET decode it)
+    "utf-16 form": (
+        "application/x-www-form-urlencoded; charset=utf-16le",
+        "_method=DELETE".encode("utf-16-le"),
+    ),
 }
 
 
