@@ -31,15 +31,17 @@ from typing import Any
 
 import pytest
 from http_upstream import SECRET, http_stack
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pdp_harness import free_port, token
 from test_mcp_exchange import RESULT, SSE, agent_of, chunks, event, read, tool_call
 from test_mcp_proxy import mcp_stack
 
+from portcullis.http_target import TargetRefused, normalise
 from proxies.http import messages
-from proxies.http.codec import BadRequest
+from proxies.http.codec import BadRequest, Body, End, Head, RequestReader
 from proxies.http.mcp import Forward, Reply
+from proxies.http.upstream import request_head
 
 pytestmark = pytest.mark.integration
 
@@ -235,3 +237,94 @@ async def test_a_body_on_a_get_cannot_prefix_the_next_request_upstream(tmp_path)
     assert status(first) == 200 and status(second) == 200
     assert not any(line.startswith("DELETE") for line, _ in seen), seen
     assert seen == [("GET /static.css HTTP/1.1", True), ("GET /next HTTP/1.1", True)]
+
+
+FIELD_NAMES = [
+    "X-A", "x_a", "Content-Type", "Accept", "Content-Length", "Transfer-Encoding",
+    "Connection", "Host", "Te", "Trailer", "Expect", "X-HTTP-Method-Override", "Upgrade",
+    "Keep-Alive", "Content-Encoding", "Authorization", "X-Forwarded-Host",
+]  # fmt: skip
+VALUE_PARTS = [
+    *"abc ,;=\t\"5-01", "\x80", "\xff", "identity", "chunked", "ChUnKeD", "close",
+    "keep-alive", "0", " 5", "5 ",
+]  # fmt: skip
+TAILS = [
+    b"",
+    b"hello",
+    b"0\r\n\r\n",
+    b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"5\r\nhello\r\n0\r\n\r\n",
+]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"]),
+    st.sampled_from(["/a", "/a?b=1&b=2", "/%2e%2e/a", "//a/./b", "http://h/a", "*", "/a;b"]),
+    st.sampled_from(["HTTP/1.1", "HTTP/1.0"]),
+    st.lists(
+        st.tuples(st.sampled_from(FIELD_NAMES), st.lists(st.sampled_from(VALUE_PARTS), max_size=5)),
+        max_size=6,
+    ),
+    st.sampled_from([None, "length", "chunked", " ChUnKeD"]),
+    st.integers(0, 6),
+    st.booleans(),
+    st.one_of(st.sampled_from(TAILS), st.binary(max_size=12)),
+)
+def test_what_the_codec_accepts_h11_reads_alike_and_the_upstream_gets_what_was_read(
+    method, target, version, fields, framing, at, host, tail
+):
+    """Differential (h11, a strict HTTP/1.1 reader, as the reference): any request the
+    proxy's codec reads, h11 reads as the same method and body, ending at the same byte;
+    and the bytes the proxy sends upstream for it (upstream_request_headers, request_head)
+    are read by h11 as exactly the normalised target, the headers and the body decided,
+    with nothing after them — no request of its own for the upstream to find."""
+    h11 = pytest.importorskip("h11")
+    lines = [("Host", "h")] if host else []
+    lines += [(name, "".join(parts)) for name, parts in fields]
+    if framing == "length":
+        lines.insert(min(at, len(lines)), ("Content-Length", "5"))
+        tail = b"hello" + tail
+    elif framing:
+        lines.insert(min(at, len(lines)), ("Transfer-Encoding", framing))
+        tail = b"5;a=b\r\nhello\r\n0\r\nAuthorization: x\r\n\r\n" + tail
+    data = f"{method} {target} {version}\r\n".encode() + b"".join(
+        f"{n}: {v}\r\n".encode("latin-1") for n, v in lines
+    ) + b"\r\n" + tail  # fmt: skip
+    codec = RequestReader()
+    try:
+        events = codec.feed(data)
+    except BadRequest:
+        return
+    if not any(isinstance(e, End) for e in events):
+        return  # (waiting for more)
+    head = events[0]
+    assert isinstance(head, Head)
+    body = b"".join(e.data for e in events if isinstance(e, Body))
+
+    def read(wire: bytes) -> tuple[Any, bytes, bytes]:
+        reader = h11.Connection(h11.SERVER)
+        reader.receive_data(wire)
+        request, got = reader.next_event(), b""
+        while not isinstance(event := reader.next_event(), h11.EndOfMessage):
+            got += bytes(event.data)
+        return request, got, bytes(reader.trailing_data[0])
+
+    request, got, after = read(data)
+    assert (request.method.decode(), got) == (head.method, body)
+    assert after == codec.take_buffered()  # the next request starts at the same byte
+    try:
+        decided = normalise(head.target)
+    except TargetRefused:
+        return  # (answered 400 by the proxy, nothing sent)
+    headers = [*messages.upstream_request_headers(head, "192.0.2.1", "http"), ("host", "up")]
+    sent = body if body or head.method in ("POST", "PUT", "PATCH") else None
+    request, got, after = read(request_head(head.method, decided.forward, headers, sent) + body)
+    assert request.target.decode() == decided.forward
+    read_fields = [
+        (n.decode().lower(), v.decode("latin-1")) for n, v in request.headers.raw_items()
+    ]
+    assert [f for f in read_fields if f[0] != "content-length"] == [
+        (n.lower(), v) for n, v in headers
+    ]
+    assert got == body and after == b""
