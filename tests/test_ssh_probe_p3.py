@@ -3,11 +3,13 @@ overwritten by carriage returns), SFTP reads and forwards of users under masks."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncssh
 import pytest
 from pdp_harness import REGO
 from test_ssh_proxy import Stack, ssh_stack
@@ -89,3 +91,56 @@ async def test_carriage_returns_through_the_proxy(tmp_path: Path) -> None:
     assert str(result.stdout).count("**** 1111") == 4, result.stdout
     for text in (str(result.stdout), screen):
         assert CARD not in shown(text), text
+
+
+async def test_sftp_reads_of_a_dba_under_masks_are_refused(tmp_path: Path) -> None:
+    """A dba outside pii-readers read by SFTP what `cat` gives masked (before: the policy
+    allowed the read, unmasked). Now its decision is a mask, which the proxy cannot keep
+    for data read at offsets: refused; also an open for read and write (a read through a
+    read-write handle). Listing and writing stay allowed."""
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cards.txt").write_text(f"paid with {CARD}\n")
+    async with ssh_stack(tmp_path) as s:
+        async with await s.connect(("dba",)) as conn, conn.start_sftp_client() as sftp:
+            assert "cards.txt" in await sftp.listdir(str(data))
+            for mode in ("r", "r+"):
+                with pytest.raises(asyncssh.SFTPPermissionDenied):
+                    async with sftp.open(str(data / "cards.txt"), mode) as f:
+                        await f.read()
+        await s.proxy.settled()
+        decisions = await s.pdp.store.query(kind="decision")
+    reads = [d.body for d in decisions if d.body.get("kind") == "ssh.sftp"]
+    assert [d["verdict"] for d in reads if "cards.txt" in d.get("raw", str(d))] == ["mask"] * 2
+
+
+async def test_a_forward_of_a_dba_under_masks_is_denied(tmp_path: Path) -> None:
+    """A dba outside pii-readers: a forward relays bytes nobody masks (a database's answers
+    the dba's exec output would show masked): denied, nothing connects; a policy naming
+    forward_unmasked allows it, and its decision says so."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readline())
+        writer.close()
+
+    target = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = target.sockets[0].getsockname()[1]
+    try:
+        async with ssh_stack(tmp_path / "a") as s, await s.connect(("dba",)) as conn:
+            with pytest.raises(asyncssh.ChannelOpenError):
+                await conn.open_connection("127.0.0.1", port)
+        policy = str(policy_allowing(tmp_path, "uptime", forward_unmasked=True))
+        async with ssh_stack(tmp_path / "b", extra={"policies": policy}) as s:
+            async with await s.connect(("dba",)) as conn:
+                reader, writer = await conn.open_connection("127.0.0.1", port)
+                writer.write(b"ping\n")
+                assert await reader.readline() == b"ping\n"
+                writer.close()
+            await s.proxy.settled()
+            decisions = await s.pdp.store.query(kind="decision")
+    finally:
+        target.close()
+    forwards = [d.body for d in decisions if d.body.get("kind") == "ssh.forward"]
+    assert [d["verdict"] for d in forwards] == ["allow"]
+    assert any("forward_unmasked" in r for r in forwards[0]["reasons"]), forwards

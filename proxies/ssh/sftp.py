@@ -21,7 +21,8 @@ read and written by sftp_codec (sans-IO), the decisions are the session's.
   sftp_codec's tables gets SSH_FX_OP_UNSUPPORTED, a request whose fields do not read
   SSH_FX_BAD_MESSAGE; a stream that cannot be framed ends the channel.
 - A `mask` verdict cannot be kept for file contents (the client reads at offsets): a read
-  under one is denied; masking never applies to the other operations.
+  under one, or an open for reading whatever else its flags say (read through a handle
+  opened read-write), is denied; masking never applies to the other operations.
 - Symlinks already on the server: a request's paths are resolved there before it goes
   upstream (the proxy's own SSH_FXP_REALPATH, in order with the channel's other requests):
   in full where the server follows the last component (open, opendir, stat, setstat,
@@ -427,7 +428,7 @@ class SftpRelay:
         ruling: Ruling = await session.decide_or_wait(
             KIND, operation.raw, operation.attributes(), None, tell
         )
-        if ruling.kind is VerdictKind.MASK and operation.operation == "read":
+        if ruling.kind is VerdictKind.MASK and "read" in (operation.operation, *operation.flags):
             ruling = Ruling(Verdict.deny(MASK_REFUSED), ruling.decision_id,
                             ruling.policy_revision)  # fmt: skip
         session.record_command(operation.raw, ruling, kind=KIND, **operation.attributes())

@@ -325,10 +325,27 @@ deny contains sprintf("%s are reserved to %s", [ssh_interactive_kinds["ssh.shell
 	not privileged
 }
 
-# A forwarded connection's bytes are nothing the proxy reads: its allow says so.
+# A forwarded connection's bytes are nothing the proxy reads, so nothing it can mask: to
+# those whose answers are masked (outside pii-readers) forwarding is denied, unless the
+# policy allows it unmasked by name (data.portcullis.ssh.forward_unmasked: true); every
+# allow says the bytes pass unread.
 allow contains sprintf("%s may use %s; the proxy cannot read a forwarded connection: its bytes pass undecided and unmasked", [subject, ssh_interactive_kinds["ssh.forward"]]) if {
 	input.command.kind == "ssh.forward"
 	privileged
+	pii_reader
+}
+
+allow contains sprintf("%s may use %s; the proxy cannot read a forwarded connection: its bytes pass undecided and unmasked, though %s's answers are masked (data.portcullis.ssh.forward_unmasked)", [subject, ssh_interactive_kinds["ssh.forward"], subject]) if {
+	input.command.kind == "ssh.forward"
+	privileged
+	not pii_reader
+	object.get(data.portcullis.ssh, "forward_unmasked", false) == true
+}
+
+deny contains sprintf("%s: the proxy cannot mask a forwarded connection, and %s's answers are masked (not a pii-reader); data.portcullis.ssh.forward_unmasked does not allow it", [ssh_interactive_kinds["ssh.forward"], subject]) if {
+	input.command.kind == "ssh.forward"
+	not pii_reader
+	object.get(data.portcullis.ssh, "forward_unmasked", false) != true
 }
 
 deny contains sprintf("%s are reserved to %s", [ssh_interactive_kinds["ssh.forward"], concat(", ", data.portcullis.privileged_groups)]) if {
@@ -380,6 +397,20 @@ deny contains sprintf("%s are reserved to %s", [ssh_interactive_kinds["ssh.sftp"
 	input.command.kind == "ssh.sftp"
 	not privileged
 }
+
+# A file's contents read through SFTP are masked as `cat`'s output is, outside pii-readers:
+# the detectors (the proxy, which cannot mask data read at offsets, refuses such a read).
+# An open for reading counts whatever else its flags say.
+mask_rules contains rule if {
+	input.command.kind == "ssh.sftp"
+	ssh_sftp_reads_contents
+	not pii_reader
+	some rule in pii_detector_masks
+}
+
+ssh_sftp_reads_contents if input.command.ssh.operation == "read"
+
+ssh_sftp_reads_contents if "read" in object.get(input.command.ssh, "flags", [])
 
 
 ssh_part_listed(part, patterns) if {

@@ -173,7 +173,8 @@ ssh_sftp(groups, op) := d if {
 test_ssh_sftp_reads_allowed_for_dba_anywhere if {
 	every op in ["read", "list", "stat", "realpath", "readlink", "statvfs"] {
 		every path in ["/home/alice/x", "/etc/passwd", "/"] {
-			ssh_sftp(["dba"], {"operation": op, "path": path}).verdict == "allow"
+			# (outside pii-readers a read is masked: test_ssh_sftp_reads_masked_outside_pii_readers)
+			ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": path}).verdict == "allow"
 		}
 	}
 }
@@ -386,10 +387,41 @@ test_ssh_output_modes_by_allow_list if {
 
 test_ssh_forward_allowed_is_said_unread if {
 	d := portcullis.decision with input as {
-		"identity": {"subject": "alice@example.com", "groups": ["dba"]},
+		"identity": {"subject": "alice@example.com", "groups": ["dba", "pii-readers"]},
 		"connection": {"name": "web-1", "type": "ssh"},
 		"command": {"kind": "ssh.forward", "raw": "direct-tcpip 127.0.0.1:5432", "ssh": {"direction": "local", "host": "127.0.0.1", "port": 5432}},
 	}
 	d.verdict == "allow"
 	"alice@example.com may use port, agent and X11 forwarding; the proxy cannot read a forwarded connection: its bytes pass undecided and unmasked" in d.reasons
+}
+
+ssh_forward_input := {
+	"identity": {"subject": "alice@example.com", "groups": ["dba"]},
+	"connection": {"name": "web-1", "type": "ssh"},
+	"command": {"kind": "ssh.forward", "raw": "direct-tcpip 127.0.0.1:5432", "ssh": {"direction": "local", "host": "127.0.0.1", "port": 5432}},
+}
+
+test_ssh_forward_denied_under_masks if {
+	d := portcullis.decision with input as ssh_forward_input
+	d.verdict == "deny"
+	"port, agent and X11 forwarding: the proxy cannot mask a forwarded connection, and alice@example.com's answers are masked (not a pii-reader); data.portcullis.ssh.forward_unmasked does not allow it" in d.reasons
+}
+
+test_ssh_forward_unmasked_only_by_name if {
+	d := portcullis.decision with input as ssh_forward_input with data.portcullis.ssh.forward_unmasked as true
+	d.verdict == "allow"
+	"alice@example.com may use port, agent and X11 forwarding; the proxy cannot read a forwarded connection: its bytes pass undecided and unmasked, though alice@example.com's answers are masked (data.portcullis.ssh.forward_unmasked)" in d.reasons
+	r := portcullis.decision with input as object.union(ssh_forward_input, {"identity": {"groups": ["readonly"]}}) with data.portcullis.ssh.forward_unmasked as true
+	r.verdict == "deny"
+}
+
+test_ssh_sftp_reads_masked_outside_pii_readers if {
+	every op in [{"operation": "read", "path": "/srv/a.log"}, {"operation": "write", "path": "/tmp/a", "flags": ["read", "write"]}] {
+		d := ssh_sftp(["dba"], op)
+		d.verdict == "mask"
+		{"detector": "credit_card", "strategy": "partial"} in d.mask
+	}
+	ssh_sftp(["dba", "pii-readers"], {"operation": "read", "path": "/srv/a.log"}).verdict == "allow"
+	ssh_sftp(["dba"], {"operation": "list", "path": "/srv"}).verdict == "allow"
+	ssh_sftp(["dba"], {"operation": "write", "path": "/tmp/a", "flags": ["write"]}).verdict == "allow"
 }
