@@ -328,3 +328,24 @@ def test_what_the_codec_accepts_h11_reads_alike_and_the_upstream_gets_what_was_r
         (n.lower(), v) for n, v in headers
     ]
     assert got == body and after == b""
+
+
+CLIENT_ADDRESS_HEADERS = [
+    "Client-IP", "X-Client-IP", "True-Client-IP", "X-Cluster-Client-IP", "CF-Connecting-IP",
+    "Fastly-Client-IP", "X-Originating-IP", "X-Remote-IP", "X-Remote-Addr", "X-Forwarded",
+    "Forwarded-For", "X-Forwarded-Server", "X-ProxyUser-Ip", "X_Client_IP", "True_Client_IP",
+]  # fmt: skip
+
+
+async def test_the_client_does_not_name_its_own_address_to_the_upstream(tmp_path):
+    """The upstream trusts the proxy's connection: an address header on it is the proxy's
+    word. A reader's True-Client-IP: 127.0.0.1 (an upstream's admin allow-list) went as
+    sent; only X-Forwarded-For and Forwarded, which the proxy sets, may say it."""
+    fields = "".join(f"{name}: 127.0.0.1\r\n" for name in CLIENT_ADDRESS_HEADERS)
+    async with http_stack(tmp_path) as s:
+        answer = await exchange(s.proxy.port, request(s, "GET /echo/a HTTP/1.1", fields))
+    assert status(answer) == 200
+    (seen,) = s.upstream.seen
+    got = {name.decode().lower(): value.decode() for name, value in seen["headers"]}
+    assert not {n.lower() for n in CLIENT_ADDRESS_HEADERS} & set(got), got
+    assert got["x-forwarded-for"] == "127.0.0.1"  # (the test's own client address)

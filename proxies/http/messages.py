@@ -49,6 +49,23 @@ REQUEST_DROPPED = HOP_BY_HOP | {
     "x-forwarded-proto",
     "x-forwarded-port",
     "x-real-ip",
+    # the client's address as other proxies and CDNs hand it on: an upstream trusting one
+    # (an IP allow-list, Rails' Client-IP, Akamai's True-Client-IP) would take the
+    # client's word for it from the proxy's connection; the proxy sets X-Forwarded-For
+    # and Forwarded
+    "client-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-forwarded",
+    "forwarded-for",
+    "x-forwarded-server",
+    "x-proxyuser-ip",
     # a path some servers route by instead of the request line's (IIS URL Rewrite, older
     # Symfony and Zend): the target decided is the target sent
     "x-original-url",
