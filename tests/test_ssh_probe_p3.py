@@ -14,9 +14,10 @@ import pytest
 from pdp_harness import REGO
 from test_ssh_proxy import Stack, ssh_stack
 
+from pdp.domain.recordings import session_events
 from portcullis.masking import DETECTORS, Masker
 from portcullis.verdict import MaskRule
-from proxies.ssh.stream import MaskedOutput, shown
+from proxies.ssh.stream import RESIZES_PER_SECOND, Cast, MaskedOutput, shown
 
 pytestmark = pytest.mark.integration
 
@@ -144,3 +145,33 @@ async def test_a_forward_of_a_dba_under_masks_is_denied(tmp_path: Path) -> None:
     forwards = [d.body for d in decisions if d.body.get("kind") == "ssh.forward"]
     assert [d["verdict"] for d in forwards] == ["allow"]
     assert any("forward_unmasked" in r for r in forwards[0]["reasons"]), forwards
+
+
+def test_a_flood_of_resizes_is_bounded_in_the_recording() -> None:
+    cast = Cast(80, 24, "xterm", 1000.0)
+    for i in range(10_000):
+        cast.resize(1000.5, 80 + i % 50, 24)
+    cast.resize(1001.2, 100, 40)
+    events = cast.take(final=True)
+    sizes = [e[2] for e in events if e[1] == "r"]
+    assert len(sizes) <= 2 * RESIZES_PER_SECOND + 2, len(sizes)
+    assert sizes[-2:] == [f"{80 + 9_999 % 50}x24", "100x40"]  # the flood's last size kept
+    assert any("resizes not recorded" in e[2] for e in events if e[1] == "o")
+
+
+async def test_window_changes_flooded_through_the_proxy_are_bounded(stack: Stack) -> None:
+    """A dba's shell sending 3,000 window-change requests: the recording keeps few."""
+    async with await stack.connect(("dba", "pii-readers")) as conn:
+        process = await conn.create_process(term_type="xterm", term_size=(100, 30))
+        process.stdin.write("echo RE''ADY\n")
+        await process.stdout.readuntil("READY")
+        for i in range(3000):
+            process.change_terminal_size(80 + i % 40, 24)
+        process.stdin.write("echo DO''NE; exit\n")
+        await process.stdout.readuntil("DONE")
+        await process.wait()
+    await stack.proxy.settled()
+    events = await session_events(stack.pdp.store)
+    casts = [e["details"] for e in events if e.get("details", {}).get("kind") == "ssh.asciicast"]
+    resizes = [e for c in casts for e in c["events"] if e[1] == "r"]
+    assert 0 < len(resizes) < 200, len(resizes)

@@ -23,7 +23,8 @@ Owns two sans-IO pieces (no sockets, no asyncio; the proxy's channel calls them)
   kept (each its own budget: output flooding a second cannot push out what was typed in
   it); the rest is counted, and the recording says how much was left out where it was
   ("[portcullis: N bytes not recorded]"), so a `cat` of a large file in a shell cannot
-  swell the session's evidence.
+  swell the session's evidence; likewise at most RESIZES_PER_SECOND resize events (a
+  flood of window-change requests), the second's last size kept.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ _MOVES = re.compile("(?:\x1b\\[|\x9b)([0-9]*)([CDGK])")
 TAB_STOP = 8
 CAST_VERSION = 2
 RECORDED_PER_SECOND = 64 * 1024
+RESIZES_PER_SECOND = 16
 
 
 class Unreadable(Exception):
@@ -263,6 +265,10 @@ class Cast:
             code: codecs.getincrementaldecoder("utf-8")("replace") for code in ("o", "i")
         }
         self.bytes = 0
+        self._resizes = 0  # resize events of the current second
+        self._size_held = ""  # the last size of the second past RESIZES_PER_SECOND
+        self.resizes_skipped = 0
+        self._resizes_held = 0  # of the current second (the last one's size recorded)
 
     def output(self, now: float, data: bytes) -> None:
         self._add(now, "o", data)
@@ -271,8 +277,22 @@ class Cast:
         self._add(now, "i", data)
 
     def resize(self, now: float, width: int, height: int) -> None:
+        """A resize event; at most RESIZES_PER_SECOND of them a second (a client's flood of
+        window-change requests would swell the recording without bound): the others are
+        counted, and the last size of the second is recorded when the next event comes."""
+        second = int(now - self.started)
+        if second != self._second:
+            self._left_out(now)
+            self._second, self._used = second, {"o": 0, "i": 0}
+        size = f"{int(width)}x{int(height)}"
+        if self._resizes >= RESIZES_PER_SECOND:
+            self.resizes_skipped += 1
+            self._resizes_held += 1
+            self._size_held = size
+            return
+        self._resizes += 1
         self._last = max(self._at(now), self._last)
-        self._events.append([self._last, "r", f"{int(width)}x{int(height)}"])
+        self._events.append([self._last, "r", size])
 
     def _add(self, now: float, code: str, data: bytes) -> None:
         second = int(now - self.started)
@@ -294,6 +314,14 @@ class Cast:
             self._events.append([self._last, code, text])
 
     def _left_out(self, now: float) -> None:
+        self._resizes = 0
+        if self._size_held:
+            self._last = max(self._at(now), self._last)
+            self._events.append([self._last, "r", self._size_held])
+            note = f"\r\n[portcullis: {self._resizes_held} resizes not recorded]\r\n"
+            self._events.append([self._last, "o", note])
+            self.pending_bytes += len(note)
+            self._size_held, self._resizes_held = "", 0
         if self.skipped:
             note = f"\r\n[portcullis: {self.skipped} bytes not recorded]\r\n"
             self._last = max(self._at(now), self._last)
