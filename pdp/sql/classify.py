@@ -26,15 +26,19 @@ from pglast.parser import parse_sql_json
 from pdp.sql.entries import (
     BETWEEN_KINDS,
     BETWEEN_OPERATORS,
+    DDL_VALUE_TAGS,
     NOT_NESTED_TAGS,
     RELATION_OBJECTS,
     TRUE_WORDS,
+    VALUE_NODES,
     Const,
     Entry,
     Findings,
     Options,
+    alter_command,
     const_text,
     option_read_write,
+    rename_fields,
     set_fields,
     type_of,
     unparseable,
@@ -137,7 +141,13 @@ def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> li
     if tag == "SelectStmt" and "lockingClause" in fields:
         found.locking = True
     next(walk)  # the statement itself
+    values = tag in DDL_VALUE_TAGS
     for child_tag, child in walk:
+        if values:
+            if child_tag in VALUE_NODES:
+                entry["value_expressions"] = True
+            elif child_tag == "AlterTableCmd":
+                alter_command(entry, child.get("subtype", "AT_AddColumn"))
         if child_tag == "RangeVar":
             parts = [child.get(p) for p in ("catalogname", "schemaname", "relname")]
             tables[".".join(p for p in parts if p).lower()] = None
@@ -240,6 +250,10 @@ def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
     elif tag == "DiscardStmt":
         target = fields.get("target", "DISCARD_ALL")
         entry["target"] = target.removeprefix("DISCARD_").lower()
+    elif tag == "RenameStmt":
+        rename_fields(
+            entry, fields.get("renameType", "OBJECT_ACCESS_METHOD"), fields.get("subname")
+        )
     if kind == "drop":
         if "removeType" in ast.__dict__[tag].__slots__:
             remove_type = fields.get("removeType", "OBJECT_ACCESS_METHOD")

@@ -76,6 +76,32 @@ NOT_NESTED_TAGS = {"SelectStmt", "VariableSetStmt"}
 # DropStmt object kinds whose names are relations, listed as tables.
 RELATION_OBJECTS = {"table", "view", "materialized_view", "foreign_table", "sequence", "index"}
 
+# DDL whose statement may hold expressions over a table's values, stored or checked where a
+# value could come back unmasked or answer a question (a generated column, a CHECK
+# constraint validated against every row, an index expression or WHERE, ALTER COLUMN TYPE
+# ... USING): the entry says value_expressions when one holds a column reference or a
+# sub-query, and (ALTER TABLE) alter_commands, the AlterTableType names of its commands.
+DDL_VALUE_TAGS = frozenset({"AlterTableStmt", "CreateStmt", "IndexStmt"})
+VALUE_NODES = frozenset({"ColumnRef", "SubLink"})
+
+
+def alter_command(entry: Entry, subtype: str) -> None:
+    """Adds one ALTER TABLE command's AlterTableType name to entry["alter_commands"]."""
+    commands = entry.setdefault("alter_commands", [])
+    name = subtype.removeprefix("AT_")
+    if name not in commands:
+        commands.append(name)
+        commands.sort()
+
+
+def rename_fields(entry: Entry, rename_type: str, subname: str | None) -> None:
+    """RENAME's object kind, and for a column (or attribute) the column's old name as the
+    parser folded it: the masks name columns, so a renamed sensitive column escapes them."""
+    entry["object"] = rename_type.removeprefix("OBJECT_").lower()
+    if entry["object"] in ("column", "attribute") and subname is not None:
+        entry["renamed_column"] = subname
+
+
 TRUE_WORDS = {"true", "on", "1", "yes"}
 
 # A_Expr kinds the server turns into comparisons it looks up by name (x BETWEEN a AND b is

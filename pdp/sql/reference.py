@@ -16,19 +16,24 @@ from typing import Any
 
 import pglast
 from pglast import ast
+from pglast.enums import AlterTableType
 from pglast.parser import parse_sql_json
 
 from pdp.sql.entries import (
     BETWEEN_KINDS,
     BETWEEN_OPERATORS,
+    DDL_VALUE_TAGS,
     NOT_NESTED_TAGS,
     RELATION_OBJECTS,
     TRUE_WORDS,
+    VALUE_NODES,
     Const,
     Entry,
     Findings,
+    alter_command,
     const_text,
     option_read_write,
+    rename_fields,
     set_fields,
     type_of,
     unparseable,
@@ -74,7 +79,13 @@ def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
     tables = found.tables
     children: list[Entry] = []
     hide_nested = entry["type"] == "explain" and not entry["analyze"]
+    values = type(node).__name__ in DDL_VALUE_TAGS
     for child in _walk(node):
+        if values:
+            if type(child).__name__ in VALUE_NODES:
+                entry["value_expressions"] = True
+            elif isinstance(child, ast.AlterTableCmd):
+                alter_command(entry, AlterTableType(child.subtype or 0).name)
         if isinstance(child, ast.RangeVar):
             tables[_relation_name(child)] = None
         elif isinstance(child, ast.FuncCall):
@@ -157,6 +168,8 @@ def _describe(node: ast.Node) -> Entry:
         entry["name"] = "*" if node.isall or node.name is None else node.name
     elif isinstance(node, ast.DiscardStmt):
         entry["target"] = node.target.name.removeprefix("DISCARD_").lower()  # type: ignore[union-attr]
+    elif isinstance(node, ast.RenameStmt):
+        rename_fields(entry, node.renameType.name, node.subname)  # type: ignore[union-attr]
     if kind == "drop":
         entry["object"] = _drop_object(node, tag)
     return entry

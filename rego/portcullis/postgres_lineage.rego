@@ -262,3 +262,51 @@ pg_predicate_reason(p) := sprintf("a whole row used in a condition or ordering (
 } else := sprintf("sensitive column %s goes into a computation that can fail for some of its values (arithmetic, a cast that parses text, a function not known never to fail), so its error would answer questions about the value: denied to everyone not in pii-readers", [p.column]) if {
 	p.use == "partial"
 } else := sprintf("%s use of sensitive column %s in a condition or ordering answers questions about its values: denied to everyone not in pii-readers", [p.use, p.column])
+
+# DDL under the masks (privileged, not in pii-readers: a dba masked like a reader). Code-
+# and lineage-changing DDL stores or computes a masked column's values where they are read
+# unmasked, or changes which name a mask finds them by: a generated column (`pw2 text
+# GENERATED ALWAYS AS (password) STORED`), a trigger or rule copying one elsewhere, a
+# function, procedure, cast or operator a later statement calls without naming it, a view,
+# a renamed column or table, a foreign table, a policy or publication. An allow-list: the
+# DDL below runs without approval, every other DDL statement needs it. value_expressions
+# (a column reference or sub-query: a generated column, a CHECK validated against every
+# row, an index expression or WHERE, ALTER COLUMN TYPE ... USING) needs it too, and ALTER
+# TABLE only with the commands listed: not ADD CONSTRAINT, whose CHECK or FOREIGN KEY is
+# validated against every stored value (whether it fails answers a question about them).
+pg_approval contains [i, sprintf("%s under the masks needs approval (only listed DDL without expressions over columns runs without it for everyone not in pii-readers)", [s.tag])] if {
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	s.type in {"ddl", "other", "load", "create_extension"}
+	not pg_masked_ddl_allowed(s)
+}
+
+pg_masked_ddl_allowed(s) if {
+	s.tag in {
+		"CreateStmt", "CreateSeqStmt", "AlterSeqStmt", "CreateSchemaStmt",
+		"CreateTableAsStmt", "SelectStmt", "RefreshMatViewStmt", "IndexStmt",
+	}
+	not s.value_expressions
+}
+
+pg_masked_ddl_allowed(s) if {
+	s.tag == "AlterTableStmt"
+	not s.value_expressions
+	every c in s.alter_commands {
+		c in {
+			"AddColumn", "DropColumn", "ColumnDefault", "SetNotNull", "DropNotNull",
+			"DropConstraint", "SetStatistics", "SetStorage",
+		}
+	}
+}
+
+# A sensitive column renamed escapes the masks that name it, for everyone they mask (a
+# pii-reader's rename too): approval for every privileged identity (others may run no DDL).
+pg_approval contains [i, sprintf("renaming sensitive column %s escapes the masks that name it: needs approval", [s.renamed_column])] if {
+	privileged
+	input.command.postgres.types.ddl
+	some i, s in input.command.postgres.statements
+	s.type == "ddl"
+	pg_sensitive_column(s.renamed_column)
+}

@@ -320,3 +320,36 @@ test_listen_is_denied_to_everyone_not_in_pii_readers if {
 	lineage_decision(["readonly"], stmt("listen")).verdict == "deny"
 	lineage_decision(["pii-readers"], stmt("listen")).verdict == "allow"
 }
+
+ddl(tag, extra) := object.union({"type": "ddl", "tag": tag, "tables": ["customers"], "functions": []}, extra)
+
+test_code_changing_ddl_needs_approval_for_a_dba_under_the_masks if {
+	every s in [
+		ddl("CreateFunctionStmt", {}), ddl("CreateTrigStmt", {}), ddl("RuleStmt", {}),
+		ddl("RenameStmt", {"object": "table"}), ddl("CommentStmt", {}), ddl("ViewStmt", {}),
+		ddl("AlterTableStmt", {"alter_commands": ["AddColumn"], "value_expressions": true}),
+		ddl("AlterTableStmt", {"alter_commands": ["AlterColumnType"]}),
+		ddl("IndexStmt", {"value_expressions": true}),
+		{"type": "other", "tag": "SecLabelStmt", "tables": [], "functions": []},
+	] {
+		lineage_decision(["dba"], s).verdict == "require_approval"
+		lineage_decision(["dba", "pii-readers"], s).verdict == "allow"
+		lineage_decision(["dba"], s).verdict != "allow"
+	}
+}
+
+test_listed_ddl_runs_for_a_dba_under_the_masks if {
+	every s in [
+		ddl("CreateStmt", {}), ddl("IndexStmt", {}), ddl("CreateSeqStmt", {}),
+		ddl("AlterTableStmt", {"alter_commands": ["AddColumn", "SetNotNull"]}),
+	] {
+		lineage_decision(["dba"], s).verdict == "mask"
+	}
+}
+
+test_renaming_a_sensitive_column_needs_approval_for_every_dba if {
+	s := ddl("RenameStmt", {"object": "column", "renamed_column": "password"})
+	lineage_decision(["dba", "pii-readers"], s).verdict == "require_approval"
+	lineage_decision(["dba"], s).verdict == "require_approval"
+	lineage_decision(["dba", "pii-readers"], ddl("RenameStmt", {"object": "column", "renamed_column": "nickname"})).verdict == "allow"
+}
