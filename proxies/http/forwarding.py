@@ -14,6 +14,7 @@ with its status and sizes. `UpstreamExchange` is the part of ClientConnection
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,9 @@ _MASKED_DROPPED = frozenset({"accept-encoding", "range", "if-range"})
 # methods whose request body every server reads (RFC 9110 §9.3): a body on any other goes
 # on an upstream connection that is not reused (forward)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# a body that could begin a request line (a method token and a space, after empty lines):
+# a server ignoring this body (CL.0) reads it as a request — not reused after either
+_REQUEST_LINE_START = re.compile(rb"[\r\n\t ]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]")
 RECORDED_BODY = 1024  # characters of a request's and a response's body in its recording
 WHOLE = 256 * 1024  # a response body of known length up to this is checked before its head
 
@@ -200,13 +204,16 @@ class UpstreamExchange:
             # as the document is: Range and If-Range do not go, the answer is the whole
             sent = [(n, v) for n, v in sent if _dashed(n.lower()) not in _MASKED_DROPPED]
             sent.append(("accept-encoding", "identity"))
-        reuse = not sent_body or method in _BODY_METHODS
+        reuse = not sent_body or (
+            method in _BODY_METHODS and not _REQUEST_LINE_START.match(sent_body)
+        )
         if not reuse:
-            # a body on a method that defines none (GET, HEAD, DELETE, OPTIONS, ...): a
-            # server that reads no body there (CL.0: a static file handler, a redirect)
-            # reads it as the start of the next request on the connection, which the
-            # proxy's next request (any client's, with the credential) would complete.
-            # Its connection carries nothing after it: closed once answered, never kept.
+            # a body on a method that defines none (GET, HEAD, DELETE, OPTIONS, ...), or
+            # one that could begin a request line: a server that reads no body there
+            # (CL.0: a static file handler, a redirect) reads it as the start of the next
+            # request on the connection, which the proxy's next request (any client's,
+            # with the credential) would complete. Its connection carries nothing after
+            # it: closed once answered, never kept.
             sent = [(n, v) for n, v in sent if n.lower() != "connection"]
             sent.append(("connection", "close"))
         wire = request_head(method, self.upstream_target(request), sent, sent_body)
