@@ -365,3 +365,24 @@ async def test_the_client_does_not_name_its_own_address_to_the_upstream(tmp_path
     got = {name.decode().lower(): value.decode() for name, value in seen["headers"]}
     assert not {n.lower() for n in CLIENT_ADDRESS_HEADERS} & set(got), got
     assert got["x-forwarded-for"] == "127.0.0.1"  # (the test's own client address)
+
+
+async def test_trailers_and_an_expected_body_go_nowhere_undecided(tmp_path):
+    """Regression guards (held before this probe): a chunked body's trailer section
+    (X-HTTP-Method-Override: DELETE, Authorization) is dropped, not decided and not sent;
+    a DELETE announced with Expect: 100-continue is refused after its body came, and the
+    body goes nowhere."""
+    trailers = b"5\r\nhello\r\n0\r\nX-HTTP-Method-Override: DELETE\r\nAuthorization: x\r\n\r\n"
+    async with http_stack(tmp_path) as s:
+        chunked = request(s, "GET /echo/t HTTP/1.1", "Transfer-Encoding: chunked\r\n")
+        trailed = await exchange(s.proxy.port, chunked + trailers)
+        expected = await exchange(
+            s.proxy.port,
+            request(s, "DELETE /echo/x HTTP/1.1", "Expect: 100-continue\r\n", b"hello"),
+        )
+    assert status(trailed) == 200
+    assert expected.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 403 ")
+    (seen,) = s.upstream.seen
+    assert (seen["method"], seen["raw_path"], seen["body"]) == ("GET", "/echo/t", b"hello")
+    names = {name.decode().lower() for name, _ in seen["headers"]}
+    assert not names & {"x-http-method-override", "authorization", "expect", "trailer"}
