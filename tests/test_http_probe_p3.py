@@ -9,7 +9,9 @@ decision that worked before its fix:
   (`{"_method": "DELETE", "_method": "GET"}`: the policy was shown the last, a parser
   keeping the first acts on DELETE), a UTF-8 BOM or UTF-16 text (the proxy read them, the
   PDP's re-reading of the recorded text did not: the policy was shown no body at all),
-  text typed as JSON that is not JSON; likewise a form in UTF-16 (its charset named:
+  text typed as JSON that is not JSON, numbers the policy's input cannot hold (1e400 and
+  NaN failed the PDP: 503; 9007199254740993 was shown as ...992), a lone surrogate (502);
+  likewise a form in UTF-16 (its charset named:
   Django and ASP.NET decode it so, the policy was shown NUL-separated pairs);
 - a body on a GET sent on a kept upstream connection: a server that reads no body on a
   GET (CL.0: a static file handler, a redirect) took `DELETE /admin HTTP/1.1` + `X: `
@@ -81,6 +83,12 @@ JSON_BODIES = {
     "latin-1": ("application/json; charset=iso-8859-1", b'{"r\xf4le": "admin"}'),
     "not json": ("application/json", b'{"_method": "DELETE"}\x00'),
     "deep": ("application/json", b"[" * 60000),
+    # the policy's input holds doubles: 503 (the PDP failed on them), or another number
+    "infinite": ("application/json", b'{"amount": 1e400}'),
+    "nan": ("application/json", b'{"amount": NaN}'),
+    "past 2**53": ("application/json", b'{"id": 9007199254740993}'),
+    # no UTF-8 text: a generic 502 (UnicodeEncodeError) before
+    "lone surrogate": ("application/json", b'{"name": "\\ud800"}'),
     # (not JSON: a form in the charset it names, as Django and ASP.NET decode it)
     "utf-16 form": (
         "application/x-www-form-urlencoded; charset=utf-16le",
@@ -109,7 +117,7 @@ async def test_a_json_body_read_more_than_one_way_is_refused(tmp_path, case):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
     max_leaves=20,
 )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
@@ -363,19 +364,56 @@ def json_body(content_type: str, body: bytes) -> Any:
     Jackson's settings differ), text that is not UTF-8 or opens with a BOM (RFC 8259
     §8.1; Python's json.loads(bytes), Jackson and body-parser read UTF-16/32 or skip the
     BOM, the policy's re-reading would not), a charset other than UTF-8, text that is not
-    JSON, nesting deeper than the parser goes."""
+    JSON (NaN, Infinity), a number the policy's input (doubles) cannot hold exactly (1e400,
+    an integer past 2**53), a lone surrogate, nesting deeper than the parser goes."""
     if _charset(content_type) not in ("", "utf-8", "utf8"):
         raise BadRequest("a JSON body must be UTF-8")
     if body.startswith(b"\xef\xbb\xbf"):
         raise BadRequest("a JSON body may not open with a byte order mark")
     try:
-        return json.loads(body.decode("utf-8"), object_pairs_hook=_unique)
-    except UnicodeDecodeError:
-        raise BadRequest("a JSON body must be UTF-8") from None
+        value = json.loads(
+            body.decode("utf-8"),
+            object_pairs_hook=_unique,
+            parse_constant=_not_json,
+            parse_float=_finite,
+            parse_int=_exact,
+        )
+        # a lone surrogate (\ud800) is no text in UTF-8: the policy's input cannot hold it
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeError:
+        raise BadRequest("a JSON body must be UTF-8 text") from None
     except _Duplicate:
         raise BadRequest("a name repeated in a JSON object of the body") from None
+    except _Inexact:
+        raise BadRequest("a number in the JSON body the policy cannot read exactly") from None
     except (ValueError, RecursionError):
         raise BadRequest("a body typed as JSON that is not JSON") from None
+    return value
+
+
+class _Inexact(ValueError):
+    pass
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # (NaN, Infinity: Python's extension)
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _Inexact(text)  # 1e400: infinity to Python, the policy's input has none
+    return number
+
+
+_EXACT = 2**53  # integers a double (the policy's input, RFC 8259 §6) holds exactly
+
+
+def _exact(text: str) -> int:
+    number = int(text)
+    if not -_EXACT <= number <= _EXACT:
+        raise _Inexact(text)  # the policy would see another number than the upstream
+    return number
 
 
 def names_method(body: bytes, seen: Any, form: bool = False) -> bool:
