@@ -41,8 +41,11 @@ def test_the_builder_reads_the_request_line():
         '\ufeff{"_method": "DELETE"}',
         "[" * 5000,
         "not json",
+        '{"amount": 1e400}',
+        '{"amount": NaN}',
+        '{"id": 9007199254740993}',
     ],
-    ids=["duplicate", "escaped-duplicate", "bom", "deep", "not-json"],
+    ids=["duplicate", "escaped-duplicate", "bom", "deep", "not-json", "inf", "nan", "2**53+1"],
 )
 def test_a_json_body_read_more_than_one_way_leaves_no_path(body):
     """The last of two values is not what a first-wins upstream acts on; the policy is
