@@ -14,7 +14,17 @@ holds a card number only the value detectors find).
 from __future__ import annotations
 
 import pytest
-from adversary import SECRETS, Answer, RawClient, running_arena
+from adversary import (
+    SECRETS,
+    Answer,
+    RawClient,
+    bind,
+    describe,
+    execute,
+    parse,
+    running_arena,
+    sync,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -138,5 +148,65 @@ def test_listed_ddl_runs_for_a_masked_dba(arena) -> None:
         ):
             answer = c.query(sql)
             assert not answer.errors, (sql, answer.errors)
+    finally:
+        c.close()
+
+
+# --- values the detectors did not read -----------------------------------------------
+#
+# A card stored as a JSON number in a json/jsonb column went to a reader as it was
+# (values.py read json strings only), and a citext, xml or record value (citext's OID is
+# the database's, not a fixed one) was never read by the detectors at all.
+
+DOCS = """
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE DOMAIN p5memo AS text;
+CREATE TABLE IF NOT EXISTS p5docs (
+  id int PRIMARY KEY, j json, jb jsonb, ci citext, memo p5memo, x xml, cis citext[]);
+TRUNCATE p5docs;
+INSERT INTO p5docs VALUES (1, '{"paid": 4111111111111111, "n": 12}',
+  '{"paid": 4111111111111111, "n": 12, "f": 4111111111111111.0}',
+  'card 4111 1111 1111 1111', 'card 4111 1111 1111 1111', '<n>card 4111 1111 1111 1111</n>',
+  ARRAY['ada@example.com']::citext[]);
+"""
+
+DIGITS = b"4111111111111111"
+
+
+@pytest.fixture(scope="module")
+def docs(arena):
+    with arena.admin() as admin:
+        admin.execute(DOCS)
+    return arena
+
+
+def assert_masked(answer: Answer) -> None:
+    assert not answer.refused, answer.messages
+    assert answer.rows, answer.messages
+    for secret in (CARD, DIGITS, b"4.111111111111111e+15", b"ada@example.com"):
+        assert secret not in answer.raw, (secret, answer.messages)
+
+
+@pytest.mark.parametrize("column", ["j", "jb", "ci", "memo", "x", "cis"])
+@pytest.mark.parametrize("groups", [("readonly",), ("dba",)])
+def test_the_detectors_read_json_numbers_and_text_of_any_type(docs, column, groups) -> None:
+    c = client(docs, groups)
+    try:
+        sql = f"SELECT id, {column} FROM p5docs"
+        assert_masked(c.query(sql))
+        binary = c.send(
+            parse("", sql), bind("", "", result_format=1), describe("P", ""), execute(), sync()
+        )
+        assert_masked(binary)
+    finally:
+        c.close()
+
+
+def test_json_numbers_without_a_card_stay_numbers(docs) -> None:
+    c = client(docs)
+    try:
+        answer = c.query("SELECT jb FROM p5docs")
+        (value,) = answer.rows[0]
+        assert value is not None and b'"n": 12' in value, value
     finally:
         c.close()

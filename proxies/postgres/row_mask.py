@@ -11,10 +11,12 @@ that can change, not a decision per value:
   (`derived:<name>` when the derived rule masked it: its lineage reached a sensitive
   column);
 - read by the detectors: text-like columns whose value carries a detector's hint
-  (Masker.may_detect: a value without one is left as it came, unread), and json, jsonb
-  and text arrays always (values.detected_value); counted as `detector:<name>`;
-- anything else (numbers, uuids, bytea... and every column when no detector applies)
-  passes untouched.
+  (Masker.may_detect: a value without one is left as it came, unread), and json, jsonb,
+  text arrays and every type not known to hold no text (values.NO_TEXT: citext, xml,
+  records, types made since initdb) always (values.detected_value); counted as
+  `detector:<name>`;
+- numbers, uuids, bytea... (values.NO_TEXT), and text-like columns when no detector
+  applies, pass untouched.
 
 NULL: a stored table column output as itself keeps its NULLs (that a stored value is
 missing is a fact of the row, as `IS NULL` would tell, not of any value; clients and ORMs
@@ -39,10 +41,8 @@ from portcullis.verdict import MaskRule
 from proxies.postgres import codec
 from proxies.postgres.codec.wire import INT32, UINT16
 from proxies.postgres.values import (
-    JSON,
-    JSONB,
+    NO_TEXT,
     REDACTED_BYTES,
-    TEXT_ARRAYS,
     TEXT_LIKE,
     detected_value,
     masked_value,
@@ -97,7 +97,9 @@ class RowMask:
             elif oid in TEXT_LIKE:
                 if detects:
                     columns.append((i, TEXT, "", None, None, oid, binary, None))
-            elif oid in (JSON, JSONB) or oid in TEXT_ARRAYS:
+            elif oid not in NO_TEXT:
+                # json, jsonb, text arrays, and any type that may hold text (citext, xml,
+                # records, types made since initdb): values.detected_value reads them
                 columns.append((i, DOCUMENT, "", None, None, oid, binary, None))
         self.columns = tuple(columns)
         # the row's pass in two: constants (most masked columns: a store per value, no

@@ -6,12 +6,17 @@ Owns the rule that masking never corrupts data and never fails open:
   varchar, bpchar, name, unknown), in text or binary format alike (their binary form is
   the UTF-8 text); in any other type (numbers, uuid, json, arrays, records, bytea...) no
   mask string is a valid value, so it becomes SQL NULL;
-- the value detectors (email, card, SSN, token) read only text: text-like columns, the
-  string leaves of json and jsonb (parsed, masked, written back, so the document stays
-  valid JSON; keys named like a masked field are masked too), and the elements of text
-  arrays (binary arrays element by element; a text
-  array literal whose elements hold something is sent as NULL). Numbers, uuids and every
-  other type are never rewritten by a detector.
+- the value detectors (email, card, SSN, token) read text: text-like columns, the
+  string leaves, keys and numbers of json and jsonb (parsed, masked, written back, so the
+  document stays valid JSON: a number found becomes the masked string; keys named like a
+  masked field are masked too), and the elements of text arrays (binary arrays element by
+  element; a text array literal whose elements hold something is sent as NULL);
+- every other type not known to hold no text (NO_TEXT: numbers, dates, uuids, bytea,
+  network addresses...) is read as text too, in either format: an extension's type over
+  text (citext), xml, tsvector, a record, an array of those, a type made since initdb
+  (its OID is the database's, so nothing here can know it). The proxy cannot write a
+  masked value of a type it does not know, so a value a detector finds anything in is
+  sent as NULL (fail closed).
 """
 
 from __future__ import annotations
@@ -27,6 +32,21 @@ from portcullis.verdict import MaskRule
 TEXT_LIKE = frozenset({25, 1043, 1042, 19, 705})  # text varchar bpchar name unknown
 JSON, JSONB = 114, 3802
 TEXT_ARRAYS = frozenset({1009, 1015, 1014, 1003})  # text[] varchar[] bpchar[] name[]
+# Built-in types whose values hold no text a detector could read (their text and binary
+# forms are numbers, dates, addresses, bits or raw bytes); arrays and ranges of them too.
+# fmt: off
+NO_TEXT = frozenset({
+    0,  # no type: a value past the row's description, which RowMask leaves as it came
+    16, 17, 18, 20, 21, 22, 23, 24, 26, 27, 28, 29, 30,  # bool bytea "char" ints oid reg...
+    600, 601, 602, 603, 604, 628, 718,  # geometric
+    650, 700, 701, 774, 790, 829, 869,  # cidr float4 float8 macaddr8 money macaddr inet
+    1082, 1083, 1114, 1184, 1186, 1266, 1560, 1562, 1700,  # dates, times, bits, numeric
+    2202, 2203, 2204, 2205, 2206, 2950, 3220, 3734, 3769, 4089, 4096, 4191, 5069,  # uuid...
+    3904, 3906, 3908, 3910, 3912, 3926,  # ranges of numbers and times
+    1000, 1001, 1005, 1007, 1016, 1021, 1022, 1028, 1115, 1182, 1183, 1185, 1187,  # arrays
+    1231, 1270, 2951, 1041, 651, 1040,
+})
+# fmt: on
 _INT32 = struct.Struct("!i")
 REDACTED_BYTES = REDACTED.encode()  # the redact strategy's mask, as a text-like value
 
@@ -53,7 +73,11 @@ def detected_value(
         return _detected_json(masker, value, binary and type_oid == JSONB)
     if type_oid in TEXT_ARRAYS:
         return _detected_array(masker, value, binary)
-    return None
+    if type_oid in NO_TEXT:
+        return None
+    # a type the proxy cannot write a masked value of: NULL when a detector finds anything
+    _, counts = masker.mask_text(value.decode("utf-8", "replace"))
+    return (None, counts) if counts else None
 
 
 def _detected_json(
@@ -68,7 +92,7 @@ def _detected_json(
     except ValueError:
         _, counts = masker.mask_text(text)
         return (None, counts) if counts else None
-    masked, counts = masker.mask_json(document, numbers=False)
+    masked, counts = masker.mask_json(document)
     if not counts:
         return None
     out = json.dumps(masked, ensure_ascii=False, separators=(", ", ": ")).encode()
