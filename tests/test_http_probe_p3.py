@@ -394,3 +394,19 @@ async def test_trailers_and_an_expected_body_go_nowhere_undecided(tmp_path):
     assert (seen["method"], seen["raw_path"], seen["body"]) == ("GET", "/echo/t", b"hello")
     names = {name.decode().lower() for name, _ in seen["headers"]}
     assert not names & {"x-http-method-override", "authorization", "expect", "trailer"}
+
+
+async def test_an_absolute_form_target_is_decided_as_the_path_it_names(tmp_path):
+    """GET http://<Host>/echo/abs was denied (403) for everyone: the PDP re-reads the path
+    from the recorded request line and reads no absolute-form. It is decided (and sent)
+    as /echo/abs; one naming another host than Host is still a 400."""
+    async with http_stack(tmp_path) as s:
+        same = await exchange(
+            s.proxy.port, request(s, "GET http://127.0.0.1/echo/abs?x=1 HTTP/1.1")
+        )
+        other = await exchange(s.proxy.port, request(s, "GET http://other-host/echo/a HTTP/1.1"))
+        dots = await exchange(
+            s.proxy.port, request(s, "GET http://127.0.0.1/a/%2e%2e/echo/d HTTP/1.1")
+        )
+    assert (status(same), status(other), status(dots)) == (200, 400, 200)
+    assert [r["raw_path"] for r in s.upstream.seen] == ["/echo/abs?x=1", "/echo/d"]

@@ -291,6 +291,11 @@ def command_text(head: Head, body: bytes) -> str:
     itself when it is short text. An approval given for a POST covers no request that
     names another method in a header."""
     text = head.request_line
+    if text[len(head.method) + 1 : len(head.method) + 2] != "/" and head.target.startswith("/"):
+        # an absolute-form target (RFC 9112 §3.2.2), for this Host: decided as the
+        # origin-form the codec reduced it to and the upstream gets (the PDP re-reads the
+        # path from this line and reads no absolute-form: it denied every such request)
+        text = f"{head.method} {head.target} {head.version}"
     if any(_dashed(name) in BOUND_HEADERS for name in head.fields):
         text += "".join(
             f"\n{name}: {value}" for name, value in head.headers if _dashed(name) in BOUND_HEADERS
