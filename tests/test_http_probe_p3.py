@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import h11
 import pytest
 from http_upstream import SECRET, http_stack
 from hypothesis import given, settings
@@ -303,7 +304,6 @@ def test_what_the_codec_accepts_h11_reads_alike_and_the_upstream_gets_what_was_r
     and the bytes the proxy sends upstream for it (upstream_request_headers, request_head)
     are read by h11 as exactly the normalised target, the headers and the body decided,
     with nothing after them — no request of its own for the upstream to find."""
-    h11 = pytest.importorskip("h11")
     lines = [("Host", "h")] if host else []
     lines += [(name, "".join(parts)) for name, parts in fields]
     if framing == "length":
