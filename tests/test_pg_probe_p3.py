@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import pytest
 from adversary import (
+    CARD,
     SECRETS,
     Answer,
     RawClient,
+    assert_none_of,
     bind,
+    copied,
     describe,
     execute,
     parse,
     query,
+    ready_client,
     running_arena,
     sync,
 )
@@ -38,8 +42,6 @@ from proxies.postgres import codec
 
 pytestmark = pytest.mark.integration
 
-CARD = b"4111 1111 1111 1111"
-
 
 @pytest.fixture(scope="module")
 def arena(tmp_path_factory):
@@ -47,23 +49,12 @@ def arena(tmp_path_factory):
         yield gateway
 
 
-_who = iter(range(1_000_000))
-
-
 def client(arena, groups: tuple[str, ...] = ("readonly",)) -> RawClient:
-    tok = arena.token(f"p3-{next(_who)}@example.com", groups)
-    c = RawClient(arena.port, tok, arena.database)
-    assert c.ready, c.startup.messages
-    return c
+    return ready_client(arena, groups, "p3")
 
 
 def assert_no_secret(answer: Answer) -> None:
-    for secret in (*SECRETS, CARD):
-        assert secret not in answer.raw, (secret, answer.messages)
-
-
-def copied(answer: Answer) -> list[bytes]:
-    return [m.data for m in answer.messages if isinstance(m, codec.CopyData)]
+    assert_none_of(answer, (*SECRETS, CARD))
 
 
 # --- COPY of computed columns ----------------------------------------------------------

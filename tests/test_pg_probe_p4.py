@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import pytest
 from adversary import (
+    CARD,
     SECRETS,
     Answer,
     RawClient,
+    assert_none_of,
     bind,
+    copied,
     describe,
     execute,
     parse,
+    ready_client,
     running_arena,
     sync,
 )
@@ -31,7 +35,6 @@ from proxies.postgres import codec
 
 pytestmark = pytest.mark.integration
 
-CARD = b"4111 1111 1111 1111"
 # the card's digits as the expressions below spell them
 SPELLINGS = (b"4111", b"ebbb", b"1114", b"NDEx", b"MTEx", b"3431313120", b"\\x34313131")
 
@@ -42,23 +45,12 @@ def arena(tmp_path_factory):
         yield gateway
 
 
-_who = iter(range(1_000_000))
-
-
 def client(arena, groups: tuple[str, ...] = ("readonly",)) -> RawClient:
-    tok = arena.token(f"p4-{next(_who)}@example.com", groups)
-    c = RawClient(arena.port, tok, arena.database)
-    assert c.ready, c.startup.messages
-    return c
+    return ready_client(arena, groups, "p4")
 
 
 def assert_no_card(answer: Answer) -> None:
-    for secret in (*SECRETS, CARD, *SPELLINGS):
-        assert secret not in answer.raw, (secret, answer.messages)
-
-
-def copied(answer: Answer) -> list[bytes]:
-    return [m.data for m in answer.messages if isinstance(m, codec.CopyData)]
+    assert_none_of(answer, (*SECRETS, CARD, *SPELLINGS))
 
 
 # --- expressions over a column the detectors mask inside -------------------------------

@@ -15,20 +15,21 @@ from __future__ import annotations
 
 import pytest
 from adversary import (
+    CARD,
     SECRETS,
     Answer,
     RawClient,
+    assert_none_of,
     bind,
     describe,
     execute,
     parse,
+    ready_client,
     running_arena,
     sync,
 )
 
 pytestmark = pytest.mark.integration
-
-CARD = b"4111 1111 1111 1111"
 
 
 @pytest.fixture(scope="module")
@@ -37,19 +38,12 @@ def arena(tmp_path_factory):
         yield gateway
 
 
-_who = iter(range(1_000_000))
-
-
 def client(arena, groups: tuple[str, ...] = ("dba",)) -> RawClient:
-    tok = arena.token(f"p5-{next(_who)}@example.com", groups)
-    c = RawClient(arena.port, tok, arena.database)
-    assert c.ready, c.startup.messages
-    return c
+    return ready_client(arena, groups, "p5")
 
 
 def assert_no_secret(answer: Answer) -> None:
-    for secret in (*SECRETS, CARD):
-        assert secret not in answer.raw, (secret, answer.messages)
+    assert_none_of(answer, (*SECRETS, CARD))
 
 
 # (the DDL, then the read that would show what it stored or renamed)
