@@ -17,7 +17,7 @@ import json
 import os
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -280,3 +280,29 @@ async def http_stack(
             finally:
                 await proxy.stop()
                 await asyncio.sleep(0)
+
+
+Conversation = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def raw_server(converse: Conversation) -> AsyncIterator[int]:
+    """A TCP server on a free local port whose every connection is `converse`d with, byte by
+    byte as a test writes it: a connection that ends mid-read is over, and each is closed
+    after. Yields the port."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await converse(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    try:
+        yield port
+    finally:
+        server.close()
+        await server.wait_closed()

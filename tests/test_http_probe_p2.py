@@ -23,8 +23,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from http_upstream import http_stack
-from pdp_harness import free_port, token
+from http_upstream import http_stack, raw_server
+from pdp_harness import token
 
 from pdp.domain.recordings import session_events
 
@@ -110,48 +110,38 @@ async def raw_upstream(close_delimited: bool = False) -> AsyncIterator[int]:
     the same fields and no body. `close_delimited`: no framing, the body ends with the
     connection (HTTP/1.0 style)."""
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                method, target, _ = head.split(b" ", 2)
-                size = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        size = int(line.split(b":", 1)[1])
-                await reader.readexactly(size)
-                path = target.split(b"?")[0].decode()
-                answer = ANSWERS.get(path, b"Content-Length: 0\r\n\r\n")
-                status = STATUS.get(path, b"200 OK" if path in ANSWERS else b"404 Not Found")
-                if method == b"HEAD":
-                    answer = answer.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-                if close_delimited:
-                    fields, _, body = answer.partition(b"\r\n\r\n")
-                    kept = [
-                        f
-                        for f in fields.split(b"\r\n")
-                        if f and not f.lower().startswith((b"content-length", b"transfer-"))
-                    ]
-                    if b"Transfer-Encoding" in fields:
-                        body = LEAK
-                    writer.write(b"HTTP/1.1 %s\r\nConnection: close\r\n" % status)
-                    writer.write(b"".join(f + b"\r\n" for f in kept) + b"\r\n" + body)
-                    await writer.drain()
-                    break
-                writer.write(b"HTTP/1.1 %s\r\n%s" % (status, answer))
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            method, target, _ = head.split(b" ", 2)
+            size = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    size = int(line.split(b":", 1)[1])
+            await reader.readexactly(size)
+            path = target.split(b"?")[0].decode()
+            answer = ANSWERS.get(path, b"Content-Length: 0\r\n\r\n")
+            status = STATUS.get(path, b"200 OK" if path in ANSWERS else b"404 Not Found")
+            if method == b"HEAD":
+                answer = answer.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+            if close_delimited:
+                fields, _, body = answer.partition(b"\r\n\r\n")
+                kept = [
+                    f
+                    for f in fields.split(b"\r\n")
+                    if f and not f.lower().startswith((b"content-length", b"transfer-"))
+                ]
+                if b"Transfer-Encoding" in fields:
+                    body = LEAK
+                writer.write(b"HTTP/1.1 %s\r\nConnection: close\r\n" % status)
+                writer.write(b"".join(f + b"\r\n" for f in kept) + b"\r\n" + body)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+                break
+            writer.write(b"HTTP/1.1 %s\r\n%s" % (status, answer))
+            await writer.drain()
 
-    port = free_port()
-    server = await asyncio.start_server(serve, "127.0.0.1", port)
-    try:
+    async with raw_server(converse) as port:
         yield port
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def fetch_all(

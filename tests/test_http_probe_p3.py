@@ -33,10 +33,10 @@ from typing import Any
 
 import h11
 import pytest
-from http_upstream import SECRET, http_stack
+from http_upstream import SECRET, http_stack, raw_server
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pdp_harness import free_port, token
+from pdp_harness import token
 from test_mcp_exchange import RESULT, SSE, agent_of, chunks, event, read, tool_call
 from test_mcp_proxy import mcp_stack
 
@@ -200,42 +200,33 @@ async def cl0_upstream(seen: list[tuple[str, bool]]) -> AsyncIterator[int]:
     request (empty lines before it skipped, RFC 9112 §2.2). `seen`: each request line it
     reads and whether the upstream credential came with it."""
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                if not head.strip(b"\r\n"):
-                    continue  # (the empty lines a request line may follow)
-                lines = head.decode("latin-1").lstrip("\r\n").split("\r\n")
-                method = lines[0].split(" ")[0]
-                seen.append((lines[0], any(SECRET in line for line in lines[1:])))
-                length = next(
-                    (int(v) for n, _, v in (x.partition(":") for x in lines[1:])
-                     if n.strip().lower() == "content-length"),
-                    0,
-                )  # fmt: skip
-                if method not in ("GET", "POST") and length:
-                    await reader.readexactly(length)
-                close = any(x.lower() == "connection: close" for x in lines[1:])
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n"
-                    + (b"connection: close\r\n" if close else b"")
-                    + b"\r\nok"
-                )
-                await writer.drain()
-                if close:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.strip(b"\r\n"):
+                continue  # (the empty lines a request line may follow)
+            lines = head.decode("latin-1").lstrip("\r\n").split("\r\n")
+            method = lines[0].split(" ")[0]
+            seen.append((lines[0], any(SECRET in line for line in lines[1:])))
+            length = next(
+                (int(v) for n, _, v in (x.partition(":") for x in lines[1:])
+                 if n.strip().lower() == "content-length"),
+                0,
+            )  # fmt: skip
+            if method not in ("GET", "POST") and length:
+                await reader.readexactly(length)
+            close = any(x.lower() == "connection: close" for x in lines[1:])
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n"
+                + (b"connection: close\r\n" if close else b"")
+                + b"\r\nok"
+            )
+            await writer.drain()
+            if close:
+                break
 
-    port = free_port()
-    server = await asyncio.start_server(serve, "127.0.0.1", port)
-    try:
+    async with raw_server(converse) as port:
         yield port
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize(
