@@ -175,3 +175,15 @@ async def test_window_changes_flooded_through_the_proxy_are_bounded(stack: Stack
     casts = [e["details"] for e in events if e.get("details", {}).get("kind") == "ssh.asciicast"]
     resizes = [e for c in casts for e in c["events"] if e[1] == "r"]
     assert 0 < len(resizes) < 200, len(resizes)
+
+
+async def test_a_terminal_type_that_is_not_a_terminfo_name_is_refused(stack: Stack) -> None:
+    """The client's terminal type becomes TERM for what runs upstream: before, any text
+    passed (a path, shell metacharacters, a newline); now only a terminfo name."""
+    async with await stack.connect(("dba", "pii-readers")) as conn:
+        for term in ("xterm;$(id)", "../../tmp/evil", "xterm\nLD_PRELOAD=x", "x" * 65):
+            with pytest.raises(asyncssh.ChannelOpenError):
+                await conn.create_process(term_type=term, term_size=(80, 24))
+        process = await conn.create_process(term_type="xterm-256color", term_size=(80, 24))
+        process.stdin.write('echo "[$TERM]"; exit\n')
+        assert "[xterm-256color]" in (await process.wait()).stdout

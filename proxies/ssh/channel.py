@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,9 @@ CAST_EVERY = 1.0  # seconds between recorded asciicast batches
 MAX_PENDING_STDIN = 1024 * 1024  # stdin held while a channel is decided
 CANCEL_SIGNALS = frozenset({"INT", "TERM", "HUP", "QUIT", "KILL"})
 TERMINAL_REFUSED = "a command with a terminal is interactive, as a shell is: "
+# a terminal type the upstream sets as TERM for what runs there: a terminfo name, nothing
+# else (no path, no shell metacharacter, no control character)
+TERM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 
 
 READ_SUBSYSTEMS = frozenset({"sftp"})  # subsystems the proxy reads (decides request by request)
@@ -122,6 +126,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._ahead: GatedChannel | None = None
         self._upstream_done: asyncio.Future[None] = loop.create_future()
         self.finished: asyncio.Future[None] = loop.create_future()
+        self._running = False  # asyncssh started the session (a request was accepted)
         Channel._numbers += 1
         self.number = Channel._numbers
         client.channels.add(self)
@@ -147,6 +152,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             # terminal added while that decision is asked would reach the upstream undecided
             # (`journalctl` under a pager: less's `!sh`)
             return False
+        if term_type and not TERM_NAME.fullmatch(term_type):
+            log.info("pty-req refused: a terminal type that is not a terminfo name")
+            return False
         self.term = term_type or "xterm"
         self.size = tuple(term_size)
         self.modes = dict(term_modes)
@@ -165,6 +173,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         return True
 
     def session_started(self) -> None:
+        self._running = True
         task = asyncio.ensure_future(self._run())
         self.client._background.add(task)
         task.add_done_callback(self.client._background.discard)
@@ -233,6 +242,14 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         """The client's channel or connection went away: stop waiting, end the upstream."""
         self._gone = True
         self._open_upstream_for(None)
+        if not self._running:
+            # closed before any request was accepted (its pty-req refused, say): _run
+            # never starts, so the channel ends here, or a drain would wait for it forever
+            self.client.channels.discard(self)
+            self.client.retire(self.stdout, self.stderr)
+            if not self.finished.done():
+                self.finished.set_result(None)
+            return
         if self.waiting or self.relay is not None:  # a relayed SFTP request may be waiting
             self._cancel_wait()
         if self.up is not None:
