@@ -10,11 +10,13 @@ test drives it (password from SSH_ASKPASS with SSH_ASKPASS_REQUIRE=force).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from pdp_harness import free_port
@@ -160,3 +162,19 @@ async def run_client(
     out, err = await process.communicate(stdin)
     assert process.returncode is not None
     return process.returncode, out, err
+
+
+@contextlib.asynccontextmanager
+async def line_echo() -> AsyncIterator[int]:
+    """A local TCP server that answers each connection's first line with that line and
+    closes it: the far end of a forward. Yields its port."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readline())
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()

@@ -64,6 +64,11 @@ COMPUTED_COPIES = [
     "COPY (SELECT replace(email, '@', ' at ') FROM customers) TO STDOUT",
     "COPY (SELECT lower(ssn) FROM customers) TO STDOUT (FORMAT csv)",
     "COPY (SELECT id, reverse(password) AS r FROM customers) TO STDOUT",
+    # over a free-text column the value detectors mask inside (test_pg_probe_p4)
+    "COPY (SELECT translate(note, '0123456789', 'abcdefghij') FROM customers) TO STDOUT",
+    "COPY (SELECT encode(note::bytea, 'hex') FROM customers) TO STDOUT (FORMAT csv)",
+    "COPY (SELECT string_agg(note, '5') FROM customers) TO STDOUT",
+    "COPY (WITH t AS (SELECT reverse(note) r FROM customers) SELECT r FROM t) TO STDOUT",
 ]
 
 

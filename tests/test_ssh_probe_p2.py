@@ -7,7 +7,6 @@ and one allowed that the proxy cannot read is said so in the decision and the ev
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gzip
 import itertools
@@ -23,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pdp_harness import REGO
 from policy_harness import shipped_engine
-from ssh_harness import Sshd
+from ssh_harness import Sshd, line_echo
 from test_ssh_proxy import Stack, ssh_stack
 
 from pdp.domain.recordings import session_events
@@ -298,13 +297,7 @@ async def test_a_forward_allowed_is_said_unread(stack: Stack) -> None:
     """A dba's forwarded connection carries bytes the proxy never reads (a database's
     answers, unmasked): its decision and its event now say so."""
 
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(await reader.readline())
-        writer.close()
-
-    target = await asyncio.start_server(echo, "127.0.0.1", 0)
-    port = target.sockets[0].getsockname()[1]
-    try:
+    async with line_echo() as port:
         async with await stack.connect(DBA) as conn:  # a pii-reader: under masks it is denied
             reader, writer = await conn.open_connection("127.0.0.1", port)
             writer.write(b"card 4111 1111 1111 1111\n")
@@ -313,8 +306,6 @@ async def test_a_forward_allowed_is_said_unread(stack: Stack) -> None:
         await stack.proxy.settled()
         decisions = await stack.pdp.store.query(kind="decision")
         events = await session_events(stack.pdp.store)
-    finally:
-        target.close()
     forwards = [d.body for d in decisions if d.body.get("kind") == "ssh.forward"]
     assert [d["verdict"] for d in forwards] == ["allow"]
     assert any("the proxy cannot read a forwarded connection" in r for r in forwards[0]["reasons"])

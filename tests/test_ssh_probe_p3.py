@@ -3,7 +3,6 @@ overwritten by carriage returns), SFTP reads and forwards of users under masks."
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -12,6 +11,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 from pdp_harness import REGO
+from ssh_harness import line_echo
 from test_ssh_proxy import Stack, ssh_stack
 
 from pdp.domain.recordings import session_events
@@ -121,13 +121,7 @@ async def test_a_forward_of_a_dba_under_masks_is_denied(tmp_path: Path) -> None:
     the dba's exec output would show masked): denied, nothing connects; a policy naming
     forward_unmasked allows it, and its decision says so."""
 
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(await reader.readline())
-        writer.close()
-
-    target = await asyncio.start_server(echo, "127.0.0.1", 0)
-    port = target.sockets[0].getsockname()[1]
-    try:
+    async with line_echo() as port:
         async with ssh_stack(tmp_path / "a") as s, await s.connect(("dba",)) as conn:
             with pytest.raises(asyncssh.ChannelOpenError):
                 await conn.open_connection("127.0.0.1", port)
@@ -140,8 +134,6 @@ async def test_a_forward_of_a_dba_under_masks_is_denied(tmp_path: Path) -> None:
                 writer.close()
             await s.proxy.settled()
             decisions = await s.pdp.store.query(kind="decision")
-    finally:
-        target.close()
     forwards = [d.body for d in decisions if d.body.get("kind") == "ssh.forward"]
     assert [d["verdict"] for d in forwards] == ["allow"]
     assert any("forward_unmasked" in r for r in forwards[0]["reasons"]), forwards

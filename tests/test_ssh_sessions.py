@@ -18,7 +18,7 @@ import asyncssh
 import pytest
 import yaml
 from pdp_harness import pdp_raw
-from ssh_harness import askpass, client_options, run_client
+from ssh_harness import askpass, client_options, line_echo, run_client
 from test_ssh_proxy import Stack, ssh_connection, ssh_stack
 
 from pdp.domain.recordings import session_events
@@ -180,27 +180,18 @@ async def test_ctrl_c_withdraws_a_waiting_approval(tmp_path: Path) -> None:
 
 
 async def test_local_forwarding_needs_the_policy(tmp_path: Path) -> None:
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(await reader.readline())
-        writer.close()
-
-    target = await asyncio.start_server(echo, "127.0.0.1", 0)
-    port = target.sockets[0].getsockname()[1]
-    try:
-        async with ssh_stack(tmp_path) as stack:
-            async with await stack.connect(("readonly",)) as conn:
-                with pytest.raises(asyncssh.ChannelOpenError) as refused:
-                    await conn.open_connection("127.0.0.1", port)
-                assert "port, agent and X11 forwarding are reserved to dba" in refused.value.reason
-            async with await stack.connect(("dba", "pii-readers")) as conn:
-                reader, writer = await conn.open_connection("127.0.0.1", port)
-                writer.write(b"through the upstream\n")
-                assert await reader.readline() == b"through the upstream\n"
-                writer.close()
-            await stack.proxy.settled()
-            decisions = await stack.pdp.store.query(kind="decision")
-    finally:
-        target.close()
+    async with line_echo() as port, ssh_stack(tmp_path) as stack:
+        async with await stack.connect(("readonly",)) as conn:
+            with pytest.raises(asyncssh.ChannelOpenError) as refused:
+                await conn.open_connection("127.0.0.1", port)
+            assert "port, agent and X11 forwarding are reserved to dba" in refused.value.reason
+        async with await stack.connect(("dba", "pii-readers")) as conn:
+            reader, writer = await conn.open_connection("127.0.0.1", port)
+            writer.write(b"through the upstream\n")
+            assert await reader.readline() == b"through the upstream\n"
+            writer.close()
+        await stack.proxy.settled()
+        decisions = await stack.pdp.store.query(kind="decision")
     forwards = [d.body for d in decisions if d.body.get("kind") == "ssh.forward"]
     assert [d["verdict"] for d in forwards] == ["deny", "allow"]
     assert forwards[0]["raw"] == f"direct-tcpip 127.0.0.1:{port}"
