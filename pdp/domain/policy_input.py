@@ -7,14 +7,12 @@ text (pglast, via pdp.sql) instead of trusting a proxy's description of it.
 from __future__ import annotations
 
 import functools
-import json
-import math
 import time
 from typing import Any
 
 from pdp.domain.sessions import Session, rfc3339
 from pdp.sql import Findings, classify
-from portcullis import protocols
+from portcullis import protocols, strict_json
 
 CACHED_SQL_LENGTH = 4096
 
@@ -355,42 +353,11 @@ def http_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, A
         # (1e400 failed the evaluation), nesting past the parser is decided with no path,
         # which no rule allows — the upstream's parser may keep the first of two values
         try:
-            details["body"] = json.loads(
-                body,
-                object_pairs_hook=_unique_names,
-                parse_constant=_not_json,
-                parse_float=_finite,
-                parse_int=_exact,
-            )
+            details["body"] = strict_json.loads(body)
         except (ValueError, RecursionError):
             for key in ("body", "path", "query"):
                 details.pop(key, None)
     return details
-
-
-def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise ValueError("a name repeated in a JSON object")
-    return out
-
-
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError("a number past a double's range")  # (1e400: the input holds none)
-    return number
-
-
-def _exact(text: str) -> int:
-    number = int(text)
-    if not -(2**53) <= number <= 2**53:
-        raise ValueError("an integer a double does not hold exactly")
-    return number
 
 
 # the second now_text() wrote last: (unix second, its RFC 3339 text up to the seconds)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import re
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
+from portcullis import strict_json
 from portcullis.http_target import Target
 from proxies.http.codec import BadRequest, Head
 from proxies.http.codings import Undecodable, codings, decode_whole
@@ -351,17 +351,6 @@ def _charset(content_type: str) -> str:
     return ""
 
 
-class _Duplicate(ValueError):
-    pass
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise _Duplicate("a name repeated in a JSON object")
-    return out
-
-
 def json_body(content_type: str, body: bytes) -> Any:
     """A request body whose media type names JSON, as every parser reads it, or
     BadRequest (400, nothing decided or forwarded). Refused: a name repeated in an object
@@ -376,49 +365,18 @@ def json_body(content_type: str, body: bytes) -> Any:
     if body.startswith(b"\xef\xbb\xbf"):
         raise BadRequest("a JSON body may not open with a byte order mark")
     try:
-        value = json.loads(
-            body.decode("utf-8"),
-            object_pairs_hook=_unique,
-            parse_constant=_not_json,
-            parse_float=_finite,
-            parse_int=_exact,
-        )
+        value = strict_json.loads(body.decode("utf-8"))
         # a lone surrogate (\ud800) is no text in UTF-8: the policy's input cannot hold it
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeError:
         raise BadRequest("a JSON body must be UTF-8 text") from None
-    except _Duplicate:
+    except strict_json.RepeatedName:
         raise BadRequest("a name repeated in a JSON object of the body") from None
-    except _Inexact:
+    except strict_json.Inexact:
         raise BadRequest("a number in the JSON body the policy cannot read exactly") from None
     except (ValueError, RecursionError):
         raise BadRequest("a body typed as JSON that is not JSON") from None
     return value
-
-
-class _Inexact(ValueError):
-    pass
-
-
-def _not_json(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # (NaN, Infinity: Python's extension)
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise _Inexact(text)  # 1e400: infinity to Python, the policy's input has none
-    return number
-
-
-_EXACT = 2**53  # integers a double (the policy's input, RFC 8259 §6) holds exactly
-
-
-def _exact(text: str) -> int:
-    number = int(text)
-    if not -_EXACT <= number <= _EXACT:
-        raise _Inexact(text)  # the policy would see another number than the upstream
-    return number
 
 
 def names_method(body: bytes, seen: Any, form: bool = False) -> bool:

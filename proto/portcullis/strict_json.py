@@ -1,0 +1,64 @@
+"""JSON read one way only: the reading both the HTTP proxy (a request body it decides and
+forwards) and the PDP (the body re-read from the command text) give a body, so what the
+policy sees is what any upstream parser reads.
+
+Refused, as ValueError: a name repeated in an object (parsers keep the first, the last,
+or fail: Python's json the last, Go's and Jackson's settings differ), NaN and Infinity
+(Python's extension, not JSON), and a number the policy's input (doubles, RFC 8259 §6)
+cannot hold exactly (1e400, an integer past 2**53), so the policy never sees another
+number than the upstream does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+
+class RepeatedName(ValueError):
+    """A name given twice in one JSON object."""
+
+
+class Inexact(ValueError):
+    """A number a double does not hold exactly."""
+
+
+_EXACT = 2**53  # integers a double holds exactly
+
+
+def loads(text: str) -> Any:
+    """The JSON value of `text`, or ValueError (RepeatedName, Inexact or another) when it
+    does not read one way only; RecursionError past the parser's nesting."""
+    return json.loads(
+        text,
+        object_pairs_hook=_unique_names,
+        parse_constant=_not_json,
+        parse_float=_finite,
+        parse_int=_exact,
+    )
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise RepeatedName("a name repeated in a JSON object")
+    return out
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise Inexact(text)  # 1e400: infinity to Python, the policy's input has none
+    return number
+
+
+def _exact(text: str) -> int:
+    number = int(text)
+    if not -_EXACT <= number <= _EXACT:
+        raise Inexact(text)
+    return number
