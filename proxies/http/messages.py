@@ -4,7 +4,8 @@ Owns: the proxy's own answers (RFC 9457 `application/problem+json`: 400, 401, 40
 the policy's reasons and the decision id, 202 with the approval id, 503 when the PDP
 cannot decide), the headers a request keeps on its way upstream (hop-by-hop ones removed,
 RFC 9110 §7.6.1; the client's token and anything naming the upstream credential's header
-removed; X-Forwarded-* and Forwarded set by the proxy, never taken from the client), the
+removed; X-Forwarded-For/-Proto and Forwarded set by the proxy, never taken from the
+client, nor anything naming another host, path or scheme to route by), the
 headers a response keeps on its way back, a response head's bytes, chunked coding of a
 body (RFC 9112 §7.1), and the command text (`raw`) a request is decided and recorded as.
 """
@@ -72,9 +73,31 @@ REQUEST_DROPPED = HOP_BY_HOP | {
     "x-original-url",
     "x-rewrite-url",
     "x-original-uri",
+    "x-override-url",
+    # a host, scheme or prefix an upstream routes or builds URLs by (virtual hosts, a
+    # tenant per host): the upstream gets the configured authority in Host, nothing of the
+    # client's choosing that the policy was not shown
+    "x-host",
+    "x-http-host-override",
+    "front-end-https",
+    "x-url-scheme",
+    # Next.js reads it as "this request already went through the middleware" and skips
+    # the middleware (its auth checks, CVE-2025-29927)
+    "x-middleware-subrequest",
     # a WebSocket extension (permessage-deflate) would compress frames past the guard
     "sec-websocket-extensions",
 }
+# never forwarded from the client either, any name that opens so: routing and addressing
+# claims of other proxies (X-Forwarded-Prefix, -Uri, -Path, -Scheme, -Ssl, -Server;
+# X-Original-Host; Envoy's own), and framework-internal routing (Next.js x-invoke-*)
+REQUEST_DROPPED_PREFIXES = (
+    "x-forwarded-",
+    "x-original-",
+    "x-rewrite-",
+    "x-envoy-",
+    "x-middleware-",
+    "x-invoke-",
+)
 # what the policy sees of a request's headers (never a credential or a cookie)
 POLICY_HEADERS = (
     "content-type",
@@ -149,10 +172,16 @@ def upstream_request_headers(
         dropped = dropped - {"upgrade", "connection"}
     # a name spelled with `_` for `-` is dropped as that header is (CGI, WSGI and PHP
     # read X_Forwarded_For as X-Forwarded-For)
-    out = [(n, v) for n, v in head.headers if n not in dropped and _dashed(n) not in dropped]
+    out = [
+        (n, v)
+        for n, v in head.headers
+        if n not in dropped
+        and _dashed(n) not in dropped
+        and not _dashed(n).startswith(REQUEST_DROPPED_PREFIXES)
+    ]
     if keep_upgrade:
         out = [(n, v) for n, v in out if n != "connection"] + [("connection", "Upgrade")]
-    out += _forwarding(client_ip, scheme, head.host)
+    out += _forwarding(client_ip, scheme)
     return out
 
 
@@ -166,18 +195,17 @@ def _request_dropped(credential_header: str) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _forwarding(client_ip: str, scheme: str, host: str) -> tuple[tuple[str, str], ...]:
-    """X-Forwarded-For/-Proto, Forwarded and X-Forwarded-Host for a client and Host."""
+def _forwarding(client_ip: str, scheme: str) -> tuple[tuple[str, str], ...]:
+    """X-Forwarded-For/-Proto and Forwarded for a client. No X-Forwarded-Host and no
+    Forwarded `host=`: the client's Host is its own choice, which the policy is not shown,
+    and an upstream routing by it (virtual hosts, a tenant per host) would serve another
+    site than the one decided; the upstream's Host is the configured authority."""
     node = f'"[{client_ip}]"' if ":" in client_ip else client_ip
-    host_part = f';host="{host}"' if host else ""
-    out = [
+    return (
         ("x-forwarded-for", client_ip),
         ("x-forwarded-proto", scheme),
-        ("forwarded", f"for={node}{host_part};proto={scheme}"),
-    ]
-    if host:
-        out.append(("x-forwarded-host", host))
-    return tuple(out)
+        ("forwarded", f"for={node};proto={scheme}"),
+    )
 
 
 def response_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

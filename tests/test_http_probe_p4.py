@@ -1,0 +1,92 @@
+"""Probing the HTTP proxy as a reader (brief P4): what reached the upstream, or came back
+to the client, other than as it was decided, kept as tests.
+
+Real PDP with the shipped policy, the HTTP proxy, the aiohttp upstream of
+http_upstream.py (or a raw upstream of the test's own), raw sockets for a client (the
+bytes are the attack). Each test is one way around a decision that worked before its fix:
+
+- routing claims the client chose: its Host reached the upstream as X-Forwarded-Host and
+  Forwarded `host=`, and X-Forwarded-Prefix / -Uri / -Path / -Scheme, X-Original-Host,
+  X-Host, X-HTTP-Host-Override, X-Override-URL, Envoy's x-envoy-original-path and
+  Next.js' x-middleware-subrequest went as sent — an upstream routing by one (virtual
+  hosts, a tenant per host, a prefix) served another site or path than the one decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from http_upstream import http_stack
+from pdp_harness import token
+
+pytestmark = pytest.mark.integration
+
+
+async def exchange(port: int, data: bytes) -> bytes:
+    """What the proxy answers to `data` sent whole on a new connection (it is closed)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+
+
+def request(
+    stack: Any,
+    line: str,
+    fields: str = "",
+    body: bytes = b"",
+    groups: tuple[str, ...] = ("readonly",),
+    host: str = "127.0.0.1",
+) -> bytes:
+    bearer = token(stack.config, "mallory@example.com", groups)
+    head = f"{line}\r\nHost: {host}\r\nAuthorization: Bearer {bearer}\r\n{fields}"
+    if body:
+        head += f"Content-Length: {len(body)}\r\n"
+    return (head + "Connection: close\r\n\r\n").encode("latin-1") + body
+
+
+def status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+ROUTING_CLAIMS = {
+    "X-Forwarded-Prefix": "/admin",
+    "X-Forwarded-Uri": "/admin",
+    "X-Forwarded-Path": "/admin",
+    "X-Forwarded-Scheme": "https",
+    "X-Forwarded-Ssl": "on",
+    "X-Forwarded-Server": "tenant-b.example",
+    "X_Forwarded_Prefix": "/admin",
+    "X-Original-Host": "tenant-b.example",
+    "X-Host": "tenant-b.example",
+    "X-HTTP-Host-Override": "tenant-b.example",
+    "X-Override-URL": "/admin",
+    "X-Envoy-Original-Path": "/admin",
+    "X-Middleware-Subrequest": "middleware:middleware:middleware:middleware:middleware",
+    "X-Invoke-Path": "/admin",
+    "Front-End-Https": "on",
+    "X-Url-Scheme": "https",
+}
+
+
+async def test_no_host_or_routing_claim_of_the_client_reaches_the_upstream(tmp_path):
+    fields = "".join(f"{name}: {value}\r\n" for name, value in ROUTING_CLAIMS.items())
+    async with http_stack(tmp_path) as s:
+        answer = await exchange(
+            s.proxy.port, request(s, "GET /echo/a HTTP/1.1", fields, host="tenant-b.example")
+        )
+        upstream_port = s.upstream.port
+    assert status(answer) == 200, answer[:300]
+    [seen] = s.upstream.seen
+    got = {n.decode().lower(): v.decode() for n, v in seen["headers"]}
+    leaked = {n: v for n, v in got.items() if "tenant-b" in v or v == "/admin"}
+    assert not leaked, leaked
+    assert not {n.lower() for n in ROUTING_CLAIMS} & set(got), got
+    assert "x-forwarded-host" not in got
+    assert got["forwarded"] == "for=127.0.0.1;proto=http"
+    assert got["host"] == f"127.0.0.1:{upstream_port}"
