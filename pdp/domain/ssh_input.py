@@ -50,7 +50,10 @@ from typing import Any
 
 import bashlex  # type: ignore[import-untyped]
 
-BRACES = re.compile(r"\{[^}]*(,|\.\.)")  # what may be a brace expansion; `{}` is not
+# what may be a brace expansion: a `{` with a `,` or `..` anywhere after it (`{}` is not).
+# Not only up to the next `}`: bash skips a quoted or escaped `}` and a nested `{a}`
+# (`{x\},--vacuum-time=1s}` and `{{x},-H,host}` are two or three words to bash)
+BRACES = re.compile(r"\{.*(,|\.\.)", re.S)
 MAX_DEPTH = 8  # sh -c 'sh -c "..."' nested deeper than this: malformed
 MAX_PARTS = 256
 SHELLS = frozenset({"sh", "bash", "dash", "ksh", "zsh", "ash", "mksh", "busybox-sh"})
