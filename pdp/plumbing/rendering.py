@@ -8,6 +8,11 @@ approval views); machine output (JSON, exports) stays exact:
   characters (C0, DEL, C1), line and paragraph separators and the bidirectional overrides
   are written as visible escapes (`\\x1b`, `\\n`, `\\u202e`), and a backslash as `\\\\`, so
   the escaped form cannot be confused with the real thing;
+- nothing a client sent can look like other text: characters that draw nothing or a blank
+  (format characters such as U+200B and U+FEFF, the default-ignorable ones such as tag
+  characters, variation selectors and Hangul fillers, every space but U+0020) and marks
+  that overlay or enclose the character before them are escapes too (`\\u200b`,
+  `\\U000e0041`): `ord\\u200bers` is not `orders`, and an approver must see the difference;
 - an approver sees what they approve: the number of statements and each statement in
   full with its own classification, never a prefix of the text.
 """
@@ -20,7 +25,20 @@ from typing import Any
 from pdp.sql import classify, split
 
 _UNSAFE = re.compile(
-    "[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]"
+    "[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029"
+    # format characters (Unicode Cf: bidi controls and marks, zero-width ones, BOM, tags)
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    # the rest of Default_Ignorable_Code_Point: combining grapheme joiner, Hangul fillers,
+    # Khmer inherent vowels, Mongolian selectors, variation selectors, tags' plane
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0"
+    "\ufff0-\ufff8\U000e0000-\U000e0fff"
+    # spaces other than U+0020 (Zs), and surrogates (not text)
+    "\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\ud800-\udfff"
+    # marks that overlay (stroke, solidus: = becomes an unequal sign) or enclose
+    "\u0334-\u0338\u0488\u0489\u1abe\u20d0-\u20ff\ua670-\ua672"
+    "]"
 )
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -37,7 +55,9 @@ def _escape(match: re.Match[str]) -> str:
     if named is not None:
         return named
     code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def statements(command: str) -> list[dict[str, Any]]:

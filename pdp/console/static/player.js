@@ -8,7 +8,16 @@
   var MAX_IDLE = 2.0;   // a longer pause plays as this long (asciinema's idle_time_limit)
   var MAX_LINES = 5000;
 
-  function hex(c) { var h = c.charCodeAt(0).toString(16); return "\\x" + (h.length < 2 ? "0" + h : h); }
+  // what rendering.inert escapes: controls, line separators, format characters (bidi,
+  // zero-width, tags), the default-ignorable ones, spaces but U+0020, surrogates, marks that
+  // overlay or enclose: nothing recorded may draw nothing or look like other text
+  var INVISIBLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}\p{Zs}\p{Me}\p{Default_Ignorable_Code_Point}\u0334-\u0338\u20d0-\u20ff]/u;
+
+  function escaped(code) {
+    var h = code.toString(16);
+    if (code < 0x100) return "\\x" + ("0" + h).slice(-2);
+    return code < 0x10000 ? "\\u" + ("000" + h).slice(-4) : "\\U" + ("0000000" + h).slice(-8);
+  }
 
   function Screen() { this.lines = [[]]; this.row = 0; this.col = 0; this.state = ""; this.seq = ""; }
   Screen.prototype.put = function (ch, ctl) {
@@ -17,7 +26,16 @@
     line[this.col] = {ch: ch, ctl: !!ctl};
     this.col += 1;
   };
-  Screen.prototype.inert = function (text) { for (var i = 0; i < text.length; i++) this.put(text[i], true); };
+  // text shown as an escape (a sequence the player does not interpret): what it holds that
+  // could draw nothing is escaped in turn
+  Screen.prototype.inert = function (text) {
+    for (var i = 0; i < text.length; i++) {
+      var point = text.codePointAt(i), ch = String.fromCodePoint(point);
+      if (point > 0xffff) i += 1;
+      var shown = point !== 0x20 && INVISIBLE.test(ch) ? escaped(point) : ch;
+      for (var j = 0; j < shown.length; j++) this.put(shown[j], true);
+    }
+  };
   Screen.prototype.newline = function () {
     this.row += 1; this.col = 0;
     while (this.lines.length <= this.row) this.lines.push([]);
@@ -55,12 +73,10 @@
       if (c === "\r") { this.col = 0; continue; }
       if (c === "\b") { this.col = Math.max(0, this.col - 1); continue; }
       if (c === "\t") { do { this.put(" "); } while (this.col % 8); continue; }
-      if (code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 || code === 0x2029 ||
-          (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069) ||
-          code === 0x200e || code === 0x200f || code === 0x061c) {
-        this.inert(code > 0xff ? "\\u" + ("000" + code.toString(16)).slice(-4) : hex(c)); continue;
-      }
-      this.put(c);
+      var point = data.codePointAt(i), ch = String.fromCodePoint(point);
+      if (point > 0xffff) i += 1;  // a character outside the BMP is two code units
+      if (point !== 0x20 && INVISIBLE.test(ch)) { this.inert(ch); continue; }
+      this.put(ch);
     }
   };
   Screen.prototype.render = function (pre) {

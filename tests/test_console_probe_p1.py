@@ -1,0 +1,178 @@
+"""Console and auditor readers, probed: what a reader-token agent sends and an approver or
+auditor later reads, in the console (HTTP, and Debian's Chromium for the terminal player)
+and the CLI renderings.
+
+Each test names the attack it tries; they run against a real PDP (dev issuer sign-in,
+code + PKCE) with no mocks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import replace
+from html import unescape
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+from pdp_harness import (
+    decide_sql,
+    free_port,
+    open_session,
+    pdp_config,
+    pdp_stub,
+    running_pdp,
+    token,
+)
+
+from pdp.console.markup import esc, text_block
+from pdp.plumbing.rendering import inert, statement_lines
+from portcullis.v1 import pdp_pb2
+
+CHROMIUM = "/usr/bin/chromium"
+
+# characters that draw nothing, or a blank, or change the character before them: each one
+# makes text an approver reads differ from the text that runs
+INVISIBLE = {
+    "\u200b": "\\u200b",  # zero width space
+    "\u200c": "\\u200c",  # zero width non-joiner
+    "\u200d": "\\u200d",  # zero width joiner
+    "\u2060": "\\u2060",  # word joiner
+    "\ufeff": "\\ufeff",  # byte order mark
+    "\u00ad": "\\xad",  # soft hyphen
+    "\u180e": "\\u180e",  # Mongolian vowel separator
+    "\u034f": "\\u034f",  # combining grapheme joiner
+    "\u3164": "\\u3164",  # Hangul filler (a blank)
+    "\ufe0f": "\\ufe0f",  # variation selector
+    "\u206a": "\\u206a",  # inhibit symmetric swapping
+    "\u00a0": "\\xa0",  # no-break space: not the space the shell or Postgres splits on
+    "\u2003": "\\u2003",  # em space
+    "\u0338": "\\u0338",  # combining long solidus overlay: = looks like an unequal sign
+    "\U000e0041": "\\U000e0041",  # tag LATIN CAPITAL LETTER A (ASCII smuggling)
+}
+
+
+def test_invisible_characters_are_visible_escapes_in_every_human_rendering():
+    """Attack (reader token): a statement holding zero-width, default-ignorable, tag or
+    non-ASCII space characters reads, in the approval view, as another statement: the
+    approver sees `INSERT INTO orders` for an INSERT into a table whose name holds a
+    U+200B (a table the agent made, with its own trigger), `admin` for `admin<U+E0041>`.
+    inert() escaped C0/C1, line separators and bidi controls only; the rest went through
+    to the CLI, the webhook text and the console."""
+    for raw, shown in INVISIBLE.items():
+        text = f"ord{raw}ers"
+        assert inert(text) == f"ord{shown}ers", repr(raw)
+        assert raw not in esc(text) and shown in esc(text), repr(raw)
+        assert raw not in text_block(text), repr(raw)
+    lines = statement_lines("INSERT INTO ord\u200bers VALUES (1)")
+    assert "ord\\u200bers" in lines[1] and "\u200b" not in lines[1]
+    # ordinary text stays as it is
+    assert inert("café não 日本 ☃ plain text") == "café não 日本 ☃ plain text"
+
+
+@pytest.fixture
+async def pdp(tmp_path):
+    port = free_port()
+    config = pdp_config(tmp_path)
+    config = replace(config, pdp=replace(config.pdp, http_listen=f"127.0.0.1:{port}"))
+    async with running_pdp(config) as app:
+        app.base = f"http://127.0.0.1:{port}"
+        yield app
+
+
+def _http() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def sign_in(http: aiohttp.ClientSession, base: str, subject: str, groups: str) -> str:
+    """Signs `http` in at the dev issuer; returns the session's CSRF token."""
+    async with http.get(f"{base}/console/login", params={"next": "/console/approvals/"},
+                        allow_redirects=False) as r:  # fmt: skip
+        authorize = r.headers["Location"]
+    form = {k: v[0] for k, v in parse_qs(urlsplit(authorize).query).items()}
+    form.update(subject=subject, groups=groups)
+    async with http.post(f"{base}/console/dev-issuer/authorize", data=form,
+                         allow_redirects=False) as r:  # fmt: skip
+        callback = r.headers["Location"]
+    async with http.get(callback, allow_redirects=False) as r:
+        assert r.status == 200, await r.text()
+    async with http.get(f"{base}/console/approvals/") as r:
+        page = await r.text()
+    return unescape(re.search(r'name="csrf-token" content="([^"]*)"', page)[1])
+
+
+async def test_an_approver_sees_invisible_characters_of_a_waiting_statement(pdp):
+    """Attack (reader token, through the PDP a proxy asks): an INSERT whose table name and
+    value hold invisible characters waits for approval; the approver's console card showed
+    `INSERT INTO orders VALUES (1) RETURNING id AS "id"`, the characters in the page raw."""
+    reader = token(pdp.config, "rita@example.com", ("readonly",))
+    hidden = "".join(INVISIBLE)
+    sql = f'INSERT INTO ord\u200bers VALUES (1) RETURNING id AS "id{hidden}"'
+    async with pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, reader)
+        asked = await decide_sql(stub, opened.session_id, sql)
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL and asked.approval_id
+    async with _http() as http:
+        await sign_in(http, pdp.base, "sam@example.com", "security")
+        for path in ("/console/approvals/", "/console/approvals/list"):
+            async with http.get(f"{pdp.base}{path}") as r:
+                page = await r.text()
+            assert asked.approval_id in page, path
+            assert "ord\\u200bers" in page, path
+            for raw, shown in INVISIBLE.items():
+                assert raw not in page, (path, repr(raw))
+                assert shown in page, (path, shown)
+
+
+async def _recorded_session(pdp, output: list[list]) -> str:
+    """A terminal recording as a proxy sends it; returns its session id."""
+    user = token(pdp.config, "bob@example.com", ("readonly",))
+    event = {"time": time.time(), "direction": "upstream", "type": "response",
+             "details": {"kind": "ssh.asciicast", "channel": 0, "decision_id": "d-probe",
+                         "header": {"version": 2, "width": 80, "height": 24},
+                         "events": output}}  # fmt: skip
+    async with pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, user)
+        await stub.RecordEvents(pdp_pb2.RecordEventsRequest(
+            session_id=opened.session_id, events_json=json.dumps([event])))  # fmt: skip
+        await stub.CloseSession(pdp_pb2.CloseSessionRequest(session_id=opened.session_id))
+    return opened.session_id
+
+
+async def _browser_page(pdp, path: str):
+    """Chromium signed in as an auditor at the dev issuer's form, on `path`."""
+    from playwright.async_api import async_playwright
+
+    pw = await async_playwright().start()
+    browser = await pw.chromium.launch(executable_path=CHROMIUM,
+                                       args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+    page = await (await browser.new_context()).new_page()
+    await page.goto(f"{pdp.base}{path}")
+    await page.get_by_label("Subject").fill("ines@example.com")
+    await page.get_by_label("Groups (comma-separated)").fill("auditor")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(f"{pdp.base}{path}")
+    return pw, browser, page
+
+
+async def test_the_terminal_player_shows_invisible_characters(pdp):
+    """Attack (a recorded shell's output): the browser player escaped control characters
+    and bidi controls but drew zero-width, tag and other invisible characters as they are:
+    a recorded `rm -rf /srv/data` next to `rm -rf /srv/da<U+200B>ta` read the same."""
+    from playwright.async_api import expect
+
+    hidden = "".join(INVISIBLE)
+    sid = await _recorded_session(pdp, [[0.1, "o", f"$ rm -rf /srv/da\u200bta {hidden}\r\n"]])
+    pw, browser, page = await _browser_page(pdp, f"/console/sessions/{sid}")
+    try:
+        screen = page.get_by_role("log", name="Terminal output, channel 0")
+        await expect(screen).to_contain_text("/srv/da\\u200bta")
+        text = await screen.inner_text()
+        for raw, shown in INVISIBLE.items():
+            assert raw not in text, repr(raw)
+            assert shown in text, shown
+    finally:
+        await browser.close()
+        await pw.stop()
