@@ -596,17 +596,19 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
         return [_json_texts(v, masker, counts) for v in value]
     if not isinstance(value, dict):
         return value
+    # image and audio content (MCP Server → Tools → Tool result) carry their bytes as
+    # base64 `data`, beside a `mimeType`: read like a resource's `blob`
+    binary = value.get("type") in ("image", "audio") or "mimeType" in value
     out = {}
     for key, child in value.items():
-        if key == "blob" and isinstance(child, str):
+        if isinstance(child, str) and (key == "blob" or (key == "data" and binary)):
             out[key] = _masked_blob(child, masker, counts)
-        elif key == "text" and isinstance(child, str) and child[:1] in ("{", "["):
-            try:
-                inner = json.loads(child)
-            except (ValueError, RecursionError):
+        elif key == "text" and isinstance(child, str):
+            doc = _as_json(child)
+            if doc is _NOT_JSON:
                 out[key] = child
                 continue
-            masked, found = masker.mask_json(inner)
+            masked, found = masker.mask_json(doc)
             counts.update(found)
             out[key] = json.dumps(masked, ensure_ascii=False)
         else:
@@ -614,36 +616,53 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     return out
 
 
-def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
-    """A resource's `blob` (base64): text inside it is masked like any text (JSON as JSON)
-    and encoded again. Bytes that are not UTF-8 text (an image, an archive) go as they
-    came unless a detector finds something in them read byte for byte as Latin-1 — they
-    cannot be masked in place without breaking the file, so such a blob is withheld
-    (replaced by an empty one), as is one that is not base64 at all."""
+_NOT_JSON = object()
+_BASE64_SPACE = re.compile(r"[\t\n\r ]+")
+
+
+def _as_json(text: str) -> Any:
+    """The JSON document a text is (an object or array, after any byte order mark and
+    white space, which JSON allows around it), or _NOT_JSON: its field names must be
+    read as fields wherever a reader would read it as JSON."""
+    body = text.lstrip("\ufeff \t\r\n")
+    if body[:1] not in ("{", "["):
+        return _NOT_JSON
     try:
-        data = base64.b64decode(blob, validate=False)
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
+def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
+    """A resource's `blob` or an image's `data` (base64): text inside it is masked like
+    any text (JSON as JSON) and encoded again. Bytes that are not UTF-8 text (an image,
+    an archive) go as they came unless a detector finds something in them read byte for
+    byte as Latin-1, with or without their NUL bytes (text in UTF-16 or UTF-32) — they
+    cannot be masked in place without breaking the file, so such a blob is withheld
+    (replaced by an empty one), as is one that is not base64 (RFC 4648 §4, line breaks
+    aside) at all."""
+    try:
+        data = base64.b64decode(_BASE64_SPACE.sub("", blob), validate=True)
     except (binascii.Error, ValueError):
         counts["blob:unreadable"] += 1
         return ""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        _, found = masker.mask_text(data.decode("latin-1"))
-        if not found:
+        text = None
+    if text is None or "\x00" in text:
+        views = (data.decode("latin-1"), data.replace(b"\x00", b"").decode("latin-1"))
+        if not any(masker.mask_text(view)[1] for view in views):
             return blob
         counts["blob:withheld"] += 1
         return ""
     masked: Any
-    if text.lstrip()[:1] in ("{", "["):
-        try:
-            doc = json.loads(text)
-        except (ValueError, RecursionError):
-            masked, found = masker.mask_text(text)
-        else:
-            doc, found = masker.mask_json(doc)
-            masked = json.dumps(doc, ensure_ascii=False) if found else text
-    else:
+    doc = _as_json(text)
+    if doc is _NOT_JSON:
         masked, found = masker.mask_text(text)
+    else:
+        doc, found = masker.mask_json(doc)
+        masked = json.dumps(doc, ensure_ascii=False) if found else text
     if not found:
         return blob
     counts.update(found)
