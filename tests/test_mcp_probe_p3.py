@@ -8,6 +8,11 @@ case is a reader's (mallory, outside pii-readers: tool results masked):
   a text content or resource text that is JSON after a newline or a byte order mark (its
   fields, `password` say, went whole), a blob of UTF-16 text (NULs between the letters,
   with or without a byte order mark).
+- what a server's message carries outside what was masked: a key JSON-RPC does not define
+  beside a result, a server request's id, a notification's method name, an event's `id:`
+  and `event:` fields; and the answers to requests that return no data by the policy
+  (initialize's instructions, a ping's result or error data, tool and prompt descriptions)
+  were passed as the server wrote them.
 """
 
 from __future__ import annotations
@@ -114,3 +119,92 @@ async def test_clean_images_and_blobs_go_as_they_came_others_are_withheld(tmp_pa
     # base64 of another alphabet is not read as other bytes than the client reads: withheld
     other = sse_messages(answers["base64url blob"])[0]["result"]["content"][0]
     assert other["resource"]["blob"] == ""
+
+
+LEAK = {"email": "ann@example.com", "note": "card 4111 1111 1111 1111"}
+
+
+def _rpc(id_: int, method: str, **params: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": id_, "method": method, **({"params": params} if params else {})}
+
+
+def _answer(id_: int, **kv: Any) -> bytes:
+    return event({"jsonrpc": "2.0", "id": id_, **kv})
+
+
+TOOLS = {
+    "tools": [
+        {
+            "name": "get_invoice",
+            "description": "ask ann@example.com",
+            "inputSchema": {
+                "type": "object",
+                "properties": {"email": {"type": "string", "default": "ann@example.com"}},
+            },
+        }
+    ]
+}
+INIT = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t"}}
+SERVER_MESSAGES: dict[str, tuple[dict[str, Any], list[bytes]]] = {
+    "extra key": (tool_call(1, "find_customer", name="Ann"), [_answer(1, result={}, extra=LEAK)]),
+    "server request id": (
+        _rpc(2, "ping"),
+        [event({"jsonrpc": "2.0", "id": "ann@example.com", "method": "roots/list"}),
+         _answer(2, result={})],
+    ),
+    "method name": (
+        _rpc(3, "ping"),
+        [event({"jsonrpc": "2.0", "method": "notifications/ann@example.com"}),
+         _answer(3, result={})],
+    ),
+    "event fields": (
+        _rpc(4, "ping"),
+        [b"event: ann@example.com\nid: 4111 1111 1111 1111\ndata: "
+         + json.dumps({"jsonrpc": "2.0", "id": 4, "result": {}}).encode() + b"\n\n"],
+    ),
+    "ping result": (_rpc(5, "ping"), [_answer(5, result={"note": "ann@example.com"})]),
+    "ping error": (_rpc(6, "ping"), [_answer(6, error={"code": 1, "message": "x", "data": LEAK})]),
+    "tools/list": (_rpc(7, "tools/list"), [_answer(7, result=TOOLS)]),
+    "prompts/list": (
+        _rpc(8, "prompts/list"),
+        [_answer(8, result={"prompts": [{"name": "p", "description": "4111 1111 1111 1111"}]})],
+    ),
+    "initialize": (
+        _rpc(9, "initialize", **INIT),
+        [_answer(9, result={"protocolVersion": "2025-06-18", "instructions": "ann@example.com"})],
+    ),
+}  # fmt: skip
+
+
+async def _server_says(stack: Any, who: Any) -> dict[str, bytes]:
+    out = {}
+    for name, (message, events) in SERVER_MESSAGES.items():
+        sent = await who.send("POST", message)
+        assert isinstance(sent, Forward), name
+        out[name] = await read(await sent.response(200, list(SSE), chunks(*events)))
+    return out
+
+
+async def test_a_servers_messages_reach_a_masked_client_only_as_json_rpc_masked(
+    tmp_path: Path,
+) -> None:
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        masked = await _server_says(stack, mallory)
+        pia = await agent_of(stack, "pia@example.com", "readonly", "pii-readers")
+        await pia.start("sid-p")
+        plain = await _server_says(stack, pia)
+    leaked = {name: _revealed(data) for name, data in masked.items()}
+    assert leaked == {name: [] for name in SERVER_MESSAGES}, leaked
+    # what a client needs still comes: every answer, the tool's schema with its properties
+    for name, data in masked.items():
+        ids = [m.get("id") for m in sse_messages(data) if "method" not in m]
+        assert ids == [SERVER_MESSAGES[name][0]["id"]], (name, data)
+    [listing] = sse_messages(masked["tools/list"])
+    tool = listing["result"]["tools"][0]
+    assert tool["inputSchema"]["properties"]["email"]["type"] == "string"
+    assert tool["description"] == "ask a***@example.com"
+    assert sse_messages(masked["extra key"]) == [{"jsonrpc": "2.0", "id": 1, "result": {}}]
+    # a pii-reader's answers go as the server wrote them
+    assert all(b"ann@example.com" in plain[n] for n in ("extra key", "tools/list", "initialize"))

@@ -499,6 +499,7 @@ class Forward:
                     yield codec.SseEvent("").encode(json.dumps(error))
 
     async def _event(self, event: codec.SseEvent) -> bytes:
+        event = self._event_fields(event)
         if not event.data.strip():
             return event.encode()  # a priming event (an id to resume from), or a retry
         try:
@@ -514,9 +515,40 @@ class Forward:
         text = json.dumps(out if isinstance(document, list) else out[0], ensure_ascii=True)
         return event.encode(text)
 
+    def _session_mask(self) -> Masker | None:
+        """The mask every message of this session is under at least: its server stream's
+        (what the client's identity gets of data), else the latest masked call's."""
+        masker = self.server[1] if self.server else None
+        return masker or (self.masks[-1] if self.masks else self.mcp.stream_mask)
+
+    def _detectors_of(self, masker: Masker) -> Masker | None:
+        """The detectors alone of a mask: for what names and describes rather than holds
+        data (a tool's schema would lose its `email` property to a field rule)."""
+        rules = [r for r in masker.rules if r.detector]
+        return Masker(rules, self.exchange.hash_key) if rules else None
+
+    def _event_fields(self, event: codec.SseEvent) -> codec.SseEvent:
+        """An event's id, event and retry fields, which the server writes and the client
+        keeps (Last-Event-ID), under the session's mask: a field a detector finds anything
+        in is left out (a masked id resumes nothing), as is a retry that is not digits."""
+        masker = self._session_mask()
+        if masker is None or not event.fields:
+            return event
+        fields = [
+            (name, value)
+            for name, value in event.fields
+            if not masker.mask_text(value)[1] and (name != "retry" or value.isdigit())
+        ]
+        if len(fields) != len(event.fields):
+            self.session.record_response(kind="mcp.dropped", reason="an event field with data")
+        return codec.SseEvent(event.data, fields, event.has_data)
+
     async def _message(self, message: dict[str, Any]) -> dict[str, Any] | None:
         """One server message as the client gets it; None: dropped (an answer to nothing
-        this proxy forwarded in this session)."""
+        this proxy forwarded in this session). In a masked session only JSON-RPC's keys
+        pass (MCP Base Protocol → Messages), each under a mask: what a server may put
+        anywhere else, or in a request's id or a method name, the client never gets."""
+        session_mask = self._session_mask()
         if "method" in message:  # the server's request or notification
             allowed, masker = self.server or (False, None)
             if not allowed:
@@ -524,13 +556,33 @@ class Forward:
                     kind="mcp.dropped", reason="the server's own message, its stream refused"
                 )
                 return None
-            if masker is None:  # (its stream unmasked: the latest call's mask, if any)
-                masker = self.masks[-1] if self.masks else self.mcp.stream_mask
-            return self._masked(message, masker, "") if masker is not None else message
+            masker = masker or session_mask  # (its stream unmasked: the latest call's mask)
+            if masker is None:
+                return message
+            shaped = _jsonrpc_keys(message, _SERVER_REQUEST_KEYS)
+            named = [shaped["method"]]
+            if isinstance(shaped.get("id"), str):
+                named.append(shaped["id"])
+            if not (
+                isinstance(shaped["method"], str)
+                and codec.METHOD_TEXT.fullmatch(shaped["method"])
+                and not any(masker.mask_text(text)[1] for text in named)
+            ):
+                self.session.record_response(
+                    kind="mcp.dropped", reason="the server's own message names data"
+                )
+                return None
+            return self._masked(shaped, masker, "")
         handling: Handling | None = self.mcp.answered(message.get("id"))
         if handling is None:
             self.session.record_response(kind="mcp.dropped", reason="an answer to no request")
             return None
+        if session_mask is not None or handling.masker is not None:
+            if ("result" in message) == ("error" in message):
+                return codec.error_response(
+                    message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an answer it cannot read"
+                )
+            message = _jsonrpc_keys(message, _RESPONSE_KEYS)
         result = message.get("result")
         if handling.list_tools and "result" in message:
             result = await self._listed(result, handling)
@@ -541,6 +593,16 @@ class Forward:
             message = {**message, "result": result}
         if handling.masker is not None:
             message = self._masked(message, handling.masker, handling.decision_id)
+        elif session_mask is not None:
+            # the answer to a request that returns no data (initialize, ping, a list of
+            # tools or prompts) is read all the same in a masked session: its error fully,
+            # its result — names, descriptions, schemas — by the detectors
+            if "error" in message:
+                message = self._masked(message, session_mask, handling.decision_id)
+            else:
+                detectors = self._detectors_of(session_mask)
+                if detectors is not None:
+                    message = self._masked(message, detectors, handling.decision_id)
         return message
 
     def _masked(self, message: dict[str, Any], masker: Masker, decision_id: str) -> dict[str, Any]:
@@ -580,6 +642,16 @@ class Forward:
         asked = {"method": "tools/call", "params": {"name": name}}
         raw = codec.canonical({"endpoint": self.target, "listing": True, **asked})
         return await self.session.decide(KIND, raw, None, _exact)
+
+
+_SERVER_REQUEST_KEYS = ("jsonrpc", "id", "method", "params")
+_RESPONSE_KEYS = ("jsonrpc", "id", "result", "error")
+
+
+def _jsonrpc_keys(message: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """A server's message with JSON-RPC's keys only (an allow-list: no other key of it
+    reaches the client)."""
+    return {k: message[k] for k in keys if k in message}
 
 
 def _mask_tree(value: Any, masker: Masker, counts: Counter[str]) -> Any:

@@ -57,7 +57,7 @@ PARAM_HEADER_PREFIX = "mcp-param-"
 
 _REQUEST_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
 _RESPONSE_KEYS = (frozenset({"jsonrpc", "id", "result"}), frozenset({"jsonrpc", "id", "error"}))
-_METHOD_TEXT = re.compile(r"[\x21-\x7e]+")
+METHOD_TEXT = re.compile(r"[\x21-\x7e]+")
 _B64_SENTINEL = re.compile(r"=\?base64\?(?P<payload>[A-Za-z0-9+/=]*)\?=")
 
 
@@ -269,7 +269,7 @@ def read_message(item: Any) -> Message:
         if not keys <= _REQUEST_KEYS:
             raise Refused("a JSON-RPC request has a key JSON-RPC does not define")
         method = item["method"]
-        if not isinstance(method, str) or not _METHOD_TEXT.fullmatch(method):
+        if not isinstance(method, str) or not METHOD_TEXT.fullmatch(method):
             raise Refused("a JSON-RPC method is a name of visible ASCII")
         if len(method) > MAX_METHOD:
             raise Refused(f"a method name longer than {MAX_METHOD}")
