@@ -519,7 +519,8 @@ class ClientConnection:
                 self.drain(drain.forced)
             reason = await relay.ended
             abnormal = reason not in (
-                "client_disconnect", "client_terminate", "grant_expired", "proxy_shutdown"
+                "client_disconnect", "client_terminate", "grant_expired", "token_expired",
+                "proxy_shutdown",
             )  # fmt: skip
             if not tracker.idle and self.key is not None:
                 # the client left mid-query: stop the query, not just the socket
@@ -727,9 +728,10 @@ class ClientConnection:
         relay.end("proxy_shutdown")
         self.writer.close()
 
-    def _window_closed(self) -> None:
-        """A just-in-time grant ran out: the session ends, as the approval said."""
-        self.fatal("portcullis: the approved access window for this session has ended", "57P01")
+    def _window_closed(self, text: str) -> None:
+        """A just-in-time grant ran out, or the client's token expired: the session ends
+        (57P01, as an administrator's shutdown of the backend)."""
+        self.fatal(text, "57P01")
 
     def cancel_statement(self) -> None:
         """Cancel what runs upstream (a CancelRequest, as the client could send)."""
@@ -786,7 +788,8 @@ class ClientConnection:
 
 
 def _grant_ended(relay: _Relay, expiry: asyncio.Future[str]) -> None:
-    """A just-in-time grant's end (Session.grant_expiry) ends the session's relay."""
+    """A just-in-time grant's end or the token's expiry (Session.grant_expiry) ends the
+    session's relay."""
     if not expiry.cancelled():
         relay.end(expiry.result() if expiry.exception() is None else "error: grant expiry")
 

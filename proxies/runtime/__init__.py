@@ -7,7 +7,7 @@
 - `ProxySession`: one client's session — `open(token)` (OpenSession, then the upstream
   credential), `decide` / `decide_or_wait` (the cache or the PDP; approval waits),
   `record_command` / `record_response` / `record_masking`, `grant_expiry(tell)` (a
-  just-in-time grant's end), `close(reason)`.
+  just-in-time grant's end or the client token's expiry), `close(reason)`.
 - `Relay`: the two sockets of an open session, relayed in their callbacks — a protocol
   subclasses it with its two callbacks (`CLIENT` / `SERVER` name the sides); backpressure
   between the sides, `wait(side, work)` holds a side while async work finishes a chunk in

@@ -47,6 +47,7 @@ class ProcessRuntime:
             vault=config.vault,
             approval_timeout=config.approvals.timeout_seconds,
             process=self,
+            token_leeway=config.identity.leeway_seconds,
         )
 
     async def start(self) -> None:

@@ -80,6 +80,9 @@ class ProxyRuntime:
     # undelivered evidence waits here (None: a session whose events the PDP cannot take halts)
     spool: Spool | None = field(default=None, repr=False)
     max_statement_bytes: int = MAX_STATEMENT_BYTES
+    # the PDP's clock-skew leeway on token times (identity.leeway_seconds): a session ends
+    # that long after its token's expiry, when the PDP stops honouring the token
+    token_leeway: float = 2.0
     # how long a Decide of this connection waits (option pdp_timeout_seconds)
     decide_timeout: float = DEFAULT_PDP_TIMEOUT
     process: ProcessRuntime | None = field(default=None, repr=False)
@@ -117,6 +120,7 @@ class ProxyRuntime:
         approval_timeout: float = 120.0,
         config: Config | None = None,
         process: ProcessRuntime | None = None,
+        token_leeway: float = 2.0,
     ) -> ProxyRuntime:
         """config: where the proxy's credential or certificate for the PDP comes from
         (proxies.pdp); without it the PDP will refuse every session call. process: the
@@ -145,6 +149,7 @@ class ProxyRuntime:
             ),
             max_statement_bytes=int(options.get("max_statement_bytes", MAX_STATEMENT_BYTES)),
             approval_timeout=approval_timeout,
+            token_leeway=token_leeway,
         )
 
     @classmethod
@@ -158,6 +163,7 @@ class ProxyRuntime:
             vault=config.vault,
             approval_timeout=config.approvals.timeout_seconds,
             config=config,
+            token_leeway=config.identity.leeway_seconds,
         )
 
     async def start(self) -> None:
@@ -366,14 +372,24 @@ class ProxySession:
         runtime.sessions.add(self)
         return grant
 
-    def grant_expiry(self, tell: Callable[[], None]) -> asyncio.Task[str] | None:
-        """A just-in-time grant's end: a task that, when the approved window closes, has
-        the protocol tell its client (`tell`) and returns "grant_expired"; None for a
-        session granted without an end."""
-        expires_at = self.grant.expires_at if self.grant is not None else 0.0
-        if not expires_at:
+    def grant_expiry(self, tell: Callable[[str], None]) -> asyncio.Task[str] | None:
+        """The end of what the session was granted: a task that, at the earlier of a
+        just-in-time grant's end and the client token's expiry, has the protocol tell its
+        client why (`tell(text)`) and end the session, and returns the close reason
+        ("grant_expired" or "token_expired"); None for a session with neither.
+
+        Past its token's expiry the PDP refuses every command of a session, but what is
+        not decided command by command — a shell, a forwarded port, a WebSocket, a stream
+        — would go on under an identity nobody vouches for any more; so the session ends
+        then (as a gateway that disconnects on an expired certificate does)."""
+        grant = self.grant
+        if grant is None:
             return None
-        return asyncio.ensure_future(_grant_ends(expires_at, tell))
+        token_ends = grant.token_expires_at and grant.token_expires_at + self.runtime.token_leeway
+        ends = session_end(grant.expires_at, token_ends)
+        if ends is None:
+            return None
+        return asyncio.ensure_future(_session_ends(ends, tell))
 
     def ruling_now(
         self,
@@ -756,7 +772,18 @@ class ProxySession:
             log.error("session %s: its close is lost: %s", sid, exc)
 
 
-async def _grant_ends(expires_at: float, tell: Callable[[], None]) -> str:
-    await asyncio.sleep(max(expires_at - time.time(), 0))
-    tell()
-    return "grant_expired"
+def session_end(grant_ends: float, token_expires: float) -> tuple[float, str, str] | None:
+    """When a session must end, why (its close reason) and what its client is told: the
+    earlier of a just-in-time grant's end and the client token's expiry (0: none)."""
+    grant = (grant_ends, "grant_expired", "the approved access window has ended")
+    expiry = (token_expires, "token_expired", "the token of this session has expired; "
+              "reconnect with a fresh token")  # fmt: skip
+    ends = [end for end in (grant, expiry) if end[0]]
+    return min(ends) if ends else None
+
+
+async def _session_ends(end: tuple[float, str, str], tell: Callable[[str], None]) -> str:
+    at, reason, text = end
+    await asyncio.sleep(max(at - time.time(), 0))
+    tell(f"portcullis: {text}")
+    return reason

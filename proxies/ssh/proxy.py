@@ -232,7 +232,11 @@ class ClientConnection(asyncssh.SSHServer):
         if self._draining is not None:
             self._draining.cancel()
         if self._closing is None:
-            self._closing = asyncio.ensure_future(self._close("client_closed", exc is not None))
+            reason, expiry = "client_closed", self._expiry
+            # ended by a grant's end or the token's expiry: that is why
+            if expiry is not None and expiry.done() and not expiry.cancelled():
+                reason = expiry.result() if expiry.exception() is None else reason
+            self._closing = asyncio.ensure_future(self._close(reason, exc is not None))
             self.proxy.closing.add(self._closing)
             self._closing.add_done_callback(self.proxy.closing.discard)
             self._closing.add_done_callback(self.proxy.changed)
@@ -331,11 +335,13 @@ class ClientConnection(asyncssh.SSHServer):
             with contextlib.suppress(Exception):
                 self.conn.send_auth_banner(text + "\r\n")
 
-    def _grant_ended(self) -> None:
+    def _grant_ended(self, text: str) -> None:
+        """A just-in-time grant ran out, or the client's token expired: every channel is
+        told why, and the connection ends."""
         for channel in list(self.channels):
-            channel.say("portcullis: the approved access window has ended")
+            channel.say(text)
         if self.conn is not None:
-            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, "access window ended")
+            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, text.removeprefix("portcullis: "))
 
     def output(self, write: Any) -> ClientOutput:
         """A ClientOutput for one stream of one channel, scanned with the session's keys."""
