@@ -5,11 +5,21 @@ and exec lines whose words bash expands otherwise than the PDP read them."""
 from __future__ import annotations
 
 import subprocess
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from policy_harness import shipped_engine
 from test_ssh_probe_exec import ALLOWED, reading, verdict
+from test_ssh_proxy import ssh_stack
+
+from portcullis.masking import Masker
+from portcullis.verdict import MaskRule
+from proxies.ssh import stream
+from proxies.ssh.stream import MaskedOutput, shown
 
 engine = pytest.fixture(scope="module")(shipped_engine)
 
@@ -45,3 +55,121 @@ def test_a_brace_expansion_hidden_behind_a_brace_is_read_as_computed(
     part = reading(line)["parts"][0]
     assert part["dynamic"], part  # before: a plain word, nothing computed
     assert verdict(engine, line)["verdict"] not in ALLOWED  # before: allow / mask
+
+
+# -- output masked in pieces ------------------------------------------------------------
+
+CARD = "4111 1111 1111 1111"
+CROSSED = getattr(stream, "CROSSED", b"(the tree before had no such note)")
+RULES = (MaskRule("", "email", "partial"), MaskRule("", "credit_card", "partial"))
+
+
+def masker() -> Masker:
+    return Masker(RULES, b"k" * 32)
+
+
+def found(sent: bytes) -> Counter[str]:
+    """What the detectors find in what was sent, or in what a screen shows of it."""
+    text = sent.decode()
+    return masker().mask_text(text)[1] + masker().mask_text(shown(text))[1]
+
+
+def quietly(pieces: list[bytes], terminal: bool = True) -> tuple[bytes, MaskedOutput]:
+    """What a terminal's MaskedOutput sends of pieces each followed by a pause (the
+    channel's quiet flush), then the end of the stream."""
+    out = MaskedOutput(masker(), terminal)
+    sent = b""
+    for piece in pieces:
+        sent += out.feed(piece) + quiet_flush(out)
+    return sent + out.flush(), out
+
+
+def quiet_flush(out: MaskedOutput) -> bytes:
+    try:
+        return out.flush(final=False)
+    except TypeError:  # the tree before: every flush gave all it held
+        return out.flush()
+
+
+PAUSED = [
+    # printf '4111 1111'; sleep 0.2; printf ' 1111 1111'; echo
+    [b"4111 1111", b" 1111 1111", b"\r\n"],
+    [b"card: 4111", b" 1111 1111", b" 1111 ok\r\n"],
+    # twelve digits sent, four more: a partial mask would show them (the whole card)
+    [b"4111 1111 1111", b" 1111\r\n"],
+    # coloured groups
+    [b"\x1b[1m4111\x1b[0m 1111", b" 1111 1111\r\n"],
+    # the part sent brought back under what follows by a carriage return
+    [b"XXXXXXXXX 1111 1111 x", b"\r4111 1111", b"\r\n"],
+    [b"XXXXXXXXX 1111 1111 x", b"\r4111 1111\x1b[12Cmore\r\n"],
+]
+
+
+@pytest.mark.parametrize("pieces", PAUSED)
+def test_a_value_printed_in_pieces_with_pauses_is_masked(pieces: list[bytes]) -> None:
+    sent, out = quietly(pieces)
+    assert not found(sent), sent  # before: the card whole on the screen
+    assert out.counts["detector:credit_card"] >= 1 or CROSSED in sent, sent
+    assert b"1111 1111 1111" not in sent
+
+
+def test_a_prompt_and_typed_echo_still_go_out_when_quiet() -> None:
+    out = MaskedOutput(masker(), terminal=True)
+    assert out.feed(b"root@host:~# ") + out.flush(final=False) == b"root@host:~# "
+    assert out.feed(b"l") + out.flush(final=False) == b"l"
+    assert out.feed(b"s -l") + out.flush(final=False) == b"s -l"
+    # a tail of digits waits for the line's end (or the stream's)
+    assert out.feed(b" /var/log/x.1") + out.flush(final=False) == b" /var/log/x"
+    assert out.feed(b"\r\n") == b".1\r\n"
+
+
+def long_line_with_overwrite() -> list[bytes]:
+    """A line longer than the hold limit whose head shows half a card, then, after more
+    than the overlap, a carriage return writing the other half in front of it."""
+    head = b"XXXXXXXXX 1111 1111 " + b"pad " * 1000
+    return [head, b"y" * 1100, b"\r4111 1111\n"]
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_long_line_overwritten_after_its_cut_is_masked_as_shown(terminal: bool) -> None:
+    out = MaskedOutput(masker(), terminal)
+    sent = b"".join(out.feed(piece) for piece in long_line_with_overwrite()) + out.flush()
+    assert not found(sent), sent[-200:]  # before: the screen showed the card
+    assert CARD not in shown(sent.decode())
+
+
+SCREEN_TOKENS = [" bob.jones@example.com ", "4111 1111", " 1111 1111", "4111", "1111",
+                 "plain", " ", "\r", "\n", "\r\n", "x" * 40, "\x1b[5C", "\x08"]  # fmt: skip
+SCREEN = st.lists(st.sampled_from(SCREEN_TOKENS), max_size=40).map(
+    lambda parts: "".join(parts).encode()
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(SCREEN, st.lists(st.integers(1, 48), max_size=20), st.booleans())
+def test_however_output_is_cut_and_paused_no_value_shows(
+    data: bytes, cuts: list[int], terminal: bool
+) -> None:
+    pieces, i = [], 0
+    for size in cuts:
+        pieces.append(data[i : i + size])
+        i += size
+    pieces.append(data[i:])
+    sent, _ = quietly(pieces, terminal)
+    assert not found(sent), (data, sent)
+
+
+async def test_a_card_printed_in_pieces_in_a_dbas_shell_is_masked(tmp_path: Path) -> None:
+    """A dba outside pii-readers, a shell through proxy+PDP+sshd: `printf '4111 1111';
+    sleep; printf ' 1111 1111'...` (before: each piece went out at the quiet flush, masked
+    alone, and the screen showed the card whole)."""
+    line = "printf '4111 1111'; sleep 0.3; printf ' 1111 1111'; sleep 0.3; echo; echo DO''NE\n"
+    async with ssh_stack(tmp_path) as s, await s.connect(("dba",)) as conn:
+        process = await conn.create_process(term_type="xterm", term_size=(100, 30))
+        process.stdin.write(line)
+        screen = await process.stdout.readuntil("DONE\r\n")
+        process.stdin.write("exit\n")
+        await process.wait()
+    assert "**** **** **** 1111" in screen, screen
+    output = screen.rsplit("DO''NE", 1)[1]  # after the typed line's echo
+    assert CARD not in shown(output) and "4111 1111" not in output, output

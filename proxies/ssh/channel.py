@@ -304,19 +304,21 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         """Whole SFTP packets from the relay (the upstream's replies, the proxy's answers)."""
         self._send(data, False)
 
-    def _flush_masks(self) -> None:
+    def _flush_masks(self, final: bool = True) -> None:
+        """What the masks hold, sent: all of it at the end (final), or, once an interactive
+        upstream went quiet, all but a tail that may still become a value (stream.py)."""
         for stream, mask in self.masks.items():
             if self.withheld:
                 return
             try:
-                self._send(mask.flush(), stream == "stderr_bytes")
+                self._send(mask.flush(final), stream == "stderr_bytes")
             except Unreadable as exc:
                 self._withhold(str(exc))
 
     def _flush_when_quiet(self) -> None:
         if self._quiet is not None:
             self._quiet.cancel()
-        self._quiet = asyncio.get_running_loop().call_later(QUIET_FLUSH, self._flush_masks)
+        self._quiet = asyncio.get_running_loop().call_later(QUIET_FLUSH, self._flush_masks, False)
 
     def upstream_eof(self) -> None:
         self._flush_masks()

@@ -9,7 +9,13 @@ Owns two sans-IO pieces (no sockets, no asyncio; the proxy's channel calls them)
   where masking the part sent and masking the whole agree (no detected value crosses
   the cut), and the rest is held with what comes next; `flush()` gives
   what is held (at end of stream, or when an interactive upstream has gone quiet: a
-  prompt has no line end). Only text the detectors read goes out: output that is not
+  prompt has no line end; then a tail of digits and separators that more output could
+  still make a card or an SSN waits for the line's end). A line sent in parts (a quiet
+  flush, a long line's cut) is read whole: what follows is masked with the part sent
+  before it (LINE_CONTEXT), so a value completed across the parts (`4111 1111`, a pause,
+  ` 1111 1111`; a carriage return overwriting the sent part) is found; since its first
+  part is out already, the rest of that line is replaced by a note (CROSSED), not sent
+  half-masked. Only text the detectors read goes out: output that is not
   UTF-8, or holds NUL bytes (a gzip'd log, UTF-16 text: a card number in it is read by
   the client once decoded, never by the detectors), raises Unreadable for a command's
   output (the channel withholds the rest and says so); under a terminal, whose output is
@@ -41,6 +47,19 @@ HOLD_LIMIT = 4096
 # value a detector finds (an e-mail address is at most 254 bytes)
 OVERLAP = 1024
 SPACES = (b" ", b"\t")
+# what of the current line already sent is read with what follows it: a value completed
+# across the parts is found; past this, only text without a control that moves the cursor
+# back (carriage return, backspace, escape sequences) can follow it unread
+LINE_CONTEXT = 16 * 1024
+CROSSED = b"[portcullis: masked: output completing a value with output already sent]"
+# a tail the detectors could still read as part of a card or an SSN once more comes: digits
+# and their group separators (masking._SEPARATOR's, in UTF-8), carriage returns,
+# backspaces and CSI sequences (colour) between them
+_SEPARATOR_BYTES = b"|".join(
+    re.escape(c.encode()) for c in " \t-._/,'\u2013\u2011\u00a0\u202f\u2009\r\x08"
+)
+_GROWING = re.compile(rb"(?:[0-9]|" + _SEPARATOR_BYTES + rb"|\x1b\[[0-9;]*[A-Za-z])*\Z")
+_DIGIT = re.compile(rb"[0-9]")
 CUT_TRIES = 8  # spaces tried back from the cut before the line goes out whole
 NOTHING_FOUND: Counter[str] = Counter()  # shared, never added to
 # ECMA-48 control sequences a terminal interprets rather than shows: CSI (ESC [ or C1 CSI)
@@ -75,6 +94,8 @@ class MaskedOutput:
         self.terminal = terminal
         self.counts: Counter[str] = Counter()
         self._held = b""
+        self._line = b""  # the current line's text already sent (LINE_CONTEXT at most)
+        self._line_cut = False  # _line lost its start
 
     @property
     def holding(self) -> bool:
@@ -88,9 +109,9 @@ class MaskedOutput:
         cut = data.rfind(b"\n") + 1
         if len(data) - cut <= HOLD_LIMIT:
             self._held = data[cut:]
-            return self._mask(data[:cut]) if cut else b""
+            return self._release(data[:cut])
         # a tail longer than the hold limit: whole lines, then the long one's safe part
-        return self._mask(data[:cut]) + self._long(data[cut:])
+        return self._release(data[:cut]) + self._long(data[cut:])
 
     def _long(self, line: bytes) -> bytes:
         """Of a line (no line end) longer than HOLD_LIMIT: all but its last OVERLAP bytes,
@@ -109,18 +130,75 @@ class MaskedOutput:
             head, head_counts = self._masked(body[:cut])
             if whole.startswith(head):
                 self._held = line[cut:]
-                return self._counted(head, head_counts)
+                return self._release(body[:cut], (head, head_counts))
             cut -= 1  # before this space: the next cut is at an earlier one
         self._held = line[len(body) :]
-        return self._counted(whole, counts)
+        return self._release(body, (whole, counts))
 
-    def flush(self) -> bytes:
-        """What is held, masked (a terminal's gone quiet: but a character its last chunk cut
-        in two, which waits for its other bytes rather than being dropped as not text)."""
+    def flush(self, final: bool = True) -> bytes:
+        """What is held, masked. Not final (an interactive upstream gone quiet): a character
+        its last chunk cut in two waits for its other bytes rather than being dropped as
+        not text, and a tail of digits and separators (_GROWING) waits for more: `4111
+        1111`, a pause, then ` 1111 1111` is one card, masked whole at the line's end."""
         data, self._held = self._held, b""
         if self.terminal:
             data, self._held = data[: _complete(data)], data[_complete(data) :]
-        return self._mask(data) if data else b""
+        if not final:
+            tail = _GROWING.search(data)
+            if tail is not None and _DIGIT.search(data, tail.start()):
+                data, self._held = data[: tail.start()], data[tail.start() :] + self._held
+        return self._release(data)
+
+    def _release(self, data: bytes, ready: tuple[bytes, Counter[str]] | None = None) -> bytes:
+        """data, which goes out now, masked. The first line of it continues the line whose
+        part went out before (self._line): masked with that part (_continued); `ready`:
+        data masked alone, when nothing of its line went out before."""
+        if not data:
+            return b""
+        if not self._line:
+            out = self._counted(*ready) if ready is not None else self._mask(data)
+            self._sent(data)
+            return out
+        end = data.find(b"\n") + 1 or len(data)
+        first, rest = data[:end], data[end:]
+        out = self._continued(first)
+        if rest:
+            out += self._mask(rest)
+            self._sent(rest)
+        return out
+
+    def _continued(self, first: bytes) -> bytes:
+        """The continuation of a line partly sent, masked as the whole line is: what masking
+        the whole gives past what masking the part sent gives; when the two disagree (a value
+        crosses into the part sent, or a carriage return brings it back under what follows),
+        the part is out already and cannot be masked: the rest of the line is replaced by
+        CROSSED on a line of its own (and what follows starts a new line)."""
+        before = self._line
+        moves_back = before.endswith(b"\r") or _CONTROLS_ASCII.search(first) is not None
+        if not (self._line_cut and moves_back):
+            sent, sent_counts = self._masked(before)
+            whole, counts = self._masked(before + first)
+            if whole.startswith(sent):
+                self._sent(first)
+                return self._counted(whole[len(sent) :], counts - sent_counts)
+            self._counted(b"", counts - sent_counts)
+        # else its start is no longer kept: what it brings back under what follows is unread
+        self._line, self._line_cut = b"", False
+        end = b"\r\n" if self.terminal else b"\n"
+        return end + CROSSED + end
+
+    def _sent(self, data: bytes) -> None:
+        """Keep the current line's part that went out (its last LINE_CONTEXT bytes)."""
+        last = data.rfind(b"\n")
+        if last >= 0:
+            self._line, self._line_cut = data[last + 1 :], False
+        else:
+            self._line += data
+        if len(self._line) > LINE_CONTEXT:
+            start = len(self._line) - LINE_CONTEXT
+            while start < len(self._line) and self._line[start] & 0xC0 == 0x80:
+                start += 1  # not inside a character
+            self._line, self._line_cut = self._line[start:], True
 
     def _mask(self, data: bytes) -> bytes:
         return self._counted(*self._masked(data))
