@@ -176,3 +176,107 @@ async def test_the_terminal_player_shows_invisible_characters(pdp):
     finally:
         await browser.close()
         await pw.stop()
+
+
+# -- portcullis replay on the auditor's terminal ---------------------------------------------
+
+# modes a recorded terminal set that the auditor's terminal keeps after the replay, each
+# changing what it types into the auditor's shell from then on
+LINGERING = (
+    "\x1b[?1000h",  # mouse reports: a click types ESC [ M ... into the shell
+    "\x1b[?1003h",  # every mouse motion reported
+    "\x1b[?1004h",  # focus reports: ESC [ I / ESC [ O on switching windows
+    "\x1b[?2048h",  # in-band resize reports
+    "\x1b[?1h",  # application cursor keys
+    "\x1b[?2004l",  # bracketed paste off: a pasted newline runs at once
+    "\x1b[>4;2m",  # modifyOtherKeys: Ctrl-C arrives as CSI 27;5;99~
+    "\x1b[2h",  # keyboard action mode: the keyboard is locked
+    "\x1b[12l",  # send/receive mode: local echo
+    "\x1b[20h",  # new line mode: Enter sends CR LF
+    "\x1b[?1049;1000h",  # an allowed mode does not carry another
+)
+
+
+def test_a_recording_leaves_no_mode_that_changes_what_the_terminal_sends():
+    """Attack (an SSH user's recorded output, replayed by `portcullis replay` on the
+    auditor's terminal): DisplayOnly passed every mode set or reset (CSI ? n h/l, CSI n
+    h/l) and key modifiers (CSI > m), so after the replay the auditor's terminal reported
+    mouse clicks, focus changes and resizes as input to their shell, sent other codes
+    for cursor keys and Ctrl combinations, or locked the keyboard; CSI 3 J erased the
+    scrollback (the timeline printed above); the alternate screen, a scrolling region,
+    a hidden cursor and the line-drawing character set outlived the recording."""
+    from pdp.cli.terminal_replay import DisplayOnly
+
+    display = DisplayOnly()
+    for sequence in LINGERING:
+        assert display.feed(sequence) == "", repr(sequence)
+    for erase in ("\x1b[3J", "\x1b[?3J", "\x1b[03J"):
+        assert display.feed(erase) == "", repr(erase)
+    # what only draws still passes, and what it leaves set is undone at the end
+    kept = "\x1b[?1049h\x1b[?25l\x1b[5;20r\x1b(0\x1b[4h\x1b[2J\x1b[31mx"
+    assert display.feed(kept) == kept
+    trailer = display.end()
+    assert trailer.startswith("\x1b[?1049l")
+    for reset in ("\x1b[?25h", "\x1b[4l", "\x1b7\x1b[r\x1b8", "\x1b(B"):
+        assert reset in trailer, repr(reset)
+    assert display.feed("\x1b[?25l\x1b[?25h") == "\x1b[?25l\x1b[?25h"
+    assert "\x1b[?25h" not in display.end()  # set back by the recording itself
+
+
+def _replay_on_a_terminal(config_path, session_id: str, rows: int) -> bytes:
+    """`portcullis replay SESSION` on a pseudo-terminal of `rows` lines: what the
+    auditor's terminal is sent."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from pdp_harness import REPO
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 100, 0, 0))
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'proto'}", "TERM": "xterm"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pdp.cli", "-c", str(config_path), "replay", session_id,
+         "--speed", "1000"],
+        stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    os.close(slave)
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the replay ended and closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
+    return bytes(out)
+
+
+async def test_replay_keeps_the_timeline_out_of_a_recording_s_reach(tmp_path):
+    """The same through `portcullis replay` on a real pty: the modes never reach the
+    auditor's terminal, the timeline has scrolled into the scrollback (a screenful of new
+    lines) before the recording plays, and the recording's state is reset after it."""
+    import asyncio
+
+    from test_evidence import make_env
+
+    env = make_env(tmp_path, {"type": "sqlite", "path": str(tmp_path / "var" / "audit.db")})
+    recorded = "".join(LINGERING) + "\x1b[3J\x1b[?1049h\x1b[?25l\x1b[2;5r\x1b(0\x1b[Hqqq"
+    async with running_pdp(env.config) as app:
+        sid = await _recorded_session(app, [[0.1, "o", recorded]])
+    shown = await asyncio.to_thread(_replay_on_a_terminal, env.config_path, sid, 30)
+    timeline, played = shown.split(b"--- terminal, channel 0", 1)
+    assert timeline.endswith(b"\r\n" * 30)  # the pty writes LF as CR LF
+    for sequence in (*LINGERING, "\x1b[3J"):
+        assert sequence.encode() not in played, sequence
+    assert b"\x1b[?1049h\x1b[?25l\x1b[2;5r\x1b(0\x1b[Hqqq" in played
+    after = played.split(b"qqq", 1)[1]
+    for reset in (b"\x1b[?1049l", b"\x1b[?25h", b"\x1b[r", b"\x1b(B"):
+        assert reset in after, reset

@@ -6,12 +6,15 @@ timing (pauses capped, `--speed` to go faster); elsewhere it says how many there
 `--format asciicast` writes one recording as an asciicast v2 file for standard players
 (`asciinema play`), the first unless `--channel N` names another. What is played on the
 auditor's terminal is the recording's display only (DisplayOnly: no clipboard, links,
-titles or sequences the terminal answers); an export is the recording exact.
+titles, sequences the terminal answers or modes that change what it sends), played
+below the timeline once that has scrolled out of reach, and every mode it left set is
+reset after it; an export is the recording exact.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -73,7 +76,10 @@ def after_timeline(
         return
     speed = float(getattr(args, "speed", 1.0) or 1.0)
     for cast in casts:
-        out.write(f"\n--- terminal, channel {cast.channel} (decision {inert(cast.decision_id)})"
+        # a screenful of new lines first: what was printed (the timeline) is then in the
+        # scrollback, which no cursor movement or erase a recording may send can reach
+        out.write("\n" * _rows(out))
+        out.write(f"--- terminal, channel {cast.channel} (decision {inert(cast.decision_id)})"
                   " ---\n")  # fmt: skip
         out.flush()
         display = DisplayOnly()
@@ -82,7 +88,14 @@ def after_timeline(
                 sleep(wait)
             out.write(display.feed(data))
             out.flush()
-        out.write("\x1b[0m\n--- end of recording ---\n")
+        out.write(display.end() + "\x1b[0m\n--- end of recording ---\n")
+
+
+def _rows(out: TextIO) -> int:
+    try:
+        return max(os.get_terminal_size(out.fileno()).lines, 1)
+    except (OSError, ValueError):
+        return 24
 
 
 # -- what a recorded terminal may do to the auditor's ---------------------------------------
@@ -99,6 +112,15 @@ _CSI_FINALS = frozenset("@ABCDEFGHIJKLMPSTXZ`abdefghlmrsu")
 _ESC_FINALS = frozenset("78DEHM=>")
 _STRINGS = frozenset("]PX^_")  # OSC, DCS, SOS, PM, APC: dropped whole
 _MAX_SEQUENCE = 64
+# modes a recording may set (CSI ? n h / l), with their resets: autowrap, cursor blink and
+# visibility, the alternate screen. Every other private mode changes what the auditor's
+# terminal sends afterwards (mouse and focus reports, resize and theme notifications,
+# cursor and keypad keys, bracketed paste, meta keys) and is dropped.
+_PRIVATE_MODES = {"7": "h", "12": "l", "25": "h", "47": "l", "1047": "l", "1048": "l",
+                  "1049": "l"}  # fmt: skip
+# ANSI modes (CSI n h / l): insert only (KAM locks the keyboard, SRM echoes it, LNM
+# changes what Enter sends)
+_ANSI_MODES = {"4": "l"}
 
 
 class DisplayOnly:
@@ -112,6 +134,20 @@ class DisplayOnly:
         self._held = ""  # an escape sequence begun and not ended
         self._string = False  # inside a string sequence, until BEL or ST
         self._string_esc = False  # its last character was ESC (ST is ESC \\)
+        self._left: dict[str, str] = {}  # the reset of each mode set, as its sequence
+        self._margins = False  # a scrolling region was set
+
+    def end(self) -> str:
+        """What undoes the state the recording left the terminal in: its modes, the
+        scrolling region (cursor kept) and the G0 character set."""
+        # the alternate screen first: the rest then applies to the main one
+        screens = [k for k in self._left if k in ("?47", "?1047", "?1048", "?1049")]
+        resets = [self._left.pop(k) for k in screens] + list(self._left.values())
+        if self._margins:
+            resets.append("\x1b7\x1b[r\x1b8")
+        self._left.clear()
+        self._margins = False
+        return "".join(resets) + "\x1b(B"
 
     def feed(self, data: str) -> str:
         out: list[str] = []
@@ -165,6 +201,7 @@ class DisplayOnly:
             if 0x40 <= code <= 0x7E:  # the final
                 self._held = ""
                 if _displays(held):
+                    self._track(held)
                     out.append(held)
             else:
                 self._held = held
@@ -176,15 +213,39 @@ class DisplayOnly:
         else:
             self._held = held
 
+    def _track(self, csi: str) -> None:
+        """Remember what a passed sequence set that outlives the recording."""
+        final, body = csi[-1], csi[2:-1]
+        if final == "r":
+            self._margins = True
+        elif final in "hl":
+            private = body.startswith("?")
+            table = _PRIVATE_MODES if private else _ANSI_MODES
+            for mode in body.lstrip("?").split(";"):
+                key = ("?" if private else "") + mode
+                if final == table[mode]:
+                    self._left.pop(key, None)
+                else:
+                    self._left[key] = f"\x1b[{key}{table[mode]}"
+
 
 def _displays(csi: str) -> bool:
     """Whether a whole CSI sequence only draws: a display final, no intermediates (they
-    make requests of most finals: DECRQTSR $u, DECRQCRA *y, ...), and with a private
-    prefix (< = > ?) only modes set, saved and restored, selective erase and key
-    modifiers (`CSI ? u`, `CSI ? m` and `CSI ? S` are queries)."""
+    make requests of most finals: DECRQTSR $u, DECRQCRA *y, ...), modes only from
+    _PRIVATE_MODES / _ANSI_MODES, no erase of the scrollback (CSI 3 J, CSI ? 3 J: the
+    timeline printed above is there), and no other private prefix (< = >): `CSI ? u`,
+    `CSI ? m` and `CSI ? S` are queries, `CSI ? s` / `? r` save and restore modes,
+    `CSI > m` changes what keys send."""
     final, body = csi[-1], csi[2:-1]
     if final not in _CSI_FINALS or any(0x20 <= ord(c) <= 0x2F for c in body):
         return False
+    if final in "hl":
+        private = body.startswith("?")
+        modes = body[1:] if private else body
+        table = _PRIVATE_MODES if private else _ANSI_MODES
+        return bool(modes) and all(m in table for m in modes.split(";"))
+    if final == "J" and any(p.isdigit() and int(p) == 3 for p in body.lstrip("?").split(";")):
+        return False
     if body[:1] in ("<", "=", ">", "?"):
-        return final in "hlJKrs" or (body[0] == ">" and final == "m")
+        return final in "JK"
     return True
