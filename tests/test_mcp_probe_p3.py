@@ -13,6 +13,8 @@ case is a reader's (mallory, outside pii-readers: tool results masked):
   and `event:` fields; and the answers to requests that return no data by the policy
   (initialize's instructions, a ping's result or error data, tool and prompt descriptions)
   were passed as the server wrote them.
+- a completion's values for an argument a field rule names (`phone`, `iban`, `password`:
+  no detector finds them) went whole: the values came as a bare list, under no key.
 """
 
 from __future__ import annotations
@@ -208,3 +210,44 @@ async def test_a_servers_messages_reach_a_masked_client_only_as_json_rpc_masked(
     assert sse_messages(masked["extra key"]) == [{"jsonrpc": "2.0", "id": 1, "result": {}}]
     # a pii-reader's answers go as the server wrote them
     assert all(b"ann@example.com" in plain[n] for n in ("extra key", "tools/list", "initialize"))
+
+
+def _complete(id_: int, argument: str) -> dict[str, Any]:
+    ref = {"type": "ref/prompt", "name": "summarize_invoice"}
+    return _rpc(id_, "completion/complete", ref=ref, argument={"name": argument, "value": ""})
+
+
+SUGGESTED = {
+    "phone": ["+44 20 7946 0958", "+44 20 7946 0959"],
+    "iban": ["GB82 WEST 1234 5698 7654 32"],
+    "password": ["hunter2"],
+    "customer": ["Ann", "Bob"],
+}
+
+
+async def _completions(who: Any) -> dict[str, list[str]]:
+    out = {}
+    for n, (argument, values) in enumerate(SUGGESTED.items()):
+        sent = await who.send("POST", _complete(40 + n, argument))
+        assert isinstance(sent, Forward), argument
+        answer = _answer(40 + n, result={"completion": {"values": values, "hasMore": False}})
+        data = await read(await sent.response(200, list(SSE), chunks(answer)))
+        out[argument] = sse_messages(data)[0]["result"]["completion"]["values"]
+    return out
+
+
+async def test_completions_of_a_sensitive_argument_are_masked_as_it_is(tmp_path: Path) -> None:
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        masked = await _completions(mallory)
+        pia = await agent_of(stack, "pia@example.com", "readonly", "pii-readers")
+        await pia.start("sid-p")
+        plain = await _completions(pia)
+    assert masked == {
+        "phone": ["[REDACTED]", "[REDACTED]"],
+        "iban": ["[REDACTED]"],
+        "password": ["[REDACTED]"],
+        "customer": ["Ann", "Bob"],
+    }
+    assert plain == SUGGESTED

@@ -65,6 +65,8 @@ class Handling:
     decision_id: str
     masker: Masker | None = None
     list_tools: bool = False
+    # completion/complete: the argument whose values it asks for (params.argument.name)
+    completes: str | None = None
 
     @property
     def reads(self) -> bool:
@@ -243,7 +245,11 @@ class McpExchange:
             if message.kind == "request":
                 assert message.id is not None
                 handling = Handling(
-                    message.method, ruling.decision_id, masker, message.method == "tools/list"
+                    message.method,
+                    ruling.decision_id,
+                    masker,
+                    message.method == "tools/list",
+                    _completed_argument(message),
                 )
                 mcp.expect(message.id, handling)
         # an answer owed to an earlier request that must be read may come on any stream of
@@ -593,6 +599,8 @@ class Forward:
             message = {**message, "result": result}
         if handling.masker is not None:
             message = self._masked(message, handling.masker, handling.decision_id)
+            if handling.completes is not None:
+                message = self._completions(message, handling.masker, handling)
         elif session_mask is not None:
             # the answer to a request that returns no data (initialize, ping, a list of
             # tools or prompts) is read all the same in a masked session: its error fully,
@@ -604,6 +612,32 @@ class Forward:
                 if detectors is not None:
                     message = self._masked(message, detectors, handling.decision_id)
         return message
+
+    def _completions(
+        self, message: dict[str, Any], masker: Masker, handling: Handling
+    ) -> dict[str, Any]:
+        """A completion's values are values of the argument it was asked for (MCP Server →
+        Utilities → Completion): under that argument's field rule, if one names it, as the
+        argument's values in a result would be."""
+        assert handling.completes is not None
+        rule = masker.rule_for_any([handling.completes])
+        if rule is None or "result" not in message:
+            return message
+        result = message["result"]
+        completion = result.get("completion") if isinstance(result, dict) else None
+        values = completion.get("values") if isinstance(completion, dict) else None
+        if (
+            not isinstance(completion, dict)
+            or not isinstance(values, list)
+            or not all(isinstance(v, str) for v in values)
+        ):
+            return codec.error_response(
+                message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an answer it cannot mask"
+            )
+        masked = [masker.mask_field(rule, v) for v in values]
+        self.session.record_masking({"field:" + rule.field: len(values)}, handling.decision_id)
+        shown = {**completion, "values": masked}
+        return {**message, "result": {**result, "completion": shown}}
 
     def _masked(self, message: dict[str, Any], masker: Masker, decision_id: str) -> dict[str, Any]:
         counts: Counter[str] = Counter()
@@ -642,6 +676,15 @@ class Forward:
         asked = {"method": "tools/call", "params": {"name": name}}
         raw = codec.canonical({"endpoint": self.target, "listing": True, **asked})
         return await self.session.decide(KIND, raw, None, _exact)
+
+
+def _completed_argument(message: codec.Message) -> str | None:
+    """The argument a completion/complete asks values for, if it names one."""
+    if message.method != "completion/complete":
+        return None
+    argument = message.params.get("argument")
+    name = argument.get("name") if isinstance(argument, dict) else None
+    return name if isinstance(name, str) else None
 
 
 _SERVER_REQUEST_KEYS = ("jsonrpc", "id", "method", "params")
