@@ -103,7 +103,9 @@ async def test_an_answer_resumed_on_the_get_stream_is_masked_and_filtered(tmp_pa
         call = await alice.send("POST", tool_call(1, "find_customer", name="Ann"))
         listing = await alice.send("POST", {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
         assert isinstance(call, Forward) and isinstance(listing, Forward)
-        # neither POST stream delivers its answer: the client resumes on GET
+        # neither POST stream delivers its answer (the call's primes an event id, then
+        # ends): the client resumes on GET from that id
+        await read(await call.response(200, list(SSE), chunks(b"id: e-1\ndata: \n\n")))
         stream = await alice.send("GET", None, **{"Last-Event-ID": "e-1"})
         assert isinstance(stream, Forward) and stream.body is None
         tools = [{"name": n, "inputSchema": {}} for n in ("get_invoice", "run_sql", "shadow")]

@@ -15,18 +15,27 @@ case is a reader's (mallory, outside pii-readers: tool results masked):
   were passed as the server wrote them.
 - a completion's values for an argument a field rule names (`phone`, `iban`, `password`:
   no detector finds them) went whole: the values came as a bare list, under no key.
+- a `Last-Event-ID` was forwarded whatever it named: a server's event store (the SDK's
+  interface keys events by id alone) replays the stream an id belongs to, another
+  session's and another token's as well (here: sequential ids, the real SDK server).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import httpx2
+import mcp_types
 import pytest
+from mcp.server.streamable_http import EventMessage, EventStore
 from test_mcp_exchange import SSE, agent_of, chunks, event, read, sse_messages, tool_call
-from test_mcp_proxy import mcp_stack
+from test_mcp_proxy import INIT as SDK_INIT
+from test_mcp_proxy import agent, mcp_stack, post, rpc
 
 from proxies.http.mcp import Forward
 
@@ -251,3 +260,81 @@ async def test_completions_of_a_sensitive_argument_are_masked_as_it_is(tmp_path:
         "customer": ["Ann", "Bob"],
     }
     assert plain == SUGGESTED
+
+
+class CountingEventStore(EventStore):
+    """Resumability as many servers keep it: every event of every session in one list,
+    numbered 1, 2, 3..."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, Any]] = []
+
+    async def store_event(self, stream_id: str, message: Any) -> str:
+        self.events.append((str(len(self.events) + 1), stream_id, message))
+        return self.events[-1][0]
+
+    async def replay_events_after(self, last_event_id: str, send_callback: Any) -> str | None:
+        if not last_event_id.isdigit() or not 0 < int(last_event_id) <= len(self.events):
+            return None
+        stream = self.events[int(last_event_id) - 1][1]
+        for event_id, stream_id, message in self.events[int(last_event_id) :]:
+            if stream_id == stream and message is not None:
+                await send_callback(EventMessage(message, event_id))
+        return stream
+
+
+async def _resume(stack: Any, tok: str, session_id: str, last_event_id: str) -> tuple[int, str]:
+    """A GET resuming from an event id: its status and what came within a second."""
+    headers = {
+        "Authorization": f"Bearer {tok}",
+        "Accept": "text/event-stream",
+        "Mcp-Session-Id": session_id,
+        "MCP-Protocol-Version": "2025-06-18",
+        "Last-Event-ID": last_event_id,
+    }
+    got: list[str] = []
+    async with (
+        httpx2.AsyncClient(timeout=10) as http,
+        http.stream("GET", stack.url, headers=headers) as response,
+    ):
+
+        async def take() -> None:
+            async for text in response.aiter_text():
+                got.append(text)
+
+        try:
+            await asyncio.wait_for(take(), 1.0)
+        except TimeoutError:
+            pass
+        return response.status_code, "".join(got)
+
+
+async def test_a_stream_resumes_only_from_an_event_this_session_was_handed(
+    tmp_path: Path,
+) -> None:
+    store = CountingEventStore()
+
+    async def accept(context: Any, params: Any) -> Any:
+        return mcp_types.ElicitResult(action="accept", content={"go": True})
+
+    async with mcp_stack(tmp_path, event_store=store) as stack:
+        # pia, in pii-readers, looks up Ann's invoices (the server logs what it does)
+        pia = stack.token("pia@example.com", "readonly", "pii-readers")
+        async with agent(stack, pia, elicitation_callback=accept) as client:
+            await client.call_tool("list_invoices", {"customer": "Ann"})
+        theirs = [e for e, _, m in store.events if m is not None and "Ann" in str(m)]
+        assert theirs
+        # mallory, a reader with a session of her own, resumes her stream from pia's event
+        mallory = stack.token("mallory@example.com", "readonly")
+        status, headers, text = await post(stack, mallory, rpc(1, "initialize", SDK_INIT))
+        assert status == 200
+        session_id = headers["mcp-session-id"]
+        mine = re.findall(r"^id: ?(\S+)", text, re.M)
+        status, resumed = await _resume(stack, mallory, session_id, str(int(theirs[0]) - 1))
+        assert "Ann" not in resumed and "invoices" not in resumed, resumed[:400]
+        assert status == 400
+        assert "Last-Event-ID" in resumed
+        # her own events resume
+        assert mine
+        status, _ = await _resume(stack, mallory, session_id, mine[-1])
+        assert status == 200

@@ -101,9 +101,11 @@ def mcp_server(up: Upstream) -> MCPServer:
 
 
 @contextlib.asynccontextmanager
-async def running_mcp_upstream(json_response: bool = False) -> AsyncIterator[Upstream]:
+async def running_mcp_upstream(
+    json_response: bool = False, event_store: Any = None
+) -> AsyncIterator[Upstream]:
     up = Upstream(free_port())
-    app = mcp_server(up).streamable_http_app(json_response=json_response)
+    app = mcp_server(up).streamable_http_app(json_response=json_response, event_store=event_store)
 
     async def keyed(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -144,9 +146,9 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def mcp_stack(
-    tmp_path: Path, json_response: bool = False, kind: str = "http"
+    tmp_path: Path, json_response: bool = False, kind: str = "http", event_store: Any = None
 ) -> AsyncIterator[Stack]:
-    async with running_mcp_upstream(json_response) as up:
+    async with running_mcp_upstream(json_response, event_store) as up:
         connection = {
             "name": "billing-api",
             "type": kind,

@@ -50,6 +50,7 @@ from proxies.runtime.session import ProxySession
 
 KIND = "mcp.call"
 SESSION_HEADER = "mcp-session-id"
+LAST_EVENT_ID = "last-event-id"
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 MAX_LISTED_TOOLS = 1024
 JSON_HEADERS = [("Content-Type", "application/json")]
@@ -146,6 +147,13 @@ class McpExchange:
             # unknown here, or another token's: the same answer either way
             refused = codec.error_response(None, codec.SESSION_REFUSED, "session not found")
             return _json_reply(404, refused)
+        resumed = header(headers, LAST_EVENT_ID)
+        if len(resumed) > 1 or (resumed and not mcp.resumes(resumed[0])):
+            # a server's event store may replay any session's stream from an event id it is
+            # given: only an event this session's streams handed this client is resumed
+            why = "a Last-Event-ID this session was not handed"
+            session.record_response(kind="mcp.refused", reason=why)
+            return _refusal(codec.Refused(why))
         if method in ("GET", "DELETE"):
             # the server's own stream, or the end of a session: decided as well
             if method == "DELETE" and session_id is None:
@@ -427,6 +435,9 @@ class Forward:
             if counts:
                 self.session.record_masking(counts, "")
         if not (self.reads or self.stream):
+            if kind == "text/event-stream":
+                # passed as it comes, its event ids noted: what this client may resume from
+                return Reply(status, headers, self._watched(chunks))
             return Reply(status, headers, chunks)
         if kind not in ("application/json", "text/event-stream"):
             if self.reads or status < 400:
@@ -504,8 +515,33 @@ class Forward:
                     )
                     yield codec.SseEvent("").encode(json.dumps(error))
 
+    async def _watched(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """An event stream passed byte for byte, the ids of its events noted as handed
+        (an event too large to read is passed all the same, its id not noted)."""
+        reader: codec.SseReader | None = codec.SseReader()
+        async for chunk in chunks:
+            if reader is not None:
+                try:
+                    events = reader.feed(chunk)
+                except codec.SseTooLarge:
+                    reader, events = None, []
+                for event in events:
+                    self._handed(event)
+            yield chunk
+
+    def _handed(self, event: codec.SseEvent) -> None:
+        for name, value in event.fields:
+            if name == "id" and "\x00" not in value:
+                self.mcp.handed(value)
+
     async def _event(self, event: codec.SseEvent) -> bytes:
         event = self._event_fields(event)
+        out = await self._event_read(event)
+        if out:
+            self._handed(event)
+        return out
+
+    async def _event_read(self, event: codec.SseEvent) -> bytes:
         if not event.data.strip():
             return event.encode()  # a priming event (an id to resume from), or a retry
         try:

@@ -10,8 +10,11 @@ client start a new session), so a leaked or guessed session id opens nothing.
 Also what the proxy must remember of each session between HTTP requests: the requests it
 forwarded and how their answers must be handled (masked, tools filtered), because an
 answer may come back on another stream than its request's (a resumed GET with
-Last-Event-ID). Everything is bounded: the oldest sessions and requests are forgotten
-first, and a forgotten request's answer is dropped, never passed unread.
+Last-Event-ID), and the event ids its streams handed this client: a `Last-Event-ID` is
+resumed only from one of them, since a server's event store may replay any session's
+stream from an event id it is given. Everything is bounded: the oldest sessions, requests
+and event ids are forgotten first, and a forgotten request's answer is dropped, never
+passed unread.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ MAX_SESSIONS = 10_000
 MAX_SESSIONS_PER_OWNER = 64
 MAX_PENDING = 256
 MAX_SESSION_ID = 256
+MAX_EVENT_IDS = 1024
 
 
 def owner_of(token: str, key: bytes) -> str:
@@ -59,6 +63,19 @@ class McpSession:
     header_schemas: dict[str, Any] = field(default_factory=dict)
     # request id → the session holding it for an approval (Prefer: wait), while it waits
     held: dict[Hashable, Any] = field(default_factory=dict)
+    # the SSE event ids passed to this client, latest last (what it may resume from)
+    event_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+    def handed(self, event_id: str) -> None:
+        """An event of this id reached the client: it may resume from it."""
+        self.event_ids.pop(event_id, None)
+        self.event_ids[event_id] = None
+        while len(self.event_ids) > MAX_EVENT_IDS:
+            self.event_ids.popitem(last=False)
+
+    def resumes(self, event_id: str) -> bool:
+        """Whether a Last-Event-ID names an event this session handed its client."""
+        return event_id in self.event_ids
 
     def expect(self, request_id: str | int, handling: Any) -> None:
         key = _id_key(request_id)
