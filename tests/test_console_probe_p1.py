@@ -280,3 +280,58 @@ async def test_replay_keeps_the_timeline_out_of_a_recording_s_reach(tmp_path):
     after = played.split(b"qqq", 1)[1]
     for reset in (b"\x1b[?1049l", b"\x1b[?25h", b"\x1b[r", b"\x1b(B"):
         assert reset in after, reset
+
+
+# -- the approvals stream --------------------------------------------------------------------
+
+
+async def test_open_approval_streams_do_not_multiply_store_reads(pdp):
+    """Attack (anyone who can sign in to the console, a reader too): every open
+    /console/approvals/stream read the audit store for new approval records each second,
+    and one person could open as many as they liked: N streams were N store queries a
+    second on the PDP that answers every decision (the book follows the store on its own
+    already). Now a stream reads only the book, and a person holds at most MAX_STREAMS
+    (8) open; others still get theirs."""
+    import asyncio
+
+    from pdp.domain.approvals import KIND, POLL_SECONDS
+
+    max_streams = 8  # pdp.console.views.approvals.MAX_STREAMS
+
+    reads = 0
+    query = pdp.store.query
+
+    async def counted(*args, **kwargs):
+        nonlocal reads
+        if kwargs.get("kind") == KIND and "after_seq" in kwargs:
+            reads += 1
+        return await query(*args, **kwargs)
+
+    pdp.store.query = counted
+    async with _http() as http, _http() as other:
+        await sign_in(http, pdp.base, "rita@example.com", "readonly")
+        await sign_in(other, pdp.base, "sam@example.com", "security")
+        streams = []
+        try:
+            for _ in range(max_streams):
+                stream = await http.get(f"{pdp.base}/console/approvals/stream")
+                assert stream.status == 200
+                streams.append(stream)
+            async with http.get(f"{pdp.base}/console/approvals/stream") as refused:
+                assert refused.status == 429
+            theirs = await other.get(f"{pdp.base}/console/approvals/stream")
+            assert theirs.status == 200
+            streams.append(theirs)
+            await asyncio.sleep(0.5)
+            reads = 0
+            await asyncio.sleep(3.0)
+            # the book's own follower reads every POLL_SECONDS; the streams add nothing
+            # (33 before: 6 + 9 streams for 3 seconds)
+            assert reads <= 3 / POLL_SECONDS + 2, reads
+        finally:
+            for stream in streams:
+                stream.close()
+        await asyncio.sleep(1.5)  # closed streams end at their next tick
+        again = await http.get(f"{pdp.base}/console/approvals/stream")
+        assert again.status == 200
+        again.close()

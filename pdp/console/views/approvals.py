@@ -11,7 +11,9 @@ detector), in full, made inert.
 
 Live updates: `/console/approvals/stream` is a server-sent event stream that says "the
 requests changed" (nothing more, so it needs no per-viewer filtering); the page then
-fetches `/console/approvals/list`, which is filtered for the viewer like the page.
+fetches `/console/approvals/list`, which is filtered for the viewer like the page. A
+stream reads the book, which follows the store on its own (never a store query per
+stream), and one person holds at most MAX_STREAMS open at once.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 import hashlib
 import secrets
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 TICK = 1.0  # how often a stream looks for changes
 HEARTBEAT = 15.0
 DECIDED_SHOWN = 25  # settled requests listed under the pending ones
+MAX_STREAMS = 8  # open streams per person (issuer, subject): tabs, not a flood
 DONE = {"approved": "Approved", "denied": "Denied", "withdrawn": "Withdrawn"}
 
 
@@ -62,6 +66,7 @@ class Inbox:
         self.console = console
         self.book = console.pdp.approvals
         self._salt = secrets.token_hex(16)
+        self._streams: Counter[tuple[str, str]] = Counter()
 
     async def _cards(self, session: WebSession) -> Html:
         shown = await visible_approvals(self.book, session.who)
@@ -187,6 +192,20 @@ class Inbox:
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         session: WebSession = signed_in(request)
+        person = (session.issuer, session.subject)
+        if self._streams[person] >= MAX_STREAMS:
+            raise web.HTTPTooManyRequests(
+                text=f"at most {MAX_STREAMS} open approval streams each: close a tab"
+            )
+        self._streams[person] += 1
+        try:
+            return await self._stream(request, session)
+        finally:
+            self._streams[person] -= 1
+            if self._streams[person] <= 0:
+                del self._streams[person]
+
+    async def _stream(self, request: web.Request, session: WebSession) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "X-Accel-Buffering": "no"})  # fmt: skip
         await response.prepare(request)
@@ -196,11 +215,13 @@ class Inbox:
         while not self.console.stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.console.stopping.wait(), TICK)
+            if request.transport is None or request.transport.is_closing():
+                break  # the browser went away: its place among MAX_STREAMS is free
             if self.console.sessions.find(session.id, touch=False) is None:
                 await response.write(b"event: signedout\ndata: -\n\n")
                 break
-            with contextlib.suppress(StoreUnavailable):
-                await self.book.refresh()
+            # the book follows the store itself (ApprovalBook._follow, LISTEN): a stream
+            # that read the store each TICK let anyone multiply its queries by streams
             now = self._signature()
             try:
                 if now != seen:
