@@ -173,7 +173,10 @@ SERVER_MESSAGES: dict[str, tuple[dict[str, Any], list[bytes]]] = {
         [b"event: ann@example.com\nid: 4111 1111 1111 1111\ndata: "
          + json.dumps({"jsonrpc": "2.0", "id": 4, "result": {}}).encode() + b"\n\n"],
     ),
-    "ping result": (_rpc(5, "ping"), [_answer(5, result={"note": "ann@example.com"})]),
+    "ping result": (
+        _rpc(5, "ping"),
+        [_answer(5, result={"note": "ann@example.com", "password": "hunter2"})],
+    ),
     "ping error": (_rpc(6, "ping"), [_answer(6, error={"code": 1, "message": "x", "data": LEAK})]),
     "tools/list": (_rpc(7, "tools/list"), [_answer(7, result=TOOLS)]),
     "prompts/list": (

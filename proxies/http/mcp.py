@@ -638,10 +638,11 @@ class Forward:
             if handling.completes is not None:
                 message = self._completions(message, handling.masker, handling)
         elif session_mask is not None:
-            # the answer to a request that returns no data (initialize, ping, a list of
-            # tools or prompts) is read all the same in a masked session: its error fully,
-            # its result — names, descriptions, schemas — by the detectors
-            if "error" in message:
+            # the answer to a request that returns no data by the policy (initialize, ping,
+            # a list of tools or prompts) is masked all the same in a masked session; a
+            # tool list's result — names, descriptions, schemas — by the detectors alone
+            # (a field rule would take a schema's `email` property)
+            if "error" in message or handling.method != "tools/list":
                 message = self._masked(message, session_mask, handling.decision_id)
             else:
                 detectors = self._detectors_of(session_mask)
