@@ -18,6 +18,10 @@ case is a reader's (mallory, outside pii-readers: tool results masked):
 - a `Last-Event-ID` was forwarded whatever it named: a server's event store (the SDK's
   interface keys events by id alone) replays the stream an id belongs to, another
   session's and another token's as well (here: sequential ids, the real SDK server).
+- a resource URI was matched by prefix as written while a server resolves it normalised:
+  `invoice://7/../../etc/passwd`, `%2e%2e`, `%2F`, escaped letters went upstream (with
+  the shipped prefix `invoice://` nothing escapes the scheme; with a path prefix such as
+  `file:///srv/public/`, a server joining or parsing the path reads outside it).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from test_mcp_exchange import SSE, agent_of, chunks, event, read, sse_messages, 
 from test_mcp_proxy import INIT as SDK_INIT
 from test_mcp_proxy import agent, mcp_stack, post, rpc
 
-from proxies.http.mcp import Forward
+from pdp.domain.mcp_input import mcp_command
+from proxies.http.mcp import Forward, Reply
 
 pytestmark = pytest.mark.integration
 
@@ -341,3 +346,43 @@ async def test_a_stream_resumes_only_from_an_event_this_session_was_handed(
         assert mine
         status, _ = await _resume(stack, mallory, session_id, mine[-1])
         assert status == 200
+
+
+ODD_URIS = (
+    "invoice://7/../../etc/passwd",
+    "invoice://7/%2e%2e/%2E%2E/secret",
+    "invoice://public%2F..%2Fprivate",
+    "invoice://%70rivate/7",  # an escaped letter: the server may read invoice://private/7
+    "invoice://7%252e%252e",  # escaped twice
+    "invoice://7/./8",
+    "invoice://7\\..\\secret",
+    "invoice://7 8",
+    "invoice://7/\u0430",  # not an RFC 3986 URI (an IRI)
+)
+
+
+async def test_a_resource_uri_is_decided_in_the_form_a_server_resolves(tmp_path: Path) -> None:
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        sent = {}
+        for n, uri in enumerate(("invoice://7", *ODD_URIS)):
+            for method in ("resources/read", "resources/subscribe"):
+                outcome = await mallory.send("POST", _rpc(60 + n, method, uri=uri))
+                sent[(method, uri)] = outcome
+                if isinstance(outcome, Forward):
+                    outcome.abandon()
+    forwarded = sorted({uri for (_, uri), o in sent.items() if isinstance(o, Forward)})
+    assert forwarded == ["invoice://7"]
+    for (_, uri), outcome in sent.items():
+        if uri != "invoice://7":
+            assert isinstance(outcome, Reply) and outcome.status == 400
+            assert b"resource URI" in await read(outcome)
+    # the PDP reads the same rule from the message itself: such a URI is malformed there
+    for uri in ODD_URIS:
+        raw = json.dumps({"endpoint": "/mcp", "method": "resources/read", "params": {"uri": uri}})
+        assert mcp_command("mcp.call", raw, {}).get("malformed") is True, uri
+    clean = json.dumps(
+        {"endpoint": "/mcp", "method": "resources/read", "params": {"uri": "invoice://7"}}
+    )
+    assert "malformed" not in mcp_command("mcp.call", clean, {})

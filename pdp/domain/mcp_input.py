@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from portcullis.mcp import TARGETS, WITH_ARGUMENTS
+from portcullis.mcp import TARGETS, URI_METHODS, WITH_ARGUMENTS, uri_problem
 
 MALFORMED = {"message": "malformed", "method": "", "malformed": True}
 # an HTTP request that carries no message: what it asks
@@ -76,6 +76,9 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
         if not isinstance(value, str):
             return {**out, "malformed": True}
         out[shown] = value
+        if method in URI_METHODS and uri_problem(value) is not None:
+            # a URI a server may resolve to another than the one a prefix matched
+            return {**out, "malformed": True}
     if listing:
         out["listing"] = True
     elif method in WITH_ARGUMENTS:

@@ -35,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from portcullis.mcp import TARGETS, WITH_ARGUMENTS
+from portcullis.mcp import TARGETS, URI_METHODS, WITH_ARGUMENTS, uri_problem
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_BATCH = 64
@@ -297,6 +297,10 @@ def _check_params(message: Message) -> None:
     named = TARGETS.get(message.method)
     if named is not None and not isinstance(params.get(named[0]), str):
         raise Refused(f"{message.method} names its {named[0]} as a string")
+    if message.method in URI_METHODS:
+        problem = uri_problem(params["uri"])
+        if problem is not None:
+            raise Refused(problem)
     if message.method in WITH_ARGUMENTS and not isinstance(params.get("arguments", {}), dict):
         raise Refused(f"{message.method} arguments are an object")
     meta = params.get("_meta", {})
