@@ -4,11 +4,13 @@ and exec lines whose words bash expands otherwise than the PDP read them."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -173,3 +175,49 @@ async def test_a_card_printed_in_pieces_in_a_dbas_shell_is_masked(tmp_path: Path
     assert "**** **** **** 1111" in screen, screen
     output = screen.rsplit("DO''NE", 1)[1]  # after the typed line's echo
     assert CARD not in shown(output) and "4111 1111" not in output, output
+
+
+# -- SFTP names under masks ---------------------------------------------------------------
+
+NAMED_FILES = [f"{CARD}.txt", "bob.jones@example.com"]
+
+
+async def test_sftp_names_of_a_dba_under_masks_are_masked(tmp_path: Path) -> None:
+    """A dba outside pii-readers listed, resolved and read links by SFTP whose names are
+    a card number and an e-mail address (before: sent as they are, while `ls` in an exec
+    shows them masked); a name the detectors cannot read (not UTF-8) fails the listing;
+    a dba in pii-readers still reads them plain."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in NAMED_FILES:
+        (data / name).write_text("x\n")
+    (data / "link").symlink_to(data / NAMED_FILES[0])
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / os.fsdecode(b"\xff4111 1111 1111 1111")).write_text("x\n")
+    async with ssh_stack(tmp_path) as s:
+        async with await s.connect(("dba",)) as conn, conn.start_sftp_client() as sftp:
+            listed = await sftp.readdir(str(data))
+            resolved = await sftp.realpath(str(data / NAMED_FILES[0]))
+            target = await sftp.readlink(str(data / "link"))
+        async with (
+            await s.connect(("dba",)) as conn,
+            conn.start_sftp_client(path_encoding=None) as raw_sftp,
+        ):
+            try:
+                unreadable: object = await raw_sftp.readdir(str(odd).encode())
+            except asyncssh.SFTPFailure as exc:
+                unreadable = exc
+        async with (
+            await s.connect(("dba", "pii-readers")) as conn,
+            conn.start_sftp_client() as sftp,
+        ):
+            plain = await sftp.listdir(str(data))
+    sent = [*(n.filename for n in listed), *(n.longname for n in listed), resolved, target]
+    sent = [n if isinstance(n, str) else os.fsdecode(n) for n in sent]
+    for text in sent:
+        assert "4111 1111" not in text and "bob.jones" not in text, sent
+    assert any("**** **** **** 1111" in n for n in sent) and any("b***@" in n for n in sent)
+    assert set(NAMED_FILES) <= set(plain)
+    # before: the raw name's bytes, the card in them
+    assert isinstance(unreadable, asyncssh.SFTPFailure), unreadable

@@ -22,7 +22,12 @@ read and written by sftp_codec (sans-IO), the decisions are the session's.
   SSH_FX_BAD_MESSAGE; a stream that cannot be framed ends the channel.
 - A `mask` verdict cannot be kept for file contents (the client reads at offsets): a read
   under one, or an open for reading whatever else its flags say (read through a handle
-  opened read-write), is denied; masking never applies to the other operations.
+  opened read-write), is denied. The names the server answers with are masked under one
+  (NAMED: a directory's entries through READDIR on a handle of an opendir decided so, a
+  REALPATH's and a READLINK's answer): each filename and longname as a terminal shows it
+  (stream.mask_shown), so a file named like a card number or an e-mail address goes out
+  masked; a NAME the detectors cannot read (a name not UTF-8, or with a NUL) is answered
+  SSH_FX_FAILURE instead, and a mask naming fields, which names do not have, is refused.
 - Symlinks already on the server: a request's paths are resolved there before it goes
   upstream (the proxy's own SSH_FXP_REALPATH, in order with the channel's other requests):
   in full where the server follows the last component (open, opendir, stat, setstat,
@@ -50,12 +55,15 @@ import asyncio
 import contextlib
 import logging
 import shlex
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from portcullis.masking import Masker
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.pdp_client import Ruling
 from proxies.ssh import sftp_codec as codec
+from proxies.ssh.stream import mask_shown
 
 if TYPE_CHECKING:
     from proxies.runtime.session import ProxySession
@@ -86,6 +94,9 @@ EXTENSION_OPERATIONS = {
     b"lsetstat@openssh.com": "setstat",
 }
 MASK_REFUSED = "file contents cannot be masked through SFTP (clients read at offsets)"
+NAMED = frozenset({"list", "realpath", "readlink"})  # operations answered with names
+FIELDS_REFUSED = "the policy masks named fields, which SFTP names do not have: refused"
+UNREADABLE_NAME = "portcullis: refused: a name the mask cannot read (not UTF-8, or a NUL)"
 # How the server meets symlinks in each of a request's paths (in field order): "full" —
 # it follows every component, the last one included; "parent" — it acts on the last
 # component itself (a link is removed, renamed, read as a link), following the others;
@@ -108,6 +119,7 @@ class OpenFile:
     decision_id: str
     read_bytes: int = 0
     written_bytes: int = 0
+    names: Masker | None = None  # a directory listed under a mask: its entries masked
 
 
 @dataclass
@@ -116,6 +128,8 @@ class Pending:
 
     opens: OpenFile | None = None
     reads: OpenFile | None = None
+    names: Masker | None = None  # its NAME answer masked by these detectors
+    decision_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -331,6 +345,7 @@ class SftpRelay:
         if not ruling.verdict.allowed:
             self._deny(request.id, ruling)
             return
+        rulings = [ruling]
         resolved = await self._resolve(request, operation)
         if isinstance(resolved, str):
             self._refuse(request.id, codec.FX_PERMISSION_DENIED, operation.operation,
@@ -342,16 +357,35 @@ class SftpRelay:
             if not ruling.verdict.allowed:
                 self._deny(request.id, ruling)
                 return
+            rulings.append(ruling)
             if self._waited and await self._resolve(request, operation) != resolved:
                 self._refuse(request.id, codec.FX_PERMISSION_DENIED, operation.operation,
                              "its symlinks changed on the server while the request waited for "
                              "approval", operation.path)  # fmt: skip
                 return
-        pending = Pending()
+        names = self._names_masker(rulings)
+        if isinstance(names, str):
+            self._refuse(request.id, codec.FX_PERMISSION_DENIED, operation.operation, names,
+                         operation.path)  # fmt: skip
+            return
+        pending = Pending(decision_id=ruling.decision_id)
         if request.kind in (codec.OPEN, codec.OPENDIR):
             mode = "dir" if request.kind == codec.OPENDIR else operation.operation
-            pending.opens = OpenFile(resolved.path, mode, ruling.decision_id)
+            pending.opens = OpenFile(resolved.path, mode, ruling.decision_id, names=names)
+        else:
+            pending.names = names
         self._relay(request, pending, list(resolved.forwarded_paths))
+
+    def _names_masker(self, rulings: list[Ruling]) -> Masker | str | None:
+        """The detectors the names answered are masked by (the mask of a decision of the
+        request: either of its paths'), None when none is masked, or why the mask cannot
+        be kept (it names fields)."""
+        rules = [rule for r in rulings if r.kind is VerdictKind.MASK for rule in r.verdict.mask]
+        if not rules:
+            return None
+        if any(rule.field or rule.derived for rule in rules):
+            return FIELDS_REFUSED
+        return Masker(rules, self.channel.client.proxy.hash_key)
 
     async def _resolve(self, request: codec.Request, operation: Operation) -> Operation | str:
         """The request over its paths with the server's symlinks resolved (resolution_of
@@ -414,6 +448,8 @@ class SftpRelay:
             del self.handles[handle]
             self._closed(opened)
         pending = Pending(reads=opened if request.kind == codec.READ else None)
+        if request.kind == codec.READDIR:
+            pending.names, pending.decision_id = opened.names, opened.decision_id
         self._relay(request, pending)
 
     async def _decide(self, operation: Operation) -> Ruling:
@@ -503,7 +539,35 @@ class SftpRelay:
             self.handles[reply.handle] = pending.opens
         elif pending.reads is not None and reply.kind == codec.DATA:
             pending.reads.read_bytes += reply.data_length
+        if pending.names is not None and reply.kind == codec.NAME:
+            self._to_client(self._masked_names(body, pending.names, pending.decision_id))
+            return
         self._to_client(codec.frame(body))
+
+    def _masked_names(self, body: bytes, masker: Masker, decision_id: str) -> bytes:
+        """A NAME answer with each filename and longname masked as a screen shows it, or
+        SSH_FX_FAILURE when one is not text the detectors read."""
+        request_id, entries = codec.read_names(body)
+        counts: Counter[str] = Counter()
+        out = []
+        for name, long, attrs in entries:
+            texts = []
+            for raw in (name, long):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return codec.status(request_id, codec.FX_FAILURE, UNREADABLE_NAME)
+                if "\x00" in text:
+                    return codec.status(request_id, codec.FX_FAILURE, UNREADABLE_NAME)
+                masked, found = mask_shown(masker, text)
+                counts.update(found)
+                texts.append(masked.encode("utf-8"))
+            out.append((texts[0], texts[1], attrs))
+        if counts:
+            self.session.record_masking(
+                {f"detector:{d}": n for d, n in counts.items()}, decision_id
+            )
+        return codec.names(request_id, out)
 
     # -- out -------------------------------------------------------------------------------
 

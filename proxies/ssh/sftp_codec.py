@@ -18,8 +18,8 @@ of OpenSSH's source). No sockets, no asyncio here.
   `Malformed`. Symlinks are not resolved here (no IO): the relay asks the server for
   that (proxies/ssh/sftp.py), and a symlink's creation is decided on both of its paths.
 - `read_reply()`: what the relay needs of an upstream packet (type, id, a HANDLE's handle,
-  a DATA's length); encoders for the packets the proxy writes itself (INIT, VERSION,
-  STATUS, REALPATH).
+  a DATA's length); `read_names()` a NAME's entries whole (the relay masks names); encoders
+  for the packets the proxy writes itself (INIT, VERSION, STATUS, REALPATH, NAME).
 """
 
 from __future__ import annotations
@@ -340,6 +340,23 @@ def read_reply(body: bytes) -> Reply:
         if count:
             reply.names.append(reader.string())
     return reply
+
+
+def read_names(body: bytes) -> tuple[int, list[tuple[bytes, bytes, bytes]]]:
+    """SSH_FXP_NAME (filexfer-02 section 7) whole: its id and each entry's filename,
+    longname and ATTRS (as read), the packet ending where the last entry does. Raises
+    Malformed."""
+    reader = _Reader(body, 1)
+    request_id = reader.u32()
+    entries = [(reader.string(), reader.string(), reader.attrs()) for _ in range(reader.u32())]
+    reader.end()
+    return request_id, entries
+
+
+def names(request_id: int, entries: list[tuple[bytes, bytes, bytes]]) -> bytes:
+    """SSH_FXP_NAME (filexfer-02 section 7) of these entries (filename, longname, ATTRS)."""
+    body = b"".join(_string(name) + _string(long) + attrs for name, long, attrs in entries)
+    return packet(NAME, _u32(request_id) + _u32(len(entries)) + body)
 
 
 def init(version: int = VERSION_SPOKEN) -> bytes:

@@ -410,6 +410,18 @@ mask_rules contains rule if {
 
 ssh_sftp_reads_contents if input.command.ssh.operation == "read"
 
+# The names the server answers with — a directory's entries, a resolved path, a link's
+# target — are masked as `ls`'s output is, outside pii-readers: a file named like a card
+# number or an e-mail address (the proxy masks each name of the answer).
+mask_rules contains rule if {
+	input.command.kind == "ssh.sftp"
+	input.command.ssh.operation in ssh_sftp_named
+	not pii_reader
+	some rule in pii_detector_masks
+}
+
+ssh_sftp_named := {"list", "realpath", "readlink"}
+
 ssh_sftp_reads_contents if "read" in object.get(input.command.ssh, "flags", [])
 
 

@@ -422,6 +422,15 @@ test_ssh_sftp_reads_masked_outside_pii_readers if {
 		{"detector": "credit_card", "strategy": "partial"} in d.mask
 	}
 	ssh_sftp(["dba", "pii-readers"], {"operation": "read", "path": "/srv/a.log"}).verdict == "allow"
-	ssh_sftp(["dba"], {"operation": "list", "path": "/srv"}).verdict == "allow"
+	ssh_sftp(["dba"], {"operation": "stat", "path": "/srv"}).verdict == "allow"
 	ssh_sftp(["dba"], {"operation": "write", "path": "/tmp/a", "flags": ["write"]}).verdict == "allow"
+}
+
+test_ssh_sftp_names_masked_outside_pii_readers if {
+	every op in ["list", "realpath", "readlink"] {
+		d := ssh_sftp(["dba"], {"operation": op, "path": "/srv"})
+		d.verdict == "mask"
+		{"detector": "email", "strategy": "partial"} in d.mask
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/srv"}).verdict == "allow"
+	}
 }
