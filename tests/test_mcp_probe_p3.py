@@ -346,6 +346,12 @@ async def test_a_stream_resumes_only_from_an_event_this_session_was_handed(
         assert mine
         status, _ = await _resume(stack, mallory, session_id, mine[-1])
         assert status == 200
+        # and a pii-reader's, whose answers pass unread (their event ids noted all the same)
+        status, headers, text = await post(stack, pia, rpc(1, "initialize", SDK_INIT))
+        hers = re.findall(r"^id: ?(\S+)", text, re.M)
+        assert status == 200 and hers
+        status, _ = await _resume(stack, pia, headers["mcp-session-id"], hers[-1])
+        assert status == 200
 
 
 ODD_URIS = (
