@@ -335,3 +335,48 @@ async def test_open_approval_streams_do_not_multiply_store_reads(pdp):
         again = await http.get(f"{pdp.base}/console/approvals/stream")
         assert again.status == 200
         again.close()
+
+
+# -- a long session's replay -------------------------------------------------------------------
+
+
+async def test_a_long_session_s_replay_page_is_bounded(pdp):
+    """Attack (reader token: a session of many cheap statements, SELECT 1 in a loop): the
+    replay page built the whole timeline and its HTML on the PDP's event loop, every entry
+    on one page. 20,000 statements (25 s of a reader's work) made an auditor's click a
+    4.4 MB page that took 6 to 8 s, and held every proxy's Decide for 3 to 4.5 s of it.
+    Now a page shows 500 entries with links to the others (the totals are the whole
+    session's) and is built in a worker thread: the same click is 110 kB, Decide waits
+    0.2 s."""
+    user = token(pdp.config, "rita@example.com", ("readonly",))
+    count = 1200
+    now = time.time()
+    async with pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, user)
+        for start in range(0, count, 600):
+            events = [{"time": now + i * 0.001, "direction": "client", "type": "command",
+                       "command": f"SELECT {i} AS n{i}", "verdict": "allow",
+                       "details": {"kind": "postgres.query"}}
+                      for i in range(start, start + 600)]  # fmt: skip
+            await stub.RecordEvents(pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps(events)))  # fmt: skip
+    sid = opened.session_id
+    async with _http() as http:
+        await sign_in(http, pdp.base, "ines@example.com", "auditor")
+
+        async def page(query: str = "") -> str:
+            async with http.get(f"{pdp.base}/console/sessions/{sid}{query}") as r:
+                assert r.status == 200
+                return await r.text()
+
+        first = await page()  # the session.open entry, then 499 statements
+        assert len(re.findall(r"AS n\d+<", first)) == 499
+        assert "AS n0<" in first and "AS n498<" in first and "AS n499<" not in first
+        assert f'href="/console/sessions/{sid}?from=500"' in first
+        assert f"entries 1\u2013500 of {count + 1}" in unescape(first)
+        last = await page("?from=1000")
+        assert len(re.findall(r"AS n\d+<", last)) == 201
+        assert "AS n1199<" in last and "AS n999<" in last and "AS n998<" not in last
+        assert f'href="/console/sessions/{sid}?from=500"' in last
+        assert "AS n0<" in await page("?from=%C2%B2")  # not a number: the first page
+        assert "AS n1199<" in await page("?from=999999")  # past the end: the last page

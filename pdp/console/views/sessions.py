@@ -12,11 +12,17 @@ inert escape.
 Who sees what: auditors (ConsoleSettings.auditor_groups) every session; anyone else their
 own sessions only (subject and issuer of the session's identity), whatever the query
 says.
+
+A session is as long as its client made it: a replay page shows ENTRIES_SHOWN timeline
+entries (`?from=N` for the others, the totals always for the whole session), and builds
+the timeline and its HTML in a worker thread, off the event loop that answers every
+decision.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
     from pdp.console.app import Console
 
 LISTED = 200
+ENTRIES_SHOWN = 500  # timeline entries on one replay page
 VERDICTS = ("", "allow", "mask", "deny", "require_approval")
 
 
@@ -152,8 +159,20 @@ class SessionsView:
         events = await self.store.query(kind="session.events", session_id=sid)
         decisions = await self.store.query(kind="decision", session_id=sid)
         approvals = await self.store.query(kind="approval", session_id=sid)
-        timeline = build_timeline(opened, closed[0] if closed else None, events, decisions,
-                                  approvals)  # fmt: skip
+        first = _index(request.query.get("from", ""))
+        content, casts = await asyncio.to_thread(
+            self._replay_content, sid, first, opened, closed[0] if closed else None, events,
+            decisions, approvals)  # fmt: skip
+        return self.console.page(request, f"Session {sid}", content, section="sessions",
+                                 scripts=("player.js",) if casts else ())  # fmt: skip
+
+    def _replay_content(self, sid: str, first: int, opened: AuditRecord,
+                        closed: AuditRecord | None, events: list[AuditRecord],
+                        decisions: list[AuditRecord], approvals: list[AuditRecord],
+                        ) -> tuple[Html, int]:  # fmt: skip
+        """The replay page's content and how many terminal recordings it plays (run in a
+        worker thread: a session of many commands takes seconds to build)."""
+        timeline = build_timeline(opened, closed, events, decisions, approvals)
         s = timeline.summary
         header = definitions([
             ("Subject", f"{s.subject} ({', '.join(s.groups) or 'no groups'})"),
@@ -170,17 +189,23 @@ class SessionsView:
         totals = tag("p", ", ".join(f"{k}: {v}" for k, v in timeline.totals.items()
                                     if v is not None and not isinstance(v, dict)),
                      class_="totals")  # fmt: skip
-        rows = [self._entry_row(e) for e in timeline.entries]
-        entries = table("Timeline", ("At", "Direction", "What", "Command", "Verdict", "Why",
-                                     "Result", "Masking"), rows, class_="timeline")  # fmt: skip
+        count = len(timeline.entries)
+        first = min(first, max(count - 1, 0)) // ENTRIES_SHOWN * ENTRIES_SHOWN
+        shown = timeline.entries[first : first + ENTRIES_SHOWN]
+        rows = [self._entry_row(e) for e in shown]
+        caption = "Timeline" if count <= ENTRIES_SHOWN else (
+            f"Timeline: entries {first + 1}\u2013{first + len(shown)} of {count}")  # fmt: skip
+        entries = table(caption, ("At", "Direction", "What", "Command", "Verdict", "Why",
+                                  "Result", "Masking"), rows, class_="timeline")  # fmt: skip
+        pages = _pages(sid, first, count)
         casts = recorded(events)
         players = join(self._player(sid, c.channel, c.decision_id) for c in casts)
-        content = Html(header + totals + entries + (
+        content = Html(header + totals + pages + entries + pages + (
             tag("h2", "Terminal recordings") + players if casts else ""))  # fmt: skip
-        return self.console.page(request, f"Session {sid}", content, section="sessions",
-                                 scripts=("player.js",) if casts else ())  # fmt: skip
+        return content, len(casts)
 
-    def _entry_row(self, e: Entry) -> list[Any]:
+    @staticmethod
+    def _entry_row(e: Entry) -> list[Any]:
         result = dict(e.result)
         facts = []
         if e.rows is not None:
@@ -236,3 +261,34 @@ class SessionsView:
             headers["Content-Disposition"] = f'attachment; filename="{name}"'
         return web.Response(text=chosen[0].to_asciicast(), content_type="application/x-asciicast",
                             charset="utf-8", headers=headers)  # fmt: skip
+
+
+def _index(text: str) -> int:
+    """An entry index from the query (?from=N); anything else is the first."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else 0
+
+
+def _pages(sid: str, first: int, count: int) -> Html:
+    """Earlier / later entries of a long timeline (nothing for a short one)."""
+    if count <= ENTRIES_SHOWN:
+        return Html("")
+    links = []
+    if first > 0:
+        links.append(
+            tag(
+                "a",
+                "Earlier entries",
+                rel="prev",
+                href=f"/console/sessions/{sid}?from={max(first - ENTRIES_SHOWN, 0)}",
+            )
+        )
+    if first + ENTRIES_SHOWN < count:
+        links.append(
+            tag(
+                "a",
+                "Later entries",
+                rel="next",
+                href=f"/console/sessions/{sid}?from={first + ENTRIES_SHOWN}",
+            )
+        )
+    return tag("nav", join(links, " \u00b7 "), class_="pages", aria_label="Timeline pages")
