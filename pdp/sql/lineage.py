@@ -940,6 +940,11 @@ class Lineage:
         keeps = (
             builtin and written in _KEEPING_FUNCTIONS and (written not in _CASTS or len(args) == 1)
         )
+        if builtin and name == "set_config":
+            # a setting's value is read where no mask reads it: the ParameterStatus the
+            # server reports a changed application_name, DateStyle or TimeZone with, SHOW
+            # and current_setting (no table column): stored as if changed, whatever it is
+            self.written.extend(flow.transformed() for flow in flows)
         if not builtin:
             # a function of another schema (pg_temp.f(), made in this session: no catalogue
             # fact knows it) may read any table: its value may carry any of their columns
@@ -1328,8 +1333,8 @@ def _column_name(node: Any) -> str:
 def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
     """The outputs and predicates entry fields of one statement node of the JSON tree, and
     writes (only when there are any): the values it stores that read columns (INSERT's
-    rows, UPDATE's and MERGE's SET values, CREATE TABLE AS and SELECT INTO's outputs), as
-    outputs are given (kind, columns, tables, keeps)."""
+    rows, UPDATE's and MERGE's SET values, CREATE TABLE AS and SELECT INTO's outputs,
+    set_config's arguments), as outputs are given (kind, columns, tables, keeps)."""
     walk = Lineage()
     try:
         outputs = walk.statement(tag, fields)

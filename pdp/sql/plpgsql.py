@@ -100,10 +100,13 @@ def fold_do_block(
 ) -> None:
     """What a DO block's body holds joins its entry: tables and functions (with the
     settings set_config changes and any locking) always, and the statements as nested
-    entries (IF conditions and assignments add only what they call)."""
+    entries. IF conditions, RAISE arguments and assignments add only what they call, unless
+    they read a relation (`x := (SELECT password FROM customers)`, `RAISE NOTICE '%',
+    (SELECT ...)`): then they are nested entries too, whose outputs the policy judges as a
+    statement's (what they read reaches the block's variables, notices and errors)."""
     entry["opaque"] = opaque
     for item in inner:
         found.fold(item)
-        if not item.pop("expression", False):
+        if not item.pop("expression", False) or item.get("tables"):
             item["nested"] = True
             children.append(item)

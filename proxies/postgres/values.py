@@ -162,16 +162,44 @@ _QUOTED = re.compile(r'"(?:[^"]|"")*"')
 _KEY_VALUE = re.compile(r"=\((?:[^()]|\([^()]*\))*\)")
 
 
+# SQLSTATE classes whose detail, hint and context describe the statement, the session or
+# the server, never a value the statement read: connection, feature, cardinality,
+# transaction, cursor and savepoint state, catalog names, syntax and access rules (their
+# runtime messages quote values in double quotes, redacted below), resources, object
+# state, operator intervention. An allow-list: class 22 (data exception) and 23 (integrity
+# violation) describe values outside quotes (`Failing row contains (1, ..., hunter2)`,
+# `JSON data, line 1: ["card ebbb...`, libxml's echo of the document's line), and the
+# others (P0 RAISE, XX, 38/39 routines, warnings, notices) may say anything.
+_DESCRIBING_CLASSES = frozenset(
+    {"08", "0A", "0B", "21", "24", "25", "26", "2B", "2D", "34", "3B", "3D", "3F", "40"}
+    | {"42", "53", "54", "55", "57"}
+)
+# What only code prints: PL/pgSQL's RAISE and ASSERT (the server sets the routine field,
+# the code chooses the SQLSTATE and writes the message as it likes, unquoted)
+_RAISING_ROUTINES = frozenset({"exec_stmt_raise", "exec_stmt_assert"})
+WITHHELD = "[withheld by portcullis: it may quote values the masks cover]"
+
+
 def masked_fields(masker: Masker, fields: dict[str, str]) -> dict[str, str] | None:
     """An error or notice of a statement whose results are masked, with what could quote a
-    value hidden: the detectors over its text, then every double-quoted string and every
-    `=(...)` key value redacted (the server quotes the values it could not use there).
-    None when nothing changed."""
+    value hidden: its internal query withheld, outside _DESCRIBING_CLASSES its detail,
+    hint and context too (and a RAISE's message: code wrote it), then the detectors over the rest of
+    its text, every double-quoted string and every `=(...)` key value redacted (the
+    server quotes the values it could not use there). None when nothing changed."""
     changed = False
     out = dict(fields)
+    withheld: tuple[str, ...] = ("q",)  # text code made (EXECUTE's), in every class
+    if out.get("R") in _RAISING_ROUTINES:
+        withheld = _QUOTING_FIELDS
+    elif out.get("C", "")[:2] not in _DESCRIBING_CLASSES:
+        withheld = ("D", "H", "W", "q")
+    for code in withheld:
+        if code in out:
+            out[code] = WITHHELD
+            changed = True
     for code in _QUOTING_FIELDS:
         text = out.get(code)
-        if not text:
+        if not text or text == WITHHELD:
             continue
         masked, _ = masker.mask_text(text)
         masked = _QUOTED.sub('"[REDACTED]"', masked)

@@ -34,8 +34,8 @@
 # since the policy cannot know which columns a row holds; sensitive columns in predicates
 # may be compared for equality only when data.portcullis.oracle.equality is true, grouped
 # and joined on, and nothing else. Statements a DO block runs return nothing to the
-# client except through notices and errors, which are not masked: any sensitive column
-# they read is denied.
+# client except through notices, errors and settings, which its code writes as it likes:
+# any column they read is denied.
 #
 # Lineage holds names only, never literal values, so these rules keep cache_key "shape".
 package portcullis
@@ -196,6 +196,24 @@ deny contains "LISTEN is denied to everyone not in pii-readers: notification pay
 	not pii_reader
 }
 
+# Column statistics hold sample values of every analysed column, sensitive ones included,
+# under names no mask names: after ANALYZE customers, SELECT stavalues1 FROM pg_statistic
+# showed a dba outside pii-readers every password as it is (an anyarray the detectors read
+# as text, finding no pattern in a password), and a LIKE on pg_stats.histogram_bounds
+# spelled one out. Readers may read no such catalog (postgres.secret_catalogs); nor may
+# anyone else the masks cover. Matched on the name's last component, any case, as there.
+deny contains sprintf("%s holds sample values of every column, sensitive ones included: denied to everyone not in pii-readers", [t]) if {
+	some s in input.command.postgres.statements
+	some t in s.tables
+	pg_statistics_catalog(t)
+	not pii_reader
+}
+
+pg_statistics_catalog(t) if {
+	parts := split(lower(t), ".")
+	parts[count(parts) - 1] in {"pg_statistic", "pg_stats", "pg_statistic_ext_data", "pg_stats_ext", "pg_stats_ext_exprs"}
+}
+
 # Lineage takes the columns of the catalog tables drivers read for types (pg_type,
 # pg_class, pg_attribute, ...: pdp/sql/lineage.py _CATALOG) for the server's own, whose
 # expressions change no stored text. A relation made or renamed under such a name outside
@@ -224,6 +242,34 @@ deny contains sprintf("a DO block reads whole rows of %s: notices and errors tha
 	s.nested
 	some o in s.outputs
 	o.kind in {"whole_row", "star"}
+	not pii_reader
+}
+
+# Any column, not only sensitive ones: a DO block's code holds what it reads in variables,
+# which lineage cannot follow, and can show what it makes of them where no mask reads it
+# (RAISE's text, set_config's reported setting, an INSERT of a variable into a table read
+# later): `translate(note, '0123456789', 'abcdefghij')` carries a card number past the
+# value detectors. Outside pii-readers a DO block's statements and expressions that read a
+# relation may give no column (a variable's name looks like a column to lineage, so only
+# those reading a relation: `PERFORM set_config('application_name', x, false)` alone
+# reads none; `SELECT count(*) INTO n FROM orders` gives no column).
+deny contains sprintf("a DO block reads column(s) %s: its code can print, set or store what it makes of them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers", [concat(", ", o.columns)]) if {
+	input.command.postgres.has.nested
+	some s in input.command.postgres.statements
+	s.nested
+	count(s.tables) > 0
+	some o in s.outputs
+	count(o.columns) > 0
+	not pii_reader
+}
+
+deny contains sprintf("a DO block reads rows of %s: its code can print, set or store what it makes of them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers", [concat(", ", o.tables)]) if {
+	input.command.postgres.has.nested
+	some s in input.command.postgres.statements
+	s.nested
+	count(s.tables) > 0
+	some o in s.outputs
+	count(o.tables) > 0
 	not pii_reader
 }
 

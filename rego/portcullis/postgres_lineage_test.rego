@@ -161,11 +161,26 @@ test_do_block_reading_sensitive_columns_is_denied if {
 	d2.verdict == "deny"
 }
 
-test_a_dba_do_block_without_sensitive_columns_runs if {
-	inner := object.union(selecting([out("id", "plain", ["id"])], [{"column": "id", "use": "range"}]), {"nested": true})
+test_a_dba_do_block_reading_no_column_runs if {
+	inner := object.union(selecting([out("", "expression", [])], []), {"nested": true})
 	do := object.union(stmt("do"), {"opaque": false})
 	d := portcullis.decision with input as pg_input(["dba"], [do, inner])
 	d.verdict == "mask"
+}
+
+test_a_dba_do_block_reading_any_column_is_denied_outside_pii_readers if {
+	# translate(note, ...) into a variable, then RAISE or set_config: a card past the detectors
+	reading := object.union(selecting([out("translate", "expression", ["note"])], [{"column": "id", "use": "range"}]), {"nested": true, "tables": []})
+	inner := object.union(reading, {"tables": ["customers"]})
+	do := object.union(stmt("do"), {"opaque": false})
+	d := portcullis.decision with input as pg_input(["dba"], [do, inner])
+	d.verdict == "deny"
+	"a DO block reads column(s) note: its code can print, set or store what it makes of them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers" in d.reasons
+	rows := object.union(selecting([row("", ["orders"])], []), {"nested": true})
+	portcullis.decision.verdict == "deny" with input as pg_input(["dba"], [do, rows])
+	portcullis.decision.verdict == "allow" with input as pg_input(["dba", "pii-readers"], [do, inner])
+	# a variable's name reads as a column: a statement reading no relation is not denied
+	portcullis.decision.verdict == "mask" with input as pg_input(["dba"], [do, reading])
 }
 
 test_fetch_and_execute_mask_computed_columns if {
@@ -352,4 +367,16 @@ test_renaming_a_sensitive_column_needs_approval_for_every_dba if {
 	lineage_decision(["dba", "pii-readers"], s).verdict == "require_approval"
 	lineage_decision(["dba"], s).verdict == "require_approval"
 	lineage_decision(["dba", "pii-readers"], ddl("RenameStmt", {"object": "column", "renamed_column": "nickname"})).verdict == "allow"
+}
+
+test_column_statistics_are_denied_to_everyone_under_the_masks if {
+	every t in ["pg_statistic", "pg_catalog.pg_stats", "PG_STATS_EXT", "pg_catalog.pg_statistic_ext_data", "pg_stats_ext_exprs"] {
+		s := object.union(selecting([out("stavalues1", "plain", ["stavalues1"])], []), {"tables": [t]})
+		d := portcullis.decision with input as pg_input(["dba"], [s])
+		d.verdict == "deny"
+		sprintf("%s holds sample values of every column, sensitive ones included: denied to everyone not in pii-readers", [t]) in d.reasons
+		portcullis.decision.verdict == "allow" with input as pg_input(["dba", "pii-readers"], [s])
+	}
+	other := object.union(selecting([out("relname", "plain", ["relname"])], []), {"tables": ["pg_catalog.pg_class"]})
+	portcullis.decision.verdict == "mask" with input as pg_input(["dba"], [other])
 }
