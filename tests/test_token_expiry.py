@@ -3,21 +3,24 @@
 The PDP refuses an expired token at OpenSession, with the same small clock-skew leeway
 (identity.leeway_seconds) there as for every command of a session. Past that, the PDP
 refuses every command of a session, but what is not decided command by command went on
-under an identity nobody vouched for any more: an SSH shell opened a minute before its
-token's end ran whatever was typed into it hours later. Now the proxy ends the session
-then (the same leeway after the token's expiry), says why, and records the close as
-token_expired. Real sshd, PostgreSQL, PDP and clients.
+under an identity nobody vouched for any more: an SSH shell (or a WebSocket) opened a
+minute before its token's end ran whatever was typed into it hours later. Now the proxy
+ends the session then (the same leeway after the token's expiry), says why, and records
+the close as token_expired. Real sshd, PostgreSQL, an aiohttp upstream, the PDP, real clients.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import asyncssh
 import grpc
 import pytest
+from http_upstream import http_stack
 from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
 from pg_harness import running_gateway
 from test_ssh_proxy import ssh_stack
@@ -112,3 +115,30 @@ async def test_a_postgres_session_ends_when_its_token_expires(tmp_path: Path) ->
                 break
             await asyncio.sleep(0.1)
         assert "token_expired" in await _closes(gw.pdp.store)
+
+
+@pytest.mark.integration
+async def test_a_websocket_ends_when_its_token_expires(tmp_path: Path) -> None:
+    async with http_stack(tmp_path) as s:
+        short = token(s.config, "ann@example.com", ("readonly",), ttl=TTL)
+        headers = {"Authorization": f"Bearer {short}"}
+        timeout = aiohttp.ClientTimeout(total=60)
+        async with aiohttp.ClientSession(timeout=timeout) as client:
+            async with client.ws_connect(s.url + "/ws", headers=headers) as ws:
+                await ws.send_str("hello")
+                assert await ws.receive_str() == "echo: hello"
+                await asyncio.sleep(TTL + s.config.identity.leeway_seconds + 1)
+                # the upgrade was decided under a token nobody vouches for any more
+                with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                    await ws.send_str("late")
+                message = await asyncio.wait_for(ws.receive(), 10)
+                ended = ("CLOSE", "CLOSED", "CLOSING", "ERROR")
+                assert message.type in {aiohttp.WSMsgType[name] for name in ended}
+            # and the token opens nothing now
+            async with client.get(s.url + "/v1/invoices/3", headers=headers) as answer:
+                assert answer.status == 401
+        for _ in range(50):
+            if "token_expired" in await _closes(s.pdp.store):
+                break
+            await asyncio.sleep(0.1)
+        assert "token_expired" in await _closes(s.pdp.store)

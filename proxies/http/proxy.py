@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -92,6 +93,10 @@ class AgentSession:
     key: str = ""  # its token's SHA-256, what HttpProxy.sessions files it under
     last_used: float = field(default_factory=time.monotonic)
     in_flight: int = 0
+    # the connections answering one of its requests now (a WebSocket, a stream, a wait)
+    answering: set[ClientConnection] = field(default_factory=set, repr=False)
+    # the end of what the session was granted (its token's expiry, a grant's window)
+    ends: asyncio.Task[str] | None = field(default=None, repr=False)
     _patterns: tuple[bytes, ...] | None = field(default=None, repr=False)
 
     @property
@@ -101,6 +106,12 @@ class AgentSession:
             lease = self.session.lease
             self._patterns = secret_patterns(lease.secrets() if lease is not None else [])
         return self._patterns
+
+
+def _told_nothing(text: str) -> None:
+    """An HTTP session has no channel of its own to say why it ends: each connection
+    answering one of its requests is closed (HttpProxy._session_ended), and a next
+    request is refused by the PDP, saying so."""
 
 
 @dataclass
@@ -162,6 +173,7 @@ class HttpProxy:
         listen = config.pdp.http_listen
         self.approvals_api = f"http://{listen}/v1/approvals" if listen else ""
         self._opening: dict[str, asyncio.Future[AgentSession]] = {}
+        self._closing: set[asyncio.Future[None]] = set()  # sessions ended by their token
         # what a poll URL's `for` is keyed with (this process's own: a session is too)
         self._poll_key = os.urandom(32)
         self.pool: UpstreamPool | None = None
@@ -225,6 +237,9 @@ class HttpProxy:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        for agent in self.sessions.values():
+            if agent.ends is not None:
+                agent.ends.cancel()
         self.sessions.clear()
         await self.runtime.stop()  # closes every open session
         if self.pool is not None:
@@ -238,6 +253,8 @@ class HttpProxy:
             for key, agent in list(self.sessions.items()):
                 if agent.in_flight == 0 and now - agent.last_used >= self.idle_seconds:
                     self.sessions.pop(key, None)
+                    if agent.ends is not None:
+                        agent.ends.cancel()
                     await asyncio.shield(agent.session.close("idle_timeout"))
 
     async def session_for(self, token: str, client_addr: str, client: str) -> AgentSession:
@@ -255,6 +272,9 @@ class HttpProxy:
             session = ProxySession(self.runtime, client_addr, client[:256])
             await session.open(token)
             agent = AgentSession(session, key)
+            agent.ends = session.grant_expiry(_told_nothing)
+            if agent.ends is not None:
+                agent.ends.add_done_callback(functools.partial(self._session_ended, agent))
             self.sessions[key] = agent
             future.set_result(agent)
             return agent
@@ -268,6 +288,8 @@ class HttpProxy:
     async def reopen(self, agent: AgentSession, token: str, client_addr: str) -> AgentSession:
         """A new session for a token whose session the PDP ended."""
         self.forget(agent)
+        if agent.ends is not None:
+            agent.ends.cancel()
         await asyncio.shield(agent.session.close("pdp_session_ended", abnormal=True))
         return await self.session_for(token, client_addr, agent.session.client)
 
@@ -285,6 +307,22 @@ class HttpProxy:
         for: only that token's requests on this proxy can read the request's state."""
         bound = f"{approval_id}\0{agent.key}\0{agent.session.id}".encode("utf-8", "replace")
         return hmac.new(self._poll_key, bound, hashlib.sha256).hexdigest()[:32]
+
+    def _session_ended(self, agent: AgentSession, ends: asyncio.Task[str]) -> None:
+        """The session's token expired or its grant ran out: what its requests still hold
+        open (a WebSocket, a stream, an approval wait) is cut, and the session closed; a
+        next request with the token opens a session anew, which the PDP refuses."""
+        if ends.cancelled():
+            return
+        reason = ends.result() if ends.exception() is None else "grant_expired"
+        if self.sessions.get(agent.key) is agent:
+            self.sessions.pop(agent.key, None)
+        for connection in list(agent.answering):
+            connection.transport.close()
+        if agent.session.grant is not None:
+            closing = asyncio.ensure_future(agent.session.close(reason))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     def forget(self, agent: AgentSession) -> None:
         for key, known in list(self.sessions.items()):
@@ -519,6 +557,7 @@ class ClientConnection(UpstreamExchange):
                 self._guarded = lease.secrets()
                 self.output.guard(self._guarded)
         agent.in_flight += 1
+        agent.answering.add(self)
         before = self.output.sent
         try:
             request = Request(head, target, body, token, agent)
@@ -531,6 +570,7 @@ class ClientConnection(UpstreamExchange):
             return False
         finally:
             agent.in_flight -= 1
+            agent.answering.discard(self)
             agent.last_used = time.monotonic()
             counters = agent.session.counters
             counters["bytes_to_client"] += self.output.sent - before
