@@ -22,6 +22,7 @@ from pdp.domain.approvals import APPROVED, PENDING, ApprovalBook, ApprovalRefuse
 from pdp.domain.decisions import Decider, Decision, Guard
 from pdp.domain.identity import TokenRejected
 from pdp.domain.policy_input import build_input
+from pdp.domain.search_paths import names_resolve_as_approved
 from pdp.domain.sessions import Session
 from pdp.engine import EngineError
 from pdp.store import StoreUnavailable
@@ -158,6 +159,36 @@ def bound_parameters(command: dict[str, Any]) -> list[str]:
 MAX_WAITING = 16
 
 
+async def still_holds(
+    service: DecisionService, approved: ApprovalRequest, decision: Decision
+) -> bool:
+    """Whether an approved request still lets this require_approval `decision` run.
+
+    Under the policy revision that asked, it does. Under another (a reload since), the
+    new policy must ask for the very approval that was given — the same reasons, the same
+    approvers and TTL — and must still let its approver give it (data.portcullis.approvers,
+    with the groups they held when deciding): a security team that changed who approves
+    what, or why, expects the command to be asked about again, not run on an approval given
+    under rules no longer in force. A new deny never reaches here (the decision is a deny).
+    Then (pdp.domain.search_paths) nothing the session ran since the request may have
+    changed how its unqualified names resolve."""
+    if approved.policy_revision != decision.policy_revision:
+        spec = decision.verdict.approval
+        if spec is None or (
+            sorted(decision.verdict.reasons) != sorted(approved.reasons)
+            or sorted(spec.approvers) != sorted(approved.approvers)
+            or (spec.ttl_seconds or 900) != approved.ttl_seconds
+        ):
+            return False
+        approver = {"subject": approved.approver, "groups": list(approved.approver_groups)}
+        if (
+            service.approvals is None
+            or not (await service.approvals.authorize(approver, approved))[0]
+        ):
+            return False
+    return await names_resolve_as_approved(service.decider.store, approved)
+
+
 async def settle(
     service: DecisionService,
     session: Session,
@@ -176,10 +207,14 @@ async def settle(
     parameters = bound_parameters(command)
     # an approval is for the session it was asked in; a session.open grant makes a new one
     bound_session = None if command.get("kind") == "session.open" else session.id
-    approved = book.reusable(
+    approved = None
+    for candidate in book.approved_for(
         subject, connection, command.get("raw", ""), command.get("kind", ""), bound_session,
         parameters,
-    )  # fmt: skip
+    ):  # fmt: skip
+        if await still_holds(service, candidate, decision):
+            approved = candidate
+            break
     if approved is not None:
         if bound_session is None:
             # a just-in-time grant: the session lives as long as the approval may be used,
@@ -233,6 +268,7 @@ async def settle(
             parameters,
             decision.verdict.mask,
             proxy=session.proxy,
+            policy_revision=decision.policy_revision,
         )
     except StoreUnavailable:
         denied = Verdict.deny("approval requests cannot be recorded now — denied")

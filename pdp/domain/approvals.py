@@ -7,7 +7,13 @@ policy's `data.portcullis.approvers`, which decides who may approve at all); wai
 decision (local waiters, woken by this replica's writes, by PostgreSQL NOTIFY from other
 replicas, and by polling the store as a fallback); and reuse of an approved request by the
 same identity, on the same connection, for the same command text and parameter values,
-within its TTL.
+within its TTL — and, under a policy revision other than the one that asked, only while
+the policy still asks for the same approval and still lets its approver give it.
+
+The book is bounded: pending requests by the per-identity cap of the caller
+(pdp.api.approval_rpc.MAX_WAITING), settled ones (denied, expired, withdrawn, approved
+past their usable window) to the MAX_SETTLED most recently settled; older ones are left
+to the audit store, which keeps every event.
 
 A request holds the exact command text (reuse compares it) but its parameter values only
 as approvers see them — masked where the policy masks them (pdp.domain.approver_view) — and as a
@@ -41,6 +47,11 @@ _JUSTIFICATION = re.compile(r"^\s*/\*\s*justification:\s*(.*?)\s*\*/", re.IGNORE
 
 PENDING, APPROVED, DENIED, EXPIRED = "pending", "approved", "denied", "expired"
 WITHDRAWN = "withdrawn"
+# settled requests kept in memory (and listed); the oldest settled beyond it are dropped
+MAX_SETTLED = 4096
+# what the book keeps of a request that the "requested" record does not hold
+_BOOK_ONLY = ("state", "approver", "decided_at", "decision_reason", "executions", "events")
+_NOT_RECORDED = (*_BOOK_ONLY, "approver_groups", "recorded_seq")
 
 
 class ApprovalRefused(Exception):
@@ -83,6 +94,12 @@ class ApprovalRequest:
     # the proxy that asked (its identity's key): for a session.open request, which has no
     # session yet, the only proxy that may wait on it — on whichever replica it asks
     proxy: str = ""
+    # the policy revision of the decision that asked ("" for a request recorded before
+    # revisions were), the approver's groups when they decided, and the seq of the
+    # "requested" record (what happened in the session after it is read from there)
+    policy_revision: str = ""
+    approver_groups: list[str] = field(default_factory=list)
+    recorded_seq: int = 0
 
     @property
     def usable_until(self) -> float:
@@ -107,6 +124,9 @@ class ApprovalRequest:
             "shown_command",
             "shown_statements",
             "proxy",
+            "policy_revision",
+            "approver_groups",
+            "recorded_seq",
         ):
             out.pop(private)
         out["command"], statements = self.shown()
@@ -136,8 +156,10 @@ class ApprovalBook:
         self.notify = notify
         self.decision_timeout = decision_timeout
         self.requests: dict[str, ApprovalRequest] = {}
-        # moves on whenever a request is added or changes state or executions: what a
-        # watcher compares instead of reading every request (the book is never pruned)
+        # settled requests' ids, oldest settled first (what _prune drops first)
+        self._settled: dict[str, None] = {}
+        # moves on whenever a request is added, changes state or executions, or is dropped:
+        # what a watcher compares instead of reading every request
         self.version = 0
         self._seen_seq = 0
         self._changed = asyncio.Condition()
@@ -199,16 +221,17 @@ class ApprovalBook:
         if not records:
             return
         for record in records:
-            self._apply(record.body)
+            self._apply(record.body, record.seq)
             self._seen_seq = max(self._seen_seq, record.seq)
+        self._prune()
         async with self._changed:
             self._changed.notify_all()
 
-    def _apply(self, body: dict[str, Any]) -> None:
+    def _apply(self, body: dict[str, Any], seq: int = 0) -> None:
         event = body.get("event")
         approval_id = body.get("approval_id", "")
         if event == "requested":
-            self.requests[approval_id] = ApprovalRequest(**body["request"])
+            self.requests[approval_id] = ApprovalRequest(**body["request"], recorded_seq=seq)
             self.version += 1
         request = self.requests.get(approval_id)
         if request is None:
@@ -219,9 +242,31 @@ class ApprovalBook:
             request.approver = body.get("approver", "")
             request.decided_at = body.get("time", time.time())
             request.decision_reason = body.get("reason", "")
+            groups = body.get("approver_groups")
+            request.approver_groups = [str(g) for g in groups] if isinstance(groups, list) else []
+            self._settled[approval_id] = None
             self.version += 1
         elif event == "executed":
             request.executions += 1
+            self.version += 1
+
+    def _prune(self) -> None:
+        """Drop the oldest settled requests beyond MAX_SETTLED. An approval still usable
+        stays (it goes to the back of the line): it is what a re-run is allowed by. A
+        requester may withdraw their own requests at will, so without this bound a loop
+        of ask-and-withdraw grew every PDP's memory (and every listing) without end."""
+        settled = self._settled
+        now = time.time()
+        kept_usable = 0
+        while len(settled) > MAX_SETTLED and kept_usable < len(settled):
+            oldest = next(iter(settled))
+            del settled[oldest]
+            request = self.requests.get(oldest)
+            if request is not None and request.usable_until > now:
+                settled[oldest] = None
+                kept_usable += 1
+                continue
+            self.requests.pop(oldest, None)
             self.version += 1
 
     async def _write(self, approval_id: str, event: str, subject: str, **extra: Any) -> None:
@@ -243,7 +288,22 @@ class ApprovalBook:
     ) -> ApprovalRequest | None:
         """An approved request this identity may use again for exactly this command — in
         the session it was asked in, with the parameter values the approver saw."""
-        return self._find(APPROVED, subject, connection, command, kind, session_id, parameters)
+        found = self.approved_for(subject, connection, command, kind, session_id, parameters)
+        return found[0] if found else None
+
+    def approved_for(
+        self,
+        subject: str,
+        connection: str,
+        command: str,
+        kind: str = "",
+        session_id: str | None = None,
+        parameters: list[str] | None = None,
+    ) -> list[ApprovalRequest]:
+        """Every approved request reusable() could give, the newest first: the caller
+        checks each still holds (pdp.api.approval_rpc.settle)."""
+        found = self._matching(APPROVED, subject, connection, command, kind, session_id, parameters)
+        return sorted(found, key=lambda r: r.created_at, reverse=True)
 
     def pending_for(
         self,
@@ -269,8 +329,22 @@ class ApprovalBook:
         """A live request in `state` of this identity for exactly this command (and, when
         given, session and parameter values): an approved one until its usable window
         ends, a pending one until it expires."""
+        found = self._matching(state, subject, connection, command, kind, session_id, parameters)
+        return found[0] if found else None
+
+    def _matching(
+        self,
+        state: str,
+        subject: str,
+        connection: str,
+        command: str,
+        kind: str,
+        session_id: str | None = None,
+        parameters: list[str] | None = None,
+    ) -> list[ApprovalRequest]:
         now = time.time()
         digest = binding_digest(self.binding_key, parameters) if parameters is not None else ""
+        found = []
         for request in self.requests.values():
             alive_until = request.usable_until if state == APPROVED else request.expires_at
             if (
@@ -283,8 +357,8 @@ class ApprovalBook:
                 and (parameters is None or self._binds(request, parameters, digest))
                 and alive_until > now
             ):
-                return request
-        return None
+                found.append(request)
+        return found
 
     def waiting_of(self, subject: str, issuer: str) -> int:
         """How many of this identity's requests wait for a person now."""
@@ -317,10 +391,12 @@ class ApprovalBook:
         parameters: list[str] | None = None,
         mask: tuple[MaskRule, ...] | list[MaskRule] = (),
         proxy: str = "",
+        policy_revision: str = "",
     ) -> ApprovalRequest:
         """The pending request for this command, created (and announced) if there is none.
         `mask` is the verdict's mask rules: what approvers see is masked by them; `proxy`
-        the key of the proxy that asked, recorded with the request."""
+        the key of the proxy that asked, recorded with the request; `policy_revision` the
+        revision of the decision that asked."""
         existing = self.pending_for(
             requester["subject"], connection, command, command_kind, session_id, parameters or []
         )
@@ -349,13 +425,9 @@ class ApprovalBook:
             shown_command=view.command,
             shown_statements=view.statements,
             proxy=proxy,
+            policy_revision=policy_revision,
         )
-        record = {
-            k: v
-            for k, v in asdict(request).items()
-            if k
-            not in ("state", "approver", "decided_at", "decision_reason", "executions", "events")
-        }
+        record = {k: v for k, v in asdict(request).items() if k not in _NOT_RECORDED}
         await self._write(
             request.id, "requested", requester["subject"], request=record, session_id=session_id
         )

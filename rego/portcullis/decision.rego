@@ -156,6 +156,11 @@ pg_uncached if input.command.postgres.types.do
 
 pg_uncached if input.command.postgres.types.set
 
+# DISCARD resets the search_path (and role): an approval of the session's statements is
+# bound to what their names resolved to (pdp/domain/search_paths.py), which reads the
+# decision log, so the PDP must see every one, not a proxy's cached answer
+pg_uncached if input.command.postgres.types.discard
+
 pg_uncached if input.command.postgres.has.settings
 
 pg_uncached if input.command.postgres.has.untyped

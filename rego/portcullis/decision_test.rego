@@ -108,6 +108,13 @@ test_http_writes_tool_calls_and_approved_requests_are_not_cached if {
 	a.cache_ttl_seconds == 0
 }
 
+# DISCARD (which resets the search_path) is decided every time, never from a proxy's cache.
+test_discard_is_not_cached if {
+	d := portcullis.decision with input as pg_input(["dba"], [stmt("discard")])
+	d.verdict != "deny"
+	d.cache_ttl_seconds == 0
+}
+
 # pii_masks.rego writes the masks out from data.json; data that says otherwise wins, with
 # the standing (which says the module is stale) and without it.
 test_masks_follow_the_data_when_the_written_out_ones_are_stale if {

@@ -1,0 +1,82 @@
+"""Whether a Postgres session's unqualified names still resolve as when an approval was asked.
+
+Owns one question settle() asks before re-running an approved statement: has the session
+run, since the request, anything that may change how the server resolves an unqualified
+name — `SET search_path` (or `SET SCHEMA`), `set_config(...)`, `SET ROLE` / `SET SESSION
+AUTHORIZATION` (the default path starts with "$user"), `RESET ALL`, `DISCARD`, a `DO`
+block, or a statement the PDP could not read? An approval binds the text and the bound
+values; `TRUNCATE orders` approved while the path named a scratch schema truncated
+public.orders once the path was set back. The audit store is the truth (every allowed
+statement is recorded before it runs), so any replica, or this PDP after a restart, gives
+the same answer. Reads the store; decides nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pdp.domain.approvals import ApprovalRequest
+from pdp.domain.policy_input import command_input
+from pdp.store import AuditStore, StoreUnavailable
+
+# settings whose change moves what an unqualified name means ("all": RESET ALL)
+_RESOLUTION_SETTINGS = frozenset({"search_path", "all", "role", "session_authorization"})
+# statement types that may change them in ways the classification does not name
+_OPAQUE_TYPES = frozenset({"discard", "do", "unparseable"})
+_RAN = ("allow", "mask")
+
+
+def changes_resolution(statements: Iterable[Any]) -> bool:
+    """Whether any of these classified statements may change name resolution."""
+    for statement in statements:
+        if not isinstance(statement, dict):
+            return True  # not a classification this module knows: assume it may
+        kind = statement.get("type")
+        if kind in _OPAQUE_TYPES:
+            return True
+        if kind == "set" and str(statement.get("setting", "")).lower() in _RESOLUTION_SETTINGS:
+            return True
+        functions = statement.get("functions") or ()
+        if any(str(f).lower().rsplit(".", 1)[-1] == "set_config" for f in functions):
+            return True
+    return False
+
+
+def _statements_of(body: dict[str, Any]) -> Iterable[Any]:
+    """A decision record's statements; classified again from its text when the record
+    holds none (an evaluation reused records only the text)."""
+    statements = body.get("statements")
+    if isinstance(statements, list):
+        return statements
+    raw = body.get("raw")
+    command = command_input(str(body.get("kind", "")), raw if isinstance(raw, str) else "", {})
+    details = command.get("postgres")
+    found = details.get("statements") if isinstance(details, dict) else None
+    return found if isinstance(found, list) else [None]
+
+
+async def names_resolve_as_approved(store: AuditStore, approved: ApprovalRequest) -> bool:
+    """False when the session may have changed name resolution since `approved` was
+    asked (or the store cannot say: fail closed); True for a request that is not a
+    Postgres statement."""
+    if not approved.command_kind.startswith("postgres."):
+        return True
+    try:
+        if approved.recorded_seq:
+            records = await store.query(
+                kind="decision", session_id=approved.session_id, after_seq=approved.recorded_seq
+            )
+        else:  # a request this book read before it knew seqs: by time, from a second before
+            records = await store.query(
+                kind="decision", session_id=approved.session_id, since=approved.created_at - 1
+            )
+    except StoreUnavailable:
+        return False
+    for record in records:
+        body = record.body
+        if body.get("verdict") not in _RAN or not str(body.get("kind", "")).startswith("postgres."):
+            continue
+        if changes_resolution(_statements_of(body)):
+            return False
+    return True

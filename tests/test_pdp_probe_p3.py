@@ -1,0 +1,230 @@
+"""Attacks on the PDP's approvals, tokens and evidence (third probe).
+
+Each test drives real components: the PDP over gRPC (tests/pdp_harness.py) with the
+embedded OPA evaluator, its real audit store (sqlite) and real policy reloads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
+
+from portcullis.v1 import pdp_pb2
+
+SAM = {"subject": "sam@example.com", "groups": ["security"], "issuer": "portcullis-dev"}
+
+# a small policy whose postgres.query verdict (without an approval) is REQUIRED; an
+# approved re-run is allowed, as the shipped decision.rego does
+_POLICY = """package portcullis
+
+approvers := {"allowed": true, "reasons": ["listed"]} if {
+  some spec in input.request.approvers
+  startswith(spec, "group:")
+  substring(spec, 6, -1) in input.approver.groups
+  lower(input.approver.subject) != lower(input.request.requester.subject)
+} else := {"allowed": false, "reasons": ["not an approver"]}
+
+decision := {"verdict": "allow", "reasons": ["open"]} if input.command.kind == "session.open"
+
+decision := REQUIRED if {
+  input.command.kind == "postgres.query"
+  not input.approval
+}
+
+decision := {"verdict": "allow", "reasons": ["approved"]} if {
+  input.command.kind == "postgres.query"
+  input.approval.state == "approved"
+}
+"""
+
+
+def _require(approvers: str, reason: str) -> str:
+    return (
+        f'{{"verdict": "require_approval", "reasons": ["{reason}"],'
+        f' "approval": {{"approvers": ["{approvers}"], "ttl_seconds": 600}}}}'
+    )
+
+
+def _policy(required: str) -> str:
+    return _POLICY.replace("REQUIRED", required)
+
+
+def _reloadable(tmp_path: Path, text: str):
+    policies = tmp_path / "policies"
+    policies.mkdir(exist_ok=True)
+    (policies / "policy.rego").write_text(text)
+    engine = {"type": "embedded", "policies": str(policies), "workers": 1, "timeout_ms": 2000}
+    return pdp_config(tmp_path, engine=engine), policies / "policy.rego"
+
+
+async def _reload(pdp, path: Path, text: str) -> None:
+    before = pdp.decider.engine.revision
+    path.write_text(text)
+    assert await pdp.decider.engine.reload()
+    assert pdp.decider.engine.revision != before
+
+
+# -- known hole 1: an approval outliving the policy that asked for it --------------------
+
+
+async def test_an_approval_does_not_outlive_the_approvers_the_policy_names(tmp_path):
+    """Attack (reader with an approved UPDATE): the security team reloads a policy under
+    which the UPDATE needs a dba lead's approval (group:dba-leads) instead of security's.
+    The approval security gave under the old revision was still reused: settle() saw a
+    require_approval and an approved request for the same text and re-ran it with the
+    approval, so the UPDATE ran without anyone the new policy names. Now an approval
+    given under another revision holds only while the new policy asks for the same
+    approval (reasons, approvers, TTL) and still lets its approver give it; else the
+    command is asked about again. A reload to a policy that denies it denies it."""
+    first = _policy(_require("group:security", "updates need approval"))
+    config, path = _reloadable(tmp_path, first)
+    alice = token(config, "alice@example.com", ("readonly",))
+    sql = "UPDATE orders SET total = 0 WHERE id = 5"
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, alice)
+        asked = await decide_sql(stub, opened.session_id, sql)
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+        await pdp.approvals.decide(asked.approval_id, SAM, True, "ok")
+        reused = await decide_sql(stub, opened.session_id, sql)
+        assert reused.verdict == pdp_pb2.ALLOW and reused.approval_id == asked.approval_id
+
+        # an unrelated change to the policy: the same approval is still asked for
+        await _reload(pdp, path, first + "\n# a comment\n")
+        same = await decide_sql(stub, opened.session_id, sql)
+        assert same.verdict == pdp_pb2.ALLOW and same.approval_id == asked.approval_id
+
+        # other approvers: the old approval does not let it run
+        await _reload(pdp, path, _policy(_require("group:dba-leads", "updates need approval")))
+        leads = await decide_sql(stub, opened.session_id, sql)
+        assert leads.verdict == pdp_pb2.REQUIRE_APPROVAL, leads.reasons
+        assert leads.approval_id and leads.approval_id != asked.approval_id
+
+        # another reason (the same approvers): asked again as well
+        await _reload(pdp, path, _policy(_require("group:security", "frozen: ask again")))
+        frozen = await decide_sql(stub, opened.session_id, sql)
+        assert frozen.verdict == pdp_pb2.REQUIRE_APPROVAL
+        assert frozen.approval_id not in (asked.approval_id, "")
+
+        # a policy that denies it: denied, whatever was approved
+        deny = '{"verdict": "deny", "reasons": ["no updates"]}'
+        await _reload(pdp, path, _policy(deny))
+        denied = await decide_sql(stub, opened.session_id, sql)
+        assert denied.verdict == pdp_pb2.DENY and not denied.approval_id
+
+
+async def test_an_approval_does_not_outlive_its_approver_s_right_to_give_it(tmp_path):
+    """Attack (as above): the new policy asks for the same approval, but its approvers
+    rule no longer lets sam (security) approve requests on this connection. The approval
+    sam gave before the reload was still reused. Now the approver is asked about again
+    under the new policy, with the groups they held when deciding."""
+    first = _policy(_require("group:security", "updates need approval"))
+    config, path = _reloadable(tmp_path, first)
+    alice = token(config, "alice@example.com", ("readonly",))
+    sql = "DELETE FROM orders WHERE id = 9"
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, alice)
+        asked = await decide_sql(stub, opened.session_id, sql)
+        await pdp.approvals.decide(asked.approval_id, SAM, True, "ok")
+        spec = "  some spec in input.request.approvers\n"
+        not_sam = '  input.approver.subject != "sam@example.com"\n'
+        stricter = first.replace(spec, spec + not_sam)
+        await _reload(pdp, path, stricter)
+        again = await decide_sql(stub, opened.session_id, sql)
+        assert again.verdict == pdp_pb2.REQUIRE_APPROVAL
+        assert again.approval_id != asked.approval_id
+
+
+# -- known hole 2: the approval book grows without bound -----------------------------------
+
+
+async def test_asking_and_withdrawing_cannot_grow_the_approval_book(tmp_path, monkeypatch):
+    """Attack (reader, their own token): at most 16 of one identity's requests wait at
+    once, but a requester may withdraw their own, and a withdrawn (or denied, expired)
+    request stayed in every PDP's memory and every listing for good: ask 16, withdraw 16,
+    repeat, and the book grew without end (each request up to three copies of a megabyte
+    of SQL). Now the book keeps the MAX_SETTLED most recently settled requests (an
+    approval still usable stays), also when a PDP reads them back from the store."""
+    from pdp.domain import approvals
+
+    monkeypatch.setattr(approvals, "MAX_SETTLED", 8, raising=False)
+    config = pdp_config(tmp_path)
+    alice = token(config, "alice@example.com", ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, alice)
+        keep = await decide_sql(stub, opened.session_id, "INSERT INTO orders VALUES (-1)")
+        await pdp.approvals.decide(keep.approval_id, SAM, True, "still usable")
+        for n in range(40):
+            asked = await decide_sql(stub, opened.session_id, f"INSERT INTO orders VALUES ({n})")
+            assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+            await stub.WithdrawApproval(
+                pdp_pb2.WithdrawApprovalRequest(approval_id=asked.approval_id, token=alice)
+            )
+        assert len(pdp.approvals.requests) <= 8 + 1
+        # the approval still usable was kept, and is still used
+        again = await decide_sql(stub, opened.session_id, "INSERT INTO orders VALUES (-1)")
+        assert again.approval_id == keep.approval_id and again.verdict != pdp_pb2.REQUIRE_APPROVAL
+    async with running_pdp(pdp_config(tmp_path)) as pdp:  # read back from the store
+        assert len(pdp.approvals.requests) <= 8 + 1
+        assert keep.approval_id in pdp.approvals.requests
+
+
+# -- known hole 3: an approved statement and the session's search_path -----------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "SET search_path = public",
+        "SELECT pg_catalog.set_config('search_path', 'public', false)",
+        "RESET ALL",
+        "SET ROLE app",
+        "DISCARD ALL",
+    ],
+)
+async def test_an_approved_statement_is_bound_to_the_names_it_resolved(tmp_path, change):
+    """Attack (dba): an approval binds the text and the bound values, not what its
+    unqualified names mean. With search_path set to a scratch schema, 'TRUNCATE orders'
+    (scratch.orders, the approver is told) is approved; then SET search_path = public
+    (allowed to a dba) and the same text re-run in the session within the TTL truncated
+    public.orders under that approval. Now a statement that may change name resolution
+    (SET search_path / SCHEMA, set_config, SET ROLE, RESET ALL, DISCARD, DO, unreadable
+    text) run in the session after the request voids the approval: asked again."""
+    config = pdp_config(tmp_path)
+    dana = token(config, "dana@example.com", ("dba", "pii-readers"))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, dana)
+        sid = opened.session_id
+        scratch = await decide_sql(stub, sid, "SET search_path = scratch")
+        assert scratch.verdict == pdp_pb2.ALLOW
+        asked = await decide_sql(stub, sid, "TRUNCATE orders")
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+        await pdp.approvals.decide(asked.approval_id, SAM, True, "scratch copy only")
+        same = await decide_sql(stub, sid, "TRUNCATE orders")
+        assert same.verdict == pdp_pb2.ALLOW and same.approval_id == asked.approval_id
+        moved = await decide_sql(stub, sid, change)
+        assert moved.verdict == pdp_pb2.ALLOW, moved.reasons
+        after = await decide_sql(stub, sid, "TRUNCATE orders")
+        assert after.verdict == pdp_pb2.REQUIRE_APPROVAL
+        assert after.approval_id != asked.approval_id
+
+
+async def test_statements_that_keep_the_search_path_keep_the_approval(tmp_path):
+    """The binding is not a new way to lose approvals: reads and writes between runs
+    leave an approved statement usable."""
+    config = pdp_config(tmp_path)
+    dana = token(config, "dana@example.com", ("dba", "pii-readers"))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, dana)
+        sid = opened.session_id
+        asked = await decide_sql(stub, sid, "TRUNCATE orders")
+        await pdp.approvals.decide(asked.approval_id, SAM, True, "ok")
+        for sql in ("SELECT 1", "SHOW search_path", "UPDATE orders SET total = 1 WHERE id = 1"):
+            assert (await decide_sql(stub, sid, sql)).verdict in (pdp_pb2.ALLOW, pdp_pb2.MASK)
+        again = await decide_sql(stub, sid, "TRUNCATE orders")
+        assert again.verdict == pdp_pb2.ALLOW and again.approval_id == asked.approval_id
+
+
+_ = grpc  # (used by later probes)
