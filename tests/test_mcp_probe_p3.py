@@ -6,7 +6,8 @@ case is a reader's (mallory, outside pii-readers: tool results masked):
 
 - content the masking did not read: an image's or audio's base64 `data` holding text,
   a text content or resource text that is JSON after a newline or a byte order mark (its
-  fields, `password` say, went whole), a blob of UTF-16 text (NULs between the letters,
+  fields, `password` say, went whole; so did JSON in a Markdown code block, as servers
+  write it for a model), a blob of UTF-16 text (NULs between the letters,
   with or without a byte order mark).
 - what a server's message carries outside what was masked: a key JSON-RPC does not define
   beside a result, a server request's id, a notification's method name, an event's `id:`
@@ -103,6 +104,9 @@ async def test_base64_and_json_texts_in_a_result_are_read_to_be_masked(tmp_path:
         "json after a newline": {"content": [{"type": "text", "text": "\n " + fields}]},
         "json after a BOM": {"content": [{"type": "text", "text": "\ufeff" + fields}]},
         "resource json": _resource(mimeType="application/json", text="\r\n" + fields),
+        "json in a code block": {"content": [{"type": "text",
+                                              "text": "```json\n" + fields + "\n```"}]},
+        "json blob in a code block": _resource(blob=b64(f"```\n{fields}\n```\n".encode())),
         "utf-16 blob": _resource(blob=b64(utf16)),
         "utf-16le blob": _resource(blob=b64(SECRET_TEXT.encode("utf-16-le"))),
     }  # fmt: skip
@@ -113,6 +117,8 @@ async def test_base64_and_json_texts_in_a_result_are_read_to_be_masked(tmp_path:
     # what was masked is still what the client expects: JSON stays JSON, an image an image
     text = sse_messages(answers["json after a newline"])[0]["result"]["content"][0]["text"]
     assert json.loads(text) == {"password": "[REDACTED]", "api_key": "[REDACTED]"}
+    text = sse_messages(answers["json in a code block"])[0]["result"]["content"][0]["text"]
+    assert text.startswith("```json\n") and text.endswith("\n```")
     image = sse_messages(answers["image"])[0]["result"]["content"][0]
     assert b"a***@example.com" in base64.b64decode(image["data"])
 

@@ -756,13 +756,14 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
         if isinstance(child, str) and (key == "blob" or (key == "data" and binary)):
             out[key] = _masked_blob(child, masker, counts)
         elif key == "text" and isinstance(child, str):
-            doc = _as_json(child)
-            if doc is _NOT_JSON:
+            framed = _json_text(child)
+            if framed is None:
                 out[key] = child
                 continue
+            before, doc, after = framed
             masked, found = masker.mask_json(doc)
             counts.update(found)
-            out[key] = json.dumps(masked, ensure_ascii=False)
+            out[key] = before + json.dumps(masked, ensure_ascii=False) + after
         else:
             out[key] = _json_texts(child, masker, counts)
     return out
@@ -770,6 +771,9 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
 
 _NOT_JSON = object()
 _BASE64_SPACE = re.compile(r"[\t\n\r ]+")
+# a Markdown code block holding the whole text (```json ... ```), as servers write JSON
+# for a model to read
+_FENCED = re.compile(r"(\s*```[^\n`]*\n)(.*)(\n[ \t]*```\s*)", re.S)
 
 
 def _as_json(text: str) -> Any:
@@ -783,6 +787,20 @@ def _as_json(text: str) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):
         return _NOT_JSON
+
+
+def _json_text(text: str) -> tuple[str, Any, str] | None:
+    """(what comes before, the JSON document, what comes after) when a text is JSON, or
+    a code block holding only JSON; None otherwise."""
+    doc = _as_json(text)
+    if doc is not _NOT_JSON:
+        return "", doc, ""
+    fenced = _FENCED.fullmatch(text)
+    if fenced is not None:
+        doc = _as_json(fenced.group(2))
+        if doc is not _NOT_JSON:
+            return fenced.group(1), doc, fenced.group(3)
+    return None
 
 
 def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
@@ -809,12 +827,13 @@ def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
         counts["blob:withheld"] += 1
         return ""
     masked: Any
-    doc = _as_json(text)
-    if doc is _NOT_JSON:
+    framed = _json_text(text)
+    if framed is None:
         masked, found = masker.mask_text(text)
     else:
+        before, doc, after = framed
         doc, found = masker.mask_json(doc)
-        masked = json.dumps(doc, ensure_ascii=False) if found else text
+        masked = before + json.dumps(doc, ensure_ascii=False) + after if found else text
     if not found:
         return blob
     counts.update(found)
