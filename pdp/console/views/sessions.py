@@ -242,9 +242,16 @@ class SessionsView:
         )  # fmt: skip
         screen = tag("pre", "", class_="screen", tabindex="0", role="log",
                      aria_label=f"Terminal output, channel {channel}")  # fmt: skip
+        # what was typed, apart from the output: a shell with echo off (stty -echo) shows
+        # none of it on the screen
+        typed = tag("details", Html(
+            tag("summary", "Typed input (as the keyboard sent it, echoed or not)")
+            + tag("pre", "", class_="typed", tabindex="0",
+                  aria_label=f"Typed input, channel {channel}")
+        ), open=True)  # fmt: skip
         return tag("section", Html(
             tag("h3", f"Channel {channel} (decision {decision_id or '-'})", id=f"{pid}-h")
-            + tag("div", controls, class_="controls") + screen
+            + tag("div", controls, class_="controls") + screen + typed
         ), class_="player", data_cast=src, aria_labelledby=f"{pid}-h")  # fmt: skip
 
     async def terminal(self, request: web.Request) -> web.Response:
