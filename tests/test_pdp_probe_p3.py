@@ -228,3 +228,44 @@ async def test_statements_that_keep_the_search_path_keep_the_approval(tmp_path):
 
 
 _ = grpc  # (used by later probes)
+
+
+# -- the egress ledger's read of the store ------------------------------------------------
+
+
+async def test_a_bound_nul_cannot_stop_every_pdp_reading_egress(tmp_path, pg_database):
+    """Attack (reader, through the Postgres proxy, PostgreSQL audit store): Bind a text
+    value holding a NUL byte to a statement that needs approval, after a SELECT that took
+    rows. The decision record carries both the egress report and the value ("\\u0000" in
+    its canonical JSON); the store's guard_facts parsed each egress record's body with
+    PostgreSQL's json, which refuses to turn \\u0000 into text, so every read of the
+    others' egress failed from then on, at every replica, for the hour the record stayed
+    in the window: after MAX_LAG every command of every identity under a budget (the
+    shipped readonly and analyst) was held for approval. Now the read replaces a NUL
+    escape before parsing (the egress numbers hold none) and counts the report."""
+    import time as clock
+
+    from google.protobuf import struct_pb2
+
+    config = pdp_config(tmp_path, store={"type": "postgres", "dsn": pg_database})
+    alice = token(config, "alice@example.com", ("readonly",))
+    attributes = struct_pb2.Struct()
+    attributes.update({"protocol": "extended", "parameters": ["a\x00b", "x\\u0000"]})
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, alice)
+        asked = await stub.Decide(
+            pdp_pb2.DecideRequest(
+                session_id=opened.session_id,
+                command=pdp_pb2.Command(
+                    kind="postgres.query",
+                    raw="INSERT INTO orders (note, id) VALUES ($1, $2)",
+                    attributes=attributes,
+                ),
+                egress_rows=7,
+                egress_bytes=700,
+            )
+        )
+        assert asked.decision.verdict == pdp_pb2.REQUIRE_APPROVAL
+        now = clock.time()
+        facts = await pdp.store.guard_facts(0, now - 3600, now - 3600)
+        assert sum(e[-2] for e in facts.egress if e[2] == "alice@example.com") == 7

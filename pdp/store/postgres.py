@@ -53,6 +53,18 @@ COLUMNS = ("seq", "id", "kind", "time_us", "session_id", "subject", "body", "pre
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM audit_records"
 _VERIFY_PAGE = 5000
 
+# A body as PostgreSQL's json reads it field by field: a NUL escape (\u0000, preceded by
+# an even number of backslashes, so an escape and not a backslash then "u0000") written as
+# U+FFFD first. A record's strings hold what clients sent (a value bound in a Bind, which
+# may hold a NUL byte), and json refuses to turn \u0000 into text: one such record in the
+# range failed every guard_facts read of every replica, for as long as it stayed in the
+# window. The fields read here (egress numbers, the PDP's own names) never hold one.
+_PARSABLE_BODY = (
+    r"(CASE WHEN strpos(body, '\u0000') > 0"
+    r" THEN regexp_replace(body, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g')"
+    r" ELSE body END)"
+)
+
 SCHEMA = """
 DO $portcullis$
 BEGIN
@@ -266,7 +278,7 @@ class PostgresAuditStore(GroupCommitStore):
                     " time_us / 60000000, sum((j.egress->>'rows')::bigint),"
                     " sum((j.egress->>'bytes')::bigint)"
                     " FROM audit_records,"
-                    "  json_to_record(body::json) AS j(egress json, connection text)"
+                    f"  json_to_record({_PARSABLE_BODY}::json) AS j(egress json, connection text)"
                     " WHERE seq > $1 AND seq <= $2 AND time_us >= $3"
                     "  AND kind = ANY($4::text[]) AND strpos(body, $5) > 0"
                     " GROUP BY 1, 2, 3, 4, 5, 6",
@@ -279,7 +291,7 @@ class PostgresAuditStore(GroupCommitStore):
                 trips = await conn.fetch(
                     "SELECT b->>'pdp', subject, b->>'connection', b->>'why',"
                     " b->>'paused_until'"
-                    " FROM (SELECT subject, body::json AS b FROM audit_records"
+                    f" FROM (SELECT subject, {_PARSABLE_BODY}::json AS b FROM audit_records"
                     "  WHERE kind = $1 AND time_us >= $2 AND seq > $3 AND seq <= $4) AS tripped",
                     TRIP_KIND,
                     to_micros(trips_since),
