@@ -414,3 +414,36 @@ async def test_the_player_hides_nothing_behind_a_clear_screen_or_echo_off(pdp):
     finally:
         await browser.close()
         await pw.stop()
+
+
+async def test_an_asciicast_export_is_exact_and_holds_no_raw_c1_controls(tmp_path):
+    """Attack (a recorded shell's output): `portcullis replay SESSION --format asciicast`
+    wrote the recording with json.dumps(ensure_ascii=False), which leaves DEL, the C1
+    controls (U+009B CSI, U+009D OSC), line separators and bidi controls raw: sent to the
+    auditor's terminal (no `> file`), 8-bit CSI/OSC sequences acted on it. Now those are
+    \\u escapes in the JSON: the same values, so the export stays exact."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from pdp_harness import REPO
+    from test_evidence import make_env
+
+    env = make_env(tmp_path, {"type": "sqlite", "path": str(tmp_path / "var" / "audit.db")})
+    output = "ok \x9b2J\x9d52;c;cm0gLXJmIH4K\x07 \u202eexe.txt \U000e0041 日本 \\ \x1b[0m\r\n"
+    async with running_pdp(env.config) as app:
+        sid = await _recorded_session(app, [[0.1, "o", output]])
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pdp.cli", "-c", str(env.config_path), "replay", sid,
+         "--format", "asciicast"],
+        capture_output=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'proto'}"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for raw in ("\x9b", "\x9d", "\u202e", "\U000e0041", "\x1b"):
+        assert raw.encode() not in done.stdout, repr(raw)
+    lines = done.stdout.decode().splitlines()
+    assert json.loads(lines[1]) == [0.1, "o", output]  # exact
+    assert "日本" in lines[1]

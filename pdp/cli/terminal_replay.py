@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -54,8 +55,29 @@ def export(casts: list[Cast], args: argparse.Namespace, out: TextIO = sys.stdout
         print(f"portcullis: {len(casts)} terminal recordings (channels {channels}); "
               f"writing channel {chosen[0].channel} (--channel N for another)",
               file=sys.stderr)  # fmt: skip
-    out.write(chosen[0].to_asciicast())
+    out.write(_json_escaped(chosen[0].to_asciicast()))
     return 0
+
+
+# what JSON may hold raw (json.dumps(ensure_ascii=False)) and a terminal reads: DEL, the C1
+# controls (U+009B is CSI, U+009D OSC), line separators, format and bidi characters
+_ACTING = re.compile("[\x7f-\x9f\u2028\u2029\u00ad\u061c\u200b-\u200f\u202a-\u202e"
+                     "\u2060-\u206f\ufeff\U000e0000-\U000e0fff]")  # fmt: skip
+
+
+def _json_escaped(text: str) -> str:
+    """JSON text with those characters written as \\u escapes: the same JSON values (they
+    occur only inside strings), so the export stays exact, and `--format asciicast` sent
+    to a terminal by mistake shows them instead of acting on it."""
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        if code < 0x10000:
+            return f"\\u{code:04x}"
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+    return _ACTING.sub(escape, text)
 
 
 def after_timeline(
