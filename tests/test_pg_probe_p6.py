@@ -269,3 +269,51 @@ def test_a_pii_reading_dba_still_reads_column_statistics(arena) -> None:
         assert not answer.errors and answer.rows, answer.messages
     finally:
         c.close()
+
+
+# --- TOAST tables -------------------------------------------------------------------------
+
+CARD_HEX = CARD.hex().encode()  # how chunk_data (bytea) shows the card
+
+
+@pytest.fixture
+def toasted(arena):
+    """Ada's note made long enough to be stored out of line, uncompressed; its TOAST table."""
+    with arena.admin() as admin:
+        admin.execute("ALTER TABLE customers ALTER COLUMN note SET STORAGE EXTERNAL")
+        admin.execute("UPDATE customers SET note = note || repeat(' x', 2000) WHERE id = 1")
+        (toast,) = admin.execute(
+            "SELECT reltoastrelid::regclass::text FROM pg_class WHERE relname = 'customers'"
+        ).fetchone()
+        assert CARD_HEX in b"".join(
+            bytes(chunk).hex().encode()
+            for (chunk,) in admin.execute(f"SELECT chunk_data FROM {toast}").fetchall()
+        )
+    try:
+        yield toast
+    finally:
+        arena.reset_data()
+
+
+@pytest.mark.parametrize("groups", MASKED)
+def test_a_toast_table_is_not_read_under_masks(arena, toasted: str, groups) -> None:
+    c = client(arena, groups)
+    try:
+        for sql in (
+            f"SELECT chunk_data FROM {toasted}",
+            f"TABLE {toasted}",
+            f"SELECT chunk_id FROM {toasted.upper()} WHERE chunk_seq = 0",
+        ):
+            answer = c.query(sql)
+            assert answer.refused, (sql, answer.messages)
+            assert CARD_HEX not in answer.raw
+            assert_no_secret(answer)
+        if groups == ("dba",):
+            # by its own name, with pg_toast on the search path
+            name = toasted.split(".")[-1]
+            answer = c.query(
+                f"SET search_path = pg_catalog, pg_toast; SELECT chunk_data FROM {name}"
+            )
+            assert answer.refused and CARD_HEX not in answer.raw, answer.messages
+    finally:
+        c.close()

@@ -214,6 +214,20 @@ pg_statistics_catalog(t) if {
 	parts[count(parts) - 1] in {"pg_statistic", "pg_stats", "pg_statistic_ext_data", "pg_stats_ext", "pg_stats_ext_exprs"}
 }
 
+# A TOAST table holds every long value of its table's columns, sensitive ones included, as
+# chunks of bytes under the name chunk_data (bytea: the value detectors read no bytes):
+# SELECT chunk_data FROM pg_toast.pg_toast_<oid> gave a reader a note's card number in hex,
+# and any long value of a masked column alike (pglz-compressed at worst). Named by schema
+# (pg_toast, pg_toast_temp_N) or, with that schema on the search_path, by its own name
+# pg_toast_<oid>: any name component starting pg_toast, any case.
+deny contains sprintf("%s is a TOAST table: its chunks are the long values of its table's columns, under no column's name; denied to everyone not in pii-readers", [t]) if {
+	some s in input.command.postgres.statements
+	some t in s.tables
+	some part in split(lower(t), ".")
+	startswith(part, "pg_toast")
+	not pii_reader
+}
+
 # Lineage takes the columns of the catalog tables drivers read for types (pg_type,
 # pg_class, pg_attribute, ...: pdp/sql/lineage.py _CATALOG) for the server's own, whose
 # expressions change no stored text. A relation made or renamed under such a name outside

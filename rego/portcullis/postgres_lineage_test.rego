@@ -380,3 +380,15 @@ test_column_statistics_are_denied_to_everyone_under_the_masks if {
 	other := object.union(selecting([out("relname", "plain", ["relname"])], []), {"tables": ["pg_catalog.pg_class"]})
 	portcullis.decision.verdict == "mask" with input as pg_input(["dba"], [other])
 }
+
+test_toast_tables_are_denied_to_everyone_under_the_masks if {
+	every t in ["pg_toast.pg_toast_16385", "PG_TOAST_16385", "pg_toast_temp_3.pg_toast_99"] {
+		s := object.union(selecting([out("chunk_data", "plain", ["chunk_data"])], []), {"tables": [t]})
+		every groups in [["readonly"], ["dba"]] {
+			d := portcullis.decision with input as pg_input(groups, [s])
+			d.verdict == "deny"
+			sprintf("%s is a TOAST table: its chunks are the long values of its table's columns, under no column's name; denied to everyone not in pii-readers", [t]) in d.reasons
+		}
+		portcullis.decision.verdict == "allow" with input as pg_input(["dba", "pii-readers"], [s])
+	}
+}
