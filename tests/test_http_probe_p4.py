@@ -9,7 +9,12 @@ bytes are the attack). Each test is one way around a decision that worked before
   Forwarded `host=`, and X-Forwarded-Prefix / -Uri / -Path / -Scheme, X-Original-Host,
   X-Host, X-HTTP-Host-Override, X-Override-URL, Envoy's x-envoy-original-path and
   Next.js' x-middleware-subrequest went as sent — an upstream routing by one (virtual
-  hosts, a tenant per host, a prefix) served another site or path than the one decided.
+  hosts, a tenant per host, a prefix) served another site or path than the one decided;
+- a write naming a read: a reader's DELETE, POST, PUT or PATCH with
+  `X-HTTP-Method-Override: GET` (or X-HTTP-Method, X-Method-Override, `_method=GET` in the
+  query or body) was judged as the GET it names and allowed as a read; the upstream,
+  like most servers (aiohttp, FastAPI, Django, Go), reads no override and ran the DELETE
+  or the POST without the approval a write needs.
 """
 
 from __future__ import annotations
@@ -90,3 +95,44 @@ async def test_no_host_or_routing_claim_of_the_client_reaches_the_upstream(tmp_p
     assert "x-forwarded-host" not in got
     assert got["forwarded"] == "for=127.0.0.1;proto=http"
     assert got["host"] == f"127.0.0.1:{upstream_port}"
+
+
+WRITES_NAMING_READS = {
+    "delete, header": ("DELETE /echo/7 HTTP/1.1", "X-HTTP-Method-Override: GET\r\n", b"", 403),
+    "delete, x-http-method": ("DELETE /echo/7 HTTP/1.1", "X-HTTP-Method: head\r\n", b"", 403),
+    "delete, query": ("DELETE /echo/7?_method=GET HTTP/1.1", "", b"", 403),
+    "post, header": (
+        "POST /echo/refunds HTTP/1.1",
+        "X-HTTP-Method-Override: GET\r\nContent-Type: application/json\r\n",
+        b'{"amount": 500}',
+        202,
+    ),
+    "post, json": (
+        "POST /echo/refunds HTTP/1.1",
+        "Content-Type: application/json\r\n",
+        b'{"_method": "GET", "amount": 500}',
+        202,
+    ),
+    "post, form": (
+        "POST /echo/refunds HTTP/1.1",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        b"_method=GET&amount=500",
+        202,
+    ),
+    "put": ("PUT /echo/7 HTTP/1.1", "X-Method-Override: GET\r\n", b"x=1", 202),
+    "patch": ("PATCH /echo/7 HTTP/1.1", "X-HTTP-Method-Override: get\r\n", b"{}", 202),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRITES_NAMING_READS))
+async def test_a_readers_write_naming_a_read_is_judged_as_the_write(tmp_path, case):
+    line, fields, body, expected = WRITES_NAMING_READS[case]
+    async with http_stack(tmp_path) as s:
+        answer = await exchange(s.proxy.port, request(s, line, fields, body))
+        # a read naming the other read is still a read
+        head = await exchange(
+            s.proxy.port, request(s, "HEAD /echo/h HTTP/1.1", "X-HTTP-Method-Override: GET\r\n")
+        )
+    assert status(answer) == expected, answer[:400]
+    assert status(head) == 200
+    assert [(r["method"], r["raw_path"]) for r in s.upstream.seen] == [("HEAD", "/echo/h")]

@@ -4,14 +4,17 @@
 # everyone not in pii-readers as any answer is.
 package portcullis
 
-# The method judged is the one the upstream may act on. Web frameworks take another method
-# than the request line's from a method-override header (Rack and Rails, Express's
+# The methods judged are every one the upstream may act on. Web frameworks take another
+# method than the request line's from a method-override header (Rack and Rails, Express's
 # method-override, Symfony, Laravel, Google's APIs) or a `_method` parameter in the query
 # or the body (the proxy hands the policy JSON and form bodies), so a reader's POST or
-# GET naming DELETE is judged as the DELETE it may become. Overrides naming more than one
-# method, a body the proxy could not read that names `_method` (body_names_method), or a
-# query or form pair read as `_method` under another name (query_names_method,
-# body_names_method), give a method no rule allows.
+# GET naming DELETE is judged as the DELETE it may become; and most servers read no
+# override at all (aiohttp, FastAPI, Django, Go's net/http), so a reader's DELETE or POST
+# naming GET is still the DELETE or POST it is, not a read. A request is allowed only as
+# far as each of its methods is (http_methods). Overrides naming more than one method, a
+# body the proxy could not read that names `_method` (body_names_method), or a query or
+# form pair read as `_method` under another name (query_names_method, body_names_method),
+# give a method no rule allows.
 http_override_headers := ["x-http-method-override", "x-http-method", "x-method-override"]
 
 http_overrides contains upper(v) if {
@@ -40,38 +43,60 @@ http_overrides contains "(a method named in the query under another name)" if {
 	input.command.http.query_names_method
 }
 
+http_line_method := upper(object.get(input, ["command", "http", "method"], ""))
+
+# the request line's method (what a server reading no override acts on) and the one an
+# override names (what a framework reading it acts on); several overrides: none allowed
+http_methods := {http_line_method} | http_overrides
+
+# the methods as one name, for reasons and for what is cached (decision.rego: a read is
+# one of http_read_methods; "GET or POST" is none)
 http_method := m if {
-	count(http_overrides) == 1
-	some m in http_overrides
-} else := concat(" or ", sort(http_overrides)) if {
-	count(http_overrides) > 1
-} else := upper(object.get(input, ["command", "http", "method"], ""))
+	count(http_methods) == 1
+	some m in http_methods
+} else := concat(" or ", sort(http_methods))
 
 http_read_methods := {"GET", "HEAD"}
 
 http_write_methods := {"POST", "PUT", "PATCH"}
 
+# at most one override: several (or a method the proxy could not show) allow nothing
+http_methods_judged if count(http_overrides) <= 1
+
 allow contains sprintf("%s %s is a read", [http_method, input.command.http.path]) if {
 	input.command.kind == "http.request"
-	http_method in http_read_methods
+	http_methods_judged
+	every m in http_methods {
+		m in http_read_methods
+	}
 }
 
 allow contains sprintf("%s may %s on %s", [subject, http_method, connection_name]) if {
 	input.command.kind == "http.request"
 	privileged
-	http_method in (http_write_methods | {"DELETE"})
+	http_methods_judged
+	some w in http_methods
+	w in (http_write_methods | {"DELETE"})
+	every m in http_methods {
+		m in ((http_read_methods | http_write_methods) | {"DELETE"})
+	}
 }
 
 needs_approval contains sprintf("%s %s needs approval", [http_method, input.command.http.path]) if {
 	input.command.kind == "http.request"
 	not privileged
-	http_method in http_write_methods
+	http_methods_judged
+	some w in http_methods
+	w in http_write_methods
+	every m in http_methods {
+		m in (http_read_methods | http_write_methods)
+	}
 }
 
 deny contains sprintf("DELETE is reserved to %s", [concat(", ", data.portcullis.privileged_groups)]) if {
 	input.command.kind == "http.request"
 	not privileged
-	http_method == "DELETE"
+	"DELETE" in http_methods
 }
 
 # JSON response fields named like sensitive columns, and the detectors, are masked for

@@ -90,6 +90,33 @@ test_http_method_overrides_are_judged_as_the_method_they_name if {
 	d.cache_ttl_seconds == 0
 }
 
+test_http_a_write_naming_a_read_is_still_the_write if {
+	# most servers read no override: a DELETE or POST naming GET is the DELETE or POST
+	# they carry out
+	reads := [
+		{"headers": {"x-http-method-override": "GET"}},
+		{"headers": {"x-http-method": "head"}},
+		{"headers": {"x-method-override": "Get"}},
+		{"query": {"_method": "GET"}},
+		{"body": {"_method": "get"}},
+	]
+	every extra in reads {
+		d := portcullis.decision with input as http_with(["readonly"], "DELETE", extra)
+		d.verdict == "deny"
+		"DELETE is reserved to dba" in d.reasons
+		every m in ["POST", "PUT", "PATCH"] {
+			w := portcullis.decision with input as http_with(["readonly"], m, extra)
+			w.verdict == "require_approval"
+			w.cache_ttl_seconds == 0
+		}
+		portcullis.decision.verdict == "allow" with input as http_with(["dba", "pii-readers"], "DELETE", extra)
+	}
+	# a read naming the other read stays a read
+	d := portcullis.decision with input as http_with(["readonly"], "HEAD", {"headers": {"x-http-method-override": "GET"}})
+	d.verdict == "mask"
+	"GET or HEAD /v1/invoices/7 is a read" in d.reasons
+}
+
 test_http_overrides_naming_several_methods_or_hidden_in_a_body_are_denied if {
 	cases := [
 		{"headers": {"x-http-method-override": "GET", "x-http-method": "DELETE"}},
