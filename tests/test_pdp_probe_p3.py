@@ -269,3 +269,44 @@ async def test_a_bound_nul_cannot_stop_every_pdp_reading_egress(tmp_path, pg_dat
         now = clock.time()
         facts = await pdp.store.guard_facts(0, now - 3600, now - 3600)
         assert sum(e[-2] for e in facts.egress if e[2] == "alice@example.com") == 7
+
+
+# -- tokens -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("subject", ["mallory\x00", "mallory\n2026-12-05 ok", "m\x1b[2Jallory"])
+async def test_a_subject_with_control_characters_is_no_identity(tmp_path, pg_database, subject):
+    """Attack (a token whose sub holds a NUL, from an issuer that lets users shape it):
+    every record of the identity names it in the store's subject column, and PostgreSQL
+    text refuses a NUL, so each of its records failed the group commit's whole batch:
+    the decisions of everyone else written with it were denied ("decision log
+    unavailable") and the PDP reported itself not ready, for as long as the holder kept
+    sending. Line breaks and escapes in a subject forge lines in plain-text logs and
+    SIEM lines. Now a subject holding a control character is rejected at logon."""
+    import asyncio
+
+    config = pdp_config(tmp_path, store={"type": "postgres", "dsn": pg_database})
+    alice = token(config, "alice@example.com", ("readonly",))
+    odd = token(config, subject, ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        hers = await open_session(stub, alice)
+
+        async def flood() -> None:
+            for _ in range(20):
+                try:
+                    await open_session(stub, odd)
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+
+        async def reads() -> list[int]:
+            return [
+                (await decide_sql(stub, hers.session_id, "SELECT id FROM orders")).verdict
+                for _ in range(20)
+            ]
+
+        _, first, second = await asyncio.gather(flood(), reads(), reads())
+        assert set(first + second) <= {pdp_pb2.ALLOW, pdp_pb2.MASK}, (first, second)
+        with pytest.raises(grpc.aio.AioRpcError) as rejected:
+            await open_session(stub, odd)
+        assert rejected.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "subject" in (rejected.value.details() or "")

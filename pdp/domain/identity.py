@@ -47,6 +47,9 @@ FETCH_TIMEOUT = 5.0
 MAX_DOCUMENT_BYTES = 1024 * 1024
 MIN_RSA_BITS = 2048
 
+# C0 and C1 controls and DEL: never part of a subject
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 # Which token algorithms each JWK type may verify; EC keys are further tied to a curve.
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
@@ -504,6 +507,11 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject.strip():
             raise TokenRejected("no subject")
+        if _CONTROL.search(subject):
+            # every record names the subject in a column of its own: PostgreSQL text
+            # refuses a NUL (failing the whole group-commit batch, everyone's decisions
+            # in it), and a line break or escape forges lines where it is printed
+            raise TokenRejected("the subject holds a control character")
         jti = claims.get("jti")
         return Identity(
             subject=subject,
