@@ -447,3 +447,53 @@ async def test_an_asciicast_export_is_exact_and_holds_no_raw_c1_controls(tmp_pat
     lines = done.stdout.decode().splitlines()
     assert json.loads(lines[1]) == [0.1, "o", output]  # exact
     assert "日本" in lines[1]
+
+
+# -- signing in ----------------------------------------------------------------------------------
+
+
+async def test_a_flood_of_logins_started_does_not_cancel_someone_s_sign_in(pdp):
+    """Attack (anyone who reaches the console, signed in or not): every GET /console/login
+    kept a login under way in the PDP's memory, at most 1,000, the oldest dropped: 1,000
+    requests (a fraction of a second) cancelled every sign-in in progress, so while they
+    went on nobody could sign in to approve. Now a login under way lives in its own
+    browser's cookie (signed by the PDP, bound to the state, used once), and no one
+    else's requests can push it out."""
+    async with _http() as victim, _http() as flood:
+        async with victim.get(f"{pdp.base}/console/login", params={"next": "/console/approvals/"},
+                              allow_redirects=False) as r:  # fmt: skip
+            authorize = r.headers["Location"]
+        for _ in range(1100):
+            async with flood.get(f"{pdp.base}/console/login", allow_redirects=False) as r:
+                assert r.status == 302
+        form = {k: v[0] for k, v in parse_qs(urlsplit(authorize).query).items()}
+        form.update(subject="sam@example.com", groups="security")
+        async with victim.post(f"{pdp.base}/console/dev-issuer/authorize", data=form,
+                               allow_redirects=False) as r:  # fmt: skip
+            callback = r.headers["Location"]
+        async with victim.get(callback, allow_redirects=False) as r:
+            assert r.status == 200, await r.text()
+        async with victim.get(f"{pdp.base}/console/approvals/", allow_redirects=False) as r:
+            assert r.status == 200 and "Signed in as" in await r.text()
+        # used once: the same callback again, in the same browser, is refused
+        async with victim.get(callback, allow_redirects=False) as r:
+            assert r.status == 400
+
+
+async def test_a_login_cookie_cannot_be_forged_or_moved(pdp):
+    """The login cookie is the PDP's: changed, or another login's, it finishes nothing."""
+    async with (
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as bare,
+        bare.get(f"{pdp.base}/console/login", allow_redirects=False) as r,
+    ):
+        authorize = r.headers["Location"]
+        cookie = r.cookies["portcullis_login"].value
+    state = parse_qs(urlsplit(authorize).query)["state"][0]
+    other = cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB")
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as bare:
+        for forged in (other, state, ""):
+            async with bare.get(f"{pdp.base}/console/callback",
+                                params={"state": state, "code": "x"},
+                                headers={"Cookie": f"portcullis_login={forged}"},
+                                allow_redirects=False) as r:  # fmt: skip
+                assert r.status == 400, forged

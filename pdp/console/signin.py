@@ -1,8 +1,8 @@
 """Signing in to the console: OIDC authorization code with PKCE (RFC 6749 §4.1, RFC 7636).
 
 Owns the console's side of the login — `/console/login` starts it (state, nonce, an S256
-code challenge; the state also in a short-lived cookie that binds the login to this
-browser), `/console/callback` finishes it (the state checked against that cookie, the code
+code challenge; the login in a short-lived cookie, signed by this PDP, that binds it to
+this browser), `/console/callback` finishes it (the state checked against that cookie, the code
 exchanged with the verifier, the ID token verified by the PDP's own TokenVerifier — the
 same issuer, audience, keys and algorithms as every proxy's token — and its nonce
 checked), `/console/logout` ends it — and the two providers a login can go to:
@@ -249,7 +249,9 @@ class SignIn:
         ]
 
     async def login(self, request: web.Request) -> web.Response:
-        login, challenge = self.sessions.begin_login(_local_path(request.query.get("next", "")))
+        login, challenge, cookie = self.sessions.begin_login(
+            _local_path(request.query.get("next", ""))
+        )
         params = {
             "response_type": "code",
             "client_id": self.settings.client_id,
@@ -266,7 +268,7 @@ class SignIn:
             return self.console.error_page(request, 502, f"sign-in unavailable: {exc}")
         response = redirect(url, 302)
         # Lax, not Strict: it must come back with the issuer's (cross-site) redirect
-        response.set_cookie(LOGIN_COOKIE, login.state, max_age=LOGIN_SECONDS,
+        response.set_cookie(LOGIN_COOKIE, cookie, max_age=LOGIN_SECONDS,
                             path="/console/callback", httponly=True, samesite="Lax",
                             secure=self.settings.secure)  # fmt: skip
         return response
@@ -293,6 +295,7 @@ class SignIn:
         nonce = identity.claims.get("nonce")
         if not isinstance(nonce, str) or not hmac.compare_digest(nonce, login.nonce):
             return self.console.error_page(request, 403, "sign-in failed: the nonce differs")
+        self.sessions.login_done(login)
         session = self.sessions.open(identity.subject, identity.groups, identity.issuer,
                                      identity.expires_at)  # fmt: skip
         # a page, not a redirect: the Strict cookie is sent on the same-site navigation

@@ -3,17 +3,22 @@
 Owns the console's sign-in state — a `WebSession` per browser, found by a random id that
 is all the cookie carries (HttpOnly, SameSite=Strict, Secure when the console is served
 over TLS), with its CSRF token, an absolute lifetime capped by the ID token's own expiry
-and an idle timeout — and the logins under way (state, nonce, PKCE verifier), each bound
-to the browser that started it by a short-lived cookie of its own. Sessions live in this
-PDP's memory: a restart signs everyone out, which fails closed.
+and an idle timeout — and the logins under way (state, nonce, PKCE verifier). A login
+under way lives in a short-lived cookie of the browser that started it, signed with a
+key of this PDP, not in the PDP's memory: nobody else's requests can push it out, however
+many logins they start; one that signed someone in is remembered until its cookie would
+expire, so it is used once. Sessions live in this PDP's memory: a restart signs everyone out, which
+fails closed.
 No IO (the request key is aiohttp's).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -25,7 +30,7 @@ COOKIE = "portcullis_console"
 SECURE_COOKIE = "__Host-portcullis_console"  # a __Host- cookie needs Secure and Path=/
 LOGIN_COOKIE = "portcullis_login"
 LOGIN_SECONDS = 600
-MAX_LOGINS = 1000  # logins under way; the oldest is dropped beyond this
+MAX_FINISHED = 100_000  # finished logins remembered (each needed a sign-in at the issuer)
 MAX_SESSIONS = 10000
 
 
@@ -86,25 +91,51 @@ class WebSessions:
         self.lifetime = lifetime
         self.idle = idle
         self._sessions: dict[str, WebSession] = {}
-        self._logins: dict[str, PendingLogin] = {}
+        self._login_key = secrets.token_bytes(32)
+        self._finished: dict[str, float] = {}  # state -> when its cookie expires
 
-    def begin_login(self, next_path: str) -> tuple[PendingLogin, str]:
-        """A new login: its state, nonce and PKCE verifier; returns it and the challenge."""
-        self._drop_stale_logins()
+    def begin_login(self, next_path: str) -> tuple[PendingLogin, str, str]:
+        """A new login: its state, nonce and PKCE verifier; returns it, the challenge and
+        the value of the login cookie that carries it."""
         verifier, challenge = pkce_pair()
         login = PendingLogin(secrets.token_urlsafe(24), secrets.token_urlsafe(24), verifier,
                              next_path)  # fmt: skip
-        self._logins[login.state] = login
-        return login, challenge
+        payload = json.dumps([login.state, login.nonce, login.verifier, login.next_path,
+                              login.started], separators=(",", ":")).encode()  # fmt: skip
+        body = base64.urlsafe_b64encode(payload).rstrip(b"=").decode("ascii")
+        return login, challenge, f"{body}.{self._sign(body)}"
 
-    def finish_login(self, state: str, bound_state: str) -> PendingLogin | None:
-        """The login `state` names, once, only in the browser that started it."""
-        if not state or not bound_state or not hmac.compare_digest(state, bound_state):
+    def finish_login(self, state: str, cookie: str) -> PendingLogin | None:
+        """The login `state` names, from the cookie of the browser that started it, once."""
+        body, _, mac = cookie.partition(".")
+        if not state or not body or not hmac.compare_digest(mac, self._sign(body)):
             return None
-        login = self._logins.pop(state, None)
-        if login is None or login.started + LOGIN_SECONDS < time.time():
+        try:
+            fields = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+            state_, nonce, verifier, next_path = (str(f) for f in fields[:4])
+            login = PendingLogin(state_, nonce, verifier, next_path, float(fields[4]))
+        except (ValueError, TypeError, IndexError, binascii.Error):
             return None
-        return login
+        if not hmac.compare_digest(state, login.state):
+            return None
+        if login.started + LOGIN_SECONDS < time.time():
+            return None
+        return None if login.state in self._finished else login
+
+    def login_done(self, login: PendingLogin) -> None:
+        """A login that signed someone in: its cookie finishes nothing more. Only logins
+        that passed the issuer are remembered (a failed attempt adds nothing), the oldest
+        forgotten first beyond MAX_FINISHED (its code is spent at the issuer anyway)."""
+        now = time.time()
+        if len(self._finished) >= MAX_FINISHED:
+            self._finished = {s: t for s, t in self._finished.items() if t > now}
+        while len(self._finished) >= MAX_FINISHED:
+            del self._finished[next(iter(self._finished))]
+        self._finished[login.state] = login.started + LOGIN_SECONDS
+
+    def _sign(self, body: str) -> str:
+        digest = hmac.new(self._login_key, body.encode("ascii"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
     def open(
         self, subject: str, groups: tuple[str, ...], issuer: str, token_exp: int
@@ -136,13 +167,6 @@ class WebSessions:
 
     def close(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
-
-    def _drop_stale_logins(self) -> None:
-        cutoff = time.time() - LOGIN_SECONDS
-        for state in [s for s, login in self._logins.items() if login.started < cutoff]:
-            del self._logins[state]
-        while len(self._logins) >= MAX_LOGINS:
-            del self._logins[next(iter(self._logins))]
 
     def _drop_expired(self) -> None:
         now = time.time()
