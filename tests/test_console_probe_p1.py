@@ -497,3 +497,20 @@ async def test_a_login_cookie_cannot_be_forged_or_moved(pdp):
                                 headers={"Cookie": f"portcullis_login={forged}"},
                                 allow_redirects=False) as r:  # fmt: skip
                 assert r.status == 400, forged
+
+
+def test_one_person_signing_in_again_and_again_signs_nobody_else_out():
+    """Attack (any identity the issuer signs in, scripted: with SSO at the issuer a login
+    needs no prompt): the console kept at most 10,000 sign-ins and dropped the oldest of
+    anyone's beyond that, so one identity signing in 10,000 times signed out every
+    approver and auditor. Now one person (issuer, subject) keeps at most 32, their own
+    oldest dropped first."""
+    from pdp.console.websession import MAX_SESSIONS, WebSessions
+
+    sessions = WebSessions(3600, 3600)
+    sam = sessions.open("sam@example.com", ("security",), "https://idp", 0)
+    for _ in range(MAX_SESSIONS + 10):
+        latest = sessions.open("mallory@example.com", ("readonly",), "https://idp", 0)
+    assert sessions.find(sam.id) is sam
+    assert sessions.find(latest.id) is latest
+    assert len(sessions._sessions) <= 33

@@ -32,6 +32,7 @@ LOGIN_COOKIE = "portcullis_login"
 LOGIN_SECONDS = 600
 MAX_FINISHED = 100_000  # finished logins remembered (each needed a sign-in at the issuer)
 MAX_SESSIONS = 10000
+MAX_PER_PERSON = 32  # sign-ins of one (issuer, subject): their oldest goes beyond this
 
 
 def cookie_name(secure: bool) -> str:
@@ -144,6 +145,12 @@ class WebSessions:
         expires = now + self.lifetime
         if token_exp:
             expires = min(expires, float(token_exp))
+        # one person's sign-ins make room among their own: with the oldest of anyone's
+        # dropped first, one identity signing in MAX_SESSIONS times signed everyone out
+        mine = [sid for sid, w in self._sessions.items()
+                if w.subject == subject and w.issuer == issuer]  # fmt: skip
+        for sid in mine[: max(len(mine) - MAX_PER_PERSON + 1, 0)]:
+            del self._sessions[sid]
         if len(self._sessions) >= MAX_SESSIONS:
             self._drop_expired()
         session = WebSession(secrets.token_urlsafe(32), subject, groups, issuer,
