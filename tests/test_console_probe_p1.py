@@ -514,3 +514,30 @@ def test_one_person_signing_in_again_and_again_signs_nobody_else_out():
     assert sessions.find(sam.id) is sam
     assert sessions.find(latest.id) is latest
     assert len(sessions._sessions) <= 33
+
+
+async def test_an_idle_inbox_tab_still_expires(tmp_path):
+    """Attack (on an approver's unattended browser): the inbox page reloads its list by
+    itself whenever the requests change (inbox.js fetches /console/approvals/list on the
+    stream's `changed`), and each fetch counted as the person's activity: while requests
+    kept changing (a requester can make them), an approver who walked away stayed signed
+    in for the whole 8-hour lifetime instead of the idle timeout. Now those fetches are
+    not activity, as the stream already was not."""
+    import asyncio
+
+    from pdp.app import Parts
+    from pdp.console.settings import ConsoleSettings
+
+    port = free_port()
+    config = pdp_config(tmp_path)
+    config = replace(config, pdp=replace(config.pdp, http_listen=f"127.0.0.1:{port}"))
+    base = f"http://127.0.0.1:{port}"
+    settings = ConsoleSettings(public_url=base, idle_seconds=2)
+    async with running_pdp(config, Parts(console=settings)), _http() as http:
+        await sign_in(http, base, "sam@example.com", "security")
+        for _ in range(6):  # 3 s of the page's own reloads
+            async with http.get(f"{base}/console/approvals/list", allow_redirects=False) as r:
+                assert r.status in (200, 302)
+            await asyncio.sleep(0.5)
+        async with http.get(f"{base}/console/approvals/", allow_redirects=False) as r:
+            assert r.status == 302 and r.headers["Location"].startswith("/console/login")

@@ -50,6 +50,8 @@ SECURITY_HEADERS = {
 # reachable without signing in
 PUBLIC = ("/console/login", "/console/callback", "/console/signed-out", "/console/static/",
           "/console/dev-issuer/")  # fmt: skip
+# fetched by a page on its own, not by the person: they do not keep a sign-in alive
+UNTOUCHED = ("/console/approvals/stream", "/console/approvals/list")
 # state changes that carry no console session: the dev issuer's own form (its codes are
 # bound to the login by state and PKCE)
 UNSESSIONED_POSTS = ("/console/dev-issuer/authorize",)
@@ -102,7 +104,9 @@ class Console:
 
     async def _guarded(self, request: web.Request, handler: Any) -> web.StreamResponse:
         cookie = request.cookies.get(cookie_name(self.settings.secure), "")
-        session = self.sessions.find(cookie, touch=not request.path.endswith("/stream"))
+        # what a page fetches by itself (its event stream, the list it reloads when told
+        # of a change) is not the person's activity: an idle tab still expires
+        session = self.sessions.find(cookie, touch=not request.path.endswith(UNTOUCHED))
         request[WEB_SESSION] = session
         public = request.path.startswith(PUBLIC)
         if request.method not in ("GET", "HEAD"):
