@@ -14,16 +14,24 @@ bytes are the attack). Each test is one way around a decision that worked before
   `X-HTTP-Method-Override: GET` (or X-HTTP-Method, X-Method-Override, `_method=GET` in the
   query or body) was judged as the GET it names and allowed as a read; the upstream,
   like most servers (aiohttp, FastAPI, Django, Go), reads no override and ran the DELETE
-  or the POST without the approval a write needs.
+  or the POST without the approval a write needs;
+- the credential reflected in an encoding the guard did not know: an upstream echoing
+  the key it was sent (a debug or echo endpoint, an error page) as PHP's json_encode
+  writes it (`/` as `\\/`), percent-encoded in lower-case hex or as encodeURI leaves it
+  (`/`, `+` and `=` plain) reached a client whose answers are not masked (a dba in
+  pii-readers) whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from typing import Any
+from urllib.parse import quote
 
 import pytest
-from http_upstream import http_stack
+from http_upstream import http_stack, raw_server
 from pdp_harness import token
 
 pytestmark = pytest.mark.integration
@@ -136,3 +144,43 @@ async def test_a_readers_write_naming_a_read_is_judged_as_the_write(tmp_path, ca
     assert status(answer) == expected, answer[:400]
     assert status(head) == 200
     assert [(r["method"], r["raw_path"]) for r in s.upstream.seen] == [("HEAD", "/echo/h")]
+
+
+SLASHED = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY+EXAMPLEKEY="  # (an AWS-style secret key)
+REFLECTIONS = {
+    "php json": json.dumps({"key": SLASHED}).replace("/", "\\/"),
+    "lower-case percent": re.sub("%..", lambda m: m.group(0).lower(), quote(SLASHED, safe="")),
+    "path-safe percent": quote(SLASHED),
+    "html references": "<p>"
+    + "".join(c if c.isalnum() else f"&#x{ord(c):x};" for c in SLASHED)
+    + "</p>",
+    "unicode-escaped json": json.dumps({"key": SLASHED}).replace("/", "\\u002f"),
+}
+
+
+def reflected(form: str) -> bytes:
+    """An upstream answer carrying the key in one of REFLECTIONS' encodings."""
+    body = REFLECTIONS[form].encode()
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+
+
+@pytest.mark.parametrize("form", sorted(REFLECTIONS))
+async def test_the_credential_reflected_in_another_encoding_is_cut(tmp_path, form):
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(reflected(form))
+        await writer.drain()
+
+    credential = {"provider": "static", "header": "X-Api-Key", "value": SLASHED}
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}", credentials=credential) as s,
+    ):
+        answer = await exchange(
+            s.proxy.port, request(s, "GET /debug HTTP/1.1", groups=("dba", "pii-readers"))
+        )
+    assert status(answer) == 502, answer
+    assert REFLECTIONS[form].encode() not in answer

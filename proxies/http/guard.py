@@ -2,7 +2,9 @@
 
 Owns `ResponseGuard`, through which the HTTP proxy writes every response (and WebSocket
 bytes) to its client: each chunk is searched for the session's credential in every form
-the runtime's SecretScanner knows (raw, hex, base64, JSON- and percent-encoded), and a
+the runtime's SecretScanner knows (raw, hex, base64, JSON- and percent-encoded) and the
+escapes an upstream's encoders write (escaped_forms: `\\/`, `\\u00xx`, lower-case
+percent-encoding, HTML character references), and a
 chunk's end that could begin one waits for the next chunk, so no byte of a secret goes
 out before it is recognised. A response carrying it raises `CredentialInResponse`: the
 proxy cuts it. No IO of its own: it writes through the connection's ClientOutput.
@@ -11,6 +13,10 @@ proxy cuts it. No IO of its own: it writes through the connection's ClientOutput
 from __future__ import annotations
 
 import functools
+import html
+import json
+import re
+from urllib.parse import quote
 
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.secrets_scan import MIN_SECRET_BYTES, _patterns
@@ -90,10 +96,43 @@ def _shape(patterns: tuple[bytes, ...]) -> tuple[int, frozenset[int], bytes, byt
 
 
 def secret_patterns(secrets: list[str]) -> tuple[bytes, ...]:
-    """Every form of the secrets the scanner looks for (too short ones: none, as there)."""
+    """Every form of the secrets the scanner looks for (too short ones: none, as there),
+    and the forms an upstream's own encoders write them in (escaped_forms)."""
     found: dict[bytes, None] = {}
     for secret in secrets:
         raw = secret.encode("utf-8")
         if len(raw) >= MIN_SECRET_BYTES:
             found.update(dict.fromkeys(_patterns(raw)))
+            found.update(dict.fromkeys(escaped_forms(secret)))
     return tuple(found)
+
+
+_UNESCAPED = re.compile(r"[A-Za-z0-9\-._~]")  # what no encoder below rewrites (RFC 3986)
+LONG_RUN = 12  # a run of the secret's letters and digits this long is the secret too
+
+
+def escaped_forms(secret: str) -> list[bytes]:
+    """The secret as an upstream echoing it may write it, beyond the scanner's forms:
+    percent-encoded in lower-case hex or with `/` kept (a path), JSON with `/` as `\\/`
+    (PHP's json_encode) or every other character as `\\u00xx` (Go's and PHP's
+    HEX_ flags), HTML-escaped and as numeric character references; and each run of its
+    letters and digits of LONG_RUN or more, which every encoding leaves as it is (a
+    mixture of the escapes above)."""
+    if all(_UNESCAPED.fullmatch(c) for c in secret):
+        return []  # no encoder rewrites it: the raw form is every form
+    forms = [
+        quote(secret, safe=""),
+        quote(secret),
+        json.dumps(secret, ensure_ascii=False)[1:-1].replace("/", "\\/"),
+        html.escape(secret),
+    ]
+    forms += [f.lower() if "%" not in f else _lower_escapes(f) for f in forms[:2]]
+    for spell in ("\\u%04x", "\\u%04X", "&#x%x;", "&#x%X;", "&#%d;"):
+        forms.append("".join(c if _UNESCAPED.fullmatch(c) else spell % ord(c) for c in secret))
+    forms += [run for run in re.findall(r"[A-Za-z0-9]+", secret) if len(run) >= LONG_RUN]
+    out = [f.encode("utf-8") for f in forms if f != secret]
+    return [f for f in dict.fromkeys(out) if len(f) >= MIN_SECRET_BYTES]
+
+
+def _lower_escapes(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), text)
