@@ -137,6 +137,63 @@ async def test_an_approval_does_not_outlive_its_approver_s_right_to_give_it(tmp_
         assert again.approval_id != asked.approval_id
 
 
+async def test_an_opa_that_names_no_revision_still_has_approvals_asked_again(tmp_path):
+    """Attack (as above, the PDP deciding through a remote OPA that reports no bundle
+    revision, as OPA does for policies it loaded without a bundle): every answer is
+    revision "opa:unknown", so no reload can be seen, and the approval security gave was
+    reused after OPA's policy named other approvers. Now, with an engine that cannot tell
+    a reload, every reuse checks that the verdict still names the approval's approvers
+    and TTL and that its approver may still give it."""
+    from aiohttp import web
+    from pdp_harness import free_port
+
+    from pdp.engine.bundle import load_bundle
+    from pdp.engine.opa import evaluate, new_engine
+
+    def engine_of(text: str):
+        folder = tmp_path / f"opa-{len(text)}-{abs(hash(text))}"
+        folder.mkdir()
+        (folder / "policy.rego").write_text(text)
+        return new_engine(load_bundle(folder).without_tests())
+
+    serving = {"engine": engine_of(_policy(_require("group:security", "updates need approval")))}
+
+    async def data(request: web.Request) -> web.Response:
+        path = request.match_info["path"].strip("/").replace("/", ".")
+        result = evaluate(serving["engine"], (await request.json()).get("input"), path)
+        answer: dict = {} if result is None else {"result": result}
+        answer["provenance"] = {"version": "test-data-api"}  # no bundle, no revision
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_post("/v1/data/{path:.*}", data)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        engine = {"type": "remote", "url": f"http://127.0.0.1:{port}", "timeout_ms": 2000}
+        config = pdp_config(tmp_path, engine=engine)
+        alice = token(config, "alice@example.com", ("readonly",))
+        sql = "UPDATE orders SET total = 0 WHERE id = 5"
+        async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+            opened = await open_session(stub, alice)
+            asked = await decide_sql(stub, opened.session_id, sql)
+            assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+            await pdp.approvals.decide(asked.approval_id, SAM, True, "ok")
+            reused = await decide_sql(stub, opened.session_id, sql)
+            assert reused.verdict == pdp_pb2.ALLOW and reused.approval_id == asked.approval_id
+            serving["engine"] = engine_of(
+                _policy(_require("group:dba-leads", "updates need approval"))
+            )
+            leads = await decide_sql(stub, opened.session_id, sql)
+            assert leads.policy_revision == asked.policy_revision  # nothing says it changed
+            assert leads.verdict == pdp_pb2.REQUIRE_APPROVAL
+            assert leads.approval_id not in (asked.approval_id, "")
+    finally:
+        await runner.cleanup()
+
+
 # -- known hole 2: the approval book grows without bound -----------------------------------
 
 

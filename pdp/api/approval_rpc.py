@@ -170,12 +170,16 @@ async def still_holds(
     with the groups they held when deciding): a security team that changed who approves
     what, or why, expects the command to be asked about again, not run on an approval given
     under rules no longer in force. A new deny never reaches here (the decision is a deny).
+    An engine that cannot tell a reload gets the approvers' part of this check every time.
     Then (pdp.domain.search_paths) nothing the session ran since the request may have
     changed how its unqualified names resolve."""
-    if approved.policy_revision != decision.policy_revision:
+    revised = approved.policy_revision != decision.policy_revision
+    # an engine that cannot tell a reload (OPA answering without a bundle revision: every
+    # answer "opa:unknown") is asked every time whether the approval is still the one due
+    if revised or not getattr(service.decider.engine, "knows_revision", False):
         spec = decision.verdict.approval
         if spec is None or (
-            sorted(decision.verdict.reasons) != sorted(approved.reasons)
+            (revised and sorted(decision.verdict.reasons) != sorted(approved.reasons))
             or sorted(spec.approvers) != sorted(approved.approvers)
             or (spec.ttl_seconds or 900) != approved.ttl_seconds
         ):
