@@ -15,7 +15,9 @@ case is a reader's (mallory, outside pii-readers: tool results masked):
   (initialize's instructions, a ping's result or error data, tool and prompt descriptions)
   were passed as the server wrote them.
 - a completion's values for an argument a field rule names (`phone`, `iban`, `password`:
-  no detector finds them) went whole: the values came as a bare list, under no key.
+  no detector finds them) went whole: the values came as a bare list, under no key; and
+  completion/complete was allowed for any prompt or resource template, so a reader had
+  the server suggest argument values of a prompt or resource the connection does not list.
 - a `Last-Event-ID` was forwarded whatever it named: a server's event store (the SDK's
   interface keys events by id alone) replays the stream an id belongs to, another
   session's and another token's as well (here: sequential ids, the real SDK server).
@@ -398,3 +400,30 @@ async def test_a_resource_uri_is_decided_in_the_form_a_server_resolves(tmp_path:
         {"endpoint": "/mcp", "method": "resources/read", "params": {"uri": "invoice://7"}}
     )
     assert "malformed" not in mcp_command("mcp.call", clean, {})
+
+
+def _complete_ref(id_: int, ref: dict[str, str]) -> dict[str, Any]:
+    return _rpc(id_, "completion/complete", ref=ref, argument={"name": "email", "value": "a"})
+
+
+async def test_a_completion_is_decided_by_what_it_completes(tmp_path: Path) -> None:
+    refs = {
+        "listed prompt": {"type": "ref/prompt", "name": "summarize_invoice"},
+        "listed template": {"type": "ref/resource", "uri": "invoice://{id}"},
+        "unlisted prompt": {"type": "ref/prompt", "name": "export_customers"},
+        "unlisted template": {"type": "ref/resource", "uri": "secrets://{name}"},
+        "no ref": {"type": "ref/tool", "name": "get_invoice"},
+    }
+    async with mcp_stack(tmp_path) as stack:
+        dba = await agent_of(stack, "dan@example.com", "dba", "pii-readers")
+        await dba.start("sid-d")
+        outcomes = {}
+        for n, (name, ref) in enumerate(refs.items()):
+            outcome = await dba.send("POST", _complete_ref(80 + n, ref))
+            outcomes[name] = outcome
+            if isinstance(outcome, Forward):
+                outcome.abandon()
+    forwarded = [name for name, o in outcomes.items() if isinstance(o, Forward)]
+    assert forwarded == ["listed prompt", "listed template"]
+    denied = json.loads(await read(outcomes["unlisted prompt"]))
+    assert 'completion for prompt "export_customers"' in denied["error"]["message"]

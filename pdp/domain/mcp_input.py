@@ -37,7 +37,8 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """input.command.mcp: {message, method, endpoint, tool|prompt|uri, arguments,
-    listing}; `message` is request, notification, response, stream, end or malformed."""
+    listing}; `message` is request, notification, response, stream, end or malformed. A
+    completion/complete shows the prompt or resource template (`uri`) its ref names."""
     try:
         message = json.loads(raw, object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError):
@@ -79,6 +80,18 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
         if method in URI_METHODS and uri_problem(value) is not None:
             # a URI a server may resolve to another than the one a prefix matched
             return {**out, "malformed": True}
+    if method == "completion/complete":
+        # what it completes an argument of (MCP Server → Utilities → Completion): a prompt
+        # by name, or a resource template by its URI template, shown as a prompt or a uri
+        ref = params.get("ref")
+        ref = ref if isinstance(ref, dict) else {}
+        named = {"ref/prompt": ("name", "prompt"), "ref/resource": ("uri", "uri")}.get(
+            str(ref.get("type"))
+        )
+        completed = ref.get(named[0]) if named is not None else None
+        if named is None or not isinstance(completed, str):
+            return {**out, "malformed": True}
+        out[named[1]] = completed
     if listing:
         out["listing"] = True
     elif method in WITH_ARGUMENTS:

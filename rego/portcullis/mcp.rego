@@ -196,6 +196,31 @@ deny contains sprintf("prompt %q is not listed for %s", [mcp_command.prompt, con
 	not mcp_command.prompt in object.get(data.portcullis.mcp.prompts, connection_name, [])
 }
 
+# -- completions: what they complete is judged like what it completes an argument of (a
+# prompt by name, a resource template by its URI template's prefix), so no completion
+# suggests values of a prompt or resource the connection does not list
+
+deny contains sprintf("completion for prompt %q: the prompt is not listed for %s", [mcp_command.prompt, connection_name]) if {
+	input.command.kind == "mcp.call"
+	mcp_method == "completion/complete"
+	not mcp_command.prompt in object.get(data.portcullis.mcp.prompts, connection_name, [])
+	mcp_command.prompt
+}
+
+deny contains sprintf("completion for resource %q: the resource is not listed for %s", [mcp_command.uri, connection_name]) if {
+	input.command.kind == "mcp.call"
+	mcp_method == "completion/complete"
+	mcp_command.uri
+	not mcp_resource_listed
+}
+
+deny contains "a completion names no prompt or resource" if {
+	input.command.kind == "mcp.call"
+	mcp_method == "completion/complete"
+	not mcp_command.prompt
+	not mcp_command.uri
+}
+
 # -- what comes back: fields named like sensitive columns and the detectors, over tool
 # results, resource contents and prompts, for everyone not in pii-readers (the masks are
 # decision.rego's command_masks; this says where they apply)

@@ -166,11 +166,14 @@ test_mcp_server_stream_masked_for_readers if {
 	{"detector": "email", "strategy": "partial"} in d.mask
 }
 
+completion(ref) := object.union({"endpoint": "/mcp", "message": "request", "method": "completion/complete"}, ref)
+
 test_mcp_completions_masked_like_results if {
-	d := mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "request", "method": "completion/complete"})
+	d := mcp_decision(["readonly"], completion({"prompt": "summarize_invoice"}))
 	d.verdict == "mask"
 	{"detector": "email", "strategy": "partial"} in d.mask
-	mcp_decision(["pii-readers"], {"endpoint": "/mcp", "message": "request", "method": "completion/complete"}).verdict == "allow"
+	mcp_decision(["pii-readers"], completion({"prompt": "summarize_invoice"})).verdict == "allow"
+	mcp_decision(["readonly"], completion({"uri": "invoice://{id}"})).verdict == "mask"
 	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "request", "method": "resources/list"}).verdict == "mask"
 }
 
@@ -191,4 +194,14 @@ test_mcp_meta_is_decided if {
 test_mcp_meta_listed_for_the_connection if {
 	portcullis.decision.verdict == "mask" with input as meta_call({"user": "admin"})
 		with data.portcullis.mcp.meta as {"billing-api": ["user"]}
+}
+
+test_mcp_completions_only_of_what_is_listed if {
+	every groups in [["readonly"], ["dba", "pii-readers"]] {
+		d := mcp_decision(groups, completion({"prompt": "export_customers"}))
+		d.verdict == "deny"
+		"completion for prompt \"export_customers\": the prompt is not listed for billing-api" in d.reasons
+		mcp_decision(groups, completion({"uri": "secrets://{name}"})).verdict == "deny"
+		mcp_decision(groups, completion({})).verdict == "deny"
+	}
 }
