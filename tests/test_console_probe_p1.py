@@ -141,8 +141,8 @@ async def _recorded_session(pdp, output: list[list]) -> str:
     return opened.session_id
 
 
-async def _browser_page(pdp, path: str):
-    """Chromium signed in as an auditor at the dev issuer's form, on `path`."""
+async def _browser_page(pdp, path: str, who: str = "ines@example.com", groups: str = "auditor"):
+    """Chromium signed in (an auditor by default) at the dev issuer's form, on `path`."""
     from playwright.async_api import async_playwright
 
     pw = await async_playwright().start()
@@ -150,8 +150,8 @@ async def _browser_page(pdp, path: str):
                                        args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
     page = await (await browser.new_context()).new_page()
     await page.goto(f"{pdp.base}{path}")
-    await page.get_by_label("Subject").fill("ines@example.com")
-    await page.get_by_label("Groups (comma-separated)").fill("auditor")
+    await page.get_by_label("Subject").fill(who)
+    await page.get_by_label("Groups (comma-separated)").fill(groups)
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url(f"{pdp.base}{path}")
     return pw, browser, page
@@ -541,3 +541,40 @@ async def test_an_idle_inbox_tab_still_expires(tmp_path):
             await asyncio.sleep(0.5)
         async with http.get(f"{base}/console/approvals/", allow_redirects=False) as r:
             assert r.status == 302 and r.headers["Location"].startswith("/console/login")
+
+
+# where each of these characters is drawn, left to right, in the first code block holding it
+_POSITIONS = """([block, chars]) => {
+  const code = [...document.querySelectorAll(block)]
+    .find(c => chars.every(x => c.textContent.includes(x)));
+  const text = code.firstChild, all = text.textContent;
+  return chars.map(c => {
+    const range = document.createRange(), at = all.indexOf(c);
+    range.setStart(text, at); range.setEnd(text, at + 1);
+    return range.getBoundingClientRect().x;
+  });
+}"""
+ALEF, BET = "\u05d0", "\u05d1"
+
+
+async def test_an_approver_reads_a_statement_in_the_order_it_runs(pdp):
+    """Attack (reader token): right-to-left letters in a statement, no control character
+    at all, make the browser's bidi algorithm draw what lies between them in reverse:
+    `... RETURNING "<alef>", 1, 2, "<bet>"` showed the approver `"<bet>", 2, 1,
+    "<alef>"`, names and clauses in another order than they run. Now code blocks are
+    drawn in stored order, left to right (unicode-bidi: isolate-override)."""
+    reader = token(pdp.config, "rita@example.com", ("readonly",))
+    sql = f'INSERT INTO orders VALUES (1) RETURNING "{ALEF}", 1, 2, "{BET}"'
+    async with pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, reader)
+        asked = await decide_sql(stub, opened.session_id, sql)
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+    pw, browser, page = await _browser_page(pdp, "/console/approvals/", "sam@example.com",
+                                            "security")  # fmt: skip
+    try:
+        drawn = await page.evaluate(_POSITIONS, ["article.request code", ["1", "2", ALEF, BET]])
+        one, two, alef, bet = drawn
+        assert alef < one < two < bet, drawn
+    finally:
+        await browser.close()
+        await pw.stop()
