@@ -7,7 +7,8 @@ case is a reader's (mallory, outside pii-readers: tool results masked):
 - content the masking did not read: an image's or audio's base64 `data` holding text,
   a text content or resource text that is JSON after a newline or a byte order mark (its
   fields, `password` say, went whole; so did JSON in a Markdown code block, as servers
-  write it for a model), a blob of UTF-16 text (NULs between the letters,
+  write it for a model, JSON followed by prose or by more JSON (JSON lines), and JSON
+  nested past the reader's depth), a blob of UTF-16 text (NULs between the letters,
   with or without a byte order mark).
 - what a server's message carries outside what was masked: a key JSON-RPC does not define
   beside a result, a server request's id, a notification's method name, an event's `id:`
@@ -98,6 +99,7 @@ def _resource(**contents: str) -> dict[str, Any]:
 async def test_base64_and_json_texts_in_a_result_are_read_to_be_masked(tmp_path: Path) -> None:
     utf16 = SECRET_TEXT.encode("utf-16")  # with its byte order mark: not UTF-8
     fields = '{"password": "hunter2", "api_key": "k-123"}'
+    deep = fields[:-1] + ', "x": ' + "[" * 5000 + "]" * 5000 + "}"
     results = {
         "image": {"content": [{"type": "image", "data": b64(SECRET_TEXT.encode()),
                                "mimeType": "image/png"}]},
@@ -109,6 +111,10 @@ async def test_base64_and_json_texts_in_a_result_are_read_to_be_masked(tmp_path:
         "json in a code block": {"content": [{"type": "text",
                                               "text": "```json\n" + fields + "\n```"}]},
         "json blob in a code block": _resource(blob=b64(f"```\n{fields}\n```\n".encode())),
+        "json then prose": {"content": [{"type": "text", "text": fields + "\n\n(1 row)"}]},
+        "json lines": {"content": [{"type": "text", "text": "{}\n" + fields + "\n"}]},
+        "json lines blob": _resource(blob=b64(f"{{}}\n{fields}\n".encode())),
+        "json too deep": {"content": [{"type": "text", "text": deep}]},
         "utf-16 blob": _resource(blob=b64(utf16)),
         "utf-16le blob": _resource(blob=b64(SECRET_TEXT.encode("utf-16-le"))),
     }  # fmt: skip

@@ -756,51 +756,75 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
         if isinstance(child, str) and (key == "blob" or (key == "data" and binary)):
             out[key] = _masked_blob(child, masker, counts)
         elif key == "text" and isinstance(child, str):
-            framed = _json_text(child)
-            if framed is None:
+            try:
+                parts = _json_parts(child)
+            except _TooDeep:
+                counts["text:withheld"] += 1  # JSON it cannot read: not passed unread
+                out[key] = ""
+                continue
+            if parts is None:
                 out[key] = child
                 continue
-            before, doc, after = framed
-            masked, found = masker.mask_json(doc)
-            counts.update(found)
-            out[key] = before + json.dumps(masked, ensure_ascii=False) + after
+            # JSON documents masked as JSON; the text around them gets the detectors as
+            # every string does (_mask_tree)
+            out[key] = "".join(
+                _masked_json(part, masker, counts) if is_json else part for is_json, part in parts
+            )
         else:
             out[key] = _json_texts(child, masker, counts)
     return out
 
 
-_NOT_JSON = object()
 _BASE64_SPACE = re.compile(r"[\t\n\r ]+")
 # a Markdown code block holding the whole text (```json ... ```), as servers write JSON
 # for a model to read
 _FENCED = re.compile(r"(\s*```[^\n`]*\n)(.*)(\n[ \t]*```\s*)", re.S)
 
 
-def _as_json(text: str) -> Any:
-    """The JSON document a text is (an object or array, after any byte order mark and
-    white space, which JSON allows around it), or _NOT_JSON: its field names must be
-    read as fields wherever a reader would read it as JSON."""
-    body = text.lstrip("\ufeff \t\r\n")
-    if body[:1] not in ("{", "["):
-        return _NOT_JSON
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        return _NOT_JSON
+class _TooDeep(ValueError):
+    """JSON nested deeper than the reader goes: it cannot be masked as JSON."""
 
 
-def _json_text(text: str) -> tuple[str, Any, str] | None:
-    """(what comes before, the JSON document, what comes after) when a text is JSON, or
-    a code block holding only JSON; None otherwise."""
-    doc = _as_json(text)
-    if doc is not _NOT_JSON:
-        return "", doc, ""
+_DECODER = json.JSONDecoder()
+_JSON_SPACE = "\ufeff \t\r\n"
+
+
+def _json_parts(text: str) -> list[tuple[bool, Any]] | None:
+    """A text that opens with JSON (after white space or a byte order mark), as its JSON
+    documents (True, document) and the text around them (False, text) — one document,
+    several (JSON lines), or one followed by prose — or a Markdown code block holding
+    such a text; None when it does not open with JSON. _TooDeep when a document opens
+    that the reader cannot read: its field names must be read as fields wherever a
+    reader (a model) would read them as JSON."""
+    parts: list[tuple[bool, Any]] = []
+    pos = 0
+    while True:
+        start = pos
+        while start < len(text) and text[start] in _JSON_SPACE:
+            start += 1
+        if text[start : start + 1] not in ("{", "["):
+            break
+        try:
+            doc, end = _DECODER.raw_decode(text, start)
+        except RecursionError:
+            raise _TooDeep("JSON nested too deep") from None
+        except ValueError:
+            break
+        parts += [(False, text[pos:start]), (True, doc)]
+        pos = end
+    if parts:
+        return [*parts, (False, text[pos:])]
     fenced = _FENCED.fullmatch(text)
-    if fenced is not None:
-        doc = _as_json(fenced.group(2))
-        if doc is not _NOT_JSON:
-            return fenced.group(1), doc, fenced.group(3)
-    return None
+    inner = _json_parts(fenced.group(2)) if fenced is not None else None
+    if fenced is None or inner is None:
+        return None
+    return [(False, fenced.group(1)), *inner, (False, fenced.group(3))]
+
+
+def _masked_json(doc: Any, masker: Masker, counts: Counter[str]) -> str:
+    masked, found = masker.mask_json(doc)
+    counts.update(found)
+    return json.dumps(masked, ensure_ascii=False)
 
 
 def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
@@ -826,15 +850,21 @@ def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
             return blob
         counts["blob:withheld"] += 1
         return ""
-    masked: Any
-    framed = _json_text(text)
-    if framed is None:
-        masked, found = masker.mask_text(text)
-    else:
-        before, doc, after = framed
-        doc, found = masker.mask_json(doc)
-        masked = before + json.dumps(doc, ensure_ascii=False) + after if found else text
+    try:
+        parts = _json_parts(text)
+    except _TooDeep:
+        counts["blob:withheld"] += 1
+        return ""
+    found: Counter[str] = Counter()
+    pieces = []
+    for is_json, part in parts or [(False, text)]:
+        if is_json:
+            pieces.append(_masked_json(part, masker, found))
+        else:
+            masked, hits = masker.mask_text(part)
+            found.update(hits)
+            pieces.append(masked)
     if not found:
         return blob
     counts.update(found)
-    return base64.b64encode(masked.encode("utf-8")).decode("ascii")
+    return base64.b64encode("".join(pieces).encode("utf-8")).decode("ascii")
