@@ -268,6 +268,52 @@ async def test_an_approved_statement_is_bound_to_the_names_it_resolved(tmp_path,
         assert after.approval_id != asked.approval_id
 
 
+@pytest.mark.parametrize(
+    ("kept", "later"),
+    [
+        ("PREPARE p AS SELECT set_config('search_path', 'public', false)", "EXECUTE p"),
+        (
+            "DECLARE c CURSOR WITH HOLD FOR SELECT set_config('search_path', 'public', false)",
+            "FETCH c",
+        ),
+        ("extended:SET search_path = public", "extended:"),
+    ],
+)
+async def test_a_change_kept_for_later_also_unbinds_the_approval(tmp_path, kept, later):
+    """Attack (dba, as above, without a change after the request that the PDP decides):
+    PREPARE (or DECLARE a cursor over) set_config('search_path', 'public', false), or
+    Parse a SET with the extended protocol, before asking; after the approval, EXECUTE
+    (FETCH, or Bind and Execute the prepared statement, which the proxy runs on the
+    verdict it holds) sets the path with no new decision, and the approved text ran on
+    public.orders. Now a change kept for later anywhere in the session unbinds it."""
+    from google.protobuf import struct_pb2
+
+    config = pdp_config(tmp_path)
+    dana = token(config, "dana@example.com", ("dba", "pii-readers"))
+
+    async def run(stub, sid: str, sql: str) -> pdp_pb2.Decision:
+        if not sql.startswith("extended:"):
+            return await decide_sql(stub, sid, sql)
+        attributes = struct_pb2.Struct()
+        attributes.update({"protocol": "extended", "phase": "parse"})
+        command = pdp_pb2.Command(kind="postgres.query", raw=sql[9:], attributes=attributes)
+        return (await stub.Decide(pdp_pb2.DecideRequest(session_id=sid, command=command))).decision
+
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, dana)
+        sid = opened.session_id
+        assert (await run(stub, sid, kept)).verdict == pdp_pb2.ALLOW
+        assert (await decide_sql(stub, sid, "SET search_path = scratch")).verdict == pdp_pb2.ALLOW
+        asked = await decide_sql(stub, sid, "TRUNCATE orders")
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+        await pdp.approvals.decide(asked.approval_id, SAM, True, "scratch copy only")
+        if later != "extended:":
+            assert (await decide_sql(stub, sid, later)).verdict == pdp_pb2.ALLOW
+        after = await decide_sql(stub, sid, "TRUNCATE orders")
+        assert after.verdict == pdp_pb2.REQUIRE_APPROVAL
+        assert after.approval_id != asked.approval_id
+
+
 async def test_statements_that_keep_the_search_path_keep_the_approval(tmp_path):
     """The binding is not a new way to lose approvals: reads and writes between runs
     leave an approved statement usable."""

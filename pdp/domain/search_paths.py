@@ -25,6 +25,8 @@ _RESOLUTION_SETTINGS = frozenset({"search_path", "all", "role", "session_authori
 # statement types that may change them in ways the classification does not name
 _OPAQUE_TYPES = frozenset({"discard", "do", "unparseable"})
 _RAN = ("allow", "mask")
+# statements that keep code for later (a prepared statement, a cursor, a rule)
+_STORING = frozenset({"prepare", "declare", "ddl"})
 
 
 def changes_resolution(statements: Iterable[Any]) -> bool:
@@ -56,27 +58,41 @@ def _statements_of(body: dict[str, Any]) -> Iterable[Any]:
     return found if isinstance(found, list) else [None]
 
 
+def _stored(body: dict[str, Any], statements: Iterable[Any]) -> bool:
+    """Whether a record's statements keep a way to change name resolution for later,
+    which runs without a decision of its own: a statement prepared with the extended
+    protocol (bound and executed again at will), or PREPARE, DECLARE (a cursor FETCHed
+    later) and DDL (a rule) holding set_config."""
+    attributes = body.get("attributes")
+    if isinstance(attributes, dict) and attributes.get("protocol") == "extended":
+        return changes_resolution(statements)
+    return any(
+        isinstance(s, dict) and s.get("type") in _STORING and changes_resolution([s])
+        for s in statements
+    )
+
+
 async def names_resolve_as_approved(store: AuditStore, approved: ApprovalRequest) -> bool:
     """False when the session may have changed name resolution since `approved` was
-    asked (or the store cannot say: fail closed); True for a request that is not a
+    asked — a change run after the request, or one kept for later at any time in the
+    session — or the store cannot say (fail closed); True for a request that is not a
     Postgres statement."""
     if not approved.command_kind.startswith("postgres."):
         return True
     try:
-        if approved.recorded_seq:
-            records = await store.query(
-                kind="decision", session_id=approved.session_id, after_seq=approved.recorded_seq
-            )
-        else:  # a request this book read before it knew seqs: by time, from a second before
-            records = await store.query(
-                kind="decision", session_id=approved.session_id, since=approved.created_at - 1
-            )
+        records = await store.query(kind="decision", session_id=approved.session_id)
     except StoreUnavailable:
         return False
     for record in records:
         body = record.body
         if body.get("verdict") not in _RAN or not str(body.get("kind", "")).startswith("postgres."):
             continue
-        if changes_resolution(_statements_of(body)):
+        statements = list(_statements_of(body))
+        after = (
+            record.seq > approved.recorded_seq
+            if approved.recorded_seq
+            else record.time >= approved.created_at - 1  # read before seqs were kept
+        )
+        if (after and changes_resolution(statements)) or _stored(body, statements):
             return False
     return True
