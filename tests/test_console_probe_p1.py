@@ -578,3 +578,26 @@ async def test_an_approver_reads_a_statement_in_the_order_it_runs(pdp):
     finally:
         await browser.close()
         await pw.stop()
+
+
+async def test_a_flood_of_lines_hides_no_command_silently(pdp):
+    """Attack (a recorded shell): the player kept the last 5,000 lines and dropped older
+    ones without a word, so a command followed by 5,000 lines of output, or typed then
+    followed by 5,000 Enter presses, left the auditor's view with no trace of it. Now the
+    screen says how many earlier lines it does not show, and the typed input keeps every
+    line."""
+    from playwright.async_api import expect
+
+    sid = await _recorded_session(pdp, [
+        [0.1, "o", "$ cp /srv/keys/prod.pem /tmp/x\r\n" + "filler\r\n" * 6000],
+        [0.2, "i", "cp /srv/keys/prod.pem /tmp/x\r" + "\r" * 6000],
+    ])  # fmt: skip
+    pw, browser, page = await _browser_page(pdp, f"/console/sessions/{sid}")
+    try:
+        screen = page.get_by_role("log", name="Terminal output, channel 0")
+        await expect(screen).to_contain_text("earlier lines not shown here")
+        typed = page.get_by_label("Typed input, channel 0")
+        await expect(typed).to_contain_text("cp /srv/keys/prod.pem /tmp/x")
+    finally:
+        await browser.close()
+        await pw.stop()

@@ -21,7 +21,12 @@
     return code < 0x10000 ? "\\u" + ("000" + h).slice(-4) : "\\U" + ("0000000" + h).slice(-8);
   }
 
-  function Screen() { this.lines = [[]]; this.row = 0; this.col = 0; this.state = ""; this.seq = ""; }
+  // maxLines: lines kept, the oldest dropped beyond (and said so at the top); typed input
+  // keeps every line, so no flood of Enter presses pushes a command out of sight
+  function Screen(maxLines) {
+    this.lines = [[]]; this.row = 0; this.col = 0; this.state = ""; this.seq = "";
+    this.maxLines = maxLines || MAX_LINES; this.dropped = 0;
+  }
   Screen.prototype.put = function (ch, ctl) {
     var line = this.lines[this.row];
     while (line.length < this.col) line.push({ch: " "});
@@ -41,7 +46,7 @@
   Screen.prototype.newline = function () {
     this.row += 1; this.col = 0;
     while (this.lines.length <= this.row) this.lines.push([]);
-    if (this.lines.length > MAX_LINES) { this.lines.shift(); this.row -= 1; }
+    if (this.lines.length > this.maxLines) { this.lines.shift(); this.row -= 1; this.dropped += 1; }
   };
   Screen.prototype.csi = function (seq) {
     var final = seq[seq.length - 1], params = seq.slice(0, -1);
@@ -104,6 +109,11 @@
   };
   Screen.prototype.render = function (pre) {
     var frag = document.createDocumentFragment();
+    if (this.dropped) {
+      var note = document.createElement("span"); note.className = "ctl";
+      note.textContent = "[" + this.dropped + " earlier lines not shown here: download the asciicast]";
+      frag.appendChild(note); frag.appendChild(document.createTextNode("\n"));
+    }
     this.lines.forEach(function (line, n) {
       var run = "", runCtl = false;
       function flush() {
@@ -154,7 +164,7 @@
         self.frames = cast.frames; self.seek(self.duration());
         var typed = section.querySelector(".typed");
         if (typed) {
-          var keys = new Screen();
+          var keys = new Screen(Infinity);
           if (cast.typed) keys.typed(cast.typed); else keys.inert("(no input recorded)");
           keys.render(typed);
         }
