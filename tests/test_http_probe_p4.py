@@ -19,7 +19,14 @@ bytes are the attack). Each test is one way around a decision that worked before
   the key it was sent (a debug or echo endpoint, an error page) as PHP's json_encode
   writes it (`/` as `\\/`), percent-encoded in lower-case hex or as encodeURI leaves it
   (`/`, `+` and `=` plain) reached a client whose answers are not masked (a dba in
-  pii-readers) whole.
+  pii-readers) whole;
+- masked fields read in another representation: a reader asking for text instead of JSON
+  got `phone`, `password`, `iban` (fields no detector finds) whole where the line-by-line
+  masking could not tie a value to its name: an HTML or Markdown table (`<th>phone</th>`
+  then `<td>...`), TSV, `;`-separated CSV or a CSV field across lines, an XML element
+  whose text is on the next line, in CDATA or nested, `<input name="password"
+  value=...>`, JSON pretty-printed under text/plain or text/json (`"password":` then the
+  value on the next line), a YAML block (`password: |`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ from urllib.parse import quote
 import pytest
 from http_upstream import http_stack, raw_server
 from pdp_harness import token
+
+from portcullis.verdict import MaskRule
+from proxies.http.bodies import BodyMask, Unmaskable, answer_kind, masker_for
 
 pytestmark = pytest.mark.integration
 
@@ -184,3 +194,90 @@ async def test_the_credential_reflected_in_another_encoding_is_cut(tmp_path, for
         )
     assert status(answer) == 502, answer
     assert REFLECTIONS[form].encode() not in answer
+
+
+# what the shipped policy masks for a reader (pii_masks.rego)
+READER_MASKS = [
+    *(MaskRule(field=f) for f in ("api_key", "card_number", "email", "iban", "password")),
+    *(MaskRule(field=f) for f in ("phone", "ssn", "token")),
+    *(MaskRule(detector=d, strategy="partial") for d in ("credit_card", "email", "ssn", "token")),
+]
+HIDDEN = ("hunter2", "5550100", "DE89370400440532013000")
+TEXT_TABLES = {
+    "html table": (
+        "text/html",
+        "<tr><th>id</th><th>phone</th></tr>\n<tr><td>7</td><td>5550100</td></tr>",
+    ),
+    "markdown table": ("text/markdown", "| id | phone |\n|----|-------|\n| 7 | 5550100 |"),
+    "html dl": ("text/html", "<dl><dt>password</dt><dd>hunter2</dd></dl>"),
+    "html input": ("text/html", '<input name="password" value="hunter2">'),
+    "tsv": ("text/tab-separated-values", "id\tiban\n7\tDE89370400440532013000"),
+    "csv by semicolons": ("text/csv", "id;phone\n7;5550100"),
+    "csv field across lines": ("text/csv", 'id,note,phone\n7,"a\nb",5550100'),
+    "xml text on the next line": ("application/xml", "<c>\n<password>\nhunter2\n</password>\n</c>"),
+    "xml cdata": ("application/xml", "<password><![CDATA[hunter2]]></password>"),
+    "xml nested": ("application/xml", "<password><v>hunter2</v></password>"),
+    "xml namespaced": ("application/xml", "<a:password>hunter2</a:password>"),
+    "json pretty in text": ("text/plain", '{\n  "password":\n    "hunter2"\n}'),
+    "text/json": ("text/json", '{"password":\n"hunter2"}'),
+    "ndjson member across lines": ("application/x-ndjson", '{"password":\n"hunter2"}'),
+    "yaml block": ("application/yaml", "user:\n  password: |\n    hunter2\n"),
+    "text tab": ("text/plain", "password\thunter2"),
+}
+
+
+def masked(content_type: str, body: str) -> bytes:
+    kind, shown = answer_kind([content_type])
+    mask = BodyMask(masker_for(READER_MASKS, b"k" * 32), kind, media=shown)
+    return mask.feed(body.encode()) + mask.finish()
+
+
+@pytest.mark.parametrize("case", sorted(TEXT_TABLES))
+def test_a_masked_field_in_text_the_masks_cannot_read_is_withheld(case):
+    content_type, body = TEXT_TABLES[case]
+    try:
+        out = masked(content_type, body)
+    except Unmaskable:
+        return
+    assert not any(value.encode() in out for value in HIDDEN), out
+
+
+PROSE = {
+    "a sentence": ("text/html", "<p>Reach ann@example.com by email or phone.</p>"),
+    "a path": ("text/html", '<a href="/password/reset">Reset your password</a>'),
+    "keyed values": ("text/plain", "phone: 5550100\npassword = hunter2"),
+    "one-line elements": ("application/xml", "<c><phone>5550100</phone></c>"),
+    "a named csv column": ("text/csv", "id,phone\n7,5550100"),
+    "pretty json": ("application/json", '{\n  "password":\n    "hunter2"\n}'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PROSE))
+def test_text_whose_named_values_are_told_is_still_masked_and_passed(case):
+    out = masked(*PROSE[case])
+    assert not any(value.encode() in out for value in HIDDEN), out
+    assert b"example.com" in out or b"[REDACTED]" in out or b"password" in out
+
+
+async def test_a_readers_html_table_of_phones_is_withheld_through_the_proxy(tmp_path):
+    page = TEXT_TABLES["html table"][1].encode()
+
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n" % len(page)
+            + page
+        )
+        await writer.drain()
+
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        reader = await exchange(s.proxy.port, request(s, "GET /customers.html HTTP/1.1"))
+        pii = await exchange(
+            s.proxy.port,
+            request(s, "GET /customers.html HTTP/1.1", groups=("readonly", "pii-readers")),
+        )
+    assert status(reader) == 502 and b"5550100" not in reader, reader
+    assert status(pii) == 200 and b"5550100" in pii  # (unmasked for pii-readers)

@@ -82,6 +82,10 @@ def body_kind(content_type: str | None) -> str:
     kind = media_type(content_type)
     if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
         found = "json"
+    elif kind.startswith("text/") and _JSON_DOCUMENT.search("application/" + kind[5:]):
+        # text/json, text/x-json: a JSON document by its name, masked whole as one (read
+        # as lines, a member whose value is on the next line passed)
+        found = "json"
     elif kind == "text/event-stream":
         found = "sse"
     elif kind in (
@@ -156,6 +160,17 @@ _ELEMENT = re.compile(
 )
 
 
+# a name as field rules spell one (a rule's segments are tested by Masker.rule_for)
+_NAME_HINT = re.compile(r"(?<![\w.\-])[A-Za-z_][\w\-]*(?![\w\-])")
+# after a name: quotes, a separator and a value on the same line (not a YAML block's
+# indicator, whose value follows on the next lines)
+_KEYED_VALUE = re.compile(r"""["']?[ \t]*[:=][ \t]*(?![|>][+\-0-9]*[ \t]*$)["']?[^\s"']""")
+_BLOCK = re.compile(r"[|>][+\-0-9]*")  # a YAML block scalar's indicator
+_NAME_OPENS = frozenset("<>\t|,;\"'{[")  # what a name in a table or markup follows
+_NAME_CLOSES = frozenset("<>\t|,;\"']}/")  # and what it is followed by
+_NAMESPACED = re.compile(r"</?[\w.\-]+:$|</$")  # `<ns:name`, `</name`
+
+
 def _dump(doc: Any) -> bytes:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -174,6 +189,7 @@ class BodyMask:
         self._pending = bytearray()
         self._names: list[str] = []  # a CSV body's column names (its first line)
         self._columns: dict[int, Any] | None = None  # their indices field rules name
+        self._named = masker.strictest_field_rule() is not None  # any field rule at all
 
     @property
     def streams(self) -> bool:
@@ -272,7 +288,7 @@ class BodyMask:
             value = rest.rstrip()
             if value.endswith(","):  # a pretty-printed JSON member's comma stays
                 value = value[:-1].rstrip()
-            if value:
+            if value and not _BLOCK.fullmatch(value):  # (a YAML block: _unresolved)
                 line = line[: found.start("rest")] + self._value(found["key"], value)
                 line += rest[len(value) :]
                 whole = True
@@ -280,7 +296,41 @@ class BodyMask:
             line = self._inline(line)
         if "</" in line:
             line = _ELEMENT.sub(self._element, line)
+        self._unresolved(line)
         return line
+
+    def _unresolved(self, line: str) -> None:
+        """Unmaskable when a line, its named values masked, still holds a name a field rule
+        names where a table, markup or a key puts a name whose value this line does not
+        hold: a cell or column (`<th>phone</th>`, `id\tphone`, `a,phone,b`, `| phone |`), an element
+        left open (`<password>` with its text on the next line, CDATA, a nested element),
+        an attribute's value (`name="password" value=...`), a key with its value on the
+        next line (`"password":` pretty-printed, a YAML block `password: |`). The value
+        is somewhere the masks cannot tie to it: the answer is withheld (an allow-list of
+        the shapes masked, `_fields`). A name in prose (`your phone number`) is text."""
+        if not self._named or not _NAME_HINT.search(line):
+            return
+        if "</" in line:  # (elements whose text a rule masked: their names are done)
+            line = _ELEMENT.sub(lambda m: "" if self._rule(m["tag"]) else m[0], line)
+        for found in _NAME_HINT.finditer(line):
+            start, end = found.span()
+            if not self._rule(found[0]):
+                continue
+            keyed = _KEYED_VALUE.match(line, end)
+            if keyed is not None:
+                continue  # `name: value`, `name=value`: masked by _fields/_inline
+            # (spaces around a cell's name, as Markdown's `| phone |`, are the cell's)
+            before, after = line[:start].rstrip(" "), line[end:].lstrip(" ")
+            opens = (
+                not before.strip()
+                or before[-1] in _NAME_OPENS
+                or _NAMESPACED.search(before) is not None
+            )
+            closes = not after.strip() or after[0] in _NAME_CLOSES or after[0] in ":="
+            if opens and closes:
+                raise Unmaskable(
+                    f"text naming the masked field {found[0]!r} where its value cannot be told"
+                )
 
     def _inline(self, line: str) -> str:
         """Named values inside a line (`"customer": {"phone": ...}`, `id=7&phone=...`,
@@ -297,7 +347,7 @@ class BodyMask:
             except (ValueError, RecursionError):
                 plain = _PLAIN.match(line, start)
                 end = start + (len(plain.group(0).rstrip()) if plain else 0)
-                if end == start:
+                if end == start or _BLOCK.fullmatch(line[start:end]):
                     continue
                 masked = self._value(found["key"], line[start:end], text=True)
             else:
@@ -339,6 +389,10 @@ class BodyMask:
         name are masked, then the detectors read the line."""
         if not line.strip():
             return line
+        if line.count('"') % 2:
+            # a quoted field across lines: read line by line, its row's later values
+            # would shift out of the columns the rules name
+            raise Unmaskable("a CSV field across lines cannot be masked")
         try:
             row = next(csv.reader([line]))
         except (csv.Error, StopIteration):
@@ -346,6 +400,8 @@ class BodyMask:
         if self._columns is None:
             self._names = row
             self._columns = self.masker.columns_to_mask(row)
+            if not self._columns:
+                self._unresolved(line)  # (columns split by `;` or tabs: not read as such)
             return self._text(line)
         if not self._columns:
             return self._text(line)
