@@ -23,7 +23,19 @@ through what the server says besides rows:
 from __future__ import annotations
 
 import pytest
-from adversary import CARD, SECRETS, Answer, RawClient, assert_none_of, ready_client, running_arena
+from adversary import (
+    CARD,
+    SECRETS,
+    Answer,
+    RawClient,
+    assert_none_of,
+    bind,
+    execute,
+    parse,
+    ready_client,
+    running_arena,
+    sync,
+)
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
@@ -91,6 +103,29 @@ def test_a_masked_dbas_failing_row_does_not_show_the_password(arena) -> None:
         assert_no_secret(answer)
         (fields,) = error_fields(answer)
         assert fields["C"] == "23502" and "withheld" in fields.get("D", ""), fields
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("sync_apart", [False, True])
+def test_an_error_answering_a_sync_is_masked(arena, sync_apart: bool) -> None:
+    """The implicit COMMIT of an extended-protocol batch runs at Sync: a deferred unique
+    key then fails there, and its error answered the Sync, which has no masker of its own
+    (Key (a)=(card 4111 1111 1111 1111 on file) in clear)."""
+    c = client(arena, ("dba",))
+    try:
+        made = c.query("CREATE TEMP TABLE p6d (a text UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+        assert not made.errors, made.errors
+        insert = "INSERT INTO p6d SELECT note FROM customers"
+        batch = [parse("", insert), bind("", ""), execute(""), parse("", insert)]
+        batch += [bind("", ""), execute("")]
+        if sync_apart:
+            c.sock.sendall(b"".join(batch))
+            answer = c.send(sync())
+        else:
+            answer = c.send(*batch, sync())
+        assert_no_secret(answer)
+        assert [f["C"] for f in error_fields(answer)] == ["23505"], answer.messages
     finally:
         c.close()
 
@@ -317,3 +352,29 @@ def test_a_toast_table_is_not_read_under_masks(arena, toasted: str, groups) -> N
             assert answer.refused and CARD_HEX not in answer.raw, answer.messages
     finally:
         c.close()
+
+
+# --- a unique index as an equality oracle -------------------------------------------------
+
+
+def test_a_masked_dba_makes_no_unique_index_unreviewed(arena) -> None:
+    """CREATE UNIQUE INDEX ON customers (password) ran without approval; then INSERT ...
+    ON CONFLICT DO NOTHING of a guess said INSERT 0 0 for a stored password and INSERT 0 1
+    otherwise: the equality test data.portcullis.oracle.equality denies in a WHERE."""
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query("CREATE UNIQUE INDEX p6u ON customers (password)")
+        assert answer.refused, answer.messages
+        assert any("approval" in e for e in answer.errors), answer.errors
+        guess = c.query(
+            "INSERT INTO customers (id, password) VALUES (3, 'hunter2-ada') ON CONFLICT DO NOTHING"
+        )
+        assert guess.tags != ["INSERT 0 0"], guess.messages
+        # an index that answers nothing still runs
+        plain = c.query("CREATE INDEX p6i ON customers (password); DROP INDEX p6i")
+        assert not plain.errors, plain.errors
+    finally:
+        c.close()
+        arena.reset_data()
+        with arena.admin() as admin:
+            admin.execute("DROP INDEX IF EXISTS p6u")

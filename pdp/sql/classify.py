@@ -254,6 +254,8 @@ def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
         rename_fields(
             entry, fields.get("renameType", "OBJECT_ACCESS_METHOD"), fields.get("subname")
         )
+    elif tag == "IndexStmt" and fields.get("unique"):
+        entry["unique"] = True  # its inserts then answer equality questions (entries.py)
     if kind == "drop":
         if "removeType" in ast.__dict__[tag].__slots__:
             remove_type = fields.get("removeType", "OBJECT_ACCESS_METHOD")

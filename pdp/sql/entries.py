@@ -81,6 +81,8 @@ RELATION_OBJECTS = {"table", "view", "materialized_view", "foreign_table", "sequ
 # constraint validated against every row, an index expression or WHERE, ALTER COLUMN TYPE
 # ... USING): the entry says value_expressions when one holds a column reference or a
 # sub-query, and (ALTER TABLE) alter_commands, the AlterTableType names of its commands.
+# CREATE UNIQUE INDEX says unique: over a table's stored values, whether an INSERT ... ON
+# CONFLICT DO NOTHING of a guess inserts a row then answers whether the value is stored.
 DDL_VALUE_TAGS = frozenset({"AlterTableStmt", "CreateStmt", "IndexStmt"})
 VALUE_NODES = frozenset({"ColumnRef", "SubLink"})
 

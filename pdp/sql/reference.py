@@ -170,6 +170,8 @@ def _describe(node: ast.Node) -> Entry:
         entry["target"] = node.target.name.removeprefix("DISCARD_").lower()  # type: ignore[union-attr]
     elif isinstance(node, ast.RenameStmt):
         rename_fields(entry, node.renameType.name, node.subname)  # type: ignore[union-attr]
+    elif isinstance(node, ast.IndexStmt) and node.unique:
+        entry["unique"] = True
     if kind == "drop":
         entry["object"] = _drop_object(node, tag)
     return entry

@@ -221,6 +221,11 @@ class ResponseTracker:
         # statements the proxy prepared whose Parse or Bind failed: the server may not hold
         # them as made, so they are never bound again (the enforcer reads and clears it)
         self.unprepared: list[str] = []
+        # the masker of the last thing owed that had one: an error or notice answering what
+        # has none (the Sync whose implicit COMMIT fails a deferred constraint, `Key (a)=
+        # (card ...)`; the server speaking unprompted) is masked with it, since the session
+        # is masked (fail closed: a later unmasked statement's errors are masked too)
+        self.error_masker: Masker | None = None
         # (masker, description, formats) → the table columns the RowMask was planned on,
         # what the catalog said of them then, and the RowMask (see _row_mask)
         self._row_masks: dict[
@@ -237,6 +242,7 @@ class ResponseTracker:
             self._special = self._masking = self.quiet_owed = 0
         if item.masker is not None:
             self._masking += 1
+            self.error_masker = item.masker
         if item.quiet:
             self.quiet_owed += 1
         if item.swallow or item.replace_error is not None or item.kind == "Call":
@@ -253,6 +259,7 @@ class ResponseTracker:
             self._special = self._masking = self.quiet_owed = 0
         if masks:
             self._masking += 1
+            self.error_masker = next(i.masker for i in items if i.masker is not None)
         queue.extend(items)
 
     def synthetic(self, build: Callable[[str], bytes]) -> bytes:
@@ -297,8 +304,10 @@ class ResponseTracker:
             self.watch(message.name, message.value)
             return out + (message.raw or message.encode())
         if isinstance(message, codec.NoticeResponse):
-            if isinstance(head, Expect) and head.masker is not None:
-                fields = masked_fields(head.masker, message.fields)
+            masker = head.masker if isinstance(head, Expect) else None
+            masker = masker or self.error_masker
+            if masker is not None:
+                fields = masked_fields(masker, message.fields)
                 if fields is not None:
                     return out + codec.NoticeResponse(fields).encode()
             return out + (message.raw or message.encode())
@@ -306,6 +315,10 @@ class ResponseTracker:
             return out + (message.raw or message.encode())
         if not isinstance(head, Expect):
             # nothing owed: the server speaks unprompted (e.g. a FATAL before closing)
+            if isinstance(message, codec.ErrorResponse) and self.error_masker is not None:
+                fields = masked_fields(self.error_masker, message.fields)
+                if fields is not None:
+                    return out + codec.ErrorResponse(fields).encode()
             return out + (message.raw or message.encode())
         if isinstance(message, codec.ErrorResponse):
             return out + self._on_error(head, message)
@@ -600,9 +613,10 @@ class ResponseTracker:
         error = message
         if head.replace_error is not None:
             error = head.replace_error
-        elif head.masker is not None:
+        elif (masker := head.masker or self.error_masker) is not None:
             # the server's error of a statement whose results are masked may quote a value
-            fields = masked_fields(head.masker, message.fields)
+            # (and the error of a Sync, the transaction's commit, any of its statements')
+            fields = masked_fields(masker, message.fields)
             if fields is not None:
                 error = codec.ErrorResponse(fields)
         self._complete(head, "", error.fields.get("C", "") or "error")

@@ -392,3 +392,11 @@ test_toast_tables_are_denied_to_everyone_under_the_masks if {
 		portcullis.decision.verdict == "allow" with input as pg_input(["dba", "pii-readers"], [s])
 	}
 }
+
+test_a_unique_index_needs_approval_under_the_masks if {
+	unique := object.union(stmt_with("ddl", {"tag": "IndexStmt", "unique": true}), {"tables": ["customers"]})
+	d := portcullis.decision with input as pg_input(["dba"], [unique])
+	d.verdict == "require_approval"
+	plain := object.union(stmt_with("ddl", {"tag": "IndexStmt"}), {"tables": ["customers"]})
+	portcullis.decision.verdict != "require_approval" with input as pg_input(["dba"], [plain])
+}
