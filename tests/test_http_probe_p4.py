@@ -26,7 +26,11 @@ bytes are the attack). Each test is one way around a decision that worked before
   then `<td>...`), TSV, `;`-separated CSV or a CSV field across lines, an XML element
   whose text is on the next line, in CDATA or nested, `<input name="password"
   value=...>`, JSON pretty-printed under text/plain or text/json (`"password":` then the
-  value on the next line), a YAML block (`password: |`).
+  value on the next line), a YAML block (`password: |`);
+- a WebSocket upgrade's answer head went to a reader as the upstream wrote it: a 101's
+  fields, or another status's (a redirect whose Location names `phone=...`, an
+  `X-Customer-Phone`) unmasked, with a Content-Length for a body never relayed; and a
+  `phone=...` pair in any answer's Location passed the header masks.
 """
 
 from __future__ import annotations
@@ -281,3 +285,41 @@ async def test_a_readers_html_table_of_phones_is_withheld_through_the_proxy(tmp_
         )
     assert status(reader) == 502 and b"5550100" not in reader, reader
     assert status(pii) == 200 and b"5550100" in pii  # (unmasked for pii-readers)
+
+
+WS_ANSWERS = {
+    "redirect": b"HTTP/1.1 302 Found\r\nLocation: /c?email=ann@example.com&phone=5550100\r\n"
+    b"X-Customer-Phone: 5550100\r\nContent-Length: 0\r\n\r\n",
+    "switched": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\nX-Customer-Phone: 5550100\r\n"
+    b"Set-Cookie: who=ann@example.com\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", [*sorted(WS_ANSWERS), "plain redirect"])
+async def test_a_readers_websocket_answer_head_is_masked(tmp_path, case):
+    plain = case == "plain redirect"
+    case = "redirect" if plain else case
+
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(WS_ANSWERS[case])
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    upgrade = (
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    )
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        data = request(s, "GET /ws HTTP/1.1", "" if plain else upgrade)
+        if not plain:
+            data = data.replace(b"Connection: close\r\n", b"")
+        answer = await exchange(s.proxy.port, data)
+    head = answer.partition(b"\r\n\r\n")[0]
+    assert status(answer) == int(WS_ANSWERS[case].split(b" ")[1]), answer
+    for value in (b"5550100", b"ann@example.com"):
+        assert value not in head, head

@@ -131,10 +131,12 @@ def masked_headers(
 ) -> tuple[list[tuple[str, str]], dict[str, int]]:
     """A response's header fields under a mask: a field named as a rule names a JSON key
     (`X-Customer-Email`, `X-Phone`: its name without `x-`, `-` read as `_`, and its last
-    part) masked by that rule, every value read by the detectors (a Location, a
+    part) masked by that rule, a value's parts a rule names masked (`phone=...` in a
+    Location's query), every value read by the detectors (a Location, a
     Content-Disposition's filename, a Link). Counts as mask_json's."""
     out: list[tuple[str, str]] = []
     counts: Counter[str] = Counter()
+    values = BodyMask(masker, "lines")  # (a value's named parts: a Location's `phone=...`)
     for name, value in headers:
         key = name.lower().removeprefix("x-").replace("-", "_")
         named = [key, key.rsplit("_", 1)[-1]]
@@ -143,9 +145,12 @@ def masked_headers(
             masked, found = masker.mask_json({rule: value})
             counts.update(found)
             value = str(next(iter(masked.values())))
+        elif "=" in value or ":" in value:
+            value = values._inline(value)
         text, found = masker.mask_text(value)
         counts.update({f"detector:{k}": v for k, v in found.items()})
         out.append((name, text))
+    counts.update(values.counts)
     return out, dict(counts)
 
 

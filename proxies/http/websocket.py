@@ -5,7 +5,8 @@ Owns the two halves of a WebSocket relay: `FrameReader`, a sans-IO reader of RFC
 §5.2 frame headers (no IO: bytes in, (opcode, fin, length, first bytes of the payload)
 out, a client's masked payload unmasked for the recording), and `relay_websocket`, the
 asyncio glue that sends the decided upgrade upstream (the client's token removed, the
-upstream credential injected, as for any request), hands the upstream's answer back, and
+upstream credential injected, as for any request), hands the upstream's answer head back
+(masked as an HTTP answer's under a mask; another status than 101 without its body), and
 then copies bytes both ways, every frame recorded with its direction, opcode and size and
 every byte towards the client checked for the upstream credential first. Under a mask
 verdict (a reader's WebSocket), `MaskedFrames` masks each message towards the client as an
@@ -24,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from portcullis.masking import Masker, MaskingError
 from portcullis.verdict import VerdictKind
-from proxies.http.bodies import masker_for
+from proxies.http import messages
+from proxies.http.bodies import masked_headers, masker_for
 from proxies.http.guard import ResponseGuard
+from proxies.http.upstream import ResponseHead, UpstreamError, read_head
 from proxies.runtime.pdp_client import Ruling
 
 if TYPE_CHECKING:
@@ -274,15 +277,20 @@ async def relay_websocket(
             session.record_command(raw, ruling, status=502, error="upstream_closed", **details)
             conn.send_problem(request, 502, "upstream closed the upgrade")
             return
-        status_line = answer.split(b"\r\n", 1)[0].split(b" ")
-        status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
-        if status == 101 and b"\nsec-websocket-extensions:" in answer.lower():
+        try:
+            head = read_head(answer[:-4])
+        except UpstreamError:
+            session.record_command(raw, ruling, status=502, error="upstream_answer", **details)
+            conn.send_problem(request, 502, "the upstream's answer cannot be read")
+            return
+        status = head.status
+        if status == 101 and head.get("sec-websocket-extensions") is not None:
             # the proxy offered none: frames an extension shapes cannot be checked
             session.record_command(raw, ruling, status=502, error="websocket_extension", **details)
             conn.send_problem(request, 502, "the upstream chose a WebSocket extension")
             return
         guard = ResponseGuard(conn.output, conn.secrets(request), least_held=WEBSOCKET_HELD)
-        guard.write(answer, final=True)
+        guard.write(answer_head(head, masking), final=True)
         session.record_command(raw, ruling, status=status, **details)
         if status != 101:
             return
@@ -293,6 +301,37 @@ async def relay_websocket(
         up_writer.close()
         with contextlib.suppress(Exception):
             await up_writer.wait_closed()
+
+
+# the handshake's own fields (RFC 6455 §4.2.2): passed as they are, never masked
+_HANDSHAKE = frozenset(
+    {"upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol",
+     "sec-websocket-version"}
+)  # fmt: skip
+
+
+def answer_head(head: ResponseHead, masking: MaskedFrames | None) -> bytes:
+    """The upstream's answer to an upgrade, as the client gets it: a 101 with its fields;
+    any other status without its body (which is not relayed: Content-Length 0, the
+    connection closed) and without hop-by-hop fields. Under a mask, every field but the
+    handshake's is masked as an HTTP answer's head is (masked_headers), and the reason
+    phrase is the standard one."""
+    if head.status == 101:
+        fields = [(f[2], f[3]) for f in head.fields]
+    else:
+        fields = messages.relayed_headers(head.fields)
+        fields += [("content-length", "0"), ("connection", "close")]
+    reason = head.reason
+    if masking is not None:
+        reason = ""
+        shown = []
+        for name, value in fields:
+            if name.lower() not in _HANDSHAKE:
+                [(name, value)], counts = masked_headers(masking.masker, [(name, value)])
+                masking.counts.update(counts)
+            shown.append((name, value))
+        fields = shown
+    return messages.response_head(head.status, reason, fields)
 
 
 async def _relay(
