@@ -22,6 +22,9 @@ case is a reader's (mallory, outside pii-readers: tool results masked):
 - a `Last-Event-ID` was forwarded whatever it named: a server's event store (the SDK's
   interface keys events by id alone) replays the stream an id belongs to, another
   session's and another token's as well (here: sequential ids, the real SDK server).
+- prompts/list and resources/list answers showed every prompt and resource the server has,
+  where a tools/list answer shows only what the caller may call: a reader read the names
+  (and descriptions) of prompts and resources the connection does not list.
 - a resource URI was matched by prefix as written while a server resolves it normalised:
   `invoice://7/../../etc/passwd`, `%2e%2e`, `%2F`, escaped letters went upstream (with
   the shipped prefix `invoice://` nothing escapes the scheme; with a path prefix such as
@@ -433,3 +436,43 @@ async def test_a_completion_is_decided_by_what_it_completes(tmp_path: Path) -> N
     assert forwarded == ["listed prompt", "listed template"]
     denied = json.loads(await read(outcomes["unlisted prompt"]))
     assert 'completion for prompt "export_customers"' in denied["error"]["message"]
+
+
+async def test_prompt_and_resource_lists_show_only_what_the_caller_may_use(
+    tmp_path: Path,
+) -> None:
+    prompts = {
+        "prompts": [
+            {"name": "summarize_invoice", "description": "a summary"},
+            {"name": "export_customers", "description": "every customer, with cards"},
+        ]
+    }
+    resources = {
+        "resources": [
+            {"uri": "invoice://7", "name": "invoice 7"},
+            {"uri": "secrets://db-password", "name": "the database's password"},
+            {"uri": "invoice://7/../../secrets", "name": "a way round"},
+        ],
+        "nextCursor": "c-2",
+    }
+    async with mcp_stack(tmp_path) as stack:
+        shown = {}
+        for who in ("mallory", "dan"):
+            agent = await agent_of(
+                stack, f"{who}@example.com", *(("dba", "pii-readers") if who == "dan" else ())
+            )
+            await agent.start(f"sid-{who}")
+            for n, (method, result) in enumerate(
+                (("prompts/list", prompts), ("resources/list", resources))
+            ):
+                sent = await agent.send("POST", _rpc(90 + n, method))
+                assert isinstance(sent, Forward)
+                data = await read(
+                    await sent.response(200, list(SSE), chunks(_answer(90 + n, result=result)))
+                )
+                shown[(who, method)] = sse_messages(data)[0]["result"]
+    for who in ("mallory", "dan"):
+        assert [p["name"] for p in shown[(who, "prompts/list")]["prompts"]] == ["summarize_invoice"]
+        listed = shown[(who, "resources/list")]
+        assert [r["uri"] for r in listed["resources"]] == ["invoice://7"]
+        assert listed["nextCursor"] == "c-2"

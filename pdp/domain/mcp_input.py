@@ -6,7 +6,8 @@ Owns the rule that the PDP reads the message itself, from the raw text the proxy
 answer to the server, or `{"http": "GET"|"DELETE"}`: opening the server's event stream,
 ending the session), and never takes a proxy's description of which tool is called with
 which arguments. `"listing": true` beside the
-method asks whether a `tools/list` answer may show a tool, not to call it. From the proxy
+method asks whether a `tools/list` (`prompts/list`, `resources/list`) answer may show a
+tool (prompt, resource), not to call (get, read) it. From the proxy
 it takes only whether the message was a notification (the id the text leaves out says
 so). Text that is not such a message is handed to the policy as `malformed`, which the
 shipped policy denies.
@@ -22,6 +23,9 @@ from typing import Any
 from portcullis.mcp import TARGETS, URI_METHODS, WITH_ARGUMENTS, uri_problem
 
 MALFORMED = {"message": "malformed", "method": "", "malformed": True}
+# what a `listing` question may ask of a listed item: calling a tool, getting a prompt,
+# reading a resource (whether a tools, prompts or resources list may show it)
+LISTED = frozenset({"tools/call", "prompts/get", "resources/read"})
 # an HTTP request that carries no message: what it asks
 HTTP_MESSAGES = {"GET": "stream", "DELETE": "end"}
 
@@ -62,7 +66,7 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
         or not isinstance(params, dict)
         or set(message) - {"method", "params", "listing"}
         or listing not in (True, False)
-        or (listing and method != "tools/call")
+        or (listing and method not in LISTED)
     ):
         return dict(MALFORMED)
     out: dict[str, Any] = {

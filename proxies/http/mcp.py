@@ -65,13 +65,15 @@ class Handling:
     method: str
     decision_id: str
     masker: Masker | None = None
-    list_tools: bool = False
+    # tools/list, prompts/list, resources/list: its answer shows only what the caller may
+    # use (codec.LISTINGS); "" for any other request
+    lists: str = ""
     # completion/complete: the argument whose values it asks for (params.argument.name)
     completes: str | None = None
 
     @property
     def reads(self) -> bool:
-        return self.masker is not None or self.list_tools
+        return self.masker is not None or bool(self.lists)
 
 
 @dataclass
@@ -256,7 +258,7 @@ class McpExchange:
                     message.method,
                     ruling.decision_id,
                     masker,
-                    message.method == "tools/list",
+                    message.method if message.method in codec.LISTINGS else "",
                     _completed_argument(message),
                 )
                 mcp.expect(message.id, handling)
@@ -626,11 +628,11 @@ class Forward:
                 )
             message = _jsonrpc_keys(message, _RESPONSE_KEYS)
         result = message.get("result")
-        if handling.list_tools and "result" in message:
+        if handling.lists and "result" in message:
             result = await self._listed(result, handling)
             if result is None:
                 return codec.error_response(
-                    message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an unreadable tool list"
+                    message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an unreadable list"
                 )
             message = {**message, "result": result}
         if handling.masker is not None:
@@ -692,25 +694,30 @@ class Forward:
         return out
 
     async def _listed(self, result: Any, handling: Handling) -> Any:
-        names = codec.listed_tools(result)
+        """A tools, prompts or resources list showing only what the caller may use: the
+        policy is asked per item (`listing`), as it would decide calling the tool, getting
+        the prompt, reading the resource."""
+        names = codec.listed(result, handling.lists)
         if names is None or len(names) > MAX_LISTED_TOOLS:
             return None
-        rulings = await asyncio.gather(*(self._may_call(name) for name in names))
+        rulings = await asyncio.gather(*(self._may_use(handling.lists, n) for n in names))
         shown = {n for n, r in zip(names, rulings, strict=True) if r.verdict.allowed}
-        # which argument each Mcp-Param header names, as the server declared it
-        self.mcp.header_schemas = {
-            t["name"]: codec.header_schema(t) for t in result["tools"] if t["name"] in shown
-        }
+        if handling.lists == "tools/list":
+            # which argument each Mcp-Param header names, as the server declared it
+            self.mcp.header_schemas = {
+                t["name"]: codec.header_schema(t) for t in result["tools"] if t["name"] in shown
+            }
         hidden = sorted(set(names) - shown)
         self.session.record_response(
-            kind="mcp.tools_list", decision_id=handling.decision_id, listed=len(names),
-            hidden=hidden[:64],
+            kind="mcp." + handling.lists.replace("/", "_"), decision_id=handling.decision_id,
+            listed=len(names), hidden=hidden[:64],
         )  # fmt: skip
-        return codec.filtered_tools(result, shown)
+        return codec.filtered(result, shown, handling.lists)
 
-    async def _may_call(self, name: str) -> Ruling:
+    async def _may_use(self, listing: str, name: str) -> Ruling:
         # a question of its own (`listing`), in the audit record as in the policy input
-        asked = {"method": "tools/call", "params": {"name": name}}
+        _, _, method, key = codec.LISTINGS[listing]
+        asked = {"method": method, "params": {key: name}}
         raw = codec.canonical({"endpoint": self.target, "listing": True, **asked})
         return await self.session.decide(KIND, raw, None, _exact)
 

@@ -449,21 +449,43 @@ def response_messages(document: Any) -> list[dict[str, Any]] | None:
     return items
 
 
-def listed_tools(result: Any) -> list[str] | None:
-    """The names a `tools/list` result lists, None if it is not one (MCP Server → Tools)."""
-    if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+# a list method → the result's array, the key naming each item, and the request (method,
+# params key) the policy is asked whether the caller may make of an item (`listing`)
+LISTINGS: dict[str, tuple[str, str, str, str]] = {
+    "tools/list": ("tools", "name", "tools/call", "name"),
+    "prompts/list": ("prompts", "name", "prompts/get", "name"),
+    "resources/list": ("resources", "uri", "resources/read", "uri"),
+}
+
+
+def listed(result: Any, method: str = "tools/list") -> list[str] | None:
+    """The names (uris) a list result lists, None if it is not one (MCP Server → Tools,
+    Prompts, Resources)."""
+    array, key = LISTINGS[method][:2]
+    if not isinstance(result, dict) or not isinstance(result.get(array), list):
         return None
     names = []
-    for tool in result["tools"]:
-        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+    for item in result[array]:
+        if not isinstance(item, dict) or not isinstance(item.get(key), str):
             return None
-        names.append(tool["name"])
+        names.append(item[key])
     return names
+
+
+def filtered(result: dict[str, Any], shown: set[str], method: str = "tools/list") -> dict[str, Any]:
+    """A list result with only the items in `shown`."""
+    array, key = LISTINGS[method][:2]
+    return {**result, array: [item for item in result[array] if item[key] in shown]}
+
+
+def listed_tools(result: Any) -> list[str] | None:
+    """The names a `tools/list` result lists, None if it is not one."""
+    return listed(result, "tools/list")
 
 
 def filtered_tools(result: dict[str, Any], shown: set[str]) -> dict[str, Any]:
     """A `tools/list` result with only the tools in `shown`."""
-    return {**result, "tools": [t for t in result["tools"] if t["name"] in shown]}
+    return filtered(result, shown, "tools/list")
 
 
 # -- server-sent events ----------------------------------------------------------------

@@ -12,7 +12,8 @@
 # classes: read (allowed for members), write (approval for everyone not privileged) and
 # dangerous (privileged only). A tool in no class is denied, whoever asks. `listing: true`
 # asks whether a tools/list answer may show a tool: it shows what the caller may call, with
-# or without an approval. The protocol's own methods (initialize, ping, notifications, the
+# or without an approval (a prompts/list or resources/list answer likewise, asked as the
+# prompts/get or resources/read of each item). The protocol's own methods (initialize, ping, notifications, the
 # lists) are allowed from data.portcullis.mcp.methods; any other method is denied.
 #
 # Every rule here opens with `input.command.kind == "mcp.call"`, an equality on the input

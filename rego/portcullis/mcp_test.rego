@@ -205,3 +205,12 @@ test_mcp_completions_only_of_what_is_listed if {
 		mcp_decision(groups, completion({})).verdict == "deny"
 	}
 }
+
+test_mcp_prompt_and_resource_lists_show_what_is_listed if {
+	prompt := {"endpoint": "/mcp", "message": "request", "method": "prompts/get", "listing": true}
+	resource := {"endpoint": "/mcp", "message": "request", "method": "resources/read", "listing": true}
+	mcp_decision(["readonly"], object.union(prompt, {"prompt": "summarize_invoice"})).verdict == "allow"
+	mcp_decision(["readonly"], object.union(prompt, {"prompt": "export_customers"})).verdict == "deny"
+	mcp_decision(["readonly"], object.union(resource, {"uri": "invoice://7"})).verdict == "allow"
+	mcp_decision(["readonly"], object.union(resource, {"uri": "secrets://db"})).verdict == "deny"
+}
