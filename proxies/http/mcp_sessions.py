@@ -30,7 +30,8 @@ MAX_SESSIONS = 10_000
 MAX_SESSIONS_PER_OWNER = 64
 MAX_PENDING = 256
 MAX_SESSION_ID = 256
-MAX_EVENT_IDS = 1024
+MAX_EVENT_IDS = 256  # per session, the latest (as MAX_PENDING requests)
+MAX_EVENT_ID = 256  # characters: a longer id is not noted, so not resumed from
 
 
 def owner_of(token: str, key: bytes) -> str:
@@ -68,6 +69,8 @@ class McpSession:
 
     def handed(self, event_id: str) -> None:
         """An event of this id reached the client: it may resume from it."""
+        if len(event_id) > MAX_EVENT_ID:
+            return
         self.event_ids.pop(event_id, None)
         self.event_ids[event_id] = None
         while len(self.event_ids) > MAX_EVENT_IDS:
