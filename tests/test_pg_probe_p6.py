@@ -378,3 +378,24 @@ def test_a_masked_dba_makes_no_unique_index_unreviewed(arena) -> None:
         arena.reset_data()
         with arena.admin() as admin:
             admin.execute("DROP INDEX IF EXISTS p6u")
+
+
+def test_a_masked_dba_does_not_cluster_by_a_password_unreviewed(arena) -> None:
+    """CREATE INDEX on customers (password) runs; CLUSTER customers USING it ran too, and
+    SELECT id FROM customers then listed the rows in password order (3, 1, 2 here)."""
+    with arena.admin() as admin:
+        admin.execute("INSERT INTO customers (id, name, password) VALUES (3, 'Cy', 'aaa-first')")
+    c = client(arena, ("dba",))
+    try:
+        made = c.query("CREATE INDEX p6c ON customers (password)")
+        assert not made.errors, made.errors
+        answer = c.query("CLUSTER customers USING p6c")
+        assert answer.refused, answer.messages
+        assert any("approval" in e for e in answer.errors), answer.errors
+        rows = c.query("SELECT id FROM customers").rows
+        assert [r[0] for r in rows] == [b"1", b"2", b"3"], rows
+    finally:
+        c.close()
+        with arena.admin() as admin:
+            admin.execute("DROP INDEX IF EXISTS p6c")
+        arena.reset_data()

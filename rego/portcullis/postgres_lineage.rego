@@ -365,6 +365,17 @@ pg_masked_ddl_allowed(s) if {
 	}
 }
 
+# CLUSTER rewrites a table in an index's order: over an index on a sensitive column (CREATE
+# INDEX on a bare column runs without approval), a plain SELECT then returns the rows in
+# that column's order, the ordering the predicate rules deny in ORDER BY.
+pg_approval contains [i, "CLUSTER under the masks needs approval: it stores a table's rows in an index's order, which any read of them then shows"] if {
+	privileged
+	not pii_reader
+	input.command.postgres.types.maintenance
+	some i, s in input.command.postgres.statements
+	s.tag == "ClusterStmt"
+}
+
 # A sensitive column renamed escapes the masks that name it, for everyone they mask (a
 # pii-reader's rename too): approval for every privileged identity (others may run no DDL).
 pg_approval contains [i, sprintf("renaming sensitive column %s escapes the masks that name it: needs approval", [s.renamed_column])] if {

@@ -400,3 +400,13 @@ test_a_unique_index_needs_approval_under_the_masks if {
 	plain := object.union(stmt_with("ddl", {"tag": "IndexStmt"}), {"tables": ["customers"]})
 	portcullis.decision.verdict != "require_approval" with input as pg_input(["dba"], [plain])
 }
+
+test_cluster_needs_approval_under_the_masks if {
+	cluster := stmt_with("maintenance", {"tag": "ClusterStmt"})
+	d := portcullis.decision with input as pg_input(["dba"], [cluster])
+	d.verdict == "require_approval"
+	"CLUSTER under the masks needs approval: it stores a table's rows in an index's order, which any read of them then shows" in d.reasons
+	portcullis.decision.verdict == "allow" with input as pg_input(["dba", "pii-readers"], [cluster])
+	vacuum := stmt_with("maintenance", {"tag": "VacuumStmt"})
+	portcullis.decision.verdict != "require_approval" with input as pg_input(["dba"], [vacuum])
+}
