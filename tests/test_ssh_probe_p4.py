@@ -4,8 +4,10 @@ and exec lines whose words bash expands otherwise than the PDP read them."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from policy_harness import shipped_engine
 from test_ssh_probe_exec import ALLOWED, reading, verdict
 from test_ssh_proxy import ssh_stack
 
+from pdp.domain.recordings import session_events
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 from proxies.ssh import stream
@@ -221,3 +224,87 @@ async def test_sftp_names_of_a_dba_under_masks_are_masked(tmp_path: Path) -> Non
     assert set(NAMED_FILES) <= set(plain)
     # before: the raw name's bytes, the card in them
     assert isinstance(unreadable, asyncssh.SFTPFailure), unreadable
+
+
+# -- long command lines in the evidence ------------------------------------------------------
+
+LONG_ARGS = (" " + "a" * 199) * 1000  # 200 KB of words
+MANY_WORDS = " a" * 100_000  # 200 KB, 100,000 words
+
+
+async def test_a_long_command_line_is_decided_whole_and_recorded_in_part(
+    tmp_path: Path,
+) -> None:
+    """A reader's 200 KB exec lines: before, each was stored whole in its decision record
+    and again in its command event (a few such lines a second swell the evidence without
+    bound). Now each keeps its first 8 KiB with the size and SHA-256 of the whole; the
+    decision still reads the whole line (its `rm` at the end denies it)."""
+    allowed = "uptime" + LONG_ARGS
+    denied = allowed + "; rm /tmp/sshp4-x"
+    async with ssh_stack(tmp_path) as s:
+        async with await s.connect(("readonly",)) as conn:
+            first = await conn.run(allowed)
+            second = await conn.run(denied)
+        await s.proxy.settled()
+        decisions = [d.body for d in await s.pdp.store.query(kind="decision")]
+        events = await session_events(s.pdp.store)
+    assert "denied" not in str(first.stderr), first.stderr
+    assert second.exit_status == 1 and "rm /tmp" in str(second.stderr), second.stderr
+    for line in (allowed, denied):
+        whole = line.encode()
+        digest = hashlib.sha256(whole).hexdigest()
+        (record,) = [d for d in decisions if d.get("raw_sha256") == digest]
+        assert len(record["raw"].encode()) <= 8192 and line.startswith(record["raw"])
+        assert record["raw_bytes"] == len(whole) and record["raw_truncated"]
+        (event,) = [e for e in events if e.get("details", {}).get("command_sha256") == digest]
+        assert len(event["command"].encode()) <= 8192, len(event["command"])
+    assert all(len(str(d.get("raw", ""))) <= 8192 for d in decisions)
+    assert all(len(str(e.get("command", ""))) <= 8192 for e in events)
+
+
+def test_a_long_line_costs_the_pdp_no_more_than_a_short_one_to_read(engine: Any) -> None:
+    """A 200 KB line the fast readings do not take (a trailing space, a quote, a `$`...)
+    went to bashlex, 20-50 us of the PDP's CPU a byte of short words: 10 s for the first
+    (20 s and more for 1 MiB), every other decision waiting, and each such line was kept
+    in the reading's cache. Now a line past MAX_SHELL_READ is malformed (denied) unless a
+    fast reading takes it."""
+    for line in ("uptime" + MANY_WORDS + " ", "uptime" + LONG_ARGS + " $x"):
+        started = time.perf_counter()
+        read = reading(line)
+        assert time.perf_counter() - started < 2.0  # before: ~10 s
+        assert "longer than" in read.get("malformed", ""), read.get("malformed")
+    assert verdict(engine, "uptime" + LONG_ARGS + " ")["verdict"] == "deny"
+    assert not reading("uptime" + LONG_ARGS).get("malformed")  # plain words: read
+
+
+def test_a_line_of_many_words_costs_the_pdp_no_more_than_a_short_one_to_decide(
+    engine: Any,
+) -> None:
+    """journalctl with 100,000 words (200 KB): the policy walks every word in several
+    rules, 130 us a word: 13 s of the PDP's CPU for one decision (65 s for 1 MiB), and it
+    was allowed. Now a line of more than MAX_WORDS words is malformed, denied at once."""
+    for line in ("journalctl" + MANY_WORDS, "journalctl" + MANY_WORDS.replace(" a", " 'a'")):
+        started = time.perf_counter()
+        decided = verdict(engine, line)
+        assert time.perf_counter() - started < 2.0  # before: ~13 s
+        assert decided["verdict"] == "deny", decided["verdict"]
+
+
+# -- a card behind a decoy digit run ---------------------------------------------------------
+
+DECOYED = [
+    # `printf '1111 1111 1111 1111 '; cat cards.txt` in a dba's shell, or such a log line:
+    # the card detector took 1111 1111 1111 4111 (valid) and went on after it, so the
+    # card that follows, short of its first group, was not found; masked, it read whole
+    "1111 1111 1111 1111 4111 1111 1111 1111",
+    "1111 1111 1111 1111    4111 1111 1111 1111",
+]
+
+
+@pytest.mark.parametrize("text", DECOYED)
+def test_a_card_behind_a_decoy_digit_run_is_masked(text: str) -> None:
+    masked, counts = masker().mask_text(text)
+    assert CARD not in masked and counts["credit_card"] >= 1, masked
+    assert not masker().mask_text(masked)[1], masked  # nothing left to find
+    out = MaskedOutput(masker())
+    assert CARD.encode() not in out.feed(text.encode() + b"\n") + out.flush()

@@ -165,7 +165,10 @@ def _card_spans(text: str) -> Iterator[Span]:
                 start += 1
                 continue
             yield groups[start][0], groups[end][1]
-            start = end + 1
+            # not end + 1: a window found may take the first group of a card that follows
+            # (`1111 1111 1111 1111 4111 1111 1111 1111` holds 1111...4111, valid, then
+            # 4111 1111 1111 1111), which must be found too; overlaps are merged
+            start += 1
     if _EXPONENT_HINT.search(text) is None:
         return
     for m in _EXPONENT_NUMBER.finditer(text):

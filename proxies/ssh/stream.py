@@ -117,12 +117,16 @@ class MaskedOutput:
         """Of a line (no line end) longer than HOLD_LIMIT: all but its last OVERLAP bytes,
         masked, cut after a space where masking the part sent gives what masking the whole
         gives for it (no value the detectors find in the whole crosses the cut, so none
-        is sent half-masked or in two halves); the rest is held. With no such cut, the
-        whole line goes out masked as one."""
+        is sent half-masked or in two halves); the rest is held. Each cut turned down is
+        followed by one further back (1, 4, 16... bytes before it: a run of values with a
+        space every few bytes, cards one after another, is left in a few tries). With no
+        such cut, the whole line goes out masked as one (what follows it is then read
+        with it: _continued)."""
         cut = len(line) - OVERLAP
         # a character the chunk cut in two waits for its other bytes, whatever goes out
         body = line[: _complete(line)]
         whole, counts = self._masked(body)
+        back = 1
         for _ in range(CUT_TRIES):
             cut = max(body.rfind(space, 0, cut) for space in SPACES) + 1
             if cut <= 0:
@@ -131,7 +135,8 @@ class MaskedOutput:
             if whole.startswith(head):
                 self._held = line[cut:]
                 return self._release(body[:cut], (head, head_counts))
-            cut -= 1  # before this space: the next cut is at an earlier one
+            cut -= back  # before this space: the next cut is at an earlier one
+            back *= 4
         self._held = line[len(body) :]
         return self._release(body, (whole, counts))
 
