@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -21,6 +22,7 @@ from pdp.engine import EngineError, PolicyEngine
 from pdp.plumbing.frozen import quick_init
 from pdp.store import AuditStore, StoreUnavailable
 from pdp.store.chain import canonical_json
+from portcullis import protocols
 from portcullis.literals import ShapeRewrite
 from portcullis.reuse import ReuseTable
 from portcullis.shape import shaped
@@ -238,6 +240,7 @@ class Decider:
         }
         if reused is not None:
             body["evaluation_reused_from"] = reused.decision_id
+        body.update(raw_in_part(body["kind"], body["raw"]))
         statements = _statements_of(command)
         if statements is not None:
             body["statements"] = statements
@@ -459,3 +462,23 @@ def _statements_of(command: dict[str, Any]) -> list[Any] | None:
     details = command.get(str(command.get("kind", "")).partition(".")[0])
     statements = details.get("statements") if isinstance(details, dict) else None
     return statements if isinstance(statements, list) else None
+
+
+def raw_in_part(kind: str, raw: Any) -> dict[str, Any]:
+    """What a decision record keeps of a command text longer than its protocol records
+    (Protocol.recorded_raw), decided whole: its first bytes, that it is cut, its size and
+    the SHA-256 of the whole (as a command refused for its size is recorded), and that the
+    decision read it whole; {} for a text kept whole."""
+    limit = protocols.recorded_raw_of(kind)
+    if limit is None or not isinstance(raw, str) or len(raw) <= limit // 4:
+        return {}
+    whole = raw.encode("utf-8", "surrogatepass")
+    if len(whole) <= limit:
+        return {}
+    return {
+        "raw": whole[:limit].decode("utf-8", "ignore"),
+        "raw_truncated": True,
+        "raw_bytes": len(whole),
+        "raw_sha256": hashlib.sha256(whole).hexdigest(),
+        "raw_decided_whole": True,
+    }

@@ -15,8 +15,8 @@ definition, an `env`/`xargs`/shell option not understood, a NUL byte, a here-doc
 with expansions, nesting deeper than MAX_DEPTH, a parameter expansion other than `$name`
 / `${name}` (bashlex never reads inside the braces: `${x:-$(cmd)}`), what bash and a
 POSIX sh (dash, /bin/sh on Debian) read differently (`&>`, `$'...'`, `$"..."`), a script
-of zsh, ksh or mksh — is `malformed` with the reason, which the shipped policy denies
-(fail closed).
+of zsh, ksh or mksh, a line longer than MAX_SHELL_READ that the fast readings below do
+not read — is `malformed` with the reason, which the shipped policy denies (fail closed).
 
 A line of plain words (plain_words(): letters, digits and `_./=:,+-` only, single spaces
 between, no assignment before its command, no reserved word, not a shell, `env` or
@@ -55,6 +55,15 @@ import bashlex  # type: ignore[import-untyped]
 # (`{x\},--vacuum-time=1s}` and `{{x},-H,host}` are two or three words to bash)
 BRACES = re.compile(r"\{.*(,|\.\.)", re.S)
 MAX_DEPTH = 8  # sh -c 'sh -c "..."' nested deeper than this: malformed
+# the longest line bashlex reads: it spends 20-30 us of the PDP's CPU a byte (a 1 MiB line,
+# 20 s with every other decision waiting), and each line read is remembered (_exec_input's
+# cache); longer lines are read only as plain words or simple commands (their regular
+# readings take milliseconds), else malformed
+MAX_SHELL_READ = 16 * 1024
+# the most words a line's parts may hold: the policy walks every word of every part in
+# several rules (130 us a word for journalctl: a 1 MiB line of 500,000 words held the
+# PDP 65 s); a line of more is malformed
+MAX_WORDS = 1024
 MAX_PARTS = 256
 SHELLS = frozenset({"sh", "bash", "dash", "ksh", "zsh", "ash", "mksh", "busybox-sh"})
 # shells whose grammar is not bash's nor POSIX sh's (zsh's parameter flags and glob
@@ -171,17 +180,28 @@ def _exec_input(raw: str) -> tuple[tuple[str, Any], ...]:
 
 def exec_input(raw: str) -> dict[str, Any]:
     """The exec's policy input, a fresh copy (the parse of a line is remembered); a line
-    of plain words read without bashlex, into the same."""
+    of plain words read without bashlex, into the same. A line of more than MAX_WORDS
+    words is malformed, however read."""
     words = plain_words(raw)
     if words is not None:
+        if len(words) > MAX_WORDS:
+            return _too_many_words(raw, len(words))
         part = Part(words).to_input()
         return {"command": raw, "parts": [part], "argv": list(words)}
     commands = simple_commands(raw)
     if commands is not None:
+        count = sum(map(len, commands))
+        if count > MAX_WORDS:
+            return _too_many_words(raw, count)
         parts = [Part(argv).to_input() for argv in commands]
         return {"command": raw, "parts": parts,
                 "argv": list(commands[0]) if len(commands) == 1 else []}  # fmt: skip
     return {key: _copied(value) for key, value in _exec_input(raw)}
+
+
+def _too_many_words(raw: str, count: int) -> dict[str, Any]:
+    why = f"{count} words, more than the {MAX_WORDS} a command line may hold"
+    return {"command": raw, "parts": [], "argv": [], "malformed": why}
 
 
 def plain_words(raw: str) -> list[str] | None:
@@ -259,6 +279,11 @@ def parse(raw: str, depth: int = 0) -> list[Part]:
     """The simple commands of a command line, in order. Raises Unreadable."""
     if depth > MAX_DEPTH:
         raise Unreadable(f"commands nested more than {MAX_DEPTH} deep")
+    if len(raw) > MAX_SHELL_READ:
+        raise Unreadable(
+            f"a command line of {len(raw)} characters, longer than the {MAX_SHELL_READ} the"
+            " PDP's shell parser reads (longer lines only as plain words or simple commands)"
+        )
     if "\x00" in raw:
         raise Unreadable("a NUL byte in the command")
     if not raw.strip():
@@ -279,6 +304,9 @@ def parse(raw: str, depth: int = 0) -> list[Part]:
         raise Unreadable(f"shell syntax not understood ({_short(exc)})") from None
     if not walker.parts:
         raise Unreadable("no command in it")
+    count = sum(len(p.argv) for p in walker.parts)
+    if depth == 0 and count > MAX_WORDS:
+        raise Unreadable(f"{count} words, more than the {MAX_WORDS} a command line may hold")
     return walker.parts
 
 

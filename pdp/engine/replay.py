@@ -174,7 +174,10 @@ class Replayer:
     ) -> dict[str, Any] | None:
         body = record.body
         if body.get("raw_truncated"):
-            report.skipped["refused before evaluation (too large)"] += 1
+            # recorded in part: a command refused for its size, or one decided whole whose
+            # protocol records only its start (Protocol.recorded_raw)
+            why = "decided whole, recorded in part" if body.get("raw_decided_whole") else ""
+            report.skipped[why or "refused before evaluation (too large)"] += 1
             return None
         opened = sessions.get(record.session_id)
         if opened is None or not isinstance(opened.get("session"), dict):

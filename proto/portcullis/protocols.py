@@ -108,6 +108,10 @@ class Protocol:
     # the PDP's builder (module:attribute, or the callable): (kind, raw, attributes) → the
     # dict the policy sees at input.command.<name>
     policy_input: str | Callable[..., Any] | None = None
+    # how many bytes of a command's text its decision record keeps (None: all of it, up
+    # to the PDP's limit on a command): past it, the start, the size and the SHA-256 of the
+    # whole, which is decided whole (pdp.domain.decisions)
+    recorded_raw: int | None = None
 
     def schema(self) -> dict[str, Option]:
         return {**RUNTIME_OPTIONS, **self.options}
@@ -184,6 +188,12 @@ def protocol(name: str) -> Protocol | None:
 @functools.cache
 def _by_kind() -> dict[str, Protocol]:
     return {kind: known for known in registered().values() for kind in known.command_kinds}
+
+
+def recorded_raw_of(kind: str) -> int | None:
+    """Protocol.recorded_raw of the protocol a command kind is of (None: not bounded)."""
+    known = protocol_of(kind)
+    return None if known is None else known.recorded_raw
 
 
 def protocol_of(kind: str) -> Protocol | None:

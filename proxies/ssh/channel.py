@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
+from portcullis.events import truncation_facts
 from portcullis.masking import Masker
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import CredentialUnavailable
@@ -43,6 +44,9 @@ CAST_BATCH = 256  # asciicast events per recorded event
 CAST_BATCH_BYTES = 8 * 1024  # recorded text per event: many fit one RecordEvents call
 CAST_EVERY = 1.0  # seconds between recorded asciicast batches
 MAX_PENDING_STDIN = 1024 * 1024  # stdin held while a channel is decided
+# what a channel's command event keeps of its command line (the decision read it whole):
+# past this, its start, its size and SHA-256 (portcullis.events.truncation_facts)
+RECORDED_COMMAND = 8 * 1024
 CANCEL_SIGNALS = frozenset({"INT", "TERM", "HUP", "QUIT", "KILL"})
 TERMINAL_REFUSED = "a command with a terminal is interactive, as a shell is: "
 # a terminal type the upstream sets as TERM for what runs there: a terminfo name, nothing
@@ -422,7 +426,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self._open_upstream_for(request)
         if not allowed or request is None:
             self.say(f"portcullis: denied: {'; '.join(ruling.verdict.reasons)}")
-            session.record_command(self.raw, ruling, **self._details(1))
+            session.record_command(_recorded_command(self.raw), ruling, **self._details(1))
             self._end(1)
             return
         try:
@@ -436,7 +440,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             why = _upstream_error(exc)
             session.runtime.metrics.upstream_error("upstream_unavailable")
             self.say(f"portcullis: the upstream is unavailable: {why}")
-            session.record_command(self.raw, ruling, **self._details(1, why))
+            session.record_command(_recorded_command(self.raw), ruling, **self._details(1, why))
             self._end(1)
             return
         if self._gone:
@@ -459,7 +463,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if self.relay is not None and self.relay.failed:
             status = 1  # the proxy ended the SFTP stream, whatever the upstream said
             self.exit_signal = None
-        session.record_command(self.raw, ruling, **self._details(status, self.withheld))
+        session.record_command(
+            _recorded_command(self.raw), ruling, **self._details(status, self.withheld)
+        )
         counts = Counter[str]()
         for mask in self.masks.values():
             counts.update(mask.counts)
@@ -550,7 +556,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
 
     def _details(self, status: int | None, error: str = "") -> dict[str, Any]:
         c = self.counts
-        return _exec_details(
+        cut = _recorded_command(self.raw) is not self.raw
+        return (truncation_facts(self.raw) if cut else {}) | _exec_details(
             self.kind,
             status,
             c["stdout_bytes"],
@@ -655,6 +662,18 @@ def _unenforceable(ruling: Ruling) -> str:
             "the proxy cannot keep that mask"
         )
     return ""
+
+
+def _recorded_command(raw: str) -> str:
+    """What a command event keeps of a command line: all of it up to RECORDED_COMMAND
+    bytes, else its first RECORDED_COMMAND bytes (whole characters); raw itself when kept
+    whole (the event's details then say nothing of a cut)."""
+    if len(raw) <= RECORDED_COMMAND // 4:
+        return raw
+    whole = raw.encode("utf-8", "surrogatepass")
+    if len(whole) <= RECORDED_COMMAND:
+        return raw
+    return whole[:RECORDED_COMMAND].decode("utf-8", "ignore")
 
 
 def _settle(opening: asyncio.Future[Any]) -> None:

@@ -34,4 +34,7 @@ SSH = Protocol(
     options=OPTIONS,
     serve="proxies.ssh.proxy:SshProxy",
     policy_input="pdp.domain.ssh_input:ssh_command",
+    # a command line is decided whole; its decision record keeps its first 8 KiB, its size
+    # and SHA-256 (a 200 KB line repeated must not swell the evidence)
+    recorded_raw=8 * 1024,
 )
