@@ -26,7 +26,8 @@ bytes are the attack). Each test is one way around a decision that worked before
   then `<td>...`), TSV, `;`-separated CSV or a CSV field across lines, an XML element
   whose text is on the next line, in CDATA or nested, `<input name="password"
   value=...>`, JSON pretty-printed under text/plain or text/json (`"password":` then the
-  value on the next line), a YAML block (`password: |`);
+  value on the next line), a YAML block (`password: |`); and in JSON, a string holding a
+  document or pairs of its own (`"event": "{\\"phone\\": ...}"`, `"query": "password=..."`);
 - a WebSocket upgrade's answer head went to a reader as the upstream wrote it: a 101's
   fields, or another status's (a redirect whose Location names `phone=...`, an
   `X-Customer-Phone`) unmasked, with a Content-Length for a body never relayed; and a
@@ -227,6 +228,17 @@ TEXT_TABLES = {
     "ndjson member across lines": ("application/x-ndjson", '{"password":\n"hunter2"}'),
     "yaml block": ("application/yaml", "user:\n  password: |\n    hunter2\n"),
     "text tab": ("text/plain", "password\thunter2"),
+    # a JSON answer whose string holds a document or pairs of its own (an event's
+    # payload, a logged request): the field rules reach the names written in it
+    "json string holding json": (
+        "application/json",
+        json.dumps({"event": json.dumps({"user": {"phone": "5550100"}})}),
+    ),
+    "json string holding pairs": ("application/json", '{"query": "id=7&password=hunter2"}'),
+    "sse data holding json text": (
+        "text/event-stream",
+        'data: "{\\"password\\":\\"hunter2\\"}"\n\n',
+    ),
 }
 
 

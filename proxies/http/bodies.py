@@ -245,9 +245,43 @@ class BodyMask:
             raise Unmaskable("the JSON response does not parse; it cannot be masked") from None
         except RecursionError:
             raise Unmaskable("the JSON response is nested too deep; it cannot be masked") from None
-        masked, counts = self.masker.mask_json(doc)
+        masked, counts = self._mask_doc(doc)
         self.counts.update(counts)
         return _dump(masked)
+
+    def _mask_doc(self, doc: Any, depth: int = 0) -> tuple[Any, Counter[str]]:
+        """mask_json, then the strings that hold a document or named values of their own
+        (`"data": "{\\"phone\\": ...}"`, `"query": "phone=..."`: an event's payload, a
+        logged request) masked as such: a field rule reaches a name wherever it is
+        written as one."""
+        masked, counts = self.masker.mask_json(doc)
+        found: Counter[str] = Counter(counts)
+        if self._named and depth < 4:
+            masked = self._nested(masked, found, depth)
+        return masked, found
+
+    def _nested(self, value: Any, found: Counter[str], depth: int) -> Any:
+        if isinstance(value, dict):
+            return {k: self._nested(v, found, depth) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._nested(v, found, depth) for v in value]
+        if not isinstance(value, str) or not self._named:
+            return value
+        text = value.lstrip()
+        if text[:1] in ("{", "["):
+            try:
+                inner = json.loads(text)
+            except (ValueError, RecursionError):
+                inner = None
+            if isinstance(inner, dict | list):
+                masked, counts = self._mask_doc(inner, depth + 1)
+                if counts:
+                    found.update(counts)
+                    return json.dumps(masked, ensure_ascii=False)
+                return value
+        if "=" in value or ":" in value:
+            return self._inline(value)  # (counted in self.counts)
+        return value
 
     def _text(self, text: str) -> str:
         # read as a terminal shows it too (a client's `curl` prints it to one): a card
@@ -277,7 +311,7 @@ class BodyMask:
             return self._text(self._fields(line))
         out = []
         for doc in docs:
-            masked, counts = self.masker.mask_json(doc)
+            masked, counts = self._mask_doc(doc)
             self.counts.update(counts)
             out.append(_dump(masked).decode("utf-8"))
         return "\n".join(out)
@@ -435,7 +469,7 @@ class BodyMask:
         else:
             masked_lines = []
             for doc in docs:
-                masked, counts = self.masker.mask_json(doc)
+                masked, counts = self._mask_doc(doc)
                 self.counts.update(counts)
                 masked_lines.append("data: " + _dump(masked).decode("utf-8"))
         return "\n".join(others + masked_lines)
