@@ -22,7 +22,8 @@ case is a reader's (mallory, outside pii-readers: tool results masked):
 - a `Last-Event-ID` was forwarded whatever it named: a server's event store (the SDK's
   interface keys events by id alone) replays the stream an id belongs to, another
   session's and another token's as well (here: sequential ids, the real SDK server).
-- prompts/list and resources/list answers showed every prompt and resource the server has,
+- prompts/list, resources/list and resources/templates/list answers showed every prompt,
+  resource and template the server has,
   where a tools/list answer shows only what the caller may call: a reader read the names
   (and descriptions) of prompts and resources the connection does not list.
 - a resource URI was matched by prefix as written while a server resolves it normalised:
@@ -455,6 +456,12 @@ async def test_prompt_and_resource_lists_show_only_what_the_caller_may_use(
         ],
         "nextCursor": "c-2",
     }
+    templates = {
+        "resourceTemplates": [
+            {"uriTemplate": "invoice://{id}", "name": "an invoice"},
+            {"uriTemplate": "secrets://{name}", "name": "a secret"},
+        ]
+    }
     async with mcp_stack(tmp_path) as stack:
         shown = {}
         for who in ("mallory", "dan"):
@@ -463,7 +470,11 @@ async def test_prompt_and_resource_lists_show_only_what_the_caller_may_use(
             )
             await agent.start(f"sid-{who}")
             for n, (method, result) in enumerate(
-                (("prompts/list", prompts), ("resources/list", resources))
+                (
+                    ("prompts/list", prompts),
+                    ("resources/list", resources),
+                    ("resources/templates/list", templates),
+                )
             ):
                 sent = await agent.send("POST", _rpc(90 + n, method))
                 assert isinstance(sent, Forward)
@@ -476,3 +487,5 @@ async def test_prompt_and_resource_lists_show_only_what_the_caller_may_use(
         listed = shown[(who, "resources/list")]
         assert [r["uri"] for r in listed["resources"]] == ["invoice://7"]
         assert listed["nextCursor"] == "c-2"
+        templated = shown[(who, "resources/templates/list")]["resourceTemplates"]
+        assert [t["uriTemplate"] for t in templated] == ["invoice://{id}"]

@@ -717,6 +717,8 @@ class Forward:
     async def _may_use(self, listing: str, name: str) -> Ruling:
         # a question of its own (`listing`), in the audit record as in the policy input
         _, _, method, key = codec.LISTINGS[listing]
+        if listing == "resources/templates/list":
+            name = name.split("{", 1)[0]  # (RFC 6570: an expression opens with "{")
         asked = {"method": method, "params": {key: name}}
         raw = codec.canonical({"endpoint": self.target, "listing": True, **asked})
         return await self.session.decide(KIND, raw, None, _exact)

@@ -455,6 +455,9 @@ LISTINGS: dict[str, tuple[str, str, str, str]] = {
     "tools/list": ("tools", "name", "tools/call", "name"),
     "prompts/list": ("prompts", "name", "prompts/get", "name"),
     "resources/list": ("resources", "uri", "resources/read", "uri"),
+    # a template asked as the read of its literal prefix (what comes before its first
+    # expression): shown when every URI it expands to starts with a listed prefix
+    "resources/templates/list": ("resourceTemplates", "uriTemplate", "resources/read", "uri"),
 }
 
 
