@@ -413,3 +413,40 @@ async def test_a_subject_with_control_characters_is_no_identity(tmp_path, pg_dat
             await open_session(stub, odd)
         assert rejected.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "subject" in (rejected.value.details() or "")
+
+
+# -- what an approver reads -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("groups", "sql", "hidden"),
+    [
+        (("dba", "pii-readers"), "UPDATE orders SET total = 123-45-6789", "123-45-6789"),
+        (
+            ("dba", "pii-readers"),
+            "TRUNCATE orders, sk_live_abcdefghijklmnopqrstu",
+            "sk_live_abcdefghijklmnopqrstu",
+        ),
+    ],
+)
+async def test_an_approver_reads_the_code_the_detectors_took_for_values(
+    tmp_path, groups, sql, hidden
+):
+    """Attack (reader or dba asking for an approval): the approver's view ran the value
+    detectors over the whole statement text, code included, so code shaped like a value
+    was masked: 'UPDATE orders SET total = 123-45-6789' (every order's total set to
+    -6711) was shown as 'total = ***-**-6789', and a table named like an API key was
+    shown as '****rstu' in 'TRUNCATE orders, ****rstu'. The approver approved a
+    statement they could not read. Now the detectors run over constants, comments and
+    the space between tokens, one at a time, never over code; values stay masked."""
+    config = pdp_config(tmp_path)
+    dana = token(config, "dana@example.com", groups)
+    sam = token(config, "sam@example.com", ("security",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, dana)
+        asked = await decide_sql(stub, opened.session_id, sql + " /* card 4111 1111 1111 1111 */")
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL, asked.reasons
+        listed = await stub.ListApprovals(pdp_pb2.ListApprovalsRequest(token=sam))
+        shown = next(a for a in listed.approvals if a.id == asked.approval_id)
+        assert hidden in shown.command and all(hidden in s.text for s in shown.statements)
+        assert "4111 1111 1111 1111" not in shown.command  # a value in a comment: masked

@@ -31,6 +31,7 @@ No IO here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -297,11 +298,39 @@ def _masked_text(command: str, start: int, end: int, found: _Values, masker: Mas
     for a, b, replacement in _literal_spans(command, found, masker):
         if a < pos or b > end:
             continue
-        out.append(command[pos:a])
+        out.append(_values_masked(command, pos, a, masker))
         out.append(replacement)
         pos = b
-    out.append(command[pos:end])
-    return masker.mask_text("".join(out))[0]
+    out.append(_values_masked(command, pos, end, masker))
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=4)
+def _tokens(command: str) -> tuple[Any, ...]:
+    """The command's tokens, once per view (each span between masked literals asks)."""
+    return tuple(scan(command))
+
+
+def _values_masked(command: str, start: int, end: int, masker: Masker) -> str:
+    """command[start:end] with the detectors run over what holds values — each constant,
+    each comment and the space between tokens, one at a time — and never over the code
+    around them. Run over the whole text they took code for a value: 'total > 123-45-6789'
+    (three numbers and two minus signs) was shown as 'total > ***-**-6789', a table named
+    like an API key as '****rstu', so what ran was not what the approver could read."""
+    try:
+        tokens = [t for t in _tokens(command) if start <= t.start < end]
+    except Exception:  # (parsed already, so not expected): the whole text, as values
+        return masker.mask_text(command[start:end])[0]
+    out, pos = [], start
+    for token in tokens:
+        stop = min(token.end + 1, end)
+        out.append(masker.mask_text(command[pos : token.start])[0])
+        text = command[token.start : stop]
+        code = token.name not in _CONSTANT_TOKENS and not token.name.endswith("COMMENT")
+        out.append(text if code else masker.mask_text(text)[0])
+        pos = stop
+    out.append(masker.mask_text(command[pos:end])[0])
+    return "".join(out)
 
 
 def _masked_statements(command: str, found: _Values, masker: Masker) -> list[dict[str, Any]]:
