@@ -3,12 +3,13 @@
 Owns the approver's view of a command: every statement and every bound parameter value
 masked as the policy masks them — a value assigned to or compared with a column a field
 rule names (`SET card_number = $1`, `WHERE email = '...'`, `INSERT (.., ssn) VALUES
-(.., $3)`) is masked by that rule, and every value and every statement text is run
-through the value detectors — and the keyed digest of the exact values an approval binds
-to. Which column a value meets is read from the server's own grammar (pglast): a value
-whose column cannot be named (an INSERT without a column list) gets the strictest field
-rule, and a text the parser rejects has every parameter masked by it. Masking too much is
-the safe mistake.
+(.., $3)`) is masked by that rule, and every value, and every constant and comment of a
+statement text, is run through the value detectors (never its code: a minus sign between
+numbers is no SSN separator, a table name no API key) — and the keyed digest of the
+exact values an approval binds to. Which column a value meets is read from the server's
+own grammar (pglast): a value whose column cannot be named (an INSERT without a column
+list) gets the strictest field rule, and a text the parser rejects has every parameter
+masked by it. Masking too much is the safe mistake.
 
 The view is made once, when the request is created, from the verdict that asked for the
 approval, and stored with it in place of the raw values: every copy of a request —
