@@ -484,7 +484,8 @@ async def test_credential_as_a_query_parameter(tmp_path, caplog):
             status, doc = r.status, await r.json()
         (seen,) = s.upstream.seen
     assert status == 200 and seen["raw_path"].endswith(f"a=1&api_key={SECRET}")
-    assert doc["path"] == "/echo/q?a=1&api_key=KEY"
+    # (a reader's answer masks the api_key field, in a string's pairs too: c4077ce)
+    assert doc["path"] == "/echo/q?a=1&api_key=[REDACTED]"
     # the upstream's own access log (aiohttp.access, in this process) does name it
     proxy_side = [r.getMessage() for r in caplog.records if r.name != "aiohttp.access"]
     assert all(SECRET not in line for line in proxy_side)
