@@ -38,6 +38,9 @@ from cryptography.hazmat.primitives.serialization import (
     NoEncryption,
     PrivateFormat,
     PublicFormat,
+    SSHCertificate,
+    SSHCertificateType,
+    load_ssh_public_identity,
 )
 
 from portcullis.config import ConnectionSettings, VaultSettings
@@ -51,6 +54,12 @@ REQUEST_TIMEOUT = 5.0  # seconds per Vault request: an outage must refuse a sess
 RENEW_AT = 2 / 3  # renew once this fraction of a TTL has passed
 MIN_SLEEP = 0.5
 ACCESSOR_LEASE = "token-accessor:"  # a lease id that is a token's accessor, not a lease
+# what an upstream SSH certificate may permit: a pty and the forwardings the proxy mediates
+# (each decided by the PDP). Not agent or X11 forwarding, not ~/.ssh/rc: the proxy never
+# uses them, and a certificate that leaked with its key must not grant them either.
+SSH_EXTENSIONS = frozenset({"permit-pty", "permit-port-forwarding"})
+SSH_CERT_SECONDS = 3600  # longest validity accepted unless credentials.certificate_ttl says
+SSH_CLOCK_SKEW = 60
 
 
 @dataclass(frozen=True)
@@ -255,18 +264,26 @@ class VaultProvider:
         key = Ed25519PrivateKey.generate()
         public = key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
         private = key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()).decode()
-        principal = str(self.connection.credentials.get("username", ""))
+        spec = self.connection.credentials
+        principal = str(spec.get("username", ""))  # "": the role's default_user
         # not hvac's sign_ssh_key: it always sends ttl="", for which Vault (OpenBao) signs
         # for the mount's maximum (32 days) instead of the role's ttl
+        request: dict[str, Any] = {"public_key": public}
+        if principal:  # sent empty, it is refused; left out, the role's default_user
+            request["valid_principals"] = principal
+        if spec.get("certificate_ttl"):
+            request["ttl"] = f"{int(spec['certificate_ttl'])}s"
+        asked = time.time()
         response = await self._call(
-            self._client.write_data,
-            f"{target.mount}/sign/{target.name}",
-            data={"public_key": public, "valid_principals": principal},
+            self._client.write_data, f"{target.mount}/sign/{target.name}", data=request
         )
         data = response.get("data") or {}
         certificate = str(data.get("signed_key", "")).strip()
         if not certificate:
             raise CredentialUnavailable(f"Vault returned no certificate for {ref}")
+        principal = _check_certificate(
+            certificate, ref, principal, asked, int(spec.get("certificate_ttl") or SSH_CERT_SECONDS)
+        )
         log.info(
             "session %s: Vault signed an SSH certificate for %s (serial %s)",
             session_id,
@@ -436,6 +453,39 @@ class VaultProvider:
             message = f"Vault request for {step} failed ({type(exc).__name__})"
         log.warning("credential unavailable: %s", message)
         return CredentialUnavailable(message)
+
+
+def _check_certificate(text: str, ref: str, principal: str, asked: float, ttl: int) -> str:
+    """The certificate's one principal; CredentialUnavailable for a signed certificate that
+    grants more than a session's upstream login needs (the role, not the request, decides
+    its extensions and validity, and it cannot be revoked when the session ends)."""
+    try:
+        cert = load_ssh_public_identity(text.encode())
+    except ValueError:
+        cert = None
+    if not isinstance(cert, SSHCertificate) or cert.type is not SSHCertificateType.USER:
+        raise CredentialUnavailable(f"Vault's answer for {ref} is not a user certificate")
+    problems = []
+    named = cert.valid_principals
+    if len(named) != 1 or (principal and named[0] != principal.encode()):
+        # none would be any user to OpenSSH's older servers; several, more than one login
+        problems.append(f"its principals are not exactly {principal or 'one user'!r}")
+    extra = sorted(k.decode(errors="replace") for k in cert.extensions if k not in _EXT_BYTES)
+    if extra:
+        problems.append(f"it permits {', '.join(extra)}")
+    if cert.valid_before > asked + ttl + SSH_CLOCK_SKEW:
+        problems.append(f"it is valid for longer than {ttl}s")
+    if problems:
+        raise CredentialUnavailable(
+            f"Vault signed a certificate for {ref} that the proxy refuses: "
+            f"{'; '.join(problems)} (the SSH role's default_extensions may hold only "
+            f"{', '.join(sorted(SSH_EXTENSIONS))}; its ttl, or credentials.certificate_ttl, "
+            "bounds the validity)"
+        )
+    return named[0].decode(errors="replace")
+
+
+_EXT_BYTES = frozenset(e.encode() for e in SSH_EXTENSIONS)
 
 
 def _secret(auth: dict[str, Any], name: str) -> str:
