@@ -14,6 +14,7 @@ the same answer. Reads the store; decides nothing else.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pdp.domain.approvals import ApprovalRequest
@@ -72,6 +73,23 @@ def _stored(body: dict[str, Any], statements: Iterable[Any]) -> bool:
     )
 
 
+@dataclass
+class _SessionChanges:
+    """What a session's decision log says so far (records up to seq `upto`): whether it
+    keeps a change for later, and its newest change run (seq and time)."""
+
+    upto: int = 0
+    stored: bool = False
+    last_seq: int = 0
+    last_time: float = 0.0
+
+
+# per session, so that each reuse reads only the records since the last (a long session's
+# whole log is not read again for every approved re-run); cleared when full
+_SEEN: dict[str, _SessionChanges] = {}
+_SEEN_SESSIONS = 4096
+
+
 async def names_resolve_as_approved(store: AuditStore, approved: ApprovalRequest) -> bool:
     """False when the session may have changed name resolution since `approved` was
     asked — a change run after the request, or one kept for later at any time in the
@@ -79,20 +97,30 @@ async def names_resolve_as_approved(store: AuditStore, approved: ApprovalRequest
     Postgres statement."""
     if not approved.command_kind.startswith("postgres."):
         return True
+    seen = _SEEN.get(approved.session_id)
+    if seen is None:
+        if len(_SEEN) >= _SEEN_SESSIONS:
+            _SEEN.clear()
+        seen = _SEEN[approved.session_id] = _SessionChanges()
     try:
-        records = await store.query(kind="decision", session_id=approved.session_id)
+        records = await store.query(
+            kind="decision", session_id=approved.session_id, after_seq=seen.upto
+        )
     except StoreUnavailable:
         return False
     for record in records:
-        body = record.body
-        if body.get("verdict") not in _RAN or not str(body.get("kind", "")).startswith("postgres."):
+        if record.seq <= seen.upto:
             continue
-        statements = list(_statements_of(body))
-        after = (
-            record.seq > approved.recorded_seq
-            if approved.recorded_seq
-            else record.time >= approved.created_at - 1  # read before seqs were kept
-        )
-        if (after and changes_resolution(statements)) or _stored(body, statements):
-            return False
-    return True
+        body = record.body
+        if body.get("verdict") in _RAN and str(body.get("kind", "")).startswith("postgres."):
+            statements = list(_statements_of(body))
+            if _stored(body, statements):
+                seen.stored = True
+            if changes_resolution(statements):
+                seen.last_seq, seen.last_time = record.seq, record.time
+        seen.upto = max(seen.upto, record.seq)
+    if seen.stored:
+        return False
+    if approved.recorded_seq:
+        return seen.last_seq <= approved.recorded_seq
+    return seen.last_time < approved.created_at - 1  # a request read before seqs were kept
