@@ -489,3 +489,34 @@ async def test_prompt_and_resource_lists_show_only_what_the_caller_may_use(
         assert listed["nextCursor"] == "c-2"
         templated = shown[(who, "resources/templates/list")]["resourceTemplates"]
         assert [t["uriTemplate"] for t in templated] == ["invoice://{id}"]
+
+
+async def test_an_elicitation_form_keeps_its_properties_under_a_mask(tmp_path: Path) -> None:
+    """Not a leak, the other way round: a reader's elicitation form lost its `email`
+    property to the field rule (`"email": "[REDACTED]"`, no schema a client can render)."""
+    form = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "elicitation/create",
+        "params": {
+            "mode": "form",
+            "message": "confirm the address ann@example.com",
+            "requestedSchema": {
+                "type": "object",
+                "properties": {
+                    "email": {"type": "string", "format": "email", "default": "ann@example.com"}
+                },
+            },
+        },
+    }
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        stream = await mallory.send("GET")
+        assert isinstance(stream, Forward)
+        data = await read(await stream.response(200, list(SSE), chunks(event(form))))
+    [shown] = sse_messages(data)
+    assert b"ann@example.com" not in data
+    email = shown["params"]["requestedSchema"]["properties"]["email"]
+    assert email["type"] == "string" and email["format"] == "email"
+    assert shown["params"]["message"] == "confirm the address a***@example.com"

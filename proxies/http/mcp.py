@@ -616,6 +616,9 @@ class Forward:
                     kind="mcp.dropped", reason="the server's own message names data"
                 )
                 return None
+            params = shaped.get("params")
+            if shaped["method"] == "elicitation/create" and isinstance(params, dict):
+                return self._elicitation(shaped, params, masker)
             return self._masked(shaped, masker, "")
         handling: Handling | None = self.mcp.answered(message.get("id"))
         if handling is None:
@@ -651,6 +654,29 @@ class Forward:
                 if detectors is not None:
                     message = self._masked(message, detectors, handling.decision_id)
         return message
+
+    def _elicitation(
+        self, message: dict[str, Any], params: dict[str, Any], masker: Masker
+    ) -> dict[str, Any] | None:
+        """A server's elicitation/create under the session's mask, but for the form it asks
+        the user to fill (`requestedSchema`): a schema, its `email` property a property, so
+        the detectors alone read it (as a tool list's schemas), or none when none apply."""
+        schema = params.get("requestedSchema")
+        rest = {k: v for k, v in params.items() if k != "requestedSchema"}
+        out = self._masked({**message, "params": rest}, masker, "")
+        if schema is None or not isinstance(out.get("params"), dict):
+            return out
+        detectors = self._detectors_of(masker)
+        if detectors is not None:
+            counts: Counter[str] = Counter()
+            try:
+                schema = _mask_tree(schema, detectors, counts)
+            except (MaskingError, TypeError):
+                self.session.record_response(kind="mcp.dropped", reason="an unreadable form")
+                return None
+            if counts:
+                self.session.record_masking(dict(counts), "")
+        return {**out, "params": {**out["params"], "requestedSchema": schema}}
 
     def _completions(
         self, message: dict[str, Any], masker: Masker, handling: Handling
