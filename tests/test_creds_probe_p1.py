@@ -4,12 +4,17 @@
   whose ttl is the mount's (32 days): the proxy must refuse such a certificate, which
   cannot be revoked when the session ends and would grant, leaked with its key, what the
   proxy never lets a session do.
+- The spool: a restarted proxy with the pid of the crashed one truncated the evidence the
+  crashed one left; a spool directory others may write let a local user's forged entries
+  (another session's close, invented events) be delivered to the PDP as the proxy's.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ssh_public_identity
@@ -17,6 +22,7 @@ from openbao import OpenBao, running_openbao
 
 from portcullis.config import ConnectionSettings, VaultSettings
 from proxies.runtime.credentials import CredentialUnavailable
+from proxies.runtime.spool import Entry, Spool, SpoolUnsafe
 from proxies.runtime.vault import VaultProvider
 
 
@@ -100,3 +106,74 @@ async def test_ssh_certificate_ttl_is_asked_for_and_the_principal_kept(bao: Open
     assert cert.valid_principals == [b"deploy"] and lease.username == "deploy"
     assert cert.valid_before <= before + 120 + 60
     assert set(cert.extensions) == {b"permit-pty", b"permit-port-forwarding"}
+
+
+# -- the spool: evidence the PDP has not taken yet -------------------------------------------
+
+
+def _spooled(line_session: str) -> bytes:
+    return Entry(line_session, events='[{"kind":"command","raw":"SELECT 1"}]').line()
+
+
+def test_spool_left_by_a_process_with_our_pid_is_delivered_not_truncated(tmp_path: Path) -> None:
+    """A container restarts its proxy with the same pid: the spool file the crashed one
+    left has this process's name; its undelivered evidence must be adopted, not emptied."""
+    directory = tmp_path / "spool"
+    directory.mkdir(mode=0o700)
+    spool = Spool(directory, "c")
+    fd = os.open(spool.path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, _spooled("crashed-session"))
+    os.close(fd)
+    spool.open()
+    try:
+        assert [e.session_id for e in spool.entries] == ["crashed-session"]
+        assert spool.path.read_bytes() == _spooled("crashed-session")
+    finally:
+        spool.close()
+
+
+def test_spool_in_a_directory_others_may_write_refuses_to_start(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    directory.chmod(0o777)  # e.g. spool_dir: /tmp/portcullis
+    forged = directory / "c-1-1.spool"  # a local user's: a session closed, events invented
+    forged.write_bytes(Entry("victim-session", close={"reason": "client_disconnect"}).line())
+    spool = Spool(directory, "c")
+    with pytest.raises(SpoolUnsafe):
+        spool.open()
+    spool.close()
+    assert not spool.entries and forged.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs another uid to own the planted file")
+def test_spool_files_of_another_user_or_links_are_not_adopted(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    directory.mkdir(mode=0o700)
+    other = directory / "c-1-1.spool"
+    other.write_bytes(_spooled("forged-by-nobody"))
+    os.chown(other, 65534, 65534)
+    open_to_all = directory / "c-2-1.spool"
+    open_to_all.write_bytes(_spooled("forged-0666"))
+    open_to_all.chmod(0o666)
+    target = tmp_path / "elsewhere"
+    target.write_bytes(_spooled("through-a-link"))
+    (directory / "c-3-1.spool").symlink_to(target)
+    spool = Spool(directory, "c")
+    spool.open()
+    try:
+        assert not spool.entries
+    finally:
+        spool.close()
+    assert target.exists()
+
+
+def test_spool_directory_others_may_only_read_is_used(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    directory.chmod(0o755)  # made by hand under umask 022: nobody else can plant files
+    spool = Spool(directory, "c")
+    spool.open()
+    try:
+        assert os.stat(spool.path).st_mode & 0o777 == 0o600
+    finally:
+        spool.close()

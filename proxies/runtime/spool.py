@@ -18,7 +18,11 @@ statements in flight at the moment room ran out. An entry with no claim that wou
 fit is refused.
 
 At start a proxy adopts the spool files of processes of its connection that are gone
-(their lock is free): their entries are delivered first.
+(their lock is free): their entries are delivered first — its own file's too, when a
+process gone before it had the same pid (a restarted container). What is delivered from
+here is the proxy's evidence, so only what the proxy's own user could have written is
+read: the directory must be the user's, writable by it alone (else the proxy does not
+start), and a file that is a link, another user's, or open to others is left unread.
 
 Must not: decide anything, or drop an entry the PDP has not taken (an entry the PDP
 refuses as malformed or for a session it does not know is logged and dropped: sending it
@@ -34,6 +38,7 @@ import itertools
 import json
 import logging
 import os
+import stat
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -92,6 +97,36 @@ class SpoolFull(Exception):
     """Entries that would take the spool past its bound (or that could not be written)."""
 
 
+class SpoolUnsafe(OSError):
+    """The spool directory is not the proxy user's alone: its files could be forged."""
+
+
+def _private_directory(directory: Path) -> None:
+    """Create the directory (0700) or check that it is a directory of this user that no
+    one else may write into (SpoolUnsafe); its files are 0600 each."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise SpoolUnsafe(
+            f"spool directory {directory} must be a directory owned by uid {os.geteuid()} "
+            f"that only it may write (0700; it is {oct(info.st_mode & 0o7777)}, uid "
+            f"{info.st_uid}): "
+            "another user could forge the evidence spooled there"
+        )
+
+
+def _own_file(fd: int) -> bool:
+    """Whether an open spool file is a regular file of this user, closed to others."""
+    info = os.fstat(fd)
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077
+
+
+def _read_entries(fd: int) -> list[Entry]:
+    os.lseek(fd, 0, os.SEEK_SET)
+    with open(fd, "rb", closefd=False) as f:
+        return [e for e in map(Entry.parse, f) if e is not None]
+
+
 class Spool:
     def __init__(self, directory: Path, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.directory = directory
@@ -115,11 +150,15 @@ class Spool:
 
     def open(self) -> None:
         """Create the file (0600), take its lock, and adopt what dead processes left."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        _private_directory(self.directory)
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+        self._fd = os.open(self.path, flags, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # a file already here was left by a process gone with our pid: its entries first
+        orphans = _read_entries(self._fd) if _own_file(self._fd) else []
+        os.fchmod(self._fd, 0o600)
         os.ftruncate(self._fd, 0)
-        orphans = self._adopt()
+        orphans += self._adopt()
         if orphans:
             self._write_sync([e.line() for e in orphans])
             for entry in orphans:
@@ -138,16 +177,19 @@ class Spool:
             if other == self.path:
                 continue
             try:
-                fd = os.open(other, os.O_RDWR)
+                fd = os.open(other, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
             except OSError:
+                log.error("spool: %s cannot be opened (a link?); left unread", other)
                 continue
             try:
+                if not _own_file(fd):
+                    log.error("spool: %s is not this user's alone; left unread", other)
+                    continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     continue  # a live proxy's spool
-                with open(fd, "rb", closefd=False) as f:
-                    found.extend(e for e in map(Entry.parse, f) if e is not None)
+                found.extend(_read_entries(fd))
                 other.unlink()
             finally:
                 os.close(fd)
