@@ -308,3 +308,16 @@ def test_a_card_behind_a_decoy_digit_run_is_masked(text: str) -> None:
     assert not masker().mask_text(masked)[1], masked  # nothing left to find
     out = MaskedOutput(masker())
     assert CARD.encode() not in out.feed(text.encode() + b"\n") + out.flush()
+
+
+def test_a_full_screen_programs_output_passes_as_it_is() -> None:
+    """vim or top under a mask: screens drawn with cursor moves and carriage returns, no line
+    end for tens of KiB, flushed when quiet; nothing in them is a value, so all of it goes
+    out as sent (no CROSSED note past the line context)."""
+    screen = b"".join(
+        b"\x1b[%d;1H\x1b[2Krow %d: some text here, 12:30 ok\r\x1b[5C" % (i % 40 + 1, i)
+        for i in range(1500)
+    )
+    pieces = [screen[i : i + 700] for i in range(0, len(screen), 700)]
+    sent, out = quietly(pieces)
+    assert sent == screen and not out.counts

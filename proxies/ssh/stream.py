@@ -48,8 +48,9 @@ HOLD_LIMIT = 4096
 OVERLAP = 1024
 SPACES = (b" ", b"\t")
 # what of the current line already sent is read with what follows it: a value completed
-# across the parts is found; past this, only text without a control that moves the cursor
-# back (carriage return, backspace, escape sequences) can follow it unread
+# across the parts is found. Of a longer line its last LINE_CONTEXT bytes are read as its
+# start (a terminal's carriage return goes back to the start of its row, well within them;
+# a full-screen program's output, with no line end for long, is read at bounded cost)
 LINE_CONTEXT = 16 * 1024
 CROSSED = b"[portcullis: masked: output completing a value with output already sent]"
 # a tail the detectors could still read as part of a card or an SSN once more comes: digits
@@ -95,7 +96,6 @@ class MaskedOutput:
         self.counts: Counter[str] = Counter()
         self._held = b""
         self._line = b""  # the current line's text already sent (LINE_CONTEXT at most)
-        self._line_cut = False  # _line lost its start
 
     @property
     def holding(self) -> bool:
@@ -179,31 +179,25 @@ class MaskedOutput:
         the part is out already and cannot be masked: the rest of the line is replaced by
         CROSSED on a line of its own (and what follows starts a new line)."""
         before = self._line
-        moves_back = before.endswith(b"\r") or _CONTROLS_ASCII.search(first) is not None
-        if not (self._line_cut and moves_back):
-            sent, sent_counts = self._masked(before)
-            whole, counts = self._masked(before + first)
-            if whole.startswith(sent):
-                self._sent(first)
-                return self._counted(whole[len(sent) :], counts - sent_counts)
-            self._counted(b"", counts - sent_counts)
-        # else its start is no longer kept: what it brings back under what follows is unread
-        self._line, self._line_cut = b"", False
+        sent, sent_counts = self._masked(before)
+        whole, counts = self._masked(before + first)
+        if whole.startswith(sent):
+            self._sent(first)
+            return self._counted(whole[len(sent) :], counts - sent_counts)
+        self._counted(b"", counts - sent_counts)
+        self._line = b""
         end = b"\r\n" if self.terminal else b"\n"
         return end + CROSSED + end
 
     def _sent(self, data: bytes) -> None:
         """Keep the current line's part that went out (its last LINE_CONTEXT bytes)."""
         last = data.rfind(b"\n")
-        if last >= 0:
-            self._line, self._line_cut = data[last + 1 :], False
-        else:
-            self._line += data
+        self._line = data[last + 1 :] if last >= 0 else self._line + data
         if len(self._line) > LINE_CONTEXT:
             start = len(self._line) - LINE_CONTEXT
             while start < len(self._line) and self._line[start] & 0xC0 == 0x80:
                 start += 1  # not inside a character
-            self._line, self._line_cut = self._line[start:], True
+            self._line = self._line[start:]
 
     def _mask(self, data: bytes) -> bytes:
         return self._counted(*self._masked(data))
