@@ -27,7 +27,9 @@ bytes are the attack). Each test is one way around a decision that worked before
   whose text is on the next line, in CDATA or nested, `<input name="password"
   value=...>`, JSON pretty-printed under text/plain or text/json (`"password":` then the
   value on the next line), a YAML block (`password: |`); and in JSON, a string holding a
-  document or pairs of its own (`"event": "{\\"phone\\": ...}"`, `"query": "password=..."`);
+  document or pairs of its own (`"event": "{\\"phone\\": ...}"`, `"query": "password=..."`),
+  or a field named by a value (`{"name": "phone", "value": ...}`, `{"columns": ["id",
+  "phone"], "rows": [[7, ...]]}` as SQL-over-HTTP APIs answer);
 - a WebSocket upgrade's answer head went to a reader as the upstream wrote it: a 101's
   fields, or another status's (a redirect whose Location names `phone=...`, an
   `X-Customer-Phone`) unmasked, with a Content-Length for a body never relayed; and a
@@ -235,6 +237,20 @@ TEXT_TABLES = {
         json.dumps({"event": json.dumps({"user": {"phone": "5550100"}})}),
     ),
     "json string holding pairs": ("application/json", '{"query": "id=7&password=hunter2"}'),
+    # fields named by a value, not a key: attribute lists, SQL over HTTP
+    "attribute list": (
+        "application/json",
+        '{"attributes": [{"name": "phone", "value": "5550100"}, {"key": "Password", '
+        '"values": ["hunter2"]}]}',
+    ),
+    "columns and rows": (
+        "application/json",
+        '{"columns": ["id", "iban"], "rows": [[7, "DE89370400440532013000"]]}',
+    ),
+    "meta and data": (
+        "application/json",
+        '{"meta": [{"name": "id"}, {"name": "phone"}], "data": [[7, "5550100"]]}',
+    ),
     "sse data holding json text": (
         "text/event-stream",
         'data: "{\\"password\\":\\"hunter2\\"}"\n\n',

@@ -195,6 +195,7 @@ class BodyMask:
         self._names: list[str] = []  # a CSV body's column names (its first line)
         self._columns: dict[int, Any] | None = None  # their indices field rules name
         self._named = masker.strictest_field_rule() is not None  # any field rule at all
+        self._rules: dict[str, bool] = {}  # names asked of the masker, and its answers
 
     @property
     def streams(self) -> bool:
@@ -250,23 +251,56 @@ class BodyMask:
         return _dump(masked)
 
     def _mask_doc(self, doc: Any, depth: int = 0) -> tuple[Any, Counter[str]]:
-        """mask_json, then the strings that hold a document or named values of their own
-        (`"data": "{\\"phone\\": ...}"`, `"query": "phone=..."`: an event's payload, a
-        logged request) masked as such: a field rule reaches a name wherever it is
-        written as one."""
+        """mask_json, then what it reads by keys alone, in one walk (_named_values)."""
         masked, counts = self.masker.mask_json(doc)
         found: Counter[str] = Counter(counts)
         if self._named and depth < 4:
-            masked = self._nested(masked, found, depth)
+            masked = self._named_values(masked, found, depth)
         return masked, found
 
-    def _nested(self, value: Any, found: Counter[str], depth: int) -> Any:
-        if isinstance(value, dict):
-            return {k: self._nested(v, found, depth) for k, v in value.items()}
+    def _named_values(self, value: Any, found: Counter[str], depth: int) -> Any:
+        """Fields a document names otherwise than by a key, masked as if keyed (more,
+        never less): a string holding a document or named pairs of its own (`"event":
+        "{\\"phone\\": ...}"`, `"query": "phone=..."`: an event's payload, a logged
+        request); an object holding a string that names a rule (`{"name": "phone",
+        "value": ...}`, attribute lists, `{"field": "email", ...}`) has its other scalar
+        members (and lists of scalars) masked by that rule; rows beside a list of column
+        names (`{"columns": ["id", "phone"], "rows": [[7, ...]]}`, `{"meta": [{"name":
+        "phone"}], "data": [[...]]}`: SQL over HTTP) have those columns masked."""
+        if isinstance(value, str):
+            return self._string(value, found, depth)
         if isinstance(value, list):
-            return [self._nested(v, found, depth) for v in value]
-        if not isinstance(value, str) or not self._named:
+            return [self._named_values(v, found, depth) for v in value]
+        if not isinstance(value, dict):
             return value
+        named: str | None = None
+        columns: list[str] = []
+        for member in value.values():
+            if isinstance(member, str):
+                if named is None and self._rule(member):
+                    named = member
+            elif isinstance(member, list) and not columns:
+                names = _column_names(member)
+                if any(self._rule(c) for c in names):
+                    columns = names
+        out: dict[str, Any] = {}
+        for key, member in value.items():
+            if named is not None and member is not named and _scalars(member):
+                member = self._as_field(named, member, found)
+            elif columns and _rows(member):
+                member = [
+                    [
+                        self._as_field(columns[i], cell, found)
+                        if i < len(columns) and self._rule(columns[i])
+                        else cell
+                        for i, cell in enumerate(row)
+                    ]
+                    for row in member
+                ]
+            out[key] = self._named_values(member, found, depth)
+        return out
+
+    def _string(self, value: str, found: Counter[str], depth: int) -> str:
         text = value.lstrip()
         if text[:1] in ("{", "["):
             try:
@@ -282,6 +316,11 @@ class BodyMask:
         if "=" in value or ":" in value:
             return self._inline(value)  # (counted in self.counts)
         return value
+
+    def _as_field(self, name: str, value: Any, found: Counter[str]) -> Any:
+        masked, counts = self.masker.mask_json({name: value})
+        found.update(counts)
+        return next(iter(masked.values()))
 
     def _text(self, text: str) -> str:
         # read as a terminal shows it too (a client's `curl` prints it to one): a card
@@ -407,7 +446,15 @@ class BodyMask:
         return f"<{found['tag']}{found['attrs'] or ''}>{masked}</{found['tag']}>"
 
     def _rule(self, name: str) -> bool:
-        return self.masker.rule_for((name,)) is not None
+        known = self._rules.get(name)
+        if known is None:
+            # (a field's name is a word: text with a space or of a sentence's length is none)
+            known = (
+                len(name) <= 64 and " " not in name and self.masker.rule_for((name,)) is not None
+            )
+            if len(self._rules) < 4096:
+                self._rules[name] = known
+        return known
 
     def _value(self, name: str, value: str, text: bool = False) -> str:
         """`value` as the field rule for `name` masks it (a JSON scalar kept JSON)."""
@@ -473,6 +520,28 @@ class BodyMask:
                 self.counts.update(counts)
                 masked_lines.append("data: " + _dump(masked).decode("utf-8"))
         return "\n".join(others + masked_lines)
+
+
+def _scalars(value: Any) -> bool:
+    """A scalar, or a list of scalars (what a named attribute's value is)."""
+    if isinstance(value, list):
+        return all(not isinstance(v, dict | list) for v in value)
+    return not isinstance(value, dict)
+
+
+def _column_names(value: Any) -> list[str]:
+    """A list of column names: strings, or objects each naming one under `name`."""
+    if not isinstance(value, list) or not value:
+        return []
+    if all(isinstance(v, str) for v in value):
+        return value
+    if all(isinstance(v, dict) and isinstance(v.get("name"), str) for v in value):
+        return [v["name"] for v in value]
+    return []
+
+
+def _rows(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(r, list) for r in value)
 
 
 def _lf(data: bytes) -> bytes:
