@@ -7,18 +7,27 @@
 - The spool: a restarted proxy with the pid of the crashed one truncated the evidence the
   crashed one left; a spool directory others may write let a local user's forged entries
   (another session's close, invented events) be delivered to the PDP as the proxy's.
+- A database role without default_ttl: a proxy SIGKILLed with a session open left its
+  dynamic login alive for the mount's 32 days.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ssh_public_identity
-from openbao import OpenBao, running_openbao
+from openbao import (
+    OpenBao,
+    configure_database,
+    drop_dynamic_roles,
+    running_openbao,
+    vault_admin_role,
+)
 
 from portcullis.config import ConnectionSettings, VaultSettings
 from proxies.runtime.credentials import CredentialUnavailable
@@ -177,3 +186,50 @@ def test_spool_directory_others_may_only_read_is_used(tmp_path: Path) -> None:
         assert os.stat(spool.path).st_mode & 0o777 == 0o600
     finally:
         spool.close()
+
+
+# -- a dynamic database login left behind by a proxy killed before it revoked ----------------
+
+
+@pytest.fixture
+def vault_admin() -> Iterator[tuple[str, str]]:
+    with vault_admin_role() as admin:
+        yield admin
+
+
+@pytest.mark.integration
+async def test_lease_left_by_a_killed_proxy_runs_out_within_lease_ttl(
+    bao: OpenBao, vault_admin: tuple[str, str]
+) -> None:
+    """A role without default_ttl leases for the mount's 32 days; a proxy SIGKILLed with a
+    session open revokes nothing, and the login would live for a month."""
+    role = "ro" + secrets.token_hex(3)
+    try:
+        configure_database(bao.client(), "postgres", vault_admin, role, default_ttl="", max_ttl="")
+        provider = _provider(bao, ref=f"database/creds/{role}")
+        lease = await provider.acquire(f"database/creds/{role}", "s1")
+        # the kill: the renewer dies with the process, and nothing is revoked
+        for task in provider._renewers.values():
+            task.cancel()
+        ttl = bao.client().sys.read_lease(lease.lease_id)["data"]["ttl"]
+        assert 0 < ttl <= 900
+    finally:
+        drop_dynamic_roles(role)
+
+
+@pytest.mark.integration
+async def test_lease_ttl_is_configurable_per_connection(
+    bao: OpenBao, vault_admin: tuple[str, str]
+) -> None:
+    role = "ro" + secrets.token_hex(3)
+    try:
+        configure_database(bao.client(), "postgres", vault_admin, role, default_ttl="1h")
+        provider = _provider(bao, ref=f"database/creds/{role}", lease_ttl=60)
+        try:
+            lease = await provider.acquire(f"database/creds/{role}", "s1")
+            assert lease.extra["lease_duration"] == 60
+            assert 0 < bao.client().sys.read_lease(lease.lease_id)["data"]["ttl"] <= 60
+        finally:
+            await provider.close()
+    finally:
+        drop_dynamic_roles(role)

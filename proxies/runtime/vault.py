@@ -5,7 +5,8 @@ in the background) and every lease it takes for a session:
 
 - `<mount>/creds/<role>` (database secrets engine) → a dynamic username/password that lives
   while the session lives: renewed in the background before it would expire, revoked at
-  release; if the proxy dies, Vault revokes it at the latest when its TTL runs out.
+  release; if the proxy dies, Vault revokes it at the latest when its TTL runs out (a
+  longer one than `credentials.lease_ttl`, 15 minutes by default, is cut to it at once).
 - `<mount>/data/<path>#<key>` (KV v2) → one value (an HTTP token, an SSH key).
 - `<mount>/sign/<role>` (SSH secrets engine) → a fresh ed25519 key pair per session whose
   public key Vault signs; the private key never leaves proxy memory.
@@ -60,6 +61,9 @@ ACCESSOR_LEASE = "token-accessor:"  # a lease id that is a token's accessor, not
 SSH_EXTENSIONS = frozenset({"permit-pty", "permit-port-forwarding"})
 SSH_CERT_SECONDS = 3600  # longest validity accepted unless credentials.certificate_ttl says
 SSH_CLOCK_SKEW = 60
+# longest a dynamic secret's lease runs unrenewed (credentials.lease_ttl): what a proxy
+# killed before it could revoke leaves behind; a role's default_ttl beyond it is cut to it
+LEASE_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,8 @@ class VaultProvider:
         data = response.get("data") or {}
         lease_id = str(response.get("lease_id") or "")
         duration = int(response.get("lease_duration") or 0)
+        if lease_id:
+            duration = await self._bounded(lease_id, ref, duration, bool(response.get("renewable")))
         lease = CredentialLease(
             ref=ref,
             username=str(data.get("username", "")),
@@ -299,6 +305,28 @@ class VaultProvider:
                 "public_key": public,
                 "serial_number": data.get("serial_number", ""),
             },
+        )
+
+    async def _bounded(self, lease_id: str, ref: str, duration: int, renewable: bool) -> int:
+        """The lease's duration once no longer than credentials.lease_ttl: a longer one (a
+        role without default_ttl runs for the mount's 32 days) is renewed down to it at
+        once, or revoked and refused when it cannot be."""
+        bound = int(self.connection.credentials.get("lease_ttl") or LEASE_SECONDS)
+        if 0 < duration <= bound:
+            return duration
+        granted = 0
+        if renewable:
+            with contextlib.suppress(Exception):
+                response = await self._call(
+                    self._client.sys.renew_lease, lease_id=lease_id, increment=bound
+                )
+                granted = int(response.get("lease_duration") or 0)
+        if 0 < granted <= bound:
+            return granted
+        await self._revoke(lease_id, ref)
+        raise CredentialUnavailable(
+            f"Vault leased {ref} for {duration}s and it cannot be cut to {bound}s "
+            "(credentials.lease_ttl): a proxy killed before revoking would leave it that long"
         )
 
     # -- keeping leases and the login alive ------------------------------------------------
