@@ -8,17 +8,21 @@
   crashed one left; a spool directory others may write let a local user's forged entries
   (another session's close, invented events) be delivered to the PDP as the proxy's.
 - A database role without default_ttl: a proxy SIGKILLed with a session open left its
-  dynamic login alive for the mount's 32 days.
+  dynamic login alive for the mount's 32 days; a token role without token_ttl did the same
+  with each session's Vault token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import hvac
+import hvac.exceptions
 import pytest
 from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ssh_public_identity
 from openbao import (
@@ -233,3 +237,33 @@ async def test_lease_ttl_is_configurable_per_connection(
             await provider.close()
     finally:
         drop_dynamic_roles(role)
+
+
+@pytest.mark.integration
+async def test_token_left_by_a_killed_proxy_runs_out_within_lease_ttl(bao: OpenBao) -> None:
+    """auth/token/create/<role> from a role without token_ttl: the session's token lived
+    768h; a proxy killed before revoking it left it usable for a month."""
+    bao.client().auth.token.create_or_update_role("billing-agent", allowed_policies=["default"])
+    provider = _provider(bao, ref="auth/token/create/billing-agent", header="Authorization")
+    lease = await provider.acquire("auth/token/create/billing-agent", "s1")
+    for task in provider._renewers.values():  # the kill: nothing revoked
+        task.cancel()
+    info = bao.client().auth.token.lookup(lease.value)["data"]
+    assert 0 < info["ttl"] <= 900
+
+
+@pytest.mark.integration
+async def test_token_of_a_long_session_is_renewed_and_revoked_at_its_end(bao: OpenBao) -> None:
+    bao.client().auth.token.create_or_update_role("billing-agent", allowed_policies=["default"])
+    provider = _provider(
+        bao, ref="auth/token/create/billing-agent", header="Authorization", lease_ttl=3
+    )
+    try:
+        lease = await provider.acquire("auth/token/create/billing-agent", "s1")
+        await asyncio.sleep(5)  # past its 3 s: only renewal keeps it
+        assert bao.client().auth.token.lookup(lease.value)["data"]["ttl"] > 0
+        await provider.release(lease)
+        with pytest.raises(hvac.exceptions.VaultError):
+            bao.client().auth.token.lookup(lease.value)
+    finally:
+        await provider.close()

@@ -246,10 +246,15 @@ class VaultProvider:
         )
 
     async def _token(self, target: VaultRef, ref: str, session_id: str) -> CredentialLease:
+        # for lease_ttl, renewed while the session lives, like a database lease: a role
+        # without token_ttl would give the token the mount's 32 days, which a proxy killed
+        # before revoking would leave behind
+        bound = int(self.connection.credentials.get("lease_ttl") or LEASE_SECONDS)
         response = await self._call(
             self._client.auth.token.create,
             role_name=target.name,
             meta={"portcullis_session": session_id},
+            ttl=f"{bound}s",
         )
         auth = response.get("auth") or {}
         token, accessor = str(auth.get("client_token", "")), str(auth.get("accessor", ""))
@@ -257,6 +262,24 @@ class VaultProvider:
             raise CredentialUnavailable(f"Vault issued no token for {ref!r}")
         lease_id = ACCESSOR_LEASE + accessor
         self._leases[lease_id] = ref
+        duration = int(auth.get("lease_duration") or 0)
+        if not 0 < duration <= bound:  # a role's token_explicit_max_ttl/period cannot lengthen it
+            await self._revoke(lease_id, ref)
+            self._leases.pop(lease_id, None)
+            raise CredentialUnavailable(
+                f"Vault issued a token for {ref} valid for {duration or 'unlimited'}s, not "
+                f"within {bound}s (credentials.lease_ttl): check the token role's period"
+            )
+        if auth.get("renewable"):
+
+            def renew(increment: int) -> int:
+                answer = self._client.auth.token.renew(token, increment=increment)
+                return int((answer.get("auth") or {}).get("lease_duration") or 0)
+
+            self._renewers[lease_id] = asyncio.create_task(
+                self._keep_lease(lease_id, ref, duration, renew),
+                name=f"vault-token-renewer:{session_id}",
+            )
         spec = self.connection.credentials
         return CredentialLease(
             ref=ref,
@@ -331,8 +354,17 @@ class VaultProvider:
 
     # -- keeping leases and the login alive ------------------------------------------------
 
-    async def _keep_lease(self, lease_id: str, ref: str, duration: int) -> None:
-        """Renew before expiry for as long as the session holds the lease (until release)."""
+    async def _keep_lease(
+        self, lease_id: str, ref: str, duration: int, renew: Callable[[int], int] | None = None
+    ) -> None:
+        """Renew before expiry for as long as the session holds the lease (until release);
+        renew(increment) → seconds granted (default: sys/leases/renew of lease_id)."""
+        if renew is None:
+
+            def renew(increment: int) -> int:
+                response = self._client.sys.renew_lease(lease_id=lease_id, increment=increment)
+                return int(response.get("lease_duration") or 0)
+
         expires = time.monotonic() + duration
         margin = duration * (1 - RENEW_AT)  # renew when this much of the lease is left
         while True:
@@ -345,9 +377,7 @@ class VaultProvider:
             await asyncio.sleep(max(wait, 0.1))
             asked = time.monotonic()
             try:
-                response = await self._call(
-                    self._client.sys.renew_lease, lease_id=lease_id, increment=duration
-                )
+                granted = await self._call(renew, duration)
             except Exception as exc:
                 log.warning(
                     "renewing the Vault lease for %s failed (%s); retrying while it is still valid",
@@ -355,7 +385,6 @@ class VaultProvider:
                     _describe(exc),
                 )
                 continue
-            granted = int(response.get("lease_duration") or 0)
             expires = asked + granted
             if granted < duration:
                 log.warning(
