@@ -71,6 +71,20 @@ def handed_credential(
     return with_credential(config, issue(f"up:{','.join(names)}", names))
 
 
+def announce_unrecorded(connection: ConnectionSettings) -> bool:
+    """Log, loudly, a connection whose proxy records no session events (`recording:
+    false`, for benchmarks): what ran there, and every command answered from the decision
+    cache, is in no audit record. True when it is so."""
+    if connection.options.get("recording", True) is not False:
+        return False
+    log.warning(
+        "connection %s: RECORDING OFF (recording: false): no session events are recorded — "
+        "commands answered from the decision cache leave no audit record; benchmarks only",
+        connection.name,
+    )
+    return True
+
+
 async def start_proxies(
     connections: Sequence[ConnectionSettings],
     config: Config,
@@ -83,6 +97,7 @@ async def start_proxies(
     for connection in connections:
         if factory_for(connection.type) is not None:
             serving.append(connection)
+            announce_unrecorded(connection)
             continue
         log.warning(
             "connection %s: this build serves no %s proxy yet (served: %s); "

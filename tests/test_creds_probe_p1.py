@@ -10,13 +10,17 @@
 - A database role without default_ttl: a proxy SIGKILLed with a session open left its
   dynamic login alive for the mount's 32 days; a token role without token_ttl did the same
   with each session's Vault token.
+- `recording: false` turned session evidence off silently.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +28,7 @@ from pathlib import Path
 import hvac
 import hvac.exceptions
 import pytest
+import yaml
 from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ssh_public_identity
 from openbao import (
     OpenBao,
@@ -32,8 +37,10 @@ from openbao import (
     running_openbao,
     vault_admin_role,
 )
+from test_cli import write_config
 
-from portcullis.config import ConnectionSettings, VaultSettings
+from portcullis.config import ConnectionSettings, VaultSettings, load_config
+from proxies.launcher import announce_unrecorded
 from proxies.runtime.credentials import CredentialUnavailable
 from proxies.runtime.spool import Entry, Spool, SpoolUnsafe
 from proxies.runtime.vault import VaultProvider
@@ -267,3 +274,31 @@ async def test_token_of_a_long_session_is_renewed_and_revoked_at_its_end(bao: Op
             bao.client().auth.token.lookup(lease.value)
     finally:
         await provider.close()
+
+
+# -- `recording: false`: evidence off, which must not be silent ------------------------------
+
+
+def test_recording_off_is_announced_at_start_and_in_config_check(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`recording: false` (for benchmarks) on a connection: no session event is recorded,
+    and a command answered from the decision cache is then in no audit record at all. It
+    was silent — no log line, nothing in `config check` — where `enforce: false` is loud."""
+    path, raw = write_config(tmp_path)
+    raw["connections"][0]["recording"] = False
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    connection = config.connections[0]
+    with caplog.at_level(logging.WARNING, logger="portcullis.up"):
+        assert announce_unrecorded(connection)
+        assert not announce_unrecorded(config.connections[1])
+    assert f"connection {connection.name}: RECORDING OFF" in caplog.text
+    env = {**os.environ, "ORDERS_DB_PASSWORD": "x", "BILLING_TOKEN": "y"}
+    checked = subprocess.run(
+        [sys.executable, "-m", "pdp.cli", "config", "check", "-c", str(path)],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    line = next(x for x in checked.stdout.splitlines() if f"proxy {connection.name} " in x)
+    assert "RECORDING OFF" in line

@@ -81,6 +81,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for c in config.connections:
         if c.name in serving:
             shadow = "  SHADOW MODE: nothing enforced" if c.options.get("enforce") is False else ""
+            if c.options.get("recording") is False:
+                shadow += "  RECORDING OFF: no session events"
             lines.append(f"proxy {c.name} ({c.type}): {c.listen} → {c.upstream}{shadow}")
         else:
             lines.append(
