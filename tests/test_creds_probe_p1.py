@@ -302,3 +302,31 @@ def test_recording_off_is_announced_at_start_and_in_config_check(
     assert checked.returncode == 0, checked.stderr
     line = next(x for x in checked.stdout.splitlines() if f"proxy {connection.name} " in x)
     assert "RECORDING OFF" in line
+
+
+# -- the proxy's own Vault identity ----------------------------------------------------------
+
+
+@pytest.mark.integration
+async def test_vault_token_file_readable_by_others_is_refused(bao: OpenBao, tmp_path: Path) -> None:
+    """vault.auth.token_file at 0644: any local user reads the proxy's Vault token (every
+    dynamic credential it may mint); the proxy used it without a word."""
+    bao.client().secrets.kv.v2.create_or_update_secret(path="app", secret={"v": "value-1"})
+    token_file = tmp_path / "vault-token"
+    token_file.write_text(bao.root_token + "\n")
+    token_file.chmod(0o644)
+    connection = ConnectionSettings(
+        name="t", type="http", listen="127.0.0.1:1", upstream="http://127.0.0.1:2",
+        credentials={"provider": "vault", "ref": "secret/data/app#v", "header": "X-Key"},
+    )  # fmt: skip
+    auth = {"method": "token", "token_file": str(token_file)}
+    provider = VaultProvider(connection, VaultSettings(bao.addr, auth))
+    try:
+        with pytest.raises(CredentialUnavailable, match="readable by other users") as refused:
+            await provider.acquire("secret/data/app#v", "s1")
+        assert bao.root_token not in str(refused.value)
+        token_file.chmod(0o600)
+        lease = await provider.acquire("secret/data/app#v", "s2")
+        assert lease.value == "value-1"
+    finally:
+        await provider.close()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -549,7 +550,15 @@ def _secret(auth: dict[str, Any], name: str) -> str:
     """An auth secret, given inline (`name`) or in a file (`name_file`, e.g. a k8s token)."""
     value = auth.get(name)
     if not value and auth.get(f"{name}_file"):
-        value = Path(str(auth[f"{name}_file"])).read_text().strip()
+        path = Path(str(auth[f"{name}_file"]))
+        with path.open() as f:
+            if os.fstat(f.fileno()).st_mode & 0o077 and name != "jwt":
+                # the proxy's Vault identity to whoever reads it (ssh refuses such a key);
+                # a JWT file is short-lived and projected 0644 by Kubernetes
+                raise CredentialUnavailable(
+                    f"vault.auth.{name}_file {path} is readable by other users; chmod 600 it"
+                )
+            value = f.read().strip()
     if not value:
         raise CredentialUnavailable(f"vault.auth.{name} is not set")
     return str(value)
