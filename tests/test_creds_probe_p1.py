@@ -42,7 +42,7 @@ from test_cli import write_config
 from portcullis.config import ConnectionSettings, VaultSettings, load_config
 from proxies.launcher import announce_unrecorded
 from proxies.runtime.credentials import CredentialUnavailable
-from proxies.runtime.spool import Entry, Spool, SpoolUnsafe
+from proxies.runtime.spool import Entry, Spool, SpoolFull, SpoolUnsafe
 from proxies.runtime.vault import VaultProvider
 
 
@@ -330,3 +330,35 @@ async def test_vault_token_file_readable_by_others_is_refused(bao: OpenBao, tmp_
         assert lease.value == "value-1"
     finally:
         await provider.close()
+
+
+async def test_spool_on_a_filling_disk_leaves_no_half_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills while a batch is spooled: write() takes part of it and returns the
+    count (no error). The rest was dropped while the entries counted as durable; the half
+    line then glued to the next batch, and a restart adopting the file could read neither."""
+    directory = tmp_path / "spool"
+    spool = Spool(directory, "c")
+    spool.open()
+    real_write = os.write
+    calls: list[int] = []
+
+    def filling(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))  # short: the disk is full
+        raise OSError(28, "No space left on device")
+
+    try:
+        monkeypatch.setattr(os, "write", filling)
+        with pytest.raises(SpoolFull):
+            await spool.add([Entry("first", events='[{"kind":"command","raw":"A"}]')])
+        monkeypatch.setattr(os, "write", real_write)  # room again
+        await spool.add([Entry("second", events='[{"kind":"command","raw":"B"}]')])
+        lines = spool.path.read_bytes().splitlines()
+        assert [Entry.parse(x) for x in lines] == [
+            Entry("second", events='[{"kind":"command","raw":"B"}]')
+        ]
+    finally:
+        spool.close()

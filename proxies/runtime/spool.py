@@ -196,10 +196,20 @@ class Spool:
         return found
 
     def _write_sync(self, lines: list[bytes]) -> None:
-        data = b"".join(lines)
-        os.write(self._fd, data)
-        os.fsync(self._fd)
-        self.size += len(data)
+        """All the lines, durably, or none: a short write (a disk filling up) is continued,
+        and a failed one cut off again, so no half line is left for the next lines to be
+        glued to (which would make both unreadable when a restart adopts the file)."""
+        joined = b"".join(lines)
+        data = memoryview(joined)
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+            os.fsync(self._fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self.size)
+            raise
+        self.size += len(joined)
 
     def close(self) -> None:
         if self._fd >= 0:
