@@ -230,6 +230,8 @@ TEXT_TABLES = {
     "ndjson member across lines": ("application/x-ndjson", '{"password":\n"hunter2"}'),
     "yaml block": ("application/yaml", "user:\n  password: |\n    hunter2\n"),
     "text tab": ("text/plain", "password\thunter2"),
+    "json array across lines in text": ("text/plain", '{\n  "phone": [\n    "5550100"\n  ]\n}'),
+    "json object across lines in text": ("text/plain", '"phone": {\n  "home": "5550100"\n}'),
     # a JSON answer whose string holds a document or pairs of its own (an event's
     # payload, a logged request): the field rules reach the names written in it
     "json string holding json": (

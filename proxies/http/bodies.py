@@ -167,10 +167,14 @@ _ELEMENT = re.compile(
 
 # a name as field rules spell one (a rule's segments are tested by Masker.rule_for)
 _NAME_HINT = re.compile(r"(?<![\w.\-])[A-Za-z_][\w\-]*(?![\w\-])")
-# after a name: quotes, a separator and a value on the same line (not a YAML block's
-# indicator, whose value follows on the next lines)
-_KEYED_VALUE = re.compile(r"""["']?[ \t]*[:=][ \t]*(?![|>][+\-0-9]*[ \t]*$)["']?[^\s"']""")
-_BLOCK = re.compile(r"[|>][+\-0-9]*")  # a YAML block scalar's indicator
+# after a name: quotes, a separator and a value on the same line (not one going on in
+# the next lines: a YAML block's indicator, an array or object left open, see _BLOCK)
+_KEYED_VALUE = re.compile(
+    r"""["']?[ \t]*[:=][ \t]*(?!(?:[|>][+\-0-9]*|[\[{])[ \t]*$)["']?[^\s"']"""
+)
+# a value that goes on in the next lines: a YAML block scalar's indicator, or an array or
+# object opened and not closed on its line (pretty-printed JSON, YAML flow)
+_BLOCK = re.compile(r"[|>][+\-0-9]*|[\[{]")
 _NAME_OPENS = frozenset("<>\t|,;\"'{[")  # what a name in a table or markup follows
 _NAME_CLOSES = frozenset("<>\t|,;\"']}/")  # and what it is followed by
 _NAMESPACED = re.compile(r"</?[\w.\-]+:$|</$")  # `<ns:name`, `</name`
