@@ -82,6 +82,26 @@ def test_a_tool_call_is_read_and_decided_without_its_id_or_meta() -> None:
     assert mcp_command("mcp.call", read.command("/admin?x=1"), {})["endpoint"] == "/admin?x=1"
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "refund", "arguments": {}}},
+        {"jsonrpc": "2.0", "method": "resources/read", "params": {"uri": "invoice://1"}},
+        {"jsonrpc": "2.0", "method": "ping"},
+        {"jsonrpc": "2.0", "id": 3, "method": "notifications/cancelled", "params": {}},
+    ],
+)
+def test_a_request_without_an_id_or_a_notification_with_one_is_refused(
+    message: dict[str, Any],
+) -> None:
+    """A tools/call sent as a notification is run by a generic JSON-RPC server and answered
+    to nobody: one message read two ways (the proxy's: a notification; the server's: a
+    call). MCP names its notifications notifications/..., and only they go without an id."""
+    with pytest.raises(codec.Refused) as refused:
+        codec.parse_request(body(message), JSON)
+    assert refused.value.status == 400
+
+
 def test_notifications_responses_and_batches() -> None:
     note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
     (read,) = codec.parse_request(body(note), JSON).messages
@@ -310,7 +330,12 @@ json_values = st.recursive(
     max_leaves=20,
 )
 messages = st.fixed_dictionaries(
-    {"jsonrpc": st.just("2.0"), "method": st.sampled_from(["tools/call", "ping", "tools/list"])},
+    {
+        "jsonrpc": st.just("2.0"),
+        "method": st.sampled_from(
+            ["tools/call", "ping", "tools/list", "notifications/initialized"]
+        ),
+    },
     optional={
         "id": st.integers() | st.text(max_size=8),
         "params": st.fixed_dictionaries(
@@ -340,8 +365,12 @@ def test_valid_messages_round_trip_to_what_the_pdp_reads(message: dict[str, Any]
     try:
         parsed = codec.parse_request(body(message), JSON)
     except codec.Refused:
-        # only what the codec must refuse: a tools/call without a name
-        assert message["method"] == "tools/call" and "params" not in message
+        # only what the codec must refuse: a tools/call without a name, a request without
+        # an id, a notification with one
+        notification = message["method"].startswith("notifications/")
+        assert (message["method"] == "tools/call" and "params" not in message) or (
+            notification == ("id" in message)
+        )
         return
     (read,) = parsed.messages
     assert json.loads(codec.encode(read.body)) == message

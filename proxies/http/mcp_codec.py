@@ -254,6 +254,9 @@ def parse_request(
     return RequestBody(messages, batch=True)
 
 
+NOTIFICATIONS = "notifications/"  # the methods MCP sends as notifications, and only they
+
+
 def _valid_id(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
@@ -275,11 +278,18 @@ def read_message(item: Any) -> Message:
             raise Refused(f"a method name longer than {MAX_METHOD}")
         if "params" in item and not isinstance(item["params"], dict):
             raise Refused("MCP params are an object")
+        # MCP names every notification notifications/... and nothing else: a request sent
+        # without an id (which a server would run and answer nobody) or a notification
+        # with one is one message read two ways
         if "id" in item:
             if not _valid_id(item["id"]):
                 raise Refused("a request id is a string or an integer")
+            if method.startswith(NOTIFICATIONS):
+                raise Refused("a notification carries no id")
             message = Message("request", item, item["id"], method)
         else:
+            if not method.startswith(NOTIFICATIONS):
+                raise Refused(f"{method} is a request: it carries an id")
             message = Message("notification", item, None, method)
         _check_params(message)
         return message
