@@ -30,6 +30,10 @@ bytes are the attack). Each test is one way around a decision that worked before
   document or pairs of its own (`"event": "{\\"phone\\": ...}"`, `"query": "password=..."`),
   or a field named by a value (`{"name": "phone", "value": ...}`, `{"columns": ["id",
   "phone"], "rows": [[7, ...]]}` as SQL-over-HTTP APIs answer);
+- a JSON body naming an integer past 2**53 as a float (`9007199254740993.0`,
+  `9.007199254740993e15`): the integer form is refused since 9372fae, this one was read
+  by the policy as the double ...992 while a parser keeping decimals (Jackson's
+  BigDecimal, Python's parse_float=Decimal) reads ...993;
 - a WebSocket upgrade's answer head went to a reader as the upstream wrote it: a 101's
   fields, or another status's (a redirect whose Location names `phone=...`, an
   `X-Customer-Phone`) unmasked, with a Content-Length for a body never relayed; and a
@@ -353,3 +357,21 @@ async def test_a_readers_websocket_answer_head_is_masked(tmp_path, case):
     assert status(answer) == int(WS_ANSWERS[case].split(b" ")[1]), answer
     for value in (b"5550100", b"ann@example.com"):
         assert value not in head, head
+
+
+@pytest.mark.parametrize("number", ["9007199254740993.0", "9.007199254740993e15"])
+async def test_an_integer_past_2_53_written_as_a_float_is_refused(tmp_path, number):
+    from pdp.domain.policy_input import http_command
+
+    body = f'{{"id": {number}}}'.encode()
+    async with http_stack(tmp_path) as s:
+        answer = await exchange(
+            s.proxy.port,
+            request(s, "GET /echo/a HTTP/1.1", "Content-Type: application/json\r\n", body),
+        )
+    assert status(answer) == 400, answer[:300]
+    assert s.upstream.seen == []
+    # and the PDP, re-reading the body from the command text, shows the policy no path
+    raw = f"GET /echo/a HTTP/1.1\nbody: x\n\n{body.decode()}"
+    attributes = {"headers": {"content-type": "application/json"}}
+    assert "path" not in http_command("http.request", raw, attributes)

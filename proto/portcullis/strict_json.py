@@ -5,7 +5,8 @@ policy sees is what any upstream parser reads.
 Refused, as ValueError: a name repeated in an object (parsers keep the first, the last,
 or fail: Python's json the last, Go's and Jackson's settings differ), NaN and Infinity
 (Python's extension, not JSON), and a number the policy's input (doubles, RFC 8259 §6)
-cannot hold exactly (1e400, an integer past 2**53), so the policy never sees another
+cannot hold exactly (1e400, an integer past 2**53, written as one or as a float such as
+9007199254740993.0), so the policy never sees another
 number than the upstream does.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 
@@ -25,6 +27,7 @@ class Inexact(ValueError):
 
 
 _EXACT = 2**53  # integers a double holds exactly
+_ID = 2**64  # integers an id may be (int64, uint64): a float naming one is read as one
 
 
 def loads(text: str) -> Any:
@@ -54,6 +57,13 @@ def _finite(text: str) -> float:
     number = float(text)
     if not math.isfinite(number):
         raise Inexact(text)  # 1e400: infinity to Python, the policy's input has none
+    if abs(number) >= _EXACT:
+        # 9007199254740993.0 or 9.007199254740993e15: the integer _exact refuses, written
+        # as a float; a double holds ...992, a parser keeping decimals (Jackson's
+        # BigDecimal, Python's parse_float=Decimal) reads ...993 (past 64 bits no id is)
+        exact = Decimal(text)
+        if abs(exact) < _ID and exact == exact.to_integral_value() and exact != Decimal(number):
+            raise Inexact(text)
     return number
 
 
