@@ -362,3 +362,43 @@ async def test_spool_on_a_filling_disk_leaves_no_half_line(
         ]
     finally:
         spool.close()
+
+
+@pytest.mark.integration
+async def test_credential_issued_for_a_session_that_left_meanwhile_is_revoked(
+    bao: OpenBao, vault_admin: tuple[str, str]
+) -> None:
+    """The client goes (or a start-up deadline passes) while Vault creates the session's
+    login: the open is cancelled, Vault's answer was dropped, and the login lived on,
+    revoked by nobody, for its whole TTL; a client doing it in a loop piles them up."""
+    role = "ro" + secrets.token_hex(3)
+    try:
+        configure_database(bao.client(), "postgres", vault_admin, role)
+        provider = _provider(bao, ref=f"database/creds/{role}")
+        try:
+            await provider.acquire(f"database/creds/{role}", "warm-up")  # logged in
+            opening = asyncio.ensure_future(provider.acquire(f"database/creds/{role}", "s1"))
+            await asyncio.sleep(0.01)  # Vault is creating the role now
+            opening.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await opening
+            deadline = time.monotonic() + 10
+            live: list[str] = ["?"]
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                live = _leases(bao, f"database/creds/{role}/")
+                if len(live) == 1:  # only the warm-up's
+                    break
+            assert len(live) == 1, live
+        finally:
+            await provider.close()
+    finally:
+        drop_dynamic_roles(role)
+
+
+def _leases(bao: OpenBao, prefix: str) -> list[str]:
+    try:
+        answer = bao.client().sys.list_leases(prefix=prefix)
+    except hvac.exceptions.InvalidPath:
+        return []
+    return list(answer["data"]["keys"])

@@ -121,6 +121,8 @@ class VaultProvider:
         self._token_task: asyncio.Task[None] | None = None
         self._renewers: dict[str, asyncio.Task[None]] = {}
         self._leases: dict[str, str] = {}  # lease_id → ref, for revocation at close
+        self._orphans: set[asyncio.Task[None]] = set()  # releases of leases nobody took
+        self._issuing: set[asyncio.Future[CredentialLease]] = set()
 
     def __repr__(self) -> str:
         return f"VaultProvider(addr={self.addr!r}, auth={self.method!r})"
@@ -128,6 +130,26 @@ class VaultProvider:
     # -- the provider interface -------------------------------------------------------------
 
     async def acquire(self, ref: str, session_id: str) -> CredentialLease:
+        """The session's credential. Cancelled while Vault issues it (the client left, a
+        start-up deadline), the issuing still runs to its end and what it issued is
+        released at once: Vault's answer is never lost with the lease live in it."""
+        issuing = asyncio.ensure_future(self._acquire(ref, session_id))
+        self._issuing.add(issuing)
+        issuing.add_done_callback(self._issuing.discard)
+        try:
+            return await asyncio.shield(issuing)
+        except asyncio.CancelledError:
+            issuing.add_done_callback(self._release_orphan)
+            raise
+
+    def _release_orphan(self, issuing: asyncio.Future[CredentialLease]) -> None:
+        if issuing.cancelled() or issuing.exception() is not None:
+            return
+        task = asyncio.ensure_future(self.release(issuing.result()))
+        self._orphans.add(task)
+        task.add_done_callback(self._orphans.discard)
+
+    async def _acquire(self, ref: str, session_id: str) -> CredentialLease:
         target = parse_ref(ref)
         await self._ensure_login(ref)
         try:
@@ -159,6 +181,8 @@ class VaultProvider:
 
     async def close(self) -> None:
         """Revoke what is still leased, stop renewing, give up the proxy's own login token."""
+        await asyncio.gather(*self._issuing, return_exceptions=True)  # (their leases below)
+        await asyncio.gather(*self._orphans, return_exceptions=True)
         tasks = [*self._renewers.values(), *([self._token_task] if self._token_task else [])]
         for task in tasks:
             task.cancel()
