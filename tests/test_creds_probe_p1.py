@@ -402,3 +402,18 @@ def _leases(bao: OpenBao, prefix: str) -> list[str]:
     except hvac.exceptions.InvalidPath:
         return []
     return list(answer["data"]["keys"])
+
+
+def test_vault_over_plain_http_to_another_host_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """vault.addr http://vault:8200 (deploy/portcullis.compose.yaml): the proxy's Vault
+    token and every dynamic password crossed the network in clear without a word."""
+    connection = ConnectionSettings(name="t", type="http", listen="127.0.0.1:1",
+                                    upstream="http://127.0.0.1:2")  # fmt: skip
+    auth = {"method": "token", "token": "hvs.never-logged"}
+    with caplog.at_level(logging.WARNING, logger="portcullis.vault"):
+        for addr in ("http://127.0.0.1:8200", "http://localhost:8200", "https://vault:8200"):
+            VaultProvider(connection, VaultSettings(addr, auth))
+        assert "plain HTTP" not in caplog.text
+        VaultProvider(connection, VaultSettings("http://vault:8200", auth))
+    assert "Vault at http://vault:8200 is plain HTTP" in caplog.text
+    assert "never-logged" not in caplog.text

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import hvac
 import hvac.exceptions
@@ -116,6 +118,12 @@ class VaultProvider:
         self._client = hvac.Client(
             url=settings.addr, timeout=timeout, verify=self._auth.get("ca_cert") or True
         )
+        if _cleartext(settings.addr):
+            log.warning(
+                "Vault at %s is plain HTTP to another host: the proxy's Vault token and every "
+                "credential it fetches cross the network in clear; use https://",
+                settings.addr,
+            )
         self._login_lock = asyncio.Lock()
         self._logged_in = False
         self._token_task: asyncio.Task[None] | None = None
@@ -586,6 +594,20 @@ def _secret(auth: dict[str, Any], name: str) -> str:
     if not value:
         raise CredentialUnavailable(f"vault.auth.{name} is not set")
     return str(value)
+
+
+def _cleartext(addr: str) -> bool:
+    """Whether Vault is reached over plain HTTP beyond this host (loopback is not)."""
+    url = urlsplit(addr)
+    if url.scheme != "http":
+        return False
+    host = url.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 def _describe(exc: BaseException) -> str:
