@@ -178,14 +178,16 @@ _DESCRIBING_CLASSES = frozenset(
 # the code chooses the SQLSTATE and writes the message as it likes, unquoted)
 _RAISING_ROUTINES = frozenset({"exec_stmt_raise", "exec_stmt_assert"})
 WITHHELD = "[withheld by portcullis: it may quote values the masks cover]"
+_DIGIT = re.compile(r"[0-9]")
 
 
 def masked_fields(masker: Masker, fields: dict[str, str]) -> dict[str, str] | None:
     """An error or notice of a statement whose results are masked, with what could quote a
-    value hidden: its internal query withheld, outside _DESCRIBING_CLASSES its detail,
-    hint and context too (and a RAISE's message: code wrote it), then the detectors over the rest of
-    its text, every double-quoted string and every `=(...)` key value redacted (the
-    server quotes the values it could not use there). None when nothing changed."""
+    value hidden: its internal query withheld; outside _DESCRIBING_CLASSES its detail, hint
+    and context too (a RAISE's message as well: code wrote it); then the detectors over
+    the rest of its text, every double-quoted string and every `=(...)` key value
+    redacted (the server quotes the values it could not use there), and a field still
+    holding a number withheld. None when nothing changed."""
     changed = False
     out = dict(fields)
     withheld: tuple[str, ...] = ("q",)  # text code made (EXECUTE's), in every class
@@ -204,6 +206,12 @@ def masked_fields(masker: Masker, fields: dict[str, str]) -> dict[str, str] | No
         masked, _ = masker.mask_text(text)
         masked = _QUOTED.sub('"[REDACTED]"', masked)
         masked = _KEY_VALUE.sub("=([REDACTED])", masked)
+        if _DIGIT.search(masked):
+            # a number left outside quotes may be the value's, in any class: `invalid byte
+            # sequence for encoding "UTF8": 0xf0 0x34 0x31 0x31` (three digits of a card),
+            # `date field value out of range: 52-13-01`, `relation with OID 52 does not
+            # exist` (a character's code)
+            masked = WITHHELD
         if masked != text:
             out[code] = masked
             changed = True

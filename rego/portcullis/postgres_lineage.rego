@@ -344,7 +344,8 @@ pg_approval contains [i, sprintf("%s under the masks needs approval (only listed
 
 # A unique index is not listed: made over a table's stored values (CREATE UNIQUE INDEX ON
 # customers (password)), an INSERT ... ON CONFLICT DO NOTHING of a guess then inserts a row
-# or not, an equality test on the column (INSERT 0 0: the guess is a stored password).
+# or not, an equality test on the column (INSERT 0 0: the guess is a stored password)
+# that data.portcullis.oracle.equality false would not stop.
 pg_masked_ddl_allowed(s) if {
 	s.tag in {
 		"CreateStmt", "CreateSeqStmt", "AlterSeqStmt", "CreateSchemaStmt",
