@@ -321,3 +321,22 @@ def test_a_full_screen_programs_output_passes_as_it_is() -> None:
     pieces = [screen[i : i + 700] for i in range(0, len(screen), 700)]
     sent, out = quietly(pieces)
     assert sent == screen and not out.counts
+
+
+# -- journalctl --grep: an oracle on what the mask hides -------------------------------------
+
+# A reader's journal comes back masked, but --grep shows which entries match: `4111 1111
+# 1111 10`, `... 11`, ... tells a card number digit by digit (no glob character needed)
+SEARCHES = [
+    "journalctl --grep '4111 1111 1111 10'",
+    "journalctl -g 4111.1111",
+    "journalctl --grep=4111",
+    "journalctl -rg4111",
+    "journalctl -u sshd --grep 'card 4'",
+]
+
+
+@pytest.mark.parametrize("line", SEARCHES)
+def test_a_journal_search_under_a_mask_needs_approval(engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] == "require_approval"  # before: mask
+    assert verdict(engine, line, ("readonly", "pii-readers"))["verdict"] == "allow"

@@ -233,6 +233,28 @@ needs_approval contains sprintf("%q takes further words from its input (xargs), 
 	part.more_args
 }
 
+# A pattern search of the journal (--grep, -g) is an oracle on what the mask hides: the
+# entries come back masked, but which ones match says whether a card number begins with
+# 4111, then 41111, ... digit by digit. Outside pii-readers it needs approval; any short
+# option cluster holding a g counts (-rg, -ng: more is asked for, never less).
+needs_approval contains sprintf("%q searches the journal by a pattern (%s): which entries match would tell what the mask hides", [part.command, arg]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	part.argv[0] == "journalctl"
+	not pii_reader
+	some i, arg in part.argv
+	i > 0
+	ssh_journal_search(arg)
+}
+
+ssh_journal_search(arg) if split(arg, "=")[0] == "--grep"
+
+ssh_journal_search(arg) if {
+	startswith(arg, "-")
+	not startswith(arg, "--")
+	contains(arg, "g")
+}
+
 # An option whose values are an allow-list too (options.values: --output, -o): the value
 # given with it, attached (`--output=json`, `-ojson`, `-fojson`) or the next word.
 needs_approval contains sprintf("%q: %s %q is not among the values allowed to it", [part.command, option, value]) if {

@@ -434,3 +434,11 @@ test_ssh_sftp_names_masked_outside_pii_readers if {
 		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/srv"}).verdict == "allow"
 	}
 }
+
+test_ssh_journal_search_needs_approval_outside_pii_readers if {
+	every argv in [["journalctl", "--grep", "4111 1111 1111 10"], ["journalctl", "--grep=4111"], ["journalctl", "-g", "4111"], ["journalctl", "-rg4111"]] {
+		ssh_verdict(["readonly"], argv) == "require_approval"
+		ssh_verdict(["readonly", "pii-readers"], argv) == "allow"
+	}
+	ssh_verdict(["readonly"], ["journalctl", "-u", "sshd", "-n", "20"]) == "mask"
+}
