@@ -417,3 +417,47 @@ def test_vault_over_plain_http_to_another_host_is_logged(caplog: pytest.LogCaptu
         VaultProvider(connection, VaultSettings("http://vault:8200", auth))
     assert "Vault at http://vault:8200 is plain HTTP" in caplog.text
     assert "never-logged" not in caplog.text
+
+
+@pytest.mark.integration
+async def test_vault_token_file_is_read_beside_the_configuration(
+    bao: OpenBao, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vault.auth.token_file: vault-token (relative) was read from the working directory,
+    not the configuration's: started elsewhere (a unit without WorkingDirectory, a shell in
+    /tmp), the proxy read whatever file of that name was there, or none."""
+    bao.client().secrets.kv.v2.create_or_update_secret(path="app", secret={"v": "value-1"})
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "vault-token").write_text(bao.root_token)
+    (etc / "vault-token").chmod(0o600)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "x").mkdir(parents=True)
+    (elsewhere / "vault-token").write_text("planted")
+    (elsewhere / "vault-token").chmod(0o600)
+    path = etc / "portcullis.yaml"
+    (etc / "rego").mkdir()
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "identity": {"dev": True},
+                "vault": {"addr": bao.addr, "auth": {"method": "token",
+                                                     "token_file": "vault-token"}},
+                "connections": [{
+                    "name": "t", "type": "http", "listen": "127.0.0.1:1",
+                    "upstream": "http://127.0.0.1:2",
+                    "credentials": {"provider": "vault", "ref": "secret/data/app#v",
+                                    "header": "X-Key"},
+                }],
+            }
+        )
+    )  # fmt: skip
+    monkeypatch.chdir(elsewhere)
+    config = load_config(path)
+    assert config.vault is not None
+    provider = VaultProvider(config.connections[0], config.vault)
+    try:
+        lease = await provider.acquire("secret/data/app#v", "s1")
+    finally:
+        await provider.close()
+    assert lease.value == "value-1"

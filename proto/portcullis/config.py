@@ -159,6 +159,13 @@ class VaultSettings:
     addr: str
     auth: dict[str, Any]  # `${NAME}` references expanded only by resolved()
     secrets_resolved: bool = True
+    # the configuration file's directory: a relative `*_file` or `ca_cert` of `auth` is
+    # read from there, as every other path of the file is, not from the working directory
+    base_dir: Path = Path(".")
+
+    def path(self, value: str) -> Path:
+        """A path given in `auth`, resolved against the configuration's directory."""
+        return _path(self.base_dir, value)
 
     def resolved(self, env: Mapping[str, str] | None = None) -> VaultSettings:
         if self.secrets_resolved:
@@ -333,7 +340,7 @@ def parse_config(
     config = Config(
         pdp=_pdp(_section(raw, "pdp"), base_dir),
         identity=_identity(_section(raw, "identity"), base_dir),
-        vault=_vault(raw.get("vault"), deferred.get("vault")),
+        vault=_vault(raw.get("vault"), deferred.get("vault"), base_dir),
         approvals=_approvals(_section(raw, "approvals")),
         connections=_connections(raw.get("connections") or [], deferred, base_dir),
         base_dir=base_dir,
@@ -709,7 +716,7 @@ def _leeway(raw: dict[str, Any], key: str) -> int:
     return leeway
 
 
-def _vault(raw: Any, auth: Any) -> VaultSettings | None:
+def _vault(raw: Any, auth: Any, base_dir: Path = Path(".")) -> VaultSettings | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -722,7 +729,10 @@ def _vault(raw: Any, auth: Any) -> VaultSettings | None:
     if not isinstance(auth, dict) or auth.get("method") not in ("token", "approle", "jwt"):
         raise ConfigError("vault.auth.method", "must be one of token, approle, jwt")
     return VaultSettings(
-        addr=addr.rstrip("/"), auth=dict(auth), secrets_resolved=not _has_env_refs(auth)
+        addr=addr.rstrip("/"),
+        auth=dict(auth),
+        secrets_resolved=not _has_env_refs(auth),
+        base_dir=base_dir,
     )
 
 

@@ -29,7 +29,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -115,8 +114,12 @@ class VaultProvider:
         self.addr = settings.addr
         self._auth = dict(settings.auth)
         self.method = str(self._auth.get("method", "token"))
+        self._settings = settings
+        ca_cert = self._auth.get("ca_cert")
         self._client = hvac.Client(
-            url=settings.addr, timeout=timeout, verify=self._auth.get("ca_cert") or True
+            url=settings.addr,
+            timeout=timeout,
+            verify=str(settings.path(str(ca_cert))) if ca_cert else True,
         )
         if _cleartext(settings.addr):
             log.warning(
@@ -461,17 +464,17 @@ class VaultProvider:
         auth = self._auth
         client = self._client
         if self.method == "token":
-            client.token = _secret(auth, "token")
+            client.token = _secret(auth, "token", self._settings)
         elif self.method == "approle":
             client.auth.approle.login(
-                role_id=_secret(auth, "role_id"),
-                secret_id=_secret(auth, "secret_id"),
+                role_id=_secret(auth, "role_id", self._settings),
+                secret_id=_secret(auth, "secret_id", self._settings),
                 mount_point=str(auth.get("mount", "approle")),
             )
         elif self.method == "jwt":
             client.auth.jwt.jwt_login(
                 role=str(auth.get("role", "")),
-                jwt=_secret(auth, "jwt"),
+                jwt=_secret(auth, "jwt", self._settings),
                 path=str(auth.get("mount", "jwt")),
             )
         else:
@@ -578,11 +581,12 @@ def _check_certificate(text: str, ref: str, principal: str, asked: float, ttl: i
 _EXT_BYTES = frozenset(e.encode() for e in SSH_EXTENSIONS)
 
 
-def _secret(auth: dict[str, Any], name: str) -> str:
-    """An auth secret, given inline (`name`) or in a file (`name_file`, e.g. a k8s token)."""
+def _secret(auth: dict[str, Any], name: str, settings: VaultSettings) -> str:
+    """An auth secret, given inline (`name`) or in a file (`name_file`, e.g. a k8s token;
+    relative to the configuration's directory)."""
     value = auth.get(name)
     if not value and auth.get(f"{name}_file"):
-        path = Path(str(auth[f"{name}_file"]))
+        path = settings.path(str(auth[f"{name}_file"]))
         with path.open() as f:
             if os.fstat(f.fileno()).st_mode & 0o077 and name != "jwt":
                 # the proxy's Vault identity to whoever reads it (ssh refuses such a key);
