@@ -461,3 +461,19 @@ async def test_vault_token_file_is_read_beside_the_configuration(
     finally:
         await provider.close()
     assert lease.value == "value-1"
+
+
+def test_default_spool_is_beside_the_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spool's default, var/spool, was relative to the working directory (every other
+    default path is relative to the configuration's): a proxy restarted from another
+    directory never delivered what the last one spooled, and one started in /tmp spooled
+    evidence under /tmp/var/spool."""
+    path, _ = write_config(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for connection in load_config(path).connections:
+        where = Path(connection.options.get("spool_dir", "var/spool")).resolve()
+        assert where == (tmp_path / "var" / "spool").resolve()

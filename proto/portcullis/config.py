@@ -794,6 +794,9 @@ def _connections(
         except protocols.OptionError as exc:
             name, problem = exc.args
             raise ConfigError(f"{key}.{name}" if name else key, problem) from None
+        # beside the configuration, as every other default path: a proxy started from
+        # another directory must find (and deliver) what the last one spooled
+        options.setdefault("spool_dir", str(base_dir / "var" / "spool"))
         result.append(
             ConnectionSettings(
                 name=name,
