@@ -477,3 +477,28 @@ def test_default_spool_is_beside_the_configuration(
     for connection in load_config(path).connections:
         where = Path(connection.options.get("spool_dir", "var/spool")).resolve()
         assert where == (tmp_path / "var" / "spool").resolve()
+
+
+def test_spool_does_not_adopt_another_connections_whose_name_it_begins(tmp_path: Path) -> None:
+    """Connections `orders` and `orders-eu` share the default spool directory: the glob
+    orders-*.spool took orders-eu's files, and their entries went to the PDP through the
+    `orders` proxy, which the PDP refuses for sessions not of its connection — refused
+    entries are dropped: orders-eu's undelivered evidence was lost."""
+    directory = tmp_path / "spool"
+    eu = Spool(directory, "orders-eu")
+    eu.open()
+    eu._write_sync([_spooled("eu-session")])
+    eu.entries.append(Entry("eu-session"))  # undelivered: the file stays at close
+    eu.close()
+    orders = Spool(directory, "orders")
+    orders.open()
+    try:
+        assert not orders.entries
+    finally:
+        orders.close()
+    again = Spool(directory, "orders-eu")
+    again.open()
+    try:
+        assert [e.session_id for e in again.entries] == ["eu-session"]
+    finally:
+        again.close()

@@ -38,6 +38,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import stat
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -91,6 +92,7 @@ Deliver = Callable[[Entry], Awaitable[str]]
 
 
 _INSTANCES = itertools.count(1)
+_OWN_NAME = re.compile(r"-[0-9]+-[0-9]+\.spool")  # what follows the connection's name
 
 
 class SpoolFull(Exception):
@@ -174,8 +176,8 @@ class Spool:
         is free); those files are removed once their entries are in ours."""
         found: list[Entry] = []
         for other in sorted(self.directory.glob(f"{self.name}-*.spool")):
-            if other == self.path:
-                continue
+            if other == self.path or not _OWN_NAME.fullmatch(other.name[len(self.name) :]):
+                continue  # (another connection's: "orders-eu-7-1.spool" is not "orders"'s)
             try:
                 fd = os.open(other, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
             except OSError:
