@@ -502,3 +502,30 @@ def test_spool_does_not_adopt_another_connections_whose_name_it_begins(tmp_path:
         assert [e.session_id for e in again.entries] == ["eu-session"]
     finally:
         again.close()
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://reader:hunter2-vault@127.0.0.1/orders",
+        "postgresql://reader@127.0.0.1/orders?password=hunter2-vault",
+        "host=127.0.0.1 user=reader password=hunter2-vault dbname=orders",
+    ],
+)
+def test_discover_refuses_a_password_on_its_command_line(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`portcullis discover` told the operator of a Vault connection to "give --dsn": the
+    dynamic password pasted there sat in /proc/PID/cmdline, which every local user reads
+    (ps) for as long as the sampling runs."""
+    from pdp.cli import main
+
+    path, _ = write_config(tmp_path)
+    env = ("ORDERS_DB_PASSWORD", "BILLING_TOKEN")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in env:
+            mp.setenv(name, "x")
+        with pytest.raises(SystemExit) as refused:
+            main(["-c", str(path), "discover", "--connection", "orders-db", "--dsn", dsn,
+                  "--data", str(tmp_path / "data.json")])  # fmt: skip
+    assert "PGPASSWORD" in str(refused.value) and "hunter2" not in str(refused.value)

@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pdp.plumbing.rendering import inert
 from portcullis.masking import DETECTORS, detect
@@ -167,6 +168,12 @@ def _quoted(name: str) -> str:
 
 def _dsn(args: argparse.Namespace, config: Any) -> dict[str, Any]:
     if args.dsn:
+        if _holds_password(args.dsn):
+            # argv is /proc/PID/cmdline: readable by every user of the host while it runs
+            raise SystemExit(
+                "--dsn holds a password, which every user of this host can read in the "
+                "process list: leave it out and set PGPASSWORD (or use ~/.pgpass)"
+            )
         return {"dsn": args.dsn}
     known = config.connection(args.connection)
     if known is None or known.type != "postgres":
@@ -176,7 +183,7 @@ def _dsn(args: argparse.Namespace, config: Any) -> dict[str, Any]:
     if creds.get("provider", "static") != "static":
         raise SystemExit(
             f"connection {known.name} takes its credentials from {creds.get('provider')}: "
-            "give --dsn (a reader's DSN of the same database)"
+            "give --dsn (a reader's DSN of the same database; its password in PGPASSWORD)"
         )
     host, _, port = known.upstream.rpartition(":")
     return {
@@ -187,6 +194,14 @@ def _dsn(args: argparse.Namespace, config: Any) -> dict[str, Any]:
         "database": known.database or None,
         "ssl": False,
     }
+
+
+def _holds_password(dsn: str) -> bool:
+    """Whether a libpq DSN (URL or key=value form) carries a password."""
+    if "://" in dsn:
+        url = urlsplit(dsn)
+        return bool(url.password) or "password=" in url.query.lower()
+    return re.search(r"(^|\s)password\s*=", dsn, re.IGNORECASE) is not None
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
