@@ -441,3 +441,24 @@ def test_a_masked_dbas_class_42_message_keeps_no_number_of_the_value(arena) -> N
         assert [f["C"] for f in error_fields(answer)] == ["42704"], answer.messages
     finally:
         c.close()
+
+
+# --- the server's configuration ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("groups", [("dba",), ("dba", "pii-readers")])
+def test_alter_system_needs_approval_for_every_dba(arena, groups) -> None:
+    """ALTER SYSTEM ran unreviewed for any dba: with log_directory, log_filename,
+    log_statement = 'all' and pg_reload_conf() the server writes the statements' text as
+    files wherever its OS user may (an authorized_keys line in a literal), and
+    archive_command runs programs: what COPY to a file and pg_read_file are denied for.
+    (Only a harmless setting is tried here, and never reloaded: the server is shared.)"""
+    c = client(arena, groups)
+    try:
+        answer = c.query("ALTER SYSTEM SET log_filename = 'p6-%a.log'")
+        assert answer.refused, answer.messages
+        assert any("approval" in e for e in answer.errors), answer.errors
+    finally:
+        c.close()
+        with arena.admin() as admin:
+            admin.execute("ALTER SYSTEM RESET log_filename")

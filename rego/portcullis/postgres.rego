@@ -242,6 +242,17 @@ pg_privileged_approval contains [i, "DELETE without WHERE needs approval"] if {
 	s.has_where == false
 }
 
+# ALTER SYSTEM writes the server's configuration, which reaches outside the database as
+# nothing else here may (COPY to a file, pg_read_file and lo_export are denied to all):
+# log_directory and log_filename with log_statement = 'all' and pg_reload_conf() write
+# files of the statements' text wherever the server's OS user may (~/.ssh/authorized_keys),
+# archive_command and restore_command run programs. Approval for every privileged identity.
+pg_privileged_approval contains [i, "ALTER SYSTEM changes the server's configuration files (file writes, programs) and needs approval"] if {
+	input.command.postgres.types.alter_system
+	some i, s in input.command.postgres.statements
+	s.type == "alter_system"
+}
+
 # A DO block whose SQL cannot all be seen (dynamic EXECUTE, another language) could run
 # any of the statements above, so it is not taken on trust.
 pg_privileged_approval contains [i, "DO block with dynamic or non-SQL code needs approval"] if {

@@ -234,8 +234,16 @@ test_copy_server_file_denied_for_everyone if {
 
 # --- dba -------------------------------------------------------------------------
 
+test_dba_alter_system_needs_approval if {
+	every groups in [["dba"], ["dba", "pii-readers"]] {
+		d := portcullis.decision with input as pg_input(groups, [stmt_with("alter_system", {"tag": "AlterSystemStmt"})])
+		d.verdict == "require_approval"
+		"ALTER SYSTEM changes the server's configuration files (file writes, programs) and needs approval" in d.reasons
+	}
+}
+
 test_dba_runs_ddl_and_writes if {
-	every t in ["ddl", "grant", "insert", "create_extension", "alter_system", "other"] {
+	every t in ["ddl", "grant", "insert", "create_extension", "other"] {
 		verdict(["dba", "pii-readers"], [stmt_with(t, {"has_where": true})]) == "allow"
 	}
 	verdict(["dba", "pii-readers"], [stmt_with("drop", {"object": "table"})]) == "allow"
