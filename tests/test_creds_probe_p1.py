@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import hvac
 import hvac.exceptions
 import pytest
@@ -37,6 +38,7 @@ from openbao import (
     running_openbao,
     vault_admin_role,
 )
+from pg_harness import running_gateway
 from test_cli import write_config
 
 from portcullis.config import ConnectionSettings, VaultSettings, load_config
@@ -529,3 +531,34 @@ def test_discover_refuses_a_password_on_its_command_line(
             main(["-c", str(path), "discover", "--connection", "orders-db", "--dsn", dsn,
                   "--data", str(tmp_path / "data.json")])  # fmt: skip
     assert "PGPASSWORD" in str(refused.value) and "hunter2" not in str(refused.value)
+
+
+async def test_a_failing_recording_flush_still_gives_the_credential_back(tmp_path: Path) -> None:
+    """ProxySession.close() flushed the recording, then released the credential: a flush
+    that raised (or was cancelled again) skipped the release, and a Vault lease went on
+    being renewed for as long as the proxy ran. Real PDP, proxy and PostgreSQL."""
+    async with running_gateway(tmp_path) as gw:
+        runtime = gw.proxy.runtime
+        released: list[str] = []
+        release = runtime.provider.release
+
+        async def counted(lease):  # type: ignore[no-untyped-def]
+            released.append(lease.ref)
+            await release(lease)
+
+        runtime.provider.release = counted  # type: ignore[method-assign]
+        conn = await asyncpg.connect(gw.dsn(gw.token()))
+        assert await conn.fetchval("SELECT count(*) FROM orders") == 2
+        (session,) = list(runtime.sessions)
+        assert session.recorder is not None and session.lease is not None
+
+        async def broken() -> None:
+            raise RuntimeError("the recording could not be flushed")
+
+        session.recorder.close = broken  # type: ignore[method-assign]
+        await conn.close()
+        for _ in range(100):
+            if released:
+                break
+            await asyncio.sleep(0.05)
+        assert len(released) == 1 and session.lease is None

@@ -718,19 +718,20 @@ class ProxySession:
         runtime.sessions.discard(self)
         if reason.startswith("upstream"):
             runtime.metrics.upstream_error(reason)
-        if self.recorder is not None:
-            await self.recorder.close()
+        lease = self.lease
+        try:
+            if self.recorder is not None:
+                await self.recorder.close()
+        finally:
+            # whatever the recording's flush did (failed, cancelled), the credential goes
+            # back: a lease kept would be renewed for as long as the proxy runs
+            if lease is not None:
+                await self._release(lease)
         summary: dict[str, Any] = dict(self.counters)
         if self.egress_rows or self.egress_bytes:  # taken since the last decision
             summary["egress_rows"], summary["egress_bytes"] = self.egress_rows, self.egress_bytes
-        if self.lease is not None:
-            summary["credential_ref"] = self.lease.ref  # the reference, never the secret
-            try:
-                await runtime.provider.release(self.lease)
-            except Exception:
-                log.exception("session %s: releasing the credential failed", self.id)
-            runtime.metrics.lease_released(self._provider)
-            self.lease = None
+        if lease is not None:
+            summary["credential_ref"] = lease.ref  # the reference, never the secret
         if self.grant is not None:
             log.info(
                 "session closed: %s",
@@ -740,6 +741,15 @@ class ProxySession:
         if self.grant is not None:
             await self._close_at_pdp(reason, abnormal, summary)
         self._give_back_close_room()
+
+    async def _release(self, lease: CredentialLease) -> None:
+        runtime = self.runtime
+        self.lease = None
+        try:
+            await runtime.provider.release(lease)
+        except Exception:
+            log.exception("session %s: releasing the credential failed", self.id)
+        runtime.metrics.lease_released(self._provider)
 
     @property
     def _provider(self) -> str:
