@@ -163,11 +163,11 @@ class McpExchange:
             raw = codec.canonical({"endpoint": target, "http": method})
             ruling = await session.decide(KIND, raw, None, _exact)
             if method == "GET":
-                try:
-                    mcp.server = (ruling.verdict.allowed, self._masker(ruling))
-                except MaskingError as exc:
-                    why = f"mask rules cannot be enforced: {exc}"
-                    ruling = Ruling(Verdict.deny(why), ruling.decision_id, ruling.policy_revision)
+                enforced, masker = self._enforced(ruling)
+                if enforced is ruling:
+                    # a mask that cannot be applied leaves the stream's verdict unset
+                    mcp.server = (ruling.verdict.allowed, masker)
+                ruling = enforced
             session.record_command(raw, ruling, kind=KIND, message=method)
             if not ruling.verdict.allowed:
                 return _json_reply(403, refusal_error(None, ruling))
@@ -228,15 +228,9 @@ class McpExchange:
             await self._ruling(session, mcp, m, raw, wait)
             for m, raw in zip(parsed.messages, commands, strict=True)
         ]
-        maskers: list[Masker | None] = []
-        for i, ruling in enumerate(rulings):
-            try:
-                maskers.append(self._masker(ruling))
-            except MaskingError as exc:
-                # a mask that cannot be applied is no mask: the message does not go
-                maskers.append(None)
-                why = f"mask rules cannot be enforced: {exc}"
-                rulings[i] = Ruling(Verdict.deny(why), ruling.decision_id, ruling.policy_revision)
+        enforced = [self._enforced(ruling) for ruling in rulings]
+        rulings = [ruling for ruling, _ in enforced]
+        maskers = [masker for _, masker in enforced]
         for message, raw, ruling in zip(parsed.messages, commands, rulings, strict=True):
             details: dict[str, Any] = {"kind": KIND, "message": message.kind}
             if message.method:
@@ -281,11 +275,8 @@ class McpExchange:
         (False, None): they are dropped; (True, mask): masked from the first."""
         if mcp.server is None:
             raw = codec.canonical({"endpoint": target, "http": "GET"})
-            ruling = await session.decide(KIND, raw, None, _exact)
-            try:
-                mcp.server = (ruling.verdict.allowed, self._masker(ruling))
-            except MaskingError:
-                mcp.server = (False, None)
+            ruling, masker = self._enforced(await session.decide(KIND, raw, None, _exact))
+            mcp.server = (ruling.verdict.allowed, masker)
         allowed, masker = mcp.server
         return allowed, masker
 
@@ -312,10 +303,16 @@ class McpExchange:
         finally:
             mcp.release(held)
 
-    def _masker(self, ruling: Ruling) -> Masker | None:
+    def _enforced(self, ruling: Ruling) -> tuple[Ruling, Masker | None]:
+        """The ruling as enforced, with the masker of a mask verdict: a mask that cannot be
+        applied is no mask, so its ruling becomes a deny (the message does not go)."""
         if ruling.kind is not VerdictKind.MASK or not ruling.verdict.mask:
-            return None
-        return Masker(ruling.verdict.mask, self.hash_key)
+            return ruling, None
+        try:
+            return ruling, Masker(ruling.verdict.mask, self.hash_key)
+        except MaskingError as exc:
+            why = f"mask rules cannot be enforced: {exc}"
+            return Ruling(Verdict.deny(why), ruling.decision_id, ruling.policy_revision), None
 
     def _refused(self, parsed: codec.RequestBody, rulings: list[Ruling]) -> Reply:
         """Nothing forwarded: each request answered with its own error."""
