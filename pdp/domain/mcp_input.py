@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from portcullis import strict_json
 from portcullis.mcp import TARGETS, URI_METHODS, WITH_ARGUMENTS, uri_problem
 
 MALFORMED = {"message": "malformed", "method": "", "malformed": True}
@@ -30,21 +31,12 @@ LISTED = frozenset({"tools/call", "prompts/get", "resources/read"})
 HTTP_MESSAGES = {"GET": "stream", "DELETE": "end"}
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """input.command.mcp: {message, method, endpoint, tool|prompt|uri, arguments,
     listing}; `message` is request, notification, response, stream, end or malformed. A
     completion/complete shows the prompt or resource template (`uri`) its ref names."""
     try:
-        message = json.loads(raw, object_pairs_hook=_no_duplicates)
+        message = json.loads(raw, object_pairs_hook=strict_json.unique_names)
     except (ValueError, RecursionError):
         return dict(MALFORMED)
     endpoint = message.pop("endpoint", None) if isinstance(message, dict) else None

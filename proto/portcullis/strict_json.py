@@ -35,14 +35,16 @@ def loads(text: str) -> Any:
     does not read one way only; RecursionError past the parser's nesting."""
     return json.loads(
         text,
-        object_pairs_hook=_unique_names,
+        object_pairs_hook=unique_names,
         parse_constant=_not_json,
         parse_float=_finite,
         parse_int=_exact,
     )
 
 
-def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object_pairs_hook refusing a name given twice (RepeatedName): the one
+    duplicate-name rule of every JSON the proxies and the PDP read."""
     out = dict(pairs)
     if len(out) != len(pairs):
         raise RepeatedName("a name repeated in a JSON object")

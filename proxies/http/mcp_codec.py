@@ -6,9 +6,10 @@ Transports → Streamable HTTP; revisions 2025-03-26 to 2026-07-28):
 
 - a POST body (`application/json`) holds one message, or a batch (2025-03-26) of requests
   and notifications, or of responses; `parse_request` reads it strictly and refuses what
-  two JSON readers could read two ways (duplicate keys, lone surrogates, non-finite
-  numbers, keys JSON-RPC does not define, a batch mixing requests with responses, ids
-  repeated in a batch), anything too large or too deep, and anything that is no JSON-RPC;
+  two JSON readers could read two ways (duplicate keys, by portcullis.strict_json's rule,
+  lone surrogates, non-finite numbers, keys JSON-RPC does not define, a batch mixing
+  requests with responses, ids repeated in a batch), anything too large or too deep, and
+  anything that is no JSON-RPC;
 - each message becomes the command the PDP decides (`Message.command`: the canonical JSON
   of the endpoint it was posted to, its method and params with their `_meta` — all but
   its progressToken — or a response's result, so a retry with another id is the same
@@ -35,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from portcullis import strict_json
 from portcullis.mcp import TARGETS, URI_METHODS, WITH_ARGUMENTS, uri_problem
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -152,15 +154,6 @@ def error_response(id_: str | int | None, code: int, message: str, data: Any = N
 # -- reading JSON strictly -------------------------------------------------------------
 
 
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise Refused("a JSON object repeats a key", PARSE_ERROR)
-        out[key] = value
-    return out
-
-
 def _constant(name: str) -> Any:
     raise Refused(f"{name} is not JSON", PARSE_ERROR)
 
@@ -185,10 +178,15 @@ def loads(data: bytes, limit: int = MAX_BODY_BYTES) -> Any:
         raise Refused("body starts with a byte order mark", PARSE_ERROR)
     try:
         value = json.loads(
-            text, object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_number
+            text,
+            object_pairs_hook=strict_json.unique_names,
+            parse_constant=_constant,
+            parse_float=_number,
         )
     except Refused:
         raise
+    except strict_json.RepeatedName:
+        raise Refused("a JSON object repeats a key", PARSE_ERROR) from None
     except RecursionError:
         raise Refused("JSON nested too deep", PARSE_ERROR) from None
     except ValueError:
