@@ -8,7 +8,9 @@ timing (pauses capped, `--speed` to go faster); elsewhere it says how many there
 auditor's terminal is the recording's display only (DisplayOnly: no clipboard, links,
 titles, sequences the terminal answers or modes that change what it sends), played
 below the timeline once that has scrolled out of reach, and every mode it left set is
-reset after it; an export is the recording exact.
+reset after it; an export is the recording exact. DisplayOnly is not proxies/ssh/stream's
+`shown()` on purpose: replay keeps the sequences that draw (colour, cursor, modes) for a
+real terminal, fed in pieces, where masking flattens a line into the text a screen shows.
 """
 
 from __future__ import annotations

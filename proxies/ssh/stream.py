@@ -31,6 +31,10 @@ Owns two sans-IO pieces (no sockets, no asyncio; the proxy's channel calls them)
   ("[portcullis: N bytes not recorded]"), so a `cat` of a large file in a shell cannot
   swell the session's evidence; likewise at most RESIZES_PER_SECOND resize events (a
   flood of window-change requests), the second's last size kept.
+
+`shown()` is not pdp/cli/terminal_replay's DisplayOnly on purpose: masking must read the
+text a screen ends up showing (sequences out, cursor moves applied), where replay keeps
+the sequences that draw and drops only those that act.
 """
 
 from __future__ import annotations
