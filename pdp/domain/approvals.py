@@ -314,22 +314,7 @@ class ApprovalBook:
         session_id: str | None = None,
         parameters: list[str] | None = None,
     ) -> ApprovalRequest | None:
-        return self._find(PENDING, subject, connection, command, kind, session_id, parameters)
-
-    def _find(
-        self,
-        state: str,
-        subject: str,
-        connection: str,
-        command: str,
-        kind: str,
-        session_id: str | None = None,
-        parameters: list[str] | None = None,
-    ) -> ApprovalRequest | None:
-        """A live request in `state` of this identity for exactly this command (and, when
-        given, session and parameter values): an approved one until its usable window
-        ends, a pending one until it expires."""
-        found = self._matching(state, subject, connection, command, kind, session_id, parameters)
+        found = self._matching(PENDING, subject, connection, command, kind, session_id, parameters)
         return found[0] if found else None
 
     def _matching(
@@ -342,6 +327,9 @@ class ApprovalBook:
         session_id: str | None = None,
         parameters: list[str] | None = None,
     ) -> list[ApprovalRequest]:
+        """The live requests in `state` of this identity for exactly this command (and,
+        when given, session and parameter values): an approved one until its usable window
+        ends, a pending one until it expires."""
         now = time.time()
         digest = binding_digest(self.binding_key, parameters) if parameters is not None else ""
         found = []
