@@ -37,6 +37,7 @@ from pdp.sql.entries import (
     Options,
     alter_command,
     const_text,
+    function_language,
     option_read_write,
     rename_fields,
     set_fields,
@@ -256,6 +257,14 @@ def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
         )
     elif tag == "IndexStmt" and fields.get("unique"):
         entry["unique"] = True  # its inserts then answer equality questions (entries.py)
+    elif tag == "CreateFunctionStmt":
+        entry["language"] = function_language(
+            [
+                _json_sval(o["DefElem"]["arg"])
+                for o in fields.get("options", ())
+                if o["DefElem"].get("defname") == "language"
+            ]
+        )
     if kind == "drop":
         if "removeType" in ast.__dict__[tag].__slots__:
             remove_type = fields.get("removeType", "OBJECT_ACCESS_METHOD")

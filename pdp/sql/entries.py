@@ -104,6 +104,13 @@ def rename_fields(entry: Entry, rename_type: str, subname: str | None) -> None:
         entry["renamed_column"] = subname
 
 
+def function_language(named: list[str]) -> str:
+    """CREATE FUNCTION / PROCEDURE's language as the server reads it: the LANGUAGE clause's
+    name, lower-cased (an identifier), or sql for a body written in SQL without one (the
+    server refuses any other function that names none)."""
+    return named[-1].lower() if named else "sql"
+
+
 TRUE_WORDS = {"true", "on", "1", "yes"}
 
 # A_Expr kinds the server turns into comparisons it looks up by name (x BETWEEN a AND b is

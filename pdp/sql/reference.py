@@ -32,6 +32,7 @@ from pdp.sql.entries import (
     Findings,
     alter_command,
     const_text,
+    function_language,
     option_read_write,
     rename_fields,
     set_fields,
@@ -172,6 +173,9 @@ def _describe(node: ast.Node) -> Entry:
         rename_fields(entry, node.renameType.name, node.subname)  # type: ignore[union-attr]
     elif isinstance(node, ast.IndexStmt) and node.unique:
         entry["unique"] = True
+    elif isinstance(node, ast.CreateFunctionStmt):
+        names = [o.arg.sval for o in node.options or () if o.defname == "language"]
+        entry["language"] = function_language(names)
     if kind == "drop":
         entry["object"] = _drop_object(node, tag)
     return entry

@@ -253,6 +253,39 @@ pg_privileged_approval contains [i, "ALTER SYSTEM changes the server's configura
 	s.type == "alter_system"
 }
 
+# What reaches past the database, or makes a way in that bypasses the gateway, needs
+# approval for every privileged identity, pii-readers or not. The upstream credential is
+# the server's superuser: a function in C (`AS '/lib/.../libc.so.6', 'system'`) or an
+# untrusted language runs programs as the server's OS user; an extension or LOAD loads a
+# library; a foreign server, foreign table (file_fdw's `program`), subscription or user
+# mapping reaches files, programs and other hosts; a tablespace writes a directory; a
+# login role with a password, a role's attributes or membership make a standing credential
+# that never meets Portcullis; ALTER ROLE / DATABASE ... SET (session_preload_libraries)
+# and event triggers run on everyone's sessions. Functions in SQL and PL/pgSQL, the
+# server's trusted languages, need none (pg_trusted_languages).
+pg_reach_tags := {
+	"CreateExtensionStmt", "AlterExtensionStmt", "AlterExtensionContentsStmt", "LoadStmt",
+	"CreateFdwStmt", "AlterFdwStmt", "CreateForeignServerStmt", "AlterForeignServerStmt",
+	"CreateForeignTableStmt", "ImportForeignSchemaStmt", "CreateUserMappingStmt",
+	"AlterUserMappingStmt", "CreateSubscriptionStmt", "AlterSubscriptionStmt",
+	"CreateTableSpaceStmt", "AlterTableSpaceOptionsStmt", "CreateRoleStmt", "AlterRoleStmt",
+	"AlterRoleSetStmt", "GrantRoleStmt", "AlterDatabaseSetStmt", "AlterDatabaseStmt",
+	"CreateEventTrigStmt", "AlterEventTrigStmt", "CreateTransformStmt",
+}
+
+pg_trusted_languages := {"sql", "plpgsql"}
+
+pg_privileged_approval contains [i, sprintf("%s reaches past the database or makes a way in that bypasses the gateway, and needs approval", [s.tag])] if {
+	some i, s in input.command.postgres.statements
+	s.tag in pg_reach_tags
+}
+
+pg_privileged_approval contains [i, sprintf("a function in %s runs code on the database server outside its trusted languages, and needs approval", [s.language])] if {
+	some i, s in input.command.postgres.statements
+	s.tag == "CreateFunctionStmt"
+	not s.language in pg_trusted_languages
+}
+
 # A DO block whose SQL cannot all be seen (dynamic EXECUTE, another language) could run
 # any of the statements above, so it is not taken on trust.
 pg_privileged_approval contains [i, "DO block with dynamic or non-SQL code needs approval"] if {

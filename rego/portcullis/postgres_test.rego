@@ -242,8 +242,28 @@ test_dba_alter_system_needs_approval if {
 	}
 }
 
+test_dba_reaching_past_the_database_needs_approval if {
+	every groups in [["dba"], ["dba", "pii-readers"]] {
+		every tag in ["CreateExtensionStmt", "LoadStmt", "CreateForeignServerStmt", "CreateForeignTableStmt", "CreateSubscriptionStmt", "CreateTableSpaceStmt", "CreateRoleStmt", "AlterRoleStmt", "GrantRoleStmt", "AlterRoleSetStmt", "AlterDatabaseSetStmt", "CreateEventTrigStmt", "CreateUserMappingStmt"] {
+			d := portcullis.decision with input as pg_input(groups, [stmt_with("ddl", {"tag": tag})])
+			d.verdict == "require_approval"
+			sprintf("%s reaches past the database or makes a way in that bypasses the gateway, and needs approval", [tag]) in d.reasons
+		}
+	}
+}
+
+test_dba_functions_outside_the_trusted_languages_need_approval if {
+	every language in ["c", "internal", "plpython3u", "plperlu", "pltclu"] {
+		d := portcullis.decision with input as pg_input(["dba", "pii-readers"], [stmt_with("ddl", {"tag": "CreateFunctionStmt", "language": language})])
+		d.verdict == "require_approval"
+	}
+	every language in ["sql", "plpgsql"] {
+		verdict(["dba", "pii-readers"], [stmt_with("ddl", {"tag": "CreateFunctionStmt", "language": language})]) == "allow"
+	}
+}
+
 test_dba_runs_ddl_and_writes if {
-	every t in ["ddl", "grant", "insert", "create_extension", "other"] {
+	every t in ["ddl", "grant", "insert", "other"] {
 		verdict(["dba", "pii-readers"], [stmt_with(t, {"has_where": true})]) == "allow"
 	}
 	verdict(["dba", "pii-readers"], [stmt_with("drop", {"object": "table"})]) == "allow"
