@@ -188,3 +188,37 @@ async def decide_sql(
         )
     )
     return response.decision
+
+
+def replay_on_a_terminal(config_path: Path, session_id: str, rows: int | None = None) -> bytes:
+    """`portcullis replay SESSION` with its output on a pseudo-terminal (of `rows` lines
+    when given), as an auditor runs it: what the auditor's terminal is sent."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    if rows is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 100, 0, 0))
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'proto'}", "TERM": "xterm"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pdp.cli", "-c", str(config_path), "replay", session_id,
+         "--speed", "1000"],
+        stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    os.close(slave)
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the replay ended and closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
+    return bytes(out)

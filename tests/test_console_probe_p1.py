@@ -23,6 +23,7 @@ from pdp_harness import (
     open_session,
     pdp_config,
     pdp_stub,
+    replay_on_a_terminal,
     running_pdp,
     token,
 )
@@ -223,42 +224,6 @@ def test_a_recording_leaves_no_mode_that_changes_what_the_terminal_sends():
     assert "\x1b[?25h" not in display.end()  # set back by the recording itself
 
 
-def _replay_on_a_terminal(config_path, session_id: str, rows: int) -> bytes:
-    """`portcullis replay SESSION` on a pseudo-terminal of `rows` lines: what the
-    auditor's terminal is sent."""
-    import fcntl
-    import os
-    import pty
-    import struct
-    import subprocess
-    import sys
-    import termios
-
-    from pdp_harness import REPO
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 100, 0, 0))
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'proto'}", "TERM": "xterm"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pdp.cli", "-c", str(config_path), "replay", session_id,
-         "--speed", "1000"],
-        stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
-    os.close(slave)
-    out = bytearray()
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the replay ended and closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
-    return bytes(out)
-
-
 async def test_replay_keeps_the_timeline_out_of_a_recording_s_reach(tmp_path):
     """The same through `portcullis replay` on a real pty: the modes never reach the
     auditor's terminal, the timeline has scrolled into the scrollback (a screenful of new
@@ -271,7 +236,7 @@ async def test_replay_keeps_the_timeline_out_of_a_recording_s_reach(tmp_path):
     recorded = "".join(LINGERING) + "\x1b[3J\x1b[?1049h\x1b[?25l\x1b[2;5r\x1b(0\x1b[Hqqq"
     async with running_pdp(env.config) as app:
         sid = await _recorded_session(app, [[0.1, "o", recorded]])
-    shown = await asyncio.to_thread(_replay_on_a_terminal, env.config_path, sid, 30)
+    shown = await asyncio.to_thread(replay_on_a_terminal, env.config_path, sid, 30)
     timeline, played = shown.split(b"--- terminal, channel 0", 1)
     assert timeline.endswith(b"\r\n" * 30)  # the pty writes LF as CR LF
     for sequence in (*LINGERING, "\x1b[3J"):

@@ -11,7 +11,15 @@ import time
 
 import grpc
 import pytest
-from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
+from pdp_harness import (
+    decide_sql,
+    open_session,
+    pdp_config,
+    pdp_stub,
+    replay_on_a_terminal,
+    running_pdp,
+    token,
+)
 
 from portcullis.v1 import pdp_pb2
 
@@ -292,38 +300,6 @@ async def test_the_webhook_text_cannot_carry_chat_markup_from_the_requester(tmp_
     assert received[0]["approval"]["justification"].startswith("<!channel>")
 
 
-def _replay_on_a_terminal(config_path, session_id: str) -> bytes:
-    """`portcullis replay SESSION` with its output on a pseudo-terminal, as an auditor
-    runs it: what the auditor's terminal is sent."""
-    import os
-    import pty
-    import subprocess
-    import sys
-
-    from pdp_harness import REPO
-
-    master, slave = pty.openpty()
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'proto'}", "TERM": "xterm"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pdp.cli", "-c", str(config_path), "replay", session_id,
-         "--speed", "1000"],
-        stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
-    os.close(slave)
-    out = bytearray()
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the replay ended and closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(master)
-    assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
-    return bytes(out)
-
-
 async def test_replaying_a_recorded_terminal_sends_the_auditor_s_terminal_display_only(tmp_path):
     """Attack (an SSH user, or the server they reach, writing to their own recorded
     terminal): `portcullis replay` plays a recorded shell on the auditor's terminal and
@@ -366,7 +342,7 @@ async def test_replaying_a_recorded_terminal_sends_the_auditor_s_terminal_displa
             )
         )
         session_id = opened.session_id
-    shown = await asyncio.to_thread(_replay_on_a_terminal, env.config_path, session_id)
+    shown = await asyncio.to_thread(replay_on_a_terminal, env.config_path, session_id)
     played = shown.split(b"--- terminal, channel 0", 1)[1]
     assert b"\x1b[31mred\x1b[0m ok" in played and b"\x1b[2J\x1b[Hdone" in played
     for acting in (b"\x1b]", b"\xc2\x9d", b"\x1b[21t", b"\x1b[6n", b"\x1b[c", b"\x1b[>c",
