@@ -396,6 +396,12 @@ def assert_none_of(answer: Answer, secrets: Iterable[bytes]) -> None:
         assert secret not in answer.raw, (secret, answer.messages)
 
 
+def assert_no_secret(answer: Answer, *also: bytes) -> None:
+    """None of the arena's secrets (SECRETS, the note's CARD), nor any of `also` (the
+    forms a probe's expressions make of them), in the raw answer."""
+    assert_none_of(answer, (*SECRETS, CARD, *also))
+
+
 def copied(answer: Answer) -> list[bytes]:
     """The CopyData payloads of an answer, in order."""
     return [m.data for m in answer.messages if isinstance(m, codec.CopyData)]

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import pytest
 from adversary import (
-    CARD,
-    SECRETS,
     Answer,
     RawClient,
-    assert_none_of,
+    assert_no_secret,
     bind,
     copied,
     describe,
@@ -51,10 +49,6 @@ def arena(tmp_path_factory):
 
 def client(arena, groups: tuple[str, ...] = ("readonly",)) -> RawClient:
     return ready_client(arena, groups, "p3")
-
-
-def assert_no_secret(answer: Answer) -> None:
-    assert_none_of(answer, (*SECRETS, CARD))
 
 
 # --- COPY of computed columns ----------------------------------------------------------

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import pytest
 from adversary import (
-    CARD,
-    SECRETS,
     Answer,
     RawClient,
-    assert_none_of,
+    assert_no_secret,
     bind,
     copied,
     describe,
@@ -50,7 +48,7 @@ def client(arena, groups: tuple[str, ...] = ("readonly",)) -> RawClient:
 
 
 def assert_no_card(answer: Answer) -> None:
-    assert_none_of(answer, (*SECRETS, CARD, *SPELLINGS))
+    assert_no_secret(answer, *SPELLINGS)
 
 
 # --- expressions over a column the detectors mask inside -------------------------------

@@ -16,10 +16,9 @@ from __future__ import annotations
 import pytest
 from adversary import (
     CARD,
-    SECRETS,
     Answer,
     RawClient,
-    assert_none_of,
+    assert_no_secret,
     bind,
     describe,
     execute,
@@ -40,10 +39,6 @@ def arena(tmp_path_factory):
 
 def client(arena, groups: tuple[str, ...] = ("dba",)) -> RawClient:
     return ready_client(arena, groups, "p5")
-
-
-def assert_no_secret(answer: Answer) -> None:
-    assert_none_of(answer, (*SECRETS, CARD))
 
 
 # (the DDL, then the read that would show what it stored or renamed)
