@@ -223,6 +223,11 @@ async def running_upstream(
         await runner.cleanup()
 
 
+# The test app's WebSocket /ws only echoes: declared read-only, a reader opens it without
+# approval (rego/portcullis/http.rego; labels={} to leave it undeclared)
+READ_ONLY_SOCKETS = {"websocket_read_only_paths": "/ws"}
+
+
 def http_connection(upstream: str, name: str = "billing-api", **extra: Any) -> dict[str, Any]:
     return {
         "name": name,
@@ -230,6 +235,7 @@ def http_connection(upstream: str, name: str = "billing-api", **extra: Any) -> d
         "listen": f"127.0.0.1:{free_port()}",
         "upstream": upstream,
         "credentials": extra.pop("credentials", CREDENTIAL),
+        "labels": extra.pop("labels", READ_ONLY_SOCKETS),
         **extra,
     }
 

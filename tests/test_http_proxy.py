@@ -441,6 +441,24 @@ async def test_a_websocket_is_decided_at_the_upgrade_and_recorded_per_frame(tmp_
     assert any(f["direction"] == "server" and f["text"] == "echo: hello" for f in frames)
 
 
+async def test_a_readers_websocket_needs_approval_unless_its_path_is_declared_read_only(tmp_path):
+    """A WebSocket's frames are not decided one by one: a reader's socket could carry writes
+    (a GraphQL mutation) that as requests need approval. Undeclared, it needs approval (the
+    upgrade answered 202, nothing upstream); a dba's opens."""
+    async with http_stack(tmp_path, labels={}) as s:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as asked:
+                await client.ws_connect(s.url + "/ws", headers=bearer(s))
+            async with client.ws_connect(
+                s.url + "/ws", headers=bearer(s, "dan@example.com", ("dba", "pii-readers"))
+            ) as ws:
+                await ws.send_str("hello")
+                reply = await ws.receive_str()
+        upgrades = await decisions(s, "http.upgrade")
+    assert asked.value.status == 202 and reply == "echo: hello"
+    assert [u["verdict"] for u in upgrades] == ["require_approval", "allow"]
+
+
 async def test_replay_renders_an_agents_requests(tmp_path):
     async with http_stack(tmp_path) as s:
         ann = bearer(s)

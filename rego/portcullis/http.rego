@@ -1,7 +1,8 @@
 # http.request: reads for every member of the connection, writes through approval,
-# deletes only for the privileged groups. http.upgrade: a WebSocket opened with GET, like a
-# read; its frames are relayed and recorded, not decided one by one, and masked towards
-# everyone not in pii-readers as any answer is.
+# deletes only for the privileged groups. http.upgrade: a WebSocket opened with GET, freely
+# by the privileged groups and on paths the connection declares read-only, through approval
+# for anyone else; its frames are relayed and recorded, not decided one by one, and masked
+# towards everyone not in pii-readers as any answer is.
 package portcullis
 
 # The methods judged are every one the upstream may act on. Web frameworks take another
@@ -102,10 +103,38 @@ deny contains sprintf("DELETE is reserved to %s", [concat(", ", data.portcullis.
 # JSON response fields named like sensitive columns, and the detectors, are masked for
 # everyone not in pii-readers: decision.rego's command_masks.
 
-allow contains sprintf("WebSocket %s may open", [input.command.http.path]) if {
+# A WebSocket's client frames are relayed and recorded, not decided one by one, so a socket
+# can carry writes (a GraphQL mutation, a JSON-RPC call) that as requests would need
+# approval. It opens without approval for the privileged groups, and on the paths the
+# connection declares read-only (its label websocket_read_only_paths: paths separated by
+# commas, the operator's word that the upstream's sockets there only stream reads);
+# anyone else's needs approval, the approver accepting the socket as a whole.
+http_websocket if {
 	input.command.kind == "http.upgrade"
 	http_method == "GET"
 	lower(object.get(input.command.http, "upgrade", "")) == "websocket"
+}
+
+http_read_only_socket if {
+	listed := object.get(input.connection, ["labels", "websocket_read_only_paths"], "")
+	some path in split(listed, ",")
+	trim_space(path) == input.command.http.path
+}
+
+allow contains sprintf("WebSocket %s may open", [input.command.http.path]) if {
+	http_websocket
+	privileged
+}
+
+allow contains sprintf("WebSocket %s is a read-only socket of %s", [input.command.http.path, connection_name]) if {
+	http_websocket
+	http_read_only_socket
+}
+
+needs_approval contains sprintf("a WebSocket on %s carries frames that are not decided one by one (writes among them), and needs approval", [input.command.http.path]) if {
+	http_websocket
+	not privileged
+	not http_read_only_socket
 }
 
 # A WebSocket's frames towards the client carry what any answer carries: for everyone not

@@ -50,11 +50,21 @@ test_http_non_member_denied if {
 	http_verdict(["marketing"], "GET") == "deny"
 }
 
-test_http_websocket_upgrade_opens_for_members if {
+test_http_websocket_upgrade_needs_approval_unless_privileged_or_read_only if {
 	up := {"kind": "http.upgrade", "raw": "-", "http": {"method": "GET", "path": "/ws", "upgrade": "websocket"}}
-	d := portcullis.decision with input as object.union(http_input(["readonly"], "GET"), {"command": up})
+	reader := object.union(http_input(["readonly"], "GET"), {"command": up})
+	asked := portcullis.decision with input as reader
+	asked.verdict == "require_approval"
+	"a WebSocket on /ws carries frames that are not decided one by one (writes among them), and needs approval" in asked.reasons
+	listed := object.union(reader, {"connection": {"labels": {"websocket_read_only_paths": "/feed, /ws"}}})
+	d := portcullis.decision with input as listed
 	d.verdict == "mask"
-	"WebSocket /ws may open" in d.reasons
+	"WebSocket /ws is a read-only socket of billing-api" in d.reasons
+	other_path := object.union(listed, {"command": {"http": {"path": "/ws2"}}})
+	portcullis.decision.verdict == "require_approval" with input as other_path
+	dba := portcullis.decision with input as object.union(http_input(["dba", "pii-readers"], "GET"), {"command": up})
+	dba.verdict == "allow"
+	"WebSocket /ws may open" in dba.reasons
 	other := object.union(up, {"http": {"method": "GET", "path": "/ws", "upgrade": "h2c"}})
 	portcullis.decision.verdict == "deny" with input as object.union(http_input(["readonly"], "GET"), {"command": other})
 	portcullis.decision.verdict == "deny" with input as object.union(http_input(["marketing"], "GET"), {"command": up})
@@ -136,11 +146,12 @@ test_http_overrides_naming_several_methods_or_hidden_in_a_body_are_denied if {
 
 test_http_websocket_frames_are_masked_for_all_but_pii_readers if {
 	up := {"kind": "http.upgrade", "raw": "-", "http": {"method": "GET", "path": "/ws", "upgrade": "websocket"}}
-	d := portcullis.decision with input as object.union(http_input(["readonly"], "GET"), {"command": up})
+	read_only := {"command": up, "connection": {"labels": {"websocket_read_only_paths": "/ws"}}}
+	d := portcullis.decision with input as object.union(http_input(["readonly"], "GET"), read_only)
 	d.verdict == "mask"
 	{"field": "email", "strategy": "redact"} in d.mask
 	{"detector": "email", "strategy": "partial"} in d.mask
-	pii := portcullis.decision with input as object.union(http_input(["readonly", "pii-readers"], "GET"), {"command": up})
+	pii := portcullis.decision with input as object.union(http_input(["readonly", "pii-readers"], "GET"), read_only)
 	pii.verdict == "allow"
 	count(pii.mask) == 0
 }
