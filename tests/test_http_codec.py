@@ -252,6 +252,8 @@ def test_the_same_head_bytes_give_the_same_head_object_and_others_a_new_one():
         ("/%7euser/%41", "/~user/A", ""),
         ("/a%20b", "/a%20b", ""),
         ("/a%c3%a9", "/a%C3%A9", ""),
+        ("/100%25", "/100%25", ""),
+        ("/a%25zz", "/a%25zz", ""),
         ("/x?a=1&a=2&b=%2F", "/x", "a=1&a=2&b=%2F"),
     ],
 )
@@ -263,7 +265,9 @@ def test_targets_normalise(target, path, query):
 @pytest.mark.parametrize(
     "target",
     ["/a%2fb", "/a%2Fb", "/a%5cb", "/a%00", "/a%zz", "/a%2", "/a#frag", "/a/..;/b", "/a\\b",
-     "/a b", "x/y", "/a?q=%g1", "/admin;x", "/ad;x/min", "/a;/../admin", "/a/.;/b"],
+     "/a b", "x/y", "/a?q=%g1", "/admin;x", "/ad;x/min", "/a;/../admin", "/a/.;/b",
+     "/a/%252e%252e/admin", "/a/%252E%252e/admin", "/a/%c0%ae%c0%ae/admin", "/%e0%80%ae",
+     "/a%ff", "/a%c3"],
 )  # fmt: skip
 def test_targets_that_could_be_read_two_ways_are_refused(target):
     with pytest.raises(TargetRefused):

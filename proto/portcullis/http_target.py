@@ -6,11 +6,12 @@ RFC 3986 §6.2.2 — percent-encodings of unreserved characters decoded, the oth
 upper-cased, dot-segments removed (§5.2.4), runs of slashes made one. `/a/%2e%2e/admin`
 is `/admin`. What an upstream could still read another way is refused (`TargetRefused`)
 instead of guessed: an encoded slash or backslash (`%2F`, `%5C`), an encoded NUL, a
-malformed escape, a path parameter (`;` in the path: Tomcat and Spring drop what
-follows it in a segment, so `/admin;x` and `/ad;x/min` would be decided as paths the
-upstream serves as `/admin`; other servers keep it — refused rather than guessed; an
-encoded `%3B` is data to every server and stays), a fragment. The forwarded target is
-exactly `Target.forward`, the form that was decided.
+malformed escape, a double encoding (`%252e`), escaped bytes that are not UTF-8 (an
+overlong `%C0%AE`, a `.` to lenient decoders), a path parameter (`;` in the path: Tomcat
+and Spring drop what follows it in a segment, so `/admin;x` and `/ad;x/min` would be
+decided as paths the upstream serves as `/admin`; other servers keep it — refused rather
+than guessed; an encoded `%3B` is data to every server and stays), a fragment. The
+forwarded target is exactly `Target.forward`, the form that was decided.
 
 Shared vocabulary (the neutral package): the HTTP proxy and the PDP's http.request input
 builder both import it. No IO, no imports beyond the standard library.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # pchar without "%" (RFC 3986 §3.3): unreserved / sub-delims / ":" / "@", plus "/"
@@ -32,6 +33,9 @@ _REFUSED_ESCAPES = {
     "5C": "an encoded backslash (%5C)",
     "00": "an encoded NUL (%00)",
 }
+
+
+_DOUBLE_ESCAPE = re.compile(r"%25[0-9A-Fa-f]{2}")
 
 
 class TargetRefused(ValueError):
@@ -123,5 +127,13 @@ def normalise(target: str) -> Target:
     if "%" not in path and "//" not in path and "/." not in path:
         return Target(path, query)  # already in normal form (the usual request)
     path = _escapes(path)
+    if _DOUBLE_ESCAPE.search(path):
+        # %252e: a `.` to an upstream (or a framework behind it) that decodes twice
+        raise TargetRefused("a double percent-encoding (%25XX) in the path is refused")
+    try:
+        unquote_to_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        # %C0%AE: an overlong `.` to a lenient decoder; no UTF-8 reading is the one sent
+        raise TargetRefused("percent-encoded bytes in the path that are not UTF-8") from None
     path = re.sub(r"/{2,}", "/", path)
     return Target(_remove_dot_segments(path), query)
