@@ -112,6 +112,24 @@ class OpenBao:
         return {"addr": self.addr, "auth": {"method": "token", "token": self.root_token}}
 
 
+def ssh_ca_role(bao: OpenBao, user: str = "deploy", **role: object) -> str:
+    """The SSH secrets engine at ssh/ with a generated ed25519 CA and the role `web`
+    signing user certificates for `user` (with `role`'s further settings): the CA's
+    public key."""
+    client = bao.client()
+    client.sys.enable_secrets_engine("ssh", path="ssh")
+    ca = client.secrets.ssh.submit_ca_information(generate_signing_key=True, key_type="ed25519")
+    client.secrets.ssh.create_role(
+        name="web",
+        key_type="ca",
+        allow_user_certificates=True,
+        allowed_users=user,
+        default_user=user,
+        **role,
+    )
+    return str(ca["data"]["public_key"])
+
+
 @contextlib.contextmanager
 def running_openbao() -> Iterator[OpenBao]:
     bao = OpenBao().start()

@@ -36,6 +36,7 @@ from openbao import (
     configure_database,
     drop_dynamic_roles,
     running_openbao,
+    ssh_ca_role,
     vault_admin_role,
 )
 from pg_harness import running_gateway
@@ -54,20 +55,6 @@ def bao() -> Iterator[OpenBao]:
         yield server
 
 
-def _ssh_role(bao: OpenBao, **role: object) -> None:
-    client = bao.client()
-    client.sys.enable_secrets_engine("ssh", path="ssh")
-    client.secrets.ssh.submit_ca_information(generate_signing_key=True, key_type="ed25519")
-    client.secrets.ssh.create_role(
-        name="web",
-        key_type="ca",
-        allow_user_certificates=True,
-        allowed_users="deploy",
-        default_user="deploy",
-        **role,
-    )
-
-
 def _provider(bao: OpenBao, **credentials: object) -> VaultProvider:
     connection = ConnectionSettings(
         name="t",
@@ -82,7 +69,7 @@ def _provider(bao: OpenBao, **credentials: object) -> VaultProvider:
 
 @pytest.mark.integration
 async def test_ssh_certificate_with_forwarding_extensions_is_refused(bao: OpenBao) -> None:
-    _ssh_role(
+    ssh_ca_role(
         bao,
         ttl="5m",
         default_extensions={
@@ -105,7 +92,7 @@ async def test_ssh_certificate_with_forwarding_extensions_is_refused(bao: OpenBa
 
 @pytest.mark.integration
 async def test_ssh_certificate_for_the_mounts_32_days_is_refused(bao: OpenBao) -> None:
-    _ssh_role(bao, default_extensions={"permit-pty": ""})  # no ttl: the mount's default
+    ssh_ca_role(bao, default_extensions={"permit-pty": ""})  # no ttl: the mount's default
     provider = _provider(bao, username="deploy")
     try:
         with pytest.raises(CredentialUnavailable, match="valid for longer than 3600s"):
@@ -116,7 +103,7 @@ async def test_ssh_certificate_for_the_mounts_32_days_is_refused(bao: OpenBao) -
 
 @pytest.mark.integration
 async def test_ssh_certificate_ttl_is_asked_for_and_the_principal_kept(bao: OpenBao) -> None:
-    _ssh_role(bao, default_extensions={"permit-pty": "", "permit-port-forwarding": ""})
+    ssh_ca_role(bao, default_extensions={"permit-pty": "", "permit-port-forwarding": ""})
     provider = _provider(bao, certificate_ttl=120)  # no username: the role's default_user
     try:
         before = time.time()

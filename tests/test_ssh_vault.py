@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ssh_public_identity
-from openbao import OpenBao, running_openbao
+from openbao import OpenBao, running_openbao, ssh_ca_role
 from pdp_harness import pdp_raw
 from ssh_harness import Sshd
 from test_ssh_proxy import ssh_connection, ssh_stack
@@ -30,19 +30,7 @@ def bao() -> Iterator[OpenBao]:
 
 
 def ssh_ca(bao: OpenBao, user: str) -> str:
-    client = bao.client()
-    client.sys.enable_secrets_engine("ssh", path="ssh")
-    ca = client.secrets.ssh.submit_ca_information(generate_signing_key=True, key_type="ed25519")
-    client.secrets.ssh.create_role(
-        name="web",
-        key_type="ca",
-        allow_user_certificates=True,
-        allowed_users=user,
-        default_user=user,
-        ttl=f"{TTL_SECONDS}s",
-        default_extensions={"permit-pty": ""},
-    )
-    return str(ca["data"]["public_key"])
+    return ssh_ca_role(bao, user, ttl=f"{TTL_SECONDS}s", default_extensions={"permit-pty": ""})
 
 
 async def test_a_vault_signed_key_per_session(bao: OpenBao, tmp_path: Path) -> None:

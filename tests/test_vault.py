@@ -35,6 +35,7 @@ from openbao import (
     configure_database,
     drop_dynamic_roles,
     running_openbao,
+    ssh_ca_role,
     vault_admin_role,
 )
 from pg_harness import Gateway, running_gateway
@@ -240,19 +241,7 @@ async def test_kv_v2_value_and_errors_that_hold_no_secret(bao):
 
 
 async def test_ssh_certificate_signed_for_a_per_session_key(bao, tmp_path):
-    client = bao.client()
-    client.sys.enable_secrets_engine("ssh", path="ssh")
-    ca = client.secrets.ssh.submit_ca_information(generate_signing_key=True, key_type="ed25519")
-    ca_public = ca["data"]["public_key"]
-    client.secrets.ssh.create_role(
-        name="web",
-        key_type="ca",
-        allow_user_certificates=True,
-        allowed_users="deploy",
-        default_user="deploy",
-        ttl="5m",
-        default_extensions={"permit-pty": ""},
-    )
+    ca_public = ssh_ca_role(bao, ttl="5m", default_extensions={"permit-pty": ""})
     provider = VaultProvider(
         vault_connection(ref="ssh/sign/web", username="deploy"),
         VaultSettings(bao.addr, {"method": "token", "token": bao.root_token}),
