@@ -23,6 +23,7 @@ from pdp.plumbing.frozen import quick_init
 from pdp.store import AuditStore, StoreUnavailable
 from pdp.store.chain import canonical_json
 from portcullis import protocols
+from portcullis.events import longer_than
 from portcullis.literals import ShapeRewrite
 from portcullis.reuse import ReuseTable
 from portcullis.shape import shaped
@@ -470,10 +471,8 @@ def raw_in_part(kind: str, raw: Any) -> dict[str, Any]:
     the SHA-256 of the whole (as a command refused for its size is recorded), and that the
     decision read it whole; {} for a text kept whole."""
     limit = protocols.recorded_raw_of(kind)
-    if limit is None or not isinstance(raw, str) or len(raw) <= limit // 4:
-        return {}
-    whole = raw.encode("utf-8", "surrogatepass")
-    if len(whole) <= limit:
+    whole = longer_than(raw, limit) if limit is not None and isinstance(raw, str) else None
+    if whole is None:
         return {}
     return {
         "raw": whole[:limit].decode("utf-8", "ignore"),

@@ -15,6 +15,16 @@ MAX_REPEAT = 4096  # the longest run of one event repeated that a batch may carr
 TRUNCATED_PREFIX = 4096  # what is kept of a command too long to store whole
 
 
+def longer_than(text: str, limit: int) -> bytes | None:
+    """text's UTF-8 (a lone surrogate kept as written) when it is longer than `limit`
+    bytes, else None; a text of at most limit / 4 characters is not encoded (a character
+    is at most 4 bytes)."""
+    if len(text) <= limit // 4:
+        return None
+    whole = text.encode("utf-8", "surrogatepass")
+    return whole if len(whole) > limit else None
+
+
 def truncation_facts(command: str) -> dict[str, Any]:
     """What an event says of a command it carries only the start of."""
     whole = command.encode("utf-8", "surrogatepass")

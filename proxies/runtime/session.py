@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portcullis.config import Config, ConnectionSettings, VaultSettings
-from portcullis.events import TRUNCATED_PREFIX
+from portcullis.events import TRUNCATED_PREFIX, longer_than
 from portcullis.logs import session_context
 from portcullis.reuse import ReuseTable, reuse_key
 from portcullis.v1 import pdp_pb2
@@ -452,13 +452,8 @@ class ProxySession:
 
     def _oversized(self, raw: str) -> tuple[int, str] | None:
         """(size, SHA-256) of a command larger than max_statement_bytes, else None."""
-        limit = self.runtime.max_statement_bytes
-        if len(raw) * 4 <= limit:  # a character is at most 4 bytes of UTF-8
-            return None
-        whole = raw.encode("utf-8", "surrogatepass")
-        if len(whole) <= limit:
-            return None
-        return len(whole), hashlib.sha256(whole).hexdigest()
+        whole = longer_than(raw, self.runtime.max_statement_bytes)
+        return None if whole is None else (len(whole), hashlib.sha256(whole).hexdigest())
 
     def _token_expired(self) -> bool:
         """Past the client token's expiry nothing is answered from the cache: the PDP,

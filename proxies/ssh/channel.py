@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
-from portcullis.events import truncation_facts
+from portcullis.events import longer_than, truncation_facts
 from portcullis.masking import Masker
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import CredentialUnavailable
@@ -668,12 +668,8 @@ def _recorded_command(raw: str) -> str:
     """What a command event keeps of a command line: all of it up to RECORDED_COMMAND
     bytes, else its first RECORDED_COMMAND bytes (whole characters); raw itself when kept
     whole (the event's details then say nothing of a cut)."""
-    if len(raw) <= RECORDED_COMMAND // 4:
-        return raw
-    whole = raw.encode("utf-8", "surrogatepass")
-    if len(whole) <= RECORDED_COMMAND:
-        return raw
-    return whole[:RECORDED_COMMAND].decode("utf-8", "ignore")
+    whole = longer_than(raw, RECORDED_COMMAND)
+    return raw if whole is None else whole[:RECORDED_COMMAND].decode("utf-8", "ignore")
 
 
 def _settle(opening: asyncio.Future[Any]) -> None:
