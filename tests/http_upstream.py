@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from pdp_harness import free_port, pdp_raw, running_pdp
+from pdp_harness import free_port, pdp_raw, running_pdp, token
 
 from portcullis.config import parse_config
 from proxies.http.proxy import HttpProxy
@@ -312,3 +312,37 @@ async def raw_server(converse: Conversation) -> AsyncIterator[int]:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def exchange(port: int, data: bytes) -> bytes:
+    """What the proxy answers to `data` sent whole on a new connection (it is closed)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+
+
+def request(
+    stack: Any,
+    line: str,
+    fields: str = "",
+    body: bytes = b"",
+    groups: tuple[str, ...] = ("readonly",),
+    host: str = "127.0.0.1",
+) -> bytes:
+    """A raw HTTP/1.1 request of mallory (in `groups`) to the stack's proxy: `line`, the
+    Host and bearer token, `fields` as written, a Content-Length for `body`, and
+    Connection: close."""
+    bearer = token(stack.config, "mallory@example.com", groups)
+    head = f"{line}\r\nHost: {host}\r\nAuthorization: Bearer {bearer}\r\n{fields}"
+    if body:
+        head += f"Content-Length: {len(body)}\r\n"
+    return (head + "Connection: close\r\n\r\n").encode("latin-1") + body
+
+
+def status(answer: bytes) -> int:
+    """The status code of a raw answer's status line."""
+    return int(answer.split(b" ", 2)[1])

@@ -33,10 +33,9 @@ from typing import Any
 
 import h11
 import pytest
-from http_upstream import SECRET, http_stack, raw_server
+from http_upstream import SECRET, exchange, http_stack, raw_server, request, status
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pdp_harness import token
 from test_mcp_exchange import RESULT, SSE, agent_of, chunks, event, read, tool_call
 from test_mcp_proxy import mcp_stack
 
@@ -47,31 +46,6 @@ from proxies.http.mcp import Forward, Reply
 from proxies.http.upstream import request_head
 
 pytestmark = pytest.mark.integration
-
-
-async def exchange(port: int, data: bytes) -> bytes:
-    """What the proxy answers to `data` sent whole on a new connection (it is closed)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(), 30)
-    finally:
-        writer.close()
-
-
-def request(
-    stack: Any, line: str, fields: str = "", body: bytes = b"", groups: tuple[str, ...] = ()
-) -> bytes:
-    bearer = token(stack.config, "mallory@example.com", groups or ("readonly",))
-    head = f"{line}\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {bearer}\r\n{fields}"
-    if body:
-        head += f"Content-Length: {len(body)}\r\n"
-    return (head + "Connection: close\r\n\r\n").encode("latin-1") + body
-
-
-def status(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1])
 
 
 JSON_BODIES = {

@@ -45,47 +45,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any
 from urllib.parse import quote
 
 import pytest
-from http_upstream import http_stack, raw_server
-from pdp_harness import token
+from http_upstream import exchange, http_stack, raw_server, request, status
 
 from portcullis.verdict import MaskRule
 from proxies.http.bodies import BodyMask, Unmaskable, answer_kind, masker_for
 
 pytestmark = pytest.mark.integration
-
-
-async def exchange(port: int, data: bytes) -> bytes:
-    """What the proxy answers to `data` sent whole on a new connection (it is closed)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(), 30)
-    finally:
-        writer.close()
-
-
-def request(
-    stack: Any,
-    line: str,
-    fields: str = "",
-    body: bytes = b"",
-    groups: tuple[str, ...] = ("readonly",),
-    host: str = "127.0.0.1",
-) -> bytes:
-    bearer = token(stack.config, "mallory@example.com", groups)
-    head = f"{line}\r\nHost: {host}\r\nAuthorization: Bearer {bearer}\r\n{fields}"
-    if body:
-        head += f"Content-Length: {len(body)}\r\n"
-    return (head + "Connection: close\r\n\r\n").encode("latin-1") + body
-
-
-def status(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1])
 
 
 ROUTING_CLAIMS = {
