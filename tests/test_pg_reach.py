@@ -86,11 +86,32 @@ def test_code_outside_the_trusted_languages_waits_for_approval(arena, groups) ->
         assert admin.execute("SELECT 1 FROM pg_proc WHERE proname = %s", (name,)).fetchall() == []
 
 
-def test_a_function_in_sql_runs_without_approval(arena) -> None:
+@pytest.mark.parametrize("groups", [DBA, UNMASKED_DBA])
+def test_a_function_body_written_as_a_string_waits_for_approval(arena, groups) -> None:
+    """COPY ... TO PROGRAM and pg_read_file are denied to everyone, but wrapped in a function
+    whose body is a string the classifier never read, they ran once the function was called."""
+    marker = marker_path()
+    name = "reach_" + secrets.token_hex(4)
+    quoted = "''touch " + str(marker) + "''"
+    for sql in (
+        f"CREATE FUNCTION {name}() RETURNS void LANGUAGE sql "
+        f"AS $$ COPY (SELECT 1) TO PROGRAM 'touch {marker}' $$",
+        f"CREATE FUNCTION {name}(text) RETURNS text LANGUAGE plpgsql "
+        "AS $$ BEGIN RETURN pg_read_file($1); END $$",
+        f"CREATE PROCEDURE {name}() LANGUAGE plpgsql "
+        f"AS $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM {quoted}'; END $$",
+    ):
+        _refused_for_approval(arena, groups, sql)
+    assert not marker.exists()
+    with arena.admin() as admin:
+        assert admin.execute("SELECT 1 FROM pg_proc WHERE proname = %s", (name,)).fetchall() == []
+
+
+def test_a_function_in_sql_standard_form_runs_without_approval(arena) -> None:
     name = "reach_" + secrets.token_hex(4)
     c = ready_client(arena, UNMASKED_DBA, "reach")
     try:
-        answer = c.query(f"CREATE FUNCTION {name}() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        answer = c.query(f"CREATE FUNCTION {name}() RETURNS int LANGUAGE sql RETURN 1")
         assert not answer.refused, answer.errors
     finally:
         c.close()

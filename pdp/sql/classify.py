@@ -258,13 +258,12 @@ def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
     elif tag == "IndexStmt" and fields.get("unique"):
         entry["unique"] = True  # its inserts then answer equality questions (entries.py)
     elif tag == "CreateFunctionStmt":
+        defs = [o["DefElem"] for o in fields.get("options", ())]
         entry["language"] = function_language(
-            [
-                _json_sval(o["DefElem"]["arg"])
-                for o in fields.get("options", ())
-                if o["DefElem"].get("defname") == "language"
-            ]
+            [_json_sval(d["arg"]) for d in defs if d.get("defname") == "language"]
         )
+        if any(d.get("defname") == "as" for d in defs):
+            entry["body_text"] = True  # a body written as a string: not read here
     if kind == "drop":
         if "removeType" in ast.__dict__[tag].__slots__:
             remove_type = fields.get("removeType", "OBJECT_ACCESS_METHOD")

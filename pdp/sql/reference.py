@@ -176,6 +176,8 @@ def _describe(node: ast.Node) -> Entry:
     elif isinstance(node, ast.CreateFunctionStmt):
         names = [o.arg.sval for o in node.options or () if o.defname == "language"]
         entry["language"] = function_language(names)
+        if any(o.defname == "as" for o in node.options or ()):
+            entry["body_text"] = True  # a body written as a string: not read here
     if kind == "drop":
         entry["object"] = _drop_object(node, tag)
     return entry

@@ -286,6 +286,17 @@ pg_privileged_approval contains [i, sprintf("a function in %s runs code on the d
 	not s.language in pg_trusted_languages
 }
 
+# A function or procedure whose body is written as a string (AS '...' / AS $$...$$) is code
+# the policy does not read: `LANGUAGE sql AS $$ COPY (SELECT 1) TO PROGRAM 'id' $$`, or a
+# PL/pgSQL body calling pg_read_file or EXECUTE, would run what is denied to everyone once
+# called. It needs approval, as an opaque DO block does; a body in SQL-standard form
+# (RETURN ..., BEGIN ATOMIC ... END) is parsed with the statement and judged as any SQL.
+pg_privileged_approval contains [i, "a function whose body is a string is code the policy cannot read, and needs approval (write it as RETURN ... or BEGIN ATOMIC ... END to have it judged)"] if {
+	some i, s in input.command.postgres.statements
+	s.tag == "CreateFunctionStmt"
+	s.body_text
+}
+
 # A DO block whose SQL cannot all be seen (dynamic EXECUTE, another language) could run
 # any of the statements above, so it is not taken on trust.
 pg_privileged_approval contains [i, "DO block with dynamic or non-SQL code needs approval"] if {

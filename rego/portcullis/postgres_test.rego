@@ -262,6 +262,13 @@ test_dba_functions_outside_the_trusted_languages_need_approval if {
 	}
 }
 
+test_dba_function_bodies_written_as_strings_need_approval if {
+	every groups in [["dba"], ["dba", "pii-readers"]] {
+		d := portcullis.decision with input as pg_input(groups, [stmt_with("ddl", {"tag": "CreateFunctionStmt", "language": "sql", "body_text": true})])
+		d.verdict == "require_approval"
+	}
+}
+
 test_dba_runs_ddl_and_writes if {
 	every t in ["ddl", "grant", "insert", "other"] {
 		verdict(["dba", "pii-readers"], [stmt_with(t, {"has_where": true})]) == "allow"
