@@ -99,6 +99,11 @@ class AgentSession:
     ends: asyncio.Task[str] | None = field(default=None, repr=False)
     _patterns: tuple[bytes, ...] | None = field(default=None, repr=False)
 
+    def disarm(self) -> None:
+        """The session closes for another reason: its end no longer has anything to do."""
+        if self.ends is not None:
+            self.ends.cancel()
+
     @property
     def patterns(self) -> tuple[bytes, ...]:
         """The forms of the session's credential a response is checked for (made once)."""
@@ -238,8 +243,7 @@ class HttpProxy:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         for agent in self.sessions.values():
-            if agent.ends is not None:
-                agent.ends.cancel()
+            agent.disarm()
         self.sessions.clear()
         await self.runtime.stop()  # closes every open session
         if self.pool is not None:
@@ -253,8 +257,7 @@ class HttpProxy:
             for key, agent in list(self.sessions.items()):
                 if agent.in_flight == 0 and now - agent.last_used >= self.idle_seconds:
                     self.sessions.pop(key, None)
-                    if agent.ends is not None:
-                        agent.ends.cancel()
+                    agent.disarm()
                     await asyncio.shield(agent.session.close("idle_timeout"))
 
     async def session_for(self, token: str, client_addr: str, client: str) -> AgentSession:
@@ -288,8 +291,7 @@ class HttpProxy:
     async def reopen(self, agent: AgentSession, token: str, client_addr: str) -> AgentSession:
         """A new session for a token whose session the PDP ended."""
         self.forget(agent)
-        if agent.ends is not None:
-            agent.ends.cancel()
+        agent.disarm()
         await asyncio.shield(agent.session.close("pdp_session_ended", abnormal=True))
         return await self.session_for(token, client_addr, agent.session.client)
 
