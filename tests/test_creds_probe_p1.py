@@ -367,7 +367,7 @@ async def test_credential_issued_for_a_session_that_left_meanwhile_is_revoked(
         try:
             await provider.acquire(f"database/creds/{role}", "warm-up")  # logged in
             opening = asyncio.ensure_future(provider.acquire(f"database/creds/{role}", "s1"))
-            await asyncio.sleep(0.01)  # Vault is creating the role now
+            await asyncio.sleep(0)  # the open has begun: Vault is asked, no answer yet
             opening.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await opening
