@@ -206,14 +206,14 @@ async def settle(
     book: ApprovalBook | None = service.approvals
     if decision.verdict.kind is not VerdictKind.REQUIRE_APPROVAL or book is None:
         return decision, ""
-    subject = session.identity.subject
+    subject, issuer = session.identity.subject, session.identity.issuer
     connection = session.connection["name"]
     parameters = bound_parameters(command)
     # an approval is for the session it was asked in; a session.open grant makes a new one
     bound_session = None if command.get("kind") == "session.open" else session.id
     approved = None
     for candidate in book.approved_for(
-        subject, connection, command.get("raw", ""), command.get("kind", ""), bound_session,
+        subject, issuer, connection, command.get("raw", ""), command.get("kind", ""), bound_session,
         parameters,
     ):  # fmt: skip
         if await still_holds(service, candidate, decision):
@@ -239,10 +239,10 @@ async def settle(
         return rerun, approved.id
     spec = decision.verdict.approval
     pending = book.pending_for(
-        subject, connection, command.get("raw", ""), command.get("kind", ""), bound_session,
+        subject, issuer, connection, command.get("raw", ""), command.get("kind", ""), bound_session,
         parameters,
     )  # fmt: skip
-    if pending is None and book.waiting_of(subject, session.identity.issuer) >= MAX_WAITING:
+    if pending is None and book.waiting_of(subject, issuer) >= MAX_WAITING:
         # every request is held in memory by every PDP and shown to approvers: one
         # identity's flood of them (each up to a megabyte of SQL) must not grow without end
         why = (

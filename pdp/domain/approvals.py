@@ -280,6 +280,7 @@ class ApprovalBook:
     def reusable(
         self,
         subject: str,
+        issuer: str,
         connection: str,
         command: str,
         kind: str = "",
@@ -288,12 +289,15 @@ class ApprovalBook:
     ) -> ApprovalRequest | None:
         """An approved request this identity may use again for exactly this command — in
         the session it was asked in, with the parameter values the approver saw."""
-        found = self.approved_for(subject, connection, command, kind, session_id, parameters)
+        found = self.approved_for(
+            subject, issuer, connection, command, kind, session_id, parameters
+        )
         return found[0] if found else None
 
     def approved_for(
         self,
         subject: str,
+        issuer: str,
         connection: str,
         command: str,
         kind: str = "",
@@ -302,34 +306,42 @@ class ApprovalBook:
     ) -> list[ApprovalRequest]:
         """Every approved request reusable() could give, the newest first: the caller
         checks each still holds (pdp.api.approval_rpc.settle)."""
-        found = self._matching(APPROVED, subject, connection, command, kind, session_id, parameters)
+        found = self._matching(
+            APPROVED, subject, issuer, connection, command, kind, session_id, parameters
+        )
         return sorted(found, key=lambda r: r.created_at, reverse=True)
 
     def pending_for(
         self,
         subject: str,
+        issuer: str,
         connection: str,
         command: str,
         kind: str = "",
         session_id: str | None = None,
         parameters: list[str] | None = None,
     ) -> ApprovalRequest | None:
-        found = self._matching(PENDING, subject, connection, command, kind, session_id, parameters)
+        found = self._matching(
+            PENDING, subject, issuer, connection, command, kind, session_id, parameters
+        )
         return found[0] if found else None
 
     def _matching(
         self,
         state: str,
         subject: str,
+        issuer: str,
         connection: str,
         command: str,
         kind: str,
         session_id: str | None = None,
         parameters: list[str] | None = None,
     ) -> list[ApprovalRequest]:
-        """The live requests in `state` of this identity for exactly this command (and,
-        when given, session and parameter values): an approved one until its usable window
-        ends, a pending one until it expires."""
+        """The live requests in `state` of this identity (its subject AND issuer: the same
+        `sub` from another issuer is someone else) for exactly this command (and, when
+        given, session and parameter values): an approved one until its usable window
+        ends, a pending one until it expires. A session.open grant binds to no session, so
+        the issuer is all that tells its requester from a namesake of another provider."""
         now = time.time()
         digest = binding_digest(self.binding_key, parameters) if parameters is not None else ""
         found = []
@@ -338,6 +350,7 @@ class ApprovalBook:
             if (
                 request.state == state
                 and request.requester.get("subject") == subject
+                and request.requester.get("issuer", "") == issuer
                 and request.connection == connection
                 and request.command == command
                 and (not kind or request.command_kind == kind)
@@ -386,7 +399,13 @@ class ApprovalBook:
         the key of the proxy that asked, recorded with the request; `policy_revision` the
         revision of the decision that asked."""
         existing = self.pending_for(
-            requester["subject"], connection, command, command_kind, session_id, parameters or []
+            requester["subject"],
+            str(requester.get("issuer", "")),
+            connection,
+            command,
+            command_kind,
+            session_id,
+            parameters or [],
         )
         if existing is not None:
             return existing

@@ -1,0 +1,67 @@
+"""Attacks on the PDP's identity, approvals and evidence (fourth probe).
+
+Each test drives real components: the PDP over gRPC (tests/pdp_harness.py) with the
+embedded OPA evaluator and its real audit store (sqlite), and the `portcullis` CLI in a
+subprocess where an auditor would use it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp
+from test_pdp_probe_p2 import JIT_POLICY, SAM
+
+from pdp.domain.identity import DevIssuer
+from portcullis.v1 import pdp_pb2
+
+IDP = "https://idp.example.com"
+IDP_SECRET = "a-shared-secret-of-the-corporate-idp-0123456789"
+
+
+def _two_issuers(tmp_path):
+    """A PDP that trusts the corporate IdP (HS256, shared secret) and the dev issuer."""
+    policies = tmp_path / "jit"
+    policies.mkdir(exist_ok=True)
+    (policies / "policy.rego").write_text(JIT_POLICY)
+    engine = {"type": "embedded", "policies": str(policies), "workers": 1, "timeout_ms": 2000}
+    identity = {
+        "dev": True,
+        "dev_key": str(tmp_path / "dev.key"),
+        "issuer": IDP,
+        "shared_secret": IDP_SECRET,
+        "algorithms": ["HS256"],
+    }
+    return pdp_config(tmp_path, engine=engine, identity=identity)
+
+
+def _idp_token(sub: str, groups: list[str]) -> str:
+    now = int(time.time())
+    claims = {"iss": IDP, "sub": sub, "aud": "portcullis", "iat": now, "exp": now + 3600}
+    return jwt.encode({**claims, "groups": groups}, IDP_SECRET, algorithm="HS256")
+
+
+async def test_a_just_in_time_grant_is_not_reused_by_a_namesake_of_another_issuer(tmp_path):
+    """Attack (a namesake at another trusted issuer): carl@example.com of the corporate
+    IdP was granted a session on orders-db. Anyone whose token from another issuer the
+    PDP trusts (here the dev issuer) names the same `sub` opened sessions under that grant
+    without anyone approving them: the approvals book matched a session.open grant, which
+    binds to no session, by subject alone. Now a grant (and a pending request) is the
+    requester's by subject AND issuer; the namesake is asked for approval of their own."""
+    config = _two_issuers(tmp_path)
+    real = _idp_token("carl@example.com", ["contractors"])
+    namesake = DevIssuer(config.identity).issue("carl@example.com", ["contractors"], 3600)
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        asked = await open_session(stub, real)
+        assert asked.decision.verdict == pdp_pb2.REQUIRE_APPROVAL
+        await pdp.approvals.decide(asked.decision.approval_id, SAM, True, "on-call fix")
+        granted = await open_session(stub, real)
+        assert granted.decision.verdict == pdp_pb2.ALLOW and granted.session_id
+        other = await open_session(stub, namesake)
+        assert not other.session_id
+        assert other.decision.verdict == pdp_pb2.REQUIRE_APPROVAL
+        # a request of its own, not the granted one, and the grant stays the real carl's
+        assert other.decision.approval_id != asked.decision.approval_id
+        again = await open_session(stub, real)
+        assert again.decision.verdict == pdp_pb2.ALLOW and again.session_id
