@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import ssl
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from portcullis.masking import Masker, MaskingError
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
-from proxies.http.bodies import masked_headers, masker_for
+from proxies.http.bodies import BodyMask, Unmaskable, masked_headers, masker_for
 from proxies.http.guard import ResponseGuard
 from proxies.http.upstream import ResponseHead, UpstreamError, read_head
 from proxies.runtime.pdp_client import Ruling
@@ -138,12 +137,12 @@ MAX_MASKED_MESSAGE = 1024 * 1024  # a message towards the client held whole to b
 
 class MaskedFrames:
     """The server's frames towards a client under a mask verdict (sans-IO: bytes in, bytes
-    out). A data message (its frames joined) is masked whole and goes as one frame: text as
-    JSON when it parses, else by the detectors; a binary message that is UTF-8 text alike,
-    one that is not goes as it came unless a detector finds something in it read as
-    Latin-1 (it cannot be masked in place: refused). Control frames pass. What cannot be
-    read one way (reserved bits, a continuation of nothing, a message past the bound, text
-    that is not UTF-8) raises FrameRefused: the WebSocket ends there."""
+    out). A data message (its frames joined) is masked whole and goes as one frame, read
+    as an HTTP answer of text is (`_masked`); a binary message that is UTF-8 alike. Control
+    frames pass. What cannot be read one way (reserved bits, a continuation of nothing, a
+    message past the bound, a message that is not UTF-8 or holds NULs, text naming a
+    masked field where its value cannot be told) raises FrameRefused: the WebSocket ends
+    there."""
 
     def __init__(self, masker: Masker, limit: int = MAX_MASKED_MESSAGE) -> None:
         self.masker = masker
@@ -199,25 +198,25 @@ class MaskedFrames:
         return opcode, fin, payload
 
     def _masked(self, opcode: int, payload: bytes) -> bytes:
+        """A whole message as an HTTP answer of text is masked (BodyMask's `lines`: JSON
+        documents with the field rules and fields named by values, other text's `name:
+        value` and `name=value` by the field rules, every string by the detectors). Binary
+        that is not UTF-8 (MessagePack, CBOR, compressed JSON) is no text the masks read:
+        refused, as an HTTP answer's binary body is withheld under a mask."""
         try:
-            text = payload.decode("utf-8")
+            payload.decode("utf-8")
         except UnicodeDecodeError:
-            if opcode == 1:
-                raise FrameRefused("a text message that is not UTF-8") from None
-            _, found = self.masker.mask_text(payload.decode("latin-1"))
-            if found:
-                raise FrameRefused("a binary message holding what the mask hides") from None
-            return payload
+            kind = "text" if opcode == 1 else "binary"
+            raise FrameRefused(f"a {kind} message that is not UTF-8 cannot be masked") from None
+        body = BodyMask(self.masker, "lines", limit=self.limit)
         try:
-            doc = json.loads(text)
-        except (ValueError, RecursionError):
-            masked, found = self.masker.mask_text(text)
-            self.counts.update({f"detector:{k}": v for k, v in found.items()})
-        else:
-            masked_doc, found = self.masker.mask_json(doc)
-            self.counts.update(found)
-            masked = json.dumps(masked_doc, ensure_ascii=False) if found else text
-        return masked.encode("utf-8") if found else payload
+            masked = body.feed(payload) + body.finish()
+        except Unmaskable as exc:
+            raise FrameRefused(str(exc)) from None
+        if not body.counts:
+            return payload
+        self.counts.update(body.counts)
+        return masked
 
 
 def _frame_bytes(opcode: int, payload: bytes) -> bytes:
