@@ -315,11 +315,12 @@ def test_sse_event_too_large() -> None:
 
 # -- Hypothesis ---------------------------------------------------------------------------
 
+EXACT = 2**53  # numbers a double holds exactly: the codec refuses others (strict_json)
 scalars = (
     st.none()
     | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(-EXACT, EXACT)
+    | st.floats(-EXACT + 1, EXACT - 1, allow_nan=False, allow_infinity=False)
     | st.text(max_size=20)
 )
 json_values = st.recursive(
@@ -337,7 +338,7 @@ messages = st.fixed_dictionaries(
         ),
     },
     optional={
-        "id": st.integers() | st.text(max_size=8),
+        "id": st.integers(-EXACT, EXACT) | st.text(max_size=8),
         "params": st.fixed_dictionaries(
             {"name": st.text(max_size=12)},
             optional={"arguments": st.dictionaries(st.text(max_size=8), json_values, max_size=4)},

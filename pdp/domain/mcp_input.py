@@ -17,7 +17,6 @@ No IO here; called by the PDP's command_input() through the `mcp` protocol decla
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from portcullis import strict_json
@@ -36,7 +35,9 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
     listing}; `message` is request, notification, response, stream, end or malformed. A
     completion/complete shows the prompt or resource template (`uri`) its ref names."""
     try:
-        message = json.loads(raw, object_pairs_hook=strict_json.unique_names)
+        # (strict_json's reading, as the proxy's: no repeated name, no number the policy's
+        # input would hold as another)
+        message = strict_json.loads(raw)
     except (ValueError, RecursionError):
         return dict(MALFORMED)
     endpoint = message.pop("endpoint", None) if isinstance(message, dict) else None

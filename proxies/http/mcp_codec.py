@@ -8,7 +8,8 @@ Transports → Streamable HTTP; revisions 2025-03-26 to 2026-07-28):
   and notifications, or of responses; `parse_request` reads it strictly and refuses what
   two JSON readers could read two ways (duplicate keys, by portcullis.strict_json's rule,
   lone surrogates, non-finite numbers, keys JSON-RPC does not define, a batch mixing
-  requests with responses, ids repeated in a batch), anything too large or too deep, and
+  requests with responses, ids repeated in a batch, numbers a double does not hold
+  exactly), anything too large or too deep, and
   anything that is no JSON-RPC;
 - each message becomes the command the PDP decides (`Message.command`: the canonical JSON
   of the endpoint it was posted to, its method and params with their `_meta` — all but
@@ -165,9 +166,13 @@ def _number(text: str) -> float:
     return value
 
 
-def loads(data: bytes, limit: int = MAX_BODY_BYTES) -> Any:
+def loads(data: bytes, limit: int = MAX_BODY_BYTES, exact: bool = False) -> Any:
     """JSON text (RFC 8259) read one way only, or Refused: UTF-8 without a BOM, no repeated
-    key, no NaN/Infinity or overflowing number, no lone surrogate, at most MAX_DEPTH deep."""
+    key, no NaN/Infinity or overflowing number, no lone surrogate, at most MAX_DEPTH deep.
+    `exact` (what a client sends, which is decided): no number a double does not hold
+    exactly either (an integer past 2**53, written as one or as a float), by
+    portcullis.strict_json's rule, as an HTTP body: the policy's input holds doubles, a
+    server may read the digits, so the two would see other numbers."""
     if len(data) > limit:
         raise Refused(f"body larger than {limit} bytes", INVALID_REQUEST, 413)
     try:
@@ -177,16 +182,21 @@ def loads(data: bytes, limit: int = MAX_BODY_BYTES) -> Any:
     if text.startswith("\ufeff"):
         raise Refused("body starts with a byte order mark", PARSE_ERROR)
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=strict_json.unique_names,
-            parse_constant=_constant,
-            parse_float=_number,
-        )
+        if exact:
+            value = strict_json.loads(text)
+        else:
+            value = json.loads(
+                text,
+                object_pairs_hook=strict_json.unique_names,
+                parse_constant=_constant,
+                parse_float=_number,
+            )
     except Refused:
         raise
     except strict_json.RepeatedName:
         raise Refused("a JSON object repeats a key", PARSE_ERROR) from None
+    except strict_json.Inexact:
+        raise Refused("a number out of range (no double holds it exactly)", PARSE_ERROR) from None
     except RecursionError:
         raise Refused("JSON nested too deep", PARSE_ERROR) from None
     except ValueError:
@@ -234,7 +244,7 @@ def parse_request(
     charset = re.search(r";\s*charset\s*=\s*\"?([^\";\s]+)", content_type or "", re.I)
     if charset and charset.group(1).lower() not in ("utf-8", "utf8"):
         raise Refused("an MCP message is UTF-8", INVALID_REQUEST, 415)
-    document = loads(data, limit)
+    document = loads(data, limit, exact=True)
     if isinstance(document, dict):
         return RequestBody((read_message(document),), batch=False)
     if not isinstance(document, list):

@@ -1,0 +1,78 @@
+"""Probing the MCP exchange as a reader (brief P4): what got past a guardrail, kept as tests.
+
+Real PDP with the shipped policy and the HTTP proxy with `mcp: true`, before a real
+MCPServer (the `mcp` SDK, streamable HTTP) or, where a server's answer must be exact, a
+transcript (test_mcp_exchange's Agent). Every case is a reader's (outside pii-readers:
+tool results masked):
+
+- a number no double holds exactly (an integer past 2**53, written as one or as a float
+  such as 9007199254740993.0) went upstream in a tool's arguments: the policy's input
+  holds doubles, the server reads the digits (the HTTP side refused such bodies, the MCP
+  codec did not), so a rule on an argument's value judged another number than the one run.
+
+And what held, kept so it stays so: a list answer past what the proxy filters (1,024
+items) is an error, not passed unfiltered.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from test_mcp_exchange import SSE, agent_of, chunks, event, read, sse_messages
+from test_mcp_proxy import initialize, mcp_stack, messages_of, post
+
+from pdp.domain.mcp_input import mcp_command
+from proxies.http.mcp import MAX_LISTED_TOOLS, Forward
+from proxies.http.mcp_codec import NOT_INSPECTABLE, PARSE_ERROR
+
+pytestmark = pytest.mark.integration
+
+PLAIN = ("ann@example.com", "4111 1111 1111 1111", "hunter2")
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+async def test_a_number_no_double_holds_is_refused_before_it_is_decided(tmp_path: Path) -> None:
+    async with mcp_stack(tmp_path) as stack:
+        mallory = stack.token("mallory@example.com", "readonly")
+        session_id = await initialize(stack, mallory)
+        seen = len(stack.upstream.keys)
+        head = b'{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get_invoice",'
+        for number in (b"9007199254740993", b"-9007199254740993", b"9007199254740993.0",
+                       b"9.007199254740993e15", b"1e400"):  # fmt: skip
+            body = head + b'"arguments":{"invoice_id":' + number + b"}}}"
+            status, _, text = await post(stack, mallory, body, session_id)
+            assert status == 400, (number, status, text)
+            assert messages_of(text)[0]["error"]["code"] == PARSE_ERROR
+        # a number a double holds exactly goes (2**53 itself, a fraction)
+        for number in (b"9007199254740992", b"7"):
+            body = head + b'"arguments":{"invoice_id":' + number + b"}}}"
+            status, _, text = await post(stack, mallory, body, session_id)
+            assert status == 200 and "invoice " + number.decode() in text, text
+        assert stack.upstream.calls == ["get_invoice"] * 2
+        assert len(stack.upstream.keys) == seen + 2
+    # the PDP reads the command text the same way: such a text is malformed
+    params = '{"arguments":{"n":9007199254740993},"name":"get_invoice"}'
+    raw = '{"endpoint":"/mcp","method":"tools/call","params":' + params + "}"
+    assert mcp_command("mcp.call", raw, {}).get("malformed") is True
+
+
+async def test_a_list_past_what_the_proxy_filters_is_an_error_not_passed(tmp_path: Path) -> None:
+    """(held) A tools/list page longer than the proxy asks the PDP about is not passed
+    unfiltered: the client gets an error, and no tool of it."""
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        listing = await mallory.send("POST", {"jsonrpc": "2.0", "id": 7, "method": "tools/list"})
+        assert isinstance(listing, Forward)
+        tools = [{"name": "delete_customer", "inputSchema": {"type": "object"}}]
+        tools += [{"name": f"t{n}", "inputSchema": {"type": "object"}} for n in range(1024)]
+        assert len(tools) > MAX_LISTED_TOOLS
+        answer = event({"jsonrpc": "2.0", "id": 7, "result": {"tools": tools}})
+        data = await read(await listing.response(200, list(SSE), chunks(answer)))
+    (message,) = sse_messages(data)
+    assert message["error"]["code"] == NOT_INSPECTABLE and "delete_customer" not in data.decode()
