@@ -9,6 +9,10 @@ tool results masked):
   such as 9007199254740993.0) went upstream in a tool's arguments: the policy's input
   holds doubles, the server reads the digits (the HTTP side refused such bodies, the MCP
   codec did not), so a rule on an argument's value judged another number than the one run.
+- an opaque token a server hands the client to echo back (MCP 2026-07-28's multi-round-trip
+  `requestState`, a list's `nextCursor`) went through a masked answer as written: a server
+  sealing it with a sign-only codec (the SDK allows one) or writing a cursor as plain
+  base64 handed the reader the data in it, which the mask never read.
 
 And what held, kept so it stays so: a list answer past what the proxy filters (1,024
 items) is an error, not passed unfiltered.
@@ -17,10 +21,12 @@ items) is an error, not passed unfiltered.
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from test_mcp_exchange import SSE, agent_of, chunks, event, read, sse_messages
+from test_mcp_exchange import SSE, agent_of, chunks, event, read, sse_messages, tool_call
 from test_mcp_proxy import initialize, mcp_stack, messages_of, post
 
 from pdp.domain.mcp_input import mcp_command
@@ -59,6 +65,47 @@ async def test_a_number_no_double_holds_is_refused_before_it_is_decided(tmp_path
     params = '{"arguments":{"n":9007199254740993},"name":"get_invoice"}'
     raw = '{"endpoint":"/mcp","method":"tools/call","params":' + params + "}"
     assert mcp_command("mcp.call", raw, {}).get("malformed") is True
+
+
+async def test_an_opaque_token_carrying_data_is_withheld_from_a_masked_answer(
+    tmp_path: Path,
+) -> None:
+    readable = json.dumps({"email": "ann@example.com", "card": "4111 1111 1111 1111"}).encode()
+    fields = json.dumps({"customer": {"password": "hunter2"}}).encode()
+    sealed = "v1." + b64url(bytes(range(7, 250, 3)) * 2)  # what an AEAD codec gives
+    tokens = {
+        "sign-only state": "v1." + b64url(readable) + ".c2lnbmF0dXJl",
+        "field-named state": b64url(fields),
+        "plain state": readable.decode(),
+        "sealed state": sealed,
+    }
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        got: dict[str, Any] = {}
+        for n, (name, token) in enumerate(tokens.items()):
+            call = await mallory.send("POST", tool_call(10 + n, "find_customer", name="Ann"))
+            assert isinstance(call, Forward), name
+            result = {"resultType": "input_required", "inputRequests": {}, "requestState": token}
+            answer = event({"jsonrpc": "2.0", "id": 10 + n, "result": result})
+            data = await read(await call.response(200, list(SSE), chunks(answer)))
+            assert not [s for s in PLAIN if s in data.decode()], name
+            got[name] = sse_messages(data)[0]["result"]["requestState"]
+        # a resources/list page's cursor, base64 of what the server listed last
+        listing = await mallory.send(
+            "POST", {"jsonrpc": "2.0", "id": 30, "method": "resources/list"}
+        )
+        assert isinstance(listing, Forward)
+        cursor = base64.b64encode(b'{"after": "ann@example.com"}').decode()
+        page = {"resources": [{"uri": "invoice://1", "name": "i1"}], "nextCursor": cursor}
+        answer = event({"jsonrpc": "2.0", "id": 30, "result": page})
+        data = await read(await listing.response(200, list(SSE), chunks(answer)))
+    listed = sse_messages(data)[0]["result"]
+    assert listed["nextCursor"] == "" and listed["resources"][0]["uri"] == "invoice://1"
+    assert got["sign-only state"] == got["field-named state"] == ""
+    assert "ann@example.com" not in got["plain state"]
+    # a sealed token reads as nothing: it goes as it came, so the round trip works
+    assert got["sealed state"] == sealed
 
 
 async def test_a_list_past_what_the_proxy_filters_is_an_error_not_passed(tmp_path: Path) -> None:

@@ -787,6 +787,8 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     for key, child in value.items():
         if isinstance(child, str) and (key == "blob" or (key == "data" and binary)):
             out[key] = _masked_blob(child, masker, counts)
+        elif isinstance(child, str) and key in _OPAQUE_TOKENS:
+            out[key] = _masked_token(child, masker, counts)
         elif key == "text" and isinstance(child, str):
             try:
                 parts = _json_parts(child)
@@ -808,6 +810,10 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
 
 
 _BASE64_SPACE = re.compile(r"[\t\n\r ]+")
+# strings a server hands the client to echo back unread (MCP 2026-07-28's multi-round-trip
+# `requestState`, a list's `nextCursor`): opaque to the client, not necessarily sealed
+_OPAQUE_TOKENS = frozenset({"requestState", "nextCursor"})
+_TOKEN_SEGMENT = re.compile(r"[A-Za-z0-9+/_\-]{8,}={0,2}")
 # a Markdown code block holding the whole text (```json ... ```), as servers write JSON
 # for a model to read
 _FENCED = re.compile(r"(\s*```[^\n`]*\n)(.*)(\n[ \t]*```\s*)", re.S)
@@ -857,6 +863,48 @@ def _masked_json(doc: Any, masker: Masker, counts: Counter[str]) -> str:
     masked, found = masker.mask_json(doc)
     counts.update(found)
     return json.dumps(masked, ensure_ascii=False)
+
+
+def _masked_token(token: str, masker: Masker, counts: Counter[str]) -> str:
+    """An opaque token of the server's (`requestState`, `nextCursor`): the server checks it
+    when it comes back (a signature, an envelope), so it cannot be masked in place; a
+    sign-only codec (the SDK's RequestStateCodec allows one) or a plain base64 cursor leaves
+    its payload readable. Withheld (replaced by an empty one: the server then refuses the
+    round, or starts the list again) when the mask finds anything in it as written or in
+    any of its base64 or base64url runs decoded, read as _masked_blob reads bytes."""
+    views = [token.encode("utf-8")]
+    for run in _TOKEN_SEGMENT.findall(token):
+        padded = run.rstrip("=") + "=" * (-len(run.rstrip("=")) % 4)
+        for altchars in (b"+/", b"-_"):
+            try:
+                views.append(base64.b64decode(padded, altchars=altchars, validate=True))
+            except (binascii.Error, ValueError):
+                pass
+    for data in views:
+        found: Counter[str] = Counter()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is None or "\x00" in text:
+            readings = [data.decode("latin-1"), data.replace(b"\x00", b"").decode("latin-1")]
+        else:
+            readings = [text]
+        for reading in readings:
+            try:
+                parts = _json_parts(reading)
+            except _TooDeep:
+                found["token:unreadable"] += 1
+                continue
+            for is_json, part in parts or [(False, reading)]:
+                if is_json:
+                    _masked_json(part, masker, found)
+                else:
+                    found.update(masker.mask_text(part)[1])
+        if found:
+            counts["token:withheld"] += 1
+            return ""
+    return token
 
 
 def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
