@@ -11,6 +11,7 @@ import time
 
 import jwt
 from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp
+from test_evidence import make_env, populate, portcullis, seq_of
 from test_pdp_probe_p2 import JIT_POLICY, SAM
 
 from pdp.domain.identity import DevIssuer
@@ -65,3 +66,36 @@ async def test_a_just_in_time_grant_is_not_reused_by_a_namesake_of_another_issue
         assert other.decision.approval_id != asked.decision.approval_id
         again = await open_session(stub, real)
         assert again.decision.verdict == pdp_pb2.ALLOW and again.session_id
+
+
+# -- evidence: an export signs only a store that verifies ---------------------------------
+
+
+async def test_an_export_does_not_sign_a_store_whose_tail_was_deleted(tmp_path):
+    """Attack (write access to the audit DB, not to the keys): delete the newest records
+    (bob's session and the last checkpoint). `audit verify` fails (the anchor names a seq
+    past the head), but `audit export` read the shorter chain and signed it: its bundle
+    verified offline with the PDP's pinned public key, and the deletion was laundered
+    into signed evidence. Now the export verifies the store first (chain, checkpoints,
+    anchor) and writes nothing when it fails, naming the first bad record."""
+    env = make_env(tmp_path, {"type": "sqlite", "path": str(tmp_path / "var" / "audit.db")})
+    await populate(env)
+    rows = await env.rows()
+    cut = seq_of(rows, "session.open", 1)
+    await env.tamper(("DELETE FROM audit_records WHERE seq >= ?", (cut,)))
+    assert env.verify().returncode == 1
+    out = tmp_path / "evidence.tar.gz"
+    exported = portcullis("-c", str(env.config_path), "audit", "export", "--out", str(out))
+    assert exported.returncode == 1, exported.stdout + exported.stderr
+    assert "deleted from the end" in exported.stdout
+    assert not out.exists()
+    # an intact store still exports, and its bundle verifies against the pinned key
+    (tmp_path / "b").mkdir()
+    other = make_env(tmp_path / "b", {"type": "sqlite", "path": str(tmp_path / "b" / "a.db")})
+    await populate(other)
+    fine = tmp_path / "fine.tar.gz"
+    assert (
+        portcullis("-c", str(other.config_path), "audit", "export", "--out", str(fine)).returncode
+        == 0
+    )
+    assert portcullis("audit", "verify", "--bundle", str(fine)).returncode == 0

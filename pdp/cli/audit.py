@@ -151,7 +151,8 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 async def _export(args: argparse.Namespace, since: float | None, until: float | None) -> int:
     from pdp.cli import _config
-    from pdp.evidence.bundle import export_bundle
+    from pdp.evidence.bundle import StoreUnverified, export_bundle
+    from pdp.evidence.checkpoints import anchor_path_for
     from pdp.evidence.signing import Signer
     from pdp.plumbing.keys import load_or_create_ed25519
     from pdp.store import AuditStore, StoreUnavailable, open_store
@@ -163,12 +164,26 @@ async def _export(args: argparse.Namespace, since: float | None, until: float | 
     if settings.type == "sqlite" and not settings.path.exists():
         return _fail(f"audit store {settings.path} does not exist")
     signer = Signer(load_or_create_ed25519(config.pdp.signing_key))
+    anchor_path = anchor_path_for(config.pdp.signing_key)
+    anchor = None
+    if anchor_path.exists():
+        try:
+            anchor = json.loads(anchor_path.read_text())
+        except (OSError, ValueError) as exc:
+            return _fail(f"anchor {anchor_path}: {exc}")
     store = cast(AuditStore, open_store(settings, timeout=30.0))
     try:
         await store.start()
-        summary = await export_bundle(store, signer, Path(args.out), since, until)
+        summary = await export_bundle(
+            store, signer, Path(args.out), since, until, anchor, str(anchor_path)
+        )
     except StoreUnavailable as exc:
         return _fail(str(exc))
+    except StoreUnverified as bad:
+        # a bundle signs what it holds as the PDP's chain: never a chain that fails
+        print("no bundle written: the audit store does not verify")
+        _print_problems(bad.problems)
+        return EXIT_BAD
     finally:
         await store.close()
     print(

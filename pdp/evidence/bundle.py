@@ -35,7 +35,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pdp.domain.recordings import EVENTS_KIND, batch_events
-from pdp.evidence.checkpoints import Counted, Problem, SignedRecordChecker
+from pdp.evidence.checkpoints import Counted, Problem, SignedRecordChecker, verify_store
 from pdp.evidence.controls import STREAMS, manifest_controls, manifest_streams
 from pdp.evidence.signing import Signer, key_id_of, load_public_pem, signature_problem
 from pdp.plumbing.timestamps import rfc3339
@@ -183,6 +183,16 @@ def _rule_key(rule: dict[str, Any]) -> str:
 # -- export ---------------------------------------------------------------------------
 
 
+class StoreUnverified(Exception):
+    """The store does not verify (chain, signed checkpoints, anchor): no bundle is signed.
+
+    `problems` are verify_store's, the first bad record first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(problems[0].describe() if problems else "the store does not verify")
+        self.problems = problems
+
+
 @dataclass
 class ExportSummary:
     records: int
@@ -223,7 +233,21 @@ async def export_bundle(
     out: Path,
     since: float | None = None,
     until: float | None = None,
+    anchor: Any = None,
+    anchor_source: str = "anchor",
 ) -> ExportSummary:
+    """Write the bundle of the records timed in [since, until), signed by `signer`.
+
+    The store is verified first, as `audit verify` does (the chain, every signed
+    checkpoint against it, and `anchor`: the newest signed checkpoint kept outside the
+    store): the bundle's signed head and manifest say "this is the PDP's chain", and an
+    offline check can only re-verify what they vouch for. Signed without this, a store
+    whose tail was deleted, or rewritten, re-chained and stripped of its checkpoints (by
+    someone with write access to the store but not the key) came out as a bundle that
+    verified. StoreUnverified when the store does not verify; nothing is written."""
+    report = await verify_store(store, signer.public_key, anchor, anchor_source)
+    if not report.ok:
+        raise StoreUnverified(report.problems)
     window = await _window(store, since, until)
     files: dict[str, bytearray] = {RECORDS: bytearray(), MASKING: bytearray()}
     for s in STREAMS:

@@ -20,7 +20,7 @@ from aiohttp import web
 from pdp.console.markup import Html, join, tag, text_block
 from pdp.console.views.common import csrf_field, definitions, table, when
 from pdp.console.websession import WebSession, signed_in
-from pdp.evidence.bundle import export_bundle, parse_time
+from pdp.evidence.bundle import StoreUnverified, export_bundle, parse_time
 from pdp.evidence.checkpoints import anchor_path_for, verify_store
 from pdp.evidence.controls import CONTROLS, ISO, NIST, STREAMS
 from pdp.plumbing.timestamps import rfc3339
@@ -127,13 +127,19 @@ class EvidenceView:
         except ValueError as exc:
             return self.console.page(request, "Evidence", Html(""), section="evidence",
                                      status=400, flash=str(exc))  # fmt: skip
+        path, anchor = self._anchor()
         with tempfile.TemporaryDirectory(prefix="portcullis-export-") as tmp:
             out = Path(tmp) / "evidence.tar.gz"
             try:
-                summary = await export_bundle(self.pdp.store, self.pdp.signer, out, since, until)
+                summary = await export_bundle(self.pdp.store, self.pdp.signer, out, since, until,
+                                              anchor, str(path))  # fmt: skip
             except StoreUnavailable as exc:
                 return self.console.page(request, "Evidence", Html(""), section="evidence",
                                          status=503, flash=str(exc))  # fmt: skip
+            except StoreUnverified as bad:
+                return self.console.page(request, "Evidence", Html(""), section="evidence",
+                                         status=409, flash="no bundle: the chain does not"
+                                         f" verify: {bad.problems[0].describe()}")  # fmt: skip
             data = out.read_bytes()
         name = f"evidence-{summary.first_seq}-{summary.last_seq}.tar.gz"
         return web.Response(body=data, content_type="application/gzip", headers={
