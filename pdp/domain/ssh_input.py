@@ -12,8 +12,10 @@ holding xargs's replace string), its assignments and redirections (a compound's 
 } > f`, `for ... done > f` — on each command inside it; the file `xargs -a` reads is a
 read). What cannot be read for sure — a parse error, arithmetic, `case`, a function
 definition, an `env`/`xargs`/shell option not understood, a NUL byte, a here-document
-with expansions, nesting deeper than MAX_DEPTH, a parameter expansion other than `$name`
-/ `${name}` (bashlex never reads inside the braces: `${x:-$(cmd)}`), what bash and a
+with expansions, a command substitution (`$(...)`, backquotes, `<(...)`) of more than
+one line or with a comment (bashlex reads only its first line), nesting deeper than
+MAX_DEPTH, a parameter expansion other than `$name` / `${name}` (bashlex never reads
+inside the braces: `${x:-$(cmd)}`), what bash and a
 POSIX sh (dash, /bin/sh on Debian) read differently (`&>`, `$'...'`, `$"..."`), a script
 of zsh, ksh or mksh, a line longer than MAX_SHELL_READ that the fast readings below do
 not read — is `malformed` with the reason, which the shipped policy denies (fail closed).
@@ -117,6 +119,9 @@ READ_FURTHER = SHELLS | {"env", "xargs"}
 # what a parameter expansion the walker reads may hold: a name, positional digits, or one
 # special parameter (bashlex's node value, without `$`, `{` and `}`)
 PLAIN_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[-$#?!*@]")
+# what may follow the command of a `$(...)` (or `<(...)`, `>(...)`) or of backquotes:
+# blanks, then its closing (_Walker._substitution)
+SUBSTITUTION_END = {")": re.compile(r"[ \t]*\)"), "`": re.compile(r"[ \t]*`")}
 ATTRIBUTE_KEYS = {
     "ssh.shell": ("term", "cols", "rows"),
     "ssh.forward": ("direction", "host", "port", "origin"),
@@ -375,7 +380,7 @@ class _Walker:
             self._command(node)
             return
         if kind in ("commandsubstitution", "processsubstitution"):
-            self.walk(node.command)
+            self._substitution(node)
             return
         if kind == "word":
             # a word outside a simple command (a `for` loop's list): read as a command's
@@ -455,11 +460,34 @@ class _Walker:
         not read: bashlex keeps the braces' text whole, never the commands in it."""
         for child in getattr(node, "parts", None) or ():
             if child.kind in ("commandsubstitution", "processsubstitution"):
-                self.walk(child.command)
+                self._substitution(child)
             elif child.kind == "arithmetic":
                 raise Unreadable("arithmetic expansion")
             elif child.kind == "parameter":
                 _plain_parameter(child)
+
+    def _substitution(self, node: Any) -> None:
+        """The commands of a `$(...)`, backquotes, `<(...)` or `>(...)`, which bashlex reads
+        only up to their first line's end: `$(uptime<newline>id)` was `uptime` alone (its
+        parser takes one top-level command there, and a comment, `$(uptime #)<newline>id
+        <newline>)`, ends that line too), while the shell runs all of it. Read only when
+        its command is all there is between the opening and the closing: blanks around it
+        (a newline only before it), else Unreadable."""
+        start = node.pos[0]
+        inner = node.command
+        opener = "`" if self.source.startswith("`", start) else self.source[start : start + 2]
+        closer = "`" if opener == "`" else ")"
+        head = self.source[start + len(opener) : inner.pos[0]]
+        if (
+            opener not in ("`", "$(", "<(", ">(")
+            or head.strip(" \t\n")
+            or SUBSTITUTION_END[closer].match(self.source, inner.pos[1]) is None
+        ):
+            raise Unreadable(
+                "a command substitution of more than one line, or with a comment: the"
+                " PDP's shell parser reads only its first line"
+            )
+        self.walk(inner)
 
     def _redirect(self, node: Any) -> tuple[dict[str, Any], str | None]:
         op = node.type

@@ -1,0 +1,79 @@
+"""SSH probe, part 5: exec lines the PDP's shell parser (bashlex) read otherwise than the
+upstream's bash runs them, found by a differential fuzzer (each allowed line run by bash
+with stub commands and a DEBUG trap, what ran compared with the parts the policy judged).
+
+Each was allowed to a reader (group readonly) while the upstream's root shell ran a command
+the policy never saw; now each is denied and nothing reaches sshd."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from policy_harness import shipped_engine
+from test_ssh_probe_exec import ALLOWED, reading, verdict
+from test_ssh_proxy import Stack, ssh_stack
+
+engine = pytest.fixture(scope="module")(shipped_engine)
+
+READER = ("readonly",)
+
+# A command substitution (or backquotes, a process substitution) of more than one line:
+# bashlex parses only its first line (its recursive parse takes one top-level command),
+# so what follows a newline inside it was never a part; bash runs it all.
+MULTI_LINE_SUBSTITUTIONS = [
+    "df $(uptime\n{cmd}\n)",
+    "df `uptime\n{cmd}`",
+    "df <(uptime\n{cmd}\n)",
+    "df >(uptime\n{cmd}\n)",
+    'df "$(uptime\n{cmd})"',
+    "df $(uptime;\n{cmd})",
+    "df $(uptime)$(free\n{cmd})",
+    "df $(uptime #)\n{cmd}\n)",  # a comment: `)` is in it, the substitution goes on
+    "for x in $(uptime\n{cmd}); do df; done",
+    "df > /dev/null $(uptime\n{cmd})",
+]
+
+
+@pytest.mark.parametrize("template", MULTI_LINE_SUBSTITUTIONS)
+def test_what_bash_runs_and_bashlex_did_not_read_is_denied(engine: Any, template: str) -> None:
+    line = template.format(cmd="touch /tmp/portcullis-p5")
+    assert verdict(engine, line)["verdict"] == "deny", (line, reading(line))
+    assert "malformed" in reading(line), reading(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "df $(uptime)",
+        "df $( uptime )",
+        "df $(\nuptime)",
+        "df `uptime`",
+        'df "x`uptime`y"',
+        "df $(uptime | free) $(uptime 2>/dev/null)",
+        "df <(uptime)",
+    ],
+)
+def test_substitutions_and_subshells_read_whole_stay_allowed(engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with ssh_stack(tmp_path) as s:
+        yield s
+
+
+async def test_commands_bashlex_did_not_read_never_reach_the_upstream(stack: Stack) -> None:
+    marker = stack.tmp / "ran"
+    templates = MULTI_LINE_SUBSTITUTIONS
+    async with await stack.connect(READER) as conn:
+        for template in templates:
+            line = template.format(cmd=f"touch {marker}")
+            result = await conn.run(line)
+            assert result.exit_status == 1, (line, result.stdout, result.stderr)
+            assert result.stderr.startswith("portcullis: denied: "), (line, result.stderr)
+            assert not marker.exists(), line
+    assert stack.sshd.sessions_started() == 0
