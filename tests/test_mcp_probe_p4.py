@@ -14,6 +14,11 @@ tool results masked):
   sealing it with a sign-only codec (the SDK allows one) or writing a cursor as plain
   base64 handed the reader the data in it, which the mask never read.
 
+- a string that is base64 as a whole under any other key than a blob's or an image's
+  (a file a tool returns in its structuredContent, `{"export": "YW5uQGV4YW1wbGUuY29t"}`),
+  and base64 inside JSON that a text content holds, went unread: the detectors saw
+  letters, the reader decoded the customer's email and card.
+
 And what held, kept so it stays so: a list answer past what the proxy filters (1,024
 items) is an error, not passed unfiltered.
 """
@@ -123,3 +128,44 @@ async def test_a_list_past_what_the_proxy_filters_is_an_error_not_passed(tmp_pat
         data = await read(await listing.response(200, list(SSE), chunks(answer)))
     (message,) = sse_messages(data)
     assert message["error"]["code"] == NOT_INSPECTABLE and "delete_customer" not in data.decode()
+
+
+async def test_base64_under_any_key_of_a_masked_result_is_read(tmp_path: Path) -> None:
+    secret = b"ann@example.com card 4111 1111 1111 1111"
+    csv = b"name,email\nAnn,ann@example.com\n"
+    utf16 = "password hunter2 ann@example.com".encode("utf-16")
+    exported = {
+        "export": base64.b64encode(csv).decode(),
+        "urlsafe": b64url(secret + b" >>>???"),  # with - and _
+        "unpadded": base64.b64encode(secret).decode().rstrip("="),
+        "listed": [base64.b64encode(secret).decode()],
+        "utf16": base64.b64encode(utf16).decode(),
+        "plain": "invoice20261205abcdefgh",  # base64 as well, reads as nothing: kept
+    }
+    result = {
+        "content": [{"type": "text", "text": json.dumps(exported)}],
+        "structuredContent": exported,
+    }
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        call = await mallory.send("POST", tool_call(12, "find_customer", name="Ann"))
+        assert isinstance(call, Forward)
+        answer = event({"jsonrpc": "2.0", "id": 12, "result": result})
+        data = await read(await call.response(200, list(SSE), chunks(answer)))
+    got = sse_messages(data)[0]["result"]
+    shown = [got["structuredContent"], json.loads(got["content"][0]["text"])]
+    for seen in shown:
+        assert _decoded(seen["export"]) == b"name,email\nAnn,a***@example.com\n"
+        for key in ("urlsafe", "unpadded"):
+            assert b"ann@example.com" not in _decoded(seen[key]), key
+            assert b"a***@example.com" in _decoded(seen[key]), key
+        assert b"4111 1111 1111 1111" not in _decoded(seen["listed"][0])
+        assert seen["utf16"] == ""  # not UTF-8: withheld, not masked in place
+        assert seen["plain"] == "invoice20261205abcdefgh"
+
+
+def _decoded(text: str) -> bytes:
+    bare = text.rstrip("=")
+    altchars = b"-_" if "-" in text or "_" in text else b"+/"
+    return base64.b64decode(bare + "=" * (-len(bare) % 4), altchars=altchars)

@@ -778,6 +778,8 @@ def _mask_tree(value: Any, masker: Masker, counts: Counter[str]) -> Any:
 def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     if isinstance(value, list):
         return [_json_texts(v, masker, counts) for v in value]
+    if isinstance(value, str):
+        return _masked_encoded(value, masker, counts)
     if not isinstance(value, dict):
         return value
     # image and audio content (MCP Server → Tools → Tool result) carry their bytes as
@@ -797,7 +799,7 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
                 out[key] = ""
                 continue
             if parts is None:
-                out[key] = child
+                out[key] = _masked_encoded(child, masker, counts)
                 continue
             # JSON documents masked as JSON; the text around them gets the detectors as
             # every string does (_mask_tree)
@@ -814,6 +816,8 @@ _BASE64_SPACE = re.compile(r"[\t\n\r ]+")
 # `requestState`, a list's `nextCursor`): opaque to the client, not necessarily sealed
 _OPAQUE_TOKENS = frozenset({"requestState", "nextCursor"})
 _TOKEN_SEGMENT = re.compile(r"[A-Za-z0-9+/_\-]{8,}={0,2}")
+_ENCODED = re.compile(r"[A-Za-z0-9+/_\-]+={0,2}")
+_ENCODED_MIN = 16
 # a Markdown code block holding the whole text (```json ... ```), as servers write JSON
 # for a model to read
 _FENCED = re.compile(r"(\s*```[^\n`]*\n)(.*)(\n[ \t]*```\s*)", re.S)
@@ -860,9 +864,37 @@ def _json_parts(text: str) -> list[tuple[bool, Any]] | None:
 
 
 def _masked_json(doc: Any, masker: Masker, counts: Counter[str]) -> str:
-    masked, found = masker.mask_json(doc)
+    # (what the document holds is read as a result is: base64 in it, JSON in its texts)
+    masked, found = masker.mask_json(_json_texts(doc, masker, counts))
     counts.update(found)
     return json.dumps(masked, ensure_ascii=False)
+
+
+def _masked_encoded(text: str, masker: Masker, counts: Counter[str]) -> str:
+    """Any string of a masked answer that is base64 or base64url as a whole (at least
+    _ENCODED_MIN characters: a file a tool returns in its structuredContent, an attachment
+    under a key of the server's choosing) is read as a blob is (_masked_blob): its text
+    masked and encoded again in the alphabet it came in, bytes with something a detector
+    finds withheld. A string nothing is found in goes as it came."""
+    if len(text) < _ENCODED_MIN or not _ENCODED.fullmatch(text):
+        return text
+    bare = text.rstrip("=")
+    padded = bare + "=" * (-len(bare) % 4)
+    for altchars in (b"+/", b"-_"):
+        try:
+            data = base64.b64decode(padded, altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        blob = base64.b64encode(data).decode("ascii")
+        masked = _masked_blob(blob, masker, counts)
+        if masked == blob:
+            continue
+        if not masked:
+            return ""
+        out = base64.b64encode(base64.b64decode(masked), altchars=altchars).decode("ascii")
+        # (unpadded as it came, when it came so)
+        return out if "=" in text or len(text) % 4 == 0 else out.rstrip("=")
+    return text
 
 
 def _masked_token(token: str, masker: Masker, counts: Counter[str]) -> str:
