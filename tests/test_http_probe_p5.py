@@ -14,6 +14,16 @@ fix:
   was read by the detectors alone. Under a mask a message is now read as an HTTP answer
   of text is (field rules and detectors, NULs refused), and binary that is not UTF-8 ends
   the socket (an allow-list, as an HTTP answer's binary body is withheld);
+- a field an API spells otherwise than the rule names it went past the field rules,
+  which matched whole names only: `phoneNumber`, `userPassword`, `Phone Number`,
+  `customer_phone` in JSON and NDJSON, `id,phoneNumber` in CSV (and `phone` after a
+  UTF-8 BOM), `DB_PASSWORD=...` in text, an `X-Customer-Phone-Number` header, a
+  `data-phone` attribute; likewise a name percent-encoded in a form or query
+  (`pass%77ord=`), an SSE event named for the field (`event: iban` then its value in
+  `data:`), a map from values to the fields they are (`{"5550100": "phone", ...}`), a
+  `name=value` whose value begins like JSON (`password=2024hunter2`: 2024 was masked,
+  `hunter2` went), and text naming a field where its value cannot be told that was not
+  withheld (`<password value=...>`, YAML's `? password`, Markdown's `**password**:`);
 """
 
 from __future__ import annotations
@@ -26,8 +36,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
-from http_upstream import http_stack
+from http_upstream import http_stack, raw_server
 from pdp_harness import free_port, token
+from test_http_probe_p4 import READER_MASKS
+
+from proxies.http.bodies import BodyMask, Unmaskable, answer_kind, masked_headers, masker_for
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +116,92 @@ async def test_a_readers_websocket_message_is_masked_as_an_answer_is(tmp_path, c
     for data in got:
         readable = data.replace(b"\x00", b"")
         assert not any(value in readable for value in HIDDEN), (case, got)
+
+
+# media type, body: a field spelt otherwise than the rule names it
+SPELLINGS = {
+    "json camelCase": (
+        "application/json",
+        '{"id": 7, "phoneNumber": "5550100", "userPassword": "hunter2", "IBAN": "x"}',
+    ),
+    "json words": ("application/json", '{"Phone Number": "5550100", "customer_phone": "1"}'),
+    "json fullwidth": (
+        "application/json",
+        '{"\uff50\uff41\uff53\uff53\uff57\uff4f\uff52\uff44": "hunter2"}',
+    ),
+    "ndjson camelCase": ("application/x-ndjson", '{"phoneNumber": "5550100"}\n'),
+    "csv camelCase": ("text/csv", "id,phoneNumber\n7,5550100\n"),
+    "csv after a BOM": ("text/csv", "\ufeffphone,id\n5550100,7\n"),
+    "csv spaced": ("text/csv", "id, phone\n7, 5550100\n"),
+    "env": ("text/plain", "DB_PASSWORD=hunter2\n"),
+    "data attribute": ("text/html", '<span data-phone="5550100"></span>'),
+    "form percent-encoded name": ("application/x-www-form-urlencoded", "a=1&pass%77ord=hunter2"),
+    "value beginning like json": ("text/plain", "id=7&password=2024hunter2"),
+    "sse event name": ("text/event-stream", "event: iban\ndata: DE89370400440532013000\n\n"),
+    "inverted map": ("application/json", '{"5550100": "phone", "hunter2": "password"}'),
+    "xml element with attributes": ("application/xml", '<password value="hunter2"/>'),
+    "yaml explicit key": ("application/yaml", "? password\n: hunter2\n"),
+    "markdown bold name": ("text/markdown", "**password**: hunter2"),
+}
+
+
+def masked(content_type: str, body: str) -> bytes:
+    kind, shown = answer_kind([content_type])
+    mask = BodyMask(masker_for(READER_MASKS, b"k" * 32), kind, media=shown)
+    return mask.feed(body.encode()) + mask.finish()
+
+
+@pytest.mark.parametrize("case", sorted(SPELLINGS))
+def test_a_field_spelt_otherwise_is_masked_or_withheld(case):
+    try:
+        out = masked(*SPELLINGS[case])
+    except Unmaskable:
+        return
+    assert not any(value in out for value in HIDDEN), out
+
+
+@pytest.mark.parametrize("name", ["X-Customer-Phone-Number", "X-Phone-Number", "Customer-Phone"])
+def test_a_header_spelling_a_field_is_masked(name):
+    masker = masker_for(READER_MASKS, b"k" * 32)
+    [(_, value)], _ = masked_headers(masker, [(name, "5550100")])
+    assert value == "[REDACTED]"
+
+
+def test_spellings_that_are_not_the_field_stay():
+    out = json.loads(
+        masked(
+            "application/json",
+            '{"tokens": 3, "microphone": "on", "errors": [{"field": "email"}], "id": 7}',
+        )
+    )
+    assert out == {"tokens": 3, "microphone": "on", "errors": [{"field": "email"}], "id": 7}
+
+
+async def test_a_readers_answer_spelling_fields_otherwise_is_masked_through_the_proxy(tmp_path):
+    async def converse(reader, writer) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        case = SPELLINGS_BY_PATH.get(head.split(b" ")[1].decode())
+        kind, body = case if case else ("application/json", "{}")
+        data = body.encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nX-Customer-Phone-Number: 5550100\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (kind.encode(), len(data), data)
+        )
+        await writer.drain()
+
+    got = {}
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+        aiohttp.ClientSession(timeout=TIMEOUT) as client,
+    ):
+        for path in SPELLINGS_BY_PATH:
+            async with client.get(s.url + path, headers=bearer(s)) as r:
+                got[path] = (r.status, str(r.headers).encode() + await r.read())
+    for path, (code, answer) in got.items():
+        assert code in (200, 502), (path, code)
+        assert not any(value in answer for value in HIDDEN), (path, answer)
+    assert sum(code == 200 for code, _ in got.values()) >= 10, got
+
+
+SPELLINGS_BY_PATH = {"/" + case.replace(" ", "-"): SPELLINGS[case] for case in SPELLINGS}

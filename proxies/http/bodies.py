@@ -22,10 +22,12 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
+from urllib.parse import unquote
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
@@ -130,17 +132,16 @@ def masked_headers(
     masker: Masker, headers: list[tuple[str, str]]
 ) -> tuple[list[tuple[str, str]], dict[str, int]]:
     """A response's header fields under a mask: a field named as a rule names a JSON key
-    (`X-Customer-Email`, `X-Phone`: its name without `x-`, `-` read as `_`, and its last
-    part) masked by that rule, a value's parts a rule names masked (`phone=...` in a
-    Location's query), every value read by the detectors (a Location, a
-    Content-Disposition's filename, a Link). Counts as mask_json's."""
+    (`X-Customer-Email`, `X-Phone`, `X-Phone-Number`: its name without `x-`, `-` read as
+    `_`, or a rule's words among its words) masked by that rule, a value's parts a rule
+    names masked (`phone=...` in a Location's query), every value read by the detectors
+    (a Location, a Content-Disposition's filename, a Link). Counts as mask_json's."""
     out: list[tuple[str, str]] = []
     counts: Counter[str] = Counter()
     values = BodyMask(masker, "lines")  # (a value's named parts: a Location's `phone=...`)
     for name, value in headers:
         key = name.lower().removeprefix("x-").replace("-", "_")
-        named = [key, key.rsplit("_", 1)[-1]]
-        rule = next((k for k in named if masker.rule_for((k,)) is not None), None)
+        rule = key if masker.rule_for((key,)) is not None else values._field(name) or None
         if rule is not None:
             masked, found = masker.mask_json({rule: value})
             counts.update(found)
@@ -175,8 +176,8 @@ _KEYED_VALUE = re.compile(
 # a value that goes on in the next lines: a YAML block scalar's indicator, or an array or
 # object opened and not closed on its line (pretty-printed JSON, YAML flow)
 _BLOCK = re.compile(r"[|>][+\-0-9]*|[\[{]")
-_NAME_OPENS = frozenset("<>\t|,;\"'{[")  # what a name in a table or markup follows
-_NAME_CLOSES = frozenset("<>\t|,;\"']}/")  # and what it is followed by
+_NAME_OPENS = frozenset("<>\t|,;\"'{[?*")  # what a name in a table or markup follows
+_NAME_CLOSES = frozenset("<>\t|,;\"']}/*")  # and what it is followed by
 _NAMESPACED = re.compile(r"</?[\w.\-]+:$|</$")  # `<ns:name`, `</name`
 
 
@@ -199,7 +200,8 @@ class BodyMask:
         self._names: list[str] = []  # a CSV body's column names (its first line)
         self._columns: dict[int, Any] | None = None  # their indices field rules name
         self._named = masker.strictest_field_rule() is not None  # any field rule at all
-        self._rules: dict[str, bool] = {}  # names asked of the masker, and its answers
+        self._rules: dict[str, str] = {}  # names asked of the masker, and its answers (_field)
+        self._worded = field_words(masker)
 
     @property
     def streams(self) -> bool:
@@ -270,7 +272,9 @@ class BodyMask:
         "value": ...}`, attribute lists, `{"field": "email", ...}`) has its other scalar
         members (and lists of scalars) masked by that rule; rows beside a list of column
         names (`{"columns": ["id", "phone"], "rows": [[7, ...]]}`, `{"meta": [{"name":
-        "phone"}], "data": [[...]]}`: SQL over HTTP) have those columns masked."""
+        "phone"}], "data": [[...]]}`: SQL over HTTP) have those columns masked; a key a rule's
+        words name (`phoneNumber`, `Phone Number`: _key_field) has its value masked by it, and
+        the keys of a map whose values all name rules by those rules."""
         if isinstance(value, str):
             return self._string(value, found, depth)
         if isinstance(value, list):
@@ -279,9 +283,14 @@ class BodyMask:
             return value
         named: str | None = None
         columns: list[str] = []
+        # a map from values to the fields they are (`{"5550100": "phone", "x@y": "email"}`):
+        # its keys are the values (one member alone is more likely `{"field": "email"}`)
+        inverted = len(value) > 1 and all(
+            isinstance(m, str) and self._rule(m) for m in value.values()
+        )
         for member in value.values():
             if isinstance(member, str):
-                if named is None and self._rule(member):
+                if named is None and not inverted and self._rule(member):
                     named = member
             elif isinstance(member, list) and not columns:
                 names = _column_names(member)
@@ -289,6 +298,13 @@ class BodyMask:
                     columns = names
         out: dict[str, Any] = {}
         for key, member in value.items():
+            worded = self._key_field(key)
+            if worded and member is not None:
+                # (a key spelling a rule's name otherwise: `phoneNumber`, `Phone Number`)
+                out[key] = self._as_field(worded, member, found)
+                continue
+            if isinstance(member, str) and inverted:
+                key = _fresh_key(out, str(self._as_field(member, key, found)))
             if named is not None and member is not named and _scalars(member):
                 member = self._as_field(named, member, found)
             elif columns and _rows(member):
@@ -322,7 +338,7 @@ class BodyMask:
         return value
 
     def _as_field(self, name: str, value: Any, found: Counter[str]) -> Any:
-        masked, counts = self.masker.mask_json({name: value})
+        masked, counts = self.masker.mask_json({self._field(name) or name: value})
         found.update(counts)
         return next(iter(masked.values()))
 
@@ -409,7 +425,9 @@ class BodyMask:
                 or _NAMESPACED.search(before) is not None
             )
             closes = not after.strip() or after[0] in _NAME_CLOSES or after[0] in ":="
-            if opens and closes:
+            # (an element's name, its attributes or text not masked: `<password value=..>`)
+            tag = before.endswith("<") or _NAMESPACED.search(before) is not None
+            if tag or (opens and closes):
                 raise Unmaskable(
                     f"text naming the masked field {found[0]!r} where its value cannot be told"
                 )
@@ -426,6 +444,9 @@ class BodyMask:
             start = found.end()
             try:
                 value, end = _DECODER.raw_decode(line, start)
+                if not _VALUE_ENDS.match(line, end):
+                    # (`password=2024Secret`: JSON reads 2024 and stops; the value goes on)
+                    raise ValueError("a JSON value's prefix")
             except (ValueError, RecursionError):
                 plain = _PLAIN.match(line, start)
                 end = start + (len(plain.group(0).rstrip()) if plain else 0)
@@ -433,7 +454,7 @@ class BodyMask:
                     continue
                 masked = self._value(found["key"], line[start:end], text=True)
             else:
-                done, counts = self.masker.mask_json({found["key"]: value})
+                done, counts = self.masker.mask_json({self._field(found["key"]): value})
                 self.counts.update(counts)
                 masked = json.dumps(next(iter(done.values())), ensure_ascii=False)
             out += [line[pos:start], masked]
@@ -449,13 +470,33 @@ class BodyMask:
         masked = self._value(found["tag"], found["text"], text=True)
         return f"<{found['tag']}{found['attrs'] or ''}>{masked}</{found['tag']}>"
 
+    def _key_field(self, key: str) -> str:
+        """The field a JSON key names by its words alone (a key a rule names as it is was
+        masked by mask_json already), spaces and all (`Phone Number`); "" for none."""
+        if not self._worded or len(key) > 64 or self.masker.rule_for((key,)) is not None:
+            return ""
+        return _worded_field(self._worded, name_words(key))
+
     def _rule(self, name: str) -> bool:
+        return bool(self._field(name))
+
+    def _field(self, name: str) -> str:
+        """The field a rule names that `name` is ("" for none): `name` itself when a rule
+        names it, else the rule whose words `name`'s words hold in a row, as APIs spell a
+        column (`phoneNumber`, `customer_phone`, `Card-Number`, `DB_PASSWORD`: the rules
+        `phone`, `card_number`, `password`; name_words)."""
         known = self._rules.get(name)
+        if known is None and "%" in name:
+            # (a query's or form's name percent-encoded, as its reader decodes it: `pass%77ord`)
+            known = self._field(unquote(name))
         if known is None:
+            known = ""
             # (a field's name is a word: text with a space or of a sentence's length is none)
-            known = (
-                len(name) <= 64 and " " not in name and self.masker.rule_for((name,)) is not None
-            )
+            if len(name) <= 64 and " " not in name:
+                if self.masker.rule_for((name,)) is not None:
+                    known = name
+                else:
+                    known = _worded_field(self._worded, name_words(name))
             if len(self._rules) < 4096:
                 self._rules[name] = known
         return known
@@ -469,7 +510,7 @@ class BodyMask:
                 parsed, quoted = json.loads(value), True
             except ValueError:
                 pass
-        masked, counts = self.masker.mask_json({name: parsed})
+        masked, counts = self.masker.mask_json({self._field(name) or name: parsed})
         self.counts.update(counts)
         out = next(iter(masked.values()))
         return json.dumps(out, ensure_ascii=False) if quoted else str(out)
@@ -488,8 +529,12 @@ class BodyMask:
         except (csv.Error, StopIteration):
             return self._text(line)
         if self._columns is None:
+            row = [cell.removeprefix("\ufeff") for cell in row]
             self._names = row
-            self._columns = self.masker.columns_to_mask(row)
+            self._columns = {
+                **{i: True for i, name in enumerate(row) if self._rule(name.strip())},
+                **self.masker.columns_to_mask(row),
+            }
             if not self._columns:
                 self._unresolved(line)  # (columns split by `;` or tabs: not read as such)
             return self._text(line)
@@ -497,7 +542,7 @@ class BodyMask:
             return self._text(line)
         for index in self._columns:
             if index < len(row):
-                row[index] = self._value(self._names[index], row[index], text=True)
+                row[index] = self._value(self._names[index].strip(), row[index], text=True)
         out = io.StringIO()
         csv.writer(out, lineterminator="").writerow(row)
         return self._text(out.getvalue())
@@ -514,6 +559,11 @@ class BodyMask:
         if not data:
             return "\n".join(others)
         value = "\n".join(data)
+        names = [ln[6:].strip() for ln in lines if ln.startswith("event:")]
+        named = next((n for n in names if self._rule(n)), None)
+        if named is not None:
+            # an event whose name a rule names (`event: phone`) carries that field's value
+            return "\n".join(others + [f"data: {self._value(named, d, text=True)}" for d in data])
         docs = _json_texts(value)
         if docs is None:
             masked_lines = [f"data: {self._text(self._fields(d))}" for d in data]
@@ -524,6 +574,15 @@ class BodyMask:
                 self.counts.update(counts)
                 masked_lines.append("data: " + _dump(masked).decode("utf-8"))
         return "\n".join(others + masked_lines)
+
+
+def _fresh_key(out: dict[str, Any], key: str) -> str:
+    """`key`, or `key#2`, `key#3`, ... when `out` has it (masked keys alike stay apart)."""
+    n, fresh = 1, key
+    while fresh in out:
+        n += 1
+        fresh = f"{key}#{n}"
+    return fresh
 
 
 def _scalars(value: Any) -> bool:
@@ -554,11 +613,47 @@ def _lf(data: bytes) -> bytes:
 
 
 _DECODER = json.JSONDecoder()
+# where a JSON value in a line of text ends: a separator, a space or the line's end
+_VALUE_ENDS = re.compile(r"[ \t]*(?:[&;,}\])\r\n]|$)")
+_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def name_words(name: str) -> tuple[str, ...]:
+    """A field name's words, lower-cased: split at what is not a letter or digit and where
+    camelCase changes case (`customerPhoneNumber`, `customer_phone-number`, `PHONE_NUMBER`:
+    customer, phone, number)."""
+    return tuple(part.lower() for part in _PARTS.findall(unicodedata.normalize("NFKC", name)))
+
+
+def field_words(masker: Masker) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(field, its words) for each field rule of the masker naming one name (a trail of
+    keys, `user.email` or `/user/email`, names where it is: read as it is written)."""
+    out = []
+    for rule in masker.rules:
+        if rule.field and not rule.derived and "." not in rule.field:
+            words = name_words(rule.field)
+            if words:
+                out.append((rule.field, words))
+    return tuple(out)
+
+
+def _worded_field(worded: tuple[tuple[str, tuple[str, ...]], ...], words: tuple[str, ...]) -> str:
+    """The first field whose words `words` hold in a row, or whose words written as one
+    (`cardnumber`) one of `words` is; "" for none."""
+    for field, rule in worded:
+        joined = "".join(rule)
+        for start in range(len(words)):
+            if words[start : start + len(rule)] == rule or words[start] == joined:
+                return field
+    return ""
+
+
 # a name and its separator inside a line: "phone": / phone= / phone:
 # (a name starts where no name character precedes it: one try per word, not per letter,
 # so a long line is read in linear time)
 _NAMED = re.compile(
-    r"""(?<![\w.\-"'])(?P<q>["']?)(?P<key>[A-Za-z_][\w.\-]*)(?P=q)[ \t]*[:=][ \t]*"""
+    r"""(?<![\w.\-"'%])(?P<q>["']?)(?P<key>(?:[A-Za-z_]|%[0-9A-Fa-f]{2})(?:[\w.\-]|%[0-9A-Fa-f]{2})*)"""
+    r"""(?P=q)[ \t]*[:=][ \t]*"""
 )
 _PLAIN = re.compile(r"[^&;,}\]\r\n]*")
 
