@@ -36,8 +36,18 @@ MULTI_LINE_SUBSTITUTIONS = [
     "df > /dev/null $(uptime\n{cmd})",
 ]
 
+# `((` is an arithmetic command to bash, two subshells to bashlex: `((df - _))` was the
+# command `df - _`, while bash evaluates the variable `_` (the last word of the command
+# before) as an expression, and an array subscript in it runs its command substitution.
+ARITHMETIC_COMMANDS = [
+    "df 'a[$({cmd})]'; (( df - _ ))",
+    "uptime 'a[$({cmd})]' && ((df-_))",
+    "df 'a[$({cmd})]' | ((_))",
+    "df 'a[$({cmd})]'; ((df) ; uptime)",
+]
 
-@pytest.mark.parametrize("template", MULTI_LINE_SUBSTITUTIONS)
+
+@pytest.mark.parametrize("template", MULTI_LINE_SUBSTITUTIONS + ARITHMETIC_COMMANDS)
 def test_what_bash_runs_and_bashlex_did_not_read_is_denied(engine: Any, template: str) -> None:
     line = template.format(cmd="touch /tmp/portcullis-p5")
     assert verdict(engine, line)["verdict"] == "deny", (line, reading(line))
@@ -54,6 +64,8 @@ def test_what_bash_runs_and_bashlex_did_not_read_is_denied(engine: Any, template
         'df "x`uptime`y"',
         "df $(uptime | free) $(uptime 2>/dev/null)",
         "df <(uptime)",
+        "( (uptime) )",
+        "(uptime); (df)",
     ],
 )
 def test_substitutions_and_subshells_read_whole_stay_allowed(engine: Any, line: str) -> None:
@@ -68,7 +80,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
 async def test_commands_bashlex_did_not_read_never_reach_the_upstream(stack: Stack) -> None:
     marker = stack.tmp / "ran"
-    templates = MULTI_LINE_SUBSTITUTIONS
+    templates = MULTI_LINE_SUBSTITUTIONS + ARITHMETIC_COMMANDS
     async with await stack.connect(READER) as conn:
         for template in templates:
             line = template.format(cmd=f"touch {marker}")

@@ -10,7 +10,8 @@ script of `sh -c '...'` / `bash -c` (and of a shell fed a here-document), and th
 the words whose value is computed at run time (`$X`, `$(...)`, `~user`, `{a,b}`, a word
 holding xargs's replace string), its assignments and redirections (a compound's — `{ ...;
 } > f`, `for ... done > f` — on each command inside it; the file `xargs -a` reads is a
-read). What cannot be read for sure — a parse error, arithmetic, `case`, a function
+read). What cannot be read for sure — a parse error, arithmetic (`$((...))`, `((...))`,
+which bashlex reads as two subshells), `case`, a function
 definition, an `env`/`xargs`/shell option not understood, a NUL byte, a here-document
 with expansions, a command substitution (`$(...)`, backquotes, `<(...)`) of more than
 one line or with a comment (bashlex reads only its first line), nesting deeper than
@@ -400,6 +401,8 @@ class _Walker:
         command had them (they are what the shell opens around every one)."""
         start = len(self.parts)
         for child in _children(node):
+            if child.kind == "reservedword" and child.word == "(":
+                _not_arithmetic(self.source, child)
             self.walk(child)
         redirects: list[dict[str, Any]] = []
         for redirect in getattr(node, "redirects", None) or ():
@@ -598,6 +601,17 @@ def _plain_parameter(node: Any) -> None:
             if value
             else "$'...' or $\"...\" quoting, which bash and a POSIX sh read differently"
         )
+
+
+def _not_arithmetic(source: str, paren: Any) -> None:
+    """Raises Unreadable for a subshell's `(` followed at once by another `(`: to bashlex
+    two subshells, to bash an arithmetic command `((...))` whose names are variables
+    evaluated as expressions in turn (`df 'a[$(id)]'; ((df - _))`: `$_`, the last word of
+    the command before, evaluated, its subscript's command run). `( (`, with a space, is
+    two subshells to both."""
+    end = paren.pos[1]
+    if source[end : end + 1] == "(":
+        raise Unreadable("`((`, which bash reads as an arithmetic command")
 
 
 def _children(node: Any) -> list[Any]:
