@@ -20,7 +20,10 @@ tool results masked):
   letters, the reader decoded the customer's email and card.
 
 And what held, kept so it stays so: a list answer past what the proxy filters (1,024
-items) is an error, not passed unfiltered.
+items) is an error, not passed unfiltered; the real SDK's multi-round-trip (2026-07-28: a
+tool's question to the user comes back as an input_required result with a sealed
+requestState, the client retries with its answer) runs through a masked session, the
+question masked, the sealed state passed as it came.
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import mcp_types
 import pytest
+import test_mcp_proxy
+from mcp.server.mcpserver import Elicit, MCPServer, Resolve
+from pydantic import BaseModel
 from test_mcp_exchange import SSE, agent_of, chunks, event, read, sse_messages, tool_call
-from test_mcp_proxy import initialize, mcp_stack, messages_of, post
+from test_mcp_proxy import agent, initialize, mcp_stack, messages_of, post, text_of
 
 from pdp.domain.mcp_input import mcp_command
 from proxies.http.mcp import MAX_LISTED_TOOLS, Forward
@@ -169,3 +176,46 @@ def _decoded(text: str) -> bytes:
     bare = text.rstrip("=")
     altchars = b"-_" if "-" in text or "_" in text else b"+/"
     return base64.b64decode(bare + "=" * (-len(bare) % 4), altchars=altchars)
+
+
+class Confirm(BaseModel):
+    go: bool
+
+
+def ask_first() -> Elicit[Confirm]:
+    return Elicit("go on with ann@example.com?", Confirm)
+
+
+def _asking_server(up: Any) -> MCPServer:
+    """find_customer (a read tool) asking the user first, through a resolver: on 2026-07-28
+    an input_required result with the SDK's sealed requestState, earlier a mid-call
+    elicitation/create."""
+    server = MCPServer("billing")
+
+    @server.tool()
+    def find_customer(name: str, ok: Annotated[Confirm, Resolve(ask_first)]) -> str:
+        up.calls.append("find_customer")
+        return f"{name}: ann@example.com, go={ok.go}"
+
+    return server
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_the_sdks_multi_round_trip_runs_masked_through_the_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    asked: list[str] = []
+
+    async def on_elicit(context: Any, params: Any) -> Any:
+        asked.append(params.message)
+        return mcp_types.ElicitResult(action="accept", content={"go": True})
+
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _asking_server)
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        async with agent(stack, reader, mode, elicitation_callback=on_elicit) as client:
+            result = await client.call_tool("find_customer", {"name": "Ann"})
+        assert text_of(result) == "Ann: a***@example.com, go=True"
+        assert asked == ["go on with a***@example.com?"]
+        assert stack.upstream.calls and set(stack.upstream.calls) == {"find_customer"}
+        assert ("2026-07-28" in stack.upstream.versions) == (mode == "auto")
