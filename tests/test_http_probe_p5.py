@@ -24,10 +24,21 @@ fix:
   `name=value` whose value begins like JSON (`password=2024hunter2`: 2024 was masked,
   `hunter2` went), and text naming a field where its value cannot be told that was not
   withheld (`<password value=...>`, YAML's `? password`, Markdown's `**password**:`);
+- the upstream credential reflected spread out or escaped whole reached a client whose
+  answers are not masked (a dba in pii-readers): base64 wrapped at 76 columns (MIME,
+  LF or CRLF) or 64 (PEM) with the secret across a line break, hex as spaced bytes (a hex
+  dump), UTF-16 JSON (`charset=utf-16`, a NUL beside every letter), and a secret of
+  unreserved characters with every character escaped (`&#115;&#51;...`, `\\u0073...`,
+  `%73%33...`): the guard looked for contiguous forms, and escaped forms only of secrets
+  with a character an encoder must escape. It now also reads the bytes with white space
+  and NULs left out (holding back a tail that begins a spread secret), and knows the
+  fully escaped forms;
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -36,11 +47,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
-from http_upstream import http_stack, raw_server
+from http_upstream import SECRET, exchange, http_stack, raw_server, request, status
 from pdp_harness import free_port, token
 from test_http_probe_p4 import READER_MASKS
 
 from proxies.http.bodies import BodyMask, Unmaskable, answer_kind, masked_headers, masker_for
+from proxies.http.guard import CredentialInResponse, ResponseGuard, secret_patterns
+from proxies.runtime.exposure import ClientOutput
 
 pytestmark = pytest.mark.integration
 
@@ -205,3 +218,78 @@ async def test_a_readers_answer_spelling_fields_otherwise_is_masked_through_the_
 
 
 SPELLINGS_BY_PATH = {"/" + case.replace(" ", "-"): SPELLINGS[case] for case in SPELLINGS}
+
+
+def _padded(key: bytes) -> bytes:
+    return b"x" * 40 + key + b"y" * 40
+
+
+# the credential as an upstream echoing it may write it, spread out or escaped whole
+SPREAD_OUT = {
+    "mime base64": lambda key: base64.encodebytes(_padded(key)),
+    "mime base64 crlf": lambda key: base64.encodebytes(_padded(key)).replace(b"\n", b"\r\n"),
+    "pem base64": lambda key: b"\n".join(
+        base64.b64encode(_padded(key))[i : i + 64] for i in range(0, 200, 64)
+    ),
+    "spaced hex": lambda key: b" ".join(b"%02x" % c for c in key),
+    "utf-16 json": lambda key: json.dumps({"key": key.decode()}).encode("utf-16"),
+    "html references": lambda key: b"".join(b"&#%d;" % c for c in key),
+    "unicode escapes": lambda key: b"".join(b"\\u%04x" % c for c in key),
+    "percent-encoded whole": lambda key: b"".join(b"%%%02X" % c for c in key),
+}
+
+
+@pytest.mark.parametrize("form", sorted(SPREAD_OUT))
+async def test_the_credential_spread_out_or_escaped_whole_is_cut(tmp_path, form):
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"x-api-key:")
+        )
+        body = SPREAD_OUT[form](key)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body)
+        )
+        await writer.drain()
+
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        answer = await exchange(
+            s.proxy.port, request(s, "GET /debug HTTP/1.1", groups=("dba", "pii-readers"))
+        )
+    assert status(answer) == 502, answer
+    assert SPREAD_OUT[form](SECRET.encode()) not in answer
+
+
+@pytest.mark.parametrize("form", ["mime base64", "spaced hex", "utf-16 json"])
+def test_a_spread_out_credential_across_two_chunks_is_held_until_seen(form):
+    body = SPREAD_OUT[form](SECRET.encode())
+    patterns = secret_patterns([SECRET])
+    spread = [p.translate(None, b"\r\n\t \x00") for p in patterns]
+    for cut in range(1, len(body)):
+        written: list[bytes] = []
+        guard = ResponseGuard(ClientOutput(written.append), patterns)
+        with pytest.raises(CredentialInResponse):
+            guard.write(body[:cut])
+            guard.write(body[cut:])
+            guard.flush()
+        # what went out holds no more of the secret than a form's first letter
+        sent = b"".join(written).translate(None, b"\r\n\t \x00")
+        longest = max(
+            (n for p in spread for n in range(1, len(p) + 1) if sent.endswith(p[:n])), default=0
+        )
+        assert longest <= 1, (cut, sent[-40:])
+
+
+def test_text_spread_like_a_credential_but_not_it_passes():
+    written: list[bytes] = []
+    guard = ResponseGuard(ClientOutput(written.append), secret_patterns([SECRET]))
+    text = b"s3cr3t upstream key\n" + base64.encodebytes(b"x" * 200) + b"7 f 1 c 2 e 9 a\n"
+    guard.write(text)
+    guard.flush()
+    assert b"".join(written) == text

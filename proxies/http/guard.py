@@ -44,21 +44,24 @@ class ResponseGuard:
         # least_held bytes of it, and the rest, when it comes, is still found (_seen)
         self.least_held = least_held
         self._span, self._firsts, self._marks, self._stretch = _shape(patterns)
+        # the same patterns looked for with white space and NULs left out (_SPREAD): a
+        # secret wrapped at 76 or 64 columns (MIME, PEM base64), hex in spaced bytes, UTF-16
+        self._spread = _spread(patterns)
+        self._spread_shape = _shape(self._spread)
+        # raw bytes kept to find a spread-out secret across chunks (UTF-16 of hex with
+        # spaces and CRLFs is at most 4 bytes per letter)
+        self._keep = 4 * self._spread_shape[0] if self._spread else self._span
         self._seen = b""  # the last bytes checked, so a secret across two chunks is found
         self._tail = b""  # bytes held back: they could begin a secret
 
     def write(self, data: bytes, final: bool = False) -> None:
         if self.patterns and data:
             window = self._seen + data if self._seen else data
-            # a pattern in the window is a run of its bytes at least as long as the shortest
-            # pattern: without such a run (one pass in C) none can be there
-            if window.translate(self._marks).find(self._stretch) != -1:
-                for pattern in self.patterns:
-                    if pattern in window:
-                        raise CredentialInResponse(
-                            "the upstream's response carried the upstream credential"
-                        )
-            self._seen = window[-self._span :] if self._span else b""
+            _search(window, self.patterns, self._marks, self._stretch)
+            if self._spread:
+                _, _, marks, stretch = self._spread_shape
+                _search(window.translate(None, _SPREAD), self._spread, marks, stretch)
+            self._seen = window[-self._keep :] if self._keep else b""
         if final and not self._tail:  # all of it goes
             self.output.write(data)
             return
@@ -70,17 +73,59 @@ class ResponseGuard:
         self.output.write(out)
 
     def _prefix_at_end(self, data: bytes) -> int:
-        """How many of data's last bytes begin some secret pattern (the longest run)."""
-        tail = data[-self._span :] if self._span else b""
-        for start, byte in enumerate(tail):
-            if byte in self._firsts:
-                rest = tail[start:]
-                if any(p.startswith(rest) for p in self.patterns):
-                    return len(rest)
-        return 0
+        """How many of data's last bytes begin some secret pattern (the longest run), in
+        the raw bytes or spread out (a wrapped secret's first line)."""
+        found = _prefix_length(data[-self._span :] if self._span else b"", self.patterns)
+        if self._spread:
+            tail = data[-self._keep :]
+            kept = _prefix_length(tail.translate(None, _SPREAD), self._spread)
+            if kept:
+                # as many raw bytes as hold those `kept` bytes that are not spread
+                count = 0
+                for back, byte in enumerate(reversed(tail), 1):
+                    if byte not in _SPREAD:
+                        count += 1
+                        if count == kept:
+                            found = max(found, back)
+                            break
+        return found
 
     def flush(self) -> None:
         self.write(b"", final=True)
+
+
+def _search(window: bytes, patterns: tuple[bytes, ...], marks: bytes, stretch: bytes) -> None:
+    # a pattern in the window is a run of its bytes at least as long as the shortest
+    # pattern: without such a run (one pass in C) none can be there
+    if window.translate(marks).find(stretch) != -1:
+        for pattern in patterns:
+            if pattern in window:
+                raise CredentialInResponse(
+                    "the upstream's response carried the upstream credential"
+                )
+
+
+def _prefix_length(tail: bytes, patterns: tuple[bytes, ...]) -> int:
+    """How many of tail's last bytes begin one of patterns (the longest run)."""
+    firsts = {p[0] for p in patterns}
+    for start, byte in enumerate(tail):
+        if byte in firsts:
+            rest = tail[start:]
+            if any(p.startswith(rest) for p in patterns):
+                return len(rest)
+    return 0
+
+
+# what an encoder spreads a text with, left out of the spread view: line breaks (base64
+# wrapped by MIME at 76 columns, PEM at 64), spaces (hex dumps) and NULs (UTF-16, UTF-32)
+_SPREAD = b"\r\n\t \x00"
+SPREAD_LEAST = 12  # patterns shorter than this are not looked for spread out (false alarms)
+
+
+@functools.lru_cache(maxsize=256)
+def _spread(patterns: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    out = (p.translate(None, _SPREAD) for p in patterns)
+    return tuple(dict.fromkeys(p for p in out if len(p) >= SPREAD_LEAST))
 
 
 @functools.lru_cache(maxsize=256)
@@ -117,10 +162,19 @@ def escaped_forms(secret: str) -> list[bytes]:
     (PHP's json_encode) or every other character as `\\u00xx` (Go's and PHP's
     HEX_ flags), HTML-escaped and as numeric character references; and each run of its
     letters and digits of LONG_RUN or more, which every encoding leaves as it is (a
-    mixture of the escapes above)."""
-    if all(_UNESCAPED.fullmatch(c) for c in secret):
-        return []  # no encoder rewrites it: the raw form is every form
+    mixture of the escapes above); and every character escaped, as obfuscators and
+    serialisers write text (`&#115;&#51;...`, `\\u0073...`, `\\x73...`, `%73%33...`)."""
     forms = [
+        "".join(spell % ord(c) for c in secret)
+        for spell in ("&#%d;", "&#x%x;", "&#x%X;", "\\u%04x", "\\u%04X", "\\x%02x", "\\x%02X")
+        if all(ord(c) < 0x100 or "u" in spell or "#" in spell for c in secret)
+    ]
+    forms += ["".join(f"%{b:02X}" for b in secret.encode("utf-8"))]
+    forms += [forms[-1].lower()]
+    if all(_UNESCAPED.fullmatch(c) for c in secret):
+        # (no encoder rewrites it in part: the raw form and those above are every form)
+        return [f.encode("utf-8") for f in forms]
+    forms += [
         quote(secret, safe=""),
         quote(secret),
         json.dumps(secret, ensure_ascii=False)[1:-1].replace("/", "\\/"),
