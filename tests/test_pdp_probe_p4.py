@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 
+import asyncpg
 import jwt
-from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp
+from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
 from test_evidence import make_env, populate, portcullis, seq_of
 from test_pdp_probe_p2 import JIT_POLICY, SAM
 
 from pdp.domain.identity import DevIssuer
+from pdp.store.chain import canonical_json, record_hash
 from portcullis.v1 import pdp_pb2
 
 IDP = "https://idp.example.com"
@@ -99,3 +101,73 @@ async def test_an_export_does_not_sign_a_store_whose_tail_was_deleted(tmp_path):
         == 0
     )
     assert portcullis("audit", "verify", "--bundle", str(fine)).returncode == 0
+
+
+# -- approvals: the PDP trusts only the approval records it wrote -------------------------
+
+UPDATE = "UPDATE customers SET note = 'VIP' WHERE id = 7"
+
+
+async def _append_as_a_database_writer(dsn: str, kind: str, body: dict, session_id: str) -> None:
+    """INSERT one record at the head of the chain, linked and hashed as the PDP would: no
+    trigger to bypass (they refuse UPDATE and DELETE only) and no key needed (the chain's
+    hash is unkeyed); what anyone holding the store's DSN can do."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", 0x5043_4155_4449_5401)
+            head = await conn.fetchrow(
+                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+            )
+            seq, now_us = head["seq"] + 1, int(time.time() * 1_000_000)
+            digest = record_hash(
+                head["hash"], seq, "forged-1", kind, now_us, session_id, "sam@example.com", body
+            )
+            await conn.execute(
+                "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject, body,"
+                " prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                seq, "forged-1", kind, now_us, session_id, "sam@example.com",
+                canonical_json(body), head["hash"], digest,
+            )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def test_an_approval_written_into_the_store_by_someone_else_approves_nothing(
+    tmp_path, pg_database
+):
+    """Attack (write access to the audit database, a reader's token): the reader's UPDATE
+    waits for approval; the attacker INSERTs an `approval` record `approved` by
+    sam@example.com at the head of the chain (the triggers refuse only UPDATE and DELETE;
+    the chain hash needs no key). The approvals book read every approval record as the
+    truth: the request became approved, the reader's re-run was allowed, and the forged
+    record sat in an unbroken chain that the next signed checkpoint vouched for. Now the
+    book keeps only approval records carrying the MAC of a key the store does not hold
+    (derived from the PDP's proxy key); others are left out (and logged)."""
+    config = pdp_config(tmp_path, store={"type": "postgres", "dsn": pg_database})
+    reader = token(config, "rita@example.com", ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, reader)
+        asked = await decide_sql(stub, opened.session_id, UPDATE)
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL and asked.approval_id
+        forged = {
+            "approval_id": asked.approval_id,
+            "event": "approved",
+            "time": time.time(),
+            "approver": "sam@example.com",
+            "reason": "looks fine",
+            "approver_groups": ["security"],
+            "session_id": opened.session_id,
+        }
+        await _append_as_a_database_writer(pg_database, "approval", forged, opened.session_id)
+        await pdp.approvals.refresh()
+        again = await decide_sql(stub, opened.session_id, UPDATE)
+        assert again.verdict == pdp_pb2.REQUIRE_APPROVAL, "the forged approval let it run"
+        assert pdp.approvals.requests[asked.approval_id].state == "pending"
+        # the PDP's own approvals still work, across a restart of the book
+        await pdp.approvals.decide(asked.approval_id, SAM, True, "ticket 42")
+        approved = await decide_sql(stub, opened.session_id, UPDATE)
+        assert approved.verdict in (pdp_pb2.ALLOW, pdp_pb2.MASK)  # ran, its result masked
+    async with running_pdp(config) as pdp:
+        assert pdp.approvals.requests[asked.approval_id].state == "approved"
+        assert pdp.approvals.requests[asked.approval_id].approver == "sam@example.com"

@@ -18,12 +18,20 @@ to the audit store, which keeps every event.
 A request holds the exact command text (reuse compares it) but its parameter values only
 as approvers see them — masked where the policy masks them (pdp.domain.approver_view) — and as a
 keyed digest of the exact values, which is what an approval binds to.
+
+The book believes only the approval records it (or a replica with the same key) wrote:
+each carries an HMAC (`mac`) of its body under a key derived from `binding_key`, which
+the store does not hold. The chain's hash is unkeyed and the store's triggers refuse only
+UPDATE and DELETE, so anyone who can INSERT into the store could otherwise append a
+well-chained `approved` record that a signed checkpoint would then vouch for. Records
+without a valid MAC (forged, or written before MACs were) are left out and logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 import re
@@ -36,6 +44,7 @@ from typing import Any
 
 from pdp.domain.approver_view import approver_masker, approver_view, binding_digest
 from pdp.store import AuditStore, StoreUnavailable
+from pdp.store.chain import canonical_json
 from portcullis.verdict import MaskRule
 
 log = logging.getLogger("portcullis.approvals")
@@ -52,6 +61,7 @@ MAX_SETTLED = 4096
 # what the book keeps of a request that the "requested" record does not hold
 _BOOK_ONLY = ("state", "approver", "decided_at", "decision_reason", "executions", "events")
 _NOT_RECORDED = (*_BOOK_ONLY, "approver_groups", "recorded_seq")
+MAC = "mac"  # the field of an approval record's body that proves this PDP wrote it
 
 
 class ApprovalRefused(Exception):
@@ -221,7 +231,15 @@ class ApprovalBook:
         if not records:
             return
         for record in records:
-            self._apply(record.body, record.seq)
+            if self._authentic(record.body):
+                self._apply(record.body, record.seq)
+            else:
+                log.warning(
+                    "approval record seq %d (%s) has no valid MAC: not written by this PDP's"
+                    " key; ignored",
+                    record.seq,
+                    record.id,
+                )
             self._seen_seq = max(self._seen_seq, record.seq)
         self._prune()
         async with self._changed:
@@ -231,6 +249,8 @@ class ApprovalBook:
         event = body.get("event")
         approval_id = body.get("approval_id", "")
         if event == "requested":
+            if approval_id in self.requests:
+                return  # a copy of a request's record must not make it pending again
             self.requests[approval_id] = ApprovalRequest(**body["request"], recorded_seq=seq)
             self.version += 1
         request = self.requests.get(approval_id)
@@ -269,8 +289,23 @@ class ApprovalBook:
             self.requests.pop(oldest, None)
             self.version += 1
 
+    def _mac(self, body: dict[str, Any]) -> str:
+        key = hmac.new(self.binding_key, b"approval-records", hashlib.sha256).digest()
+        content = canonical_json({k: v for k, v in body.items() if k != MAC})
+        return hmac.new(key, content.encode(), hashlib.sha256).hexdigest()
+
+    def _authentic(self, body: Any) -> bool:
+        """Whether an approval record's body carries this book's MAC of itself."""
+        if not isinstance(body, dict) or not isinstance(body.get(MAC), str):
+            return False
+        try:
+            return hmac.compare_digest(body[MAC], self._mac(body))
+        except (ValueError, TypeError):
+            return False
+
     async def _write(self, approval_id: str, event: str, subject: str, **extra: Any) -> None:
         body = {"approval_id": approval_id, "event": event, "time": time.time(), **extra}
+        body[MAC] = self._mac(body)
         await self.store.append(KIND, body, subject=subject, session_id=extra.get("session_id", ""))
         await self.refresh()
         await self._announce(approval_id)
