@@ -19,6 +19,11 @@ tool results masked):
   and base64 inside JSON that a text content holds, went unread: the detectors saw
   letters, the reader decoded the customer's email and card.
 
+- an MCP header spelled with `_` for `-` (`Mcp_Session_Id`, `Last_Event_ID`, `Mcp_Name`)
+  was not the header the exchange checks, and went upstream as it came: a server reading
+  headers as CGI, WSGI or PHP do (HTTP_MCP_SESSION_ID) took another token's session id
+  from it, so a reader holding alice's session id called tools in alice's session.
+
 And what held, kept so it stays so: a list answer past what the proxy filters (1,024
 items) is an error, not passed unfiltered; the real SDK's multi-round-trip (2026-07-28: a
 tool's question to the user comes back as an input_required result with a sealed
@@ -219,3 +224,54 @@ async def test_the_sdks_multi_round_trip_runs_masked_through_the_proxy(
         assert asked == ["go on with a***@example.com?"]
         assert stack.upstream.calls and set(stack.upstream.calls) == {"find_customer"}
         assert ("2026-07-28" in stack.upstream.versions) == (mode == "auto")
+
+
+class _CgiLike:
+    """The SDK's server behind a gateway that reads header names as CGI, WSGI and PHP do
+    (`_` and `-` one: HTTP_MCP_SESSION_ID), as many deployed MCP servers are."""
+
+    def __init__(self, up: Any) -> None:
+        self.server = _SDK_SERVER(up)
+
+    def streamable_http_app(self, **options: Any) -> Any:
+        app = self.server.streamable_http_app(**options)
+
+        async def folded(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                headers = [(k.replace(b"_", b"-"), v) for k, v in scope["headers"]]
+                scope = {**scope, "headers": headers}
+            await app(scope, receive, send)
+
+        return folded
+
+
+_SDK_SERVER = test_mcp_proxy.mcp_server
+
+
+async def test_an_mcp_header_spelled_with_underscores_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _CgiLike)
+    async with mcp_stack(tmp_path) as stack:
+        alice = stack.token()
+        mallory = stack.token("mallory@example.com", "readonly")
+        session_id = await initialize(stack, alice)
+        seen = len(stack.upstream.keys)
+        call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                "params": {"name": "get_invoice", "arguments": {"invoice_id": 1}}}  # fmt: skip
+        for name in ("Mcp_Session_Id", "MCP_SESSION_ID", "mcp-session_id"):
+            status, _, text = await post(stack, mallory, call, None, {name: session_id})
+            # (on the tree before: forwarded, and run in alice's session — its answer, which
+            # names alice's session, then refused with a 502)
+            assert len(stack.upstream.keys) == seen, (name, status, text)
+            assert status == 400, (name, status, text)
+        status, _, _ = await post(stack, alice, call, session_id, {"Last_Event_ID": "1"})
+        assert status == 400
+        status, _, _ = await post(stack, alice, call, session_id, {"Mcp_Name": "run_sql"})
+        assert status == 400
+        assert len(stack.upstream.keys) == seen and stack.upstream.calls == []
+        # with its dashes, the header is the one checked: another token's is unknown (404)
+        status, _, _ = await post(stack, mallory, call, session_id)
+        assert status == 404
+        status, _, text = await post(stack, alice, call, session_id)
+        assert status == 200 and "invoice 1" in text

@@ -108,6 +108,12 @@ def header(headers: Sequence[tuple[str, str]], name: str) -> list[str]:
     return [v for k, v in headers if k.lower() == name]
 
 
+def _mcp_header(name: str) -> bool:
+    """A header the exchange reads and checks (the session, resumption, routing ones)."""
+    lowered = name.lower()
+    return lowered.startswith("mcp-") or lowered == LAST_EVENT_ID
+
+
 class McpExchange:
     """One MCP connection's state across its HTTP requests: the session ids and what is in
     flight in each. `hash_key` is the connection's key for the `hash` mask strategy."""
@@ -140,6 +146,13 @@ class McpExchange:
         """A client's HTTP request on an MCP connection (`target`: its normalised path and
         query, as forwarded): answered here, or forwarded."""
         owner = self.owner(token)
+        if any("_" in name and _mcp_header(name.replace("_", "-")) for name, _ in headers):
+            # CGI, WSGI and PHP read Mcp_Session_Id as Mcp-Session-Id (HTTP_MCP_SESSION_ID):
+            # a header checked here under its name must not reach such a server under
+            # another (another token's session id, an unchecked Last-Event-ID or Mcp-Name)
+            why = "an MCP header spelled with _ for -"
+            session.record_response(kind="mcp.refused", reason=why)
+            return _refusal(codec.Refused(why))
         given = header(headers, SESSION_HEADER)
         if len(given) > 1 or (given and not valid_session_id(given[0])):
             return _refusal(codec.Refused("one Mcp-Session-Id of visible ASCII"))
