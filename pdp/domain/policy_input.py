@@ -112,6 +112,7 @@ _TRUTHY_FLAGS = {
     "locking": ("locking",),
     "read_write": ("read_write",),
     "nested": ("nested",),
+    "attributes": ("attribute_names",),
 }
 # the catalogue facts (after trim_to_names) that set has.user_code when not empty
 USER_CODE_FACTS = (
@@ -120,6 +121,7 @@ USER_CODE_FACTS = (
     "user_types",
     "view_functions",
     "user_casts",
+    "row_functions",
 )
 # every flag statement_flags may set: a statement it cannot read sets them all
 STATEMENT_FLAGS = (
@@ -171,6 +173,8 @@ def statement_flags(statements: Any) -> dict[str, bool]:
       locking          FOR UPDATE/SHARE
       read_write       would make the transaction read-write
       nested           a statement of a DO block
+      attributes       a name after a dot on a row (`c.f`, `(expr).f`): a column, or a
+                       function called on the whole row
       functions        calls a function
       whole_row        an output that is a whole row
       computed         an output that is an expression or an aggregate
@@ -278,7 +282,7 @@ def trim_to_names(details: dict[str, Any], names: frozenset[str]) -> None:
     value of another type than the list and objects of the contract is left as sent. A
     departure from DESIGN.md's input contract like `types`: a rule of its own that walked
     any of them whole would see only the trimmed part."""
-    for key in ("shadowed_functions", "user_operators", "user_types"):
+    for key in ("shadowed_functions", "user_operators", "user_types", "row_functions"):
         listed = details.get(key)
         if type(listed) is list:
             # the policy compares them with a statement's function, operator and type

@@ -158,6 +158,14 @@ def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> li
             found.call(name, _json_const(args[0]) if args else None)
         elif child_tag in _NAMES_CODE:
             _code_json(child_tag, child, found)
+        elif child_tag == "ColumnRef":
+            refs = child.get("fields", ())
+            if len(refs) > 1 and "String" in refs[-1]:
+                found.attribute(_json_sval(refs[-1]))
+        elif child_tag == "A_Indirection":
+            for step in child.get("indirection", ()):
+                if "String" in step:
+                    found.attribute(_json_sval(step))
         elif child_tag == "SelectStmt":
             if "lockingClause" in child:
                 found.locking = True

@@ -137,6 +137,7 @@ class Findings:
     the tables it names and the functions it calls, under every name policy reads."""
 
     __slots__ = (
+        "attributes",
         "cased",
         "dynamic",
         "functions",
@@ -153,6 +154,7 @@ class Findings:
     def __init__(self) -> None:
         self.tables: dict[str, None] = {}
         self.functions: dict[str, None] = {}
+        self.attributes: dict[str, None] = {}
         self.qualified: dict[str, None] = {}
         self.cased: dict[str, None] = {}
         self.settings: dict[str, None] = {}
@@ -193,6 +195,14 @@ class Findings:
             else:
                 self.read_dynamic = True
 
+    def attribute(self, name: str) -> None:
+        """A name written after a dot on a row (`c.f`, `schema.table.f`, `(expr).f`): the
+        column f of that row, or, when the row has no such column, the call f(row) on the
+        whole row (the server's attribute notation: `c.row_to_json` is row_to_json(c),
+        `c.concat` the row as text). Which one only the catalog knows, so the name is
+        reported as written (quoted names keep their case) for the policy to judge."""
+        self.attributes[name] = None
+
     def operator(self, parts: list[str]) -> None:
         """An operator the statement applies, as written: `OPERATOR(schema.op)` keeps its
         schema. Operators run functions, and the server picks one by name and argument
@@ -220,6 +230,7 @@ class Findings:
         self.functions.update(dict.fromkeys(inner["functions"]))
         self.qualified.update(dict.fromkeys(inner["qualified_functions"]))
         self.cased.update(dict.fromkeys(inner.get("cased_functions", ())))
+        self.attributes.update(dict.fromkeys(inner.get("attribute_names", ())))
         self.settings.update(dict.fromkeys(inner.get("settings", ())))
         self.operators.update(dict.fromkeys(inner.get("operators", ())))
         self.type_names.update(dict.fromkeys(inner.get("type_names", ())))
@@ -234,6 +245,8 @@ class Findings:
         entry["qualified_functions"] = list(self.qualified)
         if self.cased:
             entry["cased_functions"] = list(self.cased)
+        if self.attributes:
+            entry["attribute_names"] = list(self.attributes)
         if self.settings:
             entry["settings"] = list(self.settings)
         if self.operators:

@@ -124,6 +124,41 @@ ORDER BY p.proname
 """
 
 
+# Functions the server's attribute notation can call on a whole row: `c.f` (and `(c).f`,
+# `schema.table.f`) is the column f of c, or f(c) when c has no such column. A row (a
+# table's composite type, or a RECORD) reaches a first argument of a composite type, a
+# domain (over one), or a pseudo-type that takes any value (record, "any", anyelement,
+# anynonarray, anycompatible...; VARIADIC "any" too); the others must have defaults. Window
+# functions and ordered-set aggregates are left out: the server refuses them without OVER
+# or WITHIN GROUP, which the notation cannot give (a column named rank stays readable).
+# `c.concat`, `c.row_to_json` and `c.json_agg` read every column of the row, masked ones
+# among them, under a name no mask knows: the policy (rego/portcullis/postgres.rego)
+# denies a name after a dot that is one of these, outside pii-readers. The database's own
+# (made after initdb, any schema) the proxy reads at start-up (proxies/postgres/user_code.py).
+ROW_FUNCTIONS_QUERY = """
+SELECT DISTINCT p.proname
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_type t ON t.oid = p.proargtypes[0]
+WHERE p.pronamespace = 'pg_catalog'::regnamespace
+AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 AND p.prokind IN ('f', 'a')
+AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_aggregate a
+                WHERE a.aggfnoid = p.oid AND a.aggkind <> 'n')
+AND (t.typtype IN ('c', 'd') OR t.typname IN ('record', 'any', 'anyelement', 'anynonarray',
+     'anycompatible', 'anycompatiblenonarray'))
+ORDER BY 1
+"""
+
+
+def row_functions_from_server(dsn: str) -> dict[str, bool]:
+    """The pg_catalog functions attribute notation can call on a row (ROW_FUNCTIONS_QUERY),
+    {name: true}: `data.portcullis.postgres.row_functions`."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(ROW_FUNCTIONS_QUERY).fetchall()
+    return dict.fromkeys(sorted(str(r[0]) for r in rows), True)
+
+
 def excluded_by(name: str) -> str | None:
     """Which exclusion list holds name, or None."""
     for reason, pattern in EXCLUDED.items():
@@ -162,10 +197,15 @@ def from_server(dsn: str) -> dict[str, bool]:
     return select(rows)
 
 
-def write_into(path: Path, functions: dict[str, bool]) -> None:
-    """Put functions at portcullis.postgres.reader_functions of the data file path."""
+def write_into(
+    path: Path, functions: dict[str, bool], row_functions: dict[str, bool] | None = None
+) -> None:
+    """Put functions at portcullis.postgres.reader_functions of the data file path (and
+    row_functions, when given, at portcullis.postgres.row_functions)."""
     data = json.loads(path.read_text())
     data["portcullis"]["postgres"]["reader_functions"] = functions
+    if row_functions is not None:
+        data["portcullis"]["postgres"]["row_functions"] = row_functions
     path.write_text(dump(data))
 
 

@@ -96,6 +96,14 @@ def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
             found.locking = True
         elif isinstance(child, _NAMES_CODE):
             _code(child, found)
+        elif isinstance(child, ast.ColumnRef):
+            refs = child.fields or ()
+            if len(refs) > 1 and isinstance(refs[-1], ast.String):
+                found.attribute(refs[-1].sval or "")
+        elif isinstance(child, ast.A_Indirection):
+            for step in child.indirection or ():
+                if isinstance(step, ast.String):
+                    found.attribute(step.sval or "")
         if not hide_nested and child is not node and _nests(child):
             # The walk goes on below the child too, so deeper statements get their own
             # entries from this loop and the child's tables count for the parent.

@@ -20,9 +20,12 @@ operator or domain made by hand, or an extension's volatile function in a view (
 stays in. And the casts made after initdb that run a function (`user_casts`): the
 server applies one wherever its source type meets its target, an implicit one with nothing
 in the statement naming it, and a superuser may add one between built-in types (text to
-integer has no pg_cast row of its own). Sent to the PDP as input.command.postgres.
-user_operators, user_types, view_functions and user_casts, only when there are any. No IO
-here.
+integer has no pg_cast row of its own). And the functions made after initdb (extensions'
+included: hstore(record)) that attribute notation can call on a whole row
+(`row_functions`: `c.f` is f(c) when c has no column f; pdp/sql/reader_functions.py's
+ROW_FUNCTIONS_QUERY says which for pg_catalog). Sent to the PDP as input.command.postgres.
+user_operators, user_types, view_functions, user_casts and row_functions, only when there
+are any. No IO here.
 
 "The database defines" means made after initdb (an OID from 16384 up, FirstNormalObjectId:
 OIDs wrap around to it, never below), in any schema: a superuser may create a function,
@@ -100,18 +103,27 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   WHERE c.castmethod = 'f' AND c.oid >= 16384
   AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
            WHERE x.classid = 'pg_catalog.pg_cast'::regclass AND x.objid = c.oid))
+), row_calls AS (
+  SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
+  JOIN pg_catalog.pg_type t ON t.oid = p.proargtypes[0]
+  WHERE p.oid >= 16384
+  AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 AND p.prokind IN ('f', 'a')
+  AND (t.typtype IN ('c', 'd') OR t.typname IN ('record', 'any', 'anyelement',
+       'anynonarray', 'anycompatible', 'anycompatiblenonarray'))
 )
 SELECT json_build_object(
   'user_operators', (SELECT coalesce(json_agg(DISTINCT oprname::text), '[]')
                      FROM code_operators),
   'user_types', (SELECT coalesce(json_agg(DISTINCT typname::text), '[]') FROM code_types),
   'view_functions', (SELECT coalesce(json_object_agg(name, functions), '{}') FROM view_calls),
-  'user_casts', (SELECT coalesce(json_agg(DISTINCT "cast"), '[]') FROM code_casts)
+  'user_casts', (SELECT coalesce(json_agg(DISTINCT "cast"), '[]') FROM code_casts),
+  'row_functions', (SELECT coalesce(json_agg(proname::text), '[]') FROM row_calls)
 )::text"""
 
 
 def user_code(rows: list[str]) -> dict[str, Any]:
     """USER_CODE_SQL's one row → {"user_operators": [...], "user_types": [...],
+    "row_functions": [...],
     "view_functions": {"schema.view": ["schema.function", ...]}, "user_casts": ["text ->
     integer by public.f (explicit)", ...]}, each sorted and present
     only when not empty (names as the catalog spells them: the parser folds unquoted names
@@ -122,7 +134,7 @@ def user_code(rows: list[str]) -> dict[str, Any]:
     if not isinstance(found, dict):
         raise ValueError("user operators and types are not an object")
     code: dict[str, Any] = {}
-    for key in ("user_operators", "user_types", "user_casts"):
+    for key in ("user_operators", "user_types", "user_casts", "row_functions"):
         names = found.get(key) or []
         if not isinstance(names, list):
             raise ValueError(f"{key} is not a list")

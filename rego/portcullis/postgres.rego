@@ -463,6 +463,39 @@ pg_reader_calls contains [i, sprintf("function %q is not one readers may call", 
 	some f in s.cased_functions
 }
 
+# Attribute notation: `c.f` (and `(expr).f`, `schema.table.f`) is the column f of the row
+# c, or, when c has no column f, the call f(c) on the whole row. Which one only the catalog
+# knows; the classifier reports every such name (attribute_names) and lineage reads it as a
+# column. `c.concat`, `c.row_to_json`, `c.json_agg` or `(c).to_jsonb` would give every
+# column of the row, masked ones among them, under a name no mask knows (and answer
+# conditions on them), and a function the database defines would run unseen by the
+# readers' allow-list. Denied where the name is one such a function could have:
+# postgres.row_functions (pg_catalog's, generated from pg_proc by
+# pdp/sql/reader_functions.py) outside pii-readers, and the database's own (the proxy reads
+# them at start-up: input.command.postgres.row_functions) for everyone but a privileged
+# pii-reader, who may call any function. A column of that name is read unqualified.
+deny contains sprintf("%s after a dot may be %s() called on a whole row (attribute notation), which reads every column of the row: name the column without its table, or select the columns you need", [name, name]) if {
+	input.command.postgres.has.attributes
+	not pii_reader
+	some s in input.command.postgres.statements
+	some name in s.attribute_names
+	data.portcullis.postgres.row_functions[name]
+}
+
+deny contains sprintf("%s after a dot may be the database's function %s() called on a whole row (attribute notation), which the policy cannot judge: name the column without its table", [name, name]) if {
+	input.command.postgres.has.attributes
+	input.command.postgres.has.user_code
+	not pg_unmasked_privileged
+	some s in input.command.postgres.statements
+	some name in s.attribute_names
+	name in input.command.postgres.row_functions
+}
+
+pg_unmasked_privileged if {
+	privileged
+	pii_reader
+}
+
 # "pg_catalog.name", not "pg_catalog.x.name" (a quoted schema name holding a dot).
 pg_catalog_function(f) if {
 	startswith(f, "pg_catalog.")

@@ -112,6 +112,45 @@ test_a_built_in_name_the_database_shadows_is_denied_to_readers if {
 	f.verdict == "allow"
 }
 
+# --- attribute notation: c.f is f(c) when c has no column f ----------------------------
+
+attribute_query(groups, names, row_functions) := {
+	"identity": {"subject": "alice@example.com", "groups": groups},
+	"connection": {"name": "orders-db", "type": "postgres"},
+	"command": {"kind": "postgres.query", "raw": "select c.x from customers c", "postgres": {
+		"statements": [stmt_with("select", {"attribute_names": names})],
+		"has": pg_every_flag, "types": {"select": true},
+		"row_functions": row_functions,
+	}},
+}
+
+test_a_built_in_row_function_after_a_dot_is_denied_outside_pii_readers if {
+	every groups in [["readonly"], ["dba"]] {
+		d := portcullis.decision with input as attribute_query(groups, ["id", "row_to_json"], [])
+		d.verdict == "deny"
+		"row_to_json after a dot may be row_to_json() called on a whole row (attribute notation), which reads every column of the row: name the column without its table, or select the columns you need" in d.reasons
+	}
+	every groups in [["readonly", "pii-readers"], ["dba", "pii-readers"]] {
+		e := portcullis.decision with input as attribute_query(groups, ["concat"], [])
+		e.verdict != "deny"
+	}
+}
+
+test_a_column_after_a_dot_is_read if {
+	d := portcullis.decision with input as attribute_query(["readonly"], ["id", "email", "rank"], ["leak"])
+	d.verdict == "mask"
+}
+
+test_the_databases_row_function_after_a_dot_is_denied_but_to_unmasked_dba if {
+	every groups in [["readonly"], ["readonly", "pii-readers"], ["dba"]] {
+		d := portcullis.decision with input as attribute_query(groups, ["leak"], ["leak"])
+		d.verdict == "deny"
+		"leak after a dot may be the database's function leak() called on a whole row (attribute notation), which the policy cannot judge: name the column without its table" in d.reasons
+	}
+	e := portcullis.decision with input as attribute_query(["dba", "pii-readers"], ["leak"], ["leak"])
+	e.verdict == "allow"
+}
+
 # --- start-up parameters -----------------------------------------------------------
 
 open_with(groups, settings) := {

@@ -1,0 +1,125 @@
+"""Probe P7's findings against the real stack (tests/adversary.py: a gateway whose upstream
+credential is the `postgres` SUPERUSER; customers.password is a sensitive column, Ada's note
+holds a card number only the value detectors find).
+
+- Attribute notation: `c.f` (and `(c).f`, `schema.table.f`) names the column f of c, or,
+  when c has no such column, calls f(c) on the whole row. The classifier read `c.concat`,
+  `c.row_to_json`, `c.json_agg`, `(c).to_jsonb` as a plain column of that name, so a reader
+  (or a dba outside pii-readers) read every column of the row in clear (the password
+  among them), and `WHERE c.concat LIKE '%hunter2-a%'` asked questions of it; a user
+  function taking a row was called by a reader without the function allow-list seeing
+  it. Now the classifier reports every such name (attribute_names) and the policy denies
+  one the server could call as a function: built-ins from pg_proc
+  (data.portcullis.postgres.row_functions), and the database's own (the proxy reads them
+  at start-up: row_functions).
+"""
+
+from __future__ import annotations
+
+import pytest
+from adversary import RawClient, assert_no_secret, ready_client, running_arena
+
+pytestmark = pytest.mark.integration
+
+MASKED = (("readonly",), ("dba",))
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory):
+    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
+        yield gateway
+
+
+def client(arena, groups: tuple[str, ...]) -> RawClient:
+    return ready_client(arena, groups, "p7")
+
+
+# --- attribute notation: c.f is f(c) when c has no column f ---------------------------
+
+ROW_CALLS = [
+    "SELECT c.concat FROM customers c",
+    "SELECT c.row_to_json FROM customers c",
+    "SELECT (c).to_jsonb FROM customers c",
+    "SELECT customers.quote_literal FROM customers",
+    "SELECT public.customers.record_out FROM customers",
+    "SELECT c.json_agg FROM customers c",
+    "SELECT x FROM (SELECT c.to_json AS x FROM customers c) s",
+    "SELECT id FROM customers c WHERE c.concat LIKE '%hunter2-a%'",
+    "SELECT (SELECT c FROM customers c WHERE id = 1).row_to_json",
+]
+
+
+@pytest.mark.parametrize("groups", MASKED)
+@pytest.mark.parametrize("sql", ROW_CALLS)
+def test_attribute_notation_calling_a_function_on_a_row_is_refused(
+    arena, groups: tuple[str, ...], sql: str
+) -> None:
+    c = client(arena, groups)
+    try:
+        answer = c.query(sql)
+        assert_no_secret(answer)
+        assert answer.refused, (sql, answer.rows)
+    finally:
+        c.close()
+
+
+def test_attribute_notation_of_real_columns_still_runs(arena) -> None:
+    c = client(arena, ("readonly",))
+    try:
+        answer = c.query("SELECT c.id, c.name, (c).note FROM customers c ORDER BY c.id")
+        assert not answer.refused, answer.errors
+        assert [r[:2] for r in answer.rows] == [[b"1", b"Ada"], [b"2", b"Bob"]]
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def leak(arena):
+    """A function of the database's own on a customers row, read by attribute notation."""
+    with arena.admin() as admin:
+        admin.execute(
+            "CREATE FUNCTION public.leak(c customers) RETURNS text LANGUAGE sql"
+            " AS $$ SELECT c.password $$"
+        )
+    try:
+        yield "leak"
+    finally:
+        with arena.admin() as admin:
+            admin.execute("DROP FUNCTION public.leak(customers)")
+
+
+@pytest.mark.parametrize("groups", [*MASKED, ("readonly", "pii-readers")])
+def test_the_databases_function_on_a_row_by_attribute_notation_is_refused(
+    arena, leak: str, groups: tuple[str, ...]
+) -> None:
+    c = client(arena, groups)
+    try:
+        for sql in (f"SELECT c.{leak} FROM customers c", f"SELECT (c).{leak} FROM customers c"):
+            answer = c.query(sql)
+            assert answer.refused, (sql, answer.rows)
+            assert b"hunter2" not in answer.raw
+    finally:
+        c.close()
+
+
+def test_an_unmasked_dba_calls_the_databases_function_on_a_row(arena, leak: str) -> None:
+    c = client(arena, ("dba", "pii-readers"))
+    try:
+        answer = c.query(f"SELECT c.{leak} FROM customers c WHERE id = 1")
+        assert answer.rows == [[b"hunter2-ada"]], answer.errors
+    finally:
+        c.close()
+
+
+def test_the_row_functions_listed_are_the_servers(arena) -> None:
+    """rego/data.json's postgres.row_functions is what ROW_FUNCTIONS_QUERY reads from the
+    server the tests run on: regenerated with reader_functions.row_functions_from_server."""
+    import json
+    from pathlib import Path
+
+    from pdp.sql.reader_functions import ROW_FUNCTIONS_QUERY
+
+    data = json.loads((Path(__file__).resolve().parent.parent / "rego/data.json").read_text())
+    with arena.admin() as admin:
+        names = [r[0] for r in admin.execute(ROW_FUNCTIONS_QUERY).fetchall()]
+    assert data["portcullis"]["postgres"]["row_functions"] == dict.fromkeys(names, True)
