@@ -24,6 +24,11 @@ tool results masked):
   headers as CGI, WSGI or PHP do (HTTP_MCP_SESSION_ID) took another token's session id
   from it, so a reader holding alice's session id called tools in alice's session.
 
+- a tool returning JSON text as a `str` (MCPServer then answers with structuredContent
+  `{"result": "<that text>"}`) had its text content masked field by field and its
+  structuredContent not: only a `text` key was read as JSON, so `password`, `phone`,
+  `api_key` (no detector finds them) went whole in the structured copy.
+
 And what held, kept so it stays so: a list answer past what the proxy filters (1,024
 items) is an error, not passed unfiltered; the real SDK's multi-round-trip (2026-07-28: a
 tool's question to the user comes back as an input_required result with a sealed
@@ -275,3 +280,35 @@ async def test_an_mcp_header_spelled_with_underscores_is_refused(
         assert status == 404
         status, _, text = await post(stack, alice, call, session_id)
         assert status == 200 and "invoice 1" in text
+
+
+ACCOUNT = {"name": "Ann", "password": "hunter2", "phone": "+1 555 0100", "api_key": "k-123"}
+
+
+def _json_text_server(up: Any) -> MCPServer:
+    server = MCPServer("billing")
+
+    @server.tool()
+    def find_customer(name: str) -> str:  # JSON text as a str: structuredContent.result
+        up.calls.append("find_customer")
+        return json.dumps(dict(ACCOUNT, name=name))
+
+    return server
+
+
+async def test_json_text_in_structured_content_is_masked_as_its_text_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _json_text_server)
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        async with agent(stack, reader) as client:
+            result = await client.call_tool("find_customer", {"name": "Ann"})
+    assert stack.upstream.calls == ["find_customer"]
+    structured = result.structured_content
+    assert structured is not None and isinstance(structured.get("result"), str)
+    for shown in (text_of(result), structured["result"]):
+        fields = json.loads(shown)
+        assert fields["name"] == "Ann"
+        assert fields["password"] == fields["phone"] == fields["api_key"] == "[REDACTED]"
+        assert not [s for s in ("hunter2", "555 0100", "k-123") if s in shown]

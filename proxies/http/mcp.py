@@ -792,7 +792,7 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     if isinstance(value, list):
         return [_json_texts(v, masker, counts) for v in value]
     if isinstance(value, str):
-        return _masked_encoded(value, masker, counts)
+        return _masked_string(value, masker, counts)
     if not isinstance(value, dict):
         return value
     # image and audio content (MCP Server → Tools → Tool result) carry their bytes as
@@ -821,6 +821,26 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
             )
         else:
             out[key] = _json_texts(child, masker, counts)
+    return out
+
+
+def _masked_string(text: str, masker: Masker, counts: Counter[str]) -> str:
+    """Any other string of a masked answer, read as a text content is: JSON in it masked
+    as JSON (MCPServer answers a tool returning JSON text as a str with structuredContent
+    {"result": "<that text>"}: its `password` field must be read as a field there too),
+    base64 as a blob (_masked_encoded). As it came when nothing is found in it."""
+    try:
+        parts = _json_parts(text)
+    except _TooDeep:
+        counts["text:withheld"] += 1  # JSON it cannot read: not passed unread
+        return ""
+    if parts is None:
+        return _masked_encoded(text, masker, counts)
+    found: Counter[str] = Counter()
+    out = "".join(_masked_json(part, masker, found) if is_json else part for is_json, part in parts)
+    if not found:
+        return text
+    counts.update(found)
     return out
 
 
