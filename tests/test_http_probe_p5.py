@@ -33,6 +33,13 @@ fix:
   with a character an encoder must escape. It now also reads the bytes with white space
   and NULs left out (holding back a tail that begins a spread secret), and knows the
   fully escaped forms;
+- an answer naming two charsets (`text/plain; charset=utf-8; charset=cp037`) was masked
+  as UTF-8 (the first) while Python's requests decodes it by the last: an EBCDIC body
+  went past every detector and field rule and read as plain text to the client. Every
+  charset named must now be one the masks read;
+- a multipart field named `"_meth\\od"` (a quoted-pair, read by busboy, and so multer
+  and Fastify, as `_method`) in a reader's GET was not seen as naming a method: the GET
+  went as a read to an upstream that may act on it as the DELETE it names.
 """
 
 from __future__ import annotations
@@ -293,3 +300,46 @@ def test_text_spread_like_a_credential_but_not_it_passes():
     guard.write(text)
     guard.flush()
     assert b"".join(written) == text
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain; charset=utf-8; charset=cp037",
+        "text/csv; charset=utf-8; CHARSET=cp500",
+        'application/json; charset="utf-8"; charset="utf-16"',
+    ],
+)
+async def test_an_answer_naming_two_charsets_is_not_masked_by_the_first(tmp_path, content_type):
+    encoding = content_type.rsplit("=", 1)[1].strip('"')
+    text = "id,phone,card\n7,5550100,4111 1111 1111 1111\n"
+
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        body = text.encode(encoding)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (content_type.encode(), len(body), body)
+        )
+        await writer.drain()
+
+    import requests  # (the client whose reading the attack counts on: the last charset)
+
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        headers = bearer(s)
+        answer = await asyncio.to_thread(requests.get, s.url + "/export", headers=headers)
+    assert answer.status_code == 502, answer.text
+    assert "5550100" not in answer.text and "4111" not in answer.text
+
+
+async def test_a_multipart_name_with_a_quoted_pair_naming_method_is_judged(tmp_path):
+    body = b'--b\r\nContent-Disposition: form-data; name="_meth\\od"\r\n\r\nDELETE\r\n--b--\r\n'
+    fields = "Content-Type: multipart/form-data; boundary=b\r\n"
+    async with http_stack(tmp_path) as s:
+        answer = await exchange(s.proxy.port, request(s, "GET /echo/a HTTP/1.1", fields, body))
+        seen = list(s.upstream.seen)
+    assert status(answer) == 403, answer
+    assert seen == []

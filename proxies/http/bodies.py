@@ -75,6 +75,7 @@ _TEXT_TYPES = frozenset(
 _JSON_NAMED = re.compile(r"json", re.I)
 _JSON_DOCUMENT = re.compile(r"^application/(?:x-)?(?:[a-z0-9.\-]+[.\-])?json(?:-[0-9.]+)?$")
 _READABLE_CHARSETS = frozenset({"", "utf-8", "utf8", "us-ascii", "ascii"})
+_CHARSET = re.compile(r";\s*charset\*?\s*=\s*\"?([^\";\s]*)", re.I)
 
 
 def body_kind(content_type: str | None) -> str:
@@ -107,8 +108,10 @@ def body_kind(content_type: str | None) -> str:
         found = "json" if _JSON_DOCUMENT.search(kind) else "lines"
     else:
         return ""
-    charset = re.search(r";\s*charset\s*=\s*\"?([^\";\s]*)", content_type or "", re.I)
-    if charset and charset.group(1).lower() not in _READABLE_CHARSETS:
+    # every charset named, not the first alone: clients differ on which of two they take
+    # (Python's requests the last: `charset=utf-8; charset=cp037` is EBCDIC to it)
+    charsets = _CHARSET.findall(content_type or "")
+    if any(charset.lower() not in _READABLE_CHARSETS for charset in charsets):
         return "unreadable"
     return found
 

@@ -424,8 +424,9 @@ def names_method(body: bytes, seen: Any, form: bool = False) -> bool:
     if b"_method" in lowered or b"%5fmethod" in lowered or b"\\u005fmethod" in lowered:
         return True
     return any(
-        reads_as_method(name.decode("latin-1"))
-        for name in re.findall(rb'(?i)\bname\s*=\s*"?([^";\r\n]*)', body)
+        # (a quoted name's quoted-pairs undone, as busboy reads them: `"_meth\\od"`)
+        reads_as_method(re.sub(r"\\(.)", r"\1", name.decode("latin-1").strip('"')))
+        for name in re.findall(rb'(?i)\bname\s*=\s*("(?:[^"\\\r\n]|\\.)*"|[^";\r\n]*)', body)
     )
 
 
