@@ -70,6 +70,8 @@ class PDPApp:
         # the keys a PDP signs evidence and trusts proxies with, loaded (or made) once here
         self.signer = Signer(load_or_create_ed25519(config.pdp.signing_key))
         self.proxy_key = ProxyKey.load_or_create(config.pdp.proxy_key)
+        # the MAC of session records: a session found in the store is one this PDP wrote
+        self.sessions.record_key = self.proxy_key.derive("session-records")
         self.webhook = (
             WebhookNotifier(
                 config.approvals.webhook,

@@ -171,3 +171,33 @@ async def test_an_approval_written_into_the_store_by_someone_else_approves_nothi
     async with running_pdp(config) as pdp:
         assert pdp.approvals.requests[asked.approval_id].state == "approved"
         assert pdp.approvals.requests[asked.approval_id].approver == "sam@example.com"
+
+
+async def test_a_session_record_written_into_the_store_by_someone_else_is_not_believed(
+    tmp_path, pg_database
+):
+    """Attack (INSERT access to the audit store, a reader's token): rita's session is open
+    through a proxy; the attacker INSERTs a second session.open record for the same
+    session id, a copy of the real one with groups ["dba"]. A PDP that finds the session
+    in the store (a restart, another replica taking the proxy's stream, an evicted
+    session) took the last allowed open record: rita's UPDATE, which needs approval for a
+    reader, was decided as a dba's and allowed. Now a session record carries an HMAC
+    under a key derived from the PDP's proxy key, and one without it is not believed."""
+    config = pdp_config(tmp_path, store={"type": "postgres", "dsn": pg_database})
+    reader = token(config, "rita@example.com", ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, reader)
+        asked = await decide_sql(stub, opened.session_id, UPDATE)
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+        real = await pdp.store.query(kind="session.open", session_id=opened.session_id)
+    body = dict(real[-1].body)
+    session = dict(body["session"])
+    session["identity"] = {**session["identity"], "groups": ["dba"]}
+    session.pop("mac", None)
+    body["session"] = session
+    await _append_as_a_database_writer(pg_database, "session.open", body, opened.session_id)
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        found = await decide_sql(stub, opened.session_id, UPDATE)
+        assert found.verdict == pdp_pb2.REQUIRE_APPROVAL, "decided as a dba"
+        # the session itself is still found, from its real record
+        assert "readonly" in (await pdp.sessions.find(opened.session_id)).identity.groups

@@ -225,7 +225,7 @@ async def settle(
             # and its open record says so (a PDP finding the session in the store ends it)
             session.grant_expires_at = approved.usable_until
             if "session" in record:
-                record = {**record, "session": session.to_record()}
+                record = {**record, "session": service.sessions.sealed(session)}
         policy_input = build_input(
             session,
             command,

@@ -364,7 +364,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             "session_id": session.id,
             "subject": identity.subject,
             "connection": connection["name"],
-            "session": session.to_record(),
+            "session": self.sessions.sealed(session),
             **record_facts(self.config, connection["name"]),
         }
         decision = await self.decider.decide(policy_input, record)

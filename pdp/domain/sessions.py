@@ -3,14 +3,23 @@
 Owns the in-memory session table and its recovery from the audit store: a PDP that
 restarts finds a session again from its `session.open` record, so a proxy's session
 survives a PDP restart (commands are denied while the PDP is away, then decided again).
+
+Only a session record this PDP (or a replica with the same key) wrote is believed: the
+`session` object of an open record carries an HMAC (`mac`) under `record_key`, derived
+from the PDP's proxy key, which the store does not hold. The chain's hash is unkeyed and
+the store's triggers refuse only UPDATE and DELETE: without it, anyone who can INSERT
+into the store could append a later open record for a live session with other groups.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import re
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +29,7 @@ from typing import Any
 from pdp.domain.identity import Identity
 from pdp.plumbing.timestamps import rfc3339  # the one time form; policy_input takes it from here
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
+from pdp.store.chain import canonical_json
 
 log = logging.getLogger("portcullis.sessions")
 
@@ -27,6 +37,7 @@ MAX_SESSIONS = 100_000
 _PAGE = 1000  # records read at a time when a starting PDP looks for sessions left open
 # closes the PDP makes itself (SessionReaper): the proxy may still deliver the last events
 REAPED_REASONS = frozenset({"proxy_lost", "grant_expired"})
+MAC = "mac"  # the field of a session record that proves this PDP wrote it
 
 
 @dataclass
@@ -120,6 +131,9 @@ def new_session_id() -> str:
 class SessionTable:
     def __init__(self, store: AuditStore, on_close: Callable[[str], object] | None = None) -> None:
         self.store = store
+        # keys the MAC of the session records this PDP writes; the composition root sets
+        # the PDP's own, stable across restarts and shared by replicas
+        self.record_key = secrets.token_bytes(32)
         # told the id of each session that closes, to release what is held for it
         # elsewhere (the decider's evaluations filed for reuse under it)
         self.on_close = on_close
@@ -130,6 +144,39 @@ class SessionTable:
         # opens being decided and recorded, by the id they give their session: a call
         # naming one (the close of an open whose answer was lost) waits for its outcome
         self._opening: dict[str, asyncio.Future[Any]] = {}
+
+    def sealed(self, session: Session) -> dict[str, Any]:
+        """session.to_record() with its MAC: what a session.open record keeps."""
+        record = session.to_record()
+        record[MAC] = self._mac(record)
+        return record
+
+    def _mac(self, record: dict[str, Any]) -> str:
+        content = canonical_json({k: v for k, v in record.items() if k != MAC})
+        return hmac.new(self.record_key, content.encode(), hashlib.sha256).hexdigest()
+
+    def authentic(self, record: Any) -> bool:
+        """Whether a session.open record's `session` object carries this table's MAC."""
+        if not isinstance(record, dict) or not isinstance(record.get(MAC), str):
+            return False
+        try:
+            return hmac.compare_digest(record[MAC], self._mac(record))
+        except (ValueError, TypeError):
+            return False
+
+    def _believed(self, opened: AuditRecord) -> bool:
+        """An allowed open record this PDP wrote; a forged one is logged."""
+        if opened.body.get("verdict") not in ("allow", "mask"):
+            return False
+        if self.authentic(opened.body.get("session")):
+            return True
+        log.warning(
+            "session.open record seq %d of %s has no valid MAC: not written by this PDP's"
+            " key; ignored",
+            opened.seq,
+            opened.session_id[:64],
+        )
+        return False
 
     def opening(self, session_id: str, work: asyncio.Future[Any]) -> None:
         """An open of session_id under way until work is done."""
@@ -183,7 +230,7 @@ class SessionTable:
         # asked first, then the approved re-run that opened the session (as adopt_unclosed
         # reads them: the last allowed one)
         opens = await self.store.query(kind="session.open", session_id=session_id)
-        allowed = [r for r in opens if r.body.get("verdict") in ("allow", "mask")]
+        allowed = [r for r in opens if self._believed(r)]
         if not allowed:
             return None
         session = Session.from_record(session_id, allowed[-1].body["session"])
@@ -209,7 +256,7 @@ class SessionTable:
             while close is not None and close.seq < opened.seq:
                 pending.pop(close.session_id, None)
                 close = await anext(closes, None)
-            if opened.session_id and opened.body.get("verdict") in ("allow", "mask"):
+            if opened.session_id and self._believed(opened):
                 pending[opened.session_id] = opened
         while close is not None:
             pending.pop(close.session_id, None)
