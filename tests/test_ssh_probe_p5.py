@@ -47,7 +47,19 @@ ARITHMETIC_COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("template", MULTI_LINE_SUBSTITUTIONS + ARITHMETIC_COMMANDS)
+# Backquotes: bash removes the backslash of `\$`, `\``, `\\` inside them before it reads
+# their command; bashlex read it as written, `"\$(cmd)"` a quoted dollar sign, and bash ran
+# `"$(cmd)"`.
+BACKQUOTE_ESCAPES = [
+    'df `uptime "\\$({cmd})"`',
+    'df $(df `uptime "\\$({cmd})"`)',
+    'for a in `uptime "\\$({cmd})"`; do df; done',
+    "sh -c 'df `uptime \"\\$({cmd})\"`'",
+]
+ATTACKS = MULTI_LINE_SUBSTITUTIONS + ARITHMETIC_COMMANDS + BACKQUOTE_ESCAPES
+
+
+@pytest.mark.parametrize("template", ATTACKS)
 def test_what_bash_runs_and_bashlex_did_not_read_is_denied(engine: Any, template: str) -> None:
     line = template.format(cmd="touch /tmp/portcullis-p5")
     assert verdict(engine, line)["verdict"] == "deny", (line, reading(line))
@@ -62,6 +74,7 @@ def test_what_bash_runs_and_bashlex_did_not_read_is_denied(engine: Any, template
         "df $(\nuptime)",
         "df `uptime`",
         'df "x`uptime`y"',
+        'df "`uptime`"',
         "df $(uptime | free) $(uptime 2>/dev/null)",
         "df <(uptime)",
         "( (uptime) )",
@@ -80,7 +93,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
 async def test_commands_bashlex_did_not_read_never_reach_the_upstream(stack: Stack) -> None:
     marker = stack.tmp / "ran"
-    templates = MULTI_LINE_SUBSTITUTIONS + ARITHMETIC_COMMANDS
+    templates = ATTACKS
     async with await stack.connect(READER) as conn:
         for template in templates:
             line = template.format(cmd=f"touch {marker}")

@@ -490,6 +490,11 @@ class _Walker:
                 "a command substitution of more than one line, or with a comment: the"
                 " PDP's shell parser reads only its first line"
             )
+        if opener == "`" and "\\" in self.source[start : node.pos[1]]:
+            # bash takes `\$`, `\``, `\\` inside backquotes for what they escape before it
+            # reads the command (`uptime "\$(id)"` there is `uptime "$(id)"`, id run);
+            # bashlex reads the text as it stands, `\$(id)` a quoted `$`
+            raise Unreadable("a backslash inside backquotes, which bash reads once more")
         self.walk(inner)
 
     def _redirect(self, node: Any) -> tuple[dict[str, Any], str | None]:
