@@ -29,6 +29,9 @@ tool results masked):
   structuredContent not: only a `text` key was read as JSON, so `password`, `phone`,
   `api_key` (no detector finds them) went whole in the structured copy.
 
+- JSON text encoded twice (a str serialised once more, a common slip: the text content is
+  a JSON string holding the document) was read as prose, its fields whole.
+
 And what held, kept so it stays so: a list answer past what the proxy filters (1,024
 items) is an error, not passed unfiltered; the real SDK's multi-round-trip (2026-07-28: a
 tool's question to the user comes back as an input_required result with a sealed
@@ -312,3 +315,24 @@ async def test_json_text_in_structured_content_is_masked_as_its_text_is(
         assert fields["name"] == "Ann"
         assert fields["password"] == fields["phone"] == fields["api_key"] == "[REDACTED]"
         assert not [s for s in ("hunter2", "555 0100", "k-123") if s in shown]
+
+
+async def test_json_encoded_twice_is_masked_as_json(tmp_path: Path) -> None:
+    twice = json.dumps(json.dumps(ACCOUNT))
+    result = {
+        "content": [{"type": "text", "text": twice}, {"type": "text", "text": '"Hi," I said'}],
+        "structuredContent": {"result": twice},
+    }
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        call = await mallory.send("POST", tool_call(12, "find_customer", name="Ann"))
+        assert isinstance(call, Forward)
+        answer = event({"jsonrpc": "2.0", "id": 12, "result": result})
+        data = await read(await call.response(200, list(SSE), chunks(answer)))
+    got = sse_messages(data)[0]["result"]
+    for shown in (got["content"][0]["text"], got["structuredContent"]["result"]):
+        fields = json.loads(json.loads(shown))
+        assert fields["password"] == fields["api_key"] == "[REDACTED]", shown
+        assert fields["name"] == "Ann"
+    assert got["content"][1]["text"] == '"Hi," I said'  # a quotation, nothing found: as it came

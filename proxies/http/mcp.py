@@ -804,31 +804,18 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
             out[key] = _masked_blob(child, masker, counts)
         elif isinstance(child, str) and key in _OPAQUE_TOKENS:
             out[key] = _masked_token(child, masker, counts)
-        elif key == "text" and isinstance(child, str):
-            try:
-                parts = _json_parts(child)
-            except _TooDeep:
-                counts["text:withheld"] += 1  # JSON it cannot read: not passed unread
-                out[key] = ""
-                continue
-            if parts is None:
-                out[key] = _masked_encoded(child, masker, counts)
-                continue
-            # JSON documents masked as JSON; the text around them gets the detectors as
-            # every string does (_mask_tree)
-            out[key] = "".join(
-                _masked_json(part, masker, counts) if is_json else part for is_json, part in parts
-            )
         else:
             out[key] = _json_texts(child, masker, counts)
     return out
 
 
 def _masked_string(text: str, masker: Masker, counts: Counter[str]) -> str:
-    """Any other string of a masked answer, read as a text content is: JSON in it masked
-    as JSON (MCPServer answers a tool returning JSON text as a str with structuredContent
-    {"result": "<that text>"}: its `password` field must be read as a field there too),
-    base64 as a blob (_masked_encoded). As it came when nothing is found in it."""
+    """A string of a masked answer (a text content's `text`, a resource's, any other): JSON
+    documents in it masked as JSON (MCPServer answers a tool returning JSON text as a str
+    with structuredContent {"result": "<that text>"}: its `password` field is a field
+    there too), the text around them getting the detectors as every string does
+    (_mask_tree); else base64 as a blob (_masked_encoded). As it came when nothing is
+    found in it."""
     try:
         parts = _json_parts(text)
     except _TooDeep:
@@ -877,7 +864,8 @@ def _json_parts(text: str) -> list[tuple[bool, Any]] | None:
         start = pos
         while start < len(text) and text[start] in _JSON_SPACE:
             start += 1
-        if text[start : start + 1] not in ("{", "["):
+        # (a JSON string too: JSON text encoded twice, as a str serialised once more)
+        if text[start : start + 1] not in ("{", "[", '"'):
             break
         try:
             doc, end = _DECODER.raw_decode(text, start)
