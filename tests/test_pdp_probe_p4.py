@@ -201,3 +201,23 @@ async def test_a_session_record_written_into_the_store_by_someone_else_is_not_be
         assert found.verdict == pdp_pb2.REQUIRE_APPROVAL, "decided as a dba"
         # the session itself is still found, from its real record
         assert "readonly" in (await pdp.sessions.find(opened.session_id)).identity.groups
+
+
+async def test_a_copy_of_another_sessions_record_does_not_become_this_session(
+    tmp_path, pg_database
+):
+    """Attack (INSERT access to the audit store, a reader's token), the MAC'd form of the
+    one above: copy the genuine open record of a dba's session (its MAC and all) under
+    rita's session id. The MAC binds the session id: the copy is not believed."""
+    config = pdp_config(tmp_path, store={"type": "postgres", "dsn": pg_database})
+    reader = token(config, "rita@example.com", ("readonly",))
+    dba = token(config, "dora@example.com", ("dba",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, reader)
+        theirs = await open_session(stub, dba)
+        real = await pdp.store.query(kind="session.open", session_id=theirs.session_id)
+    body = {**real[-1].body, "session_id": opened.session_id}
+    await _append_as_a_database_writer(pg_database, "session.open", body, opened.session_id)
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        found = await decide_sql(stub, opened.session_id, UPDATE)
+        assert found.verdict == pdp_pb2.REQUIRE_APPROVAL, "decided as the dba"

@@ -148,19 +148,21 @@ class SessionTable:
     def sealed(self, session: Session) -> dict[str, Any]:
         """session.to_record() with its MAC: what a session.open record keeps."""
         record = session.to_record()
-        record[MAC] = self._mac(record)
+        record[MAC] = self._mac(session.id, record)
         return record
 
-    def _mac(self, record: dict[str, Any]) -> str:
-        content = canonical_json({k: v for k, v in record.items() if k != MAC})
+    def _mac(self, session_id: str, record: dict[str, Any]) -> str:
+        # the id is in it: a copy of another session's record (a dba's) must not be this
+        content = canonical_json([session_id, {k: v for k, v in record.items() if k != MAC}])
         return hmac.new(self.record_key, content.encode(), hashlib.sha256).hexdigest()
 
-    def authentic(self, record: Any) -> bool:
-        """Whether a session.open record's `session` object carries this table's MAC."""
+    def authentic(self, session_id: str, record: Any) -> bool:
+        """Whether a session.open record's `session` object carries this table's MAC for
+        the session of that id."""
         if not isinstance(record, dict) or not isinstance(record.get(MAC), str):
             return False
         try:
-            return hmac.compare_digest(record[MAC], self._mac(record))
+            return hmac.compare_digest(record[MAC], self._mac(session_id, record))
         except (ValueError, TypeError):
             return False
 
@@ -168,7 +170,7 @@ class SessionTable:
         """An allowed open record this PDP wrote; a forged one is logged."""
         if opened.body.get("verdict") not in ("allow", "mask"):
             return False
-        if self.authentic(opened.body.get("session")):
+        if self.authentic(opened.session_id, opened.body.get("session")):
             return True
         log.warning(
             "session.open record seq %d of %s has no valid MAC: not written by this PDP's"
