@@ -36,19 +36,24 @@ And what held, kept so it stays so: a list answer past what the proxy filters (1
 items) is an error, not passed unfiltered; the real SDK's multi-round-trip (2026-07-28: a
 tool's question to the user comes back as an input_required result with a sealed
 requestState, the client retries with its answer) runs through a masked session, the
-question masked, the sealed state passed as it came.
+question masked, the sealed state passed as it came; the SDK's older HTTP+SSE transport
+(a GET /sse stream, messages posted to /messages/?session_id=...) reaches nothing through
+an MCP connection that lists /mcp: its stream is refused, no message is forwarded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx2
 import mcp_types
 import pytest
 import test_mcp_proxy
+from mcp.client.sse import sse_client
 from mcp.server.mcpserver import Elicit, MCPServer, Resolve
 from pydantic import BaseModel
 from test_mcp_exchange import SSE, agent_of, chunks, event, read, sse_messages, tool_call
@@ -336,3 +341,37 @@ async def test_json_encoded_twice_is_masked_as_json(tmp_path: Path) -> None:
         assert fields["password"] == fields["api_key"] == "[REDACTED]", shown
         assert fields["name"] == "Ann"
     assert got["content"][1]["text"] == '"Hi," I said'  # a quotation, nothing found: as it came
+
+
+class _SseServer:
+    """The SDK's server over its older HTTP+SSE transport (2024-11-05)."""
+
+    def __init__(self, up: Any) -> None:
+        self.server = _SDK_SERVER(up)
+
+    def streamable_http_app(self, **options: Any) -> Any:
+        return self.server.sse_app()
+
+
+async def test_the_older_sse_transport_reaches_nothing_but_the_listed_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _SseServer)
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        url = stack.url.removesuffix("/mcp") + "/sse"
+        headers = {"Authorization": f"Bearer {reader}"}
+        with pytest.raises(BaseException) as failed:  # (the SDK raises an exception group)
+            async with sse_client(url, headers=headers, timeout=10) as streams:
+                await asyncio.wait_for(streams[0].receive(), 10)
+        assert "403" in repr(failed.value) or "403" in str(failed.value.__cause__), failed
+        # the messages endpoint, with any session id: not an MCP endpoint of the connection
+        body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        async with httpx2.AsyncClient(timeout=10) as http:
+            response = await http.post(
+                url.removesuffix("/sse") + "/messages/?session_id=" + "0" * 32,
+                json=body,
+                headers={**headers, "Accept": "application/json, text/event-stream"},
+            )
+        assert "is not an MCP endpoint" in response.text
+        assert stack.upstream.keys == [] and stack.upstream.calls == []
