@@ -37,6 +37,11 @@ fix:
   as UTF-8 (the first) while Python's requests decodes it by the last: an EBCDIC body
   went past every detector and field rule and read as plain text to the client. Every
   charset named must now be one the masks read;
+- a JSON answer carrying records as base64 (Pub/Sub's and Kafka REST's `data`, Kinesis'
+  `Data`: `eyJwaG9uZSI6...`) went past field rules and detectors alike, and so did a field
+  as a `["phone", "5550100"]` pair (headers lists, Object.entries); a string that is the
+  base64 of text is now masked as that text and carried as base64 again, a pair by the
+  rule its name names;
 - a multipart field named `"_meth\\od"` (a quoted-pair, read by busboy, and so multer
   and Fastify, as `_method`) in a reader's GET was not seen as naming a method: the GET
   went as a read to an upstream that may act on it as the DELETE it names.
@@ -343,3 +348,47 @@ async def test_a_multipart_name_with_a_quoted_pair_naming_method_is_judged(tmp_p
         seen = list(s.upstream.seen)
     assert status(answer) == 403, answer
     assert seen == []
+
+
+def _b64(text: str, urlsafe: bool = False) -> str:
+    encode = base64.urlsafe_b64encode if urlsafe else base64.b64encode
+    return encode(text.encode()).decode()
+
+
+CARRIED = {
+    "pubsub message": {
+        "receivedMessages": [
+            {"message": {"data": _b64(json.dumps({"id": 7, "phone": "5550100"}, indent=2))}}
+        ]
+    },
+    "kinesis record": {"Records": [{"Data": _b64("password=hunter2&id=7")}]},
+    "url-safe, unpadded": {
+        "payload": _b64('{"iban": "DE89370400440532013000"}???', True).rstrip("=")
+    },
+    "detectors too": {"data": _b64("mail ann@example.com card 4111 1111 1111 1111")},
+    "pairs": {"headers": [["X-Phone", "5550100"], ["password", "hunter2"]]},
+}
+
+
+def _unwrapped(value: object) -> bytes:
+    """Every string of a document, and the text of each that is base64, as bytes."""
+    if isinstance(value, dict):
+        return b"".join(_unwrapped(v) for v in value.values())
+    if isinstance(value, list):
+        return b"".join(_unwrapped(v) for v in value)
+    if not isinstance(value, str):
+        return b""
+    out = value.encode()
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        with contextlib.suppress(ValueError):
+            out += decode(value + "=" * (-len(value) % 4))
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(CARRIED))
+def test_a_record_carried_as_base64_or_as_a_pair_is_masked(case):
+    out = json.loads(masked("application/json", json.dumps(CARRIED[case])))
+    seen = _unwrapped(out)
+    assert not any(value in seen for value in (*HIDDEN, b"ann@example.com", b"4111 1111")), seen
+    plain = json.loads(masked("application/json", json.dumps({"data": _b64("plain words")})))
+    assert plain == {"data": _b64("plain words")}

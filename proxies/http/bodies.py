@@ -18,6 +18,7 @@ one, or of a type the masker does not read (binary, multipart, unknown) is `with
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -281,6 +282,9 @@ class BodyMask:
         if isinstance(value, str):
             return self._string(value, found, depth)
         if isinstance(value, list):
+            if len(value) == 2 and isinstance(value[0], str) and self._rule(value[0]):
+                # a pair `["phone", "5550100"]` (headers, form fields, Object.entries)
+                value = [value[0], self._as_field(value[0], value[1], found)]
             return [self._named_values(v, found, depth) for v in value]
         if not isinstance(value, dict):
             return value
@@ -324,6 +328,16 @@ class BodyMask:
         return out
 
     def _string(self, value: str, found: Counter[str], depth: int) -> str:
+        decoded = _base64_text(value)
+        if decoded is not None:
+            # text carried as base64 (a queue's message `data`, a record's `Data`): masked
+            # as the string it is, and carried so again
+            masked = self._string(decoded, found, depth + 1)
+            masked, counts = self.masker.mask_text(masked)
+            found.update({f"detector:{k}": v for k, v in counts.items()})
+            if masked != decoded:
+                return _base64_like(value, masked.encode("utf-8"))
+            return value
         text = value.lstrip()
         if text[:1] in ("{", "["):
             try:
@@ -577,6 +591,38 @@ class BodyMask:
                 self.counts.update(counts)
                 masked_lines.append("data: " + _dump(masked).decode("utf-8"))
         return "\n".join(others + masked_lines)
+
+
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+_BASE64URL = re.compile(r"[A-Za-z0-9_\-]+={0,2}")
+MIN_BASE64_TEXT = 12  # (shorter: a word as like to be base64 as not)
+
+
+def _base64_text(value: str) -> str | None:
+    """The text a string is the base64 (standard or URL-safe) of, or None: too short, not
+    base64, or bytes that are not UTF-8 text (a binary blob is no text the masks read)."""
+    if len(value) < MIN_BASE64_TEXT:
+        return None
+    if _BASE64.fullmatch(value):
+        raw = base64.b64decode(value)
+    elif _BASE64URL.fullmatch(value) and ("-" in value or "_" in value):
+        raw = base64.urlsafe_b64decode(value.rstrip("=") + "=" * (-len(value.rstrip("=")) % 4))
+    else:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if all(c.isprintable() or c in "\t\r\n" for c in text) else None
+
+
+def _base64_like(original: str, data: bytes) -> str:
+    """`data` in base64 as `original` was written (URL-safe or not, padded or not)."""
+    if "-" in original or "_" in original:
+        encoded = base64.urlsafe_b64encode(data).decode("ascii")
+    else:
+        encoded = base64.b64encode(data).decode("ascii")
+    return encoded if original.endswith("=") or len(original) % 4 == 0 else encoded.rstrip("=")
 
 
 def _fresh_key(out: dict[str, Any], key: str) -> str:
