@@ -10,16 +10,17 @@ script of `sh -c '...'` / `bash -c` (and of a shell fed a here-document), and th
 the words whose value is computed at run time (`$X`, `$(...)`, `~user`, `{a,b}`, a word
 holding xargs's replace string), its assignments and redirections (a compound's — `{ ...;
 } > f`, `for ... done > f` — on each command inside it; the file `xargs -a` reads is a
-read). What cannot be read for sure — a parse error, arithmetic (`$((...))`, `((...))`,
-which bashlex reads as two subshells), `case`, a function
-definition, an `env`/`xargs`/shell option not understood, a NUL byte, a here-document
-with expansions, a command substitution (`$(...)`, backquotes, `<(...)`) of more than
-one line or with a comment (bashlex reads only its first line), nesting deeper than
-MAX_DEPTH, a parameter expansion other than `$name` / `${name}` (bashlex never reads
-inside the braces: `${x:-$(cmd)}`), what bash and a
-POSIX sh (dash, /bin/sh on Debian) read differently (`&>`, `$'...'`, `$"..."`), a script
-of zsh, ksh or mksh, a line longer than MAX_SHELL_READ that the fast readings below do
-not read — is `malformed` with the reason, which the shipped policy denies (fail closed).
+read). What cannot be read for sure — a parse error, arithmetic (`$((...))`, and
+`((...))`, which bashlex reads as two subshells), `case`, a function definition, an
+`env`/`xargs`/shell option not understood, a NUL byte, a here-document with expansions, a
+command substitution (`$(...)`, backquotes, `<(...)`) of more than one line or with a
+comment (bashlex reads only its first line), backquotes holding a backslash (bash removes
+it before reading their command), nesting deeper than MAX_DEPTH, a parameter expansion
+other than `$name` / `${name}` (bashlex never reads inside the braces: `${x:-$(cmd)}`),
+what bash and a POSIX sh (dash, /bin/sh on Debian) read differently (`&>`, `$'...'`,
+`$"..."`), a script of zsh, ksh or mksh, a line longer than MAX_SHELL_READ that the fast
+readings below do not read — is `malformed` with the reason, which the shipped policy
+denies (fail closed).
 
 A line of plain words (plain_words(): letters, digits and `_./=:,+-` only, single spaces
 between, no assignment before its command, no reserved word, not a shell, `env` or
