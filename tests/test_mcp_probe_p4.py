@@ -32,6 +32,10 @@ tool results masked):
 - JSON text encoded twice (a str serialised once more, a common slip: the text content is
   a JSON string holding the document) was read as prose, its fields whole.
 
+- text that is not JSON (`phone: +1 555 0100` lines, a CSV table with a `phone` column,
+  the prose around a JSON document) got the detectors alone, where the HTTP proxy's text
+  bodies get the field rules too: a phone number, a password, an IBAN went whole.
+
 And what held, kept so it stays so: a list answer past what the proxy filters (1,024
 items) is an error, not passed unfiltered; the real SDK's multi-round-trip (2026-07-28: a
 tool's question to the user comes back as an input_required result with a sealed
@@ -181,7 +185,7 @@ async def test_base64_under_any_key_of_a_masked_result_is_read(tmp_path: Path) -
     got = sse_messages(data)[0]["result"]
     shown = [got["structuredContent"], json.loads(got["content"][0]["text"])]
     for seen in shown:
-        assert _decoded(seen["export"]) == b"name,email\nAnn,a***@example.com\n"
+        assert _decoded(seen["export"]) == b"name,email\nAnn,[REDACTED]\n"  # a CSV column
         for key in ("urlsafe", "unpadded"):
             assert b"ann@example.com" not in _decoded(seen[key]), key
             assert b"a***@example.com" in _decoded(seen[key]), key
@@ -375,3 +379,30 @@ async def test_the_older_sse_transport_reaches_nothing_but_the_listed_endpoint(
             )
         assert "is not an MCP endpoint" in response.text
         assert stack.upstream.keys == [] and stack.upstream.calls == []
+
+
+async def test_text_that_is_not_json_gets_the_field_rules(tmp_path: Path) -> None:
+    texts = {
+        "lines": "name: Ann\nphone: +1 555 0100\npassword = hunter2\nnote: ann@example.com",
+        "csv": "name,phone,iban\nAnn,+1 555 0100,DE89370400440532013000\n",
+        "markdown": "| name | phone |\n|---|---|\n| Ann | +1 555 0100 |",
+        "after json": '{"name": "Ann"}\nphone: +1 555 0100',
+        "prose": "Ann paid invoice 7 on time.",
+    }
+    result = {"content": [{"type": "text", "text": t} for t in texts.values()]}
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        call = await mallory.send("POST", tool_call(12, "find_customer", name="Ann"))
+        assert isinstance(call, Forward)
+        answer = event({"jsonrpc": "2.0", "id": 12, "result": result})
+        data = await read(await call.response(200, list(SSE), chunks(answer)))
+    shown = [c["text"] for c in sse_messages(data)[0]["result"]["content"]]
+    got = dict(zip(texts, shown, strict=True))
+    for secret in ("555 0100", "hunter2", "DE8937", "ann@example.com"):
+        assert secret not in data.decode(), secret
+    assert got["lines"].startswith("name: Ann\nphone: [REDACTED]\npassword = [REDACTED]")
+    assert got["csv"] == "name,phone,iban\nAnn,[REDACTED],[REDACTED]\n"
+    assert got["markdown"] == ""  # a column whose cells cannot be told: withheld
+    assert got["after json"].endswith("phone: [REDACTED]")
+    assert got["prose"] == texts["prose"]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import csv
 import json
 import os
 import re
@@ -43,7 +44,7 @@ from typing import Any
 from portcullis.masking import Masker, MaskingError
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.http import mcp_codec as codec
-from proxies.http.bodies import masked_headers
+from proxies.http.bodies import BodyMask, Unmaskable, masked_headers
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
 from proxies.runtime.pdp_client import Ruling
 from proxies.runtime.session import ProxySession
@@ -813,22 +814,60 @@ def _masked_string(text: str, masker: Masker, counts: Counter[str]) -> str:
     """A string of a masked answer (a text content's `text`, a resource's, any other): JSON
     documents in it masked as JSON (MCPServer answers a tool returning JSON text as a str
     with structuredContent {"result": "<that text>"}: its `password` field is a field
-    there too), the text around them getting the detectors as every string does
-    (_mask_tree); else base64 as a blob (_masked_encoded). As it came when nothing is
-    found in it."""
+    there too), the text around them as prose (_masked_prose); base64 as a blob
+    (_masked_encoded). As it came when nothing is found in it."""
     try:
         parts = _json_parts(text)
     except _TooDeep:
         counts["text:withheld"] += 1  # JSON it cannot read: not passed unread
         return ""
     if parts is None:
-        return _masked_encoded(text, masker, counts)
+        encoded = _masked_encoded(text, masker, counts)
+        return encoded if encoded != text else _masked_prose(text, masker, counts)
     found: Counter[str] = Counter()
-    out = "".join(_masked_json(part, masker, found) if is_json else part for is_json, part in parts)
+    out = "".join(
+        _masked_json(part, masker, found) if is_json else _masked_prose(part, masker, found)
+        for is_json, part in parts
+    )
     if not found:
         return text
     counts.update(found)
     return out
+
+
+def _masked_prose(text: str, masker: Masker, counts: Counter[str]) -> str:
+    """Text that is not JSON, under a mask with field rules, read as the HTTP proxy reads a
+    text body (bodies.BodyMask): `name: value` lines, `name=value` pairs, XML elements —
+    the values a field rule names masked, the detectors over the rest; a table whose
+    first line names such a column as CSV masked by column. Text naming such a field
+    where its value cannot be told (a Markdown table, `a, phone, b`) is withheld, as the
+    HTTP proxy refuses it. As it came when nothing is found in it (the detectors alone
+    are _mask_tree's)."""
+    if not text.strip() or masker.strictest_field_rule() is None:
+        return text
+    body = BodyMask(masker, "csv" if _names_a_column(text, masker) else "lines")
+    try:
+        out = body.feed(text.encode("utf-8")) + body.finish()
+    except Unmaskable:
+        counts["text:withheld"] += 1
+        return ""
+    if not body.counts:
+        return text
+    counts.update(body.counts)
+    return out.decode("utf-8")
+
+
+def _names_a_column(text: str, masker: Masker) -> bool:
+    """Whether a text opens with a CSV header (RFC 4180) naming a column a field rule
+    names, over at least one more line."""
+    first, newline, _ = text.partition("\n")
+    if not newline or "," not in first:
+        return False
+    try:
+        names = next(csv.reader([first]))
+    except (csv.Error, StopIteration):
+        return False
+    return len(names) > 1 and bool(masker.columns_to_mask([n.strip() for n in names]))
 
 
 _BASE64_SPACE = re.compile(r"[\t\n\r ]+")
@@ -994,7 +1033,9 @@ def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
         if is_json:
             pieces.append(_masked_json(part, masker, found))
         else:
-            masked, hits = masker.mask_text(part)
+            # (the blob's text is not seen by the detectors after: they run here too)
+            prose = _masked_prose(part, masker, found)
+            masked, hits = masker.mask_text(prose)
             found.update(hits)
             pieces.append(masked)
     if not found:
