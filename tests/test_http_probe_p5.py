@@ -42,6 +42,11 @@ fix:
   as a `["phone", "5550100"]` pair (headers lists, Object.entries); a string that is the
   base64 of text is now masked as that text and carried as base64 again, a pair by the
   rule its name names;
+- a value written with escapes its reader undoes went past the detectors, which read
+  the escapes as written: `ann&#64;example.com` (HTML's obfuscated mailto links, also
+  inside a JSON string), a script's `"\\u0034111 1111 1111 1111"`, a link's
+  `/c/ann%40example.com`; a browser renders them, a model reads them. Text whose escapes,
+  undone, hold what the detectors find is now withheld;
 - a multipart field named `"_meth\\od"` (a quoted-pair, read by busboy, and so multer
   and Fastify, as `_method`) in a reader's GET was not seen as naming a method: the GET
   went as a read to an upstream that may act on it as the DELETE it names.
@@ -52,9 +57,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import html
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 import pytest
@@ -392,3 +399,29 @@ def test_a_record_carried_as_base64_or_as_a_pair_is_masked(case):
     assert not any(value in seen for value in (*HIDDEN, b"ann@example.com", b"4111 1111")), seen
     plain = json.loads(masked("application/json", json.dumps({"data": _b64("plain words")})))
     assert plain == {"data": _b64("plain words")}
+
+
+ESCAPED = {
+    "html references": (
+        "text/html",
+        '<a href="mailto:ann&#64;example.com">ann&#64;example.com</a>',
+    ),
+    "a script's escapes": ("text/html", '<script>var c = "\\u0034111 1111 1111 1111";</script>'),
+    "a percent-encoded link": ("text/html", '<a href="/c/ann%40example.com">Ann</a>'),
+    "json string": ("application/json", json.dumps({"note": "mail ann&#x40;example.com"})),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ESCAPED))
+def test_a_value_behind_escapes_its_reader_undoes_is_withheld(case):
+    try:
+        out = masked(*ESCAPED[case])
+    except Unmaskable:
+        return
+    shown = html.unescape(unquote(out.decode())).replace("\\u0034", "4")
+    assert "ann@example.com" not in shown and "4111 1111" not in shown, out
+
+
+def test_escapes_that_hide_nothing_pass():
+    page = '<p>Tom &amp; Jerry: 50% off &copy; <a href="/s?q=a%20b">mail ann@example.com</a></p>'
+    assert masked("text/html", page) == page.replace("ann@", "a***@").encode()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import html
 import io
 import json
 import re
@@ -351,8 +352,22 @@ class BodyMask:
                     return json.dumps(masked, ensure_ascii=False)
                 return value
         if "=" in value or ":" in value:
-            return self._inline(value)  # (counted in self.counts)
-        return value
+            value = self._inline(value)  # (counted in self.counts)
+        return self._unescaped_clear(value)
+
+    def _unescaped_clear(self, text: str) -> str:
+        """`text` (masked) when what it says with its escapes undone holds nothing the
+        detectors find; else Unmaskable. A browser renders `ann&#64;example.com` as an
+        address, a script's string `\\u0034111...` as a card, a link's `%40` as `@`, and a
+        model reads them all: the masks, which read the escapes as written, missed them."""
+        if not _ESCAPED.search(text):
+            return text
+        view = html.unescape(text) if "&" in text else text
+        view = _JS_ESCAPE.sub(lambda m: chr(int(m[1] or m[2], 16)), view)
+        view = unquote(view) if "%" in view else view
+        if view != text and self.masker.detects and self.masker.mask_text(view)[1]:
+            raise Unmaskable("text whose escapes hide what the mask hides cannot be masked")
+        return text
 
     def _as_field(self, name: str, value: Any, found: Counter[str]) -> Any:
         masked, counts = self.masker.mask_json({self._field(name) or name: value})
@@ -384,7 +399,7 @@ class BodyMask:
             return line
         docs = _json_texts(line)
         if docs is None:
-            return self._text(self._fields(line))
+            return self._unescaped_clear(self._text(self._fields(line)))
         out = []
         for doc in docs:
             masked, counts = self._mask_doc(doc)
@@ -662,6 +677,12 @@ def _lf(data: bytes) -> bytes:
 
 
 _DECODER = json.JSONDecoder()
+# escapes a reader of text undoes: HTML character references, JavaScript's \\u and \\x,
+# percent-encoding
+_ESCAPED = re.compile(
+    r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);?|\\[ux][0-9a-fA-F]|%[0-9a-fA-F]{2}"
+)
+_JS_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})")
 # where a JSON value in a line of text ends: a separator, a space or the line's end
 _VALUE_ENDS = re.compile(r"[ \t]*(?:[&;,}\])\r\n]|$)")
 _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
