@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 
 import asyncpg
+import grpc
 import jwt
+import pytest
 from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
 from test_evidence import make_env, populate, portcullis, seq_of
 from test_pdp_probe_p2 import JIT_POLICY, SAM
@@ -221,3 +223,44 @@ async def test_a_copy_of_another_sessions_record_does_not_become_this_session(
     async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
         found = await decide_sql(stub, opened.session_id, UPDATE)
         assert found.verdict == pdp_pb2.REQUIRE_APPROVAL, "decided as the dba"
+
+
+# -- a proxy of one zone speaks only for the connections it serves ------------------------
+
+
+async def test_a_proxy_of_another_zone_with_the_same_name_cannot_speak_for_a_session(tmp_path):
+    """Attack (a compromised proxy credential of one zone): the us zone's proxy and the eu
+    zone's carry the same name (one certificate CN for every proxy, zones told apart by
+    their subjectAltName connections, or two credentials named alike), so their identity
+    key, which a session is bound to, is the same. With the us credential (serving only
+    billing-api) the attacker decided commands in, recorded events into and closed an
+    orders-db session of the eu proxy. Now a session call is also refused (and recorded)
+    unless the calling proxy serves the session's connection."""
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as pdp:
+        eu = pdp.issue_proxy_credential("edge", ["orders-db"])
+        us = pdp.issue_proxy_credential("edge", ["billing-api"])
+        async with pdp_stub(pdp.address, eu) as stub:
+            opened = await open_session(stub, token(config, "rita@example.com", ("readonly",)))
+            assert opened.session_id
+        async with pdp_stub(pdp.address, us) as other:
+            with pytest.raises(grpc.aio.AioRpcError) as decided:
+                await decide_sql(other, opened.session_id, "SELECT 1")
+            assert decided.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            event = pdp_pb2.SessionEvent(
+                time=time.time(), direction="client", type="command", command="SELECT 1"
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as recorded:
+                await other.RecordEvents(
+                    pdp_pb2.RecordEventsRequest(session_id=opened.session_id, events=[event])
+                )
+            assert recorded.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            with pytest.raises(grpc.aio.AioRpcError) as closed:
+                await other.CloseSession(
+                    pdp_pb2.CloseSessionRequest(session_id=opened.session_id, reason="x")
+                )
+            assert closed.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        async with pdp_stub(pdp.address, eu) as stub:  # its own proxy still speaks for it
+            assert (await decide_sql(stub, opened.session_id, "SELECT 1")).verdict
+        refused = await pdp.store.query(kind="proxy.refused")
+        assert len(refused) >= 3

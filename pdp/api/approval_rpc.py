@@ -378,7 +378,8 @@ class ApprovalRPCs:
         # a session.open request has no session yet: the proxy that asked may wait on it
         # (recorded with the request, so any replica knows it)
         if pending is not None and pending.command_kind == "session.open":
-            if (pending.proxy or self.open_approvals.get(pending.id)) != proxy.key:
+            asked_by = pending.proxy or self.open_approvals.get(pending.id)
+            if asked_by != proxy.key or not proxy.serves(pending.connection):
                 await self.refuse(
                     context,
                     "AwaitApproval",

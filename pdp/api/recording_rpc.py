@@ -208,12 +208,13 @@ class SessionEventBatches:
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"session {request.session_id[:64]!r} is unknown",
             )
-        if session.proxy != proxy.key:
+        why = bound_refusal(session, proxy)
+        if why:
             await self.refuse(
                 _Refusing(context),
                 "RecordEvents",
                 grpc.StatusCode.PERMISSION_DENIED,
-                "the session belongs to another proxy",
+                why,
                 proxy,
                 session.id,
             )
@@ -247,6 +248,18 @@ class _Refusing:
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         raise _BatchRefused(code, details)
+
+
+def bound_refusal(session: Session, proxy: ProxyIdentity) -> str:
+    """Why `proxy` may not speak for `session` ("" when it may): it must be the proxy that
+    opened it AND still serve its connection. The identity key is the proxy's method and
+    name alone: two proxies of different zones under one name (one certificate CN for all,
+    zones told apart by their connections; two credentials named alike) share it."""
+    if session.proxy != proxy.key:
+        return "the session belongs to another proxy"
+    if not proxy.serves(str(session.connection.get("name", ""))):
+        return f"proxy {proxy.name!r} does not serve the session's connection"
+    return ""
 
 
 def peer_of(context: Any) -> str:

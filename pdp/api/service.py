@@ -27,6 +27,7 @@ from pdp.api.recording_rpc import (
     MAX_COMMAND_BYTES,
     SessionEventBatches,
     StructMemo,
+    bound_refusal,
     peer_of,
     struct_to_dict,
 )
@@ -201,14 +202,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
 
     async def _bound(self, session: Session, proxy: ProxyIdentity, context: Any, rpc: str) -> None:
         """Refuse (and record) a call about a session from a proxy that did not open it."""
-        if session.proxy != proxy.key:
+        why = bound_refusal(session, proxy)
+        if why:
             await self.refuse(
-                context,
-                rpc,
-                grpc.StatusCode.PERMISSION_DENIED,
-                "the session belongs to another proxy",
-                proxy,
-                session.id,
+                context, rpc, grpc.StatusCode.PERMISSION_DENIED, why, proxy, session.id
             )
 
     async def _proxy(self, context: Any, rpc: str, session_id: str = "") -> ProxyIdentity:
