@@ -388,6 +388,7 @@ async def test_text_that_is_not_json_gets_the_field_rules(tmp_path: Path) -> Non
         "markdown": "| name | phone |\n|---|---|\n| Ann | +1 555 0100 |",
         "after json": '{"name": "Ann"}\nphone: +1 555 0100',
         "prose": "Ann paid invoice 7 on time.",
+        "bare value": "phone",  # (a value, {"via": "phone"}: no column, kept)
     }
     result = {"content": [{"type": "text", "text": t} for t in texts.values()]}
     async with mcp_stack(tmp_path) as stack:
@@ -405,4 +406,4 @@ async def test_text_that_is_not_json_gets_the_field_rules(tmp_path: Path) -> Non
     assert got["csv"] == "name,phone,iban\nAnn,[REDACTED],[REDACTED]\n"
     assert got["markdown"] == ""  # a column whose cells cannot be told: withheld
     assert got["after json"].endswith("phone: [REDACTED]")
-    assert got["prose"] == texts["prose"]
+    assert got["prose"] == texts["prose"] and got["bare value"] == "phone"

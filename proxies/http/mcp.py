@@ -843,7 +843,9 @@ def _masked_prose(text: str, masker: Masker, counts: Counter[str]) -> str:
     where its value cannot be told (a Markdown table, `a, phone, b`) is withheld, as the
     HTTP proxy refuses it. As it came when nothing is found in it (the detectors alone
     are _mask_tree's)."""
-    if not text.strip() or masker.strictest_field_rule() is None:
+    if not _PROSE_SEPARATORS.search(text) or masker.strictest_field_rule() is None:
+        # (no separator, no line: no name the text could tie a value to — a bare value
+        # such as "email" is a value, not a column, and the detectors read it later)
         return text
     body = BodyMask(masker, "csv" if _names_a_column(text, masker) else "lines")
     try:
@@ -855,6 +857,9 @@ def _masked_prose(text: str, masker: Masker, counts: Counter[str]) -> str:
         return text
     counts.update(body.counts)
     return out.decode("utf-8")
+
+
+_PROSE_SEPARATORS = re.compile(r"[\n:=<,|\t;&]")
 
 
 def _names_a_column(text: str, masker: Masker) -> bool:
