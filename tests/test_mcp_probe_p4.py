@@ -42,7 +42,10 @@ tool's question to the user comes back as an input_required result with a sealed
 requestState, the client retries with its answer) runs through a masked session, the
 question masked, the sealed state passed as it came; the SDK's older HTTP+SSE transport
 (a GET /sse stream, messages posted to /messages/?session_id=...) reaches nothing through
-an MCP connection that lists /mcp: its stream is refused, no message is forwarded.
+an MCP connection that lists /mcp: its stream is refused, no message is forwarded; tool
+and method names spelled otherwise (case, a trailing space or NUL, a Cyrillic letter, a
+key repeated through an escape) are denied or refused, alone or batched with an allowed
+call, and nothing of the batch runs.
 """
 
 from __future__ import annotations
@@ -407,3 +410,34 @@ async def test_text_that_is_not_json_gets_the_field_rules(tmp_path: Path) -> Non
     assert got["markdown"] == ""  # a column whose cells cannot be told: withheld
     assert got["after json"].endswith("phone: [REDACTED]")
     assert got["prose"] == texts["prose"] and got["bare value"] == "phone"
+
+
+async def test_names_spelled_otherwise_are_denied_and_their_batch_with_them(
+    tmp_path: Path,
+) -> None:
+    def call(id_: int, name: str) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": id_, "method": "tools/call",
+                "params": {"name": name, "arguments": {"customer_id": 7}}}  # fmt: skip
+
+    names = ["Delete_customer", "delete_customer ", "delete_customer\u0000",
+             "d\u0435lete_customer", "delete_customer\u200b", "DELETE_CUSTOMER"]  # fmt: skip
+    async with mcp_stack(tmp_path) as stack:
+        mallory = stack.token("mallory@example.com", "readonly")
+        session_id = await initialize(stack, mallory)
+        seen = len(stack.upstream.keys)
+        for n, name in enumerate(names):
+            allowed = {**call(100 + n, "get_invoice"), "params": {"name": "get_invoice",
+                       "arguments": {"invoice_id": 1}}}  # fmt: skip
+            status, _, text = await post(stack, mallory, [allowed, call(n, name)], session_id)
+            answers = {m["id"]: m for m in messages_of(text)}
+            assert status == 200 and answers[n]["error"]["code"] == -32010, (name, text)
+            assert "another message of its batch" in answers[100 + n]["error"]["message"]
+        for method in ("Tools/call", "tools/Call", "tools//call", "tools/call/"):
+            other = {**call(50, "get_invoice"), "method": method}
+            status, _, text = await post(stack, mallory, other, session_id)
+            assert messages_of(text)[0]["error"]["code"] in (-32010, -32600), (method, text)
+        repeated = (b'{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":'
+                    b'"get_invoice","n\\u0061me":"delete_customer","arguments":{}}}')  # fmt: skip
+        status, _, _ = await post(stack, mallory, repeated, session_id)
+        assert status == 400
+        assert len(stack.upstream.keys) == seen and stack.upstream.calls == []
