@@ -24,6 +24,8 @@ fix:
   `name=value` whose value begins like JSON (`password=2024hunter2`: 2024 was masked,
   `hunter2` went), and text naming a field where its value cannot be told that was not
   withheld (`<password value=...>`, YAML's `? password`, Markdown's `**password**:`);
+  and an SSE event's `id:` (the client's lastEventId) or comment lines, read by the
+  detectors alone (`id: {"phone": ...}`, `: password=...`);
 - the upstream credential reflected spread out or escaped whole reached a client whose
   answers are not masked (a dba in pii-readers): base64 wrapped at 76 columns (MIME,
   LF or CRLF) or 64 (PEM) with the secret across a line break, hex as spaced bytes (a hex
@@ -170,6 +172,10 @@ SPELLINGS = {
     "form percent-encoded name": ("application/x-www-form-urlencoded", "a=1&pass%77ord=hunter2"),
     "value beginning like json": ("text/plain", "id=7&password=2024hunter2"),
     "sse event name": ("text/event-stream", "event: iban\ndata: DE89370400440532013000\n\n"),
+    "sse id and comment": (
+        "text/event-stream",
+        'id: {"phone": "5550100"}\n: password=hunter2\ndata: 1\n\n',
+    ),
     "inverted map": ("application/json", '{"5550100": "phone", "hunter2": "password"}'),
     "xml element with attributes": ("application/xml", '<password value="hunter2"/>'),
     "yaml explicit key": ("application/yaml", "? password\n: hunter2\n"),
@@ -227,8 +233,10 @@ async def test_a_readers_answer_spelling_fields_otherwise_is_masked_through_the_
         http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
         aiohttp.ClientSession(timeout=TIMEOUT) as client,
     ):
-        for path in SPELLINGS_BY_PATH:
-            async with client.get(s.url + path, headers=bearer(s)) as r:
+        for n, path in enumerate(SPELLINGS_BY_PATH):
+            # (one reader each: a session whose answers keep being refused is ended)
+            reader = bearer(s, f"mallory{n}@example.com")
+            async with client.get(s.url + path, headers=reader) as r:
                 got[path] = (r.status, str(r.headers).encode() + await r.read())
     for path, (code, answer) in got.items():
         assert code in (200, 502), (path, code)

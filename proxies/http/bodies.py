@@ -581,13 +581,19 @@ class BodyMask:
 
     def _event(self, event: str) -> str:
         """One SSE event (WHATWG HTML §9.2.6): its data lines are one value, masked as
-        JSON when they parse, else by the detectors; the detectors read every other line
-        too (`event:`, `id:`, comments), which a client sees as well."""
+        JSON when they parse, else as a line of text; every other line (`event:`, `id:`,
+        comments), which a client sees as well, is read as a line of text too; an event
+        named as a rule names a field (`event: phone`) has its data masked by that rule."""
         if not event:
             return event
         lines = event.split("\n")
         data = [ln[5:].removeprefix(" ") for ln in lines if ln.startswith("data:")]
-        others = [self._text(ln) for ln in lines if not ln.startswith("data:")]
+        # (`id:` is the client's lastEventId, a comment shows to a raw client: read as text is)
+        others = [
+            self._unescaped_clear(self._text(self._fields(ln)))
+            for ln in lines
+            if not ln.startswith("data:")
+        ]
         if not data:
             return "\n".join(others)
         value = "\n".join(data)
