@@ -175,7 +175,7 @@ async def test_a_lexing_setting_moved_by_a_function_stops_the_session_before_wha
         client = await RawClient.connect(gw, dba)
         try:
             # both in one write: the second reaches the server after the first ran
-            client.send(codec.Query(f"SELECT {switch}()"), codec.Query(SMUGGLED))
+            client.send(codec.Query(f"SELECT public.{switch}()"), codec.Query(SMUGGLED))
             messages = await client.rest()
         finally:
             client.close()
@@ -192,7 +192,7 @@ async def test_a_text_other_settings_could_read_differently_cannot_follow_an_exe
         client = await RawClient.connect(gw, dba)
         try:
             client.send(
-                codec.Parse("", "SELECT switch_encoding()", []),
+                codec.Parse("", "SELECT public.switch_encoding()", []),
                 codec.Bind("", "", [], [], []),
                 codec.Execute("", 0),
                 codec.Parse("", SMUGGLED, []),

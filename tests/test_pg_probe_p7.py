@@ -12,6 +12,13 @@ holds a card number only the value detectors find).
   one the server could call as a function: built-ins from pg_proc
   (data.portcullis.postgres.row_functions), and the database's own (the proxy reads them
   at start-up: row_functions).
+- A function the database defines, called without its schema: lineage read `SELECT
+  own_pw()` (or `SELECT x FROM own_pw() x`, `WHERE own_pw() LIKE 'hunter2%'`) as
+  pg_catalog's function of that name, whose result derives from its arguments alone, so a
+  dba outside pii-readers read the password it returns in clear (`public.own_pw()` was
+  already masked whole). The proxy now reads the names of the database's functions at
+  start-up (user_functions); such a call without its schema, or as pg_catalog's, is denied
+  outside pii-readers.
 """
 
 from __future__ import annotations
@@ -123,3 +130,56 @@ def test_the_row_functions_listed_are_the_servers(arena) -> None:
     with arena.admin() as admin:
         names = [r[0] for r in admin.execute(ROW_FUNCTIONS_QUERY).fetchall()]
     assert data["portcullis"]["postgres"]["row_functions"] == dict.fromkeys(names, True)
+
+
+# --- the database's own functions, called without their schema ------------------------
+
+
+@pytest.fixture
+def own_pw(arena):
+    with arena.admin() as admin:
+        admin.execute(
+            "CREATE FUNCTION public.own_pw() RETURNS text LANGUAGE sql"
+            " AS $$ SELECT password FROM customers WHERE id = 1 $$"
+        )
+    try:
+        yield "own_pw"
+    finally:
+        with arena.admin() as admin:
+            admin.execute("DROP FUNCTION public.own_pw()")
+
+
+UNQUALIFIED_CALLS = [
+    "SELECT {f}()",
+    "SELECT x FROM {f}() x",
+    "SELECT 1 WHERE {f}() LIKE 'hunter2%'",
+    "SELECT upper({f}())",
+]
+
+
+@pytest.mark.parametrize("sql", UNQUALIFIED_CALLS)
+def test_a_masked_dba_calling_the_databases_function_without_its_schema_is_refused(
+    arena, own_pw: str, sql: str
+) -> None:
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query(sql.format(f=own_pw))
+        assert b"hunter2" not in answer.raw
+        assert answer.refused, (sql, answer.rows)
+    finally:
+        c.close()
+
+
+def test_the_databases_function_with_its_schema_is_masked_whole(arena, own_pw: str) -> None:
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query(f"SELECT public.{own_pw}()")
+        assert answer.rows == [[b"[REDACTED]"]], answer.errors
+    finally:
+        c.close()
+    c = client(arena, ("dba", "pii-readers"))
+    try:
+        answer = c.query(f"SELECT {own_pw}()")
+        assert answer.rows == [[b"hunter2-ada"]], answer.errors
+    finally:
+        c.close()

@@ -160,6 +160,7 @@ def test_the_proxy_reads_the_names_at_start_up(arena: Arena) -> None:
             "public.v_marked": ["public.marked"],
             "public.v_over": ["public.marked"],  # through the view it reads
         },
+        "user_functions": ["chk", "marked", "plus_txt", "remember"],
     }
     assert user_code(['{"user_operators": [], "user_types": [], "view_functions": {}}']) == {}
     for odd in ('{"user_operators": "+"}', '{"view_functions": {"v": "f"}}', "[]",

@@ -707,6 +707,7 @@ def test_fast_path_call_entry():
         "tables": [],
         "functions": ["lo_creat"],
         "qualified_functions": [],
+        "unqualified_functions": ["lo_creat"],
     }
     evil = function_call_entry('public."Evil"')
     assert evil["qualified_functions"] == ["public.evil"]

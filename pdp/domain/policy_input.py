@@ -122,6 +122,7 @@ USER_CODE_FACTS = (
     "view_functions",
     "user_casts",
     "row_functions",
+    "user_functions",
 )
 # every flag statement_flags may set: a statement it cannot read sets them all
 STATEMENT_FLAGS = (
@@ -282,7 +283,13 @@ def trim_to_names(details: dict[str, Any], names: frozenset[str]) -> None:
     value of another type than the list and objects of the contract is left as sent. A
     departure from DESIGN.md's input contract like `types`: a rule of its own that walked
     any of them whole would see only the trimmed part."""
-    for key in ("shadowed_functions", "user_operators", "user_types", "row_functions"):
+    for key in (
+        "shadowed_functions",
+        "user_operators",
+        "user_types",
+        "row_functions",
+        "user_functions",
+    ):
         listed = details.get(key)
         if type(listed) is list:
             # the policy compares them with a statement's function, operator and type

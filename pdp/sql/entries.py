@@ -149,12 +149,14 @@ class Findings:
         "settings",
         "tables",
         "type_names",
+        "unqualified",
     )
 
     def __init__(self) -> None:
         self.tables: dict[str, None] = {}
         self.functions: dict[str, None] = {}
         self.attributes: dict[str, None] = {}
+        self.unqualified: dict[str, None] = {}
         self.qualified: dict[str, None] = {}
         self.cased: dict[str, None] = {}
         self.settings: dict[str, None] = {}
@@ -176,6 +178,11 @@ class Findings:
         self.functions[name] = None
         if len(parts) > 1:
             self.qualified[lowered] = None
+        if len(parts) == 1 or (len(parts) == 2 and parts[0] == "pg_catalog"):
+            # resolved over the search path, pg_catalog first (or in pg_catalog): a
+            # built-in, unless the database defines a function of this name (the policy
+            # knows which from the proxy), whose result lineage cannot follow
+            self.unqualified[name] = None
         if written != lowered:
             # A quoted name with capitals is another function than the lower-case one the
             # lists name (pg_catalog has none): policy sees it exactly as the server will.
@@ -231,6 +238,7 @@ class Findings:
         self.qualified.update(dict.fromkeys(inner["qualified_functions"]))
         self.cased.update(dict.fromkeys(inner.get("cased_functions", ())))
         self.attributes.update(dict.fromkeys(inner.get("attribute_names", ())))
+        self.unqualified.update(dict.fromkeys(inner.get("unqualified_functions", ())))
         self.settings.update(dict.fromkeys(inner.get("settings", ())))
         self.operators.update(dict.fromkeys(inner.get("operators", ())))
         self.type_names.update(dict.fromkeys(inner.get("type_names", ())))
@@ -247,6 +255,8 @@ class Findings:
             entry["cased_functions"] = list(self.cased)
         if self.attributes:
             entry["attribute_names"] = list(self.attributes)
+        if self.unqualified:
+            entry["unqualified_functions"] = list(self.unqualified)
         if self.settings:
             entry["settings"] = list(self.settings)
         if self.operators:

@@ -23,9 +23,12 @@ in the statement naming it, and a superuser may add one between built-in types (
 integer has no pg_cast row of its own). And the functions made after initdb (extensions'
 included: hstore(record)) that attribute notation can call on a whole row
 (`row_functions`: `c.f` is f(c) when c has no column f; pdp/sql/reader_functions.py's
-ROW_FUNCTIONS_QUERY says which for pg_catalog). Sent to the PDP as input.command.postgres.
-user_operators, user_types, view_functions, user_casts and row_functions, only when there
-are any. No IO here.
+ROW_FUNCTIONS_QUERY says which for pg_catalog). And the names of every function made after
+initdb (`user_functions`; an extension's non-volatile ones left out, as above): called
+without a schema (or as pg_catalog's), lineage reads such a call as a built-in's, while it
+may return what it reads from any table. Sent to the PDP as input.command.postgres.
+user_operators, user_types, view_functions, user_casts, row_functions and user_functions,
+only when there are any. No IO here.
 
 "The database defines" means made after initdb (an OID from 16384 up, FirstNormalObjectId:
 OIDs wrap around to it, never below), in any schema: a superuser may create a function,
@@ -103,6 +106,11 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   WHERE c.castmethod = 'f' AND c.oid >= 16384
   AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
            WHERE x.classid = 'pg_catalog.pg_cast'::regclass AND x.objid = c.oid))
+), own_functions AS (
+  SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
+  WHERE p.oid >= 16384
+  AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
+           WHERE x.classid = 'pg_catalog.pg_proc'::regclass AND x.objid = p.oid))
 ), row_calls AS (
   SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
   JOIN pg_catalog.pg_type t ON t.oid = p.proargtypes[0]
@@ -117,13 +125,14 @@ SELECT json_build_object(
   'user_types', (SELECT coalesce(json_agg(DISTINCT typname::text), '[]') FROM code_types),
   'view_functions', (SELECT coalesce(json_object_agg(name, functions), '{}') FROM view_calls),
   'user_casts', (SELECT coalesce(json_agg(DISTINCT "cast"), '[]') FROM code_casts),
-  'row_functions', (SELECT coalesce(json_agg(proname::text), '[]') FROM row_calls)
+  'row_functions', (SELECT coalesce(json_agg(proname::text), '[]') FROM row_calls),
+  'user_functions', (SELECT coalesce(json_agg(proname::text), '[]') FROM own_functions)
 )::text"""
 
 
 def user_code(rows: list[str]) -> dict[str, Any]:
     """USER_CODE_SQL's one row → {"user_operators": [...], "user_types": [...],
-    "row_functions": [...],
+    "row_functions": [...], "user_functions": [...],
     "view_functions": {"schema.view": ["schema.function", ...]}, "user_casts": ["text ->
     integer by public.f (explicit)", ...]}, each sorted and present
     only when not empty (names as the catalog spells them: the parser folds unquoted names
@@ -134,7 +143,7 @@ def user_code(rows: list[str]) -> dict[str, Any]:
     if not isinstance(found, dict):
         raise ValueError("user operators and types are not an object")
     code: dict[str, Any] = {}
-    for key in ("user_operators", "user_types", "user_casts", "row_functions"):
+    for key in ("user_operators", "user_types", "user_casts", "row_functions", "user_functions"):
         names = found.get(key) or []
         if not isinstance(names, list):
             raise ValueError(f"{key} is not a list")

@@ -186,6 +186,23 @@ deny contains sprintf("the statement stores text computed from column(s) %s in a
 	not pii_reader
 }
 
+# A function the database defines (input.command.postgres.user_functions, read by the
+# proxy at start-up: every function made after initdb, an extension's non-volatile ones
+# left out) may return what it reads from any table: `SELECT customer_password(1)`. Called
+# with its schema (public.f()) lineage knows it is not a built-in and its result is masked
+# whole (derived from every table, "*"), its use in a condition denied; called without
+# one (or as pg_catalog's), lineage reads it as pg_catalog's function of that name, whose
+# result derives from its arguments alone, and it came back unmasked. Denied to everyone
+# not in pii-readers: the schema-qualified call is the way.
+deny contains sprintf("function %s is defined in this database and called without its schema, so what it returns cannot be followed to the columns it reads: call it with its schema (its result is then masked whole)", [f]) if {
+	input.command.postgres.has.user_code
+	defined := input.command.postgres.user_functions
+	some s in input.command.postgres.statements
+	some f in s.unqualified_functions
+	f in defined
+	not pii_reader
+}
+
 # LISTEN: what arrives for it is the payload another session's NOTIFY (or pg_notify, a
 # trigger) sent, at any time, answering no statement the masks were decided for; the proxy
 # passes it as it came (a card number, an e-mail address an application notified).

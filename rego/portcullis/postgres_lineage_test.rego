@@ -410,3 +410,34 @@ test_cluster_needs_approval_under_the_masks if {
 	vacuum := stmt_with("maintenance", {"tag": "VacuumStmt"})
 	portcullis.decision.verdict != "require_approval" with input as pg_input(["dba"], [vacuum])
 }
+
+# --- functions the database defines, called without their schema ----------------------
+
+own_function_query(groups, unqualified, qualified) := {
+	"identity": {"subject": "alice@example.com", "groups": groups},
+	"connection": {"name": "orders-db", "type": "postgres"},
+	"command": {"kind": "postgres.query", "raw": "select get_pw()", "postgres": {
+		"statements": [stmt_with("select", {
+			"functions": ["get_pw"],
+			"unqualified_functions": unqualified,
+			"qualified_functions": qualified,
+		})],
+		"has": pg_every_flag, "types": {"select": true},
+		"user_functions": ["get_pw"],
+	}},
+}
+
+test_the_databases_function_called_without_its_schema_is_denied_under_masks if {
+	every groups in [["dba"], ["readonly"]] {
+		d := portcullis.decision with input as own_function_query(groups, ["get_pw"], [])
+		d.verdict == "deny"
+		"function get_pw is defined in this database and called without its schema, so what it returns cannot be followed to the columns it reads: call it with its schema (its result is then masked whole)" in d.reasons
+	}
+	e := portcullis.decision with input as own_function_query(["dba", "pii-readers"], ["get_pw"], [])
+	e.verdict == "allow"
+}
+
+test_the_databases_function_called_with_its_schema_runs_for_a_masked_dba if {
+	d := portcullis.decision with input as own_function_query(["dba"], [], ["public.get_pw"])
+	d.verdict == "mask"
+}
