@@ -24,6 +24,9 @@ fix:
   `name=value` whose value begins like JSON (`password=2024hunter2`: 2024 was masked,
   `hunter2` went), and text naming a field where its value cannot be told that was not
   withheld (`<password value=...>`, YAML's `? password`, Markdown's `**password**:`);
+  a column or field labelled in words (`<th>Phone Number</th>`, `| Phone Number |`,
+  `id,Phone Number`, `Phone Number: ...`, `<dt>Mobile phone</dt>`, `name="IBAN
+  Number"`: the names were read one word at a time);
   and an SSE event's `id:` (the client's lastEventId) or comment lines, read by the
   detectors alone (`id: {"phone": ...}`, `: password=...`);
 - the upstream credential reflected spread out or escaped whole reached a client whose
@@ -175,6 +178,21 @@ SPELLINGS = {
     "sse id and comment": (
         "text/event-stream",
         'id: {"phone": "5550100"}\n: password=hunter2\ndata: 1\n\n',
+    ),
+    "html table header of words": (
+        "text/html",
+        "<tr><th>ID</th><th>Phone Number</th></tr>\n<tr><td>7</td><td>5550100</td></tr>",
+    ),
+    "markdown header of words": (
+        "text/markdown",
+        "| id | Phone Number |\n|--|--|\n| 7 | 5550100 |",
+    ),
+    "csv header of words": ("text/csv", "id,Phone Number\n7,5550100\n"),
+    "label of words": ("text/plain", "Phone Number: 5550100\n"),
+    "definition list of words": ("text/html", "<dt>Mobile phone</dt><dd>5550100</dd>"),
+    "attribute naming words": (
+        "application/xml",
+        '<field name="IBAN Number">DE89370400440532013000</field>',
     ),
     "inverted map": ("application/json", '{"5550100": "phone", "hunter2": "password"}'),
     "xml element with attributes": ("application/xml", '<password value="hunter2"/>'),
@@ -433,3 +451,8 @@ def test_a_value_behind_escapes_its_reader_undoes_is_withheld(case):
 def test_escapes_that_hide_nothing_pass():
     page = '<p>Tom &amp; Jerry: 50% off &copy; <a href="/s?q=a%20b">mail ann@example.com</a></p>'
     assert masked("text/html", page) == page.replace("ann@", "a***@").encode()
+
+
+def test_prose_naming_a_field_stays():
+    page = "<p>Contact us by phone or email.</p>\n<li>Reset your password</li>"
+    assert masked("text/html", page) == page.encode()

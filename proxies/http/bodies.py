@@ -165,6 +165,18 @@ _KEYED = re.compile(
     r"""(?P<lead>\s*(?:-\s+)?)(?P<q>["']?)(?P<key>[A-Za-z_][\w.\-]*)(?P=q)"""
     r"""(?P<sep>\s*[:=]\s*)(?P<rest>.*)"""
 )
+# a label of words at a line's start, then `:` and a value: `Phone Number: 5550100`
+_LABEL = re.compile(
+    r"(?P<lead>\s*(?:[-*]\s+)?)(?P<key>[A-Za-z][\w\-]*(?: [A-Za-z][\w\-]*){1,2})"
+    r"[ \t]*:[ \t]+(?P<rest>\S.*)"
+)
+# where a label (a column's or a field's name) stands in markup: a table or list cell, a
+# form's label, and an attribute naming a field
+_CELL = re.compile(r"<(?:th|td|dt|dd|label|caption|legend)\b[^>]*>(?P<text>[^<]{1,64})<", re.I)
+_QUOTED_LABEL = re.compile(
+    r"""\b(?:name|label|title|field|key|for|id|data-field)\s*=\s*["'](?P<text>[^"'<>]{1,64})["']""",
+    re.I,
+)
 # an element holding text only, on one line: <name attrs>text</name>
 _ELEMENT = re.compile(
     r"<(?P<tag>[A-Za-z_][\w.\-]*)(?P<attrs>\s[^<>]*)?>(?P<text>[^<]*)</(?P=tag)\s*>"
@@ -423,6 +435,13 @@ class BodyMask:
                 line += rest[len(value) :]
                 whole = True
         if not whole:
+            label = _LABEL.match(line)
+            if label is not None and self._phrase(label["key"]):
+                # `Phone Number: 5550100`, `- Mobile phone: ...`: a label's whole value
+                value = label["rest"].rstrip()
+                line = line[: label.start("rest")] + self._value(label["key"], value, text=True)
+                whole = True
+        if not whole:
             line = self._inline(line)
         if "</" in line:
             line = _ELEMENT.sub(self._element, line)
@@ -440,6 +459,15 @@ class BodyMask:
         the shapes masked, `_fields`). A name in prose (`your phone number`) is text."""
         if not self._named or not _NAME_HINT.search(line):
             return
+        labels = [m["text"] for m in _CELL.finditer(line)]
+        if "|" in line or "\t" in line:
+            labels += re.split(r"[|\t]", line)
+        labels += [m["text"] for m in _QUOTED_LABEL.finditer(line)]
+        for label in labels:
+            if " " in label.strip() and self._phrase(label):
+                raise Unmaskable(
+                    f"text naming the masked field {label.strip()!r} where its value cannot be told"
+                )
         if "</" in line:  # (elements whose text a rule masked: their names are done)
             line = _ELEMENT.sub(lambda m: "" if self._rule(m["tag"]) else m[0], line)
         for found in _NAME_HINT.finditer(line):
@@ -512,6 +540,17 @@ class BodyMask:
     def _rule(self, name: str) -> bool:
         return bool(self._field(name))
 
+    def _phrase(self, text: str) -> str:
+        """The field a label of up to three words names (`Phone Number`, `Mobile phone`,
+        `IBAN Number`), as a table's header or a form's label names a column; "" for
+        none. (Only where a label stands: a cell, a CSV header, a line's `label:`.)"""
+        text = text.strip()
+        if not text or len(text) > 64 or len(text.split()) > 3:
+            return ""
+        if " " not in text:
+            return self._field(text)
+        return _worded_field(self._worded, name_words(text))
+
     def _field(self, name: str) -> str:
         """The field a rule names that `name` is ("" for none): `name` itself when a rule
         names it, else the rule whose words `name`'s words hold in a row, as APIs spell a
@@ -542,7 +581,8 @@ class BodyMask:
                 parsed, quoted = json.loads(value), True
             except ValueError:
                 pass
-        masked, counts = self.masker.mask_json({self._field(name) or name: parsed})
+        field = self._field(name) or self._phrase(name) or name
+        masked, counts = self.masker.mask_json({field: parsed})
         self.counts.update(counts)
         out = next(iter(masked.values()))
         return json.dumps(out, ensure_ascii=False) if quoted else str(out)
@@ -564,7 +604,7 @@ class BodyMask:
             row = [cell.removeprefix("\ufeff") for cell in row]
             self._names = row
             self._columns = {
-                **{i: True for i, name in enumerate(row) if self._rule(name.strip())},
+                **{i: True for i, name in enumerate(row) if self._phrase(name)},
                 **self.masker.columns_to_mask(row),
             }
             if not self._columns:
