@@ -18,10 +18,13 @@ from test_evidence import make_env, populate, portcullis, seq_of
 from test_pdp_probe_p2 import JIT_POLICY, SAM
 
 from pdp.domain.identity import DevIssuer
+from pdp.store import open_store
 from pdp.store.chain import canonical_json, record_hash
+from portcullis.config import StoreSettings
 from portcullis.v1 import pdp_pb2
 
 IDP = "https://idp.example.com"
+ALICE = "alice@example.com"
 IDP_SECRET = "a-shared-secret-of-the-corporate-idp-0123456789"
 
 
@@ -110,7 +113,9 @@ async def test_an_export_does_not_sign_a_store_whose_tail_was_deleted(tmp_path):
 UPDATE = "UPDATE customers SET note = 'VIP' WHERE id = 7"
 
 
-async def _append_as_a_database_writer(dsn: str, kind: str, body: dict, session_id: str) -> None:
+async def _append_as_a_database_writer(
+    dsn: str, kind: str, body: dict, session_id: str, subject: str = "sam@example.com"
+) -> None:
     """INSERT one record at the head of the chain, linked and hashed as the PDP would: no
     trigger to bypass (they refuse UPDATE and DELETE only) and no key needed (the chain's
     hash is unkeyed); what anyone holding the store's DSN can do."""
@@ -123,12 +128,12 @@ async def _append_as_a_database_writer(dsn: str, kind: str, body: dict, session_
             )
             seq, now_us = head["seq"] + 1, int(time.time() * 1_000_000)
             digest = record_hash(
-                head["hash"], seq, "forged-1", kind, now_us, session_id, "sam@example.com", body
+                head["hash"], seq, "forged-1", kind, now_us, session_id, subject, body
             )
             await conn.execute(
                 "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject, body,"
                 " prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                seq, "forged-1", kind, now_us, session_id, "sam@example.com",
+                seq, "forged-1", kind, now_us, session_id, subject,
                 canonical_json(body), head["hash"], digest,
             )  # fmt: skip
     finally:
@@ -264,3 +269,36 @@ async def test_a_proxy_of_another_zone_with_the_same_name_cannot_speak_for_a_ses
             assert (await decide_sql(stub, opened.session_id, "SELECT 1")).verdict
         refused = await pdp.store.query(kind="proxy.refused")
         assert len(refused) >= 3
+
+
+# -- egress budgets: a report of egress never counts negative ------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_a_negative_egress_report_gives_no_budget_back(tmp_path, request, kind):
+    """Attack (INSERT access to the audit store, a reader with an egress budget): the
+    budgets every PDP enforces are summed from the egress reports in the store's records
+    (another PDP's, or this one's before a restart). A decision record INSERTed with
+    egress rows -1000000 (tagged as another PDP's) was summed with alice's real usage,
+    handing her a fresh million rows. An egress report is never negative: each one
+    counts at least 0, in the SQL sums of both stores and in the Python one."""
+    settings = (
+        StoreSettings(type="sqlite", path=tmp_path / "audit.db")
+        if kind == "sqlite"
+        else StoreSettings(type="postgres", dsn=request.getfixturevalue("pg_database"))
+    )
+    store = open_store(settings)
+    await store.start()
+    try:
+        real = {"kind": "postgres.query", "verdict": "allow", "connection": "orders-db",
+                "egress": {"rows": 5, "bytes": 50, "pdp": "pdp-a"}}  # fmt: skip
+        await store.append("decision", real, session_id="s-1", subject=ALICE)
+        forged = {**real, "egress": {"rows": -1000000, "bytes": -(10**9), "pdp": "pdp-b"}}
+        if kind == "postgres":
+            await _append_as_a_database_writer(settings.dsn, "decision", forged, "s-2", ALICE)
+        else:  # the file's writer appends as the PDP would
+            await store.append("decision", forged, session_id="s-2", subject=ALICE)
+        facts = await store.guard_facts(0, 0.0, 0.0, True)
+    finally:
+        await store.close()
+    assert facts.egress and all(rows >= 0 and size >= 0 for *_, rows, size in facts.egress)

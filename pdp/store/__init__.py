@@ -108,8 +108,9 @@ def guard_facts_of(records: list[AuditRecord], upto_seq: int) -> GuardFacts:
             int(r.time // 60),
         )
         held = sums.setdefault(key, [0, 0])
-        held[0] += int(egress.get("rows", 0))
-        held[1] += int(egress.get("bytes", 0))
+        # never negative: a record the PDP did not write must not hand a budget back
+        held[0] += max(int(egress.get("rows", 0)), 0)
+        held[1] += max(int(egress.get("bytes", 0)), 0)
     return GuardFacts([(*k, v[0], v[1]) for k, v in sums.items()], trips, upto_seq)
 
 

@@ -275,8 +275,10 @@ class PostgresAuditStore(GroupCommitStore):
                     # json_to_record: each body parsed once (b->'x' on json parses the
                     # text again for every field: 2.5 times the server's time)
                     "SELECT j.egress->>'pdp', kind, subject, session_id, j.connection,"
-                    " time_us / 60000000, sum((j.egress->>'rows')::bigint),"
-                    " sum((j.egress->>'bytes')::bigint)"
+                    # a report is never negative: one that is (a record the PDP did
+                    # not write) must not hand a budget back
+                    " time_us / 60000000, sum(greatest((j.egress->>'rows')::bigint, 0)),"
+                    " sum(greatest((j.egress->>'bytes')::bigint, 0))"
                     " FROM audit_records,"
                     f"  json_to_record({_PARSABLE_BODY}::json) AS j(egress json, connection text)"
                     " WHERE seq > $1 AND seq <= $2 AND time_us >= $3"

@@ -524,8 +524,10 @@ class SQLiteAuditStore(GroupCommitStore):
         egress = conn.execute(
             "SELECT json_extract(body, '$.egress.pdp'), kind, subject, session_id,"
             " json_extract(body, '$.connection'), time_us / 60000000,"
-            " sum(json_extract(body, '$.egress.rows')),"
-            " sum(json_extract(body, '$.egress.bytes'))"
+            # a report is never negative: one that is (a record the PDP did not write)
+            # must not hand a budget back (max() of NULL is NULL: sum skips it, as before)
+            " sum(max(json_extract(body, '$.egress.rows'), 0)),"
+            " sum(max(json_extract(body, '$.egress.bytes'), 0))"
             f" FROM audit_records WHERE {where} AND instr(body, ?) > 0"
             " GROUP BY 1, 2, 3, 4, 5, 6",
             [*bounds, EGRESS_MARK],
