@@ -456,3 +456,39 @@ def test_escapes_that_hide_nothing_pass():
 def test_prose_naming_a_field_stays():
     page = "<p>Contact us by phone or email.</p>\n<li>Reset your password</li>"
     assert masked("text/html", page) == page.encode()
+
+
+PAIR = "svc-billing:Sup3r-S3cret-pass"
+PAIR = "svc-billing:Sup3r-S3cret-pass"
+AUTHORIZATIONS = {
+    "bearer": ("Bearer tok-8f2a-77c1-9d0e-41ab", "tok-8f2a-77c1-9d0e-41ab"),
+    "basic pair": ("Basic " + _b64(PAIR), PAIR),
+    "basic password": ("Basic " + _b64(PAIR), PAIR.partition(":")[2]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AUTHORIZATIONS))
+async def test_part_of_a_whole_authorization_credential_echoed_is_cut(tmp_path, case):
+    value, echoed = AUTHORIZATIONS[case]
+
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = (
+            b'{"active": true, "seen": "%s"}' % echoed.encode() if value.encode() in head else b"{}"
+        )
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body)
+        )
+        await writer.drain()
+
+    credential = {"provider": "static", "header": "Authorization", "value": value}
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}", credentials=credential) as s,
+    ):
+        answer = await exchange(
+            s.proxy.port, request(s, "GET /introspect HTTP/1.1", groups=("dba", "pii-readers"))
+        )
+    assert status(answer) == 502, answer
+    assert echoed.encode() not in answer

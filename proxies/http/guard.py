@@ -12,6 +12,8 @@ proxy cuts it. No IO of its own: it writes through the connection's ClientOutput
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import functools
 import html
 import json
@@ -144,12 +146,33 @@ def secret_patterns(secrets: list[str]) -> tuple[bytes, ...]:
     """Every form of the secrets the scanner looks for (too short ones: none, as there),
     and the forms an upstream's own encoders write them in (escaped_forms)."""
     found: dict[bytes, None] = {}
-    for secret in secrets:
+    for secret in [part for whole in secrets for part in credential_parts(whole)]:
         raw = secret.encode("utf-8")
         if len(raw) >= MIN_SECRET_BYTES:
             found.update(dict.fromkeys(_patterns(raw)))
             found.update(dict.fromkeys(escaped_forms(secret)))
     return tuple(found)
+
+
+_SCHEMED = re.compile(r"([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~\-]*) +([^ ]+)")
+LEAST_PART = 8  # a part shorter than this is not looked for alone (false alarms)
+
+
+def credential_parts(secret: str) -> list[str]:
+    """The secret, and what an upstream may echo of it alone when it is a whole
+    Authorization value (`Bearer <token>`: the token; `Basic <base64>`: `user:password`
+    and the password), as a static credential's value may be written."""
+    parts = [secret]
+    scheme = _SCHEMED.fullmatch(secret.strip())
+    if scheme is None:
+        return parts
+    token = scheme[2]
+    parts.append(token)
+    if scheme[1].lower() == "basic":
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            pair = base64.b64decode(token, validate=True).decode("utf-8")
+            parts += [pair, pair.partition(":")[2]]
+    return [p for p in dict.fromkeys(parts) if p == secret or len(p) >= LEAST_PART]
 
 
 _UNESCAPED = re.compile(r"[A-Za-z0-9\-._~]")  # what no encoder below rewrites (RFC 3986)
