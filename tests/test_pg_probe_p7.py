@@ -19,6 +19,9 @@ holds a card number only the value detectors find).
   already masked whole). The proxy now reads the names of the database's functions at
   start-up (user_functions); such a call without its schema, or as pg_catalog's, is denied
   outside pii-readers.
+- The same for an operator the database defines (`SELECT 1 ### 1`, whose function returns
+  the password; `OPERATOR(public.###)`): lineage reads an operator's result as derived
+  from its operands alone. Now denied outside pii-readers, as it was to readers.
 """
 
 from __future__ import annotations
@@ -181,5 +184,53 @@ def test_the_databases_function_with_its_schema_is_masked_whole(arena, own_pw: s
     try:
         answer = c.query(f"SELECT {own_pw}()")
         assert answer.rows == [[b"hunter2-ada"]], answer.errors
+    finally:
+        c.close()
+
+
+# --- operators the database defines --------------------------------------------------
+
+
+@pytest.fixture
+def own_operator(arena):
+    with arena.admin() as admin:
+        admin.execute(
+            "CREATE FUNCTION public.pw_op(int, int) RETURNS text LANGUAGE sql"
+            " AS $$ SELECT password FROM customers WHERE id = $1 $$;"
+            " CREATE OPERATOR public.### (leftarg = int, rightarg = int, function = public.pw_op)"
+        )
+    try:
+        yield "###"
+    finally:
+        with arena.admin() as admin:
+            admin.execute(
+                "DROP OPERATOR public.### (int, int); DROP FUNCTION public.pw_op(int, int)"
+            )
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1 ### 1",
+        "SELECT 1 OPERATOR(public.###) 1",
+        "SELECT id FROM orders WHERE (1 ### 1) LIKE 'hunter2%'",
+    ],
+)
+def test_a_masked_dba_applying_the_databases_operator_is_refused(
+    arena, own_operator: str, sql: str
+) -> None:
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query(sql)
+        assert b"hunter2" not in answer.raw
+        assert answer.refused, (sql, answer.rows)
+    finally:
+        c.close()
+
+
+def test_an_unmasked_dba_applies_the_databases_operator(arena, own_operator: str) -> None:
+    c = client(arena, ("dba", "pii-readers"))
+    try:
+        assert c.query("SELECT 1 ### 1").rows == [[b"hunter2-ada"]]
     finally:
         c.close()

@@ -203,6 +203,32 @@ deny contains sprintf("function %s is defined in this database and called withou
 	not pii_reader
 }
 
+# An operator is a function under another name: one the database defines (the proxy's
+# input.command.postgres.user_operators; an extension's whose function is not volatile left
+# out) or one named in another schema (OPERATOR(public.###)) may return what its function
+# reads from any table (`SELECT 1 ### 1`), while lineage reads an operator's result as
+# derived from its operands alone. Denied to a privileged identity outside pii-readers;
+# readers are judged by postgres_user_code.rego (denied in a read, the approver's in a write).
+deny contains sprintf("operator %s is also defined in this database outside pg_catalog, so what it returns cannot be followed to the columns its function reads: denied outside pii-readers", [o]) if {
+	input.command.postgres.has.user_code
+	defined := input.command.postgres.user_operators
+	some s in input.command.postgres.statements
+	some o in s.operators
+	o in defined
+	privileged
+	not pii_reader
+}
+
+deny contains sprintf("operator %s is not in pg_catalog, so what it returns cannot be followed to the columns its function reads: denied outside pii-readers", [o]) if {
+	input.command.postgres.has.qualified_names
+	some s in input.command.postgres.statements
+	some o in s.operators
+	contains(o, ".")
+	not pg_catalog_function(o)
+	privileged
+	not pii_reader
+}
+
 # LISTEN: what arrives for it is the payload another session's NOTIFY (or pg_notify, a
 # trigger) sent, at any time, answering no statement the masks were decided for; the proxy
 # passes it as it came (a card number, an e-mail address an application notified).

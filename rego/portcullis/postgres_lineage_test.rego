@@ -441,3 +441,28 @@ test_the_databases_function_called_with_its_schema_runs_for_a_masked_dba if {
 	d := portcullis.decision with input as own_function_query(["dba"], [], ["public.get_pw"])
 	d.verdict == "mask"
 }
+
+# --- operators the database defines -------------------------------------------------
+
+own_operator_query(groups, operators) := {
+	"identity": {"subject": "alice@example.com", "groups": groups},
+	"connection": {"name": "orders-db", "type": "postgres"},
+	"command": {"kind": "postgres.query", "raw": "select 1 ### 1", "postgres": {
+		"statements": [stmt_with("select", {"operators": operators})],
+		"has": pg_every_flag, "types": {"select": true},
+		"user_operators": ["###"],
+	}},
+}
+
+test_the_databases_operator_is_denied_under_masks if {
+	d := portcullis.decision with input as own_operator_query(["dba"], ["###"])
+	d.verdict == "deny"
+	"operator ### is also defined in this database outside pg_catalog, so what it returns cannot be followed to the columns its function reads: denied outside pii-readers" in d.reasons
+	e := portcullis.decision with input as own_operator_query(["dba"], ["public.###"])
+	e.verdict == "deny"
+	"operator public.### is not in pg_catalog, so what it returns cannot be followed to the columns its function reads: denied outside pii-readers" in e.reasons
+	f := portcullis.decision with input as own_operator_query(["dba"], ["pg_catalog.+", "+"])
+	f.verdict == "mask"
+	g := portcullis.decision with input as own_operator_query(["dba", "pii-readers"], ["###", "public.###"])
+	g.verdict == "allow"
+}
