@@ -52,6 +52,11 @@ fix:
   inside a JSON string), a script's `"\\u0034111 1111 1111 1111"`, a link's
   `/c/ann%40example.com`; a browser renders them, a model reads them. Text whose escapes,
   undone, hold what the detectors find is now withheld;
+- a read that chooses the names its answer's fields go by: PostgREST's
+  `?select=x:phone`, `?sql=select upper(phone) as x ...` (Datasette, ClickHouse), GraphQL's
+  `?query={c{x: phone}}`, and a path ending in the field (`/customers/7/phone`, answered by
+  the bare value): the answer carried the phone under no name a rule names, and a GET is
+  a read for any member. http.rego: for anyone masked, such a read needs approval;
 - a multipart field named `"_meth\\od"` (a quoted-pair, read by busboy, and so multer
   and Fastify, as `_method`) in a reader's GET was not seen as naming a method: the GET
   went as a read to an upstream that may act on it as the DELETE it names.
@@ -492,3 +497,38 @@ async def test_part_of_a_whole_authorization_credential_echoed_is_cut(tmp_path, 
         )
     assert status(answer) == 502, answer
     assert echoed.encode() not in answer
+
+
+RENAMING_READS = [
+    "/customers?select=id,x:phone",
+    "/sql?sql=select+upper(phone)+as+x+from+customers",
+    "/graphql?query=%7Bcustomer(id:7)%7Bx:phone%7D%7D",
+    "/customers/7/phone",
+]
+
+
+async def test_a_read_choosing_the_name_a_masked_field_goes_by_needs_approval(tmp_path):
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        body = b'[{"id": 7, "x": "5550100"}]'
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body)
+        )
+        await writer.drain()
+
+    got = []
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        for path in RENAMING_READS:
+            got.append(await exchange(s.proxy.port, request(s, f"GET {path} HTTP/1.1")))
+        plain = await exchange(s.proxy.port, request(s, "GET /customers?select=id HTTP/1.1"))
+        pii = await exchange(
+            s.proxy.port,
+            request(s, f"GET {RENAMING_READS[0]} HTTP/1.1", groups=("readonly", "pii-readers")),
+        )
+    for path, answer in zip(RENAMING_READS, got, strict=True):
+        assert status(answer) == 202 and b"5550100" not in answer, (path, answer)
+    assert status(plain) == 200 and status(pii) == 200

@@ -103,6 +103,37 @@ deny contains sprintf("DELETE is reserved to %s", [concat(", ", data.portcullis.
 # JSON response fields named like sensitive columns, and the detectors, are masked for
 # everyone not in pii-readers: decision.rego's command_masks.
 
+# Those masks find a field by its name in the answer, and a request may choose the names
+# itself: a query language carried in the query renames or derives a masked column
+# (PostgREST's `select=x:phone`, `?sql=select upper(phone) as x`, GraphQL's `query={c{x:
+# phone}}`), and a path ending in a masked field's name (`/customers/7/phone`) is answered
+# by the bare value, with no name left to mask it by. For anyone masked, such a read
+# needs approval: the approver sees which field it names.
+http_query_languages := {"select", "sql", "query"}
+
+needs_approval contains sprintf("%s %s names the masked field %s in its query's %s: the answer may carry it under another name", [http_method, input.command.http.path, field, name]) if {
+	input.command.kind == "http.request"
+	not pii_reader
+	some name, v in object.get(input.command.http, "query", {})
+	lower(name) in http_query_languages
+	some value in http_values(v)
+	some field in http_masked_fields
+	regex.match(sprintf(`(?i)(^|[^a-z0-9])%s([^a-z0-9]|$)`, [field]), value)
+}
+
+needs_approval contains sprintf("%s %s ends in the masked field %s: its answer is the bare value", [http_method, input.command.http.path, last]) if {
+	input.command.kind == "http.request"
+	not pii_reader
+	segments := split(input.command.http.path, "/")
+	last := lower(split(segments[count(segments) - 1], ".")[0])
+	last in http_masked_fields
+}
+
+http_masked_fields contains lower(rule.field) if {
+	some rule in pii_masks
+	is_string(rule.field)
+}
+
 # A WebSocket's client frames are relayed and recorded, not decided one by one, so a socket
 # can carry writes (a GraphQL mutation, a JSON-RPC call) that as requests would need
 # approval. It opens without approval for the privileged groups, and on the paths the

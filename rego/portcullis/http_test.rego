@@ -155,3 +155,32 @@ test_http_websocket_frames_are_masked_for_all_but_pii_readers if {
 	pii.verdict == "allow"
 	count(pii.mask) == 0
 }
+
+test_http_a_read_naming_a_masked_field_in_a_query_language_needs_approval if {
+	cases := [
+		{"query": {"select": "id,x:phone"}},
+		{"query": {"sql": "select upper(phone) as x from customers"}},
+		{"query": {"query": "{customer(id: 7) {x: card_number}}"}},
+		{"query": {"SQL": ["select 1", "select Email as e from c"]}},
+		{"path": "/v1/customers/7/phone"},
+		{"path": "/v1/customers/7/Email.json"},
+	]
+	every extra in cases {
+		d := portcullis.decision with input as http_with(["readonly"], "GET", extra)
+		d.verdict == "require_approval"
+		masked_dba := portcullis.decision with input as http_with(["dba"], "GET", extra)
+		masked_dba.verdict == "require_approval"
+		portcullis.decision.verdict == "allow" with input as http_with(["readonly", "pii-readers"], "GET", extra)
+	}
+	# a query language naming no masked field, another parameter, a path beside one: reads
+	reads := [
+		{"query": {"select": "id,amount"}},
+		{"query": {"q": "phone"}},
+		{"query": {"sql": "select telephoned from t"}},
+		{"path": "/v1/tokens"},
+		{"path": "/v1/phone/7"},
+	]
+	every extra in reads {
+		portcullis.decision.verdict == "mask" with input as http_with(["readonly"], "GET", extra)
+	}
+}
