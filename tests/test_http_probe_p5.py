@@ -57,6 +57,10 @@ fix:
   `?query={c{x: phone}}`, and a path ending in the field (`/customers/7/phone`, answered by
   the bare value): the answer carried the phone under no name a rule names, and a GET is
   a read for any member. http.rego: for anyone masked, such a read needs approval;
+- the same over a reader's WebSocket on a path declared read-only: a subscription
+  choosing the name the field comes back under (`subscription {c {x: phone}}`) was relayed
+  as any frame, and the answer `{"x": "5550100"}` passed the mask. Under a mask a client's
+  message naming a masked field now ends the socket before it reaches the upstream;
 - a multipart field named `"_meth\\od"` (a quoted-pair, read by busboy, and so multer
   and Fastify, as `_method`) in a reader's GET was not seen as naming a method: the GET
   went as a read to an upstream that may act on it as the DELETE it names.
@@ -532,3 +536,34 @@ async def test_a_read_choosing_the_name_a_masked_field_goes_by_needs_approval(tm
     for path, answer in zip(RENAMING_READS, got, strict=True):
         assert status(answer) == 202 and b"5550100" not in answer, (path, answer)
     assert status(plain) == 200 and status(pii) == 200
+
+
+async def test_a_readers_socket_message_naming_a_masked_field_is_not_relayed(tmp_path):
+    received: list[str] = []
+
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                received.append(message.data)
+                # a GraphQL server answering under the alias the subscription chose
+                await ws.send_str(json.dumps({"data": {"c": {"x": "5550100"}}}))
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", socket)
+    got: list[str] = []
+    async with (
+        app_upstream(app) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+        aiohttp.ClientSession(timeout=TIMEOUT) as client,
+        client.ws_connect(s.url + "/ws", headers=bearer(s)) as ws,
+    ):
+        await ws.send_str('{"type": "subscribe", "query": "subscription {c {id}}"}')
+        got.append(await ws.receive_str(timeout=10))
+        await ws.send_str('{"type": "subscribe", "query": "subscription {c {x: phone}}"}')
+        ended = await ws.receive(timeout=10)
+    assert received == ['{"type": "subscribe", "query": "subscription {c {id}}"}']
+    assert ended.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR), ended
+    assert len(got) == 1  # (the first answer: its x is no field the mask knows)

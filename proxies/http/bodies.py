@@ -535,7 +535,7 @@ class BodyMask:
         masked by mask_json already), spaces and all (`Phone Number`); "" for none."""
         if not self._worded or len(key) > 64 or self.masker.rule_for((key,)) is not None:
             return ""
-        return _worded_field(self._worded, name_words(key))
+        return worded_field(self._worded, name_words(key))
 
     def _rule(self, name: str) -> bool:
         return bool(self._field(name))
@@ -549,7 +549,7 @@ class BodyMask:
             return ""
         if " " not in text:
             return self._field(text)
-        return _worded_field(self._worded, name_words(text))
+        return worded_field(self._worded, name_words(text))
 
     def _field(self, name: str) -> str:
         """The field a rule names that `name` is ("" for none): `name` itself when a rule
@@ -567,7 +567,7 @@ class BodyMask:
                 if self.masker.rule_for((name,)) is not None:
                     known = name
                 else:
-                    known = _worded_field(self._worded, name_words(name))
+                    known = worded_field(self._worded, name_words(name))
             if len(self._rules) < 4096:
                 self._rules[name] = known
         return known
@@ -753,7 +753,7 @@ def field_words(masker: Masker) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple(out)
 
 
-def _worded_field(worded: tuple[tuple[str, tuple[str, ...]], ...], words: tuple[str, ...]) -> str:
+def worded_field(worded: tuple[tuple[str, tuple[str, ...]], ...], words: tuple[str, ...]) -> str:
     """The first field whose words `words` hold in a row, or whose words written as one
     (`cardnumber`) one of `words` is; "" for none."""
     for field, rule in worded:

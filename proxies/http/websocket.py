@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 from portcullis.masking import Masker, MaskingError
 from portcullis.verdict import VerdictKind
 from proxies.http import messages
-from proxies.http.bodies import BodyMask, Unmaskable, masked_headers, masker_for
+from proxies.http.bodies import (
+    BodyMask,
+    Unmaskable,
+    field_words,
+    masked_headers,
+    masker_for,
+    name_words,
+    worded_field,
+)
 from proxies.http.guard import ResponseGuard
 from proxies.http.upstream import ResponseHead, UpstreamError, read_head
 from proxies.runtime.pdp_client import Ruling
@@ -219,6 +227,62 @@ class MaskedFrames:
         return masked
 
 
+class NamingFrames:
+    """A masked client's frames towards the upstream (sans-IO: bytes in, bytes out): the
+    frames of a data message are held until it is whole, then passed as they came, unless
+    the message names a field the mask hides (its words, as `field_words` reads a name:
+    GraphQL's `subscription {c {x: phone}}`, `{"select": "x:phone"}`). A client naming
+    the field chooses the name its value comes back under, past the mask (the request
+    side of http.rego's rule for reads that name one): FrameRefused ends the socket. A
+    message that is not UTF-8 cannot be read for names: refused too. Control frames pass."""
+
+    def __init__(self, masker: Masker, limit: int = MAX_MASKED_MESSAGE) -> None:
+        self.words = field_words(masker)
+        self.limit = limit
+        self._buffer = bytearray()
+        self._held = bytearray()  # the message's frames as they came
+        self._message = bytearray()  # its payload, unmasked
+
+    def feed(self, data: bytes) -> bytes:
+        self._buffer += data
+        out = bytearray()
+        while True:
+            buf = self._buffer
+            header = frame_header(buf)
+            if header is None:
+                return bytes(out)
+            size, at, key = header
+            if size > self.limit:
+                raise FrameRefused("a frame larger than this proxy reads")
+            if len(buf) < at + size:
+                return bytes(out)
+            raw, payload = bytes(buf[: at + size]), bytes(buf[at : at + size])
+            opcode, fin = buf[0] & 0x0F, bool(buf[0] & 0x80)
+            del buf[: at + size]
+            if opcode >= 8:
+                out += raw
+                continue
+            if key:
+                payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+            self._held += raw
+            self._message += payload
+            if len(self._message) > self.limit:
+                raise FrameRefused("a message larger than this proxy reads")
+            if fin:
+                self._check(bytes(self._message))
+                out += self._held
+                self._held, self._message = bytearray(), bytearray()
+
+    def _check(self, message: bytes) -> None:
+        try:
+            text = message.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FrameRefused("a message that is not UTF-8 cannot be read for names") from None
+        named = worded_field(self.words, name_words(text)) if self.words else ""
+        if named:
+            raise FrameRefused(f"a message naming the masked field {named!r}")
+
+
 def _frame_bytes(opcode: int, payload: bytes) -> bytes:
     """One final, unmasked frame (a server's, RFC 6455 §5.2)."""
     size = len(payload)
@@ -343,6 +407,7 @@ async def _relay(
 ) -> None:
     session = request.session
     frames = {"client": FrameReader(), "server": FrameReader()}
+    naming = NamingFrames(masking.masker) if masking is not None else None
 
     def record(direction: str, data: bytes) -> None:
         for frame in frames[direction].feed(data):
@@ -359,6 +424,8 @@ async def _relay(
     async def client_to_server() -> None:
         pending = conn.codec.take_buffered()
         while True:
+            if pending and naming is not None:
+                pending = naming.feed(pending)  # (whole messages, none naming a masked field)
             if pending:
                 record("client", pending)
                 up_writer.write(pending)
