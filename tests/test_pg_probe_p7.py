@@ -22,6 +22,13 @@ holds a card number only the value detectors find).
 - The same for an operator the database defines (`SELECT 1 ### 1`, whose function returns
   the password; `OPERATOR(public.###)`): lineage reads an operator's result as derived
   from its operands alone. Now denied outside pii-readers, as it was to readers.
+- A table's alias column list renames its columns by position: `FROM customers AS t(i, n,
+  e, s, no, pw) WHERE t.e LIKE 'a%'` (or `ORDER BY pw`, `coalesce(t.pw, '')`) was read as
+  conditions on and outputs of columns named e and pw, none sensitive, so a reader and a
+  masked dba asked questions of the e-mail address and read the password through a
+  computed output. Lineage (pdp/sql/lineage.py) now reads each such name as possibly any
+  column of the table, as it reads names over `*`: an output is resolved by the proxy,
+  a condition or computation over it is one over the whole row.
 """
 
 from __future__ import annotations
@@ -232,5 +239,43 @@ def test_an_unmasked_dba_applies_the_databases_operator(arena, own_operator: str
     c = client(arena, ("dba", "pii-readers"))
     try:
         assert c.query("SELECT 1 ### 1").rows == [[b"hunter2-ada"]]
+    finally:
+        c.close()
+
+
+# --- a table's alias column list --------------------------------------------------------
+
+RENAMED = "customers AS t(i, n, e, s, no, pw)"
+
+
+@pytest.mark.parametrize("groups", MASKED)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        f"SELECT t.i FROM {RENAMED} WHERE t.e LIKE 'ada%'",
+        f"SELECT i FROM {RENAMED} WHERE pw LIKE 'hunter2-a%'",
+        f"SELECT i FROM {RENAMED} ORDER BY pw",
+        f"SELECT coalesce(t.pw, '') FROM {RENAMED}",
+        f"SELECT x FROM (SELECT t.pw AS x FROM {RENAMED}) q WHERE x > 'hunter2-a'",
+    ],
+)
+def test_columns_renamed_by_an_alias_list_are_not_taken_for_other_columns(
+    arena, groups: tuple[str, ...], sql: str
+) -> None:
+    c = client(arena, groups)
+    try:
+        answer = c.query(sql)
+        assert_no_secret(answer)
+        assert answer.refused, (sql, answer.rows)
+    finally:
+        c.close()
+
+
+def test_a_renamed_column_selected_is_masked_by_what_it_is(arena) -> None:
+    c = client(arena, ("readonly",))
+    try:
+        answer = c.query(f"SELECT t.i, t.pw FROM {RENAMED}")
+        assert not answer.refused, answer.errors
+        assert sorted(answer.rows) == [[b"1", b"[REDACTED]"], [b"2", b"[REDACTED]"]]
     finally:
         c.close()

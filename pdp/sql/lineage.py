@@ -363,6 +363,9 @@ class Item:
     def column(self, name: str) -> Flow | None:
         """The flow of column name of this item; None when it has none by that name."""
         if self.table is not None:
+            for output, renamed in self.outputs:  # names an alias column list gave
+                if output == name:
+                    return renamed
             return Flow(PLAIN, {name.lower(): None}, user=self.table not in _CATALOG)
         for member in self.members or ():
             flow = member.column(name)
@@ -1144,10 +1147,10 @@ def _bare_name(name: str, scope: Scope) -> Flow:
     for level in scope:
         found: list[Flow] = []
         for item in level:
-            if item.table is None:
-                for output, flow in item.outputs:
-                    if output == name:
-                        found.append(flow)
+            # a derived item's outputs, or the names a table's alias column list gave
+            for output, flow in item.outputs:
+                if output == name:
+                    found.append(flow)
         if found:
             return found[0] if len(found) == 1 else _merge(EXPRESSION, found, keeps=True)
         for item in level:
@@ -1171,7 +1174,12 @@ def _bare_name(name: str, scope: Scope) -> Flow:
 def _side_column(side: list[Item], name: str) -> Flow | None:
     """The flow of column name on one side of a join: its derived items' outputs by that
     name, else a table's column (a table may have any name), else None."""
-    flows = [f for item in side if item.table is None for n, f in item.visible() if n == name]
+    flows = [
+        f
+        for item in side
+        for n, f in (item.visible() if item.table is None else item.outputs)
+        if n == name
+    ]
     if flows:
         return flows[0] if len(flows) == 1 else _merge(EXPRESSION, flows, keeps=True)
     opaque = [item.opaque for item in side if item.opaque is not None and not item.outputs]
@@ -1217,7 +1225,13 @@ def _table_item(fields: Fields) -> Item:
     table = _relation(fields)
     alias = fields.get("alias")
     names = (alias["aliasname"],) if alias else (fields.get("relname", ""),)
-    return Item(names, table=table)
+    # `customers AS t(i, n, e)` renames the table's first columns by position, which only
+    # the catalog knows: each new name may be any column of the table (`t.e` is email),
+    # read as `*` is (the proxy resolves an output itself; a condition or a computation
+    # over it is one over the whole row)
+    renamed = [_sval(c) for c in alias.get("colnames", ())] if alias else []
+    outputs = [(c, Flow(STAR, tables={table: None})) for c in renamed]
+    return Item(names, table=table, outputs=outputs)
 
 
 def _relation(fields: Fields) -> str:
