@@ -54,8 +54,9 @@ fix:
   undone, hold what the detectors find is now withheld;
 - a read that chooses the names its answer's fields go by: PostgREST's
   `?select=x:phone`, `?sql=select upper(phone) as x ...` (Datasette, ClickHouse), GraphQL's
-  `?query={c{x: phone}}`, and a path ending in the field (`/customers/7/phone`, answered by
-  the bare value): the answer carried the phone under no name a rule names, and a GET is
+  `?query={c{x: phone}}`, OData's `$compute=phone as x`, Elasticsearch's GET /_sql with
+  `{"query": "SELECT phone AS x ..."}`, and a path ending in the field
+  (`/customers/7/phone`, answered by the bare value): the answer carried the phone under no name a rule names, and a GET is
   a read for any member. http.rego: for anyone masked, such a read needs approval;
 - the same over a reader's WebSocket on a path declared read-only: a subscription
   choosing the name the field comes back under (`subscription {c {x: phone}}`) was relayed
@@ -528,12 +529,16 @@ async def test_a_read_choosing_the_name_a_masked_field_goes_by_needs_approval(tm
     ):
         for path in RENAMING_READS:
             got.append(await exchange(s.proxy.port, request(s, f"GET {path} HTTP/1.1")))
+        # Elasticsearch's SQL: a GET with a JSON body (a read)
+        sql = b'{"query": "SELECT phone AS x FROM customers"}'
+        fields = "Content-Type: application/json\r\n"
+        got.append(await exchange(s.proxy.port, request(s, "GET /_sql HTTP/1.1", fields, sql)))
         plain = await exchange(s.proxy.port, request(s, "GET /customers?select=id HTTP/1.1"))
         pii = await exchange(
             s.proxy.port,
             request(s, f"GET {RENAMING_READS[0]} HTTP/1.1", groups=("readonly", "pii-readers")),
         )
-    for path, answer in zip(RENAMING_READS, got, strict=True):
+    for path, answer in zip([*RENAMING_READS, "/_sql"], got, strict=True):
         assert status(answer) == 202 and b"5550100" not in answer, (path, answer)
     assert status(plain) == 200 and status(pii) == 200
 

@@ -109,12 +109,17 @@ deny contains sprintf("DELETE is reserved to %s", [concat(", ", data.portcullis.
 # phone}}`), and a path ending in a masked field's name (`/customers/7/phone`) is answered
 # by the bare value, with no name left to mask it by. For anyone masked, such a read
 # needs approval: the approver sees which field it names.
-http_query_languages := {"select", "sql", "query"}
+# (OData's $compute and $apply derive named values too; a JSON body's `query` or `sql` is
+# Elasticsearch's GET /_sql, a GET with a body being a read)
+http_query_languages := {"select", "sql", "query", "$compute", "$apply"}
 
-needs_approval contains sprintf("%s %s names the masked field %s in its query's %s: the answer may carry it under another name", [http_method, input.command.http.path, field, name]) if {
+needs_approval contains sprintf("%s %s names the masked field %s in its %s's %s: the answer may carry it under another name", [http_method, input.command.http.path, field, part, name]) if {
 	input.command.kind == "http.request"
 	not pii_reader
-	some name, v in object.get(input.command.http, "query", {})
+	some part in ["query", "body"]
+	given := object.get(input.command.http, part, {})
+	is_object(given)
+	some name, v in given
 	lower(name) in http_query_languages
 	some value in http_values(v)
 	some field in http_masked_fields

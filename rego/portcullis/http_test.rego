@@ -162,6 +162,8 @@ test_http_a_read_naming_a_masked_field_in_a_query_language_needs_approval if {
 		{"query": {"sql": "select upper(phone) as x from customers"}},
 		{"query": {"query": "{customer(id: 7) {x: card_number}}"}},
 		{"query": {"SQL": ["select 1", "select Email as e from c"]}},
+		{"query": {"$compute": "phone as x"}},
+		{"body": {"query": "SELECT phone AS x FROM customers"}},
 		{"path": "/v1/customers/7/phone"},
 		{"path": "/v1/customers/7/Email.json"},
 	]
