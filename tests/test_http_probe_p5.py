@@ -56,8 +56,9 @@ fix:
   `?select=x:phone`, `?sql=select upper(phone) as x ...` (Datasette, ClickHouse), GraphQL's
   `?query={c{x: phone}}`, OData's `$compute=phone as x`, Elasticsearch's GET /_sql with
   `{"query": "SELECT phone AS x ..."}`, and a path ending in the field
-  (`/customers/7/phone`, answered by the bare value): the answer carried the phone under no name a rule names, and a GET is
-  a read for any member. http.rego: for anyone masked, such a read needs approval;
+  (`/customers/7/phone`, answered by the bare value): the answer carried the phone
+  under no name a rule names, and a GET is a read for any member. http.rego: for anyone
+  masked, such a read needs approval;
 - the same over a reader's WebSocket on a path declared read-only: a subscription
   choosing the name the field comes back under (`subscription {c {x: phone}}`) was relayed
   as any frame, and the answer `{"x": "5550100"}` passed the mask. Under a mask a client's
