@@ -51,7 +51,8 @@ fix:
   the escapes as written: `ann&#64;example.com` (HTML's obfuscated mailto links, also
   inside a JSON string), a script's `"\\u0034111 1111 1111 1111"`, a link's
   `/c/ann%40example.com`; a browser renders them, a model reads them. Text whose escapes,
-  undone, hold what the detectors find is now withheld;
+  undone, hold what the detectors find is now withheld (a header value such as a
+  redirect's `Location: /c/ann%40example.com` is masked whole);
 - a read that chooses the names its answer's fields go by: PostgREST's
   `?select=x:phone`, `?sql=select upper(phone) as x ...` (Datasette, ClickHouse), GraphQL's
   `?query={c{x: phone}}`, OData's `$compute=phone as x`, Elasticsearch's GET /_sql with
@@ -573,3 +574,22 @@ async def test_a_readers_socket_message_naming_a_masked_field_is_not_relayed(tmp
     assert received == ['{"type": "subscribe", "query": "subscription {c {id}}"}']
     assert ended.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR), ended
     assert len(got) == 1  # (the first answer: its x is no field the mask knows)
+
+
+async def test_a_header_whose_escapes_hide_a_value_is_masked_whole(tmp_path):
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 302 Found\r\nLocation: /customers/ann%40example.com\r\n"
+            b'Content-Disposition: attachment; filename="ann&#64;example.com.csv"\r\n'
+            b"Content-Length: 0\r\n\r\n"
+        )
+        await writer.drain()
+
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        answer = await exchange(s.proxy.port, request(s, "GET /customers/lookup HTTP/1.1"))
+    head = html.unescape(unquote(answer.partition(b"\r\n\r\n")[0].decode()))
+    assert status(answer) == 302 and "ann@example.com" not in head, head

@@ -119,6 +119,7 @@ def body_kind(content_type: str | None) -> str:
 
 
 WITHHELD = "withheld"
+REDACTED_VALUE = "[REDACTED]"  # a header value whose escapes hide what the mask hides
 
 
 def answer_kind(content_types: list[str]) -> tuple[str, str]:
@@ -155,6 +156,12 @@ def masked_headers(
             value = values._inline(value)
         text, found = masker.mask_text(value)
         counts.update({f"detector:{k}": v for k, v in found.items()})
+        try:
+            values._unescaped_clear(text)
+        except Unmaskable:
+            # (a Location's `/c/ann%40example.com`: what its reader decodes is masked whole)
+            text = REDACTED_VALUE
+            counts["detector:escaped"] += 1
         out.append((name, text))
     counts.update(values.counts)
     return out, dict(counts)
