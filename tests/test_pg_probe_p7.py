@@ -22,13 +22,13 @@ holds a card number only the value detectors find).
 - The same for an operator the database defines (`SELECT 1 ### 1`, whose function returns
   the password; `OPERATOR(public.###)`): lineage reads an operator's result as derived
   from its operands alone. Now denied outside pii-readers, as it was to readers.
-- A table's alias column list renames its columns by position: `FROM customers AS t(i, n,
-  e, s, no, pw) WHERE t.e LIKE 'a%'` (or `ORDER BY pw`, `coalesce(t.pw, '')`) was read as
-  conditions on and outputs of columns named e and pw, none sensitive, so a reader and a
-  masked dba asked questions of the e-mail address and read the password through a
-  computed output. Lineage (pdp/sql/lineage.py) now reads each such name as possibly any
-  column of the table, as it reads names over `*`: an output is resolved by the proxy,
-  a condition or computation over it is one over the whole row.
+- A table's (or a join's) alias column list renames its columns by position: `FROM
+  customers AS t(i, n, e, s, no, pw) WHERE t.e LIKE 'a%'` (or `ORDER BY pw`,
+  `coalesce(t.pw, '')`) was read as conditions on and outputs of columns named e and pw,
+  none sensitive, so a reader and a masked dba asked questions of the e-mail address and
+  read the password through a computed output. Lineage (pdp/sql/lineage.py) now reads each
+  such name as possibly any column of the table, as it reads names over `*`: an output is
+  resolved by the proxy, a condition or computation over it is one over the whole row.
 """
 
 from __future__ import annotations
@@ -257,6 +257,10 @@ RENAMED = "customers AS t(i, n, e, s, no, pw)"
         f"SELECT i FROM {RENAMED} ORDER BY pw",
         f"SELECT coalesce(t.pw, '') FROM {RENAMED}",
         f"SELECT x FROM (SELECT t.pw AS x FROM {RENAMED}) q WHERE x > 'hunter2-a'",
+        # a join's alias column list renames the join's columns by position
+        "SELECT 1 FROM (customers c CROSS JOIN orders o) AS j(a, b, e) WHERE j.e LIKE 'ada%'",
+        "SELECT coalesce(f, '') FROM (customers c JOIN orders o ON o.customer_id = c.id)"
+        " AS j(a, b, e, s, n, f)",
     ],
 )
 def test_columns_renamed_by_an_alias_list_are_not_taken_for_other_columns(

@@ -367,6 +367,10 @@ class Item:
                 if output == name:
                     return renamed
             return Flow(PLAIN, {name.lower(): None}, user=self.table not in _CATALOG)
+        if self.members is not None:
+            for output, renamed in self.outputs:  # names a join's alias column list gave
+                if output == name:
+                    return renamed
         for member in self.members or ():
             flow = member.column(name)
             if flow is not None:
@@ -698,8 +702,14 @@ class Lineage:
                 self.predicate(quals, scope, ctes, True)
             alias = fields.get("alias")
             if alias:
-                # `(a JOIN b) AS j`: j.x is a column of a or b
-                items.append(Item((alias["aliasname"],), members=items[start:]))
+                # `(a JOIN b) AS j`: j.x is a column of a or b; `AS j(x, y)` renames the
+                # join's columns by position, and over a table which one a name lands on
+                # is unknown: each may be any of them
+                members = items[start:]
+                colnames = [_sval(c) for c in alias.get("colnames", ())]
+                outputs = _renamed([o for m in members for o in m.expand()], colnames)
+                renamed = outputs[: len(colnames)]
+                items.append(Item((alias["aliasname"],), outputs=renamed, members=members))
         elif tag == "RangeSubselect":
             outputs = self.select(fields["subquery"]["SelectStmt"], scope, ctes)
             items.append(_aliased(fields.get("alias"), outputs))
