@@ -80,6 +80,35 @@ def test_attribute_notation_calling_a_function_on_a_row_is_refused(
         c.close()
 
 
+def test_attribute_notation_through_drivers_is_refused(arena) -> None:
+    """The same through psycopg (extended protocol, binary results, a bound parameter) and
+    asyncpg (prepared, binary): the PDP classifies the Parse's text as it does a Query's."""
+    import asyncio
+
+    import asyncpg
+    import psycopg
+
+    tok = arena.token("p7-driver")
+    with (
+        psycopg.connect(arena.dsn(tok), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute(
+            "SELECT c.row_to_json FROM customers c WHERE id = %s", (1,), binary=True
+        ).fetchall()
+
+    async def with_asyncpg() -> None:
+        conn = await asyncpg.connect(arena.dsn(tok))
+        try:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                stmt = await conn.prepare("SELECT (c).to_jsonb FROM customers c WHERE id = $1")
+                await stmt.fetch(1)
+        finally:
+            await conn.close()
+
+    asyncio.run(with_asyncpg())
+
+
 def test_attribute_notation_of_real_columns_still_runs(arena) -> None:
     c = client(arena, ("readonly",))
     try:
