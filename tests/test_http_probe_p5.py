@@ -56,10 +56,11 @@ fix:
 - a read that chooses the names its answer's fields go by: PostgREST's
   `?select=x:phone`, `?sql=select upper(phone) as x ...` (Datasette, ClickHouse), GraphQL's
   `?query={c{x: phone}}`, OData's `$compute=phone as x`, Elasticsearch's GET /_sql with
-  `{"query": "SELECT phone AS x ..."}`, and a path ending in the field
-  (`/customers/7/phone`, answered by the bare value): the answer carried the phone
-  under no name a rule names, and a GET is a read for any member. http.rego: for anyone
-  masked, such a read needs approval;
+  `{"query": "SELECT phone AS x ..."}`: the answer carried the phone under no name a
+  rule names, and a GET is a read for any member. http.rego: for anyone masked, such a
+  read needs approval. And a path ending in the field (`/customers/7/phone`) answered by
+  the bare value (`"5550100"`, or text): no name was left to mask it by; the proxy now
+  masks a bare answer to such a path as that field;
 - the same over a reader's WebSocket on a path declared read-only: a subscription
   choosing the name the field comes back under (`subscription {c {x: phone}}`) was relayed
   as any frame, and the answer `{"x": "5550100"}` passed the mask. Under a mask a client's
@@ -275,6 +276,10 @@ async def test_a_readers_answer_spelling_fields_otherwise_is_masked_through_the_
 
 
 SPELLINGS_BY_PATH = {"/" + case.replace(" ", "-"): SPELLINGS[case] for case in SPELLINGS}
+
+
+def answer_body(answer: bytes) -> bytes:
+    return answer.partition(b"\r\n\r\n")[2]
 
 
 def _padded(key: bytes) -> bytes:
@@ -510,7 +515,6 @@ RENAMING_READS = [
     "/customers?select=id,x:phone",
     "/sql?sql=select+upper(phone)+as+x+from+customers",
     "/graphql?query=%7Bcustomer(id:7)%7Bx:phone%7D%7D",
-    "/customers/7/phone",
 ]
 
 
@@ -593,3 +597,35 @@ async def test_a_header_whose_escapes_hide_a_value_is_masked_whole(tmp_path):
         answer = await exchange(s.proxy.port, request(s, "GET /customers/lookup HTTP/1.1"))
     head = html.unescape(unquote(answer.partition(b"\r\n\r\n")[0].decode()))
     assert status(answer) == 302 and "ann@example.com" not in head, head
+
+
+@pytest.mark.parametrize(
+    "path, kind, body",
+    [
+        ("/customers/7/phone", "application/json", b'"5550100"'),
+        ("/customers/7/phoneNumber.txt", "text/plain", b"5550100\n"),
+        ("/accounts/7/iban", "application/json", b'"DE89370400440532013000"'),
+    ],
+)
+async def test_a_bare_value_answering_a_path_named_for_a_field_is_masked(
+    tmp_path, path, kind, body
+):
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (kind.encode(), len(body), body)
+        )
+        await writer.drain()
+
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        answer = await exchange(s.proxy.port, request(s, f"GET {path} HTTP/1.1"))
+        pii = await exchange(
+            s.proxy.port, request(s, f"GET {path} HTTP/1.1", groups=("readonly", "pii-readers"))
+        )
+    assert status(answer) == 200 and b"[REDACTED]" in answer, answer
+    assert not any(value in answer for value in HIDDEN), answer
+    assert answer_body(pii) == body

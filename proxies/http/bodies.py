@@ -213,7 +213,12 @@ class BodyMask:
     """One response body's masking: `feed` chunks, then `finish`; `counts` at the end."""
 
     def __init__(
-        self, masker: Masker, kind: str, limit: int = MAX_MASKED_DOCUMENT, media: str = ""
+        self,
+        masker: Masker,
+        kind: str,
+        limit: int = MAX_MASKED_DOCUMENT,
+        media: str = "",
+        path: str = "",
     ) -> None:
         self.masker = masker
         self.kind = kind
@@ -226,6 +231,10 @@ class BodyMask:
         self._named = masker.strictest_field_rule() is not None  # any field rule at all
         self._rules: dict[str, str] = {}  # names asked of the masker, and its answers (_field)
         self._worded = field_words(masker)
+        # the field the request's path ends in (`/customers/7/phone`): an answer that is a
+        # bare value, with no name of its own, is that field's value
+        last = path.rsplit("/", 1)[-1].split(".", 1)[0]
+        self.path_field = self._field(unquote(last)) if last and self._named else ""
 
     @property
     def streams(self) -> bool:
@@ -276,6 +285,11 @@ class BodyMask:
             raise Unmaskable("the JSON response does not parse; it cannot be masked") from None
         except RecursionError:
             raise Unmaskable("the JSON response is nested too deep; it cannot be masked") from None
+        if self.path_field and not isinstance(doc, dict | list):
+            found: Counter[str] = Counter()
+            masked = self._as_field(self.path_field, doc, found)
+            self.counts.update(found)
+            return _dump(masked)
         masked, counts = self._mask_doc(doc)
         self.counts.update(counts)
         return _dump(masked)
@@ -416,6 +430,9 @@ class BodyMask:
     def _line(self, line: str) -> str:
         if not line.strip():
             return line
+        if self.path_field and self.kind == "lines" and not self.media.endswith("/html"):
+            # a text answer to a path naming a field: its lines are that field's value
+            return self._value(self.path_field, line, text=True)
         docs = _json_texts(line)
         if docs is None:
             return self._unescaped_clear(self._text(self._fields(line)))

@@ -106,9 +106,9 @@ deny contains sprintf("DELETE is reserved to %s", [concat(", ", data.portcullis.
 # Those masks find a field by its name in the answer, and a request may choose the names
 # itself: a query language carried in the query renames or derives a masked column
 # (PostgREST's `select=x:phone`, `?sql=select upper(phone) as x`, GraphQL's `query={c{x:
-# phone}}`), and a path ending in a masked field's name (`/customers/7/phone`) is answered
-# by the bare value, with no name left to mask it by. For anyone masked, such a read
-# needs approval: the approver sees which field it names.
+# phone}}`). For anyone masked, such a read needs approval: the approver sees which field
+# it names. (A bare value answering a path that ends in a field's name, `/customers/7/
+# phone`, the proxy masks as that field: proxies/http/bodies.py.)
 # (OData's $compute and $apply derive named values too; a JSON body's `query` or `sql` is
 # Elasticsearch's GET /_sql, a GET with a body being a read)
 http_query_languages := {"select", "sql", "query", "$compute", "$apply"}
@@ -124,14 +124,6 @@ needs_approval contains sprintf("%s %s names the masked field %s in its %s's %s:
 	some value in http_values(v)
 	some field in http_masked_fields
 	regex.match(sprintf(`(?i)(^|[^a-z0-9])%s([^a-z0-9]|$)`, [field]), value)
-}
-
-needs_approval contains sprintf("%s %s ends in the masked field %s: its answer is the bare value", [http_method, input.command.http.path, last]) if {
-	input.command.kind == "http.request"
-	not pii_reader
-	segments := split(input.command.http.path, "/")
-	last := lower(split(segments[count(segments) - 1], ".")[0])
-	last in http_masked_fields
 }
 
 http_masked_fields contains lower(rule.field) if {

@@ -164,8 +164,6 @@ test_http_a_read_naming_a_masked_field_in_a_query_language_needs_approval if {
 		{"query": {"SQL": ["select 1", "select Email as e from c"]}},
 		{"query": {"$compute": "phone as x"}},
 		{"body": {"query": "SELECT phone AS x FROM customers"}},
-		{"path": "/v1/customers/7/phone"},
-		{"path": "/v1/customers/7/Email.json"},
 	]
 	every extra in cases {
 		d := portcullis.decision with input as http_with(["readonly"], "GET", extra)
@@ -179,8 +177,7 @@ test_http_a_read_naming_a_masked_field_in_a_query_language_needs_approval if {
 		{"query": {"select": "id,amount"}},
 		{"query": {"q": "phone"}},
 		{"query": {"sql": "select telephoned from t"}},
-		{"path": "/v1/tokens"},
-		{"path": "/v1/phone/7"},
+		{"path": "/v1/customers/7/phone"},
 	]
 	every extra in reads {
 		portcullis.decision.verdict == "mask" with input as http_with(["readonly"], "GET", extra)
