@@ -29,6 +29,10 @@ holds a card number only the value detectors find).
   read the password through a computed output. Lineage (pdp/sql/lineage.py) now reads each
   such name as possibly any column of the table, as it reads names over `*`: an output is
   resolved by the proxy, a condition or computation over it is one over the whole row.
+- A cast the database made with a function (`CREATE CAST (integer AS text) WITH FUNCTION
+  public.int_pw(integer)`) ran for a masked dba wherever its types met: `SELECT 1::text`
+  gave the password. Every statement of a privileged identity outside pii-readers is now
+  denied while such a cast is not in postgres.reviewed_casts, as a reader's already was.
 """
 
 from __future__ import annotations
@@ -310,5 +314,40 @@ def test_a_renamed_column_selected_is_masked_by_what_it_is(arena) -> None:
         answer = c.query(f"SELECT t.i, t.pw FROM {RENAMED}")
         assert not answer.refused, answer.errors
         assert sorted(answer.rows) == [[b"1", b"[REDACTED]"], [b"2", b"[REDACTED]"]]
+    finally:
+        c.close()
+
+
+# --- casts the database defines ----------------------------------------------------
+
+
+@pytest.fixture
+def own_cast(arena):
+    with arena.admin() as admin:
+        admin.execute(
+            "CREATE FUNCTION public.int_pw(integer) RETURNS text LANGUAGE sql"
+            " AS $$ SELECT password FROM customers WHERE id = $1 $$;"
+            " CREATE CAST (integer AS text) WITH FUNCTION public.int_pw(integer)"
+        )
+    try:
+        yield
+    finally:
+        with arena.admin() as admin:
+            admin.execute("DROP CAST (integer AS text); DROP FUNCTION public.int_pw(integer)")
+
+
+def test_a_masked_dba_runs_no_statement_while_an_unreviewed_cast_may_apply(
+    arena, own_cast: None
+) -> None:
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query("SELECT 1::text")
+        assert b"hunter2" not in answer.raw
+        assert answer.refused, answer.rows
+    finally:
+        c.close()
+    c = client(arena, ("dba", "pii-readers"))
+    try:
+        assert c.query("SELECT 1::text").rows == [[b"hunter2-ada"]]
     finally:
         c.close()

@@ -229,6 +229,19 @@ deny contains sprintf("operator %s is not in pg_catalog, so what it returns cann
 	not pii_reader
 }
 
+# A cast the database made with a function (input.command.postgres.user_casts, the proxy's
+# start-up facts) runs wherever its types meet, named nowhere in the statement: with CREATE
+# CAST (integer AS text) WITH FUNCTION public.f(integer), `SELECT 1::text` returns what f
+# reads. Until the team lists it in postgres.reviewed_casts, every statement of a privileged
+# identity outside pii-readers is denied, as a reader's is (postgres_user_code.rego).
+deny contains sprintf("this database defines the cast %s outside pg_catalog; a statement may run it without naming it, and what its function returns cannot be followed to the columns it reads (list it in postgres.reviewed_casts once reviewed)", [c]) if {
+	input.command.postgres.has.user_code
+	some c in input.command.postgres.user_casts
+	not data.portcullis.postgres.reviewed_casts[c]
+	privileged
+	not pii_reader
+}
+
 # LISTEN: what arrives for it is the payload another session's NOTIFY (or pg_notify, a
 # trigger) sent, at any time, answering no statement the masks were decided for; the proxy
 # passes it as it came (a card number, an e-mail address an application notified).
