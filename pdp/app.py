@@ -31,6 +31,7 @@ from pdp.evidence.signing import Signer
 from pdp.forwarding import build_forwarders
 from pdp.plumbing.keys import load_or_create_ed25519
 from pdp.store import AuditStore, open_store
+from pdp.store.macs import KEY_PURPOSE as RECORD_KEY_PURPOSE
 from portcullis.config import Config
 from portcullis.heap import freeze_startup_heap
 
@@ -72,6 +73,12 @@ class PDPApp:
         self.proxy_key = ProxyKey.load_or_create(config.pdp.proxy_key)
         # the MAC of session records: a session found in the store is one this PDP wrote
         self.sessions.record_key = self.proxy_key.derive("session-records")
+        # the MAC of every record's batch (pdp.store.macs): a checkpoint vouches only for
+        # records a PDP holding the proxy key wrote (a store keeping no MACs: no check)
+        self.record_key: bytes | None = None
+        if hasattr(self.store, "batch_macs"):
+            self.record_key = self.proxy_key.derive(RECORD_KEY_PURPOSE)
+            self.store.record_key = self.record_key  # type: ignore[attr-defined]
         self.webhook = (
             WebhookNotifier(
                 config.approvals.webhook,
@@ -122,7 +129,10 @@ class PDPApp:
         self._write_local_credential()
         await self.store.start()
         self.checkpoints = CheckpointWriter(
-            self.store, self.signer, anchor_path=anchor_path_for(self.config.pdp.signing_key)
+            self.store,
+            self.signer,
+            anchor_path=anchor_path_for(self.config.pdp.signing_key),
+            record_key=self.record_key,
         )
         self.checkpoints.start()
         for forwarder in self.forwarders:

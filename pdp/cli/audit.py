@@ -35,6 +35,12 @@ def register(subparsers: Any) -> None:
         help="a signed head kept elsewhere (chain_head.json of an earlier"
         " export, or the PDP's checkpoint.json; default: the latter)",
     )
+    verify.add_argument(
+        "--proxy-key",
+        default=None,
+        help="the PDP's proxy key, to check that every record was written by a PDP holding"
+        " it (record MACs; default: pdp.proxy_key of the configuration, when readable)",
+    )
     verify.set_defaults(func=cmd_audit_verify)
     export = asub.add_parser("export", help="write an evidence bundle (tar.gz)")
     export.add_argument("--since", default=None, help="RFC 3339 or unix seconds (inclusive)")
@@ -46,6 +52,27 @@ def register(subparsers: Any) -> None:
 def _fail(message: str) -> int:
     print(f"portcullis audit: {message}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _record_key(path: Path, given: bool) -> tuple[bytes | None, str]:
+    """The record MAC key derived from the proxy key at path (pdp.store.macs), or None and
+    why not; an error (a non-empty reason with given) when a key given cannot be read."""
+    from pdp.api.proxy_auth import ProxyKey
+    from pdp.store.macs import KEY_PURPOSE
+
+    try:
+        secret = bytes.fromhex(path.read_text().strip())
+        return ProxyKey(secret).derive(KEY_PURPOSE), ""
+    except (OSError, ValueError) as exc:
+        reason = f"proxy key {path}: {type(exc).__name__}"
+        if not given:
+            print(
+                f"note: record MACs not checked ({reason}): run where the PDP's proxy key"
+                " is readable, or give --proxy-key",
+                file=sys.stderr,
+            )
+            reason = ""
+        return None, reason
 
 
 def _print_problems(problems: list[Any]) -> None:
@@ -123,10 +150,16 @@ async def _verify_store(args: argparse.Namespace, pinned: Any) -> int:
     settings = config.pdp.store
     if settings.type == "sqlite" and not settings.path.exists():
         return _fail(f"audit store {settings.path} does not exist")
+    given = args.proxy_key is not None
+    record_key, unreadable = _record_key(
+        Path(args.proxy_key) if given else config.pdp.proxy_key, given
+    )
+    if unreadable:
+        return _fail(unreadable)
     store = cast(AuditStore, open_store(settings, timeout=30.0))
     try:
         await store.start()
-        report = await verify_store(store, public_key, anchor, str(anchor_path))
+        report = await verify_store(store, public_key, anchor, str(anchor_path), record_key)
     except StoreUnavailable as exc:
         return _fail(str(exc))
     finally:
@@ -171,7 +204,11 @@ async def _export(args: argparse.Namespace, since: float | None, until: float | 
             anchor = json.loads(anchor_path.read_text())
         except (OSError, ValueError) as exc:
             return _fail(f"anchor {anchor_path}: {exc}")
-    store = cast(AuditStore, open_store(settings, timeout=30.0))
+    # the store reports records no holder of the proxy key wrote (pdp.store.macs)
+    record_key, _ = _record_key(config.pdp.proxy_key, False)
+    opened = open_store(settings, timeout=30.0)
+    opened.record_key = record_key  # read only: this command writes no record
+    store = cast(AuditStore, opened)
     try:
         await store.start()
         summary = await export_bundle(

@@ -33,6 +33,7 @@ from pdp.evidence.signing import Signer, signature_problem
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
+from pdp.store.macs import describe_ranges, uncovered, valid_spans
 
 log = logging.getLogger("portcullis.evidence")
 
@@ -65,11 +66,19 @@ class CheckpointWriter:
         signer: Signer,
         interval_seconds: float = 60.0,
         anchor_path: Path | None = None,
+        record_key: bytes | None = None,
     ) -> None:
+        """record_key: the store's record MAC key (pdp.store.macs); with one, a head is
+        signed only when every record since the last checkpoint is one a holder of the
+        key wrote. Without one (tools, tests) every head is signed, as before."""
         self.store = store
         self.signer = signer
         self.interval_seconds = interval_seconds
         self.anchor_path = anchor_path
+        self.record_key = record_key
+        self.refused = 0  # checkpoints not written for records no holder of the key wrote
+        self.refusing = ""  # why the newest one was not, while that lasts
+        self._vouched: int | None = None  # every record up to it checked or signed for
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -108,18 +117,92 @@ class CheckpointWriter:
         if seq == 0:
             return None
         newest = await self.store.query(after_seq=seq - 1, limit=1)
-        if newest and newest[0].kind == CHECKPOINT_KIND:
+        if newest and self._signed_checkpoint(newest[0]):
             return None  # nothing happened since the last checkpoint
+        if self.record_key is not None:
+            foreign = await self._foreign(seq)
+            if foreign:
+                self.refused += 1
+                self.refusing = (
+                    f"records {describe_ranges(foreign)} have no valid record MAC: they were"
+                    " not written by a PDP holding the key (INSERTed into the store?);"
+                    " no checkpoint vouches for them"
+                )
+                log.error("audit checkpoint of seq %d NOT signed: %s", seq, self.refusing)
+                return None
+            self.refusing = ""
         doc = self.signer.sign(
             {"type": CHECKPOINT_KIND, "seq": seq, "hash": head_hash, "time": time.time()}
         )
         record = await self.store.append(CHECKPOINT_KIND, doc)
+        self._vouched = seq
         if self.anchor_path is not None:
             try:
                 write_anchor(self.anchor_path, doc, record)
             except OSError as exc:
                 log.warning("checkpoint anchor %s not written: %s", self.anchor_path, exc)
         return record
+
+    async def _foreign(self, upto: int) -> list[tuple[int, int]]:
+        """The seq ranges after the last checkpoint, up to `upto`, holding records no
+        holder of the record key wrote (pdp.store.macs). A checkpoint signed by this key
+        needs no MAC: its signature says who wrote it (one written before record MACs, or
+        under another proxy key, vouches for what it names)."""
+        assert self.record_key is not None
+        batch_macs = getattr(self.store, "batch_macs", None)
+        if batch_macs is None:
+            return [(1, upto)]  # a store that keeps no MACs vouches for nothing
+        start = self._vouched
+        if start is None:
+            start = await self._last_signed(upto + 1)
+        spans = valid_spans(self.record_key, await batch_macs(start, upto))
+        gaps = uncovered(start, upto, spans)
+        if not gaps:
+            return []
+        foreign: list[tuple[int, int]] = []
+        for first, last in gaps:
+            if last - first >= UNCOVERED_READ:  # too many to look at: none is vouched for
+                foreign.append((first, last))
+                continue
+            for r in await self.store.query(after_seq=first - 1, limit=last - first + 1):
+                if r.seq > last or self._signed_checkpoint(r):
+                    continue
+                if foreign and foreign[-1][1] == r.seq - 1:
+                    foreign[-1] = (foreign[-1][0], r.seq)
+                else:
+                    foreign.append((r.seq, r.seq))
+        return foreign
+
+    def _signed_checkpoint(self, record: AuditRecord) -> bool:
+        return (
+            record.kind == CHECKPOINT_KIND
+            and not signature_problem(record.body, self.signer.public_key)
+            and record.body["payload"].get("type") == CHECKPOINT_KIND
+        )
+
+    async def _last_signed(self, before: int) -> int:
+        """The seq the newest checkpoint this key signed names (0: none found): every
+        record up to it was vouched for when it was signed."""
+        newest_of_kind = getattr(self.store, "newest_of_kind", None)
+        if newest_of_kind is None:
+            return 0
+        for _ in range(LAST_SIGNED_TRIES):  # a record of kind checkpoint anyone may write
+            record = await newest_of_kind(CHECKPOINT_KIND, before)
+            if record is None:
+                return 0
+            if self._signed_checkpoint(record):
+                named = record.body["payload"].get("seq")
+                if isinstance(named, int) and named < record.seq:
+                    return named
+            before = record.seq
+        return 0
+
+
+# the longest run of records without a MAC looked at one by one (for checkpoints signed
+# before record MACs); a longer one is refused whole
+UNCOVERED_READ = 10_000
+# checkpoint records looked at, newest first, for one this key signed
+LAST_SIGNED_TRIES = 100
 
 
 def write_anchor(path: Path, doc: dict[str, Any], record: AuditRecord) -> None:
@@ -346,6 +429,7 @@ class Counted:
     statements: int = 0
     sessions: int = 0
     anchor: str = ""  # what the signed head kept outside the store named, when one was checked
+    macs: str = ""  # what the record MACs showed, when the key was at hand
 
     def see(self, seq: int, kind: str, time: float) -> None:
         if self.first_time is None:
@@ -372,6 +456,7 @@ class Counted:
             f" {self.statements} signed credential-never-exposed statements",
             f"  sessions: {self.sessions} opened in this range (session.open records)",
             f"  anchor: {self.anchor or 'none checked'}",
+            *([f"  record MACs: {self.macs}"] if self.macs else []),
             f"  head: seq {self.head[0]} hash {self.head[1]}",
         ]
 
@@ -393,19 +478,80 @@ class EvidenceReport:
 PAGE = 5000
 
 
+class ForeignRecords:
+    """Records fed in seq order that no holder of the record key wrote (pdp.store.macs):
+    no valid MAC spans them and they are not checkpoints this public key signed. Those up
+    to a seq that a checkpoint without a valid MAC of its own names (one signed before
+    record MACs, or under another proxy key) were vouched for by that signature, as the
+    checkpoint writer takes them; the others are reported."""
+
+    def __init__(self, spans: list[tuple[int, int]], public_key: Ed25519PublicKey) -> None:
+        self.spans = spans
+        self.public_key = public_key
+        self.floor = 0  # records up to it were vouched for by a checkpoint of old
+        self.batches = len(spans)
+        self._at = 0
+        self._found: list[tuple[int, int, str, str]] = []  # first, last, kind, id of first
+
+    def feed(self, seq: int, id: str, kind: str, body: Any) -> None:
+        spans = self.spans
+        while self._at < len(spans) and spans[self._at][1] < seq:
+            self._at += 1
+        if self._at < len(spans) and spans[self._at][0] <= seq:
+            return
+        if kind == CHECKPOINT_KIND and not signature_problem(body, self.public_key):
+            named = body["payload"].get("seq")
+            if isinstance(named, int) and named < seq:
+                self.floor = max(self.floor, named)
+            return
+        found = self._found
+        if found and found[-1][1] == seq - 1:
+            found[-1] = (found[-1][0], seq, found[-1][2], found[-1][3])
+        else:
+            found.append((seq, seq, kind, id))
+
+    def problems(self) -> list[Problem]:
+        out = []
+        for first, last, kind, id in self._found:
+            if last <= self.floor:
+                continue
+            first = max(first, self.floor + 1)
+            what = f"record {first}" if first == last else f"records {first}..{last}"
+            out.append(
+                Problem(
+                    first,
+                    kind if first == last else "",
+                    id if first == last else "",
+                    f"{what} not written by a PDP holding the record key (no valid record"
+                    " MAC): INSERTed into the store by someone else; no checkpoint may"
+                    " vouch for it",
+                )
+            )
+        return out
+
+
 async def verify_store(
     store: AuditStore,
     public_key: Ed25519PublicKey,
     anchor: Any = None,
     anchor_source: str = "anchor",
+    record_key: bytes | None = None,
 ) -> EvidenceReport:
-    """The whole chain, every signature, every checkpoint against the chain, and the anchor.
+    """The whole chain, every signature, every checkpoint against the chain, and the anchor;
+    with the record MAC key (`record_key`, default: the store's own, which the PDP sets),
+    also that every record was written by a holder of it (ForeignRecords).
 
     A live store keeps growing while this reads it (records, checkpoints landing): every
     read stops at the head taken first, so the checks see one prefix of the chain, which
     an append-only store never changes, and never a checkpoint whose record they did not
     read."""
     top = (await store.head())[0]
+    if record_key is None:
+        record_key = getattr(store, "record_key", None)
+    batch_macs = getattr(store, "batch_macs", None)
+    foreign = None
+    if record_key is not None and batch_macs is not None:
+        foreign = ForeignRecords(valid_spans(record_key, await batch_macs(0, top)), public_key)
     chain = await store.verify()
     named = {
         r.body["payload"]["seq"]
@@ -428,8 +574,16 @@ async def verify_store(
                 break
             checker.feed(r.seq, r.id, r.kind, r.session_id, r.subject, r.body, r.hash)
             counted.see(r.seq, r.kind, r.time)
+            if foreign is not None:
+                foreign.feed(r.seq, r.id, r.kind, r.body)
         after = page[-1].seq
     problems = list(checker.problems)
+    if foreign is not None:
+        problems.extend(foreign.problems())
+        counted.macs = (
+            f"{foreign.batches} record MAC batches; every record after seq {foreign.floor}"
+            " written by a holder of the PDP's key"
+        )
     if not chain.ok and chain.first_bad_seq is not None:
         problems.append(Problem(chain.first_bad_seq, "", "", chain.problem))
     if anchor is not None:

@@ -36,6 +36,7 @@ from pdp.store.chain import (
     canonical_json_with,
     to_micros,
 )
+from pdp.store.macs import MacKey
 
 if TYPE_CHECKING:
     from portcullis.config import StoreSettings
@@ -225,11 +226,23 @@ class GroupCommitStore:
 
     def __init__(self, *, timeout: float = 2.0) -> None:
         self.timeout = timeout
+        self._macs: MacKey | None = None
         self._queue: Inbox[_Pending | None] = Inbox()
         self._loop: asyncio.AbstractEventLoop | None = None  # the writer's, once started
         self._writer: asyncio.Task[None] | None = None
         self._accepting = False
         self._notes: set[asyncio.Future[None]] = set()  # late-commit work under way
+
+    @property
+    def record_key(self) -> bytes | None:
+        """The key of record MACs (pdp.store.macs), set by the composition root before
+        start(); a store without one (tools, tests) writes none."""
+        return self._record_key if self._macs is not None else None
+
+    @record_key.setter
+    def record_key(self, key: bytes | None) -> None:
+        self._record_key = key or b""
+        self._macs = MacKey(key) if key else None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -398,6 +411,14 @@ class GroupCommitStore:
             )
         except StoreUnavailable as exc:
             log.error("records %s committed late and not noted as such: %s", ids, exc)
+
+    def _batch_mac(self, records: list[AuditRecord]) -> str | None:
+        """The `mac` of a sealed batch's last record (None without a key or records)."""
+        macs = self._macs
+        if macs is None or not records:
+            return None
+        last = records[-1]
+        return macs.batch(records[0].seq, last.seq, last.hash)
 
     # -- backend hooks ---------------------------------------------------------------
 

@@ -52,6 +52,7 @@ SCHEMA_LOCK = 0x5043_4155_4449_5402  # b"PCAUDIT\x02": serializes schema creatio
 COLUMNS = ("seq", "id", "kind", "time_us", "session_id", "subject", "body", "prev_hash", "hash")
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM audit_records"
 _VERIFY_PAGE = 5000
+_COPY_COLUMNS = (*COLUMNS, "mac")
 
 # A body as PostgreSQL's json reads it field by field: a NUL escape (\u0000, preceded by
 # an even number of backslashes, so an escape and not a backslash then "u0000") written as
@@ -102,6 +103,12 @@ BEGIN
                    AND tgname = 'audit_records_no_truncate') THEN
         CREATE TRIGGER audit_records_no_truncate BEFORE TRUNCATE ON audit_records
             FOR EACH STATEMENT EXECUTE FUNCTION portcullis_audit_append_only();
+    END IF;
+    -- a batch's last record: "<first seq>:<MAC>" (pdp.store.macs); added to a store made
+    -- before record MACs (by its owner: a role that may only SELECT and INSERT cannot)
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'audit_records'::regclass
+                   AND attname = 'mac' AND NOT attisdropped) THEN
+        ALTER TABLE audit_records ADD COLUMN mac text;
     END IF;
 END
 $portcullis$;
@@ -188,9 +195,11 @@ class PostgresAuditStore(GroupCommitStore):
                 "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
             )
             records = seal(fresh, *(tuple(head) if head else (0, GENESIS_HASH)))
+            mac = self._batch_mac(records)
+            last = records[-1].seq if records else 0
             await conn.copy_records_to_table(
                 "audit_records",
-                columns=COLUMNS,
+                columns=_COPY_COLUMNS,
                 records=[
                     (
                         r.seq,
@@ -202,6 +211,7 @@ class PostgresAuditStore(GroupCommitStore):
                         d.body_json,
                         r.prev_hash,
                         r.hash,
+                        mac if r.seq == last else None,
                     )
                     for r, d in zip(records, fresh, strict=True)
                 ],
@@ -313,6 +323,24 @@ class PostgresAuditStore(GroupCommitStore):
     async def head(self) -> tuple[int, str]:
         rows = await self._fetch("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
         return (rows[0]["seq"], rows[0]["hash"]) if rows else (0, GENESIS_HASH)
+
+    async def batch_macs(self, after_seq: int, upto_seq: int) -> list[tuple[int, str, str]]:
+        """The batch MACs (pdp.store.macs) of the records after_seq < seq <= upto_seq, as
+        (seq, hash, mac): one per batch's last record."""
+        rows = await self._fetch(
+            "SELECT seq, hash, mac FROM audit_records"
+            " WHERE seq > $1 AND seq <= $2 AND mac IS NOT NULL",
+            after_seq,
+            upto_seq,
+        )
+        return [(int(q), str(h), str(m)) for q, h, m in rows]
+
+    async def newest_of_kind(self, kind: str, before_seq: int) -> AuditRecord | None:
+        """The record of `kind` with the highest seq below before_seq."""
+        rows = await self._fetch(
+            f"{_SELECT} WHERE kind = $1 AND seq < $2 ORDER BY seq DESC LIMIT 1", kind, before_seq
+        )
+        return row_to_record(*rows[0]) if rows else None
 
     async def verify(self) -> ChainReport:
         """Recompute every hash and link in seq order, in one REPEATABLE READ snapshot."""

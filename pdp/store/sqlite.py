@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS audit_records (
     subject    TEXT NOT NULL,
     body       TEXT NOT NULL,     -- canonical JSON
     prev_hash  TEXT NOT NULL,
-    hash       TEXT NOT NULL
+    hash       TEXT NOT NULL,
+    mac        TEXT               -- a batch's last record: "<first seq>:<MAC>" (pdp.store.macs)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS audit_records_kind_time ON audit_records (kind, time_us);
 CREATE INDEX IF NOT EXISTS audit_records_session ON audit_records (session_id);
@@ -83,7 +84,7 @@ BEGIN SELECT RAISE(ABORT, 'audit_records is append-only: DELETE refused'); END;
 """
 
 COLUMNS = "seq, id, kind, time_us, session_id, subject, body, prev_hash, hash"
-_INSERT = f"INSERT INTO audit_records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT = f"INSERT INTO audit_records ({COLUMNS}, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _MAX_PARAMS = 500
 # a batch this small commits on the loop's thread (cheaper than the hop to the writer
 # thread and back); a bigger one, under load, goes to the writer thread, which works
@@ -234,6 +235,9 @@ class SQLiteAuditStore(GroupCommitStore):
         conn = _connect(str(self.path), self.timeout)
         try:
             conn.executescript(SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(audit_records)")}
+            if "mac" not in columns:  # a store made before record MACs
+                conn.execute("ALTER TABLE audit_records ADD COLUMN mac TEXT")
         finally:
             conn.close()
 
@@ -436,6 +440,8 @@ class SQLiteAuditStore(GroupCommitStore):
                 "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
             ).fetchone()
             records = seal(fresh, *(row or (0, GENESIS_HASH)))
+            mac = self._batch_mac(records)
+            last = records[-1].seq if records else 0
             conn.executemany(
                 _INSERT,
                 [
@@ -449,6 +455,7 @@ class SQLiteAuditStore(GroupCommitStore):
                         d.body_json,
                         r.prev_hash,
                         r.hash,
+                        mac if r.seq == last else None,
                     )
                     for r, d in zip(records, fresh, strict=True)
                 ],
@@ -555,6 +562,26 @@ class SQLiteAuditStore(GroupCommitStore):
     async def verify(self) -> ChainReport:
         """Recompute every hash and link in seq order (one consistent read snapshot)."""
         return await self._read(self._verify_sync)
+
+    async def batch_macs(self, after_seq: int, upto_seq: int) -> list[tuple[int, str, str]]:
+        """The batch MACs (pdp.store.macs) of the records after_seq < seq <= upto_seq, as
+        (seq, hash, mac): one per batch's last record."""
+        return await self._read(
+            self._fetch,
+            "SELECT seq, hash, mac FROM audit_records"
+            " WHERE seq > ? AND seq <= ? AND mac IS NOT NULL",
+            [after_seq, upto_seq],
+        )
+
+    async def newest_of_kind(self, kind: str, before_seq: int) -> AuditRecord | None:
+        """The record of `kind` with the highest seq below before_seq."""
+        rows = await self._read(
+            self._fetch,
+            f"SELECT {COLUMNS} FROM audit_records WHERE kind = ? AND seq < ?"
+            " ORDER BY seq DESC LIMIT 1",
+            [kind, before_seq],
+        )
+        return row_to_record(*rows[0]) if rows else None
 
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         return self._rconn.get().execute(sql, params).fetchall()
