@@ -234,6 +234,50 @@ async def test_authentic_records_keep_checkpointing_across_a_restart(backend, tm
     assert "record MACs:" in verified.stdout
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_an_operator_acknowledges_foreign_records_and_checkpoints_go_on(
+    backend, tmp_path, request
+):
+    """`portcullis audit acknowledge` (run where the proxy key is readable) appends a MAC'd
+    record naming the foreign records and the chain's hash at their end: they stay in the
+    chain, named by verify, and checkpoints go on. An acknowledgement INSERTed by someone
+    else acknowledges nothing; a foreign record after the acknowledgement stops them again."""
+    dsn = request.getfixturevalue("pg_database") if backend == "postgres" else None
+    config_path, config = write_config(tmp_path, store_of(backend, tmp_path, dsn))
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 1")
+        assert await app.checkpoints.checkpoint() is not None
+        forged = await forge(config.pdp.store, "decision", {"verdict": "allow"}, subject="x")
+        [record] = await app.store.query(after_seq=forged - 1, limit=1)
+        fake_ack = await forge(
+            config.pdp.store,
+            "audit.foreign_acknowledged",
+            {"ranges": [[forged, forged, record.hash]], "reason": "nothing to see"},
+        )
+        await decide_sql(stub, opened.session_id, "SELECT 2")
+        assert await app.checkpoints.checkpoint() is None
+        assert f"{forged}..{fake_ack}" in app.checkpoints.refusing
+        acked = await asyncio.to_thread(
+            audit, config_path, "acknowledge", "--through", str(fake_ack), "--reason", "INC-42"
+        )
+        assert acked.returncode == 0, acked.stdout + acked.stderr
+        assert f"acknowledged foreign records {forged}..{fake_ack}" in acked.stdout
+        await decide_sql(stub, opened.session_id, "SELECT 3")
+        assert await app.checkpoints.checkpoint() is not None
+        report = await verify_store(app.store, app.signer.public_key)
+        assert report.ok, [p.describe() for p in report.problems]
+        assert f"except records {forged}..{fake_ack}" in report.counted.macs
+        later = await forge(config.pdp.store, "decision", {"verdict": "allow"}, subject="z")
+        await decide_sql(stub, opened.session_id, "SELECT 4")
+        assert await app.checkpoints.checkpoint() is None
+        assert app.checkpoints.refusing.startswith(f"records {later} have")
+    result = await asyncio.to_thread(audit, config_path, "verify")
+    assert result.returncode == 1
+    assert f"record {later} not written" in result.stdout
+    assert f"record {forged} " not in result.stdout
+
+
 async def test_a_store_written_before_record_macs_checkpoints_on(tmp_path):
     """Upgrade: a store whose records carry no MAC, closed with a signed checkpoint (a
     clean shutdown), is vouched for up to it; the PDP with the key checkpoints its own

@@ -42,6 +42,19 @@ def register(subparsers: Any) -> None:
         " it (record MACs; default: pdp.proxy_key of the configuration, when readable)",
     )
     verify.set_defaults(func=cmd_audit_verify)
+    ack = asub.add_parser(
+        "acknowledge",
+        help="record that records no PDP holding the key wrote were seen, so checkpoints"
+        " go on (run where the PDP's proxy key is readable)",
+    )
+    ack.add_argument(
+        "--through",
+        type=int,
+        required=True,
+        help="the highest seq reviewed: foreign records up to it are acknowledged",
+    )
+    ack.add_argument("--reason", required=True, help="why (an incident or ticket reference)")
+    ack.set_defaults(func=cmd_audit_acknowledge)
     export = asub.add_parser("export", help="write an evidence bundle (tar.gz)")
     export.add_argument("--since", default=None, help="RFC 3339 or unix seconds (inclusive)")
     export.add_argument("--until", default=None, help="RFC 3339 or unix seconds (exclusive)")
@@ -227,4 +240,78 @@ async def _export(args: argparse.Namespace, since: float | None, until: float | 
         f"wrote {summary.path}: {summary.records} records"
         f" (seq {summary.first_seq}..{summary.last_seq}), signed by key {signer.key_id}"
     )
+    return 0
+
+
+def cmd_audit_acknowledge(args: argparse.Namespace) -> int:
+    return asyncio.run(_acknowledge(args))
+
+
+async def _acknowledge(args: argparse.Namespace) -> int:
+    """Append an audit.foreign_acknowledged record (MAC'd: it needs the proxy key) naming
+    the foreign records up to --through by range and the chain's hash at each range's
+    end. The records stay in the chain, named; checkpoints then go on past them."""
+    import getpass
+
+    from pdp.cli import _config
+    from pdp.evidence.checkpoints import ACK_KIND, anchor_path_for, verify_store
+    from pdp.plumbing.keys import load_or_create_ed25519
+    from pdp.store import AuditStore, StoreUnavailable, open_store
+
+    config = _config(args)
+    if not args.reason.strip():
+        return _fail("--reason must say why")
+    record_key, unreadable = _record_key(config.pdp.proxy_key, True)
+    if record_key is None:
+        return _fail(unreadable)
+    if not config.pdp.signing_key.exists():
+        return _fail(f"signing key {config.pdp.signing_key} not found")
+    public_key = load_or_create_ed25519(config.pdp.signing_key).public_key()
+    anchor_path = anchor_path_for(config.pdp.signing_key)
+    anchor = None
+    if anchor_path.exists():
+        try:
+            anchor = json.loads(anchor_path.read_text())
+        except (OSError, ValueError) as exc:
+            return _fail(f"anchor {anchor_path}: {exc}")
+    settings = config.pdp.store
+    if settings.type == "sqlite" and not settings.path.exists():
+        return _fail(f"audit store {settings.path} does not exist")
+    opened = open_store(settings, timeout=30.0)
+    opened.record_key = record_key  # the acknowledgement is a record of the PDP's
+    store = cast(AuditStore, opened)
+    try:
+        await store.start()
+        report = await verify_store(store, public_key, anchor, str(anchor_path), record_key)
+        foreign = [r for r in report.foreign if r[1] <= args.through]
+        other = [p for p in report.problems if "no valid record MAC" not in p.text]
+        if other:
+            print("nothing acknowledged: the audit store does not verify otherwise")
+            _print_problems(other)
+            return EXIT_BAD
+        reported = {p.seq for p in report.problems}  # a range acknowledged before is not
+        pending = [(first, last) for first, last in foreign if first in reported]
+        if not pending:
+            print(f"nothing to acknowledge: no foreign record up to seq {args.through}")
+            return 0
+        ranges = []
+        for first, last in pending:
+            found = await store.query(after_seq=last - 1, limit=1)
+            ranges.append([first, last, found[0].hash])
+        record = await store.append(
+            ACK_KIND,
+            {
+                "ranges": ranges,
+                "reason": args.reason,
+                "by": getpass.getuser(),
+                "note": "records INSERTed into the store by someone without the PDP's key:"
+                " kept in the chain, reviewed, and no longer stopping checkpoints",
+            },
+        )
+    except StoreUnavailable as exc:
+        return _fail(str(exc))
+    finally:
+        await store.close()
+    named = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b, _ in ranges)
+    print(f"acknowledged foreign records {named} in record seq {record.seq}")
     return 0

@@ -38,6 +38,8 @@ from pdp.store.macs import describe_ranges, uncovered, valid_spans
 log = logging.getLogger("portcullis.evidence")
 
 CHECKPOINT_KIND = "checkpoint"
+# an operator's acknowledgement of records no holder of the key wrote (audit acknowledge)
+ACK_KIND = "audit.foreign_acknowledged"
 STATEMENT_KIND = "credential.statement"
 NEVER_EXPOSED = "credential never exposed"
 EXPOSED = "credential EXPOSED to the client"
@@ -171,6 +173,9 @@ class CheckpointWriter:
                     foreign[-1] = (foreign[-1][0], r.seq)
                 else:
                     foreign.append((r.seq, r.seq))
+        if foreign:
+            acks = await acknowledged(self.store, spans, start)
+            foreign = await unacknowledged(self.store, foreign, acks)
         return foreign
 
     def _signed_checkpoint(self, record: AuditRecord) -> bool:
@@ -196,6 +201,45 @@ class CheckpointWriter:
                     return named
             before = record.seq
         return 0
+
+
+async def acknowledged(
+    store: AuditStore, spans: list[tuple[int, int]], after_seq: int = 0
+) -> list[tuple[int, int, str]]:
+    """The ranges (first, last, the chain's hash at last) of foreign records an operator
+    acknowledged (`portcullis audit acknowledge`): ACK_KIND records after after_seq that
+    valid record MACs span (`spans`), so a holder of the key wrote them."""
+    out: list[tuple[int, int, str]] = []
+    for r in await store.query(kind=ACK_KIND, after_seq=after_seq):
+        if not any(first <= r.seq <= last for first, last in spans):
+            continue  # someone else's: it acknowledges nothing
+        for entry in r.body.get("ranges", []):
+            if (
+                isinstance(entry, list)
+                and len(entry) == 3
+                and all(isinstance(n, int) for n in entry[:2])
+                and isinstance(entry[2], str)
+                and entry[0] <= entry[1] < r.seq
+            ):
+                out.append((entry[0], entry[1], entry[2]))
+    return out
+
+
+async def unacknowledged(
+    store: AuditStore, foreign: list[tuple[int, int]], acks: list[tuple[int, int, str]]
+) -> list[tuple[int, int]]:
+    """The foreign ranges no acknowledgement covers: one covers a range when it spans it
+    and the chain still holds, at the acknowledgement's last seq, the hash it names (so
+    it acknowledged these very records)."""
+    if not acks:
+        return foreign
+    chain: dict[int, str] = {}  # the chain's hash at each acknowledged range's end
+    for _, end, _ in acks:
+        if end not in chain:
+            found = await store.query(after_seq=end - 1, limit=1)
+            chain[end] = found[0].hash if found and found[0].seq == end else ""
+    good = [(start, end) for start, end, hash in acks if chain[end] == hash]
+    return [(a, b) for a, b in foreign if not any(s <= a and b <= e for s, e in good)]
 
 
 # the longest run of records without a MAC looked at one by one (for checkpoints signed
@@ -470,6 +514,7 @@ class EvidenceReport:
     head: tuple[int, str]
     problems: list[Problem]
     counted: Counted = field(default_factory=Counted)
+    foreign: list[tuple[int, int]] = field(default_factory=list)  # no valid MAC, seq ranges
 
     def summary(self) -> str:
         return "\n".join(self.counted.lines())
@@ -510,12 +555,19 @@ class ForeignRecords:
         else:
             found.append((seq, seq, kind, id))
 
-    def problems(self) -> list[Problem]:
+    def ranges(self) -> list[tuple[int, int]]:
+        """The foreign records' seq ranges after the floor."""
+        return [(max(a, self.floor + 1), b) for a, b, _, _ in self._found if b > self.floor]
+
+    def problems(self, known: list[tuple[int, int]] | None = None) -> list[Problem]:
+        """A problem for each foreign range after the floor, but those in `known`."""
         out = []
         for first, last, kind, id in self._found:
             if last <= self.floor:
                 continue
             first = max(first, self.floor + 1)
+            if known and (first, last) in known:
+                continue
             what = f"record {first}" if first == last else f"records {first}..{last}"
             out.append(
                 Problem(
@@ -578,12 +630,24 @@ async def verify_store(
                 foreign.feed(r.seq, r.id, r.kind, r.body)
         after = page[-1].seq
     problems = list(checker.problems)
+    found: list[tuple[int, int]] = []
     if foreign is not None:
-        problems.extend(foreign.problems())
+        found = foreign.ranges()
+        left = found
+        if found:
+            acks = await acknowledged(store, foreign.spans)
+            left = await unacknowledged(store, found, acks)
+        known = [r for r in found if r not in left]
+        problems.extend(foreign.problems(known))
         counted.macs = (
             f"{foreign.batches} record MAC batches; every record after seq {foreign.floor}"
             " written by a holder of the PDP's key"
         )
+        if known:
+            counted.macs += (
+                f", except records {describe_ranges(known)}: INSERTed by someone else,"
+                " acknowledged by an operator (audit.foreign_acknowledged)"
+            )
     if not chain.ok and chain.first_bad_seq is not None:
         problems.append(Problem(chain.first_bad_seq, "", "", chain.problem))
     if anchor is not None:
@@ -605,6 +669,7 @@ async def verify_store(
         checker.head,
         problems,
         counted,
+        found,
     )
 
 
