@@ -3,10 +3,13 @@ upstream's bash runs them, found by a differential fuzzer (each allowed line run
 with stub commands and a DEBUG trap, what ran compared with the parts the policy judged).
 
 Each was allowed to a reader (group readonly) while the upstream's root shell ran a command
-the policy never saw; now each is denied and nothing reaches sshd."""
+the policy never saw; now each is denied and nothing reaches sshd.
+
+And a masking slip: a value overwritten on the screen was sent raw."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,10 @@ import pytest
 from policy_harness import shipped_engine
 from test_ssh_probe_exec import ALLOWED, reading, verdict
 from test_ssh_proxy import Stack, ssh_stack
+
+from portcullis.masking import Masker
+from portcullis.verdict import MaskRule
+from proxies.ssh.stream import MaskedOutput, mask_shown, shown
 
 engine = pytest.fixture(scope="module")(shipped_engine)
 
@@ -91,6 +98,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         yield s
 
 
+@pytest.mark.integration
 async def test_commands_bashlex_did_not_read_never_reach_the_upstream(stack: Stack) -> None:
     marker = stack.tmp / "ran"
     templates = ATTACKS
@@ -102,3 +110,45 @@ async def test_commands_bashlex_did_not_read_never_reach_the_upstream(stack: Sta
             assert result.stderr.startswith("portcullis: denied: "), (line, result.stderr)
             assert not marker.exists(), line
     assert stack.sshd.sessions_started() == 0
+
+
+# -- a value written, then overwritten -------------------------------------------------------
+
+# An e-mail address written, then overwritten by a carriage return's line (a progress
+# bar's redraw) — masking the address made that line shorter, so the redraw of the masked
+# text showed a card-like run: mask_shown fell back to the screen's text (no address on
+# it) and said it found nothing, and MaskedOutput, finding nothing, sent the raw bytes,
+# the address in them (kept by any client that records or pipes them: `ssh host cmd >
+# file`). Found by test_ssh_probe_p4's Hypothesis test, in three pieces with pauses.
+OVERWRITTEN_ADDRESS = b" bob.jones@example.com 4111 1111\r 4111 111111111111\r bob."
+
+
+def _masker() -> Masker:
+    rules = (MaskRule("", "email", "partial"), MaskRule("", "credit_card", "partial"))
+    return Masker(rules, b"k" * 32)
+
+
+def _values(sent: bytes) -> Counter[str]:
+    text = sent.decode()
+    return _masker().mask_text(text)[1] + _masker().mask_text(shown(text))[1]
+
+
+def test_a_value_overwritten_on_the_screen_is_not_sent_raw() -> None:
+    masked, counts = mask_shown(_masker(), OVERWRITTEN_ADDRESS.decode())
+    assert counts["email"] == 1, counts
+    assert "bob.jones@example.com" not in masked
+    for terminal in (False, True):
+        out = MaskedOutput(_masker(), terminal)
+        sent = out.feed(OVERWRITTEN_ADDRESS + b"\n") + out.flush()
+        assert not _values(sent), sent
+        assert out.counts["detector:email"] == 1, out.counts
+
+
+def test_a_value_overwritten_across_pauses_is_not_sent_raw() -> None:
+    out = MaskedOutput(_masker(), terminal=True)
+    sent = b""
+    for piece in (b" bob.jones@example.", OVERWRITTEN_ADDRESS[19:], b"jones@example.com "):
+        sent += out.feed(piece) + out.flush(final=False)
+    sent += out.flush()
+    assert b"bob.jones@example.com" not in sent, sent
+    assert not _values(sent), sent

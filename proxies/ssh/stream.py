@@ -295,8 +295,11 @@ def mask_shown(masker: Masker, text: str) -> tuple[str, Counter[str]]:
     while the detectors read its pieces apart, and a value inside a control sequence (a
     window title) is read though not shown. The text masked as it is goes out when what a
     screen shows of that holds nothing the detectors find (its styling kept); else what
-    the screen shows, masked (styling, and the overwritten text, lost). Text without
-    control characters is masked as it is."""
+    the screen shows, masked (styling, and the overwritten text, lost); its counts are
+    then what the text and the screen held, so a value the screen does not show (written,
+    then overwritten: its bytes still reach a client that keeps them) is counted, and a
+    caller that sends the text unchanged when nothing was found never sends that one.
+    Text without control characters is masked as it is."""
     if not _CONTROLS.search(text):
         return masker.mask_text(text)
     screen = shown(text)
@@ -307,7 +310,8 @@ def mask_shown(masker: Masker, text: str) -> tuple[str, Counter[str]]:
     masked, counts = masker.mask_text(text)
     if not masker.mask_text(shown(masked))[1]:
         return masked, counts
-    return masker.mask_text(screen)
+    on_screen, seen = masker.mask_text(screen)
+    return on_screen, counts | seen
 
 
 def _complete(data: bytes) -> int:
