@@ -302,6 +302,39 @@ async def test_a_store_written_before_record_macs_checkpoints_on(tmp_path):
         assert [p.seq for p in report.problems] == [forged]
 
 
+async def test_records_left_after_the_last_checkpoint_before_record_macs(tmp_path, monkeypatch):
+    """Upgrade after an unclean shutdown: records written after the last checkpoint of the
+    version before carry no MAC, and are refused (fail closed) until an operator
+    acknowledges them; a run of them too long to read one by one (here: more than 2)
+    goes the same way, the old checkpoint inside it still vouching for itself."""
+    from pdp.evidence import checkpoints
+
+    monkeypatch.setattr(checkpoints, "UNCOVERED_READ", 2)
+    config_path, config = write_config(tmp_path, store_of("sqlite", tmp_path, None))
+    signer = Signer(load_or_create_ed25519(config.pdp.signing_key))
+    async with _store(config.pdp.store) as old:
+        for n in range(3):
+            await old.append("decision", {"verdict": "allow", "n": n}, subject="old")
+        assert await CheckpointWriter(old, signer).checkpoint() is not None
+        for n in range(5):  # then the PDP died: no checkpoint at shutdown
+            await old.append("decision", {"verdict": "allow", "n": n}, subject="late")
+        last_old = (await old.head())[0]
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 1")
+        assert await app.checkpoints.checkpoint() is None
+        report = await verify_store(app.store, app.signer.public_key)
+        assert report.foreign == [(5, last_old)]
+        acked = await asyncio.to_thread(
+            audit, config_path, "acknowledge", "--through", str(last_old), "--reason", "upgrade"
+        )
+        assert acked.returncode == 0, acked.stdout + acked.stderr
+        assert await app.checkpoints.checkpoint() is not None
+        report = await verify_store(app.store, app.signer.public_key)
+        assert report.ok, [p.describe() for p in report.problems]
+        assert f"except records 5..{last_old}" in report.counted.macs
+
+
 async def test_replicas_checkpoint_each_others_records(tmp_path, pg_database):
     """Two PDPs on one PostgreSQL store, sharing the proxy key: each signs a head holding
     the other's records; a record INSERTed by someone else stops both."""

@@ -289,8 +289,7 @@ async def _acknowledge(args: argparse.Namespace) -> int:
             print("nothing acknowledged: the audit store does not verify otherwise")
             _print_problems(other)
             return EXIT_BAD
-        reported = {p.seq for p in report.problems}  # a range acknowledged before is not
-        pending = [(first, last) for first, last in foreign if first in reported]
+        pending = foreign  # (report.foreign: not acknowledged before)
         if not pending:
             print(f"nothing to acknowledge: no foreign record up to seq {args.through}")
             return 0

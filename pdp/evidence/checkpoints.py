@@ -33,7 +33,7 @@ from pdp.evidence.signing import Signer, signature_problem
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
-from pdp.store.macs import describe_ranges, uncovered, valid_spans
+from pdp.store.macs import describe_ranges, merged_spans, uncovered, valid_spans
 
 log = logging.getLogger("portcullis.evidence")
 
@@ -159,8 +159,9 @@ class CheckpointWriter:
             start = await self._last_signed(upto + 1)
         spans = valid_spans(self.record_key, await batch_macs(start, upto))
         gaps = uncovered(start, upto, spans)
-        if not gaps:
-            return []
+        if gaps:  # an operator's acknowledgement may cover them (audit acknowledge)
+            acks = await acknowledged(self.store, spans, start)
+            gaps = await unacknowledged(self.store, gaps, acks)
         foreign: list[tuple[int, int]] = []
         for first, last in gaps:
             if last - first >= UNCOVERED_READ:  # too many to look at: none is vouched for
@@ -173,9 +174,6 @@ class CheckpointWriter:
                     foreign[-1] = (foreign[-1][0], r.seq)
                 else:
                     foreign.append((r.seq, r.seq))
-        if foreign:
-            acks = await acknowledged(self.store, spans, start)
-            foreign = await unacknowledged(self.store, foreign, acks)
         return foreign
 
     def _signed_checkpoint(self, record: AuditRecord) -> bool:
@@ -228,9 +226,8 @@ async def acknowledged(
 async def unacknowledged(
     store: AuditStore, foreign: list[tuple[int, int]], acks: list[tuple[int, int, str]]
 ) -> list[tuple[int, int]]:
-    """The foreign ranges no acknowledgement covers: one covers a range when it spans it
-    and the chain still holds, at the acknowledgement's last seq, the hash it names (so
-    it acknowledged these very records)."""
+    """What of the foreign ranges no acknowledgement covers: one counts when the chain
+    still holds, at its last seq, the hash it names (it acknowledged these very records)."""
     if not acks:
         return foreign
     chain: dict[int, str] = {}  # the chain's hash at each acknowledged range's end
@@ -238,8 +235,8 @@ async def unacknowledged(
         if end not in chain:
             found = await store.query(after_seq=end - 1, limit=1)
             chain[end] = found[0].hash if found and found[0].seq == end else ""
-    good = [(start, end) for start, end, hash in acks if chain[end] == hash]
-    return [(a, b) for a, b in foreign if not any(s <= a and b <= e for s, e in good)]
+    good = merged_spans([(start, end) for start, end, hash in acks if chain[end] == hash])
+    return [gap for a, b in foreign for gap in uncovered(a - 1, b, good)]
 
 
 # the longest run of records without a MAC looked at one by one (for checkpoints signed
@@ -514,7 +511,7 @@ class EvidenceReport:
     head: tuple[int, str]
     problems: list[Problem]
     counted: Counted = field(default_factory=Counted)
-    foreign: list[tuple[int, int]] = field(default_factory=list)  # no valid MAC, seq ranges
+    foreign: list[tuple[int, int]] = field(default_factory=list)  # no valid MAC, not acked
 
     def summary(self) -> str:
         return "\n".join(self.counted.lines())
@@ -536,7 +533,7 @@ class ForeignRecords:
         self.floor = 0  # records up to it were vouched for by a checkpoint of old
         self.batches = len(spans)
         self._at = 0
-        self._found: list[tuple[int, int, str, str]] = []  # first, last, kind, id of first
+        self._found: list[tuple[int, int]] = []  # seq ranges
 
     def feed(self, seq: int, id: str, kind: str, body: Any) -> None:
         spans = self.spans
@@ -551,29 +548,25 @@ class ForeignRecords:
             return
         found = self._found
         if found and found[-1][1] == seq - 1:
-            found[-1] = (found[-1][0], seq, found[-1][2], found[-1][3])
+            found[-1] = (found[-1][0], seq)
         else:
-            found.append((seq, seq, kind, id))
+            found.append((seq, seq))
 
     def ranges(self) -> list[tuple[int, int]]:
         """The foreign records' seq ranges after the floor."""
-        return [(max(a, self.floor + 1), b) for a, b, _, _ in self._found if b > self.floor]
+        return [(max(a, self.floor + 1), b) for a, b in self._found if b > self.floor]
 
-    def problems(self, known: list[tuple[int, int]] | None = None) -> list[Problem]:
-        """A problem for each foreign range after the floor, but those in `known`."""
+    @staticmethod
+    def problems(ranges: list[tuple[int, int]]) -> list[Problem]:
+        """A problem for each foreign range (kind and id filled in later, verify_store)."""
         out = []
-        for first, last, kind, id in self._found:
-            if last <= self.floor:
-                continue
-            first = max(first, self.floor + 1)
-            if known and (first, last) in known:
-                continue
+        for first, last in ranges:
             what = f"record {first}" if first == last else f"records {first}..{last}"
             out.append(
                 Problem(
                     first,
-                    kind if first == last else "",
-                    id if first == last else "",
+                    "",
+                    "",
                     f"{what} not written by a PDP holding the record key (no valid record"
                     " MAC): INSERTed into the store by someone else; no checkpoint may"
                     " vouch for it",
@@ -632,13 +625,13 @@ async def verify_store(
     problems = list(checker.problems)
     found: list[tuple[int, int]] = []
     if foreign is not None:
-        found = foreign.ranges()
-        left = found
+        found = left = foreign.ranges()
         if found:
             acks = await acknowledged(store, foreign.spans)
             left = await unacknowledged(store, found, acks)
-        known = [r for r in found if r not in left]
-        problems.extend(foreign.problems(known))
+        known = [k for a, b in found for k in uncovered(a - 1, b, merged_spans(left))]
+        problems.extend(foreign.problems(left))
+        found = left
         counted.macs = (
             f"{foreign.batches} record MAC batches; every record after seq {foreign.floor}"
             " written by a holder of the PDP's key"

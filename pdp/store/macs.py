@@ -6,7 +6,8 @@ can append a well-chained record of any kind. So the store, given `record_key` (
 from the PDP's proxy key by the composition root: never in the store, the same at every
 replica), writes into the `mac` column of each batch's last record, in the same INSERT:
 
-    "<first seq>:" + hex HMAC-SHA256(record_key, "<first seq>:<last seq>:<hash of last>")
+    "<first seq>:" + hex HMAC-SHA256(record_key, "<first seq>:<last seq>:" + the 32 bytes
+                                     of the hash of the last record)
 
 The hash of the batch's last record links, through the prev_hash the writer sealed it
 with, every record of the batch; seq is the key of audit_records, so no one else can put a
@@ -49,8 +50,11 @@ class MacKey:
         return outer.hexdigest()
 
     def batch(self, first_seq: int, last_seq: int, last_hash: str) -> str:
-        """The `mac` column of a batch's last record."""
-        return f"{first_seq}:{self.hex(f'{first_seq}:{last_seq}:{last_hash}'.encode())}"
+        """The `mac` column of a batch's last record; ValueError when last_hash is not hex.
+        The hash's 32 bytes, not its hex: the message fits one SHA-256 block (seqs below
+        10^12), two compressions in all."""
+        message = f"{first_seq}:{last_seq}:".encode() + bytes.fromhex(last_hash)
+        return f"{first_seq}:{self.hex(message)}"
 
 
 _IPAD = bytes(x ^ 0x36 for x in range(256))
@@ -59,7 +63,8 @@ _OPAD = bytes(x ^ 0x5C for x in range(256))
 
 def batch_mac(key: bytes, first_seq: int, last_seq: int, last_hash: str) -> str:
     """The `mac` column of a batch's last record (MacKey(key).batch: what it must equal)."""
-    digest = hmac.digest(key, f"{first_seq}:{last_seq}:{last_hash}".encode(), "sha256")
+    message = f"{first_seq}:{last_seq}:".encode() + bytes.fromhex(last_hash)
+    digest = hmac.digest(key, message, "sha256")
     return f"{first_seq}:{digest.hex()}"
 
 
@@ -73,12 +78,19 @@ def valid_spans(key: bytes, rows: Iterable[tuple[int, str, str]]) -> list[tuple[
         named, _, _ = str(mac).partition(":")
         if not (named.isascii() and named.isdigit()) or int(named) > seq:
             continue
-        expected = macs.batch(int(named), seq, str(last_hash))
+        try:
+            expected = macs.batch(int(named), seq, str(last_hash))
+        except ValueError:  # a hash that is not hex: no record of the PDP's
+            continue
         if hmac.compare_digest(str(mac).encode(), expected.encode()):
             spans.append((int(named), seq))
-    spans.sort()
+    return merged_spans(spans)
+
+
+def merged_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Seq spans (first, last) in order, overlapping and adjacent ones made one."""
     merged: list[tuple[int, int]] = []
-    for first, last in spans:
+    for first, last in sorted(spans):
         if merged and first <= merged[-1][1] + 1:
             if last > merged[-1][1]:
                 merged[-1] = (merged[-1][0], last)
