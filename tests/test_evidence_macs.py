@@ -198,9 +198,15 @@ async def test_a_record_inserted_by_someone_else_is_never_vouched_for(backend, t
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-async def test_authentic_records_keep_checkpointing_across_a_restart(backend, tmp_path, request):
+async def test_authentic_records_keep_checkpointing_across_a_restart(
+    backend, tmp_path, request, monkeypatch
+):
     """Same keys after a restart: the records of both runs verify and are signed for; a
-    record INSERTed while the PDP was down (after its shutdown checkpoint) is not."""
+    record INSERTed while the PDP was down (after its shutdown checkpoint) is not. (verify
+    reads 3 records a page here: batches straddle pages.)"""
+    from pdp.evidence import checkpoints
+
+    monkeypatch.setattr(checkpoints, "PAGE", 3)
     dsn = request.getfixturevalue("pg_database") if backend == "postgres" else None
     config_path, config = write_config(tmp_path, store_of(backend, tmp_path, dsn))
     tok = token(config)

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pdp.evidence.signing import Signer, signature_problem
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
-from pdp.store import AuditRecord, AuditStore, StoreUnavailable
+from pdp.store import AuditRecord, AuditStore, GroupCommitStore, StoreUnavailable
 from pdp.store.macs import describe_ranges, merged_spans, uncovered, valid_spans
 
 log = logging.getLogger("portcullis.evidence")
@@ -209,18 +209,23 @@ async def acknowledged(
     valid record MACs span (`spans`), so a holder of the key wrote them."""
     out: list[tuple[int, int, str]] = []
     for r in await store.query(kind=ACK_KIND, after_seq=after_seq):
-        if not any(first <= r.seq <= last for first, last in spans):
-            continue  # someone else's: it acknowledges nothing
-        for entry in r.body.get("ranges", []):
-            if (
-                isinstance(entry, list)
-                and len(entry) == 3
-                and all(isinstance(n, int) for n in entry[:2])
-                and isinstance(entry[2], str)
-                and entry[0] <= entry[1] < r.seq
-            ):
-                out.append((entry[0], entry[1], entry[2]))
+        if any(first <= r.seq <= last for first, last in spans):  # else someone else's
+            out.extend(ack_entries(r.seq, r.body))
     return out
+
+
+def ack_entries(seq: int, body: Any) -> list[tuple[int, int, str]]:
+    """The ranges (first, last, hash at last) an acknowledgement at seq names."""
+    ranges = body.get("ranges") if isinstance(body, dict) else None
+    return [
+        (entry[0], entry[1], entry[2])
+        for entry in (ranges if isinstance(ranges, list) else [])
+        if isinstance(entry, list)
+        and len(entry) == 3
+        and all(type(n) is int for n in entry[:2])
+        and isinstance(entry[2], str)
+        and entry[0] <= entry[1] < seq
+    ]
 
 
 async def unacknowledged(
@@ -527,19 +532,25 @@ class ForeignRecords:
     record MACs, or under another proxy key) were vouched for by that signature, as the
     checkpoint writer takes them; the others are reported."""
 
-    def __init__(self, spans: list[tuple[int, int]], public_key: Ed25519PublicKey) -> None:
-        self.spans = spans
+    def __init__(self, public_key: Ed25519PublicKey) -> None:
         self.public_key = public_key
+        self.spans: list[tuple[int, int]] = []  # valid MACs' spans, of the records fed next
         self.floor = 0  # records up to it were vouched for by a checkpoint of old
-        self.batches = len(spans)
+        self.acks: list[tuple[int, int, str]] = []  # acknowledgements a valid MAC spans
         self._at = 0
         self._found: list[tuple[int, int]] = []  # seq ranges
+
+    def next_spans(self, spans: list[tuple[int, int]]) -> None:
+        """The spans (valid_spans) covering the records fed next (a page of them)."""
+        self.spans, self._at = spans, 0
 
     def feed(self, seq: int, id: str, kind: str, body: Any) -> None:
         spans = self.spans
         while self._at < len(spans) and spans[self._at][1] < seq:
             self._at += 1
         if self._at < len(spans) and spans[self._at][0] <= seq:
+            if kind == ACK_KIND:
+                self.acks.extend(ack_entries(seq, body))
             return
         if kind == CHECKPOINT_KIND and not signature_problem(body, self.public_key):
             named = body["payload"].get("seq")
@@ -595,8 +606,9 @@ async def verify_store(
         record_key = getattr(store, "record_key", None)
     batch_macs = getattr(store, "batch_macs", None)
     foreign = None
+    batches = 0
     if record_key is not None and batch_macs is not None:
-        foreign = ForeignRecords(valid_spans(record_key, await batch_macs(0, top)), public_key)
+        foreign = ForeignRecords(public_key)
     chain = await store.verify()
     named = {
         r.body["payload"]["seq"]
@@ -614,6 +626,13 @@ async def verify_store(
     after = 0
     counted = Counted()
     while after < top and (page := await store.query(after_seq=after, limit=PAGE)):
+        if foreign is not None and record_key is not None and batch_macs is not None:
+            # the MACs of this page's batches, a page at a time (a batch holds at most
+            # max_batch records, so one ending past the page is read with it)
+            upto = min(page[-1].seq, top)
+            rows = await batch_macs(after, upto + GroupCommitStore.max_batch)
+            batches += sum(1 for row in rows if row[0] <= upto)
+            foreign.next_spans(valid_spans(record_key, rows))
         for r in page:
             if r.seq > top:
                 break
@@ -627,13 +646,12 @@ async def verify_store(
     if foreign is not None:
         found = left = foreign.ranges()
         if found:
-            acks = await acknowledged(store, foreign.spans)
-            left = await unacknowledged(store, found, acks)
+            left = await unacknowledged(store, found, foreign.acks)
         known = [k for a, b in found for k in uncovered(a - 1, b, merged_spans(left))]
         problems.extend(foreign.problems(left))
         found = left
         counted.macs = (
-            f"{foreign.batches} record MAC batches; every record after seq {foreign.floor}"
+            f"{batches} batch MACs read; every record after seq {foreign.floor}"
             " written by a holder of the PDP's key"
         )
         if known:
