@@ -284,6 +284,35 @@ async def test_an_operator_acknowledges_foreign_records_and_checkpoints_go_on(
     assert f"record {forged} " not in result.stdout
 
 
+async def test_a_record_that_cannot_be_read_stops_checkpoints_not_the_timer(tmp_path):
+    """A record INSERTed with a body that is not JSON, then the PDP's own: the head is
+    authentic, the record before it cannot even be read. No checkpoint is signed over it
+    and the checkpoint timer goes on (an error logged, counted)."""
+    _, config = write_config(tmp_path, store_of("sqlite", tmp_path, None))
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 1")
+        assert await app.checkpoints.checkpoint() is not None
+        db = sqlite3.connect(config.pdp.store.path, isolation_level=None)
+        try:
+            seq, prev = db.execute(
+                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            db.execute(
+                "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject, body,"
+                " prev_hash, hash) VALUES (?, 'raw', 'decision', 0, '', '', 'not json', ?, ?)",
+                (seq + 1, prev, "0" * 64),
+            )
+        finally:
+            db.close()
+        await decide_sql(stub, opened.session_id, "SELECT 2")
+        before = await signed_seqs(app)
+        await app.checkpoints._checkpoint_logged()
+        assert await signed_seqs(app) == before
+        assert app.checkpoints.refused == 1
+        assert app.checkpoints._task is not None and not app.checkpoints._task.done()
+
+
 async def test_a_store_written_before_record_macs_checkpoints_on(tmp_path):
     """Upgrade: a store whose records carry no MAC, closed with a signed checkpoint (a
     clean shutdown), is vouched for up to it; the PDP with the key checkpoints its own

@@ -112,6 +112,12 @@ class CheckpointWriter:
             await self.checkpoint()
         except StoreUnavailable as exc:
             log.warning("audit checkpoint not written: %s", exc)
+        except Exception:  # what a record someone else wrote holds must not end the timer
+            self.refused += 1
+            self.refusing = "the records since the last checkpoint could not be checked"
+            log.exception(
+                "audit checkpoint not written: the records since the last could not be checked"
+            )
 
     async def checkpoint(self) -> AuditRecord | None:
         """Append a checkpoint of the current head, unless the head already is one."""
