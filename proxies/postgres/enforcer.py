@@ -349,6 +349,19 @@ class Enforcer:
         self._last_masker = (rules, found)
         return found
 
+    def _whole(self, masker: Masker) -> Masker:
+        """The masker with every computed value masked whole (a derived rule), as the
+        policy's lineage rules mask a computed output that reaches columns."""
+        if masker.derived is not None:
+            return masker
+        key = ((*masker.rules, _WHOLE), self.hash_key)
+        found = _MASKERS.get(key)
+        if found is None:
+            if len(_MASKERS) >= 256:
+                _MASKERS.clear()
+            found = _MASKERS[key] = Masker(key[0], self.hash_key)
+        return found
+
     def _attributes(
         self, protocol: str, parameters: list[str | dict[str, Any]] | None = None
     ) -> dict[str, Any]:
@@ -1203,6 +1216,17 @@ class Enforcer:
             if self.pooler:
                 attributes["pooler"] = self.pooler
             ruling = yield Decide("postgres.function_call", raw, attributes)
+        masker = self.masker(ruling)
+        if ruling.verdict.allowed and masker is not None and not _built_in(message.oid, name):
+            # A function the database defines may return what it reads from any table, and
+            # a fast-path call carries no statement whose lineage could say which: under
+            # masks its result is masked whole, as `SELECT public.f(...)` is (in SQL,
+            # lineage reads such a call as computed from every table). A binary result
+            # is the type's own bytes, which no mask can stand in for: refused.
+            if message.result_format != 0:
+                ruling = _denied(ruling, FAST_PATH_BINARY)
+            else:
+                masker = self._whole(masker)
         if not ruling.verdict.allowed:
             self._record(raw, ruling, "function_call")
             self._refuse_query(refusal(ruling))
@@ -1211,7 +1235,7 @@ class Enforcer:
             message,
             Expect(
                 "Call",
-                self.masker(ruling),
+                masker,
                 command=raw,
                 ruling=ruling,
                 decision_id=ruling.decision_id,
@@ -1230,6 +1254,23 @@ RESERVED = (
     f"statement names starting with {prepared_rewrites.PREFIX} are the proxy's own; "
     "choose another name"
 )
+
+
+# What a fast-path call of a function outside pg_catalog returns under masks (_whole)
+FAST_PATH_BINARY = (
+    "a fast-path call of a function defined outside pg_catalog returns what it may read from "
+    "any table, masked whole under your masks: a binary result cannot be masked; ask for its "
+    "text or call the function in SQL"
+)
+# The first OID the server gives an object made after initdb (FirstNormalObjectId)
+FIRST_NORMAL_OID = 16384
+_WHOLE = MaskRule(derived=True, strategy="redact")
+
+
+def _built_in(oid: int, name: str | None) -> bool:
+    """Whether the function is one of pg_catalog's own (made by initdb): its result then
+    derives from its arguments alone, which a fast-path call gives as values."""
+    return oid < FIRST_NORMAL_OID and bool(name) and str(name).startswith("pg_catalog.")
 
 
 def _names_reserved(effects: tuple[str, ...]) -> bool:

@@ -821,10 +821,16 @@ class ResponseTracker:
         return masked, frozenset(stored & masked.keys())
 
     def _mask_call_result(self, head: Expect, message: codec.FunctionCallResponse) -> bytes:
-        """A fast-path call's result has no column to name: the detectors read it when it
-        is text (anything else is the function's bytes, which no detector can read)."""
+        """A fast-path call's result has no column to name: masked whole when the masker
+        masks computed values (a function outside pg_catalog, the enforcer's choice), else
+        the detectors read it when it is text (anything else is the function's bytes, which
+        no detector can read: the enforcer asks for text where that matters)."""
         masker = head.masker
         assert masker is not None and message.value is not None
+        if masker.derived is not None:
+            _tally(head)["derived:function_call"] += 1
+            whole = masker.mask_field(masker.derived, message.value.decode("utf-8", "replace"))
+            return codec.FunctionCallResponse(whole.encode()).encode()
         try:
             text = message.value.decode("utf-8")
         except UnicodeDecodeError:
