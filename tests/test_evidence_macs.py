@@ -38,6 +38,7 @@ from pdp_harness import (
     token,
 )
 
+from pdp.api.http_api import metrics_text
 from pdp.evidence.bundle import StoreUnverified, export_bundle, verify_bundle
 from pdp.evidence.checkpoints import CHECKPOINT_KIND, CheckpointWriter, verify_store
 from pdp.evidence.signing import Signer
@@ -177,6 +178,7 @@ async def test_a_record_inserted_by_someone_else_is_never_vouched_for(backend, t
         assert f"{forged_decision}..{forged_events}" in app.checkpoints.refusing
         assert await app.checkpoints.checkpoint() is None  # and keeps refusing
         assert app.checkpoints.refused == 2
+        assert "portcullis_checkpoints_refused_total 2\n" in metrics_text(app)
         report = await verify_store(app.store, app.signer.public_key)
         assert not report.ok
         assert [p.seq for p in report.problems] == [forged_decision]

@@ -70,6 +70,10 @@ def metrics_text(app: PDPApp) -> str:
         "# HELP portcullis_policy_info The policy revision in force.",
         "# TYPE portcullis_policy_info gauge",
         f'portcullis_policy_info{{revision="{app.engine.revision}",engine="{app.engine.name}"}} 1',
+        "# HELP portcullis_checkpoints_refused_total Signed checkpoints not written: records"
+        " since the last one that no PDP holding the key wrote (see the log).",
+        "# TYPE portcullis_checkpoints_refused_total counter",
+        f"portcullis_checkpoints_refused_total {app.checkpoints.refused if app.checkpoints else 0}",
     ]
     return "\n".join(lines) + "\n"
 
