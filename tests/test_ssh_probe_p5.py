@@ -3,9 +3,10 @@ upstream's bash runs them, found by a differential fuzzer (each allowed line run
 with stub commands and a DEBUG trap, what ran compared with the parts the policy judged).
 
 Each was allowed to a reader (group readonly) while the upstream's root shell ran a command
-the policy never saw; now each is denied and nothing reaches sshd.
-
-And a masking slip: a value overwritten on the screen was sent raw."""
+the policy never saw; now each is denied and nothing reaches sshd. Words of an allowed
+command that bash expands into file names (`df --output=file /root/.*`: a listing of a
+directory the reader cannot list) now wait for a person. And a masking slip: a value
+overwritten on the screen was sent raw."""
 
 from __future__ import annotations
 
@@ -109,6 +110,44 @@ async def test_commands_bashlex_did_not_read_never_reach_the_upstream(stack: Sta
             assert result.exit_status == 1, (line, result.stdout, result.stderr)
             assert result.stderr.startswith("portcullis: denied: "), (line, result.stderr)
             assert not marker.exists(), line
+    assert stack.sshd.sessions_started() == 0
+
+
+# Words bash turns into the names of the files they match, anywhere root may look: a glob
+# (and `$_` after one, the last word of the command before, globbed again).
+LISTINGS = [
+    "df --output=file /root/.*",
+    "df --output=file /root/.ssh/* /home/*/.ssh/*",
+    "df --output=file /ro?t/.bash?c",
+    "df --output=file /[r]oot/.b*",
+    "df '/root/.*' >/dev/null; df --output=file $_",
+    "uptime -s /root/.*",
+    "free ~root/.*",
+]
+
+
+@pytest.mark.parametrize("line", LISTINGS)
+def test_words_expanded_into_file_names_need_approval(engine: Any, line: str) -> None:
+    decided = verdict(engine, line)
+    assert decided["verdict"] == "require_approval", (line, decided)
+    assert any("names of files" in reason for reason in decided["reasons"]), decided
+
+
+@pytest.mark.parametrize(
+    "line", ["df -h / /var", "df --output=file,target /", "cat /var/log/*", "uptime -p"]
+)
+def test_words_that_name_what_they_say_stay_allowed(engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, line
+
+
+@pytest.mark.integration
+async def test_a_directory_listing_through_df_waits_for_a_person(stack: Stack) -> None:
+    """Before: allowed (masked), the upstream's df printed each name /root/.* matched."""
+    async with await stack.connect(READER) as conn:
+        process = await conn.create_process("df --output=file /root/.*")
+        said = await process.stderr.readuntil("--reason '...'")
+        assert "names of files" in said, said
+        process.close()
     assert stack.sshd.sessions_started() == 0
 
 

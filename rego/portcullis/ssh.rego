@@ -233,6 +233,33 @@ needs_approval contains sprintf("%q takes further words from its input (xargs), 
 	part.more_args
 }
 
+# Any other listed command's words are its own, but not what the shell makes of them: a
+# word with a glob character (`*`, `?`, `[`; quoted or not, as the parts say it) is
+# expanded into the names of the files it matches, anywhere the upstream's account may
+# look: `df --output=file /root/.*` lists a directory the reader could not list (and a
+# later `$_` holds the pattern, globbed again: the word that put it there asks). Such an
+# argument needs approval, as it does for the commands with an allow-list of options
+# (above), unless the command's pattern is a glob itself (`cat /var/log/*`: each word must
+# match it and be known before it runs). A computed word's value is globbed too: a glob
+# character in its text (`~root/.*`) asks; a value holding one comes only from the output
+# of a command run before.
+needs_approval contains sprintf("%q has %q, which the shell may expand into the names of files anywhere", [part.command, arg]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	count(part.argv) > 1
+	not ssh_read_options[part.argv[0]]
+	not ssh_part_globbed(part)
+	some i, arg in part.argv
+	i > 0
+	regex.match(`[*?\[]`, arg)
+}
+
+ssh_part_globbed(part) if {
+	some pattern in data.portcullis.ssh.allowed_commands
+	contains(pattern, "*")
+	ssh_matches(pattern, part)
+}
+
 # A pattern search of the journal (--grep, -g) is an oracle on what the mask hides: the
 # entries come back masked, but which ones match says whether a card number begins with
 # 4111, then 41111, ... digit by digit. Outside pii-readers it needs approval; any short

@@ -50,7 +50,8 @@ test_ssh_computed_words_never_match_a_glob if {
 	appended := object.union(ssh_part(["cat", "/var/log/syslog"]), {"more_args": true})
 	ssh_decision(["pii-readers"], [appended]).verdict == "deny"
 
-	# a listed command without a glob takes any further words, computed or not
+	# a listed command without a glob takes any further words, computed or not (but not
+	# a glob: test_ssh_words_the_shell_expands_into_file_names_need_approval)
 	free := object.union(ssh_part(["free", "$(x)"]), {"dynamic": [1]})
 	ssh_decision(["pii-readers"], [free]).verdict == "allow"
 
@@ -441,4 +442,18 @@ test_ssh_journal_search_needs_approval_outside_pii_readers if {
 		ssh_verdict(["readonly", "pii-readers"], argv) == "allow"
 	}
 	ssh_verdict(["readonly"], ["journalctl", "-u", "sshd", "-n", "20"]) == "mask"
+}
+
+test_ssh_words_the_shell_expands_into_file_names_need_approval if {
+	# `df --output=file /root/.*` lists /root
+	ssh_verdict(["readonly"], ["df", "--output=file", "/root/.*"]) == "require_approval"
+	ssh_verdict(["readonly"], ["df", "/home/?/x"]) == "require_approval"
+	ssh_verdict(["readonly"], ["uptime", "[a]"]) == "require_approval"
+	d := ssh_decision(["readonly"], [ssh_part(["df", "--output=file", "/root/.*"])])
+	"\"df --output=file /root/.*\" has \"/root/.*\", which the shell may expand into the names of files anywhere" in d.reasons
+
+	# words that name what they say, and a glob pattern's own command, stay as they were
+	ssh_verdict(["readonly"], ["df", "-h", "/", "/var"]) == "mask"
+	ssh_verdict(["pii-readers"], ["cat", "/var/log/syslog", "/var/log/auth.log"]) == "allow"
+	ssh_verdict(["pii-readers"], ["cat", "/var/log/*"]) == "allow"
 }
