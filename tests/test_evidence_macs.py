@@ -289,8 +289,8 @@ async def test_an_operator_acknowledges_foreign_records_and_checkpoints_go_on(
 async def test_a_record_that_cannot_be_read_stops_checkpoints_not_the_timer(tmp_path):
     """A record INSERTed with a body that is not JSON, then the PDP's own: the head is
     authentic, the record before it cannot even be read. No checkpoint is signed over it
-    and the checkpoint timer goes on (an error logged, counted)."""
-    _, config = write_config(tmp_path, store_of("sqlite", tmp_path, None))
+    and the checkpoint timer goes on (an error logged, counted); verify names the record."""
+    config_path, config = write_config(tmp_path, store_of("sqlite", tmp_path, None))
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         opened = await open_session(stub, token(config))
         await decide_sql(stub, opened.session_id, "SELECT 1")
@@ -313,6 +313,12 @@ async def test_a_record_that_cannot_be_read_stops_checkpoints_not_the_timer(tmp_
         assert await signed_seqs(app) == before
         assert app.checkpoints.refused == 1
         assert app.checkpoints._task is not None and not app.checkpoints._task.done()
+        report = await verify_store(app.store, app.signer.public_key)
+        assert not report.ok and report.problems[0].seq == seq + 1
+        assert "not JSON" in report.problems[0].text
+    result = await asyncio.to_thread(audit, config_path, "verify")
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"FAIL: record seq={seq + 1} ")
 
 
 async def test_a_store_written_before_record_macs_checkpoints_on(tmp_path):

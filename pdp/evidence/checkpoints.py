@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pdp.evidence.signing import Signer, signature_problem
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
-from pdp.store import AuditRecord, AuditStore, GroupCommitStore, StoreUnavailable
+from pdp.store import AuditRecord, AuditStore, ChainReport, GroupCommitStore, StoreUnavailable
 from pdp.store.macs import describe_ranges, merged_spans, uncovered, valid_spans
 
 log = logging.getLogger("portcullis.evidence")
@@ -610,12 +610,31 @@ async def verify_store(
     top = (await store.head())[0]
     if record_key is None:
         record_key = getattr(store, "record_key", None)
+    chain = await store.verify()
+    try:
+        return await _verify_read(store, public_key, anchor, anchor_source, record_key, top, chain)
+    except ValueError:  # a record whose body is not JSON (someone else's): no record can
+        if chain.ok:  # be read past it; the chain's own check names it
+            raise
+        bad = Problem(chain.first_bad_seq or 0, "", "", chain.problem)
+        return EvidenceReport(False, chain.records, 0, 0, (0, ""), [bad])
+
+
+async def _verify_read(
+    store: AuditStore,
+    public_key: Ed25519PublicKey,
+    anchor: Any,
+    anchor_source: str,
+    record_key: bytes | None,
+    top: int,
+    chain: ChainReport,
+) -> EvidenceReport:
+    """verify_store's reading of the records, after the chain's check."""
     batch_macs = getattr(store, "batch_macs", None)
     foreign = None
     batches = 0
     if record_key is not None and batch_macs is not None:
         foreign = ForeignRecords(public_key)
-    chain = await store.verify()
     named = {
         r.body["payload"]["seq"]
         for r in await store.query(kind=CHECKPOINT_KIND)
