@@ -10,6 +10,14 @@ sensitive column no value detector recognises).
   as computed from every table). Now, under masks, the result of a fast-path call of a
   function outside pg_catalog (or made after initdb) is masked whole, and refused when
   the client asks for it in binary (no mask can stand in for a type's bytes).
+- Parse declares its parameters' types by OID, named nowhere in the text, and the server
+  reads each value with its type's input function, a domain's CHECK expressions included.
+  A reader, who may not cast to a type outside pg_catalog (`'x'::public.probe` is
+  denied: it runs code readers may not call), declared $1 as public.probe, a domain whose
+  CHECK calls a function comparing the value with Ada's password, and the error or row
+  answered whether a guess was its prefix. Now a Parse declaring a type made after initdb
+  is judged as `SELECT CAST(NULL AS schema.type)` as well (the name read from the server),
+  and refused with that cast's reasons.
 """
 
 from __future__ import annotations
@@ -31,6 +39,10 @@ CREATE FUNCTION public.pw_bytes(int) RETURNS bytea LANGUAGE sql STABLE
 -- made after initdb in pg_catalog itself: a superuser may, and the name says pg_catalog
 CREATE FUNCTION pg_catalog.p8_pw(int) RETURNS text LANGUAGE sql STABLE
   AS $$ SELECT password FROM public.customers WHERE id = $1 $$;
+-- a domain whose CHECK answers whether the value is a prefix of Ada's password
+CREATE FUNCTION public.pw_prefix(text) RETURNS bool LANGUAGE sql STABLE AS
+  $$ SELECT EXISTS (SELECT 1 FROM customers WHERE id = 1 AND password LIKE $1 || '%') $$;
+CREATE DOMAIN public.probe AS text CHECK (public.pw_prefix(VALUE));
 """
 
 
@@ -108,5 +120,49 @@ def test_a_pii_reading_dba_reads_the_fast_path_result(arena) -> None:
     try:
         assert results(call(c, oid(arena, "public.pw_of(int)"), 1)) == [b"hunter2-ada"]
         assert results(call(c, oid(arena, "public.pw_of(int)"), 2, 1)) == [b"hunter2-bob"]
+    finally:
+        c.close()
+
+
+# --- parameter types declared at Parse -----------------------------------------------
+
+
+def typed(c: RawClient, sql: str, type_oid: int, value: bytes):
+    return c.send(
+        codec.Parse("", sql, [type_oid]).encode(),
+        codec.Bind("", "", [0], [value], [0]).encode(),
+        codec.Execute("", 0).encode(),
+        codec.Sync().encode(),
+    )
+
+
+def type_oid(arena, name: str) -> int:
+    with arena.admin() as admin:
+        return int(admin.execute("SELECT %s::regtype::oid", (name,)).fetchone()[0])
+
+
+@pytest.mark.parametrize("sql", ["SELECT 1", "SELECT $1 IS NULL"])
+def test_a_reader_declares_no_parameter_type_it_may_not_cast_to(arena, sql: str) -> None:
+    c = client(arena, ("readonly",))
+    try:
+        assert c.query("SELECT 'hunter2-a'::public.probe").refused  # the cast, written
+        probe = type_oid(arena, "public.probe")
+        right, wrong = typed(c, sql, probe, b"hunter2-a"), typed(c, sql, probe, b"zzz")
+        for answer in (right, wrong):
+            assert not answer.rows, answer.messages
+            assert answer.errors and "parameter type public.probe" in answer.errors[0]
+        # the same answer whatever the guess: no oracle
+        assert right.errors == wrong.errors
+        # built-in parameter types are untouched
+        assert typed(c, "SELECT $1 + 1", type_oid(arena, "int4"), b"41").rows == [[b"42"]]
+    finally:
+        c.close()
+
+
+def test_a_dba_still_declares_the_databases_types(arena) -> None:
+    c = client(arena, ("dba",))
+    try:
+        answer = typed(c, "SELECT $1 IS NULL", type_oid(arena, "public.probe"), b"hunter2-a")
+        assert answer.rows == [[b"f"]], answer.messages
     finally:
         c.close()

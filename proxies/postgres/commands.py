@@ -72,7 +72,15 @@ class ResolveFunction:
     oid: int
 
 
-Request = Decide | Settle | SourceColumns | ResolveFunction
+@dataclass(frozen=True, slots=True)
+class ResolveType:
+    """The qualified name of a type, by OID (result: str, or None when it cannot be
+    named): a parameter type a Parse declares, which the statement's text never names."""
+
+    oid: int
+
+
+Request = Decide | Settle | SourceColumns | ResolveFunction | ResolveType
 
 # what a message's handler is when it must ask: requests out, their results sent back in
 Steps = Generator[Request, Any, None]

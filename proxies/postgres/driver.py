@@ -17,6 +17,7 @@ from proxies.postgres.commands import (
     Record,
     Request,
     ResolveFunction,
+    ResolveType,
     Settle,
     SourceColumns,
     Steps,
@@ -51,6 +52,7 @@ class EnforcerDriver:
         settle: Callable[[], Awaitable[None]],
         source_columns: Callable[[str], Awaitable[list[str] | None]],
         function_name: Callable[[int], Awaitable[str | None]],
+        type_name: Callable[[int], Awaitable[str | None]] | None = None,
     ) -> None:
         self.enforcer = enforcer
         self.session = session
@@ -58,6 +60,7 @@ class EnforcerDriver:
         self.settle = settle
         self.source_columns = source_columns
         self.function_name = function_name
+        self.type_name = type_name
 
     def carry_out(self) -> None:
         carry_out(self.enforcer, self.session, self.to_client)
@@ -102,6 +105,9 @@ class EnforcerDriver:
             return await self.source_columns(request.sql)
         if type(request) is ResolveFunction:
             return await self.function_name(request.oid)
+        if type(request) is ResolveType:
+            # without a way to name it, the type is unnamed: its statement is refused
+            return None if self.type_name is None else await self.type_name(request.oid)
         raise TypeError(f"unknown enforcer request {request!r}")
 
     def _tell(self, text: str) -> None:

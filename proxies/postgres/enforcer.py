@@ -64,6 +64,7 @@ from proxies.postgres.commands import (
     Reply,
     Request,
     ResolveFunction,
+    ResolveType,
     Settle,
     SourceColumns,
     Steps,
@@ -741,6 +742,8 @@ class Enforcer:
     def _parse_now(self, message: codec.Parse) -> bool:
         if self.discarding:
             return True
+        if message.param_types and _made_types(message.param_types):
+            return False  # its parameter types are judged as casts (_parse_asking)
         ruling = self._ruling_now(message.sql, "parse")
         if ruling is None:
             return False
@@ -748,7 +751,30 @@ class Enforcer:
         return True
 
     def _parse_asking(self, message: codec.Parse) -> Steps:
-        self._parse(message, (yield from self._ruling(message.sql, "parse")))
+        ruling = yield from self._ruling(message.sql, "parse")
+        made = _made_types(message.param_types)
+        if made and (ruling.verdict.allowed or ruling.kind is VerdictKind.REQUIRE_APPROVAL):
+            ruling = yield from self._typed(made, ruling)
+        self._parse(message, ruling)
+
+    def _typed(self, made: list[int], ruling: Ruling) -> _Asking:
+        """The statement's ruling once the types its Parse declares for parameters are
+        judged. A parameter's value is read by its type's input function (a domain's
+        CHECK expressions too), named nowhere in the text: each type made after initdb
+        is decided as the cast `SELECT CAST(NULL AS schema.type)` that would run the
+        same code, so the policy's rules on casts (readers cast only to pg_catalog's
+        types) hold for it; one that cannot be named, or is refused, refuses the Parse."""
+        for oid in made:
+            if self.discarding or self.terminated:
+                return ruling
+            name = yield ResolveType(oid)
+            if name is None:
+                return _denied(ruling, f"parameter type OID {oid} could not be named: {TYPED}")
+            cast = yield from self._decide(f"SELECT CAST(NULL AS {name})", "parse")
+            if not cast.verdict.allowed:
+                reasons = "; ".join(cast.verdict.reasons) or "denied"
+                return _denied(ruling, f"parameter type {name}: {reasons}")
+        return ruling
 
     def _parse(self, message: codec.Parse, ruling: Ruling) -> None:
         unsafe = self._lexing_unsafe(message.sql) or (
@@ -1264,6 +1290,14 @@ FAST_PATH_BINARY = (
 )
 # The first OID the server gives an object made after initdb (FirstNormalObjectId)
 FIRST_NORMAL_OID = 16384
+TYPED = "declare the parameter untyped (0) and cast it in the statement, where it is judged"
+
+
+def _made_types(param_types: list[int]) -> list[int]:
+    """The parameter types a Parse declares that were made after initdb, once each."""
+    return list(dict.fromkeys(t for t in param_types if t >= FIRST_NORMAL_OID))
+
+
 _WHOLE = MaskRule(derived=True, strategy="redact")
 
 

@@ -67,6 +67,7 @@ from proxies.postgres.upstream import (
     session_query,
     session_rows,
     side_query,
+    type_name,
 )
 from proxies.postgres.user_code import USER_CODE_SQL, user_code
 from proxies.runtime.drain import SHUTDOWN_MESSAGE
@@ -692,6 +693,19 @@ class ClientConnection:
             self.proxy.upstream_tls,
         )
 
+    async def resolve_type(self, oid: int) -> str | None:
+        session = self.session
+        if session is None or session.lease is None or self._params is None:
+            return None
+        return await type_name(
+            self.proxy.upstream_host,
+            self.proxy.upstream_port,
+            self._params,
+            session.lease,
+            oid,
+            self.proxy.upstream_tls,
+        )
+
     # -- a drain (proxies.runtime.drain) -------------------------------------------------
 
     def drain(self, force: bool) -> None:
@@ -928,6 +942,7 @@ class _Relay(Relay):
             self.settle,
             conn.source_columns,
             conn.resolve_function,
+            conn.resolve_type,
         )
         try:
             await driver.finish(enforcer.ask(messages[0]))

@@ -295,6 +295,29 @@ async def function_name(
     return rows[0][0] if rows else None
 
 
+async def type_name(
+    host: str,
+    port: int,
+    params: dict[str, str],
+    lease: CredentialLease,
+    oid: int,
+    tls: ssl.SSLContext | None = None,
+) -> str | None:
+    """The type with this OID as `schema.name` (each part quoted where the server would
+    quote it); None if unknown."""
+    rows = await side_query(
+        host,
+        port,
+        params,
+        lease,
+        "SELECT format('%I.%I', n.nspname, t.typname) FROM pg_catalog.pg_type t "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace "
+        f"WHERE t.oid = {int(oid)}",
+        tls,
+    )
+    return rows[0][0] if rows else None
+
+
 async def column_names(
     host: str,
     port: int,
