@@ -18,6 +18,12 @@ sensitive column no value detector recognises).
   answered whether a guess was its prefix. Now a Parse declaring a type made after initdb
   is judged as `SELECT CAST(NULL AS schema.type)` as well (the name read from the server),
   and refused with that cast's reasons.
+- A verdict is reused for texts of one shape (portcullis.shape: literals replaced by
+  normalize). normalize also replaces an integer in DISTINCT ON, which the server reads
+  as an output's position: `SELECT DISTINCT ON (2) id, password FROM customers` (rows
+  sorted by the password: an order use, denied) took the verdict of `DISTINCT ON (1)`
+  in the same session (or from the PDP's cache). Such texts (and ROLLUP, CUBE, GROUPING
+  SETS holding an integer, positions too) now have no shape: reused by exact text only.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import struct
 import pytest
 from adversary import RawClient, assert_no_secret, oid_of, ready_client, running_arena
 
+from portcullis.shape import shape, shaped
 from proxies.postgres import codec
 
 pytestmark = pytest.mark.integration
@@ -166,3 +173,52 @@ def test_a_dba_still_declares_the_databases_types(arena) -> None:
         assert answer.rows == [[b"f"]], answer.messages
     finally:
         c.close()
+
+
+# --- a verdict reused for an output position --------------------------------------------
+
+FIRST, SECOND = (
+    "SELECT DISTINCT ON (1) id, password FROM customers",
+    "SELECT DISTINCT ON (2) id, password FROM customers",
+)
+
+
+@pytest.mark.parametrize("groups", [("readonly",), ("dba",)])
+def test_a_distinct_on_position_takes_no_other_positions_verdict(arena, groups) -> None:
+    c = client(arena, groups)
+    try:
+        assert not c.query(FIRST).refused
+        second = c.query(SECOND)
+        assert second.refused and "order use of sensitive column password" in second.errors[0]
+        # in the extended protocol as well
+        answer = c.send(
+            codec.Parse("", SECOND, []).encode(),
+            codec.Bind("", "", [], [], [0]).encode(),
+            codec.Execute("", 0).encode(),
+            codec.Sync().encode(),
+        )
+        assert answer.refused and not answer.rows
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        FIRST,
+        "SELECT * FROM (SELECT DISTINCT ON ((2)) id, password FROM customers) s",
+        "SELECT id, password FROM customers GROUP BY ROLLUP (1, 2)",
+        "SELECT id, password FROM customers GROUP BY CUBE (2)",
+        "SELECT id, password FROM customers GROUP BY GROUPING SETS ((1), (id, (2)))",
+    ],
+)
+def test_an_output_position_gives_no_shape(sql: str) -> None:
+    assert shape(sql) is None and shaped(sql) is None
+
+
+def test_values_beside_distinct_and_grouping_sets_still_share_a_shape() -> None:
+    assert shape("SELECT DISTINCT ON (id) id FROM t WHERE id = 3") == shape(
+        "SELECT DISTINCT ON (id) id FROM t WHERE id = 4"
+    )
+    assert shape("SELECT count(DISTINCT a) FROM t WHERE b = 1") is not None
+    assert shape("SELECT a FROM t GROUP BY GROUPING SETS ((a), ()) HAVING a > 1") is not None

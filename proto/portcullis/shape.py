@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from typing import Any
 
 import pglast
 from pglast import ast
@@ -27,8 +28,11 @@ def shape(sql: str) -> str | None:
     share one) and the names LISTEN, PREPARE, EXECUTE and DEALLOCATE take, none of which
     are literals. None when unparseable, and None for text holding a DO block: the
     block's code is a literal, yet the PDP's classifier reads the SQL inside it, so a
-    harmless block and a destructive one would share a shape. None makes a reuse fall
-    back to exact text.
+    harmless block and a destructive one would share a shape. None also for text holding
+    an integer constant in DISTINCT ON or in ROLLUP, CUBE or GROUPING SETS: the server
+    reads it as an output's position, not a value (`DISTINCT ON (2)` sorts by the second
+    output), while normalize replaces it (it keeps those of ORDER BY and a plain GROUP
+    BY). None makes a reuse fall back to exact text.
 
     The classifier also reads the literals of SET (value, pg_catalog_first, read_write)
     and the setting set_config names: texts sharing a shape may differ there, so the
@@ -37,7 +41,7 @@ def shape(sql: str) -> str | None:
         normalized = normalize(sql)
     except Exception:
         return None
-    if _holds_do_block(sql):
+    if _holds_do_block(sql) or _holds_positions(sql):
         return None
     return hashlib.blake2b(normalized.encode(), digest_size=16).hexdigest()
 
@@ -136,4 +140,52 @@ def _holds_do_block(sql: str) -> bool:
                 return any(isinstance(raw.stmt, ast.DoStmt) for raw in pglast.parse_sql(sql))
             except Exception:
                 return True  # normalize parsed it; unsure here, so no shape
+    return False
+
+
+_POSITION_WORDS = re.compile(r"distinct|rollup|cube|grouping", re.IGNORECASE)
+
+
+def _holds_positions(sql: str) -> bool:
+    """Whether sql holds an integer constant the server reads as an output position and
+    normalize replaces: in DISTINCT ON, or inside ROLLUP, CUBE or GROUPING SETS. Parsed
+    only when one of those key words is in the text (a key word is never spelt otherwise)."""
+    if _POSITION_WORDS.search(sql) is None:
+        return False
+    try:
+        statements = pglast.parse_sql(sql)
+    except Exception:
+        return True  # normalize parsed it; unsure here, so no shape
+    return any(_positions_in(raw.stmt) for raw in statements)
+
+
+def _positions_in(node: object) -> bool:
+    """The walk of _holds_positions over one parse tree."""
+    stack: list[object] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, tuple | list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, ast.Node):
+            continue
+        if isinstance(item, ast.SelectStmt) and any(
+            isinstance(d, ast.A_Const) for d in item.distinctClause or ()
+        ):
+            return True
+        if isinstance(item, ast.GroupingSet) and _holds_const(item.content):
+            return True
+        stack.extend(getattr(item, name) for name in item)
+    return False
+
+
+def _holds_const(items: Any) -> bool:
+    """Whether a grouping set's content holds an integer constant at any depth of sets."""
+    for item in items or ():
+        if isinstance(item, ast.A_Const):
+            return True
+        if isinstance(item, ast.GroupingSet) and _holds_const(item.content):
+            return True
+        if isinstance(item, tuple | list) and _holds_const(item):
+            return True
     return False
