@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from pdp_harness import REGO
 from policy_harness import shipped_engine
 from ssh_harness import Sshd, line_echo
-from test_ssh_proxy import Stack, ssh_stack
+from test_ssh_proxy import Stack, ssh_policy, ssh_stack
 
 from pdp.domain.recordings import session_events
 from pdp.domain.ssh_input import ssh_command
@@ -366,17 +366,20 @@ def test_styled_text_without_values_keeps_its_styling() -> None:
         assert sent.count(b"\x1b[") == 2, sent  # the styling stays
 
 
-async def test_what_is_typed_is_masked_in_the_recording(stack: Stack) -> None:
-    """A dba outside pii-readers (a masked shell) pasting a card number at a prompt: the
-    screen's echo of it was masked, the recording's input events held it as typed."""
-    async with await stack.connect(("dba",)) as conn:
-        process = await conn.create_process(term_type="xterm", term_size=(100, 30))
-        process.stdin.write("echo paid with 4111 1111 1111 1111 by bob@example.com\n")
-        await process.stdout.readuntil("by b")
-        process.stdin.write("exit\n")
-        await process.wait()
-    await stack.proxy.settled()
-    events = await session_events(stack.pdp.store)
+async def test_what_is_typed_is_masked_in_the_recording(tmp_path: Path) -> None:
+    """A dba outside pii-readers (a masked shell, allowed by shell_unmasked) pasting a card
+    number at a prompt: the screen's echo of it was masked, the recording's input events
+    held it as typed."""
+    policy = ssh_policy(tmp_path, shell_unmasked=True)
+    async with ssh_stack(tmp_path, extra={"policies": policy}) as stack:
+        async with await stack.connect(("dba",)) as conn:
+            process = await conn.create_process(term_type="xterm", term_size=(100, 30))
+            process.stdin.write("echo paid with 4111 1111 1111 1111 by bob@example.com\n")
+            await process.stdout.readuntil("by b")
+            process.stdin.write("exit\n")
+            await process.wait()
+        await stack.proxy.settled()
+        events = await session_events(stack.pdp.store)
     casts = [e["details"] for e in events if e.get("details", {}).get("kind") == "ssh.asciicast"]
     recorded = [e for c in casts for e in c["events"]]
     typed = "".join(data for _, code, data in recorded if code == "i")

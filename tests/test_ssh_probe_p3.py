@@ -78,7 +78,7 @@ async def test_carriage_returns_through_the_proxy(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "cr.log").write_bytes(b"".join(OVERWRITTEN))
-    policy = str(policy_allowing(tmp_path, f"cat {logs}/*"))
+    policy = str(policy_allowing(tmp_path, f"cat {logs}/*", shell_unmasked=True))
     async with ssh_stack(tmp_path, extra={"policies": policy}) as s:
         async with await s.connect(READER) as conn:
             result = await conn.run(f"cat {logs}/cr.log")

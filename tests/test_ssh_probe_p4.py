@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from policy_harness import shipped_engine
 from test_ssh_probe_exec import ALLOWED, reading, verdict
-from test_ssh_proxy import ssh_stack
+from test_ssh_proxy import ssh_policy, ssh_stack
 
 from pdp.domain.recordings import session_events
 from portcullis.masking import Masker
@@ -169,7 +169,11 @@ async def test_a_card_printed_in_pieces_in_a_dbas_shell_is_masked(tmp_path: Path
     sleep; printf ' 1111 1111'...` (before: each piece went out at the quiet flush, masked
     alone, and the screen showed the card whole)."""
     line = "printf '4111 1111'; sleep 0.3; printf ' 1111 1111'; sleep 0.3; echo; echo DO''NE\n"
-    async with ssh_stack(tmp_path) as s, await s.connect(("dba",)) as conn:
+    policy = ssh_policy(tmp_path, shell_unmasked=True)
+    async with (
+        ssh_stack(tmp_path, extra={"policies": policy}) as s,
+        await s.connect(("dba",)) as conn,
+    ):
         process = await conn.create_process(term_type="xterm", term_size=(100, 30))
         process.stdin.write(line)
         screen = await process.stdout.readuntil("DONE\r\n")

@@ -83,6 +83,18 @@ def ssh_connection(
     }
 
 
+def ssh_policy(tmp: Path, *allowed: str, **ssh_data: Any) -> Path:
+    """The shipped policy (without its tests) copied under tmp, with more allowed commands
+    and data.portcullis.ssh entries set (shell_unmasked=True: a masked dba's shell)."""
+    policies = tmp / "rego"
+    shutil.copytree(REGO, policies, ignore=shutil.ignore_patterns("*_test.rego"))
+    data = json.loads((policies / "data.json").read_text())
+    data["portcullis"]["ssh"]["allowed_commands"].extend(allowed)
+    data["portcullis"]["ssh"].update(ssh_data)
+    (policies / "data.json").write_text(json.dumps(data))
+    return policies
+
+
 @contextlib.asynccontextmanager
 async def ssh_stack(
     tmp: Path, trusted_ca: str = "", extra: dict[str, Any] | None = None, **options: Any
@@ -270,12 +282,8 @@ async def test_session_events_record_each_exec(stack: Stack) -> None:
 async def test_a_key_the_policy_lets_out_is_on_record(tmp_path: Path) -> None:
     """The scan is real: a policy that allows `cat` of the key file lets the key out, and
     the session's close says so (credential_exposed), which no test above could show."""
-    policies = tmp_path / "rego"
-    shutil.copytree(REGO, policies)
-    data = json.loads((policies / "data.json").read_text())
     key_file = tmp_path / "sshd" / "user_ed25519"
-    data["portcullis"]["ssh"]["allowed_commands"].append(f"cat {key_file}")
-    (policies / "data.json").write_text(json.dumps(data))
+    policies = ssh_policy(tmp_path, f"cat {key_file}")
     async with ssh_stack(tmp_path, extra={"policies": policies}) as stack:
         assert stack.sshd.user_key == key_file
         async with await stack.connect() as conn:

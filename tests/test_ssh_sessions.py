@@ -19,7 +19,7 @@ import pytest
 import yaml
 from pdp_harness import pdp_raw
 from ssh_harness import askpass, client_options, line_echo, run_client
-from test_ssh_proxy import Stack, ssh_connection, ssh_stack
+from test_ssh_proxy import Stack, ssh_connection, ssh_policy, ssh_stack
 
 from pdp.domain.recordings import session_events
 
@@ -70,8 +70,20 @@ async def test_a_shell_is_recorded_and_replayed(tmp_path: Path) -> None:
     assert "terminal, channel " in text.stdout and "events recorded" in text.stdout
 
 
+async def test_shell_denied_to_a_non_pii_reader(tmp_path: Path) -> None:
+    """A masked dba's shell would turn any value into text no detector reads (`| base64`):
+    denied unless the policy allows it by name (shell_unmasked), before sshd is asked."""
+    async with ssh_stack(tmp_path) as stack, await stack.connect(("dba",)) as conn:
+        process = await conn.create_process(term_type="xterm")
+        result = await process.wait()
+        assert stack.sshd.sessions_started() == 0
+    assert result.exit_status == 1
+    assert "shell_unmasked does not allow it" in str(result.stderr)
+
+
 async def test_shell_output_masked_for_a_non_pii_reader(tmp_path: Path) -> None:
-    async with ssh_stack(tmp_path) as stack:
+    policy = ssh_policy(tmp_path, shell_unmasked=True)  # a masked dba's shell, by name
+    async with ssh_stack(tmp_path, extra={"policies": policy}) as stack:
         async with await stack.connect(("dba",)) as conn:
             out = await shell(conn, ["echo mail-$((1+1)) alice.smith@example.com end-$((2+2))"],
                               "end-4")  # fmt: skip
@@ -165,8 +177,9 @@ async def test_an_allowed_command_with_an_option_that_writes_waits_for_approval(
 async def test_ctrl_c_withdraws_a_waiting_approval(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.mkdir()
-    # a terminal: Ctrl-C arrives as \x03 (and needs a group that may have one: dba)
-    async with ssh_stack(tmp_path) as stack, await stack.connect(("dba",)) as conn:
+    # a terminal: Ctrl-C arrives as \x03 (and needs a group that may have one: a dba in
+    # pii-readers)
+    async with ssh_stack(tmp_path) as stack, await stack.connect(("dba", "pii-readers")) as conn:
         process = await conn.create_process(f"rm -rf {victim}", term_type="xterm")
         said = await process.stderr.readuntil("--reason '...'")
         approval_id = WAITING.search(said)[1]  # type: ignore[index]

@@ -364,9 +364,29 @@ ssh_option_allowed(arg, options) if {
 # One rule per interactive kind, each opening with an equality on input.command.kind: the
 # index skips all eight for any other kind (a rule opening with `kind in {...}` is entered
 # and fails at that line, on every SQL statement; callgrind: 0.03M instructions each).
+# What a shell computes is nothing the proxy can mask: its output is masked by the
+# detectors as it passes, but `| base64`, `| tr 0-9 a-j` or `| rev` turn any value into
+# text no detector reads. So, as with forwarding, a shell goes only to those whose answers
+# are not masked (pii-readers), unless the policy allows it to masked members by name
+# (data.portcullis.ssh.shell_unmasked: true), and that allow says so.
 allow contains sprintf("%s may use %s", [subject, ssh_interactive_kinds["ssh.shell"]]) if {
 	input.command.kind == "ssh.shell"
 	privileged
+	pii_reader
+}
+
+allow contains sprintf("%s may use %s; its output is masked by the detectors only, which what the shell computes (base64, tr) escapes, though %s's answers are masked (data.portcullis.ssh.shell_unmasked)", [subject, ssh_interactive_kinds["ssh.shell"], subject]) if {
+	input.command.kind == "ssh.shell"
+	privileged
+	not pii_reader
+	object.get(data.portcullis.ssh, "shell_unmasked", false) == true
+}
+
+deny contains sprintf("%s: the proxy cannot mask what a shell computes (base64, tr), and %s's answers are masked (not a pii-reader); data.portcullis.ssh.shell_unmasked does not allow it", [ssh_interactive_kinds["ssh.shell"], subject]) if {
+	input.command.kind == "ssh.shell"
+	privileged
+	not pii_reader
+	object.get(data.portcullis.ssh, "shell_unmasked", false) != true
 }
 
 deny contains sprintf("%s are reserved to %s", [ssh_interactive_kinds["ssh.shell"], concat(", ", data.portcullis.privileged_groups)]) if {

@@ -152,15 +152,26 @@ test_ssh_interactive_kinds_only_for_dba if {
 	}
 }
 
-test_ssh_shell_output_masked_for_dba_without_pii if {
-	i := {
-		"identity": {"subject": "alice@example.com", "groups": ["dba"]},
-		"connection": {"name": "web-1", "type": "ssh"},
-		"command": {"kind": "ssh.shell"},
-	}
-	d := portcullis.decision with input as i
+ssh_shell_masked_dba := {
+	"identity": {"subject": "alice@example.com", "groups": ["dba"]},
+	"connection": {"name": "web-1", "type": "ssh"},
+	"command": {"kind": "ssh.shell"},
+}
+
+test_ssh_shell_denied_to_dba_without_pii if {
+	# `| base64` in a shell turns any value into text no detector reads
+	d := portcullis.decision with input as ssh_shell_masked_dba
+	d.verdict == "deny"
+	"interactive shells: the proxy cannot mask what a shell computes (base64, tr), and alice@example.com's answers are masked (not a pii-reader); data.portcullis.ssh.shell_unmasked does not allow it" in d.reasons
+}
+
+test_ssh_shell_output_masked_for_dba_without_pii_when_allowed_by_name if {
+	d := portcullis.decision with input as ssh_shell_masked_dba with data.portcullis.ssh.shell_unmasked as true
 	d.verdict == "mask"
 	{"detector": "email", "strategy": "partial"} in d.mask
+	"alice@example.com may use interactive shells; its output is masked by the detectors only, which what the shell computes (base64, tr) escapes, though alice@example.com's answers are masked (data.portcullis.ssh.shell_unmasked)" in d.reasons
+	r := portcullis.decision with input as object.union(ssh_shell_masked_dba, {"identity": {"groups": ["readonly"]}}) with data.portcullis.ssh.shell_unmasked as true
+	r.verdict == "deny"
 }
 
 ssh_sftp(groups, op) := d if {
