@@ -24,10 +24,14 @@ sensitive column no value detector recognises).
   sorted by the password: an order use, denied) took the verdict of `DISTINCT ON (1)`
   in the same session (or from the PDP's cache). Such texts (and ROLLUP, CUBE, GROUPING
   SETS holding an integer, positions too) now have no shape: reused by exact text only.
+- Start-up asking for protocol 3.2 was answered as if 3.2 were in effect (the proxy speaks
+  3.0 to both sides); it now gets NegotiateProtocolVersion (newest minor 0) first, as
+  the server sends it.
 """
 
 from __future__ import annotations
 
+import socket
 import struct
 
 import pytest
@@ -222,3 +226,33 @@ def test_values_beside_distinct_and_grouping_sets_still_share_a_shape() -> None:
     )
     assert shape("SELECT count(DISTINCT a) FROM t WHERE b = 1") is not None
     assert shape("SELECT a FROM t GROUP BY GROUPING SETS ((a), ()) HAVING a > 1") is not None
+
+
+# --- protocol version negotiation ---------------------------------------------------
+
+
+def started(arena, version: int) -> list[codec.Message]:
+    """What the proxy answers a start-up packet of `version`, through ReadyForQuery."""
+    tok = arena.token("p8-version@example.com", ("readonly",))
+    params = {"user": "agent", "database": arena.database}
+    parser, got = codec.BackendParser(), []
+    with socket.create_connection(("127.0.0.1", arena.port), timeout=15) as s:
+        s.sendall(codec.StartupMessage(version, params).encode())
+        while not any(isinstance(m, codec.Authentication) for m in got):
+            got += parser.feed(s.recv(65536))
+        s.sendall(codec.PasswordMessage.from_password(tok).encode())
+        while not any(isinstance(m, (codec.ReadyForQuery, codec.ErrorResponse)) for m in got):
+            data = s.recv(65536)
+            assert data, got
+            got += parser.feed(data)
+        s.sendall(codec.Terminate().encode())
+    return got
+
+
+def test_protocol_3_2_is_negotiated_down_to_3_0(arena) -> None:
+    got = started(arena, 0x00030002)
+    assert isinstance(got[0], codec.NegotiateProtocolVersion), got
+    assert got[0].newest_minor == 0 and not got[0].unrecognized
+    assert isinstance(got[1], codec.AuthenticationCleartextPassword)
+    assert isinstance(got[-1], codec.ReadyForQuery)
+    assert not any(isinstance(m, codec.NegotiateProtocolVersion) for m in started(arena, 0x30000))

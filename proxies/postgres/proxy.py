@@ -334,6 +334,11 @@ class ClientConnection:
                 await self.proxy.cancels.forward((message.pid, message.secret))
                 return None
             if isinstance(message, codec.StartupMessage):
+                if message.protocol & 0xFFFF:
+                    # 3.2 and later: the proxy speaks 3.0 to both sides (upstream too), and
+                    # says so as the server would, before authentication; else the client
+                    # would take its minor version to be in effect (3.2's longer keys)
+                    self.to_client(codec.NegotiateProtocolVersion(0, []).encode())
                 return message
             raise codec.ProtocolViolation(f"unexpected {type(message).__name__} in start-up")
 
