@@ -67,6 +67,17 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
+def _anchor(path: Path) -> tuple[Any, str]:
+    """The signed checkpoint kept in the anchor file (None when there is none), or why it
+    cannot be read."""
+    if not path.exists():
+        return None, ""
+    try:
+        return json.loads(path.read_text()), ""
+    except (OSError, ValueError) as exc:
+        return None, f"anchor {path}: {exc}"
+
+
 def _record_key(path: Path, given: bool) -> tuple[bytes | None, str]:
     """The record MAC key derived from the proxy key at path (pdp.store.macs), or None and
     why not; an error (a non-empty reason with given) when a key given cannot be read."""
@@ -152,13 +163,10 @@ async def _verify_store(args: argparse.Namespace, pinned: Any) -> int:
         except ValueError as exc:
             return _fail(str(exc))
     anchor_path = Path(args.anchor) if args.anchor else anchor_path_for(config.pdp.signing_key)
-    anchor = None
-    if anchor_path.exists():
-        try:
-            anchor = json.loads(anchor_path.read_text())
-        except (OSError, ValueError) as exc:
-            return _fail(f"anchor {anchor_path}: {exc}")
-    elif args.anchor:
+    anchor, unreadable = _anchor(anchor_path)
+    if unreadable:
+        return _fail(unreadable)
+    if args.anchor and anchor is None:
         return _fail(f"anchor {anchor_path} not found")
     settings = config.pdp.store
     if settings.type == "sqlite" and not settings.path.exists():
@@ -211,12 +219,9 @@ async def _export(args: argparse.Namespace, since: float | None, until: float | 
         return _fail(f"audit store {settings.path} does not exist")
     signer = Signer(load_or_create_ed25519(config.pdp.signing_key))
     anchor_path = anchor_path_for(config.pdp.signing_key)
-    anchor = None
-    if anchor_path.exists():
-        try:
-            anchor = json.loads(anchor_path.read_text())
-        except (OSError, ValueError) as exc:
-            return _fail(f"anchor {anchor_path}: {exc}")
+    anchor, unreadable = _anchor(anchor_path)
+    if unreadable:
+        return _fail(unreadable)
     # the store reports records no holder of the proxy key wrote (pdp.store.macs)
     record_key, _ = _record_key(config.pdp.proxy_key, False)
     opened = open_store(settings, timeout=30.0)
@@ -268,12 +273,9 @@ async def _acknowledge(args: argparse.Namespace) -> int:
         return _fail(f"signing key {config.pdp.signing_key} not found")
     public_key = load_or_create_ed25519(config.pdp.signing_key).public_key()
     anchor_path = anchor_path_for(config.pdp.signing_key)
-    anchor = None
-    if anchor_path.exists():
-        try:
-            anchor = json.loads(anchor_path.read_text())
-        except (OSError, ValueError) as exc:
-            return _fail(f"anchor {anchor_path}: {exc}")
+    anchor, unreadable = _anchor(anchor_path)
+    if unreadable:
+        return _fail(unreadable)
     settings = config.pdp.store
     if settings.type == "sqlite" and not settings.path.exists():
         return _fail(f"audit store {settings.path} does not exist")
