@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import itertools
-import json
 import re
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pdp_harness import REGO
 from policy_harness import shipped_engine
 from ssh_harness import Sshd, line_echo
 from test_ssh_proxy import Stack, ssh_policy, ssh_stack
@@ -52,12 +49,7 @@ async def stack(tmp_path: Path, echo_subsystem: None) -> AsyncIterator[Stack]:
 
 
 def policy_naming(tmp: Path, subsystems: list[str]) -> Path:
-    target = tmp / "policy"
-    shutil.copytree(REGO, target, ignore=shutil.ignore_patterns("*_test.rego"))
-    data = json.loads((target / "data.json").read_text())
-    data["portcullis"]["ssh"]["subsystems"] = subsystems
-    (target / "data.json").write_text(json.dumps(data))
-    return target
+    return ssh_policy(tmp, subsystems=subsystems)
 
 
 async def subsystem(conn: Any, name: str, data: bytes) -> tuple[int | None, bytes, bytes]:
@@ -187,12 +179,7 @@ CARD_LINE = "card 4111 1111 1111 1111 mail alice@example.com\n"
 
 
 def policy_allowing(tmp: Path, pattern: str) -> Path:
-    target = tmp / "policy"
-    shutil.copytree(REGO, target, ignore=shutil.ignore_patterns("*_test.rego"))
-    data = json.loads((target / "data.json").read_text())
-    data["portcullis"]["ssh"]["allowed_commands"].append(pattern)
-    (target / "data.json").write_text(json.dumps(data))
-    return target
+    return ssh_policy(tmp, pattern)
 
 
 async def test_output_the_mask_cannot_read_is_withheld(tmp_path: Path) -> None:

@@ -3,16 +3,13 @@ overwritten by carriage returns), SFTP reads and forwards of users under masks."
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncssh
 import pytest
-from pdp_harness import REGO
 from ssh_harness import line_echo
-from test_ssh_proxy import Stack, ssh_stack
+from test_ssh_proxy import Stack, ssh_policy, ssh_stack
 
 from pdp.domain.recordings import session_events
 from portcullis.masking import DETECTORS, Masker
@@ -62,13 +59,7 @@ def test_progress_lines_without_values_pass_as_they_are() -> None:
 
 
 def policy_allowing(tmp: Path, pattern: str, **ssh: object) -> Path:
-    target = tmp / "policy"
-    shutil.copytree(REGO, target, ignore=shutil.ignore_patterns("*_test.rego"))
-    data = json.loads((target / "data.json").read_text())
-    data["portcullis"]["ssh"]["allowed_commands"].append(pattern)
-    data["portcullis"]["ssh"].update(ssh)
-    (target / "data.json").write_text(json.dumps(data))
-    return target
+    return ssh_policy(tmp, pattern, **ssh)
 
 
 async def test_carriage_returns_through_the_proxy(tmp_path: Path) -> None:
