@@ -24,6 +24,12 @@ sensitive column no value detector recognises).
   sorted by the password: an order use, denied) took the verdict of `DISTINCT ON (1)`
   in the same session (or from the PDP's cache). Such texts (and ROLLUP, CUBE, GROUPING
   SETS holding an integer, positions too) now have no shape: reused by exact text only.
+- The same oracle through pg_catalog's type input functions, which take the type by OID:
+  a reader called domain_in('hunter2-a', <probe's OID>, -1) (record_in of a composite
+  with a probe column, array_in of probe[] alike), in SQL or on the fast path, and the
+  domain's CHECK ran. They (with range_in, multirange_in, and pg_input_is_valid /
+  pg_input_error_info of PostgreSQL 16+) are now off the readers' function list
+  (pdp/sql/reader_functions.py TYPE_INPUT, rego/data.json regenerated).
 - Start-up asking for protocol 3.2 was answered as if 3.2 were in effect (the proxy speaks
   3.0 to both sides); it now gets NegotiateProtocolVersion (newest minor 0) first, as
   the server sends it.
@@ -54,6 +60,7 @@ CREATE FUNCTION pg_catalog.p8_pw(int) RETURNS text LANGUAGE sql STABLE
 CREATE FUNCTION public.pw_prefix(text) RETURNS bool LANGUAGE sql STABLE AS
   $$ SELECT EXISTS (SELECT 1 FROM customers WHERE id = 1 AND password LIKE $1 || '%') $$;
 CREATE DOMAIN public.probe AS text CHECK (public.pw_prefix(VALUE));
+CREATE TYPE public.probe_pair AS (a public.probe);
 """
 
 
@@ -256,3 +263,45 @@ def test_protocol_3_2_is_negotiated_down_to_3_0(arena) -> None:
     assert isinstance(got[1], codec.AuthenticationCleartextPassword)
     assert isinstance(got[-1], codec.ReadyForQuery)
     assert not any(isinstance(m, codec.NegotiateProtocolVersion) for m in started(arena, 0x30000))
+
+
+# --- type input functions taking the type by OID ----------------------------------------
+
+
+def type_inputs(arena) -> list[tuple[str, int, str, int]]:
+    """(function, its OID, the value's text with {} for the guess, the type's OID)."""
+    probe = type_oid(arena, "public.probe")
+    return [
+        ("domain_in", oid(arena, "domain_in(cstring,oid,integer)"), "{}", probe),
+        ("record_in", oid(arena, "record_in(cstring,oid,integer)"), "({})", 0),
+        ("array_in", oid(arena, "array_in(cstring,oid,integer)"), "{{{}}}", probe),
+    ]
+
+
+@pytest.mark.parametrize("fast_path", [False, True])
+def test_a_reader_runs_no_type_input_named_by_oid(arena, fast_path: bool) -> None:
+    pair = type_oid(arena, "public.probe_pair")
+    c = client(arena, ("readonly",))
+    try:
+        for name, function, form, type_id in type_inputs(arena):
+            type_id = type_id or pair
+            answers = []
+            for guess in ("hunter2-a", "zzz"):
+                value = form.format(guess)
+                if fast_path:
+                    answer = c.send(
+                        codec.FunctionCall(
+                            function,
+                            [0, 1, 1],
+                            [value.encode(), struct.pack("!I", type_id), struct.pack("!i", -1)],
+                            0,
+                        ).encode()
+                    )
+                else:
+                    answer = c.query(f"SELECT {name}('{value}', {type_id}, -1)")
+                assert answer.errors, (name, answer.messages)
+                assert f"function {name} is not one readers may call" in answer.errors[0]
+                answers.append(answer.errors)
+            assert answers[0] == answers[1]  # the same answer whatever the guess
+    finally:
+        c.close()

@@ -67,6 +67,17 @@ VALIDATORS = re.compile(r"^.*_validator$")
 # server: no function it withholds from a role without privileges is listed.
 SUPERUSER_VIEWS = re.compile(r"^(pg_show_all_settings|pg_config)$")
 
+# A type's input code named by OID or by name in a value: array_in('{x}', t, -1),
+# record_in('(x)', t, -1), domain_in('x', t, -1), range_in, multirange_in run the input
+# function of the type t names, a domain's CHECK expressions included (a function the
+# database defines), though the statement names no such type: a cast to t is what policy
+# judges (readers cast only to pg_catalog's types). pg_input_is_valid and
+# pg_input_error_info (PostgreSQL 16+) take the type's name as text.
+TYPE_INPUT = re.compile(
+    r"^(array_in|record_in|domain_in|range_in|multirange_in"
+    r"|pg_input_is_valid|pg_input_error_info)$"
+)
+
 EXCLUDED = {
     "runs SQL text": RUNS_SQL,
     "reads server files": READS_FILES,
@@ -75,6 +86,7 @@ EXCLUDED = {
     "other sessions": OTHER_SESSIONS,
     "validator": VALIDATORS,
     "shown to superusers only": SUPERUSER_VIEWS,
+    "runs a type's input named by a value": TYPE_INPUT,
 }
 
 # Volatile functions agents and drivers call that only read, or release only what the
