@@ -30,6 +30,13 @@ sensitive column no value detector recognises).
   domain's CHECK ran. They (with range_in, multirange_in, and pg_input_is_valid /
   pg_input_error_info of PostgreSQL 16+) are now off the readers' function list
   (pdp/sql/reader_functions.py TYPE_INPUT, rego/data.json regenerated).
+- A reader's write awaiting approval lifts the session's read-only default for its batch
+  at Parse (so that an approval at Bind can run it). Every other statement of that batch
+  ran read-write too, approved or not: Parse(DELETE ...), then
+  Parse/Bind/Execute of `SELECT current_setting('transaction_read_only')` answered off,
+  and a fast-path call ran in the same window. Now nothing but the awaiting write is
+  parsed, bound, queried or called in a batch read-only was lifted for (an ErrorResponse
+  in its place; send the rest after Sync).
 - Start-up asking for protocol 3.2 was answered as if 3.2 were in effect (the proxy speaks
   3.0 to both sides); it now gets NegotiateProtocolVersion (newest minor 0) first, as
   the server sends it.
@@ -303,5 +310,33 @@ def test_a_reader_runs_no_type_input_named_by_oid(arena, fast_path: bool) -> Non
                 assert f"function {name} is not one readers may call" in answer.errors[0]
                 answers.append(answer.errors)
             assert answers[0] == answers[1]  # the same answer whatever the guess
+    finally:
+        c.close()
+
+
+# --- the batch read-only was lifted for ---------------------------------------------------
+
+
+def test_nothing_else_runs_in_the_batch_read_only_is_lifted_for(arena) -> None:
+    c = client(arena, ("readonly",))
+    try:
+        answer = c.send(
+            codec.Parse("w", "DELETE FROM orders", []).encode(),
+            codec.Parse("r", "SELECT current_setting('transaction_read_only')", []).encode(),
+            codec.Bind("p", "r", [], [], [0]).encode(),
+            codec.Execute("p", 0).encode(),
+            codec.Sync().encode(),
+        )
+        assert [b"off"] not in answer.rows, answer.messages
+        assert answer.errors and "read-only default is lifted" in answer.errors[0]
+        fast = c.send(
+            codec.Parse("w", "DELETE FROM orders", []).encode(),
+            codec.FunctionCall(oid(arena, "pg_catalog.pg_jit_available()"), [], [], 0).encode(),
+            codec.Sync().encode(),
+            ready=2,  # the call's, then the Sync's
+        )
+        assert not results(fast) and fast.errors, fast.messages
+        # and after the Sync the session is read-only again, and runs statements
+        assert c.query("SELECT current_setting('transaction_read_only')").rows == [[b"on"]]
     finally:
         c.close()

@@ -274,6 +274,8 @@ class Enforcer:
         self.batch_forwarded = False  # something of the current batch went upstream
         self.batch_executed = False  # an Execute of the current batch went upstream
         self.restore_at_sync = False  # read-only was lifted for this batch's approved write
+        # the statement read-only was lifted for: nothing else runs in that batch
+        self.lifted_for: PreparedStatement | None = None
         # extended batches ended (each Sync): what a batch made (a statement, a portal) is
         # trusted later in the same batch (the server discards the rest of a batch after
         # an error), and in a later one only once the server is known to have made it
@@ -700,6 +702,9 @@ class Enforcer:
         self._query(message, (yield from self._ruling(message.sql, "simple")))
 
     def _query(self, message: codec.Query, ruling: Ruling) -> None:
+        if self.restore_at_sync:
+            self._refuse_query(codec.error_response(LIFTED))
+            return
         unsafe = self.batch_executed and self._lexing_unsafe(message.sql)
         if unsafe:
             self._refuse_query(codec.error_response(unsafe))
@@ -777,8 +782,10 @@ class Enforcer:
         return ruling
 
     def _parse(self, message: codec.Parse, ruling: Ruling) -> None:
-        unsafe = self._lexing_unsafe(message.sql) or (
-            message.name and (self._pooled_name() or self._reserved_name(message.name))
+        unsafe = (
+            (self.restore_at_sync and LIFTED)
+            or self._lexing_unsafe(message.sql)
+            or (message.name and (self._pooled_name() or self._reserved_name(message.name)))
         )
         if unsafe:
             self.statements.pop(message.name, None)
@@ -800,6 +807,8 @@ class Enforcer:
             self._lift_read_only()
             self.restore_at_sync = True
         statement = PreparedStatement(message.sql, ruling, state=PENDING, batch=self.batch)
+        if self.restore_at_sync:
+            self.lifted_for = statement
         name = message.name
         if name not in self._statement_names:
             statement.state = CONFIRMED  # nothing was under its name: nothing to mistake
@@ -896,6 +905,9 @@ class Enforcer:
         if self.discarding:
             return True
         statement = self.statements.get(message.statement)
+        if self.restore_at_sync and statement is not self.lifted_for:
+            self._refuse_in_batch(codec.error_response(LIFTED))
+            return True
         if statement is not None and (
             not self._trusted(statement)
             or self._stale(statement)
@@ -948,6 +960,9 @@ class Enforcer:
         that needs approval: asked for now, for these values (an approval binds to them),
         and waited for; what is approved is this portal, never the statement."""
         statement = self.statements[message.statement]
+        if self.restore_at_sync and statement is not self.lifted_for:
+            self._refuse_in_batch(codec.error_response(LIFTED))
+            return
         if not self._trusted(statement) and not (yield from self._settled(statement)):
             self._unmade(f"prepared statement {message.statement!r}")
             return
@@ -965,6 +980,7 @@ class Enforcer:
             if not self.restore_at_sync and self._lifts_read_only(ruling):
                 self._lift_read_only()  # a Bind that starts its batch: lifted from here
                 self.restore_at_sync = True
+                self.lifted_for = statement
             self._bind(message, PreparedStatement(statement.sql, ruling))
             return
         ruling = yield from self._decide(statement.sql, "parse")
@@ -1205,6 +1221,7 @@ class Enforcer:
         self._send(message, Expect("Sync"))
         if self.restore_at_sync:
             self.restore_at_sync = False
+            self.lifted_for = None
             self._send_quietly(RESTORE_READ_ONLY)
         return True
 
@@ -1253,6 +1270,8 @@ class Enforcer:
                 ruling = _denied(ruling, FAST_PATH_BINARY)
             else:
                 masker = self._whole(masker)
+        if ruling.verdict.allowed and self.restore_at_sync:
+            ruling = _denied(ruling, LIFTED.removeprefix("portcullis: "))
         if not ruling.verdict.allowed:
             self._record(raw, ruling, "function_call")
             self._refuse_query(refusal(ruling))
@@ -1281,6 +1300,12 @@ RESERVED = (
     "choose another name"
 )
 
+
+# A statement other than the write awaiting approval, in the batch read-only was lifted for
+LIFTED = (
+    "portcullis: the session's read-only default is lifted in this batch for a write "
+    "awaiting approval; nothing else runs in it: send other statements after its Sync"
+)
 
 # What a fast-path call of a function outside pg_catalog returns under masks (_whole)
 FAST_PATH_BINARY = (
