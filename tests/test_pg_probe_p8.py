@@ -37,6 +37,11 @@ sensitive column no value detector recognises).
   and a fast-path call ran in the same window. Now nothing but the awaiting write is
   parsed, bound, queried or called in a batch read-only was lifted for (an ErrorResponse
   in its place; send the rest after Sync).
+- A FunctionCall between a Bind and its Execute ends the implicit transaction and the
+  unnamed portal with it: the server failed the Describe the proxy sends before a masked
+  portal's rows, and that error, the proxy's own message's, was swallowed, so the
+  client's Execute got no answer at all. An error of a message the proxy added is now
+  passed on when it discards one of the client's.
 - Start-up asking for protocol 3.2 was answered as if 3.2 were in effect (the proxy speaks
   3.0 to both sides); it now gets NegotiateProtocolVersion (newest minor 0) first, as
   the server sends it.
@@ -338,5 +343,27 @@ def test_nothing_else_runs_in_the_batch_read_only_is_lifted_for(arena) -> None:
         assert not results(fast) and fast.errors, fast.messages
         # and after the Sync the session is read-only again, and runs statements
         assert c.query("SELECT current_setting('transaction_read_only')").rows == [[b"on"]]
+    finally:
+        c.close()
+
+
+# --- an error of the proxy's own message that discards the client's -----------------------
+
+
+@pytest.mark.parametrize("groups", [("readonly",), ("dba",)])
+def test_the_clients_execute_gets_the_error_that_discarded_it(arena, groups) -> None:
+    c = client(arena, groups)
+    try:
+        answer = c.send(
+            codec.Parse("", "SELECT id, password FROM customers", []).encode(),
+            codec.Bind("", "", [], [], [0]).encode(),
+            codec.FunctionCall(oid(arena, "pg_catalog.pg_jit_available()"), [], [], 0).encode(),
+            codec.Execute("", 0).encode(),
+            codec.Sync().encode(),
+            ready=2,
+        )
+        assert_no_secret(answer)
+        assert any("does not exist" in e for e in answer.errors), answer.messages
+        assert c.query("SELECT 42").rows == [[b"42"]]
     finally:
         c.close()

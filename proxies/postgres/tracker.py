@@ -630,10 +630,13 @@ class ResponseTracker:
                 return b""
             return message.raw or message.encode() if error is message else error.encode()
         # extended protocol: the server discards everything until Sync
+        owed = False  # a message of the client's is discarded: it is owed this error
         while self.queue and isinstance(self.queue[0], Expect) and self.queue[0].kind != "Sync":
-            _failed(self.queue.popleft())  # type: ignore[arg-type]
+            dropped = self.queue.popleft()
+            owed = owed or not dropped.swallow  # type: ignore[union-attr]
+            _failed(dropped)  # type: ignore[arg-type]
         self._discarding_to_sync = True
-        if head.swallow:
+        if head.swallow and not owed:
             return b""
         return message.raw or message.encode() if error is message else error.encode()
 
