@@ -60,7 +60,7 @@ async def test_sigterm_lets_a_command_finish_and_disconnects_with_a_reason(tmp_p
         connection = ssh_connection(sshd, tmp_path)
         connection.pop("listen")
         with proxy_stack(tmp_path, kind="ssh", connection=connection, drain_seconds=120) as stack:
-            tok = stack.token("dba")
+            tok = stack.token("dba,pii-readers")
             host, _, port = stack.listen.rpartition(":")
             watcher = Watcher()
             idle, _ = await asyncssh.create_connection(
@@ -68,7 +68,8 @@ async def test_sigterm_lets_a_command_finish_and_disconnects_with_a_reason(tmp_p
                 known_hosts=None, preferred_auth="password",
             )  # fmt: skip
             env = askpass(tmp_path, tok)
-            # a dba's shell (a shell is allowed to dba only) running a command a while
+            # a dba's shell (a shell is allowed to a dba in pii-readers only) running a
+            # command a while
             argv = ["ssh", "-T", "-p", port, *client_options(int(port)), f"{sshd.user}@{host}"]
             script = b"sleep 3\necho slept\n"
             busy = asyncio.ensure_future(run_client(argv, env, script))
