@@ -63,6 +63,9 @@ OVERRIDES = {
     "post_query_dot": ("POST", "/echo/1?.method=DELETE", {}, b"", None),
     "post_query_space": ("POST", "/echo/1?%20_method=DELETE", {}, b"", None),
     "post_query_array": ("POST", "/echo/1?_method%5B%5D=DELETE", {}, b"", None),
+    # a name read as a C string ends at its NUL
+    "post_query_nul": ("POST", "/echo/1?_method%00=DELETE", {}, b"", None),
+    "post_form_nul": ("POST", "/echo/1", {}, b"a=1&_method%00x=DELETE", FORM),
     "post_query_semicolon": ("POST", "/echo/1?a=1;_method=DELETE", {}, b"", None),
     "post_form_semicolon": ("POST", "/echo/1", {}, b"a=1;_method=DELETE", FORM),
     "post_form_dot": ("POST", "/echo/1", {}, b"a=1&.method=DELETE", FORM),
@@ -180,6 +183,8 @@ def test_names_read_as_method_and_what_is_left_alone():
         "_method[]",
         "_method[x]",
         " .method",
+        "_method\x00",
+        "_method\x00x",
     ):
         assert reads_as_method(name), name
     for name in ("payment_method", "method", "_methods", "x_method", "_method_"):

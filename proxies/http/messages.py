@@ -433,8 +433,9 @@ def names_method(body: bytes, seen: Any, form: bool = False) -> bool:
 def reads_as_method(name: str) -> bool:
     """Whether a parameter's name (percent-decoded) is `_method` to some framework: PHP
     (Laravel, Symfony) strips leading spaces and reads `.` and ` ` as `_`, and `_method[x]`
-    is `_method` made an array; case is kept by all, and ignored here (more, never less)."""
-    folded = name.lstrip(" ").lower().replace(".", "_").replace(" ", "_")
+    is `_method` made an array; a name read as a C string ends at a NUL (`_method%00`);
+    case is kept by all, and ignored here (more, never less)."""
+    folded = name.split("\x00", 1)[0].lstrip(" ").lower().replace(".", "_").replace(" ", "_")
     return folded.split("[", 1)[0] == "_method"
 
 
