@@ -179,6 +179,9 @@ def test_checked_batch_names_the_first_bad_field():
         with pytest.raises(MalformedEvents, match=r"events_json\[0\]\.time"):
             checked_batch(f'[{{"time": {when}}}]', 10, 100)
     assert checked_batch('[{"time": ' + "9" * 400 + "}]", 10, 100) == 1  # no overflow
+    deep = '[{"time": 1.5, "details": ' + "[" * 100_000 + "]" * 100_000 + "}]"
+    with pytest.raises(MalformedEvents, match="nested too deep"):
+        checked_batch(deep, 10, 100)  # deeper than the parser goes: refused, not a crash
 
 
 async def test_the_pdp_stores_a_json_batch_as_sent_and_replays_it(tmp_path):
@@ -211,6 +214,10 @@ async def test_the_pdp_stores_a_json_batch_as_sent_and_replays_it(tmp_path):
             await stub.RecordEvents(bad)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "events_json[0].repeat_us" in (err.value.details() or "")
+        deep = '[{"time": 1.5, "details": ' + "[" * 100_000 + "]" * 100_000 + "}]"
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # refused as malformed, not UNKNOWN
+            await stub.RecordEvents(pdp_pb2.RecordEventsRequest(session_id=sid, events_json=deep))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
         records = await app.store.query(kind=EVENTS_KIND, session_id=sid)
         assert len(records) == 1 and records[0].body["count"] == 3

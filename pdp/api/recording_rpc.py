@@ -38,7 +38,7 @@ def event_details(event: pdp_pb2.SessionEvent) -> dict[str, Any]:
     if event.details_json:
         try:
             details = json.loads(event.details_json)
-        except ValueError:
+        except (ValueError, RecursionError):
             return {"malformed_details": True}
         return details if isinstance(details, dict) else {"malformed_details": True}
     return struct_to_dict(event.details) if event.HasField("details") else {}

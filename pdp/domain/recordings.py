@@ -48,7 +48,7 @@ def batch_events(body: dict[str, Any]) -> list[Any]:
     if isinstance(body.get("events_json"), str):
         try:
             events = json.loads(body["events_json"])
-        except ValueError:
+        except (ValueError, RecursionError):
             return []
     else:
         events = body.get("events", [])
@@ -155,7 +155,7 @@ def bounded_batch(text: str, max_events: int, max_command: int) -> tuple[int, st
         return fast, text
     try:
         events = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         events = None  # the full check names the problem
     if isinstance(events, list) and _bound_commands(events, max_command):
         text = json.dumps(events, separators=(",", ":"), ensure_ascii=False)
@@ -193,6 +193,8 @@ def _fully_checked_batch(text: str, max_events: int, max_command: int) -> int:
         events = json.loads(text)
     except ValueError as exc:
         raise MalformedEvents(f"events_json: not JSON ({exc})") from None
+    except RecursionError:  # deeper than the parser goes: no proxy sends it
+        raise MalformedEvents("events_json: nested too deep") from None
     if not isinstance(events, list):
         raise MalformedEvents("events_json: must be a JSON array of events")
     if len(events) > max_events:
