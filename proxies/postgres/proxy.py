@@ -59,15 +59,14 @@ from proxies.postgres.upstream import (
     SHADOWED_SQL,
     Upstream,
     UpstreamError,
+    catalog_name,
     connect,
     described_fields,
-    function_name,
     pooler_refusal,
     relation_oids,
     session_query,
     session_rows,
     side_query,
-    type_name,
 )
 from proxies.postgres.user_code import USER_CODE_SQL, user_code
 from proxies.runtime.drain import SHUTDOWN_MESSAGE
@@ -686,27 +685,21 @@ class ClientConnection:
         return names
 
     async def resolve_function(self, oid: int) -> str | None:
-        session = self.session
-        if session is None or session.lease is None or self._params is None:
-            return None
-        return await function_name(
-            self.proxy.upstream_host,
-            self.proxy.upstream_port,
-            self._params,
-            session.lease,
-            oid,
-            self.proxy.upstream_tls,
-        )
+        return await self._catalog_name("function", oid)
 
     async def resolve_type(self, oid: int) -> str | None:
+        return await self._catalog_name("type", oid)
+
+    async def _catalog_name(self, kind: str, oid: int) -> str | None:
         session = self.session
         if session is None or session.lease is None or self._params is None:
             return None
-        return await type_name(
+        return await catalog_name(
             self.proxy.upstream_host,
             self.proxy.upstream_port,
             self._params,
             session.lease,
+            kind,
             oid,
             self.proxy.upstream_tls,
         )

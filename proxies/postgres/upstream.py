@@ -272,47 +272,34 @@ async def described_fields(
     return None
 
 
-async def function_name(
+# the catalog, name column and schema column of each kind of object catalog_name names
+_CATALOG_NAMES = {
+    "function": ("pg_proc", "proname", "pronamespace"),
+    "type": ("pg_type", "typname", "typnamespace"),
+}
+
+
+async def catalog_name(
     host: str,
     port: int,
     params: dict[str, str],
     lease: CredentialLease,
+    kind: str,
     oid: int,
     tls: ssl.SSLContext | None = None,
 ) -> str | None:
-    """The function with this OID as `schema.name` (each part quoted where the server
-    would quote it), so the policy sees which schema's function runs; None if unknown."""
+    """The function or type (`kind`) with this OID as `schema.name` (each part quoted
+    where the server would quote it), so the policy sees which schema's object it is;
+    None if unknown."""
+    table, name, schema = _CATALOG_NAMES[kind]
     rows = await side_query(
         host,
         port,
         params,
         lease,
-        "SELECT format('%I.%I', n.nspname, p.proname) FROM pg_catalog.pg_proc p "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-        f"WHERE p.oid = {int(oid)}",
-        tls,
-    )
-    return rows[0][0] if rows else None
-
-
-async def type_name(
-    host: str,
-    port: int,
-    params: dict[str, str],
-    lease: CredentialLease,
-    oid: int,
-    tls: ssl.SSLContext | None = None,
-) -> str | None:
-    """The type with this OID as `schema.name` (each part quoted where the server would
-    quote it); None if unknown."""
-    rows = await side_query(
-        host,
-        port,
-        params,
-        lease,
-        "SELECT format('%I.%I', n.nspname, t.typname) FROM pg_catalog.pg_type t "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace "
-        f"WHERE t.oid = {int(oid)}",
+        f"SELECT format('%I.%I', n.nspname, c.{name}) FROM pg_catalog.{table} c "
+        f"JOIN pg_catalog.pg_namespace n ON n.oid = c.{schema} "
+        f"WHERE c.oid = {int(oid)}",
         tls,
     )
     return rows[0][0] if rows else None
