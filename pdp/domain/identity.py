@@ -49,6 +49,8 @@ MIN_RSA_BITS = 2048
 
 # C0 and C1 controls and DEL: never part of a subject
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# what would split one string into several groups if anything split it
+_GROUP_SEPARATOR = re.compile(r"[\s,]")
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 # Which token algorithms each JWK type may verify; EC keys are further tied to a curve.
@@ -543,12 +545,16 @@ def _read_header(token: Any) -> dict[str, Any]:
 
 
 def groups_from_claims(claims: dict[str, Any], claim: str) -> tuple[str, ...]:
-    """Groups from `claim`: a list of strings or a space/comma separated string.
+    """Groups from `claim`: a list of strings, or one string naming one group.
 
     `claim` is first looked up literally (namespaced claims like
     `https://example.com/groups` contain dots), then as a dotted path such as
-    `realm_access.roles`. A missing claim means no groups; a claim of any other shape
-    rejects the token rather than guess at membership.
+    `realm_access.roles`. A missing claim means no groups. A group is taken exactly as
+    the provider wrote it, never split: a string holding a space or a comma ("readers
+    dba", "x,dba"), an entry with a control character or surrounding blanks, and a claim
+    of any other shape reject the token rather than guess at membership. A provider that
+    lets people name groups would otherwise let one named "x,dba" make its members dba.
+    Entries that are wholly blank are skipped.
     """
     value: Any = claims.get(claim)
     if claim not in claims:
@@ -558,9 +564,12 @@ def groups_from_claims(claims: dict[str, Any], claim: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
-        items = [g for g in re.split(r"[\s,]+", value) if g]
-    elif isinstance(value, list) and all(isinstance(g, str) for g in value):
-        items = [g.strip() for g in value if g.strip()]
-    else:
+        if _GROUP_SEPARATOR.search(value.strip()):
+            raise TokenRejected(f"groups claim {claim!r} is a string naming several groups")
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
         raise TokenRejected(f"groups claim {claim!r} is not a list of strings")
+    items = [g for g in value if g.strip()]
+    if any(g != g.strip() or _CONTROL.search(g) for g in items):
+        raise TokenRejected(f"groups claim {claim!r} holds a group with blanks or controls")
     return tuple(dict.fromkeys(items))
