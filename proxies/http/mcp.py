@@ -45,6 +45,7 @@ from portcullis.masking import Masker, MaskingError
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.http import mcp_codec as codec
 from proxies.http.bodies import BodyMask, Unmaskable, masked_headers
+from proxies.http.mcp_columns import Ambiguous, masked_columns
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
 from proxies.runtime.pdp_client import Ruling
 from proxies.runtime.session import ProxySession
@@ -839,11 +840,22 @@ def _masked_prose(text: str, masker: Masker, counts: Counter[str]) -> str:
     """Text that is not JSON, under a mask with field rules, read as the HTTP proxy reads a
     text body (bodies.BodyMask): `name: value` lines, `name=value` pairs, XML elements —
     the values a field rule names masked, the detectors over the rest; a table whose
-    first line names such a column as CSV masked by column. Text naming such a field
+    first line names such a column as CSV masked by column, columns aligned with spaces
+    and `name   value` lines by mcp_columns. Text naming such a field
     where its value cannot be told (a Markdown table, `a, phone, b`) is withheld, as the
     HTTP proxy refuses it. As it came when nothing is found in it (the detectors alone
     are _mask_tree's)."""
-    if not _PROSE_SEPARATORS.search(text) or masker.strictest_field_rule() is None:
+    if masker.strictest_field_rule() is None:
+        return text
+    found: Counter[str] = Counter()
+    try:
+        # columns aligned with spaces under a header, `name   value` lines
+        text = masked_columns(text, masker, found)
+    except Ambiguous:
+        counts["text:withheld"] += 1
+        return ""
+    counts.update(found)
+    if not _PROSE_SEPARATORS.search(text):
         # (no separator, no line: no name the text could tie a value to — a bare value
         # such as "email" is a value, not a column, and the detectors read it later)
         return text

@@ -1,0 +1,150 @@
+"""Text a tool writes as columns aligned with spaces, read for the field rules. No IO here.
+
+Owns one reading of a masked answer's prose (mcp._masked_prose calls it before the
+`name: value` and CSV readers): a header line naming a column a field rule names, over
+rows aligned under it with spaces (`column -t`, `docker ps`, a report a tool prints), has
+that column's cells masked; a line that opens with such a name followed by a value
+(`password   hunter2`, a record printed vertically) has the value masked. Where the rows
+cannot be tied to the header one way only (a value straddling two columns, rows of
+another width than the header), `Ambiguous` says so and the caller withholds the text,
+as it withholds a Markdown table. Lines with a tab or a `|` are left to the other readers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from portcullis.masking import Masker
+from portcullis.verdict import MaskRule
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*")
+_UNDERLINE = re.compile(r"[ \-=+]+")  # a header's underline: ----  -------
+_CELL = re.compile(r"\S+")
+
+
+class Ambiguous(ValueError):
+    """Rows under a header naming a masked column that cannot be cut into its cells."""
+
+
+def masked_columns(text: str, masker: Masker, counts: Counter[str]) -> str:
+    """The text with the cells of masked columns, and the values of masked `name value`
+    lines, masked (counted as field:<rule>); as it came when none is found."""
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        header = _header(lines[i], masker)
+        end = i + 1
+        while end < len(lines) and lines[end].strip() and "\t" not in lines[end]:
+            end += 1
+        rows = lines[i + 1 : end]
+        if header is None or not rows:
+            out.append(_masked_record(lines[i], masker, counts))
+            i += 1
+            continue
+        out.extend(_masked_table(lines[i], header, rows, masker, counts))
+        i = end
+    return "\n".join(out)
+
+
+def _header(line: str, masker: Masker) -> dict[int, MaskRule] | None:
+    """The masked columns (by position) of a line that reads as a header: two words or
+    more, each a name, one of them a column a field rule names."""
+    if "\t" in line or "|" in line:
+        return None
+    words = line.split()
+    if len(words) < 2 or not all(_WORD.fullmatch(w) for w in words):
+        return None
+    return masker.columns_to_mask(words) or None
+
+
+def _masked_table(
+    header: str, masked: dict[int, MaskRule], rows: list[str], masker: Masker,
+    counts: Counter[str],
+) -> list[str]:  # fmt: skip
+    """The header and its rows, the masked columns' cells masked."""
+    starts = [m.start() for m in _CELL.finditer(header)]
+    width = len(starts)
+    aligned = (
+        "  " in header.strip()
+        or _UNDERLINE.fullmatch(rows[0]) is not None
+        or all(len(r.split()) == width for r in rows)
+    )
+    if not aligned:
+        if any(index > 0 for index in masked):
+            raise Ambiguous("rows under a header that are not its columns")
+        # (a first word naming a field, single-spaced: `name value` records, not a table)
+        return [_masked_record(line, masker, counts) for line in [header, *rows]]
+    first = masked.get(0)
+    if first is not None:
+        # `password   hunter2` over `phone   +1 555 0100` reads as records as well as a
+        # table: the header's value is masked, and a row that reads as a record has its
+        # first cell (the masked column's) and its value masked
+        header = _masked_record(header, masker, counts)
+    out = [header]
+    for row in rows:
+        if _UNDERLINE.fullmatch(row):
+            out.append(row)
+            continue
+        if first is not None and _masked_record(row, masker, Counter()) != row:
+            name, value = list(_CELL.finditer(row))[:2]
+            rule = masker.rule_for_any([name.group()]) or first
+            record = [name.span(), (value.start(), len(row.rstrip()))]
+            out.append(_masked_cells(row, record, {0: first, 1: rule}, masker, counts))
+            continue
+        cells = _cells(row, starts)
+        if cells is None:
+            if len(row.split()) != width:
+                raise Ambiguous("a row that is not cut as its header")
+            cells = [(m.start(), m.end()) for m in _CELL.finditer(row)]
+        out.append(_masked_cells(row, cells, masked, masker, counts))
+    return out
+
+
+def _cells(row: str, starts: list[int]) -> list[tuple[int, int]] | None:
+    """The row's cells under the header's column starts, or None when a value straddles a
+    column's start (it is not aligned with its header)."""
+    if row[: starts[0]].strip():
+        return None
+    cells = []
+    for k, start in enumerate(starts):
+        stop = starts[k + 1] if k + 1 < len(starts) else len(row)
+        if start > 0 and start < len(row) and row[start - 1] != " " and row[start] != " ":
+            return None
+        piece = row[start:stop] if start < len(row) else ""
+        lead = len(piece) - len(piece.lstrip(" "))
+        cells.append((start + lead, start + len(piece.rstrip(" "))))
+    return cells
+
+
+def _masked_cells(
+    row: str, cells: list[tuple[int, int]], masked: dict[int, MaskRule], masker: Masker,
+    counts: Counter[str],
+) -> str:  # fmt: skip
+    out = row
+    for index in sorted(masked, reverse=True):  # (right to left: offsets stay true)
+        if index >= len(cells):
+            continue
+        start, stop = cells[index]
+        if stop <= start:
+            continue
+        rule = masked[index]
+        out = out[:start] + masker.mask_field(rule, out[start:stop]) + out[stop:]
+        counts["field:" + rule.field] += 1
+    return out
+
+
+def _masked_record(line: str, masker: Masker, counts: Counter[str]) -> str:
+    """`name   value`: a line opening with a masked column's name, then its value."""
+    match = re.fullmatch(r"(\s*)(\S+)(\s+)(.*\S)(\s*)", line)
+    if match is None or "\t" in line or "|" in line:
+        return line
+    lead, name, gap, value, tail = match.groups()
+    if not _WORD.fullmatch(name) or value[0] in ":=":
+        return line  # (`name = value`, `name : value`: the other readers' lines)
+    rule = masker.rule_for_any([name])
+    if rule is None:
+        return line
+    counts["field:" + rule.field] += 1
+    return lead + name + gap + masker.mask_field(rule, value) + tail
