@@ -181,8 +181,10 @@ class Findings:
         if len(parts) == 1 or (len(parts) == 2 and parts[0] == "pg_catalog"):
             # resolved over the search path, pg_catalog first (or in pg_catalog): a
             # built-in, unless the database defines a function of this name (the policy
-            # knows which from the proxy), whose result lineage cannot follow
-            self.unqualified[name] = None
+            # knows which from the proxy, as the catalog spells it), whose result lineage
+            # cannot follow. Kept as the server looks it up: a quoted name with capitals
+            # ("PwOf") is the database's PwOf, never pwof
+            self.unqualified[parts[-1]] = None
         if written != lowered:
             # A quoted name with capitals is another function than the lower-case one the
             # lists name (pg_catalog has none): policy sees it exactly as the server will.

@@ -1,0 +1,102 @@
+"""Probe P9's findings against the real stack (tests/adversary.py: a gateway whose upstream
+credential is the `postgres` SUPERUSER; customers.password is a sensitive column no value
+detector recognises).
+
+- A function the database defines, called without its schema, is denied outside
+  pii-readers (lineage would read it as pg_catalog's function of that name, whose result
+  derives from its arguments alone); the proxy sends the names as the catalog spells
+  them. The classifier reported the unqualified names folded to lower case, so a function
+  whose name has capitals (`public."PwOf"(int)`, returning customers.password), called as
+  `"PwOf"(1)` or `U&"\\0050wOf"(1)`, matched no name of the database's, and a dba outside
+  pii-readers read the password in clear. The unqualified names are now kept as the
+  server looks them up.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from adversary import RawClient, assert_no_secret, ready_client, running_arena
+
+pytestmark = pytest.mark.integration
+
+FUNCTIONS = """
+CREATE FUNCTION public."PwOf"(int) RETURNS text LANGUAGE sql STABLE
+  AS $$ SELECT password FROM customers WHERE id = $1 $$;
+-- made after initdb in pg_catalog itself, with capitals
+CREATE FUNCTION pg_catalog."P9Pw"(int) RETURNS text LANGUAGE sql STABLE
+  AS $$ SELECT password FROM public.customers WHERE id = $1 $$;
+"""
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory):
+    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
+        with gateway.admin() as admin:
+            admin.execute(FUNCTIONS)
+        yield gateway
+        with gateway.admin() as admin:
+            admin.execute('DROP FUNCTION pg_catalog."P9Pw"(int)')
+
+
+def client(arena, groups: tuple[str, ...]) -> RawClient:
+    return ready_client(arena, groups, "p9")
+
+
+CASED_CALLS = [
+    'SELECT "PwOf"(1)',
+    'SELECT U&"\\0050wOf"(1)',
+    'SELECT pg_catalog."P9Pw"(1)',
+    'SELECT "P9Pw"(1)',
+    'SELECT x FROM "PwOf"(1) AS x',
+    "SELECT upper(\"PwOf\"(1)) = 'HUNTER2-ADA'",
+]
+
+
+@pytest.mark.parametrize("sql", CASED_CALLS)
+def test_a_masked_dba_calls_no_database_function_with_capitals_unqualified(arena, sql: str) -> None:
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query(sql)
+        assert_no_secret(answer)
+        assert answer.errors and "defined in this database" in answer.errors[0], answer.messages
+    finally:
+        c.close()
+
+
+def test_a_masked_dba_through_psycopg_binary_reads_no_cased_function(arena) -> None:
+    tok = arena.token("p9-psycopg@example.com", ("dba",))
+    with (
+        psycopg.connect(arena.dsn(tok), autocommit=True) as conn,
+        pytest.raises(psycopg.Error, match="defined in this database"),
+    ):
+        conn.execute('SELECT "PwOf"(%s)', (1,), binary=True).fetchall()
+
+
+def test_the_schema_qualified_call_is_masked_whole(arena) -> None:
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query('SELECT public."PwOf"(1)')
+        assert_no_secret(answer)
+        assert not answer.errors, answer.messages
+    finally:
+        c.close()
+
+
+def test_a_pii_reading_dba_still_calls_it(arena) -> None:
+    c = client(arena, ("dba", "pii-readers"))
+    try:
+        assert c.query('SELECT "PwOf"(1)').rows == [[b"hunter2-ada"]]
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("sql", CASED_CALLS)
+def test_a_reader_calls_none_of_them(arena, sql: str) -> None:
+    c = client(arena, ("readonly",))
+    try:
+        answer = c.query(sql)
+        assert_no_secret(answer)
+        assert answer.errors and "denied by policy" in answer.errors[0], answer.messages
+    finally:
+        c.close()
