@@ -7,13 +7,19 @@ subprocess where an auditor would use it.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import grpc
 import jwt
 import pytest
-from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp
+import yaml
+from pdp_harness import decide_sql, open_session, pdp_config, pdp_raw, pdp_stub, running_pdp, token
+from test_evidence import portcullis
+from test_pdp_probe_p2 import SAM
 from test_pdp_probe_p4 import IDP, IDP_SECRET
+
+from portcullis.v1 import pdp_pb2
 
 
 def _idp_config(tmp_path):
@@ -26,6 +32,14 @@ def _idp_token(sub: str, groups: object) -> str:
     now = int(time.time())
     claims = {"iss": IDP, "sub": sub, "aud": "portcullis", "iat": now, "exp": now + 3600}
     return jwt.encode({**claims, "groups": groups}, IDP_SECRET, algorithm="HS256")
+
+
+def _cli(config, tmp_path, *args: str):
+    """`portcullis -c <config> args...` in a subprocess, as an operator runs it."""
+    path = tmp_path / "cli.yaml"
+    if not path.exists():
+        path.write_text(yaml.safe_dump(pdp_raw(tmp_path)))
+    return portcullis("-c", str(path), *args)
 
 
 # -- identity: a groups claim is never split into groups ---------------------------------
@@ -47,3 +61,55 @@ async def test_a_groups_string_is_not_split_into_dba(tmp_path, groups):
         # one group in a string is that group
         one = await open_session(stub, _idp_token("eve@example.com", "readonly"))
         assert one.session_id
+
+
+# -- the audit store: a body someone else INSERTed stops no reader -----------------------
+
+UPDATE = "UPDATE customers SET note = 'VIP' WHERE id = 7"
+
+
+def _insert_raw(path, kind: str, body_text: str, session_id: str) -> None:
+    """INSERT one row at the head of the SQLite store, as anyone who may write the file."""
+    db = sqlite3.connect(path)
+    try:
+        seq, prev = db.execute(
+            "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        db.execute(
+            "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject, body,"
+            " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq + 1, f"x-{seq}", kind, int(time.time() * 1e6), session_id, "eve",
+             body_text, prev, "0" * 64),
+        )  # fmt: skip
+        db.commit()
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("body_text", ["not json", "[1, 2]", "7"])
+async def test_a_record_whose_body_is_no_json_object_stops_no_approval(tmp_path, body_text):
+    """Attack (INSERT access to the audit store, no key): one `approval` row whose body is
+    not a JSON object. Every query whose range held it raised (the store decoded bodies
+    with json.loads and gave back what it read): the approvals book's refresh failed, so
+    no approver could decide any request and every Decide that asked for approval failed
+    with UNKNOWN, for everyone, for as long as the row stayed (it cannot be deleted). Now
+    such a body reads as {} (what anyone who may INSERT could write anyway): the book
+    ignores it (no MAC) and `audit verify` still names it."""
+    config = pdp_config(tmp_path)
+    reader = token(config, "rita@example.com", ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, reader)
+        asked = await decide_sql(stub, opened.session_id, UPDATE)
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+        _insert_raw(config.pdp.store.path, "approval", body_text, opened.session_id)
+        await pdp.approvals.refresh()
+        decided = await pdp.approvals.decide(asked.approval_id, SAM, True, "ticket 9")
+        assert decided.state == "approved"
+        other = await open_session(stub, token(config, "bob@example.com", ("readonly",)))
+        again = await decide_sql(stub, other.session_id, UPDATE.replace("7", "8"))
+        assert again.verdict == pdp_pb2.REQUIRE_APPROVAL
+    # the sessions CLI reads past it too
+    listed = _cli(config, tmp_path, "sessions", "list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    replayed = _cli(config, tmp_path, "sessions", "replay", opened.session_id)
+    assert replayed.returncode == 0, replayed.stderr

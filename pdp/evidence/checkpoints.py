@@ -667,6 +667,10 @@ async def _verify_read(
                 foreign.feed(r.seq, r.id, r.kind, r.body)
         after = page[-1].seq
     problems = list(checker.problems)
+    if not chain.ok and chain.first_bad_seq is not None:
+        # first of the problems at its seq: what the chain says of a record (its body is
+        # not JSON, it was changed) says more than that no MAC spans it
+        problems.insert(0, Problem(chain.first_bad_seq, "", "", chain.problem))
     found: list[tuple[int, int]] = []
     if foreign is not None:
         found = left = foreign.ranges()
@@ -684,8 +688,6 @@ async def _verify_read(
                 f", except records {describe_ranges(known)}: INSERTed by someone else,"
                 " acknowledged by an operator (audit.foreign_acknowledged)"
             )
-    if not chain.ok and chain.first_bad_seq is not None:
-        problems.append(Problem(chain.first_bad_seq, "", "", chain.problem))
     if anchor is not None:
         bad = check_anchor(anchor, public_key, checker.head, checker.hashes, anchor_source)
         if bad is not None:

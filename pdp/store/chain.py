@@ -218,6 +218,19 @@ def seal(drafts: Iterable[Draft], head_seq: int, head_hash: str) -> list[AuditRe
     return records
 
 
+def stored_body(body_json: str) -> dict[str, Any]:
+    """A stored body as readers take it: a body that is not a JSON object (INSERTed by
+    someone else: the PDP writes only objects) reads as {}, which anyone who can INSERT
+    could write anyway. Raising instead failed every query whose range held it (the
+    approvals book's, sessions, replays) for as long as the store held it; the chain's
+    check (ChainVerifier, raw rows) still names it."""
+    try:
+        body = json.loads(body_json)
+    except (ValueError, TypeError, RecursionError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def row_to_record(
     seq: int,
     id: str,
@@ -237,7 +250,7 @@ def row_to_record(
         time=from_micros(time_us),
         session_id=session_id,
         subject=subject,
-        body=json.loads(body_json),
+        body=stored_body(body_json),
         prev_hash=prev_hash,
         hash=hash,
     )
