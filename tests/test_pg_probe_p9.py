@@ -100,3 +100,45 @@ def test_a_reader_calls_none_of_them(arena, sql: str) -> None:
         assert answer.errors and "denied by policy" in answer.errors[0], answer.messages
     finally:
         c.close()
+
+
+# --- a view whose name has capitals -------------------------------------------------------
+
+VIEWS = """
+CREATE FUNCTION public.pw_of(int) RETURNS text LANGUAGE sql STABLE
+  AS $$ SELECT password FROM customers WHERE id = $1 $$;
+CREATE VIEW public."PwView" AS SELECT id, public.pw_of(id) AS secret FROM customers;
+CREATE VIEW public."Sneaky" AS SELECT id, public.remember() AS r FROM orders;
+"""
+
+
+@pytest.fixture(scope="module")
+def cased_views(arena):
+    with arena.admin() as admin:
+        admin.execute(VIEWS)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM \"PwView\" WHERE secret LIKE 'hunter2-a%'",
+        "SELECT id FROM public.\"PwView\" WHERE secret = 'hunter2-ada'",
+        'SELECT * FROM "Sneaky"',
+    ],
+)
+def test_a_reader_reads_no_view_with_capitals_running_the_databases_function(
+    arena, cased_views, sql: str
+) -> None:
+    """Attack (reader): a view runs a function the database defines, which readers may not
+    call (postgres_user_code.rego, by the proxy's view_functions); the facts were keyed as
+    the catalog spells the view ("public.PwView") while the PDP reads a statement's
+    relation folded to lower case (pwview), so the rule met nothing: the count answered
+    whether a guess was the password's prefix, and "Sneaky" ran its INSERT (stopped only
+    by read-only at the server)."""
+    c = client(arena, ("readonly",))
+    try:
+        answer = c.query(sql)
+        assert_no_secret(answer)
+        assert answer.errors and "runs function public." in answer.errors[0], answer.messages
+    finally:
+        c.close()

@@ -41,10 +41,23 @@ SELECT coalesce(json_object_agg(name, sources), '{}')::text FROM (
 
 def relation_sources(rows: list[str]) -> dict[str, list[str]]:
     """RELATION_SOURCES_SQL's one row → {"schema.relation": ["schema.table", ...]}, with
-    names as the catalog spells them (the PDP matches them as the parser reads names)."""
+    names as the catalog spells them and as the PDP reads them (as_the_pdp_reads)."""
     if not rows:
         return {}
     found = json.loads(rows[0] or "{}")
     if not isinstance(found, dict):
         raise ValueError("relation sources are not an object")
-    return {str(k): sorted(str(s) for s in v) for k, v in found.items()}
+    return as_the_pdp_reads({str(k): sorted(str(s) for s in v) for k, v in found.items()})
+
+
+def as_the_pdp_reads(by_relation: dict[str, list[str]]) -> dict[str, list[str]]:
+    """`by_relation` with each name also under the spelling the PDP's classifier gives a
+    statement's relation (folded to lower case, a quoted name's capitals too): a view
+    "PwView" is named `pwview` in the statement's tables, so keyed only as the catalog
+    spells it, its facts would never be met. Both spellings stay, the lists of names that
+    fold alike joined (more to judge, never less)."""
+    folded: dict[str, set[str]] = {}
+    for name, values in by_relation.items():
+        folded.setdefault(name, set()).update(values)
+        folded.setdefault(name.lower(), set()).update(values)
+    return {name: sorted(values) for name, values in folded.items()}

@@ -42,6 +42,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from proxies.postgres.relations import as_the_pdp_reads
+
 USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   SELECT classid, objid FROM pg_catalog.pg_depend
   WHERE refclassid = 'pg_catalog.pg_extension'::regclass AND deptype = 'e'
@@ -136,7 +138,8 @@ def user_code(rows: list[str]) -> dict[str, Any]:
     "view_functions": {"schema.view": ["schema.function", ...]}, "user_casts": ["text ->
     integer by public.f (explicit)", ...]}, each sorted and present
     only when not empty (names as the catalog spells them: the parser folds unquoted names
-    the same way)."""
+    the same way; a view also under the name the PDP reads in a statement's tables, folded
+    to lower case: as_the_pdp_reads)."""
     if not rows:
         return {}
     found = json.loads(rows[0] or "{}")
@@ -153,5 +156,7 @@ def user_code(rows: list[str]) -> dict[str, Any]:
     if not isinstance(views, dict) or not all(isinstance(f, list) for f in views.values()):
         raise ValueError("view_functions is not an object of lists")
     if views:
-        code["view_functions"] = {str(v): sorted(str(f) for f in fs) for v, fs in views.items()}
+        code["view_functions"] = as_the_pdp_reads(
+            {str(v): sorted(str(f) for f in fs) for v, fs in views.items()}
+        )
     return code
