@@ -109,6 +109,8 @@ CREATE FUNCTION public.pw_of(int) RETURNS text LANGUAGE sql STABLE
   AS $$ SELECT password FROM customers WHERE id = $1 $$;
 CREATE VIEW public."PwView" AS SELECT id, public.pw_of(id) AS secret FROM customers;
 CREATE VIEW public."Sneaky" AS SELECT id, public.remember() AS r FROM orders;
+CREATE VIEW public.pw_view AS SELECT id, public.pw_of(id) AS secret FROM customers;
+CREATE VIEW public.pw_view_over AS SELECT id, secret AS s FROM pw_view;
 """
 
 
@@ -140,5 +142,40 @@ def test_a_reader_reads_no_view_with_capitals_running_the_databases_function(
         answer = c.query(sql)
         assert_no_secret(answer)
         assert answer.errors and "runs function public." in answer.errors[0], answer.messages
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM pw_view WHERE secret LIKE 'hunter2-a%'",
+        "SELECT id FROM pw_view ORDER BY secret",
+        "SELECT count(*) FROM pw_view_over WHERE s LIKE 'hunter2-a%'",
+        "SELECT count(*) FROM \"PwView\" WHERE secret LIKE 'hunter2-a%'",
+    ],
+)
+def test_a_masked_dbas_condition_on_a_view_column_the_databases_function_computes(
+    arena, cased_views, sql: str
+) -> None:
+    """Attack (dba outside pii-readers): pw_view's secret is public.pw_of(id), the
+    password; the proxy told the PDP the column derives from what pg_depend says the view
+    reads (id), so a condition on it was a condition on an id: the count answered whether
+    a guess was the password's prefix. A computed column of a view running code the
+    database made now derives from every table ("*"), as public.pw_of(1) does."""
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query(sql)
+        assert_no_secret(answer)
+        assert answer.errors and "denied by policy" in answer.errors[0], answer.messages
+    finally:
+        c.close()
+
+
+def test_a_pii_reading_dba_still_filters_on_it(arena, cased_views) -> None:
+    c = client(arena, ("dba", "pii-readers"))
+    try:
+        answer = c.query("SELECT count(*) FROM pw_view WHERE secret LIKE 'hunter2-a%'")
+        assert answer.rows == [[b"1"]], answer.messages
     finally:
         c.close()

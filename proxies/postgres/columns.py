@@ -181,8 +181,10 @@ def resolve(
     return out
 
 
-# Every view's columns, stored query and the table columns it reads, one JSON row per view
-# (the session's own connection reads it once, before the client is let in).
+# Every view's columns, stored query, the table columns it reads and whether it runs code
+# made after initdb (a function, or an operator's, OID from 16384: FirstNormalObjectId),
+# one JSON row per view (the session's own connection reads it once, before the client is
+# let in).
 VIEW_COLUMNS_SQL = """SELECT json_build_array(c.oid, r.ev_action::text,
   (SELECT json_agg(json_build_array(a.attnum, a.attname)) FROM pg_catalog.pg_attribute a
    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -192,7 +194,11 @@ VIEW_COLUMNS_SQL = """SELECT json_build_array(c.oid, r.ev_action::text,
    JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
    WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
    AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjsubid > 0
-   AND d.refobjid <> c.oid))::text
+   AND d.refobjid <> c.oid),
+  EXISTS (SELECT 1 FROM pg_catalog.pg_depend f
+   WHERE f.classid = 'pg_catalog.pg_rewrite'::regclass AND f.objid = r.oid
+   AND f.refclassid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass)
+   AND f.refobjid >= 16384))::text
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_rewrite r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
 WHERE c.relkind IN ('v', 'm')
@@ -203,7 +209,9 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
     """View column name → the base column names it carries, for every view column whose
     name is not what it carries: a plain column under another name (`phone AS contact`:
     contact → [phone], views over views followed) or a computed one (every column its view
-    reads; ["*"] when none is known). From VIEW_COLUMNS_SQL's rows.
+    reads; ["*"] when none is known, and when the view runs code the database made: what
+    `pw_of(id) AS secret` returns is read by pw_of from any table, while pg_depend names
+    only the id it is given). From VIEW_COLUMNS_SQL's rows.
 
     The policy reads these names as the columns they carry wherever lineage meets them
     (a predicate, an expression), since the PDP sees only the statement's text."""
@@ -211,13 +219,14 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
     dependencies: dict[int, set[str]] = {}
     views: list[tuple[int, int, str]] = []
     for row in rows:
-        view, action, columns, reads = json.loads(row)
+        view, action, columns, reads, *runs_code = json.loads(row)
         view = int(view)
         reads = [(int(t), int(n), name, kind) for t, n, name, kind in reads or ()]
         for attnum, name in columns or ():
             attributes[(view, attnum)] = (name, "v", action)
             views.append((view, attnum, name))
-        dependencies[view] = {name for _, _, name, _ in reads}
+        # a view running the database's code: its computed columns derive from anything
+        dependencies[view] = set() if any(runs_code) else {name for _, _, name, _ in reads}
         for table, attnum, name, kind in reads:
             if kind not in VIEW_KINDS:
                 attributes.setdefault((table, attnum), (name, kind, None))
