@@ -7,6 +7,7 @@ subprocess where an auditor would use it.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 
@@ -113,3 +114,47 @@ async def test_a_record_whose_body_is_no_json_object_stops_no_approval(tmp_path,
     assert listed.returncode == 0, listed.stderr
     replayed = _cli(config, tmp_path, "sessions", "replay", opened.session_id)
     assert replayed.returncode == 0, replayed.stderr
+
+
+# -- replays show only approvals the PDP wrote ----------------------------------------------
+
+
+async def test_a_replay_does_not_present_an_inserted_approval_as_fact(tmp_path):
+    """Attack (INSERT access to the store, no key): the reader's UPDATE waited for
+    approval and nobody approved it; an `approval` record `approved` by
+    mallory@example.com is INSERTed. The approvals book ignores it (no MAC), but the
+    replay (`portcullis sessions replay`, the console's session page) read every approval
+    record as fact and showed the request approved by mallory. Now a replay keeps only
+    approval records whose MAC checks and says which seqs it left out."""
+    config = pdp_config(tmp_path)
+    reader = token(config, "rita@example.com", ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, reader)
+        asked = await decide_sql(stub, opened.session_id, UPDATE)
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+        forged = {
+            "approval_id": asked.approval_id,
+            "event": "approved",
+            "time": time.time(),
+            "approver": "mallory@example.com",
+            "reason": "forged",
+            "approver_groups": ["security"],
+            "session_id": opened.session_id,
+            "mac": "0" * 64,
+        }
+        _insert_raw(config.pdp.store.path, "approval", json.dumps(forged), opened.session_id)
+        await pdp.approvals.refresh()
+        assert pdp.approvals.requests[asked.approval_id].state == "pending"
+        # the proxy records that the command was refused (nobody approved it)
+        refused = pdp_pb2.SessionEvent(
+            time=time.time() + 0.5, direction="client", type="command", command=UPDATE,
+            decision_id=asked.decision_id, verdict="deny",
+        )  # fmt: skip
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(session_id=opened.session_id, events=[refused])
+        )
+    for fmt in ("text", "json"):
+        replayed = _cli(config, tmp_path, "sessions", "replay", opened.session_id, "--format", fmt)
+        assert replayed.returncode == 0, replayed.stderr
+        assert "mallory" not in replayed.stdout
+        assert "left out" in replayed.stderr

@@ -13,9 +13,12 @@ import json
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+from pdp.api.proxy_auth import ProxyKey
 from pdp.cli import terminal_replay
+from pdp.domain.approvals import APPROVAL_KEY_PURPOSE, believed_approvals
 from pdp.domain.timeline import SessionSummary, build_timeline, render_text, rfc3339, summarize
 from pdp.evidence.bundle import parse_time as absolute_time
 from pdp.plumbing.rendering import inert
@@ -89,6 +92,7 @@ def _run(args: argparse.Namespace, body: Any) -> int:
 
     config = load_config(config_path(args))
     settings = config.pdp.store
+    args.proxy_key_path = config.pdp.proxy_key  # approval records' MACs are checked with it
     if settings.type == "sqlite" and not settings.path.is_file():
         print(f"portcullis: no audit store at {settings.path}", file=sys.stderr)
         return EXIT_STORE
@@ -137,16 +141,48 @@ async def _replay(store: AuditStore, args: argparse.Namespace) -> int:
     closed = await store.query(kind="session.close", session_id=sid, limit=1)
     events = await store.query(kind="session.events", session_id=sid)
     decisions = await store.query(kind="decision", session_id=sid)
-    approvals = await store.query(kind="approval", session_id=sid)
+    approvals, note = _believed_approvals(
+        await store.query(kind="approval", session_id=sid), args.proxy_key_path
+    )
     if args.format == "asciicast":
         return terminal_replay.export(terminal_replay.recorded(events), args)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     timeline = build_timeline(opened, closed[0] if closed else None, events, decisions, approvals)
     if args.format == "json":
         print(json.dumps(timeline.to_dict(), indent=2))
     else:
+        if note:
+            sys.stdout.write(f"NOTE: {note}\n\n")
         sys.stdout.write(render_text(timeline))
         terminal_replay.after_timeline(terminal_replay.recorded(events), args)
     return 0
+
+
+def _believed_approvals(
+    records: list[AuditRecord], key_path: Path
+) -> tuple[list[AuditRecord], str]:
+    """The approval records a PDP holding the proxy key wrote, and a note on what was left
+    out or could not be checked. An approval record is shown as fact ("approved by sam")
+    only when its MAC checks: anyone who may INSERT into the store can append one."""
+    if not records:
+        return records, ""
+    try:
+        secret = bytes.fromhex(key_path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        return records, (
+            f"approval records not checked (proxy key {key_path}: {type(exc).__name__}):"
+            " who approved what below is what the store says, unverified"
+        )
+    key = ProxyKey(secret).derive(APPROVAL_KEY_PURPOSE)
+    kept, left_out = believed_approvals(key, records)
+    if not left_out:
+        return kept, ""
+    seqs = ", ".join(str(seq) for seq in left_out[:10]) + (" ..." if len(left_out) > 10 else "")
+    return kept, (
+        f"approval records seq {seqs} left out: not written by a PDP holding the key"
+        " (no valid MAC; INSERTed by someone else?)"
+    )
 
 
 async def _find_session(store: AuditStore, wanted: str) -> AuditRecord | None:

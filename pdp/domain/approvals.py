@@ -38,12 +38,12 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pdp.domain.approver_view import approver_masker, approver_view, binding_digest
-from pdp.store import AuditStore, StoreUnavailable
+from pdp.store import AuditRecord, AuditStore, StoreUnavailable
 from pdp.store.chain import canonical_json
 from portcullis.verdict import MaskRule
 
@@ -62,6 +62,8 @@ MAX_SETTLED = 4096
 _BOOK_ONLY = ("state", "approver", "decided_at", "decision_reason", "executions", "events")
 _NOT_RECORDED = (*_BOOK_ONLY, "approver_groups", "recorded_seq")
 MAC = "mac"  # the field of an approval record's body that proves this PDP wrote it
+# what the book's binding key is derived for from the PDP's proxy key (ProxyKey.derive)
+APPROVAL_KEY_PURPOSE = "approval-parameters"
 
 
 class ApprovalRefused(Exception):
@@ -143,6 +145,40 @@ class ApprovalRequest:
         if self.command_kind.startswith("postgres."):
             out["statements"] = statements
         return out
+
+
+def approval_mac(binding_key: bytes, body: dict[str, Any]) -> str:
+    """The MAC an approval record's body carries (MAC), under a key derived from the
+    book's `binding_key` (APPROVAL_KEY_PURPOSE of the PDP's proxy key)."""
+    key = hmac.new(binding_key, b"approval-records", hashlib.sha256).digest()
+    content = canonical_json({k: v for k, v in body.items() if k != MAC})
+    return hmac.new(key, content.encode(), hashlib.sha256).hexdigest()
+
+
+def authentic_approval(binding_key: bytes, body: Any) -> bool:
+    """Whether an approval record's body carries the MAC of a book holding the key."""
+    if not isinstance(body, dict) or not isinstance(body.get(MAC), str):
+        return False
+    try:
+        return hmac.compare_digest(body[MAC], approval_mac(binding_key, body))
+    except (ValueError, TypeError, RecursionError):
+        return False
+
+
+def believed_approvals(
+    binding_key: bytes, records: Iterable[AuditRecord]
+) -> tuple[list[AuditRecord], list[int]]:
+    """The approval records a book holding the key wrote, and the seqs of the others.
+    What presents a record as fact (a replay: "approved by sam") shows only those the
+    book itself believes: anyone who may INSERT into the store can append a well-chained
+    `approved` record naming any approver."""
+    kept, left_out = [], []
+    for record in records:
+        if authentic_approval(binding_key, record.body):
+            kept.append(record)
+        else:
+            left_out.append(record.seq)
+    return kept, left_out
 
 
 Authorize = Callable[[dict[str, Any], ApprovalRequest], Awaitable[tuple[bool, list[str]]]]
@@ -290,18 +326,11 @@ class ApprovalBook:
             self.version += 1
 
     def _mac(self, body: dict[str, Any]) -> str:
-        key = hmac.new(self.binding_key, b"approval-records", hashlib.sha256).digest()
-        content = canonical_json({k: v for k, v in body.items() if k != MAC})
-        return hmac.new(key, content.encode(), hashlib.sha256).hexdigest()
+        return approval_mac(self.binding_key, body)
 
     def _authentic(self, body: Any) -> bool:
         """Whether an approval record's body carries this book's MAC of itself."""
-        if not isinstance(body, dict) or not isinstance(body.get(MAC), str):
-            return False
-        try:
-            return hmac.compare_digest(body[MAC], self._mac(body))
-        except (ValueError, TypeError):
-            return False
+        return authentic_approval(self.binding_key, body)
 
     async def _write(self, approval_id: str, event: str, subject: str, **extra: Any) -> None:
         body = {"approval_id": approval_id, "event": event, "time": time.time(), **extra}

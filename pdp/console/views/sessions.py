@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -41,11 +42,14 @@ from pdp.console.views.common import (
     when,
 )
 from pdp.console.websession import WebSession, signed_in
+from pdp.domain.approvals import believed_approvals
 from pdp.domain.timeline import Entry, SessionSummary, build_timeline, summarize
 from pdp.store import AuditRecord
 
 if TYPE_CHECKING:
     from pdp.console.app import Console
+
+log = logging.getLogger("portcullis.console")
 
 LISTED = 200
 ENTRIES_SHOWN = 500  # timeline entries on one replay page
@@ -158,7 +162,15 @@ class SessionsView:
         closed = await self.store.query(kind="session.close", session_id=sid, limit=1)
         events = await self.store.query(kind="session.events", session_id=sid)
         decisions = await self.store.query(kind="decision", session_id=sid)
-        approvals = await self.store.query(kind="approval", session_id=sid)
+        # only approval records the book believes (its MAC): "approved by sam" is shown as
+        # fact, and anyone who may INSERT into the store can append such a record
+        approvals, left_out = believed_approvals(
+            self.console.pdp.approvals.binding_key,
+            await self.store.query(kind="approval", session_id=sid),
+        )
+        if left_out:
+            log.warning("replay of %s: approval records %s have no valid MAC; left out", sid,
+                        left_out[:10])  # fmt: skip
         first = _index(request.query.get("from", ""))
         content, casts = await asyncio.to_thread(
             self._replay_content, sid, first, opened, closed[0] if closed else None, events,
