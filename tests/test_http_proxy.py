@@ -495,15 +495,17 @@ async def test_credential_as_a_query_parameter(tmp_path, caplog):
     async with http_stack(tmp_path, {"key_query": "api_key"}, credentials=credential) as s:
         async with (
             aiohttp.ClientSession(timeout=TIMEOUT) as client,
+            # (a dba in pii-readers: for anyone masked, a query naming the masked field
+            # api_key needs approval, http.rego)
             client.get(
-                s.url + "/echo/q?a=1&api_key=mine&api%5Fkey=mine2&api_key", headers=bearer(s)
+                s.url + "/echo/q?a=1&api_key=mine&api%5Fkey=mine2&api_key",
+                headers=bearer(s, groups=("dba", "pii-readers")),
             ) as r,
         ):
             status, doc = r.status, await r.json()
         (seen,) = s.upstream.seen
     assert status == 200 and seen["raw_path"].endswith(f"a=1&api_key={SECRET}")
-    # (a reader's answer masks the api_key field, in a string's pairs too: c4077ce)
-    assert doc["path"] == "/echo/q?a=1&api_key=[REDACTED]"
+    assert doc["path"] == "/echo/q?a=1&api_key=KEY"  # (the echo's own stand-in)
     # the upstream's own access log (aiohttp.access, in this process) does name it
     proxy_side = [r.getMessage() for r in caplog.records if r.name != "aiohttp.access"]
     assert all(SECRET not in line for line in proxy_side)

@@ -106,25 +106,61 @@ deny contains sprintf("DELETE is reserved to %s", [concat(", ", data.portcullis.
 # Those masks find a field by its name in the answer, and a request may choose the names
 # itself: a query language carried in the query renames or derives a masked column
 # (PostgREST's `select=x:phone`, `?sql=select upper(phone) as x`, GraphQL's `query={c{x:
-# phone}}`). For anyone masked, such a read needs approval: the approver sees which field
-# it names. (A bare value answering a path that ends in a field's name, `/customers/7/
-# phone`, the proxy masks as that field: proxies/http/bodies.py.)
-# (OData's $compute and $apply derive named values too; a JSON body's `query` or `sql` is
-# Elasticsearch's GET /_sql, a GET with a body being a read)
-http_query_languages := {"select", "sql", "query", "$compute", "$apply"}
-
-needs_approval contains sprintf("%s %s names the masked field %s in its %s's %s: the answer may carry it under another name", [http_method, input.command.http.path, field, part, name]) if {
+# phone}}`). And a request that filters, orders, searches or counts by a masked field
+# reads its value without its name ever coming back: which rows match `?phone=like.555*`,
+# `?phone=gt.5`, `?or=(phone.like.*1)`, `$filter=startswith(phone,'555')`, `q=phone:555*`,
+# `where: {phone: {_like: ...}}`, a search body's `{"wildcard": {"phone": "555*"}}` (or a
+# JSON Patch `test` of `/phone`), which comes first under `?order=phone` or `$orderby`,
+# how many under `Prefer: count=exact` answer the value one guess at a time. For anyone
+# masked, a request naming a masked field by its words (as the masks name it: `phone` in
+# `phoneNumber`, `customer_phone`, `PHONE`, `filter[phone]`) in a query parameter's name
+# or value, or a body's key or text, needs approval: the approver sees which field it
+# names and where. (A bare value answering a path that ends in a field's name,
+# `/customers/7/phone`, the proxy masks as that field: proxies/http/bodies.py.)
+needs_approval contains sprintf("%s %s names the masked field %s in its %s: a filter, order or search on it, or a name chosen for it, answers what the mask hides", [http_method, input.command.http.path, field, part]) if {
 	input.command.kind == "http.request"
 	not pii_reader
 	some part in ["query", "body"]
-	given := object.get(input.command.http, part, {})
-	is_object(given)
-	some name, v in given
-	lower(name) in http_query_languages
-	some value in http_values(v)
-	some field in http_masked_fields
-	regex.match(sprintf(`(?i)(^|[^a-z0-9])%s([^a-z0-9]|$)`, [field]), value)
+	some words in http_request_words[part]
+	some field, spelt in http_masked_field_words
+	http_words_name(words, spelt)
 }
+
+# each name and text of the request's query and body as its words (" a b c "): a query's
+# names and values (a list when a name repeats), a body's keys and strings anywhere in it
+http_request_words[part] := {http_spaced_words(t) | some t in http_texts(object.get(input.command.http, part, null))} if {
+	some part in ["query", "body"]
+}
+
+http_texts(given) := {t |
+	walk(given, [path, value])
+	some t in array.concat([value], [path[count(path) - 1] | count(path) > 0])
+	is_string(t)
+}
+
+# a field's words as the proxy reads a name (bodies.name_words: split where a letter or
+# digit is not, and where camelCase changes case), lower-case, space-separated and padded
+http_spaced_words(text) := sprintf(" %s ", [concat(" ", [w | some w in regex.split(`[^a-z0-9]+`, lower(http_split_case(text))); w != ""])])
+
+http_split_case(text) := regex.replace(
+	regex.replace(
+		regex.replace(regex.replace(text, `([a-z])([A-Z])`, "${1} ${2}"), `([A-Z])([A-Z][a-z])`, "${1} ${2}"),
+		`([A-Za-z])([0-9])`, "${1} ${2}",
+	),
+	`([0-9])([A-Za-z])`, "${1} ${2}",
+)
+
+# field → [its words padded, its words written as one] (`card_number`: " card number ",
+# " cardnumber ")
+http_masked_field_words[field] := [spelt, joined] if {
+	some field in http_masked_fields
+	spelt := http_spaced_words(field)
+	joined := sprintf(" %s ", [concat("", split(trim_space(spelt), " "))])
+}
+
+http_words_name(words, spelt) if contains(words, spelt[0])
+
+http_words_name(words, spelt) if contains(words, spelt[1])
 
 http_masked_fields contains lower(rule.field) if {
 	some rule in pii_masks

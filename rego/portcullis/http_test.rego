@@ -172,11 +172,48 @@ test_http_a_read_naming_a_masked_field_in_a_query_language_needs_approval if {
 		masked_dba.verdict == "require_approval"
 		portcullis.decision.verdict == "allow" with input as http_with(["readonly", "pii-readers"], "GET", extra)
 	}
-	# a query language naming no masked field, another parameter, a path beside one: reads
+}
+
+test_http_a_filter_order_or_search_on_a_masked_field_needs_approval if {
+	# each answers the field's value a bit at a time: which rows match, which comes
+	# first, how many there are
+	cases := [
+		{"query": {"phone": "like.555*"}},
+		{"query": {"phone": "gt.5"}},
+		{"query": {"or": "(phone.like.*1)"}},
+		{"query": {"order": "phone.desc"}},
+		{"query": {"$filter": "startswith(phone,'555')"}},
+		{"query": {"$orderby": "Phone desc"}},
+		{"query": {"q": "phone:555*"}},
+		{"query": {"query": "{customers(where: {phone: {_like: \"555%\"}}) {id}}"}},
+		{"query": {"customerPhoneNumber": "555"}},
+		{"query": {"filter[PHONE]": "555"}},
+		{"query": {"PHONENumber": "555"}},
+		{"query": {"phone2": "555"}},
+		{"query": {"cardnumber": "4111"}},
+		{"query": {"sort": ["id", "-cardNumber"]}},
+		{"query": {"x": "email_address:a*"}},
+		{"body": {"query": {"wildcard": {"phone": "555*"}}}},
+		{"body": [{"op": "test", "path": "/password", "value": "hunter2"}]},
+		{"body": "ssn"},
+	]
+	every extra in cases {
+		d := portcullis.decision with input as http_with(["readonly"], "GET", extra)
+		d.verdict == "require_approval"
+		masked_dba := portcullis.decision with input as http_with(["dba"], "POST", extra)
+		masked_dba.verdict == "require_approval"
+		portcullis.decision.verdict == "allow" with input as http_with(["readonly", "pii-readers"], "GET", extra)
+	}
+	d := portcullis.decision with input as http_with(["readonly"], "GET", {"query": {"order": "phone"}})
+	"GET /v1/invoices/7 names the masked field phone in its query: a filter, order or search on it, or a name chosen for it, answers what the mask hides" in d.reasons
+
+	# naming no masked field, a word holding one's letters, a path ending in one: reads
 	reads := [
 		{"query": {"select": "id,amount"}},
-		{"query": {"q": "phone"}},
+		{"query": {"q": "telephoned", "order": "id.desc", "limit": "10"}},
 		{"query": {"sql": "select telephoned from t"}},
+		{"query": {"classname": "x", "tokens_left": "5"}},
+		{"body": {"amount": 12, "note": ["a", 1, null]}},
 		{"path": "/v1/customers/7/phone"},
 	]
 	every extra in reads {

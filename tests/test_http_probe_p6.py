@@ -1,0 +1,144 @@
+"""Probing the HTTP proxy as a reader and as a dba outside pii-readers (brief P6): what got
+past a mask, the credential guard or the decision, kept as tests.
+
+Real PDP with the shipped policy, the HTTP proxy, and an upstream of the test's own (an
+aiohttp app, or a raw server answering exactly what a case needs); real clients (aiohttp,
+raw sockets). Each test is one way around a guardrail that worked before its fix:
+
+- a masked identity read a masked field's value a bit at a time through the rows a
+  filter, an order or a count chose: PostgREST's `?phone=like.555*`, `?or=(phone.like.*1)`,
+  `?order=phone`, OData's `$filter=startswith(phone,'555')`, Elasticsearch's `q=phone:555*`
+  and a search body naming the field; the answer's phones were masked, but which rows
+  came back (and how many, under `Prefer: count=exact`) was the value. http.rego: for
+  anyone masked, a request naming a masked field by its words in its query or body needs
+  approval (it did for `select`, `sql` and `query` alone);
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from http_upstream import SECRET, exchange, http_stack, request, status
+from pdp_harness import free_port, token
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = aiohttp.ClientTimeout(total=60)
+CUSTOMERS = [
+    {"id": 1, "name": "Ann", "phone": "5550100", "email": "ann@example.com"},
+    {"id": 2, "name": "Bob", "phone": "5559999", "email": "bob@example.com"},
+]
+
+
+def bearer(stack: Any, groups: tuple[str, ...] = ("readonly",)) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(stack.config, 'mallory@example.com', groups)}"}
+
+
+@contextlib.asynccontextmanager
+async def app_upstream(app: web.Application) -> AsyncIterator[int]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+def _matches(row: dict[str, Any], field: str, op: str, value: str) -> bool:
+    have = str(row.get(field, ""))
+    if op == "like":
+        return have.startswith(value.rstrip("*"))
+    if op == "gt":
+        return have > value
+    return have == value
+
+
+def postgrest_app() -> web.Application:
+    """A PostgREST-like /customers: `?field=op.value` filters, `?order=field`, and the
+    count in Content-Range under `Prefer: count=exact`; the upstream credential required."""
+
+    async def customers(request: web.Request) -> web.Response:
+        if request.headers.get("X-Api-Key") != SECRET:
+            return web.json_response({"error": "no credential"}, status=401)
+        rows = list(CUSTOMERS)
+        for name, given in request.query.items():
+            if name in ("order", "select"):
+                continue
+            op, _, value = given.partition(".")
+            rows = [r for r in rows if _matches(r, name, op, value)]
+        if "order" in request.query:
+            rows.sort(key=lambda r: str(r.get(request.query["order"], "")))
+        if request.method == "POST":  # a search body: {"wildcard": {field: prefix*}}
+            search = (await request.json()).get("wildcard", {})
+            for name, value in search.items():
+                rows = [r for r in rows if _matches(r, name, "like", value)]
+        headers = {"Content-Range": f"0-{len(rows) - 1}/{len(rows)}"}
+        return web.json_response(rows, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/customers", customers)
+    return app
+
+
+ORACLES = [
+    "/customers?phone=like.5550*",
+    "/customers?phone=gt.5555",
+    "/customers?Phone=eq.5550100",
+    "/customers?order=phone",
+    "/customers?or=(phone.like.*1)",
+    "/customers?%24filter=startswith(phone,%275550%27)",
+    "/customers?q=phone:5550*",
+]
+
+
+async def test_a_filter_or_order_on_a_masked_field_needs_approval(tmp_path):
+    got: list[tuple[str, int, bytes]] = []
+    async with (
+        app_upstream(postgrest_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+        aiohttp.ClientSession(timeout=TIMEOUT) as client,
+    ):
+        reader = bearer(s)
+        for auth in (reader, bearer(s, ("dba",))):
+            for path in ORACLES:
+                headers = {**auth, "Prefer": "count=exact"}
+                async with client.get(s.url + path, headers=headers) as r:
+                    got.append((path, r.status, await r.read()))
+            # a search body naming the field (a masked dba's POST is otherwise allowed)
+            search = {"wildcard": {"phone": "5550*"}}
+            async with client.post(s.url + "/customers", json=search, headers=auth) as r:
+                got.append(("POST search", r.status, await r.read()))
+        async with client.get(s.url + "/customers?order=id", headers=reader) as r:
+            plain = (r.status, await r.json())
+        async with client.get(
+            s.url + ORACLES[0], headers=bearer(s, ("readonly", "pii-readers"))
+        ) as r:
+            pii = (r.status, await r.json())
+    for path, code, body in got:
+        assert code == 202, (path, code, body)
+        assert b"Ann" not in body, (path, body)
+    assert plain[0] == 200 and [r["phone"] for r in plain[1]] == ["[REDACTED]"] * 2
+    assert pii == (200, [CUSTOMERS[0]])
+
+
+async def test_a_read_naming_no_masked_field_is_still_a_read(tmp_path):
+    async with (
+        app_upstream(postgrest_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        answer = await exchange(
+            s.proxy.port, request(s, "GET /customers?name=eq.Ann&order=id HTTP/1.1")
+        )
+    assert status(answer) == 200, answer
+    body = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert body == [{**CUSTOMERS[0], "phone": "[REDACTED]", "email": "[REDACTED]"}]
+
