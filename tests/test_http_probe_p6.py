@@ -12,11 +12,16 @@ raw sockets). Each test is one way around a guardrail that worked before its fix
   came back (and how many, under `Prefer: count=exact`) was the value. http.rego: for
   anyone masked, a request naming a masked field by its words in its query or body needs
   approval (it did for `select`, `sql` and `query` alone);
+- a masked answer's ETag is the hash of the unmasked body (Express's, and many
+  frameworks'), and If-None-Match and If-Match went upstream under a mask: with the rest
+  of the record known, the ETag of each guess at the phone is computable, and a 304 (or
+  the absence of a 412) said which guess was right. Under a mask neither goes upstream;
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -142,3 +147,50 @@ async def test_a_read_naming_no_masked_field_is_still_a_read(tmp_path):
     body = json.loads(answer.partition(b"\r\n\r\n")[2])
     assert body == [{**CUSTOMERS[0], "phone": "[REDACTED]", "email": "[REDACTED]"}]
 
+
+def etag_app() -> web.Application:
+    """/customers/1 with a strong ETag that is the SHA-256 of its body (as Express's and
+    many frameworks' are a hash of it), answering 304 to a matching If-None-Match and 412
+    to an If-Match that does not match."""
+
+    async def customer(request: web.Request) -> web.Response:
+        body = json.dumps(CUSTOMERS[0]).encode()
+        etag = f'"{hashlib.sha256(body).hexdigest()}"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        given = request.headers.get("If-Match")
+        if given is not None and given != etag:
+            return web.Response(status=412)
+        return web.Response(body=body, content_type="application/json", headers={"ETag": etag})
+
+    app = web.Application()
+    app.router.add_get("/customers/1", customer)
+    return app
+
+
+def _etag_of(phone: str) -> str:
+    body = json.dumps({**CUSTOMERS[0], "phone": phone}).encode()
+    return f'"{hashlib.sha256(body).hexdigest()}"'
+
+
+async def test_a_validator_of_the_unmasked_body_does_not_go_upstream(tmp_path):
+    # the masked answer's other fields are known (the reader sees them), so the ETag of
+    # each guess at the phone is computable: a 304 (or no 412) said the guess was right
+    got = {}
+    async with (
+        app_upstream(etag_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+        aiohttp.ClientSession(timeout=TIMEOUT) as client,
+    ):
+        reader = bearer(s)
+        for guess in ("5550100", "5550101"):
+            for name in ("If-None-Match", "If-Match"):
+                headers = {**reader, name: _etag_of(guess)}
+                async with client.get(s.url + "/customers/1", headers=headers) as r:
+                    got[guess, name] = (r.status, await r.read())
+        pii = {**bearer(s, ("readonly", "pii-readers")), "If-None-Match": _etag_of("5550100")}
+        async with client.get(s.url + "/customers/1", headers=pii) as r:
+            unmasked = r.status
+    for key, (code, body) in got.items():
+        assert code == 200 and b'"[REDACTED]"' in body, (key, code, body)
+    assert unmasked == 304

@@ -45,8 +45,11 @@ if TYPE_CHECKING:
     from proxies.http.mcp import Reply
     from proxies.http.proxy import HttpProxy, Request
 
-# request headers that do not go upstream when the answer is to be masked
-_MASKED_DROPPED = frozenset({"accept-encoding", "range", "if-range"})
+# request headers that do not go upstream when the answer is to be masked: a coding or a
+# range of the body (not masked as the document is), and the validators an upstream
+# compares with the unmasked body's (If-None-Match, If-Match: an ETag is its hash, so a
+# 304 or 412 for a guessed body's ETag says the guess was the masked value)
+_MASKED_DROPPED = frozenset({"accept-encoding", "range", "if-range", "if-none-match", "if-match"})
 # methods whose request body every server reads (RFC 9110 §9.3): a body on any other goes
 # on an upstream connection that is not reused (forward)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -201,7 +204,8 @@ class UpstreamExchange:
         if masking:
             # a compressed body cannot be masked: ask for it plain; and whole — a range of
             # it (a bare value cut out of its field, multipart/byteranges) is not masked
-            # as the document is: Range and If-Range do not go, the answer is the whole
+            # as the document is: Range and If-Range do not go, the answer is the whole;
+            # nor does a validator of the unmasked body (If-None-Match, If-Match)
             sent = [(n, v) for n, v in sent if _dashed(n.lower()) not in _MASKED_DROPPED]
             sent.append(("accept-encoding", "identity"))
         reuse = not sent_body or (
