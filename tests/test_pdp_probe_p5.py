@@ -15,8 +15,18 @@ import grpc
 import jwt
 import pytest
 import yaml
-from pdp_harness import decide_sql, open_session, pdp_config, pdp_raw, pdp_stub, running_pdp, token
+from pdp_harness import (
+    decide_sql,
+    free_port,
+    open_session,
+    pdp_config,
+    pdp_raw,
+    pdp_stub,
+    running_pdp,
+    token,
+)
 from test_evidence import portcullis
+from test_forwarding import HTTPReceiver, eventually
 from test_pdp_probe_p2 import SAM
 from test_pdp_probe_p4 import IDP, IDP_SECRET
 
@@ -41,6 +51,10 @@ def _cli(config, tmp_path, *args: str):
     if not path.exists():
         path.write_text(yaml.safe_dump(pdp_raw(tmp_path)))
     return portcullis("-c", str(path), *args)
+
+
+def _forwarded(receiver: HTTPReceiver) -> list[dict]:
+    return [r for b in receiver.batches for r in b["records"]]
 
 
 # -- identity: a groups claim is never split into groups ---------------------------------
@@ -158,3 +172,32 @@ async def test_a_replay_does_not_present_an_inserted_approval_as_fact(tmp_path):
         assert replayed.returncode == 0, replayed.stderr
         assert "mallory" not in replayed.stdout
         assert "left out" in replayed.stderr
+
+
+# -- forwarding: a SIEM is told which records no PDP wrote -------------------------------
+
+
+async def test_a_record_inserted_into_the_store_is_forwarded_as_unverified(tmp_path):
+    """Attack (INSERT access to the store, no key): a well-formed `decision` record
+    (bob's DROP TABLE allowed) INSERTed at the head. The forwarder sent every record of
+    the store to the SIEM alike, so the forged one reached it indistinguishable from the
+    PDP's own (its chain hash is unkeyed). Now a forwarded record no record MAC vouches
+    for carries `unverified`; the PDP's own records carry nothing new."""
+    receiver = HTTPReceiver(free_port())
+    await receiver.start()
+    config = pdp_config(tmp_path, forwarding=[{"type": "http", "url": receiver.url}])
+    try:
+        async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+            opened = await open_session(stub, token(config))
+            await eventually(lambda: any(r["kind"] == "session.open" for r in _forwarded(receiver)))
+            forged = {"verdict": "allow", "command": "DROP TABLE customers", "forged": True}
+            _insert_raw(config.pdp.store.path, "decision", json.dumps(forged), opened.session_id)
+            pdp.forwarders[0].notify()
+            await eventually(lambda: any(r["body"].get("forged") for r in _forwarded(receiver)))
+            await decide_sql(stub, opened.session_id, "SELECT 1")
+            await eventually(lambda: any(r["kind"] == "decision" and not r["body"].get("forged")
+                                         for r in _forwarded(receiver)))  # fmt: skip
+    finally:
+        await receiver.stop()
+    for record in _forwarded(receiver):
+        assert ("unverified" in record) == bool(record["body"].get("forged")), record

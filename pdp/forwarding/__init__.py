@@ -43,9 +43,11 @@ class Sink(Protocol):
     @property
     def description(self) -> str: ...
 
-    async def send(self, records: list[AuditRecord]) -> None:
+    async def send(
+        self, records: list[AuditRecord], unverified: frozenset[int] = frozenset()
+    ) -> None:
         """Deliver a batch in order; return only once it is accepted, else raise
-        SinkUnavailable."""
+        SinkUnavailable. Records whose seq is in `unverified` say so (record_json)."""
         ...
 
     async def reset(self) -> None:
@@ -55,21 +57,27 @@ class Sink(Protocol):
     async def close(self) -> None: ...
 
 
-def record_json(record: AuditRecord) -> str:
-    """The record as forwarded: every field of the chain, canonical JSON, `time` in seconds."""
-    return canonical_json(
-        {
-            "seq": record.seq,
-            "id": record.id,
-            "kind": record.kind,
-            "time": record.time,
-            "session_id": record.session_id,
-            "subject": record.subject,
-            "body": record.body,
-            "prev_hash": record.prev_hash,
-            "hash": record.hash,
-        }
-    )
+# what a forwarded record not written by a PDP holding the record key carries (`unverified`)
+UNVERIFIED = "no valid record MAC: not written by a PDP holding the key (INSERTed into the store?)"
+
+
+def record_json(record: AuditRecord, unverified: bool = False) -> str:
+    """The record as forwarded: every field of the chain, canonical JSON, `time` in seconds;
+    with `unverified` (UNVERIFIED) when no record MAC vouches for it (pdp.store.macs)."""
+    fields = {
+        "seq": record.seq,
+        "id": record.id,
+        "kind": record.kind,
+        "time": record.time,
+        "session_id": record.session_id,
+        "subject": record.subject,
+        "body": record.body,
+        "prev_hash": record.prev_hash,
+        "hash": record.hash,
+    }
+    if unverified:
+        fields["unverified"] = UNVERIFIED
+    return canonical_json(fields)
 
 
 def _syslog(settings: ForwarderSettings) -> Sink:
@@ -192,7 +200,7 @@ class Forwarder:
         kinds = self.settings.kinds
         wanted = [r for r in records if r.kind in kinds] if kinds else records
         if wanted:
-            await self.sink.send(wanted)
+            await self.sink.send(wanted, await self.spool.unverified(wanted))
         self.spool.commit(records[-1])
         return len(records)
 

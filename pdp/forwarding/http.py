@@ -21,8 +21,8 @@ from pdp.store import AuditRecord
 from portcullis.config import ForwarderSettings
 
 
-def batch_body(records: list[AuditRecord]) -> bytes:
-    items = ",".join(record_json(r) for r in records)
+def batch_body(records: list[AuditRecord], unverified: frozenset[int] = frozenset()) -> bytes:
+    items = ",".join(record_json(r, r.seq in unverified) for r in records)
     first, last = records[0].seq, records[-1].seq
     head = f'{{"source":"portcullis","first_seq":{first},"last_seq":{last},"records":['
     return (head + items + "]}").encode()
@@ -37,7 +37,9 @@ class HTTPSink:
     def description(self) -> str:
         return f"http {self.settings.url}"
 
-    async def send(self, records: list[AuditRecord]) -> None:
+    async def send(
+        self, records: list[AuditRecord], unverified: frozenset[int] = frozenset()
+    ) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
@@ -45,7 +47,7 @@ class HTTPSink:
         headers = {**self.settings.headers, "Content-Type": "application/json"}
         try:
             async with self._session.post(
-                self.settings.url, data=batch_body(records), headers=headers
+                self.settings.url, data=batch_body(records, unverified), headers=headers
             ) as response:
                 if not 200 <= response.status < 300:
                     text = (await response.text(errors="replace"))[:200]

@@ -74,6 +74,7 @@ def format_message(
     hostname: str = "",
     facility: int = 13,
     procid: str = "",
+    unverified: bool = False,
 ) -> bytes:
     """One SYSLOG-MSG (RFC 5424 section 6) for one audit record, without framing."""
     pri = facility * 8 + severity(record)
@@ -96,7 +97,7 @@ def format_message(
             _header_field(record.kind, 32),
         ]
     )
-    return f"{header} {sd} {BOM}{record_json(record)}".encode()
+    return f"{header} {sd} {BOM}{record_json(record, unverified)}".encode()
 
 
 def frame(message: bytes) -> bytes:
@@ -139,7 +140,9 @@ class SyslogSink:
         self._reader, self._writer = reader, writer
         return writer
 
-    async def send(self, records: list[AuditRecord]) -> None:
+    async def send(
+        self, records: list[AuditRecord], unverified: frozenset[int] = frozenset()
+    ) -> None:
         writer = await self._connect()
         data = b"".join(
             frame(
@@ -148,6 +151,7 @@ class SyslogSink:
                     app_name=self.settings.app_name,
                     hostname=self._hostname,
                     facility=self.settings.facility,
+                    unverified=r.seq in unverified,
                 )
             )
             for r in records
