@@ -121,6 +121,21 @@ READ_FURTHER = SHELLS | {"env", "xargs"}
 # what a parameter expansion the walker reads may hold: a name, positional digits, or one
 # special parameter (bashlex's node value, without `$`, `{` and `}`)
 PLAIN_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[-$#?!*@]")
+# Parameters whose value bash splits and globs when unquoted, known to hold no glob
+# character: set by sshd or bash from what the line cannot steer (HOME, USER, the flags in
+# `$-`, ...). Any other (BASH_EXECUTION_STRING is the line itself, a comment included;
+# `$_` a word of the command before; a `for` loop's variable its list) may hold `*`,
+# which bash expands into the names of files anywhere (Part.globbed).
+GLOB_FREE_PARAMETERS = frozenset({"HOME", "USER", "LOGNAME", "SHELL", "PWD", "PATH",
+                                  "-", "?", "$", "!", "#"})  # fmt: skip
+# and the positional ones, in the login's own `bash -c` only (none are given to it); in a
+# nested `sh -c SCRIPT NAME ARGS...` they are the line's words
+POSITIONAL = re.compile(r"[0-9]+|[@*]")
+# a name a `for` loop may assign (it may be HOME: `for HOME in '/root/.*'`)
+LOOP_VARIABLE = re.compile(r"\bfor\s+([A-Za-z_][A-Za-z0-9_]*)")
+# commands whose output, substituted unquoted (`df $(uptime)`), holds no glob character:
+# run alone, without arguments (`uptime --help` prints `[options]`)
+GLOB_FREE_OUTPUT = frozenset({"uptime", "free"})
 # what may follow the command of a `$(...)` (or `<(...)`, `>(...)`) or of backquotes:
 # blanks, then its closing (_Walker._substitution)
 SUBSTITUTION_END = {")": re.compile(r"[ \t]*\)"), "`": re.compile(r"[ \t]*`")}
@@ -140,6 +155,7 @@ class Unreadable(Exception):
 class Word:
     text: str
     dynamic: bool
+    globbed: bool = False  # an unquoted expansion whose value is not known glob-free
 
 
 @dataclass
@@ -150,12 +166,15 @@ class Part:
     redirects: list[dict[str, Any]] = field(default_factory=list)
     via: list[str] = field(default_factory=list)  # sh -c, env, xargs around it
     more_args: bool = False  # xargs appends words from its input
+    # indexes of computed words whose value bash splits and globs, not known glob-free
+    globbed: list[int] = field(default_factory=list)
 
     def to_input(self) -> dict[str, Any]:
         return {
             "argv": self.argv,
             "command": " ".join(self.argv),
             "dynamic": self.dynamic,
+            "globbed": self.globbed,
             "assignments": self.assignments,
             "redirects": self.redirects,
             "via": self.via,
@@ -282,8 +301,9 @@ def _copied(value: Any) -> Any:
     return value
 
 
-def parse(raw: str, depth: int = 0) -> list[Part]:
-    """The simple commands of a command line, in order. Raises Unreadable."""
+def parse(raw: str, depth: int = 0, bound: frozenset[str] = frozenset()) -> list[Part]:
+    """The simple commands of a command line, in order (bound: names a `for` loop of an
+    enclosing line may have assigned). Raises Unreadable."""
     if depth > MAX_DEPTH:
         raise Unreadable(f"commands nested more than {MAX_DEPTH} deep")
     if len(raw) > MAX_SHELL_READ:
@@ -301,7 +321,7 @@ def parse(raw: str, depth: int = 0) -> list[Part]:
         raise Unreadable(f"shell syntax not understood ({_short(exc)})") from None
     except Exception as exc:  # bashlex raises its own ParsingError and MatchedPairError
         raise Unreadable(f"the shell would not parse it ({_short(exc)})") from None
-    walker = _Walker(raw, depth)
+    walker = _Walker(raw, depth, bound | frozenset(LOOP_VARIABLE.findall(raw)))
     try:
         for tree in trees:
             walker.walk(tree)
@@ -369,9 +389,10 @@ def _short(exc: BaseException) -> str:
 
 
 class _Walker:
-    def __init__(self, source: str, depth: int) -> None:
+    def __init__(self, source: str, depth: int, bound: frozenset[str]) -> None:
         self.source = source
         self.depth = depth
+        self.bound = bound  # names a `for` loop of this line (or an enclosing one) assigns
         self.parts: list[Part] = []
 
     def walk(self, node: Any) -> None:
@@ -431,8 +452,8 @@ class _Walker:
                 assignments.append(child.word)
                 self._inner(child)
             elif child.kind == "word":
-                words.append(self._word(child))
-                self._inner(child)
+                glob_free = self._inner(child)
+                words.append(self._word(child, glob_free))
             elif child.kind == "redirect":
                 redirect, body = self._redirect(child)
                 redirects.append(redirect)
@@ -446,29 +467,58 @@ class _Walker:
             return
         self._emit(words, assignments, redirects, [], heredoc)
 
-    def _word(self, node: Any) -> Word:
+    def _word(self, node: Any, glob_free: frozenset[int] = frozenset()) -> Word:
         """A word as the shell passes it. Its text is read twice — by bashlex and by
         unquote() from the source — and must read the same (bashlex's quote removal has
-        known slips: `'a'\\''b'`); a word whose value is computed keeps its source text."""
+        known slips: `'a'\\''b'`); a word whose value is computed keeps its source text,
+        and is `globbed` when an expansion in it outside quotes may give a glob character
+        (glob_free: the positions of its command substitutions known not to)."""
         dynamic = _dynamic(node)
         source = self.source[node.pos[0] : node.pos[1]]
         if not dynamic:
             mine = unquote(source)
             if mine is None or mine != node.word:
                 raise Unreadable(f"the word {_short_text(source)} does not read the same twice")
-        return Word(node.word, dynamic)
+            return Word(node.word, False)
+        globbed = any(
+            not self._glob_free(child, glob_free)
+            for child in _unquoted_expansions(self.source, node)
+        )
+        return Word(node.word, True, globbed)
 
-    def _inner(self, node: Any) -> None:
+    def _glob_free(self, expansion: Any, glob_free: frozenset[int]) -> bool:
+        """Whether an unquoted expansion's value is known to hold no glob character: a
+        parameter of GLOB_FREE_PARAMETERS no `for` of the line assigns (a positional one
+        in the login's shell only), `~user` (a home directory), `<(...)` (a /dev/fd name),
+        a command substitution of GLOB_FREE_OUTPUT's commands alone."""
+        kind = expansion.kind
+        if kind in ("tilde", "processsubstitution"):
+            return True
+        if kind == "commandsubstitution":
+            return expansion.pos[0] in glob_free
+        value = str(getattr(expansion, "value", ""))
+        if POSITIONAL.fullmatch(value):
+            return self.depth == 0
+        return value in GLOB_FREE_PARAMETERS and value not in self.bound
+
+    def _inner(self, node: Any) -> frozenset[int]:
         """Commands inside a word: $(...), backticks, <(...). A parameter expansion other
         than `$name` / `${name}` (`${x:-$(cmd)}`, `${x[$(cmd)]}`, `${x/a/$(cmd)}`) is
-        not read: bashlex keeps the braces' text whole, never the commands in it."""
+        not read: bashlex keeps the braces' text whole, never the commands in it. Returns
+        the positions of the command substitutions whose output holds no glob character
+        (each of their commands one of GLOB_FREE_OUTPUT, alone)."""
+        glob_free: set[int] = set()
         for child in getattr(node, "parts", None) or ():
             if child.kind in ("commandsubstitution", "processsubstitution"):
+                start = len(self.parts)
                 self._substitution(child)
+                if all(_glob_free_output(part) for part in self.parts[start:]):
+                    glob_free.add(child.pos[0])
             elif child.kind == "arithmetic":
                 raise Unreadable("arithmetic expansion")
             elif child.kind == "parameter":
                 _plain_parameter(child)
+        return frozenset(glob_free)
 
     def _substitution(self, node: Any) -> None:
         """The commands of a `$(...)`, backquotes, `<(...)` or `>(...)`, which bashlex reads
@@ -578,6 +628,7 @@ class _Walker:
             Part(
                 argv=[w.text for w in words],
                 dynamic=[i for i, w in enumerate(words) if w.dynamic],
+                globbed=[i for i, w in enumerate(words) if w.globbed],
                 assignments=assignments,
                 redirects=redirects,
                 via=via,
@@ -588,9 +639,40 @@ class _Walker:
     def _nested(self, script: Word, via: list[str], shell: Word) -> None:
         if script.dynamic:
             raise Unreadable(f"{shell.text} runs a script computed at run time")
-        for part in parse(script.text, self.depth + 1):
+        for part in parse(script.text, self.depth + 1, self.bound):
             part.via = via + part.via
             self._add(part)
+
+
+def _glob_free_output(part: Part) -> bool:
+    return len(part.argv) == 1 and part.argv[0] in GLOB_FREE_OUTPUT and not part.dynamic
+
+
+def _unquoted_expansions(source: str, word: Any) -> list[Any]:
+    """The expansions of a word (bashlex's parts: parameters, substitutions, tildes) that
+    stand outside quotes in its source, where bash splits and globs their value."""
+    starts = {child.pos[0]: child for child in getattr(word, "parts", None) or ()}
+    found: list[Any] = []
+    double = False
+    i, end = word.pos
+    while i < end:
+        child = starts.get(i)
+        if child is not None:
+            if not double:
+                found.append(child)
+            i = max(child.pos[1], i + 1)
+            continue
+        c = source[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            double = not double
+        elif c == "'" and not double:
+            close = source.find("'", i + 1)
+            i = end if close < 0 else close
+        i += 1
+    return found
 
 
 def _plain_parameter(node: Any) -> None:

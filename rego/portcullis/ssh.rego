@@ -254,6 +254,21 @@ needs_approval contains sprintf("%q has %q, which the shell may expand into the 
 	regex.match(`[*?\[]`, arg)
 }
 
+# A computed word outside quotes is split and globbed once its value is known, and that
+# value may hold a glob character the line's text does not: $BASH_EXECUTION_STRING is the
+# line itself (`df $BASH_EXECUTION_STRING # /root/.*`), a `for` loop's variable its list,
+# `sh -c 'df $0' '/root/.*'` a word of the line, $(journalctl ...) what was logged. The
+# parser lists such words in part.globbed (all but the parameters sshd and bash set, HOME,
+# USER, ..., `~user`, and $(uptime) or $(free) alone); each needs approval, as a glob
+# character in the text does.
+needs_approval contains sprintf("%q has %q, computed when it runs, whose value the shell may expand into the names of files anywhere", [part.command, part.argv[i]]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	not ssh_read_options[part.argv[0]]
+	some i in object.get(part, "globbed", [])
+	i > 0
+}
+
 ssh_part_globbed(part) if {
 	some pattern in data.portcullis.ssh.allowed_commands
 	contains(pattern, "*")

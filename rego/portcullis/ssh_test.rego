@@ -468,3 +468,20 @@ test_ssh_words_the_shell_expands_into_file_names_need_approval if {
 	ssh_verdict(["pii-readers"], ["cat", "/var/log/syslog", "/var/log/auth.log"]) == "allow"
 	ssh_verdict(["pii-readers"], ["cat", "/var/log/*"]) == "allow"
 }
+
+test_ssh_computed_words_the_shell_globs_need_approval if {
+	# `df --output=file $BASH_EXECUTION_STRING # /root/.*`: the line, comment and all, split
+	# and globbed (tests/test_ssh_probe_p6.py)
+	line := object.union(ssh_part(["df", "--output=file", "$BASH_EXECUTION_STRING"]), {"dynamic": [2], "globbed": [2]})
+	d := ssh_decision(["readonly"], [line])
+	d.verdict == "require_approval"
+	"\"df --output=file $BASH_EXECUTION_STRING\" has \"$BASH_EXECUTION_STRING\", computed when it runs, whose value the shell may expand into the names of files anywhere" in d.reasons
+
+	# computed but not globbed ($HOME, "$X"): allowed, as before
+	home := object.union(ssh_part(["uptime", "$HOME"]), {"dynamic": [1], "globbed": []})
+	ssh_decision(["readonly"], [home]).verdict == "mask"
+
+	# a computed command name is denied by its own rule, not asked for
+	named := object.union(ssh_part(["$CMD"]), {"dynamic": [0], "globbed": [0]})
+	ssh_decision(["readonly"], [named]).verdict == "deny"
+}

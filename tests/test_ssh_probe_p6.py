@@ -1,0 +1,97 @@
+"""SSH probe, part 6: what the upstream's bash makes of an exec line that the policy
+judged otherwise, found by the differential fuzzer of part 5 (each allowed line run by
+bash with stub commands and a DEBUG trap) extended to the words the stubs received.
+
+A computed word outside quotes is split and globbed by bash once its value is known. The
+policy asked for approval of a glob character in a word's text only (part 5), so a value
+that holds one was globbed unseen: `$BASH_EXECUTION_STRING` is the line itself, a comment
+included; a `for` loop's variable holds its list's names; `sh -c 'df $0' '/root/.*'` a
+word of the line; `$(journalctl ...)` whatever was logged. Each lists a directory the
+reader cannot list (df --output=file prints the names it was given)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from policy_harness import shipped_engine
+from test_ssh_probe_exec import ALLOWED, reading, verdict
+from test_ssh_proxy import Stack, ssh_stack
+
+engine = pytest.fixture(scope="module")(shipped_engine)
+
+READER = ("readonly",)
+
+GLOBBED_VALUES = [
+    "df --output=file $BASH_EXECUTION_STRING # /root/.*",
+    "df --output=file ${BASH_EXECUTION_STRING} # /root/.*",
+    "df --output=file $BASH_EXECUTION_STRING <<E\n/root/.*\nE\n",
+    "for x in /root/.*; do df --output=file $x; done",
+    "for HOME in '/root/.*'; do df --output=file $HOME; done",
+    "for HOME in '/root/.*'; do sh -c 'df --output=file $HOME'; done",
+    "sh -c 'df --output=file $0' '/root/.*'",
+    "sh -c 'df --output=file $@' x '/root/.*'",
+    "bash -c 'df --output=file $1' x '/root/.*'",
+    "df --output=file $(journalctl -o cat -n 1)",
+    "df --output=file $(cat /var/log/x)",
+    "df --output=file `cat /var/log/x`",
+    "df --output=file x$(cat /var/log/x)",
+    'df --output=file "x"$(cat /var/log/x)',
+    "uptime; df --output=file $_",
+]
+
+
+@pytest.mark.parametrize("line", GLOBBED_VALUES)
+def test_a_computed_word_bash_globs_needs_approval(engine: Any, line: str) -> None:
+    decided = verdict(engine, line)
+    assert decided["verdict"] == "require_approval", (line, reading(line), decided)
+    assert any("names of files" in reason for reason in decided["reasons"]), decided
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "uptime $HOME",
+        "uptime ${HOME} $USER $#",
+        'df "$BASH_EXECUTION_STRING"',
+        'df "$(cat /var/log/x)"',
+        'df "x$_"',
+        "df ~root",
+        "df $(uptime)",
+        "df `free`",
+        "df <(uptime)",
+        "df $(uptime | free)",
+    ],
+)
+def test_computed_words_that_cannot_glob_stay_allowed(engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
+
+
+def test_the_parts_say_which_words_bash_globs() -> None:
+    part = reading('df "$X" $X x$(uptime) $(uptime -p) ~ <(free) \'$X\' "$(id)"$Y')["parts"][-1]
+    assert part["dynamic"] == [1, 2, 3, 4, 5, 6, 8], part
+    assert part["globbed"] == [2, 4, 8], part
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with ssh_stack(tmp_path) as s:
+        yield s
+
+
+@pytest.mark.integration
+async def test_a_listing_through_the_lines_own_text_waits_for_a_person(stack: Stack) -> None:
+    """Before: allowed (masked), the upstream's df printed each name the comment's glob
+    matched in a directory of root's."""
+    hidden = stack.tmp / "private"
+    hidden.mkdir()
+    (hidden / ".name-nobody-said").write_text("")
+    line = f"df --output=file $BASH_EXECUTION_STRING # {hidden}/.n*"
+    async with await stack.connect(READER) as conn:
+        process = await conn.create_process(line)
+        said = await process.stderr.readuntil("--reason '...'")
+        assert "names of files" in said, said
+        process.close()
+    assert stack.sshd.sessions_started() == 0
