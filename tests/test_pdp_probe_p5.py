@@ -7,6 +7,7 @@ subprocess where an auditor would use it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -26,6 +27,7 @@ from pdp_harness import (
     token,
 )
 from test_evidence import portcullis
+from test_evidence_macs import audit, forge, store_of, write_config
 from test_forwarding import HTTPReceiver, eventually
 from test_pdp_probe_p2 import SAM
 from test_pdp_probe_p4 import IDP, IDP_SECRET
@@ -201,3 +203,38 @@ async def test_a_record_inserted_into_the_store_is_forwarded_as_unverified(tmp_p
         await receiver.stop()
     for record in _forwarded(receiver):
         assert ("unverified" in record) == bool(record["body"].get("forged")), record
+
+
+# -- evidence bundles: an auditor is told which records no PDP wrote ---------------------
+
+
+async def test_a_bundle_says_which_records_the_pdp_did_not_write(tmp_path):
+    """Attack (INSERT access to the store; an auditor holding only the bundle): a forged
+    `approval` record (request approved by mallory) INSERTed, then acknowledged by an
+    operator (`audit acknowledge`: reviewed, checkpoints go on). The store verifies (its
+    acknowledgement is the PDP's) and `audit export` signed a bundle holding the forgery;
+    `audit verify --bundle` said OK with nothing to tell it from the PDP's records, so
+    the auditor took 'approved by mallory' as evidence. Now the signed manifest states
+    whether record MACs were checked at export and which bundled seqs no PDP wrote, and
+    the offline report names them."""
+    config_path, config = write_config(tmp_path, store_of("sqlite", tmp_path, None))
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 1")
+        forged = await forge(
+            config.pdp.store,
+            "approval",
+            {"approval_id": "a-1", "event": "approved", "approver": "mallory@example.com"},
+            session_id=opened.session_id,
+        )
+        acked = await asyncio.to_thread(
+            audit, config_path, "acknowledge", "--through", str(forged), "--reason", "INC-7"
+        )
+        assert acked.returncode == 0, acked.stdout + acked.stderr
+        await decide_sql(stub, opened.session_id, "SELECT 2")
+    out = tmp_path / "evidence.tar.gz"
+    exported = await asyncio.to_thread(audit, config_path, "export", "--out", str(out))
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    checked = await asyncio.to_thread(audit, config_path, "verify", "--bundle", str(out))
+    assert checked.returncode == 0, checked.stdout
+    assert f"records {forged} were NOT written by the PDP" in checked.stdout

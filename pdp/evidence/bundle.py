@@ -12,7 +12,9 @@ A bundle is a tar.gz of flat files:
 - one file per evidence stream (`controls.STREAMS`): the same lines as records.jsonl for
   the stream's kinds; `masking.jsonl` is derived from the recordings (counts, never values).
 - `public_key.pem`, `chain_head.json` (signed: last seq and hash of the bundle) and
-  `manifest.json` (signed: controls mapping and the sha256 of every other file).
+  `manifest.json` (signed: controls mapping, the sha256 of every other file, and
+  `record_macs`: whether the export checked the record MACs and which bundled seqs no
+  PDP holding the key wrote, records an operator acknowledged rather than vouched for).
 
 Offline verification needs nothing but the bundle (and, to pin the signer, the PDP's
 public key): file hashes, the chain, every signature, the head, and that every stream
@@ -41,6 +43,7 @@ from pdp.evidence.signing import Signer, key_id_of, load_public_pem, signature_p
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord, AuditStore
 from pdp.store.chain import canonical_json, record_hash, to_micros
+from pdp.store.macs import describe_ranges
 from portcullis.events import MASKED
 
 FORMAT = "portcullis-evidence/1"
@@ -300,6 +303,7 @@ async def export_bundle(
                 "last_seq": head["payload"]["seq"],
                 "first_prev_hash": head["payload"]["first_prev_hash"],
             },
+            "record_macs": _record_macs(report, window),
             "key_id": signer.key_id,
             "hash_recipe": HASH_RECIPE,
             "streams": manifest_streams(counts),
@@ -313,6 +317,18 @@ async def export_bundle(
     _write_tar(out, blobs, now)
     first_seq, last_seq = window or (0, 0)
     return ExportSummary(counts["records"], first_seq, last_seq, counts, out)
+
+
+def _record_macs(report: Any, window: tuple[int, int] | None) -> dict[str, Any]:
+    """What the export knew of who wrote the bundled records (pdp.store.macs): whether it
+    checked, and the seq ranges no PDP holding the key wrote that an operator acknowledged
+    (audit acknowledge). They verify as chain, and are still not the PDP's records: an
+    auditor holding the bundle alone is told so by its signed manifest."""
+    first, last = window or (1, 0)
+    inside = [
+        [max(a, first), min(b, last)] for a, b in report.acknowledged if b >= first and a <= last
+    ]
+    return {"checked": bool(report.macs_checked), "not_written_by_the_pdp": inside}
 
 
 def _write_tar(out: Path, blobs: dict[str, bytes], mtime: float) -> None:
@@ -428,6 +444,7 @@ def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> Bun
     counted.records, counted.first_seq, counted.head = len(lines), report.first_seq, report.head
     counted.checkpoints, counted.statements = checker.checkpoints, checker.statements
     counted.anchor = f"chain_head.json (signed) names seq {report.head[0]}: the last record"
+    counted.macs = _macs_said(manifest.get("record_macs"))
     problems.sort(key=lambda p: (p.seq == 0, p.seq))
     report.ok = not problems
     return report
@@ -474,6 +491,26 @@ _LINE_KEYS = {
     "prev_hash",
     "hash",
 }
+
+
+def _macs_said(said: Any) -> str:
+    """What the signed manifest says of record MACs, for the report ("" when silent)."""
+    if not isinstance(said, dict):
+        return "not stated (a bundle written before record MACs were stated)"
+    if said.get("checked") is not True:
+        return "not checked at export (the PDP's proxy key was not at hand)"
+    ranges = [
+        (r[0], r[1])
+        for r in said.get("not_written_by_the_pdp") or []
+        if isinstance(r, list) and len(r) == 2 and all(type(n) is int for n in r)
+    ]
+    if not ranges:
+        return "checked at export: every record written by a holder of the PDP's key"
+    return (
+        f"checked at export: records {describe_ranges(ranges)} were NOT written by the PDP"
+        " (INSERTed into the store by someone else; acknowledged by an operator): they are"
+        " in the chain, and what they say is not the PDP's evidence"
+    )
 
 
 def _check_records(data: bytes, problems: list[Problem]) -> list[dict[str, Any]]:

@@ -523,6 +523,10 @@ class EvidenceReport:
     problems: list[Problem]
     counted: Counted = field(default_factory=Counted)
     foreign: list[tuple[int, int]] = field(default_factory=list)  # no valid MAC, not acked
+    # no valid MAC either, but acknowledged by an operator (audit acknowledge): in the
+    # chain, verified, and still not the PDP's records
+    acknowledged: list[tuple[int, int]] = field(default_factory=list)
+    macs_checked: bool = False  # whether the record MACs were read (the key was at hand)
 
     def summary(self) -> str:
         return "\n".join(self.counted.lines())
@@ -672,6 +676,7 @@ async def _verify_read(
         # not JSON, it was changed) says more than that no MAC spans it
         problems.insert(0, Problem(chain.first_bad_seq, "", "", chain.problem))
     found: list[tuple[int, int]] = []
+    known: list[tuple[int, int]] = []
     if foreign is not None:
         found = left = foreign.ranges()
         if found:
@@ -708,6 +713,8 @@ async def _verify_read(
         problems,
         counted,
         found,
+        merged_spans(known),
+        foreign is not None,
     )
 
 
