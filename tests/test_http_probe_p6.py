@@ -16,10 +16,15 @@ raw sockets). Each test is one way around a guardrail that worked before its fix
   frameworks'), and If-None-Match and If-Match went upstream under a mask: with the rest
   of the record known, the ETag of each guess at the phone is computable, and a 304 (or
   the absence of a 412) said which guess was right. Under a mask neither goes upstream;
+- a field named in the plural (`phones`, `passwords`, `customerIbans`: a list of its
+  values) went past the field rules, which matched a rule's words exactly; a word is now
+  the rule's word or its plural, in answers (JSON keys, CSV columns, text labels,
+  headers) and in the request words the policy reads (`?phones=like.555*`);
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -29,7 +34,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from http_upstream import SECRET, exchange, http_stack, request, status
+from http_upstream import SECRET, exchange, http_stack, raw_server, request, status
 from pdp_harness import free_port, token
 
 pytestmark = pytest.mark.integration
@@ -194,3 +199,44 @@ async def test_a_validator_of_the_unmasked_body_does_not_go_upstream(tmp_path):
     for key, (code, body) in got.items():
         assert code == 200 and b'"[REDACTED]"' in body, (key, code, body)
     assert unmasked == 304
+
+
+@contextlib.asynccontextmanager
+async def answering(kind: str, body: bytes) -> AsyncIterator[int]:
+    """A raw upstream answering every request with `body` as `kind`."""
+
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (kind.encode(), len(body), body)
+        )
+        await writer.drain()
+
+    async with raw_server(converse) as port:
+        yield port
+
+
+async def _read_as(tmp_path: Any, kind: str, body: bytes, groups: tuple[str, ...]) -> bytes:
+    async with (
+        answering(kind, body) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        return await exchange(s.proxy.port, request(s, "GET /customers HTTP/1.1", groups=groups))
+
+
+HIDDEN = (b"5550100", b"hunter2", b"DE89370400440532013000")
+PLURALS = {
+    "json phones": ("application/json", b'{"id": 1, "phones": ["5550100", "5550101"]}'),
+    "json passwords": ("application/json", b'[{"passwords": ["hunter2"]}]'),
+    "json camelCase plural": ("application/json", b'{"customerIbans": ["DE89370400440532013000"]}'),
+    "csv": ("text/csv", b"id,phones\n1,5550100\n"),
+    "text": ("text/plain", b"passwords: hunter2\n"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLURALS))
+async def test_a_field_named_in_the_plural_is_masked(tmp_path, case):
+    kind, body = PLURALS[case]
+    answer = await _read_as(tmp_path, kind, body, ("readonly",))
+    assert status(answer) == 200 and not any(v in answer for v in HIDDEN), answer

@@ -779,13 +779,22 @@ def field_words(masker: Masker) -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 def worded_field(worded: tuple[tuple[str, tuple[str, ...]], ...], words: tuple[str, ...]) -> str:
     """The first field whose words `words` hold in a row, or whose words written as one
-    (`cardnumber`) one of `words` is; "" for none."""
+    (`cardnumber`) one of `words` is, a word in the plural too (`phones`, `cardNumbers`,
+    `passwords`: a list of the field's values); "" for none."""
     for field, rule in worded:
         joined = "".join(rule)
         for start in range(len(words)):
-            if words[start : start + len(rule)] == rule or words[start] == joined:
+            if _same_word(words[start], joined) or (
+                len(words) - start >= len(rule)
+                and all(_same_word(w, r) for w, r in zip(words[start:], rule, strict=False))
+            ):
                 return field
     return ""
+
+
+def _same_word(word: str, rule: str) -> bool:
+    """`word` is `rule`, or its plural (`phones`, `addresses`)."""
+    return word == rule or (word.startswith(rule) and word[len(rule) :] in ("s", "es"))
 
 
 # a name and its separator inside a line: "phone": / phone= / phone:

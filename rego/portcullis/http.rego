@@ -150,17 +150,18 @@ http_split_case(text) := regex.replace(
 	`([0-9])([A-Za-z])`, "${1} ${2}",
 )
 
-# field → [its words padded, its words written as one] (`card_number`: " card number ",
-# " cardnumber ")
-http_masked_field_words[field] := [spelt, joined] if {
+# field → its words padded, written as one, and in the plural (`card_number`: " card
+# number ", " cardnumber ", " card numbers ", " cardnumbers ", "... numberes ")
+http_masked_field_words[field] := {sprintf(" %s%s ", [w, s]) | some w in [spelt, joined]; some s in ["", "s", "es"]} if {
 	some field in http_masked_fields
-	spelt := http_spaced_words(field)
-	joined := sprintf(" %s ", [concat("", split(trim_space(spelt), " "))])
+	spelt := trim_space(http_spaced_words(field))
+	joined := concat("", split(spelt, " "))
 }
 
-http_words_name(words, spelt) if contains(words, spelt[0])
-
-http_words_name(words, spelt) if contains(words, spelt[1])
+http_words_name(words, spelt) if {
+	some s in spelt
+	contains(words, s)
+}
 
 http_masked_fields contains lower(rule.field) if {
 	some rule in pii_masks

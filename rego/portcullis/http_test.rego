@@ -193,6 +193,8 @@ test_http_a_filter_order_or_search_on_a_masked_field_needs_approval if {
 		{"query": {"cardnumber": "4111"}},
 		{"query": {"sort": ["id", "-cardNumber"]}},
 		{"query": {"x": "email_address:a*"}},
+		{"query": {"phones": "like.555*"}},
+		{"query": {"sort": "cardNumbers"}},
 		{"body": {"query": {"wildcard": {"phone": "555*"}}}},
 		{"body": [{"op": "test", "path": "/password", "value": "hunter2"}]},
 		{"body": "ssn"},
@@ -212,7 +214,7 @@ test_http_a_filter_order_or_search_on_a_masked_field_needs_approval if {
 		{"query": {"select": "id,amount"}},
 		{"query": {"q": "telephoned", "order": "id.desc", "limit": "10"}},
 		{"query": {"sql": "select telephoned from t"}},
-		{"query": {"classname": "x", "tokens_left": "5"}},
+		{"query": {"classname": "x", "tokenize": "5"}},
 		{"body": {"amount": 12, "note": ["a", 1, null]}},
 		{"path": "/v1/customers/7/phone"},
 	]
