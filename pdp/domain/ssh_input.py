@@ -650,14 +650,18 @@ def _glob_free_output(part: Part) -> bool:
 
 def _unquoted_expansions(source: str, word: Any) -> list[Any]:
     """The expansions of a word (bashlex's parts: parameters, substitutions, tildes) that
-    stand outside quotes in its source, where bash splits and globs their value."""
-    starts = {child.pos[0]: child for child in getattr(word, "parts", None) or ()}
+    stand outside quotes in its source, where bash splits and globs their value; one the
+    scan of the source does not meet where bashlex placed it counts as outside."""
+    children = list(getattr(word, "parts", None) or ())
+    starts = {child.pos[0]: child for child in children}
+    met: set[int] = set()
     found: list[Any] = []
     double = False
     i, end = word.pos
     while i < end:
         child = starts.get(i)
         if child is not None:
+            met.add(id(child))
             if not double:
                 found.append(child)
             i = max(child.pos[1], i + 1)
@@ -672,7 +676,7 @@ def _unquoted_expansions(source: str, word: Any) -> list[Any]:
             close = source.find("'", i + 1)
             i = end if close < 0 else close
         i += 1
-    return found
+    return found + [child for child in children if id(child) not in met]
 
 
 def _plain_parameter(node: Any) -> None:
