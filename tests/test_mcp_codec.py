@@ -110,13 +110,18 @@ def test_notifications_responses_and_batches() -> None:
     assert seen["message"] == "notification"
     answer = {"jsonrpc": "2.0", "id": 4, "result": {"roots": []}}
     (read,) = codec.parse_request(body(answer), JSON).messages
-    raw = read.command("/mcp")
-    assert read.kind == "response" and raw == '{"endpoint":"/mcp","result":{"roots":[]}}'
+    raw = read.command("/mcp", "roots/list")
+    assert read.kind == "response"
+    assert raw == '{"answers":"roots/list","endpoint":"/mcp","result":{"roots":[]}}'
     assert mcp_command("mcp.call", raw, {}) == {
         "message": "response",
         "method": "",
         "endpoint": "/mcp",
+        "answers": "roots/list",
     }
+    # (what it answers is part of the text: without it, the text is malformed)
+    bare = '{"endpoint":"/mcp","result":{"roots":[]}}'
+    assert mcp_command("mcp.call", bare, {})["message"] == "malformed"
     for method, meaning in (("GET", "stream"), ("DELETE", "end")):
         raw = codec.canonical({"endpoint": "/mcp", "http": method})
         assert mcp_command("mcp.call", raw, {})["message"] == meaning

@@ -9,22 +9,30 @@ is a reader (outside pii-readers: tool results masked):
   or `name   value` lines, under a header naming a masked column: the password and phone
   cells came back whole (only `name: value`, `name=value`, CSV and XML were read for the
   field rules, and no detector finds a password).
+- a client's answer (a JSON-RPC response) went upstream whatever it answered: one to no
+  request of the server's, or to one the proxy had dropped (the server's stream refused,
+  or its id naming data), answered blind; and the policy, seeing only `response`, could
+  not tell an answer to an elicitation from one to anything else the server asked.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import mcp_types
 import pytest
 import test_mcp_proxy
 from mcp.server.mcpserver import MCPServer
-from test_mcp_proxy import agent, mcp_stack, text_of
+from test_mcp_exchange import SSE, Agent, agent_of, chunks, event, read, sse_messages
+from test_mcp_proxy import agent, initialize, mcp_stack, messages_of, post, text_of
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
-from proxies.http.mcp import _mask_tree
+from proxies.http.mcp import Forward, Reply, _mask_tree
+from proxies.http.mcp_codec import DENIED, INVALID_REQUEST
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +107,79 @@ READER_MASK = Masker(
 def test_space_tables_are_read_one_way_or_withheld(text: str, shown: str) -> None:
     counts: Counter[str] = Counter()
     assert _mask_tree({"text": text}, READER_MASK, counts)["text"] == shown
+
+
+async def test_an_answer_goes_only_to_a_request_the_server_sent_this_client(
+    tmp_path: Path,
+) -> None:
+    async with mcp_stack(tmp_path) as stack:
+        mallory = stack.token("mallory@example.com", "readonly")
+        session_id = await initialize(stack, mallory)
+        seen = len(stack.upstream.keys)
+        for answer in (
+            {"jsonrpc": "2.0", "id": 0, "result": {"action": "accept", "content": {"go": True}}},
+            {"jsonrpc": "2.0", "id": "x", "error": {"code": -1, "message": "no"}},
+            [{"jsonrpc": "2.0", "id": 1, "result": {}}, {"jsonrpc": "2.0", "id": 2, "result": {}}],
+        ):
+            status, _, text = await post(stack, mallory, answer, session_id)
+            assert status == 400, text
+            assert messages_of(text)[0]["error"]["code"] == INVALID_REQUEST
+            assert "no request the server sent" in text
+        assert len(stack.upstream.keys) == seen
+        # the SDK's elicitation round trip: the answer goes, decided as what it answers
+        asked: list[str] = []
+
+        async def on_elicit(context: Any, params: Any) -> Any:
+            asked.append(params.message)
+            return mcp_types.ElicitResult(action="accept", content={"go": True})
+
+        async with agent(stack, mallory, elicitation_callback=on_elicit) as client:
+            result = await client.call_tool("list_invoices", {"customer": "Ann"})
+        assert text_of(result).startswith("3 invoices of Ann")
+        assert asked == ["list them all?"] and stack.upstream.elicited == ["accept"]
+        decisions = [d.body for d in await stack.pdp.store.query(kind="decision")]
+        answers = [json.loads(d["raw"]) for d in decisions if '"answers"' in d["raw"]]
+        assert [a["answers"] for a in answers] == ["elicitation/create"]
+
+
+async def _server_asks(mallory: Agent, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """A tools/call whose stream carries the server's request, then the call's answer."""
+    call = await mallory.send("POST", {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                                       "params": {"name": "find_customer",
+                                                  "arguments": {"name": "Ann"}}})  # fmt: skip
+    assert isinstance(call, Forward)
+    done = {"jsonrpc": "2.0", "id": 5, "result": {"content": []}}
+    return sse_messages(
+        await read(await call.response(200, list(SSE), chunks(event(request), event(done))))
+    )
+
+
+async def test_a_request_the_proxy_dropped_is_not_answered_blind(tmp_path: Path) -> None:
+    accept = {"action": "accept", "content": {"go": True}}
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        # an elicitation whose id names a customer: dropped in a masked session
+        form = {"message": "refund?", "requestedSchema": {"type": "object"}}
+        named = {"jsonrpc": "2.0", "id": "ann@example.com", "method": "elicitation/create",
+                 "params": form}  # fmt: skip
+        got = await _server_asks(mallory, named)
+        assert [m.get("method") for m in got] == [None]
+        refused = await mallory.send("POST", {"jsonrpc": "2.0", "id": "ann@example.com",
+                                              "result": accept})  # fmt: skip
+        assert isinstance(refused, Reply) and refused.status == 400
+        # an elicitation passed: answered once
+        asked = {**named, "id": 41}
+        got = await _server_asks(mallory, asked)
+        assert [m.get("method") for m in got] == ["elicitation/create", None]
+        answer = {"jsonrpc": "2.0", "id": 41, "result": accept}
+        assert isinstance(await mallory.send("POST", answer), Forward)
+        again = await mallory.send("POST", answer)
+        assert isinstance(again, Reply) and again.status == 400
+        # a request no client answers (the server asking the client to call a tool)
+        odd = {"jsonrpc": "2.0", "id": 42, "method": "tools/call", "params": {"name": "x"}}
+        got = await _server_asks(mallory, odd)
+        assert [m.get("method") for m in got] == ["tools/call", None]
+        denied = await mallory.send("POST", {"jsonrpc": "2.0", "id": 42, "result": {}})
+        assert isinstance(denied, Reply) and denied.status == 403
+        assert json.loads(await read(denied))["error"]["code"] == DENIED

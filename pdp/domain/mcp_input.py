@@ -2,10 +2,11 @@
 
 Owns the rule that the PDP reads the message itself, from the raw text the proxy sent
 (the canonical JSON of the `endpoint` — path and query — it went to, with `{"method",
-"params"}` of a JSON-RPC request or notification, `{"result"|"error"}` of a client's
-answer to the server, or `{"http": "GET"|"DELETE"}`: opening the server's event stream,
-ending the session), and never takes a proxy's description of which tool is called with
-which arguments. `"listing": true` beside the
+"params"}` of a JSON-RPC request or notification, `{"result"|"error", "answers"}` of a
+client's answer to the server (`answers`: the method of the server's request it answers,
+which the proxy handed the client; the text cannot say it otherwise), or `{"http":
+"GET"|"DELETE"}`: opening the server's event stream, ending the session), and never takes
+a proxy's description of which tool is called with which arguments. `"listing": true` beside the
 method asks whether a `tools/list` (`prompts/list`, `resources/list`) answer may show a
 tool (prompt, resource), not to call (get, read) it. From the proxy
 it takes only whether the message was a notification (the id the text leaves out says
@@ -32,8 +33,8 @@ HTTP_MESSAGES = {"GET": "stream", "DELETE": "end"}
 
 def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """input.command.mcp: {message, method, endpoint, tool|prompt|uri, arguments,
-    listing}; `message` is request, notification, response, stream, end or malformed. A
-    completion/complete shows the prompt or resource template (`uri`) its ref names."""
+    listing, answers}; `message` is request, notification, response, stream, end or
+    malformed. A completion/complete shows the prompt or resource template (`uri`) its ref names."""
     try:
         # (strict_json's reading, as the proxy's: no repeated name, no number the policy's
         # input would hold as another)
@@ -48,8 +49,9 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
             return dict(MALFORMED)
         return {"message": HTTP_MESSAGES[message["http"]], "method": "", "endpoint": endpoint}
     if "method" not in message:
-        if set(message) in ({"result"}, {"error"}):
-            return {"message": "response", "method": "", "endpoint": endpoint}
+        answers = message.pop("answers", None)
+        if set(message) in ({"result"}, {"error"}) and isinstance(answers, str):
+            return {"message": "response", "method": "", "endpoint": endpoint, "answers": answers}
         return dict(MALFORMED)
     method = message["method"]
     params = message.get("params", {})

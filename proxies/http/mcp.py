@@ -233,12 +233,19 @@ class McpExchange:
             why = "a batch names one request id twice, as a number and as a string"
             session.record_response(kind="mcp.refused", reason=why)
             return _refusal(codec.Refused(why))
+        if any(mcp.asking(m.id) is None for m in parsed.messages if m.kind == "response"):
+            # an answer is forwarded only to a request of the server's that reached this
+            # client, and decided as the answer to that method (a request the proxy
+            # dropped, or none at all, is not answered blind)
+            why = "an answer to no request the server sent this client"
+            session.record_response(kind="mcp.refused", reason=why)
+            return _refusal(codec.Refused(why))
         wait = prefer_wait(headers)
         for message in parsed.messages:
             if message.kind == "notification" and message.method == "notifications/cancelled":
                 # a request this session holds for an approval stops waiting (withdrawn)
                 mcp.cancel_held(message.params.get("requestId"))
-        commands = [m.command(target) for m in parsed.messages]
+        commands = [m.command(target, mcp.asking(m.id) or "") for m in parsed.messages]
         rulings = [
             await self._ruling(session, mcp, m, raw, wait)
             for m, raw in zip(parsed.messages, commands, strict=True)
@@ -258,6 +265,8 @@ class McpExchange:
             return self._refused(parsed, rulings)
         forward = Forward(self, session, owner, session_id, mcp, target, parsed)
         for message, ruling, masker in zip(parsed.messages, rulings, maskers, strict=True):
+            if message.kind == "response":
+                mcp.answered_server(message.id)
             if masker is not None:
                 mcp.stream_mask = masker
                 forward.masks.append(masker)
@@ -541,7 +550,24 @@ class Forward:
                     reader, events = None, []
                 for event in events:
                     self._handed(event)
+                    self._asked_in(event.data)
             yield chunk
+
+    def _asked_in(self, data: str) -> None:
+        """The server's requests in an event passed unread (what the client may answer)."""
+        if '"method"' not in data:
+            return
+        try:
+            document = json.loads(data)
+        except (ValueError, RecursionError):
+            return
+        for message in codec.response_messages(document) or ():
+            self._asked(message)
+
+    def _asked(self, message: dict[str, Any]) -> None:
+        """A server's message reaches the client: if a request, the client may answer it."""
+        if "id" in message and isinstance(message.get("method"), str):
+            self.mcp.ask(message["id"], message["method"])
 
     def _handed(self, event: codec.SseEvent) -> None:
         for name, value in event.fields:
@@ -614,6 +640,7 @@ class Forward:
                 return None
             masker = masker or session_mask  # (its stream unmasked: the latest call's mask)
             if masker is None:
+                self._asked(message)
                 return message
             shaped = _jsonrpc_keys(message, _SERVER_REQUEST_KEYS)
             named = [shaped["method"]]
@@ -630,8 +657,12 @@ class Forward:
                 return None
             params = shaped.get("params")
             if shaped["method"] == "elicitation/create" and isinstance(params, dict):
-                return self._elicitation(shaped, params, masker)
-            return self._masked(shaped, masker, "")
+                shown = self._elicitation(shaped, params, masker)
+            else:
+                shown = self._masked(shaped, masker, "")
+            if shown is not None and "method" in shown:
+                self._asked(shown)
+            return shown
         handling: Handling | None = self.mcp.answered(message.get("id"))
         if handling is None:
             self.session.record_response(kind="mcp.dropped", reason="an answer to no request")

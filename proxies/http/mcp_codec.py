@@ -89,11 +89,13 @@ class Message:
         params = self.body.get("params", {})
         return params if isinstance(params, dict) else {}
 
-    def command(self, endpoint: str) -> str:
+    def command(self, endpoint: str, answers: str = "") -> str:
         """The command text the PDP decides: the endpoint (path and query) it was posted
-        to and the message, canonical JSON without the id or `_meta.progressToken`."""
+        to and the message, canonical JSON without the id or `_meta.progressToken`; a
+        response with the method of the server's request it `answers`."""
         if self.kind == "response":
             shown = {k: v for k, v in self.body.items() if k in ("result", "error")}
+            shown["answers"] = answers
         else:
             params = dict(self.params)
             meta = params.get("_meta")

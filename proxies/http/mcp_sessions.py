@@ -66,6 +66,30 @@ class McpSession:
     held: dict[Hashable, Any] = field(default_factory=dict)
     # the SSE event ids passed to this client, latest last (what it may resume from)
     event_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # the server's requests passed to this client (sampling, elicitation, roots): request
+    # id → method, what a client's answer answers; an answer to none is not forwarded
+    asked: OrderedDict[Hashable, str] = field(default_factory=OrderedDict)
+
+    def ask(self, request_id: Any, method: str) -> None:
+        """A server's request of this id reached the client: it may answer it once."""
+        if isinstance(request_id, str | int) and not isinstance(request_id, bool):
+            key = _id_key(request_id)
+            self.asked.pop(key, None)
+            self.asked[key] = method
+            while len(self.asked) > MAX_PENDING:
+                self.asked.popitem(last=False)
+
+    def asking(self, request_id: Any) -> str | None:
+        """The method of the server's request a client's answer of this id answers, or
+        None when no such request reached this client (kept until answered())."""
+        if not (isinstance(request_id, str | int) and not isinstance(request_id, bool)):
+            return None
+        return self.asked.get(_id_key(request_id))
+
+    def answered_server(self, request_id: Any) -> None:
+        """The client's answer to the server's request went upstream: it is answered."""
+        if isinstance(request_id, str | int) and not isinstance(request_id, bool):
+            self.asked.pop(_id_key(request_id), None)
 
     def handed(self, event_id: str) -> None:
         """An event of this id reached the client: it may resume from it."""

@@ -92,10 +92,22 @@ allow contains sprintf("MCP %s", [mcp_method]) if {
 	mcp_method in data.portcullis.mcp.methods
 }
 
-# the client's answer to the server's own request (sampling, elicitation, roots)
-allow contains "an answer to the MCP server's request" if {
+# the client's answer to the server's own request: `answers` is the method of that request,
+# which the proxy handed this client (it forwards no answer to a request it did not hand
+# it); the requests a client answers are MCP's client features (sampling, elicitation,
+# roots) and ping, or what data.portcullis.mcp.server_requests lists instead
+mcp_server_requests := object.get(data.portcullis.mcp, "server_requests", ["sampling/createMessage", "elicitation/create", "roots/list", "ping"])
+
+allow contains sprintf("an answer to the MCP server's %s", [mcp_command.answers]) if {
 	input.command.kind == "mcp.call"
 	mcp_command.message == "response"
+	mcp_command.answers in mcp_server_requests
+}
+
+deny contains sprintf("an answer to the MCP server's %q: not a request clients answer here", [object.get(mcp_command, "answers", "")]) if {
+	input.command.kind == "mcp.call"
+	mcp_command.message == "response"
+	not object.get(mcp_command, "answers", "") in mcp_server_requests
 }
 
 # -- _meta: what a message carries beside its params (MCP Base Protocol → _meta), which a

@@ -84,7 +84,19 @@ test_mcp_protocol_methods_allowed_for_members if {
 		mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "request", "method": m}).verdict == "allow"
 	}
 	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "notification", "method": "notifications/initialized"}).verdict == "allow"
-	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "response", "method": ""}).verdict == "allow"
+	mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "response", "method": "", "answers": "elicitation/create"}).verdict == "allow"
+}
+
+test_mcp_answers_only_to_the_requests_a_client_answers if {
+	every m in ["sampling/createMessage", "elicitation/create", "roots/list", "ping"] {
+		mcp_decision(["readonly"], {"endpoint": "/mcp", "message": "response", "method": "", "answers": m}).verdict == "allow"
+	}
+	d := mcp_decision(["dba"], {"endpoint": "/mcp", "message": "response", "method": "", "answers": "tools/call"})
+	d.verdict == "deny"
+	"an answer to the MCP server's \"tools/call\": not a request clients answer here" in d.reasons
+	mcp_decision(["dba"], {"endpoint": "/mcp", "message": "response", "method": ""}).verdict == "deny"
+	i := object.union(mcp_input(["readonly"], {"endpoint": "/mcp", "message": "response", "method": "", "answers": "tools/call"}), {})
+	portcullis.decision.verdict == "allow" with input as i with data.portcullis.mcp.server_requests as ["tools/call"]
 }
 
 test_mcp_other_methods_denied if {
