@@ -46,6 +46,8 @@ CACHE_FLAGS = ("settings", "untyped")  # flags the cache hint reads
 
 FUNCTIONS = ["now", "lower", "count", "set_config", "pg_read_file", "dblink_connect", "upper"]
 TABLES = ["orders", "pg_authid", "pg_catalog.pg_authid", "contact_view", "public.v", "x.y.z"]
+# the statistics and TOAST catalogs (has.pg_names), in other cases and with a schema
+TABLES += ["PG_Stats", "pg_catalog.pg_statistic", "pg_toast.pg_toast_1", "PG_TOAST_2"]
 COLUMNS = ["id", "email", "contact", "phone", "*"]
 SETTINGS = ["DateStyle", "work_mem", "client_encoding", "search_path", "role"]
 names = st.lists(st.sampled_from(FUNCTIONS + TABLES), max_size=3)
@@ -207,6 +209,12 @@ def test_corpus_statements_are_decided_alike_with_every_flag(engine: Any) -> Non
         ([{"type": "select", "functions": [], "operators": ["public.+"]}], {"qualified_names"}),
         ([{"type": "select", "functions": {"a": "set_config"}}], {"settings", "functions"}),
         ([{"type": "select", "functions": [], "type_names": "dd"}], {"qualified_names"}),
+        ([{"type": "select", "functions": [], "tables": ["orders", "a.b"]}], {}),
+        ([{"type": "select", "functions": [], "tables": ["x.PG_Toast_1"]}], {"pg_names"}),
+        ([{"type": "select", "functions": [], "tables": ["pg_authid"]}], {"pg_names"}),
+        ([{"type": "select", "functions": [], "tables": ["\uff30g_stats"]}], {"pg_names"}),
+        ([{"type": "select", "functions": [], "tables": [1]}], {"pg_names"}),
+        ([{"type": "select", "functions": [], "tables": "orders"}], {"pg_names"}),
         (["select"], set(STATEMENT_FLAGS)),
         ({"type": "select"}, set(STATEMENT_FLAGS)),
     ],

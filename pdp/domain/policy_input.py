@@ -132,6 +132,7 @@ STATEMENT_FLAGS = (
     "whole_row",
     "computed",
     "qualified_names",
+    "pg_names",
 )
 
 
@@ -181,6 +182,11 @@ def statement_flags(statements: Any) -> dict[str, bool]:
       computed         an output that is an expression or an aggregate
       qualified_names  a function written with its schema or a quoted name with capitals, an
                        operator or a type written with its schema
+      pg_names         a relation name holding `pg_` in any case (the statistics and TOAST
+                       catalogs' rules, postgres_lineage.rego, lower-case and split every
+                       name: ~140,000 evaluator instructions per agent query without it), or
+                       a name that is not ASCII (whose lower case the evaluator may write
+                       otherwise than Python)
     """
     flags: dict[str, bool] = {}
     items = _items(statements)
@@ -212,7 +218,18 @@ def statement_flags(statements: Any) -> dict[str, bool]:
             or _named_outside(s.get("type_names", []))
         ):
             flags["qualified_names"] = True
+        if _names_pg(s.get("tables", [])):
+            flags["pg_names"] = True
     return flags
+
+
+def _names_pg(values: Any) -> bool:
+    """Whether some name of a list may be `pg_` something in any case: it holds `pg_`
+    lower-cased, is not ASCII, or is not a string (or the list is not a list)."""
+    items = _items(values)
+    return items is None or any(
+        type(v) is not str or not v.isascii() or "pg_" in v.lower() for v in items
+    )
 
 
 def query_flags(details: dict[str, Any], flags: dict[str, bool]) -> dict[str, bool]:

@@ -258,7 +258,11 @@ deny contains "LISTEN is denied to everyone not in pii-readers: notification pay
 # as text, finding no pattern in a password), and a LIKE on pg_stats.histogram_bounds
 # spelled one out. Readers may read no such catalog (postgres.secret_catalogs); nor may
 # anyone else the masks cover. Matched on the name's last component, any case, as there.
+# This rule and the TOAST tables' open with has.pg_names (the PDP sets it for a relation
+# name holding pg_ in any case): lower-casing and splitting every name cost an agent's
+# query ~140,000 evaluator instructions.
 deny contains sprintf("%s holds sample values of every column, sensitive ones included: denied to everyone not in pii-readers", [t]) if {
+	input.command.postgres.has.pg_names
 	some s in input.command.postgres.statements
 	some t in s.tables
 	pg_statistics_catalog(t)
@@ -277,6 +281,7 @@ pg_statistics_catalog(t) if {
 # (pg_toast, pg_toast_temp_N) or, with that schema on the search_path, by its own name
 # pg_toast_<oid>: any name component starting pg_toast, any case.
 deny contains sprintf("%s is a TOAST table: its chunks are the long values of its table's columns, under no column's name; denied to everyone not in pii-readers", [t]) if {
+	input.command.postgres.has.pg_names
 	some s in input.command.postgres.statements
 	some t in s.tables
 	some part in split(lower(t), ".")
