@@ -14,9 +14,13 @@ detector recognises).
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 import psycopg
 import pytest
 from adversary import RawClient, assert_no_secret, ready_client, running_arena
+from pg_harness import running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -179,3 +183,100 @@ def test_a_pii_reading_dba_still_filters_on_it(arena, cased_views) -> None:
         assert answer.rows == [[b"1"]], answer.messages
     finally:
         c.close()
+
+
+# --- an approval and the database's code changing the search_path ---------------------
+
+SAM = {"subject": "sam@example.com", "groups": ["security"], "issuer": "portcullis-dev"}
+
+PATH_CODE = """
+CREATE SCHEMA scratch;
+CREATE TABLE scratch.orders (id int);
+CREATE FUNCTION public.path_public() RETURNS text LANGUAGE sql VOLATILE
+  AS $$ SELECT set_config('search_path', 'public', false) $$;
+CREATE PROCEDURE public.path_public_proc() LANGUAGE plpgsql
+  AS $$ BEGIN PERFORM set_config('search_path', 'public', false); END $$;
+CREATE VIEW public.path_view AS SELECT public.path_public() AS p;
+"""
+
+
+async def _pending(gw, other_than: set[str]) -> str:
+    for _ in range(100):
+        for r in gw.pdp.approvals.requests.values():
+            if r.state == "pending" and r.id not in other_than:
+                return r.id
+        await asyncio.sleep(0.1)
+    raise AssertionError("no approval request appeared")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "SELECT public.path_public()",
+        "SELECT path_public()",
+        "CALL public.path_public_proc()",
+        "SELECT * FROM path_view",
+    ],
+)
+async def test_the_databases_code_setting_the_path_unbinds_an_approval(tmp_path, change) -> None:
+    """Attack (dba, in pii-readers or not): TRUNCATE orders is approved while the path
+    names a scratch schema (scratch.orders, the approver is told); then a function, a
+    procedure or a view the database defines sets search_path back to public
+    (set_config inside it, named nowhere in the statement), and the approved text, run
+    again in the session, truncated public.orders. The approvals binding (pdp/domain/
+    search_paths.py) looked for set_config among the statement's own function names only.
+    Now a call of anything but a pg_catalog built-in (the database's functions, as the
+    proxy names them, any procedure) and a read of a view running the database's code
+    count as a possible change: asked again."""
+    async with running_gateway(tmp_path, approvals={"timeout_seconds": 3}) as gw:
+        with gw.admin() as admin:
+            admin.execute(PATH_CODE)
+            admin.execute(f"GRANT ALL ON SCHEMA scratch TO {gw.role}")
+            admin.execute(f"GRANT ALL ON scratch.orders, public.path_view TO {gw.role}")
+            admin.execute("INSERT INTO orders VALUES (-1, 1, 9.5)")
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana@example.com", ("dba", "pii-readers"))))
+        try:
+            await conn.execute("SET search_path = scratch, public")
+            first = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
+            asked = await _pending(gw, set())
+            await gw.pdp.approvals.decide(asked, SAM, True, "scratch copy only")
+            assert await asyncio.wait_for(first, 15) == "TRUNCATE TABLE"
+            await conn.execute(change)
+            assert await conn.fetchval("SHOW search_path") == "public"
+            again = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
+            await _pending(gw, {asked})  # asked again; nobody decides
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await asyncio.wait_for(again, 15)
+        finally:
+            await conn.close()
+        with gw.admin() as admin:
+            kept = admin.execute("SELECT count(*) FROM public.orders WHERE id = -1").fetchone()
+            assert kept == (1,)
+
+
+async def test_a_temporary_table_renamed_away_unbinds_an_approval(tmp_path) -> None:
+    """Attack (dba), the path untouched: a temporary table is searched before every
+    schema, so with one named orders, TRUNCATE orders (approved for that scratch copy)
+    truncates it; renamed away (ALTER TABLE orders RENAME TO gone: DDL, no setting), the
+    same approved text truncated public.orders. DDL that makes, moves or removes a name
+    now counts as a possible change."""
+    async with running_gateway(tmp_path, approvals={"timeout_seconds": 3}) as gw:
+        with gw.admin() as admin:
+            admin.execute("INSERT INTO orders VALUES (-1, 1, 9.5)")
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana@example.com", ("dba", "pii-readers"))))
+        try:
+            await conn.execute("CREATE TEMP TABLE orders (id int)")
+            first = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
+            asked = await _pending(gw, set())
+            await gw.pdp.approvals.decide(asked, SAM, True, "temporary copy only")
+            assert await asyncio.wait_for(first, 15) == "TRUNCATE TABLE"
+            await conn.execute("ALTER TABLE orders RENAME TO gone")
+            again = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
+            await _pending(gw, {asked})
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await asyncio.wait_for(again, 15)
+        finally:
+            await conn.close()
+        with gw.admin() as admin:
+            kept = admin.execute("SELECT count(*) FROM public.orders WHERE id = -1").fetchone()
+            assert kept == (1,)

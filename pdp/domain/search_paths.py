@@ -28,22 +28,68 @@ _OPAQUE_TYPES = frozenset({"discard", "do", "unparseable"})
 _RAN = ("allow", "mask")
 # statements that keep code for later (a prepared statement, a cursor, a rule)
 _STORING = frozenset({"prepare", "declare", "ddl"})
+# DDL that makes, moves or removes no name a statement may resolve to
+_NAMING_NOTHING = frozenset({"CommentStmt", "IndexStmt", "ReindexStmt", "ClusterStmt"})
 
 
-def changes_resolution(statements: Iterable[Any]) -> bool:
-    """Whether any of these classified statements may change name resolution."""
-    for statement in statements:
-        if not isinstance(statement, dict):
-            return True  # not a classification this module knows: assume it may
-        kind = statement.get("type")
-        if kind in _OPAQUE_TYPES:
-            return True
-        if kind == "set" and str(statement.get("setting", "")).lower() in _RESOLUTION_SETTINGS:
-            return True
-        functions = statement.get("functions") or ()
-        if any(str(f).lower().rsplit(".", 1)[-1] == "set_config" for f in functions):
-            return True
+def changes_resolution(statements: Iterable[Any], attributes: dict[str, Any] | None = None) -> bool:
+    """Whether any of these classified statements may change name resolution: by code it
+    runs (_runs_change) or by the names it makes, moves or removes (_renames)."""
+    return any(_runs_change(s, attributes) or _renames(s) for s in statements)
+
+
+def _runs_change(statement: Any, attributes: dict[str, Any] | None) -> bool:
+    """Whether a statement may run something that sets a resolution setting: SET and its
+    kin, set_config, or code the statement does not show — anything but a pg_catalog
+    built-in (a function the database defines, under any spelling, as the proxy names
+    them in `attributes`), a procedure, a view running the database's code."""
+    if not isinstance(statement, dict):
+        return True  # not a classification this module knows: assume it may
+    kind = statement.get("type")
+    if kind in _OPAQUE_TYPES or kind == "call":
+        return True
+    if kind == "set" and str(statement.get("setting", "")).lower() in _RESOLUTION_SETTINGS:
+        return True
+    functions = statement.get("functions") or ()
+    if any(str(f).lower().rsplit(".", 1)[-1] == "set_config" for f in functions):
+        return True
+    if statement.get("cased_functions") or any(
+        not str(f).startswith("pg_catalog.") for f in statement.get("qualified_functions") or ()
+    ):
+        return True
+    facts = attributes or {}
+    defined = facts.get("user_functions", [])
+    if not isinstance(defined, list) or set(map(str, defined)) & set(
+        map(str, statement.get("unqualified_functions") or ())
+    ):
+        return True
+    return _reads_code(statement, facts.get("view_functions", {}))
+
+
+def _reads_code(statement: dict[str, Any], view_functions: Any) -> bool:
+    """Whether a statement names a view that runs the database's functions (the proxy's
+    view_functions: "schema.view" -> functions; a name without its schema is any
+    schema's view of that name)."""
+    if not isinstance(view_functions, dict):
+        return True
+    if not view_functions:
+        return False
+    for table in statement.get("tables") or ():
+        name = str(table)
+        for view in view_functions:
+            if view == name or ("." not in name and str(view).endswith("." + name)):
+                return True
     return False
+
+
+def _renames(statement: Any) -> bool:
+    """Whether a statement makes, moves or removes a name an unqualified one may resolve
+    to: a temporary table made or dropped (pg_temp is searched first), a schema, a
+    function that may match a call better than a built-in. DDL other than the few that
+    name nothing new (_NAMING_NOTHING) counts."""
+    if not isinstance(statement, dict):
+        return True
+    return statement.get("type") in ("ddl", "drop") and statement.get("tag") not in _NAMING_NOTHING
 
 
 def _statements_of(body: dict[str, Any]) -> Iterable[Any]:
@@ -65,10 +111,11 @@ def _stored(body: dict[str, Any], statements: Iterable[Any]) -> bool:
     protocol (bound and executed again at will), or PREPARE, DECLARE (a cursor FETCHed
     later) and DDL (a rule) holding set_config."""
     attributes = body.get("attributes")
-    if isinstance(attributes, dict) and attributes.get("protocol") == "extended":
-        return changes_resolution(statements)
+    facts = attributes if isinstance(attributes, dict) else None
+    if facts is not None and facts.get("protocol") == "extended":
+        return changes_resolution(statements, facts)
     return any(
-        isinstance(s, dict) and s.get("type") in _STORING and changes_resolution([s])
+        isinstance(s, dict) and s.get("type") in _STORING and _runs_change(s, facts)
         for s in statements
     )
 
@@ -116,7 +163,8 @@ async def names_resolve_as_approved(store: AuditStore, approved: ApprovalRequest
             statements = list(_statements_of(body))
             if _stored(body, statements):
                 seen.stored = True
-            if changes_resolution(statements):
+            attributes = body.get("attributes")
+            if changes_resolution(statements, attributes if isinstance(attributes, dict) else None):
                 seen.last_seq, seen.last_time = record.seq, record.time
         seen.upto = max(seen.upto, record.seq)
     if seen.stored:
