@@ -339,7 +339,8 @@ class BodyMask:
                     columns = names
         out: dict[str, Any] = {}
         for key, member in value.items():
-            worded = self._key_field(key)
+            # (a number under a name in the plural is a count of them: `"tokens": 3`)
+            worded = self._key_field(key, plural=not isinstance(member, int | float))
             if worded and member is not None:
                 # (a key spelling a rule's name otherwise: `phoneNumber`, `Phone Number`)
                 out[key] = self._as_field(worded, member, found)
@@ -554,12 +555,13 @@ class BodyMask:
         masked = self._value(found["tag"], found["text"], text=True)
         return f"<{found['tag']}{found['attrs'] or ''}>{masked}</{found['tag']}>"
 
-    def _key_field(self, key: str) -> str:
+    def _key_field(self, key: str, plural: bool = True) -> str:
         """The field a JSON key names by its words alone (a key a rule names as it is was
-        masked by mask_json already), spaces and all (`Phone Number`); "" for none."""
+        masked by mask_json already), spaces and all (`Phone Number`), in the plural too
+        unless `plural` is false; "" for none."""
         if not self._worded or len(key) > 64 or self.masker.rule_for((key,)) is not None:
             return ""
-        return worded_field(self._worded, name_words(key))
+        return worded_field(self._worded, name_words(key), plural)
 
     def _rule(self, name: str) -> bool:
         return bool(self._field(name))
@@ -777,24 +779,29 @@ def field_words(masker: Masker) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple(out)
 
 
-def worded_field(worded: tuple[tuple[str, tuple[str, ...]], ...], words: tuple[str, ...]) -> str:
+def worded_field(
+    worded: tuple[tuple[str, tuple[str, ...]], ...], words: tuple[str, ...], plural: bool = True
+) -> str:
     """The first field whose words `words` hold in a row, or whose words written as one
     (`cardnumber`) one of `words` is, a word in the plural too (`phones`, `cardNumbers`,
-    `passwords`: a list of the field's values); "" for none."""
+    `passwords`: a list of the field's values) unless `plural` is false; "" for none."""
+    endings = ("", "s", "es") if plural else ("",)
     for field, rule in worded:
         joined = "".join(rule)
         for start in range(len(words)):
-            if _same_word(words[start], joined) or (
+            if _same_word(words[start], joined, endings) or (
                 len(words) - start >= len(rule)
-                and all(_same_word(w, r) for w, r in zip(words[start:], rule, strict=False))
+                and all(
+                    _same_word(w, r, endings) for w, r in zip(words[start:], rule, strict=False)
+                )
             ):
                 return field
     return ""
 
 
-def _same_word(word: str, rule: str) -> bool:
-    """`word` is `rule`, or its plural (`phones`, `addresses`)."""
-    return word == rule or (word.startswith(rule) and word[len(rule) :] in ("s", "es"))
+def _same_word(word: str, rule: str, endings: tuple[str, ...]) -> bool:
+    """`word` is `rule` with one of `endings` (`phones`, `addresses`: the plural)."""
+    return word.startswith(rule) and word[len(rule) :] in endings
 
 
 # a name and its separator inside a line: "phone": / phone= / phone:
