@@ -414,7 +414,7 @@ def test_an_event_stream_reads_the_same_however_it_is_cut(
     st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from(["s1", "s2", "s3"])), max_size=30)
 )
 def test_a_session_id_never_crosses_owners(steps: list[tuple[str, str]]) -> None:
-    binding = SessionBinding(max_sessions=2, per_owner=1)
+    binding = SessionBinding(max_sessions=2, per_identity=1)
     first: dict[str, str] = {}
     for owner, session_id in steps:
         bound = binding.bind(session_id, owner)

@@ -13,6 +13,9 @@ is a reader (outside pii-readers: tool results masked):
   request of the server's, or to one the proxy had dropped (the server's stream refused,
   or its id naming data), answered blind; and the policy, seeing only `response`, could
   not tell an answer to an elicitation from one to anything else the server asked.
+- sessions were bounded per token (64) and 10,000 in all, the oldest forgotten: a subject
+  holding fresh tokens began sessions without end (each one kept by the upstream too), and
+  past 10,000 forgot other identities' sessions under them.
 """
 
 from __future__ import annotations
@@ -22,17 +25,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import mcp_types
 import pytest
 import test_mcp_proxy
 from mcp.server.mcpserver import MCPServer
 from test_mcp_exchange import SSE, Agent, agent_of, chunks, event, read, sse_messages
-from test_mcp_proxy import agent, initialize, mcp_stack, messages_of, post, text_of
+from test_mcp_proxy import INIT, agent, initialize, mcp_stack, messages_of, post, rpc, text_of
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 from proxies.http.mcp import Forward, Reply, _mask_tree
-from proxies.http.mcp_codec import DENIED, INVALID_REQUEST
+from proxies.http.mcp_codec import DENIED, INVALID_REQUEST, TOO_MANY_SESSIONS
+from proxies.http.mcp_sessions import SessionBinding
 
 pytestmark = pytest.mark.integration
 
@@ -183,3 +188,40 @@ async def test_a_request_the_proxy_dropped_is_not_answered_blind(tmp_path: Path)
         denied = await mallory.send("POST", {"jsonrpc": "2.0", "id": 42, "result": {}})
         assert isinstance(denied, Reply) and denied.status == 403
         assert json.loads(await read(denied))["error"]["code"] == DENIED
+
+
+async def test_an_identity_holds_a_bounded_number_of_sessions(tmp_path: Path) -> None:
+    now = [0.0]
+    async with mcp_stack(tmp_path) as stack:
+        assert stack.proxy.mcp is not None
+        stack.proxy.mcp.bindings = SessionBinding(per_identity=3, idle=60, clock=lambda: now[0])
+        tokens = [stack.token("mallory@example.com", "readonly") for _ in range(4)]
+        assert len(set(tokens)) == 4  # (fresh tokens of one subject: other owners)
+        began = [await initialize(stack, tok) for tok in tokens[:3]]
+        seen = len(stack.upstream.keys)
+        for tok in tokens:  # a fourth, with any of its tokens: refused, nothing forwarded
+            status, headers, text = await post(stack, tok, rpc(1, "initialize", INIT))
+            assert status == 429 and headers["retry-after"] == "60", text
+            error = messages_of(text)[0]["error"]
+            assert error["code"] == TOO_MANY_SESSIONS and "DELETE" in error["message"]
+        assert len(stack.upstream.keys) == seen
+        # another identity is not held back
+        await initialize(stack, stack.token("pia@example.com", "readonly"))
+        # one ended: room for one more
+        async with httpx2.AsyncClient(timeout=10) as http:
+            ended = await http.delete(stack.url, headers={
+                "Authorization": f"Bearer {tokens[0]}", "Mcp-Session-Id": began[0]})  # fmt: skip
+        assert ended.status_code < 300
+        began.append(await initialize(stack, tokens[3]))
+        status, _, _ = await post(stack, tokens[1], rpc(1, "initialize", INIT))
+        assert status == 429
+        # one left idle gives way to the next, and is gone
+        now[0] += 30
+        await post(stack, tokens[2], rpc(5, "ping"), began[2])
+        await post(stack, tokens[3], rpc(5, "ping"), began[3])
+        now[0] += 45  # began[1] idle 75 s, the others 45 s
+        began.append(await initialize(stack, tokens[1]))
+        status, _, text = await post(stack, tokens[1], rpc(6, "ping"), began[1])
+        assert status == 404, text
+        status, _, text = await post(stack, tokens[2], rpc(6, "ping"), began[2])
+        assert status == 200, text

@@ -240,6 +240,16 @@ class McpExchange:
             why = "an answer to no request the server sent this client"
             session.record_response(kind="mcp.refused", reason=why)
             return _refusal(codec.Refused(why))
+        if session_id is None and any(m.method == "initialize" for m in parsed.requests):
+            identity = _identity(session, owner)
+            if not self.bindings.room(identity):
+                # each session the upstream begins it keeps: an identity holds a bounded
+                # number, and begins another when one is ended (DELETE) or left idle
+                why = "too many MCP sessions for this identity: end one (DELETE) first"
+                session.record_response(kind="mcp.refused", reason=why)
+                error = codec.error_response(None, codec.TOO_MANY_SESSIONS, why)
+                retry = [("Retry-After", str(int(self.bindings.idle)))]
+                return _json_reply(429, error, retry)
         wait = prefer_wait(headers)
         for message in parsed.messages:
             if message.kind == "notification" and message.method == "notifications/cancelled":
@@ -362,6 +372,13 @@ class McpExchange:
         return _json_reply(200, errors if parsed.batch else errors[0])
 
 
+def _identity(session: ProxySession, owner: str) -> str:
+    """Whom a session is begun for: the subject its token names (the token's owner digest
+    when the session has no grant)."""
+    grant = session.grant
+    return "subject:" + grant.subject if grant is not None else owner
+
+
 def refusal_error(id_: str | int | None, ruling: Ruling) -> dict[str, Any]:
     """The JSON-RPC error a refused message gets: reasons, decision, approval request."""
     reasons = list(ruling.verdict.reasons)
@@ -424,7 +441,7 @@ class Forward:
         handed = header(headers, SESSION_HEADER)
         if handed:
             bound = (
-                bindings.bind(handed[0], self.owner)
+                bindings.bind(handed[0], self.owner, _identity(self.session, self.owner))
                 if len(handed) == 1 and (self.session_id in (None, handed[0]))
                 else None
             )

@@ -53,6 +53,7 @@ DENIED = -32010  # the policy denied this message
 APPROVAL_REQUIRED = -32011  # a person must approve it first; data.approval_id names the request
 NOT_INSPECTABLE = -32012  # an answer the proxy could not read to mask or filter
 SESSION_REFUSED = -32013  # an Mcp-Session-Id this client may not use (HTTP 404), or hand out
+TOO_MANY_SESSIONS = -32014  # the identity holds as many sessions as it may (HTTP 429)
 
 NAME_HEADER_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 ROUTING_HEADERS = ("mcp-method", "mcp-name", "mcp-protocol-version")

@@ -14,20 +14,24 @@ Last-Event-ID), and the event ids its streams handed this client: a `Last-Event-
 resumed only from one of them, since a server's event store may replay any session's
 stream from an event id it is given. Everything is bounded: the oldest sessions, requests
 and event ids are forgotten first, and a forgotten request's answer is dropped, never
-passed unread.
+passed unread. An identity (the subject, whatever tokens it holds) keeps at most
+MAX_SESSIONS_PER_IDENTITY sessions: its next `initialize` is refused (429) while all of
+them are in use, and forgets the least recently used once one has been idle.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 MAX_SESSIONS = 10_000
-MAX_SESSIONS_PER_OWNER = 64
+MAX_SESSIONS_PER_IDENTITY = 64  # of one subject, whatever tokens it holds
+IDLE_SECONDS = 600.0  # a session unused this long gives way to its identity's next one
 MAX_PENDING = 256
 MAX_SESSION_ID = 256
 MAX_EVENT_IDS = 256  # per session, the latest (as MAX_PENDING requests)
@@ -50,6 +54,10 @@ class McpSession:
     """What one MCP session (or, without a session id, one owner) has in flight."""
 
     owner: str
+    # the subject it was begun for (its sessions are bounded, whatever tokens it holds),
+    # and when it was last used (clock seconds)
+    identity: str = ""
+    used: float = 0.0
     # request id → how its answer is handled (the exchange's own object)
     pending: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict)
     # the mask of the latest masked message (server messages get it when the server's
@@ -160,12 +168,18 @@ class SessionBinding:
     exchanges that carry no session id (MCP 2026-07-28, or a server without sessions)."""
 
     def __init__(
-        self, max_sessions: int = MAX_SESSIONS, per_owner: int = MAX_SESSIONS_PER_OWNER
+        self,
+        max_sessions: int = MAX_SESSIONS,
+        per_identity: int = MAX_SESSIONS_PER_IDENTITY,
+        idle: float = IDLE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions: OrderedDict[str, McpSession] = OrderedDict()
         self._unnamed: OrderedDict[str, McpSession] = OrderedDict()
         self._max = max_sessions
-        self._per_owner = per_owner
+        self._per_identity = per_identity
+        self.idle = idle
+        self._clock = clock
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -183,21 +197,32 @@ class SessionBinding:
         if named is None or not hmac.compare_digest(named.owner, owner):
             return None
         self._sessions.move_to_end(session_id)
+        named.used = self._clock()
         return named
 
-    def bind(self, session_id: str, owner: str) -> McpSession | None:
-        """An upstream answer handed this owner `session_id`: the owner's from now on.
-        None when it is another owner's (the answer must not reach this client) or not a
-        valid id."""
+    def room(self, identity: str) -> bool:
+        """Whether this identity may begin another session: it holds fewer than its bound,
+        or one of them has been idle `idle` seconds (bind() then forgets its idlest)."""
+        mine = [s for s in self._sessions.values() if s.identity == identity]
+        if len(mine) < self._per_identity:
+            return True
+        now = self._clock()
+        return any(now - s.used >= self.idle for s in mine)
+
+    def bind(self, session_id: str, owner: str, identity: str = "") -> McpSession | None:
+        """An upstream answer handed this owner `session_id`: the owner's from now on (its
+        identity's least recently used sessions past the bound forgotten). None when it
+        is another owner's (the answer must not reach this client) or not a valid id."""
         if not valid_session_id(session_id):
             return None
         found = self._sessions.get(session_id)
         if found is not None:
             return found if hmac.compare_digest(found.owner, owner) else None
-        mine = [sid for sid, s in self._sessions.items() if s.owner == owner]
-        for sid in mine[: max(0, len(mine) - self._per_owner + 1)]:
+        identity = identity or owner
+        mine = [sid for sid, s in self._sessions.items() if s.identity == identity]
+        for sid in mine[: max(0, len(mine) - self._per_identity + 1)]:
             del self._sessions[sid]
-        made = McpSession(owner)
+        made = McpSession(owner, identity, self._clock())
         self._sessions[session_id] = made
         while len(self._sessions) > self._max:
             self._sessions.popitem(last=False)
