@@ -20,6 +20,12 @@ raw sockets). Each test is one way around a guardrail that worked before its fix
   values) went past the field rules, which matched a rule's words exactly; a word is now
   the rule's word or its plural, in answers (JSON keys, CSV columns, text labels,
   headers) and in the request words the policy reads (`?phones=like.555*`);
+- a map from a value to the field it is, of one member (`{"5550100": "phone"}`,
+  `[{"hunter2": "password"}]`), or from a value to an object describing it
+  (`{"5550100": {"field": "phone"}}`) went with its key in clear: only maps of two or
+  more such members were read as inverted. One member is now too, unless its key is a
+  word naming a field's role (`{"field": "email"}`, `{"missing": "phone"}`), and a key
+  that is no identifier (a digit, `@`) over an object naming a field is masked by it;
 """
 
 from __future__ import annotations
@@ -240,3 +246,24 @@ async def test_a_field_named_in_the_plural_is_masked(tmp_path, case):
     kind, body = PLURALS[case]
     answer = await _read_as(tmp_path, kind, body, ("readonly",))
     assert status(answer) == 200 and not any(v in answer for v in HIDDEN), answer
+
+
+INVERTED = {
+    "value to field": ("application/json", b'{"5550100": "phone"}'),
+    "in a list": ("application/json", b'[{"hunter2": "password"}]'),
+    "value to descriptor": ("application/json", b'{"5550100": {"field": "phone", "ok": true}}'),
+    "ndjson": ("application/x-ndjson", b'{"DE89370400440532013000": "iban"}\n'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVERTED))
+async def test_a_one_member_map_from_a_value_to_its_field_is_masked(tmp_path, case):
+    kind, body = INVERTED[case]
+    answer = await _read_as(tmp_path, kind, body, ("readonly",))
+    assert status(answer) == 200 and not any(v in answer for v in HIDDEN), answer
+
+
+async def test_a_one_member_map_naming_a_fields_role_is_kept(tmp_path):
+    body = b'{"errors": [{"field": "email"}, {"missing": "phone"}], "sortBy": "phone"}'
+    answer = await _read_as(tmp_path, "application/json", body, ("readonly",))
+    assert json.loads(answer.partition(b"\r\n\r\n")[2]) == json.loads(body)

@@ -325,9 +325,10 @@ class BodyMask:
         named: str | None = None
         columns: list[str] = []
         # a map from values to the fields they are (`{"5550100": "phone", "x@y": "email"}`):
-        # its keys are the values (one member alone is more likely `{"field": "email"}`)
-        inverted = len(value) > 1 and all(
-            isinstance(m, str) and self._rule(m) for m in value.values()
+        # its keys are the values; one member alone too (`{"hunter2": "password"}`) unless
+        # its key is a word that names a field's role (`{"field": "email"}`: _role_key)
+        inverted = all(isinstance(m, str) and self._rule(m) for m in value.values()) and (
+            len(value) > 1 or not _role_key(next(iter(value)))
         )
         for member in value.values():
             if isinstance(member, str):
@@ -347,6 +348,13 @@ class BodyMask:
                 continue
             if isinstance(member, str) and inverted:
                 key = _fresh_key(out, str(self._as_field(member, key, found)))
+            elif isinstance(member, dict) and _value_like(key):
+                # a value keying what it is (`{"5550100": {"field": "phone"}}`)
+                described = next(
+                    (m for m in member.values() if isinstance(m, str) and self._rule(m)), ""
+                )
+                if described:
+                    key = _fresh_key(out, str(self._as_field(described, key, found)))
             if named is not None and member is not named and _scalars(member):
                 member = self._as_field(named, member, found)
             elif columns and _rows(member):
@@ -710,6 +718,27 @@ def _base64_like(original: str, data: bytes) -> str:
     else:
         encoded = base64.b64encode(data).decode("ascii")
     return encoded if original.endswith("=") or len(original) % 4 == 0 else encoded.rstrip("=")
+
+
+# the words of a key that says what role the field its value names plays (`{"field":
+# "email"}`, `{"sortBy": "phone"}`, `{"missing": "iban"}`), not what value it has: kept
+_ROLE_NAMES = (
+    "field fields name key type kind column col attribute attr label property prop sort order"
+    " group by path title category class tag channel method via source target mode contact"
+    " preferred error errors message msg detail reason hint missing invalid required"
+    " description text value format default primary"
+)
+_ROLE_WORDS = frozenset(_ROLE_NAMES.split())
+
+
+def _role_key(key: str) -> bool:
+    words = name_words(key)
+    return bool(words) and all(w in _ROLE_WORDS for w in words)
+
+
+def _value_like(key: str) -> bool:
+    """A key that is no identifier (a digit, `@`, `+`, a space in it): a value keying."""
+    return re.fullmatch(r"[A-Za-z_][A-Za-z_\-]*", key) is None
 
 
 def _fresh_key(out: dict[str, Any], key: str) -> str:
