@@ -238,3 +238,71 @@ async def test_a_bundle_says_which_records_the_pdp_did_not_write(tmp_path):
     checked = await asyncio.to_thread(audit, config_path, "verify", "--bundle", str(out))
     assert checked.returncode == 0, checked.stdout
     assert f"records {forged} were NOT written by the PDP" in checked.stdout
+
+
+async def test_sessions_and_replays_say_which_records_the_pdp_did_not_write(tmp_path):
+    """Attack (INSERT access to the store, no key): a whole session of bob's made up —
+    session.open, a decision allowing DROP TABLE, a recorded command — INSERTed. `sessions
+    list` showed it among the PDP's, and `sessions replay` told it as fact, nothing to
+    tell it apart (only `audit verify` named the records). Now both name the records no
+    record MAC vouches for, in the output and on stderr."""
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 1")
+    sid = "s-" + "b0b" * 10
+    connection = {"name": "orders-db", "type": "postgres", "zone": "eu-prod"}
+    identity = {"subject": "bob@example.com", "groups": ["dba"], "issuer": "portcullis-dev"}
+    path = config.pdp.store.path
+    _insert_raw(path, "session.open", json.dumps({"connection": connection,
+                "identity": identity, "verdict": "allow"}), sid)  # fmt: skip
+    forged_open = _head_seq(path)
+    _insert_raw(path, "decision", json.dumps({"verdict": "allow",
+                "command": {"raw": "DROP TABLE customers"}}), sid)  # fmt: skip
+    listed = _cli(config, tmp_path, "sessions", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert f"NOTE: sessions {sid}: their session.open records have no valid record MAC" in (
+        listed.stdout
+    )
+    assert opened.session_id not in listed.stdout.split("NOTE:")[1]
+    replayed = _cli(config, tmp_path, "sessions", "replay", sid)
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"NOTE: records seq {forged_open}, {forged_open + 1} of this session" in replayed.stdout
+    genuine = _cli(config, tmp_path, "sessions", "replay", opened.session_id)
+    assert "NOTE" not in genuine.stdout and "note:" not in genuine.stderr
+
+
+def _head_seq(path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("SELECT max(seq) FROM audit_records").fetchone()[0])
+    finally:
+        db.close()
+
+
+async def test_the_console_replay_says_which_records_the_pdp_did_not_write(tmp_path):
+    """The console's session page, as `sessions replay`: a made-up session INSERTed into
+    the store is shown with a notice naming its records (none on a genuine session)."""
+    from dataclasses import replace
+
+    from test_console_http import _http, sign_in
+
+    port = free_port()
+    config = pdp_config(tmp_path)
+    config = replace(config, pdp=replace(config.pdp, http_listen=f"127.0.0.1:{port}"))
+    base = f"http://127.0.0.1:{port}"
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 1")
+        sid = "s-" + "b0b" * 10
+        identity = {"subject": "bob@example.com", "groups": ["dba"], "issuer": "portcullis-dev"}
+        body = {"connection": {"name": "orders-db"}, "identity": identity, "verdict": "allow"}
+        _insert_raw(config.pdp.store.path, "session.open", json.dumps(body), sid)
+        async with _http() as http:
+            await sign_in(http, base, "ines@example.com", "auditor")
+            async with http.get(f"{base}/console/sessions/{sid}") as r:
+                assert r.status == 200
+                assert "no valid record MAC" in await r.text()
+            async with http.get(f"{base}/console/sessions/{opened.session_id}") as r:
+                assert r.status == 200
+                assert "no valid record MAC" not in await r.text()

@@ -21,8 +21,10 @@ from pdp.cli import terminal_replay
 from pdp.domain.approvals import APPROVAL_KEY_PURPOSE, believed_approvals
 from pdp.domain.timeline import SessionSummary, build_timeline, render_text, rfc3339, summarize
 from pdp.evidence.bundle import parse_time as absolute_time
+from pdp.evidence.checkpoints import not_written_by_pdp
 from pdp.plumbing.rendering import inert
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable, open_store
+from pdp.store.macs import KEY_PURPOSE as RECORD_KEY_PURPOSE
 from portcullis.config import load_config
 
 EXIT_NOT_FOUND = 1
@@ -92,13 +94,16 @@ def _run(args: argparse.Namespace, body: Any) -> int:
 
     config = load_config(config_path(args))
     settings = config.pdp.store
-    args.proxy_key_path = config.pdp.proxy_key  # approval records' MACs are checked with it
+    # who wrote the records shown is checked with keys derived from the PDP's proxy key
+    args.proxy_key, args.unchecked = _proxy_key(config.pdp.proxy_key)
     if settings.type == "sqlite" and not settings.path.is_file():
         print(f"portcullis: no audit store at {settings.path}", file=sys.stderr)
         return EXIT_STORE
 
     async def main() -> int:
         store = open_store(settings)
+        if args.proxy_key is not None and hasattr(store, "record_key"):
+            store.record_key = args.proxy_key.derive(RECORD_KEY_PURPOSE)  # read only
         try:
             await store.start()
         except StoreUnavailable as exc:
@@ -125,10 +130,23 @@ async def _list(store: AuditStore, args: argparse.Namespace) -> int:
         for record in await store.query(kind="session.close", since=args.since):
             closes.setdefault(record.session_id, record)
     summaries = [summarize(r, closes.get(r.session_id)) for r in opened]
+    forged = set(await not_written_by_pdp(store, opened))
+    note = _unchecked_note(args) or (
+        "sessions "
+        + ", ".join(inert(r.session_id) for r in opened if r.seq in forged)
+        + ": their session.open records have no valid record MAC (INSERTed into the store"
+        " by someone else, or written before record MACs)"
+        if forged
+        else ""
+    )
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps([s.to_dict() for s in summaries], indent=2))
     else:
         sys.stdout.write(_table(summaries))
+        if forged:
+            sys.stdout.write(f"\nNOTE: {note}\n")
     return 0
 
 
@@ -141,48 +159,68 @@ async def _replay(store: AuditStore, args: argparse.Namespace) -> int:
     closed = await store.query(kind="session.close", session_id=sid, limit=1)
     events = await store.query(kind="session.events", session_id=sid)
     decisions = await store.query(kind="decision", session_id=sid)
-    approvals, note = _believed_approvals(
-        await store.query(kind="approval", session_id=sid), args.proxy_key_path
-    )
+    asked = await store.query(kind="approval", session_id=sid)
     if args.format == "asciicast":
         return terminal_replay.export(terminal_replay.recorded(events), args)
-    if note:
+    approvals, left_out = _believed_approvals(asked, args.proxy_key)
+    forged = await not_written_by_pdp(store, [opened, *closed, *events, *decisions, *asked])
+    notes = [_unchecked_note(args)] if args.proxy_key is None else []
+    if left_out:
+        notes.append(
+            f"approval records seq {_seqs(left_out)} left out: not written by a PDP holding"
+            " the key (no valid MAC; INSERTed by someone else?)"
+        )
+    others = [seq for seq in forged if seq not in left_out]
+    if others:
+        notes.append(
+            f"records seq {_seqs(others)} of this session have no valid record MAC (INSERTed"
+            " into the store by someone else, or written before record MACs): what they say"
+            " below is not vouched for by the PDP"
+        )
+    for note in notes:
         print(f"note: {note}", file=sys.stderr)
     timeline = build_timeline(opened, closed[0] if closed else None, events, decisions, approvals)
     if args.format == "json":
         print(json.dumps(timeline.to_dict(), indent=2))
     else:
-        if note:
+        for note in notes[1 if args.proxy_key is None else 0 :]:
             sys.stdout.write(f"NOTE: {note}\n\n")
         sys.stdout.write(render_text(timeline))
         terminal_replay.after_timeline(terminal_replay.recorded(events), args)
     return 0
 
 
-def _believed_approvals(
-    records: list[AuditRecord], key_path: Path
-) -> tuple[list[AuditRecord], str]:
-    """The approval records a PDP holding the proxy key wrote, and a note on what was left
-    out or could not be checked. An approval record is shown as fact ("approved by sam")
-    only when its MAC checks: anyone who may INSERT into the store can append one."""
-    if not records:
-        return records, ""
+def _proxy_key(path: Path) -> tuple[ProxyKey | None, str]:
+    """The PDP's proxy key, or None and why it cannot be read."""
     try:
-        secret = bytes.fromhex(key_path.read_text().strip())
+        return ProxyKey(bytes.fromhex(path.read_text().strip())), ""
     except (OSError, ValueError) as exc:
-        return records, (
-            f"approval records not checked (proxy key {key_path}: {type(exc).__name__}):"
-            " who approved what below is what the store says, unverified"
+        return None, f"proxy key {path}: {type(exc).__name__}"
+
+
+def _unchecked_note(args: argparse.Namespace) -> str:
+    if args.proxy_key is None:
+        return (
+            f"who wrote these records was not checked ({args.unchecked}): run where the"
+            " PDP's proxy key is readable; what is shown is what the store says, unverified"
         )
-    key = ProxyKey(secret).derive(APPROVAL_KEY_PURPOSE)
-    kept, left_out = believed_approvals(key, records)
-    if not left_out:
-        return kept, ""
-    seqs = ", ".join(str(seq) for seq in left_out[:10]) + (" ..." if len(left_out) > 10 else "")
-    return kept, (
-        f"approval records seq {seqs} left out: not written by a PDP holding the key"
-        " (no valid MAC; INSERTed by someone else?)"
-    )
+    return ""
+
+
+def _believed_approvals(
+    records: list[AuditRecord], proxy_key: ProxyKey | None
+) -> tuple[list[AuditRecord], list[int]]:
+    """The approval records a PDP holding the proxy key wrote, and the seqs of those left
+    out. An approval record is shown as fact ("approved by sam") only when its MAC checks:
+    anyone who may INSERT into the store can append one. Without the key, all (unverified,
+    which the replay says)."""
+    if proxy_key is None:
+        return records, []
+    return believed_approvals(proxy_key.derive(APPROVAL_KEY_PURPOSE), records)
+
+
+def _seqs(seqs: list[int]) -> str:
+    return ", ".join(str(seq) for seq in seqs[:10]) + (" ..." if len(seqs) > 10 else "")
 
 
 async def _find_session(store: AuditStore, wanted: str) -> AuditRecord | None:

@@ -207,6 +207,26 @@ class CheckpointWriter:
         return 0
 
 
+async def not_written_by_pdp(store: AuditStore, records: list[AuditRecord]) -> list[int]:
+    """The seqs of `records` that no record MAC vouches for (pdp.store.macs), under the
+    store's own record key: records someone who may INSERT into the store appended, which
+    nothing may present as the PDP's (a replay, a forwarded copy). Empty when the store
+    keeps no MACs or holds no key: nothing to check with."""
+    batch_macs = getattr(store, "batch_macs", None)
+    key = getattr(store, "record_key", None)
+    if not records or batch_macs is None or not key:
+        return []
+    seqs = sorted({r.seq for r in records})
+    found: list[int] = []
+    # a batch's MAC is on its last record, which may lie past the records asked about
+    rows = await batch_macs(seqs[0] - 1, seqs[-1] + GroupCommitStore.max_batch)
+    spans = merged_spans(valid_spans(key, rows))
+    wanted = set(seqs)
+    for first, last in uncovered(seqs[0] - 1, seqs[-1], spans):
+        found.extend(seq for seq in range(first, last + 1) if seq in wanted)
+    return found
+
+
 async def acknowledged(
     store: AuditStore, spans: list[tuple[int, int]], after_seq: int = 0
 ) -> list[tuple[int, int, str]]:

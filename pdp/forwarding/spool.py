@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pdp.store import AuditRecord, AuditStore, GroupCommitStore
-from pdp.store.macs import merged_spans, uncovered, valid_spans
+from pdp.evidence.checkpoints import not_written_by_pdp
+from pdp.store import AuditRecord, AuditStore
 
 log = logging.getLogger("portcullis.forwarding")
 
@@ -153,19 +153,9 @@ class Spool:
         return run
 
     async def unverified(self, records: list[AuditRecord]) -> frozenset[int]:
-        """The seqs of `records` that no record MAC vouches for (pdp.store.macs): records
-        someone who may INSERT into the store appended, which a SIEM must not take for the
-        PDP's. None when the store keeps no MACs or holds no key (nothing to check with)."""
-        batch_macs = getattr(self.store, "batch_macs", None)
-        key = getattr(self.store, "record_key", None)
-        if not records or batch_macs is None or not key:
-            return frozenset()
-        first, last = records[0].seq, records[-1].seq
-        # a batch's MAC is on its last record, which may lie past this run
-        rows = await batch_macs(first - 1, last + GroupCommitStore.max_batch)
-        gaps = uncovered(first - 1, last, merged_spans(valid_spans(key, rows)))
-        wanted = {r.seq for r in records}
-        return frozenset(seq for a, b in gaps for seq in range(a, b + 1) if seq in wanted)
+        """The seqs of `records` that no record MAC vouches for: records someone who may
+        INSERT into the store appended, which a SIEM must not take for the PDP's."""
+        return frozenset(await not_written_by_pdp(self.store, records))
 
     def commit(self, last: AuditRecord) -> None:
         """Remember that the sink accepted everything up to and including `last`."""

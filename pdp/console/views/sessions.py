@@ -44,6 +44,7 @@ from pdp.console.views.common import (
 from pdp.console.websession import WebSession, signed_in
 from pdp.domain.approvals import believed_approvals
 from pdp.domain.timeline import Entry, SessionSummary, build_timeline, summarize
+from pdp.evidence.checkpoints import not_written_by_pdp
 from pdp.store import AuditRecord
 
 if TYPE_CHECKING:
@@ -164,19 +165,27 @@ class SessionsView:
         decisions = await self.store.query(kind="decision", session_id=sid)
         # only approval records the book believes (its MAC): "approved by sam" is shown as
         # fact, and anyone who may INSERT into the store can append such a record
-        approvals, left_out = believed_approvals(
-            self.console.pdp.approvals.binding_key,
-            await self.store.query(kind="approval", session_id=sid),
-        )
+        asked = await self.store.query(kind="approval", session_id=sid)
+        approvals, left_out = believed_approvals(self.console.pdp.approvals.binding_key, asked)
         if left_out:
             log.warning("replay of %s: approval records %s have no valid MAC; left out", sid,
                         left_out[:10])  # fmt: skip
+        forged = await not_written_by_pdp(self.store, [opened, *closed, *events, *decisions,
+                                                       *asked])  # fmt: skip
         first = _index(request.query.get("from", ""))
         content, casts = await asyncio.to_thread(
             self._replay_content, sid, first, opened, closed[0] if closed else None, events,
             decisions, approvals)  # fmt: skip
+        flash = (
+            f"Records seq {', '.join(str(n) for n in forged[:10])} of this session have no"
+            " valid record MAC (INSERTed into the store by someone else, or written before"
+            " record MACs): what they say is not vouched for by the PDP."
+            + (" Approval records among them are left out." if left_out else "")
+            if forged
+            else ""
+        )
         return self.console.page(request, f"Session {sid}", content, section="sessions",
-                                 scripts=("player.js",) if casts else ())  # fmt: skip
+                                 flash=flash, scripts=("player.js",) if casts else ())  # fmt: skip
 
     def _replay_content(self, sid: str, first: int, opened: AuditRecord,
                         closed: AuditRecord | None, events: list[AuditRecord],
