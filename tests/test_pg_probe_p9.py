@@ -280,3 +280,46 @@ async def test_a_temporary_table_renamed_away_unbinds_an_approval(tmp_path) -> N
         with gw.admin() as admin:
             kept = admin.execute("SELECT count(*) FROM public.orders WHERE id = -1").fetchone()
             assert kept == (1,)
+
+
+@pytest.mark.parametrize(
+    ("setting", "ending"),
+    [
+        ("SET LOCAL search_path = scratch, public", "COMMIT"),
+        ("SELECT set_config('search_path', 'scratch, public', true)", "COMMIT"),
+        ("SET search_path = scratch, public", "ROLLBACK"),
+    ],
+)
+async def test_a_transaction_ending_a_path_set_in_it_unbinds_an_approval(
+    tmp_path, setting: str, ending: str
+) -> None:
+    """Attack (dba): in a transaction, SET LOCAL search_path = scratch (or a session SET
+    then ROLLBACK, which undoes it); TRUNCATE orders is approved for scratch.orders; the
+    transaction's end puts the path back by itself, with no statement naming it after the
+    request, and the approved text run again truncated public.orders. Now ending a
+    transaction in which the path may have been changed counts as a change."""
+    async with running_gateway(tmp_path, approvals={"timeout_seconds": 3}) as gw:
+        with gw.admin() as admin:
+            admin.execute(PATH_CODE)
+            admin.execute(f"GRANT ALL ON SCHEMA scratch TO {gw.role}")
+            admin.execute(f"GRANT ALL ON scratch.orders TO {gw.role}")
+            admin.execute("INSERT INTO orders VALUES (-1, 1, 9.5)")
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana@example.com", ("dba", "pii-readers"))))
+        try:
+            await conn.execute("BEGIN")
+            await conn.execute(setting)
+            first = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
+            asked = await _pending(gw, set())
+            await gw.pdp.approvals.decide(asked, SAM, True, "scratch copy only")
+            assert await asyncio.wait_for(first, 15) == "TRUNCATE TABLE"
+            await conn.execute(ending)
+            assert await conn.fetchval("SHOW search_path") == '"$user", public'
+            again = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
+            await _pending(gw, {asked})
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await asyncio.wait_for(again, 15)
+        finally:
+            await conn.close()
+        with gw.admin() as admin:
+            kept = admin.execute("SELECT count(*) FROM public.orders WHERE id = -1").fetchone()
+            assert kept == (1,)

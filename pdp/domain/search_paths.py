@@ -28,6 +28,8 @@ _OPAQUE_TYPES = frozenset({"discard", "do", "unparseable"})
 _RAN = ("allow", "mask")
 # statements that keep code for later (a prepared statement, a cursor, a rule)
 _STORING = frozenset({"prepare", "declare", "ddl"})
+# transaction statements that may undo settings made since the transaction began
+_ENDING = frozenset({"commit", "rollback", "rollback_to", "prepare"})
 # DDL that makes, moves or removes no name a statement may resolve to
 _NAMING_NOTHING = frozenset({"CommentStmt", "IndexStmt", "ReindexStmt", "ClusterStmt"})
 
@@ -129,6 +131,28 @@ class _SessionChanges:
     stored: bool = False
     last_seq: int = 0
     last_time: float = 0.0
+    # a change run since the transaction began, which its end (or a rollback to a
+    # savepoint) may undo: SET LOCAL, set_config(..., true), anything rolled back
+    open_change: bool = False
+
+
+def _changes_in_order(
+    statements: list[Any], facts: dict[str, Any] | None, seen: _SessionChanges
+) -> bool:
+    """Whether one record's statements, in order, may change name resolution: a change
+    (changes_resolution), or the end of a transaction in which one ran, which puts the
+    path back by itself (SET LOCAL ends with it; a rollback undoes a session SET too)."""
+    changed = False
+    for statement in statements:
+        if changes_resolution([statement], facts):
+            changed = seen.open_change = True
+        elif isinstance(statement, dict) and statement.get("type") == "transaction":
+            action = statement.get("action")
+            if action in _ENDING and seen.open_change:
+                changed = True
+            if action in _ENDING - {"rollback_to"} or action in ("begin", "start"):
+                seen.open_change = False
+    return changed
 
 
 # per session, so that each reuse reads only the records since the last (a long session's
@@ -164,7 +188,8 @@ async def names_resolve_as_approved(store: AuditStore, approved: ApprovalRequest
             if _stored(body, statements):
                 seen.stored = True
             attributes = body.get("attributes")
-            if changes_resolution(statements, attributes if isinstance(attributes, dict) else None):
+            facts = attributes if isinstance(attributes, dict) else None
+            if _changes_in_order(statements, facts, seen):
                 seen.last_seq, seen.last_time = record.seq, record.time
         seen.upto = max(seen.upto, record.seq)
     if seen.stored:
