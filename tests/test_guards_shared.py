@@ -405,10 +405,11 @@ async def test_budgets_and_breakers_fail_closed_while_the_store_cannot_be_read(t
         assert check(budget).kind is VerdictKind.ALLOW
         assert check(breaker).kind is VerdictKind.ALLOW
 
-        async def unreadable(*args: Any) -> Any:
+        async def unreadable(*args: Any, **kwargs: Any) -> Any:
             raise StoreUnavailable("reads refused")
 
         store.guard_facts = unreadable  # type: ignore[method-assign]
+        store.query = unreadable  # type: ignore[method-assign]  # what a failed read falls back to
         await store.append("decision", {"connection": "orders-db"}, subject=ALICE)
         now[0] += guard_sync.MAX_LAG - 1  # a failed read within the lag: still known
         await sync.ensure()
@@ -428,7 +429,7 @@ async def test_budgets_and_breakers_fail_closed_while_the_store_cannot_be_read(t
         # an approved re-run is not held again
         approved = guards.check(session, "postgres.query", "SELECT 1", {}, budget, True)
         assert approved.verdict.kind is VerdictKind.ALLOW
-        del store.guard_facts  # readable again
+        del store.guard_facts, store.query  # readable again
         await sync.ensure()
         assert sync.problem() == ""
         assert check(budget).kind is VerdictKind.ALLOW

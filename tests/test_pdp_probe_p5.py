@@ -12,6 +12,7 @@ import json
 import sqlite3
 import time
 
+import asyncpg
 import grpc
 import jwt
 import pytest
@@ -306,3 +307,56 @@ async def test_the_console_replay_says_which_records_the_pdp_did_not_write(tmp_p
             async with http.get(f"{base}/console/sessions/{opened.session_id}") as r:
                 assert r.status == 200
                 assert "no valid record MAC" not in await r.text()
+
+
+# -- guards: a record someone else INSERTed stops no budget read ----------------------------
+
+
+async def _insert_raw_pg(dsn: str, kind: str, body_text: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        head = await conn.fetchrow("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
+        await conn.execute(
+            "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject, body,"
+            " prev_hash, hash) VALUES ($1, $2, $3, $4, '', 'eve', $5, $6, $7)",
+            head["seq"] + 1, f"x-{head['seq']}", kind, int(time.time() * 1e6), body_text,
+            head["hash"], "0" * 64,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize(
+    ("kind", "body_text"),
+    [
+        ("breaker.tripped", "not json"),
+        ("breaker.tripped", '{"paused_until": "x"}'),
+        ("decision", '{"egress": {"rows": "x", "bytes": 1, "pdp": "p"}}'),
+    ],
+)
+async def test_a_record_someone_else_inserted_does_not_fail_budgets_closed(
+    tmp_path, request, backend, kind, body_text
+):
+    """Attack (INSERT access to the store, no key): one `breaker.tripped` record whose body
+    is not JSON, or whose pause or egress report holds a string. The egress and breaker
+    facts are read back by a query that parses bodies in SQL and converts them whole: it
+    failed on that record at every read of its range, and MAX_LAG later every budget and
+    breaker failed closed — every command of every guarded identity held for approval —
+    for as long as the record stayed in the window (a week of pauses, read at every
+    start). Now a failed read is done again record by record, skipping what is no fact,
+    and the next read starts past it."""
+    if backend == "postgres":
+        store = {"type": "postgres", "dsn": request.getfixturevalue("pg_database")}
+    else:
+        store = {"type": "sqlite", "path": str(tmp_path / "audit.db")}
+    config = pdp_config(tmp_path, store=store)
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        await open_session(stub, token(config))
+    if backend == "postgres":
+        await _insert_raw_pg(store["dsn"], kind, body_text)
+    else:
+        _insert_raw(store["path"], kind, body_text, "")
+    async with running_pdp(config) as pdp:  # its first read covers the record
+        await pdp.service.guard_sync.settle()
+        assert pdp.service.guard_sync.problem() == ""

@@ -86,20 +86,26 @@ def guard_facts_of(records: list[AuditRecord], upto_seq: int) -> GuardFacts:
     trips: list[tuple[str, str, str, str, float]] = []
     for r in records:
         body = r.body
-        if r.kind == TRIP_KIND:
-            trips.append(
-                (
-                    str(body.get("pdp", "")),
-                    r.subject,
-                    str(body.get("connection", "")),
-                    str(body.get("why", "")),
-                    float(body.get("paused_until", 0)),
+        try:
+            if r.kind == TRIP_KIND:
+                trips.append(
+                    (
+                        str(body.get("pdp", "")),
+                        r.subject,
+                        str(body.get("connection", "")),
+                        str(body.get("why", "")),
+                        float(body.get("paused_until", 0)),
+                    )
                 )
-            )
-            continue
-        egress = body.get("egress")
-        if r.kind not in EGRESS_KINDS or not isinstance(egress, dict):
-            continue
+                continue
+            egress = body.get("egress")
+            if r.kind not in EGRESS_KINDS or not isinstance(egress, dict):
+                continue
+            # never negative: a record the PDP did not write must not hand a budget back
+            rows = max(int(egress.get("rows", 0)), 0)
+            size = max(int(egress.get("bytes", 0)), 0)
+        except (ValueError, TypeError, OverflowError):
+            continue  # a record the PDP did not write (its are numbers): no fact
         key = (
             str(egress.get("pdp", "")),
             r.kind,
@@ -109,9 +115,8 @@ def guard_facts_of(records: list[AuditRecord], upto_seq: int) -> GuardFacts:
             int(r.time // 60),
         )
         held = sums.setdefault(key, [0, 0])
-        # never negative: a record the PDP did not write must not hand a budget back
-        held[0] += max(int(egress.get("rows", 0)), 0)
-        held[1] += max(int(egress.get("bytes", 0)), 0)
+        held[0] += rows
+        held[1] += size
     return GuardFacts([(*k, v[0], v[1]) for k, v in sums.items()], trips, upto_seq)
 
 
