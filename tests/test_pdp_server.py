@@ -527,7 +527,7 @@ async def test_evaluation_workers_run_go_with_one_thread_and_a_lazier_collector(
     monkeypatch.delenv("GOGC", raising=False)
     async with running_pdp(pdp_config(tmp_path)) as app:
         environ = _worker_environ(app)
-        assert environ["GOMAXPROCS"] == "1" and environ["GOGC"] == "400"
+        assert environ["GOMAXPROCS"] == "1" and environ["GOGC"] == "800"
 
     monkeypatch.setenv("GOGC", "150")  # an operator's own setting wins
     async with running_pdp(pdp_config(tmp_path / "again")) as app:
