@@ -323,3 +323,64 @@ async def test_a_transaction_ending_a_path_set_in_it_unbinds_an_approval(
         with gw.admin() as admin:
             kept = admin.execute("SELECT count(*) FROM public.orders WHERE id = -1").fetchone()
             assert kept == (1,)
+
+
+# --- a composite type holding a domain whose CHECK is an oracle ---------------------------
+
+PROBES = """
+CREATE FUNCTION public.pw_prefix9(text) RETURNS bool LANGUAGE sql STABLE AS
+  $$ SELECT EXISTS (SELECT 1 FROM customers WHERE id = 1 AND password LIKE $1 || '%') $$;
+CREATE DOMAIN public.probe9 AS text CHECK (public.pw_prefix9(VALUE));
+CREATE TABLE public.probe9_tab (x public.probe9);
+CREATE TYPE public.probe9_nest AS (t public.probe9_tab, n int);
+CREATE TYPE public.probe9_arr AS (xs public.probe9[]);
+"""
+
+
+@pytest.fixture(scope="module")
+def composites(arena):
+    with arena.admin() as admin:
+        admin.execute(PROBES)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT ROW('{guess}')::probe9_tab",
+        "SELECT CAST(ROW('{guess}') AS public.probe9_tab)",
+        'SELECT jsonb_populate_record(NULL::probe9_tab, \'{{"x": "{guess}"}}\')',
+        'SELECT json_populate_recordset(NULL::probe9_tab, \'[{{"x": "{guess}"}}]\')',
+        'SELECT jsonb_populate_record(NULL::probe9_nest, \'{{"t": {{"x": "{guess}"}}}}\')',
+        'SELECT jsonb_populate_record(NULL::probe9_arr, \'{{"xs": ["{guess}"]}}\')',
+        "SELECT '{{({guess})}}'::probe9_tab[]",
+    ],
+)
+def test_a_reader_casts_to_no_composite_holding_the_databases_code(
+    arena, composites, sql: str
+) -> None:
+    """Attack (reader): with public.probe9 a domain whose CHECK calls a function comparing
+    the value with Ada's password, readers may not cast to probe9 (user_types), but a cast
+    to a table's row type (or a composite type) with a probe9 attribute, or
+    jsonb_populate_record(NULL::probe9_tab, ...), reads each attribute with its type's
+    input, the CHECK included: the error or the row answered whether a guess was the
+    password's prefix. The proxy now counts composites holding such a type (through
+    composites and arrays) among user_types."""
+    c = client(arena, ("readonly",))
+    try:
+        right = c.query(sql.format(guess="hunter2-a"))
+        wrong = c.query(sql.format(guess="zzz"))
+        for answer in (right, wrong):
+            assert_no_secret(answer)
+            assert answer.errors and "denied by policy" in answer.errors[0], answer.messages
+            assert "check constraint" not in answer.errors[0]
+    finally:
+        c.close()
+
+
+def test_a_reader_still_casts_to_a_row_type_of_built_in_columns(arena, composites) -> None:
+    c = client(arena, ("readonly",))
+    try:
+        answer = c.query("SELECT (jsonb_populate_record(NULL::orders, '{\"id\": 7}')).id")
+        assert answer.rows == [[b"7"]], answer.messages
+    finally:
+        c.close()

@@ -7,7 +7,10 @@ one by name and argument types over every schema on the search path; a cast runs
 target type's input function, a domain's CHECK expressions or a cast function. The PDP's
 policy lets readers run only pg_catalog's code (rego/portcullis/postgres_user_code.rego),
 so it must know which operator names the database also defines elsewhere, and which type
-names (base types, domains, ranges, multiranges, arrays of them) an unqualified cast would
+names (base types, domains, ranges, multiranges, arrays of them; and composite types, a
+table's row type among them, with an attribute of such a type, followed through composites
+and arrays: a cast to one, or jsonb_populate_record(NULL::t, ...), reads each attribute
+with its type's input, a domain's CHECK included) an unqualified cast would
 reach outside pg_catalog (pg_catalog is searched first for types, so a name it defines too
 is its own). And which functions a view runs when it is read (`view_functions`: its rule's
 dependencies on functions and on operators' functions, through the views it reads, as
@@ -59,6 +62,27 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   AND NOT EXISTS (SELECT 1 FROM extension_code x
                   WHERE x.classid = 'pg_catalog.pg_type'::regclass
                   AND x.objid IN (t.oid, CASE WHEN t.typcategory = 'A' THEN t.typelem END))
+), code_holders(oid) AS (
+  SELECT t.oid FROM pg_catalog.pg_type t
+  WHERE t.oid >= 16384 AND t.typtype IN ('b', 'd', 'r', 'm') AND t.typcategory <> 'A'
+  AND NOT EXISTS (SELECT 1 FROM extension_code x
+                  WHERE x.classid = 'pg_catalog.pg_type'::regclass AND x.objid = t.oid)
+  UNION
+  SELECT c.reltype FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+  JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
+  JOIN code_holders h ON h.oid IN (a.atttypid, at.typelem)
+  WHERE a.attnum > 0 AND NOT a.attisdropped AND c.reltype <> 0
+), code_composites AS (
+  SELECT t.typname FROM pg_catalog.pg_type t
+  LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+  WHERE t.oid >= 16384
+  AND (t.oid IN (SELECT oid FROM code_holders WHERE oid >= 16384)
+       OR e.oid IN (SELECT oid FROM code_holders))
+  AND (t.typtype = 'c' OR e.typtype = 'c')
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type q
+                  WHERE q.typnamespace = 'pg_catalog'::regnamespace AND q.typname = t.typname
+                  AND q.oid < 16384)
 ), code_operators AS (
   SELECT o.oprname FROM pg_catalog.pg_operator o
   JOIN pg_catalog.pg_proc f ON f.oid = o.oprcode
@@ -124,7 +148,9 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
 SELECT json_build_object(
   'user_operators', (SELECT coalesce(json_agg(DISTINCT oprname::text), '[]')
                      FROM code_operators),
-  'user_types', (SELECT coalesce(json_agg(DISTINCT typname::text), '[]') FROM code_types),
+  'user_types', (SELECT coalesce(json_agg(DISTINCT typname::text), '[]')
+                 FROM (SELECT typname FROM code_types
+                       UNION SELECT typname FROM code_composites) types),
   'view_functions', (SELECT coalesce(json_object_agg(name, functions), '{}') FROM view_calls),
   'user_casts', (SELECT coalesce(json_agg(DISTINCT "cast"), '[]') FROM code_casts),
   'row_functions', (SELECT coalesce(json_agg(proname::text), '[]') FROM row_calls),
