@@ -7,18 +7,26 @@ policy asked for approval of a glob character in a word's text only (part 5), so
 that holds one was globbed unseen: `$BASH_EXECUTION_STRING` is the line itself, a comment
 included; a `for` loop's variable holds its list's names; `sh -c 'df $0' '/root/.*'` a
 word of the line; `$(journalctl ...)` whatever was logged. Each lists a directory the
-reader cannot list (df --output=file prints the names it was given)."""
+reader cannot list (df --output=file prints the names it was given).
+
+A dba outside pii-readers (no shell: its output could not be masked) wrote by SFTP anywhere
+but the approval paths: root's crontab (/var/spool/cron/crontabs/root), a unit under
+/run/systemd, /proc/sys/kernel/core_pattern — a program the server runs, `base64` over what
+the mask hides, read back with `cat /var/log/x`: the shell it was refused."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_harness import shipped_engine
+from ssh_harness import run_client
 from test_ssh_probe_exec import ALLOWED, reading, verdict
-from test_ssh_proxy import Stack, ssh_stack
+from test_ssh_proxy import Stack, ssh_policy, ssh_stack
+from test_ssh_sftp import deny_every_approval, openssh_sftp, sftp_decisions
 
 engine = pytest.fixture(scope="module")(shipped_engine)
 
@@ -95,3 +103,34 @@ async def test_a_listing_through_the_lines_own_text_waits_for_a_person(stack: St
         assert "names of files" in said, said
         process.close()
     assert stack.sshd.sessions_started() == 0
+
+
+MASKED_DBA = ("dba",)
+
+
+@pytest.mark.integration
+async def test_a_masked_dbas_write_outside_the_write_paths_waits_for_a_person(
+    tmp_path: Path,
+) -> None:
+    """Before: allowed, the file landed (here a stand-in for root's crontab, outside the
+    policy's write_paths; /var/spool/cron/crontabs/root itself is not an approval path)."""
+    drop, cron = tmp_path / "drop", tmp_path / "crontabs"
+    drop.mkdir()
+    cron.mkdir()
+    policies = ssh_policy(tmp_path, sftp={"approval_paths": ["/etc"], "write_paths": [str(drop)]})
+    local = tmp_path / "job"
+    local.write_text("* * * * * root base64 /root/.secret > /var/log/x\n")
+    async with ssh_stack(tmp_path, extra={"policies": policies}) as stack:
+        argv, env = openssh_sftp(stack, tmp_path, MASKED_DBA)
+        script = f"put {local} {drop / 'fine'}\nput {local} {cron / 'root'}\n"
+        client = asyncio.ensure_future(run_client(argv, env, script.encode()))
+        denied = await deny_every_approval(stack, 1, client)
+        code, _, err = await client
+        decisions = await sftp_decisions(stack)
+    assert code != 0 and b"approval required" in err, err
+    assert len(denied) == 1
+    assert (drop / "fine").exists()
+    assert not (cron / "root").exists()
+    verdicts = {d["attributes"]["path"]: d["verdict"] for d in decisions}
+    assert verdicts[str(cron / "root")] == "require_approval", verdicts
+    assert verdicts[str(drop / "fine")] == "allow", verdicts

@@ -581,6 +581,34 @@ needs_approval contains sprintf("SFTP %s of %s: writes under %s need approval", 
 	ssh_path_under(path, under)
 }
 
+# Outside pii-readers (a dba whose answers are masked, who gets no shell: 75065d9), a write
+# anywhere is a way to a shell: a file the server runs as root (/var/spool/cron/crontabs/
+# root, a unit under /run/systemd, /proc/sys/kernel/core_pattern) runs `base64` over what
+# the mask hides, and `cat /var/log/x` brings it back as text no detector reads. Where a
+# masked member may write without approval is an allow-list,
+# data.portcullis.ssh.sftp.write_paths (default /tmp and /var/tmp; inside them, not the
+# directory itself), for both of a request's paths; data.portcullis.ssh.shell_unmasked (a
+# shell allowed anyway) lifts it.
+ssh_default_sftp_write_paths := ["/tmp", "/var/tmp"]
+
+ssh_sftp_write_paths := object.get(data.portcullis.ssh, ["sftp", "write_paths"], ssh_default_sftp_write_paths)
+
+needs_approval contains sprintf("SFTP %s of %s: outside %s a write may be a program the server runs, a shell whose output the proxy cannot mask; it needs approval outside pii-readers (data.portcullis.ssh.sftp.write_paths)", [op, path, concat(", ", ssh_sftp_write_paths)]) if {
+	input.command.kind == "ssh.sftp"
+	op := input.command.ssh.operation
+	op in ssh_sftp_writes
+	not pii_reader
+	object.get(data.portcullis.ssh, "shell_unmasked", false) != true
+	some path in [input.command.ssh.path, object.get(input.command.ssh, "target", "")]
+	path != ""
+	not ssh_path_under_one(path, ssh_sftp_write_paths)
+}
+
+ssh_path_under_one(path, dirs) if {
+	some dir in dirs
+	startswith(path, concat("", [trim_right(dir, "/"), "/"]))
+}
+
 # A path is under a directory when it is that directory or inside it (/etc, not /etcetera).
 ssh_path_under(path, dir) if path == dir
 

@@ -201,23 +201,23 @@ test_ssh_sftp_denied_outside_dba if {
 
 test_ssh_sftp_writes_under_approval_paths_need_approval if {
 	every op in ["write", "remove", "mkdir", "rmdir", "setstat"] {
-		ssh_sftp(["dba"], {"operation": op, "path": "/etc/motd"}).verdict == "require_approval"
-		ssh_sftp(["dba"], {"operation": op, "path": "/etc"}).verdict == "require_approval"
-		ssh_sftp(["dba"], {"operation": op, "path": "/home/alice/motd"}).verdict == "allow"
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/etc/motd"}).verdict == "require_approval"
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/etc"}).verdict == "require_approval"
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/home/alice/motd"}).verdict == "allow"
 	}
 
 	# a prefix of a name is not a directory: /etcetera is not under /etc
-	ssh_sftp(["dba"], {"operation": "write", "path": "/etcetera/x"}).verdict == "allow"
-	d := ssh_sftp(["dba"], {"operation": "write", "path": "/usr/local/bin/x", "flags": ["write", "create"]})
+	ssh_sftp(["dba", "pii-readers"], {"operation": "write", "path": "/etcetera/x"}).verdict == "allow"
+	d := ssh_sftp(["dba", "pii-readers"], {"operation": "write", "path": "/usr/local/bin/x", "flags": ["write", "create"]})
 	"SFTP write of /usr/local/bin/x: writes under /usr need approval" in d.reasons
 }
 
 test_ssh_sftp_two_path_operations_decide_both_paths if {
 	every op in ["rename", "symlink", "link"] {
 		# into a protected directory, out of it, or neither
-		ssh_sftp(["dba"], {"operation": op, "path": "/home/alice/x", "target": "/etc/cron.d/x"}).verdict == "require_approval"
-		ssh_sftp(["dba"], {"operation": op, "path": "/etc/passwd", "target": "/home/alice/x"}).verdict == "require_approval"
-		ssh_sftp(["dba"], {"operation": op, "path": "/home/alice/x", "target": "/home/alice/y"}).verdict == "allow"
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/home/alice/x", "target": "/etc/cron.d/x"}).verdict == "require_approval"
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/etc/passwd", "target": "/home/alice/x"}).verdict == "require_approval"
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/home/alice/x", "target": "/home/alice/y"}).verdict == "allow"
 	}
 }
 
@@ -484,4 +484,29 @@ test_ssh_computed_words_the_shell_globs_need_approval if {
 	# a computed command name is denied by its own rule, not asked for
 	named := object.union(ssh_part(["$CMD"]), {"dynamic": [0], "globbed": [0]})
 	ssh_decision(["readonly"], [named]).verdict == "deny"
+}
+
+test_ssh_sftp_writes_of_a_masked_dba_outside_write_paths_need_approval if {
+	# a crontab root's cron runs: a shell whose output the proxy cannot mask
+	every op in ["write", "remove", "rename", "mkdir", "rmdir", "setstat", "symlink", "link"] {
+		d := ssh_sftp(["dba"], {"operation": op, "path": "/var/spool/cron/crontabs/root"})
+		d.verdict == "require_approval"
+		ssh_sftp(["dba"], {"operation": op, "path": "/tmp/x"}).verdict == "allow"
+		ssh_sftp(["dba"], {"operation": op, "path": "/var/tmp/a/b"}).verdict == "allow"
+		ssh_sftp(["dba"], {"operation": op, "path": "/tmp"}).verdict == "require_approval"
+		ssh_sftp(["dba"], {"operation": op, "path": "/tmpx/y"}).verdict == "require_approval"
+		ssh_sftp(["dba", "pii-readers"], {"operation": op, "path": "/home/alice/x"}).verdict == "allow"
+	}
+	d := ssh_sftp(["dba"], {"operation": "write", "path": "/home/alice/.profile"})
+	"SFTP write of /home/alice/.profile: outside /tmp, /var/tmp a write may be a program the server runs, a shell whose output the proxy cannot mask; it needs approval outside pii-readers (data.portcullis.ssh.sftp.write_paths)" in d.reasons
+
+	# both paths: out of /tmp into a crontab
+	ssh_sftp(["dba"], {"operation": "rename", "path": "/tmp/x", "target": "/var/spool/cron/crontabs/root"}).verdict == "require_approval"
+
+	# reads stay as they were (masked)
+	ssh_sftp(["dba"], {"operation": "list", "path": "/var/spool/cron"}).verdict == "mask"
+
+	# the policy's own allow-list, and shell_unmasked (a shell allowed anyway)
+	ssh_sftp(["dba"], {"operation": "write", "path": "/data/drop/x"}).verdict == "allow" with data.portcullis.ssh.sftp.write_paths as ["/data/drop"]
+	ssh_sftp(["dba"], {"operation": "write", "path": "/home/x"}).verdict == "allow" with data.portcullis.ssh.shell_unmasked as true
 }
