@@ -360,3 +360,38 @@ async def test_a_record_someone_else_inserted_does_not_fail_budgets_closed(
     async with running_pdp(config) as pdp:  # its first read covers the record
         await pdp.service.guard_sync.settle()
         assert pdp.service.guard_sync.problem() == ""
+
+
+async def test_a_pause_someone_else_inserted_pauses_nobody(tmp_path):
+    """Attack (INSERT access to the store, no key): a well-formed `breaker.tripped` record
+    naming rita and orders-db, paused for a year, as if another replica's breaker had
+    tripped. GuardSync applied every pause it read back: rita's every command (readers
+    have breakers in the stock policy) waited for approval for the year, whichever PDP
+    she reached, at every restart within the week read back. Now a pause is applied only
+    from a record a record MAC vouches for (a PDP holding the key wrote it)."""
+    config = pdp_config(tmp_path)
+    rita = token(config, "rita@example.com", ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        await open_session(stub, rita)
+    forged = {"pdp": "another-replica", "connection": "orders-db", "why": "runaway loop",
+              "paused_until": time.time() + 365 * 86400}  # fmt: skip
+    db = sqlite3.connect(config.pdp.store.path)
+    try:
+        seq, prev = db.execute(
+            "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        db.execute(
+            "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject, body,"
+            " prev_hash, hash) VALUES (?, ?, 'breaker.tripped', ?, '', ?, ?, ?, ?)",
+            (seq + 1, "x-trip", int(time.time() * 1e6), "rita@example.com",
+             json.dumps(forged), prev, "0" * 64),
+        )  # fmt: skip
+        db.commit()
+    finally:
+        db.close()
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        await pdp.service.guard_sync.settle()
+        opened = await open_session(stub, rita)
+        decided = await decide_sql(stub, opened.session_id, "SELECT 1")
+        assert decided.verdict in (pdp_pb2.ALLOW, pdp_pb2.MASK), list(decided.reasons)
+        assert not any("breaker" in r for r in decided.reasons)

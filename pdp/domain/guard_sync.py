@@ -54,6 +54,7 @@ from typing import Any
 
 from pdp.domain.egress import BUCKET_SECONDS, WINDOW_SECONDS
 from pdp.domain.guards import Guards
+from pdp.evidence.checkpoints import not_written_by_pdp
 from pdp.store import EGRESS_KINDS, TRIP_KIND, GuardFacts, StoreUnavailable, guard_facts_of
 
 log = logging.getLogger("portcullis.guards")
@@ -179,6 +180,8 @@ class GuardSync:
         by_time = self._seq == 0 or self._read_wall < since - BUCKET_SECONDS
         async with asyncio.timeout(FIRST_READ_TIMEOUT if by_time else READ_TIMEOUT):
             facts = await self._facts(self._seq, since, now - TRIP_LOOKBACK, by_time)
+            if facts.trips:
+                facts = await self._authentic_trips(facts, self._seq, now - TRIP_LOOKBACK)
         egress, breaker = self.guards.egress, self.guards.breaker
         closes_last = sorted(facts.egress, key=lambda fact: fact[1] == "session.close")
         for pdp, kind, subject, session_id, connection, minute, rows, size in closes_last:
@@ -192,6 +195,29 @@ class GuardSync:
                 breaker.pause(subject, connection, until, why)
         self._seq = max(self._seq, facts.upto_seq)
         self._read_wall = now
+
+    async def _authentic_trips(
+        self, facts: GuardFacts, after_seq: int, trips_since: float
+    ) -> GuardFacts:
+        """The facts with only the pauses a PDP holding the key recorded: a pause is read
+        back from a `breaker.tripped` record, and anyone who may INSERT into the store can
+        append one naming anyone, paused for a year. Pauses are rare: their records are
+        read again, with their seqs, and those no record MAC vouches for are left out (a
+        store keeping no MACs, or holding no key, vouches for all, as before)."""
+        if not getattr(self.store, "record_key", None):
+            return facts
+        records = [
+            r
+            for r in await self.store.query(kind=TRIP_KIND, after_seq=after_seq, since=trips_since)
+            if r.seq <= facts.upto_seq
+        ]
+        forged = set(await not_written_by_pdp(self.store, records))
+        if forged:
+            log.warning("breaker pauses in records %s have no valid record MAC: not applied",
+                        sorted(forged)[:10])  # fmt: skip
+        believed = [r for r in records if r.seq not in forged]
+        trips = guard_facts_of(believed, facts.upto_seq).trips
+        return GuardFacts(facts.egress, trips, facts.upto_seq)
 
     async def _facts(
         self, after_seq: int, since: float, trips_since: float, by_time: bool
