@@ -16,6 +16,14 @@ is a reader (outside pii-readers: tool results masked):
 - sessions were bounded per token (64) and 10,000 in all, the oldest forgotten: a subject
   holding fresh tokens began sessions without end (each one kept by the upstream too), and
   past 10,000 forgot other identities' sessions under them.
+- the answer to a DELETE (the end of a session) was passed unread, in a masked session
+  too: a server putting its own messages in it, or the answer still owed to a masked
+  call (its event store replaying the stream), handed the reader the data in clear.
+
+And what held, kept so it stays so: subscriptions/listen (2026-07-28) is denied cleanly
+and the session goes on; the server's notifications on its GET stream (progress,
+resources/updated, logging, elicitation/complete, tasks/status) are masked, field
+names, detectors and space tables alike.
 """
 
 from __future__ import annotations
@@ -30,7 +38,18 @@ import mcp_types
 import pytest
 import test_mcp_proxy
 from mcp.server.mcpserver import MCPServer
-from test_mcp_exchange import SSE, Agent, agent_of, chunks, event, read, sse_messages
+from mcp.shared.exceptions import MCPError
+from test_mcp_exchange import (
+    LEAK,
+    SSE,
+    Agent,
+    agent_of,
+    chunks,
+    event,
+    read,
+    sse_messages,
+    tool_call,
+)
 from test_mcp_proxy import INIT, agent, initialize, mcp_stack, messages_of, post, rpc, text_of
 
 from portcullis.masking import Masker
@@ -225,3 +244,64 @@ async def test_an_identity_holds_a_bounded_number_of_sessions(tmp_path: Path) ->
         assert status == 404, text
         status, _, text = await post(stack, tokens[2], rpc(6, "ping"), began[2])
         assert status == 200, text
+
+
+async def test_the_answer_to_a_delete_is_read_in_a_masked_session(tmp_path: Path) -> None:
+    note = {"jsonrpc": "2.0", "method": "notifications/message",
+            "params": {"level": "info", "data": LEAK}}  # fmt: skip
+    owed = {"jsonrpc": "2.0", "id": 3, "result": {"content": [{"type": "text", "text": "x"}],
+                                                  "structuredContent": LEAK}}  # fmt: skip
+    stray = {"jsonrpc": "2.0", "id": 99, "result": {"structuredContent": LEAK}}
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        call = await mallory.send("POST", tool_call(3, "find_customer", name="Ann"))
+        assert isinstance(call, Forward)  # its stream ends before its answer
+        await read(await call.response(200, list(SSE), chunks(b"id: e-1\ndata: \n\n")))
+        end = await mallory.send("DELETE", None)
+        assert isinstance(end, Forward) and end.body is None
+        events = chunks(event(note, "e-2"), event(owed, "e-3"), event(stray, "e-4"))
+        data = (await read(await end.response(200, list(SSE), events))).decode()
+        as_json = await mallory.send("DELETE", None)  # (the session is gone: 404 here)
+        assert isinstance(as_json, Reply) and as_json.status == 404
+    assert "ann@example.com" not in data and "4111 1111" not in data
+    got = sse_messages(data.encode())
+    assert [m.get("method") or m["id"] for m in got] == ["notifications/message", 3]
+    assert got[1]["result"]["structuredContent"]["email"] == "[REDACTED]"
+
+
+async def test_listen_is_denied_cleanly_and_stream_notifications_are_masked(
+    tmp_path: Path,
+) -> None:
+    notes = [
+        {"method": "notifications/progress", "params": {"progressToken": 1, "progress": 1,
+         "message": "password   hunter2\nphone      +1 555 0100"}},
+        {"method": "notifications/resources/updated",
+         "params": {"uri": "invoice://ann@example.com/4111111111111111"}},
+        {"method": "notifications/message", "params": {"level": "info",
+         "logger": "password=hunter2",
+         "data": {"password": "hunter2", "note": "name  phone\nAnn   +1 555 0100"}}},
+        {"method": "notifications/elicitation/complete",
+         "params": {"elicitationId": "ann@example.com"}},
+        {"method": "notifications/tasks/status", "params": {"taskId": "t", "status": "completed",
+         "statusMessage": "token: sk-live-abcdefghijklmnop"}},
+    ]  # fmt: skip
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        async with agent(stack, reader, "auto") as client:
+            with pytest.raises(MCPError) as denied:
+                async with client.listen(resource_subscriptions=["invoice://1"]):
+                    pass
+            assert denied.value.code == DENIED and "subscriptions/listen" in denied.value.message
+            assert text_of(await client.call_tool("get_invoice", {"invoice_id": 1})).startswith(
+                "invoice 1"
+            )
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        stream = await mallory.send("GET", None)
+        assert isinstance(stream, Forward)
+        sent = [event({"jsonrpc": "2.0", **n}, f"e-{i}") for i, n in enumerate(notes)]
+        data = (await read(await stream.response(200, list(SSE), chunks(*sent)))).decode()
+    assert len(sse_messages(data.encode())) == len(notes)
+    for plain in ("hunter2", "555 0100", "ann@example.com", "4111111111111111", "sk-live-abc"):
+        assert plain not in data, plain

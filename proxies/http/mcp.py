@@ -188,6 +188,9 @@ class McpExchange:
                 return _json_reply(403, refusal_error(None, ruling))
             forward = Forward(self, session, owner, session_id, mcp, target, None, method == "GET")
             forward.server = mcp.server
+            # a DELETE's answer is read as any other of the session (a server may put in it
+            # its own messages, or an answer owed to a masked call): never passed unread
+            forward.reads = method == "DELETE"
             return forward
         if method != "POST":
             return _json_reply(
