@@ -384,3 +384,34 @@ def test_a_reader_still_casts_to_a_row_type_of_built_in_columns(arena, composite
         assert answer.rows == [[b"7"]], answer.messages
     finally:
         c.close()
+
+
+async def test_a_schema_privilege_revoked_unbinds_an_approval(tmp_path) -> None:
+    """Attack (dba, an upstream role that is no superuser), the path untouched: the
+    server skips a schema on the path the role may not use, so with scratch (the role's
+    own) first, TRUNCATE orders (approved for scratch.orders) truncates that; after
+    REVOKE USAGE ON SCHEMA scratch FROM CURRENT_USER, the same approved text truncated
+    public.orders. A GRANT or REVOKE now counts as a possible change."""
+    async with running_gateway(tmp_path, approvals={"timeout_seconds": 3}) as gw:
+        with gw.admin() as admin:
+            admin.execute(f"CREATE SCHEMA scratch AUTHORIZATION {gw.role}")
+            admin.execute("CREATE TABLE scratch.orders (id int)")
+            admin.execute(f"ALTER TABLE scratch.orders OWNER TO {gw.role}")
+            admin.execute("INSERT INTO orders VALUES (-1, 1, 9.5)")
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana@example.com", ("dba", "pii-readers"))))
+        try:
+            await conn.execute("SET search_path = scratch, public")
+            first = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
+            asked = await _pending(gw, set())
+            await gw.pdp.approvals.decide(asked, SAM, True, "scratch copy only")
+            assert await asyncio.wait_for(first, 15) == "TRUNCATE TABLE"
+            await conn.execute("REVOKE USAGE ON SCHEMA scratch FROM CURRENT_USER")
+            again = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
+            await _pending(gw, {asked})
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await asyncio.wait_for(again, 15)
+        finally:
+            await conn.close()
+        with gw.admin() as admin:
+            kept = admin.execute("SELECT count(*) FROM public.orders WHERE id = -1").fetchone()
+            assert kept == (1,)

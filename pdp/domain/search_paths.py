@@ -87,11 +87,15 @@ def _reads_code(statement: dict[str, Any], view_functions: Any) -> bool:
 def _renames(statement: Any) -> bool:
     """Whether a statement makes, moves or removes a name an unqualified one may resolve
     to: a temporary table made or dropped (pg_temp is searched first), a schema, a
-    function that may match a call better than a built-in. DDL other than the few that
-    name nothing new (_NAMING_NOTHING) counts."""
+    function that may match a call better than a built-in, a privilege on a schema. DDL
+    other than the few that name nothing new (_NAMING_NOTHING) counts, GRANT and REVOKE
+    too."""
     if not isinstance(statement, dict):
         return True
-    return statement.get("type") in ("ddl", "drop") and statement.get("tag") not in _NAMING_NOTHING
+    kind = statement.get("type")
+    if kind == "grant":
+        return True  # a schema the role may no longer use is skipped on the path
+    return kind in ("ddl", "drop") and statement.get("tag") not in _NAMING_NOTHING
 
 
 def _statements_of(body: dict[str, Any]) -> Iterable[Any]:
