@@ -1,15 +1,27 @@
 """Probe P9's findings against the real stack (tests/adversary.py: a gateway whose upstream
 credential is the `postgres` SUPERUSER; customers.password is a sensitive column no value
-detector recognises).
+detector recognises; tests/pg_harness.py's gateway for the approval cases).
 
 - A function the database defines, called without its schema, is denied outside
-  pii-readers (lineage would read it as pg_catalog's function of that name, whose result
-  derives from its arguments alone); the proxy sends the names as the catalog spells
-  them. The classifier reported the unqualified names folded to lower case, so a function
-  whose name has capitals (`public."PwOf"(int)`, returning customers.password), called as
-  `"PwOf"(1)` or `U&"\\0050wOf"(1)`, matched no name of the database's, and a dba outside
-  pii-readers read the password in clear. The unqualified names are now kept as the
-  server looks them up.
+  pii-readers; the proxy sends the names as the catalog spells them, the classifier
+  folded them to lower case: `"PwOf"(1)` (or `U&"\\0050wOf"(1)`) matched nothing and a
+  masked dba read the password in clear. Unqualified names are kept as the server
+  looks them up.
+- The proxy's view facts were keyed as the catalog spells a view ("public.PwView"), the
+  PDP reads a statement's relations folded (pwview): a reader read a view running the
+  database's function unjudged (a prefix oracle on the password; a view that INSERTs
+  reached the server). view_functions and relation_sources are keyed both ways.
+- A computed view column running the database's code (`pw_of(id) AS secret`) was said to
+  derive from what pg_depend names (id): a masked dba's condition on it was an oracle. It
+  now derives from every table.
+- An approval is bound to what the session's names resolved to when it was asked; the
+  database's code setting search_path (a function, procedure or view calling
+  set_config), a temporary table renamed away, the end of a transaction that had set the
+  path, or a REVOKE of a schema's USAGE changed resolution unseen, and the approved
+  TRUNCATE orders ran on public.orders. Each now unbinds it (pdp/domain/search_paths.py).
+- A cast to a composite type (a table's row type) with an attribute of a domain whose
+  CHECK is an oracle, or jsonb_populate_record(NULL::that_table, ...), ran the CHECK for
+  a reader. Such composites are now among the proxy's user_types.
 """
 
 from __future__ import annotations
