@@ -21,7 +21,7 @@ import re
 from urllib.parse import quote
 
 from proxies.runtime.exposure import ClientOutput
-from proxies.runtime.secrets_scan import MIN_SECRET_BYTES, _patterns
+from proxies.runtime.secrets_scan import MIN_SECRET_BYTES, _patterns, base64_cores
 
 
 class CredentialInResponse(Exception):
@@ -45,6 +45,14 @@ class ResponseGuard:
         # (any message ending in a secret's first letter); what goes out is under
         # least_held bytes of it, and the rest, when it comes, is still found (_seen)
         self.least_held = least_held
+        # forms an upstream's text tools make (transformed_forms: reversed, base32) are
+        # found as the others are, but a tail is held back for one only from LOOSE_HELD
+        # bytes on: their first letters are any letter, and a stream pausing on one (a
+        # download awaiting its client) would stall on a single byte held
+        loose: frozenset[bytes] = getattr(patterns, "loose", frozenset())
+        self._held = tuple(p for p in patterns if p not in loose) if loose else patterns
+        self._loose = tuple(p for p in patterns if p in loose)
+        self._spread_held = _spread(self._held)
         self._span, self._firsts, self._marks, self._stretch = _shape(patterns)
         # the same patterns looked for with white space and NULs left out (_SPREAD): a
         # secret wrapped at 76 or 64 columns (MIME, PEM base64), hex in spaced bytes, UTF-16
@@ -68,19 +76,26 @@ class ResponseGuard:
             self.output.write(data)
             return
         data = self._tail + data
-        keep = 0 if final else self._prefix_at_end(data)
+        keep = 0 if final else self._prefix_at_end(data, self._seen)
         if keep < self.least_held:
             keep = 0
         out, self._tail = data[: len(data) - keep], data[len(data) - keep :]
         self.output.write(out)
 
-    def _prefix_at_end(self, data: bytes) -> int:
+    def _prefix_at_end(self, data: bytes, stream: bytes) -> int:
         """How many of data's last bytes begin some secret pattern (the longest run), in
-        the raw bytes or spread out (a wrapped secret's first line)."""
-        found = _prefix_length(data[-self._span :] if self._span else b"", self.patterns)
-        if self._spread:
+        the raw bytes or spread out (a wrapped secret's first line); a loose pattern's
+        run counted in the stream's last bytes (`stream`: what went before too), so at
+        most LOOSE_HELD - 1 bytes of one go, however it is split."""
+        last = data[-self._span :] if self._span else b""
+        found = _prefix_length(last, self._held)
+        if self._loose:
+            loose = _prefix_length(stream[-self._span :] if self._span else b"", self._loose)
+            if loose >= LOOSE_HELD:
+                found = max(found, min(loose, len(data)))
+        if self._spread_held:
             tail = data[-self._keep :]
-            kept = _prefix_length(tail.translate(None, _SPREAD), self._spread)
+            kept = _prefix_length(tail.translate(None, _SPREAD), self._spread_held)
             if kept:
                 # as many raw bytes as hold those `kept` bytes that are not spread
                 count = 0
@@ -142,16 +157,53 @@ def _shape(patterns: tuple[bytes, ...]) -> tuple[int, frozenset[int], bytes, byt
     return longest, frozenset(p[0] for p in patterns), marks, stretch
 
 
+class Patterns(tuple[bytes, ...]):
+    """The forms of a credential a guard looks for; `loose` names those held back only
+    from LOOSE_HELD bytes on (ResponseGuard)."""
+
+    loose: frozenset[bytes] = frozenset()
+
+
+LOOSE_HELD = 4
+
+
 def secret_patterns(secrets: list[str]) -> tuple[bytes, ...]:
     """Every form of the secrets the scanner looks for (too short ones: none, as there),
-    and the forms an upstream's own encoders write them in (escaped_forms)."""
+    the forms an upstream's own encoders write them in (escaped_forms), and those its text
+    tools make of them (transformed_forms: loose)."""
     found: dict[bytes, None] = {}
+    transformed: dict[bytes, None] = {}
     for secret in [part for whole in secrets for part in credential_parts(whole)]:
         raw = secret.encode("utf-8")
         if len(raw) >= MIN_SECRET_BYTES:
             found.update(dict.fromkeys(_patterns(raw)))
             found.update(dict.fromkeys(escaped_forms(secret)))
-    return tuple(found)
+            transformed.update(dict.fromkeys(transformed_forms(raw)))
+    out = Patterns((*found, *(p for p in transformed if p not in found)))
+    out.loose = frozenset(p for p in transformed if p not in found)
+    return out
+
+
+def transformed_forms(secret: bytes) -> list[bytes]:
+    """The secret as an upstream's text tools may hand it back beyond escaping: reversed
+    (raw, hex, base64), and in base32 (RFC 4648's alphabet and its extended hex one,
+    upper and lower case: TOTP seeds, Crockford-like IDs) at each of the five byte
+    alignments, as base64_cores does for base64."""
+    out = [secret[::-1], secret[::-1].hex().encode()]
+    out += base64_cores(secret[::-1])
+    for offset in range(5):
+        encoded = base64.b32encode(bytes(offset) + secret)
+        first = -(-8 * offset // 5)  # first character made only of the secret's bits
+        last = 8 * (offset + len(secret)) // 5  # one past the last such character
+        core = encoded[first:last]
+        hexed = core.translate(_B32_TO_HEX)
+        out += [core, core.lower(), hexed, hexed.lower()]
+    return [f for f in dict.fromkeys(out) if len(f) >= MIN_SECRET_BYTES]
+
+
+_B32_TO_HEX = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHIJKLMNOPQRSTUV"
+)
 
 
 _SCHEMED = re.compile(r"([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~\-]*) +([^ ]+)")
