@@ -5,9 +5,10 @@ bash with stub commands and a DEBUG trap) extended to the words the stubs receiv
 A computed word outside quotes is split and globbed by bash once its value is known. The
 policy asked for approval of a glob character in a word's text only (part 5), so a value
 that holds one was globbed unseen: `$BASH_EXECUTION_STRING` is the line itself, a comment
-included; a `for` loop's variable holds its list's names; `sh -c 'df $0' '/root/.*'` a
-word of the line; `$(journalctl ...)` whatever was logged. Each lists a directory the
-reader cannot list (df --output=file prints the names it was given).
+included; a `for` loop's variable holds its list's names; `$(journalctl ...)` whatever
+was logged; `sh -c 'df "$@"' x /root/.*` the names the login's bash globbed into the
+script's arguments. Each lists a directory the reader cannot list (df --output=file
+prints the names it was given).
 
 A dba outside pii-readers (no shell: its output could not be masked) wrote by SFTP anywhere
 but the approval paths: root's crontab (/var/spool/cron/crontabs/root), a unit under
@@ -39,9 +40,6 @@ GLOBBED_VALUES = [
     "for x in /root/.*; do df --output=file $x; done",
     "for HOME in '/root/.*'; do df --output=file $HOME; done",
     "for HOME in '/root/.*'; do sh -c 'df --output=file $HOME'; done",
-    "sh -c 'df --output=file $0' '/root/.*'",
-    "sh -c 'df --output=file $@' x '/root/.*'",
-    "bash -c 'df --output=file $1' x '/root/.*'",
     "df --output=file $(journalctl -o cat -n 1)",
     "df --output=file $(cat /var/log/x)",
     "df --output=file `cat /var/log/x`",
@@ -83,6 +81,33 @@ def test_the_parts_say_which_words_bash_globs() -> None:
     assert part["globbed"] == [2, 4, 8], part
 
 
+# The words after `sh -c SCRIPT` are its $0, $1, ...: the login's bash globs them before sh
+# runs, and a script quoting them ("$@": not globbed there) passes the names on; the parts
+# held the script's commands only, never those words.
+SCRIPT_ARGUMENTS = [
+    "sh -c 'df --output=file \"$@\"' x /root/.*",
+    "bash -c 'df --output=file \"$0\"' /root/.b*",
+    "sh -ec 'df --output=file \"$1\"' x /ro?t/.ssh/*",
+    "sh -c 'df --output=file \"$1\"' x $BASH_EXECUTION_STRING",
+    "sh -c 'df \"$1\"' x {a,b}",
+    # unquoted in the script, quoted in the line: not read either (more is refused)
+    "sh -c 'df --output=file $0' '/root/.*'",
+    "sh -c 'df --output=file $@' x '/root/.*'",
+    "bash -c 'df --output=file $1' x '/root/.*'",
+]
+
+
+@pytest.mark.parametrize("line", SCRIPT_ARGUMENTS)
+def test_a_script_argument_bash_expands_is_not_read(engine: Any, line: str) -> None:
+    assert "its script's $0, $1" in reading(line).get("malformed", ""), reading(line)
+    assert verdict(engine, line)["verdict"] == "deny"
+
+
+@pytest.mark.parametrize("line", ["sh -c 'df \"$1\"' x y", "sh -c df x", "bash -c 'uptime'"])
+def test_a_script_with_plain_arguments_stays_allowed(engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
+
+
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with ssh_stack(tmp_path) as s:
@@ -102,6 +127,11 @@ async def test_a_listing_through_the_lines_own_text_waits_for_a_person(stack: St
         said = await process.stderr.readuntil("--reason '...'")
         assert "names of files" in said, said
         process.close()
+        hidden_names = f"sh -c 'df --output=file \"$@\"' x {hidden}/.n*"
+        result = await conn.run(hidden_names)
+        assert result.exit_status == 1, (result.stdout, result.stderr)
+        assert result.stderr.startswith("portcullis: denied: "), result.stderr
+        assert "name-nobody-said" not in result.stdout
     assert stack.sshd.sessions_started() == 0
 
 

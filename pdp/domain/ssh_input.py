@@ -136,6 +136,7 @@ LOOP_VARIABLE = re.compile(r"\bfor\s+([A-Za-z_][A-Za-z0-9_]*)")
 # commands whose output, substituted unquoted (`df $(uptime)`), holds no glob character:
 # run alone, without arguments (`uptime --help` prints `[options]`)
 GLOB_FREE_OUTPUT = frozenset({"uptime", "free"})
+GLOB_CHARACTERS = re.compile(r"[*?\[]")
 # what may follow the command of a `$(...)` (or `<(...)`, `>(...)`) or of backquotes:
 # blanks, then its closing (_Walker._substitution)
 SUBSTITUTION_END = {")": re.compile(r"[ \t]*\)"), "`": re.compile(r"[ \t]*`")}
@@ -743,6 +744,7 @@ def _shell_script(words: list[Word]) -> Word | None:
                 if "c" in letters:
                     if i + 1 >= len(words):
                         raise Unreadable(f"{words[0].text} -c without a script")
+                    _script_arguments(words[0].text, words[i + 2 :])
                     return words[i + 1]
                 continue
             raise Unreadable(f"{words[0].text} option {text!r} not understood")
@@ -750,6 +752,19 @@ def _shell_script(words: list[Word]) -> Word | None:
             raise Unreadable(f"{words[0].text} option {text!r} not understood")
         return None  # a script file: the part itself (`bash file.sh`)
     return None
+
+
+def _script_arguments(shell: str, arguments: list[Word]) -> None:
+    """Raises Unreadable for arguments of `sh -c SCRIPT NAME ARGS...` that the shell
+    running the line expands into other words: a glob (`sh -c 'df "$@"' x /root/.*` gives
+    df the names it matches, quoted in the script: not globbed there) or a computed word.
+    They are the script's $0, $1, ..., whose values the walker does not follow."""
+    for word in arguments:
+        if word.dynamic or GLOB_CHARACTERS.search(word.text):
+            raise Unreadable(
+                f"{shell} -c takes an argument the shell expands ({_short_text(word.text)}):"
+                " its script's $0, $1, ... are not read"
+            )
 
 
 def _env_args(words: list[Word]) -> tuple[list[Word], list[str]]:
