@@ -36,7 +36,8 @@ from proxies.http.bodies import (
 )
 from proxies.http.client_io import ClientIO
 from proxies.http.codings import ContentDecoder, Undecodable, codings, decode_whole
-from proxies.http.guard import CredentialInResponse, ResponseGuard
+from proxies.http.guard import CredentialInResponse, ResponseGuard, check_unpacked
+from proxies.http.packed import PACKED_LIMIT, SNIFFED, Unopenable, packed_format
 from proxies.http.upstream import UpstreamCut, UpstreamResponse, request_head
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling
@@ -308,6 +309,9 @@ class UpstreamExchange:
             data = response.content.ready()
             if data is None:
                 data = await response.content.read()
+            unread = _unpacked_unread(guard, data)
+            if unread:
+                return _refused(guard, "the upstream's answer cannot be checked", unread)
             # an upstream repeats its answer's head: the last one made is kept for the
             # same status, fields (the same lines) and length (this connection only)
             key = (response.status, response.reason, fields.fields, head.keep_alive, len(data))
@@ -395,6 +399,9 @@ class UpstreamExchange:
                 data = decode_whole(decoder.applied, coded, WHOLE)
             except Undecodable as exc:
                 return _refused(guard, "the upstream's answer cannot be checked", str(exc))
+            unread = _unpacked_unread(guard, data) if len(data) <= WHOLE else ""
+            if unread:
+                return _refused(guard, "the upstream's answer cannot be checked", unread)
             if len(data) <= WHOLE:
                 headers.append(("content-length", str(len(data))))
                 head_bytes = messages.response_head(response.status, reason, headers)
@@ -410,12 +417,29 @@ class UpstreamExchange:
         ):
             # (under a mask verdict, a body that is not masked: its digests dropped above)
             data = await response.content.read()
+            unread = _unpacked_unread(guard, data)
+            if unread:
+                return _refused(guard, "the upstream's answer cannot be checked", unread)
             headers.append(("content-length", str(len(data))))
             guard.write(
                 messages.response_head(response.status, reason, headers) + data,
                 final=True,
             )
             return response.status, len(data), {}, _preview(data)
+        if mask is None and guard.patterns:
+            # a compressed file is held whole and opened before its head goes
+            opening, body = await _peeked(body, SNIFFED)
+            if packed_format(opening):
+                try:
+                    data = await _held(body, PACKED_LIMIT)
+                except Unopenable as exc:
+                    return _refused(guard, "the upstream's answer cannot be checked", str(exc))
+                unread = _unpacked_unread(guard, data)
+                if unread:
+                    return _refused(guard, "the upstream's answer cannot be checked", unread)
+                headers.append(("content-length", str(len(data))))
+                guard.write(messages.response_head(response.status, reason, headers) + data, True)
+                return response.status, len(data), {}, _preview(data)
         chunked = mask is not None or decoder is not None or length is None
         if chunked:
             if head.version == "HTTP/1.0":
@@ -486,6 +510,45 @@ def _refused(guard: ResponseGuard, title: str, detail: str) -> tuple[int, int, d
 
 async def _replay(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+def _unpacked_unread(guard: ResponseGuard, data: bytes) -> str:
+    """Why a body that is a compressed file cannot be passed on unread ("" when it is
+    none, or what it holds has no credential): CredentialInResponse when it holds it."""
+    if not guard.patterns or not packed_format(data[:SNIFFED]):
+        return ""
+    try:
+        check_unpacked(guard.patterns, data)
+    except Unopenable as exc:
+        return str(exc)
+    return ""
+
+
+async def _peeked(body: AsyncIterator[bytes], size: int) -> tuple[bytes, AsyncIterator[bytes]]:
+    """(the first `size` bytes of body or all of a shorter one, body from its start)."""
+    first = bytearray()
+    async for data in body:
+        first += data
+        if len(first) >= size:
+            break
+    return bytes(first[:size]), _chained(bytes(first), body)
+
+
+async def _chained(data: bytes, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if data:
+        yield data
+    async for more in body:
+        yield more
+
+
+async def _held(body: AsyncIterator[bytes], limit: int) -> bytes:
+    """All of body, or Unopenable past `limit` bytes."""
+    out = bytearray()
+    async for data in body:
+        out += data
+        if len(out) > limit:
+            raise Unopenable("a compressed file larger than the proxy opens")
+    return bytes(out)
 
 
 def _preview(data: bytes) -> str:

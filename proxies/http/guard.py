@@ -20,6 +20,7 @@ import json
 import re
 from urllib.parse import quote
 
+from proxies.http.packed import unpacked
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.secrets_scan import MIN_SECRET_BYTES, _patterns, base64_cores
 
@@ -109,6 +110,18 @@ class ResponseGuard:
 
     def flush(self) -> None:
         self.write(b"", final=True)
+
+
+def check_unpacked(patterns: tuple[bytes, ...], data: bytes) -> None:
+    """A body that is a compressed file (packed.packed_format) read for the credential in
+    each file it holds: CredentialInResponse when one holds it, packed.Unopenable when it
+    cannot be read through."""
+    for content in unpacked(data):
+        ResponseGuard(ClientOutput(_discarded), patterns).write(content, final=True)
+
+
+def _discarded(data: bytes) -> None:
+    return None
 
 
 def _search(window: bytes, patterns: tuple[bytes, ...], marks: bytes, stretch: bytes) -> None:
