@@ -427,3 +427,49 @@ async def test_a_schema_privilege_revoked_unbinds_an_approval(tmp_path) -> None:
         with gw.admin() as admin:
             kept = admin.execute("SELECT count(*) FROM public.orders WHERE id = -1").fetchone()
             assert kept == (1,)
+
+
+# --- a column's DEFAULT calling the database's function ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "CREATE TABLE {t} (id int, v text DEFAULT public.pw_of(1))",
+        "CREATE TABLE {t} (id int, v text); "
+        "ALTER TABLE {t} ALTER COLUMN v SET DEFAULT public.pw_of(1)",
+        "CREATE TABLE {t} (id int); ALTER TABLE {t} ADD COLUMN v text DEFAULT public.pw_of(1)",
+        'CREATE TABLE {t} (id int, v text DEFAULT "public".pw_of(1))',
+    ],
+)
+def test_a_masked_dba_stores_no_default_the_databases_function_computes(
+    arena, cased_views, ddl: str
+) -> None:
+    """Attack (dba outside pii-readers): CREATE TABLE and ALTER TABLE without expressions
+    over columns run without approval under the masks, and a column's DEFAULT may call
+    public.pw_of(1) (the password): INSERT INTO t (id) VALUES (1) stored it and
+    SELECT v FROM t read it in clear, v being no sensitive column. A DEFAULT (generated
+    column, CHECK, index expression) calling a function written with a schema other than
+    pg_catalog now counts as an expression over values: approval."""
+    table = f"p9_default_{abs(hash(ddl)) % 10_000}"
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query(ddl.format(t=table))
+        assert answer.errors and "approval required" in answer.errors[0], answer.messages
+        c.query(f"INSERT INTO {table} (id) VALUES (1)")
+        assert_no_secret(c.query(f"SELECT * FROM {table}"))
+    finally:
+        c.close()
+        with arena.admin() as admin:
+            admin.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def test_a_masked_dba_still_makes_a_table_with_a_built_in_default(arena) -> None:
+    c = client(arena, ("dba",))
+    try:
+        made = c.query("CREATE TABLE p9_now (id int, at timestamptz DEFAULT now())")
+        assert not made.errors, made.messages
+    finally:
+        c.close()
+        with arena.admin() as admin:
+            admin.execute("DROP TABLE IF EXISTS p9_now")

@@ -39,6 +39,7 @@ from pdp.sql.entries import (
     const_text,
     function_language,
     option_read_write,
+    reads_anything,
     rename_fields,
     set_fields,
     type_of,
@@ -156,6 +157,8 @@ def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> li
             args = child.get("args")
             name = [_json_sval(p) for p in child.get("funcname", ())]
             found.call(name, _json_const(args[0]) if args else None)
+            if values and reads_anything(name):
+                entry["value_expressions"] = True
         elif child_tag in _NAMES_CODE:
             _code_json(child_tag, child, found)
         elif child_tag == "ColumnRef":

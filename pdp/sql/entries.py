@@ -87,6 +87,15 @@ DDL_VALUE_TAGS = frozenset({"AlterTableStmt", "CreateStmt", "IndexStmt"})
 VALUE_NODES = frozenset({"ColumnRef", "SubLink"})
 
 
+def reads_anything(parts: list[str]) -> bool:
+    """Whether a function called in such DDL (a column's DEFAULT, a generated column, a
+    CHECK) may return what it reads from any table: one written with a schema other than
+    pg_catalog is the database's own (`DEFAULT public.pw_of(1)` stores a password that
+    is then read unmasked). Unqualified, the policy judges it by the proxy's
+    user_functions; pg_catalog's built-ins read no table."""
+    return len(parts) > 1 and parts[-2] != "pg_catalog"
+
+
 def alter_command(entry: Entry, subtype: str) -> None:
     """Adds one ALTER TABLE command's AlterTableType name to entry["alter_commands"]."""
     commands = entry.setdefault("alter_commands", [])

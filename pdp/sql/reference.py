@@ -34,6 +34,7 @@ from pdp.sql.entries import (
     const_text,
     function_language,
     option_read_write,
+    reads_anything,
     rename_fields,
     set_fields,
     type_of,
@@ -92,6 +93,8 @@ def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
         elif isinstance(child, ast.FuncCall):
             parts = [str(getattr(p, "sval", p)) for p in child.funcname or ()]
             found.call(parts, _const(child.args[0]) if child.args else None)
+            if values and reads_anything(parts):
+                entry["value_expressions"] = True
         elif isinstance(child, ast.SelectStmt) and child.lockingClause:
             found.locking = True
         elif isinstance(child, _NAMES_CODE):
