@@ -37,9 +37,6 @@ GLOBBED_VALUES = [
     "df --output=file $BASH_EXECUTION_STRING # /root/.*",
     "df --output=file ${BASH_EXECUTION_STRING} # /root/.*",
     "df --output=file $BASH_EXECUTION_STRING <<E\n/root/.*\nE\n",
-    "for x in /root/.*; do df --output=file $x; done",
-    "for HOME in '/root/.*'; do df --output=file $HOME; done",
-    "for HOME in '/root/.*'; do sh -c 'df --output=file $HOME'; done",
     "df --output=file $(journalctl -o cat -n 1)",
     "df --output=file $(cat /var/log/x)",
     "df --output=file `cat /var/log/x`",
@@ -103,6 +100,32 @@ def test_a_script_argument_bash_expands_is_not_read(engine: Any, line: str) -> N
     assert verdict(engine, line)["verdict"] == "deny"
 
 
+# A `for` loop's list is globbed too, and its variable holds each name matched, quoted or
+# not where it is used: the list's words were never judged.
+LOOP_LISTS = [
+    'for x in /root/.*; do df --output=file "$x"; done',
+    "for x in /root/.*; do df --output=file $x; done",
+    'for x in $BASH_EXECUTION_STRING; do df --output=file "$x"; done # /root/.*',
+    'for x in $(cat /var/log/x); do df --output=file "$x"; done',
+    "for HOME in '/root/.*'; do df --output=file $HOME; done",
+    "for HOME in '/root/.*'; do sh -c 'df --output=file $HOME'; done",
+]
+
+
+@pytest.mark.parametrize("line", LOOP_LISTS)
+def test_a_loop_list_bash_expands_is_not_read(engine: Any, line: str) -> None:
+    assert "a loop's list" in reading(line).get("malformed", ""), reading(line)
+    assert verdict(engine, line)["verdict"] == "deny"
+
+
+def test_a_loop_over_plain_words_stays_allowed(engine: Any) -> None:
+    line = 'for x in a $HOME $(uptime); do df "$x"; done'
+    assert verdict(engine, line)["verdict"] in ALLOWED, reading(line)
+    # its variable, unquoted, may be globbed: asks (the loop may set HOME)
+    line = "for HOME in a; do df $HOME; done"
+    assert verdict(engine, line)["verdict"] == "require_approval", reading(line)
+
+
 @pytest.mark.parametrize("line", ["sh -c 'df \"$1\"' x y", "sh -c df x", "bash -c 'uptime'"])
 def test_a_script_with_plain_arguments_stays_allowed(engine: Any, line: str) -> None:
     assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
@@ -132,6 +155,10 @@ async def test_a_listing_through_the_lines_own_text_waits_for_a_person(stack: St
         assert result.exit_status == 1, (result.stdout, result.stderr)
         assert result.stderr.startswith("portcullis: denied: "), result.stderr
         assert "name-nobody-said" not in result.stdout
+        looped = f'for x in {hidden}/.n*; do df --output=file "$x"; done'
+        result = await conn.run(looped)
+        assert result.exit_status == 1, (result.stdout, result.stderr)
+        assert result.stderr.startswith("portcullis: denied: "), result.stderr
     assert stack.sshd.sessions_started() == 0
 
 

@@ -18,9 +18,12 @@ comment (bashlex reads only its first line), backquotes holding a backslash (bas
 it before reading their command), nesting deeper than MAX_DEPTH, a parameter expansion
 other than `$name` / `${name}` (bashlex never reads inside the braces: `${x:-$(cmd)}`),
 what bash and a POSIX sh (dash, /bin/sh on Debian) read differently (`&>`, `$'...'`,
-`$"..."`), a script of zsh, ksh or mksh, a line longer than MAX_SHELL_READ that the fast
-readings below do not read — is `malformed` with the reason, which the shipped policy
-denies (fail closed).
+`$"..."`), a script of zsh, ksh or mksh, a `for` loop's list or an argument of `sh -c
+SCRIPT` that bash expands into file names (a glob, a computed word: the variable or `$1`
+then holds the names), a line longer than MAX_SHELL_READ that the fast readings below do
+not read — is `malformed` with the reason, which the shipped policy denies (fail closed).
+A computed word outside quotes whose value may hold a glob character (any but the
+parameters sshd and bash set, `~user`, `$(uptime)`) is listed in the part's `globbed`.
 
 A line of plain words (plain_words(): letters, digits and `_./=:,+-` only, single spaces
 between, no assignment before its command, no reserved word, not a shell, `env` or
@@ -409,8 +412,14 @@ class _Walker:
         if kind == "word":
             # a word outside a simple command (a `for` loop's list): read as a command's
             # words are (bashlex's reading of a word wholly in '...' skips what follows)
-            self._word(node)
-            self._inner(node)
+            word = self._word(node, self._inner(node))
+            if word.globbed or GLOB_CHARACTERS.search(word.text):
+                # bash globs it, and the loop's variable holds each name it matches: `for x
+                # in /root/.*; do df "$x"; done` (quoted there: the part's word not globbed)
+                raise Unreadable(
+                    f"a loop's list the shell expands into the names of files"
+                    f" ({_short_text(word.text)}): what its variable holds is not read"
+                )
             return
         if kind == "compound":
             self._compound(node)
