@@ -35,6 +35,12 @@ raw sockets). Each test is one way around a guardrail that worked before its fix
   injected, such a body (told by its magic number) is held, opened within bounds and
   read file by file, and one the proxy cannot open (zstd, 7z, RAR, encrypted zip members,
   too large) is refused (502) rather than relayed unread;
+- a JSON answer labelled `text/csv` (S3's `response-content-type`, a `?format=` that
+  only relabels) went in clear: its first line was taken for a CSV header (its cells
+  `{"phone":"5550100"` named the field, so the line itself went as a header), and a CSV
+  naming no masked column was read by the detectors alone (`phone: ...` lines, JSON
+  lines). A header holding a value beside a field's name, or JSON, and every line of a
+  CSV naming no masked column, is now read as text is; other cells as a JSON string is;
 """
 
 from __future__ import annotations
@@ -381,3 +387,19 @@ async def test_a_compressed_file_without_the_credential_goes_whole(tmp_path):
             )
     for path, body in bodies.items():
         assert status(got[path]) == 200 and got[path].partition(b"\r\n\r\n")[2] == body, path
+
+
+# what an upstream answers under a type the client chose (S3's response-content-type,
+# a ?format= that only relabels): text of another kind labelled CSV
+RELABELLED = {
+    "json": b'{"id": 1, "phone": "5550100", "password": "hunter2"}\n',
+    "json lines": b'{"id": 1, "phone": "5550100"}\n{"id": 2, "password": "hunter2"}\n',
+    "name: value": b"phone: 5550100\npassword: hunter2\n",
+    "a cell holding pairs": b"id,data\n8,password=hunter2\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(RELABELLED))
+async def test_text_labelled_csv_is_masked_as_what_it_is(tmp_path, case):
+    answer = await _read_as(tmp_path, "text/csv", RELABELLED[case], ("readonly",))
+    assert status(answer) in (200, 502) and not any(v in answer for v in HIDDEN), answer

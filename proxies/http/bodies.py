@@ -623,7 +623,9 @@ class BodyMask:
 
     def _row(self, line: str) -> str:
         """One CSV line: the first names the columns; values of the columns field rules
-        name are masked, then the detectors read the line."""
+        name are masked, other cells as a JSON string is (a document or pairs of its own),
+        then the detectors read the line. A body naming no such column is read as text is
+        (JSON, `name: value` lines labelled CSV)."""
         if not line.strip():
             return line
         if line.count('"') % 2:
@@ -643,15 +645,34 @@ class BodyMask:
             }
             if not self._columns:
                 self._unresolved(line)  # (columns split by `;` or tabs: not read as such)
+            if not self._columns or _json_texts(line) is not None or self._names_a_value(line):
+                # (nor is JSON, or a `name: value` line, labelled CSV: read as text is)
+                return self._line(line)
             return self._text(line)
         if not self._columns:
-            return self._text(line)
-        for index in self._columns:
-            if index < len(row):
-                row[index] = self._value(self._names[index].strip(), row[index], text=True)
+            return self._line(line)
+        found: Counter[str] = Counter()
+        for index, cell in enumerate(row):
+            if index in self._columns:
+                row[index] = self._value(self._names[index].strip(), cell, text=True)
+            elif self._named:
+                # (a cell holding a document or pairs of its own: `{"phone": ...}`)
+                row[index] = self._string(cell, found, 0)
+        self.counts.update(found)
         out = io.StringIO()
         csv.writer(out, lineterminator="").writerow(row)
         return self._text(out.getvalue())
+
+    def _names_a_value(self, line: str) -> bool:
+        """Whether a line gives a value beside the name of a field a rule names
+        (`phone: ...`, `Phone Number: ...`, `a=1&phone=...`), as _fields reads it."""
+        found = _KEYED.match(line)
+        if found is not None and self._rule(found["key"]):
+            return True
+        label = _LABEL.match(line)
+        if label is not None and self._phrase(label["key"]):
+            return True
+        return ("=" in line or ":" in line) and self._inline(line) != line
 
     def _event(self, event: str) -> str:
         """One SSE event (WHATWG HTML §9.2.6): its data lines are one value, masked as
