@@ -29,6 +29,7 @@ names, detectors and space tables alike.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 from proxies.http.mcp import Forward, Reply, _mask_tree
 from proxies.http.mcp_codec import DENIED, INVALID_REQUEST, TOO_MANY_SESSIONS
+from proxies.http.mcp_columns import masked_columns
 from proxies.http.mcp_sessions import SessionBinding
 
 pytestmark = pytest.mark.integration
@@ -120,6 +122,10 @@ READER_MASK = Masker(
         # a value straddling two columns, rows of another width: withheld
         ("name  phone\nAnn   +1 555 0100 x\nBobbyTables+1 555 0199", ""),
         ("name phone\nAnn +1 555 0100", ""),
+        # values short of the column they belong to: not an empty password
+        ("name          password\nBob hunter2", ""),
+        ("name          password note\nBob hunter2", ""),
+        ("password    name    note\nhunter 2    Ann", ""),
         # `name value` records, one per line
         ("password hunter2\nphone +1 555 0100", "password [REDACTED]\nphone [REDACTED]"),
         # prose and bare values: as they came
@@ -131,6 +137,21 @@ READER_MASK = Masker(
 def test_space_tables_are_read_one_way_or_withheld(text: str, shown: str) -> None:
     counts: Counter[str] = Counter()
     assert _mask_tree({"text": text}, READER_MASK, counts)["text"] == shown
+
+
+def test_long_lines_and_wide_tables_are_read_in_linear_time() -> None:
+    """(A tool result may echo what a reader sends it: a line of spaces, a header of many
+    columns must not cost the proxy the square of their length.)"""
+    texts = [
+        "password" + " " * 400_000,
+        "a" + " " * 400_000,
+        "id  " + "password  " * 40_000 + "\n" + "x   " * 40_001,
+        ("password " + "x" * 20 + "\n") * 20_000,
+    ]
+    for text in texts:
+        started = time.monotonic()
+        masked_columns(text, READER_MASK, Counter())
+        assert time.monotonic() - started < 1.0, text[:40]
 
 
 async def test_an_answer_goes_only_to_a_request_the_server_sent_this_client(

@@ -12,6 +12,7 @@ as it withholds a Markdown table. Lines with a tab or a `|` are left to the othe
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 
@@ -36,7 +37,7 @@ def masked_columns(text: str, masker: Masker, counts: Counter[str]) -> str:
     while i < len(lines):
         header = _header(lines[i], masker)
         end = i + 1
-        while end < len(lines) and lines[end].strip() and "\t" not in lines[end]:
+        while header is not None and end < len(lines) and _row(lines[end]):
             end += 1
         rows = lines[i + 1 : end]
         if header is None or not rows:
@@ -46,6 +47,10 @@ def masked_columns(text: str, masker: Masker, counts: Counter[str]) -> str:
         out.extend(_masked_table(lines[i], header, rows, masker, counts))
         i = end
     return "\n".join(out)
+
+
+def _row(line: str) -> bool:
+    return bool(line.strip()) and "\t" not in line
 
 
 def _header(line: str, masker: Masker) -> dict[int, MaskRule] | None:
@@ -93,13 +98,34 @@ def _masked_table(
             record = [name.span(), (value.start(), len(row.rstrip()))]
             out.append(_masked_cells(row, record, {0: first, 1: rule}, masker, counts))
             continue
+        words = [m.span() for m in _CELL.finditer(row)]
         cells = _cells(row, starts)
+        if cells is not None and not _one_reading(cells, words, starts, masked):
+            raise Ambiguous("a row cut as its header and word by word masks other words")
         if cells is None:
-            if len(row.split()) != width:
+            if len(words) != width:
                 raise Ambiguous("a row that is not cut as its header")
-            cells = [(m.start(), m.end()) for m in _CELL.finditer(row)]
+            cells = words
         out.append(_masked_cells(row, cells, masked, masker, counts))
     return out
+
+
+def _one_reading(
+    cells: list[tuple[int, int]], words: list[tuple[int, int]], starts: list[int],
+    masked: dict[int, MaskRule],
+) -> bool:  # fmt: skip
+    """Whether a row cut at the header's column starts masks what its words would: the
+    same words when it has as many words as the header has columns (`Bob hunter2` under
+    `name          password` is not Bob's empty password), else no masked cell empty
+    while the row holds words."""
+    if len(words) != len(starts):
+        return all(cells[k][1] > cells[k][0] for k in masked if k < len(cells))
+    by_cut = set()
+    for index, (start, _) in enumerate(words):
+        column = bisect.bisect_right(starts, start) - 1
+        if column in masked:
+            by_cut.add(index)
+    return by_cut == set(masked)
 
 
 def _cells(row: str, starts: list[int]) -> list[tuple[int, int]] | None:
@@ -122,25 +148,30 @@ def _masked_cells(
     row: str, cells: list[tuple[int, int]], masked: dict[int, MaskRule], masker: Masker,
     counts: Counter[str],
 ) -> str:  # fmt: skip
-    out = row
-    for index in sorted(masked, reverse=True):  # (right to left: offsets stay true)
-        if index >= len(cells):
+    pieces: list[str] = []
+    done = 0
+    for index, (start, stop) in enumerate(cells):  # (left to right, in one pass)
+        rule = masked.get(index)
+        if rule is None or stop <= start:
             continue
-        start, stop = cells[index]
-        if stop <= start:
-            continue
-        rule = masked[index]
-        out = out[:start] + masker.mask_field(rule, out[start:stop]) + out[stop:]
+        pieces += [row[done:start], masker.mask_field(rule, row[start:stop])]
+        done = stop
         counts["field:" + rule.field] += 1
-    return out
+    return "".join([*pieces, row[done:]])
 
 
 def _masked_record(line: str, masker: Masker, counts: Counter[str]) -> str:
     """`name   value`: a line opening with a masked column's name, then its value."""
-    match = re.fullmatch(r"(\s*)(\S+)(\s+)(.*\S)(\s*)", line)
-    if match is None or "\t" in line or "|" in line:
+    if "\t" in line or "|" in line:
         return line
-    lead, name, gap, value, tail = match.groups()
+    body = line.strip()
+    parts = body.split(None, 1)  # (str methods: no pattern to backtrack over a long line)
+    if len(parts) < 2:
+        return line
+    name, value = parts
+    lead = line[: len(line) - len(line.lstrip())]
+    tail = line[len(line.rstrip()) :]
+    gap = body[len(name) : len(body) - len(value)]
     if not _WORD.fullmatch(name) or value[0] in ":=":
         return line  # (`name = value`, `name : value`: the other readers' lines)
     rule = masker.rule_for_any([name])
