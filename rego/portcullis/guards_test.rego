@@ -55,3 +55,19 @@ test_no_filter_on_another_connection if {
 	d := portcullis.decision with input as i with data.portcullis.row_filters as filters
 	not d.row_filter
 }
+
+# The usual standing (a budget and a breaker) is read without the pass over its guards;
+# any other standing takes the pass: each reads what the other would
+test_command_guards_are_the_same_object_with_and_without_the_pass if {
+	budget := data.portcullis.budgets.readonly
+	breaker := data.portcullis.breakers.readonly
+	guards := {"budget": "readonly", "breaker": "readonly"}
+	i := object.union(guard_input(["readonly"], {}), {"standing": {"guards": guards}})
+	portcullis.command_guards == {"budget": budget, "breaker": breaker} with input as i
+	filtered := object.union(i, {"standing": {"guards": object.union(guards, {"row_filter": {"t": []}})}})
+	portcullis.command_guards == {"budget": budget, "breaker": breaker, "row_filter": {"t": []}} with input as filtered
+	other := object.union(i, {"standing": {"guards": object.union(guards, {"other": "x"})}})
+	portcullis.command_guards == {"budget": budget, "breaker": breaker} with input as other
+	unknown := object.union(i, {"standing": {"guards": {"budget": "nobody", "breaker": "readonly"}}})
+	portcullis.command_guards == {"breaker": breaker} with input as unknown
+}
