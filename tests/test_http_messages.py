@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxies.http import messages
-from proxies.http.codec import parse_head
+from proxies.http.codec import BadRequest, parse_head
 from proxies.http.guard import LOOSE_HELD, CredentialInResponse, ResponseGuard, secret_patterns
 from proxies.runtime.exposure import ClientOutput
 
@@ -61,7 +61,12 @@ def test_the_policy_sees_a_bounded_json_body():
     assert messages.policy_body(h, b'{"a": 1}') == ({"a": 1}, False)
     big = json.dumps({"a": "x" * (messages.INSPECTED_BODY + 1)}).encode()
     assert messages.policy_body(h, big) == (None, True)
-    assert messages.policy_body(head("Content-Type: text/plain"), b'{"a": 1}') == (None, False)
+    # JSON under another type is shown as JSON (an upstream may read it so), text is not
+    assert messages.policy_body(head("Content-Type: text/plain"), b'{"a": 1}') == ({"a": 1}, False)
+    assert messages.policy_body(head("Content-Type: text/plain"), b"a=1") == (None, False)
+    assert messages.policy_body(head("Content-Type: text/plain"), b"{not json") == (None, False)
+    with pytest.raises(BadRequest):  # (read one way by the policy, another by a parser)
+        messages.policy_body(head("Content-Type: text/plain"), b'{"a":1,"a":2}')
 
 
 def test_the_command_text_binds_the_exact_body():

@@ -41,6 +41,10 @@ raw sockets). Each test is one way around a guardrail that worked before its fix
   naming no masked column was read by the detectors alone (`phone: ...` lines, JSON
   lines). A header holding a value beside a field's name, or JSON, and every line of a
   CSV naming no masked column, is now read as text is; other cells as a JSON string is;
+- a search body typed text/plain, or not typed at all, was not shown to the policy (only
+  JSON and form types were), while the upstream reads it as JSON all the same: the
+  filter rule never saw `{"wildcard": {"phone": ...}}`. A body that reads as JSON one way
+  only is now shown as JSON whatever its type;
 """
 
 from __future__ import annotations
@@ -403,3 +407,22 @@ RELABELLED = {
 async def test_text_labelled_csv_is_masked_as_what_it_is(tmp_path, case):
     answer = await _read_as(tmp_path, "text/csv", RELABELLED[case], ("readonly",))
     assert status(answer) in (200, 502) and not any(v in answer for v in HIDDEN), answer
+
+
+async def test_a_search_body_typed_otherwise_than_json_is_read_as_json(tmp_path):
+    # Elasticsearch (and Flask's get_json(force=True), body-parser with type */*) reads a
+    # body as JSON whatever its Content-Type says
+    search = b'{"wildcard": {"phone": "5550*"}}'
+    got = []
+    async with (
+        app_upstream(postgrest_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        for fields in ("Content-Type: text/plain\r\n", ""):
+            for groups in (("dba",), ("readonly",)):
+                line = "POST /customers HTTP/1.1" if groups == ("dba",) else "GET /c HTTP/1.1"
+                got.append(
+                    await exchange(s.proxy.port, request(s, line, fields, search, groups=groups))
+                )
+    for answer in got:
+        assert status(answer) == 202 and b"Ann" not in answer, answer

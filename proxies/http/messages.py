@@ -348,8 +348,9 @@ def _media_type(head: Head) -> str:
 
 def policy_body(head: Head, body: bytes) -> tuple[Any, bool]:
     """(the body the policy sees or None, whether it was too large to inspect): a JSON
-    body as its value, a form body (application/x-www-form-urlencoded) as name → value (a
-    list when a name repeats), as the query is. A body whose media type names JSON is
+    body as its value (a body of another type that reads as JSON too), a form body
+    (application/x-www-form-urlencoded) as name → value (a list when a name repeats), as
+    the query is. A body whose media type names JSON is
     read one way only or refused (BadRequest, see json_body)."""
     if not body:
         return None, False
@@ -367,7 +368,26 @@ def policy_body(head: Head, body: bytes) -> tuple[Any, bool]:
             return Target("/", body.decode("ascii")).query_params(), False
         except UnicodeDecodeError:
             return None, False
+    if body.lstrip()[:1] in (b"{", b"[") and not content_type.startswith("multipart/"):
+        # JSON under another type (text/plain, none): the upstream may read it as JSON all
+        # the same (Elasticsearch, Flask's get_json(force=True), body-parser's type */*),
+        # so the policy sees it as such when it reads as JSON one way only
+        try:
+            return json_body("", body), False
+        except BadRequest:
+            if _loose_json(body):
+                raise  # (JSON some parser reads one way and the policy could not)
+            return None, False
     return None, False
+
+
+def _loose_json(body: bytes) -> bool:
+    """Whether some JSON parser reads `body` (a repeated name, NaN, a BOM, UTF-16)."""
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _charset(content_type: str) -> str:
