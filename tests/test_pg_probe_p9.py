@@ -473,3 +473,28 @@ def test_a_masked_dba_still_makes_a_table_with_a_built_in_default(arena) -> None
         c.close()
         with arena.admin() as admin:
             admin.execute("DROP TABLE IF EXISTS p9_now")
+
+
+async def test_a_dba_prepares_no_statement_needing_approval(tmp_path) -> None:
+    """Attack (dba): SQL PREPARE p AS DELETE FROM orders (no WHERE: approval), approved
+    while the path named scratch; EXECUTE is decided as a read, so after SET search_path
+    = public, EXECUTE p (at any later time, again and again) emptied public.orders under
+    no approval. A privileged statement needing approval is now refused in PREPARE."""
+    async with running_gateway(tmp_path, approvals={"timeout_seconds": 3}) as gw:
+        with gw.admin() as admin:
+            admin.execute("INSERT INTO orders VALUES (-1, 1, 9.5)")
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana@example.com", ("dba", "pii-readers"))))
+        try:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="not prepared"):
+                await conn.execute("PREPARE p AS DELETE FROM orders")
+            assert not [r for r in gw.pdp.approvals.requests.values() if r.state == "pending"]
+            with pytest.raises(asyncpg.InvalidSQLStatementNameError):
+                await conn.execute("EXECUTE p")
+            # one with a WHERE needs no approval, and is still a dba's to prepare
+            await conn.execute("PREPARE q AS DELETE FROM orders WHERE id = -2")
+            assert await conn.execute("EXECUTE q") == "DELETE 0"
+        finally:
+            await conn.close()
+        with gw.admin() as admin:
+            kept = admin.execute("SELECT count(*) FROM public.orders WHERE id = -1").fetchone()
+            assert kept == (1,)

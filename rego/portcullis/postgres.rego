@@ -221,6 +221,20 @@ pg_privileged_approval contains [i, sprintf("DROP %s needs approval", [upper(s.o
 	s.object in {"database", "schema"}
 }
 
+# SQL PREPARE keeps a statement for EXECUTE, which is decided as a read: a privileged
+# identity's statement that needs approval, prepared once approved, ran again at every
+# EXECUTE, past its approval's time and after the session changed what its names resolve
+# to (PREPARE p AS DELETE FROM orders approved for scratch.orders, then SET search_path =
+# public; EXECUTE p emptied public.orders). Run such a statement directly. (A reader's
+# EXECUTE runs read-only at the server: its approved PREPARE writes nothing.)
+deny contains sprintf("a statement that needs approval is not prepared with PREPARE, since EXECUTE would run it again without one (%s): run it directly", [reason]) if {
+	input.command.postgres.types.prepare
+	privileged
+	some s in input.command.postgres.statements
+	s.type == "prepare"
+	some [_, reason] in pg_approval
+}
+
 pg_privileged_approval contains [i, "TRUNCATE needs approval"] if {
 	input.command.postgres.types.truncate
 	some i, s in input.command.postgres.statements
