@@ -191,3 +191,15 @@ async def test_a_masked_dbas_write_outside_the_write_paths_waits_for_a_person(
     verdicts = {d["attributes"]["path"]: d["verdict"] for d in decisions}
     assert verdicts[str(cron / "root")] == "require_approval", verdicts
     assert verdicts[str(drop / "fine")] == "allow", verdicts
+
+
+# A word that reads as an assignment: bash expands a `~` after its `=` or a `:` though it
+# is an argument (`df a=~` gives df `a=/root`); the parts said `a=~`, known before it runs.
+@pytest.mark.parametrize("line", ["df a=~", "df x=y:~root/z", "journalctl _EXE=~root/x"])
+def test_a_tilde_in_an_assignment_like_word_is_computed(engine: Any, line: str) -> None:
+    assert reading(line)["parts"][0]["dynamic"] == [1], reading(line)
+
+
+def test_a_journal_match_with_such_a_tilde_needs_approval(engine: Any) -> None:
+    assert verdict(engine, "journalctl _EXE=~root/x")["verdict"] == "require_approval"
+    assert verdict(engine, "df /var/log/x=~")["verdict"] in ALLOWED  # not an assignment

@@ -140,6 +140,10 @@ LOOP_VARIABLE = re.compile(r"\bfor\s+([A-Za-z_][A-Za-z0-9_]*)")
 # run alone, without arguments (`uptime --help` prints `[options]`)
 GLOB_FREE_OUTPUT = frozenset({"uptime", "free"})
 GLOB_CHARACTERS = re.compile(r"[*?\[]")
+# a word that reads as an assignment (`a=~`, `x=y:~root/z`): bash expands a `~` after its
+# `=` or a `:` into a home directory though it is a command's argument, and bashlex marks
+# no tilde there (a quoted `~` too counts: more is computed, never less)
+ASSIGNMENT_TILDE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=(?:[^:]*:)*~")
 # what may follow the command of a `$(...)` (or `<(...)`, `>(...)`) or of backquotes:
 # blanks, then its closing (_Walker._substitution)
 SUBSTITUTION_END = {")": re.compile(r"[ \t]*\)"), "`": re.compile(r"[ \t]*`")}
@@ -726,6 +730,8 @@ def _children(node: Any) -> list[Any]:
 
 def _dynamic(word: Any) -> bool:
     if any(p.kind in DYNAMIC_NODES for p in getattr(word, "parts", None) or ()):
+        return True
+    if ASSIGNMENT_TILDE.match(word.word):
         return True
     # brace expansion ({a,b}, {1..3}) turns one word into others; quoted braces count too
     return BRACES.search(word.word) is not None
