@@ -16,6 +16,9 @@ is a reader (outside pii-readers: tool results masked):
 - sessions were bounded per token (64) and 10,000 in all, the oldest forgotten: a subject
   holding fresh tokens began sessions without end (each one kept by the upstream too), and
   past 10,000 forgot other identities' sessions under them.
+- an event stream's lines were cut by copying what followed each line, and a line not yet
+  ended was searched again with every chunk: a server sending one event of many short
+  lines, or a long line in small chunks, held the proxy's loop for seconds to minutes.
 - the answer to a DELETE (the end of a session) was passed unread, in a masked session
   too: a server putting its own messages in it, or the answer still owed to a masked
   call (its event store replaying the stream), handed the reader the data in clear.
@@ -56,7 +59,7 @@ from test_mcp_proxy import INIT, agent, initialize, mcp_stack, messages_of, post
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 from proxies.http.mcp import Forward, Reply, _mask_tree
-from proxies.http.mcp_codec import DENIED, INVALID_REQUEST, TOO_MANY_SESSIONS
+from proxies.http.mcp_codec import DENIED, INVALID_REQUEST, TOO_MANY_SESSIONS, SseReader
 from proxies.http.mcp_columns import masked_columns
 from proxies.http.mcp_sessions import SessionBinding
 
@@ -326,3 +329,19 @@ async def test_listen_is_denied_cleanly_and_stream_notifications_are_masked(
     assert len(sse_messages(data.encode())) == len(notes)
     for plain in ("hunter2", "555 0100", "ann@example.com", "4111111111111111", "sk-live-abc"):
         assert plain not in data, plain
+
+
+def test_an_event_stream_is_read_in_linear_time() -> None:
+    many = b"data: x\n" * 400_000 + b"\n"  # one event of 400,000 lines (3.2 MB)
+    started = time.monotonic()
+    (one,) = SseReader().feed(many)
+    assert len(one.data) == 2 * 400_000 - 1 and time.monotonic() - started < 6.0
+    bare = b"data: x\r" * 400_000 + b"\r\r"  # CR line ends
+    started = time.monotonic()
+    assert len(SseReader().feed(bare)) == 1 and time.monotonic() - started < 6.0
+    long = b"data: " + b"x" * (12 << 20) + b"\n\n"  # one line, 512 bytes at a time
+    reader, events = SseReader(), []
+    started = time.monotonic()
+    for at in range(0, len(long), 512):
+        events += reader.feed(long[at : at + 512])
+    assert len(events) == 1 and time.monotonic() - started < 4.0

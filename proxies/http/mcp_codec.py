@@ -543,7 +543,12 @@ class SseReader:
     is ignored, as the standard says."""
 
     def __init__(self, limit: int = MAX_EVENT_BYTES) -> None:
-        self._buffer = b""
+        # what is not read yet is _buffer[_start:]; no line end lies in its first
+        # _searched bytes (a line not yet ended is not searched again, and the buffer is
+        # compacted only when half of it is read: linear in what the server sends)
+        self._buffer = bytearray()
+        self._start = 0
+        self._searched = 0
         self._limit = limit
         self._data: list[str] = []
         self._fields: list[tuple[str, str]] = []
@@ -558,18 +563,24 @@ class SseReader:
                 return []
             self._started = True
             if self._buffer.startswith(b"\xef\xbb\xbf"):
-                self._buffer = self._buffer[3:]
+                del self._buffer[:3]
         events: list[SseEvent] = []
+        buffer = self._buffer
         while True:
-            end = _line_end(self._buffer)
+            pos = self._start
+            end = _line_end(buffer, pos, self._searched)
             if end is None:
-                if len(self._buffer) + self._size > self._limit:
+                self._searched = max(0, len(buffer) - pos - 1)
+                if pos > len(buffer) // 2:
+                    del buffer[:pos]
+                    self._start = 0
+                if len(buffer) - self._start + self._size > self._limit:
                     raise SseTooLarge(f"an event larger than {self._limit} bytes")
                 return events
             stop, after = end
-            line = self._buffer[:stop].decode("utf-8", "replace")
-            self._buffer = self._buffer[after:]
-            self._size += stop
+            line = buffer[pos:stop].decode("utf-8", "replace")
+            self._size += stop - pos
+            self._start, self._searched = after, 0
             if self._size > self._limit:
                 raise SseTooLarge(f"an event larger than {self._limit} bytes")
             event = self._line(line)
@@ -580,13 +591,13 @@ class SseReader:
         """The stream ended: a CR that waited for a possible LF ends its line; an event
         not ended by a blank line is discarded (HTML §9.2.6)."""
         events = []
-        if self._buffer.endswith(b"\r"):
-            line = self._buffer[:-1].decode("utf-8", "replace")
-            self._buffer = b""
-            event = self._line(line)
+        rest = self._buffer[self._start :]
+        if rest.endswith(b"\r"):
+            event = self._line(rest[:-1].decode("utf-8", "replace"))
             if event is not None:
                 events.append(event)
-        self._buffer, self._data, self._fields, self._size = b"", [], [], 0
+        self._buffer, self._data, self._fields, self._size = bytearray(), [], [], 0
+        self._start = self._searched = 0
         return events
 
     def _line(self, line: str) -> SseEvent | None:
@@ -610,13 +621,21 @@ class SseReader:
         return None
 
 
-def _line_end(buffer: bytes) -> tuple[int, int] | None:
-    """(end of the first line, start of the next) for CRLF, LF or CR endings; a CR at the
-    very end waits for the next byte (it may be the start of a CRLF)."""
-    lf = buffer.find(b"\n")
-    cr = buffer.find(b"\r", 0, lf if lf >= 0 else len(buffer))
-    if cr < 0:
-        return (lf, lf + 1) if lf >= 0 else None
-    if cr + 1 == len(buffer):
+_LINE_BREAK = re.compile(rb"[\r\n]")
+
+
+def _line_end(
+    buffer: bytes | bytearray, start: int = 0, searched: int = 0
+) -> tuple[int, int] | None:
+    """(end of the first line from `start`, start of the next) for CRLF, LF or CR endings;
+    a CR at the very end waits for the next byte (it may be the start of a CRLF). No line
+    end lies in the `searched` bytes after `start`."""
+    found = _LINE_BREAK.search(buffer, start + searched)
+    if found is None:
         return None
-    return cr, cr + 2 if buffer[cr + 1] == 0x0A else cr + 1
+    at = found.start()
+    if buffer[at] == 0x0A:
+        return at, at + 1
+    if at + 1 == len(buffer):
+        return None
+    return at, at + 2 if buffer[at + 1] == 0x0A else at + 1
