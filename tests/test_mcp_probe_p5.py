@@ -154,7 +154,8 @@ def test_long_lines_and_wide_tables_are_read_in_linear_time() -> None:
     for text in texts:
         started = time.monotonic()
         masked_columns(text, READER_MASK, Counter())
-        assert time.monotonic() - started < 1.0, text[:40]
+        # (about 0.2 s each on a loaded machine; minutes before 3484fad)
+        assert time.monotonic() - started < 3.0, text[:40]
 
 
 async def test_an_answer_goes_only_to_a_request_the_server_sent_this_client(
