@@ -45,6 +45,9 @@ raw sockets). Each test is one way around a guardrail that worked before its fix
   JSON and form types were), while the upstream reads it as JSON all the same: the
   filter rule never saw `{"wildcard": {"phone": ...}}`. A body that reads as JSON one way
   only is now shown as JSON whatever its type;
+- and a body the policy was not shown as a value (multipart, XML, text) was never read
+  for a masked field: a masked dba's multipart `name="phone"` filter went. Such a body's
+  text (up to 64 KiB) is now shown to the policy (`body_text`) and read for masked fields;
 """
 
 from __future__ import annotations
@@ -426,3 +429,30 @@ async def test_a_search_body_typed_otherwise_than_json_is_read_as_json(tmp_path)
                 )
     for answer in got:
         assert status(answer) == 202 and b"Ann" not in answer, answer
+
+
+async def test_a_body_the_policy_cannot_read_as_a_value_is_read_for_masked_fields(tmp_path):
+    multipart = (
+        b'--b\r\nContent-Disposition: form-data; name="phone"\r\n\r\nlike.5550*\r\n--b--\r\n'
+    )
+    cases = [
+        ("Content-Type: multipart/form-data; boundary=b\r\n", multipart),
+        ("Content-Type: application/xml\r\n", b'<search><like field="Phone">5550</like></search>'),
+    ]
+    got = []
+    async with (
+        app_upstream(postgrest_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        for fields, body in cases:
+            line = "POST /customers HTTP/1.1"
+            got.append(await exchange(s.proxy.port, request(s, line, fields, body, ("dba",))))
+        plain = await exchange(
+            s.proxy.port,
+            request(
+                s, "POST /customers HTTP/1.1", "Content-Type: text/csv\r\n", b"id\n7\n", ("dba",)
+            ),
+        )
+    for answer in got:
+        assert status(answer) == 202, answer
+    assert status(plain) != 202, plain

@@ -381,6 +381,17 @@ def policy_body(head: Head, body: bytes) -> tuple[Any, bool]:
     return None, False
 
 
+def body_text(body: bytes) -> str | None:
+    """A body the policy is not shown as a value, as text (UTF-8, up to INSPECTED_BODY
+    bytes: policy_body calls a longer one truncated), or None when it is not text."""
+    if len(body) > INSPECTED_BODY or b"\x00" in body:
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def _loose_json(body: bytes) -> bool:
     """Whether some JSON parser reads `body` (a repeated name, NaN, a BOM, UTF-16)."""
     try:

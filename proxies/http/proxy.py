@@ -739,6 +739,12 @@ class ClientConnection(UpstreamExchange):
             attributes["body"] = body
         if truncated:
             attributes["truncated"] = True
+        elif body is None and request.body and readable:
+            # a body the policy is not shown as a value (multipart, text, XML): its text,
+            # which may name a masked field (http.rego)
+            text = messages.body_text(inspected)
+            if text is not None:
+                attributes["body_text"] = text
         if request.body and (
             not readable or messages.names_method(inspected, body, messages.is_form(head))
         ):

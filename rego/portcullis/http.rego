@@ -114,13 +114,14 @@ deny contains sprintf("DELETE is reserved to %s", [concat(", ", data.portcullis.
 # how many under `Prefer: count=exact` answer the value one guess at a time. For anyone
 # masked, a request naming a masked field by its words (as the masks name it: `phone` in
 # `phoneNumber`, `customer_phone`, `PHONE`, `filter[phone]`) in a query parameter's name
-# or value, or a body's key or text, needs approval: the approver sees which field it
-# names and where. (A bare value answering a path that ends in a field's name,
-# `/customers/7/phone`, the proxy masks as that field: proxies/http/bodies.py.)
+# or value, or a body's key or string (or its text, a body of another type: body_text),
+# needs approval: the approver sees which field it names and where. (A bare value
+# answering a path that ends in a field's name, `/customers/7/phone`, the proxy masks as
+# that field: proxies/http/bodies.py.)
 needs_approval contains sprintf("%s %s names the masked field %s in its %s: a filter, order or search on it, or a name chosen for it, answers what the mask hides", [http_method, input.command.http.path, field, part]) if {
 	input.command.kind == "http.request"
 	not pii_reader
-	some part in ["query", "body"]
+	some part in ["query", "body", "body_text"]
 	some words in http_request_words[part]
 	some field, spelt in http_masked_field_words
 	http_words_name(words, spelt)
@@ -129,7 +130,7 @@ needs_approval contains sprintf("%s %s names the masked field %s in its %s: a fi
 # each name and text of the request's query and body as its words (" a b c "): a query's
 # names and values (a list when a name repeats), a body's keys and strings anywhere in it
 http_request_words[part] := {http_spaced_words(t) | some t in http_texts(object.get(input.command.http, part, null))} if {
-	some part in ["query", "body"]
+	some part in ["query", "body", "body_text"]
 }
 
 http_texts(given) := {t |

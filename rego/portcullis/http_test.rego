@@ -198,6 +198,8 @@ test_http_a_filter_order_or_search_on_a_masked_field_needs_approval if {
 		{"body": {"query": {"wildcard": {"phone": "555*"}}}},
 		{"body": [{"op": "test", "path": "/password", "value": "hunter2"}]},
 		{"body": "ssn"},
+		{"body_text": "--b\r\nContent-Disposition: form-data; name=\"phone\"\r\n\r\n555*\r\n--b--"},
+		{"body_text": "<query><match field=\"Phone\">555</match></query>"},
 	]
 	every extra in cases {
 		d := portcullis.decision with input as http_with(["readonly"], "GET", extra)
@@ -216,6 +218,7 @@ test_http_a_filter_order_or_search_on_a_masked_field_needs_approval if {
 		{"query": {"sql": "select telephoned from t"}},
 		{"query": {"classname": "x", "tokenize": "5"}},
 		{"body": {"amount": 12, "note": ["a", 1, null]}},
+		{"body_text": "id,amount\n7,12\n"},
 		{"path": "/v1/customers/7/phone"},
 	]
 	every extra in reads {
