@@ -14,9 +14,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The revision of the policy input this PDP builds. Rules of the shipped policy open with
+# flags the PDP sets (input.command.postgres.has.<flag>, .types: pdp.domain.policy_input)
+# so the evaluator skips them for a query without the fact; a policy whose rule opens with
+# a flag an older PDP does not set would skip the rule there (fail open). Raised whenever
+# such a flag or field is added; the policy names the revision it needs in its data
+# (`portcullis.requires.input_revision`) and a PDP that builds less refuses to load it.
+INPUT_REVISION = 1
+REQUIREMENT_KEY = ("portcullis", "requires", "input_revision")
+
 
 class BundleError(Exception):
     """The policy directory cannot be read as a bundle."""
+
+
+def unmet_requirement(data: Any) -> str | None:
+    """Why this PDP must not evaluate a policy with this data (its `input_revision` is
+    newer than INPUT_REVISION, or is no whole number), or None."""
+    needed: Any = data
+    for key in REQUIREMENT_KEY:
+        if not isinstance(needed, dict) or key not in needed:
+            return None  # a policy that names no requirement relies on no flag
+        needed = needed[key]
+    if type(needed) is not int or needed < 0:
+        return f"data.{'.'.join(REQUIREMENT_KEY)} must be a whole number, not {needed!r}"
+    if needed > INPUT_REVISION:
+        return (
+            f"the policy needs policy input revision {needed} and this PDP builds revision "
+            f"{INPUT_REVISION}: upgrade the PDP before the policy (an older PDP leaves out "
+            "facts the policy's rules rely on)"
+        )
+    return None
 
 
 @dataclass(frozen=True)

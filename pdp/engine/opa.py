@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from pdp.engine.bundle import PolicyBundle
+from pdp.engine.bundle import PolicyBundle, unmet_requirement
 
 DECISION_PATH = "portcullis.decision"
 
@@ -36,10 +36,15 @@ def new_engine(bundle: PolicyBundle, probe: bool = True) -> Any:
     """Load every module and the data of a bundle into a fresh engine.
 
     With probe, evaluate the decision once on an empty input: the evaluator reports
-    compile errors such as unsafe variables only when a query is first prepared.
+    compile errors such as unsafe variables only when a query is first prepared. A
+    bundle that needs a newer policy input than this PDP builds (bundle.unmet_requirement)
+    is refused before anything loads: PolicyLoadError.
     """
     from opa_bindings import OpaEngine, OpaError
 
+    unmet = unmet_requirement(bundle.data)
+    if unmet:
+        raise PolicyLoadError(unmet)
     engine = OpaEngine()
     engine.print_handler = lambda message, location: None
     try:
