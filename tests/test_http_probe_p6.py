@@ -48,6 +48,11 @@ raw sockets). Each test is one way around a guardrail that worked before its fix
 - and a body the policy was not shown as a value (multipart, XML, text) was never read
   for a masked field: a masked dba's multipart `name="phone"` filter went. Such a body's
   text (up to 64 KiB) is now shown to the policy (`body_text`) and read for masked fields;
+- a value given in prose after a field's name (`Ann's phone is 5550100`, a JSON note
+  `call the phone 5550100`, `<p>IBAN DE89...</p>`) went: no detector finds a phone or
+  a password, and the field rules read names with a separator. The next four words after
+  a field's name in words that hold a digit or `@` are now masked by that rule (a value
+  of letters alone is not told from the sentence);
 """
 
 from __future__ import annotations
@@ -456,3 +461,17 @@ async def test_a_body_the_policy_cannot_read_as_a_value_is_read_for_masked_field
     for answer in got:
         assert status(answer) == 202, answer
     assert status(plain) != 202, plain
+
+
+PROSE = {
+    "text": ("text/plain", b"Ann's phone is 5550100 and her password is hunter2.\n"),
+    "json note": ("application/json", b'{"note": "call the phone 5550100 after 5"}'),
+    "html": ("text/html", b"<p>Phone 5550100</p>\n<p>IBAN DE89370400440532013000</p>"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PROSE))
+async def test_a_value_named_in_prose_is_masked(tmp_path, case):
+    kind, body = PROSE[case]
+    answer = await _read_as(tmp_path, kind, body, ("readonly",))
+    assert status(answer) == 200 and not any(v in answer for v in HIDDEN), answer

@@ -231,6 +231,7 @@ class BodyMask:
         self._named = masker.strictest_field_rule() is not None  # any field rule at all
         self._rules: dict[str, str] = {}  # names asked of the masker, and its answers (_field)
         self._worded = field_words(masker)
+        self._spoken: re.Pattern[str] | None = None  # (_prose: the fields in words)
         # the field the request's path ends in (`/customers/7/phone`): an answer that is a
         # bare value, with no name of its own, is that field's value
         last = path.rsplit("/", 1)[-1].split(".", 1)[0]
@@ -395,7 +396,7 @@ class BodyMask:
                 return value
         if "=" in value or ":" in value:
             value = self._inline(value)  # (counted in self.counts)
-        return self._unescaped_clear(value)
+        return self._unescaped_clear(self._prose(value))
 
     def _unescaped_clear(self, text: str) -> str:
         """`text` (masked) when what it says with its escapes undone holds nothing the
@@ -444,7 +445,7 @@ class BodyMask:
             return self._value(self.path_field, line, text=True)
         docs = _json_texts(line)
         if docs is None:
-            return self._unescaped_clear(self._text(self._fields(line)))
+            return self._unescaped_clear(self._text(self._prose(self._fields(line))))
         out = []
         for doc in docs:
             masked, counts = self._mask_doc(doc)
@@ -663,6 +664,34 @@ class BodyMask:
         csv.writer(out, lineterminator="").writerow(row)
         return self._text(out.getvalue())
 
+    def _prose(self, text: str) -> str:
+        """Text that names a field in words and gives a value after it (`the phone is
+        5550100`, `Ann's password is hunter2.`): each of the next PROSE_WORDS words that
+        holds a digit or `@` is masked by that rule (more, never less: `24/7` goes too).
+        A value of letters alone (`password is hunter`) is not told from the sentence."""
+        if not self._worded or not _ANY_DIGIT.search(text):
+            return text
+        spoken = self._spoken
+        if spoken is None:
+            spoken = self._spoken = _spoken_fields(self._worded)
+        found = spoken.search(text)
+        if found is None:
+            return text
+        out, at = [], 0
+        while found is not None:
+            field = worded_field(self._worded, name_words(found[0])) or found[0]
+            words = _PROSE_WORD.finditer(text, found.end())
+            for n, word in enumerate(words):
+                if n >= PROSE_WORDS:
+                    break
+                if _VALUE_LIKE.search(word[0]):
+                    out.append(text[at : word.start()])
+                    out.append(str(self._value(field, word[0], text=True)))
+                    at = word.end()
+            found = spoken.search(text, max(at, found.end()))
+        out.append(text[at:])
+        return "".join(out)
+
     def _names_a_value(self, line: str) -> bool:
         """Whether a line gives a value beside the name of a field a rule names
         (`phone: ...`, `Phone Number: ...`, `a=1&phone=...`), as _fields reads it."""
@@ -760,6 +789,20 @@ def _role_key(key: str) -> bool:
 def _value_like(key: str) -> bool:
     """A key that is no identifier (a digit, `@`, `+`, a space in it): a value keying."""
     return re.fullmatch(r"[A-Za-z_][A-Za-z_\-]*", key) is None
+
+
+PROSE_WORDS = 4  # words after a field's name in prose read for its value
+_ANY_DIGIT = re.compile(r"[0-9@]")
+_PROSE_WORD = re.compile(r"[^\s,;()\[\]{}\"'<>]+")
+_VALUE_LIKE = re.compile(r"[0-9@]")
+
+
+def _spoken_fields(worded: tuple[tuple[str, tuple[str, ...]], ...]) -> re.Pattern[str]:
+    """A field rule's words as prose writes them (`card number`, `Phone`, `passwords`)."""
+    spelt = sorted(
+        {r"[\s_-]*".join(map(re.escape, words)) for _, words in worded}, key=len, reverse=True
+    )
+    return re.compile(r"(?i)(?<![a-z0-9])(?:" + "|".join(spelt) + r")(?:e?s)?(?![a-z0-9])")
 
 
 def _fresh_key(out: dict[str, Any], key: str) -> str:
