@@ -52,7 +52,8 @@ raw sockets). Each test is one way around a guardrail that worked before its fix
   `call the phone 5550100`, `<p>IBAN DE89...</p>`) went: no detector finds a phone or
   a password, and the field rules read names with a separator. The next four words after
   a field's name in words that hold a digit or `@` are now masked by that rule (a value
-  of letters alone is not told from the sentence);
+  of letters alone is not told from the sentence), in a header's value too (`Warning:
+  199 - "phone 5550100 ..."`);
 """
 
 from __future__ import annotations
@@ -474,4 +475,21 @@ PROSE = {
 async def test_a_value_named_in_prose_is_masked(tmp_path, case):
     kind, body = PROSE[case]
     answer = await _read_as(tmp_path, kind, body, ("readonly",))
+    assert status(answer) == 200 and not any(v in answer for v in HIDDEN), answer
+
+
+async def test_a_value_named_in_prose_in_a_header_is_masked(tmp_path):
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b'HTTP/1.1 200 OK\r\nWarning: 199 - "phone 5550100 is unverified"\r\n'
+            b"X-Debug: password was hunter2\r\nContent-Length: 0\r\n\r\n"
+        )
+        await writer.drain()
+
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        answer = await exchange(s.proxy.port, request(s, "GET /customers/7 HTTP/1.1"))
     assert status(answer) == 200 and not any(v in answer for v in HIDDEN), answer

@@ -140,8 +140,9 @@ def masked_headers(
     """A response's header fields under a mask: a field named as a rule names a JSON key
     (`X-Customer-Email`, `X-Phone`, `X-Phone-Number`: its name without `x-`, `-` read as
     `_`, or a rule's words among its words) masked by that rule, a value's parts a rule
-    names masked (`phone=...` in a Location's query), every value read by the detectors
-    (a Location, a Content-Disposition's filename, a Link). Counts as mask_json's."""
+    names masked (`phone=...` in a Location's query) and values given after a field's
+    name in prose (`199 - "phone 5550100"`), every value read by the detectors (a
+    Location, a Content-Disposition's filename, a Link). Counts as mask_json's."""
     out: list[tuple[str, str]] = []
     counts: Counter[str] = Counter()
     values = BodyMask(masker, "lines")  # (a value's named parts: a Location's `phone=...`)
@@ -152,8 +153,10 @@ def masked_headers(
             masked, found = masker.mask_json({rule: value})
             counts.update(found)
             value = str(next(iter(masked.values())))
-        elif "=" in value or ":" in value:
-            value = values._inline(value)
+        else:
+            if "=" in value or ":" in value:
+                value = values._inline(value)
+            value = values._prose(value)  # (`Warning: 199 - "phone 5550100"`)
         text, found = masker.mask_text(value)
         counts.update({f"detector:{k}": v for k, v in found.items()})
         try:
