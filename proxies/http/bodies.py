@@ -205,7 +205,24 @@ _KEYED_VALUE = re.compile(
 _BLOCK = re.compile(r"[|>][+\-0-9]*|[\[{]")
 _NAME_OPENS = frozenset("<>\t|,;\"'{[?*")  # what a name in a table or markup follows
 _NAME_CLOSES = frozenset("<>\t|,;\"']}/*")  # and what it is followed by
-_NAMESPACED = re.compile(r"</?[\w.\-]+:$|</$")  # `<ns:name`, `</name`
+_TAG_NAME_PART = re.compile(r"[\w.\-]")  # what _names_a_tag reads back over
+
+
+def _names_a_tag(line: str, end: int) -> bool:
+    """Whether line[:end] ends as a tag opens before a name (`<ns:` of `<ns:name`, `</`
+    of `</name`): read back from `end` over the namespace only, so a line naming a field
+    many times is read in time linear in its length."""
+    if end >= 2 and line[end - 2 : end] == "</":
+        return True
+    if end == 0 or line[end - 1] != ":":
+        return False
+    first = end - 1
+    while first > 0 and _TAG_NAME_PART.match(line, first - 1):
+        first -= 1
+    if first == end - 1:
+        return False  # `<:`: no namespace
+    opened = line[max(first - 2, 0) : first]  # (`<` or `</` before the namespace)
+    return opened.endswith("<") or opened == "</"
 
 
 def _dump(doc: Any) -> bytes:
@@ -507,6 +524,10 @@ class BodyMask:
                 )
         if "</" in line:  # (elements whose text a rule masked: their names are done)
             line = _ELEMENT.sub(lambda m: "" if self._rule(m["tag"]) else m[0], line)
+        # (read by position, never by copying what comes before or after a name: a line
+        # naming a field thousands of times would cost time quadratic in its length)
+        text_from = len(line) - len(line.lstrip())  # where the line's text begins
+        text_to = len(line.rstrip())  # and ends
         for found in _NAME_HINT.finditer(line):
             start, end = found.span()
             if not self._rule(found[0]):
@@ -515,15 +536,17 @@ class BodyMask:
             if keyed is not None:
                 continue  # `name: value`, `name=value`: masked by _fields/_inline
             # (spaces around a cell's name, as Markdown's `| phone |`, are the cell's)
-            before, after = line[:start].rstrip(" "), line[end:].lstrip(" ")
-            opens = (
-                not before.strip()
-                or before[-1] in _NAME_OPENS
-                or _NAMESPACED.search(before) is not None
-            )
-            closes = not after.strip() or after[0] in _NAME_CLOSES or after[0] in ":="
+            before = start
+            while before > 0 and line[before - 1] == " ":
+                before -= 1
+            after = end
+            while after < len(line) and line[after] == " ":
+                after += 1
+            namespaced = _names_a_tag(line, before)
+            opens = before <= text_from or line[before - 1] in _NAME_OPENS or namespaced
+            closes = after >= text_to or line[after] in _NAME_CLOSES or line[after] in ":="
             # (an element's name, its attributes or text not masked: `<password value=..>`)
-            tag = before.endswith("<") or _NAMESPACED.search(before) is not None
+            tag = (before > 0 and line[before - 1] == "<") or namespaced
             if tag or (opens and closes):
                 raise Unmaskable(
                     f"text naming the masked field {found[0]!r} where its value cannot be told"
