@@ -76,7 +76,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from http_upstream import SECRET, exchange, http_stack, raw_server, request, status
-from pdp_harness import free_port, token
+from pdp_harness import token
+from test_http_probe_p5 import app_upstream
 
 pytestmark = pytest.mark.integration
 
@@ -89,19 +90,6 @@ CUSTOMERS = [
 
 def bearer(stack: Any, groups: tuple[str, ...] = ("readonly",)) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(stack.config, 'mallory@example.com', groups)}"}
-
-
-@contextlib.asynccontextmanager
-async def app_upstream(app: web.Application) -> AsyncIterator[int]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        yield port
-    finally:
-        await runner.cleanup()
 
 
 def _matches(row: dict[str, Any], field: str, op: str, value: str) -> bool:
