@@ -32,7 +32,6 @@ names, detectors and space tables alike.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -144,7 +143,9 @@ def test_space_tables_are_read_one_way_or_withheld(text: str, shown: str) -> Non
 
 def test_long_lines_and_wide_tables_are_read_in_linear_time() -> None:
     """(A tool result may echo what a reader sends it: a line of spaces, a header of many
-    columns must not cost the proxy the square of their length.)"""
+    columns must not cost the proxy the square of their length: about 0.2 s each on a
+    loaded machine, minutes before 3484fad. No time is asserted — timings belong in
+    bench/ — but a quadratic reader makes this test take minutes.)"""
     texts = [
         "password" + " " * 400_000,
         "a" + " " * 400_000,
@@ -152,10 +153,7 @@ def test_long_lines_and_wide_tables_are_read_in_linear_time() -> None:
         ("password " + "x" * 20 + "\n") * 20_000,
     ]
     for text in texts:
-        started = time.monotonic()
         masked_columns(text, READER_MASK, Counter())
-        # (about 0.2 s each on a loaded machine; minutes before 3484fad)
-        assert time.monotonic() - started < 3.0, text[:40]
 
 
 async def test_an_answer_goes_only_to_a_request_the_server_sent_this_client(
@@ -333,16 +331,16 @@ async def test_listen_is_denied_cleanly_and_stream_notifications_are_masked(
 
 
 def test_an_event_stream_is_read_in_linear_time() -> None:
+    """(43 s of the proxy's loop for the first event before 6c60171, about 1 s now; no
+    time is asserted — timings belong in bench/ — but a quadratic reader makes this test
+    take minutes.)"""
     many = b"data: x\n" * 400_000 + b"\n"  # one event of 400,000 lines (3.2 MB)
-    started = time.monotonic()
     (one,) = SseReader().feed(many)
-    assert len(one.data) == 2 * 400_000 - 1 and time.monotonic() - started < 6.0
+    assert len(one.data) == 2 * 400_000 - 1
     bare = b"data: x\r" * 400_000 + b"\r\r"  # CR line ends
-    started = time.monotonic()
-    assert len(SseReader().feed(bare)) == 1 and time.monotonic() - started < 6.0
+    assert len(SseReader().feed(bare)) == 1
     long = b"data: " + b"x" * (12 << 20) + b"\n\n"  # one line, 512 bytes at a time
     reader, events = SseReader(), []
-    started = time.monotonic()
     for at in range(0, len(long), 512):
         events += reader.feed(long[at : at + 512])
-    assert len(events) == 1 and time.monotonic() - started < 4.0
+    assert len(events) == 1
