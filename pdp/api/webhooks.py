@@ -1,7 +1,9 @@
 """The approval webhook: a JSON notice of each new approval request, retried until delivered.
 
 Owns delivery to `approvals.webhook` — a POST whose body carries a Slack-compatible
-`text` (chat markup escaped: a requester's text cannot mention anyone or make a link) and
+`text` (chat markup escaped, and every piece of text a client sent shown as inline code:
+in Slack's mrkdwn and in the Markdown of what copies its webhooks — Mattermost, Discord,
+Teams — a requester's text cannot mention anyone, make a link or format the notice) and
 the request as approvers see it (pdp.domain.approver_view: values masked where the policy
 masks them; never the session id) — retried with capped exponential backoff until the
 receiver answers 2xx, then recorded as the request's `notified` step.
@@ -18,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from pdp.domain.approvals import ApprovalRequest
-from pdp.plumbing.rendering import inert, statement_lines
+from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import outward
 
 log = logging.getLogger("portcullis.webhooks")
@@ -27,22 +29,35 @@ MAX_BACKOFF_SECONDS = 30.0
 
 
 def notice(request: ApprovalRequest) -> dict[str, Any]:
-    who = inert(request.requester.get("subject", "?"))
+    who = client_text(request.requester.get("subject", "?"))
     text = (
-        f"Approval needed: {who} on {inert(request.connection)} — "
-        f"{inert('; '.join(request.reasons))}. Approvers: {', '.join(request.approvers)}. "
+        f"Approval needed: {who} on {client_text(request.connection)} — "
+        f"{client_text('; '.join(request.reasons))}. "
+        f"Approvers: {', '.join(request.approvers)}. "
         f"Approve: portcullis approvals approve {request.id} --reason '...'"
     )
     if request.justification:
-        text += f" Justification: {inert(request.justification)}"
+        text += f" Justification: {client_text(request.justification)}"
     command, statements = request.shown()
     if request.command_kind.startswith("postgres."):
-        text += "\n" + "\n".join(statement_lines(statements, indent=""))
+        text += f"\n{len(statements)} statement{'s' if len(statements) != 1 else ''}:"
+        for n, item in enumerate(statements, 1):
+            kinds = ", ".join(item["classification"])
+            text += f"\n  {n}. [{kinds}] {client_text(item['text'])}"
         for n, value in enumerate(request.parameters, 1):
-            text += f"\n${n} = {inert(value)}"
+            text += f"\n${n} = {client_text(value)}"
     else:
-        text += f"\nCommand: {inert(command)}"
+        text += f"\nCommand: {client_text(command)}"
     return {"text": chat_text(text), "approval": outward(request.public())}
+
+
+def client_text(value: Any) -> str:
+    """Text a client sent, for the notice: inert, as inline code. In a code span Slack's
+    mrkdwn and Markdown (Mattermost, Discord and Teams read a Slack-style `text` as
+    Markdown) make no mention (@channel, @all, @everyone), no link ([Approve](url), a bare
+    URL) and no emphasis; a backtick, which would end the span, is the visible escape
+    \\x60 (inert writes a backslash as \\\\, so the escape is not the client's text)."""
+    return "`" + inert(value).replace("`", "\\x60") + "`"
 
 
 def chat_text(text: str) -> str:
