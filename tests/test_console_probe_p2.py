@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
+
+import pytest
+from google.protobuf import struct_pb2
+from pdp_harness import free_port, open_session, pdp_config, pdp_stub, running_pdp, token
 
 from pdp.api.webhooks import notice
 from pdp.domain.approvals import ApprovalRequest
+from portcullis.v1 import pdp_pb2
+
+CHROMIUM = "/usr/bin/chromium"
 
 # what a reader controls, each a piece of chat markup that acts when rendered as Markdown
 # (Mattermost, Discord, Teams read a Slack-style webhook `text` as Markdown) or mrkdwn
@@ -64,3 +72,76 @@ def test_a_non_sql_command_in_the_chat_notice_is_code_too() -> None:
     text = notice(request)["text"]
     assert ACTING.search(_outside_code(text)) is None, text
     assert "Command: `drop_all" in text
+
+
+@pytest.fixture
+async def pdp(tmp_path):
+    port = free_port()
+    config = pdp_config(tmp_path)
+    config = replace(config, pdp=replace(config.pdp, http_listen=f"127.0.0.1:{port}"))
+    async with running_pdp(config) as app:
+        app.base = f"http://127.0.0.1:{port}"
+        yield app
+
+
+async def _waiting_insert(pdp, sql: str, values: list[str]) -> str:
+    """A reader's extended-protocol INSERT with bound `values`, waiting for approval."""
+    reader = token(pdp.config, "rita@example.com", ("readonly",))
+    attributes = struct_pb2.Struct()
+    attributes.update({"protocol": "extended", "parameters": values})
+    async with pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, reader)
+        command = pdp_pb2.Command(kind="postgres.query", raw=sql, attributes=attributes)
+        response = await stub.Decide(
+            pdp_pb2.DecideRequest(session_id=opened.session_id, command=command)
+        )
+    assert response.decision.verdict == pdp_pb2.REQUIRE_APPROVAL, response.decision
+    return response.decision.approval_id
+
+
+async def test_an_approver_reads_a_bound_value_in_its_stored_order(pdp):
+    """Attack (reader token): a bound value mixing right-to-left letters with numbers,
+    `100 \u05d0 200`, was drawn by the approver's browser as `100 200 \u05d0` (the
+    Unicode bidi algorithm runs the Hebrew letter and the number after it right to left):
+    the statements were read in stored order (console.css), the values they run with not."""
+    from playwright.async_api import async_playwright
+
+    value = "100 \u05d0 200"
+    approval_id = await _waiting_insert(pdp, "INSERT INTO orders (note) VALUES ($1)", [value])
+    pw = await async_playwright().start()
+    browser = await pw.chromium.launch(executable_path=CHROMIUM,
+                                       args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+    try:
+        page = await (await browser.new_context()).new_page()
+        await page.goto(f"{pdp.base}/console/approvals/")
+        await page.get_by_label("Subject").fill("sam@example.com")
+        await page.get_by_label("Groups (comma-separated)").fill("security")
+        await page.get_by_role("button", name="Sign in").click()
+        await page.wait_for_url(f"{pdp.base}/console/approvals/")
+        item = page.locator(f'article[data-id="{approval_id}"] ol.parameters li').first
+        await item.wait_for()
+        # the left edge of each character of the value, as drawn
+        lefts = await item.evaluate(
+            """(li, value) => {
+                const walker = document.createTreeWalker(li, NodeFilter.SHOW_TEXT);
+                let node;
+                while ((node = walker.nextNode())) {
+                    const at = node.data.indexOf(value);
+                    if (at < 0) continue;
+                    return [...value].map((_, i) => {
+                        const range = document.createRange();
+                        range.setStart(node, at + i);
+                        range.setEnd(node, at + i + 1);
+                        return range.getBoundingClientRect().left;
+                    });
+                }
+                return null;
+            }""",
+            value,
+        )
+        assert lefts is not None, await item.inner_html()
+        # drawn left to right, in the order it runs
+        assert lefts == sorted(lefts), (lefts, await item.inner_html())
+    finally:
+        await browser.close()
+        await pw.stop()

@@ -110,7 +110,8 @@ class Inbox:
             shown = tag("pre", tag("code", text_block(command)))
         values = ""
         if r.parameters:
-            values = tag("ol", join(tag("li", Html(f"${n} = ") + esc(v))
+            # in <code>: read in stored order (console.css), like the statements they run with
+            values = tag("ol", join(tag("li", Html(f"${n} = " + tag("code", v)))
                                     for n, v in enumerate(r.parameters, 1)),
                          class_="parameters", aria_label="Parameter values")  # fmt: skip
         title = Html(esc(f"{r.id} ") + badge(r.state, f"state-{r.state}"))
