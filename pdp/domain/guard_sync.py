@@ -45,6 +45,7 @@ is deny: denies it).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import os
@@ -56,6 +57,7 @@ from pdp.domain.egress import BUCKET_SECONDS, WINDOW_SECONDS
 from pdp.domain.guards import Guards
 from pdp.evidence.checkpoints import not_written_by_pdp
 from pdp.store import EGRESS_KINDS, TRIP_KIND, GuardFacts, StoreUnavailable, guard_facts_of
+from pdp.store.macs import uncovered, valid_spans
 
 log = logging.getLogger("portcullis.guards")
 
@@ -182,6 +184,8 @@ class GuardSync:
             facts = await self._facts(self._seq, since, now - TRIP_LOOKBACK, by_time)
             if facts.trips:
                 facts = await self._authentic_trips(facts, self._seq, now - TRIP_LOOKBACK)
+            if any(fact[0] != self.instance for fact in facts.egress):
+                facts = await self._authentic_egress(facts, since)
         egress, breaker = self.guards.egress, self.guards.breaker
         closes_last = sorted(facts.egress, key=lambda fact: fact[1] == "session.close")
         for pdp, kind, subject, session_id, connection, minute, rows, size in closes_last:
@@ -217,7 +221,41 @@ class GuardSync:
                         sorted(forged)[:10])  # fmt: skip
         believed = [r for r in records if r.seq not in forged]
         trips = guard_facts_of(believed, facts.upto_seq).trips
-        return GuardFacts(facts.egress, trips, facts.upto_seq)
+        return GuardFacts(facts.egress, trips, facts.upto_seq, facts.first_seq)
+
+    async def _authentic_egress(self, facts: GuardFacts, since: float) -> GuardFacts:
+        """The facts with only the egress reports a PDP holding the key recorded: anyone
+        who may INSERT into the store can append a decision reporting 10^10 rows under
+        anyone, whose budget then counts exhausted for the hour. Reports are in every
+        decision, so they are not read again: the batch MACs of the range read (one row
+        per batch, from the first record holding a report: the first read's range is the
+        hour, not history) are checked, and only when some records of it no valid MAC
+        covers are the range's reports read again, record by record, without those (a
+        store keeping no MACs, or holding no key, vouches for all, as before)."""
+        key = getattr(self.store, "record_key", None)
+        batch_macs = getattr(self.store, "batch_macs", None)
+        if not key or batch_macs is None or not facts.first_seq:
+            return facts
+        after, upto = facts.first_seq - 1, facts.upto_seq
+        gaps = uncovered(after, upto, valid_spans(key, await batch_macs(after, upto)))
+        if not gaps:
+            return facts
+        starts = [first for first, _ in gaps]
+        believed, forged = [], []
+        for kind in EGRESS_KINDS:
+            for r in await self.store.query(kind=kind, after_seq=after, since=since):
+                at = bisect.bisect_right(starts, r.seq) - 1
+                if r.seq > upto:
+                    continue
+                if at >= 0 and r.seq <= gaps[at][1]:
+                    forged.append(r.seq)
+                else:
+                    believed.append(r)
+        if forged:
+            log.warning("egress reports in records %s have no valid record MAC: not counted",
+                        sorted(forged)[:10])  # fmt: skip
+        egress = guard_facts_of(believed, upto).egress
+        return GuardFacts(egress, facts.trips, upto, facts.first_seq)
 
     async def _facts(
         self, after_seq: int, since: float, trips_since: float, by_time: bool

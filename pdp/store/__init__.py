@@ -73,17 +73,21 @@ class GuardFacts:
     """What `guard_facts()` read of the records after_seq < seq <= upto_seq (the head
     when it read): egress summed per (pdp, kind, subject, session id, connection,
     minute = unix time // 60) → (…, rows, bytes), and the breaker's pauses as (pdp,
-    subject, connection, why, paused_until)."""
+    subject, connection, why, paused_until). first_seq: the lowest seq of a record
+    whose egress report was counted (0: none), where checking who wrote them begins
+    (pdp.domain.guard_sync)."""
 
     egress: list[tuple[str, str, str, str, str, int, int, int]]
     trips: list[tuple[str, str, str, str, float]]
     upto_seq: int = 0
+    first_seq: int = 0
 
 
 def guard_facts_of(records: list[AuditRecord], upto_seq: int) -> GuardFacts:
     """GuardFacts of records already read (a store without its own guard_facts)."""
     sums: dict[tuple[str, str, str, str, str, int], list[int]] = {}
     trips: list[tuple[str, str, str, str, float]] = []
+    first = 0
     for r in records:
         body = r.body
         try:
@@ -117,26 +121,29 @@ def guard_facts_of(records: list[AuditRecord], upto_seq: int) -> GuardFacts:
         held = sums.setdefault(key, [0, 0])
         held[0] += rows
         held[1] += size
-    return GuardFacts([(*k, v[0], v[1]) for k, v in sums.items()], trips, upto_seq)
+        if rows or size:
+            first = min(first, r.seq) if first else r.seq
+    return GuardFacts([(*k, v[0], v[1]) for k, v in sums.items()], trips, upto_seq, first)
 
 
 def guard_facts_of_rows(
     egress: Iterable[Sequence[Any]], trips: Iterable[Sequence[Any]], upto_seq: int
 ) -> GuardFacts:
     """GuardFacts of the rows a store's own guard_facts query read: egress as (pdp, kind,
-    subject, session id, connection, minute, rows, bytes), pauses as (pdp, subject,
-    connection, why, paused until), JSON nulls as they come."""
+    subject, session id, connection, minute, rows, bytes, the group's lowest seq), pauses
+    as (pdp, subject, connection, why, paused until), JSON nulls as they come."""
+    counted = [row for row in egress if row[6] or row[7]]  # a nested "egress" sums to 0
     return GuardFacts(
         [
             (str(p or ""), k, sub, sid, str(c or ""), int(m), int(r or 0), int(b or 0))
-            for p, k, sub, sid, c, m, r, b in egress
-            if r or b  # a nested "egress" (not a report) sums to nothing
+            for p, k, sub, sid, c, m, r, b, _ in counted
         ],
         [
             (str(p or ""), sub, str(c or ""), str(w or ""), float(u or 0))
             for p, sub, c, w, u in trips
         ],
         upto_seq,
+        min((int(row[8]) for row in counted), default=0),
     )
 
 

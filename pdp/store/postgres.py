@@ -288,7 +288,7 @@ class PostgresAuditStore(GroupCommitStore):
                     # a report is never negative: one that is (a record the PDP did
                     # not write) must not hand a budget back
                     " time_us / 60000000, sum(greatest((j.egress->>'rows')::bigint, 0)),"
-                    " sum(greatest((j.egress->>'bytes')::bigint, 0))"
+                    " sum(greatest((j.egress->>'bytes')::bigint, 0)), min(seq)"
                     " FROM audit_records,"
                     f"  json_to_record({_PARSABLE_BODY}::json) AS j(egress json, connection text)"
                     " WHERE seq > $1 AND seq <= $2 AND time_us >= $3"

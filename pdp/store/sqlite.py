@@ -534,7 +534,7 @@ class SQLiteAuditStore(GroupCommitStore):
             # a report is never negative: one that is (a record the PDP did not write)
             # must not hand a budget back (max() of NULL is NULL: sum skips it, as before)
             " sum(max(json_extract(body, '$.egress.rows'), 0)),"
-            " sum(max(json_extract(body, '$.egress.bytes'), 0))"
+            " sum(max(json_extract(body, '$.egress.bytes'), 0)), min(seq)"
             f" FROM audit_records WHERE {where} AND instr(body, ?) > 0"
             " GROUP BY 1, 2, 3, 4, 5, 6",
             [*bounds, EGRESS_MARK],
