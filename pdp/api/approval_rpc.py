@@ -20,7 +20,7 @@ import grpc
 
 from pdp.domain.approvals import APPROVED, PENDING, ApprovalBook, ApprovalRefused, ApprovalRequest
 from pdp.domain.decisions import Decider, Decision, Guard
-from pdp.domain.identity import TokenRejected
+from pdp.domain.identity import TokenRejected, approver_refusal
 from pdp.domain.policy_input import build_input
 from pdp.domain.search_paths import names_resolve_as_approved
 from pdp.domain.sessions import Session
@@ -355,9 +355,10 @@ class ApprovalRPCs:
         if not token:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token: missing")
         try:
-            identity = await self.verifier.verify(token)
+            identity = await self.verifier.verify(token, self.config.approvals.audience)
         except TokenRejected as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"token rejected: {exc.reason}")
+            why = approver_refusal(exc.reason, self.config.approvals.audience)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"token rejected: {why}")
             raise
         return {
             "subject": identity.subject,

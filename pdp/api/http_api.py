@@ -24,7 +24,7 @@ from aiohttp import web
 from pdp.api.approval_rpc import public_view, visible_approvals
 from pdp.domain.approvals import ApprovalRefused
 from pdp.domain.decisions import EVALUATION_BUCKETS, DecisionStats
-from pdp.domain.identity import TokenRejected
+from pdp.domain.identity import TokenRejected, approver_refusal
 from pdp.plumbing.timestamps import outward
 
 if TYPE_CHECKING:
@@ -169,10 +169,17 @@ def build_http_app(pdp: PDPApp) -> web.Application:
                 content_type="application/problem+json",
             )
         try:
-            identity = await pdp.verifier.verify(header[len("Bearer ") :].strip())
+            identity = await pdp.verifier.verify(
+                header[len("Bearer ") :].strip(), pdp.config.approvals.audience
+            )
         except TokenRejected as exc:
             raise web.HTTPUnauthorized(
-                text=json.dumps({"title": "token rejected", "detail": exc.reason}),
+                text=json.dumps(
+                    {
+                        "title": "token rejected",
+                        "detail": approver_refusal(exc.reason, pdp.config.approvals.audience),
+                    }
+                ),
                 content_type="application/problem+json",
             ) from None
         return {

@@ -136,7 +136,8 @@ def cmd_token(args: argparse.Namespace) -> int:
         )
         return EXIT_CONFIG
     groups = [g for g in (args.groups or "").split(",") if g]
-    token = DevIssuer(config.identity).issue(args.sub, groups, parse_ttl(args.ttl))
+    audience = args.audience or config.identity.audience or "portcullis"
+    token = DevIssuer(config.identity).issue(args.sub, groups, parse_ttl(args.ttl), audience)
     print(token)
     return 0
 
@@ -270,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", required=True, help="subject, e.g. alice@example.com")
     token.add_argument("--groups", default="", help="comma-separated groups")
     token.add_argument("--ttl", default="1h", help="lifetime: 3600, 90s, 30m, 1h, 2d")
+    token.add_argument(
+        "--audience",
+        default="",
+        help="aud (default: identity.audience; approvers: approvals.audience)",
+    )
     token.set_defaults(func=cmd_token)
 
     policy = sub.add_parser("policy", help="test and evaluate the Rego library")

@@ -404,6 +404,17 @@ _MISSING_CLAIM_REASONS = {
 }
 
 
+def approver_refusal(reason: str, approvals_audience: str) -> str:
+    """Why an approval API refused a token, naming the audience approvers need when
+    approvals.audience is set (a session token, which proxies see, is refused)."""
+    if approvals_audience and reason == "wrong audience":
+        return (
+            f"wrong audience: approving takes a token issued for {approvals_audience!r}"
+            " (approvals.audience); tokens for sessions through proxies are refused"
+        )
+    return reason
+
+
 class TokenVerifier:
     """Verifies tokens against the configured OIDC provider (and the dev issuer in dev mode)."""
 
@@ -439,25 +450,27 @@ class TokenVerifier:
             await self._session.close()
             self._session = None
 
-    async def verify(self, token: str) -> Identity:
-        """The identity `token` proves, or TokenRejected with the reason it proves none."""
+    async def verify(self, token: str, audience: str = "") -> Identity:
+        """The identity `token` proves, or TokenRejected with the reason it proves none.
+        audience: the `aud` it must carry ("": identity.audience; an approver's token is
+        checked against approvals.audience, which proxies never see, when one is set)."""
         header = _read_header(token)
         alg, kid = header["alg"], header.get("kid")
         if alg.lower() == "none":
             raise TokenRejected("alg none is never accepted")
         if alg in HMAC_ALGORITHMS:
-            return self._verify_hmac(token, alg, kid)
+            return self._verify_hmac(token, alg, kid, audience)
         if self.dev_issuer is not None and kid == self.dev_issuer.kid:
             if alg != DevIssuer.algorithm:
                 raise TokenRejected(f"algorithm {alg} does not match the dev issuer's key")
-            return self._decode(token, self.dev_issuer.public_key, alg, DEV_ISSUER)
+            return self._decode(token, self.dev_issuer.public_key, alg, DEV_ISSUER, audience)
         if alg not in self.settings.algorithms:
             raise TokenRejected(f"algorithm {alg} not accepted")
         key = await self._oidc_key(alg, kid)
         problem = key.mismatch(alg)
         if problem:
             raise TokenRejected(problem)
-        return self._decode(token, key.key, alg, self.settings.issuer)
+        return self._decode(token, key.key, alg, self.settings.issuer, audience)
 
     async def _oidc_key(self, alg: str, kid: str | None) -> _Key:
         if self._oidc is None or not self.settings.issuer:
@@ -473,7 +486,7 @@ class TokenVerifier:
             raise TokenRejected("token has no key id")
         return fitting[0]
 
-    def _verify_hmac(self, token: str, alg: str, kid: Any) -> Identity:
+    def _verify_hmac(self, token: str, alg: str, kid: Any, audience: str = "") -> Identity:
         secret = self.settings.shared_secret
         listed = [a for a in self.settings.algorithms if a in HMAC_ALGORITHMS]
         if not secret or not self.settings.issuer or (listed and alg not in listed):
@@ -481,15 +494,15 @@ class TokenVerifier:
         if kid is not None:
             # A kid names a published (asymmetric) key; HMAC with one is key confusion.
             raise TokenRejected(f"algorithm {alg} not accepted for a token with a key id")
-        return self._decode(token, secret.encode(), alg, self.settings.issuer)
+        return self._decode(token, secret.encode(), alg, self.settings.issuer, audience)
 
-    def _decode(self, token: str, key: Any, alg: str, issuer: str) -> Identity:
+    def _decode(self, token: str, key: Any, alg: str, issuer: str, audience: str = "") -> Identity:
         try:
             claims = jwt.decode(
                 token,
                 key,
                 algorithms=[alg],
-                audience=self.settings.audience,
+                audience=audience or self.settings.audience,
                 issuer=issuer,
                 leeway=self.settings.leeway_seconds,
                 options={"require": ["exp", "iss", "aud"]},
@@ -503,6 +516,10 @@ class TokenVerifier:
             raise TokenRejected(reason, str(exc)) from None
         except (RecursionError, ValueError, TypeError) as exc:  # hostile JSON nesting or types
             raise TokenRejected("malformed token", type(exc).__name__) from None
+        if audience and audience != self.settings.audience:
+            named = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+            if self.settings.audience in named:  # proxies accept it: so may a proxy replay it
+                raise TokenRejected("wrong audience", "also issued for identity.audience")
         return self._identity(claims, issuer)
 
     def _identity(self, claims: dict[str, Any], issuer: str) -> Identity:

@@ -177,6 +177,10 @@ class VaultSettings:
 class ApprovalSettings:
     timeout_seconds: int = 120
     webhook: str | None = None
+    # the `aud` an approver's token must carry at the approval APIs ("": identity.audience).
+    # Proxies receive every client's token, so with one audience a compromised proxy can
+    # replay an approver's session token to approve; a separate one it never sees.
+    audience: str = ""
 
 
 @dataclass(frozen=True)
@@ -348,6 +352,10 @@ def parse_config(
         proxies=_proxies(_section(raw, "proxies"), base_dir),
         logging=_logging(_section(raw, "logging")),
     )
+    if config.approvals.audience and config.approvals.audience == config.identity.audience:
+        raise ConfigError(
+            "approvals.audience", "must differ from identity.audience (or be left out)"
+        )
     masking = _section(raw, "masking")
     _known(masking, "masking", {"hash_key"})
     if "hash_key" in deferred:
@@ -737,14 +745,16 @@ def _vault(raw: Any, auth: Any, base_dir: Path = Path(".")) -> VaultSettings | N
 
 
 def _approvals(raw: dict[str, Any]) -> ApprovalSettings:
-    _known(raw, "approvals", {"timeout_seconds", "webhook"})
+    _known(raw, "approvals", {"timeout_seconds", "webhook", "audience"})
     webhook = raw.get("webhook")
     if webhook is not None and not (
         isinstance(webhook, str) and webhook.startswith(("http://", "https://"))
     ):
         raise ConfigError("approvals.webhook", "must be an http(s) URL or null")
     return ApprovalSettings(
-        timeout_seconds=_int(raw, "approvals", "timeout_seconds", 120, minimum=1), webhook=webhook
+        timeout_seconds=_int(raw, "approvals", "timeout_seconds", 120, minimum=1),
+        webhook=webhook,
+        audience=_str(raw, "approvals", "audience").strip(),
     )
 
 
