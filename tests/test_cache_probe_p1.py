@@ -80,3 +80,47 @@ async def test_a_loop_answered_from_the_cache_still_trips_the_breaker(tmp_path: 
             assert refused >= 5
         finally:
             await conn.close()
+
+
+ROWS = "SELECT g FROM generate_series(1, 3) AS g"
+
+
+def _budget(tmp: Path, budget: dict[str, object]) -> Path:
+    target = tmp / "rego"
+    shutil.copytree(REGO, target)
+    data = json.loads((target / "data.json").read_text())
+    data["portcullis"]["budgets"] = {"readonly": budget}
+    data["portcullis"]["breakers"] = {}
+    (target / "data.json").write_text(json.dumps(data))
+    return target
+
+
+@pytest.mark.parametrize("protocol", ["extended", "simple"])
+async def test_a_denial_does_not_lift_the_egress_budget_of_reused_verdicts(
+    tmp_path: Path, protocol: str
+) -> None:
+    """Attack (reader under an egress budget, over: deny): the proxy reuses an allowed
+    verdict while the rows taken since the PDP last answered stay within the allowance the
+    PDP gave. A deny carries no allowance, and the proxy took that for no budget at all:
+    after any denied statement (DROP TABLE, or the budget's own deny) every reused SELECT
+    ran again, without limit."""
+    budget = {"rows_per_hour": 10, "over": "deny"}
+    async with running_gateway(tmp_path, policies=_budget(tmp_path, budget)) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token()), statement_cache_size=0)
+        try:
+            take = conn.execute if protocol == "simple" else conn.fetch
+            await take(ROWS)  # 3 rows, the verdict kept for its shape
+            with pytest.raises(asyncpg.PostgresError) as caught:
+                await conn.execute("DROP TABLE orders")
+            assert caught.value.sqlstate == "42501"
+            taken = 0
+            for _ in range(8):
+                try:
+                    await take(ROWS)
+                    taken += 3
+                except asyncpg.PostgresError as exc:
+                    assert "egress budget exceeded" in str(exc)
+            # 3 before, then at most the allowance left (7) and one statement past it
+            assert taken <= 7 + 3, taken
+        finally:
+            await conn.close()

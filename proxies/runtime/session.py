@@ -450,6 +450,16 @@ class ProxySession:
         left = self.egress_left
         return left is not None and (self.egress_rows >= left[0] or self.egress_bytes >= left[1])
 
+    def _allowance(self, ruling: Ruling, reported: tuple[int, int]) -> tuple[int, int] | None:
+        """What reused verdicts may take until the PDP is asked again: the allowance the
+        PDP gave with this answer (None: no budget). A deny carries none, whatever the
+        budget: a budget the session had stays, less what was just reported, so a denied
+        statement never lifts it from the verdicts reused after it."""
+        given, left = ruling.egress_left, self.egress_left
+        if given is not None or left is None or ruling.verdict.allowed:
+            return given
+        return (max(0, left[0] - reported[0]), max(0, left[1] - reported[1]))
+
     def _oversized(self, raw: str) -> tuple[int, str] | None:
         """(size, SHA-256) of a command larger than max_statement_bytes, else None."""
         whole = longer_than(raw, self.runtime.max_statement_bytes)
@@ -504,7 +514,7 @@ class ProxySession:
             egress=egress,
         )
         if ruling.decision_id:
-            self.egress_left = ruling.egress_left
+            self.egress_left = self._allowance(ruling, egress)
         else:  # not delivered: reported with the next decision
             self.egress_rows += egress[0]
             self.egress_bytes += egress[1]
