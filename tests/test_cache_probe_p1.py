@@ -7,9 +7,11 @@ counts the commands the PDP decides and pauses the identity when a rate is cross
 which every command needs approval. A verdict answered from the proxy's decision cache
 never reaches the PDP, so neither its count nor the pause may be skipped by it.
 
-Both are OPEN (strict xfail): the proxy is told nothing of the breaker, and the PDP sees
-no reused command. Answering no verdict under a breaker from the proxy's cache closes both
-but ends reuse for every reader of the shipped data (test_pg_prepared_rewrites,
+After a deny or a held command the proxy asks the PDP for the next command (so the
+denials are judged with it and a pause reaches reused verdicts). The breaker's rates are
+still OPEN (strict xfail): the PDP sees no reused command, so a loop answered from the
+cache is never counted. Answering no verdict under a breaker from the proxy's cache would
+close it but end reuse for every reader of the shipped data (test_pg_prepared_rewrites,
 test_metrics_proxy and test_http_proxy's reuse cases rely on it); the fix wanted is the
 proxy reporting its reused commands with the next Decide (as it reports egress) and
 asking again after a bounded number of reuses.
@@ -41,7 +43,6 @@ OPEN = pytest.mark.xfail(
 )
 
 
-@OPEN
 async def test_a_paused_reader_gets_no_reused_verdict(tmp_path: Path) -> None:
     """Attack: SELECT id FROM orders allowed (and kept by the proxy for its shape), then a
     loop of denials trips the breaker: the same SELECT must now need approval, not run

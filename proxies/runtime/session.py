@@ -252,6 +252,8 @@ class ProxySession:
         self.egress_rows = 0
         self.egress_bytes = 0
         self.egress_left: tuple[int, int] | None = None
+        # the PDP's last answer did not allow: the next command is asked (decide())
+        self.ask_next = False
         self._closed = False
         self._close_room = 0  # spool bytes promised to this session's close
         # a command waiting for a person's approval, and whether its client cancelled it
@@ -422,6 +424,7 @@ class ProxySession:
             # _token_expired(), spelt out
             and not (grant.token_expires_at and time.time() >= grant.token_expires_at)
             and not (self.egress_left is not None and self._egress_spent())
+            and not self.ask_next
         ):
             if key is None:
                 key = self._reuse_key(kind, attributes)
@@ -515,6 +518,11 @@ class ProxySession:
         )
         if ruling.decision_id:
             self.egress_left = self._allowance(ruling, egress)
+            # the runaway-loop breaker counts denials, and pauses the identity, only in
+            # what the PDP decides, judging them with the next verdict it makes: after a
+            # deny or a held command, the next command is asked, never answered from
+            # the cache (and while a pause holds every command, every one is asked)
+            self.ask_next = not ruling.verdict.allowed
         else:  # not delivered: reported with the next decision
             self.egress_rows += egress[0]
             self.egress_bytes += egress[1]
