@@ -74,6 +74,27 @@ def test_a_non_sql_command_in_the_chat_notice_is_code_too() -> None:
     assert "Command: `drop_all" in text
 
 
+def test_a_long_statement_pushes_nothing_out_of_the_chat_notice() -> None:
+    """Attack (reader token): a first statement padded with a 60,000-character comment
+    (or a long justification) before `DELETE FROM orders`: Slack cuts a message's text past
+    40,000 characters (Discord refuses past 2,000, Mattermost splits), so the notice showed
+    the harmless statement and nothing of the DELETE, its kind or its text."""
+    padded = "SELECT 1 /* " + "routine check " * 5000 + "*/; DELETE FROM orders"
+    request = ApprovalRequest(
+        id="a-3", requester={"subject": "eve"}, session_id="s", connection="orders-db",
+        command_kind="postgres.query", command=padded, parameters=["x" * 50_000, "2"],
+        reasons=["DELETE needs approval"], approvers=["group:security"],
+        justification="<>&" * 20_000, created_at=time.time(), expires_at=time.time() + 60,
+        ttl_seconds=900,
+    )  # fmt: skip
+    text = notice(request)["text"]
+    assert len(text) < 40_000, len(text)
+    assert "delete (DeleteStmt) without WHERE" in text  # its kind, whatever comes before
+    assert "DELETE FROM orders" in text
+    assert "more characters not shown here" in text
+    _outside_code(text)  # every code span closed
+
+
 @pytest.fixture
 async def pdp(tmp_path):
     port = free_port()

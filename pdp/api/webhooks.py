@@ -3,7 +3,9 @@
 Owns delivery to `approvals.webhook` — a POST whose body carries a Slack-compatible
 `text` (chat markup escaped, and every piece of text a client sent shown as inline code:
 in Slack's mrkdwn and in the Markdown of what copies its webhooks — Mattermost, Discord,
-Teams — a requester's text cannot mention anyone, make a link or format the notice) and
+Teams — a requester's text cannot mention anyone, make a link or format the notice;
+every statement's kind before any text, and the text bounded so no chat service cuts it
+without saying so) and
 the request as approvers see it (pdp.domain.approver_view: values masked where the policy
 masks them; never the session id) — retried with capped exponential backoff until the
 receiver answers 2xx, then recorded as the request's `notified` step.
@@ -26,6 +28,11 @@ from pdp.plumbing.timestamps import outward
 log = logging.getLogger("portcullis.webhooks")
 
 MAX_BACKOFF_SECONDS = 30.0
+# a notice's text stays within what chat services show whole (Slack cuts at 40,000
+# characters; Mattermost's default post is 16,383): each line and all the text bounded
+MAX_LINE = 1000
+MAX_TEXT = 12000
+MAX_KINDS = 2000
 
 
 def notice(request: ApprovalRequest) -> dict[str, Any]:
@@ -40,24 +47,56 @@ def notice(request: ApprovalRequest) -> dict[str, Any]:
         text += f" Justification: {client_text(request.justification)}"
     command, statements = request.shown()
     if request.command_kind.startswith("postgres."):
-        text += f"\n{len(statements)} statement{'s' if len(statements) != 1 else ''}:"
-        for n, item in enumerate(statements, 1):
-            kinds = ", ".join(item["classification"])
-            text += f"\n  {n}. [{kinds}] {client_text(item['text'])}"
-        for n, value in enumerate(request.parameters, 1):
-            text += f"\n${n} = {client_text(value)}"
+        # what each statement is, before any text: a long one cannot push another's kind
+        # out of a chat message
+        kinds = "; ".join(
+            f"{n}. {', '.join(item['classification'])}" for n, item in enumerate(statements, 1)
+        )
+        text += f"\n{len(statements)} statement{'s' if len(statements) != 1 else ''}: "
+        text += _bounded(kinds, MAX_KINDS)
+        shown = [f"  {n}. {client_text(s['text'])}" for n, s in enumerate(statements, 1)]
+        shown += [f"${n} = {client_text(v)}" for n, v in enumerate(request.parameters, 1)]
+        text += _within(shown, request.id)
     else:
-        text += f"\nCommand: {client_text(command)}"
+        text += _within([f"Command: {client_text(command)}"], request.id)
     return {"text": chat_text(text), "approval": outward(request.public())}
 
 
+def _within(lines: list[str], approval_id: str) -> str:
+    """`lines`, each on its own, while the notice stays within MAX_TEXT (as sent, chat
+    markup escaped): the rest is said to be left out, and where to read it. Chat services
+    cut (Slack past 40,000 characters) or refuse a longer message without telling the
+    approver what was lost."""
+    out, size = "", 0
+    for n, line in enumerate(lines):
+        size += len(chat_text(line)) + 1
+        if size > MAX_TEXT:
+            return out + (
+                f"\n… {len(lines) - n} more line(s) not shown here: "
+                f"portcullis approvals show {approval_id}"
+            )
+        out += "\n" + line
+    return out
+
+
+def _bounded(text: str, limit: int = MAX_LINE) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} … ({len(text) - limit} more characters not shown here)"
+
+
 def client_text(value: Any) -> str:
-    """Text a client sent, for the notice: inert, as inline code. In a code span Slack's
-    mrkdwn and Markdown (Mattermost, Discord and Teams read a Slack-style `text` as
-    Markdown) make no mention (@channel, @all, @everyone), no link ([Approve](url), a bare
-    URL) and no emphasis; a backtick, which would end the span, is the visible escape
-    \\x60 (inert writes a backslash as \\\\, so the escape is not the client's text)."""
-    return "`" + inert(value).replace("`", "\\x60") + "`"
+    """Text a client sent, for the notice: inert, as inline code, its first MAX_LINE
+    characters (how many more is said after the code). In a code span Slack's mrkdwn and
+    Markdown (Mattermost, Discord and Teams read a Slack-style `text` as Markdown) make no
+    mention (@channel, @all, @everyone), no link ([Approve](url), a bare URL) and no
+    emphasis; a backtick, which would end the span, is the visible escape \\x60 (inert
+    writes a backslash as \\\\, so the escape is not the client's text)."""
+    shown = inert(value).replace("`", "\\x60")
+    more = len(shown) - MAX_LINE
+    if more <= 0:
+        return f"`{shown}`"
+    return f"`{shown[:MAX_LINE]}` … ({more} more characters not shown here)"
 
 
 def chat_text(text: str) -> str:
