@@ -95,6 +95,18 @@ def test_a_long_statement_pushes_nothing_out_of_the_chat_notice() -> None:
     _outside_code(text)  # every code span closed
 
 
+def test_the_session_cookie_is_secure_whatever_the_case_of_https() -> None:
+    """Misconfiguration an attacker on the network uses: PORTCULLIS_CONSOLE_URL written
+    HTTPS://console.example (a scheme is case-insensitive, RFC 3986 §3.1) served the
+    sign-in cookie without Secure, so a browser sent it over plain HTTP to anyone on the
+    path who made it load http://console.example."""
+    from pdp.console.settings import ConsoleSettings
+
+    for url in ("HTTPS://console.example", "Https://console.example", "https://c.example"):
+        assert ConsoleSettings(public_url=url).secure, url
+    assert not ConsoleSettings(public_url="http://127.0.0.1:7001").secure
+
+
 @pytest.fixture
 async def pdp(tmp_path):
     port = free_port()

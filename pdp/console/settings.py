@@ -36,7 +36,8 @@ class ConsoleSettings:
     @property
     def secure(self) -> bool:
         """Cookies are Secure when the console is reached over TLS."""
-        return self.public_url.startswith("https://")
+        # the scheme in any case: HTTPS://console.example is reached over TLS too
+        return self.public_url[:8].lower() == "https://"
 
     @classmethod
     def from_config(cls, config: Config, env: Mapping[str, str] | None = None) -> ConsoleSettings:
