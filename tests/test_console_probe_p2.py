@@ -107,6 +107,19 @@ def test_the_session_cookie_is_secure_whatever_the_case_of_https() -> None:
     assert not ConsoleSettings(public_url="http://127.0.0.1:7001").secure
 
 
+def test_the_cli_gives_no_sql_kind_to_a_command_that_is_not_sql() -> None:
+    """Attack (reader token, SSH or HTTP): a shell command that also parses as SQL,
+    `reset all` or `show all`, waited for approval and `portcullis approvals` read its
+    text as SQL: "1 statement: 1. [show (VariableShowStmt)] show all", a Postgres read
+    label on a command a shell runs."""
+    from pdp.cli.approvals import _line
+
+    for command in ("show all", "reset all", "POST /admin/wipe HTTP/1.1"):
+        shown = _line(pdp_pb2.Approval(id="a-4", state="pending", command=command))
+        assert "statement" not in shown and "Stmt" not in shown, shown
+        assert f"command: {command}" in shown
+
+
 @pytest.fixture
 async def pdp(tmp_path):
     port = free_port()

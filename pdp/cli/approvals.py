@@ -61,7 +61,12 @@ def _line(a: pdp_pb2.Approval) -> str:
     if a.justification:
         lines.append(f"    justification: {inert(a.justification)}")
     shown = [{"text": s.text, "classification": list(s.classification)} for s in a.statements]
-    lines.extend(statement_lines(shown if shown else a.command))
+    if shown:
+        lines.extend(statement_lines(shown))
+    else:
+        # not SQL (HTTP, MCP, SSH: the PDP gives statements for postgres.* alone): read as
+        # SQL, `show all` run by a shell was labelled a Postgres SHOW
+        lines.append(f"    command: {inert(a.command)}")
     for n, value in enumerate(a.parameters, 1):
         lines.append(f"    ${n} = {inert(value)}")
     return "\n".join(lines)
