@@ -6,6 +6,7 @@ Each test names the attack it tries.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import replace
@@ -191,3 +192,68 @@ async def test_an_approver_reads_a_bound_value_in_its_stored_order(pdp):
     finally:
         await browser.close()
         await pw.stop()
+
+
+def _request(expires_in: float = 60.0) -> ApprovalRequest:
+    now = time.time()
+    return ApprovalRequest(
+        id="a-hook", requester={"subject": "alice"}, session_id="s", connection="orders-db",
+        command_kind="postgres.query", command="DELETE FROM orders", reasons=["DELETE"],
+        approvers=["group:security"], created_at=now, expires_at=now + expires_in,
+        ttl_seconds=900, justification="",
+    )  # fmt: skip
+
+
+async def _hook_answering(statuses: list[int], request: ApprovalRequest, wait: float):
+    """POSTs a receiver got, answering each with the next of `statuses` (the last one
+    repeated), and the notifier after `wait` seconds."""
+    from aiohttp import web
+
+    from pdp.api.webhooks import WebhookNotifier
+
+    hits: list[int] = []
+    delivered: list[str] = []
+
+    async def hook(_: web.Request) -> web.Response:
+        hits.append(statuses[min(len(hits), len(statuses) - 1)])
+        return web.Response(status=hits[-1])
+
+    async def noted(r: ApprovalRequest) -> None:
+        delivered.append(r.id)
+
+    port = free_port()
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    notifier = WebhookNotifier(f"http://127.0.0.1:{port}/hook", noted)
+    try:
+        notifier(request)
+        await asyncio.sleep(wait)
+    finally:
+        await notifier.close()
+        await runner.cleanup()
+    return hits, delivered, notifier
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 413])
+async def test_a_receiver_that_refuses_for_good_is_not_asked_forever(status: int) -> None:
+    """Problem: a receiver that refuses the notice for good (a revoked hook's 404 or 410,
+    a 403, a 413 for a body it will never take) was sent it again and again, every 30 s,
+    for as long as the PDP ran. One refusal ends it: asked once, counted, not marked
+    delivered."""
+    hits, delivered, notifier = await _hook_answering([status], _request(), 2.0)
+    assert hits == [status]
+    assert delivered == [] and notifier.refused == 1
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 503])
+async def test_a_receiver_that_says_later_is_asked_again(status: int) -> None:
+    hits, delivered, notifier = await _hook_answering([status, 200], _request(), 2.0)
+    assert hits == [status, 200] and delivered == ["a-hook"] and notifier.refused == 0
+
+
+async def test_retrying_ends_when_the_request_can_no_longer_be_decided() -> None:
+    hits, delivered, notifier = await _hook_answering([503], _request(expires_in=1.2), 3.5)
+    assert 2 <= len(hits) <= 4 and delivered == [] and notifier.abandoned == 1

@@ -8,7 +8,11 @@ every statement's kind before any text, and the text bounded so no chat service 
 without saying so) and
 the request as approvers see it (pdp.domain.approver_view: values masked where the policy
 masks them; never the session id) — retried with capped exponential backoff until the
-receiver answers 2xx, then recorded as the request's `notified` step.
+receiver answers 2xx, then recorded as the request's `notified` step. A permanent refusal
+(a 4xx other than 408 and 429: wrong URL, revoked hook, a body it will never take) ends
+delivery at once, logged once and counted (`WebhookNotifier.refused`); 5xx, 408, 429 and
+an unreachable receiver are retried while the request can still be decided, and never
+past MAX_DELIVERY_SECONDS (counted in `WebhookNotifier.abandoned`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +33,10 @@ from pdp.plumbing.timestamps import outward
 log = logging.getLogger("portcullis.webhooks")
 
 MAX_BACKOFF_SECONDS = 30.0
+# however long an approval may wait, a notice is retried for at most this long
+MAX_DELIVERY_SECONDS = 3600.0
+# 4xx answers that say "later" rather than "never"
+RETRIED_CLIENT_ERRORS = frozenset({408, 429})
 # a notice's text stays within what chat services show whole (Slack cuts at 40,000
 # characters; Mattermost's default post is 16,383): each line and all the text bounded
 MAX_LINE = 1000
@@ -106,12 +115,20 @@ def chat_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def permanent_refusal(status: int) -> bool:
+    """A receiver's answer that retrying cannot change: a 4xx other than 408 (Request
+    Timeout) and 429 (Too Many Requests)."""
+    return 400 <= status < 500 and status not in RETRIED_CLIENT_ERRORS
+
+
 class WebhookNotifier:
     def __init__(self, url: str, delivered: Callable[[ApprovalRequest], Awaitable[None]]) -> None:
         self.url = url
         self.delivered = delivered
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self.refused = 0  # notices a receiver refused for good (4xx but 408, 429)
+        self.abandoned = 0  # notices still undelivered when retrying ended
 
     def __call__(self, request: ApprovalRequest) -> None:
         task = asyncio.create_task(self._deliver(request))
@@ -122,17 +139,32 @@ class WebhookNotifier:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         body = notice(request)
+        give_up = min(request.expires_at, time.time() + MAX_DELIVERY_SECONDS)
         backoff = 0.5
         while True:
             try:
                 async with self._session.post(self.url, json=body) as response:
                     if 200 <= response.status < 300:
                         break
+                    if permanent_refusal(response.status):
+                        self.refused += 1
+                        log.error(
+                            "webhook refused the notice of %s (HTTP %d): not retried",
+                            request.id,
+                            response.status,
+                        )
+                        return
                     log.warning("webhook answered %d for %s; retrying", response.status, request.id)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 log.warning(
                     "webhook unreachable for %s (%s); retrying", request.id, type(exc).__name__
                 )
+            if time.time() + backoff > give_up:
+                self.abandoned += 1
+                log.error(
+                    "webhook notice of %s not delivered before it was due; given up", request.id
+                )
+                return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         with contextlib.suppress(Exception):
