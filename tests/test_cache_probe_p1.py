@@ -8,13 +8,10 @@ which every command needs approval. A verdict answered from the proxy's decision
 never reaches the PDP, so neither its count nor the pause may be skipped by it.
 
 After a deny or a held command the proxy asks the PDP for the next command (so the
-denials are judged with it and a pause reaches reused verdicts). The breaker's rates are
-still OPEN (strict xfail): the PDP sees no reused command, so a loop answered from the
-cache is never counted. Answering no verdict under a breaker from the proxy's cache would
-close it but end reuse for every reader of the shipped data (test_pg_prepared_rewrites,
-test_metrics_proxy and test_http_proxy's reuse cases rely on it); the fix wanted is the
-proxy reporting its reused commands with the next Decide (as it reports egress) and
-asking again after a bounded number of reuses.
+denials are judged with it and a pause reaches reused verdicts). The commands the proxy
+answers from its cache under a breaker are reported with its next Decide (per verdict
+reused: how many, and when), and the PDP's answer bounds how many it may answer before it
+asks again, so a loop answered from the cache trips the breaker when it would have.
 """
 
 from __future__ import annotations
@@ -28,6 +25,9 @@ import pytest
 from pdp_harness import REGO
 from pg_harness import running_gateway
 
+from pdp.domain.breaker import Breaker
+from portcullis.verdict import BreakerLimits, Verdict, VerdictKind
+
 
 def _policies(tmp: Path, breaker: dict[str, int]) -> Path:
     target = tmp / "rego"
@@ -36,11 +36,6 @@ def _policies(tmp: Path, breaker: dict[str, int]) -> Path:
     data["portcullis"]["breakers"] = {"readonly": breaker}
     (target / "data.json").write_text(json.dumps(data))
     return target
-
-
-OPEN = pytest.mark.xfail(
-    strict=True, reason="open: the breaker neither counts nor pauses proxy-reused verdicts"
-)
 
 
 async def test_a_paused_reader_gets_no_reused_verdict(tmp_path: Path) -> None:
@@ -63,24 +58,65 @@ async def test_a_paused_reader_gets_no_reused_verdict(tmp_path: Path) -> None:
             await conn.close()
 
 
-@OPEN
-async def test_a_loop_answered_from_the_cache_still_trips_the_breaker(tmp_path: Path) -> None:
+LOOP = {
+    "identical_per_minute": {"identical_per_minute": 5, "pause_seconds": 600},
+    "statements_per_second": {"statements_per_second": 5, "pause_seconds": 600},
+}
+
+
+@pytest.mark.parametrize(
+    ("rate", "cache"),
+    [
+        ("identical_per_minute", True),
+        ("statements_per_second", True),
+        ("identical_per_minute", False),
+    ],
+)
+async def test_a_loop_answered_from_the_cache_still_trips_the_breaker(
+    tmp_path: Path, rate: str, cache: bool
+) -> None:
     """Attack: a runaway loop of one statement shape; after the first, the proxy answered
-    each from its cache, so the PDP counted one and identical_per_minute never tripped."""
-    breaker = {"identical_per_minute": 5, "pause_seconds": 600}
-    async with running_gateway(tmp_path, policies=_policies(tmp_path, breaker)) as gw:
+    each from its cache, so the PDP counted one and neither identical_per_minute nor
+    statements_per_second ever tripped (all 12 ran). The proxy now reports the commands
+    it answered with its next Decide, and asks again before a reuse could cross a
+    threshold: the loop is held where the PDP holds it without a cache (each fetch is a
+    Parse and a Bind, two commands: the third fetch is the sixth and seventh)."""
+    options = {"decision_cache": cache}
+    policies = _policies(tmp_path, LOOP[rate])
+    async with running_gateway(tmp_path, options=options, policies=policies) as gw:
         conn = await asyncpg.connect(gw.dsn(gw.token()), statement_cache_size=0)
         try:
-            refused = 0
-            for n in range(12):
+            ran: list[int] = []
+            for n in range(5):
                 try:
                     await conn.fetch(f"SELECT id FROM orders WHERE id = {n}")
+                    ran.append(n)
                 except asyncpg.PostgresError as exc:
                     assert "approval" in str(exc) or "breaker" in str(exc)
-                    refused += 1
-            assert refused >= 5
+            assert ran == [0, 1], ran
         finally:
             await conn.close()
+
+
+def test_reused_commands_are_counted_when_they_ran() -> None:
+    """The reused commands reported are spread over the time they ran, not piled on the
+    Decide that reports them: a slow loop (one every 20 s, 3 a minute under a threshold of
+    5) is never paused; a burst reported the same way is."""
+    now = [1000.0]
+    breaker = Breaker(clock=lambda: now[0])
+    limits = BreakerLimits(identical_per_minute=5, pause_seconds=60)
+    allowed = Verdict(VerdictKind.ALLOW, breaker=limits)
+    raw = "SELECT id FROM orders WHERE id = 1"
+    assert breaker.observe("ann", "db", raw, allowed) == ""
+    assert breaker.reuses_left("ann", "db", limits) == 4
+    for _ in range(10):  # four reused, one every 20 s, then one asked
+        now[0] += 100.0
+        breaker.reused("ann", "db", raw, 4, 80.0, 20.0)
+        assert breaker.observe("ann", "db", raw, allowed) == ""
+    now[0] += 1.0
+    breaker.reused("ann", "db", raw, 4, 0.5, 0.1)
+    # reported with a command of another shape: the reused shape is judged
+    assert "same shape" in breaker.observe("ann", "db", "SELECT 1", allowed)
 
 
 ROWS = "SELECT g FROM generate_series(1, 3) AS g"

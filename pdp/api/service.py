@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import grpc
@@ -484,6 +484,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         near = (subject, connection_name) in guards.egress.near
         await self.guard_sync.ensure(NEAR_SECONDS if near else WAIT_SECONDS)
         reported = self._egress_report(session, request.egress_rows, request.egress_bytes, record)
+        if request.reused:
+            self._reuse_report(session, request.reused)
 
         trips: list[asyncio.Future[None]] = []
 
@@ -549,10 +551,25 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         if decision.egress_left is not None:
             message.egress_budget = True
             message.egress_rows_left, message.egress_bytes_left = decision.egress_left
+        limits = decision.verdict.breaker
+        if limits is not None and decision.verdict.allowed:
+            left = guards.breaker.reuses_left(subject, connection_name, limits)
+            if left is not None:
+                message.reuse_bounded, message.reuses_left = True, left
         effects = command_effects(kind, raw)
         if effects:
             message.effects.extend(effects)
         return response
+
+    def _reuse_report(self, session: Session, reused: Iterable[pdp_pb2.ReusedVerdict]) -> None:
+        """Count the commands the proxy answered from its decision cache since its last
+        Decide for the session in the runaway-loop breaker, before deciding: a loop the
+        proxy answered is judged as one the PDP was asked about."""
+        breaker = self.guards.breaker
+        subject, connection = session.identity.subject, session.connection["name"]
+        for one in reused:
+            first, last = one.first_seconds_ago, one.last_seconds_ago
+            breaker.reused(subject, connection, one.raw, one.count, first, last)
 
     def _egress_report(
         self, session: Session, rows: int, size: int, record: dict[str, Any]

@@ -9,7 +9,11 @@ verdict's pause_seconds: observe() then names why, and pdp.domain.guards makes e
 command of the identity need approval until the pause ends. The first crossing is handed
 to `tripped`. A deny carries no thresholds (the policy answers a deny with reasons
 alone), so denials are counted as they come and judged with the identity's next verdict
-that carries them: the command after a loop of denials is the one held. Approvers are
+that carries them: the command after a loop of denials is the one held. The commands a
+proxy answered from its decision cache are counted too: reused() takes what the proxy
+reports with its next Decide (how many, of which text, when), and reuses_left() is the
+bound its answer gives on reuse, so a loop is asked about at the latest when it would
+trip. Approvers are
 notified through the approval webhook by the approval request of the held command.
 
 The counts are this PDP's alone (rates per second and minute are per replica: N
@@ -29,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from portcullis.shape import shaped
-from portcullis.verdict import Verdict, VerdictKind
+from portcullis.verdict import BreakerLimits, Verdict, VerdictKind
 
 MAX_KEPT = 4096  # events kept per identity and window
 MAX_TRIPS = 1024  # trips waiting to be recorded (none are lost unless nobody takes them)
@@ -56,6 +60,8 @@ class _Track:
     denials: deque[float] = field(default_factory=deque)  # last minute
     paused_until: float = 0.0
     why: str = ""
+    # the shapes of the reused commands reported since the last command judged
+    reported: list[str] = field(default_factory=list)
 
 
 class Breaker:
@@ -95,6 +101,9 @@ class Breaker:
         _trim_shapes(track, now - 60.0)
         _trim(track.denials, now - 60.0)
         track.times.append(now)
+        reported = track.reported
+        if reported:
+            track.reported = []
         shape = shaped(raw) or raw if limits.identical_per_minute else ""
         if limits.identical_per_minute:
             track.shapes.append((now, shape))
@@ -113,7 +122,8 @@ class Breaker:
                 f"(threshold {limits.statements_per_second})"
             )
         elif limits.identical_per_minute:
-            same = track.shape_counts.get(shape, 0)
+            # this command's shape, and those of the reused commands reported with it
+            same = max(track.shape_counts.get(s, 0) for s in (shape, *reported))
             if same > limits.identical_per_minute:
                 why = (
                     f"{same} commands of the same shape in one minute "
@@ -140,6 +150,60 @@ class Breaker:
             self.tripped(subject, connection, track.why)
         return track.why
 
+    def reused(
+        self, subject: str, connection: str, raw: str, count: int, first: float, last: float
+    ) -> None:
+        """Count `count` commands a proxy answered from its decision cache with the verdict
+        decided for `raw` (of its text, or its shape), the first `first` seconds ago and
+        the last `last` seconds ago: spread evenly between them, judged with the next
+        command (an age outside 0..60 s is taken as its nearest bound)."""
+        if count <= 0:
+            return
+        count = min(count, MAX_KEPT)
+        track = self._tracks.get((subject, connection))
+        if track is None:
+            track = self._tracks[(subject, connection)] = _Track()
+        now = self.clock()
+        last = now - _age(last)
+        first = min(now - _age(first), last)
+        step = (last - first) / (count - 1) if count > 1 else 0.0
+        shape = shaped(raw) or raw
+        for n in range(count):
+            at = first + n * step
+            # kept in order: a reuse is never older than what is kept already
+            at = max(at, track.times[-1] if track.times else at)
+            track.times.append(at)
+            if track.shapes:
+                at = max(at, track.shapes[-1][0])
+            track.shapes.append((at, shape))
+        track.shape_counts[shape] = track.shape_counts.get(shape, 0) + count
+        if len(track.reported) < MAX_KEPT:
+            track.reported.append(shape)
+        while len(track.times) > MAX_KEPT:
+            track.times.popleft()
+        while len(track.shapes) > MAX_KEPT:
+            _forget_shape(track)
+
+    def reuses_left(
+        self, subject: str, connection: str, limits: BreakerLimits | None
+    ) -> int | None:
+        """How many commands a proxy may answer from its cache before it asks again, under
+        the thresholds `limits` (None: no breaker, no bound): what keeps every rate within
+        its threshold when all of them are of the identity's most repeated shape, so the
+        command that would trip the breaker is asked about."""
+        if limits is None:
+            return None
+        track = self._tracks.get((subject, connection))
+        left: list[int] = []
+        if limits.statements_per_second:
+            left.append(limits.statements_per_second - (len(track.times) if track else 0))
+        if limits.identical_per_minute:
+            most = max(track.shape_counts.values(), default=0) if track else 0
+            left.append(limits.identical_per_minute - most)
+        if not left:
+            return None
+        return max(0, min(left))
+
     def take_trips(self) -> list[Trip]:
         """The pauses begun since the last call (to be recorded)."""
         if not self._trips:
@@ -164,6 +228,11 @@ class Breaker:
         if track is None or self.clock() >= track.paused_until:
             return ""
         return track.why
+
+
+def _age(seconds: float) -> float:
+    """A reported age within 0..60 s (not a number: 0, now)."""
+    return min(seconds, 60.0) if seconds > 0.0 else 0.0
 
 
 def _trim(kept: deque[float], before: float) -> None:

@@ -17,7 +17,7 @@ import math
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,19 @@ _KINDS = {
     pdp_pb2.MASK: VerdictKind.MASK,
     pdp_pb2.REQUIRE_APPROVAL: VerdictKind.REQUIRE_APPROVAL,
 }
+
+
+class ReuseTally:
+    """The commands answered with one verdict from a session's decision cache since its
+    last Decide (reported with the next, DecideRequest.reused): the command the verdict
+    was decided for, how many, and when (time.monotonic()) the first and the last were."""
+
+    __slots__ = ("count", "first", "last", "raw")
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+        self.count = 0
+        self.first = self.last = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,11 @@ class Ruling:
     bound: list[bytes] | None = field(default=None, compare=False)
     # egress budget: (rows, bytes) the session may still take on this verdict; None: no budget
     egress_left: tuple[int, int] | None = None
+    # runaway-loop breaker: how many verdicts the session may answer from its cache before
+    # it asks again (Decision.reuses_left); None: no bound
+    reuses_left: int | None = None
+    # a verdict kept in the decision cache: the count of its reuses not yet reported
+    tally: ReuseTally | None = field(default=None, compare=False, repr=False)
     # the verdict's kind, read several times per statement: a field, not a property
     kind: VerdictKind = field(init=False, repr=False, compare=False)
 
@@ -192,6 +210,7 @@ def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
         egress_left=(
             (message.egress_rows_left, message.egress_bytes_left) if message.egress_budget else None
         ),
+        reuses_left=message.reuses_left if message.reuse_bounded else None,
     )
 
 
@@ -361,11 +380,14 @@ class PDPClient:
         whole: tuple[int, str] | None = None,
         timeout: float | None = None,
         egress: tuple[int, int] = (0, 0),
+        reused: Sequence[tuple[str, int, float, float]] = (),
     ) -> Ruling:
         """Never raises: any failure to get an answer is a deny with the reason. `whole`:
         raw is only the start of a command this large, with this SHA-256. timeout: how
         long this connection waits for a decision (default: the client's). egress: rows
-        and bytes the session took since its last decision (egress budgets)."""
+        and bytes the session took since its last decision (egress budgets). reused: the
+        commands it answered from its cache since then, per verdict (raw, count, seconds
+        since the first and the last: DecideRequest.reused)."""
         timeout = self.timeout if timeout is None else timeout
         if self._stub is None:
             return Ruling(Verdict.deny("policy decision point not connected — denied"))
@@ -381,6 +403,10 @@ class PDPClient:
             egress_rows=egress[0],
             egress_bytes=egress[1],
         )
+        for raw_reused, count, first, last in reused:
+            request.reused.add(
+                raw=raw_reused, count=count, first_seconds_ago=first, last_seconds_ago=last
+            )
         try:
             response = await self._decide(request, timeout)
         except CallFailed as failed:

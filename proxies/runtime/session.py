@@ -40,7 +40,13 @@ from proxies.runtime.credentials import (
 from proxies.runtime.drain import Drain
 from proxies.runtime.metrics import ProxyMetrics
 from proxies.runtime.pdp_auth import client_auth
-from proxies.runtime.pdp_client import PDPClient, Ruling, SessionGrant, SessionRefused
+from proxies.runtime.pdp_client import (
+    PDPClient,
+    ReuseTally,
+    Ruling,
+    SessionGrant,
+    SessionRefused,
+)
 from proxies.runtime.recorder import RecordingTick, SessionRecorder
 from proxies.runtime.spool import DEFAULT_MAX_BYTES, UNREACHABLE, Entry, Spool, SpoolFull
 
@@ -254,6 +260,11 @@ class ProxySession:
         self.egress_left: tuple[int, int] | None = None
         # the PDP's last answer did not allow: the next command is asked (decide())
         self.ask_next = False
+        # the runaway-loop breaker: verdicts the session may still answer from its cache
+        # before it asks (None: no bound, nothing counted), and the tallies of the
+        # verdicts it reused since its last Decide (reported with the next)
+        self.reuses_left: int | None = None
+        self._reused: list[ReuseTally] = []
         self._closed = False
         self._close_room = 0  # spool bytes promised to this session's close
         # a command waiting for a person's approval, and whether its client cancelled it
@@ -425,15 +436,54 @@ class ProxySession:
             and not (grant.token_expires_at and time.time() >= grant.token_expires_at)
             and not (self.egress_left is not None and self._egress_spent())
             and not self.ask_next
+            and self.reuses_left != 0
         ):
             if key is None:
                 key = self._reuse_key(kind, attributes)
             cached = self.cache.lookup("", key, raw, runtime.pdp.revision, shape_of)
             if cached is not None:
+                if self.reuses_left is not None:
+                    self._tally(cached)
                 self.counters["cache_hits"] += 1
                 runtime.metrics.cache_hits += 1  # (ProxyMetrics.cache_hit)
                 return cached
         return None
+
+    def _tally(self, cached: Ruling) -> None:
+        """Count a verdict answered from the cache under a breaker: the PDP, which counts
+        the breaker's rates, is told with the next Decide (asked, at the latest, once
+        reuses_left are spent)."""
+        tally = cached.tally
+        if tally is None:
+            return
+        now = time.monotonic()
+        if not tally.count:
+            tally.first = now
+            self._reused.append(tally)
+        tally.count += 1
+        tally.last = now
+        if self.reuses_left:
+            self.reuses_left -= 1
+
+    def _take_reused(self) -> list[tuple[str, int, float, float]]:
+        """The tallies to report with a Decide (raw, count, seconds since the first and
+        the last), each started again."""
+        if not self._reused:
+            return []
+        now = time.monotonic()
+        report = [(t.raw, t.count, now - t.first, now - t.last) for t in self._reused]
+        for tally in self._reused:
+            tally.count = 0
+        self._reused = []
+        return report
+
+    def _keep_reused(self, report: list[tuple[str, int, float, float]]) -> None:
+        """A report the PDP did not take: counted again, reported with the next Decide."""
+        now = time.monotonic()
+        for raw, count, first, last in report:
+            tally = ReuseTally(raw)
+            tally.count, tally.first, tally.last = count, now - first, now - last
+            self._reused.append(tally)
 
     def _reuse_key(self, kind: str, attributes: dict[str, Any] | None) -> str:
         """reuse_key(kind, attributes), remembered for the last attributes of only strings
@@ -508,6 +558,7 @@ class ProxySession:
         asked = time.perf_counter()
         egress = (self.egress_rows, self.egress_bytes)
         self.egress_rows = self.egress_bytes = 0
+        reused = self._take_reused()
         ruling = await runtime.pdp.decide(
             self.grant.session_id,
             kind,
@@ -515,8 +566,11 @@ class ProxySession:
             attributes,
             timeout=runtime.decide_timeout,
             egress=egress,
+            reused=reused,
         )
         if ruling.decision_id:
+            # the breaker's bound on reuse (None: no breaker), counted from now
+            self.reuses_left = ruling.reuses_left
             self.egress_left = self._allowance(ruling, egress)
             # the runaway-loop breaker counts denials, and pauses the identity, only in
             # what the PDP decides, judging them with the next verdict it makes: after a
@@ -526,10 +580,12 @@ class ProxySession:
         else:  # not delivered: reported with the next decision
             self.egress_rows += egress[0]
             self.egress_bytes += egress[1]
+            self._keep_reused(reused)
         runtime.metrics.decided(time.perf_counter() - asked)
         self.counters["decisions"] += 1
         if shape_of is not None and runtime.cache_enabled and ruling.decision_id:
-            hit = replace(ruling, cached=True)  # what a later lookup answers, made once
+            # what a later lookup answers, made once, with the count of its reuses
+            hit = replace(ruling, cached=True, tally=ReuseTally(raw))
             if key is None:
                 key = reuse_key(kind, attributes)
             self.cache.store("", key, raw, ruling.verdict, ruling.policy_revision, hit, shape_of)

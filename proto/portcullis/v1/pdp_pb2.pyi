@@ -70,7 +70,7 @@ class ApprovalSpec(_message.Message):
     def __init__(self, approvers: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "verdict", "reasons", "mask", "approval", "credential_ref", "cache_ttl_seconds", "cache_key", "policy_revision", "evaluation_ms", "approval_id", "session_settings", "effects", "rewritten", "egress_budget", "egress_rows_left", "egress_bytes_left", "rewrite_shape", "rewrite_template", "rewrite_fingerprint")
+    __slots__ = ("decision_id", "verdict", "reasons", "mask", "approval", "credential_ref", "cache_ttl_seconds", "cache_key", "policy_revision", "evaluation_ms", "approval_id", "session_settings", "effects", "rewritten", "egress_budget", "egress_rows_left", "egress_bytes_left", "rewrite_shape", "rewrite_template", "rewrite_fingerprint", "reuse_bounded", "reuses_left")
     class SessionSettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,8 @@ class Decision(_message.Message):
     REWRITE_SHAPE_FIELD_NUMBER: _ClassVar[int]
     REWRITE_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     REWRITE_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    REUSE_BOUNDED_FIELD_NUMBER: _ClassVar[int]
+    REUSES_LEFT_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     verdict: Verdict
     reasons: _containers.RepeatedScalarFieldContainer[str]
@@ -118,7 +120,9 @@ class Decision(_message.Message):
     rewrite_shape: str
     rewrite_template: str
     rewrite_fingerprint: str
-    def __init__(self, decision_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., mask: _Optional[_Iterable[_Union[MaskRule, _Mapping]]] = ..., approval: _Optional[_Union[ApprovalSpec, _Mapping]] = ..., credential_ref: _Optional[str] = ..., cache_ttl_seconds: _Optional[int] = ..., cache_key: _Optional[_Union[CacheKey, str]] = ..., policy_revision: _Optional[str] = ..., evaluation_ms: _Optional[float] = ..., approval_id: _Optional[str] = ..., session_settings: _Optional[_Mapping[str, str]] = ..., effects: _Optional[_Iterable[str]] = ..., rewritten: _Optional[str] = ..., egress_budget: _Optional[bool] = ..., egress_rows_left: _Optional[int] = ..., egress_bytes_left: _Optional[int] = ..., rewrite_shape: _Optional[str] = ..., rewrite_template: _Optional[str] = ..., rewrite_fingerprint: _Optional[str] = ...) -> None: ...
+    reuse_bounded: bool
+    reuses_left: int
+    def __init__(self, decision_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., reasons: _Optional[_Iterable[str]] = ..., mask: _Optional[_Iterable[_Union[MaskRule, _Mapping]]] = ..., approval: _Optional[_Union[ApprovalSpec, _Mapping]] = ..., credential_ref: _Optional[str] = ..., cache_ttl_seconds: _Optional[int] = ..., cache_key: _Optional[_Union[CacheKey, str]] = ..., policy_revision: _Optional[str] = ..., evaluation_ms: _Optional[float] = ..., approval_id: _Optional[str] = ..., session_settings: _Optional[_Mapping[str, str]] = ..., effects: _Optional[_Iterable[str]] = ..., rewritten: _Optional[str] = ..., egress_budget: _Optional[bool] = ..., egress_rows_left: _Optional[int] = ..., egress_bytes_left: _Optional[int] = ..., rewrite_shape: _Optional[str] = ..., rewrite_template: _Optional[str] = ..., rewrite_fingerprint: _Optional[str] = ..., reuse_bounded: _Optional[bool] = ..., reuses_left: _Optional[int] = ...) -> None: ...
 
 class Identity(_message.Message):
     __slots__ = ("subject", "groups", "issuer", "token_id", "expires_at")
@@ -177,18 +181,32 @@ class Command(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., raw: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., full_bytes: _Optional[int] = ..., full_sha256: _Optional[str] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
-    __slots__ = ("session_id", "command", "timeout_ms", "egress_rows", "egress_bytes")
+    __slots__ = ("session_id", "command", "timeout_ms", "egress_rows", "egress_bytes", "reused")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     EGRESS_ROWS_FIELD_NUMBER: _ClassVar[int]
     EGRESS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     command: Command
     timeout_ms: int
     egress_rows: int
     egress_bytes: int
-    def __init__(self, session_id: _Optional[str] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., egress_rows: _Optional[int] = ..., egress_bytes: _Optional[int] = ...) -> None: ...
+    reused: _containers.RepeatedCompositeFieldContainer[ReusedVerdict]
+    def __init__(self, session_id: _Optional[str] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., egress_rows: _Optional[int] = ..., egress_bytes: _Optional[int] = ..., reused: _Optional[_Iterable[_Union[ReusedVerdict, _Mapping]]] = ...) -> None: ...
+
+class ReusedVerdict(_message.Message):
+    __slots__ = ("raw", "count", "first_seconds_ago", "last_seconds_ago")
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SECONDS_AGO_FIELD_NUMBER: _ClassVar[int]
+    LAST_SECONDS_AGO_FIELD_NUMBER: _ClassVar[int]
+    raw: str
+    count: int
+    first_seconds_ago: float
+    last_seconds_ago: float
+    def __init__(self, raw: _Optional[str] = ..., count: _Optional[int] = ..., first_seconds_ago: _Optional[float] = ..., last_seconds_ago: _Optional[float] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
     __slots__ = ("decision",)
