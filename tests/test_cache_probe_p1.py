@@ -119,6 +119,19 @@ def test_reused_commands_are_counted_when_they_ran() -> None:
     assert "same shape" in breaker.observe("ann", "db", "SELECT 1", allowed)
 
 
+async def test_a_threshold_past_the_wire_field_still_answers(tmp_path: Path) -> None:
+    """A breaker threshold larger than Decision.reuses_left holds (a uint32) bounds reuse
+    by what it holds: the reader's commands are answered, not failed."""
+    breaker = {"identical_per_minute": 2**40, "pause_seconds": 600}
+    async with running_gateway(tmp_path, policies=_policies(tmp_path, breaker)) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token()), statement_cache_size=0)
+        try:
+            for n in range(3):
+                assert len(await conn.fetch(f"SELECT id FROM orders WHERE id > {n}")) >= 0
+        finally:
+            await conn.close()
+
+
 ROWS = "SELECT g FROM generate_series(1, 3) AS g"
 
 

@@ -58,6 +58,7 @@ RECORDED_PREFIX = 4096  # what a decision record keeps of a command too large to
 MAX_NAME = 256
 MAX_BATCHES_PER_CALL = 1000  # sessions of one proxy in one RecordBatches
 MAX_REFUSAL_BUDGETS = 1024  # proxies whose refused calls are counted apart
+MAX_REUSES = 2**32 - 1  # Decision.reuses_left, a uint32
 
 _WIRE_VERDICT = {
     VerdictKind.ALLOW: pdp_pb2.ALLOW,
@@ -555,7 +556,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         if limits is not None and decision.verdict.allowed:
             left = guards.breaker.reuses_left(subject, connection_name, limits)
             if left is not None:
-                message.reuse_bounded, message.reuses_left = True, left
+                # a threshold past what the field holds bounds nothing it can say
+                message.reuse_bounded, message.reuses_left = True, min(left, MAX_REUSES)
         effects = command_effects(kind, raw)
         if effects:
             message.effects.extend(effects)
