@@ -48,6 +48,12 @@ raw sockets). Each test is one way around a guardrail that worked before its fix
 - and a body the policy was not shown as a value (multipart, XML, text) was never read
   for a masked field: a masked dba's multipart `name="phone"` filter went. Such a body's
   text (up to 64 KiB) is now shown to the policy (`body_text`) and read for masked fields;
+- a body past those 64 KiB (`{"wildcard": {"phone": ...}, "pad": "x" * 70000}`, gzip,
+  chunked, a form), one naming the field escaped (`\\u0070hone`, `&#112;hone`, `%70hone`)
+  or beside a binary file part, or a binary one (CBOR, protobuf) or in a coding the proxy
+  does not undo, went unread. Such a body now reaches the policy as its distinct runs of
+  words (`body_words`, escapes undone), and one it cannot read (`body_unread`) needs
+  approval for anyone masked, unless a binary upload to a write that is no search;
 - a value given in prose after a field's name (`Ann's phone is 5550100`, a JSON note
   `call the phone 5550100`, `<p>IBAN DE89...</p>`) went: no detector finds a phone or
   a password, and the field rules read names with a separator. The next four words after
@@ -481,3 +487,118 @@ async def test_a_value_named_in_prose_in_a_header_is_masked(tmp_path):
     ):
         answer = await exchange(s.proxy.port, request(s, "GET /customers/7 HTTP/1.1"))
     assert status(answer) == 200 and not any(v in answer for v in HIDDEN), answer
+
+
+PAD = "x" * 70000  # past the 64 KiB the policy is shown as a value
+
+
+def _chunked(body: bytes, at: bytes) -> bytes:
+    """`body` in two chunks, split inside `at`."""
+    cut = body.index(at) + len(at) // 2
+    return b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:cut], body[cut:])) + b"0\r\n\r\n"
+
+
+BIG_SEARCHES = {
+    "json": (
+        "Content-Type: application/json\r\n",
+        json.dumps({"wildcard": {"phone": "5550*"}, "pad": PAD}).encode(),
+    ),
+    "json escaped": (
+        "Content-Type: application/json\r\n",
+        b'{"pad": "%s", "wildcard": {"\\u0070hone": "5550*"}}' % PAD.encode(),
+    ),
+    "nested key": (
+        "Content-Type: application/json\r\n",
+        json.dumps({"q": [{"a": {"customerPhoneNumber": "5550*"}}], "pad": PAD}).encode(),
+    ),
+    "gzip": (
+        "Content-Type: application/json\r\nContent-Encoding: gzip\r\n",
+        gzip.compress(json.dumps({"pad": PAD, "wildcard": {"phone": "5550*"}}).encode()),
+    ),
+    "form": (
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        b"pad=" + PAD.encode() + b"&%70hone=like.5550*",
+    ),
+    "xml entity": (
+        "Content-Type: application/xml\r\n",
+        b'<search><like field="&#112;hone">5550</like></search>',
+    ),
+    "multipart with a file": (
+        "Content-Type: multipart/form-data; boundary=b\r\n",
+        b'--b\r\nContent-Disposition: form-data; name="f"; filename="a.bin"\r\n\r\n\x00\xff\xfe'
+        + PAD.encode()
+        + b'\r\n--b\r\nContent-Disposition: form-data; name="phone"\r\n\r\nlike.5550*\r\n--b--\r\n',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BIG_SEARCHES))
+async def test_a_large_or_escaped_body_naming_a_masked_field_needs_approval(tmp_path, case):
+    fields, body = BIG_SEARCHES[case]
+    async with (
+        app_upstream(postgrest_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        line = "POST /customers HTTP/1.1"
+        answer = await exchange(s.proxy.port, request(s, line, fields, body, ("dba",)))
+        chunked = b""
+        if "Content-Encoding" not in fields:
+            head = request(s, line, fields + "Transfer-Encoding: chunked\r\n", b"", ("dba",))
+            split_at = b"phone" if b"phone" in body else b"hone"
+            chunked = await exchange(s.proxy.port, head + _chunked(body, split_at))
+        pii = await exchange(s.proxy.port, request(s, line, fields, body, ("dba", "pii-readers")))
+    assert status(answer) == 202 and b"Ann" not in answer, answer[:300]
+    assert not chunked or (status(chunked) == 202 and b"Ann" not in chunked), chunked[:300]
+    assert status(pii) != 202, pii[:300]
+
+
+async def test_a_body_the_proxy_cannot_read_needs_approval_unless_an_upload(tmp_path):
+    cbor_search = b"\xa1\x68wildcard\xa1\x65phone\x655550*"  # CBOR, as Elasticsearch reads it
+    gated = [
+        ("POST /customers/_search HTTP/1.1", "Content-Type: application/cbor\r\n", cbor_search),
+        (
+            "GET /customers HTTP/1.1",
+            "Content-Type: application/x-protobuf\r\n",
+            b"\x0a\x05\xff5550*",
+        ),
+        # a content coding the proxy does not undo: even a write waits
+        (
+            "POST /customers HTTP/1.1",
+            "Content-Encoding: zstd\r\n",
+            b"\x28\xb5\x2f\xfd" + os.urandom(64),
+        ),
+        # too many distinct words to hand on
+        (
+            "POST /customers HTTP/1.1",
+            "Content-Type: text/plain\r\n",
+            " ".join(f"w{n}x{n * 7}" for n in range(40000)).encode() + b" phone",
+        ),
+    ]
+    goes = [
+        (
+            "PUT /customers HTTP/1.1",
+            "Content-Type: application/octet-stream\r\n",
+            os.urandom(2 * 1024 * 1024),
+        ),
+        (
+            "POST /customers HTTP/1.1",
+            "Content-Type: application/json\r\n",
+            json.dumps({"wildcard": {"name": "A*"}, "pad": PAD}).encode(),
+        ),
+    ]
+    async with (
+        app_upstream(postgrest_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        held = [
+            await exchange(s.proxy.port, request(s, line, fields, body, ("dba",)))
+            for line, fields, body in gated
+        ]
+        went = [
+            await exchange(s.proxy.port, request(s, line, fields, body, ("dba",)))
+            for line, fields, body in goes
+        ]
+    for answer in held:
+        assert status(answer) == 202 and b"could not read" in answer, answer[:400]
+    for answer in went:
+        assert status(answer) == 200, answer[:400]

@@ -339,10 +339,11 @@ def command_text(head: Head, body: bytes) -> str:
 
 
 def is_form(head: Head) -> bool:
-    return _media_type(head) == "application/x-www-form-urlencoded"
+    return media_type(head) == "application/x-www-form-urlencoded"
 
 
-def _media_type(head: Head) -> str:
+def media_type(head: Head) -> str:
+    """The request's media type, lower-case, without parameters ("" when untyped)."""
     return (head.get("content-type") or "").split(";")[0].strip().lower()
 
 
@@ -356,7 +357,7 @@ def policy_body(head: Head, body: bytes) -> tuple[Any, bool]:
         return None, False
     if len(body) > INSPECTED_BODY:
         return None, True
-    content_type = _media_type(head)
+    content_type = media_type(head)
     if "json" in content_type:
         return json_body(head.get("content-type") or "", body), False
     if content_type == "application/x-www-form-urlencoded":

@@ -54,7 +54,7 @@ from portcullis.masking import masking_key
 from portcullis.protocols import workers_of
 from portcullis.reuse import reuse_key
 from portcullis.verdict import VerdictKind
-from proxies.http import messages
+from proxies.http import messages, request_words
 from proxies.http.client_io import ClientIO
 from proxies.http.codec import END, BadRequest, Body, End, Event, Head, RequestReader
 from proxies.http.codings import ContentDecoder, Undecodable, codings
@@ -111,6 +111,19 @@ class AgentSession:
             lease = self.session.lease
             self._patterns = secret_patterns(lease.secrets() if lease is not None else [])
         return self._patterns
+
+
+def _body_words(head: Head, inspected: bytes, readable: bool) -> dict[str, Any]:
+    """The policy's view of a body it is not shown as a value: body_words (its distinct
+    runs of words: request_words.body_runs), or body_unread (kind and why: a content
+    coding not undone within bounds, a binary body, too many words)."""
+    if not readable:
+        why = "a content coding the proxy cannot undo within its bounds"
+        return {"body_unread": {"kind": "coding", "why": why}}
+    try:
+        return {"body_words": request_words.body_runs(messages.media_type(head), inspected)}
+    except request_words.Unread as unread:
+        return {"body_unread": {"kind": unread.kind, "why": unread.why}}
 
 
 def _told_nothing(text: str) -> None:
@@ -745,6 +758,10 @@ class ClientConnection(UpstreamExchange):
             text = messages.body_text(inspected)
             if text is not None:
                 attributes["body_text"] = text
+        if request.body and body is None:
+            # a body not shown as a value (past INSPECTED_BODY, multipart, XML, text): its
+            # distinct runs of words, or why it could not be read (http.rego)
+            attributes.update(_body_words(head, inspected, readable))
         if request.body and (
             not readable or messages.names_method(inspected, body, messages.is_form(head))
         ):

@@ -127,6 +127,58 @@ needs_approval contains sprintf("%s %s names the masked field %s in its %s: a fi
 	http_words_name(words, spelt)
 }
 
+# A body the policy is not shown as a value (past 64 KiB, multipart, XML, text) comes as
+# its distinct runs of one to three words (body_words: proxies/http/request_words.py,
+# escapes undone, `\u0070hone`, `&#112;hone`, `%70hone`): a masked field of up to three
+# words is named when it is one of them, a longer one when each of its words is there.
+needs_approval contains sprintf("%s %s names the masked field %s in its body: a filter, order or search on it, or a name chosen for it, answers what the mask hides", [http_method, input.command.http.path, field]) if {
+	input.command.kind == "http.request"
+	not pii_reader
+	runs := {r | some r in object.get(input.command.http, "body_words", [])}
+	count(runs) > 0
+	some field, spelt in http_masked_field_words
+	http_runs_name(runs, spelt)
+}
+
+http_runs_name(runs, spelt) if {
+	some s in spelt
+	trim_space(s) in runs
+}
+
+http_runs_name(runs, spelt) if {
+	some s in spelt
+	words := split(trim_space(s), " ")
+	count(words) > 3
+	every w in words {
+		w in runs
+	}
+}
+
+# A body the proxy could not read for words (body_unread: a content coding it cannot undo
+# within bounds, too many distinct words, or binary: protobuf, CBOR, msgpack) may name a
+# masked field all the same. For anyone masked it needs approval, unless it is binary and
+# sent to a write that is no search (an upload: a PUT of a file, a POST of an image);
+# a read (GET, HEAD, QUERY) or a search-like path (`_search`, `graphql`, `FindCustomers`)
+# carrying one needs approval whatever it is.
+needs_approval contains sprintf("%s %s carries a body the proxy could not read for masked fields (%s): it may filter, order or search on one", [http_method, input.command.http.path, unread.why]) if {
+	input.command.kind == "http.request"
+	not pii_reader
+	unread := input.command.http.body_unread
+	http_unread_gated(unread.kind)
+}
+
+http_unread_gated(kind) if kind != "binary"
+
+http_unread_gated(_) if not http_method in http_write_methods
+
+http_unread_gated(_) if {
+	path := http_spaced_words(input.command.http.path)
+	some word in http_search_words
+	contains(path, sprintf(" %s ", [word]))
+}
+
+http_search_words := {"search", "msearch", "query", "queries", "find", "filter", "lookup", "graphql", "count", "select", "scan", "match", "sql", "aggregate"}
+
 # each name and text of the request's query and body as its words (" a b c "): a query's
 # names and values (a list when a name repeats), a body's keys and strings anywhere in it
 http_request_words[part] := {http_spaced_words(t) | some t in http_texts(object.get(input.command.http, part, null))} if {

@@ -225,3 +225,49 @@ test_http_a_filter_order_or_search_on_a_masked_field_needs_approval if {
 		portcullis.decision.verdict == "mask" with input as http_with(["readonly"], "GET", extra)
 	}
 }
+
+test_body_words_naming_a_masked_field_need_approval_for_anyone_masked if {
+	cases := [
+		{"body_words": ["pad", "phone", "wildcard", "wildcard phone"]},
+		{"body_words": ["card number", "customer card number", "x"]},
+		{"body_words": ["passwords"]},
+	]
+	every extra in cases {
+		d := portcullis.decision with input as http_with(["readonly"], "GET", extra)
+		d.verdict == "require_approval"
+		masked_dba := portcullis.decision with input as http_with(["dba"], "POST", extra)
+		masked_dba.verdict == "require_approval"
+		portcullis.decision.verdict == "allow" with input as http_with(["readonly", "pii-readers"], "GET", extra)
+	}
+	d := portcullis.decision with input as http_with(["dba"], "POST", {"body_words": ["phone"]})
+	"POST /v1/invoices/7 names the masked field phone in its body: a filter, order or search on it, or a name chosen for it, answers what the mask hides" in d.reasons
+
+	# a word holding a field's letters, the words of a field not in a row
+	every extra in [{"body_words": ["telephoned", "card", "number", "card x"]}, {"body_words": []}] {
+		portcullis.decision.verdict == "mask" with input as http_with(["readonly"], "GET", extra)
+	}
+}
+
+test_an_unread_body_needs_approval_unless_a_binary_upload if {
+	binary := {"body_unread": {"kind": "binary", "why": "a body that is not UTF-8 text"}}
+	unread_cases := [
+		{"body_unread": {"kind": "size", "why": "a body with too many distinct words to read"}},
+		{"body_unread": {"kind": "coding", "why": "a content coding the proxy cannot undo within its bounds"}},
+	]
+	every extra in unread_cases {
+		portcullis.decision.verdict == "require_approval" with input as http_with(["dba"], "POST", extra)
+		portcullis.decision.verdict == "require_approval" with input as http_with(["dba"], "PUT", extra)
+	}
+
+	# binary: a read or a search-like path needs approval, an upload goes
+	portcullis.decision.verdict == "require_approval" with input as http_with(["readonly"], "GET", binary)
+	search := object.union(binary, {"path": "/customers/_search"})
+	portcullis.decision.verdict == "require_approval" with input as http_with(["dba"], "POST", search)
+	rpc := object.union(binary, {"path": "/customers.v1.Customers/FindCustomers"})
+	portcullis.decision.verdict == "require_approval" with input as http_with(["dba"], "POST", rpc)
+	portcullis.decision.verdict != "require_approval" with input as http_with(["dba"], "PUT", binary)
+	portcullis.decision.verdict != "require_approval" with input as http_with(["dba"], "POST", binary)
+
+	# pii-readers read every body
+	portcullis.decision.verdict == "allow" with input as http_with(["dba", "pii-readers"], "POST", unread_cases[0])
+}

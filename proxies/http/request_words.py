@@ -1,0 +1,134 @@
+"""The words of a request body the policy is not shown as a value: what http.rego reads
+for a masked field's name in a body past INSPECTED_BODY, or of a type it is not shown
+(multipart, XML, text), without the body itself going to the PDP.
+
+A body is read as its upstream's parser may read it: JSON as its keys and strings
+(escapes undone: `\\u0070hone`), other text as written and with its escapes undone
+(JSON's `\\uXXXX`, XML/HTML character references `&#112;hone`, percent-encoding
+`%70hone`, full-width letters by NFKC). Each text is split into words as http.rego and
+bodies.name_words split a name (at what is not a letter or digit, and where camelCase
+changes case), lower-cased; the policy gets the distinct runs of one to three words
+(`card number`), so a masked field of up to three words is named when its words are
+there in a row. A body the proxy cannot read this way is told as unread, with why: binary
+(not UTF-8 text, or a NUL outside multipart), or too many distinct words to hand on
+(MAX_RUNS, MAX_RUN_CHARS); http.rego decides what an unread body needs."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import unicodedata
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote_plus
+
+MAX_RUN_WORDS = 3  # a run of words handed on is one to this many words long
+MAX_RUNS = 16384  # distinct runs handed on at most: past that, the body counts as unread
+MAX_RUN_CHARS = 256 * 1024  # their characters at most, likewise
+LONGEST_RUN = 64  # a run longer than this names no field (and is not handed on)
+
+# a word as http.rego's http_spaced_words splits one (at what is not a letter or digit,
+# where camelCase changes case, where letters meet digits): `PHONENumber` PHONE Number
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+class Unread(Exception):
+    """A body the proxy could not read for words: `kind` (binary, size), and why."""
+
+    def __init__(self, kind: str, why: str) -> None:
+        super().__init__(why)
+        self.kind = kind
+        self.why = why
+
+
+def body_runs(media_type: str, body: bytes) -> list[str]:
+    """The distinct runs of one to MAX_RUN_WORDS words of `body` (decoded already, if
+    it was sent coded), sorted; or Unread."""
+    multipart = media_type.startswith("multipart/")
+    if multipart:
+        # parts may be files: a byte outside ASCII is no letter of a word either way
+        text = body.decode("latin-1")
+    else:
+        if b"\x00" in body:
+            raise Unread("binary", "a body holding NUL bytes")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unread("binary", "a body that is not UTF-8 text") from None
+    runs: set[str] = set()
+    size = 0
+    for piece in _texts(text):
+        for found in _runs(piece):
+            new = found - runs
+            runs |= new
+            size += sum(map(len, new))
+            if len(runs) > MAX_RUNS or size > MAX_RUN_CHARS:
+                raise Unread("size", "a body with too many distinct words to read")
+    return sorted(runs)
+
+
+def _texts(text: str) -> Iterator[str]:
+    """The texts of a body to split into words: a JSON value's keys and strings, or the
+    text as written and with each kind of escape undone."""
+    if text.lstrip()[:1] in ("{", "["):
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            yield from _json_texts(value)
+            return
+    yield text
+    for undone in (
+        _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text),
+        html.unescape(text),
+        unquote_plus(text, errors="replace"),
+    ):
+        if undone != text:
+            yield undone
+            normal = unicodedata.normalize("NFKC", undone)
+            if normal != undone:
+                yield normal
+    normal = unicodedata.normalize("NFKC", text)
+    if normal != text:
+        yield normal
+
+
+def _json_texts(value: Any) -> Iterator[str]:
+    """Every key and string of a JSON value, however deep (without recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+            normal = unicodedata.normalize("NFKC", item)
+            if normal != item:
+                yield normal
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                stack.append(key)
+                stack.append(inner)
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def words(text: str) -> list[str]:
+    """`text`'s words as http.rego's http_spaced_words gives them."""
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def _runs(text: str) -> Iterator[set[str]]:
+    """The distinct runs of one to MAX_RUN_WORDS words of `text`, none past LONGEST_RUN,
+    a slice of the text's words at a time (so that a body of too many stops early)."""
+    found = [w for w in words(text) if len(w) <= LONGEST_RUN]
+    step = 8192
+    for start in range(0, max(len(found), 1), step):
+        part = found[start : start + step + MAX_RUN_WORDS - 1]
+        runs = set(part[:step])
+        for n in range(2, MAX_RUN_WORDS + 1):
+            # (distinct tuples first: joined once each)
+            tuples = set(zip(*(part[i:] for i in range(n)), strict=False))
+            runs.update(" ".join(t) for t in tuples)
+        yield {r for r in runs if len(r) <= LONGEST_RUN}
