@@ -131,9 +131,30 @@ async def pdp(tmp_path):
         yield app
 
 
-async def _waiting_insert(pdp, sql: str, values: list[str]) -> str:
+# the left edge of each character of `value` as drawn inside an element (its first
+# occurrence in the element's text, across the nodes markup splits it into), or null
+DRAWN_LEFTS = """(element, value) => {
+    const nodes = [];
+    const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+    let node, text = "";
+    while ((node = walker.nextNode())) { nodes.push([node, text.length]); text += node.data; }
+    const at = text.indexOf(value);
+    if (at < 0) return null;
+    return [...Array(value.length).keys()].map((i) => {
+        const [n, base] = nodes.filter(([, b]) => b <= at + i).pop();
+        const range = document.createRange();
+        range.setStart(n, at + i - base);
+        range.setEnd(n, at + i - base + 1);
+        return range.getBoundingClientRect().left;
+    });
+}"""
+
+
+async def _waiting_insert(
+    pdp, sql: str, values: list[str], subject: str = "rita@example.com"
+) -> str:
     """A reader's extended-protocol INSERT with bound `values`, waiting for approval."""
-    reader = token(pdp.config, "rita@example.com", ("readonly",))
+    reader = token(pdp.config, subject, ("readonly",))
     attributes = struct_pb2.Struct()
     attributes.update({"protocol": "extended", "parameters": values})
     async with pdp_stub(pdp.address) as stub:
@@ -168,30 +189,102 @@ async def test_an_approver_reads_a_bound_value_in_its_stored_order(pdp):
         item = page.locator(f'article[data-id="{approval_id}"] ol.parameters li').first
         await item.wait_for()
         # the left edge of each character of the value, as drawn
-        lefts = await item.evaluate(
-            """(li, value) => {
-                const walker = document.createTreeWalker(li, NodeFilter.SHOW_TEXT);
-                let node;
-                while ((node = walker.nextNode())) {
-                    const at = node.data.indexOf(value);
-                    if (at < 0) continue;
-                    return [...value].map((_, i) => {
-                        const range = document.createRange();
-                        range.setStart(node, at + i);
-                        range.setEnd(node, at + i + 1);
-                        return range.getBoundingClientRect().left;
-                    });
-                }
-                return null;
-            }""",
-            value,
-        )
+        lefts = await item.evaluate(DRAWN_LEFTS, value)
         assert lefts is not None, await item.inner_html()
         # drawn left to right, in the order it runs
         assert lefts == sorted(lefts), (lefts, await item.inner_html())
     finally:
         await browser.close()
         await pw.stop()
+
+
+async def _signed_in_page(pdp, browser):
+    page = await (await browser.new_context()).new_page()
+    await page.goto(f"{pdp.base}/console/approvals/")
+    await page.get_by_label("Subject").fill("sam@example.com")
+    await page.get_by_label("Groups (comma-separated)").fill("security")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(f"{pdp.base}/console/approvals/")
+    return page
+
+
+async def _card(page, approval_id: str):
+    card = page.locator(f'article[data-id="{approval_id}"]')
+    try:
+        await card.wait_for()
+    except Exception:
+        print("the inbox as drawn:", page.url, await page.content())  # why, on a failure
+        raise
+    return card
+
+
+async def test_an_approver_reads_every_row_of_client_text_in_its_stored_order(pdp):
+    """Attack (reader token): the justification `ticket 100 \u05d0 200` (and a subject
+    made the same way) was drawn on the approval card as `ticket 100 200 \u05d0`: only
+    statements and values were drawn in stored order. Every row now is, and a
+    right-to-left word in it stays readable (drawn right to left) where it stands."""
+    from playwright.async_api import async_playwright
+
+    mixed = "ticket 100 \u05d0 200"
+    word = "\u05e9\u05dc\u05d5\u05dd"  # a Hebrew word: drawn right to left, in its place
+    sql = f"/* justification: {mixed} then {word} 7 */ INSERT INTO orders (note) VALUES ($1)"
+    approval_id = await _waiting_insert(pdp, sql, ["x"], subject="rita 5 \u05d0 6@example.com")
+    pw = await async_playwright().start()
+    browser = await pw.chromium.launch(executable_path=CHROMIUM,
+                                       args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+    try:
+        page = await _signed_in_page(pdp, browser)
+        card = await _card(page, approval_id)
+        for label, value in (("Justification", mixed), ("Requester", "rita 5 \u05d0 6@")):
+            row = card.locator(f'dt:text-is("{label}") + dd')
+            lefts = await row.evaluate(DRAWN_LEFTS, value)
+            html = await row.inner_html()
+            assert lefts is not None and lefts == sorted(lefts), (label, lefts, html)
+        row = card.locator('dt:text-is("Justification") + dd')
+        lefts = await row.evaluate(DRAWN_LEFTS, f"then {word} 7")
+        assert lefts is not None, await row.inner_html()
+        then, hebrew, seven = lefts[:4], lefts[5:9], lefts[-1]
+        assert then == sorted(then) and max(then) < min(hebrew) and max(hebrew) < seven
+        assert hebrew == sorted(hebrew, reverse=True), lefts  # readable: right to left
+    finally:
+        await browser.close()
+
+
+async def test_a_word_mixing_scripts_is_marked_for_the_approver(pdp):
+    """Attack (reader token): `DELETE FROM \u043erders` (a Cyrillic o) or a justification
+    naming `\u043erders` reads as `orders` to an approver. A word mixing scripts is now
+    marked (and said, generated text) on the card and in `portcullis approvals`; words in
+    one script, Latin or not, are not."""
+    from playwright.async_api import async_playwright
+
+    from pdp.cli.approvals import _line
+
+    sql = ("/* justification: clean \u043erders, \u041f\u0440\u0438\u0432\u0435\u0442"
+           " \u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8 caf\u00e9 */"
+           " INSERT INTO orders (note) VALUES ($1) RETURNING n\u043ete")  # fmt: skip
+    approval_id = await _waiting_insert(pdp, sql, ["\u0440aypal"])
+    pw = await async_playwright().start()
+    browser = await pw.chromium.launch(executable_path=CHROMIUM,
+                                       args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+    try:
+        page = await _signed_in_page(pdp, browser)
+        card = await _card(page, approval_id)
+        marked = await card.locator("mark.mixed-scripts").all_inner_texts()
+        # the justification's word, the statement's column, the value
+        assert sorted(marked) == ["n\u043ete", "\u043erders", "\u0440aypal"], marked
+        after = await card.locator("mark.mixed-scripts").first.evaluate(
+            "m => getComputedStyle(m, '::after').content"
+        )
+        assert "mixed scripts" in after
+    finally:
+        await browser.close()
+    values = ["\u0440aypal", "\u041f\u0440\u0438"]
+    approval = pdp_pb2.Approval(id="a-5", state="pending", justification="clean \u043erders",
+                                command="SELECT 1", parameters=values)  # fmt: skip
+    shown = _line(approval)
+    assert "[mixed scripts: \u043erders (CYRILLIC+LATIN)]" in shown, shown
+    assert "[mixed scripts: \u0440aypal (CYRILLIC+LATIN)]" in shown, shown
+    assert shown.count("mixed scripts") == 2, shown
 
 
 def _request(expires_in: float = 60.0) -> ApprovalRequest:

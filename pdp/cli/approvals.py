@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from pdp.domain.approver_view import mixed_scripts_note
 from pdp.plumbing.rendering import inert, statement_lines
 from pdp.plumbing.timestamps import outward
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc
@@ -69,7 +70,13 @@ def _line(a: pdp_pb2.Approval) -> str:
         lines.append(f"    command: {inert(a.command)}")
     for n, value in enumerate(a.parameters, 1):
         lines.append(f"    ${n} = {inert(value)}")
-    return "\n".join(lines)
+    return "\n".join(_flagged(line) for line in lines)
+
+
+def _flagged(line: str) -> str:
+    """`line` (client text already inert) and, after it, the words in it whose letters
+    mix scripts: `FROM orders` with a Cyrillic o (U+043E) reads as `orders` in any terminal."""
+    return line + inert(mixed_scripts_note(line))
 
 
 def _as_json(approval: Any) -> Any:
@@ -128,9 +135,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(_as_json(approval), indent=2))
         return 0
     print(_line(approval))
-    print(f"    approvers: {inert(', '.join(approval.approvers))}")
+    print(_flagged(f"    approvers: {inert(', '.join(approval.approvers))}"))
     if approval.decision_reason:
-        print(f"    decided: {inert(approval.decision_reason)}")
+        print(_flagged(f"    decided: {inert(approval.decision_reason)}"))
     print(f"    history: {inert(', '.join(approval.events)) or '-'}")
     return 0
 

@@ -36,6 +36,8 @@ import functools
 import hashlib
 import hmac
 import json
+import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -344,3 +346,51 @@ def _masked_statements(command: str, found: _Values, masker: Masker) -> list[dic
         shown = _masked_text(command, lead, lead + len(exact), found, masker)
         out.append({"text": shown, "classification": classification})
     return out
+
+
+# Letters of these scripts are read as one: Japanese writes kanji, hiragana and katakana
+# in one word, Korean hangul with hanja. Every other pair of scripts in one word is shown
+# to approvers as mixed (`orders` with a Cyrillic o, U+043E, reads as `orders`).
+_SCRIPT_FAMILIES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK", "IDEOGRAPHIC": "CJK"}
+_WORD_CHAR = re.compile(r"\w", re.UNICODE)
+
+
+def script(char: str) -> str | None:
+    """The script of a letter as its Unicode name begins (LATIN, CYRILLIC, GREEK, ...;
+    FULLWIDTH, MATHEMATICAL and the like count as scripts of their own: each draws
+    Latin lookalikes); None for what is no letter (digits, marks, punctuation)."""
+    if not unicodedata.category(char).startswith("L"):
+        return None
+    name = unicodedata.name(char, "")
+    first = name.split(" ", 1)[0] if name else "UNNAMED"
+    return _SCRIPT_FAMILIES.get(first, first)
+
+
+def mixed_script_words(text: str) -> list[tuple[int, int, list[str]]]:
+    """Each word of `text` (letters, digits, marks, _) whose letters come from more
+    than one script: (start, end, the scripts in order of appearance). A word written in
+    one script, whichever it is, is none of them."""
+    found: list[tuple[int, int, list[str]]] = []
+    start = None
+    for at, char in enumerate(f"{text} "):
+        if _WORD_CHAR.match(char) or unicodedata.category(char).startswith("M"):
+            start = at if start is None else start
+            continue
+        if start is not None:
+            scripts = list(dict.fromkeys(s for c in text[start:at] if (s := script(c))))
+            if len(scripts) > 1:
+                found.append((start, at, scripts))
+            start = None
+    return found
+
+
+def mixed_scripts_note(text: str) -> str:
+    """`[mixed scripts: WORD (CYRILLIC+LATIN)]` for a text holding words that mix
+    scripts (the words as written), '' for one that holds none: what a terminal shows
+    after the text."""
+    words = mixed_script_words(text)
+    if not words:
+        return ""
+    shown = ", ".join(f"{text[s:e]} ({'+'.join(scripts)})" for s, e, scripts in words[:5])
+    more = f", {len(words) - 5} more" if len(words) > 5 else ""
+    return f" [mixed scripts: {shown}{more}]"

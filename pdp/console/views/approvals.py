@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from pdp.api.approval_rpc import visible_approvals
-from pdp.console.markup import Html, esc, join, tag, text_block
+from pdp.console.markup import Html, client_text, esc, join, tag, text_block
 from pdp.console.signin import redirect
 from pdp.console.views.common import badge, bullet_list, csrf_field, definitions, when
 from pdp.console.websession import WebSession, signed_in
@@ -111,7 +111,7 @@ class Inbox:
         values = ""
         if r.parameters:
             # in <code>: read in stored order (console.css), like the statements they run with
-            values = tag("ol", join(tag("li", Html(f"${n} = " + tag("code", v)))
+            values = tag("ol", join(tag("li", Html(f"${n} = " + tag("code", client_text(v))))
                                     for n, v in enumerate(r.parameters, 1)),
                          class_="parameters", aria_label="Parameter values")  # fmt: skip
         title = Html(esc(f"{r.id} ") + badge(r.state, f"state-{r.state}"))

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from pdp.console.markup import Html, esc, join, tag
+from pdp.console.markup import Html, client_text, esc, join, tag
 from pdp.plumbing.timestamps import rfc3339
 
 
@@ -48,11 +48,13 @@ def bullet_list(items: Iterable[Any], empty: str = "—") -> Html:
     items = list(items)
     if not items:
         return esc(empty)
-    return tag("ul", join(tag("li", i) for i in items))
+    return tag("ul", join(tag("li", client_text(i)) for i in items))
 
 
 def definitions(rows: Iterable[tuple[str, Any]]) -> Html:
-    return tag("dl", join(Html(tag("dt", k) + tag("dd", v)) for k, v in rows))
+    """Rows of a label and a value: a value not already Html is client text
+    (`client_text`: drawn in stored order, words mixing scripts marked)."""
+    return tag("dl", join(Html(tag("dt", k) + tag("dd", client_text(v))) for k, v in rows))
 
 
 def csrf_field(csrf: str) -> Html:
@@ -61,6 +63,6 @@ def csrf_field(csrf: str) -> Html:
 
 def table(caption: str, header: Iterable[str], rows: Iterable[Iterable[Any]], **attrs: Any) -> Html:
     head = tag("tr", join(tag("th", h, scope="col") for h in header))
-    body = join(tag("tr", join(tag("td", c) for c in row)) for row in rows)
+    body = join(tag("tr", join(tag("td", client_text(c)) for c in row)) for row in rows)
     return tag("table", Html(tag("caption", caption) + tag("thead", head) + tag("tbody", body)),
                **attrs)  # fmt: skip
