@@ -350,3 +350,15 @@ async def test_a_receiver_that_says_later_is_asked_again(status: int) -> None:
 async def test_retrying_ends_when_the_request_can_no_longer_be_decided() -> None:
     hits, delivered, notifier = await _hook_answering([503], _request(expires_in=1.2), 3.5)
     assert 2 <= len(hits) <= 4 and delivered == [] and notifier.abandoned == 1
+
+
+def test_the_chat_notice_says_a_word_mixes_scripts() -> None:
+    """Attack (reader token): `DELETE FROM \u043erders` (a Cyrillic o) reads as `DELETE FROM
+    orders` in the chat notice. The notice now counts such words after the code span
+    (naming them would put client text outside code); one-script words are not counted."""
+    request = replace(
+        _request(), command="DELETE FROM \u043erders WHERE note = '\u041f\u0440\u0438'"
+    )
+    text = notice(request)["text"]
+    assert text.count("[mixed scripts in 1 word]") == 1, text
+    assert "[mixed scripts" not in notice(_request())["text"]

@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from pdp.domain.approvals import ApprovalRequest
+from pdp.domain.approver_view import mixed_script_words
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import outward
 
@@ -100,12 +101,16 @@ def client_text(value: Any) -> str:
     Markdown (Mattermost, Discord and Teams read a Slack-style `text` as Markdown) make no
     mention (@channel, @all, @everyone), no link ([Approve](url), a bare URL) and no
     emphasis; a backtick, which would end the span, is the visible escape \\x60 (inert
-    writes a backslash as \\\\, so the escape is not the client's text)."""
+    writes a backslash as \\\\, so the escape is not the client's text). Words mixing
+    scripts are counted after the span (the CLI and console name and mark them)."""
     shown = inert(value).replace("`", "\\x60")
     more = len(shown) - MAX_LINE
+    # words mixing scripts (a Cyrillic o in `orders`), said after the span
+    mixed = len(mixed_script_words(shown[:MAX_LINE]))
+    note = f" [mixed scripts in {mixed} word{'s' if mixed != 1 else ''}]" if mixed else ""
     if more <= 0:
-        return f"`{shown}`"
-    return f"`{shown[:MAX_LINE]}` … ({more} more characters not shown here)"
+        return f"`{shown}`{note}"
+    return f"`{shown[:MAX_LINE]}`{note} … ({more} more characters not shown here)"
 
 
 def chat_text(text: str) -> str:
