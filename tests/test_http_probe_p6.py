@@ -602,3 +602,41 @@ async def test_a_body_the_proxy_cannot_read_needs_approval_unless_an_upload(tmp_
         assert status(answer) == 202 and b"could not read" in answer, answer[:400]
     for answer in went:
         assert status(answer) == 200, answer[:400]
+
+
+def _part(headers: bytes, value: bytes) -> bytes:
+    return (
+        b"--b\r\nContent-Disposition: form-data; "
+        + headers
+        + b"\r\n\r\n"
+        + value
+        + b"\r\n--b--\r\n"
+    )
+
+
+PART_CODINGS = {
+    "base64": _part(
+        b'name="q"\r\nContent-Transfer-Encoding: base64', base64.b64encode(b"phone:5550*")
+    ),
+    "quoted-printable": _part(
+        b'name="q"\r\nContent-Transfer-Encoding: quoted-printable', b"=70hone:5550*"
+    ),
+    "rfc 2047 name": _part(b'name="=?utf-8?b?cGhvbmU=?="', b"like.5550*"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PART_CODINGS))
+async def test_a_multipart_part_naming_a_masked_field_in_a_transfer_coding_needs_approval(
+    tmp_path, case
+):
+    # Go's mime/multipart undoes quoted-printable, Python's email base64 and RFC 2047
+    fields = "Content-Type: multipart/form-data; boundary=b\r\n"
+    async with (
+        app_upstream(postgrest_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        line = "POST /customers HTTP/1.1"
+        answer = await exchange(
+            s.proxy.port, request(s, line, fields, PART_CODINGS[case], ("dba",))
+        )
+    assert status(answer) == 202, answer[:300]

@@ -5,18 +5,21 @@ for a masked field's name in a body past INSPECTED_BODY, or of a type it is not 
 A body is read as its upstream's parser may read it: JSON as its keys and strings
 (escapes undone: `\\u0070hone`), other text as written and with its escapes undone
 (JSON's `\\uXXXX`, XML/HTML character references `&#112;hone`, percent-encoding
-`%70hone`, full-width letters by NFKC). Each text is split into words as http.rego and
-bodies.name_words split a name (at what is not a letter or digit, and where camelCase
-changes case), lower-cased; the policy gets the distinct runs of one to three words
-(`card number`), so a masked field of up to three words is named when its words are
-there in a row. A body the proxy cannot read this way is told as unread, with why: binary
-(not UTF-8 text, or a NUL outside multipart), or too many distinct words to hand on
-(MAX_RUNS, MAX_RUN_CHARS); http.rego decides what an unread body needs."""
+`%70hone`, full-width letters by NFKC; a multipart body's parts under base64 or
+quoted-printable, and RFC 2047 words in its headers, decoded too). Each text is split
+into words as http.rego and bodies.name_words split a name (at what is not a letter or
+digit, and where camelCase changes case), lower-cased; the policy gets the distinct runs
+of one to three words (`card number`), so a masked field of up to three words is named
+when its words are there in a row. A body the proxy cannot read this way is told as
+unread, with why: binary (not UTF-8 text, or a NUL outside multipart), or too many
+distinct words to hand on (MAX_RUNS, MAX_RUN_CHARS); http.rego decides what an unread body needs."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
+import quopri
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -31,6 +34,12 @@ LONGEST_RUN = 64  # a run longer than this names no field (and is not handed on)
 # a word as http.rego's http_spaced_words splits one (at what is not a letter or digit,
 # where camelCase changes case, where letters meet digits): `PHONENumber` PHONE Number
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# a part's body under Content-Transfer-Encoding: base64, an RFC 2047 word in base64
+_BASE64_PART = re.compile(
+    rb"(?is)content-transfer-encoding:[ \t]*base64[^\n]*\n(?:[^\r\n][^\n]*\n)*\r?\n"
+    rb"(.*?)(?:\r?\n--|$)"
+)
+_BASE64_WORD = re.compile(rb"=\?[^?\s]*\?[bB]\?([A-Za-z0-9+/=]*)\?=")
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
 
@@ -59,7 +68,7 @@ def body_runs(media_type: str, body: bytes) -> list[str]:
             raise Unread("binary", "a body that is not UTF-8 text") from None
     runs: set[str] = set()
     size = 0
-    for piece in _texts(text):
+    for piece in _texts(text, multipart):
         for found in _runs(piece):
             new = found - runs
             runs |= new
@@ -69,7 +78,7 @@ def body_runs(media_type: str, body: bytes) -> list[str]:
     return sorted(runs)
 
 
-def _texts(text: str) -> Iterator[str]:
+def _texts(text: str, multipart: bool = False) -> Iterator[str]:
     """The texts of a body to split into words: a JSON value's keys and strings, or the
     text as written and with each kind of escape undone."""
     if text.lstrip()[:1] in ("{", "["):
@@ -81,11 +90,14 @@ def _texts(text: str) -> Iterator[str]:
             yield from _json_texts(value)
             return
     yield text
-    for undone in (
+    undoings = [
         _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text),
         html.unescape(text),
         unquote_plus(text, errors="replace"),
-    ):
+    ]
+    if multipart:
+        undoings.extend(_part_codings(text))
+    for undone in undoings:
         if undone != text:
             yield undone
             normal = unicodedata.normalize("NFKC", undone)
@@ -94,6 +106,23 @@ def _texts(text: str) -> Iterator[str]:
     normal = unicodedata.normalize("NFKC", text)
     if normal != text:
         yield normal
+
+
+def _part_codings(text: str) -> list[str]:
+    """A multipart body with its parts' transfer codings undone, as some parsers do (Go's
+    mime/multipart quoted-printable, Python's email base64 and RFC 2047 encoded words in a
+    part's name): every run of base64 letters of a part decoded, and the whole read as
+    quoted-printable."""
+    raw = text.encode("latin-1")
+    decoded = [quopri.decodestring(raw).decode("latin-1")]
+    pieces = []
+    for run in _BASE64_PART.findall(raw) + _BASE64_WORD.findall(raw):
+        try:
+            pieces.append(base64.b64decode(re.sub(rb"\s+", b"", run) + b"==").decode("latin-1"))
+        except ValueError:
+            continue
+    decoded.append("\n".join(pieces))
+    return decoded
 
 
 def _json_texts(value: Any) -> Iterator[str]:
