@@ -66,8 +66,9 @@ def _ordered(text: str, words: bool = True) -> Html:
     out, at = [], 0
     for start, end, scripts in mixed_script_words(text):
         out.append(plain(text[at:start]))
-        title = f"mixed scripts: {' + '.join(scripts)} letters in one word"
-        out.append(tag("mark", plain(text[start:end]), class_="mixed-scripts", title=title))
+        title = esc(f"mixed scripts: {' + '.join(scripts)} letters in one word")
+        word = plain(text[start:end])
+        out.append(Html(f'<mark class="mixed-scripts" title="{title}">{word}</mark>'))
         at = end
     out.append(plain(text[at:]))
     return Html("".join(out))
@@ -81,6 +82,8 @@ def _rtl_runs(text: str) -> Html:
     """`text` escaped, each run of right-to-left letters (with their marks and the spaces
     between them, never a digit or punctuation) in <bdi dir=rtl>: inside a left-to-right
     override such a word is drawn readable, as one unit, where it stands."""
+    if text.isascii():
+        return Html(html.escape(text, quote=True))
     out, at, n = [], 0, len(text)
     while at < n:
         if not _rtl(text[at]):

@@ -355,6 +355,7 @@ _SCRIPT_FAMILIES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK", "IDEO
 _WORD_CHAR = re.compile(r"\w", re.UNICODE)
 
 
+@functools.lru_cache(maxsize=4096)
 def script(char: str) -> str | None:
     """The script of a letter as its Unicode name begins (LATIN, CYRILLIC, GREEK, ...;
     FULLWIDTH, MATHEMATICAL and the like count as scripts of their own: each draws
@@ -371,6 +372,8 @@ def mixed_script_words(text: str) -> list[tuple[int, int, list[str]]]:
     than one script: (start, end, the scripts in order of appearance). A word written in
     one script, whichever it is, is none of them."""
     found: list[tuple[int, int, list[str]]] = []
+    if text.isascii():
+        return found  # Latin letters only
     start = None
     for at, char in enumerate(f"{text} "):
         if _WORD_CHAR.match(char) or unicodedata.category(char).startswith("M"):
