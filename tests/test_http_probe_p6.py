@@ -567,6 +567,12 @@ async def test_a_body_the_proxy_cannot_read_needs_approval_unless_an_upload(tmp_
             "Content-Encoding: zstd\r\n",
             b"\x28\xb5\x2f\xfd" + os.urandom(64),
         ),
+        # JSON past 64 KiB in UTF-16 (Jackson and json.loads read it): no binary upload
+        (
+            "POST /customers HTTP/1.1",
+            "Content-Type: application/json; charset=utf-16\r\n",
+            json.dumps({"pad": PAD, "wildcard": {"phone": "5550*"}}).encode("utf-16"),
+        ),
         # too many distinct words to hand on
         (
             "POST /customers HTTP/1.1",

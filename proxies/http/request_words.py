@@ -11,8 +11,9 @@ into words as http.rego and bodies.name_words split a name (at what is not a let
 digit, and where camelCase changes case), lower-cased; the policy gets the distinct runs
 of one to three words (`card number`), so a masked field of up to three words is named
 when its words are there in a row. A body the proxy cannot read this way is told as
-unread, with why: binary (not UTF-8 text, or a NUL outside multipart), or too many
-distinct words to hand on (MAX_RUNS, MAX_RUN_CHARS); http.rego decides what an unread body needs."""
+unread, with why: binary (not UTF-8 text, or a NUL outside multipart; `undecoded` when
+typed as text or untyped), or too many distinct words to hand on (MAX_RUNS,
+MAX_RUN_CHARS); http.rego decides what an unread body needs."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ _BASE64_PART = re.compile(
     rb"(.*?)(?:\r?\n--|$)"
 )
 _BASE64_WORD = re.compile(rb"=\?[^?\s]*\?[bB]\?([A-Za-z0-9+/=]*)\?=")
+_TEXT_TYPES = ("text/", "json", "xml", "form-urlencoded", "yaml", "javascript", "graphql", "csv")
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
 
@@ -60,12 +62,15 @@ def body_runs(media_type: str, body: bytes) -> list[str]:
         # parts may be files: a byte outside ASCII is no letter of a word either way
         text = body.decode("latin-1")
     else:
+        # (text in another encoding, UTF-16 JSON, is read by Jackson, json.loads: a body
+        # typed as text, or untyped, that is not UTF-8 is no upload of a binary file)
+        kind = "undecoded" if _texty(media_type) else "binary"
         if b"\x00" in body:
-            raise Unread("binary", "a body holding NUL bytes")
+            raise Unread(kind, "a body holding NUL bytes")
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise Unread("binary", "a body that is not UTF-8 text") from None
+            raise Unread(kind, "a body that is not UTF-8 text") from None
     runs: set[str] = set()
     size = 0
     for piece in _texts(text, multipart):
@@ -76,6 +81,11 @@ def body_runs(media_type: str, body: bytes) -> list[str]:
             if len(runs) > MAX_RUNS or size > MAX_RUN_CHARS:
                 raise Unread("size", "a body with too many distinct words to read")
     return sorted(runs)
+
+
+def _texty(media_type: str) -> bool:
+    """Whether a media type (or none) says text a parser reads as words."""
+    return not media_type or any(t in media_type for t in _TEXT_TYPES)
 
 
 def _texts(text: str, multipart: bool = False) -> Iterator[str]:

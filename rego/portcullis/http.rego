@@ -155,7 +155,8 @@ http_runs_name(runs, spelt) if {
 }
 
 # A body the proxy could not read for words (body_unread: a content coding it cannot undo
-# within bounds, too many distinct words, or binary: protobuf, CBOR, msgpack) may name a
+# within bounds, too many distinct words, text typed as such that is not UTF-8, or
+# binary: protobuf, CBOR, msgpack) may name a
 # masked field all the same. For anyone masked it needs approval, unless it is binary and
 # sent to a write that is no search (an upload: a PUT of a file, a POST of an image);
 # a read (GET, HEAD, QUERY) or a search-like path (`_search`, `graphql`, `FindCustomers`)
