@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 def metrics_text(app: PDPApp) -> str:
     stats = app.decider.stats
     streams = app.service.streams
+    checkpoints = app.checkpoints
     lines = [
         "# HELP portcullis_decisions_total Decisions answered, by verdict.",
         "# TYPE portcullis_decisions_total counter",
@@ -74,6 +75,10 @@ def metrics_text(app: PDPApp) -> str:
         " since the last one that no PDP holding the key wrote (see the log).",
         "# TYPE portcullis_checkpoints_refused_total counter",
         f"portcullis_checkpoints_refused_total {app.checkpoints.refused if app.checkpoints else 0}",
+        "# HELP portcullis_anchor_unreached 1 while the anchor file names a signed head the"
+        " chain no longer reaches (records cut from its end; see the log), else 0.",
+        "# TYPE portcullis_anchor_unreached gauge",
+        f"portcullis_anchor_unreached {int(bool(checkpoints and checkpoints.anchor_problem))}",
     ]
     return "\n".join(lines) + "\n"
 

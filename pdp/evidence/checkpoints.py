@@ -8,7 +8,8 @@ Owns the two record kinds the PDP signs:
   after it) no longer matches the signed hash, and without the private key it cannot be
   re-signed. The newest checkpoint is also written to an *anchor file* outside the store,
   so deleting records from the end of the chain (which leaves a valid, shorter chain) is
-  caught by `portcullis audit verify`.
+  caught by `portcullis audit verify`. An anchor the chain no longer reaches is kept,
+  never replaced by the head of the shorter chain the PDP then writes on.
 - `credential.statement`: at session close, the proxy's finding on whether any form of
   the upstream secret reached the client, signed, so it verifies with the public key alone.
 
@@ -80,6 +81,7 @@ class CheckpointWriter:
         self.record_key = record_key
         self.refused = 0  # checkpoints not written for records no holder of the key wrote
         self.refusing = ""  # why the newest one was not, while that lasts
+        self.anchor_problem = ""  # why the anchor file is kept, while the chain misses it
         self._vouched: int | None = None  # every record up to it checked or signed for
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -144,12 +146,43 @@ class CheckpointWriter:
         )
         record = await self.store.append(CHECKPOINT_KIND, doc)
         self._vouched = seq
-        if self.anchor_path is not None:
+        if self.anchor_path is not None and not await self._anchor_unreached():
             try:
                 write_anchor(self.anchor_path, doc, record)
             except OSError as exc:
                 log.warning("checkpoint anchor %s not written: %s", self.anchor_path, exc)
         return record
+
+    async def _anchor_unreached(self) -> bool:
+        """Whether the anchor file names a head this key signed that the chain no longer
+        reaches unchanged: records were cut from the end (or rewritten) since. Such an
+        anchor is kept, never replaced by the head of the shorter chain: replacing it
+        would launder the cut, as `audit verify` checks the chain against the anchor
+        alone. An anchor that cannot be read or that another key signed is replaced."""
+        assert self.anchor_path is not None
+        try:
+            kept = json.loads(self.anchor_path.read_text())
+        except (OSError, ValueError):
+            return False
+        if signature_problem(kept, self.signer.public_key):
+            return False
+        named, named_hash = kept["payload"].get("seq"), kept["payload"].get("hash")
+        if kept["payload"].get("type") != CHECKPOINT_KIND or type(named) is not int:
+            return False
+        found = await self.store.query(after_seq=named - 1, limit=1) if named > 0 else []
+        if found and found[0].seq == named and found[0].hash == named_hash:
+            self.anchor_problem = ""
+            return False
+        problem = (
+            f"the anchor {self.anchor_path} names seq {named} (signed), which the chain no"
+            " longer reaches unchanged: records were deleted from its end or rewritten;"
+            " the anchor is kept for `audit verify` (move it aside only once the store's"
+            " loss is understood)"
+        )
+        if problem != self.anchor_problem:
+            log.error("audit anchor NOT replaced: %s", problem)
+        self.anchor_problem = problem
+        return True
 
     async def _foreign(self, upto: int) -> list[tuple[int, int]]:
         """The seq ranges after the last checkpoint, up to `upto`, holding records no

@@ -1,0 +1,86 @@
+"""Attacks on the PDP's evidence, status and approvals (seventh probe).
+
+Each test drives a real PDP over gRPC (tests/pdp_harness.py) with the embedded OPA
+evaluator and its real audit store (SQLite, and PostgreSQL where the store matters), and
+the `portcullis` CLI in a subprocess where an auditor would use it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from audit_tamper import tamper
+from pdp_harness import decide_sql, open_session, pdp_raw, pdp_stub, running_pdp, token
+from test_evidence import portcullis
+
+from pdp.api.http_api import metrics_text
+from portcullis.config import load_config
+
+ALICE = "alice@example.com"
+
+
+def _store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    if backend == "sqlite":
+        return {"type": "sqlite", "path": str(tmp_path / "audit.db")}
+    return {"type": "postgres", "dsn": request.getfixturevalue("pg_database")}
+
+
+def _written(tmp_path: Path, **kwargs: Any) -> Path:
+    """A test PDP's configuration written where the CLI reads it."""
+    path = tmp_path / "portcullis.yaml"
+    path.write_text(yaml.safe_dump(pdp_raw(tmp_path, **kwargs)))
+    return path
+
+
+async def _reads(stub, alice: str, n: int) -> None:
+    opened = await open_session(stub, alice)
+    for i in range(n):
+        await decide_sql(stub, opened.session_id, f"SELECT id FROM orders WHERE id = {i}")
+
+
+# -- evidence: a tail cut while the PDP runs on is not laundered by its next anchor --------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_tail_cut_is_not_laundered_by_the_next_checkpoint(tmp_path, request, backend):
+    """Attack (DELETE on the audit store, or write access to the SQLite file; no key):
+    delete the newest records, checkpoints included (alice's DROP TABLE and what followed),
+    and let the PDP run on (or restart). `audit verify` caught the cut only until the next
+    checkpoint: the PDP chained new records onto the shorter head (both stores read the
+    head in each write's transaction), signed it, and replaced the anchor file with it;
+    from then on verify and export passed on a store missing the deleted records. Now
+    the checkpoint writer keeps an anchor the chain no longer reaches (and says so), so
+    verify keeps failing."""
+    store = _store(backend, request, tmp_path)
+    config_path = _written(tmp_path, store=store)
+    config = load_config(config_path)
+    alice = token(config, ALICE, ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        await _reads(stub, alice, 3)
+        assert pdp.checkpoints is not None
+        first = await pdp.checkpoints.checkpoint()
+        assert first is not None
+        opened = await open_session(stub, alice)
+        await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        await _reads(stub, alice, 3)
+        await pdp.checkpoints.checkpoint()
+        anchor = json.loads((tmp_path / "checkpoint.json").read_text())
+        cut = first.seq + 1  # everything after the first checkpoint
+        await tamper(config.pdp.store, ("DELETE FROM audit_records WHERE seq >= ?", (cut,)))
+        assert portcullis("-c", str(config_path), "audit", "verify").returncode == 1
+        await _reads(stub, alice, 12)  # the PDP writes on, past the anchor's seq
+        await pdp.checkpoints.checkpoint()
+        assert "no longer reaches" in pdp.checkpoints.anchor_problem
+        assert "portcullis_anchor_unreached 1" in metrics_text(pdp)
+    kept = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert kept["payload"] == anchor["payload"]
+    verified = portcullis("-c", str(config_path), "audit", "verify")
+    assert verified.returncode == 1, verified.stdout
+    assert "rewritten" in verified.stdout or "deleted" in verified.stdout, verified.stdout
+    out = tmp_path / "evidence.tar.gz"
+    exported = portcullis("-c", str(config_path), "audit", "export", "--out", str(out))
+    assert exported.returncode == 1 and not out.exists()
