@@ -13,7 +13,10 @@ of one to three words (`card number`), so a masked field of up to three words is
 when its words are there in a row. A body the proxy cannot read this way is told as
 unread, with why: binary (not UTF-8 text, or a NUL outside multipart; `undecoded` when
 typed as text or untyped), or too many distinct words to hand on (MAX_RUNS,
-MAX_RUN_CHARS); http.rego decides what an unread body needs."""
+MAX_RUN_CHARS) or to read (MAX_WORDS_READ: every reading of the body counted, so a body
+of many escapes costs a bounded time to read); http.rego decides what an unread body
+needs. Reading a large body takes CPU time (up to about a second): the proxy does it off
+its event loop (proxy.READ_ON_LOOP)."""
 
 from __future__ import annotations
 
@@ -31,6 +34,9 @@ MAX_RUN_WORDS = 3  # a run of words handed on is one to this many words long
 MAX_RUNS = 16384  # distinct runs handed on at most: past that, the body counts as unread
 MAX_RUN_CHARS = 256 * 1024  # their characters at most, likewise
 LONGEST_RUN = 64  # a run longer than this names no field (and is not handed on)
+# words read at most, over every reading of a body (as written, each escape undone): past
+# that the body counts as unread (size). 8 MiB of `a&amp;%41\u0041` took 14 s of CPU
+MAX_WORDS_READ = 2_000_000
 
 # a word as http.rego's http_spaced_words splits one (at what is not a letter or digit,
 # where camelCase changes case, where letters meet digits): `PHONENumber` PHONE Number
@@ -73,8 +79,9 @@ def body_runs(media_type: str, body: bytes) -> list[str]:
             raise Unread(kind, "a body that is not UTF-8 text") from None
     runs: set[str] = set()
     size = 0
+    budget = [MAX_WORDS_READ]
     for piece in _texts(text, multipart):
-        for found in _runs(piece):
+        for found in _runs(piece, budget):
             new = found - runs
             runs |= new
             size += sum(map(len, new))
@@ -100,22 +107,26 @@ def _texts(text: str, multipart: bool = False) -> Iterator[str]:
             yield from _json_texts(value)
             return
     yield text
-    undoings = [
-        _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text),
-        html.unescape(text),
-        unquote_plus(text, errors="replace"),
-    ]
-    if multipart:
-        undoings.extend(_part_codings(text))
-    for undone in undoings:
+    for undone in _undoings(text, multipart):
         if undone != text:
             yield undone
-            normal = unicodedata.normalize("NFKC", undone)
-            if normal != undone:
-                yield normal
-    normal = unicodedata.normalize("NFKC", text)
-    if normal != text:
-        yield normal
+            if not unicodedata.is_normalized("NFKC", undone):
+                yield unicodedata.normalize("NFKC", undone)
+    if not unicodedata.is_normalized("NFKC", text):
+        yield unicodedata.normalize("NFKC", text)
+
+
+def _undoings(text: str, multipart: bool) -> Iterator[str]:
+    """`text` with each kind of escape undone, one at a time (made only when read: the
+    reading may stop at MAX_WORDS_READ), and only where the text holds the escape."""
+    if "\\u" in text:
+        yield _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if "&" in text:
+        yield html.unescape(text)
+    if "%" in text or "+" in text:
+        yield unquote_plus(text, errors="replace")
+    if multipart:
+        yield from _part_codings(text)
 
 
 def _part_codings(text: str) -> list[str]:
@@ -158,11 +169,16 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
-def _runs(text: str) -> Iterator[set[str]]:
+def _runs(text: str, budget: list[int]) -> Iterator[set[str]]:
     """The distinct runs of one to MAX_RUN_WORDS words of `text`, none past LONGEST_RUN,
-    a slice of the text's words at a time (so that a body of too many stops early)."""
-    found = [w for w in words(text) if len(w) <= LONGEST_RUN]
+    a slice of the text's words at a time (so that a body of too many stops early);
+    `budget`: the words left to read (Unread once spent)."""
     step = 8192
+    found = _WORD.findall(text)
+    budget[0] -= len(found)
+    if budget[0] < 0:
+        raise Unread("size", "a body with too many words to read")
+    found = [w.lower() for w in found if len(w) <= LONGEST_RUN]
     for start in range(0, max(len(found), 1), step):
         part = found[start : start + step + MAX_RUN_WORDS - 1]
         runs = set(part[:step])
