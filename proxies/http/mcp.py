@@ -421,6 +421,9 @@ class Forward:
     masks: list[Masker] = field(default_factory=list)
     # the server's own messages: (passed at all, their mask) — McpExchange.server_messages
     server: tuple[bool, Any] | None = (False, None)
+    # (session id, endpoint) of sessions the binding forgot to make room for the one this
+    # answer handed out: still open upstream, where the proxy ends them (a DELETE each)
+    evicted: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def body(self) -> bytes | None:
@@ -444,10 +447,14 @@ class Forward:
         handed = header(headers, SESSION_HEADER)
         if handed:
             bound = (
-                bindings.bind(handed[0], self.owner, _identity(self.session, self.owner))
+                bindings.bind(
+                    handed[0], self.owner, _identity(self.session, self.owner), self.target
+                )
                 if len(handed) == 1 and (self.session_id in (None, handed[0]))
                 else None
             )
+            # sessions forgotten to make room for this one: the proxy ends them upstream
+            self.evicted = bindings.take_evicted()
             if bound is None:
                 self.session.record_response(kind="mcp.refused", reason="session id clash")
                 return _json_reply(

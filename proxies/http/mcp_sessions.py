@@ -16,7 +16,10 @@ stream from an event id it is given. Everything is bounded: the oldest sessions,
 and event ids are forgotten first, and a forgotten request's answer is dropped, never
 passed unread. An identity (the subject, whatever tokens it holds) keeps at most
 MAX_SESSIONS_PER_IDENTITY sessions: its next `initialize` is refused (429) while all of
-them are in use, and forgets the least recently used once one has been idle.
+them are in use, and forgets the least recently used once one has been idle. A session
+forgotten so is still open upstream (a server keeps it until DELETE or its own idle
+timeout, and may bound how many it holds): the binding hands its id and endpoint back
+(`take_evicted`) for the proxy to end it there.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class McpSession:
     """What one MCP session (or, without a session id, one owner) has in flight."""
 
     owner: str
+    # the endpoint (path and query) its id was handed out on: where it is ended
+    endpoint: str = ""
     # the subject it was begun for (its sessions are bounded, whatever tokens it holds),
     # and when it was last used (clock seconds)
     identity: str = ""
@@ -180,6 +185,8 @@ class SessionBinding:
         self._per_identity = per_identity
         self.idle = idle
         self._clock = clock
+        # (session id, endpoint) of sessions forgotten to make room, not yet ended upstream
+        self._evicted: list[tuple[str, str]] = []
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -209,10 +216,13 @@ class SessionBinding:
         now = self._clock()
         return any(now - s.used >= self.idle for s in mine)
 
-    def bind(self, session_id: str, owner: str, identity: str = "") -> McpSession | None:
-        """An upstream answer handed this owner `session_id`: the owner's from now on (its
-        identity's least recently used sessions past the bound forgotten). None when it
-        is another owner's (the answer must not reach this client) or not a valid id."""
+    def bind(
+        self, session_id: str, owner: str, identity: str = "", endpoint: str = ""
+    ) -> McpSession | None:
+        """An upstream answer handed this owner `session_id` (on `endpoint`): the owner's
+        from now on (its identity's least recently used sessions past the bound, and the
+        oldest past MAX_SESSIONS, forgotten: take_evicted). None when it is another
+        owner's (the answer must not reach this client) or not a valid id."""
         if not valid_session_id(session_id):
             return None
         found = self._sessions.get(session_id)
@@ -221,12 +231,22 @@ class SessionBinding:
         identity = identity or owner
         mine = [sid for sid, s in self._sessions.items() if s.identity == identity]
         for sid in mine[: max(0, len(mine) - self._per_identity + 1)]:
-            del self._sessions[sid]
-        made = McpSession(owner, identity, self._clock())
+            self._evict(sid, self._sessions.pop(sid))
+        made = McpSession(owner, endpoint=endpoint, identity=identity, used=self._clock())
         self._sessions[session_id] = made
         while len(self._sessions) > self._max:
-            self._sessions.popitem(last=False)
+            self._evict(*self._sessions.popitem(last=False))
         return made
 
+    def _evict(self, session_id: str, session: McpSession) -> None:
+        self._evicted.append((session_id, session.endpoint))
+
+    def take_evicted(self) -> list[tuple[str, str]]:
+        """The (session id, endpoint) of the sessions forgotten to make room since the
+        last call: still open upstream until ended there."""
+        taken, self._evicted = self._evicted, []
+        return taken
+
     def forget(self, session_id: str) -> None:
+        """The session ended (its DELETE answered, or the server no longer knows it)."""
         self._sessions.pop(session_id, None)

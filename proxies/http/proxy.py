@@ -60,7 +60,7 @@ from proxies.http.codec import END, BadRequest, Body, End, Event, Head, RequestR
 from proxies.http.codings import ContentDecoder, Undecodable, codings
 from proxies.http.forwarding import UpstreamExchange, decoded
 from proxies.http.guard import CredentialInResponse, secret_patterns
-from proxies.http.upstream import UpstreamPool
+from proxies.http.upstream import UpstreamPool, request_head
 from proxies.http.websocket import relay_websocket
 from proxies.runtime.drain import SHUTDOWN_MESSAGE
 from proxies.runtime.exposure import ClientOutput
@@ -81,6 +81,7 @@ POLL_PREFIX = "/.well-known/portcullis/approvals/"
 # a request body past this is read for the policy (decoded, its words: up to about a
 # second of CPU for 8 MiB) in a thread, not on the loop that serves every other session
 READ_ON_LOOP = 64 * 1024
+END_SECONDS = 10.0  # an evicted MCP session's DELETE upstream is waited for this long
 STALE = "no longer open at the policy decision point"  # pdp_client's reason for it
 
 
@@ -746,9 +747,39 @@ class ClientConnection(UpstreamExchange):
                 await self.write_reply(request, reply)
             finally:
                 response.release()
+            if outcome.evicted:
+                await self._end_mcp_sessions(request, outcome.evicted)
         else:
             await self.write_reply(request, outcome)
         return head.keep_alive and not self.must_close
+
+    async def _end_mcp_sessions(self, request: Request, evicted: list[tuple[str, str]]) -> None:
+        """MCP sessions the exchange forgot to make room for another (mcp_sessions: an
+        identity's least recently used past its bound, the oldest past the proxy's) ended
+        upstream as a client ends one (DELETE with its Mcp-Session-Id, on the endpoint it
+        was handed out on): a server would otherwise keep them open, past the bound the
+        proxy keeps, until its own idle timeout, and one that bounds its sessions (the
+        SDK's max_sessions) refuses everyone's next. Not decided: the proxy's own
+        housekeeping, recorded; an upstream that does not answer is left to its timeout."""
+        pool = self.proxy.pool
+        assert pool is not None
+        lease = request.session.lease
+        credential = lease.header if lease is not None and lease.value else ""
+        for session_id, endpoint in evicted:
+            path, _, query = endpoint.partition("?")
+            sent = [("host", self.proxy.upstream.raw_authority), ("mcp-session-id", session_id)]
+            if credential and lease is not None and not lease.extra.get("query"):
+                prefix = str(self.proxy.connection.credentials.get("prefix", ""))
+                sent.append((credential, prefix + lease.value))
+            target = self.upstream_target(request, Target(path, query))
+            wire = request_head("DELETE", target, sent, None)
+            try:
+                response = await asyncio.wait_for(pool.send("DELETE", wire, False), END_SECONDS)
+            except (TimeoutError, OSError, ssl.SSLError) as exc:
+                request.session.record_response(kind="mcp.evicted", error=type(exc).__name__)
+                continue
+            response.release()
+            request.session.record_response(kind="mcp.evicted", status=response.status)
 
     def _command(self, request: Request) -> tuple[str, dict[str, Any], str]:
         """An http.request's command text, attributes and reuse key: made once for a head
