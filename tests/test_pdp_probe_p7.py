@@ -84,3 +84,37 @@ async def test_a_tail_cut_is_not_laundered_by_the_next_checkpoint(tmp_path, requ
     out = tmp_path / "evidence.tar.gz"
     exported = portcullis("-c", str(config_path), "audit", "export", "--out", str(out))
     assert exported.returncode == 1 and not out.exists()
+
+
+async def test_a_record_the_siem_received_anchors_the_tail_after_the_last_checkpoint(tmp_path):
+    """Attack (DELETE on the audit store, no key): cut the records written since the last
+    checkpoint (alice's DROP TABLE). Nothing signed names them yet, so `audit verify`
+    passes; forwarding had sent them to the SIEM within a second, but `audit verify
+    --anchor` took only a signed head and refused the SIEM's copy of the newest record
+    ('not a signed document'). It now takes a record as forwarded (record_json) as an
+    anchor: unsigned, since it can only fail a verification, never pass one."""
+    from pdp.forwarding import record_json
+
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    alice = token(config, ALICE, ("readonly",))
+    siem = tmp_path / "siem-newest.json"
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        await _reads(stub, alice, 2)
+        assert pdp.checkpoints is not None
+        checkpoint = await pdp.checkpoints.checkpoint()
+        assert checkpoint is not None
+        opened = await open_session(stub, alice)
+        await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        newest = (await pdp.store.query(after_seq=(await pdp.store.head())[0] - 1))[-1]
+        siem.write_text(record_json(newest) + "\n")
+        verify = ("-c", str(config_path), "audit", "verify")
+        intact = portcullis(*verify, "--anchor", str(siem))
+        assert intact.returncode == 0, intact.stdout + intact.stderr
+        assert f"names seq {newest.seq}: reached, unchanged" in intact.stdout
+        cut = checkpoint.seq + 1
+        await tamper(config.pdp.store, ("DELETE FROM audit_records WHERE seq >= ?", (cut,)))
+        assert portcullis(*verify).returncode == 0  # what no signed head names: unseen
+        caught = portcullis(*verify, "--anchor", str(siem))
+        assert caught.returncode == 1, caught.stdout
+        assert f"records {cut}..{newest.seq} were deleted from the end" in caught.stdout

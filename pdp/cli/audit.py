@@ -32,8 +32,9 @@ def register(subparsers: Any) -> None:
     verify.add_argument(
         "--anchor",
         default=None,
-        help="a signed head kept elsewhere (chain_head.json of an earlier"
-        " export, or the PDP's checkpoint.json; default: the latter)",
+        help="a head kept elsewhere: chain_head.json of an earlier export, the PDP's"
+        " checkpoint.json (the default), or the newest record a SIEM received from"
+        " forwarding, as its JSON (catches records cut from the store's end since)",
     )
     verify.add_argument(
         "--proxy-key",

@@ -488,6 +488,28 @@ class SignedRecordChecker:
         return ""
 
 
+def forwarded_record(anchor: Any) -> bool:
+    """Whether an anchor is a record as forwarded to a SIEM (pdp.forwarding.record_json),
+    not a signed head: a copy kept where whoever may cut the store's tail cannot reach."""
+    return (
+        isinstance(anchor, dict)
+        and "payload" not in anchor
+        and type(anchor.get("seq")) is int
+        and isinstance(anchor.get("hash"), str)
+        and "prev_hash" in anchor
+    )
+
+
+def anchored_seq(anchor: Any) -> int | None:
+    """The seq an anchor names (a signed head's payload, or a forwarded record's own)."""
+    if forwarded_record(anchor):
+        return int(anchor["seq"])
+    if isinstance(anchor, dict) and isinstance(anchor.get("payload"), dict):
+        seq = anchor["payload"].get("seq")
+        return seq if type(seq) is int else None
+    return None
+
+
 def check_anchor(
     anchor: Any,
     public_key: Ed25519PublicKey,
@@ -495,11 +517,17 @@ def check_anchor(
     hash_at: dict[int, str],
     source: str,
 ) -> Problem | None:
-    """A signed head kept outside the store: the chain must still reach it, unchanged."""
-    bad = signature_problem(anchor, public_key)
-    if bad:
-        return Problem(0, "", "", f"{source}: {bad}")
-    named, named_hash = anchor["payload"].get("seq"), anchor["payload"].get("hash")
+    """A head kept outside the store: the chain must still reach it, unchanged. A signed
+    head (checkpoint.json, a bundle's chain_head.json) or a record as a SIEM received it
+    (forwarding): that one needs no signature, as it can only fail a verification that
+    would pass without it, never pass one (the chain must hold its very hash)."""
+    if forwarded_record(anchor):
+        named, named_hash = anchor["seq"], anchor["hash"]
+    else:
+        bad = signature_problem(anchor, public_key)
+        if bad:
+            return Problem(0, "", "", f"{source}: {bad}")
+        named, named_hash = anchor["payload"].get("seq"), anchor["payload"].get("hash")
     if not isinstance(named, int):
         return Problem(0, "", "", f"{source}: payload names no seq")
     if named > head[0]:
@@ -699,10 +727,9 @@ async def _verify_read(
         and isinstance(r.body.get("payload"), dict)
         and isinstance(r.body["payload"].get("seq"), int)
     }
-    if isinstance(anchor, dict) and isinstance(anchor.get("payload"), dict):
-        seq = anchor["payload"].get("seq")
-        if isinstance(seq, int):
-            named.add(seq)
+    anchored = anchored_seq(anchor)
+    if anchored is not None:
+        named.add(anchored)
     checker = SignedRecordChecker(public_key, wanted=named)
     checker.first_seq = 1  # a live store starts at genesis: every seq is checkable
     after = 0
@@ -751,8 +778,8 @@ async def _verify_read(
         if bad is not None:
             problems.append(bad)
         else:
-            named = anchor["payload"]["seq"]
-            counted.anchor = f"{anchor_source} names seq {named}: reached, unchanged"
+            what = " (a forwarded record: unsigned)" if forwarded_record(anchor) else ""
+            counted.anchor = f"{anchor_source}{what} names seq {anchored}: reached, unchanged"
     problems = [await _named(store, p) for p in problems]
     problems.sort(key=lambda p: (p.seq == 0, p.seq))
     counted.records, counted.head = chain.records, checker.head
