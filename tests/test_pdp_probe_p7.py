@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 import yaml
 from audit_tamper import tamper
-from pdp_harness import decide_sql, open_session, pdp_raw, pdp_stub, running_pdp, token
+from pdp_harness import (
+    decide_sql,
+    free_port,
+    open_session,
+    pdp_raw,
+    pdp_stub,
+    running_pdp,
+    token,
+)
 from test_evidence import portcullis
 
 from pdp.api.http_api import metrics_text
@@ -118,3 +126,47 @@ async def test_a_record_the_siem_received_anchors_the_tail_after_the_last_checkp
         caught = portcullis(*verify, "--anchor", str(siem))
         assert caught.returncode == 1, caught.stdout
         assert f"records {cut}..{newest.seq} were deleted from the end" in caught.stdout
+
+
+# -- forwarding: what the PDP writes after a cut tail still reaches the SIEM ---------------
+
+
+async def test_records_written_after_a_cut_tail_are_still_forwarded(tmp_path):
+    """Attack (DELETE on the audit store, or write access to the SQLite file; no key): cut
+    the newest records, already forwarded (the SIEM keeps them), then act: the PDP writes
+    the next records (alice's DROP TABLE) at seqs the SIEM was sent before. The forwarder
+    read on after the seq it delivered last, so it sent none of them, nor anything else
+    until the chain grew past that seq again: the attacker's next commands never reached
+    the SIEM. Now the spool reads the record it delivered last with each batch; when it
+    is gone or changed it resumes after the newest delivered record the store still holds
+    (and logs why), so the new records are sent with their own hash and prev_hash."""
+    from test_forwarding import HTTPReceiver, append_many, eventually, forwarder, http_settings
+
+    from pdp.store import open_store
+    from portcullis.config import StoreSettings
+
+    settings = StoreSettings(type="sqlite", path=tmp_path / "audit.db")
+    store = open_store(settings)
+    await store.start()
+    receiver = HTTPReceiver(free_port())
+    await receiver.start()
+    sink = forwarder(http_settings(tmp_path, receiver.url, batch_size=4), store)
+    await sink.start()
+    try:
+        await append_many(store, 12)
+        await eventually(lambda: receiver.seqs() == list(range(1, 13)))
+        await tamper(settings, ("DELETE FROM audit_records WHERE seq >= ?", (7,)))
+        await store.append(
+            "decision", {"verdict": "deny", "raw": "DROP TABLE orders"}, subject=ALICE
+        )
+        dropped = (await store.query(after_seq=6))[0]
+        assert dropped.seq == 7
+
+        def sent_the_drop() -> bool:
+            return any(r["hash"] == dropped.hash for b in receiver.batches for r in b["records"])
+
+        await eventually(sent_the_drop, timeout=5.0)
+    finally:
+        await sink.stop()
+        await receiver.stop()
+        await store.close()

@@ -9,8 +9,10 @@ however long the outage lasts.
 
 Guarantee: at-least-once, in order, no gaps. A batch is sent again only when its delivery
 was not confirmed (the PDP stopped or crashed mid-batch, or a TCP syslog connection turned
-out closed after the write); every message carries its `seq` so receivers can drop such a
-repeat. With several PDP replicas on one Postgres store, configure forwarding on one.
+out closed after the write); every message carries its `seq` and `hash` so receivers can
+drop such a repeat (by both: after records were cut from the store's end, the PDP's next
+records come again at seqs sent before, with other hashes; spool.py). With several PDP
+replicas on one Postgres store, configure forwarding on one.
 
 Sink types register here (`SINK_TYPES`); adding one is a module with a class that takes
 its `ForwarderSettings` and implements `send`, `reset` and `close`.

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from pdp.store import AuditRecord, AuditStore
 log = logging.getLogger("portcullis.forwarding")
 
 STATE_VERSION = 1
+DELIVERED_KEPT = 1024  # batch ends remembered to resume from after a cut tail
 
 
 class SpoolStateError(Exception):
@@ -103,6 +105,8 @@ class Spool:
         self.gap_grace_seconds = gap_grace_seconds
         self.state = load_state(state_file)
         self._gap_since: float | None = None
+        # the states before the last (batch ends): where to resume after a cut tail
+        self._delivered: deque[DeliveryState] = deque(maxlen=DELIVERED_KEPT)
 
     @property
     def delivered_seq(self) -> int:
@@ -128,8 +132,24 @@ class Spool:
         self.state = DeliveryState()
 
     async def pending(self, limit: int) -> list[AuditRecord]:
-        """The next undelivered records, consecutive from `delivered_seq + 1`."""
-        records = await self.store.query(after_seq=self.state.seq, limit=limit)
+        """The next undelivered records, consecutive from `delivered_seq + 1`.
+
+        Read with the record delivered last, which must still be there, unchanged: when
+        someone cut records from the store's end (DELETE, or the SQLite file), the PDP
+        writes its next records at seqs delivered before, and reading on after the
+        delivered seq would never send them (nor anything until the chain grew past it)."""
+        if self.state.seq:
+            records = await self.store.query(after_seq=self.state.seq - 1, limit=limit + 1)
+            if (
+                not records
+                or records[0].seq != self.state.seq
+                or (self.state.hash and records[0].hash != self.state.hash)
+            ):
+                await self._rewind()
+                return []
+            records = records[1:]
+        else:
+            records = await self.store.query(after_seq=0, limit=limit)
         expected = self.state.seq + 1
         if records and records[0].seq != expected:
             if self._gap_since is None:
@@ -159,5 +179,32 @@ class Spool:
 
     def commit(self, last: AuditRecord) -> None:
         """Remember that the sink accepted everything up to and including `last`."""
+        self._delivered.append(self.state)
         self.state = DeliveryState(seq=last.seq, hash=last.hash)
+        save_state(self.state_file, self.sink, self.state)
+
+    async def _rewind(self) -> None:
+        """The store no longer holds the record delivered last: resume after the newest
+        record delivered before (a batch's last) that it still holds unchanged, else from
+        the chain's start (as check_origin). What follows is sent again: the records the
+        PDP wrote at seqs the sink had (their hash and prev_hash differ from the first)."""
+        gone, self.state = self.state, DeliveryState()
+        while self._delivered:
+            earlier = self._delivered.pop()
+            if earlier.seq == 0:
+                break
+            found = await self.store.query(after_seq=earlier.seq - 1, limit=1)
+            if found and (found[0].seq, found[0].hash) == (earlier.seq, earlier.hash):
+                self.state = earlier
+                break
+        if self.state.seq == 0:
+            self._delivered.clear()
+        log.error(
+            "forwarding %s: the audit store no longer holds record %d as delivered: records"
+            " were cut from its end (or rewritten); delivering again from seq %d, where the"
+            " PDP may have written new records at seqs delivered before",
+            self.sink,
+            gone.seq,
+            self.state.seq + 1,
+        )
         save_state(self.state_file, self.sink, self.state)
