@@ -7,10 +7,12 @@ the `portcullis` CLI in a subprocess where an auditor would use it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from audit_tamper import tamper
@@ -26,7 +28,8 @@ from pdp_harness import (
 from test_evidence import portcullis
 
 from pdp.api.http_api import metrics_text
-from portcullis.config import load_config
+from portcullis.config import load_config, parse_config
+from portcullis.v1 import pdp_pb2
 
 ALICE = "alice@example.com"
 
@@ -170,3 +173,48 @@ async def test_records_written_after_a_cut_tail_are_still_forwarded(tmp_path):
         await sink.stop()
         await receiver.stop()
         await store.close()
+
+
+# -- metrics: approvers' notices that go nowhere are seen -----------------------------------
+
+
+async def test_notices_the_webhook_refuses_are_counted_on_metrics(tmp_path):
+    """Problem (found by the console probe, a739b3a): a receiver refusing approval notices
+    for good (a revoked hook's 404) or unreachable until requests expire left approvers
+    unaware of every request, and only the log said so: /metrics, where operators alert,
+    had no webhook figure. It now counts notices by outcome, retries and those pending."""
+    from aiohttp import web
+
+    async def gone(_: web.Request) -> web.Response:
+        return web.Response(status=404)
+
+    hook = web.Application()
+    hook.router.add_post("/hook", gone)
+    runner = web.AppRunner(hook)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    raw = pdp_raw(tmp_path, approvals={"webhook": f"http://127.0.0.1:{port}/hook"})
+    http = f"127.0.0.1:{free_port()}"
+    raw["pdp"]["http_listen"] = http
+    config = parse_config(raw, base_dir=tmp_path)
+    alice = token(config, ALICE, ("readonly",))
+    try:
+        async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+            opened = await open_session(stub, alice)
+            asked = await decide_sql(
+                stub, opened.session_id, "UPDATE orders SET a = 1 WHERE id = 7"
+            )
+            assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL, list(asked.reasons)
+            assert pdp.webhook is not None
+            for _ in range(400):  # the receiver is asked once (20 s at most)
+                if pdp.webhook.refused and not pdp.webhook.pending:
+                    break
+                await asyncio.sleep(0.05)
+            async with aiohttp.ClientSession() as client, client.get(f"http://{http}/metrics") as r:
+                text = await r.text()
+    finally:
+        await runner.cleanup()
+    assert 'portcullis_webhook_notices_total{outcome="refused"} 1' in text, text
+    assert 'portcullis_webhook_notices_total{outcome="delivered"} 0' in text
+    assert "portcullis_webhook_notices_pending 0" in text

@@ -80,7 +80,33 @@ def metrics_text(app: PDPApp) -> str:
         "# TYPE portcullis_anchor_unreached gauge",
         f"portcullis_anchor_unreached {int(bool(checkpoints and checkpoints.anchor_problem))}",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _webhook_lines(app)) + "\n"
+
+
+def _webhook_lines(app: PDPApp) -> list[str]:
+    """What became of the approval notices sent to approvals.webhook (none configured:
+    nothing): a receiver refusing or unreachable leaves approvers unaware of requests."""
+    hook = app.webhook
+    if hook is None:
+        return []
+    name = "portcullis_webhook_notices_total"
+    return [
+        f"# HELP {name} Approval notices for approvals.webhook, by outcome: taken"
+        " (delivered), refused for good (a 4xx but 408/429: not retried), abandoned"
+        " (undelivered when the request expired or after an hour).",
+        f"# TYPE {name} counter",
+        f'{name}{{outcome="delivered"}} {hook.sent}',
+        f'{name}{{outcome="refused"}} {hook.refused}',
+        f'{name}{{outcome="abandoned"}} {hook.abandoned}',
+        "# HELP portcullis_webhook_retries_total Notice deliveries that failed for now"
+        " (5xx, 408, 429, unreachable) and are tried again.",
+        "# TYPE portcullis_webhook_retries_total counter",
+        f"portcullis_webhook_retries_total {hook.retries}",
+        "# HELP portcullis_webhook_notices_pending Approval notices being delivered or"
+        " waiting to be tried again.",
+        "# TYPE portcullis_webhook_notices_pending gauge",
+        f"portcullis_webhook_notices_pending {hook.pending}",
+    ]
 
 
 def _evaluation_histogram(stats: DecisionStats) -> list[str]:

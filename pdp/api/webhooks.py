@@ -132,8 +132,15 @@ class WebhookNotifier:
         self.delivered = delivered
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self.sent = 0  # notices a receiver took (2xx)
         self.refused = 0  # notices a receiver refused for good (4xx but 408, 429)
         self.abandoned = 0  # notices still undelivered when retrying ended
+        self.retries = 0  # deliveries tried again (5xx, 408, 429, unreachable)
+
+    @property
+    def pending(self) -> int:
+        """Notices being delivered or waiting to be tried again."""
+        return len(self._tasks)
 
     def __call__(self, request: ApprovalRequest) -> None:
         task = asyncio.create_task(self._deliver(request))
@@ -150,6 +157,7 @@ class WebhookNotifier:
             try:
                 async with self._session.post(self.url, json=body) as response:
                     if 200 <= response.status < 300:
+                        self.sent += 1
                         break
                     if permanent_refusal(response.status):
                         self.refused += 1
@@ -170,6 +178,7 @@ class WebhookNotifier:
                     "webhook notice of %s not delivered before it was due; given up", request.id
                 )
                 return
+            self.retries += 1
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         with contextlib.suppress(Exception):
