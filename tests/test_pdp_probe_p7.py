@@ -218,3 +218,61 @@ async def test_notices_the_webhook_refuses_are_counted_on_metrics(tmp_path):
     assert 'portcullis_webhook_notices_total{outcome="refused"} 1' in text, text
     assert 'portcullis_webhook_notices_total{outcome="delivered"} 0' in text
     assert "portcullis_webhook_notices_pending 0" in text
+
+
+# -- status: what anyone reaching http_listen reads ---------------------------------------
+
+
+async def test_unauthenticated_status_shows_no_credential_of_the_policy_bundle_url(tmp_path):
+    """Attack (anyone who reaches pdp.http_listen, where the console and the approval API
+    are served to approvers; no token): GET /readyz or /v1/status while the policy bundle
+    server fails. Both showed the reload error whole: 'http://ci:pass-s3cret@.../bundle
+    .tar.gz?X-Amz-Signature=tok-s3cret answered HTTP 503', the credential of the bundle
+    URL (its user information, a presigned URL's signature), with which the whole policy
+    (sensitive columns, approver groups, breaker thresholds) could be fetched. Now those
+    endpoints show URLs without user information, query or fragment; the log keeps all."""
+    from aiohttp import web
+    from test_bundle import _policy_dir
+
+    from pdp.engine import opa_bundle
+
+    bundle, _ = opa_bundle.build(_policy_dir(tmp_path, "policy"))
+    failing: list[bool] = []
+
+    async def serve(_: web.Request) -> web.Response:
+        if failing:
+            return web.Response(status=503)
+        return web.Response(body=bundle, headers={"ETag": '"one"'})
+
+    app = web.Application()
+    app.router.add_get("/bundles/portcullis.tar.gz", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://ci:pass-s3cret@127.0.0.1:{port}/bundles/portcullis.tar.gz?sig=tok-s3cret"
+    raw = pdp_raw(
+        tmp_path,
+        engine={"type": "embedded", "bundle": url, "poll_seconds": 0.1, "workers": 1},
+    )
+    http = f"127.0.0.1:{free_port()}"
+    raw["pdp"]["http_listen"] = http
+    config = parse_config(raw, base_dir=tmp_path)
+    try:
+        async with running_pdp(config) as pdp:
+            failing.append(True)
+            for _ in range(400):  # the next poll fails (20 s at most)
+                if getattr(pdp.engine, "last_reload_error", ""):
+                    break
+                await asyncio.sleep(0.05)
+            shown = []
+            async with aiohttp.ClientSession() as client:
+                for path in ("/readyz", "/v1/status"):
+                    async with client.get(f"http://{http}{path}") as response:
+                        shown.append(await response.json())
+    finally:
+        await runner.cleanup()
+    for body in shown:
+        assert "503" in body["policy_reload_error"], body
+        assert "s3cret" not in json.dumps(body), body
+        assert f"127.0.0.1:{port}/bundles/portcullis.tar.gz" in body["policy_reload_error"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -126,6 +127,27 @@ def _evaluation_histogram(stats: DecisionStats) -> list[str]:
     return lines
 
 
+# a URL in an error: what may carry a secret (user:password@, ?X-Amz-Signature=..., #token)
+_URL_SECRETS = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#@]*@)?"
+    r"(?P<where>[^\s?#]*)(?P<rest>[?#]\S*)?"
+)
+
+
+def unauthenticated(text: str) -> str:
+    """An operator's error as endpoints that ask for no token show it (/readyz,
+    /v1/status): every URL keeps its scheme, host and path; its user information, query
+    and fragment, where a policy bundle's (presigned) URL or a store's address carries
+    its credential, read `…`. The PDP's log keeps the whole text."""
+
+    def keep(m: re.Match[str]) -> str:
+        return (
+            m["scheme"] + ("…@" if m["userinfo"] else "") + m["where"] + ("?…" if m["rest"] else "")
+        )
+
+    return _URL_SECRETS.sub(keep, text)
+
+
 PROBE_SECONDS = 2.0
 
 
@@ -166,10 +188,12 @@ def build_http_app(pdp: PDPApp) -> web.Application:
         ready = pdp.ready and not refusing
         body: dict[str, object] = {"ready": ready, "policy_revision": pdp.engine.revision}
         if refusing:
-            body["reason"] = f"the audit store refuses writes ({refusing}): all decisions deny"
+            body["reason"] = (
+                f"the audit store refuses writes ({unauthenticated(refusing)}): all decisions deny"
+            )
         reload_error = getattr(pdp.engine, "last_reload_error", "")
         if reload_error:
-            body["policy_reload_error"] = reload_error
+            body["policy_reload_error"] = unauthenticated(reload_error)
         return web.json_response(body, status=200 if ready else 503)
 
     async def status(request: web.Request) -> web.Response:
@@ -186,7 +210,7 @@ def build_http_app(pdp: PDPApp) -> web.Application:
         }
         reload_error = getattr(pdp.engine, "last_reload_error", "")
         if reload_error:
-            body["policy_reload_error"] = reload_error
+            body["policy_reload_error"] = unauthenticated(reload_error)
         return web.json_response(body)
 
     async def metrics(request: web.Request) -> web.Response:
