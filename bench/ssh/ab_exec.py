@@ -5,9 +5,9 @@ machine: one sshd (tests/ssh_harness.py) and one PDP, and two SSH proxy processe
 the same connection — one running the proxy as committed at `--old` (default HEAD,
 unpacked with `git archive` into a temporary directory, so the checkout is not touched),
 one running this checkout (or the commit `--new`, unpacked alike: files others are
-editing stay out) — then, over one connection to each in turn (A B B A ...), and
-to sshd directly beside them, `--execs` sequential execs of `uptime`: the wall time per
-exec and the CPU per exec of that proxy and of the PDP (bench/cpu_meter.py). Wall time
+editing stay out; either may name a directory holding a tree instead) — then, over one
+connection to each in turn (A B B A ...), and to sshd directly beside them, `--execs`
+sequential execs of `uptime`: the wall time per exec and the CPU per exec of that proxy and of the PDP (bench/cpu_meter.py). Wall time
 moves with the other tenants of the machine; CPU per exec much less, and alternating
 keeps a drift from favouring either side. The PDP and the policy are the old tree's
 (another engineer's edit in progress to rego/ or pdp/ cannot stop the run), unless
@@ -74,9 +74,11 @@ def policies_of(tree: Path, into: Path) -> Path:
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
-    old_tree = tree_of(args.old, tmp / "old")
+    old_tree = Path(args.old) if Path(args.old).is_dir() else tree_of(args.old, tmp / "old")
     # --new: a commit, not the checkout (whose files others may be editing right now)
-    new_tree = tree_of(args.new, tmp / "new") if args.new else REPO
+    new_tree = REPO
+    if args.new:
+        new_tree = Path(args.new) if Path(args.new).is_dir() else tree_of(args.new, tmp / "new")
     pdp_tree = old_tree if args.pdp == "old" else new_tree
     sshd = Sshd(tmp / "sshd").start()
     procs: list[subprocess.Popen[bytes]] = []
@@ -213,8 +215,12 @@ async def interleaved(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--old", default="HEAD", help="the commit the checkout is compared with")
-    parser.add_argument("--new", default="", help="a commit instead of the checkout")
+    parser.add_argument(
+        "--old", default="HEAD", help="the commit (or a directory holding a tree) compared with"
+    )
+    parser.add_argument(
+        "--new", default="", help="a commit (or a tree's directory), not the checkout"
+    )
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--execs", type=int, default=200)
     parser.add_argument("--pdp", choices=("old", "new"), default="old")

@@ -4,17 +4,23 @@ Owns the figure exec_timeline.py cannot give: there the client, the PDP and the 
 share one event loop, so whatever the proxy does is on the client's way whatever its
 order; here each runs in its own process, as deployed, and the proxy's work that
 overlaps the client's or sshd's is seen to. sshd and the PDP run as in bench_ssh.py; one
-SSH proxy per tree (`--tree REF`, twice for A/B, unpacked by bench/revision.py; none:
-this checkout), each with exec_steps_prelude.py (bench/http/profiled_proxy.py's
-PORTCULLIS_BENCH_PRELUDE) recording the moments of each exec inside the proxy. Then
+SSH proxy per tree (`--tree REF`, twice for A/B, unpacked by bench/revision.py, or a
+directory holding one; none: this checkout), each with exec_steps_prelude.py
+(bench/http/profiled_proxy.py's PORTCULLIS_BENCH_PRELUDE) recording the moments of each
+exec inside the proxy. Then
 `--rounds` rounds of `--execs` execs of `uptime` (its answer reused) on one connection
-to each proxy, the order alternating. Prints per tree the median of: the client's
-channel confirmed to its exec request read (the client's turn, and whatever the proxy
-was busy with meanwhile), the exec request to the exec written upstream, and the
-upstream's end (EOF and exit status) to the client's exit status written; and the wall
-time per exec.
+to each proxy, the order alternating; with `--distinct`, of `echo <n>`, a new line each
+time (every one decided). Prints per tree the median of: the client's channel confirmed
+to its exec request read (the client's turn, and whatever the proxy was busy with
+meanwhile), the exec request to the exec written upstream, and the upstream's end (EOF
+and exit status) to the client's exit status written; and the wall time per exec. A
+decided line's way in is also told in three: the exec request to its Decide asked of the
+PDP client, the Decide's wait, and its answer to the exec written upstream; and every
+moment the prelude marks, after the exec request (when the Decide was written to the
+decision stream, when the next channel's upstream channel was opened ahead, ...).
 
     python -u bench/ssh/exec_steps.py [--tree REF [--tree REF]] [--execs 25] [--rounds 8]
+                                      [--distinct]
 """
 
 from __future__ import annotations
@@ -45,6 +51,26 @@ PRELUDE = HERE / "exec_steps_prelude.py"
 STEPS = ("open", "exec_request", "exec_sent", "exit_status", "eof", "exit_sent")
 
 
+# the prelude's moments after the exec request, in the order they usually come
+MOMENTS = ("session_started", "run", "decide_or_wait", "decide_asked", "decide_write",
+           "decide_written", "spare", "decided", "exec_sent", "exit_status", "eof",
+           "exit_sent")  # fmt: skip
+
+
+def moments(path: Path) -> str:
+    """Each moment's median after the exec request read, in microseconds (those seen)."""
+    rows = [
+        {k: float(v) for k, v in (pair.split("=") for pair in line.split())}
+        for line in path.read_text().splitlines()
+    ]
+    seen = []
+    for step in MOMENTS:
+        after = [r[step] - r["exec_request"] for r in rows if step in r and "exec_request" in r]
+        if after:
+            seen.append(f"{step} +{statistics.median(after) * 1e6:.0f}")
+    return "; ".join(seen)
+
+
 def step_medians(path: Path) -> dict[str, float]:
     """Microseconds (medians) of each span, from the prelude's lines."""
     rows = []
@@ -56,8 +82,16 @@ def step_medians(path: Path) -> dict[str, float]:
     def median(values: list[float]) -> float:
         return statistics.median(values) * 1e6
 
+    def span(start: str, end: str) -> float:
+        """A decided line's span (0: no line was decided)."""
+        decided = [r[end] - r[start] for r in rows if "decide_asked" in r and "decided" in r]
+        return median(decided) if decided else 0.0
+
     return {
         "execs": len(rows),
+        "request_to_asked_us": span("exec_request", "decide_asked"),
+        "decide_wait_us": span("decide_asked", "decided"),
+        "decided_to_upstream_us": span("decided", "exec_sent"),
         "open_to_request_us": median([r["exec_request"] - r["open"] for r in rows]),
         "request_to_upstream_us": median([r["exec_sent"] - r["exec_request"] for r in rows]),
         "end_to_exit_us": median([r["exit_sent"] - max(r["eof"], r["exit_status"]) for r in rows]),
@@ -65,7 +99,10 @@ def step_medians(path: Path) -> dict[str, float]:
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
-    trees = {ref: tree_of(ref, tmp / f"tree-{i}") for i, ref in enumerate(args.tree)}
+    trees = {
+        ref: Path(ref) if Path(ref).is_dir() else tree_of(ref, tmp / f"tree-{i}")
+        for i, ref in enumerate(args.tree)
+    }
     if not trees:
         trees = {"checkout": REPO}
     conns: dict[str, Any] = {}
@@ -95,13 +132,14 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                     client_keys=None, preferred_auth="password", known_hosts=None,
                     agent_path=None, config=None, compression_algs=None,
                 )  # fmt: skip
-                await execs(conns[label], 5)
+                await execs(conns[label], 5, "warm" if args.distinct else "")
             for steps in files.values():
                 steps.open("w").close()  # the warm-up's lines (the prelude appends)
             walls: dict[str, list[float]] = {label: [] for label in trees}
             for r in range(args.rounds):
                 for label in list(trees) if r % 2 == 0 else list(reversed(trees)):
-                    walls[label].append(await execs(conns[label], args.execs) * 1000)
+                    line = f"{label}-{r}" if args.distinct else ""
+                    walls[label].append(await execs(conns[label], args.execs, line) * 1000)
             for label in trees:
                 got = step_medians(files[label])
                 print(
@@ -111,6 +149,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                     f"{got['request_to_upstream_us']:.0f} us; upstream's end -> client's exit "
                     f"status written {got['end_to_exit_us']:.0f} us (medians)"
                 )
+                if args.distinct:
+                    print(
+                        f"  decided: exec request -> Decide asked {got['request_to_asked_us']:.0f}"
+                        f" us; Decide's wait {got['decide_wait_us']:.0f} us; answer -> exec "
+                        f"written upstream {got['decided_to_upstream_us']:.0f} us (medians)"
+                    )
+                    print(f"  after the exec request (us): {moments(files[label])}")
         finally:
             for conn in conns.values():
                 conn.close()
@@ -121,6 +166,7 @@ def main() -> None:
     parser.add_argument("--tree", action="append", default=[], help="a commit (twice: A/B)")
     parser.add_argument("--execs", type=int, default=25)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--distinct", action="store_true", help="a new line each exec (decided)")
     args = parser.parse_args()
     run_in_tmp("portcullis-steps-ssh-", run, args)
 

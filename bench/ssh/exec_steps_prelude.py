@@ -2,10 +2,14 @@
 inside the proxy, one line per channel appended to the file PORTCULLIS_EXEC_STEPS.
 
 Run by bench/http/profiled_proxy.py before the proxy serves (its
-PORTCULLIS_BENCH_PRELUDE); wraps the proxy's and asyncssh's methods, changing nothing they
-do: the client's channel opened (its confirmation just written), its exec request, the
-exec written upstream, the upstream's EOF and exit status, the client's exit status
-written. Never for production.
+PORTCULLIS_BENCH_PRELUDE); wraps the proxy's, the runtime's and asyncssh's methods,
+changing nothing they do: the client's channel opened (its confirmation just written),
+its exec request, the session started (asyncssh's answer to the request written), the
+channel's task running, its decision asked of the session; a decided line's Decide asked
+of the PDP client, written to the decision stream and that write done, and answered
+(none for a reused answer); the next channel's upstream channel opened ahead, the exec
+written upstream, the upstream's EOF and exit status, the client's exit status written.
+Never for production.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from typing import Any
 
 import asyncssh
 
+from proxies.runtime import decide_calls, pdp_client, session
 from proxies.ssh import channel, upstream
+from proxies.ssh import proxy as ssh_proxy
 
 _out = open(os.environ["PORTCULLIS_EXEC_STEPS"], "a", buffering=1)  # noqa: SIM115
 _current: dict[str, float] = {}
@@ -37,6 +43,20 @@ def _wrap(owner: Any, name: str, step: str, request: bytes | None = None) -> Non
     setattr(owner, name, marked)
 
 
+def _wrap_async(owner: Any, name: str, step: str, done: str = "") -> None:
+    original = getattr(owner, name)
+
+    async def marked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _mark(step)
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            if done:
+                _mark(done)
+
+    setattr(owner, name, marked)
+
+
 _opened = channel.Channel.connection_made
 
 
@@ -50,7 +70,40 @@ def _connection_made(self: Any, chan: Any) -> None:
 
 channel.Channel.connection_made = _connection_made  # type: ignore[method-assign]
 _wrap(channel.Channel, "exec_requested", "exec_request")
+_wrap(channel.Channel, "session_started", "session_started")
+_wrap_async(channel.Channel, "_run", "run")
+_wrap_async(session.ProxySession, "decide_or_wait", "decide_or_wait")
+_wrap_async(pdp_client.PDPClient, "decide", "decide_asked", "decided")
 _wrap(upstream.GatedChannel, "_send_request", "exec_sent", b"exec")
 _wrap(channel.UpstreamChannel, "exit_status_received", "exit_status")
 _wrap(channel.Channel, "upstream_eof", "eof")
 _wrap(asyncssh.SSHServerChannel, "exit", "exit_sent")
+
+_stream_init = decide_calls._Stream.__init__
+
+
+def _stream(self: Any, *args: Any, **kwargs: Any) -> None:
+    """A decision stream whose writes are marked (the call object is made per stream)."""
+    _stream_init(self, *args, **kwargs)
+    write = self.call.write
+
+    async def written(message: Any) -> Any:
+        _mark("decide_write")
+        try:
+            return await write(message)
+        finally:
+            _mark("decide_written")
+
+    self.call.write = written
+
+
+decide_calls._Stream.__init__ = _stream  # type: ignore[method-assign]
+_ahead = ssh_proxy.session_ahead
+
+
+def _session_ahead(conn: Any) -> Any:
+    _mark("spare")
+    return _ahead(conn)
+
+
+ssh_proxy.session_ahead = _session_ahead

@@ -394,10 +394,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if self._opening is None and self._ahead is None:
             self._opening = asyncio.ensure_future(self._open_upstream())
         opening = self._opening
-        if self._ahead is not None:
-            # the next channel's upstream open goes once this request is on its way
-            # upstream or waits for its Decide, not before it
-            self.client.spare_soon()
+        spare = self._ahead is not None  # this channel took one: the next is opened after
         allowed = False
         request: Request | None = None
         try:
@@ -424,6 +421,11 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             # the upstream channel's request goes now, or never
             request = self._request() if allowed else None
             self._open_upstream_for(request)
+        if spare:
+            # the next channel's upstream open goes once this request is answered and, if
+            # allowed, on its way upstream (call_soon: after request_on below wrote it);
+            # not while its Decide is asked: it would go first and delay the Decide's write
+            self.client.spare_soon()
         if not allowed or request is None:
             self.say(f"portcullis: denied: {'; '.join(ruling.verdict.reasons)}")
             session.record_command(_recorded_command(self.raw), ruling, **self._details(1))

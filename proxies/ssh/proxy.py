@@ -459,8 +459,8 @@ class ClientConnection(asyncssh.SSHServer):
         ahead or, none being ready, one opened now; None while the upstream connection is
         not up (or with an asyncssh proxies/ssh/upstream.py does not know). The next one
         is not opened here, where the client waits for its channel's confirmation and then
-        for its request's way upstream, but by spare_soon once that request is on its way
-        (or is being decided)."""
+        for its request's way upstream, but by spare_soon once that request is answered
+        (and on its way upstream, if allowed)."""
         taken, self._spare = self._spare, None
         if taken is not None and taken.opening_failed():
             taken = None  # refused (the upstream's limit of sessions?): opened anew
@@ -470,8 +470,8 @@ class ClientConnection(asyncssh.SSHServer):
 
     def spare_soon(self) -> None:
         """An upstream session channel opened ahead for the client's next channel, if none
-        is, once the loop is done with what is ready now (a request's way upstream, or its
-        Decide sent): it carries nothing (proxies/ssh/upstream.py)."""
+        is, once the loop is done with what is ready now (the answered request's way
+        upstream): it carries nothing (proxies/ssh/upstream.py)."""
         asyncio.get_running_loop().call_soon(self._open_spare)
 
     def _open_spare(self) -> None:

@@ -1,0 +1,113 @@
+"""A decided exec's way through the SSH proxy, where the upstream work overlaps the Decide.
+
+Once the client connection's upstream is up, each client channel takes an upstream session
+channel opened ahead (the open alone, before the request is known: proxies/ssh/upstream.py)
+and the next one is opened once this channel's request is answered. Against a real sshd
+and PDP: a denied exec on such a channel never reaches sshd (no session in its log, no
+marker file) and the channel is closed; while an exec waits for approval its channel
+opened ahead stays open carrying nothing, and no other is opened for the next; the
+client's abort or the approver's refusal closes it, and nothing ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_ssh_proxy import Stack, ssh_stack
+
+pytestmark = pytest.mark.integration
+
+WAITING = re.compile(r"waiting for request (\S+)")
+APPROVER = {"subject": "sam@example.com", "groups": ["security"]}
+
+
+async def until(condition: Any, what: str) -> None:
+    """Wait for sshd's answers (a close confirmed) to reach the proxy."""
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(what)
+
+
+def upstream_of(stack: Stack) -> tuple[Any, Any]:
+    (client,) = stack.proxy.clients
+    return client, client.upstream
+
+
+def is_open(upstream_conn: Any, chan: Any) -> bool:
+    return chan._recv_chan in upstream_conn._channels
+
+
+async def test_a_denied_exec_on_a_channel_opened_ahead_never_reaches_sshd(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    async with ssh_stack(tmp_path) as stack, await stack.connect() as conn:
+        assert (await conn.run("uptime")).exit_status == 0
+        client, upstream_conn = upstream_of(stack)
+        await until(lambda: client._spare is not None, "a channel opened ahead")
+        for line in (f"touch {marker}", f"uptime; touch {marker}", f"echo $(touch {marker})"):
+            ahead = client._spare  # the one this exec takes, open before its request
+            await until(lambda a=ahead: is_open(upstream_conn, a), "the open confirmed")
+            result = await conn.run(line)
+            assert result.exit_status == 1 and result.stdout == "", line
+            assert result.stderr.startswith("portcullis: denied: "), result.stderr
+            await until(lambda a=ahead: not is_open(upstream_conn, a), "the denied one closed")
+        again = await conn.run("uptime")
+        assert again.exit_status == 0 and "load average" in again.stdout
+        assert stack.sshd.sessions_started() == 2  # the two uptimes
+    assert not marker.exists()
+
+
+async def test_a_channel_opened_ahead_waits_with_its_approval_then_closes_on_abort(
+    tmp_path: Path,
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    async with ssh_stack(tmp_path) as stack, await stack.connect(("readonly",)) as conn:
+        assert (await conn.run("uptime")).exit_status == 0
+        client, upstream_conn = upstream_of(stack)
+        await until(lambda: client._spare is not None, "a channel opened ahead")
+        ahead = client._spare
+        process = await conn.create_process(f"rm -rf {victim}")
+        said = await process.stderr.readuntil("--reason '...'")
+        approval_id = WAITING.search(said)[1]  # type: ignore[index]
+        # waiting: its channel opened ahead is open upstream, carrying nothing, and no
+        # other is opened for the next channel until this one is answered
+        assert is_open(upstream_conn, ahead) and client._spare is None
+        assert len(upstream_conn._channels) == 1
+        assert stack.sshd.sessions_started() == 1
+        process.close()  # the client goes away while it waits
+        await until(lambda: not is_open(upstream_conn, ahead), "closed on the abort")
+        await until(
+            lambda: stack.pdp.approvals.requests[approval_id].state == "withdrawn", "withdrawn"
+        )
+        again = await conn.run("uptime")
+        assert again.exit_status == 0
+        assert stack.sshd.sessions_started() == 2
+    assert victim.exists()
+
+
+async def test_a_channel_opened_ahead_closes_when_the_approver_refuses(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    async with ssh_stack(tmp_path) as stack, await stack.connect(("readonly",)) as conn:
+        assert (await conn.run("uptime")).exit_status == 0
+        client, upstream_conn = upstream_of(stack)
+        await until(lambda: client._spare is not None, "a channel opened ahead")
+        ahead = client._spare
+        process = await conn.create_process(f"rm -rf {victim}")
+        said = await process.stderr.readuntil("--reason '...'")
+        approval_id = WAITING.search(said)[1]  # type: ignore[index]
+        assert is_open(upstream_conn, ahead)
+        await stack.pdp.approvals.decide(approval_id, APPROVER, False, "not today")
+        result = await process.wait()
+        assert result.exit_status == 1 and "not today" in str(result.stderr)
+        await until(lambda: not is_open(upstream_conn, ahead), "closed on the refusal")
+        # the next channel's is opened once the refusal is answered
+        await until(lambda: client._spare is not None, "the next channel's opened ahead")
+        assert stack.sshd.sessions_started() == 1
+    assert victim.exists()
