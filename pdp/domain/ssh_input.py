@@ -8,16 +8,17 @@ command the shell would run — each side of `;`, `&&`, `||`, `|`, `&`, the comm
 script of `sh -c '...'` / `bash -c` (and of a shell fed a here-document), and the command
 `env` or `xargs` would run — each with its argv (quotes removed, as the shell passes it),
 the words whose value is computed at run time (`$X`, `$(...)`, `~user`, `{a,b}`, a word
-holding xargs's replace string), its assignments and redirections (a compound's — `{ ...;
-} > f`, `for ... done > f` — on each command inside it; the file `xargs -a` reads is a
-read). What cannot be read for sure — a parse error, arithmetic (`$((...))`, and
-`((...))`, which bashlex reads as two subshells), `case`, a function definition, an
-`env`/`xargs`/shell option not understood, a NUL byte, a here-document with expansions, a
-command substitution (`$(...)`, backquotes, `<(...)`) of more than one line or with a
-comment (bashlex reads only its first line), backquotes holding a backslash (bash removes
-it before reading their command), nesting deeper than MAX_DEPTH, a parameter expansion
-other than `$name` / `${name}` (bashlex never reads inside the braces: `${x:-$(cmd)}`),
-what bash and a POSIX sh (dash, /bin/sh on Debian) read differently (`&>`, `$'...'`,
+holding xargs's replace string), its assignments (a redirection's `{fd}>` among them) and
+redirections (a compound's — `{ ...; } > f`, `for ... done > f` — on each command inside
+it; the file `xargs -a` reads is a read). What cannot be read for sure — a parse error,
+arithmetic (`$((...))`, and `((...))`, which bashlex reads as two subshells), `case`, a
+function definition, an `env`/`xargs`/shell option not understood, a NUL byte, a
+backslash ending the line (a word to bash), a here-document with expansions, a command
+substitution (`$(...)`, backquotes, `<(...)`) of more than one line or with a comment
+(bashlex reads only its first line), backquotes holding a backslash (bash removes it
+before reading their command), nesting deeper than MAX_DEPTH, a parameter expansion other
+than `$name` / `${name}` (bashlex never reads inside the braces: `${x:-$(cmd)}`), what
+bash and a POSIX sh (dash, /bin/sh on Debian) read differently (`&>`, `$'...'`,
 `$"..."`), a script of zsh, ksh or mksh, a `for` loop's list or an argument of `sh -c
 SCRIPT` that bash expands into file names (a glob, a computed word: the variable or `$1`
 then holds the names), a line longer than MAX_SHELL_READ that the fast readings below do
@@ -144,6 +145,9 @@ GLOB_CHARACTERS = re.compile(r"[*?\[]")
 # `=` or a `:` into a home directory though it is a command's argument, and bashlex marks
 # no tilde there (a quoted `~` too counts: more is computed, never less)
 ASSIGNMENT_TILDE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=(?:[^:]*:)*~")
+# a word bash reads as the variable a redirection right after it assigns its descriptor to
+# (`{fd}>/dev/null`, `{a[i]}<&0`), unquoted; bash evaluates an array's subscript
+FD_VARIABLE = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*(?:\[.*\])?\}", re.S)
 # what may follow the command of a `$(...)` (or `<(...)`, `>(...)`) or of backquotes:
 # blanks, then its closing (_Walker._substitution)
 SUBSTITUTION_END = {")": re.compile(r"[ \t]*\)"), "`": re.compile(r"[ \t]*`")}
@@ -323,6 +327,10 @@ def parse(raw: str, depth: int = 0, bound: frozenset[str] = frozenset()) -> list
         raise Unreadable("a NUL byte in the command")
     if not raw.strip():
         raise Unreadable("an empty command")
+    if (len(raw) - len(raw.rstrip("\\"))) % 2:
+        # bash keeps a backslash that ends the line as a word of its own (`df &\\` runs a
+        # command named `\\`); bashlex drops it after `&`, `;` or a newline
+        raise Unreadable("a backslash at the end of the line, which bash reads as a word")
     try:
         trees = bashlex.parse(raw)
     except NotImplementedError as exc:
@@ -461,7 +469,14 @@ class _Walker:
         assignments: list[str] = []
         redirects: list[dict[str, Any]] = []
         heredoc: str | None = None
-        for child in node.parts:
+        children = list(node.parts)
+        for index, child in enumerate(children):
+            if self._fd_variable(child, children[index + 1 : index + 2]):
+                # `{fd}>/dev/null`: bash assigns the fd it opens to the variable (an array
+                # subscript evaluated as arithmetic: `{a[_]}>` runs what `$_` names); to
+                # bashlex a word of the command
+                assignments.append(self.source[child.pos[0] : child.pos[1]])
+                continue
             if child.kind == "assignment":
                 assignments.append(child.word)
                 self._inner(child)
@@ -480,6 +495,16 @@ class _Walker:
             self._add(Part([], [], assignments, redirects))
             return
         self._emit(words, assignments, redirects, [], heredoc)
+
+    def _fd_variable(self, node: Any, after: list[Any]) -> bool:
+        """Whether a word is the `{varname}` (or `{name[subscript]}`) bash reads as the
+        variable a redirection right after it assigns its file descriptor to."""
+        if node.kind != "word" or not after or after[0].kind != "redirect":
+            return False
+        start, end = node.pos
+        if after[0].pos[0] != end:
+            return False
+        return FD_VARIABLE.fullmatch(self.source, start, end) is not None
 
     def _word(self, node: Any, glob_free: frozenset[int] = frozenset()) -> Word:
         """A word as the shell passes it. Its text is read twice — by bashlex and by

@@ -1,0 +1,188 @@
+"""SSH probe, part 7: exec lines the upstream's bash runs otherwise than the PDP read them,
+found by a differential fuzzer (tests below: each line the policy would let a reader run is
+run by bash with stub commands that log their argv, and a DEBUG trap naming every command
+bash runs, builtins included; what ran is compared with the parts the policy judged).
+
+`{fd}>/dev/null` is to bash a redirection that assigns the descriptor it opens to the
+variable `fd` (bash 4.1+); to bashlex the word `{fd}` is an argument of the command. So a
+reader set any variable unseen (`df {PATH}>/dev/null; df` ran with PATH=10), and an array
+element's subscript, evaluated as arithmetic, ran what `$_` named (`df 'a[$(cmd)]'; df
+{a[_]}>/dev/null` ran cmd while the approver was shown two df). A backslash ending the line
+after `&`, `;` or a newline is a word to bash (a command named `\\`); bashlex dropped it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from policy_harness import shipped_engine
+from test_ssh_probe_exec import ALLOWED, reading, verdict
+from test_ssh_proxy import Stack, ssh_stack
+
+from pdp.domain.ssh_input import RESERVED
+
+engine = pytest.fixture(scope="module")(shipped_engine)
+
+READER = ("readonly",)
+
+# `{name}` or `{name[subscript]}` right before a redirection: the variable bash assigns
+FD_VARIABLES = [
+    "df {fd}>/dev/null",
+    "df {PATH}>/dev/null; df",
+    "uptime {HOME}</dev/null; df ~",
+    "df {fd}>>/dev/null",
+    "df {fd}<>/dev/null",
+    "df {fd}>&2",
+    "{fd}>/dev/null df",
+    "df 'a[$(touch /tmp/portcullis-p7)]' >/dev/null; df {a[_]}>/dev/null",
+    "df {x}<<<y",
+]
+
+
+@pytest.mark.parametrize("line", FD_VARIABLES)
+def test_a_redirections_descriptor_variable_is_an_assignment(engine: Any, line: str) -> None:
+    decided = verdict(engine, line)
+    assert decided["verdict"] == "deny", (line, reading(line), decided)
+    assert any(" sets {" in reason for reason in decided["reasons"]), decided
+
+
+@pytest.mark.parametrize(
+    "line", ["df {fd} >/dev/null", "df '{fd}'>/dev/null", "df {1}>/dev/null", "df {fd}2>/dev/null"]
+)
+def test_a_brace_word_bash_passes_as_a_word_stays_a_word(engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
+
+
+TRAILING_BACKSLASHES = ["df;\\", "uptime &\\", "df\n\\", "free && uptime\n\\"]
+
+
+@pytest.mark.parametrize("line", TRAILING_BACKSLASHES)
+def test_a_backslash_ending_the_line_is_not_read(engine: Any, line: str) -> None:
+    assert "backslash at the end" in reading(line).get("malformed", ""), reading(line)
+    assert verdict(engine, line)["verdict"] == "deny"
+
+
+@pytest.mark.parametrize("line", ["df 'x\\\\'", "df \\\\", "df &\\\n"])
+def test_an_escaped_backslash_or_a_continuation_at_the_end_is_read(engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with ssh_stack(tmp_path) as s:
+        yield s
+
+
+@pytest.mark.integration
+async def test_what_bash_reads_otherwise_never_reaches_the_upstream(stack: Stack) -> None:
+    """Before: allowed, the upstream's bash set PATH (the second df not found) and ran a
+    command named `\\`."""
+    async with await stack.connect(READER) as conn:
+        for line in ["df {PATH}>/dev/null; df", "df;\\", "uptime &\\"]:
+            result = await conn.run(line)
+            assert result.exit_status == 1, (line, result.stdout, result.stderr)
+            assert result.stderr.startswith("portcullis: denied: "), (line, result.stderr)
+    assert stack.sshd.sessions_started() == 0
+
+
+# -- the differential run: what bash runs against what the parts say ------------------------
+
+BASH = shutil.which("bash")
+STUB_NAMES = ("df", "uptime", "free", "journalctl", "cat", "systemctl", "touch", "id")
+# each stub logs its name and argv (unit and record separators between them); dash, so the
+# DEBUG trap of the bash that runs it is not inherited through BASH_ENV
+STUB = """#!/bin/sh
+{ printf '%s' "${0##*/}"; for a in "$@"; do printf '\\037%s' "$a"; done; printf '\\036'; } \\
+  >> "$PORTCULLIS_RAN"
+"""
+TRAP = 'set -T\ntrap \'printf "%s\\036" "$BASH_COMMAND" >> "$PORTCULLIS_TRAPPED"\' DEBUG\n'
+
+
+@pytest.fixture(scope="module")
+def stubs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = tmp_path_factory.mktemp("stubs")
+    (where / "bin").mkdir()
+    for name in STUB_NAMES:
+        path = where / "bin" / name
+        path.write_text(STUB)
+        path.chmod(0o755)
+    (where / "trap.sh").write_text(TRAP)
+    return where
+
+
+def ran_by_bash(stubs: Path, line: str, tmp: Path) -> tuple[list[list[str]], list[str]]:
+    """The stubs bash ran for the line (argv each) and the commands its DEBUG trap saw."""
+    ran, trapped = tmp / "ran", tmp / "trapped"
+    ran.write_bytes(b"")
+    trapped.write_bytes(b"")
+    env = {"PATH": f"{stubs / 'bin'}:{os.defpath}", "HOME": str(tmp),
+           "BASH_ENV": str(stubs / "trap.sh"), "PORTCULLIS_RAN": str(ran),
+           "PORTCULLIS_TRAPPED": str(trapped)}  # fmt: skip
+    assert BASH is not None
+    subprocess.run([BASH, "-c", line], cwd=tmp, env=env, capture_output=True, timeout=10,
+                   stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+    runs = [r.split("\x1f") for r in ran.read_bytes().decode().split("\x1e") if r]
+    seen = [c for c in trapped.read_bytes().decode(errors="replace").split("\x1e") if c]
+    return runs, seen
+
+
+def differences(line: str, runs: list[list[str]], seen: list[str]) -> list[str]:
+    """What bash ran that no part says: a stub no part names, a stub's argv other than its
+    part's (a part whose words are all known before it runs), a command the trap saw whose
+    first word is no part's command."""
+    parts = reading(line)["parts"]
+    names = {p["argv"][0] for p in parts if p["argv"]}
+    names |= {via.split()[0] for p in parts for via in p["via"]}  # sh -c, env, xargs
+    found = []
+    for argv in runs:
+        mine = [p for p in parts if p["argv"] and p["argv"][0] == argv[0]]
+        if not any(p["dynamic"] or p["more_args"] or p["argv"] == argv for p in mine):
+            found.append(f"ran {argv}, parts {[p['argv'] for p in parts]}")
+    for command in seen:
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            words = command.split()
+        if words and words[0] not in names | RESERVED and not words[0].startswith(("(", "[")):
+            found.append(f"trapped {command!r}, parts {[p['argv'] for p in parts]}")
+    return found
+
+
+# lines the policy lets a reader run, of the shapes the probes met; each is run by bash
+DIFFERENTIAL_LINES = [
+    "df; uptime && free || df -h | uptime",
+    "df $(uptime) `free` <(uptime)",
+    'df "$(uptime)" x"y"z \'a b\'',
+    "{ df; uptime; } >/dev/null 2>&1",
+    "(df); (uptime)",
+    "if df; then uptime; fi",
+    'for x in a b; do df "$x"; done',
+    "df &\\\n",
+    "df {fd} >/dev/null",
+    "df '{fd}'>/dev/null",
+    "df x\\\n#y",
+    "sh -c 'df; uptime'",
+    'bash -c "df -h"',
+    "env df -h",
+    "xargs -n1 df </dev/null",
+    "df <<E\nx\nE\nuptime",
+    "! df",
+    "df |& uptime",
+    "df \\\ny",
+]
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is not installed")
+@pytest.mark.parametrize("line", DIFFERENTIAL_LINES)
+def test_bash_runs_what_the_parts_say(stubs: Path, tmp_path: Path, engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
+    runs, seen = ran_by_bash(stubs, line, tmp_path)
+    assert runs, (line, seen)
+    assert differences(line, runs, seen) == [], line
