@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +279,71 @@ async def test_unauthenticated_status_shows_no_credential_of_the_policy_bundle_u
         assert "503" in body["policy_reload_error"], body
         assert "s3cret" not in json.dumps(body), body
         assert f"127.0.0.1:{port}/bundles/portcullis.tar.gz" in body["policy_reload_error"]
+
+
+# -- export: a bundle holds only the records its export verified --------------------------
+
+
+async def test_a_record_inserted_while_an_export_verifies_is_not_bundled_as_the_pdps(tmp_path):
+    """Attack (INSERT access to the audit store, no key): append a well-chained decision
+    record (alice's 'SELECT 1' standing for her DROP TABLE) while `audit export` (a
+    scheduled compliance export, or the console's button: its queries show in
+    pg_stat_activity) verifies the store. The export verified the chain and the record
+    MACs up to the head it read first, then bundled every record up to the head it read
+    later: the forged record went into the bundle, signed, with a manifest saying the
+    MACs were checked and naming no record as someone else's; `audit verify --bundle`
+    passed with the PDP's pinned key. A bundle now ends at the head its export verified."""
+    from pdp.evidence.bundle import export_bundle, verify_bundle
+    from pdp.evidence.checkpoints import anchor_path_for
+    from pdp.evidence.signing import Signer
+    from pdp.plumbing.keys import load_or_create_ed25519
+    from pdp.store.chain import record_hash
+    from pdp.store.sqlite import SQLiteAuditStore
+
+    config = load_config(_written(tmp_path))
+    alice = token(config, ALICE, ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        await _reads(stub, alice, 3)
+        record_key = pdp.record_key
+    path = config.pdp.store.path
+    forged = {"verdict": "allow", "raw": "SELECT 1", "reasons": ["forged"]}
+
+    class InsertedDuringVerify(SQLiteAuditStore):
+        """The real store, with someone's INSERT landing while the chain is verified."""
+
+        async def verify(self):  # type: ignore[no-untyped-def]
+            db = sqlite3.connect(path)
+            try:
+                seq, prev = db.execute(
+                    "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                now = int(time.time() * 1e6)
+                digest = record_hash(prev, seq + 1, "x-forged", "decision", now, "", ALICE, forged)
+                body = json.dumps(forged, sort_keys=True, separators=(",", ":"))
+                db.execute(
+                    "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject,"
+                    " body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (seq + 1, "x-forged", "decision", now, "", ALICE, body, prev, digest),
+                )
+                db.commit()
+            finally:
+                db.close()
+            return await super().verify()
+
+    store = InsertedDuringVerify(path)
+    store.record_key = record_key
+    signer = Signer(load_or_create_ed25519(config.pdp.signing_key))
+    anchor = json.loads(anchor_path_for(config.pdp.signing_key).read_text())
+    out = tmp_path / "evidence.tar.gz"
+    await store.start()
+    try:
+        await export_bundle(store, signer, out, anchor=anchor)
+    finally:
+        await store.close()
+    report = verify_bundle(out, signer.public_key)
+    with tarfile.open(out) as tar:
+        member = tar.extractfile("records.jsonl")
+        assert member is not None
+        ids = [json.loads(line)["id"] for line in member.read().splitlines()]
+    assert report.ok, [p.describe() for p in report.problems]
+    assert "x-forged" not in ids

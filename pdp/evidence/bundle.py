@@ -206,15 +206,22 @@ class ExportSummary:
 
 
 async def _window(
-    store: AuditStore, since: float | None, until: float | None
+    store: AuditStore, since: float | None, until: float | None, upto: int
 ) -> tuple[int, int] | None:
-    """First and last seq of records timed inside [since, until)."""
+    """First and last seq of records timed inside [since, until), up to seq `upto`."""
     first = last = None
     after = 0
-    while page := await store.query(since=since, until=until, after_seq=after, limit=PAGE):
+    while after < upto and (
+        page := await store.query(since=since, until=until, after_seq=after, limit=PAGE)
+    ):
+        inside = [r.seq for r in page if r.seq <= upto]
+        if not inside:
+            break
         if first is None:
-            first = page[0].seq
-        last = after = page[-1].seq
+            first = inside[0]
+        last = after = inside[-1]
+        if len(inside) < len(page):
+            break
     return None if first is None or last is None else (first, last)
 
 
@@ -251,7 +258,9 @@ async def export_bundle(
     report = await verify_store(store, signer.public_key, anchor, anchor_source)
     if not report.ok:
         raise StoreUnverified(report.problems)
-    window = await _window(store, since, until)
+    # only what was verified: a record appended since (by the PDP, or INSERTed by someone
+    # else while the chain was read) waits for the next export
+    window = await _window(store, since, until, report.head[0])
     files: dict[str, bytearray] = {RECORDS: bytearray(), MASKING: bytearray()}
     for s in STREAMS:
         files.setdefault(s.file, bytearray())
@@ -274,7 +283,7 @@ async def export_bundle(
                 counts["masking"] += 1
             first_line = first_line or line
             last_line = line
-    store_head = await store.head()
+    store_head = report.head  # the head verified, not one read since (nothing signs that)
     now = time.time()
     head = signer.sign(
         {
