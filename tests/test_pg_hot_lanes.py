@@ -192,7 +192,11 @@ _RUN_TAILS = [
 ]
 
 
-def _bind_like() -> st.SearchStrategy[bytes]:
+def _bind_like(
+    portals: tuple[str, ...] = ("", "", "p1"),
+    statements: tuple[str, ...] = ("S_1", "", "S_2"),
+    formats: tuple[list[int], ...] = ([], [0], [1], [0, 1]),
+) -> st.SearchStrategy[bytes]:
     """Bind frames, well-formed or not: any portal and statement names, values (NULL,
     text, binary), formats, with the length field right or off, cut or run on."""
     value = st.one_of(st.none(), st.binary(max_size=12))
@@ -200,11 +204,11 @@ def _bind_like() -> st.SearchStrategy[bytes]:
         lambda portal, statement, values, formats, results: codec.Bind(
             portal, statement, formats, values, results
         ).encode(),
-        st.sampled_from(["", "", "p1"]),
-        st.sampled_from(["S_1", "", "S_2"]),
+        st.sampled_from(portals),
+        st.sampled_from(statements),
         st.lists(value, max_size=3),
-        st.sampled_from([[], [0], [1], [0, 1]]),
-        st.sampled_from([[], [0], [1]]),
+        st.sampled_from(formats),
+        st.sampled_from([[], [0], [1], [0, 0], [1, 0]]),
     )
     return st.builds(
         lambda frame, bump, cut, extra: (
@@ -244,6 +248,35 @@ def test_a_bound_run_is_read_as_feed_reads_it(
     assert [(type(m), m, m.raw) for m in got] == [(type(m), m, m.raw) for m in expected]
     assert b"".join(m.raw for m in got) == chunk
     assert _state(fast) == _state(slow)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.sampled_from(_RUN_TAILS),
+    # (few names and formats: most open as the one before did)
+    st.lists(_bind_like(("",), ("S_1", "S_2"), ([], [1])), min_size=2, max_size=5),
+)
+def test_binds_one_after_another_are_read_as_feed_reads_them(
+    tail: bytes, binds: list[bytes]
+) -> None:
+    # bound_run reads a Bind opening as the last one it read did (names, parameter formats)
+    # from what it read then: whatever follows those bytes, as feed() reads it
+    fast, slow = FrontendParser(startup=False), FrontendParser(startup=False)
+    first = codec.Bind("", "S_1", [], [b"1"], []).encode() + tail
+    for parser in (fast, slow):
+        parser.feed(first)
+    for bind in binds:
+        chunk = bind + tail
+        got = fast.bound_run(chunk)
+        try:
+            expected = slow.feed(chunk)
+        except codec.ProtocolViolation:
+            assert got is None
+            return
+        if got is None:
+            got = fast.feed(chunk)
+        assert [(type(m), m, m.raw) for m in got] == [(type(m), m, m.raw) for m in expected]
+        assert _state(fast) == _state(slow)
 
 
 def test_a_bound_run_is_taken_only_after_a_tail_was_read() -> None:

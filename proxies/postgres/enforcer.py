@@ -1145,15 +1145,20 @@ class Enforcer:
         ):
             return False
         statement = self.statements.get(bind.statement)
-        if statement is None or not self._trusted(statement):
+        # _trusted(statement) and not _stale(statement), spelt out: asked for every run
+        if statement is None or not (
+            statement.state == CONFIRMED
+            or (statement.state == PENDING and statement.batch == self.batch)
+        ):
             return False
         ruling = statement.ruling
         kind = ruling.kind
-        if (
-            not (kind is VerdictKind.ALLOW or (kind is VerdictKind.MASK and described))
-            or ruling.effects
-            or self._stale(statement)
+        if not (kind is VerdictKind.ALLOW or (kind is VerdictKind.MASK and described)) or (
+            ruling.effects
         ):
+            return False
+        revision = self.revision()
+        if revision and ruling.policy_revision != revision:
             return False
         # the spool must have room for what this run records (asked once, as _execute asks)
         halt = self.halted(statement.sql)
@@ -1165,21 +1170,19 @@ class Enforcer:
             self._sync(sync)
             return True
         masker = None if kind is VerdictKind.ALLOW else self.masker(ruling)
-        portal = Portal(
-            bind.statement,
-            list(bind.result_formats),
-            statement.sql,
-            ruling,
-            described,
-            statement,
-            state=CONFIRMED,  # (unnamed, or a name never made before: see _bind)
-            batch=self.batch,
-        )
+        sql = statement.sql
+        formats = list(bind.result_formats)
+        # state CONFIRMED: unnamed, or a name never made before (see _bind)
+        portal = Portal(bind.statement, formats, sql, ruling, described, statement,
+                        None, False, CONFIRMED, self.batch)  # fmt: skip
         self._portal_names.add(name)
         self.portals[name] = portal
         tracker = self.tracker
         tracker.portal_shapes.pop(name, None)
-        executed = _executed(portal, name, masker)
+        # _executed(portal, name, masker), its arguments by position
+        executed = Expect("Execute", masker, ruling.decision_id, None, None, formats,
+                          bind.statement, name, False, False, None, sql, ruling, "extended",
+                          owner=portal)  # fmt: skip
         owed: tuple[Expect, ...]
         if described:
             owed = (

@@ -184,7 +184,28 @@ def _fast_bind(raw: bytes) -> Message | None:
     if pos + 2 * n + 2 > end:
         return None
     param_formats = _int16s(raw, pos, n)
-    pos += 2 * n
+    read = _bind_values(raw, pos + 2 * n, end)
+    if read is None:
+        return None
+    params, pos = read
+    n = raw[pos] << 8 | raw[pos + 1]
+    pos += 2
+    if pos + 2 * n != end:
+        return None
+    message = _new(Bind)
+    _BIND_PORTAL(message, portal)
+    _BIND_STATEMENT(message, statement)
+    _BIND_PARAM_FORMATS(message, param_formats)
+    _BIND_PARAMS(message, params)
+    _BIND_RESULT_FORMATS(message, _int16s(raw, pos, n))
+    return message
+
+
+def _bind_values(raw: bytes, pos: int, end: int) -> tuple[list[bytes | None], int] | None:
+    """A Bind's parameter values from their count at pos, and where its result formats'
+    count starts (None: malformed, or no room left for that count)."""
+    if pos + 2 > end:
+        return None
     n = raw[pos] << 8 | raw[pos + 1]
     pos += 2
     params: list[bytes | None] = []
@@ -203,17 +224,48 @@ def _fast_bind(raw: bytes) -> Message | None:
             pos += size
     if pos + 2 > end:
         return None
-    n = raw[pos] << 8 | raw[pos + 1]
-    pos += 2
-    if pos + 2 * n != end:
-        return None
-    message = _new(Bind)
-    _BIND_PORTAL(message, portal)
-    _BIND_STATEMENT(message, statement)
-    _BIND_PARAM_FORMATS(message, param_formats)
-    _BIND_PARAMS(message, params)
-    _BIND_RESULT_FORMATS(message, _int16s(raw, pos, n))
-    return message
+    return params, pos
+
+
+class _BindFrame:
+    """The parts of the last Bind frame FrontendParser.bound_run read that stay alike from
+    one execution of a prepared statement to the next: the bytes from the portal's name
+    through the parameter formats (`head`) and the result formats (`foot`), with what they
+    read as. A Bind opening with the same head bytes names the same portal and statement
+    with the same formats (the decoding is the same): only its values are read afresh. The
+    lists are shared by those Binds' messages, which nothing changes in place."""
+
+    __slots__ = ("foot", "head", "param_formats", "portal", "result_formats", "statement")
+
+    def __init__(self, raw: bytes, message: Bind) -> None:
+        names_end = raw.find(b"\0", raw.find(b"\0", 5) + 1)
+        self.head = raw[5 : names_end + 3 + 2 * len(message.param_formats)]
+        self.foot = raw[len(raw) - 2 - 2 * len(message.result_formats) :]
+        self.portal, self.statement = message.portal, message.statement
+        self.param_formats, self.result_formats = message.param_formats, message.result_formats
+
+    def read(self, raw: bytes) -> Message | None:
+        """_fast_bind(raw) for a frame that opens with this head (the caller has checked)."""
+        end = len(raw)
+        read = _bind_values(raw, 5 + len(self.head), end)
+        if read is None:
+            return None
+        params, pos = read
+        foot = self.foot
+        if end - pos == len(foot) and raw.endswith(foot):
+            result_formats = self.result_formats
+        else:
+            n = raw[pos] << 8 | raw[pos + 1]
+            if pos + 2 + 2 * n != end:
+                return None
+            result_formats = _int16s(raw, pos + 2, n)
+        message = _new(Bind)
+        _BIND_PORTAL(message, self.portal)
+        _BIND_STATEMENT(message, self.statement)
+        _BIND_PARAM_FORMATS(message, self.param_formats)
+        _BIND_PARAMS(message, params)
+        _BIND_RESULT_FORMATS(message, result_formats)
+        return message
 
 
 def _data_row_fits(
@@ -471,6 +523,7 @@ class FrontendParser(_StreamParser):
         super().__init__(max_frame)
         self._startup = startup
         self._cancelled = False
+        self._last_bind: _BindFrame | None = None  # (bound_run)
 
     @property
     def in_startup(self) -> bool:
@@ -544,7 +597,13 @@ class FrontendParser(_StreamParser):
         ):
             return None
         raw = data[:end]
-        message = _fast_bind(raw)
+        last = self._last_bind
+        if last is not None and raw.startswith(last.head, 5):
+            message = last.read(raw)
+        else:
+            message = _fast_bind(raw)
+            if message is not None:
+                self._last_bind = _BindFrame(raw, message)  # type: ignore[arg-type]
         if message is None:
             return None
         _MESSAGE_RAW(message, raw)
