@@ -347,3 +347,57 @@ async def test_a_record_inserted_while_an_export_verifies_is_not_bundled_as_the_
         ids = [json.loads(line)["id"] for line in member.read().splitlines()]
     assert report.ok, [p.describe() for p in report.problems]
     assert "x-forged" not in ids
+
+
+# -- console: the auditors' decisions page draws only the PDP's decisions ------------------
+
+
+async def test_the_decisions_page_counts_no_decision_someone_else_inserted(tmp_path):
+    """Attack (INSERT access to the audit store, no key): append well-chained decision
+    records: a denied 'DROP TABLE payroll_x' alice never sent, under a policy revision
+    'rev-forged' that was never in force. The console's Decisions page (auditors: verdicts
+    over time, top denied commands, the policy revision history) counted every decision
+    record the store held and drew them as the PDP's. Now records no valid record MAC
+    covers are left out, and the page says how many."""
+    from test_console_http import _http, sign_in
+
+    from pdp.store.chain import record_hash
+
+    raw = pdp_raw(tmp_path)
+    http = f"127.0.0.1:{free_port()}"
+    raw["pdp"]["http_listen"] = http
+    config = parse_config(raw, base_dir=tmp_path)
+    alice = token(config, ALICE, ("readonly",))
+    forged = {
+        "verdict": "deny",
+        "raw": "DROP TABLE payroll_x",
+        "reasons": ["no rule allows drop"],
+        "policy_revision": "rev-forged",
+    }
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, alice)
+        await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        db = sqlite3.connect(config.pdp.store.path)
+        try:
+            seq, prev = db.execute(
+                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            now = int(time.time() * 1e6)
+            digest = record_hash(prev, seq + 1, "x-dec", "decision", now, "", ALICE, forged)
+            body = json.dumps(forged, sort_keys=True, separators=(",", ":"))
+            db.execute(
+                "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject,"
+                " body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq + 1, "x-dec", "decision", now, "", ALICE, body, prev, digest),
+            )
+            db.commit()
+        finally:
+            db.close()
+        async with _http() as client:
+            await sign_in(client, f"http://{http}", "ines@example.com", "auditor")
+            async with client.get(f"http://{http}/console/decisions/") as response:
+                assert response.status == 200
+                page = await response.text()
+    assert "DROP TABLE orders" in page  # the PDP's own denial is drawn
+    assert "payroll_x" not in page and "rev-forged" not in page
+    assert "1 records of this window have no valid record MAC" in page

@@ -1,7 +1,8 @@
 """Decisions over time: by verdict, connection and zone; the most denied commands; the
 policy revisions in force. Drawn from the audit store's `decision` and `session.open`
 records (the decision log every verdict is written to), for a window of 24 hours, 7 or
-30 days. Auditors only.
+30 days. Auditors only. Records no PDP holding the key wrote (no valid record MAC:
+INSERTed into the store by someone else) are not counted, and the page says how many.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pdp.console.charts import bars, stacked_columns
 from pdp.console.markup import Html, join, tag, text_block
 from pdp.console.views.common import table
 from pdp.console.websession import signed_in
+from pdp.evidence.checkpoints import not_written_by_pdp
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord
 
@@ -41,9 +43,21 @@ def routes(console: Console) -> list[web.RouteDef]:
         store = console.pdp.store
         records = await store.query(kind="session.open", since=since)
         records += await store.query(kind="decision", since=since)
+        # a decision anyone who may INSERT into the store can append: never drawn as one
+        # the PDP made (a denied command, a policy revision that was never in force)
+        forged = set(await not_written_by_pdp(store, records))
+        if forged:
+            records = [r for r in records if r.seq not in forged]
         zones = {c.name: c.zone for c in console.pdp.config.connections}
         content = _content(records, zones, since, now, bucket, window)
-        return console.page(request, "Decisions", content, section="decisions")
+        flash = (
+            f"{len(forged)} records of this window have no valid record MAC (INSERTed into"
+            " the store by someone else, or written before record MACs): not counted here;"
+            " audit verify names them."
+            if forged
+            else ""
+        )
+        return console.page(request, "Decisions", content, section="decisions", flash=flash)
 
     return [web.get("/console/decisions/", page)]
 
