@@ -401,3 +401,52 @@ async def test_the_decisions_page_counts_no_decision_someone_else_inserted(tmp_p
     assert "DROP TABLE orders" in page  # the PDP's own denial is drawn
     assert "payroll_x" not in page and "rev-forged" not in page
     assert "1 records of this window have no valid record MAC" in page
+
+
+async def test_the_console_session_list_marks_a_session_someone_else_inserted(tmp_path):
+    """Attack (INSERT access to the audit store, no key): append a well-chained
+    session.open record saying bob@example.com opened a session to orders-db. `portcullis
+    sessions list` and the replay page say such a record is not the PDP's, but the
+    console's session list (an auditor's first view) drew it as any other. Its row is now
+    marked NOT WRITTEN BY THE PDP and the page says how many are."""
+    from test_console_http import _http, sign_in
+
+    from pdp.store.chain import record_hash
+
+    raw = pdp_raw(tmp_path)
+    http = f"127.0.0.1:{free_port()}"
+    raw["pdp"]["http_listen"] = http
+    config = parse_config(raw, base_dir=tmp_path)
+    alice = token(config, ALICE, ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, alice)
+        real = (await pdp.store.query(kind="session.open", session_id=opened.session_id))[0]
+        body = json.loads(json.dumps(real.body).replace(ALICE, "bob@example.com"))
+        db = sqlite3.connect(config.pdp.store.path)
+        try:
+            seq, prev = db.execute(
+                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            now, sid, bob = int(time.time() * 1e6), "s-forged-bob", "bob@example.com"
+            digest = record_hash(prev, seq + 1, "x-open", "session.open", now, sid, bob, body)
+            text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+            db.execute(
+                "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject,"
+                " body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq + 1, "x-open", "session.open", now, sid, bob, text, prev, digest),
+            )
+            db.commit()
+        finally:
+            db.close()
+        async with _http() as client:
+            await sign_in(client, f"http://{http}", "ines@example.com", "auditor")
+            async with client.get(f"http://{http}/console/sessions/") as response:
+                assert response.status == 200
+                page = await response.text()
+    rows = {row.split("</tr>")[0] for row in page.split("<tr")[1:]}
+    forged = [r for r in rows if "s-forged-bob" in r]
+    genuine = [r for r in rows if opened.session_id in r]
+    assert forged and genuine, page
+    assert "NOT WRITTEN BY THE PDP" in forged[0]
+    assert "NOT WRITTEN BY THE PDP" not in genuine[0]
+    assert "1 sessions listed here have a session.open record with no valid" in page

@@ -111,14 +111,24 @@ class SessionsView:
         if verdict:
             summaries = [s for s in summaries if s.verdict == verdict]
         summaries = summaries[-LISTED:][::-1]  # newest first
+        # a session.open record anyone who may INSERT into the store can append: marked
+        listed = {s.session_id for s in summaries}
+        shown = [r for r in opened if r.session_id in listed]
+        forged = set(await not_written_by_pdp(self.store, shown))
+        unvouched = {r.session_id for r in shown if r.seq in forged}
         form = self._form(q, auditor, subject, connection, verdict)
-        rows = [self._row(s) for s in summaries]
+        rows = [self._row(s, s.session_id in unvouched) for s in summaries]
         result = table(f"{len(summaries)} session(s), newest first", (
             "Session", "Started", "Subject", "Connection", "Verdict", "Status", "Duration",
             "Commands", "Client"), rows, class_="sessions") if rows else tag(
             "p", "No session matches.", class_="empty")  # fmt: skip
         scope = "" if auditor else tag("p", "You see your own sessions.", class_="note")
-        flash = "; ".join(problems)
+        notes = [
+            f"{len(unvouched)} sessions listed here have a session.open record with no"
+            " valid record MAC (INSERTed into the store by someone else, or written"
+            " before record MACs): marked NOT WRITTEN BY THE PDP"
+        ] if unvouched else []  # fmt: skip
+        flash = "; ".join(problems + notes)
         return self.console.page(request, "Sessions", Html(scope + form + result),
                                  section="sessions", flash=flash,
                                  status=400 if problems else 200)  # fmt: skip
@@ -142,11 +152,14 @@ class SessionsView:
         return tag("form", fields, method="get", action="/console/sessions/", class_="search",
                    role="search", aria_label="Search sessions")  # fmt: skip
 
-    def _row(self, s: SessionSummary) -> list[Any]:
+    def _row(self, s: SessionSummary, unvouched: bool = False) -> list[Any]:
         link = tag("a", s.session_id, href=f"/console/sessions/{s.session_id}")
         duration = f"{s.duration_seconds:g}s" if s.duration_seconds is not None else "-"
+        status: Any = s.status
+        if unvouched:
+            status = Html(esc(s.status) + " " + badge("NOT WRITTEN BY THE PDP", "deny"))
         return [link, when(s.started_at), s.subject, s.connection, verdict_badge(s.verdict),
-                s.status, duration, "-" if s.commands is None else str(s.commands),
+                status, duration, "-" if s.commands is None else str(s.commands),
                 f"{s.client or '-'}@{s.client_addr or '-'}"]  # fmt: skip
 
     async def _opened(self, request: web.Request) -> AuditRecord:
