@@ -31,6 +31,7 @@ from pdp_harness import (
 from test_evidence import portcullis
 
 from pdp.api.http_api import metrics_text
+from pdp.store.chain import record_hash
 from portcullis.config import load_config, parse_config
 from portcullis.v1 import pdp_pb2
 
@@ -297,7 +298,6 @@ async def test_a_record_inserted_while_an_export_verifies_is_not_bundled_as_the_
     from pdp.evidence.checkpoints import anchor_path_for
     from pdp.evidence.signing import Signer
     from pdp.plumbing.keys import load_or_create_ed25519
-    from pdp.store.chain import record_hash
     from pdp.store.sqlite import SQLiteAuditStore
 
     config = load_config(_written(tmp_path))
@@ -361,8 +361,6 @@ async def test_the_decisions_page_counts_no_decision_someone_else_inserted(tmp_p
     covers are left out, and the page says how many."""
     from test_console_http import _http, sign_in
 
-    from pdp.store.chain import record_hash
-
     raw = pdp_raw(tmp_path)
     http = f"127.0.0.1:{free_port()}"
     raw["pdp"]["http_listen"] = http
@@ -411,8 +409,6 @@ async def test_the_console_session_list_marks_a_session_someone_else_inserted(tm
     marked NOT WRITTEN BY THE PDP and the page says how many are."""
     from test_console_http import _http, sign_in
 
-    from pdp.store.chain import record_hash
-
     raw = pdp_raw(tmp_path)
     http = f"127.0.0.1:{free_port()}"
     raw["pdp"]["http_listen"] = http
@@ -450,3 +446,45 @@ async def test_the_console_session_list_marks_a_session_someone_else_inserted(tm
     assert "NOT WRITTEN BY THE PDP" in forged[0]
     assert "NOT WRITTEN BY THE PDP" not in genuine[0]
     assert "1 sessions listed here have a session.open record with no valid" in page
+
+
+async def test_a_copied_checkpoint_at_the_head_does_not_stop_the_last_checkpoint(tmp_path):
+    """Attack (INSERT access to the audit store, no key): after alice's DROP TABLE, append
+    a copy of an earlier signed checkpoint record as the newest record. The checkpoint
+    writer took a head that is a signed checkpoint for 'nothing happened since the last
+    checkpoint', at every tick and at shutdown: no checkpoint, and no anchor, ever named
+    the DROP, which could then be cut from the store's end with verify passing. A head
+    checkpoint now counts only when it names the record just before it."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    alice = token(config, ALICE, ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        await _reads(stub, alice, 2)
+        assert pdp.checkpoints is not None
+        earlier = await pdp.checkpoints.checkpoint()
+        assert earlier is not None
+        opened = await open_session(stub, alice)
+        await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        drop = (await pdp.store.head())[0]
+        db = sqlite3.connect(config.pdp.store.path)
+        try:
+            seq, prev = db.execute(
+                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            now = int(time.time() * 1e6)
+            body = earlier.body
+            digest = record_hash(prev, seq + 1, "x-cp", "checkpoint", now, "", "", body)
+            text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+            db.execute(
+                "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject,"
+                " body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq + 1, "x-cp", "checkpoint", now, "", "", text, prev, digest),
+            )
+            db.commit()
+        finally:
+            db.close()
+    anchor = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert anchor["payload"]["seq"] >= drop, anchor["payload"]
+    await tamper(config.pdp.store, ("DELETE FROM audit_records WHERE seq >= ?", (drop,)))
+    verified = portcullis("-c", str(config_path), "audit", "verify")
+    assert verified.returncode == 1, verified.stdout
