@@ -13,17 +13,28 @@ before its fix:
   megabytes of words alike, and every other client (any identity) waited. Such a body is
   now read in a thread, and its reading is bounded (MAX_WORDS_READ over every reading:
   past that it is unread, which needs approval for anyone masked);
+- a filter or search on a masked field carried in base64 (`?filter=eyJwaG9uZSI6...`, a
+  JSON body's `{"query": "<base64 of {"wildcard": {"phone": "5550*"}}>"}`, base64url, a
+  path segment, a form value, a large body's string): the policy read names in the query
+  and body as written, the upstream decoded them and answered which rows match. A string
+  that is base64 as a whole and decodes to text is now read as that text (coded_words;
+  in a large body, body_words), and naming a masked field there needs approval for
+  anyone masked;
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
+import json
 import threading
 from typing import Any
+from urllib.parse import quote
 
 import pytest
-from http_upstream import exchange, http_stack, request, status
+from aiohttp import web
+from http_upstream import SECRET, exchange, http_stack, request, status
 from test_http_probe_p5 import app_upstream
 from test_http_probe_p6 import postgrest_app
 
@@ -93,3 +104,96 @@ def test_a_body_too_costly_to_read_is_unread() -> None:
         "name ann",
         "name ann name",
     ]
+
+
+CUSTOMERS = [
+    {"id": 1, "name": "Ann", "phone": "5550100"},
+    {"id": 2, "name": "Bob", "phone": "5559999"},
+]
+
+
+def _decoded(text: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+
+
+def coded_search_app() -> web.Application:
+    """/customers answering the rows a base64 filter matches: `?filter=` (base64 or
+    base64url JSON `{field: prefix*}`), a path `/customers/by/<base64>`, or a body (JSON
+    or form) whose `query` is one; the upstream credential required."""
+
+    async def customers(request: web.Request) -> web.Response:
+        if request.headers.get("X-Api-Key") != SECRET:
+            return web.json_response({"error": "no credential"}, status=401)
+        coded = request.query.get("filter") or request.match_info.get("coded")
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                coded = (await request.json())["query"]
+            else:
+                coded = (await request.post())["query"]  # type: ignore[assignment]
+        search = _decoded(str(coded)) if coded else {}
+        search = search.get("wildcard", search)
+        rows = [
+            r
+            for r in CUSTOMERS
+            if all(str(r[k]).startswith(v.rstrip("*")) for k, v in search.items() if k in r)
+        ]
+        return web.json_response(rows)
+
+    app = web.Application()
+    app.router.add_route("*", "/customers", customers)
+    app.router.add_route("*", "/customers/by/{coded}", customers)
+    return app
+
+
+def _b64(value: Any, url: bool = False) -> str:
+    data = json.dumps(value).encode()
+    return (base64.urlsafe_b64encode if url else base64.b64encode)(data).decode()
+
+
+SEARCH = {"wildcard": {"phone": "5550*"}}
+CODED_SEARCHES = {
+    "query": ("GET /customers?filter=" + quote(_b64({"phone": "5550*"}), safe=""), "", b""),
+    "query base64url unpadded": (
+        "GET /customers?filter=" + _b64({"phone": "5550*", "n": "??>"}, url=True).rstrip("="),
+        "",
+        b"",
+    ),
+    "path segment": ("GET /customers/by/" + _b64(SEARCH, url=True), "", b""),
+    "json body": (
+        "POST /customers",
+        "Content-Type: application/json\r\n",
+        json.dumps({"query": _b64(SEARCH)}).encode(),
+    ),
+    "form body": (
+        "POST /customers",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        b"query=" + quote(_b64(SEARCH), safe="").encode(),
+    ),
+    "large json body": (
+        "POST /customers",
+        "Content-Type: application/json\r\n",
+        json.dumps({"query": _b64(SEARCH), "pad": "x" * 70000}).encode(),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CODED_SEARCHES))
+async def test_a_search_on_a_masked_field_in_base64_needs_approval(
+    tmp_path: Any, case: str
+) -> None:
+    line, fields, body = CODED_SEARCHES[case]
+    async with (
+        app_upstream(coded_search_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        groups = ("readonly",) if line.startswith("GET") else ("dba",)
+        line += " HTTP/1.1"
+        answer = await exchange(s.proxy.port, request(s, line, fields, body, groups))
+        pii = await exchange(s.proxy.port, request(s, line, fields, body, (*groups, "pii-readers")))
+        # base64 naming no masked field is still a read
+        plain = "GET /customers?filter=" + quote(_b64({"name": "A*"}), safe="") + " HTTP/1.1"
+        named = await exchange(s.proxy.port, request(s, plain))
+    assert status(answer) == 202 and b"Ann" not in answer, answer[:400]
+    assert b"in base64" in answer or b"names the masked field" in answer, answer[:400]
+    assert status(pii) == 200 and b"Ann" in pii, pii[:400]
+    assert status(named) == 200 and b"Ann" in named, named[:400]

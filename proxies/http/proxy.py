@@ -39,6 +39,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import ssl
 import time
 from collections.abc import Coroutine
@@ -128,6 +129,45 @@ def _body_words(head: Head, inspected: bytes, readable: bool) -> dict[str, Any]:
         return {"body_words": request_words.body_runs(messages.media_type(head), inspected)}
     except request_words.Unread as unread:
         return {"body_unread": {"kind": unread.kind, "why": unread.why}}
+
+
+def _coded_words(target: Target, query: dict[str, Any], body: Any) -> dict[str, Any]:
+    """The policy's view of what the request carries in base64 (coded_words: the runs of
+    words of each query name or value, path segment, or string of a body shown as a value
+    that is base64 as a whole and decodes to text; request_words.coded_runs), which
+    http.rego reads for a masked field's name as it reads the plain ones. Empty when
+    there is none; body_unread (size) when there are too many words to hand on."""
+    texts = [segment for segment in target.path.split("/") if len(segment) >= 6]
+    if query:
+        texts.extend(_strings(query))
+        if "+" in target.query:
+            # (a `+` read as base64's own letter, not as a space)
+            texts.extend(unquote(pair, errors="replace") for pair in re.split("[&=]", target.query))
+    if body is not None:
+        texts.extend(_strings(body))
+    try:
+        runs = request_words.coded_runs(texts)
+    except request_words.Unread as unread:
+        return {"body_unread": {"kind": unread.kind, "why": unread.why}}
+    return {"coded_words": runs} if runs else {}
+
+
+def _strings(value: Any) -> list[str]:
+    """Every key and string of a JSON value (or a query's name → value), however deep."""
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)  # (JSON's own types: no subclass)
+        if kind is str:
+            if len(item) >= request_words.MIN_CODED:
+                out.append(item)
+        elif kind is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+    return out
 
 
 def _read_aside(request: Request) -> bool:
@@ -821,6 +861,10 @@ class ClientConnection(UpstreamExchange):
             # a body not shown as a value (past INSPECTED_BODY, multipart, XML, text): its
             # distinct runs of words, or why it could not be read (http.rego)
             attributes.update(_body_words(head, inspected, readable))
+        coded = _coded_words(request.target, attributes["query"], body)
+        if "body_unread" in coded and "body_unread" in attributes:
+            del coded["body_unread"]
+        attributes.update(coded)
         if request.body and (
             not readable or messages.names_method(inspected, body, messages.is_form(head))
         ):

@@ -6,7 +6,8 @@ A body is read as its upstream's parser may read it: JSON as its keys and string
 (escapes undone: `\\u0070hone`), other text as written and with its escapes undone
 (JSON's `\\uXXXX`, XML/HTML character references `&#112;hone`, percent-encoding
 `%70hone`, full-width letters by NFKC; a multipart body's parts under base64 or
-quoted-printable, and RFC 2047 words in its headers, decoded too). Each text is split
+quoted-printable, and RFC 2047 words in its headers, decoded too; a JSON string that is
+base64 as a whole and decodes to text, read as that text). Each text is split
 into words as http.rego and bodies.name_words split a name (at what is not a letter or
 digit, and where camelCase changes case), lower-cased; the policy gets the distinct runs
 of one to three words (`card number`), so a masked field of up to three words is named
@@ -47,6 +48,11 @@ _BASE64_PART = re.compile(
     rb"(.*?)(?:\r?\n--|$)"
 )
 _BASE64_WORD = re.compile(rb"=\?[^?\s]*\?[bB]\?([A-Za-z0-9+/=]*)\?=")
+# base64 or base64url as a whole (white space left out), as an API's `?filter=` or a
+# JSON field carrying a document may be: a text's decoding is read too (coded_runs)
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]+={0,2}|[A-Za-z0-9_-]+={0,2}")
+_SPACE = re.compile(r"\s+")
+MIN_CODED = 6  # characters: `cGhvbmU` is `phone`
 _TEXT_TYPES = ("text/", "json", "xml", "form-urlencoded", "yaml", "javascript", "graphql", "csv")
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
@@ -88,6 +94,53 @@ def body_runs(media_type: str, body: bytes) -> list[str]:
             if len(runs) > MAX_RUNS or size > MAX_RUN_CHARS:
                 raise Unread("size", "a body with too many distinct words to read")
     return sorted(runs)
+
+
+def coded_runs(texts: Iterator[str] | list[str]) -> list[str]:
+    """The distinct runs of words of those of `texts` that are base64 as a whole and
+    decode to text (a query's names and values, a path's segments, the strings of a body
+    the policy is shown as a value: an upstream decoding `?filter=eyJwaG9uZSI6...` acts on
+    `{"phone": ...}`), read as a body is (JSON keys and strings, escapes undone, base64
+    inside decoded again); or Unread (size)."""
+    runs: set[str] = set()
+    size = 0
+    budget = [MAX_WORDS_READ]
+    for text in texts:
+        decoded = decoded_base64(text)
+        if decoded is None:
+            continue
+        for piece in _texts(decoded):
+            for found in _runs(piece, budget):
+                new = found - runs
+                runs |= new
+                size += sum(map(len, new))
+                if len(runs) > MAX_RUNS or size > MAX_RUN_CHARS:
+                    raise Unread("size", "base64 text with too many distinct words to read")
+    return sorted(runs)
+
+
+def decoded_base64(text: str) -> str | None:
+    """`text` decoded when it is base64 or base64url as a whole (padded or not, white
+    space left out) of UTF-8 text without control characters but white space; else
+    None."""
+    if len(text) < MIN_CODED:
+        return None
+    squeezed = _SPACE.sub("", text) if not text.isalnum() else text
+    if len(squeezed) < MIN_CODED or not _BASE64_TEXT.fullmatch(squeezed):
+        return None
+    bare = squeezed.rstrip("=")
+    if len(bare) % 4 == 1:
+        return None
+    try:
+        data = base64.b64decode(
+            bare.replace("-", "+").replace("_", "/") + "=" * (-len(bare) % 4), validate=True
+        )
+        decoded = data.decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if any(c < " " and c not in "\t\n\r" for c in decoded) or "\x7f" in decoded:
+        return None
+    return decoded
 
 
 def _texty(media_type: str) -> bool:
@@ -153,9 +206,12 @@ def _json_texts(value: Any) -> Iterator[str]:
         item = stack.pop()
         if isinstance(item, str):
             yield item
-            normal = unicodedata.normalize("NFKC", item)
-            if normal != item:
-                yield normal
+            if not unicodedata.is_normalized("NFKC", item):
+                yield unicodedata.normalize("NFKC", item)
+            decoded = decoded_base64(item)
+            if decoded is not None:
+                # (a document carried as base64: read as a body is, its own base64 too)
+                yield from _texts(decoded)
         elif isinstance(item, dict):
             for key, inner in item.items():
                 stack.append(key)

@@ -140,6 +140,19 @@ needs_approval contains sprintf("%s %s names the masked field %s in its body: a 
 	http_runs_name(runs, spelt)
 }
 
+# The same in base64: a query's name or value, a path segment or a string of the body
+# that is base64 (or base64url) as a whole and decodes to text (`?filter=eyJwaG9uZSI6...`,
+# `{"query": "eyJ3aWxkY2FyZCI6..."}`: an API decoding it acts on `{"phone": ...}`) comes
+# as the runs of words of what it decodes to (coded_words: request_words.coded_runs).
+needs_approval contains sprintf("%s %s names the masked field %s in base64 in its target or body: a filter, order or search on it, or a name chosen for it, answers what the mask hides", [http_method, input.command.http.path, field]) if {
+	input.command.kind == "http.request"
+	not pii_reader
+	runs := {r | some r in object.get(input.command.http, "coded_words", [])}
+	count(runs) > 0
+	some field, spelt in http_masked_field_words
+	http_runs_name(runs, spelt)
+}
+
 http_runs_name(runs, spelt) if {
 	some s in spelt
 	trim_space(s) in runs

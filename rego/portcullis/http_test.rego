@@ -248,6 +248,16 @@ test_body_words_naming_a_masked_field_need_approval_for_anyone_masked if {
 	}
 }
 
+test_coded_words_naming_a_masked_field_need_approval_for_anyone_masked if {
+	coded := {"coded_words": ["phone", "wildcard", "wildcard phone"]}
+	d := portcullis.decision with input as http_with(["readonly"], "GET", coded)
+	d.verdict == "require_approval"
+	"GET /v1/invoices/7 names the masked field phone in base64 in its target or body: a filter, order or search on it, or a name chosen for it, answers what the mask hides" in d.reasons
+	portcullis.decision.verdict == "require_approval" with input as http_with(["dba"], "POST", coded)
+	portcullis.decision.verdict == "allow" with input as http_with(["readonly", "pii-readers"], "GET", coded)
+	portcullis.decision.verdict == "mask" with input as http_with(["readonly"], "GET", {"coded_words": ["telephoned", "x"]})
+}
+
 test_an_unread_body_needs_approval_unless_a_binary_upload if {
 	binary := {"body_unread": {"kind": "binary", "why": "a body that is not UTF-8 text"}}
 	unread_cases := [
