@@ -121,9 +121,12 @@ def test_a_loop_list_bash_expands_is_not_read(engine: Any, line: str) -> None:
 def test_a_loop_over_plain_words_stays_allowed(engine: Any) -> None:
     line = 'for x in a $HOME $(uptime); do df "$x"; done'
     assert verdict(engine, line)["verdict"] in ALLOWED, reading(line)
-    # its variable, unquoted, may be globbed: asks (the loop may set HOME)
-    line = "for HOME in a; do df $HOME; done"
+    # its variable, unquoted, may be globbed: asks
+    line = "for x in a; do df $x; done"
     assert verdict(engine, line)["verdict"] == "require_approval", reading(line)
+    # a loop setting HOME (a variable the shell reads) is denied (test_ssh_probe_p7)
+    line = "for HOME in a; do df $HOME; done"
+    assert verdict(engine, line)["verdict"] == "deny", reading(line)
 
 
 @pytest.mark.parametrize("line", ["sh -c 'df \"$1\"' x y", "sh -c df x", "bash -c 'uptime'"])

@@ -9,6 +9,12 @@ reader set any variable unseen (`df {PATH}>/dev/null; df` ran with PATH=10), and
 element's subscript, evaluated as arithmetic, ran what `$_` named (`df 'a[$(cmd)]'; df
 {a[_]}>/dev/null` ran cmd while the approver was shown two df). A backslash ending the line
 after `&`, `;` or a newline is a word to bash (a command named `\\`); bashlex dropped it.
+
+A `for` loop assigns its variable as an assignment does, for the commands after it, and
+keeps it exported if it was: `for PATH in /tmp; do df; done` ran /tmp/df as the upstream's
+root, while the policy denies any part that sets a variable and saw none (a masked dba may
+upload /tmp/df by SFTP without approval: the shell it was refused). The parser now lists a
+line's loop variables and the policy allows only lowercase names (letters and digits).
 """
 
 from __future__ import annotations
@@ -74,6 +80,33 @@ def test_an_escaped_backslash_or_a_continuation_at_the_end_is_read(engine: Any, 
     assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
 
 
+# A `for` loop assigns its variable (exported if it was) for the commands in it and after it
+LOOP_ASSIGNMENTS = [
+    "for PATH in /tmp; do df; done",
+    "for PATH in /tmp; do uptime; done; df",
+    "for PATH; do df; done",
+    "sh -c 'for PATH in /tmp; do df; done'",
+    "sh <<E\nfor PATH in /tmp; do df; done\nE\n",
+    "for x in a; do for HOME in /tmp; do journalctl; done; done",
+    "for IFS in /; do df $HOME; done",
+    "for http_proxy in x; do df; done",
+]
+
+
+@pytest.mark.parametrize("line", LOOP_ASSIGNMENTS)
+def test_a_loop_setting_what_the_shell_reads_is_denied(engine: Any, line: str) -> None:
+    decided = verdict(engine, line)
+    assert decided["verdict"] == "deny", (line, reading(line), decided)
+    assert any(reason.startswith("a loop sets ") for reason in decided["reasons"]), decided
+
+
+@pytest.mark.parametrize(
+    "line", ['for x in a b; do df "$x"; done', "for host2 in a; do uptime; done; df"]
+)
+def test_a_loop_over_a_lowercase_name_stays_allowed(engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
+
+
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with ssh_stack(tmp_path) as s:
@@ -89,6 +122,22 @@ async def test_what_bash_reads_otherwise_never_reaches_the_upstream(stack: Stack
             result = await conn.run(line)
             assert result.exit_status == 1, (line, result.stdout, result.stderr)
             assert result.stderr.startswith("portcullis: denied: "), (line, result.stderr)
+    assert stack.sshd.sessions_started() == 0
+
+
+@pytest.mark.integration
+async def test_a_program_planted_where_a_loop_points_path_never_runs(stack: Stack) -> None:
+    """Before: allowed, the upstream's bash ran the planted df (here a marker; anyone who
+    may write /tmp, or a masked dba's SFTP upload there, chooses what) as its account."""
+    planted, marker = stack.tmp / "bin", stack.tmp / "ran"
+    planted.mkdir()
+    (planted / "df").write_text(f"#!/bin/sh\n: > {marker}\n")
+    (planted / "df").chmod(0o755)
+    async with await stack.connect(READER) as conn:
+        result = await conn.run(f"for PATH in {planted}; do df; done")
+    assert result.exit_status == 1, (result.stdout, result.stderr)
+    assert result.stderr.startswith("portcullis: denied: "), result.stderr
+    assert not marker.exists()
     assert stack.sshd.sessions_started() == 0
 
 

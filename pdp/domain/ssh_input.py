@@ -137,6 +137,7 @@ GLOB_FREE_PARAMETERS = frozenset({"HOME", "USER", "LOGNAME", "SHELL", "PWD", "PA
 POSITIONAL = re.compile(r"[0-9]+|[@*]")
 # a name a `for` loop may assign (it may be HOME: `for HOME in '/root/.*'`)
 LOOP_VARIABLE = re.compile(r"\bfor\s+([A-Za-z_][A-Za-z0-9_]*)")
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # commands whose output, substituted unquoted (`df $(uptime)`), holds no glob character:
 # run alone, without arguments (`uptime --help` prints `[options]`)
 GLOB_FREE_OUTPUT = frozenset({"uptime", "free"})
@@ -207,12 +208,15 @@ def ssh_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
 def _exec_input(raw: str) -> tuple[tuple[str, Any], ...]:
     out: dict[str, Any] = {"command": raw}
     try:
-        parts = parse(raw)
+        walker = _walked(raw, 0, frozenset())
     except Unreadable as exc:
         out.update(parts=[], argv=[], malformed=str(exc))
         return tuple(out.items())
+    parts = walker.parts
     out["parts"] = [p.to_input() for p in parts]
     out["argv"] = parts[0].argv if len(parts) == 1 else []
+    if walker.loop_variables:
+        out["loop_variables"] = list(dict.fromkeys(walker.loop_variables))
     return tuple(out.items())
 
 
@@ -316,6 +320,10 @@ def _copied(value: Any) -> Any:
 def parse(raw: str, depth: int = 0, bound: frozenset[str] = frozenset()) -> list[Part]:
     """The simple commands of a command line, in order (bound: names a `for` loop of an
     enclosing line may have assigned). Raises Unreadable."""
+    return _walked(raw, depth, bound).parts
+
+
+def _walked(raw: str, depth: int, bound: frozenset[str]) -> _Walker:
     if depth > MAX_DEPTH:
         raise Unreadable(f"commands nested more than {MAX_DEPTH} deep")
     if len(raw) > MAX_SHELL_READ:
@@ -350,7 +358,7 @@ def parse(raw: str, depth: int = 0, bound: frozenset[str] = frozenset()) -> list
     count = sum(len(p.argv) for p in walker.parts)
     if depth == 0 and count > MAX_WORDS:
         raise Unreadable(f"{count} words, more than the {MAX_WORDS} a command line may hold")
-    return walker.parts
+    return walker
 
 
 def unquote(source: str) -> str | None:
@@ -410,6 +418,9 @@ class _Walker:
         self.depth = depth
         self.bound = bound  # names a `for` loop of this line (or an enclosing one) assigns
         self.parts: list[Part] = []
+        # the variables `for` loops assign (any depth): `for PATH in /tmp; do df; done`
+        # runs /tmp/df, though no part sets anything
+        self.loop_variables: list[str] = []
 
     def walk(self, node: Any) -> None:
         kind = node.kind
@@ -436,6 +447,8 @@ class _Walker:
         if kind == "compound":
             self._compound(node)
             return
+        if kind == "for":
+            self.loop_variables.append(_loop_variable(self.source, node))
         for child in _children(node):
             self.walk(child)
 
@@ -678,9 +691,21 @@ class _Walker:
     def _nested(self, script: Word, via: list[str], shell: Word) -> None:
         if script.dynamic:
             raise Unreadable(f"{shell.text} runs a script computed at run time")
-        for part in parse(script.text, self.depth + 1, self.bound):
+        inner = _walked(script.text, self.depth + 1, self.bound)
+        self.loop_variables.extend(inner.loop_variables)
+        for part in inner.parts:
             part.via = via + part.via
             self._add(part)
+
+
+def _loop_variable(source: str, node: Any) -> str:
+    """The name a `for` loop assigns (`for NAME in ...`, `for NAME; do`): the word after
+    `for` as written (bash refuses a quoted one)."""
+    words = [child for child in _children(node) if child.kind == "word"]
+    name = source[words[0].pos[0] : words[0].pos[1]] if words else ""
+    if VARIABLE_NAME.fullmatch(name) is None:
+        raise Unreadable(f"a loop whose variable is not a name ({_short_text(name)})")
+    return str(name)
 
 
 def _glob_free_output(part: Part) -> bool:

@@ -86,6 +86,19 @@ deny contains sprintf("%q sets %s", [part.command, concat(", ", part.assignments
 	count(part.assignments) > 0
 }
 
+# A `for` loop assigns its variable as an assignment does, to every command after it in
+# the loop and past its end, exported if the name was: `for PATH in /tmp; do df; done` runs
+# /tmp/df (anyone who can write /tmp, or a dba's SFTP upload, chooses what), though no part
+# sets anything. The parser lists each loop's name (input.command.ssh.loop_variables, any
+# depth); a name is allowed by its shape only, lowercase letters and digits: bash reads no
+# such variable, and sshd exports none (environment variables are upper case, or hold an
+# underscore: http_proxy).
+deny contains sprintf("a loop sets %s: a loop's variable may only be named in lowercase letters and digits (PATH, HOME, IFS, ... are read by the shell and the commands it runs)", [name]) if {
+	input.command.kind == "ssh.exec"
+	some name in object.get(input.command.ssh, "loop_variables", [])
+	not regex.match(`^[a-z][a-z0-9]*$`, name)
+}
+
 deny contains sprintf("%q %s %s: only /dev/null may be redirected to or from", [part.command, r.op, r.target]) if {
 	input.command.kind == "ssh.exec"
 	some part in ssh_parts

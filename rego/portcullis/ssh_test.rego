@@ -114,6 +114,23 @@ test_ssh_assignments_and_redirections_denied if {
 	ssh_decision(["pii-readers"], [quiet]).verdict == "allow"
 }
 
+ssh_looped(names) := d if {
+	looped := object.union(ssh_exec_input(["pii-readers"], [ssh_part(["df"])]), {"command": {"ssh": {"loop_variables": names}}})
+	d := portcullis.decision with input as looped
+}
+
+test_ssh_a_loop_variable_the_shell_or_a_command_reads_denied if {
+	every name in ["PATH", "HOME", "IFS", "BASH_ENV", "x_y", "_", "X"] {
+		ssh_looped([name]).verdict == "deny"
+	}
+	d := ssh_looped(["x", "PATH"])
+	d.verdict == "deny"
+	some reason in d.reasons
+	startswith(reason, "a loop sets PATH:")
+	ssh_looped(["x", "host2"]).verdict == "allow"
+	ssh_looped([]).verdict == "allow"
+}
+
 test_ssh_unread_command_denied if {
 	m := {
 		"identity": {"subject": "alice@example.com", "groups": ["dba"]},
