@@ -19,7 +19,7 @@ from portcullis.verdict import MaskRule, Verdict, VerdictKind
 from proxies.postgres import codec
 from proxies.postgres.codec.parsers import FrontendParser
 from proxies.postgres.enforcer import Enforcer, PreparedStatement
-from proxies.postgres.tracker import Expect, ResponseTracker
+from proxies.postgres.tracker import Expect, ResponseTracker, owed
 from proxies.runtime.pdp_client import Ruling
 
 
@@ -112,6 +112,25 @@ def test_the_counts_are_never_fewer_than_what_is_owed(steps: list[tuple[str]]) -
         special = sum(1 for i in owed if not isinstance(i, Expect) or i.swallow or i.replace_error)
         assert tracker._masking >= masking and tracker._special >= special
         assert tracker.masking == (tracker._masking > 0)
+
+
+def test_an_expectation_made_by_owed_is_the_one_expect_makes() -> None:
+    # the lanes make their expectations with owed(), not Expect(): every slot alike
+    ruling = Ruling(Verdict(VerdictKind.ALLOW), "d-1", "rev-1")
+    portal = object()
+    execute = {"statement": "S_1", "portal": "", "command": "SELECT $1", "ruling": ruling}
+    cases: list[tuple[tuple[object, ...], dict[str, object]]] = [
+        (("Sync",), {}),
+        (("Bind",), {"owner": portal}),
+        (("DescribeP",), {"statement": "", "owner": portal}),
+        (("Query", None, "d-1"), {"command": "SELECT 1", "ruling": ruling, "protocol": "simple"}),
+        (("Execute", None, "d-1"), {**execute, "protocol": "extended", "formats": [1]}),
+    ]
+    for args, named in cases:
+        made, expected = owed(*args, **named), Expect(*args, **named)  # type: ignore[arg-type]
+        for slot in Expect.__slots__:
+            assert getattr(made, slot) == getattr(expected, slot), (args, slot)
+        assert made.masked is expected.masked  # the shared empty counts, never a new one
 
 
 def test_statement_attributes_follow_what_the_session_learnt() -> None:

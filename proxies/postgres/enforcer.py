@@ -77,6 +77,7 @@ from proxies.postgres.tracker import (
     Expect,
     ResponseTracker,
     ResultShape,
+    owed,
 )
 from proxies.runtime.pdp_client import Ruling
 
@@ -692,9 +693,7 @@ class Enforcer:
             self._query(message, found)
             return True
         # the verdict stands: what _query() does for it (recorded when it completes)
-        tracker.expect(
-            Expect("Query", None, ruling.decision_id, command=sql, ruling=ruling, protocol="simple")
-        )
+        tracker.expect(owed("Query", None, ruling.decision_id, None, None, sql, ruling, "simple"))
         self.to_server.append(message.raw or message.encode())
         return True
 
@@ -1179,21 +1178,20 @@ class Enforcer:
         self.portals[name] = portal
         tracker = self.tracker
         tracker.portal_shapes.pop(name, None)
-        # _executed(portal, name, masker), its arguments by position
-        executed = Expect("Execute", masker, ruling.decision_id, None, None, formats,
-                          bind.statement, name, False, False, None, sql, ruling, "extended",
-                          owner=portal)  # fmt: skip
-        owed: tuple[Expect, ...]
+        # what _executed(portal, name, masker) makes
+        executed = owed("Execute", masker, ruling.decision_id, bind.statement, name, sql,
+                        ruling, "extended", portal, formats)  # fmt: skip
+        run: tuple[Expect, ...]
         if described:
-            owed = (
-                Expect("Bind", owner=portal),
-                Expect("DescribeP", statement=name, owner=portal),
+            run = (
+                owed("Bind", owner=portal),
+                owed("DescribeP", statement=name, owner=portal),
                 executed,
-                Expect("Sync"),
+                owed("Sync"),
             )
         else:
-            owed = (Expect("Bind", owner=portal), executed, Expect("Sync"))
-        tracker.expect_plain(owed, masker is not None)
+            run = (owed("Bind", owner=portal), executed, owed("Sync"))
+        tracker.expect_plain(run, masker is not None)
         self.to_server.append(chunk)
         # as after Sync (nothing was discarded: discarding stays False)
         self.batch_forwarded = self.batch_executed = False

@@ -146,6 +146,51 @@ class Expect:
         return f"Expect({self.kind!r}, command={self.command[:40]!r}, rows={self.rows})"
 
 
+_new_expect = object.__new__
+
+
+def owed(
+    kind: str,
+    masker: Masker | None = None,
+    decision_id: str = "",
+    statement: str | None = None,
+    portal: str | None = None,
+    command: str = "",
+    ruling: Ruling | None = None,
+    protocol: str = "",
+    owner: Any = None,
+    formats: list[int] = _NO_FORMATS,
+) -> Expect:
+    """Expect(kind, masker, decision_id, statement=statement, portal=portal, command=command,
+    ruling=ruling, protocol=protocol, owner=owner, formats=formats), for the lanes that
+    make one per message of every statement (a simple Query, a prepared run's four): a
+    plain function call, where making a class instance goes through type.__call__ and a
+    second interpreter frame for __init__. The same slots, the same values
+    (tests/test_pg_hot_lanes.py holds the two equal)."""
+    item: Expect = _new_expect(Expect)
+    item.kind = kind
+    item.masker = masker
+    item.decision_id = decision_id
+    item.shape = None
+    item.row_mask = None
+    item.formats = formats
+    item.statement = statement
+    item.portal = portal
+    item.swallow = False
+    item.silent = False
+    item.replace_error = None
+    item.command = command
+    item.ruling = ruling
+    item.protocol = protocol
+    item.parts = 0
+    item.rows = 0
+    item.masked = _NOTHING_MASKED
+    item.quiet = False
+    item.owner = owner
+    item.made = ()
+    return item
+
+
 @dataclass
 class Synthetic:
     """An answer the proxy makes up; built when its turn comes (for the current status)."""
