@@ -4,11 +4,13 @@ run by bash with stub commands that log their argv, and a DEBUG trap naming ever
 bash runs, builtins included; what ran is compared with the parts the policy judged).
 
 `{fd}>/dev/null` is to bash a redirection that assigns the descriptor it opens to the
-variable `fd` (bash 4.1+); to bashlex the word `{fd}` is an argument of the command. So a
-reader set any variable unseen (`df {PATH}>/dev/null; df` ran with PATH=10), and an array
-element's subscript, evaluated as arithmetic, ran what `$_` named (`df 'a[$(cmd)]'; df
-{a[_]}>/dev/null` ran cmd while the approver was shown two df). A backslash ending the line
-after `&`, `;` or a newline is a word to bash (a command named `\\`); bashlex dropped it.
+variable `fd` (bash 4.1+); to bashlex the word `{fd}` is an argument of the command. On a
+simple command bash restores the variable once the redirection is done (neither the command
+nor what follows sees `{PATH}>`'s value), but an array element's subscript is evaluated as
+arithmetic, and ran what `$_` named (`df 'a[$(cmd)]'; df {a[_]}>/dev/null` ran cmd while the
+approver was shown two df); and the parts held a word bash never passed. A backslash
+ending the line after `&`, `;` or a newline is a word to bash (a command named `\\`);
+bashlex dropped it.
 
 A `for` loop assigns its variable as an assignment does, for the commands after it, and
 keeps it exported if it was: `for PATH in /tmp; do df; done` ran /tmp/df as the upstream's
@@ -115,8 +117,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
 @pytest.mark.integration
 async def test_what_bash_reads_otherwise_never_reaches_the_upstream(stack: Stack) -> None:
-    """Before: allowed, the upstream's bash set PATH (the second df not found) and ran a
-    command named `\\`."""
+    """Before: allowed; the upstream's bash took `{PATH}` for a redirection's variable
+    (df was not given it) and ran a command named `\\`."""
     async with await stack.connect(READER) as conn:
         for line in ["df {PATH}>/dev/null; df", "df;\\", "uptime &\\"]:
             result = await conn.run(line)
