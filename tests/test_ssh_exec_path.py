@@ -7,6 +7,11 @@ and PDP: a denied exec on such a channel never reaches sshd (no session in its l
 marker file) and the channel is closed; while an exec waits for approval its channel
 opened ahead stays open carrying nothing, and no other is opened for the next; the
 client's abort or the approver's refusal closes it, and nothing ran.
+
+An exec's Decide is written before the proxy answers the client's exec request
+(channel.Channel.exec_requested): what an OpenSSH client sends right after its request,
+without waiting for the answer (stdin, its EOF), still reaches an allowed command whole,
+and a denied one's client is answered, told why and given exit status 1.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ssh_proxy import Stack, ssh_stack
+from ssh_harness import askpass, client_options, run_client
+from test_ssh_proxy import Stack, ssh_policy, ssh_stack
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +117,21 @@ async def test_a_channel_opened_ahead_closes_when_the_approver_refuses(tmp_path:
         await until(lambda: client._spare is not None, "the next channel's opened ahead")
         assert stack.sshd.sessions_started() == 1
     assert victim.exists()
+
+
+async def test_what_openssh_sends_before_its_exec_is_answered_reaches_the_command(
+    tmp_path: Path,
+) -> None:
+    policies = ssh_policy(tmp_path, "wc")
+    marker = tmp_path / "marker"
+    data = b"".join(b"line %d of the input\n" % i for i in range(5000))
+    async with ssh_stack(tmp_path, extra={"policies": policies}) as stack:
+        env = askpass(stack.tmp, stack.token())
+        base = ["ssh", *client_options(stack.port), "-p", str(stack.port), "ann@127.0.0.1"]
+        code, out, err = await run_client([*base, "wc -c"], env, data)
+        assert code == 0 and out.split() == [str(len(data)).encode()], err
+        code, out, err = await run_client([*base, f"wc -c; touch {marker}"], env, data)
+        assert code == 1 and out == b"", err
+        assert err.startswith(b"portcullis: denied: "), err
+        assert stack.sshd.sessions_started() == 1
+    assert not marker.exists()

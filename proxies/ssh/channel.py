@@ -54,6 +54,11 @@ TERMINAL_REFUSED = "a command with a terminal is interactive, as a shell is: "
 TERM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 
 
+# asyncssh answers a channel request once its handler returns True or False; None leaves
+# it unanswered until _report_response, the path asyncssh's own deferred requests take (X11,
+# agent forwarding): an exec's Decide is written before its answer (Channel.exec_requested)
+DEFERRED_ANSWER = callable(getattr(asyncssh.SSHServerChannel, "_report_response", None))
+
 READ_SUBSYSTEMS = frozenset({"sftp"})  # subsystems the proxy reads (decides request by request)
 UNREAD = (
     "relayed unread: the proxy cannot read this subsystem; its bytes were not decided or masked"
@@ -131,6 +136,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._upstream_done: asyncio.Future[None] = loop.create_future()
         self.finished: asyncio.Future[None] = loop.create_future()
         self._running = False  # asyncssh started the session (a request was accepted)
+        self._accepted = True  # the client's request answered (False: exec, answer deferred)
         Channel._numbers += 1
         self.number = Channel._numbers
         client.channels.add(self)
@@ -139,8 +145,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
 
     def connection_made(self, chan: Any) -> None:
         self.chan = chan
-        self.stdout = self.client.output(chan.write)
-        self.stderr = self.client.output(lambda data: chan.write_stderr(data))
+        self.stdout = self.client.output(self._write)
+        self.stderr = self.client.output(self._write_stderr)
         if self.client.upstream is not None and self.client.session is not None:
             # the upstream connection is up: its channel was opened ahead (or opens now)
             # while the client sends its request and it is decided (it carries nothing
@@ -170,17 +176,53 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
 
     def exec_requested(self, command: str) -> bool:
         self.kind, self.raw = "ssh.exec", command
-        return True
+        if not DEFERRED_ANSWER or self.chan is None:
+            return True
+        # the exec's Decide goes first, asyncssh's answer (success) to the client after
+        # it: the channel's task starts now, and the answer is written once the decision
+        # stream's writer has had its turn (two turns of the loop: the task's asks the
+        # Decide, the writer's writes it; a reused answer's exec is written upstream in
+        # the first), or before the channel writes anything else to the client
+        self._accepted = False
+        self._start()
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, self._accept)
+        return None  # type: ignore[return-value]  # answered by _accept
 
     def subsystem_requested(self, subsystem: str) -> bool:
         self.kind, self.raw = "ssh.subsystem", subsystem
         return True
 
     def session_started(self) -> None:
+        if not self._running:  # (an exec's started when it was requested)
+            self._start()
+
+    def _start(self) -> None:
         self._running = True
         task = asyncio.ensure_future(self._run())
         self.client._background.add(task)
         task.add_done_callback(self.client._background.discard)
+
+    def _accept(self) -> None:
+        """The client's exec request answered, if it was not: asyncssh sends the success,
+        calls session_started (running already) and takes the client's next requests."""
+        if self._accepted:
+            return
+        self._accepted = True
+        with contextlib.suppress(Exception):  # a channel gone meanwhile: nothing to answer
+            self.chan._report_response(True)
+
+    # what the channel writes to the client goes after the answer to its request
+
+    def _write(self, data: bytes) -> None:
+        if not self._accepted:
+            self._accept()
+        self.chan.write(data)
+
+    def _write_stderr(self, data: bytes) -> None:
+        if not self._accepted:
+            self._accept()
+        self.chan.write_stderr(data)
 
     # -- client → upstream -----------------------------------------------------------------
 
@@ -328,6 +370,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._flush_masks()
         if not self._gone and self.chan is not None:
             with contextlib.suppress(Exception):
+                self._accept()
                 self.chan.write_eof()
         self._upstream_eof = True
         self.upstream_ended()
@@ -483,6 +526,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._answered = True
         if self.exit_signal is not None and not self._gone:
             name, core, message = self.exit_signal
+            self._accept()
             with contextlib.suppress(Exception):
                 self.chan.exit_with_signal(name, core, message)
             return
@@ -609,6 +653,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         session.record_response(**details)
 
     def _end(self, status: int, error: str = "") -> None:
+        self._accept()
         if error:
             self.say(f"portcullis: {error}")
         if self._gone or self.chan is None:
