@@ -488,3 +488,32 @@ async def test_a_copied_checkpoint_at_the_head_does_not_stop_the_last_checkpoint
     await tamper(config.pdp.store, ("DELETE FROM audit_records WHERE seq >= ?", (drop,)))
     verified = portcullis("-c", str(config_path), "audit", "verify")
     assert verified.returncode == 1, verified.stdout
+
+
+async def test_an_anchor_given_is_checked_besides_the_pdps_own(tmp_path):
+    """Attack (DELETE on the audit store, no key): the auditor verifies with the newest
+    record their SIEM holds (`--anchor`), but forwarding lags (a sink that was down):
+    the SIEM's record is older than the PDP's newest checkpoint. Cut the records after the
+    SIEM's record (alice's DROP TABLE and the checkpoint that names it): `audit verify
+    --anchor` checked the anchor given instead of the PDP's checkpoint.json, found the
+    SIEM's record reached and passed. The PDP's own anchor is now checked as well."""
+    from pdp.forwarding import record_json
+
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    alice = token(config, ALICE, ("readonly",))
+    siem = tmp_path / "siem-newest.json"
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        await _reads(stub, alice, 2)
+        head = (await pdp.store.head())[0]
+        siem.write_text(record_json((await pdp.store.query(after_seq=head - 1))[0]) + "\n")
+        opened = await open_session(stub, alice)
+        await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+    verify = ("-c", str(config_path), "audit", "verify", "--anchor", str(siem))
+    intact = portcullis(*verify)
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert "checkpoint.json names seq" in intact.stdout
+    await tamper(config.pdp.store, ("DELETE FROM audit_records WHERE seq > ?", (head,)))
+    caught = portcullis(*verify)
+    assert caught.returncode == 1, caught.stdout
+    assert "deleted from the end" in caught.stdout

@@ -32,9 +32,9 @@ def register(subparsers: Any) -> None:
     verify.add_argument(
         "--anchor",
         default=None,
-        help="a head kept elsewhere: chain_head.json of an earlier export, the PDP's"
-        " checkpoint.json (the default), or the newest record a SIEM received from"
-        " forwarding, as its JSON (catches records cut from the store's end since)",
+        help="a head kept elsewhere: chain_head.json of an earlier export, or the newest"
+        " record a SIEM received from forwarding, as its JSON (catches records cut from"
+        " the store's end since); checked besides the PDP's checkpoint.json (the default)",
     )
     verify.add_argument(
         "--proxy-key",
@@ -163,12 +163,21 @@ async def _verify_store(args: argparse.Namespace, pinned: Any) -> int:
             public_key = load_or_create_ed25519(key_path).public_key()
         except ValueError as exc:
             return _fail(str(exc))
-    anchor_path = Path(args.anchor) if args.anchor else anchor_path_for(config.pdp.signing_key)
+    own_path = anchor_path_for(config.pdp.signing_key)
+    anchor_path = Path(args.anchor) if args.anchor else own_path
     anchor, unreadable = _anchor(anchor_path)
     if unreadable:
         return _fail(unreadable)
     if args.anchor and anchor is None:
         return _fail(f"anchor {anchor_path} not found")
+    # an anchor given is checked besides the PDP's own, never instead: a SIEM's record or
+    # an older export's head may name a seq before the newest checkpoint
+    also: list[tuple[Any, str]] = []
+    if args.anchor and own_path.exists() and own_path.resolve() != anchor_path.resolve():
+        own, unreadable = _anchor(own_path)
+        if unreadable:
+            return _fail(unreadable)
+        also.append((own, str(own_path)))
     settings = config.pdp.store
     if settings.type == "sqlite" and not settings.path.exists():
         return _fail(f"audit store {settings.path} does not exist")
@@ -181,7 +190,9 @@ async def _verify_store(args: argparse.Namespace, pinned: Any) -> int:
     store = cast(AuditStore, open_store(settings, timeout=30.0))
     try:
         await store.start()
-        report = await verify_store(store, public_key, anchor, str(anchor_path), record_key)
+        report = await verify_store(
+            store, public_key, anchor, str(anchor_path), record_key, also=also
+        )
     except StoreUnavailable as exc:
         return _fail(str(exc))
     finally:

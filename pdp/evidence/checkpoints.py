@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -689,10 +690,12 @@ async def verify_store(
     anchor: Any = None,
     anchor_source: str = "anchor",
     record_key: bytes | None = None,
+    also: Sequence[tuple[Any, str]] = (),
 ) -> EvidenceReport:
-    """The whole chain, every signature, every checkpoint against the chain, and the anchor;
-    with the record MAC key (`record_key`, default: the store's own, which the PDP sets),
-    also that every record was written by a holder of it (ForeignRecords).
+    """The whole chain, every signature, every checkpoint against the chain, and the anchor
+    (and each of `also`: more heads kept elsewhere, with where they come from); with the
+    record MAC key (`record_key`, default: the store's own, which the PDP sets), also that
+    every record was written by a holder of it (ForeignRecords).
 
     A live store keeps growing while this reads it (records, checkpoints landing): every
     read stops at the head taken first, so the checks see one prefix of the chain, which
@@ -703,7 +706,9 @@ async def verify_store(
         record_key = getattr(store, "record_key", None)
     chain = await store.verify()
     try:
-        return await _verify_read(store, public_key, anchor, anchor_source, record_key, top, chain)
+        anchors = [(anchor, anchor_source)] if anchor is not None else []
+        anchors += [(a, source) for a, source in also if a is not None]
+        return await _verify_read(store, public_key, anchors, record_key, top, chain)
     except ValueError:  # a record whose body is not JSON (someone else's): no record can
         if chain.ok:  # be read past it; the chain's own check names it
             raise
@@ -714,8 +719,7 @@ async def verify_store(
 async def _verify_read(
     store: AuditStore,
     public_key: Ed25519PublicKey,
-    anchor: Any,
-    anchor_source: str,
+    anchors: list[tuple[Any, str]],
     record_key: bytes | None,
     top: int,
     chain: ChainReport,
@@ -733,9 +737,10 @@ async def _verify_read(
         and isinstance(r.body.get("payload"), dict)
         and isinstance(r.body["payload"].get("seq"), int)
     }
-    anchored = anchored_seq(anchor)
-    if anchored is not None:
-        named.add(anchored)
+    for anchor, _ in anchors:
+        anchored = anchored_seq(anchor)
+        if anchored is not None:
+            named.add(anchored)
     checker = SignedRecordChecker(public_key, wanted=named)
     checker.first_seq = 1  # a live store starts at genesis: every seq is checkable
     after = 0
@@ -779,13 +784,15 @@ async def _verify_read(
                 f", except records {describe_ranges(known)}: INSERTed by someone else,"
                 " acknowledged by an operator (audit.foreign_acknowledged)"
             )
-    if anchor is not None:
-        bad = check_anchor(anchor, public_key, checker.head, checker.hashes, anchor_source)
+    reached = []
+    for anchor, source in anchors:
+        bad = check_anchor(anchor, public_key, checker.head, checker.hashes, source)
         if bad is not None:
             problems.append(bad)
         else:
             what = " (a forwarded record: unsigned)" if forwarded_record(anchor) else ""
-            counted.anchor = f"{anchor_source}{what} names seq {anchored}: reached, unchanged"
+            reached.append(f"{source}{what} names seq {anchored_seq(anchor)}: reached, unchanged")
+    counted.anchor = "; ".join(reached)
     problems = [await _named(store, p) for p in problems]
     problems.sort(key=lambda p: (p.seq == 0, p.seq))
     counted.records, counted.head = chain.records, checker.head
