@@ -20,6 +20,13 @@ before its fix:
   that is base64 as a whole and decodes to text is now read as that text (coded_words;
   in a large body, body_words), and naming a masked field there needs approval for
   anyone masked;
+- a masked dba's write in a binary data format (`PUT /customers` typed application/cbor,
+  MessagePack or protobuf, carrying `{"wildcard": {"phone": "5550*"}}`): binary sent by a
+  write to a path naming no search was taken for a file upload and forwarded unread,
+  while the upstream decodes the document (Elasticsearch reads CBOR and Smile on any
+  endpoint) and filters by it. A body typed as a binary data format is now unread
+  (`structured`), which needs approval for anyone masked whatever the method and path;
+  an upload (octet-stream, an image) still goes;
 """
 
 from __future__ import annotations
@@ -197,3 +204,34 @@ async def test_a_search_on_a_masked_field_in_base64_needs_approval(
     assert b"in base64" in answer or b"names the masked field" in answer, answer[:400]
     assert status(pii) == 200 and b"Ann" in pii, pii[:400]
     assert status(named) == 200 and b"Ann" in named, named[:400]
+
+
+# {"wildcard": {"phone": "5550*"}} in CBOR and in MessagePack; protobuf: field 1 "phone",
+# field 2 "5550*" (a search message whose names the schema holds, not the bytes)
+STRUCTURED_WRITES = {
+    "cbor": ("application/cbor", b"\xa1\x68wildcard\xa1\x65phone\x655550*"),
+    "msgpack": ("application/x-msgpack", b"\x81\xa8wildcard\x81\xa5phone\xa55550*"),
+    "protobuf": ("application/x-protobuf", b"\x0a\x05phone\x12\x055550*"),
+    "utf-8 protobuf": ("application/vnd.google.protobuf", b"\x0a\x05phone"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STRUCTURED_WRITES))
+async def test_a_write_in_a_binary_data_format_needs_approval_for_anyone_masked(
+    tmp_path: Any, case: str
+) -> None:
+    kind, body = STRUCTURED_WRITES[case]
+    fields = f"Content-Type: {kind}\r\n"
+    png = b"\x89PNG\r\n\x1a\n\xff"
+    async with (
+        app_upstream(postgrest_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        line = "PUT /customers HTTP/1.1"
+        answer = await exchange(s.proxy.port, request(s, line, fields, body, ("dba",)))
+        pii = await exchange(s.proxy.port, request(s, line, fields, body, ("dba", "pii-readers")))
+        image = "Content-Type: image/png\r\n"
+        upload = await exchange(s.proxy.port, request(s, line, image, png, ("dba",)))
+    assert status(answer) == 202 and b"binary data format" in answer, answer[:400]
+    assert status(pii) == 200, pii[:400]
+    assert status(upload) == 200, upload[:400]

@@ -13,7 +13,10 @@ digit, and where camelCase changes case), lower-cased; the policy gets the disti
 of one to three words (`card number`), so a masked field of up to three words is named
 when its words are there in a row. A body the proxy cannot read this way is told as
 unread, with why: binary (not UTF-8 text, or a NUL outside multipart; `undecoded` when
-typed as text or untyped), or too many distinct words to hand on (MAX_RUNS,
+typed as text or untyped; `structured` whatever its bytes when typed as a binary data
+format, CBOR, MessagePack, protobuf, BSON, Avro, Smile, Ion, Thrift: a document whose
+names and strings sit behind length prefixes, a search as well as a record, never a file
+upload), or too many distinct words to hand on (MAX_RUNS,
 MAX_RUN_CHARS) or to read (MAX_WORDS_READ: every reading of the body counted, so a body
 of many escapes costs a bounded time to read); http.rego decides what an unread body
 needs. Reading a large body takes CPU time (up to about a second): the proxy does it off
@@ -53,6 +56,14 @@ _BASE64_WORD = re.compile(rb"=\?[^?\s]*\?[bB]\?([A-Za-z0-9+/=]*)\?=")
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]+={0,2}|[A-Za-z0-9_-]+={0,2}")
 _SPACE = re.compile(r"\s+")
 MIN_CODED = 6  # characters: `cGhvbmU` is `phone`
+# media types of binary data formats (application/cbor, application/x-msgpack,
+# application/x-protobuf, application/vnd.google.protobuf, application/grpc,
+# application/bson, avro/binary, application/x-jackson-smile, application/ion,
+# application/x-thrift): what they carry is a document, not a file
+_STRUCTURED_TYPES = (
+    "cbor", "msgpack", "messagepack", "protobuf", "grpc", "bson", "avro", "smile", "ion",
+    "thrift", "capnp", "flatbuffers",
+)  # fmt: skip
 _TEXT_TYPES = ("text/", "json", "xml", "form-urlencoded", "yaml", "javascript", "graphql", "csv")
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
@@ -73,6 +84,10 @@ def body_runs(media_type: str, body: bytes) -> list[str]:
     if multipart:
         # parts may be files: a byte outside ASCII is no letter of a word either way
         text = body.decode("latin-1")
+    elif _structured(media_type):
+        # a body typed as binary data (a CBOR search, a protobuf filter): its names sit
+        # behind length prefixes that may read as letters (CBOR's `ephone`), not read
+        raise Unread("structured", f"a body in a binary data format ({media_type})")
     else:
         # (text in another encoding, UTF-16 JSON, is read by Jackson, json.loads: a body
         # typed as text, or untyped, that is not UTF-8 is no upload of a binary file)
@@ -141,6 +156,12 @@ def decoded_base64(text: str) -> str | None:
     if any(c < " " and c not in "\t\n\r" for c in decoded) or "\x7f" in decoded:
         return None
     return decoded
+
+
+def _structured(media_type: str) -> bool:
+    """Whether a media type names a binary data format (a document, not a file)."""
+    parts = set(re.split(r"[/+.;\-]", media_type))
+    return any(kind in parts or f"x-{kind}" in media_type for kind in _STRUCTURED_TYPES)
 
 
 def _texty(media_type: str) -> bool:

@@ -168,10 +168,12 @@ http_runs_name(runs, spelt) if {
 }
 
 # A body the proxy could not read for words (body_unread: a content coding it cannot undo
-# within bounds, too many distinct words, text typed as such that is not UTF-8, or
-# binary: protobuf, CBOR, msgpack) may name a
-# masked field all the same. For anyone masked it needs approval, unless it is binary and
-# sent to a write that is no search (an upload: a PUT of a file, a POST of an image);
+# within bounds, too many distinct words, text typed as such that is not UTF-8, a body
+# typed as a binary data format, `structured`: CBOR, MessagePack, protobuf, BSON, Avro, a
+# document whose names the proxy does not read, or other binary) may name a
+# masked field all the same. For anyone masked it needs approval, unless it is binary of
+# no data format and sent to a write that is no search (an upload: a PUT of a file, a
+# POST of an image; a CBOR or protobuf write may filter as a search does);
 # a read (GET, HEAD, QUERY) or a search-like path (`_search`, `graphql`, `FindCustomers`)
 # carrying one needs approval whatever it is.
 needs_approval contains sprintf("%s %s carries a body the proxy could not read for masked fields (%s): it may filter, order or search on one", [http_method, input.command.http.path, unread.why]) if {

@@ -264,6 +264,7 @@ test_an_unread_body_needs_approval_unless_a_binary_upload if {
 		{"body_unread": {"kind": "size", "why": "a body with too many distinct words to read"}},
 		{"body_unread": {"kind": "coding", "why": "a content coding the proxy cannot undo within its bounds"}},
 		{"body_unread": {"kind": "undecoded", "why": "a body that is not UTF-8 text"}},
+		{"body_unread": {"kind": "structured", "why": "a body in a binary data format (application/cbor)"}},
 	]
 	every extra in unread_cases {
 		portcullis.decision.verdict == "require_approval" with input as http_with(["dba"], "POST", extra)
