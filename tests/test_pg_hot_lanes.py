@@ -18,8 +18,8 @@ from pg_harness import running_gateway
 from portcullis.verdict import MaskRule, Verdict, VerdictKind
 from proxies.postgres import codec
 from proxies.postgres.codec.parsers import FrontendParser
-from proxies.postgres.enforcer import Enforcer, PreparedStatement
-from proxies.postgres.tracker import Expect, ResponseTracker, owed
+from proxies.postgres.enforcer import Enforcer, Portal, PreparedStatement
+from proxies.postgres.tracker import Completion, Expect, ResponseTracker, owed
 from proxies.runtime.pdp_client import Ruling
 
 
@@ -131,6 +131,18 @@ def test_an_expectation_made_by_owed_is_the_one_expect_makes() -> None:
         for slot in Expect.__slots__:
             assert getattr(made, slot) == getattr(expected, slot), (args, slot)
         assert made.masked is expected.masked  # the shared empty counts, never a new one
+
+
+def test_a_completion_holds_what_its_expectation_counted() -> None:
+    # _complete makes a Completion slot by slot: each one set, from the right field
+    ruling = Ruling(Verdict(VerdictKind.ALLOW), "d-1", "rev-1")
+    tracker = ResponseTracker()
+    head = Expect("Query", None, "d-1", command="SELECT 1", ruling=ruling, protocol="simple")
+    head.rows, head.parts = 3, 2
+    tracker._complete(head, "SELECT 3", "22012")
+    assert tracker.completions == [
+        Completion("SELECT 1", "SELECT 3", 3, head.masked, "d-1", "22012", ruling, "simple", 2)
+    ]
 
 
 def test_statement_attributes_follow_what_the_session_learnt() -> None:
@@ -368,7 +380,8 @@ class _Session:
             )
             for item in tracker.queue
         ]
-        portals = {k: (p.statement, p.formats, p.sql, p.ruling, p.described)
+        # every slot (PreparedStatement and ResultShape compare as dataclasses)
+        portals = {k: tuple(getattr(p, name) for name in Portal.__slots__)
                    for k, p in e.portals.items()}  # fmt: skip
         return (
             b"".join(e.to_server), owed, portals, dict(tracker.portal_shapes),

@@ -226,6 +226,8 @@ def _no_revision() -> str:
 # immutable): a group's sessions mask with one object, not one each
 _MASKERS: dict[tuple[tuple[MaskRule, ...], bytes], Masker] = {}
 
+_new = object.__new__  # (a prepared run's Portal, its slots set by bound_run)
+
 
 class Enforcer:
     def __init__(
@@ -1171,9 +1173,20 @@ class Enforcer:
         masker = None if kind is VerdictKind.ALLOW else self.masker(ruling)
         sql = statement.sql
         formats = list(bind.result_formats)
-        # state CONFIRMED: unnamed, or a name never made before (see _bind)
-        portal = Portal(bind.statement, formats, sql, ruling, described, statement,
-                        None, False, CONFIRMED, self.batch)  # fmt: skip
+        # Portal(bind.statement, formats, sql, ruling, described, statement, state=CONFIRMED,
+        # batch=self.batch), its slots set here (no type.__call__, no frame for __init__);
+        # CONFIRMED: unnamed, or a name never made before (see _bind)
+        portal: Portal = _new(Portal)
+        portal.statement = bind.statement
+        portal.formats = formats
+        portal.sql = sql
+        portal.ruling = ruling
+        portal.described = described
+        portal.source = statement
+        portal.shape = None
+        portal.shaped = False
+        portal.state = CONFIRMED
+        portal.batch = self.batch
         self._portal_names.add(name)
         self.portals[name] = portal
         tracker = self.tracker

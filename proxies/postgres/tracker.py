@@ -146,7 +146,7 @@ class Expect:
         return f"Expect({self.kind!r}, command={self.command[:40]!r}, rows={self.rows})"
 
 
-_new_expect = object.__new__
+_new_slotted = object.__new__  # (the slotted classes made on every statement)
 
 
 def owed(
@@ -167,7 +167,7 @@ def owed(
     plain function call, where making a class instance goes through type.__call__ and a
     second interpreter frame for __init__. The same slots, the same values
     (tests/test_pg_hot_lanes.py holds the two equal)."""
-    item: Expect = _new_expect(Expect)
+    item: Expect = _new_slotted(Expect)
     item.kind = kind
     item.masker = masker
     item.decision_id = decision_id
@@ -733,19 +733,19 @@ class ResponseTracker:
     def _complete(self, head: Expect, tag: str, error: str = "") -> None:
         if head.swallow or head.silent:
             return
-        self.completions.append(
-            Completion(
-                head.command,
-                tag,
-                head.rows,
-                head.masked or _NOTHING_MASKED,
-                head.decision_id,
-                error,
-                head.ruling,
-                head.protocol,
-                head.parts,
-            )
-        )
+        # Completion(head.command, tag, ...) without type.__call__ and a frame for __init__
+        # (one per statement; the same slots, every one set)
+        done: Completion = _new_slotted(Completion)
+        done.command = head.command
+        done.tag = tag
+        done.rows = head.rows
+        done.masked = head.masked or _NOTHING_MASKED
+        done.decision_id = head.decision_id
+        done.error = error
+        done.ruling = head.ruling
+        done.protocol = head.protocol
+        done.part = head.parts
+        self.completions.append(done)
         head.parts += 1
         head.rows = 0
         # the completion keeps its counts; the next part starts afresh
