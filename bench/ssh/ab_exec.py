@@ -1,19 +1,19 @@
 """The SSH proxy's cost per exec, old code against new, alternating on one machine.
 
-Owns the comparison a change to the SSH proxy's per-channel path is judged by on a shared
-machine: one sshd (tests/ssh_harness.py) and one PDP, and two SSH proxy processes for
-the same connection — one running the proxy as committed at `--old` (default HEAD,
+Owns the comparison a change to the SSH proxy's per-channel path is judged by on a
+shared machine: one sshd (tests/ssh_harness.py) and one PDP, and two SSH proxy processes
+for the same connection — one running the proxy as committed at `--old` (default HEAD,
 unpacked with `git archive` into a temporary directory, so the checkout is not touched),
 one running this checkout (or the commit `--new`, unpacked alike: files others are
 editing stay out; either may name a directory holding a tree instead) — then, over one
 connection to each in turn (A B B A ...), and to sshd directly beside them, `--execs`
-sequential execs of `uptime`: the wall time per exec and the CPU per exec of that proxy and of the PDP (bench/cpu_meter.py). Wall time
-moves with the other tenants of the machine; CPU per exec much less, and alternating
-keeps a drift from favouring either side. The PDP and the policy are the old tree's
-(another engineer's edit in progress to rego/ or pdp/ cannot stop the run), unless
-`--pdp new`. Prints each round and the medians; `--profile` then runs the new side once
-more under cProfile (the top of it printed; with `--distinct`, execs of a new line each,
-every one decided).
+sequential execs of `uptime`: the wall time per exec and the CPU per exec of that proxy
+and of the PDP (bench/cpu_meter.py). Wall time moves with the other tenants of the
+machine; CPU per exec much less, and alternating keeps a drift from favouring either
+side. The PDP and the policy are the old tree's (another engineer's edit in progress to
+rego/ or pdp/ cannot stop the run), unless `--pdp new`. Prints each round and the
+medians; `--profile` then runs the new side once more under cProfile (the top of it
+printed; with `--distinct`, execs of a new line each, every one decided).
 
     python -u bench/ssh/ab_exec.py [--old REF] [--new REF] [--rounds 6] [--execs 200]
                                    [--pdp old|new] [--interleave N [--distinct]] [--profile]
@@ -54,11 +54,10 @@ from bench_ssh import (  # noqa: E402
 # only now, the project imported: bench/ on the path holds a directory named pdp/
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from processes import stop_all  # noqa: E402
-from revision import tree_of  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent / "http"))
 from bench_wrk import profile_summary  # noqa: E402
-from stage import run_in_tmp  # noqa: E402
+from stage import run_in_tmp, tree_at  # noqa: E402
 
 PROFILED = REPO / "bench" / "http" / "profiled_proxy.py"  # SIGUSR1 on, SIGUSR2 written
 
@@ -74,11 +73,9 @@ def policies_of(tree: Path, into: Path) -> Path:
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
-    old_tree = Path(args.old) if Path(args.old).is_dir() else tree_of(args.old, tmp / "old")
+    old_tree = tree_at(args.old, tmp / "old")
     # --new: a commit, not the checkout (whose files others may be editing right now)
-    new_tree = REPO
-    if args.new:
-        new_tree = Path(args.new) if Path(args.new).is_dir() else tree_of(args.new, tmp / "new")
+    new_tree = tree_at(args.new, tmp / "new") if args.new else REPO
     pdp_tree = old_tree if args.pdp == "old" else new_tree
     sshd = Sshd(tmp / "sshd").start()
     procs: list[subprocess.Popen[bytes]] = []

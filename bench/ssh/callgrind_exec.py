@@ -1,17 +1,18 @@
 """The SSH proxy's own work per exec in instructions: the proxy process under callgrind.
 
-Owns the deterministic figure a change to the SSH proxy's per-exec path is judged by on a
-shared machine, where CPU time per exec moves with the other tenants. sshd
+Owns the deterministic figure a change to the SSH proxy's per-exec path is judged by on
+a shared machine, where CPU time per exec moves with the other tenants. sshd
 (tests/ssh_harness.py) and the PDP run as in bench_ssh.py; the proxy (`python -m proxies
-ssh`, of this checkout or of `--tree REF` unpacked by bench/revision.py) runs under
-`valgrind --tool=callgrind --instr-atstart=no`: nothing is counted until the client has
-logged in and run its warm-up execs. Then, over one connection, `--execs` execs of the
-same `uptime` (its answer reused after the first) and as many of `echo <n>` (each decided
-by the PDP), each phase counted on its own (callgrind_control: zero, run, dump). Prints
-instructions per exec of each phase, the proxy's every thread included (gRPC's C threads
-too), and with `--annotate N` the N functions (inclusive) that cost most per exec. A
-phase's total moves by a few per cent with timing (how often the event loop wakes); runs
-of two trees alternate with `--rounds`.
+ssh`, of this checkout or of `--tree REF`: a commit unpacked by bench/revision.py, or a
+tree's directory) runs under `valgrind --tool=callgrind --instr-atstart=no`: nothing is
+counted until the client has logged in and run its warm-up execs. Then, over one
+connection, `--execs` execs of the same `uptime` (its answer reused after the first) and
+as many of `echo <n>` (each decided by the PDP), each phase counted on its own
+(callgrind_control: zero, run, dump). Prints instructions per exec of each phase, the
+proxy's every thread included (gRPC's C threads too), and with `--annotate N` the N
+functions (inclusive) that cost most per exec. A phase's total moves by a few per cent
+with timing (how often the event loop wakes); runs of two trees alternate with
+`--rounds`.
 
     python -u bench/ssh/callgrind_exec.py [--execs 100] [--tree REF ...] [--rounds 1]
                                           [--annotate 25]
@@ -46,8 +47,7 @@ from bench_ssh import (  # noqa: E402
 # only now, the project imported: bench/ on the path holds a directory named pdp/
 sys.path.append(str(HERE.parent))
 from processes import stop_all  # noqa: E402
-from revision import tree_of  # noqa: E402
-from stage import run_in_tmp, ssh_stage  # noqa: E402
+from stage import run_in_tmp, ssh_stage, tree_at, tree_label  # noqa: E402
 
 PHASES = ("reused", "decided")
 
@@ -136,7 +136,7 @@ def top_functions(dump: Path, n: int, per: int) -> str:
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
-    trees = {ref: tree_of(ref, tmp / f"tree-{i}") for i, ref in enumerate(args.tree)}
+    trees = {tree_label(ref): tree_at(ref, tmp / f"tree-{i}") for i, ref in enumerate(args.tree)}
     if not trees:
         trees = {"checkout": REPO}
     with ssh_stage(tmp, pdp_timeout_seconds=60) as stage:

@@ -43,8 +43,7 @@ from bench_ssh import REPO, execs, free_port, wait_port  # noqa: E402
 
 # only now, the project imported: bench/ on the path holds a directory named pdp/
 sys.path.append(str(HERE.parent))
-from revision import tree_of  # noqa: E402
-from stage import run_in_tmp, ssh_stage  # noqa: E402
+from stage import run_in_tmp, ssh_stage, tree_at, tree_label  # noqa: E402
 
 PROFILED = HERE.parent / "http" / "profiled_proxy.py"
 PRELUDE = HERE / "exec_steps_prelude.py"
@@ -99,10 +98,7 @@ def step_medians(path: Path) -> dict[str, float]:
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
-    trees = {
-        ref: Path(ref) if Path(ref).is_dir() else tree_of(ref, tmp / f"tree-{i}")
-        for i, ref in enumerate(args.tree)
-    }
+    trees = {tree_label(ref): tree_at(ref, tmp / f"tree-{i}") for i, ref in enumerate(args.tree)}
     if not trees:
         trees = {"checkout": REPO}
     conns: dict[str, Any] = {}

@@ -1,7 +1,8 @@
 """The stage the SSH benches that look inside one exec share: sshd, a configuration of one
 SSH connection through Portcullis with `echo` an allowed command, a token, and the PDP.
 
-Owns what callgrind_exec, exec_steps, syscalls_exec and decide_wait each started alike:
+Owns what callgrind_exec, exec_steps, syscalls_exec and decide_wait each started alike
+(and the tree a --tree names, tree_at):
 sshd (bench_ssh.Sshd) on a free port, this checkout's policy with `echo` allowed (the
 phase whose every exec is decided), the configuration written to portcullis.yaml, a
 pii-readers token minted by the CLI, and `portcullis pdp` started and waited for (or left
@@ -33,6 +34,19 @@ from bench_ssh import REPO, Sshd, portcullis_config, wait_port  # noqa: E402
 
 sys.path.append(str(HERE.parent))
 from processes import stop_all  # noqa: E402
+from revision import tree_of  # noqa: E402
+
+
+def tree_at(ref: str, into: Path) -> Path:
+    """The tree a bench's --tree/--old/--new names: a directory holding one (a copy under
+    /tmp with a change not committed yet, beside one of the commit before), or a commit
+    unpacked into `into` (bench/revision.py)."""
+    return Path(ref) if Path(ref).is_dir() else tree_of(ref, into)
+
+
+def tree_label(ref: str) -> str:
+    """A --tree's name in a bench's output and file names: a directory's last part."""
+    return Path(ref).name if Path(ref).is_dir() else ref
 
 
 def policies(into: Path) -> Path:

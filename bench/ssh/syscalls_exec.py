@@ -4,13 +4,13 @@ Owns the figure a change to the proxy's kernel work is judged by (fewer send()s,
 wake-ups): callgrind_exec.py counts user-space instructions only, and a write() to a
 loopback socket, which runs the peer's side of TCP in the sender's time, is one
 instruction there. sshd (tests/ssh_harness.py) and the PDP run as in bench_ssh.py; one
-SSH proxy per tree (`--tree REF`, twice for A/B, unpacked by bench/revision.py; none:
-this checkout), the trees alternating over `--rounds`. Over one connection, after
-warm-up execs, each phase — `--execs` execs of the same `uptime` (its answer reused after
-the first), then as many of `echo <n>` (each decided) — is run twice: once under `strace
--c -f` (system calls per exec, by name: a count, so nearly deterministic) and once
-without it (CPU per exec of each of the proxy's threads, user and system, from
-/proc/PID/task: clock ticks, so take many execs).
+SSH proxy per tree (`--tree REF`, twice for A/B, unpacked by bench/revision.py or a
+directory; none: this checkout), the trees alternating over `--rounds`. Over one
+connection, after warm-up execs, each phase — `--execs` execs of the same `uptime` (its
+answer reused after the first), then as many of `echo <n>` (each decided) — is run
+twice: once under `strace -c -f` (system calls per exec, by name: a count, so nearly
+deterministic) and once without it (CPU per exec of each of the proxy's threads, user
+and system, from /proc/PID/task: clock ticks, so take many execs).
 
     python -u bench/ssh/syscalls_exec.py [--execs 100] [--tree REF ...] [--rounds 1]
 """
@@ -41,8 +41,7 @@ from callgrind_exec import PHASES  # noqa: E402
 # only now, the project imported: bench/ on the path holds a directory named pdp/
 sys.path.append(str(HERE.parent))
 from processes import stop_all  # noqa: E402
-from revision import tree_of  # noqa: E402
-from stage import run_in_tmp, ssh_stage  # noqa: E402
+from stage import run_in_tmp, ssh_stage, tree_at, tree_label  # noqa: E402
 
 SHOWN = ("write", "read", "sendmsg", "recvmsg", "recvfrom", "epoll_wait", "epoll_pwait",
          "futex", "getrandom", "getpid")  # fmt: skip
@@ -127,7 +126,7 @@ async def measure_tree(tree: Path, label: str, config: dict, tmp: Path, n: int,
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
-    trees = {ref: tree_of(ref, tmp / f"tree-{i}") for i, ref in enumerate(args.tree)}
+    trees = {tree_label(ref): tree_at(ref, tmp / f"tree-{i}") for i, ref in enumerate(args.tree)}
     if not trees:
         trees = {"checkout": REPO}
     with ssh_stage(tmp) as stage:
