@@ -17,6 +17,12 @@ keeps it exported if it was: `for PATH in /tmp; do df; done` ran /tmp/df as the 
 root, while the policy denies any part that sets a variable and saw none (a masked dba may
 upload /tmp/df by SFTP without approval: the shell it was refused). The parser now lists a
 line's loop variables and the policy allows only lowercase names (letters and digits).
+
+A shell run without -c reads its script from its standard input, and the parser read the
+script of its here-document: whatever the fd of that here-document and whatever else set
+fd 0 after it. `sh 3<<E<newline>df<newline>E` ran what the client wrote on the channel,
+`sh <<E <<<'cmd'` ran cmd, as root, the parts a df. A here-document is now read as the
+shell's script only when it is the command's one redirection of fd 0.
 """
 
 from __future__ import annotations
@@ -109,6 +115,30 @@ def test_a_loop_over_a_lowercase_name_stays_allowed(engine: Any, line: str) -> N
     assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
 
 
+# A shell without -c reads its script from its standard input: the walker read the script
+# of any here-document it was given, while bash gives the shell another stdin
+SHELL_STDIN = [
+    "sh 3<<E\ndf\nE\n",  # fd 3; stdin is the channel, the client's data
+    "sh <<E <<<'touch /tmp/portcullis-p7'\ndf\nE\n",  # the last redirection of fd 0
+    "bash <<E 0<<<'touch /tmp/portcullis-p7'\nuptime\nE\n",
+    "env sh <<E <<<'touch /tmp/portcullis-p7'\ndf\nE\n",
+    "sh <<E 0</dev/null\ndf\nE\n",
+    "sh <<E <&4 4<<<'touch /tmp/portcullis-p7'\ndf\nE\n",
+]
+
+
+@pytest.mark.parametrize("line", SHELL_STDIN)
+def test_a_shell_reading_other_than_its_here_document_is_denied(engine: Any, line: str) -> None:
+    decided = verdict(engine, line)
+    assert decided["verdict"] == "deny", (line, reading(line), decided)
+    assert [p["argv"][0] for p in reading(line)["parts"]] in (["sh"], ["bash"]), reading(line)
+
+
+@pytest.mark.parametrize("line", ["sh <<E\ndf\nE\n", "sh 0<<E >/dev/null\ndf\nE\n"])
+def test_a_shell_reading_its_here_document_stays_read(engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
+
+
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with ssh_stack(tmp_path) as s:
@@ -140,6 +170,23 @@ async def test_a_program_planted_where_a_loop_points_path_never_runs(stack: Stac
     assert result.exit_status == 1, (result.stdout, result.stderr)
     assert result.stderr.startswith("portcullis: denied: "), result.stderr
     assert not marker.exists()
+    assert stack.sshd.sessions_started() == 0
+
+
+@pytest.mark.integration
+async def test_a_shells_script_from_elsewhere_never_runs(stack: Stack) -> None:
+    """Before: allowed (masked, the parts a df), and the upstream's sh ran `touch` read from
+    the here-string, or from the client's stdin when the here-document was on fd 3."""
+    marker = stack.tmp / "ran"
+    async with await stack.connect(READER) as conn:
+        for line, data in [
+            (f"sh <<E <<<'touch {marker}'\ndf\nE\n", ""),
+            ("sh 3<<E\ndf\nE\n", f"touch {marker}\n"),
+        ]:
+            result = await conn.run(line, input=data)
+            assert result.exit_status == 1, (line, result.stdout, result.stderr)
+            assert result.stderr.startswith("portcullis: denied: "), (line, result.stderr)
+            assert not marker.exists(), line
     assert stack.sshd.sessions_started() == 0
 
 

@@ -84,6 +84,9 @@ WRITES = frozenset({">", ">>", ">|", "<>"})
 BASH_ONLY_REDIRECTS = frozenset({"&>", "&>>"})
 READS = frozenset({"<"})
 STDIN_DATA = frozenset({"<<", "<<-", "<<<"})
+HEREDOC_OPS = frozenset({"<<", "<<-"})
+# redirections that set fd 0 when no fd is written before them
+STDIN_OPS = frozenset({"<", "<&", "<>", "<<", "<<-", "<<<"})
 # options of env(1) and xargs(1) understood; the ones after `:` take a value
 ENV_FLAGS = frozenset({"-i", "-", "--ignore-environment", "-0", "--null"})
 ENV_VALUED = frozenset({"-u", "--unset"})
@@ -507,6 +510,8 @@ class _Walker:
             # only assignments or redirections (`X=1`, `> file`): a part with no command
             self._add(Part([], [], assignments, redirects))
             return
+        if heredoc is not None and not _stdin_is_the_heredoc(redirects):
+            heredoc = None  # a shell then reads what the walker does not: not its script
         self._emit(words, assignments, redirects, [], heredoc)
 
     def _fd_variable(self, node: Any, after: list[Any]) -> bool:
@@ -785,6 +790,14 @@ def _dynamic(word: Any) -> bool:
         return True
     # brace expansion ({a,b}, {1..3}) turns one word into others; quoted braces count too
     return BRACES.search(word.word) is not None
+
+
+def _stdin_is_the_heredoc(redirects: list[dict[str, Any]]) -> bool:
+    """Whether a command's standard input is its here-document: the one redirection of fd
+    0. A shell reads its script there: `sh 3<<E` reads the client's data (the channel),
+    `sh <<E <<<'cmd'` and `sh <<E 0<file` what comes last."""
+    stdin = [r for r in redirects if r["fd"] == 0 or (r["fd"] is None and r["op"] in STDIN_OPS)]
+    return len(stdin) == 1 and stdin[0]["op"] in HEREDOC_OPS
 
 
 def _heredoc_body(node: Any) -> str:
