@@ -517,3 +517,34 @@ async def test_an_anchor_given_is_checked_besides_the_pdps_own(tmp_path):
     caught = portcullis(*verify)
     assert caught.returncode == 1, caught.stdout
     assert "deleted from the end" in caught.stdout
+
+
+# -- sessions: a close the store cannot write does not end the session unrecorded -----------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+async def test_a_close_summary_holding_no_json_number_still_leaves_a_close_record(tmp_path, bad):
+    """Attack (a compromised proxy credential): CloseSession with a summary number that
+    JSON cannot hold (NaN, Infinity: a protobuf Struct's double may be either), as
+    egress_rows or anywhere. The PDP removed the session from its book, then failed on the
+    summary (int(NaN) in the egress count, or the store's JSON refusing it): the call
+    failed, no session.close record and no credential statement were written, and as the
+    session was no longer open, neither the reaper nor a second CloseSession ever wrote
+    them: the session's end and its summary were gone from the evidence. Such numbers
+    are now recorded as null, and the close is written."""
+    from google.protobuf import struct_pb2
+
+    config = load_config(_written(tmp_path))
+    alice = token(config, ALICE, ("readonly",))
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        opened = await open_session(stub, alice)
+        summary = struct_pb2.Struct()
+        summary.update({"credential_exposed": 0, "egress_rows": bad, "commands": 1})
+        summary["nested"] = {"bytes": bad}
+        closed = await stub.CloseSession(
+            pdp_pb2.CloseSessionRequest(session_id=opened.session_id, summary=summary)
+        )
+        records = await pdp.store.query(kind="session.close", session_id=opened.session_id)
+    assert closed.decision_id and len(records) == 1
+    assert records[0].body["summary"]["egress_rows"] is None
+    assert records[0].body["summary"]["nested"] == {"bytes": None}

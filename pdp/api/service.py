@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -667,21 +668,28 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             await self._invalid(context, "session_id", "required")
         proxy = await self._proxy(context, "CloseSession", request.session_id)
         session = await self._open_session(request.session_id, context, proxy, "CloseSession")
-        self.sessions.close(session.id, request.reason[:MAX_NAME] or "closed")
+        summary = struct_to_dict(request.summary) if request.HasField("summary") else {}
         body = {
             "connection": session.connection["name"],
             "reason": request.reason[:MAX_NAME] or "closed",
             "abnormal": request.abnormal,
             "duration_seconds": round(time.time() - session.started_at, 3),
-            "summary": struct_to_dict(request.summary) if request.HasField("summary") else {},
+            # a Struct's double may be NaN or infinite, which no JSON (and no record) holds
+            "summary": json_numbers(summary),
             # the policy in force when the session ended (each decision names its own)
             "policy_revision": self.decider.engine.revision,
         }
-        _count_last_egress(self.guards, session, body, self.instance)
         try:
             record = await self.decider.store.append(
-                "session.close", body, session_id=session.id, subject=session.identity.subject
+                "session.close",
+                _with_last_egress(self.guards, session, body, self.instance),
+                session_id=session.id,
+                subject=session.identity.subject,
             )
+            # closed once its record is written: a close the store did not take is sent
+            # again by the proxy, and must find the session still open
+            self.sessions.close(session.id, request.reason[:MAX_NAME] or "closed")
+            self.guards.egress.forget_session(session.id)
             if self.signer is not None:
                 known = self.config.connection(body["connection"])
                 await record_credential_statement(
@@ -727,9 +735,20 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         )
 
 
-def _count_last_egress(
+def json_numbers(value: Any) -> Any:
+    """`value` with every float JSON cannot hold (NaN, infinities) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_numbers(v) for v in value]
+    return value
+
+
+def _with_last_egress(
     guards: Guards, session: Session, body: dict[str, Any], instance: str
-) -> None:
+) -> dict[str, Any]:
     """What the client took after the session's last decision counts for the hour too;
     the close record carries it (`egress`, as a decision record does) for other PDPs."""
     summary = body["summary"]
@@ -745,7 +764,7 @@ def _count_last_egress(
     rows, size = rows + carried[0], size + carried[1]
     if rows or size:
         body["egress"] = {"rows": rows, "bytes": size, "pdp": instance}
-    guards.egress.forget_session(session.id)
+    return body
 
 
 def _deadline_of(request: pdp_pb2.DecideRequest, context: Any) -> float | None:
