@@ -19,7 +19,9 @@ before its fix:
   and body as written, the upstream decoded them and answered which rows match. A string
   that is base64 as a whole and decodes to text is now read as that text (coded_words;
   in a large body, body_words), and naming a masked field there needs approval for
-  anyone masked;
+  anyone masked; and in a text body (an XML element's base64Binary, `order=cGhvbmU=` in
+  a line, a multipart value): a run of base64 letters that looks coded and decodes to
+  text is read decoded too (body_words);
 - a masked dba's write in a binary data format (`PUT /customers` typed application/cbor,
   MessagePack or protobuf, carrying `{"wildcard": {"phone": "5550*"}}`): binary sent by a
   write to a path naming no search was taken for a file upload and forwarded unread,
@@ -235,3 +237,36 @@ async def test_a_write_in_a_binary_data_format_needs_approval_for_anyone_masked(
     assert status(answer) == 202 and b"binary data format" in answer, answer[:400]
     assert status(pii) == 200, pii[:400]
     assert status(upload) == 200, upload[:400]
+
+
+CODED_TEXTS = {
+    "xml base64Binary": (
+        "application/xml",
+        b'<search><q encoding="base64">cGhvbmU6NTU1MCo=</q></search>',
+    ),
+    "text line": ("text/plain", b"order=cGhvbmU= limit=10"),
+    "large text": ("text/plain", b"pad " * 20000 + b"q=cGhvbmU6NTU1MCo="),
+    "multipart value": (
+        "multipart/form-data; boundary=b",
+        b'--b\r\nContent-Disposition: form-data; name="q"\r\n\r\ncGhvbmU6NTU1MCo=\r\n--b--\r\n',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CODED_TEXTS))
+async def test_base64_in_a_text_body_naming_a_masked_field_needs_approval(
+    tmp_path: Any, case: str
+) -> None:
+    kind, body = CODED_TEXTS[case]
+    fields = f"Content-Type: {kind}\r\n"
+    prose = b"Something Encoded Differently: the Customers' invoices 2024"
+    async with (
+        app_upstream(postgrest_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        line = "PUT /customers HTTP/1.1"
+        answer = await exchange(s.proxy.port, request(s, line, fields, body, ("dba",)))
+        plain = "Content-Type: text/plain\r\n"
+        kept = await exchange(s.proxy.port, request(s, line, plain, prose, ("dba",)))
+    assert status(answer) == 202 and b"phone" in answer, answer[:400]
+    assert status(kept) == 200, kept[:400]

@@ -56,6 +56,9 @@ _BASE64_WORD = re.compile(rb"=\?[^?\s]*\?[bB]\?([A-Za-z0-9+/=]*)\?=")
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]+={0,2}|[A-Za-z0-9_-]+={0,2}")
 _SPACE = re.compile(r"\s+")
 MIN_CODED = 6  # characters: `cGhvbmU` is `phone`
+# a run of base64 letters in text (6 or more), and how many a body may hold to be read
+_CODED_RUN = re.compile(r"[A-Za-z0-9+/_-]{6,}={0,2}")
+MAX_CODED_RUNS = 65536
 # media types of binary data formats (application/cbor, application/x-msgpack,
 # application/x-protobuf, application/vnd.google.protobuf, application/grpc,
 # application/bson, avro/binary, application/x-jackson-smile, application/ion,
@@ -201,6 +204,29 @@ def _undoings(text: str, multipart: bool) -> Iterator[str]:
         yield unquote_plus(text, errors="replace")
     if multipart:
         yield from _part_codings(text)
+    coded = _coded_runs_in(text)
+    if coded:
+        yield coded
+
+
+def _coded_runs_in(text: str) -> str:
+    """The runs of base64 (or base64url) letters in a text (an XML element's
+    base64Binary, `q=cGhvbmU6NTU1MCo=` in a line) that decode to text, decoded, one a
+    line; at most MAX_CODED_RUNS tried (past that, Unread: size). A run must look coded:
+    a digit, `+`, `/`, `=`, or a capital after its first letter (prose words do not)."""
+    decoded = []
+    tried = 0
+    for match in _CODED_RUN.finditer(text):
+        run = match.group()
+        if run[1:].islower() and run.isalpha():
+            continue
+        tried += 1
+        if tried > MAX_CODED_RUNS:
+            raise Unread("size", "a body with too many base64-like runs to read")
+        found = decoded_base64(run)
+        if found is not None:
+            decoded.append(found)
+    return "\n".join(decoded)
 
 
 def _part_codings(text: str) -> list[str]:
