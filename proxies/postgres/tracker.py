@@ -381,7 +381,9 @@ class ResponseTracker:
         # what is owed first (None: nothing, the server speaks unprompted), looked at again
         # only after an answer that may have taken it off the queue (nothing special is
         # owed, so it is an Expect)
-        head = queue[0] if queue else None
+        # (checked once, not after every answer: only plain() and on_backend take items
+        # off the queue, and nothing special queued means no Synthetic)
+        head: Expect | None = queue[0] if queue else None  # type: ignore[assignment]
         assert head is None or type(head) is Expect
         for kind, text, description in answers:
             if kind == _DATA_ROW:
@@ -402,8 +404,7 @@ class ResponseTracker:
                 # a ParameterDescription, or rows described for a Query or Execute: nothing
                 # masks them, so nothing is kept of their description
                 continue
-            head = queue[0] if queue else None
-            assert head is None or type(head) is Expect
+            head = queue[0] if queue else None  # type: ignore[assignment]
         return True
 
     def plain_quiet(self, answers: list[codec.PlainAnswer], chunk: bytes) -> bytes | None:
@@ -598,7 +599,8 @@ class ResponseTracker:
         head.row_mask = None
         self.in_copy_out = False
         if head.kind == "Execute":
-            _made(head, CONFIRMED)
+            if head.made:
+                _made(head, CONFIRMED)
             self.queue.popleft()
 
     def _done(self, head: Expect) -> None:
