@@ -23,6 +23,12 @@ script of its here-document: whatever the fd of that here-document and whatever 
 fd 0 after it. `sh 3<<E<newline>df<newline>E` ran what the client wrote on the channel,
 `sh <<E <<<'cmd'` ran cmd, as root, the parts a df. A here-document is now read as the
 shell's script only when it is the command's one redirection of fd 0.
+
+And the commands of a shell's script (`sh -c SCRIPT`, `sh <<E`) were judged without the
+shell's own assignments and redirections: `PATH=/tmp sh -c df` ran /tmp/df,
+`LD_PRELOAD=... sh -c df` loaded a library into it, `sh -c 'df x' 2>/etc/x` wrote (or
+truncated) any file root may, with what the command prints, all allowed as a df. Each command of the
+script now has them, as a compound's commands have its redirections.
 """
 
 from __future__ import annotations
@@ -139,6 +145,27 @@ def test_a_shell_reading_its_here_document_stays_read(engine: Any, line: str) ->
     assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
 
 
+# A shell's own assignments and redirections: every command of its script has them
+AROUND_A_SHELL = [
+    "sh -c df >/tmp/portcullis-p7",
+    "sh -c 'df x' 2>>/etc/cron.d/portcullis-p7",
+    "LD_PRELOAD=/tmp/x.so sh -c df",
+    "PATH=/tmp bash -c df",
+    "env PATH=/tmp sh -c df",
+    "sh <<E >/tmp/portcullis-p7\ndf\nE\n",
+    "PATH=/tmp sh <<E\ndf\nE\n",
+    "sh -c 'sh -c df' </etc/shadow",
+]
+
+
+@pytest.mark.parametrize("line", AROUND_A_SHELL)
+def test_what_a_shell_sets_or_opens_is_judged_on_its_script(engine: Any, line: str) -> None:
+    decided = verdict(engine, line)
+    assert decided["verdict"] == "deny", (line, reading(line), decided)
+    part = reading(line)["parts"][0]
+    assert part["assignments"] or part["redirects"], part
+
+
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with ssh_stack(tmp_path) as s:
@@ -187,6 +214,25 @@ async def test_a_shells_script_from_elsewhere_never_runs(stack: Stack) -> None:
             assert result.exit_status == 1, (line, result.stdout, result.stderr)
             assert result.stderr.startswith("portcullis: denied: "), (line, result.stderr)
             assert not marker.exists(), line
+    assert stack.sshd.sessions_started() == 0
+
+
+@pytest.mark.integration
+async def test_a_shells_redirection_or_assignment_never_reaches_the_upstream(
+    stack: Stack,
+) -> None:
+    """Before: allowed (masked, the part a df without them): the upstream's root wrote the
+    file named (df's error), and ran the df planted in the directory PATH named."""
+    written, planted, marker = stack.tmp / "written", stack.tmp / "bin", stack.tmp / "ran"
+    planted.mkdir()
+    (planted / "df").write_text(f"#!/bin/sh\n: > {marker}\n")
+    (planted / "df").chmod(0o755)
+    async with await stack.connect(READER) as conn:
+        for line in [f"sh -c 'df x' 2>{written}", f"PATH={planted} sh -c df"]:
+            result = await conn.run(line)
+            assert result.exit_status == 1, (line, result.stdout, result.stderr)
+            assert result.stderr.startswith("portcullis: denied: "), (line, result.stderr)
+    assert not written.exists() and not marker.exists()
     assert stack.sshd.sessions_started() == 0
 
 

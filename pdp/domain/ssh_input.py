@@ -656,11 +656,12 @@ class _Walker:
                 raise Unreadable(f"{base} runs what bash's grammar does not read")
             if base in SHELLS:
                 script = _shell_script(words)
+                around = (assignments, redirects)
                 if script is not None:
-                    self._nested(script, [*via, f"{base} -c"], name)
+                    self._nested(script, [*via, f"{base} -c"], name, around)
                     return
                 if heredoc is not None and len(words) == 1:
-                    self._nested(Word(heredoc, False), [*via, f"{base} <<"], name)
+                    self._nested(Word(heredoc, False), [*via, f"{base} <<"], name, around)
                     return
             if base == "env":
                 rest, more = _env_args(words[1:])
@@ -693,13 +694,25 @@ class _Walker:
             )
         )
 
-    def _nested(self, script: Word, via: list[str], shell: Word) -> None:
+    def _nested(
+        self,
+        script: Word,
+        via: list[str],
+        shell: Word,
+        around: tuple[list[str], list[dict[str, Any]]],
+    ) -> None:
+        """The parts of a shell's script, each with the shell's own assignments and
+        redirections (around): what `PATH=/tmp sh -c df` or `sh -c df >/etc/x` sets and
+        opens, every command of the script inherits."""
         if script.dynamic:
             raise Unreadable(f"{shell.text} runs a script computed at run time")
         inner = _walked(script.text, self.depth + 1, self.bound)
         self.loop_variables.extend(inner.loop_variables)
+        assignments, redirects = around
         for part in inner.parts:
             part.via = via + part.via
+            part.assignments = [*assignments, *part.assignments]
+            part.redirects = [*(dict(r) for r in redirects), *part.redirects]
             self._add(part)
 
 
