@@ -29,6 +29,11 @@ before its fix:
   endpoint) and filters by it. A body typed as a binary data format is now unread
   (`structured`), which needs approval for anyone masked whatever the method and path;
   an upload (octet-stream, an image) still goes;
+- a bare value answering a path that names its field only as frameworks route it
+  (`/customers/7/phone/`, `//`, `/.`, `%20`: Express and Spring serve `/phone` there):
+  the proxy took the field from the last segment as written, empty or `phone `, and the
+  reader got `5550100` (no detector finds a phone number). The last segment naming
+  something, trimmed, is now the field;
 """
 
 from __future__ import annotations
@@ -270,3 +275,40 @@ async def test_base64_in_a_text_body_naming_a_masked_field_needs_approval(
         kept = await exchange(s.proxy.port, request(s, line, plain, prose, ("dba",)))
     assert status(answer) == 202 and b"phone" in answer, answer[:400]
     assert status(kept) == 200, kept[:400]
+
+
+def bare_value_app() -> web.Application:
+    """Any path naming `phone` answers Ann's bare phone number (as Express or Spring
+    route `/customers/7/phone/` to the `/customers/7/phone` handler)."""
+
+    async def field(request: web.Request) -> web.Response:
+        if request.headers.get("X-Api-Key") != SECRET:
+            return web.json_response({"error": "no credential"}, status=401)
+        return web.Response(text="5550100", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", field)
+    return app
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/customers/7/phone/",
+        "/customers/7/phone//",
+        "/customers/7/phone/.",
+        "/customers/7/phone/%2e",
+        "/customers/7/phone%20",
+    ],
+)
+async def test_a_bare_value_under_a_path_routed_as_its_field_is_masked(
+    tmp_path: Any, path: str
+) -> None:
+    async with (
+        app_upstream(bare_value_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        answer = await exchange(s.proxy.port, request(s, f"GET {path} HTTP/1.1"))
+        plain = await exchange(s.proxy.port, request(s, "GET /customers/7/phone HTTP/1.1"))
+    assert status(plain) == 200 and b"5550100" not in plain, plain
+    assert status(answer) == 200 and b"5550100" not in answer, answer

@@ -253,9 +253,13 @@ class BodyMask:
         self._worded = field_words(masker)
         self._spoken: re.Pattern[str] | None = None  # (_prose: the fields in words)
         # the field the request's path ends in (`/customers/7/phone`): an answer that is a
-        # bare value, with no name of its own, is that field's value
-        last = path.rsplit("/", 1)[-1].split(".", 1)[0]
-        self.path_field = self._field(unquote(last)) if last and self._named else ""
+        # bare value, with no name of its own, is that field's value. Its last segment
+        # that names something: Express, Spring and others route `/phone/`, `/phone//`,
+        # `/phone/.` and `/phone%20` (trimmed) as `/phone`
+        segments = [unquote(s).strip() for s in path.split("/")]
+        named = [s for s in segments if s.strip(".")]
+        last = named[-1].split(".", 1)[0] if named else ""
+        self.path_field = self._field(last) if last and self._named else ""
 
     @property
     def streams(self) -> bool:
