@@ -29,6 +29,7 @@ from pdp.engine import PolicyEngine, create_engine
 from pdp.evidence.checkpoints import CheckpointWriter, anchor_path_for
 from pdp.evidence.signing import Signer
 from pdp.forwarding import build_forwarders
+from pdp.plumbing import connection_gate
 from pdp.plumbing.keys import load_or_create_ed25519
 from pdp.store import AuditStore, open_store
 from pdp.store.macs import KEY_PURPOSE as RECORD_KEY_PURPOSE
@@ -108,6 +109,8 @@ class PDPApp:
         self.checkpoints: CheckpointWriter | None = None
         self.server: PDPServer | None = None
         self._http: web.AppRunner | None = None
+        self._http_listener: asyncio.AbstractServer | None = None
+        self.http_gate = connection_gate.ConnectionGate()
         self.ready = False
 
     @property
@@ -156,16 +159,22 @@ class PDPApp:
     async def _start_http(self, listen: str) -> None:
         http_app = build_http_app(self)
         mount_console(http_app, self, self.console_settings)
-        self._http = web.AppRunner(http_app, access_log=None)
+        self._http = web.AppRunner(
+            http_app, access_log=None, keepalive_timeout=connection_gate.IDLE_SECONDS
+        )
         await self._http.setup()
+        # the server's handlers behind the connection caps (connection_gate: the listener
+        # needs no token, and every connection is a file descriptor the gRPC side needs)
+        assert self._http.server is not None
+        factory = connection_gate.gated(self.http_gate, self._http.server)
+        loop = asyncio.get_running_loop()
         if listen.startswith("unix:"):
-            site: web.BaseSite = web.UnixSite(self._http, listen[len("unix:") :])
+            self._http_listener = await loop.create_unix_server(factory, listen[len("unix:") :])
         else:
             host, _, port = listen.rpartition(":")
-            site = web.TCPSite(
-                self._http, host, int(port), reuse_port=self.config.pdp.reuse_port or None
+            self._http_listener = await loop.create_server(
+                factory, host, int(port), reuse_port=self.config.pdp.reuse_port or None
             )
-        await site.start()
         log.info("PDP HTTP (health, metrics, console at /console/) on %s", listen)
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -177,6 +186,8 @@ class PDPApp:
             await self.webhook.close()
         if self.server is not None:
             await self.server.stop(grace)
+        if self._http_listener is not None:
+            self._http_listener.close()
         if self._http is not None:
             await self._http.cleanup()
         if self.checkpoints is not None:
