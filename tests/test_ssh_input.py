@@ -53,7 +53,7 @@ def malformed(line: str) -> str:
         ("cat `id`", [["id"], ["cat", "`id`"]]),
         ("diff <(ls) x", [["ls"], ["diff", "<(ls)", "x"]]),
         ("sh -c 'uptime; rm -rf /'", [["uptime"], ["rm", "-rf", "/"]]),
-        ("bash -lc \"sh -c 'id'\"", [["id"]]),
+        ("bash -ec \"sh -c 'id'\"", [["id"]]),
         ("env uptime", [["uptime"]]),
         ("env -i -u HOME -- uptime", [["uptime"]]),
         ("xargs rm -rf", [["rm", "-rf"]]),

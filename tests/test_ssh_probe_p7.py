@@ -28,7 +28,9 @@ And the commands of a shell's script (`sh -c SCRIPT`, `sh <<E`) were judged with
 shell's own assignments and redirections: `PATH=/tmp sh -c df` ran /tmp/df,
 `LD_PRELOAD=... sh -c df` loaded a library into it, `sh -c 'df x' 2>/etc/x` wrote (or
 truncated) any file root may, with what the command prints, all allowed as a df. Each command of the
-script now has them, as a compound's commands have its redirections.
+script now has them, as a compound's commands have its redirections. A login shell
+(`bash -lc df`) runs its startup files before its script, commands no part names: its
+option is no longer understood (denied).
 """
 
 from __future__ import annotations
@@ -164,6 +166,15 @@ def test_what_a_shell_sets_or_opens_is_judged_on_its_script(engine: Any, line: s
     assert decided["verdict"] == "deny", (line, reading(line), decided)
     part = reading(line)["parts"][0]
     assert part["assignments"] or part["redirects"], part
+
+
+# A login shell runs its startup files (/etc/profile, /etc/profile.d/*, ~/.profile) first
+@pytest.mark.parametrize(
+    "line", ["bash -lc df", "sh -l -c df", "bash --login -c df", "bash -lec df", "sh -cl df"]
+)
+def test_a_login_shell_is_not_read(engine: Any, line: str) -> None:
+    assert "not understood" in reading(line).get("malformed", ""), reading(line)
+    assert verdict(engine, line)["verdict"] == "deny"
 
 
 @pytest.fixture
@@ -330,3 +341,13 @@ def test_bash_runs_what_the_parts_say(stubs: Path, tmp_path: Path, engine: Any, 
     runs, seen = ran_by_bash(stubs, line, tmp_path)
     assert runs, (line, seen)
     assert differences(line, runs, seen) == [], line
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is not installed")
+def test_what_a_login_shell_runs_first_is_no_part(stubs: Path, tmp_path: Path) -> None:
+    """Why: a login shell runs its startup files (here ~/.profile, which /etc/profile may
+    follow; Debian's runs `id -u`) before the script, commands no part of `bash -lc df`
+    names."""
+    (tmp_path / ".profile").write_text(': > "$HOME/profile-ran"\n')
+    runs, _ = ran_by_bash(stubs, "bash -lc df", tmp_path)
+    assert (tmp_path / "profile-ran").exists(), runs

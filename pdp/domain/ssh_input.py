@@ -100,8 +100,11 @@ XARGS_VALUED = frozenset({"-I", "-n", "-L", "-d", "-P", "-s", "-E", "-a", "--arg
 XARGS_OPTIONAL = frozenset({"--replace", "--eof", "--max-lines"})
 XARGS_REPLACE = frozenset({"-I", "-i", "--replace"})  # the input replaces this string
 XARGS_FILE = frozenset({"-a", "--arg-file"})  # the input is read from this file
-SHELL_FLAGS = frozenset("eluxvfhnpBCHP")  # single-letter shell options that take no value
-SHELL_LONG = frozenset({"--norc", "--noprofile", "--login", "--posix", "--noediting"})
+# single-letter shell options that take no value; not -l nor --login: a login shell runs
+# /etc/profile, /etc/profile.d/*, ~/.profile (and what they source) before the script,
+# commands no part names
+SHELL_FLAGS = frozenset("euxvfhnpBCHP")
+SHELL_LONG = frozenset({"--norc", "--noprofile", "--posix", "--noediting"})
 # a line of plain words: no quoting, expansion, globbing, redirection or operator can be in
 # it; its first word has no `=` (no assignment can lead it)
 PLAIN_LINE = re.compile(r"[A-Za-z0-9_./:,+-]+(?: [A-Za-z0-9_./=:,+-]+)*")
