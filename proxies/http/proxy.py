@@ -784,11 +784,12 @@ class ClientConnection(UpstreamExchange):
                         return head.keep_alive
                     headers = messages.decoded_headers(headers)
                 reply = await outcome.response(response.status, headers, body)
+                if outcome.evicted:
+                    # (before the answer: its client's next request finds them ended)
+                    await self._end_mcp_sessions(request, outcome.evicted)
                 await self.write_reply(request, reply)
             finally:
                 response.release()
-            if outcome.evicted:
-                await self._end_mcp_sessions(request, outcome.evicted)
         else:
             await self.write_reply(request, outcome)
         return head.keep_alive and not self.must_close
