@@ -9,21 +9,32 @@ through its own asyncio protocol instead of streams (the HTTP proxy does: a stre
 layers cost CPU on every request), a `TransportHandler`: given the accepted transport (TLS
 already unwrapped), it answers the protocol that receives the bytes from then on and the
 coroutine that serves the connection; the listener tracks, drains and closes it as any other.
+
+A connection that has not opened a session yet (its start-up, its token not read or not
+judged) costs the proxy a file descriptor and a task for as long as the protocol's start-up
+timeout, and anyone who reaches the port may open one: at most STARTING_PER_PEER of them per
+peer address and STARTING_IN_ALL in all are held (`StartupGate`); one past either is closed
+as it is accepted. A connection leaves that count once a session is opened or used in it
+(`in_session`, called by the runtime's session), and from then on is not limited here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 
 log = logging.getLogger("portcullis.listener")
 
 READ_SIZE = 256 * 1024
+STARTING_PER_PEER = 256  # connections of one address not in a session yet
+STARTING_IN_ALL = 4096  # and of all addresses together
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 # the accepted transport -> (the protocol that reads it from now on, the connection's coroutine)
@@ -36,6 +47,70 @@ def split_address(address: str) -> tuple[str, int]:
     """host:port (or [v6]:port) of the configuration as asyncio takes it."""
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+class StartupGate:
+    """The connections a listener holds that have not opened a session yet, per peer
+    address and in all; past either cap a new one is refused."""
+
+    def __init__(self, per_peer: int = STARTING_PER_PEER, in_all: int = STARTING_IN_ALL) -> None:
+        self.per_peer = per_peer
+        self.in_all = in_all
+        self.starting: Counter[str] = Counter()
+        self.total = 0
+        self.refused = 0
+
+    def admit(self, peer: str) -> _Starting | None:
+        if self.total >= self.in_all or self.starting[peer] >= self.per_peer:
+            self.refused += 1
+            return None
+        self.starting[peer] += 1
+        self.total += 1
+        return _Starting(self, peer)
+
+    def _leave(self, peer: str) -> None:
+        self.total -= 1
+        left = self.starting[peer] - 1
+        if left:
+            self.starting[peer] = left
+        else:
+            del self.starting[peer]
+
+
+class _Starting:
+    """One connection's place in its gate's count, given back once (in a session, or gone)."""
+
+    __slots__ = ("gate", "peer")
+
+    def __init__(self, gate: StartupGate | None, peer: str) -> None:
+        self.gate = gate
+        self.peer = peer
+
+    def leave(self) -> None:
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate._leave(self.peer)
+
+
+# the place of the connection whose task (or a task it started) runs now
+_starting: contextvars.ContextVar[_Starting | None] = contextvars.ContextVar(
+    "portcullis_starting", default=None
+)
+
+
+def in_session() -> None:
+    """The connection being served has opened (or uses) a session: it is no longer one of
+    those in start-up its listener limits."""
+    starting = _starting.get()
+    if starting is not None and starting.gate is not None:
+        starting.leave()
+
+
+def _peer_of(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "?")
 
 
 class Listener:
@@ -65,6 +140,7 @@ class Listener:
         self.tls = tls
         self.drain_seconds = drain_seconds
         self.reuse_port = reuse_port
+        self.gate = StartupGate()
         self.clients: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
 
@@ -109,15 +185,41 @@ class Listener:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self.handle is not None
-        await self._serve(functools.partial(self.handle, reader, writer), writer.close)
+        starting = self._admit(writer.transport)
+        if starting is None:
+            return
+        await self._serve(functools.partial(self.handle, reader, writer), writer.close, starting)
+
+    def _admit(self, transport: asyncio.BaseTransport) -> _Starting | None:
+        """The connection's place among those in start-up, or None: past the gate's caps
+        it is reset at once (before any byte of it is read)."""
+        peer = _peer_of(transport)
+        starting = self.gate.admit(peer)
+        if starting is None:
+            refused = self.gate.refused
+            if refused in (1, 10, 100) or refused % 1000 == 0:
+                log.warning(
+                    "%s: a connection from %s refused: %d connections not in a session are "
+                    "held (at most %d per address, %d in all); %d refused so far",
+                    self.name, peer, self.gate.total, self.gate.per_peer, self.gate.in_all,
+                    refused,
+                )  # fmt: skip
+            with contextlib.suppress(Exception):
+                cast(asyncio.WriteTransport, transport).abort()
+        return starting
 
     async def _serve(
-        self, serving: Callable[[], Awaitable[None]], close: Callable[[], None]
+        self,
+        serving: Callable[[], Awaitable[None]],
+        close: Callable[[], None],
+        starting: _Starting,
     ) -> None:
         """One client connection's life: tracked while it runs, its failure logged (never
-        its bytes), its socket closed at the end whatever happened."""
+        its bytes), its socket closed at the end whatever happened (and its place in the
+        start-up gate given back, if it still holds one)."""
         task = asyncio.current_task()
         assert task is not None
+        _starting.set(starting)  # (this task's context, and the tasks it starts)
         self.clients.add(task)
         try:
             await serving()
@@ -127,6 +229,7 @@ class Listener:
             log.exception("%s: connection failed", self.name)
         finally:
             self.clients.discard(task)
+            starting.leave()
             with contextlib.suppress(Exception):
                 close()
 
@@ -143,14 +246,18 @@ class _Accepted(asyncio.Protocol):
         assert self.listener.take_transport is not None
         # (a read-write transport, asyncio's or uvloop's, which does not subclass it)
         accepted = cast(asyncio.Transport, transport)
+        starting = self.listener._admit(accepted)
+        if starting is None:
+            return
         try:
             protocol, serving = self.listener.take_transport(accepted)
         except Exception:
+            starting.leave()
             log.exception("%s: connection failed", self.listener.name)
             accepted.abort()
             return
         accepted.set_protocol(protocol)
         protocol.connection_made(accepted)
         asyncio.get_running_loop().create_task(
-            self.listener._serve(lambda: serving, accepted.close)
+            self.listener._serve(lambda: serving, accepted.close, starting)
         )

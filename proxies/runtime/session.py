@@ -38,6 +38,7 @@ from proxies.runtime.credentials import (
     provider_for,
 )
 from proxies.runtime.drain import Drain
+from proxies.runtime.listener import in_session
 from proxies.runtime.metrics import ProxyMetrics
 from proxies.runtime.pdp_auth import client_auth
 from proxies.runtime.pdp_client import (
@@ -308,6 +309,7 @@ class ProxySession:
                     extra={"decision_id": exc.decision_id, "connection": runtime.connection.name},
                 )
             raise
+        in_session()  # its connection is past start-up: no longer held to the listener's cap
         runtime.metrics.session_opened()
         session_context(grant.session_id, runtime.connection.name)
         log.info(
@@ -534,6 +536,7 @@ class ProxySession:
     ) -> Ruling:
         """The verdict for one command: from the cache when the policy allowed it, else the
         PDP (`key` as ruling_now's)."""
+        in_session()  # (a connection reusing a session opened on another, as HTTP's do)
         known = self.ruling_now(kind, raw, shape_of, attributes, key)
         if known is not None:
             return known
