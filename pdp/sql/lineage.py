@@ -399,7 +399,7 @@ Scope = list[list[Item]]
 class Lineage:
     """The walk of one statement: collects predicates while computing outputs."""
 
-    __slots__ = ("predicates", "shadows", "written")
+    __slots__ = ("arguments", "predicates", "shadows", "written")
 
     def __init__(self) -> None:
         self.predicates: dict[tuple[str, str], None] = {}
@@ -408,6 +408,14 @@ class Lineage:
         # the values the statement stores: INSERT's rows, UPDATE's and MERGE's SET values,
         # CREATE TABLE AS and SELECT INTO's outputs
         self.written: list[Flow] = []
+        # values given to functions that whole rows reach or that the way there may have
+        # changed (a column as it is, or as COALESCE or min() give it, is left out), by
+        # the function's name as the server looks it up (schema.name for one written with
+        # a schema other than pg_catalog): a function may keep what it is given where no
+        # mask reads it (setval, an advisory lock, pg_replication_origin_create's name, a
+        # function of the database's that INSERTs), and the value detectors cannot
+        # recognise what a query made of a column's text
+        self.arguments: list[tuple[str, Flow]] = []
 
     # --- entry points -------------------------------------------------------
 
@@ -953,6 +961,10 @@ class Lineage:
         keeps = (
             builtin and written in _KEEPING_FUNCTIONS and (written not in _CASTS or len(args) == 1)
         )
+        called = written if builtin else ".".join(_sval(p) for p in fields["funcname"])
+        self.arguments.extend(
+            (called, flow) for flow in flows[: len(args)] if flow.tables or flow.changed
+        )
         if builtin and name == "set_config":
             # a setting's value is read where no mask reads it: the ParameterStatus the
             # server reports a changed application_name, DateStyle or TimeZone with, SHOW
@@ -1358,7 +1370,11 @@ def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
     """The outputs and predicates entry fields of one statement node of the JSON tree, and
     writes (only when there are any): the values it stores that read columns (INSERT's
     rows, UPDATE's and MERGE's SET values, CREATE TABLE AS and SELECT INTO's outputs,
-    set_config's arguments), as outputs are given (kind, columns, tables, keeps)."""
+    set_config's arguments), as outputs are given (kind, columns, tables, keeps); and
+    arguments (only when there are any): each value given to a function that whole rows
+    reach or that columns reach changed on the way (not as they are), as {function,
+    columns, tables}, the function named as the server looks it up (`setval`,
+    `public.f`)."""
     walk = Lineage()
     try:
         outputs = walk.statement(tag, fields)
@@ -1371,6 +1387,13 @@ def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
     written = [_output("", flow) for flow in walk.written if flow.columns or flow.tables]
     if written:
         entry["writes"] = written
+    arguments = [
+        {"function": function, "columns": list(flow.columns), "tables": list(flow.tables)}
+        for function, flow in walk.arguments
+        if flow.columns or flow.tables
+    ]
+    if arguments:
+        entry["arguments"] = arguments
     if walk.shadows:
         entry["shadows"] = walk.shadows
     if tag in _NAMING:

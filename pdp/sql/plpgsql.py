@@ -25,7 +25,8 @@ def do_block_body(
     reclassify is the classifier of the tree the block came from, so each path stays whole.
 
     A DO block in another language, dynamic EXECUTE, or a body that does not parse is
-    opaque: the policy cannot know what it runs.
+    opaque: the policy cannot know what it runs. A FETCH into variables is a nested fetch
+    entry: it reads rows of a cursor the block may not have opened.
     """
     body, language = "", "plpgsql"
     for defname, value in options:
@@ -52,6 +53,11 @@ def do_block_body(
             key == "PLpgSQL_stmt_open" and "dynquery" in value
         ):
             opaque = True
+        elif key == "PLpgSQL_stmt_fetch" and not value.get("is_move", False):
+            # FETCH into variables reads a cursor by the name its refcursor holds: any
+            # portal of the session (a SQL cursor, a protocol portal), whose rows SQL FETCH
+            # would mask and whose query is not in this text
+            entries.append(dict(_CURSOR_ROWS))
         elif key == "PLpgSQL_expr":
             found = _plpgsql_expr(value, reclassify)
             if found is None:
@@ -59,6 +65,16 @@ def do_block_body(
             else:
                 entries.extend(found)
     return entries, opaque
+
+
+# What a DO block's FETCH adds: a nested fetch entry, judged as rows of a cursor
+_CURSOR_ROWS: Entry = {
+    "type": "fetch",
+    "tag": "PLpgSQL_stmt_fetch",
+    "tables": [],
+    "functions": [],
+    "qualified_functions": [],
+}
 
 
 def _plpgsql_expr(
@@ -102,11 +118,23 @@ def fold_do_block(
     settings set_config changes and any locking) always, and the statements as nested
     entries. IF conditions, RAISE arguments and assignments add only what they call, unless
     they read a relation (`x := (SELECT password FROM customers)`, `RAISE NOTICE '%',
-    (SELECT ...)`): then they are nested entries too, whose outputs the policy judges as a
-    statement's (what they read reaches the block's variables, notices and errors)."""
+    (SELECT ...)`) or call what may (`x := public.pw_of(1)`, `IF public.pw_of(1) LIKE
+    ...`: lineage reads a function outside pg_catalog as reading every table): then they
+    are nested entries too, whose outputs the policy judges as a statement's (what they
+    read reaches the block's variables, notices and errors)."""
     entry["opaque"] = opaque
     for item in inner:
         found.fold(item)
-        if not item.pop("expression", False) or item.get("tables"):
+        if not item.pop("expression", False) or item.get("tables") or _reads_rows(item):
             item["nested"] = True
             children.append(item)
+
+
+def _reads_rows(item: Entry) -> bool:
+    """Whether lineage says some value of item may carry whole rows of tables: a function
+    of another schema (pdp.sql.lineage reads it as reading every table, "*")."""
+    return any(
+        flow.get("tables")
+        for key in ("outputs", "writes", "arguments")
+        for flow in item.get(key, ())
+    ) or any(p.get("column") == "*" for p in item.get("predicates", ()))

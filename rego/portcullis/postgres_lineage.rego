@@ -186,6 +186,30 @@ deny contains sprintf("the statement stores text computed from column(s) %s in a
 	not pii_reader
 }
 
+# A function may keep what it is given where no mask reads it: setval's value is the
+# sequence's last_value, an advisory lock's key is in pg_locks, the name given to
+# pg_replication_origin_create is a row of pg_replication_origin, a function of the
+# database's may INSERT it. A value a query changed on the way (translate(note,
+# '0123456789', 'abcdefghij'), ascii(substr(note, 6, 1))) then comes back past the value
+# detectors, which read stored text only. The classifier gives such values as arguments
+# (pdp/sql/lineage.py: {function, columns, tables}, for a value whole rows reach or
+# columns reach changed); only the functions readers may call (postgres.reader_functions:
+# no side effects, generated from pg_proc) are given them outside pii-readers, dba
+# included. A column as it is (pg_terminate_backend(pid)) is not an argument here:
+# wherever it is kept it reads as the stored text the detectors know, and a sensitive
+# column going into any function not known never to fail is denied already (partial).
+deny contains sprintf("function %s may keep what it is given where no mask reads it, and is given a value computed from %s that the value detectors could not recognise: denied to everyone not in pii-readers", [a.function, pg_argument_origin(a)]) if {
+	input.command.postgres.has.functions
+	not pii_reader
+	some s in input.command.postgres.statements
+	some a in s.arguments
+	not data.portcullis.postgres.reader_functions[a.function]
+}
+
+pg_argument_origin(a) := sprintf("column(s) %s", [concat(", ", a.columns)]) if {
+	count(a.columns) > 0
+} else := sprintf("whole rows of %s", [concat(", ", a.tables)])
+
 # A function the database defines (input.command.postgres.user_functions, read by the
 # proxy at start-up: every function made after initdb, an extension's non-volatile ones
 # left out) may return what it reads from any table: `SELECT customer_password(1)`. Called
@@ -338,13 +362,68 @@ deny contains sprintf("a DO block reads column(s) %s: its code can print, set or
 	not pii_reader
 }
 
-deny contains sprintf("a DO block reads rows of %s: its code can print, set or store what it makes of them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers", [concat(", ", o.tables)]) if {
+# Rows reach a statement's outputs without its naming a relation when it calls a function
+# of another schema (lineage reads `public.pw_of(1)` as reading every table, "*"): `x :=
+# public.pw_of(1)` then INSERTs x, `IF public.pw_of(1) LIKE 'a%' THEN RAISE ...` answers
+# by the notice coming or not. So no test of the statement's own tables here.
+deny contains sprintf("a DO block reads rows of %s: its code can print, set or store what it makes of them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers", [pg_rows_label(o.tables)]) if {
 	input.command.postgres.has.nested
 	some s in input.command.postgres.statements
 	s.nested
-	count(s.tables) > 0
 	some o in s.outputs
 	count(o.tables) > 0
+	not pii_reader
+}
+
+pg_rows_label(tables) := "any table (a function outside pg_catalog)" if {
+	tables == ["*"]
+} else := concat(", ", tables)
+
+# EXPLAIN prints what the planner computed ahead: an IMMUTABLE function called with
+# constants is run while planning and its value printed in the plan as a constant
+# (`EXPLAIN VERBOSE SELECT public.pw_imm(1)`: `Output: 'hunter2-ada'::text`), and a plan is
+# text no mask reads as the statement's outputs (the SELECT itself is masked whole). The
+# database's functions may be marked IMMUTABLE whatever they read, so EXPLAIN of a
+# statement calling a function outside pg_catalog is denied outside pii-readers (pg_catalog's
+# own are pure: they read no table). Its functions called without their schema are
+# denied already (user_functions).
+deny contains sprintf("EXPLAIN of a statement calling %s: the planner runs an IMMUTABLE function of the database ahead and prints its value in the plan, where no mask reads it; run the statement itself (its value is masked whole): denied to everyone not in pii-readers", [f]) if {
+	input.command.postgres.types.explain
+	input.command.postgres.has.qualified_names
+	some s in input.command.postgres.statements
+	s.type == "explain"
+	some f in s.qualified_functions
+	not pg_catalog_function(f)
+	not pii_reader
+}
+
+# ...and so does EXPLAIN of a statement reading a view that runs such a function (the
+# proxy's view_functions: the functions outside pg_catalog reading each view runs, its own
+# and those of the views it reads): `EXPLAIN VERBOSE SELECT s FROM pwv`, a view column
+# `public.pw_imm(1) AS s`, prints the value the view's SELECT would mask whole.
+deny contains sprintf("EXPLAIN of a statement reading view %s, which runs %s: the planner runs an IMMUTABLE function of the database ahead and prints its value in the plan, where no mask reads it; run the statement itself (its value is masked whole): denied to everyone not in pii-readers", [v, f]) if {
+	input.command.postgres.types.explain
+	input.command.postgres.has.user_code
+	views := input.command.postgres.view_functions
+	some s in input.command.postgres.statements
+	s.type == "explain"
+	some t in s.tables
+	some v, functions in views
+	view_named(v, t)
+	some f in functions
+	not pii_reader
+}
+
+# A DO block's FETCH reads a cursor by the name its refcursor variable holds: any portal of
+# the session, a SQL cursor or a protocol portal declared before (`k refcursor := 'c';
+# FETCH k INTO r`), whose computed columns SQL FETCH masks whole, into variables the block
+# then prints, sets or stores where no mask reads them. The classifier gives each such
+# FETCH as a nested fetch statement (pdp/sql/plpgsql.py); MOVE reads no value.
+deny contains "a DO block FETCHes a cursor's rows into its variables (a cursor or portal of the session, whose computed columns FETCH would mask): its code can print, set or store them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers" if {
+	input.command.postgres.types.fetch
+	some s in input.command.postgres.statements
+	s.type == "fetch"
+	s.nested
 	not pii_reader
 }
 

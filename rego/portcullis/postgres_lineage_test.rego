@@ -489,3 +489,71 @@ test_an_unreviewed_cast_of_the_database_denies_a_masked_dba if {
 	f := portcullis.decision with input as own_cast_query(["dba", "pii-readers"], [cast])
 	f.verdict == "allow"
 }
+
+calling(arguments) := object.union(stmt("select"), {"outputs": [], "predicates": [], "functions": [a.function | some a in arguments], "arguments": arguments})
+
+test_a_changed_value_given_to_a_function_that_may_keep_it_is_denied if {
+	every groups in [["dba"], ["readonly"]] {
+		d := lineage_decision(groups, calling([{"function": "setval", "columns": ["note"], "tables": []}]))
+		d.verdict == "deny"
+		some r in d.reasons
+		contains(r, "function setval may keep what it is given where no mask reads it")
+	}
+	d := lineage_decision(["dba"], calling([{"function": "public.f", "columns": [], "tables": ["customers"]}]))
+	some r in d.reasons
+	contains(r, "given a value computed from whole rows of customers")
+}
+
+test_a_changed_value_given_to_a_function_readers_may_call_is_not_denied_by_lineage if {
+	d := lineage_decision(["dba"], calling([{"function": "upper", "columns": ["note"], "tables": []}]))
+	not "deny" == d.verdict
+}
+
+test_pii_readers_give_functions_what_they_like if {
+	d := lineage_decision(["dba", "pii-readers"], calling([{"function": "setval", "columns": ["note"], "tables": []}]))
+	not "deny" == d.verdict
+}
+
+test_a_do_blocks_fetch_is_denied_outside_pii_readers if {
+	do := object.union(stmt("do"), {"opaque": false})
+	fetch := object.union(stmt("fetch"), {"tag": "PLpgSQL_stmt_fetch", "tables": [], "nested": true})
+	d := portcullis.decision with input as pg_input(["dba"], [do, fetch])
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "a DO block FETCHes a cursor's rows into its variables")
+	d2 := portcullis.decision with input as pg_input(["dba", "pii-readers"], [do, fetch])
+	d2.verdict == "allow"
+}
+
+test_a_do_blocks_value_of_a_function_outside_pg_catalog_is_denied_outside_pii_readers if {
+	do := object.union(stmt("do"), {"opaque": false})
+	assign := object.union(stmt("select"), {"tables": [], "nested": true, "outputs": [{"name": "pw_of", "kind": "expression", "columns": [], "tables": ["*"]}], "predicates": []})
+	d := portcullis.decision with input as pg_input(["dba"], [do, assign])
+	d.verdict == "deny"
+	"a DO block reads rows of any table (a function outside pg_catalog): its code can print, set or store what it makes of them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers" in d.reasons
+	d2 := portcullis.decision with input as pg_input(["dba", "pii-readers"], [do, assign])
+	d2.verdict == "allow"
+}
+
+test_explain_of_a_function_outside_pg_catalog_is_denied_outside_pii_readers if {
+	explain := object.union(stmt("explain"), {"analyze": false, "qualified_functions": ["public.pw_imm"], "outputs": [], "predicates": []})
+	d := lineage_decision(["dba"], explain)
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "EXPLAIN of a statement calling public.pw_imm")
+	not "deny" == lineage_decision(["dba", "pii-readers"], explain).verdict
+	builtin := object.union(explain, {"qualified_functions": ["pg_catalog.upper"]})
+	not "deny" == lineage_decision(["dba"], builtin).verdict
+}
+
+test_explain_of_a_view_running_the_databases_function_is_denied_outside_pii_readers if {
+	explain := object.union(stmt("explain"), {"analyze": false, "tables": ["pwv"], "outputs": [], "predicates": []})
+	inp := json.patch(pg_input(["dba"], [explain]), [{"op": "add", "path": "/command/postgres/view_functions", "value": {"public.pwv": ["public.pw_imm"]}}])
+	d := portcullis.decision with input as inp
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "EXPLAIN of a statement reading view public.pwv, which runs public.pw_imm")
+	pii := json.patch(inp, [{"op": "replace", "path": "/identity/groups", "value": ["dba", "pii-readers"]}])
+	d2 := portcullis.decision with input as pii
+	not "deny" == d2.verdict
+}
