@@ -304,6 +304,15 @@ needs_approval contains sprintf("%q searches the journal by a pattern (%s): whic
 
 ssh_journal_search(arg) if split(arg, "=")[0] == "--grep"
 
+# a match (FIELD=VALUE, as a word of its own: `journalctl MESSAGE=<a whole line>`,
+# `CARD=4111...`) says whether an entry holds exactly that value: whether anything comes
+# back tells a guessed masked value is in the journal. A value word of an option holding
+# `=` (`-u a=b`) is asked about too: more is asked for, never less.
+ssh_journal_search(arg) if {
+	not startswith(arg, "-")
+	contains(arg, "=")
+}
+
 ssh_journal_search(arg) if {
 	startswith(arg, "-")
 	not startswith(arg, "--")

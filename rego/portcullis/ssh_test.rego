@@ -465,7 +465,7 @@ test_ssh_sftp_names_masked_outside_pii_readers if {
 }
 
 test_ssh_journal_search_needs_approval_outside_pii_readers if {
-	every argv in [["journalctl", "--grep", "4111 1111 1111 10"], ["journalctl", "--grep=4111"], ["journalctl", "-g", "4111"], ["journalctl", "-rg4111"]] {
+	every argv in [["journalctl", "--grep", "4111 1111 1111 10"], ["journalctl", "--grep=4111"], ["journalctl", "-g", "4111"], ["journalctl", "-rg4111"], ["journalctl", "MESSAGE=card 4111 1111 1111 1111"], ["journalctl", "-u", "sshd", "CARD=4111111111111111"], ["journalctl", "_PID=1", "+", "MESSAGE=x"]] {
 		ssh_verdict(["readonly"], argv) == "require_approval"
 		ssh_verdict(["readonly", "pii-readers"], argv) == "allow"
 	}
