@@ -102,3 +102,51 @@ async def test_connections_in_a_session_do_not_count_against_the_start_up_cap(tm
                 writer.close()
             for db in sessions:
                 await db.close()
+
+
+async def test_half_requests_to_the_health_port_are_held_only_up_to_a_cap(tmp_path):
+    """Attack (anyone who reaches a proxy's metrics_listen; no token): connections that
+    send half a request head (GET /healthz HTTP/1.1, Host: x, and no end) were all held
+    until aiohttp's 75 s keep-alive timeout, each a file descriptor of the proxy process
+    whose clients, upstream, PDP and Vault connections share the limit. Now the 17th from
+    one address is reset as it is accepted, and another address is still answered."""
+    from proxies.runtime.health import HealthServer
+
+    async with running_gateway(tmp_path) as gw:
+        health = HealthServer(gw.proxy.runtime, "127.0.0.1:0")
+        await health.start()
+        writers = []
+        try:
+            for _ in range(16):
+                reader, writer = await asyncio.open_connection("127.0.0.1", health.port)
+                writers.append(writer)
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                await writer.drain()
+            # every one of the 16 taken: a 17th's fate is the gate's alone
+            await until_held(health, 16)
+            reader, writer = await asyncio.open_connection("127.0.0.1", health.port)
+            writers.append(writer)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                answer = await reader.read(12)
+            except ConnectionResetError:
+                answer = b""
+            assert answer == b"", "a 17th half-open connection of one address was served"
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", health.port, local_addr=("127.0.0.2", 0)
+            )
+            writers.append(writer)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert (await reader.read()).startswith(b"HTTP/1.1 200")
+        finally:
+            for writer in writers:
+                writer.close()
+            await health.stop()
+
+
+async def until_held(health, count: int) -> None:
+    """Until the health server has taken `count` connections (on the tree before, which
+    has no gate to count them, until it answers a request: they were taken in order)."""
+    gate = getattr(health, "gate", None)
+    while gate is not None and gate.total < count:
+        await asyncio.sleep(0.01)

@@ -60,13 +60,13 @@ class StartupGate:
         self.total = 0
         self.refused = 0
 
-    def admit(self, peer: str) -> _Starting | None:
+    def admit(self, peer: str) -> Starting | None:
         if self.total >= self.in_all or self.starting[peer] >= self.per_peer:
             self.refused += 1
             return None
         self.starting[peer] += 1
         self.total += 1
-        return _Starting(self, peer)
+        return Starting(self, peer)
 
     def _leave(self, peer: str) -> None:
         self.total -= 1
@@ -77,7 +77,7 @@ class StartupGate:
             del self.starting[peer]
 
 
-class _Starting:
+class Starting:
     """One connection's place in its gate's count, given back once (in a session, or gone)."""
 
     __slots__ = ("gate", "peer")
@@ -93,7 +93,7 @@ class _Starting:
 
 
 # the place of the connection whose task (or a task it started) runs now
-_starting: contextvars.ContextVar[_Starting | None] = contextvars.ContextVar(
+_starting: contextvars.ContextVar[Starting | None] = contextvars.ContextVar(
     "portcullis_starting", default=None
 )
 
@@ -106,7 +106,7 @@ def in_session() -> None:
         starting.leave()
 
 
-def _peer_of(transport: asyncio.BaseTransport) -> str:
+def peer_of(transport: asyncio.BaseTransport) -> str:
     peer = transport.get_extra_info("peername")
     if isinstance(peer, tuple) and peer:
         return str(peer[0])
@@ -190,10 +190,10 @@ class Listener:
             return
         await self._serve(functools.partial(self.handle, reader, writer), writer.close, starting)
 
-    def _admit(self, transport: asyncio.BaseTransport) -> _Starting | None:
+    def _admit(self, transport: asyncio.BaseTransport) -> Starting | None:
         """The connection's place among those in start-up, or None: past the gate's caps
         it is reset at once (before any byte of it is read)."""
-        peer = _peer_of(transport)
+        peer = peer_of(transport)
         starting = self.gate.admit(peer)
         if starting is None:
             refused = self.gate.refused
@@ -212,7 +212,7 @@ class Listener:
         self,
         serving: Callable[[], Awaitable[None]],
         close: Callable[[], None],
-        starting: _Starting,
+        starting: Starting,
     ) -> None:
         """One client connection's life: tracked while it runs, its failure logged (never
         its bytes), its socket closed at the end whatever happened (and its place in the
