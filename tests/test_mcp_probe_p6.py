@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from test_mcp_proxy import SECRET, initialize, mcp_stack, rpc
+from test_mcp_proxy import SECRET, initialize, mcp_stack, post, rpc
 
 from proxies.http.mcp_sessions import SessionBinding
 
@@ -58,3 +58,44 @@ async def test_a_session_the_proxy_forgets_is_ended_upstream(tmp_path: Path, bou
         second = await initialize(stack, stack.token(other, "readonly"))
         assert await _open_upstream(stack.upstream.port, second)
         assert not await _open_upstream(stack.upstream.port, first)
+
+
+async def test_another_session_is_answered_while_a_large_message_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack (reader token; found by the HTTP helper): POST a JSON-RPC message of a few
+    MiB (a tools/call whose argument is long). It was parsed strictly and its tree checked
+    on the event loop every session of the proxy shares, ~0.4 s of CPU at 4 MiB, during
+    which no other client was answered. A body past PARSE_ON_LOOP is now read in a thread:
+    here the reading waits until another client was answered meanwhile (on the loop, none
+    could be)."""
+    import asyncio
+    import threading
+
+    from proxies.http import mcp_codec
+
+    loop = asyncio.get_running_loop()
+    reading = asyncio.Event()
+    served = threading.Event()
+    waited: list[bool] = []
+    parse = mcp_codec.parse_request
+
+    def parse_request(body: bytes, *args: object) -> object:
+        if len(body) > 100_000:
+            loop.call_soon_threadsafe(reading.set)
+            waited.append(served.wait(10))
+        return parse(body, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mcp_codec, "parse_request", parse_request)
+    async with mcp_stack(tmp_path) as stack:
+        mallory = stack.token("mallory@example.com", "readonly")
+        session_id = await initialize(stack, mallory)
+        large = rpc(2, "tools/call", {"name": "lookup_customer", "arguments": {"q": "a" * 200_000}})
+        sent = asyncio.create_task(post(stack, mallory, large, session_id))
+        await asyncio.wait_for(reading.wait(), 30)
+        other = await initialize(stack, stack.token("pia@example.com", "readonly"))
+        served.set()
+        status, _, _ = await sent
+    assert waited == [True]
+    assert other
+    assert status in (200, 403), status
