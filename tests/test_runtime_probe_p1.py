@@ -8,11 +8,15 @@ the Postgres proxy in process (pg_harness), raw sockets and asyncpg as the clien
 from __future__ import annotations
 
 import asyncio
+import secrets
 import struct
 
 import asyncpg
 import pytest
 from pg_harness import running_gateway
+
+from portcullis.config import ConnectionSettings
+from proxies.runtime.workers import CancelRoute, _route_name, worker_key
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +154,97 @@ async def until_held(health, count: int) -> None:
     gate = getattr(health, "gate", None)
     while gate is not None and gate.total < count:
         await asyncio.sleep(0.01)
+
+
+NOBODY = 65534  # a local user other than the proxy's
+SEND_KEY = """
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1].encode().replace(b"@", b"\\0", 1))
+try:
+    s.sendall(struct.pack("!ii", int(sys.argv[2]), int(sys.argv[3])))
+    print(s.recv(1) == b"")  # the route's end: it read the key (or refused it) and closed
+except (BrokenPipeError, ConnectionResetError):
+    print(True)  # refused before the key was read
+"""
+SQUAT = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1].encode().replace(b"@", b"\\0", 1))
+s.listen(1)
+print("bound", flush=True)
+conn, _ = s.accept()
+got = b""
+while True:
+    data = conn.recv(64)
+    if not data:
+        break
+    got += data
+print(len(got), flush=True)
+"""
+
+
+def _route_connection(worker: int, name: str) -> ConnectionSettings:
+    return ConnectionSettings(
+        name, "postgres", "127.0.0.1:1", "127.0.0.1:5432", options={"workers": 2}, worker=worker
+    )
+
+
+async def _as_nobody(code: str, *args: str) -> asyncio.subprocess.Process:
+    # the system's interpreter: the tests' may sit where another user cannot read it
+    return await asyncio.create_subprocess_exec(
+        "/usr/bin/python3", "-c", code, *args, user=NOBODY, stdout=asyncio.subprocess.PIPE
+    )
+
+
+async def test_another_local_user_cannot_hand_a_worker_a_cancel_key():
+    """Attack (a local unprivileged user on the proxy host): connect to a worker's cancel
+    route (an abstract Unix socket: no file mode guards it, its name is in
+    /proc/net/unix) and hand it a key. Before, it was taken as one from another worker."""
+    taken: list[tuple[int, int]] = []
+
+    async def cancel(key: tuple[int, int]) -> None:
+        taken.append(key)
+
+    connection = _route_connection(1, f"route-probe-{secrets.token_hex(4)}")
+    route = CancelRoute(connection, cancel)
+    await route.start()
+    try:
+        key = worker_key(1)
+        name = _route_name(connection, 1).replace("\0", "@", 1)
+        process = await _as_nobody(SEND_KEY, name, str(key[0]), str(key[1]))
+        out, _ = await process.communicate()
+        assert out.strip() == b"True"  # the route has read the key, or closed without
+        assert taken == [], "a key handed by another user's process was taken"
+        # the proxy's own user still hands keys on
+        sender = CancelRoute(_route_connection(0, connection.name), cancel)
+        await sender.hand_on(key)
+        deadline = asyncio.get_running_loop().time() + 10
+        while not taken and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert taken == [key]
+    finally:
+        await route.stop()
+
+
+async def test_a_cancel_key_is_never_handed_to_another_users_socket():
+    """Attack (a local unprivileged user): bind a worker's cancel route name before that
+    worker does (or once it is gone) and read the keys the other workers hand on. Before,
+    worker 0 wrote the key to whoever held the name."""
+    connection = _route_connection(0, f"route-probe-{secrets.token_hex(4)}")
+    name = _route_name(connection, 1).replace("\0", "@", 1)
+    squatter = await _as_nobody(SQUAT, name)
+    assert squatter.stdout is not None
+    try:
+        assert (await squatter.stdout.readline()).strip() == b"bound"
+
+        async def cancel(key: tuple[int, int]) -> None:
+            raise AssertionError("not this worker's key")
+
+        await CancelRoute(connection, cancel).hand_on(worker_key(1))
+        out, _ = await squatter.communicate()
+        assert out.strip() == b"0", "the squatter read a cancel key"
+    finally:
+        if squatter.returncode is None:
+            squatter.kill()
+            await squatter.wait()

@@ -10,7 +10,10 @@ workers (SO_REUSEPORT); each worker has its own runtime, PDP stream and decision
 A Postgres CancelRequest lands on whichever worker the kernel picks, not the one serving
 the session it cancels: the key a client is given names its worker (`worker_key`), and a
 worker handed another's key passes the request to that worker over a local socket
-(`CancelRoute`), which cancels as if the request had come to it.
+(`CancelRoute`), which cancels as if the request had come to it. An abstract socket has
+no file mode: any local user may connect to one, or bind a name before its worker does;
+so each end checks the other's user (SO_PEERCRED): a worker takes keys only from a
+process of its own user, and hands a key only to one.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ START_SECONDS = 30.0
 STOP_SECONDS = 15.0
 _WORKER_SHIFT = 24  # a key's pid: worker in bits 24-30, a random number below them
 _KEY = struct.Struct("!ii")
+_PEER = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 CancelKey = tuple[int, int]
 
@@ -60,6 +64,15 @@ def _route_name(connection: ConnectionSettings, worker: int) -> str:
     place = f"{connection.name}\0{connection.listen}\0{os.getcwd()}".encode()
     digest = hashlib.sha256(place).hexdigest()[:24]
     return f"\0portcullis-cancel-{digest}-{worker}"
+
+
+def _same_user(sock: socket.socket) -> bool:
+    """Whether the process at the other end of a Unix socket runs as this process's user."""
+    try:
+        _, uid, _ = _PEER.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEER.size))
+    except OSError:
+        return False
+    return uid == os.geteuid()
 
 
 class CancelRoute:
@@ -104,12 +117,20 @@ class CancelRoute:
             except OSError:
                 sock.close()
                 raise
+            if not _same_user(sock):
+                sock.close()
+                log.warning("cancel route of worker %d is held by another user's process", worker)
+                return
             _, writer = await asyncio.open_unix_connection(sock=sock)
             writer.write(_KEY.pack(*key))
             await writer.drain()
             writer.close()
 
     async def _take(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is None or not _same_user(sock):
+            writer.close()
+            return
         try:
             data = await asyncio.wait_for(reader.readexactly(_KEY.size), 5.0)
         except (asyncio.IncompleteReadError, TimeoutError, OSError):
