@@ -312,3 +312,44 @@ async def test_a_bare_value_under_a_path_routed_as_its_field_is_masked(
         plain = await exchange(s.proxy.port, request(s, "GET /customers/7/phone HTTP/1.1"))
     assert status(plain) == 200 and b"5550100" not in plain, plain
     assert status(answer) == 200 and b"5550100" not in answer, answer
+
+
+_Z85 = bytes.maketrans(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~",
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#",
+)
+BASE85 = {
+    "base85": lambda key: base64.b85encode(b"k=" + key),
+    "ascii85": lambda key: b"<~" + base64.a85encode(b"key " + key) + b"~>",
+    "z85": lambda key: base64.b85encode(b"abc" + key).translate(_Z85),
+}
+
+
+@pytest.mark.parametrize("what", sorted(BASE85))
+async def test_the_credential_handed_back_in_base85_is_cut(tmp_path: Any, what: str) -> None:
+    """Attack (a dba in pii-readers, where only the credential guard stands; found by the
+    HTTP helper): an upstream echo or debug endpoint handing its own key back in base85
+    (Python's b85encode, PDF's Ascii85, ZeroMQ's Z85) passed the guard, which knew raw,
+    hex, base64, base32 and reversed forms. guard.base85_cores: the characters the key
+    alone fills, at each of the four byte alignments, in the three alphabets."""
+    from http_upstream import raw_server
+
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = head.split(b"X-Api-Key: ", 1)[1].split(b"\r\n", 1)[0]
+        body = b"seed: " + BASE85[what](key) + b"\n"
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body)
+        )
+        await writer.drain()
+
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        answer = await exchange(
+            s.proxy.port, request(s, "GET /export HTTP/1.1", groups=("dba", "pii-readers"))
+        )
+    assert status(answer) == 502, answer
+    assert BASE85[what](SECRET.encode()) not in answer

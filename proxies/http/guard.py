@@ -211,7 +211,32 @@ def transformed_forms(secret: bytes) -> list[bytes]:
         core = encoded[first:last]
         hexed = core.translate(_B32_TO_HEX)
         out += [core, core.lower(), hexed, hexed.lower()]
+    out += base85_cores(secret)
     return [f for f in dict.fromkeys(out) if len(f) >= MIN_SECRET_BYTES]
+
+
+def base85_cores(secret: bytes) -> list[bytes]:
+    """The secret in base85 — RFC 1924's alphabet (Python's b85encode, git's binary
+    patches), Ascii85 (PDF, PostScript) and Z85 (ZeroMQ) — at each of the four byte
+    alignments: the characters of the groups of four bytes the secret alone fills."""
+    out = []
+    for offset in range(4):
+        first = -(-offset // 4)  # first group made only of the secret's bytes
+        last = (offset + len(secret)) // 4  # one past the last such group
+        if last <= first:
+            continue
+        aligned = bytes(offset) + secret
+        rfc = base64.b85encode(aligned)[5 * first : 5 * last]
+        # (a85 writes a group of four zero bytes as one `z`: a credential holds no NUL)
+        ascii85 = base64.a85encode(aligned)[5 * first : 5 * last]
+        out += [rfc, rfc.translate(_B85_TO_Z85), ascii85]
+    return out
+
+
+_B85_TO_Z85 = bytes.maketrans(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~",
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#",
+)
 
 
 _B32_TO_HEX = bytes.maketrans(
