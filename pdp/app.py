@@ -29,11 +29,11 @@ from pdp.engine import PolicyEngine, create_engine
 from pdp.evidence.checkpoints import CheckpointWriter, anchor_path_for
 from pdp.evidence.signing import Signer
 from pdp.forwarding import build_forwarders
-from pdp.plumbing import connection_gate
 from pdp.plumbing.keys import load_or_create_ed25519
 from pdp.store import AuditStore, open_store
 from pdp.store.macs import KEY_PURPOSE as RECORD_KEY_PURPOSE
 from portcullis.config import Config
+from portcullis.connection_gate import ConnectionGate, gated
 from portcullis.heap import freeze_startup_heap
 
 log = logging.getLogger("portcullis.pdp")
@@ -47,6 +47,14 @@ class Parts:
     store: AuditStore | None = None
     verifier: TokenVerifier | None = None
     console: ConsoleSettings | None = None  # the web console's (default: from the config)
+
+
+# pdp.http_listen (health, metrics, approvals API, console) needs no token to connect:
+# connections held per peer address and in all (one past either is reset as it is
+# accepted), and how long one may idle without a request (aiohttp's default: 75 s)
+HTTP_CONNECTIONS_PER_PEER = 64
+HTTP_CONNECTIONS = 1024
+HTTP_IDLE_SECONDS = 15.0
 
 
 class PDPApp:
@@ -110,7 +118,7 @@ class PDPApp:
         self.server: PDPServer | None = None
         self._http: web.AppRunner | None = None
         self._http_listener: asyncio.AbstractServer | None = None
-        self.http_gate = connection_gate.ConnectionGate()
+        self.http_gate = ConnectionGate(HTTP_CONNECTIONS_PER_PEER, HTTP_CONNECTIONS)
         self.ready = False
 
     @property
@@ -159,14 +167,12 @@ class PDPApp:
     async def _start_http(self, listen: str) -> None:
         http_app = build_http_app(self)
         mount_console(http_app, self, self.console_settings)
-        self._http = web.AppRunner(
-            http_app, access_log=None, keepalive_timeout=connection_gate.IDLE_SECONDS
-        )
+        self._http = web.AppRunner(http_app, access_log=None, keepalive_timeout=HTTP_IDLE_SECONDS)
         await self._http.setup()
-        # the server's handlers behind the connection caps (connection_gate: the listener
-        # needs no token, and every connection is a file descriptor the gRPC side needs)
+        # the server's handlers behind the connection caps (the listener needs no token,
+        # and every connection is a file descriptor the gRPC side needs)
         assert self._http.server is not None
-        factory = connection_gate.gated(self.http_gate, self._http.server)
+        factory = gated(self.http_gate, self._http.server, log, "PDP HTTP")
         loop = asyncio.get_running_loop()
         if listen.startswith("unix:"):
             self._http_listener = await loop.create_unix_server(factory, listen[len("unix:") :])

@@ -5,7 +5,7 @@ request head (`GET /healthz HTTP/1.1\r\nX-a: `) on each. aiohttp keeps such a co
 until its idle timeout, so a client opening them faster than they time out held as many
 as it liked: every one a file descriptor of the PDP process, whose gRPC listener (every
 proxy's decisions), audit store and JWKS/webhook clients share the same limit. Now the
-listener holds at most MAX_CONNECTIONS_PER_PEER from one address (and MAX_CONNECTIONS in
+listener holds at most HTTP_CONNECTIONS_PER_PEER from one address (and HTTP_CONNECTIONS in
 all); one past the cap is closed as it is accepted, and others are still served.
 """
 
@@ -16,8 +16,9 @@ import contextlib
 
 from pdp_harness import free_port, pdp_raw, running_pdp
 
-from pdp.plumbing.connection_gate import MAX_CONNECTIONS_PER_PEER, ConnectionGate
+from pdp.app import HTTP_CONNECTIONS_PER_PEER
 from portcullis.config import parse_config
+from portcullis.connection_gate import ConnectionGate
 
 HALF_A_HEAD = b"GET /healthz HTTP/1.1\r\nHost: pdp\r\nX-a: "
 
@@ -49,7 +50,7 @@ async def test_half_open_requests_from_one_peer_cannot_hold_the_listener(tmp_pat
     held: list[asyncio.StreamWriter] = []
     try:
         async with running_pdp(config) as pdp:
-            for _ in range(MAX_CONNECTIONS_PER_PEER):
+            for _ in range(HTTP_CONNECTIONS_PER_PEER):
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.write(HALF_A_HEAD)
                 held.append(writer)
@@ -66,7 +67,7 @@ async def test_half_open_requests_from_one_peer_cannot_hold_the_listener(tmp_pat
                 writer.close()
             held.clear()
             for _ in range(50):
-                if pdp.http_gate.held == 0:
+                if pdp.http_gate.total == 0:
                     break
                 await asyncio.sleep(0.05)
             answer = await _get_healthz("127.0.0.1", port, "127.0.0.1")
@@ -78,13 +79,18 @@ async def test_half_open_requests_from_one_peer_cannot_hold_the_listener(tmp_pat
 
 
 def test_the_gate_counts_in_all_and_per_peer() -> None:
-    gate = ConnectionGate(total=3, per_peer=2)
-    assert gate.admit("a") and gate.admit("a")
-    assert not gate.admit("a")
-    assert gate.admit("b")
-    assert not gate.admit("c")  # three held in all
-    gate.release("a")
-    assert gate.admit("c")
-    assert gate.held == 3 and gate.refused == 2
-    gate.release("a"), gate.release("b"), gate.release("c")
-    assert gate.held == 0 and not gate.by_peer
+    gate = ConnectionGate(per_peer=2, in_all=3)
+    a1, a2 = gate.admit("a"), gate.admit("a")
+    assert a1 is not None and a2 is not None
+    assert gate.admit("a") is None
+    b = gate.admit("b")
+    assert b is not None
+    assert gate.admit("c") is None  # three held in all
+    a1.leave()
+    a1.leave()  # a place is given back once
+    c = gate.admit("c")
+    assert c is not None
+    assert gate.total == 3 and gate.refused == 2
+    for place in (a2, b, c):
+        place.leave()
+    assert gate.total == 0 and not gate.held

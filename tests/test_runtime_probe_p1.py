@@ -93,7 +93,7 @@ async def test_connections_in_a_session_do_not_count_against_the_start_up_cap(tm
         sessions = [await asyncpg.connect(gw.dsn(gw.token())) for _ in range(3)]
         stalled = []
         try:
-            assert gw.proxy.listener.gate.starting["127.0.0.1"] == 0
+            assert gw.proxy.listener.gate.held["127.0.0.1"] == 0
             for _ in range(3):
                 stalled.append(await _half_open(gw.proxy.port))
                 assert await _answered(*stalled[-1])

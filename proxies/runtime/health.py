@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from proxies.runtime.listener import Starting, StartupGate, peer_of, split_address
+from portcullis.connection_gate import ConnectionGate, gated
+from proxies.runtime.listener import split_address
 
 if TYPE_CHECKING:
     from proxies.runtime.session import ProxyRuntime
@@ -56,7 +57,7 @@ class HealthServer:
     def __init__(self, runtime: ProxyRuntime, listen: str) -> None:
         self.runtime = runtime
         self.host, self.requested_port = health_address(listen, runtime.connection.worker)
-        self.gate = StartupGate(MAX_PER_PEER, MAX_IN_ALL)
+        self.gate = ConnectionGate(MAX_PER_PEER, MAX_IN_ALL)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
 
@@ -78,7 +79,11 @@ class HealthServer:
         assert server is not None
         # the runner's handlers, behind the gate (a TCPSite would take every connection)
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: _Gated(self.gate, server()), self.host, self.requested_port
+            gated(
+                self.gate, server, log, f"connection {self.runtime.connection.name}: health port"
+            ),
+            self.host,
+            self.requested_port,
         )
         self.runtime.serving = True
         log.info(
@@ -116,51 +121,3 @@ class HealthServer:
         if why:
             body["reason"] = why
         return web.json_response(body, status=503 if why else 200)
-
-
-class _Gated(asyncio.Protocol):
-    """A connection's protocol: reset at once past the gate, else every event goes to the
-    HTTP server's own protocol."""
-
-    def __init__(self, gate: StartupGate, handler: Any) -> None:
-        self._gate = gate
-        self._handler = handler
-        self._place: Starting | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        place = self._gate.admit(peer_of(transport))
-        if place is None:
-            refused = self._gate.refused
-            if refused in (1, 10, 100) or refused % 1000 == 0:
-                log.warning(
-                    "health port: a connection from %s refused (%d held; %d refused so far)",
-                    peer_of(transport), self._gate.total, refused,
-                )  # fmt: skip
-            cast(asyncio.Transport, transport).abort()
-            return
-        self._place = place
-        self._handler.connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        place, self._place = self._place, None
-        if place is None:
-            return
-        place.leave()
-        self._handler.connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        if self._place is not None:
-            self._handler.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        if self._place is None:
-            return None
-        return bool(self._handler.eof_received())
-
-    def pause_writing(self) -> None:
-        if self._place is not None:
-            self._handler.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self._place is not None:
-            self._handler.resume_writing()

@@ -13,9 +13,10 @@ coroutine that serves the connection; the listener tracks, drains and closes it 
 A connection that has not opened a session yet (its start-up, its token not read or not
 judged) costs the proxy a file descriptor and a task for as long as the protocol's start-up
 timeout, and anyone who reaches the port may open one: at most STARTING_PER_PEER of them per
-peer address and STARTING_IN_ALL in all are held (`StartupGate`); one past either is closed
-as it is accepted. A connection leaves that count once a session is opened or used in it
-(`in_session`, called by the runtime's session), and from then on is not limited here.
+peer address and STARTING_IN_ALL in all are held (portcullis.connection_gate); one past
+either is closed as it is accepted. A connection leaves that count once a session is
+opened or used in it (`in_session`, called by the runtime's session), and from then on is
+not limited here.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import contextvars
 import functools
 import logging
 import ssl
-from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
+
+from portcullis.connection_gate import ConnectionGate, Place, peer_of
 
 log = logging.getLogger("portcullis.listener")
 
@@ -49,51 +51,8 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class StartupGate:
-    """The connections a listener holds that have not opened a session yet, per peer
-    address and in all; past either cap a new one is refused."""
-
-    def __init__(self, per_peer: int = STARTING_PER_PEER, in_all: int = STARTING_IN_ALL) -> None:
-        self.per_peer = per_peer
-        self.in_all = in_all
-        self.starting: Counter[str] = Counter()
-        self.total = 0
-        self.refused = 0
-
-    def admit(self, peer: str) -> Starting | None:
-        if self.total >= self.in_all or self.starting[peer] >= self.per_peer:
-            self.refused += 1
-            return None
-        self.starting[peer] += 1
-        self.total += 1
-        return Starting(self, peer)
-
-    def _leave(self, peer: str) -> None:
-        self.total -= 1
-        left = self.starting[peer] - 1
-        if left:
-            self.starting[peer] = left
-        else:
-            del self.starting[peer]
-
-
-class Starting:
-    """One connection's place in its gate's count, given back once (in a session, or gone)."""
-
-    __slots__ = ("gate", "peer")
-
-    def __init__(self, gate: StartupGate | None, peer: str) -> None:
-        self.gate = gate
-        self.peer = peer
-
-    def leave(self) -> None:
-        gate, self.gate = self.gate, None
-        if gate is not None:
-            gate._leave(self.peer)
-
-
 # the place of the connection whose task (or a task it started) runs now
-_starting: contextvars.ContextVar[Starting | None] = contextvars.ContextVar(
+_starting: contextvars.ContextVar[Place | None] = contextvars.ContextVar(
     "portcullis_starting", default=None
 )
 
@@ -104,13 +63,6 @@ def in_session() -> None:
     starting = _starting.get()
     if starting is not None and starting.gate is not None:
         starting.leave()
-
-
-def peer_of(transport: asyncio.BaseTransport) -> str:
-    peer = transport.get_extra_info("peername")
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return str(peer or "?")
 
 
 class Listener:
@@ -140,7 +92,7 @@ class Listener:
         self.tls = tls
         self.drain_seconds = drain_seconds
         self.reuse_port = reuse_port
-        self.gate = StartupGate()
+        self.gate = ConnectionGate(STARTING_PER_PEER, STARTING_IN_ALL)
         self.clients: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
 
@@ -190,19 +142,18 @@ class Listener:
             return
         await self._serve(functools.partial(self.handle, reader, writer), writer.close, starting)
 
-    def _admit(self, transport: asyncio.BaseTransport) -> Starting | None:
+    def _admit(self, transport: asyncio.BaseTransport) -> Place | None:
         """The connection's place among those in start-up, or None: past the gate's caps
         it is reset at once (before any byte of it is read)."""
         peer = peer_of(transport)
         starting = self.gate.admit(peer)
         if starting is None:
-            refused = self.gate.refused
-            if refused in (1, 10, 100) or refused % 1000 == 0:
+            if self.gate.should_log_refusal():
                 log.warning(
                     "%s: a connection from %s refused: %d connections not in a session are "
                     "held (at most %d per address, %d in all); %d refused so far",
                     self.name, peer, self.gate.total, self.gate.per_peer, self.gate.in_all,
-                    refused,
+                    self.gate.refused,
                 )  # fmt: skip
             with contextlib.suppress(Exception):
                 cast(asyncio.WriteTransport, transport).abort()
@@ -212,7 +163,7 @@ class Listener:
         self,
         serving: Callable[[], Awaitable[None]],
         close: Callable[[], None],
-        starting: Starting,
+        starting: Place,
     ) -> None:
         """One client connection's life: tracked while it runs, its failure logged (never
         its bytes), its socket closed at the end whatever happened (and its place in the
