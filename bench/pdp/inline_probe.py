@@ -43,7 +43,7 @@ sys.path.append(str(HERE))
 
 import uvloop  # noqa: E402
 from bench_phases import ATTRIBUTES, SQL, session  # noqa: E402
-from cpu_meter import descendants  # noqa: E402
+from cpu_meter import cpu_ns, descendants  # noqa: E402
 
 from pdp.domain.policy_input import build_input, command_input  # noqa: E402
 from pdp.engine import DECISION_PATH  # noqa: E402
@@ -52,17 +52,6 @@ from pdp.engine.embedded import GO_RUNTIME, EmbeddedEngine, input_to_json  # noq
 from pdp.engine.opa import new_engine, parse_envelope, raw_evaluate  # noqa: E402
 from pdp.engine.worker import relax_timers  # noqa: E402
 from portcullis.config import EngineSettings  # noqa: E402
-
-
-def cpu_ns(pid: int) -> int:
-    """CPU time of a process's threads so far, in ns (the scheduler's count)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):  # ended meanwhile
-            continue
-    return total
 
 
 class ThreadLane:

@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 sys.path.append(str(REPO / "bench"))
 
 from bench_decide import open_session, pct, pdp_config  # noqa: E402
-from cpu_meter import descendants  # noqa: E402
+from cpu_meter import cpu_ns, descendants  # noqa: E402
 from pdp_harness import free_port  # noqa: E402
 
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc  # noqa: E402
@@ -49,18 +49,6 @@ from portcullis.wire import CREDENTIAL_METADATA  # noqa: E402
 from proxies.runtime.decide_calls import DecideCalls  # noqa: E402
 
 _counter = iter(range(10**9))
-
-
-def cpu_ns(pid: int) -> int:
-    """CPU time of a process's threads so far, in ns (/proc/PID/task/TID/schedstat: the
-    scheduler's own count, not 10 ms ticks; threads that ended are not counted)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):  # ended meanwhile
-            continue
-    return total
 
 
 class Meter:
