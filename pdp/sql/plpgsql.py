@@ -25,8 +25,8 @@ def do_block_body(
     reclassify is the classifier of the tree the block came from, so each path stays whole.
 
     A DO block in another language, dynamic EXECUTE, or a body that does not parse is
-    opaque: the policy cannot know what it runs. A FETCH into variables is a nested fetch
-    entry: it reads rows of a cursor the block may not have opened.
+    opaque: the policy cannot know what it runs. A FETCH or MOVE is a nested fetch entry:
+    it reads rows of a cursor the block may not have opened.
     """
     body, language = "", "plpgsql"
     for defname, value in options:
@@ -53,10 +53,11 @@ def do_block_body(
             key == "PLpgSQL_stmt_open" and "dynquery" in value
         ):
             opaque = True
-        elif key == "PLpgSQL_stmt_fetch" and not value.get("is_move", False):
-            # FETCH into variables reads a cursor by the name its refcursor holds: any
-            # portal of the session (a SQL cursor, a protocol portal), whose rows SQL FETCH
-            # would mask and whose query is not in this text
+        elif key == "PLpgSQL_stmt_fetch":
+            # FETCH (into variables) and MOVE read a cursor by the name its refcursor
+            # holds: any portal of the session (a SQL cursor, a protocol portal), whose
+            # rows SQL FETCH would mask and whose query is not in this text; MOVE runs that
+            # query too, and its error (SQLERRM in a handler) may quote a value
             entries.append(dict(_CURSOR_ROWS))
         elif key == "PLpgSQL_expr":
             found = _plpgsql_expr(value, reclassify)

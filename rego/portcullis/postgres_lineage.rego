@@ -417,9 +417,10 @@ deny contains sprintf("EXPLAIN of a statement reading view %s, which runs %s: th
 # A DO block's FETCH reads a cursor by the name its refcursor variable holds: any portal of
 # the session, a SQL cursor or a protocol portal declared before (`k refcursor := 'c';
 # FETCH k INTO r`), whose computed columns SQL FETCH masks whole, into variables the block
-# then prints, sets or stores where no mask reads them. The classifier gives each such
-# FETCH as a nested fetch statement (pdp/sql/plpgsql.py); MOVE reads no value.
-deny contains "a DO block FETCHes a cursor's rows into its variables (a cursor or portal of the session, whose computed columns FETCH would mask): its code can print, set or store them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers" if {
+# then prints, sets or stores where no mask reads them; MOVE runs the cursor's query too,
+# and an error it meets (SQLERRM in an EXCEPTION handler) quotes the value. The classifier
+# gives each FETCH and MOVE as a nested fetch statement (pdp/sql/plpgsql.py).
+deny contains "a DO block FETCHes (or MOVEs through) a cursor's rows (a cursor or portal of the session, whose computed columns FETCH would mask): its code can print, set or store them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers" if {
 	input.command.postgres.types.fetch
 	some s in input.command.postgres.statements
 	s.type == "fetch"

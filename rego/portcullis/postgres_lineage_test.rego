@@ -520,7 +520,7 @@ test_a_do_blocks_fetch_is_denied_outside_pii_readers if {
 	d := portcullis.decision with input as pg_input(["dba"], [do, fetch])
 	d.verdict == "deny"
 	some r in d.reasons
-	contains(r, "a DO block FETCHes a cursor's rows into its variables")
+	contains(r, "a DO block FETCHes (or MOVEs through) a cursor's rows")
 	d2 := portcullis.decision with input as pg_input(["dba", "pii-readers"], [do, fetch])
 	d2.verdict == "allow"
 }
