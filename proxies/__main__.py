@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     # how a connection's other worker processes are started (proxies.runtime.workers)
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--credential-stdin", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--routes-stdin", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -65,9 +66,12 @@ def serve(args: argparse.Namespace) -> int:
         # one worker of one connection, started by the process serving its worker 0
         if args.connection is None or len(connections) != 1:
             raise UserError("--worker serves one connection: name it with --connection")
-        connections = [replace(connections[0], worker=args.worker)]
+        connection = replace(connections[0], worker=args.worker)
         if args.credential_stdin:
             config = with_credential(config, sys.stdin.readline().strip())
+        if args.routes_stdin:  # (after the credential's line: proxies.runtime.workers)
+            connection = replace(connection, cancel_routes=tuple(sys.stdin.readline().split()))
+        connections = [connection]
         started = _tell_ready
     address = pdp_address(config, args.pdp or "")
     client_auth(config)  # a proxy that cannot prove itself to the PDP stops here, named

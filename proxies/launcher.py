@@ -21,7 +21,7 @@ from portcullis.heap import freeze_startup_heap
 from portcullis.protocols import workers_of
 from proxies.runtime.health import HealthServer
 from proxies.runtime.process import ProcessRuntime
-from proxies.runtime.workers import WorkerProcesses
+from proxies.runtime.workers import WorkerProcesses, new_cancel_routes
 
 log = logging.getLogger("portcullis.up")
 
@@ -118,6 +118,8 @@ async def start_proxies(
             assert factory is not None
             # a connection's secrets are read here, where its proxy starts, and nowhere else
             served, (connection,) = resolve_secrets(config, [connection])
+            if connection.worker == 0 and workers_of(connection.options) > 1:
+                connection = new_cancel_routes(connection)
             runtime = process.connection(connection, served)
             proxy = factory(connection, served, pdp_address, runtime=runtime)
             await proxy.start()

@@ -10,6 +10,7 @@ cancel running statements. In process: the cancel route hands a key to its worke
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import socket
 import struct
@@ -57,14 +58,16 @@ async def test_the_route_hands_a_key_to_the_worker_that_issued_it() -> None:
     options = {"workers": 2}
     taken: dict[int, list[tuple[int, int]]] = {0: [], 1: []}
     routes = []
+    name = f"route-{free_port()}"
     for worker in (0, 1):
         connection = ConnectionSettings(
-            f"route-{free_port()}" if worker == 0 else routes[0].connection.name,
+            name,
             "postgres",
             "127.0.0.1:1",
             "127.0.0.1:5432",
             options=options,
             worker=worker,
+            cancel_routes=(f"{name}-0", f"{name}-1"),
         )
 
         async def cancel(key: tuple[int, int], worker: int = worker) -> None:
@@ -137,6 +140,15 @@ async def test_two_workers_share_the_port_and_cancel_each_others_statements(
             text=True,
             check=True,
         ).stdout.strip()
+        # a local user who binds the route names the workers used to derive (connection,
+        # listen address, directory) kept worker 1, and so the proxy, from starting
+        squatted = []
+        for worker in (0, 1):
+            place = "\x00".join(("orders-db", f"127.0.0.1:{port}", str(Path.cwd()))).encode()
+            digest = hashlib.sha256(place).hexdigest()[:24]
+            held = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            held.bind(f"\0portcullis-cancel-{digest}-{worker}")
+            squatted.append(held)
         up = subprocess.Popen([*cli, "up"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             _wait_port(port, up)
@@ -164,6 +176,8 @@ async def test_two_workers_share_the_port_and_cancel_each_others_statements(
             for conn in conns:
                 await conn.close()
         finally:
+            for held in squatted:
+                held.close()
             up.send_signal(signal.SIGTERM)
             try:
                 _, err = up.communicate(timeout=60)

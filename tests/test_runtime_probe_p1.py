@@ -185,8 +185,16 @@ print(len(got), flush=True)
 
 
 def _route_connection(worker: int, name: str) -> ConnectionSettings:
+    """Worker `worker` of a connection of two whose route names are derived from its name
+    (as worker 0 draws them at random and hands them to the others)."""
     return ConnectionSettings(
-        name, "postgres", "127.0.0.1:1", "127.0.0.1:5432", options={"workers": 2}, worker=worker
+        name,
+        "postgres",
+        "127.0.0.1:1",
+        "127.0.0.1:5432",
+        options={"workers": 2},
+        worker=worker,
+        cancel_routes=(f"{name}-0", f"{name}-1"),
     )
 
 

@@ -201,6 +201,10 @@ class ConnectionSettings:
     # which of the connection's proxy processes serves it here (option `workers`): not
     # read from the file; 0 in the process that starts the others
     worker: int = 0
+    # the abstract socket names of the workers' cancel routes, drawn at random by worker 0
+    # and handed to the others over their stdin (proxies.runtime.workers): not read from
+    # the file
+    cancel_routes: tuple[str, ...] = ()
     # host:port of the proxy's /metrics, /healthz, /readyz ("" none); worker i: port + i
     metrics_listen: str = ""
 

@@ -13,14 +13,15 @@ worker handed another's key passes the request to that worker over a local socke
 (`CancelRoute`), which cancels as if the request had come to it. An abstract socket has
 no file mode: any local user may connect to one, or bind a name before its worker does;
 so each end checks the other's user (SO_PEERCRED): a worker takes keys only from a
-process of its own user, and hands a key only to one.
+process of its own user, and hands a key only to one; and the names are drawn at random
+by worker 0 at start (`new_cancel_routes`) and handed to the others over their stdin, so
+no one can bind a worker's name before it does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import secrets
@@ -29,6 +30,7 @@ import socket
 import struct
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from portcullis.config import Config, ConnectionSettings
 from portcullis.protocols import MAX_WORKERS, workers_of
@@ -58,12 +60,22 @@ def key_worker(key: CancelKey) -> int:
     return (key[0] >> _WORKER_SHIFT) & 0x7F
 
 
+def new_cancel_routes(connection: ConnectionSettings) -> ConnectionSettings:
+    """The connection with fresh cancel route names, one per worker: random, so another
+    local user can neither bind a worker's name before it does (which would keep that
+    worker, and the proxy, from starting) nor tell it before it is bound."""
+    workers = workers_of(connection.options)
+    nonce = secrets.token_hex(12)
+    return replace(
+        connection, cancel_routes=tuple(f"portcullis-cancel-{nonce}-{i}" for i in range(workers))
+    )
+
+
 def _route_name(connection: ConnectionSettings, worker: int) -> str:
-    """The abstract socket (Linux: no file, gone with the process) of one worker's route;
-    named by the connection and its listen address, so two deployments never meet."""
-    place = f"{connection.name}\0{connection.listen}\0{os.getcwd()}".encode()
-    digest = hashlib.sha256(place).hexdigest()[:24]
-    return f"\0portcullis-cancel-{digest}-{worker}"
+    """The abstract socket (Linux: no file, gone with the process) of one worker's route."""
+    if not connection.cancel_routes:
+        raise RuntimeError(f"connection {connection.name}: no cancel routes drawn")
+    return "\0" + connection.cancel_routes[worker]
 
 
 def _same_user(sock: socket.socket) -> bool:
@@ -159,6 +171,7 @@ class WorkerProcesses:
         argv += ["--pdp", self.pdp_address]
         if self.config.proxies.pdp.credential:
             argv.append("--credential-stdin")
+        argv.append("--routes-stdin")
         return argv
 
     async def start(self) -> None:
@@ -180,7 +193,8 @@ class WorkerProcesses:
         credential = self.config.proxies.pdp.credential
         if credential:
             process.stdin.write(credential.encode() + b"\n")
-            await process.stdin.drain()
+        process.stdin.write(" ".join(self.connection.cancel_routes).encode() + b"\n")
+        await process.stdin.drain()
         process.stdin.close()
         try:
             line = await asyncio.wait_for(process.stdout.readline(), START_SECONDS)
