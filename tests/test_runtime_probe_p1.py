@@ -256,3 +256,42 @@ async def test_a_cancel_key_is_never_handed_to_another_users_socket():
         if squatter.returncode is None:
             squatter.kill()
             await squatter.wait()
+
+
+async def test_a_tls_handshake_that_never_comes_is_not_held(tmp_path, monkeypatch):
+    """Attack (anyone who reaches a proxy's TLS port; no token): open TCP connections and
+    send no ClientHello. asyncio holds such a connection for its 60 s handshake timeout
+    before the listener (and its gate) sees it, so a client opening them faster than that
+    held as many as it liked. A TLS listener's handshake now has TLS_HANDSHAKE_SECONDS
+    (10 s; here 0.5 s)."""
+    import ssl
+
+    from certs import make_pki
+
+    from proxies.runtime import listener as listener_module
+
+    monkeypatch.setattr(listener_module, "TLS_HANDSHAKE_SECONDS", 0.5, raising=False)
+    pki = make_pki(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(pki["server.pem"], pki["server.key"])
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    served = listener_module.Listener("tls-probe", "127.0.0.1:0", handle, tls=tls)
+    await served.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        try:
+            # the server ends it (EOF or reset) well before asyncio's own 60 s
+            try:
+                ended = await asyncio.wait_for(reader.read(1), 10) == b""
+            except (ConnectionResetError, ConnectionAbortedError):
+                ended = True
+            except TimeoutError:
+                ended = False
+            assert ended, "a connection that never began its handshake was held"
+        finally:
+            writer.close()
+    finally:
+        served.close()

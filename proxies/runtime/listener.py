@@ -37,6 +37,10 @@ log = logging.getLogger("portcullis.listener")
 READ_SIZE = 256 * 1024
 STARTING_PER_PEER = 256  # connections of one address not in a session yet
 STARTING_IN_ALL = 4096  # and of all addresses together
+# a TLS listener's handshake happens before the connection reaches the gate (asyncio
+# holds the socket until then): one that does not finish this soon is closed (asyncio's
+# default holds a connection that sends no ClientHello for 60 s)
+TLS_HANDSHAKE_SECONDS = 10.0
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 # the accepted transport -> (the protocol that reads it from now on, the connection's coroutine)
@@ -102,6 +106,7 @@ class Listener:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        handshake = TLS_HANDSHAKE_SECONDS if self.tls else None
         if self.take_transport is not None:
             self._server = await asyncio.get_running_loop().create_server(
                 lambda: _Accepted(self),
@@ -109,6 +114,7 @@ class Listener:
                 self.requested_port,
                 ssl=self.tls,
                 reuse_port=self.reuse_port or None,
+                ssl_handshake_timeout=handshake,
             )
             return
         self._server = await asyncio.start_server(
@@ -118,6 +124,7 @@ class Listener:
             ssl=self.tls,
             limit=READ_SIZE,
             reuse_port=self.reuse_port or None,
+            ssl_handshake_timeout=handshake,
         )
 
     def close(self) -> None:
