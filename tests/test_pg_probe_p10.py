@@ -17,6 +17,11 @@ detector recognises, Ada's note holds a card number only the value detectors fin
   ...)`, whose computed column SQL FETCH masks whole) went into a variable and on to a
   replication origin's name or an INSERT a later SELECT read in clear. A FETCH or MOVE
   is now a nested fetch statement (pdp/sql/plpgsql.py), denied outside pii-readers.
+- A DO block's EXCEPTION handler read the error its UPDATE met (GET STACKED DIAGNOSTICS
+  d = PG_EXCEPTION_DETAIL after SET name = NULL broke a NOT NULL the masked dba added:
+  `Failing row contains (1, null, ..., hunter2-ada)`, which the proxy withholds) and
+  stored it. SQLERRM and GET STACKED DIAGNOSTICS are now a nested read of an error's text,
+  denied outside pii-readers.
 - A DO block's assignment or condition calling the database's function (`x :=
   public.pw_of(1)`, `IF public.pw_of(1) LIKE 'hunter2-a%'`) was not judged as reading
   rows (it names no relation), so x went on to an INSERT read back in clear, and the
@@ -281,3 +286,41 @@ def test_a_masked_dba_still_explains_built_ins_and_pii_readers_anything(arena) -
     ) as conn:
         plan = conn.execute(EXPLAINED[0]).fetchall()
         assert "hunter2-ada" in str(plan)
+
+
+ERROR_TEXT_BLOCKS = [
+    "DO $$ DECLARE d text; BEGIN UPDATE customers SET name = NULL WHERE id = 1;"
+    " EXCEPTION WHEN others THEN GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;"
+    " INSERT INTO audit_log(what) VALUES (d); END $$",
+    "DO $$ BEGIN UPDATE customers SET name = NULL WHERE id = 1;"
+    " EXCEPTION WHEN others THEN INSERT INTO audit_log(what) VALUES (SQLERRM); END $$",
+]
+
+
+@pytest.mark.parametrize("block", ERROR_TEXT_BLOCKS)
+def test_a_masked_dbas_do_block_keeps_no_errors_text(arena, block: str) -> None:
+    with arena.admin() as admin:
+        admin.execute("ALTER TABLE customers ALTER COLUMN name SET NOT NULL")
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query(block)
+        assert answer.errors and "reads an error's text" in answer.errors[0], answer.messages
+        assert_no_secret(c.query("SELECT what FROM audit_log"))
+    finally:
+        c.close()
+        with arena.admin() as admin:
+            admin.execute("ALTER TABLE customers ALTER COLUMN name DROP NOT NULL")
+
+
+def test_a_masked_dbas_do_block_still_catches_errors_it_does_not_read(arena) -> None:
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query(
+            "DO $$ BEGIN CREATE TABLE p10_once (id int);"
+            " EXCEPTION WHEN duplicate_table THEN NULL; END $$"
+        )
+        assert not answer.errors, answer.messages
+    finally:
+        c.close()
+        with arena.admin() as admin:
+            admin.execute("DROP TABLE IF EXISTS p10_once")

@@ -10,6 +10,7 @@ No IO here and no policy.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -59,7 +60,14 @@ def do_block_body(
             # rows SQL FETCH would mask and whose query is not in this text; MOVE runs that
             # query too, and its error (SQLERRM in a handler) may quote a value
             entries.append(dict(_CURSOR_ROWS))
-        elif key == "PLpgSQL_expr":
+        elif (key == "PLpgSQL_stmt_getdiag" and value.get("is_stacked", False)) or (
+            key == "PLpgSQL_expr" and _ERROR_TEXT.search(value.get("query", ""))
+        ):
+            # an EXCEPTION handler's SQLERRM and GET STACKED DIAGNOSTICS hold the text of
+            # the error a statement met, values of the rows it touched included (`Failing
+            # row contains (...)`), which the proxy withholds from the client
+            entries.append(dict(_ERROR_TEXT_READ))
+        if key == "PLpgSQL_expr":
             found = _plpgsql_expr(value, reclassify)
             if found is None:
                 opaque = True
@@ -76,6 +84,10 @@ _CURSOR_ROWS: Entry = {
     "functions": [],
     "qualified_functions": [],
 }
+# ...and its reading of an error's text: a nested fetch entry of its own tag
+_ERROR_TEXT_READ: Entry = {**_CURSOR_ROWS, "tag": "PLpgSQL_error_text"}
+# SQLERRM as PL/pgSQL reads a name (any case, quoted or not)
+_ERROR_TEXT = re.compile(r"(?<![\w$])sqlerrm(?![\w$])", re.IGNORECASE)
 
 
 def _plpgsql_expr(

@@ -425,6 +425,21 @@ deny contains "a DO block FETCHes (or MOVEs through) a cursor's rows (a cursor o
 	some s in input.command.postgres.statements
 	s.type == "fetch"
 	s.nested
+	s.tag != "PLpgSQL_error_text"
+	not pii_reader
+}
+
+# An EXCEPTION handler's SQLERRM and GET STACKED DIAGNOSTICS (PG_EXCEPTION_DETAIL: `Failing
+# row contains (1, null, ..., hunter2-ada)` of an UPDATE breaking NOT NULL) hold the text of
+# an error the block's statements met, which the proxy withholds from the client under the
+# masks; the block can store it. The classifier gives such a read as a nested fetch
+# statement of tag PLpgSQL_error_text.
+deny contains "a DO block reads an error's text (SQLERRM, GET STACKED DIAGNOSTICS), which may quote values of the rows its statements touched: denied to everyone not in pii-readers" if {
+	input.command.postgres.types.fetch
+	some s in input.command.postgres.statements
+	s.type == "fetch"
+	s.nested
+	s.tag == "PLpgSQL_error_text"
 	not pii_reader
 }
 

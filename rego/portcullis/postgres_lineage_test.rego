@@ -557,3 +557,15 @@ test_explain_of_a_view_running_the_databases_function_is_denied_outside_pii_read
 	d2 := portcullis.decision with input as pii
 	not "deny" == d2.verdict
 }
+
+test_a_do_block_reading_an_errors_text_is_denied_outside_pii_readers if {
+	do := object.union(stmt("do"), {"opaque": false})
+	text := object.union(stmt("fetch"), {"tag": "PLpgSQL_error_text", "tables": [], "nested": true})
+	d := portcullis.decision with input as pg_input(["dba"], [do, text])
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "a DO block reads an error's text")
+	not contains(concat(" ", d.reasons), "FETCHes")
+	d2 := portcullis.decision with input as pg_input(["dba", "pii-readers"], [do, text])
+	d2.verdict == "allow"
+}
