@@ -324,3 +324,30 @@ def test_a_masked_dbas_do_block_still_catches_errors_it_does_not_read(arena) -> 
         c.close()
         with arena.admin() as admin:
             admin.execute("DROP TABLE IF EXISTS p10_once")
+
+
+def test_a_masked_dba_makes_no_index_on_a_sensitive_column_unapproved(arena) -> None:
+    """Attack (a dba outside pii-readers; found by the Postgres helper): CREATE INDEX ON
+    customers (password) ran as listed DDL; with SET enable_seqscan = off and
+    enable_bitmapscan = off, SELECT id FROM customers WHERE password IS NOT NULL came back
+    in password order (1, 3, 2), and a marker row of a guessed password binary-searches
+    each masked value. An index whose key holds a sensitive column needs approval under
+    the masks (as CLUSTER); one on other columns still runs."""
+    c = client(arena, ("dba",))
+    try:
+        for sql in (
+            "CREATE INDEX p10_pw ON customers (password)",
+            'CREATE INDEX p10_pw ON public.customers USING btree (id, "password" DESC)',
+        ):
+            answer = c.query(sql)
+            assert answer.errors, answer.messages
+            assert any("approval" in e for e in answer.errors), answer.errors
+        assert not c.query("CREATE INDEX p10_id ON customers (id)").errors
+    finally:
+        c.close()
+    with arena.admin() as admin:
+        made = [r[0] for r in admin.execute(
+            "SELECT indexname FROM pg_indexes WHERE indexname LIKE 'p10_%'"
+        ).fetchall()]  # fmt: skip
+        admin.execute("DROP INDEX IF EXISTS p10_id")
+    assert made == ["p10_id"], made

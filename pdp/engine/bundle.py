@@ -20,7 +20,9 @@ from typing import Any
 # a flag an older PDP does not set would skip the rule there (fail open). Raised whenever
 # such a flag or field is added; the policy names the revision it needs in its data
 # (`portcullis.requires.input_revision`) and a PDP that builds less refuses to load it.
-INPUT_REVISION = 1
+# 2: a statement's `index_columns` and a call's `arguments` (postgres), a part's
+# `loop_variables` and a shell's settings carried to its script's parts (ssh).
+INPUT_REVISION = 2
 REQUIREMENT_KEY = ("portcullis", "requires", "input_revision")
 
 

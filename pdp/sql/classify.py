@@ -266,8 +266,17 @@ def _describe_json(tag: str, fields: dict[str, Any]) -> Entry:
         rename_fields(
             entry, fields.get("renameType", "OBJECT_ACCESS_METHOD"), fields.get("subname")
         )
-    elif tag == "IndexStmt" and fields.get("unique"):
-        entry["unique"] = True  # its inserts then answer equality questions (entries.py)
+    elif tag == "IndexStmt":
+        if fields.get("unique"):
+            entry["unique"] = True  # its inserts then answer equality questions (entries.py)
+        # the columns it orders by (an index scan returns rows in their order)
+        keys = [
+            p["IndexElem"]["name"]
+            for p in fields.get("indexParams", ())
+            if "name" in p.get("IndexElem", {})
+        ]
+        if keys:
+            entry["index_columns"] = keys
     elif tag == "CreateFunctionStmt":
         defs = [o["DefElem"] for o in fields.get("options", ())]
         entry["language"] = function_language(

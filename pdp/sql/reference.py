@@ -182,8 +182,12 @@ def _describe(node: ast.Node) -> Entry:
         entry["target"] = node.target.name.removeprefix("DISCARD_").lower()  # type: ignore[union-attr]
     elif isinstance(node, ast.RenameStmt):
         rename_fields(entry, node.renameType.name, node.subname)  # type: ignore[union-attr]
-    elif isinstance(node, ast.IndexStmt) and node.unique:
-        entry["unique"] = True
+    elif isinstance(node, ast.IndexStmt):
+        if node.unique:
+            entry["unique"] = True
+        keys = [p.name for p in node.indexParams or () if p.name is not None]
+        if keys:
+            entry["index_columns"] = keys
     elif isinstance(node, ast.CreateFunctionStmt):
         names = [o.arg.sval for o in node.options or () if o.defname == "language"]
         entry["language"] = function_language(names)

@@ -533,6 +533,20 @@ pg_approval contains [i, "CLUSTER under the masks needs approval: it stores a ta
 	s.tag == "ClusterStmt"
 }
 
+# An index on a sensitive column orders the table by it: an index scan (the planner's
+# choice, or forced with SET enable_seqscan = off) returns rows in the column's order to a
+# plain SELECT id ... WHERE password IS NOT NULL, a range oracle a guessed marker row turns
+# into a binary search of the masked values.
+pg_approval contains [i, sprintf("an index on sensitive column %s under the masks needs approval: a read in its order shows the column's order", [c])] if {
+	privileged
+	not pii_reader
+	input.command.postgres.types.ddl
+	some i, s in input.command.postgres.statements
+	s.tag == "IndexStmt"
+	some c in s.index_columns
+	pg_sensitive_column(c)
+}
+
 # A sensitive column renamed escapes the masks that name it, for everyone they mask (a
 # pii-reader's rename too): approval for every privileged identity (others may run no DDL).
 pg_approval contains [i, sprintf("renaming sensitive column %s escapes the masks that name it: needs approval", [s.renamed_column])] if {

@@ -401,6 +401,16 @@ test_a_unique_index_needs_approval_under_the_masks if {
 	portcullis.decision.verdict != "require_approval" with input as pg_input(["dba"], [plain])
 }
 
+test_an_index_on_a_sensitive_column_needs_approval_under_the_masks if {
+	on_password := object.union(stmt_with("ddl", {"tag": "IndexStmt", "index_columns": ["id", "password"]}), {"tables": ["customers"]})
+	d := portcullis.decision with input as pg_input(["dba"], [on_password])
+	d.verdict == "require_approval"
+	"an index on sensitive column password under the masks needs approval: a read in its order shows the column's order" in d.reasons
+	portcullis.decision.verdict == "allow" with input as pg_input(["dba", "pii-readers"], [on_password])
+	on_id := object.union(stmt_with("ddl", {"tag": "IndexStmt", "index_columns": ["id"]}), {"tables": ["customers"]})
+	portcullis.decision.verdict != "require_approval" with input as pg_input(["dba"], [on_id])
+}
+
 test_cluster_needs_approval_under_the_masks if {
 	cluster := stmt_with("maintenance", {"tag": "ClusterStmt"})
 	d := portcullis.decision with input as pg_input(["dba"], [cluster])
