@@ -351,3 +351,25 @@ def test_a_masked_dba_makes_no_index_on_a_sensitive_column_unapproved(arena) -> 
         ).fetchall()]  # fmt: skip
         admin.execute("DROP INDEX IF EXISTS p10_id")
     assert made == ["p10_id"], made
+
+
+def test_a_masked_dba_steers_no_read_to_an_index_unapproved(arena) -> None:
+    """Attack (a dba outside pii-readers): an index on a sensitive column may already be
+    there (a unique e-mail); SET enable_seqscan = off (or set_config of it, or cheap
+    random_page_cost) steered SELECT id ... WHERE email IS NOT NULL to it, in e-mail
+    order. Under the masks changing the planner's method and cost settings needs approval;
+    RESET and other settings still go."""
+    c = client(arena, ("dba",))
+    try:
+        for sql in (
+            "SET enable_seqscan = off",
+            "SET LOCAL enable_bitmapscan TO off",
+            "SELECT set_config('random_page_cost', '0.001', false)",
+        ):
+            answer = c.query(sql)
+            assert any("approval" in e for e in answer.errors), (sql, answer.messages)
+        assert c.query("SHOW enable_seqscan").rows == [[b"on"]]
+        for sql in ("RESET enable_seqscan", "SET statement_timeout = '5s'"):
+            assert not c.query(sql).errors, sql
+    finally:
+        c.close()

@@ -547,6 +547,38 @@ pg_approval contains [i, sprintf("an index on sensitive column %s under the mask
 	pg_sensitive_column(c)
 }
 
+# An index on a sensitive column may already be there (a unique e-mail): the planner's
+# method and cost settings steer a plain read to it, and its order shows the column's
+# (above). Under the masks, changing them (SET, set_config) needs approval; RESET goes.
+pg_approval contains [i, sprintf("SET %s under the masks needs approval: it steers reads to an index, whose order shows a sensitive column's", [upper(s.setting)])] if {
+	privileged
+	not pii_reader
+	input.command.postgres.types.set
+	some i, s in input.command.postgres.statements
+	s.type == "set"
+	not s.reset
+	pg_planner_setting(s.setting)
+}
+
+pg_approval contains [i, sprintf("set_config of %s under the masks needs approval: it steers reads to an index, whose order shows a sensitive column's", [name])] if {
+	privileged
+	not pii_reader
+	input.command.postgres.has.settings
+	some i, s in input.command.postgres.statements
+	some name in s.settings
+	pg_planner_setting(name)
+}
+
+pg_planner_setting(name) if startswith(name, "enable_")
+
+pg_planner_setting(name) if name in {
+	"random_page_cost", "seq_page_cost", "cpu_tuple_cost", "cpu_index_tuple_cost",
+	"cpu_operator_cost", "effective_cache_size", "parallel_setup_cost", "parallel_tuple_cost",
+	"min_parallel_table_scan_size", "min_parallel_index_scan_size", "geqo", "plan_cache_mode",
+	"default_statistics_target", "constraint_exclusion", "cursor_tuple_fraction",
+	"from_collapse_limit", "join_collapse_limit", "jit_above_cost",
+}
+
 # A sensitive column renamed escapes the masks that name it, for everyone they mask (a
 # pii-reader's rename too): approval for every privileged identity (others may run no DDL).
 pg_approval contains [i, sprintf("renaming sensitive column %s escapes the masks that name it: needs approval", [s.renamed_column])] if {

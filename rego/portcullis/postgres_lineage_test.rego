@@ -411,6 +411,20 @@ test_an_index_on_a_sensitive_column_needs_approval_under_the_masks if {
 	portcullis.decision.verdict != "require_approval" with input as pg_input(["dba"], [on_id])
 }
 
+test_planner_settings_need_approval_under_the_masks if {
+	seqscan := stmt_with("set", {"setting": "enable_seqscan", "value": "off", "reset": false})
+	d := portcullis.decision with input as pg_input(["dba"], [seqscan])
+	d.verdict == "require_approval"
+	"SET ENABLE_SEQSCAN under the masks needs approval: it steers reads to an index, whose order shows a sensitive column's" in d.reasons
+	portcullis.decision.verdict == "allow" with input as pg_input(["dba", "pii-readers"], [seqscan])
+	by_call := object.union(stmt_with("select", {"settings": ["random_page_cost"]}), {"tables": []})
+	portcullis.decision.verdict == "require_approval" with input as pg_input(["dba"], [by_call])
+	reset := stmt_with("set", {"setting": "enable_seqscan", "reset": true})
+	portcullis.decision.verdict != "require_approval" with input as pg_input(["dba"], [reset])
+	timeout := stmt_with("set", {"setting": "statement_timeout", "value": "5s", "reset": false})
+	portcullis.decision.verdict != "require_approval" with input as pg_input(["dba"], [timeout])
+}
+
 test_cluster_needs_approval_under_the_masks if {
 	cluster := stmt_with("maintenance", {"tag": "ClusterStmt"})
 	d := portcullis.decision with input as pg_input(["dba"], [cluster])
