@@ -373,3 +373,22 @@ def test_a_masked_dba_steers_no_read_to_an_index_unapproved(arena) -> None:
             assert not c.query(sql).errors, sql
     finally:
         c.close()
+
+
+def test_a_masked_dba_chooses_no_planner_setting_at_start_up(arena) -> None:
+    """The same steering asked for in the start-up packet (libpq's options=-c
+    enable_seqscan=off) is refused at session open under the masks."""
+    import psycopg
+
+    tok = arena.token("p10-startup@example.com", ("dba",))
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(
+            host="127.0.0.1",
+            port=arena.port,
+            user="agent",
+            password=tok,
+            dbname=arena.database,
+            sslmode="disable",
+            options="-c enable_seqscan=off",
+        )
+    assert "enable_seqscan" in str(refused.value)

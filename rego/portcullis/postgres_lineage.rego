@@ -569,6 +569,15 @@ pg_approval contains [i, sprintf("set_config of %s under the masks needs approva
 	pg_planner_setting(name)
 }
 
+# ... and chosen at start-up (`options=-c enable_seqscan=off`) they are refused
+deny contains sprintf("start-up parameter %s steers reads to an index, whose order shows a sensitive column's: not chosen at start-up under the masks", [name]) if {
+	input.command.kind == "session.open"
+	privileged
+	not pii_reader
+	some name, _ in object.get(input.session, ["attributes", "settings"], {})
+	pg_planner_setting(lower(name))
+}
+
 pg_planner_setting(name) if startswith(name, "enable_")
 
 pg_planner_setting(name) if name in {

@@ -196,6 +196,12 @@ test_start_up_settings_are_dbas_to_choose if {
 	d.verdict == "allow"
 }
 
+test_start_up_planner_settings_are_refused_under_the_masks if {
+	d := portcullis.decision with input as open_with(["dba"], {"Enable_SeqScan": "off"})
+	d.verdict == "deny"
+	portcullis.decision.verdict == "allow" with input as open_with(["dba", "pii-readers"], {"enable_seqscan": "off"})
+}
+
 # --- set_config ---------------------------------------------------------------------
 
 test_set_config_of_reader_settings_allowed if {
