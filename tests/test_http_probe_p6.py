@@ -298,6 +298,13 @@ async def test_a_one_member_map_naming_a_fields_role_is_kept(tmp_path):
     assert json.loads(answer.partition(b"\r\n\r\n")[2]) == json.loads(body)
 
 
+# Python's b85 alphabet to ZeroMQ's Z85, digit for digit
+_B85_AS_Z85 = bytes.maketrans(
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~",
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#",
+)
+
+
 def _transformed(what: str, key: bytes) -> tuple[str, bytes]:
     """(media type, body) of an upstream handing its own key back transformed."""
     if what == "base32":
@@ -306,6 +313,13 @@ def _transformed(what: str, key: bytes) -> tuple[str, bytes]:
         return "text/plain", base64.b32hexencode(b"abc" + key).lower()
     if what == "reversed":
         return "application/json", b'{"debug": "%s"}' % key[::-1]
+    # base85 in its three alphabets (guard.base85_cores; was let through before c098305)
+    if what == "base85":
+        return "text/plain", b"seed: " + base64.b85encode(b"k=" + key)
+    if what == "ascii85":
+        return "text/plain", b"<~" + base64.a85encode(b"key " + key) + b"~>"
+    if what == "z85":
+        return "text/plain", base64.b85encode(b"abc" + key).translate(_B85_AS_Z85)
     if what == "gzip file":
         return "application/gzip", gzip.compress(b"log line: key=" + key + b"\n")
     if what == "gzip file, unlabelled":
@@ -333,6 +347,9 @@ TRANSFORMED = [
     "base32",
     "base32 lower, hex alphabet",
     "reversed",
+    "base85",
+    "ascii85",
+    "z85",
     "gzip file",
     "gzip file, unlabelled",
     "gzip file in a gzip file",
