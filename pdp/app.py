@@ -33,7 +33,7 @@ from pdp.plumbing.keys import load_or_create_ed25519
 from pdp.store import AuditStore, open_store
 from pdp.store.macs import KEY_PURPOSE as RECORD_KEY_PURPOSE
 from portcullis.config import Config
-from portcullis.connection_gate import ConnectionGate, gated
+from portcullis.connection_gate import ConnectionGate, serve_gated
 from portcullis.heap import freeze_startup_heap
 
 log = logging.getLogger("portcullis.pdp")
@@ -168,19 +168,16 @@ class PDPApp:
         http_app = build_http_app(self)
         mount_console(http_app, self, self.console_settings)
         self._http = web.AppRunner(http_app, access_log=None, keepalive_timeout=HTTP_IDLE_SECONDS)
-        await self._http.setup()
-        # the server's handlers behind the connection caps (the listener needs no token,
-        # and every connection is a file descriptor the gRPC side needs)
-        assert self._http.server is not None
-        factory = gated(self.http_gate, self._http.server, log, "PDP HTTP")
-        loop = asyncio.get_running_loop()
+        # the listener needs no token, and every connection is a file descriptor the gRPC
+        # side needs: behind the connection caps
         if listen.startswith("unix:"):
-            self._http_listener = await loop.create_unix_server(factory, listen[len("unix:") :])
+            where: str | tuple[str, int] = listen
         else:
             host, _, port = listen.rpartition(":")
-            self._http_listener = await loop.create_server(
-                factory, host, int(port), reuse_port=self.config.pdp.reuse_port or None
-            )
+            where = (host, int(port))
+        self._http_listener = await serve_gated(
+            self._http, self.http_gate, log, "PDP HTTP", where, self.config.pdp.reuse_port or None
+        )
         log.info("PDP HTTP (health, metrics, console at /console/) on %s", listen)
 
     async def stop(self, grace: float = 10.0) -> None:

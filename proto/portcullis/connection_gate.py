@@ -7,7 +7,8 @@ a file descriptor the process needs for its sessions, its PDP and its store. A
 ConnectionGate counts the connections it holds per peer address and in all and refuses
 one past either cap (the caller resets it as it is accepted); each admitted one holds a
 Place, given back once. GatedProtocol puts an asyncio server's own protocol (aiohttp's
-handlers) behind a gate. Shared by the proxies and the PDP.
+handlers) behind a gate, and serve_gated an aiohttp runner's. Shared by the proxies and the
+PDP.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 class ConnectionGate:
@@ -130,3 +134,23 @@ def gated(
 ) -> Callable[[], GatedProtocol]:
     """A protocol factory for loop.create_server: `protocol()`'s behind `gate`."""
     return lambda: GatedProtocol(gate, protocol(), log, label)
+
+
+async def serve_gated(
+    runner: web.AppRunner,
+    gate: ConnectionGate,
+    log: logging.Logger,
+    label: str,
+    listen: str | tuple[str, int],
+    reuse_port: bool | None = None,
+) -> asyncio.Server:
+    """Set `runner` up and serve its handlers behind `gate` (an aiohttp site would take
+    every connection) at `listen`: (host, port), or "unix:PATH"."""
+    await runner.setup()
+    assert runner.server is not None
+    factory = gated(gate, runner.server, log, label)
+    loop = asyncio.get_running_loop()
+    if isinstance(listen, str):
+        return await loop.create_unix_server(factory, listen.removeprefix("unix:"))
+    host, port = listen
+    return await loop.create_server(factory, host, port, reuse_port=reuse_port)

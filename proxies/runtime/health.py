@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from portcullis.connection_gate import ConnectionGate, gated
+from portcullis.connection_gate import ConnectionGate, serve_gated
 from proxies.runtime.listener import split_address
 
 if TYPE_CHECKING:
@@ -74,16 +74,9 @@ class HealthServer:
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, keepalive_timeout=IDLE_SECONDS
         )
-        await self._runner.setup()
-        server = self._runner.server
-        assert server is not None
-        # the runner's handlers, behind the gate (a TCPSite would take every connection)
-        self._server = await asyncio.get_running_loop().create_server(
-            gated(
-                self.gate, server, log, f"connection {self.runtime.connection.name}: health port"
-            ),
-            self.host,
-            self.requested_port,
+        label = f"connection {self.runtime.connection.name}: health port"
+        self._server = await serve_gated(
+            self._runner, self.gate, log, label, (self.host, self.requested_port)
         )
         self.runtime.serving = True
         log.info(
