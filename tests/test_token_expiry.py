@@ -40,18 +40,20 @@ async def test_a_token_expired_three_seconds_ago_is_refused_at_open(tmp_path):
 
 
 async def test_the_leeway_is_the_same_at_open_and_during_the_session(tmp_path):
+    # a token's exp is whole seconds (int(now) + ttl): ttl=-1 has expired 1 to 2 s before
+    # it is minted, which leaves the first Decide 2 to 3 s inside a 4 s leeway
     config = pdp_config(tmp_path, identity={"dev": True, "dev_key": str(tmp_path / "dev.key"),
-                                            "leeway_seconds": 2})  # fmt: skip
+                                            "leeway_seconds": 4})  # fmt: skip
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
-        # expired 1 s ago, inside the 2 s leeway: opens, and its commands are decided
+        # expired 1-2 s ago, inside the 4 s leeway: opens, and its commands are decided
         opened = await open_session(stub, token(config, groups=("dba", "pii-readers"), ttl=-1))
         assert (await decide_sql(stub, opened.session_id, "select 1")).verdict == pdp_pb2.ALLOW
-        await asyncio.sleep(1.5)  # now 2.5 s past expiry: beyond the leeway
+        await asyncio.sleep(3.5)  # now at least 4.5 s past expiry: beyond the leeway
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await decide_sql(stub, opened.session_id, "select 1")
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        with pytest.raises(grpc.aio.AioRpcError):
-            await open_session(stub, token(config, groups=("dba",), ttl=-3))
+        with pytest.raises(grpc.aio.AioRpcError):  # 5-6 s past: refused at open too
+            await open_session(stub, token(config, groups=("dba",), ttl=-5))
 
 
 def test_the_leeway_is_small_by_default_and_bounded(tmp_path):
