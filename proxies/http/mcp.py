@@ -36,6 +36,7 @@ import csv
 import json
 import os
 import re
+import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -960,6 +961,9 @@ _OPAQUE_TOKENS = frozenset({"requestState", "nextCursor"})
 _TOKEN_SEGMENT = re.compile(r"[A-Za-z0-9+/_\-]{8,}={0,2}")
 _ENCODED = re.compile(r"[A-Za-z0-9+/_\-]+={0,2}")
 _ENCODED_MIN = 16
+_HEX = re.compile(r"(?:[0-9a-f]{2}){16,}|(?:[0-9A-F]{2}){16,}")  # 16 bytes or more
+# RFC 2397 §3: data:[<mediatype>][;base64],<data> (the scheme and `base64` in any case)
+_DATA_URI = re.compile(r"(?P<head>data:[^,]*?(?P<base64>;base64)?,)(?P<payload>.*)", re.S | re.I)
 # a Markdown code block holding the whole text (```json ... ```), as servers write JSON
 # for a model to read
 _FENCED = re.compile(r"(\s*```[^\n`]*\n)(.*)(\n[ \t]*```\s*)", re.S)
@@ -1014,11 +1018,69 @@ def _masked_json(doc: Any, masker: Masker, counts: Counter[str]) -> str:
 
 
 def _masked_encoded(text: str, masker: Masker, counts: Counter[str]) -> str:
-    """Any string of a masked answer that is base64 or base64url as a whole (at least
-    _ENCODED_MIN characters: a file a tool returns in its structuredContent, an attachment
-    under a key of the server's choosing) is read as a blob is (_masked_blob): its text
-    masked and encoded again in the alphabet it came in, bytes with something a detector
-    finds withheld. A string nothing is found in goes as it came."""
+    """Any string of a masked answer that is bytes written as text as a whole — base64 or
+    base64url (at least _ENCODED_MIN characters: a file a tool returns in its
+    structuredContent, an attachment under a key of the server's choosing), base64 in
+    lines (MIME, RFC 2045 §6.8: Python's encodebytes), hex (16 bytes or more), a
+    `data:` URI (RFC 2397) — is read as a blob is (_masked_blob): its text masked and
+    written again as it came, bytes with something a detector finds withheld. A string
+    nothing is found in goes as it came."""
+    data_uri = _DATA_URI.fullmatch(text)
+    if data_uri is not None:
+        return _masked_data_uri(data_uri, masker, counts)
+    lines = text.splitlines()
+    if len(lines) > 1 and all(_ENCODED.fullmatch(line) for line in lines):
+        return _masked_lines(text, lines, masker, counts)
+    if _HEX.fullmatch(text):
+        masked = _masked_bytes(bytes.fromhex(text), masker, counts)
+        if masked is None:
+            return ""
+        shown = masked.hex()
+        if shown != text.lower():
+            return shown.upper() if text.isupper() else shown
+    return _masked_base64(text, masker, counts)
+
+
+def _masked_bytes(data: bytes, masker: Masker, counts: Counter[str]) -> bytes | None:
+    """Bytes a string carried, read as a blob's: as they came, masked, or None (withheld)."""
+    blob = base64.b64encode(data).decode("ascii")
+    masked = _masked_blob(blob, masker, counts)
+    if masked == blob:
+        return data
+    return base64.b64decode(masked) if masked else None
+
+
+def _masked_lines(text: str, lines: list[str], masker: Masker, counts: Counter[str]) -> str:
+    """Base64 in lines: read joined, written again in lines as wide as its first."""
+    joined = "".join(lines)
+    masked = _masked_base64(joined, masker, counts)
+    if masked == joined:
+        return text
+    if not masked:
+        return ""
+    width = len(lines[0])
+    newline = "\r\n" if "\r\n" in text else "\n"
+    out = newline.join(masked[i : i + width] for i in range(0, len(masked), width))
+    return out + newline if text.endswith("\n") else out
+
+
+def _masked_data_uri(found: re.Match[str], masker: Masker, counts: Counter[str]) -> str:
+    """A `data:` URI (RFC 2397 §3): its payload, base64 or percent-encoded, read as the
+    bytes it carries; one that cannot be read is withheld, as a blob is."""
+    head, payload = found.group("head"), found.group("payload")
+    if found.group("base64"):
+        masked = _masked_blob(payload, masker, counts)
+        if masked == payload:
+            return found.string
+        return head + masked if masked else ""
+    data = urllib.parse.unquote_to_bytes(payload)
+    shown = _masked_bytes(data, masker, counts)
+    if shown is None:
+        return ""
+    return found.string if shown == data else head + urllib.parse.quote_from_bytes(shown)
+
+
+def _masked_base64(text: str, masker: Masker, counts: Counter[str]) -> str:
     if len(text) < _ENCODED_MIN or not _ENCODED.fullmatch(text):
         return text
     bare = text.rstrip("=")
@@ -1055,6 +1117,7 @@ def _masked_token(token: str, masker: Masker, counts: Counter[str]) -> str:
                 views.append(base64.b64decode(padded, altchars=altchars, validate=True))
             except (binascii.Error, ValueError):
                 pass
+    views.extend(bytes.fromhex(run) for run in _HEX.findall(token))
     for data in views:
         found: Counter[str] = Counter()
         try:

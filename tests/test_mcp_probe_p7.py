@@ -1,0 +1,93 @@
+"""Probing the MCP exchange (brief P7): what got past a guardrail, kept as tests.
+
+Real PDP with the shipped policy and the HTTP proxy with `mcp: true`, before a real
+MCPServer (the `mcp` SDK, streamable HTTP), the SDK's client through the proxy (or raw
+HTTP where the SDK would not send the message). The attacker is a reader (outside
+pii-readers: tool results masked):
+
+- a tool handing a customer's record back as bytes written as text in the usual ways
+  other than one base64 string — base64 in MIME lines (Python's base64.encodebytes), a
+  `data:` URI (base64 or percent-encoded), hex — passed unread: the e-mail and the card
+  number reached the reader, who decodes them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_mcp_proxy
+from mcp.server.mcpserver import MCPServer
+from test_mcp_proxy import CUSTOMER, agent, mcp_stack
+
+pytestmark = pytest.mark.integration
+
+RECORD = json.dumps(CUSTOMER).encode()
+PLAIN = ("ann@example.com", "4111 1111 1111 1111")
+
+# how a tool writes bytes as text → how its reader reads them back
+ENCODINGS: dict[str, tuple[Callable[[bytes], str], Callable[[str], bytes]]] = {
+    "mime lines": (
+        lambda b: base64.encodebytes(b).decode(),
+        lambda s: base64.b64decode(s),  # (a MIME reader skips the line breaks)
+    ),
+    "data uri": (
+        lambda b: "data:application/json;base64," + base64.b64encode(b).decode(),
+        lambda s: base64.b64decode(s.split(",", 1)[1]),
+    ),
+    "data uri, percent-encoded": (
+        lambda b: "data:application/json," + urllib.parse.quote_from_bytes(b),
+        lambda s: urllib.parse.unquote_to_bytes(s.split(",", 1)[1]),
+    ),
+    "hex": (lambda b: b.hex(), bytes.fromhex),
+    "HEX": (lambda b: b.hex().upper(), bytes.fromhex),
+}
+# bytes with nothing in them: as they came
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01" * 8
+CLEAN = {
+    "sha-256": hashlib.sha256(b"invoice 7").hexdigest(),
+    "png data uri": "data:image/png;base64," + base64.b64encode(PNG).decode(),
+    "png lines": base64.encodebytes(PNG).decode(),
+}
+
+
+def _encoding_server(up: Any) -> MCPServer:
+    server = MCPServer("billing")
+
+    @server.tool()
+    def find_customer(name: str) -> str:
+        up.calls.append(name)
+        if name in CLEAN:
+            return CLEAN[name]
+        return ENCODINGS[name][0](RECORD * 3)
+
+    return server
+
+
+async def test_a_record_written_as_bytes_in_text_is_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _encoding_server)
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        async with agent(stack, reader) as client:
+            results = {n: await client.call_tool("find_customer", {"name": n}) for n in ENCODINGS}
+            clean = {n: await client.call_tool("find_customer", {"name": n}) for n in CLEAN}
+    assert stack.upstream.calls == [*ENCODINGS, *CLEAN]
+    for name, result in results.items():
+        decode = ENCODINGS[name][1]
+        shown = [result.content[0].text, result.structured_content["result"]]
+        read = [decode(text).decode() for text in shown]
+        leaked = [p for p in PLAIN if any(p in text for text in read)]
+        assert not leaked, (name, read[0])
+        # what was masked is still what the client expects: the same encoding of JSON
+        assert json.loads(read[0][: read[0].index("}") + 1])["email"] == "[REDACTED]", name
+    for name, result in clean.items():
+        assert result.content[0].text == CLEAN[name], name
+        assert result.structured_content == {"result": CLEAN[name]}, name
