@@ -9,6 +9,10 @@ pii-readers: tool results masked):
   other than one base64 string — base64 in MIME lines (Python's base64.encodebytes), a
   `data:` URI (base64 or percent-encoded), hex — passed unread: the e-mail and the card
   number reached the reader, who decodes them.
+- a request id is kept by the proxy until its answer comes (up to 256 a session), and a
+  string id was as long as the body allowed (4 MiB): 24 calls of a tool that waits (an
+  elicitation the reader never answers), each with a 4 MiB id, held 100 MB in one
+  session's table, 1 GiB at its 256, 64 GiB over the identity's 64 sessions.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from typing import Any
 import pytest
 import test_mcp_proxy
 from mcp.server.mcpserver import MCPServer
-from test_mcp_proxy import CUSTOMER, agent, mcp_stack
+from test_mcp_proxy import CUSTOMER, agent, initialize, mcp_stack, messages_of, post, rpc
+
+from proxies.http.mcp_codec import INVALID_REQUEST, MAX_ID
+from proxies.http.mcp_sessions import McpSession
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +98,22 @@ async def test_a_record_written_as_bytes_in_text_is_masked(
     for name, result in clean.items():
         assert result.content[0].text == CLEAN[name], name
         assert result.structured_content == {"result": CLEAN[name]}, name
+
+
+async def test_a_request_id_is_bounded_in_length(tmp_path: Path) -> None:
+    call = rpc(None, "tools/call", {"name": "get_invoice", "arguments": {"invoice_id": 7}})
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        session_id = await initialize(stack, reader)
+        status, _, text = await post(stack, reader, {**call, "id": "x" * (MAX_ID + 1)}, session_id)
+        assert status == 400, text
+        assert messages_of(text)[0]["error"]["code"] == INVALID_REQUEST
+        assert stack.upstream.calls == []
+        status, _, text = await post(stack, reader, {**call, "id": "x" * MAX_ID}, session_id)
+        assert status == 200, text
+        assert messages_of(text)[0]["id"] == "x" * MAX_ID
+        assert stack.upstream.calls == ["get_invoice"]
+    # a server's request of a longer id is not noted: the client's answer to it is refused
+    mcp = McpSession("owner")
+    mcp.ask("y" * (MAX_ID + 1), "elicitation/create")
+    assert mcp.asking("y" * (MAX_ID + 1)) is None and not mcp.asked

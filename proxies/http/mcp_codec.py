@@ -44,6 +44,9 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_BATCH = 64
 MAX_DEPTH = 64
 MAX_METHOD = 256
+# characters of a string id: the proxy keeps a request's id until its answer comes (and a
+# server's, until the client answers it), up to 256 a session, so it is bounded as well
+MAX_ID = 256
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 # JSON-RPC error codes: the specification's, and ours from the implementation-defined band
@@ -269,7 +272,9 @@ NOTIFICATIONS = "notifications/"  # the methods MCP sends as notifications, and 
 
 
 def _valid_id(value: Any) -> bool:
-    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    if isinstance(value, str):
+        return len(value) <= MAX_ID
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def read_message(item: Any) -> Message:
@@ -294,7 +299,9 @@ def read_message(item: Any) -> Message:
         # with one is one message read two ways
         if "id" in item:
             if not _valid_id(item["id"]):
-                raise Refused("a request id is a string or an integer")
+                raise Refused(
+                    f"a request id is a string or an integer (strings of {MAX_ID} at most)"
+                )
             if method.startswith(NOTIFICATIONS):
                 raise Refused("a notification carries no id")
             message = Message("request", item, item["id"], method)
@@ -306,7 +313,7 @@ def read_message(item: Any) -> Message:
         return message
     if keys in _RESPONSE_KEYS:
         if not _valid_id(item["id"]):
-            raise Refused("a response id is a string or an integer")
+            raise Refused(f"a response id is a string or an integer (strings of {MAX_ID} at most)")
         if "error" in item and not isinstance(item["error"], dict):
             raise Refused("a JSON-RPC error is an object")
         return Message("response", item, item["id"])

@@ -13,13 +13,13 @@ answer may come back on another stream than its request's (a resumed GET with
 Last-Event-ID), and the event ids its streams handed this client: a `Last-Event-ID` is
 resumed only from one of them, since a server's event store may replay any session's
 stream from an event id it is given. Everything is bounded: the oldest sessions, requests
-and event ids are forgotten first, and a forgotten request's answer is dropped, never
-passed unread. An identity (the subject, whatever tokens it holds) keeps at most
-MAX_SESSIONS_PER_IDENTITY sessions: its next `initialize` is refused (429) while all of
-them are in use, and forgets the least recently used once one has been idle. A session
-forgotten so is still open upstream (a server keeps it until DELETE or its own idle
-timeout, and may bound how many it holds): the binding hands its id and endpoint back
-(`take_evicted`) for the proxy to end it there.
+and event ids are forgotten first (and ids are bounded in length), and a forgotten
+request's answer is dropped, never passed unread. An identity (the subject, whatever
+tokens it holds) keeps at most MAX_SESSIONS_PER_IDENTITY sessions: its next `initialize`
+is refused (429) while all of them are in use, and forgets the least recently used once
+one has been idle. A session forgotten so is still open upstream (a server keeps it until
+DELETE or its own idle timeout, and may bound how many it holds): the binding hands its
+id and endpoint back (`take_evicted`) for the proxy to end it there.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
+
+from proxies.http.mcp_codec import MAX_ID
 
 MAX_SESSIONS = 10_000
 MAX_SESSIONS_PER_IDENTITY = 64  # of one subject, whatever tokens it holds
@@ -85,6 +87,8 @@ class McpSession:
 
     def ask(self, request_id: Any, method: str) -> None:
         """A server's request of this id reached the client: it may answer it once."""
+        if isinstance(request_id, str) and len(request_id) > MAX_ID:
+            return  # (not noted, so not answered: a client's answer with it is refused)
         if isinstance(request_id, str | int) and not isinstance(request_id, bool):
             key = _id_key(request_id)
             self.asked.pop(key, None)
