@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import test_mcp_proxy
 from mcp.server.mcpserver import MCPServer
-from test_mcp_proxy import CUSTOMER, agent, initialize, mcp_stack, messages_of, post, rpc
+from test_mcp_proxy import CUSTOMER, agent, initialize, mcp_stack, messages_of, post, rpc, text_of
 
 from proxies.http.mcp_codec import INVALID_REQUEST, MAX_ID
 from proxies.http.mcp_sessions import McpSession
@@ -89,14 +89,14 @@ async def test_a_record_written_as_bytes_in_text_is_masked(
     assert stack.upstream.calls == [*ENCODINGS, *CLEAN]
     for name, result in results.items():
         decode = ENCODINGS[name][1]
-        shown = [result.content[0].text, result.structured_content["result"]]
+        shown = [text_of(result), result.structured_content["result"]]
         read = [decode(text).decode() for text in shown]
         leaked = [p for p in PLAIN if any(p in text for text in read)]
         assert not leaked, (name, read[0])
         # what was masked is still what the client expects: the same encoding of JSON
         assert json.loads(read[0][: read[0].index("}") + 1])["email"] == "[REDACTED]", name
     for name, result in clean.items():
-        assert result.content[0].text == CLEAN[name], name
+        assert text_of(result) == CLEAN[name], name
         assert result.structured_content == {"result": CLEAN[name]}, name
 
 
