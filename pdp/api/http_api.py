@@ -72,10 +72,16 @@ def metrics_text(app: PDPApp) -> str:
         "# HELP portcullis_policy_info The policy revision in force.",
         "# TYPE portcullis_policy_info gauge",
         f'portcullis_policy_info{{revision="{app.engine.revision}",engine="{app.engine.name}"}} 1',
-        "# HELP portcullis_checkpoints_refused_total Signed checkpoints not written: records"
-        " since the last one that no PDP holding the key wrote (see the log).",
+        "# HELP portcullis_checkpoints_refused_total Signed checkpoints not written: the"
+        " records since the last one could not be checked (see the log).",
         "# TYPE portcullis_checkpoints_refused_total counter",
         f"portcullis_checkpoints_refused_total {app.checkpoints.refused if app.checkpoints else 0}",
+        "# HELP portcullis_audit_foreign_records_total Records no PDP holding the key wrote"
+        " (INSERTed into the store) that signed checkpoints named as not the PDP's (see the"
+        " log; `audit verify` names them until acknowledged).",
+        "# TYPE portcullis_audit_foreign_records_total counter",
+        "portcullis_audit_foreign_records_total"
+        f" {checkpoints.foreign_records if checkpoints else 0}",
         "# HELP portcullis_anchor_unreached 1 while the anchor file names a signed head the"
         " chain no longer reaches (records cut from its end; see the log), else 0.",
         "# TYPE portcullis_anchor_unreached gauge",

@@ -80,8 +80,12 @@ class CheckpointWriter:
         self.interval_seconds = interval_seconds
         self.anchor_path = anchor_path
         self.record_key = record_key
-        self.refused = 0  # checkpoints not written for records no holder of the key wrote
+        self.refused = 0  # checkpoints not written: the records since could not be checked
         self.refusing = ""  # why the newest one was not, while that lasts
+        # records no holder of the key wrote that checkpoints named (each once), and the
+        # ranges the newest checkpoint named: signed over, never vouched for
+        self.foreign_records = 0
+        self.foreign_ranges: list[tuple[int, int]] = []
         self.anchor_problem = ""  # why the anchor file is kept, while the chain misses it
         self._vouched: int | None = None  # every record up to it checked or signed for
         self._task: asyncio.Task[None] | None = None
@@ -127,7 +131,10 @@ class CheckpointWriter:
         seq, head_hash = await self.store.head()
         if seq == 0:
             return None
-        newest = await self.store.query(after_seq=seq - 1, limit=1)
+        try:
+            newest = await self.store.query(after_seq=seq - 1, limit=1)
+        except ValueError:  # a head whose body is not JSON: someone else's, not a checkpoint
+            newest = []
         if (
             newest
             and self._signed_checkpoint(newest[0])
@@ -136,29 +143,46 @@ class CheckpointWriter:
             # nothing happened since the last checkpoint: it names the record just before
             # it (a copy of an older one, which anyone may INSERT, names an earlier seq)
             return None
+        payload: dict[str, Any] = {
+            "type": CHECKPOINT_KIND,
+            "seq": seq,
+            "hash": head_hash,
+            "time": time.time(),
+        }
         if self.record_key is not None:
-            foreign = await self._foreign(seq)
+            foreign = bounded_ranges(await self._foreign(seq))
             if foreign:
-                self.refused += 1
-                self.refusing = (
-                    f"records {describe_ranges(foreign)} have no valid record MAC: they were"
-                    " not written by a PDP holding the key (INSERTed into the store?);"
-                    " no checkpoint vouches for them"
-                )
-                log.error("audit checkpoint of seq %d NOT signed: %s", seq, self.refusing)
-                return None
-            self.refusing = ""
-        doc = self.signer.sign(
-            {"type": CHECKPOINT_KIND, "seq": seq, "hash": head_hash, "time": time.time()}
-        )
+                # signed all the same, naming them: one INSERTed row must not stop the
+                # signatures over every genuine record after it (denial of evidence)
+                payload["foreign"] = [[first, last] for first, last in foreign]
+                self._foreign_seen(seq, foreign)
+            else:
+                self.foreign_ranges = []
+        doc = self.signer.sign(payload)
         record = await self.store.append(CHECKPOINT_KIND, doc)
         self._vouched = seq
+        self.refusing = ""
         if self.anchor_path is not None and not await self._anchor_unreached():
             try:
                 write_anchor(self.anchor_path, doc, record)
             except OSError as exc:
                 log.warning("checkpoint anchor %s not written: %s", self.anchor_path, exc)
         return record
+
+    def _foreign_seen(self, seq: int, foreign: list[tuple[int, int]]) -> None:
+        """Loud, every time: an error logged and counted for each checkpoint naming records
+        no holder of the key wrote, until an operator acknowledges them (audit acknowledge)."""
+        # each checkpoint names what lies after the one before: no record twice
+        self.foreign_records += sum(last - first + 1 for first, last in foreign)
+        self.foreign_ranges = foreign
+        log.error(
+            "audit checkpoint of seq %d signed NAMING records %s as not written by a PDP"
+            " holding the key (no valid record MAC: INSERTed into the store?): it vouches"
+            " for the chain's other records only; `audit verify` names them until"
+            " `portcullis audit acknowledge`",
+            seq,
+            describe_ranges(foreign),
+        )
 
     async def _anchor_unreached(self) -> bool:
         """Whether the anchor file names a head this key signed that the chain no longer
@@ -213,7 +237,12 @@ class CheckpointWriter:
             if last - first >= UNCOVERED_READ:  # too many to look at: none is vouched for
                 foreign.append((first, last))
                 continue
-            for r in await self.store.query(after_seq=first - 1, limit=last - first + 1):
+            try:
+                found = await self.store.query(after_seq=first - 1, limit=last - first + 1)
+            except ValueError:  # a body that is not JSON: none of them is looked at
+                foreign.append((first, last))
+                continue
+            for r in found:
                 if r.seq > last or self._signed_checkpoint(r):
                     continue
                 if foreign and foreign[-1][1] == r.seq - 1:
@@ -310,6 +339,34 @@ async def unacknowledged(
     return [gap for a, b in foreign for gap in uncovered(a - 1, b, good)]
 
 
+def bounded_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """At most MAX_FOREIGN_RANGES ranges for a checkpoint's payload: past it the rest are
+    one range from the first left out to the last (vouching for fewer records, never more:
+    rows INSERTed between every genuine one cannot swell each signed checkpoint)."""
+    if len(ranges) <= MAX_FOREIGN_RANGES:
+        return ranges
+    kept = ranges[: MAX_FOREIGN_RANGES - 1]
+    return [*kept, (ranges[MAX_FOREIGN_RANGES - 1][0], ranges[-1][1])]
+
+
+def declared_foreign(payload: dict[str, Any]) -> list[tuple[int, int]]:
+    """The ranges a checkpoint's signed payload names as not the PDP's (CheckpointWriter):
+    each within the records it signs over."""
+    named, listed = payload.get("seq"), payload.get("foreign")
+    if type(named) is not int or not isinstance(listed, list):
+        return []
+    return [
+        (entry[0], entry[1])
+        for entry in listed
+        if isinstance(entry, list)
+        and len(entry) == 2
+        and all(type(n) is int for n in entry)
+        and 0 < entry[0] <= entry[1] <= named
+    ]
+
+
+# the most ranges of foreign records one checkpoint names (bounded_ranges)
+MAX_FOREIGN_RANGES = 256
 # the longest run of records without a MAC looked at one by one (for checkpoints signed
 # before record MACs); a longer one is refused whole
 UNCOVERED_READ = 10_000
@@ -435,6 +492,8 @@ class SignedRecordChecker:
         self.records = self.checkpoints = self.statements = self.unanchored = 0
         self.head: tuple[int, str] = (0, "")
         self.problems: list[Problem] = []
+        # ranges matching signed checkpoints named as no PDP's (CheckpointWriter), merged
+        self.declared: list[tuple[int, int]] = []
         self._proven = 0  # highest seq a matching signed checkpoint vouches for
 
     def feed(
@@ -479,6 +538,9 @@ class SignedRecordChecker:
                 f" {low}..{named} was rewritten and the chain re-hashed"
             )
         self._proven = max(self._proven, named)
+        declared = declared_foreign(payload)
+        if declared:
+            self.declared = merged_spans(self.declared + declared)
         return ""
 
     def _statement(self, session_id: str, subject: str, body: Any) -> str:
@@ -635,6 +697,7 @@ class ForeignRecords:
         self.spans: list[tuple[int, int]] = []  # valid MACs' spans, of the records fed next
         self.floor = 0  # records up to it were vouched for by a checkpoint of old
         self.acks: list[tuple[int, int, str]] = []  # acknowledgements a valid MAC spans
+        self.checkpoints: list[tuple[int, int]] = []  # signed ones no valid MAC spans
         self._at = 0
         self._found: list[tuple[int, int]] = []  # seq ranges
 
@@ -654,6 +717,7 @@ class ForeignRecords:
             named = body["payload"].get("seq")
             if isinstance(named, int) and named < seq:
                 self.floor = max(self.floor, named)
+            self.checkpoints.append((seq, seq))
             return
         found = self._found
         if found and found[-1][1] == seq - 1:
@@ -769,7 +833,11 @@ async def _verify_read(
     found: list[tuple[int, int]] = []
     known: list[tuple[int, int]] = []
     if foreign is not None:
-        found = left = foreign.ranges()
+        # what a signed checkpoint named as no PDP's stays named, whatever a copy of it
+        # appended later lets the MACs' floor pass over
+        # (less the signed checkpoints: one a run too long to read held vouches for itself)
+        declared = merged_spans(foreign.ranges() + checker.declared)
+        found = left = [g for a, b in declared for g in uncovered(a - 1, b, foreign.checkpoints)]
         if found:
             left = await unacknowledged(store, found, foreign.acks)
         known = [k for a, b in found for k in uncovered(a - 1, b, merged_spans(left))]
@@ -784,6 +852,9 @@ async def _verify_read(
                 f", except records {describe_ranges(known)}: INSERTed by someone else,"
                 " acknowledged by an operator (audit.foreign_acknowledged)"
             )
+    elif checker.declared:  # no key at hand: the signed checkpoints still say which
+        found = checker.declared
+        problems.extend(ForeignRecords.problems(found))
     reached = []
     for anchor, source in anchors:
         bad = check_anchor(anchor, public_key, checker.head, checker.hashes, source)

@@ -17,8 +17,9 @@ for). One MAC per batch, in a column of a row written anyway: the hot path pays 
 per commit and no statement, table or index page more, whatever the batch's size.
 
 The column is not hashed and no reader of the chain reads it: the chain's bytes and a
-bundle's format do not change. Signed checkpoints, written only over records the MACs
-vouch for (pdp.evidence.checkpoints), carry that to an auditor holding the public key alone.
+bundle's format do not change. Signed checkpoints, which name the records since the last
+one that no MAC vouches for (pdp.evidence.checkpoints), carry that to an auditor holding
+the public key alone.
 """
 
 from __future__ import annotations

@@ -1,0 +1,144 @@
+"""Attacks on the PDP's evidence and its HTTP status (eighth probe).
+
+Each test drives a real PDP over gRPC (tests/pdp_harness.py) with the embedded OPA
+evaluator and its real audit store (SQLite, and PostgreSQL where the store matters), and
+the `portcullis` CLI in a subprocess where an auditor would use it. Forged records are
+INSERTed with sqlite3 / asyncpg, chained as the PDP chains them (test_evidence_macs.forge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pdp_harness import decide_sql, open_session, pdp_raw, pdp_stub, running_pdp, token
+from test_evidence_macs import _store as opened_store
+from test_evidence_macs import audit, forge
+
+from pdp.api.http_api import metrics_text
+from pdp.evidence.checkpoints import CHECKPOINT_KIND, verify_store
+from portcullis.config import load_config
+
+ALICE = "alice@example.com"
+
+
+def _store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    if backend == "sqlite":
+        return {"type": "sqlite", "path": str(tmp_path / "audit.db")}
+    return {"type": "postgres", "dsn": request.getfixturevalue("pg_database")}
+
+
+def _written(tmp_path: Path, **kwargs: Any) -> Path:
+    """A test PDP's configuration written where the CLI reads it."""
+    path = tmp_path / "portcullis.yaml"
+    path.write_text(yaml.safe_dump(pdp_raw(tmp_path, **kwargs)))
+    return path
+
+
+# -- one INSERTed row halts no checkpoint --------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_one_inserted_record_stops_no_checkpoint_of_the_genuine_chain(
+    backend, tmp_path, request
+):
+    """Attack (INSERT access to the audit store, no key): append one well-chained decision
+    record. Every later checkpoint was refused until an operator ran `audit acknowledge`:
+    one row stopped the signatures over every genuine record the PDP wrote after it (and
+    left them cuttable by whoever wrote the row: no anchor moved on). Now the checkpoint is
+    signed and its payload names the forged row as not the PDP's; the PDP logs it and
+    counts it (portcullis_audit_foreign_records_total); `audit verify` still names it."""
+    config_path = _written(tmp_path, store=_store(backend, request, tmp_path))
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+        assert await app.checkpoints.checkpoint() is not None
+        forged = await forge(
+            config.pdp.store,
+            "decision",
+            {"verdict": "allow", "command": {"raw": "DROP TABLE orders"}},
+            session_id=opened.session_id,
+            subject=ALICE,
+        )
+        await decide_sql(stub, opened.session_id, "SELECT id FROM customers")
+        signed = await app.checkpoints.checkpoint()
+        assert signed is not None  # the genuine chain is signed for
+        assert signed.body["payload"]["foreign"] == [[forged, forged]]
+        assert app.checkpoints.foreign_ranges == [(forged, forged)]
+        assert "portcullis_audit_foreign_records_total 1\n" in metrics_text(app)
+        await decide_sql(stub, opened.session_id, "SELECT 2")
+        after = await app.checkpoints.checkpoint()
+        assert after is not None and "foreign" not in after.body["payload"]
+        report = await verify_store(app.store, app.signer.public_key)
+        assert [p.seq for p in report.problems] == [forged], report.problems
+        assert "no valid record MAC" in report.problems[0].text
+    result = await asyncio.to_thread(audit, config_path, "verify")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"record {forged} not written" in result.stdout
+
+
+async def test_a_copied_checkpoint_does_not_hide_the_record_it_named(tmp_path):
+    """Attack (INSERT access, no key), on the fix above: a signed checkpoint naming a
+    forged record, copied and appended as the newest record (no MAC of its own), lifts the
+    floor below which verify takes records as vouched for by a checkpoint of old. What a
+    signed checkpoint names as no PDP's stays named, with the record key and without it."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 1")
+        forged = await forge(config.pdp.store, "decision", {"verdict": "allow"}, subject=ALICE)
+        await decide_sql(stub, opened.session_id, "SELECT 2")
+        signed = await app.checkpoints.checkpoint()
+        assert signed is not None
+        await forge(config.pdp.store, CHECKPOINT_KIND, signed.body)  # the copy
+        report = await verify_store(app.store, app.signer.public_key)
+        assert [p.seq for p in report.problems] == [forged], report.problems
+        public_key = app.signer.public_key
+    async with opened_store(config.pdp.store) as keyless:  # read without the proxy key
+        assert keyless.record_key is None
+        report = await verify_store(keyless, public_key)
+        assert [p.seq for p in report.problems] == [forged], report.problems
+
+
+async def test_a_record_that_cannot_be_read_stops_no_checkpoint(tmp_path):
+    """Attack (write access to the SQLite file): INSERT a record whose body is not JSON.
+    Reading it raised in the checkpoint writer, so no checkpoint was signed again (the
+    timer logged and counted the failure, for ever; moved here from test_evidence_macs,
+    which asserted that). Now the unreadable records are named
+    as no PDP's in a signed checkpoint, and verify names the broken record."""
+    import sqlite3
+
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 1")
+        assert await app.checkpoints.checkpoint() is not None
+        db = sqlite3.connect(config.pdp.store.path, isolation_level=None)
+        try:
+            seq, prev = db.execute(
+                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            db.execute(
+                "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject, body,"
+                " prev_hash, hash) VALUES (?, 'raw', 'decision', 0, '', '', 'not json', ?, ?)",
+                (seq + 1, prev, "0" * 64),
+            )
+        finally:
+            db.close()
+        await decide_sql(stub, opened.session_id, "SELECT 2")
+        signed = await app.checkpoints.checkpoint()
+        assert signed is not None
+        assert signed.body["payload"]["foreign"] == [[seq + 1, seq + 1]]
+        assert app.checkpoints.refused == 0
+        report = await verify_store(app.store, app.signer.public_key)
+        assert not report.ok and report.problems[0].seq == seq + 1
+        assert "not JSON" in report.problems[0].text
+    result = await asyncio.to_thread(audit, config_path, "verify")
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"FAIL: record seq={seq + 1} ")
