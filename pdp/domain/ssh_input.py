@@ -669,7 +669,9 @@ class _Walker:
             if base == "env":
                 rest, more = _env_args(words[1:])
                 if rest:
-                    self._emit(rest, assignments + more, redirects, [*via, "env"], heredoc)
+                    # under xargs, the words it appends are the command's that env runs
+                    self._emit(rest, assignments + more, redirects, [*via, "env"], heredoc,
+                               more_args)  # fmt: skip
                     return
                 assignments = assignments + more
             elif base == "xargs":
