@@ -605,6 +605,19 @@ class ProxySession:
         """decide(), and when a person must approve: tell the client, wait for the decision
         (up to the PDP's approvals.timeout_seconds), and decide again once approved."""
         ruling = await self.decide(kind, raw, attributes, shape_of)
+        return await self.wait_if_held(ruling, kind, raw, attributes, tell)
+
+    async def wait_if_held(
+        self,
+        ruling: Ruling,
+        kind: str,
+        raw: str,
+        attributes: dict[str, Any] | None,
+        tell: Callable[[str], None],
+    ) -> Ruling:
+        """decide_or_wait() for a command decided already (ruling, from decide()): the ruling
+        itself, unless a person must approve it; then the wait, and the decision asked again
+        once approved."""
         if ruling.kind is not VerdictKind.REQUIRE_APPROVAL or not ruling.approval_id:
             return ruling
         assert self.grant is not None

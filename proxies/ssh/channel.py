@@ -158,7 +158,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
     def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
         if self.kind:
             # a terminal asked for after the channel's request (exec, shell, subsystem) is
-            # refused: the request is decided with or without one (_terminal_gate), and a
+            # refused: the request is decided with or without one (_decided), and a
             # terminal added while that decision is asked would reach the upstream undecided
             # (`journalctl` under a pager: less's `!sh`)
             return False
@@ -443,11 +443,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         try:
             self.waiting = True
             try:
-                ruling = await self._terminal_gate(session)
-                if ruling is None or ruling.verdict.allowed:
-                    ruling = await session.decide_or_wait(
-                        self.kind, self.raw, self._attributes(), _exact_only, self.say
-                    )
+                ruling = await self._decided(session)
             finally:
                 self.waiting = False
             self.ruling = ruling
@@ -559,23 +555,51 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             close_ahead(self._ahead)  # closed having sent the open alone
             self._ahead = None
 
-    async def _terminal_gate(self, session: Any) -> Ruling | None:
-        """A command run with a terminal (`ssh -t host journalctl`) is interactive: a pager
-        or an editor on a terminal runs anything typed into it (less's `!sh`), so it needs
-        what a shell needs (an ssh.shell decision) besides its own. None: no terminal."""
+    async def _decided(self, session: Any) -> Ruling:
+        """The channel's request decided (and approved, when a person must). A command run
+        with a terminal (`ssh -t host journalctl`) is interactive: a pager or an editor on
+        a terminal runs anything typed into it (less's `!sh`), so it needs what a shell
+        needs (an ssh.shell decision, with the terminal) besides its own. Both are asked
+        in one round trip (queued in the same turn of the loop, they leave in one
+        DecideStream message) and each is judged as before, as what it is: the command
+        runs only if both allow it (the command's verdict, its mask, is what is enforced)."""
+        attributes = self._attributes()
         if self.kind != "ssh.exec" or not self.term:
-            return None
-        cols, rows = self.size[0], self.size[1]
-        gate: Ruling = await session.decide_or_wait(
-            "ssh.shell", "", {"term": self.term, "cols": cols, "rows": rows}, None, self.say
-        )
-        if gate.verdict.allowed:
-            return gate
-        return Ruling(
-            Verdict.deny(TERMINAL_REFUSED + "; ".join(gate.verdict.reasons)),
-            gate.decision_id,
-            gate.policy_revision,
-        )
+            return await session.decide_or_wait(
+                self.kind, self.raw, attributes, _exact_only, self.say
+            )
+        terminal = {"term": self.term, "cols": self.size[0], "rows": self.size[1]}
+        # the terminal's Decide is queued first (its task's first step), the command's
+        # right after it, inline, before the decision stream's writer runs
+        gate_asked = asyncio.ensure_future(session.decide("ssh.shell", "", terminal, None))
+        try:
+            command = await session.decide(self.kind, self.raw, attributes, _exact_only)
+            gate = await gate_asked
+        finally:
+            if not gate_asked.done():
+                gate_asked.cancel()
+        if not (gate.verdict.allowed and command.verdict.allowed):
+            # asked in sequence, what did not allow made the session's next command asked
+            # of the PDP (the breaker's pause: ProxySession.ask_next); whichever answer came
+            # last must not lift that
+            session.ask_next = True
+        held = gate.kind is VerdictKind.REQUIRE_APPROVAL
+        gate = await session.wait_if_held(gate, "ssh.shell", "", terminal, self.say)
+        if not gate.verdict.allowed:
+            await _withdraw(session, command, "the command's terminal was refused")
+            return Ruling(
+                Verdict.deny(TERMINAL_REFUSED + "; ".join(gate.verdict.reasons)),
+                gate.decision_id,
+                gate.policy_revision,
+            )
+        if held and command.kind is not VerdictKind.REQUIRE_APPROVAL:
+            # decided before a person approved the terminal: asked again, as it was when
+            # the two were asked in sequence (a pending request of its own is waited for,
+            # and decided again once approved)
+            return await session.decide_or_wait(
+                self.kind, self.raw, attributes, _exact_only, self.say
+            )
+        return await session.wait_if_held(command, self.kind, self.raw, attributes, self.say)
 
     def _masking(self, ruling: Ruling) -> None:
         if ruling.kind is not VerdictKind.MASK or not ruling.verdict.mask:
@@ -717,6 +741,16 @@ def _recorded_command(raw: str) -> str:
     whole (the event's details then say nothing of a cut)."""
     whole = longer_than(raw, RECORDED_COMMAND)
     return raw if whole is None else whole[:RECORDED_COMMAND].decode("utf-8", "ignore")
+
+
+async def _withdraw(session: Any, ruling: Ruling, why: str) -> None:
+    """An approval request made for a command that will not run (its terminal was refused,
+    the two asked together): withdrawn, so no approver is asked about it."""
+    if ruling.kind is not VerdictKind.REQUIRE_APPROVAL or not ruling.approval_id:
+        return
+    grant = session.grant
+    if grant is not None:
+        await session.runtime.pdp.withdraw_approval(grant.session_id, ruling.approval_id, why)
 
 
 def _settle(opening: asyncio.Future[Any]) -> None:

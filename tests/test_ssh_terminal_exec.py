@@ -1,0 +1,105 @@
+"""A command run with a terminal (`ssh -t host cmd`: a pty request, then an exec) through
+the SSH proxy, against a real sshd and PDP with OpenSSH's own client.
+
+Such a command needs what a shell needs (an ssh.shell decision, with the terminal) besides
+its own (proxies/ssh/channel.py, Channel._decided): both are asked in one round trip, in
+one DecideStream message, and each is still judged as what it is — the evidence holds the
+terminal's ssh.shell decision beside the command's, and a reader, refused shells, is
+refused the command with a terminal (nothing reaches sshd; an approval the command alone
+would have needed is withdrawn, no approver is asked about it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ssh_harness import askpass, client_options, run_client
+from test_ssh_proxy import ssh_policy, ssh_stack
+
+from pdp.domain.recordings import session_events
+
+pytestmark = pytest.mark.integration
+
+DBA = ("dba", "pii-readers")
+
+
+async def test_openssh_t_asks_both_decisions_in_one_message(tmp_path: Path) -> None:
+    policies = ssh_policy(tmp_path, "ls")
+    async with ssh_stack(tmp_path, extra={"policies": policies}) as stack:
+        env = askpass(stack.tmp, stack.token(DBA))
+        base = ["ssh", *client_options(stack.port), "-p", str(stack.port), "ann@127.0.0.1"]
+        code, out, err = await run_client([*base, "uptime"], env)  # the stream opened
+        assert code == 0 and b"load average" in out, err
+        streams = stack.pdp.service.streams
+        calls, messages = streams.calls, streams.call_messages
+        # -tt: a terminal although the client's stdin is none
+        code, out, err = await run_client([*base, "-tt", "uptime"], env)
+        assert code == 0 and b"load average" in out, err
+        assert b"\r\n" in out  # through a terminal upstream
+        assert (streams.calls - calls, streams.call_messages - messages) == (2, 1)
+        code, out, err = await run_client([*base, "-tt", "ls /no/such/dir"], env)
+        assert code == 2 and b"No such file or directory" in out, (out, err)
+        assert stack.sshd.sessions_started() == 3
+        await stack.proxy.settled()
+        decisions = await stack.pdp.store.query(kind="decision")
+        events = await session_events(stack.pdp.store)
+    ssh = [(d.body["kind"], d.body["raw"], d.body["verdict"]) for d in decisions]
+    assert sorted(ssh) == sorted(
+        [
+            ("ssh.exec", "uptime", "allow"),
+            ("ssh.shell", "", "allow"),
+            ("ssh.exec", "uptime", "allow"),
+            ("ssh.shell", "", "allow"),
+            ("ssh.exec", "ls /no/such/dir", "allow"),
+        ]
+    )
+    casts = [e["details"] for e in events if e.get("details", {}).get("kind") == "ssh.asciicast"]
+    assert len(casts) == 2 and all(c["header"]["version"] == 2 for c in casts if "header" in c)
+
+
+async def test_a_reader_is_refused_a_command_with_a_terminal(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    async with ssh_stack(tmp_path) as stack:
+        env = askpass(stack.tmp, stack.token(("readonly",)))
+        base = ["ssh", *client_options(stack.port), "-p", str(stack.port), "ann@127.0.0.1"]
+        code, out, err = await run_client([*base, "-tt", "uptime"], env)
+        assert code == 1 and b"a command with a terminal is interactive" in out + err
+        assert b"interactive shells are reserved to dba" in out + err
+        # alone, rm -rf needs approval; with a terminal the shell's deny refuses it, and
+        # the approval request asked with it is withdrawn
+        code, out, err = await run_client([*base, "-tt", f"rm -rf {victim}"], env)
+        assert code == 1 and b"a command with a terminal is interactive" in out + err
+        assert b"waiting for request" not in out + err
+        requests = list(stack.pdp.approvals.requests.values())
+        assert [r.state for r in requests] == ["withdrawn"]
+        assert stack.sshd.sessions_started() == 0
+        await stack.proxy.settled()
+        decisions = await stack.pdp.store.query(kind="decision")
+    assert victim.exists()
+    verdicts = sorted((d.body["kind"], d.body["verdict"]) for d in decisions)
+    assert verdicts == [
+        ("ssh.exec", "mask"),  # a reader's: the detectors
+        ("ssh.exec", "require_approval"),
+        ("ssh.shell", "deny"),
+        ("ssh.shell", "deny"),
+    ]
+
+
+async def test_a_command_with_a_terminal_waits_for_its_approval(tmp_path: Path) -> None:
+    """A dba's shell is allowed and rm -rf needs approval: the wait is the command's."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    async with ssh_stack(tmp_path) as stack, await stack.connect(DBA) as conn:
+        process = await conn.create_process(f"rm -rf {victim}", term_type="xterm")
+        said = await process.stderr.readuntil("--reason '...'")
+        assert "waiting for request" in said
+        (request,) = stack.pdp.approvals.requests.values()
+        assert victim.exists()
+        await stack.pdp.approvals.decide(
+            request.id, {"subject": "sam@example.com", "groups": ["security"]}, True, "ok"
+        )
+        result = await process.wait()
+        assert result.exit_status == 0, result.stderr
+    assert not victim.exists()
