@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from pdp.domain.mcp_input import mcp_command
 from pdp.domain.policy_input import command_input
 from portcullis import protocols
+from portcullis.mcp import params_problem
 from proxies.http import mcp_codec as codec
 from proxies.http.mcp import prefer_wait
 from proxies.http.mcp_sessions import SessionBinding, owner_of
@@ -372,10 +373,13 @@ def test_valid_messages_round_trip_to_what_the_pdp_reads(message: dict[str, Any]
         parsed = codec.parse_request(body(message), JSON)
     except codec.Refused:
         # only what the codec must refuse: a tools/call without a name, a request without
-        # an id, a notification with one
+        # an id, a notification with one, params keys MCP does not define for the method
         notification = message["method"].startswith("notifications/")
-        assert (message["method"] == "tools/call" and "params" not in message) or (
-            notification == ("id" in message)
+        undefined = params_problem(message["method"], message.get("params", {})) is not None
+        assert (
+            (message["method"] == "tools/call" and "params" not in message)
+            or notification == ("id" in message)
+            or undefined
         )
         return
     (read,) = parsed.messages

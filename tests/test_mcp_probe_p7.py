@@ -13,6 +13,13 @@ pii-readers: tool results masked):
   string id was as long as the body allowed (4 MiB): 24 calls of a tool that waits (an
   elicitation the reader never answers), each with a 4 MiB id, held 100 MB in one
   session's table, 1 GiB at its 256, 64 GiB over the identity's 64 sessions.
+- params keys MCP does not define for a method were forwarded, and the SDK's public
+  types (mcp_types, pydantic with populate_by_name) read `meta` as `_meta`,
+  `input_responses` as `inputResponses`, `request_state` as `requestState`: a `_meta`
+  key the connection's allow-list refuses went as `meta`, read by a server validating
+  with those types as the refused key, which the policy never saw. (The SDK's own
+  MCPServer 2.3.0 dispatch reads the wire names only: through it, the tool saw none of
+  the three.) Params are now an allow-list per method.
 """
 
 from __future__ import annotations
@@ -25,11 +32,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import mcp_types
 import pytest
 import test_mcp_proxy
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from test_mcp_proxy import CUSTOMER, agent, initialize, mcp_stack, messages_of, post, rpc, text_of
 
+from pdp.domain.mcp_input import mcp_command
 from proxies.http.mcp_codec import INVALID_REQUEST, MAX_ID
 from proxies.http.mcp_sessions import McpSession
 
@@ -117,3 +126,49 @@ async def test_a_request_id_is_bounded_in_length(tmp_path: Path) -> None:
     mcp = McpSession("owner")
     mcp.ask("y" * (MAX_ID + 1), "elicitation/create")
     assert mcp.asking("y" * (MAX_ID + 1)) is None and not mcp.asked
+
+
+def _spelling_server(up: Any) -> MCPServer:
+    server = MCPServer("billing")
+
+    @server.tool()
+    def get_invoice(invoice_id: int, ctx: Context) -> str:
+        up.calls.append(json.dumps([ctx.input_responses, ctx.request_state], default=str))
+        return f"invoice {invoice_id}"
+
+    return server
+
+
+async def test_params_are_read_only_under_the_keys_mcp_defines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _spelling_server)
+    invoice = {"name": "get_invoice", "arguments": {"invoice_id": 7}}
+    spelled: dict[str, dict[str, Any]] = {
+        "_meta as meta": {"meta": {"acme/tenant": "other"}},
+        "inputResponses as input_responses": {"input_responses": {"k": {"roots": []}}},
+        "requestState as request_state": {"request_state": "state"},
+    }
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        session_id = await initialize(stack, reader)
+        # (the allow-list a `meta` key went around)
+        meta = {**invoice, "_meta": {"acme/tenant": "other"}}
+        status, _, text = await post(stack, reader, rpc(2, "tools/call", meta), session_id)
+        assert "not allowed" in messages_of(text)[0]["error"]["message"]
+        for n, (name, extra) in enumerate(spelled.items()):
+            call = rpc(3 + n, "tools/call", {**invoice, **extra})
+            status, _, text = await post(stack, reader, call, session_id)
+            assert status == 400, (name, text)
+            assert messages_of(text)[0]["error"]["code"] == INVALID_REQUEST, name
+        assert stack.upstream.calls == []
+        status, _, text = await post(stack, reader, rpc(9, "tools/call", invoice), session_id)
+        assert status == 200 and stack.upstream.calls == ["[null, null]"], text
+    # what a server validating with the SDK's types reads of such params
+    read = mcp_types.CallToolRequestParams.model_validate({**invoice, **spelled["_meta as meta"]})
+    assert read.meta == {"acme/tenant": "other"}
+    # the PDP reads such a message as malformed whatever a proxy sends
+    raw = json.dumps(
+        {"endpoint": "/mcp", "method": "tools/call", "params": {**invoice, "meta": {}}}
+    )
+    assert mcp_command("mcp.call", raw, {}).get("malformed") is True

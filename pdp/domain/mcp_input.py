@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from portcullis import strict_json
-from portcullis.mcp import TARGETS, URI_METHODS, WITH_ARGUMENTS, uri_problem
+from portcullis.mcp import TARGETS, URI_METHODS, WITH_ARGUMENTS, params_problem, uri_problem
 
 MALFORMED = {"message": "malformed", "method": "", "malformed": True}
 # what a `listing` question may ask of a listed item: calling a tool, getting a prompt,
@@ -69,6 +69,10 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
         "method": method,
         "endpoint": endpoint,
     }
+    if params_problem(method, params) is not None:
+        # a key MCP does not define for the method, which a server may read as one it does
+        # (`meta` as `_meta`) while the policy reads it as nothing
+        return {**out, "malformed": True}
     target = TARGETS.get(method)
     if target is not None:
         key, shown = target

@@ -20,6 +20,48 @@ TARGETS = {
 WITH_ARGUMENTS = frozenset({"tools/call", "prompts/get"})
 URI_METHODS = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
 
+# a client's message → the params keys MCP defines for it (schemas 2025-11-25, 2026-07-28):
+# an allow-list, as a server's SDK may read another spelling of a key as the key itself
+# (pydantic's populate_by_name: `meta` as `_meta`, `input_responses` as `inputResponses`)
+# where the proxy and the policy would read none; a method not named here is not checked
+_PAGED = frozenset({"_meta", "cursor"})
+_CARRIES_INPUT = frozenset({"_meta", "inputResponses", "requestState"})
+PARAMS: dict[str, frozenset[str]] = {
+    "initialize": frozenset({"_meta", "protocolVersion", "capabilities", "clientInfo"}),
+    "ping": frozenset({"_meta"}),
+    "server/discover": frozenset({"_meta"}),
+    "tools/list": _PAGED,
+    "prompts/list": _PAGED,
+    "resources/list": _PAGED,
+    "resources/templates/list": _PAGED,
+    "tasks/list": _PAGED,
+    "tools/call": _CARRIES_INPUT | {"name", "arguments", "task"},
+    "prompts/get": _CARRIES_INPUT | {"name", "arguments"},
+    "resources/read": _CARRIES_INPUT | {"uri"},
+    "resources/subscribe": frozenset({"_meta", "uri"}),
+    "resources/unsubscribe": frozenset({"_meta", "uri"}),
+    "completion/complete": frozenset({"_meta", "ref", "argument", "context"}),
+    "logging/setLevel": frozenset({"_meta", "level"}),
+    "subscriptions/listen": frozenset({"_meta", "notifications"}),
+    "tasks/get": frozenset({"_meta", "taskId"}),
+    "tasks/result": frozenset({"_meta", "taskId"}),
+    "tasks/cancel": frozenset({"_meta", "taskId"}),
+    "notifications/initialized": frozenset({"_meta"}),
+    "notifications/cancelled": frozenset({"_meta", "requestId", "reason"}),
+    "notifications/progress": frozenset({"_meta", "progressToken", "progress", "total", "message"}),
+    "notifications/roots/list_changed": frozenset({"_meta"}),
+}
+
+
+def params_problem(method: str, params: dict[str, object]) -> str | None:
+    """Why a client message's params are not read one way only (a key MCP does not define
+    for its method), or None."""
+    known = PARAMS.get(method)
+    if known is not None and not params.keys() <= known:
+        return f"{method} params hold a key MCP does not define for it"
+    return None
+
+
 # RFC 3986 §2: unreserved, reserved and percent-encoded octets, nothing else
 _URI = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")

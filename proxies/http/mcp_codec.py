@@ -7,7 +7,8 @@ Transports → Streamable HTTP; revisions 2025-03-26 to 2026-07-28):
 - a POST body (`application/json`) holds one message, or a batch (2025-03-26) of requests
   and notifications, or of responses; `parse_request` reads it strictly and refuses what
   two JSON readers could read two ways (duplicate keys, by portcullis.strict_json's rule,
-  lone surrogates, non-finite numbers, keys JSON-RPC does not define, a batch mixing
+  lone surrogates, non-finite numbers, keys JSON-RPC does not define, params keys
+  MCP does not define for a known method (portcullis.mcp.PARAMS), a batch mixing
   requests with responses, ids repeated in a batch, numbers a double does not hold
   exactly), anything too large or too deep, and
   anything that is no JSON-RPC;
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portcullis import strict_json
-from portcullis.mcp import TARGETS, URI_METHODS, WITH_ARGUMENTS, uri_problem
+from portcullis.mcp import TARGETS, URI_METHODS, WITH_ARGUMENTS, params_problem, uri_problem
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_BATCH = 64
@@ -322,6 +323,9 @@ def read_message(item: Any) -> Message:
 
 def _check_params(message: Message) -> None:
     params = message.params
+    problem = params_problem(message.method, params)
+    if problem is not None:
+        raise Refused(problem)
     named = TARGETS.get(message.method)
     if named is not None and not isinstance(params.get(named[0]), str):
         raise Refused(f"{message.method} names its {named[0]} as a string")
