@@ -20,6 +20,7 @@ import pytest
 import yaml
 from audit_tamper import tamper
 from pdp_harness import (
+    ISSUED,
     decide_sql,
     free_port,
     open_session,
@@ -34,6 +35,7 @@ from pdp.api.http_api import metrics_text
 from pdp.store.chain import record_hash
 from portcullis.config import load_config, parse_config
 from portcullis.v1 import pdp_pb2
+from portcullis.wire import CREDENTIAL_METADATA
 
 ALICE = "alice@example.com"
 
@@ -271,8 +273,10 @@ async def test_unauthenticated_status_shows_no_credential_of_the_policy_bundle_u
                 await asyncio.sleep(0.05)
             shown = []
             async with aiohttp.ClientSession() as client:
-                for path in ("/readyz", "/v1/status"):
-                    async with client.get(f"http://{http}{path}") as response:
+                # /v1/status to a proxy (test_pdp_probe_p8: it shows itself to no one else)
+                proxy = {CREDENTIAL_METADATA: ISSUED[pdp.address]}
+                for path, headers in (("/readyz", {}), ("/v1/status", proxy)):
+                    async with client.get(f"http://{http}{path}", headers=headers) as response:
                         shown.append(await response.json())
     finally:
         await runner.cleanup()

@@ -142,3 +142,71 @@ async def test_a_record_that_cannot_be_read_stops_no_checkpoint(tmp_path):
     result = await asyncio.to_thread(audit, config_path, "verify")
     assert result.returncode == 1
     assert result.stdout.startswith(f"FAIL: record seq={seq + 1} ")
+
+
+# -- /v1/status: not for anyone who reaches the HTTP port ----------------------------------
+
+
+async def test_status_is_shown_only_to_a_proxy_or_an_auditor(tmp_path):
+    """Attack (anyone who reaches pdp.http_listen, where the console is served; no token):
+    GET /v1/status. It answered every connection's name with its open sessions (who works
+    on which database right now), the policy revision and the policy server's reload error
+    (its host and path). Now it asks for what the rest of /v1 does: a bearer token, of the
+    console's auditor groups, or a proxy credential (what `portcullis status` sends, from
+    pdp.proxy_credential_file). /healthz and /readyz stay open for probes."""
+    import aiohttp
+    from pdp_harness import ISSUED, free_port
+
+    from portcullis.wire import CREDENTIAL_METADATA
+
+    raw = pdp_raw(tmp_path)
+    http = f"127.0.0.1:{free_port()}"
+    raw["pdp"]["http_listen"] = http
+    config_path = tmp_path / "portcullis.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        await open_session(stub, token(config))
+        credential = ISSUED[app.address]
+        asked = {
+            "nobody": {},
+            "reader": {"Authorization": f"Bearer {token(config)}"},
+            "forged credential": {CREDENTIAL_METADATA: credential[:-4] + "0000"},
+            "auditor": {
+                "Authorization": f"Bearer {token(config, 'sam@example.com', ('security',))}"
+            },
+            "proxy": {CREDENTIAL_METADATA: credential},
+        }
+        answers: dict[str, tuple[int, Any]] = {}
+        async with aiohttp.ClientSession() as client:
+            for who, headers in asked.items():
+                async with client.get(f"http://{http}/v1/status", headers=headers) as response:
+                    answers[who] = (response.status, await response.json(content_type=None))
+            for path in ("/healthz", "/readyz"):
+                async with client.get(f"http://{http}{path}") as response:
+                    assert response.status == 200, path
+        cli = await asyncio.to_thread(_cli, config_path, "status", "--format", "json")
+    assert answers["nobody"][0] == 401 and "orders-db" not in str(answers["nobody"][1])
+    assert answers["reader"][0] == 403 and "orders-db" not in str(answers["reader"][1])
+    assert answers["forged credential"][0] == 401
+    for who in ("auditor", "proxy"):
+        assert answers[who][0] == 200, answers[who]
+        assert answers[who][1]["sessions_by_connection"] == {"orders-db": 1}
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert '"open_sessions": 1' in cli.stdout, cli.stdout
+
+
+def _cli(config_path: Path, *args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    from pdp_harness import REPO
+
+    return subprocess.run(
+        [sys.executable, "-m", "pdp.cli", *args, "-c", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + str(REPO / "proto")},
+    )

@@ -6,7 +6,8 @@ comes back once the store takes a record again — a decision's, or the `store.r
 record /readyz itself writes (at most every PROBE_SECONDS while the store refuses), which
 also leaves evidence of the outage.
 
-Owns these endpoints and the approvals API for chat integrations
+/v1/status (what `portcullis status` shows) asks a proxy credential or an auditor's
+bearer token. Owns these endpoints and the approvals API for chat integrations
 (`GET /v1/approvals[?pending=1]`, `POST /v1/approvals/{id}/approve|deny` with the
 approver's own bearer token and a JSON `reason`), which makes the same checks as the gRPC
 API: the policy decides who may approve, and never the requester.
@@ -27,6 +28,7 @@ from pdp.domain.approvals import ApprovalRefused
 from pdp.domain.decisions import EVALUATION_BUCKETS, DecisionStats
 from pdp.domain.identity import TokenRejected, approver_refusal
 from pdp.plumbing.timestamps import outward
+from portcullis.wire import CREDENTIAL_METADATA
 
 if TYPE_CHECKING:
     from pdp.app import PDPApp
@@ -203,7 +205,10 @@ def build_http_app(pdp: PDPApp) -> web.Application:
         return web.json_response(body, status=200 if ready else 503)
 
     async def status(request: web.Request) -> web.Response:
-        """What `portcullis status` shows: readiness, policy, open sessions by connection."""
+        """What `portcullis status` shows: readiness, policy, open sessions by connection
+        and the policy's reload error. Not for anyone who reaches the port: which
+        connections are in use and how much, the policy server's address (status_reader)."""
+        await status_reader(request)
         by_connection: dict[str, int] = {c.name: 0 for c in pdp.config.connections}
         for session in pdp.sessions.silent_since(-1.0):  # every open session
             name = str(session.connection.get("name", ""))
@@ -248,6 +253,28 @@ def build_http_app(pdp: PDPApp) -> web.Application:
             "groups": list(identity.groups),
             "issuer": identity.issuer,
         }
+
+    async def status_reader(request: web.Request) -> None:
+        """Who may read /v1/status: a proxy (its credential, in the header its gRPC calls
+        carry it in: `portcullis status` sends the local one, pdp.proxy_credential_file)
+        or a person of the console's auditor groups (a bearer token, as /v1/approvals)."""
+        credential = request.headers.get(CREDENTIAL_METADATA, "").strip()
+        if credential:
+            if pdp.proxy_key.verify(credential) is None:
+                raise web.HTTPUnauthorized(
+                    text=json.dumps({"title": "proxy credential rejected"}),
+                    content_type="application/problem+json",
+                )
+            return
+        who = await approver(request)
+        groups = who["groups"] if isinstance(who["groups"], list) else []
+        if not set(map(str, groups)) & set(pdp.console_settings.auditor_groups):
+            raise web.HTTPForbidden(
+                text=json.dumps(
+                    {"title": "refused", "detail": "status is shown to the auditor groups"}
+                ),
+                content_type="application/problem+json",
+            )
 
     async def list_approvals(request: web.Request) -> web.Response:
         who = await approver(request)

@@ -4,7 +4,8 @@ Owns these two operator commands. `config check` reads the configuration (every 
 every served connection's `${NAME}` secrets), compiles the policy with the real OPA
 evaluator and evaluates it once, and prints what `portcullis up` would start; it starts
 nothing. `status` asks a running PDP (gRPC health and ServerInfo, and its HTTP
-`/v1/status` when `pdp.http_listen` is set) and reads the audit store's chain head.
+`/v1/status` when `pdp.http_listen` is set, with the local proxy credential) and reads
+the audit store's chain head.
 Exit codes: 0 fine, 2 the configuration or policy is bad / the PDP is not reachable.
 """
 
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 EXIT_OK = 0
@@ -137,7 +139,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"pdp": {"address": address}}
     reachable = asyncio.run(_ask_pdp(address, report))
     if config.pdp.http_listen and reachable:
-        report["pdp"].update(_http_status(config.pdp.http_listen))
+        report["pdp"].update(
+            _http_status(
+                config.pdp.http_listen, _local_credential(config.pdp.proxy_credential_file)
+            )
+        )
     report["store"] = asyncio.run(_store_head(config))
     report["connections"] = _connections(config, report["pdp"].get("sessions_by_connection"))
     if args.format == "json":
@@ -174,13 +180,25 @@ async def _ask_pdp(address: str, report: dict[str, Any]) -> bool:
     return True
 
 
-def _http_status(listen: str) -> dict[str, Any]:
+def _local_credential(path: Any) -> str:
+    """The proxy credential the PDP writes for this host (0600): /v1/status asks for one."""
+    try:
+        return str(Path(path).read_text().strip())
+    except (OSError, TypeError):
+        return ""
+
+
+def _http_status(listen: str, credential: str = "") -> dict[str, Any]:
     import urllib.error
     import urllib.request
 
+    from portcullis.wire import CREDENTIAL_METADATA
+
     url = f"http://{listen}/v1/status"
+    headers = {CREDENTIAL_METADATA: credential} if credential else {}
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (http://)
             body = json.loads(response.read())
     except (OSError, ValueError, urllib.error.URLError) as exc:
         return {"http_error": f"{url}: {exc}"}
