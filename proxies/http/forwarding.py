@@ -104,8 +104,7 @@ class UpstreamExchange:
             headers.append(("connection", "close"))
         if isinstance(reply.body, bytes):
             headers.append(("content-length", str(len(reply.body))))
-            guard.write(messages.response_head(reply.status, "", headers))
-            guard.write(reply.body, final=True)
+            guard.answer(messages.response_head(reply.status, "", headers), reply.body)
             return
         chunked = request.head.version == "HTTP/1.1"
         if chunked:
@@ -114,12 +113,12 @@ class UpstreamExchange:
             self.must_close = "close_delimited"
             if request.head.keep_alive:
                 headers.append(("connection", "close"))
-        guard.write(messages.response_head(reply.status, "", headers))
+        guard.write_head(messages.response_head(reply.status, "", headers), chunked)
         async for data in reply.body:
             if data:
-                guard.write(messages.chunk(data) if chunked else data)
+                guard.write(data)
                 await self.io.drain()
-        guard.write(messages.LAST_CHUNK if chunked else b"", final=True)
+        guard.flush()
 
     def upstream_url(self, request: Request, target: Target | None = None) -> URL:
         """The upstream URL for the decided target, the credential as a query parameter
@@ -325,7 +324,7 @@ class UpstreamExchange:
                 headers.append(("content-length", str(len(data))))
                 wire = messages.response_head(response.status, response.reason or "", headers)
                 self._answer_memo = (key, wire)
-            guard.write(wire + data, final=True)
+            guard.answer(wire, data)
             preview = self._preview_memo
             if preview is None or preview[0] != data:  # (an upstream repeats its answers)
                 preview = self._preview_memo = (data, _preview(data))
@@ -363,7 +362,7 @@ class UpstreamExchange:
         if bodyless:
             if length is not None and masker is None:  # a masked body's length is not known
                 headers.append(("content-length", length))
-            guard.write(messages.response_head(response.status, reason, headers), final=True)
+            guard.write_head(messages.response_head(response.status, reason, headers), final=True)
             return response.status, 0, head_counts, ""
         short = length is not None and length.isdigit() and int(length) <= WHOLE
         if mask is not None and (not mask.streams or short):
@@ -382,8 +381,7 @@ class UpstreamExchange:
             except (Unmaskable, Undecodable) as exc:
                 return _refused(guard, "response cannot be masked", str(exc))
             headers.append(("content-length", str(len(out))))
-            head_bytes = messages.response_head(response.status, reason, headers)
-            guard.write(head_bytes + out, final=True)
+            guard.answer(messages.response_head(response.status, reason, headers), out)
             return response.status, len(out), dict(mask.counts), _preview(out)
         if (
             mask is None
@@ -404,8 +402,7 @@ class UpstreamExchange:
                 return _refused(guard, "the upstream's answer cannot be checked", unread)
             if len(data) <= WHOLE:
                 headers.append(("content-length", str(len(data))))
-                head_bytes = messages.response_head(response.status, reason, headers)
-                guard.write(head_bytes + data, final=True)
+                guard.answer(messages.response_head(response.status, reason, headers), data)
                 return response.status, len(data), {}, _preview(data)
             body = decoded(_replay(coded), ContentDecoder(decoder.applied))
         if (
@@ -421,10 +418,7 @@ class UpstreamExchange:
             if unread:
                 return _refused(guard, "the upstream's answer cannot be checked", unread)
             headers.append(("content-length", str(len(data))))
-            guard.write(
-                messages.response_head(response.status, reason, headers) + data,
-                final=True,
-            )
+            guard.answer(messages.response_head(response.status, reason, headers), data)
             return response.status, len(data), {}, _preview(data)
         if mask is None and guard.patterns:
             # a compressed file is held whole and opened before its head goes
@@ -438,7 +432,7 @@ class UpstreamExchange:
                 if unread:
                     return _refused(guard, "the upstream's answer cannot be checked", unread)
                 headers.append(("content-length", str(len(data))))
-                guard.write(messages.response_head(response.status, reason, headers) + data, True)
+                guard.answer(messages.response_head(response.status, reason, headers), data)
                 return response.status, len(data), {}, _preview(data)
         chunked = mask is not None or decoder is not None or length is None
         if chunked:
@@ -450,7 +444,7 @@ class UpstreamExchange:
                 headers.append(("transfer-encoding", "chunked"))
         else:
             headers.append(("content-length", str(length)))
-        guard.write(messages.response_head(response.status, reason, headers))
+        guard.write_head(messages.response_head(response.status, reason, headers), chunked)
         sent = 0
         first = bytearray()
         try:
@@ -462,12 +456,12 @@ class UpstreamExchange:
                 sent += len(data)
                 if len(first) < RECORDED_BODY:
                     first += data[: RECORDED_BODY - len(first)]
-                guard.write(messages.chunk(data) if chunked else data)
+                guard.write(data)
                 await self.io.drain()
             if mask is not None:
                 tail = mask.finish()
                 sent += len(tail)
-                guard.write(messages.chunk(tail) if chunked else tail)
+                guard.write(tail)
         except Unmaskable:
             # the client sees the body end early; what the guard still holds is dropped
             self.must_close = "unmaskable_stream"
@@ -478,7 +472,7 @@ class UpstreamExchange:
         except UpstreamCut:
             self.must_close = "upstream_cut"
             return response.status, sent, {}, ""
-        guard.write(messages.LAST_CHUNK if chunked else b"", final=True)
+        guard.flush()
         if not chunked and length is None:
             self.must_close = "close_delimited"  # the end of the body is the connection's
         counts = dict(mask.counts) if mask is not None else {}

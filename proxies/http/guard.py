@@ -6,8 +6,13 @@ the runtime's SecretScanner knows (raw, hex, base64, JSON- and percent-encoded) 
 escapes an upstream's encoders write (escaped_forms: `\\/`, `\\u00xx`, lower-case
 percent-encoding, HTML character references), and a
 chunk's end that could begin one waits for the next chunk, so no byte of a secret goes
-out before it is recognised. A response carrying it raises `CredentialInResponse`: the
-proxy cuts it. No IO of its own: it writes through the connection's ClientOutput.
+out before it is recognised. An answer is read as its client reads it (write_head): the
+body de-chunked (the guard frames the chunks after checking them), the head's values
+joined, and a piece of a form at one text's edge (a field's name or value, the body's
+start or end) put together with one at another's, so a credential cut in two across
+fields or a chunk's boundary is seen whole. A response carrying it raises
+`CredentialInResponse`: the proxy cuts it. No IO of its own: it writes through the
+connection's ClientOutput.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import re
 from urllib.parse import quote
 
+from proxies.http import messages
 from proxies.http.packed import unpacked
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.secrets_scan import MIN_SECRET_BYTES, _patterns, base64_cores
@@ -55,6 +61,7 @@ class ResponseGuard:
         self._loose = tuple(p for p in patterns if p in loose)
         self._spread_held = _spread(self._held)
         self._span, self._firsts, self._marks, self._stretch = _shape(patterns)
+        self._grams = _grams(patterns)
         # the same patterns looked for with white space and NULs left out (_SPREAD): a
         # secret wrapped at 76 or 64 columns (MIME, PEM base64), hex in spaced bytes, UTF-16
         self._spread = _spread(patterns)
@@ -64,24 +71,127 @@ class ResponseGuard:
         self._keep = 4 * self._spread_shape[0] if self._spread else self._span
         self._seen = b""  # the last bytes checked, so a secret across two chunks is found
         self._tail = b""  # bytes held back: they could begin a secret
+        # the answer as its client reads it (write_head): the body's bytes are framed as
+        # chunks here, after they are checked; the head waits (_head) while the body's
+        # start could complete a piece of a secret one of its texts ends with (_lefts),
+        # and the starts of its texts are kept for the body's end (_rights)
+        self._chunked = False
+        self._head = b""
+        self._lefts: list[bytes] = []
+        self._unread = False  # a held head's texts wait in _seen to be read with the body
+        self._opening = b""
+        self._rights: list[bytes] = []
+
+    def write_head(
+        self, head: bytes, chunked: bool = False, final: bool = False, held: bool = False
+    ) -> None:
+        """An answer's head (its status line and fields, through the empty line), checked
+        as its client reads it: each of its texts (the reason phrase, each field's name
+        and value), its values joined in order, any two of its texts put together (the
+        end of one, the start of another), and each with the body's start and end
+        (write) — a credential cut in pieces across fields is one credential to a
+        client. The body written after it is framed as chunks here when `chunked`
+        (its client reads it de-chunked: a chunk's size line between two pieces hides
+        nothing). Only texts that end or begin with PIECE_LEAST bytes of some form are put
+        together: a credential in smaller pieces, or in three or more out of order, is
+        not seen whole. The head goes at once, unless the body's start could complete a
+        piece one of its texts ends with: then with the body's first bytes that go.
+        `final`: no body follows (HEAD, 204, 304, a WebSocket's 101); `held`: the head
+        waits for the body whatever it is, and is read with it (answer)."""
+        self._chunked = chunked
+        if not self.patterns:
+            self.output.write(head)
+            return
+        names, values = _head_texts(head)
+        texts, joined = [*names, *values], b"".join(values)
+        # the fields' names apart (NULs between: no form holds one), and the values
+        # joined in order (each one whole in it), on into the body's start (_seen); a
+        # held head is read with the body, in one pass
+        read = b"\x00".join(names) + b"\x00" + joined
+        if held:
+            self._seen, self._unread = read, True
+        else:
+            self._check(read)
+            self._seen = joined[-self._keep :] if self._keep else b""
+        # a piece of a form (PIECE_LEAST bytes or more) at a text's end ends with four
+        # bytes of the form, and one at a text's start begins with four: only such texts
+        # are put together, with each other and with the body's start and end
+        grams, span = self._grams, self._span + 1
+        lefts = {n: t[-span:] for n, t in enumerate(texts) if t[-PIECE_LEAST:] in grams}
+        rights = {n: t[:span] for n, t in enumerate(texts) if t[:PIECE_LEAST] in grams}
+        for n, left in lefts.items():
+            for m, right in rights.items():
+                if n != m:
+                    self._check(left + right)
+        self._rights = list(rights.values())
+        if not final:
+            ends = [*lefts.values(), joined[-span:]]
+            self._lefts = _piece_ends([e for e in ends if e[-PIECE_LEAST:] in grams], self.patterns)
+        if final or not (held or self._lefts):
+            self.output.write(head)
+        else:
+            self._head = head
+
+    def answer(self, head: bytes, body: bytes) -> None:
+        """A whole answer: its head and body checked before any of it goes."""
+        self.write_head(head, held=True)
+        self.write(body, final=True)
 
     def write(self, data: bytes, final: bool = False) -> None:
-        if self.patterns and data:
+        if self.patterns and (data or self._unread):
+            self._unread = False
             window = self._seen + data if self._seen else data
-            _search(window, self.patterns, self._marks, self._stretch)
-            if self._spread:
-                _, _, marks, stretch = self._spread_shape
-                _search(window.translate(None, _SPREAD), self._spread, marks, stretch)
+            self._check(window)
+            if self._lefts:
+                # the body's start (up to the longest form's length) after each text's
+                # end that ends with a piece of a form
+                self._opening += data[: self._span + 1 - len(self._opening)]
+                for left in self._lefts:
+                    self._check(left + self._opening)
             self._seen = window[-self._keep :] if self._keep else b""
+        if final and self._rights and self.patterns:
+            # the body's end and the start of a text of the head: one credential too
+            closing = self._seen[-(self._span + 1) :]
+            for right in self._rights:
+                self._check(closing + right)
         if final and not self._tail:  # all of it goes
-            self.output.write(data)
+            self._out(data, final)
             return
         data = self._tail + data
         keep = 0 if final else self._prefix_at_end(data, self._seen)
+        if self._lefts and not final:
+            keep = max(keep, self._opening_held(data))
         if keep < self.least_held:
             keep = 0
         out, self._tail = data[: len(data) - keep], data[len(data) - keep :]
-        self.output.write(out)
+        self._out(out, final)
+
+    def _check(self, text: bytes) -> None:
+        _search(text, self.patterns, self._marks, self._stretch)
+        if self._spread:
+            _, _, marks, stretch = self._spread_shape
+            _search(text.translate(None, _SPREAD), self._spread, marks, stretch)
+
+    def _opening_held(self, data: bytes) -> int:
+        """How many of data's last bytes wait because the body so far (under the
+        longest form's length) could still complete a piece a text of the head ends
+        with; past that length the head's ends are done with."""
+        if len(self._opening) > self._span:
+            self._lefts = []
+            return 0
+        for left in self._lefts:
+            if _prefix_length(left + self._opening, self.patterns) > len(self._opening):
+                return min(len(data), len(self._opening))
+        return 0
+
+    def _out(self, data: bytes, final: bool) -> None:
+        if self._chunked:
+            data = messages.chunk(data) + (messages.LAST_CHUNK if final else b"")
+        if self._head:
+            if not data and not final:
+                return
+            data, self._head = self._head + data, b""
+        self.output.write(data)
 
     def _prefix_at_end(self, data: bytes, stream: bytes) -> int:
         """How many of data's last bytes begin some secret pattern (the longest run), in
@@ -110,6 +220,37 @@ class ResponseGuard:
 
     def flush(self) -> None:
         self.write(b"", final=True)
+
+
+def _head_texts(head: bytes) -> tuple[list[bytes], list[bytes]]:
+    """What a client reads in an answer's head as texts of their own: (each field's
+    name; the reason phrase and each field's value, in order) (RFC 9112 §4, §5)."""
+    lines = head.split(b"\r\n")
+    values = [lines[0].split(b" ", 2)[2]] if lines[0].count(b" ") >= 2 else []
+    names = []
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(b":")
+            names.append(name)
+            values.append(value.strip(b" \t"))
+    return [n for n in names if n], [v for v in values if v]
+
+
+PIECE_LEAST = 4  # a piece of a form shorter than this at a text's end is not followed
+
+
+def _piece_ends(ends: list[bytes], patterns: tuple[bytes, ...]) -> list[bytes]:
+    """Those of the texts' ends that end with the first PIECE_LEAST or more bytes of some
+    form: what the body's start must not complete."""
+    return list(dict.fromkeys(e for e in ends if _prefix_length(e, patterns) >= PIECE_LEAST))
+
+
+@functools.lru_cache(maxsize=256)
+def _grams(patterns: tuple[bytes, ...]) -> frozenset[bytes]:
+    """Every run of PIECE_LEAST bytes of the patterns."""
+    return frozenset(
+        p[i : i + PIECE_LEAST] for p in patterns for i in range(len(p) - PIECE_LEAST + 1)
+    )
 
 
 def check_unpacked(patterns: tuple[bytes, ...], data: bytes) -> None:

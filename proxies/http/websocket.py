@@ -353,7 +353,7 @@ async def relay_websocket(
             conn.send_problem(request, 502, "the upstream chose a WebSocket extension")
             return
         guard = ResponseGuard(conn.output, conn.secrets(request), least_held=WEBSOCKET_HELD)
-        guard.write(answer_head(head, masking), final=True)
+        guard.write_head(answer_head(head, masking), final=True)
         session.record_command(raw, ruling, status=status, **details)
         if status != 101:
             return
