@@ -210,3 +210,56 @@ def _cli(config_path: Path, *args: str) -> Any:
         timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + str(REPO / "proto")},
     )
+
+
+# -- reuses after the session's last Decide ------------------------------------------------
+
+
+async def test_commands_answered_from_the_cache_after_the_last_decide_are_counted(tmp_path):
+    """Attack (a reader whose policy has a runaway-loop breaker): run a statement once
+    (decided at the PDP), then again and again: the proxy answers the repeats from its
+    decision cache and reports them with its next Decide, which never comes when the
+    client disconnects. They were lost at CloseSession: the close record did not name
+    them and the breaker never counted them (a loop split over short sessions runs
+    `reuses_left` commands per session unseen). Now the proxy sends them with
+    CloseSession (CloseSessionRequest.reused), and the PDP counts them in the breaker and
+    records them in the session.close record."""
+    import json
+    import shutil
+
+    import asyncpg
+    from pdp_harness import REGO
+    from pg_harness import running_gateway
+
+    from portcullis.verdict import BreakerLimits
+
+    policies = tmp_path / "rego"
+    shutil.copytree(REGO, policies)
+    data = json.loads((policies / "data.json").read_text())
+    limit = 50
+    data["portcullis"]["breakers"] = {
+        "readonly": {"identical_per_minute": limit, "pause_seconds": 600}
+    }
+    (policies / "data.json").write_text(json.dumps(data))
+    async with running_gateway(tmp_path, policies=policies) as gw:
+        conn = await asyncpg.connect(gw.dsn(gw.token()), statement_cache_size=0)
+        try:
+            for _ in range(5):  # simple Query: one command each, the first decided
+                await conn.execute("SELECT id FROM orders WHERE id = 1")
+        finally:
+            await conn.close()
+        closes: list[Any] = []
+        for _ in range(200):  # the close reaches the PDP after the client has gone
+            closes = await gw.pdp.store.query(kind="session.close")
+            if closes:
+                break
+            await asyncio.sleep(0.05)
+        [close] = closes
+        hits = close.body["summary"].get("cache_hits", 0)
+        assert hits == 4, close.body["summary"]
+        reused = close.body.get("reused", [])
+        assert sum(entry["count"] for entry in reused) == hits, close.body
+        assert all(entry["raw"] == "SELECT id FROM orders WHERE id = 1" for entry in reused)
+        breaker = gw.pdp.service.guards.breaker
+        left = breaker.reuses_left(ALICE, "orders-db", BreakerLimits(identical_per_minute=limit))
+        assert left == limit - 5, left  # the decided one and the four reused

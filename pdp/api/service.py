@@ -669,7 +669,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         proxy = await self._proxy(context, "CloseSession", request.session_id)
         session = await self._open_session(request.session_id, context, proxy, "CloseSession")
         summary = struct_to_dict(request.summary) if request.HasField("summary") else {}
-        body = {
+        body: dict[str, Any] = {
             "connection": session.connection["name"],
             "reason": request.reason[:MAX_NAME] or "closed",
             "abnormal": request.abnormal,
@@ -679,6 +679,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             # the policy in force when the session ended (each decision names its own)
             "policy_revision": self.decider.engine.revision,
         }
+        if request.reused:
+            body["reused"] = reused_record(request.reused)
         try:
             record = await self.decider.store.append(
                 "session.close",
@@ -689,6 +691,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             # closed once its record is written: a close the store did not take is sent
             # again by the proxy, and must find the session still open
             self.sessions.close(session.id, request.reason[:MAX_NAME] or "closed")
+            # answered from the cache after its last Decide: counted once the close is
+            # recorded (a close the store refused comes again)
+            if request.reused:
+                self._reuse_report(session, request.reused)
             self.guards.egress.forget_session(session.id)
             if self.signer is not None:
                 known = self.config.connection(body["connection"])
@@ -733,6 +739,35 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             engine_version=engine.version,
             decision_id="info-" + uuid.uuid4().hex,
         )
+
+
+def reused_record(reused: Iterable[pdp_pb2.ReusedVerdict]) -> list[dict[str, Any]]:
+    """The commands a proxy answered from its decision cache after a session's last Decide,
+    as its session.close record names them: at most MAX_REUSED_RECORDED verdicts (the
+    rest counted in one entry of no text), each text cut at MAX_COMMAND_BYTES."""
+    out: list[dict[str, Any]] = []
+    rest = 0
+    for n, one in enumerate(reused):
+        if n >= MAX_REUSED_RECORDED:
+            rest += one.count
+            continue
+        raw = one.raw.encode("utf-8", "replace")
+        entry: dict[str, Any] = {
+            "raw": raw[:MAX_COMMAND_BYTES].decode("utf-8", "ignore"),
+            "count": one.count,
+            "first_seconds_ago": json_numbers(round(one.first_seconds_ago, 3)),
+            "last_seconds_ago": json_numbers(round(one.last_seconds_ago, 3)),
+        }
+        if len(raw) > MAX_COMMAND_BYTES:
+            entry["raw_bytes"] = len(raw)
+        out.append(entry)
+    if rest:
+        out.append({"raw": "", "count": rest, "more_verdicts": True})
+    return out
+
+
+# verdicts reused after a session's last Decide that its close record names one by one
+MAX_REUSED_RECORDED = 256
 
 
 def json_numbers(value: Any) -> Any:

@@ -498,14 +498,21 @@ class PDPClient:
         reason: str,
         abnormal: bool = False,
         summary: dict[str, Any] | None = None,
+        reused: Sequence[tuple[str, int, float, float]] = (),
     ) -> str:
         """Close the session at the PDP: "stored", "refused" (it will never take this
-        close) or "unreachable" (try again later)."""
+        close) or "unreachable" (try again later). reused: the verdicts answered from the
+        cache since the session's last Decide, as decide() takes them."""
         async with self._closing:  # (the request is made once its turn has come)
-            return await self._close_session(session_id, reason, abnormal, summary)
+            return await self._close_session(session_id, reason, abnormal, summary, reused)
 
     async def _close_session(
-        self, session_id: str, reason: str, abnormal: bool, summary: dict[str, Any] | None
+        self,
+        session_id: str,
+        reason: str,
+        abnormal: bool,
+        summary: dict[str, Any] | None,
+        reused: Sequence[tuple[str, int, float, float]] = (),
     ) -> str:
         if self._stub is None:
             return "unreachable"
@@ -514,6 +521,8 @@ class PDPClient:
         )
         if summary:
             request.summary.CopyFrom(to_struct(summary))
+        for raw, count, first, last in reused:
+            request.reused.add(raw=raw, count=count, first_seconds_ago=first, last_seconds_ago=last)
         try:
             await self._stub.CloseSession(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.aio.AioRpcError as exc:

@@ -206,7 +206,8 @@ class ProxyRuntime:
         if entry.close is not None:
             c, sid = entry.close, entry.session_id
             reason, abnormal = str(c.get("reason", "")), bool(c.get("abnormal"))
-            return await self.pdp.close_session(sid, reason, abnormal, c.get("summary"))
+            reused = spooled_reuses(c.get("reused"))
+            return await self.pdp.close_session(sid, reason, abnormal, c.get("summary"), reused)
         request = pdp_pb2.RecordEventsRequest(session_id=entry.session_id, events_json=entry.events)
         return await self.pdp.deliver(entry.session_id, request)
 
@@ -824,7 +825,8 @@ class ProxySession:
                 extra={"session_id": self.id, "connection": runtime.connection.name},
             )
         if self.grant is not None:
-            await self._close_at_pdp(reason, abnormal, summary)
+            # answered from the cache since the last Decide: no Decide will carry them now
+            await self._close_at_pdp(reason, abnormal, summary, self._take_reused())
         self._give_back_close_room()
 
     async def _release(self, lease: CredentialLease) -> None:
@@ -845,7 +847,13 @@ class ProxySession:
             self.runtime.spool.release(self._close_room)
         self._close_room = 0
 
-    async def _close_at_pdp(self, reason: str, abnormal: bool, summary: dict[str, Any]) -> None:
+    async def _close_at_pdp(
+        self,
+        reason: str,
+        abnormal: bool,
+        summary: dict[str, Any],
+        reused: list[tuple[str, int, float, float]],
+    ) -> None:
         """CloseSession, or into the spool behind the session's spooled events when the
         PDP cannot take it now (delivered, in order, once it is back)."""
         assert self.grant is not None
@@ -854,10 +862,12 @@ class ProxySession:
         if spool is not None and spool.holds(sid):
             outcome = UNREACHABLE
         else:
-            outcome = await runtime.pdp.close_session(sid, reason, abnormal, summary)
+            outcome = await runtime.pdp.close_session(sid, reason, abnormal, summary, reused)
         if outcome != UNREACHABLE or spool is None:
             return
         close = {"reason": reason, "abnormal": abnormal, "summary": summary}
+        if reused:  # (their ages, as of now)
+            close["reused"] = [list(one) for one in reused]
         room, self._close_room = self._close_room, 0
         try:
             # written against the room promised at open, whatever the spool holds now
@@ -865,6 +875,22 @@ class ProxySession:
         except SpoolFull as exc:
             self._close_room = room
             log.error("session %s: its close is lost: %s", sid, exc)
+
+
+def spooled_reuses(kept: Any) -> list[tuple[str, int, float, float]]:
+    """A spooled close's reused verdicts, as _close_at_pdp wrote them (the spool is the
+    proxy's own file: an entry not of that form is left out, not guessed at)."""
+    out: list[tuple[str, int, float, float]] = []
+    for one in kept if isinstance(kept, list) else []:
+        if (
+            isinstance(one, list)
+            and len(one) == 4
+            and isinstance(one[0], str)
+            and type(one[1]) is int
+            and all(isinstance(n, int | float) for n in one[2:])
+        ):
+            out.append((one[0], one[1], float(one[2]), float(one[3])))
+    return out
 
 
 def session_end(grant_ends: float, token_expires: float) -> tuple[float, str, str] | None:
