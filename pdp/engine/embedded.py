@@ -110,8 +110,12 @@ _ORJSON_REFUSES = (
 
 def _holds_null_value(written: bytes) -> bool:
     """Whether orjson's compact bytes may hold a null value (or a NaN or an infinity
-    written as one): `null` after `:`, `[` or `,`, where any value starts."""
-    return b":null" in written or b",null" in written or b"[null" in written
+    written as one): `null` after `:`, `[` or `,`, where any value starts. One scan for
+    `null` first: most inputs hold none, and the three scans cost more than orjson's
+    encoding itself (1.5 KB postgres.query input: 2.65 -> 1.02 µs, orjson 1.7 µs)."""
+    return b"null" in written and (
+        b":null" in written or b",null" in written or b"[null" in written
+    )
 
 
 def input_to_json(policy_input: dict[str, Any]) -> bytes:
