@@ -13,10 +13,13 @@ machine; CPU per exec much less, and alternating keeps a drift from favouring ei
 side. The PDP and the policy are the old tree's (another engineer's edit in progress to
 rego/ or pdp/ cannot stop the run), unless `--pdp new`. Prints each round and the
 medians; `--profile` then runs the new side once more under cProfile (the top of it
-printed; with `--distinct`, execs of a new line each, every one decided).
+printed; with `--distinct`, execs of a new line each, every one decided). `--terminal`:
+the interleaved turns' execs ask for a terminal (`ssh -t host cmd`: the command's Decide
+and the terminal's ssh.shell one), as a dba in pii-readers (the shipped policy's shells).
 
     python -u bench/ssh/ab_exec.py [--old REF] [--new REF] [--rounds 6] [--execs 200]
-                                   [--pdp old|new] [--interleave N [--distinct]] [--profile]
+                                   [--pdp old|new] [--interleave N [--distinct] [--terminal]]
+                                   [--profile]
 """
 
 from __future__ import annotations
@@ -86,9 +89,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         path.write_text(yaml.safe_dump(config))
         cli = [sys.executable, "-m", "pdp.cli", "-c", str(path)]
         pdp_env = dict(os.environ, PYTHONPATH=f"{pdp_tree}:{pdp_tree / 'proto'}")
+        groups = "dba,pii-readers" if args.terminal else "pii-readers"
         token = subprocess.run(
-            [*cli, "token", "--sub", "bench@example.com", "--groups", "pii-readers",
-             "--ttl", "2h"], capture_output=True, text=True, check=True, env=pdp_env,
+            [*cli, "token", "--sub", "bench@example.com", "--groups", groups, "--ttl", "2h"],
+            capture_output=True, text=True, check=True, env=pdp_env,
         ).stdout.strip()  # fmt: skip
         pdp_log = tmp / "pdp.log"
         pdp = subprocess.Popen([*cli, "pdp"], cwd=tmp, env=pdp_env, stderr=pdp_log.open("w"))
@@ -154,7 +158,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             f"{out['new_proxy_us'] / out['old_proxy_us']:.3f}"
         )
         if args.interleave:
-            out["interleaved"] = await interleaved(conns, order, args.interleave, args.distinct)
+            out["interleaved"] = await interleaved(
+                conns, order, args.interleave, args.distinct, args.terminal
+            )
         print(json.dumps(out))
         if args.profile:
             os.kill(pids["new"], signal.SIGUSR1)
@@ -178,18 +184,24 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
 
 
 async def interleaved(
-    conns: dict[str, asyncssh.SSHClientConnection], order: list[str], n: int, distinct: bool
+    conns: dict[str, asyncssh.SSHClientConnection],
+    order: list[str],
+    n: int,
+    distinct: bool,
+    terminal: bool = False,
 ) -> dict[str, float]:
     """One exec on each target in turn, n times (the order rotating): the median single
     exec of each, and the medians of the differences within each turn — a load that
     drifts over seconds weighs on all three alike. `uptime` each time, or with `distinct`
-    a new line each turn (`echo turn-<i>`: decided by the PDP on every side)."""
+    a new line each turn (`echo turn-<i>`: decided by the PDP on every side); `terminal`:
+    each exec with a terminal (a pty request before it)."""
+    pty: dict[str, Any] = {"term_type": "xterm", "term_size": (80, 24)} if terminal else {}
     times: dict[str, list[float]] = {name: [] for name in order}
     for i in range(n):
         turn = order[i % len(order) :] + order[: i % len(order)]
         for name in turn:
             started = time.perf_counter()
-            result = await conns[name].run(f"echo turn-{i}" if distinct else "uptime")
+            result = await conns[name].run(f"echo turn-{i}" if distinct else "uptime", **pty)
             times[name].append((time.perf_counter() - started) * 1000)
             if result.exit_status != 0:
                 raise RuntimeError(f"exec exited {result.exit_status} through {name}")
@@ -200,7 +212,8 @@ async def interleaved(
     pairs = zip(times["new"], times["old"], strict=True)
     med["new_minus_old_ms"] = statistics.median(a - b for a, b in pairs)
     print(
-        f"interleaved, {n} turns{' of new lines' if distinct else ''}: single exec medians "
+        f"interleaved, {n} turns{' of new lines' if distinct else ''}"
+        f"{' with a terminal' if terminal else ''}: single exec medians "
         f"direct {med['direct_ms']:.1f} ms, old "
         f"{med['old_ms']:.1f} ms, new {med['new_ms']:.1f} ms; added within a turn (median): "
         f"old +{med['old_added_ms']:.2f} ms, new +{med['new_added_ms']:.2f} ms, new - old "
@@ -228,6 +241,10 @@ def main() -> None:
     parser.add_argument(
         "--distinct", action="store_true",
         help="the interleaved turns (and --profile) run a new line each",
+    )  # fmt: skip
+    parser.add_argument(
+        "--terminal", action="store_true",
+        help="the interleaved turns' execs with a terminal (as a dba in pii-readers)",
     )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="then the new side under cProfile")
     args = parser.parse_args()

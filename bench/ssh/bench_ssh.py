@@ -125,13 +125,16 @@ def portcullis_config(tmp: Path, policies: Path, sshd: Sshd) -> dict[str, Any]:
     }
 
 
-async def execs(conn: asyncssh.SSHClientConnection, n: int, distinct: str = "") -> float:
+async def execs(
+    conn: asyncssh.SSHClientConnection, n: int, distinct: str = "", **options: Any
+) -> float:
     """Seconds per exec, n back to back on one connection: `uptime` each time (through
     Portcullis its answer is reused after the first: the policy's exact cache hint), or
-    with `distinct` a new line each time (`echo <distinct>-<i>`: every one decided)."""
+    with `distinct` a new line each time (`echo <distinct>-<i>`: every one decided).
+    options: conn.run's (term_type: with a terminal)."""
     started = time.perf_counter()
     for i in range(n):
-        result = await conn.run(f"echo {distinct}-{i}" if distinct else COMMAND)
+        result = await conn.run(f"echo {distinct}-{i}" if distinct else COMMAND, **options)
         if result.exit_status != 0:
             raise RuntimeError(f"{COMMAND} exited {result.exit_status}: {result.stderr!r}")
     return (time.perf_counter() - started) / n

@@ -10,8 +10,10 @@ directory holding one; none: this checkout), each with exec_steps_prelude.py
 exec inside the proxy. Then
 `--rounds` rounds of `--execs` execs of `uptime` (its answer reused) on one connection
 to each proxy, the order alternating; with `--distinct`, of `echo <n>`, a new line each
-time (every one decided). Prints per tree the median of: the client's channel confirmed
-to its exec request read (the client's turn, and whatever the proxy was busy with
+time (every one decided); with `--terminal`, each exec with a terminal (a pty request
+first: the terminal's ssh.shell Decide besides the command's; the token a dba's in
+pii-readers, the shipped policy's shells). Prints per tree the median of: the client's
+channel confirmed to its exec request read (the client's turn, and whatever the proxy was busy with
 meanwhile), the exec request to the exec written upstream, and the upstream's end (EOF
 and exit status) to the client's exit status written; and the wall time per exec. A
 decided line's way in is also told in three: the exec request to its Decide asked of the
@@ -20,7 +22,7 @@ moment the prelude marks, after the exec request (when the Decide was written to
 decision stream, when the next channel's upstream channel was opened ahead, ...).
 
     python -u bench/ssh/exec_steps.py [--tree REF [--tree REF]] [--execs 25] [--rounds 8]
-                                      [--distinct]
+                                      [--distinct] [--terminal]
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from bench_ssh import REPO, execs, free_port, wait_port  # noqa: E402
 
 # only now, the project imported: bench/ on the path holds a directory named pdp/
 sys.path.append(str(HERE.parent))
-from stage import run_in_tmp, ssh_stage, tree_at, tree_label  # noqa: E402
+from stage import mint, run_in_tmp, ssh_stage, tree_at, tree_label  # noqa: E402
 
 PROFILED = HERE.parent / "http" / "profiled_proxy.py"
 PRELUDE = HERE / "exec_steps_prelude.py"
@@ -104,6 +106,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     conns: dict[str, Any] = {}
     with ssh_stage(tmp) as stage:
         config, token, procs = stage.config, stage.token, stage.procs
+        if args.terminal:
+            token = mint(stage.cli, "dba,pii-readers")
+        pty: dict[str, Any] = {"term_type": "xterm", "term_size": (80, 24)} if args.terminal else {}
         try:
             files: dict[str, Path] = {}
             for i, (label, tree) in enumerate(trees.items()):
@@ -128,14 +133,14 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                     client_keys=None, preferred_auth="password", known_hosts=None,
                     agent_path=None, config=None, compression_algs=None,
                 )  # fmt: skip
-                await execs(conns[label], 5, "warm" if args.distinct else "")
+                await execs(conns[label], 5, "warm" if args.distinct else "", **pty)
             for steps in files.values():
                 steps.open("w").close()  # the warm-up's lines (the prelude appends)
             walls: dict[str, list[float]] = {label: [] for label in trees}
             for r in range(args.rounds):
                 for label in list(trees) if r % 2 == 0 else list(reversed(trees)):
                     line = f"{label}-{r}" if args.distinct else ""
-                    walls[label].append(await execs(conns[label], args.execs, line) * 1000)
+                    walls[label].append(await execs(conns[label], args.execs, line, **pty) * 1000)
             for label in trees:
                 got = step_medians(files[label])
                 print(
@@ -163,6 +168,7 @@ def main() -> None:
     parser.add_argument("--execs", type=int, default=25)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--distinct", action="store_true", help="a new line each exec (decided)")
+    parser.add_argument("--terminal", action="store_true", help="each exec with a terminal")
     args = parser.parse_args()
     run_in_tmp("portcullis-steps-ssh-", run, args)
 

@@ -569,8 +569,10 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 self.kind, self.raw, attributes, _exact_only, self.say
             )
         terminal = {"term": self.term, "cols": self.size[0], "rows": self.size[1]}
-        # the terminal's Decide is queued first (its task's first step), the command's
-        # right after it, inline, before the decision stream's writer runs
+        # the command's Decide is queued now (inline), the terminal's in its task's first
+        # step, next turn of the loop, ahead of the decision stream's writer woken by the
+        # first: both leave in the writer's next message, the command's (the PDP's longer
+        # decision: its line parsed) first
         gate_asked = asyncio.ensure_future(session.decide("ssh.shell", "", terminal, None))
         try:
             command = await session.decide(self.kind, self.raw, attributes, _exact_only)
