@@ -263,3 +263,36 @@ async def test_commands_answered_from_the_cache_after_the_last_decide_are_counte
         breaker = gw.pdp.service.guards.breaker
         left = breaker.reuses_left(ALICE, "orders-db", BreakerLimits(identical_per_minute=limit))
         assert left == limit - 5, left  # the decided one and the four reused
+
+
+# -- session events: times no clock gives ---------------------------------------------------
+
+
+async def test_an_event_time_out_of_range_does_not_stop_the_replay(tmp_path):
+    """Attack (the session's own proxy, compromised or broken): RecordEvents with events
+    whose time is 1e300 or -1e300 seconds (any number passes: the time is the proxy's
+    word). `portcullis replay` of the session died with OverflowError (rfc3339 of it),
+    so none of the session's decisions could be replayed. Now such a time reads as
+    `out-of-range time ...` and the replay shows every command."""
+    from portcullis.v1 import pdp_pb2
+
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+        events = [
+            pdp_pb2.SessionEvent(time=t, direction="client", type="command", command=text)
+            for t, text in ((1e300, "SELECT 'far future'"), (-1e300, "SELECT 'far past'"))
+        ]
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(session_id=opened.session_id, events=events)
+        )
+        recorder = '[{"time":1e300,"direction":"client","type":"command","command":"SELECT 9"}]'
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(session_id=opened.session_id, events_json=recorder)
+        )
+    replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    for text in ("SELECT 'far future'", "SELECT 'far past'", "SELECT 9"):
+        assert text in replay.stdout, replay.stdout

@@ -20,8 +20,13 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 
 def rfc3339(seconds: float) -> str:
-    """Unix seconds as RFC 3339 UTC with milliseconds (truncated), e.g. ...T14:37:20.123Z."""
-    moment = datetime.fromtimestamp(seconds, UTC)
+    """Unix seconds as RFC 3339 UTC with milliseconds (truncated), e.g. ...T14:37:20.123Z.
+    A time no calendar date holds (a session event's time is the proxy's word: 1e300,
+    NaN) reads as `out-of-range time <seconds>` instead of failing whatever shows it."""
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"out-of-range time {seconds!r}"
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
