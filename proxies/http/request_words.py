@@ -30,7 +30,7 @@ import json
 import quopri
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -101,17 +101,7 @@ def body_runs(media_type: str, body: bytes) -> list[str]:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise Unread(kind, "a body that is not UTF-8 text") from None
-    runs: set[str] = set()
-    size = 0
-    budget = [MAX_WORDS_READ]
-    for piece in _texts(text, multipart):
-        for found in _runs(piece, budget):
-            new = found - runs
-            runs |= new
-            size += sum(map(len, new))
-            if len(runs) > MAX_RUNS or size > MAX_RUN_CHARS:
-                raise Unread("size", "a body with too many distinct words to read")
-    return sorted(runs)
+    return _collect(_texts(text, multipart), "a body with too many distinct words to read")
 
 
 def coded_runs(texts: Iterator[str] | list[str]) -> list[str]:
@@ -120,20 +110,29 @@ def coded_runs(texts: Iterator[str] | list[str]) -> list[str]:
     the policy is shown as a value: an upstream decoding `?filter=eyJwaG9uZSI6...` acts on
     `{"phone": ...}`), read as a body is (JSON keys and strings, escapes undone, base64
     inside decoded again); or Unread (size)."""
+    pieces = (
+        piece
+        for text in texts
+        if (decoded := decoded_base64(text)) is not None
+        for piece in _texts(decoded)
+    )
+    return _collect(pieces, "base64 text with too many distinct words to read")
+
+
+def _collect(pieces: Iterable[str], too_many: str) -> list[str]:
+    """The distinct runs of words of `pieces` (texts read one after another, within one
+    MAX_WORDS_READ budget), sorted; Unread (size, `too_many`) past MAX_RUNS runs or
+    MAX_RUN_CHARS characters of them."""
     runs: set[str] = set()
     size = 0
     budget = [MAX_WORDS_READ]
-    for text in texts:
-        decoded = decoded_base64(text)
-        if decoded is None:
-            continue
-        for piece in _texts(decoded):
-            for found in _runs(piece, budget):
-                new = found - runs
-                runs |= new
-                size += sum(map(len, new))
-                if len(runs) > MAX_RUNS or size > MAX_RUN_CHARS:
-                    raise Unread("size", "base64 text with too many distinct words to read")
+    for piece in pieces:
+        for found in _runs(piece, budget):
+            new = found - runs
+            runs |= new
+            size += sum(map(len, new))
+            if len(runs) > MAX_RUNS or size > MAX_RUN_CHARS:
+                raise Unread("size", too_many)
     return sorted(runs)
 
 
