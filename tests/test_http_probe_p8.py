@@ -13,6 +13,10 @@ together what it got. Each test is one way around a guardrail that worked before
   client does: the body de-chunked (the framing added after the guard), and the head's
   field values joined in order and on into the body, and any two of them (a value's
   end and another's start, or the body's) put together;
+- and in two WebSocket messages (`key s3cr3t-upstre`, then `am-key-7f1c2e9a end`): a
+  frame's header stood between the pieces on the wire. The server's data frames'
+  payloads are now read as one text too (the client's application reads them so) before
+  their frames go;
 """
 
 from __future__ import annotations
@@ -160,3 +164,40 @@ def test_a_head_ending_in_a_piece_of_the_credential_goes_with_a_body_that_does_n
     with pytest.raises(CredentialInResponse):
         guard.write(SECRET[13:].encode())
     assert written == []
+
+
+def split_socket_app() -> web.Application:
+    """/ws: the X-Api-Key of the upgrade handed back cut in two messages (or a message and
+    the next one's start), then `done`."""
+
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        key = request.headers["X-Api-Key"]
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str("key " + key[:14])
+        await asyncio.sleep(0.2)  # (read by the proxy as data of its own)
+        await ws.send_str(key[14:] + " end")
+        await ws.send_str("done")
+        await ws.receive()  # (until the client goes)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", socket)
+    return app
+
+
+async def test_the_credential_handed_back_in_two_socket_messages_is_cut(tmp_path: Any) -> None:
+    got: list[str] = []
+    async with (
+        app_upstream(split_socket_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+        aiohttp.ClientSession(timeout=TIMEOUT) as client,
+    ):
+        bearer = {"Authorization": f"Bearer {token(s.config, 'mallory@example.com', PII)}"}
+        async with client.ws_connect(s.url + "/ws", headers=bearer) as ws:
+            while True:
+                message = await ws.receive(timeout=20)
+                if message.type is not aiohttp.WSMsgType.TEXT or message.data == "done":
+                    break
+                got.append(message.data)
+    assert SECRET not in "".join(got).replace("key ", "").replace(" ", ""), got

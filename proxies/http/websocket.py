@@ -36,6 +36,7 @@ from proxies.http.bodies import (
 )
 from proxies.http.guard import ResponseGuard
 from proxies.http.upstream import ResponseHead, UpstreamError, read_head
+from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 PREVIEW = 256
 MAX_UPSTREAM_HEAD = 32 * 1024
 OPCODES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
+_DATA_FRAMES = frozenset({"continuation", "text", "binary"})
 
 
 class FrameRefused(Exception):
@@ -61,8 +63,12 @@ class Frame:
 @dataclass
 class FrameReader:
     """Frames of one direction (RFC 6455 §5.2), read only to record them: the bytes
-    themselves are relayed unchanged."""
+    themselves are relayed unchanged. With `keeps_payload`, the payload of its data
+    frames (text, binary, continuation), unmasked, is kept for take_payload: what the
+    peer's application reads, without the frames' headers between."""
 
+    keeps_payload: bool = False
+    _payload: bytearray = field(default_factory=bytearray)
     _buffer: bytearray = field(default_factory=bytearray)
     _left: int = 0  # payload bytes of the current frame still to come
     _key: bytes = b""
@@ -82,6 +88,8 @@ class FrameReader:
             room = PREVIEW - len(self._preview)
             if room > 0 and chunk:
                 self._preview += self._unmask(chunk[:room])
+            if self.keeps_payload and chunk and self._header and self._header[0] in _DATA_FRAMES:
+                self._payload += self._unmask(chunk)
             self._offset += take
             self._left -= take
             if self._left:
@@ -90,6 +98,11 @@ class FrameReader:
             opcode, fin, length = self._header
             frames.append(Frame(opcode, fin, length, bytes(self._preview)))
             self._header, self._preview = None, bytearray()
+
+    def take_payload(self) -> bytes:
+        """The data frames' payload read since the last call (keeps_payload)."""
+        out, self._payload = bytes(self._payload), bytearray()
+        return out
 
     def _unmask(self, data: bytes) -> bytes:
         if not self._key:
@@ -366,6 +379,10 @@ async def relay_websocket(
             await up_writer.wait_closed()
 
 
+def _dropped(data: bytes) -> None:
+    return None
+
+
 # the handshake's own fields (RFC 6455 §4.2.2): passed as they are, never masked
 _HANDSHAKE = frozenset(
     {"upgrade", "connection", "sec-websocket-accept", "sec-websocket-protocol",
@@ -406,7 +423,11 @@ async def _relay(
     masking: MaskedFrames | None = None,
 ) -> None:
     session = request.session
-    frames = {"client": FrameReader(), "server": FrameReader()}
+    frames = {"client": FrameReader(), "server": FrameReader(keeps_payload=True)}
+    # the server's messages as the client's application reads them, checked for the
+    # credential before their frames go (guard): a key cut across two messages, or two
+    # frames of one, has a frame's header between its pieces on the wire
+    messages_read = ResponseGuard(ClientOutput(_dropped), conn.secrets(request))
     naming = NamingFrames(masking.masker) if masking is not None else None
 
     def record(direction: str, data: bytes) -> None:
@@ -446,6 +467,7 @@ async def _relay(
                 if not data:
                     continue
             record("server", data)
+            messages_read.write(frames["server"].take_payload())
             guard.write(data)
             await conn.io.drain()
 
