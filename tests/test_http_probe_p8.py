@@ -17,6 +17,10 @@ together what it got. Each test is one way around a guardrail that worked before
   frame's header stood between the pieces on the wire. The server's data frames'
   payloads are now read as one text too (the client's application reads them so) before
   their frames go;
+- and range by range: `Range: bytes=19-32` then `bytes=33-46` of a file holding the key
+  (an `.env` served as static files are) gave two 206 answers of one half each, each
+  passing the guard, which reads an answer alone. Range and If-Range no longer go
+  upstream when the answer is checked for a credential: the answer is the whole file;
 """
 
 from __future__ import annotations
@@ -201,3 +205,38 @@ async def test_the_credential_handed_back_in_two_socket_messages_is_cut(tmp_path
                     break
                 got.append(message.data)
     assert SECRET not in "".join(got).replace("key ", "").replace(" ", ""), got
+
+
+def file_app(path: Any) -> web.Application:
+    """/files/env.txt: a file holding the upstream's own key, served as static files are
+    (Range honoured: 206 with the bytes asked for); the credential required."""
+
+    async def env(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("X-Api-Key") != SECRET:
+            return web.json_response({"error": "no credential"}, status=401)
+        return web.FileResponse(path)
+
+    app = web.Application()
+    app.router.add_get("/files/env.txt", env)
+    return app
+
+
+async def test_the_credential_in_a_file_is_not_handed_over_range_by_range(tmp_path: Any) -> None:
+    prefix = b"# settings\nAPI_KEY="
+    (tmp_path / "env.txt").write_bytes(prefix + SECRET.encode() + b"\nDEBUG=0\n")
+    start, half = len(prefix), len(SECRET) // 2
+    ranges = [f"bytes={start}-{start + half - 1}", f"bytes={start + half}-{start + 2 * half}"]
+    got = []
+    async with (
+        app_upstream(file_app(tmp_path / "env.txt")) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+        aiohttp.ClientSession(timeout=TIMEOUT) as client,
+    ):
+        bearer = f"Bearer {token(s.config, 'mallory@example.com', PII)}"
+        for asked in ranges:
+            headers = {"Authorization": bearer, "Range": asked}
+            async with client.get(s.url + "/files/env.txt", headers=headers) as response:
+                got.append((response.status, await response.read()))
+    pieces = b"".join(body for _, body in got)
+    assert SECRET[:half].encode() not in pieces or SECRET[half:].encode() not in pieces, got
+    assert [status for status, _ in got] == [502, 502], got  # the whole file: the key in it

@@ -51,6 +51,10 @@ if TYPE_CHECKING:
 # compares with the unmasked body's (If-None-Match, If-Match: an ETag is its hash, so a
 # 304 or 412 for a guessed body's ETag says the guess was the masked value)
 _MASKED_DROPPED = frozenset({"accept-encoding", "range", "if-range", "if-none-match", "if-match"})
+# request headers that do not go upstream when the answer is checked for the credential:
+# the guard reads each answer alone, and two ranges of one file holding the key (its
+# first half, then its second) would each pass it; the answer is the whole
+_GUARDED_DROPPED = frozenset({"range", "if-range"})
 # methods whose request body every server reads (RFC 9110 §9.3): a body on any other goes
 # on an upstream connection that is not reused (forward)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -201,6 +205,8 @@ class UpstreamExchange:
             # credential lease as the last request: the same bytes go upstream
             return pool.send(method, memo[3])
         sent = headers if headers is not None else self.upstream_headers(request)
+        if self.secrets(request):
+            sent = [(n, v) for n, v in sent if _dashed(n.lower()) not in _GUARDED_DROPPED]
         if masking:
             # a compressed body cannot be masked: ask for it plain; and whole — a range of
             # it (a bare value cut out of its field, multipart/byteranges) is not masked
