@@ -218,8 +218,9 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
     attributes: dict[tuple[int, int], tuple[str, str, str | None]] = {}
     dependencies: dict[int, set[str]] = {}
     views: list[tuple[int, int, str]] = []
-    for row in rows:
-        view, action, columns, reads, *runs_code = json.loads(row)
+    parsed = [json.loads(row) for row in rows]
+    listed = {int(view) for view, *_ in parsed}
+    for view, action, columns, reads, *runs_code in parsed:
         view = int(view)
         reads = [(int(t), int(n), name, kind) for t, n, name, kind in reads or ()]
         for attnum, name in columns or ():
@@ -228,8 +229,11 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
         # a view running the database's code: its computed columns derive from anything
         dependencies[view] = set() if any(runs_code) else {name for _, _, name, _ in reads}
         for table, attnum, name, kind in reads:
-            if kind not in VIEW_KINDS:
-                attributes.setdefault((table, attnum), (name, kind, None))
+            # a view of pg_catalog's or information_schema's (not among the rows): its
+            # column read plainly is that column by its name (pg_stat_activity.usename),
+            # never every column the database's view reads of it
+            if kind not in VIEW_KINDS or table not in listed:
+                attributes.setdefault((table, attnum), (name, "r", None))
     origins = resolve(CatalogRows(attributes, dependencies, set()), {})
     renamed: dict[str, set[str]] = {}
     for view, attnum, name in views:

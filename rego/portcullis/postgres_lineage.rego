@@ -298,6 +298,73 @@ pg_statistics_catalog(t) if {
 	parts[count(parts) - 1] in {"pg_statistic", "pg_stats", "pg_statistic_ext_data", "pg_stats_ext", "pg_stats_ext_exprs"}
 }
 
+# Other sessions' statement text holds their literals, values of other identities (a
+# pii-reader's WHERE password = 'hunter2-ada', a card number typed in a condition), so it is
+# a sensitive column of the server's: pg_stat_activity.query (and pg_stat_statements.query,
+# whose utility statements keep their literals) is a computed column of a view, which the
+# proxy masks whole; a condition on it asks the same questions a condition on a sensitive
+# column does (SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%hunter2-a%' answered
+# 2 when another session held it, 1 otherwise: the asking one always does), and a statement
+# storing it (CREATE TABLE t AS SELECT query ..., INSERT INTO log SELECT query ...) puts it
+# in a table column read without a mask. Outside pii-readers, dba included, its conditions
+# are judged as a sensitive column's (pattern, range, order, other, partial always; equality
+# unless oracle.equality allows it) and it is not stored. Readers may read neither relation
+# at all (postgres.secret_catalogs), but may read a view the database defines over one.
+deny contains sprintf("%s use of column %s, other sessions' statement text (pg_stat_activity.query), in a condition or ordering answers questions about the values their statements hold: denied to everyone not in pii-readers", [p.use, p.column]) if {
+	some s in input.command.postgres.statements
+	some p in s.predicates
+	pg_questioning_use(p.use)
+	pg_statement_text(s, p.column)
+	not pii_reader
+}
+
+deny contains sprintf("the statement stores other sessions' statement text (column %s) where it would be read without its mask: denied to everyone not in pii-readers", [column]) if {
+	some s in input.command.postgres.statements
+	some w in s.writes
+	some column in w.columns
+	pg_statement_text(s, column)
+	not pii_reader
+}
+
+# Column `query` of a statement reading pg_stat_activity or pg_stat_statements (by the
+# name's last component, any case), or a view column the proxy says carries a `query`
+# column (view_columns: by name, like sensitive columns, whichever relation's it carries).
+pg_statement_text(s, "query") if {
+	some t in s.tables
+	pg_statement_text_relation(t)
+}
+
+pg_statement_text(_, column) if "query" in input.command.postgres.view_columns[column]
+
+pg_statement_text_relation(t) if {
+	parts := split(lower(t), ".")
+	parts[count(parts) - 1] in {"pg_stat_activity", "pg_stat_statements"}
+}
+
+pg_questioning_use(use) if use in {"pattern", "range", "order", "other", "partial"}
+
+pg_questioning_use("equality") if not data.portcullis.oracle.equality
+
+# The functions under those views return the same text with nothing to mask it by: a
+# function's output column is no table's (SELECT query FROM pg_stat_get_activity(NULL),
+# pg_stat_get_backend_activity(b) gave a masked dba a pii-reader's statement with its
+# password literal, the value detectors catching only the card number), and a condition on
+# a function's result names no column (WHERE pg_stat_get_backend_activity(b) LIKE ...).
+# Outside pii-readers they are not called: pg_stat_activity gives the same rows, its query
+# masked. (Readers may call neither: postgres.reader_functions leaves them out.)
+deny contains sprintf("function %s returns other sessions' statement text, which holds the values their statements name, with no column to mask it by: read pg_stat_activity (its query column is masked); denied to everyone not in pii-readers", [f]) if {
+	input.command.postgres.has.functions
+	some s in input.command.postgres.statements
+	some f in s.functions
+	pg_statement_text_function(f)
+	not pii_reader
+}
+
+pg_statement_text_function(f) if {
+	parts := split(lower(f), ".")
+	parts[count(parts) - 1] in {"pg_stat_get_activity", "pg_stat_get_backend_activity", "pg_stat_statements"}
+}
+
 # A TOAST table holds every long value of its table's columns, sensitive ones included, as
 # chunks of bytes under the name chunk_data (bytea: the value detectors read no bytes):
 # SELECT chunk_data FROM pg_toast.pg_toast_<oid> gave a reader a note's card number in hex,

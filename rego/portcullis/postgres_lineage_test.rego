@@ -593,3 +593,57 @@ test_a_do_block_reading_an_errors_text_is_denied_outside_pii_readers if {
 	d2 := portcullis.decision with input as pg_input(["dba", "pii-readers"], [do, text])
 	d2.verdict == "allow"
 }
+
+# --- other sessions' statement text (pg_stat_activity.query) ---------------------------
+
+activity(predicates) := object.union(selecting([out("datname", "plain", ["datname"])], predicates), {"tables": ["pg_catalog.pg_stat_activity"]})
+
+test_a_question_about_other_sessions_statement_text_is_denied_outside_pii_readers if {
+	every use in ["pattern", "range", "order", "other", "partial"] {
+		d := lineage_decision(["dba"], activity([{"column": "query", "use": use}]))
+		d.verdict == "deny"
+		some r in d.reasons
+		contains(r, sprintf("%s use of column query, other sessions' statement text", [use]))
+	}
+	not "deny" == lineage_decision(["dba", "pii-readers"], activity([{"column": "query", "use": "pattern"}])).verdict
+}
+
+test_statement_text_stays_readable_masked_and_comparable_for_equality if {
+	not "deny" == lineage_decision(["dba"], activity([{"column": "query", "use": "equality"}])).verdict
+	not "deny" == lineage_decision(["dba"], activity([{"column": "state", "use": "pattern"}])).verdict
+	# a table of the database's own with a query column is not the server's statement text
+	mine := object.union(activity([{"column": "query", "use": "pattern"}]), {"tables": ["public.searches"]})
+	not "deny" == lineage_decision(["dba"], mine).verdict
+}
+
+test_a_view_column_carrying_statement_text_is_asked_no_questions if {
+	s := selecting([], [{"column": "q", "use": "pattern"}])
+	d := with_views(["readonly"], s, {"q": ["query", "usename"]})
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "column q, other sessions' statement text")
+	with_views(["pii-readers"], s, {"q": ["query"]}).verdict == "allow"
+}
+
+test_the_functions_returning_statement_text_are_denied_outside_pii_readers if {
+	every f in ["pg_stat_get_activity", "pg_catalog.pg_stat_get_backend_activity", "public.pg_stat_statements"] {
+		s := object.union(stmt("select"), {"functions": [f]})
+		d := lineage_decision(["dba"], s)
+		d.verdict == "deny"
+		some r in d.reasons
+		contains(r, "returns other sessions' statement text")
+	}
+	pii := object.union(stmt("select"), {"functions": ["pg_stat_get_activity"]})
+	not "deny" == lineage_decision(["dba", "pii-readers"], pii).verdict
+}
+
+test_statement_text_is_not_stored_outside_pii_readers if {
+	s := object.union(stmt("insert"), {"tables": ["audit_log", "pg_stat_activity"], "writes": [out("", "plain", ["query"])]})
+	d := lineage_decision(["dba"], s)
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "stores other sessions' statement text (column query)")
+	not "deny" == lineage_decision(["dba", "pii-readers"], s).verdict
+	mine := object.union(s, {"tables": ["audit_log", "searches"]})
+	not "deny" == lineage_decision(["dba"], mine).verdict
+}
