@@ -10,21 +10,31 @@ detector recognises).
   its password (the value detectors caught only the card number), and a condition on the
   masked column answered questions about it (`SELECT count(*) FROM pg_stat_activity WHERE
   query LIKE '%hunter2-a%'`: 2 when another session held it, 1 otherwise), also through a
-  view the database defines over pg_stat_activity; `CREATE TABLE t AS SELECT query ...` and
-  `INSERT INTO audit_log(what) SELECT query ...` stored it where it was read in clear. Now
-  the functions are denied outside pii-readers, and the column's conditions are judged and
-  its stores refused as a sensitive column's (rego/portcullis/postgres_lineage.rego; the
-  proxy now reads a view's plain column of a pg_catalog view as that column by name, so
-  `usename` of a view over pg_stat_activity does not count as carrying `query`).
+  view the database defines over pg_stat_activity. Now the functions are denied outside
+  pii-readers and the column's conditions are judged as a sensitive column's
+  (rego/portcullis/postgres_lineage.rego).
+- A CancelRequest with a session's key (a reader's own, from its BackendKeyData) was
+  forwarded every time, each on a new connection to the server (a process its postmaster
+  forks): 500 sent in 1.5 s opened 500 connections upstream. Now each peer address has at
+  most 16 forwarded at once and 4 a second after (proxies/postgres/proxy.py CancelBudget);
+  another address's cancel still goes through.
 """
 
 from __future__ import annotations
 
+import socket
+import struct
+import threading
+import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-from adversary import RawClient, assert_no_secret, ready_client, running_arena
+from adversary import RawClient, assert_no_secret, query, ready_client, running_arena
+from pdp_harness import free_port
+
+from proxies.postgres import codec
+from proxies.postgres.proxy import CancelBudget
 
 pytestmark = pytest.mark.integration
 
@@ -178,3 +188,124 @@ def test_a_pii_reading_dba_reads_statement_text(arena, pii_session) -> None:
             "SELECT query FROM pg_stat_get_activity(NULL) WHERE query LIKE '%hunter2-a%'"
         ).fetchall()
     assert any(PII_STATEMENT in r[0] for r in rows), rows
+
+
+CANCEL_CODE = 80877102
+
+
+class CountingRelay:
+    """A TCP relay in front of the real server that counts the connections opening with a
+    CancelRequest (what the proxy forwarded)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", free_port()))
+        self.port = self.server.getsockname()[1]
+        self.cancels = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        first = b""
+        while len(first) < 8:
+            data = client.recv(8 - len(first))
+            if not data:
+                client.close()
+                return
+            first += data
+        if struct.unpack("!II", first) == (16, CANCEL_CODE):
+            self.cancels += 1
+        upstream = socket.create_connection(("127.0.0.1", 5432))
+        upstream.sendall(first)
+        threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
+        _pump(upstream, client)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def _pump(a: socket.socket, b: socket.socket) -> None:
+    try:
+        while data := a.recv(65536):
+            b.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def relayed(tmp_path_factory):
+    relay = CountingRelay()
+    try:
+        upstream = f"127.0.0.1:{relay.port}"
+        with running_arena(tmp_path_factory.mktemp("relayed"), upstream=upstream) as gateway:
+            yield gateway, relay
+    finally:
+        relay.close()
+
+
+def _send_cancel(port: int, key: codec.BackendKeyData, source: str = "127.0.0.1") -> None:
+    with socket.create_connection(("127.0.0.1", port), source_address=(source, 0)) as s:
+        s.sendall(codec.CancelRequest(key.pid, key.secret).encode())
+        s.recv(1)  # the proxy closes it once handled
+
+
+def _until_running(arena, sql: str) -> None:
+    with arena.admin() as admin:
+        for _ in range(200):
+            if admin.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query = %s", (sql,)
+            ).fetchone():
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"{sql} never ran")
+
+
+def test_a_flood_of_cancel_requests_opens_few_connections_upstream(relayed) -> None:
+    arena, relay = relayed
+    flooder = ready_client(arena, ("readonly",), "p11-flood")
+    victim = ready_client(arena, ("dba",), "p11-victim")
+    try:
+        (key,) = [m for m in flooder.startup.messages if isinstance(m, codec.BackendKeyData)]
+        before = relay.cancels
+        started = time.monotonic()
+        for _ in range(300):
+            _send_cancel(arena.port, key)
+        elapsed = time.monotonic() - started
+        # the burst, and what the rate refilled while the flood was sent
+        bound = 16 + 4 * elapsed + 1
+        flooder.query("SELECT 1")  # the forwarded ones have reached the relay by now
+        assert relay.cancels - before <= bound, (relay.cancels - before, bound)
+        # another address's cancel still reaches its statement
+        (theirs,) = [m for m in victim.startup.messages if isinstance(m, codec.BackendKeyData)]
+        victim.sock.sendall(query("SELECT pg_sleep(30)"))
+        _until_running(arena, "SELECT pg_sleep(30)")
+        _send_cancel(arena.port, theirs, source="127.0.0.2")
+        answer = victim._until((codec.ReadyForQuery,))
+        assert any("cancel" in e for e in answer.errors), answer.messages
+    finally:
+        flooder.close()
+        victim.close()
+
+
+def test_the_cancel_budget_refills_per_peer() -> None:
+    now = [100.0]
+    budget = CancelBudget(burst=3, rate=2.0, clock=lambda: now[0])
+    assert [budget.admit("10.0.0.1") for _ in range(4)] == [True, True, True, False]
+    assert budget.admit("10.0.0.2")  # another address has its own
+    now[0] += 0.5  # one more after half a second at 2 a second
+    assert [budget.admit("10.0.0.1") for _ in range(2)] == [True, False]
+    now[0] += 60  # full again, and no more than full
+    assert [budget.admit("10.0.0.1") for _ in range(4)] == [True, True, True, False]
+    assert budget.refused == 3

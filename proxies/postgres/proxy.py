@@ -85,6 +85,14 @@ CATALOG_TTL = 60.0
 # they cannot name without asking again (no connection attempt per result)
 CATALOG_RETRY = 5.0
 STARTUP_TIMEOUT = 30.0
+# A CancelRequest the proxy forwards opens a connection to the server, a process its
+# postmaster forks: per peer address, at most CANCEL_BURST at once and CANCELS_PER_SECOND
+# after (each worker counts its own); the rest are dropped, as the server drops a key it
+# does not know
+CANCEL_BURST = 16
+CANCELS_PER_SECOND = 4.0
+# peers whose budget is full again are forgotten once this many are remembered
+CANCEL_PEERS_KEPT = 4096
 
 __all__ = ["PostgresProxy", "masking_key"]
 
@@ -194,6 +202,43 @@ class PostgresProxy:
         self._catalog_learnt_at = time.monotonic()
 
 
+class CancelBudget:
+    """How many CancelRequests each peer address may still have forwarded: a bucket of
+    `burst` per peer, refilled at `rate` a second (sans-IO: the clock is given)."""
+
+    def __init__(
+        self,
+        burst: int = CANCEL_BURST,
+        rate: float = CANCELS_PER_SECOND,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst, self.rate, self.clock = burst, rate, clock
+        # peer → (requests it may still send, when that was counted)
+        self._left: dict[str, tuple[float, float]] = {}
+        self.refused = 0
+
+    def admit(self, peer: str) -> bool:
+        now = self.clock()
+        left, at = self._left.get(peer, (float(self.burst), now))
+        left = min(float(self.burst), left + (now - at) * self.rate)
+        if left < 1:
+            self._left[peer] = (left, now)
+            self.refused += 1
+            return False
+        self._left[peer] = (left - 1, now)
+        if len(self._left) > CANCEL_PEERS_KEPT:
+            self._forget_full(now)
+        return True
+
+    def should_log_refusal(self) -> bool:
+        """The 1st, 10th, 100th and every 1,000th refusal: a flood does not flood the log."""
+        return self.refused in (1, 10, 100) or self.refused % 1000 == 0
+
+    def _forget_full(self, now: float) -> None:
+        full_after = self.burst / self.rate
+        self._left = {p: v for p, v in self._left.items() if now - v[1] < full_after}
+
+
 class CancelKeys:
     """The keys this proxy hands its clients in BackendKeyData, each mapped to its
     upstream's key (as pgbouncer does) and to its session: a CancelRequest may end an
@@ -212,6 +257,24 @@ class CancelKeys:
         self._upstream: dict[tuple[int, int], tuple[int, int]] = {}
         self._sessions: dict[tuple[int, int], ProxySession] = {}
         self._background: set[asyncio.Future[None]] = set()
+        # what clients' CancelRequests may still open upstream, per peer address
+        self.budget = CancelBudget()
+
+    async def requested(self, key: tuple[int, int], peer: str) -> None:
+        """A client's CancelRequest (on a connection of its own, from `peer`): forwarded
+        within the peer's budget, else dropped (logged now and then). The proxy's own
+        cancels (a statement past its bound, a session ending) are not counted."""
+        if self.budget.admit(peer):
+            await self.forward(key)
+        elif self.budget.should_log_refusal():
+            log.warning(
+                "CancelRequest from %s dropped: past %d at once and %g a second per address"
+                " (%d dropped so far)",
+                peer,
+                self.budget.burst,
+                self.budget.rate,
+                self.budget.refused,
+            )
 
     def issue(self, upstream_key: tuple[int, int], session: ProxySession | None) -> tuple[int, int]:
         key = worker_key(self.worker)
@@ -330,7 +393,8 @@ class ClientConnection:
                 self.to_client(codec.SSL_REFUSED)
                 continue
             if isinstance(message, codec.CancelRequest):
-                await self.proxy.cancels.forward((message.pid, message.secret))
+                peer = self.client_addr.rpartition(":")[0]
+                await self.proxy.cancels.requested((message.pid, message.secret), peer)
                 return None
             if isinstance(message, codec.StartupMessage):
                 if message.protocol & 0xFFFF:
