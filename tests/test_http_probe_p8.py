@@ -13,6 +13,10 @@ together what it got. Each test is one way around a guardrail that worked before
   client does: the body de-chunked (the framing added after the guard), and the head's
   field values joined in order and on into the body, and any two of them (a value's
   end and another's start, or the body's) put together;
+- and in two cookies (`session.0=<first half>; HttpOnly`, `session.1=<second half>`, as
+  frameworks cut a large cookie into chunks): the pieces sat between a value's
+  separators, not at its edges. The parts of a value between `;`, `,`, `=`, spaces,
+  quotes, `&` and `<>` are now texts of the head too;
 - and in two WebSocket messages (`key s3cr3t-upstre`, then `am-key-7f1c2e9a end`): a
   frame's header stood between the pieces on the wire. The server's data frames'
   payloads are now read as one text too (the client's application reads them so) before
@@ -76,6 +80,11 @@ def split_key_app() -> web.Application:
                 "Cache-Control": "no-store",
             }
             return web.Response(text=second + " end", headers=headers)
+        if how == "two cookies":  # (as a framework cuts a large cookie into chunks)
+            response = web.Response(text="ok")
+            response.set_cookie("session.0", first, httponly=True)
+            response.set_cookie("session.1", second, httponly=True)
+            return response
         if how == "three headers":
             third = len(key) // 3
             parts = [key[:third], key[third : 2 * third], key[2 * third :]]
@@ -109,6 +118,7 @@ SPLITS = [
     ("two headers", "base64"),
     ("two headers reversed", "raw"),
     ("three headers", "raw"),
+    ("two cookies", "raw"),
     ("a header and the body", "raw"),
     ("a header among others and the body", "hex"),
     ("the body and a header", "raw"),

@@ -103,7 +103,11 @@ class ResponseGuard:
             self.output.write(head)
             return
         names, values = _head_texts(head)
-        texts, joined = [*names, *values], b"".join(values)
+        joined = b"".join(values)
+        # (and the parts of a value between its separators: a cookie's value, a
+        # parameter's, cut in two across two fields as chunked cookies are)
+        parts = [p for v in values for p in _SEPARATORS.split(v) if p and p != v]
+        texts = [*names, *values, *parts]
         # the fields' names apart (NULs between: no form holds one), and the values
         # joined in order (each one whole in it), on into the body's start (_seen); a
         # held head is read with the body, in one pass
@@ -236,6 +240,7 @@ def _head_texts(head: bytes) -> tuple[list[bytes], list[bytes]]:
     return [n for n in names if n], [v for v in values if v]
 
 
+_SEPARATORS = re.compile(rb'[\s;,="<>&]+')  # between a field value's parts (cookies, lists)
 PIECE_LEAST = 4  # a piece of a form shorter than this at a text's end is not followed
 
 
