@@ -296,3 +296,63 @@ async def test_an_event_time_out_of_range_does_not_stop_the_replay(tmp_path):
     assert replay.returncode == 0, replay.stdout + replay.stderr
     for text in ("SELECT 'far future'", "SELECT 'far past'", "SELECT 9"):
         assert text in replay.stdout, replay.stdout
+
+
+# -- a tail cut while the PDP runs, no forwarding -------------------------------------------
+
+
+async def _cut_tail(store: Any, after: int) -> None:
+    """DELETE every record after seq `after`, as the table's owner (or whoever holds the
+    SQLite file) can: the append-only triggers dropped first."""
+    import sqlite3
+
+    import asyncpg
+
+    if store.type == "sqlite":
+        db = sqlite3.connect(store.path, isolation_level=None)
+        try:
+            db.execute("DROP TRIGGER audit_records_no_delete")
+            db.execute("DELETE FROM audit_records WHERE seq > ?", (after,))
+        finally:
+            db.close()
+        return
+    conn = await asyncpg.connect(store.dsn)
+    try:
+        await conn.execute("ALTER TABLE audit_records DISABLE TRIGGER USER")
+        await conn.execute("DELETE FROM audit_records WHERE seq > $1", after)
+        await conn.execute("ALTER TABLE audit_records ENABLE TRIGGER USER")
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_tail_cut_while_the_pdp_runs_is_caught_without_forwarding(
+    backend, tmp_path, request
+):
+    """Attack (DELETE on the audit store, or the SQLite file; no forwarding configured):
+    while the PDP runs, delete the records written since its last checkpoint (here
+    alice's three statements). The PDP wrote on at the freed seqs, its next checkpoint
+    signed the shorter chain, and the anchor (which names only the last checkpoint) was
+    still reached: `audit verify` said OK. Now the store sees the head below a record it
+    committed itself and writes an audit.tail_cut record (MAC'd, then signed over) that
+    verify names; the PDP logs it and counts it (portcullis_audit_tail_cuts_total)."""
+    config_path = _written(tmp_path, store=_store(backend, request, tmp_path))
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 1")
+        assert await app.checkpoints.checkpoint() is not None
+        kept = (await app.store.head())[0]
+        for n in range(3):
+            await decide_sql(stub, opened.session_id, f"SELECT id FROM orders WHERE id = {n}")
+        await _cut_tail(config.pdp.store, kept)
+        await decide_sql(stub, opened.session_id, "SELECT 2")
+        for _ in range(100):  # the cut's record is appended beside the next batch
+            if await app.store.query(kind="audit.tail_cut"):
+                break
+            await asyncio.sleep(0.05)
+        assert "portcullis_audit_tail_cuts_total 1\n" in metrics_text(app)
+        assert await app.checkpoints.checkpoint() is not None
+    result = await asyncio.to_thread(audit, config_path, "verify")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"records {kept + 1}..{kept + 3} the PDP had committed" in result.stdout

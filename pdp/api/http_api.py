@@ -84,6 +84,11 @@ def metrics_text(app: PDPApp) -> str:
         "# TYPE portcullis_audit_foreign_records_total counter",
         "portcullis_audit_foreign_records_total"
         f" {checkpoints.foreign_records if checkpoints else 0}",
+        "# HELP portcullis_audit_tail_cuts_total Times the audit store's head was found"
+        " below a record this PDP had committed: records deleted from the chain's end"
+        " (each written into the chain as an audit.tail_cut record; see the log).",
+        "# TYPE portcullis_audit_tail_cuts_total counter",
+        f"portcullis_audit_tail_cuts_total {getattr(app.store, 'tail_cuts', 0)}",
         "# HELP portcullis_anchor_unreached 1 while the anchor file names a signed head the"
         " chain no longer reaches (records cut from its end; see the log), else 0.",
         "# TYPE portcullis_anchor_unreached gauge",

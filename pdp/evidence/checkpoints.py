@@ -34,7 +34,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pdp.evidence.signing import Signer, signature_problem
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
-from pdp.store import AuditRecord, AuditStore, ChainReport, GroupCommitStore, StoreUnavailable
+from pdp.store import (
+    TAIL_CUT_KIND,
+    AuditRecord,
+    AuditStore,
+    ChainReport,
+    GroupCommitStore,
+    StoreUnavailable,
+)
 from pdp.store.macs import describe_ranges, merged_spans, uncovered, valid_spans
 
 log = logging.getLogger("portcullis.evidence")
@@ -822,6 +829,8 @@ async def _verify_read(
                 break
             checker.feed(r.seq, r.id, r.kind, r.session_id, r.subject, r.body, r.hash)
             counted.see(r.seq, r.kind, r.time)
+            if r.kind == TAIL_CUT_KIND:
+                checker.problems.append(Problem(r.seq, r.kind, r.id, tail_cut_problem(r.body)))
             if foreign is not None:
                 foreign.feed(r.seq, r.id, r.kind, r.body)
         after = page[-1].seq
@@ -879,6 +888,18 @@ async def _verify_read(
         found,
         merged_spans(known),
         foreign is not None,
+    )
+
+
+def tail_cut_problem(body: Any) -> str:
+    """What a TAIL_CUT_KIND record says happened (pdp.store: the PDP found the chain's head
+    below a record it had committed)."""
+    body = body if isinstance(body, dict) else {}
+    first, last = body.get("lost_first_seq"), body.get("lost_last_seq")
+    return (
+        f"records {first}..{last} the PDP had committed (the last with hash"
+        f" {str(body.get('lost_last_hash', ''))[:16]}…) were deleted from the end of the"
+        " chain while it ran; the records at those seqs now were written after the cut"
     )
 
 

@@ -58,6 +58,9 @@ log = logging.getLogger("portcullis.store")
 # a record naming records committed after their callers were told they were not (a commit
 # that outlived its batch's deadline): their decisions were answered as unrecorded, a deny
 LATE_COMMIT_KIND = "audit.late_commit"
+# the PDP found the chain's head below a record it had committed itself: records were
+# deleted from the end of the chain while it ran (GroupCommitStore._seen_head)
+TAIL_CUT_KIND = "audit.tail_cut"
 
 
 # the records whose `egress` (a proxy's report of rows and bytes, tagged with the PDP that
@@ -244,6 +247,10 @@ class GroupCommitStore:
         self._writer: asyncio.Task[None] | None = None
         self._accepting = False
         self._notes: set[asyncio.Future[None]] = set()  # late-commit work under way
+        # the newest record this process committed (seq, hash): the chain's head never
+        # goes below it unless records were deleted from its end
+        self._committed: tuple[int, str] = (0, "")
+        self.tail_cuts = 0  # times the head was found below it
 
     @property
     def record_key(self) -> bytes | None:
@@ -391,6 +398,8 @@ class GroupCommitStore:
             if isinstance(exc, TimeoutError):  # cut off while writing: it may land yet
                 self._failed_batch([p.draft.id for p in unique])
             return
+        if result.records:
+            self._seen_head(result.records)
         by_id = {r.id: r for r in result.records}
         for p in unique:
             record = by_id.get(p.draft.id)
@@ -423,6 +432,42 @@ class GroupCommitStore:
             )
         except StoreUnavailable as exc:
             log.error("records %s committed late and not noted as such: %s", ids, exc)
+
+    def _seen_head(self, records: list[AuditRecord]) -> None:
+        """A batch sealed at seqs this process had committed records at: someone deleted
+        records from the end of the chain (with DELETE on the store, or the file) and the
+        PDP now writes on the shorter chain. The chain alone would verify, and the anchor
+        names only the last checkpoint, so the cut is written into the chain itself: an
+        `audit.tail_cut` record (MAC'd, then checkpointed), which `audit verify` names."""
+        first = min(r.seq for r in records)
+        newest = max(records, key=lambda r: r.seq)
+        lost_seq, lost_hash = self._committed
+        self._committed = (newest.seq, newest.hash)  # after a cut: the chain written on
+        if first > lost_seq:
+            return
+        self.tail_cuts += 1
+        log.error(
+            "audit store: records %d..%d this PDP committed are no longer in the chain (the"
+            " head went back to %d): deleted from its end; recorded as %s",
+            first,
+            lost_seq,
+            first - 1,
+            TAIL_CUT_KIND,
+        )
+        body = {
+            "lost_first_seq": first,
+            "lost_last_seq": lost_seq,
+            "lost_last_hash": lost_hash,
+            "note": "records this PDP had committed were deleted from the end of the chain;"
+            " the records at these seqs now were written after the cut",
+        }
+        self._in_background(self._note_cut(body))
+
+    async def _note_cut(self, body: dict[str, Any]) -> None:
+        try:
+            await self.append(TAIL_CUT_KIND, body)
+        except StoreUnavailable as exc:
+            log.error("a cut of the chain's tail was not recorded: %s (%s)", body, exc)
 
     def _batch_mac(self, records: list[AuditRecord]) -> str | None:
         """The `mac` of a sealed batch's last record (None without a key or records)."""
