@@ -7,6 +7,15 @@ xargs appends the words of its input to the command it runs, and the parts say s
 words need approval. Through env the flag was dropped: `xargs env cat /var/log/x` was the
 allowed `cat /var/log/x`, and the words the client wrote on the channel (its stdin, here
 `/etc/shadow`) were read by cat as the upstream's account.
+
+A here-document whose delimiter is quoted (`sh <<'EOF'`, `<<"EOF"`, `<<\\EOF`, `<<-'EOF'`:
+its body then taken as written, `$` and all) was a parse error, the whole line denied:
+bashlex compared each line with the delimiter as written, quotes included. Its reader is
+replaced (ssh_input._read_heredoc): the delimiter's quotes removed as bash and dash remove
+them (a delimiter they read otherwise, `$'E'`, is not read), and the lines taken as
+written; bashlex joined a line ending in a backslash to the next, which bash does only
+under an unquoted delimiter, so after `cat <<'E'`, `x\\`, `E` it would have read the
+command after the here-document as a line of it.
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ from typing import Any
 import pytest
 from policy_harness import shipped_engine
 from test_ssh_probe_exec import ALLOWED, reading, verdict
-from test_ssh_proxy import Stack, ssh_stack
+from test_ssh_probe_p7 import BASH, differences, ran_by_bash, stubs  # noqa: F401
+from test_ssh_proxy import Stack, ssh_policy, ssh_stack
 
 engine = pytest.fixture(scope="module")(shipped_engine)
 
@@ -40,6 +50,74 @@ def test_words_xargs_appends_reach_the_command_env_runs(engine: Any, line: str) 
     assert verdict(engine, line)["verdict"] not in ALLOWED, (line, reading(line))
 
 
+# a here-document with a quoted delimiter: its body is the shell's script, as written
+QUOTED_HEREDOCS = [
+    ("sh <<'EOF'\ndf -h $HOME\nuptime\nEOF\n", [["df", "-h", "$HOME"], ["uptime"]]),
+    ('sh <<"EOF"\ndf\nEOF\n', [["df"]]),
+    ("sh <<\\EOF\ndf\nEOF\n", [["df"]]),
+    ("sh <<-'EOF'\n\tdf\n\tEOF\n", [["df"]]),
+    ("sh <<'E'\"O\"F\nuptime\nEOF", [["uptime"]]),
+    ("bash <<'A' && sh <<'B'\ndf\nA\nuptime\nB\n", [["df"], ["uptime"]]),
+    ("cat <<'EOF' >/dev/null\n`id` $(id) \\\nEOF\ndf\n", [["cat"], ["df"]]),
+]
+
+
+@pytest.mark.parametrize(("line", "parts"), QUOTED_HEREDOCS)
+def test_a_here_document_with_a_quoted_delimiter_is_read(line: str, parts: list[Any]) -> None:
+    assert [p["argv"] for p in reading(line)["parts"]] == parts, reading(line)
+
+
+@pytest.mark.parametrize(
+    "line", [line for line, _ in QUOTED_HEREDOCS if line.startswith(("sh", "bash"))]
+)
+def test_a_shell_fed_a_quoted_here_document_is_allowed(engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
+
+
+# after a quoted delimiter, a line ending in a backslash is a line of the body as it stands
+# (bashlex joined it to the next, and read the delimiter after it as a line of the body)
+AFTER_A_BACKSLASH = [
+    "cat <<'E'\nx\\\nE\ntouch /tmp/portcullis-p8\nE\n",
+    "cat <<\\E >/dev/null\nx \\\nE\ntouch /tmp/portcullis-p8\nE\n",
+]
+
+
+@pytest.mark.parametrize("line", AFTER_A_BACKSLASH)
+def test_the_command_after_a_quoted_here_document_is_a_part(engine: Any, line: str) -> None:
+    assert ["touch", "/tmp/portcullis-p8"] in [p["argv"] for p in reading(line)["parts"]]
+    assert verdict(engine, line)["verdict"] == "deny"
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["cat <<$'E'\nx\nE\n", 'cat <<"$E"\nx\n$E\n', "cat <<`E`\nx\n`E`\n", "cat <<'E'\nx\n"],
+)
+def test_a_delimiter_the_shells_read_otherwise_or_never_meet_is_not_read(line: str) -> None:
+    assert "here-document" in reading(line).get("malformed", ""), reading(line)
+
+
+HEREDOC_DIFFERENTIAL = [
+    *(line for line, _ in QUOTED_HEREDOCS if line.startswith(("sh", "bash"))),
+    "sh <<'E'\ndf\nE\nuptime\n",
+    "sh <<-\\E\n\tuptime\n\t\tE\ndf\n",
+    "sh <<'E' >/dev/null; sh <<\"F\"\ndf\nE\nuptime\nF\n",
+]
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is not installed")
+@pytest.mark.parametrize("line", HEREDOC_DIFFERENTIAL)
+def test_bash_runs_what_a_quoted_here_documents_parts_say(
+    stubs: Path,  # noqa: F811 (test_ssh_probe_p7's fixture)
+    tmp_path: Path,
+    engine: Any,
+    line: str,
+) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
+    runs, seen = ran_by_bash(stubs, line, tmp_path)
+    assert runs, (line, seen)
+    assert differences(line, runs, seen) == [], line
+
+
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with ssh_stack(tmp_path) as s:
@@ -58,3 +136,22 @@ async def test_a_file_named_on_stdin_is_not_read_through_xargs_env(stack: Stack)
     assert result.exit_status == 1, (result.stdout, result.stderr)
     assert result.stderr.startswith("portcullis: denied: "), result.stderr
     assert stack.sshd.sessions_started() == 0
+
+
+@pytest.mark.integration
+async def test_quoted_here_documents_run_as_written(tmp_path: Path) -> None:
+    """Before: denied (a parse error). A shell's quoted here-document runs its script; a cat
+    allowed by the policy prints its body unexpanded; the command after a here-document
+    whose line ends in a backslash is judged, and never runs."""
+    marker = tmp_path / "ran"
+    policies = ssh_policy(tmp_path, "cat")
+    async with ssh_stack(tmp_path, extra={"policies": str(policies)}) as stack:
+        async with await stack.connect(READER) as conn:
+            script = await conn.run("sh <<'EOF'\ndf -h \"$HOME\"\nEOF\n")
+            body = await conn.run("cat <<-'EOF'\n\t$HOME `id` \\\n\tEOF\n")
+            after = await conn.run(f"cat <<'E'\nx\\\nE\ntouch {marker}\nE\n")
+        assert script.exit_status == 0 and "Filesystem" in script.stdout, script.stderr
+        assert body.exit_status == 0 and body.stdout == "$HOME `id` \\\n", body.stderr
+        assert after.exit_status == 1 and after.stderr.startswith("portcullis: denied: ")
+        assert stack.sshd.sessions_started() == 2
+    assert not marker.exists()

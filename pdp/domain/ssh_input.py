@@ -13,7 +13,9 @@ redirections (a compound's — `{ ...; } > f`, `for ... done > f` — on each co
 it; the file `xargs -a` reads is a read). What cannot be read for sure — a parse error,
 arithmetic (`$((...))`, and `((...))`, which bashlex reads as two subshells), `case`, a
 function definition, an `env`/`xargs`/shell option not understood, a NUL byte, a
-backslash ending the line (a word to bash), a here-document with expansions, a command
+backslash ending the line (a word to bash), a here-document with expansions (its delimiter
+unquoted: `<<'EOF'` keeps its body as written), one whose delimiter holds more than
+letters, digits, `_.:+-` and quotes, or whose delimiter never comes, a command
 substitution (`$(...)`, backquotes, `<(...)`) of more than one line or with a comment
 (bashlex reads only its first line), backquotes holding a backslash (bash removes it
 before reading their command), nesting deeper than MAX_DEPTH, a parameter expansion other
@@ -85,6 +87,9 @@ BASH_ONLY_REDIRECTS = frozenset({"&>", "&>>"})
 READS = frozenset({"<"})
 STDIN_DATA = frozenset({"<<", "<<-", "<<<"})
 HEREDOC_OPS = frozenset({"<<", "<<-"})
+# what a here-document's delimiter may be once its quotes are removed: bash and dash remove
+# them alike from such a word (not from `$'E'`: `E` to bash, `$E` to dash)
+HEREDOC_DELIMITER = re.compile(r"[A-Za-z0-9_.:+-]+")
 # redirections that set fd 0 when no fd is written before them
 STDIN_OPS = frozenset({"<", "<&", "<>", "<<", "<<-", "<<<"})
 # options of env(1) and xargs(1) understood; the ones after `:` take a value
@@ -347,6 +352,8 @@ def _walked(raw: str, depth: int, bound: frozenset[str]) -> _Walker:
         raise Unreadable("a backslash at the end of the line, which bash reads as a word")
     try:
         trees = bashlex.parse(raw)
+    except Unreadable:
+        raise
     except NotImplementedError as exc:
         raise Unreadable(f"shell syntax not understood ({_short(exc)})") from None
     except Exception as exc:  # bashlex raises its own ParsingError and MatchedPairError
@@ -616,20 +623,22 @@ class _Walker:
         if isinstance(target, int):
             out.update(kind="fd", target=f"&{target}", dynamic=False)
             return out, None
-        word = self._word(target)
-        text, dynamic = word.text, word.dynamic
-        self._inner(target)
-        if op in STDIN_DATA:
+        if op in HEREDOC_OPS:
+            # its delimiter is a word bash only removes the quotes of (_read_heredoc); a
+            # quote anywhere in it keeps the body from being expanded
             out.update(kind="stdin", target="", dynamic=False)
-            if op == "<<<":
-                out["dynamic"] = dynamic
-                return out, None
             body = _heredoc_body(node)
             delimiter = self.source[target.pos[0] : target.pos[1]]
             quoted = any(q in delimiter for q in "'\"\\")
             if not quoted and any(c in body for c in "$`\\"):
                 raise Unreadable("a here-document with expansions in it")
             return out, body
+        word = self._word(target)
+        text, dynamic = word.text, word.dynamic
+        self._inner(target)
+        if op in STDIN_DATA:
+            out.update(kind="stdin", target="", dynamic=dynamic)
+            return out, None
         if op in (">&", "<&") and (text.isdigit() or text == "-"):
             out.update(kind="fd", target=f"&{text}", dynamic=False)
             return out, None
@@ -819,10 +828,55 @@ def _stdin_is_the_heredoc(redirects: list[dict[str, Any]]) -> bool:
 
 
 def _heredoc_body(node: Any) -> str:
+    """The body _read_heredoc read ("" when the line ends before it: none to read)."""
     heredoc = getattr(node, "heredoc", None)
-    value = str(getattr(heredoc, "value", "") or "")
-    body, _, _ = value.rpartition("\n")  # bashlex keeps the delimiter's line
+    return str(getattr(heredoc, "value", "") or "")
+
+
+def _read_heredoc(tokenizer: Any, redirect: Any, lineno: int, strip_tabs: bool) -> str:
+    """The body of a here-document, read from the line after its redirection's up to the
+    line that is its delimiter, as bash and dash read it; installed in place of bashlex's
+    own reader (bashlex.heredoc.makeheredoc), which compares the lines with the delimiter
+    as written, quotes and all (`cat <<'EOF'` never ended: a parse error), and joins a
+    line ending in a backslash to the next, as bash does only when the delimiter is not
+    quoted (`cat <<'E'`, `x\\`, `E`, `touch M`: to bash `touch M` is a command after
+    the here-document, to bashlex a line in it). The lines are kept as written, the
+    leading tabs of each dropped for `<<-`; the walker refuses an unquoted delimiter's
+    body holding a backslash (or `$`, a backquote). Raises Unreadable for a delimiter
+    holding anything but HEREDOC_DELIMITER's characters and quotes, and for a body the
+    line ends in before its delimiter (bash runs it with a warning)."""
+    written = str(redirect.output.word)
+    delimiter = None if any(c in written for c in "$`") else unquote(written)
+    if delimiter is None or HEREDOC_DELIMITER.fullmatch(delimiter) is None:
+        raise Unreadable(f"a here-document's delimiter not read ({_short_text(written)})")
+    if tokenizer._eol_ungetc_lookahead is not None:
+        raise Unreadable("a here-document the PDP's shell parser would not read")
+    text: str = tokenizer._shell_input_line
+    start = at = tokenizer._shell_input_line_index
+    lines: list[str] = []
+    while True:
+        if at >= len(text):
+            raise Unreadable(
+                f"a here-document not ended by its delimiter ({_short_text(delimiter)})"
+            )
+        end = text.find("\n", at)
+        end = len(text) if end < 0 else end + 1
+        line = text[at:end]
+        at = end
+        if strip_tabs:
+            line = line.lstrip("\t")
+        if line.removesuffix("\n") == delimiter:
+            break
+        lines.append(line)
+    tokenizer._shell_input_line_index = at
+    body = "".join(lines)
+    redirect.heredoc = bashlex.ast.node(kind="heredoc", value=body, pos=(start, at - 1))
+    if redirect.pos[1] + 1 == start:  # as bashlex's: the redirection spans its body
+        redirect.pos = (redirect.pos[0], at - 1)
     return body
+
+
+bashlex.heredoc.makeheredoc = _read_heredoc
 
 
 def _shell_script(words: list[Word]) -> Word | None:
