@@ -17,6 +17,10 @@ together what it got. Each test is one way around a guardrail that worked before
   frameworks cut a large cookie into chunks): the pieces sat between a value's
   separators, not at its edges. The parts of a value between `;`, `,`, `=`, spaces,
   quotes, `&` and `<>` are now texts of the head too;
+- and in two strings of a JSON array (`{"parts": ["s3cr3t-upstrea", "m-key-7f1c2e9a"]}`)
+  or two cells of a CSV line: quotes, commas and spaces stood between the pieces. A text
+  (no NUL in it) is now also read with only its letters and digits, for the raw, hex and
+  base64 forms read so (Patterns.bare);
 - and in two WebSocket messages (`key s3cr3t-upstre`, then `am-key-7f1c2e9a end`): a
   frame's header stood between the pieces on the wire. The server's data frames'
   payloads are now read as one text too (the client's application reads them so) before
@@ -80,6 +84,10 @@ def split_key_app() -> web.Application:
                 "Cache-Control": "no-store",
             }
             return web.Response(text=second + " end", headers=headers)
+        if how == "a json array":
+            return web.json_response({"parts": [first, second]})
+        if how == "two csv cells":
+            return web.Response(text=f"id,a,b\n7,{first},{second}\n", content_type="text/csv")
         if how == "two cookies":  # (as a framework cuts a large cookie into chunks)
             response = web.Response(text="ok")
             response.set_cookie("session.0", first, httponly=True)
@@ -119,6 +127,9 @@ SPLITS = [
     ("two headers reversed", "raw"),
     ("three headers", "raw"),
     ("two cookies", "raw"),
+    ("a json array", "raw"),
+    ("a json array", "base64"),
+    ("two csv cells", "hex"),
     ("a header and the body", "raw"),
     ("a header among others and the body", "hex"),
     ("the body and a header", "raw"),

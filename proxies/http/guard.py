@@ -10,9 +10,10 @@ out before it is recognised. An answer is read as its client reads it (write_hea
 body de-chunked (the guard frames the chunks after checking them), the head's values
 joined, and a piece of a form at one text's edge (a field's name or value, the body's
 start or end) put together with one at another's, so a credential cut in two across
-fields or a chunk's boundary is seen whole. A response carrying it raises
-`CredentialInResponse`: the proxy cuts it. No IO of its own: it writes through the
-connection's ClientOutput.
+fields or a chunk's boundary is seen whole; a text is read with only its letters and
+digits too (the raw, hex and base64 forms so), for pieces parted by punctuation alone.
+A response carrying it raises `CredentialInResponse`: the proxy cuts it. No IO of its
+own: it writes through the connection's ClientOutput.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ class ResponseGuard:
         # secret wrapped at 76 or 64 columns (MIME, PEM base64), hex in spaced bytes, UTF-16
         self._spread = _spread(patterns)
         self._spread_shape = _shape(self._spread)
+        # and with only their letters and digits, in a text read so too (_bare): a
+        # secret cut in pieces that only punctuation and spaces part (two strings of a
+        # JSON array, two cells of a CSV line, a list), which a client puts together
+        self._bare: tuple[bytes, ...] = getattr(patterns, "bare", ())
+        self._bare_shape = _shape(self._bare)
         # raw bytes kept to find a spread-out secret across chunks (UTF-16 of hex with
         # spaces and CRLFs is at most 4 bytes per letter)
         self._keep = 4 * self._spread_shape[0] if self._spread else self._span
@@ -108,10 +114,10 @@ class ResponseGuard:
         # parameter's, cut in two across two fields as chunked cookies are)
         parts = [p for v in values for p in _SEPARATORS.split(v) if p and p != v]
         texts = [*names, *values, *parts]
-        # the fields' names apart (NULs between: no form holds one), and the values
-        # joined in order (each one whole in it), on into the body's start (_seen); a
-        # held head is read with the body, in one pass
-        read = b"\x00".join(names) + b"\x00" + joined
+        # the fields' names apart (line breaks between: no form holds one), and the
+        # values joined in order (each one whole in it), on into the body's start
+        # (_seen); a held head is read with the body, in one pass
+        read = b"\n".join(names) + b"\n" + joined
         if held:
             self._seen, self._unread = read, True
         else:
@@ -175,6 +181,11 @@ class ResponseGuard:
         if self._spread:
             _, _, marks, stretch = self._spread_shape
             _search(text.translate(None, _SPREAD), self._spread, marks, stretch)
+        if self._bare and b"\x00" not in text:
+            # (text only: a binary file's bytes, where NULs come in every 64 KiB, hold no
+            # JSON array or CSV line, and leaving out most of them costs as much as the rest)
+            _, _, marks, stretch = self._bare_shape
+            _search(text.translate(None, _NOT_ALNUM), self._bare, marks, stretch)
 
     def _opening_held(self, data: bytes) -> int:
         """How many of data's last bytes wait because the body so far (under the
@@ -304,6 +315,11 @@ def _spread(patterns: tuple[bytes, ...]) -> tuple[bytes, ...]:
     return tuple(dict.fromkeys(p for p in out if len(p) >= SPREAD_LEAST))
 
 
+# what the bare view leaves out: every byte but an ASCII letter or digit
+_NOT_ALNUM = bytes(b for b in range(256) if not bytes([b]).isalnum())
+BARE_LEAST = 16  # forms with fewer letters and digits are not looked for bare (false alarms)
+
+
 @functools.lru_cache(maxsize=256)
 def _shape(patterns: tuple[bytes, ...]) -> tuple[int, frozenset[int], bytes, bytes]:
     """(the longest pattern's length - 1, the bytes a pattern can begin with, a table
@@ -318,9 +334,11 @@ def _shape(patterns: tuple[bytes, ...]) -> tuple[int, frozenset[int], bytes, byt
 
 class Patterns(tuple[bytes, ...]):
     """The forms of a credential a guard looks for; `loose` names those held back only
-    from LOOSE_HELD bytes on (ResponseGuard)."""
+    from LOOSE_HELD bytes on (ResponseGuard), `bare` the plain ones (raw, hex, base64)
+    with only their letters and digits, looked for in a text read so too."""
 
     loose: frozenset[bytes] = frozenset()
+    bare: tuple[bytes, ...] = ()
 
 
 LOOSE_HELD = 4
@@ -332,14 +350,18 @@ def secret_patterns(secrets: list[str]) -> tuple[bytes, ...]:
     tools make of them (transformed_forms: loose)."""
     found: dict[bytes, None] = {}
     transformed: dict[bytes, None] = {}
+    bare: dict[bytes, None] = {}
     for secret in [part for whole in secrets for part in credential_parts(whole)]:
         raw = secret.encode("utf-8")
         if len(raw) >= MIN_SECRET_BYTES:
             found.update(dict.fromkeys(_patterns(raw)))
             found.update(dict.fromkeys(escaped_forms(secret)))
             transformed.update(dict.fromkeys(transformed_forms(raw)))
+            plain = [raw, raw.hex().encode(), *base64_cores(raw)]
+            bare.update(dict.fromkeys(p.translate(None, _NOT_ALNUM) for p in plain))
     out = Patterns((*found, *(p for p in transformed if p not in found)))
     out.loose = frozenset(p for p in transformed if p not in found)
+    out.bare = tuple(p for p in bare if len(p) >= BARE_LEAST)
     return out
 
 
