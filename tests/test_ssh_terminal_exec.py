@@ -6,18 +6,22 @@ its own (proxies/ssh/channel.py, Channel._decided): both are asked in one round 
 one DecideStream message, and each is still judged as what it is — the evidence holds the
 terminal's ssh.shell decision beside the command's, and a reader, refused shells, is
 refused the command with a terminal (nothing reaches sshd; an approval the command alone
-would have needed is withdrawn, no approver is asked about it).
+would have needed is withdrawn, no approver is asked about it). Upstream, the exec goes
+right behind its pty-req, as OpenSSH's client sends them (proxies/ssh/upstream.py); a
+terminal sshd refuses leaves the command without one, the client told.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ssh_harness import askpass, client_options, run_client
 from test_ssh_proxy import ssh_policy, ssh_stack
 
 from pdp.domain.recordings import session_events
+from proxies.ssh import upstream
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +107,44 @@ async def test_a_command_with_a_terminal_waits_for_its_approval(tmp_path: Path) 
         result = await process.wait()
         assert result.exit_status == 0, result.stderr
     assert not victim.exists()
+
+
+async def test_the_command_goes_upstream_right_behind_its_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy sends the exec right behind the pty-req, as OpenSSH's client does, not an
+    upstream round trip later (sshd allocating the terminal): when the exec is written
+    the terminal's answer is still awaited; output and exit status as before."""
+    pending: list[int] = []
+    send = upstream.GatedChannel._send_request
+
+    def recorded(self: Any, request: bytes, *args: bytes, **kwargs: Any) -> None:
+        if request == b"exec":
+            pending.append(len(self._request_waiters))  # the exec's own, and the terminal's?
+        send(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(upstream.GatedChannel, "_send_request", recorded)
+    async with ssh_stack(tmp_path) as stack:
+        env = askpass(stack.tmp, stack.token(DBA))
+        base = ["ssh", *client_options(stack.port), "-p", str(stack.port), "ann@127.0.0.1"]
+        code, out, err = await run_client([*base, "-tt", "uptime"], env)
+        assert code == 0 and b"load average" in out, err
+        code, out, err = await run_client([*base, "uptime"], env)
+        assert code == 0 and b"load average" in out, err
+    assert pending == [2, 1]
+
+
+async def test_a_terminal_the_upstream_refuses_leaves_the_command_without_one(
+    tmp_path: Path,
+) -> None:
+    """sshd refusing the terminal (a no-pty key): the command, allowed with a terminal,
+    runs without one, as it would for OpenSSH's client, and the client is told."""
+    async with ssh_stack(tmp_path) as stack:
+        keys = stack.sshd.dir / "authorized_keys"
+        keys.write_text("no-pty " + keys.read_text())
+        env = askpass(stack.tmp, stack.token(DBA))
+        base = ["ssh", *client_options(stack.port), "-p", str(stack.port), "ann@127.0.0.1"]
+        code, out, err = await run_client([*base, "-tt", "uptime"], env)
+    assert code == 0 and b"load average" in out, (out, err)
+    assert b"\r\n" not in out  # no terminal upstream
+    assert b"the upstream refused a terminal: the command runs without one" in out + err

@@ -32,7 +32,14 @@ from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling
 from proxies.ssh.sftp import SftpRelay
 from proxies.ssh.stream import Cast, MaskedOutput, Unreadable
-from proxies.ssh.upstream import GatedChannel, Request, close_ahead, open_session, request_on
+from proxies.ssh.upstream import (
+    GatedChannel,
+    Request,
+    close_ahead,
+    open_session,
+    request_on,
+    terminal_refused,
+)
 
 if TYPE_CHECKING:
     from proxies.ssh.proxy import ClientConnection
@@ -486,6 +493,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             return
         if self._gone:
             self.up.close()
+        if self.term and terminal_refused(self.up):
+            self.say("portcullis: the upstream refused a terminal: the command runs without one")
         if sftp:
             self.relay = SftpRelay(self, session)
         elif self.kind == "ssh.shell" or self.term:

@@ -16,6 +16,9 @@ A caller that holds a channel of `session_ahead` already and knows the decision 
 (proxies/ssh/channel.py, once the upstream connection is up) skips the gate: `request_on`
 sends the request of an allowed channel, `close_ahead` closes a denied one.
 
+A terminal's request (pty-req) is sent without waiting for its answer, the channel's own
+request right behind it, as OpenSSH's client sends them (GatedChannel._make_request).
+
 With an asyncssh whose channel does not take the arguments this module knows (`GATED`
 false), `open_session` waits for the gate first and calls create_session: the same
 order, without the overlap.
@@ -47,6 +50,7 @@ GATED = (
     _parameters(asyncssh.SSHClientChannel.__init__) == _CHANNEL_ARGS
     and _parameters(asyncssh.SSHClientChannel.create) == _CREATE_ARGS
     and hasattr(asyncssh.SSHClientChannel, "_open")
+    and hasattr(asyncssh.SSHClientChannel, "_make_request")
 )
 
 
@@ -66,6 +70,8 @@ class GatedChannel(asyncssh.SSHClientChannel):  # type: ignore[type-arg]
     """A client session channel whose open is sent ahead of its create()."""
 
     _ahead: asyncio.Future[Any] | None = None
+    # the upstream's answer to the terminal's request, sent without waiting for it
+    _terminal: asyncio.Future[bool] | None = None
 
     def open_ahead(self) -> asyncio.Future[Any]:
         """Send the channel's open now; create() then takes its confirmation."""
@@ -83,6 +89,32 @@ class GatedChannel(asyncssh.SSHClientChannel):  # type: ignore[type-arg]
         if self._ahead is None or chantype != b"session" or args:
             return await super()._open(chantype, *args)
         return await self._ahead
+
+    async def _make_request(self, request: bytes, *args: bytes) -> bool | None:
+        """asyncssh's, except that a terminal's request (pty-req) is not waited for: the
+        channel's own request (exec, shell) goes right behind it, as OpenSSH's client sends
+        them, instead of one upstream round trip later (sshd allocating the terminal). The
+        answers come in order; the terminal's is read once the channel's came
+        (terminal_refused)."""
+        waiters = getattr(self, "_request_waiters", None)
+        if request != b"pty-req" or not isinstance(waiters, list) or self._send_chan is None:
+            return await super()._make_request(request, *args)
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        answer.add_done_callback(lambda f: f.cancelled() or f.exception())  # read or not
+        waiters.append(answer)
+        self._send_request(request, *args, want_reply=True)
+        self._terminal = answer
+        return True
+
+
+def terminal_refused(chan: Any) -> bool:
+    """The upstream refused the terminal a channel of request_on asked for ahead of its
+    request (sshd's PermitTTY no, a no-pty key, no pty left): the request went anyway, so
+    the command runs without one, as OpenSSH's client lets it."""
+    answer = getattr(chan, "_terminal", None)
+    if answer is None or not answer.done() or answer.cancelled():
+        return False
+    return answer.exception() is not None or not answer.result()
 
 
 def _not_allowed() -> asyncssh.ChannelOpenError:
