@@ -29,12 +29,17 @@ together what it got. Each test is one way around a guardrail that worked before
   (an `.env` served as static files are) gave two 206 answers of one half each, each
   passing the guard, which reads an answer alone. Range and If-Range no longer go
   upstream when the answer is checked for a credential: the answer is the whole file;
+- and by `Request-Range`, which Apache httpd's byterange filter reads when there is no
+  `Range` (for Netscape 2-3): it went upstream under a mask too, and a reader got the
+  phone cut out of its field (`"+1 555 0100"`, 206), a pii-reader the key half by half.
+  It is dropped wherever `Range` is;
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from typing import Any
 
 import aiohttp
@@ -261,3 +266,57 @@ async def test_the_credential_in_a_file_is_not_handed_over_range_by_range(tmp_pa
     pieces = b"".join(body for _, body in got)
     assert SECRET[:half].encode() not in pieces or SECRET[half:].encode() not in pieces, got
     assert [status for status, _ in got] == [502, 502], got  # the whole file: the key in it
+
+
+def apache_like_app(document: bytes) -> web.Application:
+    """/doc: `document` served as Apache httpd serves a file: a range asked by `Range` or,
+    when there is none, by `Request-Range` (byterange_filter.c, for Netscape 2-3) answered
+    206 with those bytes only; the credential required."""
+
+    async def doc(request: web.Request) -> web.Response:
+        if request.headers.get("X-Api-Key") != SECRET:
+            return web.json_response({"error": "no credential"}, status=401)
+        asked = request.headers.get("Range") or request.headers.get("Request-Range", "")
+        if not asked.startswith("bytes="):
+            return web.Response(body=document, content_type="application/json")
+        start, end = (int(n) for n in asked[6:].split("-"))
+        headers = {"Content-Range": f"bytes {start}-{end}/{len(document)}"}
+        return web.Response(
+            status=206,
+            body=document[start : end + 1],
+            content_type="application/json",
+            headers=headers,
+        )
+
+    app = web.Application()
+    app.router.add_get("/doc", doc)
+    return app
+
+
+async def test_a_request_range_cuts_nothing_out_of_an_answer(tmp_path: Any) -> None:
+    phone = "+1 555 0100"
+    document = json.dumps({"id": 7, "phone": phone, "key": SECRET}).encode()
+    at = document.index(json.dumps(phone).encode())
+    cut = f"bytes={at}-{at + len(json.dumps(phone)) - 1}"
+    key_at, half = document.index(SECRET.encode()), len(SECRET) // 2
+    halves = [
+        f"bytes={key_at}-{key_at + half - 1}",
+        f"bytes={key_at + half}-{key_at + len(SECRET) - 1}",
+    ]
+    got: dict[str, tuple[int, bytes]] = {}
+    async with (
+        app_upstream(apache_like_app(document)) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+        aiohttp.ClientSession(timeout=TIMEOUT) as client,
+    ):
+        asked = [("reader", ("readonly",), cut)] + [(h, PII, h) for h in halves]
+        for name, groups, span in asked:
+            bearer = f"Bearer {token(s.config, 'mallory@example.com', groups)}"
+            headers = {"Authorization": bearer, "Request-Range": span}
+            async with client.get(s.url + "/doc", headers=headers) as response:
+                got[name] = (response.status, await response.read())
+    # a reader's answer is the whole document, masked: not the phone cut out of its field
+    assert phone.encode() not in got["reader"][1] and got["reader"][0] in (200, 502), got
+    # a pii-reader's is the whole too, which holds the key: refused, not half by half
+    pieces = b"".join(body for name, (_, body) in got.items() if name != "reader")
+    assert SECRET[:half].encode() not in pieces or SECRET[half:].encode() not in pieces, got

@@ -50,11 +50,14 @@ if TYPE_CHECKING:
 # range of the body (not masked as the document is), and the validators an upstream
 # compares with the unmasked body's (If-None-Match, If-Match: an ETag is its hash, so a
 # 304 or 412 for a guessed body's ETag says the guess was the masked value)
-_MASKED_DROPPED = frozenset({"accept-encoding", "range", "if-range", "if-none-match", "if-match"})
+# (Request-Range: the range Apache httpd's byterange filter reads when there is no Range,
+# for Netscape 2-3)
+_RANGES = frozenset({"range", "if-range", "request-range"})
+_MASKED_DROPPED = frozenset({"accept-encoding", "if-none-match", "if-match"}) | _RANGES
 # request headers that do not go upstream when the answer is checked for the credential:
 # the guard reads each answer alone, and two ranges of one file holding the key (its
 # first half, then its second) would each pass it; the answer is the whole
-_GUARDED_DROPPED = frozenset({"range", "if-range"})
+_GUARDED_DROPPED = _RANGES
 # methods whose request body every server reads (RFC 9110 §9.3): a body on any other goes
 # on an upstream connection that is not reused (forward)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
