@@ -19,7 +19,10 @@ and exit status) to the client's exit status written; and the wall time per exec
 decided line's way in is also told in three: the exec request to its Decide asked of the
 PDP client, the Decide's wait, and its answer to the exec written upstream; and every
 moment the prelude marks, after the exec request (when the Decide was written to the
-decision stream, when the next channel's upstream channel was opened ahead, ...).
+decision stream, when the next channel's upstream channel was opened ahead, ...), and
+the median time from each step of a decided exec's way to the next within each exec
+(ANSWER_PATH: the Decide's moments, its answer read, handed on, returned; with
+`--terminal` also the terminal's request written upstream before the exec).
 
     python -u bench/ssh/exec_steps.py [--tree REF [--tree REF]] [--execs 25] [--rounds 8]
                                       [--distinct] [--terminal]
@@ -28,6 +31,7 @@ decision stream, when the next channel's upstream channel was opened ahead, ...)
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -54,8 +58,13 @@ STEPS = ("open", "exec_request", "exec_sent", "exit_status", "eof", "exit_sent")
 
 # the prelude's moments after the exec request, in the order they usually come
 MOMENTS = ("session_started", "run", "decide_or_wait", "decide_asked", "decide_write",
-           "decide_written", "spare", "decided", "exec_sent", "exit_status", "eof",
-           "exit_sent")  # fmt: skip
+           "decide_written", "decide_read", "ask_done", "calls_done", "spare", "decided",
+           "pty_sent", "exec_sent", "exit_status", "eof", "exit_sent")  # fmt: skip
+
+
+# a decided exec's way from the exec request to the exec written upstream, step by step
+ANSWER_PATH = ("exec_request", "decide_asked", "decide_write", "decide_read", "ask_done",
+               "calls_done", "decided", "exec_sent")  # fmt: skip
 
 
 def moments(path: Path) -> str:
@@ -70,6 +79,24 @@ def moments(path: Path) -> str:
         if after:
             seen.append(f"{step} +{statistics.median(after) * 1e6:.0f}")
     return "; ".join(seen)
+
+
+def gaps(path: Path, chain: tuple[str, ...]) -> str:
+    """The median time from each moment of `chain` to the next, within each exec (those
+    that have them all), in microseconds: a difference of medians of moments after a
+    varying wait (the Decide's) says little of the steps between."""
+    rows = [
+        {k: float(v) for k, v in (pair.split("=") for pair in line.split())}
+        for line in path.read_text().splitlines()
+    ]
+    rows = [r for r in rows if all(step in r for step in chain)]
+    if not rows:
+        return ""
+    spans = [
+        f"{a} -> {b} {statistics.median(r[b] - r[a] for r in rows) * 1e6:.0f}"
+        for a, b in itertools.pairwise(chain)
+    ]
+    return f"{'; '.join(spans)} ({len(rows)} execs)"
 
 
 def step_medians(path: Path) -> dict[str, float]:
@@ -157,6 +184,10 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
                         f"written upstream {got['decided_to_upstream_us']:.0f} us (medians)"
                     )
                     print(f"  after the exec request (us): {moments(files[label])}")
+                    print(f"  within each exec (us): {gaps(files[label], ANSWER_PATH)}")
+                    if args.terminal:
+                        chain = ("decided", "pty_sent", "exec_sent")
+                        print(f"  the terminal's request (us): {gaps(files[label], chain)}")
         finally:
             for conn in conns.values():
                 conn.close()

@@ -6,9 +6,12 @@ PORTCULLIS_BENCH_PRELUDE); wraps the proxy's, the runtime's and asyncssh's metho
 changing nothing they do: the client's channel opened (its confirmation just written),
 its exec request, the session started (asyncssh's answer to the request written), the
 channel's task running, its decision asked of the session; a decided line's Decide asked
-of the PDP client, written to the decision stream and that write done, and answered
-(none for a reused answer); the next channel's upstream channel opened ahead, the exec
-written upstream, the upstream's EOF and exit status, the client's exit status written.
+of the PDP client, written to the decision stream and that write done, its answer read
+from the stream (grpc's read returned, before the reader hands it on), the caller's ask
+and the stream's decide returned, and the PDP client's answer (none for a reused
+answer); the next channel's upstream channel opened ahead, the terminal's request
+(pty-req) and the exec written upstream, the upstream's EOF and exit status, the
+client's exit status written.
 Never for production.
 """
 
@@ -74,7 +77,10 @@ _wrap(channel.Channel, "session_started", "session_started")
 _wrap_async(channel.Channel, "_run", "run")
 _wrap_async(session.ProxySession, "decide_or_wait", "decide_or_wait")
 _wrap_async(pdp_client.PDPClient, "decide", "decide_asked", "decided")
+_wrap_async(decide_calls._Stream, "ask", "ask", "ask_done")
+_wrap_async(decide_calls.DecideCalls, "decide", "calls_decide", "calls_done")
 _wrap(upstream.GatedChannel, "_send_request", "exec_sent", b"exec")
+_wrap(upstream.GatedChannel, "_send_request", "pty_sent", b"pty-req")
 _wrap(channel.UpstreamChannel, "exit_status_received", "exit_status")
 _wrap(channel.Channel, "upstream_eof", "eof")
 _wrap(asyncssh.SSHServerChannel, "exit", "exit_sent")
@@ -95,6 +101,14 @@ def _stream(self: Any, *args: Any, **kwargs: Any) -> None:
             _mark("decide_written")
 
     self.call.write = written
+    read = self.call.read
+
+    async def answered() -> Any:
+        message = await read()
+        _mark("decide_read")
+        return message
+
+    self.call.read = answered
 
 
 decide_calls._Stream.__init__ = _stream  # type: ignore[method-assign]
