@@ -8,6 +8,13 @@ words need approval. Through env the flag was dropped: `xargs env cat /var/log/x
 allowed `cat /var/log/x`, and the words the client wrote on the channel (its stdin, here
 `/etc/shadow`) were read by cat as the upstream's account.
 
+A word of env's or xargs's options that the shell makes into several words moves the
+command: `env -u /tmp/p/* uptime` was the allowed `uptime` (env's `-u` takes one value),
+and bash, expanding the glob, ran `env -u /tmp/p/a /tmp/p/b uptime`: /tmp/p/b, planted by
+any local user (or a masked dba's SFTP upload to /tmp, allowed without approval), as the
+upstream's account. `env -u $X df` (X='A touch') and `xargs -I /tmp/p/* df` the same.
+A computed word or one holding a glob character among their options is now unreadable.
+
 A here-document whose delimiter is quoted (`sh <<'EOF'`, `<<"EOF"`, `<<\\EOF`, `<<-'EOF'`:
 its body then taken as written, `$` and all) was a parse error, the whole line denied:
 bashlex compared each line with the delimiter as written, quotes included. Its reader is
@@ -118,6 +125,30 @@ def test_bash_runs_what_a_quoted_here_documents_parts_say(
     assert differences(line, runs, seen) == [], line
 
 
+# a glob or a computed word among env's or xargs's options: the command may be another word
+MOVED_COMMANDS = [
+    "env -u /tmp/p/* uptime",
+    "env -u /tmp/p/? df",
+    "env -u$X df",
+    "env -u $X df",
+    "env -i -- A=/tmp/* df",
+    "xargs -I /tmp/p/* df",
+    "xargs -E /tmp/p/[ab] df",
+    "xargs -n $N df",
+]
+
+
+@pytest.mark.parametrize("line", MOVED_COMMANDS)
+def test_a_word_the_shell_may_split_before_the_command_is_not_read(engine: Any, line: str) -> None:
+    assert reading(line).get("malformed"), reading(line)
+    assert verdict(engine, line)["verdict"] == "deny"
+
+
+@pytest.mark.parametrize("line", ["env -u HOME df", "xargs -I{} df {} </dev/null", "env -i df"])
+def test_plain_options_of_env_and_xargs_stay_read(engine: Any, line: str) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
+
+
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with ssh_stack(tmp_path) as s:
@@ -135,6 +166,23 @@ async def test_a_file_named_on_stdin_is_not_read_through_xargs_env(stack: Stack)
     assert "portcullis-p8-not-for-readers" not in result.stdout
     assert result.exit_status == 1, (result.stdout, result.stderr)
     assert result.stderr.startswith("portcullis: denied: "), result.stderr
+    assert stack.sshd.sessions_started() == 0
+
+
+@pytest.mark.integration
+async def test_a_program_a_glob_puts_where_the_command_was_never_runs(stack: Stack) -> None:
+    """Before: allowed (masked, the part an uptime via env), and the upstream's bash ran
+    `env -u <dir>/a <dir>/b uptime`: the planted b, as its account."""
+    planted, marker = stack.tmp / "p", stack.tmp / "ran"
+    planted.mkdir()
+    (planted / "a").write_text("")
+    (planted / "b").write_text(f"#!/bin/sh\n: > {marker}\n")
+    (planted / "b").chmod(0o755)
+    async with await stack.connect(READER) as conn:
+        result = await conn.run(f"env -u {planted}/* uptime")
+    assert result.exit_status == 1, (result.stdout, result.stderr)
+    assert result.stderr.startswith("portcullis: denied: "), result.stderr
+    assert not marker.exists()
     assert stack.sshd.sessions_started() == 0
 
 

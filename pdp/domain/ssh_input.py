@@ -12,7 +12,8 @@ holding xargs's replace string), its assignments (a redirection's `{fd}>` among 
 redirections (a compound's — `{ ...; } > f`, `for ... done > f` — on each command inside
 it; the file `xargs -a` reads is a read). What cannot be read for sure — a parse error,
 arithmetic (`$((...))`, and `((...))`, which bashlex reads as two subshells), `case`, a
-function definition, an `env`/`xargs`/shell option not understood, a NUL byte, a
+function definition, an `env`/`xargs`/shell option not understood (or, for env and
+xargs, computed or holding a glob: `env -u /tmp/p/* df` runs what the glob names), a NUL byte, a
 backslash ending the line (a word to bash), a here-document with expansions (its delimiter
 unquoted: `<<'EOF'` keeps its body as written), one whose delimiter holds more than
 letters, digits, `_.:+-` and quotes, or whose delimiter never comes, a command
@@ -923,8 +924,7 @@ def _env_args(words: list[Word]) -> tuple[list[Word], list[str]]:
     i = 0
     while i < len(words):
         word = words[i]
-        if word.dynamic:
-            raise Unreadable("env takes a computed word")
+        _no_glob_before_the_command("env", word)
         text = word.text
         if text == "--":
             i += 1
@@ -932,6 +932,8 @@ def _env_args(words: list[Word]) -> tuple[list[Word], list[str]]:
         if text in ENV_FLAGS:
             i += 1
         elif text in ENV_VALUED:
+            if i + 1 < len(words):
+                _no_glob_before_the_command("env", words[i + 1])
             i += 2
         elif text.startswith("--unset=") or (text.startswith("-u") and len(text) > 2):
             i += 1
@@ -943,9 +945,25 @@ def _env_args(words: list[Word]) -> tuple[list[Word], list[str]]:
         else:
             break
     while i < len(words) and "=" in words[i].text and not words[i].dynamic:
+        _no_glob_before_the_command("env", words[i])
         assignments.append(words[i].text)
         i += 1
     return words[i:], assignments
+
+
+def _no_glob_before_the_command(name: str, word: Word) -> None:
+    """Raises Unreadable for a word of a command's options (env's, xargs's, a wrapper's)
+    computed when it runs, or holding a glob character (quoted or not: more is refused,
+    never less): the shell may make it several words or none, and the command run is then
+    another word than the one read (`env -u /tmp/p/* df` runs /tmp/p/b when /tmp/p holds a
+    and b, df its argument)."""
+    if word.dynamic:
+        raise Unreadable(f"{name} takes a computed word")
+    if GLOB_CHARACTERS.search(word.text):
+        raise Unreadable(
+            f"{name} takes {_short_text(word.text)}, a glob the shell may expand into the"
+            " names of files, one of which it would run"
+        )
 
 
 def _xargs_args(words: list[Word]) -> tuple[list[Word], str | None, str | None]:
@@ -958,13 +976,12 @@ def _xargs_args(words: list[Word]) -> tuple[list[Word], str | None, str | None]:
     i = 0
     while i < len(words):
         word = words[i]
-        if word.dynamic:
-            raise Unreadable("xargs takes a computed word")
         text = word.text
         if text == "--":
             return words[i + 1 :], replace, arg_file
-        if not text.startswith("-") or text == "-":
+        if not word.dynamic and (not text.startswith("-") or text == "-"):
             return words[i:], replace, arg_file
+        _no_glob_before_the_command("xargs", word)
         name, eq, attached = text.partition("=")
         value: str | None
         if text in XARGS_FLAGS:
@@ -973,6 +990,7 @@ def _xargs_args(words: list[Word]) -> tuple[list[Word], str | None, str | None]:
         if text in XARGS_VALUED:
             if i + 1 >= len(words) or words[i + 1].dynamic:
                 raise Unreadable(f"xargs option {text!r} without a value known before it runs")
+            _no_glob_before_the_command("xargs", words[i + 1])
             option, value = text, words[i + 1].text
             i += 2
         elif text.startswith("--") and eq and (name in XARGS_VALUED or name in XARGS_OPTIONAL):
