@@ -13,6 +13,10 @@ detector recognises).
   view the database defines over pg_stat_activity. Now the functions are denied outside
   pii-readers and the column's conditions are judged as a sensitive column's
   (rego/portcullis/postgres_lineage.rego).
+- A large object is bytes stored under no column: `SELECT lo_get(oid)`, `loread(lo_open(...))`
+  and `SELECT data FROM pg_largeobject` gave a dba outside pii-readers a card number and a
+  password stored in one, as hex no value detector reads (readers may read none). Now
+  pg_largeobject, lo_get and loread are denied outside pii-readers.
 - A CancelRequest with a session's key (a reader's own, from its BackendKeyData) was
   forwarded every time, each on a new connection to the server (a process its postmaster
   forks): 500 sent in 1.5 s opened 500 connections upstream. Now each peer address has at
@@ -30,7 +34,15 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from adversary import RawClient, assert_no_secret, query, ready_client, running_arena
+from adversary import (
+    RawClient,
+    assert_no_secret,
+    function_call,
+    oid_of,
+    query,
+    ready_client,
+    running_arena,
+)
 from pdp_harness import free_port
 
 from proxies.postgres import codec
@@ -309,3 +321,64 @@ def test_the_cancel_budget_refills_per_peer() -> None:
     now[0] += 60  # full again, and no more than full
     assert [budget.admit("10.0.0.1") for _ in range(4)] == [True, True, True, False]
     assert budget.refused == 3
+
+
+LARGE_OBJECT_TEXT = "card 4111 1111 1111 1111 pw hunter2-lo"
+LARGE_OBJECT_HEX = LARGE_OBJECT_TEXT.encode().hex().encode()
+
+
+@pytest.fixture
+def large_object(arena) -> Iterator[int]:
+    with arena.admin() as admin:
+        (oid,) = admin.execute(
+            "SELECT lo_from_bytea(0, convert_to(%s, 'UTF8'))", (LARGE_OBJECT_TEXT,)
+        ).fetchone()
+    yield int(oid)
+    arena.reset_data()
+
+
+LARGE_OBJECT_READS = [
+    "SELECT lo_get({oid})",
+    "SELECT pg_catalog.lo_get({oid}, 5, 19)",
+    "SELECT loread(lo_open({oid}, 262144), 100)",
+    "SELECT data FROM pg_largeobject",
+    'SELECT encode(data, \'hex\') FROM "pg_catalog"."pg_largeobject" WHERE loid = {oid}',
+]
+
+
+@pytest.mark.parametrize("sql", LARGE_OBJECT_READS)
+def test_a_masked_dba_reads_no_large_objects_bytes(arena, large_object: int, sql: str) -> None:
+    c = client(arena, ("dba",))
+    try:
+        answer = c.query(sql.format(oid=large_object))
+        assert_no_secret(answer, LARGE_OBJECT_HEX, b"hunter2-lo", b"34313131")
+        assert answer.errors and "large object" in answer.errors[0], answer.messages
+    finally:
+        c.close()
+
+
+def test_a_masked_dba_reads_no_large_object_on_the_fast_path(arena, large_object: int) -> None:
+    with arena.admin() as admin:
+        lo_get = oid_of(admin, "lo_get(oid)")
+    c = client(arena, ("dba",))
+    try:
+        answer = c.send(function_call(lo_get, large_object))
+        assert_no_secret(answer, LARGE_OBJECT_HEX, b"hunter2-lo")
+        assert answer.errors and "large object" in answer.errors[0], answer.messages
+    finally:
+        c.close()
+
+
+def test_a_masked_dba_still_manages_large_objects(arena, large_object: int) -> None:
+    c = client(arena, ("dba",))
+    try:
+        listed = c.query("SELECT oid FROM pg_largeobject_metadata")
+        assert listed.rows == [[str(large_object).encode()]], listed.messages
+        assert not c.query(f"SELECT lo_unlink({large_object})").errors
+    finally:
+        c.close()
+    tok = arena.token("p11-pii-lo@example.com", ("dba", "pii-readers"))
+    with arena.admin() as admin:
+        (oid,) = admin.execute("SELECT lo_from_bytea(0, 'x')").fetchone()
+    with psycopg.connect(arena.dsn(tok), autocommit=True) as conn:
+        assert conn.execute("SELECT lo_get(%s)", (oid,)).fetchone()[0] == b"x"

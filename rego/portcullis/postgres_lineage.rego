@@ -365,6 +365,30 @@ pg_statement_text_function(f) if {
 	parts[count(parts) - 1] in {"pg_stat_get_activity", "pg_stat_get_backend_activity", "pg_stat_statements"}
 }
 
+# A large object is bytes stored under no column (pg_largeobject's data, lo_get's and
+# loread's bytea): no field mask names it, and the value detectors read no bytes, so lo_get
+# gave a dba outside pii-readers a card number and a password stored in one as hex (the
+# detectors found the card once convert_from made it text). Readers may read no large
+# object (postgres.secret_catalogs, and reader_functions leaves lo_* out); nor may anyone
+# else the masks cover. Creating, listing and unlinking them still go.
+deny contains sprintf("%s holds large objects' contents, bytes no mask or value detector reads: denied to everyone not in pii-readers", [t]) if {
+	input.command.postgres.has.pg_names
+	some s in input.command.postgres.statements
+	some t in s.tables
+	parts := split(lower(t), ".")
+	parts[count(parts) - 1] == "pg_largeobject"
+	not pii_reader
+}
+
+deny contains sprintf("function %s reads a large object's contents, bytes no mask or value detector reads: denied to everyone not in pii-readers", [f]) if {
+	input.command.postgres.has.functions
+	some s in input.command.postgres.statements
+	some f in s.functions
+	parts := split(lower(f), ".")
+	parts[count(parts) - 1] in {"lo_get", "loread"}
+	not pii_reader
+}
+
 # A TOAST table holds every long value of its table's columns, sensitive ones included, as
 # chunks of bytes under the name chunk_data (bytea: the value detectors read no bytes):
 # SELECT chunk_data FROM pg_toast.pg_toast_<oid> gave a reader a note's card number in hex,

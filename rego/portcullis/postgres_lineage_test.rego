@@ -647,3 +647,18 @@ test_statement_text_is_not_stored_outside_pii_readers if {
 	mine := object.union(s, {"tables": ["audit_log", "searches"]})
 	not "deny" == lineage_decision(["dba"], mine).verdict
 }
+
+test_large_objects_contents_are_not_read_outside_pii_readers if {
+	every s in [
+		object.union(stmt("select"), {"functions": ["lo_get"]}),
+		object.union(stmt("select"), {"functions": ["lo_open", "pg_catalog.loread"]}),
+		object.union(stmt("select"), {"tables": ["pg_catalog.PG_LARGEOBJECT"]}),
+	] {
+		d := lineage_decision(["dba"], s)
+		d.verdict == "deny"
+		some r in d.reasons
+		contains(r, "large object")
+		not "deny" == lineage_decision(["dba", "pii-readers"], s).verdict
+	}
+	not "deny" == lineage_decision(["dba"], object.union(stmt("select"), {"functions": ["lo_unlink"], "tables": ["pg_largeobject_metadata"]})).verdict
+}
