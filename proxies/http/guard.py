@@ -62,7 +62,7 @@ class ResponseGuard:
         self._loose = tuple(p for p in patterns if p in loose)
         self._spread_held = _spread(self._held)
         self._span, self._firsts, self._marks, self._stretch = _shape(patterns)
-        self._grams = _grams(patterns)
+        self._grams = _gram_index(patterns)
         # the same patterns looked for with white space and NULs left out (_SPREAD): a
         # secret wrapped at 76 or 64 columns (MIME, PEM base64), hex in spaced bytes, UTF-16
         self._spread = _spread(patterns)
@@ -79,28 +79,30 @@ class ResponseGuard:
         self._tail = b""  # bytes held back: they could begin a secret
         # the answer as its client reads it (write_head): the body's bytes are framed as
         # chunks here, after they are checked; the head waits (_head) while the body's
-        # start could complete a piece of a secret one of its texts ends with (_lefts),
-        # and the starts of its texts are kept for the body's end (_rights)
+        # start could complete a piece of a form one of its texts ends with (the rest of
+        # it: _rests), and the first pieces its texts' starts complete are kept for the
+        # body's end (_firsts_of)
         self._chunked = False
         self._head = b""
-        self._lefts: list[bytes] = []
+        self._rests: list[bytes] = []
         self._unread = False  # a held head's texts wait in _seen to be read with the body
         self._opening = b""
-        self._rights: list[bytes] = []
+        self._firsts_of: list[bytes] = []
 
     def write_head(
         self, head: bytes, chunked: bool = False, final: bool = False, held: bool = False
     ) -> None:
         """An answer's head (its status line and fields, through the empty line), checked
         as its client reads it: each of its texts (the reason phrase, each field's name
-        and value), its values joined in order, any two of its texts put together (the
-        end of one, the start of another), and each with the body's start and end
-        (write) — a credential cut in pieces across fields is one credential to a
-        client. The body written after it is framed as chunks here when `chunked`
-        (its client reads it de-chunked: a chunk's size line between two pieces hides
-        nothing). Only texts that end or begin with PIECE_LEAST bytes of some form are put
-        together: a credential in smaller pieces, or in three or more out of order, is
-        not seen whole. The head goes at once, unless the body's start could complete a
+        and value, and a value's parts between separators), its values joined in order,
+        a form's first piece ending one text and its rest beginning another (or the
+        same), and each with the body's start and end (write) — a credential cut in
+        pieces across fields is one credential to a client. The body written after it
+        is framed as chunks here when `chunked` (its client reads it de-chunked: a
+        chunk's size line between two pieces hides nothing). Pieces are followed from
+        PIECE_LEAST bytes on, as the form is written (not spread out nor bare): a
+        credential in smaller pieces, or in three or more out of order, is not seen
+        whole. The head goes at once, unless the body's start could complete a
         piece one of its texts ends with: then with the body's first bytes that go.
         `final`: no body follows (HEAD, 204, 304, a WebSocket's 101); `held`: the head
         waits for the body whatever it is, and is read with it (answer)."""
@@ -123,21 +125,20 @@ class ResponseGuard:
         else:
             self._check(read)
             self._seen = joined[-self._keep :] if self._keep else b""
-        # a piece of a form (PIECE_LEAST bytes or more) at a text's end ends with four
-        # bytes of the form, and one at a text's start begins with four: only such texts
-        # are put together, with each other and with the body's start and end
-        grams, span = self._grams, self._span + 1
-        lefts = {n: t[-span:] for n, t in enumerate(texts) if t[-PIECE_LEAST:] in grams}
-        rights = {n: t[:span] for n, t in enumerate(texts) if t[:PIECE_LEAST] in grams}
-        for n, left in lefts.items():
-            for m, right in rights.items():
-                if n != m:
-                    self._check(left + right)
-        self._rights = list(rights.values())
+        # pieces of a form (PIECE_LEAST bytes or more) at the texts' edges, as (form,
+        # where it is cut): a text ending with its first part and one (or the same)
+        # beginning with the rest is the form whole; found through the form's runs of
+        # PIECE_LEAST bytes, so the work grows with the texts, not with their pairs
+        ends = _pieces(set(texts) | {joined}, self._grams, at_end=True)
+        starts = _pieces(set(texts), self._grams, at_end=False)
+        if not ends.isdisjoint(starts):
+            raise CredentialInResponse(
+                "the upstream's response carried the upstream credential in pieces"
+            )
+        self._firsts_of = [self.patterns[n][:k] for n, k in starts]
         if not final:
-            ends = [*lefts.values(), joined[-span:]]
-            self._lefts = _piece_ends([e for e in ends if e[-PIECE_LEAST:] in grams], self.patterns)
-        if final or not (held or self._lefts):
+            self._rests = [self.patterns[n][k:] for n, k in ends]
+        if final or not (held or self._rests):
             self.output.write(head)
         else:
             self._head = head
@@ -152,24 +153,26 @@ class ResponseGuard:
             self._unread = False
             window = self._seen + data if self._seen else data
             self._check(window)
-            if self._lefts:
-                # the body's start (up to the longest form's length) after each text's
-                # end that ends with a piece of a form
+            if self._rests:
+                # the body's start (up to the longest form's length): the rest of a form
+                # a text of the head ends with the first part of
                 self._opening += data[: self._span + 1 - len(self._opening)]
-                for left in self._lefts:
-                    self._check(left + self._opening)
+                if self._opening.startswith(tuple(self._rests)):
+                    raise CredentialInResponse(
+                        "the upstream's response carried the upstream credential in pieces"
+                    )
             self._seen = window[-self._keep :] if self._keep else b""
-        if final and self._rights and self.patterns:
-            # the body's end and the start of a text of the head: one credential too
-            closing = self._seen[-(self._span + 1) :]
-            for right in self._rights:
-                self._check(closing + right)
+        # the body's end and the start of a text of the head: one credential too
+        if final and self._firsts_of and self._seen.endswith(tuple(self._firsts_of)):
+            raise CredentialInResponse(
+                "the upstream's response carried the upstream credential in pieces"
+            )
         if final and not self._tail:  # all of it goes
             self._out(data, final)
             return
         data = self._tail + data
         keep = 0 if final else self._prefix_at_end(data, self._seen)
-        if self._lefts and not final:
+        if self._rests and not final:
             keep = max(keep, self._opening_held(data))
         if keep < self.least_held:
             keep = 0
@@ -192,11 +195,10 @@ class ResponseGuard:
         longest form's length) could still complete a piece a text of the head ends
         with; past that length the head's ends are done with."""
         if len(self._opening) > self._span:
-            self._lefts = []
+            self._rests = []
             return 0
-        for left in self._lefts:
-            if _prefix_length(left + self._opening, self.patterns) > len(self._opening):
-                return min(len(data), len(self._opening))
+        if any(rest.startswith(self._opening) for rest in self._rests):
+            return min(len(data), len(self._opening))
         return 0
 
     def _out(self, data: bytes, final: bool) -> None:
@@ -255,18 +257,60 @@ _SEPARATORS = re.compile(rb'[\s;,="<>&]+')  # between a field value's parts (coo
 PIECE_LEAST = 4  # a piece of a form shorter than this at a text's end is not followed
 
 
-def _piece_ends(ends: list[bytes], patterns: tuple[bytes, ...]) -> list[bytes]:
-    """Those of the texts' ends that end with the first PIECE_LEAST or more bytes of some
-    form: what the body's start must not complete."""
-    return list(dict.fromkeys(e for e in ends if _prefix_length(e, patterns) >= PIECE_LEAST))
+def _pieces(texts: set[bytes], index: _GramIndex, at_end: bool) -> set[tuple[int, int]]:
+    """(form, cut) for each form whose first `cut` bytes end one of texts (at_end), or
+    whose bytes from `cut` on begin one; either piece PIECE_LEAST bytes or more."""
+    found = set()
+    for text in texts:
+        run = text[-PIECE_LEAST:] if at_end else text[:PIECE_LEAST]
+        places = index.get(run)
+        if places is None:
+            continue
+        pieces, cuts = (places[1], places[2]) if at_end else (places[3], places[4])
+        # (one pass in C over the pieces this run could end or begin, then which)
+        if not (text.endswith(pieces) if at_end else text.startswith(pieces)):
+            continue
+        for piece, cut in zip(pieces, cuts, strict=True):
+            if text.endswith(piece) if at_end else text.startswith(piece):
+                found.add(cut)
+    return found
+
+
+# a run of PIECE_LEAST bytes of the forms: (where it stands as (form, offset); the first
+# pieces ending with it and their (form, cut); the rest pieces beginning with it, likewise)
+_GramIndex = dict[
+    bytes,
+    tuple[
+        tuple[tuple[int, int], ...],
+        tuple[bytes, ...],
+        tuple[tuple[int, int], ...],
+        tuple[bytes, ...],
+        tuple[tuple[int, int], ...],
+    ],
+]
 
 
 @functools.lru_cache(maxsize=256)
-def _grams(patterns: tuple[bytes, ...]) -> frozenset[bytes]:
-    """Every run of PIECE_LEAST bytes of the patterns."""
-    return frozenset(
-        p[i : i + PIECE_LEAST] for p in patterns for i in range(len(p) - PIECE_LEAST + 1)
-    )
+def _gram_index(patterns: tuple[bytes, ...]) -> _GramIndex:
+    """Every run of PIECE_LEAST bytes of the patterns, and the pieces of a form cut in two
+    (each PIECE_LEAST bytes or more) that end or begin with it."""
+    places: dict[bytes, list[tuple[int, int]]] = {}
+    for n, form in enumerate(patterns):
+        for at in range(len(form) - PIECE_LEAST + 1):
+            places.setdefault(form[at : at + PIECE_LEAST], []).append((n, at))
+    index: _GramIndex = {}
+    for run, where in places.items():
+        ends = [(n, at + PIECE_LEAST) for n, at in where]
+        ends = [(n, cut) for n, cut in ends if len(patterns[n]) - cut >= PIECE_LEAST]
+        starts = [(n, at) for n, at in where if at >= PIECE_LEAST]
+        index[run] = (
+            tuple(where),
+            tuple(patterns[n][:cut] for n, cut in ends),
+            tuple(ends),
+            tuple(patterns[n][cut:] for n, cut in starts),
+            tuple(starts),
+        )
+    return index
 
 
 def check_unpacked(patterns: tuple[bytes, ...], data: bytes) -> None:
