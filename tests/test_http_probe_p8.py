@@ -49,6 +49,7 @@ from http_upstream import SECRET, http_stack
 from pdp_harness import token
 from test_http_probe_p5 import app_upstream
 
+from proxies.http import guard as guard_module
 from proxies.http.guard import CredentialInResponse, ResponseGuard, secret_patterns
 from proxies.runtime.exposure import ClientOutput
 
@@ -320,3 +321,23 @@ async def test_a_request_range_cuts_nothing_out_of_an_answer(tmp_path: Any) -> N
     # a pii-reader's is the whole too, which holds the key: refused, not half by half
     pieces = b"".join(body for name, (_, body) in got.items() if name != "reader")
     assert SECRET[:half].encode() not in pieces or SECRET[half:].encode() not in pieces, got
+
+
+def test_a_head_of_many_reflected_fields_is_read_in_one_pass_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # (sans-IO) 200 values ending and beginning with a run of an escaped form of the key
+    # (`\u00`), as an endpoint reflecting a client's headers answers: every two of them
+    # were once searched together (40,000 searches, seconds of the event loop)
+    searched = []
+    search = guard_module._search
+
+    def counted(*args: Any) -> None:
+        searched.append(1)
+        search(*args)
+
+    monkeypatch.setattr(guard_module, "_search", counted)
+    fields = b"".join(b"X-E%d: \\u00%d text \\u00\r\n" % (n, n) for n in range(200))
+    guard = ResponseGuard(ClientOutput([].append), secret_patterns([f"Bearer {SECRET}"]))
+    guard.answer(b"HTTP/1.1 200 OK\r\n" + fields + b"\r\n", b"ok")
+    assert len(searched) < 20
