@@ -20,7 +20,8 @@ detector recognises).
 - A CancelRequest with a session's key (a reader's own, from its BackendKeyData) was
   forwarded every time, each on a new connection to the server (a process its postmaster
   forks): 500 sent in 1.5 s opened 500 connections upstream. Now each peer address has at
-  most 16 forwarded at once and 4 a second after (proxies/postgres/proxy.py CancelBudget);
+  most 16 forwarded at once and 4 a second after (proxies/postgres/proxy.py CancelBudget),
+  and each key 4 at once and 1 a second (60 addresses sent one each: 60 forwarded);
   another address's cancel still goes through.
 """
 
@@ -309,6 +310,24 @@ def test_a_flood_of_cancel_requests_opens_few_connections_upstream(relayed) -> N
     finally:
         flooder.close()
         victim.close()
+
+
+def test_cancel_requests_from_many_addresses_open_few_connections_for_one_key(relayed) -> None:
+    """An address of its own for each request passes the per-address budget (an IPv6
+    client has a /64 of them): a key's cancels are bounded as well (4 at once, 1 a second)."""
+    arena, relay = relayed
+    flooder = ready_client(arena, ("readonly",), "p11-spread")
+    try:
+        (key,) = [m for m in flooder.startup.messages if isinstance(m, codec.BackendKeyData)]
+        before = relay.cancels
+        started = time.monotonic()
+        for host in range(2, 62):
+            _send_cancel(arena.port, key, source=f"127.0.0.{host}")
+        elapsed = time.monotonic() - started
+        flooder.query("SELECT 1")
+        assert relay.cancels - before <= 4 + elapsed + 1, (relay.cancels - before, elapsed)
+    finally:
+        flooder.close()
 
 
 def test_the_cancel_budget_refills_per_peer() -> None:

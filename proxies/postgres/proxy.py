@@ -91,6 +91,11 @@ STARTUP_TIMEOUT = 30.0
 # does not know
 CANCEL_BURST = 16
 CANCELS_PER_SECOND = 4.0
+# ...and per session key (wherever they come from: a key cancels one statement, and an
+# address of its own for each request would pass the per-address budget), at most
+# KEY_CANCEL_BURST at once and KEY_CANCELS_PER_SECOND after
+KEY_CANCEL_BURST = 4
+KEY_CANCELS_PER_SECOND = 1.0
 # peers whose budget is full again are forgotten once this many are remembered
 CANCEL_PEERS_KEPT = 4096
 
@@ -257,8 +262,9 @@ class CancelKeys:
         self._upstream: dict[tuple[int, int], tuple[int, int]] = {}
         self._sessions: dict[tuple[int, int], ProxySession] = {}
         self._background: set[asyncio.Future[None]] = set()
-        # what clients' CancelRequests may still open upstream, per peer address
+        # what clients' CancelRequests may still open upstream, per peer address and per key
         self.budget = CancelBudget()
+        self.key_budget = CancelBudget(KEY_CANCEL_BURST, KEY_CANCELS_PER_SECOND)
 
     async def requested(self, key: tuple[int, int], peer: str) -> None:
         """A client's CancelRequest (on a connection of its own, from `peer`): forwarded
@@ -289,7 +295,11 @@ class CancelKeys:
         self._upstream.pop(key, None)
         self._sessions.pop(key, None)
 
-    async def forward(self, key: tuple[int, int]) -> None:
+    async def forward(self, key: tuple[int, int], client: bool = True) -> None:
+        """Cancel what the session of `key` runs (or its approval wait). A client's request
+        (client: from a CancelRequest, here or handed on by another worker) counts against
+        the key's budget; the proxy's own (a statement past its bound, a session ending)
+        does not."""
         if self.route is not None and key_worker(key) != self.worker:
             await self.route.hand_on(key)
             return
@@ -299,6 +309,16 @@ class CancelKeys:
         upstream_key = self._upstream.get(key)
         if upstream_key is None:
             return  # like the server: an unknown key is ignored silently
+        if client and not self.key_budget.admit(f"{key[0]}:{key[1]}"):
+            if self.key_budget.should_log_refusal():
+                log.warning(
+                    "CancelRequest for a session dropped: past %d at once and %g a second"
+                    " per key (%d dropped so far)",
+                    self.key_budget.burst,
+                    self.key_budget.rate,
+                    self.key_budget.refused,
+                )
+            return
         with contextlib.suppress(OSError):
             _, writer = await asyncio.open_connection(self.upstream_host, self.upstream_port)
             writer.write(codec.CancelRequest(*upstream_key).encode())
@@ -307,7 +327,7 @@ class CancelKeys:
 
     def forward_soon(self, key: tuple[int, int]) -> None:
         """forward() in a task kept referenced until it ends (from a callback)."""
-        task = asyncio.ensure_future(self.forward(key))
+        task = asyncio.ensure_future(self.forward(key, client=False))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -593,7 +613,7 @@ class ClientConnection:
             )  # fmt: skip
             if not tracker.idle and self.key is not None:
                 # the client left mid-query: stop the query, not just the socket
-                await self.proxy.cancels.forward(self.key)
+                await self.proxy.cancels.forward(self.key, client=False)
         except asyncio.CancelledError:
             reason, abnormal = "proxy_shutdown", False
             raise
