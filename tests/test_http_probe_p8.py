@@ -21,6 +21,9 @@ together what it got. Each test is one way around a guardrail that worked before
   or two cells of a CSV line: quotes, commas and spaces stood between the pieces. A text
   (no NUL in it) is now also read with only its letters and digits, for the raw, hex and
   base64 forms read so (Patterns.bare);
+- and in two files of a zip archive (`env.1` ending with the first half, `env.2`
+  beginning with the second): the guard read each file the archive holds alone. It now
+  reads them one after another as one text;
 - and in two WebSocket messages (`key s3cr3t-upstre`, then `am-key-7f1c2e9a end`): a
   frame's header stood between the pieces on the wire. The server's data frames'
   payloads are now read as one text too (the client's application reads them so) before
@@ -39,7 +42,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
+import zipfile
 from typing import Any
 
 import aiohttp
@@ -341,3 +346,34 @@ def test_a_head_of_many_reflected_fields_is_read_in_one_pass_each(
     guard = ResponseGuard(ClientOutput([].append), secret_patterns([f"Bearer {SECRET}"]))
     guard.answer(b"HTTP/1.1 200 OK\r\n" + fields + b"\r\n", b"ok")
     assert len(searched) < 20
+
+
+def archive_app(archive: bytes) -> web.Application:
+    """/export.zip: `archive` as a download; the credential required."""
+
+    async def export(request: web.Request) -> web.Response:
+        if request.headers.get("X-Api-Key") != SECRET:
+            return web.json_response({"error": "no credential"}, status=401)
+        return web.Response(body=archive, content_type="application/zip")
+
+    app = web.Application()
+    app.router.add_get("/export.zip", export)
+    return app
+
+
+async def test_the_credential_cut_across_two_files_of_an_archive_is_cut(tmp_path: Any) -> None:
+    half = len(SECRET) // 2
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("readme.txt", "settings\n")
+        archive.writestr("env.1", "API_KEY=" + SECRET[:half])
+        archive.writestr("env.2", SECRET[half:] + "\n")
+    async with (
+        app_upstream(archive_app(packed.getvalue())) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+        aiohttp.ClientSession(timeout=TIMEOUT) as client,
+    ):
+        bearer = f"Bearer {token(s.config, 'mallory@example.com', PII)}"
+        async with client.get(s.url + "/export.zip", headers={"Authorization": bearer}) as response:
+            code, got = response.status, await response.read()
+    assert code == 502, (code, got[:300])

@@ -315,10 +315,13 @@ def _gram_index(patterns: tuple[bytes, ...]) -> _GramIndex:
 
 def check_unpacked(patterns: tuple[bytes, ...], data: bytes) -> None:
     """A body that is a compressed file (packed.packed_format) read for the credential in
-    each file it holds: CredentialInResponse when one holds it, packed.Unopenable when it
-    cannot be read through."""
+    the files it holds, one after another as one text (a key cut across two files of an
+    archive, in their order, is the key): CredentialInResponse when they hold it,
+    packed.Unopenable when it cannot be read through."""
+    guard = ResponseGuard(ClientOutput(_discarded), patterns)
     for content in unpacked(data):
-        ResponseGuard(ClientOutput(_discarded), patterns).write(content, final=True)
+        guard.write(content)
+    guard.flush()
 
 
 def _discarded(data: bytes) -> None:

@@ -89,7 +89,8 @@ def packed_format(first: bytes) -> str:
 
 def unpacked(data: bytes) -> Iterator[bytes]:
     """What a compressed file holds, a bounded piece at a time, files inside it opened
-    as well (each piece is whole text of one file: the caller reads each on its own);
+    as well (each piece is whole text of one file, in the archive's order: the guard
+    reads them one after another, check_unpacked);
     Unopenable when it cannot be read through."""
     budget = [UNPACKED_LIMIT]
     yield from _opened(data, budget, 0)
