@@ -20,6 +20,11 @@ pii-readers: tool results masked):
   with those types as the refused key, which the policy never saw. (The SDK's own
   MCPServer 2.3.0 dispatch reads the wire names only: through it, the tool saw none of
   the three.) Params are now an allow-list per method.
+- a client's roots (its answer to the server's roots/list) went upstream unread: a
+  server bounding its tools by the client's roots, as the reference filesystem server
+  does, read a file outside the directory it serves when the reader declared file:///.
+  Roots are now shown to the policy (`roots`), which allows only the URI prefixes
+  data.portcullis.mcp.roots lists for the connection (none by default).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import mcp_types
 import pytest
 import test_mcp_proxy
@@ -39,7 +45,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from test_mcp_proxy import CUSTOMER, agent, initialize, mcp_stack, messages_of, post, rpc, text_of
 
 from pdp.domain.mcp_input import mcp_command
-from proxies.http.mcp_codec import INVALID_REQUEST, MAX_ID
+from proxies.http.mcp_codec import DENIED, INVALID_REQUEST, MAX_ID
 from proxies.http.mcp_sessions import McpSession
 
 pytestmark = pytest.mark.integration
@@ -172,3 +178,65 @@ async def test_params_are_read_only_under_the_keys_mcp_defines(
         {"endpoint": "/mcp", "method": "tools/call", "params": {**invoice, "meta": {}}}
     )
     assert mcp_command("mcp.call", raw, {}).get("malformed") is True
+
+
+# MCP 2026-07-28's per-request envelope (no initialize, no session)
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "probe", "version": "1"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+DEPLOY_NOTE = "deploy host db-7.internal, break-glass phrase: orange-cobalt-42\n"
+
+
+def _roots_server(up: Any, served: Path) -> MCPServer:
+    server = MCPServer("files")
+
+    @server.tool()
+    async def find_customer(name: str, ctx: Context) -> str:
+        """Reads a file within the client's roots (its own directory when it declares
+        none, or says nothing in time), as the reference filesystem server does."""
+        bounds = [served]
+        with anyio.move_on_after(3):
+            declared = await ctx.session.list_roots()  # type: ignore[deprecated]
+            bounds = [Path(str(r.uri).removeprefix("file://")) for r in declared.roots] or bounds
+        up.calls.append(",".join(map(str, bounds)))
+        path = Path(name).resolve()
+        if not any(path.is_relative_to(bound) for bound in bounds):
+            return "outside the roots"
+        return path.read_text()
+
+    return server
+
+
+async def test_a_client_declares_only_the_roots_the_connection_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served, outside = tmp_path / "served", tmp_path / "outside"
+    served.mkdir()
+    outside.mkdir()
+    (outside / "deploy.txt").write_text(DEPLOY_NOTE)
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", lambda up: _roots_server(up, served))
+
+    async def everything(context: Any) -> mcp_types.ListRootsResult:
+        return mcp_types.ListRootsResult.model_validate({"roots": [{"uri": "file:///"}]})
+
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        async with agent(stack, reader, list_roots_callback=everything) as client:
+            result = await client.call_tool("find_customer", {"name": str(outside / "deploy.txt")})
+        assert "orange-cobalt-42" not in text_of(result), text_of(result)
+        assert text_of(result) == "outside the roots"
+        assert stack.upstream.calls == [str(served)]  # the answer naming file:/// never came
+        # 2026-07-28: roots answered among a retried call's inputResponses, decided alike
+        call = {"name": "find_customer", "arguments": {"name": "x"}, "_meta": ENVELOPE}
+        headers = {
+            "MCP-Protocol-Version": "2026-07-28",
+            "Mcp-Method": "tools/call",
+            "Mcp-Name": "find_customer",
+        }
+        for roots, allowed in (([{"uri": "file:///"}], False), ([], True)):
+            answered = {**call, "inputResponses": {"r": {"roots": roots}}}
+            _, _, text = await post(stack, reader, rpc(7, "tools/call", answered), None, headers)
+            denied = messages_of(text)[0].get("error", {}).get("code") == DENIED
+            assert denied is not allowed, text  # (allowed: forwarded, whatever the server says)

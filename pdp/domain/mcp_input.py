@@ -10,8 +10,9 @@ a proxy's description of which tool is called with which arguments. `"listing": 
 method asks whether a `tools/list` (`prompts/list`, `resources/list`) answer may show a
 tool (prompt, resource), not to call (get, read) it. From the proxy
 it takes only whether the message was a notification (the id the text leaves out says
-so). Text that is not such a message is handed to the policy as `malformed`, which the
-shipped policy denies.
+so). The roots a client declares to the server (its answer to `roots/list`, or one of a
+request's `inputResponses`) are shown as `roots`, their URIs. Text that is not such a
+message is handed to the policy as `malformed`, which the shipped policy denies.
 
 No IO here; called by the PDP's command_input() through the `mcp` protocol declaration.
 """
@@ -33,7 +34,7 @@ HTTP_MESSAGES = {"GET": "stream", "DELETE": "end"}
 
 def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """input.command.mcp: {message, method, endpoint, tool|prompt|uri, arguments,
-    listing, answers}; `message` is request, notification, response, stream, end or
+    listing, answers, roots}; `message` is request, notification, response, stream, end or
     malformed. A completion/complete shows the prompt or resource template (`uri`) its ref names."""
     try:
         # (strict_json's reading, as the proxy's: no repeated name, no number the policy's
@@ -51,7 +52,16 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
     if "method" not in message:
         answers = message.pop("answers", None)
         if set(message) in ({"result"}, {"error"}) and isinstance(answers, str):
-            return {"message": "response", "method": "", "endpoint": endpoint, "answers": answers}
+            answer: dict[str, Any] = {
+                "message": "response", "method": "", "endpoint": endpoint, "answers": answers
+            }  # fmt: skip
+            if answers == "roots/list" and "result" in message:
+                roots = _roots([message["result"]])
+                if roots is None:
+                    return {**answer, "malformed": True}
+                if roots:
+                    answer["roots"] = roots
+            return answer
         return dict(MALFORMED)
     method = message["method"]
     params = message.get("params", {})
@@ -95,6 +105,15 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
         if named is None or not isinstance(completed, str):
             return {**out, "malformed": True}
         out[named[1]] = completed
+    if "inputResponses" in params:
+        # the client's answers to the server's input requests (2026-07-28), roots among
+        # them: an answer is not told by its method there, so any holding `roots` is one
+        answered = params["inputResponses"]
+        roots = _roots(list(answered.values())) if isinstance(answered, dict) else None
+        if roots is None:
+            return {**out, "malformed": True}
+        if roots:
+            out["roots"] = roots
     if listing:
         out["listing"] = True
     elif method in WITH_ARGUMENTS:
@@ -103,3 +122,25 @@ def mcp_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, An
             return {**out, "malformed": True}
         out["arguments"] = arguments
     return out
+
+
+def _roots(results: list[Any]) -> list[str] | None:
+    """The root URIs client answers declare (MCP Client → Roots: `{"roots": [{"uri"}]}`),
+    [] when none of them is a roots answer; None when an answer is not an object, or its
+    roots are not read one way only (a URI a server may resolve to another than the one a
+    prefix matched)."""
+    uris: list[str] = []
+    for result in results:
+        if not isinstance(result, dict):
+            return None
+        if "roots" not in result:
+            continue
+        roots = result["roots"]
+        if not isinstance(roots, list):
+            return None
+        for root in roots:
+            uri = root.get("uri") if isinstance(root, dict) else None
+            if not isinstance(uri, str) or uri_problem(uri) is not None:
+                return None
+            uris.append(uri)
+    return uris

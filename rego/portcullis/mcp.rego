@@ -1,6 +1,6 @@
 # mcp.call: every JSON-RPC message an agent sends an MCP server through an HTTP connection
 # with `mcp: true` (or of type mcp). input.command.mcp = {message, method, endpoint, tool |
-# prompt | uri, arguments, listing}, read by the PDP from the message itself; `message` is
+# prompt | uri, arguments, listing, answers, roots}, read by the PDP from the message itself; `message` is
 # request, notification, response (the client answering the server), stream (a GET: the
 # server's own event stream), end (a DELETE: the end of a session) or malformed.
 #
@@ -108,6 +108,24 @@ deny contains sprintf("an answer to the MCP server's %q: not a request clients a
 	input.command.kind == "mcp.call"
 	mcp_command.message == "response"
 	not object.get(mcp_command, "answers", "") in mcp_server_requests
+}
+
+# -- roots: the directories and files a client declares a server may operate on (MCP
+# Client → Roots), in its answer to roots/list or among a request's inputResponses
+# (2026-07-28); input.command.mcp.roots holds their URIs. A server may take them as its
+# own bounds (the reference filesystem server reads within the client's roots), so a root
+# widens what its tools reach, past what the connection was set up to serve: an
+# allow-list of URI prefixes per connection, data.portcullis.mcp.roots[<connection>];
+# with none listed, a client declares no root (an empty list, or an error, passes).
+mcp_root_listed(uri) if {
+	some prefix in object.get(data.portcullis.mcp, ["roots", connection_name], [])
+	startswith(uri, prefix)
+}
+
+deny contains sprintf("MCP root %q is not listed for %s", [uri, connection_name]) if {
+	input.command.kind == "mcp.call"
+	some uri in object.get(mcp_command, "roots", [])
+	not mcp_root_listed(uri)
 }
 
 # -- _meta: what a message carries beside its params (MCP Base Protocol → _meta), which a

@@ -99,6 +99,22 @@ test_mcp_answers_only_to_the_requests_a_client_answers if {
 	portcullis.decision.verdict == "allow" with input as i with data.portcullis.mcp.server_requests as ["tools/call"]
 }
 
+test_mcp_roots_only_under_the_listed_prefixes if {
+	answer := {"endpoint": "/mcp", "message": "response", "method": "", "answers": "roots/list"}
+	mcp_decision(["dba"], object.union(answer, {"roots": []})).verdict == "allow"
+	mcp_decision(["readonly"], answer).verdict == "allow"
+	d := mcp_decision(["dba"], object.union(answer, {"roots": ["file:///"]}))
+	d.verdict == "deny"
+	"MCP root \"file:///\" is not listed for billing-api" in d.reasons
+	call := object.union(tool_call("get_invoice"), {"roots": ["file:///srv/public/a", "file:///etc/"]})
+	mcp_decision(["dba"], call).verdict == "deny"
+	listed := {"billing-api": ["file:///srv/public/"]}
+	i := mcp_input(["readonly"], object.union(answer, {"roots": ["file:///srv/public/a"]}))
+	portcullis.decision.verdict == "allow" with input as i with data.portcullis.mcp.roots as listed
+	j := mcp_input(["dba"], call)
+	portcullis.decision.verdict == "deny" with input as j with data.portcullis.mcp.roots as listed
+}
+
 test_mcp_other_methods_denied if {
 	d := mcp_decision(["dba"], {"endpoint": "/mcp", "message": "request", "method": "admin/shutdown"})
 	d.verdict == "deny"
