@@ -55,6 +55,9 @@ def malformed(line: str) -> str:
         ("sh -c 'uptime; rm -rf /'", [["uptime"], ["rm", "-rf", "/"]]),
         ("bash -ec \"sh -c 'id'\"", [["id"]]),
         ("env uptime", [["uptime"]]),
+        ("timeout -s KILL 5 rm -rf /", [["rm", "-rf", "/"]]),
+        ("nice -n 5 nohup sh -c 'id'", [["id"]]),
+        ("df | nice -5 'rm' -rf x", [["df"], ["rm", "-rf", "x"]]),
         ("env -i -u HOME -- uptime", [["uptime"]]),
         ("xargs rm -rf", [["rm", "-rf"]]),
         ("xargs -n1 -I{} cat", [["cat"]]),
@@ -120,6 +123,9 @@ def test_part_details() -> None:
         ("env -S 'rm -rf /'", "env option"),
         ("xargs --bogus cat", "xargs option"),
         ("xargs $X", "computed"),
+        ("timeout --bogus 5 id", "timeout option"),
+        ("nice -n $N id", "computed"),
+        ("exec -a x id", "exec option"),
         ("sh -c " + "'sh -c \"" * 2 + "id" + "\"'" * 2, ""),
     ],
 )
@@ -187,7 +193,8 @@ def bashlex_reading(line: str) -> dict:
         "a=b ls", "a+=1 ls", "_x=1", "x= y", "if", "ls if", "time ls", "echo done",
         "coproc ls", "ls  -l", " ls", "ls ", "ls\tx", "ls\n", "ls\nid", "echo ~",
         "ls *", "ls ?", "cat {a,b}", "echo $x", "ls # x", "ls;id", "ls|id", "ls&",
-        "ls>x", "'ls'", "l\\s", "", " ", "ls\x00", "é",
+        "ls>x", "'ls'", "l\\s", "", " ", "ls\x00", "é", "timeout 5 rm", "nice -5 ls",
+        "nohup ls", "exec ls", "command ls", "stdbuf -oL ls", "ionice ls", "setsid ls",
     ],
 )  # fmt: skip
 def test_plain_words_leave_anything_else_to_bashlex(line: str) -> None:
@@ -244,7 +251,7 @@ def test_plain_words_are_what_bashlex_reads(line: str) -> None:
         "ls \"$x\"", "ls \"a\\b\"", "ls '`id`'", "ls '~'", "ls '{a,b}'", "ls \"!x\"",
         "ls 'a", "ls\nx", "ls > x", "ls | x\n", " ls | x", "ls | x ", "ls |\tx", "ls 'é'",
         "ls '\"'", "ls \"'\"", "ls x'<('", "ls '<x>'", "(ls) | x", "ls | (x)", "ls $(id) | x",
-        "ls *.c | x",
+        "ls *.c | x", "ls | timeout 5 'rm' x", "ls && nice 'x'",
     ],
 )  # fmt: skip
 def test_simple_commands_leave_anything_else_to_bashlex(line: str) -> None:

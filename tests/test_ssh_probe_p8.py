@@ -15,6 +15,18 @@ any local user (or a masked dba's SFTP upload to /tmp, allowed without approval)
 upstream's account. `env -u $X df` (X='A touch') and `xargs -I /tmp/p/* df` the same.
 A computed word or one holding a glob character among their options is now unreadable.
 
+The wrappers an operator types before a command — timeout, nice, nohup, stdbuf, ionice,
+setsid, and the builtins command and exec — made the part the wrapper itself, which no
+list holds: `timeout --foreground 3s df` was denied. The walker now reads their options as
+their getopt_long does (`+` optstrings: options up to the first word not one or `--`,
+clusters, a value attached or the next word, long options by unique prefix, nice's
+obsolete `-5`, timeout's DURATION) and decides the command they run (the wrapper in
+`via`): `timeout -s KILL 5 rm -rf /x` needs approval as rm -rf does, `nohup sh -c '...'`
+is its script. An option not understood (help, version, ionice -p, exec -a, an ambiguous
+prefix), a computed word or a glob among the options is unreadable. chrt (real-time
+scheduling, other processes) and bash's `time` keyword (bashlex does not read it; to dash
+it is /usr/bin/time, whose -o writes) are not seen through.
+
 A here-document whose delimiter is quoted (`sh <<'EOF'`, `<<"EOF"`, `<<\\EOF`, `<<-'EOF'`:
 its body then taken as written, `$` and all) was a parse error, the whole line denied:
 bashlex compared each line with the delimiter as written, quotes included. Its reader is
@@ -149,6 +161,102 @@ def test_plain_options_of_env_and_xargs_stay_read(engine: Any, line: str) -> Non
     assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
 
 
+# a wrapper is seen through: the command it runs is the part, its options skipped
+WRAPPED = [
+    ("timeout -s KILL 5 rm -rf /x", ["rm", "-rf", "/x"], "require_approval"),
+    ("timeout -k1 -sKILL 5 rm -rf /x", ["rm", "-rf", "/x"], "require_approval"),
+    ("nice -n 5 sudo id", ["sudo", "id"], "require_approval"),
+    ("nice -5 sudo id", ["sudo", "id"], "require_approval"),
+    ("nohup sh -c 'touch /m'", ["touch", "/m"], "deny"),
+    ("timeout --foreground 3s df", ["df"], "mask"),
+    ("timeout --sig=TERM -- 1m df -h", ["df", "-h"], "mask"),
+    ("nice --5 uptime", ["uptime"], "mask"),
+    ("nice -n -5 -- free -m", ["free", "-m"], "mask"),
+    (
+        "nice --adj=3 journalctl --vacuum-time=1s",
+        ["journalctl", "--vacuum-time=1s"],
+        "require_approval",
+    ),
+    ("nohup -- uptime", ["uptime"], "mask"),
+    ("stdbuf -oL -e 0 journalctl -f", ["journalctl", "-f"], "mask"),
+    ("ionice -c3 -t df", ["df"], "mask"),
+    ("setsid -fw df", ["df"], "mask"),
+    ("command -p df", ["df"], "mask"),
+    ("exec df", ["df"], "mask"),
+    ("nice timeout 5 nohup setsid stdbuf -o0 ionice -c2 command exec uptime", ["uptime"], "mask"),
+    ("timeout 5 env PATH=/tmp df", ["df"], "deny"),
+    ("PATH=/tmp nice df", ["df"], "deny"),
+    ("echo x | xargs timeout 5 cat /var/log/syslog", ["cat", "/var/log/syslog"], "deny"),
+    ("timeout 5 -- df", ["--", "df"], "deny"),  # DURATION 5: timeout runs `--`
+    ("timeout 5", ["timeout", "5"], "deny"),
+    ("chrt -f 99 df", ["chrt", "-f", "99", "df"], "deny"),
+]
+
+
+@pytest.mark.parametrize(("line", "argv", "expected"), WRAPPED)
+def test_a_wrapper_is_seen_through(engine: Any, line: str, argv: list[str], expected: str) -> None:
+    assert reading(line)["parts"][-1]["argv"] == argv, reading(line)
+    assert verdict(engine, line)["verdict"] == expected, (line, reading(line))
+
+
+# what a wrapper would read otherwise than the walker, or not run a command at all
+UNREAD_WRAPPERS = [
+    "timeout --v 5 df",  # ambiguous: --verbose, --version
+    "timeout --help",
+    "timeout -x 5 df",
+    "timeout --foreground=1 5 df",
+    "timeout $T df",
+    "timeout -s $S 5 df",
+    "nice -n * df",
+    "nice -n",
+    "nohup --version",
+    "ionice -p 1",
+    "ionice -c3 --pid=1",
+    "setsid --bogus df",
+    "command -v df",
+    "command -pv df",
+    "exec -a sudo df",
+    "exec -- df",  # dash runs a command named `--`
+    "exec -c df",
+]
+
+
+@pytest.mark.parametrize("line", UNREAD_WRAPPERS)
+def test_a_wrapper_not_understood_is_not_read(engine: Any, line: str) -> None:
+    assert reading(line).get("malformed"), reading(line)
+    assert verdict(engine, line)["verdict"] == "deny"
+
+
+WRAPPER_DIFFERENTIAL = [
+    "timeout 5 df -h",
+    "timeout -s KILL -k 1 -- 5 uptime -p",
+    "timeout -vsKILL 5 df --total",
+    "nice -5 df; nice -n 3 uptime",
+    "nice --adjustment 2 free -m",
+    "nohup df -h",
+    "stdbuf -oL -- uptime",
+    "ionice -c 3 -- df",
+    "setsid -w free",
+    "command -- df",
+    "exec df -h",
+    "timeout 5 sh -c 'nice -n 1 df'",
+]
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is not installed")
+@pytest.mark.parametrize("line", WRAPPER_DIFFERENTIAL)
+def test_bash_runs_what_a_wrappers_part_says(
+    stubs: Path,  # noqa: F811 (test_ssh_probe_p7's fixture)
+    tmp_path: Path,
+    engine: Any,
+    line: str,
+) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
+    runs, seen = ran_by_bash(stubs, line, tmp_path)
+    assert runs, (line, seen)
+    assert differences(line, runs, seen) == [], line
+
+
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with ssh_stack(tmp_path) as s:
@@ -203,3 +311,19 @@ async def test_quoted_here_documents_run_as_written(tmp_path: Path) -> None:
         assert after.exit_status == 1 and after.stderr.startswith("portcullis: denied: ")
         assert stack.sshd.sessions_started() == 2
     assert not marker.exists()
+
+
+@pytest.mark.integration
+async def test_a_wrapped_command_runs_as_its_command_is_decided(stack: Stack) -> None:
+    """Before: every line denied (the part the wrapper, in no list). A wrapped df runs and
+    answers; a wrapped shell's script is judged, and its touch never runs."""
+    marker = stack.tmp / "ran"
+    async with await stack.connect(READER) as conn:
+        for line in ["timeout --foreground 3s df", "nice -n 5 df -h", "nohup uptime"]:
+            result = await conn.run(line)
+            assert result.exit_status == 0, (line, result.stderr)
+            assert "Filesystem" in result.stdout or "load average" in result.stdout, line
+        denied = await conn.run(f"nohup sh -c 'touch {marker}'")
+        assert denied.exit_status == 1 and denied.stderr.startswith("portcullis: denied: ")
+    assert not marker.exists()
+    assert stack.sshd.sessions_started() == 3

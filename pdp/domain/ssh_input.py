@@ -6,7 +6,9 @@ proxy sent (exactly the bytes the upstream's shell will run), with a real shell 
 command the shell would run — each side of `;`, `&&`, `||`, `|`, `&`, the commands inside
 `$(...)`, backticks and `<(...)`, inside `if`/`for`/`while` bodies and subshells, the
 script of `sh -c '...'` / `bash -c` (and of a shell fed a here-document), and the command
-`env` or `xargs` would run — each with its argv (quotes removed, as the shell passes it),
+`env` or `xargs` would run, or a wrapper (WRAPPERS: timeout, nice, nohup, stdbuf, ionice,
+setsid, and the builtins command and exec, their options read as they read them) — each
+with its argv (quotes removed, as the shell passes it),
 the words whose value is computed at run time (`$X`, `$(...)`, `~user`, `{a,b}`, a word
 holding xargs's replace string), its assignments (a redirection's `{fd}>` among them) and
 redirections (a compound's — `{ ...; } > f`, `for ... done > f` — on each command inside
@@ -30,8 +32,8 @@ A computed word outside quotes whose value may hold a glob character (any but th
 parameters sshd and bash set, `~user`, `$(uptime)`) is listed in the part's `globbed`.
 
 A line of plain words (plain_words(): letters, digits and `_./=:,+-` only, single spaces
-between, no assignment before its command, no reserved word, not a shell, `env` or
-`xargs`) is one simple command whose words the shell passes as written: it is read
+between, no assignment before its command, no reserved word, not a shell, `env`,
+`xargs` or a wrapper) is one simple command whose words the shell passes as written: it is read
 without bashlex (~140 µs of CPU per line, about half of the PDP process's instructions
 for a new line's Decide), into exactly what bashlex reads. A line of such commands joined
 by `|`, `||`, `&&` or `;` whose words may also hold '...' or "..." runs of quiet
@@ -132,8 +134,8 @@ RESERVED = frozenset({
     "if", "then", "else", "elif", "fi", "case", "esac", "for", "select", "while", "until",
     "do", "done", "in", "function", "time", "coproc",
 })  # fmt: skip
-# a first word whose words the walker reads further (a script, a command inside)
-READ_FURTHER = SHELLS | {"env", "xargs"}
+# nice's obsolete adjustment: `-N`, `--N`, `-+N` (nice.c reads it before getopt)
+NICE_NUMBER = re.compile(r"-[-+]?[0-9].*", re.S)
 # what a parameter expansion the walker reads may hold: a name, positional digits, or one
 # special parameter (bashlex's node value, without `$`, `{` and `}`)
 PLAIN_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[-$#?!*@]")
@@ -205,6 +207,60 @@ class Part:
             "via": self.via,
             "more_args": self.more_args,
         }
+
+
+@dataclass(frozen=True)
+class Wrapper:
+    """A command that runs the command after its options (and `operands` words more), as
+    getopt_long reads them when its optstring begins with `+` (GNU coreutils, util-linux):
+    options up to the first word not one (or `--`), short ones clustered (`-vsKILL`), a
+    value attached or the next word, a long option by any unique prefix of its name
+    (`--sig=KILL`, `--fore`), its value after `=` or the next word."""
+
+    flags: str = ""  # short options without a value
+    valued: str = ""  # short options whose value follows
+    long_flags: frozenset[str] = frozenset()
+    long_valued: frozenset[str] = frozenset()
+    # long options it has that run no command, or act on other processes (--help, --pid):
+    # not understood, but a prefix of them is no prefix of another option alone
+    long_other: frozenset[str] = frozenset({"--help", "--version"})
+    operands: int = 0  # timeout's DURATION
+    numbered: bool = False  # nice's obsolete `-N` / `--N` / `-+N` adjustment
+    builtin: bool = False  # a shell builtin: no long options, no clusters, `--` if flags
+
+
+# wrappers seen through: the command each runs is the part decided (the wrapper in `via`).
+# Not chrt (a real-time policy lets a looping command hold a core; -p acts on another
+# process) nor `time` (bash's keyword, which bashlex does not read; to dash /usr/bin/time,
+# whose -o writes a file); ionice's -p/-P/-u act on running processes, not understood.
+WRAPPERS = {
+    "timeout": Wrapper(
+        flags="vfp",  # -f, -p: coreutils 9.6's short --foreground / --preserve-status
+        valued="ks",
+        long_flags=frozenset({"--foreground", "--preserve-status", "--verbose"}),
+        long_valued=frozenset({"--kill-after", "--signal"}),
+        operands=1,
+    ),
+    "nice": Wrapper(valued="n", long_valued=frozenset({"--adjustment"}), numbered=True),
+    "nohup": Wrapper(),
+    "stdbuf": Wrapper(valued="ioe", long_valued=frozenset({"--input", "--output", "--error"})),
+    "ionice": Wrapper(
+        flags="t",
+        valued="cn",
+        long_flags=frozenset({"--ignore"}),
+        long_valued=frozenset({"--class", "--classdata"}),
+        long_other=frozenset({"--pid", "--pgid", "--uid", "--help", "--version"}),
+    ),
+    "setsid": Wrapper(flags="cfw", long_flags=frozenset({"--ctty", "--fork", "--wait"})),
+    # bash's and dash's builtins: `command -p` (a default PATH); `exec` with no option at
+    # all (bash's -a, -c, -l are names of commands to dash)
+    "command": Wrapper(flags="p", long_other=frozenset(), builtin=True),
+    "exec": Wrapper(long_other=frozenset(), builtin=True),
+}
+
+
+# a first word whose words the walker reads further (a script, a command inside)
+READ_FURTHER = SHELLS | {"env", "xargs"} | WRAPPERS.keys()
 
 
 def ssh_command(kind: str, raw: str, attributes: dict[str, Any]) -> dict[str, Any]:
@@ -676,6 +732,12 @@ class _Walker:
                 if heredoc is not None and len(words) == 1:
                     self._nested(Word(heredoc, False), [*via, f"{base} <<"], name, around)
                     return
+            wrapper = WRAPPERS.get(base)
+            if wrapper is not None:
+                inner = _wrapped_command(base, wrapper, words[1:])
+                if inner:
+                    self._emit(inner, assignments, redirects, [*via, base], heredoc, more_args)
+                    return
             if base == "env":
                 rest, more = _env_args(words[1:])
                 if rest:
@@ -1012,3 +1074,68 @@ def _xargs_args(words: list[Word]) -> tuple[list[Word], str | None, str | None]:
         elif option in XARGS_FILE:
             arg_file = value
     return [], replace, arg_file
+
+
+def _wrapped_command(name: str, wrapper: Wrapper, words: list[Word]) -> list[Word]:
+    """The command a wrapper runs, after its options and operands (none: []). Raises
+    Unreadable for an option not understood, and for a computed word or a glob among its
+    options and operands (_no_glob_before_the_command)."""
+    i = 0
+    while i < len(words):
+        text = words[i].text
+        if not words[i].dynamic and (not text.startswith("-") or text == "-"):
+            break
+        _no_glob_before_the_command(name, words[i])
+        i += 1
+        if text == "--":
+            if wrapper.builtin and not wrapper.flags:
+                raise Unreadable(f"{name} option '--', which bash and a POSIX sh read apart")
+            break
+        if wrapper.numbered and NICE_NUMBER.fullmatch(text):
+            continue
+        if text.startswith("--"):
+            i += _long_option(name, wrapper, text, words[i:])
+            continue
+        i += _short_options(name, wrapper, text, words[i:])
+    for _ in range(wrapper.operands):
+        if i >= len(words):
+            return []
+        _no_glob_before_the_command(name, words[i])
+        i += 1
+    return words[i:]
+
+
+def _long_option(name: str, wrapper: Wrapper, text: str, after: list[Word]) -> int:
+    """How many words after it a long option's value takes (0 or 1); Unreadable if it is
+    not understood. Its name matches exactly or as the unique prefix of one."""
+    given, eq, _ = text.partition("=")
+    known = wrapper.long_flags | wrapper.long_valued | wrapper.long_other
+    matches = [given] if given in known else [o for o in known if o.startswith(given)]
+    if wrapper.builtin or len(matches) != 1 or matches[0] in wrapper.long_other:
+        raise Unreadable(f"{name} option {_short_text(text)} not understood")
+    if matches[0] in wrapper.long_flags:
+        if eq:
+            raise Unreadable(f"{name} option {_short_text(text)} not understood")
+        return 0
+    if eq:
+        return 0
+    return _value_after(name, text, after)
+
+
+def _short_options(name: str, wrapper: Wrapper, text: str, after: list[Word]) -> int:
+    """How many words after a cluster of short options its last one's value takes."""
+    if wrapper.builtin and text[1:] not in wrapper.flags:
+        raise Unreadable(f"{name} option {_short_text(text)} not understood")
+    for j, letter in enumerate(text[1:], start=1):
+        if letter in wrapper.valued:
+            return 0 if j + 1 < len(text) else _value_after(name, text, after)
+        if letter not in wrapper.flags:
+            raise Unreadable(f"{name} option {_short_text(text)} not understood")
+    return 0
+
+
+def _value_after(name: str, option: str, after: list[Word]) -> int:
+    if not after:
+        raise Unreadable(f"{name} option {_short_text(option)} without its value")
+    _no_glob_before_the_command(name, after[0])
+    return 1
