@@ -37,7 +37,7 @@ from proxies.http.bodies import (
 from proxies.http.client_io import ClientIO
 from proxies.http.codings import ContentDecoder, Undecodable, codings, decode_whole
 from proxies.http.guard import CredentialInResponse, ResponseGuard, check_unpacked
-from proxies.http.packed import PACKED_LIMIT, SNIFFED, Unopenable, packed_format
+from proxies.http.packed import PACKED_LIMIT, SNIFFED, Unopenable, packed_format, packed_kind
 from proxies.http.upstream import UpstreamCut, UpstreamResponse, request_head
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling
@@ -518,7 +518,7 @@ async def _replay(data: bytes) -> AsyncIterator[bytes]:
 def _unpacked_unread(guard: ResponseGuard, data: bytes) -> str:
     """Why a body that is a compressed file cannot be passed on unread ("" when it is
     none, or what it holds has no credential): CredentialInResponse when it holds it."""
-    if not guard.patterns or not packed_format(data[:SNIFFED]):
+    if not guard.patterns or not packed_kind(data):
         return ""
     try:
         check_unpacked(guard.patterns, data)

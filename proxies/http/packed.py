@@ -5,7 +5,8 @@ Owns `packed_format` (whether a body is a file in a compression or archive forma
 first bytes: what a client unpacks whatever the media type says) and `unpacked` (the bytes
 such a file holds, files inside it opened too, within bounds). An upstream handing its own
 key back inside a `.gz` export or a `.zip` (an Office document is one) would carry it past
-the guard, which reads bytes as they are. A file the proxy cannot open (an encrypted zip
+the guard, which reads bytes as they are; a tar archive (`.tar`, `.tar.gz`) is opened too,
+its files taken out of their 512-byte headers. A file the proxy cannot open (an encrypted zip
 member, zstd, 7z, RAR, a method zipfile does not know, broken bytes after a strong magic
 number, more than PACKED_LIMIT bytes in or UNPACKED_LIMIT out) is `Unopenable`: with a
 credential injected, the proxy refuses the body (502) rather than relay it unread.
@@ -18,6 +19,7 @@ import bz2
 import io
 import lzma
 import re
+import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -87,6 +89,14 @@ def packed_format(first: bytes) -> str:
     return "bzip2" if _BZIP2.match(first) else ""
 
 
+def packed_kind(data: bytes) -> str:
+    """packed_format of a whole body, or "tar" for a tar archive (POSIX ustar or GNU: its
+    mark stands 257 bytes in, past what a stream is sniffed for). A tar file's files lie
+    in it as they are, parted by 512-byte headers: a key cut across two of them is read
+    whole only once they are taken out."""
+    return packed_format(data[:SNIFFED]) or ("tar" if data[257:262] == b"ustar" else "")
+
+
 def unpacked(data: bytes) -> Iterator[bytes]:
     """What a compressed file holds, a bounded piece at a time, files inside it opened
     as well (each piece is whole text of one file, in the archive's order: the guard
@@ -97,7 +107,7 @@ def unpacked(data: bytes) -> Iterator[bytes]:
 
 
 def _opened(data: bytes, budget: list[int], depth: int) -> Iterator[bytes]:
-    kind = packed_format(data[:SNIFFED])
+    kind = packed_kind(data)
     if not kind:
         yield data
         return
@@ -121,9 +131,14 @@ def _members(kind: str, data: bytes) -> Iterator[bytes]:
             yield _streams(bz2.BZ2Decompressor, data)
         elif kind == "xz":
             yield _streams(lzma.LZMADecompressor, data)
+        elif kind == "tar":
+            yield from _tar_members(data)
         else:
             raise Unopenable(f"a {kind} file cannot be checked")
-    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zipfile.BadZipFile):
+    except (
+        OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, zipfile.BadZipFile,
+        tarfile.TarError,
+    ):  # fmt: skip
         raise Unopenable(f"a {kind} file that does not read as one") from None
 
 
@@ -142,6 +157,15 @@ def _zip_members(data: bytes) -> Iterator[bytes]:
             if len(held) > UNPACKED_LIMIT:
                 raise Unopenable("a zip member larger than the proxy opens")
             yield held
+
+
+def _tar_members(data: bytes) -> Iterator[bytes]:
+    """A tar archive's files, in its order (their sizes are within the bytes it has)."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+        for info in archive:
+            member = archive.extractfile(info) if info.isfile() else None
+            if member is not None:
+                yield member.read()
 
 
 def _streams(new: Callable[[], _Decoder], data: bytes) -> bytes:
