@@ -25,6 +25,9 @@ pii-readers: tool results masked):
   does, read a file outside the directory it serves when the reader declared file:///.
   Roots are now shown to the policy (`roots`), which allows only the URI prefixes
   data.portcullis.mcp.roots lists for the connection (none by default).
+- a tool returning a record as name/value pairs (custom fields, settings, environment
+  variables: {"name": "password", "value": "hunter2"}) passed the field rules, which
+  match keys: the password and the phone came back whole (no detector finds them).
 """
 
 from __future__ import annotations
@@ -240,3 +243,40 @@ async def test_a_client_declares_only_the_roots_the_connection_lists(
             _, _, text = await post(stack, reader, rpc(7, "tools/call", answered), None, headers)
             denied = messages_of(text)[0].get("error", {}).get("code") == DENIED
             assert denied is not allowed, text  # (allowed: forwarded, whatever the server says)
+
+
+PAIRS = [
+    {"name": "plan", "value": "gold"},
+    {"name": "password", "value": "hunter2", "type": "string"},
+    {"key": "Phone", "val": "5550100"},
+]
+
+
+def _pairs_server(up: Any) -> MCPServer:
+    server = MCPServer("billing")
+
+    @server.tool()
+    def find_customer(name: str) -> dict[str, Any]:
+        up.calls.append(name)
+        return {"customer": name, "fields": PAIRS}
+
+    return server
+
+
+async def test_a_field_named_beside_its_value_is_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _pairs_server)
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        async with agent(stack, reader) as client:
+            result = await client.call_tool("find_customer", {"name": "Ann"})
+    assert stack.upstream.calls == ["Ann"]
+    for shown in (result.structured_content, json.loads(text_of(result))):
+        assert shown is not None
+        assert "hunter2" not in json.dumps(shown) and "5550100" not in json.dumps(shown)
+        assert shown["fields"] == [
+            {"name": "plan", "value": "gold"},
+            {"name": "password", "value": "[REDACTED]", "type": "string"},
+            {"key": "Phone", "val": "[REDACTED]"},
+        ]

@@ -867,15 +867,42 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     # image and audio content (MCP Server → Tools → Tool result) carry their bytes as
     # base64 `data`, beside a `mimeType`: read like a resource's `blob`
     binary = value.get("type") in ("image", "audio") or "mimeType" in value
+    named = _pair_name(value, masker)
     out = {}
     for key, child in value.items():
-        if isinstance(child, str) and (key == "blob" or (key == "data" and binary)):
+        if named is not None and key not in _DESCRIBING and child is not None:
+            # the value of a field named in a key of its own: masked as {named: child}
+            masked, found = masker.mask_json({named: child})
+            counts.update(found)
+            out[key] = masked[named]
+        elif isinstance(child, str) and (key == "blob" or (key == "data" and binary)):
             out[key] = _masked_blob(child, masker, counts)
         elif isinstance(child, str) and key in _OPAQUE_TOKENS:
             out[key] = _masked_token(child, masker, counts)
         else:
             out[key] = _json_texts(child, masker, counts)
     return out
+
+
+# an object naming a field under a key of its own, its value beside it: the name/value
+# pairs of settings, custom fields, form answers, environment variables ({"name":
+# "password", "value": "hunter2"}), which a field rule matching keys never meets
+_NAMING_KEYS = ("name", "key", "field", "property", "attribute", "column", "label")
+# what such an object keeps beside the name (words about the field); any other key of it
+# is taken for its value (an allow-list: `value`, `val`, `current`, `secret` alike)
+_DESCRIBING = frozenset(
+    {*_NAMING_KEYS, "id", "type", "format", "description", "title", "unit", "required"}
+    | {"uri", "mimeType", "annotations", "icons"}  # (what MCP's own items describe)
+)
+
+
+def _pair_name(value: dict[str, Any], masker: Masker) -> str | None:
+    """The field an object names under one of _NAMING_KEYS when a field rule masks it."""
+    for key in _NAMING_KEYS:
+        name = value.get(key)
+        if isinstance(name, str) and masker.rule_for_any([name]) is not None:
+            return name
+    return None
 
 
 def _masked_string(text: str, masker: Masker, counts: Counter[str]) -> str:
