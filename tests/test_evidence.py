@@ -468,8 +468,11 @@ async def test_truncating_the_tail_is_caught_by_the_anchor(env):
     assert result.returncode == 1, result.stdout
     assert "deleted from the end" in result.stdout
     assert f"seq={cut}" in result.stdout.splitlines()[0]
-    # without the anchor file the shorter chain is internally consistent
+    # the head file (the head as the PDP last saw it) alone catches it too
     (env.tmp / "var" / "checkpoint.json").unlink()
+    assert "deleted from the end" in env.verify().stdout
+    # without either file the shorter chain is internally consistent
+    (env.tmp / "var" / "head.json").unlink()
     assert env.verify().returncode == 0
 
 

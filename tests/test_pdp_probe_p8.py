@@ -356,3 +356,50 @@ async def test_a_tail_cut_while_the_pdp_runs_is_caught_without_forwarding(
     result = await asyncio.to_thread(audit, config_path, "verify")
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"records {kept + 1}..{kept + 3} the PDP had committed" in result.stdout
+
+
+async def _crashed(app: Any) -> None:
+    """Leave the PDP as a kill would: no shutdown checkpoint, anchor or head file."""
+
+    async def no_last_checkpoint() -> None:
+        return None
+
+    task = app.checkpoints._task
+    app.checkpoints.stop = no_last_checkpoint
+    if task is not None:
+        task.cancel()
+
+
+async def test_a_tail_cut_after_a_crash_is_caught_by_the_head_file(tmp_path):
+    """Attack (DELETE on the audit store, no forwarding): the PDP dies (no shutdown
+    checkpoint); delete the records it wrote since its last checkpoint (alice's three
+    statements). The chain verified and the anchor (the last checkpoint) was reached:
+    `audit verify` said OK, and the restarted PDP wrote on. Now the PDP keeps the head
+    as it saw it, every second while it moves, in head.json beside the anchor (unsigned:
+    it can only fail a verification), which verify and export check; a PDP starting
+    on a chain that no longer reaches it keeps it (portcullis_anchor_unreached 1)."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 1")
+        assert await app.checkpoints.checkpoint() is not None
+        kept = (await app.store.head())[0]
+        for n in range(3):
+            await decide_sql(stub, opened.session_id, f"SELECT id FROM orders WHERE id = {n}")
+        await app.checkpoints.write_head()  # as its timer does, every second
+        await _crashed(app)
+    await _cut_tail(config.pdp.store, kept)
+    result = await asyncio.to_thread(audit, config_path, "verify")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"records {kept + 1}..{kept + 3} were deleted from the end" in result.stdout
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 2")
+        await app.checkpoints.write_head()
+        assert "portcullis_anchor_unreached 1\n" in metrics_text(app)
+    result = await asyncio.to_thread(audit, config_path, "verify")
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = str(tmp_path / "b.tar.gz")
+    exported = await asyncio.to_thread(audit, config_path, "export", "--out", out)
+    assert exported.returncode == 1, exported.stdout + exported.stderr

@@ -89,10 +89,12 @@ def metrics_text(app: PDPApp) -> str:
         " (each written into the chain as an audit.tail_cut record; see the log).",
         "# TYPE portcullis_audit_tail_cuts_total counter",
         f"portcullis_audit_tail_cuts_total {getattr(app.store, 'tail_cuts', 0)}",
-        "# HELP portcullis_anchor_unreached 1 while the anchor file names a signed head the"
-        " chain no longer reaches (records cut from its end; see the log), else 0.",
+        "# HELP portcullis_anchor_unreached 1 while the anchor file names a signed head (or"
+        " the head file a head) the chain no longer reaches (records cut from its end; see"
+        " the log), else 0.",
         "# TYPE portcullis_anchor_unreached gauge",
-        f"portcullis_anchor_unreached {int(bool(checkpoints and checkpoints.anchor_problem))}",
+        "portcullis_anchor_unreached"
+        f" {int(bool(checkpoints and (checkpoints.anchor_problem or checkpoints.head_problem)))}",
     ]
     return "\n".join(lines + _webhook_lines(app)) + "\n"
 

@@ -148,7 +148,7 @@ def _verify_bundle(path: Path, pinned: Any) -> int:
 
 async def _verify_store(args: argparse.Namespace, pinned: Any) -> int:
     from pdp.cli import _config
-    from pdp.evidence.checkpoints import anchor_path_for, verify_store
+    from pdp.evidence.checkpoints import anchor_path_for, head_path_for, verify_store
     from pdp.store import AuditStore, StoreUnavailable, open_store
 
     config = _config(args)
@@ -178,6 +178,10 @@ async def _verify_store(args: argparse.Namespace, pinned: Any) -> int:
         if unreadable:
             return _fail(unreadable)
         also.append((own, str(own_path)))
+    head, unreadable = _anchor(head_path_for(own_path))  # the head as the PDP last saw it
+    if unreadable:
+        return _fail(unreadable)
+    also.append((head, str(head_path_for(own_path))))
     settings = config.pdp.store
     if settings.type == "sqlite" and not settings.path.exists():
         return _fail(f"audit store {settings.path} does not exist")
@@ -218,7 +222,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 async def _export(args: argparse.Namespace, since: float | None, until: float | None) -> int:
     from pdp.cli import _config
     from pdp.evidence.bundle import StoreUnverified, export_bundle
-    from pdp.evidence.checkpoints import anchor_path_for
+    from pdp.evidence.checkpoints import anchor_path_for, head_path_for
     from pdp.evidence.signing import Signer
     from pdp.plumbing.keys import load_or_create_ed25519
     from pdp.store import AuditStore, StoreUnavailable, open_store
@@ -234,6 +238,9 @@ async def _export(args: argparse.Namespace, since: float | None, until: float | 
     anchor, unreadable = _anchor(anchor_path)
     if unreadable:
         return _fail(unreadable)
+    head, unreadable = _anchor(head_path_for(anchor_path))
+    if unreadable:
+        return _fail(unreadable)
     # the store reports records no holder of the proxy key wrote (pdp.store.macs)
     record_key, _ = _record_key(config.pdp.proxy_key, False)
     opened = open_store(settings, timeout=30.0)
@@ -242,7 +249,14 @@ async def _export(args: argparse.Namespace, since: float | None, until: float | 
     try:
         await store.start()
         summary = await export_bundle(
-            store, signer, Path(args.out), since, until, anchor, str(anchor_path)
+            store,
+            signer,
+            Path(args.out),
+            since,
+            until,
+            anchor,
+            str(anchor_path),
+            also=[(head, str(head_path_for(anchor_path)))],
         )
     except StoreUnavailable as exc:
         return _fail(str(exc))

@@ -28,7 +28,7 @@ import io
 import json
 import tarfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,6 +245,7 @@ async def export_bundle(
     until: float | None = None,
     anchor: Any = None,
     anchor_source: str = "anchor",
+    also: Sequence[tuple[Any, str]] = (),
 ) -> ExportSummary:
     """Write the bundle of the records timed in [since, until), signed by `signer`.
 
@@ -255,7 +256,7 @@ async def export_bundle(
     whose tail was deleted, or rewritten, re-chained and stripped of its checkpoints (by
     someone with write access to the store but not the key) came out as a bundle that
     verified. StoreUnverified when the store does not verify; nothing is written."""
-    report = await verify_store(store, signer.public_key, anchor, anchor_source)
+    report = await verify_store(store, signer.public_key, anchor, anchor_source, also=also)
     if not report.ok:
         raise StoreUnverified(report.problems)
     # only what was verified: a record appended since (by the PDP, or INSERTed by someone

@@ -68,6 +68,16 @@ def anchor_path_for(signing_key: Path) -> Path:
     return signing_key.with_name("checkpoint.json")
 
 
+def head_path_for(anchor_path: Path) -> Path:
+    """Where the PDP keeps the chain's head as it last saw it (unsigned, written every
+    HEAD_SECONDS while it moves): beside the anchor."""
+    return anchor_path.with_name("head.json")
+
+
+# how often the head file is brought up to date while the head moves
+HEAD_SECONDS = 1.0
+
+
 class CheckpointWriter:
     """Background task: a signed `checkpoint` record whenever the head moved, every interval."""
 
@@ -94,6 +104,10 @@ class CheckpointWriter:
         self.foreign_records = 0
         self.foreign_ranges: list[tuple[int, int]] = []
         self.anchor_problem = ""  # why the anchor file is kept, while the chain misses it
+        # the head as last written to the head file (head_path_for), and why it is kept
+        self.head_path = head_path_for(anchor_path) if anchor_path is not None else None
+        self._head_written: tuple[int, str] = (0, "")
+        self.head_problem = ""
         self._vouched: int | None = None  # every record up to it checked or signed for
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -113,13 +127,43 @@ class CheckpointWriter:
             await self._task
             self._task = None
         await self._checkpoint_logged()
+        await self._head_logged()
 
     async def _run(self) -> None:
+        due = time.monotonic() + self.interval_seconds
         while True:
+            tick = min(HEAD_SECONDS, max(due - time.monotonic(), 0.0))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval_seconds)
+                await asyncio.wait_for(self._stopping.wait(), tick)
                 return
-            await self._checkpoint_logged()
+            if time.monotonic() >= due:
+                due = time.monotonic() + self.interval_seconds
+                await self._checkpoint_logged()
+            await self._head_logged()
+
+    async def _head_logged(self) -> None:
+        try:
+            await self.write_head()
+        except Exception:  # the timer goes on: checkpoints matter more than this file
+            log.exception("audit head file not written")
+
+    async def write_head(self) -> None:
+        """Bring the head file up to date: the seq and hash of the chain's head, unsigned,
+        in the form of a forwarded record (pdp.evidence.checkpoints.forwarded_record), which
+        `audit verify` checks besides the anchor. A cut of the records written since the
+        last checkpoint, while the PDP is down after a crash (no shutdown checkpoint), is
+        then seen: the chain no longer reaches the head the file names. Such a file is
+        kept, never replaced by the shorter chain's head; it can only fail a verification."""
+        path = self.head_path
+        if path is None:
+            return
+        head = await self.store.head()
+        if head[0] == 0 or head == self._head_written:
+            return
+        if not self._head_written[0] and await self._head_unreached(path):
+            return
+        write_head_file(path, head)
+        self._head_written = head
 
     async def _checkpoint_logged(self) -> None:
         try:
@@ -175,6 +219,31 @@ class CheckpointWriter:
             except OSError as exc:
                 log.warning("checkpoint anchor %s not written: %s", self.anchor_path, exc)
         return record
+
+    async def _head_unreached(self, path: Path) -> bool:
+        """Whether the head file left by an earlier run names a record the chain no longer
+        holds unchanged (records cut from its end while the PDP was down): then it is kept,
+        and this run writes none (checked once per run: the head only moves on since)."""
+        try:
+            kept = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        if not forwarded_record(kept):
+            return False
+        named, named_hash = kept["seq"], kept["hash"]
+        found = await self.store.query(after_seq=named - 1, limit=1) if named > 0 else []
+        if found and found[0].seq == named and found[0].hash == named_hash:
+            return False
+        problem = (
+            f"the head file {path} names seq {named}, which the chain no longer reaches"
+            " unchanged: records were deleted from its end (or rewritten) while the PDP was"
+            " down; the file is kept for `audit verify` (move it aside only once the"
+            " store's loss is understood)"
+        )
+        if problem != self.head_problem:
+            log.error("audit head file NOT replaced: %s", problem)
+        self.head_problem = problem
+        return True
 
     def _foreign_seen(self, seq: int, foreign: list[tuple[int, int]]) -> None:
         """Loud, every time: an error logged and counted for each checkpoint naming records
@@ -388,6 +457,15 @@ def write_anchor(path: Path, doc: dict[str, Any], record: AuditRecord) -> None:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     content = {**doc, "record": {"seq": record.seq, "id": record.id, "hash": record.hash}}
     tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def write_head_file(path: Path, head: tuple[int, str]) -> None:
+    """Atomically replace the head file (CheckpointWriter.write_head)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    content = {"seq": head[0], "hash": head[1], "prev_hash": "", "kind": "chain_head"}
+    tmp.write_text(json.dumps(content, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
 
@@ -871,6 +949,8 @@ async def _verify_read(
             problems.append(bad)
         else:
             what = " (a forwarded record: unsigned)" if forwarded_record(anchor) else ""
+            if forwarded_record(anchor) and anchor.get("kind") == "chain_head":
+                what = " (the head as the PDP last saw it: unsigned)"
             reached.append(f"{source}{what} names seq {anchored_seq(anchor)}: reached, unchanged")
     counted.anchor = "; ".join(reached)
     problems = [await _named(store, p) for p in problems]
