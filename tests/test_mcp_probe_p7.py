@@ -7,8 +7,9 @@ pii-readers: tool results masked):
 
 - a tool handing a customer's record back as bytes written as text in the usual ways
   other than one base64 string — base64 in MIME lines (Python's base64.encodebytes), a
-  `data:` URI (base64 or percent-encoded), hex — passed unread: the e-mail and the card
-  number reached the reader, who decodes them.
+  `data:` URI (base64 or percent-encoded), hex, or base64 inside a longer text (after a
+  sentence, a Markdown image) — passed unread: the e-mail and the card number reached
+  the reader, who decodes them.
 - a request id is kept by the proxy until its answer comes (up to 256 a session), and a
   string id was as long as the body allowed (4 MiB): 24 calls of a tool that waits (an
   elicitation the reader never answers), each with a 4 MiB id, held 100 MB in one
@@ -72,6 +73,19 @@ ENCODINGS: dict[str, tuple[Callable[[bytes], str], Callable[[str], bytes]]] = {
     ),
     "hex": (lambda b: b.hex(), bytes.fromhex),
     "HEX": (lambda b: b.hex().upper(), bytes.fromhex),
+    # inside a longer text
+    "base64 in a sentence": (
+        lambda b: f"Export of Ann: {base64.b64encode(b).decode()} (3 rows)",
+        lambda s: base64.b64decode(s.split(": ", 1)[1].rsplit(" (", 1)[0]),
+    ),
+    "markdown image": (
+        lambda b: f"![export](data:application/json;base64,{base64.b64encode(b).decode()})",
+        lambda s: base64.b64decode(s.split(",", 1)[1].rstrip(")")),
+    ),
+    "mime lines in a message": (
+        lambda b: f"Attached:\n{base64.encodebytes(b).decode()}-- end",
+        lambda s: base64.b64decode(s.split("\n", 1)[1].rsplit("--", 1)[0]),
+    ),
 }
 # bytes with nothing in them: as they came
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01" * 8

@@ -918,10 +918,14 @@ def _masked_string(text: str, masker: Masker, counts: Counter[str]) -> str:
         return ""
     if parts is None:
         encoded = _masked_encoded(text, masker, counts)
-        return encoded if encoded != text else _masked_prose(text, masker, counts)
+        if encoded != text:
+            return encoded
+        return _masked_prose(_masked_runs(text, masker, counts), masker, counts)
     found: Counter[str] = Counter()
     out = "".join(
-        _masked_json(part, masker, found) if is_json else _masked_prose(part, masker, found)
+        _masked_json(part, masker, found)
+        if is_json
+        else _masked_prose(_masked_runs(part, masker, found), masker, found)
         for is_json, part in parts
     )
     if not found:
@@ -989,6 +993,14 @@ _TOKEN_SEGMENT = re.compile(r"[A-Za-z0-9+/_\-]{8,}={0,2}")
 _ENCODED = re.compile(r"[A-Za-z0-9+/_\-]+={0,2}")
 _ENCODED_MIN = 16
 _HEX = re.compile(r"(?:[0-9a-f]{2}){16,}|(?:[0-9A-F]{2}){16,}")  # 16 bytes or more
+# runs of bytes written as text in a longer text: a base64 data: URI, lines of base64, a
+# word of the base64 or base64url alphabet (hex among them) long enough to carry a value
+_EMBEDDED = re.compile(
+    r"data:[\w.+/-]*(?:;[\w.+-]+=[\w.+-]+)*;base64,[A-Za-z0-9+/]+={0,2}"
+    r"|(?:[A-Za-z0-9+/]{16,}={0,2}\r?\n)+[A-Za-z0-9+/]+={0,2}"
+    r"|[A-Za-z0-9+/_\-]{32,}={0,2}",
+    re.I,
+)
 # RFC 2397 §3: data:[<mediatype>][;base64],<data> (the scheme and `base64` in any case)
 _DATA_URI = re.compile(r"(?P<head>data:[^,]*?(?P<base64>;base64)?,)(?P<payload>.*)", re.S | re.I)
 # a Markdown code block holding the whole text (```json ... ```), as servers write JSON
@@ -1066,6 +1078,15 @@ def _masked_encoded(text: str, masker: Masker, counts: Counter[str]) -> str:
         if shown != text.lower():
             return shown.upper() if text.isupper() else shown
     return _masked_base64(text, masker, counts)
+
+
+def _masked_runs(text: str, masker: Masker, counts: Counter[str]) -> str:
+    """Bytes written as text inside a longer text (an export after a sentence, a Markdown
+    image's `data:` URI, a block of MIME lines in a message): each run read as a whole
+    string is (_masked_encoded), withheld from the text when its bytes are."""
+    if len(text) < _ENCODED_MIN:
+        return text
+    return _EMBEDDED.sub(lambda run: _masked_encoded(run.group(0), masker, counts), text)
 
 
 def _masked_bytes(data: bytes, masker: Masker, counts: Counter[str]) -> bytes | None:
