@@ -403,3 +403,30 @@ async def test_a_tail_cut_after_a_crash_is_caught_by_the_head_file(tmp_path):
     out = str(tmp_path / "b.tar.gz")
     exported = await asyncio.to_thread(audit, config_path, "export", "--out", out)
     assert exported.returncode == 1, exported.stdout + exported.stderr
+
+
+# -- verify: which key it trusted ----------------------------------------------------------
+
+
+async def test_verify_of_the_store_says_which_key_it_trusted(tmp_path):
+    """Attack (write access to the store and to the signing key's directory): rewrite the
+    records, re-chain them, re-sign every checkpoint, the anchor and the key file with a
+    key of one's own: `audit verify` read the key from that directory and said OK with
+    no word of which key, so an auditor could not compare it with the one kept elsewhere.
+    Now an OK names the key's id and where it came from, NOT PINNED unless --public-key
+    gave it (as `audit verify --bundle` does)."""
+    from pdp.evidence.signing import key_id_of
+
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 1")
+        key_id = key_id_of(app.signer.public_key)
+        pem = tmp_path / "public.pem"
+        pem.write_bytes(app.signer.public_pem())
+    result = await asyncio.to_thread(audit, config_path, "verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"key: {key_id}, from {config.pdp.signing_key}: NOT PINNED" in result.stdout
+    pinned = await asyncio.to_thread(audit, config_path, "verify", "--public-key", str(pem))
+    assert pinned.returncode == 0 and "NOT PINNED" not in pinned.stdout, pinned.stdout

@@ -203,6 +203,15 @@ async def _verify_store(args: argparse.Namespace, pinned: Any) -> int:
         await store.close()
     if report.ok:
         print(f"OK: {report.summary()}")
+        if pinned is None:
+            from pdp.evidence.signing import key_id_of
+
+            # whoever may rewrite the store and this directory may re-sign it all with a
+            # key of their own: only a key kept elsewhere tells
+            print(
+                f"  key: {key_id_of(public_key)}, from {config.pdp.signing_key}: NOT PINNED;"
+                " give --public-key with the PDP's public key kept elsewhere"
+            )
         return 0
     _print_problems(report.problems)
     return EXIT_BAD
