@@ -27,6 +27,11 @@ prefix), a computed word or a glob among the options is unreadable. chrt (real-t
 scheduling, other processes) and bash's `time` keyword (bashlex does not read it; to dash
 it is /usr/bin/time, whose -o writes) are not seen through.
 
+`cat -- /var/log/x` (getopt's end of options before a file name) was denied: `cat
+/var/log/*` asks each further word to match its glob, `--` among them. ssh.rego: a listed
+command ending in a glob takes one `--` right after its listed words, then at least one
+argument, each matching the glob.
+
 A here-document whose delimiter is quoted (`sh <<'EOF'`, `<<"EOF"`, `<<\\EOF`, `<<-'EOF'`:
 its body then taken as written, `$` and all) was a parse error, the whole line denied:
 bashlex compared each line with the delimiter as written, quotes included. Its reader is
@@ -257,6 +262,26 @@ def test_bash_runs_what_a_wrappers_part_says(
     assert differences(line, runs, seen) == [], line
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("cat -- /var/log/syslog", ALLOWED),
+        ("cat -- /var/log/syslog /var/log/auth.log", ALLOWED),
+        ("timeout 5 cat -- /var/log/syslog", ALLOWED),
+        ("cat -- -- /var/log/syslog", ("deny",)),  # the second `--` is a file in $HOME
+        ("cat -- /etc/shadow", ("deny",)),
+        ("cat --", ("deny",)),
+        ("cat /var/log/syslog -- /etc/shadow", ("deny",)),
+        ("cat -- /var/log/$X", ("deny",)),
+        ("xargs cat -- /var/log/syslog", ("deny",)),
+    ],
+)
+def test_a_glob_pattern_takes_the_end_of_options(
+    engine: Any, line: str, expected: tuple[str, ...]
+) -> None:
+    assert verdict(engine, line)["verdict"] in expected, (line, reading(line))
+
+
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with ssh_stack(tmp_path) as s:
@@ -327,3 +352,14 @@ async def test_a_wrapped_command_runs_as_its_command_is_decided(stack: Stack) ->
         assert denied.exit_status == 1 and denied.stderr.startswith("portcullis: denied: ")
     assert not marker.exists()
     assert stack.sshd.sessions_started() == 3
+
+
+@pytest.mark.integration
+async def test_cat_with_the_end_of_options_reaches_the_upstream(stack: Stack) -> None:
+    """Before: denied ("cat -- /var/log/..." is not an allowed command)."""
+    async with await stack.connect(READER) as conn:
+        result = await conn.run("cat -- /var/log/portcullis-no-such-file")
+        second = await conn.run("cat -- -- /var/log/portcullis-no-such-file")
+    assert result.exit_status == 1 and "No such file or directory" in result.stderr, result
+    assert second.exit_status == 1 and second.stderr.startswith("portcullis: denied: ")
+    assert stack.sshd.sessions_started() == 1

@@ -11,7 +11,12 @@
 # A part is matched word by word against data.portcullis.ssh command lists: a listed
 # command allows any further arguments, except that a listed command ending in a glob
 # (`cat /var/log/*`) requires every further argument to match that glob too and to be
-# known before it runs (not `$X`, `$(...)`, `{a,b}`, nor words xargs appends). A part may
+# known before it runs (not `$X`, `$(...)`, `{a,b}`, nor words xargs appends), after one
+# `--` at most right after its listed words (`cat -- /var/log/x`). A glob names paths, not
+# files: a symlink already in the directory (`/var/log/x -> /etc/shadow`, planted by anyone
+# who may write there) is read through, and the PDP, which sees only the line, cannot tell;
+# the directory a glob names must be writable only by those trusted with what its readers
+# may then read (an SFTP symlink's target is decided, below; `ln` is in no list). A part may
 # not set variables (LD_PRELOAD=... uptime, env X=1 ...), run a command whose name is
 # computed, or redirect to or from any file but /dev/null.
 #
@@ -543,6 +548,28 @@ ssh_matches(pattern, part) if {
 		ssh_word_matches(w, part, i)
 	}
 	ssh_rest_matches(words, part)
+}
+
+# `cat -- /var/log/x`: a listed command ending in a glob takes getopt's end of options,
+# `--`, right after its listed words (the first only: a second is a file name, and must
+# match the glob as any other argument), known before it runs, then at least one argument,
+# each matching the glob as above. A command the operator lists this way must read `--` as
+# getopt does (GNU cat, head, tail, grep and less do); one that does not reads a file named
+# `--` in the account's home directory.
+ssh_matches(pattern, part) if {
+	words := split(pattern, " ")
+	last := count(words) - 1
+	contains(words[last], "*")
+	count(part.argv) > count(words)
+	part.argv[last] == "--"
+	not last in part.dynamic
+	not part.more_args
+	every i, w in array.slice(words, 0, last) {
+		ssh_word_matches(w, part, i)
+	}
+	every i in numbers.range(last + 1, count(part.argv) - 1) {
+		ssh_word_matches(words[last], part, i)
+	}
 }
 
 ssh_word_matches(pattern, part, i) if {

@@ -527,3 +527,26 @@ test_ssh_sftp_writes_of_a_masked_dba_outside_write_paths_need_approval if {
 	ssh_sftp(["dba"], {"operation": "write", "path": "/data/drop/x"}).verdict == "allow" with data.portcullis.ssh.sftp.write_paths as ["/data/drop"]
 	ssh_sftp(["dba"], {"operation": "write", "path": "/home/x"}).verdict == "allow" with data.portcullis.ssh.shell_unmasked as true
 }
+
+test_ssh_a_glob_pattern_takes_the_end_of_options_first if {
+	ssh_verdict(["pii-readers"], ["cat", "--", "/var/log/syslog"]) == "allow"
+	ssh_verdict(["pii-readers"], ["cat", "--", "/var/log/syslog", "/var/log/auth.log"]) == "allow"
+	ssh_verdict(["readonly"], ["cat", "--", "/var/log/syslog"]) == "mask"
+
+	# after it, every word matches the glob: a second `--` is a file name in the home directory
+	ssh_verdict(["pii-readers"], ["cat", "--", "--"]) == "deny"
+	ssh_verdict(["pii-readers"], ["cat", "--", "--", "/var/log/syslog"]) == "deny"
+	ssh_verdict(["pii-readers"], ["cat", "--", "/etc/shadow"]) == "deny"
+	ssh_verdict(["pii-readers"], ["cat", "--", "/var/log/../../etc/shadow"]) == "deny"
+	ssh_verdict(["pii-readers"], ["cat", "--"]) == "deny"
+	ssh_verdict(["pii-readers"], ["cat", "/var/log/syslog", "--", "/etc/shadow"]) == "deny"
+	ssh_verdict(["pii-readers"], ["cat", "-n", "--", "/var/log/syslog"]) == "deny"
+
+	# known before it runs, and no word appended by xargs
+	computed := object.union(ssh_part(["cat", "--", "/var/log/syslog"]), {"dynamic": [1]})
+	ssh_decision(["pii-readers"], [computed]).verdict == "deny"
+	appended := object.union(ssh_part(["cat", "--", "/var/log/syslog"]), {"more_args": true})
+	ssh_decision(["pii-readers"], [appended]).verdict == "deny"
+	later := object.union(ssh_part(["cat", "--", "/var/log/$X"]), {"dynamic": [2]})
+	ssh_decision(["pii-readers"], [later]).verdict == "deny"
+}
