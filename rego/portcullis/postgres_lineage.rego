@@ -310,32 +310,54 @@ pg_statistics_catalog(t) if {
 # are judged as a sensitive column's (pattern, range, order, other, partial always; equality
 # unless oracle.equality allows it) and it is not stored. Readers may read neither relation
 # at all (postgres.secret_catalogs), but may read a view the database defines over one.
-deny contains sprintf("%s use of column %s, other sessions' statement text (pg_stat_activity.query), in a condition or ordering answers questions about the values their statements hold: denied to everyone not in pii-readers", [p.use, p.column]) if {
+deny contains pg_statement_text_question(p) if {
+	input.command.postgres.has.pg_names
 	some s in input.command.postgres.statements
+	some t in s.tables
+	pg_statement_text_relation(t)
 	some p in s.predicates
+	p.column == "query"
 	pg_questioning_use(p.use)
-	pg_statement_text(s, p.column)
 	not pii_reader
 }
 
-deny contains sprintf("the statement stores other sessions' statement text (column %s) where it would be read without its mask: denied to everyone not in pii-readers", [column]) if {
+deny contains pg_statement_text_question(p) if {
+	views := input.command.postgres.view_columns
+	some s in input.command.postgres.statements
+	some p in s.predicates
+	"query" in views[p.column]
+	pg_questioning_use(p.use)
+	not pii_reader
+}
+
+pg_statement_text_question(p) := sprintf("%s use of column %s, other sessions' statement text (pg_stat_activity.query), in a condition or ordering answers questions about the values their statements hold: denied to everyone not in pii-readers", [p.use, p.column])
+
+deny contains pg_statement_text_stored(column) if {
+	input.command.postgres.has.pg_names
+	some s in input.command.postgres.statements
+	some t in s.tables
+	pg_statement_text_relation(t)
+	some w in s.writes
+	some column in w.columns
+	column == "query"
+	not pii_reader
+}
+
+deny contains pg_statement_text_stored(column) if {
+	views := input.command.postgres.view_columns
 	some s in input.command.postgres.statements
 	some w in s.writes
 	some column in w.columns
-	pg_statement_text(s, column)
+	"query" in views[column]
 	not pii_reader
 }
 
-# Column `query` of a statement reading pg_stat_activity or pg_stat_statements (by the
-# name's last component, any case), or a view column the proxy says carries a `query`
-# column (view_columns: by name, like sensitive columns, whichever relation's it carries).
-pg_statement_text(s, "query") if {
-	some t in s.tables
-	pg_statement_text_relation(t)
-}
+pg_statement_text_stored(column) := sprintf("the statement stores other sessions' statement text (column %s) where it would be read without its mask: denied to everyone not in pii-readers", [column])
 
-pg_statement_text(_, column) if "query" in input.command.postgres.view_columns[column]
-
+# The relations whose column `query` is other sessions' statement text, by the name's last
+# component, any case. A view column the proxy says carries a `query` column (view_columns)
+# counts too (the second rule of each pair: by name, like sensitive columns, whichever
+# relation's it carries).
 pg_statement_text_relation(t) if {
 	parts := split(lower(t), ".")
 	parts[count(parts) - 1] in {"pg_stat_activity", "pg_stat_statements"}

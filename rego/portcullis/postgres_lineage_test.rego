@@ -662,3 +662,12 @@ test_large_objects_contents_are_not_read_outside_pii_readers if {
 	}
 	not "deny" == lineage_decision(["dba"], object.union(stmt("select"), {"functions": ["lo_unlink"], "tables": ["pg_largeobject_metadata"]})).verdict
 }
+
+test_statement_text_is_not_stored_through_a_view_outside_pii_readers if {
+	s := object.union(stmt("insert"), {"tables": ["audit_log", "sessions"], "writes": [out("", "plain", ["q"])]})
+	d := with_views(["dba"], s, {"q": ["query"]})
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "stores other sessions' statement text (column q)")
+	not "deny" == with_views(["dba"], s, {"q": ["usename"]}).verdict
+}
