@@ -99,6 +99,12 @@ def pdp_raw(
     }
     for key, value in extra.items():
         raw[key] = value
+    engine_raw = raw.get("pdp", {}).get("engine")
+    if isinstance(engine_raw, dict) and engine_raw.get("type", "embedded") == "embedded":
+        # a test's own engine without a deadline: not the 250 ms default, which denies a
+        # cold first evaluation on a loaded machine (a test that times evaluations out
+        # gives its own)
+        raw["pdp"]["engine"] = {"timeout_ms": 2000, **engine_raw}
     return raw
 
 

@@ -130,7 +130,9 @@ def make_env(tmp: Path, store: dict[str, Any]) -> Env:
     raw = {
         "pdp": {
             "listen": f"127.0.0.1:{free_port()}",
-            "engine": {"type": "embedded", "policies": str(REGO), "workers": 1},
+            # the default 250 ms deadline denies a cold first evaluation on a loaded
+            # machine (an OpenSession refused: a session id of "" in the test after it)
+            "engine": {"type": "embedded", "policies": str(REGO), "workers": 1, "timeout_ms": 5000},
             "store": store,
             "signing_key": str(tmp / "var" / "signing.key"),
         },
