@@ -26,6 +26,9 @@ pii-readers: tool results masked):
   does, read a file outside the directory it serves when the reader declared file:///.
   Roots are now shown to the policy (`roots`), which allows only the URI prefixes
   data.portcullis.mcp.roots lists for the connection (none by default).
+- a percent-encoded JSON document (%7B%22password%22%3A...) came back whole, and an
+  e-mail or a card number percent-escaped in a word (ann%40example.com) was found by no
+  detector.
 - a tool returning a record as name/value pairs (custom fields, settings, environment
   variables: {"name": "password", "value": "hunter2"}) passed the field rules, which
   match keys: the password and the phone came back whole (no detector finds them).
@@ -294,3 +297,38 @@ async def test_a_field_named_beside_its_value_is_masked(
             {"name": "password", "value": "[REDACTED]", "type": "string"},
             {"key": "Phone", "val": "[REDACTED]"},
         ]
+
+
+ESCAPED = {
+    "json": urllib.parse.quote(json.dumps({"password": "hunter2", "email": "ann@example.com"})),
+    "mailto": "write to mailto:ann%40example.com today",
+    "escaped twice": "ann%2540example.com",
+}
+
+
+def _escaping_server(up: Any) -> MCPServer:
+    server = MCPServer("billing")
+
+    @server.tool()
+    def find_customer(name: str) -> str:
+        up.calls.append(name)
+        return ESCAPED[name]
+
+    return server
+
+
+async def test_what_percent_escapes_hide_is_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _escaping_server)
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        async with agent(stack, reader) as client:
+            shown = {
+                n: text_of(await client.call_tool("find_customer", {"name": n})) for n in ESCAPED
+            }
+    assert stack.upstream.calls == list(ESCAPED)
+    for name, text in shown.items():
+        read = urllib.parse.unquote(urllib.parse.unquote(text))
+        assert "hunter2" not in read and "ann@example.com" not in read, (name, text)
+    assert urllib.parse.unquote(shown["mailto"]) == "write to mailto:a***@example.com today"

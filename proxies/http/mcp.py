@@ -905,7 +905,7 @@ def _pair_name(value: dict[str, Any], masker: Masker) -> str | None:
     return None
 
 
-def _masked_string(text: str, masker: Masker, counts: Counter[str]) -> str:
+def _masked_string(text: str, masker: Masker, counts: Counter[str], escapes: bool = True) -> str:
     """A string of a masked answer (a text content's `text`, a resource's, any other): JSON
     documents in it masked as JSON (MCPServer answers a tool returning JSON text as a str
     with structuredContent {"result": "<that text>"}: its `password` field is a field
@@ -920,12 +920,18 @@ def _masked_string(text: str, masker: Masker, counts: Counter[str]) -> str:
         encoded = _masked_encoded(text, masker, counts)
         if encoded != text:
             return encoded
+        if escapes:
+            text = _masked_escapes(text, masker, counts)
         return _masked_prose(_masked_runs(text, masker, counts), masker, counts)
     found: Counter[str] = Counter()
     out = "".join(
         _masked_json(part, masker, found)
         if is_json
-        else _masked_prose(_masked_runs(part, masker, found), masker, found)
+        else _masked_prose(
+            _masked_runs(_masked_escapes(part, masker, found) if escapes else part, masker, found),
+            masker,
+            found,
+        )
         for is_json, part in parts
     )
     if not found:
@@ -1001,6 +1007,12 @@ _EMBEDDED = re.compile(
     r"|[A-Za-z0-9+/_\-]{32,}={0,2}",
     re.I,
 )
+# a word holding a percent-escape, and what stays unescaped when one is written again
+# (RFC 3986's reserved and unreserved characters)
+_WORD = re.compile(r"[^\s\"'<>`]+")
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_ESCAPE_LAYERS = 3
+_URI_SAFE = ":/?#[]@!$&'()*+,;=-._~"
 # RFC 2397 §3: data:[<mediatype>][;base64],<data> (the scheme and `base64` in any case)
 _DATA_URI = re.compile(r"(?P<head>data:[^,]*?(?P<base64>;base64)?,)(?P<payload>.*)", re.S | re.I)
 # a Markdown code block holding the whole text (```json ... ```), as servers write JSON
@@ -1087,6 +1099,35 @@ def _masked_runs(text: str, masker: Masker, counts: Counter[str]) -> str:
     if len(text) < _ENCODED_MIN:
         return text
     return _EMBEDDED.sub(lambda run: _masked_encoded(run.group(0), masker, counts), text)
+
+
+def _masked_escapes(text: str, masker: Masker, counts: Counter[str]) -> str:
+    """Words with percent-escapes (RFC 3986 §2.1: a URL's query, form data, a JSON
+    document percent-encoded whole) read decoded (up to _ESCAPE_LAYERS times, escapes
+    escaped again among them), as their reader reads them: a word the mask finds anything
+    in decoded (ann%40example.com, %22password%22%3A...) is masked there and written
+    again percent-encoded; any other goes as it came."""
+    if "%" not in text:
+        return text
+
+    def word(found: re.Match[str]) -> str:
+        written = found.group(0)
+        if "%" not in written or not _ESCAPE.search(written):
+            return written
+        decoded = written
+        for _ in range(_ESCAPE_LAYERS):
+            decoded, before = urllib.parse.unquote(decoded), decoded
+            if decoded == before or not _ESCAPE.search(decoded):
+                break
+        seen: Counter[str] = Counter()
+        masked, hits = masker.mask_text(_masked_string(decoded, masker, seen, escapes=False))
+        seen.update(hits)
+        if not seen:
+            return written
+        counts.update(seen)
+        return urllib.parse.quote(masked, safe=_URI_SAFE)
+
+    return _WORD.sub(word, text)
 
 
 def _masked_bytes(data: bytes, masker: Masker, counts: Counter[str]) -> bytes | None:
