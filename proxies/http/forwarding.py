@@ -37,7 +37,7 @@ from proxies.http.bodies import (
 from proxies.http.client_io import ClientIO
 from proxies.http.codings import ContentDecoder, Undecodable, codings, decode_whole
 from proxies.http.guard import CredentialInResponse, ResponseGuard, check_unpacked
-from proxies.http.packed import PACKED_LIMIT, SNIFFED, Unopenable, packed_format, packed_kind
+from proxies.http.packed import PACKED_LIMIT, SNIFFED, TAR_SNIFFED, Unopenable, packed_kind
 from proxies.http.upstream import UpstreamCut, UpstreamResponse, request_head
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling
@@ -430,9 +430,12 @@ class UpstreamExchange:
             guard.answer(messages.response_head(response.status, reason, headers), data)
             return response.status, len(data), {}, _preview(data)
         if mask is None and guard.patterns:
-            # a compressed file is held whole and opened before its head goes
-            opening, body = await _peeked(body, SNIFFED)
-            if packed_format(opening):
+            # a compressed file is held whole and opened before its head goes; a body of
+            # known length (a download) is sniffed as far as a tar archive's mark, a
+            # stream for its first bytes only (a longer wait would hold its pauses up)
+            known = length is not None and length.isdigit()
+            opening, body = await _peeked(body, TAR_SNIFFED if known else SNIFFED)
+            if packed_kind(opening):
                 try:
                     data = await _held(body, PACKED_LIMIT)
                 except Unopenable as exc:

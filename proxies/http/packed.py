@@ -29,6 +29,7 @@ PACKED_LIMIT = 32 * 1024 * 1024  # bytes of a compressed file held to be opened
 UNPACKED_LIMIT = 128 * 1024 * 1024  # bytes it may hold, files inside it counted too
 DEPTH = 4  # files inside files opened this deep
 SNIFFED = 10  # bytes that tell a format
+TAR_SNIFFED = 262  # bytes that tell a tar archive (its ustar mark is at 257)
 PIECE = 1024 * 1024
 
 # (magic number, format); a body opening with one is that file (RFC 1952, APPNOTE, bzip2,
@@ -94,7 +95,7 @@ def packed_kind(data: bytes) -> str:
     mark stands 257 bytes in, past what a stream is sniffed for). A tar file's files lie
     in it as they are, parted by 512-byte headers: a key cut across two of them is read
     whole only once they are taken out."""
-    return packed_format(data[:SNIFFED]) or ("tar" if data[257:262] == b"ustar" else "")
+    return packed_format(data[:SNIFFED]) or ("tar" if data[257:TAR_SNIFFED] == b"ustar" else "")
 
 
 def unpacked(data: bytes) -> Iterator[bytes]:
