@@ -32,6 +32,11 @@ it is /usr/bin/time, whose -o writes) are not seen through.
 command ending in a glob takes one `--` right after its listed words, then at least one
 argument, each matching the glob.
 
+Process substitution was already read as the task asked (`diff <(ls /a) <(ls /b)`: each
+inner command a part of its own); with diff and ls in an operator's list the line is
+allowed and an inner rm -rf, sudo or touch decides it (checked here, and by the
+differential run of mixed lines: no command bash ran that no part names).
+
 A here-document whose delimiter is quoted (`sh <<'EOF'`, `<<"EOF"`, `<<\\EOF`, `<<-'EOF'`:
 its body then taken as written, `$` and all) was a parse error, the whole line denied:
 bashlex compared each line with the delimiter as written, quotes included. Its reader is
@@ -44,15 +49,19 @@ command after the here-document as a line of it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import copy
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from policy_harness import shipped_engine
+from policy_harness import REGO, shipped_engine
 from test_ssh_probe_exec import ALLOWED, reading, verdict
 from test_ssh_probe_p7 import BASH, differences, ran_by_bash, stubs  # noqa: F401
 from test_ssh_proxy import Stack, ssh_policy, ssh_stack
+
+from pdp.engine.bundle import PolicyBundle, load_bundle
+from pdp.engine.opa import new_engine
 
 engine = pytest.fixture(scope="module")(shipped_engine)
 
@@ -280,6 +289,34 @@ def test_a_glob_pattern_takes_the_end_of_options(
     engine: Any, line: str, expected: tuple[str, ...]
 ) -> None:
     assert verdict(engine, line)["verdict"] in expected, (line, reading(line))
+
+
+@pytest.fixture(scope="module")
+def diffing_engine() -> Iterator[Any]:
+    """The shipped policy with diff and ls allowed, as an operator may list them."""
+    shipped = load_bundle(REGO).without_tests()
+    data = copy.deepcopy(shipped.data)
+    data["portcullis"]["ssh"]["allowed_commands"].extend(["diff", "ls"])
+    eng = new_engine(PolicyBundle(shipped.modules, data, shipped.revision, shipped.root))
+    yield eng
+    eng.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("diff <(ls /a) <(ls /b)", "mask"),
+        ("diff -u <(ls -la /etc) <(journalctl -u nginx)", "mask"),
+        ("diff <(ls /a) <(rm -rf /x)", "require_approval"),
+        ("diff <(ls /a) <(timeout 5 sudo ls /root)", "require_approval"),
+        ("diff <(ls /a) <(touch /tmp/portcullis-p8)", "deny"),
+        ("diff <(ls /a) >(touch /tmp/portcullis-p8)", "deny"),
+    ],
+)
+def test_each_command_of_a_process_substitution_is_decided(
+    diffing_engine: Any, line: str, expected: str
+) -> None:
+    assert verdict(diffing_engine, line)["verdict"] == expected, (line, reading(line))
 
 
 @pytest.fixture
