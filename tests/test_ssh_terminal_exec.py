@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 from ssh_harness import askpass, client_options, run_client
 from test_ssh_proxy import ssh_policy, ssh_stack
@@ -148,3 +149,56 @@ async def test_a_terminal_the_upstream_refuses_leaves_the_command_without_one(
     assert code == 0 and b"load average" in out, (out, err)
     assert b"\r\n" not in out  # no terminal upstream
     assert b"the upstream refused a terminal: the command runs without one" in out + err
+
+
+async def test_a_terminal_that_needs_approval_is_waited_for_first(tmp_path: Path) -> None:
+    """A policy making terminals need approval: the terminal's request is waited for; a
+    command decided with it before that approval is asked again after it (as when the two
+    were asked in sequence; here answered from the cache, as the policy's hint allows),
+    and one needing its own approval waits for its request, made with it, once the
+    terminal's is approved; nothing runs before."""
+    policies = ssh_policy(tmp_path)
+    (policies / "terminal_approval.rego").write_text(
+        "package portcullis\n\n"
+        'needs_approval contains "a terminal needs approval here" if {\n'
+        '\tinput.command.kind == "ssh.shell"\n'
+        "}\n"
+    )
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    approver = {"subject": "sam@example.com", "groups": ["security"]}
+    async with ssh_stack(tmp_path, extra={"policies": policies}) as stack:
+        async with await stack.connect(DBA) as conn:
+            process = await conn.create_process("uptime", term_type="xterm")
+            said = await process.stderr.readuntil("--reason '...'")
+            assert "a terminal needs approval here" in said, said
+            (terminal,) = stack.pdp.approvals.requests
+            await stack.pdp.approvals.decide(terminal, approver, True, "ok")
+            result = await process.wait()
+            assert result.exit_status == 0 and "load average" in str(result.stdout), result
+        # another identity (the terminal approved above stands for ann within its ttl)
+        async with await asyncssh.connect(
+            "127.0.0.1", stack.port, username="bob", password=stack.token(DBA, "bob@x.org"),
+            known_hosts=None, client_keys=None, agent_path=None, config=None,
+            preferred_auth="password",
+        ) as bob:  # fmt: skip
+            process = await bob.create_process(f"rm -rf {victim}", term_type="xterm")
+            said = await process.stderr.readuntil("--reason '...'")
+            assert "a terminal needs approval here" in said, said
+            asked = [r for r in stack.pdp.approvals.requests.values() if r.id != terminal]
+            assert sorted(r.command_kind for r in asked) == ["ssh.exec", "ssh.shell"]
+            shell = next(r.id for r in asked if r.command_kind == "ssh.shell")
+            await stack.pdp.approvals.decide(shell, approver, True, "ok")
+            said = await process.stderr.readuntil("--reason '...'")
+            assert "rm -rf" in said and victim.exists(), said
+            command = next(r.id for r in asked if r.command_kind == "ssh.exec")
+            await stack.pdp.approvals.decide(command, approver, True, "ok")
+            result = await process.wait()
+            assert result.exit_status == 0, result
+        await stack.proxy.settled()
+        decisions = await stack.pdp.store.query(kind="decision")
+    assert not victim.exists()
+    uptime = [d.body["verdict"] for d in decisions if d.body["raw"] == "uptime"]
+    # asked with its terminal; asked again after the terminal's approval, where the
+    # policy's exact cache hint lets the proxy answer it from its cache
+    assert uptime == ["allow"]
