@@ -451,3 +451,23 @@ def test_raw_secret_always_found_however_the_stream_is_cut(secret, before, after
     chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
     scanner = scan([secret], *chunks)
     assert scanner.exposed and "raw" in scanner.findings
+
+
+def test_a_json_key_naming_a_field_in_other_words_is_masked() -> None:
+    """mask_json (MCP results, a database's json values) reads a key's words as the HTTP
+    proxy reads a body's names: userPassword, user_password, DB_PASSWORD, phones,
+    fullwidth letters and a zero-width space between letters name the rule's field."""
+    masker = Masker(
+        [MaskRule(field=f, strategy="redact") for f in ("password", "card_number", "phone")],
+        b"k" * 16,
+    )
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) for c in "password")
+    keys = ("user_password", "userPassword", "DB_PASSWORD", "passwordHash", "password ",
+            fullwidth, "pass\u200bword", "cardNumber", "card-number", "phones")  # fmt: skip
+    masked, counts = masker.mask_json({k: "hunter2-4111" for k in keys} | {"name": "Ann"})
+    assert all(masked[k] == "[REDACTED]" for k in keys), masked
+    assert masked["name"] == "Ann"
+    assert counts["field:password"] == 7 and counts["field:card_number"] == 2
+    # nested, and the same key met again (remembered) masks alike
+    again, _ = masker.mask_json({"rows": [{"userPassword": "x"}, {"userPassword": "y"}]})
+    assert again == {"rows": [{"userPassword": "[REDACTED]"}, {"userPassword": "[REDACTED]"}]}

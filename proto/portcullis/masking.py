@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ HASH_HEX_DIGITS = 16
 MIN_HASH_KEY_BYTES = 16
 # when two rules name the same target, the one that reveals least wins
 _STRICTNESS = {"partial": 0, "hash": 1, "redact": 2}
+_KEY_RULES_KEPT = 4096  # JSON keys whose rule a Masker remembers (then it starts again)
 
 Span = tuple[int, int]
 
@@ -409,6 +411,59 @@ def _segments(name: str) -> tuple[str, ...]:
     return tuple(name.casefold().split("."))
 
 
+# a name's words: runs of capitals, a capital and its lower case, digits (camelCase breaks)
+_NAME_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_KEY_CHARS_READ = 128  # of a key's text, for its words
+
+
+def name_words(name: str) -> tuple[str, ...]:
+    """A field name's words, lower-cased: split at what is not a letter or digit and where
+    camelCase changes case (`customerPhoneNumber`, `customer_phone-number`, `PHONE_NUMBER`:
+    customer, phone, number), read as NFKC (fullwidth letters are letters) with format
+    and control characters and combining marks dropped (`pass\u200bword` is password)."""
+    text = unicodedata.normalize("NFKC", name)
+    if not text.isascii() or not text.isprintable():
+        text = "".join(c for c in text if unicodedata.category(c)[0] not in "CM")
+    return tuple(part.lower() for part in _NAME_PARTS.findall(text))
+
+
+def field_words(masker: Masker) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(field, its words) for each field rule of the masker naming one name (a trail of
+    keys, `user.email` or `/user/email`, names where it is: read as it is written)."""
+    out = []
+    for rule in masker.rules:
+        if rule.field and not rule.derived and "." not in rule.field:
+            words = name_words(rule.field)
+            if words:
+                out.append((rule.field, words))
+    return tuple(out)
+
+
+def worded_field(
+    worded: tuple[tuple[str, tuple[str, ...]], ...], words: tuple[str, ...], plural: bool = True
+) -> str:
+    """The first field whose words `words` hold in a row, or whose words written as one
+    (`cardnumber`) one of `words` is, a word in the plural too (`phones`, `cardNumbers`,
+    `passwords`: a list of the field's values) unless `plural` is false; "" for none."""
+    endings = ("", "s", "es") if plural else ("",)
+    for field, rule in worded:
+        joined = "".join(rule)
+        for start in range(len(words)):
+            if _same_word(words[start], joined, endings) or (
+                len(words) - start >= len(rule)
+                and all(
+                    _same_word(w, r, endings) for w, r in zip(words[start:], rule, strict=False)
+                )
+            ):
+                return field
+    return ""
+
+
+def _same_word(word: str, rule: str, endings: tuple[str, ...]) -> bool:
+    """`word` is `rule` with one of `endings` (`phones`, `addresses`: the plural)."""
+    return word.startswith(rule) and word[len(rule) :] in endings
+
+
 def _stricter(a: MaskRule, b: MaskRule) -> MaskRule:
     return b if _STRICTNESS[b.strategy] > _STRICTNESS[a.strategy] else a
 
@@ -425,8 +480,8 @@ class Masker:
     Detector rules run over every other text value.
     """
 
-    __slots__ = ("_derived", "_detectors", "_field_rules", "_gates", "_hash_key", "_last_segment",
-                 "_max_depth", "_rules")  # fmt: skip
+    __slots__ = ("_derived", "_detectors", "_field_rules", "_gates", "_hash_key", "_key_rules",
+                 "_last_segment", "_max_depth", "_rules", "_worded")  # fmt: skip
     _derived: MaskRule | None
     _detectors: tuple[tuple[Detector, str], ...]
     _gates: tuple[Callable[[bytes], bool], ...]
@@ -435,6 +490,8 @@ class Masker:
     _last_segment: dict[str, MaskRule]
     _max_depth: int
     _rules: tuple[MaskRule, ...]
+    _worded: tuple[tuple[str, tuple[str, ...]], ...]
+    _key_rules: dict[tuple[str, bool], MaskRule | None]
 
     def __init__(self, rules: Sequence[MaskRule], hash_key: bytes) -> None:
         rules = tuple(rules)
@@ -462,6 +519,8 @@ class Masker:
         object.__setattr__(self, "_hash_key", bytes(hash_key))
         object.__setattr__(self, "_field_rules", field_rules)
         object.__setattr__(self, "_last_segment", last)
+        object.__setattr__(self, "_worded", field_words(self))
+        object.__setattr__(self, "_key_rules", {})  # key → rule_for_key's answer, bounded
         object.__setattr__(self, "_max_depth", max((len(k) for k in field_rules), default=0))
         object.__setattr__(self, "_detectors", tuple(ordered))
         object.__setattr__(self, "_gates", tuple(detector.gate for detector, _ in ordered))
@@ -495,6 +554,25 @@ class Masker:
             if rule is not None:
                 found = rule if found is None else _stricter(found, rule)
         return found
+
+    def rule_for_key(self, path: tuple[str, ...], key: str, plural: bool = True) -> MaskRule | None:
+        """The field rule for a JSON key at `path` (the path's last names, the key's
+        included): by its full path (rule_for), else the rule of a one-name field the
+        key's words name (worded_field: `user_password`, `userPassword`, `DB_PASSWORD`,
+        fullwidth or zero-width-split letters; `phones` unless `plural` is false: a
+        number under `tokens` is a count), as the HTTP proxy reads a body's names."""
+        rule = self.rule_for(path)
+        if rule is not None or not self._worded:
+            return rule
+        known = self._key_rules
+        if (key, plural) in known:
+            return known[key, plural]
+        field = worded_field(self._worded, name_words(key[:_KEY_CHARS_READ]), plural)
+        rule = self._field_rules.get(_segments(field)) if field else None
+        if len(known) >= _KEY_RULES_KEPT:
+            known.clear()
+        known[key, plural] = rule
+        return rule
 
     def rule_for_any(self, names: Sequence[str]) -> MaskRule | None:
         """The strictest field rule matching any of these column names, or None."""
@@ -672,7 +750,9 @@ class Masker:
             if isinstance(key, str):
                 if self._max_depth:
                     child_path = (*path, *_segments(key))[-self._max_depth :]
-                    rule = self.rule_for(child_path)
+                    # (a number under a plural is a count: `tokens`, as the HTTP proxy reads)
+                    plural = not isinstance(child, int | float)
+                    rule = self.rule_for_key(child_path, key, plural)
                 key = _unique_key(out, self._mask_text(key, counts, "detector:"))
             if rule is not None and child is not None:
                 out[key] = self._mask_whole(rule, child)

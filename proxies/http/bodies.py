@@ -24,14 +24,13 @@ import html
 import io
 import json
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
-from portcullis.masking import Masker
+from portcullis.masking import Masker, field_words, name_words, worded_field
 from portcullis.verdict import MaskRule
 from proxies.ssh.stream import mask_shown
 
@@ -880,51 +879,6 @@ _ESCAPED = re.compile(
 _JS_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})")
 # where a JSON value in a line of text ends: a separator, a space or the line's end
 _VALUE_ENDS = re.compile(r"[ \t]*(?:[&;,}\])\r\n]|$)")
-_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-
-
-def name_words(name: str) -> tuple[str, ...]:
-    """A field name's words, lower-cased: split at what is not a letter or digit and where
-    camelCase changes case (`customerPhoneNumber`, `customer_phone-number`, `PHONE_NUMBER`:
-    customer, phone, number)."""
-    return tuple(part.lower() for part in _PARTS.findall(unicodedata.normalize("NFKC", name)))
-
-
-def field_words(masker: Masker) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """(field, its words) for each field rule of the masker naming one name (a trail of
-    keys, `user.email` or `/user/email`, names where it is: read as it is written)."""
-    out = []
-    for rule in masker.rules:
-        if rule.field and not rule.derived and "." not in rule.field:
-            words = name_words(rule.field)
-            if words:
-                out.append((rule.field, words))
-    return tuple(out)
-
-
-def worded_field(
-    worded: tuple[tuple[str, tuple[str, ...]], ...], words: tuple[str, ...], plural: bool = True
-) -> str:
-    """The first field whose words `words` hold in a row, or whose words written as one
-    (`cardnumber`) one of `words` is, a word in the plural too (`phones`, `cardNumbers`,
-    `passwords`: a list of the field's values) unless `plural` is false; "" for none."""
-    endings = ("", "s", "es") if plural else ("",)
-    for field, rule in worded:
-        joined = "".join(rule)
-        for start in range(len(words)):
-            if _same_word(words[start], joined, endings) or (
-                len(words) - start >= len(rule)
-                and all(
-                    _same_word(w, r, endings) for w, r in zip(words[start:], rule, strict=False)
-                )
-            ):
-                return field
-    return ""
-
-
-def _same_word(word: str, rule: str, endings: tuple[str, ...]) -> bool:
-    """`word` is `rule` with one of `endings` (`phones`, `addresses`: the plural)."""
-    return word.startswith(rule) and word[len(rule) :] in endings
 
 
 # a name and its separator inside a line: "phone": / phone= / phone:
