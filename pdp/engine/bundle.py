@@ -22,7 +22,8 @@ from typing import Any
 # (`portcullis.requires.input_revision`) and a PDP that builds less refuses to load it.
 # 2: a statement's `index_columns` and a call's `arguments` (postgres), a part's
 # `loop_variables` and a shell's settings carried to its script's parts (ssh).
-INPUT_REVISION = 2
+# 3: the roots a client declares, `input.command.mcp.roots` (mcp.rego bounds them).
+INPUT_REVISION = 3
 REQUIREMENT_KEY = ("portcullis", "requires", "input_revision")
 
 
