@@ -137,20 +137,6 @@ HEREDOC_DIFFERENTIAL = [
 ]
 
 
-@pytest.mark.skipif(BASH is None, reason="bash is not installed")
-@pytest.mark.parametrize("line", HEREDOC_DIFFERENTIAL)
-def test_bash_runs_what_a_quoted_here_documents_parts_say(
-    stubs: Path,  # noqa: F811 (test_ssh_probe_p7's fixture)
-    tmp_path: Path,
-    engine: Any,
-    line: str,
-) -> None:
-    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
-    runs, seen = ran_by_bash(stubs, line, tmp_path)
-    assert runs, (line, seen)
-    assert differences(line, runs, seen) == [], line
-
-
 # a glob or a computed word among env's or xargs's options: the command may be another word
 MOVED_COMMANDS = [
     "env -u /tmp/p/* uptime",
@@ -258,8 +244,8 @@ WRAPPER_DIFFERENTIAL = [
 
 
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")
-@pytest.mark.parametrize("line", WRAPPER_DIFFERENTIAL)
-def test_bash_runs_what_a_wrappers_part_says(
+@pytest.mark.parametrize("line", HEREDOC_DIFFERENTIAL + WRAPPER_DIFFERENTIAL)
+def test_bash_runs_what_the_parts_of_a_quoted_here_document_or_a_wrapper_say(
     stubs: Path,  # noqa: F811 (test_ssh_probe_p7's fixture)
     tmp_path: Path,
     engine: Any,
