@@ -325,6 +325,18 @@ async def _cut_tail(store: Any, after: int) -> None:
         await conn.close()
 
 
+async def _three_statements_after_a_checkpoint(app: Any, stub: Any, config: Any) -> tuple[int, str]:
+    """A checkpoint, then alice's three statements: (the head's seq at the checkpoint, the
+    session's id)."""
+    opened = await open_session(stub, token(config))
+    await decide_sql(stub, opened.session_id, "SELECT 1")
+    assert await app.checkpoints.checkpoint() is not None
+    kept = (await app.store.head())[0]
+    for n in range(3):
+        await decide_sql(stub, opened.session_id, f"SELECT id FROM orders WHERE id = {n}")
+    return kept, opened.session_id
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_a_tail_cut_while_the_pdp_runs_is_caught_without_forwarding(
     backend, tmp_path, request
@@ -339,14 +351,9 @@ async def test_a_tail_cut_while_the_pdp_runs_is_caught_without_forwarding(
     config_path = _written(tmp_path, store=_store(backend, request, tmp_path))
     config = load_config(config_path)
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
-        opened = await open_session(stub, token(config))
-        await decide_sql(stub, opened.session_id, "SELECT 1")
-        assert await app.checkpoints.checkpoint() is not None
-        kept = (await app.store.head())[0]
-        for n in range(3):
-            await decide_sql(stub, opened.session_id, f"SELECT id FROM orders WHERE id = {n}")
+        kept, session_id = await _three_statements_after_a_checkpoint(app, stub, config)
         await _cut_tail(config.pdp.store, kept)
-        await decide_sql(stub, opened.session_id, "SELECT 2")
+        await decide_sql(stub, session_id, "SELECT 2")
         for _ in range(100):  # the cut's record is appended beside the next batch
             if await app.store.query(kind="audit.tail_cut"):
                 break
@@ -381,12 +388,7 @@ async def test_a_tail_cut_after_a_crash_is_caught_by_the_head_file(tmp_path):
     config_path = _written(tmp_path)
     config = load_config(config_path)
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
-        opened = await open_session(stub, token(config))
-        await decide_sql(stub, opened.session_id, "SELECT 1")
-        assert await app.checkpoints.checkpoint() is not None
-        kept = (await app.store.head())[0]
-        for n in range(3):
-            await decide_sql(stub, opened.session_id, f"SELECT id FROM orders WHERE id = {n}")
+        kept, _ = await _three_statements_after_a_checkpoint(app, stub, config)
         await app.checkpoints.write_head()  # as its timer does, every second
         await _crashed(app)
     await _cut_tail(config.pdp.store, kept)
