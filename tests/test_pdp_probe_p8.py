@@ -432,3 +432,42 @@ async def test_verify_of_the_store_says_which_key_it_trusted(tmp_path):
     assert f"key: {key_id}, from {config.pdp.signing_key}: NOT PINNED" in result.stdout
     pinned = await asyncio.to_thread(audit, config_path, "verify", "--public-key", str(pem))
     assert pinned.returncode == 0 and "NOT PINNED" not in pinned.stdout, pinned.stdout
+
+
+async def test_a_replay_shows_where_the_proxy_claims_less_than_the_pdp_decided(tmp_path):
+    """Attack (the session's own proxy, compromised or broken): the PDP denies a reader's
+    DROP TABLE, and the proxy records the command with that decision's id as `allow`.
+    `portcullis replay` showed `[allow d-…]`, the proxy's word, with nothing to say the
+    PDP's record of the same decision is a deny. Now a verdict that lets through more than
+    the PDP's recorded one (allow for deny or mask) is shown beside it, and counted; an
+    event agreeing with its decision is not."""
+    import json
+
+    from portcullis.v1 import pdp_pb2
+
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        denied = await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        assert denied.verdict == pdp_pb2.DENY
+        allowed = await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+        events = [
+            {"time": 1.0, "direction": "client", "type": "command", "command": "DROP TABLE orders",
+             "decision_id": denied.decision_id, "verdict": "allow"},
+            {"time": 2.0, "direction": "client", "type": "command",
+             "command": "SELECT id FROM orders", "decision_id": allowed.decision_id,
+             "verdict": pdp_pb2.Verdict.Name(allowed.verdict).lower()},
+        ]  # fmt: skip
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps(events)
+            )
+        )
+    replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    drop = next(line for line in replay.stdout.splitlines() if "DROP TABLE orders" in line)
+    assert "the PDP recorded deny" in drop, replay.stdout
+    select = next(line for line in replay.stdout.splitlines() if "SELECT id FROM orders" in line)
+    assert "the PDP recorded" not in select, replay.stdout
+    assert "!! 1 command(s)" in replay.stdout, replay.stdout

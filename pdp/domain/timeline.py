@@ -142,6 +142,9 @@ class Entry:
     masking: dict[str, int] = field(default_factory=dict)
     error: str = ""
     approval_id: str = ""  # the approval request a person decided (or nobody did)
+    # the PDP's recorded verdict where the proxy's event claims a weaker one (allow where
+    # the PDP denied or masked): the proxy's say against the PDP's record
+    pdp_verdict: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -412,6 +415,9 @@ def _explained(
             out.append(e)
             continue
         ruling = rulings.get(e.decision_id, {})
+        disputed = _weaker_than_ruled(e.verdict, ruling)
+        if disputed:
+            e = replace(e, pdp_verdict=disputed)
         reasons, approval_id = _unique(ruling.get("reasons") or []), ""
         if e.verdict == "mask":
             reasons = [_mask_reason(masked.get(n, Counter()), ruling.get("mask") or [])]
@@ -421,6 +427,22 @@ def _explained(
             reasons = [_approval_outcome(request)] + [f"approval required: {r}" for r in reasons]
         out.append(replace(e, reasons=reasons, approval_id=approval_id))
     return out
+
+
+# what a proxy's verdict may not be where the PDP recorded the key's (a proxy may deny on
+# its own, never let through more than the PDP did)
+_WEAKER = {"deny": ("allow", "mask"), "mask": ("allow",)}
+
+
+def _weaker_than_ruled(verdict: str, ruling: dict[str, Any]) -> str:
+    """The PDP's recorded verdict when the proxy's event claims one that lets more through
+    (`allow` for a decision the PDP recorded as deny or mask), else "". A decision not
+    enforced (shadow mode: `enforced: false`, the proxy answered allow) is not disputed,
+    nor one that needed approval (its approved re-run is another decision)."""
+    ruled = ruling.get("verdict")
+    if ruling.get("enforced") is False or not isinstance(ruled, str):
+        return ""
+    return ruled if verdict in _WEAKER.get(ruled, ()) else ""
 
 
 def _mask_reason(counts: Counter[str], rules: list[Any]) -> str:
@@ -492,6 +514,7 @@ def _totals(entries: list[Entry], bytes_to_client: int | None = None) -> dict[st
         "bytes": sum(e.bytes or 0 for e in sized) if sized else None,
         "bytes_to_client": bytes_to_client,
         "errors": sum(1 for e in entries if e.error and e.type != "session.close"),
+        "disputed": sum(1 for e in entries if e.pdp_verdict),
         "masked": dict(masked),
     }
 
@@ -539,6 +562,11 @@ def _render_lines(timeline: Timeline) -> list[str]:
     if t["masked"]:
         counted.append(f"masked: {_counts(t['masked'])}")
     lines += ["", ", ".join(counted)]
+    if t["disputed"]:
+        lines.append(
+            f"!! {t['disputed']} command(s) the proxy recorded as let through where the PDP's"
+            " record says otherwise: the proxy's events contradict the decisions"
+        )
     return lines
 
 
@@ -566,6 +594,8 @@ def _entry_line(e: Entry) -> str:
     parts = [text] if text else [e.type]
     if e.verdict:
         parts.append(f"[{e.verdict}{_decision(e)}]")
+    if e.pdp_verdict:
+        parts.append(f"!! the PDP recorded {e.pdp_verdict} for this decision")
     outcome = _outcome(e)
     if outcome:
         parts.append("→ " + outcome)

@@ -255,6 +255,8 @@ class SessionsView:
             verdict = Html(verdict + " " + badge("cached", "cached"))
         if e.approval_id:
             verdict = Html(verdict + " " + badge(f"approval {e.approval_id}", "approval"))
+        if e.pdp_verdict:  # the proxy's word against the PDP's record (pdp.domain.timeline)
+            verdict = Html(verdict + " " + badge(f"PDP recorded {e.pdp_verdict}", "disputed"))
         return [f"{e.offset:+.3f}s", e.direction, e.kind or e.type, command, verdict,
                 bullet_list(e.reasons, ""), "; ".join(facts),
                 masking_badges(e.masking)]  # fmt: skip
