@@ -32,7 +32,7 @@ from google.protobuf import struct_pb2
 from pdp_harness import REGO, REPO, decide_sql, free_port, open_session, pdp_stub, running_pdp
 from pdp_harness import token as dev_token
 
-from pdp.evidence.bundle import parse_time, verify_bundle
+from pdp.evidence.bundle import parse_time, read_bundle, verify_bundle
 from pdp.evidence.checkpoints import (
     EXPOSED,
     NEVER_EXPOSED,
@@ -706,3 +706,24 @@ async def test_record_times_are_the_one_form_and_older_bundles_still_verify(bund
     assert problems == []
     _check_records(rewritten(lambda r: rfc3339(r["time_us"] / 1e6 + 0.002)), problems)
     assert problems and "differs from its hashed time_us" in problems[0].text
+
+
+async def test_a_member_the_manifest_does_not_list_is_not_read(bundle, tmp_path):
+    """A bundle handed over with members its signed manifest does not name (here one;
+    as well many of up to 1 GiB each, every one read into the auditor's memory before)
+    fails, naming them, and they are not read; nor is a manifest that is not the first
+    member (the export writes it first) taken as the list."""
+    _out, files = bundle
+    assert next(iter(files)) == "manifest.json"
+    bad = tmp_path / "bad.tar.gz"
+    write_tar(bad, {**files, "extra.bin": b"x" * 4096})
+    read, problems = read_bundle(bad)
+    assert "extra.bin" not in read
+    assert any("extra.bin: not a file the manifest lists" in p.describe() for p in problems)
+    result = offline(bad)
+    assert result.returncode == 1 and "extra.bin" in result.stdout
+    moved = tmp_path / "moved.tar.gz"
+    write_tar(moved, {k: v for k, v in files.items() if k != "manifest.json"}
+              | {"manifest.json": files["manifest.json"]})  # fmt: skip
+    result = offline(moved)
+    assert result.returncode == 1 and "not the archive's first member" in result.stdout

@@ -52,6 +52,7 @@ MASKING = "masking.jsonl"
 FIXED_FILES = ("public_key.pem", "chain_head.json", "manifest.json")
 PAGE = 5000
 MAX_MEMBER_BYTES = 1 << 30
+MAX_BUNDLE_BYTES = 4 << 30  # read from one bundle in all
 HASH_RECIPE = (
     'hash = sha256_hex(prev_hash + "\\n" + canonical_json({"seq","id","kind","time":'
     ' time_us,"session_id","subject","body"})); canonical_json = JSON with sorted keys,'
@@ -377,11 +378,17 @@ def _file_problem(text: str) -> Problem:
 
 
 def read_bundle(path: Path) -> tuple[dict[str, bytes], list[Problem]]:
-    """The regular files of the archive by name; anything else is a problem, not extracted."""
+    """The regular files of the archive by name; anything else is a problem, not extracted.
+
+    The export writes manifest.json first: a later member its `files` does not name is a
+    problem and is not read (a bundle handed over with many large extra members cannot
+    fill the auditor's memory), and what is read in all stays under MAX_BUNDLE_BYTES."""
     files: dict[str, bytes] = {}
     problems: list[Problem] = []
+    listed: set[str] | None = None
+    read = 0
     with tarfile.open(path, "r:gz") as tar:
-        for member in tar:
+        for n, member in enumerate(tar):
             if not member.isfile() or "/" in member.name or member.name.startswith("."):
                 problems.append(_file_problem(f"{member.name}: unexpected archive member"))
                 continue
@@ -391,9 +398,32 @@ def read_bundle(path: Path) -> tuple[dict[str, bytes], list[Problem]]:
             if member.size > MAX_MEMBER_BYTES:
                 problems.append(_file_problem(f"{member.name}: larger than {MAX_MEMBER_BYTES}"))
                 continue
+            if listed is not None and member.name not in listed:
+                problems.append(_file_problem(f"{member.name}: not a file the manifest lists"))
+                continue
+            if read + member.size > MAX_BUNDLE_BYTES:
+                problems.append(_file_problem(f"{member.name}: past {MAX_BUNDLE_BYTES} read"))
+                continue
             f = tar.extractfile(member)
             files[member.name] = f.read() if f is not None else b""
+            read += len(files[member.name])
+            if n == 0 and member.name == "manifest.json":
+                listed = _listed_files(files[member.name])
+    if "manifest.json" in files and listed is None:
+        problems.append(_file_problem("manifest.json: not the archive's first member"))
     return files, problems
+
+
+def _listed_files(manifest: bytes) -> set[str] | None:
+    """The names a manifest's `files` lists (the manifest itself besides), or None when it
+    lists none (its own check reports that)."""
+    try:
+        listed = json.loads(manifest).get("payload", {}).get("files")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(listed, dict):
+        return None
+    return {str(name) for name in listed} | {"manifest.json"}
 
 
 def _json_lines(name: str, data: bytes, problems: list[Problem]) -> list[Any]:
