@@ -471,3 +471,37 @@ async def test_a_replay_shows_where_the_proxy_claims_less_than_the_pdp_decided(t
     select = next(line for line in replay.stdout.splitlines() if "SELECT id FROM orders" in line)
     assert "the PDP recorded" not in select, replay.stdout
     assert "!! 1 command(s)" in replay.stdout, replay.stdout
+
+
+async def test_events_with_a_time_that_is_no_number_are_refused_as_invalid(tmp_path):
+    """A proxy's RecordEvents (plain events, not events_json) with a NaN or infinite time
+    or detail: the store's JSON refused it and the call failed UNKNOWN ('Out of range
+    float values are not JSON compliant'), which a proxy takes for a PDP it cannot reach
+    (and retries). Now INVALID_ARGUMENT, saying why, and the session's later events
+    are kept."""
+    import grpc
+    from google.protobuf import struct_pb2
+
+    from portcullis.v1 import pdp_pb2
+
+    config = load_config(_written(tmp_path))
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        nan_detail = struct_pb2.Struct()
+        nan_detail.update({"rows": float("nan")})
+        for event in (
+            pdp_pb2.SessionEvent(time=float("nan"), direction="client", type="command"),
+            pdp_pb2.SessionEvent(time=float("inf"), direction="client", type="command"),
+            pdp_pb2.SessionEvent(time=1.0, direction="client", type="command", details=nan_detail),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.RecordEvents(
+                    pdp_pb2.RecordEventsRequest(session_id=opened.session_id, events=[event])
+                )
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "finite" in refused.value.details()
+        kept = pdp_pb2.SessionEvent(time=2.0, direction="client", type="command", command="ok")
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(session_id=opened.session_id, events=[kept])
+        )
+        assert len(await app.store.query(kind="session.events")) >= 1

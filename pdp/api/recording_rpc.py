@@ -234,6 +234,11 @@ class SessionEventBatches:
         else:
             count = len(request.events)
             body = {"events": [_event_dict(event) for event in request.events]}
+            try:  # (the store keeps JSON: NaN or an infinity in a time or a detail is none)
+                json.dumps(body, allow_nan=False)
+            except ValueError:
+                why = "events: a time or detail is not a finite number"
+                raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, why) from None
         return _KeptBatch(self.store, session, body, count, request.events_json != "")
 
 
