@@ -505,3 +505,32 @@ async def test_events_with_a_time_that_is_no_number_are_refused_as_invalid(tmp_p
             pdp_pb2.RecordEventsRequest(session_id=opened.session_id, events=[kept])
         )
         assert len(await app.store.query(kind="session.events")) >= 1
+
+
+async def test_the_consoles_evidence_page_and_export_check_the_head_file(tmp_path):
+    """The tail cut after a crash that `audit verify` catches by head.json (85967b1): the
+    console's Evidence page (run by the restarted PDP) said "OK: the chain verifies" and
+    its Export button signed a bundle of the shorter chain, since both checked the anchor
+    only. Now both check the head the PDP keeps beside it, as the CLI does."""
+    from dataclasses import replace
+
+    from pdp_harness import free_port
+    from test_console_http import _http, sign_in
+
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        kept, _ = await _three_statements_after_a_checkpoint(app, stub, config)
+        await app.checkpoints.write_head()
+        await _crashed(app)
+    await _cut_tail(config.pdp.store, kept)
+    port = free_port()
+    config = replace(config, pdp=replace(config.pdp, http_listen=f"127.0.0.1:{port}"))
+    base = f"http://127.0.0.1:{port}"
+    async with running_pdp(config), _http() as http:
+        csrf = await sign_in(http, base, "ines@example.com", "auditor")
+        async with http.get(f"{base}/console/evidence/") as r:
+            page = await r.text()
+        assert 'class="chain bad"' in page and "deleted from the end" in page, page[:2000]
+        async with http.post(f"{base}/console/evidence/export", data={"csrf": csrf}) as r:
+            assert r.status == 409, r.status

@@ -21,7 +21,7 @@ from pdp.console.markup import Html, join, tag, text_block
 from pdp.console.views.common import csrf_field, definitions, table, when
 from pdp.console.websession import WebSession, signed_in
 from pdp.evidence.bundle import StoreUnverified, export_bundle, parse_time
-from pdp.evidence.checkpoints import anchor_path_for, verify_store
+from pdp.evidence.checkpoints import anchor_path_for, head_path_for, verify_store
 from pdp.evidence.controls import CONTROLS, ISO, NIST, STREAMS
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import StoreUnavailable
@@ -60,17 +60,20 @@ class EvidenceView:
 
     def _anchor(self) -> tuple[Path, Any]:
         path = anchor_path_for(self.pdp.config.pdp.signing_key)
-        try:
-            return path, json.loads(path.read_text())
-        except (OSError, ValueError):
-            return path, None
+        return path, _read_json(path)
+
+    def _heads(self, anchor_path: Path) -> list[tuple[Any, str]]:
+        """The head the PDP keeps beside the anchor (head.json), as `audit verify` and
+        `audit export` check it: a tail cut after a crash fails there too."""
+        path = head_path_for(anchor_path)
+        return [(_read_json(path), str(path))]
 
     async def status(self, request: web.Request) -> web.Response:
         session = self._auditor(request)
         path, anchor = self._anchor()
         try:
             report = await verify_store(self.pdp.store, self.pdp.signer.public_key, anchor,
-                                        str(path))  # fmt: skip
+                                        str(path), also=self._heads(path))  # fmt: skip
         except StoreUnavailable as exc:
             return self.console.page(request, "Evidence", Html(""), section="evidence",
                                      status=503, flash=str(exc))  # fmt: skip
@@ -131,8 +134,9 @@ class EvidenceView:
         with tempfile.TemporaryDirectory(prefix="portcullis-export-") as tmp:
             out = Path(tmp) / "evidence.tar.gz"
             try:
+                heads = self._heads(path)
                 summary = await export_bundle(self.pdp.store, self.pdp.signer, out, since, until,
-                                              anchor, str(path))  # fmt: skip
+                                              anchor, str(path), also=heads)  # fmt: skip
             except StoreUnavailable as exc:
                 return self.console.page(request, "Evidence", Html(""), section="evidence",
                                          status=503, flash=str(exc))  # fmt: skip
@@ -175,3 +179,11 @@ class EvidenceView:
             parts.append(tag("p", "No evidence stream supports this control yet."))
         return self.console.page(request, f"{cid} {CONTROLS[framework][cid]}", join(parts),
                                  section="evidence")  # fmt: skip
+
+
+def _read_json(path: Path) -> Any:
+    """A kept JSON file's document, or None when there is none or it cannot be read."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
