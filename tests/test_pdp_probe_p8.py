@@ -17,26 +17,12 @@ import yaml
 from pdp_harness import decide_sql, open_session, pdp_raw, pdp_stub, running_pdp, token
 from test_evidence_macs import _store as opened_store
 from test_evidence_macs import audit, forge
+from test_pdp_probe_p5 import _insert_raw
+from test_pdp_probe_p7 import ALICE, _store, _written
 
 from pdp.api.http_api import metrics_text
 from pdp.evidence.checkpoints import CHECKPOINT_KIND, verify_store
 from portcullis.config import load_config
-
-ALICE = "alice@example.com"
-
-
-def _store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    if backend == "sqlite":
-        return {"type": "sqlite", "path": str(tmp_path / "audit.db")}
-    return {"type": "postgres", "dsn": request.getfixturevalue("pg_database")}
-
-
-def _written(tmp_path: Path, **kwargs: Any) -> Path:
-    """A test PDP's configuration written where the CLI reads it."""
-    path = tmp_path / "portcullis.yaml"
-    path.write_text(yaml.safe_dump(pdp_raw(tmp_path, **kwargs)))
-    return path
-
 
 # -- one INSERTed row halts no checkpoint --------------------------------------------------
 
@@ -111,7 +97,6 @@ async def test_a_record_that_cannot_be_read_stops_no_checkpoint(tmp_path):
     timer logged and counted the failure, for ever; moved here from test_evidence_macs,
     which asserted that). Now the unreadable records are named
     as no PDP's in a signed checkpoint, and verify names the broken record."""
-    import sqlite3
 
     config_path = _written(tmp_path)
     config = load_config(config_path)
@@ -119,18 +104,8 @@ async def test_a_record_that_cannot_be_read_stops_no_checkpoint(tmp_path):
         opened = await open_session(stub, token(config))
         await decide_sql(stub, opened.session_id, "SELECT 1")
         assert await app.checkpoints.checkpoint() is not None
-        db = sqlite3.connect(config.pdp.store.path, isolation_level=None)
-        try:
-            seq, prev = db.execute(
-                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            db.execute(
-                "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject, body,"
-                " prev_hash, hash) VALUES (?, 'raw', 'decision', 0, '', '', 'not json', ?, ?)",
-                (seq + 1, prev, "0" * 64),
-            )
-        finally:
-            db.close()
+        seq = (await app.store.head())[0]
+        _insert_raw(config.pdp.store.path, "decision", "not json", "")
         await decide_sql(stub, opened.session_id, "SELECT 2")
         signed = await app.checkpoints.checkpoint()
         assert signed is not None

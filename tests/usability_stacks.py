@@ -24,6 +24,7 @@ from aiohttp import web
 from pdp_harness import free_port, pdp_config, pdp_raw, running_pdp, token
 from pg_harness import gateway_on, scratch_database
 from ssh_harness import Sshd
+from test_ssh_proxy import ssh_connection
 
 from portcullis.config import parse_config
 from proxies.http.proxy import HttpProxy
@@ -126,21 +127,7 @@ async def _serve_ssh(tmp: Path, pipe: Connection) -> None:
     logs = tmp / "logs"
     logs.mkdir()
     try:
-        connection = {
-            "name": "web-1",
-            "type": "ssh",
-            "listen": f"127.0.0.1:{free_port()}",
-            "upstream": f"127.0.0.1:{sshd.port}",
-            "credentials": {
-                "provider": "static",
-                "username": sshd.user,
-                "private_key_file": str(sshd.user_key),
-            },
-            "host_key_dir": str(tmp / "keys"),
-            "spool_dir": str(tmp / "spool"),
-            "pdp_timeout_seconds": 10,
-        }
-        config = pdp_config(tmp, connections=[connection])
+        config = pdp_config(tmp, connections=[ssh_connection(sshd, tmp)])
         async with running_pdp(config) as pdp:
             served = handed_credential(config, "web-1", pdp.issue_proxy_credential)
             proxies = await start_proxies(served.connections, served, pdp.address)

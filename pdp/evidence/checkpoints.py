@@ -231,8 +231,7 @@ class CheckpointWriter:
         if not forwarded_record(kept):
             return False
         named, named_hash = kept["seq"], kept["hash"]
-        found = await self.store.query(after_seq=named - 1, limit=1) if named > 0 else []
-        if found and found[0].seq == named and found[0].hash == named_hash:
+        if await self._reaches(named, named_hash):
             return False
         problem = (
             f"the head file {path} names seq {named}, which the chain no longer reaches"
@@ -260,6 +259,12 @@ class CheckpointWriter:
             describe_ranges(foreign),
         )
 
+    async def _reaches(self, seq: int, digest: Any) -> bool:
+        """Whether the chain still holds record `seq` with hash `digest` (a head kept
+        outside the store: the anchor, the head file)."""
+        found = await self.store.query(after_seq=seq - 1, limit=1) if seq > 0 else []
+        return bool(found) and found[0].seq == seq and found[0].hash == digest
+
     async def _anchor_unreached(self) -> bool:
         """Whether the anchor file names a head this key signed that the chain no longer
         reaches unchanged: records were cut from the end (or rewritten) since. Such an
@@ -276,8 +281,7 @@ class CheckpointWriter:
         named, named_hash = kept["payload"].get("seq"), kept["payload"].get("hash")
         if kept["payload"].get("type") != CHECKPOINT_KIND or type(named) is not int:
             return False
-        found = await self.store.query(after_seq=named - 1, limit=1) if named > 0 else []
-        if found and found[0].seq == named and found[0].hash == named_hash:
+        if await self._reaches(named, named_hash):
             self.anchor_problem = ""
             return False
         problem = (
