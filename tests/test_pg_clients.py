@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import multiprocessing
 import os
 import pty
 import re
@@ -56,6 +55,7 @@ import asyncpg
 import psycopg
 import pytest
 from pg_harness import running_gateway
+from spawned import spawned
 
 CLIENTS_DIR = Path(__file__).resolve().parent / "clients"
 GROUPS = {"reader": ("readonly",), "dba": ("dba",)}
@@ -172,22 +172,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """running_gateway() (a real PDP and proxy, a scratch database) in a process of its own,
     as deployed: a client that holds the GIL while it waits for the proxy (psycopg2's
     cancel() does) must not stop the proxy."""
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe()
-    child = context.Process(
-        target=_serve_gateway, args=(str(tmp_path_factory.mktemp("clients")), theirs)
-    )
-    child.start()
-    try:
-        if not ours.poll(120):
-            pytest.fail("the gateway did not start within 120 s")
-        yield Gateway(**ours.recv())
-        ours.send("stop")
-        child.join(30)
-    finally:
-        if child.is_alive():
-            child.terminate()
-            child.join(10)
+    with spawned(_serve_gateway, str(tmp_path_factory.mktemp("clients")), what="the gateway") as up:
+        yield Gateway(**up)
 
 
 @pytest.fixture(scope="module")

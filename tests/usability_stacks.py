@@ -13,7 +13,6 @@ import contextlib
 import gzip
 import hashlib
 import json
-import multiprocessing
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -23,6 +22,7 @@ import psycopg
 from aiohttp import web
 from pdp_harness import free_port, pdp_config, pdp_raw, running_pdp, token
 from pg_harness import gateway_on, scratch_database
+from spawned import spawned
 from ssh_harness import Sshd
 from test_ssh_proxy import ssh_connection
 
@@ -272,20 +272,10 @@ def _child(kind: str, tmp: str, pipe: Connection) -> None:
 def serving(kind: str, tmp: Path, start_seconds: float = 120) -> Iterator[dict[str, Any]]:
     """The `kind` stack (postgres, ssh, http) in a spawned child process until the block
     ends; yields what the child reported (ports, tokens per group of GROUPS)."""
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe()
-    child = context.Process(target=_child, args=(kind, str(tmp), theirs))
-    child.start()
-    try:
-        if not ours.poll(start_seconds):
-            raise RuntimeError(f"the {kind} stack did not start within {start_seconds} s")
-        yield ours.recv()
-        ours.send("stop")
-        child.join(30)
-    finally:
-        if child.is_alive():
-            child.terminate()
-            child.join(10)
+    with spawned(
+        _child, kind, str(tmp), what=f"the {kind} stack", start_seconds=start_seconds
+    ) as up:
+        yield up
 
 
 def owner(role: str, database: str) -> psycopg.Connection:
