@@ -28,7 +28,10 @@ between, as a decided exec finds it), measured from this process over a DecideSt
 the proxy calls it. With `--sftp`, also an SFTP get of the same file (asyncssh's client, a
 dba token: SFTP is reserved to it). Prints the medians, the issue's targets — exec
 through Portcullis ≤ direct + 1.5 x Decide p50; stream ≥ 0.5 x direct — and one JSON
-line. Not a test: nothing here asserts.
+line. A decided exec's target is printed against both Decide p50s of a new line, back to
+back (the headline and the JSON's decided_exec_added_target_ms: the stricter) and spaced
+at the execs' pace (decided_exec_added_target_spaced_ms: the Decide an exec waits for),
+with the overhead as a multiple of each. Not a test: nothing here asserts.
 
     python bench/ssh/bench_ssh.py [--execs 200] [--megabytes 100] [--rounds 3] [--connects 10]
                                   [--sftp]
@@ -399,6 +402,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     med = {n: {k: statistics.median(v) for k, v in m.items() if v} for n, m in rounds.items()}
     decide = statistics.median(decides)
     decide_evaluated = statistics.median(evaluated)
+    decide_spaced = statistics.median(spaced)
     direct, through = med["direct"], med["portcullis"]
     return {
         "execs": args.execs,
@@ -408,7 +412,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "portcullis": through,
         "decide_p50_ms": decide,
         "evaluated_decide_p50_ms": decide_evaluated,
-        "spaced_decide_p50_ms": statistics.median(spaced),
+        "spaced_decide_p50_ms": decide_spaced,
         "exec_added_ms": through["exec_ms"] - direct["exec_ms"],
         "exec_paired_added_ms": statistics.median(paired["exec_ms"]),
         "exec_ratio": through["exec_ms"] / direct["exec_ms"],
@@ -418,6 +422,9 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "decided_exec_paired_added_ms": statistics.median(paired["decided_exec_ms"]),
         "decided_exec_target_ms": direct["decided_exec_ms"] + 1.5 * decide_evaluated,
         "decided_exec_added_target_ms": 1.5 * decide_evaluated,
+        # the same target against the Decide asked at the execs' pace (the PDP idle an
+        # exec's length before each, as a decided exec finds it)
+        "decided_exec_added_target_spaced_ms": 1.5 * decide_spaced,
         "turns": len(paired["exec_ms"]),
         "order_effect_ms": {k: statistics.median(v) for k, v in order_effect.items()},
         "stream_ratio": through["stream_mbps"] / direct["stream_mbps"],
@@ -425,6 +432,29 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "first_exec_added_ms": through.get("first_exec_ms", 0) - direct.get("first_exec_ms", 0),
         "cpu": {k: statistics.median(v) for k, v in cpu.items()},
     }
+
+
+def target_lines(out: dict[str, Any]) -> str:
+    """Issue 26's target for a decided exec, judged against both Decide p50s, and which
+    one the headline (`paired ... met/MISSED` above, the JSON's decided_exec_added_target_ms)
+    uses. The issue asks for an exec overhead <= 1.5 x "the PDP's Decide p50" and does not
+    say at what pace: asked back to back the PDP stays busy and each Decide is about
+    twice as fast as one asked once per exec (the PDP and gRPC's threads idle between);
+    the latter is the Decide a decided exec waits for, the former the stricter figure."""
+    paired = out["decided_exec_paired_added_ms"]
+    lines = ["  target (issue 26: a decided exec's overhead <= 1.5 x the PDP's Decide p50), "
+             "with the PDP's Decide p50 for a new line measured two ways:"]  # fmt: skip
+    for label, p50 in (
+        ("back to back (the issue's target as judged above)", out["evaluated_decide_p50_ms"]),
+        ("spaced at the exec pace (the Decide an exec meets)", out["spaced_decide_p50_ms"]),
+    ):
+        target = 1.5 * p50
+        lines.append(
+            f"    Decide p50 {label}: {p50:.2f} ms -> target <= +{target:.2f} ms; paired "
+            f"{paired:+.2f} ms = {paired / p50:.2f} x Decide p50: "
+            f"{'met' if paired <= target else 'MISSED'}"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -451,7 +481,7 @@ def main() -> None:
     print(f"  PDP Decide p50 {out['decide_p50_ms']:.2f} ms; target: portcullis <= direct + "
           f"1.5 x Decide p50 = {out['exec_target_ms']:.2f} ms, i.e. added <= {target:.2f} ms; "
           f"paired {paired:+.2f} ms: {'met' if paired <= target else 'MISSED'}")  # fmt: skip
-    paired, target = out["decided_exec_paired_added_ms"], out["decided_exec_added_target_ms"]
+    paired = out["decided_exec_paired_added_ms"]
     print(
         f"execs of a new line each ({out['execs']} sequential `echo <n>` per round: every one "
         f"decided, interleaved alike; the PDP's Decide p50 for such lines "
@@ -462,12 +492,12 @@ def main() -> None:
     print(f"  direct      {d['decided_exec_ms']:8.2f} ms/exec")
     print(
         f"  portcullis  {p['decided_exec_ms']:8.2f} ms/exec  "
-          f"({out['decided_exec_added_ms']:+.2f} ms; target <= "
+          f"({out['decided_exec_added_ms']:+.2f} ms; target, Decide p50 back to back: <= "
           f"{out['decided_exec_target_ms']:.2f} ms)"
     )  # fmt: skip
-    print(f"  paired      {paired:+8.2f} ms/exec  (median over {turns} ABBA turns; target <= "
-          f"+{target:.2f} ms = 1.5 x Decide p50: {'met' if paired <= target else 'MISSED'})"
-    )  # fmt: skip
+    print(f"  paired      {paired:+8.2f} ms/exec  (median over {turns} ABBA turns of the "
+          "differences within a pair)")  # fmt: skip
+    print(target_lines(out))
     print(f"stream (`cat` of {out['megabytes']} MB):")
     print(f"  direct      {d['stream_mbps']:8.1f} MB/s")
     print(f"  portcullis  {p['stream_mbps']:8.1f} MB/s  ({out['stream_ratio']:.2f}x direct; "
