@@ -37,6 +37,7 @@ import logging
 import re
 import secrets
 import time
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -74,6 +75,22 @@ def justification_of(raw: str) -> str:
     """A leading `/* justification: ... */` SQL comment, if the command has one."""
     match = _JUSTIFICATION.match(raw)
     return match.group(1)[:1000] if match else ""
+
+
+def subject_as_read(subject: str) -> str:
+    """A subject as a person reads it: NFKC (a fullwidth or compatibility letter is the
+    letter), case folded, format characters (zero-width, bidi marks) and the spaces at
+    either end dropped. Only for telling one person under two spellings; a subject is
+    stored and shown as the token gave it."""
+    folded = unicodedata.normalize("NFKC", subject).casefold()
+    kept = "".join(c for c in folded if unicodedata.category(c) != "Cf")
+    return unicodedata.normalize("NFKC", kept).strip()
+
+
+def same_person(a: str, b: str) -> bool:
+    """Whether two subjects read the same (subject_as_read): an approver's and a
+    requester's that do are one person, who never decides their own request."""
+    return subject_as_read(a) == subject_as_read(b)
 
 
 @dataclass
@@ -520,7 +537,7 @@ class ApprovalBook:
             raise unknown
         subject = str(approver.get("subject", ""))
         # never self-approval, whatever the policy says and whatever groups are held
-        if not subject or subject.lower() == str(request.requester.get("subject", "")).lower():
+        if not subject or same_person(subject, str(request.requester.get("subject", ""))):
             raise ApprovalRefused("nobody may approve or deny their own request")
         allowed, _reasons = await self.authorize(approver, request)
         if not allowed:

@@ -33,7 +33,7 @@ from pdp.console.markup import Html, client_text, esc, join, tag, text_block
 from pdp.console.signin import redirect
 from pdp.console.views.common import badge, bullet_list, csrf_field, definitions, when
 from pdp.console.websession import WebSession, signed_in
-from pdp.domain.approvals import PENDING, ApprovalRefused, ApprovalRequest
+from pdp.domain.approvals import PENDING, ApprovalRefused, ApprovalRequest, same_person
 from pdp.store import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def routes(console: Console) -> list[web.RouteDef]:
 
 
 def _own(request: ApprovalRequest, session: WebSession) -> bool:
-    return str(request.requester.get("subject", "")).lower() == session.subject.lower()
+    return same_person(str(request.requester.get("subject", "")), session.subject)
 
 
 class Inbox:
