@@ -192,7 +192,8 @@ def test_a_head_ending_in_a_piece_of_the_credential_goes_with_a_body_that_does_n
     # (sans-IO) the head waits for the body's first bytes, then goes with them, framed
     written: list[bytes] = []
     guard = ResponseGuard(ClientOutput(written.append), secret_patterns([SECRET]))
-    head = b"HTTP/1.1 200 OK\r\nX-Part-1: " + SECRET[:10].encode() + b"\r\n\r\n"
+    # (8 bytes: a third of the key, 10, would be the credential alone: guard._Pieces)
+    head = b"HTTP/1.1 200 OK\r\nX-Part-1: " + SECRET[:8].encode() + b"\r\n\r\n"
     guard.write_head(head, chunked=True)
     assert written == []
     guard.write(b"hello")
@@ -202,9 +203,9 @@ def test_a_head_ending_in_a_piece_of_the_credential_goes_with_a_body_that_does_n
     written.clear()
     guard = ResponseGuard(ClientOutput(written.append), secret_patterns([SECRET]))
     guard.write_head(head, chunked=True)
-    guard.write(SECRET[10:13].encode())
     with pytest.raises(CredentialInResponse):
-        guard.write(SECRET[13:].encode())
+        guard.write(SECRET[8:10].encode())
+        guard.write(SECRET[10:].encode())
     assert written == []
 
 

@@ -72,6 +72,10 @@ class ResponseGuard:
         # JSON array, two cells of a CSV line, a list), which a client puts together
         self._bare: tuple[bytes, ...] = getattr(patterns, "bare", ())
         self._bare_shape = _shape(self._bare)
+        # and any piece of a third of a form or more, in any case (_Pieces): a client
+        # reads the whole answer (and the next), and puts together halves the upstream
+        # wrote far apart, in two answers, or with their letters' case changed
+        self._pieces = _pieces_of(getattr(patterns, "pieces", ()))
         # raw bytes kept to find a spread-out secret across chunks (UTF-16 of hex with
         # spaces and CRLFs is at most 4 bytes per letter)
         self._keep = 4 * self._spread_shape[0] if self._spread else self._span
@@ -188,7 +192,11 @@ class ResponseGuard:
             # (text only: a binary file's bytes, where NULs come in every 64 KiB, hold no
             # JSON array or CSV line, and leaving out most of them costs as much as the rest)
             _, _, marks, stretch = self._bare_shape
-            _search(text.translate(None, _NOT_ALNUM), self._bare, marks, stretch)
+            _search(text.translate(None, _NOT_ALNUM).lower(), self._bare, marks, stretch)
+            if self._pieces.found_in(text.lower()):
+                raise CredentialInResponse(
+                    "the upstream's response carried a piece of the upstream credential"
+                )
 
     def _opening_held(self, data: bytes) -> int:
         """How many of data's last bytes wait because the body so far (under the
@@ -382,10 +390,67 @@ def _shape(patterns: tuple[bytes, ...]) -> tuple[int, frozenset[int], bytes, byt
 class Patterns(tuple[bytes, ...]):
     """The forms of a credential a guard looks for; `loose` names those held back only
     from LOOSE_HELD bytes on (ResponseGuard), `bare` the plain ones (raw, hex, base64)
-    with only their letters and digits, looked for in a text read so too."""
+    with only their letters and digits (lower case), looked for in a text read so too,
+    and `pieces` the forms (lower case) any third of which is the credential (_Pieces)."""
 
     loose: frozenset[bytes] = frozenset()
     bare: tuple[bytes, ...] = ()
+    pieces: tuple[bytes, ...] = ()
+
+
+# a piece of a form this long, or a third of it if longer, is the credential: an upstream
+# handing back the key in two or three pieces anywhere in what a client reads (words
+# between, two answers on one connection, a redirect's Location and its body) hands back
+# at least one piece so long; a shorter one alone is not looked for (false alarms)
+PIECE_OF_FORM_LEAST = 10
+PIECE_SHARE = 3
+
+
+class _Pieces:
+    """Where the pieces of PIECE_OF_FORM_LEAST bytes (or a PIECE_SHARE-th of the form) of
+    a credential's forms are looked for, in a text in lower case: each form cut into
+    blocks of half that length at fixed places, so any such piece holds a whole block
+    (one find in C per block), and each block found is grown both ways along its form
+    to see how long a piece of it the text holds."""
+
+    def __init__(self, forms: tuple[bytes, ...]) -> None:
+        self.forms = forms
+        self.least: list[int] = []
+        self.blocks: dict[bytes, list[tuple[int, int]]] = {}
+        for n, form in enumerate(forms):
+            least = min(len(form), max(PIECE_OF_FORM_LEAST, -(-len(form) // PIECE_SHARE)))
+            self.least.append(least)
+            size = (least + 1) // 2  # a piece of 2 * size - 1 bytes holds a whole block
+            for at in range(0, len(form) - size + 1, size):
+                self.blocks.setdefault(form[at : at + size], []).append((n, at))
+
+    def found_in(self, text: bytes) -> bool:
+        for block, places in self.blocks.items():
+            at = text.find(block)
+            while at != -1:
+                if any(self._grown(text, at, len(block), n, off) for n, off in places):
+                    return True
+                at = text.find(block, at + 1)
+        return False
+
+    def _grown(self, text: bytes, at: int, size: int, n: int, offset: int) -> bool:
+        form, least = self.forms[n], self.least[n]
+        before = 0
+        while before < min(offset, at) and text[at - before - 1] == form[offset - before - 1]:
+            before += 1
+        after, end, form_end = 0, at + size, offset + size
+        while (
+            form_end + after < len(form)
+            and end + after < len(text)
+            and text[end + after] == form[form_end + after]
+        ):
+            after += 1
+        return before + size + after >= least
+
+
+@functools.lru_cache(maxsize=256)
+def _pieces_of(forms: tuple[bytes, ...]) -> _Pieces:
+    return _Pieces(forms)
 
 
 LOOSE_HELD = 4
@@ -399,17 +464,32 @@ def secret_patterns(secrets: list[str]) -> tuple[bytes, ...]:
     transformed: dict[bytes, None] = {}
     bare: dict[bytes, None] = {}
     for secret in [part for whole in secrets for part in credential_parts(whole)]:
-        raw = secret.encode("utf-8")
-        if len(raw) >= MIN_SECRET_BYTES:
+        if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
+            continue
+        transformed.update(dict.fromkeys(transformed_forms(secret.encode("utf-8"))))
+        # and the secret with its letters' case changed, then encoded (an upstream
+        # upper-casing what it echoes: a header's value in a log line, a shouted error)
+        for spelled in dict.fromkeys([secret, secret.upper(), secret.lower(), secret.swapcase()]):
+            raw = spelled.encode("utf-8")
             found.update(dict.fromkeys(_patterns(raw)))
-            found.update(dict.fromkeys(escaped_forms(secret)))
-            transformed.update(dict.fromkeys(transformed_forms(raw)))
+            found.update(dict.fromkeys(escaped_forms(spelled)))
             plain = [raw, raw.hex().encode(), *base64_cores(raw)]
-            bare.update(dict.fromkeys(p.translate(None, _NOT_ALNUM) for p in plain))
+            bare.update(dict.fromkeys(p.translate(None, _NOT_ALNUM).lower() for p in plain))
     out = Patterns((*found, *(p for p in transformed if p not in found)))
     out.loose = frozenset(p for p in transformed if p not in found)
     out.bare = tuple(p for p in bare if len(p) >= BARE_LEAST)
+    out.pieces = _whole_forms([p.lower() for p in found])
     return out
+
+
+def _whole_forms(forms: list[bytes]) -> tuple[bytes, ...]:
+    """The forms none of the others holds (the pieces of one it holds are its pieces)."""
+    unique = sorted(dict.fromkeys(forms), key=len, reverse=True)
+    kept: list[bytes] = []
+    for form in unique:
+        if not any(form in longer for longer in kept):
+            kept.append(form)
+    return tuple(kept)
 
 
 def transformed_forms(secret: bytes) -> list[bytes]:
