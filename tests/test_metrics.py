@@ -27,9 +27,11 @@ async def test_evaluation_latency_is_a_histogram(tmp_path):
         opened = await open_session(stub, token(config, groups=("dba",)))
         for _ in range(3):
             await decide_sql(stub, opened.session_id, "select 1")
+        # a scraper's credential, naming no connection (test_pdp_probe_p9)
+        scraper = {"Authorization": f"Bearer {app.issue_proxy_credential('prometheus', [])}"}
         async with (
             aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{port}/metrics") as response,
+            http.get(f"http://127.0.0.1:{port}/metrics", headers=scraper) as response,
         ):
             text = await response.text()
     lines = dict(

@@ -32,15 +32,19 @@ from pg_harness import ADMIN_DSN, scratch_database
 from prometheus_client.parser import text_string_to_metric_families
 from test_cli import write_config
 
+from pdp.api.proxy_auth import ProxyKey
+from portcullis.config import load_config
+
 pytestmark = pytest.mark.integration
 
 START_SECONDS = 90.0
 
 
-def http_get(url: str) -> tuple[int, str, dict[str, str]]:
+def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
     """(status, body, headers) of a GET; an HTTP error status is an answer too."""
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode(), dict(response.headers)
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(), dict(exc.headers)
@@ -384,7 +388,11 @@ def test_the_grafana_dashboard_reads_only_metrics_that_exist(tmp_path):
     with proxy_stack(tmp_path) as stack:
         assert stack.psql(stack.token("readonly"), "select 1").returncode == 0
         pages = [http_get(stack.url("/metrics"))[1]]
-        pages.append(http_get(f"http://{stack.raw['pdp']['http_listen']}/metrics")[1])
+        # the PDP's asks a credential (a scraper's, naming no connection; test_pdp_probe_p9)
+        key = ProxyKey.load_or_create(load_config(stack.path).pdp.proxy_key)
+        scraper = {"Authorization": f"Bearer {key.issue('prometheus', [])}"}
+        pdp_metrics = f"http://{stack.raw['pdp']['http_listen']}/metrics"
+        pages.append(http_get(pdp_metrics, scraper)[1])
     served = set()
     for page in pages:
         for family in text_string_to_metric_families(page):

@@ -12,9 +12,11 @@ import grpc
 import pytest
 import yaml
 from pdp_harness import (
+    ISSUED,
     REGO,
     connection,
     decide_sql,
+    free_port,
     open_session,
     pdp_config,
     pdp_raw,
@@ -22,11 +24,14 @@ from pdp_harness import (
     running_pdp,
     token,
 )
+from test_evidence_macs import audit
 from test_pdp_kill_under_load import start_pdp
+from test_pdp_probe_p7 import _written
+from test_pdp_probe_p8 import _crashed, _cut_tail, _three_statements_after_a_checkpoint
 
 from pdp.api.proxy_auth import ProxyKey
 from pdp.store import open_store
-from portcullis.config import StoreSettings, load_config
+from portcullis.config import StoreSettings, load_config, parse_config
 from portcullis.v1 import pdp_pb2
 from portcullis.wire import CREDENTIAL_METADATA
 from proxies.runtime.pdp_client import PDPClient
@@ -130,3 +135,78 @@ async def test_every_decision_answered_before_a_kill_9_is_in_the_chain(tmp_path)
     assert not missing, f"{len(missing)} decisions answered and not in the chain"
     assert {i: recorded[i] for i in told} == told
     assert set(opened) <= opens
+
+
+# -- /metrics ----------------------------------------------------------------------------
+
+
+async def test_metrics_are_shown_only_to_a_scraper_with_a_credential_or_an_auditor(tmp_path):
+    """Attack (anyone who reaches pdp.http_listen, where the console is served to every
+    person: a reader, or nobody at all): GET /metrics answered decisions by verdict and
+    the sessions open (who is at work, and when a deny happens), and the audit figures
+    (portcullis_audit_tail_cuts_total, _foreign_records_total, portcullis_anchor_unreached)
+    that tell whoever cut or wrote into the store whether the PDP noticed. Now /metrics
+    asks what /v1/status does: a proxy credential (in its header, or as the bearer token
+    Prometheus sends; one naming no connection serves a scraper and no session) or an
+    auditor's bearer token. /healthz and /readyz stay open for probes."""
+    import aiohttp
+
+    raw = pdp_raw(tmp_path)
+    http = f"127.0.0.1:{free_port()}"
+    raw["pdp"]["http_listen"] = http
+    config = parse_config(raw, base_dir=tmp_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        await open_session(stub, token(config))
+        scraper = app.issue_proxy_credential("prometheus", [])
+        asked = {
+            "nobody": {},
+            "reader": {"Authorization": f"Bearer {token(config)}"},
+            "forged credential": {"Authorization": f"Bearer {scraper[:-4]}0000"},
+            "forged header": {CREDENTIAL_METADATA: scraper[:-4] + "0000"},
+            "scraper": {"Authorization": f"Bearer {scraper}"},
+            "proxy": {CREDENTIAL_METADATA: ISSUED[app.address]},
+            "auditor": {
+                "Authorization": f"Bearer {token(config, 'sam@example.com', ('security',))}"
+            },
+        }
+        answers: dict[str, tuple[int, str]] = {}
+        async with aiohttp.ClientSession() as client:
+            for who, headers in asked.items():
+                async with client.get(f"http://{http}/metrics", headers=headers) as response:
+                    answers[who] = (response.status, await response.text())
+            for path in ("/healthz", "/readyz"):
+                async with client.get(f"http://{http}{path}") as response:
+                    assert response.status == 200, path
+    for who, status in [("nobody", 401), ("reader", 403), ("forged credential", 401),
+                        ("forged header", 401)]:  # fmt: skip
+        assert answers[who][0] == status, (who, answers[who])
+        assert "portcullis_" not in answers[who][1]
+    for who in ("scraper", "proxy", "auditor"):
+        assert answers[who][0] == 200, (who, answers[who])
+        assert "portcullis_open_sessions 1\n" in answers[who][1]
+
+
+# -- the head file: a cut while the PDP runs is not written over ---------------------------
+
+
+async def test_a_tail_cut_while_the_pdp_runs_is_not_written_into_the_head_file(tmp_path):
+    """Attack (DELETE on the audit store, no key, no forwarding): while the PDP runs, delete
+    the records it wrote since its last checkpoint (alice's three statements), then wait
+    for the PDP to die (a crash, an OOM kill) before it appends again (its next append
+    would write an audit.tail_cut record). The head file, which catches such a cut, was
+    rewritten within a second with the shorter chain's head (write_head checked the file
+    against the chain only once per run), so after the crash `audit verify` said OK. Now
+    a head file the chain no longer reaches is kept, while the PDP runs as at its start."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        kept, _ = await _three_statements_after_a_checkpoint(app, stub, config)
+        assert app.checkpoints is not None
+        await app.checkpoints.write_head()  # as its timer does, every second
+        await _cut_tail(config.pdp.store, kept)
+        await app.checkpoints.write_head()  # the timer's next tick, on the shorter chain
+        assert app.checkpoints.head_problem
+        await _crashed(app)
+    result = await asyncio.to_thread(audit, config_path, "verify")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"records {kept + 1}..{kept + 3} were deleted from the end" in result.stdout

@@ -6,8 +6,8 @@ comes back once the store takes a record again — a decision's, or the `store.r
 record /readyz itself writes (at most every PROBE_SECONDS while the store refuses), which
 also leaves evidence of the outage.
 
-/v1/status (what `portcullis status` shows) asks a proxy credential or an auditor's
-bearer token. Owns these endpoints and the approvals API for chat integrations
+/v1/status (what `portcullis status` shows) and /metrics ask a proxy credential or an
+auditor's bearer token. Owns these endpoints and the approvals API for chat integrations
 (`GET /v1/approvals[?pending=1]`, `POST /v1/approvals/{id}/approve|deny` with the
 approver's own bearer token and a JSON `reason`), which makes the same checks as the gRPC
 API: the policy decides who may approve, and never the requester.
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from pdp.api.approval_rpc import public_view, visible_approvals
+from pdp.api.proxy_auth import CREDENTIAL_PREFIX
 from pdp.domain.approvals import ApprovalRefused
 from pdp.domain.decisions import EVALUATION_BUCKETS, DecisionStats
 from pdp.domain.identity import TokenRejected, approver_refusal
@@ -232,6 +233,12 @@ def build_http_app(pdp: PDPApp) -> web.Application:
         return web.json_response(body)
 
     async def metrics(request: web.Request) -> web.Response:
+        """Not for anyone who reaches the port, where the console is served to every
+        person: decisions by verdict and open sessions tell who is at work and when, and
+        the audit figures (foreign records, tail cuts, an unreached anchor) tell whoever
+        wrote into the store whether the PDP noticed. A scraper sends a proxy credential
+        (Prometheus: `authorization: {credentials_file: ...}`) as /v1/status takes one."""
+        await status_reader(request)
         return web.Response(text=metrics_text(pdp), content_type="text/plain", charset="utf-8")
 
     async def approver(request: web.Request) -> dict[str, object]:
@@ -262,10 +269,15 @@ def build_http_app(pdp: PDPApp) -> web.Application:
         }
 
     async def status_reader(request: web.Request) -> None:
-        """Who may read /v1/status: a proxy (its credential, in the header its gRPC calls
-        carry it in: `portcullis status` sends the local one, pdp.proxy_credential_file)
-        or a person of the console's auditor groups (a bearer token, as /v1/approvals)."""
+        """Who may read /v1/status and /metrics: a proxy (its credential, in the header its
+        gRPC calls carry it in: `portcullis status` sends the local one,
+        pdp.proxy_credential_file; or as a bearer token, which is what Prometheus sends: a
+        credential naming no connection serves a scraper and no session) or a person of
+        the console's auditor groups (a bearer token, as /v1/approvals)."""
         credential = request.headers.get(CREDENTIAL_METADATA, "").strip()
+        bearer = request.headers.get("Authorization", "")
+        if not credential and bearer.startswith(f"Bearer {CREDENTIAL_PREFIX}."):
+            credential = bearer[len("Bearer ") :].strip()
         if credential:
             if pdp.proxy_key.verify(credential) is None:
                 raise web.HTTPUnauthorized(

@@ -40,7 +40,7 @@ log = logging.getLogger("portcullis.proxy_auth")
 
 CONNECTION_URI = "urn:portcullis:connection:"
 ANY_CONNECTION = "*"
-_PREFIX = "pcp1"
+CREDENTIAL_PREFIX = "pcp1"  # how a credential begins (a bearer token that is one)
 _CACHE_LIMIT = 1024
 
 
@@ -94,12 +94,12 @@ class ProxyKey:
         """A credential for proxy `name` serving `connections` (the same every time)."""
         body = json.dumps({"name": name, "connections": sorted(connections)}, sort_keys=True)
         claims = base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
-        return f"{_PREFIX}.{claims}.{self._mac(claims)}"
+        return f"{CREDENTIAL_PREFIX}.{claims}.{self._mac(claims)}"
 
     def verify(self, credential: str) -> ProxyIdentity | None:
         prefix, _, rest = credential.partition(".")
         claims, _, mac = rest.partition(".")
-        if prefix != _PREFIX or not hmac.compare_digest(mac, self._mac(claims)):
+        if prefix != CREDENTIAL_PREFIX or not hmac.compare_digest(mac, self._mac(claims)):
             return None
         try:
             body = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))

@@ -153,17 +153,39 @@ class CheckpointWriter:
         `audit verify` checks besides the anchor. A cut of the records written since the
         last checkpoint, while the PDP is down after a crash (no shutdown checkpoint), is
         then seen: the chain no longer reaches the head the file names. Such a file is
-        kept, never replaced by the shorter chain's head; it can only fail a verification."""
+        kept, never replaced by the shorter chain's head; it can only fail a verification.
+        So is one this run wrote that the chain no longer reaches: records cut while the PDP
+        runs are otherwise seen only at its next append (pdp.store's audit.tail_cut), and a
+        crash before that would leave a head file rewritten on the shorter chain."""
         path = self.head_path
         if path is None:
             return
+        if self.head_problem:
+            if path.exists():
+                return  # kept: it names what the chain lost
+            self.head_problem, self._head_written = "", (0, "")  # moved aside by an operator
         head = await self.store.head()
         if head[0] == 0 or head == self._head_written:
             return
-        if not self._head_written[0] and await self._head_unreached(path):
+        if not self._head_written[0]:
+            if await self._head_unreached(path):
+                return
+        elif not await self._reaches(*self._head_written):
+            self._head_cut(path)
             return
         write_head_file(path, head)
         self._head_written = head
+
+    def _head_cut(self, path: Path) -> None:
+        """The head this run wrote into the head file is no longer in the chain: kept."""
+        seq = self._head_written[0]
+        self.head_problem = (
+            f"the head file {path} names seq {seq}, which this PDP wrote and the chain no"
+            " longer reaches unchanged: records were deleted from its end (or rewritten)"
+            " while the PDP ran; the file is kept for `audit verify` (move it aside only once"
+            " the store's loss is understood)"
+        )
+        log.error("audit head file NOT replaced: %s", self.head_problem)
 
     async def _checkpoint_logged(self) -> None:
         try:
