@@ -343,3 +343,31 @@ def test_every_oracle_shape_is_read_alike_by_both_classifier_paths():
         "merge into t using c on t.id = c.id when matched and c.ssn < '1' then do nothing",
     ):
         assert classify(sql) == classify_reference(sql)
+
+
+@pytest.mark.parametrize(
+    ("sql", "exact"),
+    [
+        ("select status, count(*), sum(total), upper(status) from orders group by 1", True),
+        ("select 1 union select 2", True),
+        ("values (1, 'a')", True),
+        ("with c as (select * from t) select a, (x).b from c", True),
+        # `*`, `t.*` and `(x).*` are expanded by the server into as many columns as there
+        # are, none or several, where lineage may give one output: `(ROW()).*` expands into
+        # none, `SELECT * FROM f()` into f's columns
+        ("select * from generate_series(1, 3)", False),
+        ("select t.*, 1 from orders t", False),
+        ("select (row()).*, (row(upper(note), 1)).* from c", False),
+        ("select ((f(x)).a).* from t", False),
+        ("select 1 union select * from t", False),
+        ("select * from t union select 1", False),
+        ("select 1 into t", False),  # no result: it stores one
+        ("update t set a = 1 returning upper(b)", False),  # the policy names no positions
+    ],
+)
+def test_a_select_says_when_each_output_is_one_result_column(sql, exact):
+    """`exact`: the policy names the outputs a derived mask covers by position, which the
+    proxy then finds in the RowDescription; only where each output is one column."""
+    (entry,) = classify(sql)
+    assert entry.get("exact", False) is exact
+    assert classify(sql) == classify_reference(sql)

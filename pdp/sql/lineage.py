@@ -11,6 +11,8 @@ of a SELECT-bearing statement into two entry fields:
               over a table: plain columns the proxy resolves itself). columns are the base
               column names reached (lower case, last component); tables the relations whose
               every column it may carry (whole_row, star, set operations over `*`).
+              A SELECT whose outputs are each one column of its result, in order (no
+              `*` the server expands), says so: "exact": true.
               A computed output gets "keeps": true when its columns reach it only as
               they are (COALESCE, min/max, count, arithmetic, an uncut cast to text:
               the _KEEPING allow-lists), or are columns of the catalog tables drivers
@@ -1396,9 +1398,34 @@ def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
         entry["arguments"] = arguments
     if walk.shadows:
         entry["shadows"] = walk.shadows
+    if tag == "SelectStmt" and not fields.get("intoClause") and _one_column_each(fields):
+        entry["exact"] = True
     if tag in _NAMING:
         del entry["outputs"], entry["predicates"]  # none: only what it names
     return entry
+
+
+def _one_column_each(fields: Fields) -> bool:
+    """Whether each output of a SELECT is one column of its result, in order (the policy
+    names outputs by position, which the proxy finds in the RowDescription): no target of
+    any of its SELECTs is `*`, `t.*` or `(x).*`, which the server expands into as many
+    columns as the relation, function result or composite has (none, or several), while
+    lineage may give one output for them (`SELECT * FROM f()`, `(f(x)).*`). Every other
+    target is one column: the server expands only these (transformTargetList)."""
+    if fields.get("op", "SETOP_NONE") != "SETOP_NONE":
+        return _one_column_each(fields.get("larg") or {}) and _one_column_each(
+            fields.get("rarg") or {}
+        )
+    if "valuesLists" in fields:
+        return True
+    for target in fields.get("targetList", ()):
+        val = (target.get("ResTarget") or {}).get("val")
+        if not val or _star_ref(val) is not None:
+            return False
+        indirection = (val.get("A_Indirection") or {}).get("indirection") or ()
+        if any("A_Star" in node for node in indirection):
+            return False
+    return True
 
 
 def _output(name: str, flow: Flow) -> dict[str, Any]:

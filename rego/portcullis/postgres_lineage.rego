@@ -16,6 +16,8 @@
 #               columns: the table columns (last name component, lower case) it derives
 #               from; tables: relations any of whose columns it may carry; keeps (computed
 #               outputs only): true when no text of those columns was changed on the way.
+#   exact       (a SELECT) true when each output is one column of its result, in order:
+#               no `*`, `t.*` or `(x).*` that the server expands.
 #   predicates  [{"column", "use"}] for columns in WHERE, JOIN ... ON/USING, HAVING,
 #               ORDER BY, GROUP BY, DISTINCT ON, window and aggregate FILTER/ORDER BY
 #               clauses; use: equality (the column itself compared with =, <>, IN, IS
@@ -30,8 +32,9 @@
 # The shipped choices: an expression or aggregate over a sensitive column, or one that may
 # change the text of any column (the value detectors read stored text only), is masked as a
 # whole value ({"derived": true}: the proxy redacts every result column that is not a
-# stored table column); a whole row (and so any JSON or XML built from one) is denied,
-# since the policy cannot know which columns a row holds; sensitive columns in predicates
+# stored table column, or only those at the positions the rule names: pg_derived_rule); a
+# whole row (and so any JSON or XML built from one) is denied, since the policy cannot
+# know which columns a row holds; sensitive columns in predicates
 # may be compared for equality only when data.portcullis.oracle.equality is true, grouped
 # and joined on, and nothing else. Statements a DO block runs return nothing to the
 # client except through notices, errors and settings, which its code writes as it likes:
@@ -74,9 +77,43 @@ pg_output_label(o) := sprintf("output %s", [o.name]) if {
 # Both open with input.command.postgres.types, an input reference the evaluator's rule
 # index reads: every other kind of command skips them without working out the reasons (a
 # postgres command without it is denied, postgres.rego).
-mask_rules contains {"derived": true, "strategy": "redact"} if {
+mask_rules contains pg_derived_rule if {
 	input.command.postgres.types
 	count(pg_derived_reasons) > 0
+}
+
+# The derived rule names the outputs it masks when the command is one SELECT whose outputs
+# are each one result column, in order (lineage's `exact`: no `*` the server expands): the
+# proxy then masks only the computed columns at those positions of a result of that many
+# columns, so `count(*)` or `sum(total)` beside `upper(status)` comes back as it is. Every
+# output is named but a computed one no reason below names (a plain output the server
+# computes, json_to_record's x, stays masked as before). Any other command (several
+# statements, FETCH, EXECUTE, a `*`), a proxy that reads no positions, or a result of
+# another width: every computed column is masked.
+pg_derived_rule := {"derived": true, "strategy": "redact", "positions": positions, "outputs": count(s.outputs)} if {
+	[s] := input.command.postgres.statements
+	s.type == "select"
+	s.exact
+	count(s.outputs) > 0
+	positions := [i | some i, o in s.outputs; not pg_output_cleared(o)]
+} else := {"derived": true, "strategy": "redact"}
+
+# A computed output that none of the three output reasons below names (keep them alike).
+pg_output_cleared(o) if {
+	o.kind in {"expression", "aggregate"}
+	not pg_output_masked(o)
+}
+
+pg_output_masked(o) if {
+	some column in o.columns
+	pg_sensitive_column(column)
+}
+
+pg_output_masked(o) if count(o.tables) > 0
+
+pg_output_masked(o) if {
+	count(o.columns) > 0
+	not o.keeps
 }
 
 mask_reasons contains reason if {

@@ -671,3 +671,41 @@ test_statement_text_is_not_stored_through_a_view_outside_pii_readers if {
 	contains(r, "stores other sessions' statement text (column q)")
 	not "deny" == with_views(["dba"], s, {"q": ["usename"]}).verdict
 }
+
+# The derived rule names the outputs it masks (pg_derived_rule) when the command is one
+# SELECT whose outputs are each one result column (lineage's exact): every output but the
+# computed ones no reason names.
+exact_selecting(outputs) := object.union(selecting(outputs, []), {"exact": true})
+
+test_the_derived_rule_names_the_outputs_it_masks if {
+	s := exact_selecting([
+		out("status", "plain", ["status"]), out("count", "aggregate", []),
+		keeping("sum", "aggregate", ["total"]), out("upper", "expression", ["status"]),
+		out("lower", "expression", ["email"]), keeping("max", "aggregate", ["email"]),
+		{"name": "x", "kind": "expression", "columns": [], "tables": ["orders"]},
+	])
+	every groups in [["readonly"], ["dba"]] {
+		d := lineage_decision(groups, s)
+		d.verdict == "mask"
+		{"derived": true, "strategy": "redact", "positions": [0, 3, 4, 5, 6], "outputs": 7} in d.mask
+		not derived in d.mask
+	}
+	not derived in lineage_decision(["pii-readers"], s).mask
+}
+
+test_the_derived_rule_names_no_outputs_where_they_may_not_be_one_column_each if {
+	outputs := [out("count", "aggregate", []), out("upper", "expression", ["note"])]
+	# no exact: a `*` the server expands (SELECT * FROM f(), (f(x)).*)
+	derived in lineage_decision(["readonly"], selecting(outputs, [])).mask
+	# two statements in one text: which result a position is of is not said
+	two := pg_input(["readonly"], [exact_selecting(outputs), exact_selecting(outputs)])
+	derived in portcullis.decision.mask with input as two
+	# not a SELECT: RETURNING, EXPLAIN, DECLARE's query
+	every type in ["update", "explain", "declare"] {
+		t := object.union(exact_selecting(outputs), {"type": type})
+		d := lineage_decision(["dba"], t)
+		every m in d.mask {
+			not m.positions
+		}
+	}
+}
