@@ -63,6 +63,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from pdp_harness import free_port  # noqa: E402
 
 from pdp.domain.identity import DevIssuer  # noqa: E402
+from pdp.engine.embedded import restart_with_go_runtime  # noqa: E402
 from portcullis.config import load_config  # noqa: E402
 from portcullis.heap import freeze_startup_heap  # noqa: E402
 from portcullis.v1 import pdp_pb2, pdp_pb2_grpc  # noqa: E402
@@ -88,12 +89,8 @@ def in_process_eval_us(
     from pdp.domain.decisions import STANDING_PATH
     from pdp.domain.policy_input import query_flags, statement_flags, statement_types
     from pdp.engine.bundle import load_bundle
-    from pdp.engine.embedded import GO_RUNTIME
     from pdp.engine.opa import evaluate, new_engine
     from pdp.sql import classify
-
-    # the Go runtime as the PDP's workers run it (read when the evaluator first loads)
-    os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})
 
     engine = new_engine(load_bundle(policies).without_tests())
     policy_input: dict[str, Any] = {
@@ -629,6 +626,7 @@ def main() -> None:
         help="with --callgrind, keep the measured part's dump in FILE (callgrind_annotate)",
     )
     args = parser.parse_args()
+    restart_with_go_runtime()  # its in-process evaluation as the PDP's workers run it
     if args.profile:
         with tempfile.TemporaryDirectory() as tmp:
             profiled_evaluated(

@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -69,7 +68,7 @@ from pdp.domain.identity import Identity  # noqa: E402
 from pdp.domain.policy_input import build_input, command_input  # noqa: E402
 from pdp.domain.sessions import Session  # noqa: E402
 from pdp.engine.bundle import PolicyBundle, load_bundle  # noqa: E402
-from pdp.engine.embedded import GO_RUNTIME, EmbeddedEngine  # noqa: E402
+from pdp.engine.embedded import EmbeddedEngine, restart_with_go_runtime  # noqa: E402
 from pdp.engine.opa import DECISION_PATH, evaluate, new_engine, raw_evaluate  # noqa: E402
 from pdp.store.sqlite import SQLiteAuditStore  # noqa: E402
 from portcullis.config import EngineSettings  # noqa: E402
@@ -128,7 +127,6 @@ async def phases(n: int, workers: int) -> dict[str, float]:
     results["input"] = cpu_us(built, n)
     policy_input = built()
 
-    os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})
     local = new_engine(load_bundle(REPO / "rego").without_tests())
     # as the PDP evaluates a session's command: with the session's standing, which
     # pdp.domain.decisions evaluates once per session (rego/portcullis/standing.rego)
@@ -254,6 +252,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = parser.parse_args()
+    restart_with_go_runtime()  # the in-process evaluator as the workers run it
     if args.loop == "uvloop":
         import uvloop
 

@@ -48,7 +48,7 @@ from cpu_meter import cpu_ns, descendants  # noqa: E402
 from pdp.domain.policy_input import build_input, command_input  # noqa: E402
 from pdp.engine import DECISION_PATH  # noqa: E402
 from pdp.engine.bundle import load_bundle  # noqa: E402
-from pdp.engine.embedded import GO_RUNTIME, EmbeddedEngine, input_to_json  # noqa: E402
+from pdp.engine.embedded import EmbeddedEngine, input_to_json, restart_with_go_runtime  # noqa: E402
 from pdp.engine.opa import new_engine, parse_envelope, raw_evaluate  # noqa: E402
 from pdp.engine.worker import relax_timers  # noqa: E402
 from portcullis.config import EngineSettings  # noqa: E402
@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=150)
     args = parser.parse_args()
     # the workers' Go runtime settings for the evaluator of this process too
-    os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})
+    restart_with_go_runtime()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(probe(args.way, args.gap, args.evaluations))
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import time
@@ -37,7 +38,7 @@ if sys.path[0] == str(Path(__file__).resolve().parent):
 
 from pdp.domain.policy_input import postgres_command  # noqa: E402
 from pdp.engine.bundle import load_bundle  # noqa: E402
-from pdp.engine.embedded import GO_RUNTIME  # noqa: E402
+from pdp.engine.embedded import restart_with_go_runtime  # noqa: E402
 from pdp.engine.opa import DECISION_PATH, new_engine, parse_envelope, raw_evaluate  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location(
@@ -80,9 +81,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--per-block", type=int, default=200, help="decisions per block")
     args = parser.parse_args()
-    import os
-
-    os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})
+    restart_with_go_runtime()  # the evaluator as the workers run it
     engine = new_engine(load_bundle(REPO / "rego").without_tests())
     print(f"load average {os.getloadavg()[0]:.1f}; CPU µs per decision (median of blocks)")
     for label, attributes in catalogues().items():

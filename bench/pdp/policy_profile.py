@@ -76,7 +76,7 @@ from pdp.domain.policy_input import (  # noqa: E402
     statement_types,
 )
 from pdp.engine.bundle import PolicyBundle, load_bundle  # noqa: E402
-from pdp.engine.embedded import GO_RUNTIME  # noqa: E402
+from pdp.engine.embedded import restart_with_go_runtime  # noqa: E402
 from pdp.engine.opa import DECISION_PATH, new_engine, parse_envelope, raw_evaluate  # noqa: E402
 from pdp.sql import classify  # noqa: E402
 
@@ -358,7 +358,7 @@ def main() -> None:
     )
     parser.add_argument("--rule-cpu", action="store_true", help="CPU of each rule document alone")
     args = parser.parse_args()
-    os.environ.update({k: v for k, v in GO_RUNTIME.items() if k not in os.environ})
+    restart_with_go_runtime()  # the evaluator as the workers run it
 
     bundle = load_bundle(REPO / "rego").without_tests()
     engine = new_engine(bundle)
