@@ -416,11 +416,33 @@ _NAME_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _KEY_CHARS_READ = 128  # of a key's text, for its words
 
 
+# a character a name's writer escaped (a JSON string's \\u0070, \\x70, an HTML character
+# reference &#112; or &#x70;, a percent-escape %70): the name its reader reads has it
+_ESCAPED_CHAR = re.compile(
+    r"\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})|&#[xX]([0-9A-Fa-f]{1,6});?|&#([0-9]{1,7});?"
+    r"|%([0-9A-Fa-f]{2})"
+)
+
+
+def _unescaped(found: re.Match[str]) -> str:
+    code = int(found[4], 10) if found[4] else int(next(g for g in found.groups() if g), 16)
+    return chr(code) if code < 0x110000 else ""
+
+
 def name_words(name: str) -> tuple[str, ...]:
     """A field name's words, lower-cased: split at what is not a letter or digit and where
     camelCase changes case (`customerPhoneNumber`, `customer_phone-number`, `PHONE_NUMBER`:
     customer, phone, number), read as NFKC (fullwidth letters are letters) with format
-    and control characters and combining marks dropped (`pass\u200bword` is password)."""
+    and control characters and combining marks dropped (`pass\u200bword` is password),
+    and its escaped characters as its reader reads them (`\\u0070assword`, `&#112;assword`,
+    `pass%77ord`: password)."""
+    for _ in range(3):  # (escapes escaped again: `\\u0026#112;`, `%2570`)
+        if "\\" not in name and "&#" not in name and "%" not in name:
+            break
+        unescaped = _ESCAPED_CHAR.sub(_unescaped, name)
+        if unescaped == name:
+            break
+        name = unescaped
     text = unicodedata.normalize("NFKC", name)
     if not text.isascii() or not text.isprintable():
         text = "".join(c for c in text if unicodedata.category(c)[0] not in "CM")
@@ -436,7 +458,27 @@ def field_words(masker: Masker) -> tuple[tuple[str, tuple[str, ...]], ...]:
             words = name_words(rule.field)
             if words:
                 out.append((rule.field, words))
+                out += [(rule.field, alias) for alias in FIELD_ALIASES.get(words, ())]
     return tuple(out)
+
+
+# other words a field is named by (a rule `password` masks `pwd`, `passwd`, `client_secret`
+# too): the short and older names APIs, config files and environments give these fields
+FIELD_ALIASES: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {
+    ("password",): (
+        ("pwd",), ("passwd",), ("pass",), ("pw",), ("passphrase",), ("passcode",),
+        ("secret",), ("credential",), ("credentials",),
+    ),
+    ("api", "key"): (("apikey",), ("access", "key"), ("secret", "key"), ("private", "key")),
+    ("token",): (("jwt",), ("bearer",), ("authorization",), ("session", "id")),
+    ("ssn",): (("social", "security"), ("social", "security", "number")),
+    ("phone",): (("tel",), ("telephone",), ("mobile",), ("msisdn",), ("cellphone",)),
+    ("card", "number"): (("ccn",), ("cc", "number"), ("credit", "card")),
+    ("email",): (("e", "mail"), ("mail", "address")),
+}  # fmt: skip
+# a field's name this long written into one word with others (`PGPASSWORD`, `dbpassword`,
+# `nocardnumber`) names it too; shorter ones would be found inside other words (`iphone`)
+COMPOUND_LEAST = 8
 
 
 def worded_field(
@@ -460,8 +502,14 @@ def worded_field(
 
 
 def _same_word(word: str, rule: str, endings: tuple[str, ...]) -> bool:
-    """`word` is `rule` with one of `endings` (`phones`, `addresses`: the plural)."""
-    return word.startswith(rule) and word[len(rule) :] in endings
+    """`word` is `rule` with one of `endings` (`phones`, `addresses`: the plural), or
+    ends so after other letters when `rule` is COMPOUND_LEAST letters or more
+    (`pgpassword`)."""
+    if word.startswith(rule) and word[len(rule) :] in endings:
+        return True
+    if len(rule) < COMPOUND_LEAST:
+        return False
+    return any(word.endswith(rule + ending) for ending in endings)
 
 
 def _stricter(a: MaskRule, b: MaskRule) -> MaskRule:
@@ -579,6 +627,12 @@ class Masker:
         found: MaskRule | None = None
         for rule in self.columns_to_mask(list(names)).values():
             found = rule if found is None else _stricter(found, rule)
+        if found is None:
+            # (a name in other words: `pwd`, `userPassword`, as rule_for_key reads a key)
+            for name in names:
+                worded = self.rule_for_key((name,), name, plural=False)
+                if worded is not None:
+                    found = worded if found is None else _stricter(found, worded)
         return found
 
     def strictest_field_rule(self) -> MaskRule | None:

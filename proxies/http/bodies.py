@@ -170,9 +170,20 @@ def masked_headers(
 
 
 # a line `name: value`, `name = value` or `"name": value,` (the name an identifier)
+# (a name's letters any letters, fullwidth ones too, and a character may be escaped as its
+# reader undoes it: `\\u0070assword`, `&#112;assword`, `pass%77ord`, which name_words
+# reads as `password`)
+_NAME_ESCAPE = (
+    r"%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|&#[0-9]{1,7};|&#[xX][0-9A-Fa-f]{1,6};"
+)
 _KEYED = re.compile(
-    r"""(?P<lead>\s*(?:-\s+)?)(?P<q>["']?)(?P<key>[A-Za-z_][\w.\-]*)(?P=q)"""
-    r"""(?P<sep>\s*[:=]\s*)(?P<rest>.*)"""
+    rf"""(?P<lead>\s*(?:-\s+)?)(?P<q>["']?)(?P<key>(?:[^\W\d]|{_NAME_ESCAPE})(?:[\w.\-]|{_NAME_ESCAPE})*)"""
+    r"""(?P=q)(?P<sep>\s*[:=]\s*)(?P<rest>.*)"""
+)
+# a URL's user and password (RFC 3986 §3.2.1, deprecated there, still written in
+# connection strings: postgres://ann:hunter2@db/x)
+_USERINFO = re.compile(
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#@:]*:)(?P<secret>[^\s/?#@]+)(?=@)"
 )
 # a label of words at a line's start, then `:` and a value: `Phone Number: 5550100`
 _LABEL = re.compile(
@@ -193,7 +204,7 @@ _ELEMENT = re.compile(
 
 
 # a name as field rules spell one (a rule's segments are tested by Masker.rule_for)
-_NAME_HINT = re.compile(r"(?<![\w.\-])[A-Za-z_][\w\-]*(?![\w\-])")
+_NAME_HINT = re.compile(r"(?<![\w.\-])[^\W\d][\w\-]*(?![\w\-])")
 # after a name: quotes, a separator and a value on the same line (not one going on in
 # the next lines: a YAML block's indicator, an array or object left open, see _BLOCK)
 _KEYED_VALUE = re.compile(
@@ -479,7 +490,12 @@ class BodyMask:
     def _fields(self, line: str) -> str:
         """A text line's values that field rules name, masked as in JSON: `name: value`,
         `name = value`, `"name": value,` (JSON pretty-printed, YAML, properties, logs) and
-        `<name ...>value</name>` (XML, HTML). More, never less: a name's whole value goes."""
+        `<name ...>value</name>` (XML, HTML), and a URL's password (`scheme://user:pw@host`,
+        RFC 3986 §3.2.1). More, never less: a name's whole value goes."""
+        if "@" in line and "://" in line and self._field("password"):
+            line = _USERINFO.sub(
+                lambda m: m["head"] + self._value("password", m["secret"], text=True), line
+            )
         found = _KEYED.match(line)
         whole = False
         if found is not None and self._rule(found["key"]):
@@ -885,7 +901,7 @@ _VALUE_ENDS = re.compile(r"[ \t]*(?:[&;,}\])\r\n]|$)")
 # (a name starts where no name character precedes it: one try per word, not per letter,
 # so a long line is read in linear time)
 _NAMED = re.compile(
-    r"""(?<![\w.\-"'%])(?P<q>["']?)(?P<key>(?:[A-Za-z_]|%[0-9A-Fa-f]{2})(?:[\w.\-]|%[0-9A-Fa-f]{2})*)"""
+    rf"""(?<![\w.\-"'%])(?P<q>["']?)(?P<key>(?:[^\W\d]|{_NAME_ESCAPE})(?:[\w.\-]|{_NAME_ESCAPE})*)"""
     r"""(?P=q)[ \t]*[:=][ \t]*"""
 )
 _PLAIN = re.compile(r"[^&;,}\]\r\n]*")

@@ -920,6 +920,10 @@ def _masked_string(text: str, masker: Masker, counts: Counter[str], escapes: boo
         encoded = _masked_encoded(text, masker, counts)
         if encoded != text:
             return encoded
+        if '\\"' in text:
+            unescaped = _masked_json_escaped(text, masker, counts)
+            if unescaped is not None:
+                return unescaped
         if escapes:
             text = _masked_escapes(text, masker, counts)
         return _masked_prose(_masked_runs(text, masker, counts), masker, counts)
@@ -938,6 +942,25 @@ def _masked_string(text: str, masker: Masker, counts: Counter[str], escapes: boo
         return text
     counts.update(found)
     return out
+
+
+def _masked_json_escaped(text: str, masker: Masker, counts: Counter[str]) -> str | None:
+    """A text that is a JSON string's inside (`{\\"password\\": \\"hunter2\\"}`: JSON
+    serialised into a string once more, its outer quotes gone), read as its reader reads
+    it, unescaped: masked there and escaped again when anything is found in it; None when
+    it is no such text or nothing is found (each layer is shorter: the reading ends)."""
+    try:
+        inner = json.loads('"' + text + '"')
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(inner, str) or inner == text:
+        return None
+    found: Counter[str] = Counter()
+    masked = _masked_string(inner, masker, found)
+    if not found:
+        return None
+    counts.update(found)
+    return json.dumps(masked, ensure_ascii=False)[1:-1]
 
 
 def _masked_prose(text: str, masker: Masker, counts: Counter[str]) -> str:
@@ -959,9 +982,10 @@ def _masked_prose(text: str, masker: Masker, counts: Counter[str]) -> str:
         counts["text:withheld"] += 1
         return ""
     counts.update(found)
-    if not _PROSE_SEPARATORS.search(text):
-        # (no separator, no line: no name the text could tie a value to — a bare value
-        # such as "email" is a value, not a column, and the detectors read it later)
+    if not _PROSE_SEPARATORS.search(text) and not _PROSE_SPACE.search(text.strip()):
+        # (one word, no separator: no name the text could tie a value to — a bare value
+        # such as "email" is a value, not a column, and the detectors read it later; a
+        # sentence is read: `The password is hunter2.`)
         return text
     body = BodyMask(masker, "csv" if _names_a_column(text, masker) else "lines")
     try:
@@ -976,6 +1000,7 @@ def _masked_prose(text: str, masker: Masker, counts: Counter[str]) -> str:
 
 
 _PROSE_SEPARATORS = re.compile(r"[\n:=<,|\t;&]")
+_PROSE_SPACE = re.compile(r"\s")
 
 
 def _names_a_column(text: str, masker: Masker) -> bool:
@@ -1050,6 +1075,8 @@ def _json_parts(text: str) -> list[tuple[bool, Any]] | None:
             raise _TooDeep("JSON nested too deep") from None
         except ValueError:
             break
+        if isinstance(doc, str) and text[end:].lstrip(_JSON_SPACE).startswith(":"):
+            break  # (a quoted name and its value, `"\u0070assword": ...`: lines of text)
         parts += [(False, text[pos:start]), (True, doc)]
         pos = end
     if parts:
