@@ -561,8 +561,8 @@ class _Walker:
                 assignments.append(self.source[child.pos[0] : child.pos[1]])
                 continue
             if child.kind == "assignment":
-                assignments.append(child.word)
                 self._inner(child)
+                assignments.append(self._assignment(child))
             elif child.kind == "word":
                 glob_free = self._inner(child)
                 words.append(self._word(child, glob_free))
@@ -580,6 +580,16 @@ class _Walker:
         if heredoc is not None and not _stdin_is_the_heredoc(redirects):
             heredoc = None  # a shell then reads what the walker does not: not its script
         self._emit(words, assignments, redirects, [], heredoc)
+
+    def _assignment(self, node: Any) -> str:
+        """An assignment's text, read twice as a word's is (_word): the policy allows some
+        by their value (`LANG=C`), which bashlex's quote removal must not misread."""
+        if _dynamic(node):
+            return str(node.word)
+        source = self.source[node.pos[0] : node.pos[1]]
+        if unquote(source) != node.word:
+            raise Unreadable(f"the assignment {_short_text(source)} does not read the same twice")
+        return str(node.word)
 
     def _fd_variable(self, node: Any, after: list[Any]) -> bool:
         """Whether a word is the `{varname}` (or `{name[subscript]}`) bash reads as the

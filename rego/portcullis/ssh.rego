@@ -17,8 +17,10 @@
 # who may write there) is read through, and the PDP, which sees only the line, cannot tell;
 # the directory a glob names must be writable only by those trusted with what its readers
 # may then read (an SFTP symlink's target is decided, below; `ln` is in no list). A part may
-# not set variables (LD_PRELOAD=... uptime, env X=1 ...), run a command whose name is
-# computed, or redirect to or from any file but /dev/null.
+# not set variables (LD_PRELOAD=... uptime, env X=1 ...; a C locale, LANG=C, it may), run a
+# command whose name is computed, or redirect to or from any file but /dev/null. Filters
+# (true, echo, cat, head, grep, ...: ssh_default_filters) are allowed in any line by the
+# shape of their argv; systemctl's options may come before its verb.
 #
 # Interactive shells, port forwarding (and agent / X11 forwarding), subsystems and SFTP
 # are reserved to the privileged groups; a subsystem other than sftp only by name (below).
@@ -77,6 +79,7 @@ deny contains sprintf("%q is not an allowed command", [part.command]) if {
 	count(part.argv) > 0
 	not ssh_part_listed(part, data.portcullis.ssh.allowed_commands)
 	not ssh_part_listed(part, data.portcullis.ssh.approval_commands)
+	not ssh_filter(part)
 }
 
 deny contains sprintf("%q: the command's name is computed when it runs", [part.command]) if {
@@ -88,7 +91,15 @@ deny contains sprintf("%q: the command's name is computed when it runs", [part.c
 deny contains sprintf("%q sets %s", [part.command, concat(", ", part.assignments)]) if {
 	input.command.kind == "ssh.exec"
 	some part in ssh_parts
-	count(part.assignments) > 0
+	some assignment in part.assignments
+	not ssh_locale_assignment(assignment)
+}
+
+# `LANG=C df -h`, `LC_ALL=C.UTF-8 sort`: the locale of a command's messages and formats, set
+# to the C locale by name only (a locale's name may be a path glibc loads, or a directory
+# gettext reads translations from: no other value).
+ssh_locale_assignment(assignment) if {
+	regex.match(`^(LANG|LC_ALL|LC_MESSAGES|LC_TIME|LC_NUMERIC|LC_COLLATE|LC_CTYPE)=(C|POSIX|C\.UTF-8|C\.utf8)$`, assignment)
 }
 
 # A `for` loop assigns its variable as an assignment does, to every command after it in
@@ -211,6 +222,13 @@ ssh_default_read_options := {
 		"short": ["l", "a", "q", "h"],
 		"short_with_value": ["n", "o", "t", "p", "P"],
 		"values": {"--output": ssh_text_output_modes, "o": ssh_text_output_modes},
+		# of "long", those that take no value (systemd 252: the next word is the verb);
+		# only these, and "long" ones with their `=value`, may come before the verb
+		"long_flags": [
+			"--no-pager", "--full", "--all", "--quiet", "--no-legend", "--plain", "--system",
+			"--failed", "--show-types", "--reverse", "--after", "--before", "--value",
+			"--with-dependencies",
+		],
 	},
 }
 
@@ -270,6 +288,7 @@ needs_approval contains sprintf("%q has %q, which the shell may expand into the 
 	some i, arg in part.argv
 	i > 0
 	regex.match(`[*?\[]`, arg)
+	not ssh_echo_status_word(part, i)
 }
 
 # A computed word outside quotes is split and globbed once its value is known, and that
@@ -291,6 +310,255 @@ ssh_part_globbed(part) if {
 	some pattern in data.portcullis.ssh.allowed_commands
 	contains(pattern, "*")
 	ssh_matches(pattern, part)
+}
+
+# Filters: commands that only compute over what they are given — their arguments or their
+# standard input (a pipe, a here-document, the client's own data; a redirection from a
+# file is decided as any other: only /dev/null) — allowed in any line by the shape of
+# their argv, an allow-list (data.portcullis.ssh.filters replaces these defaults; `{}`
+# allows none): `df -h || true`, `uptime && echo ok`, `journalctl -n 20 | head -n 5`.
+# Not a file operand (`uniq in out` writes out, `grep x /etc/shadow` reads it), not an
+# option that reads or writes a file or runs a program (`grep -f F`, `grep -r` with no
+# file: the working directory, `sort -o F`, `sort --compress-program`, `wc
+# --files0-from`), follows (`tail -f`), or cuts a line's characters apart (`head -c`,
+# `grep -o`, `grep --color`: the detectors mask what they read whole, `4111...` split
+# over lines or wrapped in colour codes is no card to them); no computed word (its value
+# may be any of those), no words xargs appends. Each option is allowed by name as
+# read_options' are ("short" take no value, "short_with_value" theirs attached or the next
+# word, not beginning with `-`; "long" exactly; "long_with_value" only with `=value`;
+# "numbered": `-20`); "pattern": one operand, the pattern, unless `-e` gives it; "oracle":
+# outside pii-readers it needs approval, as journalctl --grep does: which lines match (or
+# their order, or which repeat) tells what the mask hides, digit by digit.
+# echo and printf print their words: echo without options (`-n`, or `\c` in a word — dash's
+# echo reads it —, and the next output would continue the line: `echo -n 1; journalctl`
+# makes a card 17 digits, which no detector reads; nor words xargs appends, which may be
+# those), its computed words `$?` alone; printf by a format that ends its output with a
+# newline (`%b` and escapes but `\n` and `\t` not taken; bash's `printf -v NAME` sets a
+# variable, PATH among them: no leading `-`). true, false and `:` without words; `set`
+# with a few of the shell's options (below).
+ssh_default_filters := {
+	"true": {},
+	"false": {},
+	":": {},
+	"echo": {},
+	"printf": {},
+	"set": {},
+	"cat": {},
+	"head": {"short_with_value": ["n"], "long_with_value": ["--lines"], "numbered": true},
+	"tail": {"short_with_value": ["n"], "long_with_value": ["--lines"], "numbered": true},
+	"wc": {"short": ["l"], "long": ["--lines"]},
+	"grep": {
+		"short": ["i", "v", "c", "n", "w", "x", "q", "s", "E", "F", "h", "H"],
+		"short_with_value": ["e", "A", "B", "C", "m"],
+		"long": [
+			"--ignore-case", "--invert-match", "--count", "--line-number", "--word-regexp",
+			"--line-regexp", "--quiet", "--no-messages", "--extended-regexp", "--fixed-strings",
+		],
+		"long_with_value": ["--max-count", "--after-context", "--before-context", "--context"],
+		"pattern": true,
+		"oracle": true,
+	},
+	"sort": {
+		"short": ["r", "n", "u", "h", "f", "b", "V", "g", "M", "s"],
+		"short_with_value": ["k", "t"],
+		"long": [
+			"--reverse", "--numeric-sort", "--unique", "--human-numeric-sort", "--ignore-case",
+			"--version-sort", "--stable",
+		],
+		"oracle": true,
+	},
+	"uniq": {
+		"short": ["c", "d", "u", "i"],
+		"short_with_value": ["f", "s", "w"],
+		"long": ["--count", "--repeated", "--unique", "--ignore-case"],
+		"oracle": true,
+	},
+}
+
+ssh_filters := object.get(data.portcullis.ssh, "filters", ssh_default_filters)
+
+ssh_filter(part) if {
+	spec := ssh_filters[part.argv[0]]
+	not part.argv[0] in {"echo", "printf", "set"} # their own shapes, below
+	not part.more_args
+	count(part.dynamic) == 0
+	every i, arg in part.argv {
+		ssh_filter_word(spec, part.argv, i, arg)
+	}
+	ssh_filter_operands(spec, part.argv)
+}
+
+ssh_filter(part) if {
+	ssh_filters.echo
+	part.argv[0] == "echo"
+	not part.more_args
+	not ssh_echo_option(part)
+	every i, arg in part.argv {
+		ssh_echo_word(part, i, arg)
+	}
+}
+
+ssh_filter(part) if {
+	ssh_filters.printf
+	part.argv[0] == "printf"
+	not part.more_args
+	count(part.argv) > 1
+	not 1 in part.dynamic
+	format := part.argv[1]
+	not startswith(format, "-")
+	regex.match(`^([^\\%]|%[-+ #0-9.]*[sdiouxXc%]|\\[nt])*\\n$`, format)
+}
+
+ssh_echo_option(part) if startswith(part.argv[1], "-")
+
+# `set -euo pipefail`, `set -x`, `set +e`: the shell's options e, u, x and -o pipefail,
+# errexit, nounset, xtrace only (set's other words are the positional parameters, `$1`,
+# which the parser reads as set by no one; -k makes any `NAME=value` word an assignment,
+# -B and +f change what the shell expands)
+ssh_shell_options := {"pipefail", "errexit", "nounset", "xtrace"}
+
+ssh_filter(part) if {
+	ssh_filters.set
+	part.argv[0] == "set"
+	count(part.argv) > 1
+	not part.more_args
+	count(part.dynamic) == 0
+	every i, arg in part.argv {
+		ssh_set_word(part.argv, i, arg)
+	}
+}
+
+ssh_set_word(_, 0, _)
+
+ssh_set_word(argv, i, arg) if {
+	i > 0
+	regex.match(`^[-+]([eux]+|[eux]*o)$`, arg)
+	ssh_set_value(argv, i, arg)
+}
+
+ssh_set_word(argv, i, arg) if {
+	i > 1
+	arg in ssh_shell_options
+	regex.match(`^[-+][eux]*o$`, argv[i - 1])
+}
+
+ssh_set_value(_, _, arg) if not endswith(arg, "o")
+
+ssh_set_value(argv, i, arg) if {
+	endswith(arg, "o")
+	argv[i + 1] in ssh_shell_options
+}
+
+ssh_echo_word(_, 0, _)
+
+ssh_echo_word(part, i, arg) if {
+	i > 0
+	not i in part.dynamic
+	not contains(arg, "\\")
+}
+
+ssh_echo_word(part, i, _) if ssh_echo_status_word(part, i)
+
+# `echo $?`, `echo "rc=$?"`: a computed word whose one `$` is `$?` (the word is computed,
+# so that `$` is an expansion; no other can hide in these characters), a number
+ssh_echo_status_word(part, i) if {
+	part.argv[0] == "echo"
+	i in part.dynamic
+	regex.match(`^[A-Za-z0-9_=:./@%+, ]*\$\?[A-Za-z0-9_=:./@%+, -]*$`, part.argv[i])
+}
+
+ssh_filter_word(_, _, 0, _)
+
+ssh_filter_word(_, argv, i, arg) if {
+	i > 0
+	not startswith(arg, "-")
+}
+
+ssh_filter_word(spec, argv, i, arg) if {
+	i > 0
+	startswith(arg, "-")
+	ssh_filter_option(spec, arg)
+	ssh_filter_value_follows(spec, argv, i)
+}
+
+ssh_filter_option(spec, arg) if arg in object.get(spec, "long", [])
+
+ssh_filter_option(spec, arg) if {
+	startswith(arg, "--")
+	contains(arg, "=")
+	split(arg, "=")[0] in object.get(spec, "long_with_value", [])
+}
+
+ssh_filter_option(spec, arg) if {
+	object.get(spec, "numbered", false)
+	regex.match(`^-[0-9]+$`, arg)
+}
+
+ssh_filter_option(spec, arg) if {
+	not startswith(arg, "--")
+	not regex.match(`^-[0-9]+$`, arg)
+	ssh_option_allowed(arg, ssh_filter_options(spec))
+}
+
+ssh_filter_options(spec) := {
+	"short": object.get(spec, "short", []),
+	"short_with_value": object.get(spec, "short_with_value", []),
+	"long": [],
+}
+
+ssh_filter_value_follows(spec, argv, i) if not ssh_takes_next_word(argv[i], ssh_filter_options(spec))
+
+ssh_filter_value_follows(spec, argv, i) if {
+	ssh_takes_next_word(argv[i], ssh_filter_options(spec))
+	value := argv[i + 1]
+	not startswith(value, "-")
+}
+
+ssh_filter_operands(spec, argv) if {
+	not object.get(spec, "pattern", false)
+	count(ssh_filter_operand_words(spec, argv)) == 0
+}
+
+ssh_filter_operands(spec, argv) if {
+	object.get(spec, "pattern", false)
+	count(ssh_filter_operand_words(spec, argv)) == 1
+	not ssh_filter_pattern_given(spec, argv)
+}
+
+ssh_filter_operands(spec, argv) if {
+	object.get(spec, "pattern", false)
+	count(ssh_filter_operand_words(spec, argv)) == 0
+	ssh_filter_pattern_given(spec, argv)
+}
+
+ssh_filter_operand_words(spec, argv) := [i |
+	some i, arg in argv
+	i > 0
+	not startswith(arg, "-")
+	not ssh_takes_next_word(argv[i - 1], ssh_filter_options(spec))
+]
+
+# `-e PATTERN` (in a cluster: `-ie x`): every operand is then a file
+ssh_filter_pattern_given(_, argv) if {
+	some i, arg in argv
+	i > 0
+	startswith(arg, "-")
+	not startswith(arg, "--")
+	contains(arg, "e")
+}
+
+allow contains sprintf("%q only computes over what it is given", [part.command]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	ssh_filter(part)
+}
+
+needs_approval contains sprintf("%q: which lines it matches, orders or counts would tell what the mask hides (outside pii-readers)", [part.command]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	not pii_reader
+	ssh_filter(part)
+	object.get(ssh_filters[part.argv[0]], "oracle", false)
 }
 
 # A pattern search of the journal (--grep, -g) is an oracle on what the mask hides: the
@@ -569,6 +837,87 @@ ssh_matches(pattern, part) if {
 	}
 	every i in numbers.range(last + 1, count(part.argv) - 1) {
 		ssh_word_matches(words[last], part, i)
+	}
+}
+
+# `systemctl --no-pager status ssh`: a listed command of several words whose command has
+# an allow-list of options (read_options) takes options before its second word (the verb),
+# as getopt_long does (systemctl permutes: `status ssh --no-pager` runs too). The verb is
+# the first word that is neither an option nor an option's value, read exactly: before it
+# only options that take no value (short ones of "short", long ones of "long_flags",
+# without a value there being an error) or whose value is attached (`--lines=5`, `-n5`),
+# and short ones whose value is the next word (`-n 5`), a word not beginning with `-`.
+# Anything else before it (a long option whose value may be the next word: `--state
+# status stop nginx` stops nginx; `--`, a number, a computed word) and the words are
+# matched where they stand.
+ssh_matches(pattern, part) if {
+	words := split(pattern, " ")
+	count(words) > 1
+	not contains(pattern, "*")
+	options := ssh_read_options[part.argv[0]]
+	words[0] == part.argv[0]
+	not 0 in part.dynamic
+	some v, verb in part.argv
+	v > 1
+	verb == words[1]
+	not v in part.dynamic
+	count(part.argv) >= (v + count(words)) - 1
+	not ssh_takes_next_word(part.argv[v - 1], options)
+	every k in numbers.range(1, v - 1) {
+		ssh_before_the_verb(part, k, options)
+	}
+	every j, w in array.slice(words, 2, count(words)) {
+		ssh_word_matches(w, part, (v + j) + 1)
+	}
+}
+
+ssh_before_the_verb(part, k, options) if {
+	not k in part.dynamic
+	arg := part.argv[k]
+	startswith(arg, "-")
+	ssh_flag_or_attached(arg, options)
+	ssh_value_follows(part, k, options)
+}
+
+ssh_before_the_verb(part, k, options) if {
+	not k in part.dynamic
+	not startswith(part.argv[k], "-")
+	ssh_takes_next_word(part.argv[k - 1], options)
+}
+
+ssh_flag_or_attached(arg, options) if arg in object.get(options, "long_flags", [])
+
+ssh_flag_or_attached(arg, options) if {
+	startswith(arg, "--")
+	contains(arg, "=")
+	split(arg, "=")[0] in options.long
+}
+
+ssh_flag_or_attached(arg, options) if {
+	not startswith(arg, "--")
+	count(arg) > 1
+	ssh_option_allowed(arg, options)
+	not regex.match(`^-[0-9]+$`, arg)
+}
+
+ssh_value_follows(part, k, options) if not ssh_takes_next_word(part.argv[k], options)
+
+ssh_value_follows(part, k, options) if {
+	ssh_takes_next_word(part.argv[k], options)
+	value := part.argv[k + 1]
+	not startswith(value, "-")
+	not (k + 1) in part.dynamic
+}
+
+# a cluster of short flags ending in one whose value is the next word (`-n`, `-ln`)
+ssh_takes_next_word(arg, options) if {
+	startswith(arg, "-")
+	not startswith(arg, "--")
+	chars := split(substring(arg, 1, -1), "")
+	count(chars) > 0
+	chars[count(chars) - 1] in options.short_with_value
+	every c in array.slice(chars, 0, count(chars) - 1) {
+		c in options.short
 	}
 }
 

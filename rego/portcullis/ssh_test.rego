@@ -41,7 +41,8 @@ test_ssh_glob_stays_in_its_directory if {
 	ssh_verdict(["readonly"], ["cat", "/var/log/syslog", "/etc/shadow"]) == "deny"
 	ssh_verdict(["readonly"], ["cat", "/var/log/../../etc/shadow"]) == "deny"
 	ssh_verdict(["readonly"], ["cat", "/var/log/nginx/access.log"]) == "deny"
-	ssh_verdict(["readonly"], ["cat"]) == "deny"
+	ssh_verdict(["readonly"], ["cat", "-"]) == "deny"
+	ssh_verdict(["readonly"], ["cat", "/etc/shadow", "/var/log/syslog"]) == "deny"
 }
 
 test_ssh_computed_words_never_match_a_glob if {
@@ -549,4 +550,146 @@ test_ssh_a_glob_pattern_takes_the_end_of_options_first if {
 	ssh_decision(["pii-readers"], [appended]).verdict == "deny"
 	later := object.union(ssh_part(["cat", "--", "/var/log/$X"]), {"dynamic": [2]})
 	ssh_decision(["pii-readers"], [later]).verdict == "deny"
+}
+
+# `systemctl --no-pager status ssh`: options before the verb, read as getopt_long reads them
+test_ssh_options_before_the_verb if {
+	every argv in [
+		["systemctl", "--no-pager", "status", "ssh"],
+		["systemctl", "-l", "--no-pager", "status", "ssh", "-n", "5"],
+		["systemctl", "-n", "5", "status", "ssh"],
+		["systemctl", "-n5", "--full", "status"],
+		["systemctl", "--lines=5", "status", "ssh"],
+		["systemctl", "-lqn", "5", "status", "ssh"],
+	] {
+		ssh_verdict(["pii-readers"], argv) == "allow"
+	}
+	every argv in [
+		["systemctl", "--no-pager", "restart", "nginx"],
+		["systemctl", "-n", "status", "stop", "nginx"], # -n takes `status`: the verb is stop
+		["systemctl", "-ln", "status", "stop", "nginx"],
+	] {
+		ssh_verdict(["pii-readers"], argv) == "require_approval"
+	}
+	every argv in [
+		["systemctl", "--state", "status", "stop", "nginx"], # --state takes `status`
+		["systemctl", "--lines", "status", "stop", "nginx"],
+		["systemctl", "--legend", "status", "stop", "nginx"],
+		["systemctl", "--no-p", "status", "ssh"], # a prefix: not read
+		["systemctl", "-n", "-n", "stop", "status"], # -n takes `-n`: the verb is stop
+		["systemctl", "-H", "host", "status", "ssh"],
+		["systemctl", "--", "status", "ssh"],
+		["systemctl", "-5", "status", "ssh"],
+		["systemctl", "enable", "status"],
+	] {
+		ssh_verdict(["pii-readers"], argv) == "deny"
+	}
+	computed := object.union(ssh_part(["systemctl", "$X", "status", "ssh"]), {"dynamic": [1]})
+	ssh_decision(["pii-readers"], [computed]).verdict == "deny"
+	value := object.union(ssh_part(["systemctl", "-n", "$X", "status", "ssh"]), {"dynamic": [2]})
+	ssh_decision(["pii-readers"], [value]).verdict == "deny"
+}
+
+test_ssh_filters_by_argv_shape if {
+	every argv in [
+		["true"], ["false"], [":"], ["cat"], ["echo"], ["echo", "ok"], ["echo", "done", "-n"],
+		["printf", "%s\\n", "x", "y"], ["printf", "%-10s %d\\t%%\\n", "a", "1"],
+		["head"], ["head", "-n", "20"], ["head", "-20"], ["head", "-n5"], ["head", "--lines=5"],
+		["tail"], ["tail", "-n", "+5"], ["tail", "-5"], ["wc", "-l"], ["wc", "--lines"],
+		["grep", "-i", "error"], ["grep", "error", "-c"], ["grep", "-ie", "error"],
+		["grep", "-e", "a", "-e", "b"], ["grep", "-A", "3", "-v", "x"], ["grep", "-m5", "x"],
+		["grep", "--max-count=5", "x"], ["sort"], ["sort", "-rn"], ["sort", "-t", ",", "-k2"],
+		["uniq", "-c"], ["uniq"],
+	] {
+		ssh_verdict(["pii-readers"], argv) == "allow"
+	}
+	every argv in [
+		["true", "x"], [":", "x"], ["cat", "-"], ["cat", "-n"], ["cat", "/etc/shadow"],
+		["echo", "-n", "1"], ["echo", "-e", "x"], ["echo", "a\\c"], ["echo", "-"],
+		["printf", "%s", "x"], ["printf", "-v", "PATH", "/tmp\\n"], ["printf", "%b\\n", "x"],
+		["printf", "x\\c\\n"], ["printf"],
+		["head", "-c", "5"], ["head", "-n", "-5"], ["head", "/etc/shadow"], ["tail", "-f"],
+		["tail", "-F"], ["tail", "-c5"], ["tail", "+5"], ["wc", "-c", "x"],
+		["wc", "--files0-from=/etc/shadow"],
+		["grep", "-f", "/etc/shadow"], ["grep", "-r", "x"], ["grep", "-R", "x"], ["grep", "x", "/etc/shadow"],
+		["grep", "-e", "x", "/etc/shadow"], ["grep", "-o", "."], ["grep", "--color=always", "1"],
+		["grep", "-e", "-x"], ["grep", "--file=/etc/shadow"], ["grep"], ["grep", "-e"],
+		["sort", "-o", "/tmp/x"], ["sort", "/etc/shadow"], ["sort", "--compress-program=sh"],
+		["sort", "-T", "/tmp"], ["sort", "--files0-from=/etc/x"], ["uniq", "a", "b"], ["uniq", "-", "out"],
+	] {
+		ssh_verdict(["pii-readers"], argv) == "deny"
+	}
+}
+
+test_ssh_filters_take_no_computed_or_appended_words if {
+	every part in [
+		object.union(ssh_part(["grep", "$X"]), {"dynamic": [1]}),
+		object.union(ssh_part(["head", "-n", "$(x)"]), {"dynamic": [2]}),
+		object.union(ssh_part(["echo", "$HOME"]), {"dynamic": [1]}),
+		object.union(ssh_part(["echo", "$HOME$?"]), {"dynamic": [1]}),
+		object.union(ssh_part(["echo", "$??"]), {"dynamic": [1]}),
+		object.union(ssh_part(["printf", "$F", "x"]), {"dynamic": [1]}),
+		object.union(ssh_part(["cat"]), {"more_args": true}),
+		object.union(ssh_part(["echo"]), {"more_args": true}),
+		object.union(ssh_part(["printf", "%s\\n"]), {"more_args": true}),
+	] {
+		ssh_decision(["pii-readers"], [part]).verdict == "deny"
+	}
+	every part in [
+		object.union(ssh_part(["echo", "$?"]), {"dynamic": [1]}),
+		object.union(ssh_part(["echo", "exit=$?"]), {"dynamic": [1]}),
+		object.union(ssh_part(["printf", "%s\\n", "$X"]), {"dynamic": [2]}),
+	] {
+		ssh_decision(["pii-readers"], [part]).verdict == "allow"
+	}
+	redirected := object.union(ssh_part(["cat"]), {"redirects": [{"op": "<", "fd": null, "kind": "read", "target": "/etc/shadow", "dynamic": false}]})
+	ssh_decision(["pii-readers"], [redirected]).verdict == "deny"
+	written := object.union(ssh_part(["echo", "x"]), {"redirects": [{"op": ">", "fd": null, "kind": "write", "target": "/etc/motd", "dynamic": false}]})
+	ssh_decision(["pii-readers"], [written]).verdict == "deny"
+}
+
+# grep, sort, uniq over masked output are oracles on what the mask hides
+test_ssh_filters_that_search_need_approval_outside_pii_readers if {
+	pipe := [ssh_part(["journalctl", "-n", "20"]), ssh_part(["grep", "-i", "error"])]
+	ssh_decision(["readonly"], pipe).verdict == "require_approval"
+	ssh_decision(["pii-readers"], pipe).verdict == "allow"
+	every argv in [["sort"], ["uniq", "-c"]] {
+		ssh_verdict(["readonly"], argv) == "require_approval"
+	}
+	every argv in [["head", "-n", "5"], ["tail"], ["wc", "-l"], ["cat"], ["echo", "ok"], ["true"]] {
+		ssh_verdict(["readonly"], argv) == "mask"
+	}
+}
+
+test_ssh_filters_replaced_by_data if {
+	d := portcullis.decision with input as ssh_exec_input(["pii-readers"], [ssh_part(["true"])])
+		with data.portcullis.ssh.filters as {}
+	d.verdict == "deny"
+}
+
+test_ssh_set_takes_a_few_shell_options if {
+	every argv in [
+		["set", "-e"], ["set", "-euo", "pipefail"], ["set", "-o", "pipefail"], ["set", "+x"],
+		["set", "-x", "-o", "errexit"], ["set", "+o", "nounset"],
+	] {
+		ssh_verdict(["pii-readers"], argv) == "allow"
+	}
+	every argv in [
+		["set"], ["set", "--", "/root/*"], ["set", "a"], ["set", "-k"], ["set", "+B"], ["set", "-f"],
+		["set", "-o"], ["set", "-eo"], ["set", "-o", "posix"], ["set", "-o", "pipefail", "pipefail"],
+		["set", "-"], ["set", "-oo", "pipefail"],
+	] {
+		ssh_verdict(["pii-readers"], argv) == "deny"
+	}
+}
+
+test_ssh_a_locale_of_c_may_be_set if {
+	every assignments in [["LANG=C"], ["LC_ALL=C.UTF-8", "LANG=POSIX"], ["LC_MESSAGES=C.utf8"]] {
+		part := object.union(ssh_part(["df", "-h"]), {"assignments": assignments})
+		ssh_decision(["pii-readers"], [part]).verdict == "allow"
+	}
+	every assignments in [["LANG=/tmp/x"], ["LANGUAGE=C"], ["LANG=C", "PATH=/tmp"], ["LC_ALL=C/x"], ["{fd}"], ["LOCPATH=C"]] {
+		part := object.union(ssh_part(["df", "-h"]), {"assignments": assignments})
+		ssh_decision(["pii-readers"], [part]).verdict == "deny"
+	}
 }
