@@ -39,6 +39,7 @@ place, says that is its verb (or refuses an option's value, running nothing).
 from __future__ import annotations
 
 import random
+import shlex
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -339,3 +340,52 @@ def test_an_assignment_bashlex_misreads_is_not_read(line: str) -> None:
 @pytest.mark.parametrize("line", ["LANG=C df", "LANG='C' df", 'LC_ALL="C.UTF-8" x=1 df'])
 def test_an_assignment_read_alike_stays_read(line: str) -> None:
     assert "malformed" not in reading(line), reading(line)
+
+
+STRACE = shutil.which("strace")
+SHAPE_WORDS = [
+    "-i", "-v", "-c", "-n", "-e", "-f", "-r", "-o", "-A", "3", "-m", "1", "x", "a", "out", "-",
+    "--", "-k", "2", "-t", ",", "-u", "--lines=2", "-2", "+2", "-l", "-w", "--count",
+    "--files0-from=a", "--color=always", "-ie", "-ne", "-s", "-q", "-T", ".", "-z", "-R", "-E",
+    "-F", "-h", "-H", "-b", "-d", "-C", "-B", "--max-count=1", "-n2", "-kx", "-x", "-V", "-M",
+    "-g", "--lines", "-c2", "-fa", "-ea", "--ignore-case", "-1", "-10", "--unique", "-rn",
+]  # fmt: skip
+# what a filter may open: the loader's, libc's and the locale's files
+LOADED = ("/etc/ld.so.", "/lib/", "/lib64/", "/usr/lib/", "/usr/share/locale", "/etc/localtime",
+          "/proc/self", "/sys/", "/dev/null")  # fmt: skip
+
+
+@pytest.mark.skipif(STRACE is None, reason="strace is not installed")
+@pytest.mark.parametrize("seed", range(2))
+def test_an_allowed_filter_shape_opens_no_file(engine: Any, tmp_path: Path, seed: int) -> None:
+    """Random argv of the filters; each the policy allows, run by the real program (GNU
+    coreutils, grep) under strace in a directory of files named like its words, with data
+    on its stdin: it opens no file but the loader's and the locale's, runs nothing, writes
+    no file, prints none of theirs."""
+    r = random.Random(90 + seed)
+    allowed = 0
+    for i in range(2500):
+        tool = r.choice(["head", "tail", "wc", "grep", "sort", "uniq", "cat"])
+        argv = [tool] + [r.choice(SHAPE_WORDS) for _ in range(r.randint(0, 4))]
+        line = " ".join(shlex.quote(a) for a in argv)
+        if verdict(engine, line, PII)["verdict"] != "allow":
+            continue
+        allowed += 1
+        where = tmp_path / str(i)
+        where.mkdir()
+        for name in ("a", "x", "out", "-"):
+            (where / name).write_text(f"file-{name}\n")
+        log = tmp_path / f"{i}.strace"
+        assert STRACE is not None
+        done = subprocess.run(
+            [STRACE, "-f", "-qq", "-e", "trace=open,openat,creat,execve", "-o", str(log), *argv],
+            cwd=where, input=b"b\na\nstdin\n", capture_output=True, timeout=30,
+        )  # fmt: skip
+        calls = log.read_text().splitlines()
+        opened = [c for c in calls if "execve(" not in c and '"' in c]
+        paths = [c.split('"')[1] for c in opened]
+        assert all(p.startswith(LOADED) for p in paths), (line, paths)
+        assert sum("execve(" in c for c in calls) == 1, (line, calls)
+        assert sorted(p.name for p in where.iterdir()) == ["-", "a", "out", "x"], line
+        assert b"file-" not in done.stdout, line
+    assert allowed > 20
