@@ -27,7 +27,7 @@ from pdp_harness import (
 from test_evidence_macs import audit
 from test_pdp_kill_under_load import start_pdp
 from test_pdp_probe_p7 import _written
-from test_pdp_probe_p8 import _crashed, _cut_tail, _three_statements_after_a_checkpoint
+from test_pdp_probe_p8 import _cli, _crashed, _cut_tail, _three_statements_after_a_checkpoint
 
 from pdp.api.proxy_auth import ProxyKey
 from pdp.store import open_store
@@ -210,3 +210,53 @@ async def test_a_tail_cut_while_the_pdp_runs_is_not_written_into_the_head_file(t
     result = await asyncio.to_thread(audit, config_path, "verify")
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"records {kept + 1}..{kept + 3} were deleted from the end" in result.stdout
+
+
+# -- replay: an event no decision of the PDP backs ---------------------------------------
+
+
+async def test_a_replay_marks_a_command_let_through_under_no_decision_of_the_session(tmp_path):
+    """Attack (a proxy credential, compromised: its own session): record commands as
+    allowed without asking the PDP, under a made-up decision id, none, or the id of a
+    decision the PDP made in another session of the same proxy. `portcullis replay`
+    showed `[allow d-…]` as for any command the PDP allowed, nothing to say no decision of
+    the PDP backs it (a6ecc3d marks only a verdict weaker than the one recorded under that
+    id in the session). Now such an event is marked and counted; one agreeing with a
+    decision of its session is not, nor a denial."""
+    import json
+
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        other = await open_session(stub, token(config))
+        elsewhere = await decide_sql(stub, other.session_id, "SELECT id FROM orders")
+        own = await decide_sql(stub, opened.session_id, "SELECT id FROM customers")
+        assert elsewhere.verdict == own.verdict == pdp_pb2.MASK  # a reader's: masked
+        lines = [
+            ("DELETE FROM orders", "d-" + "0" * 32, "allow"),
+            ("TRUNCATE orders", "", "allow"),
+            ("UPDATE orders SET total = 0", elsewhere.decision_id, "mask"),
+            ("SELECT id FROM customers", own.decision_id, "mask"),
+            ("DROP TABLE orders", "", "deny"),
+        ]
+        events = [
+            {"time": float(n), "direction": "client", "type": "command", "command": raw,
+             "decision_id": decision_id, "verdict": verdict}
+            for n, (raw, decision_id, verdict) in enumerate(lines, start=1)
+        ]  # fmt: skip
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps(events)
+            )
+        )
+    replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    shown = replay.stdout.splitlines()
+    for raw, _, _ in lines[:3]:
+        line = next(line for line in shown if raw in line)
+        assert "the PDP recorded no such decision" in line, replay.stdout
+    for raw, _, _ in lines[3:]:
+        line = next(line for line in shown if raw in line)
+        assert "the PDP recorded" not in line, replay.stdout
+    assert "!! 3 command(s)" in replay.stdout, replay.stdout

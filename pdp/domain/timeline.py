@@ -143,7 +143,8 @@ class Entry:
     error: str = ""
     approval_id: str = ""  # the approval request a person decided (or nobody did)
     # the PDP's recorded verdict where the proxy's event claims a weaker one (allow where
-    # the PDP denied or masked): the proxy's say against the PDP's record
+    # the PDP denied or masked): the proxy's say against the PDP's record; NO_DECISION
+    # where it names a decision the PDP did not record in this session
     pdp_verdict: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -241,7 +242,7 @@ def build_timeline(
     opened: AuditRecord,
     closed: AuditRecord | None,
     event_records: Iterable[AuditRecord],
-    decisions: Iterable[AuditRecord] = (),
+    decisions: Iterable[AuditRecord] | None = None,
     approvals: Iterable[AuditRecord] = (),
 ) -> Timeline:
     """Replay a session: session.open, every recorded event in time order, session.close.
@@ -249,11 +250,15 @@ def build_timeline(
     `decisions` (the session's `decision` records) supply the policy's reasons for each
     verdict, looked up by decision id; a decision that is missing only loses its reasons.
     `approvals` (the session's `approval` records) say who decided a request and why, so
-    a command a person denied reads "denied by <approver>: <reason>"."""
+    a command a person denied reads "denied by <approver>: <reason>". Given `decisions`,
+    an event letting a command through (allow, mask) under a decision id the PDP recorded
+    no decision of in this session is marked (pdp_verdict NO_DECISION): a proxy's claim
+    that no record of the PDP backs."""
     summary = summarize(opened, closed)
     known = protocols.protocol(summary.connection_type)
     default_kind = known.command_kinds[0] if known is not None else ""
-    rulings = {r.id: r.body for r in decisions}
+    rulings = {r.id: r.body for r in decisions or ()}
+    checked = decisions is not None
     start = summary.started_at
     open_body = opened.body
     identity = (open_body.get("session") or {}).get("identity") or {}
@@ -284,7 +289,10 @@ def build_timeline(
     ]
     events.sort(key=lambda e: float(e.get("time") or 0))  # stable: ties keep record order
     entries += _explained(
-        [_entry(event, start, default_kind) for event in events], rulings, _requests(approvals)
+        [_entry(event, start, default_kind) for event in events],
+        rulings,
+        _requests(approvals),
+        checked,
     )
     if closed is not None:
         entries.append(
@@ -395,7 +403,10 @@ def _requests(records: Iterable[AuditRecord]) -> list[_Request]:
 
 
 def _explained(
-    entries: list[Entry], rulings: dict[str, dict[str, Any]], requests: list[_Request]
+    entries: list[Entry],
+    rulings: dict[str, dict[str, Any]],
+    requests: list[_Request],
+    checked: bool = False,
 ) -> list[Entry]:
     """Each ruled entry with reasons that match its verdict: a mask says what it masked
     (rule and column or detector, counts, never values), a deny after an approval request
@@ -416,6 +427,8 @@ def _explained(
             continue
         ruling = rulings.get(e.decision_id, {})
         disputed = _weaker_than_ruled(e.verdict, ruling)
+        if checked and e.decision_id not in rulings and e.verdict in _LETS_THROUGH:
+            disputed = NO_DECISION
         if disputed:
             e = replace(e, pdp_verdict=disputed)
         reasons, approval_id = _unique(ruling.get("reasons") or []), ""
@@ -432,6 +445,10 @@ def _explained(
 # what a proxy's verdict may not be where the PDP recorded the key's (a proxy may deny on
 # its own, never let through more than the PDP did)
 _WEAKER = {"deny": ("allow", "mask"), "mask": ("allow",)}
+_LETS_THROUGH = ("allow", "mask")
+# Entry.pdp_verdict of an event letting a command through under a decision (or none)
+# that the PDP did not record in the session
+NO_DECISION = "no decision"
 
 
 def _weaker_than_ruled(verdict: str, ruling: dict[str, Any]) -> str:
@@ -594,7 +611,9 @@ def _entry_line(e: Entry) -> str:
     parts = [text] if text else [e.type]
     if e.verdict:
         parts.append(f"[{e.verdict}{_decision(e)}]")
-    if e.pdp_verdict:
+    if e.pdp_verdict == NO_DECISION:
+        parts.append("!! the PDP recorded no such decision in this session")
+    elif e.pdp_verdict:
         parts.append(f"!! the PDP recorded {e.pdp_verdict} for this decision")
     outcome = _outcome(e)
     if outcome:

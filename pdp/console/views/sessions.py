@@ -43,7 +43,7 @@ from pdp.console.views.common import (
 )
 from pdp.console.websession import WebSession, signed_in
 from pdp.domain.approvals import believed_approvals
-from pdp.domain.timeline import Entry, SessionSummary, build_timeline, summarize
+from pdp.domain.timeline import NO_DECISION, Entry, SessionSummary, build_timeline, summarize
 from pdp.evidence.checkpoints import not_written_by_pdp
 from pdp.store import AuditRecord
 
@@ -256,7 +256,8 @@ class SessionsView:
         if e.approval_id:
             verdict = Html(verdict + " " + badge(f"approval {e.approval_id}", "approval"))
         if e.pdp_verdict:  # the proxy's word against the PDP's record (pdp.domain.timeline)
-            verdict = Html(verdict + " " + badge(f"PDP recorded {e.pdp_verdict}", "disputed"))
+            said = "no such decision" if e.pdp_verdict == NO_DECISION else e.pdp_verdict
+            verdict = Html(verdict + " " + badge(f"PDP recorded {said}", "disputed"))
         return [f"{e.offset:+.3f}s", e.direction, e.kind or e.type, command, verdict,
                 bullet_list(e.reasons, ""), "; ".join(facts),
                 masking_badges(e.masking)]  # fmt: skip
