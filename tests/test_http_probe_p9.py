@@ -3,7 +3,8 @@ credential to a client that puts pieces together, kept as tests.
 
 Real PDP with the shipped policy, the HTTP proxy, and an upstream of the test's own (an
 aiohttp app handing back the key the proxy injected); a real client (aiohttp). Each test
-is one way around the guard that worked before its fix:
+is one way around the guard that worked before its fix (and the last, an answer the
+masks refused):
 
 - the key in two halves with other words between them (`first half: ... and then, after
   some words, the rest: ...`), in one body: the guard followed pieces only at the edges
@@ -170,3 +171,36 @@ def test_a_short_run_of_the_keys_letters_is_not_a_piece_of_it() -> None:
     guard = ResponseGuard(ClientOutput(written.append), secret_patterns([SECRET]))
     with pytest.raises(CredentialInResponse):
         guard.answer(b"HTTP/1.1 200 OK\r\n\r\n", b"a " + SECRET[-10:].upper().encode())
+
+
+def empty_object_app() -> web.Application:
+    """/record: a JSON record holding an empty object (`"tags": {}`) beside an e-mail."""
+
+    async def record(request: web.Request) -> web.Response:
+        return web.json_response({"id": 7, "tags": {}, "email": "ann@example.com"})
+
+    app = web.Application()
+    app.router.add_get("/record", record)
+    return app
+
+
+async def test_a_masked_answer_holding_an_empty_object_is_masked_not_refused(
+    tmp_path: Any,
+) -> None:
+    # the masks read `{}` for a map from values to fields and asked for its first key:
+    # StopIteration inside the proxy's coroutine (a RuntimeError), 502 for any reader's
+    # JSON answer holding an empty object anywhere
+    async with (
+        app_upstream(empty_object_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        bearer = token(s.config, "mallory@example.com", ("readonly",))
+        async with (
+            aiohttp.ClientSession(timeout=TIMEOUT) as client,
+            client.get(
+                f"http://127.0.0.1:{s.proxy.port}/record",
+                headers={"Authorization": f"Bearer {bearer}"},
+            ) as response,
+        ):
+            assert response.status == 200
+            assert await response.json() == {"id": 7, "tags": {}, "email": "[REDACTED]"}

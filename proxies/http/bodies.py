@@ -362,8 +362,11 @@ class BodyMask:
         # a map from values to the fields they are (`{"5550100": "phone", "x@y": "email"}`):
         # its keys are the values; one member alone too (`{"hunter2": "password"}`) unless
         # its key is a word that names a field's role (`{"field": "email"}`: _role_key)
-        inverted = all(isinstance(m, str) and self._rule(m) for m in value.values()) and (
-            len(value) > 1 or not _role_key(next(iter(value)))
+        # (an empty object `{}` is no such map: it has no first key to read)
+        inverted = (
+            bool(value)
+            and all(isinstance(m, str) and self._rule(m) for m in value.values())
+            and (len(value) > 1 or not _role_key(next(iter(value))))
         )
         for member in value.values():
             if isinstance(member, str):
