@@ -76,6 +76,9 @@ async def test_nobody_approves_their_own_request_under_a_variant_of_their_name(t
 
 # -- a kill -9 under load ----------------------------------------------------------------
 
+# what a decision the store did not take in time is answered (pdp.domain.decisions): a deny
+UNRECORDED = "decision log unavailable"
+
 
 async def test_every_decision_answered_before_a_kill_9_is_in_the_chain(tmp_path):
     """Attack on "every decision is written before it answers" (DESIGN.md): the PDP as its
@@ -104,7 +107,8 @@ async def test_every_decision_answered_before_a_kill_9_is_in_the_chain(tmp_path)
         while not stop.is_set():
             i += 1
             ruling = await client.decide(grant.session_id, "postgres.query", f"SELECT {n}, {i}")
-            if ruling.decision_id:
+            unrecorded = any(UNRECORDED in r for r in ruling.verdict.reasons)
+            if ruling.decision_id and not unrecorded:  # (a store too slow: denied, fail closed)
                 told[ruling.decision_id] = ruling.kind.wire
 
     sessions = [asyncio.create_task(session(n)) for n in range(16)]
