@@ -94,6 +94,7 @@ DENIED = [
     "echo x > /tmp/portcullis-p9",
     "printf 1",
     "printf '%b\\n' x",
+    "printf '%999999999d\\n' 1",
     "printf -v PATH /tmp; df",
     "printf -- -v",
     'printf "$F" x',

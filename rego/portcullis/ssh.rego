@@ -334,7 +334,8 @@ ssh_part_globbed(part) if {
 # makes a card 17 digits, which no detector reads; nor words xargs appends, which may be
 # those), its computed words `$?` alone; printf by a format that ends its output with a
 # newline (`%b` and escapes but `\n` and `\t` not taken; bash's `printf -v NAME` sets a
-# variable, PATH among them: no leading `-`). true, false and `:` without words; `set`
+# variable, PATH among them: no leading `-`; widths of 3 digits at most: `%999999999d`
+# prints a gigabyte in a second, through the proxy's masking, from a line of a few bytes). true, false and `:` without words; `set`
 # with a few of the shell's options (below).
 ssh_default_filters := {
 	"true": {},
@@ -406,7 +407,7 @@ ssh_filter(part) if {
 	not 1 in part.dynamic
 	format := part.argv[1]
 	not startswith(format, "-")
-	regex.match(`^([^\\%]|%[-+ #0-9.]*[sdiouxXc%]|\\[nt])*\\n$`, format)
+	regex.match(`^([^\\%]|%[-+ #0]*[0-9]{0,3}(\.[0-9]{0,3})?[sdiouxXc%]|\\[nt])*\\n$`, format)
 }
 
 ssh_echo_option(part) if startswith(part.argv[1], "-")

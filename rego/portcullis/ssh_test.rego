@@ -593,7 +593,7 @@ test_ssh_options_before_the_verb if {
 test_ssh_filters_by_argv_shape if {
 	every argv in [
 		["true"], ["false"], [":"], ["cat"], ["echo"], ["echo", "ok"], ["echo", "done", "-n"],
-		["printf", "%s\\n", "x", "y"], ["printf", "%-10s %d\\t%%\\n", "a", "1"],
+		["printf", "%s\\n", "x", "y"], ["printf", "%-10s %d\\t%%\\n", "a", "1"], ["printf", "%05.2d|%3s\\n", "1", "x"],
 		["head"], ["head", "-n", "20"], ["head", "-20"], ["head", "-n5"], ["head", "--lines=5"],
 		["tail"], ["tail", "-n", "+5"], ["tail", "-5"], ["wc", "-l"], ["wc", "--lines"],
 		["grep", "-i", "error"], ["grep", "error", "-c"], ["grep", "-ie", "error"],
@@ -607,7 +607,8 @@ test_ssh_filters_by_argv_shape if {
 		["true", "x"], [":", "x"], ["cat", "-"], ["cat", "-n"], ["cat", "/etc/shadow"],
 		["echo", "-n", "1"], ["echo", "-e", "x"], ["echo", "a\\c"], ["echo", "-"],
 		["printf", "%s", "x"], ["printf", "-v", "PATH", "/tmp\\n"], ["printf", "%b\\n", "x"],
-		["printf", "x\\c\\n"], ["printf"],
+		["printf", "x\\c\\n"], ["printf"], ["printf", "%999999999d\\n", "1"],
+		["printf", "%.99999s\\n", "x"], ["printf", "%*d\\n", "999999999", "1"],
 		["head", "-c", "5"], ["head", "-n", "-5"], ["head", "/etc/shadow"], ["tail", "-f"],
 		["tail", "-F"], ["tail", "-c5"], ["tail", "+5"], ["wc", "-c", "x"],
 		["wc", "--files0-from=/etc/shadow"],
