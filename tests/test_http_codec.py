@@ -290,3 +290,19 @@ def test_normal_form_is_a_fixed_point_without_dot_segments(tail):
     assert "." not in segments and ".." not in segments
     assert "//" not in got.path
     assert "%2F" not in got.path.upper() and "%2E" not in got.path.upper()
+
+
+@pytest.mark.parametrize(
+    ("fields", "kept"),
+    [
+        (b"Connection: keep-alive\r\n", True),
+        (b"Connection: keep-alive, close\r\n", False),
+        (b"Connection: keep-alive\r\nConnection: close\r\n", False),
+        (b"", False),
+    ],
+)
+def test_an_http_1_0_request_naming_close_is_not_kept(fields: bytes, kept: bool) -> None:
+    # RFC 9112 §9.3: `close` ends the connection first; keep-alive only keeps an
+    # HTTP/1.0 one that names no close (it was kept when it named both)
+    head = next(e for e in events(b"GET /a HTTP/1.0\r\nHost: x\r\n" + fields + b"\r\n"))
+    assert isinstance(head, Head) and head.keep_alive is kept

@@ -202,7 +202,9 @@ def _framed(
             raise BadRequest("request body larger than this proxy takes", 413)
     connection = index.get("connection")
     tokens = {t.strip().lower() for t in ",".join(connection).split(",")} if connection else ()
-    keep_alive = "keep-alive" in tokens if version == "HTTP/1.0" else "close" not in tokens
+    # (`close` ends the connection whatever the version, §9.3's first rule: an HTTP/1.0
+    # request naming both keep-alive and close is not kept)
+    keep_alive = "close" not in tokens and (version != "HTTP/1.0" or "keep-alive" in tokens)
     upgrade = ""
     if "upgrade" in tokens:
         upgrade = ", ".join(index.get("upgrade", ())).strip().lower()
