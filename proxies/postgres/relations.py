@@ -5,8 +5,12 @@ name.
 Owns RELATION_SOURCES_SQL, asked once per session on its own connection before the client
 is let in, and reading its answer: relation → the relations whose rows it may show. A
 view or materialized view shows the relations its query reads (pg_depend of its rewrite
-rule), a parent table its children's rows (inheritance, partitions), a child or partition
-the rows of its parent's table; followed transitively. Sent to the PDP as
+rule; and, for a rule made after initdb, every relation its stored tree names by OID, since
+the server records no dependency on a pinned catalog: a view over pg_authid or
+pg_statistic has no pg_depend row naming it), a parent table its children's rows
+(inheritance, partitions), a child or partition the rows of its parent's table; followed
+transitively. The PDP's policy also denies readers a relation showing a secret catalog
+(rego/portcullis/postgres.rego pg_shown_relations). Sent to the PDP as
 input.command.postgres.relation_sources, only when there are any. No IO here.
 """
 
@@ -19,6 +23,9 @@ RELATION_SOURCES_SQL = """WITH RECURSIVE edges(rel, src) AS (
   JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
    AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
    AND d.refobjid <> r.ev_class
+  UNION SELECT r.ev_class, m[1]::pg_catalog.oid FROM pg_catalog.pg_rewrite r,
+   pg_catalog.regexp_matches(r.ev_action::pg_catalog.text, ':relid ([0-9]+)', 'g') AS m
+   WHERE r.oid >= 16384 AND m[1]::pg_catalog.oid <> r.ev_class
   UNION SELECT inhparent, inhrelid FROM pg_catalog.pg_inherits
   UNION SELECT inhrelid, inhparent FROM pg_catalog.pg_inherits
 ), reach(rel, src) AS (
@@ -31,7 +38,7 @@ SELECT coalesce(json_object_agg(name, sources), '{}')::text FROM (
   FROM reach
   JOIN pg_catalog.pg_class rc ON rc.oid = reach.rel
   JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
-  JOIN pg_catalog.pg_class sc ON sc.oid = reach.src AND sc.relkind IN ('r', 'p', 'v', 'm', 'f')
+  JOIN pg_catalog.pg_class sc ON sc.oid = reach.src AND sc.relkind IN ('r', 'p', 'v', 'm', 'f', 't')
   JOIN pg_catalog.pg_namespace sn ON sn.oid = sc.relnamespace
   WHERE reach.rel <> reach.src
   AND rn.nspname NOT IN ('pg_catalog', 'information_schema')

@@ -11,8 +11,12 @@ Owns the rule that masking never corrupts data and never fails open:
   document stays valid JSON: a number found becomes the masked string; keys named like a
   masked field are masked too), and the elements of text arrays (binary arrays element by
   element; a text array literal whose elements hold something is sent as NULL);
-- every other type not known to hold no text (NO_TEXT: numbers, dates, uuids, bytea,
-  network addresses...) is read as text too, in either format: an extension's type over
+- bytea (and bytea[]) is read as the text its bytes spell in UTF-8: a card number or a
+  password stored as bytes (convert_to's) is text to whoever decodes it, so its hex or
+  escape form (text format) or its raw bytes (binary format) are decoded first, and a
+  value a detector finds anything in is sent as NULL;
+- every other type not known to hold no text (NO_TEXT: numbers, dates, uuids, network
+  addresses...) is read as text too, in either format: an extension's type over
   text (citext), xml, tsvector, a record, an array of those, a type made since initdb
   (its OID is the database's, so nothing here can know it). The proxy cannot write a
   masked value of a type it does not know, so a value a detector finds anything in is
@@ -37,17 +41,20 @@ TEXT_ARRAYS = frozenset({1009, 1015, 1014, 1003})  # text[] varchar[] bpchar[] n
 # fmt: off
 NO_TEXT = frozenset({
     0,  # no type: a value past the row's description, which RowMask leaves as it came
-    16, 17, 18, 20, 21, 22, 23, 24, 26, 27, 28, 29, 30,  # bool bytea "char" ints oid reg...
+    16, 18, 20, 21, 22, 23, 24, 26, 27, 28, 29, 30,  # bool "char" ints oid reg...
     600, 601, 602, 603, 604, 628, 718,  # geometric
     650, 700, 701, 774, 790, 829, 869,  # cidr float4 float8 macaddr8 money macaddr inet
     1082, 1083, 1114, 1184, 1186, 1266, 1560, 1562, 1700,  # dates, times, bits, numeric
     2202, 2203, 2204, 2205, 2206, 2950, 3220, 3734, 3769, 4089, 4096, 4191, 5069,  # uuid...
     3904, 3906, 3908, 3910, 3912, 3926,  # ranges of numbers and times
-    1000, 1001, 1005, 1007, 1016, 1021, 1022, 1028, 1115, 1182, 1183, 1185, 1187,  # arrays
+    1000, 1005, 1007, 1016, 1021, 1022, 1028, 1115, 1182, 1183, 1185, 1187,  # arrays
     1231, 1270, 2951, 1041, 651, 1040,
 })
 # fmt: on
+BYTEA, BYTEA_ARRAY = 17, 1001
 _INT32 = struct.Struct("!i")
+_HEX_RUN = re.compile(rb"\\\\?x([0-9A-Fa-f]*)")
+_ESCAPED = re.compile(rb"\\(\\|[0-7]{3})")
 REDACTED_BYTES = REDACTED.encode()  # the redact strategy's mask, as a text-like value
 
 
@@ -73,11 +80,61 @@ def detected_value(
         return _detected_json(masker, value, binary and type_oid == JSONB)
     if type_oid in TEXT_ARRAYS:
         return _detected_array(masker, value, binary)
+    if type_oid in (BYTEA, BYTEA_ARRAY):
+        _, counts = masker.mask_text(_bytes_text(value, binary, type_oid == BYTEA_ARRAY))
+        return (None, counts) if counts else None
     if type_oid in NO_TEXT:
         return None
     # a type the proxy cannot write a masked value of: NULL when a detector finds anything
     _, counts = masker.mask_text(value.decode("utf-8", "replace"))
     return (None, counts) if counts else None
+
+
+def _bytes_text(value: bytes, binary: bool, array: bool) -> str:
+    """The text a bytea value's bytes spell (UTF-8, undecodable bytes replaced): binary
+    format is the bytes themselves; text format is bytea_output's hex (`\\x6361…`) or
+    escape form (`card\\000…`). An array's elements are each decoded, a line apart
+    (binary: array_send's layout; text: every hex run, or the literal unescaped)."""
+    if array and binary:
+        try:
+            elements = _binary_array_elements(value)
+        except (struct.error, IndexError, ValueError):
+            return value.decode("utf-8", "replace")
+        return "\n".join(e.decode("utf-8", "replace") for e in elements)
+    if binary:
+        return value.decode("utf-8", "replace")
+    runs = _HEX_RUN.findall(value)
+    if runs and (array or value.startswith(b"\\x")):
+        parts = [bytes.fromhex(r.decode()) if len(r) % 2 == 0 else r for r in runs]
+        return "\n".join(p.decode("utf-8", "replace") for p in parts)
+    unescaped = _ESCAPED.sub(
+        lambda m: b"\\" if m.group(1) == b"\\" else bytes([int(m.group(1), 8) & 0xFF]), value
+    )
+    return unescaped.decode("utf-8", "replace")
+
+
+def _binary_array_elements(value: bytes) -> list[bytes]:
+    """The elements of an array in array_send's layout (NULLs left out)."""
+    (ndim,) = _INT32.unpack_from(value, 0)
+    if ndim < 0 or ndim > 6:
+        raise ValueError("array dimensions")
+    count = 0 if ndim == 0 else 1
+    for d in range(ndim):
+        (size,) = _INT32.unpack_from(value, 12 + 8 * d)
+        count *= max(size, 0)
+    pos = 12 + 8 * ndim
+    elements = []
+    for _ in range(count):
+        (length,) = _INT32.unpack_from(value, pos)
+        pos += 4
+        if length < 0:
+            continue
+        element = value[pos : pos + length]
+        if len(element) != length:
+            raise ValueError("array element cut short")
+        elements.append(element)
+        pos += length
+    return elements
 
 
 def _detected_json(

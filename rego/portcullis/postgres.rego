@@ -48,6 +48,10 @@
 #                              those PostgreSQL 15 shows a role without pg_read_all_settings
 #                              (the upstream role may be a superuser, shown more), less the
 #                              archive and recovery commands, where credentials are kept.
+#   postgres.raw_row_functions functions returning the rows of the database's tables as
+#                              they decode them from WAL or pages (logical decoding,
+#                              pageinspect, pg_walinspect), under no column a mask names:
+#                              denied to everyone not in pii-readers, dba included.
 #   postgres.secret_catalogs   catalogs readers may not read at all (password verifiers,
 #                              user-mapping options, large objects, column statistics that
 #                              hold sample values, other sessions' SQL text, server files,
@@ -566,6 +570,66 @@ pg_reader_denials contains sprintf("%s holds secrets; only privileged groups may
 	contains(t, ".")
 	parts := split(t, ".")
 	data.portcullis.postgres.secret_catalogs[parts[count(parts) - 1]]
+}
+
+# A relation the database defines over a catalog shows that catalog's rows under its own
+# name: CREATE VIEW st AS SELECT attname, histogram_bounds::text AS h FROM pg_stats let
+# `SELECT attname FROM st WHERE h LIKE '%hunter2-a%'` ask about the sample values of a
+# password column, and a view over pg_authid or pg_settings shows what the secret catalog
+# holds. The proxy sends which relations each relation shows (relation_sources: a view's
+# or materialized view's query, followed through the views it reads, as pg_depend and the
+# rule's own tree name them; inheritance and partitions). Readers read a relation showing
+# a secret catalog no more than the catalog itself (an allow-list of what they may read
+# does not end at a name; pg_stat_activity aside: a view's column carrying its statement
+# text is masked and questions about it refused, postgres_lineage.rego); everyone outside
+# pii-readers, dba included, none showing the column statistics, large objects or TOAST
+# tables, which they may not read by name either.
+pg_shown_relations contains [t, src] if {
+	sources := input.command.postgres.relation_sources
+	some s in input.command.postgres.statements
+	some t in s.tables
+	some v, shown in sources
+	view_named(v, lower(t))
+	some src in shown
+}
+
+pg_reader_denials contains sprintf("%s shows the rows of %s, which holds secrets; only privileged groups may read it", [t, src]) if {
+	some [t, src] in pg_shown_relations
+	parts := split(lower(src), ".")
+	name := parts[count(parts) - 1]
+	data.portcullis.postgres.secret_catalogs[name]
+	name != "pg_stat_activity"
+}
+
+deny contains sprintf("%s shows the rows of %s, which holds values of every column (sample values, large objects, TOAST chunks) under no column's name: denied to everyone not in pii-readers", [t, src]) if {
+	some [t, src] in pg_shown_relations
+	pg_unmasked_store(src)
+	not pii_reader
+}
+
+# Logical decoding (pg_logical_slot_get_changes on a test_decoding slot), pageinspect and
+# pg_walinspect return the rows of every table, written by any session, as text or bytes
+# of their own: an UPDATE's new tuple decodes as `password[text]:'hunter2-ada'` in a
+# function's output column that lineage cannot trace to customers.password, and that no
+# value detector recognises. A dba may call them (a slot is a dba's tool), but not outside
+# pii-readers: nothing masks what they return. (Readers may call none: reader_functions.)
+deny contains sprintf("function %s returns the rows of the database's tables as it decodes them from WAL or pages, under no column a mask names: denied to everyone not in pii-readers", [f]) if {
+	input.command.postgres.has.functions
+	some s in input.command.postgres.statements
+	some f in s.functions
+	parts := split(lower(f), ".")
+	data.portcullis.postgres.raw_row_functions[parts[count(parts) - 1]]
+	not pii_reader
+}
+
+pg_unmasked_store(src) if {
+	parts := split(lower(src), ".")
+	parts[count(parts) - 1] in {"pg_statistic", "pg_stats", "pg_statistic_ext_data", "pg_stats_ext", "pg_stats_ext_exprs", "pg_largeobject"}
+}
+
+pg_unmasked_store(src) if {
+	some part in split(lower(src), ".")
+	startswith(part, "pg_toast")
 }
 
 # Reading a setting: SHOW names it, current_setting reads its first argument. The upstream

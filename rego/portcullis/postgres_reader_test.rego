@@ -335,6 +335,47 @@ test_secret_catalogs_denied_for_readers if {
 	verdict(["pii-readers"], [stmt_with("select", {"tables": ["pg_catalog.pg_class", "pg_roles"]})]) == "allow"
 }
 
+# A relation the database defines over a catalog (relation_sources, from the proxy) is
+# read as the catalog it shows.
+with_sources(statements, sources) := object.union(pg_input(["readonly"], statements), {"command": {"postgres": {"relation_sources": sources}}})
+
+shown_verdict(groups, statements, sources) := d.verdict if {
+	i := with_sources(statements, sources)
+	d := portcullis.decision with input as object.union(i, {"identity": {"groups": groups}})
+}
+
+test_a_view_over_a_secret_catalog_is_the_catalog_for_readers if {
+	sources := {"public.st": ["pg_catalog.pg_stats"], "st": ["pg_catalog.pg_stats"], "public.roles": ["pg_catalog.pg_authid"], "public.sets": ["pg_catalog.pg_settings"], "public.fine": ["public.orders", "pg_catalog.pg_class"], "public.act": ["pg_catalog.pg_stat_activity"]}
+	every t in ["st", "public.st", "ST", "roles", "public.sets"] {
+		s := stmt_with("select", {"tables": [t]})
+		shown_verdict(["readonly", "pii-readers"], [s], sources) == "deny"
+		shown_verdict(["dba", "pii-readers"], [s], sources) == "allow"
+	}
+	every t in ["fine", "public.fine", "act", "other.st"] {
+		shown_verdict(["readonly", "pii-readers"], [stmt_with("select", {"tables": [t]})], sources) == "allow"
+	}
+}
+
+test_a_view_over_the_column_statistics_is_denied_outside_pii_readers if {
+	sources := {"public.st": ["pg_catalog.pg_stats"], "public.mv": ["pg_catalog.pg_statistic"], "public.lo": ["pg_catalog.pg_largeobject"], "public.t": ["pg_toast.pg_toast_16384"], "public.roles": ["pg_catalog.pg_authid"]}
+	every t in ["st", "public.mv", "lo", "t"] {
+		s := stmt_with("select", {"tables": [t]})
+		shown_verdict(["dba"], [s], sources) == "deny"
+		shown_verdict(["dba", "pii-readers"], [s], sources) == "allow"
+	}
+	shown_verdict(["dba"], [stmt_with("select", {"tables": ["roles"]})], sources) != "deny"
+}
+
+test_functions_decoding_rows_from_wal_or_pages_are_denied_outside_pii_readers if {
+	every f in ["pg_logical_slot_get_changes", "pg_catalog.pg_logical_slot_peek_changes", "PG_LOGICAL_SLOT_PEEK_BINARY_CHANGES", "public.get_raw_page", "heap_page_items", "pg_get_wal_block_info"] {
+		s := select_calling([f])
+		verdict(["dba"], [s]) == "deny"
+		verdict(["readonly"], [s]) == "deny"
+		verdict(["dba", "pii-readers"], [s]) == "allow"
+	}
+	verdict(["dba"], [select_calling(["pg_create_physical_replication_slot", "pg_current_wal_lsn"])]) != "deny"
+}
+
 # --- reading settings ---------------------------------------------------------------
 
 test_readers_read_only_the_settings_an_ordinary_role_is_shown if {
