@@ -264,3 +264,30 @@ async def test_a_replay_marks_a_command_let_through_under_no_decision_of_the_ses
         line = next(line for line in shown if raw in line)
         assert "the PDP recorded" not in line, replay.stdout
     assert "!! 3 command(s)" in replay.stdout, replay.stdout
+
+
+# -- the PostgreSQL store: a commit is durable before it is answered -----------------------
+
+
+async def test_the_postgres_store_commits_durably_whatever_the_database_says(pg_database):
+    """Attack on "every decision is written before it answers" with the postgres store: a
+    database (or the PDP's role) set to synchronous_commit = off, a common tuning (or the
+    doing of whoever may ALTER it), makes COMMIT return before its WAL reaches the disk,
+    so a server crash loses the last decisions the PDP had answered (Postgres says up to
+    three times wal_writer_delay). The store's connections ran with that setting. Now a
+    connection that finds it off commits with `local` (the WAL flushed on this server);
+    a stronger setting (on, remote_apply) is left as it is."""
+    import psycopg
+
+    name = pg_database.rsplit("/", 1)[1]
+    with psycopg.connect(pg_database.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    store = open_store(StoreSettings(type="postgres", dsn=pg_database))
+    await store.start()
+    try:
+        await store.append("probe", {"n": 1})
+        pool = store._pool  # type: ignore[attr-defined]
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW synchronous_commit") == "local"
+    finally:
+        await store.close()

@@ -139,26 +139,45 @@ class PostgresAuditStore(GroupCommitStore):
     # -- lifecycle -------------------------------------------------------------------
 
     async def _open(self) -> None:
-        orphan_ms = str(int(self.orphan_seconds * 1000))
+        settings = {"idle_in_transaction_session_timeout": str(int(self.orphan_seconds * 1000))}
         try:
-            pool = await asyncio.wait_for(
-                asyncpg.create_pool(
-                    self.dsn,
-                    min_size=1,
-                    max_size=self.pool_size,
-                    timeout=self.timeout,
-                    server_settings={"idle_in_transaction_session_timeout": orphan_ms},
-                ),
-                self.timeout * 2,
-            )
-            if pool is None:
-                raise StoreUnavailable("could not create a connection pool")
-            self._pool = pool
-            async with pool.acquire(timeout=self.timeout) as conn:
+            self._pool = await self._new_pool(settings)
+            async with self._pool.acquire(timeout=self.timeout) as conn:
+                lax = await conn.fetchval("SHOW synchronous_commit") == "off"
+            if lax:
+                # a batch's COMMIT must return once its WAL is on this server's disk, as
+                # the store's callers are told (a decision is answered only once its
+                # record is durable): a database or role set to synchronous_commit = off
+                # (a common tuning) would answer first and lose the last batches in a
+                # server crash. Such connections commit with `local`; a stronger setting
+                # (on, remote_write, remote_apply: the operator's replication) is kept. A
+                # startup setting, which the pool's RESET ALL on release keeps.
+                log.warning(
+                    "the audit database has synchronous_commit = off: the store's"
+                    " connections commit with synchronous_commit = local"
+                )
+                await self._pool.close()
+                self._pool = await self._new_pool({**settings, "synchronous_commit": "local"})
+            async with self._pool.acquire(timeout=self.timeout) as conn:
                 await asyncio.wait_for(_ensure_schema(conn), self.timeout * 5)
         except Exception as exc:
             await self._shutdown()
             raise StoreUnavailable(f"cannot open the PostgreSQL store: {_reason(exc)}") from None
+
+    async def _new_pool(self, settings: dict[str, str]) -> asyncpg.Pool:
+        pool = await asyncio.wait_for(
+            asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.timeout,
+                server_settings=settings,
+            ),
+            self.timeout * 2,
+        )
+        if pool is None:
+            raise StoreUnavailable("could not create a connection pool")
+        return pool
 
     async def _reset(self) -> None:
         if self._pool is not None:
