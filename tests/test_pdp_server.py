@@ -361,7 +361,10 @@ async def test_hot_reload_and_a_broken_change_keeps_the_running_policy(tmp_path)
             async with http.get(f"http://127.0.0.1:{http_port}/readyz") as response:
                 ready = await response.json()
             assert "unsafe" in ready["policy_reload_error"]
-            async with http.get(f"http://127.0.0.1:{http_port}/metrics") as response:
+            scraper = {"Authorization": f"Bearer {app.issue_proxy_credential('prometheus', [])}"}
+            async with http.get(
+                f"http://127.0.0.1:{http_port}/metrics", headers=scraper
+            ) as response:
                 assert "portcullis_decisions_total" in await response.text()
 
         # a good change takes over without a restart

@@ -271,11 +271,13 @@ def portcullis_config(tmp: Path, policies: Path, upstream: int, workers: int = 1
     }
 
 
-def pdp_counts(metrics_url: str) -> dict[str, float]:
+def pdp_counts(metrics_url: str, credential: str) -> dict[str, float]:
     """What the PDP has answered so far (its /metrics): decisions of every verdict, the
     denies among them, and the evaluations that failed or overran their deadline (each a
-    deny, fail closed: under load these are the non-2xx answers wrk counts)."""
-    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+    deny, fail closed: under load these are the non-2xx answers wrk counts). /metrics asks
+    a credential: the proxies' own, as the bearer token a Prometheus scrape sends."""
+    scrape = urllib.request.Request(metrics_url, headers={"Authorization": f"Bearer {credential}"})
+    with urllib.request.urlopen(scrape, timeout=5) as response:
         text = response.read().decode()
     counts = {"decisions": 0.0, "denied": 0.0, "engine_errors": 0.0}
     for line in text.splitlines():
@@ -562,12 +564,12 @@ def main() -> None:
             """One wrk run with what it cost: CPU µs per request of each watched process
             and of the machine, the steal, and the PDP's decisions per request."""
             base, headers = bases[name]
-            before = pdp_counts(pdp_info["metrics"]) if pdp_info else {}
+            before = pdp_counts(pdp_info["metrics"], pdp_info["credential"]) if pdp_info else {}
             meter = CPUMeter(watched)
             result = wrk(base + doc, seconds, connections, args.threads, headers)
             result.update(meter.per(result["requests"]))
             if pdp_info:
-                after = pdp_counts(pdp_info["metrics"])
+                after = pdp_counts(pdp_info["metrics"], pdp_info["credential"])
                 decided = after["decisions"] - before["decisions"]
                 result["decisions_per_request"] = decided / max(1.0, result["requests"])
                 result["denied"] = after["denied"] - before["denied"]
