@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import grpc
 import jwt
@@ -137,6 +139,18 @@ def test_up_serves_until_sigterm(tmp_path):
         assert info.engine == "embedded" and info.policy_revision
         channel.close()
         assert (tmp_path / "var" / "signing.key").exists()
+        # /metrics answers a scrape with the credential `metrics credential` writes, only
+        scraped = tmp_path / "scrape.credential"
+        made = portcullis("-c", str(path), "metrics", "credential", "--out", str(scraped))
+        assert made.returncode == 0, made.stderr
+        assert scraped.stat().st_mode & 0o777 == 0o600
+        metrics = f"http://{raw['pdp']['http_listen']}/metrics"
+        bearer = {"Authorization": f"Bearer {scraped.read_text().strip()}"}
+        with urllib.request.urlopen(urllib.request.Request(metrics, headers=bearer)) as ok:
+            assert b"portcullis_decisions_total" in ok.read()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(metrics)
+        assert refused.value.code == 401
     finally:
         time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)

@@ -1,11 +1,14 @@
-"""`portcullis config check` and `portcullis status`: what would start, and what runs.
+"""`portcullis config check`, `portcullis status` and `portcullis metrics credential`:
+what would start, what runs, and who may scrape it.
 
-Owns these two operator commands. `config check` reads the configuration (every key,
+Owns these operator commands. `config check` reads the configuration (every key,
 every served connection's `${NAME}` secrets), compiles the policy with the real OPA
 evaluator and evaluates it once, and prints what `portcullis up` would start; it starts
 nothing. `status` asks a running PDP (gRPC health and ServerInfo, and its HTTP
 `/v1/status` when `pdp.http_listen` is set, with the local proxy credential) and reads
-the audit store's chain head.
+the audit store's chain head. `metrics credential` writes the credential a Prometheus
+scrape of the PDP's /metrics sends as its bearer token: a proxy credential that names no
+connection, so it serves no session.
 Exit codes: 0 fine, 2 the configuration or policy is bad / the PDP is not reachable.
 """
 
@@ -44,6 +47,32 @@ def register(sub: Any) -> None:
     status.add_argument("--pdp", default=None, help="PDP address (default: from the config)")
     status.add_argument("--format", choices=["text", "json"], default="text")
     status.set_defaults(func=cmd_status)
+    metrics = sub.add_parser("metrics", help="who may scrape the PDP's /metrics")
+    msub = metrics.add_subparsers(dest="metrics_command", required=True)
+    scrape = msub.add_parser(
+        "credential",
+        help="write a scrape-only credential for the PDP's /metrics (Prometheus' bearer token)",
+        description="Issue a proxy credential that names no connection, from the PDP's "
+        "proxy key (pdp.proxy_key): it opens the PDP's /metrics and /v1/status and serves no "
+        "session. Give the file to Prometheus as authorization: {credentials_file: FILE}.",
+    )
+    scrape.add_argument("--name", default="prometheus", help="the scraper's name")
+    scrape.add_argument("--out", type=Path, default=None, help="write it here (0600)")
+    scrape.set_defaults(func=cmd_metrics_credential)
+
+
+def cmd_metrics_credential(args: argparse.Namespace) -> int:
+    from pdp.api.proxy_auth import ProxyKey, write_private
+    from pdp.cli import _config
+
+    config = _config(args)
+    credential = ProxyKey.load_or_create(config.pdp.proxy_key).issue(args.name, [])
+    if args.out is None:
+        print(credential)
+    else:
+        write_private(args.out, credential.encode() + b"\n")
+        print(f"wrote {args.out} (0600): a scrape-only credential named {args.name!r}")
+    return EXIT_OK
 
 
 # -- config check ---------------------------------------------------------------------------
