@@ -22,8 +22,11 @@ detector recognises, Ada's note holds a card number only the value detectors mas
   pii-readers.
 - bytea was never read by the value detectors (values.NO_TEXT): a card number or an
   e-mail address stored as bytes came back in clear (hex, escape or binary format, and in
-  a bytea[]). Now a bytea value is read as the text its bytes spell, and sent as NULL
-  when a detector finds anything (proxies/postgres/values.py).
+  a bytea[], in UTF-16), and `SELECT data::text` (an uncut cast to text, which lineage
+  passes as it is) gave its hex form. Now a bytea value is read as the text its bytes
+  spell, and sent as NULL when a detector finds anything; a text value that is a bytea's
+  hex form is read so too, and sent as the hex of its text masked
+  (proxies/postgres/values.py).
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ from adversary import (
 
 pytestmark = pytest.mark.integration
 
-EXTRA = """
+UTF16 = ("card " + CARD.decode() + " on file").encode("utf-16-le").hex()
+EXTRA = f"""
 ANALYZE customers;
 CREATE VIEW public.p12_stats AS
   SELECT attname, histogram_bounds::text AS h, most_common_vals::text AS m FROM pg_stats;
@@ -57,7 +61,8 @@ CREATE TABLE p12_blobs (id int, data bytea, many bytea[]);
 INSERT INTO p12_blobs VALUES
   (1, convert_to('card 4111 1111 1111 1111 on file', 'UTF8'),
       ARRAY[convert_to('x', 'UTF8'), convert_to('ada@example.com', 'UTF8')]),
-  (2, '\\x000102ff'::bytea, ARRAY['\\x00'::bytea]);
+  (2, '\\x000102ff'::bytea, ARRAY['\\x00'::bytea]),
+  (3, '\\x{UTF16}'::bytea, NULL);
 """
 
 CARD_HEX = CARD.hex().encode()
@@ -162,6 +167,7 @@ BYTES = [
     ("SELECT data FROM p12_blobs WHERE id = 1", []),
     ("SELECT many FROM p12_blobs WHERE id = 1", []),
     ("SELECT data, many FROM p12_blobs WHERE id = 1", ["SET bytea_output = escape"]),
+    ("SELECT data FROM p12_blobs WHERE id = 3", []),
 ]
 
 
@@ -186,12 +192,36 @@ def test_bytes_spelling_a_card_or_an_email_are_read_by_the_detectors(
         c.close()
 
 
+@pytest.mark.parametrize("groups", [("readonly",), ("dba",)])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT data::text FROM p12_blobs WHERE id = 1",
+        "SELECT CAST(data AS varchar) AS v FROM p12_blobs WHERE id = 1",
+        "SELECT data::text FROM p12_blobs WHERE id = 3",
+    ],
+)
+def test_the_hex_text_of_bytes_spelling_a_card_is_read_by_the_detectors(
+    arena, groups, sql: str
+) -> None:
+    c = client(arena, groups)
+    try:
+        answer = c.query(sql)
+        assert answer.rows and answer.rows[0][0] is not None, answer.messages
+        assert answer.rows[0][0].startswith(b"\\x"), answer.rows
+        assert_no_secret(answer, CARD_HEX, CARD.decode().encode("utf-16-le").hex().encode())
+        assert b"1111" in bytes.fromhex(answer.rows[0][0][2:].decode())
+    finally:
+        c.close()
+
+
 def test_bytes_that_spell_nothing_come_back_as_they_are(arena) -> None:
     """The over-blocking guard: bytea without a detector's find passes untouched."""
     c = client(arena, ("readonly",))
     try:
         answer = c.query("SELECT data, many FROM p12_blobs WHERE id = 2")
         assert answer.rows == [[b"\\x000102ff", b'{"\\\\x00"}']], answer.messages
+        assert c.query("SELECT data::text FROM p12_blobs WHERE id = 2").rows == [[b"\\x000102ff"]]
         binary = c.send(
             parse("", "SELECT data FROM p12_blobs WHERE id = 2"), bind("", "", 1), execute(), sync()
         )

@@ -14,7 +14,10 @@ Owns the rule that masking never corrupts data and never fails open:
 - bytea (and bytea[]) is read as the text its bytes spell in UTF-8: a card number or a
   password stored as bytes (convert_to's) is text to whoever decodes it, so its hex or
   escape form (text format) or its raw bytes (binary format) are decoded first, and a
-  value a detector finds anything in is sent as NULL;
+  value a detector finds anything in is sent as NULL (bytes holding NULs are also read
+  without them: UTF-16's ASCII); a text-like value that is a bytea's hex form
+  (`data::text`, an uncut cast lineage passes as it is) is read so too, and written back
+  as the hex of its text masked;
 - every other type not known to hold no text (NO_TEXT: numbers, dates, uuids, network
   addresses...) is read as text too, in either format: an extension's type over
   text (citext), xml, tsvector, a record, an array of those, a type made since initdb
@@ -54,6 +57,7 @@ NO_TEXT = frozenset({
 BYTEA, BYTEA_ARRAY = 17, 1001
 _INT32 = struct.Struct("!i")
 _HEX_RUN = re.compile(rb"\\\\?x([0-9A-Fa-f]*)")
+_HEX_TEXT = re.compile(rb"\\x(?:[0-9A-Fa-f]{2})+")
 _ESCAPED = re.compile(rb"\\(\\|[0-7]{3})")
 REDACTED_BYTES = REDACTED.encode()  # the redact strategy's mask, as a text-like value
 
@@ -74,6 +78,8 @@ def detected_value(
     """The value with what the detectors find masked, and their counts; None when the
     type holds no text or nothing was found (the value goes as it came)."""
     if type_oid in TEXT_LIKE:
+        if value[:2] == b"\\x" and _HEX_TEXT.fullmatch(value):
+            return _detected_hex_text(masker, value)
         text, counts = masker.mask_text(value.decode("utf-8", "replace"))
         return (text.encode(), counts) if counts else None
     if type_oid in (JSON, JSONB):
@@ -90,6 +96,28 @@ def detected_value(
     return (None, counts) if counts else None
 
 
+def _detected_hex_text(masker: Masker, value: bytes) -> tuple[bytes, Counter[str]] | None:
+    """A text value that is a bytea's hex form (`data::text`, an uncut cast lineage lets
+    through as it is): its bytes are read as the text they spell too, and written back as
+    hex of that text masked when a detector finds anything there (NULs left out)."""
+    text, counts = masker.mask_text(value.decode("ascii"))
+    data = bytes.fromhex(value[2:].decode("ascii"))
+    # written back whole, so read once: without NULs when it holds any (UTF-16's ASCII)
+    masked, more = masker.mask_text(data.replace(b"\0", b"").decode("utf-8", "replace"))
+    if not more:
+        return (text.encode(), counts) if counts else None
+    return b"\\x" + masked.encode().hex().encode(), counts + more
+
+
+def _utf8(data: bytes) -> str:
+    """Bytes as the text they spell in UTF-8 (undecodable bytes replaced); bytes holding
+    NULs (UTF-16's ASCII, a C string's padding) are read without them too, a line apart."""
+    text = data.decode("utf-8", "replace")
+    if b"\0" in data:
+        text += "\n" + data.replace(b"\0", b"").decode("utf-8", "replace")
+    return text
+
+
 def _bytes_text(value: bytes, binary: bool, array: bool) -> str:
     """The text a bytea value's bytes spell (UTF-8, undecodable bytes replaced): binary
     format is the bytes themselves; text format is bytea_output's hex (`\\x6361…`) or
@@ -100,17 +128,17 @@ def _bytes_text(value: bytes, binary: bool, array: bool) -> str:
             elements = _binary_array_elements(value)
         except (struct.error, IndexError, ValueError):
             return value.decode("utf-8", "replace")
-        return "\n".join(e.decode("utf-8", "replace") for e in elements)
+        return "\n".join(_utf8(e) for e in elements)
     if binary:
-        return value.decode("utf-8", "replace")
+        return _utf8(value)
     runs = _HEX_RUN.findall(value)
     if runs and (array or value.startswith(b"\\x")):
         parts = [bytes.fromhex(r.decode()) if len(r) % 2 == 0 else r for r in runs]
-        return "\n".join(p.decode("utf-8", "replace") for p in parts)
+        return "\n".join(_utf8(p) for p in parts)
     unescaped = _ESCAPED.sub(
         lambda m: b"\\" if m.group(1) == b"\\" else bytes([int(m.group(1), 8) & 0xFF]), value
     )
-    return unescaped.decode("utf-8", "replace")
+    return _utf8(unescaped)
 
 
 def _binary_array_elements(value: bytes) -> list[bytes]:
