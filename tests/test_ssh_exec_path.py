@@ -9,9 +9,12 @@ opened ahead stays open carrying nothing, and no other is opened for the next; t
 client's abort or the approver's refusal closes it, and nothing ran.
 
 An exec's Decide is written before the proxy answers the client's exec request
-(channel.Channel.exec_requested): what an OpenSSH client sends right after its request,
+(channel.Channel.exec_requested), and an allowed exec is answered once its decision came
+and its request went upstream (the answer's write, and the client's reading of it, are
+then not on the Decide's way): what an OpenSSH client sends right after its request,
 without waiting for the answer (stdin, its EOF), still reaches an allowed command whole,
-and a denied one's client is answered, told why and given exit status 1.
+and a denied one's client is answered, told why and given exit status 1; an asyncssh
+client's exec returns with the proxy's channel decided.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any
 import pytest
 from ssh_harness import askpass, client_options, run_client
 from test_ssh_proxy import Stack, ssh_policy, ssh_stack
+
+import proxies.ssh.channel as channel_module
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +140,31 @@ async def test_what_openssh_sends_before_its_exec_is_answered_reaches_the_comman
         assert err.startswith(b"portcullis: denied: "), err
         assert stack.sshd.sessions_started() == 1
     assert not marker.exists()
+
+
+async def test_an_allowed_exec_is_answered_once_decided(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a decision slower than ANSWER_WITHIN (a loaded machine) has its exec answered before
+    # it: not what this test looks at (test_ssh_probe_stack's held decision does)
+    monkeypatch.setattr(channel_module, "ANSWER_WITHIN", 600.0, raising=False)
+    policies = ssh_policy(tmp_path, "wc")
+    async with (
+        ssh_stack(tmp_path, extra={"policies": policies}) as stack,
+        await stack.connect() as conn,
+    ):
+        # the connection's first exec (its upstream connection still being made), then one
+        # on a channel opened ahead; each a new line, decided by the PDP
+        for line, counted in (("wc -c", "4"), ("wc -l", "1")):
+            if line == "wc -l":
+                assert (await conn.run("uptime")).exit_status == 0
+                proxied, _ = upstream_of(stack)
+                await until(lambda c=proxied: c._spare is not None, "a channel opened ahead")
+            process = await conn.create_process(line)  # returns once its exec is answered
+            (proxied,) = stack.proxy.clients
+            (channel,) = [c for c in proxied.channels if c.raw == line]
+            assert channel.ruling is not None and channel.ruling.verdict.allowed, line
+            process.stdin.write("a b\n")
+            process.stdin.write_eof()
+            result = await process.wait()
+            assert result.exit_status == 0 and result.stdout.split() == [counted], result

@@ -54,6 +54,11 @@ MAX_PENDING_STDIN = 1024 * 1024  # stdin held while a channel is decided
 # what a channel's command event keeps of its command line (the decision read it whole):
 # past this, its start, its size and SHA-256 (portcullis.events.truncation_facts)
 RECORDED_COMMAND = 8 * 1024
+# an exec's request is answered once decided, or this long after it came, if sooner
+ANSWER_WITHIN = 0.05
+# an exec refused as its request is answered: the refusal sent once the client sent its
+# input's EOF, or this long after the answer (Channel._answered_first)
+DENIAL_AFTER = 0.05
 CANCEL_SIGNALS = frozenset({"INT", "TERM", "HUP", "QUIT", "KILL"})
 TERMINAL_REFUSED = "a command with a terminal is interactive, as a shell is: "
 # a terminal type the upstream sets as TERM for what runs there: a terminfo name, nothing
@@ -144,6 +149,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.finished: asyncio.Future[None] = loop.create_future()
         self._running = False  # asyncssh started the session (a request was accepted)
         self._accepted = True  # the client's request answered (False: exec, answer deferred)
+        self._answer_timer: asyncio.TimerHandle | None = None  # answers it at the latest
+        self._turn: asyncio.Future[None] | None = None  # a refusal waits for the client's EOF
         Channel._numbers += 1
         self.number = Channel._numbers
         client.channels.add(self)
@@ -186,14 +193,17 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if not DEFERRED_ANSWER or self.chan is None:
             return True
         # the exec's Decide goes first, asyncssh's answer (success) to the client after
-        # it: the channel's task starts now, and the answer is written once the decision
-        # stream's writer has had its turn (two turns of the loop: the task's asks the
-        # Decide, the writer's writes it; a reused answer's exec is written upstream in
-        # the first), or before the channel writes anything else to the client
+        # it: the channel's task starts now, and the answer is written once the exec is
+        # decided and, if allowed, written upstream (_serve), or before the channel writes
+        # anything else to the client (a denial, an approval's wait), or ANSWER_WITHIN
+        # after the request, whichever comes first (a client that waits for its answer
+        # is not left without one while a slow decision is asked). Not while a Decide of
+        # the usual length is asked: its write here, and the client's reading of it, took
+        # CPU from the PDP's and gRPC's threads answering it
         self._accepted = False
         self._start()
         loop = asyncio.get_running_loop()
-        loop.call_soon(loop.call_soon, self._accept)
+        self._answer_timer = loop.call_later(ANSWER_WITHIN, self._accept)
         return None  # type: ignore[return-value]  # answered by _accept
 
     def subsystem_requested(self, subsystem: str) -> bool:
@@ -210,12 +220,34 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.client._background.add(task)
         task.add_done_callback(self.client._background.discard)
 
+    async def _answered_first(self) -> None:
+        """An exec refused before its request was answered: answered now, and the refusal
+        (stderr, exit status, close) sent once the client sent its input's EOF, or went
+        away, or DENIAL_AFTER later. A client that writes its input once its request is
+        answered (asyncssh's run(input=...)) finds the channel open to write it, as it
+        did when the answer went ahead of the decision, not the answer and the close in
+        one read (asyncssh: BrokenPipeError instead of the exit status)."""
+        if self._accepted or self._gone or self._stdin_eof:
+            self._accept()
+            return
+        self._accept()
+        self._turn = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DENIAL_AFTER):
+                await self._turn
+
+    def _client_turned(self) -> None:
+        if self._turn is not None and not self._turn.done():
+            self._turn.set_result(None)
+
     def _accept(self) -> None:
         """The client's exec request answered, if it was not: asyncssh sends the success,
         calls session_started (running already) and takes the client's next requests."""
         if self._accepted:
             return
         self._accepted = True
+        if self._answer_timer is not None:
+            self._answer_timer.cancel()
         with contextlib.suppress(Exception):  # a channel gone meanwhile: nothing to answer
             self.chan._report_response(True)
 
@@ -258,6 +290,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self.up.write_eof()
         else:
             self._stdin_eof = True
+            self._client_turned()
         return True
 
     def break_received(self, msec: int) -> bool:
@@ -294,6 +327,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
     def client_gone(self) -> None:
         """The client's channel or connection went away: stop waiting, end the upstream."""
         self._gone = True
+        self._client_turned()
         self._open_upstream_for(None)
         if not self._running:
             # closed before any request was accepted (its pty-req refused, say): _run
@@ -473,10 +507,14 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             # not while its Decide is asked: it would go first and delay the Decide's write
             self.client.spare_soon()
         if not allowed or request is None:
+            await self._answered_first()
             self.say(f"portcullis: denied: {'; '.join(ruling.verdict.reasons)}")
             session.record_command(_recorded_command(self.raw), ruling, **self._details(1))
             self._end(1)
             return
+        # the client's exec answered once its request went upstream (call_soon: after
+        # request_on below wrote it), while the upstream runs it
+        asyncio.get_running_loop().call_soon(self._accept)
         try:
             if self._ahead is not None:  # opened ahead: its request is sent from here
                 ahead, self._ahead = self._ahead, None
