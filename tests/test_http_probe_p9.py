@@ -14,7 +14,10 @@ masks refused):
   or in a redirect's Location and its body: the guard reads each answer alone;
 - the key upper-cased, lower-cased or with its case swapped, as it is or then encoded
   (base64, hex, percent-encoded, JSON `\\u` escapes, HTML character references): the
-  guard looked for the forms of the key as it was set, case and all.
+  guard looked for the forms of the key as it was set, case and all;
+- the key with every other character escaped, by turns as JSON, HTML and a URL write
+  one (`s\\u0033c&#51;...`): a form escapes every character or none but the
+  punctuation. Text is now also read with its escapes undone (guard._unescaped).
 
 The guard now treats any piece of a form of the key (raw, hex, base64, the escapes) of a
 third of it, 10 bytes at least, in any case, as the key (guard._Pieces): two or three
@@ -60,6 +63,9 @@ def _spelled(key: str, spelling: str) -> str:
         return "".join(f"&#X{ord(c):X};" for c in key)
     if coding == "html":
         return html.escape(key)
+    if coding == "mixed":  # every other character escaped, by turns as JSON, HTML, a URL
+        spells = ("\\u{:04x}", "&#{};", "%{:02x}", "&#x{:x};")
+        return "".join(spells[n // 2 % 4].format(ord(c)) if n % 2 else c for n, c in enumerate(key))
     return key
 
 
@@ -124,6 +130,8 @@ SPELLINGS = [
     "upper json",
     "swapped entities",
     "upper html",
+    "raw mixed",
+    "upper mixed",
 ]
 
 

@@ -188,12 +188,18 @@ class ResponseGuard:
         if self._spread:
             _, _, marks, stretch = self._spread_shape
             _search(text.translate(None, _SPREAD), self._spread, marks, stretch)
-        if self._bare and b"\x00" not in text:
+        if b"\x00" not in text:
             # (text only: a binary file's bytes, where NULs come in every 64 KiB, hold no
             # JSON array or CSV line, and leaving out most of them costs as much as the rest)
-            _, _, marks, stretch = self._bare_shape
-            _search(text.translate(None, _NOT_ALNUM).lower(), self._bare, marks, stretch)
-            if self._pieces.found_in(text.lower()):
+            if self._bare:
+                _, _, marks, stretch = self._bare_shape
+                _search(text.translate(None, _NOT_ALNUM).lower(), self._bare, marks, stretch)
+            # and as its reader reads it, its escapes undone, whichever mixture of them
+            # (`s\u0033cr&#51;t-%75pstream...`: a JSON parser, a browser, a URL decoder)
+            view = _unescaped(text) if _ESCAPE_HINT.search(text) else text
+            if self._pieces.found_in(text.lower()) or (
+                view is not text and self._pieces.found_in(view.lower())
+            ):
                 raise CredentialInResponse(
                     "the upstream's response carried a piece of the upstream credential"
                 )
@@ -330,6 +336,32 @@ def check_unpacked(patterns: tuple[bytes, ...], data: bytes) -> None:
     for content in unpacked(data):
         guard.write(content)
     guard.flush()
+
+
+# a character escaped as JSON (\\u0073, \\/), a C-like string (\\x73), an HTML character
+# reference (&#115; &#x73;) or a percent-escape (%73) writes it
+_ESCAPE_HINT = re.compile(rb"\\[ux/]|&#|%[0-9A-Fa-f]{2}")
+_ESCAPED_BYTE = re.compile(
+    rb"\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})|&#[xX]([0-9A-Fa-f]{1,6});?|&#([0-9]{1,7});?"
+    rb"|%([0-9A-Fa-f]{2})|\\(/)"
+)
+
+
+def _unescaped(text: bytes) -> bytes:
+    """text with each escape _ESCAPED_BYTE names written as the character it stands for
+    (one pass: an escape of an escape stays one)."""
+
+    def one(found: re.Match[bytes]) -> bytes:
+        if found[6]:
+            return b"/"
+        if found[5]:
+            return bytes([int(found[5], 16)])
+        code = int(found[4]) if found[4] else int(found[1] or found[2] or found[3], 16)
+        if code >= 0x110000 or 0xD800 <= code < 0xE000:
+            return b"?"
+        return chr(code).encode("utf-8")
+
+    return _ESCAPED_BYTE.sub(one, text)
 
 
 def _discarded(data: bytes) -> None:
