@@ -28,7 +28,10 @@ lower-cased and case-swapped are forms of their own.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import html
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -212,3 +215,27 @@ async def test_a_masked_answer_holding_an_empty_object_is_masked_not_refused(
         ):
             assert response.status == 200
             assert await response.json() == {"id": 7, "tags": {}, "email": "[REDACTED]"}
+
+
+def _jwt(claims: dict[str, Any], key: bytes) -> str:
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = part(b'{"alg":"HS256","typ":"JWT"}') + "." + part(json.dumps(claims).encode())
+    return head + "." + part(hmac.new(key, head.encode(), hashlib.sha256).digest())
+
+
+def test_another_jwt_is_no_piece_of_a_jwt_credential() -> None:
+    # (sans-IO) a JWT's header is the same in every HS256 JWT: an answer handing the
+    # client a token of its own goes; a third of the credential's signature does not
+    credential = _jwt({"sub": "svc-billing", "scope": "read"}, b"k" * 32)
+    other = _jwt({"sub": "ann", "exp": 1}, b"o" * 32)
+    written: list[bytes] = []
+    guard = ResponseGuard(ClientOutput(written.append), secret_patterns([credential]))
+    body = json.dumps({"access_token": other}).encode()
+    guard.answer(b"HTTP/1.1 200 OK\r\n\r\n", body)
+    assert b"".join(written).endswith(body)
+    signature = credential.rsplit(".", 1)[1]
+    guard = ResponseGuard(ClientOutput(written.append), secret_patterns([credential]))
+    with pytest.raises(CredentialInResponse):
+        guard.answer(b"HTTP/1.1 200 OK\r\n\r\n", b"sig " + signature[:36].encode())

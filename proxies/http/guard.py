@@ -495,23 +495,38 @@ def secret_patterns(secrets: list[str]) -> tuple[bytes, ...]:
     found: dict[bytes, None] = {}
     transformed: dict[bytes, None] = {}
     bare: dict[bytes, None] = {}
+    pieced: dict[bytes, None] = {}
     for secret in [part for whole in secrets for part in credential_parts(whole)]:
         if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
             continue
         transformed.update(dict.fromkeys(transformed_forms(secret.encode("utf-8"))))
         # and the secret with its letters' case changed, then encoded (an upstream
         # upper-casing what it echoes: a header's value in a log line, a shouted error)
-        for spelled in dict.fromkeys([secret, secret.upper(), secret.lower(), secret.swapcase()]):
+        for spelled in _cases(secret):
             raw = spelled.encode("utf-8")
             found.update(dict.fromkeys(_patterns(raw)))
             found.update(dict.fromkeys(escaped_forms(spelled)))
             plain = [raw, raw.hex().encode(), *base64_cores(raw)]
             bare.update(dict.fromkeys(p.translate(None, _NOT_ALNUM).lower() for p in plain))
+        # (a JWT's pieces are its payload's and signature's: its header, `{"alg":"HS256",
+        # "typ":"JWT"}` in base64url, is the same in every other JWT an API hands out)
+        core = _JWT.fullmatch(secret)
+        for spelled in _cases(core[1]) if core is not None else _cases(secret):
+            raw = spelled.encode("utf-8")
+            pieced.update(dict.fromkeys([*_patterns(raw), *escaped_forms(spelled)]))
     out = Patterns((*found, *(p for p in transformed if p not in found)))
     out.loose = frozenset(p for p in transformed if p not in found)
     out.bare = tuple(p for p in bare if len(p) >= BARE_LEAST)
-    out.pieces = _whole_forms([p.lower() for p in found])
+    out.pieces = _whole_forms([p.lower() for p in pieced])
     return out
+
+
+def _cases(secret: str) -> list[str]:
+    return list(dict.fromkeys([secret, secret.upper(), secret.lower(), secret.swapcase()]))
+
+
+# a JSON Web Token (RFC 7519 §3, JWS compact serialisation): header.payload.signature
+_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]*\.([A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)")
 
 
 def _whole_forms(forms: list[bytes]) -> tuple[bytes, ...]:
