@@ -358,6 +358,23 @@ READS = [
         "info_routines",
         "SELECT routine_name FROM information_schema.routines WHERE routine_schema = 'public'",
     ),
+    # the server's own views: what they carry of names, types and definitions
+    # (proxies/postgres/columns.py SYSTEM_VIEW_COLUMNS), not masked as computed columns
+    (
+        "info_columns",
+        "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position",
+    ),
+    (
+        "info_constraints",
+        "SELECT table_name, constraint_name, constraint_type FROM "
+        "information_schema.table_constraints WHERE table_schema = 'public' ORDER BY 1, 2",
+    ),
+    (
+        "pg_indexes_def",
+        "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+        "ORDER BY 1, 2",
+    ),
     (
         "pg_class_sizes",
         "SELECT relname, relkind, reltuples FROM pg_class WHERE relnamespace = "

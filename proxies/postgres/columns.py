@@ -41,14 +41,83 @@ class ColumnOrigin:
         return bool(self.derived_from)
 
 
+# Columns of the server's own views that carry names, types, flags, owners and what DDL
+# declared (an index's definition), never a table's rows, a setting's value, statistics,
+# another session's text or a definition's text (view_definition, column_default,
+# rolconfig, last_value are left out): an allow-list. Computed in their view, they would
+# be masked whole as any computed view column is (ORM reflection, psql's describe
+# commands); listed, they are read as stored columns (their names' field rules and the
+# value detectors still apply). Only while the view is the one initdb made and reads
+# nothing made since (SYSTEM_VIEW_SQL): a view replaced to read a table is not trusted.
+SYSTEM_VIEW_COLUMNS = frozenset(
+    f"{view}.{column}"
+    for view, columns in {
+        "information_schema.schemata": "catalog_name schema_name schema_owner",
+        "information_schema.tables": "table_catalog table_schema table_name table_type "
+        "is_insertable_into is_typed commit_action",
+        "information_schema.columns": "table_catalog table_schema table_name column_name "
+        "ordinal_position is_nullable data_type character_maximum_length "
+        "character_octet_length numeric_precision numeric_precision_radix numeric_scale "
+        "datetime_precision udt_catalog udt_schema udt_name dtd_identifier is_identity "
+        "is_generated is_updatable collation_name",
+        "information_schema.views": "table_catalog table_schema table_name check_option "
+        "is_updatable is_insertable_into",
+        "information_schema.table_constraints": "constraint_catalog constraint_schema "
+        "constraint_name table_catalog table_schema table_name constraint_type "
+        "is_deferrable initially_deferred enforced nulls_distinct",
+        "information_schema.key_column_usage": "constraint_catalog constraint_schema "
+        "constraint_name table_catalog table_schema table_name column_name "
+        "ordinal_position position_in_unique_constraint",
+        "information_schema.referential_constraints": "constraint_catalog "
+        "constraint_schema constraint_name unique_constraint_catalog "
+        "unique_constraint_schema unique_constraint_name match_option update_rule "
+        "delete_rule",
+        "information_schema.constraint_column_usage": "table_catalog table_schema "
+        "table_name column_name constraint_catalog constraint_schema constraint_name",
+        "pg_catalog.pg_tables": "schemaname tablename tableowner tablespace hasindexes "
+        "hasrules hastriggers rowsecurity",
+        "pg_catalog.pg_indexes": "schemaname tablename indexname tablespace indexdef",
+        "pg_catalog.pg_views": "schemaname viewname viewowner",
+        "pg_catalog.pg_matviews": "schemaname matviewname matviewowner tablespace "
+        "hasindexes ispopulated",
+        "pg_catalog.pg_roles": "rolname rolsuper rolinherit rolcreaterole rolcreatedb "
+        "rolcanlogin rolreplication rolconnlimit rolvaliduntil rolbypassrls oid",
+        "pg_catalog.pg_user": "usename usesysid usecreatedb usesuper userepl usebypassrls valuntil",
+    }.items()
+    for column in columns.split()
+)
+
+# FirstNormalObjectId: what initdb made has a lower OID, what was made since not
+FIRST_NORMAL_OID = 16384
+
+# a system view column of the list above, in a view initdb made (its OID below 16384:
+# one dropped and made again has a new OID) whose query reads nothing made since (CREATE
+# OR REPLACE VIEW keeps the OID, not the dependencies: a table, function, operator or
+# type made since is a dependency from 16384 on)
+SYSTEM_VIEW_SQL = (
+    "c.relkind = 'v' AND c.oid < {first} "
+    "AND n.nspname IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname || '.' || c.relname || '.' || a.attname = ANY (ARRAY[{listed}]) "
+    "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d "
+    " ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid "
+    " WHERE r.ev_class = c.oid AND d.refobjid >= {first})"
+).format(
+    first=FIRST_NORMAL_OID,
+    listed=",".join(f"'{name}'" for name in sorted(SYSTEM_VIEW_COLUMNS)),
+)
+
+
 def attributes_sql(table_oids: set[int]) -> str:
-    """Columns, kind and (for views) stored query of these relations."""
+    """Columns, kind and (for views) stored query of these relations; a column of
+    SYSTEM_VIEW_COLUMNS in the view initdb made is given kind 'r': a stored column."""
     oids = ",".join(str(int(o)) for o in sorted(table_oids))
     return (
-        "SELECT a.attrelid, a.attnum, a.attname, c.relkind, "
+        "SELECT a.attrelid, a.attnum, a.attname, "
+        f"CASE WHEN {SYSTEM_VIEW_SQL} THEN 'r' ELSE c.relkind END, "
         "(SELECT r.ev_action::text FROM pg_catalog.pg_rewrite r "
         " WHERE r.ev_class = c.oid AND r.rulename = '_RETURN') "
         "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         f"WHERE a.attrelid IN ({oids}) AND a.attnum > 0 AND NOT a.attisdropped"
     )
 
@@ -175,8 +244,8 @@ def resolve(
             origin = ColumnOrigin(rows.attributes[(view, attnum)][0], reads)
         return origin
 
-    for table, attnum in rows.attributes:
-        if table in views:
+    for (table, attnum), (_, kind, _) in rows.attributes.items():
+        if kind in VIEW_KINDS:  # not a column of a view read as stored (SYSTEM_VIEW_COLUMNS)
             out[(table, attnum)] = view_column(table, attnum, 0)
     return out
 
