@@ -31,7 +31,9 @@ from typing import Any
 import pytest
 import test_mcp_proxy
 from mcp.server.mcpserver import MCPServer
-from test_mcp_proxy import agent, mcp_stack, text_of
+from test_mcp_proxy import agent, initialize, mcp_stack, messages_of, post, rpc, text_of
+
+from proxies.http.mcp_codec import INVALID_REQUEST
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +91,27 @@ async def test_a_field_in_other_words_or_escaped_in_text_is_masked(
     assert not leaked, sorted(leaked)
     assert VALUE not in record and json.loads(record)["plan"] == "gold", record
     assert shown["sentence"] == "The password is [REDACTED]"
+
+
+async def test_arguments_with_two_keys_equal_but_for_case_are_refused(tmp_path: Path) -> None:
+    # a policy reading an argument reads {"invoice_id": 7, "INVOICE_ID": 8} as two; a
+    # server decoding keys case-insensitively (Go's encoding/json: the last one, a long s,
+    # U+017F, as an s too) reads one, perhaps the other: one message read two ways is refused
+    twins = [
+        {"invoice_id": 7, "INVOICE_ID": 8},
+        {"invoice_id": 7, "scope": "read", "\u017fcope": "write"},
+        {"invoice_id": 7, "filter": {"a": 1, "A": 2}},
+    ]
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        session_id = await initialize(stack, reader)
+        for n, arguments in enumerate(twins, 2):
+            call = rpc(n, "tools/call", {"name": "get_invoice", "arguments": arguments})
+            status, _, text = await post(stack, reader, call, session_id)
+            assert status == 400, text
+            assert messages_of(text)[0]["error"]["code"] == INVALID_REQUEST
+        assert stack.upstream.calls == []
+        call = rpc(9, "tools/call", {"name": "get_invoice", "arguments": {"invoice_id": 7}})
+        status, _, text = await post(stack, reader, call, session_id)
+        assert status == 200, text
+        assert stack.upstream.calls == ["get_invoice"]

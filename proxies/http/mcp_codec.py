@@ -278,6 +278,20 @@ def _valid_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _case_twins(value: Any) -> bool:
+    """Whether an object anywhere in value has two keys equal but for case (casefold)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if len({key.casefold() for key in item}) != len(item):
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def read_message(item: Any) -> Message:
     """One JSON-RPC 2.0 message (specification §4 request/notification, §5 response)."""
     if not isinstance(item, dict):
@@ -326,6 +340,11 @@ def _check_params(message: Message) -> None:
     problem = params_problem(message.method, params)
     if problem is not None:
         raise Refused(problem)
+    if _case_twins(params):
+        # ({"amount": 1, "AMOUNT": 900}: the policy reads both, a server decoding keys
+        # case-insensitively one only — Go's encoding/json the last, by Unicode's simple
+        # folding: a long s, U+017F, is an s there)
+        raise Refused("an object of the params has two keys equal but for case")
     named = TARGETS.get(message.method)
     if named is not None and not isinstance(params.get(named[0]), str):
         raise Refused(f"{message.method} names its {named[0]} as a string")
