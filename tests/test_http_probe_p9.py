@@ -17,7 +17,9 @@ masks refused):
   guard looked for the forms of the key as it was set, case and all;
 - the key with every other character escaped, by turns as JSON, HTML and a URL write
   one (`s\\u0033c&#51;...`): a form escapes every character or none but the
-  punctuation. Text is now also read with its escapes undone (guard._unescaped).
+  punctuation. Text is now also read with its escapes undone (guard._unescaped);
+- the key in fullwidth letters and digits, which a reader (a model, NFKC) reads as the
+  key: text that is not ASCII is now also read as NFKC (guard._compatible).
 
 The guard now treats any piece of a form of the key (raw, hex, base64, the escapes) of a
 third of it, 10 bytes at least, in any case, as the key (guard._Pieces): two or three
@@ -66,6 +68,8 @@ def _spelled(key: str, spelling: str) -> str:
         return "".join(f"&#X{ord(c):X};" for c in key)
     if coding == "html":
         return html.escape(key)
+    if coding == "fullwidth":  # (as NFKC reads it: the key)
+        return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in key)
     if coding == "mixed":  # every other character escaped, by turns as JSON, HTML, a URL
         spells = ("\\u{:04x}", "&#{};", "%{:02x}", "&#x{:x};")
         return "".join(spells[n // 2 % 4].format(ord(c)) if n % 2 else c for n, c in enumerate(key))
@@ -135,6 +139,7 @@ SPELLINGS = [
     "upper html",
     "raw mixed",
     "upper mixed",
+    "raw fullwidth",
 ]
 
 

@@ -24,6 +24,7 @@ import functools
 import html
 import json
 import re
+import unicodedata
 from urllib.parse import quote
 
 from proxies.http import messages
@@ -197,6 +198,10 @@ class ResponseGuard:
             # and as its reader reads it, its escapes undone, whichever mixture of them
             # (`s\u0033cr&#51;t-%75pstream...`: a JSON parser, a browser, a URL decoder)
             view = _unescaped(text) if _ESCAPE_HINT.search(text) else text
+            if not view.isascii():
+                # (and its letters as NFKC reads them: a fullwidth key is the key
+                # to a reader, and format characters between them are nothing)
+                view = _compatible(view)
             if self._pieces.found_in(text.lower()) or (
                 view is not text and self._pieces.found_in(view.lower())
             ):
@@ -362,6 +367,13 @@ def _unescaped(text: bytes) -> bytes:
         return chr(code).encode("utf-8")
 
     return _ESCAPED_BYTE.sub(one, text)
+
+
+def _compatible(text: bytes) -> bytes:
+    """text as UTF-8 read in Unicode's compatibility form (NFKC), format characters
+    (zero-width spaces, joiners, bidi marks) left out."""
+    read = unicodedata.normalize("NFKC", text.decode("utf-8", "ignore"))
+    return "".join(c for c in read if unicodedata.category(c) != "Cf").encode("utf-8")
 
 
 def _discarded(data: bytes) -> None:
