@@ -168,3 +168,18 @@ async def test_an_allowed_exec_is_answered_once_decided(
             process.stdin.write_eof()
             result = await process.wait()
             assert result.exit_status == 0 and result.stdout.split() == [counted], result
+
+
+async def test_a_refused_exec_takes_the_input_its_client_writes_once_answered(
+    tmp_path: Path,
+) -> None:
+    # asyncssh's run(input=...) writes its input once the exec is answered: the refusal
+    # waits for that input's EOF, so the client gets the exit status, not a closed channel
+    marker = tmp_path / "marker"
+    async with ssh_stack(tmp_path) as stack, await stack.connect(("readonly",)) as conn:
+        for line in ("xargs touch", f"uptime; touch {marker}", "xargs env cat /etc/hostname"):
+            result = await conn.run(line, input=f"{marker}\n")
+            assert result.exit_status == 1 and result.stdout == "", line
+            assert result.stderr.startswith("portcullis: denied: "), result.stderr
+        assert stack.sshd.sessions_started() == 0
+    assert not marker.exists()
