@@ -18,7 +18,8 @@ sensitive columns). Each case came back whole before its fix:
   JSON serialised into a string once more, its outer quotes gone (`{\\"pwd\\": ...}`);
 - a sentence with no separator (`The password is hunter2x.`): MCP's prose reader
   passed any text without `:`, `=`, ... unread;
-- a URL's password (`postgres://ann:hunter2x@db/x`, RFC 3986 §3.2.1);
+- a URL's password (`postgres://ann:hunter2x@db/x`, RFC 3986 §3.2.1), and SQL's
+  `IDENTIFIED BY '...'` (an alias of password now);
 - a CSV or Markdown table whose column is `pwd`, and pairs naming one ({"name": "pwd"}).
 """
 
@@ -50,6 +51,7 @@ TEXTS = {
     "ini passwd": f"[db]\nhost=x\npasswd = {VALUE}\n",
     "sentence": f"The password is {VALUE}.",
     "url userinfo": f"connect to postgres://ann:{VALUE}@db/x now",
+    "sql identified by": f"CREATE USER ann IDENTIFIED BY '{VALUE}'",
     "csv pwd": f"user,pwd\nann,{VALUE}\n",
     "markdown pwd": f"| user | pwd |\n|---|---|\n| ann | {VALUE} |\n",
 }

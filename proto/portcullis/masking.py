@@ -467,7 +467,7 @@ def field_words(masker: Masker) -> tuple[tuple[str, tuple[str, ...]], ...]:
 FIELD_ALIASES: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {
     ("password",): (
         ("pwd",), ("passwd",), ("pass",), ("pw",), ("passphrase",), ("passcode",),
-        ("secret",), ("credential",), ("credentials",),
+        ("secret",), ("credential",), ("credentials",), ("identified", "by"),
     ),
     ("api", "key"): (("apikey",), ("access", "key"), ("secret", "key"), ("private", "key")),
     ("token",): (("jwt",), ("bearer",), ("authorization",), ("session", "id")),
