@@ -371,3 +371,18 @@ def test_a_select_says_when_each_output_is_one_result_column(sql, exact):
     (entry,) = classify(sql)
     assert entry.get("exact", False) is exact
     assert classify(sql) == classify_reference(sql)
+
+
+def test_pg_database_columns_are_the_servers_own():
+    """psql's \\l computes its columns from pg_database's: names, owners, locales and ACLs,
+    no stored free text (keeps); a relation made under its name is a shadow."""
+    (entry,) = classify(
+        "SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba), "
+        "pg_catalog.array_to_string(d.datacl, E'\\n') FROM pg_catalog.pg_database d"
+    )
+    assert [o.get("keeps", False) for o in entry["outputs"][1:]] == [True, True]
+    (made,) = classify("CREATE TABLE pg_database AS SELECT note AS datname FROM customers")
+    assert made["shadows"] == ["pg_database"]
+    # not pg_roles: a role's settings may hold text the value detectors know
+    (roles,) = classify("SELECT reverse(array_to_string(rolconfig, ',')) FROM pg_roles")
+    assert "keeps" not in roles["outputs"][0]

@@ -687,6 +687,7 @@ DESCRIBE = [
     r"\dT",
     r"\dd",
     r"\dS pg_class",
+    r"\l template1",  # pg_database's columns (pdp/sql/lineage.py _CATALOG_TABLES)
 ]
 
 

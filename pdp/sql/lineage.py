@@ -222,11 +222,14 @@ _KEEPING_NODES = frozenset({"CoalesceExpr", "MinMaxExpr", "CollateClause"})
 # Catalog tables drivers read to learn types and columns (asyncpg's type introspection,
 # psycopg's, SQLAlchemy's reflection): names, OIDs and flags the server keeps, no data of
 # the database's own tables. An expression over their columns changes no stored free text.
-# Not the statistics views, pg_proc or comments, which hold text others wrote.
+# Not the statistics views, pg_proc or comments, which hold text others wrote, nor pg_roles
+# or pg_authid (a role's settings, a password's hash: text the value detectors may know).
+# pg_database (psql's \l): names, owners, encodings, locales and ACLs.
 _CATALOG_TABLES = frozenset((
     "pg_type", "pg_namespace", "pg_class", "pg_attribute", "pg_range", "pg_enum",
     "pg_index", "pg_constraint", "pg_attrdef", "pg_am", "pg_collation", "pg_inherits",
     "pg_opclass", "pg_operator", "pg_cast", "pg_depend", "pg_tablespace", "pg_extension",
+    "pg_database",
 ))  # fmt: skip
 _CATALOG = _CATALOG_TABLES | {f"pg_catalog.{t}" for t in _CATALOG_TABLES}
 # casts that take text as it is, uncut (varchar(n), char, char(n), name cut it)
