@@ -153,6 +153,10 @@ def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> li
         if child_tag == "RangeVar":
             parts = [child.get(p) for p in ("catalogname", "schemaname", "relname")]
             tables[".".join(p for p in parts if p).lower()] = None
+            if parts[0]:
+                # db.schema.t is schema.t (the server refuses another database's name):
+                # named so too, as the session's facts about relations name it
+                tables[f"{parts[1]}.{parts[2]}".lower()] = None
         elif child_tag == "FuncCall":
             args = child.get("args")
             name = [_json_sval(p) for p in child.get("funcname", ())]

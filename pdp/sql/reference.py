@@ -90,6 +90,8 @@ def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
                 alter_command(entry, AlterTableType(child.subtype or 0).name)
         if isinstance(child, ast.RangeVar):
             tables[_relation_name(child)] = None
+            if child.catalogname:  # db.schema.t is schema.t: classify.py says why
+                tables[f"{child.schemaname}.{child.relname}".lower()] = None
         elif isinstance(child, ast.FuncCall):
             parts = [str(getattr(p, "sval", p)) for p in child.funcname or ()]
             found.call(parts, _const(child.args[0]) if child.args else None)

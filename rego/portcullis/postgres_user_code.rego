@@ -98,12 +98,19 @@ pg_reader_calls contains [i, sprintf("this database defines the cast %s outside 
 }
 
 # "schema.view" as a statement names it: whole, or by its name alone (the search path
-# picks the schema; every schema's view of that name counts).
+# picks the schema; every schema's view of that name counts), or with the database's name
+# before it (`orders.public.v`: the server takes a catalog name that is its own database's).
 view_named(v, t) if v == t
 
 view_named(v, t) if {
 	not contains(t, ".")
 	endswith(v, concat("", [".", t]))
+}
+
+view_named(v, t) if {
+	parts := split(t, ".")
+	count(parts) == 3
+	v == concat(".", [parts[1], parts[2]])
 }
 
 reader_callable(f) if {

@@ -66,7 +66,7 @@ test_user_code_in_a_write_goes_to_the_approver if {
 }
 
 test_a_view_that_runs_a_function_readers_may_not_call_is_denied_to_readers if {
-	every t in ["v_wipe", "public.v_wipe"] {
+	every t in ["v_wipe", "public.v_wipe", "orders.public.v_wipe"] {
 		d := user_code_decision(["readonly"], {"tables": [t]})
 		d.verdict == "deny"
 		"view public.v_wipe runs function public.innocent, which readers may not call" in d.reasons
@@ -78,7 +78,7 @@ test_a_view_that_runs_a_function_readers_may_not_call_is_denied_to_readers if {
 
 test_views_running_reader_functions_or_named_elsewhere_pass if {
 	user_code_decision(["readonly"], {"tables": ["v_sum", "sales.v_sum"]}).verdict == "mask"
-	user_code_decision(["readonly"], {"tables": ["other.v_wipe", "public.v_wipe_2"]}).verdict == "mask"
+	user_code_decision(["readonly"], {"tables": ["other.v_wipe", "public.v_wipe_2", "orders.other.v_wipe", "public.other.v_sum.x"]}).verdict == "mask"
 }
 
 cast_input(groups, casts) := {
