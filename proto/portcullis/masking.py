@@ -320,6 +320,9 @@ _QUIET_DIGITS = min(_CARD_MIN, 9)
 _QUIET_NUMBER = 10 ** (_QUIET_DIGITS - 1)
 
 
+_BYTEA_HEX = re.compile(rb"(?:[0-9a-fA-F]{2})+")
+
+
 def _token_gate(data: bytes) -> bool:
     return len(data) >= _MIN_TOKEN_TEXT and _TOKEN_HINTS_ASCII.search(data.lower()) is not None
 
@@ -680,6 +683,10 @@ class Masker:
         if not gates:
             return False
         if not data.isascii():
+            return True
+        if data[:2] == b"\\x" and _BYTEA_HEX.fullmatch(data, 2):
+            # (a bytea's hex form, `\\x616e6e40...`, as text: its bytes' text is read,
+            # whose `@` or digits the hex digits do not show)
             return True
         if (
             len(data) < _QUIET_BELOW
