@@ -120,7 +120,10 @@ def _reference(
         binary = fmt == 1
         type_oid = fields[i].type_oid if i < len(fields) else 0
         rule = plan.get(i)
-        key = f"{'derived' if rule and rule.derived else 'field'}:{fields[i].name}" if rule else ""
+        key = ""
+        if rule is not None:  # the policy's field name, or the derived rule's output
+            name = fields[i].name if rule.derived else rule.field or fields[i].name
+            key = f"{'derived' if rule.derived else 'field'}:{name}"
         if value is None:
             if rule is not None and i not in stored and type_oid in TEXT_LIKE:
                 changed = True
@@ -402,3 +405,25 @@ def test_masked_lane_leaves_out_a_prepared_querys_parse_and_bind_answers() -> No
     assert not _lane_is_on_backend(
         [("Query", True, False, []), ("QuietQuery", True, False, [])], chunk
     )
+
+
+def test_a_masked_column_is_counted_by_the_policys_name_not_the_clients_alias() -> None:
+    """`SELECT email AS x1 ...`: the count of what was masked (the session's evidence and
+    the proxy's metric label) names the policy's field, not a name the client chose."""
+    chunk = b"".join(
+        m.encode()
+        for m in (
+            c.RowDescription([c.Field("x1", TABLE, 2, 25)]),
+            c.DataRow([b"ada@example.com"]),
+            c.CommandComplete("SELECT 1"),
+            c.ReadyForQuery("I"),
+        )
+    )
+    expected: list[tuple[str, bool, bool, list[int]]] = [("Query", True, False, [])]
+    tracker = _tracker(expected)
+    spans: list[c.RowSpan] = []
+    answers = BackendParser().plain_answers(chunk, spans)
+    assert answers is not None
+    out = tracker.masked(answers, spans, chunk)
+    assert out is not None and b"ada@" not in out
+    assert dict(tracker.completions[0].masked) == {"field:email": 1}

@@ -449,3 +449,17 @@ async def test_an_approval_wait_is_counted_while_it_waits_and_by_its_outcome(tmp
         assert value(page, "portcullis_proxy_approval_waits_total", outcome="approved", **c) == 1
         assert value(page, "portcullis_proxy_approval_wait_seconds_count", **c) == 1
         assert value(page, "portcullis_proxy_commands_total", verdict="require_approval", **c) == 0
+
+
+def test_a_client_cannot_fill_the_masking_labels_with_names_of_its_own() -> None:
+    """Attack (a reader): 300 queries each naming its computed output differently
+    (`SELECT upper(note) AS a1`, `... AS a2` ...) made 200 labels of the reader's text, and
+    everyone's masked-value counts after that went to "other". A derived rule's values
+    are counted under "derived" alone; field and detector labels are the policy's names."""
+    from proxies.runtime.metrics import ProxyMetrics
+
+    metrics = ProxyMetrics("orders-db", "postgres")
+    for i in range(300):
+        metrics.masked({f"derived:a{i}": 1})
+    metrics.masked({"field:email": 2, "detector:ssn": 1})
+    assert metrics.masked_values == {"derived": 300, "field:email": 2, "detector:ssn": 1}

@@ -83,8 +83,9 @@ class RowMask:
             rule = rules.get(i)
             oid = f.type_oid
             if rule is not None:
-                # which rule: a field rule, or the derived rule (the column's lineage)
-                key = f"{'derived' if rule.derived else 'field'}:{f.name}"
+                # which rule: a field rule by the policy's name for it (a result name is
+                # the client's alias), or the derived rule by the output it masked
+                key = f"derived:{f.name}" if rule.derived else f"field:{rule.field or f.name}"
                 null = None
                 if i not in stored and oid in TEXT_LIKE:
                     null = masked_value(masker, rule, b"", oid, binary)

@@ -121,8 +121,12 @@ class ProxyMetrics:
         self.cache_hits += 1
 
     def masked(self, counts: dict[str, int]) -> None:
+        """counts: by what masked them ("field:email", "detector:ssn", "derived:<output>").
+        A derived rule's output is named by the client's query (its alias), so its values
+        are counted under "derived" alone: a client cannot fill the label budget with
+        names of its own and push everyone's counts into "other"."""
         for rule, count in counts.items():
-            _add(self.masked_values, rule, count)
+            _add(self.masked_values, "derived" if rule.startswith("derived:") else rule, count)
 
     def approval_wait_started(self) -> None:
         self.approvals_waiting += 1
