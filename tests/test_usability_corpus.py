@@ -474,6 +474,13 @@ MASKED_READS = [
      {"email"}),
     ("mask_lateral", "SELECT c.email, o.n FROM customers c CROSS JOIN LATERAL (SELECT count(*) AS n"
      " FROM orders WHERE customer_id = c.id) o ORDER BY c.id", {"email"}),
+    # the derived mask covers the computed output it was judged for (upper changes text
+    # the value detectors would read), not the count and sum beside it
+    ("mask_one_computed_output", "SELECT status, count(*), sum(total), upper(status) FROM orders"
+     " GROUP BY status ORDER BY status", {"upper"}),
+    ("mask_one_computed_output_first", "SELECT lower(c.name) AS who, count(o.id), max(o.total)"
+     " FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.name ORDER BY 2, 1",
+     {"who"}),
 ]  # fmt: skip
 
 # Settings: each on a connection of its own, SHOW compared with the direct answer

@@ -77,7 +77,12 @@ def _verdict_message(v: Verdict) -> bytes:
         reasons=list(v.reasons),
         mask=[
             pdp_pb2.MaskRule(
-                field=m.field, detector=m.detector, strategy=m.strategy, derived=m.derived
+                field=m.field,
+                detector=m.detector,
+                strategy=m.strategy,
+                derived=m.derived,
+                positions=m.positions,
+                outputs=m.outputs,
             )
             for m in v.mask
         ],

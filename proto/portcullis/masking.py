@@ -519,6 +519,18 @@ def _stricter(a: MaskRule, b: MaskRule) -> MaskRule:
     return b if _STRICTNESS[b.strategy] > _STRICTNESS[a.strategy] else a
 
 
+def _both_derived(a: MaskRule, b: MaskRule) -> MaskRule:
+    """Two derived rules as one: the stricter strategy, over the positions of both when
+    both name positions of results of one width, else over every computed column."""
+    rule = _stricter(a, b)
+    if a.outputs and a.outputs == b.outputs:
+        positions = tuple(sorted(set(a.positions) | set(b.positions)))
+        return MaskRule(
+            derived=True, strategy=rule.strategy, positions=positions, outputs=a.outputs
+        )
+    return MaskRule(derived=True, strategy=rule.strategy)
+
+
 class Masker:
     """Applies one verdict's mask rules. Immutable; safe to share between tasks.
 
@@ -552,7 +564,7 @@ class Masker:
         for rule in rules:
             _check_rule(rule)
             if rule.derived:
-                derived = rule if derived is None else _stricter(derived, rule)
+                derived = rule if derived is None else _both_derived(derived, rule)
             elif rule.field:
                 key = _segments(rule.field)
                 field_rules[key] = _stricter(field_rules.get(key, rule), rule)

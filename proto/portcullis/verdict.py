@@ -44,15 +44,30 @@ class MaskRule:
     """One redaction: of a named field, of what a value detector finds, or (`derived`) of
     every result column that is not a table's column as it is stored — the expressions,
     aggregates and function outputs of a statement whose lineage reaches a protected
-    column (the classifier says which; the result cannot tell them apart by name)."""
+    column (the classifier says which; the result cannot tell them apart by name).
+
+    A derived rule with `outputs` (> 0) masks only the computed columns at `positions`
+    (0-based) of a result of exactly that many columns: the policy names the outputs it
+    judged masked, in the statement's order. A result of another width (a `*` expanded,
+    a statement the rule was not decided for), or a rule without them, has every computed
+    column masked."""
 
     field: str = ""
     detector: str = ""
     strategy: str = "redact"
     derived: bool = False
+    positions: tuple[int, ...] = ()
+    outputs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         if self.derived:
+            if self.outputs:
+                return {
+                    "derived": True,
+                    "strategy": self.strategy,
+                    "positions": list(self.positions),
+                    "outputs": self.outputs,
+                }
             return {"derived": True, "strategy": self.strategy}
         key = "field" if self.field else "detector"
         return {key: self.field or self.detector, "strategy": self.strategy}
@@ -124,6 +139,32 @@ MAX_ROW_FILTER_TABLES = 64
 
 
 _RULE_LISTS: dict[tuple[MaskRule, ...], tuple[MaskRule, ...]] = {}
+
+
+MAX_OUTPUTS = 1664  # a result's most columns (MaxTupleAttributeNumber)
+
+
+def _positions(item: dict[str, Any]) -> tuple[tuple[int, ...], int]:
+    """A derived rule's positions and output count (both or neither; positions below
+    outputs, ascending, no repeats); ((), 0) when it names none."""
+    if "positions" not in item and "outputs" not in item:
+        return (), 0
+    positions, outputs = item.get("positions"), item.get("outputs")
+    if item.get("derived") is not True:
+        raise MalformedResult("only a derived mask rule names positions")
+    if (
+        not isinstance(outputs, int)
+        or isinstance(outputs, bool)
+        or not 0 < outputs <= MAX_OUTPUTS
+        or not isinstance(positions, list)
+        or not all(isinstance(p, int) and not isinstance(p, bool) for p in positions)
+        or positions != sorted(set(positions))
+        or (positions and not 0 <= positions[0] <= positions[-1] < outputs)
+    ):
+        raise MalformedResult(
+            "a derived mask rule's positions are ascending distinct indexes below its outputs"
+        )
+    return tuple(positions), outputs
 
 
 def _interned(rules: tuple[MaskRule, ...]) -> tuple[MaskRule, ...]:
@@ -223,7 +264,8 @@ class _Parser:
                 raise MalformedResult("a mask rule names exactly one of field, detector or derived")
             if strategy not in MASK_STRATEGIES:
                 raise MalformedResult(f"unknown mask strategy {strategy!r}")
-            rules.append(MaskRule(target_field, detector, strategy, derived))
+            positions, outputs = _positions(item)
+            rules.append(MaskRule(target_field, detector, strategy, derived, positions, outputs))
         return _interned(tuple(rules))
 
     def approval(self) -> ApprovalSpec | None:

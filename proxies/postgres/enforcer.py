@@ -357,8 +357,9 @@ class Enforcer:
 
     def _whole(self, masker: Masker) -> Masker:
         """The masker with every computed value masked whole (a derived rule), as the
-        policy's lineage rules mask a computed output that reaches columns."""
-        if masker.derived is not None:
+        policy's lineage rules mask a computed output that reaches columns (a derived
+        rule naming positions masks only those: joined with _WHOLE it masks all)."""
+        if masker.derived is not None and not masker.derived.outputs:
             return masker
         key = ((*masker.rules, _WHOLE), self.hash_key)
         found = _MASKERS.get(key)

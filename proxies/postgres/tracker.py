@@ -841,10 +841,17 @@ class ResponseTracker:
           column's text, reverse(note));
         - anything else (an expression, aggregate, function output, set operation):
           masked by the `derived` rule when the statement's lineage reached a protected
-          column, else by its result name."""
+          column (only at the positions it names, when it names them for a result of
+          this width: MaskRule), else by its result name."""
         strictest = masker.strictest_field_rule()
         masked: dict[int, MaskRule] = {}
         stored: set[int] = set()
+        derived = masker.derived
+        # the computed columns the derived rule masks: its positions when they are of a
+        # result this wide (the policy's outputs, one column each, in order), else all
+        positions: frozenset[int] | None = None
+        if derived is not None and derived.outputs and derived.outputs == len(fields):
+            positions = frozenset(derived.positions)
         for i, f in enumerate(fields):
             names = [f.name]
             rule: MaskRule | None = None
@@ -862,8 +869,8 @@ class ResponseTracker:
                 else:
                     names.append(origin.name)
                     stored.add(i)
-            elif masker.derived is not None:
-                rule = masker.derived
+            elif derived is not None and (positions is None or i in positions):
+                rule = derived
             if rule is None:
                 rule = masker.rule_for_any(names)
             if rule is not None:

@@ -140,14 +140,28 @@ class SessionRefused(Exception):
         self.approval_id = approval_id  # set when a person may still grant the session
 
 
-_MASKS: dict[tuple[tuple[str, str, str, bool], ...], tuple[MaskRule, ...]] = {}
+_MASKS: dict[
+    tuple[tuple[str, str, str, bool, tuple[int, ...], int], ...], tuple[MaskRule, ...]
+] = {}
 _MASKS_KEPT = 256
 
 
 def _mask_rules(mask: Any) -> tuple[MaskRule, ...]:
     """A verdict's mask rules, one tuple per distinct list for the whole process: every
     session of a group gets the same rules, and holds them once instead of per session."""
-    key = tuple((m.field, m.detector, m.strategy or "redact", m.derived) for m in mask)
+    key = tuple(
+        (
+            m.field,
+            m.detector,
+            m.strategy or "redact",
+            m.derived,
+            # positions only of a derived rule with outputs (see MaskRule): any other
+            # rule's are dropped, and it masks as a rule without them does
+            tuple(m.positions) if m.derived and m.outputs else (),
+            m.outputs if m.derived else 0,
+        )
+        for m in mask
+    )
     rules = _MASKS.get(key)
     if rules is None:
         if len(_MASKS) >= _MASKS_KEPT:

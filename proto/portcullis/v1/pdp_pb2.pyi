@@ -50,16 +50,20 @@ class Connection(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., zone: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class MaskRule(_message.Message):
-    __slots__ = ("field", "detector", "strategy", "derived")
+    __slots__ = ("field", "detector", "strategy", "derived", "positions", "outputs")
     FIELD_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     DERIVED_FIELD_NUMBER: _ClassVar[int]
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     field: str
     detector: str
     strategy: str
     derived: bool
-    def __init__(self, field: _Optional[str] = ..., detector: _Optional[str] = ..., strategy: _Optional[str] = ..., derived: _Optional[bool] = ...) -> None: ...
+    positions: _containers.RepeatedScalarFieldContainer[int]
+    outputs: int
+    def __init__(self, field: _Optional[str] = ..., detector: _Optional[str] = ..., strategy: _Optional[str] = ..., derived: _Optional[bool] = ..., positions: _Optional[_Iterable[int]] = ..., outputs: _Optional[int] = ...) -> None: ...
 
 class ApprovalSpec(_message.Message):
     __slots__ = ("approvers", "ttl_seconds")
