@@ -37,6 +37,7 @@ from adversary import (
     RawClient,
     assert_no_secret,
     bind,
+    copied,
     execute,
     parse,
     ready_client,
@@ -256,5 +257,36 @@ def test_a_pii_reader_reads_the_bytes(arena) -> None:
         answer = c.query("SELECT data FROM p12_blobs WHERE id = 1")
         stored = b"card " + CARD + b" on file"
         assert answer.rows == [[b"\\x" + stored.hex().encode()]], answer.rows
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("groups", [("readonly",), ("dba",)])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY p12_blobs (data) TO STDOUT",
+        "COPY p12_blobs (data, many) TO STDOUT (FORMAT csv)",
+        "COPY (SELECT data FROM p12_blobs WHERE id IN (1, 3)) TO STDOUT",
+        "COPY (SELECT many FROM p12_blobs) TO STDOUT",
+        "COPY (SELECT data::text FROM p12_blobs) TO STDOUT (FORMAT csv, HEADER)",
+    ],
+)
+def test_copy_out_of_bytes_spelling_a_card_or_an_email_is_read_by_the_detectors(
+    arena, groups, sql: str
+) -> None:
+    """COPY writes a bytea as its hex (\\\\x... in the text format, \\x... in CSV and in
+    an array): the line's text showed the card's and the e-mail's hex in clear, since
+    the detectors read the hex digits. Each hex run is read as the text its bytes spell
+    (UTF-16 too) and written back as the hex of that text masked."""
+    c = client(arena, groups)
+    try:
+        answer = c.query(sql)
+        assert not answer.errors, answer.messages
+        lines = b"".join(copied(answer))
+        assert lines, answer.messages
+        assert_no_secret(answer, CARD_HEX, EMAIL_HEX, UTF16.encode(), b"ada@example")
+        if "data" in sql and "id IN" not in sql:  # bytes that spell nothing, as they are
+            assert b"000102ff" in lines, lines
     finally:
         c.close()

@@ -912,6 +912,8 @@ class ResponseTracker:
             found, more = masker.mask_text(spaced)
             if sum(more.values()) > sum(counts.values()):
                 masked, counts = found, more
+        if "\\x" in masked:
+            masked = _COPY_BYTEA.sub(lambda run: _masked_bytea_run(masker, run, counts), masked)
         for name, n in counts.items():
             _tally(head)[f"detector:{name}"] += n
         return codec.CopyData(masked.encode()).encode() if counts else data.raw or data.encode()
@@ -919,6 +921,26 @@ class ResponseTracker:
 
 # one escape of COPY's text format: a backslash and the character after it
 _COPY_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+# a bytea value as COPY writes it: \\x<hex> in the text format, \x<hex> in CSV (and inside
+# an array's text); its bytes are what a detector must read, not their hex
+_COPY_BYTEA = re.compile(r"(\\?\\x)((?:[0-9A-Fa-f]{2})+)")
+
+
+def _masked_bytea_run(masker: Masker, run: re.Match[str], counts: dict[str, int]) -> str:
+    """A bytea's hex run with its bytes read as text (UTF-8, NULs dropped: UTF-16 as
+    ASCII): as it is when no detector finds anything, else the hex of the masked text,
+    the detections added to counts."""
+    data = bytes.fromhex(run.group(2)).replace(b"\0", b"")
+    if not masker.may_detect(data):
+        return run.group(0)
+    masked, found = masker.mask_text(data.decode("utf-8", "replace"))
+    if not found:
+        return run.group(0)
+    for name, n in found.items():
+        counts[name] = counts.get(name, 0) + n
+    return run.group(1) + masked.encode().hex()
 
 
 def _spaced_tab(escape: re.Match[str]) -> str:
