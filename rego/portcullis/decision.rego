@@ -7,7 +7,8 @@
 #   needs_approval reasons the command may run once someone approves it
 #   allow          reasons the command may run
 #   mask_rules     {"field"|"detector"|"derived", "strategy"} redactions applied to what
-#                  comes back
+#                  comes back; a derived rule may name "positions" of "outputs" (the
+#                  computed outputs it masks, postgres_lineage.rego)
 #   mask_reasons   why a mask applies, where it is worth saying (a derived output)
 #
 # deny > require_approval > mask > allow, and a command no rule allows is denied: the last
