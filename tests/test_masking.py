@@ -411,6 +411,20 @@ def test_hex_forms(upper):
     assert scan([SECRET], b"dump " + encoded.encode()).findings == ["hex"]
 
 
+@pytest.mark.parametrize(
+    ("cased", "how"),
+    [(str.upper, "upper-cased"), (str.lower, "lower-cased"), (str.swapcase, "case-swapped")],
+)
+def test_the_secret_with_its_case_changed_is_exposed_too(cased, how):
+    """An upstream that hands the client its key upper-cased (or so encoded) has exposed
+    it: the HTTP guard cuts those forms, and the "never exposed" evidence must see them."""
+    changed = cased(SECRET).encode()
+    assert scan([SECRET], b"key: " + changed[:6], changed[6:]).findings == [f"raw {how}"]
+    encoded = base64.b64encode(b"k=" + changed)
+    assert scan([SECRET], encoded).findings == [f"base64 {how}"]
+    assert scan([SECRET], changed.hex().encode()).findings == [f"hex {how}"]
+
+
 def test_escaped_forms():
     secret = 'pa"ss/word+1'
     assert scan([secret], json.dumps({"p": secret}).encode()).findings == ["json-escaped"]

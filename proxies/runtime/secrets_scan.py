@@ -2,8 +2,9 @@
 
 Owns the evidence behind the "credential never exposed" statement (DESIGN.md, data flow
 step 6): a SecretScanner is fed every byte the proxy sends to the client and remembers
-whether any encoding of a secret went by. It looks for each secret's raw UTF-8 bytes,
-its hex (lower and upper case), its base64 (standard and URL-safe, padded or not, at
+whether any encoding of a secret went by. It looks for each secret's raw UTF-8 bytes
+(as set, and with its letters upper-cased, lower-cased or case-swapped: each of these
+forms too), its hex (lower and upper case), its base64 (standard and URL-safe, padded or not, at
 each of the three byte alignments it can have inside a longer encoded text), and its
 JSON-escaped and percent-encoded forms when those differ from the raw bytes.
 
@@ -61,12 +62,22 @@ def _patterns(secret: bytes) -> dict[bytes, str]:
         if len(pattern) >= MIN_SECRET_BYTES:
             forms.setdefault(pattern, form)
 
-    add(secret, "raw")
-    add(secret.hex().encode(), "hex")
-    add(secret.hex().upper().encode(), "hex")
-    for core in base64_cores(secret):
-        add(core, "base64")
-        add(core.translate(bytes.maketrans(b"+/", b"-_")), "base64")
+    # the secret as set, and its letters' case changed (an upstream that echoes it upper-
+    # cased, or encodes it so, hands the client the key all the same: the HTTP guard cuts
+    # those forms, and this evidence must see them too)
+    cases = (
+        (secret, ""),
+        (secret.upper(), " upper-cased"),
+        (secret.lower(), " lower-cased"),
+        (secret.swapcase(), " case-swapped"),
+    )
+    for cased, how in cases:
+        add(cased, "raw" + how)
+        add(cased.hex().encode(), "hex" + how)
+        add(cased.hex().upper().encode(), "hex" + how)
+        for core in base64_cores(cased):
+            add(core, "base64" + how)
+            add(core.translate(bytes.maketrans(b"+/", b"-_")), "base64" + how)
     try:
         text = secret.decode("utf-8")
     except UnicodeDecodeError:
