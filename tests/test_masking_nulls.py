@@ -69,6 +69,12 @@ async def _asyncpg(gw: Gateway, token: str, sql: str) -> list[object]:
 
 
 async def _psql(gw: Gateway, token: str, sql: str) -> list[object]:
+    out = await psql_text(gw, token, sql)
+    return [None if line == "<NULL>" else line for line in out.splitlines()]
+
+
+async def psql_text(gw: Gateway, token: str, sql: str) -> str:
+    """psql's unaligned output of sql (one simple Query): '|' between columns, <NULL>."""
     psql = await asyncio.create_subprocess_exec(
         "psql", f"host=127.0.0.1 port={gw.proxy.port} user=agent dbname={gw.database} "
         "sslmode=disable", "-AtX", "-P", "null=<NULL>", "-v", "ON_ERROR_STOP=1", "-c", sql,
@@ -77,7 +83,7 @@ async def _psql(gw: Gateway, token: str, sql: str) -> list[object]:
     )  # fmt: skip
     out, err = await psql.communicate()
     assert psql.returncode == 0, err.decode()
-    return [None if line == "<NULL>" else line for line in out.decode().splitlines()]
+    return out.decode()
 
 
 async def _every_client(gw: Gateway, token: str, sql: str) -> dict[str, list[object]]:

@@ -15,14 +15,13 @@ swapped between outputs, a column the server computes that lineage reads as plai
 
 from __future__ import annotations
 
-import asyncio
-import os
 from decimal import Decimal
 
 import asyncpg
 import psycopg
 import pytest
 from pg_harness import Gateway, running_gateway
+from test_masking_nulls import psql_text
 
 pytestmark = pytest.mark.integration
 
@@ -74,19 +73,6 @@ async def _asyncpg(gw: Gateway, token: str, sql: str) -> list[tuple[object, ...]
         await conn.close()
 
 
-async def _psql(gw: Gateway, token: str, sql: str) -> str:
-    """psql's unaligned output of sql (one simple Query), '|' between columns."""
-    psql = await asyncio.create_subprocess_exec(
-        "psql", f"host=127.0.0.1 port={gw.proxy.port} user=agent dbname={gw.database} "
-        "sslmode=disable", "-AtX", "-P", "null=<NULL>", "-v", "ON_ERROR_STOP=1", "-c", sql,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PGPASSWORD": token},
-    )  # fmt: skip
-    out, err = await psql.communicate()
-    assert psql.returncode == 0, err.decode()
-    return out.decode()
-
-
 def _rows(out: str) -> list[str]:
     """psql's rows of two columns or more (not the tags it prints for other statements)."""
     return [line for line in out.splitlines() if "|" in line]
@@ -106,7 +92,7 @@ async def test_only_the_computed_outputs_the_policy_judged_are_masked(tmp_path):
                 rows = await _psycopg(gw, token, PRECISE, binary)
                 assert rows == PRECISE_ROWS, (group, binary, rows)
             assert await _asyncpg(gw, token, PRECISE) == PRECISE_ROWS, group
-            out = await _psql(gw, token, PRECISE)
+            out = await psql_text(gw, token, PRECISE)
             assert out.splitlines() == [f"Ada|1|99.50|{MASKED}", f"Bob|1|12.00|{MASKED}"], out
             # by place, not by name: the count named reverse comes back, the reverse
             # named count is masked
@@ -148,12 +134,12 @@ async def test_several_statements_fetch_and_execute_mask_every_computed_column(t
         masked_rows = [f"<NULL>|{MASKED}", f"<NULL>|{MASKED}"]
         for group, token in _readers(gw).items():
             # both results' computed columns: SELECT 1 masked too
-            out = await _psql(gw, token, f"SELECT 1; {changed}")
+            out = await psql_text(gw, token, f"SELECT 1; {changed}")
             assert out.splitlines() == ["<NULL>", *masked_rows], (group, out)
-            out = await _psql(gw, token, f"PREPARE p AS {changed}; EXECUTE p")
+            out = await psql_text(gw, token, f"PREPARE p AS {changed}; EXECUTE p")
             assert _rows(out) == masked_rows, (group, out)
             script = f"BEGIN; DECLARE c CURSOR FOR {changed}; FETCH ALL FROM c; COMMIT"
-            out = await _psql(gw, token, script)
+            out = await psql_text(gw, token, script)
             assert _rows(out) == masked_rows, (group, out)
             # psycopg's named cursor: DECLARE, then FETCH
             async with (
