@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import itertools
@@ -490,11 +491,19 @@ def worded_field(
     """The first field whose words `words` hold in a row, or whose words written as one
     (`cardnumber`) one of `words` is, a word in the plural too (`phones`, `cardNumbers`,
     `passwords`: a list of the field's values) unless `plural` is false; "" for none."""
+    # the words a field's words may begin at (most names have none: no word begins like a
+    # field's first word or ends in a long one)
+    prefixes, suffixes, plan = _word_gate(worded)
+    starts = [i for i, w in enumerate(words) if w.startswith(prefixes) or w.endswith(suffixes)]
+    if not starts:
+        return ""
     endings = ("", "s", "es") if plural else ("",)
-    for field, rule in worded:
-        joined = "".join(rule)
-        for start in range(len(words)):
-            if _same_word(words[start], joined, endings) or (
+    for field, rule, joined, longs in plan:
+        for start in starts:
+            word = words[start]
+            if not word.startswith(rule[0]) and not (longs and word.endswith(longs)):
+                continue  # (neither way of _same_word can match this rule here)
+            if _same_word(word, joined, endings) or (
                 len(words) - start >= len(rule)
                 and all(
                     _same_word(w, r, endings) for w, r in zip(words[start:], rule, strict=False)
@@ -502,6 +511,39 @@ def worded_field(
             ):
                 return field
     return ""
+
+
+# a rule of worded_field's: (field, its words, them joined, the long endings it may match)
+_WordedRule = tuple[str, tuple[str, ...], str, tuple[str, ...]]
+
+
+@functools.lru_cache(maxsize=64)
+def _word_gate(
+    worded: tuple[tuple[str, tuple[str, ...]], ...],
+) -> tuple[
+    tuple[str, ...], tuple[str, ...], list[tuple[str, tuple[str, ...], str, tuple[str, ...]]]
+]:
+    """What a word must begin or end with for worded_field to find a field in it: a field's
+    first word (its words joined begin so too), or a word of COMPOUND_LEAST letters or
+    more, or those joined, with an ending (_same_word's two ways to match); and per rule
+    (field, words, joined, its long endings). One C-level startswith/endswith per word
+    then passes over the names that hold no field, and per rule over the words it cannot
+    begin at."""
+    plan: list[_WordedRule] = []
+    for field, rule in worded:
+        if not rule:
+            continue
+        joined = "".join(rule)
+        longs = tuple(
+            whole + ending
+            for whole in dict.fromkeys((rule[0], joined))
+            if len(whole) >= COMPOUND_LEAST
+            for ending in ("", "s", "es")
+        )
+        plan.append((field, rule, joined, longs))
+    prefixes = tuple(sorted({rule[0] for _, rule, _, _ in plan}))
+    suffixes = tuple(sorted({end for *_, longs in plan for end in longs}))
+    return prefixes, suffixes, plan
 
 
 def _same_word(word: str, rule: str, endings: tuple[str, ...]) -> bool:
