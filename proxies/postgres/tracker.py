@@ -28,7 +28,7 @@ from proxies.postgres.codec.wire import UINT16
 from proxies.postgres.columns import ColumnOrigin
 from proxies.postgres.row_mask import RowMask
 from proxies.postgres.startup import same_value
-from proxies.postgres.values import masked_fields
+from proxies.postgres.values import masked_fields, masked_hex_bytes
 from proxies.runtime.pdp_client import Ruling
 
 # what masks a computed view column no other rule covers (the derived rule's own)
@@ -929,18 +929,16 @@ _COPY_BYTEA = re.compile(r"(\\?\\x)((?:[0-9A-Fa-f]{2})+)")
 
 
 def _masked_bytea_run(masker: Masker, run: re.Match[str], counts: dict[str, int]) -> str:
-    """A bytea's hex run with its bytes read as text (UTF-8, NULs dropped: UTF-16 as
-    ASCII): as it is when no detector finds anything, else the hex of the masked text,
-    the detections added to counts."""
-    data = bytes.fromhex(run.group(2)).replace(b"\0", b"")
-    if not masker.may_detect(data):
+    """A bytea's hex run with its bytes read as text (values.masked_hex_bytes): as it is
+    when no detector finds anything, else the hex of the masked text, the detections added
+    to counts."""
+    found = masked_hex_bytes(masker, run.group(2))
+    if found is None:
         return run.group(0)
-    masked, found = masker.mask_text(data.decode("utf-8", "replace"))
-    if not found:
-        return run.group(0)
-    for name, n in found.items():
+    masked, detected = found
+    for name, n in detected.items():
         counts[name] = counts.get(name, 0) + n
-    return run.group(1) + masked.encode().hex()
+    return run.group(1) + masked
 
 
 def _spaced_tab(escape: re.Match[str]) -> str:

@@ -101,12 +101,20 @@ def _detected_hex_text(masker: Masker, value: bytes) -> tuple[bytes, Counter[str
     through as it is): its bytes are read as the text they spell too, and written back as
     hex of that text masked when a detector finds anything there (NULs left out)."""
     text, counts = masker.mask_text(value.decode("ascii"))
-    data = bytes.fromhex(value[2:].decode("ascii"))
-    # written back whole, so read once: without NULs when it holds any (UTF-16's ASCII)
-    masked, more = masker.mask_text(data.replace(b"\0", b"").decode("utf-8", "replace"))
-    if not more:
+    found = masked_hex_bytes(masker, value[2:].decode("ascii"))
+    if found is None:
         return (text.encode(), counts) if counts else None
-    return b"\\x" + masked.encode().hex().encode(), counts + more
+    masked, more = found
+    return b"\\x" + masked.encode(), counts + more
+
+
+def masked_hex_bytes(masker: Masker, digits: str) -> tuple[str, Counter[str]] | None:
+    """A bytea's hex digits (its hex form, `\\x` left out) read as the text its bytes spell
+    and masked, as hex again, with the detectors' counts; None when they find nothing. Its
+    text is written back whole, so read once: without NULs (UTF-16's ASCII)."""
+    data = bytes.fromhex(digits).replace(b"\0", b"")
+    masked, found = masker.mask_text(data.decode("utf-8", "replace"))
+    return (masked.encode().hex(), found) if found else None
 
 
 def _utf8(data: bytes) -> str:
