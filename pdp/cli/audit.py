@@ -56,6 +56,13 @@ def register(subparsers: Any) -> None:
     )
     ack.add_argument("--reason", required=True, help="why (an incident or ticket reference)")
     ack.set_defaults(func=cmd_audit_acknowledge)
+    rotate = asub.add_parser(
+        "rotate-key",
+        help="replace the PDP's signing key: the old key signs the hand-over in the chain,"
+        " so what it signed still verifies (stop the PDP first, restart it after)",
+    )
+    rotate.add_argument("--reason", required=True, help="why (schedule, incident, ticket)")
+    rotate.set_defaults(func=cmd_audit_rotate_key)
     export = asub.add_parser("export", help="write an evidence bundle (tar.gz)")
     export.add_argument("--since", default=None, help="RFC 3339 or unix seconds (inclusive)")
     export.add_argument("--until", default=None, help="RFC 3339 or unix seconds (exclusive)")
@@ -350,4 +357,114 @@ async def _acknowledge(args: argparse.Namespace) -> int:
         await store.close()
     named = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b, _ in ranges)
     print(f"acknowledged foreign records {named} in record seq {record.seq}")
+    return 0
+
+
+def cmd_audit_rotate_key(args: argparse.Namespace) -> int:
+    return asyncio.run(_rotate_key(args))
+
+
+async def _rotate_key(args: argparse.Namespace) -> int:
+    """Rotate the signing key (pdp.evidence.rotation): verify the store with the key in
+    use, append the rotation record (signed by the old key and the new, MAC'd: it needs
+    the proxy key) and a checkpoint by the new key, then put the new key in the old one's
+    place. The new key waits beside the old one (`<signing_key>.next`) until the rotation
+    is committed, so a run cut short loses neither: run again to finish it."""
+    import os
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from pdp.cli import _config
+    from pdp.evidence.checkpoints import (
+        CheckpointWriter,
+        anchor_path_for,
+        head_path_for,
+        verify_store,
+    )
+    from pdp.evidence.rotation import ROTATION_KIND, read_rotation, rotation_body
+    from pdp.evidence.signing import Signer
+    from pdp.plumbing.keys import load_or_create_ed25519
+    from pdp.store import AuditStore, StoreUnavailable, open_store
+
+    config = _config(args)
+    if not args.reason.strip():
+        return _fail("--reason must say why")
+    key_path = config.pdp.signing_key
+    if not key_path.exists():
+        return _fail(f"signing key {key_path} not found")
+    record_key, unreadable = _record_key(config.pdp.proxy_key, True)
+    if record_key is None:
+        return _fail(unreadable)
+    settings = config.pdp.store
+    if settings.type == "sqlite" and not settings.path.exists():
+        return _fail(f"audit store {settings.path} does not exist")
+    try:
+        old = Signer(load_or_create_ed25519(key_path))
+        next_path = key_path.with_name(key_path.name + ".next")
+        if not next_path.exists():
+            pem = Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            fd = os.open(next_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+                f.flush()
+                os.fsync(f.fileno())
+        new = Signer(load_or_create_ed25519(next_path))
+    except (OSError, ValueError) as exc:
+        return _fail(str(exc))
+    anchor_path = anchor_path_for(key_path)
+    anchor, unreadable = _anchor(anchor_path)
+    if unreadable:
+        return _fail(unreadable)
+    head_file, unreadable = _anchor(head_path_for(anchor_path))
+    if unreadable:
+        return _fail(unreadable)
+    opened = open_store(settings, timeout=30.0)
+    opened.record_key = record_key  # the rotation is a record of the PDP's
+    store = cast(AuditStore, opened)
+    try:
+        await store.start()
+        done = [
+            r
+            for r in await store.query(kind=ROTATION_KIND)
+            if (rotated := read_rotation(r.seq, r.body)[0]) is not None
+            and (rotated.old_id, rotated.new_id) == (old.key_id, new.key_id)
+        ]
+        if not done:
+            report = await verify_store(
+                store,
+                old.public_key,
+                anchor,
+                str(anchor_path),
+                record_key,
+                also=[(head_file, str(head_path_for(anchor_path)))],
+            )
+            if not report.ok:
+                # a rotation vouches, with the old key, for the chain up to it
+                print("no key rotated: the audit store does not verify with the key in use")
+                _print_problems(report.problems)
+                return EXIT_BAD
+            record = await store.append(
+                ROTATION_KIND, rotation_body(old, new, report.head, args.reason.strip())
+            )
+        else:
+            record = done[0]
+        writer = CheckpointWriter(store, new, anchor_path=anchor_path, record_key=record_key)
+        await writer.checkpoint()
+    except StoreUnavailable as exc:
+        return _fail(str(exc))
+    finally:
+        await store.close()
+    retired = key_path.with_name(f"{key_path.name}.{old.key_id}.pub")
+    retired.write_bytes(old.public_pem())
+    os.replace(next_path, key_path)  # the old private key is gone: it signs no more
+    print(
+        f"rotated the signing key {old.key_id} -> {new.key_id} at seq {record.seq}"
+        f" (old public key kept in {retired}); restart every PDP with {key_path} now:"
+        " one still holding the old key signs no more checkpoints"
+    )
     return 0

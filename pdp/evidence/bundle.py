@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pdp.domain.recordings import EVENTS_KIND, batch_events
 from pdp.evidence.checkpoints import Counted, Problem, SignedRecordChecker, verify_store
 from pdp.evidence.controls import STREAMS, manifest_controls, manifest_streams
+from pdp.evidence.rotation import ROTATION_KIND, KeyHistory, key_history
 from pdp.evidence.signing import Signer, key_id_of, load_public_pem, signature_problem
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord, AuditStore
@@ -50,6 +51,9 @@ FORMAT = "portcullis-evidence/1"
 RECORDS = "records.jsonl"
 MASKING = "masking.jsonl"
 FIXED_FILES = ("public_key.pem", "chain_head.json", "manifest.json")
+# the store's key rotations (pdp.evidence.rotation), whatever the window: which key
+# signed which seqs, from the key that signed this bundle back (absent in older bundles)
+KEY_HISTORY = "key_history.jsonl"
 PAGE = 5000
 MAX_MEMBER_BYTES = 1 << 30
 MAX_BUNDLE_BYTES = 4 << 30  # read from one bundle in all
@@ -300,6 +304,11 @@ async def export_bundle(
         }
     )
     blobs: dict[str, bytes] = {name: bytes(data) for name, data in files.items()}
+    blobs[KEY_HISTORY] = b"".join(
+        (canonical_json(record_line(r)) + "\n").encode()
+        for r in await store.query(kind=ROTATION_KIND)
+        if r.seq <= store_head[0]
+    )
     blobs["public_key.pem"] = signer.public_pem()
     blobs["chain_head.json"] = (json.dumps(head, indent=2, sort_keys=True) + "\n").encode()
     manifest = signer.sign(
@@ -447,16 +456,19 @@ def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> Bun
         problems.append(_file_problem(f"public_key.pem: {exc or 'missing or unreadable'}"))
         return report
     report.key_id = key_id_of(key)
-    if pinned_key is not None and key_id_of(pinned_key) != report.key_id:
+    keys = _key_history(files, pinned_key or key, problems)
+    if key_id_of(keys.current) != report.key_id:
+        pinned = key_id_of(pinned_key) if pinned_key is not None else report.key_id
         problems.append(
             _file_problem(
-                f"public_key.pem is key {report.key_id}, not the pinned key {key_id_of(pinned_key)}"
+                f"public_key.pem is key {report.key_id}, not the pinned key {pinned}"
+                f" nor a key it was rotated to ({KEY_HISTORY})"
             )
         )
         return report
     manifest = _check_manifest(files, key, problems)
     lines = _check_records(files.get(RECORDS, b""), problems)
-    checker = SignedRecordChecker(key)
+    checker = SignedRecordChecker(keys)
     for line in lines:
         checker.feed(
             line["seq"],
@@ -485,9 +497,44 @@ def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> Bun
     counted.checkpoints, counted.statements = checker.checkpoints, checker.statements
     counted.anchor = f"chain_head.json (signed) names seq {report.head[0]}: the last record"
     counted.macs = _macs_said(manifest.get("record_macs"))
+    counted.keys = keys.describe() if keys.rotations else ""
+    for line in lines:  # a rotation in both files is the same record
+        seq = line["seq"]
+        if (
+            line["kind"] == ROTATION_KIND
+            and keys.rotation_hashes.get(seq, line["hash"]) != line["hash"]
+        ):
+            where = f"{KEY_HISTORY} holds another record at seq {seq}"
+            problems.append(Problem(seq, line["kind"], line["id"], where))
     problems.sort(key=lambda p: (p.seq == 0, p.seq))
     report.ok = not problems
     return report
+
+
+def _key_history(
+    files: dict[str, bytes], trusted: Ed25519PublicKey, problems: list[Problem]
+) -> KeyHistory:
+    """The key history (pdp.evidence.rotation) the bundle's rotation records make from the
+    trusted key: each a record line whose hash is its content's (the manifest binds the
+    file; a rotation's two signatures bind the keys)."""
+    rotations: list[tuple[int, Any]] = []
+    hashes: dict[int, str] = {}
+    for n, line in enumerate(_json_lines(KEY_HISTORY, files.get(KEY_HISTORY, b""), problems), 1):
+        bad = None
+        if not isinstance(line, dict) or set(line) != _LINE_KEYS:
+            bad = _file_problem(f"{KEY_HISTORY} line {n}: not a record")
+        elif line["kind"] != ROTATION_KIND:
+            bad = _file_problem(f"{KEY_HISTORY} line {n}: not a key rotation")
+        else:
+            bad = _link_problem(None, line)
+        if bad is not None:
+            problems.append(bad)
+            continue
+        rotations.append((line["seq"], line["body"]))
+        hashes[line["seq"]] = line["hash"]
+    keys, _ = key_history(trusted, sorted(rotations, key=lambda r: r[0]))
+    keys.rotation_hashes = hashes
+    return keys
 
 
 def _check_manifest(

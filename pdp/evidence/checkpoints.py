@@ -31,6 +31,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from pdp.evidence.rotation import (
+    ROTATION_KIND,
+    KeyHistory,
+    as_history,
+    key_history,
+    read_rotation,
+)
 from pdp.evidence.signing import Signer, signature_problem
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
@@ -109,6 +116,8 @@ class CheckpointWriter:
         self._head_written: tuple[int, str] = (0, "")
         self.head_problem = ""
         self._vouched: int | None = None  # every record up to it checked or signed for
+        self._rotations_read = 0  # rotation records looked at up to this seq (_retired)
+        self.retired = ""  # why this key signs no more (a rotation retired it), once seen
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -204,6 +213,11 @@ class CheckpointWriter:
         seq, head_hash = await self.store.head()
         if seq == 0:
             return None
+        if await self._retired(seq):
+            self.refused += 1
+            self.refusing = self.retired
+            log.error("audit checkpoint not written: %s", self.retired)
+            return None
         try:
             newest = await self.store.query(after_seq=seq - 1, limit=1)
         except ValueError:  # a head whose body is not JSON: someone else's, not a checkpoint
@@ -241,6 +255,28 @@ class CheckpointWriter:
             except OSError as exc:
                 log.warning("checkpoint anchor %s not written: %s", self.anchor_path, exc)
         return record
+
+    async def _retired(self, upto: int) -> bool:
+        """Whether a rotation in the chain (pdp.evidence.rotation, made by `audit
+        rotate-key`) retired this PDP's key: then it signs no more checkpoints, which
+        would fail every verification (a PDP left running on the old key; restart it with
+        the new one). Rotation records are read once each, a bounded page at a time."""
+        while not self.retired and self._rotations_read < upto:
+            page = await self.store.query(
+                kind=ROTATION_KIND, after_seq=self._rotations_read, limit=ROTATIONS_READ
+            )
+            for r in page:
+                rotation, _ = read_rotation(r.seq, r.body)
+                if rotation is not None and rotation.old_id == self.signer.key_id:
+                    self.retired = (
+                        f"this PDP's signing key {rotation.old_id} was retired at seq {r.seq}"
+                        f" (rotated to {rotation.new_id}): restart it with the new key"
+                    )
+            if len(page) < ROTATIONS_READ:
+                self._rotations_read = upto
+            else:
+                self._rotations_read = page[-1].seq
+        return bool(self.retired)
 
     async def _head_unreached(self, path: Path) -> bool:
         """Whether the head file left by an earlier run names a record the chain no longer
@@ -362,10 +398,21 @@ class CheckpointWriter:
 
     async def _last_signed(self, before: int) -> int:
         """The seq the newest checkpoint this key signed names (0: none found): every
-        record up to it was vouched for when it was signed."""
+        record up to it was vouched for when it was signed; or, when newer, the seq the
+        rotation that brought this key in names (`audit rotate-key` checked the store
+        up to it with the key before)."""
         newest_of_kind = getattr(self.store, "newest_of_kind", None)
         if newest_of_kind is None:
             return 0
+        signed = await self._last_checkpoint(newest_of_kind, before)
+        into = await newest_of_kind(ROTATION_KIND, before)
+        if into is not None:
+            rotation, _ = read_rotation(into.seq, into.body)
+            if rotation is not None and rotation.new_id == self.signer.key_id:
+                return max(signed, rotation.named)
+        return signed
+
+    async def _last_checkpoint(self, newest_of_kind: Any, before: int) -> int:
         for _ in range(LAST_SIGNED_TRIES):  # a record of kind checkpoint anyone may write
             record = await newest_of_kind(CHECKPOINT_KIND, before)
             if record is None:
@@ -474,6 +521,8 @@ MAX_FOREIGN_RANGES = 256
 UNCOVERED_READ = 10_000
 # checkpoint records looked at, newest first, for one this key signed
 LAST_SIGNED_TRIES = 100
+# rotation records read at a time (CheckpointWriter._retired)
+ROTATIONS_READ = 1000
 
 
 def write_anchor(path: Path, doc: dict[str, Any], record: AuditRecord) -> None:
@@ -595,12 +644,18 @@ class SignedRecordChecker:
     checkpoint naming one is counted in `unanchored`, not failed.
     """
 
-    def __init__(self, public_key: Ed25519PublicKey, wanted: set[int] | None = None) -> None:
-        self.public_key = public_key
+    def __init__(
+        self, public_key: Ed25519PublicKey | KeyHistory, wanted: set[int] | None = None
+    ) -> None:
+        """public_key: the key every signature is checked with, or the key history
+        (pdp.evidence.rotation) saying which key signs for which seqs."""
+        self.keys = as_history(public_key)
+        self.public_key = self.keys.current
         self.wanted = wanted
         self.hashes: dict[int, str] = {}
         self.first_seq: int | None = None
         self.records = self.checkpoints = self.statements = self.unanchored = 0
+        self.rotations = 0
         self.head: tuple[int, str] = (0, "")
         self.problems: list[Problem] = []
         # ranges matching signed checkpoints named as no PDP's (CheckpointWriter), merged
@@ -622,40 +677,76 @@ class SignedRecordChecker:
             problem = self._checkpoint(seq, body)
         elif kind == STATEMENT_KIND:
             self.statements += 1
-            problem = self._statement(session_id, subject, body)
+            problem = self._statement(seq, session_id, subject, body)
+        elif kind == ROTATION_KIND:
+            problem = self._rotation(seq, body)
         if problem:
             self.problems.append(Problem(seq, kind, id, problem))
 
+    def _signer_problem(self, seq: int, body: Any) -> str:
+        """Why `body` is not signed by the key in force at `seq` ("" when it is)."""
+        key = self.keys.key_at(seq)
+        bad = signature_problem(body, key)
+        if bad and isinstance(body, dict):
+            held, first, end = self.keys.key_named(body.get("key_id"))
+            if held is not None and end is not None and seq > end:
+                return f"signed by key {body.get('key_id')}, retired at seq {end} (key rotation)"
+            if held is not None and seq < first:
+                return f"signed by key {body.get('key_id')}, which signs only from seq {first}"
+        return bad
+
     def _checkpoint(self, seq: int, body: Any) -> str:
-        bad = signature_problem(body, self.public_key)
+        bad = self._signer_problem(seq, body)
         if bad:
             return f"checkpoint {bad}"
         payload = body["payload"]
         named, named_hash = payload.get("seq"), payload.get("hash")
         if payload.get("type") != CHECKPOINT_KIND or not isinstance(named, int):
             return "checkpoint payload is not a checkpoint"
-        if named >= seq:
-            return f"checkpoint names record {named}, which is not before it"
-        if self.first_seq is not None and named < self.first_seq:
-            self.unanchored += 1
-            return ""
-        if named not in self.hashes:
-            return f"checkpoint names record {named}, which is not in the chain"
-        if self.hashes[named] != named_hash:
-            low = self._proven + 1 if self._proven < named else 1
-            return (
-                f"signed checkpoint names record {named} with hash {str(named_hash)[:16]}…"
-                f" but the chain has {self.hashes[named][:16]}…: a record in seq"
-                f" {low}..{named} was rewritten and the chain re-hashed"
-            )
-        self._proven = max(self._proven, named)
+        problem = self._names(seq, named, named_hash, "checkpoint")
+        if problem or named < (self.first_seq or 0):
+            return problem
         declared = declared_foreign(payload)
         if declared:
             self.declared = merged_spans(self.declared + declared)
         return ""
 
-    def _statement(self, session_id: str, subject: str, body: Any) -> str:
-        bad = signature_problem(body, self.public_key)
+    def _names(self, seq: int, named: int, named_hash: Any, what: str) -> str:
+        """Whether the head a signed record at `seq` names is the chain's."""
+        if named >= seq:
+            return f"{what} names record {named}, which is not before it"
+        if self.first_seq is not None and named < self.first_seq:
+            self.unanchored += 1
+            return ""
+        if named not in self.hashes:
+            return f"{what} names record {named}, which is not in the chain"
+        if self.hashes[named] != named_hash:
+            low = self._proven + 1 if self._proven < named else 1
+            return (
+                f"signed {what} names record {named} with hash {str(named_hash)[:16]}…"
+                f" but the chain has {self.hashes[named][:16]}…: a record in seq"
+                f" {low}..{named} was rewritten and the chain re-hashed"
+            )
+        self._proven = max(self._proven, named)
+        return ""
+
+    def _rotation(self, seq: int, body: Any) -> str:
+        """A key rotation: one of the key history's (its signatures and the head it
+        names checked), else why not (pdp.evidence.rotation)."""
+        rotation, why = read_rotation(seq, body)
+        if rotation is None:
+            return why
+        known = self.keys.rotation_seqs.get(seq)
+        if known is None or (known.old_id, known.new_id) != (rotation.old_id, rotation.new_id):
+            return (
+                f"key rotation from key {rotation.old_id} to {rotation.new_id} is not in the"
+                " PDP's key history (made with another key, or by a key already retired)"
+            )
+        self.rotations += 1
+        return self._names(seq, rotation.named, rotation.named_hash, "key rotation")
+
+    def _statement(self, seq: int, session_id: str, subject: str, body: Any) -> str:
+        bad = self._signer_problem(seq, body)
         if bad:
             return f"credential statement {bad}"
         p = body["payload"]
@@ -692,7 +783,7 @@ def anchored_seq(anchor: Any) -> int | None:
 
 def check_anchor(
     anchor: Any,
-    public_key: Ed25519PublicKey,
+    public_key: Ed25519PublicKey | KeyHistory,
     head: tuple[int, str],
     hash_at: dict[int, str],
     source: str,
@@ -700,14 +791,27 @@ def check_anchor(
     """A head kept outside the store: the chain must still reach it, unchanged. A signed
     head (checkpoint.json, a bundle's chain_head.json) or a record as a SIEM received it
     (forwarding): that one needs no signature, as it can only fail a verification that
-    would pass without it, never pass one (the chain must hold its very hash)."""
+    would pass without it, never pass one (the chain must hold its very hash). A signed
+    one by a key of the key history names a seq that key signed for."""
     if forwarded_record(anchor):
         named, named_hash = anchor["seq"], anchor["hash"]
     else:
-        bad = signature_problem(anchor, public_key)
+        keys = as_history(public_key)
+        held, first, end = keys.key_named(
+            anchor.get("key_id") if isinstance(anchor, dict) else None
+        )
+        bad = signature_problem(anchor, held or keys.current)
         if bad:
             return Problem(0, "", "", f"{source}: {bad}")
         named, named_hash = anchor["payload"].get("seq"), anchor["payload"].get("hash")
+        if isinstance(named, int) and (named + 1 < first or (end is not None and named >= end)):
+            return Problem(
+                0,
+                "",
+                "",
+                f"{source}: signed by key {anchor.get('key_id')}, which did not sign for"
+                f" seq {named} (key rotation)",
+            )
     if not isinstance(named, int):
         return Problem(0, "", "", f"{source}: payload names no seq")
     if named > head[0]:
@@ -743,6 +847,7 @@ class Counted:
     sessions: int = 0
     anchor: str = ""  # what the signed head kept outside the store named, when one was checked
     macs: str = ""  # what the record MACs showed, when the key was at hand
+    keys: str = ""  # the signing keys in turn, when the key was rotated (KeyHistory)
 
     def see(self, seq: int, kind: str, time: float) -> None:
         if self.first_time is None:
@@ -770,6 +875,7 @@ class Counted:
             f"  sessions: {self.sessions} opened in this range (session.open records)",
             f"  anchor: {self.anchor or 'none checked'}",
             *([f"  record MACs: {self.macs}"] if self.macs else []),
+            *([f"  signing keys: {self.keys}, each rotation signed by both"] if self.keys else []),
             f"  head: seq {self.head[0]} hash {self.head[1]}",
         ]
 
@@ -803,8 +909,8 @@ class ForeignRecords:
     record MACs, or under another proxy key) were vouched for by that signature, as the
     checkpoint writer takes them; the others are reported."""
 
-    def __init__(self, public_key: Ed25519PublicKey) -> None:
-        self.public_key = public_key
+    def __init__(self, public_key: Ed25519PublicKey | KeyHistory) -> None:
+        self.keys = as_history(public_key)
         self.spans: list[tuple[int, int]] = []  # valid MACs' spans, of the records fed next
         self.floor = 0  # records up to it were vouched for by a checkpoint of old
         self.acks: list[tuple[int, int, str]] = []  # acknowledgements a valid MAC spans
@@ -824,7 +930,7 @@ class ForeignRecords:
             if kind == ACK_KIND:
                 self.acks.extend(ack_entries(seq, body))
             return
-        if kind == CHECKPOINT_KIND and not signature_problem(body, self.public_key):
+        if kind == CHECKPOINT_KIND and not signature_problem(body, self.keys.key_at(seq)):
             named = body["payload"].get("seq")
             if isinstance(named, int) and named < seq:
                 self.floor = max(self.floor, named)
@@ -901,13 +1007,15 @@ async def _verify_read(
 ) -> EvidenceReport:
     """verify_store's reading of the records, after the chain's check."""
     batch_macs = getattr(store, "batch_macs", None)
+    rotations = [r for r in await store.query(kind=ROTATION_KIND) if r.seq <= top]
+    keys, _ = key_history(public_key, [(r.seq, r.body) for r in rotations])
     foreign = None
     batches = 0
     if record_key is not None and batch_macs is not None:
-        foreign = ForeignRecords(public_key)
+        foreign = ForeignRecords(keys)
     named = {
         r.body["payload"]["seq"]
-        for r in await store.query(kind=CHECKPOINT_KIND)
+        for r in [*await store.query(kind=CHECKPOINT_KIND), *rotations]
         if r.seq <= top
         and isinstance(r.body.get("payload"), dict)
         and isinstance(r.body["payload"].get("seq"), int)
@@ -916,7 +1024,7 @@ async def _verify_read(
         anchored = anchored_seq(anchor)
         if anchored is not None:
             named.add(anchored)
-    checker = SignedRecordChecker(public_key, wanted=named)
+    checker = SignedRecordChecker(keys, wanted=named)
     checker.first_seq = 1  # a live store starts at genesis: every seq is checkable
     after = 0
     counted = Counted()
@@ -970,7 +1078,7 @@ async def _verify_read(
         problems.extend(ForeignRecords.problems(found))
     reached = []
     for anchor, source in anchors:
-        bad = check_anchor(anchor, public_key, checker.head, checker.hashes, source)
+        bad = check_anchor(anchor, keys, checker.head, checker.hashes, source)
         if bad is not None:
             problems.append(bad)
         else:
@@ -983,6 +1091,7 @@ async def _verify_read(
     problems.sort(key=lambda p: (p.seq == 0, p.seq))
     counted.records, counted.head = chain.records, checker.head
     counted.checkpoints, counted.statements = checker.checkpoints, checker.statements
+    counted.keys = keys.describe() if keys.rotations else ""
     return EvidenceReport(
         not problems,
         chain.records,

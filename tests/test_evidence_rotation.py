@@ -1,0 +1,204 @@
+"""Signing-key rotation (pdp.evidence.rotation, `portcullis audit rotate-key`).
+
+Before it, a PDP's signing key could not be replaced: a new key file (scheduled rotation,
+or a key feared stolen) made every checkpoint and credential statement the old key signed
+fail `audit verify` ("signed by key X, not by Y"), and `audit export` refused the store,
+for good. Now the old key signs the hand-over into the chain (and the new key signs it
+too), an auditor pinning either key verifies the whole chain and every bundle, and a
+signature by a key outside the seqs it signed for — a retired key still held by a PDP,
+or stolen — fails, as does a rotation made with any other key.
+
+Each test drives a real PDP (tests/pdp_harness.py: embedded OPA, its real SQLite or
+PostgreSQL store) and the `portcullis` CLI in a subprocess, as an operator and an auditor
+would; forged records are INSERTed as anyone with access to the store can
+(test_evidence_macs.forge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+from pdp_harness import decide_sql, open_session, pdp_stub, running_pdp, token
+from test_evidence import close
+from test_evidence_macs import audit, forge
+from test_pdp_probe_p7 import _store, _written
+
+from pdp.evidence.checkpoints import CHECKPOINT_KIND, verify_store
+from pdp.evidence.rotation import ROTATION_KIND, rotation_body
+from pdp.evidence.signing import Signer
+from pdp.plumbing.keys import load_or_create_ed25519
+from portcullis.config import load_config
+
+
+async def _work(config, checkpoint: bool = True) -> str:
+    """A session through a running PDP: decisions, a credential statement at its close,
+    a checkpoint at stop. Its session id."""
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+        await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        if checkpoint:
+            assert await app.checkpoints.checkpoint() is not None
+        await close(stub, opened.session_id, exposed=0, sent=100)
+    return opened.session_id
+
+
+def _pem(tmp_path: Path, name: str, signer: Signer) -> Path:
+    path = tmp_path / name
+    path.write_bytes(signer.public_pem())
+    return path
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_rotated_key_keeps_every_signature_verifying(backend, tmp_path, request):
+    config_path = _written(tmp_path, store=_store(backend, request, tmp_path))
+    config = load_config(config_path)
+    await _work(config)
+    old = Signer(load_or_create_ed25519(config.pdp.signing_key))
+    old_pem = _pem(tmp_path, "old.pem", old)
+
+    rotated = await asyncio.to_thread(audit, config_path, "rotate-key", "--reason", "yearly")
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    new = Signer(load_or_create_ed25519(config.pdp.signing_key))
+    assert new.key_id != old.key_id
+    assert f"{old.key_id} -> {new.key_id}" in rotated.stdout
+    assert not config.pdp.signing_key.with_name("signing.key.next").exists()
+    new_pem = _pem(tmp_path, "new.pem", new)
+
+    await _work(config)  # the PDP restarted with the new key
+    for pinned in ((), ("--public-key", str(old_pem)), ("--public-key", str(new_pem))):
+        result = await asyncio.to_thread(audit, config_path, "verify", *pinned)
+        assert result.returncode == 0, (pinned, result.stdout + result.stderr)
+        assert f"signing keys: {old.key_id} (seq 1.." in result.stdout, result.stdout
+        assert f"then {new.key_id} (seq " in result.stdout, result.stdout
+    # signatures of both keys were checked: two sessions' statements, checkpoints of each
+    assert "2 signed credential-never-exposed statements" in result.stdout
+
+    bundle = tmp_path / "evidence.tar.gz"
+    exported = await asyncio.to_thread(audit, config_path, "export", "--out", str(bundle))
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    for pem in (old_pem, new_pem):
+        offline = await asyncio.to_thread(
+            audit, config_path, "verify", "--bundle", str(bundle), "--public-key", str(pem)
+        )
+        assert offline.returncode == 0, offline.stdout + offline.stderr
+        assert "signing keys:" in offline.stdout
+    stranger = _pem(tmp_path, "stranger.pem", Signer(load_or_create_ed25519(tmp_path / "x.key")))
+    refused = await asyncio.to_thread(
+        audit, config_path, "verify", "--bundle", str(bundle), "--public-key", str(stranger)
+    )
+    assert refused.returncode == 1, refused.stdout
+    assert "nor a key it was rotated to" in refused.stdout
+
+
+async def test_a_key_file_replaced_without_a_rotation_still_fails(tmp_path):
+    """The control: a new key put in place by hand (or by whoever may write the key's
+    directory) makes the old key's signatures fail under it, as before."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    await _work(config)
+    config.pdp.signing_key.unlink()
+    await _work(config)  # a new key is made at start
+    result = await asyncio.to_thread(audit, config_path, "verify")
+    assert result.returncode == 1, result.stdout
+    assert "checkpoint signed by key" in result.stdout
+
+
+async def test_a_pdp_left_on_the_retired_key_signs_no_more_checkpoints(tmp_path):
+    """An operator rotates while a PDP still runs on the old key: its checkpoints would
+    each fail verification. It sees the rotation and signs none (and says why)."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+        rotated = await asyncio.to_thread(audit, config_path, "rotate-key", "--reason", "now")
+        assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+        await decide_sql(stub, opened.session_id, "SELECT id FROM customers")
+        assert await app.checkpoints.checkpoint() is None
+        assert "was retired at seq" in app.checkpoints.retired
+    kinds = [r.kind for r in await _records(config)]
+    assert kinds.count(ROTATION_KIND) == 1
+    assert kinds[-1] != CHECKPOINT_KIND  # nothing signed by the old key after it
+    result = await asyncio.to_thread(audit, config_path, "verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def _records(config):
+    from pdp.store import open_store
+
+    async with open_store(config.pdp.store) as store:
+        return await store.query()
+
+
+async def test_a_stolen_retired_key_forges_nothing_after_its_rotation(tmp_path):
+    """Attack (the old private key, kept or stolen, and INSERT access to the store): after
+    the rotation, append a checkpoint signed by the old key, and a rotation from the old
+    key to a key of one's own (doubly signed, as the real one). Both fail verification:
+    the old key signs for no seq past its rotation, and a key signs one rotation only."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    await _work(config)
+    stolen = tmp_path / "stolen.key"
+    shutil.copy(config.pdp.signing_key, stolen)
+    rotated = await asyncio.to_thread(audit, config_path, "rotate-key", "--reason", "leak")
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    await _work(config)
+    old = Signer(load_or_create_ed25519(stolen))
+    mine = Signer(load_or_create_ed25519(tmp_path / "mine.key"))
+    head = (await _records(config))[-1]
+    forged_checkpoint = await forge(
+        config.pdp.store,
+        CHECKPOINT_KIND,
+        old.sign({"type": CHECKPOINT_KIND, "seq": head.seq, "hash": head.hash, "time": 1.0}),
+    )
+    head = (await _records(config))[-1]
+    forged_rotation = await forge(
+        config.pdp.store, ROTATION_KIND, rotation_body(old, mine, (head.seq, head.hash), "x")
+    )
+    result = await asyncio.to_thread(audit, config_path, "verify")
+    assert result.returncode == 1, result.stdout
+    assert f"seq={forged_checkpoint} kind=checkpoint" in result.stdout
+    assert "retired at seq" in result.stdout
+    assert f"seq={forged_rotation} kind={ROTATION_KIND}" in result.stdout
+    assert "not in the PDP's key history" in result.stdout
+    # pinned to the stolen key, the forged rotation is still not the key history's
+    store_report = await _verify_with(config, old.public_key)
+    assert {p.seq for p in store_report.problems} >= {forged_checkpoint, forged_rotation}
+
+
+async def test_a_rotation_made_with_keys_of_ones_own_hands_over_nothing(tmp_path):
+    """Attack (INSERT access, no key): a rotation record from a key of one's own to
+    another, then checkpoints of the second: verify names the rotation and every
+    checkpoint it would vouch for."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    await _work(config)
+    a = Signer(load_or_create_ed25519(tmp_path / "a.key"))
+    b = Signer(load_or_create_ed25519(tmp_path / "b.key"))
+    head = (await _records(config))[-1]
+    rotation = await forge(
+        config.pdp.store, ROTATION_KIND, rotation_body(a, b, (head.seq, head.hash), "x")
+    )
+    head = (await _records(config))[-1]
+    checkpoint = await forge(
+        config.pdp.store,
+        CHECKPOINT_KIND,
+        b.sign({"type": CHECKPOINT_KIND, "seq": head.seq, "hash": head.hash, "time": 1.0}),
+    )
+    report = await _verify_with(config, Signer(load_or_create_ed25519(config.pdp.signing_key)))
+    assert [p.seq for p in report.problems if p.seq in (rotation, checkpoint)] == [
+        rotation,
+        checkpoint,
+    ], report.problems
+
+
+async def _verify_with(config, key):
+    from pdp.store import open_store
+
+    public = key.public_key if isinstance(key, Signer) else key
+    async with open_store(config.pdp.store) as store:
+        return await verify_store(store, public)
