@@ -287,10 +287,8 @@ def test_star_over_a_using_join_shows_the_merged_column_once_in_front():
             "select jsonb_path_exists(to_jsonb(email), '$ ? (@ starts with \"a\")') from c",
             {("email", "other")},
         ),
-        (
-            "select json_value(to_jsonb(email), '$ ? (@ starts with \"a\")') from c",
-            {("email", "other")},
-        ),
+        # json_value(...) is SQL/JSON syntax to pglast, a function name to the server
+        # (PostgreSQL 15): denied as unparseable (pdp/sql/grammar.py, test_pg_probe_p13)
         (
             "select (array['x'])[ascii(email) - 96] from c",
             {("email", "other"), ("email", "partial")},

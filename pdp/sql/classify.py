@@ -45,6 +45,7 @@ from pdp.sql.entries import (
     type_of,
     unparseable,
 )
+from pdp.sql.grammar import NewerGrammar, newer_grammar
 from pdp.sql.lineage import LINEAGE_TAGS, lineage_fields
 from pdp.sql.plpgsql import do_block_body, fold_do_block
 from pdp.sql.reference import classify_reference
@@ -68,7 +69,11 @@ def classify_fast(sql: str) -> list[Entry] | None:
     except Exception as exc:  # any parser failure is a deny, never a crash
         return [unparseable(exc)]
     try:
-        raw_statements = json.loads(tree).get("stmts", ())
+        loaded = json.loads(tree)
+        newer = newer_grammar(tree, loaded)
+        if newer is not None:
+            return [unparseable(NewerGrammar(newer))]
+        raw_statements = loaded.get("stmts", ())
         entries: list[Entry] = []
         for raw in raw_statements:
             ((tag, fields),) = raw["stmt"].items()

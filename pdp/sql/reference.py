@@ -40,6 +40,7 @@ from pdp.sql.entries import (
     type_of,
     unparseable,
 )
+from pdp.sql.grammar import NewerGrammar, newer_grammar, newer_nodes
 from pdp.sql.lineage import LINEAGE_TAGS, lineage_fields, unknown_lineage
 from pdp.sql.plpgsql import do_block_body, fold_do_block
 
@@ -54,10 +55,15 @@ def classify_reference(sql: str) -> list[Entry]:
     except Exception as exc:  # any parser failure is a deny, never a crash
         return [unparseable(exc)]
     try:
-        loaded = json.loads(parse_sql_json(sql)).get("stmts", ())
-        trees: list[Any] | None = [s["stmt"] for s in loaded]
+        text = parse_sql_json(sql)
+        tree = json.loads(text)
+        newer = newer_grammar(text, tree)
+        trees: list[Any] | None = [s["stmt"] for s in tree.get("stmts", ())]
     except RecursionError:
+        newer = newer_nodes(raw_statements)
         trees = None
+    if newer is not None:
+        return [unparseable(NewerGrammar(newer))]
     entries: list[Entry] = []
     for i, raw in enumerate(raw_statements):
         found = _classify_statement(raw.stmt)  # type: ignore[arg-type]

@@ -1,0 +1,121 @@
+"""Probe P13's findings against the real stack (tests/adversary.py: a gateway whose upstream
+credential is the `postgres` SUPERUSER; customers.password is a sensitive column no value
+detector recognises).
+
+- The policy's parser is newer than the server: pglast 8 parses with PostgreSQL 18's
+  grammar, the server is PostgreSQL 15. PostgreSQL 16-18 made `system_user`, the SQL/JSON
+  words (`json`, `json_scalar`, `json_value`, `json_arrayagg`, ...) and `merge_action`
+  keywords; to the server they are plain names. A dba outside pii-readers read the
+  passwords with `SELECT upper(system_user) FROM (SELECT password AS system_user FROM
+  customers) s` (pglast: the function SYSTEM_USER, no column; the server: the subquery's
+  column) and asked `... WHERE system_user LIKE 'hunter2-a%'`; a reader called a function
+  the database defines, unqualified, as `merge_action()` or `json_scalar(name)` (pglast: a
+  MERGE or SQL/JSON node naming no function, so neither the readers' allow-list nor the
+  rule on the database's own functions saw it), and got what it returns: every password.
+  Now such text is denied as one the policy cannot read as the server will
+  (pdp/sql/grammar.py).
+"""
+
+from __future__ import annotations
+
+import pglast
+import pytest
+from adversary import assert_no_secret, ready_client, running_arena
+
+from pdp.sql.classify import classify
+from pdp.sql.grammar import newer_nodes
+from pdp.sql.reference import classify_reference
+
+pytestmark = pytest.mark.integration
+
+# functions "a dba made earlier", named by words newer grammars made keywords: each returns
+# every password, which nothing but lineage protects
+LEAKS = "$$SELECT string_agg(password, ',') FROM customers$$"
+EXTRA = f"""
+CREATE FUNCTION public.merge_action() RETURNS text LANGUAGE sql STABLE AS {LEAKS};
+CREATE FUNCTION public.json_scalar(text) RETURNS text LANGUAGE sql STABLE AS {LEAKS};
+CREATE FUNCTION public.json(text) RETURNS text LANGUAGE sql STABLE AS {LEAKS};
+CREATE FUNCTION public.json_serialize(text) RETURNS text LANGUAGE sql STABLE AS {LEAKS};
+CREATE FUNCTION public.json_value(text, text) RETURNS text LANGUAGE sql STABLE AS {LEAKS};
+CREATE FUNCTION public.json_arrayagg(text) RETURNS text LANGUAGE sql STABLE AS {LEAKS};
+"""
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory):
+    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
+        with gateway.admin() as admin:
+            admin.execute(EXTRA)
+        yield gateway
+
+
+READ_AS_NEWER_SYNTAX = [
+    "SELECT upper(system_user) FROM (SELECT password AS system_user FROM customers) s",
+    "SELECT system_user || '' FROM (SELECT password AS system_user FROM customers) AS s",
+    "SELECT id FROM (SELECT id, password AS system_user FROM customers) s"
+    " WHERE system_user LIKE 'hunter2-a%'",
+    "WITH s AS (SELECT password AS system_user FROM customers) SELECT lower(SYSTEM_USER) FROM s",
+    "SELECT merge_action()",
+    "SELECT MERGE_ACTION() AS x",
+    "SELECT json_scalar(name) FROM customers",
+    "SELECT json(name) FROM customers",
+    "SELECT json_serialize(name) FROM customers",
+    "SELECT json_value(name, '$') FROM customers",
+    "SELECT json_arrayagg(name) FROM customers",
+    "SELECT 1; SELECT merge_action()",
+]
+
+
+@pytest.mark.parametrize("groups", [("readonly",), ("dba",)])
+@pytest.mark.parametrize("sql", READ_AS_NEWER_SYNTAX)
+def test_a_word_the_servers_grammar_reads_as_a_name_is_not_read_as_newer_syntax(
+    arena, groups, sql: str
+) -> None:
+    c = ready_client(arena, groups, "p13")
+    try:
+        answer = c.query(sql)
+        assert answer.errors, answer.messages
+        assert "reads a SQL/JSON, MERGE_ACTION or SYSTEM_USER word" in answer.errors[0]
+        assert not answer.rows, answer.rows
+        assert_no_secret(answer, b"HUNTER2")
+    finally:
+        c.close()
+
+
+def test_the_names_quoted_or_qualified_are_read_as_names(arena) -> None:
+    """Written so that both grammars read a name, they are judged as names: a column of a
+    subquery, and the database's function called with its schema (a pii-reading dba)."""
+    c = ready_client(arena, ("readonly",), "p13")
+    try:
+        answer = c.query('SELECT "system_user" FROM (SELECT name AS system_user FROM customers) s')
+        assert not answer.errors, answer.messages
+        assert sorted(r[0] for r in answer.rows) == [b"Ada", b"Bob"]
+        answer = c.query(
+            'SELECT "system_user" FROM (SELECT password AS system_user FROM customers) s'
+        )
+        assert not answer.errors, answer.messages
+        assert_no_secret(answer)
+    finally:
+        c.close()
+    c = ready_client(arena, ("dba", "pii-readers"), "p13")
+    try:
+        answer = c.query("SELECT public.merge_action(), public.json_scalar('x')")
+        assert not answer.errors, answer.messages
+        ((merged, scalar),) = answer.rows
+        assert merged == scalar and sorted(merged.split(b",")) == [b"hunter2-ada", b"hunter2-bob"]
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize(
+    "sql", [*READ_AS_NEWER_SYNTAX, "SELECT 1 FROM json_table(x, '$' COLUMNS (a int))"]
+)
+def test_both_classifier_paths_read_newer_syntax_as_unparseable(sql: str) -> None:
+    """The JSON walk, the reference walk, and the reference's walk of a tree too deep for
+    json (newer_nodes) name the same construct."""
+    fast, reference = classify(sql), classify_reference(sql)
+    assert fast == reference
+    assert [e["type"] for e in fast] == ["unparseable"], fast
+    statements = [s.stmt for s in pglast.parse_sql(sql)]
+    assert newer_nodes(statements) is not None
+    assert newer_nodes([s.stmt for s in pglast.parse_sql('SELECT "system_user", 1')]) is None
