@@ -202,3 +202,22 @@ async def _verify_with(config, key):
     public = key.public_key if isinstance(key, Signer) else key
     async with open_store(config.pdp.store) as store:
         return await verify_store(store, public)
+
+
+async def test_a_copy_of_the_rotation_moves_no_key_s_range(tmp_path):
+    """Attack (INSERT access, no key): append a copy of the genuine rotation record (its
+    two signatures are valid wherever it lies). Taken as the hand-over, it moved the new
+    key's range past every checkpoint the new key signed before it, failing them all and
+    blaming the genuine rotation. The first rotation into a key is its hand-over: the
+    copy alone is named."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    await _work(config)
+    rotated = await asyncio.to_thread(audit, config_path, "rotate-key", "--reason", "yearly")
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    await _work(config)
+    genuine = next(r for r in await _records(config) if r.kind == ROTATION_KIND)
+    copy = await forge(config.pdp.store, ROTATION_KIND, genuine.body)
+    report = await _verify_with(config, Signer(load_or_create_ed25519(config.pdp.signing_key)))
+    assert [p.seq for p in report.problems] == [copy], report.problems
+    assert "not in the PDP's key history" in report.problems[0].text

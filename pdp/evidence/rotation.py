@@ -183,7 +183,7 @@ def key_history(
         ]
         if not into:
             break
-        r = into[-1]  # the latest before: the one this key's range starts after
+        r = into[0]  # the first: a copy of it (anyone may INSERT one) can only come later
         walk.insert(0, r)
         seen.add(r.old_id)
         key_id, before = r.old_id, r.seq
