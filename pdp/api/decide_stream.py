@@ -65,6 +65,11 @@ class _CallContext:
     def peer(self) -> str:
         return str(self._stream.peer())
 
+    def time_remaining(self) -> None:
+        """A call over the stream has no deadline of its own: the proxy names its timeout
+        in the request (DecideRequest.timeout_ms)."""
+        return None
+
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         raise _CallEnded(code, details)
 
@@ -100,9 +105,6 @@ class DecideStreams:
         # and one future, not a semaphore's acquire and release on every call)
         room: list[asyncio.Future[None]] = []
 
-        async def answer(call: pdp_pb2.DecideCall) -> None:
-            answers.put_nowait(await self._answer(call, context, proxy))
-
         def ended(task: asyncio.Task[None]) -> None:
             in_flight.discard(task)
             if room and not room[0].done():
@@ -116,7 +118,7 @@ class DecideStreams:
                     while len(in_flight) >= MAX_IN_FLIGHT:
                         room[:] = [loop.create_future()]
                         await room[0]
-                    task = loop.create_task(answer(call))
+                    task = loop.create_task(self._answer(call, context, proxy, answers))
                     in_flight.add(task)
                     task.add_done_callback(ended)
 
@@ -154,27 +156,33 @@ class DecideStreams:
             await asyncio.gather(taker, *in_flight, return_exceptions=True)
 
     async def _answer(
-        self, call: pdp_pb2.DecideCall, stream: Any, proxy: Any
-    ) -> pdp_pb2.DecideAnswer:
+        self,
+        call: pdp_pb2.DecideCall,
+        stream: Any,
+        proxy: Any,
+        answers: Inbox[pdp_pb2.DecideAnswer | None],
+    ) -> None:
+        """Decide one call of the stream and put its answer in `answers` (one task per
+        call: the coroutine the task runs, no other wrapped around it)."""
         answer = pdp_pb2.DecideAnswer(call_id=call.call_id)
+        into = answer.response
         try:
-            response = await self._decide(
-                call.request, _CallContext(stream, proxy, answer.response)
-            )
+            response = await self._decide(call.request, _CallContext(stream, proxy, into))
         except _CallEnded as ended:  # a fresh answer: nothing of the unfinished response
-            return pdp_pb2.DecideAnswer(
+            answer = pdp_pb2.DecideAnswer(
                 call_id=call.call_id, code=ended.code.value[0], error=ended.details
             )
         except Exception:
             log.exception("DecideStream call failed")
-            return pdp_pb2.DecideAnswer(
+            answer = pdp_pb2.DecideAnswer(
                 call_id=call.call_id,
                 code=grpc.StatusCode.INTERNAL.value[0],
                 error="internal error",
             )
-        if response is not answer.response:  # answered with a response of its own
-            answer.response.CopyFrom(response)
-        return answer
+        else:
+            if response is not into:  # answered with a response of its own
+                into.CopyFrom(response)
+        answers.put_nowait(answer)
 
 
 # DecideAnswer.more (field 5) as it is written on the wire: its tag, length-delimited

@@ -60,6 +60,7 @@ MAX_NAME = 256
 MAX_BATCHES_PER_CALL = 1000  # sessions of one proxy in one RecordBatches
 MAX_REFUSAL_BUDGETS = 1024  # proxies whose refused calls are counted apart
 MAX_REUSES = 2**32 - 1  # Decision.reuses_left, a uint32
+MAX_ENFORCING = 1024  # connection names whose enforcement is remembered (_enforces)
 
 _WIRE_VERDICT = {
     VerdictKind.ALLOW: pdp_pb2.ALLOW,
@@ -162,8 +163,23 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self.guard_sync = GuardSync(decider.store, self.guards, self.instance)
         # a Decide's attributes: a session's catalogue facts come with every statement
         self._command_attributes = StructMemo(reuse_key)
+        # connection name -> whether its verdicts are enforced (pdp/domain/shadow.py): the
+        # configuration is this service's for its life, and a Decide asked it twice, each
+        # a scan of the configured connections
+        self._enforcing: dict[str, bool] = {}
 
     # -- helpers --------------------------------------------------------------
+
+    def _enforces(self, connection: str) -> bool:
+        """enforced(self.config, connection), worked out once per connection name (at
+        most MAX_ENFORCING names kept: a proxy may name connections the PDP does not know)."""
+        known = self._enforcing.get(connection)
+        if known is None:
+            known = enforced(self.config, connection)
+            if len(self._enforcing) >= MAX_ENFORCING:
+                self._enforcing.clear()
+            self._enforcing[connection] = known
+        return known
 
     @staticmethod
     async def _invalid(context: grpc.aio.ServicerContext, field: str, problem: str) -> None:
@@ -458,12 +474,11 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             else ({}, reuse_key(kind, {}), "")
         )
         raw = request.command.raw
-        record = {
-            "session_id": session.id,
-            "subject": session.identity.subject,
-            "connection": session.connection["name"],
-            **record_facts(self.config, session.connection["name"]),
-        }
+        subject, connection_name = session.identity.subject, session.connection["name"]
+        enforcing = self._enforces(connection_name)
+        record = {"session_id": session.id, "subject": subject, "connection": connection_name}
+        if not enforcing:
+            record.update(record_facts(self.config, connection_name))
         if attributes:
             # what the policy saw besides the text: `policy diff` replays it
             record["attributes"] = attributes
@@ -487,7 +502,6 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before deciding"
             )
         guards = self.guards
-        subject, connection_name = session.identity.subject, session.connection["name"]
         near = (subject, connection_name) in guards.egress.near
         await self.guard_sync.ensure(NEAR_SECONDS if near else WAIT_SECONDS)
         reported = self._egress_report(session, request.egress_rows, request.egress_bytes, record)
@@ -523,7 +537,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
                 guards.egress.unrecorded(session.id, *reported)
         if trips:  # recorded before the held command is answered
             await asyncio.gather(*trips)
-        if not enforced(self.config, session.connection["name"]):
+        if not enforcing:
             decision = shadowed(decision)  # pdp/domain/shadow.py: recorded, not enforced
         if deadline is not None and time.monotonic() >= deadline:
             await self._unenforced(decision, record, "the PDP answered after the proxy's deadline")
