@@ -1013,13 +1013,13 @@ async def _verify_read(
     batches = 0
     if record_key is not None and batch_macs is not None:
         foreign = ForeignRecords(keys)
-    named = {
-        r.body["payload"]["seq"]
-        for r in [*await store.query(kind=CHECKPOINT_KIND), *rotations]
-        if r.seq <= top
-        and isinstance(r.body.get("payload"), dict)
-        and isinstance(r.body["payload"].get("seq"), int)
-    }
+    named = _named_seqs(rotations, top)
+    after = 0  # the seqs checkpoints name, a page at a time (one a minute, for years)
+    while after < top and (
+        page := await store.query(kind=CHECKPOINT_KIND, after_seq=after, limit=PAGE)
+    ):
+        named |= _named_seqs(page, top)
+        after = page[-1].seq
     for anchor, _ in anchors:
         anchored = anchored_seq(anchor)
         if anchored is not None:
@@ -1104,6 +1104,17 @@ async def _verify_read(
         merged_spans(known),
         foreign is not None,
     )
+
+
+def _named_seqs(records: list[AuditRecord], top: int) -> set[int]:
+    """The seqs signed records up to `top` name (payload seq)."""
+    return {
+        r.body["payload"]["seq"]
+        for r in records
+        if r.seq <= top
+        and isinstance(r.body.get("payload"), dict)
+        and isinstance(r.body["payload"].get("seq"), int)
+    }
 
 
 def tail_cut_problem(body: Any) -> str:

@@ -191,6 +191,18 @@ class AuditStore(Protocol):
         limit: int | None = None,
     ) -> list[AuditRecord]: ...
 
+    async def newest(
+        self,
+        kind: str,
+        *,
+        session_id: str | None = None,
+        subject: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before_seq: int | None = None,
+        limit: int,
+    ) -> list[AuditRecord]: ...
+
     async def get(self, id: str) -> AuditRecord | None: ...
 
     async def head(self) -> tuple[int, str]: ...
@@ -507,9 +519,13 @@ def query_sql(
     until: float | None,
     after_seq: int,
     limit: int | None,
+    *,
+    before_seq: int | None = None,
+    newest_first: bool = False,
 ) -> tuple[str, list[Any]]:
     """The SQL and parameters of `AuditStore.query()` for a backend whose n-th parameter
-    is written placeholder(n): records matching every filter, by seq, since <= t < until."""
+    is written placeholder(n): records matching every filter, by seq, since <= t < until
+    (and seq < before_seq; newest first: `AuditStore.newest()`)."""
     params: list[Any] = []
 
     def bind(value: Any) -> str:
@@ -517,6 +533,8 @@ def query_sql(
         return placeholder(len(params))
 
     where = [f"seq > {bind(after_seq)}"]
+    if before_seq is not None:
+        where.append(f"seq < {bind(before_seq)}")
     for column, value in (("kind", kind), ("session_id", session_id), ("subject", subject)):
         if value is not None:
             where.append(f"{column} = {bind(value)}")
@@ -524,7 +542,7 @@ def query_sql(
         where.append(f"time_us >= {bind(to_micros(since))}")
     if until is not None:
         where.append(f"time_us < {bind(to_micros(until))}")
-    sql = f"{select} WHERE {' AND '.join(where)} ORDER BY seq"
+    sql = f"{select} WHERE {' AND '.join(where)} ORDER BY seq{' DESC' if newest_first else ''}"
     if limit is not None:
         sql += f" LIMIT {bind(limit)}"
     return sql, params

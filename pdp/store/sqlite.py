@@ -496,6 +496,36 @@ class SQLiteAuditStore(GroupCommitStore):
         rows = await self._read(self._fetch, sql, params)
         return [row_to_record(*r) for r in rows]
 
+    async def newest(
+        self,
+        kind: str,
+        *,
+        session_id: str | None = None,
+        subject: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before_seq: int | None = None,
+        limit: int,
+    ) -> list[AuditRecord]:
+        """At most `limit` records of `kind` matching every filter, the newest first
+        (below before_seq): a page of a listing that shows the newest, read without
+        reading the older ones."""
+        sql, params = query_sql(
+            f"SELECT {COLUMNS} FROM audit_records",
+            lambda _: "?",
+            kind,
+            session_id,
+            subject,
+            since,
+            until,
+            0,
+            limit,
+            before_seq=before_seq,
+            newest_first=True,
+        )
+        rows = await self._read(self._fetch, sql, params)
+        return [row_to_record(*r) for r in rows]
+
     async def guard_facts(
         self, after_seq: int, since: float, trips_since: float, by_time: bool | None = None
     ) -> GuardFacts:

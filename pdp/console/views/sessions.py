@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("portcullis.console")
 
 LISTED = 200
+SCAN_PAGE = 500  # session.open records read at a time for a search, newest first
+SCANNED = 20_000  # the most one search reads
 ENTRIES_SHOWN = 500  # timeline entries on one replay page
 VERDICTS = ("", "allow", "mask", "deny", "require_approval")
 
@@ -98,22 +100,21 @@ class SessionsView:
             except argparse.ArgumentTypeError as exc:
                 problems.append(f"{key}: {exc}")
                 times[key] = None
-        opened = await self.store.query(kind="session.open", subject=subject or None,
-                                        since=times["since"], until=times["until"])  # fmt: skip
-        opened = [r for r in opened if self._may_see(session, r)]
+        shown, scanned_all = await self._newest_opened(
+            session, subject, connection, verdict, times["since"], times["until"]
+        )
+        narrowed = [] if scanned_all else [
+            f"only the newest {SCANNED} sessions were searched: narrow the search"
+            " (subject, since, until) to find older ones"
+        ]  # fmt: skip
         closes: dict[str, AuditRecord] = {}
-        if opened:
-            for record in await self.store.query(kind="session.close", since=times["since"]):
-                closes.setdefault(record.session_id, record)
-        summaries = [summarize(r, closes.get(r.session_id)) for r in opened]
-        if connection:
-            summaries = [s for s in summaries if s.connection == connection]
-        if verdict:
-            summaries = [s for s in summaries if s.verdict == verdict]
-        summaries = summaries[-LISTED:][::-1]  # newest first
+        for r in shown:  # the close of each listed session alone, by its index
+            found = await self.store.query(kind="session.close", session_id=r.session_id,
+                                           limit=1)  # fmt: skip
+            if found:
+                closes[r.session_id] = found[0]
+        summaries = [summarize(r, closes.get(r.session_id)) for r in shown]  # newest first
         # a session.open record anyone who may INSERT into the store can append: marked
-        listed = {s.session_id for s in summaries}
-        shown = [r for r in opened if r.session_id in listed]
         forged = set(await not_written_by_pdp(self.store, shown))
         unvouched = {r.session_id for r in shown if r.seq in forged}
         form = self._form(q, auditor, subject, connection, verdict)
@@ -128,10 +129,49 @@ class SessionsView:
             " valid record MAC (INSERTed into the store by someone else, or written"
             " before record MACs): marked NOT WRITTEN BY THE PDP"
         ] if unvouched else []  # fmt: skip
-        flash = "; ".join(problems + notes)
+        flash = "; ".join(problems + narrowed + notes)
         return self.console.page(request, "Sessions", Html(scope + form + result),
                                  section="sessions", flash=flash,
                                  status=400 if problems else 200)  # fmt: skip
+
+    async def _newest_opened(
+        self,
+        session: WebSession,
+        subject: str,
+        connection: str,
+        verdict: str,
+        since: float | None,
+        until: float | None,
+    ) -> tuple[list[AuditRecord], bool]:
+        """The session.open records of the LISTED newest sessions this person may see
+        that match the search, newest first, and whether every session in range was
+        looked at. Read a page at a time from the newest, at most SCANNED of them: the
+        search runs in the PDP that answers every decision, and reading every session
+        of the store (and every close: each person could, for their own few) took its
+        memory and its loop's time for as long as the store grows."""
+        shown: list[AuditRecord] = []
+        before: int | None = None
+        scanned = 0
+        while len(shown) < LISTED and scanned < SCANNED:
+            page = await self.store.newest("session.open", subject=subject or None,
+                                           since=since, until=until, before_seq=before,
+                                           limit=SCAN_PAGE)  # fmt: skip
+            if not page:
+                return shown, True
+            scanned += len(page)
+            before = page[-1].seq
+            for r in page:
+                if not self._may_see(session, r):
+                    continue
+                s = summarize(r)
+                if (connection and s.connection != connection) or (
+                    verdict and s.verdict != verdict
+                ):
+                    continue
+                shown.append(r)
+                if len(shown) == LISTED:
+                    return shown, True
+        return shown, len(shown) == LISTED
 
     def _form(self, q: Any, auditor: bool, subject: str, connection: str, verdict: str) -> Html:
         def field(name: str, label: str, value: str, **attrs: Any) -> Html:
