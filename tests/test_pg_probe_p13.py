@@ -14,13 +14,27 @@ detector recognises).
   rule on the database's own functions saw it), and got what it returns: every password.
   Now such text is denied as one the policy cannot read as the server will
   (pdp/sql/grammar.py).
+- A card number kept as a number (bigint, numeric, double precision, or an array of them)
+  in a column not named as sensitive came back whole to everyone outside pii-readers, in
+  text and binary format: the value detectors never read numbers (values.NO_TEXT), though
+  they read the same number in a JSON document. Now such values are read as a JSON number
+  is, and one a detector finds anything in is sent as NULL (proxies/postgres/values.py).
 """
 
 from __future__ import annotations
 
 import pglast
 import pytest
-from adversary import assert_no_secret, ready_client, running_arena
+from adversary import (
+    assert_no_secret,
+    assert_none_of,
+    bind,
+    execute,
+    parse,
+    ready_client,
+    running_arena,
+    sync,
+)
 
 from pdp.sql.classify import classify
 from pdp.sql.grammar import newer_nodes
@@ -38,6 +52,12 @@ CREATE FUNCTION public.json(text) RETURNS text LANGUAGE sql STABLE AS {LEAKS};
 CREATE FUNCTION public.json_serialize(text) RETURNS text LANGUAGE sql STABLE AS {LEAKS};
 CREATE FUNCTION public.json_value(text, text) RETURNS text LANGUAGE sql STABLE AS {LEAKS};
 CREATE FUNCTION public.json_arrayagg(text) RETURNS text LANGUAGE sql STABLE AS {LEAKS};
+CREATE TABLE p13_numbers (
+  id int, pan bigint, ref numeric, f float8, pans bigint[], refs numeric[], total numeric);
+INSERT INTO p13_numbers VALUES
+  (1, 4111111111111111, 5500005555555559.25, 4111111111111111, ARRAY[7, 4111111111111111],
+   ARRAY[1.5, 5500005555555559], 99.50),
+  (2, 1234567890123, 12345678901234.5, 1234567890123456, ARRAY[1, 2], ARRAY[1.5], 12.00);
 """
 
 
@@ -119,3 +139,55 @@ def test_both_classifier_paths_read_newer_syntax_as_unparseable(sql: str) -> Non
     statements = [s.stmt for s in pglast.parse_sql(sql)]
     assert newer_nodes(statements) is not None
     assert newer_nodes([s.stmt for s in pglast.parse_sql('SELECT "system_user", 1')]) is None
+
+
+NUMBERS = "SELECT pan, ref, f, pans, refs, total FROM p13_numbers ORDER BY id"
+CARDS = (b"4111111111111111", b"5500005555555559", b"4.111111111111111e+15")
+
+
+def _numbers(c, result_format: int):
+    if result_format == 0:
+        return c.query(NUMBERS)
+    return c.send(parse("", NUMBERS), bind("", "", 1), execute(), sync())
+
+
+@pytest.mark.parametrize("result_format", [0, 1])
+@pytest.mark.parametrize("groups", [("readonly",), ("dba",)])
+def test_a_card_number_kept_as_a_number_is_read_by_the_detectors(
+    arena, groups, result_format: int
+) -> None:
+    c = ready_client(arena, groups, "p13")
+    try:
+        answer = _numbers(c, result_format)
+        assert not answer.errors, answer.messages
+        first, second = answer.rows
+        assert first[:5] == [None] * 5, first
+        assert first[5] is not None  # 99.50: no detector reads so short a number
+        assert None not in second, second  # numbers that are no card's come back
+        assert_none_of(answer, CARDS)
+    finally:
+        c.close()
+    with arena.admin() as admin:
+        direct = admin.execute(NUMBERS + " OFFSET 1").fetchone()
+    if result_format == 0:
+        assert [v.decode() for v in second] == [
+            "1234567890123",
+            "12345678901234.5",
+            "1.234567890123456e+15",
+            "{1,2}",
+            "{1.5}",
+            "12.00",
+        ], (second, direct)
+
+
+@pytest.mark.parametrize("result_format", [0, 1])
+def test_a_pii_reader_reads_a_card_kept_as_a_number(arena, result_format: int) -> None:
+    c = ready_client(arena, ("dba", "pii-readers"), "p13")
+    try:
+        answer = _numbers(c, result_format)
+        assert not answer.errors, answer.messages
+        assert None not in answer.rows[0]
+        if result_format == 0:
+            assert answer.rows[0][0] == b"4111111111111111"
+    finally:
+        c.close()

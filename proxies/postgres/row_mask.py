@@ -15,7 +15,9 @@ that can change, not a decision per value:
   text arrays and every type not known to hold no text (values.NO_TEXT: citext, xml,
   records, types made since initdb) always (values.detected_value); counted as
   `detector:<name>`;
-- numbers, uuids, bytea... (values.NO_TEXT), and text-like columns when no detector
+- bigint, numeric and double precision (and their arrays): read as a JSON number is (a
+  card number kept as a number), those of fewer than 9 characters in text format unread;
+- other numbers, uuids, dates... (values.NO_TEXT), and text-like columns when no detector
   applies, pass untouched.
 
 NULL: a stored table column output as itself keeps its NULLs (that a stored value is
@@ -42,6 +44,9 @@ from proxies.postgres import codec
 from proxies.postgres.codec.wire import INT32, UINT16
 from proxies.postgres.values import (
     NO_TEXT,
+    NUMBER_ARRAYS,
+    NUMBER_TEXT_MIN,
+    NUMBERS,
     REDACTED_BYTES,
     TEXT_LIKE,
     detected_value,
@@ -57,6 +62,7 @@ CONSTANT = 0  # replaced by one value (the redact mask string, or NULL)
 RULE = 1  # masked by its rule's strategy, value by value
 TEXT = 2  # text the detectors read where it carries a hint
 DOCUMENT = 3  # json, jsonb, text arrays: the detectors read inside it
+NUMBER = 4  # bigint, numeric, double precision (and arrays): read as a JSON number is
 
 
 class RowMask:
@@ -98,6 +104,9 @@ class RowMask:
             elif oid in TEXT_LIKE:
                 if detects:
                     columns.append((i, TEXT, "", None, None, oid, binary, None))
+            elif oid in NUMBERS or oid in NUMBER_ARRAYS:
+                if detects:
+                    columns.append((i, NUMBER, "", None, None, oid, binary, None))
             elif oid not in NO_TEXT:
                 # json, jsonb, text arrays, and any type that may hold text (citext, xml,
                 # records, types made since initdb): values.detected_value reads them
@@ -178,6 +187,8 @@ class RowMask:
                     new = null  # None: a NULL that stays NULL
                 elif column[1] == CONSTANT:
                     new = constant
+                elif column[1] == NUMBER and n < NUMBER_TEXT_MIN and not column[6]:
+                    pass  # a number too short for any detector, not sliced out
                 else:
                     masked = self._read(column, chunk[pos + 4 : after], counts)
                     if not isinstance(masked, _Unchanged):
@@ -209,7 +220,9 @@ class RowMask:
             assert rule is not None
             counts[key] += 1
             return masked_value(masker, rule, value, type_oid, binary)
-        if action == DOCUMENT or masker.may_detect(value):
+        if action == NUMBER and not binary and len(value) < NUMBER_TEXT_MIN:
+            return _UNCHANGED
+        if action >= DOCUMENT or masker.may_detect(value):
             found = detected_value(masker, value, type_oid, binary)
             if found is not None:
                 masked, detected = found

@@ -18,6 +18,11 @@ Owns the rule that masking never corrupts data and never fails open:
   without them: UTF-16's ASCII); a text-like value that is a bytea's hex form
   (`data::text`, an uncut cast lineage passes as it is) is read so too, and written back
   as the hex of its text masked;
+- bigint, numeric and double precision values (and arrays of them: NUMBERS,
+  NUMBER_ARRAYS) are read as a JSON number is (Masker.mask_json: an integer's digits, a
+  whole float's digits, a fraction's integer part): a card number kept as a number is the
+  card to whoever reads it; one a detector finds anything in is sent as NULL (as in JSON,
+  about one in ten numbers of 13 to 19 digits passes the card check: the safe mistake);
 - every other type not known to hold no text (NO_TEXT: numbers, dates, uuids, network
   addresses...) is read as text too, in either format: an extension's type over
   text (citext), xml, tsvector, a record, an array of those, a type made since initdb
@@ -29,6 +34,7 @@ Owns the rule that masking never corrupts data and never fails open:
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 from collections import Counter
@@ -44,16 +50,22 @@ TEXT_ARRAYS = frozenset({1009, 1015, 1014, 1003})  # text[] varchar[] bpchar[] n
 # fmt: off
 NO_TEXT = frozenset({
     0,  # no type: a value past the row's description, which RowMask leaves as it came
-    16, 18, 20, 21, 22, 23, 24, 26, 27, 28, 29, 30,  # bool "char" ints oid reg...
+    16, 18, 21, 22, 23, 24, 26, 27, 28, 29, 30,  # bool "char" int2 int4 oid reg...
     600, 601, 602, 603, 604, 628, 718,  # geometric
-    650, 700, 701, 774, 790, 829, 869,  # cidr float4 float8 macaddr8 money macaddr inet
-    1082, 1083, 1114, 1184, 1186, 1266, 1560, 1562, 1700,  # dates, times, bits, numeric
+    650, 700, 774, 790, 829, 869,  # cidr float4 macaddr8 money macaddr inet
+    1082, 1083, 1114, 1184, 1186, 1266, 1560, 1562,  # dates, times, bits
     2202, 2203, 2204, 2205, 2206, 2950, 3220, 3734, 3769, 4089, 4096, 4191, 5069,  # uuid...
     3904, 3906, 3908, 3910, 3912, 3926,  # ranges of numbers and times
-    1000, 1005, 1007, 1016, 1021, 1022, 1028, 1115, 1182, 1183, 1185, 1187,  # arrays
-    1231, 1270, 2951, 1041, 651, 1040,
+    1000, 1005, 1007, 1021, 1028, 1115, 1182, 1183, 1185, 1187,  # arrays
+    1270, 2951, 1041, 651, 1040,
 })
 # fmt: on
+# Numbers wide enough to hold a card number (13 to 19 digits), and their arrays (element
+# type): read as a JSON number is (Masker.mask_json), a value found sent as NULL
+# (real, float4, keeps 7 digits: no card survives in one)
+INT8, NUMERIC, FLOAT8 = 20, 1700, 701
+NUMBERS = frozenset({INT8, NUMERIC, FLOAT8})
+NUMBER_ARRAYS = {1016: INT8, 1231: NUMERIC, 1022: FLOAT8}
 BYTEA, BYTEA_ARRAY = 17, 1001
 _INT32 = struct.Struct("!i")
 _HEX_RUN = re.compile(rb"\\\\?x([0-9A-Fa-f]*)")
@@ -89,11 +101,106 @@ def detected_value(
     if type_oid in (BYTEA, BYTEA_ARRAY):
         _, counts = masker.mask_text(_bytes_text(value, binary, type_oid == BYTEA_ARRAY))
         return (None, counts) if counts else None
+    if type_oid in NUMBERS:
+        return _detected_number(masker, value, type_oid, binary) if masker.detects else None
+    if type_oid in NUMBER_ARRAYS:
+        if not masker.detects:
+            return None
+        return _detected_numbers(masker, value, NUMBER_ARRAYS[type_oid], binary)
     if type_oid in NO_TEXT:
         return None
     # a type the proxy cannot write a masked value of: NULL when a detector finds anything
     _, counts = masker.mask_text(value.decode("utf-8", "replace"))
     return (None, counts) if counts else None
+
+
+# Fewer characters than this in a number's text form: fewer digits than any detector reads
+# in a number (Masker.mask_json: below 9 digits a number is left unread)
+NUMBER_TEXT_MIN = 9
+_INT64 = struct.Struct("!q")
+_FLOAT8 = struct.Struct("!d")
+_NUMERIC_HEAD = struct.Struct("!hhHh")
+_NUMERIC_SPECIAL = 0xC000  # NaN (0xC000) and the infinities (0xD000, 0xF000)
+# the numbers of an array's text form (`{1,4111111111111111,NULL}`, `{{1.5},{-2e+15}}`)
+_NUMBER_TOKEN = re.compile(rb"[-+]?[0-9][0-9.]*(?:[eE][-+]?[0-9]+)?")
+
+
+def _detected_number(
+    masker: Masker, value: bytes, type_oid: int, binary: bool
+) -> tuple[bytes | None, Counter[str]] | None:
+    """A number column's value read as the detectors read a JSON number: an integer's
+    digits, a whole float's digits, a fraction's integer part (a card number kept as
+    bigint or numeric is the card to whoever reads it); NULL when they find anything (a
+    masked number is no number). Short values stop at the first comparison."""
+    if not binary and len(value) < NUMBER_TEXT_MIN:
+        return None
+    try:
+        number = _number(value, type_oid, binary)
+    except (ValueError, struct.error, UnicodeDecodeError):
+        return None, Counter({"unreadable_number": 1})
+    if isinstance(number, str):
+        if len(number) < NUMBER_TEXT_MIN:
+            return None
+        _, counts = masker.mask_text(number)
+    elif number is None:
+        return None
+    else:
+        _, found = masker.mask_json(number)
+        counts = _by_detector(found)
+    return (None, counts) if counts else None
+
+
+def _by_detector(counts: Counter[str]) -> Counter[str]:
+    """Masker.mask_json's counts ("detector:<name>") as mask_text's (the detector's name),
+    which RowMask counts under "detector:<name>"."""
+    return Counter({key.removeprefix("detector:"): n for key, n in counts.items()})
+
+
+def _detected_numbers(
+    masker: Masker, value: bytes, element_oid: int, binary: bool
+) -> tuple[bytes | None, Counter[str]] | None:
+    """An array of numbers: NULL when a detector finds anything in one of its elements."""
+    try:
+        elements = _binary_array_elements(value) if binary else _NUMBER_TOKEN.findall(value)
+    except (struct.error, IndexError, ValueError):
+        return None, Counter({"unreadable_array": 1})
+    total: Counter[str] = Counter()
+    for element in elements:
+        found = _detected_number(masker, element, element_oid, binary)
+        if found is not None:
+            total.update(found[1])
+    return (None, total) if total else None
+
+
+def _number(value: bytes, type_oid: int, binary: bool) -> str | float | None:
+    """What of a value of one of NUMBERS the detectors read: the digits of a bigint's or a
+    numeric's integer part (exact at any width, its sign kept, as str() writes an int), a
+    float for double precision; None for NaN and the infinities."""
+    if type_oid == INT8:
+        return str(_INT64.unpack(value)[0]) if binary else value.decode("ascii")
+    if type_oid == FLOAT8:
+        number = _FLOAT8.unpack(value)[0] if binary else float(value)
+        return number if math.isfinite(number) else None
+    if binary:
+        return _numeric_integer(value)
+    text = value.decode("ascii")
+    if not text[-1:].isdigit():
+        return None  # NaN, Infinity, -Infinity
+    return text.partition(".")[0]
+
+
+def _numeric_integer(value: bytes) -> str | None:
+    """The digits of a numeric's integer part, from numeric_send's layout: ndigits, weight
+    (of the first base-10000 digit), sign, dscale, then the digits."""
+    ndigits, weight, sign, _ = _NUMERIC_HEAD.unpack_from(value, 0)
+    if sign & _NUMERIC_SPECIAL == _NUMERIC_SPECIAL:
+        return None
+    if len(value) != _NUMERIC_HEAD.size + 2 * ndigits:
+        raise ValueError("numeric's length is not its digits'")
+    digits = struct.unpack_from(f"!{ndigits}h", value, _NUMERIC_HEAD.size)
+    whole = "".join(f"{digits[i] if i < ndigits else 0:04d}" for i in range(weight + 1))
+    whole = whole.lstrip("0") or "0"
+    return "-" + whole if sign == 0x4000 else whole
 
 
 def _detected_hex_text(masker: Masker, value: bytes) -> tuple[bytes, Counter[str]] | None:
