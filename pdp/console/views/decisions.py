@@ -7,6 +7,7 @@ INSERTed into the store by someone else) are not counted, and the page says how 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 WINDOWS = {"24h": (86400, 3600), "7d": (7 * 86400, 6 * 3600), "30d": (30 * 86400, 86400)}
 VERDICTS = ("allow", "mask", "require_approval", "deny")
 TOP = 15
+PAGE = 5000  # records read at a time
+DENIED_KEPT = 10_000  # distinct denied commands counted apart; the rest as one
+OTHER_DENIED = "(other denied commands, past the first 10,000 distinct ones)"
 
 
 def routes(console: Console) -> list[web.RouteDef]:
@@ -41,17 +45,27 @@ def routes(console: Console) -> list[web.RouteDef]:
         now = time.time()
         since = now - span
         store = console.pdp.store
-        records = await store.query(kind="session.open", since=since)
-        records += await store.query(kind="decision", since=since)
-        # a decision anyone who may INSERT into the store can append: never drawn as one
-        # the PDP made (a denied command, a policy revision that was never in force)
-        forged = set(await not_written_by_pdp(store, records))
-        if forged:
-            records = [r for r in records if r.seq not in forged]
         zones = {c.name: c.zone for c in console.pdp.config.connections}
-        content = _content(records, zones, since, now, bucket, window)
+        tally = _Tally(zones, since, now, bucket)
+        forged = 0
+        # a page at a time, counted and let go: a window holds every decision of up to 30
+        # days, which read at once took the memory of the PDP that makes them
+        for kind in ("session.open", "decision"):
+            after = 0
+            while page := await store.query(kind=kind, since=since, after_seq=after,
+                                             limit=PAGE):  # fmt: skip
+                after = page[-1].seq
+                # a decision anyone who may INSERT into the store can append: never drawn
+                # as one the PDP made (a denied command, a revision never in force)
+                unvouched = set(await not_written_by_pdp(store, page))
+                forged += len(unvouched)
+                for r in page:
+                    if r.seq not in unvouched:
+                        tally.add(r)
+                await asyncio.sleep(0)  # the decisions waiting on this loop come first
+        content = tally.content(window)
         flash = (
-            f"{len(forged)} records of this window have no valid record MAC (INSERTed into"
+            f"{forged} records of this window have no valid record MAC (INSERTed into"
             " the store by someone else, or written before record MACs): not counted here;"
             " audit verify names them."
             if forged
@@ -68,28 +82,45 @@ def _zone(record: AuditRecord, zones: dict[str, str]) -> str:
     return str(connection.get("zone") or zones.get(name) or "(none)")
 
 
-def _content(records: list[AuditRecord], zones: dict[str, str], since: float, now: float,
-             bucket: int, window: str) -> Html:  # fmt: skip
-    buckets = int((now - since) // bucket) + 1
-    labels = [rfc3339(since + i * bucket)[:16].replace("T", " ") for i in range(buckets)]
-    by_verdict: dict[str, list[int]] = {v: [0] * buckets for v in VERDICTS}
-    by_connection: Counter[str] = Counter()
-    by_zone: Counter[str] = Counter()
-    denied: Counter[str] = Counter()
-    revisions: dict[str, list[Any]] = defaultdict(lambda: [0, None, None])
-    for r in records:
+class _Tally:
+    """The page's counts, fed one record at a time (so the records need not be kept)."""
+
+    def __init__(self, zones: dict[str, str], since: float, now: float, bucket: int) -> None:
+        self.zones, self.since, self.bucket = zones, since, bucket
+        self.buckets = int((now - since) // bucket) + 1
+        self.by_verdict: dict[str, list[int]] = {v: [0] * self.buckets for v in VERDICTS}
+        self.by_connection: Counter[str] = Counter()
+        self.by_zone: Counter[str] = Counter()
+        self.denied: Counter[str] = Counter()
+        self.revisions: dict[str, list[Any]] = defaultdict(lambda: [0, None, None])
+
+    def add(self, r: AuditRecord) -> None:
         verdict = str(r.body.get("verdict", ""))
-        i = min(int((r.time - since) // bucket), buckets - 1)
-        by_verdict.setdefault(verdict or "(none)", [0] * buckets)[i] += 1
+        i = min(int((r.time - self.since) // self.bucket), self.buckets - 1)
+        self.by_verdict.setdefault(verdict or "(none)", [0] * self.buckets)[i] += 1
         connection = (r.body.get("session") or {}).get("connection") or {}
-        by_connection[str(connection.get("name") or r.body.get("connection", "(none)"))] += 1
-        by_zone[_zone(r, zones)] += 1
+        name = str(connection.get("name") or r.body.get("connection", "(none)"))
+        self.by_connection[name] += 1
+        self.by_zone[_zone(r, self.zones)] += 1
         if verdict == "deny" and r.kind == "decision":
-            denied[str(r.body.get("raw", ""))[:500]] += 1
-        rev = revisions[str(r.body.get("policy_revision", "")) or "(unknown)"]
+            command = str(r.body.get("raw", ""))[:500]
+            if command not in self.denied and len(self.denied) >= DENIED_KEPT:
+                command = OTHER_DENIED  # each one unique: the counter must not hold them all
+            self.denied[command] += 1
+        rev = self.revisions[str(r.body.get("policy_revision", "")) or "(unknown)"]
         rev[0] += 1
         rev[1] = r.time if rev[1] is None else min(rev[1], r.time)
         rev[2] = r.time if rev[2] is None else max(rev[2], r.time)
+
+    def content(self, window: str) -> Html:
+        return _content(self, window)
+
+
+def _content(tally: _Tally, window: str) -> Html:
+    since, bucket, buckets = tally.since, tally.bucket, tally.buckets
+    labels = [rfc3339(since + i * bucket)[:16].replace("T", " ") for i in range(buckets)]
+    by_verdict, by_connection, by_zone = tally.by_verdict, tally.by_connection, tally.by_zone
+    denied, revisions = tally.denied, tally.revisions
     series = {v: c for v, c in by_verdict.items() if any(c)} or {"allow": [0] * buckets}
     windows = tag("nav", tag("ul", join(
         tag("li", tag("a", w, href=f"/console/decisions/?window={w}",
