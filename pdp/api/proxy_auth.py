@@ -97,6 +97,8 @@ class ProxyKey:
         return f"{CREDENTIAL_PREFIX}.{claims}.{self._mac(claims)}"
 
     def verify(self, credential: str) -> ProxyIdentity | None:
+        if not credential.isascii():  # compare_digest refuses other text (TypeError)
+            return None
         prefix, _, rest = credential.partition(".")
         claims, _, mac = rest.partition(".")
         if prefix != CREDENTIAL_PREFIX or not hmac.compare_digest(mac, self._mac(claims)):
