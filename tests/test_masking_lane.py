@@ -29,7 +29,14 @@ from proxies.postgres.codec import BackendParser
 from proxies.postgres.columns import ColumnOrigin
 from proxies.postgres.row_mask import RowMask
 from proxies.postgres.tracker import Expect, ResponseTracker
-from proxies.postgres.values import JSON, JSONB, TEXT_LIKE, detected_value, masked_value
+from proxies.postgres.values import (
+    JSON,
+    JSONB,
+    TEXT_LIKE,
+    count_key,
+    detected_value,
+    masked_value,
+)
 
 LANE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEY = b"k" * 32
@@ -140,7 +147,7 @@ def _reference(
             changed = True
             out[i], detected = found
             for name, n in detected.items():
-                counts[f"detector:{name}"] += n
+                counts[count_key(name)] += n
     return (out if changed else None), counts
 
 

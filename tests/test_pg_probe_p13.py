@@ -23,6 +23,8 @@ detector recognises).
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pglast
 import pytest
 from adversary import (
@@ -39,6 +41,10 @@ from adversary import (
 from pdp.sql.classify import classify
 from pdp.sql.grammar import newer_nodes
 from pdp.sql.reference import classify_reference
+from portcullis.masking import Masker
+from portcullis.verdict import MaskRule
+from proxies.postgres import codec
+from proxies.postgres.row_mask import RowMask
 
 pytestmark = pytest.mark.integration
 
@@ -191,3 +197,25 @@ def test_a_pii_reader_reads_a_card_kept_as_a_number(arena, result_format: int) -
             assert answer.rows[0][0] == b"4111111111111111"
     finally:
         c.close()
+
+
+def test_what_the_detectors_find_in_a_json_value_is_counted_under_their_own_names() -> None:
+    """The evidence's masking counts (details.masked) named a JSON document's card
+    `detector:detector:credit_card` and a key named like a masked field
+    `detector:field:email`: RowMask prefixed Masker.mask_json's keys, prefixed already."""
+    masker = Masker(
+        [
+            MaskRule(field="email", strategy="redact"),
+            MaskRule(detector="credit_card", strategy="partial"),
+        ],
+        b"k" * 32,
+    )
+    fields = [codec.Field("doc", 0, 0, 3802), codec.Field("pan", 0, 0, 20)]
+    values: list[bytes | None] = [
+        b'{"n": 4111111111111111, "email": "x", "note": "card 4111 1111 1111 1111"}',
+        b"4111111111111111",
+    ]
+    counts: Counter[str] = Counter()
+    assert RowMask(masker, fields, [0], {}).apply(values, counts)
+    assert counts == {"detector:credit_card": 3, "field:email": 1}, counts
+    assert values[1] is None

@@ -49,6 +49,7 @@ from proxies.postgres.values import (
     NUMBERS,
     REDACTED_BYTES,
     TEXT_LIKE,
+    count_key,
     detected_value,
     masked_value,
 )
@@ -227,7 +228,7 @@ class RowMask:
             if found is not None:
                 masked, detected = found
                 for detector, n in detected.items():
-                    counts[f"detector:{detector}"] += n
+                    counts[count_key(detector)] += n
                 return masked
         return _UNCHANGED
 

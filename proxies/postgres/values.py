@@ -74,6 +74,13 @@ _ESCAPED = re.compile(rb"\\(\\|[0-7]{3})")
 REDACTED_BYTES = REDACTED.encode()  # the redact strategy's mask, as a text-like value
 
 
+def count_key(name: str) -> str:
+    """The evidence's key for what detected_value counted: a detector's name (mask_text's
+    counts) as `detector:<name>`; Masker.mask_json's keys, `detector:<name>` and
+    `field:<rule field>` (a JSON key named like a masked field), as they are."""
+    return name if name.startswith(("detector:", "field:")) else f"detector:{name}"
+
+
 def masked_value(
     masker: Masker, rule: MaskRule, value: bytes, type_oid: int, binary: bool
 ) -> bytes | None:
@@ -145,15 +152,8 @@ def _detected_number(
     elif number is None:
         return None
     else:
-        _, found = masker.mask_json(number)
-        counts = _by_detector(found)
+        _, counts = masker.mask_json(number)
     return (None, counts) if counts else None
-
-
-def _by_detector(counts: Counter[str]) -> Counter[str]:
-    """Masker.mask_json's counts ("detector:<name>") as mask_text's (the detector's name),
-    which RowMask counts under "detector:<name>"."""
-    return Counter({key.removeprefix("detector:"): n for key, n in counts.items()})
 
 
 def _detected_numbers(
