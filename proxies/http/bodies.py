@@ -335,7 +335,97 @@ class BodyMask:
         found: Counter[str] = Counter(counts)
         if self._named and depth < 4:
             masked = self._named_values(masked, found, depth)
+            masked = self._tabled(masked, found)
         return masked, found
+
+    def _tabled(self, doc: Any, found: Counter[str]) -> Any:
+        """Rows whose columns the document names away from them, masked by position: a
+        list of column names anywhere in it (strings, or objects naming one under `name`,
+        `label`, `title`: BigQuery's `schema.fields`, Snowflake's `rowType`, Databricks'
+        `manifest.schema.columns`, Google's DataTable `cols`) names the cells at its
+        positions of every row of its width (a list, or an object holding only one list:
+        BigQuery's `{"f": [{"v": ...}]}`); and rows whose first is a row of names (Google
+        Sheets' `values`, CSV as JSON) have their cells under those names masked. The
+        rows beside their columns (`{"columns": [...], "rows": [...]}`) _named_values
+        masked already; these are the rest. A cell that is itself a field's name is a
+        name, not a value (a list of pairs), and stays."""
+        widths: dict[int, list[str]] = {}
+        columns, heads = _column_lists(doc)
+        for names in columns:
+            fields = [self._phrase(n) for n in names]
+            if any(fields):
+                known = widths.get(len(fields), [""] * len(fields))
+                widths[len(fields)] = [a or b for a, b in zip(known, fields, strict=True)]
+        if not widths and not any(self._phrase(n) for head in heads for n in head):
+            return doc  # (no table names a masked field: nothing to rebuild)
+        return self._rows_masked(doc, widths, found)
+
+    def _rows_masked(self, value: Any, widths: dict[int, list[str]], found: Counter[str]) -> Any:
+        if isinstance(value, dict):
+            # (one row beside its columns: `{"keys": ["id", "phone"], "values": [7, ...]}`)
+            beside = next((f for f in map(self._fields_of, value.values()) if any(f)), None)
+            return {
+                k: self._row_masked(beside, v, found)
+                if beside and _scalars(v) and isinstance(v, list) and len(v) == len(beside)
+                else self._rows_masked(v, widths, found)
+                for k, v in value.items()
+            }
+        if not isinstance(value, list):
+            return value
+        rows = [_cells(r) for r in value]
+        if (len(value) < 2 and not widths) or not all(c is not None for c in rows):
+            return [self._rows_masked(v, widths, found) for v in value]
+        texts = [_cell_text(c) for c in rows[0] or []]
+        header = [self._phrase(t) if t else "" for t in texts]
+        if not (texts and all(texts) and any(header)):
+            header = []
+        out = []
+        for n, (row, cells) in enumerate(zip(value, rows, strict=True)):
+            assert cells is not None
+            fields = header if header else widths.get(len(cells))
+            if header and n == 0:
+                out.append(row)
+            elif not fields or len(fields) != len(cells):
+                out.append(self._rows_masked(row, widths, found))
+            else:
+                out.append(self._row_masked(fields, row, found))
+        return out
+
+    def _fields_of(self, value: Any) -> list[str]:
+        """The fields a list of column names names, by position ([] for no such list)."""
+        return [self._phrase(n) for n in _column_names(value)]
+
+    def _row_masked(self, fields: list[str], row: Any, found: Counter[str]) -> Any:
+        cells = _cells(row) or []
+        masked = [
+            self._cell(field, cell, found) if field else cell
+            for field, cell in zip(fields, cells, strict=True)
+        ]
+        return masked if isinstance(row, list) else {k: masked for k in row}
+
+    def _paired(self, value: Any, found: Counter[str]) -> Any:
+        """Every pair `["phone", "5550100"]` in a value masked (as _named_values does)."""
+        if isinstance(value, dict):
+            return {k: self._paired(v, found) for k, v in value.items()}
+        if not isinstance(value, list):
+            return value
+        if len(value) == 2 and isinstance(value[0], str) and self._rule(value[0]):
+            value = [value[0], self._as_field(value[0], value[1], found)]
+        return [self._paired(v, found) for v in value]
+
+    def _cell(self, field: str, cell: Any, found: Counter[str]) -> Any:
+        """A row's cell under a column a rule names: a value masked by it (an object's
+        scalar members: BigQuery's `{"v": ...}`, a DataTable's `{"v": ..., "f": ...}`);
+        a string that is itself a field's name stays."""
+        if isinstance(cell, str) and self._phrase(cell):
+            return cell
+        if isinstance(cell, dict):
+            if any(isinstance(v, str) and self._phrase(v) for v in cell.values()):
+                return cell  # (a pair naming its field: `{"name": "phone", ...}`, masked so)
+            return {
+                k: self._as_field(field, v, found) if _scalars(v) else v for k, v in cell.items()
+            }
+        return self._as_field(field, cell, found)
 
     def _named_values(self, value: Any, found: Counter[str], depth: int) -> Any:
         """Fields a document names otherwise than by a key, masked as if keyed (more,
@@ -799,7 +889,12 @@ def _base64_text(value: str) -> str | None:
     if _BASE64.fullmatch(value):
         raw = base64.b64decode(value)
     elif _BASE64URL.fullmatch(value) and ("-" in value or "_" in value):
-        raw = base64.urlsafe_b64decode(value.rstrip("=") + "=" * (-len(value.rstrip("=")) % 4))
+        letters = value.rstrip("=")
+        if len(letters) % 4 == 1:
+            # (no base64 is 4n+1 letters long: a name such as `find_customer`, which
+            # b64decode refuses with an error, not a None)
+            return None
+        raw = base64.urlsafe_b64decode(letters + "=" * (-len(letters) % 4))
     else:
         return None
     try:
@@ -869,15 +964,82 @@ def _scalars(value: Any) -> bool:
     return not isinstance(value, dict)
 
 
+def masked_tables(masker: Masker, doc: Any, counts: Counter[str]) -> Any:
+    """A JSON value (masked by the field rules' keys already) masked as BodyMask reads a
+    document's tables, for a reader of JSON other than an HTTP answer's (an MCP result,
+    whose objects naming a field that reader reads itself): pairs `["phone",
+    "5550100"]`, rows beside their columns or away from them, rows under a row of names
+    (_tabled); the masks' counts added to `counts`. As it came when no field rule
+    applies."""
+    body = BodyMask(masker, "json")
+    if not body._named:
+        return doc
+    found: Counter[str] = Counter()
+    out = body._tabled(body._paired(doc, found), found)
+    counts.update(found)
+    return out
+
+
 def _column_names(value: Any) -> list[str]:
-    """A list of column names: strings, or objects each naming one under `name`."""
+    """A list of column names: strings, or objects each naming one under `name` (or
+    `label`, `title`: a DataTable's `cols`)."""
     if not isinstance(value, list) or not value:
         return []
     if all(isinstance(v, str) for v in value):
         return value
-    if all(isinstance(v, dict) and isinstance(v.get("name"), str) for v in value):
-        return [v["name"] for v in value]
+    for key in _COLUMN_KEYS:
+        if all(isinstance(v, dict) and isinstance(v.get(key), str) for v in value):
+            return [v[key] for v in value]
     return []
+
+
+_COLUMN_KEYS = ("name", "label", "title")
+
+
+def _column_lists(doc: Any) -> tuple[list[list[str]], list[list[str]]]:
+    """(every list of column names (_column_names) anywhere in a document: a list of
+    objects naming one each, or of strings under a key of its own; the lists of strings
+    first in a list, which may be a row of names over the rows after it: Google Sheets'
+    `values`)."""
+    out: list[list[str]] = []
+    heads: list[list[str]] = []
+    stack: list[tuple[Any, bool]] = [(doc, False)]
+    while stack:
+        item, keyed = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, True) for v in item.values())
+        elif isinstance(item, list):
+            names = _column_names(item)
+            if names and len(names) <= 4096 and (keyed or not isinstance(item[0], str)):
+                out.append(names)
+            first = _cells(item[0]) if len(item) > 1 else None
+            if first:
+                texts = [_cell_text(c) for c in first]
+                if all(texts):
+                    heads.append([t for t in texts if t])
+            stack.extend((v, False) for v in item if isinstance(v, dict | list))
+    return out, heads
+
+
+def _cell_text(cell: Any) -> str | None:
+    """What a cell says, when it is text: a string, or an object's first string member
+    when it holds only scalars (Google Sheets' `{"formattedValue": "Phone"}`)."""
+    if isinstance(cell, str):
+        return cell
+    if isinstance(cell, dict) and cell and _scalars(list(cell.values())):
+        return next((v for v in cell.values() if isinstance(v, str)), None)
+    return None
+
+
+def _cells(row: Any) -> list[Any] | None:
+    """A row's cells: a list's items, or those of the one list an object holds alone
+    (BigQuery's `{"f": [...]}`, a DataTable's `{"c": [...]}`); None for no row."""
+    if isinstance(row, list):
+        return row
+    if isinstance(row, dict) and len(row) == 1:
+        (only,) = row.values()
+        return only if isinstance(only, list) else None
+    return None
 
 
 def _rows(value: Any) -> bool:

@@ -45,7 +45,7 @@ from typing import Any
 from portcullis.masking import Masker, MaskingError
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.http import mcp_codec as codec
-from proxies.http.bodies import BodyMask, Unmaskable, masked_headers
+from proxies.http.bodies import BodyMask, Unmaskable, masked_headers, masked_tables
 from proxies.http.mcp_columns import Ambiguous, masked_columns
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
 from proxies.runtime.pdp_client import Ruling
@@ -729,10 +729,31 @@ class Forward:
             if "error" in message or handling.method != "tools/list":
                 message = self._masked(message, session_mask, handling.decision_id)
             else:
+                message = self._schemas_masked(message, "result", session_mask, handling)
                 detectors = self._detectors_of(session_mask)
                 if detectors is not None:
                     message = self._masked(message, detectors, handling.decision_id)
         return message
+
+    def _schemas_masked(
+        self, message: dict[str, Any], key: str, masker: Masker, handling: Handling | None
+    ) -> dict[str, Any]:
+        """message[key] (a tool list, an elicitation's params) with what its schemas say
+        of values under the session's field rules (_schema_values): a property's
+        default, examples, enum and const, and its descriptions and titles read as
+        prose. The rest (the properties' names) is for the detectors alone."""
+        if masker.strictest_field_rule() is None or key not in message:
+            return message
+        counts: Counter[str] = Counter()
+        try:
+            shown = _schema_values(message[key], masker, counts)
+        except (MaskingError, TypeError):
+            return codec.error_response(
+                message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an answer it cannot mask"
+            )
+        if counts:
+            self.session.record_masking(dict(counts), handling.decision_id if handling else "")
+        return {**message, key: shown}
 
     def _elicitation(
         self, message: dict[str, Any], params: dict[str, Any], masker: Masker
@@ -745,6 +766,11 @@ class Forward:
         out = self._masked({**message, "params": rest}, masker, "")
         if schema is None or not isinstance(out.get("params"), dict):
             return out
+        masked = self._schemas_masked({"schema": schema}, "schema", masker, None)
+        if "schema" not in masked:
+            self.session.record_response(kind="mcp.dropped", reason="an unreadable form")
+            return None
+        schema = masked["schema"]
         detectors = self._detectors_of(masker)
         if detectors is not None:
             counts: Counter[str] = Counter()
@@ -854,7 +880,56 @@ def _mask_tree(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     value = _json_texts(value, masker, counts)
     masked, found = masker.mask_json(value)
     counts.update(found)
-    return masked
+    # (and its tables: rows beside or away from the columns naming them, pairs)
+    return masked_tables(masker, masked, counts)
+
+
+# what a JSON Schema says of a property's values (JSON Schema Validation §6.1.2-6.1.3,
+# §9.2, §9.5; `example`: OpenAPI's): the values of the field its property names
+_SCHEMA_VALUES = ("default", "const", "enum", "examples", "example")
+# what a schema (a tool's, a form's) says in words: prose to the masks
+_SCHEMA_WORDS = ("description", "title")
+
+
+def _schema_values(value: Any, masker: Masker, counts: Counter[str]) -> Any:
+    """A tool list or a form's schema, what it says of values masked: under a property
+    a field rule names (by its name or in other words: `phoneNumber`), the property's
+    values (_SCHEMA_VALUES) as that field's; every description and title read as prose
+    (`Finds a customer. Owner's phone: ...`: _masked_string). Property names stay (a
+    schema's `email` property is a name, not an e-mail)."""
+    if isinstance(value, list):
+        return [_schema_values(v, masker, counts) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, child in value.items():
+        if key in _SCHEMA_WORDS and isinstance(child, str):
+            out[key] = _masked_string(child, masker, counts)
+        elif key == "properties" and isinstance(child, dict):
+            out[key] = {
+                name: _property_values(name, sub, masker, counts) for name, sub in child.items()
+            }
+        else:
+            out[key] = _schema_values(child, masker, counts)
+    return out
+
+
+def _property_values(name: str, schema: Any, masker: Masker, counts: Counter[str]) -> Any:
+    schema = _schema_values(schema, masker, counts)
+    rule = masker.rule_for_any([name]) if isinstance(schema, dict) else None
+    if rule is None:
+        return schema
+    shown = dict(schema)
+    for key in _SCHEMA_VALUES:
+        if key in shown:
+            # (enum and examples each value by value: what a client validates stays a list)
+            values = shown[key] if key in ("enum", "examples") else None
+            items = values if isinstance(values, list) else [shown[key]]
+            masked, found = masker.mask_json([{rule.field: item} for item in items])
+            counts.update(found)
+            out = [m[rule.field] for m in masked]
+            shown[key] = out if isinstance(values, list) else out[0]
+    return shown
 
 
 def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
@@ -1092,7 +1167,7 @@ def _masked_json(doc: Any, masker: Masker, counts: Counter[str]) -> str:
     # (what the document holds is read as a result is: base64 in it, JSON in its texts)
     masked, found = masker.mask_json(_json_texts(doc, masker, counts))
     counts.update(found)
-    return json.dumps(masked, ensure_ascii=False)
+    return json.dumps(masked_tables(masker, masked, counts), ensure_ascii=False)
 
 
 def _masked_encoded(text: str, masker: Masker, counts: Counter[str]) -> str:
