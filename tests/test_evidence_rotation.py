@@ -221,3 +221,47 @@ async def test_a_copy_of_the_rotation_moves_no_key_s_range(tmp_path):
     report = await _verify_with(config, Signer(load_or_create_ed25519(config.pdp.signing_key)))
     assert [p.seq for p in report.problems] == [copy], report.problems
     assert "not in the PDP's key history" in report.problems[0].text
+
+
+async def test_a_pdp_whose_key_the_chain_does_not_know_says_so_at_start(tmp_path):
+    """A signing key replaced by hand (or a key file lost, and a new one made at start)
+    was found only at the next `audit verify`, every signature of one key or the other
+    failing. Now the PDP says so at start (logged, and portcullis_signing_key_unknown 1
+    on /metrics); after a rotation it does not."""
+    from pdp.api.http_api import metrics_text
+
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    await _work(config)
+    kept = tmp_path / "kept.key"
+    shutil.copy(config.pdp.signing_key, kept)
+    config.pdp.signing_key.unlink()
+    async with running_pdp(config) as app:
+        await _key_checked(app)
+        assert "no rotation hands over to this key" in app.checkpoints.key_problem
+        assert "portcullis_signing_key_unknown 1\n" in metrics_text(app)
+    shutil.copy(kept, config.pdp.signing_key)  # the key before, back
+    rotated = await asyncio.to_thread(audit, config_path, "rotate-key", "--reason", "x")
+    assert rotated.returncode == 1, rotated.stdout  # the new key's checkpoint fails it
+    assert "checkpoint signed by key" in rotated.stdout
+    # a store that verifies, rotated: the new key is known
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    config_path = _written(fresh)
+    config = load_config(config_path)
+    await _work(config)
+    rotated = await asyncio.to_thread(audit, config_path, "rotate-key", "--reason", "x")
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    async with running_pdp(config) as app:
+        await _key_checked(app)
+        assert app.checkpoints.key_problem == ""
+        assert "portcullis_signing_key_unknown 0\n" in metrics_text(app)
+
+
+async def _key_checked(app) -> None:
+    """Until the checkpoint writer has checked its key at start (at most 60 s)."""
+    for _ in range(1200):
+        if app.checkpoints._key_checked:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the signing key was not checked at start")

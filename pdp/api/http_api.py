@@ -96,6 +96,11 @@ def metrics_text(app: PDPApp) -> str:
         "# TYPE portcullis_anchor_unreached gauge",
         "portcullis_anchor_unreached"
         f" {int(bool(checkpoints and (checkpoints.anchor_problem or checkpoints.head_problem)))}",
+        "# HELP portcullis_signing_key_unknown 1 when the chain's newest checkpoint was"
+        " signed by another key and no rotation hands over to this PDP's (a key replaced"
+        " by hand, or lost and made anew; see the log), else 0.",
+        "# TYPE portcullis_signing_key_unknown gauge",
+        f"portcullis_signing_key_unknown {int(bool(checkpoints and checkpoints.key_problem))}",
     ]
     return "\n".join(lines + _webhook_lines(app)) + "\n"
 

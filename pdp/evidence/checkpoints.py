@@ -118,6 +118,9 @@ class CheckpointWriter:
         self._vouched: int | None = None  # every record up to it checked or signed for
         self._rotations_read = 0  # rotation records looked at up to this seq (_retired)
         self.retired = ""  # why this key signs no more (a rotation retired it), once seen
+        # why this key is not the one the chain's signatures lead to (checked once a run)
+        self.key_problem = ""
+        self._key_checked = False
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -140,6 +143,11 @@ class CheckpointWriter:
 
     async def _run(self) -> None:
         due = time.monotonic() + self.interval_seconds
+        try:  # said at start, not at the first checkpoint a minute on
+            await self._key_known((await self.store.head())[0])
+            self._key_checked = True
+        except Exception:
+            log.exception("the signing key was not checked against the chain")
         while True:
             tick = min(HEAD_SECONDS, max(due - time.monotonic(), 0.0))
             with contextlib.suppress(TimeoutError):
@@ -213,6 +221,9 @@ class CheckpointWriter:
         seq, head_hash = await self.store.head()
         if seq == 0:
             return None
+        if not self._key_checked:
+            await self._key_known(seq)
+            self._key_checked = True
         if await self._retired(seq):
             self.refused += 1
             self.refusing = self.retired
@@ -277,6 +288,37 @@ class CheckpointWriter:
             else:
                 self._rotations_read = page[-1].seq
         return bool(self.retired)
+
+    async def _key_known(self, upto: int) -> None:
+        """Whether the newest checkpoint a PDP wrote (a valid record MAC, when the key
+        is at hand) was signed by this key, or a rotation hands over to it: a signing key
+        replaced by hand (or a key file lost, and a new one made at start) signs
+        checkpoints that fail `audit verify` under the key before, and the key before's
+        fail under it. Said at start, loudly, rather than found at the next audit; the
+        checkpoints go on (signed, they still bind the chain under this key)."""
+        newest_of_kind = getattr(self.store, "newest_of_kind", None)
+        if newest_of_kind is None:
+            return
+        newest = await newest_of_kind(CHECKPOINT_KIND, upto + 1)
+        if newest is None or not isinstance(newest.body, dict):
+            return
+        other = newest.body.get("key_id")
+        if other == self.signer.key_id or (
+            self.record_key is not None and await not_written_by_pdp(self.store, [newest])
+        ):
+            return
+        for r in await self.store.query(kind=ROTATION_KIND):
+            rotation, _ = read_rotation(r.seq, r.body)
+            if rotation is not None and rotation.new_id == self.signer.key_id:
+                return
+        self.key_problem = (
+            f"this PDP signs with key {self.signer.key_id}, but the chain's newest checkpoint"
+            f" (seq {newest.seq}) was signed by key {inert(str(other))[:64]} and no rotation"
+            " hands over to this key: `audit verify` fails the signatures of one key or the"
+            " other. Restore the key before, or rotate from it (`portcullis audit"
+            " rotate-key`, run with the key before in place)"
+        )
+        log.error("audit signing key unknown to the chain: %s", self.key_problem)
 
     async def _head_unreached(self, path: Path) -> bool:
         """Whether the head file left by an earlier run names a record the chain no longer
