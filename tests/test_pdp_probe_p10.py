@@ -52,3 +52,52 @@ async def test_a_proxy_credential_that_is_not_ascii_is_refused_not_an_error(tmp_
             ):
                 answer = await _raw_get(http, path, header)
                 assert answer.startswith(b"HTTP/1.1 401"), (path, header, answer[:200])
+
+
+async def test_a_rollback_of_the_store_and_its_local_anchors_is_said_to_need_a_siem(tmp_path):
+    """Attack (write access to the SQLite store and the directory of the signing key):
+    keep a copy of the store, checkpoint.json and head.json; later, after alice's DROP
+    TABLE, put the three back. Everything the PDP keeps on this host agrees with the
+    older chain, so `audit verify` passes: nothing local can tell (known; not fixed
+    here). It said OK as if the local anchors proved the tail, though. Now an OK without
+    --anchor says what it checked against and how old the newest record is, and that the
+    newest record a SIEM received (forwarding) is what catches this; given, it fails."""
+    import shutil
+
+    from pdp_harness import decide_sql, open_session, pdp_stub, token
+    from test_evidence_macs import audit
+    from test_pdp_probe_p7 import _written
+
+    from pdp.forwarding import record_json
+    from pdp.store import open_store
+    from portcullis.config import load_config
+
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    var = config.pdp.signing_key.parent
+    kept = tmp_path / "kept"
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+    kept.mkdir()
+    files = [config.pdp.store.path, var / "checkpoint.json", var / "head.json"]
+    for f in files:
+        shutil.copy(f, kept / f.name)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config, groups=("dba",)))
+        await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+    async with open_store(config.pdp.store) as store:
+        newest = (await store.query())[-1]
+    siem = tmp_path / "siem.json"
+    siem.write_text(record_json(newest) + "\n")
+    for f in files:
+        for side in (f.with_name(f.name + "-wal"), f.with_name(f.name + "-shm")):
+            side.unlink(missing_ok=True)
+        shutil.copy(kept / f.name, f)
+    result = await asyncio.to_thread(audit, config_path, "verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rollback: checked against the files kept beside the signing key only" in (result.stdout)
+    assert "its newest record is" in result.stdout
+    caught = await asyncio.to_thread(audit, config_path, "verify", "--anchor", str(siem))
+    assert caught.returncode == 1, caught.stdout
+    assert "deleted from the end of the chain" in caught.stdout

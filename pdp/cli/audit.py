@@ -210,6 +210,16 @@ async def _verify_store(args: argparse.Namespace, pinned: Any) -> int:
         await store.close()
     if report.ok:
         print(f"OK: {report.summary()}")
+        if not args.anchor:
+            # what a rollback of the store, the anchor and the head file together (an older
+            # copy of all three restored) leaves: a chain that verifies against itself
+            newest = report.counted.last_time
+            age = f"; its newest record is {_age(newest)} old" if newest is not None else ""
+            print(
+                "  rollback: checked against the files kept beside the signing key only: an"
+                " older copy of the store restored together with them verifies as well"
+                f"{age}; give --anchor with the newest record a SIEM received (forwarding)"
+            )
         if pinned is None:
             from pdp.evidence.signing import key_id_of
 
@@ -222,6 +232,16 @@ async def _verify_store(args: argparse.Namespace, pinned: Any) -> int:
         return 0
     _print_problems(report.problems)
     return EXIT_BAD
+
+
+def _age(unix_seconds: float) -> str:
+    import time
+
+    seconds = max(time.time() - unix_seconds, 0.0)
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} seconds"
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
