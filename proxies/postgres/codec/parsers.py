@@ -557,10 +557,12 @@ class FrontendParser(_StreamParser):
         ):
             return None
         (length,) = INT32.unpack_from(data, 1)
-        if length != size - 1:
+        # _fast_text(data), spelt out: the body is one UTF-8 C string
+        if length != size - 1 or data.find(b"\0", 5) != size - 1:
             return None
-        sql = _fast_text(data)
-        if sql is None:
+        try:
+            sql = data[5:-1].decode("utf-8")
+        except UnicodeDecodeError:
             return None
         message = _new(Query)
         _QUERY_SQL(message, sql)
@@ -715,6 +717,21 @@ class BackendParser(_StreamParser):
         # description and its tag and status, the same for every run of one statement):
         # a chunk starting or ending with the same bytes has the same answers for them
         head, tail = self._plain_head, self._plain_tail
+        if tail and head and chunk.startswith(head) and chunk.endswith(tail):
+            # the last chunk's description and its tag and status around one row (a
+            # statement run again, fetching one row by its key): what the loop below
+            # reads, without it (tests/test_pg_codec_fuzz.py: test_a_chunk_starting_or_...)
+            start, stop = len(head), size - len(tail)
+            if stop - start > 5 and chunk[start] == _DATA_ROW:
+                (length,) = INT32.unpack_from(chunk, start + 1)
+                if (
+                    start + 1 + length == stop
+                    and length <= max_frame
+                    and _data_row_fits(chunk, start + 5, stop)
+                ):
+                    if rows is not None:
+                        rows.append((start, stop))
+                    return [*self._plain_head_answers, _ROW, *self._plain_tail_answers]
         if head and chunk.startswith(head):
             pos = len(head)
             answers = list(self._plain_head_answers)
