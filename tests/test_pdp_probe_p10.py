@@ -101,3 +101,39 @@ async def test_a_rollback_of_the_store_and_its_local_anchors_is_said_to_need_a_s
     caught = await asyncio.to_thread(audit, config_path, "verify", "--anchor", str(siem))
     assert caught.returncode == 1, caught.stdout
     assert "deleted from the end of the chain" in caught.stdout
+
+
+async def test_a_bundle_says_when_and_for_which_window_it_was_exported(tmp_path):
+    """Attack (whoever hands the auditor the evidence): a bundle exported with --until
+    just before alice's DROP TABLE (or an older export) handed over as the whole log.
+    Every signature is valid and `audit verify --bundle` said OK naming only the records'
+    range: nothing said the store held more. The signed manifest and head knew (window,
+    generated_at, the store's head at export); an OK now says them, and how many records
+    after the bundle's last the store then held."""
+    import time
+
+    from pdp_harness import decide_sql, open_session, pdp_stub, token
+    from test_evidence_macs import audit
+    from test_pdp_probe_p7 import _written
+
+    from portcullis.config import load_config
+
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+        cut = time.time()
+        await asyncio.sleep(0.01)
+        dba = await open_session(stub, token(config, groups=("dba",)))
+        await decide_sql(stub, dba.session_id, "DROP TABLE orders")
+    bundle = tmp_path / "narrow.tar.gz"
+    exported = await asyncio.to_thread(
+        audit, config_path, "export", "--until", str(cut), "--out", str(bundle)
+    )
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    result = await asyncio.to_thread(audit, config_path, "verify", "--bundle", str(bundle))
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(x for x in result.stdout.splitlines() if "exported:" in x)
+    assert "records timed from the first to" in line, line
+    assert "records after the bundle's last are not in it" in line, line

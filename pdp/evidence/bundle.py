@@ -41,6 +41,7 @@ from pdp.evidence.checkpoints import Counted, Problem, SignedRecordChecker, veri
 from pdp.evidence.controls import STREAMS, manifest_controls, manifest_streams
 from pdp.evidence.rotation import ROTATION_KIND, KeyHistory, key_history
 from pdp.evidence.signing import Signer, key_id_of, load_public_pem, signature_problem
+from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord, AuditStore
 from pdp.store.chain import canonical_json, record_hash, to_micros
@@ -377,9 +378,13 @@ class BundleReport:
     problems: list[Problem] = field(default_factory=list)
 
     counted: Counted = field(default_factory=Counted)
+    exported: str = ""  # when, for which window, and the store's head then (signed)
 
     def summary(self) -> str:
-        return "\n".join([*self.counted.lines(), f"  signed by key {self.key_id}"])
+        lines = [*self.counted.lines(), f"  signed by key {self.key_id}"]
+        if self.exported:
+            lines.append(f"  exported: {self.exported}")
+        return "\n".join(lines)
 
 
 def _file_problem(text: str) -> Problem:
@@ -497,6 +502,7 @@ def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> Bun
     counted.checkpoints, counted.statements = checker.checkpoints, checker.statements
     counted.anchor = f"chain_head.json (signed) names seq {report.head[0]}: the last record"
     counted.macs = _macs_said(manifest.get("record_macs"))
+    report.exported = _exported(manifest, files.get("chain_head.json", b""))
     counted.keys = keys.describe() if keys.rotations else ""
     for line in lines:  # a rotation in both files is the same record
         seq = line["seq"]
@@ -578,6 +584,37 @@ _LINE_KEYS = {
     "prev_hash",
     "hash",
 }
+
+
+def _exported(manifest: dict[str, Any], head: bytes) -> str:
+    """What the signed manifest and head say of the export itself: when, the window asked
+    for, and the store's head then — a bundle is a view of the chain as it was, and one
+    handed over as the whole may be an older export, or one of a narrower window (the
+    incident's day left out), every signature valid. "" for a bundle that says none."""
+    if not manifest:
+        return ""
+    window = manifest.get("window")
+    window = window if isinstance(window, dict) else {}
+    since, until = window.get("since"), window.get("until")
+
+    def bound(value: Any, open_end: str) -> str:
+        return rfc3339(value) if isinstance(value, int | float) else open_end
+
+    said = (
+        f"at {inert(str(manifest.get('generated_at', '?')))}, records timed"
+        f" {bound(since, 'from the first')} to {bound(until, 'the last')}"
+    )
+    try:
+        payload = json.loads(head).get("payload", {})
+        store = payload.get("store_head", {})
+        if type(store.get("seq")) is int:
+            later = store["seq"] - int(payload.get("seq") or 0)
+            said += f"; the store's head then: seq {store['seq']}"
+            if later > 0:
+                said += f" ({later} records after the bundle's last are not in it)"
+    except (ValueError, AttributeError, TypeError):
+        pass
+    return said
 
 
 def _macs_said(said: Any) -> str:
