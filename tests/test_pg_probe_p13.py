@@ -14,6 +14,15 @@ detector recognises).
   rule on the database's own functions saw it), and got what it returns: every password.
   Now such text is denied as one the policy cannot read as the server will
   (pdp/sql/grammar.py).
+- A view the database defines that calls a volatile built-in ran it for whoever read the
+  view: pg_depend records no dependency on pg_catalog's functions, so the proxy's
+  view_functions never named them. `CREATE VIEW v AS SELECT id, set_config(
+  'application_name', password, false) AS s FROM customers` gave a reader (and a dba
+  outside pii-readers) every password: the column came back masked, but the server
+  reported the setting's new value (ParameterStatus) and SHOW application_name read it.
+  Now the proxy reads the functions a view's own query calls from its rule's tree
+  (proxies/postgres/user_code.py), and a view running a volatile built-in readers may not
+  call is denied outside pii-readers (rego/portcullis/postgres_lineage.rego).
 - A card number kept as a number (bigint, numeric, double precision, or an array of them)
   in a column not named as sensitive came back whole to everyone outside pii-readers, in
   text and binary format: the value detectors never read numbers (values.NO_TEXT), though
@@ -64,6 +73,12 @@ INSERT INTO p13_numbers VALUES
   (1, 4111111111111111, 5500005555555559.25, 4111111111111111, ARRAY[7, 4111111111111111],
    ARRAY[1.5, 5500005555555559], 99.50),
   (2, 1234567890123, 12345678901234.5, 1234567890123456, ARRAY[1, 2], ARRAY[1.5], 12.00);
+CREATE VIEW public.p13_vset AS
+  SELECT id, set_config('application_name', password, false) AS s FROM customers;
+CREATE VIEW public.p13_vstash AS
+  SELECT id, pg_catalog.set_config('p13.stash', password, false) AS s FROM customers;
+CREATE VIEW public.p13_vnest AS SELECT * FROM public.p13_vset;
+CREATE VIEW public.p13_vrandom AS SELECT id, random() AS r FROM orders;
 """
 
 
@@ -219,3 +234,45 @@ def test_what_the_detectors_find_in_a_json_value_is_counted_under_their_own_name
     assert RowMask(masker, fields, [0], {}).apply(values, counts)
     assert counts == {"detector:credit_card": 3, "field:email": 1}, counts
     assert values[1] is None
+
+
+VIEWS_RUNNING_SET_CONFIG = [
+    "SELECT * FROM p13_vset",
+    "SELECT s FROM public.p13_vset WHERE id = 2",
+    "SELECT count(s) FROM p13_vstash",
+    "SELECT * FROM p13_vnest",
+    'SELECT * FROM "p13_vset"',
+]
+
+
+@pytest.mark.parametrize("groups", [("readonly",), ("dba",)])
+@pytest.mark.parametrize("sql", VIEWS_RUNNING_SET_CONFIG)
+def test_a_view_running_set_config_keeps_nothing_past_the_masks(arena, groups, sql: str) -> None:
+    c = ready_client(arena, groups, "p13")
+    try:
+        answer = c.query(sql)
+        assert answer.errors, answer.messages
+        assert "runs pg_catalog.set_config" in answer.errors[0], answer.errors
+        after = c.query("SHOW application_name")
+        assert_no_secret(answer)
+        assert_no_secret(after)
+        if groups == ("dba",):
+            assert_no_secret(c.query("SELECT current_setting('p13.stash', true)"))
+    finally:
+        c.close()
+
+
+def test_a_view_running_what_readers_may_call_is_read(arena) -> None:
+    c = ready_client(arena, ("readonly",), "p13")
+    try:
+        answer = c.query("SELECT count(r) FROM p13_vrandom")
+        assert not answer.errors, answer.messages
+    finally:
+        c.close()
+    c = ready_client(arena, ("dba", "pii-readers"), "p13")
+    try:
+        answer = c.query("SELECT s FROM p13_vset ORDER BY id")
+        assert not answer.errors, answer.messages
+        assert answer.rows == [[b"hunter2-ada"], [b"hunter2-bob"]]
+    finally:
+        c.close()

@@ -101,6 +101,12 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   JOIN rule_deps d ON d.view = reach.src AND d.refclassid = 'pg_catalog.pg_class'::regclass
   AND d.refobjid <> reach.src
 ), calls(view, fn) AS (
+  SELECT reach.view, m[1]::oid FROM reach
+  JOIN pg_catalog.pg_rewrite r ON r.ev_class = reach.src AND r.ev_type = '1',
+  LATERAL pg_catalog.regexp_matches(r.ev_action::text,
+    ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
+  WHERE reach.view >= 16384 AND reach.src >= 16384
+  UNION
   SELECT reach.view, d.refobjid FROM reach JOIN rule_deps d ON d.view = reach.src
   AND d.refclassid = 'pg_catalog.pg_proc'::regclass
   UNION
@@ -110,14 +116,14 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
 ), view_calls AS (
   SELECT vn.nspname || '.' || v.relname AS name,
     json_agg(DISTINCT pn.nspname || '.' || p.proname
-      || CASE WHEN p.pronamespace = 'pg_catalog'::regnamespace
+      || CASE WHEN p.pronamespace = 'pg_catalog'::regnamespace AND p.oid >= 16384
          THEN ' (created after initdb)' ELSE '' END) AS functions
   FROM calls
   JOIN pg_catalog.pg_class v ON v.oid = calls.view
   JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
   JOIN pg_catalog.pg_proc p ON p.oid = calls.fn
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-  WHERE v.oid >= 16384 AND p.oid >= 16384
+  WHERE v.oid >= 16384 AND (p.oid >= 16384 OR p.provolatile = 'v')
   AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
            WHERE x.classid = 'pg_catalog.pg_proc'::regclass AND x.objid = p.oid))
   GROUP BY 1

@@ -549,8 +549,9 @@ deny contains sprintf("EXPLAIN of a statement calling %s: the planner runs an IM
 
 # ...and so does EXPLAIN of a statement reading a view that runs such a function (the
 # proxy's view_functions: the functions outside pg_catalog reading each view runs, its own
-# and those of the views it reads): `EXPLAIN VERBOSE SELECT s FROM pwv`, a view column
-# `public.pw_imm(1) AS s`, prints the value the view's SELECT would mask whole.
+# and those of the views it reads, and the volatile built-ins its own query calls):
+# `EXPLAIN VERBOSE SELECT s FROM pwv`, a view column `public.pw_imm(1) AS s`, prints the
+# value the view's SELECT would mask whole.
 deny contains sprintf("EXPLAIN of a statement reading view %s, which runs %s: the planner runs an IMMUTABLE function of the database ahead and prints its value in the plan, where no mask reads it; run the statement itself (its value is masked whole): denied to everyone not in pii-readers", [v, f]) if {
 	input.command.postgres.types.explain
 	input.command.postgres.has.user_code
@@ -561,7 +562,35 @@ deny contains sprintf("EXPLAIN of a statement reading view %s, which runs %s: th
 	some v, functions in views
 	view_named(v, t)
 	some f in functions
+	not pg_builtin(f)
 	not pii_reader
+}
+
+# Reading a view runs the functions of its query, which the statement does not name: a
+# volatile built-in of pg_catalog there keeps what it is given where a later read finds
+# it, past every mask (`CREATE VIEW v AS SELECT set_config('application_name', password,
+# false) ...`: the server reports the setting's new value to the client and SHOW reads
+# it; setval, pg_advisory_lock), or acts on the server (pg_terminate_backend). The proxy
+# lists a view's volatile built-ins in view_functions (its rule's tree names them; pg_depend
+# does not); those readers may call (random, clock_timestamp) are left.
+deny contains sprintf("view %s runs %s, which keeps or acts on what it is given outside the rows a mask reads: denied to everyone not in pii-readers", [v, f]) if {
+	input.command.postgres.has.user_code
+	views := input.command.postgres.view_functions
+	some s in input.command.postgres.statements
+	some t in s.tables
+	some v, functions in views
+	view_named(v, t)
+	some f in functions
+	pg_builtin(f)
+	not reader_callable(f)
+	not pii_reader
+}
+
+# A function of pg_catalog as initdb made it, as view_functions names it (one a superuser
+# made there since is named "pg_catalog.f (created after initdb)")
+pg_builtin(f) if {
+	pg_catalog_function(f)
+	not endswith(f, " (created after initdb)")
 }
 
 # A DO block's FETCH reads a cursor by the name its refcursor variable holds: any portal of

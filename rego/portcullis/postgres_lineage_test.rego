@@ -582,6 +582,34 @@ test_explain_of_a_view_running_the_databases_function_is_denied_outside_pii_read
 	not "deny" == d2.verdict
 }
 
+view_running(groups, functions) := d if {
+	sel := selecting([out("s", "expression", [])], [])
+	reading := object.union(sel, {"tables": ["vset"]})
+	inp := json.patch(pg_input(groups, [reading]), [{"op": "add", "path": "/command/postgres/view_functions", "value": {"public.vset": functions}}])
+	d := portcullis.decision with input as inp
+}
+
+test_a_view_running_a_volatile_builtin_is_denied_outside_pii_readers if {
+	every groups in [["readonly"], ["dba"]] {
+		d := view_running(groups, ["pg_catalog.set_config"])
+		d.verdict == "deny"
+		"view public.vset runs pg_catalog.set_config, which keeps or acts on what it is given outside the rows a mask reads: denied to everyone not in pii-readers" in d.reasons
+	}
+	not "deny" == view_running(["dba", "pii-readers"], ["pg_catalog.set_config"]).verdict
+	# what readers may call (random) is left, as is a function the database defines (its
+	# value is masked whole), for a dba
+	not "deny" == view_running(["dba"], ["pg_catalog.random"]).verdict
+	not "deny" == view_running(["dba"], ["public.pw_of"]).verdict
+	view_running(["dba"], ["pg_catalog.f (created after initdb)"]).verdict != "deny"
+}
+
+test_explain_of_a_view_running_only_builtins_is_not_denied if {
+	explain := object.union(stmt("explain"), {"analyze": false, "tables": ["pwv"], "outputs": [], "predicates": []})
+	inp := json.patch(pg_input(["dba"], [explain]), [{"op": "add", "path": "/command/postgres/view_functions", "value": {"public.pwv": ["pg_catalog.random"]}}])
+	d := portcullis.decision with input as inp
+	not "deny" == d.verdict
+}
+
 test_a_do_block_reading_an_errors_text_is_denied_outside_pii_readers if {
 	do := object.union(stmt("do"), {"opaque": false})
 	text := object.union(stmt("fetch"), {"tag": "PLpgSQL_error_text", "tables": [], "nested": true})

@@ -16,8 +16,10 @@
 #                                          it runs ("schema.name"), its own and those of
 #                                          the views it reads, operators' included, as
 #                                          pg_depend records them (the server records
-#                                          none on pg_catalog's own functions, so these
-#                                          are the functions defined elsewhere)
+#                                          none on pg_catalog's own functions), and the
+#                                          volatile pg_catalog functions the query of a
+#                                          view the database defines calls (read from its
+#                                          rule's tree): set_config, setval, ...
 #
 # (an installed extension's own operators, types and non-volatile functions are left out
 # by the proxy: CREATE EXTENSION is a superuser's reviewed act, and citext, hstore or PostGIS
@@ -31,8 +33,8 @@
 # A view a reader's statement names (with or without its schema) whose functions are not
 # all ones readers may call is denied too: reading it runs them.
 #
-# Not covered: pg_catalog functions inside a view (pg_depend has no record of them; what
-# they return is masked as any value of unknown origin); the operators a type's default operator class brings to ORDER BY, GROUP BY,
+# Not covered: a view's stable and immutable pg_catalog functions (what they return is
+# masked as any value of unknown origin, and they change nothing); the operators a type's default operator class brings to ORDER BY, GROUP BY,
 # DISTINCT and set operations on a column of an extension's type; such columns are the
 # extension's own, and a reader's statement names no operator for them.
 
