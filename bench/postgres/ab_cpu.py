@@ -11,7 +11,9 @@ bare uvloop relay (bench/postgres/relay.py) as the floor. The PDP and the policy
 base commit's for both. Decision cache on. Not a test: nothing asserts.
 
     python -u bench/postgres/ab_cpu.py --base c7b4652 [--rounds 4] [--seconds 8]
-        [--modes simple,prepared] [--clients 8]
+        [--modes simple,prepared] [--clients 8] [--new DIR]
+
+(--new: a tree to run as "new" instead of this checkout, e.g. one with a patch applied.)
 """
 
 from __future__ import annotations
@@ -53,10 +55,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--modes", default="simple,prepared")
+    parser.add_argument("--new", type=Path, default=REPO, help="the tree to run as new")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-"))
-    trees = {"base": tree_of(args.base, tmp / "base"), "new": REPO}
+    trees = {"base": tree_of(args.base, tmp / "base"), "new": args.new.resolve()}
     db, role, password = scratch_names("portcullis_ab")
     procs: list[subprocess.Popen] = []
     try:

@@ -405,14 +405,18 @@ class SessionRecorder:
             tail = known
             self._last_statement = (*key, tail)
         run = self._open_run
-        if (
-            run is not None
-            and tail is run.tail
-            and len(run.items) < MAX_REPEAT
-            and run.size < MAX_RUN_TEXT
-        ):
-            run.again(now, raw)
-            return
+        if run is not None and tail is run.tail:
+            items = run.items
+            if len(items) < MAX_REPEAT and run.size < MAX_RUN_TEXT:
+                # run.again(now, raw), spelt out
+                gap = round((now - run.last) * 1_000_000)
+                if gap < 0:  # the wall clock stepped back
+                    gap = 0
+                run.last += gap / 1_000_000
+                item = str(gap) if raw == run.command else f"[{gap},{_quote(raw)}]"
+                items.append(item)
+                run.size += len(item)
+                return
         rest = f',"direction":"client","type":"command","command":{_quote(raw)},{tail}'
         self._start_run(_Run(now, tail, raw, rest))
 
@@ -513,7 +517,8 @@ class SessionRecorder:
             owed += STATEMENT_EVENTS + len(held[1] or "")
         if run is not None:
             owed += len(run.rest) + run.size + len(run.items) + 48
-        room = 2 * min(command_chars, MAX_EVENT_COMMAND) + STATEMENT_EVENTS
+        chars = command_chars if command_chars < MAX_EVENT_COMMAND else MAX_EVENT_COMMAND
+        room = 2 * chars + STATEMENT_EVENTS
         need = (owed + owed // 2 + 64 if owed else 0) + room + room // 2 + 64
         if need > self.claim:
             if not spool.reserve(need - self.claim):
