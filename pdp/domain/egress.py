@@ -59,6 +59,13 @@ class Usage:
 
     def over(self, budget: EgressBudget) -> str:
         """Which limits are reached, with usage ("" when none)."""
+        if not (
+            (budget.rows_per_session and self.session_rows >= budget.rows_per_session)
+            or (budget.bytes_per_session and self.session_bytes >= budget.bytes_per_session)
+            or (budget.rows_per_hour and self.hour_rows >= budget.rows_per_hour)
+            or (budget.bytes_per_hour and self.hour_bytes >= budget.bytes_per_hour)
+        ):
+            return ""  # the common case, without the list and the strings of each limit
         passed = [
             f"{used} of {limit} {what} used"
             for what, limit, used in self._pairs(budget)
@@ -69,14 +76,38 @@ class Usage:
         return f"{self.subject} on {self.connection}: {', '.join(passed)}"
 
     def near(self, budget: EgressBudget) -> bool:
-        """Whether any limit is NEAR_SHARE used (or more)."""
-        return any(lim and used >= lim * NEAR_SHARE for _, lim, used in self._pairs(budget))
+        """Whether any limit is NEAR_SHARE used (or more). Spelled out limit by limit
+        (asked on every decision that carries a budget): any() over _pairs() built a list
+        of tuples and a generator for four comparisons."""
+        lim = budget.rows_per_session
+        if lim and self.session_rows >= lim * NEAR_SHARE:
+            return True
+        lim = budget.bytes_per_session
+        if lim and self.session_bytes >= lim * NEAR_SHARE:
+            return True
+        lim = budget.rows_per_hour
+        if lim and self.hour_rows >= lim * NEAR_SHARE:
+            return True
+        lim = budget.bytes_per_hour
+        return bool(lim and self.hour_bytes >= lim * NEAR_SHARE)
 
     def left(self, budget: EgressBudget) -> tuple[int, int]:
-        """(rows, bytes) still allowed under every limit."""
-        rows = [lim - used for w, lim, used in self._pairs(budget) if lim and w.startswith("rows")]
-        size = [lim - used for w, lim, used in self._pairs(budget) if lim and w.startswith("bytes")]
-        return (max(0, min(rows, default=UNLIMITED)), max(0, min(size, default=UNLIMITED)))
+        """(rows, bytes) still allowed under every limit (UNLIMITED where none is set)."""
+        rows = size = None
+        if budget.rows_per_session:
+            rows = budget.rows_per_session - self.session_rows
+        if budget.rows_per_hour:
+            hour = budget.rows_per_hour - self.hour_rows
+            rows = hour if rows is None else min(rows, hour)
+        if budget.bytes_per_session:
+            size = budget.bytes_per_session - self.session_bytes
+        if budget.bytes_per_hour:
+            hour = budget.bytes_per_hour - self.hour_bytes
+            size = hour if size is None else min(size, hour)
+        return (
+            max(0, UNLIMITED if rows is None else rows),
+            max(0, UNLIMITED if size is None else size),
+        )
 
 
 class EgressLedger:
