@@ -265,3 +265,61 @@ async def _key_checked(app) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the signing key was not checked at start")
+
+
+async def test_a_lost_key_is_handed_over_by_the_new_key_alone_and_said_so(tmp_path):
+    """A signing key whose private key is gone (a disk, a container without its volume)
+    could not be rotated (the old key signs the hand-over), and a PDP started without it
+    made a new key whose signatures fail under the old one. `audit rotate-key
+    --old-key-lost --old-public-key PEM` checks the store under the old public key and
+    hands over with the new key's signature alone: whoever pins the new key verifies the
+    whole chain, told the old key was declared lost; whoever pins only the old key is
+    not asked to trust the new one."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    await _work(config)
+    old = Signer(load_or_create_ed25519(config.pdp.signing_key))
+    old_pem = _pem(tmp_path, "old.pem", old)
+    config.pdp.signing_key.unlink()  # lost
+    rotated = await asyncio.to_thread(
+        audit, config_path, "rotate-key", "--reason", "disk lost",
+        "--old-key-lost", "--old-public-key", str(old_pem),
+    )  # fmt: skip
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    assert "declared lost" in rotated.stdout
+    new = Signer(load_or_create_ed25519(config.pdp.signing_key))
+    new_pem = _pem(tmp_path, "new.pem", new)
+    await _work(config)
+    trusted = await asyncio.to_thread(audit, config_path, "verify", "--public-key", str(new_pem))
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    assert "declared LOST by this one" in trusted.stdout
+    only_old = await asyncio.to_thread(audit, config_path, "verify", "--public-key", str(old_pem))
+    assert only_old.returncode == 1, only_old.stdout
+    assert "signed by key" in only_old.stdout and "alone" in only_old.stdout
+
+
+async def test_a_lost_key_rotation_made_by_someone_else_stops_nothing(tmp_path):
+    """Attack (INSERT access, a key of one's own): a rotation declaring the PDP's key lost,
+    handing over to one's own key (it needs no signature of the PDP's key). The PDP's key
+    is not retired by it (its checkpoints go on), and verify names it."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    await _work(config)
+    from pdp.evidence.rotation import lost_key_rotation_body
+
+    pdp_key = Signer(load_or_create_ed25519(config.pdp.signing_key))
+    mine = Signer(load_or_create_ed25519(tmp_path / "mine.key"))
+    head = (await _records(config))[-1]
+    forged = await forge(
+        config.pdp.store,
+        ROTATION_KIND,
+        lost_key_rotation_body(pdp_key.public_key, mine, (head.seq, head.hash), "x"),
+    )
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 1")
+        assert await app.checkpoints.checkpoint() is not None
+        assert app.checkpoints.retired == ""
+    report = await _verify_with(config, pdp_key)
+    assert {p.seq for p in report.problems} == {forged}, report.problems
+    assert any("declaring key" in p.text for p in report.problems)

@@ -62,6 +62,15 @@ def register(subparsers: Any) -> None:
         " so what it signed still verifies (stop the PDP first, restart it after)",
     )
     rotate.add_argument("--reason", required=True, help="why (schedule, incident, ticket)")
+    rotate.add_argument(
+        "--old-key-lost",
+        action="store_true",
+        help="the signing key's private key is gone: the new key alone signs the hand-over,"
+        " and verify says so (give --old-public-key; run before the PDP starts again)",
+    )
+    rotate.add_argument(
+        "--old-public-key", default=None, help="PEM of the lost key (with --old-key-lost)"
+    )
     rotate.set_defaults(func=cmd_audit_rotate_key)
     export = asub.add_parser("export", help="write an evidence bundle (tar.gz)")
     export.add_argument("--since", default=None, help="RFC 3339 or unix seconds (inclusive)")
@@ -402,8 +411,13 @@ async def _rotate_key(args: argparse.Namespace) -> int:
         head_path_for,
         verify_store,
     )
-    from pdp.evidence.rotation import ROTATION_KIND, read_rotation, rotation_body
-    from pdp.evidence.signing import Signer
+    from pdp.evidence.rotation import (
+        ROTATION_KIND,
+        lost_key_rotation_body,
+        read_rotation,
+        rotation_body,
+    )
+    from pdp.evidence.signing import Signer, key_id_of, load_public_pem, public_pem
     from pdp.plumbing.keys import load_or_create_ed25519
     from pdp.store import AuditStore, StoreUnavailable, open_store
 
@@ -411,8 +425,11 @@ async def _rotate_key(args: argparse.Namespace) -> int:
     if not args.reason.strip():
         return _fail("--reason must say why")
     key_path = config.pdp.signing_key
-    if not key_path.exists():
-        return _fail(f"signing key {key_path} not found")
+    lost = bool(args.old_key_lost)
+    if lost != bool(args.old_public_key):
+        return _fail("--old-key-lost and --old-public-key go together")
+    if not lost and not key_path.exists():
+        return _fail(f"signing key {key_path} not found (lost? see --old-key-lost)")
     record_key, unreadable = _record_key(config.pdp.proxy_key, True)
     if record_key is None:
         return _fail(unreadable)
@@ -420,7 +437,14 @@ async def _rotate_key(args: argparse.Namespace) -> int:
     if settings.type == "sqlite" and not settings.path.exists():
         return _fail(f"audit store {settings.path} does not exist")
     try:
-        old = Signer(load_or_create_ed25519(key_path))
+        if lost:
+            old_public = load_public_pem(Path(args.old_public_key).read_bytes())
+            old_id = key_id_of(old_public)
+            if key_path.exists() and Signer(load_or_create_ed25519(key_path)).key_id == old_id:
+                return _fail(f"{key_path} is the key named lost: rotate without --old-key-lost")
+        else:
+            old = Signer(load_or_create_ed25519(key_path))
+            old_public, old_id = old.public_key, old.key_id
         next_path = key_path.with_name(key_path.name + ".next")
         if not next_path.exists():
             pem = Ed25519PrivateKey.generate().private_bytes(
@@ -452,12 +476,12 @@ async def _rotate_key(args: argparse.Namespace) -> int:
             r
             for r in await store.query(kind=ROTATION_KIND)
             if (rotated := read_rotation(r.seq, r.body)[0]) is not None
-            and (rotated.old_id, rotated.new_id) == (old.key_id, new.key_id)
+            and (rotated.old_id, rotated.new_id) == (old_id, new.key_id)
         ]
         if not done:
             report = await verify_store(
                 store,
-                old.public_key,
+                old_public,
                 anchor,
                 str(anchor_path),
                 record_key,
@@ -468,9 +492,13 @@ async def _rotate_key(args: argparse.Namespace) -> int:
                 print("no key rotated: the audit store does not verify with the key in use")
                 _print_problems(report.problems)
                 return EXIT_BAD
-            record = await store.append(
-                ROTATION_KIND, rotation_body(old, new, report.head, args.reason.strip())
+            reason = args.reason.strip()
+            body = (
+                lost_key_rotation_body(old_public, new, report.head, reason)
+                if lost
+                else rotation_body(old, new, report.head, reason)
             )
+            record = await store.append(ROTATION_KIND, body)
         else:
             record = done[0]
         writer = CheckpointWriter(store, new, anchor_path=anchor_path, record_key=record_key)
@@ -479,12 +507,13 @@ async def _rotate_key(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     finally:
         await store.close()
-    retired = key_path.with_name(f"{key_path.name}.{old.key_id}.pub")
-    retired.write_bytes(old.public_pem())
+    retired = key_path.with_name(f"{key_path.name}.{old_id}.pub")
+    retired.write_bytes(public_pem(old_public))
     os.replace(next_path, key_path)  # the old private key is gone: it signs no more
     print(
-        f"rotated the signing key {old.key_id} -> {new.key_id} at seq {record.seq}"
-        f" (old public key kept in {retired}); restart every PDP with {key_path} now:"
+        f"rotated the signing key {old_id} -> {new.key_id} at seq {record.seq}"
+        + (" (the old key declared lost: signed by the new key alone)" if lost else "")
+        + f" (old public key kept in {retired}); restart every PDP with {key_path} now:"
         " one still holding the old key signs no more checkpoints"
     )
     return 0

@@ -278,7 +278,13 @@ class CheckpointWriter:
             )
             for r in page:
                 rotation, _ = read_rotation(r.seq, r.body)
-                if rotation is not None and rotation.old_id == self.signer.key_id:
+                # a key declared lost by another is not retired by it: that other key alone
+                # signed it (a key of anyone's who may INSERT)
+                if (
+                    rotation is not None
+                    and rotation.old_id == self.signer.key_id
+                    and not rotation.lost
+                ):
                     self.retired = (
                         f"this PDP's signing key {rotation.old_id} was retired at seq {r.seq}"
                         f" (rotated to {rotation.new_id}): restart it with the new key"
@@ -779,6 +785,12 @@ class SignedRecordChecker:
         if rotation is None:
             return why
         known = self.keys.rotation_seqs.get(seq)
+        if known is None and rotation.lost:
+            return (
+                f"key rotation declaring key {rotation.old_id} lost, signed by key"
+                f" {rotation.new_id} alone, is not in the key history of the key trusted"
+                f" (only whoever trusts {rotation.new_id} follows it)"
+            )
         if known is None or (known.old_id, known.new_id) != (rotation.old_id, rotation.new_id):
             return (
                 f"key rotation from key {rotation.old_id} to {rotation.new_id} is not in the"
@@ -917,7 +929,7 @@ class Counted:
             f"  sessions: {self.sessions} opened in this range (session.open records)",
             f"  anchor: {self.anchor or 'none checked'}",
             *([f"  record MACs: {self.macs}"] if self.macs else []),
-            *([f"  signing keys: {self.keys}, each rotation signed by both"] if self.keys else []),
+            *([f"  signing keys: {self.keys}"] if self.keys else []),
             f"  head: seq {self.head[0]} hash {self.head[1]}",
         ]
 

@@ -40,6 +40,7 @@ from pdp.evidence.signing import (
     Signer,
     key_id_of,
     load_public_pem,
+    public_pem,
     signature_problem,
     signed_bytes,
 )
@@ -66,6 +67,29 @@ def rotation_body(old: Signer, new: Signer, head: tuple[int, str], reason: str) 
     return doc
 
 
+def lost_key_rotation_body(
+    old_public: Ed25519PublicKey, new: Signer, head: tuple[int, str], reason: str
+) -> dict[str, Any]:
+    """The body of a rotation from a key that is lost (no private key left to sign the
+    hand-over): signed by the new key alone, naming the old key and the head it follows.
+    Whoever trusts the new key learns the old one from it (the walk backwards); whoever
+    trusts only the old key learns nothing from it (the walk forwards needs the old key's
+    signature), so what the new key signs is not vouched for by the old one."""
+    payload = {
+        "type": ROTATION_TYPE,
+        "seq": head[0],
+        "hash": head[1],
+        "old_key_id": key_id_of(old_public),
+        "old_public_key": public_pem(old_public).decode(),
+        "old_key_lost": True,
+        "new_key_id": new.key_id,
+        "new_public_key": new.public_pem().decode(),
+        "reason": reason,
+        "time": time.time(),
+    }
+    return new.sign(payload)
+
+
 @dataclass(frozen=True)
 class Rotation:
     """A rotation record whose two signatures verify (who may make one is the walk's)."""
@@ -77,6 +101,7 @@ class Rotation:
     new_id: str
     named: int  # the head it follows (payload seq)
     named_hash: str
+    lost: bool = False  # made without the old key (declared lost): signed by the new alone
 
 
 def read_rotation(seq: int, body: Any) -> tuple[Rotation | None, str]:
@@ -94,20 +119,26 @@ def read_rotation(seq: int, body: Any) -> tuple[Rotation | None, str]:
     old_id, new_id = key_id_of(old), key_id_of(new)
     if p.get("old_key_id") != old_id or p.get("new_key_id") != new_id or old_id == new_id:
         return None, "key rotation names key ids that are not its keys'"
-    bad = signature_problem(body, old)
-    if bad:
-        return None, f"key rotation: {bad}"
-    try:
-        signature = base64.b64decode(str(body.get("new_signature", "")), validate=True)
-        new.verify(signature, signed_bytes(p))
-    except (binascii.Error, ValueError, TypeError):
-        return None, "key rotation: the new key's signature is not valid base64"
-    except InvalidSignature:
-        return None, "key rotation: the new key's signature does not verify"
+    lost = p.get("old_key_lost") is True
+    if lost:  # the old key is gone: the new one alone signs (lost_key_rotation_body)
+        bad = signature_problem(body, new)
+        if bad:
+            return None, f"key rotation (old key lost): {bad}"
+    else:
+        bad = signature_problem(body, old)
+        if bad:
+            return None, f"key rotation: {bad}"
+        try:
+            signature = base64.b64decode(str(body.get("new_signature", "")), validate=True)
+            new.verify(signature, signed_bytes(p))
+        except (binascii.Error, ValueError, TypeError):
+            return None, "key rotation: the new key's signature is not valid base64"
+        except InvalidSignature:
+            return None, "key rotation: the new key's signature does not verify"
     named, named_hash = p.get("seq"), p.get("hash")
     if type(named) is not int or not isinstance(named_hash, str) or named >= seq:
         return None, "key rotation names no head before it"
-    return Rotation(seq, old, new, old_id, new_id, named, named_hash), ""
+    return Rotation(seq, old, new, old_id, new_id, named, named_hash, lost), ""
 
 
 class KeyHistory:
@@ -146,7 +177,15 @@ class KeyHistory:
         parts = []
         for n, key in enumerate(self._keys):
             end = f"..{self.rotations[n].seq}" if n < len(self.rotations) else " on"
-            parts.append(f"{key_id_of(key)} (seq {self._starts[n]}{end})")
+            lost = ""
+            if n:
+                lost = (
+                    "; the key before declared LOST by this one: what it signs is not"
+                    " vouched for by the key before"
+                    if self.rotations[n - 1].lost
+                    else "; handed over by a rotation both keys signed"
+                )
+            parts.append(f"{key_id_of(key)} (seq {self._starts[n]}{end}{lost})")
         return ", then ".join(parts)
 
 
@@ -190,7 +229,12 @@ def key_history(
     key_id = trusted_id
     after = walk[-1].seq if walk else 0
     while True:
-        out = [r for r in valid if r.old_id == key_id and r.seq > after and r.new_id not in seen]
+        # only a rotation the key in force signed hands over from it
+        out = [
+            r
+            for r in valid
+            if r.old_id == key_id and r.seq > after and r.new_id not in seen and not r.lost
+        ]
         if not out:
             break
         r = out[0]
