@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import uuid
 
+import pytest
 from test_console_probe_p1 import _http, pdp, sign_in  # noqa: F401  (pdp: a fixture)
 
 from pdp.console.views.sessions import LISTED
@@ -158,3 +159,24 @@ async def test_the_decisions_page_holds_a_page_of_records_at_a_time(pdp, monkeyp
             page = await r.text()
     assert "DROP TABLE x" in page
     assert largest <= 100, largest  # 1,503 before
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_newest_reads_a_page_from_the_newest(backend, tmp_path, request):
+    """AuditStore.newest, which the pages above read by: newest first, below before_seq,
+    with query's filters, on both stores."""
+    from test_pdp_probe_p7 import _store
+
+    from pdp.store import open_store
+    from portcullis.config import StoreSettings
+
+    settings = StoreSettings(**_store(backend, request, tmp_path))
+    async with open_store(settings) as store:
+        for n in range(10):
+            kind = "a" if n % 2 else "b"
+            await store.append(kind, {"n": n}, session_id=f"s{n % 3}", subject=f"u{n % 2}")
+        first = await store.newest("a", limit=3)
+        assert [r.seq for r in first] == [10, 8, 6]
+        assert [r.seq for r in await store.newest("a", before_seq=6, limit=3)] == [4, 2]
+        assert [r.seq for r in await store.newest("b", session_id="s0", limit=5)] == [7, 1]
+        assert await store.newest("b", subject="u1", limit=5) == []
