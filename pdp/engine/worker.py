@@ -16,7 +16,7 @@ HOLD_SECONDS is sent before the next evaluation starts. A load that fails keeps 
 previous policy running. The parent kills this process when an evaluation overruns its
 deadline (the answers held then are lost with it: their evaluations are denied); nothing
 here needs to be interruptible, nor waits on a timer: the process runs with a timer slack
-of 2 ms (TIMER_SLACK_NS), which spares the cores the Go runtime's 20 us naps.
+of 20 ms (TIMER_SLACK_NS), which spares the cores the Go runtime's 20 us naps.
 """
 
 from __future__ import annotations
@@ -42,9 +42,15 @@ RECEIVE_BYTES = 1 << 16
 # (sysmon) sleeps 20 us at a time while the evaluator runs, each sleep a wake-up on a
 # core the PDP and the other worker need: strace of a worker over 800 evaluations in trips
 # of 8, nanosleep 2,772 / 4,992 -> 470 / 481, futex 827 / 669 -> 449 / 462 with 2 ms.
-# Nothing here waits on a timer (the socket is read without a timeout; the parent keeps
-# the deadlines); the runtime's own housekeeping runs up to 2 ms later.
-TIMER_SLACK_NS = 2_000_000
+# 20 ms, not 2: between evaluations a few ms apart (a PDP at a low pace) sysmon woke
+# within the gap to hand the runtime to another thread for the goroutine each evaluation
+# leaves behind (OPA's waitForDone), a wake-up of two threads per evaluation; with 20 ms
+# that waits for the next evaluation or a later nap. One worker, evaluations 5 ms apart,
+# 4 A-B pairs (2026-12-06, a loaded 2-core VM): voluntary switches 5.7-7.0 -> 1.8-2.5 per
+# evaluation, the worker's CPU 868 -> 770 us (medians), p50 alike; back to back in trips
+# of 8, 483 us both. Nothing here waits on a timer (the socket is read without a timeout;
+# the parent keeps the deadlines); the runtime's own housekeeping runs up to 20 ms later.
+TIMER_SLACK_NS = 20_000_000
 PR_SET_TIMERSLACK = 29
 
 
