@@ -23,17 +23,28 @@ take a schema's `phone` property, a name): a tool's description (`The owner's ph
 `enum`, a property's own description) came to a reader whole. A tool list's descriptions
 and titles are now read as prose under the session's field rules, and a property's
 values as the values of the field it names (mcp._schema_values); its names stay.
+
+And a blob that is a compressed file (a `.zip` export, an Office document, a
+`.csv.gz`): its bytes as they are hold nothing a detector reads, so a customer table in
+it came to a reader whole. What it holds is now read (proxies/http/packed.py), and the
+blob withheld when a file in it holds what the masks would change or names a masked
+field (the `Phone` column of a spreadsheet), or it cannot be opened; a clean one goes.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
+import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
 import test_mcp_proxy
 from mcp.server.mcpserver import MCPServer
+from mcp.types import BlobResourceContents, EmbeddedResource
 from pydantic import Field
 from test_mcp_proxy import agent, mcp_stack
 
@@ -137,3 +148,56 @@ async def test_a_tool_lists_descriptions_and_schema_values_are_masked(
     assert properties["plan"] == whole.input_schema["properties"]["plan"]  # (not a field)
     assert tool.description is not None and tool.description.startswith("Finds a customer.")
     assert PHONE in json.dumps(whole.model_dump())  # (a pii-reader's list is the server's)
+
+
+def _zipped(files: dict[str, str]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return out.getvalue()
+
+
+CSV = f"name,phone,plan\nAnn,{PHONE},gold\n"
+FILES = {
+    "zip": _zipped({"customers.csv": CSV}),
+    "gzip": gzip.compress(CSV.encode()),
+    # (an .xlsx: the cells' text in sharedStrings.xml, the column's name among them)
+    "xlsx": _zipped(
+        {"xl/sharedStrings.xml": f"<sst><si><t>Phone</t></si><si><t>{PHONE}</t></si></sst>"}
+    ),
+    "broken": b"\x1f\x8b\x08" + b"not gzip at all" * 4,
+    "clean": _zipped({"readme.txt": "plans: gold, silver"}),
+}
+
+
+def _files_server(up: Any) -> MCPServer:
+    server = MCPServer("billing")
+
+    @server.tool()
+    def find_customer(name: str) -> list[EmbeddedResource]:
+        up.calls.append(name)
+        blob = base64.b64encode(FILES[name]).decode()
+        resource = BlobResourceContents(uri=f"file:///{name}", blob=blob, mime_type="x/y")
+        return [EmbeddedResource(type="resource", resource=resource)]
+
+    return server
+
+
+async def test_a_compressed_file_holding_data_is_withheld(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _files_server)
+    blobs: dict[str, str] = {}
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        async with agent(stack, reader) as client:
+            for name in FILES:
+                result = await client.call_tool("find_customer", {"name": name})
+                (content,) = result.content
+                assert isinstance(content, EmbeddedResource)
+                assert isinstance(content.resource, BlobResourceContents)
+                blobs[name] = content.resource.blob
+    assert stack.upstream.calls == list(FILES)
+    shown = {name: blob for name, blob in blobs.items() if blob}
+    assert shown == {"clean": base64.b64encode(FILES["clean"]).decode()}, sorted(shown)

@@ -19,6 +19,7 @@ one, or of a type the masker does not read (binary, multipart, unknown) is `with
 from __future__ import annotations
 
 import base64
+import binascii
 import csv
 import html
 import io
@@ -32,6 +33,7 @@ from urllib.parse import unquote
 
 from portcullis.masking import Masker, field_words, name_words, worded_field
 from portcullis.verdict import MaskRule
+from proxies.http.packed import TAR_SNIFFED, Unopenable, packed_kind, unpacked
 from proxies.ssh.stream import mask_shown
 
 MAX_MASKED_DOCUMENT = 8 * 1024 * 1024
@@ -260,6 +262,8 @@ class BodyMask:
         self._columns: dict[int, Any] | None = None  # their indices field rules name
         self._named = masker.strictest_field_rule() is not None  # any field rule at all
         self._rules: dict[str, str] = {}  # names asked of the masker, and its answers (_field)
+        # a text body that is one JSON document on several lines (None: not yet known)
+        self._document_text: bool | None = None if kind in ("lines", "csv") else False
         self._worded = field_words(masker)
         self._spoken: re.Pattern[str] | None = None  # (_prose: the fields in words)
         # the field the request's path ends in (`/customers/7/phone`): an answer that is a
@@ -282,7 +286,11 @@ class BodyMask:
                 raise Unmaskable(f"an answer of type {self.media or 'none'} cannot be masked")
             return b""
         self._pending += data
-        if self.kind == "json":
+        if self._document_text is None:
+            self._document_text = _opens_document(self._pending)
+        if self.kind == "json" or self._document_text is not False:
+            # (a JSON document, one typed as text and written on several lines, or a
+            # text not yet known to be either: held whole)
             if len(self._pending) > self.limit:
                 raise Unmaskable("the JSON response is larger than this proxy masks")
             return b""
@@ -309,6 +317,14 @@ class BodyMask:
             data = _lf(data)
         if self.kind == "json":
             return self._document(data)
+        if self._document_text:
+            # a JSON document typed as text, on several lines (pretty-printed): masked
+            # as the document it is, its structure and all (a table's column on one
+            # line, its cells on others: no line tells them), else as lines
+            try:
+                return self._document(data)
+            except Unmaskable:
+                pass
         return self._records(data) if data else b""
 
     def _document(self, data: bytes) -> bytes:
@@ -402,6 +418,20 @@ class BodyMask:
             for field, cell in zip(fields, cells, strict=True)
         ]
         return masked if isinstance(row, list) else {k: masked for k in row}
+
+    def _holds_data(self, packed: bytes) -> bool:
+        """Whether a compressed file holds text the detectors find anything in, or that
+        names a masked field (a spreadsheet's `Phone` column), or cannot be opened."""
+        try:
+            for content in unpacked(packed):
+                text = content.replace(b"\x00", b"").decode("utf-8", "replace")
+                if self.masker.mask_text(text)[1]:
+                    return True
+                if self._worded and worded_field(self._worded, name_words(text)):
+                    return True
+        except Unopenable:
+            return True
+        return False
 
     def _paired(self, value: Any, found: Counter[str]) -> Any:
         """Every pair `["phone", "5550100"]` in a value masked (as _named_values does)."""
@@ -499,6 +529,15 @@ class BodyMask:
         return out
 
     def _string(self, value: str, found: Counter[str], depth: int) -> str:
+        packed = _packed_base64(value)
+        if packed is not None:
+            # an archive or a compressed file in base64 (an export, an Office document):
+            # what it holds cannot be masked in place; withheld when it holds what the
+            # masks would change or names a masked field, or cannot be opened
+            if self._holds_data(packed):
+                found["blob:withheld"] += 1
+                return REDACTED_VALUE
+            return value
         decoded = _base64_text(value)
         if decoded is not None:
             # text carried as base64 (a queue's message `data`, a record's `Data`): masked
@@ -881,6 +920,29 @@ _BASE64URL = re.compile(r"[A-Za-z0-9_\-]+={0,2}")
 MIN_BASE64_TEXT = 12  # (shorter: a word as like to be base64 as not)
 
 
+def _packed_base64(value: str) -> bytes | None:
+    """The bytes a string is the base64 of when they are a compressed file
+    (packed.packed_kind: gzip, zip, bzip2, xz, tar, ...), else None; its opening
+    decoded first (a tar archive's mark stands 257 bytes in), the rest only then."""
+    if len(value) < MIN_BASE64_TEXT or not _BASE64_OPENING.match(value):
+        return None
+    try:
+        opening = base64.b64decode(value[:_SNIFFED_LETTERS])
+    except (binascii.Error, ValueError):
+        return None
+    if not packed_kind(opening):
+        return None
+    try:
+        return base64.b64decode(_SPACES.sub("", value), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+_SNIFFED_LETTERS = 4 * -(-TAR_SNIFFED // 3)  # base64 letters of TAR_SNIFFED bytes
+_BASE64_OPENING = re.compile(rf"[A-Za-z0-9+/]{{{MIN_BASE64_TEXT}}}")
+_SPACES = re.compile(r"\s+")
+
+
 def _base64_text(value: str) -> str | None:
     """The text a string is the base64 (standard or URL-safe) of, or None: too short, not
     base64, or bytes that are not UTF-8 text (a binary blob is no text the masks read)."""
@@ -980,20 +1042,49 @@ def masked_tables(masker: Masker, doc: Any, counts: Counter[str]) -> Any:
     return out
 
 
+def _opens_document(data: bytearray) -> bool | None:
+    """Whether a text body so far opens a JSON document written on several lines (its
+    first line `{` or `[` and no JSON value alone, as a pretty-printer writes one); None
+    until its first line is whole."""
+    start = len(data) - len(data.lstrip())
+    if start == len(data):
+        return None if len(data) <= MAX_RECORD else False
+    if data[start] not in b"{[":
+        return False
+    end = data.find(b"\n", start)
+    if end < 0:
+        return None if len(data) <= MAX_RECORD else False
+    try:
+        json.loads(bytes(data[start:end]))
+    except ValueError:
+        return True
+    except RecursionError:
+        return False
+    return False
+
+
 def _column_names(value: Any) -> list[str]:
-    """A list of column names: strings, or objects each naming one under `name` (or
-    `label`, `title`: a DataTable's `cols`)."""
+    """A list of column names: strings, or objects each naming one (_column_name)."""
     if not isinstance(value, list) or not value:
         return []
     if all(isinstance(v, str) for v in value):
         return value
-    for key in _COLUMN_KEYS:
-        if all(isinstance(v, dict) and isinstance(v.get(key), str) for v in value):
-            return [v[key] for v in value]
-    return []
+    names = [n for n in map(_column_name, value) if n is not None]
+    return names if len(names) == len(value) else []
 
 
-_COLUMN_KEYS = ("name", "label", "title")
+def _column_name(column: Any) -> str | None:
+    """The name a column's description gives it, under a key _COLUMN_KEYS names in
+    any case (`name`, Athena's `Name`, Kusto's `ColumnName`, a DataTable's `label`)."""
+    if not isinstance(column, dict):
+        return None
+    for key, value in column.items():
+        if isinstance(value, str) and key.lower().replace("_", "") in _COLUMN_KEYS:
+            return value
+    return None
+
+
+_COLUMN_KEYS = frozenset({"name", "label", "title", "columnname", "fieldname"})
 
 
 def _column_lists(doc: Any) -> tuple[list[list[str]], list[list[str]]]:

@@ -45,9 +45,18 @@ from typing import Any
 from portcullis.masking import Masker, MaskingError
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.http import mcp_codec as codec
-from proxies.http.bodies import BodyMask, Unmaskable, masked_headers, masked_tables
+from proxies.http.bodies import (
+    BodyMask,
+    Unmaskable,
+    field_words,
+    masked_headers,
+    masked_tables,
+    name_words,
+    worded_field,
+)
 from proxies.http.mcp_columns import Ambiguous, masked_columns
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
+from proxies.http.packed import Unopenable, packed_kind, unpacked
 from proxies.runtime.pdp_client import Ruling
 from proxies.runtime.session import ProxySession
 
@@ -1336,6 +1345,19 @@ def _masked_token(token: str, masker: Masker, counts: Counter[str]) -> str:
     return token
 
 
+def _holds_data(data: bytes, masker: Masker) -> bool:
+    """Whether a file taken out of an archive holds what the masks would change, read as a
+    blob is (_masked_blob), or text naming a masked field (as a WebSocket message is read
+    for names: a spreadsheet's `Phone` column, its cells in another file)."""
+    encoded = base64.b64encode(data).decode("ascii")
+    found: Counter[str] = Counter()
+    if _masked_blob(encoded, masker, found) != encoded or found:
+        return True
+    words = field_words(masker)
+    text = data.replace(b"\x00", b"").decode("utf-8", "replace")
+    return bool(words) and bool(worded_field(words, name_words(text)))
+
+
 def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
     """A resource's `blob` or an image's `data` (base64): text inside it is masked like
     any text (JSON as JSON) and encoded again. Bytes that are not UTF-8 text (an image,
@@ -1349,6 +1371,19 @@ def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
     except (binascii.Error, ValueError):
         counts["blob:unreadable"] += 1
         return ""
+    if packed_kind(data):
+        # an archive or a compressed file (a .zip, an Office document, a .csv.gz): what
+        # it holds cannot be masked in place either, and its bytes as they are read as
+        # nothing: withheld when a file in it holds what the masks would change, or
+        # names a masked field (a spreadsheet's column), or it cannot be opened
+        try:
+            held = any(_holds_data(content, masker) for content in unpacked(data))
+        except Unopenable:
+            held = True
+        if held:
+            counts["blob:withheld"] += 1
+            return ""
+        return blob
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
