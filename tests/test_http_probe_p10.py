@@ -25,6 +25,9 @@ its bytes hold nothing the masks read, so a customer table zipped came to a read
 what it holds is now read, and the string masked when that holds what the masks would
 change or names a masked field, or cannot be opened (bodies._packed_base64);
 
+a record holding a lone surrogate's escape (`"\\ud83d"`: text cut mid-emoji) was a 502
+for a reader, as JSON, NDJSON or SSE: the masks wrote it back as UTF-8 (bodies._dump);
+
 and one answer the masks could not read at all: any JSON answer holding a string such as
 `find_customer` (letters, digits, `_` or `-`, 4n+1 of them, 13 or more) was a 502 for a
 reader: the base64url reader asked b64decode for it, which raises rather than answering
@@ -182,6 +185,44 @@ async def test_names_that_are_no_base64_are_read_not_refused(tmp_path: Path) -> 
             status, text = await _get(client, f"{s.url}/names", reader)
     assert status == 200, text
     assert json.loads(text) == NAMES
+
+
+CUT = '{"note": "gold plan \\ud83d", "phone": "+1 555 0100"}'  # (a text cut mid-emoji)
+
+
+def cut_app() -> web.Application:
+    """/cut?as=json|ndjson|sse: CUT, a record holding a lone surrogate's escape."""
+
+    async def cut(request: web.Request) -> web.Response:
+        shape = request.query.get("as", "json")
+        if shape == "sse":
+            return web.Response(text=f"data: {CUT}\n\n", content_type="text/event-stream")
+        kind = "application/x-ndjson" if shape == "ndjson" else "application/json"
+        return web.Response(text=CUT + "\n", content_type=kind)
+
+    app = web.Application()
+    app.router.add_get("/cut", cut)
+    return app
+
+
+async def test_a_lone_surrogate_is_masked_and_passed_escaped(tmp_path: Path) -> None:
+    # the masks wrote a document back as UTF-8, which holds no lone surrogate: a
+    # UnicodeEncodeError, a 502 for any reader's answer holding text cut mid-emoji
+    got = {}
+    async with (
+        app_upstream(cut_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        reader = token(s.config, "mallory@example.com", ("readonly",))
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
+            for shape in ("json", "ndjson", "sse"):
+                got[shape] = await _get(client, f"{s.url}/cut?as={shape}", reader)
+    masked = '{"note":"gold plan \\ud83d","phone":"[REDACTED]"}'
+    assert got == {
+        "json": (200, masked),
+        "ndjson": (200, masked + "\n"),
+        "sse": (200, f"data: {masked}\n\n"),
+    }, got
 
 
 def _zipped(text: str) -> bytes:

@@ -238,7 +238,13 @@ def _names_a_tag(line: str, end: int) -> bool:
 
 
 def _dump(doc: Any) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # a lone surrogate (`"\ud83d"`: a text cut in the middle of an emoji), which no
+        # UTF-8 holds: the document written with its escapes, as the upstream wrote it
+        return json.dumps(doc, separators=(",", ":")).encode("ascii")
 
 
 class BodyMask:
