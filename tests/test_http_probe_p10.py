@@ -28,6 +28,9 @@ change or names a masked field, or cannot be opened (bodies._packed_base64);
 a record holding a lone surrogate's escape (`"\\ud83d"`: text cut mid-emoji) was a 502
 for a reader, as JSON, NDJSON or SSE: the masks wrote it back as UTF-8 (bodies._dump);
 
+a document json.loads reads but deeper than the masks' walks go (850 arrays) ended in a
+RecursionError: now the masks' own 502 ("cannot be masked");
+
 and one answer the masks could not read at all: any JSON answer holding a string such as
 `find_customer` (letters, digits, `_` or `-`, 4n+1 of them, 13 or more) was a 502 for a
 reader: the base64url reader asked b64decode for it, which raises rather than answering
@@ -223,6 +226,34 @@ async def test_a_lone_surrogate_is_masked_and_passed_escaped(tmp_path: Path) -> 
         "ndjson": (200, masked + "\n"),
         "sse": (200, f"data: {masked}\n\n"),
     }, got
+
+
+def deep_app() -> web.Application:
+    """/deep/<n>: a JSON document n arrays deep (json.loads reads it: under ~1000)."""
+
+    async def deep(request: web.Request) -> web.Response:
+        n = int(request.match_info["n"])
+        text = "[" * n + '{"phone": "+1 555 0100"}' + "]" * n
+        return web.Response(text=text, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/deep/{n}", deep)
+    return app
+
+
+async def test_a_document_deeper_than_the_masks_walk_is_a_problem(tmp_path: Path) -> None:
+    # json.loads read it, the masks' walks (one frame a level) did not: RecursionError,
+    # the request failed unexplained; now the masks' own refusal, and the proxy serves on
+    async with (
+        app_upstream(deep_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        reader = token(s.config, "mallory@example.com", ("readonly",))
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
+            deep = await _get(client, f"{s.url}/deep/850", reader)
+            shallow = await _get(client, f"{s.url}/deep/3", reader)
+    assert deep[0] == 502 and "cannot be masked" in deep[1], deep
+    assert shallow == (200, '[[[{"phone":"[REDACTED]"}]]]')
 
 
 def _zipped(text: str) -> bytes:

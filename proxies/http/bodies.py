@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
-from portcullis.masking import Masker, field_words, name_words, worded_field
+from portcullis.masking import Masker, MaskingError, field_words, name_words, worded_field
 from portcullis.verdict import MaskRule
 from proxies.http.packed import TAR_SNIFFED, Unopenable, packed_kind, unpacked
 from proxies.ssh.stream import mask_shown
@@ -238,7 +238,10 @@ def _names_a_tag(line: str, end: int) -> bool:
 
 
 def _dump(doc: Any) -> bytes:
-    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        raise Unmaskable("the JSON response is nested too deep; it cannot be masked") from None
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
@@ -356,8 +359,15 @@ class BodyMask:
         masked, counts = self.masker.mask_json(doc)
         found: Counter[str] = Counter(counts)
         if self._named and depth < 4:
-            masked = self._named_values(masked, found, depth)
-            masked = self._tabled(masked, found)
+            try:
+                masked = self._named_values(masked, found, depth)
+                masked = self._tabled(masked, found)
+            except RecursionError:
+                # (a document nested deeper than these walks go: json.loads reads ~1000
+                # levels, they recurse once a level)
+                raise Unmaskable(
+                    "the JSON response is nested too deep; it cannot be masked"
+                ) from None
         return masked, found
 
     def _tabled(self, doc: Any, found: Counter[str]) -> Any:
@@ -1043,7 +1053,10 @@ def masked_tables(masker: Masker, doc: Any, counts: Counter[str]) -> Any:
     if not body._named:
         return doc
     found: Counter[str] = Counter()
-    out = body._tabled(body._paired(doc, found), found)
+    try:
+        out = body._tabled(body._paired(doc, found), found)
+    except RecursionError:
+        raise MaskingError("a JSON value nested too deep to be masked") from None
     counts.update(found)
     return out
 
