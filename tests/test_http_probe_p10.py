@@ -148,8 +148,14 @@ def tables_app() -> web.Application:
 
 
 async def _get(client: aiohttp.ClientSession, url: str, bearer: str) -> tuple[int, str]:
-    async with client.get(url, headers={"Authorization": f"Bearer {bearer}"}) as response:
-        return response.status, await response.text()
+    # (asked again while the PDP, on a loaded machine, has no evaluation worker free: a
+    # refusal that says nothing of the masks)
+    for _ in range(5):
+        async with client.get(url, headers={"Authorization": f"Bearer {bearer}"}) as response:
+            got = response.status, await response.text()
+        if got[0] != 403 or "no evaluation worker" not in got[1]:
+            break
+    return got
 
 
 async def test_a_tables_cells_are_masked_by_the_columns_naming_them(tmp_path: Path) -> None:
@@ -323,12 +329,12 @@ def _spelled(key: str, spelling: str) -> bytes:
 
 
 SPELLINGS = ["raw", "escaped", "fullwidth", "utf-16", "utf-32"]
+NOISE = os.urandom(2 * 1024 * 1024)
 
 
 def nul_app() -> web.Application:
     """/nul/<spelling>: the X-Api-Key the proxy injected in two halves (_spelled);
     /download: 2 MiB of random bytes."""
-    noise = os.urandom(2 * 1024 * 1024)
 
     async def nul(request: web.Request) -> web.Response:
         key = request.headers["X-Api-Key"]
@@ -336,20 +342,18 @@ def nul_app() -> web.Application:
         return web.Response(body=body, content_type="text/plain")
 
     async def download(request: web.Request) -> web.Response:
-        return web.Response(body=noise, content_type="application/octet-stream")
+        return web.Response(body=NOISE, content_type="application/octet-stream")
 
     app = web.Application()
     app.router.add_get("/nul/{spelling}", nul)
     app.router.add_get("/download", download)
-    app["noise"] = noise
     return app
 
 
 async def test_a_nul_byte_does_not_turn_the_guards_reading_off(tmp_path: Path) -> None:
     got: dict[str, tuple[int, bytes]] = {}
-    app = nul_app()
     async with (
-        app_upstream(app) as port,
+        app_upstream(nul_app()) as port,
         http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
     ):
         bearer = token(s.config, "mallory@example.com", ("dba", "pii-readers"))
@@ -367,7 +371,7 @@ async def test_a_nul_byte_does_not_turn_the_guards_reading_off(tmp_path: Path) -
     passed = {k: v[1][:120] for k, v in got.items() if v[0] == 200}
     assert not passed, passed
     # a binary file holding no piece of the key goes as it came
-    assert download == (200, app["noise"])
+    assert download == (200, NOISE)
 
 
 def test_binary_bytes_around_the_key_are_read_as_their_text_runs() -> None:
