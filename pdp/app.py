@@ -57,6 +57,10 @@ HTTP_CONNECTIONS = 1024
 HTTP_IDLE_SECONDS = 15.0
 
 
+class SigningKeyMissing(Exception):
+    """The PDP's signing key is gone while the evidence it signed is not (start refused)."""
+
+
 class PDPApp:
     def __init__(self, config: Config, parts: Parts | None = None) -> None:
         parts = parts or Parts()
@@ -77,7 +81,10 @@ class PDPApp:
             config.pdp.session_timeout_seconds,
             adopt_unclosed=config.pdp.store.type == "sqlite",
         )
-        # the keys a PDP signs evidence and trusts proxies with, loaded (or made) once here
+        # the keys a PDP signs evidence and trusts proxies with, loaded (or made) once here;
+        # a signing key made here over a store that holds signed checkpoints is refused at
+        # start (_refuse_a_new_key_over_signed_evidence)
+        self._signing_key_made = not config.pdp.signing_key.exists()
         self.signer = Signer(load_or_create_ed25519(config.pdp.signing_key))
         self.proxy_key = ProxyKey.load_or_create(config.pdp.proxy_key)
         # the MAC of session records: a session found in the store is one this PDP wrote
@@ -139,6 +146,7 @@ class PDPApp:
     async def start(self) -> None:
         self._write_local_credential()
         await self.store.start()
+        await self._refuse_a_new_key_over_signed_evidence()
         self.checkpoints = CheckpointWriter(
             self.store,
             self.signer,
@@ -163,6 +171,26 @@ class PDPApp:
         await self.approvals.start()
         self.reaper.start()
         self.ready = True
+
+    async def _refuse_a_new_key_over_signed_evidence(self) -> None:
+        """Fail closed when the signing key was made at this start while the store holds
+        checkpoints another key signed (the key file lost, a volume not mounted, a file
+        deleted by whoever can write var/): signing on with a key no rotation hands over to
+        would leave every signature of one key or the other failing `audit verify` for good,
+        and `audit rotate-key --old-key-lost` needs a store the old key still verifies. The
+        key just made signed nothing: it is removed, and the PDP does not start."""
+        if not self._signing_key_made:
+            return
+        if not await self.store.newest("checkpoint", limit=1):
+            return  # a first start: the key made is the chain's first
+        path = self.config.pdp.signing_key
+        path.unlink(missing_ok=True)
+        await self.store.close()
+        raise SigningKeyMissing(
+            f"signing key {path} is missing while the audit store holds signed checkpoints: "
+            "restore the key file, or run `portcullis audit rotate-key --old-key-lost "
+            "--old-public-key PEM` to hand the chain over to a new key"
+        )
 
     async def _start_http(self, listen: str) -> None:
         http_app = build_http_app(self)

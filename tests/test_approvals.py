@@ -260,7 +260,9 @@ async def test_two_replicas_share_approvals_through_postgres(tmp_path, pg_databa
                         "listen": second_listen,
                         "store": store,
                         "engine": {"type": "embedded", "policies": str(gw_rego()), "workers": 1},
-                        "signing_key": str(tmp_path / "replica" / "signing.key"),
+                        # replicas of one store sign with one key (a replica that
+                        # makes its own over signed evidence is refused at start)
+                        "signing_key": str(gw.config.pdp.signing_key),
                     },
                     "identity": {"dev": True, "dev_key": str(gw.config.identity.dev_key)},
                 }

@@ -101,7 +101,9 @@ async def test_a_key_file_replaced_without_a_rotation_still_fails(tmp_path):
     config = load_config(config_path)
     await _work(config)
     config.pdp.signing_key.unlink()
-    await _work(config)  # a new key is made at start
+    load_or_create_ed25519(config.pdp.signing_key)  # another key, put in place by hand
+    await _work(config)  # the PDP signs on with the key it finds (a key file gone and
+    # made at start is refused: test_a_pdp_whose_key_the_chain_does_not_know_...)
     result = await asyncio.to_thread(audit, config_path, "verify")
     assert result.returncode == 1, result.stdout
     assert "checkpoint signed by key" in result.stdout
@@ -224,11 +226,14 @@ async def test_a_copy_of_the_rotation_moves_no_key_s_range(tmp_path):
 
 
 async def test_a_pdp_whose_key_the_chain_does_not_know_says_so_at_start(tmp_path):
-    """A signing key replaced by hand (or a key file lost, and a new one made at start)
-    was found only at the next `audit verify`, every signature of one key or the other
-    failing. Now the PDP says so at start (logged, and portcullis_signing_key_unknown 1
-    on /metrics); after a rotation it does not."""
+    """A signing key replaced by hand was found only at the next `audit verify`, every
+    signature of one key or the other failing. Now the PDP says so at start (logged, and
+    portcullis_signing_key_unknown 1 on /metrics); after a rotation it does not. A key
+    file that is gone is worse: the PDP made a new key at start and signed on with it, so
+    the store no longer verified under the old key and `rotate-key --old-key-lost` refused
+    it. Now the PDP refuses to start (SigningKeyMissing), the key it made removed."""
     from pdp.api.http_api import metrics_text
+    from pdp.app import SigningKeyMissing
 
     config_path = _written(tmp_path)
     config = load_config(config_path)
@@ -236,13 +241,19 @@ async def test_a_pdp_whose_key_the_chain_does_not_know_says_so_at_start(tmp_path
     kept = tmp_path / "kept.key"
     shutil.copy(config.pdp.signing_key, kept)
     config.pdp.signing_key.unlink()
+    with pytest.raises(SigningKeyMissing, match="rotate-key --old-key-lost"):
+        async with running_pdp(config):
+            pass
+    assert not config.pdp.signing_key.exists()  # the key made at start signed nothing
+    stranger = Signer(load_or_create_ed25519(config.pdp.signing_key))  # replaced by hand
+    assert stranger.key_id != Signer(load_or_create_ed25519(kept)).key_id
     async with running_pdp(config) as app:
         await _key_checked(app)
         assert "no rotation hands over to this key" in app.checkpoints.key_problem
         assert "portcullis_signing_key_unknown 1\n" in metrics_text(app)
     shutil.copy(kept, config.pdp.signing_key)  # the key before, back
     rotated = await asyncio.to_thread(audit, config_path, "rotate-key", "--reason", "x")
-    assert rotated.returncode == 1, rotated.stdout  # the new key's checkpoint fails it
+    assert rotated.returncode == 1, rotated.stdout  # the stranger's checkpoint fails it
     assert "checkpoint signed by key" in rotated.stdout
     # a store that verifies, rotated: the new key is known
     fresh = tmp_path / "fresh"
@@ -323,3 +334,32 @@ async def test_a_lost_key_rotation_made_by_someone_else_stops_nothing(tmp_path):
     report = await _verify_with(config, pdp_key)
     assert {p.seq for p in report.problems} == {forged}, report.problems
     assert any("declaring key" in p.text for p in report.problems)
+
+
+async def test_portcullis_pdp_without_its_key_over_signed_evidence_is_one_line_and_exit_2(
+    tmp_path,
+):
+    """The CLI's face of SigningKeyMissing: `portcullis pdp` says in one line why it does
+    not start and what to do, exits 2, and leaves no key behind."""
+    import os
+    import subprocess
+    import sys
+
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    await _work(config)
+    config.pdp.signing_key.unlink()
+    repo = Path(__file__).resolve().parent.parent
+    started = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pdp.cli", "-c", str(config_path), "pdp"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{repo / 'proto'}"},
+    )
+    assert started.returncode == 2, started.stdout + started.stderr
+    assert "cannot start: signing key" in started.stderr
+    assert "rotate-key --old-key-lost" in started.stderr
+    assert "Traceback" not in started.stderr
+    assert not config.pdp.signing_key.exists()

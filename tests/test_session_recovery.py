@@ -6,6 +6,7 @@ heartbeat, CloseSession)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -156,6 +157,10 @@ async def test_replica_starting_on_a_shared_postgres_store_leaves_live_sessions(
     first = pdp_config(tmp_path, store=store)
     (tmp_path / "replica").mkdir()
     second = pdp_config(tmp_path / "replica", store=store, session_timeout=TIMEOUT)
+    # replicas of one store sign with one key
+    second = dataclasses.replace(
+        second, pdp=dataclasses.replace(second.pdp, signing_key=first.pdp.signing_key)
+    )
     async with running_pdp(first) as app, pdp_stub(app.address) as stub:
         opened = await open_session(stub, token(first))
         async with running_pdp(second) as replica:

@@ -72,12 +72,13 @@ def _check_ports(config: Config, connections: Any = (), pdp: bool = True) -> Non
 
 def _run_service(what: str, start: Callable[[asyncio.Event], Any]) -> int:
     """Run until a signal; a service that cannot start is one line and exit 2."""
+    from pdp.app import SigningKeyMissing
     from pdp.engine.opa import PolicyLoadError
     from pdp.store import StoreUnavailable
 
     try:
         run_until_signal(start)
-    except (OSError, PolicyLoadError, StoreUnavailable) as exc:
+    except (OSError, PolicyLoadError, StoreUnavailable, SigningKeyMissing) as exc:
         raise UserError(f"{what} cannot start: {exc}") from None
     return 0
 
