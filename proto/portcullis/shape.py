@@ -136,7 +136,7 @@ def shaped(raw: str) -> str | None:
 # that is `before`, a run of 1-9 ASCII digits and `after` has that skeleton too (the run
 # stands where the other stood, between the same characters, so NUMBER_RUN rewrites it
 # alike, and `before` and `after`, the same text, alike), hence that proven shape: no
-# substitution, no lookup (tests/test_pg_hot_path.py holds shaped() equal to shape()).
+# substitution, no lookup (tests/test_shape_template.py holds shaped() equal to shape()).
 # Both replaced whole, so a thread never reads one text's parts with another's.
 _last_template: tuple[str, str, str | None] | None = None
 _last_proven: tuple[str, str] = ("", "")  # the last text shaped by a proven skeleton, and it
