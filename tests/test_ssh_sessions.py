@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,11 @@ import yaml
 from pdp_harness import pdp_raw
 from ssh_harness import askpass, client_options, line_echo, run_client
 from test_ssh_proxy import Stack, ssh_connection, ssh_policy, ssh_stack
+from test_ssh_sftp import policy_with_approval_paths
 
 from pdp.domain.recordings import session_events
+from proxies.ssh import sftp_codec as codec
+from proxies.ssh.channel import Channel
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parent.parent
@@ -281,3 +285,211 @@ async def test_status_prints_the_host_key_clients_see(tmp_path: Path) -> None:
     (web,) = json.loads(status.stdout)["connections"]
     assert web["host_key"] == seen and seen.startswith("SHA256:")
     assert f"host key {seen}" in text.stdout
+
+
+# -- approval waits end with their channel -----------------------------------------------
+# Each test holds one of the proxy's calls to the PDP (its Decide, its WithdrawApproval)
+# until the client did what the test wants at that point, so every interleaving is shown
+# on purpose rather than by luck under load. LIVENESS is far under the approval timeout
+# (120 s): a wait left running to its timeout fails here instead of passing late.
+
+LIVENESS = 60.0
+HELD = "journalctl --vacuum-time=1s"  # a reader's exec that waits for a person
+
+
+class PdpCalls:
+    """The proxy's Decide and WithdrawApproval calls, watched, and held when asked: a held
+    call reaches the PDP, and its answer is given back once the test lets it go."""
+
+    def __init__(self, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+        pdp = stack.proxy.runtime.pdp
+        self._decide, self._withdraw = pdp.decide, pdp.withdraw_approval
+        self.asked: asyncio.Queue[Any] = asyncio.Queue()  # rulings the PDP gave
+        self.withdrawing: asyncio.Queue[str] = asyncio.Queue()
+        self.withdrawn: dict[str, asyncio.Event] = {}
+        self.hold_decide: asyncio.Event | None = None
+        self.hold_withdraw: asyncio.Event | None = None
+        self.given_up = asyncio.Event()  # a channel of the proxy heard its client give up
+        monkeypatch.setattr(pdp, "decide", self.decide)
+        monkeypatch.setattr(pdp, "withdraw_approval", self.withdraw_approval)
+        give_up = Channel._give_up
+
+        def heard(channel: Channel, why: str) -> None:
+            give_up(channel, why)
+            self.given_up.set()
+
+        monkeypatch.setattr(Channel, "_give_up", heard)
+
+    async def decide(self, *args: Any, **kw: Any) -> Any:
+        ruling = await self._decide(*args, **kw)
+        self.asked.put_nowait(ruling)
+        hold, self.hold_decide = self.hold_decide, None
+        if hold is not None:
+            await hold.wait()
+        return ruling
+
+    async def withdraw_approval(self, session_id: str, approval_id: str, reason: str) -> bool:
+        self.withdrawing.put_nowait(approval_id)
+        hold, self.hold_withdraw = self.hold_withdraw, None
+        if hold is not None:
+            await hold.wait()
+        done = bool(await self._withdraw(session_id, approval_id, reason))
+        self.event(approval_id).set()
+        return done
+
+    def event(self, approval_id: str) -> asyncio.Event:
+        return self.withdrawn.setdefault(approval_id, asyncio.Event())
+
+    async def withdrawn_promptly(self, stack: Stack, approval_id: str) -> None:
+        await asyncio.wait_for(self.event(approval_id).wait(), LIVENESS)
+        assert stack.pdp.approvals.requests[approval_id].state == "withdrawn"
+
+
+async def announced(process: Any) -> str:
+    said = await process.stderr.readuntil("--reason '...'")
+    found = WAITING.search(said)
+    assert found, said
+    return found[1]
+
+
+async def no_channel_left(stack: Stack) -> None:
+    """Every channel of the proxy finished (its wait, if any, ended)."""
+    channels = [c for client in stack.proxy.clients for c in client.channels]
+    await asyncio.wait_for(asyncio.gather(*(c.finished for c in channels)), LIVENESS)
+
+
+async def test_a_withdrawal_under_way_leaves_the_next_channels_wait_withdrawable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI's 120 s run of the test above: channel 1 closed, its request's withdrawal still on
+    its way to the PDP when channel 2 began to wait; the end of channel 1's wait then
+    forgot channel 2's (one wait slot per session), so closing channel 2 withdrew nothing
+    and its wait ran to the approval timeout, its request pending for approvers."""
+    async with ssh_stack(tmp_path) as stack, await stack.connect(("readonly",)) as conn:
+        calls = PdpCalls(stack, monkeypatch)
+        first = await conn.create_process(HELD)
+        first_id = await announced(first)
+        let_go = calls.hold_withdraw = asyncio.Event()
+        first.close()
+        assert await calls.withdrawing.get() == first_id
+        second = await conn.create_process("journalctl --vacuum-size=1K")  # another request
+        second_id = await announced(second)
+        assert second_id != first_id
+        let_go.set()
+        await calls.event(first_id).wait()
+        await asyncio.sleep(0)  # channel 1's wait ends after its withdrawal returned
+        second.close()
+        await calls.withdrawn_promptly(stack, second_id)
+        await no_channel_left(stack)
+        assert stack.pdp.approvals.requests[first_id].state == "withdrawn"
+        assert stack.sshd.sessions_started() == 0
+
+
+async def test_two_channels_waiting_at_once_are_withdrawn_each_by_its_own_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two channels of one connection waiting together: closing the first withdraws the
+    first's request (not the second's, the wait registered last), and the second still
+    waits until it is closed in turn."""
+    async with ssh_stack(tmp_path) as stack, await stack.connect(("readonly",)) as conn:
+        calls = PdpCalls(stack, monkeypatch)
+        first = await conn.create_process(HELD)
+        first_id = await announced(first)
+        second = await conn.create_process("journalctl --vacuum-size=1K")
+        second_id = await announced(second)
+        first.close()
+        await calls.withdrawn_promptly(stack, first_id)
+        assert stack.pdp.approvals.requests[second_id].state == "pending"
+        second.close()
+        await calls.withdrawn_promptly(stack, second_id)
+        await no_channel_left(stack)
+
+
+@pytest.mark.parametrize("how", ["close", "signal", "break"])
+async def test_a_channel_given_up_while_its_command_is_decided_withdraws_its_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The client gave up (closed the channel, sent INT, a break) while the PDP was
+    deciding the command, before any approval request was known: once the decision comes
+    back holding one, it is withdrawn at once; it is not left pending for approvers, and
+    no wait is begun for a client that is gone or cancelled."""
+    async with ssh_stack(tmp_path) as stack, await stack.connect(("readonly",)) as conn:
+        calls = PdpCalls(stack, monkeypatch)
+        let_go = calls.hold_decide = asyncio.Event()
+        process = await conn.create_process(HELD)
+        ruling = await calls.asked.get()  # the PDP answered; the proxy has not heard it yet
+        assert ruling.approval_id
+        if how == "close":
+            process.close()
+        elif how == "signal":
+            process.send_signal("INT")
+        else:
+            process.send_break(0)
+        await calls.given_up.wait()
+        let_go.set()
+        await calls.withdrawn_promptly(stack, ruling.approval_id)
+        if how != "close":
+            result = await asyncio.wait_for(process.wait(), LIVENESS)
+            assert result.exit_status == 1
+            assert f"approval request {ruling.approval_id} withdrawn" in str(result.stderr)
+        await no_channel_left(stack)
+        assert stack.sshd.sessions_started() == 0
+
+
+async def test_a_terminal_exec_closed_while_decided_withdraws_its_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same with a terminal (its ssh.shell decision and its own asked together): a dba's
+    rm -rf under -t, closed while decided, has its request withdrawn."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    async with ssh_stack(tmp_path) as stack, await stack.connect(("dba", "pii-readers")) as conn:
+        calls = PdpCalls(stack, monkeypatch)
+        let_go = calls.hold_decide = asyncio.Event()
+        process = await conn.create_process(f"rm -rf {victim}", term_type="xterm")
+        rulings = [await calls.asked.get(), await calls.asked.get()]
+        held = [r.approval_id for r in rulings if r.approval_id]
+        assert len(held) == 1, rulings
+        process.close()
+        await calls.given_up.wait()
+        let_go.set()
+        await calls.withdrawn_promptly(stack, held[0])
+        await no_channel_left(stack)
+    assert victim.exists()
+
+
+async def test_an_sftp_request_left_waiting_is_withdrawn_not_another_channels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SFTP write waiting for approval (decided request by request on its channel) and an
+    exec waiting on another channel of the connection: closing the SFTP channel withdraws
+    the write's request, not the exec's (the session's last wait, on the tree before),
+    and the exec's is withdrawn by its own close."""
+    protected, victim = tmp_path / "protected", tmp_path / "victim"
+    protected.mkdir()
+    victim.mkdir()
+    policies = policy_with_approval_paths(tmp_path, [str(protected)])
+    async with (
+        ssh_stack(tmp_path, extra={"policies": policies}) as stack,
+        await stack.connect(("dba", "pii-readers")) as conn,
+    ):
+        calls = PdpCalls(stack, monkeypatch)
+        sftp = await conn.create_process(subsystem="sftp", encoding=None)
+        sftp.stdin.write(codec.init())
+        await sftp.stdout.readexactly(5)  # VERSION's length and type
+        path = str(protected / "new.txt").encode()
+        flags = struct.pack(">II", 0x02 | 0x08, 0)  # write, create; no attributes
+        sftp.stdin.write(
+            codec.packet(codec.OPEN, struct.pack(">I", 7) + codec._string(path) + flags)
+        )
+        while not (write := await calls.asked.get()).approval_id:
+            pass  # (the relay's own REALPATH of the home directory and the like)
+        process = await conn.create_process(f"rm -rf {victim}")
+        exec_id = await announced(process)
+        sftp.close()
+        await calls.withdrawn_promptly(stack, write.approval_id)
+        assert stack.pdp.approvals.requests[exec_id].state == "pending"
+        process.close()
+        await calls.withdrawn_promptly(stack, exec_id)
+        await no_channel_left(stack)
+    assert not (protected / "new.txt").exists() and victim.exists()

@@ -71,6 +71,10 @@ TERM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 # agent forwarding): an exec's Decide is written before its answer (Channel.exec_requested)
 DEFERRED_ANSWER = callable(getattr(asyncssh.SSHServerChannel, "_report_response", None))
 
+_WITHDRAWALS: set[asyncio.Future[bool]] = set()  # withdrawals on their way (_withdrawn)
+# the request an approval wait's message names (ProxySession.wait_if_held's words)
+WAITING_FOR = re.compile(r"waiting for request (\S+)")
+
 READ_SUBSYSTEMS = frozenset({"sftp"})  # subsystems the proxy reads (decides request by request)
 UNREAD = (
     "relayed unread: the proxy cannot read this subsystem; its bytes were not decided or masked"
@@ -104,6 +108,13 @@ def _exec_details(
     return details
 
 
+def _exact_only(raw: str) -> None:
+    """An SSH command has no shape: only the same command line (with the same attributes)
+    of the same session reuses an answer, and only when the policy says it may (its cache
+    hint for `ssh.exec`); anything else is asked of the PDP."""
+    return None
+
+
 class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
     """One session channel: its request decided, then relayed to an upstream channel."""
 
@@ -127,6 +138,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.exit_status: int | None = None
         self.exit_signal: tuple[str, bool, str] | None = None
         self.waiting = False
+        # the client gave up on the decision (Ctrl-C, a signal, a break, gone): why, for
+        # the request's withdrawal; and this channel's approval wait under way (its own:
+        # a session's channels wait each for its own request, Channel.wait_if_held)
+        self.given_up = ""
+        self._held: asyncio.Future[Ruling] | None = None
+        self._approval = ""  # the request it waits for, once announced
         self.relay: SftpRelay | None = None  # an allowed sftp subsystem: decided per request
         self._typed: MaskedOutput | None = None  # masks typed input for the recording
         self.withheld = ""  # why the output stopped going to the client (the mask cannot read it)
@@ -269,7 +286,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         # Ctrl-C is \x03 only under a terminal: elsewhere it is a byte of the data (an
         # SFTP INIT for version 3 holds one)
         if self.waiting and self.term and b"\x03" in data:
-            self._cancel_wait()
+            self._give_up("the client cancelled while waiting (Ctrl-C)")
             return
         self.counts["stdin_bytes"] += len(data)
         self._record_input(data)
@@ -295,14 +312,14 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
 
     def break_received(self, msec: int) -> bool:
         if self.waiting:
-            self._cancel_wait()
+            self._give_up("the client cancelled while waiting (a break)")
         elif self.up is not None:
             self.up.send_break(msec)
         return True
 
     def signal_received(self, signal_name: str) -> None:
         if self.waiting and signal_name in CANCEL_SIGNALS:
-            self._cancel_wait()
+            self._give_up(f"the client cancelled while waiting (signal {signal_name})")
         elif self.up is not None:
             self.up.send_signal(signal_name)
 
@@ -338,14 +355,18 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
                 self.finished.set_result(None)
             return
         if self.waiting or self.relay is not None:  # a relayed SFTP request may be waiting
-            self._cancel_wait()
+            self._give_up("the client went away while waiting")
         if self.up is not None:
             self.up.close()
 
-    def _cancel_wait(self) -> None:
-        session = self.client.session
-        if session is not None:
-            session.cancel_wait()
+    def _give_up(self, why: str) -> None:
+        """The client gave up on this channel's decision: its approval wait, if one is under
+        way, ends (and its request is withdrawn, wait_if_held); a request still being
+        decided is withdrawn as soon as it is known. Only this channel's: another channel
+        of the session waits on."""
+        self.given_up = self.given_up or why
+        if self._held is not None and self._approval:
+            self._held.cancel()
 
     # -- upstream → client -------------------------------------------------------------------
 
@@ -612,9 +633,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         runs only if both allow it (the command's verdict, its mask, is what is enforced)."""
         attributes = self._attributes()
         if self.kind != "ssh.exec" or not self.term:
-            return await session.decide_or_wait(
-                self.kind, self.raw, attributes, _exact_only, self.say
-            )
+            return await self.decide_or_wait(session, self.kind, self.raw, attributes)
         terminal = {"term": self.term, "cols": self.size[0], "rows": self.size[1]}
         # the command's Decide is queued now (inline), the terminal's in its task's first
         # step, next turn of the loop, ahead of the decision stream's writer woken by the
@@ -633,7 +652,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             # last must not lift that
             session.ask_next = True
         held = gate.kind is VerdictKind.REQUIRE_APPROVAL
-        gate = await session.wait_if_held(gate, "ssh.shell", "", terminal, self.say)
+        gate = await self.wait_if_held(session, gate, "ssh.shell", "", terminal)
         if not gate.verdict.allowed:
             await _withdraw(session, command, "the command's terminal was refused")
             return Ruling(
@@ -645,10 +664,79 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             # decided before a person approved the terminal: asked again, as it was when
             # the two were asked in sequence (a pending request of its own is waited for,
             # and decided again once approved)
-            return await session.decide_or_wait(
-                self.kind, self.raw, attributes, _exact_only, self.say
-            )
-        return await session.wait_if_held(command, self.kind, self.raw, attributes, self.say)
+            return await self.decide_or_wait(session, self.kind, self.raw, attributes)
+        return await self.wait_if_held(session, command, self.kind, self.raw, attributes)
+
+    async def decide_or_wait(
+        self,
+        session: Any,
+        kind: str,
+        raw: str,
+        attributes: dict[str, Any] | None,
+        tell: Any = None,
+        shape_of: Any = _exact_only,
+    ) -> Ruling:
+        """session.decide_or_wait, its approval wait this channel's own (_held_by)."""
+        return await self._held_by(
+            session,
+            "",
+            session.decide_or_wait(kind, raw, attributes, shape_of, self._announcing(tell)),
+        )
+
+    async def wait_if_held(
+        self,
+        session: Any,
+        ruling: Ruling,
+        kind: str,
+        raw: str,
+        attributes: dict[str, Any] | None,
+        tell: Any = None,
+    ) -> Ruling:
+        """session.wait_if_held, its approval wait this channel's own (_held_by); a client
+        that gave up while the command was decided has the request withdrawn at once."""
+        if ruling.kind is not VerdictKind.REQUIRE_APPROVAL or not ruling.approval_id:
+            return ruling
+        if self.given_up:
+            return await _withdrawn(session, ruling.approval_id, ruling, self.given_up)
+        return await self._held_by(
+            session,
+            ruling.approval_id,
+            session.wait_if_held(ruling, kind, raw, attributes, self._announcing(tell)),
+        )
+
+    async def _held_by(self, session: Any, approval_id: str, deciding: Any) -> Ruling:
+        """A decision (and a person's approval, when one must) as this channel's own: the
+        client giving up on this channel (_give_up: Ctrl-C, a signal, a break, its close)
+        ends this channel's wait and withdraws its request, whatever the session's other
+        channels wait for (ProxySession.cancel_wait knows one wait per session, the last
+        begun: a Postgres client's one statement). Its wait is stopped only once its
+        request is known (announced: _announcing), never while the PDP decides: the
+        request it makes would then be known to no one and left pending for approvers."""
+        held = asyncio.ensure_future(deciding)
+        self._held, self._approval = held, approval_id
+        try:
+            await asyncio.wait({held})
+        finally:
+            self._held = None
+            held.cancel()  # (this channel's own task cancelled: the session is going)
+        if not held.cancelled():
+            return held.result()  # type: ignore[no-any-return]
+        why = self.given_up or "the client gave up waiting"
+        return await _withdrawn(session, self._approval, Ruling(Verdict.deny(why)), why)
+
+    def _announcing(self, tell: Any) -> Any:
+        """The client told of its approval wait (the session's message, naming the request),
+        and the wait stopped at once when the client gave up while it was decided."""
+
+        def announce(text: str) -> None:
+            named = WAITING_FOR.search(text)
+            if named is not None and self._held is not None:
+                self._approval = named[1]
+                if self.given_up:
+                    self._held.cancel()  # at the wait's first await, which begins now
+            (tell or self.say)(text)
+
+        return announce
 
     def _masking(self, ruling: Ruling) -> None:
         if ruling.kind is not VerdictKind.MASK or not ruling.verdict.mask:
@@ -802,6 +890,31 @@ async def _withdraw(session: Any, ruling: Ruling, why: str) -> None:
         await session.runtime.pdp.withdraw_approval(grant.session_id, ruling.approval_id, why)
 
 
+async def _withdrawn(session: Any, approval_id: str, ruling: Ruling, why: str) -> Ruling:
+    """The denial of a command whose client gave up waiting for a person's approval, once
+    its request is withdrawn (no approver is asked about it any more)."""
+    withdrawn = False
+    if session.grant is not None and approval_id:
+        # shielded: the channel's end (an SFTP relay stopped as its channel closes) does
+        # not stop the withdrawal on its way
+        withdrawal = asyncio.ensure_future(
+            session.runtime.pdp.withdraw_approval(session.grant.session_id, approval_id, why)
+        )
+        _WITHDRAWALS.add(withdrawal)
+        withdrawal.add_done_callback(_WITHDRAWALS.discard)
+        withdrawn = await asyncio.shield(withdrawal)
+    return Ruling(
+        Verdict.deny(
+            f"cancelled by the client: approval request {approval_id}"
+            + (" withdrawn" if withdrawn else " could not be withdrawn")
+        ),
+        ruling.decision_id,
+        ruling.policy_revision,
+        approval_id=approval_id,
+        canceled=True,
+    )
+
+
 def _settle(opening: asyncio.Future[Any]) -> None:
     """An upstream channel not wanted (its request was denied, or the client left): it
     closes by itself (its gate is None); whatever it ends with is not an error of anyone's."""
@@ -821,10 +934,3 @@ def _upstream_error(exc: BaseException) -> str:
     if isinstance(exc, asyncssh.ChannelOpenError):
         return f"channel refused ({exc.reason})"
     return type(exc).__name__
-
-
-def _exact_only(raw: str) -> None:
-    """An SSH command has no shape: only the same command line (with the same attributes)
-    of the same session reuses an answer, and only when the policy says it may (its cache
-    hint for `ssh.exec`); anything else is asked of the PDP."""
-    return None

@@ -461,8 +461,10 @@ class SftpRelay:
             self._waited = True
             self.channel.say(text)
 
-        ruling: Ruling = await session.decide_or_wait(
-            KIND, operation.raw, operation.attributes(), None, tell
+        # the channel's own wait: the client leaving withdraws this request (not another
+        # channel's of the session)
+        ruling: Ruling = await self.channel.decide_or_wait(
+            session, KIND, operation.raw, operation.attributes(), tell, shape_of=None
         )
         if ruling.kind is VerdictKind.MASK and "read" in (operation.operation, *operation.flags):
             ruling = Ruling(Verdict.deny(MASK_REFUSED), ruling.decision_id,
