@@ -5,9 +5,9 @@ revision, both in the embedded evaluator, over the golden cases of tests/golden,
 rego/examples, the profiler's agent inputs (bench/pdp/policy_profile.py), and statements of
 PostgreSQL's regression suite (tests/data/sql_corpus.txt.gz, classified by pdp.sql as the
 PDP does) asked by a reader, a privileged and a pii-reader identity, with and without
-shadowed functions, view columns, an approval and a transaction pooler. Prints every
-input whose decision differs (verdict, reasons, mask, cache hint, guards: the whole
-document) and a count.
+shadowed functions, view columns (some carrying pg_stat_activity.query), an approval and a
+transaction pooler. Prints every input whose decision differs (verdict, reasons, mask,
+cache hint, guards: the whole document) and a count.
 
 Inputs are as the PDP builds them now (the statements' `types`, which an older policy
 ignores); the new policy decides each input both with the session's standing the PDP
@@ -47,6 +47,8 @@ from pdp.engine.bundle import load_bundle  # noqa: E402
 from pdp.engine.opa import DECISION_PATH, new_engine, parse_envelope, raw_evaluate  # noqa: E402
 
 CORPUS = REPO / "tests" / "data" / "sql_corpus.txt.gz"
+# column names the regression corpus uses often, given as view columns carrying `query`
+QUERY_CARRIERS = ("a", "b", "c", "f1", "id", "name", "x", "y", "unique1", "ten", "four")
 IDENTITIES = (["readonly"], ["dba"], ["pii-readers", "readonly"], ["analyst", "readonly"])
 
 
@@ -62,6 +64,9 @@ def corpus_inputs(sample: int, seed: int) -> list[dict[str, Any]]:
             policy_input["approval"] = {"state": "approved", "approver": "boss", "id": "a1"}
         if n % 7 == 0:
             policy_input["command"]["postgres"]["pooler"] = "transaction"
+        if n % 11 == 0:  # view columns carrying other sessions' statement text (`query`)
+            carriers = {name: ["query"] for name in QUERY_CARRIERS}
+            policy_input["command"]["postgres"]["view_columns"] = carriers
         inputs.append(policy_input)
     return inputs
 

@@ -34,7 +34,8 @@ beyond that.
 
     python bench/pdp/policy_ir.py [--baseline REV] [--evaluations 400]
                                   [--set agent|golden|both|views]
-                                  [--one-process [--rounds 4] [--also DIR ...]]
+                                  [--one-process [--rounds 4] [--also DIR ...]
+                                                 [--document RULE ...]]
 """
 
 from __future__ import annotations
@@ -75,8 +76,12 @@ GO_UNDER_CALLGRIND = {
 }
 
 
+_ENGINES: dict[str, Any] = {}
+
+
 def loaded(policy: str) -> tuple[Any, str]:
-    """The engine of a policy directory ("floor": the one-rule policy) and its decision path."""
+    """The engine of a policy directory ("floor": the one-rule policy) and its decision path;
+    "DIR::portcullis.rule": that directory's engine (one per directory) and that document."""
     from pdp.engine.bundle import PolicyBundle, load_bundle
     from pdp.engine.opa import DECISION_PATH, new_engine
 
@@ -84,7 +89,10 @@ def loaded(policy: str) -> tuple[Any, str]:
         profile = _profile()
         engine = new_engine(PolicyBundle({"bench.rego": profile.ONE_RULE}, {}, "one-rule", ""))
         return engine, "bench.decision"
-    return new_engine(load_bundle(Path(policy)).without_tests()), DECISION_PATH
+    directory, _, path = policy.partition("::")
+    if directory not in _ENGINES:
+        _ENGINES[directory] = new_engine(load_bundle(Path(directory)).without_tests())
+    return _ENGINES[directory], path or DECISION_PATH
 
 
 def child(policy: str, inputs: Path, passes: int) -> None:
@@ -245,6 +253,14 @@ def main() -> None:
     parser.add_argument(
         "--also", action="append", default=[], metavar="DIR", help="--one-process: another policy"
     )
+    parser.add_argument(
+        "--document",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="--one-process: also count this tree's data.portcullis.RULE evaluated alone "
+        "(where a decision's instructions go; it includes the rules RULE refers to)",
+    )
     parser.add_argument("--child", nargs=3, metavar=("POLICY", "INPUTS", "PASSES"))
     parser.add_argument("--blocks-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -301,6 +317,8 @@ def main() -> None:
             policies.update(
                 {f"{directory}": str(Path(directory).resolve()) for directory in args.also}
             )
+            tree = REPO / "rego"
+            policies.update({f"  document {r}": f"{tree}::portcullis.{r}" for r in args.document})
             one_process(policies, files, sets, args, workdir)
             return
         jobs = {

@@ -29,36 +29,44 @@ allow contains sprintf("approved by %s (approval %s)", [input.approval.approver,
 }
 
 # The answer is built in one else-chain, one object per verdict: every rule the decision
-# refers to is a lookup the evaluator pays for on each request, so the verdict, its
-# reasons and its mask are settled together and the approval spec is built only for the
-# verdict that returns it. A denied command gets no credential and no session settings,
-# and only session.open asks for them at all (no other kind gets either).
-decision := object.union(decision_core, cache_part) if {
-	decision_core.verdict == "deny"
-} else := object.union_n([decision_core, cache_part, credential_part, session_part, command_guards]) if {
-	input.command.kind == "session.open"
-} else := object.union(decision_core, cache_part) if {
-	count(session_standing.guards) == 0 # no guard applies to the identity
-} else := object.union_n([decision_core, cache_part, command_guards])
+# refers to is a lookup the evaluator pays for on each request (its rule index is consulted
+# again even when the value is cached), so each branch names a rule once and keeps its value
+# in a local, the verdict, its reasons and its mask are settled together, and the approval
+# spec is built only for the verdict that returns it. A denied command gets no credential,
+# no session settings and no guards, and only session.open asks for the first two at all
+# (no other kind gets either; command_guards is empty for it).
+decision := object.union_n([core, cache_part, command_guards]) if {
+	core := decision_core
+	core.verdict != "deny"
+	input.command.kind != "session.open"
+} else := object.union(core, cache_part) if {
+	core := decision_core
+	core.verdict == "deny"
+} else := object.union_n([decision_core, cache_part, credential_part, session_part])
 
-decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
-	count(deny) > 0
+decision_core := {"verdict": "deny", "reasons": reasons, "mask": set()} if {
+	reasons := deny
+	count(reasons) > 0
 } else := {
 	"verdict": "require_approval",
-	"reasons": needs_approval,
+	"reasons": reasons,
 	"mask": command_masks,
 	"approval": {
 		"approvers": [sprintf("group:%s", [g]) | some g in data.portcullis.approval.groups],
 		"ttl_seconds": data.portcullis.approval.ttl_seconds,
 	},
 } if {
-	count(needs_approval) > 0
+	reasons := needs_approval
+	count(reasons) > 0
 	not approved
-} else := {"verdict": "mask", "reasons": allow | mask_reasons, "mask": command_masks} if {
-	count(allow) > 0
-	count(command_masks) > 0
-} else := {"verdict": "allow", "reasons": allow, "mask": set()} if {
-	count(allow) > 0
+} else := {"verdict": "mask", "reasons": reasons | mask_reasons, "mask": masks} if {
+	reasons := allow
+	count(reasons) > 0
+	masks := command_masks
+	count(masks) > 0
+} else := {"verdict": "allow", "reasons": reasons, "mask": set()} if {
+	reasons := allow
+	count(reasons) > 0
 } else := {"verdict": "deny", "reasons": {sprintf("no rule allows %s", [command_kind])}, "mask": set()}
 
 # The masks of this command: what the modules add to mask_rules (derived outputs), and the
@@ -69,11 +77,13 @@ decision_core := {"verdict": "deny", "reasons": deny, "mask": set()} if {
 # answer rather than rules adding each mask, which built and hashed twelve objects again
 # on every decision.
 command_masks := mask_rules | shipped_pii_masks if {
-	# SQL and HTTP, the commands of nearly every decision, without the rule pii_masks: a
-	# rule reference costs the evaluator more than the test it would stand for
+	# SQL and HTTP, the commands of nearly every decision, without the rule pii_masks, and
+	# reading the session's standing itself (session.rego's pii_reader and standing.rego's
+	# session_standing say the same of it): a rule reference costs the evaluator more than
+	# the test it would stand for. Without a standing the branches below decide.
 	input.command.kind in {"postgres.query", "postgres.function_call", "http.request"}
-	not pii_reader
-	not session_standing.stale_masks
+	input.standing.pii_reader == false
+	not input.standing.stale_masks
 } else := mask_rules | pii_masks if {
 	input.command.kind in {"postgres.query", "postgres.function_call", "http.request"}
 	not pii_reader

@@ -139,3 +139,29 @@ masked_select(standing_given) := d if {
 	d := portcullis.decision with input as given
 	d.verdict == "mask"
 }
+
+# decision.rego and guards.rego read the standing itself where they can (command_masks, the
+# guards), and each else-branch names a rule once: every identity's decision of a read, a
+# write and a denied statement is the one it gets without a standing.
+test_every_verdict_is_the_same_with_the_standing_and_without if {
+	every groups in [["readonly"], ["dba"], ["pii-readers", "readonly"], ["pii-readers", "dba"]] {
+		every statements in [[stmt_with("select", {})], [stmt("update")], [stmt("unparseable")]] {
+			decides_alike_with_the_standing(pg_input(groups, statements))
+		}
+	}
+}
+
+decides_alike_with_the_standing(plain) if {
+	standing := portcullis.standing with input as plain
+	without := portcullis.decision with input as plain
+	portcullis.decision == without with input as object.union(plain, {"standing": standing})
+}
+
+test_a_pii_readers_standing_takes_no_shipped_masks if {
+	plain := pg_input(["pii-readers", "readonly"], [stmt_with("select", {})])
+	standing := portcullis.standing with input as plain
+	standing.pii_reader == true
+	d := portcullis.decision with input as object.union(plain, {"standing": standing})
+	d.verdict == "allow"
+	d.mask == set()
+}

@@ -26,17 +26,19 @@ package portcullis
 # The guards of this command, from the session's standing (standing.rego: what applies to
 # the identity, worked out once per session): row filters and budgets for postgres
 # commands, the breaker for every command after session.open. decision.rego joins them to
-# every answer that is not a deny (and skips them when the standing names none). One pass
+# every answer that is not a deny; a standing naming none gives none at once. One pass
 # over the standing's guards for a postgres command: each it names, with its settings
 # read from data by the group's name. The usual standing, a budget and a breaker and
 # nothing else, is read without the pass (its comprehension and function calls cost an
 # agent's query ~39,000 evaluator instructions): the same object.
 command_guards := {"budget": budget, "breaker": breaker} if {
 	startswith(input.command.kind, "postgres.")
-	guards := session_standing.guards
+	guards := input.standing.guards
 	budget := data.portcullis.budgets[guards.budget]
 	breaker := data.portcullis.breakers[guards.breaker]
 	count(guards) == 2
+} else := {} if {
+	count(input.standing.guards) == 0 # none applies to the identity (privileged groups)
 } else := {name: guard |
 	some name, chosen in session_standing.guards
 	guard := command_guard(name, chosen)

@@ -71,3 +71,21 @@ test_command_guards_are_the_same_object_with_and_without_the_pass if {
 	unknown := object.union(i, {"standing": {"guards": {"budget": "nobody", "breaker": "readonly"}}})
 	portcullis.command_guards == {"breaker": breaker} with input as unknown
 }
+
+# A standing naming no guard (a privileged group's) gives none, for every kind, without
+# the pass over its guards; without a standing the guards are worked out to the same.
+test_a_standing_naming_no_guard_gives_none if {
+	i := object.union(guard_input(["dba"], {}), {"standing": {"guards": {}}})
+	portcullis.command_guards == {} with input as i
+	portcullis.command_guards == {} with input as object.union(i, {"command": {"kind": "ssh.exec"}})
+	portcullis.command_guards == {} with input as guard_input(["dba"], {})
+}
+
+test_the_guards_are_the_same_with_the_standing_and_without if {
+	plain := guard_input(["readonly"], {"tenant": "acme"})
+	standing := portcullis.standing with input as plain with data.portcullis.row_filters as filters
+	without := portcullis.command_guards with input as plain with data.portcullis.row_filters as filters
+	given := object.union(plain, {"standing": standing})
+	portcullis.command_guards == without with input as given with data.portcullis.row_filters as filters
+	without.row_filter.tickets == [{"column": "tenant_id", "op": "=", "value": "acme"}]
+}
