@@ -31,7 +31,20 @@ initdb (`user_functions`; an extension's non-volatile ones left out, as above): 
 without a schema (or as pg_catalog's), lineage reads such a call as a built-in's, while it
 may return what it reads from any table. Sent to the PDP as input.command.postgres.
 user_operators, user_types, view_functions, user_casts, row_functions and user_functions,
-only when there are any. No IO here.
+only when there are any.
+
+And what writing to each relation runs that the statement does not name (`write_code`):
+its triggers (a FOR EACH ROW trigger on t runs its function on every INSERT INTO t VALUES
+(1), which may copy any table's rows anywhere), its rules (ON INSERT DO ALSO ...), and the
+functions its column defaults, generated columns, CHECK constraints, index expressions and
+predicates, and its columns' domains' CHECKs call (only those made after initdb or not
+immutable: `pg_catalog.nextval` of a serial column is named, the policy says which built-ins
+pass); followed to what a write to it also writes: an automatically updatable view's
+relations, a parent's inheritance children and partitions, and the tables whose foreign
+keys cascade from it (ON DELETE/UPDATE CASCADE, SET NULL, SET DEFAULT). The policy makes a
+privileged session outside pii-readers ask for approval before such a write
+(rego/portcullis/postgres_user_code.rego). Sent as input.command.postgres.write_code, only
+when there is any. No IO here.
 
 "The database defines" means made after initdb (an OID from 16384 up, FirstNormalObjectId:
 OIDs wrap around to it, never below), in any schema: a superuser may create a function,
@@ -143,6 +156,61 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   WHERE p.oid >= 16384
   AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
            WHERE x.classid = 'pg_catalog.pg_proc'::regclass AND x.objid = p.oid))
+), write_edges(rel, target) AS (
+  SELECT r.ev_class, d.refobjid FROM pg_catalog.pg_rewrite r
+  JOIN pg_catalog.pg_class c ON c.oid = r.ev_class AND c.relkind = 'v'
+  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+  AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> r.ev_class
+  UNION SELECT inhparent, inhrelid FROM pg_catalog.pg_inherits
+  UNION SELECT confrelid, conrelid FROM pg_catalog.pg_constraint
+  WHERE contype = 'f' AND (confdeltype IN ('c', 'n', 'd') OR confupdtype IN ('c', 'n', 'd'))
+), write_reach(rel, target) AS (
+  SELECT oid, oid FROM pg_catalog.pg_class
+  WHERE oid >= 16384 AND relkind IN ('r', 'p', 'v', 'f', 'm')
+  UNION
+  SELECT w.rel, e.target FROM write_reach w JOIN write_edges e ON e.rel = w.target
+), domains(typ, dom) AS (
+  SELECT oid, oid FROM pg_catalog.pg_type WHERE typtype = 'd'
+  UNION
+  SELECT domains.typ, t.typbasetype FROM domains
+  JOIN pg_catalog.pg_type t ON t.oid = domains.dom AND t.typtype = 'd'
+), write_trees(rel, tree) AS (
+  SELECT adrelid, adbin::text FROM pg_catalog.pg_attrdef WHERE adrelid >= 16384
+  UNION ALL SELECT conrelid, conbin::text FROM pg_catalog.pg_constraint
+  WHERE conrelid >= 16384 AND conbin IS NOT NULL
+  UNION ALL SELECT indrelid, concat(indexprs::text, indpred::text) FROM pg_catalog.pg_index
+  WHERE indrelid >= 16384 AND (indexprs IS NOT NULL OR indpred IS NOT NULL)
+  UNION ALL SELECT a.attrelid, k.conbin::text FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
+  JOIN domains ON domains.typ IN (a.atttypid, at.typelem)
+  JOIN pg_catalog.pg_constraint k ON k.contypid = domains.dom AND k.conbin IS NOT NULL
+  WHERE a.attrelid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
+), write_items(rel, kind, item) AS (
+  SELECT w.rel, 'triggers', format('%s on %s (%s.%s)', t.tgname, t.tgrelid::pg_catalog.regclass,
+    pn.nspname, p.proname)
+  FROM write_reach w JOIN pg_catalog.pg_trigger t ON t.tgrelid = w.target AND NOT t.tgisinternal
+  JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+  UNION
+  SELECT w.rel, 'rules', format('%s on %s', r.rulename, r.ev_class::pg_catalog.regclass)
+  FROM write_reach w JOIN pg_catalog.pg_rewrite r ON r.ev_class = w.target
+  AND r.rulename <> '_RETURN'
+  UNION
+  SELECT w.rel, 'functions', pn.nspname || '.' || p.proname
+    || CASE WHEN p.pronamespace = 'pg_catalog'::regnamespace AND p.oid >= 16384
+       THEN ' (created after initdb)' ELSE '' END
+  FROM write_reach w JOIN write_trees e ON e.rel = w.target,
+  LATERAL pg_catalog.regexp_matches(e.tree, ':(?:funcid|opfuncid) ([0-9]+)', 'g') m
+  JOIN pg_catalog.pg_proc p ON p.oid = m[1]::oid
+  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+  WHERE p.oid >= 16384 OR p.provolatile <> 'i'
+), write_code AS (
+  SELECT rn.nspname || '.' || c.relname AS name, json_object_agg(kind, items) AS code
+  FROM (SELECT rel, kind, json_agg(DISTINCT item) AS items FROM write_items
+        GROUP BY rel, kind) k
+  JOIN pg_catalog.pg_class c ON c.oid = k.rel
+  JOIN pg_catalog.pg_namespace rn ON rn.oid = c.relnamespace
+  GROUP BY 1
 ), row_calls AS (
   SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
   JOIN pg_catalog.pg_type t ON t.oid = p.proargtypes[0]
@@ -160,7 +228,8 @@ SELECT json_build_object(
   'view_functions', (SELECT coalesce(json_object_agg(name, functions), '{}') FROM view_calls),
   'user_casts', (SELECT coalesce(json_agg(DISTINCT "cast"), '[]') FROM code_casts),
   'row_functions', (SELECT coalesce(json_agg(proname::text), '[]') FROM row_calls),
-  'user_functions', (SELECT coalesce(json_agg(proname::text), '[]') FROM own_functions)
+  'user_functions', (SELECT coalesce(json_agg(proname::text), '[]') FROM own_functions),
+  'write_code', (SELECT coalesce(json_object_agg(name, code), '{}') FROM write_code)
 )::text"""
 
 
@@ -168,7 +237,9 @@ def user_code(rows: list[str]) -> dict[str, Any]:
     """USER_CODE_SQL's one row → {"user_operators": [...], "user_types": [...],
     "row_functions": [...], "user_functions": [...],
     "view_functions": {"schema.view": ["schema.function", ...]}, "user_casts": ["text ->
-    integer by public.f (explicit)", ...]}, each sorted and present
+    integer by public.f (explicit)", ...], "write_code": {"schema.table": {"triggers": [...],
+    "rules": [...], "functions": [...]}} (write_code's keys as write_code() makes them),
+    each sorted and present
     only when not empty (names as the catalog spells them: the parser folds unquoted names
     the same way; a view also under the name the PDP reads in a statement's tables, folded
     to lower case: as_the_pdp_reads)."""
@@ -191,4 +262,37 @@ def user_code(rows: list[str]) -> dict[str, Any]:
         code["view_functions"] = as_the_pdp_reads(
             {str(v): sorted(str(f) for f in fs) for v, fs in views.items()}
         )
+    writes = found.get("write_code") or {}
+    if not isinstance(writes, dict) or not all(isinstance(c, dict) for c in writes.values()):
+        raise ValueError("write_code is not an object of objects")
+    if writes:
+        code["write_code"] = write_code(writes)
     return code
+
+
+WRITE_CODE_KINDS = ("triggers", "rules", "functions")
+
+
+def write_code(by_relation: dict[str, dict[str, Any]]) -> dict[str, dict[str, list[str]]]:
+    """USER_CODE_SQL's write_code ("schema.relation" -> {"triggers": [...], "rules": [...],
+    "functions": [...]}, each kind only when any) keyed as the PDP reads a statement's
+    relation: as the catalog spells it, folded to lower case, and by the relation's name
+    alone (a statement naming it without its schema may write any schema's relation of that
+    name: the kinds of every one are joined, more to judge, never less)."""
+    joined: dict[str, dict[str, set[str]]] = {}
+    for name, kinds in by_relation.items():
+        name = str(name)
+        bare = name.rpartition(".")[2]
+        for key in {name, name.lower(), bare, bare.lower()}:
+            into = joined.setdefault(key, {})
+            for kind in WRITE_CODE_KINDS:
+                items = kinds.get(kind) or []
+                if not isinstance(items, list):
+                    raise ValueError(f"write_code {kind} is not a list")
+                if items:
+                    into.setdefault(kind, set()).update(str(i) for i in items)
+    return {
+        key: {kind: sorted(items) for kind, items in kinds.items()}
+        for key, kinds in joined.items()
+        if kinds
+    }

@@ -119,3 +119,156 @@ reader_callable(f) if {
 	pg_catalog_function(f)
 	data.portcullis.postgres.reader_functions[substring(f, 11, -1)]
 }
+
+# --- code under the masks (a privileged session not in pii-readers) ----------------------
+#
+# A masked dba may run any statement, but what a function does besides returning a value
+# no mask reads: a function the database already has (made earlier by a pii-reading dba or
+# the application) runs with the upstream's rights over every column, and may keep what it
+# reads where the masked session reads it back unmasked. `SELECT public.leak()` whose body
+# runs set_config('application_name', (SELECT string_agg(password, ',') FROM customers),
+# false) gave the passwords in the server's ParameterStatus and SHOW application_name;
+# `SELECT public.stash()` INSERTing them into audit_log gave them to SELECT what FROM
+# audit_log. Its result is masked whole; its side effects are not, and a function's
+# volatility is no boundary (a STABLE function may call set_config). So outside pii-readers
+# a privileged session calls without approval only the functions known to have none: those
+# readers may call (postgres.reader_functions, reviewed from pg_proc) and the few volatile
+# built-ins listed in postgres.masked_admin_functions (sequences, advisory locks, ending or
+# cancelling a session, statistics resets, set_config: none keeps a value given to it that
+# lineage did not judge, since a value computed from any column is denied to every function
+# outside reader_functions: postgres_lineage.rego's "function may keep what it is given").
+# Every other call needs approval: directly, by CALL, in a DO block, qualified outside
+# pg_catalog, through a type the database defines (a domain's CHECK), a view the database
+# defines running one of the database's functions, and a write to a relation whose
+# triggers, rules, defaults or constraints run code (input.command.postgres.write_code, read
+# by the proxy at start-up: proxies/postgres/user_code.py). The database's operators and
+# casts and its functions called without their schema are denied outside pii-readers
+# already (postgres_lineage.rego). Readers are unchanged: they may call only
+# reader_functions (postgres.rego, above).
+#
+# Not covered: code the database gains after the session started (the facts are read once
+# per session); VACUUM, ANALYZE and REINDEX running an index's expressions; a table's
+# row-level security policies (the upstream credential, a superuser, bypasses them); a
+# user-defined operator class's support functions run by an index on write.
+
+pg_approval contains [i, sprintf("function %s is not known to have no side effects (not in postgres.reader_functions or postgres.masked_admin_functions): what it keeps or sends is read past the masks, so calling it needs approval for everyone not in pii-readers", [f])] if {
+	input.command.postgres.has.functions
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	some f in s.functions
+	not data.portcullis.postgres.reader_functions[f]
+	not data.portcullis.postgres.masked_admin_functions[f]
+}
+
+pg_approval contains [i, sprintf("function %s is not pg_catalog's: what it keeps or sends is read past the masks, so calling it needs approval for everyone not in pii-readers", [f])] if {
+	input.command.postgres.has.qualified_names
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	some f in s.qualified_functions
+	not pg_catalog_function(f)
+}
+
+pg_approval contains [i, sprintf("function %q is not pg_catalog's (whose names have no capitals): calling it needs approval for everyone not in pii-readers", [f])] if {
+	input.command.postgres.has.qualified_names
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	some f in s.cased_functions
+}
+
+pg_approval contains [i, sprintf("type %s is defined in this database: a cast to it runs its code (a domain's CHECK), so it needs approval for everyone not in pii-readers", [t])] if {
+	input.command.postgres.has.user_code
+	defined := input.command.postgres.user_types
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	some t in s.type_names
+	t in defined
+}
+
+pg_approval contains [i, sprintf("type %s is not pg_catalog's: a cast to it runs its code, so it needs approval for everyone not in pii-readers", [t])] if {
+	input.command.postgres.has.qualified_names
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	some t in s.type_names
+	contains(t, ".")
+	not pg_catalog_function(t)
+}
+
+# (a view running a built-in no reader may call is denied: postgres_lineage.rego)
+pg_approval contains [i, sprintf("view %s runs %s, the database's code, which may keep what it reads past the masks: reading it needs approval for everyone not in pii-readers", [v, f])] if {
+	input.command.postgres.has.user_code
+	views := input.command.postgres.view_functions
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	some t in s.tables
+	some v, functions in views
+	view_named(v, t)
+	some f in functions
+	not pg_builtin(f)
+}
+
+# A write runs what its relation's triggers, rules, defaults and constraints call. Every
+# relation a writing statement names counts (its classifier entry does not say which one
+# it writes: an INSERT ... SELECT's source too; more approvals, never fewer).
+pg_approval contains [i, sprintf("writing to %s fires trigger %s, the database's code, which may keep what it reads past the masks: needs approval for everyone not in pii-readers", [t, trigger])] if {
+	input.command.postgres.write_code
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	pg_writes_rows(s)
+	some t in s.tables
+	some trigger in pg_write_code(t).triggers
+}
+
+pg_approval contains [i, sprintf("writing to %s runs rule %s, which may store what it reads past the masks: needs approval for everyone not in pii-readers", [t, rule])] if {
+	input.command.postgres.write_code
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	pg_writes_rows(s)
+	some t in s.tables
+	some rule in pg_write_code(t).rules
+}
+
+pg_approval contains [i, sprintf("writing to %s runs %s (a column default, generated column, constraint or index expression), which is not known to have no side effects: needs approval for everyone not in pii-readers", [t, f])] if {
+	input.command.postgres.write_code
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	pg_writes_rows(s)
+	some t in s.tables
+	some f in pg_write_code(t).functions
+	not pg_callable_under_masks(f)
+}
+
+pg_writes_rows(s) if s.type in {"insert", "update", "delete", "merge"}
+
+pg_writes_rows(s) if {
+	s.type == "copy"
+	s.direction == "from"
+}
+
+# the proxy keys write_code by "schema.name", lower-cased, and by the name alone; a name
+# with the database's before it is read as its last two parts (view_named)
+pg_write_code(t) := code if {
+	code := input.command.postgres.write_code[t]
+} else := code if {
+	parts := split(t, ".")
+	count(parts) == 3
+	code := input.command.postgres.write_code[concat(".", [parts[1], parts[2]])]
+}
+
+pg_callable_under_masks(f) if {
+	pg_builtin(f)
+	name := substring(f, 11, -1)
+	pg_masked_callable_name(name)
+}
+
+pg_masked_callable_name(name) if data.portcullis.postgres.reader_functions[name]
+
+pg_masked_callable_name(name) if data.portcullis.postgres.masked_admin_functions[name]

@@ -106,3 +106,131 @@ test_a_cast_the_database_defines_denies_readers_until_reviewed if {
 	none := portcullis.decision with input as cast_input(["pii-readers"], [])
 	none.verdict == "allow"
 }
+
+# --- code under the masks: a privileged session outside pii-readers ------------------
+
+masked_call(groups, extra) := d if {
+	d := portcullis.decision with input as pg_input(groups, [object.union(stmt_with("select", extra), {"tables": []})])
+}
+
+test_a_function_not_known_to_have_no_side_effects_needs_approval_under_the_masks if {
+	# SELECT public.leak(): its result is masked whole, what it sets or stores is not
+	d := masked_call(["dba"], {"functions": ["leak"], "qualified_functions": ["public.leak"]})
+	d.verdict == "require_approval"
+	"function leak is not known to have no side effects (not in postgres.reader_functions or postgres.masked_admin_functions): what it keeps or sends is read past the masks, so calling it needs approval for everyone not in pii-readers" in d.reasons
+	"function public.leak is not pg_catalog's: what it keeps or sends is read past the masks, so calling it needs approval for everyone not in pii-readers" in d.reasons
+	masked_call(["dba", "pii-readers"], {"functions": ["leak"], "qualified_functions": ["public.leak"]}).verdict == "allow"
+	# a reader is denied it, as before
+	masked_call(["readonly"], {"functions": ["leak"], "qualified_functions": ["public.leak"]}).verdict == "deny"
+}
+
+test_a_qualified_call_outside_pg_catalog_needs_approval_whatever_its_name if {
+	# public.upper(varchar) beats pg_catalog's for a varchar: the name alone proves nothing
+	d := masked_call(["dba"], {"functions": ["upper"], "qualified_functions": ["public.upper"]})
+	d.verdict == "require_approval"
+	masked_call(["dba"], {"functions": ["upper"], "qualified_functions": ["pg_catalog.upper"]}).verdict == "mask"
+	masked_call(["dba"], {"functions": ["upper"], "qualified_functions": ["pg_catalog.x.upper"]}).verdict == "require_approval"
+	masked_call(["dba"], {"functions": ["upper"], "cased_functions": ["Upper"]}).verdict == "require_approval"
+}
+
+test_call_of_a_procedure_needs_approval_under_the_masks if {
+	call := {"type": "call", "tag": "CallStmt", "tables": [], "functions": ["proc"], "qualified_functions": ["public.proc"]}
+	portcullis.decision.verdict == "require_approval" with input as pg_input(["dba"], [call])
+	portcullis.decision.verdict == "allow" with input as pg_input(["dba", "pii-readers"], [call])
+}
+
+test_a_do_blocks_call_needs_approval_under_the_masks if {
+	do := {"type": "do", "tag": "DoStmt", "tables": [], "functions": []}
+	inner := {"type": "select", "tag": "PLpgSQL_stmt_perform", "nested": true, "tables": [], "functions": ["stash"], "qualified_functions": ["public.stash"]}
+	portcullis.decision.verdict == "require_approval" with input as pg_input(["dba"], [do, inner])
+}
+
+test_the_dbas_built_ins_run_without_approval_under_the_masks if {
+	every f in ["pg_terminate_backend", "pg_cancel_backend", "nextval", "setval", "pg_advisory_lock", "pg_try_advisory_xact_lock", "pg_reload_conf", "pg_stat_reset", "txid_current", "pg_sleep", "lower", "now", "pg_relation_size", "pg_replication_origin_create"] {
+		masked_call(["dba"], {"functions": [f]}).verdict in {"allow", "mask"}
+	}
+	every f in ["pg_notify", "pg_create_restore_point", "pg_logical_emit_message", "pg_promote", "brin_summarize_range", "pg_replication_origin_advance", "pg_backup_start"] {
+		masked_call(["dba"], {"functions": [f]}).verdict == "require_approval"
+	}
+}
+
+test_a_value_computed_from_columns_is_still_denied_to_an_admin_built_in if {
+	d := masked_call(["dba"], {"functions": ["setval"], "arguments": [{"function": "setval", "columns": ["note"], "tables": []}]})
+	d.verdict == "deny"
+}
+
+test_a_cast_to_a_type_the_database_defines_needs_approval_under_the_masks if {
+	d := user_code_decision(["dba"], {"type_names": ["dd"]})
+	d.verdict == "require_approval"
+	"type dd is defined in this database: a cast to it runs its code (a domain's CHECK), so it needs approval for everyone not in pii-readers" in d.reasons
+	user_code_decision(["dba"], {"type_names": ["public.dd"]}).verdict == "require_approval"
+	user_code_decision(["dba"], {"type_names": ["text", "Dd"]}).verdict != "require_approval"
+	user_code_decision(["dba", "pii-readers"], {"type_names": ["dd"]}).verdict == "allow"
+}
+
+test_a_view_running_the_databases_code_needs_approval_under_the_masks if {
+	every t in ["v_wipe", "public.v_wipe", "orders.public.v_wipe"] {
+		d := user_code_decision(["dba"], {"tables": [t]})
+		d.verdict == "require_approval"
+		"view public.v_wipe runs public.innocent, the database's code, which may keep what it reads past the masks: reading it needs approval for everyone not in pii-readers" in d.reasons
+	}
+	user_code_decision(["dba"], {"tables": ["v_sum"]}).verdict != "require_approval"
+	user_code_decision(["dba", "pii-readers"], {"tables": ["v_wipe"]}).verdict == "allow"
+}
+
+write_code_input(groups, statement) := {
+	"identity": {"subject": "alice@example.com", "groups": groups},
+	"connection": {"name": "orders-db", "type": "postgres"},
+	"command": {"kind": "postgres.query", "raw": "-", "postgres": {
+		"statements": [statement],
+		"has": pg_every_flag, "types": {statement.type: true},
+		"write_code": {
+			"public.t": {"triggers": ["t_copy on t (public.copy_pw)"]},
+			"t": {"triggers": ["t_copy on t (public.copy_pw)"]},
+			"public.r": {"rules": ["r_copy on r"]},
+			"r": {"rules": ["r_copy on r"]},
+			"public.d": {"functions": ["public.f"]},
+			"d": {"functions": ["public.f"]},
+			"public.audit_log": {"functions": ["pg_catalog.nextval", "pg_catalog.now"]},
+			"audit_log": {"functions": ["pg_catalog.nextval", "pg_catalog.now"]},
+			"public.b": {"functions": ["pg_catalog.pg_notify", "pg_catalog.lower (created after initdb)"]},
+		},
+	}},
+}
+
+write_decision(groups, type, tables) := d if {
+	d := portcullis.decision with input as write_code_input(groups, object.union(stmt_with(type, {"has_where": true}), {"tables": tables}))
+}
+
+test_a_write_firing_a_trigger_needs_approval_under_the_masks if {
+	every t in ["t", "public.t", "orders.public.t"] {
+		d := write_decision(["dba"], "insert", [t])
+		d.verdict == "require_approval"
+		sprintf("writing to %s fires trigger t_copy on t (public.copy_pw), the database's code, which may keep what it reads past the masks: needs approval for everyone not in pii-readers", [t]) in d.reasons
+	}
+	every type in ["update", "delete", "merge"] {
+		write_decision(["dba"], type, ["t"]).verdict == "require_approval"
+	}
+	copy := object.union(stmt_with("copy", {"direction": "from", "program": false, "stdio": true}), {"tables": ["t"]})
+	portcullis.decision.verdict == "require_approval" with input as write_code_input(["dba"], copy)
+	write_decision(["dba", "pii-readers"], "insert", ["t"]).verdict == "allow"
+	# reading it runs nothing
+	write_decision(["dba"], "select", ["t"]).verdict != "require_approval"
+}
+
+test_a_write_running_a_rule_or_the_databases_function_needs_approval_under_the_masks if {
+	d := write_decision(["dba"], "insert", ["r"])
+	d.verdict == "require_approval"
+	"writing to r runs rule r_copy on r, which may store what it reads past the masks: needs approval for everyone not in pii-readers" in d.reasons
+	e := write_decision(["dba"], "insert", ["d"])
+	e.verdict == "require_approval"
+	"writing to d runs public.f (a column default, generated column, constraint or index expression), which is not known to have no side effects: needs approval for everyone not in pii-readers" in e.reasons
+	write_decision(["dba"], "insert", ["public.b"]).verdict == "require_approval"
+}
+
+test_a_write_running_only_allowed_built_ins_or_nothing_runs_under_the_masks if {
+	every tables in [["audit_log"], ["public.audit_log"], ["orders"], ["other.t2"]] {
+		write_decision(["dba"], "insert", tables).verdict == "mask"
+		write_decision(["dba"], "update", tables).verdict == "mask"
+	}
+}
