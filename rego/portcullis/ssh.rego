@@ -408,6 +408,23 @@ ssh_filter(part) if {
 	format := part.argv[1]
 	not startswith(format, "-")
 	regex.match(`^([^\\%]|%[-+ #0]*[0-9]{0,3}(\.[0-9]{0,3})?[sdiouxXc%]|\\[nt])*\\n$`, format)
+	ssh_printf_arguments(part, format)
+}
+
+# A computed argument (`"$(cat /var/log/x)"`, `"$_"`) is text the upstream read, which the
+# detectors see only as printf prints it: through %x, %o, %d (of `'X`: a character's code),
+# %c or a precision (%.8s: a card's first 8 digits) it comes out as no detector reads it
+# (`printf '%x\n' "$(cat /var/log/cards)"` gave a card in hex). With one, every conversion
+# must print its argument whole: %s, padded at most (`%-10s`), or `%%`. Literal arguments
+# are the client's own words: any conversion above.
+ssh_printf_arguments(part, _) if {
+	every i in part.dynamic {
+		i < 2
+	}
+}
+
+ssh_printf_arguments(part, format) if {
+	regex.match(`^([^\\%]|%-?[0-9]{0,3}s|%%|\\[nt])*\\n$`, format)
 }
 
 ssh_echo_option(part) if startswith(part.argv[1], "-")

@@ -633,6 +633,11 @@ test_ssh_filters_take_no_computed_or_appended_words if {
 		object.union(ssh_part(["cat"]), {"more_args": true}),
 		object.union(ssh_part(["echo"]), {"more_args": true}),
 		object.union(ssh_part(["printf", "%s\\n"]), {"more_args": true}),
+		object.union(ssh_part(["printf", "%x\\n", "$(cat /var/log/x)"]), {"dynamic": [2]}),
+		object.union(ssh_part(["printf", "%s %o\\n", "a", "$_"]), {"dynamic": [3]}),
+		object.union(ssh_part(["printf", "%d\\n", "'$(cat /var/log/x)"]), {"dynamic": [2]}),
+		object.union(ssh_part(["printf", "%.8s\\n", "$(cat /var/log/x)"]), {"dynamic": [2]}),
+		object.union(ssh_part(["printf", "%c\\n", "$(cat /var/log/x)"]), {"dynamic": [2]}),
 	] {
 		ssh_decision(["pii-readers"], [part]).verdict == "deny"
 	}
@@ -640,6 +645,8 @@ test_ssh_filters_take_no_computed_or_appended_words if {
 		object.union(ssh_part(["echo", "$?"]), {"dynamic": [1]}),
 		object.union(ssh_part(["echo", "exit=$?"]), {"dynamic": [1]}),
 		object.union(ssh_part(["printf", "%s\\n", "$X"]), {"dynamic": [2]}),
+		object.union(ssh_part(["printf", "%-10s|%5s %%\\t\\n", "$X", "$Y"]), {"dynamic": [2, 3]}),
+		object.union(ssh_part(["printf", "%x %c %.2s\\n", "10", "ab", "abc"]), {"dynamic": []}),
 	] {
 		ssh_decision(["pii-readers"], [part]).verdict == "allow"
 	}
