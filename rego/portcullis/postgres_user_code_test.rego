@@ -146,10 +146,10 @@ test_a_do_blocks_call_needs_approval_under_the_masks if {
 }
 
 test_the_dbas_built_ins_run_without_approval_under_the_masks if {
-	every f in ["pg_terminate_backend", "pg_cancel_backend", "nextval", "setval", "pg_advisory_lock", "pg_try_advisory_xact_lock", "pg_reload_conf", "pg_stat_reset", "txid_current", "pg_sleep", "lower", "now", "pg_relation_size", "pg_replication_origin_create"] {
+	every f in ["pg_terminate_backend", "pg_cancel_backend", "nextval", "setval", "pg_advisory_lock", "pg_try_advisory_xact_lock", "pg_reload_conf", "pg_stat_reset", "txid_current", "pg_sleep", "lower", "now", "pg_relation_size", "pg_replication_origin_create", "lo_create", "lo_unlink"] {
 		masked_call(["dba"], {"functions": [f]}).verdict in {"allow", "mask"}
 	}
-	every f in ["pg_notify", "pg_create_restore_point", "pg_logical_emit_message", "pg_promote", "brin_summarize_range", "pg_replication_origin_advance", "pg_backup_start"] {
+	every f in ["pg_notify", "pg_create_restore_point", "pg_logical_emit_message", "pg_promote", "brin_summarize_range", "pg_replication_origin_advance", "pg_backup_start", "lo_put", "lo_from_bytea"] {
 		masked_call(["dba"], {"functions": [f]}).verdict == "require_approval"
 	}
 }
