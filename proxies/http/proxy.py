@@ -528,7 +528,16 @@ class ClientConnection(UpstreamExchange):
                 try:
                     if not await self.handle(event, body):
                         return
-                except (ConnectionError, CredentialInResponse, asyncio.CancelledError):
+                except CredentialInResponse:
+                    # an answer the guard cut (the proxy's own reply too: it may echo what
+                    # an upstream said): when nothing of it went, the client is told so,
+                    # not left with a closed connection and no answer
+                    if self.output.sent == sent:
+                        self.output.write(messages.problem(
+                            502, "the answer cannot be passed on",
+                            "it holds a piece of the upstream credential", close=True))  # fmt: skip
+                    return
+                except (ConnectionError, asyncio.CancelledError):
                     raise
                 except Exception as exc:
                     # named by type only: an upstream error can carry the URL, and with it
