@@ -686,7 +686,8 @@ class ProxySession:
                 canceled=True,
             )
         finally:
-            self._approval_wait = None
+            if self._approval_wait is waiting:  # not a wait begun since (another channel's)
+                self._approval_wait = None
             metrics.approval_wait_ended(outcome, time.monotonic() - began)
         state = approval.state if approval is not None else "unknown"
         if state == "approved":
