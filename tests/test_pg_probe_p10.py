@@ -266,9 +266,11 @@ def test_a_masked_dbas_plan_shows_no_value_of_the_databases_function(arena, sql:
         assert_no_secret(answer)
         assert answer.errors and "EXPLAIN of a statement" in answer.errors[0], answer.messages
         assert "public.pw_imm" in answer.errors[0], answer.messages
+        # the statement itself: the database's function needs approval under the masks
+        # (test_pg_probe_p14.py); once approved its value is masked whole
         selected = c.query("SELECT public.pw_imm(1)")
         assert_no_secret(selected)
-        assert selected.rows and not selected.errors, selected.messages
+        assert any("approval" in e for e in selected.errors), selected.messages
     finally:
         c.close()
 

@@ -455,9 +455,11 @@ def test_a_session_function_reading_masked_columns_is_masked_whole(arena) -> Non
         admin.execute(function.replace("pg_temp.f", "public.p4f"))
     c = client(arena, ("dba",))
     try:
+        # ... and calling the database's function needs approval under the masks since
+        # P14 (test_pg_probe_p14.py: what it keeps besides its result is not masked)
         answer = c.query("SELECT public.p4f()")
         assert_no_card(answer)
-        assert answer.rows == [[b"[REDACTED]"]]
+        assert any("approval" in e for e in answer.errors), answer.messages
         answer = c.query("SELECT 1 WHERE public.p4f() LIKE 'hunter2%'")
         assert answer.errors and not answer.rows
     finally:

@@ -146,7 +146,9 @@ def test_an_error_answering_a_sync_is_masked(arena, sync_apart: bool) -> None:
 def test_errors_that_describe_statements_keep_their_detail(arena) -> None:
     c = client(arena, ("dba",))
     try:
-        (fields,) = error_fields(c.query("SELECT nosuch(1) FROM customers"))
+        # (a function readers may call, given no overload's arguments: a name on no
+        # allow-list needs approval under the masks since P14)
+        (fields,) = error_fields(c.query("SELECT lower(1, 2) FROM customers"))
         assert fields["C"] == "42883" and "No function matches" in fields["H"], fields
         (fields,) = error_fields(c.query("SELECT 1/0 FROM customers"))
         assert fields["C"] == "22012" and fields["M"] == "division by zero", fields

@@ -216,8 +216,10 @@ def test_a_masked_dba_calling_the_databases_function_without_its_schema_is_refus
 def test_the_databases_function_with_its_schema_is_masked_whole(arena, own_pw: str) -> None:
     c = client(arena, ("dba",))
     try:
+        # held for approval since P14 (test_pg_probe_p14.py); masked whole once approved
         answer = c.query(f"SELECT public.{own_pw}()")
-        assert answer.rows == [[b"[REDACTED]"]], answer.errors
+        assert any("approval" in e for e in answer.errors), answer.messages
+        assert not answer.rows
     finally:
         c.close()
     c = client(arena, ("dba", "pii-readers"))

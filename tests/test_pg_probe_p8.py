@@ -110,9 +110,11 @@ def test_a_masked_dbas_fast_path_call_of_a_database_function_is_masked_whole(
 ) -> None:
     c = client(arena, ("dba",))
     try:
+        # held for approval since P14 (test_pg_probe_p14.py); masked whole once approved
         answer = call(c, oid(arena, signature), 1)
         assert_no_secret(answer)
-        assert results(answer) == [b"[REDACTED]"], answer.messages
+        assert any("approval" in e for e in answer.errors), answer.messages
+        assert not results(answer)
         # the same function in SQL is masked whole too
         sql = c.query(f"SELECT {signature.split('(')[0]}(1)")
         assert_no_secret(sql)
@@ -126,7 +128,8 @@ def test_a_masked_dbas_binary_fast_path_result_is_refused(arena, signature: str)
     try:
         answer = call(c, oid(arena, signature), 1, result_format=1)
         assert_no_secret(answer)
-        assert answer.errors and "binary result cannot be masked" in answer.errors[0]
+        # held for approval since P14 before its format is looked at
+        assert answer.errors, answer.messages
         assert not results(answer)
         # the session goes on
         assert c.query("SELECT 1").rows == [[b"1"]]
@@ -190,10 +193,18 @@ def test_a_reader_declares_no_parameter_type_it_may_not_cast_to(arena, sql: str)
 
 
 def test_a_dba_still_declares_the_databases_types(arena) -> None:
-    c = client(arena, ("dba",))
+    """A pii-reading dba; under the masks the domain's CHECK (the database's code, run on
+    the parameter) refuses the Parse since P14, as SELECT 'x'::probe needs approval."""
+    c = client(arena, ("dba", "pii-readers"))
     try:
         answer = typed(c, "SELECT $1 IS NULL", type_oid(arena, "public.probe"), b"hunter2-a")
         assert answer.rows == [[b"f"]], answer.messages
+    finally:
+        c.close()
+    c = client(arena, ("dba",))
+    try:
+        answer = typed(c, "SELECT $1 IS NULL", type_oid(arena, "public.probe"), b"hunter2-a")
+        assert answer.errors and "parameter type public.probe" in answer.errors[0], answer.messages
     finally:
         c.close()
 

@@ -89,12 +89,13 @@ def test_a_masked_dba_through_psycopg_binary_reads_no_cased_function(arena) -> N
         conn.execute('SELECT "PwOf"(%s)', (1,), binary=True).fetchall()
 
 
-def test_the_schema_qualified_call_is_masked_whole(arena) -> None:
+def test_the_schema_qualified_call_is_held_for_approval(arena) -> None:
+    """(masked whole once approved; held since P14: test_pg_probe_p14.py)"""
     c = client(arena, ("dba",))
     try:
         answer = c.query('SELECT public."PwOf"(1)')
         assert_no_secret(answer)
-        assert not answer.errors, answer.messages
+        assert any("approval" in e for e in answer.errors), answer.messages
     finally:
         c.close()
 

@@ -161,10 +161,16 @@ def test_the_proxy_reads_the_names_at_start_up(arena: Arena) -> None:
             "public.v_over": ["public.marked"],  # through the view it reads
         },
         "user_functions": ["chk", "marked", "plus_txt", "remember"],
+        # a write to audit_log runs its serial column's default; by name alone too
+        "write_code": {
+            "audit_log": {"functions": ["pg_catalog.nextval"]},
+            "public.audit_log": {"functions": ["pg_catalog.nextval"]},
+        },
     }
     assert user_code(['{"user_operators": [], "user_types": [], "view_functions": {}}']) == {}
     for odd in ('{"user_operators": "+"}', '{"view_functions": {"v": "f"}}', "[]",
-                '{"user_casts": "text -> integer"}'):  # fmt: skip
+                '{"user_casts": "text -> integer"}', '{"write_code": {"t": []}}',
+                '{"write_code": {"t": {"triggers": "x"}}}'):  # fmt: skip
         with pytest.raises(ValueError):
             user_code([odd])
 

@@ -23,7 +23,9 @@ from typing import Any
 # 2: a statement's `index_columns` and a call's `arguments` (postgres), a part's
 # `loop_variables` and a shell's settings carried to its script's parts (ssh).
 # 3: the roots a client declares, `input.command.mcp.roots` (mcp.rego bounds them).
-INPUT_REVISION = 3
+# 4: what writing to a relation runs, `input.command.postgres.write_code` (the proxy's
+#    start-up facts, proxies/postgres/user_code.py; postgres_user_code.rego).
+INPUT_REVISION = 4
 REQUIREMENT_KEY = ("portcullis", "requires", "input_revision")
 
 
