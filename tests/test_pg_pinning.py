@@ -171,7 +171,9 @@ async def test_a_lexing_setting_moved_by_a_function_stops_the_session_before_wha
 ) -> None:
     async with running_gateway(tmp_path) as gw:
         _install(gw, ENCODING_SWITCH)
-        dba = gw.token("dba@example.com", ("dba",))
+        dba = gw.token(
+            "dba@example.com", ("dba", "pii-readers")
+        )  # else the function waits for approval
         client = await RawClient.connect(gw, dba)
         try:
             # both in one write: the second reaches the server after the first ran
@@ -188,7 +190,9 @@ async def test_a_text_other_settings_could_read_differently_cannot_follow_an_exe
 ) -> None:
     async with running_gateway(tmp_path) as gw:
         _install(gw, ENCODING_SWITCH)
-        dba = gw.token("dba@example.com", ("dba",))
+        dba = gw.token(
+            "dba@example.com", ("dba", "pii-readers")
+        )  # else the function waits for approval
         client = await RawClient.connect(gw, dba)
         try:
             client.send(
