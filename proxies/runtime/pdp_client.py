@@ -109,6 +109,22 @@ class Ruling:
         return ruling
 
 
+def withdrawn_ruling(ruling: Ruling, approval_id: str, said: str, withdrawn: bool) -> Ruling:
+    """The denial of a command whose client gave up waiting for a person's approval:
+    `said` as the protocol words the cancel, the request named, and whether it was
+    withdrawn (no approver asked about it any more)."""
+    return Ruling(
+        Verdict.deny(
+            f"{said}: approval request {approval_id}"
+            + (" withdrawn" if withdrawn else " could not be withdrawn")
+        ),
+        ruling.decision_id,
+        ruling.policy_revision,
+        approval_id=approval_id,
+        canceled=True,
+    )
+
+
 @dataclass(frozen=True)
 class SessionGrant:
     session_id: str

@@ -47,6 +47,7 @@ from proxies.runtime.pdp_client import (
     Ruling,
     SessionGrant,
     SessionRefused,
+    withdrawn_ruling,
 )
 from proxies.runtime.recorder import RecordingTick, SessionRecorder
 from proxies.runtime.spool import DEFAULT_MAX_BYTES, UNREACHABLE, Entry, Spool, SpoolFull
@@ -675,15 +676,8 @@ class ProxySession:
             withdrawn = await self.runtime.pdp.withdraw_approval(
                 self.grant.session_id, approval_id, "the client cancelled while waiting"
             )
-            return Ruling(
-                Verdict.deny(
-                    f"canceling statement due to user request: approval request {approval_id}"
-                    + (" withdrawn" if withdrawn else " could not be withdrawn")
-                ),
-                ruling.decision_id,
-                ruling.policy_revision,
-                approval_id=approval_id,
-                canceled=True,
+            return withdrawn_ruling(
+                ruling, approval_id, "canceling statement due to user request", withdrawn
             )
         finally:
             if self._approval_wait is waiting:  # not a wait begun since (another channel's)

@@ -29,7 +29,7 @@ from portcullis.masking import Masker
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import CredentialUnavailable
 from proxies.runtime.exposure import ClientOutput
-from proxies.runtime.pdp_client import Ruling
+from proxies.runtime.pdp_client import Ruling, withdrawn_ruling
 from proxies.ssh.sftp import SftpRelay
 from proxies.ssh.stream import Cast, MaskedOutput, Unreadable
 from proxies.ssh.upstream import (
@@ -903,16 +903,7 @@ async def _withdrawn(session: Any, approval_id: str, ruling: Ruling, why: str) -
         _WITHDRAWALS.add(withdrawal)
         withdrawal.add_done_callback(_WITHDRAWALS.discard)
         withdrawn = await asyncio.shield(withdrawal)
-    return Ruling(
-        Verdict.deny(
-            f"cancelled by the client: approval request {approval_id}"
-            + (" withdrawn" if withdrawn else " could not be withdrawn")
-        ),
-        ruling.decision_id,
-        ruling.policy_revision,
-        approval_id=approval_id,
-        canceled=True,
-    )
+    return withdrawn_ruling(ruling, approval_id, "cancelled by the client", withdrawn)
 
 
 def _settle(opening: asyncio.Future[Any]) -> None:
