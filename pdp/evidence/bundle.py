@@ -28,13 +28,13 @@ import io
 import json
 import tarfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pdp.domain.recordings import EVENTS_KIND, batch_events
 from pdp.evidence.checkpoints import Counted, Problem, SignedRecordChecker, verify_store
@@ -58,6 +58,12 @@ KEY_HISTORY = "key_history.jsonl"
 PAGE = 5000
 MAX_MEMBER_BYTES = 1 << 30
 MAX_BUNDLE_BYTES = 4 << 30  # read from one bundle in all
+# the files verification keeps whole (the signed ones and the key's): every other member
+# is hashed and its records checked as they stream by, never held whole
+KEPT_FILES = frozenset({"manifest.json", "public_key.pem", "chain_head.json", KEY_HISTORY})
+MAX_KEPT_BYTES = 16 << 20
+MAX_LINE_BYTES = 64 << 20  # one record of records.jsonl
+CHUNK = 1 << 20
 HASH_RECIPE = (
     'hash = sha256_hex(prev_hash + "\\n" + canonical_json({"seq","id","kind","time":'
     ' time_us,"session_id","subject","body"})); canonical_json = JSON with sorted keys,'
@@ -391,41 +397,107 @@ def _file_problem(text: str) -> Problem:
     return Problem(0, "", "", text)
 
 
-def read_bundle(path: Path) -> tuple[dict[str, bytes], list[Problem]]:
-    """The regular files of the archive by name; anything else is a problem, not extracted.
+@dataclass
+class _Scanned:
+    """What one pass over a bundle's archive gives: the kept files whole (KEPT_FILES), the
+    sha256 of every member read, and what was wrong with the archive itself."""
+
+    kept: dict[str, bytes] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _scan(path: Path) -> _Scanned:
+    """One pass over the archive in constant memory: each regular member hashed as it
+    streams by, only KEPT_FILES held (at most MAX_KEPT_BYTES each); anything else is a
+    problem, not read.
 
     The export writes manifest.json first: a later member its `files` does not name is a
-    problem and is not read (a bundle handed over with many large extra members cannot
-    fill the auditor's memory), and what is read in all stays under MAX_BUNDLE_BYTES."""
-    files: dict[str, bytes] = {}
-    problems: list[Problem] = []
+    problem and is not read, and what is read in all stays under MAX_BUNDLE_BYTES (a
+    decompression bomb costs the auditor that much reading, never that much memory)."""
+    scanned = _Scanned()
+    problems = scanned.problems
     listed: set[str] | None = None
     read = 0
     with tarfile.open(path, "r:gz") as tar:
         for n, member in enumerate(tar):
-            if not member.isfile() or "/" in member.name or member.name.startswith("."):
-                problems.append(_file_problem(f"{member.name}: unexpected archive member"))
+            name = member.name
+            if not member.isfile() or "/" in name or name.startswith("."):
+                problems.append(_file_problem(f"{inert(name)}: unexpected archive member"))
                 continue
-            if member.name in files:
-                problems.append(_file_problem(f"{member.name}: appears twice in the archive"))
+            if name in scanned.digests:
+                problems.append(_file_problem(f"{inert(name)}: appears twice in the archive"))
                 continue
-            if member.size > MAX_MEMBER_BYTES:
-                problems.append(_file_problem(f"{member.name}: larger than {MAX_MEMBER_BYTES}"))
+            limit = MAX_KEPT_BYTES if name in KEPT_FILES else MAX_MEMBER_BYTES
+            if member.size > limit:
+                problems.append(_file_problem(f"{inert(name)}: larger than {limit}"))
                 continue
-            if listed is not None and member.name not in listed:
-                problems.append(_file_problem(f"{member.name}: not a file the manifest lists"))
+            if listed is not None and name not in listed:
+                problems.append(_file_problem(f"{inert(name)}: not a file the manifest lists"))
                 continue
             if read + member.size > MAX_BUNDLE_BYTES:
-                problems.append(_file_problem(f"{member.name}: past {MAX_BUNDLE_BYTES} read"))
+                problems.append(_file_problem(f"{inert(name)}: past {MAX_BUNDLE_BYTES} read"))
                 continue
-            f = tar.extractfile(member)
-            files[member.name] = f.read() if f is not None else b""
-            read += len(files[member.name])
-            if n == 0 and member.name == "manifest.json":
-                listed = _listed_files(files[member.name])
-    if "manifest.json" in files and listed is None:
+            read += member.size
+            digest, data = _read_member(tar, member, keep=name in KEPT_FILES)
+            scanned.digests[name] = digest
+            if data is not None:
+                scanned.kept[name] = data
+            if n == 0 and name == "manifest.json":
+                listed = _listed_files(scanned.kept[name])
+    if "manifest.json" in scanned.kept and listed is None:
         problems.append(_file_problem("manifest.json: not the archive's first member"))
-    return files, problems
+    return scanned
+
+
+def _read_member(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, keep: bool
+) -> tuple[str, bytes | None]:
+    """The member's sha256 (of at most its stated size), and its bytes when `keep`."""
+    f = tar.extractfile(member)
+    digest = hashlib.sha256()
+    kept = bytearray() if keep else None
+    left = member.size
+    while f is not None and left > 0 and (chunk := f.read(min(CHUNK, left))):
+        left -= len(chunk)
+        digest.update(chunk)
+        if kept is not None:
+            kept += chunk
+    return digest.hexdigest(), bytes(kept) if kept is not None else None
+
+
+def read_bundle(path: Path) -> tuple[dict[str, bytes], list[Problem]]:
+    """The bundle's kept files (KEPT_FILES) by name, and what was wrong with the archive;
+    every other member is only hashed (_scan)."""
+    scanned = _scan(path)
+    return scanned.kept, scanned.problems
+
+
+def _record_lines(path: Path, digest: str, problems: list[Problem]) -> Iterator[bytes]:
+    """records.jsonl's lines as they stream out of the archive again (its first regular
+    member of that name, the one _scan hashed), none held past its own check; a line past
+    MAX_LINE_BYTES ends the reading as a problem, and bytes that differ from the scan's
+    (the file replaced between the passes) are one too."""
+    with tarfile.open(path, "r:gz") as tar:
+        member = next((m for m in tar if m.isfile() and m.name == RECORDS), None)
+        f = tar.extractfile(member) if member is not None else None
+        if member is None or f is None:
+            return
+        seen = hashlib.sha256()
+        left, n = member.size, 0
+        while left > 0:
+            raw = f.readline(min(MAX_LINE_BYTES + 1, left))
+            if not raw:
+                break
+            left -= len(raw)
+            seen.update(raw)
+            n += 1
+            if len(raw) > MAX_LINE_BYTES:
+                problems.append(_file_problem(f"{RECORDS} line {n}: longer than {MAX_LINE_BYTES}"))
+                return
+            yield raw
+        if seen.hexdigest() != digest:
+            problems.append(_file_problem(f"{RECORDS}: changed while it was read"))
 
 
 def _listed_files(manifest: bytes) -> set[str] | None:
@@ -442,7 +514,7 @@ def _listed_files(manifest: bytes) -> set[str] | None:
 
 def _json_lines(name: str, data: bytes, problems: list[Problem]) -> list[Any]:
     out = []
-    for n, raw in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+    for n, raw in enumerate(data.rstrip(b"\n").split(b"\n") if data else [], start=1):
         try:
             out.append(json.loads(raw))
         except ValueError:
@@ -451,9 +523,16 @@ def _json_lines(name: str, data: bytes, problems: list[Problem]) -> list[Any]:
 
 
 def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> BundleReport:
-    """Everything an auditor can check with the bundle alone (and optionally a pinned key)."""
+    """Everything an auditor can check with the bundle alone (and optionally a pinned key).
+
+    In memory bounded by the signed files and one record, whatever the bundle's size: a
+    first pass hashes every member (the manifest's signature and digests are checked from
+    it), a second streams records.jsonl through the chain, signature and stream checks
+    (_RecordsCheck), each stream file checked by the digest of what records.jsonl implies.
+    """
     report = BundleReport()
-    files, problems = read_bundle(path)
+    scanned = _scan(path)
+    files, problems = scanned.kept, scanned.problems
     report.problems = problems
     try:
         key = load_public_pem(files.get("public_key.pem", b""))
@@ -471,12 +550,85 @@ def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> Bun
             )
         )
         return report
-    manifest = _check_manifest(files, key, problems)
-    lines = _check_records(files.get(RECORDS, b""), problems)
-    checker = SignedRecordChecker(keys)
-    for line in lines:
-        checker.feed(
-            line["seq"],
+    manifest = _check_manifest(files, scanned.digests, key, problems)
+    check = _RecordsCheck(SignedRecordChecker(keys), keys.rotation_hashes, problems)
+    if RECORDS in scanned.digests:
+        for raw in _record_lines(path, scanned.digests[RECORDS], problems):
+            check.feed(raw)
+    problems.extend(check.checker.problems)
+    check.streams_problems(scanned.digests)
+    _check_head(files.get("chain_head.json", b""), key, check, manifest, problems)
+    checker = check.checker
+    report.records, report.checkpoints, report.statements = (
+        check.count,
+        checker.checkpoints,
+        checker.statements,
+    )
+    report.first_seq = check.first["seq"] if check.first else 0
+    report.head = (check.last["seq"], check.last["hash"]) if check.last else (0, "")
+    counted = check.counted
+    counted.records, counted.first_seq, counted.head = check.count, report.first_seq, report.head
+    counted.checkpoints, counted.statements = checker.checkpoints, checker.statements
+    counted.anchor = f"chain_head.json (signed) names seq {report.head[0]}: the last record"
+    counted.macs = _macs_said(manifest.get("record_macs"))
+    report.counted = counted
+    report.exported = _exported(manifest, files.get("chain_head.json", b""))
+    counted.keys = keys.describe() if keys.rotations else ""
+    problems.sort(key=lambda p: (p.seq == 0, p.seq))
+    report.ok = not problems
+    return report
+
+
+class _RecordsCheck:
+    """records.jsonl checked a line at a time, holding the first and last line only: the
+    chain (the first break named once), each signed record (`checker`), the counts, the
+    key history's rotations against the records of the same seqs, and the digest each
+    stream file must have (exactly the lines of its kinds, in order; masking.jsonl what
+    MaskingLog derives)."""
+
+    def __init__(
+        self, checker: SignedRecordChecker, rotation_hashes: dict[int, str], problems: list[Problem]
+    ) -> None:
+        self.checker = checker
+        self.rotation_hashes = rotation_hashes
+        self.problems = problems
+        self.counted = Counted()
+        self.count = self.n = 0
+        self.broken = False
+        self.first: dict[str, Any] | None = None
+        self.last: dict[str, Any] | None = None
+        self.masking = MaskingLog()
+        self.stream_file = {s.name: s.file for s in STREAMS}
+        self.expected = {s.file: hashlib.sha256() for s in STREAMS if s.file != RECORDS}
+        self.expected[MASKING] = hashlib.sha256()
+        self.lines = {name: 0 for name in self.expected}
+
+    def feed(self, raw: bytes) -> None:
+        self.n += 1
+        try:
+            line = json.loads(raw.decode("utf-8", "replace"))
+        except ValueError:
+            line = None
+        if not isinstance(line, dict) or set(line) != _LINE_KEYS:
+            if not self.broken:
+                self.problems.append(_file_problem(f"{RECORDS} line {self.n}: not a record"))
+            self.broken = True
+            return
+        if not self.broken:
+            problem = _link_problem(self.last, line)
+            if problem:
+                self.problems.append(problem)
+                self.broken = True
+        self.first = self.first or line
+        self.last = line
+        self.count += 1
+        self._signed(line)
+        self._stream(line)
+
+    def _signed(self, line: dict[str, Any]) -> None:
+        seq = line["seq"]
+        self.checker.feed(
+            seq,
             line["id"],
             line["kind"],
             line["session_id"],
@@ -484,37 +636,40 @@ def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> Bun
             line["body"],
             line["hash"],
         )
-    problems.extend(checker.problems)
-    _check_streams(files, lines, problems)
-    _check_head(files.get("chain_head.json", b""), key, lines, manifest, problems)
-    report.records, report.checkpoints, report.statements = (
-        len(lines),
-        checker.checkpoints,
-        checker.statements,
-    )
-    report.first_seq = lines[0]["seq"] if lines else 0
-    report.head = (lines[-1]["seq"], lines[-1]["hash"]) if lines else (0, "")
-    counted = report.counted
-    for line in lines:
         if isinstance(line["time_us"], int):
-            counted.see(line["seq"], line["kind"], line["time_us"] / 1_000_000)
-    counted.records, counted.first_seq, counted.head = len(lines), report.first_seq, report.head
-    counted.checkpoints, counted.statements = checker.checkpoints, checker.statements
-    counted.anchor = f"chain_head.json (signed) names seq {report.head[0]}: the last record"
-    counted.macs = _macs_said(manifest.get("record_macs"))
-    report.exported = _exported(manifest, files.get("chain_head.json", b""))
-    counted.keys = keys.describe() if keys.rotations else ""
-    for line in lines:  # a rotation in both files is the same record
-        seq = line["seq"]
+            self.counted.see(seq, line["kind"], line["time_us"] / 1_000_000)
+        # a rotation in both files is the same record
         if (
             line["kind"] == ROTATION_KIND
-            and keys.rotation_hashes.get(seq, line["hash"]) != line["hash"]
+            and self.rotation_hashes.get(seq, line["hash"]) != line["hash"]
         ):
             where = f"{KEY_HISTORY} holds another record at seq {seq}"
-            problems.append(Problem(seq, line["kind"], line["id"], where))
-    problems.sort(key=lambda p: (p.seq == 0, p.seq))
-    report.ok = not problems
-    return report
+            self.problems.append(Problem(seq, line["kind"], line["id"], where))
+
+    def _stream(self, line: dict[str, Any]) -> None:
+        name = stream_of(line["kind"])
+        if name is not None and self.stream_file[name] in self.expected:
+            self._add(self.stream_file[name], line)
+        for entry in self.masking.feed(line):
+            self._add(MASKING, entry)
+
+    def _add(self, file: str, doc: dict[str, Any]) -> None:
+        self.expected[file].update((canonical_json(doc) + "\n").encode())
+        self.lines[file] += 1
+
+    def streams_problems(self, digests: dict[str, str]) -> None:
+        """Each stream file against the digest of what records.jsonl implies."""
+        for name, want in self.expected.items():
+            if digests.get(name, _EMPTY) != want.hexdigest():
+                self.problems.append(
+                    _file_problem(
+                        f"{name}: differs from what {RECORDS} holds (expected"
+                        f" {self.lines[name]} lines)"
+                    )
+                )
+
+
+_EMPTY = hashlib.sha256(b"").hexdigest()
 
 
 def _key_history(
@@ -544,7 +699,10 @@ def _key_history(
 
 
 def _check_manifest(
-    files: dict[str, bytes], key: Ed25519PublicKey, problems: list[Problem]
+    files: dict[str, bytes],
+    digests: dict[str, str],
+    key: Ed25519PublicKey,
+    problems: list[Problem],
 ) -> dict[str, Any]:
     try:
         doc = json.loads(files.get("manifest.json", b""))
@@ -560,12 +718,12 @@ def _check_manifest(
     required = {RECORDS, MASKING, *(s.file for s in STREAMS), *FIXED_FILES} - {"manifest.json"}
     for name in sorted(required - set(listed)):
         problems.append(_file_problem(f"{name}: not listed in manifest.json"))
-    for name in sorted(set(files) - set(listed) - {"manifest.json"}):
-        problems.append(_file_problem(f"{name}: in the archive but not in manifest.json"))
+    for name in sorted(set(digests) - set(listed) - {"manifest.json"}):
+        problems.append(_file_problem(f"{inert(name)}: in the archive but not in manifest.json"))
     for name, digest in sorted(listed.items()):
-        if name not in files:
-            problems.append(_file_problem(f"{name}: listed in manifest.json but missing"))
-        elif hashlib.sha256(files[name]).hexdigest() != digest:
+        if name not in digests:
+            problems.append(_file_problem(f"{inert(name)}: listed in manifest.json but missing"))
+        elif digests[name] != digest:
             problems.append(
                 _file_problem(f"{name}: sha256 does not match manifest.json (the file was changed)")
             )
@@ -637,27 +795,16 @@ def _macs_said(said: Any) -> str:
     )
 
 
-def _check_records(data: bytes, problems: list[Problem]) -> list[dict[str, Any]]:
-    """Parse records.jsonl and re-verify its chain; the first break is named once."""
-    lines: list[dict[str, Any]] = []
-    broken = False
-    for n, raw in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            line = None
-        if not isinstance(line, dict) or set(line) != _LINE_KEYS:
-            if not broken:
-                problems.append(_file_problem(f"{RECORDS} line {n}: not a record"))
-            broken = True
-            continue
-        if not broken:
-            problem = _link_problem(lines[-1] if lines else None, line)
-            if problem:
-                problems.append(problem)
-                broken = True
-        lines.append(line)
-    return lines
+def _check_records(data: bytes, problems: list[Problem]) -> int:
+    """records.jsonl's chain re-verified from its bytes (the first break named once);
+    how many records it holds. Lines end at LF only: canonical JSON leaves U+2028, U+0085
+    and the like unescaped inside a record's text."""
+    unsigned = SignedRecordChecker(Ed25519PrivateKey.generate().public_key())  # not asked
+    check = _RecordsCheck(unsigned, {}, problems)
+    for raw in data.split(b"\n"):
+        if raw:
+            check.feed(raw)
+    return check.count
 
 
 def _link_problem(prev: dict[str, Any] | None, line: dict[str, Any]) -> Problem | None:
@@ -701,45 +848,10 @@ def _link_problem(prev: dict[str, Any] | None, line: dict[str, Any]) -> Problem 
     return None
 
 
-def _check_streams(
-    files: dict[str, bytes], lines: list[dict[str, Any]], problems: list[Problem]
-) -> None:
-    """Every stream file must be exactly what records.jsonl implies, in order."""
-    expected: dict[str, list[bytes]] = {s.file: [] for s in STREAMS if s.file != RECORDS}
-    expected[MASKING] = []
-    masking = MaskingLog()
-    stream_file = {s.name: s.file for s in STREAMS}
-    for line in lines:
-        name = stream_of(line["kind"])
-        text = canonical_json(line).encode()
-        if name is not None and stream_file[name] in expected:
-            expected[stream_file[name]].append(text)
-        expected[MASKING].extend(canonical_json(e).encode() for e in masking.feed(line))
-    for name, want in expected.items():
-        have = files.get(name, b"").splitlines()
-        if have != want:
-            at = _first_difference(have, want)
-            problems.append(
-                _file_problem(
-                    f"{name}: line {at + 1} differs from what"
-                    f" {RECORDS} holds ({len(have)} lines, expected"
-                    f" {len(want)})"
-                )
-            )
-
-
-def _first_difference(a: Iterable[bytes], b: Iterable[bytes]) -> int:
-    a, b = list(a), list(b)
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return i
-    return min(len(a), len(b))
-
-
 def _check_head(
     data: bytes,
     key: Ed25519PublicKey,
-    lines: list[dict[str, Any]],
+    check: _RecordsCheck,
     manifest: dict[str, Any],
     problems: list[Problem],
 ) -> None:
@@ -754,8 +866,8 @@ def _check_head(
         return
     head = doc["payload"]
     empty: dict[str, Any] = {"seq": 0, "hash": "", "prev_hash": ""}
-    last = lines[-1] if lines else empty
-    first = lines[0] if lines else empty
+    last = check.last or empty
+    first = check.first or empty
     if head.get("seq") != last["seq"] or head.get("hash") != last["hash"]:
         at = (
             last["seq"] + 1 if isinstance(head.get("seq"), int) and head["seq"] > last["seq"] else 0
@@ -780,11 +892,11 @@ def _check_head(
                 " chain_head.json says: records were removed from the start",
             )
         )
-    if head.get("records") != len(lines):
+    if head.get("records") != check.count:
         problems.append(
             _file_problem(
                 f"chain_head.json counts {head.get('records')} records;"
-                f" records.jsonl has {len(lines)}"
+                f" records.jsonl has {check.count}"
             )
         )
     records = manifest.get("records", {})
