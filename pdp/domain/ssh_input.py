@@ -139,6 +139,10 @@ NICE_NUMBER = re.compile(r"-[-+]?[0-9].*", re.S)
 # what a parameter expansion the walker reads may hold: a name, positional digits, or one
 # special parameter (bashlex's node value, without `$`, `{` and `}`)
 PLAIN_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[-$#?!*@]")
+# what a tilde prefix bashlex reads may be: `~`, `~+`, `~-` or `~login` (a portable user
+# name). bashlex's tilde node takes the word up to its first `/`, expansions and all: to
+# it `~$(id)` and `~\`id\`` were a tilde, to bash a failed login lookup, then `id` run
+PLAIN_TILDE = re.compile(r"~(?:[+-]|[A-Za-z0-9_.][A-Za-z0-9_.-]*)?")
 # Parameters whose value bash splits and globs when unquoted, known to hold no glob
 # character: set by sshd or bash from what the line cannot steer (HOME, USER, the flags in
 # `$-`, ...). Any other (BASH_EXECUTION_STRING is the line itself, a comment included;
@@ -431,9 +435,11 @@ def _walked(raw: str, depth: int, bound: frozenset[str]) -> _Walker:
     return walker
 
 
-def unquote(source: str) -> str | None:
+def unquote(source: str, escapes: str = '$`"\\\n') -> str | None:
     """POSIX quote removal of one word's source text ('...', "...", backslashes); None
-    for what it does not read (an unquoted or double-quoted `$` or backquote, $'...')."""
+    for what it does not read (an unquoted or double-quoted `$` or backquote, $'...').
+    `escapes`: what a backslash escapes inside double quotes (POSIX: `$`, backquote, `"`,
+    backslash, newline; elsewhere there it stays: `"%s\\n"` is `%s\\n`)."""
     out: list[str] = []
     i, n = 0, len(source)
     while i < n:
@@ -449,7 +455,7 @@ def unquote(source: str) -> str | None:
             while i < n and source[i] != '"':
                 if source[i] in "$`":
                     return None
-                if source[i] == "\\" and i + 1 < n and source[i + 1] in '$`"\\\n':
+                if source[i] == "\\" and i + 1 < n and (not escapes or source[i + 1] in escapes):
                     if source[i + 1] != "\n":
                         out.append(source[i + 1])
                     i += 2
@@ -471,6 +477,15 @@ def unquote(source: str) -> str | None:
             out.append(c)
             i += 1
     return "".join(out)
+
+
+def _dquote_slip(source: str, read: str) -> bool:
+    """Whether bashlex's reading of a word differs from POSIX quote removal's by its one
+    known slip inside double quotes: it removes a backslash before any character, where the
+    shell removes it only before `$`, backquote, `"`, backslash and newline (`printf
+    "%s\\n"` was `%sn` to it, `%s\\n` to bash). Such a word is read as unquote() reads it,
+    which is the shell's reading."""
+    return unquote(source, escapes="") == read
 
 
 def _short_text(text: str) -> str:
@@ -611,9 +626,17 @@ class _Walker:
         source = self.source[node.pos[0] : node.pos[1]]
         if not dynamic:
             mine = unquote(source)
-            if mine is None or mine != node.word:
+            if mine is None or (mine != node.word and not _dquote_slip(source, node.word)):
                 raise Unreadable(f"the word {_short_text(source)} does not read the same twice")
-            return Word(node.word, False)
+            return Word(mine, False)
+        if _kept_backslash(self.source, node):
+            # bashlex's text of it lacks a backslash the shell passes (`"$?\\c"` was `$?c`:
+            # dash's echo then ends its output without a newline), and a computed word
+            # keeps that text
+            raise Unreadable(
+                f"the word {_short_text(source)} holds a backslash inside double quotes"
+                " that the PDP's shell parser drops"
+            )
         globbed = any(
             not self._glob_free(child, glob_free)
             for child in _unquoted_expansions(self.source, node)
@@ -652,6 +675,8 @@ class _Walker:
                 raise Unreadable("arithmetic expansion")
             elif child.kind == "parameter":
                 _plain_parameter(child)
+            elif child.kind == "tilde":
+                _plain_tilde(child)
         return frozenset(glob_free)
 
     def _substitution(self, node: Any) -> None:
@@ -817,6 +842,33 @@ def _glob_free_output(part: Part) -> bool:
     return len(part.argv) == 1 and part.argv[0] in GLOB_FREE_OUTPUT and not part.dynamic
 
 
+def _kept_backslash(source: str, word: Any) -> bool:
+    """Whether a word's source holds, inside double quotes and outside its expansions, a
+    backslash the shell keeps (before a character other than `$`, backquote, `"`,
+    backslash, newline): bashlex's text of the word drops it (_dquote_slip)."""
+    starts = {child.pos[0]: child for child in getattr(word, "parts", None) or ()}
+    double = False
+    i, end = word.pos
+    while i < end:
+        child = starts.get(i)
+        if child is not None:
+            i = max(child.pos[1], i + 1)
+            continue
+        c = source[i]
+        if c == "\\":
+            if double and source[i + 1 : i + 2] not in ("$", "`", '"', "\\", "\n"):
+                return True
+            i += 2
+            continue
+        if c == '"':
+            double = not double
+        elif c == "'" and not double:
+            close = source.find("'", i + 1)
+            i = end if close < 0 else close
+        i += 1
+    return False
+
+
 def _unquoted_expansions(source: str, word: Any) -> list[Any]:
     """The expansions of a word (bashlex's parts: parameters, substitutions, tildes) that
     stand outside quotes in its source, where bash splits and globs their value; one the
@@ -861,6 +913,18 @@ def _plain_parameter(node: Any) -> None:
             f"a parameter expansion not read ({shown}): only $name and ${{name}} are"
             if value
             else "$'...' or $\"...\" quoting, which bash and a POSIX sh read differently"
+        )
+
+
+def _plain_tilde(node: Any) -> None:
+    """A tilde prefix the walker reads: `~`, `~+`, `~-`, `~login`. Raises Unreadable for
+    any other: bashlex's tilde node holds the prefix's text whole, a command substitution,
+    backquotes, a parameter or `<(...)` in it never read (`df ~$(id)` ran id while its
+    part was a df of a home directory), and its value is not a home directory either."""
+    value = str(getattr(node, "value", ""))
+    if PLAIN_TILDE.fullmatch(value) is None:
+        raise Unreadable(
+            f"a tilde prefix not read ({_short_text(value)}): only ~, ~+, ~- and ~login are"
         )
 
 
