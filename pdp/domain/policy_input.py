@@ -293,7 +293,9 @@ def trim_to_names(details: dict[str, Any], names: frozenset[str]) -> None:
     `view_functions` (view -> the functions reading it runs, by schema-qualified name;
     postgres_user_code.rego reads it for a statement's tables) and `relation_sources` (view
     -> the relations it reads, likewise; no shipped rule reads it: the row-filter guard
-    takes it from the proxy's attributes, not from the input): kept for a relation named
+    takes it from the proxy's attributes, not from the input) and `write_code` (relation
+    -> what writing it runs; read for a statement's tables, and whole by VACUUM, ANALYZE
+    and REINDEX naming no relation, for which it is left whole): kept for a relation named
     with or without its schema. The evaluator parses and copies what a database of many
     views and functions sends only for the few a statement uses (issue 27: the input's size
     is a cost per byte). A key stays present (even if empty) whenever it was sent, and a
@@ -318,7 +320,10 @@ def trim_to_names(details: dict[str, Any], names: frozenset[str]) -> None:
             details["view_columns"] = {n: views[n] for n in names if n in views}
         else:
             details["view_columns"] = {k: v for k, v in views.items() if k in names}
-    for key in ("relation_sources", "view_functions"):
+    keyed = ["relation_sources", "view_functions"]
+    if not _every_relation(details.get("statements")):
+        keyed.append("write_code")
+    for key in keyed:
         by_relation = details.get(key)
         if type(by_relation) is dict and by_relation:
             details[key] = {
@@ -326,6 +331,16 @@ def trim_to_names(details: dict[str, Any], names: frozenset[str]) -> None:
                 for k, v in by_relation.items()
                 if isinstance(k, str) and (k in names or k.rpartition(".")[2] in names)
             }
+
+
+def _every_relation(statements: Any) -> bool:
+    """Whether a statement may run every relation's write_code: VACUUM, ANALYZE or REINDEX
+    naming none (the whole database, a schema), which postgres_user_code.rego reads whole."""
+    return not isinstance(statements, list) or any(
+        not isinstance(s, dict)
+        or (s.get("tag") in ("VacuumStmt", "ReindexStmt") and not s.get("tables"))
+        for s in statements
+    )
 
 
 Typed = tuple[list[dict[str, Any]], dict[str, bool], frozenset[str], dict[str, bool]]

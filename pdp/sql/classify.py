@@ -41,6 +41,7 @@ from pdp.sql.entries import (
     option_read_write,
     reads_anything,
     rename_fields,
+    runs_opclass_code,
     set_fields,
     type_of,
     unparseable,
@@ -151,7 +152,10 @@ def _classify_json(tag: str, fields: dict[str, Any], nested: bool = False) -> li
     values = tag in DDL_VALUE_TAGS
     for child_tag, child in walk:
         if values:
-            if child_tag in VALUE_NODES:
+            if child_tag in VALUE_NODES or (
+                child_tag == "IndexElem"
+                and runs_opclass_code([_json_sval(p) for p in child.get("opclass", ())])
+            ):
                 entry["value_expressions"] = True
             elif child_tag == "AlterTableCmd":
                 alter_command(entry, child.get("subtype", "AT_AddColumn"))

@@ -87,6 +87,16 @@ DDL_VALUE_TAGS = frozenset({"AlterTableStmt", "CreateStmt", "IndexStmt"})
 VALUE_NODES = frozenset({"ColumnRef", "SubLink"})
 
 
+def runs_opclass_code(opclass: list[str]) -> bool:
+    """Whether an index column's (or exclusion constraint's) operator class, as written, may
+    be one the database made: its support functions and operators then run on every row
+    written, and on VACUUM, ANALYZE and REINDEX, with nothing else in a later statement
+    naming them (the session's facts, read when it started, do not list an index made
+    since). Only pg_catalog's, written so, is known to be initdb's: an unqualified name
+    resolves over the search path, which may put another schema first."""
+    return bool(opclass) and not (len(opclass) == 2 and opclass[0] == "pg_catalog")
+
+
 def reads_anything(parts: list[str]) -> bool:
     """Whether a function called in such DDL (a column's DEFAULT, a generated column, a
     CHECK) may return what it reads from any table: one written with a schema other than

@@ -36,6 +36,7 @@ from pdp.sql.entries import (
     option_read_write,
     reads_anything,
     rename_fields,
+    runs_opclass_code,
     set_fields,
     type_of,
     unparseable,
@@ -90,7 +91,10 @@ def _classify_statement(node: ast.Node, nested: bool = False) -> list[Entry]:
     values = type(node).__name__ in DDL_VALUE_TAGS
     for child in _walk(node):
         if values:
-            if type(child).__name__ in VALUE_NODES:
+            if type(child).__name__ in VALUE_NODES or (
+                isinstance(child, ast.IndexElem)
+                and runs_opclass_code([str(getattr(p, "sval", p)) for p in child.opclass or ()])
+            ):
                 entry["value_expressions"] = True
             elif isinstance(child, ast.AlterTableCmd):
                 alter_command(entry, AlterTableType(child.subtype or 0).name)

@@ -41,10 +41,22 @@ predicates, and its columns' domains' CHECKs call (only those made after initdb 
 immutable: `pg_catalog.nextval` of a serial column is named, the policy says which built-ins
 pass); followed to what a write to it also writes: an automatically updatable view's
 relations, a parent's inheritance children and partitions, and the tables whose foreign
-keys cascade from it (ON DELETE/UPDATE CASCADE, SET NULL, SET DEFAULT). The policy makes a
-privileged session outside pii-readers ask for approval before such a write
+keys cascade from it (ON DELETE/UPDATE CASCADE, SET NULL, SET DEFAULT). Also what runs over
+its stored rows with nothing naming it: a materialized view's query (and the views it
+reads) on REFRESH; index expressions and predicates, the functions and operators of an
+operator class the database made, and extended statistics' expressions on VACUUM, ANALYZE
+and REINDEX (an index's code is also keyed by the index's own name: REINDEX INDEX i). A
+volatile built-in in code that is given the rows' values (a CHECK, an index, a generated
+column, a domain's CHECK, a materialized view's query; not a DEFAULT, which sees none) is
+named "pg_catalog.f (given the rows' values)": `CHECK (set_config('application_name',
+password, false) IS NOT NULL)` keeps what no mask reads, while set_config called by a
+statement has its arguments judged. The policy makes a privileged session outside
+pii-readers ask for approval before such a write or maintenance
 (rego/portcullis/postgres_user_code.rego). Sent as input.command.postgres.write_code, only
-when there is any. No IO here.
+when there is any.
+
+And the enabled event triggers (`event_triggers`: "name on event (schema.function)"),
+which run the database's code on DDL whatever the statement names. No IO here.
 
 "The database defines" means made after initdb (an OID from 16384 up, FirstNormalObjectId:
 OIDs wrap around to it, never below), in any schema: a superuser may create a function,
@@ -103,16 +115,16 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   AND NOT (f.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
            WHERE x.classid = 'pg_catalog.pg_operator'::regclass AND x.objid = o.oid))
 ), rule_deps AS (
-  SELECT r.ev_class AS view, d.refclassid, d.refobjid
+  SELECT r.ev_class AS view, c.relkind AS kind, d.refclassid, d.refobjid
   FROM pg_catalog.pg_rewrite r
-  JOIN pg_catalog.pg_class c ON c.oid = r.ev_class AND c.relkind = 'v'
+  JOIN pg_catalog.pg_class c ON c.oid = r.ev_class AND c.relkind IN ('v', 'm')
   JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
 ), reach(view, src) AS (
   SELECT DISTINCT view, view FROM rule_deps
   UNION
   SELECT reach.view, d.refobjid FROM reach
-  JOIN rule_deps d ON d.view = reach.src AND d.refclassid = 'pg_catalog.pg_class'::regclass
-  AND d.refobjid <> reach.src
+  JOIN rule_deps d ON d.view = reach.src AND (d.kind = 'v' OR d.view = reach.view)
+  AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> reach.src
 ), calls(view, fn) AS (
   SELECT reach.view, m[1]::oid FROM reach
   JOIN pg_catalog.pg_rewrite r ON r.ev_class = reach.src AND r.ev_type = '1',
@@ -121,9 +133,11 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   WHERE reach.view >= 16384 AND reach.src >= 16384
   UNION
   SELECT reach.view, d.refobjid FROM reach JOIN rule_deps d ON d.view = reach.src
+  AND (d.kind = 'v' OR d.view = reach.view)
   AND d.refclassid = 'pg_catalog.pg_proc'::regclass
   UNION
   SELECT reach.view, o.oprcode::oid FROM reach JOIN rule_deps d ON d.view = reach.src
+  AND (d.kind = 'v' OR d.view = reach.view)
   AND d.refclassid = 'pg_catalog.pg_operator'::regclass
   JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid
 ), view_calls AS (
@@ -132,7 +146,7 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
       || CASE WHEN p.pronamespace = 'pg_catalog'::regnamespace AND p.oid >= 16384
          THEN ' (created after initdb)' ELSE '' END) AS functions
   FROM calls
-  JOIN pg_catalog.pg_class v ON v.oid = calls.view
+  JOIN pg_catalog.pg_class v ON v.oid = calls.view AND v.relkind = 'v'
   JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
   JOIN pg_catalog.pg_proc p ON p.oid = calls.fn
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
@@ -166,7 +180,7 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   WHERE contype = 'f' AND (confdeltype IN ('c', 'n', 'd') OR confupdtype IN ('c', 'n', 'd'))
 ), write_reach(rel, target) AS (
   SELECT oid, oid FROM pg_catalog.pg_class
-  WHERE oid >= 16384 AND relkind IN ('r', 'p', 'v', 'f', 'm')
+  WHERE oid >= 16384 AND relkind IN ('r', 'p', 'v', 'f', 'm', 'i', 'I')
   UNION
   SELECT w.rel, e.target FROM write_reach w JOIN write_edges e ON e.rel = w.target
 ), domains(typ, dom) AS (
@@ -174,17 +188,39 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   UNION
   SELECT domains.typ, t.typbasetype FROM domains
   JOIN pg_catalog.pg_type t ON t.oid = domains.dom AND t.typtype = 'd'
-), write_trees(rel, tree) AS (
-  SELECT adrelid, adbin::text FROM pg_catalog.pg_attrdef WHERE adrelid >= 16384
-  UNION ALL SELECT conrelid, conbin::text FROM pg_catalog.pg_constraint
+), write_trees(rel, tree, sees_rows) AS (
+  SELECT d.adrelid, d.adbin::text, a.attgenerated <> '' FROM pg_catalog.pg_attrdef d
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+  WHERE d.adrelid >= 16384
+  UNION ALL SELECT conrelid, conbin::text, true FROM pg_catalog.pg_constraint
   WHERE conrelid >= 16384 AND conbin IS NOT NULL
-  UNION ALL SELECT indrelid, concat(indexprs::text, indpred::text) FROM pg_catalog.pg_index
+  UNION ALL SELECT i.rel, concat(indexprs::text, indpred::text), true FROM pg_catalog.pg_index,
+  LATERAL (VALUES (indrelid), (indexrelid)) i(rel)
   WHERE indrelid >= 16384 AND (indexprs IS NOT NULL OR indpred IS NOT NULL)
-  UNION ALL SELECT a.attrelid, k.conbin::text FROM pg_catalog.pg_attribute a
+  UNION ALL SELECT stxrelid, stxexprs::text, true FROM pg_catalog.pg_statistic_ext
+  WHERE stxrelid >= 16384 AND stxexprs IS NOT NULL
+  UNION ALL SELECT a.attrelid, k.conbin::text, true FROM pg_catalog.pg_attribute a
   JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
   JOIN domains ON domains.typ IN (a.atttypid, at.typelem)
   JOIN pg_catalog.pg_constraint k ON k.contypid = domains.dom AND k.conbin IS NOT NULL
   WHERE a.attrelid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
+), write_calls(rel, fn, sees_rows) AS (
+  SELECT e.rel, m[1]::oid, e.sees_rows FROM write_trees e,
+  LATERAL pg_catalog.regexp_matches(e.tree,
+    ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
+  UNION ALL SELECT calls.view, calls.fn, true FROM calls
+  JOIN pg_catalog.pg_class c ON c.oid = calls.view AND c.relkind = 'm'
+  UNION ALL SELECT i.rel, f.fn, true FROM pg_catalog.pg_index x,
+  LATERAL (VALUES (x.indrelid), (x.indexrelid)) i(rel),
+  LATERAL pg_catalog.unnest(x.indclass::oid[]) oc(opclass)
+  JOIN pg_catalog.pg_opclass c ON c.oid = oc.opclass
+  JOIN LATERAL (SELECT amproc::oid FROM pg_catalog.pg_amproc WHERE amprocfamily = c.opcfamily
+                UNION SELECT o.oprcode::oid FROM pg_catalog.pg_amop a
+                JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
+                WHERE a.amopfamily = c.opcfamily) f(fn) ON true
+  WHERE x.indrelid >= 16384 AND c.oid >= 16384
+  AND NOT EXISTS (SELECT 1 FROM extension_code xc
+                  WHERE xc.classid = 'pg_catalog.pg_opclass'::regclass AND xc.objid = c.oid)
 ), write_items(rel, kind, item) AS (
   SELECT w.rel, 'triggers', format('%s on %s (%s.%s)', t.tgname, t.tgrelid::pg_catalog.regclass,
     pn.nspname, p.proname)
@@ -198,10 +234,12 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   UNION
   SELECT w.rel, 'functions', pn.nspname || '.' || p.proname
     || CASE WHEN p.pronamespace = 'pg_catalog'::regnamespace AND p.oid >= 16384
-       THEN ' (created after initdb)' ELSE '' END
-  FROM write_reach w JOIN write_trees e ON e.rel = w.target,
-  LATERAL pg_catalog.regexp_matches(e.tree, ':(?:funcid|opfuncid) ([0-9]+)', 'g') m
-  JOIN pg_catalog.pg_proc p ON p.oid = m[1]::oid
+       THEN ' (created after initdb)'
+       WHEN e.sees_rows AND p.provolatile = 'v' AND p.oid < 16384
+       THEN ' (given the rows'' values)'
+       ELSE '' END
+  FROM write_reach w JOIN write_calls e ON e.rel = w.target
+  JOIN pg_catalog.pg_proc p ON p.oid = e.fn
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
   WHERE p.oid >= 16384 OR p.provolatile <> 'i'
 ), write_code AS (
@@ -229,14 +267,21 @@ SELECT json_build_object(
   'user_casts', (SELECT coalesce(json_agg(DISTINCT "cast"), '[]') FROM code_casts),
   'row_functions', (SELECT coalesce(json_agg(proname::text), '[]') FROM row_calls),
   'user_functions', (SELECT coalesce(json_agg(proname::text), '[]') FROM own_functions),
-  'write_code', (SELECT coalesce(json_object_agg(name, code), '{}') FROM write_code)
+  'write_code', (SELECT coalesce(json_object_agg(name, code), '{}') FROM write_code),
+  'event_triggers', (SELECT coalesce(json_agg(format('%s on %s (%s.%s)', e.evtname, e.evtevent,
+                       pn.nspname, p.proname) ORDER BY e.evtname), '[]')
+                     FROM pg_catalog.pg_event_trigger e
+                     JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid
+                     JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+                     WHERE e.evtenabled <> 'D')
 )::text"""
 
 
 def user_code(rows: list[str]) -> dict[str, Any]:
     """USER_CODE_SQL's one row → {"user_operators": [...], "user_types": [...],
     "row_functions": [...], "user_functions": [...],
-    "view_functions": {"schema.view": ["schema.function", ...]}, "user_casts": ["text ->
+    "event_triggers": [...], "view_functions": {"schema.view": ["schema.function", ...]},
+    "user_casts": ["text ->
     integer by public.f (explicit)", ...], "write_code": {"schema.table": {"triggers": [...],
     "rules": [...], "functions": [...]}} (write_code's keys as write_code() makes them),
     each sorted and present
@@ -249,7 +294,14 @@ def user_code(rows: list[str]) -> dict[str, Any]:
     if not isinstance(found, dict):
         raise ValueError("user operators and types are not an object")
     code: dict[str, Any] = {}
-    for key in ("user_operators", "user_types", "user_casts", "row_functions", "user_functions"):
+    for key in (
+        "user_operators",
+        "user_types",
+        "user_casts",
+        "row_functions",
+        "user_functions",
+        "event_triggers",
+    ):
         names = found.get(key) or []
         if not isinstance(names, list):
             raise ValueError(f"{key} is not a list")

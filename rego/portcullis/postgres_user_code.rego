@@ -146,10 +146,13 @@ reader_callable(f) if {
 # already (postgres_lineage.rego). Readers are unchanged: they may call only
 # reader_functions (postgres.rego, above).
 #
-# Not covered: code the database gains after the session started (the facts are read once
-# per session); VACUUM, ANALYZE and REINDEX running an index's expressions; a table's
-# row-level security policies (the upstream credential, a superuser, bypasses them); a
-# user-defined operator class's support functions run by an index on write.
+# Code DDL without approval would give a relation within the session (whose facts were read
+# when it started) is kept out by the rules at the end: CREATE TABLE copying a relation's
+# code, an index with an operator class not written pg_catalog's (the classifier's
+# value_expressions). Not covered: code another session adds while this one runs, and code
+# an approved DDL statement adds (the approver saw it); a table's row-level security
+# policies (the upstream credential, a superuser, bypasses them, unless SET ROLE moves the
+# session to a role that does not).
 
 pg_approval contains [i, sprintf("function %s is not known to have no side effects (not in postgres.reader_functions or postgres.masked_admin_functions): what it keeps or sends is read past the masks, so calling it needs approval for everyone not in pii-readers", [f])] if {
 	input.command.postgres.has.functions
@@ -248,6 +251,10 @@ pg_approval contains [i, sprintf("writing to %s runs %s (a column default, gener
 
 pg_writes_rows(s) if s.type in {"insert", "update", "delete", "merge"}
 
+# REFRESH MATERIALIZED VIEW runs the view's query again: the functions it calls (the proxy
+# puts them in write_code, by the materialized view's name) run with the rows it reads
+pg_writes_rows(s) if s.tag == "RefreshMatViewStmt"
+
 pg_writes_rows(s) if {
 	s.type == "copy"
 	s.direction == "from"
@@ -272,3 +279,74 @@ pg_callable_under_masks(f) if {
 pg_masked_callable_name(name) if data.portcullis.postgres.reader_functions[name]
 
 pg_masked_callable_name(name) if data.portcullis.postgres.masked_admin_functions[name]
+
+# VACUUM (FULL, ANALYZE), ANALYZE and REINDEX compute a table's index expressions and
+# predicates (and ANALYZE its extended statistics' expressions) over every stored row, and
+# an operator class's functions order them: `ANALYZE t` ran an index's public.f(id), which
+# INSERTed every password into a table the masked dba read back. The proxy's write_code
+# names them by the table and by the index (REINDEX INDEX i); a maintenance statement
+# naming no relation (VACUUM, ANALYZE, REINDEX SCHEMA/DATABASE) runs every table's.
+pg_approval contains [i, sprintf("%s of %s runs %s (an index expression, predicate or operator class, or a statistics expression), which is not known to have no side effects: needs approval for everyone not in pii-readers", [s.tag, t, f])] if {
+	input.command.postgres.write_code
+	input.command.postgres.types.maintenance
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	s.tag in {"VacuumStmt", "ReindexStmt"}
+	some t in s.tables
+	some f in pg_write_code(t).functions
+	not pg_callable_under_masks(f)
+}
+
+pg_approval contains [i, sprintf("%s of every table runs %s of %s (an index expression, predicate or operator class, or a statistics expression), which is not known to have no side effects: needs approval for everyone not in pii-readers", [s.tag, f, t])] if {
+	input.command.postgres.write_code
+	input.command.postgres.types.maintenance
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	s.tag in {"VacuumStmt", "ReindexStmt"}
+	count(s.tables) == 0
+	some t, code in input.command.postgres.write_code
+	some f in code.functions
+	not pg_callable_under_masks(f)
+}
+
+# CREATE TABLE ... (LIKE t INCLUDING ...), INHERITS (t) and PARTITION OF t give the new
+# table t's defaults, CHECKs, indexes or row triggers, which the session's facts (read when
+# it started) do not name for the new table: `CREATE TABLE x (LIKE t INCLUDING DEFAULTS)`
+# then `INSERT INTO x` ran t's DEFAULT public.f() unapproved. Under the masks, a CREATE
+# TABLE naming a relation whose writes run code needs approval itself.
+pg_approval contains [i, sprintf("CREATE TABLE naming %s (LIKE, INHERITS, PARTITION OF) gives the new table its code (%s), which this session's facts do not name for it: needs approval for everyone not in pii-readers", [t, concat(", ", pg_code_run(code))])] if {
+	input.command.postgres.write_code
+	input.command.postgres.types.ddl
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	s.tag == "CreateStmt"
+	some t in s.tables
+	code := pg_write_code(t)
+	count(pg_code_run(code)) > 0
+}
+
+pg_code_run(code) := {x |
+	some x in object.get(code, "triggers", [])
+} | {x |
+	some x in object.get(code, "rules", [])
+} | {f |
+	some f in object.get(code, "functions", [])
+	not pg_callable_under_masks(f)
+}
+
+# An event trigger runs its function on DDL (CREATE, ALTER, DROP, COMMENT, GRANT, SELECT
+# INTO, REFRESH ...), whatever the statement names: the database's code, which may keep
+# what it reads past the masks. The proxy reads the enabled ones at start-up
+# (input.command.postgres.event_triggers: "name on event (schema.function)").
+pg_approval contains [i, sprintf("this database's event trigger %s runs on DDL, the database's code, which may keep what it reads past the masks: DDL needs approval for everyone not in pii-readers", [e])] if {
+	some e in input.command.postgres.event_triggers
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	pg_fires_event_triggers(s)
+}
+
+pg_fires_event_triggers(s) if s.type in {"ddl", "drop", "grant", "other", "create_extension"}

@@ -234,3 +234,58 @@ test_a_write_running_only_allowed_built_ins_or_nothing_runs_under_the_masks if {
 		write_decision(["dba"], "update", tables).verdict == "mask"
 	}
 }
+
+# what runs with nothing in the statement naming it (p15): a materialized view's query on
+# REFRESH, index expressions on VACUUM/ANALYZE/REINDEX, a relation's code copied by CREATE
+# TABLE, an event trigger on DDL
+tagged(type, tag, tables) := object.union(stmt_with(type, {"has_where": true}), {"tag": tag, "tables": tables})
+
+test_a_refresh_running_the_databases_function_needs_approval_under_the_masks if {
+	refresh := tagged("ddl", "RefreshMatViewStmt", ["d"])
+	d := portcullis.decision with input as write_code_input(["dba"], refresh)
+	d.verdict == "require_approval"
+	"writing to d runs public.f (a column default, generated column, constraint or index expression), which is not known to have no side effects: needs approval for everyone not in pii-readers" in d.reasons
+	portcullis.decision.verdict == "mask" with input as write_code_input(["dba"], tagged("ddl", "RefreshMatViewStmt", ["audit_log"]))
+	portcullis.decision.verdict == "allow" with input as write_code_input(["dba", "pii-readers"], refresh)
+}
+
+test_maintenance_running_the_databases_index_code_needs_approval_under_the_masks if {
+	every tag in ["VacuumStmt", "ReindexStmt"] {
+		d := portcullis.decision with input as write_code_input(["dba"], tagged("maintenance", tag, ["public.d"]))
+		d.verdict == "require_approval"
+		sprintf("%s of public.d runs public.f (an index expression, predicate or operator class, or a statistics expression), which is not known to have no side effects: needs approval for everyone not in pii-readers", [tag]) in d.reasons
+		# naming no relation: every table's
+		e := portcullis.decision with input as write_code_input(["dba"], tagged("maintenance", tag, []))
+		e.verdict == "require_approval"
+		portcullis.decision.verdict == "mask" with input as write_code_input(["dba"], tagged("maintenance", tag, ["audit_log", "t"]))
+		portcullis.decision.verdict == "allow" with input as write_code_input(["dba", "pii-readers"], tagged("maintenance", tag, []))
+	}
+}
+
+test_a_volatile_built_in_given_the_rows_values_needs_approval_under_the_masks if {
+	given := object.union(write_code_input(["dba"], tagged("update", "UpdateStmt", ["acct"])), {"command": {"postgres": {"write_code": {"acct": {"functions": ["pg_catalog.set_config (given the rows' values)"]}}}}})
+	portcullis.decision.verdict == "require_approval" with input as given
+}
+
+test_create_table_copying_a_relations_code_needs_approval_under_the_masks if {
+	every t in ["t", "r", "d", "public.d"] {
+		d := portcullis.decision with input as write_code_input(["dba"], tagged("ddl", "CreateStmt", ["x", t]))
+		d.verdict == "require_approval"
+	}
+	d := portcullis.decision with input as write_code_input(["dba"], tagged("ddl", "CreateStmt", ["x", "t"]))
+	"CREATE TABLE naming t (LIKE, INHERITS, PARTITION OF) gives the new table its code (t_copy on t (public.copy_pw)), which this session's facts do not name for it: needs approval for everyone not in pii-readers" in d.reasons
+	portcullis.decision.verdict == "mask" with input as write_code_input(["dba"], tagged("ddl", "CreateStmt", ["x", "audit_log"]))
+	portcullis.decision.verdict == "allow" with input as write_code_input(["dba", "pii-readers"], tagged("ddl", "CreateStmt", ["x", "t"]))
+}
+
+test_ddl_under_an_event_trigger_needs_approval_under_the_masks if {
+	ddl := tagged("ddl", "CreateSeqStmt", ["s"])
+	with_trigger := object.union(write_code_input(["dba"], ddl), {"command": {"postgres": {"event_triggers": ["et on ddl_command_end (public.et)"]}}})
+	d := portcullis.decision with input as with_trigger
+	d.verdict == "require_approval"
+	"this database's event trigger et on ddl_command_end (public.et) runs on DDL, the database's code, which may keep what it reads past the masks: DDL needs approval for everyone not in pii-readers" in d.reasons
+	# without one, or a statement that fires none
+	portcullis.decision.verdict == "mask" with input as write_code_input(["dba"], ddl)
+	select := object.union(write_code_input(["dba"], tagged("select", "SelectStmt", ["orders"])), {"command": {"postgres": {"event_triggers": ["et on ddl_command_end (public.et)"]}}})
+	portcullis.decision.verdict != "require_approval" with input as select
+}

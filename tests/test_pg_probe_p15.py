@@ -1,0 +1,239 @@
+"""Probe P15's findings against the real stack (tests/adversary.py: a gateway whose upstream
+credential is the `postgres` SUPERUSER; customers.password is a sensitive column no value
+detector recognises).
+
+A dba outside pii-readers (a "masked dba") still ran the database's code unapproved where
+no statement names it and the proxy's write_code (p14) did not look, and each time that
+code INSERTed every password into audit_log, read back as it is:
+
+- REFRESH MATERIALIZED VIEW runs the view's query again, and with it the functions it calls
+  (a materialized view was no relation write_code or view_functions knew);
+- ANALYZE, VACUUM FULL and REINDEX compute every index expression over the stored rows
+  (`ANALYZE t`, `REINDEX INDEX i`, a bare `ANALYZE` for every table);
+- the session's facts are read when it starts, and DDL a masked dba runs without approval
+  gave a new table another's code: `CREATE TABLE x (LIKE t INCLUDING DEFAULTS)` (or
+  INCLUDING INDEXES), `INHERITS (t)`, `PARTITION OF t` (row triggers are cloned), then
+  `INSERT INTO x` in the same session;
+- an operator class the database made runs its support functions on every write to a table
+  indexed with it, and `CREATE INDEX ON t (x its_ops)` ran without approval;
+- an event trigger runs on DDL (CREATE SEQUENCE), whatever the statement names;
+- a CHECK constraint calling a volatile built-in of masked_admin_functions with the row's
+  values (`CHECK (set_config('application_name', password, false) IS NOT NULL)`) set the
+  password where the server reported it (ParameterStatus) on an UPDATE of the table.
+
+Now the proxy's write_code also names a materialized view's functions, an index's and an
+operator class's (by the table and by the index), extended statistics' expressions, and
+marks a volatile built-in given the rows' values as not callable under the masks; it reads
+the enabled event triggers (event_triggers); the policy makes a masked dba ask for
+approval before a maintenance statement running such code, a CREATE TABLE copying a
+relation's code, an index with an operator class not written pg_catalog's, and DDL while
+an event trigger is enabled (rego/portcullis/postgres_user_code.rego).
+"""
+
+from __future__ import annotations
+
+import pytest
+from adversary import assert_no_secret, ready_client, running_arena
+
+pytestmark = pytest.mark.integration
+
+STASH = "INSERT INTO audit_log(what) SELECT password FROM customers"
+EXTRA = f"""
+CREATE FUNCTION public.p15_stash() RETURNS int LANGUAGE plpgsql VOLATILE AS
+  $$ BEGIN {STASH}; RETURN 1; END $$;
+CREATE FUNCTION public.p15_imm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
+  $$ BEGIN PERFORM public.p15_stash(); RETURN $1; END $$;
+CREATE FUNCTION public.p15_copy() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN {STASH}; RETURN NEW; END $$;
+CREATE MATERIALIZED VIEW p15_mv AS SELECT id, public.p15_stash() AS n FROM orders WITH NO DATA;
+CREATE TABLE p15_ix (id int);
+INSERT INTO p15_ix VALUES (1), (2);
+CREATE INDEX p15_ix_f ON p15_ix ((public.p15_imm(id)));
+CREATE TABLE p15_d (id int DEFAULT public.p15_stash(), x text);
+CREATE TABLE p15_part (id int, x text) PARTITION BY RANGE (id);
+CREATE TRIGGER p15_part_copy AFTER INSERT ON p15_part
+  FOR EACH ROW EXECUTE FUNCTION public.p15_copy();
+CREATE FUNCTION public.p15_cmp(int, int) RETURNS int LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM public.p15_stash(); RETURN btint4cmp($1, $2); END $$;
+CREATE OPERATOR CLASS p15_ops FOR TYPE int USING btree AS
+  OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >,
+  FUNCTION 1 public.p15_cmp(int, int);
+CREATE TABLE p15_opc (x int);
+CREATE INDEX p15_opc_x ON p15_opc (x p15_ops);
+CREATE TABLE p15_acct (id int, password text
+  CHECK (set_config('application_name', password, false) IS NOT NULL));
+INSERT INTO p15_acct VALUES (1, 'hunter2-acct');
+SELECT set_config('application_name', '', false);
+CREATE TABLE p15_plainpart (id int, x text) PARTITION BY RANGE (id);
+CREATE MATERIALIZED VIEW p15_plain_mv AS SELECT id, total FROM orders;
+CREATE FUNCTION public.p15_et() RETURNS event_trigger LANGUAGE plpgsql AS
+  $$ BEGIN {STASH}; END $$;
+"""
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory):
+    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
+        with gateway.admin() as admin:
+            admin.execute(EXTRA)
+        yield gateway
+
+
+def _stashed(arena) -> int:
+    with arena.admin() as admin:
+        row = admin.execute("SELECT count(*) FROM audit_log WHERE what LIKE 'hunter2%'").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _needs_approval(answer) -> bool:
+    return any("approval" in e for e in answer.errors)
+
+
+# each runs public.p15_stash() (every password INSERTed into audit_log) with nothing in the
+# statement naming it; a list is one session's statements, the last the one that ran it
+RUNS_CODE = [
+    ["REFRESH MATERIALIZED VIEW p15_mv"],
+    ["REFRESH MATERIALIZED VIEW public.p15_mv"],
+    ["ANALYZE p15_ix"],
+    ["ANALYZE"],
+    ["VACUUM (ANALYZE) p15_ix"],
+    ["VACUUM FULL p15_ix"],
+    ["VACUUM FULL"],
+    ["REINDEX TABLE p15_ix"],
+    ["REINDEX INDEX p15_ix_f"],
+    ["REINDEX SCHEMA public"],
+    [
+        "CREATE TABLE p15_like (LIKE p15_d INCLUDING DEFAULTS)",
+        "INSERT INTO p15_like(x) VALUES ('a')",
+    ],
+    ["CREATE TABLE p15_likei (LIKE p15_ix INCLUDING INDEXES)", "INSERT INTO p15_likei VALUES (1)"],
+    ["CREATE TABLE p15_inh () INHERITS (p15_d)", "INSERT INTO p15_inh(x) VALUES ('a')"],
+    [
+        "CREATE TABLE p15_p1 PARTITION OF p15_part FOR VALUES FROM (0) TO (100)",
+        "INSERT INTO p15_p1 VALUES (1, 'a')",
+    ],
+    [
+        "CREATE TABLE p15_own (x int); INSERT INTO p15_own VALUES (1)",
+        "CREATE INDEX ON p15_own (x p15_ops)",
+        "INSERT INTO p15_own VALUES (2)",
+    ],
+    ["INSERT INTO p15_opc VALUES (1)", "INSERT INTO p15_opc VALUES (2)"],
+]
+
+
+@pytest.mark.parametrize("statements", RUNS_CODE, ids=lambda s: s[-1][:40])
+def test_the_databases_code_run_by_no_name_needs_approval_under_the_masks(
+    arena, statements: list[str]
+) -> None:
+    arena.reset_data()
+    c = ready_client(arena, ("dba",), "p15")
+    try:
+        answers = [c.query(sql) for sql in statements]
+        assert any(_needs_approval(a) for a in answers), [a.messages for a in answers]
+        assert_no_secret(c.query("SELECT what FROM audit_log"))
+    finally:
+        c.close()
+    assert _stashed(arena) == 0
+
+
+def test_a_check_giving_a_volatile_built_in_the_rows_values_needs_approval(arena) -> None:
+    c = ready_client(arena, ("dba",), "p15")
+    try:
+        answer = c.query("UPDATE p15_acct SET id = id WHERE id = 1")
+        assert _needs_approval(answer), answer.messages
+        assert b"hunter2-acct" not in answer.raw
+        shown = c.query("SHOW application_name")
+        assert b"hunter2-acct" not in shown.raw, shown.messages
+    finally:
+        c.close()
+
+
+def test_ddl_under_an_event_trigger_needs_approval_under_the_masks(arena) -> None:
+    arena.reset_data()
+    with arena.admin() as admin:
+        admin.execute(
+            "CREATE EVENT TRIGGER p15_et ON ddl_command_end WHEN TAG IN ('CREATE SEQUENCE')"
+            " EXECUTE FUNCTION public.p15_et()"
+        )
+    try:
+        c = ready_client(arena, ("dba",), "p15")
+        try:
+            answer = c.query("CREATE SEQUENCE p15_seq")
+            assert _needs_approval(answer), answer.messages
+            assert b"event trigger p15_et" in answer.raw  # the notice names it
+            assert not c.query("SELECT 1").errors  # no DDL: no event trigger
+            assert_no_secret(c.query("SELECT what FROM audit_log"))
+        finally:
+            c.close()
+        assert _stashed(arena) == 0
+    finally:
+        with arena.admin() as admin:
+            admin.execute("DROP EVENT TRIGGER p15_et")
+            admin.execute("DROP SEQUENCE IF EXISTS p15_seq")
+
+
+def test_a_pii_reading_dba_runs_the_code(arena) -> None:
+    arena.reset_data()
+    c = ready_client(arena, ("dba", "pii-readers"), "p15")
+    try:
+        for sql in ("REFRESH MATERIALIZED VIEW p15_mv", "ANALYZE p15_ix"):
+            answer = c.query(sql)
+            assert not answer.errors, (sql, answer.messages)
+    finally:
+        c.close()
+    assert _stashed(arena) > 0
+    arena.reset_data()
+
+
+ORDINARY = [
+    "CREATE TABLE p15_copy_orders (LIKE orders INCLUDING ALL)",
+    "INSERT INTO p15_copy_orders VALUES (1, 1, 1.00)",
+    "CREATE TABLE p15_pp1 PARTITION OF p15_plainpart FOR VALUES FROM (0) TO (100)",
+    "INSERT INTO p15_pp1 VALUES (1, 'a')",
+    "CREATE TABLE p15_child () INHERITS (orders)",
+    "INSERT INTO p15_child VALUES (2, 1, 2.00)",
+    "CREATE INDEX ON p15_copy_orders (customer_id)",
+    "CREATE INDEX ON p15_pp1 (x pg_catalog.text_pattern_ops)",
+    "INSERT INTO p15_pp1 VALUES (2, 'b')",
+    "ANALYZE orders",
+    "VACUUM orders",
+    "VACUUM (ANALYZE) p15_copy_orders",
+    "REINDEX TABLE orders",
+    "REFRESH MATERIALIZED VIEW p15_plain_mv",
+    "DROP TABLE p15_child, p15_copy_orders, p15_pp1",
+]
+
+
+def test_a_masked_dbas_ordinary_maintenance_and_ddl_run(arena) -> None:
+    arena.reset_data()
+    c = ready_client(arena, ("dba",), "p15")
+    try:
+        for sql in ORDINARY:
+            answer = c.query(sql)
+            assert not answer.errors, (sql, answer.messages)
+    finally:
+        c.close()
+    assert _stashed(arena) == 0
+
+
+def test_write_code_is_sent_for_the_statements_relations_and_whole_for_a_bare_maintenance() -> None:
+    """trim_to_names keeps of write_code what the statement's relations need (by name, with
+    or without the schema), and all of it for VACUUM/ANALYZE/REINDEX naming no relation."""
+    from pdp.domain.policy_input import postgres_command
+
+    code = {
+        "public.d": {"functions": ["public.f"]},
+        "d": {"functions": ["public.f"]},
+        "other": {"rules": ["r on other"]},
+    }
+
+    def sent(sql: str) -> dict:
+        return postgres_command("postgres.query", sql, {"write_code": code})["write_code"]
+
+    assert sent("INSERT INTO d VALUES (1)") == {k: code[k] for k in ("public.d", "d")}
+    assert sent("INSERT INTO orders.public.d VALUES (1)") == {"public.d": code["public.d"]}
+    assert sent("SELECT 1") == {}
+    for bare in ("ANALYZE", "VACUUM", "REINDEX SCHEMA public", "SELECT 1; VACUUM FULL"):
+        assert sent(bare) == code, bare
+    assert sent("ANALYZE other") == {"other": code["other"]}
