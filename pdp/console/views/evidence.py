@@ -6,12 +6,20 @@ signed checkpoint, kept outside the store); the export is `export_bundle`, the b
 `portcullis audit export` writes, signed by the same key; a control's page lists the
 evidence streams `pdp.evidence.controls` maps to it and the latest records of their
 kinds. Auditors only.
+
+A verification reads the whole store on the PDP's own loop, so the page does not run one
+per load: loads share the one running, and a report younger than REVERIFY_SECONDS (or ten
+times as long as it took) is shown again with its age and the head it verified; one
+export runs at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +29,7 @@ from pdp.console.markup import Html, join, tag, text_block
 from pdp.console.views.common import csrf_field, definitions, table, when
 from pdp.console.websession import WebSession, signed_in
 from pdp.evidence.bundle import StoreUnverified, export_bundle, parse_time
-from pdp.evidence.checkpoints import anchor_path_for, head_path_for, verify_store
+from pdp.evidence.checkpoints import EvidenceReport, anchor_path_for, head_path_for, verify_store
 from pdp.evidence.controls import CONTROLS, ISO, NIST, STREAMS
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import StoreUnavailable
@@ -31,6 +39,22 @@ if TYPE_CHECKING:
 
 FRAMEWORKS = {"nist-800-53": NIST, "iso-27001": ISO}
 RECORDS_SHOWN = 50
+# a report is shown again for this long (or ten times as long as it took, if longer)
+REVERIFY_SECONDS = 30.0
+REVERIFY_FACTOR = 10.0
+
+
+@dataclass(frozen=True)
+class Verified:
+    """One verification's report, when it finished (monotonic and wall) and its cost."""
+
+    report: EvidenceReport
+    finished: float
+    at: float
+    took: float
+
+    def fresh(self, now: float) -> bool:
+        return now - self.finished < max(REVERIFY_SECONDS, REVERIFY_FACTOR * self.took)
 
 
 def routes(console: Console) -> list[web.RouteDef]:
@@ -50,6 +74,9 @@ class EvidenceView:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.pdp = console.pdp
+        self._verified: Verified | None = None
+        self._verifying: asyncio.Task[Verified] | None = None
+        self._exporting = asyncio.Lock()
 
     def _auditor(self, request: web.Request) -> WebSession:
         session: WebSession = signed_in(request)
@@ -68,22 +95,53 @@ class EvidenceView:
         path = head_path_for(anchor_path)
         return [(_read_json(path), str(path))]
 
+    async def _verify(self) -> Verified:
+        path, anchor = self._anchor()
+        started = time.monotonic()
+        report = await verify_store(self.pdp.store, self.pdp.signer.public_key, anchor,
+                                    str(path), also=self._heads(path))  # fmt: skip
+        now = time.monotonic()
+        return Verified(report, now, time.time(), now - started)
+
+    async def verified(self) -> Verified:
+        """The newest report still fresh, the one being made, or a new one: however many
+        auditors reload, one verification at a time, and at most one per freshness."""
+        if self._verified is not None and self._verified.fresh(time.monotonic()):
+            return self._verified
+        if self._verifying is None:
+            self._verifying = asyncio.ensure_future(self._verify())
+        task = self._verifying
+        try:
+            done = await asyncio.shield(task)
+        finally:
+            if task.done() and self._verifying is task:
+                self._verifying = None
+        self._verified = done
+        return done
+
     async def status(self, request: web.Request) -> web.Response:
         session = self._auditor(request)
-        path, anchor = self._anchor()
+        _path, anchor = self._anchor()
         try:
-            report = await verify_store(self.pdp.store, self.pdp.signer.public_key, anchor,
-                                        str(path), also=self._heads(path))  # fmt: skip
+            verified = await self.verified()
         except StoreUnavailable as exc:
             return self.console.page(request, "Evidence", Html(""), section="evidence",
                                      status=503, flash=str(exc))  # fmt: skip
+        report = verified.report
+        age = max(0.0, time.time() - verified.at)
+        as_of = tag("p", f"Verified at {rfc3339(verified.at)} ({age:.0f} s ago, in"
+                         f" {verified.took:.1f} s) up to seq {report.head[0]}; the page"
+                         " verifies again once that is"
+                         f" {max(REVERIFY_SECONDS, REVERIFY_FACTOR * verified.took):.0f} s"
+                         " old.", class_="as-of")  # fmt: skip
         if report.ok:
             verdict = tag("p", "OK: the chain verifies", class_="chain ok", id="chain-status")
-            detail = tag("pre", text_block("\n".join(report.counted.lines())))
+            detail = Html(as_of + tag("pre", text_block("\n".join(report.counted.lines()))))
         else:
             verdict = tag("p", f"FAIL: {report.problems[0].describe()}", class_="chain bad",
                           id="chain-status", role="alert")  # fmt: skip
-            detail = tag("ul", join(tag("li", p.describe()) for p in report.problems[:20]))
+            detail = Html(as_of + tag("ul", join(tag("li", p.describe())
+                                                 for p in report.problems[:20])))  # fmt: skip
         checkpoint: Html
         payload = anchor.get("payload") if isinstance(anchor, dict) else None
         if isinstance(payload, dict):
@@ -123,6 +181,14 @@ class EvidenceView:
 
     async def export(self, request: web.Request) -> web.StreamResponse:
         self._auditor(request)
+        if self._exporting.locked():  # each verifies the whole store and holds a bundle
+            return self.console.page(request, "Evidence", Html(""), section="evidence",
+                                     status=429, flash="an export is being made: try again"
+                                     " when it is done")  # fmt: skip
+        async with self._exporting:
+            return await self._export(request)
+
+    async def _export(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         try:
             since = parse_time(str(form["since"])) if form.get("since") else None

@@ -1,0 +1,109 @@
+"""Attacks on the console's Evidence page (fourth console probe, helper evidence).
+
+The Evidence page shows `verify_store` — the whole chain, every signature, the MACs —
+and it ran one per load, on the PDP's own event loop that answers every decision. Anyone
+in an auditor group (an approver in `security` is one) who reloads it, or opens it in
+many tabs, had the PDP read and hash its whole store as often. Loads now share one
+verification, and a report is shown again, with its age and the head it verified, until
+it is REVERIFY_SECONDS old (or ten times as long as it took); one export at a time.
+Each test drives a real PDP (tests/pdp_harness.py), signs in through the dev issuer as a
+browser does, and counts the store's full verifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from test_console_probe_p1 import _http, pdp, sign_in  # noqa: F401  (pdp: a fixture)
+
+import pdp.console.views.evidence as evidence_view
+
+
+class Verifies:
+    """Counts the store's whole-chain verifications (what verify_store begins with)."""
+
+    def __init__(self, store) -> None:
+        self.calls = 0
+        self._verify = store.verify
+        store.verify = self.verify
+
+    async def verify(self, *args, **kwargs):
+        self.calls += 1
+        return await self._verify(*args, **kwargs)
+
+
+@pytest.fixture
+def long_fresh(monkeypatch):
+    """A freshness no test run outlasts: what is counted is not a matter of time."""
+    monkeypatch.setattr(evidence_view, "REVERIFY_SECONDS", 3600.0, raising=False)
+
+
+async def _page(http, base: str) -> str:
+    async with http.get(f"{base}/console/evidence/") as r:
+        assert r.status == 200
+        return await r.text()
+
+
+async def test_reloading_the_evidence_page_verifies_once(pdp, long_fresh):  # noqa: F811
+    """Attack (an auditor, or an approver in security): reload /console/evidence/ over and
+    over, in parallel tabs too, while the chain grows. Each load read and verified the
+    whole store (10 loads, 10 verifications; a production store of millions of records a
+    load). Now: one verification for all of them, the page saying when and up to which
+    seq it verified."""
+    for n in range(200):
+        await pdp.store.append("decision", {"verdict": "allow", "n": n}, subject="olga")
+    verifies = Verifies(pdp.store)
+    async with _http() as http:
+        await sign_in(http, pdp.base, "sam@example.com", "security")
+        pages = await asyncio.gather(*(_page(http, pdp.base) for _ in range(5)))
+        await pdp.store.append("decision", {"verdict": "allow"}, subject="olga")
+        pages += [await _page(http, pdp.base) for _ in range(5)]
+    assert verifies.calls == 1, verifies.calls  # 10 before
+    assert all("OK: the chain verifies" in p for p in pages)
+    assert all("Verified at " in p and "up to seq" in p for p in pages)
+
+
+async def test_a_stale_report_is_verified_again(pdp, monkeypatch):  # noqa: F811
+    """The reuse ends: a report older than its freshness is made again (a tamper after a
+    report shows at the next verification, not never)."""
+    monkeypatch.setattr(evidence_view, "REVERIFY_SECONDS", 0.0, raising=False)
+    monkeypatch.setattr(evidence_view, "REVERIFY_FACTOR", 0.0, raising=False)
+    verifies = Verifies(pdp.store)
+    async with _http() as http:
+        await sign_in(http, pdp.base, "ines@example.com", "auditor")
+        for _ in range(3):
+            await _page(http, pdp.base)
+    assert verifies.calls == 3
+
+
+async def test_a_second_export_while_one_runs_is_refused(pdp):  # noqa: F811
+    """Exports verify the whole store and hold the bundle in memory: one at a time; a
+    second while the first runs is told to wait (429), not queued."""
+    release = asyncio.Event()
+    started = asyncio.Event()
+    verifies = Verifies(pdp.store)
+    inner = verifies.verify
+
+    async def held(*args, **kwargs):  # the first export's verification waits
+        if not started.is_set():
+            started.set()
+            await release.wait()
+        return await inner(*args, **kwargs)
+
+    pdp.store.verify = held
+    async with _http() as http:
+        csrf = await sign_in(http, pdp.base, "ines@example.com", "auditor")
+        form = {"csrf": csrf, "since": "", "until": ""}
+
+        async def export() -> int:
+            async with http.post(f"{pdp.base}/console/evidence/export", data=form) as r:
+                await r.read()
+                return r.status
+
+        first = asyncio.ensure_future(export())
+        await started.wait()
+        second = await export()
+        release.set()
+        assert await first == 200
+    assert second == 429
