@@ -32,8 +32,11 @@ an event trigger is enabled (rego/portcullis/postgres_user_code.rego).
 
 from __future__ import annotations
 
+import secrets
+
+import psycopg
 import pytest
-from adversary import assert_no_secret, ready_client, running_arena
+from adversary import RawClient, assert_no_secret, ready_client, running_arena
 
 pytestmark = pytest.mark.integration
 
@@ -71,12 +74,42 @@ CREATE FUNCTION public.p15_et() RETURNS event_trigger LANGUAGE plpgsql AS
 """
 
 
+# a role that does not bypass row-level security, owning views over tables with policies
+APP = f"p15_app_{secrets.token_hex(4)}"
+RLS = f"""
+CREATE ROLE {APP} NOLOGIN;
+CREATE FUNCTION public.p15_ok(int) RETURNS boolean LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+  AS $$ BEGIN {STASH}; RETURN true; END $$;
+CREATE FUNCTION public.p15_tell(int) RETURNS boolean LANGUAGE plpgsql STABLE SECURITY DEFINER
+  AS $$ BEGIN PERFORM set_config('application_name',
+    (SELECT string_agg(password, ',') FROM customers), false); RETURN true; END $$;
+CREATE TABLE p15_rls (id int);
+INSERT INTO p15_rls VALUES (1);
+ALTER TABLE p15_rls ENABLE ROW LEVEL SECURITY;
+CREATE POLICY p15_rls_pol ON p15_rls USING (public.p15_ok(id));
+CREATE TABLE p15_rls_tell (id int);
+INSERT INTO p15_rls_tell VALUES (1);
+ALTER TABLE p15_rls_tell ENABLE ROW LEVEL SECURITY;
+CREATE POLICY p15_rls_tell_pol ON p15_rls_tell USING (public.p15_tell(id));
+GRANT SELECT, INSERT ON p15_rls, p15_rls_tell TO {APP};
+CREATE VIEW p15_rls_v AS SELECT id FROM p15_rls;
+CREATE VIEW p15_rls_tell_v AS SELECT id FROM p15_rls_tell;
+ALTER VIEW p15_rls_v OWNER TO {APP};
+ALTER VIEW p15_rls_tell_v OWNER TO {APP};
+"""
+
+
 @pytest.fixture(scope="module")
 def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        with gateway.admin() as admin:
-            admin.execute(EXTRA)
-        yield gateway
+    try:
+        with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
+            with gateway.admin() as admin:
+                admin.execute(EXTRA)
+                admin.execute(RLS)
+            yield gateway
+    finally:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres") as admin:
+            admin.execute(f"DROP ROLE IF EXISTS {APP}")
 
 
 def _stashed(arena) -> int:
@@ -237,3 +270,65 @@ def test_write_code_is_sent_for_the_statements_relations_and_whole_for_a_bare_ma
     for bare in ("ANALYZE", "VACUUM", "REINDEX SCHEMA public", "SELECT 1; VACUUM FULL"):
         assert sent(bare) == code, bare
     assert sent("ANALYZE other") == {"other": code["other"]}
+
+
+# row-level security: the superuser upstream bypasses it, a role it acts as does not
+ROLE_CHANGES = [
+    [f"SET ROLE {APP}", "SELECT count(*) FROM p15_rls"],
+    [f"SET SESSION AUTHORIZATION {APP}", "SELECT count(*) FROM p15_rls"],
+    [f"SELECT set_config('role', '{APP}', false)", "SELECT count(*) FROM p15_rls"],
+    [f"DO $$ BEGIN SET ROLE {APP}; END $$", "SELECT count(*) FROM p15_rls"],
+    ["BEGIN", f"SET LOCAL ROLE {APP}", "SELECT count(*) FROM p15_rls", "ROLLBACK"],
+    # a view owned by such a role applies the policies as its owner
+    ["SELECT count(*) FROM p15_rls_v"],
+    ["INSERT INTO p15_rls VALUES (2)"],
+]
+
+
+@pytest.mark.parametrize("statements", ROLE_CHANGES, ids=lambda s: s[0].replace(APP, "app")[:40])
+def test_row_level_security_policies_run_no_code_unapproved_under_the_masks(
+    arena, statements: list[str]
+) -> None:
+    arena.reset_data()
+    c = ready_client(arena, ("dba",), "p15")
+    try:
+        answers = [c.query(sql) for sql in statements]
+        assert any(_needs_approval(a) for a in answers), [a.messages for a in answers]
+        c.query("RESET ROLE")
+        assert_no_secret(c.query("SELECT what FROM audit_log"))
+    finally:
+        c.close()
+    assert _stashed(arena) == 0
+
+
+def test_a_reader_reads_no_view_whose_tables_policies_run_the_databases_code(arena) -> None:
+    c = ready_client(arena, ("readonly",), "p15")
+    try:
+        answer = c.query("SELECT count(*) FROM p15_rls_tell_v")
+        assert answer.errors, answer.messages
+        assert "p15_tell" in " ".join(answer.errors)
+        assert_no_secret(answer)
+        assert_no_secret(c.query("SHOW application_name"))
+    finally:
+        c.close()
+
+
+def test_a_masked_dba_chooses_no_role_at_start_up(arena) -> None:
+    tok = arena.token("p15-role@example.com", ("dba",))
+    c = RawClient(arena.port, tok, arena.database, options=f"-c role={APP}")
+    try:
+        assert not c.ready
+        assert any("another role" in e for e in c.startup.errors), c.startup.messages
+    finally:
+        c.close()
+
+
+def test_a_pii_reading_dba_acts_as_another_role(arena) -> None:
+    c = ready_client(arena, ("dba", "pii-readers"), "p15")
+    try:
+        for sql in (f"SET ROLE {APP}", "SELECT current_user", "RESET ROLE"):
+            answer = c.query(sql)
+            assert not answer.errors, (sql, answer.messages)
+    finally:
+        c.close()
+    arena.reset_data()

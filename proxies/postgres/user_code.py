@@ -55,6 +55,10 @@ pii-readers ask for approval before such a write or maintenance
 (rego/portcullis/postgres_user_code.rego). Sent as input.command.postgres.write_code, only
 when there is any.
 
+A table's row-level security policies (the functions their USING and WITH CHECK call) count
+among what writing it runs and what reading a view over it runs: the superuser upstream
+bypasses them, but not a view owned by another role, nor a session acting as one.
+
 And the enabled event triggers (`event_triggers`: "name on event (schema.function)"),
 which run the database's code on DDL whatever the statement names. No IO here.
 
@@ -114,6 +118,11 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   WHERE o.oid >= 16384
   AND NOT (f.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
            WHERE x.classid = 'pg_catalog.pg_operator'::regclass AND x.objid = o.oid))
+), policy_calls(rel, fn) AS (
+  SELECT p.polrelid, m[1]::oid FROM pg_catalog.pg_policy p
+  JOIN pg_catalog.pg_class c ON c.oid = p.polrelid AND c.relrowsecurity,
+  LATERAL pg_catalog.regexp_matches(concat(p.polqual::text, p.polwithcheck::text),
+    ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
 ), rule_deps AS (
   SELECT r.ev_class AS view, c.relkind AS kind, d.refclassid, d.refobjid
   FROM pg_catalog.pg_rewrite r
@@ -140,6 +149,8 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   AND (d.kind = 'v' OR d.view = reach.view)
   AND d.refclassid = 'pg_catalog.pg_operator'::regclass
   JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid
+  UNION
+  SELECT reach.view, f.fn FROM reach JOIN policy_calls f ON f.rel = reach.src
 ), view_calls AS (
   SELECT vn.nspname || '.' || v.relname AS name,
     json_agg(DISTINCT pn.nspname || '.' || p.proname
@@ -210,6 +221,7 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
     ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
   UNION ALL SELECT calls.view, calls.fn, true FROM calls
   JOIN pg_catalog.pg_class c ON c.oid = calls.view AND c.relkind = 'm'
+  UNION ALL SELECT rel, fn, true FROM policy_calls
   UNION ALL SELECT i.rel, f.fn, true FROM pg_catalog.pg_index x,
   LATERAL (VALUES (x.indrelid), (x.indexrelid)) i(rel),
   LATERAL pg_catalog.unnest(x.indclass::oid[]) oc(opclass)

@@ -350,3 +350,40 @@ pg_approval contains [i, sprintf("this database's event trigger %s runs on DDL, 
 }
 
 pg_fires_event_triggers(s) if s.type in {"ddl", "drop", "grant", "other", "create_extension"}
+
+# Row-level security: the upstream credential, a superuser, bypasses a table's policies,
+# but a session acting as another role (SET ROLE, SET SESSION AUTHORIZATION, set_config of
+# either, in a DO block too) does not, and every read or write of the table then runs the
+# functions its policies call (`USING (public.f(id))`, the database's code: p15 stashed
+# every password so). A view owned by such a role applies them too: the proxy counts a
+# policy's functions among the functions a view reading its table runs (view_functions)
+# and a write to the table runs (write_code). Under the masks, acting as another role
+# needs approval, and choosing one at start-up is refused.
+pg_acting_as_another_role(name) if name in {"role", "session_authorization"}
+
+pg_approval contains [i, sprintf("SET %s under the masks needs approval: acting as another role applies its row-level security policies, whose functions are the database's code", [upper(s.setting)])] if {
+	input.command.postgres.types.set
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	s.type == "set"
+	not s.reset
+	pg_acting_as_another_role(s.setting)
+}
+
+pg_approval contains [i, sprintf("set_config of %s under the masks needs approval: acting as another role applies its row-level security policies, whose functions are the database's code", [name])] if {
+	input.command.postgres.has.settings
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	some name in s.settings
+	pg_acting_as_another_role(name)
+}
+
+deny contains sprintf("start-up parameter %s acts as another role, whose row-level security policies run the database's code: not chosen at start-up under the masks", [name]) if {
+	input.command.kind == "session.open"
+	privileged
+	not pii_reader
+	some name, _ in object.get(input.session, ["attributes", "settings"], {})
+	pg_acting_as_another_role(lower(name))
+}

@@ -289,3 +289,17 @@ test_ddl_under_an_event_trigger_needs_approval_under_the_masks if {
 	select := object.union(write_code_input(["dba"], tagged("select", "SelectStmt", ["orders"])), {"command": {"postgres": {"event_triggers": ["et on ddl_command_end (public.et)"]}}})
 	portcullis.decision.verdict != "require_approval" with input as select
 }
+
+test_acting_as_another_role_needs_approval_under_the_masks if {
+	every setting in ["role", "session_authorization"] {
+		set := object.union(stmt("set"), {"tag": "VariableSetStmt", "setting": setting, "reset": false, "value": "app"})
+		d := portcullis.decision with input as pg_input(["dba"], [set])
+		d.verdict == "require_approval"
+		sprintf("SET %s under the masks needs approval: acting as another role applies its row-level security policies, whose functions are the database's code", [upper(setting)]) in d.reasons
+		verdict(["dba", "pii-readers"], [set]) == "allow"
+		reset := object.union(set, {"reset": true})
+		verdict(["dba"], [reset]) != "require_approval"
+		call := stmt_with("select", {"functions": ["set_config"], "settings": [setting]})
+		verdict(["dba"], [call]) == "require_approval"
+	}
+}
