@@ -16,10 +16,15 @@ medians; `--profile` then runs the new side once more under cProfile (the top of
 printed; with `--distinct`, execs of a new line each, every one decided). `--terminal`:
 the interleaved turns' execs ask for a terminal (`ssh -t host cmd`: the command's Decide
 and the terminal's ssh.shell one), as a dba in pii-readers (the shipped policy's shells).
+`--connects N`: then N turns of a fresh connection on each target, each running one
+`uptime` and leaving (`ssh host uptime`: login, session opening, upstream connection), and
+the proxy's CPU per connection (10 ms ticks: a mean over many). `--relay`: those turns
+also reach sshd through a bare uvloop TCP relay (bench/postgres/relay.py), the floor of
+one more process on an exec's way, with no SSH of its own.
 
     python -u bench/ssh/ab_exec.py [--old REF] [--new REF] [--rounds 6] [--execs 200]
                                    [--pdp old|new] [--interleave N [--distinct] [--terminal]]
-                                   [--profile]
+                                   [--connects N] [--relay] [--profile]
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ sys.path.insert(0, str(HERE.parent / "http"))
 from bench_wrk import profile_summary  # noqa: E402
 from stage import run_in_tmp, tree_at  # noqa: E402
 
+RELAY = REPO / "bench" / "postgres" / "relay.py"  # a bare uvloop TCP relay
 PROFILED = REPO / "bench" / "http" / "profiled_proxy.py"  # SIGUSR1 on, SIGUSR2 written
 
 
@@ -129,6 +135,20 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         for conn in conns.values():
             await execs(conn, 5)  # warm-up
         order = ["direct", "old", "new"]
+        if args.relay:
+            # sshd through a bare uvloop TCP relay (bench/postgres/relay.py: bytes in, bytes
+            # out): what one more process on the way costs, with no SSH of its own
+            relay_port = free_port()
+            relay_log = tmp / "relay.log"
+            relay = subprocess.Popen(
+                [sys.executable, str(RELAY), str(relay_port), str(sshd.port)],
+                cwd=tmp, stderr=relay_log.open("w"),
+            )  # fmt: skip
+            procs.append(relay)
+            wait_port(relay_port, relay, relay_log)
+            targets["relay"] = {**targets["direct"], "port": relay_port}
+            conns["relay"] = await asyncssh.connect(**targets["relay"])
+            await execs(conns["relay"], 5)
         for r in range(args.rounds):
             cells = []
             for name in order if r % 2 == 0 else reversed(order):
@@ -157,10 +177,13 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             f"{out['new_proxy_us']:.0f} µs, PDP {out['new_pdp_us']:.0f} µs; new/old proxy CPU "
             f"{out['new_proxy_us'] / out['old_proxy_us']:.3f}"
         )
+        turns = order + (["relay"] if args.relay else [])
         if args.interleave:
             out["interleaved"] = await interleaved(
-                conns, order, args.interleave, args.distinct, args.terminal
+                conns, turns, args.interleave, args.distinct, args.terminal
             )
+        if args.connects:
+            out["connects"] = await connects(targets, turns, args.connects, pids, pdp.pid)
         print(json.dumps(out))
         if args.profile:
             os.kill(pids["new"], signal.SIGUSR1)
@@ -206,18 +229,66 @@ async def interleaved(
             if result.exit_status != 0:
                 raise RuntimeError(f"exec exited {result.exit_status} through {name}")
     med = {f"{name}_ms": statistics.median(v) for name, v in times.items()}
-    for side in ("old", "new"):
+    for side in [name for name in order if name != "direct"]:
         pairs = zip(times[side], times["direct"], strict=True)
         med[f"{side}_added_ms"] = statistics.median(a - b for a, b in pairs)
     pairs = zip(times["new"], times["old"], strict=True)
     med["new_minus_old_ms"] = statistics.median(a - b for a, b in pairs)
+    relay = f", a bare TCP relay +{med['relay_added_ms']:.2f} ms" if "relay" in times else ""
     print(
         f"interleaved, {n} turns{' of new lines' if distinct else ''}"
         f"{' with a terminal' if terminal else ''}: single exec medians "
         f"direct {med['direct_ms']:.1f} ms, old "
         f"{med['old_ms']:.1f} ms, new {med['new_ms']:.1f} ms; added within a turn (median): "
         f"old +{med['old_added_ms']:.2f} ms, new +{med['new_added_ms']:.2f} ms, new - old "
-        f"{med['new_minus_old_ms']:+.2f} ms",
+        f"{med['new_minus_old_ms']:+.2f} ms{relay}",
+        flush=True,
+    )
+    return med
+
+
+async def connects(
+    targets: dict[str, dict[str, Any]],
+    order: list[str],
+    n: int,
+    pids: dict[str, int],
+    pdp_pid: int,
+) -> dict[str, float]:
+    """n turns of a fresh connection on each target (the order rotating) that runs one
+    `uptime` and leaves (`ssh host uptime`: the login, and through Portcullis the session's
+    opening at the PDP and its upstream connection): the median of each, the medians of
+    the differences within a turn, and the CPU per connection of each proxy and of the PDP
+    (the PDP's over the turns of both sides)."""
+    times: dict[str, list[float]] = {name: [] for name in order}
+    used: dict[str, list[float]] = {side: [] for side in pids}
+    for i in range(n):
+        turn = order[i % len(order) :] + order[: i % len(order)]
+        for name in turn:
+            meter = CPUMeter({"proxy": pids.get(name, pdp_pid)})
+            started = time.perf_counter()
+            async with asyncssh.connect(**targets[name]) as conn:
+                result = await conn.run("uptime")
+            times[name].append((time.perf_counter() - started) * 1000)
+            if result.exit_status != 0:
+                raise RuntimeError(f"exec exited {result.exit_status} through {name}")
+            if name in used:
+                used[name].append(meter.per(1)["proxy_us"])
+    med = {f"{name}_ms": statistics.median(v) for name, v in times.items()}
+    for side in [name for name in order if name != "direct"]:
+        pairs = zip(times[side], times["direct"], strict=True)
+        med[f"{side}_added_ms"] = statistics.median(a - b for a, b in pairs)
+    for side in pids:
+        med[f"{side}_proxy_us"] = statistics.mean(used[side])
+    pairs = zip(times["new"], times["old"], strict=True)
+    med["new_minus_old_ms"] = statistics.median(a - b for a, b in pairs)
+    relay = f", a bare TCP relay +{med['relay_added_ms']:.2f} ms" if "relay" in times else ""
+    print(
+        f"fresh connections, {n} turns (login, one uptime, leave): medians direct "
+        f"{med['direct_ms']:.1f} ms, old {med['old_ms']:.1f} ms, new {med['new_ms']:.1f} ms; "
+        f"added within a turn (median): old +{med['old_added_ms']:.2f} ms, new "
+        f"+{med['new_added_ms']:.2f} ms, new - old {med['new_minus_old_ms']:+.2f} ms; proxy "
+        f"CPU per connection (mean) old {med['old_proxy_us']:.0f} us, new "
+        f"{med['new_proxy_us']:.0f} us{relay}",
         flush=True,
     )
     return med
@@ -245,6 +316,14 @@ def main() -> None:
     parser.add_argument(
         "--terminal", action="store_true",
         help="the interleaved turns' execs with a terminal (as a dba in pii-readers)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--connects", type=int, default=0, metavar="N",
+        help="then N turns of a fresh connection running one exec on each target",
+    )  # fmt: skip
+    parser.add_argument(
+        "--relay", action="store_true",
+        help="the turns of --interleave/--connects also through a bare TCP relay to sshd",
     )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="then the new side under cProfile")
     args = parser.parse_args()

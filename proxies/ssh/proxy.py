@@ -14,12 +14,17 @@ upstream key). asyncssh speaks SSH on both sides; this module is the glue betwee
   refusal then ends the connection, saying why.
 - Channels: each session channel is a channel.Channel — its request decided before
   anything reaches the upstream, then relayed to a channel of the same request upstream.
-- The upstream connection (one per client connection) is started when the first channel's
-  request is being decided, so its key exchange and authentication with the session's
-  credential (a private key, a Vault-signed certificate, or a password; the upstream's
-  host key checked, keys.UpstreamTrust) overlap the decision instead of following it. It
-  carries nothing before a decision allows a request: a denied request leaves at most a
-  login in the upstream's log, never a channel, a command or a byte of the client's.
+- The upstream connection (one per client connection: its session's, never shared with
+  another session or identity) is started as soon as the session is open (the PDP allowed
+  it and the session's credential is leased), so its key exchange and authentication with
+  that credential (a private key, a Vault-signed certificate, or a password; the
+  upstream's host key checked, keys.UpstreamTrust) overlap the client's own steps after
+  its login (its first channel, its request, that request's decision) instead of
+  following them. Once up, it opens one session channel ahead for the client's first
+  channel (upstream.py: the open alone). It carries nothing before a decision allows a
+  request: a session whose requests are all denied leaves at most a login (and a channel
+  opened and closed, carrying nothing) in the upstream's log, never a command or a byte
+  of the client's. A client refused at login (or not yet logged in) starts nothing upstream.
 - asyncssh's own INFO lines (one per channel, naming its command) are not logged unless
   configured otherwise (the logger "asyncssh"): the proxy's session events say what ran;
   and while they are off they are not even formatted (proxies/ssh/asyncssh_logs.py).
@@ -322,6 +327,9 @@ class ClientConnection(asyncssh.SSHServer):
         self.scanner = SecretScanner(keys.key_secrets(session.lease, self._client_keys))
         self.session = session
         self._expiry = session.grant_expiry(self._grant_ended)
+        # the session is open: its upstream connection starts now, while the client is told
+        # and opens its first channel and that channel's request is decided
+        self.upstream_soon()
         return True
 
     def _refused_after_auth(self, text: str) -> None:
@@ -515,6 +523,9 @@ class ClientConnection(asyncssh.SSHServer):
             raise ConnectionError("the client has gone")
         proxy.trust.pin(upstream.get_server_host_key())
         self.upstream = upstream
+        # the client's first channel finds its upstream channel opened (or being opened)
+        # ahead; one whose request was asked before now opened its own (open_session)
+        self._open_spare()
         return upstream
 
     # -- the end -------------------------------------------------------------------------
