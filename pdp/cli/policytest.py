@@ -5,6 +5,13 @@ Owns `opa test` semantics on the embedded evaluator: every module of the directo
 alone; a test passes only when it evaluates to true; coverage is the union over all
 tests of the rows of non-test modules. Runs in the CLI's own process (it imports the Go
 evaluator directly), never inside the PDP server.
+
+The tests run as one query that collects every test's values: the evaluator prepares each
+distinct query afresh against the whole policy (~0.7 s each for the shipped library, 331
+tests, ~4 min and ~5 GB of prepared queries one by one; ~12 s as one). Rego has no side
+effects, so a test's values and the rows it covers are the same in the batch as alone. A
+test that halts evaluation with an error halts the batch: then every test runs alone, as
+before, and each one's error is told apart.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class TestOutcome:
     status: str  # PASS, FAIL or ERROR
     seconds: float
     message: str = ""
+    alone: bool = True  # evaluated by itself (seconds are its own), not in the batch
 
 
 @dataclass
@@ -126,6 +134,36 @@ def run_policy_tests(
 
 
 def _run_all(engine: Any, tests: list[PolicyTest]) -> tuple[list[TestOutcome], Coverage]:
+    batched = _run_batch(engine, tests)
+    return batched if batched is not None else _run_one_by_one(engine, tests)
+
+
+def _run_batch(engine: Any, tests: list[PolicyTest]) -> tuple[list[TestOutcome], Coverage] | None:
+    """Every test in one evaluation: each test's values as a list (empty when undefined);
+    None when the evaluation failed (some test halted with an error)."""
+    from opa_bindings import OpaError
+
+    values = ", ".join(f'"{i}": [__v | __v := {t.ref}]' for i, t in enumerate(tests))
+    started = time.perf_counter()
+    try:
+        rows = engine.eval_query(f"__results := {{{values}}}", coverage=True)
+    except OpaError:
+        return None
+    share = (time.perf_counter() - started) / len(tests)
+    if len(rows) != 1:
+        return None
+    results = rows[0].get("__results") or {}
+    outcomes = []
+    for i, test in enumerate(tests):
+        found = results.get(str(i)) or []
+        passed = bool(found) and all(value is True for value in found)
+        outcomes.append(TestOutcome(test, "PASS" if passed else "FAIL", share, alone=False))
+    coverage = Coverage()
+    coverage.add(engine.last_coverage)
+    return outcomes, coverage
+
+
+def _run_one_by_one(engine: Any, tests: list[PolicyTest]) -> tuple[list[TestOutcome], Coverage]:
     from opa_bindings import OpaError
 
     coverage = Coverage()
@@ -149,7 +187,9 @@ def _report(
 ) -> int:
     for outcome in outcomes:
         if verbose or outcome.status != "PASS":
-            line = f"{outcome.status}: {outcome.test.ref} ({outcome.seconds * 1000:.1f}ms)"
+            line = f"{outcome.status}: {outcome.test.ref}"
+            if outcome.alone:
+                line += f" ({outcome.seconds * 1000:.1f}ms)"
             print(line + (f"\n  {outcome.message}" if outcome.message else ""), file=out)
     total = len(outcomes)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("PASS", "FAIL", "ERROR")}
