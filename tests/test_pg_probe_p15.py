@@ -36,7 +36,14 @@ import secrets
 
 import psycopg
 import pytest
-from adversary import RawClient, assert_no_secret, ready_client, running_arena
+from adversary import (
+    RawClient,
+    assert_no_secret,
+    function_call,
+    oid_of,
+    ready_client,
+    running_arena,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -332,3 +339,40 @@ def test_a_pii_reading_dba_acts_as_another_role(arena) -> None:
     finally:
         c.close()
     arena.reset_data()
+
+
+# a superuser may make a function in pg_catalog itself: named like a built-in, it is not one
+PG_CATALOG_LOWER = """
+CREATE FUNCTION pg_catalog.lower(int) RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN
+  PERFORM set_config('application_name', (SELECT string_agg(password, ',') FROM customers),
+                     false);
+  RETURN 1; END $$
+"""
+
+
+def test_a_fast_path_call_of_a_function_made_in_pg_catalog_needs_approval_under_the_masks(
+    arena,
+) -> None:
+    with arena.admin() as admin:
+        admin.execute(PG_CATALOG_LOWER)
+        oid = oid_of(admin, "pg_catalog.lower(int)")
+    try:
+        c = ready_client(arena, ("dba",), "p15")
+        try:
+            answer = c.send(function_call(oid, 5))
+            assert _needs_approval(answer), answer.messages
+            assert b"lower (created after initdb)" in answer.raw
+            assert_no_secret(answer)
+            assert_no_secret(c.query("SHOW application_name"))
+        finally:
+            c.close()
+        reader = ready_client(arena, ("readonly",), "p15")
+        try:
+            answer = reader.send(function_call(oid, 5))
+            assert answer.errors, answer.messages
+            assert_no_secret(answer)
+        finally:
+            reader.close()
+    finally:
+        with arena.admin() as admin:
+            admin.execute("DROP FUNCTION pg_catalog.lower(int)")
