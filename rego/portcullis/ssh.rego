@@ -595,6 +595,41 @@ needs_approval contains sprintf("%q searches the journal by a pattern (%s): whic
 
 ssh_journal_search(arg) if split(arg, "=")[0] == "--grep"
 
+# Words xargs takes from its input reach the command it runs as arguments, and the command
+# prints each apart (df's, uptime's, free's errors: `df: 4111: No such file or directory`):
+# xargs splits its input at blanks, or at any character `-d` names, so a value the detectors
+# find on one line (a card logged as `4111 1111 1111 1111`, or 4532015112830366 cut at
+# every 5 by `journalctl -o cat | xargs -d 5 df`) reaches the client in pieces none of
+# them reads. Outside pii-readers a command xargs runs needs approval, unless xargs reads
+# nothing (`-a /dev/null`, or its standard input last redirected from /dev/null).
+needs_approval contains sprintf("%q takes its words from its input (xargs) and prints them apart, in pieces the mask does not read (outside pii-readers)", [part.command]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	"xargs" in part.via
+	not pii_reader
+	not ssh_xargs_reads_nothing(part)
+}
+
+ssh_xargs_reads_nothing(part) if {
+	some r in part.redirects
+	r.op == "xargs -a"
+	ssh_null_redirect(r)
+}
+
+ssh_xargs_reads_nothing(part) if {
+	stdin := [r | some r in part.redirects; ssh_stdin_redirect(r)]
+	last := stdin[count(stdin) - 1]
+	last.op == "<"
+	ssh_null_redirect(last)
+}
+
+ssh_stdin_redirect(r) if {
+	r.fd == null
+	r.op in {"<", "<&", "<>", "<<", "<<-", "<<<"}
+}
+
+ssh_stdin_redirect(r) if r.fd == 0
+
 # a match (FIELD=VALUE, as a word of its own: `journalctl MESSAGE=<a whole line>`,
 # `CARD=4111...`) says whether an entry holds exactly that value: whether anything comes
 # back tells a guessed masked value is in the journal. A value word of an option holding

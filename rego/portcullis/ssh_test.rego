@@ -701,3 +701,28 @@ test_ssh_a_locale_of_c_may_be_set if {
 		ssh_decision(["pii-readers"], [part]).verdict == "deny"
 	}
 }
+
+# xargs splits its input into words the command it runs prints apart (df's errors): a
+# value the mask would find whole comes back in pieces (tests/test_ssh_probe_p12.py)
+test_ssh_xargs_words_printed_apart_need_approval_outside_pii_readers if {
+	appended := object.union(ssh_part(["df"]), {"more_args": true, "via": ["xargs"]})
+	replaced := object.union(ssh_part(["df", "{}"]), {"more_args": true, "dynamic": [1], "via": ["xargs"]})
+	through_sh := object.union(ssh_part(["df", "$@"]), {"dynamic": [1], "via": ["xargs", "sh -c"]})
+	every part in [appended, replaced, through_sh] {
+		d := ssh_decision(["readonly"], [part])
+		d.verdict == "require_approval"
+		sprintf("%q takes its words from its input (xargs) and prints them apart, in pieces the mask does not read (outside pii-readers)", [part.command]) in d.reasons
+		ssh_decision(["pii-readers"], [part]).verdict == "allow"
+	}
+	null_file := object.union(appended, {"redirects": [{"op": "xargs -a", "fd": null, "kind": "read", "target": "/dev/null", "dynamic": false}]})
+	null_stdin := object.union(appended, {"redirects": [{"op": "<", "fd": null, "kind": "read", "target": "/dev/null", "dynamic": false}]})
+	every part in [null_file, null_stdin] {
+		ssh_decision(["readonly"], [part]).verdict == "mask"
+	}
+	# stdin moved back to the pipe after /dev/null: xargs reads the pipe
+	moved := object.union(appended, {"redirects": [
+		{"op": "<", "fd": null, "kind": "read", "target": "/dev/null", "dynamic": false},
+		{"op": "<&", "fd": 0, "kind": "fd", "target": "&3", "dynamic": false},
+	]})
+	ssh_decision(["readonly"], [moved]).verdict == "require_approval"
+}
