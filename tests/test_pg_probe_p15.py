@@ -17,6 +17,7 @@ code INSERTed every password into audit_log, read back as it is:
 - an operator class the database made runs its support functions on every write to a table
   indexed with it, and `CREATE INDEX ON t (x its_ops)` ran without approval;
 - an event trigger runs on DDL (CREATE SEQUENCE), whatever the statement names;
+- a column's domain's DEFAULT runs on an INSERT leaving the column out;
 - a CHECK constraint calling a volatile built-in of masked_admin_functions with the row's
   values (`CHECK (set_config('application_name', password, false) IS NOT NULL)`) set the
   password where the server reported it (ParameterStatus) on an UPDATE of the table.
@@ -76,6 +77,8 @@ INSERT INTO p15_acct VALUES (1, 'hunter2-acct');
 SELECT set_config('application_name', '', false);
 CREATE TABLE p15_plainpart (id int, x text) PARTITION BY RANGE (id);
 CREATE MATERIALIZED VIEW p15_plain_mv AS SELECT id, total FROM orders;
+CREATE DOMAIN p15_ddef AS int DEFAULT public.p15_stash();
+CREATE TABLE p15_domd (id int, x p15_ddef);
 CREATE FUNCTION public.p15_et() RETURNS event_trigger LANGUAGE plpgsql AS
   $$ BEGIN {STASH}; END $$;
 """
@@ -159,6 +162,7 @@ RUNS_CODE = [
         "INSERT INTO p15_own VALUES (2)",
     ],
     ["INSERT INTO p15_opc VALUES (1)", "INSERT INTO p15_opc VALUES (2)"],
+    ["INSERT INTO p15_domd(id) VALUES (1)"],
 ]
 
 

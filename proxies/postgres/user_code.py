@@ -37,7 +37,7 @@ And what writing to each relation runs that the statement does not name (`write_
 its triggers (a FOR EACH ROW trigger on t runs its function on every INSERT INTO t VALUES
 (1), which may copy any table's rows anywhere), its rules (ON INSERT DO ALSO ...), and the
 functions its column defaults, generated columns, CHECK constraints, index expressions and
-predicates, and its columns' domains' CHECKs call (only those made after initdb or not
+predicates, and its columns' domains' CHECKs and DEFAULTs call (only those made after initdb or not
 immutable: `pg_catalog.nextval` of a serial column is named, the policy says which built-ins
 pass); followed to what a write to it also writes: an automatically updatable view's
 relations, a parent's inheritance children and partitions, and the tables whose foreign
@@ -214,6 +214,10 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
   JOIN domains ON domains.typ IN (a.atttypid, at.typelem)
   JOIN pg_catalog.pg_constraint k ON k.contypid = domains.dom AND k.conbin IS NOT NULL
+  WHERE a.attrelid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL SELECT a.attrelid, dt.typdefaultbin::text, false FROM pg_catalog.pg_attribute a
+  JOIN domains ON domains.typ = a.atttypid
+  JOIN pg_catalog.pg_type dt ON dt.oid = domains.dom AND dt.typdefaultbin IS NOT NULL
   WHERE a.attrelid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
 ), write_calls(rel, fn, sees_rows) AS (
   SELECT e.rel, m[1]::oid, e.sees_rows FROM write_trees e,
