@@ -726,3 +726,14 @@ test_ssh_xargs_words_printed_apart_need_approval_outside_pii_readers if {
 	]})
 	ssh_decision(["readonly"], [moved]).verdict == "require_approval"
 }
+
+# journalctl --no-full cuts entries at 80 columns: a value crossing the cut comes back as
+# its first digits (tests/test_ssh_probe_p13.py)
+test_ssh_journal_cut_to_width_needs_approval if {
+	every argv in [["journalctl", "--no-full"], ["journalctl", "-n", "5", "--no-full", "-o", "short-monotonic"]] {
+		d := ssh_decision(["readonly"], [ssh_part(argv)])
+		d.verdict == "require_approval"
+		sprintf("%q uses --no-full, which is not among the options allowed to journalctl", [concat(" ", argv)]) in d.reasons
+	}
+	ssh_verdict(["readonly"], ["journalctl", "--full", "-o", "short-monotonic"]) == "mask"
+}
