@@ -9,7 +9,8 @@ opened nothing has its upstream connection up, with one session channel opened a
 and nothing run; a client refused at login starts nothing upstream; two sessions of one
 identity each have an upstream connection of their own; a denied first request still
 reaches the upstream with nothing (no session, no marker), and its channel opened ahead
-is closed.
+is closed. An exec whose answer the policy lets be reused is not held as an approval wait
+of its own (a task and a wait between its request and its write upstream).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncssh
 import pytest
 from test_ssh_proxy import Stack, ssh_stack
 
+import proxies.ssh.channel as channel_module
 from proxies.ssh.proxy import ClientConnection
 
 pytestmark = pytest.mark.integration
@@ -101,3 +103,34 @@ async def test_a_denied_first_request_reaches_the_upstream_with_nothing(stack: S
         assert (await conn.run("uptime")).exit_status == 0
     assert not marker.exists()
     assert stack.sshd.sessions_started() == 1
+
+
+async def test_a_reused_answer_is_not_held_as_a_wait(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an exec whose answer the policy lets be reused is answered on its own way: no task of
+    # its own and no wait for it (channel.Channel._held_by) between the request and the
+    # exec written upstream; one the PDP must decide is still held as a wait (a client's
+    # Ctrl-C or close withdraws it)
+    held: list[str] = []
+    original = channel_module.Channel._held_by
+
+    async def held_by(self: Any, session: Any, approval_id: str, deciding: Any) -> Any:
+        held.append(self.raw)
+        return await original(self, session, approval_id, deciding)
+
+    monkeypatch.setattr(channel_module.Channel, "_held_by", held_by)
+    marker = stack.tmp / "marker"
+    async with await stack.connect() as conn:
+        for _ in range(3):
+            result = await conn.run("uptime")
+            assert result.exit_status == 0 and "load average" in result.stdout
+        denied = await conn.run(f"touch {marker}")
+        assert denied.exit_status == 1
+        assert (await conn.run("uptime")).exit_status == 0  # asked again after a deny
+    assert held == ["uptime", f"touch {marker}", "uptime"]
+    assert not marker.exists()
+    assert stack.sshd.sessions_started() == 4
+    decisions = await stack.pdp.store.query(kind="decision")
+    asked = [d.body.get("raw") for d in decisions if d.body.get("kind") == "ssh.exec"]
+    assert asked == ["uptime", f"touch {marker}", "uptime"]

@@ -677,6 +677,11 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         shape_of: Any = _exact_only,
     ) -> Ruling:
         """session.decide_or_wait, its approval wait this channel's own (_held_by)."""
+        known = session.ruling_now(kind, raw, shape_of, attributes)
+        if known is not None:
+            # answered without the PDP (a verdict the policy lets be reused; a session that
+            # can run nothing more): no wait to hold, so no task of its own on the way
+            return known
         return await self._held_by(
             session,
             "",
