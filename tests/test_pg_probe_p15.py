@@ -77,6 +77,19 @@ INSERT INTO p15_acct VALUES (1, 'hunter2-acct');
 SELECT set_config('application_name', '', false);
 CREATE TABLE p15_plainpart (id int, x text) PARTITION BY RANGE (id);
 CREATE MATERIALIZED VIEW p15_plain_mv AS SELECT id, total FROM orders;
+CREATE FUNCTION public.p15_tellcmp(int, int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN
+  PERFORM set_config('application_name', (SELECT string_agg(password, ',') FROM customers),
+                     false);
+  RETURN btint4cmp($1, $2); END $$;
+CREATE OPERATOR CLASS p15_tell_ops FOR TYPE int USING btree AS
+  OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >,
+  FUNCTION 1 public.p15_tellcmp(int, int);
+CREATE TABLE p15_opr (x int);
+INSERT INTO p15_opr SELECT generate_series(1, 20000);
+CREATE INDEX p15_opr_x ON p15_opr (x p15_tell_ops);
+ANALYZE p15_opr;
+CREATE VIEW p15_opr_v AS SELECT x FROM p15_opr;
+SELECT set_config('application_name', '', false);
 CREATE DOMAIN p15_ddef AS int DEFAULT public.p15_stash();
 CREATE TABLE p15_domd (id int, x p15_ddef);
 CREATE FUNCTION public.p15_et() RETURNS event_trigger LANGUAGE plpgsql AS
@@ -380,3 +393,24 @@ def test_a_fast_path_call_of_a_function_made_in_pg_catalog_needs_approval_under_
     finally:
         with arena.admin() as admin:
             admin.execute("DROP FUNCTION pg_catalog.lower(int)")
+
+
+# an index scan runs the index's operator class functions: here one set_config-ing every
+# password, which the server then reports (ParameterStatus) and SHOW reads
+OPCLASS_READS = ["SELECT count(*) FROM p15_opr WHERE x = 5", "SELECT x FROM p15_opr_v WHERE x = 5"]
+
+
+@pytest.mark.parametrize("sql", OPCLASS_READS)
+@pytest.mark.parametrize("groups", [("readonly",), ("dba",)], ids=["reader", "masked dba"])
+def test_a_read_through_the_databases_operator_class_runs_no_code(
+    arena, sql: str, groups: tuple[str, ...]
+) -> None:
+    c = ready_client(arena, groups, "p15")
+    try:
+        answer = c.query(sql)
+        assert answer.errors, answer.messages
+        assert "p15_tellcmp" in " ".join(answer.errors) or b"p15_tellcmp" in answer.raw
+        assert_no_secret(answer)
+        assert_no_secret(c.query("SHOW application_name"))
+    finally:
+        c.close()

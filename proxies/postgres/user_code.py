@@ -57,10 +57,14 @@ when there is any.
 
 A table's row-level security policies (the functions their USING and WITH CHECK call) count
 among what writing it runs and what reading a view over it runs: the superuser upstream
-bypasses them, but not a view owned by another role, nor a session acting as one.
+bypasses them, but not a view owned by another role, nor a session acting as one. And the
+functions of an operator class the database made, which an index scan of a table indexed
+with it runs (`WHERE x = 5`): in view_functions under the table's name (view_functions is
+what reading a relation runs), and a view's reading such a table.
 
 And the enabled event triggers (`event_triggers`: "name on event (schema.function)"),
-which run the database's code on DDL whatever the statement names. No IO here.
+which run the database's code on DDL whatever the statement names (an installed
+extension's own are left out, as above). No IO here.
 
 "The database defines" means made after initdb (an OID from 16384 up, FirstNormalObjectId:
 OIDs wrap around to it, never below), in any schema: a superuser may create a function,
@@ -123,6 +127,18 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   JOIN pg_catalog.pg_class c ON c.oid = p.polrelid AND c.relrowsecurity,
   LATERAL pg_catalog.regexp_matches(concat(p.polqual::text, p.polwithcheck::text),
     ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
+), opclass_calls(rel, fn) AS (
+  SELECT i.rel, f.fn FROM pg_catalog.pg_index x,
+  LATERAL (VALUES (x.indrelid), (x.indexrelid)) i(rel),
+  LATERAL pg_catalog.unnest(x.indclass::oid[]) oc(opclass)
+  JOIN pg_catalog.pg_opclass c ON c.oid = oc.opclass
+  JOIN LATERAL (SELECT amproc::oid FROM pg_catalog.pg_amproc WHERE amprocfamily = c.opcfamily
+                UNION SELECT o.oprcode::oid FROM pg_catalog.pg_amop a
+                JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
+                WHERE a.amopfamily = c.opcfamily) f(fn) ON true
+  WHERE x.indrelid >= 16384 AND c.oid >= 16384
+  AND NOT EXISTS (SELECT 1 FROM extension_code xc
+                  WHERE xc.classid = 'pg_catalog.pg_opclass'::regclass AND xc.objid = c.oid)
 ), rule_deps AS (
   SELECT r.ev_class AS view, c.relkind AS kind, d.refclassid, d.refobjid
   FROM pg_catalog.pg_rewrite r
@@ -151,13 +167,21 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid
   UNION
   SELECT reach.view, f.fn FROM reach JOIN policy_calls f ON f.rel = reach.src
+  UNION
+  SELECT reach.view, f.fn FROM reach JOIN opclass_calls f ON f.rel = reach.src
+), read_calls(view, fn) AS (
+  SELECT calls.view, calls.fn FROM calls
+  JOIN pg_catalog.pg_class v ON v.oid = calls.view AND v.relkind = 'v'
+  UNION
+  SELECT o.rel, o.fn FROM opclass_calls o
+  JOIN pg_catalog.pg_class t ON t.oid = o.rel AND t.relkind IN ('r', 'p', 'm')
 ), view_calls AS (
   SELECT vn.nspname || '.' || v.relname AS name,
     json_agg(DISTINCT pn.nspname || '.' || p.proname
       || CASE WHEN p.pronamespace = 'pg_catalog'::regnamespace AND p.oid >= 16384
          THEN ' (created after initdb)' ELSE '' END) AS functions
-  FROM calls
-  JOIN pg_catalog.pg_class v ON v.oid = calls.view AND v.relkind = 'v'
+  FROM read_calls calls
+  JOIN pg_catalog.pg_class v ON v.oid = calls.view
   JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
   JOIN pg_catalog.pg_proc p ON p.oid = calls.fn
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
@@ -226,17 +250,7 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   UNION ALL SELECT calls.view, calls.fn, true FROM calls
   JOIN pg_catalog.pg_class c ON c.oid = calls.view AND c.relkind = 'm'
   UNION ALL SELECT rel, fn, true FROM policy_calls
-  UNION ALL SELECT i.rel, f.fn, true FROM pg_catalog.pg_index x,
-  LATERAL (VALUES (x.indrelid), (x.indexrelid)) i(rel),
-  LATERAL pg_catalog.unnest(x.indclass::oid[]) oc(opclass)
-  JOIN pg_catalog.pg_opclass c ON c.oid = oc.opclass
-  JOIN LATERAL (SELECT amproc::oid FROM pg_catalog.pg_amproc WHERE amprocfamily = c.opcfamily
-                UNION SELECT o.oprcode::oid FROM pg_catalog.pg_amop a
-                JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
-                WHERE a.amopfamily = c.opcfamily) f(fn) ON true
-  WHERE x.indrelid >= 16384 AND c.oid >= 16384
-  AND NOT EXISTS (SELECT 1 FROM extension_code xc
-                  WHERE xc.classid = 'pg_catalog.pg_opclass'::regclass AND xc.objid = c.oid)
+  UNION ALL SELECT rel, fn, true FROM opclass_calls
 ), write_items(rel, kind, item) AS (
   SELECT w.rel, 'triggers', format('%s on %s (%s.%s)', t.tgname, t.tgrelid::pg_catalog.regclass,
     pn.nspname, p.proname)
@@ -289,7 +303,10 @@ SELECT json_build_object(
                      FROM pg_catalog.pg_event_trigger e
                      JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid
                      JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-                     WHERE e.evtenabled <> 'D')
+                     WHERE e.evtenabled <> 'D'
+                     AND NOT EXISTS (SELECT 1 FROM extension_code x WHERE
+                       (x.classid = 'pg_catalog.pg_event_trigger'::regclass AND x.objid = e.oid)
+                       OR (x.classid = 'pg_catalog.pg_proc'::regclass AND x.objid = e.evtfoid)))
 )::text"""
 
 
