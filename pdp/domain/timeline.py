@@ -59,6 +59,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import pglast.parser as pglast_parser
+
 from pdp.domain.recordings import batch_events
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
@@ -144,7 +146,8 @@ class Entry:
     approval_id: str = ""  # the approval request a person decided (or nobody did)
     # the PDP's recorded verdict where the proxy's event claims a weaker one (allow where
     # the PDP denied or masked): the proxy's say against the PDP's record; NO_DECISION
-    # where it names a decision the PDP did not record in this session
+    # where it names a decision the PDP did not record in this session; OTHER_COMMAND
+    # where the PDP's decision of that id was made on another command
     pdp_verdict: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -429,6 +432,8 @@ def _explained(
         disputed = _weaker_than_ruled(e.verdict, ruling)
         if checked and e.decision_id not in rulings and e.verdict in _LETS_THROUGH:
             disputed = NO_DECISION
+        elif not disputed and e.verdict in _LETS_THROUGH and _of_another_command(e, ruling):
+            disputed = OTHER_COMMAND
         if disputed:
             e = replace(e, pdp_verdict=disputed)
         reasons, approval_id = _unique(ruling.get("reasons") or []), ""
@@ -449,6 +454,42 @@ _LETS_THROUGH = ("allow", "mask")
 # Entry.pdp_verdict of an event letting a command through under a decision (or none)
 # that the PDP did not record in the session
 NO_DECISION = "no decision"
+# ... or under a decision the PDP recorded of another command of the session
+OTHER_COMMAND = "another command"
+
+
+def _of_another_command(e: Entry, ruling: dict[str, Any]) -> bool:
+    """Whether the PDP's decision `ruling` was made on a command other than the event's
+    (a proxy letting a denied statement through under the id of an allowed one beside
+    it). Within what was decided counts as the same: a statement of a multi-statement
+    text, a text cut by either record (a prefix of the other); so does a statement of the
+    same shape (pglast fingerprint) where the policy let the decision be reused for its
+    shape (cache_key shape)."""
+    raw, command = ruling.get("raw"), e.command.strip()
+    if not isinstance(raw, str) or not command or e.type != "command":
+        return False
+    if command in raw or (ruling.get("raw_truncated") and command.startswith(raw)):
+        return False
+    if ruling.get("cache_key") != "shape" or not (ruling.get("cache_ttl_seconds") or 0) > 0:
+        return True
+    if ruling.get("kind", "postgres.query") != "postgres.query":
+        return False  # a shape only Postgres statements have: nothing to compare
+    return _fingerprint(command) not in {_fingerprint(s) for s in _statements(raw)}
+
+
+def _fingerprint(sql: str) -> str:
+    """pglast's fingerprint of a statement (literals ignored), "" when it does not parse."""
+    try:
+        return str(pglast_parser.fingerprint(sql))
+    except Exception:
+        return ""
+
+
+def _statements(sql: str) -> list[str]:
+    try:
+        return [sql, *pglast_parser.split(sql)]
+    except Exception:
+        return [sql]
 
 
 def _weaker_than_ruled(verdict: str, ruling: dict[str, Any]) -> str:
@@ -613,6 +654,8 @@ def _entry_line(e: Entry) -> str:
         parts.append(f"[{e.verdict}{_decision(e)}]")
     if e.pdp_verdict == NO_DECISION:
         parts.append("!! the PDP recorded no such decision in this session")
+    elif e.pdp_verdict == OTHER_COMMAND:
+        parts.append("!! the PDP recorded this decision of another command")
     elif e.pdp_verdict:
         parts.append(f"!! the PDP recorded {e.pdp_verdict} for this decision")
     outcome = _outcome(e)

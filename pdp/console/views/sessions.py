@@ -43,9 +43,19 @@ from pdp.console.views.common import (
 )
 from pdp.console.websession import WebSession, signed_in
 from pdp.domain.approvals import believed_approvals
-from pdp.domain.timeline import NO_DECISION, Entry, SessionSummary, build_timeline, summarize
+from pdp.domain.timeline import (
+    NO_DECISION,
+    OTHER_COMMAND,
+    Entry,
+    SessionSummary,
+    build_timeline,
+    summarize,
+)
 from pdp.evidence.checkpoints import not_written_by_pdp
 from pdp.store import AuditRecord
+
+# what a disputed verdict's badge says after "PDP recorded"
+DISPUTES = {NO_DECISION: "no such decision", OTHER_COMMAND: "this decision of another command"}
 
 if TYPE_CHECKING:
     from pdp.console.app import Console
@@ -296,7 +306,7 @@ class SessionsView:
         if e.approval_id:
             verdict = Html(verdict + " " + badge(f"approval {e.approval_id}", "approval"))
         if e.pdp_verdict:  # the proxy's word against the PDP's record (pdp.domain.timeline)
-            said = "no such decision" if e.pdp_verdict == NO_DECISION else e.pdp_verdict
+            said = DISPUTES.get(e.pdp_verdict, e.pdp_verdict)
             verdict = Html(verdict + " " + badge(f"PDP recorded {said}", "disputed"))
         return [f"{e.offset:+.3f}s", e.direction, e.kind or e.type, command, verdict,
                 bullet_list(e.reasons, ""), "; ".join(facts),

@@ -1,0 +1,116 @@
+"""PDP probe 11 (helper evidence): what a replay says of a proxy's word.
+
+A replay marks an event that lets a command through under a decision the PDP recorded as
+a deny or a mask (`!! the PDP recorded deny for this decision`, p8), or under an id the
+PDP recorded no decision of in the session. A compromised proxy went around both by
+naming the id of another decision of the same session, one the PDP allowed: its DROP
+TABLE, denied, read `[allow d-…]` under the id of the SELECT beside it, unmarked. The
+PDP's decision record holds the text it decided; an event whose command is not within
+it (a statement of a multi-statement text, a text cut by either record) is now marked,
+except under a decision the policy let be reused for statements of its shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+
+import asyncpg
+from pdp_harness import decide_sql, open_session, pdp_stub, running_pdp, token
+from pg_harness import running_gateway
+from test_pdp_probe_p7 import _written
+from test_pdp_probe_p8 import _cli
+
+from pdp.domain.recordings import EVENTS_KIND
+from pdp.domain.timeline import OTHER_COMMAND, build_timeline
+from portcullis.config import load_config
+from portcullis.v1 import pdp_pb2
+
+DBA = ("dba", "pii-readers")
+
+
+async def test_a_denied_command_under_an_allowed_decisions_id_is_marked(tmp_path):
+    """Attack (the session's proxy, compromised): the PDP denies DROP TABLE orders and
+    allows SELECT id FROM orders; the proxy runs the DROP and records it as `allow` under
+    the SELECT's decision id. The replay showed it allowed, no mark, no count."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        denied = await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        assert denied.verdict == pdp_pb2.DENY
+        allowed = await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+        assert allowed.verdict in (pdp_pb2.ALLOW, pdp_pb2.MASK)
+        said = pdp_pb2.Verdict.Name(allowed.verdict).lower()
+        events = [
+            {"time": 1.0, "direction": "client", "type": "command",
+             "command": "SELECT id FROM orders", "decision_id": allowed.decision_id,
+             "verdict": said},
+            {"time": 2.0, "direction": "client", "type": "command", "command": "DROP TABLE orders",
+             "decision_id": allowed.decision_id, "verdict": said},
+        ]  # fmt: skip
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps(events)
+            )
+        )
+    replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    lines = replay.stdout.splitlines()
+    drop = next(line for line in lines if "DROP TABLE orders" in line)
+    assert "!! the PDP recorded this decision of another command" in drop, replay.stdout
+    select = next(line for line in lines if "SELECT id FROM orders" in line)
+    assert "!!" not in select, replay.stdout
+    assert "!! 1 command(s)" in replay.stdout, replay.stdout
+
+
+async def _timeline_of(store, session_id: str):
+    opened = (await store.query(kind="session.open", session_id=session_id))[0]
+    closed = await store.query(kind="session.close", session_id=session_id)
+    events = await store.query(kind=EVENTS_KIND, session_id=session_id)
+    decisions = await store.query(kind="decision", session_id=session_id)
+    return build_timeline(opened, closed[0] if closed else None, events, decisions, [])
+
+
+def _psql(gw, tok: str, script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["psql", gw.dsn(tok), "-At", "-v", "ON_ERROR_STOP=0"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_a_genuine_postgres_session_has_no_disputed_command(tmp_path):
+    """What the real proxy records is never marked: a multi-statement text, statements of
+    one shape answered from the cache, asyncpg's prepared statements (extended protocol)
+    and a long statement cut in its event."""
+    async with running_gateway(tmp_path) as gw:
+        tok = gw.token("dana", DBA)
+        script = (
+            "select 1 as one; select 2 as two;\n"
+            + "".join(f"select id from orders where id = {n};\n" for n in range(5))
+            + "select '"
+            + "x" * 20000
+            + "' as long;\n"
+        )
+        run = await asyncio.to_thread(_psql, gw, tok, script)
+        assert run.returncode == 0, run.stderr
+        conn = await asyncpg.connect(gw.dsn(tok))
+        statement = await conn.prepare("SELECT id FROM orders WHERE id = $1")
+        for n in range(3):
+            await statement.fetch(n)
+        await conn.fetch("SELECT name FROM customers WHERE id = $1", 2)
+        await conn.close()
+        await asyncio.sleep(1.0)  # the recorder's last flush
+        opened = await gw.pdp.store.query(kind="session.open")
+        assert opened
+        for record in opened:
+            timeline = await _timeline_of(gw.pdp.store, record.session_id)
+            commands = [e for e in timeline.entries if e.type == "command"]
+            assert commands
+            disputed = [(e.command[:80], e.pdp_verdict) for e in commands if e.pdp_verdict]
+            assert not disputed, disputed
+            assert all(e.pdp_verdict != OTHER_COMMAND for e in timeline.entries)
