@@ -162,8 +162,10 @@ def masked_headers(
         counts.update({f"detector:{k}": v for k, v in found.items()})
         try:
             values._unescaped_clear(text)
+            _coded_clear(masker, text)
         except Unmaskable:
-            # (a Location's `/c/ann%40example.com`: what its reader decodes is masked whole)
+            # (a Location's `/c/ann%40example.com`, a cookie's base64 JSON: what its reader
+            # decodes is masked whole)
             text = REDACTED_VALUE
             counts["detector:escaped"] += 1
         out.append((name, text))
@@ -186,6 +188,42 @@ _KEYED = re.compile(
 # connection strings: postgres://ann:hunter2@db/x)
 _USERINFO = re.compile(
     r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#@:]*:)(?P<secret>[^\s/?#@]+)(?=@)"
+)
+# a run a header value may carry base64 in (a cookie's value, a query's, a token's part)
+_CODED_RUN = re.compile(r"[A-Za-z0-9+/_\-]{12,}={0,2}")
+_PERCENT_LAYERS = 3
+
+
+def _coded_clear(masker: Masker, text: str) -> None:
+    """Unmaskable when what a header value says decoded holds what the masks hide: its
+    percent-escapes undone (up to three layers: `p=%7B%22phone%22%3A...`), the text of
+    each base64 run in it or in those (`session=eyJwaG9uZSI6...`, a JWT's payload), each
+    read by the field rules and detectors as a line of text is (`{"phone": ...}`,
+    `phone=...`). The value as written was masked already; a reader decoding it sees
+    these."""
+    views: list[str] = []
+    seen = text
+    for _ in range(_PERCENT_LAYERS):
+        if "%" not in seen or (undone := unquote(seen)) == seen:
+            break
+        views.append(undone)
+        seen = undone
+    for written in [text, *views]:
+        for run in _CODED_RUN.findall(written):  # (a JWT's parts apart: `.` ends a run)
+            decoded = _base64_text(run)
+            if decoded is not None:
+                views.append(decoded)
+    for view in views:
+        body = BodyMask(masker, "lines")
+        body.feed(view.encode("utf-8"))
+        body.finish()
+        if body.counts:
+            raise Unmaskable("a header whose decoded value holds what the mask hides")
+
+
+# a label alone on its line, its value on the next (`Phone Number:`, `- Mobile phone:`)
+_LABEL_ALONE = re.compile(
+    r"\s*(?:[-*]\s+)?(?P<key>[A-Za-z][\w\-]*(?: [A-Za-z][\w\-]*){1,2})[ \t]*:[ \t]*(?:#.*)?"
 )
 # a label of words at a line's start, then `:` and a value: `Phone Number: 5550100`
 _LABEL = re.compile(
@@ -210,12 +248,15 @@ _NAME_HINT = re.compile(r"(?<![\w.\-])[^\W\d][\w\-]*(?![\w\-])")
 # after a name: quotes, a separator and a value on the same line (not one going on in
 # the next lines: a YAML block's indicator, an array or object left open, see _BLOCK)
 _KEYED_VALUE = re.compile(
-    r"""["']?[ \t]*[:=][ \t]*(?!(?:[|>][+\-0-9]*|[\[{])[ \t]*$)["']?[^\s"']"""
+    r"""["']?[ \t]*[:=][ \t]*(?!(?:(?:[|>][+\-0-9]*|[\[{])[ \t]*)?(?:#.*)?$)["']?[^\s"']"""
 )
 # a value that goes on in the next lines: a YAML block scalar's indicator, or an array or
 # object opened and not closed on its line (pretty-printed JSON, YAML flow)
-_BLOCK = re.compile(r"[|>][+\-0-9]*|[\[{]")
-_NAME_OPENS = frozenset("<>\t|,;\"'{[?*")  # what a name in a table or markup follows
+# (a YAML comment where the value would stand, `phone:  # mobile`, leaves it to the next
+# lines as well)
+_BLOCK = re.compile(r"(?:(?:[|>][+\-0-9]*|[\[{])[ \t]*)?(?:#.*)?")
+# what a name in a table or markup follows (`-`: a YAML or Markdown item, `- phone:`)
+_NAME_OPENS = frozenset("<>\t|,;\"'{[?*-")
 _NAME_CLOSES = frozenset("<>\t|,;\"']}/*")  # and what it is followed by
 _TAG_NAME_PART = re.compile(r"[\w.\-]")  # what _names_a_tag reads back over
 
@@ -522,11 +563,8 @@ class BodyMask:
                 continue
             if isinstance(member, str) and inverted:
                 key = _fresh_key(out, str(self._as_field(member, key, found)))
-            elif isinstance(member, dict) and _value_like(key):
-                # a value keying what it is (`{"5550100": {"field": "phone"}}`)
-                described = next(
-                    (m for m in member.values() if isinstance(m, str) and self._rule(m)), ""
-                )
+            else:
+                described = self.value_key_field(key, member)
                 if described:
                     key = _fresh_key(out, str(self._as_field(described, key, found)))
             if named is not None and member is not named and _scalars(member):
@@ -684,6 +722,9 @@ class BodyMask:
         if "|" in line or "\t" in line:
             labels += re.split(r"[|\t]", line)
         labels += [m["text"] for m in _QUOTED_LABEL.finditer(line)]
+        alone = _LABEL_ALONE.fullmatch(line)
+        if alone is not None:
+            labels.append(alone["key"])
         for label in labels:
             if " " in label.strip() and self._phrase(label):
                 raise Unmaskable(
@@ -767,6 +808,36 @@ class BodyMask:
 
     def _rule(self, name: str) -> bool:
         return bool(self._field(name))
+
+    def value_key_field(self, key: str, member: Any) -> str:
+        """The field a key that is itself a value (_value_like: `+1 555 0100`, `ann@x.org`)
+        is, as its member labels it: a label (`"phone"`, `"Phone number"`), a list of
+        labels, an object holding one (`{"field": "phone"}`); "" for none. Whatever else
+        the object holds (`{"+1 555 0100": "phone", "seen": 3}`: the map is not all
+        labels), the key is the value."""
+        if not _value_like(key):
+            return ""
+        if isinstance(member, str):
+            return self._phrase(member)
+        items = list(member.values()) if isinstance(member, dict) else member
+        if not isinstance(items, list):
+            return ""
+        return next((f for m in items if isinstance(m, str) and (f := self._phrase(m))), "")
+
+    def keys_masked(self, value: Any, found: Counter[str]) -> Any:
+        """`value` with every key that is a value its member labels (value_key_field)
+        masked as that field, at any depth; nothing else changed."""
+        if isinstance(value, list):
+            return [self.keys_masked(v, found) for v in value]
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, Any] = {}
+        for key, member in value.items():
+            described = self.value_key_field(key, member)
+            if described:
+                key = _fresh_key(out, str(self._as_field(described, key, found)))
+            out[key] = self.keys_masked(member, found)
+        return out
 
     def _phrase(self, text: str) -> str:
         """The field a label of up to three words names (`Phone Number`, `Mobile phone`,
@@ -905,11 +976,15 @@ class BodyMask:
             return event
         lines = event.split("\n")
         data = [ln[5:].removeprefix(" ") for ln in lines if ln.startswith("data:")]
-        # (`id:` is the client's lastEventId, a comment shows to a raw client: read as text is)
+        # (`id:` is the client's lastEventId: read as text is; a comment, which a raw
+        # client shows, as a line of a text body is, prose and all: `: phone 5550100`;
+        # `retry:` only as the delay of up to six digits it is, `retry: 5550100` dropped)
         others = [
-            self._unescaped_clear(self._text(self._fields(ln)))
+            ":" + self._line(ln[1:])
+            if ln.startswith(":")
+            else self._unescaped_clear(self._text(self._fields(ln)))
             for ln in lines
-            if not ln.startswith("data:")
+            if not ln.startswith("data:") and (not ln.startswith("retry") or _RETRY.fullmatch(ln))
         ]
         if not data:
             return "\n".join(others)
@@ -931,8 +1006,10 @@ class BodyMask:
         return "\n".join(others + masked_lines)
 
 
+_RETRY = re.compile(r"retry: ?[0-9]{1,6}")  # (a reconnection delay in ms, WHATWG HTML §9.2.6)
 _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _BASE64URL = re.compile(r"[A-Za-z0-9_\-]+={0,2}")
+_BASE64_UNPADDED = re.compile(r"[A-Za-z0-9+/]+")
 MIN_BASE64_TEXT = 12  # (shorter: a word as like to be base64 as not)
 
 
@@ -964,15 +1041,19 @@ def _base64_text(value: str) -> str | None:
     base64, or bytes that are not UTF-8 text (a binary blob is no text the masks read)."""
     if len(value) < MIN_BASE64_TEXT:
         return None
+    letters = value.rstrip("=")
+    padding = "=" * (-len(letters) % 4)
     if _BASE64.fullmatch(value):
         raw = base64.b64decode(value)
-    elif _BASE64URL.fullmatch(value) and ("-" in value or "_" in value):
-        letters = value.rstrip("=")
-        if len(letters) % 4 == 1:
-            # (no base64 is 4n+1 letters long: a name such as `find_customer`, which
-            # b64decode refuses with an error, not a None)
-            return None
-        raw = base64.urlsafe_b64decode(letters + "=" * (-len(letters) % 4))
+    elif len(letters) % 4 == 1:
+        # (no base64 is 4n+1 letters long: a name such as `find_customer`, which
+        # b64decode refuses with an error, not a None)
+        return None
+    elif _BASE64_UNPADDED.fullmatch(value):
+        # (base64 without its padding: a JWT's segments, a cookie, an id)
+        raw = base64.b64decode(letters + padding)
+    elif _BASE64URL.fullmatch(value):
+        raw = base64.urlsafe_b64decode(letters + padding)
     else:
         return None
     try:
@@ -1054,7 +1135,7 @@ def masked_tables(masker: Masker, doc: Any, counts: Counter[str]) -> Any:
         return doc
     found: Counter[str] = Counter()
     try:
-        out = body._tabled(body._paired(doc, found), found)
+        out = body._tabled(body._paired(body.keys_masked(doc, found), found), found)
     except RecursionError:
         raise MaskingError("a JSON value nested too deep to be masked") from None
     counts.update(found)

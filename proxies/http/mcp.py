@@ -951,14 +951,14 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     # image and audio content (MCP Server → Tools → Tool result) carry their bytes as
     # base64 `data`, beside a `mimeType`: read like a resource's `blob`
     binary = value.get("type") in ("image", "audio") or "mimeType" in value
-    named = _pair_name(value, masker)
+    naming, named = _pair_name(value, masker)
     out = {}
     for key, child in value.items():
-        if named is not None and key not in _DESCRIBING and child is not None:
+        if named is not None and key not in _DESCRIBING and key != naming and child is not None:
             # the value of a field named in a key of its own: masked as {named: child}
             masked, found = masker.mask_json({named: child})
             counts.update(found)
-            out[key] = masked[named]
+            out[key] = next(iter(masked.values()))  # (the name's key masked too, at times)
         elif isinstance(child, str) and (key == "blob" or (key == "data" and binary)):
             out[key] = _masked_blob(child, masker, counts)
         elif isinstance(child, str) and key in _OPAQUE_TOKENS:
@@ -980,13 +980,30 @@ _DESCRIBING = frozenset(
 )
 
 
-def _pair_name(value: dict[str, Any], masker: Masker) -> str | None:
-    """The field an object names under one of _NAMING_KEYS when a field rule masks it."""
+def _pair_name(value: dict[str, Any], masker: Masker) -> tuple[str, str | None]:
+    """(the key, the field) of an object naming a field a field rule masks: under one of
+    _NAMING_KEYS first, else under any other key whose string is a label of up to three
+    words (`{"type": "phone", "value": ...}`, `{"kind": "Phone number", "v": ...}`:
+    what a key names a field under is the server's choice, so no list of such keys is
+    whole); ("", None) for none."""
     for key in _NAMING_KEYS:
         name = value.get(key)
         if isinstance(name, str) and masker.rule_for_any([name]) is not None:
-            return name
-    return None
+            return key, name
+    for key, name in value.items():
+        if (
+            isinstance(name, str)
+            and len(name) <= _LABEL_CHARS
+            and _LABEL.fullmatch(name)
+            and masker.rule_for_any([name]) is not None
+        ):
+            return key, name
+    return "", None
+
+
+# a label names a field in at most three words (`Mobile phone number`, `customer_phone`)
+_LABEL = re.compile(r"[^\W\d][\w\-.]*(?: [^\W\d][\w\-.]*){0,2}")
+_LABEL_CHARS = 64
 
 
 def _masked_string(text: str, masker: Masker, counts: Counter[str], escapes: bool = True) -> str:
@@ -1113,7 +1130,7 @@ _HEX = re.compile(r"(?:[0-9a-f]{2}){16,}|(?:[0-9A-F]{2}){16,}")  # 16 bytes or m
 _EMBEDDED = re.compile(
     r"data:[\w.+/-]*(?:;[\w.+-]+=[\w.+-]+)*;base64,[A-Za-z0-9+/]+={0,2}"
     r"|(?:[A-Za-z0-9+/]{16,}={0,2}\r?\n)+[A-Za-z0-9+/]+={0,2}"
-    r"|[A-Za-z0-9+/_\-]{32,}={0,2}",
+    r"|[A-Za-z0-9+/_\-]{16,}={0,2}",  # (as short as a whole string's: _ENCODED_MIN)
     re.I,
 )
 # a word holding a percent-escape, and what stays unescaped when one is written again

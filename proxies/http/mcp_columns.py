@@ -22,6 +22,7 @@ from portcullis.verdict import MaskRule
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*")
 _UNDERLINE = re.compile(r"[ \-=+]+")  # a header's underline: ----  -------
 _CELL = re.compile(r"\S+")
+_LABEL_REST = re.compile(r"(?:[A-Za-z][\w\-]*\s+)?[A-Za-z][\w\-]*\s*:\s*(?:#.*)?")
 
 
 class Ambiguous(ValueError):
@@ -172,8 +173,10 @@ def _masked_record(line: str, masker: Masker, counts: Counter[str]) -> str:
     lead = line[: len(line) - len(line.lstrip())]
     tail = line[len(line.rstrip()) :]
     gap = body[len(name) : len(body) - len(value)]
-    if not _WORD.fullmatch(name) or value[0] in ":=":
-        return line  # (`name = value`, `name : value`: the other readers' lines)
+    if not _WORD.fullmatch(name) or value[0] in ":=" or _LABEL_REST.fullmatch(value):
+        # (`name = value`, `name : value`, a label `Phone Number:` whose value is on the
+        # next line: the other readers' lines)
+        return line
     rule = masker.rule_for_any([name])
     if rule is None:
         return line

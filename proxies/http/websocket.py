@@ -68,6 +68,9 @@ class FrameReader:
     peer's application reads, without the frames' headers between."""
 
     keeps_payload: bool = False
+    # a server's frames are never masked (RFC 6455 §5.1): one that is would carry its
+    # payload XORed past the credential guard, which reads the bytes as they go
+    from_server: bool = False
     _payload: bytearray = field(default_factory=bytearray)
     _buffer: bytearray = field(default_factory=bytearray)
     _left: int = 0  # payload bytes of the current frame still to come
@@ -116,6 +119,8 @@ class FrameReader:
         if header is None:
             return False
         size, at, self._key = header
+        if self._key and self.from_server:
+            raise FrameRefused("a server's frame is masked")
         opcode = OPCODES.get(buf[0] & 0x0F, f"reserved-{buf[0] & 0x0F}")
         self._header = (opcode, bool(buf[0] & 0x80), size)
         self._left, self._offset = size, 0
@@ -154,6 +159,7 @@ def frame_header(buf: bytearray) -> tuple[int, int, bytes] | None:
 # first letter would wait forever; at most three bytes of it ever reach the client
 WEBSOCKET_HELD = 4
 MAX_MASKED_MESSAGE = 1024 * 1024  # a message towards the client held whole to be masked
+MAX_CONTROL = 125  # a control frame's payload at most (RFC 6455 §5.5)
 
 
 class MaskedFrames:
@@ -181,8 +187,8 @@ class MaskedFrames:
             if frame is None:
                 return bytes(out)
             opcode, fin, payload = frame
-            if opcode in (8, 9, 10):  # close, ping, pong: inside a message or not, as they came
-                out += _frame_bytes(opcode, payload)
+            if opcode in (8, 9, 10):  # close, ping, pong: inside a message or not
+                out += _frame_bytes(opcode, self._control(opcode, fin, payload))
                 continue
             if opcode == 0:
                 if self._opcode is None:
@@ -207,16 +213,38 @@ class MaskedFrames:
         if header is None:
             return None
         size, at, key = header
+        if key:
+            raise FrameRefused("a server's frame is masked")
         if size > self.limit:
             raise FrameRefused("a frame larger than this proxy masks")
         if len(buf) < at + size:
             return None
         payload = bytes(buf[at : at + size])
-        if key:
-            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
         opcode, fin = buf[0] & 0x0F, bool(buf[0] & 0x80)
         del buf[: at + size]
         return opcode, fin, payload
+
+    def _control(self, opcode: int, fin: bool, payload: bytes) -> bytes:
+        """A control frame's payload as the client gets it (RFC 6455 §5.5): a close's
+        reason, a ping's or pong's application data are text a client's application may
+        read (aiohttp's `extra`, a ping with autoping off), so they are masked as a
+        message is; one that cannot be masked, or grows past a control frame's 125
+        bytes, goes empty (a close keeps its status code). A control frame fragmented
+        or longer than 125 bytes is no WebSocket's: refused."""
+        if not fin or len(payload) > MAX_CONTROL:
+            raise FrameRefused("a control frame fragmented or over 125 bytes")
+        code, text = (payload[:2], payload[2:]) if opcode == 8 else (b"", payload)
+        if not text:
+            return payload
+        try:
+            masked = self._masked(1, text)
+        except FrameRefused:
+            self.counts["control:withheld"] += 1
+            return code
+        if len(code) + len(masked) > MAX_CONTROL:
+            self.counts["control:withheld"] += 1
+            return code
+        return code + masked
 
     def _masked(self, opcode: int, payload: bytes) -> bytes:
         """A whole message as an HTTP answer of text is masked (BodyMask's `lines`: JSON
@@ -423,7 +451,7 @@ async def _relay(
     masking: MaskedFrames | None = None,
 ) -> None:
     session = request.session
-    frames = {"client": FrameReader(), "server": FrameReader(keeps_payload=True)}
+    frames = {"client": FrameReader(), "server": FrameReader(keeps_payload=True, from_server=True)}
     # the server's messages as the client's application reads them, checked for the
     # credential before their frames go (guard): a key cut across two messages, or two
     # frames of one, has a frame's header between its pieces on the wire

@@ -1,0 +1,119 @@
+"""Probing the MCP exchange's masks (brief P10, helper httpattack): a field named by a
+value, kept as tests.
+
+Real PDP with the shipped policy and the HTTP proxy with `mcp: true`, before a real
+MCPServer (the `mcp` SDK, streamable HTTP), the SDK's client through the proxy. The
+reader is outside pii-readers: tool results are masked (the field `phone` among the
+sensitive columns; a phone number is no detector's). A tool answers with a customer's
+phone where no key is `phone`; each came back whole before its fix:
+
+- a map from a value to the field it is, `{"+1 555 0100": "phone"}` (the README's
+  inverted map): MCP's masks read keys as names only (the HTTP proxy inverted a map whose
+  members all name fields, not one holding anything else: `{"+1 555 0100": "phone",
+  "seen": 3}` kept its key there too), nor `{"+1 555 0100": "Phone number"}`, `{"+1 555
+  0100": ["phone"]}` or `{"+1 555 0100": {"kind": "phone"}}`. A key that is no identifier
+  (a digit, `@`, `+`, a space in it) whose member labels a field is now that field's
+  value, at any depth (bodies.BodyMask.value_key_field, keys_masked);
+- an object naming its field under a key MCP's masks did not list (`{"type": "phone",
+  "value": ...}`, `{"kind": "phone", "v": ...}`): only `name`, `key`, `field`, ...
+  named a field there. Any member whose string is a label of up to three words naming a
+  field a rule masks now names it (mcp._pair_name);
+- text naming the field where the value stands on the next line: a YAML list item
+  (`- phone:`), a YAML comment where the value would be (`phone:  # mobile`), a label
+  alone on its line (`Phone Number:`): the text is withheld, as a YAML block already was;
+- base64 of 16 to 31 characters inside a text (`prefs: eyJwaG9uZSI6...`, a short
+  record's): only runs of 32 or more were read there (mcp._EMBEDDED), though a whole
+  string of 16 is.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_mcp_proxy
+from mcp.server.mcpserver import MCPServer
+from test_mcp_proxy import agent, mcp_stack
+
+from portcullis.masking import Masker
+from portcullis.verdict import MaskRule
+from proxies.http import mcp
+
+pytestmark = pytest.mark.integration
+
+PHONE = "+1 555 0100"
+# {"phone":"5550100"} in unpadded base64 (a cookie's, a JWT's payload): 26 characters
+CODED = base64.b64encode(b'{"phone":"5550100"}').decode().rstrip("=")
+ANSWERS: dict[str, Any] = {
+    "inverted": {PHONE: "phone"},
+    "inverted among others": {"contacts": {PHONE: "phone", "seen": 3}},
+    "inverted in words": {PHONE: "Phone number"},
+    "inverted to a list": {PHONE: ["phone"]},
+    "keyed by its value": {"by value": {PHONE: {"kind": "phone"}}},
+    "typed": {"value": PHONE, "type": "phone"},
+    "kind": {"kind": "phone", "v": PHONE},
+    "kind in words": {"attr": {"category": "Mobile phone", "data": PHONE}},
+}
+TEXTS = {
+    "yaml item": f"customer:\n  - phone:\n      {PHONE}\n",
+    "yaml comment": f"phone:  # mobile\n  {PHONE}\n",
+    "label alone": f"Ann\nPhone Number:\n{PHONE}\n",
+    "base64 after a label": f"prefs: {CODED}",
+}
+
+
+def _server(up: Any) -> MCPServer:
+    server = MCPServer("billing")
+
+    @server.tool()
+    def find_customer(name: str) -> dict[str, Any]:
+        up.calls.append(name)
+        return ANSWERS[name.removesuffix(" as text")]
+
+    @server.tool()
+    def list_invoices(name: str) -> str:  # (a str result: JSON or text as a text content)
+        up.calls.append(name)
+        return TEXTS[name] if name in TEXTS else json.dumps(ANSWERS[name])
+
+    return server
+
+
+async def test_a_value_keyed_or_typed_as_its_field_is_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _server)
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        shown: dict[str, str] = {}
+        async with agent(stack, reader) as client:
+            for name in [*ANSWERS, *TEXTS]:
+                for tool in ("find_customer", "list_invoices"):
+                    if tool == "find_customer" and name in TEXTS:
+                        continue
+                    result = await client.call_tool(tool, {"name": name})
+                    shown[f"{tool} {name}"] = json.dumps(
+                        [result.structured_content, [c.model_dump() for c in result.content]]
+                    )
+    assert stack.upstream.calls, "the tools ran"
+    leaked = {
+        name: text[:300] for name, text in shown.items() if "555 0100" in text or CODED in text
+    }
+    assert not leaked, leaked
+
+
+def test_what_does_not_name_a_field_stays() -> None:
+    """The shapes MCP itself writes, and values keyed by what names no field, go as
+    they came: a content item's type, a label naming nothing, a date keying a count."""
+    masker = Masker([MaskRule(field="phone"), MaskRule(field="email")], b"k" * 32)
+    value = {
+        "content": [{"type": "text", "text": "phone"}, {"type": "text", "text": "ok"}],
+        "byDay": {"2026-12-06": 3, "2026-12-05": {"kind": "call"}},
+        "status": {"state": "done", "detail": "1 row"},
+    }
+    counts: Counter[str] = Counter()
+    assert mcp._mask_tree(value, masker, counts) == value
+    assert not counts
