@@ -89,6 +89,9 @@ INSERT INTO p15_opr SELECT generate_series(1, 20000);
 CREATE INDEX p15_opr_x ON p15_opr (x p15_tell_ops);
 ANALYZE p15_opr;
 CREATE VIEW p15_opr_v AS SELECT x FROM p15_opr;
+CREATE TABLE p15_tpt (x int) PARTITION BY RANGE (x p15_tell_ops);
+CREATE TABLE p15_tpt1 PARTITION OF p15_tpt FOR VALUES FROM (0) TO (10);
+CREATE TABLE p15_tpt2 PARTITION OF p15_tpt FOR VALUES FROM (10) TO (20);
 SELECT set_config('application_name', '', false);
 CREATE DOMAIN p15_ddef AS int DEFAULT public.p15_stash();
 CREATE TABLE p15_domd (id int, x p15_ddef);
@@ -395,9 +398,14 @@ def test_a_fast_path_call_of_a_function_made_in_pg_catalog_needs_approval_under_
             admin.execute("DROP FUNCTION pg_catalog.lower(int)")
 
 
-# an index scan runs the index's operator class functions: here one set_config-ing every
+# an index scan runs the index's operator class functions (partition pruning the partition
+# key's): here one set_config-ing every
 # password, which the server then reports (ParameterStatus) and SHOW reads
-OPCLASS_READS = ["SELECT count(*) FROM p15_opr WHERE x = 5", "SELECT x FROM p15_opr_v WHERE x = 5"]
+OPCLASS_READS = [
+    "SELECT count(*) FROM p15_opr WHERE x = 5",
+    "SELECT x FROM p15_opr_v WHERE x = 5",
+    "SELECT count(*) FROM p15_tpt WHERE x = 5",  # partition pruning
+]
 
 
 @pytest.mark.parametrize("sql", OPCLASS_READS)

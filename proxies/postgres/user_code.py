@@ -37,7 +37,7 @@ And what writing to each relation runs that the statement does not name (`write_
 its triggers (a FOR EACH ROW trigger on t runs its function on every INSERT INTO t VALUES
 (1), which may copy any table's rows anywhere), its rules (ON INSERT DO ALSO ...), and the
 functions its column defaults, generated columns, CHECK constraints, index expressions and
-predicates, and its columns' domains' CHECKs and DEFAULTs call (only those made after initdb or not
+predicates, partition key expressions, and its columns' domains' CHECKs and DEFAULTs call (only those made after initdb or not
 immutable: `pg_catalog.nextval` of a serial column is named, the policy says which built-ins
 pass); followed to what a write to it also writes: an automatically updatable view's
 relations, a parent's inheritance children and partitions, and the tables whose foreign
@@ -59,7 +59,8 @@ A table's row-level security policies (the functions their USING and WITH CHECK 
 among what writing it runs and what reading a view over it runs: the superuser upstream
 bypasses them, but not a view owned by another role, nor a session acting as one. And the
 functions of an operator class the database made, which an index scan of a table indexed
-with it runs (`WHERE x = 5`): in view_functions under the table's name (view_functions is
+with it runs (`WHERE x = 5`), or partition pruning of a table partitioned with it: in
+view_functions under the table's name (view_functions is
 what reading a relation runs), and a view's reading such a table.
 
 And the enabled event triggers (`event_triggers`: "name on event (schema.function)"),
@@ -127,16 +128,22 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   JOIN pg_catalog.pg_class c ON c.oid = p.polrelid AND c.relrowsecurity,
   LATERAL pg_catalog.regexp_matches(concat(p.polqual::text, p.polwithcheck::text),
     ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
-), opclass_calls(rel, fn) AS (
-  SELECT i.rel, f.fn FROM pg_catalog.pg_index x,
+), opclasses(rel, opclass) AS (
+  SELECT i.rel, oc.opclass FROM pg_catalog.pg_index x,
   LATERAL (VALUES (x.indrelid), (x.indexrelid)) i(rel),
   LATERAL pg_catalog.unnest(x.indclass::oid[]) oc(opclass)
-  JOIN pg_catalog.pg_opclass c ON c.oid = oc.opclass
+  WHERE x.indrelid >= 16384
+  UNION SELECT pt.partrelid, oc.opclass FROM pg_catalog.pg_partitioned_table pt,
+  LATERAL pg_catalog.unnest(pt.partclass::oid[]) oc(opclass)
+  WHERE pt.partrelid >= 16384
+), opclass_calls(rel, fn) AS (
+  SELECT x.rel, f.fn FROM opclasses x
+  JOIN pg_catalog.pg_opclass c ON c.oid = x.opclass
   JOIN LATERAL (SELECT amproc::oid FROM pg_catalog.pg_amproc WHERE amprocfamily = c.opcfamily
                 UNION SELECT o.oprcode::oid FROM pg_catalog.pg_amop a
                 JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
                 WHERE a.amopfamily = c.opcfamily) f(fn) ON true
-  WHERE x.indrelid >= 16384 AND c.oid >= 16384
+  WHERE c.oid >= 16384
   AND NOT EXISTS (SELECT 1 FROM extension_code xc
                   WHERE xc.classid = 'pg_catalog.pg_opclass'::regclass AND xc.objid = c.oid)
 ), rule_deps AS (
@@ -234,6 +241,8 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   WHERE indrelid >= 16384 AND (indexprs IS NOT NULL OR indpred IS NOT NULL)
   UNION ALL SELECT stxrelid, stxexprs::text, true FROM pg_catalog.pg_statistic_ext
   WHERE stxrelid >= 16384 AND stxexprs IS NOT NULL
+  UNION ALL SELECT partrelid, partexprs::text, true FROM pg_catalog.pg_partitioned_table
+  WHERE partrelid >= 16384 AND partexprs IS NOT NULL
   UNION ALL SELECT a.attrelid, k.conbin::text, true FROM pg_catalog.pg_attribute a
   JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
   JOIN domains ON domains.typ IN (a.atttypid, at.typelem)
