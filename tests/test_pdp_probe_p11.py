@@ -17,7 +17,8 @@ import json
 import subprocess
 
 import asyncpg
-from pdp_harness import decide_sql, open_session, pdp_stub, running_pdp, token
+import pytest
+from pdp_harness import decide_sql, free_port, open_session, pdp_stub, running_pdp, token
 from pg_harness import running_gateway
 from test_pdp_probe_p7 import _written
 from test_pdp_probe_p8 import _cli
@@ -114,3 +115,49 @@ async def test_a_genuine_postgres_session_has_no_disputed_command(tmp_path):
             disputed = [(e.command[:80], e.pdp_verdict) for e in commands if e.pdp_verdict]
             assert not disputed, disputed
             assert all(e.pdp_verdict != OTHER_COMMAND for e in timeline.entries)
+
+
+# -- the approval webhook ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_the_webhook_does_not_follow_a_redirect(status: int) -> None:
+    """Attack (whoever answers at the webhook's URL: a receiver taken over, a DNS name
+    that lapsed): answer the notice with a redirect to an address inside the PDP's
+    network. The PDP followed it (aiohttp's default), POSTing the notice there (307,
+    308) or a GET (301-303): a request from the PDP to an address of the answerer's
+    choosing. Now a redirect is a refusal: not followed, counted, logged, not delivered."""
+    from aiohttp import web
+    from test_console_probe_p2 import _request
+
+    from pdp.api.webhooks import WebhookNotifier
+
+    inside: list[str] = []
+    delivered: list[str] = []
+
+    async def hook(_: web.Request) -> web.Response:
+        return web.Response(status=status, headers={"Location": "/inside"})
+
+    async def reached(request: web.Request) -> web.Response:
+        inside.append(request.method)
+        return web.Response(status=200)
+
+    async def noted(r) -> None:
+        delivered.append(r.id)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    app.router.add_route("*", "/inside", reached)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    notifier = WebhookNotifier(f"http://127.0.0.1:{port}/hook", noted)
+    try:
+        notifier(_request())
+        await asyncio.gather(*list(notifier._tasks))  # its one delivery, to its end
+    finally:
+        await notifier.close()
+        await runner.cleanup()
+    assert inside == [], inside
+    assert delivered == [] and notifier.refused == 1

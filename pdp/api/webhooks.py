@@ -9,7 +9,8 @@ without saying so) and
 the request as approvers see it (pdp.domain.approver_view: values masked where the policy
 masks them; never the session id) — retried with capped exponential backoff until the
 receiver answers 2xx, then recorded as the request's `notified` step. A permanent refusal
-(a 4xx other than 408 and 429: wrong URL, revoked hook, a body it will never take) ends
+(a 4xx other than 408 and 429: wrong URL, revoked hook, a body it will never take; a
+redirect, never followed) ends
 delivery at once, logged once and counted (`WebhookNotifier.refused`); 5xx, 408, 429 and
 an unreachable receiver are retried while the request can still be decided, and never
 past MAX_DELIVERY_SECONDS (counted in `WebhookNotifier.abandoned`).
@@ -122,8 +123,10 @@ def chat_text(text: str) -> str:
 
 def permanent_refusal(status: int) -> bool:
     """A receiver's answer that retrying cannot change: a 4xx other than 408 (Request
-    Timeout) and 429 (Too Many Requests)."""
-    return 400 <= status < 500 and status not in RETRIED_CLIENT_ERRORS
+    Timeout) and 429 (Too Many Requests), and a redirect, which is not followed (the
+    notice goes to the configured URL only: a receiver, or whoever answers for it, cannot
+    send the PDP's POST on to an address of its choosing, inside the PDP's network)."""
+    return 300 <= status < 500 and status not in RETRIED_CLIENT_ERRORS
 
 
 class WebhookNotifier:
@@ -155,7 +158,9 @@ class WebhookNotifier:
         backoff = 0.5
         while True:
             try:
-                async with self._session.post(self.url, json=body) as response:
+                async with self._session.post(
+                    self.url, json=body, allow_redirects=False
+                ) as response:
                     if 200 <= response.status < 300:
                         self.sent += 1
                         break
