@@ -31,10 +31,13 @@ through Portcullis ≤ direct + 1.5 x Decide p50; stream ≥ 0.5 x direct — an
 line. A decided exec's target is printed against both Decide p50s of a new line, back to
 back (the headline and the JSON's decided_exec_added_target_ms: the stricter) and spaced
 at the execs' pace (decided_exec_added_target_spaced_ms: the Decide an exec waits for),
-with the overhead as a multiple of each. Not a test: nothing here asserts.
+with the overhead as a multiple of each. With `--relay`, also `uptime` paired alike with
+sshd reached through a bare uvloop TCP relay (bench/postgres/relay.py: bytes in, bytes
+out, no SSH of its own): what one more process on an exec's way costs on this machine at
+this load, the floor under any proxy's exec overhead. Not a test: nothing here asserts.
 
     python bench/ssh/bench_ssh.py [--execs 200] [--megabytes 100] [--rounds 3] [--connects 10]
-                                  [--sftp]
+                                  [--sftp] [--relay]
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ from cpu_meter import CPUMeter  # noqa: E402
 from processes import stop_all  # noqa: E402
 
 COMMAND = "uptime"
+RELAY = REPO / "bench" / "postgres" / "relay.py"  # a bare uvloop TCP relay, no SSH of its own
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
@@ -310,6 +314,16 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         wait_port(listen, proxy, proxy_log)
         common: dict[str, Any] = {"known_hosts": None, "agent_path": None, "config": None,
                                   "compression_algs": None}  # fmt: skip
+        relay_port = 0
+        if args.relay:
+            relay_port = free_port()
+            relay_log = tmp / "relay.log"
+            relay = subprocess.Popen(
+                [sys.executable, str(RELAY), str(relay_port), str(sshd.port)],
+                cwd=tmp, stderr=relay_log.open("w"),
+            )  # fmt: skip
+            procs.append(relay)
+            wait_port(relay_port, relay, relay_log)
         targets = {
             "direct": dict(host="127.0.0.1", port=sshd.port, username=sshd.user,
                            client_keys=[str(sshd.user_key)], **common),
@@ -326,7 +340,8 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             }
             for name in targets
         }
-        paired: dict[str, list[float]] = {"exec_ms": [], "decided_exec_ms": []}
+        paired: dict[str, list[float]] = {"exec_ms": [], "decided_exec_ms": [],
+                                          "relay_exec_ms": []}  # fmt: skip
         order_effect: dict[str, list[float]] = {"exec_ms": [], "decided_exec_ms": []}
         sftp_targets = {**targets, "portcullis": {**targets["portcullis"], "password": dba_token}}
         # CPU of the proxy and of the PDP per exec and per MB streamed (through Portcullis):
@@ -361,6 +376,14 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     order_effect[key].append(
                         statistics.median(diffs[::2]) - statistics.median(diffs[1::2])
                     )
+                if relay_port:
+                    # the same `uptime` paired with sshd reached through a bare TCP relay
+                    async with asyncssh.connect(**{**targets["direct"], "port": relay_port}) as up:
+                        await execs(up, 5)
+                        times = await paired_execs(direct_conn, up, args.execs)
+                    diffs = [b - a for a, b in zip(*times, strict=True)]
+                    turns = zip(diffs[::2], diffs[1::2], strict=False)
+                    paired["relay_exec_ms"] += [(x + y) / 2 for x, y in turns]
                 for name in order if r % 2 == 0 else reversed(order):
                     meter = CPUMeter(watched)
                     rounds[name]["stream_mbps"].append(await stream(conns[name], big, size))
@@ -426,6 +449,11 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         # exec's length before each, as a decided exec finds it)
         "decided_exec_added_target_spaced_ms": 1.5 * decide_spaced,
         "turns": len(paired["exec_ms"]),
+        # a bare TCP relay in front of sshd, paired alike (--relay): one more process on the
+        # way, no SSH of its own
+        "relay_exec_paired_added_ms": (
+            statistics.median(paired["relay_exec_ms"]) if paired["relay_exec_ms"] else None
+        ),
         "order_effect_ms": {k: statistics.median(v) for k, v in order_effect.items()},
         "stream_ratio": through["stream_mbps"] / direct["stream_mbps"],
         "sftp_ratio": through.get("sftp_mbps", 0) / direct.get("sftp_mbps", 1),
@@ -464,6 +492,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connects", type=int, default=10, help="fresh connections, one exec each")
     parser.add_argument("--sftp", action="store_true", help="also an SFTP get of the file")
+    parser.add_argument(
+        "--relay", action="store_true",
+        help="also `uptime` paired with sshd through a bare TCP relay (the floor of a hop)",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ssh-") as tmp:
         out = asyncio.run(measure(args, Path(tmp)))
@@ -498,6 +530,10 @@ def main() -> None:
     print(f"  paired      {paired:+8.2f} ms/exec  (median over {turns} ABBA turns of the "
           "differences within a pair)")  # fmt: skip
     print(target_lines(out))
+    if out["relay_exec_paired_added_ms"] is not None:
+        relay = out["relay_exec_paired_added_ms"]
+        print(f"  sshd through a bare TCP relay (one more process on the way, no SSH of its "
+              f"own; paired alike, `uptime`): {relay:+.2f} ms/exec")  # fmt: skip
     print(f"stream (`cat` of {out['megabytes']} MB):")
     print(f"  direct      {d['stream_mbps']:8.1f} MB/s")
     print(f"  portcullis  {p['stream_mbps']:8.1f} MB/s  ({out['stream_ratio']:.2f}x direct; "
