@@ -13,6 +13,7 @@ browser does, and counts the store's full verifications.
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from test_console_probe_p1 import _http, pdp, sign_in  # noqa: F401  (pdp: a fixture)
@@ -107,3 +108,49 @@ async def test_a_second_export_while_one_runs_is_refused(pdp):  # noqa: F811
         release.set()
         assert await first == 200
     assert second == 429
+
+
+async def test_one_person_s_parallel_replay_loads_are_bounded(pdp):  # noqa: F811
+    """Attack (a reader, on their own long session): load its replay page in many tabs
+    or from a script at once. Each load read every record of the session (events,
+    decisions, approvals: millions for a long one) and built its timeline, all at once.
+    Now one person has at most MAX_BUILDS session pages made at once; another is a 429
+    until one ends."""
+    import pdp.console.views.sessions as sessions_view
+
+    MAX_BUILDS = getattr(sessions_view, "MAX_BUILDS", 2)  # 2 on the tree before
+    sid = str(uuid.uuid4())
+    identity = {"subject": "rita@example.com", "issuer": "portcullis-dev", "groups": ["readonly"]}
+    body = {"verdict": "allow", "session": {"identity": identity,
+                                            "connection": {"name": "orders-db"}}}  # fmt: skip
+    await pdp.store.append("session.open", body, session_id=sid, subject="rita@example.com")
+    release = asyncio.Event()
+    held = 0
+    everyone_held = asyncio.Event()
+    query = pdp.store.query
+
+    async def holding(*args, **kwargs):  # the first MAX_BUILDS loads' event reads wait
+        nonlocal held
+        if kwargs.get("kind") == "session.events" and held < MAX_BUILDS:
+            held += 1
+            if held == MAX_BUILDS:
+                everyone_held.set()
+            await release.wait()
+        return await query(*args, **kwargs)
+
+    pdp.store.query = holding
+    async with _http() as http:
+        await sign_in(http, pdp.base, "rita@example.com", "readonly")
+
+        async def load() -> int:
+            async with http.get(f"{pdp.base}/console/sessions/{sid}") as r:
+                await r.read()
+                return r.status
+
+        first = [asyncio.ensure_future(load()) for _ in range(MAX_BUILDS)]
+        await everyone_held.wait()
+        another = await load()
+        release.set()
+        assert await asyncio.gather(*first) == [200] * MAX_BUILDS
+        assert await load() == 200  # once they are done
+    assert another == 429

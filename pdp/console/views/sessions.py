@@ -16,15 +16,18 @@ says.
 A session is as long as its client made it: a replay page shows ENTRIES_SHOWN timeline
 entries (`?from=N` for the others, the totals always for the whole session), and builds
 the timeline and its HTML in a worker thread, off the event loop that answers every
-decision.
+decision; one person has at most MAX_BUILDS such pages made at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import re
+from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -69,6 +72,12 @@ ENTRIES_SHOWN = 500  # timeline entries on one replay page
 VERDICTS = ("", "allow", "mask", "deny", "require_approval")
 
 
+# replay and terminal pages one person has the PDP build at once: each reads every record
+# of its session (a long session: millions), so parallel loads (tabs, a script) multiply
+# that; more wait for one to end (429)
+MAX_BUILDS = 2
+
+
 def routes(console: Console) -> list[web.RouteDef]:
     view = SessionsView(console)
     return [
@@ -87,6 +96,25 @@ class SessionsView:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.store = console.pdp.store
+        self._building: Counter[tuple[str, str]] = Counter()
+
+    @contextlib.contextmanager
+    def _build(self, request: web.Request) -> Iterator[None]:
+        """One of the MAX_BUILDS session pages this person may have built at once."""
+        session: WebSession = signed_in(request)
+        person = (session.issuer, session.subject)
+        if self._building[person] >= MAX_BUILDS:
+            raise web.HTTPTooManyRequests(
+                text=f"at most {MAX_BUILDS} session pages are made for you at once: wait"
+                " for one to load"
+            )
+        self._building[person] += 1
+        try:
+            yield
+        finally:
+            self._building[person] -= 1
+            if self._building[person] <= 0:
+                del self._building[person]
 
     def _may_see(self, session: WebSession, opened: AuditRecord) -> bool:
         if self.console.is_auditor(session):
@@ -221,6 +249,10 @@ class SessionsView:
         return found[0]
 
     async def replay(self, request: web.Request) -> web.Response:
+        with self._build(request):
+            return await self._replay(request)
+
+    async def _replay(self, request: web.Request) -> web.Response:
         opened = await self._opened(request)
         sid = opened.session_id
         closed = await self.store.query(kind="session.close", session_id=sid, limit=1)
@@ -342,6 +374,10 @@ class SessionsView:
         ), class_="player", data_cast=src, aria_labelledby=f"{pid}-h")  # fmt: skip
 
     async def terminal(self, request: web.Request) -> web.Response:
+        with self._build(request):
+            return await self._terminal(request)
+
+    async def _terminal(self, request: web.Request) -> web.Response:
         opened = await self._opened(request)
         channel = int(request.match_info["channel"])
         events = await self.store.query(kind="session.events", session_id=opened.session_id)
