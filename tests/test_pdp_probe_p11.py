@@ -13,6 +13,7 @@ except under a decision the policy let be reused for statements of its shape.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 
@@ -161,3 +162,54 @@ async def test_the_webhook_does_not_follow_a_redirect(status: int) -> None:
         await runner.cleanup()
     assert inside == [], inside
     assert delivered == [] and notifier.refused == 1
+
+
+async def test_a_webhook_notice_is_signed_by_the_pdps_key() -> None:
+    """Attack (anyone who learns the hook's URL: it sits in chat integrations' settings,
+    proxies' logs): POST a notice of one's own to the receiver ('approval needed: ...
+    approve a-…'), which had no way to tell it from the PDP's. With the PDP's signer each
+    notice carries an Ed25519 signature over a fixed prefix, its timestamp and its exact
+    body, by the key the evidence bundles hold; a changed body or timestamp fails it."""
+    from aiohttp import web
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from test_console_probe_p2 import _request
+
+    from pdp.api import webhooks
+    from pdp.api.webhooks import WebhookNotifier
+    from pdp.evidence.signing import Signer, notice_message
+
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append((dict(request.headers), await request.read()))
+        return web.Response(status=200)
+
+    async def noted(_r) -> None:
+        return None
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    signer = Signer(Ed25519PrivateKey.generate())
+    notifier = WebhookNotifier(f"http://127.0.0.1:{port}/hook", noted, signer=signer)
+    try:
+        notifier(_request())
+        await asyncio.gather(*list(notifier._tasks))
+    finally:
+        await notifier.close()
+        await runner.cleanup()
+    [(headers, body)] = got
+    assert "a-hook" in json.loads(body)["text"]
+    assert headers[webhooks.KEY_ID_HEADER] == signer.key_id
+    timestamp = headers[webhooks.TIMESTAMP_HEADER]
+    signature = base64.b64decode(headers[webhooks.SIGNATURE_HEADER])
+    signer.public_key.verify(signature, notice_message(timestamp, body))
+    with pytest.raises(InvalidSignature):
+        signer.public_key.verify(signature, notice_message(timestamp, body + b" "))
+    with pytest.raises(InvalidSignature):
+        signer.public_key.verify(signature, notice_message(str(int(timestamp) + 1), body))
+    assert not notice_message(timestamp, body).startswith(b"{")  # never a signed document

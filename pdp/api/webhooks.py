@@ -14,16 +14,25 @@ redirect, never followed) ends
 delivery at once, logged once and counted (`WebhookNotifier.refused`); 5xx, 408, 429 and
 an unreachable receiver are retried while the request can still be decided, and never
 past MAX_DELIVERY_SECONDS (counted in `WebhookNotifier.abandoned`).
+
+Given the PDP's signer, each POST is signed so a receiver can tell the PDP's notice from
+anyone's who learnt the hook's URL: `X-Portcullis-Signature` is the Ed25519 signature, in
+base64, of pdp.evidence.signing.notice_message — a prefix no signed evidence document
+starts with, the unix time sent in `X-Portcullis-Timestamp` (a receiver refuses old ones:
+a replayed notice) and the exact body bytes — by the key `X-Portcullis-Key-Id` names (the
+public key `audit export` bundles as public_key.pem).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -32,7 +41,14 @@ from pdp.domain.approver_view import mixed_script_words
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import outward
 
+if TYPE_CHECKING:
+    from pdp.evidence.signing import Signer
+
 log = logging.getLogger("portcullis.webhooks")
+
+SIGNATURE_HEADER = "X-Portcullis-Signature"
+TIMESTAMP_HEADER = "X-Portcullis-Timestamp"
+KEY_ID_HEADER = "X-Portcullis-Key-Id"
 
 MAX_BACKOFF_SECONDS = 30.0
 # however long an approval may wait, a notice is retried for at most this long
@@ -130,9 +146,15 @@ def permanent_refusal(status: int) -> bool:
 
 
 class WebhookNotifier:
-    def __init__(self, url: str, delivered: Callable[[ApprovalRequest], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        url: str,
+        delivered: Callable[[ApprovalRequest], Awaitable[None]],
+        signer: Signer | None = None,
+    ) -> None:
         self.url = url
         self.delivered = delivered
+        self.signer = signer
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self.sent = 0  # notices a receiver took (2xx)
@@ -153,13 +175,13 @@ class WebhookNotifier:
     async def _deliver(self, request: ApprovalRequest) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        body = notice(request)
+        body = json.dumps(notice(request)).encode()
         give_up = min(request.expires_at, time.time() + MAX_DELIVERY_SECONDS)
         backoff = 0.5
         while True:
             try:
                 async with self._session.post(
-                    self.url, json=body, allow_redirects=False
+                    self.url, data=body, headers=self._headers(body), allow_redirects=False
                 ) as response:
                     if 200 <= response.status < 300:
                         self.sent += 1
@@ -188,6 +210,18 @@ class WebhookNotifier:
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         with contextlib.suppress(Exception):
             await self.delivered(request)
+
+    def _headers(self, body: bytes) -> dict[str, str]:
+        """The POST's headers: its type, and its signature when the PDP's signer is given
+        (made for each try: its timestamp is when it was sent)."""
+        headers = {"Content-Type": "application/json"}
+        if self.signer is not None:
+            timestamp = str(int(time.time()))
+            signature = self.signer.sign_notice(timestamp, body)
+            headers[TIMESTAMP_HEADER] = timestamp
+            headers[SIGNATURE_HEADER] = base64.b64encode(signature).decode()
+            headers[KEY_ID_HEADER] = self.signer.key_id
+        return headers
 
     async def close(self) -> None:
         for task in list(self._tasks):

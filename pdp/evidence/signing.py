@@ -50,6 +50,12 @@ def signed_bytes(payload: dict[str, Any]) -> bytes:
     return canonical_json(payload).encode()
 
 
+def notice_message(timestamp: str, body: bytes) -> bytes:
+    """What a webhook notice's signature signs: a fixed prefix, the timestamp header's
+    value and the body as sent."""
+    return b"portcullis-webhook-v1\n" + timestamp.encode() + b"\n" + body
+
+
 class Signer:
     """Signs payloads with the PDP's key (config.pdp.signing_key)."""
 
@@ -60,6 +66,11 @@ class Signer:
 
     def public_pem(self) -> bytes:
         return public_pem(self.public_key)
+
+    def sign_notice(self, timestamp: str, body: bytes) -> bytes:
+        """The signature of an outgoing notice (pdp.api.webhooks): of notice_message, which
+        no signed document's canonical JSON can be (it starts with a fixed word, not '{')."""
+        return self._key.sign(notice_message(timestamp, body))
 
     def sign(self, payload: dict[str, Any]) -> dict[str, Any]:
         signature = self._key.sign(signed_bytes(payload))
