@@ -33,25 +33,25 @@ may return what it reads from any table. Sent to the PDP as input.command.postgr
 user_operators, user_types, view_functions, user_casts, row_functions and user_functions,
 only when there are any.
 
-And what writing to each relation runs that the statement does not name (`write_code`):
-its triggers (a FOR EACH ROW trigger on t runs its function on every INSERT INTO t VALUES
-(1), which may copy any table's rows anywhere), its rules (ON INSERT DO ALSO ...), and the
+And what writing to each relation runs that the statement does not name (`write_code`): its
+triggers (a FOR EACH ROW trigger on t runs its function on every INSERT INTO t VALUES (1),
+which may copy any table's rows anywhere), its rules (ON INSERT DO ALSO ...), and the
 functions its column defaults, generated columns, CHECK constraints, index expressions and
-predicates, partition key expressions, and its columns' domains' CHECKs and DEFAULTs call (only those made after initdb or not
-immutable: `pg_catalog.nextval` of a serial column is named, the policy says which built-ins
-pass); followed to what a write to it also writes: an automatically updatable view's
-relations, a parent's inheritance children and partitions, and the tables whose foreign
-keys cascade from it (ON DELETE/UPDATE CASCADE, SET NULL, SET DEFAULT). Also what runs over
-its stored rows with nothing naming it: a materialized view's query (and the views it
-reads) on REFRESH; index expressions and predicates, the functions and operators of an
-operator class the database made, and extended statistics' expressions on VACUUM, ANALYZE
-and REINDEX (an index's code is also keyed by the index's own name: REINDEX INDEX i). A
-volatile built-in in code that is given the rows' values (a CHECK, an index, a generated
-column, a domain's CHECK, a materialized view's query; not a DEFAULT, which sees none) is
-named "pg_catalog.f (given the rows' values)": `CHECK (set_config('application_name',
-password, false) IS NOT NULL)` keeps what no mask reads, while set_config called by a
-statement has its arguments judged. The policy makes a privileged session outside
-pii-readers ask for approval before such a write or maintenance
+predicates, partition key expressions, and its columns' domains' CHECKs and DEFAULTs call
+(only those made after initdb or not immutable: `pg_catalog.nextval` of a serial column is
+named, the policy says which built-ins pass); followed to what a write to it also writes: an
+automatically updatable view's relations, a parent's inheritance children and partitions,
+and the tables whose foreign keys cascade from it (ON DELETE/UPDATE CASCADE, SET NULL, SET
+DEFAULT). Also what runs over its stored rows with nothing naming it: a materialized view's
+query (and the views it reads) on REFRESH; index expressions and predicates, the functions
+and operators of an operator class the database made, and extended statistics' expressions
+on VACUUM, ANALYZE and REINDEX (an index's code is also keyed by the index's own name:
+REINDEX INDEX i). A volatile built-in in code that is given the rows' values (a CHECK, an
+index, a generated column, a domain's CHECK, a materialized view's query; not a DEFAULT,
+which sees none) is named "pg_catalog.f (given the rows' values)": `CHECK
+(set_config('application_name', password, false) IS NOT NULL)` keeps what no mask reads,
+while set_config called by a statement has its arguments judged. The policy makes a
+privileged session outside pii-readers ask for approval before such a write or maintenance
 (rego/portcullis/postgres_user_code.rego). Sent as input.command.postgres.write_code, only
 when there is any.
 
@@ -61,7 +61,10 @@ bypasses them, but not a view owned by another role, nor a session acting as one
 functions of an operator class the database made, which an index scan of a table indexed
 with it runs (`WHERE x = 5`), or partition pruning of a table partitioned with it: in
 view_functions under the table's name (view_functions is
-what reading a relation runs), and a view's reading such a table.
+what reading a relation runs), and a view's reading such a table. So are the functions
+the planner runs when it reads a relation's index expressions and predicates, statistics
+expressions and CHECKs: a call whose arguments are all constants, which it folds
+(`CREATE INDEX ... WHERE x > public.f(1)`: every SELECT of the table runs f).
 
 And the enabled event triggers (`event_triggers`: "name on event (schema.function)"),
 which run the database's code on DDL whatever the statement names (an installed
@@ -146,6 +149,23 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   WHERE c.oid >= 16384
   AND NOT EXISTS (SELECT 1 FROM extension_code xc
                   WHERE xc.classid = 'pg_catalog.pg_opclass'::regclass AND xc.objid = c.oid)
+), read_trees(rel, tree) AS (
+  SELECT i.rel, concat(x.indexprs::text, ' ', x.indpred::text) FROM pg_catalog.pg_index x,
+  LATERAL (VALUES (x.indrelid), (x.indexrelid)) i(rel)
+  WHERE x.indrelid >= 16384 AND (x.indexprs IS NOT NULL OR x.indpred IS NOT NULL)
+  UNION ALL SELECT stxrelid, stxexprs::text FROM pg_catalog.pg_statistic_ext
+  WHERE stxrelid >= 16384 AND stxexprs IS NOT NULL
+  UNION ALL SELECT conrelid, conbin::text FROM pg_catalog.pg_constraint
+  WHERE conrelid >= 16384 AND contype = 'c'
+), folding(rel, tree, round) AS (
+  SELECT rel, tree, 0 FROM read_trees
+  UNION ALL
+  SELECT rel, pg_catalog.regexp_replace(tree, %(constant)s, '{CONST }', 'g'), round + 1
+  FROM folding WHERE round < 8 AND tree ~ %(constant)s
+), read_code(rel, fn) AS (
+  SELECT f.rel, m[1]::oid FROM folding f,
+  LATERAL pg_catalog.regexp_matches(f.tree, %(constant_call)s, 'g') m
+  UNION SELECT rel, fn FROM opclass_calls
 ), rule_deps AS (
   SELECT r.ev_class AS view, c.relkind AS kind, d.refclassid, d.refobjid
   FROM pg_catalog.pg_rewrite r
@@ -175,12 +195,12 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   UNION
   SELECT reach.view, f.fn FROM reach JOIN policy_calls f ON f.rel = reach.src
   UNION
-  SELECT reach.view, f.fn FROM reach JOIN opclass_calls f ON f.rel = reach.src
+  SELECT reach.view, f.fn FROM reach JOIN read_code f ON f.rel = reach.src
 ), read_calls(view, fn) AS (
   SELECT calls.view, calls.fn FROM calls
   JOIN pg_catalog.pg_class v ON v.oid = calls.view AND v.relkind = 'v'
   UNION
-  SELECT o.rel, o.fn FROM opclass_calls o
+  SELECT o.rel, o.fn FROM read_code o
   JOIN pg_catalog.pg_class t ON t.oid = o.rel AND t.relkind IN ('r', 'p', 'm')
 ), view_calls AS (
   SELECT vn.nspname || '.' || v.relname AS name,
@@ -317,6 +337,26 @@ SELECT json_build_object(
                        (x.classid = 'pg_catalog.pg_event_trigger'::regclass AND x.objid = e.oid)
                        OR (x.classid = 'pg_catalog.pg_proc'::regclass AND x.objid = e.evtfoid)))
 )::text"""
+
+
+# A call (function or operator) whose arguments are all constants, in a node tree's text
+# (nodeToString): the planner folds it (eval_const_expressions), running an IMMUTABLE
+# function, whenever it reads the relation's index expressions and predicates, statistics
+# expressions, or (constraint exclusion) CHECKs, so a plain SELECT of the table runs it;
+# folding's rounds replace each such call (and a relabelling of a constant) with a constant,
+# so a call over calls of constants is found in a later round. A call over a column is not.
+_CONSTANT_NODE = (
+    r"'\{(?:FUNCEXPR|OPEXPR|DISTINCTEXPR|NULLIFEXPR|SCALARARRAYOPEXPR) [^{}]*:args "
+    r"\((?:\s*\{CONST[^{}]*\})*\s*\)[^{}]*\}"
+    r"|\{(?:RELABELTYPE|COERCEVIAIO) :arg \{CONST[^{}]*\}[^{}]*\}'"
+)
+_CONSTANT_CALL = (
+    r"'\{(?:FUNCEXPR :funcid|(?:OPEXPR|DISTINCTEXPR|NULLIFEXPR|SCALARARRAYOPEXPR) :opno "
+    r"[0-9]+ :opfuncid) ([0-9]+)[^{}]*:args \((?:\s*\{CONST[^{}]*\})*\s*\)[^{}]*\}'"
+)
+USER_CODE_SQL = USER_CODE_SQL.replace("%(constant)s", _CONSTANT_NODE).replace(
+    "%(constant_call)s", _CONSTANT_CALL
+)
 
 
 def user_code(rows: list[str]) -> dict[str, Any]:
