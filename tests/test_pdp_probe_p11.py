@@ -45,12 +45,18 @@ async def test_a_denied_command_under_an_allowed_decisions_id_is_marked(tmp_path
         allowed = await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
         assert allowed.verdict in (pdp_pb2.ALLOW, pdp_pb2.MASK)
         said = pdp_pb2.Verdict.Name(allowed.verdict).lower()
+        # the proxy's own Decide of a text holding the denied one (a comment decides nothing)
+        holder = await decide_sql(stub, opened.session_id, "SELECT 1 -- DROP TABLE orders")
+        assert holder.verdict in (pdp_pb2.ALLOW, pdp_pb2.MASK)
         events = [
             {"time": 1.0, "direction": "client", "type": "command",
              "command": "SELECT id FROM orders", "decision_id": allowed.decision_id,
              "verdict": said},
             {"time": 2.0, "direction": "client", "type": "command", "command": "DROP TABLE orders",
              "decision_id": allowed.decision_id, "verdict": said},
+            {"time": 3.0, "direction": "client", "type": "command", "command": "DROP TABLE orders",
+             "decision_id": holder.decision_id,
+             "verdict": pdp_pb2.Verdict.Name(holder.verdict).lower()},
         ]  # fmt: skip
         await stub.RecordEvents(
             pdp_pb2.RecordEventsRequest(
@@ -60,11 +66,12 @@ async def test_a_denied_command_under_an_allowed_decisions_id_is_marked(tmp_path
     replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
     assert replay.returncode == 0, replay.stdout + replay.stderr
     lines = replay.stdout.splitlines()
-    drop = next(line for line in lines if "DROP TABLE orders" in line)
-    assert "!! the PDP recorded this decision of another command" in drop, replay.stdout
+    drops = [line for line in lines if "DROP TABLE orders" in line]
+    assert len(drops) == 2, replay.stdout
+    assert all("!! the PDP recorded this decision of another command" in d for d in drops)
     select = next(line for line in lines if "SELECT id FROM orders" in line)
     assert "!!" not in select, replay.stdout
-    assert "!! 1 command(s)" in replay.stdout, replay.stdout
+    assert "!! 2 command(s)" in replay.stdout, replay.stdout
 
 
 async def _timeline_of(store, session_id: str):
@@ -88,14 +95,14 @@ def _psql(gw, tok: str, script: str) -> subprocess.CompletedProcess[str]:
 async def test_a_genuine_postgres_session_has_no_disputed_command(tmp_path):
     """What the real proxy records is never marked: a multi-statement text, statements of
     one shape answered from the cache, asyncpg's prepared statements (extended protocol)
-    and a long statement cut in its event."""
+    and a long statement cut in its record and its event."""
     async with running_gateway(tmp_path) as gw:
         tok = gw.token("dana", DBA)
         script = (
             "select 1 as one; select 2 as two;\n"
             + "".join(f"select id from orders where id = {n};\n" for n in range(5))
             + "select '"
-            + "x" * 20000
+            + "x" * 70000
             + "' as long;\n"
         )
         run = await asyncio.to_thread(_psql, gw, tok, script)

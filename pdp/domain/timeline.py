@@ -461,18 +461,26 @@ OTHER_COMMAND = "another command"
 def _of_another_command(e: Entry, ruling: dict[str, Any]) -> bool:
     """Whether the PDP's decision `ruling` was made on a command other than the event's
     (a proxy letting a denied statement through under the id of an allowed one beside
-    it). Within what was decided counts as the same: a statement of a multi-statement
-    text, a text cut by either record (a prefix of the other); so does a statement of the
-    same shape (pglast fingerprint) where the policy let the decision be reused for its
-    shape (cache_key shape)."""
+    it). The same: the text itself, a text cut by either record (a prefix of the other),
+    a statement of a Postgres multi-statement text; and a statement of the same shape
+    (pglast fingerprint) where the policy let the decision be reused for its shape
+    (cache_key shape). A text merely inside the decided one is not (`SELECT 1 -- DROP
+    TABLE orders` decides no DROP)."""
     raw, command = ruling.get("raw"), e.command.strip()
     if not isinstance(raw, str) or not command or e.type != "command":
         return False
-    if command in raw or (ruling.get("raw_truncated") and command.startswith(raw)):
+    if command == raw.strip():
+        return False
+    if e.result.get("command_truncated") and raw.lstrip().startswith(command):
+        return False
+    if ruling.get("raw_truncated") and command.startswith(raw.strip()):
+        return False
+    postgres = ruling.get("kind", "postgres.query") == "postgres.query"
+    if postgres and command in {s.strip() for s in _statements(raw)}:
         return False
     if ruling.get("cache_key") != "shape" or not (ruling.get("cache_ttl_seconds") or 0) > 0:
         return True
-    if ruling.get("kind", "postgres.query") != "postgres.query":
+    if not postgres:
         return False  # a shape only Postgres statements have: nothing to compare
     return _fingerprint(command) not in {_fingerprint(s) for s in _statements(raw)}
 
