@@ -310,6 +310,38 @@ needs_approval contains sprintf("%q has %q, computed when it runs, whose value t
 	i > 0
 }
 
+# A variable the line reads that neither sshd nor the shell sets, nor a loop of the line,
+# is the upstream account's environment — its startup files (Debian's bash reads ~/.bashrc
+# for an sshd exec), sshd's SetEnv, PAM's: `printf '%s\n' "$DB_PASSWORD"`, `df "$API_KEY"`
+# (df names its operand in its error) print what no allowed command shows (env and
+# printenv are not allowed). A computed word naming one needs approval, as the client's
+# own words for it would. Names are read from the word's text (quotes removed: a `$NAME`
+# that was single-quoted in a computed word asks too — more is asked for, never less);
+# data.portcullis.ssh.parameters replaces the names known.
+ssh_default_parameters := {
+	# sshd (sshd(8) ENVIRONMENT) and the login
+	"HOME", "USER", "LOGNAME", "SHELL", "PATH", "MAIL", "TZ", "TERM", "DISPLAY",
+	"SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY", "SSH_ORIGINAL_COMMAND",
+	# bash's own (bash(1) Shell Variables it sets)
+	"_", "PWD", "OLDPWD", "BASH", "BASHPID", "BASH_VERSION", "BASH_SUBSHELL",
+	"BASH_EXECUTION_STRING", "BASH_COMMAND", "EUID", "UID", "PPID", "RANDOM", "SRANDOM", "LINENO",
+	"SECONDS", "EPOCHSECONDS", "EPOCHREALTIME", "HOSTNAME", "HOSTTYPE", "OSTYPE", "MACHTYPE",
+	"SHLVL", "IFS", "OPTIND", "OPTERR",
+}
+
+ssh_parameters := object.get(data.portcullis.ssh, "parameters", ssh_default_parameters)
+
+needs_approval contains sprintf("%q reads $%s, a variable of the upstream's environment: neither sshd nor the shell sets it (data.portcullis.ssh.parameters)", [part.command, name]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	some i in part.dynamic
+	contains(part.argv[i], "$")
+	some found in regex.find_all_string_submatch_n(`\$\{?([A-Za-z_][A-Za-z0-9_]*)`, part.argv[i], -1)
+	name := found[1]
+	not name in ssh_parameters
+	not name in object.get(input.command.ssh, "loop_variables", [])
+}
+
 ssh_part_globbed(part) if {
 	some pattern in data.portcullis.ssh.allowed_commands
 	contains(pattern, "*")

@@ -644,8 +644,8 @@ test_ssh_filters_take_no_computed_or_appended_words if {
 	every part in [
 		object.union(ssh_part(["echo", "$?"]), {"dynamic": [1]}),
 		object.union(ssh_part(["echo", "exit=$?"]), {"dynamic": [1]}),
-		object.union(ssh_part(["printf", "%s\\n", "$X"]), {"dynamic": [2]}),
-		object.union(ssh_part(["printf", "%-10s|%5s %%\\t\\n", "$X", "$Y"]), {"dynamic": [2, 3]}),
+		object.union(ssh_part(["printf", "%s\\n", "$(cat /var/log/x)"]), {"dynamic": [2]}),
+		object.union(ssh_part(["printf", "%-10s|%5s %%\\t\\n", "$HOME", "$(uptime)"]), {"dynamic": [2, 3]}),
 		object.union(ssh_part(["printf", "%x %c %.2s\\n", "10", "ab", "abc"]), {"dynamic": []}),
 	] {
 		ssh_decision(["pii-readers"], [part]).verdict == "allow"
@@ -736,4 +736,25 @@ test_ssh_journal_cut_to_width_needs_approval if {
 		sprintf("%q uses --no-full, which is not among the options allowed to journalctl", [concat(" ", argv)]) in d.reasons
 	}
 	ssh_verdict(["readonly"], ["journalctl", "--full", "-o", "short-monotonic"]) == "mask"
+}
+
+# a variable neither sshd nor the shell sets is the upstream's environment (its rc files,
+# SetEnv): reading it needs approval (tests/test_ssh_probe_p14.py)
+test_ssh_a_variable_of_the_upstreams_environment_needs_approval if {
+	every word in ["$DB_PASSWORD", "${API_KEY}", "x=$http_proxy", "$HOME$SECRET"] {
+		part := object.union(ssh_part(["printf", "%s\\n", word]), {"dynamic": [2]})
+		d := ssh_decision(["pii-readers"], [part])
+		d.verdict == "require_approval"
+	}
+	d := ssh_decision(["readonly"], [object.union(ssh_part(["df", "$API_KEY"]), {"dynamic": [1]})])
+	"\"df $API_KEY\" reads $API_KEY, a variable of the upstream's environment: neither sshd nor the shell sets it (data.portcullis.ssh.parameters)" in d.reasons
+	every word in ["$HOME", "${USER}/x", "$PWD:$SSH_CONNECTION", "$1", "$_"] {
+		part := object.union(ssh_part(["printf", "%s\\n", word]), {"dynamic": [2]})
+		ssh_decision(["pii-readers"], [part]).verdict == "allow"
+	}
+	# a loop's own variable is the line's
+	looped := object.union(ssh_part(["df", "$x"]), {"dynamic": [1]})
+	ssh_decision(["pii-readers"], [looped]).verdict == "require_approval"
+	d2 := portcullis.decision with input as object.union(ssh_exec_input(["pii-readers"], [looped]), {"command": {"kind": "ssh.exec", "raw": "for x in a; do df $x; done", "ssh": {"parts": [looped], "loop_variables": ["x"]}}})
+	d2.verdict == "allow"
 }
