@@ -17,6 +17,9 @@ before its fix:
   inverted only when every member named a field; `{"5550100": "Phone number"}` and
   `{"5550100": ["phone"]}` not at all. A key that is no identifier whose member labels a
   field is now that field's value (bodies.BodyMask.value_key_field);
+- a key a map elsewhere names as a field: Jira's `expand=names` (`"names":
+  {"customfield_10010": "Phone"}` beside `"fields": {"customfield_10010": ...}`), an
+  alias map: the value under the id passed (bodies.BodyMask.aliased);
 - a value carried coded: a JSON string that is base64 without its padding (a JWT's
   payload, a cookie's value, `eyJwaG9uZSI6IjU1NTAxMDAifQ`: only padded base64, or
   base64url holding `-` or `_`, was decoded); an answer's header whose value, decoded
@@ -131,6 +134,15 @@ ANSWERS = {
     "sse comment": ("text/event-stream", ": phone 5550100\n\ndata: {}\n\n"),
     "sse comment of json": ("text/event-stream", ':{"phone": "5550100"}\n\n'),
     "sse retry": ("text/event-stream", "retry: 5550100\ndata: {}\n\n"),
+    "jira names": (
+        "application/json",
+        '{"fields": {"customfield_10010": "5550100", "summary": "x"},'
+        ' "names": {"customfield_10010": "Phone", "summary": "Summary"}}',
+    ),
+    "graphql alias map": (
+        "application/json",
+        '{"data": {"c": {"x": "5550100"}}, "extensions": {"aliases": {"x": "phone"}}}',
+    ),
     "yaml list item": ("application/yaml", "customer:\n  - phone:\n      5550100\n"),
     "yaml comment": ("application/yaml", "phone:  # mobile\n  5550100\n"),
     "label alone": ("text/plain", "Ann\nPhone Number:\n5550100\n"),

@@ -18,12 +18,17 @@ phone where no key is `phone`; each came back whole before its fix:
   "value": ...}`, `{"kind": "phone", "v": ...}`): only `name`, `key`, `field`, ...
   named a field there. Any member whose string is a label of up to three words naming a
   field a rule masks now names it (mcp._pair_name);
+- a key a map elsewhere in the answer names as the field (Jira's `expand=names`:
+  `"names": {"customfield_10010": "Phone"}` beside `"fields": {"customfield_10010":
+  ...}`): the value under the id passed (bodies.BodyMask.aliased);
 - text naming the field where the value stands on the next line: a YAML list item
   (`- phone:`), a YAML comment where the value would be (`phone:  # mobile`), a label
   alone on its line (`Phone Number:`): the text is withheld, as a YAML block already was;
 - base64 of 16 to 31 characters inside a text (`prefs: eyJwaG9uZSI6...`, a short
   record's): only runs of 32 or more were read there (mcp._EMBEDDED), though a whole
-  string of 16 is.
+  string of 16 is;
+- an event's `id:` naming a field with its value (`id: phone=5550100`) or a `retry:` of
+  seven digits: only the detectors read them (a phone number is no detector's).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from test_mcp_proxy import agent, mcp_stack
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 from proxies.http import mcp
+from proxies.http import mcp_codec as codec
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +63,10 @@ ANSWERS: dict[str, Any] = {
     "typed": {"value": PHONE, "type": "phone"},
     "kind": {"kind": "phone", "v": PHONE},
     "kind in words": {"attr": {"category": "Mobile phone", "data": PHONE}},
+    "jira names": {
+        "fields": {"customfield_10010": PHONE, "summary": "x"},
+        "names": {"customfield_10010": "Phone", "summary": "Summary"},
+    },
 }
 TEXTS = {
     "yaml item": f"customer:\n  - phone:\n      {PHONE}\n",
@@ -117,3 +127,22 @@ def test_what_does_not_name_a_field_stays() -> None:
     counts: Counter[str] = Counter()
     assert mcp._mask_tree(value, masker, counts) == value
     assert not counts
+
+
+class _Recorded:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def record_response(self, **event: Any) -> None:
+        self.events.append(event)
+
+
+def test_an_event_field_holding_a_named_value_is_left_out() -> None:
+    masker = Masker([MaskRule(field="phone"), MaskRule(detector="email")], b"k" * 32)
+    forward = object.__new__(mcp.Forward)
+    forward.server, forward.masks = (True, masker), []
+    forward.session = _Recorded()  # type: ignore[assignment]  # (what it records, alone)
+    event = codec.SseEvent(
+        "{}", [("id", "phone=5550100"), ("retry", "5550100"), ("id", "7"), ("retry", "3000")]
+    )
+    assert forward._event_fields(event).fields == [("id", "7"), ("retry", "3000")]

@@ -401,6 +401,8 @@ class BodyMask:
         found: Counter[str] = Counter(counts)
         if self._named and depth < 4:
             try:
+                # (the maps naming keys read before _named_values takes one for a pair)
+                masked = self.aliased(masked, found)
                 masked = self._named_values(masked, found, depth)
                 masked = self._tabled(masked, found)
             except RecursionError:
@@ -810,19 +812,65 @@ class BodyMask:
         return bool(self._field(name))
 
     def value_key_field(self, key: str, member: Any) -> str:
-        """The field a key that is itself a value (_value_like: `+1 555 0100`, `ann@x.org`)
-        is, as its member labels it: a label (`"phone"`, `"Phone number"`), a list of
-        labels, an object holding one (`{"field": "phone"}`); "" for none. Whatever else
-        the object holds (`{"+1 555 0100": "phone", "seen": 3}`: the map is not all
-        labels), the key is the value."""
-        if not _value_like(key):
-            return ""
+        """The field a key that is itself a value (no identifier: `+1 555 0100`,
+        `ann@x.org`, `5550100`) is, as its member labels it: a label (`"phone"`, `"Phone
+        number"`), a list of labels, an object holding one (`{"field": "phone"}`); "" for
+        none. Whatever else the object holds (`{"+1 555 0100": "phone", "seen": 3}`: the
+        map is not all labels), the key is the value."""
+        if _IDENTIFIER.fullmatch(key):
+            return ""  # (an id naming what it keys, `customfield_10010`: _aliased)
         if isinstance(member, str):
             return self._phrase(member)
         items = list(member.values()) if isinstance(member, dict) else member
         if not isinstance(items, list):
             return ""
         return next((f for m in items if isinstance(m, str) and (f := self._phrase(m))), "")
+
+    def aliased(self, doc: Any, found: Counter[str]) -> Any:
+        """`doc` with the values under keys a map elsewhere in it names as fields masked
+        by those fields: a map of ids to display labels (Jira's `names`, `{"customfield_
+        10010": "Phone"}` beside `fields: {"customfield_10010": ...}`; a GraphQL alias
+        map) says which field each key is, wherever it keys a value. Such a map: an object
+        of labels alone (strings of up to three words), one naming a masked field, under
+        keys that name no role (`{"name": "phone", "value": ...}` is a pair, _named_values'
+        concern). Nothing else changed."""
+        aliases: dict[str, str] = {}
+        maps: set[int] = set()
+        stack = [doc]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, list):
+                stack.extend(node)
+            elif isinstance(node, dict):
+                if node and all(
+                    isinstance(v, str) and _ALIAS_LABEL.fullmatch(v) for v in node.values()
+                ):
+                    named = {
+                        k: f for k, v in node.items() if not _role_key(k) and (f := self._phrase(v))
+                    }
+                    if named:
+                        aliases.update(named)
+                        maps.add(id(node))
+                stack.extend(node.values())
+        if not aliases:
+            return doc
+        return self._aliases_masked(doc, aliases, maps, found)
+
+    def _aliases_masked(
+        self, value: Any, aliases: dict[str, str], maps: set[int], found: Counter[str]
+    ) -> Any:
+        if isinstance(value, list):
+            return [self._aliases_masked(v, aliases, maps, found) for v in value]
+        if not isinstance(value, dict) or id(value) in maps:
+            return value
+        out: dict[str, Any] = {}
+        for key, member in value.items():
+            field = aliases.get(key)
+            if field and member is not None:
+                out[key] = self._as_field(field, member, found)
+            else:
+                out[key] = self._aliases_masked(member, aliases, maps, found)
+        return out
 
     def keys_masked(self, value: Any, found: Counter[str]) -> Any:
         """`value` with every key that is a value its member labels (value_key_field)
@@ -1088,6 +1136,11 @@ def _role_key(key: str) -> bool:
     return bool(words) and all(w in _ROLE_WORDS for w in words)
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # a key naming, not a value keying
+# a display label of up to three words (`Phone`, `Story Points`, `Mobile phone number`)
+_ALIAS_LABEL = re.compile(r"[^\W\d][\w\-.]*(?: [^\W\d][\w\-.]*){0,2}")
+
+
 def _value_like(key: str) -> bool:
     """A key that is no identifier (a digit, `@`, `+`, a space in it): a value keying."""
     return re.fullmatch(r"[A-Za-z_][A-Za-z_\-]*", key) is None
@@ -1136,6 +1189,22 @@ def masked_tables(masker: Masker, doc: Any, counts: Counter[str]) -> Any:
     found: Counter[str] = Counter()
     try:
         out = body._tabled(body._paired(body.keys_masked(doc, found), found), found)
+    except RecursionError:
+        raise MaskingError("a JSON value nested too deep to be masked") from None
+    counts.update(found)
+    return out
+
+
+def masked_aliases(masker: Masker, doc: Any, counts: Counter[str]) -> Any:
+    """A JSON value with the values under keys a map in it names as masked fields masked
+    (BodyMask.aliased), for a reader of JSON other than an HTTP answer's (an MCP result:
+    read before its other readers change the map); the counts added to `counts`."""
+    body = BodyMask(masker, "json")
+    if not body._named:
+        return doc
+    found: Counter[str] = Counter()
+    try:
+        out = body.aliased(doc, found)
     except RecursionError:
         raise MaskingError("a JSON value nested too deep to be masked") from None
     counts.update(found)

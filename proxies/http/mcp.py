@@ -49,6 +49,7 @@ from proxies.http.bodies import (
     BodyMask,
     Unmaskable,
     field_words,
+    masked_aliases,
     masked_headers,
     masked_tables,
     name_words,
@@ -656,15 +657,18 @@ class Forward:
 
     def _event_fields(self, event: codec.SseEvent) -> codec.SseEvent:
         """An event's id, event and retry fields, which the server writes and the client
-        keeps (Last-Event-ID), under the session's mask: a field a detector finds anything
-        in is left out (a masked id resumes nothing), as is a retry that is not digits."""
+        keeps (Last-Event-ID), under the session's mask: a field a detector or a field
+        rule finds anything in is left out (a masked id resumes nothing), as is a retry
+        that is not a delay (digits, six at most)."""
         masker = self._session_mask()
         if masker is None or not event.fields:
             return event
         fields = [
             (name, value)
             for name, value in event.fields
-            if not masker.mask_text(value)[1] and (name != "retry" or value.isdigit())
+            if not masker.mask_text(value)[1]
+            and _masked_prose(value, masker, Counter()) == value  # (`id: phone=5550100`)
+            and (name != "retry" or (value.isdigit() and len(value) <= _RETRY_DIGITS))
         ]
         if len(fields) != len(event.fields):
             self.session.record_response(kind="mcp.dropped", reason="an event field with data")
@@ -873,6 +877,7 @@ def _completed_argument(message: codec.Message) -> str | None:
     return name if isinstance(name, str) else None
 
 
+_RETRY_DIGITS = 6  # an SSE retry is a delay in ms: more digits would be data, not a delay
 _SERVER_REQUEST_KEYS = ("jsonrpc", "id", "method", "params")
 _RESPONSE_KEYS = ("jsonrpc", "id", "result", "error")
 
@@ -886,7 +891,7 @@ def _jsonrpc_keys(message: dict[str, Any], keys: tuple[str, ...]) -> dict[str, A
 def _mask_tree(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     """A tool result (or any JSON value) masked: text content that is itself JSON (what
     FastMCP makes of a dict) masked as JSON, then fields and detectors over everything."""
-    value = _json_texts(value, masker, counts)
+    value = _json_texts(masked_aliases(masker, value, counts), masker, counts)
     masked, found = masker.mask_json(value)
     counts.update(found)
     # (and its tables: rows beside or away from the columns naming them, pairs)
@@ -1191,6 +1196,7 @@ def _json_parts(text: str) -> list[tuple[bool, Any]] | None:
 
 def _masked_json(doc: Any, masker: Masker, counts: Counter[str]) -> str:
     # (what the document holds is read as a result is: base64 in it, JSON in its texts)
+    doc = masked_aliases(masker, doc, counts)
     masked, found = masker.mask_json(_json_texts(doc, masker, counts))
     counts.update(found)
     return json.dumps(masked_tables(masker, masked, counts), ensure_ascii=False)
