@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -190,7 +191,7 @@ class CheckpointWriter:
         elif not await self._reaches(*self._head_written):
             self._head_cut(path)
             return
-        write_head_file(path, head)
+        await asyncio.to_thread(write_head_file, path, head)  # fsynced: off the loop
         self._head_written = head
 
     def _head_cut(self, path: Path) -> None:
@@ -262,7 +263,8 @@ class CheckpointWriter:
         self.refusing = ""
         if self.anchor_path is not None and not await self._anchor_unreached():
             try:
-                write_anchor(self.anchor_path, doc, record)
+                # fsynced: off the loop that answers decisions
+                await asyncio.to_thread(write_anchor, self.anchor_path, doc, record)
             except OSError as exc:
                 log.warning("checkpoint anchor %s not written: %s", self.anchor_path, exc)
         return record
@@ -577,19 +579,39 @@ def write_anchor(path: Path, doc: dict[str, Any], record: AuditRecord) -> None:
     """Atomically replace the anchor file with the newest signed checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # a name of this process's own: replicas on one host share the anchor's path
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     content = {**doc, "record": {"seq": record.seq, "id": record.id, "hash": record.hash}}
-    tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    _durably_replace(path, tmp, json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
 def write_head_file(path: Path, head: tuple[int, str]) -> None:
     """Atomically replace the head file (CheckpointWriter.write_head)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     content = {"seq": head[0], "hash": head[1], "prev_hash": "", "kind": "chain_head"}
-    tmp.write_text(json.dumps(content, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    _durably_replace(path, tmp, json.dumps(content, sort_keys=True) + "\n")
+
+
+def _durably_replace(path: Path, tmp: Path, text: str) -> None:
+    """Replace `path` with `text` so that a crash of the host leaves the old file or the
+    new one: the temporary file's bytes reach the disk before the rename, the rename
+    before this returns. Without it a power loss could leave the name pointing at an
+    empty file (the rename persisted, the data not): no anchor, and a cut tail unseen."""
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # a filesystem that cannot open a folder
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def _exposure(summary: dict[str, Any]) -> bool | None:
@@ -1141,6 +1163,13 @@ async def _verify_read(
                 what = " (the head as the PDP last saw it: unsigned)"
             reached.append(f"{source}{what} names seq {anchored_seq(anchor)}: reached, unchanged")
     counted.anchor = "; ".join(reached)
+    if not anchors and checker.checkpoints:
+        counted.anchor = (
+            f"NONE: no anchor or head file was given or found, though the store holds"
+            f" {checker.checkpoints} signed checkpoints (the PDP keeps the newest beside"
+            " its key, and the head each second): records cut from the end would not show"
+            " here; were those files deleted?"
+        )
     problems = [await _named(store, p) for p in problems]
     problems.sort(key=lambda p: (p.seq == 0, p.seq))
     counted.records, counted.head = chain.records, checker.head
