@@ -68,6 +68,8 @@
 # rules iterate the statements without checking the command kind: only postgres commands
 # carry statements, and a stray one could only add a denial. Lists read on every statement
 # are objects ({name: true}), so a membership test is one lookup, not a scan.
+# A deny rule that opens with no input test the rule index reads (a kind, a type, a flag of
+# input.command.postgres.has) adds to deny_unindexed, not deny: decision.rego says why.
 package portcullis
 
 
@@ -78,7 +80,7 @@ package portcullis
 
 # --- denied for everyone ---------------------------------------------------
 
-deny contains "the statements of this query were not classified" if {
+deny_unindexed contains "the statements of this query were not classified" if {
 	input.command.kind in {"postgres.query", "postgres.function_call"}
 	not input.command.postgres.statements
 }
@@ -91,7 +93,7 @@ deny contains "the statements of this query were not classified" if {
 # that type instead of walking its statements. A statement whose type the summary does not
 # name is denied here: a summary that leaves a type out can only deny, never let a
 # statement past the rules for its type.
-deny contains sprintf("statement %d (%v) is not in the query's summary of statement types", [i, object.get(s, "type", "unknown")]) if {
+deny_unindexed contains sprintf("statement %d (%v) is not in the query's summary of statement types", [i, object.get(s, "type", "unknown")]) if {
 	some i, s in input.command.postgres.statements
 	not input.command.postgres.types[object.get(s, "type", "")]
 }
@@ -104,7 +106,7 @@ deny contains sprintf("statement %d (%v) is not in the query's summary of statem
 # statements' names. A rule that looks for one of these facts in every statement opens
 # with `input.command.postgres.has.<flag>`, so a query without it skips the rule. A
 # postgres command without the flags is denied: without them those rules would not run.
-deny contains "the query's flags (input.command.postgres.has) are missing: the statements cannot be judged" if {
+deny_unindexed contains "the query's flags (input.command.postgres.has) are missing: the statements cannot be judged" if {
 	# `!= false`, not the bare reference: the rule index makes a bare input reference a level
 	# of its tree, which every postgres query (all carry statements) walked twice, at more
 	# cost than this rule's one test
@@ -197,7 +199,7 @@ deny contains sprintf("COPY option %s rewrites values, so the value detectors co
 }
 
 # Any statement no rule permits denies the whole query (e.g. `select 1; drop table x`).
-deny contains sprintf("no rule allows %v statement (%v) for %s", [type, tag, subject]) if {
+deny_unindexed contains sprintf("no rule allows %v statement (%v) for %s", [type, tag, subject]) if {
 	some i, s in input.command.postgres.statements
 	not i in pg_allowed
 	not i in pg_approvable
@@ -523,7 +525,7 @@ pg_catalog_function(f) if {
 	not contains(substring(f, 11, -1), ".")
 }
 
-deny contains reason if {
+deny_unindexed contains reason if {
 	not privileged
 	some reason in pg_reader_denials
 }

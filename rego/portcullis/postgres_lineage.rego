@@ -199,7 +199,7 @@ deny contains sprintf("%s is a whole row of %s: whole-row values and the JSON/XM
 # or text an expression changed (SET name = translate(note, ...)) would be read unmasked
 # by anyone the masks cover, dba included. The classifier gives such values as writes
 # (pdp/sql/lineage.py), like outputs; pii-readers may store them.
-deny contains sprintf("the statement stores values of sensitive column %s where they would be read without its mask: denied to everyone not in pii-readers", [column]) if {
+deny_unindexed contains sprintf("the statement stores values of sensitive column %s where they would be read without its mask: denied to everyone not in pii-readers", [column]) if {
 	some s in input.command.postgres.statements
 	some w in s.writes
 	some column in w.columns
@@ -207,14 +207,14 @@ deny contains sprintf("the statement stores values of sensitive column %s where 
 	not pii_reader
 }
 
-deny contains sprintf("the statement stores whole rows or all columns of %s, which may hold sensitive columns, where they would be read without their masks: denied to everyone not in pii-readers; name the columns", [concat(", ", w.tables)]) if {
+deny_unindexed contains sprintf("the statement stores whole rows or all columns of %s, which may hold sensitive columns, where they would be read without their masks: denied to everyone not in pii-readers; name the columns", [concat(", ", w.tables)]) if {
 	some s in input.command.postgres.statements
 	some w in s.writes
 	count(w.tables) > 0
 	not pii_reader
 }
 
-deny contains sprintf("the statement stores text computed from column(s) %s in a way that may change it, which the value detectors would then not recognise when it is read: denied to everyone not in pii-readers", [concat(", ", w.columns)]) if {
+deny_unindexed contains sprintf("the statement stores text computed from column(s) %s in a way that may change it, which the value detectors would then not recognise when it is read: denied to everyone not in pii-readers", [concat(", ", w.columns)]) if {
 	some s in input.command.postgres.statements
 	some w in s.writes
 	w.kind in {"expression", "aggregate"}
@@ -361,7 +361,7 @@ deny contains pg_statement_text_question(p) if {
 # The view columns carrying `query` first: most catalogues name none, and an empty object
 # ends the rule at once (where `views := ...` made the rule index walk a branch of its own
 # for every query whose proxy sends view_columns, and each predicate was looked up).
-deny contains pg_statement_text_question(p) if {
+deny_unindexed contains pg_statement_text_question(p) if {
 	some column, carried in input.command.postgres.view_columns
 	"query" in carried
 	some s in input.command.postgres.statements
@@ -384,7 +384,7 @@ deny contains pg_statement_text_stored(column) if {
 	not pii_reader
 }
 
-deny contains pg_statement_text_stored(column) if {
+deny_unindexed contains pg_statement_text_stored(column) if {
 	some column, carried in input.command.postgres.view_columns
 	"query" in carried
 	some s in input.command.postgres.statements
@@ -473,7 +473,7 @@ deny contains sprintf("%s is a TOAST table: its chunks are the long values of it
 # pg_catalog would be read in its place (pg_temp is searched first; search_path may put
 # any schema before pg_catalog): CREATE TEMP TABLE x AS SELECT note AS typname ..., ALTER
 # TABLE x RENAME TO pg_type, then SELECT reverse(typname) FROM pg_type.
-deny contains sprintf("relation name %s is a system catalog table's: a relation of that name outside pg_catalog would be read in its place; denied to everyone not in pii-readers", [name]) if {
+deny_unindexed contains sprintf("relation name %s is a system catalog table's: a relation of that name outside pg_catalog would be read in its place; denied to everyone not in pii-readers", [name]) if {
 	some s in input.command.postgres.statements
 	some name in s.shadows
 	not pii_reader
@@ -626,7 +626,7 @@ deny contains "a DO block reads an error's text (SQLERRM, GET STACKED DIAGNOSTIC
 	not pii_reader
 }
 
-deny contains pg_predicate_reason(p) if {
+deny_unindexed contains pg_predicate_reason(p) if {
 	some s in input.command.postgres.statements
 	some p in s.predicates
 	p.use in {"pattern", "range", "order", "other", "partial"}
@@ -636,7 +636,7 @@ deny contains pg_predicate_reason(p) if {
 
 # equality, unless data.portcullis.oracle.equality allows it (tested first: when it does,
 # no predicate is looked at)
-deny contains pg_predicate_reason(p) if {
+deny_unindexed contains pg_predicate_reason(p) if {
 	not data.portcullis.oracle.equality
 	some s in input.command.postgres.statements
 	some p in s.predicates

@@ -342,6 +342,7 @@ pg_code_run(code) := {x |
 # what it reads past the masks. The proxy reads the enabled ones at start-up
 # (input.command.postgres.event_triggers: "name on event (schema.function)").
 pg_approval contains [i, sprintf("this database's event trigger %s runs on DDL, the database's code, which may keep what it reads past the masks: DDL needs approval for everyone not in pii-readers", [e])] if {
+	input.command.postgres.event_triggers # read by the rule index (sent only when there are some)
 	some e in input.command.postgres.event_triggers
 	privileged
 	not pii_reader

@@ -53,11 +53,11 @@ session_denials contains sprintf("%s is not in a group allowed on %s", [subject,
 
 # the standing's denials, or without one these alone (not the whole standing: a session.open
 # needs nothing else of it)
-deny contains reason if {
+deny_unindexed contains reason if {
 	some reason in input.standing.denials
 }
 
-deny contains reason if {
+deny_unindexed contains reason if {
 	not input.standing
 	some reason in session_denials
 }
@@ -66,7 +66,7 @@ deny contains reason if {
 # its own, which the evaluator would build again on every decision. The connection's type
 # is read from data alone (one string), not through `connection`, whose whole document
 # (groups, credential) the evaluator would convert from the store on every command.
-deny contains sprintf("%s is not a command of a %s connection", [command_kind, connection_type]) if {
+deny_unindexed contains sprintf("%s is not a command of a %s connection", [command_kind, connection_type]) if {
 	expected := {
 		"postgres.query": "postgres",
 		"postgres.function_call": "postgres",
