@@ -117,3 +117,29 @@ async def test_a_line_past_the_limit_ends_the_reading(tmp_path, monkeypatch):
     report = verify_bundle(bad, signer.public_key)
     said = [p.describe() for p in report.problems]
     assert any("line 1: longer than 4096" in s for s in said), said
+
+
+async def test_the_records_checked_are_the_member_hashed(tmp_path, monkeypatch):
+    """Two records.jsonl members, the first refused unread (past the member limit): the
+    chain is checked in the one the first pass hashed, not re-read from the refused one."""
+    import pdp.evidence.bundle as bundle
+
+    out, signer = await _exported(tmp_path, ["SELECT 1"])
+    files = _members(out)
+    monkeypatch.setattr(bundle, "MAX_MEMBER_BYTES", len(files["records.jsonl"]) + 10)
+    bad = tmp_path / "two.tar.gz"
+    with tarfile.open(bad, "w:gz") as tar:
+        for name, data in files.items():
+            if name == "records.jsonl":  # a larger one first
+                junk = b"junk\n" * 10_000
+                info = tarfile.TarInfo(name)
+                info.size = len(junk)
+                tar.addfile(info, io.BytesIO(junk))
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    report = verify_bundle(bad, signer.public_key)
+    said = [p.describe() for p in report.problems]
+    assert any("records.jsonl: larger than" in s for s in said), said
+    assert not any("not a record" in s or "changed while" in s for s in said), said
+    assert report.records == 2

@@ -405,6 +405,7 @@ class _Scanned:
     kept: dict[str, bytes] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    offsets: dict[str, int] = field(default_factory=dict)  # where each hashed one starts
 
 
 def _scan(path: Path) -> _Scanned:
@@ -441,6 +442,7 @@ def _scan(path: Path) -> _Scanned:
             read += member.size
             digest, data = _read_member(tar, member, keep=name in KEPT_FILES)
             scanned.digests[name] = digest
+            scanned.offsets[name] = member.offset_data
             if data is not None:
                 scanned.kept[name] = data
             if n == 0 and name == "manifest.json":
@@ -473,13 +475,15 @@ def read_bundle(path: Path) -> tuple[dict[str, bytes], list[Problem]]:
     return scanned.kept, scanned.problems
 
 
-def _record_lines(path: Path, digest: str, problems: list[Problem]) -> Iterator[bytes]:
-    """records.jsonl's lines as they stream out of the archive again (its first regular
-    member of that name, the one _scan hashed), none held past its own check; a line past
+def _record_lines(path: Path, digest: str, offset: int, problems: list[Problem]) -> Iterator[bytes]:
+    """records.jsonl's lines as they stream out of the archive again (the member _scan
+    hashed, at `offset`: not another of that name), none held past its own check; a line past
     MAX_LINE_BYTES ends the reading as a problem, and bytes that differ from the scan's
     (the file replaced between the passes) are one too."""
     with tarfile.open(path, "r:gz") as tar:
-        member = next((m for m in tar if m.isfile() and m.name == RECORDS), None)
+        member = next(
+            (m for m in tar if m.name == RECORDS and m.isfile() and m.offset_data == offset), None
+        )
         f = tar.extractfile(member) if member is not None else None
         if member is None or f is None:
             return
@@ -553,7 +557,8 @@ def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> Bun
     manifest = _check_manifest(files, scanned.digests, key, problems)
     check = _RecordsCheck(SignedRecordChecker(keys), keys.rotation_hashes, problems)
     if RECORDS in scanned.digests:
-        for raw in _record_lines(path, scanned.digests[RECORDS], problems):
+        where = scanned.offsets[RECORDS]
+        for raw in _record_lines(path, scanned.digests[RECORDS], where, problems):
             check.feed(raw)
     problems.extend(check.checker.problems)
     check.streams_problems(scanned.digests)
