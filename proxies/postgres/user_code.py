@@ -250,36 +250,38 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   UNION
   SELECT domains.typ, t.typbasetype FROM domains
   JOIN pg_catalog.pg_type t ON t.oid = domains.dom AND t.typtype = 'd'
-), write_trees(rel, tree, sees_rows) AS (
-  SELECT d.adrelid, d.adbin::text, a.attgenerated <> '' FROM pg_catalog.pg_attrdef d
+), write_trees(rel, tree, sees_rows, maintains) AS (
+  SELECT d.adrelid, d.adbin::text, a.attgenerated <> '', false FROM pg_catalog.pg_attrdef d
   JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
   WHERE d.adrelid >= 16384
-  UNION ALL SELECT conrelid, conbin::text, true FROM pg_catalog.pg_constraint
+  UNION ALL SELECT conrelid, conbin::text, true, false FROM pg_catalog.pg_constraint
   WHERE conrelid >= 16384 AND conbin IS NOT NULL
-  UNION ALL SELECT i.rel, concat(indexprs::text, indpred::text), true FROM pg_catalog.pg_index,
+  UNION ALL SELECT i.rel, concat(indexprs::text, indpred::text), true, true
+  FROM pg_catalog.pg_index,
   LATERAL (VALUES (indrelid), (indexrelid)) i(rel)
   WHERE indrelid >= 16384 AND (indexprs IS NOT NULL OR indpred IS NOT NULL)
-  UNION ALL SELECT stxrelid, stxexprs::text, true FROM pg_catalog.pg_statistic_ext
+  UNION ALL SELECT stxrelid, stxexprs::text, true, true FROM pg_catalog.pg_statistic_ext
   WHERE stxrelid >= 16384 AND stxexprs IS NOT NULL
-  UNION ALL SELECT partrelid, partexprs::text, true FROM pg_catalog.pg_partitioned_table
+  UNION ALL SELECT partrelid, partexprs::text, true, false FROM pg_catalog.pg_partitioned_table
   WHERE partrelid >= 16384 AND partexprs IS NOT NULL
-  UNION ALL SELECT a.attrelid, k.conbin::text, true FROM pg_catalog.pg_attribute a
+  UNION ALL SELECT a.attrelid, k.conbin::text, true, false FROM pg_catalog.pg_attribute a
   JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
   JOIN domains ON domains.typ IN (a.atttypid, at.typelem)
   JOIN pg_catalog.pg_constraint k ON k.contypid = domains.dom AND k.conbin IS NOT NULL
   WHERE a.attrelid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
-  UNION ALL SELECT a.attrelid, dt.typdefaultbin::text, false FROM pg_catalog.pg_attribute a
+  UNION ALL SELECT a.attrelid, dt.typdefaultbin::text, false, false
+  FROM pg_catalog.pg_attribute a
   JOIN domains ON domains.typ = a.atttypid
   JOIN pg_catalog.pg_type dt ON dt.oid = domains.dom AND dt.typdefaultbin IS NOT NULL
   WHERE a.attrelid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
-), write_calls(rel, fn, sees_rows) AS (
-  SELECT e.rel, m[1]::oid, e.sees_rows FROM write_trees e,
+), write_calls(rel, fn, sees_rows, maintains) AS (
+  SELECT e.rel, m[1]::oid, e.sees_rows, e.maintains FROM write_trees e,
   LATERAL pg_catalog.regexp_matches(e.tree,
     ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
-  UNION ALL SELECT calls.view, calls.fn, true FROM calls
+  UNION ALL SELECT calls.view, calls.fn, true, false FROM calls
   JOIN pg_catalog.pg_class c ON c.oid = calls.view AND c.relkind = 'm'
-  UNION ALL SELECT rel, fn, true FROM policy_calls
-  UNION ALL SELECT rel, fn, true FROM opclass_calls
+  UNION ALL SELECT rel, fn, true, false FROM policy_calls
+  UNION ALL SELECT rel, fn, true, true FROM opclass_calls
 ), write_items(rel, kind, item) AS (
   SELECT w.rel, 'triggers', format('%s on %s (%s.%s)', t.tgname, t.tgrelid::pg_catalog.regclass,
     pn.nspname, p.proname)
@@ -291,13 +293,15 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   FROM write_reach w JOIN pg_catalog.pg_rewrite r ON r.ev_class = w.target
   AND r.rulename <> '_RETURN'
   UNION
-  SELECT w.rel, 'functions', pn.nspname || '.' || p.proname
+  SELECT w.rel, k.kind, pn.nspname || '.' || p.proname
     || CASE WHEN p.pronamespace = 'pg_catalog'::regnamespace AND p.oid >= 16384
        THEN ' (created after initdb)'
        WHEN e.sees_rows AND p.provolatile = 'v' AND p.oid < 16384
        THEN ' (given the rows'' values)'
        ELSE '' END
   FROM write_reach w JOIN write_calls e ON e.rel = w.target
+  JOIN (VALUES ('functions', false), ('maintenance', true)) k(kind, only_maintained)
+  ON e.maintains OR NOT k.only_maintained
   JOIN pg_catalog.pg_proc p ON p.oid = e.fn
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
   WHERE p.oid >= 16384 OR p.provolatile <> 'i'
@@ -404,7 +408,7 @@ def user_code(rows: list[str]) -> dict[str, Any]:
     return code
 
 
-WRITE_CODE_KINDS = ("triggers", "rules", "functions")
+WRITE_CODE_KINDS = ("triggers", "rules", "functions", "maintenance")
 
 
 def write_code(by_relation: dict[str, dict[str, Any]]) -> dict[str, dict[str, list[str]]]:

@@ -285,7 +285,8 @@ pg_masked_callable_name(name) if data.portcullis.postgres.masked_admin_functions
 # an operator class's functions order them: `ANALYZE t` ran an index's public.f(id), which
 # INSERTed every password into a table the masked dba read back. The proxy's write_code
 # names them by the table and by the index (REINDEX INDEX i); a maintenance statement
-# naming no relation (VACUUM, ANALYZE, REINDEX SCHEMA/DATABASE) runs every table's.
+# naming no relation (VACUUM, ANALYZE, REINDEX SCHEMA/DATABASE) runs every table's. The
+# proxy lists these apart (write_code's `maintenance`): a column DEFAULT runs on no VACUUM.
 pg_approval contains [i, sprintf("%s of %s runs %s (an index expression, predicate or operator class, or a statistics expression), which is not known to have no side effects: needs approval for everyone not in pii-readers", [s.tag, t, f])] if {
 	input.command.postgres.write_code
 	input.command.postgres.types.maintenance
@@ -294,7 +295,7 @@ pg_approval contains [i, sprintf("%s of %s runs %s (an index expression, predica
 	some i, s in input.command.postgres.statements
 	s.tag in {"VacuumStmt", "ReindexStmt"}
 	some t in s.tables
-	some f in pg_write_code(t).functions
+	some f in pg_write_code(t).maintenance
 	not pg_callable_under_masks(f)
 }
 
@@ -307,7 +308,7 @@ pg_approval contains [i, sprintf("%s of every table runs %s of %s (an index expr
 	s.tag in {"VacuumStmt", "ReindexStmt"}
 	count(s.tables) == 0
 	some t, code in input.command.postgres.write_code
-	some f in code.functions
+	some f in code.maintenance
 	not pg_callable_under_masks(f)
 }
 
