@@ -39,11 +39,13 @@ demo-db:
 
 # pytest runs one worker per core (pytest-xdist), a test file's tests on one worker: every
 # test makes its own databases, roles, ports and servers, so files do not share state.
+# Files go out heaviest first (tests/conftest.py orders them; xdist's own reordering by
+# test count is off), so no heavy file starts when the other worker is nearly done.
 test: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
 	portcullis policy test rego/ --threshold 90
-	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=25 -n auto --dist loadfile
+	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=25 -n auto --dist loadfile --no-loadscope-reorder
 
 lint:
 	$(PYTHON) -m ruff check .

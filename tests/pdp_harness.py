@@ -65,6 +65,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# A test PDP's own engine has one worker: each worker is an interpreter of its own that
+# loads and compiles the whole policy, the most of a PDP's start (2 workers: ~2.2 s of wall
+# per start on a loaded 2-core VM, 1 worker: ~1.1 s; the suite starts hundreds). Tests that
+# need a pool of several (worker replacement, evaluations side by side) give their engine.
 def pdp_raw(
     tmp: Path,
     *,
@@ -80,7 +84,7 @@ def pdp_raw(
         "pdp": {
             "listen": listen or f"127.0.0.1:{free_port()}",
             "engine": engine
-            or {"type": "embedded", "policies": str(policies), "workers": 2, "timeout_ms": 500},
+            or {"type": "embedded", "policies": str(policies), "workers": 1, "timeout_ms": 500},
             "store": store or {"type": "sqlite", "path": str(tmp / "audit.db")},
             "signing_key": str(tmp / "signing.key"),
             "session_timeout_seconds": session_timeout,
