@@ -8,6 +8,10 @@ runs), sshd's SetEnv, PAM's — masked by the value detectors only, which read n
 A variable that neither sshd nor the shell sets, nor a `for` loop of the line, now needs
 approval (ssh.rego ssh_default_parameters; data.portcullis.ssh.parameters replaces the
 list): `$HOME`, `$USER`, `$PWD`, `$SSH_CONNECTION`, `$?`, `$1`, a loop's `$x` read as before.
+The same word elsewhere than a command's arguments: a here-string (`cat <<< "$X"`, its
+text not given to the policy) needs approval when computed; a `for` loop's list reading a
+variable neither the line nor sshd set (`for x in "$X"; do printf '%s\\n' "$x"; done`: the policy
+takes `$x` for the line's own) is unreadable (pdp/domain/ssh_input.py).
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ ENVIRONMENT = [
     'printf \'%s %s\\n\' "$HOME" "$AWS_SECRET_ACCESS_KEY"',
     'sh -c \'printf "%s\\n" "$VAULT_TOKEN"\'',
     "df -h && printf '%s\\n' \"$PGPASSWORD\"",
+    # a here-string's word and a loop's list are no part's argv
+    'cat <<< "$DB_PASSWORD"',
+    "head -n 1 <<<$API_KEY",
+    'for x in "$DB_PASSWORD"; do printf \'%s\\n\' "$x"; done',
+    'for x in a; do for y in "$SECRET"; do df "$y"; done; done',
 ]
 
 STILL_ALLOWED = [

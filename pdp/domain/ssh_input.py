@@ -139,6 +139,7 @@ NICE_NUMBER = re.compile(r"-[-+]?[0-9].*", re.S)
 # what a parameter expansion the walker reads may hold: a name, positional digits, or one
 # special parameter (bashlex's node value, without `$`, `{` and `}`)
 PLAIN_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[-$#?!*@]")
+NAMED_PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # what a tilde prefix bashlex reads may be: `~`, `~+`, `~-` or `~login` (a portable user
 # name). bashlex's tilde node takes the word up to its first `/`, expansions and all: to
 # it `~$(id)` and `~\`id\`` were a tilde, to bash a failed login lookup, then `id` run
@@ -521,6 +522,19 @@ class _Walker:
             # a word outside a simple command (a `for` loop's list): read as a command's
             # words are (bashlex's reading of a word wholly in '...' skips what follows)
             word = self._word(node, self._inner(node))
+            for child in getattr(node, "parts", None) or ():
+                # the loop's variable is the line's own to the policy (loop_variables):
+                # its value must be too (or what sshd sets, $HOME...), not a variable of
+                # the upstream's environment (`for x in "$DB_PASSWORD"; do printf '%s\n'
+                # "$x"; done`)
+                value = str(getattr(child, "value", ""))
+                named = NAMED_PARAMETER.fullmatch(value) is not None
+                known = value in self.bound or value in GLOB_FREE_PARAMETERS
+                if child.kind == "parameter" and named and not known:
+                    raise Unreadable(
+                        f"a loop's list reads the variable {_short_text(value)}: what its"
+                        " variable holds is not read"
+                    )
             if word.globbed or GLOB_CHARACTERS.search(word.text):
                 # bash globs it, and the loop's variable holds each name it matches: `for x
                 # in /root/.*; do df "$x"; done` (quoted there: the part's word not globbed)

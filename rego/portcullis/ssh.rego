@@ -342,6 +342,17 @@ needs_approval contains sprintf("%q reads $%s, a variable of the upstream's envi
 	not name in object.get(input.command.ssh, "loop_variables", [])
 }
 
+# A here-string's computed word (`cat <<< "$DB_PASSWORD"`) is read by no part's argv: the
+# parser gives only that it is computed, so the names it reads are not known; it needs
+# approval as a variable above does.
+needs_approval contains sprintf("%q reads a computed here-string (<<<), which may hold a variable of the upstream's environment", [part.command]) if {
+	input.command.kind == "ssh.exec"
+	some part in ssh_parts
+	some r in part.redirects
+	r.op == "<<<"
+	r.dynamic
+}
+
 ssh_part_globbed(part) if {
 	some pattern in data.portcullis.ssh.allowed_commands
 	contains(pattern, "*")

@@ -758,3 +758,10 @@ test_ssh_a_variable_of_the_upstreams_environment_needs_approval if {
 	d2 := portcullis.decision with input as object.union(ssh_exec_input(["pii-readers"], [looped]), {"command": {"kind": "ssh.exec", "raw": "for x in a; do df $x; done", "ssh": {"parts": [looped], "loop_variables": ["x"]}}})
 	d2.verdict == "allow"
 }
+
+test_ssh_a_computed_here_string_needs_approval if {
+	fed := object.union(ssh_part(["cat"]), {"redirects": [{"op": "<<<", "fd": null, "kind": "stdin", "target": "", "dynamic": true}]})
+	ssh_decision(["pii-readers"], [fed]).verdict == "require_approval"
+	literal := object.union(ssh_part(["cat"]), {"redirects": [{"op": "<<<", "fd": null, "kind": "stdin", "target": "", "dynamic": false}]})
+	ssh_decision(["pii-readers"], [literal]).verdict == "allow"
+}
