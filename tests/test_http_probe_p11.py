@@ -32,6 +32,10 @@ before its fix:
   `retry:` line passed whatever its digits: a raw client (curl) shows both. A comment
   is now read as a line of text is, and `retry:` passes only as a delay of up to six
   digits;
+- prose naming a field at a line's end, its value opening the next (`Ann's phone
+  is` / `555 0100`, `Phone (mobile):` / `5550100`): the prose rule read one line. A
+  field named with fewer than four words after it and no value among them now has the
+  next line's first words read as its value (BodyMask._carried);
 - text naming a field whose value is on the next line, in shapes the withholding rule
   did not know: a YAML list item (`- phone:`), a YAML comment where the value would be
   (`phone:  # mobile`, the comment masked and the value below it passed), a label alone
@@ -143,6 +147,10 @@ ANSWERS = {
         "application/json",
         '{"data": {"c": {"x": "5550100"}}, "extensions": {"aliases": {"x": "phone"}}}',
     ),
+    "prose over a line break": ("text/plain", "Ann's phone is\n555 0100\n"),
+    "prose label over a line break": ("text/plain", "Ann's phone number:\n555 0100\n"),
+    "prose, a blank line between": ("text/markdown", "Call her on the phone\n\n5550100\n"),
+    "label with a note over a line break": ("text/plain", "Phone (mobile):\n5550100\n"),
     "yaml list item": ("application/yaml", "customer:\n  - phone:\n      5550100\n"),
     "yaml comment": ("application/yaml", "phone:  # mobile\n  5550100\n"),
     "label alone": ("text/plain", "Ann\nPhone Number:\n5550100\n"),

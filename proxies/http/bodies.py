@@ -316,6 +316,9 @@ class BodyMask:
         self._document_text: bool | None = None if kind in ("lines", "csv") else False
         self._worded = field_words(masker)
         self._spoken: re.Pattern[str] | None = None  # (_prose: the fields in words)
+        # a field prose named at a line's end, and how many of the next line's words may
+        # still be its value (`Ann's phone is` / `555 0100`: _carried)
+        self._carry: tuple[str, int] | None = None
         # the field the request's path ends in (`/customers/7/phone`): an answer that is a
         # bare value, with no name of its own, is that field's value. Its last segment
         # that names something: Express, Spring and others route `/phone/`, `/phone//`,
@@ -653,7 +656,7 @@ class BodyMask:
             raise Unmaskable("text holding NUL bytes (UTF-16, binary) cannot be masked")
         text = data.decode("utf-8", "replace")
         if self.kind == "lines":
-            return "\n".join(self._line(line) for line in text.split("\n")).encode("utf-8")
+            return "\n".join(self._carried(line) for line in text.split("\n")).encode("utf-8")
         if self.kind == "csv":
             return "\n".join(self._row(line) for line in text.split("\n")).encode("utf-8")
         events = text.split("\n\n")
@@ -1003,6 +1006,48 @@ class BodyMask:
             found = spoken.search(text, max(at, found.end()))
         out.append(text[at:])
         return "".join(out)
+
+    def _carried(self, line: str) -> str:
+        """A line of text read as _line reads it, prose going on from the line before:
+        a field named in words with fewer than PROSE_WORDS words after it on its line
+        (`Ann's phone is`, `call her on the phone`, `Phone (mobile):`) has its value
+        looked for in the next line's first words too, as _prose looks on one line."""
+        carry, self._carry = self._carry, None
+        if not line.strip():
+            self._carry = carry  # (a blank line between the name and its value)
+            return line
+        shown = line
+        if carry is not None:
+            field, left = carry
+            out, at = [], 0
+            for n, word in enumerate(_PROSE_WORD.finditer(line)):
+                if n >= left:
+                    break
+                if _VALUE_LIKE.search(word[0]):
+                    out += [line[at : word.start()], str(self._value(field, word[0], text=True))]
+                    at = word.end()
+            shown = "".join(out) + line[at:]
+        self._carry = self._tail_field(line)
+        return self._line(shown)
+
+    def _tail_field(self, line: str) -> tuple[str, int] | None:
+        """The last field a line names in words, when fewer than PROSE_WORDS words follow
+        it there and none of them a value (a digit or `@` in it): (its field, how many
+        words of the next line may be its value)."""
+        if not self._worded:
+            return None
+        spoken = self._spoken
+        if spoken is None:
+            spoken = self._spoken = _spoken_fields(self._worded)
+        found = list(spoken.finditer(line))
+        if not found:
+            return None
+        last = found[-1]
+        words = [w[0] for w in _PROSE_WORD.finditer(line, last.end())]
+        if len(words) >= PROSE_WORDS or any(_VALUE_LIKE.search(w) for w in words):
+            return None  # (its value was on its line: `phone: 5550100`)
+        after = len(words)
+        return worded_field(self._worded, name_words(last[0])) or last[0], PROSE_WORDS - after
 
     def _names_a_value(self, line: str) -> bool:
         """Whether a line gives a value beside the name of a field a rule names
