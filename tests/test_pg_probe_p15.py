@@ -17,7 +17,8 @@ code INSERTed every password into audit_log, read back as it is:
 - an operator class the database made runs its support functions on every write to a table
   indexed with it, and `CREATE INDEX ON t (x its_ops)` ran without approval;
 - an event trigger runs on DDL (CREATE SEQUENCE), whatever the statement names;
-- a column's domain's DEFAULT runs on an INSERT leaving the column out;
+- a column's domain's DEFAULT runs on an INSERT leaving the column out; a foreign key's
+  check scans the referenced table's index, running its operator class;
 - a CHECK constraint calling a volatile built-in of masked_admin_functions with the row's
   values (`CHECK (set_config('application_name', password, false) IS NOT NULL)`) set the
   password where the server reported it (ParameterStatus) on an UPDATE of the table.
@@ -71,6 +72,11 @@ CREATE OPERATOR CLASS p15_ops FOR TYPE int USING btree AS
   FUNCTION 1 public.p15_cmp(int, int);
 CREATE TABLE p15_opc (x int);
 CREATE INDEX p15_opc_x ON p15_opc (x p15_ops);
+CREATE TABLE p15_fkp (id int);
+INSERT INTO p15_fkp SELECT generate_series(1, 20000);
+CREATE UNIQUE INDEX p15_fkp_id ON p15_fkp (id p15_ops);
+ANALYZE p15_fkp;
+CREATE TABLE p15_fkc (pid int REFERENCES p15_fkp (id));
 CREATE TABLE p15_acct (id int, password text
   CHECK (set_config('application_name', password, false) IS NOT NULL));
 INSERT INTO p15_acct VALUES (1, 'hunter2-acct');
@@ -187,6 +193,8 @@ RUNS_CODE = [
     ],
     ["INSERT INTO p15_opc VALUES (1)", "INSERT INTO p15_opc VALUES (2)"],
     ["INSERT INTO p15_domd(id) VALUES (1)"],
+    # the foreign key's check scans p15_fkp's index, whose operator class runs the code
+    ["INSERT INTO p15_fkc VALUES (5)"],
 ]
 
 

@@ -46,9 +46,10 @@ DEFAULT). Also what runs over its stored rows with nothing naming it: a material
 query (and the views it reads) on REFRESH; index expressions and predicates, the functions
 and operators of an operator class the database made, and extended statistics' expressions
 on VACUUM, ANALYZE and REINDEX (an index's code is also keyed by the index's own name:
-REINDEX INDEX i). A volatile built-in in code that is given the rows' values (a CHECK, an
-index, a generated column, a domain's CHECK, a materialized view's query; not a DEFAULT,
-which sees none) is named "pg_catalog.f (given the rows' values)": `CHECK
+REINDEX INDEX i), and a foreign key's check of the other table, whose index scan runs that
+table's operator classes. A volatile built-in in code that is given the rows' values (a
+CHECK, an index, a generated column, a domain's CHECK, a materialized view's query; not a
+DEFAULT, which sees none) is named "pg_catalog.f (given the rows' values)": `CHECK
 (set_config('application_name', password, false) IS NOT NULL)` keeps what no mask reads,
 while set_config called by a statement has its arguments judged. The policy makes a
 privileged session outside pii-readers ask for approval before such a write or maintenance
@@ -282,6 +283,10 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   JOIN pg_catalog.pg_class c ON c.oid = calls.view AND c.relkind = 'm'
   UNION ALL SELECT rel, fn, true, false FROM policy_calls
   UNION ALL SELECT rel, fn, true, true FROM opclass_calls
+  UNION ALL SELECT k.rel, o.fn, true, false FROM (
+    SELECT conrelid, confrelid FROM pg_catalog.pg_constraint WHERE contype = 'f'
+    UNION SELECT confrelid, conrelid FROM pg_catalog.pg_constraint WHERE contype = 'f'
+  ) k(rel, other) JOIN opclass_calls o ON o.rel = k.other
 ), write_items(rel, kind, item) AS (
   SELECT w.rel, 'triggers', format('%s on %s (%s.%s)', t.tgname, t.tgrelid::pg_catalog.regclass,
     pn.nspname, p.proname)
