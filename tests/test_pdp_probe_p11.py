@@ -220,3 +220,46 @@ async def test_a_webhook_notice_is_signed_by_the_pdps_key() -> None:
     with pytest.raises(InvalidSignature):
         signer.public_key.verify(signature, notice_message(str(int(timestamp) + 1), body))
     assert not notice_message(timestamp, body).startswith(b"{")  # never a signed document
+
+
+# -- approvals ---------------------------------------------------------------------------
+
+
+async def test_a_request_of_a_session_its_proxy_closed_cannot_be_approved(tmp_path):
+    """Attack (a requester, and an approver talked into it later): ask for an UPDATE, end
+    the session, then get the request approved ('it was only pending, just click'). The
+    approval bound to that session could run nothing, yet the evidence held an approved
+    UPDATE, and approvers were asked about a session long gone. Approving it is refused
+    now (denying it is still recorded); a session.open request has no session to end."""
+    import grpc
+
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        asked = await decide_sql(
+            stub, opened.session_id, "UPDATE orders SET total = 0 WHERE id = 1"
+        )
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL and asked.approval_id
+        await stub.CloseSession(
+            pdp_pb2.CloseSessionRequest(session_id=opened.session_id, reason="client closed")
+        )
+        approver = token(config, "sam@example.com", ("security",))
+        try:
+            await stub.ResolveApproval(
+                pdp_pb2.ResolveApprovalRequest(
+                    token=approver, approval_id=asked.approval_id, approve=True, reason="ok"
+                )
+            )
+            refused = ""
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.PERMISSION_DENIED
+            refused = exc.details() or ""
+        assert "session that has ended" in refused, refused
+        assert app.approvals.requests[asked.approval_id].state == "pending"
+        denied = await stub.ResolveApproval(
+            pdp_pb2.ResolveApprovalRequest(
+                token=approver, approval_id=asked.approval_id, approve=False, reason="gone"
+            )
+        )
+        assert denied.approval.state == "denied"

@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pdp.domain.approver_view import approver_masker, approver_view, binding_digest
+from pdp.domain.sessions import REAPED_REASONS
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
 from pdp.store.chain import canonical_json
 from portcullis.verdict import MaskRule
@@ -547,6 +548,11 @@ class ApprovalBook:
         if request.expires_at <= time.time():
             await self._expire(request)
             raise ApprovalRefused(f"approval request {approval_id} has expired")
+        if approve and await self._session_ended(request):
+            raise ApprovalRefused(
+                f"approval request {approval_id} is of a session that has ended (its proxy"
+                " closed it): nothing would run the command"
+            )
         await self._write(
             approval_id,
             APPROVED if approve else DENIED,
@@ -557,6 +563,18 @@ class ApprovalBook:
             session_id=request.session_id,
         )
         return self.requests[approval_id]
+
+    async def _session_ended(self, request: ApprovalRequest) -> bool:
+        """Whether the session that asked was closed by its proxy: an approval is bound to
+        its session (a session.open grant to none), so one given after that runs nothing
+        and stands in the evidence as a yes to what no one could run. A session the PDP
+        itself ended (its proxy lost) may still hear its waiting answer: not ended here."""
+        if request.command_kind == "session.open" or not request.session_id:
+            return False
+        closed = await self.store.query(
+            kind="session.close", session_id=request.session_id, limit=1
+        )
+        return bool(closed) and closed[0].body.get("reason") not in REAPED_REASONS
 
     async def withdraw(
         self,
