@@ -36,6 +36,10 @@ before its fix:
   is` / `555 0100`, `Phone (mobile):` / `5550100`): the prose rule read one line. A
   field named with fewer than four words after it and no value among them now has the
   next line's first words read as its value (BodyMask._carried);
+- a field's name in a text line split by characters no one sees (`ph<U+200B>one:
+  5550100`, a soft hyphen, a word joiner): JSON keys were read without them, text
+  lines not. A line holding them is read without them too, and shown so when that
+  masks anything;
 - text naming a field whose value is on the next line, in shapes the withholding rule
   did not know: a YAML list item (`- phone:`), a YAML comment where the value would be
   (`phone:  # mobile`, the comment masked and the value below it passed), a label alone
@@ -151,6 +155,8 @@ ANSWERS = {
     "prose label over a line break": ("text/plain", "Ann's phone number:\n555 0100\n"),
     "prose, a blank line between": ("text/markdown", "Call her on the phone\n\n5550100\n"),
     "label with a note over a line break": ("text/plain", "Phone (mobile):\n5550100\n"),
+    "a name split by a zero-width space": ("text/plain", "ph\u200bone: 5550100\n"),
+    "a name split by a soft hyphen": ("text/plain", "pho\u00adne: 5550100\n"),
     "yaml list item": ("application/yaml", "customer:\n  - phone:\n      5550100\n"),
     "yaml comment": ("application/yaml", "phone:  # mobile\n  5550100\n"),
     "label alone": ("text/plain", "Ann\nPhone Number:\n5550100\n"),

@@ -1027,6 +1027,16 @@ class BodyMask:
                     out += [line[at : word.start()], str(self._value(field, word[0], text=True))]
                     at = word.end()
             shown = "".join(out) + line[at:]
+        if _INVISIBLE.search(shown):
+            # (a name split by characters no one sees, `ph<U+200B>one: 5550100`, as a
+            # reader shows it: read so, and shown so when that masks anything)
+            seen = _INVISIBLE.sub("", shown)
+            self._carry = self._tail_field(seen)
+            before = sum(self.counts.values())
+            masked = self._line(seen)
+            if sum(self.counts.values()) != before:
+                return masked
+            return self._line(shown)
         self._carry = self._tail_field(line)
         return self._line(shown)
 
@@ -1181,6 +1191,9 @@ def _role_key(key: str) -> bool:
     return bool(words) and all(w in _ROLE_WORDS for w in words)
 
 
+# characters a text shows as nothing: soft hyphen, zero-width space and joiners, marks of
+# direction, word joiner and invisible operators, a BOM inside a text
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # a key naming, not a value keying
 # a display label of up to three words (`Phone`, `Story Points`, `Mobile phone number`)
 _ALIAS_LABEL = re.compile(r"[^\W\d][\w\-.]*(?: [^\W\d][\w\-.]*){0,2}")
