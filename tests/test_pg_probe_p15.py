@@ -454,3 +454,29 @@ def test_a_table_indexed_by_the_databases_function_of_a_column_is_read(arena) ->
         assert_no_secret(c.query("SHOW application_name"))
     finally:
         c.close()
+
+
+def test_a_new_session_reads_the_code_made_since_the_last(arena) -> None:
+    """The facts are read when a session starts: a trigger made after the proxy started
+    (and after an earlier session read them) is known to the next session."""
+    arena.reset_data()
+    before = ready_client(arena, ("dba",), "p15")
+    try:
+        assert not before.query("SELECT 1").errors
+        with arena.admin() as admin:
+            admin.execute(
+                "CREATE TABLE p15_late (id int); CREATE TRIGGER p15_late_copy AFTER INSERT ON"
+                " p15_late FOR EACH ROW EXECUTE FUNCTION public.p15_copy()"
+            )
+        after = ready_client(arena, ("dba",), "p15")
+        try:
+            answer = after.query("INSERT INTO p15_late VALUES (1)")
+            assert _needs_approval(answer), answer.messages
+            assert b"p15_late_copy" in answer.raw
+        finally:
+            after.close()
+    finally:
+        before.close()
+        with arena.admin() as admin:
+            admin.execute("DROP TABLE p15_late")
+    assert _stashed(arena) == 0
