@@ -765,3 +765,19 @@ test_ssh_a_computed_here_string_needs_approval if {
 	literal := object.union(ssh_part(["cat"]), {"redirects": [{"op": "<<<", "fd": null, "kind": "stdin", "target": "", "dynamic": false}]})
 	ssh_decision(["pii-readers"], [literal]).verdict == "allow"
 }
+
+# df, uptime and free quote an operand they refuse: a substitution's tab comes back as
+# '$'\t'' (tests/test_ssh_probe_p15.py)
+test_ssh_a_substitution_given_to_a_quoting_command_needs_approval_outside_pii_readers if {
+	every word in ["$(cat /var/log/x)", "`cat /var/log/x`", "$(uptime)$(cat /var/log/x)"] {
+		part := object.union(ssh_part(["df", word]), {"dynamic": [1]})
+		ssh_decision(["readonly"], [part, ssh_part(["cat", "/var/log/x"])]).verdict == "require_approval"
+		ssh_decision(["pii-readers"], [part, ssh_part(["cat", "/var/log/x"])]).verdict == "allow"
+	}
+	every word in ["$(uptime)", "`free -m`"] {
+		part := object.union(ssh_part(["df", word]), {"dynamic": [1]})
+		ssh_decision(["readonly"], [part, ssh_part(["uptime"]), ssh_part(["free", "-m"])]).verdict == "mask"
+	}
+	printed := object.union(ssh_part(["printf", "%s\\n", "$(cat /var/log/x)"]), {"dynamic": [2]})
+	ssh_decision(["readonly"], [printed, ssh_part(["cat", "/var/log/x"])]).verdict == "mask"
+}
