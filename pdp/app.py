@@ -99,6 +99,7 @@ class PDPApp:
             WebhookNotifier(
                 config.approvals.webhook,
                 lambda request: self.approvals.notified(request, "webhook"),
+                signer=self.signer,  # receivers tell the PDP's notices from anyone's
             )
             if config.approvals.webhook
             else None
