@@ -25,6 +25,9 @@ upstream key). asyncssh speaks SSH on both sides; this module is the glue betwee
   request: a session whose requests are all denied leaves at most a login (and a channel
   opened and closed, carrying nothing) in the upstream's log, never a command or a byte
   of the client's. A client refused at login (or not yet logged in) starts nothing upstream.
+- A password (the JWT) is taken without asyncssh's SASLprep when it is printable ASCII,
+  which SASLprep leaves as it is (proxies/ssh/passwords.py); one of other characters
+  longer than any token the PDP takes ends the login before that work.
 - asyncssh's own INFO lines (one per channel, naming its command) are not logged unless
   configured otherwise (the logger "asyncssh"): the proxy's session events say what ran;
   and while they are off they are not even formatted (proxies/ssh/asyncssh_logs.py).
@@ -60,6 +63,7 @@ from proxies.ssh import keys
 from proxies.ssh.asyncssh_logs import quiet_when_off
 from proxies.ssh.channel import Channel
 from proxies.ssh.packets import without_chaff
+from proxies.ssh.passwords import quick_saslprep
 from proxies.ssh.remote_forward import relay_remote_forward
 from proxies.ssh.upstream import GatedChannel, session_ahead
 
@@ -133,6 +137,7 @@ class SshProxy:
         if quiet.level == logging.NOTSET:
             quiet.setLevel(logging.WARNING)
         quiet_when_off()  # and its log calls cost nothing while their level is off
+        quick_saslprep()  # a JWT password is not stringprepped character by character
         await self.runtime.start()
         self._acceptor = await asyncssh.listen(
             self.host,
