@@ -1,11 +1,13 @@
-"""The deny rules the evaluator's rule index cannot skip live in their own set
-(rego/portcullis/decision.rego: deny_unindexed, issue 27) and still deny.
+"""The Postgres deny rules live in sets of their own (rego/portcullis/decision.rego, issue
+27): deny_unindexed (the rules the evaluator's rule index cannot skip), pg_denials
+(postgres.rego) and pg_lineage_denials (postgres_lineage.rego), and still deny.
 
-The split is for the evaluator's sake alone: every reason of deny_unindexed is a reason of
+The split is for the evaluator's sake alone: every reason of those sets is a reason of
 deny, so the decision denies with it, with and without the session's standing. Each case
-below is answered by one of those rules (a statement the query's type summary leaves out,
+below is answered by a rule of one set (a statement the query's type summary leaves out,
 one no rule allows, a reader's stored copy of a sensitive column, a condition on one, a
-standing's denial, a command of another connection type).
+standing's denial, a command of another connection type; a function reaching outside the
+database; LISTEN outside pii-readers).
 """
 
 from __future__ import annotations
@@ -46,14 +48,26 @@ def query(groups: list[str], statements: list[dict[str, Any]], **postgres: Any) 
 
 SELECT = {"type": "select", "tag": "SelectStmt", "tables": ["orders"], "functions": []}
 
-CASES = {
+CASES: dict[str, tuple[dict[str, Any], str, str]] = {
     "a statement the type summary leaves out": (
         query(["readonly"], [SELECT], types={}),
         "is not in the query's summary of statement types",
+        "deny_unindexed",
+    ),
+    "a function reaching outside the database": (
+        query(["dba"], [{**SELECT, "functions": ["pg_read_file"]}], has={"functions": True}),
+        "function pg_read_file reaches outside the database",
+        "pg_denials",
+    ),
+    "LISTEN outside pii-readers": (
+        query(["readonly"], [{"type": "listen", "tag": "ListenStmt"}]),
+        "LISTEN is denied to everyone not in pii-readers",
+        "pg_lineage_denials",
     ),
     "a statement no rule allows": (
         query(["readonly"], [{"type": "ddl", "tag": "DropStmt", "tables": ["orders"]}]),
         "no rule allows ddl statement",
+        "deny_unindexed",
     ),
     "a reader stores a sensitive column": (
         query(
@@ -61,33 +75,37 @@ CASES = {
             [{**SELECT, "writes": [{"tables": [], "columns": ["email"], "kind": "plain"}]}],
         ),
         "stores values of sensitive column email",
+        "deny_unindexed",
     ),
     "a pattern on a sensitive column": (
         query(["readonly"], [{**SELECT, "predicates": [{"column": "email", "use": "pattern"}]}]),
         "use of sensitive column email",
+        "deny_unindexed",
     ),
     "an identity outside the connection's groups": (
         query(["nobody"], [SELECT]),
         "is not in a group allowed on orders-db",
+        "deny_unindexed",
     ),
     "a command of another connection type": (
         {**query(["readonly"], [SELECT]), "connection": {"name": "billing-api", "type": "http"}},
         "is not a command of a http connection",
+        "deny_unindexed",
     ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("standing", [False, True], ids=["no standing", "standing"])
-def test_a_reason_of_the_unindexed_rules_denies(engine: Any, case: str, standing: bool) -> None:
-    policy_input, reason = copy.deepcopy(CASES[case])
+def test_a_reason_of_the_postgres_deny_sets_denies(engine: Any, case: str, standing: bool) -> None:
+    policy_input, reason, named = copy.deepcopy(CASES[case])
     if standing:
         about = {k: policy_input[k] for k in ("identity", "connection", "session")}
         policy_input["standing"] = evaluate(engine, about, "portcullis.standing")
-    unindexed = evaluate(engine, policy_input, "portcullis.deny_unindexed") or []
-    assert any(reason in r for r in unindexed), unindexed
+    kept = evaluate(engine, policy_input, "portcullis." + named) or []
+    assert any(reason in r for r in kept), kept
     deny = evaluate(engine, policy_input, "portcullis.deny")
-    assert set(unindexed) <= set(deny)
+    assert set(kept) <= set(deny)
     decision = evaluate(engine, policy_input)
     assert decision["verdict"] == "deny"
     assert any(reason in r for r in decision["reasons"]), decision["reasons"]

@@ -16,17 +16,26 @@
 # module said why (a specific deny reason is not repeated as "no rule allows <kind>").
 package portcullis
 
-# deny_unindexed holds deny reasons too: those of the deny rules that open with no input
-# test the evaluator's rule index can read (a command kind, a statement type, a query
-# flag), so every postgres command is checked against them (each looks at every statement,
-# or at the session's standing). They are kept out of `deny` for the evaluator's sake
-# alone: OPA 1.20.2 resets, on each of a decision's ~30 rule lookups, one slot per rule
-# position any lookup ever returned, and these rules, returned for every command, held
-# sixteen positions of their own among deny's ~90 rules; here they hold the first sixteen,
-# which the small rule sets return anyway (33 -> 23 slots per lookup for an agent's query).
-# A deny rule written into either set denies alike.
+# Three more sets hold deny reasons, all of them reasons of `deny` below: pg_denials
+# (postgres.rego) and pg_lineage_denials (postgres_lineage.rego), and deny_unindexed, the
+# reasons of deny rules that open with no input test the evaluator's rule index can read
+# (a command kind, a statement type, a query flag), against which every postgres command
+# is checked (each looks at every statement, or at the session's standing). They are kept
+# apart for the evaluator's sake alone: OPA 1.20.2 resets, on each of a decision's ~30
+# rule lookups, one slot per rule position any lookup ever returned, and the rules of one
+# set of ~95 returned positions up to ~90 of their own; in sets of at most ~25 they return
+# positions the small rule sets return anyway (33 -> 16 slots per lookup for an agent's
+# query). A deny rule written into any of these sets, or into deny itself, denies alike.
 deny contains reason if {
 	some reason in deny_unindexed
+}
+
+deny contains reason if {
+	some reason in pg_denials
+}
+
+deny contains reason if {
+	some reason in pg_lineage_denials
 }
 
 # An approval recorded by someone other than the requester turns require_approval into

@@ -68,8 +68,9 @@
 # rules iterate the statements without checking the command kind: only postgres commands
 # carry statements, and a stray one could only add a denial. Lists read on every statement
 # are objects ({name: true}), so a membership test is one lookup, not a scan.
-# A deny rule that opens with no input test the rule index reads (a kind, a type, a flag of
-# input.command.postgres.has) adds to deny_unindexed, not deny: decision.rego says why.
+# Deny reasons go into pg_denials (postgres_lineage.rego's: pg_lineage_denials), or, for a
+# rule that opens with no input test the rule index reads (a kind, a type, a flag of
+# input.command.postgres.has), deny_unindexed: decision.rego joins them into deny, and says why.
 package portcullis
 
 
@@ -116,13 +117,13 @@ deny_unindexed contains "the query's flags (input.command.postgres.has) are miss
 	not is_object(object.get(input.command.postgres, "has", false))
 }
 
-deny contains sprintf("SQL that cannot be parsed is denied: %s", [s.error]) if {
+pg_denials contains sprintf("SQL that cannot be parsed is denied: %s", [s.error]) if {
 	input.command.postgres.types.unparseable
 	some s in input.command.postgres.statements
 	s.type == "unparseable"
 }
 
-deny contains sprintf("function %s reaches outside the database or runs SQL text", [f]) if {
+pg_denials contains sprintf("function %s reaches outside the database or runs SQL text", [f]) if {
 	input.command.postgres.has.functions
 	some s in input.command.postgres.statements
 	some f in s.functions
@@ -135,7 +136,7 @@ pg_dangerous_function(f) if data.portcullis.dangerous_functions[f]
 
 pg_dangerous_function(f) if strings.any_prefix_match(f, data.portcullis.dangerous_function_prefixes)
 
-deny contains sprintf("SET %s is pinned for every session: the policy must read SQL as the server does", [upper(s.setting)]) if {
+pg_denials contains sprintf("SET %s is pinned for every session: the policy must read SQL as the server does", [upper(s.setting)]) if {
 	input.command.postgres.types.set
 	some s in input.command.postgres.statements
 	s.type == "set"
@@ -143,14 +144,14 @@ deny contains sprintf("SET %s is pinned for every session: the policy must read 
 	not s.reset
 }
 
-deny contains sprintf("set_config may not change %s: it is pinned for every session", [name]) if {
+pg_denials contains sprintf("set_config may not change %s: it is pinned for every session", [name]) if {
 	input.command.postgres.has.settings
 	some s in input.command.postgres.statements
 	some name in s.settings
 	data.portcullis.postgres.lexing_settings[name]
 }
 
-deny contains "set_config with a setting name that is not a literal: what it changes cannot be judged" if {
+pg_denials contains "set_config with a setting name that is not a literal: what it changes cannot be judged" if {
 	input.command.postgres.has.settings
 	some s in input.command.postgres.statements
 	s.dynamic_settings
@@ -158,21 +159,21 @@ deny contains "set_config with a setting name that is not a literal: what it cha
 
 # The classifier always says what a set_config call sets; an entry that does not is judged
 # as the call whose name cannot be read.
-deny contains "set_config with a setting name that is not a literal: what it changes cannot be judged" if {
+pg_denials contains "set_config with a setting name that is not a literal: what it changes cannot be judged" if {
 	input.command.postgres.has.settings
 	some s in input.command.postgres.statements
 	some "set_config" in s.functions
 	not s.settings
 }
 
-deny contains "COPY ... PROGRAM runs a program on the database server" if {
+pg_denials contains "COPY ... PROGRAM runs a program on the database server" if {
 	input.command.postgres.types.copy
 	some s in input.command.postgres.statements
 	s.type == "copy"
 	s.program
 }
 
-deny contains "COPY to or from a server file reaches outside the database" if {
+pg_denials contains "COPY to or from a server file reaches outside the database" if {
 	input.command.postgres.types.copy
 	some s in input.command.postgres.statements
 	s.type == "copy"
@@ -188,7 +189,7 @@ deny contains "COPY to or from a server file reaches outside the database" if {
 # are the options that leave values as they are: FORMAT (binary is refused by the proxy
 # under any mask), HEADER, NULL and FORCE_QUOTE. Option names only, never their values
 # (which share a cached shape).
-deny contains sprintf("COPY option %s rewrites values, so the value detectors could not read the rows; use FORMAT, HEADER, NULL or FORCE_QUOTE only", [upper(o)]) if {
+pg_denials contains sprintf("COPY option %s rewrites values, so the value detectors could not read the rows; use FORMAT, HEADER, NULL or FORCE_QUOTE only", [upper(o)]) if {
 	input.command.postgres.types.copy
 	some s in input.command.postgres.statements
 	s.type == "copy"
@@ -236,7 +237,7 @@ pg_privileged_approval contains [i, sprintf("DROP %s needs approval", [upper(s.o
 # to (PREPARE p AS DELETE FROM orders approved for scratch.orders, then SET search_path =
 # public; EXECUTE p emptied public.orders). Run such a statement directly. (A reader's
 # EXECUTE runs read-only at the server: its approved PREPARE writes nothing.)
-deny contains sprintf("a statement that needs approval is not prepared with PREPARE, since EXECUTE would run it again without one (%s): run it directly", [reason]) if {
+pg_denials contains sprintf("a statement that needs approval is not prepared with PREPARE, since EXECUTE would run it again without one (%s): run it directly", [reason]) if {
 	input.command.postgres.types.prepare
 	privileged
 	some s in input.command.postgres.statements
@@ -497,7 +498,7 @@ pg_reader_calls contains [i, sprintf("function %q is not one readers may call", 
 # pdp/sql/reader_functions.py) outside pii-readers, and the database's own (the proxy reads
 # them at start-up: input.command.postgres.row_functions) for everyone but a privileged
 # pii-reader, who may call any function. A column of that name is read unqualified.
-deny contains sprintf("%s after a dot may be %s() called on a whole row (attribute notation), which reads every column of the row: name the column without its table, or select the columns you need", [name, name]) if {
+pg_denials contains sprintf("%s after a dot may be %s() called on a whole row (attribute notation), which reads every column of the row: name the column without its table, or select the columns you need", [name, name]) if {
 	input.command.postgres.has.attributes
 	not pii_reader
 	some s in input.command.postgres.statements
@@ -505,7 +506,7 @@ deny contains sprintf("%s after a dot may be %s() called on a whole row (attribu
 	data.portcullis.postgres.row_functions[name]
 }
 
-deny contains sprintf("%s after a dot may be the database's function %s() called on a whole row (attribute notation), which the policy cannot judge: name the column without its table", [name, name]) if {
+pg_denials contains sprintf("%s after a dot may be the database's function %s() called on a whole row (attribute notation), which the policy cannot judge: name the column without its table", [name, name]) if {
 	input.command.postgres.has.attributes
 	input.command.postgres.has.user_code
 	not pg_unmasked_privileged
@@ -607,7 +608,7 @@ pg_reader_denials contains sprintf("%s shows the rows of %s, which holds secrets
 	name != "pg_stat_activity"
 }
 
-deny contains sprintf("%s shows the rows of %s, which holds values of every column (sample values, large objects, TOAST chunks) under no column's name: denied to everyone not in pii-readers", [t, src]) if {
+pg_denials contains sprintf("%s shows the rows of %s, which holds values of every column (sample values, large objects, TOAST chunks) under no column's name: denied to everyone not in pii-readers", [t, src]) if {
 	input.command.postgres.relation_sources
 	some [t, src] in pg_shown_relations
 	pg_unmasked_store(src)
@@ -620,7 +621,7 @@ deny contains sprintf("%s shows the rows of %s, which holds values of every colu
 # function's output column that lineage cannot trace to customers.password, and that no
 # value detector recognises. A dba may call them (a slot is a dba's tool), but not outside
 # pii-readers: nothing masks what they return. (Readers may call none: reader_functions.)
-deny contains sprintf("function %s returns the rows of the database's tables as it decodes them from WAL or pages, under no column a mask names: denied to everyone not in pii-readers", [f]) if {
+pg_denials contains sprintf("function %s returns the rows of the database's tables as it decodes them from WAL or pages, under no column a mask names: denied to everyone not in pii-readers", [f]) if {
 	input.command.postgres.has.functions
 	some s in input.command.postgres.statements
 	some f in s.functions
@@ -724,7 +725,7 @@ pg_timeout_ms(value) := ms if {
 # Settings a client asks for in its start-up packet (the proxy unpacks `options` into
 # them, and refuses the lexing ones itself) are judged as SET is: a reader starts with
 # only what it could SET. The read-only settings are the proxy's to pin, never a reader's.
-deny contains sprintf("start-up parameter %s is not a setting readers may choose", [name]) if {
+pg_denials contains sprintf("start-up parameter %s is not a setting readers may choose", [name]) if {
 	input.command.kind == "session.open"
 	some name, value in object.get(input.session, ["attributes", "settings"], {})
 	not privileged

@@ -183,7 +183,7 @@ pg_derived_reasons contains "EXECUTE returns rows of a cursor or prepared statem
 	not pii_reader
 }
 
-deny contains sprintf("%s is a whole row of %s: whole-row values and the JSON/XML built from them are denied to everyone not in pii-readers, since a row may hold sensitive columns (the shipped policy's choice); select the columns you need", [pg_output_label(o), concat(", ", o.tables)]) if {
+pg_lineage_denials contains sprintf("%s is a whole row of %s: whole-row values and the JSON/XML built from them are denied to everyone not in pii-readers, since a row may hold sensitive columns (the shipped policy's choice); select the columns you need", [pg_output_label(o), concat(", ", o.tables)]) if {
 	input.command.postgres.has.whole_row
 	some s in input.command.postgres.statements
 	some o in s.outputs
@@ -235,7 +235,7 @@ deny_unindexed contains sprintf("the statement stores text computed from column(
 # included. A column as it is (pg_terminate_backend(pid)) is not an argument here:
 # wherever it is kept it reads as the stored text the detectors know, and a sensitive
 # column going into any function not known never to fail is denied already (partial).
-deny contains sprintf("function %s may keep what it is given where no mask reads it, and is given a value computed from %s that the value detectors could not recognise: denied to everyone not in pii-readers", [a.function, pg_argument_origin(a)]) if {
+pg_lineage_denials contains sprintf("function %s may keep what it is given where no mask reads it, and is given a value computed from %s that the value detectors could not recognise: denied to everyone not in pii-readers", [a.function, pg_argument_origin(a)]) if {
 	input.command.postgres.has.functions
 	not pii_reader
 	some s in input.command.postgres.statements
@@ -255,7 +255,7 @@ pg_argument_origin(a) := sprintf("column(s) %s", [concat(", ", a.columns)]) if {
 # one (or as pg_catalog's), lineage reads it as pg_catalog's function of that name, whose
 # result derives from its arguments alone, and it came back unmasked. Denied to everyone
 # not in pii-readers: the schema-qualified call is the way.
-deny contains sprintf("function %s is defined in this database and called without its schema, so what it returns cannot be followed to the columns it reads: call it with its schema (its result is then masked whole)", [f]) if {
+pg_lineage_denials contains sprintf("function %s is defined in this database and called without its schema, so what it returns cannot be followed to the columns it reads: call it with its schema (its result is then masked whole)", [f]) if {
 	input.command.postgres.has.user_code
 	defined := input.command.postgres.user_functions
 	some s in input.command.postgres.statements
@@ -270,7 +270,7 @@ deny contains sprintf("function %s is defined in this database and called withou
 # reads from any table (`SELECT 1 ### 1`), while lineage reads an operator's result as
 # derived from its operands alone. Denied to a privileged identity outside pii-readers;
 # readers are judged by postgres_user_code.rego (denied in a read, the approver's in a write).
-deny contains sprintf("operator %s is also defined in this database outside pg_catalog, so what it returns cannot be followed to the columns its function reads: denied outside pii-readers", [o]) if {
+pg_lineage_denials contains sprintf("operator %s is also defined in this database outside pg_catalog, so what it returns cannot be followed to the columns its function reads: denied outside pii-readers", [o]) if {
 	input.command.postgres.has.user_code
 	defined := input.command.postgres.user_operators
 	some s in input.command.postgres.statements
@@ -280,7 +280,7 @@ deny contains sprintf("operator %s is also defined in this database outside pg_c
 	not pii_reader
 }
 
-deny contains sprintf("operator %s is not in pg_catalog, so what it returns cannot be followed to the columns its function reads: denied outside pii-readers", [o]) if {
+pg_lineage_denials contains sprintf("operator %s is not in pg_catalog, so what it returns cannot be followed to the columns its function reads: denied outside pii-readers", [o]) if {
 	input.command.postgres.has.qualified_names
 	some s in input.command.postgres.statements
 	some o in s.operators
@@ -295,7 +295,7 @@ deny contains sprintf("operator %s is not in pg_catalog, so what it returns cann
 # CAST (integer AS text) WITH FUNCTION public.f(integer), `SELECT 1::text` returns what f
 # reads. Until the team lists it in postgres.reviewed_casts, every statement of a privileged
 # identity outside pii-readers is denied, as a reader's is (postgres_user_code.rego).
-deny contains sprintf("this database defines the cast %s outside pg_catalog; a statement may run it without naming it, and what its function returns cannot be followed to the columns it reads (list it in postgres.reviewed_casts once reviewed)", [c]) if {
+pg_lineage_denials contains sprintf("this database defines the cast %s outside pg_catalog; a statement may run it without naming it, and what its function returns cannot be followed to the columns it reads (list it in postgres.reviewed_casts once reviewed)", [c]) if {
 	input.command.postgres.has.user_code
 	some c in input.command.postgres.user_casts
 	not data.portcullis.postgres.reviewed_casts[c]
@@ -306,7 +306,7 @@ deny contains sprintf("this database defines the cast %s outside pg_catalog; a s
 # LISTEN: what arrives for it is the payload another session's NOTIFY (or pg_notify, a
 # trigger) sent, at any time, answering no statement the masks were decided for; the proxy
 # passes it as it came (a card number, an e-mail address an application notified).
-deny contains "LISTEN is denied to everyone not in pii-readers: notification payloads are other sessions' text, which arrives unmasked" if {
+pg_lineage_denials contains "LISTEN is denied to everyone not in pii-readers: notification payloads are other sessions' text, which arrives unmasked" if {
 	input.command.postgres.types.listen
 	some s in input.command.postgres.statements
 	s.type == "listen"
@@ -322,7 +322,7 @@ deny contains "LISTEN is denied to everyone not in pii-readers: notification pay
 # This rule and the TOAST tables' open with has.pg_names (the PDP sets it for a relation
 # name holding pg_ in any case): lower-casing and splitting every name cost an agent's
 # query ~140,000 evaluator instructions.
-deny contains sprintf("%s holds sample values of every column, sensitive ones included: denied to everyone not in pii-readers", [t]) if {
+pg_lineage_denials contains sprintf("%s holds sample values of every column, sensitive ones included: denied to everyone not in pii-readers", [t]) if {
 	input.command.postgres.has.pg_names
 	some s in input.command.postgres.statements
 	some t in s.tables
@@ -347,7 +347,7 @@ pg_statistics_catalog(t) if {
 # are judged as a sensitive column's (pattern, range, order, other, partial always; equality
 # unless oracle.equality allows it) and it is not stored. Readers may read neither relation
 # at all (postgres.secret_catalogs), but may read a view the database defines over one.
-deny contains pg_statement_text_question(p) if {
+pg_lineage_denials contains pg_statement_text_question(p) if {
 	input.command.postgres.has.pg_names
 	some s in input.command.postgres.statements
 	some t in s.tables
@@ -373,7 +373,7 @@ deny_unindexed contains pg_statement_text_question(p) if {
 
 pg_statement_text_question(p) := sprintf("%s use of column %s, other sessions' statement text (pg_stat_activity.query), in a condition or ordering answers questions about the values their statements hold: denied to everyone not in pii-readers", [p.use, p.column])
 
-deny contains pg_statement_text_stored(column) if {
+pg_lineage_denials contains pg_statement_text_stored(column) if {
 	input.command.postgres.has.pg_names
 	some s in input.command.postgres.statements
 	some t in s.tables
@@ -415,7 +415,7 @@ pg_questioning_use("equality") if not data.portcullis.oracle.equality
 # a function's result names no column (WHERE pg_stat_get_backend_activity(b) LIKE ...).
 # Outside pii-readers they are not called: pg_stat_activity gives the same rows, its query
 # masked. (Readers may call neither: postgres.reader_functions leaves them out.)
-deny contains sprintf("function %s returns other sessions' statement text, which holds the values their statements name, with no column to mask it by: read pg_stat_activity (its query column is masked); denied to everyone not in pii-readers", [f]) if {
+pg_lineage_denials contains sprintf("function %s returns other sessions' statement text, which holds the values their statements name, with no column to mask it by: read pg_stat_activity (its query column is masked); denied to everyone not in pii-readers", [f]) if {
 	input.command.postgres.has.functions
 	some s in input.command.postgres.statements
 	some f in s.functions
@@ -434,7 +434,7 @@ pg_statement_text_function(f) if {
 # detectors found the card once convert_from made it text). Readers may read no large
 # object (postgres.secret_catalogs, and reader_functions leaves lo_* out); nor may anyone
 # else the masks cover. Creating, listing and unlinking them still go.
-deny contains sprintf("%s holds large objects' contents, bytes no mask or value detector reads: denied to everyone not in pii-readers", [t]) if {
+pg_lineage_denials contains sprintf("%s holds large objects' contents, bytes no mask or value detector reads: denied to everyone not in pii-readers", [t]) if {
 	input.command.postgres.has.pg_names
 	some s in input.command.postgres.statements
 	some t in s.tables
@@ -443,7 +443,7 @@ deny contains sprintf("%s holds large objects' contents, bytes no mask or value 
 	not pii_reader
 }
 
-deny contains sprintf("function %s reads a large object's contents, bytes no mask or value detector reads: denied to everyone not in pii-readers", [f]) if {
+pg_lineage_denials contains sprintf("function %s reads a large object's contents, bytes no mask or value detector reads: denied to everyone not in pii-readers", [f]) if {
 	input.command.postgres.has.functions
 	some s in input.command.postgres.statements
 	some f in s.functions
@@ -458,7 +458,7 @@ deny contains sprintf("function %s reads a large object's contents, bytes no mas
 # and any long value of a masked column alike (pglz-compressed at worst). Named by schema
 # (pg_toast, pg_toast_temp_N) or, with that schema on the search_path, by its own name
 # pg_toast_<oid>: any name component starting pg_toast, any case.
-deny contains sprintf("%s is a TOAST table: its chunks are the long values of its table's columns, under no column's name; denied to everyone not in pii-readers", [t]) if {
+pg_lineage_denials contains sprintf("%s is a TOAST table: its chunks are the long values of its table's columns, under no column's name; denied to everyone not in pii-readers", [t]) if {
 	input.command.postgres.has.pg_names
 	some s in input.command.postgres.statements
 	some t in s.tables
@@ -479,7 +479,7 @@ deny_unindexed contains sprintf("relation name %s is a system catalog table's: a
 	not pii_reader
 }
 
-deny contains sprintf("a DO block reads sensitive column %s: notices and errors that could carry it are not masked", [column]) if {
+pg_lineage_denials contains sprintf("a DO block reads sensitive column %s: notices and errors that could carry it are not masked", [column]) if {
 	input.command.postgres.has.nested
 	some s in input.command.postgres.statements
 	s.nested
@@ -489,7 +489,7 @@ deny contains sprintf("a DO block reads sensitive column %s: notices and errors 
 	not pii_reader
 }
 
-deny contains sprintf("a DO block reads whole rows of %s: notices and errors that could carry them are not masked", [concat(", ", o.tables)]) if {
+pg_lineage_denials contains sprintf("a DO block reads whole rows of %s: notices and errors that could carry them are not masked", [concat(", ", o.tables)]) if {
 	input.command.postgres.has.nested
 	some s in input.command.postgres.statements
 	s.nested
@@ -506,7 +506,7 @@ deny contains sprintf("a DO block reads whole rows of %s: notices and errors tha
 # relation may give no column (a variable's name looks like a column to lineage, so only
 # those reading a relation: `PERFORM set_config('application_name', x, false)` alone
 # reads none; `SELECT count(*) INTO n FROM orders` gives no column).
-deny contains sprintf("a DO block reads column(s) %s: its code can print, set or store what it makes of them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers", [concat(", ", o.columns)]) if {
+pg_lineage_denials contains sprintf("a DO block reads column(s) %s: its code can print, set or store what it makes of them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers", [concat(", ", o.columns)]) if {
 	input.command.postgres.has.nested
 	some s in input.command.postgres.statements
 	s.nested
@@ -520,7 +520,7 @@ deny contains sprintf("a DO block reads column(s) %s: its code can print, set or
 # of another schema (lineage reads `public.pw_of(1)` as reading every table, "*"): `x :=
 # public.pw_of(1)` then INSERTs x, `IF public.pw_of(1) LIKE 'a%' THEN RAISE ...` answers
 # by the notice coming or not. So no test of the statement's own tables here.
-deny contains sprintf("a DO block reads rows of %s: its code can print, set or store what it makes of them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers", [pg_rows_label(o.tables)]) if {
+pg_lineage_denials contains sprintf("a DO block reads rows of %s: its code can print, set or store what it makes of them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers", [pg_rows_label(o.tables)]) if {
 	input.command.postgres.has.nested
 	some s in input.command.postgres.statements
 	s.nested
@@ -541,7 +541,7 @@ pg_rows_label(tables) := "any table (a function outside pg_catalog)" if {
 # statement calling a function outside pg_catalog is denied outside pii-readers (pg_catalog's
 # own are pure: they read no table). Its functions called without their schema are
 # denied already (user_functions).
-deny contains sprintf("EXPLAIN of a statement calling %s: the planner runs an IMMUTABLE function of the database ahead and prints its value in the plan, where no mask reads it; run the statement itself (its value is masked whole): denied to everyone not in pii-readers", [f]) if {
+pg_lineage_denials contains sprintf("EXPLAIN of a statement calling %s: the planner runs an IMMUTABLE function of the database ahead and prints its value in the plan, where no mask reads it; run the statement itself (its value is masked whole): denied to everyone not in pii-readers", [f]) if {
 	input.command.postgres.types.explain
 	input.command.postgres.has.qualified_names
 	some s in input.command.postgres.statements
@@ -556,7 +556,7 @@ deny contains sprintf("EXPLAIN of a statement calling %s: the planner runs an IM
 # and those of the views it reads, and the volatile built-ins its own query calls):
 # `EXPLAIN VERBOSE SELECT s FROM pwv`, a view column `public.pw_imm(1) AS s`, prints the
 # value the view's SELECT would mask whole.
-deny contains sprintf("EXPLAIN of a statement reading view %s, which runs %s: the planner runs an IMMUTABLE function of the database ahead and prints its value in the plan, where no mask reads it; run the statement itself (its value is masked whole): denied to everyone not in pii-readers", [v, f]) if {
+pg_lineage_denials contains sprintf("EXPLAIN of a statement reading view %s, which runs %s: the planner runs an IMMUTABLE function of the database ahead and prints its value in the plan, where no mask reads it; run the statement itself (its value is masked whole): denied to everyone not in pii-readers", [v, f]) if {
 	input.command.postgres.types.explain
 	input.command.postgres.has.user_code
 	views := input.command.postgres.view_functions
@@ -577,7 +577,7 @@ deny contains sprintf("EXPLAIN of a statement reading view %s, which runs %s: th
 # it; setval, pg_advisory_lock), or acts on the server (pg_terminate_backend). The proxy
 # lists a view's volatile built-ins in view_functions (its rule's tree names them; pg_depend
 # does not); those readers may call (random, clock_timestamp) are left.
-deny contains sprintf("view %s runs %s, which keeps or acts on what it is given outside the rows a mask reads: denied to everyone not in pii-readers", [v, f]) if {
+pg_lineage_denials contains sprintf("view %s runs %s, which keeps or acts on what it is given outside the rows a mask reads: denied to everyone not in pii-readers", [v, f]) if {
 	input.command.postgres.has.user_code
 	views := input.command.postgres.view_functions
 	some s in input.command.postgres.statements
@@ -603,7 +603,7 @@ pg_builtin(f) if {
 # then prints, sets or stores where no mask reads them; MOVE runs the cursor's query too,
 # and an error it meets (SQLERRM in an EXCEPTION handler) quotes the value. The classifier
 # gives each FETCH and MOVE as a nested fetch statement (pdp/sql/plpgsql.py).
-deny contains "a DO block FETCHes (or MOVEs through) a cursor's rows (a cursor or portal of the session, whose computed columns FETCH would mask): its code can print, set or store them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers" if {
+pg_lineage_denials contains "a DO block FETCHes (or MOVEs through) a cursor's rows (a cursor or portal of the session, whose computed columns FETCH would mask): its code can print, set or store them where neither lineage nor the value detectors follow; denied to everyone not in pii-readers" if {
 	input.command.postgres.types.fetch
 	some s in input.command.postgres.statements
 	s.type == "fetch"
@@ -617,7 +617,7 @@ deny contains "a DO block FETCHes (or MOVEs through) a cursor's rows (a cursor o
 # an error the block's statements met, which the proxy withholds from the client under the
 # masks; the block can store it. The classifier gives such a read as a nested fetch
 # statement of tag PLpgSQL_error_text.
-deny contains "a DO block reads an error's text (SQLERRM, GET STACKED DIAGNOSTICS), which may quote values of the rows its statements touched: denied to everyone not in pii-readers" if {
+pg_lineage_denials contains "a DO block reads an error's text (SQLERRM, GET STACKED DIAGNOSTICS), which may quote values of the rows its statements touched: denied to everyone not in pii-readers" if {
 	input.command.postgres.types.fetch
 	some s in input.command.postgres.statements
 	s.type == "fetch"
@@ -753,7 +753,7 @@ pg_approval contains [i, sprintf("set_config of %s under the masks needs approva
 }
 
 # ... and chosen at start-up (`options=-c enable_seqscan=off`) they are refused
-deny contains sprintf("start-up parameter %s steers reads to an index, whose order shows a sensitive column's: not chosen at start-up under the masks", [name]) if {
+pg_lineage_denials contains sprintf("start-up parameter %s steers reads to an index, whose order shows a sensitive column's: not chosen at start-up under the masks", [name]) if {
 	input.command.kind == "session.open"
 	privileged
 	not pii_reader
