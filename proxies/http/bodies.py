@@ -1044,8 +1044,8 @@ class BodyMask:
         """The last field a line names in words, when fewer than PROSE_WORDS words follow
         it there and none of them a value (a digit or `@` in it): (its field, how many
         words of the next line may be its value)."""
-        if not self._worded:
-            return None
+        if not self._worded or _ALIGNED.search(line.strip()):
+            return None  # (a header of columns aligned with spaces or tabs: a table's)
         spoken = self._spoken
         if spoken is None:
             spoken = self._spoken = _spoken_fields(self._worded)
@@ -1194,6 +1194,7 @@ def _role_key(key: str) -> bool:
 # characters a text shows as nothing: soft hyphen, zero-width space and joiners, marks of
 # direction, word joiner and invisible operators, a BOM inside a text
 _INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+_ALIGNED = re.compile(r" {2,}|\t")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # a key naming, not a value keying
 # a display label of up to three words (`Phone`, `Story Points`, `Mobile phone number`)
 _ALIAS_LABEL = re.compile(r"[^\W\d][\w\-.]*(?: [^\W\d][\w\-.]*){0,2}")
