@@ -18,7 +18,8 @@ code INSERTed every password into audit_log, read back as it is:
   indexed with it, and `CREATE INDEX ON t (x its_ops)` ran without approval;
 - an event trigger runs on DDL (CREATE SEQUENCE), whatever the statement names;
 - a column's domain's DEFAULT runs on an INSERT leaving the column out; a foreign key's
-  check scans the referenced table's index, running its operator class;
+  check scans the referenced table's index, running its operator class; CREATE TABLE x AS
+  SELECT d FROM t gives x the domain of t's column d, and its CHECK;
 - a CHECK constraint calling a volatile built-in of masked_admin_functions with the row's
   values (`CHECK (set_config('application_name', password, false) IS NOT NULL)`) set the
   password where the server reported it (ParameterStatus) on an UPDATE of the table.
@@ -107,6 +108,8 @@ CREATE INDEX ON p15_fold (x) WHERE x > public.p15_foldtell(abs(1) + 1);
 CREATE TABLE p15_byx (x int);
 CREATE INDEX ON p15_byx ((public.p15_foldtell(x)));
 SELECT set_config('application_name', '', false);
+CREATE DOMAIN p15_dchk AS int CHECK (public.p15_imm(VALUE) > 0);
+CREATE TABLE p15_dt (x p15_dchk);
 CREATE DOMAIN p15_ddef AS int DEFAULT public.p15_stash();
 CREATE TABLE p15_domd (id int, x p15_ddef);
 CREATE FUNCTION public.p15_et() RETURNS event_trigger LANGUAGE plpgsql AS
@@ -195,6 +198,9 @@ RUNS_CODE = [
     ["INSERT INTO p15_domd(id) VALUES (1)"],
     # the foreign key's check scans p15_fkp's index, whose operator class runs the code
     ["INSERT INTO p15_fkc VALUES (5)"],
+    # a table made from a column takes its domain, and the domain's CHECK
+    ["CREATE TABLE p15_ctas AS SELECT x FROM p15_dt", "INSERT INTO p15_ctas VALUES (5)"],
+    ["SELECT x INTO p15_sinto FROM p15_dt", "INSERT INTO p15_sinto VALUES (5)"],
 ]
 
 

@@ -54,7 +54,9 @@ DEFAULT, which sees none) is named "pg_catalog.f (given the rows' values)": `CHE
 while set_config called by a statement has its arguments judged. The policy makes a
 privileged session outside pii-readers ask for approval before such a write or maintenance
 (rego/portcullis/postgres_user_code.rego). Sent as input.command.postgres.write_code, only
-when there is any.
+when there is any. Kinds: triggers, rules, functions (all a write runs), maintenance (what
+VACUUM, ANALYZE and REINDEX run), domains (its columns' domains' CHECKs and DEFAULTs, which a
+table made from its columns by CREATE TABLE AS takes along).
 
 A table's row-level security policies (the functions their USING and WITH CHECK call) count
 among what writing it runs and what reading a view over it runs: the superuser upstream
@@ -265,12 +267,12 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   WHERE stxrelid >= 16384 AND stxexprs IS NOT NULL
   UNION ALL SELECT partrelid, partexprs::text, true, false FROM pg_catalog.pg_partitioned_table
   WHERE partrelid >= 16384 AND partexprs IS NOT NULL
-  UNION ALL SELECT a.attrelid, k.conbin::text, true, false FROM pg_catalog.pg_attribute a
+  UNION ALL SELECT a.attrelid, k.conbin::text, true, NULL FROM pg_catalog.pg_attribute a
   JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
   JOIN domains ON domains.typ IN (a.atttypid, at.typelem)
   JOIN pg_catalog.pg_constraint k ON k.contypid = domains.dom AND k.conbin IS NOT NULL
   WHERE a.attrelid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
-  UNION ALL SELECT a.attrelid, dt.typdefaultbin::text, false, false
+  UNION ALL SELECT a.attrelid, dt.typdefaultbin::text, false, NULL
   FROM pg_catalog.pg_attribute a
   JOIN domains ON domains.typ = a.atttypid
   JOIN pg_catalog.pg_type dt ON dt.oid = domains.dom AND dt.typdefaultbin IS NOT NULL
@@ -305,8 +307,8 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
        THEN ' (given the rows'' values)'
        ELSE '' END
   FROM write_reach w JOIN write_calls e ON e.rel = w.target
-  JOIN (VALUES ('functions', false), ('maintenance', true)) k(kind, only_maintained)
-  ON e.maintains OR NOT k.only_maintained
+  JOIN (VALUES ('functions', 'f'), ('maintenance', 'm'), ('domains', 'd')) k(kind, part)
+  ON k.part = 'f' OR (k.part = 'm' AND e.maintains) OR (k.part = 'd' AND e.maintains IS NULL)
   JOIN pg_catalog.pg_proc p ON p.oid = e.fn
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
   WHERE p.oid >= 16384 OR p.provolatile <> 'i'
@@ -413,7 +415,7 @@ def user_code(rows: list[str]) -> dict[str, Any]:
     return code
 
 
-WRITE_CODE_KINDS = ("triggers", "rules", "functions", "maintenance")
+WRITE_CODE_KINDS = ("triggers", "rules", "functions", "maintenance", "domains")
 
 
 def write_code(by_relation: dict[str, dict[str, Any]]) -> dict[str, dict[str, list[str]]]:

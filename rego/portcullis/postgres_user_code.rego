@@ -329,6 +329,23 @@ pg_approval contains [i, sprintf("CREATE TABLE naming %s (LIKE, INHERITS, PARTIT
 	count(pg_code_run(code)) > 0
 }
 
+# CREATE TABLE ... AS and SELECT ... INTO give the new table the columns' types, domains
+# among them, and with a domain its CHECKs and DEFAULT (write_code's `domains`): `CREATE
+# TABLE x AS SELECT d FROM t` (d of a domain whose CHECK calls public.f) then `INSERT INTO
+# x` ran f unapproved.
+pg_approval contains [i, sprintf("%s naming %s gives the new table the domains of its columns, whose code (%s) this session's facts do not name for it: needs approval for everyone not in pii-readers", [s.tag, t, concat(", ", fs)])] if {
+	input.command.postgres.write_code
+	input.command.postgres.types.ddl
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	s.tag in {"CreateTableAsStmt", "SelectStmt"}
+	s.type == "ddl"
+	some t in s.tables
+	fs := {f | some f in pg_write_code(t).domains; not pg_callable_under_masks(f)}
+	count(fs) > 0
+}
+
 pg_code_run(code) := {x |
 	some x in object.get(code, "triggers", [])
 } | {x |

@@ -192,6 +192,7 @@ write_code_input(groups, statement) := {
 			"public.d": {"functions": ["public.f"]},
 			"d": {"functions": ["public.f"]},
 			"public.ix": {"functions": ["public.f"], "maintenance": ["public.f"]},
+			"public.dom": {"functions": ["public.f"], "domains": ["public.f"]},
 			"ix": {"functions": ["public.f"], "maintenance": ["public.f"]},
 			"public.audit_log": {"functions": ["pg_catalog.nextval", "pg_catalog.now"]},
 			"audit_log": {"functions": ["pg_catalog.nextval", "pg_catalog.now"]},
@@ -305,5 +306,16 @@ test_acting_as_another_role_needs_approval_under_the_masks if {
 		verdict(["dba"], [reset]) != "require_approval"
 		call := stmt_with("select", {"functions": ["set_config"], "settings": [setting]})
 		verdict(["dba"], [call]) == "require_approval"
+	}
+}
+
+test_create_table_as_taking_a_domains_code_needs_approval_under_the_masks if {
+	every tag in ["CreateTableAsStmt", "SelectStmt"] {
+		d := portcullis.decision with input as write_code_input(["dba"], tagged("ddl", tag, ["x", "public.dom"]))
+		d.verdict == "require_approval"
+		sprintf("%s naming public.dom gives the new table the domains of its columns, whose code (public.f) this session's facts do not name for it: needs approval for everyone not in pii-readers", [tag]) in d.reasons
+		# the table's other code stays with it
+		portcullis.decision.verdict == "mask" with input as write_code_input(["dba"], tagged("ddl", tag, ["x", "t"]))
+		portcullis.decision.verdict == "allow" with input as write_code_input(["dba", "pii-readers"], tagged("ddl", tag, ["x", "public.dom"]))
 	}
 }
