@@ -168,7 +168,11 @@ def test_xargs_may_read_dev_null(engine: Any) -> None:
 def test_words_xargs_appends_to_journalctl_need_approval(engine: Any) -> None:
     line = "journalctl -u ssh -o cat | xargs -n1 journalctl"
     assert verdict(engine, line)["verdict"] == "require_approval"
-    assert verdict(engine, "cat /var/log/syslog | xargs -n1 df")["verdict"] in ALLOWED
+    # df names each word it refuses, one line each: outside pii-readers, what xargs cuts
+    # from masked output needs approval (tests/test_ssh_probe_p12.py)
+    assert verdict(engine, "cat /var/log/syslog | xargs -n1 df")["verdict"] == "require_approval"
+    split = verdict(engine, "cat /var/log/syslog | xargs -n1 df", ("pii-readers",))
+    assert split["verdict"] in ALLOWED
 
 
 # dash (/bin/sh on Debian) reads `&>` and `$'...'` otherwise than bash, which bashlex reads
