@@ -404,10 +404,13 @@ Scope = list[list[Item]]
 class Lineage:
     """The walk of one statement: collects predicates while computing outputs."""
 
-    __slots__ = ("arguments", "predicates", "shadows", "written")
+    __slots__ = ("arguments", "branches", "predicates", "shadows", "written")
 
     def __init__(self) -> None:
         self.predicates: dict[tuple[str, str], None] = {}
+        # a set operation's branches that are no set operation themselves, by the id of
+        # its fields: an enclosing UNION compares the rows of each (leaf) branch
+        self.branches: dict[int, list[list[Output]]] = {}
         # relations it makes or renames under the name of a catalog table (_CATALOG)
         self.shadows: list[str] = []
         # the values the statement stores: INSERT's rows, UPDATE's and MERGE's SET values,
@@ -505,9 +508,19 @@ class Lineage:
             ctes = self.with_clause(with_clause, outer, ctes)
         op = fields.get("op", "SETOP_NONE")
         if op != "SETOP_NONE":
-            combined = _set_operation(
-                self.select(fields["larg"], outer, ctes), self.select(fields["rarg"], outer, ctes)
-            )
+            left = self.select(fields["larg"], outer, ctes)
+            right = self.select(fields["rarg"], outer, ctes)
+            branches = self.branches.pop(id(fields["larg"]), [left])
+            branches += self.branches.pop(id(fields["rarg"]), [right])
+            if op != "SETOP_UNION" or not fields.get("all", False):
+                # UNION, INTERSECT, EXCEPT (and their ALL but UNION ALL) compare rows for
+                # equality: `SELECT left(password, 1) ... UNION SELECT 'h'` answers in
+                # how many rows come back, as GROUP BY of each output would
+                for outputs in branches:
+                    for _, flow in outputs:
+                        self.record(flow, "group")
+            self.branches[id(fields)] = branches
+            combined = _set_operation(left, right)
             self.clauses(fields, [[Item(("",), outputs=combined)], *outer], ctes, combined)
             return combined
         if "valuesLists" in fields:
@@ -539,6 +552,12 @@ class Lineage:
                 # DISTINCT ON is carried out by sorting on its expressions (the server has
                 # no other plan for it): the rows come back in their order, an ordering
                 self.ordering(node, scope, ctes, outputs, "order")
+            else:
+                # DISTINCT groups by every output: how many rows come back answers
+                # whether `left(password, 1)` of two rows (or of a row and a constant
+                # of a UNION ALL under it) is the same, as GROUP BY of it would
+                for _, flow in outputs:
+                    self.record(flow, "group")
         for node in fields.get("windowClause", ()):
             self.window(node["WindowDef"], scope, ctes)
         for clause in ("limitCount", "limitOffset"):

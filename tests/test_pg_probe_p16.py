@@ -1,0 +1,85 @@
+"""Probe P16 (helper pgmask) against the real stack (tests/adversary.py: a gateway whose
+upstream credential is the `postgres` SUPERUSER; customers.password is a sensitive column
+no value detector recognises), as a reader outside pii-readers.
+
+Row counts are answers. A set operation or DISTINCT compares rows for equality, and how
+many rows come back says whether two values were equal: `SELECT password::varchar(1) FROM
+customers WHERE id = 1 UNION SELECT 'h'` gave one row when Ada's password starts with
+`h` and two otherwise (its one output masked, its count not), and `left(password, 2)`,
+`left(password, 3)` ... read it a character at a time. GROUP BY of such a value was
+already a question (denied); DISTINCT, UNION, INTERSECT, EXCEPT (and their ALL but UNION
+ALL) now record each output they compare as a GROUP BY of it would (pdp/sql/lineage.py):
+the column itself stays an equality test (allowed while oracle.equality is), anything
+computed from it is a question, denied.
+"""
+
+from __future__ import annotations
+
+import pytest
+from adversary import assert_no_secret, ready_client, running_arena
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory):
+    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def reader(arena):
+    c = ready_client(arena, ("readonly",), "p16")
+    yield c
+    c.close()
+
+
+# each holds {guess}: the row count told whether the first characters of Ada's password
+# are the guess ('h' right, 'x' wrong)
+COUNTING = [
+    "SELECT password::varchar(1) FROM customers WHERE id = 1 UNION SELECT '{guess}'",
+    "SELECT left(password, 1) FROM customers WHERE id = 1 INTERSECT SELECT '{guess}'",
+    "SELECT '{guess}' EXCEPT SELECT substr(password, 1, 1) FROM customers WHERE id = 1",
+    "SELECT left(password, 1) FROM customers WHERE id = 1 INTERSECT ALL SELECT '{guess}'",
+    "SELECT DISTINCT v FROM (SELECT left(password, 1) AS v FROM customers WHERE id = 1"
+    " UNION ALL SELECT '{guess}') s",
+    "SELECT count(*) FROM (SELECT DISTINCT v FROM (SELECT left(password, 1) AS v"
+    " FROM customers WHERE id = 1 UNION ALL SELECT '{guess}') s) q",
+    "(SELECT left(password, 1) FROM customers WHERE id = 1 UNION ALL SELECT 'q')"
+    " UNION SELECT '{guess}'",
+    "SELECT * FROM (SELECT left(password, 1) FROM customers WHERE id = 1) s UNION SELECT '{guess}'",
+    "WITH RECURSIVE r(v) AS (SELECT left(password, 1) FROM customers WHERE id = 1"
+    " UNION SELECT '{guess}') SELECT * FROM r",
+    "SELECT DISTINCT unnest(ARRAY[left(password, 1), '{guess}']) FROM customers WHERE id = 1",
+    "SELECT DISTINCT left(password, 1), 1 FROM customers WHERE id IN (1, 2)",
+]
+
+
+@pytest.mark.parametrize("sql", COUNTING)
+def test_a_row_count_answers_no_question_about_a_masked_value(reader, sql: str) -> None:
+    right = reader.query(sql.format(guess="h"))
+    wrong = reader.query(sql.format(guess="x"))
+    assert right.errors and wrong.errors, (len(right.rows), len(wrong.rows))
+    assert_no_secret(right)
+    assert_no_secret(wrong)
+
+
+# the column itself compared for equality stays allowed (oracle.equality), and values of
+# columns no one masks are grouped as before
+ALLOWED = [
+    ("SELECT password FROM customers WHERE id = 1 UNION SELECT 'hunter2-ada'", 1),
+    ("SELECT DISTINCT password FROM customers", 2),
+    ("SELECT DISTINCT name FROM customers", 2),
+    ("SELECT DISTINCT upper(name) FROM customers", 2),
+    ("SELECT name FROM customers UNION SELECT 'Ada'", 2),
+    ("SELECT left(password, 1) FROM customers UNION ALL SELECT 'h'", 3),
+    ("SELECT DISTINCT * FROM customers", 2),
+]
+
+
+@pytest.mark.parametrize(("sql", "rows"), ALLOWED)
+def test_comparing_a_column_itself_still_runs(reader, sql: str, rows: int) -> None:
+    answer = reader.query(sql)
+    assert not answer.errors, answer.errors
+    assert len(answer.rows) == rows
+    assert_no_secret(answer)
