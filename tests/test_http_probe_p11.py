@@ -20,6 +20,8 @@ before its fix:
 - a key a map elsewhere names as a field: Jira's `expand=names` (`"names":
   {"customfield_10010": "Phone"}` beside `"fields": {"customfield_10010": ...}`), an
   alias map: the value under the id passed (bodies.BodyMask.aliased);
+- a columnar table (`{"names": ["id", "phone"], "columns": [[7, 8, 9], [...]]}`: one
+  list per name): the names were read as a row's, position by position;
 - a value carried coded: a JSON string that is base64 without its padding (a JWT's
   payload, a cookie's value, `eyJwaG9uZSI6IjU1NTAxMDAifQ`: only padded base64, or
   base64url holding `-` or `_`, was decoded); an answer's header whose value, decoded
@@ -172,6 +174,10 @@ ANSWERS = {
     "label with a note over a line break": ("text/plain", "Phone (mobile):\n5550100\n"),
     "a name split by a zero-width space": ("text/plain", "ph\u200bone: 5550100\n"),
     "a name split by a soft hyphen": ("text/plain", "pho\u00adne: 5550100\n"),
+    "columnar": (
+        "application/json",
+        '{"names": ["id", "phone"], "columns": [[7, 8, 9], ["5550100", "5550101", "5550102"]]}',
+    ),
     "yaml list item": ("application/yaml", "customer:\n  - phone:\n      5550100\n"),
     "yaml comment": ("application/yaml", "phone:  # mobile\n  5550100\n"),
     "label alone": ("text/plain", "Ann\nPhone Number:\n5550100\n"),

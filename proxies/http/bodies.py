@@ -575,15 +575,25 @@ class BodyMask:
             if named is not None and member is not named and _scalars(member):
                 member = self._as_field(named, member, found)
             elif columns and _rows(member):
-                member = [
-                    [
-                        self._as_field(columns[i], cell, found)
-                        if i < len(columns) and self._rule(columns[i])
-                        else cell
-                        for i, cell in enumerate(row)
+                if len(member) == len(columns) and any(len(r) != len(columns) for r in member):
+                    # columns, not rows: one list per name (`{"names": ["id", "phone"],
+                    # "columns": [[7, 8, 9], [...]]}`, a columnar export)
+                    member = [
+                        [self._as_field(columns[i], c, found) for c in cells]
+                        if self._rule(columns[i])
+                        else cells
+                        for i, cells in enumerate(member)
                     ]
-                    for row in member
-                ]
+                else:
+                    member = [
+                        [
+                            self._as_field(columns[i], cell, found)
+                            if i < len(columns) and self._rule(columns[i])
+                            else cell
+                            for i, cell in enumerate(row)
+                        ]
+                        for row in member
+                    ]
             out[key] = self._named_values(member, found, depth)
         return out
 
