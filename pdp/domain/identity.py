@@ -46,6 +46,9 @@ KEYS_HARD_EXPIRY = 24 * 3600.0  # keys not refreshed for this long are dropped (
 FETCH_TIMEOUT = 5.0
 MAX_DOCUMENT_BYTES = 1024 * 1024
 MIN_RSA_BITS = 2048
+# NumericDate claims past the year 9999 are no date (and overflow an int64 on the wire)
+MAX_NUMERIC_DATE = 253402300799
+_DATE_CLAIMS = ("exp", "nbf", "iat")
 
 # C0 and C1 controls and DEL: never part of a subject
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -531,6 +534,17 @@ class TokenVerifier:
             # refuses a NUL (failing the whole group-commit batch, everyone's decisions
             # in it), and a line break or escape forges lines where it is printed
             raise TokenRejected("the subject holds a control character")
+        for name in _DATE_CLAIMS:
+            value = claims.get(name)
+            if name in claims and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value <= MAX_NUMERIC_DATE
+            ):
+                # RFC 7519 §2: a JSON number of seconds. PyJWT reads "exp": "1e99"-like
+                # strings and any magnitude through int(): a string or 10**30 expiry is
+                # no expiry this PDP can keep (OpenSession's int64 cannot carry it)
+                raise TokenRejected(f"{name} is not a date")
         jti = claims.get("jti")
         return Identity(
             subject=subject,
@@ -546,7 +560,10 @@ def _read_header(token: Any) -> dict[str, Any]:
     """The unverified JOSE header, with `alg` checked to be a string; sizes bounded first."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_BYTES:
         raise TokenRejected("malformed token")
-    if not token.isascii() or token.count(".") != 2:
+    if not token.isascii() or token.count(".") != 2 or "=" in token:
+        # RFC 7515 §2: base64url with the '=' padding omitted. PyJWT also takes a padded
+        # signature, which made one token two texts: two sessions of an HTTP proxy
+        # (keyed on the token's text) and a miss for anything that remembers tokens
         raise TokenRejected("malformed token")
     try:
         header = jwt.get_unverified_header(token)

@@ -1,0 +1,119 @@
+"""Probes of token verification, first round (helper identity): one token in two
+spellings, and date claims that are no dates.
+
+Attacks, each against a real local OIDC issuer or a running PDP:
+
+- a padded signature segment (`<token>==`): PyJWT accepts trailing '=' on a segment, so
+  the same signed token had two texts. The HTTP proxy keys its sessions on the token's
+  text (a second session, with its own limits, per spelling) and anything that remembers
+  tokens by text misses the other spelling. RFC 7515 §2 compact JWS has no padding.
+- `exp`/`nbf`/`iat` that are no NumericDate: PyJWT reads them through int(), so a string
+  "exp": "1893456000" passed, and an `exp` of 10**30 gave a session that never expires
+  and an OpenSession that failed inside the PDP (its int64 `expires_at` cannot hold it)
+  after the decision was made, instead of a refusal naming the token.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import grpc
+import jwt
+import pytest
+from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp, token
+
+from pdp.domain.identity import DevIssuer, TokenRejected, TokenVerifier
+from tests.oidc_issuer import OIDCIssuer
+
+
+@pytest.fixture
+async def idp():
+    issuer = OIDCIssuer()
+    await issuer.start()
+    yield issuer
+    await issuer.stop()
+
+
+@pytest.fixture
+async def verifier(idp):
+    made = TokenVerifier(idp.settings(algorithms=["RS256", "ES256"]))
+    yield made
+    await made.close()
+
+
+async def reason(verifier: TokenVerifier, tok: str) -> str:
+    with pytest.raises(TokenRejected) as info:
+        await verifier.verify(tok)
+    return info.value.reason
+
+
+# -- one token, one text -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+async def test_a_padded_signature_is_not_a_second_spelling(idp, verifier, alg):
+    good = idp.token(alg=alg)
+    assert (await verifier.verify(good)).subject == "alice@example.com"
+    head, body, signature = good.split(".")
+    assert len(signature) % 4 != 0  # a spelling with '=' exists for PyJWT
+    padded = f"{head}.{body}.{signature}{'=' * (-len(signature) % 4)}"
+    assert await reason(verifier, padded) == "malformed token"
+
+
+async def test_a_padded_dev_token_is_refused_at_the_pdp(tmp_path):
+    config = pdp_config(tmp_path)
+    good = token(config)
+    padded = good + "=" * (-len(good.rsplit(".", 1)[1]) % 4)
+    assert padded != good
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        assert (await open_session(stub, good)).session_id
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await open_session(stub, padded)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+# -- dates that are dates ------------------------------------------------------------------
+
+NOW = int(time.time())
+
+
+@pytest.mark.parametrize(
+    "claim,value",
+    [
+        ("exp", str(NOW + 300)),
+        ("exp", 10**30),
+        ("exp", 2**63),
+        ("exp", -1),
+        ("exp", math.inf),
+        ("exp", math.nan),
+        ("exp", [NOW + 300]),
+        ("nbf", str(NOW - 10)),
+        ("nbf", -(10**30)),
+        ("iat", str(NOW)),
+        ("iat", -5),
+    ],
+)
+async def test_date_claims_must_be_numbers_of_seconds(idp, verifier, claim, value):
+    assert await reason(verifier, idp.token(**{claim: value}))
+
+
+@pytest.mark.parametrize("exp", [NOW + 300, NOW + 300.5])
+async def test_integer_and_fractional_dates_stay_accepted(idp, verifier, exp):
+    identity = await verifier.verify(idp.token(exp=exp, nbf=NOW - 1.5, iat=NOW))
+    assert identity.expires_at == int(exp)
+
+
+async def test_an_expiry_past_int64_is_a_refused_token_not_a_failed_open(tmp_path):
+    config = pdp_config(tmp_path)
+    dev = DevIssuer(config.identity)
+    claims = jwt.decode(token(config), options={"verify_signature": False})
+    claims["exp"] = 10**30
+    forever = jwt.encode(
+        claims, dev._key, algorithm=dev.algorithm, headers={"kid": dev.kid, "typ": "JWT"}
+    )
+    async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await open_session(stub, forever)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, refused.value
+        assert "exp is not a date" in str(refused.value.details())
