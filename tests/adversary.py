@@ -129,7 +129,7 @@ def running_arena(
             "spool_dir": str(tmp / "spool"),
             **options,
         }
-        engine = {"type": "embedded", "policies": str(policies), "workers": 2, "timeout_ms": 1000}
+        engine = {"type": "embedded", "policies": str(policies), "workers": 2, "timeout_ms": 3000}
         config = pdp_config(
             tmp,
             connections=[connection],

@@ -84,7 +84,7 @@ def pdp_raw(
         "pdp": {
             "listen": listen or f"127.0.0.1:{free_port()}",
             "engine": engine
-            or {"type": "embedded", "policies": str(policies), "workers": 1, "timeout_ms": 500},
+            or {"type": "embedded", "policies": str(policies), "workers": 1, "timeout_ms": 3000},
             "store": store or {"type": "sqlite", "path": str(tmp / "audit.db")},
             "signing_key": str(tmp / "signing.key"),
             "session_timeout_seconds": session_timeout,
