@@ -359,23 +359,6 @@ class ApprovalBook:
 
     # -- requests --------------------------------------------------------------------------
 
-    def reusable(
-        self,
-        subject: str,
-        issuer: str,
-        connection: str,
-        command: str,
-        kind: str = "",
-        session_id: str | None = None,
-        parameters: list[str] | None = None,
-    ) -> ApprovalRequest | None:
-        """An approved request this identity may use again for exactly this command — in
-        the session it was asked in, with the parameter values the approver saw."""
-        found = self.approved_for(
-            subject, issuer, connection, command, kind, session_id, parameters
-        )
-        return found[0] if found else None
-
     def approved_for(
         self,
         subject: str,
@@ -386,8 +369,9 @@ class ApprovalBook:
         session_id: str | None = None,
         parameters: list[str] | None = None,
     ) -> list[ApprovalRequest]:
-        """Every approved request reusable() could give, the newest first: the caller
-        checks each still holds (pdp.api.approval_rpc.settle)."""
+        """Every approved request this identity may use again for exactly this command (in
+        the session it was asked in, with the parameter values the approver saw), the
+        newest first: the caller checks each still holds (pdp.api.approval_rpc.settle)."""
         found = self._matching(
             APPROVED, subject, issuer, connection, command, kind, session_id, parameters
         )
