@@ -1,5 +1,5 @@
 """Probes of token verification, first round (helper identity): one token in two
-spellings, and date claims that are no dates.
+spellings, members named twice, short HMAC secrets, and date claims that are no dates.
 
 Attacks, each against a real local OIDC issuer or a running PDP:
 
@@ -7,6 +7,9 @@ Attacks, each against a real local OIDC issuer or a running PDP:
   the same signed token had two texts. The HTTP proxy keys its sessions on the token's
   text (a second session, with its own limits, per spelling) and anything that remembers
   tokens by text misses the other spelling. RFC 7515 §2 compact JWS has no padding.
+- a member named twice in the header or payload (PyJWT keeps the last; an issuer or
+  another reader may take the first): refused.
+- an HMAC shared secret shorter than its hash (RFC 7518 §3.2): refused, not warned about.
 - `exp`/`nbf`/`iat` that are no NumericDate: PyJWT reads them through int(), so a string
   "exp": "1893456000" passed, and an `exp` of 10**30 gave a session that never expires
   and an OpenSession that failed inside the PDP (its int64 `expires_at` cannot hold it)
@@ -15,12 +18,17 @@ Attacks, each against a real local OIDC issuer or a running PDP:
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import time
+import warnings
 
 import grpc
 import jwt
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from pdp_harness import open_session, pdp_config, pdp_stub, running_pdp, token
 
 from pdp.domain.identity import DevIssuer, TokenRejected, TokenVerifier
@@ -117,3 +125,65 @@ async def test_an_expiry_past_int64_is_a_refused_token_not_a_failed_open(tmp_pat
             await open_session(stub, forever)
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, refused.value
         assert "exp is not a date" in str(refused.value.details())
+
+
+# -- one member, one value -----------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _rs256(idp: OIDCIssuer, header: bytes, payload: bytes) -> str:
+    signing_input = f"{_b64(header)}.{_b64(payload)}"
+    key = idp.private_key(idp._current["RSA"])
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{_b64(signature)}"
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        ', "sub": "mallory@example.com"}',  # the subject twice: PyJWT kept the last
+        ', "groups": ["dba"]}',
+        ', "realm": {"roles": ["x"], "roles": ["dba"]}}',  # nested
+    ],
+)
+async def test_a_claim_named_twice_rejects_the_token(idp, verifier, tail):
+    """An issuer that writes a member twice (a template, a user attribute spliced in)
+    means one thing to a reader keeping the first and another to PyJWT, which keeps the
+    last: the payload signed for alice read as mallory."""
+    kid = idp._current["RSA"]
+    header = json.dumps({"alg": "RS256", "kid": kid, "typ": "JWT"}).encode()
+    claims = idp.claims(groups=["readonly"])
+    payload = (json.dumps(claims)[:-1] + tail).encode()
+    assert await reason(verifier, _rs256(idp, header, payload)) == "malformed token"
+    assert (await verifier.verify(_rs256(idp, header, json.dumps(claims).encode()))).groups
+
+
+async def test_a_header_member_named_twice_rejects_the_token(idp, verifier):
+    kid = idp._current["RSA"]
+    header = f'{{"alg": "none", "kid": "{kid}", "alg": "RS256"}}'.encode()
+    tok = _rs256(idp, header, json.dumps(idp.claims()).encode())
+    assert await reason(verifier, tok) == "malformed token"
+
+
+# -- an HMAC secret long enough not to be guessed -----------------------------------------
+
+
+@pytest.mark.parametrize("alg,size", [("HS256", 32), ("HS384", 48), ("HS512", 64)])
+async def test_a_shared_secret_shorter_than_its_hash_verifies_nothing(idp, alg, size):
+    """A short identity.shared_secret ('secret', a word) is found offline from any token
+    it signed (one agent's own), and then signs a dba token: PyJWT only warns."""
+    for secret, accepted in (("s" * (size - 1), False), ("s" * size, True)):
+        verifier = TokenVerifier(idp.settings(shared_secret=secret, algorithms=[alg]))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tok = jwt.encode(idp.claims(sub="svc"), secret, algorithm=alg)
+            if accepted:
+                assert (await verifier.verify(tok)).subject == "svc"
+            else:
+                assert await reason(verifier, tok) == f"algorithm {alg} not accepted"
+        finally:
+            await verifier.close()

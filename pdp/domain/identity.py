@@ -32,6 +32,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from jwt.utils import base64url_decode
 
 from pdp.plumbing.keys import load_or_create_ed25519
 from portcullis.config import IdentitySettings
@@ -56,6 +57,9 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _GROUP_SEPARATOR = re.compile(r"[\s,]")
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+# RFC 7518 §3.2: an HMAC key at least as long as the hash; a shorter shared secret can be
+# found offline from any one token it signed, and then signs any identity
+_HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 # Which token algorithms each JWK type may verify; EC keys are further tied to a curve.
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
@@ -497,6 +501,13 @@ class TokenVerifier:
         if kid is not None:
             # A kid names a published (asymmetric) key; HMAC with one is key confusion.
             raise TokenRejected(f"algorithm {alg} not accepted for a token with a key id")
+        if len(secret.encode()) < _HMAC_MIN_BYTES[alg]:
+            log.warning("identity.shared_secret is shorter than %s bytes: %s refused",
+                        _HMAC_MIN_BYTES[alg], alg)  # fmt: skip
+            raise TokenRejected(
+                f"algorithm {alg} not accepted",
+                f"identity.shared_secret is shorter than {_HMAC_MIN_BYTES[alg]} bytes",
+            )
         return self._decode(token, secret.encode(), alg, self.settings.issuer, audience)
 
     def _decode(self, token: str, key: Any, alg: str, issuer: str, audience: str = "") -> Identity:
@@ -567,6 +578,9 @@ def _read_header(token: Any) -> dict[str, Any]:
         raise TokenRejected("malformed token")
     try:
         header = jwt.get_unverified_header(token)
+        for segment in token.split(".")[:2]:
+            # one member named twice: PyJWT keeps the last, another reader the first
+            json.loads(base64url_decode(segment), object_pairs_hook=_unique)
     except (jwt.PyJWTError, RecursionError, ValueError, TypeError):
         raise TokenRejected("malformed token") from None
     alg = header.get("alg")
@@ -576,6 +590,14 @@ def _read_header(token: Any) -> dict[str, Any]:
     if kid is not None and not isinstance(kid, str):
         raise TokenRejected("malformed token")
     return header
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose members are named once each (else ValueError)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a JSON member is named twice")
+    return out
 
 
 def groups_from_claims(claims: dict[str, Any], claim: str) -> tuple[str, ...]:
