@@ -21,6 +21,8 @@ phone where no key is `phone`; each came back whole before its fix:
 - a key a map elsewhere in the answer names as the field (Jira's `expand=names`:
   `"names": {"customfield_10010": "Phone"}` beside `"fields": {"customfield_10010":
   ...}`): the value under the id passed (bodies.BodyMask.aliased);
+- a columnar table (`{"names": ["id", "phone"], "columns": [[7, 8], [...]]}`):
+  read as rows, position by position (bodies.BodyMask.columns_masked);
 - text naming the field where the value stands on the next line: a YAML list item
   (`- phone:`), a YAML comment where the value would be (`phone:  # mobile`), a label
   alone on its line (`Phone Number:`): the text is withheld, as a YAML block already was;
@@ -63,6 +65,7 @@ ANSWERS: dict[str, Any] = {
     "typed": {"value": PHONE, "type": "phone"},
     "kind": {"kind": "phone", "v": PHONE},
     "kind in words": {"attr": {"category": "Mobile phone", "data": PHONE}},
+    "columnar": {"names": ["id", "phone"], "columns": [[7, 8, 9], [PHONE, PHONE, PHONE]]},
     "jira names": {
         "fields": {"customfield_10010": PHONE, "summary": "x"},
         "names": {"customfield_10010": "Phone", "summary": "Summary"},

@@ -575,15 +575,8 @@ class BodyMask:
             if named is not None and member is not named and _scalars(member):
                 member = self._as_field(named, member, found)
             elif columns and _rows(member):
-                if len(member) == len(columns) and any(len(r) != len(columns) for r in member):
-                    # columns, not rows: one list per name (`{"names": ["id", "phone"],
-                    # "columns": [[7, 8, 9], [...]]}`, a columnar export)
-                    member = [
-                        [self._as_field(columns[i], c, found) for c in cells]
-                        if self._rule(columns[i])
-                        else cells
-                        for i, cells in enumerate(member)
-                    ]
+                if _columnar(member, columns):
+                    member = self._by_column(member, columns, found)
                 else:
                     member = [
                         [
@@ -884,6 +877,36 @@ class BodyMask:
             else:
                 out[key] = self._aliases_masked(member, aliases, maps, found)
         return out
+
+    def _by_column(self, lists: list[Any], columns: list[str], found: Counter[str]) -> Any:
+        """Columns, not rows: one list per name (`{"names": ["id", "phone"], "columns":
+        [[7, 8, 9], [...]]}`, a columnar export), each masked cell by cell by its name."""
+        return [
+            [self._as_field(columns[i], c, found) for c in cells]
+            if self._rule(columns[i])
+            else cells
+            for i, cells in enumerate(lists)
+        ]
+
+    def columns_masked(self, value: Any, found: Counter[str]) -> Any:
+        """`value` with its columnar tables (_columnar beside a list of names) masked by
+        column, at any depth; nothing else changed (for masked_tables' readers)."""
+        if isinstance(value, list):
+            return [self.columns_masked(v, found) for v in value]
+        if not isinstance(value, dict):
+            return value
+        names: list[str] = []
+        for member in value.values():
+            listed = _column_names(member)
+            if any(self._rule(c) for c in listed):
+                names = listed
+                break
+        return {
+            k: self._by_column(v, names, found)
+            if names and _rows(v) and _columnar(v, names)
+            else self.columns_masked(v, found)
+            for k, v in value.items()
+        }
 
     def keys_masked(self, value: Any, found: Counter[str]) -> Any:
         """`value` with every key that is a value its member labels (value_key_field)
@@ -1257,7 +1280,8 @@ def masked_tables(masker: Masker, doc: Any, counts: Counter[str]) -> Any:
         return doc
     found: Counter[str] = Counter()
     try:
-        out = body._tabled(body._paired(body.keys_masked(doc, found), found), found)
+        out = body.columns_masked(body.keys_masked(doc, found), found)
+        out = body._tabled(body._paired(out, found), found)
     except RecursionError:
         raise MaskingError("a JSON value nested too deep to be masked") from None
     counts.update(found)
@@ -1369,6 +1393,12 @@ def _cells(row: Any) -> list[Any] | None:
         (only,) = row.values()
         return only if isinstance(only, list) else None
     return None
+
+
+def _columnar(lists: list[Any], columns: list[str]) -> bool:
+    """Whether lists beside column names are the columns (as many, not all of the names'
+    width) rather than rows."""
+    return len(lists) == len(columns) and any(len(r) != len(columns) for r in lists)
 
 
 def _rows(value: Any) -> bool:
