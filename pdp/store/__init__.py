@@ -20,7 +20,7 @@ import json
 import logging
 import time as _time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,6 +34,8 @@ from pdp.store.chain import (
     Draft,
     canonical_json,
     canonical_json_with,
+    record_rows,
+    seal,
     to_micros,
 )
 from pdp.store.macs import MacKey
@@ -481,13 +483,20 @@ class GroupCommitStore:
         except StoreUnavailable as exc:
             log.error("a cut of the chain's tail was not recorded: %s (%s)", body, exc)
 
-    def _batch_mac(self, records: list[AuditRecord]) -> str | None:
-        """The `mac` of a sealed batch's last record (None without a key or records)."""
+    def _sealed(
+        self, drafts: list[Draft], head: Sequence[Any] | None
+    ) -> tuple[list[AuditRecord], list[tuple[Any, ...]]]:
+        """A batch sealed onto the chain's head as the transaction read it ((seq, hash),
+        None: an empty chain), and the rows to insert (chain.record_rows): the last one
+        carries the batch's MAC, when there is a key."""
+        records = seal(drafts, *(tuple(head) if head else (0, GENESIS_HASH)))
         macs = self._macs
         if macs is None or not records:
-            return None
+            return records, record_rows(records, drafts, None)
         last = records[-1]
-        return macs.batch(records[0].seq, last.seq, last.hash)
+        return records, record_rows(
+            records, drafts, macs.batch(records[0].seq, last.seq, last.hash)
+        )
 
     # -- backend hooks ---------------------------------------------------------------
 
@@ -507,45 +516,6 @@ class GroupCommitStore:
 
     async def _shutdown(self) -> None:
         raise NotImplementedError
-
-
-def query_sql(
-    select: str,
-    placeholder: Callable[[int], str],
-    kind: str | None,
-    session_id: str | None,
-    subject: str | None,
-    since: float | None,
-    until: float | None,
-    after_seq: int,
-    limit: int | None,
-    *,
-    before_seq: int | None = None,
-    newest_first: bool = False,
-) -> tuple[str, list[Any]]:
-    """The SQL and parameters of `AuditStore.query()` for a backend whose n-th parameter
-    is written placeholder(n): records matching every filter, by seq, since <= t < until
-    (and seq < before_seq; newest first: `AuditStore.newest()`)."""
-    params: list[Any] = []
-
-    def bind(value: Any) -> str:
-        params.append(value)
-        return placeholder(len(params))
-
-    where = [f"seq > {bind(after_seq)}"]
-    if before_seq is not None:
-        where.append(f"seq < {bind(before_seq)}")
-    for column, value in (("kind", kind), ("session_id", session_id), ("subject", subject)):
-        if value is not None:
-            where.append(f"{column} = {bind(value)}")
-    if since is not None:
-        where.append(f"time_us >= {bind(to_micros(since))}")
-    if until is not None:
-        where.append(f"time_us < {bind(to_micros(until))}")
-    sql = f"{select} WHERE {' AND '.join(where)} ORDER BY seq{' DESC' if newest_first else ''}"
-    if limit is not None:
-        sql += f" LIMIT {bind(limit)}"
-    return sql, params
 
 
 def _fail(pending: _Pending, exc: Exception) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,18 +231,9 @@ def stored_body(body_json: str) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def row_to_record(
-    seq: int,
-    id: str,
-    kind: str,
-    time_us: int,
-    session_id: str,
-    subject: str,
-    body_json: str,
-    prev_hash: str,
-    hash: str,
-) -> AuditRecord:
-    """Build a record from stored columns (the same column order in both backends)."""
+def row_to_record(row: Sequence[Any]) -> AuditRecord:
+    """Build a record from its stored columns (pdp.store.reads.COLUMNS, in that order)."""
+    seq, id, kind, time_us, session_id, subject, body_json, prev_hash, hash = row
     return AuditRecord(
         seq=seq,
         id=id,
@@ -254,6 +245,29 @@ def row_to_record(
         prev_hash=prev_hash,
         hash=hash,
     )
+
+
+def record_rows(
+    records: list[AuditRecord], drafts: list[Draft], mac: str | None
+) -> list[tuple[Any, ...]]:
+    """The rows a sealed batch is stored as: its columns (pdp.store.reads.COLUMNS) and
+    `mac`, which only the batch's last record carries."""
+    last = records[-1].seq if records else 0
+    return [
+        (
+            r.seq,
+            r.id,
+            r.kind,
+            d.time_us,
+            r.session_id,
+            r.subject,
+            d.body_json,
+            r.prev_hash,
+            r.hash,
+            mac if r.seq == last else None,
+        )
+        for r, d in zip(records, drafts, strict=True)
+    ]
 
 
 class ChainVerifier:
@@ -274,22 +288,12 @@ class ChainVerifier:
         """row: (seq, id, kind, time_us, session_id, subject, body_json, prev_hash, hash)."""
         self.records += 1
         if self._bad is None:
-            problem = self._check(*row)
+            problem = self._check(row)
             if problem:
                 self._bad = problem
 
-    def _check(
-        self,
-        seq: int,
-        id: str,
-        kind: str,
-        time_us: int,
-        session_id: str,
-        subject: str,
-        body_json: str,
-        prev_hash: str,
-        hash: str,
-    ) -> tuple[int, str] | None:
+    def _check(self, row: tuple[Any, ...]) -> tuple[int, str] | None:
+        seq, id, kind, time_us, session_id, subject, body_json, prev_hash, hash = row
         expected = self._seq + 1
         if seq != expected:
             if seq > expected:

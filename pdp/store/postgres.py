@@ -31,28 +31,22 @@ from pdp.store import (
     GuardFacts,
     StoreUnavailable,
     guard_facts_of_rows,
-    query_sql,
 )
 from pdp.store.chain import (
-    GENESIS_HASH,
-    AuditRecord,
     ChainReport,
     ChainVerifier,
     Draft,
-    row_to_record,
-    seal,
     to_micros,
 )
+from pdp.store.reads import COLUMN_NAMES, HEAD_SQL, SELECT_RECORDS, RecordReads
 
 log = logging.getLogger("portcullis.store")
 
 CHAIN_LOCK = 0x5043_4155_4449_5401  # b"PCAUDIT\x01": serializes chain extension
 SCHEMA_LOCK = 0x5043_4155_4449_5402  # b"PCAUDIT\x02": serializes schema creation
 
-COLUMNS = ("seq", "id", "kind", "time_us", "session_id", "subject", "body", "prev_hash", "hash")
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM audit_records"
 _VERIFY_PAGE = 5000
-_COPY_COLUMNS = (*COLUMNS, "mac")
+_COPY_COLUMNS = (*COLUMN_NAMES, "mac")
 
 # A body as PostgreSQL's json reads it field by field: a NUL escape (\u0000, preceded by
 # an even number of backslashes, so an escape and not a backslash then "u0000") written as
@@ -115,7 +109,7 @@ $portcullis$;
 """
 
 
-class PostgresAuditStore(GroupCommitStore):
+class PostgresAuditStore(RecordReads, GroupCommitStore):
     def __init__(
         self,
         dsn: str,
@@ -210,31 +204,8 @@ class PostgresAuditStore(GroupCommitStore):
                 )
                 duplicates = {r["id"] for r in rows}
             fresh = [d for d in drafts if d.id not in duplicates]
-            head = await conn.fetchrow(
-                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
-            )
-            records = seal(fresh, *(tuple(head) if head else (0, GENESIS_HASH)))
-            mac = self._batch_mac(records)
-            last = records[-1].seq if records else 0
-            await conn.copy_records_to_table(
-                "audit_records",
-                columns=_COPY_COLUMNS,
-                records=[
-                    (
-                        r.seq,
-                        r.id,
-                        r.kind,
-                        d.time_us,
-                        r.session_id,
-                        r.subject,
-                        d.body_json,
-                        r.prev_hash,
-                        r.hash,
-                        mac if r.seq == last else None,
-                    )
-                    for r, d in zip(records, fresh, strict=True)
-                ],
-            )
+            records, rows = self._sealed(fresh, await conn.fetchrow(HEAD_SQL))
+            await conn.copy_records_to_table("audit_records", columns=_COPY_COLUMNS, records=rows)
         return BatchResult(records, duplicates)
 
     def _failed_batch(self, ids: list[str]) -> None:
@@ -266,51 +237,10 @@ class PostgresAuditStore(GroupCommitStore):
         except Exception as exc:
             raise StoreUnavailable(_reason(exc)) from None
 
-    async def query(
-        self,
-        kind: str | None = None,
-        session_id: str | None = None,
-        subject: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        after_seq: int = 0,
-        limit: int | None = None,
-    ) -> list[AuditRecord]:
-        """Records matching every given filter, by seq; since <= time < until."""
-        sql, params = query_sql(
-            _SELECT, "${}".format, kind, session_id, subject, since, until, after_seq, limit
-        )
-        return [row_to_record(*r) for r in await self._fetch(sql, *params)]
+    _placeholder = staticmethod("${}".format)
 
-    async def newest(
-        self,
-        kind: str,
-        *,
-        session_id: str | None = None,
-        subject: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        before_seq: int | None = None,
-        limit: int,
-    ) -> list[AuditRecord]:
-        """At most `limit` records of `kind` matching every filter, the newest first
-        (below before_seq): a page of a listing that shows the newest, read without
-        reading the older ones."""
-        sql, params = query_sql(
-            _SELECT,
-            "${}".format,
-            kind,
-            session_id,
-            subject,
-            since,
-            until,
-            0,
-            limit,
-            before_seq=before_seq,
-            newest_first=True,
-        )
-        rows = await self._fetch(sql, *params)
-        return [row_to_record(*r) for r in rows]
+    async def _rows(self, sql: str, params: list[Any]) -> list[asyncpg.Record]:
+        return await self._fetch(sql, *params)
 
     async def guard_facts(
         self, after_seq: int, since: float, trips_since: float, by_time: bool | None = None
@@ -365,32 +295,6 @@ class PostgresAuditStore(GroupCommitStore):
             raise StoreUnavailable(_reason(exc)) from None
         return guard_facts_of_rows(egress, trips, upto)
 
-    async def get(self, id: str) -> AuditRecord | None:
-        rows = await self._fetch(f"{_SELECT} WHERE id = $1", id)
-        return row_to_record(*rows[0]) if rows else None
-
-    async def head(self) -> tuple[int, str]:
-        rows = await self._fetch("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
-        return (rows[0]["seq"], rows[0]["hash"]) if rows else (0, GENESIS_HASH)
-
-    async def batch_macs(self, after_seq: int, upto_seq: int) -> list[tuple[int, str, str]]:
-        """The batch MACs (pdp.store.macs) of the records after_seq < seq <= upto_seq, as
-        (seq, hash, mac): one per batch's last record."""
-        rows = await self._fetch(
-            "SELECT seq, hash, mac FROM audit_records"
-            " WHERE seq > $1 AND seq <= $2 AND mac IS NOT NULL",
-            after_seq,
-            upto_seq,
-        )
-        return [(int(q), str(h), str(m)) for q, h, m in rows]
-
-    async def newest_of_kind(self, kind: str, before_seq: int) -> AuditRecord | None:
-        """The record of `kind` with the highest seq below before_seq."""
-        rows = await self._fetch(
-            f"{_SELECT} WHERE kind = $1 AND seq < $2 ORDER BY seq DESC LIMIT 1", kind, before_seq
-        )
-        return row_to_record(*rows[0]) if rows else None
-
     async def verify(self) -> ChainReport:
         """Recompute every hash and link in seq order, in one REPEATABLE READ snapshot."""
         verifier = ChainVerifier()
@@ -400,7 +304,7 @@ class PostgresAuditStore(GroupCommitStore):
                 pool.acquire(timeout=self.timeout) as conn,
                 conn.transaction(isolation="repeatable_read", readonly=True),
             ):
-                cursor = await conn.cursor(f"{_SELECT} ORDER BY seq")
+                cursor = await conn.cursor(f"{SELECT_RECORDS} ORDER BY seq")
                 while rows := await cursor.fetch(_VERIFY_PAGE):
                     # hashing a page is CPU work: keep it off the event loop
                     await asyncio.to_thread(_feed, verifier, rows)

@@ -43,19 +43,15 @@ from pdp.store import (
     GuardFacts,
     StoreUnavailable,
     guard_facts_of_rows,
-    query_sql,
 )
 from pdp.store.chain import (
-    GENESIS_HASH,
-    AuditRecord,
     ChainReport,
-    ChainVerifier,
     Draft,
-    row_to_record,
-    seal,
     to_micros,
+    verify_rows,
 )
 from pdp.store.disksync import AioSync, open_disk_sync
+from pdp.store.reads import COLUMNS, HEAD_SQL, SELECT_RECORDS, RecordReads
 
 T = TypeVar("T")
 
@@ -83,7 +79,6 @@ CREATE TRIGGER IF NOT EXISTS audit_records_no_delete BEFORE DELETE ON audit_reco
 BEGIN SELECT RAISE(ABORT, 'audit_records is append-only: DELETE refused'); END;
 """
 
-COLUMNS = "seq, id, kind, time_us, session_id, subject, body, prev_hash, hash"
 _INSERT = f"INSERT INTO audit_records ({COLUMNS}, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _MAX_PARAMS = 500
 # a batch this small commits on the loop's thread (cheaper than the hop to the writer
@@ -181,7 +176,7 @@ def _connect(
     return conn
 
 
-class SQLiteAuditStore(GroupCommitStore):
+class SQLiteAuditStore(RecordReads, GroupCommitStore):
     def __init__(
         self, path: str | os.PathLike[str], *, timeout: float = 2.0, synchronous: str = "full"
     ) -> None:
@@ -436,30 +431,8 @@ class SQLiteAuditStore(GroupCommitStore):
         try:
             duplicates = _existing_ids(conn, look_up) if look_up else set()
             fresh = [d for d in drafts if d.id not in duplicates]
-            row = conn.execute(
-                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            records = seal(fresh, *(row or (0, GENESIS_HASH)))
-            mac = self._batch_mac(records)
-            last = records[-1].seq if records else 0
-            conn.executemany(
-                _INSERT,
-                [
-                    (
-                        r.seq,
-                        r.id,
-                        r.kind,
-                        d.time_us,
-                        r.session_id,
-                        r.subject,
-                        d.body_json,
-                        r.prev_hash,
-                        r.hash,
-                        mac if r.seq == last else None,
-                    )
-                    for r, d in zip(records, fresh, strict=True)
-                ],
-            )
+            records, rows = self._sealed(fresh, conn.execute(HEAD_SQL).fetchone())
+            conn.executemany(_INSERT, rows)
             conn.execute("COMMIT")
         except BaseException:
             try:
@@ -471,60 +444,12 @@ class SQLiteAuditStore(GroupCommitStore):
 
     # -- reading (reader thread) -----------------------------------------------------
 
-    async def query(
-        self,
-        kind: str | None = None,
-        session_id: str | None = None,
-        subject: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        after_seq: int = 0,
-        limit: int | None = None,
-    ) -> list[AuditRecord]:
-        """Records matching every given filter, by seq; since <= time < until."""
-        sql, params = query_sql(
-            f"SELECT {COLUMNS} FROM audit_records",
-            lambda _: "?",
-            kind,
-            session_id,
-            subject,
-            since,
-            until,
-            after_seq,
-            limit,
-        )
-        rows = await self._read(self._fetch, sql, params)
-        return [row_to_record(*r) for r in rows]
+    @staticmethod
+    def _placeholder(n: int) -> str:
+        return "?"
 
-    async def newest(
-        self,
-        kind: str,
-        *,
-        session_id: str | None = None,
-        subject: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        before_seq: int | None = None,
-        limit: int,
-    ) -> list[AuditRecord]:
-        """At most `limit` records of `kind` matching every filter, the newest first
-        (below before_seq): a page of a listing that shows the newest, read without
-        reading the older ones."""
-        sql, params = query_sql(
-            f"SELECT {COLUMNS} FROM audit_records",
-            lambda _: "?",
-            kind,
-            session_id,
-            subject,
-            since,
-            until,
-            0,
-            limit,
-            before_seq=before_seq,
-            newest_first=True,
-        )
-        rows = await self._read(self._fetch, sql, params)
-        return [row_to_record(*r) for r in rows]
+    async def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        return await self._read(self._fetch, sql, params)
 
     async def guard_facts(
         self, after_seq: int, since: float, trips_since: float, by_time: bool | None = None
@@ -577,51 +502,15 @@ class SQLiteAuditStore(GroupCommitStore):
         ).fetchall()
         return guard_facts_of_rows(egress, trips, upto)
 
-    async def get(self, id: str) -> AuditRecord | None:
-        rows = await self._read(
-            self._fetch, f"SELECT {COLUMNS} FROM audit_records WHERE id = ?", [id]
-        )
-        return row_to_record(*rows[0]) if rows else None
-
-    async def head(self) -> tuple[int, str]:
-        rows = await self._read(
-            self._fetch, "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1", []
-        )
-        return (rows[0][0], rows[0][1]) if rows else (0, GENESIS_HASH)
-
     async def verify(self) -> ChainReport:
         """Recompute every hash and link in seq order (one consistent read snapshot)."""
         return await self._read(self._verify_sync)
-
-    async def batch_macs(self, after_seq: int, upto_seq: int) -> list[tuple[int, str, str]]:
-        """The batch MACs (pdp.store.macs) of the records after_seq < seq <= upto_seq, as
-        (seq, hash, mac): one per batch's last record."""
-        return await self._read(
-            self._fetch,
-            "SELECT seq, hash, mac FROM audit_records"
-            " WHERE seq > ? AND seq <= ? AND mac IS NOT NULL",
-            [after_seq, upto_seq],
-        )
-
-    async def newest_of_kind(self, kind: str, before_seq: int) -> AuditRecord | None:
-        """The record of `kind` with the highest seq below before_seq."""
-        rows = await self._read(
-            self._fetch,
-            f"SELECT {COLUMNS} FROM audit_records WHERE kind = ? AND seq < ?"
-            " ORDER BY seq DESC LIMIT 1",
-            [kind, before_seq],
-        )
-        return row_to_record(*rows[0]) if rows else None
 
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         return self._rconn.get().execute(sql, params).fetchall()
 
     def _verify_sync(self) -> ChainReport:
-        verifier = ChainVerifier()
-        cursor = self._rconn.get().execute(f"SELECT {COLUMNS} FROM audit_records ORDER BY seq")
-        for row in cursor:
-            verifier.feed(row)
-        return verifier.report()
+        return verify_rows(self._rconn.get().execute(f"{SELECT_RECORDS} ORDER BY seq"))
 
 
 def _relay(waited: asyncio.Future[None], done: asyncio.Future[None]) -> None:
