@@ -9,8 +9,9 @@ Group commit: `append()` queues a draft and waits; one writer task takes everyth
 queued (up to `max_batch`), and the backend seals it onto the chain and writes it in ONE
 transaction, reading the chain head inside that transaction. If the transaction fails,
 every caller in the batch gets `StoreUnavailable` and the head does not move. Record
-bytes and hashing live in `chain.py`; backends live in `sqlite.py` and `postgres.py`
-(imported lazily, so the SQLite store never imports asyncpg).
+bytes and hashing live in `chain.py`, the reads both SQL backends share in `reads.py`;
+backends live in `sqlite.py` and `postgres.py` (imported lazily, so the SQLite store
+never imports asyncpg).
 """
 
 from __future__ import annotations
@@ -246,8 +247,9 @@ class GroupCommitStore:
     """Queue + single writer task shared by the backends.
 
     Subclasses implement `_open()`, `_write_batch()`, `_reset()`, `_shutdown()` and the
-    read methods. `_write_batch()` must, in one transaction: read the head, drop drafts
-    whose explicit id already exists, `chain.seal()` the rest and insert them.
+    read methods (pdp.store.reads.RecordReads). `_write_batch()` must, in one
+    transaction: read the head, drop drafts whose explicit id already exists, seal the
+    rest (`_sealed()`) and insert them.
     """
 
     max_batch = 512
