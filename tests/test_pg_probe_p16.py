@@ -11,6 +11,16 @@ already a question (denied); DISTINCT, UNION, INTERSECT, EXCEPT (and their ALL b
 ALL) now record each output they compare as a GROUP BY of it would (pdp/sql/lineage.py):
 the column itself stays an equality test (allowed while oracle.equality is), anything
 computed from it is a question, denied.
+
+A sensitive name is a key too. The proxy masks a JSON document's keys named like a
+sensitive column (`{"password": "[REDACTED]"}`), but `profile->>'password'`,
+`profile #>> '{password}'`, `profile['password']`, `jsonb_extract_path_text(profile,
+'password')` took the value out of the document, by a key no mask read: given in clear
+(`coalesce(...)`, `array_agg(...)` alike), and compared (`< 'i'`) as nothing sensitive;
+`profile::text` gave the whole document as text, read by the detectors only. A field of a
+composite column (`(p.info).password AS x`) alike. Lineage now counts a constant key, path
+element or field name as a column of that name (a computed key as any: masked whole), and
+a text value that is a JSON object or array has its keys masked as a document's.
 """
 
 from __future__ import annotations
@@ -24,7 +34,17 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def arena(tmp_path_factory):
     with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
+        with gateway.admin() as admin:
+            admin.execute(PEOPLE)
         yield gateway
+
+
+PEOPLE = """
+CREATE TYPE contact AS (nick text, password text);
+CREATE TABLE people (id int, info contact, profile jsonb);
+INSERT INTO people VALUES
+  (1, ROW('zed', 'hunter2-zed'), '{"password": "hunter2-json", "status": "ok"}');
+"""
 
 
 @pytest.fixture
@@ -83,3 +103,49 @@ def test_comparing_a_column_itself_still_runs(reader, sql: str, rows: int) -> No
     assert not answer.errors, answer.errors
     assert len(answer.rows) == rows
     assert_no_secret(answer)
+
+
+# each gave hunter2-json or hunter2-zed in clear, or answered a question about it
+KEYED = [
+    "SELECT profile->>'password' FROM people",
+    "SELECT profile->'password' AS p FROM people",
+    "SELECT profile #>> '{password}' FROM people",
+    "SELECT profile['password'] FROM people",
+    "SELECT coalesce(profile->>'password', '') FROM people",
+    "SELECT array_agg(profile->>'password') FROM people",
+    "SELECT profile::text FROM people",
+    "SELECT (p.info).password AS x FROM people p",
+    "SELECT profile->>$$password$$ FROM people",
+]
+
+
+@pytest.mark.parametrize("sql", KEYED)
+def test_a_sensitive_key_or_field_taken_out_of_its_document_is_masked(reader, sql) -> None:
+    answer = reader.query(sql)
+    assert b"hunter2" not in answer.raw, answer.rows
+    assert_no_secret(answer)
+
+
+QUESTIONS = [
+    "SELECT count(*) FROM people WHERE profile->>'password' < 'i'",
+    "SELECT count(*) FROM people WHERE profile #>> '{password}' LIKE 'h%'",
+    "SELECT count(*) FROM people WHERE jsonb_extract_path_text(profile, 'password') < 'i'",
+    "SELECT count(*) FROM people WHERE (info).password < 'i'",
+    "SELECT count(*) FROM people p WHERE (p.info).password >= 'h'",
+    "SELECT count(*) FROM people WHERE profile->>('pass' || 'word') < 'i'",
+]
+
+
+@pytest.mark.parametrize("sql", QUESTIONS)
+def test_a_sensitive_key_or_field_answers_no_question(reader, sql) -> None:
+    answer = reader.query(sql)
+    assert answer.errors, answer.rows
+
+
+def test_other_keys_and_documents_read_as_before(reader) -> None:
+    answer = reader.query("SELECT profile->>'status', profile FROM people")
+    assert not answer.errors, answer.errors
+    assert answer.rows == [[b"ok", b'{"status": "ok", "password": "[REDACTED]"}']]
+    assert reader.query("SELECT count(*) FROM people WHERE profile->>'status' = 'ok'").rows == [
+        [b"1"]
+    ]

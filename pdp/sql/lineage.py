@@ -881,6 +881,8 @@ class Lineage:
             if operator not in _TOTAL_OPERATORS or not builtin:
                 for flow in operands:
                     self.partial(flow)
+            if operator in _JSON_EXTRACTIONS and "rexpr" in fields:
+                operands.append(_keys_flow([fields["rexpr"]], path=operator.startswith("#")))
             return _merge(EXPRESSION, operands, keeps=builtin and operator in _KEEPING_OPERATORS)
         if tag == "TypeCast" and "arg" in fields:
             flow = self.expr(fields["arg"], scope, ctes)
@@ -922,7 +924,22 @@ class Lineage:
             for index in indices:
                 # an element chosen by a value (NULL past the end, which a mask keeps)
                 self.record(index.derived(), "other")
-            return _merge(EXPRESSION, [flow, *indices], keeps=True)  # an element as it is
+            # (p.info).password, a field of a composite column, and profile['password'], a
+            # key of a JSON document (whose key the proxy masks in the document itself),
+            # are that sensitive name's value once out of their record or document
+            # (a computed subscript is most often an array's position, indkey[i] of
+            # psql's \d: a computed JSON key is not followed here; the operators are)
+            bounds = [
+                s["A_Indices"]["uidx"]
+                for s in steps
+                if "A_Indices" in s
+                and "A_Const" in (s["A_Indices"].get("uidx") or {})
+                and "lidx" not in s["A_Indices"]
+            ]
+            fields_named = Flow(EXPRESSION, dict.fromkeys(names))
+            keyed = [fields_named, _keys_flow(bounds, path=False)] if bounds else [fields_named]
+            # an element as it is
+            return _merge(EXPRESSION, [flow, *indices, *keyed], keeps=True)
         flow = self.generic(fields, scope, ctes, tag in _KEEPING_NODES)
         if tag not in _TOTAL_NODES and not (
             tag == "XmlExpr" and fields.get("op") in _TOTAL_XML_OPS
@@ -994,6 +1011,8 @@ class Lineage:
             # server reports a changed application_name, DateStyle or TimeZone with, SHOW
             # and current_setting (no table column): stored as if changed, whatever it is
             self.written.extend(flow.transformed() for flow in flows)
+        if builtin and name in _JSON_PATH_FUNCTIONS:
+            flows.append(_keys_flow(list(args[1:]), path=False))  # profile's 'password'
         if not builtin:
             # a function of another schema (pg_temp.f(), made in this session: no catalogue
             # fact knows it) may read any table: its value may carry any of their columns
@@ -1331,6 +1350,36 @@ def _star_ref(val: Any) -> list[Fields] | None:
         if "A_Star" in refs[-1]:
             return refs  # type: ignore[no-any-return]
     return None
+
+
+# JSON (and hstore) operators that take a value out of a document by key or path
+_JSON_EXTRACTIONS = frozenset({"->", "->>", "#>", "#>>"})
+_JSON_PATH_FUNCTIONS = frozenset(
+    {"jsonb_extract_path", "jsonb_extract_path_text", "json_extract_path", "json_extract_path_text"}
+)
+
+
+def _keys_flow(nodes: list[Any], path: bool) -> Flow:
+    """What a document's value taken by these keys (or paths, '{a,password}') carries: each
+    constant key's name as a column, so `profile->>'password'` is masked and questioned as
+    password is; a key or position the statement computes may be any key (tables "*")."""
+    columns: dict[str, None] = {}
+    for node in nodes:
+        const = node.get("A_Const") if isinstance(node, dict) else None
+        if const is None or "isnull" in const:
+            return Flow(EXPRESSION, tables={"*": None}, changed=True)
+        if "sval" not in const:
+            continue  # a number: an array element's position
+        text = str(const["sval"].get("sval", ""))
+        if path:
+            inner = text.strip().removeprefix("{").removesuffix("}")
+            keys = [k.strip().strip('"') for k in inner.split(",")]
+            if '"' in inner or "\\" in inner:
+                return Flow(EXPRESSION, tables={"*": None}, changed=True)
+        else:
+            keys = [text]
+        columns.update(dict.fromkeys(k.lower() for k in keys if k))
+    return Flow(EXPRESSION, columns)
 
 
 def _sval(node: Fields) -> str:

@@ -99,6 +99,17 @@ def detected_value(
     if type_oid in TEXT_LIKE:
         if value[:2] == b"\\x" and _HEX_TEXT.fullmatch(value):
             return _detected_hex_text(masker, value)
+        if value.lstrip()[:1] in (b"{", b"["):
+            document = _json_text(value)
+            if document is not None:
+                # profile::text, a JSON document as text: its keys named like a masked
+                # field are masked as in the document itself, where they would go by
+                # their name as text
+                masked, counts = masker.mask_json(document)
+                if not counts:
+                    return None
+                out = json.dumps(masked, ensure_ascii=False, separators=(", ", ": "))
+                return out.encode(), counts
         text, counts = masker.mask_text(value.decode("utf-8", "replace"))
         return (text.encode(), counts) if counts else None
     if type_oid in (JSON, JSONB):
@@ -289,6 +300,15 @@ def _binary_array_elements(value: bytes) -> list[bytes]:
         elements.append(element)
         pos += length
     return elements
+
+
+def _json_text(value: bytes) -> dict[str, object] | list[object] | None:
+    """A text value that is a JSON object or array, else None."""
+    try:
+        document = json.loads(value.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return document if isinstance(document, (dict, list)) else None
 
 
 def _detected_json(
