@@ -18,20 +18,18 @@ the mask hides, read back with `cat /var/log/x`: the shell it was refused."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_harness import shipped_engine
 from ssh_harness import run_client
+from ssh_probe_stack import READER, decided_as, stack_fixture
 from test_ssh_probe_exec import ALLOWED, reading, verdict
 from test_ssh_proxy import Stack, ssh_policy, ssh_stack
 from test_ssh_sftp import deny_every_approval, openssh_sftp, sftp_decisions
 
 engine = pytest.fixture(scope="module")(shipped_engine)
-
-READER = ("readonly",)
 
 GLOBBED_VALUES = [
     "df --output=file $BASH_EXECUTION_STRING # /root/.*",
@@ -48,8 +46,7 @@ GLOBBED_VALUES = [
 
 @pytest.mark.parametrize("line", GLOBBED_VALUES)
 def test_a_computed_word_bash_globs_needs_approval(engine: Any, line: str) -> None:
-    decided = verdict(engine, line)
-    assert decided["verdict"] == "require_approval", (line, reading(line), decided)
+    decided = decided_as(engine, line, "require_approval")
     assert any("names of files" in reason for reason in decided["reasons"]), decided
 
 
@@ -60,7 +57,7 @@ def test_a_computed_word_bash_globs_needs_approval(engine: Any, line: str) -> No
         "uptime ${HOME} $USER $#",
         'df "$BASH_EXECUTION_STRING"',
         # (df "$(cat /var/log/x)" needs approval outside pii-readers: test_ssh_probe_p15)
-        'printf \'%s\\n\' "$(cat /var/log/x)"',
+        "printf '%s\\n' \"$(cat /var/log/x)\"",
         'df "x$_"',
         "df ~root",
         "df $(uptime)",
@@ -135,10 +132,7 @@ def test_a_script_with_plain_arguments_stays_allowed(engine: Any, line: str) -> 
     assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with ssh_stack(tmp_path) as s:
-        yield s
+stack = stack_fixture()
 
 
 @pytest.mark.integration

@@ -35,24 +35,24 @@ option is no longer understood (denied).
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
-import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_harness import shipped_engine
+from ssh_probe_stack import BASH, READER, decided_as, ran_by_bash, stack_fixture, stubs_fixture
+
+# tests/test_ssh_probe_p11.py imports the stubs from here (until it imports ssh_probe_stack)
+from ssh_probe_stack import STUB as STUB
+from ssh_probe_stack import STUB_NAMES as STUB_NAMES
+from ssh_probe_stack import TRAP as TRAP
 from test_ssh_probe_exec import ALLOWED, reading, verdict
-from test_ssh_proxy import Stack, ssh_stack
+from test_ssh_proxy import Stack
 
 from pdp.domain.ssh_input import RESERVED
 
 engine = pytest.fixture(scope="module")(shipped_engine)
-
-READER = ("readonly",)
 
 # `{name}` or `{name[subscript]}` right before a redirection: the variable bash assigns
 FD_VARIABLES = [
@@ -70,8 +70,7 @@ FD_VARIABLES = [
 
 @pytest.mark.parametrize("line", FD_VARIABLES)
 def test_a_redirections_descriptor_variable_is_an_assignment(engine: Any, line: str) -> None:
-    decided = verdict(engine, line)
-    assert decided["verdict"] == "deny", (line, reading(line), decided)
+    decided = decided_as(engine, line, "deny")
     assert any(" sets {" in reason for reason in decided["reasons"]), decided
 
 
@@ -111,8 +110,7 @@ LOOP_ASSIGNMENTS = [
 
 @pytest.mark.parametrize("line", LOOP_ASSIGNMENTS)
 def test_a_loop_setting_what_the_shell_reads_is_denied(engine: Any, line: str) -> None:
-    decided = verdict(engine, line)
-    assert decided["verdict"] == "deny", (line, reading(line), decided)
+    decided = decided_as(engine, line, "deny")
     assert any(reason.startswith("a loop sets ") for reason in decided["reasons"]), decided
 
 
@@ -137,8 +135,7 @@ SHELL_STDIN = [
 
 @pytest.mark.parametrize("line", SHELL_STDIN)
 def test_a_shell_reading_other_than_its_here_document_is_denied(engine: Any, line: str) -> None:
-    decided = verdict(engine, line)
-    assert decided["verdict"] == "deny", (line, reading(line), decided)
+    decided_as(engine, line, "deny")
     assert [p["argv"][0] for p in reading(line)["parts"]] in (["sh"], ["bash"]), reading(line)
 
 
@@ -162,8 +159,7 @@ AROUND_A_SHELL = [
 
 @pytest.mark.parametrize("line", AROUND_A_SHELL)
 def test_what_a_shell_sets_or_opens_is_judged_on_its_script(engine: Any, line: str) -> None:
-    decided = verdict(engine, line)
-    assert decided["verdict"] == "deny", (line, reading(line), decided)
+    decided_as(engine, line, "deny")
     part = reading(line)["parts"][0]
     assert part["assignments"] or part["redirects"], part
 
@@ -177,10 +173,7 @@ def test_a_login_shell_is_not_read(engine: Any, line: str) -> None:
     assert verdict(engine, line)["verdict"] == "deny"
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with ssh_stack(tmp_path) as s:
-        yield s
+stack = stack_fixture()
 
 
 @pytest.mark.integration
@@ -249,43 +242,7 @@ async def test_a_shells_redirection_or_assignment_never_reaches_the_upstream(
 
 # -- the differential run: what bash runs against what the parts say ------------------------
 
-BASH = shutil.which("bash")
-STUB_NAMES = ("df", "uptime", "free", "journalctl", "cat", "systemctl", "touch", "id")
-# each stub logs its name and argv (unit and record separators between them); dash, so the
-# DEBUG trap of the bash that runs it is not inherited through BASH_ENV
-STUB = """#!/bin/sh
-{ printf '%s' "${0##*/}"; for a in "$@"; do printf '\\037%s' "$a"; done; printf '\\036'; } \\
-  >> "$PORTCULLIS_RAN"
-"""
-TRAP = 'set -T\ntrap \'printf "%s\\036" "$BASH_COMMAND" >> "$PORTCULLIS_TRAPPED"\' DEBUG\n'
-
-
-@pytest.fixture(scope="module")
-def stubs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = tmp_path_factory.mktemp("stubs")
-    (where / "bin").mkdir()
-    for name in STUB_NAMES:
-        path = where / "bin" / name
-        path.write_text(STUB)
-        path.chmod(0o755)
-    (where / "trap.sh").write_text(TRAP)
-    return where
-
-
-def ran_by_bash(stubs: Path, line: str, tmp: Path) -> tuple[list[list[str]], list[str]]:
-    """The stubs bash ran for the line (argv each) and the commands its DEBUG trap saw."""
-    ran, trapped = tmp / "ran", tmp / "trapped"
-    ran.write_bytes(b"")
-    trapped.write_bytes(b"")
-    env = {"PATH": f"{stubs / 'bin'}:{os.defpath}", "HOME": str(tmp),
-           "BASH_ENV": str(stubs / "trap.sh"), "PORTCULLIS_RAN": str(ran),
-           "PORTCULLIS_TRAPPED": str(trapped)}  # fmt: skip
-    assert BASH is not None
-    subprocess.run([BASH, "-c", line], cwd=tmp, env=env, capture_output=True, timeout=10,
-                   stdin=subprocess.DEVNULL, check=False)  # fmt: skip
-    runs = [r.split("\x1f") for r in ran.read_bytes().decode().split("\x1e") if r]
-    seen = [c for c in trapped.read_bytes().decode(errors="replace").split("\x1e") if c]
-    return runs, seen
+stubs = stubs_fixture()
 
 
 def differences(line: str, runs: list[list[str]], seen: list[str]) -> list[str]:

@@ -1,0 +1,85 @@
+"""The set-up the SSH probe tests (tests/test_ssh_probe_p*.py) share: a proxy stack per
+test (tests/test_ssh_proxy.py), the decision on one command line checked with its reading,
+and the stub programs the differential runs give bash (each logs its argv; a DEBUG trap
+logs every command bash runs). Set-up and shared checks only: what each probe attacks
+stays in its file. Fixtures come from factories (`stack = stack_fixture()`), so a test
+module names each one it uses.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_ssh_probe_exec import reading, verdict
+from test_ssh_proxy import Stack, ssh_stack
+
+READER = ("readonly",)
+
+
+def stack_fixture() -> Any:
+    """A `stack` fixture: the SSH proxy stack (sshd upstream, PDP, proxy), one per test."""
+
+    @pytest.fixture
+    async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+        async with ssh_stack(tmp_path) as s:
+            yield s
+
+    return stack
+
+
+def decided_as(engine: Any, line: str, expected: str) -> dict[str, Any]:
+    """The policy's decision on `line`, checked to be `expected` (its reading said if not)."""
+    decided = verdict(engine, line)
+    assert decided["verdict"] == expected, (line, reading(line), decided)
+    return decided
+
+
+BASH = shutil.which("bash")
+STUB_NAMES = ("df", "uptime", "free", "journalctl", "cat", "systemctl", "touch", "id")
+# each stub logs its name and argv (unit and record separators between them); dash, so the
+# DEBUG trap of the bash that runs it is not inherited through BASH_ENV
+STUB = """#!/bin/sh
+{ printf '%s' "${0##*/}"; for a in "$@"; do printf '\\037%s' "$a"; done; printf '\\036'; } \\
+  >> "$PORTCULLIS_RAN"
+"""
+TRAP = 'set -T\ntrap \'printf "%s\\036" "$BASH_COMMAND" >> "$PORTCULLIS_TRAPPED"\' DEBUG\n'
+
+
+def stubs_fixture() -> Any:
+    """A module's `stubs` fixture: a folder with bin/ (a stub of each of STUB_NAMES) and
+    trap.sh (the DEBUG trap)."""
+
+    @pytest.fixture(scope="module")
+    def stubs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        where = tmp_path_factory.mktemp("stubs")
+        (where / "bin").mkdir()
+        for name in STUB_NAMES:
+            path = where / "bin" / name
+            path.write_text(STUB)
+            path.chmod(0o755)
+        (where / "trap.sh").write_text(TRAP)
+        return where
+
+    return stubs
+
+
+def ran_by_bash(stubs: Path, line: str, tmp: Path) -> tuple[list[list[str]], list[str]]:
+    """The stubs bash ran for the line (argv each) and the commands its DEBUG trap saw."""
+    ran, trapped = tmp / "ran", tmp / "trapped"
+    ran.write_bytes(b"")
+    trapped.write_bytes(b"")
+    env = {"PATH": f"{stubs / 'bin'}:{os.defpath}", "HOME": str(tmp),
+           "BASH_ENV": str(stubs / "trap.sh"), "PORTCULLIS_RAN": str(ran),
+           "PORTCULLIS_TRAPPED": str(trapped)}  # fmt: skip
+    assert BASH is not None
+    subprocess.run([BASH, "-c", line], cwd=tmp, env=env, capture_output=True, timeout=10,
+                   stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+    runs = [r.split("\x1f") for r in ran.read_bytes().decode().split("\x1e") if r]
+    seen = [c for c in trapped.read_bytes().decode(errors="replace").split("\x1e") if c]
+    return runs, seen
