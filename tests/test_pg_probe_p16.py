@@ -18,9 +18,13 @@ sensitive column (`{"password": "[REDACTED]"}`), but `profile->>'password'`,
 'password')` took the value out of the document, by a key no mask read: given in clear
 (`coalesce(...)`, `array_agg(...)` alike), and compared (`< 'i'`) as nothing sensitive;
 `profile::text` gave the whole document as text, read by the detectors only. A field of a
-composite column (`(p.info).password AS x`) alike. Lineage now counts a constant key, path
-element or field name as a column of that name (a computed key as any: masked whole), and
-a text value that is a JSON object or array has its keys masked as a document's.
+composite column (`(p.info).password AS x`) alike, and the composite column itself
+(`SELECT info`: `(zed,hunter2-zed)`, a record whose field names no rule reads): a column
+of a composite type (an array of one, a domain over one) is now read by the proxy as
+derived from any column (proxies/postgres/columns.py), masked whole outside pii-readers.
+Lineage now counts a constant key, path element or field name as a column of that name (a
+computed key of the operators as any: masked whole), and a text value that is a JSON object
+or array has its keys masked as a document's.
 """
 
 from __future__ import annotations
@@ -41,9 +45,11 @@ def arena(tmp_path_factory):
 
 PEOPLE = """
 CREATE TYPE contact AS (nick text, password text);
-CREATE TABLE people (id int, info contact, profile jsonb);
+CREATE DOMAIN contact_d AS contact;
+CREATE TABLE people (id int, info contact, profile jsonb, infos contact[], d contact_d);
 INSERT INTO people VALUES
-  (1, ROW('zed', 'hunter2-zed'), '{"password": "hunter2-json", "status": "ok"}');
+  (1, ROW('zed', 'hunter2-zed'), '{"password": "hunter2-json", "status": "ok"}',
+   ARRAY[ROW('arr', 'hunter2-arr')::contact], ROW('dom', 'hunter2-dom'));
 """
 
 
@@ -149,3 +155,21 @@ def test_other_keys_and_documents_read_as_before(reader) -> None:
     assert reader.query("SELECT count(*) FROM people WHERE profile->>'status' = 'ok'").rows == [
         [b"1"]
     ]
+
+
+COMPOSITE = [
+    "SELECT info FROM people",
+    "SELECT * FROM people",
+    "SELECT p.info AS x FROM people p",
+    "SELECT infos FROM people",
+    "SELECT d FROM people",
+    "SELECT id, info FROM (SELECT * FROM people) s",
+]
+
+
+@pytest.mark.parametrize("sql", COMPOSITE)
+def test_a_composite_column_holding_a_sensitive_field_is_masked(reader, sql) -> None:
+    answer = reader.query(sql)
+    assert not answer.errors, answer.errors
+    assert b"hunter2" not in answer.raw, answer.rows
+    assert_no_secret(answer)

@@ -107,13 +107,29 @@ SYSTEM_VIEW_SQL = (
 )
 
 
+# A column of a composite type (or an array of one, or a domain over either) holds a
+# record whose fields are named by its type, not by the column: `info contact(nick,
+# password)` is read as (zed,hunter2-zed), which no field rule names and no detector reads
+# as a password. Such a column is read as derived from any column: masked whole outside
+# pii-readers (the safe mistake; tables of composite columns are rare).
+COMPOSITE = "c!"
+COMPOSITE_SQL = (
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_type t "
+    "LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typlen = -1 "
+    "LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype "
+    "LEFT JOIN pg_catalog.pg_type be ON be.oid = b.typelem AND b.typlen = -1 "
+    "WHERE t.oid = a.atttypid AND 'c' IN (t.typtype, e.typtype, b.typtype, be.typtype))"
+)
+
+
 def attributes_sql(table_oids: set[int]) -> str:
     """Columns, kind and (for views) stored query of these relations; a column of
     SYSTEM_VIEW_COLUMNS in the view initdb made is given kind 'r': a stored column."""
     oids = ",".join(str(int(o)) for o in sorted(table_oids))
     return (
         "SELECT a.attrelid, a.attnum, a.attname, "
-        f"CASE WHEN {SYSTEM_VIEW_SQL} THEN 'r' ELSE c.relkind END, "
+        f"CASE WHEN {SYSTEM_VIEW_SQL} THEN 'r' WHEN {COMPOSITE_SQL} THEN '{COMPOSITE}' "
+        "ELSE c.relkind::text END, "
         "(SELECT r.ev_action::text FROM pg_catalog.pg_rewrite r "
         " WHERE r.ev_class = c.oid AND r.rulename = '_RETURN') "
         "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
@@ -222,7 +238,9 @@ def resolve(
     out: dict[tuple[int, int], ColumnOrigin] = {}
     views: dict[int, dict[int, tuple[int, int]]] = {}
     for (table, attnum), (name, kind, action) in rows.attributes.items():
-        if kind not in VIEW_KINDS:
+        if kind == COMPOSITE:
+            out[(table, attnum)] = ColumnOrigin(name, ("*",))
+        elif kind not in VIEW_KINDS:
             out[(table, attnum)] = ColumnOrigin(name)
         elif table not in views:
             views[table] = view_origins(action or "")
