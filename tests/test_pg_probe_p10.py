@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from adversary import RawClient, assert_no_secret, ready_client, running_arena
+from adversary import assert_no_secret
+from pg_probe_stack import arena_fixture, assert_refused, probe_client
 
 from proxies.postgres import codec
 
@@ -59,12 +60,7 @@ CREATE VIEW public.pw_view AS SELECT id, public.pw_imm(1) AS s FROM orders;
 """
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        with gateway.admin() as admin:
-            admin.execute(FUNCTIONS)
-        yield gateway
+arena = arena_fixture(FUNCTIONS)
 
 
 @pytest.fixture(autouse=True)
@@ -79,8 +75,7 @@ def no_origins(arena):
     arena.reset_data()
 
 
-def client(arena, groups: tuple[str, ...]) -> RawClient:
-    return ready_client(arena, groups, "p10")
+client = probe_client("p10")
 
 
 KEPT = [
@@ -262,9 +257,7 @@ EXPLAINED = [
 def test_a_masked_dbas_plan_shows_no_value_of_the_databases_function(arena, sql: str) -> None:
     c = client(arena, ("dba",))
     try:
-        answer = c.query(sql)
-        assert_no_secret(answer)
-        assert answer.errors and "EXPLAIN of a statement" in answer.errors[0], answer.messages
+        answer = assert_refused(c, sql, "EXPLAIN of a statement")
         assert "public.pw_imm" in answer.errors[0], answer.messages
         # the statement itself: the database's function needs approval under the masks
         # (test_pg_probe_p14.py); once approved its value is masked whole

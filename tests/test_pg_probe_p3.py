@@ -32,24 +32,17 @@ from adversary import (
     execute,
     parse,
     query,
-    ready_client,
-    running_arena,
     sync,
 )
+from pg_probe_stack import arena_fixture, probe_client
 
 from proxies.postgres import codec
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        yield gateway
-
-
-def client(arena, groups: tuple[str, ...] = ("readonly",)) -> RawClient:
-    return ready_client(arena, groups, "p3")
+arena = arena_fixture()
+client = probe_client("p3", ("readonly",))
 
 
 # --- COPY of computed columns ----------------------------------------------------------

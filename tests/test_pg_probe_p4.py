@@ -16,7 +16,6 @@ from __future__ import annotations
 import pytest
 from adversary import (
     Answer,
-    RawClient,
     assert_no_secret,
     assert_none_of,
     bind,
@@ -24,10 +23,9 @@ from adversary import (
     describe,
     execute,
     parse,
-    ready_client,
-    running_arena,
     sync,
 )
+from pg_probe_stack import arena_fixture, probe_client
 
 from pdp.sql.classify import classify
 from proxies.postgres import codec
@@ -38,14 +36,8 @@ pytestmark = pytest.mark.integration
 SPELLINGS = (b"4111", b"ebbb", b"1114", b"NDEx", b"MTEx", b"3431313120", b"\\x34313131")
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        yield gateway
-
-
-def client(arena, groups: tuple[str, ...] = ("readonly",)) -> RawClient:
-    return ready_client(arena, groups, "p4")
+arena = arena_fixture()
+client = probe_client("p4", ("readonly",))
 
 
 def assert_no_card(answer: Answer) -> None:

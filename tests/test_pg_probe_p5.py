@@ -17,28 +17,20 @@ import pytest
 from adversary import (
     CARD,
     Answer,
-    RawClient,
     assert_no_secret,
     bind,
     describe,
     execute,
     parse,
-    ready_client,
-    running_arena,
     sync,
 )
+from pg_probe_stack import arena_fixture, probe_client
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        yield gateway
-
-
-def client(arena, groups: tuple[str, ...] = ("dba",)) -> RawClient:
-    return ready_client(arena, groups, "p5")
+arena = arena_fixture()
+client = probe_client("p5", ("dba",))
 
 
 # (the DDL, then the read that would show what it stored or renamed)

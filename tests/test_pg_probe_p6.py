@@ -26,16 +26,14 @@ import pytest
 from adversary import (
     CARD,
     Answer,
-    RawClient,
     assert_no_secret,
     assert_none_of,
     bind,
     execute,
     parse,
-    ready_client,
-    running_arena,
     sync,
 )
+from pg_probe_stack import arena_fixture, probe_client
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
@@ -49,14 +47,8 @@ TRANSLATED = b"ebbb bbbb bbbb bbbb"
 MASKED = (("readonly",), ("dba",))
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        yield gateway
-
-
-def client(arena, groups: tuple[str, ...]) -> RawClient:
-    return ready_client(arena, groups, "p6")
+arena = arena_fixture()
+client = probe_client("p6")
 
 
 def error_fields(answer: Answer) -> list[dict[str, str]]:

@@ -38,21 +38,16 @@ holds a card number only the value detectors find).
 from __future__ import annotations
 
 import pytest
-from adversary import RawClient, assert_no_secret, ready_client, running_arena
+from adversary import assert_no_secret
+from pg_probe_stack import arena_fixture, probe_client
 
 pytestmark = pytest.mark.integration
 
 MASKED = (("readonly",), ("dba",))
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        yield gateway
-
-
-def client(arena, groups: tuple[str, ...]) -> RawClient:
-    return ready_client(arena, groups, "p7")
+arena = arena_fixture()
+client = probe_client("p7")
 
 
 # --- attribute notation: c.f is f(c) when c has no column f ---------------------------

@@ -53,7 +53,8 @@ import socket
 import struct
 
 import pytest
-from adversary import RawClient, assert_no_secret, oid_of, ready_client, running_arena
+from adversary import RawClient, assert_no_secret, oid_of
+from pg_probe_stack import arena_fixture, probe_client
 
 from portcullis.shape import shape, shaped
 from proxies.postgres import codec
@@ -76,16 +77,8 @@ CREATE TYPE public.probe_pair AS (a public.probe);
 """
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        with gateway.admin() as admin:
-            admin.execute(FUNCTIONS)
-        yield gateway
-
-
-def client(arena, groups: tuple[str, ...]) -> RawClient:
-    return ready_client(arena, groups, "p8")
+arena = arena_fixture(FUNCTIONS)
+client = probe_client("p8")
 
 
 def oid(arena, signature: str) -> int:

@@ -26,13 +26,19 @@ detector recognises; tests/pg_harness.py's gateway for the approval cases).
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 import psycopg
 import pytest
-from adversary import RawClient, assert_no_secret, ready_client, running_arena
+from adversary import assert_no_secret
 from pg_harness import running_gateway
+from pg_probe_stack import (
+    approve_truncate,
+    arena_fixture,
+    assert_asked_again,
+    assert_refused,
+    decoy_orders_gateway,
+    probe_client,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -45,18 +51,8 @@ CREATE FUNCTION pg_catalog."P9Pw"(int) RETURNS text LANGUAGE sql STABLE
 """
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        with gateway.admin() as admin:
-            admin.execute(FUNCTIONS)
-        yield gateway
-        with gateway.admin() as admin:
-            admin.execute('DROP FUNCTION pg_catalog."P9Pw"(int)')
-
-
-def client(arena, groups: tuple[str, ...]) -> RawClient:
-    return ready_client(arena, groups, "p9")
+arena = arena_fixture(FUNCTIONS, teardown='DROP FUNCTION pg_catalog."P9Pw"(int)')
+client = probe_client("p9")
 
 
 CASED_CALLS = [
@@ -73,9 +69,7 @@ CASED_CALLS = [
 def test_a_masked_dba_calls_no_database_function_with_capitals_unqualified(arena, sql: str) -> None:
     c = client(arena, ("dba",))
     try:
-        answer = c.query(sql)
-        assert_no_secret(answer)
-        assert answer.errors and "defined in this database" in answer.errors[0], answer.messages
+        assert_refused(c, sql, "defined in this database")
     finally:
         c.close()
 
@@ -112,9 +106,7 @@ def test_a_pii_reading_dba_still_calls_it(arena) -> None:
 def test_a_reader_calls_none_of_them(arena, sql: str) -> None:
     c = client(arena, ("readonly",))
     try:
-        answer = c.query(sql)
-        assert_no_secret(answer)
-        assert answer.errors and "denied by policy" in answer.errors[0], answer.messages
+        assert_refused(c, sql, "denied by policy")
     finally:
         c.close()
 
@@ -156,9 +148,7 @@ def test_a_reader_reads_no_view_with_capitals_running_the_databases_function(
     by read-only at the server)."""
     c = client(arena, ("readonly",))
     try:
-        answer = c.query(sql)
-        assert_no_secret(answer)
-        assert answer.errors and "runs function public." in answer.errors[0], answer.messages
+        assert_refused(c, sql, "runs function public.")
     finally:
         c.close()
 
@@ -182,9 +172,7 @@ def test_a_masked_dbas_condition_on_a_view_column_the_databases_function_compute
     database made now derives from every table ("*"), as public.pw_of(1) does."""
     c = client(arena, ("dba",))
     try:
-        answer = c.query(sql)
-        assert_no_secret(answer)
-        assert answer.errors and "denied by policy" in answer.errors[0], answer.messages
+        assert_refused(c, sql, "denied by policy")
     finally:
         c.close()
 
@@ -200,8 +188,6 @@ def test_a_pii_reading_dba_still_filters_on_it(arena, cased_views) -> None:
 
 # --- an approval and the database's code changing the search_path ---------------------
 
-SAM = {"subject": "sam@example.com", "groups": ["security"], "issuer": "portcullis-dev"}
-
 PATH_CODE = """
 CREATE SCHEMA scratch;
 CREATE TABLE scratch.orders (id int);
@@ -211,15 +197,6 @@ CREATE PROCEDURE public.path_public_proc() LANGUAGE plpgsql
   AS $$ BEGIN PERFORM set_config('search_path', 'public', false); END $$;
 CREATE VIEW public.path_view AS SELECT public.path_public() AS p;
 """
-
-
-async def _pending(gw, other_than: set[str]) -> str:
-    for _ in range(100):
-        for r in gw.pdp.approvals.requests.values():
-            if r.state == "pending" and r.id not in other_than:
-                return r.id
-        await asyncio.sleep(0.1)
-    raise AssertionError("no approval request appeared")
 
 
 @pytest.mark.parametrize(
@@ -241,30 +218,17 @@ async def test_the_databases_code_setting_the_path_unbinds_an_approval(tmp_path,
     Now a call of anything but a pg_catalog built-in (the database's functions, as the
     proxy names them, any procedure) and a read of a view running the database's code
     count as a possible change: asked again."""
-    async with running_gateway(tmp_path, approvals={"timeout_seconds": 3}) as gw:
-        with gw.admin() as admin:
-            admin.execute(PATH_CODE)
-            admin.execute(f"GRANT ALL ON SCHEMA scratch TO {gw.role}")
-            admin.execute(f"GRANT ALL ON scratch.orders, public.path_view TO {gw.role}")
-            admin.execute("INSERT INTO orders VALUES (-1, 1, 9.5)")
-        conn = await asyncpg.connect(gw.dsn(gw.token("dana@example.com", ("dba", "pii-readers"))))
-        try:
-            await conn.execute("SET search_path = scratch, public")
-            first = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
-            asked = await _pending(gw, set())
-            await gw.pdp.approvals.decide(asked, SAM, True, "scratch copy only")
-            assert await asyncio.wait_for(first, 15) == "TRUNCATE TABLE"
-            await conn.execute(change)
-            assert await conn.fetchval("SHOW search_path") == "public"
-            again = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
-            await _pending(gw, {asked})  # asked again; nobody decides
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await asyncio.wait_for(again, 15)
-        finally:
-            await conn.close()
-        with gw.admin() as admin:
-            kept = admin.execute("SELECT count(*) FROM public.orders WHERE id = -1").fetchone()
-            assert kept == (1,)
+    async with decoy_orders_gateway(
+        tmp_path,
+        PATH_CODE,
+        "GRANT ALL ON SCHEMA scratch TO {role}",
+        "GRANT ALL ON scratch.orders, public.path_view TO {role}",
+    ) as (gw, conn):
+        await conn.execute("SET search_path = scratch, public")
+        asked = await approve_truncate(gw, conn, "scratch copy only")
+        await conn.execute(change)
+        assert await conn.fetchval("SHOW search_path") == "public"
+        await assert_asked_again(gw, conn, asked)
 
 
 async def test_a_temporary_table_renamed_away_unbinds_an_approval(tmp_path) -> None:
@@ -273,26 +237,11 @@ async def test_a_temporary_table_renamed_away_unbinds_an_approval(tmp_path) -> N
     truncates it; renamed away (ALTER TABLE orders RENAME TO gone: DDL, no setting), the
     same approved text truncated public.orders. DDL that makes, moves or removes a name
     now counts as a possible change."""
-    async with running_gateway(tmp_path, approvals={"timeout_seconds": 3}) as gw:
-        with gw.admin() as admin:
-            admin.execute("INSERT INTO orders VALUES (-1, 1, 9.5)")
-        conn = await asyncpg.connect(gw.dsn(gw.token("dana@example.com", ("dba", "pii-readers"))))
-        try:
-            await conn.execute("CREATE TEMP TABLE orders (id int)")
-            first = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
-            asked = await _pending(gw, set())
-            await gw.pdp.approvals.decide(asked, SAM, True, "temporary copy only")
-            assert await asyncio.wait_for(first, 15) == "TRUNCATE TABLE"
-            await conn.execute("ALTER TABLE orders RENAME TO gone")
-            again = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
-            await _pending(gw, {asked})
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await asyncio.wait_for(again, 15)
-        finally:
-            await conn.close()
-        with gw.admin() as admin:
-            kept = admin.execute("SELECT count(*) FROM public.orders WHERE id = -1").fetchone()
-            assert kept == (1,)
+    async with decoy_orders_gateway(tmp_path) as (gw, conn):
+        await conn.execute("CREATE TEMP TABLE orders (id int)")
+        asked = await approve_truncate(gw, conn, "temporary copy only")
+        await conn.execute("ALTER TABLE orders RENAME TO gone")
+        await assert_asked_again(gw, conn, asked)
 
 
 @pytest.mark.parametrize(
@@ -311,31 +260,18 @@ async def test_a_transaction_ending_a_path_set_in_it_unbinds_an_approval(
     transaction's end puts the path back by itself, with no statement naming it after the
     request, and the approved text run again truncated public.orders. Now ending a
     transaction in which the path may have been changed counts as a change."""
-    async with running_gateway(tmp_path, approvals={"timeout_seconds": 3}) as gw:
-        with gw.admin() as admin:
-            admin.execute(PATH_CODE)
-            admin.execute(f"GRANT ALL ON SCHEMA scratch TO {gw.role}")
-            admin.execute(f"GRANT ALL ON scratch.orders TO {gw.role}")
-            admin.execute("INSERT INTO orders VALUES (-1, 1, 9.5)")
-        conn = await asyncpg.connect(gw.dsn(gw.token("dana@example.com", ("dba", "pii-readers"))))
-        try:
-            await conn.execute("BEGIN")
-            await conn.execute(setting)
-            first = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
-            asked = await _pending(gw, set())
-            await gw.pdp.approvals.decide(asked, SAM, True, "scratch copy only")
-            assert await asyncio.wait_for(first, 15) == "TRUNCATE TABLE"
-            await conn.execute(ending)
-            assert await conn.fetchval("SHOW search_path") == '"$user", public'
-            again = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
-            await _pending(gw, {asked})
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await asyncio.wait_for(again, 15)
-        finally:
-            await conn.close()
-        with gw.admin() as admin:
-            kept = admin.execute("SELECT count(*) FROM public.orders WHERE id = -1").fetchone()
-            assert kept == (1,)
+    async with decoy_orders_gateway(
+        tmp_path,
+        PATH_CODE,
+        "GRANT ALL ON SCHEMA scratch TO {role}",
+        "GRANT ALL ON scratch.orders TO {role}",
+    ) as (gw, conn):
+        await conn.execute("BEGIN")
+        await conn.execute(setting)
+        asked = await approve_truncate(gw, conn, "scratch copy only")
+        await conn.execute(ending)
+        assert await conn.fetchval("SHOW search_path") == '"$user", public'
+        await assert_asked_again(gw, conn, asked)
 
 
 # --- a composite type holding a domain whose CHECK is an oracle ---------------------------
@@ -405,29 +341,16 @@ async def test_a_schema_privilege_revoked_unbinds_an_approval(tmp_path) -> None:
     own) first, TRUNCATE orders (approved for scratch.orders) truncates that; after
     REVOKE USAGE ON SCHEMA scratch FROM CURRENT_USER, the same approved text truncated
     public.orders. A GRANT or REVOKE now counts as a possible change."""
-    async with running_gateway(tmp_path, approvals={"timeout_seconds": 3}) as gw:
-        with gw.admin() as admin:
-            admin.execute(f"CREATE SCHEMA scratch AUTHORIZATION {gw.role}")
-            admin.execute("CREATE TABLE scratch.orders (id int)")
-            admin.execute(f"ALTER TABLE scratch.orders OWNER TO {gw.role}")
-            admin.execute("INSERT INTO orders VALUES (-1, 1, 9.5)")
-        conn = await asyncpg.connect(gw.dsn(gw.token("dana@example.com", ("dba", "pii-readers"))))
-        try:
-            await conn.execute("SET search_path = scratch, public")
-            first = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
-            asked = await _pending(gw, set())
-            await gw.pdp.approvals.decide(asked, SAM, True, "scratch copy only")
-            assert await asyncio.wait_for(first, 15) == "TRUNCATE TABLE"
-            await conn.execute("REVOKE USAGE ON SCHEMA scratch FROM CURRENT_USER")
-            again = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
-            await _pending(gw, {asked})
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await asyncio.wait_for(again, 15)
-        finally:
-            await conn.close()
-        with gw.admin() as admin:
-            kept = admin.execute("SELECT count(*) FROM public.orders WHERE id = -1").fetchone()
-            assert kept == (1,)
+    async with decoy_orders_gateway(
+        tmp_path,
+        "CREATE SCHEMA scratch AUTHORIZATION {role}",
+        "CREATE TABLE scratch.orders (id int)",
+        "ALTER TABLE scratch.orders OWNER TO {role}",
+    ) as (gw, conn):
+        await conn.execute("SET search_path = scratch, public")
+        asked = await approve_truncate(gw, conn, "scratch copy only")
+        await conn.execute("REVOKE USAGE ON SCHEMA scratch FROM CURRENT_USER")
+        await assert_asked_again(gw, conn, asked)
 
 
 # --- a column's DEFAULT calling the database's function ---------------------------------
