@@ -85,6 +85,10 @@ CATALOG_TTL = 60.0
 # they cannot name without asking again (no connection attempt per result)
 CATALOG_RETRY = 5.0
 STARTUP_TIMEOUT = 30.0
+# the PasswordMessage carries the client's token: the PDP takes none longer than 16 KiB
+# (pdp.domain.identity.MAX_TOKEN_BYTES), so a longer frame is refused from its header, not
+# buffered (before any authentication: up to the 64 MiB of a session's frames each)
+MAX_PASSWORD_FRAME = 16 * 1024 + 5
 # A CancelRequest the proxy forwards opens a connection to the server, a process its
 # postmaster forks: per peer address, at most CANCEL_BURST at once and CANCELS_PER_SECOND
 # after (each worker counts its own); the rest are dropped, as the server drops a key it
@@ -427,7 +431,11 @@ class ClientConnection:
 
     async def _token(self) -> str | None:
         self.to_client(codec.AuthenticationCleartextPassword().encode())
-        message = await self._next_message()
+        limit, self.parser.max_frame = self.parser.max_frame, MAX_PASSWORD_FRAME
+        try:
+            message = await self._next_message()
+        finally:
+            self.parser.max_frame = limit
         if not isinstance(message, codec.PasswordMessage):
             return None
         return message.password()
@@ -443,6 +451,11 @@ class ClientConnection:
             async with asyncio.timeout(STARTUP_TIMEOUT):
                 startup = await self._startup()
                 if startup is None:
+                    return False
+                if self.proxy.tls is not None and self.writer.get_extra_info("ssl_object") is None:
+                    # the password is the client's token: with a certificate to offer, it
+                    # is never asked for over plaintext (sslmode=disable, or a MITM's 'N')
+                    self.fatal("portcullis: this proxy requires TLS (sslmode=require)", "28000")
                     return False
                 token = await self._token()
                 if not token:
