@@ -107,14 +107,16 @@ class KeyIdentities:
     """The mapping files of the PDP's SSH connections, read when they change."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[tuple[float, int], dict[str, MappedKey]]] = {}
+        self._cache: dict[str, tuple[tuple[int, ...], dict[str, MappedKey]]] = {}
 
     def mapping(self, path: str) -> dict[str, MappedKey]:
         try:
             stat = os.stat(path)
         except OSError:
             raise TokenRejected("public-key login is not available") from None
-        stamp = (stat.st_mtime, stat.st_size)
+        # the change time too: an edit that keeps size and mtime (`cp -p`, `rsync -t`, a
+        # touch -r after it) must not keep a revoked key's line in force; ctime cannot be set
+        stamp = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
         cached = self._cache.get(path)
         if cached is not None and cached[0] == stamp:
             return cached[1]
