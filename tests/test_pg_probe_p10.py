@@ -142,7 +142,9 @@ def test_a_pii_reading_dba_gives_functions_what_it_likes(arena) -> None:
         conn.execute(
             "SELECT setval('adv_seq', ascii(substr(note, 6, 1))) FROM customers WHERE id = 1"
         )
-        assert conn.execute("SELECT last_value FROM adv_seq").fetchone()[0] == 52
+        row = conn.execute("SELECT last_value FROM adv_seq").fetchone()
+        assert row is not None
+        assert row[0] == 52
 
 
 # A cursor (or protocol portal) declared before, read by a DO block's FETCH into a variable
@@ -208,7 +210,9 @@ def test_a_pii_reading_dbas_do_block_fetches_its_cursor(arena) -> None:
             "DO $$ DECLARE t text; k refcursor := 'c'; BEGIN FETCH k INTO t;"
             " INSERT INTO audit_log(what) VALUES (t); END $$"
         )
-        assert conn.execute("SELECT what FROM audit_log").fetchone()[0].startswith("card e")
+        row = conn.execute("SELECT what FROM audit_log").fetchone()
+        assert row is not None
+        assert row[0].startswith("card e")
 
 
 DATABASE_FUNCTION_BLOCKS = [
@@ -240,7 +244,9 @@ def test_a_pii_reading_dbas_do_block_calls_the_databases_function(arena) -> None
         autocommit=True,
     ) as conn:
         conn.execute(DATABASE_FUNCTION_BLOCKS[0])
-        assert conn.execute("SELECT what FROM audit_log").fetchone()[0] == "hunter2-ada"
+        row = conn.execute("SELECT what FROM audit_log").fetchone()
+        assert row is not None
+        assert row[0] == "hunter2-ada"
 
 
 EXPLAINED = [

@@ -135,7 +135,7 @@ def test_an_expression_changing_free_text_through_a_prepared_statement(arena) ->
             sync(),
         )
         assert not answer.errors
-        values = [b"1"]
+        values: list[bytes | None] = [b"1"]
         frame = codec.Bind("", "s4", [0], values, [0]).encode()
         answer = c.send(frame, execute(), sync())
         assert not answer.errors, answer.errors

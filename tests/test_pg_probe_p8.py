@@ -258,7 +258,7 @@ def started(arena, version: int) -> list[codec.Message]:
     """What the proxy answers a start-up packet of `version`, through ReadyForQuery."""
     tok = arena.token("p8-version@example.com", ("readonly",))
     params = {"user": "agent", "database": arena.database}
-    parser, got = codec.BackendParser(), []
+    parser, got = codec.BackendParser(), list[codec.Message]()
     with socket.create_connection(("127.0.0.1", arena.port), timeout=15) as s:
         s.sendall(codec.StartupMessage(version, params).encode())
         while not any(isinstance(m, codec.Authentication) for m in got):
