@@ -272,7 +272,8 @@ def resolve(
 # made after initdb (a function, or an operator's, OID from 16384: FirstNormalObjectId),
 # one JSON row per view (the session's own connection reads it once, before the client is
 # let in).
-VIEW_COLUMNS_SQL = """SELECT json_build_array(c.oid, r.ev_action::text,
+VIEW_COLUMNS_SQL = (
+    """SELECT json_build_array(c.oid, r.ev_action::text,
   (SELECT json_agg(json_build_array(a.attnum, a.attname)) FROM pg_catalog.pg_attribute a
    WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
   (SELECT json_agg(json_build_array(d.refobjid, d.refobjsubid, a.attname, t.relkind))
@@ -289,7 +290,16 @@ VIEW_COLUMNS_SQL = """SELECT json_build_array(c.oid, r.ev_action::text,
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_rewrite r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
 WHERE c.relkind IN ('v', 'm')
-AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)"""
+AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+UNION ALL
+SELECT json_build_array(c.oid, '', json_build_array(json_build_array(a.attnum, a.attname)),
+  NULL, true)::text
+FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+WHERE c.relkind IN ('r', 'p', 'f') AND a.attnum > 0 AND NOT a.attisdropped
+AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+AND """
+    + COMPOSITE_SQL
+)
 
 
 def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
@@ -298,7 +308,9 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
     contact → [phone], views over views followed) or a computed one (every column its view
     reads; ["*"] when none is known, and when the view runs code the database made: what
     `pw_of(id) AS secret` returns is read by pw_of from any table, while pg_depend names
-    only the id it is given). From VIEW_COLUMNS_SQL's rows.
+    only the id it is given). From VIEW_COLUMNS_SQL's rows; a table's column of a
+    composite type comes as a view's column computed by code (["*"]: its record's fields
+    are named by its type, `info::text LIKE '(zed,h%'` a question about a password).
 
     The policy reads these names as the columns they carry wherever lineage meets them
     (a predicate, an expression), since the PDP sees only the statement's text."""
