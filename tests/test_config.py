@@ -146,6 +146,8 @@ def test_connection_option_files_resolve_against_the_config_folder(tmp_path):
         ),
         ({"pdp": {"tls": {"cert_file": "nope.pem", "key_file": "nope.key"}}}, "pdp.tls.cert_file"),
         ({"identity": {}}, "identity.issuer"),
+        ({"identity": {"dev": True, "audience": ""}}, "identity.audience"),
+        ({"identity": {"dev": True, "audience": " portcullis"}}, "identity.audience"),
         ({"approvals": {"timeout_seconds": "soon"}}, "approvals.timeout_seconds"),
         ({"vault": {"addr": "http://v", "auth": {"method": "password"}}}, "vault.auth.method"),
         ({"connections": [{"name": "a", "type": "ftp"}]}, "connections[0].type"),

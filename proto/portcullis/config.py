@@ -700,11 +700,16 @@ def _identity(raw: dict[str, Any], base_dir: Path) -> IdentitySettings:
         if any(a.lower() == "none" for a in algorithms):
             raise ConfigError(f"{key}.algorithms", "'none' is never accepted")
     jwks_file = _str(raw, key, "jwks_file")
+    audience = _str(raw, key, "audience", "portcullis")
+    if not audience.strip() or audience != audience.strip():
+        # every token must be issued for this gateway: an empty audience accepts a token
+        # whose aud is "", which no issuer means for anyone
+        raise ConfigError(f"{key}.audience", "must be a non-empty name without spaces around it")
     defaults = IdentitySettings()
     return IdentitySettings(
         dev=dev,
         issuer=issuer,
-        audience=_str(raw, key, "audience", "portcullis"),
+        audience=audience,
         jwks_url=_str(raw, key, "jwks_url"),
         jwks_file=_path(base_dir, jwks_file) if jwks_file else None,
         groups_claim=_str(raw, key, "groups_claim", "groups"),
