@@ -51,17 +51,17 @@ STUB = """#!/bin/sh
 TRAP = 'set -T\ntrap \'printf "%s\\036" "$BASH_COMMAND" >> "$PORTCULLIS_TRAPPED"\' DEBUG\n'
 
 
-def stubs_fixture() -> Any:
-    """A module's `stubs` fixture: a folder with bin/ (a stub of each of STUB_NAMES) and
+def stubs_fixture(names: tuple[str, ...] = STUB_NAMES, stub: str = STUB) -> Any:
+    """A module's `stubs` fixture: a folder with bin/ (`stub` under each of `names`) and
     trap.sh (the DEBUG trap)."""
 
     @pytest.fixture(scope="module")
     def stubs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         where = tmp_path_factory.mktemp("stubs")
         (where / "bin").mkdir()
-        for name in STUB_NAMES:
+        for name in names:
             path = where / "bin" / name
-            path.write_text(STUB)
+            path.write_text(stub)
             path.chmod(0o755)
         (where / "trap.sh").write_text(TRAP)
         return where
