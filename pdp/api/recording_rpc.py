@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +20,13 @@ import grpc
 from google.protobuf import struct_pb2
 
 from pdp.api.proxy_auth import ProxyIdentity
-from pdp.domain.recordings import EVENTS_KIND, MalformedEvents, bounded_batch
+from pdp.domain.recordings import (
+    EVENTS_KIND,
+    RECEIVED,
+    MalformedEvents,
+    bounded_batch_times,
+    time_refusal,
+)
 from pdp.domain.sessions import REAPED_REASONS, Session, SessionTable
 from pdp.store import AuditStore, StoreUnavailable
 from pdp.store.chain import canonical_json
@@ -191,7 +198,11 @@ class SessionEventBatches:
     ) -> _KeptBatch:
         """A session's batch checked and ready to store; _BatchRefused says why not: from
         a proxy that did not open the session (recorded), or for a session its proxy
-        closed (events after the PDP itself ended it, a proxy lost, are still taken)."""
+        closed (events after the PDP itself ended it, a proxy lost, are still taken), or
+        with a time no clock gives (pdp.domain.recordings.time_refusal). The PDP's own
+        time of receipt is kept in the record (RECEIVED, hashed with the events), for
+        readers to weigh the proxy's times against."""
+        received = time.time()
         if not request.session_id:
             raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, "session_id: required")
         if len(request.events) > MAX_EVENTS_PER_CALL:
@@ -225,7 +236,7 @@ class SessionEventBatches:
             )
         if request.events_json:
             try:
-                count, text = bounded_batch(
+                count, text, times = bounded_batch_times(
                     request.events_json, MAX_EVENTS_PER_CALL, MAX_COMMAND_BYTES
                 )
             except MalformedEvents as exc:
@@ -233,12 +244,17 @@ class SessionEventBatches:
             body: dict[str, Any] = {"events_json": text, "count": count}
         else:
             count = len(request.events)
+            times = [event.time for event in request.events]
             body = {"events": [_event_dict(event) for event in request.events]}
             try:  # (the store keeps JSON: NaN or an infinity in a time or a detail is none)
                 json.dumps(body, allow_nan=False)
             except ValueError:
                 why = "events: a time or detail is not a finite number"
                 raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, why) from None
+        why = time_refusal(times, received)
+        if why:
+            raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, why)
+        body[RECEIVED] = round(received * 1_000_000)
         return _KeptBatch(self.store, session, body, count, request.events_json != "")
 
 

@@ -34,12 +34,47 @@ from portcullis.events import (
 
 EVENTS_KIND = "session.events"
 
+# An event's time is the proxy's word; the PDP keeps its own clock's reading of when the
+# batch arrived beside it (`received_us` in the record body, hashed with it) and weighs
+# the one against the other. A time this far ahead of the PDP's clock, or below zero, is
+# refused (no clock that runs a session says so); ahead by more than CLOCK_SKEW_SECONDS,
+# before the session opened or its decision was made, or after the session closed, it is
+# marked wherever a recording is read. Held longer than LATE_SECONDS before it arrived (a
+# proxy that spooled its events while the PDP was away, a long command recorded when it
+# ended) it is labelled late: genuine, and said so.
+REFUSED_AHEAD_SECONDS = 300.0
+CLOCK_SKEW_SECONDS = 2.0
+LATE_SECONDS = 60.0
+RECEIVED = "received_us"
+
 # the fields of one event, their types, and the longest text each may hold
 _TEXT_LIMITS = {"direction": 32, "type": 32, "decision_id": 64, "verdict": 32}
 
 
 class MalformedEvents(ValueError):
     """A batch of events that is not what a proxy sends; the message names the field."""
+
+
+def time_refusal(times: list[float], received: float) -> str:
+    """Why a batch's claimed times are refused ("" when they are not): below zero, or
+    more than REFUSED_AHEAD_SECONDS ahead of when the PDP received it."""
+    for i, when in enumerate(times):
+        if when < 0:
+            return f"events[{i}].time: {when!r} is before 1970"
+        if when > received + REFUSED_AHEAD_SECONDS:
+            ahead = when - received
+            return (
+                f"events[{i}].time: {ahead:.0f}s ahead of the PDP's clock (at most"
+                f" {REFUSED_AHEAD_SECONDS:.0f}s is taken)"
+            )
+    return ""
+
+
+def received_at(record: AuditRecord) -> float | None:
+    """When the PDP received a `session.events` record's batch, by its own clock; None
+    for a record written before the PDP kept it."""
+    value = record.body.get(RECEIVED)
+    return value / 1_000_000 if type(value) is int else None
 
 
 def batch_events(body: dict[str, Any]) -> list[Any]:
@@ -127,22 +162,33 @@ _EVENT = rf"(?:{_COMMAND_EVENT}|{_RESPONSE_EVENT})"
 _RECORDER_BATCH = re.compile(rf"\[(?:{_EVENT}(?:,{_EVENT})*)?\]")
 
 
+# where an event opens in a batch of that grammar: a quote inside a JSON string is
+# escaped, and a detail named `time` follows `"details":`, so this opens an event only
+_EVENT_TIME = re.compile(r'[\[,]\{"time":(' + _NUMBER + ")")
+
+
 def _recorder_batch_size(text: str, max_events: int, max_command: int) -> int | None:
     """The number of events, when text is a batch of the recorder's command and
     response events."""
+    times = _recorder_batch_times(text, max_events, max_command)
+    return None if times is None else len(times)
+
+
+def _recorder_batch_times(text: str, max_events: int, max_command: int) -> list[float] | None:
+    """Each event's time, when text is a batch of the recorder's command and response
+    events (their number is the batch's count)."""
     if len(text) > max_command or _RECORDER_BATCH.fullmatch(text) is None:
         return None  # (a command is no longer than the text that holds it)
-    # a quote inside a JSON string is escaped, so this opens an event and nothing else
-    count = text.count('{"time":')
-    return count if count <= max_events else None
+    times = [float(t) for t in _EVENT_TIME.findall(text)]
+    return times if len(times) <= max_events else None
 
 
 def checked_batch(text: str, max_events: int, max_command: int) -> int:
     """How many events the JSON text holds, once each is shaped as a proxy's event must be.
 
     Raises MalformedEvents naming the first bad field (`events_json[3].time`)."""
-    fast = _recorder_batch_size(text, max_events, max_command)
-    return fast if fast is not None else _fully_checked_batch(text, max_events, max_command)
+    fast = _recorder_batch_times(text, max_events, max_command)
+    return len(fast) if fast is not None else _fully_checked_batch(text, max_events, max_command)
 
 
 def bounded_batch(text: str, max_events: int, max_command: int) -> tuple[int, str]:
@@ -150,16 +196,27 @@ def bounded_batch(text: str, max_events: int, max_command: int) -> tuple[int, st
     batch (and with it the events around it): it is cut to its first TRUNCATED_PREFIX
     characters and its event says so, with the whole text's size and SHA-256. Returns
     the count and the text to store."""
-    fast = _recorder_batch_size(text, max_events, max_command)
+    count, text, _ = bounded_batch_times(text, max_events, max_command)
+    return count, text
+
+
+def bounded_batch_times(
+    text: str, max_events: int, max_command: int
+) -> tuple[int, str, list[float]]:
+    """bounded_batch, with each event's claimed time (a run's first: its items come
+    later by whole microseconds), for the PDP to weigh against its own clock."""
+    fast = _recorder_batch_times(text, max_events, max_command)
     if fast is not None:
-        return fast, text
+        return len(fast), text, fast
     try:
         events = json.loads(text)
     except (ValueError, RecursionError):
         events = None  # the full check names the problem
     if isinstance(events, list) and _bound_commands(events, max_command):
         text = json.dumps(events, separators=(",", ":"), ensure_ascii=False)
-    return _fully_checked_batch(text, max_events, max_command), text
+    count = _fully_checked_batch(text, max_events, max_command)
+    assert isinstance(events, list)  # (the full check refused anything else)
+    return count, text, [float(event["time"]) for event in events]
 
 
 def _bound_commands(events: list[Any], max_command: int) -> bool:

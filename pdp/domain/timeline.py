@@ -61,7 +61,13 @@ from typing import Any
 
 import pglast.parser as pglast_parser
 
-from pdp.domain.recordings import batch_events
+from pdp.domain.recordings import (
+    CLOCK_SKEW_SECONDS,
+    LATE_SECONDS,
+    batch_events,
+    received_at,
+)
+from pdp.domain.sessions import REAPED_REASONS
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord
@@ -149,9 +155,24 @@ class Entry:
     # where it names a decision the PDP did not record in this session; OTHER_COMMAND
     # where the PDP's decision of that id was made on another command
     pdp_verdict: str = ""
+    # the event's time is the proxy's word; when the PDP received it (its own clock; ""
+    # for a recording made before the PDP kept it), and where the claimed time cannot be
+    # (CLOCK_*: ahead of its arrival, before the session opened or its decision was made,
+    # after the session closed); late_seconds: held by the proxy past LATE_SECONDS (spooled
+    # while the PDP was away, a long command recorded at its end): genuine, and said so
+    received: str = ""
+    clock: str = ""
+    late_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# Entry.clock: why an event's claimed time cannot be when it happened
+CLOCK_AHEAD = "after the PDP received it"
+CLOCK_BEFORE_OPEN = "before the session opened"
+CLOCK_BEFORE_DECISION = "before the decision it names was made"
+CLOCK_AFTER_CLOSE = "after the session closed"
 
 
 @dataclass(frozen=True)
@@ -284,15 +305,26 @@ def build_timeline(
             reasons=header["reasons"],
         )
     ]
+    batches = sorted(event_records, key=lambda r: r.seq)
     events = [
-        e
-        for r in sorted(event_records, key=lambda r: r.seq)
-        for e in batch_events(r.body)
-        if isinstance(e, dict)
+        (e, received_at(r)) for r in batches for e in batch_events(r.body) if isinstance(e, dict)
     ]
-    events.sort(key=lambda e: float(e.get("time") or 0))  # stable: ties keep record order
+    events.sort(key=lambda pair: float(pair[0].get("time") or 0))  # stable: ties keep order
+    unreceived = sum(1 for r in batches if received_at(r) is None)
+    if unreceived:
+        header["receipt"] = (
+            f"{unreceived} of {len(batches)} event batches were recorded before the PDP kept"
+            " its time of receipt: their times are the proxy's word alone"
+        )
+    window = _Window(
+        opened=min(start, opened.time),
+        closed=closed.time
+        if closed is not None and summary.close_reason not in REAPED_REASONS
+        else None,
+        decided={r.id: r.time for r in decisions or ()},
+    )
     entries += _explained(
-        [_entry(event, start, default_kind) for event in events],
+        [window.weighed(_entry(e, start, default_kind), e, got) for e, got in events],
         rulings,
         _requests(approvals),
         checked,
@@ -314,6 +346,43 @@ def build_timeline(
         )
     sent = (closed.body.get("summary") or {}).get("bytes_to_client") if closed else None
     return Timeline(summary, header, entries, _totals(entries, _int_or_none(sent)))
+
+
+@dataclass(frozen=True)
+class _Window:
+    """When a session's events can have happened, by the PDP's own clock: after the
+    session opened, after the decision an event names, before the batch arrived and (a
+    session its proxy closed, not one the PDP reaped) before the session closed, each
+    give or take CLOCK_SKEW_SECONDS."""
+
+    opened: float
+    closed: float | None
+    decided: dict[str, float]
+
+    def weighed(self, e: Entry, event: dict[str, Any], received: float | None) -> Entry:
+        when = event.get("time")
+        if not isinstance(when, int | float) or isinstance(when, bool):
+            return e
+        when = float(when)
+        decided = self.decided.get(e.decision_id)
+        clock = ""
+        if received is not None and when > received + CLOCK_SKEW_SECONDS:
+            clock = CLOCK_AHEAD
+        elif when < self.opened - CLOCK_SKEW_SECONDS:
+            clock = CLOCK_BEFORE_OPEN
+        elif decided is not None and e.verdict and when < decided - CLOCK_SKEW_SECONDS:
+            clock = CLOCK_BEFORE_DECISION
+        elif self.closed is not None and when > self.closed + CLOCK_SKEW_SECONDS:
+            clock = CLOCK_AFTER_CLOSE
+        late = None
+        if received is not None and not clock and received - when > LATE_SECONDS:
+            late = round(received - when, 3)
+        return replace(
+            e,
+            received=rfc3339(received) if received is not None else "",
+            clock=clock,
+            late_seconds=late,
+        )
 
 
 def _entry(event: dict[str, Any], start: float, default_kind: str) -> Entry:
@@ -581,6 +650,8 @@ def _totals(entries: list[Entry], bytes_to_client: int | None = None) -> dict[st
         "bytes_to_client": bytes_to_client,
         "errors": sum(1 for e in entries if e.error and e.type != "session.close"),
         "disputed": sum(1 for e in entries if e.pdp_verdict),
+        "clock_marked": sum(1 for e in entries if e.clock),
+        "late": sum(1 for e in entries if e.late_seconds is not None),
         "masked": dict(masked),
     }
 
@@ -611,6 +682,7 @@ def _render_lines(timeline: Timeline) -> list[str]:
         f"  policy {timeline.header['policy_revision'] or '-'}",
         f"  status      {s.status}"
         + (f" ({s.close_reason}) after {s.duration_seconds:g}s" if s.ended_at is not None else ""),
+        *([f"  receipt     {timeline.header['receipt']}"] if "receipt" in timeline.header else []),
         "",
     ]
     for e in timeline.entries:
@@ -632,6 +704,16 @@ def _render_lines(timeline: Timeline) -> list[str]:
         lines.append(
             f"!! {t['disputed']} command(s) the proxy recorded as let through where the PDP's"
             " record says otherwise: the proxy's events contradict the decisions"
+        )
+    if t["clock_marked"]:
+        lines.append(
+            f"!! {t['clock_marked']} event(s) at a time the proxy claims and the PDP's clock"
+            " rules out: the proxy's clock or its word is wrong"
+        )
+    if t["late"]:
+        lines.append(
+            f"{t['late']} event(s) reached the PDP more than {LATE_SECONDS:g}s after their"
+            " time (spooled by the proxy, or a long command recorded when it ended)"
         )
     return lines
 
@@ -655,6 +737,7 @@ def _entry_line(e: Entry) -> str:
             prefix
             + f"masked {_counts(e.masking)}"
             + (f"  (decision {e.decision_id})" if e.decision_id else "")
+            + "".join("  " + note for note in _clock_notes(e))
         )
     text = _command_text(e)
     parts = [text] if text else [e.type]
@@ -671,7 +754,18 @@ def _entry_line(e: Entry) -> str:
         parts.append("→ " + outcome)
     if e.error:
         parts.append(f"error: {e.error}")
+    parts += _clock_notes(e)
     return prefix + "  ".join(parts) + (_why(e) if e.verdict not in ("", "allow") else "")
+
+
+def _clock_notes(e: Entry) -> list[str]:
+    """What the PDP's clock says of an event's claimed time (an entry of any type)."""
+    if e.clock:
+        received = f" (received {e.received})" if e.received else ""
+        return [f"!! time claimed by the proxy is {e.clock}{received}"]
+    if e.late_seconds is not None:
+        return [f"(late: received {e.late_seconds:g}s after its time, at {e.received})"]
+    return []
 
 
 def _command_text(e: Entry) -> str:

@@ -32,6 +32,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from pdp.evidence.event_times import EventTimes
 from pdp.evidence.rotation import (
     ROTATION_KIND,
     KeyHistory,
@@ -924,6 +925,7 @@ class Counted:
     anchor: str = ""  # what the signed head kept outside the store named, when one was checked
     macs: str = ""  # what the record MACs showed, when the key was at hand
     keys: str = ""  # the signing keys in turn, when the key was rotated (KeyHistory)
+    times: str = ""  # what the session events' claimed times came to (EventTimes)
 
     def see(self, seq: int, kind: str, time: float) -> None:
         if self.first_time is None:
@@ -952,6 +954,7 @@ class Counted:
             f"  anchor: {self.anchor or 'none checked'}",
             *([f"  record MACs: {self.macs}"] if self.macs else []),
             *([f"  signing keys: {self.keys}"] if self.keys else []),
+            *([f"  event times: {self.times}"] if self.times else []),
             f"  head: seq {self.head[0]} hash {self.head[1]}",
         ]
 
@@ -1104,6 +1107,7 @@ async def _verify_read(
     checker.first_seq = 1  # a live store starts at genesis: every seq is checkable
     after = 0
     counted = Counted()
+    times = EventTimes()
     while after < top and (page := await store.query(after_seq=after, limit=PAGE)):
         if foreign is not None and record_key is not None and batch_macs is not None:
             # the MACs of this page's batches, a page at a time (a batch holds at most
@@ -1117,6 +1121,7 @@ async def _verify_read(
                 break
             checker.feed(r.seq, r.id, r.kind, r.session_id, r.subject, r.body, r.hash)
             counted.see(r.seq, r.kind, r.time)
+            times.feed(r.seq, r.kind, r.time, r.session_id, r.body)
             if r.kind == TAIL_CUT_KIND:
                 checker.problems.append(Problem(r.seq, r.kind, r.id, tail_cut_problem(r.body)))
             if foreign is not None:
@@ -1175,6 +1180,7 @@ async def _verify_read(
     counted.records, counted.head = chain.records, checker.head
     counted.checkpoints, counted.statements = checker.checkpoints, checker.statements
     counted.keys = keys.describe() if keys.rotations else ""
+    counted.times = times.line()
     return EvidenceReport(
         not problems,
         chain.records,

@@ -301,6 +301,8 @@ class SessionsView:
             ("Session verdict", verdict_badge(s.verdict)),
             ("Policy revision", timeline.header.get("policy_revision", "")),
             ("Credential", timeline.header.get("credential_ref", "") or "-"),
+            *([("Event times", timeline.header["receipt"])]
+              if "receipt" in timeline.header else []),
         ])  # fmt: skip
         totals = tag("p", ", ".join(f"{k}: {v}" for k, v in timeline.totals.items()
                                     if v is not None and not isinstance(v, dict)),
@@ -340,7 +342,12 @@ class SessionsView:
         if e.pdp_verdict:  # the proxy's word against the PDP's record (pdp.domain.timeline)
             said = DISPUTES.get(e.pdp_verdict, e.pdp_verdict)
             verdict = Html(verdict + " " + badge(f"PDP recorded {said}", "disputed"))
-        return [f"{e.offset:+.3f}s", e.direction, e.kind or e.type, command, verdict,
+        at: Any = f"{e.offset:+.3f}s"
+        if e.clock:  # the proxy's claimed time against the PDP's clock (pdp.domain.timeline)
+            at = Html(esc(at) + " " + badge(f"time ruled out: {e.clock}", "disputed"))
+        elif e.late_seconds is not None:
+            at = Html(esc(at) + " " + badge(f"late: received {e.late_seconds:g}s after", "late"))
+        return [at, e.direction, e.kind or e.type, command, verdict,
                 bullet_list(e.reasons, ""), "; ".join(facts),
                 masking_badges(e.masking)]  # fmt: skip
 

@@ -1,0 +1,95 @@
+"""What `audit verify` says of session events' claimed times, against the PDP's clock.
+
+An event's time is the proxy's word; the record of its batch holds when the PDP received
+it (`received_us`, hashed with it; for a batch recorded before that, the record's own
+time, which the PDP wrote when it appended the batch). Fed the records in seq order,
+`EventTimes` counts the events whose claimed time the PDP's clock rules out (ahead of
+their batch's arrival, before their session opened: pdp.domain.recordings' allowances),
+names the first batches holding them, and counts the late ones (held by the proxy past
+LATE_SECONDS: spooled, or a long command): genuine, so only counted. A chain holding
+such events still verifies: it is a faithful record of what a proxy said.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pdp.domain.recordings import (
+    CLOCK_SKEW_SECONDS,
+    EVENTS_KIND,
+    LATE_SECONDS,
+    RECEIVED,
+    batch_events,
+)
+
+SESSION_OPEN = "session.open"
+NAMED_AT_MOST = 8
+
+
+class EventTimes:
+    """Claimed event times weighed against the PDP's, over records fed in seq order."""
+
+    def __init__(self) -> None:
+        self.opened: dict[str, float] = {}  # session id -> when it opened (the PDP's clock)
+        self.ruled_out = 0
+        self.late = 0
+        self.unreceived = 0  # batches recorded before the PDP kept its time of receipt
+        self.named: list[str] = []
+
+    def feed(self, seq: int, kind: str, time: float, session_id: str, body: Any) -> None:
+        if not isinstance(body, dict):
+            return
+        if kind == SESSION_OPEN:
+            started = (body.get("session") or {}).get("started_at")
+            opened = min(time, started) if isinstance(started, int | float) else time
+            self.opened[session_id] = float(opened)
+            return
+        if kind != EVENTS_KIND:
+            return
+        received_us = body.get(RECEIVED)
+        if type(received_us) is int:
+            received = received_us / 1_000_000
+        else:
+            received = time
+            self.unreceived += 1
+        start = self.opened.get(session_id)
+        bad: list[str] = []
+        for event in batch_events(body):
+            when = event.get("time") if isinstance(event, dict) else None
+            if not isinstance(when, int | float) or isinstance(when, bool):
+                continue
+            if when > received + CLOCK_SKEW_SECONDS:
+                bad.append(f"{when - received:.3f}s after the PDP received it")
+            elif start is not None and when < start - CLOCK_SKEW_SECONDS:
+                bad.append(f"{start - when:.3f}s before its session opened")
+            elif received - when > LATE_SECONDS:
+                self.late += 1
+        if bad:
+            self.ruled_out += len(bad)
+            if len(self.named) < NAMED_AT_MOST:
+                self.named.append(f"seq {seq} (session {session_id[:64]}): {bad[0]}")
+
+    def line(self) -> str:
+        """The report's line on event times ("" when no session event was read)."""
+        if not (self.ruled_out or self.late or self.unreceived or self.opened):
+            return ""
+        if self.ruled_out:
+            said = (
+                f"{self.ruled_out} session events claim a time the PDP's clock rules out"
+                " (a proxy's clock or word is wrong; replay marks them): "
+                + "; ".join(self.named)
+                + (", ..." if self.ruled_out > len(self.named) else "")
+            )
+        else:
+            said = "every session event's claimed time is within the PDP's clock's window"
+        if self.late:
+            said += (
+                f"; {self.late} arrived more than {LATE_SECONDS:g}s after their time"
+                " (spooled by a proxy, or a long command)"
+            )
+        if self.unreceived:
+            said += (
+                f"; {self.unreceived} event batches were recorded before the PDP kept its"
+                " time of receipt (weighed against their record's time)"
+            )
+        return said
