@@ -25,8 +25,9 @@ import html
 import io
 import json
 import re
+import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
@@ -212,7 +213,7 @@ def _coded_clear(masker: Masker, text: str) -> None:
         for run in _CODED_RUN.findall(written):  # (a JWT's parts apart: `.` ends a run)
             decoded = _base64_text(run)
             if decoded is not None:
-                views.append(decoded)
+                views.append(_UNPRINTABLE.sub(" ", decoded[0]))
     for view in views:
         body = BodyMask(masker, "lines")
         body.feed(view.encode("utf-8"))
@@ -319,6 +320,9 @@ class BodyMask:
         # a field prose named at a line's end, and how many of the next line's words may
         # still be its value (`Ann's phone is` / `555 0100`: _carried)
         self._carry: tuple[str, int] | None = None
+        # the field an event stream's last `id:` names (`id: phone`): the client's
+        # lastEventId, which every event after it carries until an `id:` sets another
+        self._id_field = ""
         # the field the request's path ends in (`/customers/7/phone`): an answer that is a
         # bare value, with no name of its own, is that field's value. Its last segment
         # that names something: Express, Spring and others route `/phone/`, `/phone//`,
@@ -554,6 +558,9 @@ class BodyMask:
             if isinstance(member, str):
                 if named is None and not inverted and self._rule(member):
                     named = member
+            elif isinstance(member, dict) and named is None and not inverted:
+                # (`{"field": {"name": "phone"}, "value": ...}`: a descriptor names it)
+                named = labelled_field(member, self._phrase) or None
             elif isinstance(member, list) and not columns:
                 names = _column_names(member)
                 if any(self._rule(c) for c in names):
@@ -600,16 +607,28 @@ class BodyMask:
                 found["blob:withheld"] += 1
                 return REDACTED_VALUE
             return value
-        decoded = _base64_text(value)
-        if decoded is not None:
+        coded = _base64_text(value)
+        if coded is not None:
             # text carried as base64 (a queue's message `data`, a record's `Data`): masked
-            # as the string it is, and carried so again
-            masked = self._string(decoded, found, depth + 1)
+            # as the string it is, and carried so again (in its charset: UTF-8, else
+            # Latin-1); bytes that are no text (a control character in them) read as the
+            # text between those characters, and withheld when that holds anything masked
+            decoded, charset = coded
+            view = _UNPRINTABLE.sub(" ", decoded)
+            found_in: Counter[str] = Counter()
+            try:
+                masked = self._string(view, found_in, depth + 1)
+            except Unmaskable:
+                masked = REDACTED_VALUE
             masked, counts = self.masker.mask_text(masked)
-            found.update({f"detector:{k}": v for k, v in counts.items()})
-            if masked != decoded:
-                return _base64_like(value, masked.encode("utf-8"))
-            return value
+            found_in.update({f"detector:{k}": v for k, v in counts.items()})
+            if masked == view and not found_in:
+                return value
+            if view != decoded:
+                found["blob:withheld"] += 1
+                return REDACTED_VALUE
+            found.update(found_in)
+            return _base64_like(value, masked.encode(charset, "replace"))
         text = value.lstrip()
         if text[:1] in ("{", "["):
             try:
@@ -622,6 +641,17 @@ class BodyMask:
                     found.update(counts)
                     return json.dumps(masked, ensure_ascii=False)
                 return value
+        seen = as_read(value)
+        if seen != value:
+            # (`ph\u0307one: 5550100`, `P-H-O-N-E=...` as its reader reads it: shown so
+            # when that masks anything, as a text line is, _carried)
+            before = sum(self.counts.values())
+            masked = self._pairs_and_prose(seen)
+            if sum(self.counts.values()) != before:
+                return masked
+        return self._pairs_and_prose(value)
+
+    def _pairs_and_prose(self, value: str) -> str:
         if "=" in value or ":" in value:
             value = self._inline(value)  # (counted in self.counts)
         return self._unescaped_clear(self._prose(value))
@@ -817,6 +847,12 @@ class BodyMask:
     def _rule(self, name: str) -> bool:
         return bool(self._field(name))
 
+    def _label_field(self, label: str) -> str:
+        """The field a name or label standing alone names (`phone`, `Phone Number`,
+        `P-H-O-N-E`, read as_read), "" for none."""
+        label = label.strip()
+        return self._field(label) or self._phrase(label) or self._phrase(as_read(label))
+
     def value_key_field(self, key: str, member: Any) -> str:
         """The field a key that is itself a value (no identifier: `+1 555 0100`,
         `ann@x.org`, `5550100`) is, as its member labels it: a label (`"phone"`, `"Phone
@@ -830,7 +866,12 @@ class BodyMask:
         items = list(member.values()) if isinstance(member, dict) else member
         if not isinstance(items, list):
             return ""
-        return next((f for m in items if isinstance(m, str) and (f := self._phrase(m))), "")
+        for m in items:
+            # (a label, or an object of labels: `{"meta": {"type": "phone"}}`)
+            field = self._phrase(m) if isinstance(m, str) else labelled_field(m, self._phrase)
+            if field:
+                return field
+        return ""
 
     def aliased(self, doc: Any, found: Counter[str]) -> Any:
         """`doc` with the values under keys a map elsewhere in it names as fields masked
@@ -1060,10 +1101,11 @@ class BodyMask:
                     out += [line[at : word.start()], str(self._value(field, word[0], text=True))]
                     at = word.end()
             shown = "".join(out) + line[at:]
-        if _INVISIBLE.search(shown):
-            # (a name split by characters no one sees, `ph<U+200B>one: 5550100`, as a
-            # reader shows it: read so, and shown so when that masks anything)
-            seen = _INVISIBLE.sub("", shown)
+        seen = as_read(shown)
+        if seen != shown:
+            # (a name split by characters no one sees, `ph<U+200B>one: 5550100`, marked
+            # `ph\u0307one`, in fullwidth forms, spelt out `P-H-O-N-E`, as a reader reads
+            # it: read so, and shown so when that masks anything)
             self._carry = self._tail_field(seen)
             before = sum(self.counts.values())
             masked = self._line(seen)
@@ -1122,11 +1164,16 @@ class BodyMask:
             for ln in lines
             if not ln.startswith("data:") and (not ln.startswith("retry") or _RETRY.fullmatch(ln))
         ]
+        for ln in lines:
+            if ln == "id" or ln.startswith("id:"):
+                # (WHATWG HTML §9.2.6: `id` sets the last event ID, kept for the events
+                # after it: an id naming a field names their data as that field's)
+                self._id_field = self._label_field(ln[3:].removeprefix(" "))
         if not data:
             return "\n".join(others)
         value = "\n".join(data)
         names = [ln[6:].strip() for ln in lines if ln.startswith("event:")]
-        named = next((n for n in names if self._rule(n)), None)
+        named = next((n for n in names if self._label_field(n)), None) or self._id_field or None
         if named is not None:
             # an event whose name a rule names (`event: phone`) carries that field's value
             return "\n".join(others + [f"data: {self._value(named, d, text=True)}" for d in data])
@@ -1172,9 +1219,10 @@ _BASE64_OPENING = re.compile(rf"[A-Za-z0-9+/]{{{MIN_BASE64_TEXT}}}")
 _SPACES = re.compile(r"\s+")
 
 
-def _base64_text(value: str) -> str | None:
-    """The text a string is the base64 (standard or URL-safe) of, or None: too short, not
-    base64, or bytes that are not UTF-8 text (a binary blob is no text the masks read)."""
+def _base64_text(value: str) -> tuple[str, str] | None:
+    """(the text, its charset) a string is the base64 (standard or URL-safe) of, or None:
+    too short, or not base64. Bytes that are not UTF-8 are read as Latin-1 (text in a
+    legacy charset, or binary: a reader's tool shows its runs of text either way)."""
     if len(value) < MIN_BASE64_TEXT:
         return None
     letters = value.rstrip("=")
@@ -1193,10 +1241,13 @@ def _base64_text(value: str) -> str | None:
     else:
         return None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        return None
-    return text if all(c.isprintable() or c in "\t\r\n" for c in text) else None
+        return raw.decode("latin-1"), "latin-1"
+
+
+# what no text holds: control characters (C0 but tab and line breaks, DEL, C1)
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _base64_like(original: str, data: bytes) -> str:
@@ -1227,6 +1278,53 @@ def _role_key(key: str) -> bool:
 # characters a text shows as nothing: soft hyphen, zero-width space and joiners, marks of
 # direction, word joiner and invisible operators, a BOM inside a text
 _INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# a word spelt out letter by letter (`P-H-O-N-E`, `p h o n e`, `p.h.o.n.e`): three
+# letters or more, each alone between separators
+_SPELT = re.compile(r"(?<![^\W_])[^\W\d_](?:[\s\-._/*\u00b7\u2022]{1,3}[^\W\d_]){2,}(?![^\W_])")
+_SPELT_GAP = re.compile(r"[\s\-._/*\u00b7\u2022]+")
+
+
+def as_read(text: str) -> str:
+    """`text` as a reader reads the words in it: without characters no one sees
+    (_INVISIBLE, control characters), its compatibility forms as their letters (NFKD: a
+    fullwidth colon is `:`), without combining marks (`ph\u0307one` is `phone`), a word
+    spelt out letter by letter (`P-H-O-N-E`) as the word. (Read so to find names; as it
+    came when nothing changes.)"""
+    seen = _UNPRINTABLE.sub("", _INVISIBLE.sub("", text))
+    if not seen.isascii():
+        seen = "".join(
+            c for c in unicodedata.normalize("NFKD", seen) if unicodedata.category(c) != "Mn"
+        )
+    if _SPELT.search(seen):
+        seen = _SPELT.sub(lambda m: _SPELT_GAP.sub("", m[0]), seen)
+    return seen
+
+
+def labelled_field(member: Any, phrase: Callable[[str], str], depth: int = 0) -> str | None:
+    """The field an object of labels alone names (`{"name": "phone"}`, `{"meta": {"type":
+    "Phone number"}}`: a descriptor of a field, nested up to _LABELS_DEPTH objects, each
+    label under a key naming a role, _role_key), by
+    `phrase` (a label's field, "" for none); "" when it is such an object naming none,
+    None when it is no such object (it holds a number, a value-like string, a list)."""
+    if not isinstance(member, dict) or not member or depth > _LABELS_DEPTH:
+        return None
+    field = ""
+    for key, item in member.items():
+        if isinstance(item, str):
+            if not _ALIAS_LABEL.fullmatch(item) or not _role_key(key):
+                return None  # (`{"+1 555 0100": "phone"}` is a value keyed: no descriptor)
+            field = field or phrase(item)
+        elif isinstance(item, dict):
+            inner = labelled_field(item, phrase, depth + 1)
+            if inner is None:
+                return None
+            field = field or inner
+        elif not isinstance(item, bool) and item is not None:
+            return None
+    return field
+
+
+_LABELS_DEPTH = 3
 _ALIGNED = re.compile(r" {2,}|\t")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # a key naming, not a value keying
 # a display label of up to three words (`Phone`, `Story Points`, `Mobile phone number`)

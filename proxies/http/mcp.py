@@ -48,7 +48,9 @@ from proxies.http import mcp_codec as codec
 from proxies.http.bodies import (
     BodyMask,
     Unmaskable,
+    as_read,
     field_words,
+    labelled_field,
     masked_aliases,
     masked_headers,
     masked_tables,
@@ -1003,7 +1005,25 @@ def _pair_name(value: dict[str, Any], masker: Masker) -> tuple[str, str | None]:
             and masker.rule_for_any([name]) is not None
         ):
             return key, name
+    for key, member in value.items():
+        if key in _MCP_MEMBERS:
+            continue  # (a result's own members: `structuredContent` is the tool's answer)
+        # an object of labels alone naming it (`{"field": {"name": "phone"}, "value":
+        # ...}`, `{"meta": {"type": "phone"}}`): a descriptor of the field, not a value
+        described = labelled_field(member, lambda label: _label_rule(label, masker))
+        if described:
+            return key, described
     return "", None
+
+
+_MCP_MEMBERS = frozenset({"content", "structuredContent", "_meta", "annotations", "contents"})
+
+
+def _label_rule(label: str, masker: Masker) -> str:
+    """`label` when it is a label (up to three words) naming a field a rule masks, else ""."""
+    if len(label) > _LABEL_CHARS or not _LABEL.fullmatch(label):
+        return ""
+    return label if masker.rule_for_any([label]) is not None else ""
 
 
 # a label names a field in at most three words (`Mobile phone number`, `customer_phone`)
@@ -1088,7 +1108,8 @@ def _masked_prose(text: str, masker: Masker, counts: Counter[str]) -> str:
         counts["text:withheld"] += 1
         return ""
     counts.update(found)
-    if not _PROSE_SEPARATORS.search(text) and not _PROSE_SPACE.search(text.strip()):
+    seen = as_read(text)  # (a fullwidth colon is a colon to its reader)
+    if not _PROSE_SEPARATORS.search(seen) and not _PROSE_SPACE.search(seen.strip()):
         # (one word, no separator: no name the text could tie a value to — a bare value
         # such as "email" is a value, not a column, and the detectors read it later; a
         # sentence is read: `The password is hunter2.`)
@@ -1381,6 +1402,17 @@ def _holds_data(data: bytes, masker: Masker) -> bool:
     return bool(words) and bool(worded_field(words, name_words(text)))
 
 
+def _names_masked(view: str, masker: Masker) -> bool:
+    """Whether bytes read as Latin-1 (`view`) hold a value the field rules mask, read as
+    prose is between their control characters (or cannot be read so)."""
+    found: Counter[str] = Counter()
+    text = _CONTROLS.sub("\n", view)
+    return _masked_prose(text, masker, found) != text or bool(found)
+
+
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]+")
+
+
 def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
     """A resource's `blob` or an image's `data` (base64): text inside it is masked like
     any text (JSON as JSON) and encoded again. Bytes that are not UTF-8 text (an image,
@@ -1413,7 +1445,9 @@ def _masked_blob(blob: str, masker: Masker, counts: Counter[str]) -> str:
         text = None
     if text is None or "\x00" in text:
         views = (data.decode("latin-1"), data.replace(b"\x00", b"").decode("latin-1"))
-        if not any(masker.mask_text(view)[1] for view in views):
+        # (and by the field rules, as text in a legacy charset reads: `phone: 5550100`
+        # in Latin-1 is the text between its control characters)
+        if not any(masker.mask_text(view)[1] or _names_masked(view, masker) for view in views):
             return blob
         counts["blob:withheld"] += 1
         return ""

@@ -1,0 +1,189 @@
+"""Probing the HTTP proxy's masks (brief P12, helper mcpmask2): what a reader got past
+them, kept as tests.
+
+Real PDP with the shipped policy, the HTTP proxy, an upstream of the test's own (aiohttp),
+a real client (aiohttp); the reader outside pii-readers (the field `phone` masked; a
+phone number is no detector's). Each came to the reader whole before its fix:
+
+- a field named by an object of labels one or more levels down: `{"field": {"name":
+  "phone"}, "value": ...}` (only a string member named the field), a value keyed by
+  itself whose label is two levels down (`{"+1 555 0100": {"meta": {"type":
+  "phone"}}}`: only a string, a list of them or an object's strings labelled the key).
+  An object of labels alone under keys naming a role (bodies.labelled_field) now names
+  its field, nested up to three objects;
+- a field's name in a text line as a reader reads it but not as the masks did: with a
+  combining mark (`ph\u0307one: 5550100`), spelt out (`P-H-O-N-E:`, `p h o n e:`), a
+  fullwidth colon or letters, a control character inside it. A line is now read as
+  bodies.as_read gives it too (NFKD without combining marks, controls and invisible
+  characters dropped, a word spelt letter by letter joined) and shown so when that masks
+  anything;
+- base64 in a JSON string whose bytes are no UTF-8 (Latin-1 text, or text among control
+  bytes): read as nothing. Now read as Latin-1 (masked and written back so), and bytes
+  holding control characters read between them and withheld (`[REDACTED]`) when that
+  holds what the mask hides;
+- an event stream's `id:` naming a field (`id: phone`): the client's lastEventId names the
+  data of that event and every later one, as `event: phone` names its event's; the data
+  went whole. An `id:` naming a field now masks the data of the events after it until an
+  `id:` names another.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from http_upstream import http_stack
+from test_http_probe_p4 import READER_MASKS
+from test_http_probe_p5 import app_upstream, bearer
+
+from proxies.http.bodies import BodyMask, Unmaskable, answer_kind, masker_for
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT = aiohttp.ClientTimeout(total=60)
+HIDDEN = ("5550100", "555 0100", "5550101", "ann@example.com")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+ANSWERS: dict[str, tuple[str, str]] = {
+    "label one level down": (
+        "application/json",
+        json.dumps({"field": {"name": "phone"}, "value": "+1 555 0100"}),
+    ),
+    "label two levels down": (
+        "application/json",
+        json.dumps({"attr": {"meta": {"type": "Phone number"}}, "data": "+1 555 0100"}),
+    ),
+    "keyed by itself, label two levels down": (
+        "application/json",
+        json.dumps({"+1 555 0100": {"meta": {"type": "phone"}}}),
+    ),
+    "keyed by itself, in a list": (
+        "application/json",
+        json.dumps({"rows": [{"+1 555 0100": {"meta": {"kind": "PHONE"}}}]}),
+    ),
+    "objects of such in an array": (
+        "application/json",
+        json.dumps([{"field": {"label": "Phone"}, "v": "5550100"}, {"field": {"name": "plan"}}]),
+    ),
+    "combining mark": ("text/plain", "ph\u0307one: 5550100\n"),
+    "spelt with hyphens": ("text/plain", "P-H-O-N-E: 5550100\n"),
+    "spelt with spaces": ("text/plain", "p h o n e: 5550100\n"),
+    "spelt with dots, in prose": ("text/plain", "her p.h.o.n.e is 5550100\n"),
+    "fullwidth colon": ("text/plain", "PHONE\uff1a5550100\n"),
+    "fullwidth letters": ("text/plain", "\uff50\uff48\uff4f\uff4e\uff45: 5550100\n"),
+    "a control character inside": ("text/plain", "pho\x01ne: 5550100\n"),
+    "combining marks in a json string": (
+        "application/json",
+        json.dumps({"note": "ph\u0307one: 5550100"}),
+    ),
+    "latin-1 base64": (
+        "application/json",
+        json.dumps({"blob": _b64("Téléphone de Zoé, phone: 5550100".encode("latin-1"))}),
+    ),
+    "latin-1 base64 of json": (
+        "application/json",
+        json.dumps({"blob": _b64('{"phone": "5550100", "nom": "Zoé"}'.encode("latin-1"))}),
+    ),
+    "binary base64 holding text": (
+        "application/json",
+        json.dumps({"blob": _b64(b"\x89\x01\x02phone: 5550100\x00\xff\xfe")}),
+    ),
+    "sse id naming the next event": (
+        "text/event-stream",
+        "id: phone\ndata: x\n\ndata: 5550100\n\n",
+    ),
+    "sse id in its event": ("text/event-stream", "id: Phone Number\ndata: 5550100\n\n"),
+    "sse id spelt": ("text/event-stream", "id: P-H-O-N-E\ndata: 5550100\n\n"),
+}
+
+
+def _masked(content_type: str, body: str) -> bytes:
+    kind, shown = answer_kind([content_type])
+    mask = BodyMask(masker_for(READER_MASKS, b"k" * 32), kind, media=shown)
+    return mask.feed(body.encode()) + mask.finish()
+
+
+def _leaks(out: bytes) -> bool:
+    return any(value.encode() in out for value in HIDDEN) or any(
+        value.encode() in base64.b64decode(run + b"=" * (-len(run) % 4))
+        for run in re.findall(rb"[A-Za-z0-9+/]{16,}", out)
+        for value in HIDDEN
+    )
+
+
+@pytest.mark.parametrize("case", sorted(ANSWERS))
+def test_a_field_named_otherwise_is_masked_or_withheld(case: str) -> None:
+    try:
+        out = _masked(*ANSWERS[case])
+    except Unmaskable:
+        return
+    assert not _leaks(out), out
+
+
+STAYS = {
+    "accented prose": ("text/plain", "Café crème, 3 € le matin\n"),
+    "single letters": ("text/plain", "grades: a b c\n"),
+    "an object of labels naming nothing": (
+        "application/json",
+        '{"field": {"name": "plan"}, "value": "gold"}',
+    ),
+    "a descriptor beside a count": ("application/json", '{"meta": {"type": "call"}, "n": 5550100}'),
+    "sse id naming nothing": ("text/event-stream", "id: 42\ndata: 5550100\n\n"),
+    "binary base64": ("application/json", json.dumps({"png": _b64(bytes(range(256)))})),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STAYS))
+def test_what_names_no_field_stays(case: str) -> None:
+    content_type, body = STAYS[case]
+    out = _masked(content_type, body).decode()
+    if content_type == "application/json":
+        assert json.loads(out) == json.loads(body)
+    else:
+        assert out == body
+
+
+def test_an_id_naming_another_field_ends_the_naming() -> None:
+    out = _masked("text/event-stream", "id: phone\ndata: 5550100\n\nid: 7\ndata: 5550101\n\n")
+    assert out.decode() == "id: phone\ndata: [REDACTED]\n\nid: 7\ndata: 5550101\n\n"
+
+
+def _app() -> web.Application:
+    async def answer(request: web.Request) -> web.Response:
+        content_type, body = ANSWERS[request.query["case"]]
+        return web.Response(text=body, content_type=content_type)
+
+    app = web.Application()
+    app.router.add_get("/answer", answer)
+    return app
+
+
+async def test_a_readers_answers_are_masked_end_to_end(tmp_path: Path) -> None:
+    got: dict[str, tuple[int, bytes]] = {}
+    async with (
+        app_upstream(_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+        aiohttp.ClientSession(timeout=TIMEOUT) as client,
+    ):
+        for case in ANSWERS:
+            for _ in range(5):  # (asked again while the PDP has no evaluation worker free)
+                params: Any = {"case": case}
+                async with client.get(s.url + "/answer", params=params, headers=bearer(s)) as r:
+                    got[case] = r.status, await r.read()
+                if got[case][0] != 403 or b"no evaluation worker" not in got[case][1]:
+                    break
+    assert any(status == 200 for status, _ in got.values()), got  # (the answers were relayed)
+    leaked = {
+        case: out[:200] for case, (status, out) in got.items() if status == 200 and _leaks(out)
+    }
+    assert not leaked, leaked
