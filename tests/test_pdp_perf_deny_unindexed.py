@@ -5,9 +5,10 @@
 The split is for the evaluator's sake alone: every reason of those sets is a reason of
 deny, so the decision denies with it, with and without the session's standing. Each case
 below is answered by a rule of one set (a statement the query's type summary leaves out,
-one no rule allows, a reader's stored copy of a sensitive column, a condition on one, a
-standing's denial, a command of another connection type; a function reaching outside the
-database; LISTEN outside pii-readers).
+one no rule allows, a condition on a sensitive column, a standing's denial, a command of
+another connection type; a function reaching outside the database; LISTEN outside
+pii-readers, a reader's stored copy of a sensitive column and a relation named as a system
+catalog, the last two opening with the query flags has.writes and has.shadows).
 """
 
 from __future__ import annotations
@@ -73,9 +74,19 @@ CASES: dict[str, tuple[dict[str, Any], str, str]] = {
         query(
             ["readonly"],
             [{**SELECT, "writes": [{"tables": [], "columns": ["email"], "kind": "plain"}]}],
+            has={"writes": True},
         ),
         "stores values of sensitive column email",
-        "deny_unindexed",
+        "pg_lineage_denials",
+    ),
+    "a relation named as a system catalog table": (
+        query(
+            ["dba"],
+            [{"type": "ddl", "tag": "RenameStmt", "tables": ["t"], "shadows": ["pg_type"]}],
+            has={"shadows": True},
+        ),
+        "relation name pg_type is a system catalog table's",
+        "pg_lineage_denials",
     ),
     "a pattern on a sensitive column": (
         query(["readonly"], [{**SELECT, "predicates": [{"column": "email", "use": "pattern"}]}]),

@@ -113,6 +113,8 @@ _TRUTHY_FLAGS = {
     "read_write": ("read_write",),
     "nested": ("nested",),
     "attributes": ("attribute_names",),
+    "writes": ("writes",),
+    "shadows": ("shadows",),
 }
 # the catalogue facts (after trim_to_names) that set has.user_code when not empty
 USER_CODE_FACTS = (
@@ -177,6 +179,9 @@ def statement_flags(statements: Any) -> dict[str, bool]:
       nested           a statement of a DO block
       attributes       a name after a dot on a row (`c.f`, `(expr).f`): a column, or a
                        function called on the whole row
+      writes           stores values read from columns or rows (pdp/sql/lineage.py's
+                       `writes`: INSERT ... SELECT, UPDATE ... SET, CREATE TABLE AS)
+      shadows          makes or renames a relation under a system catalog table's name
       functions        calls a function
       whole_row        an output that is a whole row
       computed         an output that is an expression or an aggregate

@@ -25,7 +25,9 @@ from typing import Any
 # 3: the roots a client declares, `input.command.mcp.roots` (mcp.rego bounds them).
 # 4: what writing to a relation runs, `input.command.postgres.write_code` (the proxy's
 #    start-up facts, proxies/postgres/user_code.py; postgres_user_code.rego).
-INPUT_REVISION = 4
+# 5: the query flags `writes` and `shadows`, input.command.postgres.has (postgres_lineage.rego's
+#    stored-copy and catalog-name rules open with them).
+INPUT_REVISION = 5
 REQUIREMENT_KEY = ("portcullis", "requires", "input_revision")
 
 

@@ -198,8 +198,11 @@ pg_lineage_denials contains sprintf("%s is a whole row of %s: whole-row values a
 # x ..., UPDATE ... SET name = password), a whole row or `*` of a table (columns unknown),
 # or text an expression changed (SET name = translate(note, ...)) would be read unmasked
 # by anyone the masks cover, dba included. The classifier gives such values as writes
-# (pdp/sql/lineage.py), like outputs; pii-readers may store them.
-deny_unindexed contains sprintf("the statement stores values of sensitive column %s where they would be read without its mask: denied to everyone not in pii-readers", [column]) if {
+# (pdp/sql/lineage.py), like outputs; pii-readers may store them. Each rule opens with the
+# query flag has.writes (pdp/domain/policy_input.py: some statement has writes), so a query
+# storing nothing skips the three.
+pg_lineage_denials contains sprintf("the statement stores values of sensitive column %s where they would be read without its mask: denied to everyone not in pii-readers", [column]) if {
+	input.command.postgres.has.writes
 	some s in input.command.postgres.statements
 	some w in s.writes
 	some column in w.columns
@@ -207,14 +210,16 @@ deny_unindexed contains sprintf("the statement stores values of sensitive column
 	not pii_reader
 }
 
-deny_unindexed contains sprintf("the statement stores whole rows or all columns of %s, which may hold sensitive columns, where they would be read without their masks: denied to everyone not in pii-readers; name the columns", [concat(", ", w.tables)]) if {
+pg_lineage_denials contains sprintf("the statement stores whole rows or all columns of %s, which may hold sensitive columns, where they would be read without their masks: denied to everyone not in pii-readers; name the columns", [concat(", ", w.tables)]) if {
+	input.command.postgres.has.writes
 	some s in input.command.postgres.statements
 	some w in s.writes
 	count(w.tables) > 0
 	not pii_reader
 }
 
-deny_unindexed contains sprintf("the statement stores text computed from column(s) %s in a way that may change it, which the value detectors would then not recognise when it is read: denied to everyone not in pii-readers", [concat(", ", w.columns)]) if {
+pg_lineage_denials contains sprintf("the statement stores text computed from column(s) %s in a way that may change it, which the value detectors would then not recognise when it is read: denied to everyone not in pii-readers", [concat(", ", w.columns)]) if {
+	input.command.postgres.has.writes
 	some s in input.command.postgres.statements
 	some w in s.writes
 	w.kind in {"expression", "aggregate"}
@@ -472,8 +477,10 @@ pg_lineage_denials contains sprintf("%s is a TOAST table: its chunks are the lon
 # expressions change no stored text. A relation made or renamed under such a name outside
 # pg_catalog would be read in its place (pg_temp is searched first; search_path may put
 # any schema before pg_catalog): CREATE TEMP TABLE x AS SELECT note AS typname ..., ALTER
-# TABLE x RENAME TO pg_type, then SELECT reverse(typname) FROM pg_type.
-deny_unindexed contains sprintf("relation name %s is a system catalog table's: a relation of that name outside pg_catalog would be read in its place; denied to everyone not in pii-readers", [name]) if {
+# TABLE x RENAME TO pg_type, then SELECT reverse(typname) FROM pg_type. Opens with the query
+# flag has.shadows (some statement makes or renames a relation under such a name).
+pg_lineage_denials contains sprintf("relation name %s is a system catalog table's: a relation of that name outside pg_catalog would be read in its place; denied to everyone not in pii-readers", [name]) if {
+	input.command.postgres.has.shadows
 	some s in input.command.postgres.statements
 	some name in s.shadows
 	not pii_reader

@@ -16,7 +16,7 @@ pg_types(statements) := {s.type: true | some s in statements}
 # decisions as these)
 pg_every_flag := {flag: true | some flag in {
 	"settings", "untyped", "locking", "read_write", "nested", "functions", "whole_row",
-	"computed", "qualified_names", "user_code", "attributes", "pg_names",
+	"computed", "qualified_names", "user_code", "attributes", "pg_names", "writes", "shadows",
 }}
 
 # the same, but `settings` and `untyped` (which also keep an answer from the cache) only as
