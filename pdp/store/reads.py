@@ -16,18 +16,8 @@ from typing import Any
 from pdp.store.chain import GENESIS_HASH, AuditRecord, row_to_record, to_micros
 
 # a record's stored columns, in chain.row_to_record's order (the same in both backends)
-COLUMN_NAMES = (
-    "seq",
-    "id",
-    "kind",
-    "time_us",
-    "session_id",
-    "subject",
-    "body",
-    "prev_hash",
-    "hash",
-)
-COLUMNS = ", ".join(COLUMN_NAMES)
+COLUMNS = "seq, id, kind, time_us, session_id, subject, body, prev_hash, hash"
+COLUMN_NAMES = tuple(COLUMNS.split(", "))
 SELECT_RECORDS = f"SELECT {COLUMNS} FROM audit_records"
 HEAD_SQL = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
 
