@@ -124,6 +124,11 @@ KEYED = [
     "SELECT profile::text FROM people",
     "SELECT (p.info).password AS x FROM people p",
     "SELECT profile->>$$password$$ FROM people",
+    "SELECT profile[('pass' || 'word')] FROM people",
+    "SELECT profile[k] FROM people, (VALUES ('password')) v(k)",
+    "SELECT profile[s] FROM people, unnest(ARRAY['password']) s",
+    "SELECT x[k] FROM (SELECT profile AS x FROM people) t, (VALUES ('password')) v(k)",
+    "SELECT p.profile[lower('PASSWORD')] FROM people p",
 ]
 
 
@@ -141,6 +146,7 @@ QUESTIONS = [
     "SELECT count(*) FROM people WHERE (info).password < 'i'",
     "SELECT count(*) FROM people p WHERE (p.info).password >= 'h'",
     "SELECT count(*) FROM people WHERE profile->>('pass' || 'word') < 'i'",
+    "SELECT count(*) FROM people WHERE profile[lower('PASSWORD')]::text < '\"i'",
 ]
 
 

@@ -330,7 +330,7 @@ class Item:
     relation (subquery, CTE, VALUES, function) whose outputs are known, or known only as
     one opaque flow every name reaches."""
 
-    __slots__ = ("hidden", "members", "names", "opaque", "outputs", "table")
+    __slots__ = ("hidden", "members", "names", "opaque", "outputs", "positions", "table")
 
     def __init__(
         self,
@@ -345,6 +345,9 @@ class Item:
         self.outputs = outputs or []
         self.opaque = opaque
         self.members = members  # the items a JOIN ... AS alias stands for
+        # a FROM function of whole numbers only (generate_series, generate_subscripts):
+        # its outputs are an array's positions, never a document's key
+        self.positions = False
         # names a JOIN ... USING / NATURAL JOIN merged: `*` over the join shows the merged
         # column once, in front (its own `item.*` still shows them)
         self.hidden: set[str] = set()
@@ -759,7 +762,9 @@ class Lineage:
             colnames = [_sval(c) for c in alias.get("colnames", ())] if alias else []
             label = alias["aliasname"] if alias else (names[0] if names else "")
             outputs = [(c, flow) for c in colnames] or [(label, flow)]
-            items.append(Item((label,), outputs=outputs, opaque=flow))
+            item = Item((label,), outputs=outputs, opaque=flow)
+            item.positions = bool(names) and all(n in _POSITION_FUNCTIONS for n in names)
+            items.append(item)
         elif tag == "RangeTableSample":
             self.from_item(fields["relation"], scope, ctes, items)
             # a sampling rate or seed computed from a value decides how many rows come back
@@ -938,6 +943,18 @@ class Lineage:
             ]
             fields_named = Flow(EXPRESSION, dict.fromkeys(names))
             keyed = [fields_named, _keys_flow(bounds, path=False)] if bounds else [fields_named]
+            computed = [
+                bound
+                for step in steps
+                if "A_Indices" in step
+                for bound in (step["A_Indices"].get("lidx"), step["A_Indices"].get("uidx"))
+                if bound is not None and "A_Const" not in bound
+            ]
+            if flow.user and any(not _position(bound, scope) for bound in computed):
+                # profile[k], profile[('pass' || 'word')]: a key computed at run time may
+                # name any of the document's keys (an array's position, indkey[i] of
+                # psql's \d over generate_series, is whole numbers and stays an element)
+                keyed.append(Flow(EXPRESSION, tables={"*": None}, changed=True))
             # an element as it is
             return _merge(EXPRESSION, [flow, *indices, *keyed], keeps=True)
         flow = self.generic(fields, scope, ctes, tag in _KEEPING_NODES)
@@ -1271,6 +1288,46 @@ def _natural_names(left: list[Item], right: list[Item]) -> list[str]:
     found = [n for n in left_names if right_any or n in right_names]
     found += [n for n in right_names if left_any and n not in found]
     return list(dict.fromkeys(found))
+
+
+_POSITION_FUNCTIONS = frozenset({"generate_series", "generate_subscripts"})
+_POSITION_OPERATORS = frozenset({"+", "-", "*", "/", "%"})
+
+
+def _position(node: Any, scope: Scope) -> bool:
+    """A subscript computed of whole numbers only: integer constants, the outputs of a FROM
+    generate_series/generate_subscripts, and arithmetic of them (no text can come of it)."""
+    if not isinstance(node, dict) or len(node) != 1:
+        return False
+    ((tag, fields),) = node.items()
+    if tag == "A_Const":
+        return "ival" in fields
+    if tag == "A_Expr":
+        operator = [_sval(n) for n in fields.get("name", ())]
+        return (
+            fields.get("kind") == "AEXPR_OP"
+            and len(operator) == 1
+            and operator[0] in _POSITION_OPERATORS
+            and all(_position(fields[side], scope) for side in ("lexpr", "rexpr") if side in fields)
+        )
+    if tag != "ColumnRef":
+        return False
+    refs = fields.get("fields", ())
+    if not refs or "A_Star" in refs[-1]:
+        return False
+    name = _sval(refs[-1])
+    if len(refs) == 2:
+        item = _find(scope, _sval(refs[0]))
+        return item is not None and item.positions
+    if len(refs) != 1:
+        return False
+    for level in scope:  # as _bare_name finds it: the innermost level naming it decides
+        named = [i for i in level if any(o == name for o, _ in i.outputs) or name in i.names]
+        if named:
+            return all(i.positions for i in named)
+        if any(i.table is not None or i.opaque is None for i in level):
+            return False  # a table's (or a subquery's) column, maybe: not known to be a number
+    return False
 
 
 def _find(scope: Scope, name: str) -> Item | None:
