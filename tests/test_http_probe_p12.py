@@ -75,7 +75,38 @@ ANSWERS: dict[str, tuple[str, str]] = {
         "application/json",
         json.dumps([{"field": {"label": "Phone"}, "v": "5550100"}, {"field": {"name": "plan"}}]),
     ),
+    "a label listed": ("application/json", json.dumps({"field": ["phone"], "value": "5550100"})),
+    "a marked label one level down": (
+        "application/json",
+        json.dumps({"field": {"name": "ph\u0307one"}, "value": "5550100"}),
+    ),
+    "a label four levels down": (
+        "application/json",
+        json.dumps({"a": {"b": {"c": {"d": {"type": "phone"}}}}, "value": "5550100"}),
+    ),
+    "a descriptor with its id": (
+        "application/json",
+        json.dumps({"meta": {"type": "phone", "id": 3}, "value": "5550100"}),
+    ),
+    "upper-case descriptor": (
+        "application/json",
+        json.dumps({"FIELD": {"NAME": "PHONE"}, "VALUE": "5550100"}),
+    ),
+    "a key with a combining mark": ("application/json", json.dumps({"ph\u0307one": "5550100"})),
+    "a key spelt out": ("application/json", json.dumps({"P-H-O-N-E": "5550100"})),
+    "a key spelt with spaces": ("application/json", json.dumps({"p h o n e": "5550100"})),
+    "a pair named with a mark": (
+        "application/json",
+        json.dumps({"name": "ph\u0307one", "value": "5550100"}),
+    ),
+    "a column named with a mark": (
+        "application/json",
+        json.dumps({"columns": ["id", "ph\u0307one"], "rows": [[1, "5550100"]]}),
+    ),
     "combining mark": ("text/plain", "ph\u0307one: 5550100\n"),
+    "a label with a mark": ("text/plain", "Phone\u0301 Number: 5550100\n"),
+    "spelt in a query": ("text/plain", "x=1&p-h-o-n-e=5550100\n"),
+    "enclosed letters": ("text/plain", "\u24df\u24d7\u24de\u24dd\u24d4: 5550100\n"),
     "spelt with hyphens": ("text/plain", "P-H-O-N-E: 5550100\n"),
     "spelt with spaces": ("text/plain", "p h o n e: 5550100\n"),
     "spelt with dots, in prose": ("text/plain", "her p.h.o.n.e is 5550100\n"),

@@ -42,6 +42,11 @@ ANSWERS: dict[str, Any] = {
     "keyed by itself, label two levels down": {PHONE: {"meta": {"type": "phone"}}},
     "an array of such": {"items": [{"field": {"label": "PHONE"}, "v": PHONE}]},
     "latin-1 base64": {"attachment": LATIN1},
+    "a label listed": {"field": ["phone"], "value": PHONE},
+    "a marked label": {"field": {"name": "ph\u0307one"}, "value": PHONE},
+    "a pair named with a mark": {"name": "P-H-O-N-E", "value": PHONE},
+    "a key with a combining mark": {"customer": {"ph\u0307one": PHONE}},
+    "a key spelt out": {"customer": {"p h o n e": PHONE}},
 }
 TEXTS = {
     "combining mark": f"ph\u0307one: {PHONE}",

@@ -554,14 +554,17 @@ class BodyMask:
             and all(isinstance(m, str) and self._rule(m) for m in value.values())
             and (len(value) > 1 or not _role_key(next(iter(value))))
         )
-        for member in value.values():
+        for key, member in value.items():
             if isinstance(member, str):
                 if named is None and not inverted and self._rule(member):
                     named = member
-            elif isinstance(member, dict) and named is None and not inverted:
-                # (`{"field": {"name": "phone"}, "value": ...}`: a descriptor names it)
-                named = labelled_field(member, self._phrase) or None
-            elif isinstance(member, list) and not columns:
+                continue
+            if named is None and not inverted and (isinstance(member, dict) or one_label(member)):
+                # (`{"field": {"name": "phone"}, "value": ...}`, `{"field": ["phone"],
+                # ...}`: a descriptor names it)
+                labels = {key: member} if isinstance(member, list) else member
+                named = labelled_field(labels, self._phrase) or None
+            if isinstance(member, list) and not columns:
                 names = _column_names(member)
                 if any(self._rule(c) for c in names):
                     columns = names
@@ -842,6 +845,13 @@ class BodyMask:
         unless `plural` is false; "" for none."""
         if not self._worded or len(key) > 64 or self.masker.rule_for((key,)) is not None:
             return ""
+        seen = as_read(key)
+        if seen != key:
+            # (`ph\u0307one`, `P-H-O-N-E`: a key its reader reads as a field's name,
+            # which mask_json, reading keys as written, did not mask)
+            read = self._field(seen) or self._phrase(seen)
+            if read:
+                return read
         return worded_field(self._worded, name_words(key), plural)
 
     def _rule(self, name: str) -> bool:
@@ -961,6 +971,11 @@ class BodyMask:
             described = self.value_key_field(key, member)
             if described:
                 key = _fresh_key(out, str(self._as_field(described, key, found)))
+            # (a key its reader reads as a field's name, `ph\u0307one`: mask_json did not)
+            worded = self._key_field(key) if key != as_read(key) else ""
+            if worded and member is not None:
+                out[key] = self._as_field(worded, member, found)
+                continue
             out[key] = self.keys_masked(member, found)
         return out
 
@@ -969,11 +984,16 @@ class BodyMask:
         `IBAN Number`), as a table's header or a form's label names a column; "" for
         none. (Only where a label stands: a cell, a CSV header, a line's `label:`.)"""
         text = text.strip()
-        if not text or len(text) > 64 or len(text.split()) > 3:
+        if not text or len(text) > 64:
             return ""
-        if " " not in text:
-            return self._field(text)
-        return worded_field(self._worded, name_words(text))
+        if len(text.split()) <= 3:
+            if " " not in text:
+                return self._field(text)  # (read as_read too)
+            field = worded_field(self._worded, name_words(text))
+            if field:
+                return field
+        seen = as_read(text)  # (`p h o n e`, `Phone\u0301 Number`: as its reader reads it)
+        return self._phrase(seen) if seen != text else ""
 
     def _field(self, name: str) -> str:
         """The field a rule names that `name` is ("" for none): `name` itself when a rule
@@ -992,6 +1012,9 @@ class BodyMask:
                     known = name
                 else:
                     known = worded_field(self._worded, name_words(name))
+            if not known and len(name) <= 64 and (seen := as_read(name)) != name:
+                # (`ph\u0307one`, `P-H-O-N-E`, `p h o n e`: the name its reader reads)
+                known = self._field(seen)
             if len(self._rules) < 4096:
                 self._rules[name] = known
         return known
@@ -1310,10 +1333,17 @@ def labelled_field(member: Any, phrase: Callable[[str], str], depth: int = 0) ->
         return None
     field = ""
     for key, item in member.items():
-        if isinstance(item, str):
-            if not _ALIAS_LABEL.fullmatch(item) or not _role_key(key):
+        if isinstance(item, list) and item and all(isinstance(i, str) for i in item):
+            # (`"field": ["phone"]`)
+            if not all(_ALIAS_LABEL.fullmatch(as_read(i)) for i in item) or not _role_key(key):
+                return None
+            field = field or next((f for i in item if (f := phrase(i))), "")
+        elif isinstance(item, str):
+            if not _ALIAS_LABEL.fullmatch(as_read(item)) or not _role_key(key):
                 return None  # (`{"+1 555 0100": "phone"}` is a value keyed: no descriptor)
             field = field or phrase(item)
+        elif isinstance(item, int) and key.lower() in _ORDINAL_KEYS:
+            continue  # (`{"type": "phone", "id": 3}`: the descriptor's own number)
         elif isinstance(item, dict):
             inner = labelled_field(item, phrase, depth + 1)
             if inner is None:
@@ -1325,6 +1355,14 @@ def labelled_field(member: Any, phrase: Callable[[str], str], depth: int = 0) ->
 
 
 _LABELS_DEPTH = 3
+
+
+def one_label(member: Any) -> bool:
+    """A list holding one string (`["phone"]`: a label listed)."""
+    return isinstance(member, list) and len(member) == 1 and isinstance(member[0], str)
+
+
+_ORDINAL_KEYS = frozenset({"id", "index", "position", "order", "version", "ordinal"})
 _ALIGNED = re.compile(r" {2,}|\t")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")  # a key naming, not a value keying
 # a display label of up to three words (`Phone`, `Story Points`, `Mobile phone number`)

@@ -55,6 +55,7 @@ from proxies.http.bodies import (
     masked_headers,
     masked_tables,
     name_words,
+    one_label,
     worded_field,
 )
 from proxies.http.mcp_columns import Ambiguous, masked_columns
@@ -995,22 +996,20 @@ def _pair_name(value: dict[str, Any], masker: Masker) -> tuple[str, str | None]:
     whole); ("", None) for none."""
     for key in _NAMING_KEYS:
         name = value.get(key)
-        if isinstance(name, str) and masker.rule_for_any([name]) is not None:
-            return key, name
+        if isinstance(name, str) and (read := _read_rule(name, masker)):
+            return key, read
     for key, name in value.items():
-        if (
-            isinstance(name, str)
-            and len(name) <= _LABEL_CHARS
-            and _LABEL.fullmatch(name)
-            and masker.rule_for_any([name]) is not None
-        ):
-            return key, name
+        if isinstance(name, str) and (read := _label_rule(name, masker)):
+            return key, read
     for key, member in value.items():
         if key in _MCP_MEMBERS:
             continue  # (a result's own members: `structuredContent` is the tool's answer)
         # an object of labels alone naming it (`{"field": {"name": "phone"}, "value":
         # ...}`, `{"meta": {"type": "phone"}}`): a descriptor of the field, not a value
-        described = labelled_field(member, lambda label: _label_rule(label, masker))
+        described = labelled_field(
+            {key: member} if one_label(member) else member,
+            lambda label: _label_rule(label, masker),
+        )
         if described:
             return key, described
     return "", None
@@ -1020,10 +1019,22 @@ _MCP_MEMBERS = frozenset({"content", "structuredContent", "_meta", "annotations"
 
 
 def _label_rule(label: str, masker: Masker) -> str:
-    """`label` when it is a label (up to three words) naming a field a rule masks, else ""."""
-    if len(label) > _LABEL_CHARS or not _LABEL.fullmatch(label):
+    """`label` (as its reader reads it: `ph\u0307one` is `phone`, bodies.as_read) when it
+    is a label of up to three words naming a field a rule masks, else ""."""
+    if len(label) > _LABEL_CHARS:
         return ""
-    return label if masker.rule_for_any([label]) is not None else ""
+    for read in dict.fromkeys((label, as_read(label))):
+        if _LABEL.fullmatch(read) and masker.rule_for_any([read]) is not None:
+            return read
+    return ""
+
+
+def _read_rule(name: str, masker: Masker) -> str:
+    """`name`, or `name` as its reader reads it, when a rule masks that field; else ""."""
+    for read in dict.fromkeys((name, as_read(name))):
+        if masker.rule_for_any([read]) is not None:
+            return read
+    return ""
 
 
 # a label names a field in at most three words (`Mobile phone number`, `customer_phone`)
