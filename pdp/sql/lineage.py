@@ -950,7 +950,8 @@ class Lineage:
                 for bound in (step["A_Indices"].get("lidx"), step["A_Indices"].get("uidx"))
                 if bound is not None and "A_Const" not in bound
             ]
-            if flow.user and any(not _position(bound, scope) for bound in computed):
+            reads = flow.user and bool(flow.columns or flow.tables)  # not a constant's
+            if reads and any(not _position(bound, scope) for bound in computed):
                 # profile[k], profile[('pass' || 'word')]: a key computed at run time may
                 # name any of the document's keys (an array's position, indkey[i] of
                 # psql's \d over generate_series, is whole numbers and stays an element)
