@@ -152,6 +152,12 @@ async def test_an_event_before_its_own_decision_is_marked(tmp_path):
     commands = [e for e in timeline.entries if e.type == "command"]
     assert [e.clock for e in commands] == [CLOCK_BEFORE_DECISION, ""]
     assert f"is {CLOCK_BEFORE_DECISION}" in render_text(timeline)
+    # the console's timeline row says so beside the time
+    from pdp.console.views.sessions import SessionsView
+
+    marked, genuine = (str(SessionsView._entry_row(e)[0]) for e in commands)
+    assert f"time ruled out: {CLOCK_BEFORE_DECISION}" in marked
+    assert "badge" not in genuine
 
 
 async def test_late_events_are_labelled_late_and_old_recordings_still_read(tmp_path):
@@ -180,6 +186,9 @@ async def test_late_events_are_labelled_late_and_old_recordings_still_read(tmp_p
     text = render_text(timeline)
     assert "(late: received" in text and "!!" not in text, text
     assert timeline.totals["late"] == 1
+    from pdp.console.views.sessions import SessionsView
+
+    assert "late: received" in str(SessionsView._entry_row(entry)[0])
     # before this change: no received_us; read, checked against the record's own time
     old_body = {k: v for k, v in batch.body.items() if k != "received_us"}
     old = build_timeline(session_open, None, [replace(batch, body=old_body)], decisions)
