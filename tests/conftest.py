@@ -37,13 +37,38 @@ def pg_database() -> Iterator[str]:
 # where known (HEAVY: one worker's wall time, 2-core VM), else an estimate from the number
 # of tests and whether the module starts real stacks. Tests of a file keep their order.
 HEAVY: dict[str, float] = {
-    # measured 2026-12-06 (one file alone on a worker, the machine loaded by other runs)
-    "test_pdp_probe_p2.py": 175,
-    "test_pg_proxy.py": 150,
-    "test_approvals.py": 110,
-    "test_console_browser.py": 90,
-    "test_pdp_server.py": 85,
-    "test_pdp_kill_under_load.py": 60,
+    # seconds each took in a full `make test` (8ce2be5, 2026-12-06, 2-core VM shared with
+    # other runs): the 30 heaviest
+    "test_pg_adversarial.py": 140,
+    "test_usability_corpus.py": 110,
+    "test_pg_proxy.py": 74,
+    "test_drain_http.py": 71,
+    "test_evidence_rotation.py": 69,
+    "test_ssh_probe_p9.py": 65,
+    "test_console_probe_p3.py": 58,
+    "test_drain_postgres.py": 55,
+    "test_pdp_probe_p2.py": 55,
+    "test_cli_usability.py": 51,
+    "test_pg_probe_p9.py": 49,
+    "test_metrics_proxy.py": 45,
+    "test_approvals.py": 43,
+    "test_masking_formats.py": 37,
+    "test_pg_probe_p15.py": 37,
+    "test_sessions_cli.py": 37,
+    "test_pg_reach.py": 36,
+    "test_policy_library.py": 35,
+    "test_evidence.py": 35,
+    "test_http_probe_p6.py": 35,
+    "test_console_probe_p1.py": 34,
+    "test_pdp_probe_p8.py": 33,
+    "test_pdp_server.py": 32,
+    "test_pdp_probe_p5.py": 32,
+    "test_pgbouncer_pooler.py": 32,
+    "test_pg_clients.py": 32,
+    "test_console_probe_p2.py": 32,
+    "test_ssh_sessions.py": 31,
+    "test_evidence_bundle_stream.py": 28,
+    "test_http_proxy.py": 28,
 }
 # names a module that starts real components imports (a PDP, a gateway, sshd, OpenBao...)
 _STACKS = (

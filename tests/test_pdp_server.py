@@ -235,7 +235,9 @@ async def test_expired_token_is_rejected(tmp_path):
 
 async def test_fail_closed_on_engine_error_overrun_undefined_and_malformed(tmp_path):
     policies = write_policy(tmp_path / "policy")
-    config = pdp_config(tmp_path, policies=policies)
+    # a pool of two (the test PDP's default is one worker): one is replaced, both answer
+    engine = {"type": "embedded", "policies": str(policies), "workers": 2, "timeout_ms": 500}
+    config = pdp_config(tmp_path, policies=policies, engine=engine)
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         opened = await open_session(stub, token(config))
         sid = opened.session_id
