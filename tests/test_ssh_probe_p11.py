@@ -22,32 +22,18 @@ Such a computed word is now unreadable (denied).
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_harness import shipped_engine
+from ssh_probe_stack import BASH, READER, ran_by_bash, stack_fixture, stubs_fixture
 from test_ssh_probe_exec import ALLOWED, reading, verdict
-from test_ssh_probe_p7 import BASH, STUB, STUB_NAMES, TRAP, ran_by_bash
-from test_ssh_proxy import Stack, ssh_stack
+from test_ssh_proxy import Stack
 
 engine = pytest.fixture(scope="module")(shipped_engine)
 
-READER = ("readonly",)
-
-
-@pytest.fixture(scope="module")
-def stubs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """test_ssh_probe_p7's stub programs (each logs its argv) and DEBUG trap."""
-    where = tmp_path_factory.mktemp("stubs")
-    (where / "bin").mkdir()
-    for name in STUB_NAMES:
-        path = where / "bin" / name
-        path.write_text(STUB)
-        path.chmod(0o755)
-    (where / "trap.sh").write_text(TRAP)
-    return where
+stubs = stubs_fixture()
 
 
 # a tilde prefix holding what bash expands after the login lookup fails
@@ -146,10 +132,7 @@ def test_why_dash_echo_glues_the_next_output() -> None:
     assert run.stdout == "0next\n"
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with ssh_stack(tmp_path) as s:
-        yield s
+stack = stack_fixture()
 
 
 @pytest.mark.integration

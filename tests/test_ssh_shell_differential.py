@@ -31,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from policy_harness import shipped_engine
+from ssh_probe_stack import stubs_fixture
 from test_ssh_probe_exec import ALLOWED, reading, verdict
 
 from pdp.domain.ssh_input import RESERVED
@@ -53,7 +54,6 @@ r="${0##*/}"
 for a in "$@"; do r="$r$us$a"; done
 printf '%s\\036' "$r" >> "$PORTCULLIS_RAN"
 """
-TRAP = 'set -T\ntrap \'printf "%s\\036" "$BASH_COMMAND" >> "$PORTCULLIS_TRAPPED"\' DEBUG\n'
 
 COMMANDS = ["df", "df -h", "uptime", "uptime -p", "free -m", "journalctl -n 1",
             "systemctl status ssh", "cat /var/log/syslog", "cat", "head -n 1", "tail -n 2",
@@ -116,16 +116,7 @@ def edited(draw: st.DrawFn, lines: st.SearchStrategy[str]) -> str:
 LINES = edited(st.recursive(simple(), compound, max_leaves=4))
 
 
-@pytest.fixture(scope="module")
-def stubs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = tmp_path_factory.mktemp("stubs")
-    (where / "bin").mkdir()
-    for name in STUB_NAMES:
-        path = where / "bin" / name
-        path.write_text(STUB)
-        path.chmod(0o755)
-    (where / "trap.sh").write_text(TRAP)
-    return where
+stubs = stubs_fixture(STUB_NAMES, STUB)
 
 
 def run_by_bash(stubs: Path, line: str, cwd: Path) -> tuple[list[list[str]], list[str]]:
