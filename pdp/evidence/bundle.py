@@ -424,20 +424,20 @@ def _scan(path: Path) -> _Scanned:
         for n, member in enumerate(tar):
             name = member.name
             if not member.isfile() or "/" in name or name.startswith("."):
-                problems.append(_file_problem(f"{inert(name)}: unexpected archive member"))
+                problems.append(_file_problem(f"{name}: unexpected archive member"))
                 continue
             if name in scanned.digests:
-                problems.append(_file_problem(f"{inert(name)}: appears twice in the archive"))
+                problems.append(_file_problem(f"{name}: appears twice in the archive"))
                 continue
             limit = MAX_KEPT_BYTES if name in KEPT_FILES else MAX_MEMBER_BYTES
             if member.size > limit:
-                problems.append(_file_problem(f"{inert(name)}: larger than {limit}"))
+                problems.append(_file_problem(f"{name}: larger than {limit}"))
                 continue
             if listed is not None and name not in listed:
-                problems.append(_file_problem(f"{inert(name)}: not a file the manifest lists"))
+                problems.append(_file_problem(f"{name}: not a file the manifest lists"))
                 continue
             if read + member.size > MAX_BUNDLE_BYTES:
-                problems.append(_file_problem(f"{inert(name)}: past {MAX_BUNDLE_BYTES} read"))
+                problems.append(_file_problem(f"{name}: past {MAX_BUNDLE_BYTES} read"))
                 continue
             read += member.size
             digest, data = _read_member(tar, member, keep=name in KEPT_FILES)
@@ -724,10 +724,10 @@ def _check_manifest(
     for name in sorted(required - set(listed)):
         problems.append(_file_problem(f"{name}: not listed in manifest.json"))
     for name in sorted(set(digests) - set(listed) - {"manifest.json"}):
-        problems.append(_file_problem(f"{inert(name)}: in the archive but not in manifest.json"))
+        problems.append(_file_problem(f"{name}: in the archive but not in manifest.json"))
     for name, digest in sorted(listed.items()):
         if name not in digests:
-            problems.append(_file_problem(f"{inert(name)}: listed in manifest.json but missing"))
+            problems.append(_file_problem(f"{name}: listed in manifest.json but missing"))
         elif digests[name] != digest:
             problems.append(
                 _file_problem(f"{name}: sha256 does not match manifest.json (the file was changed)")
