@@ -96,6 +96,12 @@ async def test_backdated_and_postdated_events_are_marked_in_replay_and_verify(tm
         verify.stdout
     ), verify.stdout + verify.stderr
     assert "before its session opened" in verify.stdout
+    bundle = tmp_path / "evidence.tar.gz"
+    export = await asyncio.to_thread(_cli, config_path, "audit", "export", "--out", str(bundle))
+    assert export.returncode == 0, export.stdout + export.stderr
+    offline = await asyncio.to_thread(_cli, config_path, "audit", "verify", "--bundle", str(bundle))
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert "event times: 2 session events claim a time" in offline.stdout, offline.stdout
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pdp.domain.recordings import EVENTS_KIND, batch_events
 from pdp.evidence.checkpoints import Counted, Problem, SignedRecordChecker, verify_store
 from pdp.evidence.controls import STREAMS, manifest_controls, manifest_streams
+from pdp.evidence.event_times import EventTimes
 from pdp.evidence.rotation import ROTATION_KIND, KeyHistory, key_history
 from pdp.evidence.signing import Signer, key_id_of, load_public_pem, signature_problem
 from pdp.plumbing.rendering import inert
@@ -579,6 +580,7 @@ def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> Bun
     report.counted = counted
     report.exported = _exported(manifest, files.get("chain_head.json", b""))
     counted.keys = keys.describe() if keys.rotations else ""
+    counted.times = check.times.line()
     problems.sort(key=lambda p: (p.seq == 0, p.seq))
     report.ok = not problems
     return report
@@ -598,6 +600,7 @@ class _RecordsCheck:
         self.rotation_hashes = rotation_hashes
         self.problems = problems
         self.counted = Counted()
+        self.times = EventTimes()
         self.count = self.n = 0
         self.broken = False
         self.first: dict[str, Any] | None = None
@@ -643,6 +646,9 @@ class _RecordsCheck:
         )
         if isinstance(line["time_us"], int):
             self.counted.see(seq, line["kind"], line["time_us"] / 1_000_000)
+            self.times.feed(
+                seq, line["kind"], line["time_us"] / 1_000_000, line["session_id"], line["body"]
+            )
         # a rotation in both files is the same record
         if (
             line["kind"] == ROTATION_KIND

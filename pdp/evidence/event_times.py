@@ -21,6 +21,7 @@ from pdp.domain.recordings import (
     RECEIVED,
     batch_events,
 )
+from pdp.plumbing.rendering import inert
 
 SESSION_OPEN = "session.open"
 NAMED_AT_MOST = 8
@@ -36,8 +37,8 @@ class EventTimes:
         self.unreceived = 0  # batches recorded before the PDP kept its time of receipt
         self.named: list[str] = []
 
-    def feed(self, seq: int, kind: str, time: float, session_id: str, body: Any) -> None:
-        if not isinstance(body, dict):
+    def feed(self, seq: int, kind: str, time: float, session_id: Any, body: Any) -> None:
+        if not isinstance(body, dict) or not isinstance(session_id, str):
             return
         if kind == SESSION_OPEN:
             started = (body.get("session") or {}).get("started_at")
@@ -67,7 +68,7 @@ class EventTimes:
         if bad:
             self.ruled_out += len(bad)
             if len(self.named) < NAMED_AT_MOST:
-                self.named.append(f"seq {seq} (session {session_id[:64]}): {bad[0]}")
+                self.named.append(f"seq {seq} (session {inert(session_id[:64])}): {bad[0]}")
 
     def line(self) -> str:
         """The report's line on event times ("" when no session event was read)."""
