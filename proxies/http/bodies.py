@@ -617,7 +617,10 @@ class BodyMask:
             # Latin-1); bytes that are no text (a control character in them) read as the
             # text between those characters, and withheld when that holds anything masked
             decoded, charset = coded
-            view = _UNPRINTABLE.sub(" ", decoded)
+            # (text in UTF-16 or UTF-32: a NUL beside each letter; read without them)
+            view = _UNPRINTABLE.sub(
+                " ", decoded.replace("\x00", "") if charset != "utf-8" else decoded
+            )
             found_in: Counter[str] = Counter()
             try:
                 masked = self._string(view, found_in, depth + 1)
@@ -631,7 +634,7 @@ class BodyMask:
                 found["blob:withheld"] += 1
                 return REDACTED_VALUE
             found.update(found_in)
-            return _base64_like(value, masked.encode(charset, "replace"))
+            return _base64_like(value.strip(), masked.encode(charset, "replace"))
         text = value.lstrip()
         if text[:1] in ("{", "["):
             try:
@@ -644,6 +647,13 @@ class BodyMask:
                     found.update(counts)
                     return json.dumps(masked, ensure_ascii=False)
                 return value
+        if len(value) > _EMBEDDED_MIN:
+            # base64 inside a text (`see cGhvbmU6...`, `prefs=eyJwaG9uZSI6...`): each run
+            # read as a whole string is, and written back masked (or withheld)
+            value = _EMBEDDED_RUN.sub(
+                lambda run: run[0] if run[0] == value else self._string(run[0], found, depth + 1),
+                value,
+            )
         seen = as_read(value)
         if seen != value:
             # (`ph\u0307one: 5550100`, `P-H-O-N-E=...` as its reader reads it: shown so
@@ -1248,6 +1258,8 @@ def _base64_text(value: str) -> tuple[str, str] | None:
     legacy charset, or binary: a reader's tool shows its runs of text either way)."""
     if len(value) < MIN_BASE64_TEXT:
         return None
+    if "\n" in value and _MIME_LINES.fullmatch(value):
+        value = _SPACES.sub("", value)  # (MIME's lines, RFC 2045 §6.8: read joined)
     letters = value.rstrip("=")
     padding = "=" * (-len(letters) % 4)
     if _BASE64.fullmatch(value):
@@ -1269,6 +1281,9 @@ def _base64_text(value: str) -> tuple[str, str] | None:
         return raw.decode("latin-1"), "latin-1"
 
 
+_MIME_LINES = re.compile(r"(?:[A-Za-z0-9+/]+={0,2}\r?\n)+[A-Za-z0-9+/]*={0,2}")
+_EMBEDDED_MIN = 16  # (a run of base64 inside a text read from this length, as MCP's)
+_EMBEDDED_RUN = re.compile(r"(?<![\w+/=-])[A-Za-z0-9+/_-]{16,}={0,2}(?![\w+/=-])")
 # what no text holds: control characters (C0 but tab and line breaks, DEL, C1)
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
