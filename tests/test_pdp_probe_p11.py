@@ -16,6 +16,7 @@ import asyncio
 import base64
 import json
 import subprocess
+import time
 
 import asyncpg
 import pytest
@@ -48,13 +49,16 @@ async def test_a_denied_command_under_an_allowed_decisions_id_is_marked(tmp_path
         # the proxy's own Decide of a text holding the denied one (a comment decides nothing)
         holder = await decide_sql(stub, opened.session_id, "SELECT 1 -- DROP TABLE orders")
         assert holder.verdict in (pdp_pb2.ALLOW, pdp_pb2.MASK)
+        now = time.time()  # (a time the PDP's clock rules out is marked too: p12)
         events = [
-            {"time": 1.0, "direction": "client", "type": "command",
+            {"time": now + 0.1, "direction": "client", "type": "command",
              "command": "SELECT id FROM orders", "decision_id": allowed.decision_id,
              "verdict": said},
-            {"time": 2.0, "direction": "client", "type": "command", "command": "DROP TABLE orders",
+            {"time": now + 0.2, "direction": "client", "type": "command",
+             "command": "DROP TABLE orders",
              "decision_id": allowed.decision_id, "verdict": said},
-            {"time": 3.0, "direction": "client", "type": "command", "command": "DROP TABLE orders",
+            {"time": now + 0.3, "direction": "client", "type": "command",
+             "command": "DROP TABLE orders",
              "decision_id": holder.decision_id,
              "verdict": pdp_pb2.Verdict.Name(holder.verdict).lower()},
         ]  # fmt: skip

@@ -248,7 +248,11 @@ async def test_an_event_time_out_of_range_does_not_stop_the_replay(tmp_path):
     whose time is 1e300 or -1e300 seconds (any number passes: the time is the proxy's
     word). `portcullis replay` of the session died with OverflowError (rfc3339 of it),
     so none of the session's decisions could be replayed. Now such a time reads as
-    `out-of-range time ...` and the replay shows every command."""
+    `out-of-range time ...` and the replay shows every command. RecordEvents now refuses
+    such times (p12); a recording made before that may hold them, and still replays."""
+    import grpc
+
+    from pdp.domain.recordings import EVENTS_KIND
     from portcullis.v1 import pdp_pb2
 
     config_path = _written(tmp_path)
@@ -260,12 +264,22 @@ async def test_an_event_time_out_of_range_does_not_stop_the_replay(tmp_path):
             pdp_pb2.SessionEvent(time=t, direction="client", type="command", command=text)
             for t, text in ((1e300, "SELECT 'far future'"), (-1e300, "SELECT 'far past'"))
         ]
-        await stub.RecordEvents(
-            pdp_pb2.RecordEventsRequest(session_id=opened.session_id, events=events)
-        )
         recorder = '[{"time":1e300,"direction":"client","type":"command","command":"SELECT 9"}]'
-        await stub.RecordEvents(
-            pdp_pb2.RecordEventsRequest(session_id=opened.session_id, events_json=recorder)
+        for request in (
+            pdp_pb2.RecordEventsRequest(session_id=opened.session_id, events=events),
+            pdp_pb2.RecordEventsRequest(session_id=opened.session_id, events_json=recorder),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.RecordEvents(request)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # as an older PDP stored them
+        old = [
+            {"time": t, "direction": "client", "type": "command", "command": text}
+            for t, text in ((1e300, "SELECT 'far future'"), (-1e300, "SELECT 'far past'"))
+        ]
+        await app.store.append(EVENTS_KIND, {"events": old}, session_id=opened.session_id)
+        await app.store.append(
+            EVENTS_KIND, {"events_json": recorder, "count": 1}, session_id=opened.session_id
         )
     replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
     assert replay.returncode == 0, replay.stdout + replay.stderr
