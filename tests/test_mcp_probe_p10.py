@@ -79,39 +79,57 @@ TEXTS = {
 }
 
 
-def _server(up: Any) -> MCPServer:
-    server = MCPServer("billing")
+def tools_server(answers: dict[str, Any], texts: dict[str, str]) -> Any:
+    """An upstream MCP server whose tools answer each name with answers[name] (structured,
+    or as JSON text) or texts[name] (text): what a reader is then shown is read."""
 
-    @server.tool()
-    def find_customer(name: str) -> dict[str, Any]:
-        up.calls.append(name)
-        return ANSWERS[name.removesuffix(" as text")]
+    def make(up: Any) -> MCPServer:
+        server = MCPServer("billing")
 
-    @server.tool()
-    def list_invoices(name: str) -> str:  # (a str result: JSON or text as a text content)
-        up.calls.append(name)
-        return TEXTS[name] if name in TEXTS else json.dumps(ANSWERS[name])
+        @server.tool()
+        def find_customer(name: str) -> dict[str, Any]:
+            up.calls.append(name)
+            return answers[name.removesuffix(" as text")]
 
-    return server
+        @server.tool()
+        def list_invoices(name: str) -> str:  # (a str result: JSON or text as a text content)
+            up.calls.append(name)
+            return texts[name] if name in texts else json.dumps(answers[name])
+
+        return server
+
+    return make
 
 
-async def test_a_value_keyed_or_typed_as_its_field_is_masked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _server)
+async def every_answer_shown(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    answers: dict[str, Any],
+    texts: dict[str, str],
+) -> dict[str, str]:
+    """Each answer of tools_server(answers, texts) as a reader outside pii-readers is shown
+    it through the proxy (structured content and content items, as JSON text)."""
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", tools_server(answers, texts))
     async with mcp_stack(tmp_path) as stack:
         reader = stack.token("mallory@example.com", "readonly")
         shown: dict[str, str] = {}
         async with agent(stack, reader) as client:
-            for name in [*ANSWERS, *TEXTS]:
+            for name in [*answers, *texts]:
                 for tool in ("find_customer", "list_invoices"):
-                    if tool == "find_customer" and name in TEXTS:
+                    if tool == "find_customer" and name in texts:
                         continue
                     result = await client.call_tool(tool, {"name": name})
                     shown[f"{tool} {name}"] = json.dumps(
                         [result.structured_content, [c.model_dump() for c in result.content]]
                     )
     assert stack.upstream.calls, "the tools ran"
+    return shown
+
+
+async def test_a_value_keyed_or_typed_as_its_field_is_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown = await every_answer_shown(tmp_path, monkeypatch, ANSWERS, TEXTS)
     leaked = {
         name: text[:300] for name, text in shown.items() if "555 0100" in text or CODED in text
     }

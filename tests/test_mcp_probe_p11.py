@@ -23,14 +23,11 @@ number is no detector's). Each came back whole before its fix:
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-import test_mcp_proxy
-from mcp.server.mcpserver import MCPServer
-from test_mcp_proxy import agent, mcp_stack
+from test_mcp_probe_p10 import every_answer_shown
 
 pytestmark = pytest.mark.integration
 
@@ -57,39 +54,10 @@ TEXTS = {
 }
 
 
-def _server(up: Any) -> MCPServer:
-    server = MCPServer("billing")
-
-    @server.tool()
-    def find_customer(name: str) -> dict[str, Any]:
-        up.calls.append(name)
-        return ANSWERS[name]
-
-    @server.tool()
-    def list_invoices(name: str) -> str:  # (a str result: JSON or text as a text content)
-        up.calls.append(name)
-        return TEXTS[name] if name in TEXTS else json.dumps(ANSWERS[name])
-
-    return server
-
-
 async def test_a_field_named_where_the_masks_did_not_look_is_masked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _server)
-    async with mcp_stack(tmp_path) as stack:
-        reader = stack.token("mallory@example.com", "readonly")
-        shown: dict[str, str] = {}
-        async with agent(stack, reader) as client:
-            for name in [*ANSWERS, *TEXTS]:
-                for tool in ("find_customer", "list_invoices"):
-                    if tool == "find_customer" and name in TEXTS:
-                        continue
-                    result = await client.call_tool(tool, {"name": name})
-                    shown[f"{tool} {name}"] = json.dumps(
-                        [result.structured_content, [c.model_dump() for c in result.content]]
-                    )
-    assert stack.upstream.calls, "the tools ran"
+    shown = await every_answer_shown(tmp_path, monkeypatch, ANSWERS, TEXTS)
     leaked = {
         name: text[:300]
         for name, text in shown.items()
