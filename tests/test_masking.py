@@ -344,7 +344,10 @@ def test_masked_field_never_leaks_its_value(value, strategy, field):
     )
     assert value not in m.mask_field(m.rules[0], value)
     out, counts = m.mask_json({field: value, "rows": [{field.upper(): value}]})
-    assert value not in json.dumps(out, ensure_ascii=False)
+    # read in the JSON text too, where the mask stands quoted: '"[REDA' is the mask's own
+    # characters and a quote, no leak
+    if not set(value) <= MASK_VOCABULARY | set('"'):
+        assert value not in json.dumps(out, ensure_ascii=False)
     assert counts["field:" + field] == 2
     # count keys come from rule names only, never from the data
     assert set(counts) <= {"field:" + field, *("detector:" + d for d in ALL_DETECTORS)}
