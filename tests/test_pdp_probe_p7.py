@@ -59,6 +59,29 @@ async def _reads(stub, alice: str, n: int) -> None:
         await decide_sql(stub, opened.session_id, f"SELECT id FROM orders WHERE id = {i}")
 
 
+def _append_chained(
+    path: str, id: str, kind: str, session_id: str, subject: str, body: Any
+) -> None:
+    """INSERT one record at the head of the SQLite store, linked and hashed as the PDP
+    would: what INSERT access alone can write (no key, so no record MAC)."""
+    db = sqlite3.connect(path)
+    try:
+        seq, prev = db.execute(
+            "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        now = int(time.time() * 1e6)
+        digest = record_hash(prev, seq + 1, id, kind, now, session_id, subject, body)
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        db.execute(
+            "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject,"
+            " body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq + 1, id, kind, now, session_id, subject, text, prev, digest),
+        )
+        db.commit()
+    finally:
+        db.close()
+
+
 # -- evidence: a tail cut while the PDP runs on is not laundered by its next anchor --------
 
 
@@ -324,22 +347,7 @@ async def test_a_record_inserted_while_an_export_verifies_is_not_bundled_as_the_
         """The real store, with someone's INSERT landing while the chain is verified."""
 
         async def verify(self):  # type: ignore[no-untyped-def]
-            db = sqlite3.connect(path)
-            try:
-                seq, prev = db.execute(
-                    "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
-                now = int(time.time() * 1e6)
-                digest = record_hash(prev, seq + 1, "x-forged", "decision", now, "", ALICE, forged)
-                body = json.dumps(forged, sort_keys=True, separators=(",", ":"))
-                db.execute(
-                    "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject,"
-                    " body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (seq + 1, "x-forged", "decision", now, "", ALICE, body, prev, digest),
-                )
-                db.commit()
-            finally:
-                db.close()
+            _append_chained(path, "x-forged", "decision", "", ALICE, forged)
             return await super().verify()
 
     store = InsertedDuringVerify(path)
@@ -387,22 +395,7 @@ async def test_the_decisions_page_counts_no_decision_someone_else_inserted(tmp_p
     async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
         opened = await open_session(stub, alice)
         await decide_sql(stub, opened.session_id, "DROP TABLE orders")
-        db = sqlite3.connect(config.pdp.store.path)
-        try:
-            seq, prev = db.execute(
-                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            now = int(time.time() * 1e6)
-            digest = record_hash(prev, seq + 1, "x-dec", "decision", now, "", ALICE, forged)
-            body = json.dumps(forged, sort_keys=True, separators=(",", ":"))
-            db.execute(
-                "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject,"
-                " body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq + 1, "x-dec", "decision", now, "", ALICE, body, prev, digest),
-            )
-            db.commit()
-        finally:
-            db.close()
+        _append_chained(config.pdp.store.path, "x-dec", "decision", "", ALICE, forged)
         async with _http() as client:
             await sign_in(client, f"http://{http}", "ines@example.com", "auditor")
             async with client.get(f"http://{http}/console/decisions/") as response:
@@ -430,22 +423,8 @@ async def test_the_console_session_list_marks_a_session_someone_else_inserted(tm
         opened = await open_session(stub, alice)
         real = (await pdp.store.query(kind="session.open", session_id=opened.session_id))[0]
         body = json.loads(json.dumps(real.body).replace(ALICE, "bob@example.com"))
-        db = sqlite3.connect(config.pdp.store.path)
-        try:
-            seq, prev = db.execute(
-                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            now, sid, bob = int(time.time() * 1e6), "s-forged-bob", "bob@example.com"
-            digest = record_hash(prev, seq + 1, "x-open", "session.open", now, sid, bob, body)
-            text = json.dumps(body, sort_keys=True, separators=(",", ":"))
-            db.execute(
-                "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject,"
-                " body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq + 1, "x-open", "session.open", now, sid, bob, text, prev, digest),
-            )
-            db.commit()
-        finally:
-            db.close()
+        sid, bob = "s-forged-bob", "bob@example.com"
+        _append_chained(config.pdp.store.path, "x-open", "session.open", sid, bob, body)
         async with _http() as client:
             await sign_in(client, f"http://{http}", "ines@example.com", "auditor")
             async with client.get(f"http://{http}/console/sessions/") as response:
@@ -478,23 +457,7 @@ async def test_a_copied_checkpoint_at_the_head_does_not_stop_the_last_checkpoint
         opened = await open_session(stub, alice)
         await decide_sql(stub, opened.session_id, "DROP TABLE orders")
         drop = (await pdp.store.head())[0]
-        db = sqlite3.connect(config.pdp.store.path)
-        try:
-            seq, prev = db.execute(
-                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            now = int(time.time() * 1e6)
-            body = earlier.body
-            digest = record_hash(prev, seq + 1, "x-cp", "checkpoint", now, "", "", body)
-            text = json.dumps(body, sort_keys=True, separators=(",", ":"))
-            db.execute(
-                "INSERT INTO audit_records (seq, id, kind, time_us, session_id, subject,"
-                " body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq + 1, "x-cp", "checkpoint", now, "", "", text, prev, digest),
-            )
-            db.commit()
-        finally:
-            db.close()
+        _append_chained(config.pdp.store.path, "x-cp", "checkpoint", "", "", earlier.body)
     anchor = json.loads((tmp_path / "checkpoint.json").read_text())
     assert anchor["payload"]["seq"] >= drop, anchor["payload"]
     await tamper(config.pdp.store, ("DELETE FROM audit_records WHERE seq >= ?", (drop,)))
