@@ -117,6 +117,42 @@ async def app_upstream(app: web.Application) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
+def ok(kind: str, body: bytes) -> bytes:
+    """A whole 200 answer holding `body` as `kind`."""
+    return b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+        kind.encode(),
+        len(body),
+        body,
+    )
+
+
+@contextlib.asynccontextmanager
+async def replying(answer: bytes) -> AsyncIterator[int]:
+    """A raw upstream answering every request with the bytes `answer`, as written."""
+
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+
+    async with raw_server(converse) as port:
+        yield port
+
+
+async def proxied(
+    tmp_path: Any,
+    answer: bytes,
+    line: str = "GET /customers HTTP/1.1",
+    groups: tuple[str, ...] = ("readonly",),
+) -> bytes:
+    """What the proxy hands a client sending `line` when the upstream replies `answer`."""
+    async with (
+        replying(answer) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+    ):
+        return await exchange(s.proxy.port, request(s, line, groups=groups))
+
+
 def _utf16(text: str) -> bytes:
     return text.encode("utf-16-le")
 
@@ -369,19 +405,10 @@ async def test_an_answer_naming_two_charsets_is_not_masked_by_the_first(tmp_path
     encoding = content_type.rsplit("=", 1)[1].strip('"')
     text = "id,phone,card\n7,5550100,4111 1111 1111 1111\n"
 
-    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        body = text.encode(encoding)
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
-            % (content_type.encode(), len(body), body)
-        )
-        await writer.drain()
-
     import requests  # (the client whose reading the attack counts on: the last charset)
 
     async with (
-        raw_server(converse) as port,
+        replying(ok(content_type, text.encode(encoding))) as port,
         http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
     ):
         headers = bearer(s)
@@ -519,18 +546,9 @@ RENAMING_READS = [
 
 
 async def test_a_read_choosing_the_name_a_masked_field_goes_by_needs_approval(tmp_path):
-    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        body = b'[{"id": 7, "x": "5550100"}]'
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (len(body), body)
-        )
-        await writer.drain()
-
     got = []
     async with (
-        raw_server(converse) as port,
+        replying(ok("application/json", b'[{"id": 7, "x": "5550100"}]')) as port,
         http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
     ):
         for path in RENAMING_READS:
@@ -581,20 +599,13 @@ async def test_a_readers_socket_message_naming_a_masked_field_is_not_relayed(tmp
 
 
 async def test_a_header_whose_escapes_hide_a_value_is_masked_whole(tmp_path):
-    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(
-            b"HTTP/1.1 302 Found\r\nLocation: /customers/ann%40example.com\r\n"
-            b'Content-Disposition: attachment; filename="ann&#64;example.com.csv"\r\n'
-            b"Content-Length: 0\r\n\r\n"
-        )
-        await writer.drain()
-
-    async with (
-        raw_server(converse) as port,
-        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
-    ):
-        answer = await exchange(s.proxy.port, request(s, "GET /customers/lookup HTTP/1.1"))
+    answer = await proxied(
+        tmp_path,
+        b"HTTP/1.1 302 Found\r\nLocation: /customers/ann%40example.com\r\n"
+        b'Content-Disposition: attachment; filename="ann&#64;example.com.csv"\r\n'
+        b"Content-Length: 0\r\n\r\n",
+        "GET /customers/lookup HTTP/1.1",
+    )
     head = html.unescape(unquote(answer.partition(b"\r\n\r\n")[0].decode()))
     assert status(answer) == 302 and "ann@example.com" not in head, head
 
@@ -610,16 +621,8 @@ async def test_a_header_whose_escapes_hide_a_value_is_masked_whole(tmp_path):
 async def test_a_bare_value_answering_a_path_named_for_a_field_is_masked(
     tmp_path, path, kind, body
 ):
-    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
-            % (kind.encode(), len(body), body)
-        )
-        await writer.drain()
-
     async with (
-        raw_server(converse) as port,
+        replying(ok(kind, body)) as port,
         http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
     ):
         answer = await exchange(s.proxy.port, request(s, f"GET {path} HTTP/1.1"))

@@ -67,7 +67,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import bz2
-import contextlib
 import gzip
 import hashlib
 import io
@@ -75,7 +74,6 @@ import json
 import lzma
 import os
 import zipfile
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -83,7 +81,7 @@ import pytest
 from aiohttp import web
 from http_upstream import SECRET, exchange, http_stack, raw_server, request, status
 from pdp_harness import token
-from test_http_probe_p5 import app_upstream
+from test_http_probe_p5 import app_upstream, ok, proxied
 
 pytestmark = pytest.mark.integration
 
@@ -236,28 +234,8 @@ async def test_a_validator_of_the_unmasked_body_does_not_go_upstream(tmp_path):
     assert unmasked == 304
 
 
-@contextlib.asynccontextmanager
-async def answering(kind: str, body: bytes) -> AsyncIterator[int]:
-    """A raw upstream answering every request with `body` as `kind`."""
-
-    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
-            % (kind.encode(), len(body), body)
-        )
-        await writer.drain()
-
-    async with raw_server(converse) as port:
-        yield port
-
-
 async def _read_as(tmp_path: Any, kind: str, body: bytes, groups: tuple[str, ...]) -> bytes:
-    async with (
-        answering(kind, body) as port,
-        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
-    ):
-        return await exchange(s.proxy.port, request(s, "GET /customers HTTP/1.1", groups=groups))
+    return await proxied(tmp_path, ok(kind, body), groups=groups)
 
 
 HIDDEN = (b"5550100", b"hunter2", b"DE89370400440532013000")
@@ -490,19 +468,12 @@ async def test_a_value_named_in_prose_is_masked(tmp_path, case):
 
 
 async def test_a_value_named_in_prose_in_a_header_is_masked(tmp_path):
-    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(
-            b'HTTP/1.1 200 OK\r\nWarning: 199 - "phone 5550100 is unverified"\r\n'
-            b"X-Debug: password was hunter2\r\nContent-Length: 0\r\n\r\n"
-        )
-        await writer.drain()
-
-    async with (
-        raw_server(converse) as port,
-        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
-    ):
-        answer = await exchange(s.proxy.port, request(s, "GET /customers/7 HTTP/1.1"))
+    answer = await proxied(
+        tmp_path,
+        b'HTTP/1.1 200 OK\r\nWarning: 199 - "phone 5550100 is unverified"\r\n'
+        b"X-Debug: password was hunter2\r\nContent-Length: 0\r\n\r\n",
+        "GET /customers/7 HTTP/1.1",
+    )
     assert status(answer) == 200 and not any(v in answer for v in HIDDEN), answer
 
 
