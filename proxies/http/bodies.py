@@ -262,6 +262,21 @@ _NAME_CLOSES = frozenset("<>\t|,;\"']}/*")  # and what it is followed by
 _TAG_NAME_PART = re.compile(r"[\w.\-]")  # what _names_a_tag reads back over
 
 
+def legacy_readings(data: bytes) -> list[str]:
+    """How a reader may read bytes no charset names: UTF-8 (invalid bytes replaced) and,
+    when they are no UTF-8, Latin-1 and Windows-1252 too (`ex\xe4mple.com` is
+    `exämple.com` to Python's requests and a browser, `ex\ufffdmple.com` as UTF-8)."""
+    try:
+        return [data.decode("utf-8")]
+    except UnicodeDecodeError:
+        pass
+    return [
+        data.decode("utf-8", "replace"),
+        data.decode("latin-1"),
+        data.decode("cp1252", "replace"),
+    ]
+
+
 def _names_a_tag(line: str, end: int) -> bool:
     """Whether line[:end] ends as a tag opens before a name (`<ns:` of `<ns:name`, `</`
     of `</name`): read back from `end` over the namespace only, so a line naming a field
@@ -490,11 +505,11 @@ class BodyMask:
         names a masked field (a spreadsheet's `Phone` column), or cannot be opened."""
         try:
             for content in unpacked(packed):
-                text = content.replace(b"\x00", b"").decode("utf-8", "replace")
-                if self.masker.mask_text(text)[1]:
-                    return True
-                if self._worded and worded_field(self._worded, name_words(text)):
-                    return True
+                for text in legacy_readings(content.replace(b"\x00", b"")):
+                    if self.masker.mask_text(text)[1]:
+                        return True
+                    if self._worded and worded_field(self._worded, name_words(text)):
+                        return True
         except Unopenable:
             return True
         return False
@@ -700,13 +715,25 @@ class BodyMask:
             # UTF-16 or UTF-32 text with no charset named (a NUL beside every ASCII
             # letter), or binary under a text type: no detector reads it as text
             raise Unmaskable("text holding NUL bytes (UTF-16, binary) cannot be masked")
-        text = data.decode("utf-8", "replace")
+        try:
+            return self._records_read(data.decode("utf-8")).encode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        # bytes no UTF-8 (Latin-1 or Windows-1252 text, no charset named: what a client
+        # without one reads them as, `ann.smith@ex\xe4mple.com`): masked as Latin-1 and
+        # carried so, withheld if a detector still finds anything in another reading
+        out = self._records_read(data.decode("latin-1")).encode("latin-1", "replace")
+        if any(self.masker.mask_text(text)[1] for text in legacy_readings(out)):
+            raise Unmaskable("text in no charset the masks can tell cannot be masked")
+        return out
+
+    def _records_read(self, text: str) -> str:
         if self.kind == "lines":
-            return "\n".join(self._carried(line) for line in text.split("\n")).encode("utf-8")
+            return "\n".join(self._carried(line) for line in text.split("\n"))
         if self.kind == "csv":
-            return "\n".join(self._row(line) for line in text.split("\n")).encode("utf-8")
+            return "\n".join(self._row(line) for line in text.split("\n"))
         events = text.split("\n\n")
-        return "\n\n".join(self._event(event) for event in events).encode("utf-8")
+        return "\n\n".join(self._event(event) for event in events)
 
     def _line(self, line: str) -> str:
         if not line.strip():
@@ -1334,8 +1361,21 @@ def as_read(text: str) -> str:
             c for c in unicodedata.normalize("NFKD", seen) if unicodedata.category(c) != "Mn"
         )
     if _SPELT.search(seen):
-        seen = _SPELT.sub(lambda m: _SPELT_GAP.sub("", m[0]), seen)
+        seen = _SPELT.sub(_spelt_words, seen)
     return seen
+
+
+def _spelt_words(found: re.Match[str]) -> str:
+    """A run of letters spelt out, as the words its reader reads: the letters joined, a
+    gap unlike the one between most of its letters a space (`p-h-o-n-e n-u-m-b-e-r`,
+    `P H O N E  N U M B E R`: phone_number, one name of its words)."""
+    gaps = _SPELT_GAP.findall(found[0])
+    letters = _SPELT_GAP.split(found[0])
+    usual = Counter(gaps).most_common(1)[0][0]
+    return letters[0] + "".join(
+        ("" if gap == usual else "_") + letter
+        for gap, letter in zip(gaps, letters[1:], strict=True)
+    )
 
 
 def labelled_field(member: Any, phrase: Callable[[str], str], depth: int = 0) -> str | None:

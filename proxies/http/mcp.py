@@ -661,8 +661,9 @@ class Forward:
     def _event_fields(self, event: codec.SseEvent) -> codec.SseEvent:
         """An event's id, event and retry fields, which the server writes and the client
         keeps (Last-Event-ID), under the session's mask: a field a detector or a field
-        rule finds anything in is left out (a masked id resumes nothing), as is a retry
-        that is not a delay (digits, six at most)."""
+        rule finds anything in is left out (a masked id resumes nothing), as is one a word
+        of which names a masked field (the label of a later event's id: `id: phone`, then
+        `id: 5550100`) and a retry that is not a delay (digits, six at most)."""
         masker = self._session_mask()
         if masker is None or not event.fields:
             return event
@@ -671,6 +672,7 @@ class Forward:
             for name, value in event.fields
             if not masker.mask_text(value)[1]
             and _masked_prose(value, masker, Counter()) == value  # (`id: phone=5550100`)
+            and not _names_field(value, masker)  # (`id: phone`, then `id: 5550100`)
             and (name != "retry" or (value.isdigit() and len(value) <= _RETRY_DIGITS))
         ]
         if len(fields) != len(event.fields):
@@ -1411,6 +1413,15 @@ def _holds_data(data: bytes, masker: Masker) -> bool:
     words = field_words(masker)
     text = data.replace(b"\x00", b"").decode("utf-8", "replace")
     return bool(words) and bool(worded_field(words, name_words(text)))
+
+
+def _names_field(text: str, masker: Masker) -> bool:
+    """Whether a word of `text`, as its reader reads it, names a field a rule masks
+    (`phone`, `phone/5550100`, `5550100-P-H-O-N-E`)."""
+    words = field_words(masker)
+    return bool(words) and any(
+        worded_field(words, name_words(read)) for read in dict.fromkeys((text, as_read(text)))
+    )
 
 
 def _names_masked(view: str, masker: Masker) -> bool:
