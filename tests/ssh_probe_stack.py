@@ -33,6 +33,18 @@ def stack_fixture() -> Any:
     return stack
 
 
+async def denied_when_asked(stack: Stack, process: Any) -> None:
+    """`process`'s line waits for approval with nothing sent to sshd; the one request it
+    opened is then denied by a security approver."""
+    said = await process.stderr.readuntil("--reason '...'")
+    assert "waiting for request" in said
+    assert stack.sshd.sessions_started() == 0
+    (request,) = stack.pdp.approvals.requests.values()
+    await stack.pdp.approvals.decide(
+        request.id, {"subject": "sam@example.com", "groups": ["security"]}, False, "no"
+    )
+
+
 def decided_as(engine: Any, line: str, expected: str) -> dict[str, Any]:
     """The policy's decision on `line`, checked to be `expected` (its reading said if not)."""
     decided = verdict(engine, line)

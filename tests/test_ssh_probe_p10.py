@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_harness import shipped_engine
+from ssh_probe_stack import stack_fixture
 from test_ssh_probe_exec import ALLOWED, verdict
 from test_ssh_probe_p7 import BASH
-from test_ssh_proxy import Stack, ssh_stack
+from test_ssh_proxy import Stack
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
@@ -83,10 +83,7 @@ def test_why_the_detectors_miss_a_value_printf_converted(tmp_path: Path) -> None
     assert CARD not in masker.mask_text(printed("%s"))[0]
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with ssh_stack(tmp_path) as s:
-        yield s
+stack = stack_fixture()
 
 
 @pytest.mark.integration

@@ -17,14 +17,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_harness import shipped_engine
+from ssh_probe_stack import denied_when_asked, stack_fixture
 from test_ssh_probe_exec import ALLOWED, verdict
-from test_ssh_proxy import Stack, ssh_stack
+from test_ssh_proxy import Stack
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
@@ -93,10 +93,7 @@ def test_why_a_cut_entry_passes_the_detectors(tmp_path: Path) -> None:
     assert any(len(d) >= 12 and CARD.startswith(d) for d in leaked.values()), leaked
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with ssh_stack(tmp_path) as s:
-        yield s
+stack = stack_fixture()
 
 
 @pytest.mark.integration
@@ -105,13 +102,7 @@ async def test_a_cut_journal_waits_for_approval(stack: Stack) -> None:
     ends with status 1."""
     async with await stack.connect(READER) as conn:
         process = await conn.create_process("journalctl -n 5 --no-full -o short-monotonic")
-        said = await process.stderr.readuntil("--reason '...'")
-        assert "waiting for request" in said
-        assert stack.sshd.sessions_started() == 0
-        (request,) = stack.pdp.approvals.requests.values()
-        await stack.pdp.approvals.decide(
-            request.id, {"subject": "sam@example.com", "groups": ["security"]}, False, "no"
-        )
+        await denied_when_asked(stack, process)
         result = await process.wait()
     assert result.exit_status == 1
     assert stack.sshd.sessions_started() == 0

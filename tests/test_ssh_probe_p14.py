@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_harness import shipped_engine
+from ssh_probe_stack import denied_when_asked, stack_fixture
 from test_ssh_probe_exec import ALLOWED, verdict
 from test_ssh_probe_p7 import BASH
-from test_ssh_proxy import Stack, ssh_stack
+from test_ssh_proxy import Stack
 
 engine = pytest.fixture(scope="module")(shipped_engine)
 
@@ -79,10 +78,7 @@ def test_why_the_word_prints_the_environment() -> None:
     assert run.stdout == "hunter2\n"
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with ssh_stack(tmp_path) as s:
-        yield s
+stack = stack_fixture()
 
 
 @pytest.mark.integration
@@ -91,13 +87,7 @@ async def test_the_environment_is_read_only_once_approved(stack: Stack) -> None:
     ends with status 1; $HOME is printed as before."""
     async with await stack.connect(READER) as conn:
         process = await conn.create_process("printf '%s\\n' \"$DB_PASSWORD\"")
-        said = await process.stderr.readuntil("--reason '...'")
-        assert "waiting for request" in said
-        assert stack.sshd.sessions_started() == 0
-        (request,) = stack.pdp.approvals.requests.values()
-        await stack.pdp.approvals.decide(
-            request.id, {"subject": "sam@example.com", "groups": ["security"]}, False, "no"
-        )
+        await denied_when_asked(stack, process)
         refused = await process.wait()
         home = await conn.run("printf '%s\\n' \"$HOME\"")
     assert refused.exit_status == 1

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_harness import shipped_engine
+from ssh_probe_stack import denied_when_asked, stack_fixture
 from test_ssh_probe_exec import ALLOWED, verdict
 from test_ssh_probe_p7 import BASH
-from test_ssh_proxy import Stack, ssh_stack
+from test_ssh_proxy import Stack
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
@@ -74,10 +74,7 @@ def test_why_the_detectors_miss_the_quoted_value(tmp_path: Path) -> None:
     assert not masker.mask_text(run.stderr)[1], run.stderr
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with ssh_stack(tmp_path) as s:
-        yield s
+stack = stack_fixture()
 
 
 @pytest.mark.integration
@@ -88,13 +85,7 @@ async def test_a_tabbed_card_never_leaves_quoted(stack: Stack) -> None:
     try:
         async with await stack.connect(READER) as conn:
             process = await conn.create_process(f'df "$(cat {logged})"')
-            said = await process.stderr.readuntil("--reason '...'")
-            assert "waiting for request" in said
-            assert stack.sshd.sessions_started() == 0
-            (request,) = stack.pdp.approvals.requests.values()
-            await stack.pdp.approvals.decide(
-                request.id, {"subject": "sam@example.com", "groups": ["security"]}, False, "no"
-            )
+            await denied_when_asked(stack, process)
             refused = await process.wait()
     finally:
         logged.unlink()
