@@ -28,7 +28,7 @@ import pytest
 import yaml
 from pdp_harness import REGO, free_port, pdp_config, pdp_raw, running_pdp, token
 from pg_harness import name_of, scratch_database
-from test_pdp_replicas import start_replica
+from test_pdp_replicas import orders_db, start_replica
 
 from pdp.domain import guard_sync
 from pdp.domain.guard_sync import GuardSync
@@ -60,19 +60,6 @@ def _store(kind: str, request: pytest.FixtureRequest, tmp: Path) -> dict[str, An
     if kind == "sqlite":
         return {"type": "sqlite", "path": str(tmp / "audit.db")}
     return {"type": "postgres", "dsn": request.getfixturevalue("pg_database")}
-
-
-def _connection(tmp: Path, database: str, role: str, password: str) -> dict[str, Any]:
-    return {
-        "name": "orders-db",
-        "type": "postgres",
-        "listen": f"127.0.0.1:{free_port()}",
-        "upstream": "127.0.0.1:5432",
-        "database": database,
-        "zone": "eu-prod",
-        "credentials": {"provider": "static", "username": role, "password": password},
-        "spool_dir": str(tmp / "spool"),
-    }
 
 
 def _dsn(port: int, database: str, token: str) -> str:
@@ -171,7 +158,7 @@ async def test_a_killed_pdp_restarts_with_the_hours_usage_and_the_pause(tmp_path
                 "timeout_ms": 5000,
             },
             store=_store(backend, request, tmp_path),
-            connections=[_connection(tmp_path, database, role, password)],
+            connections=[orders_db(tmp_path, database, role, password)],
             approvals={"timeout_seconds": 1},
         )
         raw["pdp"]["proxy_key"] = str(tmp_path / "proxy.key")
@@ -244,7 +231,7 @@ async def test_replicas_on_one_store_share_budgets_and_pauses(tmp_path, pg_datab
                 tmp_path,
                 store=store,
                 engine=engine,
-                connections=[_connection(tmp_path, database, role, password)],
+                connections=[orders_db(tmp_path, database, role, password)],
                 approvals={"timeout_seconds": 1},
             )
             for _ in range(2)

@@ -27,15 +27,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import psycopg
 import pytest
 import yaml
-from pdp_harness import REGO, free_port, pdp_raw
+from pdp_harness import REGO, pdp_raw
 from pg_harness import scratch_database
+from test_pdp_replicas import orders_db, until
 
 from pdp.domain.identity import DevIssuer
 from pdp.domain.recordings import session_events
@@ -64,31 +64,11 @@ def start_pdp(config_path: Path, address: str) -> subprocess.Popen:
     raise AssertionError("the PDP never listened")
 
 
-async def until(condition: Callable[[], bool], seconds: float = 60) -> None:
-    """Wait for condition (a bound on a hung run, not a timing assertion)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "never happened"
-        await asyncio.sleep(0.05)
-
-
 def write_config(tmp: Path, database: str, role: str, password: str, spool_max: int) -> Path:
     raw = pdp_raw(
         tmp,
         engine={"type": "embedded", "policies": str(REGO), "workers": 1},
-        connections=[
-            {
-                "name": "orders-db",
-                "type": "postgres",
-                "listen": f"127.0.0.1:{free_port()}",
-                "upstream": "127.0.0.1:5432",
-                "database": database,
-                "zone": "eu-prod",
-                "credentials": {"provider": "static", "username": role, "password": password},
-                "spool_dir": str(tmp / "spool"),
-                "spool_max_bytes": spool_max,
-            }
-        ],
+        connections=[orders_db(tmp, database, role, password, spool_max_bytes=spool_max)],
     )
     path = tmp / "portcullis.yaml"
     path.write_text(yaml.safe_dump(raw))

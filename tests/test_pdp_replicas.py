@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -53,6 +54,22 @@ async def until(condition: Callable[[], bool], seconds: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "never happened"
         await asyncio.sleep(0.05)
+
+
+def orders_db(tmp: Path, database: str, role: str, password: str, **options: Any) -> dict[str, Any]:
+    """The proxied connection these tests write through: scratch `database` reached with its
+    owner's static credentials, spooling under `tmp`."""
+    return {
+        "name": "orders-db",
+        "type": "postgres",
+        "listen": f"127.0.0.1:{free_port()}",
+        "upstream": "127.0.0.1:5432",
+        "database": database,
+        "zone": "eu-prod",
+        "credentials": {"provider": "static", "username": role, "password": password},
+        "spool_dir": str(tmp / "spool"),
+        **options,
+    }
 
 
 # -- one chain from two writers ------------------------------------------------------------
@@ -213,18 +230,7 @@ def write_config(tmp: Path, store_dsn: str, database: str, role: str, password: 
         # failover, not evaluation time
         engine={"type": "embedded", "policies": str(REGO), "workers": 1, "timeout_ms": 5000},
         store={"type": "postgres", "dsn": store_dsn},
-        connections=[
-            {
-                "name": "orders-db",
-                "type": "postgres",
-                "listen": f"127.0.0.1:{free_port()}",
-                "upstream": "127.0.0.1:5432",
-                "database": database,
-                "zone": "eu-prod",
-                "credentials": {"provider": "static", "username": role, "password": password},
-                "spool_dir": str(tmp / "spool"),
-            }
-        ],
+        connections=[orders_db(tmp, database, role, password)],
         approvals={"timeout_seconds": 120},
     )
     raw["pdp"]["reuse_port"] = True
