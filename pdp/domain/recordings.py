@@ -247,7 +247,7 @@ def _bound_commands(events: list[Any], max_command: int) -> bool:
 
 def _fully_checked_batch(text: str, max_events: int, max_command: int) -> int:
     try:
-        events = json.loads(text)
+        events = json.loads(text, parse_constant=_no_constant)
     except ValueError as exc:
         raise MalformedEvents(f"events_json: not JSON ({exc})") from None
     except RecursionError:  # deeper than the parser goes: no proxy sends it
@@ -293,6 +293,13 @@ def _fully_checked_batch(text: str, max_events: int, max_command: int) -> int:
                 " number of microseconds below 10**10, or for a command [gap, command text]"
             )
     return len(events)
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and the infinities are no JSON (RFC 8259 §6), though Python's reader takes them:
+    a detail holding one (`"rows": Infinity`) stopped every reader that counts with it
+    (replay, the console's session page, `audit verify`) for the whole session."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _repeats(items: Any, max_command: int) -> bool:

@@ -53,6 +53,7 @@ is an entry of its own.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -61,6 +62,7 @@ from typing import Any
 
 import pglast.parser as pglast_parser
 
+from pdp.domain.casts import CastClock
 from pdp.domain.recordings import (
     CLOCK_SKEW_SECONDS,
     LATE_SECONDS,
@@ -242,8 +244,8 @@ def summarize(opened: AuditRecord, closed: AuditRecord | None = None) -> Session
 
 
 def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None  # (a recording stored before NaN and the infinities were refused)
     return int(value)
 
 
@@ -322,6 +324,7 @@ def build_timeline(
         if closed is not None and summary.close_reason not in REAPED_REASONS
         else None,
         decided={r.id: r.time for r in decisions or ()},
+        casts=CastClock(min(start, opened.time)),
     )
     entries += _explained(
         [window.weighed(_entry(e, start, default_kind), e, got) for e, got in events],
@@ -353,11 +356,13 @@ class _Window:
     """When a session's events can have happened, by the PDP's own clock: after the
     session opened, after the decision an event names, before the batch arrived and (a
     session its proxy closed, not one the PDP reaped) before the session closed, each
-    give or take CLOCK_SKEW_SECONDS."""
+    give or take CLOCK_SKEW_SECONDS; a terminal recording's frames within the same
+    (pdp.domain.casts.CastClock), in order."""
 
     opened: float
     closed: float | None
     decided: dict[str, float]
+    casts: CastClock  # a terminal recording's frames (fed in time order: stateful)
 
     def weighed(self, e: Entry, event: dict[str, Any], received: float | None) -> Entry:
         when = event.get("time")
@@ -374,6 +379,8 @@ class _Window:
             clock = CLOCK_BEFORE_DECISION
         elif self.closed is not None and when > self.closed + CLOCK_SKEW_SECONDS:
             clock = CLOCK_AFTER_CLOSE
+        frames = self.casts.weigh(event)  # (every recording's event: it keeps their order)
+        clock = clock or frames
         late = None
         if received is not None and not clock and received - when > LATE_SECONDS:
             late = round(received - when, 3)
@@ -425,7 +432,7 @@ def _counts_of(counts: Any) -> dict[str, int]:
     return {
         str(k): int(v)
         for k, v in counts.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and v == v
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     }
 
 

@@ -647,7 +647,12 @@ class _RecordsCheck:
         if isinstance(line["time_us"], int):
             self.counted.see(seq, line["kind"], line["time_us"] / 1_000_000)
             self.times.feed(
-                seq, line["kind"], line["time_us"] / 1_000_000, line["session_id"], line["body"]
+                seq,
+                line["kind"],
+                line["time_us"] / 1_000_000,
+                line["session_id"],
+                line["body"],
+                line["id"],
             )
         # a rotation in both files is the same record
         if (

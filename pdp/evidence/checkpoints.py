@@ -1121,7 +1121,7 @@ async def _verify_read(
                 break
             checker.feed(r.seq, r.id, r.kind, r.session_id, r.subject, r.body, r.hash)
             counted.see(r.seq, r.kind, r.time)
-            times.feed(r.seq, r.kind, r.time, r.session_id, r.body)
+            times.feed(r.seq, r.kind, r.time, r.session_id, r.body, r.id)
             if r.kind == TAIL_CUT_KIND:
                 checker.problems.append(Problem(r.seq, r.kind, r.id, tail_cut_problem(r.body)))
             if foreign is not None:
