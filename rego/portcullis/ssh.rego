@@ -349,7 +349,10 @@ needs_approval contains sprintf("%q reads $%s, a variable of the upstream's envi
 # the value printed otherwise, as printf's %x did (test_ssh_probe_p10). Outside pii-readers
 # such an argument of a command that is no filter needs approval when the line runs a
 # command whose output the mask is for (any but ssh_quiet_commands: uptime's and free's
-# numbers, df's mounts are not; `df $(uptime | free)` stays allowed).
+# numbers, df's mounts are not; `df $(uptime | free)` stays allowed). What a command
+# printed reaches a word through a variable too: `$_`, the last word of the command before
+# (`printf '%s\n' "$(cat /var/log/x)"; df "$_"`), and a `for` loop's variable, its list
+# (`for x in "$(cat /var/log/x)"; do df "$x"; done`): such a word counts as a substitution.
 ssh_quiet_commands := {"uptime", "free", "df", "true", "false", ":", "echo", "printf", "set"}
 
 needs_approval contains sprintf("%q is given %q, what a command printed, which its messages may print otherwise than the mask reads (outside pii-readers)", [part.command, part.argv[i]]) if {
@@ -358,11 +361,18 @@ needs_approval contains sprintf("%q is given %q, what a command printed, which i
 	some i in part.dynamic
 	i > 0
 	not pii_reader
-	regex.match("\\$\\(|`", part.argv[i])
+	ssh_printed_value(part.argv[i])
 	not ssh_filter(part)
 	some source in ssh_parts
 	count(source.argv) > 0
 	not source.argv[0] in ssh_quiet_commands
+}
+
+ssh_printed_value(word) if regex.match("\\$\\(|`|\\$\\{?_([^A-Za-z0-9_]|$)", word)
+
+ssh_printed_value(word) if {
+	some name in object.get(input.command.ssh, "loop_variables", [])
+	regex.match(sprintf("\\$\\{?%s([^A-Za-z0-9_]|$)", [name]), word)
 }
 
 # A here-string's computed word (`cat <<< "$DB_PASSWORD"`) is read by no part's argv: the

@@ -1,0 +1,99 @@
+"""SSH probe, part 16: what a command printed, carried to a quoting command by a variable.
+
+Part 15 made `df "$(cat /var/log/x)"` ask for approval outside pii-readers: df names an
+operand it refuses in coreutils' shell quoting, a tabbed card `'4111'$'\\t''1111'...`,
+which no detector reads. The same value reached df without a substitution in its word:
+through `$_`, the last word of the command before (`printf '%s\\n' "$(cat /var/log/x)";
+df "$_"`), and through a `for` loop's variable, its list a substitution (`for x in
+"$(cat /var/log/x)"; do df "$x"; done`). Both were allowed (masked) to a reader, and
+df's message carried the card past the detectors. Such a word now counts as a
+substitution (ssh.rego ssh_printed_value).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from policy_harness import shipped_engine
+from ssh_probe_stack import denied_when_asked, stack_fixture
+from test_ssh_probe_exec import ALLOWED, verdict
+from test_ssh_probe_p7 import BASH
+from test_ssh_proxy import Stack
+
+from portcullis.masking import Masker
+from portcullis.verdict import MaskRule
+
+engine = pytest.fixture(scope="module")(shipped_engine)
+stack = stack_fixture()
+
+READER = ("readonly",)
+TABBED = "4111\t1111\t1111\t1111"
+
+CARRIED = [
+    'printf \'%s\\n\' "$(cat /var/log/syslog)"; df "$_"',
+    'printf \'%s\\n\' "$(cat /var/log/syslog)" >/dev/null; df -- "${_}"',
+    'printf \'%s\\n\' "`journalctl -o cat -n 1`"; uptime "$_"',
+    'for x in "$(cat /var/log/syslog)"; do df "$x"; done',
+    'for x in "$(journalctl -o cat -n 1)"; do free "${x}"; done',
+    'sh -c \'for v in "$(cat /var/log/syslog)"; do df "$v"; done\'',
+]
+STILL_ALLOWED = [
+    'for x in a b; do df "$x"; done',
+    'printf \'%s\\n\' "$(uptime)"; df "$_"',
+    "printf '%s\\n' \"$(cat /var/log/syslog)\"",
+    'for x in "$(cat /var/log/syslog)"; do printf \'%s\\n\' "$x"; done',
+]
+
+
+@pytest.mark.parametrize("line", CARRIED)
+def test_a_printed_value_carried_by_a_variable_needs_approval(engine: Any, line: str) -> None:
+    assert verdict(engine, line, READER)["verdict"] == "require_approval", line
+    assert verdict(engine, line, ("pii-readers",))["verdict"] in ALLOWED, line
+
+
+@pytest.mark.parametrize("line", STILL_ALLOWED)
+def test_literal_loops_and_quiet_values_stay_allowed(engine: Any, line: str) -> None:
+    assert verdict(engine, line, READER)["verdict"] in ALLOWED, line
+
+
+CARRIED_BY_BASH = [
+    'printf \'%s\\n\' "$(cat {log})" >/dev/null; df -- "$_"',
+    'for x in "$(cat {log})"; do df "$x"; done',
+]
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is not installed")
+@pytest.mark.parametrize("line", CARRIED_BY_BASH)
+def test_why_the_detectors_miss_the_carried_value(tmp_path: Path, line: str) -> None:
+    """The reason, with the real bash and df: `$_` and the loop's variable hold the
+    tabbed card, which df names quoted, past the detector."""
+    logged = tmp_path / "cards.log"
+    logged.write_text(TABBED + "\n")
+    masker = Masker([MaskRule(detector="credit_card", strategy="redact")], b"k" * 32)
+    assert BASH is not None
+    run = subprocess.run([BASH, "-c", line.format(log=logged)], capture_output=True,
+                         text=True, check=False)  # fmt: skip
+    assert "'4111'$'\\t''1111'" in run.stderr
+    assert not masker.mask_text(run.stderr)[1], run.stderr
+
+
+@pytest.mark.integration
+async def test_a_carried_card_never_leaves_quoted(stack: Stack) -> None:
+    """Through the proxy and sshd: the line waits for approval, nothing reaches sshd."""
+    logged = Path("/var/log") / f"portcullis-p16-{os.getpid()}-{stack.tmp.name}.log"
+    logged.write_text(TABBED + "\n")
+    try:
+        async with await stack.connect(READER) as conn:
+            line = f'printf \'%s\\n\' "$(cat {logged})" >/dev/null; df -- "$_"'
+            process = await conn.create_process(line)
+            await denied_when_asked(stack, process)
+            refused = await process.wait()
+    finally:
+        logged.unlink()
+    assert refused.exit_status == 1
+    assert "1111" not in str(refused.stdout) + str(refused.stderr)
+    assert stack.sshd.sessions_started() == 0
