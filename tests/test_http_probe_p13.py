@@ -9,6 +9,11 @@ email detector partial). Each came to the reader whole before its fix:
   `P H O N E  N U M B E R`): bodies.as_read joined the whole run into one word
   (`phonenumber`), which names no field `phone`. A gap unlike the one between most of
   the run's letters now parts its words (`phone_number`);
+- an object naming its field by a label of words beside the value (`{"name": "Phone
+  Number", "value": ...}`, `{"label": "Mobile phone", ...}`: custom fields of a CRM, a
+  form's answers) or a pair `["Phone number", ...]`: only a string that is a field's name
+  as one word named it (the MCP exchange read such labels, mcp._pair_name). A label of up
+  to three words naming a field (BodyMask._phrase) now names it too;
 - text whose bytes are no UTF-8 (Latin-1 or Windows-1252, no charset named: what
   Python's requests and a browser read such a body as): read as UTF-8 with invalid bytes
   replaced, so `ann.smith@ex\\xe4mple.com` was no email to the detector and went whole
@@ -52,6 +57,22 @@ ANSWERS: dict[str, tuple[str, bytes]] = {
     "two words spelt in a json string": (
         "application/json",
         json.dumps({"note": "p-h-o-n-e n-u-m-b-e-r: 5550100"}).encode(),
+    ),
+    "a pair named by a label of words": (
+        "application/json",
+        json.dumps({"name": "Phone Number", "value": "5550100"}).encode(),
+    ),
+    "custom fields named by labels": (
+        "application/json",
+        json.dumps({"fields": [{"label": "Mobile phone", "value": "555 0100"}]}).encode(),
+    ),
+    "a pair listed under a label": (
+        "application/json",
+        json.dumps({"attrs": [["Phone number", "5550100"]]}).encode(),
+    ),
+    "a pair named by words spelt": (
+        "application/x-ndjson",
+        json.dumps({"key": "P-H-O-N-E n-u-m-b-e-r", "v": "5550100"}).encode() + b"\n",
     ),
     "latin-1 domain": ("text/plain", "contact: ann.smith@exämple.com\n".encode("latin-1")),
     "latin-1 local part": ("text/plain", "contact: anné.smith@example.com\n".encode("latin-1")),
@@ -123,13 +144,21 @@ STAYS: dict[str, tuple[str, bytes]] = {
     ),
     "letters in groups": ("text/plain", b"grades: a b c  d e f\n"),
     "spelt words naming nothing": ("text/plain", b"x-y-z a-b-c: 5550100\n"),
+    "a pair labelled by words naming nothing": (
+        "application/json",
+        b'{"name": "Plan tier", "value": "5550100"}',
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(STAYS))
 def test_what_names_no_field_stays_as_it_came(case: str) -> None:
     content_type, body = STAYS[case]
-    assert _masked(content_type, body) == body
+    out = _masked(content_type, body)
+    if content_type == "application/json":
+        assert json.loads(out) == json.loads(body)
+    else:
+        assert out == body
 
 
 def test_text_in_a_legacy_charset_is_masked_as_the_same_text_in_utf_8() -> None:

@@ -520,8 +520,8 @@ class BodyMask:
             return {k: self._paired(v, found) for k, v in value.items()}
         if not isinstance(value, list):
             return value
-        if len(value) == 2 and isinstance(value[0], str) and self._rule(value[0]):
-            value = [value[0], self._as_field(value[0], value[1], found)]
+        if len(value) == 2 and isinstance(value[0], str) and (field := self._pair(value[0])):
+            value = [value[0], self._as_field(field, value[1], found)]
         return [self._paired(v, found) for v in value]
 
     def _cell(self, field: str, cell: Any, found: Counter[str]) -> Any:
@@ -542,8 +542,9 @@ class BodyMask:
         """Fields a document names otherwise than by a key, masked as if keyed (more,
         never less): a string holding a document or named pairs of its own (`"event":
         "{\\"phone\\": ...}"`, `"query": "phone=..."`: an event's payload, a logged
-        request); an object holding a string that names a rule (`{"name": "phone",
-        "value": ...}`, attribute lists, `{"field": "email", ...}`) has its other scalar
+        request); an object holding a string that names a rule, or a label of up to three
+        words naming one (`{"name": "phone", "value": ...}`, `{"label": "Phone Number",
+        ...}`, attribute lists, `{"field": "email", ...}`) has its other scalar
         members (and lists of scalars) masked by that rule; rows beside a list of column
         names (`{"columns": ["id", "phone"], "rows": [[7, ...]]}`, `{"meta": [{"name":
         "phone"}], "data": [[...]]}`: SQL over HTTP) have those columns masked; a key a rule's
@@ -552,13 +553,14 @@ class BodyMask:
         if isinstance(value, str):
             return self._string(value, found, depth)
         if isinstance(value, list):
-            if len(value) == 2 and isinstance(value[0], str) and self._rule(value[0]):
+            if len(value) == 2 and isinstance(value[0], str) and (field := self._pair(value[0])):
                 # a pair `["phone", "5550100"]` (headers, form fields, Object.entries)
-                value = [value[0], self._as_field(value[0], value[1], found)]
+                value = [value[0], self._as_field(field, value[1], found)]
             return [self._named_values(v, found, depth) for v in value]
         if not isinstance(value, dict):
             return value
         named: str | None = None
+        naming = ""  # (the key of the string naming it)
         columns: list[str] = []
         # a map from values to the fields they are (`{"5550100": "phone", "x@y": "email"}`):
         # its keys are the values; one member alone too (`{"hunter2": "password"}`) unless
@@ -571,8 +573,11 @@ class BodyMask:
         )
         for key, member in value.items():
             if isinstance(member, str):
-                if named is None and not inverted and self._rule(member):
-                    named = member
+                # (a name, or a label of up to three words as a form or a CRM's custom
+                # fields write it: `{"name": "Phone Number", "value": ...}`)
+                if named is None and not inverted:
+                    field = self._pair(member)
+                    named, naming = (field, key) if field else (None, "")
                 continue
             if named is None and not inverted and (isinstance(member, dict) or one_label(member)):
                 # (`{"field": {"name": "phone"}, "value": ...}`, `{"field": ["phone"],
@@ -597,7 +602,7 @@ class BodyMask:
                 described = self.value_key_field(key, member)
                 if described:
                     key = _fresh_key(out, str(self._as_field(described, key, found)))
-            if named is not None and member is not named and _scalars(member):
+            if named is not None and key != naming and _scalars(member):
                 member = self._as_field(named, member, found)
             elif columns and _rows(member):
                 if _columnar(member, columns):
@@ -893,6 +898,10 @@ class BodyMask:
 
     def _rule(self, name: str) -> bool:
         return bool(self._field(name))
+
+    def _pair(self, name: str) -> str:
+        """The field a pair's name names: a name, or a label of up to three words."""
+        return name if self._rule(name) else self._phrase(name)
 
     def _label_field(self, label: str) -> str:
         """The field a name or label standing alone names (`phone`, `Phone Number`,
