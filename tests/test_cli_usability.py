@@ -3,12 +3,14 @@ without upstream secrets, one-line errors with exit 2, help, config check and st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -30,6 +32,24 @@ def run(*args, env=None, cwd=None):
         env=env if env is not None else {**os.environ, **SECRETS},
         timeout=120,
     )
+
+
+@contextlib.contextmanager
+def pdp_serving(path, raw) -> Iterator[subprocess.Popen[str]]:
+    """`portcullis pdp` on the configuration at `path` (`raw`), without upstream secrets,
+    answering on its gRPC port; terminated and reaped after."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pdp.cli", "pdp", "-c", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=NO_SECRETS,
+    )  # fmt: skip
+    try:
+        channel = grpc.insecure_channel(raw["pdp"]["listen"])
+        grpc.channel_ready_future(channel).result(timeout=60)
+        channel.close()
+        yield proc
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
 
 
 def assert_one_line_user_error(result, *words):
@@ -90,14 +110,7 @@ def test_up_help_lists_its_options():
 def test_evidence_commands_run_without_upstream_secrets(tmp_path):
     path, raw = write_config(tmp_path)
     # the PDP alone needs no connection secret either
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pdp.cli", "pdp", "-c", str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=NO_SECRETS,
-    )  # fmt: skip
-    try:
-        channel = grpc.insecure_channel(raw["pdp"]["listen"])
-        grpc.channel_ready_future(channel).result(timeout=60)
-        channel.close()
+    with pdp_serving(path, raw) as proc:
         status = run("status", "-c", str(path), "--format", "json", env=NO_SECRETS)
         assert status.returncode == 0, status.stderr
         report = json.loads(status.stdout)
@@ -113,9 +126,6 @@ def test_evidence_commands_run_without_upstream_secrets(tmp_path):
             env=NO_SECRETS,
         )  # fmt: skip
         assert approvals.returncode == 0, approvals.stderr
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
     assert proc.returncode == 0
     for args in (("sessions", "list"), ("audit", "verify")):
         result = run(*args, "-c", str(path), env=NO_SECRETS)
@@ -176,17 +186,8 @@ def test_config_check_reports_what_would_start_and_a_broken_policy(tmp_path):
 
 def test_audit_verify_says_what_it_counted(tmp_path):
     path, raw = write_config(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pdp.cli", "pdp", "-c", str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=NO_SECRETS,
-    )  # fmt: skip
-    try:
-        channel = grpc.insecure_channel(raw["pdp"]["listen"])
-        grpc.channel_ready_future(channel).result(timeout=60)
-        channel.close()
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+    with pdp_serving(path, raw):
+        pass
     result = run("audit", "verify", "-c", str(path), env=NO_SECRETS)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("OK: 0 audit records (the store is empty)\n")
