@@ -643,7 +643,8 @@ class _Walker:
             if mine is None or (mine != node.word and not _dquote_slip(source, node.word)):
                 raise Unreadable(f"the word {_short_text(source)} does not read the same twice")
             return Word(mine, False)
-        if _kept_backslash(self.source, node):
+        kept, unquoted = _quoting(self.source, node)
+        if kept:
             # bashlex's text of it lacks a backslash the shell passes (`"$?\\c"` was `$?c`:
             # dash's echo then ends its output without a newline), and a computed word
             # keeps that text
@@ -651,10 +652,7 @@ class _Walker:
                 f"the word {_short_text(source)} holds a backslash inside double quotes"
                 " that the PDP's shell parser drops"
             )
-        globbed = any(
-            not self._glob_free(child, glob_free)
-            for child in _unquoted_expansions(self.source, node)
-        )
+        globbed = any(not self._glob_free(child, glob_free) for child in unquoted)
         return Word(node.word, True, globbed)
 
     def _glob_free(self, expansion: Any, glob_free: frozenset[int]) -> bool:
@@ -856,41 +854,18 @@ def _glob_free_output(part: Part) -> bool:
     return len(part.argv) == 1 and part.argv[0] in GLOB_FREE_OUTPUT and not part.dynamic
 
 
-def _kept_backslash(source: str, word: Any) -> bool:
-    """Whether a word's source holds, inside double quotes and outside its expansions, a
-    backslash the shell keeps (before a character other than `$`, backquote, `"`,
-    backslash, newline): bashlex's text of the word drops it (_dquote_slip)."""
-    starts = {child.pos[0]: child for child in getattr(word, "parts", None) or ()}
-    double = False
-    i, end = word.pos
-    while i < end:
-        child = starts.get(i)
-        if child is not None:
-            i = max(child.pos[1], i + 1)
-            continue
-        c = source[i]
-        if c == "\\":
-            if double and source[i + 1 : i + 2] not in ("$", "`", '"', "\\", "\n"):
-                return True
-            i += 2
-            continue
-        if c == '"':
-            double = not double
-        elif c == "'" and not double:
-            close = source.find("'", i + 1)
-            i = end if close < 0 else close
-        i += 1
-    return False
-
-
-def _unquoted_expansions(source: str, word: Any) -> list[Any]:
-    """The expansions of a word (bashlex's parts: parameters, substitutions, tildes) that
-    stand outside quotes in its source, where bash splits and globs their value; one the
-    scan of the source does not meet where bashlex placed it counts as outside."""
+def _quoting(source: str, word: Any) -> tuple[bool, list[Any]]:
+    """One scan of a word's source as the shell quotes it: whether it holds, inside double
+    quotes and outside its expansions, a backslash the shell keeps (before a character
+    other than `$`, backquote, `"`, backslash, newline: bashlex's text of the word drops
+    it, _dquote_slip), and the expansions (bashlex's parts: parameters, substitutions,
+    tildes) that stand outside quotes, where bash splits and globs their value; one the
+    scan does not meet where bashlex placed it counts as outside."""
     children = list(getattr(word, "parts", None) or ())
     starts = {child.pos[0]: child for child in children}
     met: set[int] = set()
     found: list[Any] = []
+    kept = False
     double = False
     i, end = word.pos
     while i < end:
@@ -903,6 +878,8 @@ def _unquoted_expansions(source: str, word: Any) -> list[Any]:
             continue
         c = source[i]
         if c == "\\":
+            if double and source[i + 1 : i + 2] not in ("$", "`", '"', "\\", "\n"):
+                kept = True
             i += 2
             continue
         if c == '"':
@@ -911,7 +888,7 @@ def _unquoted_expansions(source: str, word: Any) -> list[Any]:
             close = source.find("'", i + 1)
             i = end if close < 0 else close
         i += 1
-    return found + [child for child in children if id(child) not in met]
+    return kept, found + [child for child in children if id(child) not in met]
 
 
 def _plain_parameter(node: Any) -> None:
