@@ -20,13 +20,27 @@ from pdp.domain.breaker import Breaker
 from portcullis.verdict import BreakerLimits, Verdict, VerdictKind
 
 
-def _policies(tmp: Path, breaker: dict) -> Path:
+def policies_with_breaker(tmp: Path, breaker: dict) -> Path:
+    """The shipped policies copied under `tmp`, with `breaker` as the readonly group's."""
     target = tmp / "rego"
     shutil.copytree(REGO, target)
     data = json.loads((target / "data.json").read_text())
     data["portcullis"]["breakers"] = {"readonly": breaker}
     (target / "data.json").write_text(json.dumps(data))
     return target
+
+
+async def paused_by_denials(conn: asyncpg.Connection) -> None:
+    """Four denials in a row (a retry loop) trip a 3-a-minute breaker: then even what the
+    policy allows waits for a person."""
+    for _ in range(4):  # a retry loop against a denial
+        with pytest.raises(asyncpg.PostgresError) as caught:
+            await conn.execute("DROP TABLE orders")
+        assert caught.value.sqlstate == "42501"
+    # now even what the policy allows waits for a person
+    with pytest.raises(asyncpg.PostgresError) as caught:
+        await conn.fetch("SELECT id FROM orders")
+    assert "approval" in str(caught.value)
 
 
 async def test_an_agent_looping_on_denials_is_paused_and_approvers_are_told(tmp_path):
@@ -46,19 +60,12 @@ async def test_an_agent_looping_on_denials_is_paused_and_approvers_are_told(tmp_
     try:
         async with running_gateway(
             tmp_path,
-            policies=_policies(tmp_path, breaker),
+            policies=policies_with_breaker(tmp_path, breaker),
             approvals={"timeout_seconds": 1, "webhook": f"http://127.0.0.1:{port}/hook"},
         ) as gw:
             conn = await asyncpg.connect(gw.dsn(gw.token()))
             try:
-                for _ in range(4):  # a retry loop against a denial
-                    with pytest.raises(asyncpg.PostgresError) as caught:
-                        await conn.execute("DROP TABLE orders")
-                    assert caught.value.sqlstate == "42501"
-                # now even what the policy allows waits for a person
-                with pytest.raises(asyncpg.PostgresError) as caught:
-                    await conn.fetch("SELECT id FROM orders")
-                assert "approval" in str(caught.value)
+                await paused_by_denials(conn)
             finally:
                 await conn.close()
             notice = await asyncio.wait_for(notices.get(), 60)

@@ -17,7 +17,9 @@ from pg_harness import running_gateway
 ROWS = "SELECT g FROM generate_series(1, 3) AS g"
 
 
-def _policies(tmp: Path, budget: dict) -> Path:
+def policies_with_budget(tmp: Path, budget: dict) -> Path:
+    """The shipped policies copied under `tmp`, with `budget` as the readonly group's
+    egress budget and no breakers."""
     target = tmp / "rego"
     shutil.copytree(REGO, target)
     data = json.loads((target / "data.json").read_text())
@@ -38,7 +40,7 @@ async def _held_reasons(gw) -> list[str]:
 
 async def test_rows_past_the_session_budget_need_approval_naming_budget_and_usage(tmp_path):
     budget = {"rows_per_session": 5, "rows_per_hour": 100, "over": "require_approval"}
-    async with running_gateway(tmp_path, policies=_policies(tmp_path, budget)) as gw:
+    async with running_gateway(tmp_path, policies=policies_with_budget(tmp_path, budget)) as gw:
         conn = await asyncpg.connect(gw.dsn(gw.token()))
         try:
             assert len(await conn.fetch(ROWS)) == 3
@@ -59,7 +61,7 @@ async def test_rows_past_the_session_budget_need_approval_naming_budget_and_usag
 
 async def test_a_new_session_does_not_reset_the_hourly_budget(tmp_path):
     budget = {"rows_per_hour": 8, "over": "deny"}
-    async with running_gateway(tmp_path, policies=_policies(tmp_path, budget)) as gw:
+    async with running_gateway(tmp_path, policies=policies_with_budget(tmp_path, budget)) as gw:
         first = await asyncpg.connect(gw.dsn(gw.token()))
         assert len(await first.fetch(ROWS)) == 3
         assert len(await first.fetch("SELECT g FROM generate_series(1, 4) AS g")) == 4
@@ -83,7 +85,7 @@ async def test_a_new_session_does_not_reset_the_hourly_budget(tmp_path):
 
 async def test_bytes_are_counted_too(tmp_path):
     budget = {"bytes_per_session": 20000, "over": "deny"}
-    async with running_gateway(tmp_path, policies=_policies(tmp_path, budget)) as gw:
+    async with running_gateway(tmp_path, policies=policies_with_budget(tmp_path, budget)) as gw:
         conn = await asyncpg.connect(gw.dsn(gw.token()))
         try:
             await conn.fetch("SELECT repeat('x', 30000)")

@@ -16,26 +16,16 @@ asks again, so a loop answered from the cache trips the breaker when it would ha
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import asyncpg
 import pytest
-from pdp_harness import REGO
 from pg_harness import running_gateway
+from test_breaker_pg import paused_by_denials, policies_with_breaker
+from test_budget_pg import policies_with_budget
 
 from pdp.domain.breaker import Breaker
 from portcullis.verdict import BreakerLimits, Verdict, VerdictKind
-
-
-def _policies(tmp: Path, breaker: dict[str, int]) -> Path:
-    target = tmp / "rego"
-    shutil.copytree(REGO, target)
-    data = json.loads((target / "data.json").read_text())
-    data["portcullis"]["breakers"] = {"readonly": breaker}
-    (target / "data.json").write_text(json.dumps(data))
-    return target
 
 
 async def test_a_paused_reader_gets_no_reused_verdict(tmp_path: Path) -> None:
@@ -43,17 +33,11 @@ async def test_a_paused_reader_gets_no_reused_verdict(tmp_path: Path) -> None:
     loop of denials trips the breaker: the same SELECT must now need approval, not run
     from the cache."""
     breaker = {"denials_per_minute": 3, "pause_seconds": 600}
-    async with running_gateway(tmp_path, policies=_policies(tmp_path, breaker)) as gw:
+    async with running_gateway(tmp_path, policies=policies_with_breaker(tmp_path, breaker)) as gw:
         conn = await asyncpg.connect(gw.dsn(gw.token()), statement_cache_size=0)
         try:
             assert len(await conn.fetch("SELECT id FROM orders")) == 2
-            for _ in range(4):
-                with pytest.raises(asyncpg.PostgresError) as caught:
-                    await conn.execute("DROP TABLE orders")
-                assert caught.value.sqlstate == "42501"
-            with pytest.raises(asyncpg.PostgresError) as caught:
-                await conn.fetch("SELECT id FROM orders")
-            assert "approval" in str(caught.value)
+            await paused_by_denials(conn)
         finally:
             await conn.close()
 
@@ -82,7 +66,7 @@ async def test_a_loop_answered_from_the_cache_still_trips_the_breaker(
     threshold: the loop is held where the PDP holds it without a cache (each fetch is a
     Parse and a Bind, two commands: the third fetch is the sixth and seventh)."""
     options = {"decision_cache": cache}
-    policies = _policies(tmp_path, LOOP[rate])
+    policies = policies_with_breaker(tmp_path, LOOP[rate])
     async with running_gateway(tmp_path, options=options, policies=policies) as gw:
         conn = await asyncpg.connect(gw.dsn(gw.token()), statement_cache_size=0)
         try:
@@ -123,7 +107,7 @@ async def test_a_threshold_past_the_wire_field_still_answers(tmp_path: Path) -> 
     """A breaker threshold larger than Decision.reuses_left holds (a uint32) bounds reuse
     by what it holds: the reader's commands are answered, not failed."""
     breaker = {"identical_per_minute": 2**40, "pause_seconds": 600}
-    async with running_gateway(tmp_path, policies=_policies(tmp_path, breaker)) as gw:
+    async with running_gateway(tmp_path, policies=policies_with_breaker(tmp_path, breaker)) as gw:
         conn = await asyncpg.connect(gw.dsn(gw.token()), statement_cache_size=0)
         try:
             for n in range(3):
@@ -133,16 +117,6 @@ async def test_a_threshold_past_the_wire_field_still_answers(tmp_path: Path) -> 
 
 
 ROWS = "SELECT g FROM generate_series(1, 3) AS g"
-
-
-def _budget(tmp: Path, budget: dict[str, object]) -> Path:
-    target = tmp / "rego"
-    shutil.copytree(REGO, target)
-    data = json.loads((target / "data.json").read_text())
-    data["portcullis"]["budgets"] = {"readonly": budget}
-    data["portcullis"]["breakers"] = {}
-    (target / "data.json").write_text(json.dumps(data))
-    return target
 
 
 @pytest.mark.parametrize("protocol", ["extended", "simple"])
@@ -155,7 +129,7 @@ async def test_a_denial_does_not_lift_the_egress_budget_of_reused_verdicts(
     after any denied statement (DROP TABLE, or the budget's own deny) every reused SELECT
     ran again, without limit."""
     budget = {"rows_per_hour": 10, "over": "deny"}
-    async with running_gateway(tmp_path, policies=_budget(tmp_path, budget)) as gw:
+    async with running_gateway(tmp_path, policies=policies_with_budget(tmp_path, budget)) as gw:
         conn = await asyncpg.connect(gw.dsn(gw.token()), statement_cache_size=0)
         try:
             take = conn.execute if protocol == "simple" else conn.fetch
