@@ -6,6 +6,12 @@ session's replay, its console page and `audit verify` stopped with an OverflowEr
 one forged number hid the whole session's recording from its auditors. The PDP now
 refuses the batch as not JSON, and the readers pass over such a number in a recording
 stored before.
+
+Approvers answering one request at once (two approvers, or one approver's double click)
+each found it pending: both answers were recorded and both answered as given ("denied by
+kim" stood in the evidence beside the approval that counted, and kim was told nothing).
+One answer settles a request now: a PDP takes one at a time, and an answer another
+replica recorded first wins on every reader while the later one is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from test_pdp_probe_p7 import _written
 from test_pdp_probe_p8 import _cli
 from test_pdp_probe_p11 import _timeline_of
 
+from pdp.domain.approvals import ApprovalBook, ApprovalRefused
 from pdp.domain.recordings import EVENTS_KIND, RECEIVED
 from pdp.domain.timeline import render_text
 from portcullis.config import load_config
@@ -72,3 +79,61 @@ async def test_a_number_json_has_not_is_refused_and_stops_no_reader(tmp_path, co
     json.loads(as_json.stdout)
     verify = await asyncio.to_thread(_cli, config_path, "audit", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+async def _asked(stub, config):
+    opened = await open_session(stub, token(config))
+    asked = await decide_sql(stub, opened.session_id, "UPDATE orders SET total = 0 WHERE id = 1")
+    assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL and asked.approval_id
+    return asked.approval_id
+
+
+async def test_two_answers_at_once_settle_a_request_once(tmp_path):
+    config = load_config(_written(tmp_path))
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        approval_id = await _asked(stub, config)
+        sam = token(config, "sam@example.com", ("security",))
+        kim = token(config, "kim@example.com", ("security",))
+
+        async def answer(approver: str, approve: bool) -> str:
+            try:
+                await stub.ResolveApproval(
+                    pdp_pb2.ResolveApprovalRequest(
+                        token=approver, approval_id=approval_id, approve=approve, reason="r"
+                    )
+                )
+            except grpc.aio.AioRpcError as exc:
+                return f"refused: {exc.details()}"
+            return "approved" if approve else "denied"
+
+        answers = await asyncio.gather(answer(sam, True), answer(kim, False), answer(sam, True))
+        records = await app.store.query(kind="approval")
+    assert answers[0] == "approved", answers
+    assert all(a.startswith("refused: ") and "already approved" in a for a in answers[1:])
+    assert [r.body["event"] for r in records] == ["requested", "approved"]
+
+
+async def test_an_answer_another_replica_recorded_first_wins(tmp_path):
+    """A replica sharing the store records kim's denial while sam's approval is being
+    checked here: sam's is refused (its record settles nothing), never answered as given."""
+    config = load_config(_written(tmp_path))
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        approval_id = await _asked(stub, config)
+        book = app.approvals
+        replica = ApprovalBook(app.store, book.authorize)
+        replica.binding_key = book.binding_key  # (replicas share the PDP's key)
+        await replica.refresh()
+        checked_here = book.authorize
+        kim = {"subject": "kim@example.com", "groups": ["security"], "issuer": "portcullis-dev"}
+        sam = {**kim, "subject": "sam@example.com"}
+
+        async def meanwhile(approver, request):
+            allowed = await checked_here(approver, request)
+            await replica.decide(approval_id, kim, False, "not today")
+            return allowed
+
+        book.authorize = meanwhile
+        with pytest.raises(ApprovalRefused, match=r"already denied by kim@example\.com"):
+            await book.decide(approval_id, sam, True, "fine")
+        assert book.requests[approval_id].state == "denied"
+        assert book.requests[approval_id].approver == "kim@example.com"

@@ -212,10 +212,9 @@ async def settle(
     # an approval is for the session it was asked in; a session.open grant makes a new one
     bound_session = None if command.get("kind") == "session.open" else session.id
     approved = None
-    for candidate in book.approved_for(
-        subject, issuer, connection, command.get("raw", ""), command.get("kind", ""), bound_session,
-        parameters,
-    ):  # fmt: skip
+    raw, kind = command.get("raw", ""), command.get("kind", "")
+    asked = (subject, issuer, connection, raw, kind, bound_session, parameters)
+    for candidate in book.live_for(APPROVED, *asked):
         if await still_holds(service, candidate, decision):
             approved = candidate
             break
@@ -238,10 +237,7 @@ async def settle(
             await book.executed(approved, rerun.id)
         return rerun, approved.id
     spec = decision.verdict.approval
-    pending = book.pending_for(
-        subject, issuer, connection, command.get("raw", ""), command.get("kind", ""), bound_session,
-        parameters,
-    )  # fmt: skip
+    pending = next(iter(book.live_for(PENDING, *asked)), None)
     if pending is None and book.waiting_of(subject, issuer) >= MAX_WAITING:
         # every request is held in memory by every PDP and shown to approvers: one
         # identity's flood of them (each up to a megabyte of SQL) must not grow without end

@@ -62,7 +62,7 @@ WITHDRAWN = "withdrawn"
 MAX_SETTLED = 4096
 # what the book keeps of a request that the "requested" record does not hold
 _BOOK_ONLY = ("state", "approver", "decided_at", "decision_reason", "executions", "events")
-_NOT_RECORDED = (*_BOOK_ONLY, "approver_groups", "recorded_seq")
+_NOT_RECORDED = (*_BOOK_ONLY, "approver_groups", "recorded_seq", "settled_seq")
 MAC = "mac"  # the field of an approval record's body that proves this PDP wrote it
 # what the book's binding key is derived for from the PDP's proxy key (ProxyKey.derive)
 APPROVAL_KEY_PURPOSE = "approval-parameters"
@@ -130,6 +130,9 @@ class ApprovalRequest:
     policy_revision: str = ""
     approver_groups: list[str] = field(default_factory=list)
     recorded_seq: int = 0
+    # the seq of the record that settled it (approved, denied, expired, withdrawn): the
+    # first such record in the chain, on every replica; a later one settled nothing
+    settled_seq: int = 0
 
     @property
     def usable_until(self) -> float:
@@ -157,6 +160,7 @@ class ApprovalRequest:
             "policy_revision",
             "approver_groups",
             "recorded_seq",
+            "settled_seq",
         ):
             out.pop(private)
         out["command"], statements = self.shown()
@@ -227,6 +231,7 @@ class ApprovalBook:
         self.version = 0
         self._seen_seq = 0
         self._changed = asyncio.Condition()
+        self._settling = asyncio.Lock()  # one approver's answer or withdrawal at a time
         self._task: asyncio.Task[None] | None = None
         self._listener: Any = None
         self._refreshes: set[asyncio.Future[None]] = set()
@@ -318,6 +323,7 @@ class ApprovalBook:
             request.decision_reason = body.get("reason", "")
             groups = body.get("approver_groups")
             request.approver_groups = [str(g) for g in groups] if isinstance(groups, list) else []
+            request.settled_seq = seq
             self._settled[approval_id] = None
             self.version += 1
         elif event == "executed":
@@ -350,64 +356,50 @@ class ApprovalBook:
         """Whether an approval record's body carries this book's MAC of itself."""
         return authentic_approval(self.binding_key, body)
 
-    async def _write(self, approval_id: str, event: str, subject: str, **extra: Any) -> None:
+    async def _write(self, approval_id: str, event: str, subject: str, **extra: Any) -> int:
+        """Append one approval record (the book then reads it back); its seq."""
         body = {"approval_id": approval_id, "event": event, "time": time.time(), **extra}
         body[MAC] = self._mac(body)
-        await self.store.append(KIND, body, subject=subject, session_id=extra.get("session_id", ""))
+        record = await self.store.append(
+            KIND, body, subject=subject, session_id=extra.get("session_id", "")
+        )
         await self.refresh()
         await self._announce(approval_id)
+        return record.seq
+
+    async def _settle(
+        self, request: ApprovalRequest, event: str, subject: str, **extra: Any
+    ) -> None:
+        """Write the record settling a pending request, and make sure it is the one that
+        settled it: another answer recorded first (another approver's, an expiry, a
+        withdrawal, this PDP's or a replica's) wins on every reader, and this one is
+        refused, never answered as if it had counted."""
+        seq = await self._write(request.id, event, subject, **extra)
+        settled = self.requests.get(request.id, request)
+        if settled.settled_seq != seq:
+            by = f" by {settled.approver}" if settled.approver else ""
+            raise ApprovalRefused(f"approval request {request.id} is already {settled.state}{by}")
 
     # -- requests --------------------------------------------------------------------------
 
-    def approved_for(
-        self,
-        subject: str,
-        issuer: str,
-        connection: str,
-        command: str,
-        kind: str = "",
-        session_id: str | None = None,
-        parameters: list[str] | None = None,
-    ) -> list[ApprovalRequest]:
-        """Every approved request this identity may use again for exactly this command (in
-        the session it was asked in, with the parameter values the approver saw), the
-        newest first: the caller checks each still holds (pdp.api.approval_rpc.settle)."""
-        found = self._matching(
-            APPROVED, subject, issuer, connection, command, kind, session_id, parameters
-        )
-        return sorted(found, key=lambda r: r.created_at, reverse=True)
-
-    def pending_for(
-        self,
-        subject: str,
-        issuer: str,
-        connection: str,
-        command: str,
-        kind: str = "",
-        session_id: str | None = None,
-        parameters: list[str] | None = None,
-    ) -> ApprovalRequest | None:
-        found = self._matching(
-            PENDING, subject, issuer, connection, command, kind, session_id, parameters
-        )
-        return found[0] if found else None
-
-    def _matching(
+    def live_for(
         self,
         state: str,
         subject: str,
         issuer: str,
         connection: str,
         command: str,
-        kind: str,
+        kind: str = "",
         session_id: str | None = None,
         parameters: list[str] | None = None,
     ) -> list[ApprovalRequest]:
         """The live requests in `state` of this identity (its subject AND issuer: the same
         `sub` from another issuer is someone else) for exactly this command (and, when
-        given, session and parameter values): an approved one until its usable window
-        ends, a pending one until it expires. A session.open grant binds to no session, so
-        the issuer is all that tells its requester from a namesake of another provider."""
+        given, session and parameter values with which the approver saw it), the newest
+        first: an approved one until its usable window ends (the caller checks each still
+        holds: pdp.api.approval_rpc.settle), a pending one until it expires. A session.open
+        grant binds to no session, so the issuer is all that tells its requester from a
+        namesake of another provider."""
         now = time.time()
         digest = binding_digest(self.binding_key, parameters) if parameters is not None else ""
         found = []
@@ -425,7 +417,7 @@ class ApprovalBook:
                 and alive_until > now
             ):
                 found.append(request)
-        return found
+        return sorted(found, key=lambda r: r.created_at, reverse=True)
 
     def waiting_of(self, subject: str, issuer: str) -> int:
         """How many of this identity's requests wait for a person now."""
@@ -464,7 +456,8 @@ class ApprovalBook:
         `mask` is the verdict's mask rules: what approvers see is masked by them; `proxy`
         the key of the proxy that asked, recorded with the request; `policy_revision` the
         revision of the decision that asked."""
-        existing = self.pending_for(
+        waiting = self.live_for(
+            PENDING,
             requester["subject"],
             str(requester.get("issuer", "")),
             connection,
@@ -473,8 +466,8 @@ class ApprovalBook:
             session_id,
             parameters or [],
         )
-        if existing is not None:
-            return existing
+        if waiting:
+            return waiting[0]
         now = time.time()
         exact = list(parameters or [])
         view = approver_view(
@@ -511,7 +504,15 @@ class ApprovalBook:
     async def decide(
         self, approval_id: str, approver: dict[str, Any], approve: bool, reason: str
     ) -> ApprovalRequest:
-        """Record an approver's decision; raises ApprovalRefused when they may not make it."""
+        """Record an approver's decision; raises ApprovalRefused when they may not make it.
+        One answer at a time on this PDP (two approvers' at once, or one's twice, each
+        found the request pending and both were recorded and answered as given)."""
+        async with self._settling:
+            return await self._decide(approval_id, approver, approve, reason)
+
+    async def _decide(
+        self, approval_id: str, approver: dict[str, Any], approve: bool, reason: str
+    ) -> ApprovalRequest:
         await self.refresh()
         request = self.requests.get(approval_id)
         # one answer for a request that does not exist and one this person may neither
@@ -537,8 +538,8 @@ class ApprovalBook:
                 f"approval request {approval_id} is of a session that has ended (its proxy"
                 " closed it): nothing would run the command"
             )
-        await self._write(
-            approval_id,
+        await self._settle(
+            request,
             APPROVED if approve else DENIED,
             subject,
             approver=subject,
@@ -573,6 +574,17 @@ class ApprovalBook:
         shows a person their own), or for the session that asked (`session_id`: its proxy,
         when the client cancelled the wait). Raises ApprovalRefused for anyone else (as for
         an id that does not exist) or a settled request."""
+        async with self._settling:
+            return await self._withdraw(approval_id, requester, session_id, reason, issuer)
+
+    async def _withdraw(
+        self,
+        approval_id: str,
+        requester: str | None,
+        session_id: str | None,
+        reason: str,
+        issuer: str | None,
+    ) -> ApprovalRequest:
         await self.refresh()
         request = self.requests.get(approval_id)
         unknown = ApprovalRefused(f"no approval request {approval_id!r} of yours")
@@ -588,8 +600,8 @@ class ApprovalBook:
             raise ApprovalRefused("the request belongs to another session")
         if request.state != PENDING:
             raise ApprovalRefused(f"approval request {approval_id} is already {request.state}")
-        await self._write(
-            approval_id,
+        await self._settle(
+            request,
             WITHDRAWN,
             owner,
             reason=reason[:1000],
