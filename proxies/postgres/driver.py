@@ -9,7 +9,9 @@ never waits; its bytes for the server are written by the relay (proxies.postgres
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from proxies.postgres.commands import (
@@ -53,7 +55,10 @@ class EnforcerDriver:
         source_columns: Callable[[str], Awaitable[list[str] | None]],
         function_name: Callable[[int], Awaitable[str | None]],
         type_name: Callable[[int], Awaitable[str | None]] | None = None,
+        fresh_facts: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
+        """fresh_facts: the catalogue asked again, True when newer facts were taken
+        (proxies.postgres.catalog_watch): a decision is made with them."""
         self.enforcer = enforcer
         self.session = session
         self.to_client = to_client
@@ -61,6 +66,7 @@ class EnforcerDriver:
         self.source_columns = source_columns
         self.function_name = function_name
         self.type_name = type_name
+        self.fresh_facts = fresh_facts
 
     def carry_out(self) -> None:
         carry_out(self.enforcer, self.session, self.to_client)
@@ -88,17 +94,7 @@ class EnforcerDriver:
 
     async def _perform(self, request: Request) -> Any:
         if type(request) is Decide:
-            if request.may_wait:
-                return await self.session.decide_or_wait(
-                    request.kind,
-                    request.raw,
-                    request.attributes,
-                    request.shape_of,
-                    self._tell,
-                )
-            return await self.session.decide(
-                request.kind, request.raw, request.attributes, request.shape_of
-            )
+            return await self._decide(request)
         if type(request) is Settle:
             return await self.settle()
         if type(request) is SourceColumns:
@@ -109,6 +105,34 @@ class EnforcerDriver:
             # without a way to name it, the type is unnamed: its statement is refused
             return None if self.type_name is None else await self.type_name(request.oid)
         raise TypeError(f"unknown enforcer request {request!r}")
+
+    async def _decide(self, request: Decide) -> Any:
+        """The verdict, judged with the catalogue as it is when the command came: asked
+        again alongside the decision (before one a person may have to approve, so no
+        request is made twice), and decided again with newer facts when there are."""
+        fresh = self.fresh_facts
+        if fresh is not None and request.may_wait:
+            if await fresh():
+                request = self._renewed(request)
+            fresh = None
+        polled = None if fresh is None else asyncio.ensure_future(fresh())
+        ruling = await self._decided(request)
+        if polled is not None and await polled:
+            ruling = await self._decided(self._renewed(request))
+        return ruling
+
+    def _renewed(self, request: Decide) -> Decide:
+        attributes = self.enforcer.with_facts(request.kind, request.attributes)
+        return replace(request, attributes=attributes)
+
+    async def _decided(self, request: Decide) -> Any:
+        if request.may_wait:
+            return await self.session.decide_or_wait(
+                request.kind, request.raw, request.attributes, request.shape_of, self._tell
+            )
+        return await self.session.decide(
+            request.kind, request.raw, request.attributes, request.shape_of
+        )
 
     def _tell(self, text: str) -> None:
         """What the session says while a command waits (an approval to ask a person for):

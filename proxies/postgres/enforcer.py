@@ -45,7 +45,7 @@ given.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from portcullis.literals import fill
@@ -90,6 +90,19 @@ KnownRuling = Callable[
     Ruling | None,
 ]
 _SETTLE = Settle()
+
+# the policy revision a prepared statement's verdict is marked with once the catalogue facts
+# it was decided with are replaced (Enforcer.take_facts): stale, asked again at its Bind
+FACTS_CHANGED = "\0catalogue facts changed"
+
+# the attributes _attributes() takes from the start-up facts (user_code.user_code's keys)
+_FACT_KEYS = frozenset(
+    {
+        "shadowed_functions", "view_columns", "relation_sources", "user_operators",
+        "user_types", "user_casts", "row_functions", "user_functions", "event_triggers",
+        "view_functions", "write_code",
+    }
+)  # fmt: skip
 
 # A statement the server rejects without side effects: sent in place of a denied Parse
 # when part of the batch already went upstream, so the server aborts the batch exactly as
@@ -328,6 +341,36 @@ class Enforcer:
     @user_code.setter
     def user_code(self, value: dict[str, Any]) -> None:
         self._user_code, self._commands = value, None
+
+    def take_facts(
+        self,
+        shadowed: tuple[str, ...],
+        view_columns: dict[str, list[str]],
+        relation_sources: dict[str, list[str]],
+        user_code: dict[str, Any],
+    ) -> None:
+        """Newer start-up facts (code the database gained while the session is open,
+        proxies.postgres.catalog_watch): every statement is judged with them from now on,
+        a prepared statement allowed with the old ones asked again at its next Bind."""
+        self.shadowed, self.view_columns = shadowed, view_columns
+        self.relation_sources, self.user_code = relation_sources, user_code
+        for statement in self.statements.values():
+            statement.ruling = replace(statement.ruling, policy_revision=FACTS_CHANGED)
+
+    def with_facts(self, kind: str, attributes: dict[str, Any]) -> dict[str, Any]:
+        """A Decide's attributes made before take_facts, with the facts taken since in
+        place of those they were made with (a function call carries only shadowed names)."""
+        renewed = {k: v for k, v in attributes.items() if k not in _FACT_KEYS}
+        if self.shadowed:
+            renewed["shadowed_functions"] = list(self.shadowed)
+        if kind == "postgres.function_call":
+            return renewed
+        if self.view_columns:
+            renewed["view_columns"] = self.view_columns
+        if self.relation_sources:
+            renewed["relation_sources"] = self.relation_sources
+        renewed.update(self.user_code)
+        return renewed
 
     @property
     def pooler(self) -> str:
@@ -901,7 +944,8 @@ class Enforcer:
         """The policy changed since this statement was allowed, whether its verdict was
         decided for it or reused from the cache: its next Bind asks again."""
         revision = self.revision()
-        return bool(revision) and statement.ruling.policy_revision != revision
+        decided = statement.ruling.policy_revision
+        return decided == FACTS_CHANGED or (bool(revision) and decided != revision)
 
     def _bind_now(self, message: codec.Bind) -> bool:
         if self.discarding:
@@ -1160,7 +1204,9 @@ class Enforcer:
         ):
             return False
         revision = self.revision()
-        if revision and ruling.policy_revision != revision:
+        if ruling.policy_revision == FACTS_CHANGED or (
+            revision and ruling.policy_revision != revision
+        ):
             return False
         # the spool must have room for what this run records (asked once, as _execute asks)
         halt = self.halted(statement.sql)

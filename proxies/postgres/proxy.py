@@ -30,22 +30,20 @@ from portcullis.config import Config, ConnectionSettings
 from portcullis.masking import masking_key
 from portcullis.protocols import workers_of
 from proxies.postgres import codec
+from proxies.postgres.catalog_watch import NO_FACTS, CatalogWatch, Facts, read_facts
 from proxies.postgres.columns import (
     MAX_VIEW_DEPTH,
-    VIEW_COLUMNS_SQL,
     VIEW_KINDS,
     CatalogRows,
     ColumnOrigin,
     attributes_sql,
     dependencies_sql,
-    renamed_view_columns,
     resolve,
     view_origins,
 )
 from proxies.postgres.commands import COMPUTED, VIEW_COMPUTED
 from proxies.postgres.driver import EnforcerDriver, carry_out
 from proxies.postgres.enforcer import Enforcer
-from proxies.postgres.relations import RELATION_SOURCES_SQL, relation_sources
 from proxies.postgres.startup import (
     StartupRefused,
     pinned_settings,
@@ -56,7 +54,6 @@ from proxies.postgres.startup import (
 )
 from proxies.postgres.tracker import ResponseTracker
 from proxies.postgres.upstream import (
-    SHADOWED_SQL,
     Upstream,
     UpstreamError,
     catalog_name,
@@ -68,7 +65,7 @@ from proxies.postgres.upstream import (
     session_rows,
     side_query,
 )
-from proxies.postgres.user_code import USER_CODE_SQL, user_code
+from proxies.runtime.credentials import CredentialLease
 from proxies.runtime.drain import SHUTDOWN_MESSAGE
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import Listener, split_address
@@ -142,6 +139,8 @@ class PostgresProxy:
         self.known_descriptions: set[bytes] = set()
         self._catalog_learnt_at = time.monotonic()
         self.catalog_failed_at = -CATALOG_RETRY
+        # the newest catalogue facts (code made while sessions are open)
+        self.catalog = CatalogWatch(self.upstream_host, self.upstream_port, self.upstream_tls)
 
     @staticmethod
     def _server_tls(options: dict[str, Any]) -> ssl.SSLContext | None:
@@ -190,6 +189,7 @@ class PostgresProxy:
 
     async def stop(self) -> None:
         await self.listener.stop()
+        await self.catalog.stop()
         if self.cancels.route is not None:
             await self.cancels.route.stop()
         await self.runtime.stop()
@@ -340,8 +340,8 @@ class ClientConnection:
     """One client connection: its start-up, then its open session (thousands may idle in
     one worker: slotted)."""
 
-    __slots__ = ("_draining", "_params", "_relay", "client_addr", "key", "outbound", "output",
-                 "parser", "proxy", "reader", "relation_sources", "session",
+    __slots__ = ("_draining", "_params", "_relay", "client_addr", "facts", "key", "outbound",
+                 "output", "parser", "proxy", "reader", "relation_sources", "session",
                  "session_settings", "shadowed", "to_client", "to_upstream", "upstream",
                  "user_code", "view_columns", "writer")  # fmt: skip
 
@@ -374,6 +374,7 @@ class ClientConnection:
         self.relation_sources: dict[str, list[str]] = {}
         # operator and type names the database defines outside pg_catalog (user_code.py)
         self.user_code: dict[str, Any] = {}
+        self.facts = NO_FACTS  # what the four above were read as (catalog_watch.Facts)
         # the open session's relay, and the task ending it once quiet (a drain)
         self._relay: _Relay | None = None
         self._draining: asyncio.Future[None] | None = None
@@ -530,26 +531,51 @@ class ClientConnection:
             await self.session.close("upstream_settings_unpinned", abnormal=True)
             self.session = None
             return False
-        # the catalogue facts the policy needs, in order: shadowed built-in names, view
-        # columns, relation sources (row filters), operators, types and view code
-        facts: list[list[str]] = []
-        for sql in (SHADOWED_SQL, VIEW_COLUMNS_SQL, RELATION_SOURCES_SQL, USER_CODE_SQL):
-            rows = await session_query(self.upstream, sql)
-            if rows is None:
-                self.fatal("portcullis: the upstream catalog could not be read", "08006")
-                await self.session.close("upstream_unavailable", abnormal=True)
-                self.session = None
-                return False
-            facts.append(rows)
-        shadowed, views, sources, code = facts
-        self.relation_sources = relation_sources(sources)
-        self.user_code = user_code(code)
+        # the catalogue facts the policy needs (catalog_watch.read_facts), kept new by the
+        # proxy's catalogue watch while the session is open
+        facts = await read_facts(self.upstream, session_query)
+        if facts is None:
+            self.fatal("portcullis: the upstream catalog could not be read", "08006")
+            await self.session.close("upstream_unavailable", abnormal=True)
+            self.session = None
+            return False
+        self.take_facts(facts)
+        self.proxy.catalog.adopt(facts)
+        await self.proxy.catalog.opened(self.credentials)
         if self.proxy.pooler:
             await self._prefetch_columns(self.upstream)
-        self.shadowed = shadowed
-        self.view_columns = renamed_view_columns(views)
         self._greet(self.upstream)
         return True
+
+    def credentials(self) -> tuple[dict[str, str], CredentialLease] | None:
+        """This session's upstream parameters and lease while it is open (the catalogue
+        watch connects with them)."""
+        session = self.session
+        if session is None or session.lease is None or self._params is None:
+            return None
+        return self._params, session.lease
+
+    def take_facts(self, facts: Facts) -> None:
+        """The catalogue facts this session's statements are judged with from now on."""
+        self.facts = facts
+        self.shadowed = list(facts.shadowed)
+        self.view_columns = facts.view_columns
+        self.relation_sources = facts.relation_sources
+        self.user_code = facts.user_code
+        relay = self._relay
+        if relay is not None:
+            relay.enforcer.take_facts(
+                facts.shadowed, facts.view_columns, facts.relation_sources, facts.user_code
+            )
+
+    async def fresh_facts(self) -> bool:
+        """For a statement being decided: the catalogue asked again, and its facts taken
+        when they are newer than this session's (code made since it started): True then."""
+        facts = await self.proxy.catalog.fresh(self.credentials)
+        if facts is not None and facts.read_at > self.facts.read_at:
+            self.take_facts(facts)
+            return True
+        return False
 
     def _check_database(self, params: dict[str, str]) -> None:
         """A database the client names must be the connection's (libpq names the user's
@@ -848,6 +874,9 @@ class ClientConnection:
             self.proxy.cancels.forward_soon(self.key)
 
     async def _close_session(self, reason: str, abnormal: bool) -> None:
+        if self.facts is not NO_FACTS:  # the catalogue watch was told it opened
+            self.facts = NO_FACTS
+            self.proxy.catalog.closed()
         session = self.session
         if session is None:
             return
@@ -994,6 +1023,9 @@ class _Relay(Relay):
             self._client.queue(data)
             return
         conn, enforcer = self.conn, self.enforcer
+        newest = conn.proxy.catalog.facts
+        if newest is not conn.facts and newest is not None and newest.read_at > conn.facts.read_at:
+            conn.take_facts(newest)  # the watch saw code made since (catalog_watch)
         try:
             parser = conn.parser
             messages = parser.lone_query(data)
@@ -1038,6 +1070,9 @@ class _Relay(Relay):
             conn.source_columns,
             conn.resolve_function,
             conn.resolve_type,
+            # a decision is judged with the catalogue as it is now: a view, function or
+            # operator made since the session started is known to it
+            conn.fresh_facts,
         )
         try:
             await driver.finish(enforcer.ask(messages[0]))

@@ -1,0 +1,277 @@
+"""Keeping a session's catalogue facts as new as the database's code.
+
+What the policy knows of the database's own code (the facts: built-in names shadowed,
+view columns, relation sources, user_code.py's operators, types, casts, view and write
+code) is read when a session starts. Code a superuser adds while the session is open (a
+function made in pg_catalog under a built-in's name, a view or operator that runs a
+function, a trigger, a cast) was unknown to it for the rest of its life: a reader's
+`SELECT lower(5)` ran `pg_catalog.lower(integer)` made a second earlier, `SELECT * FROM
+late_view` the function the view calls, both read as pg_catalog's own code.
+
+Owns CatalogWatch, one per proxy: a connection of its own (opened with a live session's
+credentials) asks MARK_SQL, a fingerprint of every catalogue row made after initdb
+(the catalogues that hold code, and what says where code runs: count and xmin sum of each,
+read through the OID indexes, so its cost grows with the database's own objects only), and
+reads the facts again when the fingerprint moved. A session keeps the mark its facts are
+of and takes the watch's facts before its next statement once they are newer. The watch
+asks when a statement must be decided by the PDP (Relay: a statement not seen before,
+before it is decided, so new names are judged with new facts) and every POLL_SECONDS
+(a reused verdict; the facts are part of its cache key, so a changed fact is asked again).
+
+No policy here: this module says what the catalogue holds, never whether code may run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from proxies.postgres.columns import VIEW_COLUMNS_SQL, renamed_view_columns
+from proxies.postgres.relations import RELATION_SOURCES_SQL, relation_sources
+from proxies.postgres.upstream import (
+    SHADOWED_SQL,
+    Upstream,
+    UpstreamError,
+    connect,
+    session_query,
+)
+from proxies.postgres.user_code import USER_CODE_SQL, user_code
+from proxies.runtime.credentials import CredentialLease
+
+log = logging.getLogger("portcullis.postgres")
+
+# the policy's facts, in order: shadowed built-in names, view columns, relation sources
+# (row filters), operators, types and view code
+FACT_QUERIES = (SHADOWED_SQL, VIEW_COLUMNS_SQL, RELATION_SOURCES_SQL, USER_CODE_SQL)
+
+POLL_SECONDS = 0.25
+# how long the watch's connection outlives the last open session (a client that connects
+# per statement does not pay for a new one each time)
+LINGER_SECONDS = 5.0
+
+# catalogue → the column holding the OID of the object a row is (an index leads with it)
+_CODE_CATALOGS = {
+    "pg_proc": "oid",
+    "pg_class": "oid",
+    "pg_rewrite": "oid",
+    "pg_operator": "oid",
+    "pg_cast": "oid",
+    "pg_type": "oid",
+    "pg_trigger": "oid",
+    "pg_attrdef": "oid",
+    "pg_constraint": "oid",
+    "pg_policy": "oid",
+    "pg_namespace": "oid",
+    "pg_opclass": "oid",
+    "pg_opfamily": "oid",
+    "pg_amop": "oid",
+    "pg_amproc": "oid",
+    "pg_statistic_ext": "oid",
+    "pg_event_trigger": "oid",
+    "pg_extension": "oid",
+    "pg_language": "oid",
+    "pg_transform": "oid",
+    "pg_conversion": "oid",
+    "pg_collation": "oid",
+    "pg_am": "oid",
+    "pg_aggregate": "aggfnoid",
+    "pg_index": "indexrelid",
+    "pg_inherits": "inhrelid",
+    "pg_partitioned_table": "partrelid",
+    "pg_range": "rngtypid",
+}
+
+# one text: each catalogue's rows made after initdb (OID 16384 and up), counted, and the
+# sum of their xmins (an insert or an update, CREATE OR REPLACE among them, moves it)
+MARK_SQL = "SELECT " + " || ',' || ".join(
+    f"(SELECT count(*)::text || '.' || coalesce(sum(xmin::text::bigint), 0)::text"
+    f" FROM pg_catalog.{catalog} WHERE {column} >= 16384)"
+    for catalog, column in _CODE_CATALOGS.items()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the policy knows of the database's code, the mark it was read at and when
+    its reading began (time.monotonic(): of two, the later is the newer)."""
+
+    mark: str
+    read_at: float
+    shadowed: tuple[str, ...]
+    view_columns: dict[str, list[str]]
+    relation_sources: dict[str, list[str]]
+    user_code: dict[str, Any]
+
+
+Ask = Callable[[Upstream, str], Awaitable["list[str] | None"]]
+
+
+async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | None:
+    """The mark, then the facts, asked on a connection nothing else is in flight on (a
+    change between the two leaves facts newer than their mark: read again later)."""
+    read_at = time.monotonic()
+    mark = await ask(upstream, MARK_SQL)
+    if mark is None or not mark:
+        return None
+    rows: list[list[str]] = []
+    for sql in FACT_QUERIES:
+        found = await ask(upstream, sql)
+        if found is None:
+            return None
+        rows.append(found)
+    shadowed, views, sources, code = rows
+    return Facts(
+        mark[0],
+        read_at,
+        tuple(shadowed),
+        renamed_view_columns(views),
+        relation_sources(sources),
+        user_code(code),
+    )
+
+
+NO_FACTS = Facts("", float("-inf"), (), {}, {}, {})
+
+Credentials = Callable[[], "tuple[dict[str, str], CredentialLease] | None"]
+
+
+class CatalogWatch:
+    """The newest facts of one proxy's database, asked on a connection of its own."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+        poll: float = POLL_SECONDS,
+        linger: float = LINGER_SECONDS,
+    ) -> None:
+        self.host, self.port, self.tls = host, port, tls
+        self.poll, self.linger = poll, linger
+        self.sessions = 0  # open sessions: the watch runs while there are any
+        self.facts: Facts | None = None  # the newest read
+        self._credentials: Credentials | None = None
+        self._upstream: Upstream | None = None
+        self._asking: asyncio.Future[Facts | None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lingering: asyncio.TimerHandle | None = None
+
+    async def opened(self, credentials: Credentials) -> None:
+        """A session opened (`credentials` names its upstream parameters and lease): the
+        watch runs, connected before the session's client is let in (once, not per
+        session; a failure is tried again at the next question)."""
+        self.sessions += 1
+        self._credentials = credentials
+        if self._lingering is not None:
+            self._lingering.cancel()
+            self._lingering = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+        await self._connection()
+
+    def closed(self) -> None:
+        """A session ended: with none left, the watch stops after LINGER_SECONDS."""
+        self.sessions -= 1
+        if self.sessions <= 0 and self._lingering is None:
+            self.sessions = 0
+            loop = asyncio.get_running_loop()
+            self._lingering = loop.call_later(self.linger, self._idle)
+
+    def _idle(self) -> None:
+        self._lingering = None
+        if self.sessions == 0:
+            task, self._task = self._task, None
+            if task is not None:
+                task.cancel()
+            self._close()
+
+    def adopt(self, facts: Facts) -> None:
+        """Facts a session read at its start-up: kept when newer than the watch's."""
+        if self.facts is None or facts.read_at > self.facts.read_at:
+            self.facts = facts
+
+    async def stop(self) -> None:
+        if self._lingering is not None:
+            self._lingering.cancel()
+            self._lingering = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._close()
+
+    async def fresh(self, credentials: Credentials | None = None) -> Facts | None:
+        """The facts as the catalogue holds them once this is asked: the mark asked by a
+        question sent after this call (one in flight, sent earlier, is not enough), the
+        facts read again when it moved. None when the catalogue could not be read.
+        `credentials`: the asking session's, should the watch have to connect again."""
+        if credentials is not None:
+            self._credentials = credentials
+        asking = self._asking
+        if asking is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asking)
+        asking = self._asking
+        if asking is None:
+            asking = self._asking = asyncio.ensure_future(self._ask())
+            asking.add_done_callback(self._asked)
+        try:
+            return await asyncio.shield(asking)
+        except Exception:
+            return None
+
+    def _asked(self, asking: asyncio.Future[Facts | None]) -> None:
+        if self._asking is asking:
+            self._asking = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll)
+            if self._asking is None:
+                await self.fresh()
+
+    async def _ask(self) -> Facts | None:
+        upstream = await self._connection()
+        if upstream is None:
+            return None
+        mark = await session_query(upstream, MARK_SQL)
+        if mark is None or not mark:
+            self._close()
+            return None
+        known = self.facts
+        if known is not None and known.mark == mark[0]:
+            return known
+        facts = await read_facts(upstream)
+        if facts is None:
+            self._close()
+            return None
+        if self.facts is None or facts.read_at > self.facts.read_at:
+            self.facts = facts
+        return self.facts
+
+    async def _connection(self) -> Upstream | None:
+        if self._upstream is not None and not self._upstream.writer.is_closing():
+            return self._upstream
+        self._upstream = None
+        found = self._credentials() if self._credentials is not None else None
+        if found is None:
+            return None
+        params, lease = found
+        try:
+            self._upstream = await connect(self.host, self.port, params, lease, self.tls)
+        except UpstreamError as exc:
+            log.warning("the catalogue watch could not connect: %s", exc)
+            return None
+        return self._upstream
+
+    def _close(self) -> None:
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None:
+            upstream.writer.close()
