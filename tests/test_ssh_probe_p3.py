@@ -3,12 +3,12 @@ overwritten by carriage returns), SFTP reads and forwards of users under masks."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncssh
 import pytest
 from ssh_harness import line_echo
+from ssh_probe_stack import stack_fixture
 from test_ssh_proxy import Stack, ssh_policy, ssh_stack
 
 from pdp.domain.recordings import session_events
@@ -34,10 +34,7 @@ def masker() -> Masker:
     return Masker([MaskRule(detector=d) for d in DETECTORS], b"k" * 32)
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with ssh_stack(tmp_path) as s:
-        yield s
+stack = stack_fixture()
 
 
 @pytest.mark.parametrize("terminal", [False, True])

@@ -11,14 +11,13 @@ overwritten on the screen was sent raw."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_harness import shipped_engine
+from ssh_probe_stack import stack_fixture
 from test_ssh_probe_exec import ALLOWED, reading, verdict
-from test_ssh_proxy import Stack, ssh_stack
+from test_ssh_proxy import Stack
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
@@ -93,10 +92,7 @@ def test_substitutions_and_subshells_read_whole_stay_allowed(engine: Any, line: 
     assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with ssh_stack(tmp_path) as s:
-        yield s
+stack = stack_fixture()
 
 
 @pytest.mark.integration

@@ -50,12 +50,13 @@ command after the here-document as a line of it.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_harness import REGO, shipped_engine
+from ssh_probe_stack import stack_fixture
 from test_ssh_probe_exec import ALLOWED, reading, verdict
 from test_ssh_probe_p7 import BASH, differences, ran_by_bash, stubs  # noqa: F401
 from test_ssh_proxy import Stack, ssh_policy, ssh_stack
@@ -305,10 +306,7 @@ def test_each_command_of_a_process_substitution_is_decided(
     assert verdict(diffing_engine, line)["verdict"] == expected, (line, reading(line))
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with ssh_stack(tmp_path) as s:
-        yield s
+stack = stack_fixture()
 
 
 @pytest.mark.integration

@@ -42,15 +42,15 @@ import random
 import shlex
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from policy_harness import shipped_engine
+from ssh_probe_stack import stack_fixture
 from test_ssh_probe_exec import ALLOWED, reading, verdict
 from test_ssh_probe_p7 import BASH, TRAP, differences, ran_by_bash
-from test_ssh_proxy import Stack, ssh_stack
+from test_ssh_proxy import Stack
 
 engine = pytest.fixture(scope="module")(shipped_engine)
 
@@ -151,10 +151,7 @@ def test_what_may_tell_more_needs_approval(engine: Any, line: str) -> None:
     assert verdict(engine, line, READER)["verdict"] == "require_approval", (line, reading(line))
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    async with ssh_stack(tmp_path) as s:
-        yield s
+stack = stack_fixture()
 
 
 @pytest.mark.integration
