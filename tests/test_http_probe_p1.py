@@ -28,7 +28,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from http_upstream import INVOICE, http_stack
-from pdp_harness import free_port, token
+from pdp_harness import token
+from test_http_probe_p5 import app_upstream
 
 pytestmark = pytest.mark.integration
 
@@ -169,14 +170,8 @@ async def ranged_upstream() -> AsyncIterator[int]:
     app = web.Application()
     app.router.add_get("/invoice.json", document)
     app.router.add_get("/customer", customer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with app_upstream(app) as port:
         yield port
-    finally:
-        await runner.cleanup()
 
 
 def span_of(text: str) -> str:

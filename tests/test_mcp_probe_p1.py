@@ -23,7 +23,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from http_upstream import SECRET, http_stack
-from pdp_harness import free_port, token
+from pdp_harness import token
+from test_http_probe_p5 import app_upstream
 from test_mcp_exchange import RESULT, SSE, agent_of, chunks, event, read, tool_call
 from test_mcp_proxy import mcp_stack
 
@@ -78,14 +79,8 @@ async def coded_mcp_upstream() -> AsyncIterator[int]:
 
     app = web.Application()
     app.router.add_post("/mcp", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with app_upstream(app) as port:
         yield port
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("groups", [("readonly",), ("dba", "pii-readers")])
