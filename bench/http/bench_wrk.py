@@ -73,6 +73,7 @@ from pdp_harness import free_port  # noqa: E402
 # only now: a bench/pdp directory on the path must not stand for the pdp package
 sys.path.append(str(REPO / "bench"))
 from cpu_meter import CPUMeter  # noqa: E402
+from portcullis_yaml import pdp_and_identity  # noqa: E402
 from processes import stop_all  # noqa: E402
 
 NGINX = "/usr/sbin/nginx"
@@ -242,14 +243,7 @@ def bench_policies(tmp: Path, source: Path = REPO / "rego") -> Path:
 def portcullis_config(tmp: Path, policies: Path, upstream: int, workers: int = 1) -> dict[str, Any]:
     ports = {name: free_port() for name in BENCH_CONNECTIONS}
     return {
-        "pdp": {
-            "listen": f"127.0.0.1:{free_port()}",
-            "http_listen": f"127.0.0.1:{free_port()}",
-            "engine": {"type": "embedded", "policies": str(policies), "reload": False},
-            "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
-            "signing_key": str(tmp / "signing.key"),
-        },
-        "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
+        **pdp_and_identity(tmp, policies, free_port(), http_listen=f"127.0.0.1:{free_port()}"),
         "connections": [
             {
                 "name": name,

@@ -45,6 +45,7 @@ from bench_pgbench import (  # noqa: E402
 
 # only now, the project imported: bench/ on the path holds a directory named pdp/
 sys.path.append(str(Path(__file__).resolve().parents[1]))
+from portcullis_yaml import pdp_and_identity  # noqa: E402
 from revision import tree_of  # noqa: E402
 
 
@@ -75,15 +76,13 @@ def main() -> None:
         configs = {}
         for name in trees:
             config = {
-                "pdp": {
-                    "listen": f"127.0.0.1:{pdp_port}",
-                    "engine": {"type": "embedded", "policies": str(policies), "reload": False},
-                    "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
-                    "signing_key": str(tmp / "signing.key"),
-                    "proxy_key": str(tmp / "proxy.key"),
-                    "proxy_credential_file": str(tmp / "proxy.credential"),
-                },
-                "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
+                **pdp_and_identity(
+                    tmp,
+                    policies,
+                    pdp_port,
+                    proxy_key=str(tmp / "proxy.key"),
+                    proxy_credential_file=str(tmp / "proxy.credential"),
+                ),
                 "connections": [
                     {
                         "name": "bench-cache",

@@ -47,6 +47,7 @@ from pdp_harness import free_port  # noqa: E402
 # only now: a bench/pdp directory on the path must not stand for the pdp package
 sys.path.append(str(REPO / "bench"))
 from cpu_meter import CPUMeter  # noqa: E402
+from processes import stop_all  # noqa: E402
 
 SCRIPT = """\\set id random(1, :rows)
 SELECT id, name, total FROM accounts WHERE id = :id;
@@ -167,11 +168,7 @@ def main() -> None:
                 f"{name} {statistics.median(cpu[name]):.0f} µs" for name in variants))  # fmt: skip
     finally:
         if up is not None:
-            up.terminate()
-            try:
-                up.wait(30)
-            except subprocess.TimeoutExpired:
-                up.kill()
+            stop_all([up])
         drop_scratch(db, role)
 
 

@@ -60,6 +60,7 @@ from bench_pgbench import (  # noqa: E402  (this folder)
     wait_port,
 )
 from pdp_harness import free_port  # noqa: E402
+from portcullis_yaml import pdp_and_identity  # noqa: E402  (bench/, on the path by bench_pgbench)
 from processes import stop_all  # noqa: E402  (bench/, on the path by bench_pgbench)
 
 # pgbouncer 1.18 refuses start-up parameters it does not track, and the proxy pins these
@@ -265,13 +266,7 @@ def main() -> None:
 
         port, pdp_port = free_port(), free_port()
         config = {
-            "pdp": {
-                "listen": f"127.0.0.1:{pdp_port}",
-                "engine": {"type": "embedded", "policies": str(policies), "reload": False},
-                "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
-                "signing_key": str(tmp / "signing.key"),
-            },
-            "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
+            **pdp_and_identity(tmp, policies, pdp_port),
             "connections": [
                 {
                     "name": "bench-idle",

@@ -47,6 +47,7 @@ from pg_cluster import throwaway_cluster  # noqa: E402
 # only now: a bench/pdp directory on the path must not stand for the pdp package
 sys.path.append(str(REPO / "bench"))
 from cpu_meter import CPUMeter  # noqa: E402
+from portcullis_yaml import pdp_and_identity  # noqa: E402
 from processes import stop_all  # noqa: E402
 
 NORMAL_SYNC = "portcullis (cache off, synchronous=normal)"
@@ -260,13 +261,7 @@ def main() -> None:
             "host all all 127.0.0.1/32 trust\n", {"max_connections": str(args.sessions + 50)}
         ) as (mem_port, _):
             config = {
-                "pdp": {
-                    "listen": f"127.0.0.1:{pdp_port}",
-                    "engine": {"type": "embedded", "policies": str(policies), "reload": False},
-                    "store": {"type": "sqlite", "path": str(tmp / "audit.db")},
-                    "signing_key": str(tmp / "signing.key"),
-                },
-                "identity": {"dev": True, "dev_key": str(tmp / "dev.key")},
+                **pdp_and_identity(tmp, policies, pdp_port),
                 "connections": [
                     {
                         "name": "bench-nocache",

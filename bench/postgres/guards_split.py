@@ -39,6 +39,7 @@ from pdp_harness import free_port  # noqa: E402
 
 sys.path.append(str(REPO / "bench"))
 from cpu_meter import TICK_US, process_ticks  # noqa: E402
+from processes import stop_all  # noqa: E402
 
 
 def system_ticks(pid: int) -> int:
@@ -198,12 +199,7 @@ def main() -> None:
                       f"{med['postgres']:6.1f}  asked {med['asked']:.3f} reused "
                       f"{med['hits']:.3f} per tx")  # fmt: skip
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         drop_scratch(db, role)
 
 
