@@ -329,6 +329,14 @@ def _tracked(tracker: ResponseTracker) -> tuple:
     )  # fmt: skip
 
 
+def _masked_in_lane(tracker: ResponseTracker, chunk: bytes) -> bytes | None:
+    """What the lane hands the client for `chunk`, plain answers all (None: it declined)."""
+    spans: list[c.RowSpan] = []
+    answers = BackendParser().plain_answers(chunk, spans)
+    assert answers is not None
+    return tracker.masked(answers, spans, chunk)
+
+
 def _lane_is_on_backend(expected: list, chunk: bytes) -> bool:
     lane_tracker = _tracker(expected)
     before = _tracked(lane_tracker)
@@ -375,10 +383,7 @@ def test_masked_lane_masks_a_result_where_it_lies() -> None:
     expected: list[tuple[str, bool, bool, list[int]]] = [("Query", True, False, [])]
     assert _lane_is_on_backend(expected, chunk)
     tracker = _tracker(expected)
-    spans: list[c.RowSpan] = []
-    answers = BackendParser().plain_answers(chunk, spans)
-    assert answers is not None
-    out = tracker.masked(answers, spans, chunk)
+    out = _masked_in_lane(tracker, chunk)
     assert out is not None and b"ada@" not in out.lower() and out.count(b"[REDACTED]") == 5
     # the stored email's NULL stays NULL; the expression's NULL is masked like its values
     rows = [m for m in BackendParser().feed(out) if isinstance(m, c.DataRow)]
@@ -401,10 +406,7 @@ def test_masked_lane_leaves_out_a_prepared_querys_parse_and_bind_answers() -> No
         expected: list[tuple[str, bool, bool, list[int]]] = [("QuietQuery", True, False, [])]
         assert _lane_is_on_backend(expected, chunk)
         tracker = _tracker(expected)
-        spans: list[c.RowSpan] = []
-        answers = BackendParser().plain_answers(chunk, spans)
-        assert answers is not None
-        out = tracker.masked(answers, spans, chunk)
+        out = _masked_in_lane(tracker, chunk)
         assert out is not None and out.startswith(description.encode())
         assert b"ada@example.com" not in out
     # the same answers after another statement's: not the chunk's opening, so declined
@@ -428,9 +430,6 @@ def test_a_masked_column_is_counted_by_the_policys_name_not_the_clients_alias() 
     )
     expected: list[tuple[str, bool, bool, list[int]]] = [("Query", True, False, [])]
     tracker = _tracker(expected)
-    spans: list[c.RowSpan] = []
-    answers = BackendParser().plain_answers(chunk, spans)
-    assert answers is not None
-    out = tracker.masked(answers, spans, chunk)
+    out = _masked_in_lane(tracker, chunk)
     assert out is not None and b"ada@" not in out
     assert dict(tracker.completions[0].masked) == {"field:email": 1}
