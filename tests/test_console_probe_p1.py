@@ -8,11 +8,14 @@ code + PKCE) with no mocks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from html import unescape
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -73,14 +76,22 @@ def test_invisible_characters_are_visible_escapes_in_every_human_rendering():
     assert inert("café não 日本 ☃ plain text") == "café não 日本 ☃ plain text"
 
 
-@pytest.fixture
-async def pdp(tmp_path):
-    port = free_port()
-    config = pdp_config(tmp_path)
-    config = replace(config, pdp=replace(config.pdp, http_listen=f"127.0.0.1:{port}"))
-    async with running_pdp(config) as app:
-        app.base = f"http://127.0.0.1:{port}"
-        yield app
+def console_pdp_fixture() -> Any:
+    """A `pdp` fixture: a PDP serving its console over HTTP at `pdp.base`, one per test."""
+
+    @pytest.fixture
+    async def pdp(tmp_path):
+        port = free_port()
+        config = pdp_config(tmp_path)
+        config = replace(config, pdp=replace(config.pdp, http_listen=f"127.0.0.1:{port}"))
+        async with running_pdp(config) as app:
+            app.base = f"http://127.0.0.1:{port}"
+            yield app
+
+    return pdp
+
+
+pdp = console_pdp_fixture()
 
 
 def _http() -> aiohttp.ClientSession:
@@ -142,6 +153,33 @@ async def _recorded_session(pdp, output: list[list]) -> str:
     return opened.session_id
 
 
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Any]:
+    """A headless Chromium, closed (with its Playwright) after."""
+    from playwright.async_api import async_playwright
+
+    pw = await async_playwright().start()
+    browser = await pw.chromium.launch(executable_path=CHROMIUM,
+                                       args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+    try:
+        yield browser
+    finally:
+        await browser.close()
+        await pw.stop()
+
+
+async def signed_in(browser: Any, url: str, who: str, groups: str) -> Any:
+    """A new page of `browser` on `url`, signed in as `who` in `groups` at the dev issuer's
+    form the console sends it to."""
+    page = await (await browser.new_context()).new_page()
+    await page.goto(url)
+    await page.get_by_label("Subject").fill(who)
+    await page.get_by_label("Groups (comma-separated)").fill(groups)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(url)
+    return page
+
+
 async def _browser_page(pdp, path: str, who: str = "ines@example.com", groups: str = "auditor"):
     """Chromium signed in (an auditor by default) at the dev issuer's form, on `path`."""
     from playwright.async_api import async_playwright
@@ -149,12 +187,7 @@ async def _browser_page(pdp, path: str, who: str = "ines@example.com", groups: s
     pw = await async_playwright().start()
     browser = await pw.chromium.launch(executable_path=CHROMIUM,
                                        args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
-    page = await (await browser.new_context()).new_page()
-    await page.goto(f"{pdp.base}{path}")
-    await page.get_by_label("Subject").fill(who)
-    await page.get_by_label("Groups (comma-separated)").fill(groups)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url(f"{pdp.base}{path}")
+    page = await signed_in(browser, f"{pdp.base}{path}", who, groups)
     return pw, browser, page
 
 

@@ -13,13 +13,12 @@ from dataclasses import replace
 
 import pytest
 from google.protobuf import struct_pb2
-from pdp_harness import free_port, open_session, pdp_config, pdp_stub, running_pdp, token
+from pdp_harness import free_port, open_session, pdp_stub, token
+from test_console_probe_p1 import chromium, console_pdp_fixture, signed_in
 
 from pdp.api.webhooks import notice
 from pdp.domain.approvals import ApprovalRequest
 from portcullis.v1 import pdp_pb2
-
-CHROMIUM = "/usr/bin/chromium"
 
 # what a reader controls, each a piece of chat markup that acts when rendered as Markdown
 # (Mattermost, Discord, Teams read a Slack-style webhook `text` as Markdown) or mrkdwn
@@ -121,14 +120,7 @@ def test_the_cli_gives_no_sql_kind_to_a_command_that_is_not_sql() -> None:
         assert f"command: {command}" in shown
 
 
-@pytest.fixture
-async def pdp(tmp_path):
-    port = free_port()
-    config = pdp_config(tmp_path)
-    config = replace(config, pdp=replace(config.pdp, http_listen=f"127.0.0.1:{port}"))
-    async with running_pdp(config) as app:
-        app.base = f"http://127.0.0.1:{port}"
-        yield app
+pdp = console_pdp_fixture()
 
 
 # the left edge of each character of `value` as drawn inside an element (its first
@@ -172,20 +164,10 @@ async def test_an_approver_reads_a_bound_value_in_its_stored_order(pdp):
     `100 \u05d0 200`, was drawn by the approver's browser as `100 200 \u05d0` (the
     Unicode bidi algorithm runs the Hebrew letter and the number after it right to left):
     the statements were read in stored order (console.css), the values they run with not."""
-    from playwright.async_api import async_playwright
-
     value = "100 \u05d0 200"
     approval_id = await _waiting_insert(pdp, "INSERT INTO orders (note) VALUES ($1)", [value])
-    pw = await async_playwright().start()
-    browser = await pw.chromium.launch(executable_path=CHROMIUM,
-                                       args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
-    try:
-        page = await (await browser.new_context()).new_page()
-        await page.goto(f"{pdp.base}/console/approvals/")
-        await page.get_by_label("Subject").fill("sam@example.com")
-        await page.get_by_label("Groups (comma-separated)").fill("security")
-        await page.get_by_role("button", name="Sign in").click()
-        await page.wait_for_url(f"{pdp.base}/console/approvals/")
+    async with chromium() as browser:
+        page = await _signed_in_page(pdp, browser)
         item = page.locator(f'article[data-id="{approval_id}"] ol.parameters li').first
         await item.wait_for()
         # the left edge of each character of the value, as drawn
@@ -193,19 +175,10 @@ async def test_an_approver_reads_a_bound_value_in_its_stored_order(pdp):
         assert lefts is not None, await item.inner_html()
         # drawn left to right, in the order it runs
         assert lefts == sorted(lefts), (lefts, await item.inner_html())
-    finally:
-        await browser.close()
-        await pw.stop()
 
 
 async def _signed_in_page(pdp, browser):
-    page = await (await browser.new_context()).new_page()
-    await page.goto(f"{pdp.base}/console/approvals/")
-    await page.get_by_label("Subject").fill("sam@example.com")
-    await page.get_by_label("Groups (comma-separated)").fill("security")
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url(f"{pdp.base}/console/approvals/")
-    return page
+    return await signed_in(browser, f"{pdp.base}/console/approvals/", "sam@example.com", "security")
 
 
 async def _card(page, approval_id: str):
@@ -223,16 +196,11 @@ async def test_an_approver_reads_every_row_of_client_text_in_its_stored_order(pd
     made the same way) was drawn on the approval card as `ticket 100 200 \u05d0`: only
     statements and values were drawn in stored order. Every row now is, and a
     right-to-left word in it stays readable (drawn right to left) where it stands."""
-    from playwright.async_api import async_playwright
-
     mixed = "ticket 100 \u05d0 200"
     word = "\u05e9\u05dc\u05d5\u05dd"  # a Hebrew word: drawn right to left, in its place
     sql = f"/* justification: {mixed} then {word} 7 */ INSERT INTO orders (note) VALUES ($1)"
     approval_id = await _waiting_insert(pdp, sql, ["x"], subject="rita 5 \u05d0 6@example.com")
-    pw = await async_playwright().start()
-    browser = await pw.chromium.launch(executable_path=CHROMIUM,
-                                       args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
-    try:
+    async with chromium() as browser:
         page = await _signed_in_page(pdp, browser)
         card = await _card(page, approval_id)
         for label, value in (("Justification", mixed), ("Requester", "rita 5 \u05d0 6@")):
@@ -246,8 +214,6 @@ async def test_an_approver_reads_every_row_of_client_text_in_its_stored_order(pd
         then, hebrew, seven = lefts[:4], lefts[5:9], lefts[-1]
         assert then == sorted(then) and max(then) < min(hebrew) and max(hebrew) < seven
         assert hebrew == sorted(hebrew, reverse=True), lefts  # readable: right to left
-    finally:
-        await browser.close()
 
 
 async def test_a_word_mixing_scripts_is_marked_for_the_approver(pdp):
@@ -255,18 +221,13 @@ async def test_a_word_mixing_scripts_is_marked_for_the_approver(pdp):
     naming `\u043erders` reads as `orders` to an approver. A word mixing scripts is now
     marked (and said, generated text) on the card and in `portcullis approvals`; words in
     one script, Latin or not, are not."""
-    from playwright.async_api import async_playwright
-
     from pdp.cli.approvals import _line
 
     sql = ("/* justification: clean \u043erders, \u041f\u0440\u0438\u0432\u0435\u0442"
            " \u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8 caf\u00e9 */"
            " INSERT INTO orders (note) VALUES ($1) RETURNING n\u043ete")  # fmt: skip
     approval_id = await _waiting_insert(pdp, sql, ["\u0440aypal"])
-    pw = await async_playwright().start()
-    browser = await pw.chromium.launch(executable_path=CHROMIUM,
-                                       args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
-    try:
+    async with chromium() as browser:
         page = await _signed_in_page(pdp, browser)
         card = await _card(page, approval_id)
         marked = await card.locator("mark.mixed-scripts").all_inner_texts()
@@ -276,8 +237,6 @@ async def test_a_word_mixing_scripts_is_marked_for_the_approver(pdp):
             "m => getComputedStyle(m, '::after').content"
         )
         assert "mixed scripts" in after
-    finally:
-        await browser.close()
     values = ["\u0440aypal", "\u041f\u0440\u0438"]
     approval = pdp_pb2.Approval(id="a-5", state="pending", justification="clean \u043erders",
                                 command="SELECT 1", parameters=values)  # fmt: skip
