@@ -177,3 +177,24 @@ def test_a_session_started_after_the_code_keeps_its_own_newer_facts(
         assert not ran(answer)
     finally:
         c.close()
+
+
+def test_an_sql_prepared_statement_made_before_the_code_changed_is_not_executed(
+    arena: Arena, reader: RawClient, undone: None
+) -> None:
+    """EXECUTE runs a PREPAREd body as the server plans it now: a view it reads replaced
+    by one that calls a function (its columns alike, so the server plans it again) ran that
+    function, the body judged only when it was prepared."""
+    for sql in ("PREPARE p17 AS SELECT * FROM plain_w", "EXECUTE p17", "PREPARE q17 AS SELECT 1"):
+        assert not reader.query(sql).errors
+    admin_makes(
+        arena,
+        "CREATE OR REPLACE VIEW public.plain_w AS SELECT id * public.noisy() AS id FROM orders",
+    )
+    for sql in ("EXECUTE q17", "EXECUTE p17"):  # the first not seen before, then reused
+        answer = reader.query(sql)
+        assert answer.errors and "prepared before the database's code changed" in answer.errors[0]
+        assert not ran(answer), answer.messages
+    # prepared again, it is judged with the new facts
+    answer = reader.query("PREPARE p17b AS SELECT * FROM plain_w")
+    assert answer.errors and "runs function public.noisy" in answer.errors[0], answer.messages

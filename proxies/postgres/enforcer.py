@@ -100,7 +100,7 @@ _FACT_KEYS = frozenset(
     {
         "shadowed_functions", "view_columns", "relation_sources", "user_operators",
         "user_types", "user_casts", "row_functions", "user_functions", "event_triggers",
-        "view_functions", "write_code",
+        "view_functions", "write_code", "stale_prepared",
     }
 )  # fmt: skip
 
@@ -280,6 +280,8 @@ class Enforcer:
         # operator and type names the database defines outside pg_catalog (read at
         # start-up, user_code.py): a reader's statement may run only pg_catalog's
         self._user_code: dict[str, Any] = {}
+        # names of statements prepared before the facts last changed (take_facts)
+        self._stale_prepared: tuple[str, ...] = ()
         # "transaction" behind a transaction pooler (connection option upstream_pooler):
         # the policy then refuses changes to settings the upstream role pins
         self._pooler = ""
@@ -354,6 +356,9 @@ class Enforcer:
         a prepared statement allowed with the old ones asked again at its next Bind."""
         self.shadowed, self.view_columns = shadowed, view_columns
         self.relation_sources, self.user_code = relation_sources, user_code
+        # an SQL EXECUTE of one made before runs its body as the server plans it now
+        # (a view it reads may run code since): the policy refuses it by name
+        self._stale_prepared = tuple(sorted(n for n in self._statement_names if n))
         for statement in self.statements.values():
             statement.ruling = replace(statement.ruling, policy_revision=FACTS_CHANGED)
 
@@ -370,6 +375,8 @@ class Enforcer:
         if self.relation_sources:
             renewed["relation_sources"] = self.relation_sources
         renewed.update(self.user_code)
+        if self._stale_prepared:
+            renewed["stale_prepared"] = list(self._stale_prepared)
         return renewed
 
     @property
@@ -424,6 +431,7 @@ class Enforcer:
             and not self.view_columns
             and not self.relation_sources
             and not self.user_code
+            and not self._stale_prepared
             and not self.pooler
             and parameters is None
         ):
@@ -436,6 +444,8 @@ class Enforcer:
         if self.relation_sources:
             attributes["relation_sources"] = self.relation_sources
         attributes.update(self.user_code)  # user_operators, user_types: only when any
+        if self._stale_prepared:
+            attributes["stale_prepared"] = list(self._stale_prepared)
         if self.pooler:
             attributes["pooler"] = self.pooler
         if parameters is not None:

@@ -123,6 +123,17 @@ pg_denials contains sprintf("SQL that cannot be parsed is denied: %s", [s.error]
 	s.type == "unparseable"
 }
 
+# A statement prepared before the database's code changed (the proxy's catalogue facts were
+# read again since: input.command.postgres.stale_prepared) was judged with the old facts,
+# while EXECUTE runs its body as the server plans it now, a view it reads running a
+# function made since: refused by name, for everyone (prepare it under a new name).
+pg_denials contains sprintf("prepared statement %s was prepared before the database's code changed: prepare it again under a new name", [s.name]) if {
+	input.command.postgres.types.execute
+	some s in input.command.postgres.statements
+	s.type == "execute"
+	s.name in object.get(input.command.postgres, "stale_prepared", [])
+}
+
 pg_denials contains sprintf("function %s reaches outside the database or runs SQL text", [f]) if {
 	input.command.postgres.has.functions
 	some s in input.command.postgres.statements

@@ -471,3 +471,23 @@ test_shadowed_functions_are_matched_by_name_only if {
 	other := object.union(i, {"command": {"postgres": {"shadowed_functions": ["lowerx"]}}})
 	portcullis.decision.verdict != "deny" with input as other
 }
+
+stale_execute(groups, stale) := {
+	"identity": {"subject": "alice@example.com", "groups": groups},
+	"connection": {"name": "orders-db", "type": "postgres"},
+	"command": {"kind": "postgres.query", "raw": "EXECUTE p", "postgres": {
+		"statements": [stmt_with("execute", {"name": "p"})],
+		"has": pg_every_flag, "types": {"execute": true},
+		"stale_prepared": stale,
+	}},
+}
+
+test_execute_of_a_statement_prepared_before_the_code_changed_is_denied if {
+	every groups in [["readonly"], ["dba", "pii-readers"]] {
+		d := portcullis.decision with input as stale_execute(groups, ["o", "p"])
+		d.verdict == "deny"
+		"prepared statement p was prepared before the database's code changed: prepare it again under a new name" in d.reasons
+		e := portcullis.decision with input as stale_execute(groups, ["q"])
+		e.verdict != "deny"
+	}
+}
