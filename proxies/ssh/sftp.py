@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shlex
 from collections import Counter
@@ -94,6 +95,13 @@ EXTENSION_OPERATIONS = {
     b"lsetstat@openssh.com": "setstat",
 }
 MASK_REFUSED = "file contents cannot be masked through SFTP (clients read at offsets)"
+# what the client is told of a decision on the paths a request resolved to through the
+# server's symlinks when the policy's reasons would name what the resolution found (_through)
+THROUGH_A_SYMLINK = (
+    "{operation} of {path} goes through a symlink on the server to a path the policy"
+    " decides on its own (not named here: the names the server answers with may be masked)"
+)
+WAITING = "; waiting for request "
 NAMED = frozenset({"list", "realpath", "readlink"})  # operations answered with names
 FIELDS_REFUSED = "the policy masks named fields, which SFTP names do not have: refused"
 UNREADABLE_NAME = "portcullis: refused: a name the mask cannot read (not UTF-8, or a NUL)"
@@ -226,6 +234,33 @@ async def _resolved_name(waiter: asyncio.Future[codec.Reply]) -> str | None:
         return None
 
 
+def _through(text: str, requested: Operation, resolved: Operation) -> str:
+    """What the client is told of a decision on the paths its request resolved to through
+    the server's symlinks: the decision's words with each resolved path named as where the
+    client's leads; when a name the resolution found (a component of a resolved path that
+    the client's paths do not have) is still in them, in any spelling the policy's `%q`
+    gives, only THROUGH_A_SYMLINK (and, of an approval's wait, its request and how to
+    approve it). Where a symlink leads is a name the server answers with, masked outside
+    pii-readers (READLINK, REALPATH): the decision's reasons must not carry it out."""
+    pairs = [(resolved.path, requested.path), (resolved.target, requested.target)]
+    shown = text
+    for real, asked in sorted(pairs, key=lambda pair: -len(pair[0])):
+        if real and real != asked:
+            shown = shown.replace(real, f"(where {asked} leads)")
+    asked_names = {n for path in (requested.path, requested.target) for n in path.split("/")}
+    found = {n for path in (resolved.path, resolved.target) for n in path.split("/")}
+    for name in found - asked_names - {""}:
+        if name in shown or json.dumps(name)[1:-1] in shown:
+            break
+    else:
+        return shown
+    why = THROUGH_A_SYMLINK.format(operation=requested.operation, path=requested.path)
+    waiting = text.find(WAITING)
+    if waiting < 0:
+        return f"portcullis: {why}"
+    return f"portcullis: approval required ({why}){text[waiting:]}"
+
+
 class SftpRelay:
     """One SFTP channel's relay between the client and the upstream."""
 
@@ -352,10 +387,11 @@ class SftpRelay:
                          resolved, operation.path)  # fmt: skip
             return
         if resolved.decided != operation.decided:
-            # through a symlink on the server: what it points to is decided too
-            ruling = await self._decide(resolved)
+            # through a symlink on the server: what it points to is decided too, and the
+            # client is told of that decision without the names it resolved to (_through)
+            ruling = await self._decide(resolved, through=operation)
             if not ruling.verdict.allowed:
-                self._deny(request.id, ruling)
+                self._deny(request.id, ruling, through=(operation, resolved))
                 return
             rulings.append(ruling)
             if self._waited and await self._resolve(request, operation) != resolved:
@@ -452,14 +488,16 @@ class SftpRelay:
             pending.names, pending.decision_id = opened.names, opened.decision_id
         self._relay(request, pending)
 
-    async def _decide(self, operation: Operation) -> Ruling:
+    async def _decide(self, operation: Operation, through: Operation | None = None) -> Ruling:
+        """The request decided (`through`: the client's request, when `operation` is its
+        paths resolved on the server: what the client is told names only the client's)."""
         self.operations += 1
         session = self.session
         self._waited = False
 
         def tell(text: str) -> None:
             self._waited = True
-            self.channel.say(text)
+            self.channel.say(text if through is None else _through(text, through, operation))
 
         # the channel's own wait: the client leaving withdraws this request (not another
         # channel's of the session)
@@ -472,8 +510,17 @@ class SftpRelay:
         session.record_command(operation.raw, ruling, kind=KIND, **operation.attributes())
         return ruling
 
-    def _deny(self, request_id: int, ruling: Ruling) -> None:
+    def _deny(
+        self, request_id: int, ruling: Ruling, through: tuple[Operation, Operation] | None = None
+    ) -> None:
+        """The client told its request was denied (`through`: the client's request and the
+        paths it resolved to, which the decision was on: _through)."""
         reason = "; ".join(ruling.verdict.reasons) or "denied"
+        if through is not None:
+            told = _through(f"portcullis: {reason}", *through)
+            reason = told.removeprefix("portcullis: ")
+            if ruling.approval_id and ruling.approval_id not in reason:
+                reason += f" (approval request {ruling.approval_id})"
         self._to_client(
             codec.status(request_id, codec.FX_PERMISSION_DENIED, f"portcullis: denied: {reason}")
         )
