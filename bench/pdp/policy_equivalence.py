@@ -6,25 +6,30 @@ rego/examples, the profiler's agent inputs (bench/pdp/policy_profile.py), and st
 PostgreSQL's regression suite (tests/data/sql_corpus.txt.gz, classified by pdp.sql as the
 PDP does) asked by a reader, a privileged and a pii-reader identity, with and without
 shadowed functions, view columns (some carrying pg_stat_activity.query), an approval and a
-transaction pooler. Prints every input whose decision differs (verdict, reasons, mask,
-cache hint, guards: the whole document) and a count.
+transaction pooler, and ssh.exec lines (every string of the SSH tests, read by the PDP's
+shell parser) asked by each, again with other SSH command lists in the data. Prints every
+input whose decision differs (verdict, reasons, mask, cache hint, guards: the whole
+document) and a count.
 
 Inputs are as the PDP builds them now (the statements' `types`, which an older policy
 ignores); the new policy decides each input both with the session's standing the PDP
 passes (rego/portcullis/standing.rego) and without it. A rewrite for speed must print
 `0 differ` for both. Not a test: it needs the git history.
 
-    python bench/pdp/policy_equivalence.py --baseline REV [--sample 4000] [--rego DIR]
+    python bench/pdp/policy_equivalence.py --baseline REV [--sample 4000]
+                                           [--ssh-sample 3000] [--rego DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import gzip
 import importlib.util
 import json
 import random
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,6 +76,55 @@ def corpus_inputs(sample: int, seed: int) -> list[dict[str, Any]]:
     return inputs
 
 
+def ssh_lines() -> list[str]:
+    """Command lines for ssh.exec: every string literal of the SSH tests (tests/test_ssh*.py,
+    the probes' attack lines among them) and of rego/portcullis/ssh_test.rego, as they stand
+    (a literal that is no command is a line the PDP reads all the same)."""
+    lines: set[str] = set()
+    for path in sorted((REPO / "tests").glob("test_ssh*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            text = node.value if isinstance(node, ast.Constant) else None
+            if isinstance(text, str) and 0 < len(text) <= 300:
+                lines.add(text)
+    rego = (REPO / "rego" / "portcullis" / "ssh_test.rego").read_text()
+    lines.update(re.findall(r'"(?:raw|command)": "((?:[^"\\]|\\.)*)"', rego))
+    return sorted(lines)
+
+
+def ssh_inputs(sample: int, seed: int) -> list[dict[str, Any]]:
+    """ssh.exec inputs as the PDP builds them (pdp.domain.ssh_input), for each identity."""
+    from pdp.domain.policy_input import command_input
+
+    lines = ssh_lines()
+    chosen = random.Random(seed).sample(lines, min(sample, len(lines)))
+    inputs = []
+    for n, line in enumerate(chosen):
+        policy_input = policy_profile.base_input("SELECT 1", IDENTITIES[n % len(IDENTITIES)])
+        policy_input["connection"] = {"name": "web-1", "type": "ssh", "zone": "eu", "labels": {}}
+        policy_input["command"] = command_input("ssh.exec", line, {})
+        if n % 5 == 0:
+            policy_input["approval"] = {"state": "approved", "approver": "boss", "id": "a1"}
+        inputs.append(policy_input)
+    return inputs
+
+
+# data.portcullis.ssh as bench_ssh sets it (echo and a file listed), and with patterns whose
+# first word is a glob or that repeat a command with other words: both policies get the same
+SSH_DATA_VARIANTS: tuple[dict[str, list[str]], ...] = (
+    {},
+    {"allowed_commands": ["cat /tmp/bench.bin", "echo", "ls /var/*", "*", "/usr/bin/* -h"]},
+    {"approval_commands": ["echo", "df -h", "s*", "journalctl --rotate"]},
+)
+
+
+def with_ssh_data(bundle: Any, extra: dict[str, list[str]]) -> Any:
+    data = copy.deepcopy(bundle.data)
+    ssh = data["portcullis"]["ssh"]
+    for key, patterns in extra.items():
+        ssh[key] = [*ssh.get(key, []), *patterns]
+    return type(bundle)(bundle.modules, data, bundle.revision, bundle.root)
+
+
 def variants(policy_input: dict[str, Any]) -> list[dict[str, Any]]:
     """The input as it is, and as each other identity would ask it."""
     out = [policy_input]
@@ -106,13 +160,34 @@ def main() -> None:
     parser.add_argument(
         "--rego", type=Path, default=REPO / "rego", help="the policy directory to compare"
     )
+    parser.add_argument("--ssh-sample", type=int, default=3000, help="ssh.exec lines")
     args = parser.parse_args()
-    new = new_engine(load_bundle(args.rego).without_tests())
-    old = new_engine(policy_profile.baseline_bundle(args.baseline))
+    new_bundle = load_bundle(args.rego).without_tests()
+    old_bundle = policy_profile.baseline_bundle(args.baseline)
+    new = new_engine(new_bundle)
+    old = new_engine(old_bundle)
     inputs: list[dict[str, Any]] = []
     for policy_input in policy_profile.golden_inputs() + policy_profile.agent_inputs():
         inputs.extend(variants(policy_input))
     inputs.extend(corpus_inputs(args.sample, args.seed))
+    ssh = ssh_inputs(args.ssh_sample, args.seed)
+    inputs.extend(ssh)
+    differ, differ_standing = compare(old, new, inputs)
+    print(f"{len(inputs)} inputs, {differ} differ without the standing, {differ_standing} with it")
+    for extra in SSH_DATA_VARIANTS[1:]:  # the ssh.exec lines again under other command lists
+        pair = (
+            new_engine(with_ssh_data(old_bundle, extra)),
+            new_engine(with_ssh_data(new_bundle, extra)),
+        )
+        differ, differ_standing = compare(*pair, ssh)
+        print(
+            f"{len(ssh)} ssh.exec inputs with data.portcullis.ssh + {json.dumps(extra)}: "
+            f"{differ} differ without the standing, {differ_standing} with it"
+        )
+
+
+def compare(old: Any, new: Any, inputs: list[dict[str, Any]]) -> tuple[int, int]:
+    """Inputs decided otherwise by new (without and with the standing), the first 20 printed."""
     differ = differ_standing = 0
     for policy_input in inputs:
         # both sides get the input as the PDP builds it now (`types`: an older policy
@@ -142,7 +217,7 @@ def main() -> None:
                         default=list,
                     )[:2000]
                 )
-    print(f"{len(inputs)} inputs, {differ} differ without the standing, {differ_standing} with it")
+    return differ, differ_standing
 
 
 if __name__ == "__main__":

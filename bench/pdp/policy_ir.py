@@ -17,7 +17,8 @@ Policies: rego/ as it is, rego/ as committed at --baseline REV, and the one-rule
 policy_profile (the floor any policy pays: input parsing, the cgo call, the answer). The
 inputs are policy_profile's (agent postgres.query inputs, also with the catalogue facts
 whole as before pdp.domain.policy_input.trim_to_names, golden cases and examples; --set
-views: the agent inputs of a database of 20 views, facts trimmed and whole), with
+views: the agent inputs of a database of 20 views, facts trimmed and whole; --set ssh:
+ssh.exec lines as the PDP reads them, which the one-rule floor answers undefined), with
 the session's standing as the PDP passes it, written once and read by every run, so every
 policy evaluates the same bytes. The Go runtime runs with asynchronous preemption off
 (GODEBUG=asyncpreemptoff=1): its SIGURG preemption signals stop callgrind. Not a test:
@@ -33,7 +34,7 @@ e.g. a variant of rego/ under test). Blocks of one policy still differ by about 
 beyond that.
 
     python bench/pdp/policy_ir.py [--baseline REV] [--evaluations 400]
-                                  [--set agent|golden|both|views]
+                                  [--set agent|golden|both|views|ssh]
                                   [--one-process [--rounds 4] [--also DIR ...]
                                                  [--document RULE ...]]
 """
@@ -244,7 +245,9 @@ def main() -> None:
     parser.add_argument(
         "--evaluations", type=int, default=400, help="evaluations per run (whole passes)"
     )
-    parser.add_argument("--set", choices=("agent", "golden", "both", "views"), default="both")
+    parser.add_argument(
+        "--set", choices=("agent", "golden", "both", "views", "ssh"), default="both"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="callgrind runs at a time")
     parser.add_argument(
         "--one-process", action="store_true", help="all policies in one callgrind process"
@@ -292,6 +295,8 @@ def main() -> None:
         if args.set == "views":  # a database of 20 views: trimmed and whole facts
             sets["views postgres.query"] = profile.agent_inputs(views=True)
             sets["views-whole-facts postgres.query"] = profile.agent_inputs(False, views=True)
+        if args.set == "ssh":  # ssh.exec lines, each decided (the floor answers no ssh.exec)
+            sets["ssh ssh.exec"] = profile.ssh_inputs()
         if args.set in ("golden", "both"):
             sets["golden + examples"] = profile.golden_inputs()
         files = {}

@@ -170,6 +170,39 @@ def agent_inputs(trimmed: bool = True, views: bool = False) -> list[dict[str, An
     ]
 
 
+# ssh.exec lines as agents send them: bench_ssh's `echo <n>` (each decided: a new line each
+# time) and `uptime`, listed commands with options, a filter pipeline, a chained line
+SSH_LINES = [
+    "echo 1234",
+    "uptime",
+    "df -h",
+    "journalctl -u nginx -n 50 --no-pager",
+    "systemctl status nginx",
+    "cat /var/log/syslog | grep -i error | tail -n 20",
+    "free -m && uptime",
+]
+
+
+def ssh_inputs() -> list[dict[str, Any]]:
+    """ssh.exec inputs as the PDP builds them (pdp.domain.ssh_input through the protocol's
+    input builder), for a pii-reader (bench_ssh's token) and a reader."""
+    from pdp.domain.policy_input import command_input
+
+    inputs = []
+    for line in SSH_LINES:
+        for groups in (["pii-readers"], ["readonly"]):
+            policy_input = base_input("SELECT 1", groups)
+            policy_input["connection"] = {
+                "name": "web-1",
+                "type": "ssh",
+                "zone": "eu-prod",
+                "labels": {},
+            }
+            policy_input["command"] = command_input("ssh.exec", line, {})
+            inputs.append(policy_input)
+    return inputs
+
+
 def golden_inputs() -> list[dict[str, Any]]:
     inputs = []
     for path in sorted((REPO / "tests" / "golden").glob("*.json")):

@@ -255,17 +255,23 @@ http_read_only_socket if {
 	trim_space(path) == input.command.http.path
 }
 
+# Each WebSocket rule opens with the kind http_websocket tests too: an equality on the kind
+# is what the evaluator's rule index reads, so every other command skips these rules (a
+# bare rule reference first was evaluated on every decision's allow and needs_approval).
 allow contains sprintf("WebSocket %s may open", [input.command.http.path]) if {
+	input.command.kind == "http.upgrade"
 	http_websocket
 	privileged
 }
 
 allow contains sprintf("WebSocket %s is a read-only socket of %s", [input.command.http.path, connection_name]) if {
+	input.command.kind == "http.upgrade"
 	http_websocket
 	http_read_only_socket
 }
 
 needs_approval contains sprintf("a WebSocket on %s carries frames that are not decided one by one (writes among them), and needs approval", [input.command.http.path]) if {
+	input.command.kind == "http.upgrade"
 	http_websocket
 	not privileged
 	not http_read_only_socket

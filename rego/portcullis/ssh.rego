@@ -75,11 +75,10 @@ deny contains "empty command" if {
 
 deny contains sprintf("%q is not an allowed command", [part.command]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some i, part in ssh_parts
 	count(part.argv) > 0
-	not ssh_part_listed(part, data.portcullis.ssh.allowed_commands)
-	not ssh_part_listed(part, data.portcullis.ssh.approval_commands)
-	not ssh_filter(part)
+	not i in ssh_listed_parts
+	not i in ssh_filter_parts
 }
 
 deny contains sprintf("%q: the command's name is computed when it runs", [part.command]) if {
@@ -130,16 +129,50 @@ ssh_null_redirect(r) if {
 
 allow contains sprintf("%q is an allowed command", [pattern]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
-	some pattern in data.portcullis.ssh.allowed_commands
+	some [_, "allowed_commands", pattern] in ssh_listed
+}
+
+needs_approval contains sprintf("%q needs approval (%q)", [pattern, ssh_parts[i].command]) if {
+	input.command.kind == "ssh.exec"
+	some [i, "approval_commands", pattern] in ssh_listed
+}
+
+# Which listed command each part matches, worked out once per decision (the rules above and
+# below read it, where each matched every part against every pattern again): [i, list,
+# pattern] for part i and a pattern of data.portcullis.ssh.allowed_commands or
+# approval_commands. A pattern is tried only on the parts its first word can match, their
+# command's name itself (ssh_matches asks for that word as any other), or on every part
+# when that word is a glob (the second rule).
+ssh_listed contains [i, list, pattern] if {
+	some list in ["allowed_commands", "approval_commands"]
+	some pattern in data.portcullis.ssh[list]
+	first := split(pattern, " ")[0]
+	some i, part in ssh_parts
+	part.argv[0] == first
 	ssh_matches(pattern, part)
 }
 
-needs_approval contains sprintf("%q needs approval (%q)", [pattern, part.command]) if {
-	input.command.kind == "ssh.exec"
-	some part in ssh_parts
-	some pattern in data.portcullis.ssh.approval_commands
+ssh_listed contains [i, list, pattern] if {
+	some list in ["allowed_commands", "approval_commands"]
+	some pattern in data.portcullis.ssh[list]
+	contains(pattern, "*")
+	contains(split(pattern, " ")[0], "*")
+	some i, part in ssh_parts
 	ssh_matches(pattern, part)
+}
+
+ssh_listed_parts := {i | some [i, _, _] in ssh_listed}
+
+# the parts matching a listed command that ends in a glob (`cat /var/log/*`)
+ssh_globbed_parts := {i |
+	some [i, "allowed_commands", pattern] in ssh_listed
+	contains(pattern, "*")
+}
+
+# the parts that are filters (ssh_filter, below), once per decision: three rules ask
+ssh_filter_parts := {i |
+	some i, part in ssh_parts
+	ssh_filter(part)
 }
 
 # Options by which an allowed command writes: journalctl deletes, rotates or flushes its
@@ -285,10 +318,10 @@ needs_approval contains sprintf("%q takes further words from its input (xargs), 
 # of a command run before.
 needs_approval contains sprintf("%q has %q, which the shell may expand into the names of files anywhere", [part.command, arg]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some p, part in ssh_parts
 	count(part.argv) > 1
 	not ssh_read_options[part.argv[0]]
-	not ssh_part_globbed(part)
+	not p in ssh_globbed_parts
 	some i, arg in part.argv
 	i > 0
 	regex.match(`[*?\[]`, arg)
@@ -357,12 +390,12 @@ ssh_quiet_commands := {"uptime", "free", "df", "true", "false", ":", "echo", "pr
 
 needs_approval contains sprintf("%q is given %q, what a command printed, which its messages may print otherwise than the mask reads (outside pii-readers)", [part.command, part.argv[i]]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some p, part in ssh_parts
 	some i in part.dynamic
 	i > 0
 	not pii_reader
 	ssh_printed_value(part.argv[i])
-	not ssh_filter(part)
+	not p in ssh_filter_parts
 	some source in ssh_parts
 	count(source.argv) > 0
 	not source.argv[0] in ssh_quiet_commands
@@ -384,12 +417,6 @@ needs_approval contains sprintf("%q reads a computed here-string (<<<), which ma
 	some r in part.redirects
 	r.op == "<<<"
 	r.dynamic
-}
-
-ssh_part_globbed(part) if {
-	some pattern in data.portcullis.ssh.allowed_commands
-	contains(pattern, "*")
-	ssh_matches(pattern, part)
 }
 
 # Filters: commands that only compute over what they are given — their arguments or their
@@ -645,17 +672,16 @@ ssh_filter_pattern_given(_, argv) if {
 	contains(arg, "e")
 }
 
-allow contains sprintf("%q only computes over what it is given", [part.command]) if {
+allow contains sprintf("%q only computes over what it is given", [ssh_parts[i].command]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
-	ssh_filter(part)
+	some i in ssh_filter_parts
 }
 
 needs_approval contains sprintf("%q: which lines it matches, orders or counts would tell what the mask hides (outside pii-readers)", [part.command]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
 	not pii_reader
-	ssh_filter(part)
+	some i in ssh_filter_parts
+	part := ssh_parts[i]
 	object.get(ssh_filters[part.argv[0]], "oracle", false)
 }
 
@@ -936,11 +962,6 @@ ssh_sftp_named := {"list", "realpath", "readlink"}
 
 ssh_sftp_reads_contents if "read" in object.get(input.command.ssh, "flags", [])
 
-
-ssh_part_listed(part, patterns) if {
-	some pattern in patterns
-	ssh_matches(pattern, part)
-}
 
 ssh_matches(pattern, part) if {
 	words := split(pattern, " ")
