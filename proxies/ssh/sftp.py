@@ -35,7 +35,10 @@ read and written by sftp_codec (sans-IO), the decisions are the session's.
   the name itself (lstat, remove, rmdir, mkdir, readlink, rename, link, lsetstat, a
   symlink's own name). When the resolved paths differ from the requested ones the request
   is decided again on them, and both decisions must allow it; what goes upstream is the
-  resolved paths (a symlink's target text excepted: it is stored, not followed). A path
+  resolved paths (a symlink's target text excepted: it is stored, not followed). What the
+  client is told of the second decision (an approval's wait, a denial) names each resolved
+  path as where its own leads, never a name the resolution found (_through): where a
+  symlink leads is a name the server answers with, masked outside pii-readers. A path
   the server cannot resolve (a missing directory, a loop) is refused. So a reader allowed
   /srv/public does not read /srv/public/link -> /etc/shadow, nor /srv/public/d/shadow
   through d -> /etc.
