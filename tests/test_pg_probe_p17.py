@@ -62,12 +62,13 @@ def admin_makes(arena: Arena, *sql: str) -> None:
             admin.execute(statement)
 
 
-def watched(arena: Arena) -> None:
+def watched(arena: Arena, columns: bool = False) -> None:
     """The proxy's catalogue watch has asked once more (what its poll does on its own
-    within POLL_SECONDS): no waiting on a clock here."""
+    within POLL_SECONDS, `columns` too): no waiting on a clock here."""
     watch = getattr(arena.proxy, "catalog", None)
     if watch is not None:
-        asyncio.run_coroutine_threadsafe(watch.fresh(), arena.loop).result(30)
+        asked = watch.fresh(columns=True) if columns else watch.fresh()
+        asyncio.run_coroutine_threadsafe(asked, arena.loop).result(30)
 
 
 # each: what a superuser makes while the reader's session is open, and the reader's
@@ -198,3 +199,21 @@ def test_an_sql_prepared_statement_made_before_the_code_changed_is_not_executed(
     # prepared again, it is judged with the new facts
     answer = reader.query("PREPARE p17b AS SELECT * FROM plain_w")
     assert answer.errors and "runs function public.noisy" in answer.errors[0], answer.messages
+
+
+def test_a_view_column_renamed_after_the_session_started_still_carries_its_column(
+    arena: Arena, reader: RawClient
+) -> None:
+    """A view's column renamed while the session is open changes only pg_attribute: the
+    policy's view_columns (which view column carries which table column) must follow it,
+    or `nickname < 'i'` is a question about a password it no longer knows of."""
+    admin_makes(arena, "CREATE VIEW public.shown AS SELECT id, password AS secret FROM customers")
+    try:
+        question = "SELECT count(*) FROM shown WHERE {} < 'i'"
+        assert reader.query(question.format("secret")).errors  # a question about password
+        admin_makes(arena, "ALTER VIEW public.shown RENAME COLUMN secret TO nickname")
+        watched(arena, columns=True)
+        answer = reader.query(question.format("nickname"))
+        assert answer.errors and "denied by policy" in answer.errors[0], answer.rows
+    finally:
+        admin_makes(arena, "DROP VIEW public.shown")

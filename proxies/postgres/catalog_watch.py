@@ -9,14 +9,19 @@ function, a trigger, a cast) was unknown to it for the rest of its life: a reade
 late_view` the function the view calls, both read as pg_catalog's own code.
 
 Owns CatalogWatch, one per proxy: a connection of its own (opened with a live session's
-credentials) asks MARK_SQL, a fingerprint of every catalogue row made after initdb
-(the catalogues that hold code, and what says where code runs: count and xmin sum of each,
-read through the OID indexes, so its cost grows with the database's own objects only), and
-reads the facts again when the fingerprint moved. A session keeps the mark its facts are
-of and takes the watch's facts before its next statement once they are newer. The watch
-asks when a statement must be decided by the PDP (Relay: a statement not seen before,
-before it is decided, so new names are judged with new facts) and every POLL_SECONDS
-(a reused verdict; the facts are part of its cache key, so a changed fact is asked again).
+credentials, closed LINGER_SECONDS after the last session) asks MARK_SQL, a fingerprint of
+every catalogue row made after initdb (the catalogues that hold code, and what says where
+code runs: count and xmin sum of each, read through the OID indexes, so its cost grows with
+the database's own objects only), and reads the facts again when it moved. It asks
+alongside every decision the PDP makes (EnforcerDriver: a decision made meanwhile is made
+again with newer facts, so a name first used after the code was made is judged with it),
+and every POLL_SECONDS with COLUMNS_MARK_SQL too (the columns of those relations: a view
+column renamed). A session takes newer facts before its next chunk of messages (the facts
+are part of a cached verdict's key, so a statement reused is decided again), and a
+prepared statement allowed with older facts is asked again (Enforcer.take_facts).
+
+Left: a change of a built-in's own catalogue row (ALTER FUNCTION pg_catalog.lower(text)
+...), and a verdict reused within POLL_SECONDS of a change no decision has asked about.
 
 No policy here: this module says what the catalogue holds, never whether code may run.
 """
@@ -94,6 +99,13 @@ MARK_SQL = "SELECT " + " || ',' || ".join(
     f" FROM pg_catalog.{catalog} WHERE {column} >= 16384)"
     for catalog, column in _CODE_CATALOGS.items()
 )
+# the same of the columns of relations made after initdb (a view's column renamed, a column
+# given a domain with a CHECK of its own): its cost grows with every column, so asked by the
+# watch's own poll and at start-up, not before each decision
+COLUMNS_MARK_SQL = (
+    "SELECT count(*)::text || '.' || coalesce(sum(xmin::text::bigint), 0)::text"
+    " FROM pg_catalog.pg_attribute WHERE attrelid >= 16384"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +115,7 @@ class Facts:
 
     mark: str
     read_at: float
+    columns_mark: str
     shadowed: tuple[str, ...]
     view_columns: dict[str, list[str]]
     relation_sources: dict[str, list[str]]
@@ -119,6 +132,9 @@ async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | No
     mark = await ask(upstream, MARK_SQL)
     if mark is None or not mark:
         return None
+    columns = await ask(upstream, COLUMNS_MARK_SQL)
+    if columns is None or not columns:
+        return None
     rows: list[list[str]] = []
     for sql in FACT_QUERIES:
         found = await ask(upstream, sql)
@@ -129,6 +145,7 @@ async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | No
     return Facts(
         mark[0],
         read_at,
+        columns[0],
         tuple(shadowed),
         renamed_view_columns(views),
         relation_sources(sources),
@@ -136,7 +153,7 @@ async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | No
     )
 
 
-NO_FACTS = Facts("", float("-inf"), (), {}, {}, {})
+NO_FACTS = Facts("", float("-inf"), "", (), {}, {}, {})
 
 Credentials = Callable[[], "tuple[dict[str, str], CredentialLease] | None"]
 
@@ -207,20 +224,24 @@ class CatalogWatch:
                 await task
         self._close()
 
-    async def fresh(self, credentials: Credentials | None = None) -> Facts | None:
+    async def fresh(
+        self, credentials: Credentials | None = None, columns: bool = False
+    ) -> Facts | None:
         """The facts as the catalogue holds them once this is asked: the mark asked by a
         question sent after this call (one in flight, sent earlier, is not enough), the
         facts read again when it moved. None when the catalogue could not be read.
-        `credentials`: the asking session's, should the watch have to connect again."""
+        `credentials`: the asking session's, should the watch have to connect again;
+        `columns`: COLUMNS_MARK_SQL asked too (unless a question sent after this call
+        without it answers first)."""
         if credentials is not None:
             self._credentials = credentials
-        asking = self._asking
-        if asking is not None:
+        earlier = self._asking
+        if earlier is not None:
             with contextlib.suppress(Exception):
-                await asyncio.shield(asking)
+                await asyncio.shield(earlier)
         asking = self._asking
-        if asking is None:
-            asking = self._asking = asyncio.ensure_future(self._ask())
+        if asking is None or asking is earlier or asking.done():
+            asking = self._asking = asyncio.ensure_future(self._ask(columns))
             asking.add_done_callback(self._asked)
         try:
             return await asyncio.shield(asking)
@@ -235,9 +256,9 @@ class CatalogWatch:
         while True:
             await asyncio.sleep(self.poll)
             if self._asking is None:
-                await self.fresh()
+                await self.fresh(columns=True)
 
-    async def _ask(self) -> Facts | None:
+    async def _ask(self, columns: bool) -> Facts | None:
         upstream = await self._connection()
         if upstream is None:
             return None
@@ -247,7 +268,14 @@ class CatalogWatch:
             return None
         known = self.facts
         if known is not None and known.mark == mark[0]:
-            return known
+            if not columns:
+                return known
+            found = await session_query(upstream, COLUMNS_MARK_SQL)
+            if found is None or not found:
+                self._close()
+                return None
+            if found[0] == known.columns_mark:
+                return known
         facts = await read_facts(upstream)
         if facts is None:
             self._close()
