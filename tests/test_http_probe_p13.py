@@ -14,6 +14,20 @@ email detector partial). Each came to the reader whole before its fix:
   form's answers) or a pair `["Phone number", ...]`: only a string that is a field's name
   as one word named it (the MCP exchange read such labels, mcp._pair_name). A label of up
   to three words naming a field (BodyMask._phrase) now names it too;
+- a named attribute's value held in an object or a list of them (`{"name": "phone",
+  "value": {"raw": ...}}`, `{"type": "Phone", "details": {"number": ...}}`): only
+  scalars beside the name were masked; an object of scalars (or a list of such) is now;
+- a text of several lines in a JSON string (a note, an export): read line by line alone
+  (a value on the line after its label, a Markdown or HTML table's cells under their
+  header, CSV, went whole); now read as a text body is, withheld when it cannot be masked.
+  And a string that is also MIME base64 (`phone\n5550100`: letters and digits, lines of
+  4n) was taken for base64 only: read as the string it is too when its bytes hide nothing;
+- a CSV whose first line is a pair (`phone,5550100`: a file of keys and values): its
+  first line was read as the column names and the value beside `phone` went; a header
+  cell that reads as a value (an `@`, more digits than letters) is now masked as the
+  field named before it;
+- names and values in turn in a list (`["name", "Ann", "phone", "+1 555 0100"]`: Redis'
+  HGETALL over HTTP, a logger's attributes): only a list of two was read as a pair;
 - text whose bytes are no UTF-8 (Latin-1 or Windows-1252, no charset named: what
   Python's requests and a browser read such a body as): read as UTF-8 with invalid bytes
   replaced, so `ann.smith@ex\\xe4mple.com` was no email to the detector and went whole
@@ -74,6 +88,40 @@ ANSWERS: dict[str, tuple[str, bytes]] = {
         "application/x-ndjson",
         json.dumps({"key": "P-H-O-N-E n-u-m-b-e-r", "v": "5550100"}).encode() + b"\n",
     ),
+    "a named value in an object": (
+        "application/json",
+        json.dumps({"name": "phone", "value": {"raw": "5550100"}}).encode(),
+    ),
+    "a named value in a list of objects": (
+        "application/json",
+        json.dumps([{"name": "phone", "values": [{"raw": "5550100"}]}]).encode(),
+    ),
+    "a typed contact's details": (
+        "application/json",
+        json.dumps({"contact": {"type": "Phone", "details": {"number": "5550100"}}}).encode(),
+    ),
+    "a label and its value on two lines of a string": (
+        "application/json",
+        json.dumps({"note": "phone\n5550100"}).encode(),
+    ),
+    "a markdown table in a string": (
+        "application/json",
+        json.dumps({"note": "| Phone | Plan |\n|---|---|\n| 5550100 | gold |"}).encode(),
+    ),
+    "csv in a string": (
+        "application/json",
+        json.dumps({"export": "name,phone\nAnn,5550100"}).encode(),
+    ),
+    "html rows in a string": (
+        "application/json",
+        json.dumps({"html": "<tr><th>phone</th></tr>\n<tr><td>5550100</td></tr>"}).encode(),
+    ),
+    "names and values in turn": (
+        "application/json",
+        json.dumps({"HGETALL": ["name", "Ann", "phone", "+1 555 0100"]}).encode(),
+    ),
+    "csv of keys and values": ("text/csv", b"phone,5550100\nplan,gold\n"),
+    "csv of labels and values": ("text/csv", b"Phone Number,+1 555 0100\nplan,gold\n"),
     "latin-1 domain": ("text/plain", "contact: ann.smith@exämple.com\n".encode("latin-1")),
     "latin-1 local part": ("text/plain", "contact: anné.smith@example.com\n".encode("latin-1")),
     "latin-1 in html": ("text/html", "<td>anné.smith@exämple.com</td>\n".encode("latin-1")),
@@ -128,7 +176,7 @@ def _leaks(out: bytes) -> bool:
 
 
 @pytest.mark.parametrize("case", sorted(ANSWERS))
-def test_a_field_spelt_or_a_value_in_a_legacy_charset_is_masked(case: str) -> None:
+def test_a_value_the_masks_did_not_read_is_masked(case: str) -> None:
     try:
         out = _masked(*ANSWERS[case])
     except Unmaskable:
@@ -144,6 +192,16 @@ STAYS: dict[str, tuple[str, bytes]] = {
     ),
     "letters in groups": ("text/plain", b"grades: a b c  d e f\n"),
     "spelt words naming nothing": ("text/plain", b"x-y-z a-b-c: 5550100\n"),
+    "a list of column names": ("application/json", b'["id", "phone", "email", "name"]'),
+    "csv headers with digits": ("text/csv", b"id,q1_2024,total\n1,3,4\n"),
+    "lines in a string naming nothing": (
+        "application/json",
+        b'{"note": "line one\\nline two", "n": 5550100}',
+    ),
+    "a label beside objects holding more": (
+        "application/json",
+        b'{"title": "Phone support", "items": [{"id": 5550100, "tags": {"a": {"b": 1}}}]}',
+    ),
     "a pair labelled by words naming nothing": (
         "application/json",
         b'{"name": "Plan tier", "value": "5550100"}',

@@ -556,6 +556,13 @@ class BodyMask:
             if len(value) == 2 and isinstance(value[0], str) and (field := self._pair(value[0])):
                 # a pair `["phone", "5550100"]` (headers, form fields, Object.entries)
                 value = [value[0], self._as_field(field, value[1], found)]
+            elif _flat_pairs(value):
+                # names and values in turn (`["phone", "5550100", "plan", "gold"]`: Redis'
+                # HGETALL, a logger's key-value attributes)
+                value = list(value)
+                for i in range(0, len(value), 2):
+                    if (field := self._pair(value[i])) and not self._pair(str(value[i + 1])):
+                        value[i + 1] = self._as_field(field, value[i + 1], found)
             return [self._named_values(v, found, depth) for v in value]
         if not isinstance(value, dict):
             return value
@@ -602,7 +609,7 @@ class BodyMask:
                 described = self.value_key_field(key, member)
                 if described:
                     key = _fresh_key(out, str(self._as_field(described, key, found)))
-            if named is not None and key != naming and _scalars(member):
+            if named is not None and key != naming and self._held(member):
                 member = self._as_field(named, member, found)
             elif columns and _rows(member):
                 if _columnar(member, columns):
@@ -631,30 +638,10 @@ class BodyMask:
                 return REDACTED_VALUE
             return value
         coded = _base64_text(value)
-        if coded is not None:
-            # text carried as base64 (a queue's message `data`, a record's `Data`): masked
-            # as the string it is, and carried so again (in its charset: UTF-8, else
-            # Latin-1); bytes that are no text (a control character in them) read as the
-            # text between those characters, and withheld when that holds anything masked
-            decoded, charset = coded
-            # (text in UTF-16 or UTF-32: a NUL beside each letter; read without them)
-            view = _UNPRINTABLE.sub(
-                " ", decoded.replace("\x00", "") if charset != "utf-8" else decoded
-            )
-            found_in: Counter[str] = Counter()
-            try:
-                masked = self._string(view, found_in, depth + 1)
-            except Unmaskable:
-                masked = REDACTED_VALUE
-            masked, counts = self.masker.mask_text(masked)
-            found_in.update({f"detector:{k}": v for k, v in counts.items()})
-            if masked == view and not found_in:
-                return value
-            if view != decoded:
-                found["blob:withheld"] += 1
-                return REDACTED_VALUE
-            found.update(found_in)
-            return _base64_like(value.strip(), masked.encode(charset, "replace"))
+        # (read as the string it is too when its bytes hide nothing: `phone\n5550100`
+        # is MIME base64 as well)
+        if coded is not None and (shown := self._decoded(value, coded, found, depth)) != value:
+            return shown
         text = value.lstrip()
         if text[:1] in ("{", "["):
             try:
@@ -674,6 +661,11 @@ class BodyMask:
                 lambda run: run[0] if run[0] == value else self._string(run[0], found, depth + 1),
                 value,
             )
+        if "\n" in value.strip() and depth < _LABELS_DEPTH:
+            # a text of several lines (a note, a log, a document in a field): read as a
+            # text body's lines are (a value on the line after its label, a table's cells
+            # under its header, a YAML block), withheld when they cannot be masked
+            return self._as_text(value)
         seen = as_read(value)
         if seen != value:
             # (`ph\u0307one: 5550100`, `P-H-O-N-E=...` as its reader reads it: shown so
@@ -683,6 +675,42 @@ class BodyMask:
             if sum(self.counts.values()) != before:
                 return masked
         return self._pairs_and_prose(value)
+
+    def _decoded(self, value: str, coded: tuple[str, str], found: Counter[str], depth: int) -> str:
+        """A string that is the base64 of text, masked as that text and encoded again;
+        `value` itself when that text holds nothing masked."""
+        # text carried as base64 (a queue's message `data`, a record's `Data`): masked
+        # as the string it is, and carried so again (in its charset: UTF-8, else
+        # Latin-1); bytes that are no text (a control character in them) read as the
+        # text between those characters, and withheld when that holds anything masked
+        decoded, charset = coded
+        # (text in UTF-16 or UTF-32: a NUL beside each letter; read without them)
+        view = _UNPRINTABLE.sub(" ", decoded.replace("\x00", "") if charset != "utf-8" else decoded)
+        found_in: Counter[str] = Counter()
+        try:
+            masked = self._string(view, found_in, depth + 1)
+        except Unmaskable:
+            masked = REDACTED_VALUE
+        masked, counts = self.masker.mask_text(masked)
+        found_in.update({f"detector:{k}": v for k, v in counts.items()})
+        if masked == view and not found_in:
+            return value
+        if view != decoded:
+            found["blob:withheld"] += 1
+            return REDACTED_VALUE
+        found.update(found_in)
+        return _base64_like(value.strip(), masked.encode(charset, "replace"))
+
+    def _as_text(self, value: str) -> str:
+        inner = BodyMask(self.masker, "lines", media="text/plain")
+        inner._rules = self._rules
+        try:
+            masked = (inner.feed(value.encode()) + inner.finish()).decode()
+        except Unmaskable:
+            self.counts["text:withheld"] += 1
+            return REDACTED_VALUE
+        self.counts.update(inner.counts)
+        return masked if inner.counts else value
 
     def _pairs_and_prose(self, value: str) -> str:
         if "=" in value or ":" in value:
@@ -899,6 +927,18 @@ class BodyMask:
     def _rule(self, name: str) -> bool:
         return bool(self._field(name))
 
+    def _held(self, value: Any) -> bool:
+        """What a named attribute's value is: scalars (_scalars), or an object of them or
+        a list of such objects holding it (`{"raw": ...}`, `[{"number": ...}]`), no
+        deeper; not objects of labels alone (`[{"field": "email"}, {"missing": "phone"}]`
+        beside `"sortBy": "phone"`: names of fields, not values)."""
+        if _scalars(value):
+            return True
+        holders = value if isinstance(value, list) else [value]
+        return all(
+            isinstance(h, dict) and all(_scalars(v) for v in h.values()) for h in holders
+        ) and any(not (isinstance(v, str) and self._pair(v)) for h in holders for v in h.values())
+
     def _pair(self, name: str) -> str:
         """The field a pair's name names: a name, or a label of up to three words."""
         return name if self._rule(name) else self._phrase(name)
@@ -1107,6 +1147,18 @@ class BodyMask:
             if not self._columns or _json_texts(line) is not None or self._names_a_value(line):
                 # (nor is JSON, or a `name: value` line, labelled CSV: read as text is)
                 return self._line(line)
+            named = [i for i in self._columns if i < len(row) and self._phrase(row[i])]
+            if named and any(_header_value(c) for i, c in enumerate(row) if i not in self._columns):
+                # a first line of pairs, not names (`phone,5550100`: a file of keys and
+                # values): a cell that reads as a value is that of the field named
+                # nearest before it
+                for i, cell in enumerate(row):
+                    before = [n for n in named if n < i] or named
+                    if i not in self._columns and _header_value(cell):
+                        row[i] = self._value(row[before[-1]].strip(), cell, text=True)
+                out = io.StringIO()
+                csv.writer(out, lineterminator="").writerow(row)
+                return self._text(out.getvalue())
             return self._text(line)
         if not self._columns:
             return self._line(line)
@@ -1459,6 +1511,28 @@ def _fresh_key(out: dict[str, Any], key: str) -> str:
         n += 1
         fresh = f"{key}#{n}"
     return fresh
+
+
+def _flat_pairs(value: list[Any]) -> bool:
+    """Whether a list may be names and values in turn: four or more scalars, a string
+    at every even place, and a value among the others (a number, or a digit or `@` in a
+    string: a list of column names has none)."""
+    return (
+        len(value) >= 4
+        and len(value) % 2 == 0
+        and all(isinstance(v, str) for v in value[::2])
+        and all(not isinstance(v, dict | list) for v in value[1::2])
+        and any(not isinstance(v, str) or _VALUE_LIKE.search(v) for v in value[1::2])
+    )
+
+
+def _header_value(cell: str) -> bool:
+    """Whether a CSV header's cell reads as a value, not a name: an `@`, or more digits
+    than letters and no `_` (`+1 555 0100`, not `q1_2024`)."""
+    if "@" in cell:
+        return True
+    digits = sum(c.isdigit() for c in cell)
+    return digits > 0 and digits > sum(c.isalpha() for c in cell) and "_" not in cell
 
 
 def _scalars(value: Any) -> bool:
