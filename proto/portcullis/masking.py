@@ -415,8 +415,11 @@ def _segments(name: str) -> tuple[str, ...]:
     return tuple(name.casefold().split("."))
 
 
-# a name's words: runs of capitals, a capital and its lower case, digits (camelCase breaks)
+# a name's words: runs of capitals, a capital and its lower case, digits (camelCase breaks);
+# in a name not all ASCII, a run of letters holding one outside ASCII is one word too
+# (`hasło`, `пароль`, `密码`: words of other scripts)
 _NAME_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_NAME_PARTS_WIDE = re.compile(r"[^\W\d_]*[^\W\d_A-Za-z][^\W\d_]*|" + _NAME_PARTS.pattern)
 _KEY_CHARS_READ = 128  # of a key's text, for its words
 
 
@@ -436,8 +439,9 @@ def _unescaped(found: re.Match[str]) -> str:
 def name_words(name: str) -> tuple[str, ...]:
     """A field name's words, lower-cased: split at what is not a letter or digit and where
     camelCase changes case (`customerPhoneNumber`, `customer_phone-number`, `PHONE_NUMBER`:
-    customer, phone, number), read as NFKC (fullwidth letters are letters) with format
-    and control characters and combining marks dropped (`pass\u200bword` is password),
+    customer, phone, number), read as NFKD (fullwidth letters are letters) with format
+    and control characters and combining marks dropped (`pass\u200bword` is password,
+    `contraseña` contrasena, `Téléphone` telephone: as a reader reads past an accent),
     and its escaped characters as its reader reads them (`\\u0070assword`, `&#112;assword`,
     `pass%77ord`: password)."""
     for _ in range(3):  # (escapes escaped again: `\\u0026#112;`, `%2570`)
@@ -447,10 +451,12 @@ def name_words(name: str) -> tuple[str, ...]:
         if unescaped == name:
             break
         name = unescaped
-    text = unicodedata.normalize("NFKC", name)
+    text = unicodedata.normalize("NFKD", name)
+    parts = _NAME_PARTS
     if not text.isascii() or not text.isprintable():
         text = "".join(c for c in text if unicodedata.category(c)[0] not in "CM")
-    return tuple(part.lower() for part in _NAME_PARTS.findall(text))
+        parts = _NAME_PARTS if text.isascii() else _NAME_PARTS_WIDE
+    return tuple(part.lower() for part in parts.findall(text))
 
 
 def field_words(masker: Masker) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -480,6 +486,38 @@ FIELD_ALIASES: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {
     ("card", "number"): (("ccn",), ("cc", "number"), ("credit", "card")),
     ("email",): (("e", "mail"), ("mail", "address")),
 }  # fmt: skip
+# the same names in other languages an API, a form or a log may label them in (`contraseña:`,
+# `Passwort`, `mot de passe`, `Teléfono`), read as name_words reads a name
+_OTHER_LANGUAGES = {
+    ("password",): (
+        "contraseña", "clave de acceso", "passwort", "kennwort", "mot de passe", "motdepasse",
+        "senha", "palavra passe", "wachtwoord", "lösenord", "passord", "adgangskode",
+        "salasana", "hasło", "heslo", "jelszó", "şifre", "parola d'accesso", "пароль",
+        "密码", "密碼", "パスワード", "비밀번호", "كلمة المرور", "סיסמה",
+    ),
+    ("phone",): (
+        "teléfono", "telefono", "telefon", "telefone", "telefoon", "téléphone", "móvil",
+        "celular", "cellulare", "handynummer", "rufnummer", "телефон", "电话", "電話",
+        "携帯", "전화", "هاتف",
+    ),
+    ("email",): (
+        "correo", "courriel", "adresse électronique", "endereço eletrônico", "e-posta",
+        "почта", "邮箱", "電子郵件", "メール", "이메일", "البريد الإلكتروني",
+    ),
+    ("card", "number"): (
+        "numero de tarjeta", "número de tarjeta", "tarjeta de crédito", "numéro de carte",
+        "carte bancaire", "carte de crédit", "kartennummer", "kreditkarte", "numero carta",
+        "carta di credito", "número do cartão", "cartão de crédito", "номер карты",
+        "卡号", "カード番号",
+    ),
+    ("ssn",): (
+        "número de seguro social", "numéro de sécurité sociale", "sécurité sociale",
+        "sozialversicherungsnummer", "codice fiscale", "номер социального страхования",
+    ),
+    ("api", "key"): ("clave api", "clé api", "api schlüssel", "chiave api"),
+}  # fmt: skip
+for _words, _names in _OTHER_LANGUAGES.items():
+    FIELD_ALIASES[_words] += tuple(name_words(_name) for _name in _names)
 # a field's name this long written into one word with others (`PGPASSWORD`, `dbpassword`,
 # `nocardnumber`) names it too; shorter ones would be found inside other words (`iphone`)
 COMPOUND_LEAST = 8
