@@ -10,7 +10,10 @@ Owns the rule that masking never corrupts data and never fails open:
   string leaves, keys and numbers of json and jsonb (parsed, masked, written back, so the
   document stays valid JSON: a number found becomes the masked string; keys named like a
   masked field are masked too), and the elements of text arrays (binary arrays element by
-  element; a text array literal whose elements hold something is sent as NULL);
+  element; a text array literal whose elements hold something is sent as NULL); an array
+  of JSON documents (json[], jsonb[], text[] of JSON) one of whose elements has a key
+  named like a masked field is sent as NULL; a COPY row has such documents masked field by
+  field (masked_copy_row);
 - bytea (and bytea[]) is read as the text its bytes spell in UTF-8: a card number or a
   password stored as bytes (convert_to's) is text to whoever decodes it, so its hex or
   escape form (text format) or its raw bytes (binary format) are decoded first, and a
@@ -45,6 +48,7 @@ from portcullis.verdict import MaskRule
 TEXT_LIKE = frozenset({25, 1043, 1042, 19, 705})  # text varchar bpchar name unknown
 JSON, JSONB = 114, 3802
 TEXT_ARRAYS = frozenset({1009, 1015, 1014, 1003})  # text[] varchar[] bpchar[] name[]
+JSON_ARRAYS = frozenset({199, 3807})  # json[] jsonb[]
 # Built-in types whose values hold no text a detector could read (their text and binary
 # forms are numbers, dates, addresses, bits or raw bytes); arrays and ranges of them too.
 # fmt: off
@@ -114,7 +118,15 @@ def detected_value(
         return (text.encode(), counts) if counts else None
     if type_oid in (JSON, JSONB):
         return _detected_json(masker, value, binary and type_oid == JSONB)
-    if type_oid in TEXT_ARRAYS:
+    if type_oid in TEXT_ARRAYS or type_oid in JSON_ARRAYS:
+        held = _held_documents(masker, value, binary, type_oid == 3807)
+        if held:
+            # an element that is a JSON document with a key named like a masked field
+            # (`ARRAY['{"password": ...}'::jsonb]`, a text[] of JSON): the whole value
+            return None, held
+        if type_oid in JSON_ARRAYS:
+            _, counts = masker.mask_text(_bytes_text(value, binary, True))
+            return (None, counts) if counts else None
         return _detected_array(masker, value, binary)
     if type_oid in (BYTEA, BYTEA_ARRAY):
         _, counts = masker.mask_text(_bytes_text(value, binary, type_oid == BYTEA_ARRAY))
@@ -127,8 +139,12 @@ def detected_value(
         return _detected_numbers(masker, value, NUMBER_ARRAYS[type_oid], binary)
     if type_oid in NO_TEXT:
         return None
-    # a type the proxy cannot write a masked value of: NULL when a detector finds anything
+    # a type the proxy cannot write a masked value of: NULL when a detector finds anything,
+    # or it holds a JSON document with a key named like a masked field (an array of one)
     _, counts = masker.mask_text(value.decode("utf-8", "replace"))
+    if not binary and value.lstrip()[:1] in (b"{", b"["):
+        counts.update(_document_keys(masker, [_utf8(value)]))
+        counts.update(_document_keys(masker, array_literal_elements(_utf8(value)) or ()))
     return (None, counts) if counts else None
 
 
@@ -302,6 +318,67 @@ def _binary_array_elements(value: bytes) -> list[bytes]:
     return elements
 
 
+def array_literal_elements(literal: str) -> list[str] | None:
+    """The elements of an array's text form (array_out: `{a,"b c",NULL}`, nested braces for
+    more dimensions, a `[1:2]=` bounds prefix), quoted ones unescaped; NULLs left out.
+    None when the text is not one."""
+    text = literal.strip()
+    if text.startswith("["):
+        text = text.partition("=")[2]
+    if not text.startswith("{"):
+        return None
+    elements: list[str] = []
+    depth, i, n = 0, 0, len(text)
+    while i < n:
+        char = text[i]
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        elif char == '"':
+            out, i = [], i + 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\":
+                    i += 1
+                out.append(text[i : i + 1])
+                i += 1
+            elements.append("".join(out))
+        elif char not in ", \t\n":
+            start = i
+            while i < n and text[i] not in ",{}":
+                i += 1
+            word = text[start:i].strip()
+            if word.upper() != "NULL":
+                elements.append(word)
+            continue
+        i += 1
+    return elements if depth == 0 else None
+
+
+def _document_keys(masker: Masker, texts: list[str] | tuple[str, ...]) -> Counter[str]:
+    """What Masker.mask_json masks in those of `texts` that are JSON objects or arrays."""
+    total: Counter[str] = Counter()
+    for text in texts:
+        if text.lstrip()[:1] in ("{", "["):
+            document = _json_text(text.encode())
+            if document is not None:
+                total.update(masker.mask_json(document)[1])
+    return total
+
+
+def _held_documents(masker: Masker, value: bytes, binary: bool, jsonb: bool) -> Counter[str]:
+    """What the JSON documents an array value's elements hold would have masked."""
+    try:
+        if binary:
+            raw = _binary_array_elements(value)
+            texts = [_utf8(e[1:] if jsonb and e[:1] == b"\x01" else e) for e in raw]
+        else:
+            texts = array_literal_elements(_utf8(value)) or []
+    except (struct.error, IndexError, ValueError):
+        return Counter({"unreadable_array": 1})
+    return _document_keys(masker, texts)
+
+
 def _json_text(value: bytes) -> dict[str, object] | list[object] | None:
     """A text value that is a JSON object or array, else None."""
     try:
@@ -447,3 +524,110 @@ def masked_fields(masker: Masker, fields: dict[str, str]) -> dict[str, str] | No
             out[code] = masked
             changed = True
     return out if changed else None
+
+
+# COPY TO rows. A COPY row carries no column types, and the proxy masked it by the value
+# detectors only: a json/jsonb column (or text holding JSON) whose document has a key named
+# like a masked field went out in clear (`COPY people(id, profile) TO STDOUT` gave
+# {"password": "hunter2-json"} where SELECT gives {"password": "[REDACTED]"}). Each field
+# of a row that is a JSON object or array is now masked by its keys as a SELECT masks it.
+# Under masks the policy lets COPY out only in the text format or CSV with their default
+# delimiter, quote and escape (postgres.rego: other options are refused), so those two
+# spellings are all a row can be in; both are read (the text format's first: a CSV field
+# holding JSON is quoted, its quotes doubled, and never parses as JSON read the other way).
+_COPY_TEXT_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_COPY_TEXT_ESCAPE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re.DOTALL)
+_COPY_TEXT_SPECIAL = re.compile(r"[\\\b\f\n\r\t\v]")
+_COPY_TEXT_NAMES = {"\\": "\\\\", **{v: f"\\{k}" for k, v in _COPY_TEXT_ESCAPES.items()}}
+# a CSV field: quoted ("" inside is one quote) or bare, up to the next comma
+_CSV_FIELD = re.compile(r'"((?:[^"]|"")*)"(?=,|\r?\n?\Z)|([^,"]*)(?=,|\r?\n?\Z)')
+
+
+def _copy_text_value(raw: str) -> str:
+    """A text-format field's value (COPY's backslash escapes read back)."""
+
+    def one(found: re.Match[str]) -> str:
+        octal, hexa, char = found.groups()
+        if octal is not None:
+            return chr(int(octal, 8) & 0xFF)
+        if hexa is not None:
+            return chr(int(hexa, 16))
+        return _COPY_TEXT_ESCAPES.get(char, char)
+
+    return _COPY_TEXT_ESCAPE.sub(one, raw)
+
+
+def _text_spans(row: str) -> list[tuple[int, int, str]]:
+    """(start, end, value) of each field of a text-format row."""
+    spans: list[tuple[int, int, str]] = []
+    end = len(row) - 1 if row.endswith("\n") else len(row)
+    start = 0
+    while True:
+        tab = row.find("\t", start, end)
+        stop = end if tab < 0 else tab
+        spans.append((start, stop, _copy_text_value(row[start:stop])))
+        if tab < 0:
+            return spans
+        start = tab + 1
+
+
+def _csv_spans(row: str) -> list[tuple[int, int, str]]:
+    """(start, end, value) of each field of a CSV row (default delimiter and quote); []
+    when the row is not one (the text format's)."""
+    spans: list[tuple[int, int, str]] = []
+    pos = 0
+    while True:
+        found = _CSV_FIELD.match(row, pos)
+        if found is None:
+            return []
+        quoted = found.group(1)
+        value = quoted.replace('""', '"') if quoted is not None else found.group(2)
+        spans.append((found.start(), found.end(), value))
+        pos = found.end()
+        if not row.startswith(",", pos):
+            return spans
+        pos += 1
+
+
+def _copy_text_field(value: str) -> str:
+    return _COPY_TEXT_SPECIAL.sub(lambda c: _COPY_TEXT_NAMES[c.group()], value)
+
+
+def _csv_field(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def masked_copy_row(masker: Masker, row: str) -> tuple[str, Counter[str]] | None:
+    """One COPY TO row (a CopyData's text) with every field that is a JSON object or array
+    masked by its keys (Masker.mask_json, as detected_value masks json, jsonb and text
+    holding JSON in a SELECT), written back in the row's spelling; None when no field
+    changed. The detectors' pass over the whole row is the caller's (Masker.mask_text)."""
+    if "{" not in row and "[" not in row:
+        return None
+    for spans, spell in ((_text_spans(row), _copy_text_field), (_csv_spans(row), _csv_field)):
+        counts: Counter[str] = Counter()
+        out: list[str] = []
+        last = 0
+        for start, end, value in spans:
+            if value.lstrip()[:1] not in ("{", "["):
+                continue
+            document = _json_text(value.encode())
+            if document is None:
+                # an array of documents (jsonb[], text[] of JSON): the field goes as NULL
+                held = _document_keys(masker, array_literal_elements(value) or [])
+                if held:
+                    counts.update(held)
+                    out += [row[last:start], "\\N" if spell is _copy_text_field else ""]
+                    last = end
+                continue
+            masked, found = masker.mask_json(document)
+            if not found:
+                continue
+            counts.update(found)
+            text = json.dumps(masked, ensure_ascii=False, separators=(", ", ": "))
+            out += [row[last:start], spell(text)]
+            last = end
+        if counts:
+            out.append(row[last:])
+            return "".join(out), counts
+    return None

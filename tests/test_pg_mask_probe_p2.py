@@ -1,0 +1,127 @@
+"""Probe P2 of the Postgres masks (helper pgmask3) against the real stack
+(tests/adversary.py: a gateway whose upstream credential is the `postgres` SUPERUSER), as a
+reader outside pii-readers.
+
+COPY rows and JSON keys. A SELECT masks a JSON document's keys named like a masked field
+(`{"password": "[REDACTED]", "status": "ok"}`), in json, jsonb and text holding JSON alike.
+A COPY row carries no column types and was read by the value detectors only: `COPY
+people(id, profile) TO STDOUT` gave `{"status": "ok", "password": "hunter2-json"}`, in
+the text format and in CSV, from a jsonb column, a json one, text holding JSON, an array
+of documents and COPY (SELECT ...). Each field of a COPY row that is a JSON object or
+array is now masked by its keys as a SELECT masks it (proxies/postgres/values.py
+masked_copy_row, called by the tracker's COPY masking); the policy lets COPY out under
+masks only in the text format or CSV with the default delimiter and quote, so those are
+the spellings read.
+"""
+
+from __future__ import annotations
+
+import pytest
+from adversary import (
+    assert_no_secret,
+    bind,
+    copied,
+    describe,
+    execute,
+    parse,
+    ready_client,
+    running_arena,
+    sync,
+)
+
+pytestmark = pytest.mark.integration
+
+DOCUMENTS = """
+CREATE TABLE docs (id int, profile jsonb, raw json, note text, many jsonb[], texts text[],
+  raws json[]);
+INSERT INTO docs VALUES (1, '{"password": "hunter2-jsonb", "status": "ok"}',
+  '{"status": "ok",  "password": "hunter2-json"}',
+  '{"password": "hunter2-text", "tab": "a\\tb"}',
+  ARRAY['{"password": "hunter2-arr"}'::jsonb], ARRAY['{"password": "hunter2-tarr"}'],
+  ARRAY['{"password": "hunter2-jarr"}'::json]);
+"""
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory):
+    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
+        with gateway.admin() as admin:
+            admin.execute(DOCUMENTS)
+        yield gateway
+
+
+@pytest.fixture
+def reader(arena):
+    c = ready_client(arena, ("readonly",), "mask-p2")
+    yield c
+    c.close()
+
+
+COPIES = [
+    "COPY docs(id, profile) TO STDOUT",
+    "COPY docs(id, raw) TO STDOUT",
+    "COPY docs(id, note) TO STDOUT",
+    "COPY docs(id, profile, raw, note) TO STDOUT (FORMAT csv)",
+    "COPY docs(id, profile) TO STDOUT (FORMAT csv, HEADER, FORCE_QUOTE *)",
+    "COPY (SELECT profile FROM docs) TO STDOUT",
+    "COPY (SELECT raw, id FROM docs) TO STDOUT (FORMAT csv)",
+    "COPY (SELECT profile->'status', profile FROM docs) TO STDOUT",
+]
+
+
+@pytest.mark.parametrize("sql", COPIES)
+def test_a_copied_document_has_its_keys_masked(reader, sql) -> None:
+    answer = reader.query(sql)
+    assert not answer.errors, answer.errors
+    rows = copied(answer)
+    assert rows, answer.messages
+    assert b"hunter2" not in answer.raw, rows
+    assert b"[REDACTED]" in b"".join(rows), rows
+    assert_no_secret(answer)
+
+
+ARRAYS = [
+    "COPY docs(id, many) TO STDOUT",
+    "COPY docs(id, texts, raws) TO STDOUT (FORMAT csv)",
+    "COPY (SELECT many, texts FROM docs) TO STDOUT",
+]
+
+
+@pytest.mark.parametrize("sql", ARRAYS)
+def test_a_copied_array_of_documents_is_masked(reader, sql) -> None:
+    answer = reader.query(sql)
+    assert not answer.errors, answer.errors
+    assert copied(answer), answer.messages
+    assert b"hunter2" not in answer.raw, answer.messages
+    assert_no_secret(answer)
+
+
+# an array whose elements are JSON documents: a SELECT masked a document by its keys, not
+# one inside an array (`{"{\"password\": \"hunter2-arr\"}"}`)
+SELECTED_ARRAYS = [
+    "SELECT many FROM docs",
+    "SELECT texts FROM docs",
+    "SELECT raws FROM docs",
+    "SELECT * FROM docs",
+    "SELECT array_agg(profile) FROM docs",
+]
+
+
+@pytest.mark.parametrize("sql", SELECTED_ARRAYS)
+@pytest.mark.parametrize("result_format", [0, 1])
+def test_an_array_of_documents_is_masked(reader, sql, result_format) -> None:
+    answer = reader.send(
+        parse("", sql), bind("", "", result_format), describe("P", ""), execute(), sync()
+    )
+    assert not answer.errors, answer.errors
+    assert answer.rows, answer.messages
+    assert b"hunter2" not in answer.raw, answer.rows
+    assert_no_secret(answer)
+
+
+def test_a_copied_document_keeps_its_other_values(reader) -> None:
+    """The masked row is still the row: its other fields and keys as they were."""
+    text = reader.query("COPY docs(id, profile) TO STDOUT")
+    assert copied(text) == [b'1\t{"status": "ok", "password": "[REDACTED]"}\n']
+    csv = reader.query("COPY docs(id, profile) TO STDOUT (FORMAT csv)")
+    assert copied(csv) == [b'1,"{""status"": ""ok"", ""password"": ""[REDACTED]""}"\n']
