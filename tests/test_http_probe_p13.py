@@ -28,6 +28,9 @@ email detector partial). Each came to the reader whole before its fix:
   field named before it;
 - names and values in turn in a list (`["name", "Ann", "phone", "+1 555 0100"]`: Redis'
   HGETALL over HTTP, a logger's attributes): only a list of two was read as a pair;
+- a response header named spelt out (`X-P-H-O-N-E: 5550100`) or holding a value after
+  a label spelt out (`X-Data: p-h-o-n-e n-u-m-b-e-r 5550100`): header names and values
+  are now read as bodies.as_read gives them too, as a body's text lines are;
 - text whose bytes are no UTF-8 (Latin-1 or Windows-1252, no charset named: what
   Python's requests and a browser read such a body as): read as UTF-8 with invalid bytes
   replaced, so `ann.smith@ex\\xe4mple.com` was no email to the detector and went whole
@@ -51,7 +54,7 @@ from http_upstream import http_stack
 from test_http_probe_p4 import READER_MASKS
 from test_http_probe_p5 import app_upstream, bearer
 
-from proxies.http.bodies import BodyMask, Unmaskable, answer_kind, masker_for
+from proxies.http.bodies import BodyMask, Unmaskable, answer_kind, masked_headers, masker_for
 
 pytestmark = pytest.mark.integration
 
@@ -226,13 +229,34 @@ def test_text_in_a_legacy_charset_is_masked_as_the_same_text_in_utf_8() -> None:
     assert b"a***@" in out
 
 
+# a header field named spelt out, or holding a value after a label spelt out (only the
+# name as written was read, and a value's words as written)
+HEADERS = {
+    "X-P-H-O-N-E": "5550100",
+    "P-H-O-N-E-Number": "5550100",
+    "X-Data": "p-h-o-n-e n-u-m-b-e-r 5550100",
+    "X-Note": "P H O N E: 5550100",
+}
+
+
+def test_a_header_named_or_labelled_otherwise_is_masked() -> None:
+    out, _ = masked_headers(masker_for(READER_MASKS, b"k" * 32), list(HEADERS.items()))
+    assert not [(n, v) for n, v in out if "5550100" in v], out
+    kept = [("X-Request-Id", "abc-123"), ("X-A-B-C", "5550100")]
+    assert masked_headers(masker_for(READER_MASKS, b"k" * 32), kept)[0] == kept
+
+
 def _app() -> web.Application:
     async def answer(request: web.Request) -> web.Response:
         content_type, body = ANSWERS[sorted(ANSWERS)[int(request.query["n"])]]
         return web.Response(body=body, headers={"Content-Type": content_type})
 
+    async def headers(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True}, headers=HEADERS)
+
     app = web.Application()
     app.router.add_get("/answer", answer)
+    app.router.add_get("/headers", headers)
     return app
 
 
@@ -252,6 +276,10 @@ async def test_a_readers_answers_are_masked_end_to_end(tmp_path: Path) -> None:
                     got[case] = r.status, await r.read()
                 if got[case][0] != 403 or b"no evaluation worker" not in got[case][1]:
                     break
+        async with client.get(s.url + "/headers", headers=bearer(s, sub="hilda@example.com")) as r:
+            assert r.status == 200
+            shown = list(r.headers.items())
+    assert not [(n, v) for n, v in shown if "5550100" in v], shown
     # (each answer relayed, or withheld as one the masks cannot read: 502)
     odd = {case: got[case] for case in got if got[case][0] not in (200, 502)}
     assert not odd, odd

@@ -151,11 +151,22 @@ def masked_headers(
     for name, value in headers:
         key = name.lower().removeprefix("x-").replace("-", "_")
         rule = key if masker.rule_for((key,)) is not None else values._field(name) or None
+        if rule is None and (seen := as_read(name[2:] if key != name.lower() else name)):
+            # (a name spelt out, `X-P-H-O-N-E`, as its reader reads it)
+            rule = (values._label_field(seen) or None) if seen != name else None
         if rule is not None:
             masked, found = masker.mask_json({rule: value})
             counts.update(found)
             value = str(next(iter(masked.values())))
         else:
+            before = sum(values.counts.values())
+            seen = as_read(value)
+            if seen != value:
+                # (`p-h-o-n-e n-u-m-b-e-r 5550100` as its reader reads it: shown so when
+                # that masks anything, as a text line is)
+                shown = values._pairs_and_prose(seen)
+                if sum(values.counts.values()) != before:
+                    value = shown
             if "=" in value or ":" in value:
                 value = values._inline(value)
             value = values._prose(value)  # (`Warning: 199 - "phone 5550100"`)
