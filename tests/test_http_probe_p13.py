@@ -31,6 +31,9 @@ email detector partial). Each came to the reader whole before its fix:
 - a response header named spelt out (`X-P-H-O-N-E: 5550100`) or holding a value after
   a label spelt out (`X-Data: p-h-o-n-e n-u-m-b-e-r 5550100`): header names and values
   are now read as bodies.as_read gives them too, as a body's text lines are;
+- an event stream's `id:` or `event:` holding a field's name and its value (`id:
+  phone/5550100`: the client's lastEventId; the data after it was masked, the id went
+  whole): withheld when a word of it names a masked field and it holds a digit or `@`;
 - text whose bytes are no UTF-8 (Latin-1 or Windows-1252, no charset named: what
   Python's requests and a browser read such a body as): read as UTF-8 with invalid bytes
   replaced, so `ann.smith@ex\\xe4mple.com` was no email to the detector and went whole
@@ -119,6 +122,10 @@ ANSWERS: dict[str, tuple[str, bytes]] = {
         "application/json",
         json.dumps({"html": "<tr><th>phone</th></tr>\n<tr><td>5550100</td></tr>"}).encode(),
     ),
+    "an event id holding a name and its value": (
+        "text/event-stream",
+        b"id: phone/5550100\ndata: {}\n\nevent: 5550100-P-H-O-N-E\ndata: {}\n\n",
+    ),
     "names and values in turn": (
         "application/json",
         json.dumps({"HGETALL": ["name", "Ann", "phone", "+1 555 0100"]}).encode(),
@@ -195,6 +202,7 @@ STAYS: dict[str, tuple[str, bytes]] = {
     ),
     "letters in groups": ("text/plain", b"grades: a b c  d e f\n"),
     "spelt words naming nothing": ("text/plain", b"x-y-z a-b-c: 5550100\n"),
+    "event ids naming nothing": ("text/event-stream", b"id: 42\nevent: message\ndata: {}\n\n"),
     "a list of column names": ("application/json", b'["id", "phone", "email", "name"]'),
     "csv headers with digits": ("text/csv", b"id,q1_2024,total\n1,3,4\n"),
     "lines in a string naming nothing": (

@@ -1277,6 +1277,26 @@ class BodyMask:
             return True
         return ("=" in line or ":" in line) and self._inline(line) != line
 
+    def _name_held(self, line: str) -> str:
+        """An event's `id:` or `event:` line, its value withheld when a word of it names a
+        masked field and it holds a digit or `@` beside (`id: phone/5550100`, `event:
+        5550100-phone`: a name beside its value, which no separator tells)."""
+        name, colon, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if (
+            name not in ("id", "event")
+            or not colon
+            or not self._worded
+            or not value
+            or not _VALUE_LIKE.search(value)  # (a label alone: `id: phone`)
+        ):
+            return line
+        seen = as_read(value)
+        if any(worded_field(self._worded, name_words(v)) for v in dict.fromkeys((value, seen))):
+            self.counts["field:event"] += 1
+            return f"{name}: {REDACTED_VALUE}"
+        return line
+
     def _event(self, event: str) -> str:
         """One SSE event (WHATWG HTML §9.2.6): its data lines are one value, masked as
         JSON when they parse, else as a line of text; every other line (`event:`, `id:`,
@@ -1292,7 +1312,7 @@ class BodyMask:
         others = [
             ":" + self._line(ln[1:])
             if ln.startswith(":")
-            else self._unescaped_clear(self._text(self._fields(ln)))
+            else self._unescaped_clear(self._text(self._fields(self._name_held(ln))))
             for ln in lines
             if not ln.startswith("data:") and (not ln.startswith("retry") or _RETRY.fullmatch(ln))
         ]
