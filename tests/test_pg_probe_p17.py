@@ -217,3 +217,23 @@ def test_a_view_column_renamed_after_the_session_started_still_carries_its_colum
         assert answer.errors and "denied by policy" in answer.errors[0], answer.rows
     finally:
         admin_makes(arena, "DROP VIEW public.shown")
+
+
+def test_a_session_opening_leaves_the_others_facts_alone() -> None:
+    """Facts read by a newer session of the same catalogue are not newer facts: the
+    sessions open already keep theirs (and their prepared statements' verdicts)."""
+    from proxies.postgres.catalog_watch import CatalogWatch, Facts
+
+    def read(mark: str, at: float) -> Facts:
+        return Facts(mark, at, "c", ("lower",), {}, {}, {})
+
+    watch = CatalogWatch("127.0.0.1", 5432, None)
+    first = read("m1", 1.0)
+    watch.adopt(first)
+    watch.adopt(read("m1", 2.0))
+    assert watch.facts is first
+    changed = read("m2", 3.0)
+    watch.adopt(changed)
+    assert watch.facts is changed
+    watch.adopt(read("m1", 0.5))  # older: never taken back
+    assert watch.facts is changed

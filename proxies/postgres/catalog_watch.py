@@ -153,6 +153,11 @@ async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | No
     )
 
 
+def same_catalogue(a: Facts, b: Facts) -> bool:
+    """Read of the same catalogue (their marks agree): nothing to judge differently."""
+    return a.mark == b.mark and a.columns_mark == b.columns_mark
+
+
 NO_FACTS = Facts("", float("-inf"), "", (), {}, {}, {})
 
 Credentials = Callable[[], "tuple[dict[str, str], CredentialLease] | None"]
@@ -209,8 +214,10 @@ class CatalogWatch:
             self._close()
 
     def adopt(self, facts: Facts) -> None:
-        """Facts a session read at its start-up: kept when newer than the watch's."""
-        if self.facts is None or facts.read_at > self.facts.read_at:
+        """Facts a session read at its start-up: kept when newer than the watch's and of
+        another catalogue (the sessions open already need not take them again)."""
+        known = self.facts
+        if known is None or (facts.read_at > known.read_at and not same_catalogue(facts, known)):
             self.facts = facts
 
     async def stop(self) -> None:
@@ -280,7 +287,8 @@ class CatalogWatch:
         if facts is None:
             self._close()
             return None
-        if self.facts is None or facts.read_at > self.facts.read_at:
+        known = self.facts
+        if known is None or (facts.read_at > known.read_at and not same_catalogue(facts, known)):
             self.facts = facts
         return self.facts
 

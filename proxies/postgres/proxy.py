@@ -30,7 +30,13 @@ from portcullis.config import Config, ConnectionSettings
 from portcullis.masking import masking_key
 from portcullis.protocols import workers_of
 from proxies.postgres import codec
-from proxies.postgres.catalog_watch import NO_FACTS, CatalogWatch, Facts, read_facts
+from proxies.postgres.catalog_watch import (
+    NO_FACTS,
+    CatalogWatch,
+    Facts,
+    read_facts,
+    same_catalogue,
+)
 from proxies.postgres.columns import (
     MAX_VIEW_DEPTH,
     VIEW_KINDS,
@@ -572,10 +578,18 @@ class ClientConnection:
         """For a statement being decided: the catalogue asked again, and its facts taken
         when they are newer than this session's (code made since it started): True then."""
         facts = await self.proxy.catalog.fresh(self.credentials)
-        if facts is not None and facts.read_at > self.facts.read_at:
-            self.take_facts(facts)
-            return True
-        return False
+        return facts is not None and self.newer_facts(facts)
+
+    def newer_facts(self, facts: Facts) -> bool:
+        """Facts the watch read: taken when newer and of another catalogue (True), else
+        only remembered as what this session's are (no statement asked again)."""
+        if facts.read_at <= self.facts.read_at:
+            return False
+        if same_catalogue(facts, self.facts):
+            self.facts = facts
+            return False
+        self.take_facts(facts)
+        return True
 
     def _check_database(self, params: dict[str, str]) -> None:
         """A database the client names must be the connection's (libpq names the user's
@@ -1025,7 +1039,7 @@ class _Relay(Relay):
         conn, enforcer = self.conn, self.enforcer
         newest = conn.proxy.catalog.facts
         if newest is not conn.facts and newest is not None and newest.read_at > conn.facts.read_at:
-            conn.take_facts(newest)  # the watch saw code made since (catalog_watch)
+            conn.newer_facts(newest)  # the watch read the catalogue since (catalog_watch)
         try:
             parser = conn.parser
             messages = parser.lone_query(data)
