@@ -47,6 +47,7 @@ from adversary import (
     sync,
 )
 from pdp_harness import REGO
+from pg_probe_stack import arena_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -59,10 +60,7 @@ SCRAM = b"SCRAM-SHA-256$"
 # --- fixtures ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        yield gateway
+arena = arena_fixture()
 
 
 @pytest.fixture

@@ -36,7 +36,6 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from adversary import (
-    RawClient,
     assert_no_secret,
     function_call,
     oid_of,
@@ -45,6 +44,7 @@ from adversary import (
     running_arena,
 )
 from pdp_harness import free_port
+from pg_probe_stack import arena_fixture, probe_client
 
 from proxies.postgres import codec
 from proxies.postgres.proxy import CancelBudget
@@ -60,16 +60,10 @@ PII_STATEMENT = (
 )
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        with gateway.admin() as admin:
-            admin.execute(VIEWS)
-        yield gateway
+arena = arena_fixture(VIEWS)
 
 
-def client(arena, groups: tuple[str, ...]) -> RawClient:
-    return ready_client(arena, groups, "p11")
+client = probe_client("p11")
 
 
 @pytest.fixture

@@ -34,16 +34,14 @@ from __future__ import annotations
 import pytest
 from adversary import (
     CARD,
-    RawClient,
     assert_no_secret,
     bind,
     copied,
     execute,
     parse,
-    ready_client,
-    running_arena,
     sync,
 )
+from pg_probe_stack import arena_fixture, probe_client
 
 pytestmark = pytest.mark.integration
 
@@ -70,16 +68,10 @@ CARD_HEX = CARD.hex().encode()
 EMAIL_HEX = b"ada@example.com".hex().encode()
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        with gateway.admin() as admin:
-            admin.execute(EXTRA)
-        yield gateway
+arena = arena_fixture(EXTRA)
 
 
-def client(arena, groups: tuple[str, ...]) -> RawClient:
-    return ready_client(arena, groups, "p12")
+client = probe_client("p12")
 
 
 STATISTICS_THROUGH_A_VIEW = [

@@ -44,9 +44,9 @@ from adversary import (
     execute,
     parse,
     ready_client,
-    running_arena,
     sync,
 )
+from pg_probe_stack import arena_fixture
 
 from pdp.sql.classify import classify
 from pdp.sql.grammar import newer_nodes
@@ -84,12 +84,7 @@ CREATE VIEW public.p13_vrandom AS SELECT id, random() AS r FROM orders;
 """
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        with gateway.admin() as admin:
-            admin.execute(EXTRA)
-        yield gateway
+arena = arena_fixture(EXTRA)
 
 
 READ_AS_NEWER_SYNTAX = [

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from adversary import assert_no_secret, ready_client, running_arena
+from adversary import assert_no_secret, ready_client
+from pg_probe_stack import arena_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -69,12 +70,7 @@ CREATE TABLE p14_plain (id serial PRIMARY KEY, x text DEFAULT 'x', at timestampt
 """
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        with gateway.admin() as admin:
-            admin.execute(EXTRA)
-        yield gateway
+arena = arena_fixture(EXTRA)
 
 
 def _stashed(arena) -> int:

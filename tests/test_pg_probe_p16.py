@@ -32,17 +32,10 @@ or array has its keys masked as a document's.
 from __future__ import annotations
 
 import pytest
-from adversary import assert_no_secret, ready_client, running_arena
+from adversary import assert_no_secret, ready_client
+from pg_probe_stack import arena_fixture
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        with gateway.admin() as admin:
-            admin.execute(PEOPLE)
-        yield gateway
 
 
 PEOPLE = """
@@ -53,6 +46,8 @@ INSERT INTO people VALUES
   (1, ROW('zed', 'hunter2-zed'), '{"password": "hunter2-json", "status": "ok"}',
    ARRAY[ROW('arr', 'hunter2-arr')::contact], ROW('dom', 'hunter2-dom'));
 """
+
+arena = arena_fixture(PEOPLE)
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from adversary import marker_path, ready_client, running_arena
+from adversary import marker_path, ready_client
+from pg_probe_stack import arena_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -22,10 +23,7 @@ DBA = ("dba",)
 UNMASKED_DBA = ("dba", "pii-readers")
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        yield gateway
+arena = arena_fixture()
 
 
 def _refused_for_approval(arena, groups: tuple[str, ...], sql: str) -> None:

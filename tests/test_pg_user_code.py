@@ -22,6 +22,7 @@ import asyncpg
 import psycopg
 import pytest
 from adversary import Arena, running_arena
+from pg_probe_stack import arena_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -45,12 +46,7 @@ CREATE VIEW public.v_citext AS SELECT id, name::citext AS name FROM customers;
 """
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        with gateway.admin() as admin:
-            admin.execute(USER_CODE)
-        yield gateway
+arena = arena_fixture(USER_CODE)
 
 
 def ran(conn: psycopg.Connection) -> str | None:
