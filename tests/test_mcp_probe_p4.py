@@ -79,6 +79,18 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
 
 
+async def _answered_to_a_reader(tmp_path: Path, result: dict[str, Any]) -> bytes:
+    """The SSE bytes a reader is handed when the upstream answers its find_customer call
+    with `result`."""
+    async with mcp_stack(tmp_path) as stack:
+        mallory = await agent_of(stack, "mallory@example.com", "readonly")
+        await mallory.start("sid-m")
+        call = await mallory.send("POST", tool_call(12, "find_customer", name="Ann"))
+        assert isinstance(call, Forward)
+        answer = event({"jsonrpc": "2.0", "id": 12, "result": result})
+        return await read(await call.response(200, list(SSE), chunks(answer)))
+
+
 async def test_a_number_no_double_holds_is_refused_before_it_is_decided(tmp_path: Path) -> None:
     async with mcp_stack(tmp_path) as stack:
         mallory = stack.token("mallory@example.com", "readonly")
@@ -178,13 +190,7 @@ async def test_base64_under_any_key_of_a_masked_result_is_read(tmp_path: Path) -
         "content": [{"type": "text", "text": json.dumps(exported)}],
         "structuredContent": exported,
     }
-    async with mcp_stack(tmp_path) as stack:
-        mallory = await agent_of(stack, "mallory@example.com", "readonly")
-        await mallory.start("sid-m")
-        call = await mallory.send("POST", tool_call(12, "find_customer", name="Ann"))
-        assert isinstance(call, Forward)
-        answer = event({"jsonrpc": "2.0", "id": 12, "result": result})
-        data = await read(await call.response(200, list(SSE), chunks(answer)))
+    data = await _answered_to_a_reader(tmp_path, result)
     got = sse_messages(data)[0]["result"]
     shown = [got["structuredContent"], json.loads(got["content"][0]["text"])]
     for seen in shown:
@@ -335,13 +341,7 @@ async def test_json_encoded_twice_is_masked_as_json(tmp_path: Path) -> None:
         "content": [{"type": "text", "text": twice}, {"type": "text", "text": '"Hi," I said'}],
         "structuredContent": {"result": twice},
     }
-    async with mcp_stack(tmp_path) as stack:
-        mallory = await agent_of(stack, "mallory@example.com", "readonly")
-        await mallory.start("sid-m")
-        call = await mallory.send("POST", tool_call(12, "find_customer", name="Ann"))
-        assert isinstance(call, Forward)
-        answer = event({"jsonrpc": "2.0", "id": 12, "result": result})
-        data = await read(await call.response(200, list(SSE), chunks(answer)))
+    data = await _answered_to_a_reader(tmp_path, result)
     got = sse_messages(data)[0]["result"]
     for shown in (got["content"][0]["text"], got["structuredContent"]["result"]):
         fields = json.loads(json.loads(shown))
@@ -394,13 +394,7 @@ async def test_text_that_is_not_json_gets_the_field_rules(tmp_path: Path) -> Non
         "bare value": "phone",  # (a value, {"via": "phone"}: no column, kept)
     }
     result = {"content": [{"type": "text", "text": t} for t in texts.values()]}
-    async with mcp_stack(tmp_path) as stack:
-        mallory = await agent_of(stack, "mallory@example.com", "readonly")
-        await mallory.start("sid-m")
-        call = await mallory.send("POST", tool_call(12, "find_customer", name="Ann"))
-        assert isinstance(call, Forward)
-        answer = event({"jsonrpc": "2.0", "id": 12, "result": result})
-        data = await read(await call.response(200, list(SSE), chunks(answer)))
+    data = await _answered_to_a_reader(tmp_path, result)
     shown = [c["text"] for c in sse_messages(data)[0]["result"]["content"]]
     got = dict(zip(texts, shown, strict=True))
     for secret in ("555 0100", "hunter2", "DE8937", "ann@example.com"):
