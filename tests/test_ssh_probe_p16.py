@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from policy_harness import shipped_engine
-from ssh_probe_stack import denied_when_asked, stack_fixture
+from ssh_probe_stack import STUB, denied_when_asked, stack_fixture, stubs_fixture
 from test_ssh_probe_exec import ALLOWED, verdict
 from test_ssh_probe_p7 import BASH
 from test_ssh_proxy import Stack
@@ -79,6 +79,64 @@ def test_why_the_detectors_miss_the_carried_value(tmp_path: Path, line: str) -> 
                          text=True, check=False)  # fmt: skip
     assert "'4111'$'\\t''1111'" in run.stderr
     assert not masker.mask_text(run.stderr)[1], run.stderr
+
+
+# The class, with stubs: `cat` and `journalctl` print a tabbed marker, every other program
+# logs its argv. No line a reader may run without approval hands df, uptime or free (which
+# quote what they refuse) a word holding the marker, whatever carries it there.
+SOURCE = "printf 'TAINT\\tX\\n'\n"
+SOURCES = ["cat /var/log/syslog", "journalctl -o cat -n 1", "cat"]
+QUOTING = ["df", "df --", "uptime", "free"]
+CARRIERS = [
+    'printf \'%s\\n\' "$({src})"; {sink} "$_"',
+    'for x in "$({src})"; do {sink} "$x"; done',
+    'for x in a "`{src}`"; do :; done; {sink} "$_"',
+    'for x in "$({src})"; do :; done; {sink} "${{x}}"',
+    'for x in "$({src})"; do for y in "$x"; do {sink} "$y"; done; done',
+    '{sink} "$({src})"',
+    "{src} | xargs -d '\\n' {sink}",
+    '{src} | while read -r x; do {sink} "$x"; done',
+    'command printf \'%s\\n\' "$({src})"; {sink} "$_"',
+    'env printf \'%s\\n\' "$({src})"; nice {sink} "x$_"',
+    'timeout 5 printf \'%s\\n\' "$({src})" >/dev/null && {{ {sink} -- "${{_}}"; }}',
+    'printf \'%s\\n\' "$({src})"; sh -c \'{sink} "$1"\' x "$_"',
+    'printf \'%s\\n\' "$({src})"; ( exec {sink} "$_" )',
+]
+stubs = stubs_fixture(("df", "uptime", "free", "id", "touch"))
+
+
+@pytest.mark.skipif(BASH is None, reason="bash is not installed")
+def test_no_allowed_line_hands_a_quoting_command_what_a_command_printed(
+    engine: Any, stubs: Path, tmp_path: Path
+) -> None:
+    for name in ("cat", "journalctl"):
+        (stubs / "bin" / name).write_text(STUB + SOURCE)
+        (stubs / "bin" / name).chmod(0o755)
+    handed = []
+    for carrier in CARRIERS:
+        for src in SOURCES:
+            for sink in QUOTING:
+                line = carrier.format(src=src, sink=sink)
+                if verdict(engine, line, READER)["verdict"] not in ALLOWED:
+                    continue
+                handed += [line for argv in _ran(stubs, line, tmp_path) if _tainted(argv)]
+    assert handed == []
+
+
+def _tainted(argv: list[str]) -> bool:
+    return argv[0] in ("df", "uptime", "free") and any("TAINT\tX" in a for a in argv[1:])
+
+
+def _ran(stubs: Path, line: str, tmp: Path) -> list[list[str]]:
+    """What bash ran of the line (argv each), without ran_by_bash's DEBUG trap: a trap's
+    command sets `$_` itself."""
+    ran = tmp / "ran"
+    ran.write_bytes(b"")
+    env = {"PATH": f"{stubs / 'bin'}:{os.defpath}", "HOME": str(tmp), "PORTCULLIS_RAN": str(ran)}
+    assert BASH is not None
+    subprocess.run([BASH, "-c", line], cwd=tmp, env=env, capture_output=True, timeout=10,
+                   stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+    return [r.split("\x1f") for r in ran.read_bytes().decode().split("\x1e") if r]
 
 
 @pytest.mark.integration
