@@ -34,6 +34,9 @@ email detector partial). Each came to the reader whole before its fix:
 - an event stream's `id:` or `event:` holding a field's name and its value (`id:
   phone/5550100`: the client's lastEventId; the data after it was masked, the id went
   whole): withheld when a word of it names a masked field and it holds a digit or `@`;
+- an upstream answering 206 (a range it chose: the proxy drops Range under a mask): a
+  bare value cut out of its field went as a text line; a part of a representation is
+  now refused under a mask (502), whole answers alone are read;
 - text whose bytes are no UTF-8 (Latin-1 or Windows-1252, no charset named: what
   Python's requests and a browser read such a body as): read as UTF-8 with invalid bytes
   replaced, so `ann.smith@ex\\xe4mple.com` was no email to the detector and went whole
@@ -53,7 +56,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from http_upstream import http_stack
+from http_upstream import http_stack, raw_server
 from test_http_probe_p4 import READER_MASKS
 from test_http_probe_p5 import app_upstream, bearer
 
@@ -297,3 +300,29 @@ async def test_a_readers_answers_are_masked_end_to_end(tmp_path: Path) -> None:
     assert not leaked, leaked
     # (text in a legacy charset holding no value comes whole, in its bytes)
     assert got["latin-1 domain"] == (200, b"contact: a***@example.com\n")
+
+
+async def test_a_part_of_an_answer_is_not_relayed_under_a_mask(tmp_path: Path) -> None:
+    """An upstream answering 206 with a range it chose (the proxy asks for none under a
+    mask): the bare value cut out of its field (`5550100`) was relayed as a text line the
+    detectors find nothing in."""
+    piece = b"HTTP/1.1 206 Partial Content\r\nContent-Type: text/plain\r\n"
+    piece += b"Content-Range: bytes 10-16/40\r\nContent-Length: 7\r\n\r\n5550100"
+
+    async def converse(reader: Any, writer: Any) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(piece)
+        await writer.drain()
+        await reader.read()
+
+    async with (
+        raw_server(converse) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+        aiohttp.ClientSession(timeout=TIMEOUT) as client,
+    ):
+        async with client.get(s.url + "/doc", headers=bearer(s)) as r:
+            status, body = r.status, await r.read()
+        pia = bearer(s, sub="pia@example.com", groups=("readonly", "pii-readers"))
+        async with client.get(s.url + "/doc", headers=pia) as r:
+            assert (r.status, await r.read()) == (206, b"5550100")
+    assert status == 502 and b"5550100" not in body, body

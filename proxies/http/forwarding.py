@@ -349,6 +349,13 @@ class UpstreamExchange:
             reason = ""
         mask = None
         if masker is not None and not bodyless:
+            if response.status == 206 or fields.getall("content-range"):
+                # a part of a representation (a range the upstream chose to send, though
+                # the proxy asked for none: a bare value cut out of its field) is masked
+                # as nothing: only whole answers are read
+                return _refused(
+                    guard, "response cannot be masked", "a part of a representation (206)"
+                )
             # an allow-list: only what the masker reads goes; anything else with a body
             # (no type, two, binary, multipart, unknown) is withheld (BodyMask refuses it)
             kind, shown = answer_kind(fields.getall("content-type"))
