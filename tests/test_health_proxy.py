@@ -14,11 +14,11 @@ import subprocess
 import sys
 
 import aiohttp
-import asyncpg
 import pytest
 from pdp_harness import decide_sql, free_port, open_session, pdp_config, pdp_stub, running_pdp
 from pdp_harness import token as dev_token
 from test_metrics_proxy import eventually, http_get, proxy_stack, until, value
+from test_store import refusing_connections
 
 from portcullis.v1 import pdp_pb2
 
@@ -100,13 +100,7 @@ async def test_pdp_is_not_ready_while_its_store_refuses_writes(tmp_path, pg_data
     ):
         assert (await readyz(client))[0] == 200
         opened = await open_session(stub, dev_token(config, groups=("dba",)))
-        admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-        dbname = pg_database.rsplit("/", 1)[1]
-        try:
-            await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbname
-            )
+        async with refusing_connections(pg_database):
             denied = await decide_sql(stub, opened.session_id, "select 1")
             assert denied.verdict == pdp_pb2.DENY
             status, body = await readyz(client)
@@ -115,9 +109,6 @@ async def test_pdp_is_not_ready_while_its_store_refuses_writes(tmp_path, pg_data
             # it stays so while the store refuses (the readiness probe cannot write either)
             await asyncio.sleep(2.5)  # past one probe interval: the probe runs, and fails
             assert (await readyz(client))[0] == 503
-        finally:
-            await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
-            await admin.close()
 
         # no decision comes (a load balancer sends none to a PDP that is not ready): the
         # probe finds the store writable again, and leaves a record of the outage

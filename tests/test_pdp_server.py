@@ -308,25 +308,16 @@ async def test_store_unwritable_means_deny(tmp_path):
 
 
 async def test_store_unwritable_on_real_postgres_means_deny(tmp_path, pg_database):
-    import asyncpg
+    from test_store import refusing_connections
 
     config = pdp_config(tmp_path, store={"type": "postgres", "dsn": pg_database})
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         opened = await open_session(stub, token(config, groups=("dba", "pii-readers")))
         assert (await decide_sql(stub, opened.session_id, "select 1")).verdict == pdp_pb2.ALLOW
-        admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-        dbname = pg_database.rsplit("/", 1)[1]
-        try:
-            await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbname
-            )
+        async with refusing_connections(pg_database):
             denied = await decide_sql(stub, opened.session_id, "select 1")
             assert denied.verdict == pdp_pb2.DENY
             assert "decision log unavailable" in denied.reasons[0]
-        finally:
-            await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
-            await admin.close()
         deadline = time.monotonic() + 10
         while True:
             again = await decide_sql(stub, opened.session_id, "select 1")

@@ -8,6 +8,7 @@ access would, and `verify()` must name the first bad record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import itertools
@@ -17,6 +18,7 @@ import socket
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -427,25 +429,34 @@ async def test_sqlite_directory_removed(tmp_path):
 async def test_postgres_down_then_back(pg_database):
     store = open_store(StoreSettings(type="postgres", dsn=pg_database))
     await store.start()
-    dbname = pg_database.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(ADMIN_DSN)
     try:
         before = await fill(store, 3)
-        await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbname
-        )
-        with pytest.raises(StoreUnavailable):
-            await store.append("decision", {"lost": True})
-        await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+        async with refusing_connections(pg_database):
+            with pytest.raises(StoreUnavailable):
+                await store.append("decision", {"lost": True})
         after = await store.append("decision", {"n": 4})
         assert after.seq == 4 and after.prev_hash == before[-1].hash
         report = await store.verify()
         assert report.ok and report.records == 4
     finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def refusing_connections(dsn: str) -> AsyncIterator[None]:
+    """The database of `dsn` takes no connection, and those open are ended, until the block
+    ends: a store whose database went away."""
+    dbname = dsn.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbname
+        )
+        yield
+    finally:
         await admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
         await admin.close()
-        await store.close()
 
 
 # -- PostgreSQL: replicas and privileges --------------------------------------------
