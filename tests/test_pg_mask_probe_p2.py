@@ -2,8 +2,9 @@
 (tests/adversary.py: a gateway whose upstream credential is the `postgres` SUPERUSER), as a
 reader outside pii-readers.
 
-COPY rows and JSON keys. A SELECT masks a JSON document's keys named like a masked field
-(`{"password": "[REDACTED]", "status": "ok"}`), in json, jsonb and text holding JSON alike.
+COPY rows, arrays and XML: a document's names. A SELECT masks a JSON document's keys
+named like a masked field (`{"password": "[REDACTED]", "status": "ok"}`), in json, jsonb
+and text holding JSON alike.
 A COPY row carries no column types and was read by the value detectors only: `COPY
 people(id, profile) TO STDOUT` gave `{"status": "ok", "password": "hunter2-json"}`, in
 the text format and in CSV, from a jsonb column, a json one, text holding JSON, an array
@@ -12,6 +13,12 @@ array is now masked by its keys as a SELECT masks it (proxies/postgres/values.py
 masked_copy_row, called by the tracker's COPY masking); the policy lets COPY out under
 masks only in the text format or CSV with the default delimiter and quote, so those are
 the spellings read.
+
+Inside arrays (jsonb[], json[], text[] of JSON) a document was not read by its keys at all,
+in SELECT either: `SELECT many FROM docs` gave `{"{\\"password\\": \\"hunter2-arr\\"}"}`. An
+XML document's element and attribute names are its keys: `<password>hunter2-xml</password>`
+and `password="..."` went out in clear from an xml column and from text holding XML. Such
+arrays and XML values are now sent as NULL (a field of a COPY row too).
 """
 
 from __future__ import annotations
@@ -33,12 +40,14 @@ pytestmark = pytest.mark.integration
 
 DOCUMENTS = """
 CREATE TABLE docs (id int, profile jsonb, raw json, note text, many jsonb[], texts text[],
-  raws json[]);
+  raws json[], page xml, markup text);
 INSERT INTO docs VALUES (1, '{"password": "hunter2-jsonb", "status": "ok"}',
   '{"status": "ok",  "password": "hunter2-json"}',
   '{"password": "hunter2-text", "tab": "a\\tb"}',
   ARRAY['{"password": "hunter2-arr"}'::jsonb], ARRAY['{"password": "hunter2-tarr"}'],
-  ARRAY['{"password": "hunter2-jarr"}'::json]);
+  ARRAY['{"password": "hunter2-jarr"}'::json],
+  '<user><name>ada</name><password>hunter2-xml</password></user>',
+  '<user name="ada" password="hunter2-attr"/>');
 """
 
 
@@ -84,6 +93,8 @@ ARRAYS = [
     "COPY docs(id, many) TO STDOUT",
     "COPY docs(id, texts, raws) TO STDOUT (FORMAT csv)",
     "COPY (SELECT many, texts FROM docs) TO STDOUT",
+    "COPY docs(id, page, markup) TO STDOUT",
+    "COPY docs(id, page, markup) TO STDOUT (FORMAT csv)",
 ]
 
 
@@ -99,6 +110,9 @@ def test_a_copied_array_of_documents_is_masked(reader, sql) -> None:
 # an array whose elements are JSON documents: a SELECT masked a document by its keys, not
 # one inside an array (`{"{\"password\": \"hunter2-arr\"}"}`)
 SELECTED_ARRAYS = [
+    "SELECT page FROM docs",
+    "SELECT markup FROM docs",
+    "SELECT xmlagg(page) FROM docs",
     "SELECT many FROM docs",
     "SELECT texts FROM docs",
     "SELECT raws FROM docs",

@@ -49,6 +49,7 @@ TEXT_LIKE = frozenset({25, 1043, 1042, 19, 705})  # text varchar bpchar name unk
 JSON, JSONB = 114, 3802
 TEXT_ARRAYS = frozenset({1009, 1015, 1014, 1003})  # text[] varchar[] bpchar[] name[]
 JSON_ARRAYS = frozenset({199, 3807})  # json[] jsonb[]
+XML, XML_ARRAY = 142, 143
 # Built-in types whose values hold no text a detector could read (their text and binary
 # forms are numbers, dates, addresses, bits or raw bytes); arrays and ranges of them too.
 # fmt: off
@@ -114,8 +115,17 @@ def detected_value(
                     return None
                 out = json.dumps(masked, ensure_ascii=False, separators=(", ", ": "))
                 return out.encode(), counts
+        if value.lstrip()[:1] == b"<":
+            # XML held as text: an element named like a masked field holds its value
+            named = _xml_names(masker, _utf8(value))
+            if named:
+                return None, named
         text, counts = masker.mask_text(value.decode("utf-8", "replace"))
         return (text.encode(), counts) if counts else None
+    if type_oid in (XML, XML_ARRAY):
+        _, counts = masker.mask_text(_utf8(value))
+        counts.update(_xml_names(masker, _utf8(value)))
+        return (None, counts) if counts else None
     if type_oid in (JSON, JSONB):
         return _detected_json(masker, value, binary and type_oid == JSONB)
     if type_oid in TEXT_ARRAYS or type_oid in JSON_ARRAYS:
@@ -366,6 +376,25 @@ def _document_keys(masker: Masker, texts: list[str] | tuple[str, ...]) -> Counte
     return total
 
 
+# an XML element's or attribute's name (a namespace prefix is read past)
+_XML_NAME = re.compile(r"<\s*(?:[\w.\-]+:)?([\w.\-]+)|(?:[\w.\-]+:)?([\w.\-]+)\s*=\s*[\"']")
+
+
+def _xml_names(masker: Masker, text: str) -> Counter[str]:
+    """The masked fields XML elements or attributes in `text` are named like
+    (`<password>hunter2</password>`, `<user password="...">`): a document's names as
+    its JSON keys are (Masker.rule_for_key)."""
+    total: Counter[str] = Counter()
+    if "<" not in text:
+        return total
+    for found in _XML_NAME.finditer(text):
+        name = found.group(1) or found.group(2)
+        rule = masker.rule_for_key((name,), name)
+        if rule is not None:
+            total[f"field:{rule.field or name}"] += 1
+    return total
+
+
 def _held_documents(masker: Masker, value: bytes, binary: bool, jsonb: bool) -> Counter[str]:
     """What the JSON documents an array value's elements hold would have masked."""
     try:
@@ -540,7 +569,7 @@ _COPY_TEXT_ESCAPE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re
 _COPY_TEXT_SPECIAL = re.compile(r"[\\\b\f\n\r\t\v]")
 _COPY_TEXT_NAMES = {"\\": "\\\\", **{v: f"\\{k}" for k, v in _COPY_TEXT_ESCAPES.items()}}
 # a CSV field: quoted ("" inside is one quote) or bare, up to the next comma
-_CSV_FIELD = re.compile(r'"((?:[^"]|"")*)"(?=,|\r?\n?\Z)|([^,"]*)(?=,|\r?\n?\Z)')
+_CSV_FIELD = re.compile(r'"((?:[^"]|"")*)"(?=,|\r?\n?\Z)|([^,"\r\n]*)(?=,|\r?\n?\Z)')
 
 
 def _copy_text_value(raw: str) -> str:
@@ -602,14 +631,23 @@ def masked_copy_row(masker: Masker, row: str) -> tuple[str, Counter[str]] | None
     masked by its keys (Masker.mask_json, as detected_value masks json, jsonb and text
     holding JSON in a SELECT), written back in the row's spelling; None when no field
     changed. The detectors' pass over the whole row is the caller's (Masker.mask_text)."""
-    if "{" not in row and "[" not in row:
+    if "{" not in row and "[" not in row and "<" not in row:
         return None
     for spans, spell in ((_text_spans(row), _copy_text_field), (_csv_spans(row), _csv_field)):
         counts: Counter[str] = Counter()
         out: list[str] = []
         last = 0
         for start, end, value in spans:
-            if value.lstrip()[:1] not in ("{", "["):
+            head = value.lstrip()[:1]
+            if head == "<":
+                # XML (the xml type, or text holding it): named like a masked field, NULL
+                named = _xml_names(masker, value)
+                if named:
+                    counts.update(named)
+                    out += [row[last:start], "\\N" if spell is _copy_text_field else ""]
+                    last = end
+                continue
+            if head not in ("{", "["):
                 continue
             document = _json_text(value.encode())
             if document is None:
