@@ -7,6 +7,12 @@ one forged number hid the whole session's recording from its auditors. The PDP n
 refuses the batch as not JSON, and the readers pass over such a number in a recording
 stored before.
 
+A session's proxy recorded events in the PDP's voice: `{"direction": "pdp", "type":
+"session.close"}` mid-session read in the replay as `pdp  session closed: client closed`
+while the session was open, and an `approval` event as the PDP's line of an approved DROP.
+RecordEvents takes only what proxies record now (directions client, upstream, proxy;
+types command, response, io, masking, error, unenforced), whichever way a batch is sent.
+
 Approvers answering one request at once (two approvers, or one approver's double click)
 each found it pending: both answers were recorded and both answered as given ("denied by
 kim" stood in the evidence beside the approval that counted, and kim was told nothing).
@@ -57,7 +63,7 @@ async def test_a_number_json_has_not_is_refused_and_stops_no_reader(tmp_path, co
                 )
             )
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert f"{constant.lstrip('-')} is not a JSON number" in str(refused.value.details())
+        assert "holds NaN or an infinity" in str(refused.value.details())
         assert not await app.store.query(kind=EVENTS_KIND, session_id=opened.session_id)
         # a recording stored before the PDP refused them: every reader passes over it
         text = _batch(allowed.decision_id, constant)
@@ -137,3 +143,50 @@ async def test_an_answer_another_replica_recorded_first_wins(tmp_path):
             await book.decide(approval_id, sam, True, "fine")
         assert book.requests[approval_id].state == "denied"
         assert book.requests[approval_id].approver == "kim@example.com"
+
+
+@pytest.mark.parametrize(
+    "direction, kind, shape",
+    [
+        ("pdp", "session.close", "json"),
+        ("pdp", "command", "json"),
+        ("client", "approval", "json"),
+        ("upstream", "session.open", "proto"),
+        ("pdp", "response", "proto"),
+    ],
+)
+async def test_an_event_in_the_pdps_voice_is_refused(tmp_path, direction, kind, shape):
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        allowed = await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+        forged = {"time": time.time(), "direction": direction, "type": kind,
+                  "command": "DROP TABLE orders", "decision_id": allowed.decision_id,
+                  "verdict": "allow", "details": {"reason": "client closed"}}  # fmt: skip
+        if shape == "json":
+            request = pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps([forged])
+            )
+        else:
+            forged.pop("details")
+            request = pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events=[pdp_pb2.SessionEvent(**forged)]
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.RecordEvents(request)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "is not one a proxy records" in str(refused.value.details())
+        assert not await app.store.query(kind=EVENTS_KIND, session_id=opened.session_id)
+        # what proxies record is taken
+        masking = {"time": time.time(), "direction": "proxy", "type": "masking",
+                   "decision_id": allowed.decision_id, "details": {"counts": {"x": 1}}}  # fmt: skip
+        genuine = [{**forged, "direction": "client", "type": "command", "details": {}}, masking]
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps(genuine)
+            )
+        )
+        assert await app.store.query(kind=EVENTS_KIND, session_id=opened.session_id)
+    replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
+    assert "session closed" not in replay.stdout, replay.stdout

@@ -25,6 +25,7 @@ from pdp.domain.recordings import (
     RECEIVED,
     MalformedEvents,
     bounded_batch_times,
+    kind_refusal,
     time_refusal,
 )
 from pdp.domain.sessions import REAPED_REASONS, Session, SessionTable
@@ -244,6 +245,10 @@ class SessionEventBatches:
             body: dict[str, Any] = {"events_json": text, "count": count}
         else:
             count = len(request.events)
+            for i, event in enumerate(request.events):
+                why = kind_refusal(event.direction, event.type)
+                if why:
+                    raise _BatchRefused(grpc.StatusCode.INVALID_ARGUMENT, f"events[{i}].{why}")
             times = [event.time for event in request.events]
             body = {"events": [_event_dict(event) for event in request.events]}
             try:  # (the store keeps JSON: NaN or an infinity in a time or a detail is none)

@@ -49,6 +49,11 @@ RECEIVED = "received_us"
 
 # the fields of one event, their types, and the longest text each may hold
 _TEXT_LIMITS = {"direction": 32, "type": 32, "decision_id": 64, "verdict": 32}
+# what a proxy's event may say it is (pdp.domain.timeline's shape): the PDP's own entries
+# (direction pdp: session.open, session.close, approvals) come from its records alone, so
+# a proxy's batch naming one ("session closed" mid-session, "approved by bob") is refused
+PROXY_DIRECTIONS = frozenset({"", "client", "upstream", "proxy"})
+PROXY_EVENT_TYPES = frozenset({"", "command", "response", "io", "masking", "error", "unenforced"})
 
 
 class MalformedEvents(ValueError):
@@ -246,8 +251,12 @@ def _bound_commands(events: list[Any], max_command: int) -> bool:
 
 
 def _fully_checked_batch(text: str, max_events: int, max_command: int) -> int:
+    constants = False
     try:
-        events = json.loads(text, parse_constant=_no_constant)
+        try:
+            events = json.loads(text, parse_constant=_no_constant)
+        except _Constant:  # read again, taking them, for the fields' checks to name where
+            events, constants = json.loads(text), True
     except ValueError as exc:
         raise MalformedEvents(f"events_json: not JSON ({exc})") from None
     except RecursionError:  # deeper than the parser goes: no proxy sends it
@@ -269,6 +278,9 @@ def _fully_checked_batch(text: str, max_events: int, max_command: int) -> int:
             value = event.get(name, "")
             if type(value) is not str or len(value) > limit:
                 raise MalformedEvents(f"events_json[{i}].{name}: must be text of at most {limit}")
+        why = kind_refusal(event.get("direction", ""), event.get("type", ""))
+        if why:
+            raise MalformedEvents(f"events_json[{i}].{why}")
         command = event.get("command", "")
         if type(command) is not str or len(command) > max_command:
             raise MalformedEvents(
@@ -292,14 +304,35 @@ def _fully_checked_batch(text: str, max_events: int, max_command: int) -> int:
                 f"events_json[{i}].repeat_us: must be at most {MAX_REPEAT} gaps, each a whole"
                 " number of microseconds below 10**10, or for a command [gap, command text]"
             )
+    if constants:
+        for i, event in enumerate(events):
+            try:
+                json.dumps(event, allow_nan=False)
+            except ValueError:
+                raise MalformedEvents(
+                    f"events_json[{i}]: holds NaN or an infinity, which JSON has not"
+                ) from None
     return len(events)
+
+
+def kind_refusal(direction: Any, kind: Any) -> str:
+    """Why an event's direction and type are none a proxy records ("" when they are)."""
+    if direction not in PROXY_DIRECTIONS:
+        return f"direction: {str(direction)[:32]!r} is not one a proxy records"
+    if kind not in PROXY_EVENT_TYPES:
+        return f"type: {str(kind)[:32]!r} is not one a proxy records"
+    return ""
+
+
+class _Constant(ValueError):
+    pass
 
 
 def _no_constant(name: str) -> Any:
     """NaN and the infinities are no JSON (RFC 8259 §6), though Python's reader takes them:
     a detail holding one (`"rows": Infinity`) stopped every reader that counts with it
     (replay, the console's session page, `audit verify`) for the whole session."""
-    raise ValueError(f"{name} is not a JSON number")
+    raise _Constant(name)
 
 
 def _repeats(items: Any, max_command: int) -> bool:
