@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -92,16 +93,22 @@ _CODE_CATALOGS = {
     "pg_range": "rngtypid",
 }
 
-# one text: each catalogue's rows made after initdb (OID 16384 and up), counted, and the
-# sum of their xmins (an insert or an update, CREATE OR REPLACE among them, moves it)
-MARK_SQL = "SELECT " + " || ',' || ".join(
-    f"(SELECT count(*)::text || '.' || coalesce(sum(xmin::text::bigint), 0)::text"
-    f" FROM pg_catalog.{catalog} WHERE {column} >= 16384)"
-    for catalog, column in _CODE_CATALOGS.items()
+# one text: the catalogues' rows made after initdb (OID 16384 and up), counted, and the sum
+# of their xmins (an insert or an update, CREATE OR REPLACE among them, moves it); one
+# aggregate over all of them, which the server plans in a fraction of one per catalogue
+MARK_SQL = (
+    "SELECT count(*)::text || '.' || coalesce(sum(x::text::bigint), 0)::text FROM ("
+    + " UNION ALL ".join(
+        f"SELECT xmin AS x FROM pg_catalog.{catalog} WHERE {column} >= 16384"
+        for catalog, column in _CODE_CATALOGS.items()
+    )
+    + ") AS made"
 )
 # the same of the columns of relations made after initdb (a view's column renamed, a column
 # given a domain with a CHECK of its own): its cost grows with every column, so asked by the
 # watch's own poll and at start-up, not before each decision
+_MARK = re.compile(r"[0-9]+\.[0-9]+")
+
 COLUMNS_MARK_SQL = (
     "SELECT count(*)::text || '.' || coalesce(sum(xmin::text::bigint), 0)::text"
     " FROM pg_catalog.pg_attribute WHERE attrelid >= 16384"
@@ -129,11 +136,11 @@ async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | No
     """The mark, then the facts, asked on a connection nothing else is in flight on (a
     change between the two leaves facts newer than their mark: read again later)."""
     read_at = time.monotonic()
-    mark = await ask(upstream, MARK_SQL)
-    if mark is None or not mark:
+    mark = _marked(await ask(upstream, MARK_SQL))
+    if mark is None:
         return None
-    columns = await ask(upstream, COLUMNS_MARK_SQL)
-    if columns is None or not columns:
+    columns = _marked(await ask(upstream, COLUMNS_MARK_SQL))
+    if columns is None:
         return None
     rows: list[list[str]] = []
     for sql in FACT_QUERIES:
@@ -143,14 +150,22 @@ async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | No
         rows.append(found)
     shadowed, views, sources, code = rows
     return Facts(
-        mark[0],
+        mark,
         read_at,
-        columns[0],
+        columns,
         tuple(shadowed),
         renamed_view_columns(views),
         relation_sources(sources),
         user_code(code),
     )
+
+
+def _marked(rows: list[str] | None) -> str | None:
+    """A mark's one value, or None when the answer is not one (a failure, or an answer
+    out of step with its question: the connection is closed then)."""
+    if rows is None or len(rows) != 1 or not _MARK.fullmatch(rows[0]):
+        return None
+    return rows[0]
 
 
 def same_catalogue(a: Facts, b: Facts) -> bool:
@@ -269,19 +284,19 @@ class CatalogWatch:
         upstream = await self._connection()
         if upstream is None:
             return None
-        mark = await session_query(upstream, MARK_SQL)
-        if mark is None or not mark:
+        mark = _marked(await session_query(upstream, MARK_SQL))
+        if mark is None:
             self._close()
             return None
         known = self.facts
-        if known is not None and known.mark == mark[0]:
+        if known is not None and known.mark == mark:
             if not columns:
                 return known
-            found = await session_query(upstream, COLUMNS_MARK_SQL)
-            if found is None or not found:
+            found = _marked(await session_query(upstream, COLUMNS_MARK_SQL))
+            if found is None:
                 self._close()
                 return None
-            if found[0] == known.columns_mark:
+            if found == known.columns_mark:
                 return known
         facts = await read_facts(upstream)
         if facts is None:

@@ -107,10 +107,17 @@ class EnforcerDriver:
         raise TypeError(f"unknown enforcer request {request!r}")
 
     async def _decide(self, request: Decide) -> Any:
-        """The verdict, judged with the catalogue as it is when the command came: asked
-        again alongside the decision (before one a person may have to approve, so no
-        request is made twice), and decided again with newer facts when there are."""
+        """The verdict, judged with the catalogue as it is when the command came: when the
+        PDP is asked, the catalogue is asked again alongside (before, when a person may
+        have to approve, so no request is made twice), and the command decided again with
+        newer facts when there are. A verdict from the cache is keyed by the facts the
+        session has (the watch's poll brings newer ones within its interval)."""
         fresh = self.fresh_facts
+        if fresh is not None and (
+            self.session.ruling_now(request.kind, request.raw, request.shape_of, request.attributes)
+            is not None
+        ):
+            fresh = None  # from the cache, keyed by the facts: no PDP asked, nothing asked
         if fresh is not None and request.may_wait:
             if await fresh():
                 request = self._renewed(request)
