@@ -3,19 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
 import yaml
+from aiohttp import web
 from pg_harness import running_gateway
 
 from pdp.domain.recordings import session_events
 
 SECURITY = ("security",)
+
+
+@contextlib.asynccontextmanager
+async def webhook_at(port: int, received: list[dict[str, Any]]) -> AsyncIterator[None]:
+    """An approvals webhook at http://127.0.0.1:{port}/hook: each JSON body posted to it
+    is appended to `received`."""
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"ok": True})
+
+    runner = web.AppRunner(web.Application())
+    runner.app.router.add_post("/hook", hook)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 def approvals_cli(gw, tmp_path, token: str, *args: str) -> subprocess.CompletedProcess:
@@ -37,6 +60,13 @@ def approvals_cli(gw, tmp_path, token: str, *args: str) -> subprocess.CompletedP
         text=True,
         timeout=60,
         env={**os.environ, "PORTCULLIS_TOKEN": token},
+    )
+
+
+async def sam_runs(gw, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """`portcullis approvals ARGS` run by sam@example.com, a security approver."""
+    return await asyncio.to_thread(
+        approvals_cli, gw, tmp_path, gw.token("sam@example.com", SECURITY), *args
     )
 
 
@@ -88,19 +118,10 @@ async def test_update_waits_for_a_security_approver_then_runs(tmp_path):
             "why not",
         )
         assert outsider.returncode != 0
-        listed = await asyncio.to_thread(
-            approvals_cli, gw, tmp_path, gw.token("sam@example.com", SECURITY), "list", "--pending"
-        )
+        listed = await sam_runs(gw, tmp_path, "list", "--pending")
         assert approval_id in listed.stdout
-        approved = await asyncio.to_thread(
-            approvals_cli,
-            gw,
-            tmp_path,
-            gw.token("sam@example.com", SECURITY),
-            "approve",
-            approval_id,
-            "--reason",
-            "ticket 42 checked",
+        approved = await sam_runs(
+            gw, tmp_path, "approve", approval_id, "--reason", "ticket 42 checked"
         )
         assert approved.returncode == 0, approved.stderr
         assert await asyncio.wait_for(update, 15) == "UPDATE 1"
@@ -137,15 +158,8 @@ async def test_denied_and_expired_requests_fail_naming_the_request(tmp_path):
         conn = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", ("readonly",))))
         update = asyncio.ensure_future(conn.execute("DELETE FROM orders WHERE id = 10"))
         approval_id = await pending_id(gw)
-        denied = await asyncio.to_thread(
-            approvals_cli,
-            gw,
-            tmp_path,
-            gw.token("sam@example.com", SECURITY),
-            "deny",
-            approval_id,
-            "--reason",
-            "not during the freeze",
+        denied = await sam_runs(
+            gw, tmp_path, "deny", approval_id, "--reason", "not during the freeze"
         )
         assert denied.returncode == 0, denied.stderr
         with pytest.raises(asyncpg.InsufficientPrivilegeError) as err:
@@ -171,15 +185,10 @@ async def test_denied_and_expired_requests_fail_naming_the_request(tmp_path):
 
 async def test_http_api_and_webhook_with_retry_until_delivered(tmp_path):
     import aiohttp
-    from aiohttp import web
     from pdp_harness import free_port
 
     received: list[dict] = []
     hook_port, http_port = free_port(), free_port()
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({"ok": True})
 
     async with running_gateway(
         tmp_path,
@@ -197,11 +206,7 @@ async def test_http_api_and_webhook_with_retry_until_delivered(tmp_path):
         approval_id = await pending_id(gw)
         await asyncio.sleep(1.0)  # the webhook receiver is down: delivery keeps retrying
         assert received == []
-        runner = web.AppRunner(web.Application())
-        runner.app.router.add_post("/hook", hook)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", hook_port).start()
-        try:
+        async with webhook_at(hook_port, received):
             deadline = time.monotonic() + 20
             while not received and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
@@ -229,8 +234,6 @@ async def test_http_api_and_webhook_with_retry_until_delivered(tmp_path):
                 ) as response:
                     assert response.status == 200
             assert await asyncio.wait_for(update, 15) == "UPDATE 1"
-        finally:
-            await runner.cleanup()
         await conn.close()
         events = [r.body["event"] for r in await gw.pdp.store.query(kind="approval")]
         assert "notified" in events
@@ -344,16 +347,7 @@ async def test_just_in_time_session_grant_expires_and_closes_the_session(tmp_pat
         connecting = asyncio.ensure_future(asyncpg.connect(gw.dsn(contractor)))
         approval_id = await pending_id(gw)
         assert gw.pdp.approvals.requests[approval_id].command_kind == "session.open"
-        approved = await asyncio.to_thread(
-            approvals_cli,
-            gw,
-            tmp_path,
-            gw.token("sam@example.com", SECURITY),
-            "approve",
-            approval_id,
-            "--reason",
-            "on-call fix",
-        )
+        approved = await sam_runs(gw, tmp_path, "approve", approval_id, "--reason", "on-call fix")
         assert approved.returncode == 0, approved.stderr
         conn = await asyncio.wait_for(connecting, 15)
         assert await conn.fetchval("SELECT count(*) FROM orders") == 2

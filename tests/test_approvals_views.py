@@ -19,10 +19,9 @@ import time
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import web
 from pdp_harness import REGO, free_port
 from pg_harness import running_gateway
-from test_approvals import SECURITY, approvals_cli
+from test_approvals import SECURITY, approvals_cli, webhook_at
 
 CARD = "4111111111111111"
 OTHER_CARD = "5555555555554444"  # masked exactly like CARD: only the binding tells them apart
@@ -79,90 +78,81 @@ async def test_approvers_see_sensitive_values_masked_and_the_approval_binds_to_t
     received: list[dict] = []
     hook_port, http_port = free_port(), free_port()
 
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({"ok": True})
-
-    runner = web.AppRunner(web.Application())
-    runner.app.router.add_post("/hook", hook)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
-    try:
-        async with gateway(tmp_path, http_port, webhook=f"http://127.0.0.1:{hook_port}/hook") as gw:
-            with gw.admin() as admin:
-                admin.execute("ALTER TABLE customers ADD COLUMN card_number text")
-            conn = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", READER)))
-            bound = "UPDATE customers SET card_number = $1, note = $3 WHERE email = $2"
-            update = asyncio.ensure_future(conn.execute(bound, CARD, EMAIL, "renewed"))
-            (request,) = await pending(gw, 1)
-            # a literal in the text: the SSN assigned to ssn, an email anywhere (detector)
-            other = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", READER)))
-            literal = asyncio.ensure_future(
-                other.execute(
-                    f"UPDATE customers SET ssn = '{SSN}', note = 'mail {LITERAL_EMAIL}' "
-                    "WHERE id = 2"
-                )
+    async with (
+        webhook_at(hook_port, received),
+        gateway(tmp_path, http_port, webhook=f"http://127.0.0.1:{hook_port}/hook") as gw,
+    ):
+        with gw.admin() as admin:
+            admin.execute("ALTER TABLE customers ADD COLUMN card_number text")
+        conn = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", READER)))
+        bound = "UPDATE customers SET card_number = $1, note = $3 WHERE email = $2"
+        update = asyncio.ensure_future(conn.execute(bound, CARD, EMAIL, "renewed"))
+        (request,) = await pending(gw, 1)
+        # a literal in the text: the SSN assigned to ssn, an email anywhere (detector)
+        other = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", READER)))
+        literal = asyncio.ensure_future(
+            other.execute(
+                f"UPDATE customers SET ssn = '{SSN}', note = 'mail {LITERAL_EMAIL}' WHERE id = 2"
             )
-            _, literal_request = await pending(gw, 2)
+        )
+        _, literal_request = await pending(gw, 2)
 
-            # what approvers are shown: the CLI (gRPC), the HTTP API, the webhook
-            assert request.parameters == ["[REDACTED]", "[REDACTED]", "renewed"]
-            approver = gw.token("sam@example.com", SECURITY)
-            views = [("list",), ("list", "--format", "json"), ("show", request.id)]
-            views += [("show", literal_request.id), ("show", request.id, "--format", "json")]
-            for args in views:
-                shown = await asyncio.to_thread(approvals_cli, gw, tmp_path, approver, *args)
-                assert shown.returncode == 0, shown.stderr
-                assert leaked(shown.stdout) == [], (args, shown.stdout)
-                assert request.id in shown.stdout or literal_request.id in shown.stdout
-            listed = await asyncio.to_thread(approvals_cli, gw, tmp_path, approver, "list")
-            assert "$2 = [REDACTED]" in listed.stdout and "$3 = renewed" in listed.stdout
-            assert "SET ssn = '[REDACTED]'" in listed.stdout
-            assert "UPDATE customers SET card_number = $1" in listed.stdout
-            api = await get_approvals(http_port, approver)
-            assert leaked(json.dumps(api)) == []
-            assert {a["id"] for a in api["approvals"]} == {request.id, literal_request.id}
-            deadline = time.monotonic() + 20
-            while len(received) < 2 and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            assert len(received) == 2
-            assert leaked(json.dumps(received)) == []
-            assert all("session_id" not in r["approval"] for r in received)
-            # nor does the audit store (and what forwards it) hold the bound values (the
-            # exact text stays, as in the decision records: reuse compares it)
-            for record in await gw.pdp.store.query(kind="approval"):
-                assert [s for s in (CARD, EMAIL) if s in json.dumps(record.body)] == []
+        # what approvers are shown: the CLI (gRPC), the HTTP API, the webhook
+        assert request.parameters == ["[REDACTED]", "[REDACTED]", "renewed"]
+        approver = gw.token("sam@example.com", SECURITY)
+        views = [("list",), ("list", "--format", "json"), ("show", request.id)]
+        views += [("show", literal_request.id), ("show", request.id, "--format", "json")]
+        for args in views:
+            shown = await asyncio.to_thread(approvals_cli, gw, tmp_path, approver, *args)
+            assert shown.returncode == 0, shown.stderr
+            assert leaked(shown.stdout) == [], (args, shown.stdout)
+            assert request.id in shown.stdout or literal_request.id in shown.stdout
+        listed = await asyncio.to_thread(approvals_cli, gw, tmp_path, approver, "list")
+        assert "$2 = [REDACTED]" in listed.stdout and "$3 = renewed" in listed.stdout
+        assert "SET ssn = '[REDACTED]'" in listed.stdout
+        assert "UPDATE customers SET card_number = $1" in listed.stdout
+        api = await get_approvals(http_port, approver)
+        assert leaked(json.dumps(api)) == []
+        assert {a["id"] for a in api["approvals"]} == {request.id, literal_request.id}
+        deadline = time.monotonic() + 20
+        while len(received) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert len(received) == 2
+        assert leaked(json.dumps(received)) == []
+        assert all("session_id" not in r["approval"] for r in received)
+        # nor does the audit store (and what forwards it) hold the bound values (the
+        # exact text stays, as in the decision records: reuse compares it)
+        for record in await gw.pdp.store.query(kind="approval"):
+            assert [s for s in (CARD, EMAIL) if s in json.dumps(record.body)] == []
 
-            # approved, it runs with the real values...
-            await gw.pdp.approvals.decide(
-                request.id,
-                {"subject": "sam@example.com", "groups": ["security"], "issuer": "dev"},
-                True,
-                "card renewal, ticket 7",
-            )
-            assert await asyncio.wait_for(update, 15) == "UPDATE 1"
-            with gw.admin() as admin:
-                stored = admin.execute("SELECT card_number FROM customers WHERE id = 1")
-                assert stored.fetchone()[0] == CARD
-            # ...and only with them: the same view with another card asks again
-            assert await conn.execute(bound, CARD, EMAIL, "renewed") == "UPDATE 1"
-            again = asyncio.ensure_future(conn.execute(bound, OTHER_CARD, EMAIL, "renewed"))
-            _, asked = await pending(gw, 2)  # the literal one, and this one
-            assert asked.parameters == request.parameters  # the same view...
-            assert asked.parameters_digest != request.parameters_digest  # ...not the same values
-            await gw.pdp.approvals.decide(
-                asked.id,
-                {"subject": "sam@example.com", "groups": ["security"], "issuer": "dev"},
-                False,
-                "not this card",
-            )
-            with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await asyncio.wait_for(again, 15)
-            await conn.close()
-            other.terminate()
-            await asyncio.gather(literal, return_exceptions=True)
-    finally:
-        await runner.cleanup()
+        # approved, it runs with the real values...
+        await gw.pdp.approvals.decide(
+            request.id,
+            {"subject": "sam@example.com", "groups": ["security"], "issuer": "dev"},
+            True,
+            "card renewal, ticket 7",
+        )
+        assert await asyncio.wait_for(update, 15) == "UPDATE 1"
+        with gw.admin() as admin:
+            stored = admin.execute("SELECT card_number FROM customers WHERE id = 1")
+            assert stored.fetchone()[0] == CARD
+        # ...and only with them: the same view with another card asks again
+        assert await conn.execute(bound, CARD, EMAIL, "renewed") == "UPDATE 1"
+        again = asyncio.ensure_future(conn.execute(bound, OTHER_CARD, EMAIL, "renewed"))
+        _, asked = await pending(gw, 2)  # the literal one, and this one
+        assert asked.parameters == request.parameters  # the same view...
+        assert asked.parameters_digest != request.parameters_digest  # ...not the same values
+        await gw.pdp.approvals.decide(
+            asked.id,
+            {"subject": "sam@example.com", "groups": ["security"], "issuer": "dev"},
+            False,
+            "not this card",
+        )
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await asyncio.wait_for(again, 15)
+        await conn.close()
+        other.terminate()
+        await asyncio.gather(literal, return_exceptions=True)
 
 
 async def test_requesters_see_only_their_own_requests_and_nobody_a_session_id(tmp_path):

@@ -24,10 +24,9 @@ import aiohttp
 import asyncpg
 import pytest
 import yaml
-from aiohttp import web
 from pdp_harness import REGO, REPO, free_port
 from pg_harness import running_gateway
-from test_approvals import approvals_cli, pending_id
+from test_approvals import approvals_cli, pending_id, webhook_at
 
 RFC3339_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -61,16 +60,9 @@ async def test_outputs_share_one_time_form_and_reasons_match_verdicts(tmp_path):
     received: list[dict[str, Any]] = []
     hook_port, http_port = free_port(), free_port()
 
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({"ok": True})
-
-    runner = web.AppRunner(web.Application())
-    runner.app.router.add_post("/hook", hook)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", hook_port).start()
-    try:
-        async with running_gateway(
+    async with (
+        webhook_at(hook_port, received),
+        running_gateway(
             tmp_path,
             approvals={"timeout_seconds": 60, "webhook": f"http://127.0.0.1:{hook_port}/hook"},
             pdp={
@@ -80,95 +72,92 @@ async def test_outputs_share_one_time_form_and_reasons_match_verdicts(tmp_path):
                 "store": {"type": "sqlite", "path": str(tmp_path / "audit.db")},
                 "signing_key": str(tmp_path / "signing.key"),
             },
-        ) as gw:
-            conn = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", ("readonly",))))
-            assert len(await conn.fetch("SELECT id, name FROM customers")) == 2
-            assert len(await conn.fetch("SELECT id, email FROM customers")) == 2
-            with pytest.raises(asyncpg.InsufficientPrivilegeError) as dropped:
-                await conn.execute("DROP TABLE orders")
-            # the reason is given once, not again as a generic "no rule allows ..."
-            assert dropped.value.args[0] == (
-                "portcullis: denied by policy: no rule allows drop statement (DropStmt)"
-                " for alice@example.com"
-            )
-            update = asyncio.ensure_future(
-                conn.execute("UPDATE customers SET name = 'R' WHERE id = 2")
-            )
-            approval_id = await pending_id(gw)
-            deadline = time.monotonic() + 20
-            while not received and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            assert received, "the webhook was not delivered"
-            assert times_and_keys(received[0]) == []
-            assert RFC3339_MS.fullmatch(received[0]["approval"]["created_at"])
+        ) as gw,
+    ):
+        conn = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", ("readonly",))))
+        assert len(await conn.fetch("SELECT id, name FROM customers")) == 2
+        assert len(await conn.fetch("SELECT id, email FROM customers")) == 2
+        with pytest.raises(asyncpg.InsufficientPrivilegeError) as dropped:
+            await conn.execute("DROP TABLE orders")
+        # the reason is given once, not again as a generic "no rule allows ..."
+        assert dropped.value.args[0] == (
+            "portcullis: denied by policy: no rule allows drop statement (DropStmt)"
+            " for alice@example.com"
+        )
+        update = asyncio.ensure_future(conn.execute("UPDATE customers SET name = 'R' WHERE id = 2"))
+        approval_id = await pending_id(gw)
+        deadline = time.monotonic() + 20
+        while not received and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert received, "the webhook was not delivered"
+        assert times_and_keys(received[0]) == []
+        assert RFC3339_MS.fullmatch(received[0]["approval"]["created_at"])
 
-            dave = gw.token("dave@example.com", ("security",))
-            listed = await asyncio.to_thread(
-                approvals_cli, gw, tmp_path, dave, "list", "--format", "json"
-            )
-            cli_view = json.loads(listed.stdout)
-            assert cli_view and times_and_keys(cli_view) == []
-            assert cli_view[0]["created_at"] == received[0]["approval"]["created_at"]
-            shown = await asyncio.to_thread(
-                approvals_cli, gw, tmp_path, dave, "show", approval_id, "--format", "json"
-            )
-            assert times_and_keys(json.loads(shown.stdout)) == []
+        dave = gw.token("dave@example.com", ("security",))
+        listed = await asyncio.to_thread(
+            approvals_cli, gw, tmp_path, dave, "list", "--format", "json"
+        )
+        cli_view = json.loads(listed.stdout)
+        assert cli_view and times_and_keys(cli_view) == []
+        assert cli_view[0]["created_at"] == received[0]["approval"]["created_at"]
+        shown = await asyncio.to_thread(
+            approvals_cli, gw, tmp_path, dave, "show", approval_id, "--format", "json"
+        )
+        assert times_and_keys(json.loads(shown.stdout)) == []
 
-            base = f"http://127.0.0.1:{http_port}/v1/approvals"
-            headers = {"Authorization": f"Bearer {dave}"}
-            async with aiohttp.ClientSession() as http:
-                async with http.get(base, headers=headers) as response:
-                    api = await response.json()
-                assert times_and_keys(api) == []
-                (pending,) = api["approvals"]
-                assert pending["created_at"] == cli_view[0]["created_at"]
-                assert pending["decided_at"] is None  # not decided yet: null, not 0
-                async with http.post(
-                    f"{base}/{approval_id}/deny",
-                    json={"reason": "not during the freeze"},
-                    headers=headers,
-                ) as response:
-                    assert response.status == 200
-                    decided = (await response.json())["approval"]
-            assert times_and_keys(decided) == []
-            assert RFC3339_MS.fullmatch(decided["decided_at"])
+        base = f"http://127.0.0.1:{http_port}/v1/approvals"
+        headers = {"Authorization": f"Bearer {dave}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base, headers=headers) as response:
+                api = await response.json()
+            assert times_and_keys(api) == []
+            (pending,) = api["approvals"]
+            assert pending["created_at"] == cli_view[0]["created_at"]
+            assert pending["decided_at"] is None  # not decided yet: null, not 0
+            async with http.post(
+                f"{base}/{approval_id}/deny",
+                json={"reason": "not during the freeze"},
+                headers=headers,
+            ) as response:
+                assert response.status == 200
+                decided = (await response.json())["approval"]
+        assert times_and_keys(decided) == []
+        assert RFC3339_MS.fullmatch(decided["decided_at"])
 
-            # the client reads a person's denial as theirs
-            with pytest.raises(asyncpg.InsufficientPrivilegeError) as denied:
-                await asyncio.wait_for(update, 15)
-            message = denied.value.args[0]
-            assert message == (
-                "portcullis: denied by dave@example.com: not during the freeze"
-                f" (approval request {approval_id})"
-            )
-            await conn.close()
-            await asyncio.sleep(0.5)
-            session_id = (await gw.pdp.store.query(kind="session.open"))[0].session_id
+        # the client reads a person's denial as theirs
+        with pytest.raises(asyncpg.InsufficientPrivilegeError) as denied:
+            await asyncio.wait_for(update, 15)
+        message = denied.value.args[0]
+        assert message == (
+            "portcullis: denied by dave@example.com: not during the freeze"
+            f" (approval request {approval_id})"
+        )
+        await conn.close()
+        await asyncio.sleep(0.5)
+        session_id = (await gw.pdp.store.query(kind="session.open"))[0].session_id
 
-            config = tmp_path / "reader.yaml"
-            config.write_text(
-                yaml.safe_dump(
-                    {
-                        "pdp": {
-                            "listen": gw.pdp.address,
-                            "store": {"type": "sqlite", "path": str(tmp_path / "audit.db")},
-                            "signing_key": str(tmp_path / "signing.key"),
-                            "engine": {"policies": str(REGO)},
-                        },
-                        "identity": {"dev": True, "dev_key": str(gw.config.identity.dev_key)},
-                    }
-                )
+        config = tmp_path / "reader.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "pdp": {
+                        "listen": gw.pdp.address,
+                        "store": {"type": "sqlite", "path": str(tmp_path / "audit.db")},
+                        "signing_key": str(tmp_path / "signing.key"),
+                        "engine": {"policies": str(REGO)},
+                    },
+                    "identity": {"dev": True, "dev_key": str(gw.config.identity.dev_key)},
+                }
             )
-            listing = await asyncio.to_thread(
-                portcullis, config, "sessions", "list", "--format", "json"
-            )
-            assert times_and_keys(json.loads(listing.stdout)) == []
-            as_json = await asyncio.to_thread(
-                portcullis, config, "replay", session_id, "--format", "json"
-            )
-            as_text = await asyncio.to_thread(portcullis, config, "replay", session_id)
-    finally:
-        await runner.cleanup()
+        )
+        listing = await asyncio.to_thread(
+            portcullis, config, "sessions", "list", "--format", "json"
+        )
+        assert times_and_keys(json.loads(listing.stdout)) == []
+        as_json = await asyncio.to_thread(
+            portcullis, config, "replay", session_id, "--format", "json"
+        )
+        as_text = await asyncio.to_thread(portcullis, config, "replay", session_id)
 
     replay = json.loads(as_json.stdout)
     assert times_and_keys(replay) == []
