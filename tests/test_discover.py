@@ -23,18 +23,25 @@ INSERT INTO people SELECT g, 'person' || g || '@example.com',
 """
 
 
+def orders_db_config(tmp_path: Path, name: str, role: str, password: str) -> Path:
+    """A portcullis.yaml under `tmp_path` whose orders-db is scratch database `name`,
+    reached as its owner `role`."""
+    raw = pdp_raw(tmp_path)
+    raw["connections"][0].update(
+        database=name,
+        credentials={"provider": "static", "username": role, "password": password},
+    )
+    config = tmp_path / "portcullis.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    return config
+
+
 def test_discover_proposes_with_evidence_and_never_shows_values(tmp_path: Path, capsys):
     data = tmp_path / "data.json"
     shutil.copy(REGO / "data.json", data)
     before = data.read_text()
     with scratch_database(SCHEMA) as (name, role, password):
-        raw = pdp_raw(tmp_path)
-        raw["connections"][0].update(
-            database=name,
-            credentials={"provider": "static", "username": role, "password": password},
-        )
-        config = tmp_path / "portcullis.yaml"
-        config.write_text(yaml.safe_dump(raw))
+        config = orders_db_config(tmp_path, name, role, password)
         code = main(
             ["-c", str(config), "discover", "--connection", "orders-db", "--data", str(data),
              "--sample", "30"]

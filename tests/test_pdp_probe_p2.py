@@ -261,21 +261,11 @@ async def test_the_webhook_text_cannot_carry_chat_markup_from_the_requester(tmp_
     '<https://evil.example/|approve here>' showed as a link named 'approve here' next to
     the real approve command. Slack reads &, < and > as markup only unescaped; the notice
     now escapes them in everything it writes into `text` (the `approval` object is exact)."""
-    from aiohttp import web
     from pdp_harness import free_port
+    from test_approvals import webhook_at
 
     received: list[dict] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     config = pdp_config(
         tmp_path, approvals={"timeout_seconds": 60, "webhook": f"http://127.0.0.1:{port}/hook"}
     )
@@ -283,15 +273,16 @@ async def test_the_webhook_text_cannot_carry_chat_markup_from_the_requester(tmp_
         "/* justification: <!channel> urgent & see <https://evil.example/|the runbook> */ "
         "INSERT INTO orders VALUES ('<@U123> <https://evil.example/|approve here> & more')"
     )
-    try:
-        async with running_pdp(config) as pdp, pdp_stub(pdp.address) as stub:
-            opened = await open_session(stub, token(config, "alice@example.com", ("readonly",)))
-            asked = await decide_sql(stub, opened.session_id, sql)
-            assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
-            while not received:
-                await asyncio.sleep(0.05)
-    finally:
-        await runner.cleanup()
+    async with (
+        webhook_at(port, received),
+        running_pdp(config) as pdp,
+        pdp_stub(pdp.address) as stub,
+    ):
+        opened = await open_session(stub, token(config, "alice@example.com", ("readonly",)))
+        asked = await decide_sql(stub, opened.session_id, sql)
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+        while not received:
+            await asyncio.sleep(0.05)
     text = received[0]["text"]
     assert asked.approval_id in text
     for markup in ("<!channel>", "<@U123>", "<https://", "& see"):
@@ -610,9 +601,9 @@ def test_discover_shows_names_from_the_database_inert(tmp_path, capsys):
     JSON-escaped already)."""
     import shutil
 
-    import yaml
-    from pdp_harness import REGO, pdp_raw
+    from pdp_harness import REGO
     from pg_harness import scratch_database
+    from test_discover import orders_db_config
 
     from pdp.cli import main
 
@@ -624,13 +615,7 @@ def test_discover_shows_names_from_the_database_inert(tmp_path, capsys):
     data = tmp_path / "data.json"
     shutil.copy(REGO / "data.json", data)
     with scratch_database(schema) as (name, role, password):
-        raw = pdp_raw(tmp_path)
-        raw["connections"][0].update(
-            database=name,
-            credentials={"provider": "static", "username": role, "password": password},
-        )
-        config = tmp_path / "portcullis.yaml"
-        config.write_text(yaml.safe_dump(raw))
+        config = orders_db_config(tmp_path, name, role, password)
         code = main(["-c", str(config), "discover", "--connection", "orders-db",
                      "--data", str(data)])  # fmt: skip
     out = capsys.readouterr().out
