@@ -153,15 +153,7 @@ def test_generated_selects_never_leak_a_sensitive_value(tmp_path_factory) -> Non
             assert not _leaked(rows), (sql, rows)
 
         # the proxy runs on `loop`: that loop runs on a thread while Hypothesis runs here
-        stop = threading.Event()
-
-        def run_loop() -> None:
-            asyncio.set_event_loop(loop)
-            loop.run_until_complete(_until(stop))
-
-        thread = threading.Thread(target=run_loop, daemon=True)
-        thread.start()
-        try:
+        with _running_on_a_thread(loop):
             check()
             assert any(answered), "every generated statement was refused: nothing was tested"
             # a server error quoting a value it could not convert must not carry it either
@@ -187,14 +179,29 @@ def test_generated_selects_never_leak_a_sensitive_value(tmp_path_factory) -> Non
             pii = gw.token("pat@example.com", ("readonly", "pii-readers"))
             rows = _read(gw, pii, "SELECT upper(email) AS u FROM customers ORDER BY id", False)
             assert rows == [("ADA@EXAMPLE.COM",), ("BOB@EXAMPLE.ORG",)]
-        finally:
-            stop.set()
-            thread.join(10)
 
 
 async def _until(stop) -> None:
     while not stop.is_set():
         await asyncio.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _running_on_a_thread(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """`loop` (the proxy's) run on a thread until the block ends, so that a test may block."""
+    stop = threading.Event()
+
+    def run_loop() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(_until(stop))
+
+    thread = threading.Thread(target=run_loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
 
 
 # -- oracles and merged columns, by hand (issue 21 items: MERGE, USING/NATURAL, views) ------
@@ -282,15 +289,7 @@ def test_oracles_and_merged_join_columns_through_the_proxy(tmp_path_factory) -> 
             admin.execute(f"GRANT SELECT ON reach, reach_again TO {gw.role}")
         reader = gw.token("alice@example.com", ("readonly",))
         pii = gw.token("pat@example.com", ("readonly", "pii-readers"))
-        stop = threading.Event()
-
-        def run_loop() -> None:
-            asyncio.set_event_loop(loop)
-            loop.run_until_complete(_until(stop))
-
-        thread = threading.Thread(target=run_loop, daemon=True)
-        thread.start()
-        try:
+        with _running_on_a_thread(loop):
             for sql in REFUSED:
                 for binary in (False, True):
                     result = _read(gw, reader, sql, binary)
@@ -317,6 +316,3 @@ def test_oracles_and_merged_join_columns_through_the_proxy(tmp_path_factory) -> 
                 "SELECT id FROM customers WHERE email = 'ada@example.com'",
             ):
                 assert isinstance(_read(gw, reader, sql, False), list), sql
-        finally:
-            stop.set()
-            thread.join(10)
