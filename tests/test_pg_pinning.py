@@ -165,16 +165,20 @@ def _install(gw: Gateway, sql: str) -> None:
         admin.execute(f"ALTER FUNCTION switch_encoding() OWNER TO {gw.role}")
 
 
+async def _switching_dba(gw: Gateway) -> RawClient:
+    """A dba's raw client, switch_encoding() and switch_escaping() installed for it to call."""
+    _install(gw, ENCODING_SWITCH)
+    # in pii-readers: else the function waits for approval
+    dba = gw.token("dba@example.com", ("dba", "pii-readers"))
+    return await RawClient.connect(gw, dba)
+
+
 @pytest.mark.parametrize("switch", ["switch_encoding", "switch_escaping"])
 async def test_a_lexing_setting_moved_by_a_function_stops_the_session_before_what_is_pipelined(
     tmp_path, switch: str
 ) -> None:
     async with running_gateway(tmp_path) as gw:
-        _install(gw, ENCODING_SWITCH)
-        dba = gw.token(
-            "dba@example.com", ("dba", "pii-readers")
-        )  # else the function waits for approval
-        client = await RawClient.connect(gw, dba)
+        client = await _switching_dba(gw)
         try:
             # both in one write: the second reaches the server after the first ran
             client.send(codec.Query(f"SELECT public.{switch}()"), codec.Query(SMUGGLED))
@@ -189,11 +193,7 @@ async def test_a_text_other_settings_could_read_differently_cannot_follow_an_exe
     tmp_path,
 ) -> None:
     async with running_gateway(tmp_path) as gw:
-        _install(gw, ENCODING_SWITCH)
-        dba = gw.token(
-            "dba@example.com", ("dba", "pii-readers")
-        )  # else the function waits for approval
-        client = await RawClient.connect(gw, dba)
+        client = await _switching_dba(gw)
         try:
             client.send(
                 codec.Parse("", "SELECT public.switch_encoding()", []),
