@@ -37,6 +37,15 @@ email detector partial). Each came to the reader whole before its fix:
 - an upstream answering 206 (a range it chose: the proxy drops Range under a mask): a
   bare value cut out of its field went as a text line; a part of a representation is
   now refused under a mask (502), whole answers alone are read;
+- base64 in a text body (`data=eyJwaG9uZSI6...` on a line, a CSV or HTML cell, an
+  event's data that is no JSON): only base64 in a JSON string was decoded; each run in
+  a text line now is (and a run after `=` too), masked and written back or withheld;
+- a value its reader decodes from percent-escapes or character references
+  (`filter=%7B%22phone%22%3A%225550100%22%7D`): only the detectors read the unescaped
+  text; a text the field rules mask nothing in as written, but find a value in once
+  unescaped, is now refused (as the detectors' finds were);
+- text written as hex (`70686f6e653a...`, in a JSON string or a text line): read as the
+  text it is, masked and written back as hex;
 - text whose bytes are no UTF-8 (Latin-1 or Windows-1252, no charset named: what
   Python's requests and a browser read such a body as): read as UTF-8 with invalid bytes
   replaced, so `ann.smith@ex\\xe4mple.com` was no email to the detector and went whole
@@ -48,8 +57,10 @@ email detector partial). Each came to the reader whole before its fix:
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +140,32 @@ ANSWERS: dict[str, tuple[str, bytes]] = {
         "text/event-stream",
         b"id: phone/5550100\ndata: {}\n\nevent: 5550100-P-H-O-N-E\ndata: {}\n\n",
     ),
+    "base64 on a text line": (
+        "text/plain",
+        b"data=" + base64.b64encode(b'{"phone": "5550100"}') + b"\n",
+    ),
+    "base64 in a csv cell": (
+        "text/csv",
+        b"id,blob\n1," + base64.b64encode(b"phone: 5550100") + b"\n",
+    ),
+    "base64 in an html cell": (
+        "text/html",
+        b"<td>" + base64.b64encode(b'{"phone": "5550100"}') + b"</td>\n",
+    ),
+    "base64 in an event": (
+        "text/event-stream",
+        b"data: " + base64.b64encode(b"phone: 5550100") + b"\n\n",
+    ),
+    "percent-escaped json in a link": (
+        "application/json",
+        json.dumps({"next": "/c?filter=%7B%22phone%22%3A%225550100%22%7D"}).encode(),
+    ),
+    "percent-escaped json on a text line": (
+        "text/plain",
+        b"filter=%7B%22phone%22%3A%225550100%22%7D\n",
+    ),
+    "hex of text": ("application/json", json.dumps({"d": b"phone: 5550100".hex()}).encode()),
+    "hex on a text line": ("text/plain", b"payload=" + b"phone: 5550100".hex().encode() + b"\n"),
     "names and values in turn": (
         "application/json",
         json.dumps({"HGETALL": ["name", "Ann", "phone", "+1 555 0100"]}).encode(),
@@ -176,14 +213,17 @@ def _leaks(out: bytes) -> bool:
         pass
     if any(value in text for text in texts for value in HIDDEN):
         return True
-    # (a compressed file passed in base64)
+    # (base64 or hex of it, a compressed file in base64)
     for text in texts:
-        for word in text.replace('"', " ").split():
-            try:
-                data = gzip.decompress(base64.b64decode(word, validate=True))
-            except (ValueError, OSError, EOFError):
-                continue
-            if any(value.encode() in data for value in HIDDEN):
+        for run in re.findall(r"[A-Za-z0-9+/]{16,}={0,2}", text):
+            decoded = []
+            with contextlib.suppress(ValueError):
+                decoded.append(base64.b64decode(run + "=" * (-len(run) % 4)))
+            with contextlib.suppress(ValueError, OSError, EOFError):
+                decoded.append(gzip.decompress(decoded[0]))
+            with contextlib.suppress(ValueError):
+                decoded.append(bytes.fromhex(run))
+            if any(value.encode() in data for data in decoded for value in HIDDEN):
                 return True
     return False
 
@@ -206,6 +246,14 @@ STAYS: dict[str, tuple[str, bytes]] = {
     "letters in groups": ("text/plain", b"grades: a b c  d e f\n"),
     "spelt words naming nothing": ("text/plain", b"x-y-z a-b-c: 5550100\n"),
     "event ids naming nothing": ("text/event-stream", b"id: 42\nevent: message\ndata: {}\n\n"),
+    "hex naming nothing": (
+        "application/json",
+        b'{"sha": "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"}',
+    ),
+    "a link with escapes naming nothing": (
+        "application/json",
+        b'{"next": "/c?page=2&q=foo%20bar", "t": "caf&eacute; cr&egrave;me"}',
+    ),
     "a list of column names": ("application/json", b'["id", "phone", "email", "name"]'),
     "csv headers with digits": ("text/csv", b"id,q1_2024,total\n1,3,4\n"),
     "lines in a string naming nothing": (

@@ -342,6 +342,7 @@ class BodyMask:
         # a text body that is one JSON document on several lines (None: not yet known)
         self._document_text: bool | None = None if kind in ("lines", "csv") else False
         self._worded = field_words(masker)
+        self._reading = False  # (only read for what it holds: _names_value)
         self._spoken: re.Pattern[str] | None = None  # (_prose: the fields in words)
         # a field prose named at a line's end, and how many of the next line's words may
         # still be its value (`Ann's phone is` / `555 0100`: _carried)
@@ -653,6 +654,21 @@ class BodyMask:
         # is MIME base64 as well)
         if coded is not None and (shown := self._decoded(value, coded, found, depth)) != value:
             return shown
+        hexed = _hex_text(value)
+        if hexed is not None:
+            # text written as hex (`70686f6e653a...`: a queue's payload, a bytea): masked
+            # as the text it is, and written back as hex
+            found_in: Counter[str] = Counter()
+            try:
+                masked = self._string(hexed, found_in, depth + 1)
+            except Unmaskable:
+                masked = REDACTED_VALUE
+            masked, counts = self.masker.mask_text(masked)
+            if masked != hexed or found_in or counts:
+                found.update(found_in)
+                found.update({f"detector:{k}": v for k, v in counts.items()})
+                shown = masked.encode().hex()
+                return shown.upper() if value.strip().isupper() else shown
         text = value.lstrip()
         if text[:1] in ("{", "["):
             try:
@@ -724,9 +740,24 @@ class BodyMask:
         return masked if inner.counts else value
 
     def _pairs_and_prose(self, value: str) -> str:
+        text = value
         if "=" in value or ":" in value:
             value = self._inline(value)  # (counted in self.counts)
-        return self._unescaped_clear(self._prose(value))
+        return self._escapes_clear(text, self._unescaped_clear(self._prose(value)))
+
+    def _escapes_clear(self, text: str, masked: str) -> str:
+        """`masked` (`text` masked) unless the field rules masked nothing in `text` as
+        written but find a value in it with its escapes undone
+        (`filter=%7B%22phone%22%3A%225550100%22%7D`: what its reader decodes); then
+        Unmaskable."""
+        if masked != text or self._reading or not self._named or not _ESCAPED.search(text):
+            return masked
+        view = html.unescape(text) if "&" in text else text
+        view = _JS_ESCAPE.sub(lambda m: chr(int(m[1] or m[2], 16)), view)
+        view = unquote(view) if "%" in view else view
+        if view != text and self._names_value(view):
+            raise Unmaskable("text whose escapes hide what the mask hides cannot be masked")
+        return masked
 
     def _unescaped_clear(self, text: str) -> str:
         """`text` (masked) when what it says with its escapes undone holds nothing the
@@ -741,6 +772,18 @@ class BodyMask:
         if view != text and self.masker.detects and self.masker.mask_text(view)[1]:
             raise Unmaskable("text whose escapes hide what the mask hides cannot be masked")
         return text
+
+    def _names_value(self, text: str) -> bool:
+        """Whether a text, read as a text body's line is, holds a value the field rules
+        mask (or names one where its value cannot be told)."""
+        inner = BodyMask(self.masker, "lines", media=self.media if self.streams else "")
+        inner._rules, inner._reading = self._rules, True
+        try:
+            inner.feed(text.encode() + b"\n")
+            inner.finish()
+        except Unmaskable:
+            return True
+        return any(not k.startswith("detector:") for k in inner.counts)
 
     def _as_field(self, name: str, value: Any, found: Counter[str]) -> Any:
         masked, counts = self.masker.mask_json({self._field(name) or name: value})
@@ -779,6 +822,26 @@ class BodyMask:
         events = text.split("\n\n")
         return "\n\n".join(self._event(event) for event in events)
 
+    def _coded_runs(self, text: str) -> str:
+        """Base64 in a line of text (`data=eyJwaG9uZSI6...`, a cell, an element's text):
+        each run of it read as a JSON string of it is (_string), written back masked, or
+        withheld."""
+        if len(text) < _EMBEDDED_MIN:
+            return text
+        found: Counter[str] = Counter()
+
+        def read(run: re.Match[str]) -> str:
+            coded = (
+                _packed_base64(run[0]) is not None
+                or _base64_text(run[0]) is not None
+                or _hex_text(run[0]) is not None
+            )
+            return self._string(run[0], found, 1) if coded else run[0]
+
+        text = _EMBEDDED_RUN.sub(read, text)
+        self.counts.update(found)
+        return text
+
     def _line(self, line: str) -> str:
         if not line.strip():
             return line
@@ -787,7 +850,10 @@ class BodyMask:
             return self._value(self.path_field, line, text=True)
         docs = _json_texts(line)
         if docs is None:
-            return self._unescaped_clear(self._text(self._prose(self._fields(line))))
+            line = self._coded_runs(line)
+            return self._escapes_clear(
+                line, self._unescaped_clear(self._text(self._prose(self._fields(line))))
+            )
         out = []
         for doc in docs:
             masked, counts = self._mask_doc(doc)
@@ -1331,7 +1397,7 @@ class BodyMask:
             return "\n".join(others + [f"data: {self._value(named, d, text=True)}" for d in data])
         docs = _json_texts(value)
         if docs is None:
-            masked_lines = [f"data: {self._text(self._fields(d))}" for d in data]
+            masked_lines = [f"data: {self._text(self._fields(self._coded_runs(d)))}" for d in data]
         else:
             masked_lines = []
             for doc in docs:
@@ -1402,7 +1468,7 @@ def _base64_text(value: str) -> tuple[str, str] | None:
 
 _MIME_LINES = re.compile(r"(?:[A-Za-z0-9+/]+={0,2}\r?\n)+[A-Za-z0-9+/]*={0,2}")
 _EMBEDDED_MIN = 16  # (a run of base64 inside a text read from this length, as MCP's)
-_EMBEDDED_RUN = re.compile(r"(?<![\w+/=-])[A-Za-z0-9+/_-]{16,}={0,2}(?![\w+/=-])")
+_EMBEDDED_RUN = re.compile(r"(?<![\w+/-])[A-Za-z0-9+/_-]{16,}={0,2}(?![\w+/=-])")
 # what no text holds: control characters (C0 but tab and line breaks, DEL, C1)
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -1542,6 +1608,22 @@ def _fresh_key(out: dict[str, Any], key: str) -> str:
         n += 1
         fresh = f"{key}#{n}"
     return fresh
+
+
+_HEX = re.compile(r"(?:[0-9a-f]{2}){8,}|(?:[0-9A-F]{2}){8,}")
+
+
+def _hex_text(value: str) -> str | None:
+    """The text a string of 16 or more hex digits (one case) is written as, when its bytes
+    are UTF-8 text of printable characters and white space; else None."""
+    value = value.strip()
+    if len(value) < 16 or not _HEX.fullmatch(value):
+        return None
+    try:
+        text = bytes.fromhex(value).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return text if all(c.isprintable() or c in "\t\r\n" for c in text) else None
 
 
 def _flat_pairs(value: list[Any]) -> bool:
