@@ -45,7 +45,7 @@ from bench_pgbench import (  # noqa: E402
 
 # only now, the project imported: bench/ on the path holds a directory named pdp/
 sys.path.append(str(Path(__file__).resolve().parents[1]))
-from portcullis_yaml import pdp_and_identity  # noqa: E402
+from portcullis_yaml import pdp_and_identity, postgres_connection  # noqa: E402
 from revision import tree_of  # noqa: E402
 
 
@@ -84,19 +84,15 @@ def main() -> None:
                     proxy_credential_file=str(tmp / "proxy.credential"),
                 ),
                 "connections": [
-                    {
-                        "name": "bench-cache",
-                        "type": "postgres",
-                        "listen": f"127.0.0.1:{ports[name]}",
-                        "upstream": "127.0.0.1:5432",
-                        "database": db,
-                        "decision_cache": True,
-                        "credentials": {
-                            "provider": "static",
-                            "username": role,
-                            "password": password,
-                        },
-                    }
+                    postgres_connection(
+                        "bench-cache",
+                        ports[name],
+                        "127.0.0.1:5432",
+                        db,
+                        role,
+                        password,
+                        decision_cache=True,
+                    )
                 ],
             }
             configs[name] = tmp / f"{name}.yaml"

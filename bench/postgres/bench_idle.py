@@ -60,7 +60,7 @@ from bench_pgbench import (  # noqa: E402  (this folder)
     wait_port,
 )
 from pdp_harness import free_port  # noqa: E402
-from portcullis_yaml import pdp_and_identity  # noqa: E402  (bench/, on the path by bench_pgbench)
+from portcullis_yaml import pdp_and_identity, postgres_connection  # noqa: E402  (bench/, on the path by bench_pgbench)
 from processes import stop_all  # noqa: E402  (bench/, on the path by bench_pgbench)
 
 # pgbouncer 1.18 refuses start-up parameters it does not track, and the proxy pins these
@@ -268,15 +268,15 @@ def main() -> None:
         config = {
             **pdp_and_identity(tmp, policies, pdp_port),
             "connections": [
-                {
-                    "name": "bench-idle",
-                    "type": "postgres",
-                    "listen": f"127.0.0.1:{port}",
-                    "upstream": f"127.0.0.1:{bouncer_port}",
-                    "database": db,
-                    "credentials": {"provider": "static", "username": role, "password": password},
-                    "spool_dir": str(tmp / "spool"),
-                }
+                postgres_connection(
+                    "bench-idle",
+                    port,
+                    f"127.0.0.1:{bouncer_port}",
+                    db,
+                    role,
+                    password,
+                    spool_dir=str(tmp / "spool"),
+                )
             ],
         }
         path = tmp / "portcullis.yaml"

@@ -47,7 +47,7 @@ from pg_cluster import throwaway_cluster  # noqa: E402
 # only now: a bench/pdp directory on the path must not stand for the pdp package
 sys.path.append(str(REPO / "bench"))
 from cpu_meter import CPUMeter  # noqa: E402
-from portcullis_yaml import pdp_and_identity  # noqa: E402
+from portcullis_yaml import pdp_and_identity, postgres_connection  # noqa: E402
 from processes import stop_all  # noqa: E402
 
 NORMAL_SYNC = "portcullis (cache off, synchronous=normal)"
@@ -260,61 +260,27 @@ def main() -> None:
         with throwaway_cluster(
             "host all all 127.0.0.1/32 trust\n", {"max_connections": str(args.sessions + 50)}
         ) as (mem_port, _):
+
+            def scratch(name: str, **options: Any) -> dict[str, Any]:
+                """A connection to the scratch database on the server at 5432."""
+                return postgres_connection(
+                    name, ports[name], "127.0.0.1:5432", db, role, password, **options
+                )
+
             config = {
                 **pdp_and_identity(tmp, policies, pdp_port),
                 "connections": [
-                    {
-                        "name": "bench-nocache",
-                        "type": "postgres",
-                        "listen": f"127.0.0.1:{ports['bench-nocache']}",
-                        "upstream": "127.0.0.1:5432",
-                        "database": db,
-                        "decision_cache": False,
-                        "credentials": {
-                            "provider": "static",
-                            "username": role,
-                            "password": password,
-                        },
-                    },
-                    {
-                        "name": "bench-cache",
-                        "type": "postgres",
-                        "listen": f"127.0.0.1:{ports['bench-cache']}",
-                        "upstream": "127.0.0.1:5432",
-                        "database": db,
-                        "decision_cache": True,
-                        "credentials": {
-                            "provider": "static",
-                            "username": role,
-                            "password": password,
-                        },
-                    },
-                    {
-                        "name": "bench-norecord",
-                        "type": "postgres",
-                        "listen": f"127.0.0.1:{ports['bench-norecord']}",
-                        "upstream": "127.0.0.1:5432",
-                        "database": db,
-                        "decision_cache": True,
-                        "recording": False,
-                        "credentials": {
-                            "provider": "static",
-                            "username": role,
-                            "password": password,
-                        },
-                    },
-                    {
-                        "name": "bench-memory",
-                        "type": "postgres",
-                        "listen": f"127.0.0.1:{ports['bench-memory']}",
-                        "upstream": f"127.0.0.1:{mem_port}",
-                        "database": "postgres",
-                        "credentials": {
-                            "provider": "static",
-                            "username": "postgres",
-                            "password": "unused",
-                        },
-                    },
+                    scratch("bench-nocache", decision_cache=False),
+                    scratch("bench-cache", decision_cache=True),
+                    scratch("bench-norecord", decision_cache=True, recording=False),
+                    postgres_connection(
+                        "bench-memory",
+                        ports["bench-memory"],
+                        f"127.0.0.1:{mem_port}",
+                        "postgres",
+                        "postgres",
+                        "unused",
+                    ),
                 ],
             }
             path = tmp / "portcullis.yaml"
