@@ -8,6 +8,12 @@ window. A terminal recording (SSH shell, asciicast) held times nobody weighed: f
 going backwards, frames hours after the event recording them (beyond the session's
 close), a recording started before its session opened. Each is now marked by replay, the
 console and `audit verify`; a genuine SSH shell's recording is not.
+
+Replay marked a command the proxy recorded as let through under no decision of its
+session, or under a decision the PDP recorded as a deny; `audit verify` said nothing of
+verdicts, so a compromised proxy that ran a denied DROP and recorded it as allowed left a
+bundle that verified clean. Verify now counts and names them ("proxy verdicts: ..."); a
+genuine Postgres session (cache, masks, prepared statements) has none.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ import asyncio
 import json
 import time
 
+import asyncpg
 from pdp_harness import decide_sql, open_session, pdp_stub, running_pdp, token
+from pg_harness import running_gateway
 from test_pdp_probe_p7 import _written
 from test_pdp_probe_p8 import _cli
-from test_pdp_probe_p11 import _timeline_of
+from test_pdp_probe_p11 import _psql, _timeline_of
 from test_pdp_probe_p12 import _command, _record
 from test_ssh_proxy import ssh_stack
 from test_ssh_sessions import shell
@@ -168,5 +176,81 @@ async def test_a_genuine_shell_recording_is_not_marked(tmp_path):
     for r in records:
         times.feed(r.seq, r.kind, r.time, r.session_id, r.body, r.id)
     assert times.ruled_out == 0, times.line()
+    assert times.disputed == 0, times.verdicts_line()
     for timeline in timelines:
         assert not [e.clock for e in timeline.entries if e.clock], render_text(timeline)
+
+
+async def test_verify_names_commands_let_through_against_the_pdps_record(tmp_path):
+    """Attack: the proxy runs a DROP the PDP denied and records it as allowed (under the
+    deny's id), and a TRUNCATE nobody decided under a made-up id. Replay marked both;
+    `audit verify` of the store and of the bundle said nothing of verdicts."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        allowed = await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+        denied = await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        now = time.time()
+        forged = _command(now, "DROP TABLE orders", denied)
+        forged["verdict"] = "allow"
+        made_up = {**_command(now, "TRUNCATE orders", allowed), "decision_id": "d-made-up"}
+        await _record(stub, opened.session_id, [
+            _command(now, "SELECT id FROM orders", allowed), forged, made_up,
+        ])  # fmt: skip
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        assert "proxy verdicts: 2 commands recorded as let through where the PDP's" in said, said
+        assert "'DROP TABLE orders' recorded as allow where the PDP decided deny" in said
+        assert f"'TRUNCATE orders' recorded as {made_up['verdict']} under no decision" in said
+
+
+async def test_a_genuine_postgres_session_has_no_verdict_disputed(tmp_path):
+    """What the real Postgres proxy records (multi-statement texts, verdicts reused from
+    its cache, masked reads, prepared statements, a denied statement) is not named."""
+    async with running_gateway(tmp_path) as gw:
+        script = (
+            "select 1 as one; select 2 as two;\n"
+            + "".join(f"select id from orders where id = {n};\n" for n in range(5))
+            + "select email from customers;\nselect pg_read_file('/etc/passwd');\n"
+        )
+        for tok in (gw.token("dana", DBA), gw.token("rita", ("readonly",))):
+            run = await asyncio.to_thread(_psql, gw, tok, script)
+            assert run.returncode == 0, run.stderr
+        conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
+        statement = await conn.prepare("SELECT id FROM orders WHERE id = $1")
+        for n in range(3):
+            await statement.fetch(n)
+        await conn.close()
+        await asyncio.sleep(1.0)  # the recorder's last flush
+        records = await gw.pdp.store.query()
+    times = EventTimes()
+    for r in records:
+        times.feed(r.seq, r.kind, r.time, r.session_id, r.body, r.id)
+    assert len(times.opened) >= 3
+    assert times.disputed == 0, times.verdicts_line()
+    assert times.ruled_out == 0, times.line()
+    assert "every command recorded as let through names a decision" in times.verdicts_line()
+
+
+async def test_a_genuine_http_session_has_no_verdict_disputed(tmp_path):
+    """What the real HTTP proxy records (reads masked, one verdict reused, a delete
+    denied) is not named either."""
+    import aiohttp
+    from http_upstream import http_stack
+    from test_http_proxy import bearer
+
+    async with http_stack(tmp_path) as s:
+        async with aiohttp.ClientSession() as client:
+            for _ in range(3):
+                async with client.get(s.url + "/v1/invoices/7", headers=bearer(s)) as r:
+                    await r.read()
+            async with client.delete(s.url + "/v1/invoices/7", headers=bearer(s)) as r:
+                assert r.status == 403
+        await asyncio.sleep(1.0)  # the recorder's last flush
+        records = await s.pdp.store.query()
+    times = EventTimes()
+    for r in records:
+        times.feed(r.seq, r.kind, r.time, r.session_id, r.body, r.id)
+    assert [r for r in records if r.kind == "session.events"]
+    assert times.disputed == 0, times.verdicts_line()
+    assert times.ruled_out == 0, times.line()

@@ -505,10 +505,10 @@ def _explained(
             out.append(e)
             continue
         ruling = rulings.get(e.decision_id, {})
-        disputed = _weaker_than_ruled(e.verdict, ruling)
-        if checked and e.decision_id not in rulings and e.verdict in _LETS_THROUGH:
+        disputed = weaker_than_ruled(e.verdict, ruling)
+        if checked and e.decision_id not in rulings and e.verdict in LETS_THROUGH:
             disputed = NO_DECISION
-        elif not disputed and e.verdict in _LETS_THROUGH and _of_another_command(e, ruling):
+        elif not disputed and e.verdict in LETS_THROUGH and _of_another_command(e, ruling):
             disputed = OTHER_COMMAND
         if disputed:
             e = replace(e, pdp_verdict=disputed)
@@ -526,7 +526,7 @@ def _explained(
 # what a proxy's verdict may not be where the PDP recorded the key's (a proxy may deny on
 # its own, never let through more than the PDP did)
 _WEAKER = {"deny": ("allow", "mask"), "mask": ("allow",)}
-_LETS_THROUGH = ("allow", "mask")
+LETS_THROUGH = ("allow", "mask")
 # Entry.pdp_verdict of an event letting a command through under a decision (or none)
 # that the PDP did not record in the session
 NO_DECISION = "no decision"
@@ -576,7 +576,7 @@ def _statements(sql: str) -> list[str]:
         return [sql]
 
 
-def _weaker_than_ruled(verdict: str, ruling: dict[str, Any]) -> str:
+def weaker_than_ruled(verdict: str, ruling: dict[str, Any]) -> str:
     """The PDP's recorded verdict when the proxy's event claims one that lets more through
     (`allow` for a decision the PDP recorded as deny or mask), else "". A decision not
     enforced (shadow mode: `enforced: false`, the proxy answered allow) is not disputed,

@@ -926,6 +926,7 @@ class Counted:
     macs: str = ""  # what the record MACs showed, when the key was at hand
     keys: str = ""  # the signing keys in turn, when the key was rotated (KeyHistory)
     times: str = ""  # what the session events' claimed times came to (EventTimes)
+    verdicts: str = ""  # what the verdicts proxies recorded came to (EventTimes)
 
     def see(self, seq: int, kind: str, time: float) -> None:
         if self.first_time is None:
@@ -955,6 +956,7 @@ class Counted:
             *([f"  record MACs: {self.macs}"] if self.macs else []),
             *([f"  signing keys: {self.keys}"] if self.keys else []),
             *([f"  event times: {self.times}"] if self.times else []),
+            *([f"  proxy verdicts: {self.verdicts}"] if self.verdicts else []),
             f"  head: seq {self.head[0]} hash {self.head[1]}",
         ]
 
@@ -1181,6 +1183,7 @@ async def _verify_read(
     counted.checkpoints, counted.statements = checker.checkpoints, checker.statements
     counted.keys = keys.describe() if keys.rotations else ""
     counted.times = times.line()
+    counted.verdicts = times.verdicts_line()
     return EvidenceReport(
         not problems,
         chain.records,

@@ -15,6 +15,13 @@ After the session closed needs no look ahead: the PDP refuses a batch for a sess
 proxy closed, so every batch of such a session was received before its close, and an
 event claiming a time past the close (beyond the allowance) claims one ahead of its
 batch's arrival, which is marked.
+
+It also weighs each event's verdict against the PDP's record, as replay does
+(pdp.domain.timeline): a command the proxy says it let through (allow, mask) under a
+decision id the PDP recorded no decision of in that session, or under one the PDP recorded
+as a deny (or a mask, for an allow), is counted and named (`verdicts_line`): the proxy's
+events contradict the decisions. Such a command under the id of another command's allow
+is marked by replay only (it compares the texts; verify keeps no command text).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from pdp.domain.recordings import (
     batch_events,
 )
 from pdp.domain.sessions import REAPED_REASONS
+from pdp.domain.timeline import LETS_THROUGH, NO_DECISION, weaker_than_ruled
 from pdp.plumbing.rendering import inert
 
 SESSION_OPEN = "session.open"
@@ -47,8 +55,12 @@ class EventTimes:
 
     def __init__(self) -> None:
         self.opened: dict[str, float] = {}  # session id -> when it opened (the PDP's clock)
-        # session id -> {decision id -> when the PDP made it}, while the session is open
-        self.decided: dict[str, dict[str, float]] = {}
+        # session id -> {decision id -> (when the PDP made it, the ruling's verdict and
+        # enforcement)}, while the session is open
+        self.decided: dict[str, dict[str, tuple[float, dict[str, Any]]]] = {}
+        self.incomplete: set[str] = set()  # sessions with a decision not remembered
+        self.disputed = 0
+        self.disputes: list[str] = []
         self.remembered = 0
         self.unweighed = 0  # decisions past MAX_DECISIONS, not remembered
         self.casts: dict[str, CastClock] = {}
@@ -68,12 +80,13 @@ class EventTimes:
             self.opened[session_id] = float(opened)
             return
         if kind == DECISION:
-            self._decided(session_id, record_id, time)
+            self._decided(session_id, record_id, time, body)
             return
         if kind == SESSION_CLOSE:
             if body.get("reason") not in REAPED_REASONS:  # (no event is taken after it)
                 self.remembered -= len(self.decided.pop(session_id, {}))
                 self.casts.pop(session_id, None)
+                self.incomplete.discard(session_id)
             return
         if kind != EVENTS_KIND:
             return
@@ -93,7 +106,9 @@ class EventTimes:
             when = event.get("time") if isinstance(event, dict) else None
             if not isinstance(when, int | float) or isinstance(when, bool):
                 continue
-            made = decided.get(str(event.get("decision_id") or ""))
+            ruled = decided.get(str(event.get("decision_id") or ""))
+            made = ruled[0] if ruled is not None else None
+            self._weigh_verdict(seq, session_id, event, ruled)
             frames = casts.weigh(event)  # (each recording's event: it keeps their order)
             if when > received + CLOCK_SKEW_SECONDS:
                 bad.append(f"{when - received:.3f}s after the PDP received it")
@@ -110,14 +125,55 @@ class EventTimes:
             if len(self.named) < NAMED_AT_MOST:
                 self.named.append(f"seq {seq} (session {inert(session_id[:64])}): {bad[0]}")
 
-    def _decided(self, session_id: str, record_id: Any, time: float) -> None:
+    def _decided(self, session_id: str, record_id: Any, time: float, body: dict[str, Any]) -> None:
         if not isinstance(record_id, str) or not record_id:
             return
         if self.remembered >= MAX_DECISIONS:
             self.unweighed += 1
+            self.incomplete.add(session_id)
             return
-        self.decided.setdefault(session_id, {})[record_id] = time
+        ruling: dict[str, Any] = {k: body[k] for k in ("verdict", "enforced") if k in body}
+        self.decided.setdefault(session_id, {})[record_id] = (time, ruling)
         self.remembered += 1
+
+    def _weigh_verdict(self, seq: int, session_id: str, event: dict[str, Any], ruled: Any) -> None:
+        """An event letting a command through under no decision of the session, or under
+        one the PDP recorded as stronger: counted and named. Only for a session whose
+        opening was read (a bundle of a window may start after a session's decisions)."""
+        verdict = event.get("verdict")
+        if verdict not in LETS_THROUGH or session_id not in self.opened:
+            return
+        if ruled is None:
+            if session_id in self.incomplete:
+                return
+            said = f"{verdict} under {NO_DECISION} of the PDP in its session"
+        else:
+            stronger = weaker_than_ruled(str(verdict), ruled[1])
+            if not stronger:
+                return
+            said = f"{verdict} where the PDP decided {stronger}"
+        self.disputed += 1
+        if len(self.disputes) < NAMED_AT_MOST:
+            command = inert(str(event.get("command", ""))[:80])
+            where = f"seq {seq} (session {inert(session_id[:64])})"
+            self.disputes.append(f"{where}: {command!r} recorded as {said}")
+
+    def verdicts_line(self) -> str:
+        """The report's line on the verdicts proxies recorded ("" when no session event
+        was read)."""
+        if not self.disputed:
+            if not self.opened:
+                return ""
+            return (
+                "every command recorded as let through names a decision of its session"
+                " that let it through"
+            )
+        return (
+            f"{self.disputed} commands recorded as let through where the PDP's record says"
+            " otherwise (the proxy's events contradict the decisions; replay marks them): "
+            + "; ".join(self.disputes)
+            + (", ..." if self.disputed > len(self.disputes) else "")
+        )
 
     def line(self) -> str:
         """The report's line on event times ("" when no session event was read)."""
