@@ -237,3 +237,49 @@ def test_a_session_opening_leaves_the_others_facts_alone() -> None:
     assert watch.facts is changed
     watch.adopt(read("m1", 0.5))  # older: never taken back
     assert watch.facts is changed
+
+
+# made in pg_catalog by a superuser; each reader statement names it by its pg_catalog name
+IN_PG_CATALOG = """
+CREATE FUNCTION public.p17_noisy_op(int, text) RETURNS int LANGUAGE plpgsql AS
+  $$ BEGIN RAISE NOTICE 'op ran'; RETURN 1; END $$;
+CREATE OPERATOR pg_catalog.- (LEFTARG = int, RIGHTARG = text, FUNCTION = public.p17_noisy_op);
+CREATE FUNCTION public.p17_noisy_check(int) RETURNS int LANGUAGE plpgsql AS
+  $$ BEGIN RAISE NOTICE 'check ran'; RETURN 1; END $$;
+CREATE DOMAIN pg_catalog.p17_checked AS int CHECK (public.p17_noisy_check(VALUE) = 1);
+"""
+
+OUT_OF_PG_CATALOG = """
+DROP OPERATOR pg_catalog.- (int, text);
+DROP FUNCTION public.p17_noisy_op(int, text);
+DROP DOMAIN pg_catalog.p17_checked;
+DROP FUNCTION public.p17_noisy_check(int);
+"""
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1 OPERATOR(pg_catalog.-) 'x'::text",
+        "SELECT id FROM orders WHERE id OPERATOR(pg_catalog.-) 'x'::text = 1",
+        "SELECT 5::pg_catalog.p17_checked",
+        "SELECT CAST(5 AS pg_catalog.p17_checked)",
+        "SELECT pg_catalog.p17_checked '5'",
+    ],
+)
+def test_code_a_superuser_made_in_pg_catalog_is_not_pg_catalogs_by_its_name(
+    arena: Arena, sql: str
+) -> None:
+    """pg_catalog.name was trusted as built-in for operators and types: an operator or a
+    domain a superuser made in pg_catalog ran its function through the qualified name
+    (the unqualified name was refused as the database's own code)."""
+    admin_makes(arena, IN_PG_CATALOG)
+    c = ready_client(arena, ("readonly",), "p17")
+    try:
+        answer = c.query(sql)
+        assert answer.errors and "denied by policy" in answer.errors[0], answer.messages
+        assert not ran(answer), answer.messages
+        assert not c.query("SELECT 1 OPERATOR(pg_catalog.+) 2, 5::pg_catalog.int4").errors
+    finally:
+        c.close()
+        admin_makes(arena, OUT_OF_PG_CATALOG)

@@ -234,8 +234,13 @@ class Findings:
     def operator(self, parts: list[str]) -> None:
         """An operator the statement applies, as written: `OPERATOR(schema.op)` keeps its
         schema. Operators run functions, and the server picks one by name and argument
-        types over every schema on the search path, as it does functions."""
-        if parts:
+        types over every schema on the search path, as it does functions. pg_catalog's by
+        its qualified name is reported by its bare name: a superuser may make one there
+        too (`OPERATOR(pg_catalog.-)` of CREATE OPERATOR pg_catalog.- (int, text) ran its
+        function), and the database's operators are known by bare name (user_operators)."""
+        if len(parts) == 2 and parts[0] == "pg_catalog":
+            self.operators[parts[1]] = None
+        elif parts:
             self.operators[".".join(parts)] = None
 
     def implied(self, *symbols: str) -> None:
@@ -246,10 +251,14 @@ class Findings:
             self.operators[symbol] = None
 
     def type_name(self, parts: list[str]) -> None:
-        """A type the statement names (a cast's target, above all), unless pg_catalog's
-        by its qualified name: a cast to a type runs that type's input function, a
-        domain's checks, or a cast function, which may all be defined outside pg_catalog."""
-        if parts and not (len(parts) == 2 and parts[0] == "pg_catalog"):
+        """A type the statement names (a cast's target, above all): a cast to a type runs
+        that type's input function, a domain's checks, or a cast function, which may all
+        be defined outside pg_catalog. pg_catalog's by its qualified name is reported by
+        its bare name: a superuser may make a domain there too (`5::pg_catalog.d` ran its
+        CHECK's function), and the database's types are known by bare name (user_types)."""
+        if len(parts) == 2 and parts[0] == "pg_catalog":
+            self.type_names[parts[1]] = None
+        elif parts:
             self.type_names[".".join(parts)] = None
 
     def fold(self, inner: Entry) -> None:

@@ -25,10 +25,11 @@
 # by the proxy: CREATE EXTENSION is a superuser's reviewed act, and citext, hstore or PostGIS
 # define `=` and the other common names), and the classifier lists, per statement, the operators it applies or implies
 # (`operators`: `=` for IN (subquery), simple CASE, JOIN USING and NATURAL JOIN; `<`, `<=`,
-# `>=`, `>` for BETWEEN; `OPERATOR(schema.op)` as written) and the types it names
-# (`type_names`, without those written pg_catalog.name). An unqualified type name resolves
-# to pg_catalog's first (readers cannot set search_path), so only names the database
-# defines outside pg_catalog count.
+# `>=`, `>` for BETWEEN; `OPERATOR(schema.op)` as written, `OPERATOR(pg_catalog.op)` by
+# its bare name) and the types it names (`type_names`, pg_catalog.name by its bare name: a
+# superuser may make an operator or a domain in pg_catalog too, and the proxy's facts name
+# the database's own by bare name). An unqualified type name resolves to pg_catalog's first
+# (readers cannot set search_path), so only names the database defines itself count.
 #
 # A view a reader's statement names (with or without its schema) whose functions are not
 # all ones readers may call is denied too: reading it runs them.
