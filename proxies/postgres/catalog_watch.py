@@ -109,6 +109,12 @@ MARK_SQL = (
 # watch's own poll and at start-up, not before each decision
 _MARK = re.compile(r"[0-9]+\.[0-9]+")
 
+# the server's snapshot (xmin:xmax:in-progress xids): the same text twice means no
+# transaction committed or took an xid in between, so no catalogue row changed (a
+# read-only database's watch asks this alone, planned and run in microseconds)
+SNAPSHOT_SQL = "SELECT pg_catalog.pg_current_snapshot()::text"
+_SNAPSHOT = re.compile(r"[0-9]+:[0-9]+:[0-9,]*")
+
 COLUMNS_MARK_SQL = (
     "SELECT count(*)::text || '.' || coalesce(sum(xmin::text::bigint), 0)::text"
     " FROM pg_catalog.pg_attribute WHERE attrelid >= 16384"
@@ -196,6 +202,9 @@ class CatalogWatch:
         self._credentials: Credentials | None = None
         self._upstream: Upstream | None = None
         self._asking: asyncio.Future[Facts | None] | None = None
+        # the server's snapshot when the facts were last found current (with the columns
+        # mark or not): while it is the same, no transaction has committed since
+        self._seen: tuple[str, bool, Facts] | None = None
         self._task: asyncio.Task[None] | None = None
         self._lingering: asyncio.TimerHandle | None = None
 
@@ -284,19 +293,34 @@ class CatalogWatch:
         upstream = await self._connection()
         if upstream is None:
             return None
+        answer = await session_query(upstream, SNAPSHOT_SQL)
+        snapshot = answer[0] if answer and len(answer) == 1 else ""
+        if not _SNAPSHOT.fullmatch(snapshot):
+            self._close()
+            return None
+        known, seen = self.facts, self._seen
+        if (
+            known is not None
+            and seen is not None
+            and seen[2] is known
+            and seen[0] == snapshot
+            and (seen[1] or not columns)
+        ):
+            return known  # nothing committed since they were found current: the same
         mark = _marked(await session_query(upstream, MARK_SQL))
         if mark is None:
             self._close()
             return None
-        known = self.facts
         if known is not None and known.mark == mark:
             if not columns:
+                self._seen = (snapshot, False, known)
                 return known
             found = _marked(await session_query(upstream, COLUMNS_MARK_SQL))
             if found is None:
                 self._close()
                 return None
             if found == known.columns_mark:
+                self._seen = (snapshot, True, known)
                 return known
         facts = await read_facts(upstream)
         if facts is None:
@@ -304,8 +328,9 @@ class CatalogWatch:
             return None
         known = self.facts
         if known is None or (facts.read_at > known.read_at and not same_catalogue(facts, known)):
-            self.facts = facts
-        return self.facts
+            known = self.facts = facts
+        self._seen = (snapshot, True, known)
+        return known
 
     async def _connection(self) -> Upstream | None:
         if self._upstream is not None and not self._upstream.writer.is_closing():
