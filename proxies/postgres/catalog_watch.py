@@ -9,14 +9,15 @@ function, a trigger, a cast) was unknown to it for the rest of its life: a reade
 late_view` the function the view calls, both read as pg_catalog's own code.
 
 Owns CatalogWatch, one per proxy: a connection of its own (opened with a live session's
-credentials, closed LINGER_SECONDS after the last session) asks MARK_SQL, a fingerprint of
-every catalogue row made after initdb (the catalogues that hold code, and what says where
-code runs: count and xmin sum of each, read through the OID indexes, so its cost grows with
-the database's own objects only), and reads the facts again when it moved. It asks
-alongside every decision the PDP makes (EnforcerDriver: a decision made meanwhile is made
-again with newer facts, so a name first used after the code was made is judged with it),
-and every POLL_SECONDS with COLUMNS_MARK_SQL too (the columns of those relations: a view
-column renamed). A session takes newer facts before its next chunk of messages (the facts
+credentials, closed LINGER_SECONDS after the last session) asks the server's snapshot
+(SNAPSHOT_SQL: while it is the same, nothing committed), and once it moved MARK_SQL, a
+fingerprint of every catalogue row made after initdb (the catalogues that hold code, and
+what says where code runs: count and xmin sum, read through the OID indexes, so its cost
+grows with the database's own objects only), and reads the facts again when that moved.
+It asks alongside every decision the PDP makes (EnforcerDriver: a decision made meanwhile
+is made again with newer facts, so a name first used after the code was made is judged
+with it), and every POLL_SECONDS with COLUMNS_MARK_SQL too (the columns of those
+relations: a view column renamed). A session takes newer facts before its next chunk of messages (the facts
 are part of a cached verdict's key, so a statement reused is decided again), and a
 prepared statement allowed with older facts is asked again (Enforcer.take_facts).
 
