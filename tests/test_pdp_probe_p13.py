@@ -13,6 +13,11 @@ while the session was open, and an `approval` event as the PDP's line of an appr
 RecordEvents takes only what proxies record now (directions client, upstream, proxy;
 types command, response, io, masking, error, unenforced), whichever way a batch is sent.
 
+A session whose proxy the PDP lost (a crash: what it had not sent yet, up to a flush
+interval of events and the commands it answered from its decision cache then, is gone)
+read in the replay as any other ended session; the replay and the console now say what
+may be missing.
+
 Approvers answering one request at once (two approvers, or one approver's double click)
 each found it pending: both answers were recorded and both answered as given ("denied by
 kim" stood in the evidence beside the approval that counted, and kim was told nothing).
@@ -190,3 +195,48 @@ async def test_an_event_in_the_pdps_voice_is_refused(tmp_path, direction, kind, 
         assert await app.store.query(kind=EVENTS_KIND, session_id=opened.session_id)
     replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
     assert "session closed" not in replay.stdout, replay.stdout
+
+
+async def test_a_session_whose_proxy_was_lost_says_its_last_events_may_be_missing(tmp_path):
+    config_path = _written(tmp_path, session_timeout=2)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        allowed = await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+        await _record_one(stub, opened.session_id, allowed)
+        # the proxy goes silent (killed): the PDP ends the session as proxy_lost
+        deadline = time.monotonic() + 60
+        while not await app.store.query(kind="session.close", session_id=opened.session_id):
+            assert time.monotonic() < deadline, "the PDP never ended the session"
+            await asyncio.sleep(0.5)
+        timeline = await _timeline_of(app.store, opened.session_id)
+        kinds = ("session.open", "session.close", EVENTS_KIND, "decision")
+        records = {k: await app.store.query(kind=k, session_id=opened.session_id) for k in kinds}
+    assert timeline.summary.close_reason == "proxy_lost"
+    replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
+    assert "!! lost     the PDP lost this session's proxy" in replay.stdout, replay.stdout
+    assert "answered from its decision cache" in replay.stdout
+    from pdp.console.views.sessions import SessionsView
+
+    page, _ = SessionsView._replay_content(
+        SessionsView,  # (its rows and players are static)
+        opened.session_id, 0, records["session.open"][0], records["session.close"][0],
+        records[EVENTS_KIND], records["decision"], [],
+    )  # fmt: skip
+    assert "the PDP lost this session&#x27;s proxy" in page, page
+    # a session its proxy closed says nothing of the kind
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        closed = await open_session(stub, token(config))
+        await stub.CloseSession(
+            pdp_pb2.CloseSessionRequest(session_id=closed.session_id, reason="client closed")
+        )
+        assert "lost" not in (await _timeline_of(app.store, closed.session_id)).header
+
+
+async def _record_one(stub, session_id: str, decision: pdp_pb2.Decision) -> None:
+    event = {"time": time.time(), "direction": "client", "type": "command",
+             "command": "SELECT id FROM orders", "decision_id": decision.decision_id,
+             "verdict": "mask", "cached": False, "details": {}}  # fmt: skip
+    await stub.RecordEvents(
+        pdp_pb2.RecordEventsRequest(session_id=session_id, events_json=json.dumps([event]))
+    )

@@ -170,6 +170,16 @@ class Entry:
         return asdict(self)
 
 
+# a session the PDP ended because it heard no more from its proxy (a crash, a network cut):
+# the proxy sends its events every flush interval (proxies.runtime.recorder), and a command
+# it answered from its decision cache leaves no record at the PDP but its event
+PROXY_LOST = "proxy_lost"
+LOST_NOTE = (
+    "the PDP lost this session's proxy: events it had not sent yet (its last half second or"
+    " so, more if it could not reach the PDP) are missing, and with them any command it"
+    " answered from its decision cache then, which leaves no other record"
+)
+
 # Entry.clock: why an event's claimed time cannot be when it happened
 CLOCK_AHEAD = "after the PDP received it"
 CLOCK_BEFORE_OPEN = "before the session opened"
@@ -318,6 +328,8 @@ def build_timeline(
             f"{unreceived} of {len(batches)} event batches were recorded before the PDP kept"
             " its time of receipt: their times are the proxy's word alone"
         )
+    if closed is not None and summary.close_reason == PROXY_LOST:
+        header["lost"] = LOST_NOTE
     window = _Window(
         opened=min(start, opened.time),
         closed=closed.time
@@ -690,6 +702,7 @@ def _render_lines(timeline: Timeline) -> list[str]:
         f"  status      {s.status}"
         + (f" ({s.close_reason}) after {s.duration_seconds:g}s" if s.ended_at is not None else ""),
         *([f"  receipt     {timeline.header['receipt']}"] if "receipt" in timeline.header else []),
+        *([f"  !! lost     {timeline.header['lost']}"] if "lost" in timeline.header else []),
         "",
     ]
     for e in timeline.entries:

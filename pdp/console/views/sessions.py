@@ -303,6 +303,8 @@ class SessionsView:
             ("Credential", timeline.header.get("credential_ref", "") or "-"),
             *([("Event times", timeline.header["receipt"])]
               if "receipt" in timeline.header else []),
+            *([("Recording", badge(timeline.header["lost"], "disputed"))]
+              if "lost" in timeline.header else []),
         ])  # fmt: skip
         totals = tag("p", ", ".join(f"{k}: {v}" for k, v in timeline.totals.items()
                                     if v is not None and not isinstance(v, dict)),
