@@ -33,6 +33,8 @@ No IO and no policy here: this module says where values come from, never what ma
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 Fields = dict[str, Any]
@@ -751,13 +753,15 @@ class Lineage:
         elif tag == "RangeFunction":
             flows: list[Flow] = []
             names: list[str] = []
+            counted: list[Flow] = []
             for function in fields.get("functions", ()):
                 call = function["List"]["items"][0]
                 flows.append(self.expr(call, scope, ctes))
                 names.append(_column_name(call))
+                counted.append(self.rows_of(call, flows[-1], scope, ctes))
             flow = _merge(EXPRESSION, flows)
             # a function in FROM decides how many rows there are, from what it reads
-            self.record(flow, "other")
+            self.record(_merge(EXPRESSION, counted), "other")
             alias = fields.get("alias")
             colnames = [_sval(c) for c in alias.get("colnames", ())] if alias else []
             label = alias["aliasname"] if alias else (names[0] if names else "")
@@ -772,8 +776,10 @@ class Lineage:
                 if node:
                     self.record(self.expr(node, scope, ctes).derived(), "other")
         else:
-            # XMLTABLE, JSON_TABLE, ...: any column may carry any column they read
+            # XMLTABLE, JSON_TABLE, ...: any column may carry any column they read, and
+            # their paths any key or element of a document they read
             flow = self.generic(fields, scope, ctes)
+            flow = _merge(EXPRESSION, [flow, *_any_key([flow])])
             self.record(flow.derived(), "other")  # their rows depend on what they read
             alias = fields.get("alias")
             label = alias["aliasname"] if alias else ""
@@ -888,6 +894,11 @@ class Lineage:
                     self.partial(flow)
             if operator in _JSON_EXTRACTIONS and "rexpr" in fields:
                 operands.append(_keys_flow([fields["rexpr"]], path=operator.startswith("#")))
+            if operator in _JSON_PATH_OPERATORS:
+                any_key = _path_flow(operands, fields.get("rexpr"))
+                for flow in any_key:
+                    self.record(flow, "other")  # a test of the document's values
+                operands += any_key
             return _merge(EXPRESSION, operands, keeps=builtin and operator in _KEEPING_OPERATORS)
         if tag == "TypeCast" and "arg" in fields:
             flow = self.expr(fields["arg"], scope, ctes)
@@ -911,6 +922,7 @@ class Lineage:
         if tag == "JsonFuncExpr":
             # JSON_VALUE / JSON_QUERY / JSON_EXISTS: a path's filters are tests of the value
             flow = self.generic(fields, scope, ctes)
+            flow = _merge(EXPRESSION, [flow, *_any_key([flow])])
             self.record(flow, "other")
             return flow
         if tag == "A_Indirection":
@@ -1030,17 +1042,42 @@ class Lineage:
             # and current_setting (no table column): stored as if changed, whatever it is
             self.written.extend(flow.transformed() for flow in flows)
         if builtin and name in _JSON_PATH_FUNCTIONS:
-            flows.append(_keys_flow(list(args[1:]), path=False))  # profile's 'password'
+            flows.append(_keys_flow(list(args[1:]), path=False))  # profile's 'password''
+        any_key = []
+        if builtin and name in _ANY_KEY_FUNCTIONS:
+            path = args[1] if "_path_" in name and len(args) > 1 else None
+            any_key = _path_flow(flows, path) if path is not None else _any_key(flows)
         if not builtin:
             # a function of another schema (pg_temp.f(), made in this session: no catalogue
             # fact knows it) may read any table: its value may carry any of their columns
             flows.append(Flow(EXPRESSION, tables={"*": None}, changed=True))
-        flow = _merge(AGGREGATE if aggregate else EXPRESSION, flows, keeps)
+        kind = AGGREGATE if aggregate else EXPRESSION
+        flow = _merge(kind, flows + any_key, keeps)
         if name in _QUESTIONS:
             # how many rows a set-returning function gives, and whether a pattern function
-            # matches (NULL or not, which a mask keeps), answer questions about its input
-            self.record(flow, "other")
+            # matches (NULL or not, which a mask keeps), answer questions about its input;
+            # how many keys or elements a document has is no question about a key's value,
+            # how many a path's filter keeps is
+            asked = flow if "_path_" in name or "xpath" in name else _merge(kind, flows, keeps)
+            self.record(asked, "other")
         return flow
+
+    def rows_of(self, call: Any, flow: Flow, scope: Scope, ctes: dict[str, Item]) -> Flow:
+        """What how many rows a function in FROM gives says something about: its flow, but
+        for a document's keys or elements (jsonb_each's: how many there are), whose values
+        are given as any column's (masked whole, questions in a condition)."""
+        fields = call.get("FuncCall") if isinstance(call, dict) else None
+        if not fields or not fields.get("funcname") or len(fields["funcname"]) > 2:
+            return flow
+        name = _sval(fields["funcname"][-1]).lower()
+        qualified = [_sval(part).lower() for part in fields["funcname"][:-1]]
+        if (
+            name not in _ANY_KEY_FUNCTIONS
+            or "_path_" in name
+            or qualified not in ([], ["pg_catalog"])
+        ):
+            return flow
+        return _merge(EXPRESSION, [self.expr(a, scope, ctes) for a in fields.get("args", ())])
 
     def sublink(self, fields: Fields, scope: Scope, ctes: dict[str, Item]) -> Flow:
         outputs = self.select(fields["subselect"]["SelectStmt"], scope, ctes)
@@ -1145,7 +1182,12 @@ class Lineage:
                 use = "join"
         for n, flow in operands:
             self.record(_bare(flow, n), use)
-        return _merge(EXPRESSION, [f for _, f in operands])
+        flows = [f for _, f in operands]
+        if operator in _JSON_PATH_OPERATORS:
+            for flow in _path_flow(flows, fields.get("rexpr")):
+                self.record(flow, "other")
+                flows.append(flow)
+        return _merge(EXPRESSION, flows)
 
 
 # Nodes whose flow expr() computes itself rather than the generic walk.
@@ -1412,6 +1454,76 @@ def _star_ref(val: Any) -> list[Fields] | None:
 
 # JSON (and hstore) operators that take a value out of a document by key or path
 _JSON_EXTRACTIONS = frozenset({"->", "->>", "#>", "#>>"})
+# What reads the value under every key of a JSON document (or any key its path names,
+# wildcards and filters included): jsonpath tests (`profile @? '$ ? (@.password starts
+# with "h")'` counted rows by the password inside a document), expansions into rows of
+# keys and values (`jsonb_each_text(profile) e WHERE e.value LIKE 'h%'`) or records, and
+# the document written out again. A document's keys are not columns lineage can name, so
+# what these give of a column's document may be any column's value (tables "*": masked
+# whole, and a question about any column in a condition), as a computed key is.
+_JSON_PATH_OPERATORS = frozenset({"@?", "@@"})
+_ANY_KEY_FUNCTIONS = frozenset(
+    f"{kind}_{name}"
+    for kind in ("json", "jsonb")
+    for name in (
+        "each", "each_text", "array_elements", "array_elements_text", "to_record",
+        "to_recordset", "populate_record", "populate_recordset", "strip_nulls", "pretty",
+        "to_tsvector", "path_query", "path_query_tz", "path_query_first",
+        "path_query_first_tz", "path_query_array", "path_query_array_tz", "path_exists",
+        "path_exists_tz", "path_match", "path_match_tz",
+    )
+) | {"xpath", "xpath_exists", "xmlexists"}  # fmt: skip
+
+
+# a jsonpath accessor: `.key`, `."key"`, `.*`, `.**`, or a method `.size()`
+_JSONPATH_STEP = re.compile(r'\.\s*(?:"((?:[^"\\]|\\.)*)"|(\*\*?)|([A-Za-z_][\w$]*))(\s*\()?')
+
+
+_JSONPATH_STRING = re.compile(r'(?<!\.)"(?:[^"\\]|\\.)*"')
+
+
+def _jsonpath_keys(node: Any) -> dict[str, None] | None:
+    """The keys a constant jsonpath names (`$.tags[*] ? (@ == "ci")`: tags; filters
+    included), as lineage names a constant key; None when it may reach any key: a path
+    computed at run time, a wildcard key (`.*`, `.**`), `.keyvalue()`."""
+    const = node.get("A_Const") if isinstance(node, dict) else None
+    if const is None or "sval" not in const:
+        return None
+    # a string literal compared (`@ like_regex "a.*"`) names no key
+    text = _JSONPATH_STRING.sub('""', str(const["sval"].get("sval", "")))
+    keys: dict[str, None] = {}
+    for quoted, star, word, call in _JSONPATH_STEP.findall(text):
+        if star or (call and word.lower() == "keyvalue"):
+            return None
+        if call:
+            continue  # .size(), .type(), .double(): a method, no key
+        if quoted:
+            try:
+                quoted = json.loads(f'"{quoted}"')
+            except ValueError:
+                return None
+        keys[(quoted or word).lower()] = None
+    return keys
+
+
+def _path_flow(flows: list[Flow], path: Any) -> list[Flow]:
+    """What a jsonpath test or query over a table's document carries: the keys its path
+    names, else any column."""
+    if not any(f.user and (f.columns or f.tables) for f in flows):
+        return []
+    keys = _jsonpath_keys(path)
+    if keys is None:
+        return _any_key(flows)
+    return [Flow(EXPRESSION, keys)]
+
+
+def _any_key(flows: list[Flow]) -> list[Flow]:
+    """A flow of any column when one of these reads a database table's value."""
+    if any(f.user and (f.columns or f.tables) for f in flows):
+        return [Flow(EXPRESSION, tables={"*": None}, changed=True)]
+    return []
+
+
 _JSON_PATH_FUNCTIONS = frozenset(
     {"jsonb_extract_path", "jsonb_extract_path_text", "json_extract_path", "json_extract_path_text"}
 )
