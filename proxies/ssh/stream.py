@@ -395,7 +395,9 @@ class Cast:
         if text:
             self.bytes += len(data)
             self.pending_bytes += len(text)
-            self._last = self._at(now)
+            # never back: a wall clock stepping back would read as frames out of order
+            # (pdp.domain.casts.CastClock marks those)
+            self._last = max(self._at(now), self._last)
             self._events.append([self._last, code, text])
 
     def _left_out(self, now: float) -> None:
