@@ -397,6 +397,8 @@ def _xml_names(masker: Masker, text: str) -> Counter[str]:
 
 def _held_documents(masker: Masker, value: bytes, binary: bool, jsonb: bool) -> Counter[str]:
     """What the JSON documents an array value's elements hold would have masked."""
+    if b"{" not in value[1:] and b"[" not in value[1:]:
+        return Counter()  # no element can be a document (the common array, unparsed)
     try:
         if binary:
             raw = _binary_array_elements(value)
