@@ -349,16 +349,20 @@ class UpstreamExchange:
             reason = ""
         mask = None
         if masker is not None and not bodyless:
-            if response.status == 206 or fields.getall("content-range"):
-                # a part of a representation (a range the upstream chose to send, though
-                # the proxy asked for none: a bare value cut out of its field) is masked
-                # as nothing: only whole answers are read
-                return _refused(
-                    guard, "response cannot be masked", "a part of a representation (206)"
-                )
             # an allow-list: only what the masker reads goes; anything else with a body
             # (no type, two, binary, multipart, unknown) is withheld (BodyMask refuses it)
             kind, shown = answer_kind(fields.getall("content-type"))
+            ranges = fields.getall("content-range")
+            if any(r.strip().lower().startswith("bytes") for r in ranges) or (
+                response.status == 206 and kind != "json"
+            ):
+                # a part of a representation (a range of its bytes the upstream chose to
+                # send, though the proxy asked for none: a bare value cut out of its
+                # field) is masked as nothing: only whole answers are read (a page of
+                # rows, PostgREST's `Content-Range: 0-24/100`, is a whole JSON document)
+                return _refused(
+                    guard, "response cannot be masked", "a part of a representation (206)"
+                )
             if kind == "unreadable":
                 return _refused(
                     guard, "response cannot be masked", "text in a charset the masks cannot read"
