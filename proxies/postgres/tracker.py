@@ -28,7 +28,7 @@ from proxies.postgres.codec.wire import UINT16
 from proxies.postgres.columns import ColumnOrigin
 from proxies.postgres.row_mask import RowMask
 from proxies.postgres.startup import same_value
-from proxies.postgres.values import masked_fields, masked_hex_bytes
+from proxies.postgres.values import count_key, masked_copy_row, masked_fields, masked_hex_bytes
 from proxies.runtime.pdp_client import Ruling
 
 # what masks a computed view column no other rule covers (the derived rule's own)
@@ -903,6 +903,12 @@ class ResponseTracker:
         masker = head.masker
         assert masker is not None
         text = data.data.decode("utf-8", "replace")
+        documents = masked_copy_row(masker, text)
+        if documents is not None:
+            # a JSON document's keys named like a masked field, as a SELECT masks them
+            text, keys = documents
+            for name, n in keys.items():
+                _tally(head)[count_key(name)] += n
         masked, counts = masker.mask_text(text)
         if "\\t" in text:
             # the text format writes a tab inside a value as \t, which no detector takes
@@ -916,7 +922,9 @@ class ResponseTracker:
             masked = _COPY_BYTEA.sub(lambda run: _masked_bytea_run(masker, run, counts), masked)
         for name, n in counts.items():
             _tally(head)[f"detector:{name}"] += n
-        return codec.CopyData(masked.encode()).encode() if counts else data.raw or data.encode()
+        if not counts and documents is None:
+            return data.raw or data.encode()
+        return codec.CopyData(masked.encode()).encode()
 
 
 # one escape of COPY's text format: a backslash and the character after it
