@@ -1,6 +1,7 @@
 """The Postgres deny rules live in sets of their own (rego/portcullis/decision.rego, issue
-27): deny_unindexed (the rules the evaluator's rule index cannot skip), pg_denials
-(postgres.rego) and pg_lineage_denials (postgres_lineage.rego), and still deny.
+27): deny_unindexed and pg_lineage_unindexed (the rules the evaluator's rule index cannot
+skip), pg_denials (postgres.rego) and pg_lineage_denials (postgres_lineage.rego), and still
+deny.
 
 The split is for the evaluator's sake alone: every reason of those sets is a reason of
 deny, so the decision denies with it, with and without the session's standing. Each case
@@ -91,7 +92,7 @@ CASES: dict[str, tuple[dict[str, Any], str, str]] = {
     "a pattern on a sensitive column": (
         query(["readonly"], [{**SELECT, "predicates": [{"column": "email", "use": "pattern"}]}]),
         "use of sensitive column email",
-        "deny_unindexed",
+        "pg_lineage_unindexed",
     ),
     "an identity outside the connection's groups": (
         query(["nobody"], [SELECT]),

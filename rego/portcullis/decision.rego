@@ -16,16 +16,20 @@
 # module said why (a specific deny reason is not repeated as "no rule allows <kind>").
 package portcullis
 
-# Three more sets hold deny reasons, all of them reasons of `deny` below: pg_denials
-# (postgres.rego) and pg_lineage_denials (postgres_lineage.rego), and deny_unindexed, the
-# reasons of deny rules that open with no input test the evaluator's rule index can read
-# (a command kind, a statement type, a query flag), against which every postgres command
-# is checked (each looks at every statement, or at the session's standing). They are kept
-# apart for the evaluator's sake alone: OPA 1.20.2 resets, on each of a decision's ~30
-# rule lookups, one slot per rule position any lookup ever returned, and the rules of one
-# set of ~95 returned positions up to ~90 of their own; in sets of at most ~25 they return
-# positions the small rule sets return anyway (33 -> 16 slots per lookup for an agent's
-# query). A deny rule written into any of these sets, or into deny itself, denies alike.
+# Four more sets hold deny reasons, all of them reasons of `deny` below: pg_denials
+# (postgres.rego) and pg_lineage_denials (postgres_lineage.rego), and deny_unindexed and
+# pg_lineage_unindexed (postgres_lineage.rego's), the reasons of deny rules that open with
+# no input test the evaluator's rule index can read (a command kind, a statement type, a
+# query flag), against which every postgres command is checked (each looks at every
+# statement, or at the session's standing). They are kept apart for the evaluator's sake
+# alone. OPA 1.20.2 keeps, for its rule lookups, one slot per rule position any lookup has
+# returned (a rule's position: its place among the rules of its set, in file order), and
+# walks every slot again on each lookup, ~330 instructions a slot, ~30 lookups a decision:
+# so no set returns more than 8 rules for a postgres command, and the rules a postgres
+# command meets come within the first 8 of their set (deny_unindexed's 12 rules, allow's
+# rule at place 14, the function rules of pg_denials and pg_lineage_denials at 12-16:
+# 15 -> 9 slots for an agent's query). A deny rule written into any of these sets, or into
+# deny itself, denies alike.
 deny contains reason if {
 	some reason in deny_unindexed
 }
@@ -36,6 +40,18 @@ deny contains reason if {
 
 deny contains reason if {
 	some reason in pg_lineage_denials
+}
+
+deny contains reason if {
+	some reason in pg_lineage_unindexed
+}
+
+# postgres.rego's allow: a query whose every statement is allowed (pg_allowed). Written here
+# for the rule index alone (above): among every module's allow rules in file order, after
+# http.rego's and mcp.rego's, it came 14th, and it is asked on every postgres command.
+allow contains "every statement is allowed" if {
+	input.command.kind in {"postgres.query", "postgres.function_call"}
+	count(input.command.postgres.statements) == count(pg_allowed)
 }
 
 # An approval recorded by someone other than the requester turns require_approval into

@@ -70,7 +70,9 @@
 # are objects ({name: true}), so a membership test is one lookup, not a scan.
 # Deny reasons go into pg_denials (postgres_lineage.rego's: pg_lineage_denials), or, for a
 # rule that opens with no input test the rule index reads (a kind, a type, a flag of
-# input.command.postgres.has), deny_unindexed: decision.rego joins them into deny, and says why.
+# input.command.postgres.has), deny_unindexed: decision.rego joins them into deny, and says why
+# (and why the rules a postgres command meets come first among their set's: the denials of a
+# statement's functions and attribute names open pg_denials below).
 package portcullis
 
 
@@ -115,6 +117,49 @@ deny_unindexed contains "the query's flags (input.command.postgres.has) are miss
 	# object.get: the evaluator takes a reference out of the negation, so an undefined
 	# input.command.postgres.has would fail this line instead of passing it
 	not is_object(object.get(input.command.postgres, "has", false))
+}
+
+# Logical decoding (pg_logical_slot_get_changes on a test_decoding slot), pageinspect and
+# pg_walinspect return the rows of every table, written by any session, as text or bytes
+# of their own: an UPDATE's new tuple decodes as `password[text]:'hunter2-ada'` in a
+# function's output column that lineage cannot trace to customers.password, and that no
+# value detector recognises. A dba may call them (a slot is a dba's tool), but not outside
+# pii-readers: nothing masks what they return. (Readers may call none: reader_functions.)
+pg_denials contains sprintf("function %s returns the rows of the database's tables as it decodes them from WAL or pages, under no column a mask names: denied to everyone not in pii-readers", [f]) if {
+	input.command.postgres.has.functions
+	some s in input.command.postgres.statements
+	some f in s.functions
+	parts := split(lower(f), ".")
+	data.portcullis.postgres.raw_row_functions[parts[count(parts) - 1]]
+	not pii_reader
+}
+
+# Attribute notation: `c.f` (and `(expr).f`, `schema.table.f`) is the column f of the row
+# c, or, when c has no column f, the call f(c) on the whole row. Which one only the catalog
+# knows; the classifier reports every such name (attribute_names) and lineage reads it as a
+# column. `c.concat`, `c.row_to_json`, `c.json_agg` or `(c).to_jsonb` would give every
+# column of the row, masked ones among them, under a name no mask knows (and answer
+# conditions on them), and a function the database defines would run unseen by the
+# readers' allow-list. Denied where the name is one such a function could have:
+# postgres.row_functions (pg_catalog's, generated from pg_proc by
+# pdp/sql/reader_functions.py) outside pii-readers, and the database's own (the proxy reads
+# them at start-up: input.command.postgres.row_functions) for everyone but a privileged
+# pii-reader, who may call any function. A column of that name is read unqualified.
+pg_denials contains sprintf("%s after a dot may be %s() called on a whole row (attribute notation), which reads every column of the row: name the column without its table, or select the columns you need", [name, name]) if {
+	input.command.postgres.has.attributes
+	not pii_reader
+	some s in input.command.postgres.statements
+	some name in s.attribute_names
+	data.portcullis.postgres.row_functions[name]
+}
+
+pg_denials contains sprintf("%s after a dot may be the database's function %s() called on a whole row (attribute notation), which the policy cannot judge: name the column without its table", [name, name]) if {
+	input.command.postgres.has.attributes
+	input.command.postgres.has.user_code
+	not pg_unmasked_privileged
+	some s in input.command.postgres.statements
+	some name in s.attribute_names
+	name in input.command.postgres.row_functions
 }
 
 pg_denials contains sprintf("SQL that cannot be parsed is denied: %s", [s.error]) if {
@@ -499,34 +544,6 @@ pg_reader_calls contains [i, sprintf("function %q is not one readers may call", 
 	some f in s.cased_functions
 }
 
-# Attribute notation: `c.f` (and `(expr).f`, `schema.table.f`) is the column f of the row
-# c, or, when c has no column f, the call f(c) on the whole row. Which one only the catalog
-# knows; the classifier reports every such name (attribute_names) and lineage reads it as a
-# column. `c.concat`, `c.row_to_json`, `c.json_agg` or `(c).to_jsonb` would give every
-# column of the row, masked ones among them, under a name no mask knows (and answer
-# conditions on them), and a function the database defines would run unseen by the
-# readers' allow-list. Denied where the name is one such a function could have:
-# postgres.row_functions (pg_catalog's, generated from pg_proc by
-# pdp/sql/reader_functions.py) outside pii-readers, and the database's own (the proxy reads
-# them at start-up: input.command.postgres.row_functions) for everyone but a privileged
-# pii-reader, who may call any function. A column of that name is read unqualified.
-pg_denials contains sprintf("%s after a dot may be %s() called on a whole row (attribute notation), which reads every column of the row: name the column without its table, or select the columns you need", [name, name]) if {
-	input.command.postgres.has.attributes
-	not pii_reader
-	some s in input.command.postgres.statements
-	some name in s.attribute_names
-	data.portcullis.postgres.row_functions[name]
-}
-
-pg_denials contains sprintf("%s after a dot may be the database's function %s() called on a whole row (attribute notation), which the policy cannot judge: name the column without its table", [name, name]) if {
-	input.command.postgres.has.attributes
-	input.command.postgres.has.user_code
-	not pg_unmasked_privileged
-	some s in input.command.postgres.statements
-	some name in s.attribute_names
-	name in input.command.postgres.row_functions
-}
-
 pg_unmasked_privileged if {
 	privileged
 	pii_reader
@@ -624,21 +641,6 @@ pg_denials contains sprintf("%s shows the rows of %s, which holds values of ever
 	input.command.postgres.relation_sources
 	some [t, src] in pg_shown_relations
 	pg_unmasked_store(src)
-	not pii_reader
-}
-
-# Logical decoding (pg_logical_slot_get_changes on a test_decoding slot), pageinspect and
-# pg_walinspect return the rows of every table, written by any session, as text or bytes
-# of their own: an UPDATE's new tuple decodes as `password[text]:'hunter2-ada'` in a
-# function's output column that lineage cannot trace to customers.password, and that no
-# value detector recognises. A dba may call them (a slot is a dba's tool), but not outside
-# pii-readers: nothing masks what they return. (Readers may call none: reader_functions.)
-pg_denials contains sprintf("function %s returns the rows of the database's tables as it decodes them from WAL or pages, under no column a mask names: denied to everyone not in pii-readers", [f]) if {
-	input.command.postgres.has.functions
-	some s in input.command.postgres.statements
-	some f in s.functions
-	parts := split(lower(f), ".")
-	data.portcullis.postgres.raw_row_functions[parts[count(parts) - 1]]
 	not pii_reader
 }
 
@@ -783,10 +785,8 @@ pg_approvable := {i | some [i, _] in pg_approval}
 # opening with an equality is skipped for other kinds without being evaluated; one opening
 # with membership in a literal set (`in {...}`) is evaluated and fails at that line, one
 # cheap test.
-allow contains "every statement is allowed" if {
-	input.command.kind in {"postgres.query", "postgres.function_call"}
-	count(input.command.postgres.statements) == count(pg_allowed)
-}
+# A query whose every statement is allowed (count(pg_allowed)) is allowed by decision.rego's
+# allow rule, written there to come first among the allow rules for the rule index.
 
 needs_approval contains reason if {
 	input.command.kind in {"postgres.query", "postgres.function_call"}

@@ -183,6 +183,46 @@ pg_derived_reasons contains "EXECUTE returns rows of a cursor or prepared statem
 	not pii_reader
 }
 
+# These three open the set, as the rules every query calling a function meets (decision.rego
+# says why). The functions under pg_stat_activity and pg_stat_statements (below: their query
+# column is other sessions' statement text) return that text with nothing to mask it by: a
+# function's output column is no table's (SELECT query FROM pg_stat_get_activity(NULL),
+# pg_stat_get_backend_activity(b) gave a masked dba a pii-reader's statement with its
+# password literal, the value detectors catching only the card number), and a condition on
+# a function's result names no column (WHERE pg_stat_get_backend_activity(b) LIKE ...).
+# Outside pii-readers they are not called: pg_stat_activity gives the same rows, its query
+# masked. (Readers may call neither: postgres.reader_functions leaves them out.)
+pg_lineage_denials contains sprintf("function %s returns other sessions' statement text, which holds the values their statements name, with no column to mask it by: read pg_stat_activity (its query column is masked); denied to everyone not in pii-readers", [f]) if {
+	input.command.postgres.has.functions
+	some s in input.command.postgres.statements
+	some f in s.functions
+	parts := split(lower(f), ".")
+	parts[count(parts) - 1] in {"pg_stat_get_activity", "pg_stat_get_backend_activity", "pg_stat_statements"}
+	not pii_reader
+}
+
+pg_lineage_denials contains sprintf("function %s reads a large object's contents, bytes no mask or value detector reads: denied to everyone not in pii-readers", [f]) if {
+	input.command.postgres.has.functions
+	some s in input.command.postgres.statements
+	some f in s.functions
+	parts := split(lower(f), ".")
+	parts[count(parts) - 1] in {"lo_get", "loread"}
+	not pii_reader
+}
+
+# A cast the database made with a function (input.command.postgres.user_casts, the proxy's
+# start-up facts) runs wherever its types meet, named nowhere in the statement: with CREATE
+# CAST (integer AS text) WITH FUNCTION public.f(integer), `SELECT 1::text` returns what f
+# reads. Until the team lists it in postgres.reviewed_casts, every statement of a privileged
+# identity outside pii-readers is denied, as a reader's is (postgres_user_code.rego).
+pg_lineage_denials contains sprintf("this database defines the cast %s outside pg_catalog; a statement may run it without naming it, and what its function returns cannot be followed to the columns it reads (list it in postgres.reviewed_casts once reviewed)", [c]) if {
+	input.command.postgres.has.user_code
+	some c in input.command.postgres.user_casts
+	not data.portcullis.postgres.reviewed_casts[c]
+	privileged
+	not pii_reader
+}
+
 pg_lineage_denials contains sprintf("%s is a whole row of %s: whole-row values and the JSON/XML built from them are denied to everyone not in pii-readers, since a row may hold sensitive columns (the shipped policy's choice); select the columns you need", [pg_output_label(o), concat(", ", o.tables)]) if {
 	input.command.postgres.has.whole_row
 	some s in input.command.postgres.statements
@@ -295,19 +335,6 @@ pg_lineage_denials contains sprintf("operator %s is not in pg_catalog, so what i
 	not pii_reader
 }
 
-# A cast the database made with a function (input.command.postgres.user_casts, the proxy's
-# start-up facts) runs wherever its types meet, named nowhere in the statement: with CREATE
-# CAST (integer AS text) WITH FUNCTION public.f(integer), `SELECT 1::text` returns what f
-# reads. Until the team lists it in postgres.reviewed_casts, every statement of a privileged
-# identity outside pii-readers is denied, as a reader's is (postgres_user_code.rego).
-pg_lineage_denials contains sprintf("this database defines the cast %s outside pg_catalog; a statement may run it without naming it, and what its function returns cannot be followed to the columns it reads (list it in postgres.reviewed_casts once reviewed)", [c]) if {
-	input.command.postgres.has.user_code
-	some c in input.command.postgres.user_casts
-	not data.portcullis.postgres.reviewed_casts[c]
-	privileged
-	not pii_reader
-}
-
 # LISTEN: what arrives for it is the payload another session's NOTIFY (or pg_notify, a
 # trigger) sent, at any time, answering no statement the masks were decided for; the proxy
 # passes it as it came (a card number, an e-mail address an application notified).
@@ -366,7 +393,7 @@ pg_lineage_denials contains pg_statement_text_question(p) if {
 # The view columns carrying `query` first: most catalogues name none, and an empty object
 # ends the rule at once (where `views := ...` made the rule index walk a branch of its own
 # for every query whose proxy sends view_columns, and each predicate was looked up).
-deny_unindexed contains pg_statement_text_question(p) if {
+pg_lineage_unindexed contains pg_statement_text_question(p) if {
 	some column, carried in input.command.postgres.view_columns
 	"query" in carried
 	some s in input.command.postgres.statements
@@ -389,7 +416,7 @@ pg_lineage_denials contains pg_statement_text_stored(column) if {
 	not pii_reader
 }
 
-deny_unindexed contains pg_statement_text_stored(column) if {
+pg_lineage_unindexed contains pg_statement_text_stored(column) if {
 	some column, carried in input.command.postgres.view_columns
 	"query" in carried
 	some s in input.command.postgres.statements
@@ -413,22 +440,6 @@ pg_questioning_use(use) if use in {"pattern", "range", "order", "other", "partia
 
 pg_questioning_use("equality") if not data.portcullis.oracle.equality
 
-# The functions under those views return the same text with nothing to mask it by: a
-# function's output column is no table's (SELECT query FROM pg_stat_get_activity(NULL),
-# pg_stat_get_backend_activity(b) gave a masked dba a pii-reader's statement with its
-# password literal, the value detectors catching only the card number), and a condition on
-# a function's result names no column (WHERE pg_stat_get_backend_activity(b) LIKE ...).
-# Outside pii-readers they are not called: pg_stat_activity gives the same rows, its query
-# masked. (Readers may call neither: postgres.reader_functions leaves them out.)
-pg_lineage_denials contains sprintf("function %s returns other sessions' statement text, which holds the values their statements name, with no column to mask it by: read pg_stat_activity (its query column is masked); denied to everyone not in pii-readers", [f]) if {
-	input.command.postgres.has.functions
-	some s in input.command.postgres.statements
-	some f in s.functions
-	parts := split(lower(f), ".")
-	parts[count(parts) - 1] in {"pg_stat_get_activity", "pg_stat_get_backend_activity", "pg_stat_statements"}
-	not pii_reader
-}
-
 # A large object is bytes stored under no column (pg_largeobject's data, lo_get's and
 # loread's bytea): no field mask names it, and the value detectors read no bytes, so lo_get
 # gave a dba outside pii-readers a card number and a password stored in one as hex (the
@@ -441,15 +452,6 @@ pg_lineage_denials contains sprintf("%s holds large objects' contents, bytes no 
 	some t in s.tables
 	parts := split(lower(t), ".")
 	parts[count(parts) - 1] == "pg_largeobject"
-	not pii_reader
-}
-
-pg_lineage_denials contains sprintf("function %s reads a large object's contents, bytes no mask or value detector reads: denied to everyone not in pii-readers", [f]) if {
-	input.command.postgres.has.functions
-	some s in input.command.postgres.statements
-	some f in s.functions
-	parts := split(lower(f), ".")
-	parts[count(parts) - 1] in {"lo_get", "loread"}
 	not pii_reader
 }
 
@@ -629,7 +631,7 @@ pg_lineage_denials contains "a DO block reads an error's text (SQLERRM, GET STAC
 	not pii_reader
 }
 
-deny_unindexed contains pg_predicate_reason(p) if {
+pg_lineage_unindexed contains pg_predicate_reason(p) if {
 	some s in input.command.postgres.statements
 	some p in s.predicates
 	p.use in {"pattern", "range", "order", "other", "partial"}
@@ -639,7 +641,7 @@ deny_unindexed contains pg_predicate_reason(p) if {
 
 # equality, unless data.portcullis.oracle.equality allows it (tested first: when it does,
 # no predicate is looked at)
-deny_unindexed contains pg_predicate_reason(p) if {
+pg_lineage_unindexed contains pg_predicate_reason(p) if {
 	not data.portcullis.oracle.equality
 	some s in input.command.postgres.statements
 	some p in s.predicates

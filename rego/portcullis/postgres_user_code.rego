@@ -43,6 +43,21 @@ package portcullis
 
 import rego.v1
 
+# A cast made with a function after initdb runs that function wherever the server applies
+# it: an implicit one wherever its two types meet, with nothing in the statement naming it,
+# and a superuser may add one between built-in types (text to integer has no pg_cast row of
+# its own, so `'5'::text::int` would run it). Which casts a statement applies is not in its
+# text, so while the database defines one the security team has not reviewed (listed,
+# as the proxy spells it, in postgres.reviewed_casts) every statement of a reader is denied.
+#
+#   input.command.postgres.user_casts  "source -> target by schema.function (context)"
+pg_reader_calls contains [i, sprintf("this database defines the cast %s outside pg_catalog; a statement may run it without naming it (list it in postgres.reviewed_casts once reviewed)", [c])] if {
+	input.command.postgres.has.user_code
+	some c in input.command.postgres.user_casts
+	not data.portcullis.postgres.reviewed_casts[c]
+	some i, _ in input.command.postgres.statements
+}
+
 pg_reader_calls contains [i, sprintf("operator %s is also defined outside pg_catalog in this database, so it may run a function readers may not call", [o])] if {
 	input.command.postgres.has.user_code
 	defined := input.command.postgres.user_operators
@@ -83,21 +98,6 @@ pg_reader_calls contains [i, sprintf("view %s runs function %s, which readers ma
 	view_named(v, t)
 	some f in functions
 	not reader_callable(f)
-}
-
-# A cast made with a function after initdb runs that function wherever the server applies
-# it: an implicit one wherever its two types meet, with nothing in the statement naming it,
-# and a superuser may add one between built-in types (text to integer has no pg_cast row of
-# its own, so `'5'::text::int` would run it). Which casts a statement applies is not in its
-# text, so while the database defines one the security team has not reviewed (listed,
-# as the proxy spells it, in postgres.reviewed_casts) every statement of a reader is denied.
-#
-#   input.command.postgres.user_casts  "source -> target by schema.function (context)"
-pg_reader_calls contains [i, sprintf("this database defines the cast %s outside pg_catalog; a statement may run it without naming it (list it in postgres.reviewed_casts once reviewed)", [c])] if {
-	input.command.postgres.has.user_code
-	some c in input.command.postgres.user_casts
-	not data.portcullis.postgres.reviewed_casts[c]
-	some i, _ in input.command.postgres.statements
 }
 
 # "schema.view" as a statement names it: whole, or by its name alone (the search path

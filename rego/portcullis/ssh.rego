@@ -43,6 +43,11 @@
 # every decision, every SQL statement included.
 package portcullis
 
+# The parts as a list, or none. The rules iterate input.command.ssh.parts itself: a rule
+# reference is a lookup the evaluator pays for each time (~30 per exec decided, ~11% of its
+# instructions). The PDP builds every exec's parts as a list (pdp/domain/ssh_input.py); an
+# input whose parts is no list is denied ("not read by the PDP's shell parser", below),
+# whatever else the rules then say of it.
 ssh_parts := input.command.ssh.parts if {
 	is_array(input.command.ssh.parts)
 } else := []
@@ -75,7 +80,7 @@ deny contains "empty command" if {
 
 deny contains sprintf("%q is not an allowed command", [part.command]) if {
 	input.command.kind == "ssh.exec"
-	some i, part in ssh_parts
+	some i, part in input.command.ssh.parts
 	count(part.argv) > 0
 	not i in ssh_listed_parts
 	not i in ssh_filter_parts
@@ -83,13 +88,13 @@ deny contains sprintf("%q is not an allowed command", [part.command]) if {
 
 deny contains sprintf("%q: the command's name is computed when it runs", [part.command]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	0 in part.dynamic
 }
 
 deny contains sprintf("%q sets %s", [part.command, concat(", ", part.assignments)]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	some assignment in part.assignments
 	not ssh_locale_assignment(assignment)
 }
@@ -116,7 +121,7 @@ deny contains sprintf("a loop sets %s: a loop's variable may only be named in lo
 
 deny contains sprintf("%q %s %s: only /dev/null may be redirected to or from", [part.command, r.op, r.target]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	some r in part.redirects
 	r.kind in {"read", "write"}
 	not ssh_null_redirect(r)
@@ -147,7 +152,7 @@ ssh_listed contains [i, list, pattern] if {
 	some list in ["allowed_commands", "approval_commands"]
 	some pattern in data.portcullis.ssh[list]
 	first := split(pattern, " ")[0]
-	some i, part in ssh_parts
+	some i, part in input.command.ssh.parts
 	part.argv[0] == first
 	ssh_matches(pattern, part)
 }
@@ -157,7 +162,7 @@ ssh_listed contains [i, list, pattern] if {
 	some pattern in data.portcullis.ssh[list]
 	contains(pattern, "*")
 	contains(split(pattern, " ")[0], "*")
-	some i, part in ssh_parts
+	some i, part in input.command.ssh.parts
 	ssh_matches(pattern, part)
 }
 
@@ -171,7 +176,7 @@ ssh_globbed_parts := {i |
 
 # the parts that are filters (ssh_filter, below), once per decision: three rules ask
 ssh_filter_parts := {i |
-	some i, part in ssh_parts
+	some i, part in input.command.ssh.parts
 	ssh_filter(part)
 }
 
@@ -182,7 +187,7 @@ ssh_filter_parts := {i |
 # Listed per command in data.portcullis.ssh.write_options; such an exec needs approval.
 needs_approval contains sprintf("%q writes with %s", [part.command, arg]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	options := data.portcullis.ssh.write_options[part.argv[0]]
 	some i, arg in part.argv
 	i > 0
@@ -195,7 +200,7 @@ needs_approval contains sprintf("%q writes with %s", [part.command, arg]) if {
 
 needs_approval contains sprintf("%q has an argument computed when it runs, which may be an option that writes", [part.command]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	data.portcullis.ssh.write_options[part.argv[0]]
 	some i in part.dynamic
 	i > 0
@@ -206,7 +211,7 @@ needs_approval contains sprintf("%q has an argument computed when it runs, which
 # `--vacuum-time=1s` logged as a user name), as a computed argument may.
 needs_approval contains sprintf("%q takes further words from its input (xargs), which may be an option that writes", [part.command]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	data.portcullis.ssh.write_options[part.argv[0]]
 	part.more_args
 }
@@ -273,7 +278,7 @@ ssh_read_options := object.get(data.portcullis.ssh, "read_options", ssh_default_
 
 needs_approval contains sprintf("%q uses %s, which is not among the options allowed to %s", [part.command, arg, part.argv[0]]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	options := ssh_read_options[part.argv[0]]
 	some i, arg in part.argv
 	i > 0
@@ -284,7 +289,7 @@ needs_approval contains sprintf("%q uses %s, which is not among the options allo
 
 needs_approval contains sprintf("%q has %q, a glob that may match more than it names", [part.command, arg]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	ssh_read_options[part.argv[0]]
 	some i, arg in part.argv
 	i > 0
@@ -293,7 +298,7 @@ needs_approval contains sprintf("%q has %q, a glob that may match more than it n
 
 needs_approval contains sprintf("%q has an argument computed when it runs, which may be an option not allowed to it", [part.command]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	ssh_read_options[part.argv[0]]
 	some i in part.dynamic
 	i > 0
@@ -301,7 +306,7 @@ needs_approval contains sprintf("%q has an argument computed when it runs, which
 
 needs_approval contains sprintf("%q takes further words from its input (xargs), which may be options not allowed to it", [part.command]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	ssh_read_options[part.argv[0]]
 	part.more_args
 }
@@ -318,7 +323,7 @@ needs_approval contains sprintf("%q takes further words from its input (xargs), 
 # of a command run before.
 needs_approval contains sprintf("%q has %q, which the shell may expand into the names of files anywhere", [part.command, arg]) if {
 	input.command.kind == "ssh.exec"
-	some p, part in ssh_parts
+	some p, part in input.command.ssh.parts
 	count(part.argv) > 1
 	not ssh_read_options[part.argv[0]]
 	not p in ssh_globbed_parts
@@ -337,7 +342,7 @@ needs_approval contains sprintf("%q has %q, which the shell may expand into the 
 # character in the text does.
 needs_approval contains sprintf("%q has %q, computed when it runs, whose value the shell may expand into the names of files anywhere", [part.command, part.argv[i]]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	not ssh_read_options[part.argv[0]]
 	some i in object.get(part, "globbed", [])
 	i > 0
@@ -366,7 +371,7 @@ ssh_parameters := object.get(data.portcullis.ssh, "parameters", ssh_default_para
 
 needs_approval contains sprintf("%q reads $%s, a variable of the upstream's environment: neither sshd nor the shell sets it (data.portcullis.ssh.parameters)", [part.command, name]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	some i in part.dynamic
 	contains(part.argv[i], "$")
 	some found in regex.find_all_string_submatch_n(`\$\{?([A-Za-z_][A-Za-z0-9_]*)`, part.argv[i], -1)
@@ -390,13 +395,13 @@ ssh_quiet_commands := {"uptime", "free", "df", "true", "false", ":", "echo", "pr
 
 needs_approval contains sprintf("%q is given %q, what a command printed, which its messages may print otherwise than the mask reads (outside pii-readers)", [part.command, part.argv[i]]) if {
 	input.command.kind == "ssh.exec"
-	some p, part in ssh_parts
+	some p, part in input.command.ssh.parts
 	some i in part.dynamic
 	i > 0
 	not pii_reader
 	ssh_printed_value(part.argv[i])
 	not p in ssh_filter_parts
-	some source in ssh_parts
+	some source in input.command.ssh.parts
 	count(source.argv) > 0
 	not source.argv[0] in ssh_quiet_commands
 }
@@ -413,7 +418,7 @@ ssh_printed_value(word) if {
 # approval as a variable above does.
 needs_approval contains sprintf("%q reads a computed here-string (<<<), which may hold a variable of the upstream's environment", [part.command]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	some r in part.redirects
 	r.op == "<<<"
 	r.dynamic
@@ -691,7 +696,7 @@ needs_approval contains sprintf("%q: which lines it matches, orders or counts wo
 # option cluster holding a g counts (-rg, -ng: more is asked for, never less).
 needs_approval contains sprintf("%q searches the journal by a pattern (%s): which entries match would tell what the mask hides", [part.command, arg]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	part.argv[0] == "journalctl"
 	not pii_reader
 	some i, arg in part.argv
@@ -710,7 +715,7 @@ ssh_journal_search(arg) if split(arg, "=")[0] == "--grep"
 # nothing (`-a /dev/null`, or its standard input last redirected from /dev/null).
 needs_approval contains sprintf("%q takes its words from its input (xargs) and prints them apart, in pieces the mask does not read (outside pii-readers)", [part.command]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	"xargs" in part.via
 	not pii_reader
 	not ssh_xargs_reads_nothing(part)
@@ -755,7 +760,7 @@ ssh_journal_search(arg) if {
 # given with it, attached (`--output=json`, `-ojson`, `-fojson`) or the next word.
 needs_approval contains sprintf("%q: %s %q is not among the values allowed to it", [part.command, option, value]) if {
 	input.command.kind == "ssh.exec"
-	some part in ssh_parts
+	some part in input.command.ssh.parts
 	options := ssh_read_options[part.argv[0]]
 	some option, allowed in object.get(options, "values", {})
 	some i, _ in part.argv
