@@ -182,7 +182,7 @@ def test_a_catalog_that_cannot_be_read_refuses_the_session(
     real = pg_proxy.session_query
 
     async def failing(upstream: object, sql: str, timeout: float = 5.0) -> list[str] | None:
-        return None if sql == USER_CODE_SQL else await real(upstream, sql, timeout)  # type: ignore[arg-type]
+        return None if sql.endswith(USER_CODE_SQL) else await real(upstream, sql, timeout)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pg_proxy, "session_query", failing)
     with pytest.raises(psycopg.OperationalError, match="upstream catalog could not be read"):

@@ -111,14 +111,16 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   SELECT c.reltype FROM pg_catalog.pg_attribute a
   JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
   JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
-  JOIN code_holders h ON h.oid IN (a.atttypid, at.typelem)
+  CROSS JOIN LATERAL (VALUES (a.atttypid), (at.typelem)) held(oid)
+  JOIN code_holders h ON h.oid = held.oid
   WHERE a.attnum > 0 AND NOT a.attisdropped AND c.reltype <> 0
 ), code_composites AS (
   SELECT t.typname FROM pg_catalog.pg_type t
   LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+  LEFT JOIN (SELECT DISTINCT oid FROM code_holders) ht ON ht.oid = t.oid
+  LEFT JOIN (SELECT DISTINCT oid FROM code_holders) he ON he.oid = e.oid
   WHERE t.oid >= 16384
-  AND (t.oid IN (SELECT oid FROM code_holders WHERE oid >= 16384)
-       OR e.oid IN (SELECT oid FROM code_holders))
+  AND (ht.oid IS NOT NULL OR he.oid IS NOT NULL)
   AND (t.typtype = 'c' OR e.typtype = 'c')
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type q
                   WHERE q.typnamespace = 'pg_catalog'::regnamespace AND q.typname = t.typname
