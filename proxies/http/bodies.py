@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import functools
 import html
 import io
 import json
@@ -592,10 +593,11 @@ class BodyMask:
         )
         for key, member in value.items():
             if isinstance(member, str):
-                # (a name, or a label of up to three words as a form or a CRM's custom
-                # fields write it: `{"name": "Phone Number", "value": ...}`)
+                # (a name, or under a key naming a label a label of up to three words, as a
+                # form or a CRM's custom fields write it: `{"name": "Phone Number", ...}`;
+                # `{"status": "Phone support"}` is no label)
                 if named is None and not inverted:
-                    field = self._pair(member)
+                    field = self._pair(member) if _label_key(key) else self._field(member)
                     named, naming = (field, key) if field else (None, "")
                 continue
             if named is None and not inverted and (isinstance(member, dict) or one_label(member)):
@@ -688,10 +690,16 @@ class BodyMask:
                 lambda run: run[0] if run[0] == value else self._string(run[0], found, depth + 1),
                 value,
             )
-        if "\n" in value.strip() and depth < _LABELS_DEPTH:
-            # a text of several lines (a note, a log, a document in a field): read as a
-            # text body's lines are (a value on the line after its label, a table's cells
-            # under its header, a YAML block), withheld when they cannot be masked
+        if (
+            "\n" in value.strip()
+            and depth < _LABELS_DEPTH
+            and self._worded
+            and worded_field(self._worded, name_words(as_read(value)))
+        ):
+            # a text of several lines naming a masked field (a note, a log, a document in
+            # a field): read as a text body's lines are (a value on the line after its
+            # label, a table's cells under its header, a YAML block), withheld when they
+            # cannot be masked
             return self._as_text(value)
         seen = as_read(value)
         if seen != value:
@@ -1493,6 +1501,19 @@ _ROLE_NAMES = (
 _ROLE_WORDS = frozenset(_ROLE_NAMES.split())
 
 
+# the keys a field's label stands under (`{"name": "Phone Number", "value": ...}`)
+_LABEL_WORDS = frozenset(
+    {"field", "fields", "name", "key", "type", "kind", "column", "col", "attribute", "attr"}
+    | {"label", "property", "prop", "display", "id"}
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _label_key(key: str) -> bool:
+    words = name_words(key)
+    return bool(words) and all(w in _LABEL_WORDS for w in words)
+
+
 def _role_key(key: str) -> bool:
     words = name_words(key)
     return bool(words) and all(w in _ROLE_WORDS for w in words)
@@ -1593,12 +1614,21 @@ _PROSE_WORD = re.compile(r"[^\s,;()\[\]{}\"'<>]+")
 _VALUE_LIKE = re.compile(r"[0-9@]")
 
 
+@functools.lru_cache(maxsize=64)
 def _spoken_fields(worded: tuple[tuple[str, tuple[str, ...]], ...]) -> re.Pattern[str]:
-    """A field rule's words as prose writes them (`card number`, `Phone`, `passwords`)."""
+    """A field rule's words as prose writes them (`card number`, `Phone`, `passwords`);
+    a position is tried only when it holds a letter one of them begins with (a field's
+    other names make a hundred alternatives, each tried in turn)."""
     spelt = sorted(
-        {r"[\s_-]*".join(map(re.escape, words)) for _, words in worded}, key=len, reverse=True
+        {r"[\s_-]*".join(map(re.escape, words)) for _, words in worded if words},
+        key=len,
+        reverse=True,
     )
-    return re.compile(r"(?i)(?<![a-z0-9])(?:" + "|".join(spelt) + r")(?:e?s)?(?![a-z0-9])")
+    firsts = "".join(sorted({c for _, words in worded if words for c in words[0][:1]}))
+    return re.compile(
+        r"(?i)(?<![a-z0-9])(?=[" + re.escape(firsts) + "])(?:" + "|".join(spelt) + r")"
+        r"(?:e?s)?(?![a-z0-9])"
+    )
 
 
 def _fresh_key(out: dict[str, Any], key: str) -> str:
@@ -1616,8 +1646,7 @@ _HEX = re.compile(r"(?:[0-9a-f]{2}){8,}|(?:[0-9A-F]{2}){8,}")
 def _hex_text(value: str) -> str | None:
     """The text a string of 16 or more hex digits (one case) is written as, when its bytes
     are UTF-8 text of printable characters and white space; else None."""
-    value = value.strip()
-    if len(value) < 16 or not _HEX.fullmatch(value):
+    if len(value) < 16 or not _HEX.fullmatch(value := value.strip()):
         return None
     try:
         text = bytes.fromhex(value).decode("utf-8")
