@@ -65,10 +65,9 @@ def admin_makes(arena: Arena, *sql: str) -> None:
 def watched(arena: Arena, columns: bool = False) -> None:
     """The proxy's catalogue watch has asked once more (what its poll does on its own
     within POLL_SECONDS, `columns` too): no waiting on a clock here."""
-    watch = getattr(arena.proxy, "catalog", None)
-    if watch is not None:
-        asked = watch.fresh(columns=True) if columns else watch.fresh()
-        asyncio.run_coroutine_threadsafe(asked, arena.loop).result(30)
+    watch = arena.proxy.knowledge(arena.database).catalog
+    asked = watch.fresh(columns=True) if columns else watch.fresh()
+    asyncio.run_coroutine_threadsafe(asked, arena.loop).result(30)
 
 
 # each: what a superuser makes while the reader's session is open, and the reader's

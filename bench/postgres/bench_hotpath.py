@@ -30,6 +30,7 @@ import asyncio
 import random
 import tempfile
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,8 @@ class _PDP:
     recording_failure = ""
 
 
-class _Proxy:
-    """What a ClientConnection reads of its proxy on the hot path."""
+class _Known:
+    """What a ClientConnection reads of its database's knowledge on the hot path."""
 
     def __init__(self) -> None:
         self.column_origins: dict[Any, Any] = {}
@@ -84,9 +85,23 @@ class _Proxy:
         # lane asks for every description it reads)
         self.known_descriptions: set[bytes] = {_DESCRIPTION.encode()}
         self.catalog_failed_at = float("-inf")
+        # no catalogue watch: no newer facts ever
+        self.catalog = types.SimpleNamespace(facts=None)
 
     def catalog_stale(self) -> bool:
         return False
+
+
+class _Proxy:
+    """What a ClientConnection reads of its proxy on the hot path."""
+
+    database = ""
+
+    def __init__(self) -> None:
+        self._known = _Known()
+
+    def knowledge(self, database: str) -> _Known:
+        return self._known
 
 
 _DESCRIPTION = codec.RowDescription([codec.Field("abalance", 16384, 3, 23, 4, -1, 0)])

@@ -136,17 +136,19 @@ class PostgresProxy:
         self.upstream_tls = self._upstream_tls(connection.options)
         self.hash_key = masking_key(config.masking_hash_key, connection.name)
         self.cancels = CancelKeys(self.upstream_host, self.upstream_port, connection)
-        # what each table column is, by (table OID, attribute number), learnt from the
-        # catalog once per table and forgotten every CATALOG_TTL seconds (a view redefined
-        # or a column renamed is seen again within that)
-        self.column_origins: dict[tuple[int, int], ColumnOrigin] = {}
-        self.unnamed_tables: set[int] = set()
-        # RowDescriptions (their bytes) whose every table column is in column_origins
-        self.known_descriptions: set[bytes] = set()
-        self._catalog_learnt_at = time.monotonic()
-        self.catalog_failed_at = -CATALOG_RETRY
-        # the newest catalogue facts (code made while sessions are open)
-        self.catalog = CatalogWatch(self.upstream_host, self.upstream_port, self.upstream_tls)
+        # what the proxy knows of each database its sessions reached (one, where the
+        # connection names its database)
+        self.databases: dict[str, DatabaseKnowledge] = {}
+
+    def knowledge(self, database: str) -> DatabaseKnowledge:
+        """What the proxy knows of `database` (made on first use: a session that reached
+        it)."""
+        known = self.databases.get(database)
+        if known is None:
+            known = self.databases[database] = DatabaseKnowledge(
+                CatalogWatch(self.upstream_host, self.upstream_port, self.upstream_tls)
+            )
+        return known
 
     @staticmethod
     def _server_tls(options: dict[str, Any]) -> ssl.SSLContext | None:
@@ -195,7 +197,8 @@ class PostgresProxy:
 
     async def stop(self) -> None:
         await self.listener.stop()
-        await self.catalog.stop()
+        for known in self.databases.values():
+            await known.catalog.stop()
         if self.cancels.route is not None:
             await self.cancels.route.stop()
         await self.runtime.stop()
@@ -205,6 +208,28 @@ class PostgresProxy:
     ) -> Coroutine[Any, Any, None]:
         # the drain's coroutine itself, not one awaiting it: a frame less per session
         return self.runtime.drain.serving(ClientConnection(self, reader, writer))
+
+
+class DatabaseKnowledge:
+    """What the proxy knows of one database: its tables' columns (for masking) and the
+    catalogue facts its watch keeps new. One per database, never shared between two: a
+    connection that names no database serves whichever one each client asks for, and
+    one database's facts (the code it holds) or table OIDs (a database made from a
+    template shares its tables' OIDs) judging another's statements would let its code
+    run unseen or its columns go unmasked."""
+
+    def __init__(self, catalog: CatalogWatch) -> None:
+        # what each table column is, by (table OID, attribute number), learnt from the
+        # catalog once per table and forgotten every CATALOG_TTL seconds (a view redefined
+        # or a column renamed is seen again within that)
+        self.column_origins: dict[tuple[int, int], ColumnOrigin] = {}
+        self.unnamed_tables: set[int] = set()
+        # RowDescriptions (their bytes) whose every table column is in column_origins
+        self.known_descriptions: set[bytes] = set()
+        self._catalog_learnt_at = time.monotonic()
+        self.catalog_failed_at = -CATALOG_RETRY
+        # the newest catalogue facts (code made while sessions are open)
+        self.catalog = catalog
 
     def catalog_stale(self) -> bool:
         return time.monotonic() - self._catalog_learnt_at > CATALOG_TTL
@@ -346,15 +371,17 @@ class ClientConnection:
     """One client connection: its start-up, then its open session (thousands may idle in
     one worker: slotted)."""
 
-    __slots__ = ("_draining", "_params", "_relay", "client_addr", "facts", "key", "outbound",
-                 "output", "parser", "proxy", "reader", "relation_sources", "session",
-                 "session_settings", "shadowed", "to_client", "to_upstream", "upstream",
-                 "user_code", "view_columns", "writer")  # fmt: skip
+    __slots__ = ("_draining", "_params", "_relay", "client_addr", "facts", "key", "known",
+                 "outbound", "output", "parser", "proxy", "reader", "relation_sources",
+                 "session", "session_settings", "shadowed", "to_client", "to_upstream",
+                 "upstream", "user_code", "view_columns", "writer")  # fmt: skip
 
     def __init__(
         self, proxy: PostgresProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self.proxy = proxy
+        # what the proxy knows of the session's database (set once it is reached)
+        self.known = proxy.knowledge(proxy.database)
         self.reader = reader
         self.writer = writer
         peer = writer.get_extra_info("peername") or ("?", 0)
@@ -537,8 +564,9 @@ class ClientConnection:
             await self.session.close("upstream_settings_unpinned", abnormal=True)
             self.session = None
             return False
+        self.known = self.proxy.knowledge(database)
         # the catalogue facts the policy needs (catalog_watch.read_facts), kept new by the
-        # proxy's catalogue watch while the session is open
+        # database's catalogue watch while the session is open
         facts = await read_facts(self.upstream, session_query)
         if facts is None:
             self.fatal("portcullis: the upstream catalog could not be read", "08006")
@@ -546,8 +574,8 @@ class ClientConnection:
             self.session = None
             return False
         self.take_facts(facts)
-        self.proxy.catalog.adopt(facts)
-        await self.proxy.catalog.opened(self.credentials)
+        self.known.catalog.adopt(facts)
+        await self.known.catalog.opened(self.credentials)
         if self.proxy.pooler:
             await self._prefetch_columns(self.upstream)
         self._greet(self.upstream)
@@ -577,7 +605,7 @@ class ClientConnection:
     async def fresh_facts(self) -> bool:
         """For a statement being decided: the catalogue asked again, and its facts taken
         when they are newer than this session's (code made since it started): True then."""
-        facts = await self.proxy.catalog.fresh(self.credentials)
+        facts = await self.known.catalog.fresh(self.credentials)
         return facts is not None and self.newer_facts(facts)
 
     def newer_facts(self, facts: Facts) -> bool:
@@ -621,7 +649,7 @@ class ClientConnection:
         upstream = self.upstream
         tracker = ResponseTracker()
         tracker.status = upstream.status
-        tracker.column_origins = self.proxy.column_origins
+        tracker.column_origins = self.known.column_origins
         tracker.pinned = pinned_settings(self.session_settings)
         for status in upstream.parameters:
             tracker.watch(status.name, status.value)
@@ -684,12 +712,12 @@ class ClientConnection:
 
     def unknown_tables(self, messages: Sequence[codec.Message]) -> set[int]:
         """Tables in these results whose columns masking does not know yet."""
-        proxy = self.proxy
-        if proxy.catalog_stale():
-            proxy.forget_columns()
-        if time.monotonic() - proxy.catalog_failed_at < CATALOG_RETRY:
+        db = self.known
+        if db.catalog_stale():
+            db.forget_columns()
+        if time.monotonic() - db.catalog_failed_at < CATALOG_RETRY:
             return set()  # what cannot be named is masked until asking again
-        known, whole = proxy.column_origins, proxy.known_descriptions
+        known, whole = db.column_origins, db.known_descriptions
         unknown: set[int] = set()
         for m in messages:
             if type(m) is not codec.RowDescription or m.raw in whole:
@@ -698,7 +726,7 @@ class ClientConnection:
                 f.table_oid
                 for f in m.fields
                 if f.table_oid and (f.table_oid, f.column) not in known
-            } - proxy.unnamed_tables
+            } - db.unnamed_tables
             if tables:
                 unknown |= tables
             elif m.raw:
@@ -709,15 +737,15 @@ class ClientConnection:
         return unknown
 
     async def _prefetch_columns(self, upstream: Upstream) -> None:
-        """Behind a pooler, while the proxy's column knowledge is empty or stale: the
+        """Behind a pooler, while what the proxy knows of the columns is empty or stale: the
         columns of the database's relations, learnt on the session's own connection
         before the client is let in, so masking needs no connection of its own."""
-        proxy = self.proxy
-        if proxy.column_origins and not proxy.catalog_stale():
+        db = self.known
+        if db.column_origins and not db.catalog_stale():
             return
         oids = await relation_oids(upstream)
         if oids:
-            proxy.forget_columns()
+            db.forget_columns()
             await self.learn_columns(oids, lambda sql: session_rows(upstream, sql))
 
     async def learn_columns(
@@ -734,13 +762,13 @@ class ClientConnection:
         attributes: dict[tuple[int, int], tuple[str, str, str | None]] = {}
         dependencies: dict[int, set[str]] = {}
         pending, seen = set(unknown), set[int]()
-        known_tables = {table for table, _ in self.proxy.column_origins}
+        known_tables = {table for table, _ in self.known.column_origins}
         for _ in range(MAX_VIEW_DEPTH):
             if not pending:
                 break
             rows = await ask(attributes_sql(pending))
             if rows is None:
-                self.proxy.catalog_failed_at = time.monotonic()
+                self.known.catalog_failed_at = time.monotonic()
                 return False
             seen |= pending
             views: set[int] = set()
@@ -754,16 +782,16 @@ class ClientConnection:
             if views:
                 needs = await ask(dependencies_sql(views))
                 if needs is None:
-                    self.proxy.catalog_failed_at = time.monotonic()
+                    self.known.catalog_failed_at = time.monotonic()
                     return False
                 for view, table, _, name in needs:
                     dependencies.setdefault(int(view or 0), set()).add(name or "")
                     reached.add(int(table or 0))
             pending = reached - seen - known_tables
-        origins = resolve(CatalogRows(attributes, dependencies, set()), self.proxy.column_origins)
-        self.proxy.column_origins.update(origins)
+        origins = resolve(CatalogRows(attributes, dependencies, set()), self.known.column_origins)
+        self.known.column_origins.update(origins)
         found = {table for table, _ in origins}
-        self.proxy.unnamed_tables |= {oid for oid in unknown if oid not in found}
+        self.known.unnamed_tables |= {oid for oid in unknown if oid not in found}
         return True
 
     async def _side_query(self, sql: str) -> list[list[str | None]] | None:
@@ -799,8 +827,8 @@ class ClientConnection:
         )
         if fields is None:
             return None
-        origins = self.proxy.column_origins
-        unknown = {f.table_oid for f in fields if f.table_oid} - self.proxy.unnamed_tables
+        origins = self.known.column_origins
+        unknown = {f.table_oid for f in fields if f.table_oid} - self.known.unnamed_tables
         if {t for t in unknown if not any((t, f.column) in origins for f in fields)}:
             await self.learn_columns(unknown)
         names = []
@@ -890,7 +918,7 @@ class ClientConnection:
     async def _close_session(self, reason: str, abnormal: bool) -> None:
         if self.facts is not NO_FACTS:  # the catalogue watch was told it opened
             self.facts = NO_FACTS
-            self.proxy.catalog.closed()
+            self.known.catalog.closed()
         session = self.session
         if session is None:
             return
@@ -1037,7 +1065,7 @@ class _Relay(Relay):
             self._client.queue(data)
             return
         conn, enforcer = self.conn, self.enforcer
-        newest = conn.proxy.catalog.facts
+        newest = conn.known.catalog.facts
         if newest is not conn.facts and newest is not None and newest.read_at > conn.facts.read_at:
             conn.newer_facts(newest)  # the watch read the catalogue since (catalog_watch)
         try:
