@@ -220,11 +220,27 @@ http_split_case(text) := regex.replace(
 )
 
 # field → its words padded, written as one, and in the plural (`card_number`: " card
-# number ", " cardnumber ", " card numbers ", " cardnumbers ", "... numberes ")
-http_masked_field_words[field] := {sprintf(" %s%s ", [w, s]) | some w in [spelt, joined]; some s in ["", "s", "es"]} if {
+# number ", " cardnumber ", " card numbers ", " cardnumbers ", "... numberes "), and so its
+# other names, by which the masks name it too (data.portcullis.field_aliases, as
+# portcullis.masking.FIELD_ALIASES: an answer's `mobile` is masked as `phone`, so a
+# `?mobile=like.555*` filter reads the masked value as `?phone=` would)
+http_masked_field_words[field] := {sprintf(" %s%s ", [w, s]) |
+	some spelt in http_field_names(field)
+	some w in [spelt, concat("", split(spelt, " "))]
+	some s in ["", "s", "es"]
+} if {
 	some field in http_masked_fields
-	spelt := trim_space(http_spaced_words(field))
-	joined := concat("", split(spelt, " "))
+}
+
+http_field_aliases := data.portcullis.field_aliases
+
+http_field_aliases := {} if not data.portcullis.field_aliases
+
+http_field_names(field) := {n |
+	own := trim_space(http_spaced_words(field))
+	some name in array.concat([own], object.get(http_field_aliases, own, []))
+	n := trim_space(http_spaced_words(name))
+	n != ""
 }
 
 http_words_name(words, spelt) if {
