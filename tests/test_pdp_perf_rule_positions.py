@@ -47,7 +47,11 @@ def engine() -> Any:
 
 @pytest.fixture(scope="module")
 def positions() -> dict[str, tuple[str, int]]:
-    """ "file:line" of each rule head -> (its set, its position there), modules in file order
+    return rule_positions()
+
+
+def rule_positions() -> dict[str, tuple[str, int]]:
+    """'file:line' of each rule head -> (its set, its position there), modules in file order
     as the compiler takes them (an else branch is part of its rule)."""
     bundle = load_bundle(REGO).without_tests()
     placed: dict[str, tuple[str, int]] = {}

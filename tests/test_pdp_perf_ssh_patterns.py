@@ -113,3 +113,25 @@ def test_a_command_in_both_lists_is_allowed_and_needs_approval() -> None:
         assert '"df" is an allowed command' in plain["reasons"]
     finally:
         engine.close()
+
+
+def test_an_exec_decision_meets_rules_within_the_first_places_of_their_sets(
+    shipped: Any,
+) -> None:
+    """The exec rules' reasons go into ssh_denials and ssh_approvals (decision.rego joins
+    them): among every module's deny and needs_approval rules they came at places 29-35
+    and 9-25, and OPA 1.20.2 walks one slot per place any lookup returned on every lookup
+    (tests/test_pdp_perf_rule_positions.py); now an exec's rules end at place 17, the
+    17th of its 17 approval rules."""
+    from tests.test_pdp_perf_rule_positions import rule_positions
+
+    placed = rule_positions()
+    late = set()
+    for line in ("echo 1234", "df -h | grep -i sda && uptime", "journalctl -u nginx -n 20"):
+        for groups in (["readonly"], ["pii-readers"], ["dba"]):
+            shipped.eval_document(DECISION, exec_input(line, groups), trace=True)
+            for event in shipped.last_trace or []:
+                at = placed.get(event.get("location", ""))
+                if event["op"] == "Enter" and at is not None and at[1] > 16:
+                    late.add(at)
+    assert late == set()

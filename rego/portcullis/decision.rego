@@ -46,6 +46,19 @@ deny contains reason if {
 	some reason in pg_lineage_unindexed
 }
 
+# ssh.rego's rules of an exec (its command line's parts) keep their reasons in sets of
+# their own too, ssh_denials and ssh_approvals: among every module's deny and
+# needs_approval rules in file order they came at places 29-35 and 9-25 (above).
+deny contains reason if {
+	input.command.kind == "ssh.exec"
+	some reason in ssh_denials
+}
+
+needs_approval contains reason if {
+	input.command.kind == "ssh.exec"
+	some reason in ssh_approvals
+}
+
 # postgres.rego's allow: a query whose every statement is allowed (pg_allowed). Written here
 # for the rule index alone (above): among every module's allow rules in file order, after
 # http.rego's and mcp.rego's, it came 14th, and it is asked on every postgres command.

@@ -36,11 +36,13 @@
 # into /etc is a write under /etc — needs approval. An operation the policy does not know,
 # or a request without an absolute path, is denied.
 #
-# Every rule opens with an equality (or a membership in a literal set) on
-# input.command.kind: the evaluator indexes the equalities, so for any other kind those
-# bodies are skipped without being evaluated, and a membership fails at its first line
-# (the index does not take `in`). A helper rule in their place would be evaluated on
-# every decision, every SQL statement included.
+# The reasons an exec's rules give go into ssh_denials and ssh_approvals, which
+# decision.rego joins into deny and needs_approval for an ssh.exec (for the evaluator's
+# rule index alone: it says why). Every rule opens with an equality (or a membership in a
+# literal set) on input.command.kind: the evaluator indexes the equalities, so for any
+# other kind those bodies are skipped without being evaluated, and a membership fails at
+# its first line (the index does not take `in`). A helper rule in their place would be
+# evaluated on every decision, every SQL statement included.
 package portcullis
 
 # The parts as a list, or none. The rules iterate input.command.ssh.parts itself: a rule
@@ -59,26 +61,26 @@ ssh_interactive_kinds := {
 	"ssh.sftp": "SFTP",
 }
 
-deny contains sprintf("the command cannot be read for sure: %s", [why]) if {
+ssh_denials contains sprintf("the command cannot be read for sure: %s", [why]) if {
 	input.command.kind == "ssh.exec"
 	why := input.command.ssh.malformed
 }
 
-deny contains "the command was not read by the PDP's shell parser" if {
+ssh_denials contains "the command was not read by the PDP's shell parser" if {
 	input.command.kind == "ssh.exec"
 	not ssh_parsed
 }
 
 ssh_parsed if is_array(input.command.ssh.parts)
 
-deny contains "empty command" if {
+ssh_denials contains "empty command" if {
 	input.command.kind == "ssh.exec"
 	ssh_parsed
 	count(ssh_parts) == 0
 	not input.command.ssh.malformed
 }
 
-deny contains sprintf("%q is not an allowed command", [part.command]) if {
+ssh_denials contains sprintf("%q is not an allowed command", [part.command]) if {
 	input.command.kind == "ssh.exec"
 	some i, part in input.command.ssh.parts
 	count(part.argv) > 0
@@ -86,13 +88,13 @@ deny contains sprintf("%q is not an allowed command", [part.command]) if {
 	not i in ssh_filter_parts
 }
 
-deny contains sprintf("%q: the command's name is computed when it runs", [part.command]) if {
+ssh_denials contains sprintf("%q: the command's name is computed when it runs", [part.command]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	0 in part.dynamic
 }
 
-deny contains sprintf("%q sets %s", [part.command, concat(", ", part.assignments)]) if {
+ssh_denials contains sprintf("%q sets %s", [part.command, concat(", ", part.assignments)]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	some assignment in part.assignments
@@ -113,13 +115,13 @@ ssh_locale_assignment(assignment) if {
 # depth); a name is allowed by its shape only, lowercase letters and digits: bash reads no
 # such variable, and sshd exports none (environment variables are upper case, or hold an
 # underscore: http_proxy).
-deny contains sprintf("a loop sets %s: a loop's variable may only be named in lowercase letters and digits (PATH, HOME, IFS, ... are read by the shell and the commands it runs)", [name]) if {
+ssh_denials contains sprintf("a loop sets %s: a loop's variable may only be named in lowercase letters and digits (PATH, HOME, IFS, ... are read by the shell and the commands it runs)", [name]) if {
 	input.command.kind == "ssh.exec"
 	some name in object.get(input.command.ssh, "loop_variables", [])
 	not regex.match(`^[a-z][a-z0-9]*$`, name)
 }
 
-deny contains sprintf("%q %s %s: only /dev/null may be redirected to or from", [part.command, r.op, r.target]) if {
+ssh_denials contains sprintf("%q %s %s: only /dev/null may be redirected to or from", [part.command, r.op, r.target]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	some r in part.redirects
@@ -137,7 +139,7 @@ allow contains sprintf("%q is an allowed command", [pattern]) if {
 	some [_, "allowed_commands", pattern] in ssh_listed
 }
 
-needs_approval contains sprintf("%q needs approval (%q)", [pattern, ssh_parts[i].command]) if {
+ssh_approvals contains sprintf("%q needs approval (%q)", [pattern, ssh_parts[i].command]) if {
 	input.command.kind == "ssh.exec"
 	some [i, "approval_commands", pattern] in ssh_listed
 }
@@ -185,7 +187,7 @@ ssh_filter_parts := {i |
 # getopt_long reads a long option: any unique prefix of its name is that option (`--vac`,
 # `--rot=`), with or without `=value`; an argument computed when it runs may be one too.
 # Listed per command in data.portcullis.ssh.write_options; such an exec needs approval.
-needs_approval contains sprintf("%q writes with %s", [part.command, arg]) if {
+ssh_approvals contains sprintf("%q writes with %s", [part.command, arg]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	options := data.portcullis.ssh.write_options[part.argv[0]]
@@ -198,7 +200,7 @@ needs_approval contains sprintf("%q writes with %s", [part.command, arg]) if {
 	startswith(option, name)
 }
 
-needs_approval contains sprintf("%q has an argument computed when it runs, which may be an option that writes", [part.command]) if {
+ssh_approvals contains sprintf("%q has an argument computed when it runs, which may be an option that writes", [part.command]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	data.portcullis.ssh.write_options[part.argv[0]]
@@ -209,7 +211,7 @@ needs_approval contains sprintf("%q has an argument computed when it runs, which
 # Words xargs appends from its input (more_args) are known only when it runs: any may be
 # an option that writes (`journalctl -u sshd -o cat | xargs -n1 journalctl` with
 # `--vacuum-time=1s` logged as a user name), as a computed argument may.
-needs_approval contains sprintf("%q takes further words from its input (xargs), which may be an option that writes", [part.command]) if {
+ssh_approvals contains sprintf("%q takes further words from its input (xargs), which may be an option that writes", [part.command]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	data.portcullis.ssh.write_options[part.argv[0]]
@@ -276,7 +278,7 @@ ssh_default_read_options := {
 
 ssh_read_options := object.get(data.portcullis.ssh, "read_options", ssh_default_read_options)
 
-needs_approval contains sprintf("%q uses %s, which is not among the options allowed to %s", [part.command, arg, part.argv[0]]) if {
+ssh_approvals contains sprintf("%q uses %s, which is not among the options allowed to %s", [part.command, arg, part.argv[0]]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	options := ssh_read_options[part.argv[0]]
@@ -287,7 +289,7 @@ needs_approval contains sprintf("%q uses %s, which is not among the options allo
 	not ssh_option_allowed(arg, options)
 }
 
-needs_approval contains sprintf("%q has %q, a glob that may match more than it names", [part.command, arg]) if {
+ssh_approvals contains sprintf("%q has %q, a glob that may match more than it names", [part.command, arg]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	ssh_read_options[part.argv[0]]
@@ -296,7 +298,7 @@ needs_approval contains sprintf("%q has %q, a glob that may match more than it n
 	regex.match(`[*?\[]`, arg)
 }
 
-needs_approval contains sprintf("%q has an argument computed when it runs, which may be an option not allowed to it", [part.command]) if {
+ssh_approvals contains sprintf("%q has an argument computed when it runs, which may be an option not allowed to it", [part.command]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	ssh_read_options[part.argv[0]]
@@ -304,7 +306,7 @@ needs_approval contains sprintf("%q has an argument computed when it runs, which
 	i > 0
 }
 
-needs_approval contains sprintf("%q takes further words from its input (xargs), which may be options not allowed to it", [part.command]) if {
+ssh_approvals contains sprintf("%q takes further words from its input (xargs), which may be options not allowed to it", [part.command]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	ssh_read_options[part.argv[0]]
@@ -321,7 +323,7 @@ needs_approval contains sprintf("%q takes further words from its input (xargs), 
 # match it and be known before it runs). A computed word's value is globbed too: a glob
 # character in its text (`~root/.*`) asks; a value holding one comes only from the output
 # of a command run before.
-needs_approval contains sprintf("%q has %q, which the shell may expand into the names of files anywhere", [part.command, arg]) if {
+ssh_approvals contains sprintf("%q has %q, which the shell may expand into the names of files anywhere", [part.command, arg]) if {
 	input.command.kind == "ssh.exec"
 	some p, part in input.command.ssh.parts
 	count(part.argv) > 1
@@ -340,7 +342,7 @@ needs_approval contains sprintf("%q has %q, which the shell may expand into the 
 # parser lists such words in part.globbed (all but the parameters sshd and bash set, HOME,
 # USER, ..., `~user`, and $(uptime) or $(free) alone); each needs approval, as a glob
 # character in the text does.
-needs_approval contains sprintf("%q has %q, computed when it runs, whose value the shell may expand into the names of files anywhere", [part.command, part.argv[i]]) if {
+ssh_approvals contains sprintf("%q has %q, computed when it runs, whose value the shell may expand into the names of files anywhere", [part.command, part.argv[i]]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	not ssh_read_options[part.argv[0]]
@@ -369,7 +371,7 @@ ssh_default_parameters := {
 
 ssh_parameters := object.get(data.portcullis.ssh, "parameters", ssh_default_parameters)
 
-needs_approval contains sprintf("%q reads $%s, a variable of the upstream's environment: neither sshd nor the shell sets it (data.portcullis.ssh.parameters)", [part.command, name]) if {
+ssh_approvals contains sprintf("%q reads $%s, a variable of the upstream's environment: neither sshd nor the shell sets it (data.portcullis.ssh.parameters)", [part.command, name]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	some i in part.dynamic
@@ -393,7 +395,7 @@ needs_approval contains sprintf("%q reads $%s, a variable of the upstream's envi
 # (`for x in "$(cat /var/log/x)"; do df "$x"; done`): such a word counts as a substitution.
 ssh_quiet_commands := {"uptime", "free", "df", "true", "false", ":", "echo", "printf", "set"}
 
-needs_approval contains sprintf("%q is given %q, what a command printed, which its messages may print otherwise than the mask reads (outside pii-readers)", [part.command, part.argv[i]]) if {
+ssh_approvals contains sprintf("%q is given %q, what a command printed, which its messages may print otherwise than the mask reads (outside pii-readers)", [part.command, part.argv[i]]) if {
 	input.command.kind == "ssh.exec"
 	some p, part in input.command.ssh.parts
 	some i in part.dynamic
@@ -416,7 +418,7 @@ ssh_printed_value(word) if {
 # A here-string's computed word (`cat <<< "$DB_PASSWORD"`) is read by no part's argv: the
 # parser gives only that it is computed, so the names it reads are not known; it needs
 # approval as a variable above does.
-needs_approval contains sprintf("%q reads a computed here-string (<<<), which may hold a variable of the upstream's environment", [part.command]) if {
+ssh_approvals contains sprintf("%q reads a computed here-string (<<<), which may hold a variable of the upstream's environment", [part.command]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	some r in part.redirects
@@ -682,7 +684,7 @@ allow contains sprintf("%q only computes over what it is given", [ssh_parts[i].c
 	some i in ssh_filter_parts
 }
 
-needs_approval contains sprintf("%q: which lines it matches, orders or counts would tell what the mask hides (outside pii-readers)", [part.command]) if {
+ssh_approvals contains sprintf("%q: which lines it matches, orders or counts would tell what the mask hides (outside pii-readers)", [part.command]) if {
 	input.command.kind == "ssh.exec"
 	not pii_reader
 	some i in ssh_filter_parts
@@ -694,7 +696,7 @@ needs_approval contains sprintf("%q: which lines it matches, orders or counts wo
 # entries come back masked, but which ones match says whether a card number begins with
 # 4111, then 41111, ... digit by digit. Outside pii-readers it needs approval; any short
 # option cluster holding a g counts (-rg, -ng: more is asked for, never less).
-needs_approval contains sprintf("%q searches the journal by a pattern (%s): which entries match would tell what the mask hides", [part.command, arg]) if {
+ssh_approvals contains sprintf("%q searches the journal by a pattern (%s): which entries match would tell what the mask hides", [part.command, arg]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	part.argv[0] == "journalctl"
@@ -713,7 +715,7 @@ ssh_journal_search(arg) if split(arg, "=")[0] == "--grep"
 # every 5 by `journalctl -o cat | xargs -d 5 df`) reaches the client in pieces none of
 # them reads. Outside pii-readers a command xargs runs needs approval, unless xargs reads
 # nothing (`-a /dev/null`, or its standard input last redirected from /dev/null).
-needs_approval contains sprintf("%q takes its words from its input (xargs) and prints them apart, in pieces the mask does not read (outside pii-readers)", [part.command]) if {
+ssh_approvals contains sprintf("%q takes its words from its input (xargs) and prints them apart, in pieces the mask does not read (outside pii-readers)", [part.command]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	"xargs" in part.via
@@ -758,7 +760,7 @@ ssh_journal_search(arg) if {
 
 # An option whose values are an allow-list too (options.values: --output, -o): the value
 # given with it, attached (`--output=json`, `-ojson`, `-fojson`) or the next word.
-needs_approval contains sprintf("%q: %s %q is not among the values allowed to it", [part.command, option, value]) if {
+ssh_approvals contains sprintf("%q: %s %q is not among the values allowed to it", [part.command, option, value]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	options := ssh_read_options[part.argv[0]]
