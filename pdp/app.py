@@ -225,6 +225,7 @@ class PDPApp:
         if self.checkpoints is not None:
             await self.checkpoints.stop()  # the last checkpoint covers every answered call
         await self.engine.close()
+        self.service.shell_reader.close()
         await self.verifier.close()
         for forwarder in self.forwarders:
             await forwarder.stop()

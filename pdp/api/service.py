@@ -32,6 +32,7 @@ from pdp.api.recording_rpc import (
     peer_of,
     struct_to_dict,
 )
+from pdp.api.shell_reading import ShellReader
 from pdp.domain.approvals import ApprovalBook
 from pdp.domain.breaker import Trip
 from pdp.domain.decisions import Decider, Decision, Guarded, Reusable
@@ -167,6 +168,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         # configuration is this service's for its life, and a Decide asked it twice, each
         # a scan of the configured connections
         self._enforcing: dict[str, bool] = {}
+        # long SSH exec lines read in a process of their own (pdp/api/shell_reading.py)
+        self.shell_reader = ShellReader()
 
     # -- helpers --------------------------------------------------------------
 
@@ -487,6 +490,8 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             enforced_record = {k: v for k, v in record.items() if k != "enforced"}
             decision = await self._refuse_oversized(request.command, enforced_record)
             return pdp_pb2.DecideResponse(decision=decision_message(decision))
+        if kind == "ssh.exec":
+            await self.shell_reader.read_ahead(raw)  # a long line: read off the loop
         built: dict[str, Any] = {}
 
         def policy_input() -> dict[str, Any]:

@@ -73,6 +73,11 @@ MAX_DEPTH = 8  # sh -c 'sh -c "..."' nested deeper than this: malformed
 # cache); longer lines are read only as plain words or simple commands (their regular
 # readings take milliseconds), else malformed
 MAX_SHELL_READ = 16 * 1024
+# a line longer than this that only bashlex reads is read in a process of its own
+# (pdp/api/shell_reading.py) before its decision, and its reading kept here for exec_input:
+# on the PDP's event loop a 16 KiB line held every other decision 0.3-0.5 s
+READ_APART = 2048
+READ_APART_KEPT = 256  # readings kept (the oldest goes first)
 # the most words a line's parts may hold: the policy walks every word of every part in
 # several rules (130 us a word for journalctl: a 1 MiB line of 500,000 words held the
 # PDP 65 s); a line of more is malformed
@@ -293,6 +298,38 @@ def _exec_input(raw: str) -> tuple[tuple[str, Any], ...]:
     return tuple(out.items())
 
 
+Reading = tuple[tuple[str, Any], ...]
+_read_apart: dict[str, Reading] = {}
+
+
+def read_apart(raw: str) -> bool:
+    """Whether this exec line is one to read in a process of its own: longer than
+    READ_APART, not read yet, and not one the fast readings read."""
+    return (
+        len(raw) > READ_APART
+        and raw not in _read_apart
+        and plain_words(raw) is None
+        and simple_commands(raw) is None
+    )
+
+
+def read_line(raw: str) -> Reading:
+    """The line's reading, as exec_input takes it (what the other process runs)."""
+    return _exec_input(raw)
+
+
+def unread(raw: str, why: str) -> Reading:
+    """The reading of a line that could not be read: malformed, with the reason."""
+    return (("command", raw), ("parts", []), ("argv", []), ("malformed", why))
+
+
+def keep_reading(raw: str, reading: Reading) -> None:
+    """A line's reading made elsewhere, for exec_input (the oldest of READ_APART_KEPT goes)."""
+    if raw not in _read_apart and len(_read_apart) >= READ_APART_KEPT:
+        del _read_apart[next(iter(_read_apart))]
+    _read_apart[raw] = reading
+
+
 def exec_input(raw: str) -> dict[str, Any]:
     """The exec's policy input, a fresh copy (the parse of a line is remembered); a line
     of plain words read without bashlex, into the same. A line of more than MAX_WORDS
@@ -311,7 +348,10 @@ def exec_input(raw: str) -> dict[str, Any]:
         parts = [Part(argv).to_input() for argv in commands]
         return {"command": raw, "parts": parts,
                 "argv": list(commands[0]) if len(commands) == 1 else []}  # fmt: skip
-    return {key: _copied(value) for key, value in _exec_input(raw)}
+    reading = _read_apart.get(raw)
+    if reading is None:
+        reading = _exec_input(raw)
+    return {key: _copied(value) for key, value in reading}
 
 
 def _too_many_words(raw: str, count: int) -> dict[str, Any]:
