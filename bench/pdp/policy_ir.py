@@ -31,7 +31,10 @@ order over --rounds rounds after a discarded warm-up pass: no start-up is counte
 block of a few passes suffices and one run compares several trees (--also DIR adds one,
 e.g. a variant of rego/ under test). Blocks of one policy still differ by about 1%
 (the Go runtime's randomised map iteration): compare medians, and trust a change only
-beyond that.
+beyond that. One process shares what OPA 1.20.2's rule index keeps between lookups (a
+package-level pool: one slot per rule position any engine's lookup has returned, walked
+on every lookup), so a change of where rules stand in their sets (decision.rego says why
+that counts) shows only in the default mode, a process per policy.
 
     python bench/pdp/policy_ir.py [--baseline REV] [--evaluations 400]
                                   [--set agent|golden|both|views|ssh]
