@@ -531,12 +531,23 @@ def worded_field(
     `passwords`: a list of the field's values) unless `plural` is false; "" for none."""
     # the words a field's words may begin at (most names have none: no word begins like a
     # field's first word or ends in a long one)
-    prefixes, suffixes, plan = _word_gate(worded)
+    prefixes, suffixes, plan, by_first, long_rules = _word_gate(worded)
     starts = [i for i, w in enumerate(words) if w.startswith(prefixes) or w.endswith(suffixes)]
     if not starts:
         return ""
     endings = ("", "s", "es") if plural else ("",)
-    for field, rule, joined, longs in plan:
+    # the rules a start may match: those whose first word begins it (a dict look-up per
+    # leading part of the word), and those with long endings when it ends in one; in
+    # the plan's order (the first field found is the answer)
+    chosen: set[int] = set()
+    for start in starts:
+        word = words[start]
+        for end in range(1, len(word) + 1):
+            chosen.update(by_first.get(word[:end], ()))
+        if word.endswith(suffixes):
+            chosen.update(long_rules)
+    for index in sorted(chosen):
+        field, rule, joined, longs = plan[index]
         for start in starts:
             word = words[start]
             if not word.startswith(rule[0]) and not (longs and word.endswith(longs)):
@@ -559,14 +570,20 @@ _WordedRule = tuple[str, tuple[str, ...], str, tuple[str, ...]]
 def _word_gate(
     worded: tuple[tuple[str, tuple[str, ...]], ...],
 ) -> tuple[
-    tuple[str, ...], tuple[str, ...], list[tuple[str, tuple[str, ...], str, tuple[str, ...]]]
+    tuple[str, ...],
+    tuple[str, ...],
+    list[tuple[str, tuple[str, ...], str, tuple[str, ...]]],
+    dict[str, tuple[int, ...]],
+    tuple[int, ...],
 ]:
     """What a word must begin or end with for worded_field to find a field in it: a field's
     first word (its words joined begin so too), or a word of COMPOUND_LEAST letters or
     more, or those joined, with an ending (_same_word's two ways to match); and per rule
     (field, words, joined, its long endings). One C-level startswith/endswith per word
     then passes over the names that hold no field, and per rule over the words it cannot
-    begin at."""
+    begin at: the rules by their first word, and those with long endings, so a word is
+    tried against the few it may match, not every one (a field's other names in other
+    languages make a hundred)."""
     plan: list[_WordedRule] = []
     for field, rule in worded:
         if not rule:
@@ -581,7 +598,12 @@ def _word_gate(
         plan.append((field, rule, joined, longs))
     prefixes = tuple(sorted({rule[0] for _, rule, _, _ in plan}))
     suffixes = tuple(sorted({end for *_, longs in plan for end in longs}))
-    return prefixes, suffixes, plan
+    firsts: dict[str, list[int]] = {}
+    for index, (_, rule, _, _) in enumerate(plan):
+        firsts.setdefault(rule[0], []).append(index)
+    by_first = {first: tuple(indices) for first, indices in firsts.items()}
+    long_rules = tuple(index for index, (*_, longs) in enumerate(plan) if longs)
+    return prefixes, suffixes, plan, by_first, long_rules
 
 
 def _same_word(word: str, rule: str, endings: tuple[str, ...]) -> bool:
