@@ -253,22 +253,30 @@ def _app() -> web.Application:
     return app
 
 
-async def test_a_readers_answers_are_masked_end_to_end(tmp_path: Path) -> None:
+async def readers_answers(
+    s: Any, client: aiohttp.ClientSession, cases: list[str]
+) -> dict[str, tuple[int, bytes]]:
+    """Each case asked of the upstream's `/answer` by its number, as a reader: (status, body)."""
     got: dict[str, tuple[int, bytes]] = {}
+    for n, case in enumerate(cases):
+        for _ in range(5):  # (asked again while the PDP has no evaluation worker free)
+            params: Any = {"n": n}
+            # (a caller holds at most 16 sessions: a reader of another name each 12)
+            reader = bearer(s, sub=f"mallory{n // 12}@example.com")
+            async with client.get(s.url + "/answer", params=params, headers=reader) as r:
+                got[case] = r.status, await r.read()
+            if got[case][0] != 403 or b"no evaluation worker" not in got[case][1]:
+                break
+    return got
+
+
+async def test_a_readers_answers_are_masked_end_to_end(tmp_path: Path) -> None:
     async with (
         app_upstream(_app()) as port,
         http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
         aiohttp.ClientSession(timeout=TIMEOUT) as client,
     ):
-        for n, case in enumerate(sorted(ANSWERS)):
-            for _ in range(5):  # (asked again while the PDP has no evaluation worker free)
-                params: Any = {"n": n}
-                # (a caller holds at most 16 sessions: a reader of another name each 12)
-                reader = bearer(s, sub=f"mallory{n // 12}@example.com")
-                async with client.get(s.url + "/answer", params=params, headers=reader) as r:
-                    got[case] = r.status, await r.read()
-                if got[case][0] != 403 or b"no evaluation worker" not in got[case][1]:
-                    break
+        got = await readers_answers(s, client, sorted(ANSWERS))
     # (each answer relayed, or withheld as one the masks cannot read: 502)
     odd = {case: got[case] for case in got if got[case][0] not in (200, 502)}
     assert not odd, odd

@@ -74,6 +74,7 @@ from aiohttp import web
 from http_upstream import http_stack, raw_server
 from test_http_probe_p4 import READER_MASKS
 from test_http_probe_p5 import app_upstream, bearer
+from test_http_probe_p12 import readers_answers
 
 from portcullis.masking import FIELD_ALIASES
 from proxies.http.bodies import BodyMask, Unmaskable, answer_kind, masked_headers, masker_for
@@ -325,21 +326,12 @@ def _app() -> web.Application:
 
 
 async def test_a_readers_answers_are_masked_end_to_end(tmp_path: Path) -> None:
-    got: dict[str, tuple[int, bytes]] = {}
     async with (
         app_upstream(_app()) as port,
         http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
         aiohttp.ClientSession(timeout=TIMEOUT) as client,
     ):
-        for n, case in enumerate(sorted(ANSWERS)):
-            for _ in range(5):  # (asked again while the PDP has no evaluation worker free)
-                params: Any = {"n": n}
-                # (a caller holds at most 16 sessions: a reader of another name each 12)
-                reader = bearer(s, sub=f"mallory{n // 12}@example.com")
-                async with client.get(s.url + "/answer", params=params, headers=reader) as r:
-                    got[case] = r.status, await r.read()
-                if got[case][0] != 403 or b"no evaluation worker" not in got[case][1]:
-                    break
+        got = await readers_answers(s, client, sorted(ANSWERS))
         async with client.get(s.url + "/headers", headers=bearer(s, sub="hilda@example.com")) as r:
             assert r.status == 200
             shown = list(r.headers.items())
