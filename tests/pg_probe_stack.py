@@ -40,6 +40,19 @@ def arena_fixture(setup: str = "", teardown: str = "") -> Any:
     return arena
 
 
+def reader_fixture(who: str) -> Any:
+    """A `reader` fixture: for each test, a ready raw client of a new reader (group
+    readonly, outside pii-readers) named for the probe `who`, closed after it."""
+
+    @pytest.fixture
+    def reader(arena: Arena) -> Iterator[RawClient]:
+        c = ready_client(arena, ("readonly",), who)
+        yield c
+        c.close()
+
+    return reader
+
+
 def probe_client(who: str, groups: tuple[str, ...] | None = None) -> Callable[..., RawClient]:
     """client(arena, groups): a ready raw client of a new identity named for the probe
     `who`, in `groups` (default: the given ones; None: every call names them)."""

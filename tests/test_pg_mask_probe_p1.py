@@ -20,7 +20,8 @@ the columns added later, of a partitioned table, or of a type made since, are st
 from __future__ import annotations
 
 import pytest
-from adversary import assert_no_secret, ready_client, running_arena
+from adversary import assert_no_secret
+from pg_probe_stack import arena_fixture, reader_fixture
 
 from proxies.postgres.columns import COMPOSITE_SQL
 
@@ -43,19 +44,8 @@ INSERT INTO later VALUES (1, ROW('l', 'hunter2-later'));
 """
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        with gateway.admin() as admin:
-            admin.execute(NESTED)
-        yield gateway
-
-
-@pytest.fixture
-def reader(arena):
-    c = ready_client(arena, ("readonly",), "mask-p1")
-    yield c
-    c.close()
+arena = arena_fixture(NESTED)
+reader = reader_fixture("mask-p1")
 
 
 NESTED_READS = [

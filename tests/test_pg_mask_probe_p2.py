@@ -31,10 +31,9 @@ from adversary import (
     describe,
     execute,
     parse,
-    ready_client,
-    running_arena,
     sync,
 )
+from pg_probe_stack import arena_fixture, reader_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -51,19 +50,8 @@ INSERT INTO docs VALUES (1, '{"password": "hunter2-jsonb", "status": "ok"}',
 """
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        with gateway.admin() as admin:
-            admin.execute(DOCUMENTS)
-        yield gateway
-
-
-@pytest.fixture
-def reader(arena):
-    c = ready_client(arena, ("readonly",), "mask-p2")
-    yield c
-    c.close()
+arena = arena_fixture(DOCUMENTS)
+reader = reader_fixture("mask-p2")
 
 
 COPIES = [

@@ -19,7 +19,8 @@ How many keys or elements a document has is still no question.
 from __future__ import annotations
 
 import pytest
-from adversary import assert_no_secret, ready_client, running_arena
+from adversary import assert_no_secret
+from pg_probe_stack import arena_fixture, reader_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +31,8 @@ INSERT INTO people VALUES (1, '{"password": "hunter2-json", "status": "ok", "tag
 """
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory):
-    with running_arena(tmp_path_factory.mktemp("arena")) as gateway:
-        with gateway.admin() as admin:
-            admin.execute(DOCUMENTS)
-        yield gateway
-
-
-@pytest.fixture
-def reader(arena):
-    c = ready_client(arena, ("readonly",), "mask-p3")
-    yield c
-    c.close()
+arena = arena_fixture(DOCUMENTS)
+reader = reader_fixture("mask-p3")
 
 
 # each gave count 1 when the password inside the document starts with `h`
