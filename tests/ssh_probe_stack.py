@@ -1,9 +1,10 @@
 """The set-up the SSH probe tests (tests/test_ssh_probe_p*.py) share: a proxy stack per
 test (tests/test_ssh_proxy.py), the decision on one command line checked with its reading,
-and the stub programs the differential runs give bash (each logs its argv; a DEBUG trap
-logs every command bash runs). Set-up and shared checks only: what each probe attacks
-stays in its file. Fixtures come from factories (`stack = stack_fixture()`), so a test
-module names each one it uses.
+the stub programs the differential runs give bash (each logs its argv; a DEBUG trap logs
+every command bash runs), and the checks of the tabbed card probes (held for approval
+outside pii-readers, quoted by df past the detector, refused through sshd). Set-up and
+shared checks only: what each probe attacks stays in its file. Fixtures come from
+factories (`stack = stack_fixture()`), so a test module names each one it uses.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ssh_probe_exec import reading, verdict
+from test_ssh_probe_exec import ALLOWED, reading, verdict
 from test_ssh_proxy import Stack, ssh_stack
+
+from portcullis.masking import Masker
+from portcullis.verdict import MaskRule
 
 READER = ("readonly",)
 
@@ -50,6 +54,12 @@ def decided_as(engine: Any, line: str, expected: str) -> dict[str, Any]:
     decided = verdict(engine, line)
     assert decided["verdict"] == expected, (line, reading(line), decided)
     return decided
+
+
+def held_for_readers(engine: Any, line: str) -> None:
+    """`line` waits for approval outside pii-readers and is allowed to a pii-reader."""
+    assert verdict(engine, line, READER)["verdict"] == "require_approval", line
+    assert verdict(engine, line, ("pii-readers",))["verdict"] in ALLOWED, line
 
 
 BASH = shutil.which("bash")
@@ -95,3 +105,34 @@ def ran_by_bash(stubs: Path, line: str, tmp: Path) -> tuple[list[list[str]], lis
     runs = [r.split("\x1f") for r in ran.read_bytes().decode().split("\x1e") if r]
     seen = [c for c in trapped.read_bytes().decode(errors="replace").split("\x1e") if c]
     return runs, seen
+
+
+# a card logged with tabs between its groups (a TSV log), which the detectors read as a card
+TABBED = "4111\t1111\t1111\t1111"
+
+
+def quoted_past_the_detector(line: str) -> None:
+    """With the real bash and df: `line` makes df name the tabbed card in coreutils' shell
+    quoting (`'4111'$'\\t''1111'...`), which the card detector no longer reads."""
+    masker = Masker([MaskRule(detector="credit_card", strategy="redact")], b"k" * 32)
+    assert BASH is not None
+    run = subprocess.run([BASH, "-c", line], capture_output=True, text=True, check=False)
+    assert "'4111'$'\\t''1111'" in run.stderr
+    assert not masker.mask_text(run.stderr)[1], run.stderr
+
+
+async def tabbed_card_held(stack: Stack, probe: str, line: str) -> None:
+    """Through the proxy and sshd: `line` ({log}: a log under /var/log holding the tabbed
+    card) waits for approval, is denied, and nothing reaches sshd or the reader."""
+    logged = Path("/var/log") / f"portcullis-{probe}-{os.getpid()}-{stack.tmp.name}.log"
+    logged.write_text(TABBED + "\n")
+    try:
+        async with await stack.connect(READER) as conn:
+            process = await conn.create_process(line.format(log=logged))
+            await denied_when_asked(stack, process)
+            refused = await process.wait()
+    finally:
+        logged.unlink()
+    assert refused.exit_status == 1
+    assert "1111" not in str(refused.stdout) + str(refused.stderr)
+    assert stack.sshd.sessions_started() == 0

@@ -19,19 +19,23 @@ from typing import Any
 
 import pytest
 from policy_harness import shipped_engine
-from ssh_probe_stack import STUB, denied_when_asked, stack_fixture, stubs_fixture
+from ssh_probe_stack import (
+    STUB,
+    TABBED,
+    held_for_readers,
+    quoted_past_the_detector,
+    stack_fixture,
+    stubs_fixture,
+    tabbed_card_held,
+)
 from test_ssh_probe_exec import ALLOWED, verdict
 from test_ssh_probe_p7 import BASH
 from test_ssh_proxy import Stack
-
-from portcullis.masking import Masker
-from portcullis.verdict import MaskRule
 
 engine = pytest.fixture(scope="module")(shipped_engine)
 stack = stack_fixture()
 
 READER = ("readonly",)
-TABBED = "4111\t1111\t1111\t1111"
 
 CARRIED = [
     'printf \'%s\\n\' "$(cat /var/log/syslog)"; df "$_"',
@@ -51,8 +55,7 @@ STILL_ALLOWED = [
 
 @pytest.mark.parametrize("line", CARRIED)
 def test_a_printed_value_carried_by_a_variable_needs_approval(engine: Any, line: str) -> None:
-    assert verdict(engine, line, READER)["verdict"] == "require_approval", line
-    assert verdict(engine, line, ("pii-readers",))["verdict"] in ALLOWED, line
+    held_for_readers(engine, line)
 
 
 @pytest.mark.parametrize("line", STILL_ALLOWED)
@@ -73,12 +76,7 @@ def test_why_the_detectors_miss_the_carried_value(tmp_path: Path, line: str) -> 
     tabbed card, which df names quoted, past the detector."""
     logged = tmp_path / "cards.log"
     logged.write_text(TABBED + "\n")
-    masker = Masker([MaskRule(detector="credit_card", strategy="redact")], b"k" * 32)
-    assert BASH is not None
-    run = subprocess.run([BASH, "-c", line.format(log=logged)], capture_output=True,
-                         text=True, check=False)  # fmt: skip
-    assert "'4111'$'\\t''1111'" in run.stderr
-    assert not masker.mask_text(run.stderr)[1], run.stderr
+    quoted_past_the_detector(line.format(log=logged))
 
 
 # The class, with stubs: `cat` and `journalctl` print a tabbed marker, every other program
@@ -142,16 +140,5 @@ def _ran(stubs: Path, line: str, tmp: Path) -> list[list[str]]:
 @pytest.mark.integration
 async def test_a_carried_card_never_leaves_quoted(stack: Stack) -> None:
     """Through the proxy and sshd: the line waits for approval, nothing reaches sshd."""
-    logged = Path("/var/log") / f"portcullis-p16-{os.getpid()}-{stack.tmp.name}.log"
-    logged.write_text(TABBED + "\n")
-    try:
-        async with await stack.connect(READER) as conn:
-            line = f'printf \'%s\\n\' "$(cat {logged})" >/dev/null; df -- "$_"'
-            process = await conn.create_process(line)
-            await denied_when_asked(stack, process)
-            refused = await process.wait()
-    finally:
-        logged.unlink()
-    assert refused.exit_status == 1
-    assert "1111" not in str(refused.stdout) + str(refused.stderr)
-    assert stack.sshd.sessions_started() == 0
+    line = 'printf \'%s\\n\' "$(cat {log})" >/dev/null; df -- "$_"'
+    await tabbed_card_held(stack, "p16", line)
