@@ -28,7 +28,7 @@ from pg_harness import running_gateway
 from test_pdp_probe_p7 import _written
 from test_pdp_probe_p8 import _cli
 from test_pdp_probe_p11 import _psql, _timeline_of
-from test_pdp_probe_p12 import _command, _record
+from test_pdp_probe_p12 import _command, _record, _record_before_its_decision
 from test_ssh_proxy import ssh_stack
 from test_ssh_sessions import shell
 
@@ -57,13 +57,12 @@ async def test_verify_marks_a_command_timed_before_its_decision(tmp_path):
     config = load_config(config_path)
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         opened = await open_session(stub, token(config))
-        start = time.time()
-        await asyncio.sleep(3.5)  # the decision comes later than the skew allowance
-        allowed = await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
-        await _record(stub, opened.session_id, [
-            _command(start, "SELECT id FROM orders -- early", allowed),
-            _command(time.time(), "SELECT id FROM orders -- genuine", allowed),
-        ])  # fmt: skip
+        await _record_before_its_decision(
+            stub,
+            opened.session_id,
+            "SELECT id FROM orders -- early",
+            "SELECT id FROM orders -- genuine",
+        )
         timeline = await _timeline_of(app.store, opened.session_id)
     assert [e.clock for e in timeline.entries if e.type == "command"] == [
         CLOCK_BEFORE_DECISION,

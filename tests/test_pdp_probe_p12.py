@@ -141,19 +141,27 @@ async def test_a_time_no_clock_gives_is_refused(tmp_path, offset, shape):
         assert await app.store.query(kind=EVENTS_KIND, session_id=opened.session_id)
 
 
+async def _record_before_its_decision(stub, session_id: str, early: str, genuine: str) -> None:
+    """`SELECT id FROM orders` decided 3.5 s into the session, recorded as run twice: as
+    `early` at the session's start (before the decision), as `genuine` after it."""
+    start = time.time()
+    await asyncio.sleep(3.5)  # the decision comes later than the skew allowance
+    allowed = await decide_sql(stub, session_id, "SELECT id FROM orders")
+    await _record(stub, session_id, [
+        _command(start, early, allowed),
+        _command(time.time(), genuine, allowed),
+    ])  # fmt: skip
+
+
 async def test_an_event_before_its_own_decision_is_marked(tmp_path):
     """Attack: a command recorded as run before the PDP decided it (after the session
     opened): shown unmarked, as if it ran under a decision not yet made."""
     config = load_config(_written(tmp_path))
     async with running_pdp(config) as app, pdp_stub(app.address) as stub:
         opened = await open_session(stub, token(config))
-        start = time.time()
-        await asyncio.sleep(3.5)  # the decision comes later than the skew allowance
-        allowed = await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
-        await _record(stub, opened.session_id, [
-            _command(start, "SELECT id FROM orders", allowed),
-            _command(time.time(), "SELECT id FROM orders", allowed),
-        ])  # fmt: skip
+        await _record_before_its_decision(
+            stub, opened.session_id, "SELECT id FROM orders", "SELECT id FROM orders"
+        )
         timeline = await _timeline_of(app.store, opened.session_id)
     commands = [e for e in timeline.entries if e.type == "command"]
     assert [e.clock for e in commands] == [CLOCK_BEFORE_DECISION, ""]
