@@ -32,8 +32,11 @@ def engine() -> Any:
     engine.close()
 
 
-def lookups(engine: Any, groups: list[str], sql: str) -> list[str]:
-    """The rules the decision of sql looked up, one entry per lookup."""
+def traced_decision(
+    engine: Any, groups: list[str], sql: str, facts: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The evaluator's trace of the decision of sql for a member of `groups` (`facts`:
+    what the proxy knows of the upstream, e.g. its shadowed functions)."""
     policy_input = {
         "identity": {"subject": "agent@example.com", "groups": groups},
         "connection": {"name": "orders-db", "type": "postgres"},
@@ -41,13 +44,19 @@ def lookups(engine: Any, groups: list[str], sql: str) -> list[str]:
         "command": {
             "kind": "postgres.query",
             "raw": sql,
-            "postgres": postgres_command("postgres.query", sql, {}),
+            "postgres": postgres_command("postgres.query", sql, facts or {}),
         },
         "now": "2026-01-01T00:00:00Z",
     }
     decision = engine.eval_document(DECISION, policy_input, trace=True)
     assert decision["verdict"] in ("allow", "mask", "require_approval", "deny")
-    return [str(e.get("node", "")) for e in engine.last_trace or [] if e["op"] == "Index"]
+    return list(engine.last_trace or [])
+
+
+def lookups(engine: Any, groups: list[str], sql: str) -> list[str]:
+    """The rules the decision of sql looked up, one entry per lookup."""
+    trace = traced_decision(engine, groups, sql)
+    return [str(e.get("node", "")) for e in trace if e["op"] == "Index"]
 
 
 FIVE = "BEGIN; SELECT id FROM orders; SELECT total FROM orders; SELECT 1; COMMIT"

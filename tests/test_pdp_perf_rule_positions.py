@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_pdp_perf_rule_lookups import traced_decision
 
-from pdp.domain.policy_input import postgres_command
 from pdp.engine.bundle import load_bundle
 from pdp.engine.opa import new_engine
 
 REGO = Path(__file__).resolve().parent.parent / "rego"
-DECISION = "portcullis.decision"
 HEAD = re.compile(r"^([a-z_][a-z0-9_]*)\b")
 # the slots a Postgres decision may leave in the index: positions 0-8
 MOST = 8
@@ -70,25 +69,9 @@ def rule_positions() -> dict[str, tuple[str, int]]:
 def entered(
     engine: Any, placed: dict[str, tuple[str, int]], sql: str, groups: list[str]
 ) -> set[tuple[str, int]]:
-    policy_input = {
-        "identity": {"subject": "agent@example.com", "groups": groups},
-        "connection": {"name": "orders-db", "type": "postgres"},
-        "session": {"id": "s"},
-        "command": {
-            "kind": "postgres.query",
-            "raw": sql,
-            "postgres": postgres_command(
-                "postgres.query", sql, {"shadowed_functions": ["lower", "now"]}
-            ),
-        },
-        "now": "2026-01-01T00:00:00Z",
-    }
-    decision = engine.eval_document(DECISION, policy_input, trace=True)
-    assert decision["verdict"] in ("allow", "mask", "require_approval", "deny")
+    trace = traced_decision(engine, groups, sql, {"shadowed_functions": ["lower", "now"]})
     return {
-        placed[e["location"]]
-        for e in engine.last_trace or []
-        if e["op"] == "Enter" and e.get("location") in placed
+        placed[e["location"]] for e in trace if e["op"] == "Enter" and e.get("location") in placed
     }
 
 
