@@ -660,15 +660,9 @@ class BodyMask:
         if hexed is not None:
             # text written as hex (`70686f6e653a...`: a queue's payload, a bytea): masked
             # as the text it is, and written back as hex
-            found_in: Counter[str] = Counter()
-            try:
-                masked = self._string(hexed, found_in, depth + 1)
-            except Unmaskable:
-                masked = REDACTED_VALUE
-            masked, counts = self.masker.mask_text(masked)
-            if masked != hexed or found_in or counts:
+            masked, found_in = self._inner_string(hexed, depth)
+            if masked != hexed or found_in:
                 found.update(found_in)
-                found.update({f"detector:{k}": v for k, v in counts.items()})
                 shown = masked.encode().hex()
                 return shown.upper() if value.strip().isupper() else shown
         text = value.lstrip()
@@ -721,13 +715,7 @@ class BodyMask:
         decoded, charset = coded
         # (text in UTF-16 or UTF-32: a NUL beside each letter; read without them)
         view = _UNPRINTABLE.sub(" ", decoded.replace("\x00", "") if charset != "utf-8" else decoded)
-        found_in: Counter[str] = Counter()
-        try:
-            masked = self._string(view, found_in, depth + 1)
-        except Unmaskable:
-            masked = REDACTED_VALUE
-        masked, counts = self.masker.mask_text(masked)
-        found_in.update({f"detector:{k}": v for k, v in counts.items()})
+        masked, found_in = self._inner_string(view, depth)
         if masked == view and not found_in:
             return value
         if view != decoded:
@@ -735,6 +723,19 @@ class BodyMask:
             return REDACTED_VALUE
         found.update(found_in)
         return _base64_like(value.strip(), masked.encode(charset, "replace"))
+
+    def _inner_string(self, text: str, depth: int) -> tuple[str, Counter[str]]:
+        """`text` carried inside a string (decoded from base64 or hex), masked as a string
+        one level down and then by the detectors (withheld whole when it cannot be
+        masked), with what was found in it."""
+        found_in: Counter[str] = Counter()
+        try:
+            masked = self._string(text, found_in, depth + 1)
+        except Unmaskable:
+            masked = REDACTED_VALUE
+        masked, counts = self.masker.mask_text(masked)
+        found_in.update({f"detector:{k}": v for k, v in counts.items()})
+        return masked, found_in
 
     def _as_text(self, value: str) -> str:
         inner = BodyMask(self.masker, "lines", media="text/plain")
