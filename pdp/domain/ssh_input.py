@@ -334,6 +334,9 @@ def exec_input(raw: str) -> dict[str, Any]:
     """The exec's policy input, a fresh copy (the parse of a line is remembered); a line
     of plain words read without bashlex, into the same. A line of more than MAX_WORDS
     words is malformed, however read."""
+    reading = _read_apart.get(raw)
+    if reading is not None:  # read elsewhere: the fast readings already passed it by
+        return {key: _copied(value) for key, value in reading}
     words = plain_words(raw)
     if words is not None:
         if len(words) > MAX_WORDS:
@@ -348,10 +351,7 @@ def exec_input(raw: str) -> dict[str, Any]:
         parts = [Part(argv).to_input() for argv in commands]
         return {"command": raw, "parts": parts,
                 "argv": list(commands[0]) if len(commands) == 1 else []}  # fmt: skip
-    reading = _read_apart.get(raw)
-    if reading is None:
-        reading = _exec_input(raw)
-    return {key: _copied(value) for key, value in reading}
+    return {key: _copied(value) for key, value in _exec_input(raw)}
 
 
 def _too_many_words(raw: str, count: int) -> dict[str, Any]:
