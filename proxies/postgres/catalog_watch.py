@@ -22,8 +22,11 @@ of messages (the facts are part of a cached verdict's key, so a statement reused
 decided again), and a prepared statement allowed with older facts is asked again
 (Enforcer.take_facts).
 
-Left: a change of a built-in's own catalogue row (ALTER FUNCTION pg_catalog.lower(text)
-...), and a verdict reused within POLL_SECONDS of a change no decision has asked about.
+A built-in's own catalogue row written since initdb (CREATE OR REPLACE FUNCTION
+pg_catalog.age(timestamp), an UPDATE of pg_cast: user_code.AFTER_INITDB) is fingerprinted by
+the poll (COLUMNS_MARK_SQL), not alongside each decision: those rows are read by a scan.
+Left: a verdict reused within POLL_SECONDS of a change no decision has asked about, and a
+built-in changed in place within POLL_SECONDS of a statement using it.
 
 No policy here: this module says what the catalogue holds, never whether code may run.
 """
@@ -49,7 +52,7 @@ from proxies.postgres.upstream import (
     connect,
     session_query,
 )
-from proxies.postgres.user_code import USER_CODE_SQL, user_code
+from proxies.postgres.user_code import AFTER_INITDB, USER_CODE_SQL, user_code
 from proxies.runtime.credentials import CredentialLease
 
 log = logging.getLogger("portcullis.postgres")
@@ -122,9 +125,26 @@ _MARK = re.compile(r"[0-9]+\.[0-9]+")
 SNAPSHOT_SQL = "SELECT pg_catalog.pg_current_snapshot()::text"
 _SNAPSHOT = re.compile(r"[0-9]+:[0-9]+:[0-9,]*")
 
+# and of the built-in rows (made by initdb) that hold code, once written since (a superuser's
+# CREATE OR REPLACE FUNCTION pg_catalog.age(timestamp), ALTER OPERATOR, UPDATE pg_cast; a
+# deleted one moves the count): they are read by a scan, not an index, so asked with the
+# columns (every POLL_SECONDS), not alongside each decision
+_BUILT_IN_CODE = {
+    "pg_proc": "oid",
+    "pg_operator": "oid",
+    "pg_cast": "oid",
+    "pg_rewrite": "oid",
+    "pg_aggregate": "aggfnoid",
+}
 COLUMNS_MARK_SQL = (
-    "SELECT count(*)::text || '.' || coalesce(sum(xmin::text::bigint), 0)::text"
-    " FROM pg_catalog.pg_attribute WHERE attrelid >= 16384"
+    "SELECT count(*)::text || '.' || coalesce(sum(x), 0)::text FROM ("
+    "SELECT xmin::text::bigint AS x FROM pg_catalog.pg_attribute WHERE attrelid >= 16384"
+    + "".join(
+        f" UNION ALL SELECT CASE WHEN xmin::text::bigint > {AFTER_INITDB}"
+        f" THEN xmin::text::bigint ELSE '0' END FROM pg_catalog.{catalog} WHERE {column} < 16384"
+        for catalog, column in _BUILT_IN_CODE.items()
+    )
+    + ") AS made"
 )
 
 
@@ -162,14 +182,19 @@ async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | No
             return None
         rows.append(found)
     shadowed, views, sources, code = rows
+    facts = user_code(code)
+    # a built-in function whose catalogue row was written since initdb (CREATE OR REPLACE
+    # FUNCTION pg_catalog.age(timestamp) ... LANGUAGE plpgsql) may not run the built-in:
+    # judged as a name the database also defines
+    changed = facts.pop("changed_functions", [])
     return Facts(
         mark,
         read_at,
         columns,
-        tuple(shadowed),
+        tuple(sorted({*shadowed, *changed})),
         renamed_view_columns(views),
         relation_sources(sources),
-        user_code(code),
+        facts,
     )
 
 
@@ -209,6 +234,7 @@ class CatalogWatch:
         self._credentials: Credentials | None = None
         self._upstream: Upstream | None = None
         self._asking: asyncio.Future[Facts | None] | None = None
+        self._asking_columns = False  # whether the question asking asks COLUMNS_MARK_SQL
         # the server's snapshot when the facts were last found current (with the columns
         # mark or not): while it is the same, no transaction has committed since
         self._seen: tuple[str, bool, Facts] | None = None
@@ -278,8 +304,18 @@ class CatalogWatch:
             with contextlib.suppress(Exception):
                 await asyncio.shield(earlier)
         asking = self._asking
-        if asking is None or asking is earlier or asking.done():
+        while asking is not None and asking is not earlier and not asking.done():
+            if not columns or self._asking_columns:
+                break  # sent after this call, and asks what this call needs
+            # sent after this call without the columns: answered first (one question at a
+            # time on the connection), then asked again with them
+            earlier = asking
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asking)
+            asking = self._asking
+        else:
             asking = self._asking = asyncio.ensure_future(self._ask(columns))
+            self._asking_columns = columns
             asking.add_done_callback(self._asked)
         try:
             return await asyncio.shield(asking)
@@ -291,10 +327,11 @@ class CatalogWatch:
             self._asking = None
 
     async def _run(self) -> None:
+        # asked whatever decisions are asking meanwhile (theirs leave out the columns and
+        # the built-in rows: under steady decisions the poll would never ask for them)
         while True:
             await asyncio.sleep(self.poll)
-            if self._asking is None:
-                await self.fresh(columns=True)
+            await self.fresh(columns=True)
 
     async def _ask(self, columns: bool) -> Facts | None:
         upstream = await self._connection()

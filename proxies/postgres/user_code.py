@@ -77,7 +77,14 @@ extension's own are left out, as above). No IO here.
 OIDs wrap around to it, never below), in any schema: a superuser may create a function,
 operator or type in pg_catalog itself, and `lower(5)` would then run a `pg_catalog.lower
 (int)` of theirs. Such a function in a view is named "pg_catalog.f (created after initdb)",
-which no reader list holds.
+which no reader list holds. So is code initdb made whose catalogue row a superuser wrote
+since (AFTER_INITDB: CREATE OR REPLACE FUNCTION pg_catalog.age(timestamp) keeps the OID,
+as do an UPDATE of a built-in pg_proc, pg_cast, pg_operator or pg_aggregate row and CREATE
+OR REPLACE VIEW pg_catalog.pg_roles): such a function is named "(changed after initdb)" in
+a view and listed as `changed_functions` (catalog_watch.read_facts judges them as shadowed
+built-in names); such an operator or cast counts as the database's own, such a view's
+functions as a view's. A built-in of the internal language runs by its OID whatever its
+row says (fmgr's built-in table), so only others count.
 """
 
 from __future__ import annotations
@@ -87,9 +94,31 @@ from typing import Any
 
 from proxies.postgres.relations import as_the_pdp_reads
 
+# The last transaction initdb ran (the pg_database row of template0, which it makes after
+# everything else in template1, the template every database is copied from): a built-in
+# catalogue row (an OID below 16384) whose xmin is newer was written since, by a superuser's
+# CREATE OR REPLACE of a built-in function or view, ALTER OPERATOR, or UPDATE of pg_proc,
+# pg_cast, pg_operator or pg_aggregate. Without template0 every row written after the
+# bootstrap counts (more code judged as the database's, never less).
+AFTER_INITDB = (
+    "(SELECT coalesce(max(xmin::text::bigint), '2') FROM pg_catalog.pg_database"
+    " WHERE datname = 'template0')"
+)
+
 USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   SELECT classid, objid FROM pg_catalog.pg_depend
   WHERE refclassid = 'pg_catalog.pg_extension'::regclass AND deptype = 'e'
+), after_initdb(xid) AS (
+  SELECT %(after_initdb)s
+), changed_functions(oid) AS (
+  SELECT p.oid FROM pg_catalog.pg_proc p, after_initdb i
+  WHERE p.oid < 16384 AND p.xmin::text::bigint > i.xid
+  AND p.prolang <> (SELECT oid FROM pg_catalog.pg_language WHERE lanname = 'internal')
+  UNION SELECT a.aggfnoid FROM pg_catalog.pg_aggregate a, after_initdb i
+  WHERE a.aggfnoid < 16384 AND a.xmin::text::bigint > i.xid
+), changed_views(oid) AS (
+  SELECT r.ev_class FROM pg_catalog.pg_rewrite r, after_initdb i
+  WHERE r.oid < 16384 AND r.xmin::text::bigint > i.xid
 ), code_types AS (
   SELECT t.typname FROM pg_catalog.pg_type t
   LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
@@ -128,7 +157,7 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
 ), code_operators AS (
   SELECT o.oprname FROM pg_catalog.pg_operator o
   JOIN pg_catalog.pg_proc f ON f.oid = o.oprcode
-  WHERE o.oid >= 16384
+  WHERE (o.oid >= 16384 OR o.xmin::text::bigint > (SELECT xid FROM after_initdb))
   AND NOT (f.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
            WHERE x.classid = 'pg_catalog.pg_operator'::regclass AND x.objid = o.oid))
 ), policy_calls(rel, fn) AS (
@@ -187,7 +216,8 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   JOIN pg_catalog.pg_rewrite r ON r.ev_class = reach.src AND r.ev_type = '1',
   LATERAL pg_catalog.regexp_matches(r.ev_action::text,
     ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
-  WHERE reach.view >= 16384 AND reach.src >= 16384
+  WHERE (reach.view >= 16384 OR reach.view IN (SELECT oid FROM changed_views))
+  AND (reach.src >= 16384 OR reach.src IN (SELECT oid FROM changed_views))
   UNION
   SELECT reach.view, d.refobjid FROM reach JOIN rule_deps d ON d.view = reach.src
   AND (d.kind = 'v' OR d.view = reach.view)
@@ -211,13 +241,16 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   SELECT vn.nspname || '.' || v.relname AS name,
     json_agg(DISTINCT pn.nspname || '.' || p.proname
       || CASE WHEN p.pronamespace = 'pg_catalog'::regnamespace AND p.oid >= 16384
-         THEN ' (created after initdb)' ELSE '' END) AS functions
+         THEN ' (created after initdb)'
+         WHEN p.oid IN (SELECT oid FROM changed_functions)
+         THEN ' (changed after initdb)' ELSE '' END) AS functions
   FROM read_calls calls
   JOIN pg_catalog.pg_class v ON v.oid = calls.view
   JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
   JOIN pg_catalog.pg_proc p ON p.oid = calls.fn
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-  WHERE v.oid >= 16384 AND (p.oid >= 16384 OR p.provolatile = 'v')
+  WHERE (v.oid >= 16384 OR v.oid IN (SELECT oid FROM changed_views))
+  AND (p.oid >= 16384 OR p.provolatile = 'v' OR p.oid IN (SELECT oid FROM changed_functions))
   AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
            WHERE x.classid = 'pg_catalog.pg_proc'::regclass AND x.objid = p.oid))
   GROUP BY 1
@@ -229,12 +262,13 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   FROM pg_catalog.pg_cast c
   JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-  WHERE c.castmethod = 'f' AND c.oid >= 16384
+  WHERE c.castmethod = 'f'
+  AND (c.oid >= 16384 OR c.xmin::text::bigint > (SELECT xid FROM after_initdb))
   AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
            WHERE x.classid = 'pg_catalog.pg_cast'::regclass AND x.objid = c.oid))
 ), own_functions AS (
   SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
-  WHERE p.oid >= 16384
+  WHERE (p.oid >= 16384 OR p.oid IN (SELECT oid FROM changed_functions))
   AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
            WHERE x.classid = 'pg_catalog.pg_proc'::regclass AND x.objid = p.oid))
 ), write_edges(rel, target) AS (
@@ -305,6 +339,8 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   SELECT w.rel, k.kind, pn.nspname || '.' || p.proname
     || CASE WHEN p.pronamespace = 'pg_catalog'::regnamespace AND p.oid >= 16384
        THEN ' (created after initdb)'
+       WHEN p.oid IN (SELECT oid FROM changed_functions)
+       THEN ' (changed after initdb)'
        WHEN e.sees_rows AND p.provolatile = 'v' AND p.oid < 16384
        THEN ' (given the rows'' values)'
        ELSE '' END
@@ -313,7 +349,7 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   ON k.part = 'f' OR (k.part = 'm' AND e.maintains) OR (k.part = 'd' AND e.maintains IS NULL)
   JOIN pg_catalog.pg_proc p ON p.oid = e.fn
   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
-  WHERE p.oid >= 16384 OR p.provolatile <> 'i'
+  WHERE p.oid >= 16384 OR p.provolatile <> 'i' OR p.oid IN (SELECT oid FROM changed_functions)
 ), write_code AS (
   SELECT rn.nspname || '.' || c.relname AS name, json_object_agg(kind, items) AS code
   FROM (SELECT rel, kind, json_agg(DISTINCT item) AS items FROM write_items
@@ -339,6 +375,8 @@ SELECT json_build_object(
   'user_casts', (SELECT coalesce(json_agg(DISTINCT "cast"), '[]') FROM code_casts),
   'row_functions', (SELECT coalesce(json_agg(proname::text), '[]') FROM row_calls),
   'user_functions', (SELECT coalesce(json_agg(proname::text), '[]') FROM own_functions),
+  'changed_functions', (SELECT coalesce(json_agg(DISTINCT p.proname::text), '[]')
+                        FROM changed_functions c JOIN pg_catalog.pg_proc p ON p.oid = c.oid),
   'write_code', (SELECT coalesce(json_object_agg(name, code), '{}') FROM write_code),
   'event_triggers', (SELECT coalesce(json_agg(format('%s on %s (%s.%s)', e.evtname, e.evtevent,
                        pn.nspname, p.proname) ORDER BY e.evtname), '[]')
@@ -367,8 +405,10 @@ _CONSTANT_CALL = (
     r"'\{(?:FUNCEXPR :funcid|(?:OPEXPR|DISTINCTEXPR|NULLIFEXPR|SCALARARRAYOPEXPR) :opno "
     r"[0-9]+ :opfuncid) ([0-9]+)[^{}]*:args \((?:\s*\{CONST[^{}]*\})*\s*\)[^{}]*\}'"
 )
-USER_CODE_SQL = USER_CODE_SQL.replace("%(constant)s", _CONSTANT_NODE).replace(
-    "%(constant_call)s", _CONSTANT_CALL
+USER_CODE_SQL = (
+    USER_CODE_SQL.replace("%(constant)s", _CONSTANT_NODE)
+    .replace("%(constant_call)s", _CONSTANT_CALL)
+    .replace("%(after_initdb)s", AFTER_INITDB)
 )
 
 
@@ -396,6 +436,7 @@ def user_code(rows: list[str]) -> dict[str, Any]:
         "row_functions",
         "user_functions",
         "event_triggers",
+        "changed_functions",
     ):
         names = found.get(key) or []
         if not isinstance(names, list):

@@ -1,0 +1,158 @@
+"""Probe P18 (helper pgattack4) against the real stack (tests/adversary.py: a gateway whose
+upstream credential is the `postgres` SUPERUSER), as a reader outside pii-readers.
+
+Built-in code changed in place. The catalogue facts (proxies/postgres/user_code.py) and the
+watch's fingerprint (catalog_watch.py) counted only rows made after initdb (an OID from
+16384 up). A superuser's CREATE OR REPLACE FUNCTION pg_catalog.age(timestamp) ... LANGUAGE
+plpgsql keeps the built-in's OID: the reader's `SELECT age(timestamp '2020-01-01')` ran
+their code as the built-in it was judged to be, as did an UPDATE of pg_proc.prosrc of an SQL
+built-in (obj_description), an UPDATE of a built-in cast's castfunc (`5::int8` ran
+public.noisy_cast) and CREATE OR REPLACE VIEW pg_catalog.pg_roles calling a function (a
+NOTICE, or the INSERT the read-only default stopped). A built-in row written after initdb
+(its xmin newer than template0's pg_database row, the last thing initdb makes) now counts
+as the database's own code: such a function's name is judged as a shadowed built-in, such
+a cast as a user cast, such a view's functions as a view's; and the watch's poll
+fingerprints those rows too, so a change made while the session is open is judged alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from adversary import Answer, Arena, RawClient, ready_client, running_arena
+from pg_probe_stack import arena_fixture, reader_fixture
+
+from proxies.postgres import codec
+
+pytestmark = pytest.mark.integration
+
+arena = arena_fixture(
+    """
+CREATE FUNCTION public.noisy() RETURNS int LANGUAGE plpgsql AS
+  $$ BEGIN RAISE NOTICE 'noisy ran'; RETURN 1; END $$;
+"""
+)
+reader = reader_fixture("p18")
+
+
+def ran(answer: Answer) -> bool:
+    """The superuser's code ran: its NOTICE (withheld or not) came back."""
+    return any(isinstance(m, codec.NoticeResponse) for m in answer.messages)
+
+
+def admin_makes(arena: Arena, *sql: str) -> None:
+    with arena.admin() as admin:
+        for statement in sql:
+            admin.execute(statement)
+
+
+def watched(arena: Arena) -> None:
+    """The proxy's catalogue watch has polled once more (what it does on its own within
+    POLL_SECONDS): no waiting on a clock here."""
+    watch = arena.proxy.knowledge(arena.database).catalog
+    asyncio.run_coroutine_threadsafe(watch.fresh(columns=True), arena.loop).result(30)
+
+
+def denied(answer: Answer) -> bool:
+    return bool(answer.errors) and "denied by policy" in answer.errors[0] and not ran(answer)
+
+
+# a built-in changed in place and the reader's statement that runs it (its row stays
+# written after initdb: each case changes a built-in no other case uses)
+CHANGED_IN_PLACE = [
+    (
+        "CREATE OR REPLACE FUNCTION pg_catalog.age(timestamp) RETURNS interval LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE NOTICE 'age ran'; RETURN interval '1 day'; END $$",
+        "SELECT age(timestamp '2020-01-01')",
+    ),
+    (
+        "UPDATE pg_catalog.pg_proc SET prosrc = 'SELECT public.noisy()::text'"
+        " WHERE oid = 'pg_catalog.obj_description(oid)'::regprocedure",
+        "SELECT obj_description(1259)",
+    ),
+    (
+        "DO $$ BEGIN EXECUTE 'CREATE OR REPLACE VIEW pg_catalog.pg_roles AS SELECT * FROM ('"
+        " || rtrim(pg_get_viewdef('pg_catalog.pg_roles'::regclass), '; ')"
+        " || ') r WHERE public.noisy() = 1'; END $$",
+        "SELECT rolname FROM pg_roles",
+    ),
+    (
+        "DO $$ BEGIN EXECUTE 'CREATE OR REPLACE VIEW pg_catalog.pg_group AS SELECT * FROM ('"
+        " || rtrim(pg_get_viewdef('pg_catalog.pg_group'::regclass), '; ')"
+        " || ') r WHERE pg_catalog.set_config(''application_name'', ''p18'', false) <> '''''"
+        "; END $$",
+        "SELECT groname FROM pg_group",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "sql"), CHANGED_IN_PLACE)
+def test_a_built_in_changed_in_place_is_not_judged_as_the_built_in(
+    arena: Arena, change: str, sql: str
+) -> None:
+    """Changed before the session started: its start-up facts know."""
+    admin_makes(arena, change)
+    c = ready_client(arena, ("readonly",), "p18")
+    try:
+        answer = c.query(sql)
+        assert denied(answer), answer.messages
+        assert c.show("application_name") != "p18"
+    finally:
+        c.close()
+
+
+def test_a_built_in_changed_while_the_session_is_open_is_judged_so(
+    arena: Arena, reader: RawClient
+) -> None:
+    sql = "SELECT array_to_json(ARRAY[1])"
+    for _ in range(2):  # decided, then reused
+        assert not reader.query(sql).errors
+    admin_makes(
+        arena,
+        "CREATE OR REPLACE FUNCTION pg_catalog.array_to_json(anyarray) RETURNS json"
+        " LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE 'json ran'; RETURN '1'; END $$",
+    )
+    watched(arena)
+    answer = reader.query(sql)
+    assert denied(answer), answer.messages
+
+
+def test_a_built_in_cast_changed_in_place_is_a_cast_of_the_database(tmp_path: Path) -> None:
+    """pg_cast's int4 -> int8 row given a function of the superuser's: `5::int8` ran it."""
+    with running_arena(tmp_path) as arena:
+        admin_makes(
+            arena,
+            "CREATE FUNCTION public.noisy_cast(int4) RETURNS int8 LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE NOTICE 'cast ran'; RETURN 1; END $$",
+        )
+        c = ready_client(arena, ("readonly",), "p18")
+        try:
+            assert not c.query("SELECT 5::int8").errors
+            admin_makes(
+                arena,
+                "UPDATE pg_catalog.pg_cast SET castfunc = 'public.noisy_cast(int4)'::regprocedure"
+                " WHERE castsource = 'int4'::regtype AND casttarget = 'int8'::regtype",
+            )
+            watched(arena)
+            answer = c.query("SELECT 5::int8")
+            assert denied(answer), answer.messages
+            assert "integer -> bigint by public.noisy_cast" in answer.errors[0]
+        finally:
+            c.close()
+
+
+def test_a_database_whose_built_ins_are_untouched_has_none_changed(arena: Arena) -> None:
+    """No built-in row of a database made from template1 counts as written since initdb."""
+    from proxies.postgres.user_code import AFTER_INITDB
+
+    with arena.admin() as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_catalog.pg_proc WHERE oid < 16384"
+            f" AND xmin::text::bigint > {AFTER_INITDB}"
+            " AND oid NOT IN ('pg_catalog.age(timestamp)'::regprocedure,"
+            " 'pg_catalog.obj_description(oid)'::regprocedure,"
+            " 'pg_catalog.array_to_json(anyarray)'::regprocedure)"
+        ).fetchone()
+    assert row == (0,)
