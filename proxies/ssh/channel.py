@@ -356,8 +356,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             return
         if self.waiting or self.relay is not None:  # a relayed SFTP request may be waiting
             self._give_up("the client went away while waiting")
-        if self.up is not None:
-            self.up.close()
+        self._end_upstream()
 
     def _give_up(self, why: str) -> None:
         """The client gave up on this channel's decision: its approval wait, if one is under
@@ -393,9 +392,26 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         told, and the upstream's command is ended (its channel closed); exit status 1."""
         self.withheld = f"output withheld: {why}"
         self.say(f"portcullis: {self.withheld}")
+        self._end_upstream()
         self.exit_status, self.exit_signal = 1, None
-        if self.up is not None:
-            self.up.close()
+
+    def _end_upstream(self) -> None:
+        """The upstream channel closed, and the command it runs ended with it if it has not
+        ended yet: sshd leaves a command without a terminal running when its channel or
+        connection closes (OpenSSH bug 396), and one whose output goes nowhere it would
+        write to (`free -s 1 >/dev/null`, `journalctl -f >/dev/null`) ran on after the
+        client left, past its session and its token. KILL is sent first, which sshd sends
+        to the command's process group (killpg of the session's shell): the shell and
+        what it runs, in the background too while the shell runs (`nohup x &`). Not to a
+        subsystem (sshd refuses: an SFTP server ends with its channel) nor once the
+        upstream said how the command ended (nothing of its own left to signal)."""
+        up = self.up
+        if up is None:
+            return
+        if self.kind != "ssh.subsystem" and self.exit_status is None and self.exit_signal is None:
+            with contextlib.suppress(Exception):
+                up.send_signal("KILL")
+        up.close()
 
     def _send(self, data: bytes, stderr: bool) -> None:
         if not data or self._gone:
@@ -551,7 +567,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             self._end(1)
             return
         if self._gone:
-            self.up.close()
+            self._end_upstream()
         if self.term and terminal_refused(self.up):
             self.say("portcullis: the upstream refused a terminal: the command runs without one")
         if sftp:
