@@ -20,8 +20,20 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import psycopg
 import pytest
-from adversary import Answer, Arena, RawClient, ready_client, running_arena
+from adversary import (
+    SUPERUSER,
+    Answer,
+    Arena,
+    RawClient,
+    bind,
+    execute,
+    parse,
+    ready_client,
+    running_arena,
+    sync,
+)
 from pg_probe_stack import arena_fixture, reader_fixture
 
 from proxies.postgres import codec
@@ -48,11 +60,11 @@ def admin_makes(arena: Arena, *sql: str) -> None:
             admin.execute(statement)
 
 
-def watched(arena: Arena) -> None:
+def watched(arena: Arena) -> object:
     """The proxy's catalogue watch has polled once more (what it does on its own within
-    POLL_SECONDS): no waiting on a clock here."""
+    POLL_SECONDS): no waiting on a clock here. Its facts, None when it could not read them."""
     watch = arena.proxy.knowledge(arena.database).catalog
-    asyncio.run_coroutine_threadsafe(watch.fresh(columns=True), arena.loop).result(30)
+    return asyncio.run_coroutine_threadsafe(watch.fresh(columns=True), arena.loop).result(30)
 
 
 def denied(answer: Answer) -> bool:
@@ -156,3 +168,47 @@ def test_a_database_whose_built_ins_are_untouched_has_none_changed(arena: Arena)
             " 'pg_catalog.array_to_json(anyarray)'::regprocedure)"
         ).fetchone()
     assert row == (0,)
+
+
+def elsewhere(sql: str) -> None:
+    """sql run by the superuser from another database (postgres)."""
+    with psycopg.connect(
+        f"postgresql://{SUPERUSER}@127.0.0.1:5432/postgres", autocommit=True
+    ) as admin:
+        admin.execute(sql)
+
+
+def watch_pid(arena: Arena) -> int:
+    """The backend of the proxy's catalogue watch (its connection's BackendKeyData)."""
+    upstream = arena.proxy.knowledge(arena.database).catalog._upstream
+    assert upstream is not None and upstream.key is not None
+    return upstream.key.pid
+
+
+def test_a_session_whose_catalogue_cannot_be_read_is_refused_until_it_can(
+    arena: Arena, reader: RawClient
+) -> None:
+    """The watch's connection killed and the server refusing a new one: a session judged
+    with the facts it had (a verdict reused, a new statement decided, a prepared statement
+    bound), which code made meanwhile could have outdated. Now it is refused, saying why,
+    until the catalogue is read again."""
+    for _ in range(2):  # decided, then reused
+        assert not reader.query("SELECT id FROM orders").errors
+    assert not reader.send(parse("s18", "SELECT id FROM orders"), sync()).errors
+    try:
+        elsewhere(f'ALTER DATABASE "{arena.database}" ALLOW_CONNECTIONS false')
+        elsewhere(f"SELECT pg_terminate_backend({watch_pid(arena)})")
+        assert watched(arena) is None
+        for answer in (
+            reader.query("SELECT id FROM orders"),
+            reader.query("SELECT customer_id FROM orders"),
+            reader.send(bind("", "s18"), execute(), sync()),
+        ):
+            assert answer.errors and "catalogue could not be read" in answer.errors[0], (
+                answer.messages
+            )
+            assert not answer.rows
+    finally:
+        elsewhere(f'ALTER DATABASE "{arena.database}" ALLOW_CONNECTIONS true')
+    watched(arena)
+    assert reader.query("SELECT id FROM orders").rows

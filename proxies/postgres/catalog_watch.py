@@ -231,6 +231,9 @@ class CatalogWatch:
         self.poll, self.linger = poll, linger
         self.sessions = 0  # open sessions: the watch runs while there are any
         self.facts: Facts | None = None  # the newest read
+        # the last question failed (the connection killed, the server refusing it): until
+        # one is answered, no session may judge with the facts it has (fail closed)
+        self.lost = False
         self._credentials: Credentials | None = None
         self._upstream: Upstream | None = None
         self._asking: asyncio.Future[Facts | None] | None = None
@@ -318,9 +321,11 @@ class CatalogWatch:
             self._asking_columns = columns
             asking.add_done_callback(self._asked)
         try:
-            return await asyncio.shield(asking)
+            found = await asyncio.shield(asking)
         except Exception:
-            return None
+            found = None
+        self.lost = found is None
+        return found
 
     def _asked(self, asking: asyncio.Future[Facts | None]) -> None:
         if self._asking is asking:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from portcullis.verdict import Verdict
 from proxies.postgres.commands import (
     Decide,
     Record,
@@ -25,6 +26,7 @@ from proxies.postgres.commands import (
     Steps,
 )
 from proxies.postgres.enforcer import Enforcer
+from proxies.runtime.pdp_client import Ruling
 from proxies.runtime.session import ProxySession
 
 
@@ -43,6 +45,14 @@ def carry_out(
     actions.clear()
 
 
+# A decision made while the database's catalogue could not be read
+UNREAD = (
+    "the database's catalogue could not be read (the proxy's catalogue watch lost its "
+    "connection or the server refuses it), so the code this statement would run cannot be "
+    "judged; try again once the server accepts connections"
+)
+
+
 class EnforcerDriver:
     """Finishes the messages of one session's enforcer that must wait for something."""
 
@@ -55,10 +65,11 @@ class EnforcerDriver:
         source_columns: Callable[[str], Awaitable[list[str] | None]],
         function_name: Callable[[int], Awaitable[str | None]],
         type_name: Callable[[int], Awaitable[str | None]] | None = None,
-        fresh_facts: Callable[[], Awaitable[bool]] | None = None,
+        fresh_facts: Callable[[], Awaitable[bool | None]] | None = None,
     ) -> None:
         """fresh_facts: the catalogue asked again, True when newer facts were taken
-        (proxies.postgres.catalog_watch): a decision is made with them."""
+        (proxies.postgres.catalog_watch): a decision is made with them; None when it could
+        not be read: the decision is a deny (UNREAD)."""
         self.enforcer = enforcer
         self.session = session
         self.to_client = to_client
@@ -116,15 +127,24 @@ class EnforcerDriver:
         from the cache is keyed by the facts the session has (the watch's poll brings
         newer ones within its interval)."""
         fresh = self.fresh_facts
-        if fresh is not None and (
-            self.session.ruling_now(request.kind, request.raw, request.shape_of, request.attributes)
+        if (
+            fresh is not None
+            and not self.enforcer.unsure
+            and self.session.ruling_now(
+                request.kind, request.raw, request.shape_of, request.attributes
+            )
             is not None
         ):
             fresh = None  # from the cache, keyed by the facts: no PDP asked, nothing asked
         polled = None if fresh is None else asyncio.ensure_future(fresh())
         ruling = await self._decided(request)
-        if polled is not None and await polled:
-            ruling = await self._decided(self._renewed(request))
+        if polled is not None:
+            newer = await polled
+            if newer is None:
+                # the facts it was judged with may be old: fail closed until they are read
+                return Ruling(Verdict.deny(UNREAD), ruling.decision_id, ruling.policy_revision)
+            if newer:
+                ruling = await self._decided(self._renewed(request))
         return ruling
 
     def _renewed(self, request: Decide) -> Decide:

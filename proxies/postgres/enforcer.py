@@ -231,6 +231,17 @@ def _never_halted(raw: str = "") -> Ruling | None:
     return None
 
 
+def _not_reused(
+    kind: str,
+    raw: str,
+    shape_of: Callable[[str], str | None] | None,
+    attributes: dict[str, Any] | None,
+    key: str | None,
+) -> Ruling | None:
+    """Enforcer.known while the catalogue cannot be read: no verdict is reused."""
+    return None
+
+
 def _no_revision() -> str:
     return ""
 
@@ -259,6 +270,7 @@ class Enforcer:
         session_settings: what the session was opened with (a read-only default)."""
         self.tracker = tracker
         self.known = known
+        self._reuse = known  # known() while the catalogue cannot be read (facts_unknown)
         self.halted = halted
         self.revision = revision
         # bytes for the upstream server, in order: the runtime writes them at once
@@ -361,6 +373,26 @@ class Enforcer:
         self._stale_prepared = tuple(sorted(n for n in self._statement_names if n))
         for statement in self.statements.values():
             statement.ruling = replace(statement.ruling, policy_revision=FACTS_CHANGED)
+
+    def facts_unknown(self) -> None:
+        """The catalogue cannot be read now (its watch lost its connection, or the server
+        refuses it): the facts the session has may be old, so no verdict is reused and
+        every prepared statement is asked again; the driver denies what it decides until
+        facts_known()."""
+        if self.known is not _not_reused:
+            self._reuse, self.known = self.known, _not_reused
+            for statement in self.statements.values():
+                statement.ruling = replace(statement.ruling, policy_revision=FACTS_CHANGED)
+
+    def facts_known(self) -> None:
+        """The catalogue was read again: verdicts are reused again."""
+        if self.known is _not_reused:
+            self.known = self._reuse
+
+    @property
+    def unsure(self) -> bool:
+        """Whether the catalogue could not be read when last asked (facts_unknown)."""
+        return self.known is _not_reused
 
     def with_facts(self, kind: str, attributes: dict[str, Any]) -> dict[str, Any]:
         """A Decide's attributes made before take_facts, with the facts taken since in

@@ -602,11 +602,19 @@ class ClientConnection:
                 facts.shadowed, facts.view_columns, facts.relation_sources, facts.user_code
             )
 
-    async def fresh_facts(self) -> bool:
+    async def fresh_facts(self) -> bool | None:
         """For a statement being decided: the catalogue asked again, and its facts taken
-        when they are newer than this session's (code made since it started): True then."""
+        when they are newer than this session's (code made since it started): True then;
+        None when it could not be read (the session then reuses no verdict until it is)."""
         facts = await self.known.catalog.fresh(self.credentials)
-        return facts is not None and self.newer_facts(facts)
+        relay = self._relay
+        if facts is None:
+            if relay is not None:
+                relay.enforcer.facts_unknown()
+            return None
+        if relay is not None:
+            relay.enforcer.facts_known()
+        return self.newer_facts(facts)
 
     def newer_facts(self, facts: Facts) -> bool:
         """Facts the watch read: taken when newer and of another catalogue (True), else
@@ -1065,9 +1073,14 @@ class _Relay(Relay):
             self._client.queue(data)
             return
         conn, enforcer = self.conn, self.enforcer
-        newest = conn.known.catalog.facts
+        catalog = conn.known.catalog
+        newest = catalog.facts
         if newest is not conn.facts and newest is not None and newest.read_at > conn.facts.read_at:
             conn.newer_facts(newest)  # the watch read the catalogue since (catalog_watch)
+        if catalog.lost:
+            enforcer.facts_unknown()  # fail closed until it is read again
+        elif enforcer.unsure:
+            enforcer.facts_known()
         try:
             parser = conn.parser
             messages = parser.lone_query(data)
