@@ -145,9 +145,12 @@ class PostgresProxy:
         it)."""
         known = self.databases.get(database)
         if known is None:
-            known = self.databases[database] = DatabaseKnowledge(
-                CatalogWatch(self.upstream_host, self.upstream_port, self.upstream_tls)
+            # its questions prepared once per connection, unless a transaction pooler may
+            # run each on another server connection
+            watch = CatalogWatch(
+                self.upstream_host, self.upstream_port, self.upstream_tls, prepared=not self.pooler
             )
+            known = self.databases[database] = DatabaseKnowledge(watch)
         return known
 
     @staticmethod

@@ -162,10 +162,41 @@ async def session_rows(
 ) -> list[list[str | None]] | None:
     """Rows (as text) of a query the proxy asks on the session's own connection before
     the client is let in, or None when it failed."""
+    return await _rows_of(upstream, codec.Query(sql).encode(), timeout)
+
+
+async def prepared_rows(
+    upstream: Upstream,
+    name: str,
+    sql: str,
+    parse: bool,
+    refused: list[codec.ErrorResponse] | None = None,
+    timeout: float = 5.0,
+) -> list[list[str | None]] | None:
+    """session_rows of a query the connection runs again and again, as the named prepared
+    statement `name` (Parse sent when `parse`: not yet made on this connection), so the
+    server plans it once, not every time; None when it failed (the server's error, after
+    which the connection is ready again, appended to `refused`). Only on a connection of
+    the proxy's own, straight to the server (behind a transaction pooler the next run may
+    land on a server connection where the statement was never made)."""
+    request: list[codec.Message] = [codec.Parse(name, sql)] if parse else []
+    request += [codec.Bind("", name), codec.Execute(""), codec.Sync()]
+    return await _rows_of(upstream, b"".join(m.encode() for m in request), timeout, refused)
+
+
+async def _rows_of(
+    upstream: Upstream,
+    request: bytes,
+    timeout: float,
+    refused: list[codec.ErrorResponse] | None = None,
+) -> list[list[str | None]] | None:
+    """The rows the server answers `request` with, up to its ReadyForQuery (nothing else
+    in flight on the connection), or None when it failed (an error the server answered
+    with appended to `refused`)."""
     rows: list[list[str | None]] = []
     try:
         async with asyncio.timeout(timeout):
-            upstream.writer.write(codec.Query(sql).encode())
+            upstream.writer.write(request)
             pending, upstream.pending = list(upstream.pending), []
             failed = False
             while True:
@@ -174,6 +205,8 @@ async def session_rows(
                         rows.append([v.decode() if v is not None else None for v in message.values])
                     elif isinstance(message, codec.ErrorResponse):
                         failed = True
+                        if refused is not None:
+                            refused.append(message)
                     elif isinstance(message, codec.ReadyForQuery):
                         upstream.status = message.status
                         upstream.pending = pending[i + 1 :]
