@@ -390,6 +390,7 @@ class ApprovalRPCs:
                 pending = None
             else:
                 await self._bound(session, proxy, context, "AwaitApproval")
+                self.sessions.heard_from(session)
         if pending is None or (
             pending.session_id != request.session_id and pending.command_kind != "session.open"
         ):
@@ -433,6 +434,7 @@ class ApprovalRPCs:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "no such session")
                 raise AssertionError("unreachable")
             await self._bound(session, proxy, context, "WithdrawApproval")
+            self.sessions.heard_from(session)
             session_id = request.session_id
         reason = request.reason or "withdrawn"
         withdrawn = await _settled_by(

@@ -230,6 +230,7 @@ class SessionEventBatches:
                 proxy,
                 session.id,
             )
+        self.sessions.heard_from(session)
         if session.closed and session.closed_reason not in REAPED_REASONS:
             raise _BatchRefused(
                 grpc.StatusCode.FAILED_PRECONDITION,

@@ -224,6 +224,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             )
             raise AssertionError("unreachable")
         await self._bound(session, proxy, context, rpc)
+        self.sessions.heard_from(session)
         return session
 
     async def _bound(self, session: Session, proxy: ProxyIdentity, context: Any, rpc: str) -> None:

@@ -38,6 +38,8 @@ _PAGE = 1000  # records read at a time when a starting PDP looks for sessions le
 # closes the PDP makes itself (SessionReaper): the proxy may still deliver the last events
 REAPED_REASONS = frozenset({"proxy_lost", "grant_expired"})
 MAC = "mac"  # the field of a session record that proves this PDP wrote it
+# the field of a reaped session's close record: when the PDP last heard from its proxy
+LAST_HEARD = "last_heard_from_proxy"
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Session:
     started_at: float = field(default_factory=time.time)
     closed: bool = False
     last_seen: float = field(default_factory=time.monotonic)  # last word from its proxy
+    heard: bool = True  # False: adopted at a PDP's start (adopt_unclosed), not heard since
     grant_expires_at: float = 0.0  # a just-in-time grant ends the session then
     # the proxy identity that opened it (pdp/api/proxy_auth.py): the only one that speaks for it
     proxy: str = ""
@@ -220,13 +223,13 @@ class SessionTable:
         """The open session with this id, from memory or recovered from the store.
 
         include_closed also finds a session that has ended (its last events may arrive
-        after the close)."""
+        after the close). Finding it is no word from its proxy: the caller, once it knows
+        the proxy that opened the session is the one calling, says so (heard_from)."""
         pending = self._opening.get(session_id)
         if pending is not None:  # its open is still being decided: its outcome says
             await asyncio.wait([pending])
         session = self._open.get(session_id) or self._recently_closed.get(session_id)
         if session is not None and (include_closed or not session.closed):
-            session.last_seen = time.monotonic()
             return session
         # the record that opened it: a just-in-time grant's open records the require_approval
         # asked first, then the approved re-run that opened the session (as adopt_unclosed
@@ -243,6 +246,15 @@ class SessionTable:
             return session if include_closed else None
         self.add(session)
         return session
+
+    @staticmethod
+    def heard_from(session: Session) -> None:
+        """The session's own proxy spoke for it (a command, events, a heartbeat): the
+        reaper counts its silence from now. Only after the caller was found to be the
+        proxy that opened it: another proxy's refused calls must not keep a session whose
+        proxy died from being ended as proxy_lost."""
+        session.last_seen = time.monotonic()
+        session.heard = True
 
     async def adopt_unclosed(self, heard_at: float) -> int:
         """Watch every session the store shows opened (allowed) and never closed, as if
@@ -272,6 +284,7 @@ class SessionTable:
             except (KeyError, TypeError, ValueError):
                 continue
             session.last_seen = heard_at
+            session.heard = False
             self.add(session)
             added += 1
         return added
@@ -366,16 +379,22 @@ class SessionReaper:
                 await self.reap(session, "grant_expired")
 
     async def reap(self, session: Session, reason: str = "proxy_lost") -> None:
+        now = time.time()
+        body: dict[str, Any] = {
+            "connection": session.connection.get("name", ""),
+            "reason": reason,
+            "abnormal": reason == "proxy_lost",
+            "duration_seconds": round(now - session.started_at, 3),
+            "summary": {},
+        }
+        if session.heard:
+            # when this PDP last heard from the proxy (a command, events, a heartbeat), by
+            # its own clock: what the proxy did after it, the PDP cannot know
+            body[LAST_HEARD] = round(now - (time.monotonic() - session.last_seen), 6)
         try:
             await self.table.store.append(
                 "session.close",
-                {
-                    "connection": session.connection.get("name", ""),
-                    "reason": reason,
-                    "abnormal": reason == "proxy_lost",
-                    "duration_seconds": round(time.time() - session.started_at, 3),
-                    "summary": {},
-                },
+                body,
                 session_id=session.id,
                 subject=session.identity.subject,
             )

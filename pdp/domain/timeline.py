@@ -69,7 +69,7 @@ from pdp.domain.recordings import (
     batch_events,
     received_at,
 )
-from pdp.domain.sessions import REAPED_REASONS
+from pdp.domain.sessions import LAST_HEARD, REAPED_REASONS
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord
@@ -329,7 +329,7 @@ def build_timeline(
             " its time of receipt: their times are the proxy's word alone"
         )
     if closed is not None and summary.close_reason == PROXY_LOST:
-        header["lost"] = LOST_NOTE
+        header["lost"] = LOST_NOTE + _unrecorded(closed, events, decisions)
     window = _Window(
         opened=min(start, opened.time),
         closed=closed.time
@@ -361,6 +361,46 @@ def build_timeline(
         )
     sent = (closed.body.get("summary") or {}).get("bytes_to_client") if closed else None
     return Timeline(summary, header, entries, _totals(entries, _int_or_none(sent)))
+
+
+def _unrecorded(
+    closed: AuditRecord,
+    events: list[tuple[dict[str, Any], float | None]],
+    decisions: Iterable[AuditRecord] | None,
+) -> str:
+    """What a session whose proxy was lost leaves unknown beyond LOST_NOTE: when the PDP
+    last heard from the proxy, and each decision letting a command through that no
+    recorded event names (its command may or may not have run)."""
+    heard = closed.body.get(LAST_HEARD)
+    said = f"; the PDP last heard from it at {rfc3339(float(heard or 0))}" if _number(heard) else ""
+    if decisions is None:
+        return said
+    named = set()
+    for event, _ in events:
+        details = event.get("details")
+        named.add(str(event.get("decision_id") or ""))
+        if isinstance(details, dict):
+            named.add(str(details.get("decision_id") or ""))
+    unrun = [
+        r
+        for r in decisions
+        if r.id not in named
+        and (r.body.get("verdict") in LETS_THROUGH or r.body.get("enforced") is False)
+    ]
+    if not unrun:
+        return said + "; every decision letting a command through is named by a recorded event"
+    listed = ", ".join(
+        f"{r.id} {r.body.get('verdict')} {str(r.body.get('raw', ''))[:60]!r}" for r in unrun[:8]
+    )
+    return (
+        said + f"; {len(unrun)} decisions letting a command through are named by no recorded"
+        f" event, so whether those commands ran is unknown: {listed}"
+        + (", ..." if len(unrun) > 8 else "")
+    )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -547,19 +587,27 @@ OTHER_COMMAND = "another command"
 
 
 def _of_another_command(e: Entry, ruling: dict[str, Any]) -> bool:
+    return of_another_command(e.type, e.command, bool(e.result.get("command_truncated")), ruling)
+
+
+# what of a decision record of_another_command reads (pdp.evidence.event_times keeps these)
+DECIDED_TEXT_FIELDS = ("raw", "raw_truncated", "kind", "cache_key", "cache_ttl_seconds")
+
+
+def of_another_command(etype: str, text: str, truncated: bool, ruling: dict[str, Any]) -> bool:
     """Whether the PDP's decision `ruling` was made on a command other than the event's
     (a proxy letting a denied statement through under the id of an allowed one beside
     it). The same: the text itself, a text cut by either record (a prefix of the other),
     a statement of a Postgres multi-statement text; and a statement of the same shape
     (pglast fingerprint) where the policy let the decision be reused for its shape
     (cache_key shape). A text merely inside the decided one is not (`SELECT 1 -- DROP
-    TABLE orders` decides no DROP)."""
-    raw, command = ruling.get("raw"), e.command.strip()
-    if not isinstance(raw, str) or not command or e.type != "command":
+    TABLE orders` decides no DROP). Replay and `audit verify` both ask this."""
+    raw, command = ruling.get("raw"), text.strip()
+    if not isinstance(raw, str) or not command or etype != "command":
         return False
     if command == raw.strip():
         return False
-    if e.result.get("command_truncated") and raw.lstrip().startswith(command):
+    if truncated and raw.lstrip().startswith(command):
         return False
     if ruling.get("raw_truncated") and command.startswith(raw.strip()):
         return False

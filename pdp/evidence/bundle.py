@@ -582,6 +582,7 @@ def verify_bundle(path: Path, pinned_key: Ed25519PublicKey | None = None) -> Bun
     counted.keys = keys.describe() if keys.rotations else ""
     counted.times = check.times.line()
     counted.verdicts = check.times.verdicts_line()
+    counted.lost = check.times.losses.line()
     problems.sort(key=lambda p: (p.seq == 0, p.seq))
     report.ok = not problems
     return report

@@ -927,6 +927,7 @@ class Counted:
     keys: str = ""  # the signing keys in turn, when the key was rotated (KeyHistory)
     times: str = ""  # what the session events' claimed times came to (EventTimes)
     verdicts: str = ""  # what the verdicts proxies recorded came to (EventTimes)
+    lost: str = ""  # what sessions whose proxy was lost leave unknown (ProxyLosses)
 
     def see(self, seq: int, kind: str, time: float) -> None:
         if self.first_time is None:
@@ -957,6 +958,7 @@ class Counted:
             *([f"  signing keys: {self.keys}"] if self.keys else []),
             *([f"  event times: {self.times}"] if self.times else []),
             *([f"  proxy verdicts: {self.verdicts}"] if self.verdicts else []),
+            *([f"  lost proxies: {self.lost}"] if self.lost else []),
             f"  head: seq {self.head[0]} hash {self.head[1]}",
         ]
 
@@ -1184,6 +1186,7 @@ async def _verify_read(
     counted.keys = keys.describe() if keys.rotations else ""
     counted.times = times.line()
     counted.verdicts = times.verdicts_line()
+    counted.lost = times.losses.line()
     return EvidenceReport(
         not problems,
         chain.records,

@@ -20,8 +20,9 @@ It also weighs each event's verdict against the PDP's record, as replay does
 (pdp.domain.timeline): a command the proxy says it let through (allow, mask) under a
 decision id the PDP recorded no decision of in that session, or under one the PDP recorded
 as a deny (or a mask, for an allow), is counted and named (`verdicts_line`): the proxy's
-events contradict the decisions. Such a command under the id of another command's allow
-is marked by replay only (it compares the texts; verify keeps no command text).
+events contradict the decisions. So is a command recorded under the id of a decision the PDP made
+on another command (replay's test, pdp.domain.timeline.of_another_command: verify keeps
+each open session's decided texts, up to MAX_TEXT_CHARS in all).
 """
 
 from __future__ import annotations
@@ -37,7 +38,14 @@ from pdp.domain.recordings import (
     batch_events,
 )
 from pdp.domain.sessions import REAPED_REASONS
-from pdp.domain.timeline import LETS_THROUGH, NO_DECISION, weaker_than_ruled
+from pdp.domain.timeline import (
+    DECIDED_TEXT_FIELDS,
+    LETS_THROUGH,
+    NO_DECISION,
+    of_another_command,
+    weaker_than_ruled,
+)
+from pdp.evidence.proxy_losses import ProxyLosses
 from pdp.plumbing.rendering import inert
 
 SESSION_OPEN = "session.open"
@@ -48,6 +56,10 @@ NAMED_AT_MOST = 8
 # the chain: beyond this many, a command's decision is not weighed (counted, said so), so
 # a bundle of junk decision records cannot take the verifier's memory
 MAX_DECISIONS = 1_000_000
+# ... and of their texts (the command each decided, to tell a command recorded under the
+# decision of another: pdp.domain.timeline.of_another_command), this many characters in all
+MAX_TEXT_CHARS = 256 * 2**20
+_RULING_FIELDS = ("verdict", "enforced", *DECIDED_TEXT_FIELDS)
 
 
 class EventTimes:
@@ -63,11 +75,14 @@ class EventTimes:
         self.disputes: list[str] = []
         self.remembered = 0
         self.unweighed = 0  # decisions past MAX_DECISIONS, not remembered
+        self.text_chars = 0  # of the decided texts remembered (MAX_TEXT_CHARS)
+        self.untexted = 0  # decisions remembered without their text
         self.casts: dict[str, CastClock] = {}
         self.ruled_out = 0
         self.late = 0
         self.unreceived = 0  # batches recorded before the PDP kept its time of receipt
         self.named: list[str] = []
+        self.losses = ProxyLosses()  # sessions whose proxy the PDP lost (read alongside)
 
     def feed(
         self, seq: int, kind: str, time: float, session_id: Any, body: Any, record_id: Any = ""
@@ -81,10 +96,13 @@ class EventTimes:
             return
         if kind == DECISION:
             self._decided(session_id, record_id, time, body)
+            if isinstance(record_id, str) and record_id:
+                self.losses.decided(session_id, record_id, body)
             return
         if kind == SESSION_CLOSE:
+            self.losses.closed(seq, session_id, time, body)
             if body.get("reason") not in REAPED_REASONS:  # (no event is taken after it)
-                self.remembered -= len(self.decided.pop(session_id, {}))
+                self._forget(session_id)
                 self.casts.pop(session_id, None)
                 self.incomplete.discard(session_id)
             return
@@ -96,6 +114,7 @@ class EventTimes:
         else:
             received = time
             self.unreceived += 1
+        self.losses.batch(session_id, received)
         start = self.opened.get(session_id)
         decided = self.decided.get(session_id, {})
         casts = self.casts.get(session_id)
@@ -103,7 +122,15 @@ class EventTimes:
             casts = self.casts[session_id] = CastClock(start)
         bad: list[str] = []
         for event in batch_events(body):
-            when = event.get("time") if isinstance(event, dict) else None
+            if not isinstance(event, dict):
+                continue
+            details = event.get("details")
+            named = event.get("decision_id") or (
+                details.get("decision_id") if isinstance(details, dict) else None
+            )
+            if isinstance(named, str) and named:
+                self.losses.named(session_id, named)
+            when = event.get("time")
             if not isinstance(when, int | float) or isinstance(when, bool):
                 continue
             ruled = decided.get(str(event.get("decision_id") or ""))
@@ -132,9 +159,25 @@ class EventTimes:
             self.unweighed += 1
             self.incomplete.add(session_id)
             return
-        ruling: dict[str, Any] = {k: body[k] for k in ("verdict", "enforced") if k in body}
+        ruling: dict[str, Any] = {k: body[k] for k in _RULING_FIELDS if k in body}
+        raw = ruling.get("raw")
+        if isinstance(raw, str):
+            if self.text_chars + len(raw) > MAX_TEXT_CHARS:
+                del ruling["raw"]  # its command is not weighed against it (said so)
+                self.untexted += 1
+            else:
+                self.text_chars += len(raw)
         self.decided.setdefault(session_id, {})[record_id] = (time, ruling)
         self.remembered += 1
+
+    def _forget(self, session_id: str) -> None:
+        """A closed session's decisions: no event of it is taken after its close."""
+        rulings = self.decided.pop(session_id, {})
+        self.remembered -= len(rulings)
+        for _, ruling in rulings.values():
+            raw = ruling.get("raw")
+            if isinstance(raw, str):
+                self.text_chars -= len(raw)
 
     def _weigh_verdict(self, seq: int, session_id: str, event: dict[str, Any], ruled: Any) -> None:
         """An event letting a command through under no decision of the session, or under
@@ -149,30 +192,51 @@ class EventTimes:
             said = f"{verdict} under {NO_DECISION} of the PDP in its session"
         else:
             stronger = weaker_than_ruled(str(verdict), ruled[1])
-            if not stronger:
+            if stronger:
+                said = f"{verdict} where the PDP decided {stronger}"
+            elif self._of_another_command(event, ruled[1]):
+                decided = inert(str(ruled[1].get("raw", ""))[:60])
+                said = f"{verdict} under the PDP's decision of another command ({decided!r})"
+            else:
                 return
-            said = f"{verdict} where the PDP decided {stronger}"
         self.disputed += 1
         if len(self.disputes) < NAMED_AT_MOST:
             command = inert(str(event.get("command", ""))[:80])
             where = f"seq {seq} (session {inert(session_id[:64])})"
             self.disputes.append(f"{where}: {command!r} recorded as {said}")
 
+    @staticmethod
+    def _of_another_command(event: dict[str, Any], ruling: dict[str, Any]) -> bool:
+        details = event.get("details")
+        truncated = isinstance(details, dict) and bool(details.get("command_truncated"))
+        command = event.get("command")
+        if not isinstance(command, str):
+            return False
+        return of_another_command(str(event.get("type", "")), command, truncated, ruling)
+
     def verdicts_line(self) -> str:
         """The report's line on the verdicts proxies recorded ("" when no session event
         was read)."""
+        untexted = (
+            f"; {self.untexted} decisions' texts past {MAX_TEXT_CHARS} characters of open"
+            " sessions were not remembered: commands naming them are not weighed against"
+            " the text decided"
+            if self.untexted
+            else ""
+        )
         if not self.disputed:
             if not self.opened:
                 return ""
             return (
                 "every command recorded as let through names a decision of its session"
-                " that let it through"
+                " that let that very command through" + untexted
             )
         return (
             f"{self.disputed} commands recorded as let through where the PDP's record says"
             " otherwise (the proxy's events contradict the decisions; replay marks them): "
             + "; ".join(self.disputes)
             + (", ..." if self.disputed > len(self.disputes) else "")
+            + untexted
         )
 
     def line(self) -> str:

@@ -1,0 +1,271 @@
+"""Evidence probe 2 (helper evidence4): each executed command tied to a decision of that
+very command, and what `audit verify` can tell of a proxy lost mid-session.
+
+A command the session's proxy recorded as let through under the id of a decision the
+PDP made on ANOTHER command of the session (a DROP TABLE the PDP denied, recorded under
+the id of the SELECT it allowed beside it) was marked by replay only: `audit verify` (of
+the store, and offline of an exported bundle) kept no decided text and said "every
+command recorded as let through names a decision of its session that let it through".
+It now weighs each command against the text its decision was made on, as replay does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import asyncpg
+import grpc
+import pytest
+from pdp_harness import decide_sql, open_session, pdp_stub, running_pdp, token
+from pg_harness import running_gateway
+from test_evidence_probe_p1 import _verified
+from test_pdp_probe_p7 import _written
+from test_pdp_probe_p8 import _cli
+from test_pdp_probe_p11 import _psql
+
+from pdp.domain.recordings import batch_events
+from pdp.evidence.checkpoints import verify_store
+from portcullis.config import load_config
+from portcullis.v1 import pdp_pb2
+
+DBA = ("dba", "pii-readers")
+
+
+def _said(decision: pdp_pb2.Decision) -> str:
+    return pdp_pb2.Verdict.Name(decision.verdict).lower()
+
+
+def _event(when: float, sql: str, decision: pdp_pb2.Decision, **details) -> dict:
+    return {"time": when, "direction": "client", "type": "command", "command": sql,
+            "decision_id": decision.decision_id, "verdict": _said(decision),
+            "cached": False, "details": details}  # fmt: skip
+
+
+async def test_verify_names_a_command_run_under_another_commands_allow(tmp_path):
+    """Attack (the session's proxy, compromised): the PDP denies DROP TABLE orders and
+    allows SELECT id FROM orders; the proxy runs the DROP and records it as allowed under
+    the SELECT's decision id. Replay marked it; `audit verify` and `audit verify --bundle`
+    said every command let through named a decision that let it through."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        denied = await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        assert denied.verdict == pdp_pb2.DENY
+        allowed = await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+        assert allowed.verdict in (pdp_pb2.ALLOW, pdp_pb2.MASK)
+        now = time.time()
+        events = [
+            _event(now + 0.1, "SELECT id FROM orders", allowed),
+            _event(now + 0.2, "DROP TABLE orders", allowed),
+        ]
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps(events)
+            )
+        )
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        assert "proxy verdicts: 1 commands recorded as let through" in said, said
+        assert "'DROP TABLE orders' recorded as" in said, said
+        assert "under the PDP's decision of another command ('SELECT id FROM orders')" in said
+
+
+async def test_a_genuine_postgres_session_verifies_every_command_against_its_own_text(
+    tmp_path,
+):
+    """What the real proxy records is weighed and never named: a multi-statement text,
+    statements of one shape answered from the cache, prepared statements (extended
+    protocol), and a long statement cut in its decision's record and in its event."""
+    async with running_gateway(tmp_path) as gw:
+        tok = gw.token("dana", DBA)
+        script = (
+            "select 1 as one; select 2 as two;\n"
+            + "".join(f"select id from orders where id = {n};\n" for n in range(5))
+            + "select '"
+            + "x" * 70000
+            + "' as long;\n"
+        )
+        run = await asyncio.to_thread(_psql, gw, tok, script)
+        assert run.returncode == 0, run.stderr
+        conn = await asyncpg.connect(gw.dsn(tok))
+        statement = await conn.prepare("SELECT id FROM orders WHERE id = $1")
+        for n in range(3):
+            await statement.fetch(n)
+        await conn.fetch("SELECT name FROM customers WHERE id = $1", 2)
+        await conn.close()
+        await asyncio.sleep(1.0)  # the recorder's last flush
+        report = await verify_store(gw.pdp.store, gw.pdp.signer.public_key)
+    assert report.ok, report.problems
+    assert report.counted.verdicts.startswith(
+        "every command recorded as let through names a decision of its session that let"
+        " that very command through"
+    ), report.counted.verdicts
+
+
+# -- a proxy lost mid-session --------------------------------------------------------------
+
+
+async def _reaped(app, session_id: str) -> None:
+    """Wait until the PDP ends the session whose proxy went silent (session_timeout)."""
+    deadline = time.monotonic() + 60
+    while not await app.store.query(kind="session.close", session_id=session_id):
+        assert time.monotonic() < deadline, "the PDP never ended the session"
+        await asyncio.sleep(0.3)
+
+
+async def test_verify_accounts_for_the_commands_a_lost_proxy_never_recorded(tmp_path):
+    """A proxy dies mid-session: three statements decided (allowed), only the first one's
+    event sent. `audit verify` said nothing of the session (a chain of what arrived), and
+    replay only that events 'may be missing'. Now verify names the session, when the PDP
+    last heard from its proxy, and the two decisions letting a command through that no
+    recorded event names (whether they ran is unknown); replay lists them too."""
+    config_path = _written(tmp_path, session_timeout=2)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        texts = [f"SELECT id FROM orders WHERE id = {n}" for n in range(3)]
+        ruled = [await decide_sql(stub, opened.session_id, sql) for sql in texts]
+        denied = await decide_sql(stub, opened.session_id, "DROP TABLE orders")
+        assert denied.verdict == pdp_pb2.DENY
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id,
+                events_json=json.dumps([_event(time.time(), texts[0], ruled[0])]),
+            )
+        )
+        await _reaped(app, opened.session_id)
+        # a session its proxy closed is not in the account, unrecorded decisions or not
+        other = await open_session(stub, token(config))
+        await decide_sql(stub, other.session_id, "SELECT 1")
+        await stub.CloseSession(
+            pdp_pb2.CloseSessionRequest(session_id=other.session_id, reason="client closed")
+        )
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        line = next(x for x in said.splitlines() if x.startswith("  lost proxies: "))
+        assert line.startswith(
+            "  lost proxies: 1 sessions closed by the PDP because it lost their proxy"
+            " (proxy_lost): 2 decisions letting a command through are named by no recorded"
+            " event: whether those commands ran is unknown"
+        ), line
+        assert f"session {opened.session_id} (closed at seq" in line
+        assert "proxy last heard 20" in line, line
+        assert ruled[1].decision_id in line and ruled[2].decision_id in line
+        assert ruled[0].decision_id not in line and denied.decision_id not in line
+        assert other.session_id not in said
+    replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
+    lost = next(x for x in replay.stdout.splitlines() if "!! lost" in x)
+    assert "the PDP last heard from it at 20" in lost, lost
+    assert "2 decisions letting a command through are named by no recorded event" in lost
+    assert ruled[2].decision_id in lost and ruled[0].decision_id not in lost
+
+
+async def test_another_proxy_cannot_keep_a_lost_proxys_session_open(tmp_path):
+    """Attack (a proxy credential of another zone, or any proxy's): keep calling Decide
+    and RecordEvents for a session whose own proxy died. Each call was refused, but the
+    PDP took it as word from the session's proxy (its last-heard time was set before the
+    check of who is calling), so the session was never ended as proxy_lost: it stayed
+    open, its evidence never said its proxy was lost."""
+    config_path = _written(tmp_path, session_timeout=2)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await decide_sql(stub, opened.session_id, "SELECT 1")
+        rogue = app.issue_proxy_credential("rogue", ["billing-api"])
+        async with pdp_stub(app.address, rogue) as other:
+            deadline = time.monotonic() + 60
+            while not await app.store.query(kind="session.close", session_id=opened.session_id):
+                assert time.monotonic() < deadline, "the session was kept open by another proxy"
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await decide_sql(other, opened.session_id, "SELECT 2")
+                assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await other.RecordEvents(
+                        pdp_pb2.RecordEventsRequest(session_id=opened.session_id)
+                    )
+                await asyncio.sleep(0.3)
+        closed = await app.store.query(kind="session.close", session_id=opened.session_id)
+    assert closed[0].body["reason"] == "proxy_lost"
+
+
+def _serve_proxy(raw: dict, base: str, credential: str, address: str, pipe) -> None:
+    """A real Postgres proxy in a process of its own (killed by the test: a crash)."""
+    from pathlib import Path
+
+    from portcullis.config import parse_config
+    from proxies.postgres.proxy import PostgresProxy
+    from proxies.runtime.pdp_auth import with_credential
+
+    async def serve() -> None:
+        config = with_credential(parse_config(raw, base_dir=Path(base)), credential)
+        proxy = PostgresProxy(config.connections[0], config, address)
+        await proxy.start()
+        pipe.send(proxy.port)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+async def test_a_real_proxy_killed_mid_session_is_accounted_for(tmp_path):
+    """A real Postgres proxy is killed (SIGKILL) right after a client's statements: what
+    `audit verify` says of the session is exactly what the store holds: the decisions
+    letting a command through that no recorded event names, each by id, no more, no
+    fewer, and when the PDP last heard from the proxy."""
+    import multiprocessing
+    import os
+    import signal
+
+    from pdp_harness import free_port, pdp_raw
+    from pg_harness import scratch_database
+
+    from portcullis.config import parse_config
+
+    with scratch_database() as (name, role, password):
+        connection = {
+            "name": "orders-db", "type": "postgres", "listen": f"127.0.0.1:{free_port()}",
+            "upstream": "127.0.0.1:5432", "database": name, "zone": "eu-prod",
+            "credentials": {"provider": "static", "username": role, "password": password},
+            "spool_dir": str(tmp_path / "spool"),
+        }  # fmt: skip
+        raw = pdp_raw(tmp_path, connections=[connection])
+        raw["pdp"]["session_timeout_seconds"] = 2
+        config_path = tmp_path / "portcullis.yaml"
+        import yaml
+
+        config_path.write_text(yaml.safe_dump(raw))
+        config = parse_config(raw, base_dir=tmp_path)
+        async with running_pdp(config) as app:
+            credential = app.issue_proxy_credential("crashing", ["orders-db"])
+            context = multiprocessing.get_context("spawn")
+            ours, theirs = context.Pipe()
+            child = context.Process(
+                target=_serve_proxy, args=(raw, str(tmp_path), credential, app.address, theirs)
+            )
+            child.start()
+            try:
+                assert await asyncio.to_thread(ours.poll, 120), "the proxy did not start"
+                port = ours.recv()
+                dsn = f"postgresql://agent:{token(config)}@127.0.0.1:{port}/{name}?sslmode=disable"
+                conn = await asyncpg.connect(dsn)
+                for n in range(3):
+                    await conn.fetch(f"SELECT id FROM orders WHERE id = {n}")
+                os.kill(child.pid, signal.SIGKILL)  # no flush, no close
+            finally:
+                await asyncio.to_thread(child.join, 30)
+            opened = [r for r in await app.store.query(kind="session.open")]
+            assert len(opened) == 1
+            session_id = opened[0].session_id
+            await _reaped(app, session_id)
+            decisions = await app.store.query(kind="decision", session_id=session_id)
+            events = await app.store.query(kind="session.events", session_id=session_id)
+    named = {e.get("decision_id") for r in events for e in batch_events(r.body)}
+    unrecorded = [d.id for d in decisions if d.body.get("verdict") in ("allow", "mask")
+                  and d.id not in named]  # fmt: skip
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        line = next(x for x in said.splitlines() if x.startswith("  lost proxies: "))
+        assert f"(proxy_lost): {len(unrecorded)} decisions letting a command through" in line
+        assert f"session {session_id} (closed at seq" in line
+        assert "proxy last heard 20" in line, line
+        assert all(d in line for d in unrecorded[:4]), (unrecorded, line)
+        assert not any(d in line for d in named if d), line
