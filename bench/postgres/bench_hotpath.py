@@ -86,7 +86,7 @@ class _Known:
         self.known_descriptions: set[bytes] = {_DESCRIPTION.encode()}
         self.catalog_failed_at = float("-inf")
         # no catalogue watch: no newer facts ever
-        self.catalog = types.SimpleNamespace(facts=None)
+        self.catalog = types.SimpleNamespace(facts=None, lost=False)
 
     def catalog_stale(self) -> bool:
         return False

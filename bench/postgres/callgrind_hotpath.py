@@ -34,12 +34,15 @@ from revision import tree_of  # noqa: E402
 
 
 def instructions(tree: Path, mode: str, transactions: int, repeat: int, out: Path) -> int:
-    """The instructions one bench_hotpath process executes (callgrind's total)."""
+    """The instructions one bench_hotpath process executes (callgrind's total): the tree's
+    own bench_hotpath where it has one (its stand-ins match its code: a base commit's
+    proxy reads other attributes of them than this checkout's), else this checkout's."""
     env = {**os.environ, "PYTHONPATH": f"{tree}/proto:{tree}"}
+    own = tree / "bench" / "postgres" / HOTPATH.name
     subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-         str(HOTPATH), "--transactions", str(transactions), "--repeat", str(repeat),
-         "--modes", mode],
+         str(own if own.exists() else HOTPATH), "--transactions", str(transactions),
+         "--repeat", str(repeat), "--modes", mode],
         cwd=tree, env=env, check=True, capture_output=True,
     )  # fmt: skip
     found = re.search(r"^(?:totals|summary): (\d+)", out.read_text(errors="replace"), re.M)
