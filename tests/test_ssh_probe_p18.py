@@ -1,4 +1,5 @@
-"""SSH probe, part 18: the upstream's processes end with the client's channel.
+"""SSH probe, part 18: the upstream's processes end with the client's channel, and a
+command the shell does not wait for is denied.
 
 sshd leaves a command run without a terminal running when its channel or its connection
 closes (OpenSSH bug 396): the command ends only when it next writes to the channel it
@@ -14,27 +15,41 @@ sshd takes a signal request only for a login with privilege separation, which it
 root ("session signalling requires privilege separation"): the upstream account here is
 `postgres`, an sshd run as that account (setpriv) serving it, as a deployment's upstream
 account is an unprivileged one.
+
+What the shell does not wait for is out of that signal's reach once the shell has exited
+(sshd then has no process of the session to signal): `free -s 1 >/dev/null &`, `nohup ...
+&`, a process substitution (`df <(free -s 1 >/dev/null)`: bash does not wait for it), and
+setsid's command (a session of its own, outside the line's process group even while the
+shell runs) all ran on after the client left. The parser names them in a part's `via`
+("&", "<(...)", ">(...)", "setsid"), and the shipped policy denies such a part unless
+data.portcullis.ssh.detached is true.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import pwd
 import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import ssh_harness
 import test_ssh_proxy
+from policy_harness import REGO
 from ssh_harness import Sshd
-from ssh_probe_stack import READER
+from ssh_probe_stack import READER, decided_as, stack_fixture
+from test_ssh_probe_exec import ALLOWED, engine, reading, verdict  # noqa: F401
+
+from pdp.engine.bundle import PolicyBundle, load_bundle
+from pdp.engine.opa import new_engine
 
 pytestmark = pytest.mark.integration
 
@@ -162,3 +177,99 @@ async def test_a_command_ends_when_its_connection_goes() -> None:
             assert await gone(marker)
         finally:
             kill_left(marker)
+
+
+# lines a reader's policy allowed (masked) before, each leaving a free that never ends
+DETACHED = [
+    ("free -s 1 >/dev/null &", "&"),
+    ("nohup free -s 1 >/dev/null 2>&1 &", "&"),
+    ("uptime && free -s 1 >/dev/null & df", "&"),  # `&` ends the whole and-or list
+    ("(free -s 1 >/dev/null) & uptime", "&"),
+    ("{ uptime; free -s 1 >/dev/null; } &", "&"),
+    ("uptime | free -s 1 >/dev/null &", "&"),
+    ("if uptime; then free -s 1 >/dev/null & fi", "&"),
+    ("for x in 1; do free -s 1 >/dev/null & done", "&"),
+    ("sh -c 'free -s 1 >/dev/null &'", "&"),
+    ("df <(free -s 1 >/dev/null)", "<(...)"),
+    ("df >(free -s 1 >/dev/null)", ">(...)"),
+    ("setsid free -s 1 >/dev/null", "setsid"),
+    ("uptime; setsid -w free -s 1 >/dev/null", "setsid"),
+    ("timeout 5 setsid -f free -s 1", "setsid"),
+]
+
+
+@pytest.mark.parametrize(("line", "how"), DETACHED)
+def test_a_command_the_shell_does_not_wait_for_is_denied(
+    engine: Any,  # noqa: F811 (test_ssh_probe_exec's fixture)
+    line: str,
+    how: str,
+) -> None:
+    free = [p for p in reading(line)["parts"] if p["argv"][:1] == ["free"]]
+    assert free and all(how in p["via"] for p in free), reading(line)
+    for groups in (READER, ("pii-readers",), ("dba", "pii-readers")):
+        decided = decided_as(engine, line, "deny") if groups == READER else None
+        decided = decided or verdict(engine, line, groups)
+        assert decided["verdict"] == "deny", (line, groups)
+        assert any(f"runs detached ({how})" in r for r in decided["reasons"]), decided
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "uptime && df",
+        "df |& uptime",  # a pipe of both streams, not a background
+        "nohup free -s 1 -c 2",  # waited for; ended by the proxy if the client goes
+        "uptime; free -s 1 -c 2 >/dev/null",
+        "df 2>&1 >/dev/null",
+    ],
+)
+def test_what_the_shell_waits_for_stays_allowed(
+    engine: Any,  # noqa: F811
+    line: str,
+) -> None:
+    assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
+    assert not any(p["via"] for p in reading(line)["parts"] if p["via"] != ["nohup"])
+
+
+@pytest.fixture(scope="module")
+def detaching_engine() -> Iterator[Any]:
+    """The shipped policy with data.portcullis.ssh.detached: true."""
+    shipped = load_bundle(REGO).without_tests()
+    data = copy.deepcopy(shipped.data)
+    data["portcullis"]["ssh"]["detached"] = True
+    eng = new_engine(PolicyBundle(shipped.modules, data, shipped.revision, shipped.root))
+    yield eng
+    eng.close()
+
+
+@pytest.mark.parametrize(("line", "how"), DETACHED)
+def test_the_policy_may_allow_detached_commands(detaching_engine: Any, line: str, how: str) -> None:
+    assert verdict(detaching_engine, line)["verdict"] in ALLOWED, (line, reading(line))
+
+
+stack = stack_fixture()
+
+
+async def test_a_detached_command_never_reaches_the_upstream(stack: Any) -> None:
+    marker = f"free -s 1 -c {9_000_000 + os.getpid() % 100_000}"
+    try:
+        async with await stack.connect(READER) as conn:
+            for line in (f"nohup {marker} >/dev/null 2>&1 &", f"df <({marker} >/dev/null)"):
+                result = await conn.run(line)
+                assert result.exit_status == 1, line
+                assert "runs detached" in result.stderr, result.stderr
+        assert stack.sshd.sessions_started() == 0
+        assert not running_anywhere(marker)
+    finally:
+        kill_anywhere(marker)
+
+
+def running_anywhere(marker: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def kill_anywhere(marker: str) -> None:
+    for pid in running_anywhere(marker):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

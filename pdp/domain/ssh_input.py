@@ -8,7 +8,9 @@ command the shell would run — each side of `;`, `&&`, `||`, `|`, `&`, the comm
 script of `sh -c '...'` / `bash -c` (and of a shell fed a here-document), and the command
 `env` or `xargs` would run, or a wrapper (WRAPPERS: timeout, nice, nohup, stdbuf, ionice,
 setsid, and the builtins command and exec, their options read as they read them) — each
-with its argv (quotes removed, as the shell passes it),
+with its argv (quotes removed, as the shell passes it), what runs it (`via`: a shell's
+`-c`, env, xargs, a wrapper; DETACHED's `&`, `<(...)`, `>(...)` and setsid for what the
+shell does not wait for),
 the words whose value is computed at run time (`$X`, `$(...)`, `~user`, `{a,b}`, a word
 holding xargs's replace string), its assignments (a redirection's `{fd}>` among them) and
 redirections (a compound's — `{ ...; } > f`, `for ... done > f` — on each command inside
@@ -586,10 +588,28 @@ class _Walker:
         if kind == "compound":
             self._compound(node)
             return
+        if kind == "list":
+            self._list(node)
+            return
         if kind == "for":
             self.loop_variables.append(_loop_variable(self.source, node))
         for child in _children(node):
             self.walk(child)
+
+    def _list(self, node: Any) -> None:
+        """A list's commands, each and-or list (`a && b || c`, bashlex's parts up to the
+        next `;`, `&` or newline) ended by `&` run in the background: its parts are
+        `detached` (DETACHED's "&" first in their via), since the shell does not wait for
+        them and they may outlive the line, its channel and its session."""
+        start = len(self.parts)
+        for child in _children(node):
+            if child.kind != "operator":
+                self.walk(child)
+                continue
+            if child.op == "&":
+                _detached(self.parts[start:], "&")
+            if child.op not in ("&&", "||"):
+                start = len(self.parts)
 
     def _compound(self, node: Any) -> None:
         """`{ ...; }`, `( ... )`, `if`, `for`, `while`, `until`: the commands inside, and the
@@ -757,7 +777,12 @@ class _Walker:
             # reads the command (`uptime "\$(id)"` there is `uptime "$(id)"`, id run);
             # bashlex reads the text as it stands, `\$(id)` a quoted `$`
             raise Unreadable("a backslash inside backquotes, which bash reads once more")
+        start = len(self.parts)
         self.walk(inner)
+        if opener in ("<(", ">("):
+            # bash runs a process substitution's commands without waiting for them: they
+            # may outlive the line (`df <(free -s 1 >/dev/null)` ran free for ever)
+            _detached(self.parts[start:], f"{opener}...)")
 
     def _redirect(self, node: Any) -> tuple[dict[str, Any], str | None]:
         op = node.type
@@ -878,6 +903,17 @@ class _Walker:
             part.assignments = [*assignments, *part.assignments]
             part.redirects = [*(dict(r) for r in redirects), *part.redirects]
             self._add(part)
+
+
+# what runs a command the shell does not wait for (a part's via): a list's `&`, a process
+# substitution; and setsid (a wrapper), whose command runs in a session of its own, out of
+# the reach of the signal that ends the line's process group (proxies/ssh/channel.py)
+DETACHED = frozenset({"&", "<(...)", ">(...)", "setsid"})
+
+
+def _detached(parts: list[Part], how: str) -> None:
+    for part in parts:
+        part.via = [how, *part.via]
 
 
 def _loop_variable(source: str, node: Any) -> str:

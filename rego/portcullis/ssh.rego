@@ -134,6 +134,22 @@ ssh_null_redirect(r) if {
 	not r.dynamic
 }
 
+# A command the shell does not wait for outlives the line, its channel and its session:
+# one run in the background (`x &`, `nohup x &`), in a process substitution (`df <(x)`:
+# bash does not wait for it) or under setsid (a session of its own). The proxy ends a
+# command whose client left before it ended (KILL to the line's process group, which sshd
+# sends: proxies/ssh/channel.py), but once the shell has exited nothing is left to signal,
+# and setsid's command is out of that group: `free -s 1 >/dev/null &` ran for ever after
+# the session closed. The parser names these in a part's via ("&", "<(...)", ">(...)",
+# "setsid"); such a part is denied unless data.portcullis.ssh.detached is true.
+ssh_denials contains sprintf("%q runs detached (%s): the shell does not wait for it, so it may outlive the session (data.portcullis.ssh.detached)", [part.command, how]) if {
+	input.command.kind == "ssh.exec"
+	some part in input.command.ssh.parts
+	some how in part.via
+	how in {"&", "<(...)", ">(...)", "setsid"}
+	object.get(data.portcullis.ssh, "detached", false) != true
+}
+
 allow contains sprintf("%q is an allowed command", [pattern]) if {
 	input.command.kind == "ssh.exec"
 	some [_, "allowed_commands", pattern] in ssh_listed

@@ -781,3 +781,17 @@ test_ssh_a_substitution_given_to_a_quoting_command_needs_approval_outside_pii_re
 	printed := object.union(ssh_part(["printf", "%s\\n", "$(cat /var/log/x)"]), {"dynamic": [2]})
 	ssh_decision(["readonly"], [printed, ssh_part(["cat", "/var/log/x"])]).verdict == "mask"
 }
+
+test_ssh_a_command_run_detached_is_denied_unless_the_policy_allows_it if {
+	every how in ["&", "<(...)", ">(...)", "setsid"] {
+		detached := object.union(ssh_part(["uptime"]), {"via": [how]})
+		d := ssh_decision(["pii-readers"], [detached, ssh_part(["df"])])
+		d.verdict == "deny"
+		some reason in d.reasons
+		contains(reason, sprintf("runs detached (%s)", [how]))
+		allowed := ssh_decision(["pii-readers"], [detached, ssh_part(["df"])]) with data.portcullis.ssh.detached as true
+		allowed.verdict == "allow"
+	}
+	nohup := object.union(ssh_part(["uptime"]), {"via": ["nohup"]})
+	ssh_decision(["pii-readers"], [nohup]).verdict == "allow"
+}
