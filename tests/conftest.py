@@ -7,13 +7,15 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from pg_drops import drop_later, wait_for_drops
 
 PG_ADMIN_DSN = os.environ.get("PORTCULLIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    """A fresh, empty database on the real test server; yields its DSN, drops it after."""
+    """A fresh, empty database on the real test server; yields its DSN, drops it after
+    (in the background: tests/pg_drops.py)."""
     import psycopg
 
     name = f"portcullis_t_{secrets.token_hex(6)}"
@@ -23,10 +25,26 @@ def pg_database() -> Iterator[str]:
         pytest.fail(f"PostgreSQL test server not reachable at {PG_ADMIN_DSN}: {exc}")
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        drop_later(name, admin_dsn=PG_ADMIN_DSN)  # in the background: tests/pg_drops.py
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Iterator[None]:
+    """The scratch databases handed to tests/pg_drops.py are dropped before the run ends;
+    one that could not be fails the run, as its test's teardown failed before (set before
+    pytest-xdist's worker reads shouldfail to send it to the controller)."""
+    failures = wait_for_drops()
+    if failures:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        for failure in failures:
+            if reporter is not None:
+                reporter.write_line(f"scratch database not dropped: {failure}", red=True)
+        session.shouldfail = f"scratch database(s) not dropped: {'; '.join(failures)}"
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    yield
 
 
 # --- the order files run in ---------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 from pdp_harness import free_port, pdp_config, running_pdp, token
+from pg_drops import drop_later
 
 from pdp.app import PDPApp
 from portcullis.config import Config
@@ -62,7 +63,8 @@ class Gateway:
 
 @contextlib.contextmanager
 def scratch_database(schema: str = SCHEMA):
-    """A fresh database and a password role owning its tables; dropped afterwards."""
+    """A fresh database and a password role owning its tables; dropped afterwards (in the
+    background: tests/pg_drops.py)."""
     name = f"portcullis_pg_{secrets.token_hex(4)}"
     role = f"portcullis_app_{secrets.token_hex(4)}"
     password = "pw-" + secrets.token_urlsafe(18)
@@ -74,9 +76,8 @@ def scratch_database(schema: str = SCHEMA):
             db.execute(schema)
         yield name, role, password
     finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.execute(f"DROP ROLE IF EXISTS {role}")
+        # dropped in the background: a DROP DATABASE waits for a checkpoint (pg_drops)
+        drop_later(name, role, ADMIN_DSN)
 
 
 @contextlib.asynccontextmanager
