@@ -438,7 +438,9 @@ def parse(raw: str, depth: int = 0, bound: frozenset[str] = frozenset()) -> list
     return _walked(raw, depth, bound).parts
 
 
-def _walked(raw: str, depth: int, bound: frozenset[str]) -> _Walker:
+def _walked(
+    raw: str, depth: int, bound: frozenset[str], enclosing: tuple[str, ...] = ()
+) -> _Walker:
     if depth > MAX_DEPTH:
         raise Unreadable(f"commands nested more than {MAX_DEPTH} deep")
     if len(raw) > MAX_SHELL_READ:
@@ -462,7 +464,7 @@ def _walked(raw: str, depth: int, bound: frozenset[str]) -> _Walker:
         raise Unreadable(f"shell syntax not understood ({_short(exc)})") from None
     except Exception as exc:  # bashlex raises its own ParsingError and MatchedPairError
         raise Unreadable(f"the shell would not parse it ({_short(exc)})") from None
-    walker = _Walker(raw, depth, bound | frozenset(LOOP_VARIABLE.findall(raw)))
+    walker = _Walker(raw, depth, bound | frozenset(LOOP_VARIABLE.findall(raw)), enclosing)
     try:
         for tree in trees:
             walker.walk(tree)
@@ -472,6 +474,7 @@ def _walked(raw: str, depth: int, bound: frozenset[str]) -> _Walker:
         raise Unreadable(f"shell syntax not understood ({_short(exc)})") from None
     if not walker.parts:
         raise Unreadable("no command in it")
+    _read_in_its_loop(walker)
     count = sum(len(p.argv) for p in walker.parts)
     if depth == 0 and count > MAX_WORDS:
         raise Unreadable(f"{count} words, more than the {MAX_WORDS} a command line may hold")
@@ -541,10 +544,16 @@ def _short(exc: BaseException) -> str:
 
 
 class _Walker:
-    def __init__(self, source: str, depth: int, bound: frozenset[str]) -> None:
+    def __init__(
+        self, source: str, depth: int, bound: frozenset[str], enclosing: tuple[str, ...] = ()
+    ) -> None:
         self.source = source
         self.depth = depth
         self.bound = bound  # names a `for` loop of this line (or an enclosing one) assigns
+        # the variables of the `for` loops whose body is being walked (an enclosing line's
+        # too), and the names read outside such a loop of theirs (_read_in_its_loop)
+        self.enclosing = list(enclosing)
+        self.free_reads: list[str] = []
         self.parts: list[Part] = []
         # the variables `for` loops assign (any depth): `for PATH in /tmp; do df; done`
         # runs /tmp/df, though no part sets anything
@@ -592,9 +601,24 @@ class _Walker:
             self._list(node)
             return
         if kind == "for":
-            self.loop_variables.append(_loop_variable(self.source, node))
+            self._for(node)
+            return
         for child in _children(node):
             self.walk(child)
+
+    def _for(self, node: Any) -> None:
+        """A `for` loop: its variable is the loop's own in its body (after `do`), not in its
+        list, which is expanded before the loop assigns it (_read_in_its_loop)."""
+        name = _loop_variable(self.source, node)
+        self.loop_variables.append(name)
+        inside = False
+        for child in _children(node):
+            if not inside and child.kind == "reservedword" and child.word == "do":
+                inside = True
+                self.enclosing.append(name)
+            self.walk(child)
+        if inside:
+            self.enclosing.pop()
 
     def _list(self, node: Any) -> None:
         """A list's commands, each and-or list (`a && b || c`, bashlex's parts up to the
@@ -747,6 +771,9 @@ class _Walker:
                 raise Unreadable("arithmetic expansion")
             elif child.kind == "parameter":
                 _plain_parameter(child)
+                value = str(getattr(child, "value", ""))
+                if NAMED_PARAMETER.fullmatch(value) and value not in self.enclosing:
+                    self.free_reads.append(value)
             elif child.kind == "tilde":
                 _plain_tilde(child)
         return frozenset(glob_free)
@@ -895,8 +922,9 @@ class _Walker:
         opens, every command of the script inherits."""
         if script.dynamic:
             raise Unreadable(f"{shell.text} runs a script computed at run time")
-        inner = _walked(script.text, self.depth + 1, self.bound)
+        inner = _walked(script.text, self.depth + 1, self.bound, tuple(self.enclosing))
         self.loop_variables.extend(inner.loop_variables)
+        self.free_reads.extend(inner.free_reads)
         assignments, redirects = around
         for part in inner.parts:
             part.via = via + part.via
@@ -914,6 +942,21 @@ DETACHED = frozenset({"&", "<(...)", ">(...)", "setsid"})
 def _detached(parts: list[Part], how: str) -> None:
     for part in parts:
         part.via = [how, *part.via]
+
+
+def _read_in_its_loop(walker: _Walker) -> None:
+    """Raises Unreadable for a `for` loop's variable read outside that loop's body: before
+    it (`printf '%s\\n' "$x"; for x in a; do :; done`), in its own list (`for x in "$x"`),
+    or after it, where a loop that did not run (`for x; do`, with no `$@`; one in a branch
+    not taken) left it as it was. There its value is the upstream environment's (an account's
+    startup files may export lower-case names), which the policy takes for the line's own
+    (loop_variables: a variable it does not ask about)."""
+    for name in walker.free_reads:
+        if name in walker.loop_variables:
+            raise Unreadable(
+                f"the variable {_short_text(name)} is read outside the `for` loop that sets"
+                " it: there it may hold what the upstream's environment gives it"
+            )
 
 
 def _loop_variable(source: str, node: Any) -> str:
