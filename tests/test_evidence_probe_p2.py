@@ -18,16 +18,26 @@ import time
 import asyncpg
 import grpc
 import pytest
-from pdp_harness import decide_sql, open_session, pdp_stub, running_pdp, token
+from pdp_harness import (
+    decide_sql,
+    free_port,
+    open_session,
+    pdp_raw,
+    pdp_stub,
+    running_pdp,
+    token,
+)
 from pg_harness import running_gateway
 from test_evidence_probe_p1 import _verified
 from test_pdp_probe_p7 import _written
 from test_pdp_probe_p8 import _cli
-from test_pdp_probe_p11 import _psql
+from test_pdp_probe_p11 import _psql, _timeline_of
 
 from pdp.domain.recordings import batch_events
+from pdp.domain.timeline import OTHER_COMMAND
 from pdp.evidence.checkpoints import verify_store
 from portcullis.config import load_config
+from portcullis.events import truncation_facts
 from portcullis.v1 import pdp_pb2
 
 DBA = ("dba", "pii-readers")
@@ -216,7 +226,6 @@ async def test_a_real_proxy_killed_mid_session_is_accounted_for(tmp_path):
     import os
     import signal
 
-    from pdp_harness import free_port, pdp_raw
     from pg_harness import scratch_database
 
     from portcullis.config import parse_config
@@ -269,3 +278,66 @@ async def test_a_real_proxy_killed_mid_session_is_accounted_for(tmp_path):
         assert "proxy last heard 20" in line, line
         assert all(d in line for d in unrecorded[:4]), (unrecorded, line)
         assert not any(d in line for d in named if d), line
+
+
+# -- a cut text is the same command only when its whole text's digest says so -------------
+
+
+def _with_ssh(tmp_path):
+    ssh = {"name": "web-1", "type": "ssh", "listen": f"127.0.0.1:{free_port()}",
+           "upstream": "127.0.0.1:22", "zone": "eu-prod",
+           "credentials": {"provider": "static", "username": "deploy",
+                           "password": "x"}}  # fmt: skip
+    pg = pdp_raw(tmp_path)["connections"][0]
+    return _written(tmp_path, connections=[pg, ssh])
+
+
+async def test_a_cut_text_is_the_decided_command_only_if_its_digest_says_so(tmp_path):
+    """Attack (the session's proxy): a decision record keeps only the first 8 KiB of a
+    long SSH line (and the whole line's SHA-256); an event keeps only the first 4 KiB of a
+    command longer than 64 KiB (and the whole text's SHA-256). Replay and verify took a
+    text beginning with the decided one's kept start as the same command: the proxy ran
+    `<the 9 KiB line it was allowed>; rm -rf /srv` and recorded it so under the allowed
+    line's decision, and recorded `SELECT id` (cut, its digest that of a DROP) under a
+    SELECT's decision, unmarked. The digests now decide; genuine cuts stay unmarked."""
+    config_path = _with_ssh(tmp_path)
+    config = load_config(config_path)
+    line = "cat /var/log/" + "a" * 9000
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config), "web-1")
+        allowed = await stub.Decide(
+            pdp_pb2.DecideRequest(
+                session_id=opened.session_id,
+                command=pdp_pb2.Command(kind="ssh.exec", raw=line),
+            )
+        )
+        allowed = allowed.decision
+        assert allowed.verdict in (pdp_pb2.ALLOW, pdp_pb2.MASK), allowed
+        record = (await app.store.query(kind="decision", session_id=opened.session_id))[-1]
+        assert record.body.get("raw_truncated"), "the decision keeps only the line's start"
+        now = time.time()
+        forged = line + "; rm -rf /srv"
+        events = [
+            _event(now, line, allowed),  # genuine: the whole line
+            _event(now + 0.1, line[:8192], allowed, **truncation_facts(line)),  # genuine cut
+            _event(now + 0.2, forged, allowed),
+        ]
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps(events)
+            )
+        )
+        pg = await open_session(stub, token(config))
+        select = await decide_sql(stub, pg.session_id, "SELECT id FROM orders")
+        cut = _event(now, "SELECT id", select, **truncation_facts("SELECT id; DROP TABLE orders"))
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(session_id=pg.session_id, events_json=json.dumps([cut]))
+        )
+        timeline = await _timeline_of(app.store, opened.session_id)
+        marked = [e.pdp_verdict for e in timeline.entries if e.type == "command"]
+        assert marked == ["", "", OTHER_COMMAND], marked
+        timeline = await _timeline_of(app.store, pg.session_id)
+        assert [e.pdp_verdict for e in timeline.entries if e.type == "command"] == [OTHER_COMMAND]
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        assert "proxy verdicts: 2 commands recorded as let through" in said, said
+        assert "'SELECT id' recorded as" in said, said

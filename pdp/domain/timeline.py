@@ -53,9 +53,10 @@ is an entry of its own.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -587,30 +588,45 @@ OTHER_COMMAND = "another command"
 
 
 def _of_another_command(e: Entry, ruling: dict[str, Any]) -> bool:
-    return of_another_command(e.type, e.command, bool(e.result.get("command_truncated")), ruling)
+    return of_another_command(e.type, e.command, e.result, ruling)
 
 
 # what of a decision record of_another_command reads (pdp.evidence.event_times keeps these)
-DECIDED_TEXT_FIELDS = ("raw", "raw_truncated", "kind", "cache_key", "cache_ttl_seconds")
+DECIDED_TEXT_FIELDS = (
+    "raw", "raw_truncated", "raw_sha256", "kind", "cache_key", "cache_ttl_seconds",
+)  # fmt: skip
 
 
-def of_another_command(etype: str, text: str, truncated: bool, ruling: dict[str, Any]) -> bool:
+def of_another_command(
+    etype: str, text: str, details: Mapping[str, Any], ruling: dict[str, Any]
+) -> bool:
     """Whether the PDP's decision `ruling` was made on a command other than the event's
     (a proxy letting a denied statement through under the id of an allowed one beside
-    it). The same: the text itself, a text cut by either record (a prefix of the other),
-    a statement of a Postgres multi-statement text; and a statement of the same shape
-    (pglast fingerprint) where the policy let the decision be reused for its shape
-    (cache_key shape). A text merely inside the decided one is not (`SELECT 1 -- DROP
-    TABLE orders` decides no DROP). Replay and `audit verify` both ask this."""
+    it). The same: the text itself, a text cut by either record, a statement of a
+    Postgres multi-statement text; and a statement of the same shape (pglast fingerprint)
+    where the policy let the decision be reused for its shape (cache_key shape). A text
+    merely inside the decided one is not (`SELECT 1 -- DROP TABLE orders` decides no
+    DROP). A text cut by either record is the same when the whole text's SHA-256 the
+    record of the cut keeps (the event's `command_sha256`, the decision's `raw_sha256`) is
+    the other's: a cut text's start alone (`SELECT` of `SELECT 1`, or the 8 KiB an SSH
+    decision keeps followed by `; rm -rf /`) says nothing of the rest; records made
+    before those digests were kept are compared by their start. Replay and `audit
+    verify` both ask this."""
     raw, command = ruling.get("raw"), text.strip()
     if not isinstance(raw, str) or not command or etype != "command":
         return False
-    if command == raw.strip():
+    if command == raw.strip() and not ruling.get("raw_truncated"):
         return False
-    if truncated and raw.lstrip().startswith(command):
-        return False
-    if ruling.get("raw_truncated") and command.startswith(raw.strip()):
-        return False
+    whole = _whole_digest(raw, ruling)
+    if details.get("command_truncated"):
+        said = details.get("command_sha256")
+        if isinstance(said, str) and whole:
+            return said != whole
+        return not raw.lstrip().startswith(command)
+    if ruling.get("raw_truncated"):
+        if whole:
+            return _sha256(text) != whole
+        return not command.startswith(raw.strip())
     postgres = ruling.get("kind", "postgres.query") == "postgres.query"
     if postgres and command in {s.strip() for s in _statements(raw)}:
         return False
@@ -619,6 +635,19 @@ def of_another_command(etype: str, text: str, truncated: bool, ruling: dict[str,
     if not postgres:
         return False  # a shape only Postgres statements have: nothing to compare
     return _fingerprint(command) not in {_fingerprint(s) for s in _statements(raw)}
+
+
+def _whole_digest(raw: str, ruling: dict[str, Any]) -> str:
+    """The SHA-256 (hex) of the whole text the PDP decided: its record's `raw_sha256` when
+    it kept only the start, else its text's own; "" when a cut record keeps none."""
+    if ruling.get("raw_truncated"):
+        said = ruling.get("raw_sha256")
+        return said.lower() if isinstance(said, str) and len(said) == 64 else ""
+    return _sha256(raw)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _fingerprint(sql: str) -> str:

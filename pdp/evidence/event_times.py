@@ -208,11 +208,11 @@ class EventTimes:
     @staticmethod
     def _of_another_command(event: dict[str, Any], ruling: dict[str, Any]) -> bool:
         details = event.get("details")
-        truncated = isinstance(details, dict) and bool(details.get("command_truncated"))
         command = event.get("command")
         if not isinstance(command, str):
             return False
-        return of_another_command(str(event.get("type", "")), command, truncated, ruling)
+        said = details if isinstance(details, dict) else {}
+        return of_another_command(str(event.get("type", "")), command, said, ruling)
 
     def verdicts_line(self) -> str:
         """The report's line on the verdicts proxies recorded ("" when no session event
