@@ -27,7 +27,10 @@ from typing import Any
 #    start-up facts, proxies/postgres/user_code.py; postgres_user_code.rego).
 # 5: the query flags `writes` and `shadows`, input.command.postgres.has (postgres_lineage.rego's
 #    stored-copy and catalog-name rules open with them).
-INPUT_REVISION = 5
+# 6: `keyed` on a statement's predicates and outputs (postgres: a column met only through
+#    a constant key or path of a document); an older PDP leaves it out, and a document
+#    column's every key would be judged as the whole document (postgres_lineage.rego).
+INPUT_REVISION = 6
 REQUIREMENT_KEY = ("portcullis", "requires", "input_revision")
 
 

@@ -21,7 +21,10 @@ of a SELECT-bearing statement into two entry fields:
   predicates  [{"column", "use"}] for columns read by WHERE, JOIN, HAVING, ORDER BY,
               GROUP BY, DISTINCT ON, window clauses and aggregate FILTER/ORDER BY; use is
               equality, pattern, range, order, group, join or other. Column "*" is a whole
-              row.
+              row. "keyed": true when every such use met the column only through a
+              constant key or path taken out of it (`profile->>'status'`), never whole;
+              an output lists such columns as "keyed" (a JSON or XML document met whole
+              answers about every masked key inside it: postgres_lineage.rego).
 
 Where a name could mean a table column or a whole row (`select c from customers c`), or
 cannot be resolved, it is read as the one that reveals more: the PDP does not know the
@@ -181,6 +184,7 @@ _TOTAL_FUNCTIONS: dict[str, tuple[int, ...] | None] = {
             "to_json", "to_jsonb", "text", "varchar", "bpchar", "name", "left", "right",
             "count", "min", "max", "array_agg", "string_agg", "every", "bool_and",
             "bool_or", "first_value", "last_value", "greatest", "least", "coalesce",
+            "xmlagg", "json_agg", "jsonb_agg",
         ),
         _ANY,
     ),
@@ -273,7 +277,7 @@ class Flow:
     tables drivers read, _CATALOG), and whether such a column's text may have been changed
     on the way (changed: anything but its value itself, KEEPING nodes and functions only)."""
 
-    __slots__ = ("changed", "columns", "kind", "tables", "user")
+    __slots__ = ("changed", "columns", "keyed", "kind", "tables", "user")
 
     def __init__(
         self,
@@ -282,25 +286,35 @@ class Flow:
         tables: dict[str, None] | None = None,
         changed: bool = False,
         user: bool = True,
+        keyed: dict[str, None] | None = None,
     ) -> None:
         self.kind = kind
         self.columns = columns if columns is not None else {}
         self.tables = tables if tables is not None else {}
         self.changed = changed
         self.user = user
+        # those of columns that reach this value only through a constant key, path or
+        # position taken out of them (`profile->>'status'`): never as the whole value, so
+        # never as a whole JSON or XML document whose masked keys it would answer about
+        self.keyed = keyed if keyed is not None else {}
 
     def derived(self) -> Flow:
         """This flow computed upon: no longer a stored column, and `*` becomes a whole row."""
         if self.kind == PLAIN:
-            return Flow(EXPRESSION, self.columns, self.tables, self.changed, self.user)
+            return Flow(EXPRESSION, self.columns, self.tables, self.changed, self.user, self.keyed)
         if self.kind == STAR:
-            return Flow(WHOLE_ROW, self.columns, self.tables, self.changed, self.user)
+            return Flow(WHOLE_ROW, self.columns, self.tables, self.changed, self.user, self.keyed)
         return self
 
     def transformed(self) -> Flow:
         """This flow computed upon by something that may change its text."""
         flow = self.derived()
-        return Flow(flow.kind, flow.columns, flow.tables, flow.user, flow.user)
+        return Flow(flow.kind, flow.columns, flow.tables, flow.user, flow.user, flow.keyed)
+
+    def taken_part(self) -> Flow:
+        """This flow's value with a constant key, path or position taken out of it: each of
+        its columns reaches the result only keyed (its whole value never does)."""
+        return Flow(self.kind, self.columns, self.tables, self.changed, self.user, self.columns)
 
 
 def _merge(kind: str, flows: list[Flow], keeps: bool = False) -> Flow:
@@ -310,6 +324,8 @@ def _merge(kind: str, flows: list[Flow], keeps: bool = False) -> Flow:
     changed (the value detectors cannot be trusted to recognise what it made of them)."""
     columns: dict[str, None] = {}
     tables: dict[str, None] = {}
+    keyed: dict[str, None] = {}
+    whole: set[str] = set()
     changed = user = False
     for flow in flows:
         flow = flow.derived()
@@ -317,11 +333,18 @@ def _merge(kind: str, flows: list[Flow], keeps: bool = False) -> Flow:
             kind = flow.kind
         columns.update(flow.columns)
         tables.update(flow.tables)
+        if flow.keyed:
+            keyed.update(flow.keyed)
+            whole.update(c for c in flow.columns if c not in flow.keyed)
+        else:
+            whole.update(flow.columns)
         if flow.user and (flow.columns or flow.tables):
             user = True
             if flow.changed or not keeps:
                 changed = True
-    return Flow(kind, columns, tables, changed, user)
+    if keyed and whole:
+        keyed = {c: None for c in keyed if c not in whole}
+    return Flow(kind, columns, tables, changed, user, keyed)
 
 
 Output = tuple[str, Flow]
@@ -412,7 +435,8 @@ class Lineage:
     __slots__ = ("arguments", "branches", "predicates", "shadows", "written")
 
     def __init__(self) -> None:
-        self.predicates: dict[tuple[str, str], None] = {}
+        # (column, use) → whether every such use reached the column only keyed (Flow.keyed)
+        self.predicates: dict[tuple[str, str], bool] = {}
         # a set operation's branches that are no set operation themselves, by the id of
         # its fields: an enclosing UNION compares the rows of each (leaf) branch
         self.branches: dict[int, list[list[Output]]] = {}
@@ -495,9 +519,10 @@ class Lineage:
         elif use not in ("order", "partial") and flow.kind != PLAIN:
             use = "other"
         for column in flow.columns:
-            self.predicates[(column, use)] = None
+            key = (column, use)
+            self.predicates[key] = self.predicates.get(key, True) and column in flow.keyed
         if flow.kind in (WHOLE_ROW, STAR) or (flow.tables and flow.kind != PLAIN):
-            self.predicates[("*", use)] = None
+            self.predicates[("*", use)] = False
 
     # --- queries ------------------------------------------------------------
 
@@ -893,8 +918,13 @@ class Lineage:
                 for flow in operands:
                     self.partial(flow)
             if operator in _JSON_EXTRACTIONS and "rexpr" in fields:
-                operands.append(_keys_flow([fields["rexpr"]], path=operator.startswith("#")))
+                path = operator.startswith("#")
+                if "lexpr" in fields and _part_named([fields["rexpr"]], path):
+                    operands[0] = operands[0].taken_part()
+                operands.append(_keys_flow([fields["rexpr"]], path=path))
             if operator in _JSON_PATH_OPERATORS:
+                if "lexpr" in fields and _jsonpath_keys(fields.get("rexpr")):
+                    operands[0] = operands[0].taken_part()
                 any_key = _path_flow(operands, fields.get("rexpr"))
                 for flow in any_key:
                     self.record(flow, "other")  # a test of the document's values
@@ -953,6 +983,15 @@ class Lineage:
                 and "A_Const" in (s["A_Indices"].get("uidx") or {})
                 and "lidx" not in s["A_Indices"]
             ]
+            subscripts = sum(1 for s in steps if "A_Indices" in s)
+            if (
+                steps
+                and len(names) + subscripts == len(steps)
+                and len(bounds) == subscripts
+                and _part_named(bounds, path=False)
+            ) or (steps and len(names) == len(steps)):
+                # profile['status'], profile['a'][0], (info).nick: constant keys only
+                flow = flow.taken_part()
             fields_named = Flow(EXPRESSION, dict.fromkeys(names))
             keyed = [fields_named, _keys_flow(bounds, path=False)] if bounds else [fields_named]
             computed = [
@@ -1005,6 +1044,16 @@ class Lineage:
         name = _sval(fields["funcname"][-1]).lower() if fields.get("funcname") else ""
         qualified = [_sval(part).lower() for part in fields.get("funcname", ())[:-1]]
         builtin = qualified in ([], ["pg_catalog"])  # public.upper is anyone's function
+        if builtin and flows and name in _JSON_PATH_FUNCTIONS and _part_named(args[1:], False):
+            flows[0] = flows[0].taken_part()  # jsonb_extract_path_text(profile, 'status')
+        elif (
+            builtin
+            and len(flows) > 1
+            and name in _ANY_KEY_FUNCTIONS
+            and "_path_" in name
+            and _jsonpath_keys(args[1])
+        ):
+            flows[0] = flows[0].taken_part()  # `$.tags[*] ? (@ == "ci")`: tags only
         total = _TOTAL_FUNCTIONS.get(name, ()) if builtin else ()
         for position, (arg, flow) in enumerate(zip(args, flows, strict=True)):
             named = isinstance(arg, dict) and "NamedArgExpr" in arg
@@ -1058,7 +1107,13 @@ class Lineage:
             # matches (NULL or not, which a mask keeps), answer questions about its input;
             # how many keys or elements a document has is no question about a key's value,
             # how many a path's filter keeps is
-            asked = flow if "_path_" in name or "xpath" in name else _merge(kind, flows, keeps)
+            if "_path_" in name or "xpath" in name:
+                asked = flow
+            elif builtin and name in _SHAPE_FUNCTIONS:
+                # how many keys or elements: the document's shape, never all of it
+                asked = _merge(kind, [f.taken_part() for f in flows], keeps)
+            else:
+                asked = _merge(kind, flows, keeps)
             self.record(asked, "other")
         return flow
 
@@ -1072,12 +1127,14 @@ class Lineage:
         name = _sval(fields["funcname"][-1]).lower()
         qualified = [_sval(part).lower() for part in fields["funcname"][:-1]]
         if (
-            name not in _ANY_KEY_FUNCTIONS
+            (name not in _ANY_KEY_FUNCTIONS and name not in _SHAPE_FUNCTIONS)
             or "_path_" in name
             or qualified not in ([], ["pg_catalog"])
         ):
             return flow
-        return _merge(EXPRESSION, [self.expr(a, scope, ctes) for a in fields.get("args", ())])
+        # (how many keys or elements: the document's shape, never all of it)
+        flows = [self.expr(a, scope, ctes).taken_part() for a in fields.get("args", ())]
+        return _merge(EXPRESSION, flows)
 
     def sublink(self, fields: Fields, scope: Scope, ctes: dict[str, Item]) -> Flow:
         outputs = self.select(fields["subselect"]["SelectStmt"], scope, ctes)
@@ -1180,6 +1237,8 @@ class Lineage:
                 > 1
             ):
                 use = "join"
+        if operator in _JSON_PATH_OPERATORS and operands and _jsonpath_keys(fields.get("rexpr")):
+            operands[0] = (operands[0][0], operands[0][1].taken_part())
         for n, flow in operands:
             self.record(_bare(flow, n), use)
         flows = [f for _, f in operands]
@@ -1474,6 +1533,16 @@ _ANY_KEY_FUNCTIONS = frozenset(
     )
 ) | {"xpath", "xpath_exists", "xmlexists"}  # fmt: skip
 
+# expansions of a document into its keys or elements, whose number is its shape
+_SHAPE_FUNCTIONS = frozenset(
+    f"{kind}_{name}"
+    for kind in ("json", "jsonb")
+    for name in (
+        "each", "each_text", "array_elements", "array_elements_text", "object_keys",
+        "to_recordset", "populate_recordset",
+    )
+)  # fmt: skip
+
 
 # a jsonpath accessor: `.key`, `."key"`, `.*`, `.**`, or a method `.size()`
 _JSONPATH_STEP = re.compile(r'\.\s*(?:"((?:[^"\\]|\\.)*)"|(\*\*?)|([A-Za-z_][\w$]*))(\s*\()?')
@@ -1552,6 +1621,31 @@ def _keys_flow(nodes: list[Any], path: bool) -> Flow:
     return Flow(EXPRESSION, columns)
 
 
+def _part_named(nodes: list[Any], path: bool) -> bool:
+    """Whether these keys (or paths, '{a,0}') are constants naming a key (positions beside
+    it), so what is taken out of the document is the value under a key, never the whole
+    document (`#>> '{}'` is all of it as text) nor an element by its position alone (an
+    array's element is a document of its own: `docs[1]`, `profile->0`)."""
+    named = False
+    for node in nodes:
+        const = node.get("A_Const") if isinstance(node, dict) else None
+        if const is None or "isnull" in const:
+            return False
+        if "sval" not in const:
+            if "ival" not in const:
+                return False
+            continue  # a position
+        text = str(const["sval"].get("sval", ""))
+        if path:
+            inner = text.strip().removeprefix("{").removesuffix("}").strip()
+            if '"' in inner or "\\" in inner:
+                return False
+            named = named or any(not k.strip().isdigit() for k in inner.split(",") if k.strip())
+        elif text:
+            named = True
+    return named
+
+
 def _sval(node: Fields) -> str:
     value = node.get("String")
     return value.get("sval", "") if value is not None else ""
@@ -1609,6 +1703,9 @@ def _column_name(node: Any) -> str:
     return ""
 
 
+_KEYED = {"keyed": True}
+
+
 def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
     """The outputs and predicates entry fields of one statement node of the JSON tree, and
     writes (only when there are any): the values it stores that read columns (INSERT's
@@ -1625,7 +1722,10 @@ def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
         return unknown_lineage()
     entry: dict[str, Any] = {
         "outputs": [_output(name, flow) for name, flow in outputs],
-        "predicates": [{"column": column, "use": use} for column, use in walk.predicates],
+        "predicates": [
+            {"column": column, "use": use, **_KEYED} if keyed else {"column": column, "use": use}
+            for (column, use), keyed in walk.predicates.items()
+        ],
     }
     written = [_output("", flow) for flow in walk.written if flow.columns or flow.tables]
     if written:
@@ -1680,6 +1780,8 @@ def _output(name: str, flow: Flow) -> dict[str, Any]:
     }
     if flow.kind in _COMPUTED and not flow.changed and (flow.columns or flow.tables):
         output["keeps"] = True
+    if flow.keyed:
+        output["keyed"] = list(flow.keyed)
     return output
 
 

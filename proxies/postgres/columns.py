@@ -153,6 +153,32 @@ def _holds_composite(column_type: str) -> str:
 # a pg_attribute row `a` whose type holds a composite
 COMPOSITE_SQL = _holds_composite("a.atttypid")
 
+# A JSON or XML document holds values under names the masks know (`profile` with a key
+# `password`): the proxy masks them by name in the document it sends, but a question about
+# the whole document (`profile::text LIKE '%"password": "h%'`, `ORDER BY profile`,
+# `md5(profile::text) = ...`) answers about every value inside it. Such a column (json,
+# jsonb, xml, an array of one, a domain over one, followed as composites are) is listed
+# to the policy as a view column carrying DOCUMENT (renamed_view_columns), which it reads
+# as a document wherever lineage meets the column whole rather than through a constant key.
+DOCUMENT = "{}"
+# json, jsonb, xml and their arrays
+DOCUMENT_TYPES = (114, 3802, 142, 199, 3807, 143)
+
+
+def _holds_document(column_type: str) -> str:
+    """EXISTS: the type `column_type` names is or holds (as a domain's base, an array's
+    element, a range's subtype, within TYPE_STEPS steps) json, jsonb or xml."""
+    joins = "".join(
+        f" LEFT JOIN pg_catalog.pg_type t{i} ON t{i}.oid = {_next_type(f't{i - 1}')}"
+        for i in range(1, TYPE_STEPS + 1)
+    )
+    oids = ", ".join(f"t{i}.oid" for i in range(TYPE_STEPS + 1))
+    wanted = " OR ".join(f"{oid} IN ({oids})" for oid in DOCUMENT_TYPES[:3])
+    return (
+        f"EXISTS (SELECT 1 FROM pg_catalog.pg_type t0{joins} WHERE t0.oid = {column_type} "
+        f"AND ({wanted}))"
+    )
+
 
 def attributes_sql(table_oids: set[int]) -> str:
     """Columns, kind and (for views) stored query of these relations; a column of
@@ -342,6 +368,21 @@ AND c.relkind IN ('r', 'p', 'f') AND NOT a.attisdropped
 AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
 AND """
     + COMPOSITE_SQL
+    # every column of the database's tables and views holding a JSON or XML document (a
+    # built-in type's, which pg_depend does not record: read from pg_attribute, from the
+    # first relation made after initdb on, by its index; a type made since, a domain or an
+    # array of one, followed to what it holds)
+    + f"""
+UNION ALL
+SELECT json_build_array(c.oid, '', json_build_array(json_build_array(a.attnum, a.attname)),
+  NULL, false, 'document')::text
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+WHERE a.attrelid >= {FIRST_NORMAL_OID} AND a.attnum > 0 AND NOT a.attisdropped
+AND c.relkind IN ('r', 'p', 'f', 'v', 'm')
+AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+AND (a.atttypid IN ({", ".join(str(t) for t in DOCUMENT_TYPES)})
+  OR (a.atttypid >= {FIRST_NORMAL_OID} AND {_holds_document("a.atttypid")}))"""
 )
 
 
@@ -355,12 +396,27 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
     composite type comes as a view's column computed by code (["*"]: its record's fields
     are named by its type, `info::text LIKE '(zed,h%'` a question about a password).
 
+    A column holding a JSON or XML document (its own type says so: a table's or a view's)
+    carries DOCUMENT too: a question about the whole of it is one about the values its
+    masked keys hold; so does a view column carrying a column of that name
+    (`profile::text AS ptext`, by name: the safe mistake).
+
     The policy reads these names as the columns they carry wherever lineage meets them
     (a predicate, an expression), since the PDP sees only the statement's text."""
     attributes: dict[tuple[int, int], tuple[str, str, str | None]] = {}
     dependencies: dict[int, set[str]] = {}
     views: list[tuple[int, int, str]] = []
-    parsed = [json.loads(row) for row in rows]
+    renamed: dict[str, set[str]] = {}
+    documents: set[str] = set()
+    parsed = []
+    for row in rows:
+        found = json.loads(row)
+        if len(found) > 5 and found[5] == "document":
+            documents.update(name.lower() for _, name in found[2])
+        else:
+            parsed.append(found)
+    for name in documents:
+        renamed[name] = {DOCUMENT}
     listed = {int(view) for view, *_ in parsed}
     for view, action, columns, reads, *runs_code in parsed:
         view = int(view)
@@ -377,7 +433,6 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
             if kind not in VIEW_KINDS or table not in listed:
                 attributes.setdefault((table, attnum), (name, "r", None))
     origins = resolve(CatalogRows(attributes, dependencies, set()), {})
-    renamed: dict[str, set[str]] = {}
     for view, attnum, name in views:
         origin = origins.get((view, attnum))
         if origin is None:
@@ -388,5 +443,8 @@ def renamed_view_columns(rows: list[str]) -> dict[str, list[str]]:
             carried = (origin.name,)
         else:
             continue
-        renamed.setdefault(name.lower(), set()).update(c.lower() for c in carried)
+        carried_names = {c.lower() for c in carried}
+        if carried_names & documents:
+            carried_names.add(DOCUMENT)
+        renamed.setdefault(name.lower(), set()).update(carried_names)
     return {name: sorted(carried) for name, carried in sorted(renamed.items())}

@@ -27,7 +27,9 @@
 #               md5(email) = '...'), partial (the value goes into a computation that can
 #               fail for some values — arithmetic, a cast that parses text, a function not
 #               known to be total — so whether it failed answers a question:
-#               1/(ascii(email) - 97)). Column "*" is a whole row.
+#               1/(ascii(email) - 97)). Column "*" is a whole row. keyed: true when the
+#               column was met only through a constant key or path taken out of it
+#               (profile->>'status'); an output's keyed lists such columns.
 #
 # The shipped choices: an expression or aggregate over a sensitive column, or one that may
 # change the text of any column (the value detectors read stored text only), is masked as a
@@ -112,6 +114,11 @@ pg_output_masked(o) if {
 pg_output_masked(o) if count(o.tables) > 0
 
 pg_output_masked(o) if {
+	some column in o.columns
+	pg_output_document(o, column)
+}
+
+pg_output_masked(o) if {
 	count(o.columns) > 0
 	not o.keeps
 }
@@ -144,6 +151,33 @@ pg_derived_reasons contains sprintf("%s is computed from columns of %s, which ma
 	some o in pg_computed_outputs
 	count(o.tables) > 0
 	not pii_reader
+}
+
+# A JSON or XML document holds values under names the masks cover (a key `password`), which
+# the proxy masks in the document it sends, also as text or as a set operation's output
+# (`keeps`: the document as it is). An aggregate over the whole document answers about them
+# as one over a sensitive column does (count(DISTINCT profile): whether the passwords of
+# two otherwise equal documents differ); one that changes its text (md5(profile::text)) is
+# masked whole by the rule after this one. The proxy lists such columns (json, jsonb, xml,
+# arrays and domains of them) in view_columns as carrying "{}" (proxies/postgres/columns.py
+# DOCUMENT); a column lineage met only through a constant key or path (profile->>'status':
+# the output's `keyed`) is not used whole.
+pg_derived_reasons contains sprintf("%s (aggregate) is computed from the whole of document column %s, whose keys the masks cover: masked whole", [pg_output_label(o), column]) if {
+	input.command.postgres.has.computed
+	some o in pg_computed_outputs
+	some column in o.columns
+	pg_output_document(o, column)
+	not pii_reader
+}
+
+pg_output_document(o, column) if {
+	o.kind == "aggregate"
+	pg_whole_document(o, column)
+}
+
+pg_whole_document(o, column) if {
+	"{}" in input.command.postgres.view_columns[column]
+	not column in object.get(o, "keyed", [])
 }
 
 # Any other column may hold free text the value detectors mask inside it (a note with a
@@ -247,6 +281,18 @@ pg_lineage_denials contains sprintf("the statement stores values of sensitive co
 	some w in s.writes
 	some column in w.columns
 	pg_sensitive_column(column)
+	not pii_reader
+}
+
+# ...and a whole document (json, jsonb, xml: "{}" in view_columns) stored elsewhere is no
+# longer known as one where it lands (`CREATE TEMP TABLE t AS SELECT profile::text AS x`,
+# then `WHERE x LIKE '%"password": "h%'`); its key masks still apply, its questions not.
+pg_lineage_denials contains sprintf("the statement stores the whole of document column %s, whose keys the masks cover, where questions about it would not be known as questions about them: denied to everyone not in pii-readers", [column]) if {
+	input.command.postgres.has.writes
+	some s in input.command.postgres.statements
+	some w in s.writes
+	some column in w.columns
+	pg_whole_document(w, column)
 	not pii_reader
 }
 
@@ -635,7 +681,7 @@ pg_lineage_unindexed contains pg_predicate_reason(p) if {
 	some s in input.command.postgres.statements
 	some p in s.predicates
 	p.use in {"pattern", "range", "order", "other", "partial"}
-	pg_sensitive_predicate(p.column)
+	pg_questioned_predicate(p)
 	not pii_reader
 }
 
@@ -646,8 +692,20 @@ pg_lineage_unindexed contains pg_predicate_reason(p) if {
 	some s in input.command.postgres.statements
 	some p in s.predicates
 	p.use == "equality"
-	pg_sensitive_predicate(p.column)
+	pg_questioned_predicate(p)
 	not pii_reader
+}
+
+pg_questioned_predicate(p) if pg_sensitive_predicate(p.column)
+
+# A JSON or XML document met whole (not only through a constant key, path or position:
+# lineage's `keyed`) is every value its masked keys hold: `profile::text LIKE '%"ssn":
+# "123%'`, `ORDER BY profile`, `profile @> '{"ssn": "1"}'`, `md5(profile::text) = ...`
+# ask about them as a condition on a sensitive column does. The proxy lists such columns
+# in view_columns as carrying "{}" (proxies/postgres/columns.py DOCUMENT).
+pg_questioned_predicate(p) if {
+	not p.keyed
+	"{}" in input.command.postgres.view_columns[p.column]
 }
 
 pg_sensitive_predicate(column) if pg_sensitive_column(column)
@@ -661,6 +719,8 @@ pg_sensitive_predicate("*")
 
 pg_predicate_reason(p) := sprintf("a whole row used in a condition or ordering (%s) may reveal sensitive columns: denied to everyone not in pii-readers", [p.use]) if {
 	p.column == "*"
+} else := sprintf("%s use of document column %s as a whole in a condition or ordering answers questions about the values its masked keys hold: denied to everyone not in pii-readers; ask about a key (%s->>'key')", [p.use, p.column, p.column]) if {
+	not pg_sensitive_column(p.column)
 } else := sprintf("equality on sensitive column %s is denied: the oracle setting allows no equality tests", [p.column]) if {
 	p.use == "equality"
 } else := sprintf("sensitive column %s goes into a computation that can fail for some of its values (arithmetic, a cast that parses text, a function not known never to fail), so its error would answer questions about the value: denied to everyone not in pii-readers", [p.column]) if {

@@ -740,3 +740,63 @@ test_the_derived_rule_names_no_outputs_where_they_may_not_be_one_column_each if 
 		}
 	}
 }
+
+# --- JSON and XML documents (the proxy's view_columns: a document column carries "{}") ---
+
+test_a_question_about_a_whole_document_is_denied if {
+	every use in ["pattern", "range", "order", "other", "partial"] {
+		s := selecting([], [{"column": "profile", "use": use}])
+		d := with_views(["readonly"], s, {"profile": ["{}"]})
+		d.verdict == "deny"
+		some r in d.reasons
+		contains(r, sprintf("%s use of document column profile as a whole", [use]))
+	}
+}
+
+test_a_document_met_through_a_key_is_no_question_about_it if {
+	s := selecting([], [{"column": "profile", "use": "other", "keyed": true}, {"column": "status", "use": "other"}])
+	with_views(["readonly"], s, {"profile": ["{}"]}).verdict == "mask"
+}
+
+test_equality_on_a_whole_document_follows_the_oracle_setting if {
+	s := selecting([], [{"column": "profile", "use": "equality"}])
+	with_views(["readonly"], s, {"profile": ["{}"]}).verdict == "mask"
+	d := with_views(["readonly"], s, {"profile": ["{}"]}) with data.portcullis.oracle.equality as false
+	d.verdict == "deny"
+}
+
+test_a_column_the_proxy_lists_as_no_document_is_judged_as_before if {
+	s := selecting([], [{"column": "profile", "use": "pattern"}])
+	with_views(["readonly"], s, {"other": ["{}"]}).verdict == "mask"
+	with_views(["readonly"], s, {"profile": ["name"]}).verdict == "mask"
+}
+
+test_pii_readers_may_ask_about_whole_documents if {
+	s := selecting([], [{"column": "profile", "use": "pattern"}])
+	with_views(["pii-readers"], s, {"profile": ["{}"]}).verdict == "allow"
+}
+
+test_an_aggregate_over_a_whole_document_is_masked_whole if {
+	s := selecting([keeping("count", "aggregate", ["profile"])], [])
+	d := with_views(["readonly"], s, {"profile": ["{}"]})
+	derived in d.mask
+	"output count (aggregate) is computed from the whole of document column profile, whose keys the masks cover: masked whole" in d.reasons
+}
+
+test_a_document_as_it_is_or_through_a_key_is_left_to_its_key_masks if {
+	outputs := [
+		keeping("profile", "expression", ["profile"]),
+		object.union(keeping("max", "aggregate", ["profile", "status"]), {"keyed": ["profile"]}),
+	]
+	d := with_views(["readonly"], selecting(outputs, []), {"profile": ["{}"]})
+	not derived in d.mask
+}
+
+test_storing_a_whole_document_is_denied if {
+	s := object.union(stmt("create_table_as"), {"outputs": [], "predicates": [], "writes": [keeping("", "expression", ["profile"])]})
+	i := object.union(pg_input(["dba"], [s]), {"command": {"postgres": {"view_columns": {"profile": ["{}"]}, "has": {"writes": true}}}})
+	d := portcullis.decision with input as i
+	d.verdict == "deny"
+	some r in d.reasons
+	contains(r, "stores the whole of document column profile")
+}
