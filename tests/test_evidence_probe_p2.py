@@ -341,3 +341,36 @@ async def test_a_cut_text_is_the_decided_command_only_if_its_digest_says_so(tmp_
     for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
         assert "proxy verdicts: 2 commands recorded as let through" in said, said
         assert "'SELECT id' recorded as" in said, said
+
+
+async def test_commands_a_cut_off_proxy_ran_after_the_pdp_ended_the_session_are_counted(
+    tmp_path,
+):
+    """A proxy cut off from the PDP (not dead) past the session timeout: the PDP ends the
+    session as proxy_lost, the proxy answers its client from its decision cache, then
+    delivers those events. Taken (the proxy may still deliver), but shown as any other:
+    neither verify nor replay said the commands ran after the PDP held the session ended,
+    decided by nobody then."""
+    config_path = _written(tmp_path, session_timeout=2)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        allowed = await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+        await _reaped(app, opened.session_id)
+        closed = (await app.store.query(kind="session.close", session_id=opened.session_id))[0]
+        while time.time() < closed.time + 2.5:  # (past the clock's allowance)
+            await asyncio.sleep(0.2)
+        cached = {**_event(time.time(), "SELECT id FROM orders", allowed), "cached": True}
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps([cached])
+            )
+        )
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        line = next(x for x in said.splitlines() if x.startswith("  lost proxies: "))
+        assert "1 batches arrived after the close: not lost for good" in line, line
+        assert "1 commands claimed to have run after the close" in line, line
+        assert "every decision letting a command through is named by an event" in line, line
+    replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
+    lost = next(x for x in replay.stdout.splitlines() if "!! lost" in x)
+    assert "1 commands the proxy recorded as run after the PDP ended the session" in lost

@@ -374,6 +374,18 @@ def _unrecorded(
     recorded event names (its command may or may not have run)."""
     heard = closed.body.get(LAST_HEARD)
     said = f"; the PDP last heard from it at {rfc3339(float(heard or 0))}" if _number(heard) else ""
+    after = sum(
+        1
+        for event, _ in events
+        if event.get("type") == "command"
+        and _number(event.get("time"))
+        and event["time"] > closed.time + CLOCK_SKEW_SECONDS
+    )
+    if after:
+        said += (
+            f"; {after} commands the proxy recorded as run after the PDP ended the session,"
+            " which it decided nothing of then (answered from the proxy's cache)"
+        )
     if decisions is None:
         return said
     named = set()

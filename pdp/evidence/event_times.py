@@ -133,6 +133,7 @@ class EventTimes:
             when = event.get("time")
             if not isinstance(when, int | float) or isinstance(when, bool):
                 continue
+            self.losses.ran(session_id, when, event)
             ruled = decided.get(str(event.get("decision_id") or ""))
             made = ruled[0] if ruled is not None else None
             self._weigh_verdict(seq, session_id, event, ruled)

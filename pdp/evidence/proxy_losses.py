@@ -11,7 +11,9 @@ enforced: shadow mode) which no recorded event names is a command that may or ma
 have run: its event would have been in a batch the proxy never sent. A command the proxy
 answered from its own decision cache after its last batch left no record at all, so no
 count of them can be given. Events that arrive after the reaper's close (a network cut,
-not a crash) are taken and counted here: the proxy was not lost for good.
+not a crash) are taken and counted here: the proxy was not lost for good, and a command
+they claim ran after the close ran on the proxy's cache while the PDP held the session
+ended.
 
 Fed the records in seq order (by pdp.evidence.event_times.EventTimes, which reads each
 batch once for both); sans-IO, bounded: at most MAX_PENDING decisions are followed at
@@ -23,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pdp.domain.recordings import CLOCK_SKEW_SECONDS
 from pdp.domain.sessions import LAST_HEARD
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
@@ -42,6 +45,7 @@ class _Lost:
     pending: dict[str, tuple[str, str]]  # decision id -> (verdict, its text's start)
     last_batch: float | None  # when the PDP received the session's last batch before
     after: int = 0  # batches received after the close
+    ran_after: int = 0  # commands those claim ran after it
 
 
 @dataclass
@@ -79,6 +83,18 @@ class ProxyLosses:
         if lost is not None and received > lost.closed:
             lost.after += 1
         self.last_batch[session_id] = received
+
+    def ran(self, session_id: str, when: float, event: dict[str, Any]) -> None:
+        """A session event and its claimed time: a command claimed to have run after the
+        PDP ended the session as proxy_lost (its proxy, cut off, answering from its cache
+        meanwhile: the PDP decided nothing then) is counted."""
+        lost = self.lost.get(session_id)
+        if (
+            lost is not None
+            and event.get("type") == "command"
+            and when > lost.closed + CLOCK_SKEW_SECONDS
+        ):
+            lost.ran_after += 1
 
     def closed(self, seq: int, session_id: str, time: float, body: dict[str, Any]) -> None:
         if body.get("reason") == PROXY_LOST:
@@ -128,6 +144,11 @@ class ProxyLosses:
         )
         if lost.after:
             where += f"; {lost.after} batches arrived after the close: not lost for good"
+        if lost.ran_after:
+            where += (
+                f"; {lost.ran_after} commands claimed to have run after the close, which the"
+                " PDP decided nothing of then (answered from the proxy's cache)"
+            )
         unrun = [
             f"{inert(d[:40])} {verdict} {inert(text)!r}"
             for d, (verdict, text) in list(lost.pending.items())[:NAMED_DECISIONS]
