@@ -53,6 +53,17 @@ UNREAD = (
 )
 
 
+# A statement decided again (with newer catalogue facts) this many times is then denied
+DECIDED_AGAIN = 2
+CHANGING = (
+    "the database's code changed again while this statement waited to be decided; send it again"
+)
+
+
+def _denied(ruling: Ruling, reason: str) -> Ruling:
+    return Ruling(Verdict.deny(reason), ruling.decision_id, ruling.policy_revision)
+
+
 class EnforcerDriver:
     """Finishes the messages of one session's enforcer that must wait for something."""
 
@@ -78,6 +89,8 @@ class EnforcerDriver:
         self.function_name = function_name
         self.type_name = type_name
         self.fresh_facts = fresh_facts
+        # the decision being made waited for a person (_tell was called): an approval
+        self.waited = False
 
     def carry_out(self) -> None:
         carry_out(self.enforcer, self.session, self.to_client)
@@ -125,27 +138,41 @@ class EnforcerDriver:
         putting a catalogue round trip, through the one watch connection every session
         shares, before every uncached statement: that halved the uncached rate). A verdict
         from the cache is keyed by the facts the session has (the watch's poll brings
-        newer ones within its interval)."""
+        newer ones within its interval). A statement a person approved is asked about
+        once more after the wait (minutes, in which a trigger or view may have been made),
+        and decided again with newer facts; at most DECIDED_AGAIN times, then denied
+        (CHANGING)."""
         fresh = self.fresh_facts
-        if (
-            fresh is not None
-            and not self.enforcer.unsure
+        if fresh is None or (
+            not self.enforcer.unsure
             and self.session.ruling_now(
                 request.kind, request.raw, request.shape_of, request.attributes
             )
             is not None
         ):
-            fresh = None  # from the cache, keyed by the facts: no PDP asked, nothing asked
-        polled = None if fresh is None else asyncio.ensure_future(fresh())
+            # from the cache, keyed by the facts: no PDP asked, nothing asked
+            return await self._decided(request)
+        polled = asyncio.ensure_future(fresh())
+        self.waited = False
         ruling = await self._decided(request)
-        if polled is not None:
-            newer = await polled
+        newer = await polled
+        again = 0
+        while True:
+            if newer is not None and not newer and self.waited and ruling.verdict.allowed:
+                # approved after a wait: the catalogue asked again, after it
+                newer = await fresh()
             if newer is None:
                 # the facts it was judged with may be old: fail closed until they are read
-                return Ruling(Verdict.deny(UNREAD), ruling.decision_id, ruling.policy_revision)
-            if newer:
-                ruling = await self._decided(self._renewed(request))
-        return ruling
+                return _denied(ruling, UNREAD)
+            if not newer:
+                return ruling
+            if again == DECIDED_AGAIN:
+                return _denied(ruling, CHANGING)
+            again += 1
+            request = self._renewed(request)
+            self.waited = False
+            ruling = await self._decided(request)
+            newer = False  # decided with the newest facts; asked again once approved
 
     def _renewed(self, request: Decide) -> Decide:
         attributes = self.enforcer.with_facts(request.kind, request.attributes)
@@ -163,5 +190,6 @@ class EnforcerDriver:
     def _tell(self, text: str) -> None:
         """What the session says while a command waits (an approval to ask a person for):
         a NoticeResponse the client gets before the wait."""
+        self.waited = True
         self.enforcer.notice(text)
         self.carry_out()

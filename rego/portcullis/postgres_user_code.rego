@@ -229,6 +229,18 @@ pg_approval contains [i, sprintf("writing to %s fires trigger %s, the database's
 	some trigger in pg_write_code(t).triggers
 }
 
+# TRUNCATE fires the table's ON TRUNCATE triggers (once, FOR EACH STATEMENT); it runs no
+# rule, default or constraint
+pg_approval contains [i, sprintf("truncating %s fires trigger %s, the database's code, which may keep what it reads past the masks: needs approval for everyone not in pii-readers", [t, trigger])] if {
+	input.command.postgres.write_code
+	privileged
+	not pii_reader
+	some i, s in input.command.postgres.statements
+	s.type == "truncate"
+	some t in s.tables
+	some trigger in pg_write_code(t).triggers
+}
+
 pg_approval contains [i, sprintf("writing to %s runs rule %s, which may store what it reads past the masks: needs approval for everyone not in pii-readers", [t, rule])] if {
 	input.command.postgres.write_code
 	privileged

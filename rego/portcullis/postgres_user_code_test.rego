@@ -221,6 +221,16 @@ test_a_write_firing_a_trigger_needs_approval_under_the_masks if {
 	write_decision(["dba"], "select", ["t"]).verdict != "require_approval"
 }
 
+test_truncate_names_the_trigger_it_fires_to_the_approver if {
+	d := write_decision(["dba"], "truncate", ["t"])
+	d.verdict == "require_approval"
+	"truncating t fires trigger t_copy on t (public.copy_pw), the database's code, which may keep what it reads past the masks: needs approval for everyone not in pii-readers" in d.reasons
+	# no trigger: only TRUNCATE's own reason; rules, defaults and constraints do not run
+	every table in ["r", "d"] {
+		not contains(concat(" ", write_decision(["dba"], "truncate", [table]).reasons), "runs")
+	}
+}
+
 test_a_write_running_a_rule_or_the_databases_function_needs_approval_under_the_masks if {
 	d := write_decision(["dba"], "insert", ["r"])
 	d.verdict == "require_approval"
