@@ -374,3 +374,24 @@ async def test_commands_a_cut_off_proxy_ran_after_the_pdp_ended_the_session_are_
     replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
     lost = next(x for x in replay.stdout.splitlines() if "!! lost" in x)
     assert "1 commands the proxy recorded as run after the PDP ended the session" in lost
+
+
+async def test_verify_counts_the_sessions_left_without_a_close(tmp_path):
+    """A session whose proxy and PDP both stopped (a host lost) has decisions and no
+    close at all; with replicas sharing a store no PDP adopts it to close it. `audit
+    verify` counted it opened, and nothing more: it now says how many sessions have no
+    close record (open now, or ended with no record)."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        left = await open_session(stub, token(config))
+        await decide_sql(stub, left.session_id, "SELECT 1")
+        closed = await open_session(stub, token(config))
+        await stub.CloseSession(
+            pdp_pb2.CloseSessionRequest(session_id=closed.session_id, reason="client closed")
+        )
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        assert (
+            "sessions: 2 opened in this range (session.open records); 1 have no close record"
+            in said
+        ), said

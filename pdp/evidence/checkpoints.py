@@ -928,6 +928,7 @@ class Counted:
     times: str = ""  # what the session events' claimed times came to (EventTimes)
     verdicts: str = ""  # what the verdicts proxies recorded came to (EventTimes)
     lost: str = ""  # what sessions whose proxy was lost leave unknown (ProxyLosses)
+    unclosed: int = 0  # sessions opened (allowed) in the range with no close record in it
 
     def see(self, seq: int, kind: str, time: float) -> None:
         if self.first_time is None:
@@ -952,7 +953,13 @@ class Counted:
             f"  signatures: {self.checkpoints + self.statements} Ed25519 signatures verified:"
             f" {self.checkpoints} signed checkpoints, each matching the chain, and"
             f" {self.statements} signed credential-never-exposed statements",
-            f"  sessions: {self.sessions} opened in this range (session.open records)",
+            f"  sessions: {self.sessions} opened in this range (session.open records)"
+            + (
+                f"; {self.unclosed} have no close record in it (open now, or ended with no"
+                " record: their proxy and the PDP both stopped before closing it)"
+                if self.unclosed
+                else ""
+            ),
             f"  anchor: {self.anchor or 'none checked'}",
             *([f"  record MACs: {self.macs}"] if self.macs else []),
             *([f"  signing keys: {self.keys}"] if self.keys else []),
@@ -1187,6 +1194,7 @@ async def _verify_read(
     counted.times = times.line()
     counted.verdicts = times.verdicts_line()
     counted.lost = times.losses.line()
+    counted.unclosed = len(times.losses.unclosed)
     return EvidenceReport(
         not problems,
         chain.records,

@@ -93,6 +93,7 @@ class EventTimes:
             started = (body.get("session") or {}).get("started_at")
             opened = min(time, started) if isinstance(started, int | float) else time
             self.opened[session_id] = float(opened)
+            self.losses.opened(session_id, body)
             return
         if kind == DECISION:
             self._decided(session_id, record_id, time, body)

@@ -57,8 +57,13 @@ class ProxyLosses:
     pending: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
     last_batch: dict[str, float] = field(default_factory=dict)
     lost: dict[str, _Lost] = field(default_factory=dict)
+    unclosed: set[str] = field(default_factory=set)  # sessions opened, not closed (yet)
     followed: int = 0
     unfollowed: int = 0  # decisions past MAX_PENDING
+
+    def opened(self, session_id: str, body: dict[str, Any]) -> None:
+        if body.get("verdict") in LETS_THROUGH:
+            self.unclosed.add(session_id)
 
     def decided(self, session_id: str, decision_id: str, body: dict[str, Any]) -> None:
         verdict = body.get("verdict")
@@ -97,6 +102,7 @@ class ProxyLosses:
             lost.ran_after += 1
 
     def closed(self, seq: int, session_id: str, time: float, body: dict[str, Any]) -> None:
+        self.unclosed.discard(session_id)
         if body.get("reason") == PROXY_LOST:
             heard = body.get(LAST_HEARD)
             self.lost[session_id] = _Lost(
