@@ -8,6 +8,7 @@ gateway). Set-up and shared checks only: what each probe attacks stays in its fi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,8 @@ import asyncpg
 import pytest
 from adversary import Answer, Arena, RawClient, assert_no_secret, ready_client, running_arena
 from pg_harness import running_gateway
+
+from pdp.domain.approvals import ApprovalRefused
 
 # the approver of the approval round trips
 SAM = {"subject": "sam@example.com", "groups": ["security"], "issuer": "portcullis-dev"}
@@ -116,9 +119,11 @@ async def approve_truncate(gw: Any, conn: asyncpg.Connection, why: str) -> str:
 
 
 async def assert_asked_again(gw: Any, conn: asyncpg.Connection, asked: str) -> None:
-    """The same TRUNCATE orders is held for a new approval, not run under `asked`; nobody
-    decides, so it is refused."""
+    """The same TRUNCATE orders is held for a new approval, not run under `asked`; SAM
+    refuses that one, so it is refused (refused at once, not at the approvals' timeout)."""
     again = asyncio.ensure_future(conn.execute("TRUNCATE orders"))
-    await pending_approval(gw, {asked})
+    new = await pending_approval(gw, {asked})
+    with contextlib.suppress(ApprovalRefused):  # (it expired first: refused all the same)
+        await gw.pdp.approvals.decide(new, SAM, False, "asked again: refused")
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await asyncio.wait_for(again, 15)
