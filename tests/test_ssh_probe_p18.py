@@ -137,6 +137,7 @@ FOREGROUND = [
     "free -s 1 -c {count} >/dev/null",
     "uptime; nohup free -s 1 -c {count} >/dev/null",
     "(free -s 1 -c {count} >/dev/null); uptime",
+    "uptime; timeout --foreground 1000d free -s 1 -c {count} >/dev/null",
 ]
 
 
@@ -195,7 +196,18 @@ DETACHED = [
     ("setsid free -s 1 >/dev/null", "setsid"),
     ("uptime; setsid -w free -s 1 >/dev/null", "setsid"),
     ("timeout 5 setsid -f free -s 1", "setsid"),
+    # timeout runs its command in a process group of its own (not --foreground): the
+    # proxy's KILL misses it, and it lives on for its DURATION (with -k's)
+    ("uptime; timeout 1000d free -s 1 >/dev/null", "timeout past 60 s"),
+    ("timeout 0 free -s 1 >/dev/null", "timeout past 60 s"),  # 0: no timeout
+    ("timeout -k 50 20 free -s 1", "timeout past 60 s"),
+    ("timeout --kill-after=1m 5 free -s 1", "timeout past 60 s"),
+    ("timeout -sKILL 1e9 free -s 1", "timeout past 60 s"),
+    ("timeout 1.5m free -s 1", "timeout past 60 s"),
 ]
+
+
+DETACHED_VIA = {how for _, how in DETACHED}
 
 
 @pytest.mark.parametrize(("line", "how"), DETACHED)
@@ -221,6 +233,11 @@ def test_a_command_the_shell_does_not_wait_for_is_denied(
         "nohup free -s 1 -c 2",  # waited for; ended by the proxy if the client goes
         "uptime; free -s 1 -c 2 >/dev/null",
         "df 2>&1 >/dev/null",
+        "timeout 5 df -h",
+        "timeout -k 10 50 free -s 1",
+        "timeout -s KILL 1m df",
+        "timeout --foreground 1000d free -s 1",
+        "timeout -vsKILL 5 df --total",
     ],
 )
 def test_what_the_shell_waits_for_stays_allowed(
@@ -228,7 +245,7 @@ def test_what_the_shell_waits_for_stays_allowed(
     line: str,
 ) -> None:
     assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
-    assert not any(p["via"] for p in reading(line)["parts"] if p["via"] != ["nohup"])
+    assert not any(set(p["via"]) & DETACHED_VIA for p in reading(line)["parts"]), reading(line)
 
 
 @pytest.fixture(scope="module")

@@ -875,7 +875,10 @@ class _Walker:
             if wrapper is not None:
                 inner = _wrapped_command(base, wrapper, words[1:])
                 if inner:
-                    self._emit(inner, assignments, redirects, [*via, base], heredoc, more_args)
+                    through = [*via, base]
+                    if base == "timeout" and _timeout_detached(words[1 : len(words) - len(inner)]):
+                        through.append(TIMEOUT_DETACHED)
+                    self._emit(inner, assignments, redirects, through, heredoc, more_args)
                     return
             if base == "env":
                 rest, more = _env_args(words[1:])
@@ -937,6 +940,61 @@ class _Walker:
 # substitution; and setsid (a wrapper), whose command runs in a session of its own, out of
 # the reach of the signal that ends the line's process group (proxies/ssh/channel.py)
 DETACHED = frozenset({"&", "<(...)", ">(...)", "setsid"})
+# and timeout without --foreground (its own process group) for longer than TIMEOUT_BOUND
+# seconds, DURATION and -k's together: the signal misses it, and it lives on that long
+TIMEOUT_DETACHED = "timeout past 60 s"
+TIMEOUT_BOUND = 60.0
+DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([smhd]?)")
+DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _timeout_detached(options: list[Word]) -> bool:
+    """Whether timeout, given these words before its command (options, then DURATION, as
+    _wrapped_command read them), runs it out of the line's process group for longer than
+    TIMEOUT_BOUND: timeout puts itself and its command in a group of their own unless
+    --foreground (-f), and the KILL the proxy has sshd send to the line's group when its
+    client leaves (proxies/ssh/channel.py) misses them; `timeout 1000d free -s 1
+    >/dev/null` ran on after the session. A DURATION of 0 (no timeout), or one not read
+    as a plain number with an s/m/h/d suffix, counts as longer."""
+    if not options:
+        return True
+    *opts, duration = [word.text for word in options]
+    total = 0.0
+    i = 0
+    while i < len(opts):
+        text = opts[i]
+        i += 1
+        name, eq, attached = text.partition("=")
+        if text.startswith("--"):
+            # (a prefix _wrapped_command took is one option's alone)
+            if len(name) > 2 and "--foreground".startswith(name):
+                return False
+            if len(name) > 2 and "--kill-after".startswith(name):
+                total += _seconds(attached if eq else opts[i] if i < len(opts) else "")
+                i += 0 if eq else 1
+            elif len(name) > 2 and "--signal".startswith(name) and not eq:
+                i += 1
+            continue
+        for j, letter in enumerate(text[1:], start=1):
+            if letter == "f":  # coreutils 9.6's short --foreground
+                return False
+            if letter in "ks":
+                value = text[j + 1 :]
+                if not value:
+                    value = opts[i] if i < len(opts) else ""
+                    i += 1
+                if letter == "k":
+                    total += _seconds(value)
+                break
+    seconds = _seconds(duration)
+    return seconds == 0 or seconds + total > TIMEOUT_BOUND
+
+
+def _seconds(text: str) -> float:
+    read = DURATION.fullmatch(text)
+    if read is None:
+        return float("inf")
+    return float(read[1]) * DURATION_UNITS[read[2]]
 
 
 def _detached(parts: list[Part], how: str) -> None:

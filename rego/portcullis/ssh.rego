@@ -140,13 +140,15 @@ ssh_null_redirect(r) if {
 # command whose client left before it ended (KILL to the line's process group, which sshd
 # sends: proxies/ssh/channel.py), but once the shell has exited nothing is left to signal,
 # and setsid's command is out of that group: `free -s 1 >/dev/null &` ran for ever after
-# the session closed. The parser names these in a part's via ("&", "<(...)", ">(...)",
-# "setsid"); such a part is denied unless data.portcullis.ssh.detached is true.
-ssh_denials contains sprintf("%q runs detached (%s): the shell does not wait for it, so it may outlive the session (data.portcullis.ssh.detached)", [part.command, how]) if {
+# the session closed. So is timeout's (a group of its own unless --foreground) for as long
+# as its DURATION: past a minute it counts as detached. The parser names these in a part's
+# via ("&", "<(...)", ">(...)", "setsid", "timeout past 60 s"); such a part is denied
+# unless data.portcullis.ssh.detached is true.
+ssh_denials contains sprintf("%q runs detached (%s): out of reach of the signal that ends the line when its client leaves, it may outlive the session (data.portcullis.ssh.detached)", [part.command, how]) if {
 	input.command.kind == "ssh.exec"
 	some part in input.command.ssh.parts
 	some how in part.via
-	how in {"&", "<(...)", ">(...)", "setsid"}
+	how in {"&", "<(...)", ">(...)", "setsid", "timeout past 60 s"}
 	object.get(data.portcullis.ssh, "detached", false) != true
 }
 

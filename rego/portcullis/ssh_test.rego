@@ -783,7 +783,7 @@ test_ssh_a_substitution_given_to_a_quoting_command_needs_approval_outside_pii_re
 }
 
 test_ssh_a_command_run_detached_is_denied_unless_the_policy_allows_it if {
-	every how in ["&", "<(...)", ">(...)", "setsid"] {
+	every how in ["&", "<(...)", ">(...)", "setsid", "timeout past 60 s"] {
 		detached := object.union(ssh_part(["uptime"]), {"via": [how]})
 		d := ssh_decision(["pii-readers"], [detached, ssh_part(["df"])])
 		d.verdict == "deny"
@@ -792,6 +792,6 @@ test_ssh_a_command_run_detached_is_denied_unless_the_policy_allows_it if {
 		allowed := ssh_decision(["pii-readers"], [detached, ssh_part(["df"])]) with data.portcullis.ssh.detached as true
 		allowed.verdict == "allow"
 	}
-	nohup := object.union(ssh_part(["uptime"]), {"via": ["nohup"]})
+	nohup := object.union(ssh_part(["uptime"]), {"via": ["nohup", "timeout"]})
 	ssh_decision(["pii-readers"], [nohup]).verdict == "allow"
 }
