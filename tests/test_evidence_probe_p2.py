@@ -395,3 +395,31 @@ async def test_verify_counts_the_sessions_left_without_a_close(tmp_path):
             "sessions: 2 opened in this range (session.open records); 1 have no close record"
             in said
         ), said
+
+
+async def test_a_command_recorded_as_run_under_the_decision_that_asked_for_approval(tmp_path):
+    """Attack (the session's proxy): the PDP asks a person to approve a reader's UPDATE;
+    nobody does (or someone denies it); the proxy runs it anyway and records it as
+    `allow` under the require_approval decision's id. Replay and verify exempted
+    decisions that asked for approval from the weighing, so it read as allowed, unmarked.
+    A genuine approved run is recorded under the decision asked for once approved (a
+    real gateway's: tests/test_approvals.py), never under the one that asked."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    update = "UPDATE customers SET name = 'R' WHERE id = 2"
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        asked = await decide_sql(stub, opened.session_id, update)
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL
+        forged = {**_event(time.time(), update, asked), "verdict": "allow"}
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps([forged])
+            )
+        )
+        timeline = await _timeline_of(app.store, opened.session_id)
+    assert [e.pdp_verdict for e in timeline.entries if e.type == "command"] == ["require_approval"]
+    replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
+    assert "!! the PDP recorded require_approval for this decision" in replay.stdout
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        assert "allow where the PDP decided require_approval" in said, said

@@ -590,7 +590,13 @@ def _explained(
 
 # what a proxy's verdict may not be where the PDP recorded the key's (a proxy may deny on
 # its own, never let through more than the PDP did)
-_WEAKER = {"deny": ("allow", "mask"), "mask": ("allow",)}
+# (nor where it asked for a person's approval: the proxy runs an approved command under
+# the decision it asks for once approved, never under the one that asked)
+_WEAKER = {
+    "deny": ("allow", "mask"),
+    "require_approval": ("allow", "mask"),
+    "mask": ("allow",),
+}
 LETS_THROUGH = ("allow", "mask")
 # Entry.pdp_verdict of an event letting a command through under a decision (or none)
 # that the PDP did not record in the session
@@ -679,9 +685,10 @@ def _statements(sql: str) -> list[str]:
 
 def weaker_than_ruled(verdict: str, ruling: dict[str, Any]) -> str:
     """The PDP's recorded verdict when the proxy's event claims one that lets more through
-    (`allow` for a decision the PDP recorded as deny or mask), else "". A decision not
-    enforced (shadow mode: `enforced: false`, the proxy answered allow) is not disputed,
-    nor one that needed approval (its approved re-run is another decision)."""
+    (`allow` for a decision the PDP recorded as deny or mask; `allow` or `mask` for one
+    that asked for approval: its approved run is another decision, which the proxy asks
+    for once approved and records it under), else "". A decision not enforced (shadow
+    mode: `enforced: false`, the proxy answered allow) is not disputed."""
     ruled = ruling.get("verdict")
     if ruling.get("enforced") is False or not isinstance(ruled, str):
         return ""
