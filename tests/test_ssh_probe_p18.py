@@ -267,6 +267,16 @@ def test_the_policy_may_allow_detached_commands(detaching_engine: Any, line: str
 stack = stack_fixture()
 
 
+async def test_a_root_upstream_account_is_warned_of(stack: Any, caplog: Any) -> None:
+    # this stack's upstream account is root (the harness's user): sshd refuses its signals
+    assert stack.sshd.user == "root" or pytest.skip("the tests do not run as root")
+    words = "the upstream account is root, to which sshd sends no signal"
+    assert any(words in r.getMessage() for r in caplog.get_records("setup")), caplog.text
+    async with await stack.connect(READER) as conn:
+        assert (await conn.run("uptime")).exit_status == 0
+    assert "session signalling requires privilege separation" not in stack.sshd.log_text()
+
+
 async def test_a_detached_command_never_reaches_the_upstream(stack: Any) -> None:
     marker = f"free -s 1 -c {9_000_000 + os.getpid() % 100_000}"
     try:

@@ -163,6 +163,15 @@ class SshProxy:
             self.upstream_port,
             self.fingerprint,
         )
+        if self.connection.credentials.get("username") == "root":
+            # sshd takes a signal request only with privilege separation after login, which
+            # it skips for root: the KILL a channel sends as its client leaves (channel.py
+            # Channel._end_upstream) is refused there
+            log.warning(
+                "ssh proxy %s: the upstream account is root, to which sshd sends no signal:"
+                " a command whose client left runs on upstream; use an unprivileged account",
+                self.connection.name,
+            )
 
     async def drain(self, grace: float) -> None:
         """SIGTERM: accept no more; each client is disconnected (SSH_MSG_DISCONNECT, by
