@@ -10,14 +10,19 @@ alternates between one row and none), or a simple Query in a database
 with views (their columns and the relations they read go to the policy with every
 statement, input.command.postgres) — with the verdict reused from the
 session's decision cache (cache_key: shape), the recording on (its spool holding room per
-statement) and the credential's secret scanner watching the client's bytes. The sockets are
-stand-ins that keep nothing, so what is measured is the proxy's Python alone: no kernel,
-no event loop, no other process. Deterministic enough to compare two versions of the code
-on a loaded machine (CPU time of this process, best of --repeat), where a pgbench run's
-CPU per transaction moves by a third with the other load. Not a test: nothing asserts.
+statement) and the credential's secret scanner watching the client's bytes. 'asked': a
+simple Query with the cache off, every statement decided: the PDP client's own work (the
+request built, the answer read into a Ruling) around a PDP that answers at once (no gRPC:
+its C threads and the hop are not counted), the catalogue asked alongside as the watch is
+asked (answering at once with the facts the session has: no socket), the relay's task on
+the event loop. The sockets are stand-ins that keep nothing, so what is measured is the
+proxy's Python alone: no kernel, no other process. Deterministic enough to compare two
+versions of the code on a loaded machine (CPU time of this process, best of --repeat),
+where a pgbench run's CPU per transaction moves by a third with the other load. Not a
+test: nothing asserts.
 
     python bench/postgres/bench_hotpath.py [--transactions 20000] [--repeat 5]
-        [--modes simple,prepared,filtered,tenants,views]
+        [--modes simple,prepared,filtered,tenants,views,asked]
 
 (--repeat 0: the session and the chunks are made, nothing is run; callgrind_hotpath.py
 subtracts that.)
@@ -38,13 +43,15 @@ from portcullis.config import ConnectionSettings
 from portcullis.literals import ShapeRewrite, fill, printed, shape_of
 from portcullis.reuse import reuse_key
 from portcullis.shape import shaped
+from portcullis.v1 import pdp_pb2
 from portcullis.verdict import Verdict, VerdictKind
 from proxies.postgres import codec
+from proxies.postgres.catalog_watch import NO_FACTS
 from proxies.postgres.enforcer import Enforcer
 from proxies.postgres.proxy import ClientConnection, _Relay
 from proxies.postgres.tracker import ResponseTracker
 from proxies.postgres.upstream import Upstream
-from proxies.runtime.pdp_client import Ruling, SessionGrant
+from proxies.runtime.pdp_client import PDPClient, Ruling, SessionGrant
 from proxies.runtime.recorder import SessionRecorder
 from proxies.runtime.session import ProxyRuntime, ProxySession
 from proxies.runtime.spool import Spool
@@ -73,6 +80,42 @@ class _PDP:
     answered = True
     revision = "rev-1"
     recording_failure = ""
+
+
+class _Asked(PDPClient):
+    """The PDP client with its Decide answered at once, as the PDP answers an allowed
+    statement (its request still built, its answer still read): no gRPC."""
+
+    def __init__(self) -> None:
+        super().__init__("127.0.0.1:0")
+        self._stub = object()  # type: ignore[assignment]  # "connected"
+        self.revision = "rev-1"
+        self.answered = True
+        self.asked = 0
+        decision = pdp_pb2.Decision(
+            decision_id="d-0123456789abcdef0123456789abcdef",
+            verdict=pdp_pb2.ALLOW,
+            reasons=["every statement is allowed"],
+            policy_revision="rev-1",
+        )
+        self._answer = pdp_pb2.DecideResponse(decision=decision)
+
+    async def _decide(
+        self, request: pdp_pb2.DecideRequest, timeout: float
+    ) -> pdp_pb2.DecideResponse:
+        self.asked += 1
+        request.SerializeToString()  # what the stream writes
+        return self._answer
+
+
+class _Catalog:
+    """The catalogue watch, asked alongside each decision: the facts the session has."""
+
+    lost = False
+    facts = None
+
+    async def fresh(self, credentials: Any = None, columns: bool = False) -> Any:
+        return NO_FACTS
 
 
 class _Known:
@@ -148,14 +191,14 @@ def _views(n: int = 20) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
 
 
 async def _session(
-    spool: Spool, filtered: bool = False, views: bool = False
+    spool: Spool, filtered: bool = False, views: bool = False, asked: bool = False
 ) -> tuple[_Relay, ClientConnection, bool]:
     connection = ConnectionSettings(
         name="bench", type="postgres", listen="127.0.0.1:0", upstream="127.0.0.1:5432"
     )
-    pdp = _PDP()
+    pdp: Any = _Asked() if asked else _PDP()
     runtime = ProxyRuntime(connection=connection, pdp=pdp, provider=None)  # type: ignore[arg-type]
-    runtime.cache_enabled = True
+    runtime.cache_enabled = not asked
     session = ProxySession(runtime, "127.0.0.1:5000", "pgbench")
     allowed = Ruling(Verdict(VerdictKind.ALLOW), "d-1", "rev-1")
     session.grant = SessionGrant("s-1", allowed, "bench@example.com", ("dba",), "ref")
@@ -167,6 +210,8 @@ async def _session(
         first = fill(rewrite, SQL.format(1)) or ""
         cached = Ruling(reusable, "d-2", "rev-1", cached=True, rewritten=first, rewrite=rewrite)
     conn = ClientConnection(_Proxy(), None, _Socket())  # type: ignore[arg-type]
+    if asked:
+        conn.known.catalog = _Catalog()  # type: ignore[assignment]
     conn.session = session
     conn.parser.startup_done()
     conn.output.guard(["bench-secret-password"])
@@ -192,11 +237,15 @@ async def _session(
     return relay, conn, bound
 
 
-def _run(relay: _Relay, conn: ClientConnection, chunks: list[tuple[bytes, bytes]]) -> float:
+async def _run(relay: _Relay, conn: ClientConnection, chunks: list[tuple[bytes, bytes]]) -> float:
     client, server = relay._client_data, relay._server_data
+    side = relay._client
     started = time.process_time()
     for request, answer in chunks:
         client(request)
+        waiting = side.waiting
+        if waiting is not None:  # asked: the statement decided in the relay's task
+            await waiting
         server(answer)
     spent = time.process_time() - started
     recorder = conn.session.recorder if conn.session else None
@@ -211,7 +260,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transactions", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--modes", default="simple,prepared,filtered,tenants,views")
+    parser.add_argument("--modes", default="simple,prepared,filtered,tenants,views,asked")
     args = parser.parse_args()
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as spool_dir:
@@ -221,8 +270,9 @@ async def main() -> None:
             prepared = mode == "prepared"
             # tenants: a row filter finds the row of half the ids (bench_guards' accounts)
             tenants = mode == "tenants"
+            asked = mode == "asked"
             relay, conn, bound = await _session(
-                spool, mode in ("filtered", "tenants"), mode == "views"
+                spool, mode in ("filtered", "tenants"), mode == "views", asked
             )
             if prepared:  # the statement, parsed once (its verdict reused from the cache)
                 parse = codec.Parse("P_0", SQL.format("$1"), []).encode() + codec.Sync().encode()
@@ -236,13 +286,17 @@ async def main() -> None:
                 chunks.append((_client_chunk(aid, prepared), answer))
             if not args.repeat:
                 continue  # (callgrind_hotpath.py: the same work but the transactions)
-            _run(relay, conn, chunks[:2000])  # warm
-            best = min(_run(relay, conn, chunks) for _ in range(args.repeat))
+            await _run(relay, conn, chunks[:2000])  # warm
+            best = min([await _run(relay, conn, chunks) for _ in range(args.repeat)])
             ended = relay.ended.done() and relay.ended.result()
             counters = conn.session.counters if conn.session else {}
             done = counters.get("commands", 0)
             reused = counters.get("cache_hits", 0)
-            if done < args.transactions or reused < (1 if prepared else done):
+            if asked and conn.session is not None:
+                decided = conn.session.runtime.pdp.asked  # type: ignore[attr-defined]
+                if done < args.transactions or decided < done or reused:
+                    ended = ended or f"not every statement was decided: {dict(counters)}"
+            elif done < args.transactions or reused < (1 if prepared else done):
                 ended = ended or f"not every statement reused a verdict: {dict(counters)}"
             print(
                 f"{mode:8}: {best / args.transactions * 1e6:6.2f} µs of proxy CPU per "
