@@ -206,10 +206,7 @@ def _shared(table: dict[Any, Any], value: Any) -> Any:
     return found
 
 
-def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
-    kind = _KINDS.get(message.verdict)
-    if kind is None:
-        return Ruling(Verdict.deny("the PDP sent no verdict — denied"), message.decision_id)
+def _verdict_of(message: pdp_pb2.Decision, kind: VerdictKind) -> Verdict:
     approval = None
     if message.HasField("approval"):
         approval = ApprovalSpec(tuple(message.approval.approvers), message.approval.ttl_seconds)
@@ -223,25 +220,61 @@ def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
         "shape" if message.cache_key == pdp_pb2.SHAPE else "exact",
         tuple(sorted(message.session_settings.items())),
     )
-    return Ruling(
-        _shared(_VERDICTS, verdict),
-        message.decision_id,
-        sys.intern(message.policy_revision),
-        approval_id=message.approval_id,
-        effects=_shared(_EFFECTS, tuple(message.effects)),
-        rewritten=message.rewritten,
-        rewrite=(
-            ShapeRewrite(
-                message.rewrite_shape, message.rewrite_template, message.rewrite_fingerprint
-            )
-            if message.rewrite_template
-            else None
-        ),
-        egress_left=(
-            (message.egress_rows_left, message.egress_bytes_left) if message.egress_budget else None
-        ),
-        reuses_left=message.reuses_left if message.reuse_bounded else None,
-    )
+    return _shared(_VERDICTS, verdict)  # type: ignore[no-any-return]
+
+
+# the Verdicts of decisions with no mask rules, approval or settings (most of them), by
+# what else they say: found again without making a Verdict (a frozen dataclass of eleven
+# fields: its __init__ was a third of reading an answer)
+_PLAIN: dict[tuple[int, tuple[str, ...], str, int, int], Verdict] = {}
+# a Ruling's fields as Ruling(...) sets them, for one made without its __init__
+_RULING_FIELDS = Ruling(Verdict(VerdictKind.DENY)).__dict__
+
+
+def ruling_from_message(message: pdp_pb2.Decision) -> Ruling:
+    """The Ruling a Decision says: the same as Ruling(Verdict(...), ...) with every field
+    read from the message, made without the dataclasses' __init__ (every uncached command
+    of every session reads one)."""
+    code = message.verdict
+    kind = _KINDS.get(code)
+    if kind is None:
+        return Ruling(Verdict.deny("the PDP sent no verdict — denied"), message.decision_id)
+    if message.mask or message.session_settings or message.HasField("approval"):
+        verdict = _verdict_of(message, kind)
+    else:
+        key = (
+            code,
+            tuple(message.reasons),
+            message.credential_ref,
+            message.cache_ttl_seconds,
+            message.cache_key,
+        )
+        verdict = _PLAIN.get(key)  # type: ignore[assignment]
+        if verdict is None:
+            if len(_PLAIN) >= _SHARED_KEPT:
+                _PLAIN.clear()
+            verdict = _PLAIN[key] = _verdict_of(message, kind)
+    fields = _RULING_FIELDS.copy()
+    fields["verdict"] = verdict
+    fields["kind"] = kind
+    fields["decision_id"] = message.decision_id
+    fields["policy_revision"] = sys.intern(message.policy_revision)
+    fields["approval_id"] = message.approval_id
+    effects = message.effects
+    if effects:
+        fields["effects"] = _shared(_EFFECTS, tuple(effects))
+    fields["rewritten"] = message.rewritten
+    if message.rewrite_template:
+        fields["rewrite"] = ShapeRewrite(
+            message.rewrite_shape, message.rewrite_template, message.rewrite_fingerprint
+        )
+    if message.egress_budget:
+        fields["egress_left"] = (message.egress_rows_left, message.egress_bytes_left)
+    if message.reuse_bounded:
+        fields["reuses_left"] = message.reuses_left
+    ruling = object.__new__(Ruling)
+    object.__setattr__(ruling, "__dict__", fields)
+    return ruling
 
 
 def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
