@@ -34,7 +34,7 @@ from test_pdp_probe_p8 import _cli
 from test_pdp_probe_p11 import _psql, _timeline_of
 
 from pdp.domain.recordings import batch_events
-from pdp.domain.timeline import OTHER_COMMAND
+from pdp.domain.timeline import OTHER_COMMAND, REUSED
 from pdp.evidence.checkpoints import verify_store
 from portcullis.config import load_config
 from portcullis.events import truncation_facts
@@ -423,3 +423,66 @@ async def test_a_command_recorded_as_run_under_the_decision_that_asked_for_appro
     assert "!! the PDP recorded require_approval for this decision" in replay.stdout
     for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
         assert "allow where the PDP decided require_approval" in said, said
+
+
+def _policies_reusable_for(tmp_path, seconds: int):
+    """The shipped policies with decisions reusable for `seconds` (decision_cache_ttl)."""
+    import shutil
+
+    from pdp_harness import REGO
+
+    policies = tmp_path / "rego"
+    shutil.copytree(REGO, policies)
+    data = json.loads((policies / "data.json").read_text())
+    data["portcullis"]["decision_cache_ttl_seconds"] = seconds
+    (policies / "data.json").write_text(json.dumps(data))
+    return policies
+
+
+async def test_a_command_answered_from_the_cache_past_its_decisions_reuse_is_marked(tmp_path):
+    """Attack (the session's proxy, or one whose cache never forgets): a SELECT decided
+    reusable for 1 s (the policy's cache_ttl_seconds) is answered from the proxy's cache
+    seconds later, and a SET decided with no reuse at all (its value is judged) is
+    recorded as `cached` under its allow. Both read as allowed under that very decision:
+    no decision of the PDP backed them then (the group may have been revoked since).
+    Marked now, in replay, the console and verify; a genuine session's cache hits are not
+    (test above)."""
+    config_path = _written(tmp_path, policies=_policies_reusable_for(tmp_path, 1))
+    config = load_config(config_path)
+    select = "SELECT id FROM orders WHERE id = 1"
+    setting = "SET statement_timeout = 1000"
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config, groups=DBA))
+        reusable = await decide_sql(stub, opened.session_id, select)
+        once = await decide_sql(stub, opened.session_id, setting)
+        assert once.verdict == pdp_pb2.ALLOW
+        records = {r.id: r for r in await app.store.query(kind="decision")}
+        assert records[reusable.decision_id].body.get("cache_ttl_seconds") == 1
+        assert not records[once.decision_id].body.get("cache_ttl_seconds")
+        now = time.time()
+        events = [
+            {**_event(now, select, reusable), "cached": True},  # genuine: within its second
+            {**_event(now + 0.1, setting, once), "cached": True},
+        ]
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps(events)
+            )
+        )
+        while time.time() < records[reusable.decision_id].time + 1 + 2.5:  # (TTL, allowance)
+            await asyncio.sleep(0.2)
+        late = {**_event(time.time(), select, reusable), "cached": True}
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps([late])
+            )
+        )
+        timeline = await _timeline_of(app.store, opened.session_id)
+    marked = [(e.pdp_verdict, e.clock) for e in timeline.entries if e.type == "command"]
+    assert marked == [("", ""), (REUSED, ""), (REUSED, "")], marked
+    replay = await asyncio.to_thread(_cli, config_path, "replay", opened.session_id)
+    assert replay.stdout.count("where the PDP's decision allowed no reuse") == 2, replay.stdout
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        assert "proxy verdicts: 2 commands recorded as let through" in said, said
+        assert "from the proxy's cache where the PDP's decision allowed no reuse then" in said
+        assert "every session event's claimed time is within" in said, said

@@ -344,6 +344,7 @@ def build_timeline(
         rulings,
         _requests(approvals),
         checked,
+        window.decided,
     )
     if closed is not None:
         entries.append(
@@ -551,10 +552,13 @@ def _explained(
     rulings: dict[str, dict[str, Any]],
     requests: list[_Request],
     checked: bool = False,
+    decided: dict[str, float] | None = None,
 ) -> list[Entry]:
     """Each ruled entry with reasons that match its verdict: a mask says what it masked
     (rule and column or detector, counts, never values), a deny after an approval request
-    says who denied it and why, or that nobody decided."""
+    says who denied it and why, or that nobody decided. `decided`: when the PDP made each
+    decision (to weigh a reuse from the proxy's cache against its TTL)."""
+    decided = decided or {}
     masked: dict[int, Counter[str]] = {}
     last_ruled: dict[str, int] = {}
     for n, e in enumerate(entries):
@@ -575,6 +579,13 @@ def _explained(
             disputed = NO_DECISION
         elif not disputed and e.verdict in LETS_THROUGH and _of_another_command(e, ruling):
             disputed = OTHER_COMMAND
+        elif (
+            not disputed
+            and e.verdict in LETS_THROUGH
+            and e.decision_id in rulings
+            and reused_past(e.cached, _seconds(e.time), decided.get(e.decision_id), ruling)
+        ):
+            disputed = REUSED
         if disputed:
             e = replace(e, pdp_verdict=disputed)
         reasons, approval_id = _unique(ruling.get("reasons") or []), ""
@@ -603,6 +614,26 @@ LETS_THROUGH = ("allow", "mask")
 NO_DECISION = "no decision"
 # ... or under a decision the PDP recorded of another command of the session
 OTHER_COMMAND = "another command"
+# ... or answered from the proxy's cache where the decision let it be reused no longer
+REUSED = "no reuse then"
+
+
+def reused_past(
+    cached: bool, when: float | None, made: float | None, ruling: dict[str, Any]
+) -> bool:
+    """Whether an event the proxy says it answered from its decision cache (`cached`)
+    claims a reuse the PDP's decision did not give: the decision let nothing reuse it
+    (no cache_ttl_seconds), or the event's time is past the decision's time and that TTL
+    (give or take CLOCK_SKEW_SECONDS): a proxy keeps a verdict at most that long after
+    it came (portcullis.reuse), so its command then was decided by nobody."""
+    if not cached:
+        return False
+    ttl = ruling.get("cache_ttl_seconds")
+    if not _number(ttl) or float(ttl or 0) <= 0:
+        return True
+    return (
+        when is not None and made is not None and when > made + float(ttl or 0) + CLOCK_SKEW_SECONDS
+    )
 
 
 def _of_another_command(e: Entry, ruling: dict[str, Any]) -> bool:
@@ -863,6 +894,8 @@ def _entry_line(e: Entry) -> str:
         parts.append("!! the PDP recorded no such decision in this session")
     elif e.pdp_verdict == OTHER_COMMAND:
         parts.append("!! the PDP recorded this decision of another command")
+    elif e.pdp_verdict == REUSED:
+        parts.append("!! answered from the proxy's cache where the PDP's decision allowed no reuse")
     elif e.pdp_verdict:
         parts.append(f"!! the PDP recorded {e.pdp_verdict} for this decision")
     outcome = _outcome(e)

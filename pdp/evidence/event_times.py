@@ -43,6 +43,7 @@ from pdp.domain.timeline import (
     LETS_THROUGH,
     NO_DECISION,
     of_another_command,
+    reused_past,
     weaker_than_ruled,
 )
 from pdp.evidence.proxy_losses import ProxyLosses
@@ -60,6 +61,11 @@ MAX_DECISIONS = 1_000_000
 # decision of another: pdp.domain.timeline.of_another_command), this many characters in all
 MAX_TEXT_CHARS = 256 * 2**20
 _RULING_FIELDS = ("verdict", "enforced", *DECIDED_TEXT_FIELDS)
+
+
+def _time_of(event: dict[str, Any]) -> float | None:
+    when = event.get("time")
+    return float(when) if isinstance(when, int | float) and not isinstance(when, bool) else None
 
 
 class EventTimes:
@@ -199,6 +205,12 @@ class EventTimes:
             elif self._of_another_command(event, ruled[1]):
                 decided = inert(str(ruled[1].get("raw", ""))[:60])
                 said = f"{verdict} under the PDP's decision of another command ({decided!r})"
+            elif reused_past(event.get("cached") is True, _time_of(event), ruled[0], ruled[1]):
+                ttl = ruled[1].get("cache_ttl_seconds") or 0
+                said = (
+                    f"{verdict} from the proxy's cache where the PDP's decision allowed no"
+                    f" reuse then (cache_ttl_seconds {ttl})"
+                )
             else:
                 return
         self.disputed += 1

@@ -49,6 +49,7 @@ from pdp.domain.approvals import believed_approvals
 from pdp.domain.timeline import (
     NO_DECISION,
     OTHER_COMMAND,
+    REUSED,
     Entry,
     SessionSummary,
     build_timeline,
@@ -58,7 +59,11 @@ from pdp.evidence.checkpoints import not_written_by_pdp
 from pdp.store import AuditRecord
 
 # what a disputed verdict's badge says after "PDP recorded"
-DISPUTES = {NO_DECISION: "no such decision", OTHER_COMMAND: "this decision of another command"}
+DISPUTES = {
+    NO_DECISION: "no such decision",
+    OTHER_COMMAND: "this decision of another command",
+    REUSED: "no reuse of this decision then",
+}
 
 if TYPE_CHECKING:
     from pdp.console.app import Console
