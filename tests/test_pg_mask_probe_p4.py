@@ -40,6 +40,8 @@ CREATE DOMAIN doc_d AS jsonb;
 CREATE TABLE wrapped (id int, d doc_d, ds doc_d[], docs jsonb[]);
 INSERT INTO wrapped VALUES (1, '{"password": "hunter2-d"}',
   ARRAY['{"password": "hunter2-ds"}'::doc_d], ARRAY['{"password": "hunter2-docs"}'::jsonb]);
+CREATE TABLE cards (id int, info jsonb);
+INSERT INTO cards VALUES (1, '{"ssn": "123-45-6789", "status": "ok"}');
 """
 
 
@@ -82,6 +84,9 @@ QUESTIONS = [
     "SELECT count(*) FROM wrapped WHERE docs[1]::text LIKE '%hunter2%'",
     "SELECT count(*) FROM people WHERE row_to_json(people)::text LIKE '%hunter2%'",
     "SELECT format('%s', profile) FROM people",  # format may fail: a partial use
+    # which one comes back answers `>`: the ssn is compared before the status, which shows
+    'SELECT greatest(info, \'{"ssn": "2", "status": "zz"}\'::jsonb) FROM cards',
+    'SELECT least(info, \'{"ssn": "2", "status": "zz"}\') FROM cards',
     "SELECT count(*) FROM people WHERE (SELECT bool_or(p::text LIKE '%h%')"
     " FROM unnest(ARRAY[profile]) p)",
 ]
@@ -135,6 +140,8 @@ STILL_ANSWERED = [
     ("SELECT count(*) FROM people WHERE profile['status'] = '\"ok\"'", [[b"2"]]),
     ("SELECT count(*) FROM people WHERE (doc->>'n')::int > 1", [[b"1"]]),
     ("SELECT count(*) FROM people WHERE profile @? '$.status'", [[b"2"]]),
+    ("SELECT count(*) FROM people WHERE profile @> '{\"status\": \"ok\"}'", [[b"2"]]),
+    ("SELECT count(*) FROM people WHERE profile ? 'status'", [[b"2"]]),
     ("SELECT count(*) FROM people WHERE profile IS NOT NULL", [[b"2"]]),
     ("SELECT count(*) FROM people, jsonb_each(profile) e", [[b"4"]]),
     ("SELECT profile->>'status' FROM people_v, people WHERE people.id = 1 AND people_v.id = 1",

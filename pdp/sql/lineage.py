@@ -949,6 +949,14 @@ class Lineage:
             return self.expr(fields["arg"], scope, ctes).derived()
         if tag == "CaseExpr":
             return self.case(fields, scope, ctes)
+        if tag == "MinMaxExpr":
+            # GREATEST / LEAST give one of their values as it is, chosen by comparing them:
+            # which one came back answers `>` (a document's masked keys are masked in either,
+            # its other keys tell which)
+            flows = [self.expr(arg, scope, ctes) for arg in fields.get("args", ())]
+            for arg, flow in zip(fields.get("args", ()), flows, strict=True):
+                self.record(_bare(flow, arg), "range")
+            return _merge(EXPRESSION, flows, keeps=True)
         if tag == "JsonFuncExpr":
             # JSON_VALUE / JSON_QUERY / JSON_EXISTS: a path's filters are tests of the value
             flow = self.generic(fields, scope, ctes)
@@ -1239,9 +1247,21 @@ class Lineage:
                 use = "join"
         if operator in _JSON_PATH_OPERATORS and operands and _jsonpath_keys(fields.get("rexpr")):
             operands[0] = (operands[0][0], operands[0][1].taken_part())
+        named: dict[str, None] | None = None
+        if operator in _CONTAINMENT and len(operands) == 2 and len(sides) == 2:
+            # `payload @> '{"user": 1}'`, `payload ? 'ip'`: the document's values under the
+            # keys the constant names (their names as columns), never the whole of it
+            document = 1 if operator == "<@" else 0
+            named = _contained_keys(sides[1 - document], operator)
+            if named is not None:
+                node, flow = operands[document]
+                operands[document] = (node, flow.taken_part())
         for n, flow in operands:
             self.record(_bare(flow, n), use)
         flows = [f for _, f in operands]
+        if named:
+            flows.append(Flow(EXPRESSION, named))
+            self.record(flows[-1], "other")
         if operator in _JSON_PATH_OPERATORS:
             for flow in _path_flow(flows, fields.get("rexpr")):
                 self.record(flow, "other")
@@ -1619,6 +1639,47 @@ def _keys_flow(nodes: list[Any], path: bool) -> Flow:
             keys = [text]
         columns.update(dict.fromkeys(k.lower() for k in keys if k))
     return Flow(EXPRESSION, columns)
+
+
+# operators asking whether a document holds keys or values a constant names
+_CONTAINMENT = frozenset({"@>", "<@", "?", "?|", "?&"})
+
+
+def _contained_keys(node: Any, operator: str) -> dict[str, None] | None:
+    """The keys a constant on the other side of a containment or key test names (every
+    object key of `@>`'s document at any depth; `?`'s key; `?|`'s and `?&`'s array of
+    them), lower case; None when it is no constant this reads (then the test may ask
+    about the whole document)."""
+    while isinstance(node, dict) and "TypeCast" in node and "arg" in node["TypeCast"]:
+        node = node["TypeCast"]["arg"]
+    const = node.get("A_Const") if isinstance(node, dict) else None
+    if const is None or "sval" not in const:
+        return None
+    text = str(const["sval"].get("sval", ""))
+    if operator == "?":
+        return {text.lower(): None}
+    if operator in ("?|", "?&"):
+        inner = text.strip()
+        if not (inner.startswith("{") and inner.endswith("}")) or "\\" in inner:
+            return None
+        keys = [k.strip() for k in inner[1:-1].split(",")]
+        if any('"' in k[1:-1] for k in keys):
+            return None
+        return {k.strip('"').lower(): None for k in keys if k}
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    keys: dict[str, None] = {}
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            keys.update(dict.fromkeys(str(k).lower() for k in value))
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return keys
 
 
 def _part_named(nodes: list[Any], path: bool) -> bool:
