@@ -1662,10 +1662,10 @@ def _contained_keys(node: Any, operator: str) -> dict[str, None] | None:
         inner = text.strip()
         if not (inner.startswith("{") and inner.endswith("}")) or "\\" in inner:
             return None
-        keys = [k.strip() for k in inner[1:-1].split(",")]
-        if any('"' in k[1:-1] for k in keys):
+        listed = [k.strip() for k in inner[1:-1].split(",")]
+        if any('"' in k[1:-1] for k in listed):
             return None
-        return {k.strip('"').lower(): None for k in keys if k}
+        return {k.strip('"').lower(): None for k in listed if k}
     try:
         document = json.loads(text)
     except (ValueError, RecursionError):
