@@ -866,7 +866,8 @@ class _Walker:
                 script = _shell_script(words)
                 around = (assignments, redirects)
                 if script is not None:
-                    self._nested(script, [*via, f"{base} -c"], name, around)
+                    how = f"{base} -x -c" if _traced(words, script) else f"{base} -c"
+                    self._nested(script, [*via, how], name, around)
                     return
                 if heredoc is not None and len(words) == 1:
                     self._nested(Word(heredoc, False), [*via, f"{base} <<"], name, around)
@@ -1207,6 +1208,18 @@ def _shell_script(words: list[Word]) -> Word | None:
             raise Unreadable(f"{words[0].text} option {text!r} not understood")
         return None  # a script file: the part itself (`bash file.sh`)
     return None
+
+
+def _traced(words: list[Word], script: Word) -> bool:
+    """Whether `sh [options] -c SCRIPT` turns xtrace on (-x among its options): the shell
+    then prints each command's words, computed ones' values in its own quoting (the part's
+    via says `sh -x -c`; ssh.rego ssh_xtrace)."""
+    for word in words[1:]:
+        if word is script:
+            return False
+        if word.text.startswith("-") and not word.text.startswith("--") and "x" in word.text:
+            return True
+    return False
 
 
 def _script_arguments(shell: str, arguments: list[Word]) -> None:

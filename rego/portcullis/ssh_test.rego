@@ -795,3 +795,17 @@ test_ssh_a_command_run_detached_is_denied_unless_the_policy_allows_it if {
 	nohup := object.union(ssh_part(["uptime"]), {"via": ["nohup", "timeout"]})
 	ssh_decision(["pii-readers"], [nohup]).verdict == "allow"
 }
+
+test_ssh_a_traced_printed_value_needs_approval_outside_pii_readers if {
+	printed := object.union(ssh_part(["printf", "%s\\n", "$(cat /var/log/x)"]), {"dynamic": [2]})
+	cat := ssh_part(["cat", "/var/log/x"])
+	ssh_decision(["readonly"], [cat, printed]).verdict == "mask"
+	every set in [["set", "-x"], ["set", "-eux"], ["set", "-o", "xtrace"], ["set", "-eo", "xtrace"]] {
+		traced := ssh_decision(["readonly"], [ssh_part(set), cat, printed])
+		traced.verdict == "require_approval"
+		ssh_decision(["pii-readers"], [ssh_part(set), cat, printed]).verdict == "allow"
+	}
+	in_a_shell := object.union(printed, {"via": ["sh -x -c"]})
+	ssh_decision(["readonly"], [cat, in_a_shell]).verdict == "require_approval"
+	ssh_decision(["readonly"], [ssh_part(["set", "-e"]), cat, printed]).verdict == "mask"
+}
