@@ -174,13 +174,17 @@ async def still_holds(
     Then (pdp.domain.search_paths) nothing the session ran since the request may have
     changed how its unqualified names resolve."""
     revised = approved.policy_revision != decision.policy_revision
+    if sorted(decision.verdict.reasons) != sorted(approved.reasons):
+        # asked now for other reasons than the approver read, under the same policy: what
+        # the command runs changed (a trigger a superuser made on the table while it waited
+        # is in a Postgres statement's reasons, from the proxy's catalogue facts)
+        return False
     # an engine that cannot tell a reload (OPA answering without a bundle revision: every
     # answer "opa:unknown") is asked every time whether the approval is still the one due
     if revised or not getattr(service.decider.engine, "knows_revision", False):
         spec = decision.verdict.approval
         if spec is None or (
-            (revised and sorted(decision.verdict.reasons) != sorted(approved.reasons))
-            or sorted(spec.approvers) != sorted(approved.approvers)
+            sorted(spec.approvers) != sorted(approved.approvers)
             or (spec.ttl_seconds or 900) != approved.ttl_seconds
         ):
             return False
