@@ -44,7 +44,7 @@ QUOTED = [
     "sh -c 'df \"$(journalctl -o cat -n 1)\"'",
 ]
 STILL_ALLOWED = [
-    "df $(uptime) `free` <(uptime)",
+    "df $(uptime) `free`",
     'df "$(uptime -p)"',
     "printf '%s\\n' \"$(cat /var/log/syslog)\"",
     'df "$HOME"',

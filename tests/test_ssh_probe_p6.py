@@ -62,7 +62,6 @@ def test_a_computed_word_bash_globs_needs_approval(engine: Any, line: str) -> No
         "df ~root",
         "df $(uptime)",
         "df `free`",
-        "df <(uptime)",
         "df $(uptime | free)",
     ],
 )

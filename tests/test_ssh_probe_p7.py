@@ -90,7 +90,7 @@ def test_a_backslash_ending_the_line_is_not_read(engine: Any, line: str) -> None
     assert verdict(engine, line)["verdict"] == "deny"
 
 
-@pytest.mark.parametrize("line", ["df 'x\\\\'", "df \\\\", "df &\\\n"])
+@pytest.mark.parametrize("line", ["df 'x\\\\'", "df \\\\", "df ;\\\n"])
 def test_an_escaped_backslash_or_a_continuation_at_the_end_is_read(engine: Any, line: str) -> None:
     assert verdict(engine, line)["verdict"] in ALLOWED, (line, reading(line))
 
@@ -270,13 +270,13 @@ def differences(line: str, runs: list[list[str]], seen: list[str]) -> list[str]:
 # lines the policy lets a reader run, of the shapes the probes met; each is run by bash
 DIFFERENTIAL_LINES = [
     "df; uptime && free || df -h | uptime",
-    "df $(uptime) `free` <(uptime)",
+    "df $(uptime) `free`",
     'df "$(uptime)" x"y"z \'a b\'',
     "{ df; uptime; } >/dev/null 2>&1",
     "(df); (uptime)",
     "if df; then uptime; fi",
     'for x in a b; do df "$x"; done',
-    "df &\\\n",
+    "df ;\\\n",
     "df {fd} >/dev/null",
     "df '{fd}'>/dev/null",
     "df x\\\n#y",
