@@ -72,6 +72,10 @@ def parse_line(line: str) -> MappedKey:
         match = OPTION.match(rest)
         if match is None:
             raise ValueError('options must be name="value" pairs before the key')
+        if match[1] in options:
+            # which of the two the line means is not for the PDP to guess (the last one
+            # was taken: `subject="kim",groups="readonly",groups="dba"` gave dba)
+            raise ValueError(f"the option {match[1]} is given twice")
         options[match[1]] = match[2]
         rest = rest[match.end() :].strip()
     _, blob = key_blob(rest)
