@@ -181,10 +181,11 @@ WRAPPED = [
     ("nohup -- uptime", ["uptime"], "mask"),
     ("stdbuf -oL -e 0 journalctl -f", ["journalctl", "-f"], "mask"),
     ("ionice -c3 -t df", ["df"], "mask"),
-    ("setsid -fw df", ["df"], "mask"),
+    ("setsid -fw df", ["df"], "deny"),  # detached: test_ssh_probe_p18
     ("command -p df", ["df"], "mask"),
     ("exec df", ["df"], "mask"),
-    ("nice timeout 5 nohup setsid stdbuf -o0 ionice -c2 command exec uptime", ["uptime"], "mask"),
+    ("nice timeout 5 nohup setsid stdbuf -o0 ionice -c2 command exec uptime", ["uptime"], "deny"),
+    ("nice timeout 5 nohup stdbuf -o0 ionice -c2 command exec uptime", ["uptime"], "mask"),
     ("timeout 5 env PATH=/tmp df", ["df"], "deny"),
     ("PATH=/tmp nice df", ["df"], "deny"),
     ("echo x | xargs timeout 5 cat /var/log/syslog", ["cat", "/var/log/syslog"], "deny"),
@@ -237,7 +238,6 @@ WRAPPER_DIFFERENTIAL = [
     "nohup df -h",
     "stdbuf -oL -- uptime",
     "ionice -c 3 -- df",
-    "setsid -w free",
     "command -- df",
     "exec df -h",
     "timeout 5 sh -c 'nice -n 1 df'",
@@ -280,10 +280,12 @@ def test_a_glob_pattern_takes_the_end_of_options(
 
 @pytest.fixture(scope="module")
 def diffing_engine() -> Iterator[Any]:
-    """The shipped policy with diff and ls allowed, as an operator may list them."""
+    """The shipped policy with diff and ls allowed, as an operator may list them, and
+    commands run detached (a process substitution's: test_ssh_probe_p18) allowed."""
     shipped = load_bundle(REGO).without_tests()
     data = copy.deepcopy(shipped.data)
     data["portcullis"]["ssh"]["allowed_commands"].extend(["diff", "ls"])
+    data["portcullis"]["ssh"]["detached"] = True
     eng = new_engine(PolicyBundle(shipped.modules, data, shipped.revision, shipped.root))
     yield eng
     eng.close()
