@@ -8,8 +8,10 @@ Each request body is
 
 with `Content-Type: application/json`. Any 2xx status means the whole batch was accepted;
 anything else (or no answer within the timeout) means it was not, and the same batch is
-sent again later: at-least-once, so the receiver dedupes on `seq`. A 4xx is retried too:
-dropping evidence because a collector is misconfigured would be worse than waiting.
+sent again later: at-least-once, so the receiver dedupes on `seq`. A redirect is not
+followed (a 3xx is not accepted: the batch is sent again to the configured URL alone).
+A 4xx is retried too: dropping evidence because a collector is misconfigured would be
+worse than waiting.
 """
 
 from __future__ import annotations
@@ -46,8 +48,14 @@ class HTTPSink:
             )
         headers = {**self.settings.headers, "Content-Type": "application/json"}
         try:
+            # never a redirect: whoever answers at the URL could point the PDP, with the
+            # collector's headers and every record, at an address of their choosing (and
+            # a 301-303 turned the POST into a GET whose 200 counted the batch delivered)
             async with self._session.post(
-                self.settings.url, data=batch_body(records, unverified), headers=headers
+                self.settings.url,
+                data=batch_body(records, unverified),
+                headers=headers,
+                allow_redirects=False,
             ) as response:
                 if not 200 <= response.status < 300:
                     text = (await response.text(errors="replace"))[:200]
