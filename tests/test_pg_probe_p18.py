@@ -122,6 +122,58 @@ def test_a_built_in_changed_in_place_is_not_judged_as_the_built_in(
         c.close()
 
 
+# code a view runs with nothing in its query naming it: a domain's CHECK (a cast to the
+# domain in the view; a CHECK a superuser added to information_schema's cardinal_number),
+# and a built-in function information_schema's views call, replaced in place
+VIEWS_RUNNING_CHANGED_CODE = [
+    (
+        [
+            "CREATE DOMAIN public.p18_checked AS int CHECK (public.noisy() = 1)",
+            "CREATE VIEW public.p18_dv AS SELECT id::public.p18_checked AS id FROM orders",
+        ],
+        ["DROP VIEW public.p18_dv", "DROP DOMAIN public.p18_checked"],
+        "SELECT * FROM p18_dv",
+    ),
+    (
+        [
+            "ALTER DOMAIN information_schema.cardinal_number"
+            " ADD CONSTRAINT p18 CHECK (public.noisy() = 1)"
+        ],
+        ["ALTER DOMAIN information_schema.cardinal_number DROP CONSTRAINT p18"],
+        "SELECT ordinal_position FROM information_schema.columns WHERE table_name = 'orders'",
+    ),
+    (
+        [
+            "CREATE OR REPLACE FUNCTION information_schema._pg_char_max_length(typid oid,"
+            " typmod int4) RETURNS integer LANGUAGE plpgsql IMMUTABLE AS"
+            " $$ BEGIN RAISE NOTICE 'charmax ran'; RETURN NULL; END $$"
+        ],
+        [],
+        "SELECT character_maximum_length FROM information_schema.columns"
+        " WHERE table_name = 'orders'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("made", "undone", "sql"), VIEWS_RUNNING_CHANGED_CODE)
+def test_a_view_running_a_domains_check_or_a_changed_built_in_is_judged_so(
+    arena: Arena, made: list[str], undone: list[str], sql: str
+) -> None:
+    """view_functions followed a view's calls, operators, row security and index code,
+    not the CHECKs of the domains it casts to, nor what a built-in view calls: the reader's
+    statement ran public.noisy (a NOTICE) though nothing in it or the view's query names
+    it."""
+    admin_makes(arena, *made)
+    c = ready_client(arena, ("readonly",), "p18")
+    try:
+        answer = c.query(sql)
+        assert denied(answer), answer.messages
+        assert "runs function" in answer.errors[0]
+    finally:
+        c.close()
+        admin_makes(arena, *undone)
+
+
 def test_a_built_in_changed_while_the_session_is_open_is_judged_so(
     arena: Arena, reader: RawClient
 ) -> None:
@@ -172,7 +224,8 @@ def test_a_database_whose_built_ins_are_untouched_has_none_changed(arena: Arena)
             f" AND xmin::text::bigint > {AFTER_INITDB}"
             " AND oid NOT IN ('pg_catalog.age(timestamp)'::regprocedure,"
             " 'pg_catalog.obj_description(oid)'::regprocedure,"
-            " 'pg_catalog.array_to_json(anyarray)'::regprocedure)"
+            " 'pg_catalog.array_to_json(anyarray)'::regprocedure,"
+            " 'information_schema._pg_char_max_length(oid, int4)'::regprocedure)"
         ).fetchone()
     assert row == (0,)
 
@@ -221,11 +274,6 @@ def test_a_session_whose_catalogue_cannot_be_read_is_refused_until_it_can(
     assert reader.query("SELECT id FROM orders").rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs /work/notes/pgattack4-approval-reasons.patch (pdp/api/approval_rpc.py: an "
-    "approval holds only for the reasons its approver read); remove this mark with it",
-)
 async def test_an_approval_given_while_the_code_changed_is_asked_again(tmp_path: Path) -> None:
     """Attack (a dba outside pii-readers, for whom a write running the database's code
     needs approval): TRUNCATE orders waits for a person, and while it waits (minutes, in

@@ -84,7 +84,11 @@ OR REPLACE VIEW pg_catalog.pg_roles): such a function is named "(changed after i
 a view and listed as `changed_functions` (catalog_watch.read_facts judges them as shadowed
 built-in names); such an operator or cast counts as the database's own, such a view's
 functions as a view's. A built-in of the internal language runs by its OID whatever its
-row says (fmgr's built-in table), so only others count.
+row says (fmgr's built-in table), so only others count. A view also runs the CHECKs of
+the domains it casts to (domain_calls, as pg_depend records the view's types): a view's
+functions include theirs, and a built-in view counts as changed when a domain it casts to
+gained a CHECK after initdb (information_schema.cardinal_number) or a function it calls
+was changed (information_schema._pg_char_max_length).
 """
 
 from __future__ import annotations
@@ -119,6 +123,23 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
 ), changed_views(oid) AS (
   SELECT r.ev_class FROM pg_catalog.pg_rewrite r, after_initdb i
   WHERE r.oid < 16384 AND r.xmin::text::bigint > i.xid
+  UNION
+  SELECT r.ev_class FROM pg_catalog.pg_rewrite r
+  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+  AND d.objid = r.oid
+  WHERE r.ev_class < 16384 AND (
+    (d.refclassid = 'pg_catalog.pg_proc'::regclass
+     AND d.refobjid IN (SELECT oid FROM changed_functions))
+    OR (d.refclassid = 'pg_catalog.pg_type'::regclass
+        AND d.refobjid IN (SELECT typ FROM domain_calls WHERE late)))
+), domain_calls(typ, fn, late) AS (
+  SELECT t.oid, m[1]::oid,
+    k.oid >= 16384 OR k.xmin::text::bigint > (SELECT xid FROM after_initdb)
+  FROM pg_catalog.pg_type t
+  JOIN domains ON domains.typ IN (t.oid, t.typelem)
+  JOIN pg_catalog.pg_constraint k ON k.contypid = domains.dom AND k.conbin IS NOT NULL,
+  LATERAL pg_catalog.regexp_matches(k.conbin::text,
+    ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
 ), code_types AS (
   SELECT t.typname FROM pg_catalog.pg_type t
   LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
@@ -227,6 +248,11 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   AND (d.kind = 'v' OR d.view = reach.view)
   AND d.refclassid = 'pg_catalog.pg_operator'::regclass
   JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid
+  UNION
+  SELECT reach.view, dc.fn FROM reach JOIN rule_deps d ON d.view = reach.src
+  AND (d.kind = 'v' OR d.view = reach.view)
+  AND d.refclassid = 'pg_catalog.pg_type'::regclass
+  JOIN domain_calls dc ON dc.typ = d.refobjid
   UNION
   SELECT reach.view, f.fn FROM reach JOIN policy_calls f ON f.rel = reach.src
   UNION
