@@ -692,17 +692,18 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         tell: Any = None,
         shape_of: Any = _exact_only,
     ) -> Ruling:
-        """session.decide_or_wait, its approval wait this channel's own (_held_by)."""
+        """session.decide_or_wait, its approval wait this channel's own (_held_by). The
+        decision itself is asked on the channel's own way: while the PDP decides there is
+        no wait to stop (_held_by stops one only once its request is known), so only a
+        request to approve is held as a task of its own (wait_if_held), and a client that
+        gave up while it was decided has it withdrawn at once."""
         known = session.ruling_now(kind, raw, shape_of, attributes)
         if known is not None:
             # answered without the PDP (a verdict the policy lets be reused; a session that
             # can run nothing more): no wait to hold, so no task of its own on the way
             return known
-        return await self._held_by(
-            session,
-            "",
-            session.decide_or_wait(kind, raw, attributes, shape_of, self._announcing(tell)),
-        )
+        ruling = await session.decide(kind, raw, attributes, shape_of)
+        return await self.wait_if_held(session, ruling, kind, raw, attributes, tell)
 
     async def wait_if_held(
         self,
