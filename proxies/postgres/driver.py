@@ -143,15 +143,21 @@ class EnforcerDriver:
         and decided again with newer facts; at most DECIDED_AGAIN times, then denied
         (CHANGING)."""
         fresh = self.fresh_facts
-        if fresh is None or (
-            not self.enforcer.unsure
-            and self.session.ruling_now(
+        if fresh is None:
+            return await self._decided(request)
+        if not self.enforcer.unsure:
+            known = self.session.ruling_now(
                 request.kind, request.raw, request.shape_of, request.attributes
             )
-            is not None
-        ):
-            # from the cache, keyed by the facts: no PDP asked, nothing asked
-            return await self._decided(request)
+            if known is not None:
+                # from the cache, keyed by the facts: no PDP asked, nothing asked; and
+                # what the session's decide answers for it, without looking it up again
+                # (a lookup that finds one counts a reuse and spends one of a breaker's)
+                if request.may_wait:
+                    return await self.session.wait_if_held(
+                        known, request.kind, request.raw, request.attributes, self._tell
+                    )
+                return known
         polled = asyncio.ensure_future(fresh())
         self.waited = False
         ruling = await self._decided(request)
