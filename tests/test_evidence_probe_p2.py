@@ -486,3 +486,26 @@ async def test_a_command_answered_from_the_cache_past_its_decisions_reuse_is_mar
         assert "proxy verdicts: 2 commands recorded as let through" in said, said
         assert "from the proxy's cache where the PDP's decision allowed no reuse then" in said
         assert "every session event's claimed time is within" in said, said
+
+
+async def test_a_session_found_again_is_not_heard_from_by_another_proxys_call(tmp_path):
+    """A session a PDP finds again in the store (after a restart, or at a replica) because
+    a call named it: when that call is another proxy's (refused), the session's close as
+    proxy_lost said the PDP last heard from its proxy then. It says nothing of when now:
+    the PDP never heard from that proxy."""
+    config_path = _written(tmp_path, session_timeout=2)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        app.service.sessions._open.pop(opened.session_id)  # as after a restart
+        rogue = app.issue_proxy_credential("rogue", ["*"])
+        async with pdp_stub(app.address, rogue) as other:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await decide_sql(other, opened.session_id, "SELECT 2")
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        await _reaped(app, opened.session_id)
+        (closed,) = await app.store.query(kind="session.close", session_id=opened.session_id)
+    assert closed.body["reason"] == "proxy_lost"
+    assert "last_heard_from_proxy" not in closed.body, closed.body
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        assert "proxy last heard unknown (not heard since the PDP found the session" in said

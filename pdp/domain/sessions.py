@@ -52,7 +52,9 @@ class Session:
     started_at: float = field(default_factory=time.time)
     closed: bool = False
     last_seen: float = field(default_factory=time.monotonic)  # last word from its proxy
-    heard: bool = True  # False: adopted at a PDP's start (adopt_unclosed), not heard since
+    # False: found again in the store (adopted at a PDP's start, or named by a call) and not
+    # heard from its own proxy since: its last_seen is when it was found, not heard
+    heard: bool = True
     grant_expires_at: float = 0.0  # a just-in-time grant ends the session then
     # the proxy identity that opened it (pdp/api/proxy_auth.py): the only one that speaks for it
     proxy: str = ""
@@ -239,6 +241,7 @@ class SessionTable:
         if not allowed:
             return None
         session = Session.from_record(session_id, allowed[-1].body["session"])
+        session.heard = False  # (found again: its proxy is heard once a call proves it is)
         closed = await self.store.query(kind="session.close", session_id=session_id, limit=1)
         if closed:
             session.closed = True

@@ -141,7 +141,11 @@ class ProxyLosses:
 
     @staticmethod
     def _session(session_id: str, lost: _Lost) -> str:
-        heard = rfc3339(lost.heard) if lost.heard is not None else "unknown (adopted at start)"
+        heard = (
+            rfc3339(lost.heard)
+            if lost.heard is not None
+            else "unknown (not heard since the PDP found the session again)"
+        )
         batch = rfc3339(lost.last_batch) if lost.last_batch is not None else "none"
         where = (
             f"session {inert(session_id[:64])} (closed at seq {lost.seq},"
