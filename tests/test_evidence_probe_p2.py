@@ -161,6 +161,7 @@ async def test_verify_accounts_for_the_commands_a_lost_proxy_never_recorded(tmp_
         ), line
         assert f"session {opened.session_id} (closed at seq" in line
         assert "proxy last heard 20" in line, line
+        assert "no credential-never-exposed statement is signed for them" in line, line
         assert ruled[1].decision_id in line and ruled[2].decision_id in line
         assert ruled[0].decision_id not in line and denied.decision_id not in line
         assert other.session_id not in said

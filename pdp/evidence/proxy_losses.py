@@ -126,7 +126,8 @@ class ProxyLosses:
             f" (proxy_lost): {unrun} decisions letting a command through are named by no"
             " recorded event: whether those commands ran is unknown (their events were in"
             " batches the proxy never sent); commands the proxy answered from its decision"
-            " cache after its last batch left no record at all"
+            " cache after its last batch left no record at all; and no credential-never-"
+            "exposed statement is signed for them (only their proxy's close gives one)"
         ]
         for session_id, lost in list(self.lost.items())[:NAMED_SESSIONS]:
             said.append(self._session(session_id, lost))
