@@ -8,10 +8,11 @@ two versions measured minutes apart cannot be compared. Here both proxies run at
 PYTHONPATH, the same configuration but for the port), their runs alternate, the order
 flipped every round, and the medians are printed with every round's figures, beside the
 bare uvloop relay (bench/postgres/relay.py) as the floor. The PDP and the policy are the
-base commit's for both. Decision cache on. Not a test: nothing asserts.
+base commit's for both. Decision cache on, or off with --cache off (every statement decided
+by the PDP: the uncached path's CPU per statement). Not a test: nothing asserts.
 
     python -u bench/postgres/ab_cpu.py --base c7b4652 [--rounds 4] [--seconds 8]
-        [--modes simple,prepared] [--clients 8] [--new DIR]
+        [--modes simple,prepared] [--clients 8] [--new DIR] [--cache on|off]
 
 (--new: a tree to run as "new" instead of this checkout, e.g. one with a patch applied.)
 """
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--modes", default="simple,prepared")
+    parser.add_argument("--cache", choices=("on", "off"), default="on")
     parser.add_argument("--new", type=Path, default=REPO, help="the tree to run as new")
     args = parser.parse_args()
 
@@ -91,7 +93,7 @@ def main() -> None:
                         db,
                         role,
                         password,
-                        decision_cache=True,
+                        decision_cache=args.cache == "on",
                     )
                 ],
             }
@@ -128,7 +130,10 @@ def main() -> None:
         targets["relay"] = (relay_port, role, "")
         for port, _, _ in targets.values():
             wait_port(port)
-        print(f"base {args.base} against this checkout; load {os.getloadavg()[0]:.1f}")
+        print(
+            f"base {args.base} against this checkout, decision cache {args.cache}; "
+            f"load {os.getloadavg()[0]:.1f}"
+        )
         for mode in args.modes.split(","):
             for port, user, secret in targets.values():  # warm each up
                 measured({}, port, db, user, mode, args.clients, 2, secret)
