@@ -478,6 +478,11 @@ def _walked(
     count = sum(len(p.argv) for p in walker.parts)
     if depth == 0 and count > MAX_WORDS:
         raise Unreadable(f"{count} words, more than the {MAX_WORDS} a command line may hold")
+    if count + walker.expanded > MAX_WORDS:
+        raise Unreadable(
+            f"brace expansions of up to {count + walker.expanded} words, more than the"
+            f" {MAX_WORDS} a command line may hold (bash would make them all in memory)"
+        )
     return walker
 
 
@@ -554,6 +559,9 @@ class _Walker:
         # too), and the names read outside such a loop of theirs (_read_in_its_loop)
         self.enclosing = list(enclosing)
         self.free_reads: list[str] = []
+        # the words brace expansions may add, at most (_brace_bound): `df {1..100000000}`
+        # is 17 bytes the upstream's bash makes 10^8 words of, gigabytes in its memory
+        self.expanded = 0
         self.parts: list[Part] = []
         # the variables `for` loops assign (any depth): `for PATH in /tmp; do df; done`
         # runs /tmp/df, though no part sets anything
@@ -737,6 +745,8 @@ class _Walker:
                 " that the PDP's shell parser drops"
             )
         globbed = any(not self._glob_free(child, glob_free) for child in unquoted)
+        if BRACES.search(node.word):
+            self.expanded += _brace_bound(str(node.word)) - 1
         return Word(node.word, True, globbed)
 
     def _glob_free(self, expansion: Any, glob_free: frozenset[int]) -> bool:
@@ -929,6 +939,7 @@ class _Walker:
         inner = _walked(script.text, self.depth + 1, self.bound, tuple(self.enclosing))
         self.loop_variables.extend(inner.loop_variables)
         self.free_reads.extend(inner.free_reads)
+        self.expanded += inner.expanded
         assignments, redirects = around
         for part in inner.parts:
             part.via = via + part.via
@@ -1001,6 +1012,38 @@ def _seconds(text: str) -> float:
 def _detached(parts: list[Part], how: str) -> None:
     for part in parts:
         part.via = [how, *part.via]
+
+
+# a sequence expression of a brace expansion: `{1..10}`, `{a..z}`, `{0..100..5}`
+BRACE_SEQUENCE = re.compile(r"\{(-?[0-9]+|[A-Za-z])\.\.(-?[0-9]+|[A-Za-z])(?:\.\.(-?[0-9]+))?\}")
+
+
+def _brace_bound(text: str) -> int:
+    """At most how many words bash makes of a word by brace expansion (its text, quotes
+    removed: quoted braces, which bash leaves, count too — more is refused, never less):
+    the product of each sequence's length and of each `{...}`'s comma-separated items,
+    nested ones multiplied as if side by side (`{a,{b,c}}` counts 4, bash makes 3)."""
+    bound = 1
+    for found in BRACE_SEQUENCE.finditer(text):
+        first, last, step = found[1], found[2], found[3]
+        if first.isdigit() or first.startswith("-"):
+            if not (last.isdigit() or last.startswith("-")):
+                continue  # `{1..z}`: no sequence to bash
+            span = abs(int(last) - int(first))
+        elif last.isalpha():
+            span = abs(ord(last) - ord(first))
+        else:
+            continue
+        bound *= span // max(abs(int(step or 1)), 1) + 1
+    items: list[int] = []
+    for c in text:
+        if c == "{":
+            items.append(1)
+        elif c == "," and items:
+            items[-1] += 1
+        elif c == "}" and items:
+            bound *= items.pop()
+    return bound
 
 
 def _read_in_its_loop(walker: _Walker) -> None:
