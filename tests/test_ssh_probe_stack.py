@@ -130,7 +130,7 @@ async def test_a_terminal_asked_for_after_the_exec_is_refused(
     journalctl)."""
     asked = asyncio.Event()
     release = asyncio.Event()
-    decide = ProxySession.decide_or_wait
+    decide = ProxySession.decide
 
     async def held(self: Any, kind: str, *args: Any, **kw: Any) -> Any:
         if kind == "ssh.exec":
@@ -138,7 +138,7 @@ async def test_a_terminal_asked_for_after_the_exec_is_refused(
             await release.wait()
         return await decide(self, kind, *args, **kw)
 
-    monkeypatch.setattr(ProxySession, "decide_or_wait", held)
+    monkeypatch.setattr(ProxySession, "decide", held)
     out: list[bytes] = []
 
     class Collect(asyncssh.SSHClientSession):  # type: ignore[type-arg]
