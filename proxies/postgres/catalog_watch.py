@@ -436,7 +436,11 @@ class CatalogWatch:
         try:
             self._upstream = await connect(self.host, self.port, params, lease, self.tls)
         except UpstreamError as exc:
-            log.warning("the catalogue watch could not connect: %s", exc)
+            # once per loss: the poll tries again every POLL_SECONDS while it lasts
+            (log.debug if self.lost else log.warning)(
+                "the catalogue watch could not connect (sessions are refused until it does): %s",
+                exc,
+            )
             return None
         return self._upstream
 
