@@ -510,3 +510,37 @@ async def test_a_session_found_again_is_not_heard_from_by_another_proxys_call(tm
     assert "last_heard_from_proxy" not in closed.body, closed.body
     for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
         assert "proxy last heard unknown (not heard since the PDP found the session" in said
+
+
+async def test_a_statement_on_another_schemas_table_is_not_the_decided_shape(tmp_path):
+    """Attack (the session's proxy): a SELECT on public.orders is decided reusable for its
+    shape; the proxy runs the same SELECT on secret.orders and records it under that
+    decision. Replay and verify compared pglast's fingerprint, which ignores schema
+    names: the same command, unmarked. Proxies reuse a verdict by portcullis.shape's
+    shape, which keeps them, and so do replay and verify now; another literal is the same
+    shape still."""
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config, groups=DBA))
+        decided = await decide_sql(
+            stub, opened.session_id, "SELECT id FROM public.orders WHERE id = 1"
+        )
+        record = (await app.store.query(kind="decision", session_id=opened.session_id))[-1]
+        assert record.body.get("cache_key") == "shape", record.body
+        now = time.time()
+        events = [
+            {**_event(now, "SELECT id FROM public.orders WHERE id = 2", decided), "cached": True},
+            {**_event(now + 0.1, "SELECT id FROM secret.orders WHERE id = 1", decided),
+             "cached": True},
+        ]  # fmt: skip
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps(events)
+            )
+        )
+        timeline = await _timeline_of(app.store, opened.session_id)
+    assert [e.pdp_verdict for e in timeline.entries if e.type == "command"] == ["", OTHER_COMMAND]
+    for said in await _verified(config_path, tmp_path / "evidence.tar.gz"):
+        assert "proxy verdicts: 1 commands recorded as let through" in said, said
+        assert "'SELECT id FROM secret.orders WHERE id = 1' recorded as" in said, said

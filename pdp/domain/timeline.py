@@ -53,6 +53,7 @@ is an entry of its own.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections import Counter
@@ -76,6 +77,7 @@ from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord
 from portcullis import protocols
 from portcullis.events import MASKED
+from portcullis.shape import shaped
 
 # -- event shapes for emitters (the HTTP and SSH proxies) ---------------------------------
 
@@ -652,9 +654,9 @@ def of_another_command(
     """Whether the PDP's decision `ruling` was made on a command other than the event's
     (a proxy letting a denied statement through under the id of an allowed one beside
     it). The same: the text itself, a text cut by either record, a statement of a
-    Postgres multi-statement text; and a statement of the same shape (pglast fingerprint)
-    where the policy let the decision be reused for its shape (cache_key shape). A text
-    merely inside the decided one is not (`SELECT 1 -- DROP TABLE orders` decides no
+    Postgres multi-statement text; and a statement of the same shape where the policy let
+    the decision be reused for its shape (cache_key shape: portcullis.shape's, by which
+    proxies reuse a verdict). A text merely inside the decided one is not (`SELECT 1 -- DROP TABLE orders` decides no
     DROP). A text cut by either record is the same when the whole text's SHA-256 the
     record of the cut keeps (the event's `command_sha256`, the decision's `raw_sha256`) is
     the other's: a cut text's start alone (`SELECT` of `SELECT 1`, or the 8 KiB an SSH
@@ -666,24 +668,59 @@ def of_another_command(
         return False
     if command == raw.strip() and not ruling.get("raw_truncated"):
         return False
-    whole = _whole_digest(raw, ruling)
     if details.get("command_truncated"):
-        said = details.get("command_sha256")
+        said, whole = details.get("command_sha256"), _whole_digest(raw, ruling)
         if isinstance(said, str) and whole:
             return said != whole
         return not raw.lstrip().startswith(command)
     if ruling.get("raw_truncated"):
+        whole = _whole_digest(raw, ruling)
         if whole:
             return _sha256(text) != whole
         return not command.startswith(raw.strip())
     postgres = ruling.get("kind", "postgres.query") == "postgres.query"
-    if postgres and command in {s.strip() for s in _statements(raw)}:
+    if postgres and command in _texts_of(raw):
         return False
     if ruling.get("cache_key") != "shape" or not (ruling.get("cache_ttl_seconds") or 0) > 0:
         return True
     if not postgres:
         return False  # a shape only Postgres statements have: nothing to compare
-    return _fingerprint(command) not in {_fingerprint(s) for s in _statements(raw)}
+    # the shape a proxy and the PDP reuse a verdict by (portcullis.shape), not pglast's
+    # fingerprint, which ignores schema names: `secret.orders` is not `public.orders`
+    mine = shaped(command)
+    return mine is None or mine not in _shapes_of(raw)
+
+
+# what a decided text's statements and shapes are, kept for texts decided again and again
+# (a session's statements answered from the cache name one decision: `audit verify` reads
+# every one of them); bounded in entries and in the size of the texts kept
+_KEPT_TEXT = 4096
+
+
+@functools.lru_cache(maxsize=4096)
+def _kept_texts(raw: str) -> frozenset[str]:
+    return frozenset(s.strip() for s in _statements(raw))
+
+
+@functools.lru_cache(maxsize=4096)
+def _kept_shapes(raw: str) -> frozenset[str | None]:
+    return _statement_shapes(raw)
+
+
+def _statement_shapes(raw: str) -> frozenset[str | None]:
+    return frozenset(shaped(s) for s in _statements(raw)) - {None}
+
+
+def _texts_of(raw: str) -> frozenset[str]:
+    if len(raw) <= _KEPT_TEXT:
+        return _kept_texts(raw)
+    return frozenset(s.strip() for s in _statements(raw))
+
+
+def _shapes_of(raw: str) -> frozenset[str | None]:
+    if len(raw) <= _KEPT_TEXT:
+        return _kept_shapes(raw)
+    return _statement_shapes(raw)
 
 
 def _whole_digest(raw: str, ruling: dict[str, Any]) -> str:
@@ -697,14 +734,6 @@ def _whole_digest(raw: str, ruling: dict[str, Any]) -> str:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _fingerprint(sql: str) -> str:
-    """pglast's fingerprint of a statement (literals ignored), "" when it does not parse."""
-    try:
-        return str(pglast_parser.fingerprint(sql))
-    except Exception:
-        return ""
 
 
 def _statements(sql: str) -> list[str]:
