@@ -136,6 +136,20 @@ VIEWS_RUNNING_CHANGED_CODE = [
     ),
     (
         [
+            "CREATE DOMAIN public.p18_held AS int CHECK (public.noisy() = 1)",
+            "CREATE TYPE public.p18_holder AS (a public.p18_held)",
+            "CREATE VIEW public.p18_hv AS SELECT CAST(json_populate_record("
+            "NULL::public.p18_holder, '{\"a\": 1}') AS text) AS c FROM orders",
+        ],
+        [
+            "DROP VIEW public.p18_hv",
+            "DROP TYPE public.p18_holder",
+            "DROP DOMAIN public.p18_held",
+        ],
+        "SELECT * FROM p18_hv",
+    ),
+    (
+        [
             "ALTER DOMAIN information_schema.cardinal_number"
             " ADD CONSTRAINT p18 CHECK (public.noisy() = 1)"
         ],

@@ -127,19 +127,37 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   SELECT r.ev_class FROM pg_catalog.pg_rewrite r
   JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
   AND d.objid = r.oid
-  WHERE r.ev_class < 16384 AND (
+  WHERE r.ev_class < 16384
+  AND (EXISTS (SELECT 1 FROM changed_functions) OR EXISTS (SELECT 1 FROM domain_calls WHERE late))
+  AND (
     (d.refclassid = 'pg_catalog.pg_proc'::regclass
      AND d.refobjid IN (SELECT oid FROM changed_functions))
     OR (d.refclassid = 'pg_catalog.pg_type'::regclass
         AND d.refobjid IN (SELECT typ FROM domain_calls WHERE late)))
-), domain_calls(typ, fn, late) AS (
-  SELECT t.oid, m[1]::oid,
+), domain_code(dom, fn, late) AS (
+  SELECT k.contypid, m[1]::oid,
     k.oid >= 16384 OR k.xmin::text::bigint > (SELECT xid FROM after_initdb)
-  FROM pg_catalog.pg_type t
-  JOIN domains ON domains.typ IN (t.oid, t.typelem)
-  JOIN pg_catalog.pg_constraint k ON k.contypid = domains.dom AND k.conbin IS NOT NULL,
+  FROM pg_catalog.pg_constraint k,
   LATERAL pg_catalog.regexp_matches(k.conbin::text,
     ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
+  WHERE k.contypid <> 0 AND k.conbin IS NOT NULL
+), domain_holders(typ, dom) AS (
+  SELECT domains.typ, domains.dom FROM domains
+  WHERE domains.dom IN (SELECT c.dom FROM domain_code c
+    JOIN pg_catalog.pg_proc p ON p.oid = c.fn
+    WHERE p.oid >= 16384 OR p.provolatile = 'v'
+    OR p.oid IN (SELECT oid FROM changed_functions))
+  UNION
+  SELECT w.typ, h.dom FROM domain_holders h
+  JOIN LATERAL (
+    SELECT t.oid FROM pg_catalog.pg_type t WHERE t.typelem = h.typ AND t.typcategory = 'A'
+    UNION ALL
+    SELECT c.reltype FROM pg_catalog.pg_attribute a
+    JOIN pg_catalog.pg_class c ON c.oid = a.attrelid AND c.reltype <> 0
+    WHERE a.atttypid = h.typ AND a.attnum > 0 AND NOT a.attisdropped
+  ) w(typ) ON true
+), domain_calls(typ, fn, late) AS (
+  SELECT h.typ, c.fn, c.late FROM domain_holders h JOIN domain_code c ON c.dom = h.dom
 ), code_types AS (
   SELECT t.typname FROM pg_catalog.pg_type t
   LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
