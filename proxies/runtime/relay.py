@@ -41,6 +41,9 @@ WAITING = "waiting"  # a hold: a chunk of this side is being finished in a task
 
 
 _NO_DRAIN_WAITERS = ()  # never appended to: the protocol is never paused again
+# no reason to hold a side: one empty frozenset for every side of every session (each
+# frozenset() is a new 216-byte object: two per idle session, and one per release)
+_READ: frozenset[str] = frozenset()
 
 
 def _shed_drain_waiters(protocol: asyncio.BaseProtocol) -> None:
@@ -71,7 +74,7 @@ class _Side(asyncio.Protocol):
         self._lost = lost  # the relay's reason when this socket goes
         self.other: _Side = self
         self.transport: asyncio.Transport | None = None
-        self._held: frozenset[str] = frozenset()  # reasons this side is not read
+        self._held: frozenset[str] = _READ  # reasons this side is not read
         self.waiting: asyncio.Task[None] | None = None  # a chunk being finished in a task
         self._backlog: list[bytes] | None = None  # chunks that came meanwhile, in order
 
@@ -94,7 +97,8 @@ class _Side(asyncio.Protocol):
         self._held = self._held | {reason}
 
     def release(self, reason: str) -> None:
-        held = self._held = self._held - {reason}
+        held = self._held - {reason}
+        self._held = held or _READ
         if not held:
             transport = self.transport
             if transport is not None and not transport.is_closing():
