@@ -24,8 +24,10 @@ import csv
 import functools
 import html
 import io
+import itertools
 import json
 import re
+import string
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -348,9 +350,19 @@ class BodyMask:
         # a field prose named at a line's end, and how many of the next line's words may
         # still be its value (`Ann's phone is` / `555 0100`: _carried)
         self._carry: tuple[str, int] | None = None
+        self._shown_value = False  # (the last line of text held a digit or `@`)
         # the field an event stream's last `id:` names (`id: phone`): the client's
         # lastEventId, which every event after it carries until an `id:` sets another
         self._id_field = ""
+        # the last masked field an event's `id:` or `event:` named in the stream, and
+        # whether an id or event name that may be a value went before any did
+        # (_event_names)
+        self._name_said = ""
+        self._value_named = False
+        # the field the last event's data named as a label alone, and whether the last
+        # event's data shown may hold a value (_event)
+        self._data_field = ""
+        self._data_value = False
         # the field the request's path ends in (`/customers/7/phone`): an answer that is a
         # bare value, with no name of its own, is that field's value. Its last segment
         # that names something: Express, Spring and others route `/phone/`, `/phone//`,
@@ -528,13 +540,15 @@ class BodyMask:
         return False
 
     def _paired(self, value: Any, found: Counter[str]) -> Any:
-        """Every pair `["phone", "5550100"]` in a value masked (as _named_values does)."""
+        """Every pair `["phone", "5550100"]` in a value masked, and every list holding
+        a label beside values (`["5550100", "phone"]`), as _named_values does."""
         if isinstance(value, dict):
             return {k: self._paired(v, found) for k, v in value.items()}
         if not isinstance(value, list):
             return value
         if len(value) == 2 and isinstance(value[0], str) and (field := self._pair(value[0])):
             value = [value[0], self._as_field(field, value[1], found)]
+        value = self._labelled_list(value, found)  # (`["5550100", "phone"]`)
         return [self._paired(v, found) for v in value]
 
     def _cell(self, field: str, cell: Any, found: Counter[str]) -> Any:
@@ -576,6 +590,7 @@ class BodyMask:
                 for i in range(0, len(value), 2):
                     if (field := self._pair(value[i])) and not self._pair(str(value[i + 1])):
                         value[i + 1] = self._as_field(field, value[i + 1], found)
+            value = self._labelled_list(value, found)
             return [self._named_values(v, found, depth) for v in value]
         if not isinstance(value, dict):
             return value
@@ -600,6 +615,10 @@ class BodyMask:
                     field = self._pair(member) if _label_key(key) else self._field(member)
                     named, naming = (field, key) if field else (None, "")
                 continue
+            if named is None and not inverted and (field := self._path_field(key, member)):
+                # (`{"loc": ["body", "phone"], "input": ...}`: a path of segments ending
+                # in the field, as FastAPI's errors, GraphQL's `path`, a JSON Patch's)
+                named, naming = field, key
             if named is None and not inverted and (isinstance(member, dict) or one_label(member)):
                 # (`{"field": {"name": "phone"}, "value": ...}`, `{"field": ["phone"],
                 # ...}`: a descriptor names it)
@@ -639,6 +658,37 @@ class BodyMask:
                         for row in member
                     ]
             out[key] = self._named_values(member, found, depth)
+        return out
+
+    def _path_field(self, key: str, member: Any) -> str:
+        """The field a path given as a list of its segments names by its last (`"loc":
+        ["body", "phone"]`, `"path": ["users", 0, "phone"]`) under a key naming a path
+        or a field; "" for none."""
+        last = path_end(key, member)
+        return self._pair(last) if last else ""
+
+    def _labelled_list(self, value: list[Any], found: Counter[str]) -> list[Any]:
+        """A list of scalars holding a label naming a masked field (`["5550100",
+        "phone"]`, `["Ann", "name", "hunter2", "password"]`, `[7, "phone", "5550100"]`:
+        a pair or a row with its label after its value): every other scalar in it that
+        may be a value (a number, a string with a digit or `@`) masked by the label
+        nearest it, before or after (more, never less). A list of names alone (`["id",
+        "phone"]`) holds no value and stays."""
+        if not value or not all(_scalar(v) for v in value):
+            return value
+        labels = [
+            (i, field)
+            for i, v in enumerate(value)
+            if isinstance(v, str) and (field := self._pair(v))
+        ]
+        if not labels:
+            return value
+        out = list(value)
+        for i, v in enumerate(value):
+            if any(i == at for at, _ in labels) or not _may_be_value(v):
+                continue
+            field = min(labels, key=lambda label: (abs(label[0] - i), label[0] < i))[1]
+            out[i] = self._as_field(field, v, found)
         return out
 
     def _string(self, value: str, found: Counter[str], depth: int) -> str:
@@ -963,8 +1013,32 @@ class BodyMask:
         else up to the next `&`, `;`, `,`, `}` or `]`."""
         out: list[str] = []
         pos = 0
-        for found in _NAMED.finditer(line):
-            if found.start() < pos or not self._rule(found["key"]):
+        pairs = list(_NAMED.finditer(line))
+        # a pair whose key names a label and whose value is one naming a masked field
+        # (`name=phone&value=5550100`, `{value: 5550100, name: phone}`: a record's
+        # attribute written as text, its label before or after its value), as an
+        # object `{"name": "phone", "value": ...}` names it: every other value beside it
+        labelled, naming = "", None
+        for found in pairs:
+            if _label_key(found["key"]):
+                said = _PLAIN.match(line, found.end())
+                label = said[0].strip().strip("\"'") if said else ""
+                if label and (labelled := self._pair(label)):
+                    naming = found
+                    break
+        for found in pairs:
+            if found.start() < pos or not (self._rule(found["key"]) or labelled):
+                continue
+            if found is naming:
+                continue
+            if not self._rule(found["key"]):
+                # (a value beside a label naming its field: masked by it, to its end)
+                start = found.end()
+                plain = _PLAIN.match(line, start)
+                end = start + (len(plain.group(0).rstrip()) if plain else 0)
+                if end > start and not self._pair(line[start:end].strip().strip("\"'")):
+                    out += [line[pos:start], self._value(labelled, line[start:end], text=True)]
+                    pos = end
                 continue
             start = found.end()
             try:
@@ -1080,10 +1154,38 @@ class BodyMask:
                     if named:
                         aliases.update(named)
                         maps.add(id(node))
+                described = self._described_keys(node)
+                if described:
+                    aliases.update(described)
+                    if isinstance(context := node.get("@context"), dict):
+                        maps.add(id(context))  # (its terms name fields; their IRIs stay)
                 stack.extend(node.values())
         if not aliases:
             return doc
         return self._aliases_masked(doc, aliases, maps, found)
+
+    def _described_keys(self, node: dict[str, Any]) -> dict[str, str]:
+        """The keys an object describes as masked fields, by which the values they key
+        elsewhere in the document are named: a field's descriptor giving its id and its
+        label (`{"id": "f1", "label": "Phone"}` beside `"values": {"f1": ...}`: a form's
+        or a CRM's custom fields, Airtable's field ids), and a JSON-LD context's terms
+        (`"@context": {"p": "http://schema.org/telephone"}` or `{"p": {"@id":
+        "schema:telephone"}}`: JSON-LD reads `"p"` as that IRI, W3C JSON-LD 1.1 §4.1)."""
+        out: dict[str, str] = {}
+        ids = [v for k, v in node.items() if isinstance(v, str | int) and _id_key(k)]
+        if len(ids) == 1:
+            labels = [v for k, v in node.items() if isinstance(v, str) and _display_key(k)]
+            field = next((f for v in labels if (f := self._phrase(v))), "")
+            if field:
+                out[str(ids[0])] = field
+        context = node.get("@context")
+        for term, definition in context.items() if isinstance(context, dict) else ():
+            iri = definition.get("@id") if isinstance(definition, dict) else definition
+            if isinstance(iri, str) and not term.startswith("@"):
+                last = re.split(r"[/#:]", iri.rstrip("/#"))[-1]
+                if last and (field := self._phrase(last) or self._field(last)):
+                    out[term] = field
+        return out
 
     def _aliases_masked(
         self, value: Any, aliases: dict[str, str], maps: set[int], found: Counter[str]
@@ -1230,8 +1332,15 @@ class BodyMask:
             }
             if not self._columns:
                 self._unresolved(line)  # (columns split by `;` or tabs: not read as such)
-            if not self._columns or _json_texts(line) is not None or self._names_a_value(line):
-                # (nor is JSON, or a `name: value` line, labelled CSV: read as text is)
+            if (
+                not self._columns
+                or _json_texts(line) is not None
+                or self._names_a_value(line)
+                or any(_VALUE_BESIDE.search(row[i]) for i in self._columns if i < len(row))
+            ):
+                # (nor is JSON, or a `name: value` line, labelled CSV: read as text is;
+                # nor a name beside a value in one cell, `5550100;phone`, `phone;5550100`:
+                # cells parted by another separator)
                 return self._line(line)
             named = [i for i in self._columns if i < len(row) and self._phrase(row[i])]
             if named and any(_header_value(c) for i, c in enumerate(row) if i not in self._columns):
@@ -1261,10 +1370,12 @@ class BodyMask:
         return self._text(out.getvalue())
 
     def _prose(self, text: str) -> str:
-        """Text that names a field in words and gives a value after it (`the phone is
-        5550100`, `Ann's password is hunter2.`): each of the next PROSE_WORDS words that
-        holds a digit or `@` is masked by that rule (more, never less: `24/7` goes too).
-        A value of letters alone (`password is hunter`) is not told from the sentence."""
+        """Text that names a field in words and gives a value beside it (`the phone is
+        5550100`, `Ann's password is hunter2.`, `5550100 is the phone`, `hunter2
+        (password)`): each of the PROSE_WORDS words after the name, and of those before
+        it, that holds a digit or `@` is masked by that rule (more, never less: `24/7`
+        goes too). A value of letters alone (`password is hunter`) is not told from the
+        sentence."""
         if not self._worded or not _ANY_DIGIT.search(text):
             return text
         spoken = self._spoken
@@ -1273,18 +1384,41 @@ class BodyMask:
         found = spoken.search(text)
         if found is None:
             return text
-        out, at = [], 0
+        hits: dict[int, tuple[int, str]] = {}  # a value word's start: (its end, its field)
+        named_to = 0  # (where the last name ended: no word before it is read twice)
         while found is not None:
             field = worded_field(self._worded, name_words(found[0])) or found[0]
-            words = _PROSE_WORD.finditer(text, found.end())
-            for n, word in enumerate(words):
-                if n >= PROSE_WORDS:
-                    break
-                if _VALUE_LIKE.search(word[0]):
-                    out.append(text[at : word.start()])
-                    out.append(str(self._value(field, word[0], text=True)))
-                    at = word.end()
-            found = spoken.search(text, max(at, found.end()))
+            # (the words before it, within a bounded stretch: a line naming a field
+            # thousands of times costs time linear in its length)
+            # (a name that is a key, `"email": ...`, `phone=`, names what follows it
+            # alone: the words before it are another pair's)
+            since = max(named_to, found.start() - _PROSE_BEFORE)
+            keyed = _KEY_AFTER.match(text, found.end()) is not None
+            # (a word joined to the name by a path's or an identifier's joiner is a part
+            # of the name's own word: `customer://7/phone`, `order_7_phone`)
+            joined = found.start() > 0 and text[found.start() - 1] in _NAME_JOINERS
+            before = [
+                w
+                for w in ([] if keyed else _PROSE_WORD.finditer(text, since, found.start()))
+                if w.end() < found.start() or not joined
+            ]
+            after = itertools.islice(_PROSE_WORD.finditer(text, found.end()), PROSE_WORDS)
+            last = found.end()
+            for word in (*before[-PROSE_WORDS:], *after):
+                if _VALUE_LIKE.search(word[0]) and word.start() not in hits:
+                    hits[word.start()] = (word.end(), field)
+                    last = max(last, word.end())
+            named_to = found.end()
+            found = spoken.search(text, last)
+        if not hits:
+            return text
+        out, at = [], 0
+        for start in sorted(hits):
+            end, field = hits[start]
+            if start < at:
+                continue
+            out += [text[at:start], str(self._value(field, text[start:end], text=True))]
+            at = end
         out.append(text[at:])
         return "".join(out)
 
@@ -1297,6 +1431,29 @@ class BodyMask:
         if not line.strip():
             self._carry = carry  # (a blank line between the name and its value)
             return line
+        shown_value, self._shown_value = self._shown_value, False
+        if shown_value and self._names_label(line):
+            # a label after its value (`- value: 5550100` then `  name: phone`: a
+            # record's attribute in YAML or properties): the value went before the name
+            raise Unmaskable("text naming a masked field after a line that may hold its value")
+        masked = self._carried_line(line, carry)
+        self._shown_value = bool(_VALUE_LIKE.search(masked))
+        return masked
+
+    def _names_label(self, line: str) -> bool:
+        """Whether a line gives a label naming a masked field under a key naming a
+        label (`name: phone`, `- key=Phone Number`, `field: "password"`), or is such a
+        label alone between marks (`(phone)`, `: phone`, `# Phone Number`)."""
+        found = _KEYED.match(line)
+        if found is not None and _label_key(found["key"]):
+            said = found["rest"].strip().rstrip(",").strip().strip("\"'")
+            return bool(said) and bool(self._label_field(said))
+        alone = line.strip().strip(_LABEL_MARKS).strip()
+        if not _LABEL_ALONE_TEXT.fullmatch(alone):
+            return False  # (`password   hunter2`: a name and its value, aligned)
+        return bool(self._label_field(alone))
+
+    def _carried_line(self, line: str, carry: tuple[str, int] | None) -> str:
         shown = line
         if carry is not None:
             field, left = carry
@@ -1372,6 +1529,41 @@ class BodyMask:
             return f"{name}: {REDACTED_VALUE}"
         return line
 
+    def _event_names(self, lines: list[str]) -> list[str]:
+        """An event's `id:` and `event:` lines, a value in them masked when the event or
+        one before it in the stream named a masked field in either (`event: phone` then
+        `id: 5550100`; `id: phone`, then a later event's `id: 5550100`: the client's
+        lastEventId or event type carries it beside the name). A name coming after such
+        a value went (`id: 5550100`, then `event: phone`) cannot be masked: Unmaskable
+        (a short stream is refused whole; a long one ends there)."""
+        if not self._worded:
+            return lines
+        said = [
+            (n, ln.partition(":")[2].removeprefix(" "))
+            for n, ln in enumerate(lines)
+            if ln.startswith(("id:", "event:")) or ln in ("id", "event")
+        ]
+        if not said:
+            return lines
+        naming = [f for _, v in said if (f := self._label_field(v))]
+        if naming:
+            if self._value_named and not self._name_said:
+                raise Unmaskable(
+                    "an event stream naming a masked field after ids that may be its value"
+                )
+            self._name_said = naming[-1]
+        field = naming[-1] if naming else self._name_said
+        out = list(lines)
+        for n, value in said:
+            if not value or self._label_field(value) or not _VALUE_LIKE.search(value):
+                continue
+            if field:
+                name = lines[n].partition(":")[0]
+                out[n] = f"{name}: {self._value(field, value, text=True)}"
+            else:
+                self._value_named = True  # (a value-like id went as it came)
+        return out
+
     def _event(self, event: str) -> str:
         """One SSE event (WHATWG HTML §9.2.6): its data lines are one value, masked as
         JSON when they parse, else as a line of text; every other line (`event:`, `id:`,
@@ -1380,6 +1572,7 @@ class BodyMask:
         if not event:
             return event
         lines = event.split("\n")
+        lines = self._event_names(lines)
         data = [ln[5:].removeprefix(" ") for ln in lines if ln.startswith("data:")]
         # (`id:` is the client's lastEventId: read as text is; a comment, which a raw
         # client shows, as a line of a text body is, prose and all: `: phone 5550100`;
@@ -1401,21 +1594,54 @@ class BodyMask:
         value = "\n".join(data)
         names = [ln[6:].strip() for ln in lines if ln.startswith("event:")]
         named = next((n for n in names if self._label_field(n)), None) or self._id_field or None
+        # an event whose data is a label alone (`data: {"field": "phone"}`, `data:
+        # "phone"`) names the next event's data, as a label alone on its line names the
+        # next line's; one after an event whose data may be a value cannot be masked
+        labelled, self._data_field = self._data_field, self._data_label(value)
+        shown_value, self._data_value = self._data_value, False
+        if self._data_field:
+            if shown_value or self._value_named:
+                raise Unmaskable(
+                    "an event stream naming a masked field after data or ids that may be its value"
+                )
+            self._name_said = self._data_field  # (and the ids and event names after it)
+        named = named or labelled or None
         if named is not None:
             # an event whose name a rule names (`event: phone`) carries that field's value
             return "\n".join(others + [f"data: {self._value(named, d, text=True)}" for d in data])
         docs = _json_texts(value)
         if docs is None:
-            masked_lines = [f"data: {self._text(self._fields(self._coded_runs(d)))}" for d in data]
+            # (prose too: `data: Ann's phone is 5550100`, `data: 5550100 (mobile)`)
+            masked_lines = [
+                f"data: {self._text(self._prose(self._fields(self._coded_runs(d))))}" for d in data
+            ]
         else:
             masked_lines = []
             for doc in docs:
                 masked, counts = self._mask_doc(doc)
                 self.counts.update(counts)
                 masked_lines.append("data: " + _dump(masked).decode("utf-8"))
+        self._data_value = any(_VALUE_LIKE.search(ln[6:]) for ln in masked_lines)
         return "\n".join(others + masked_lines)
 
+    def _data_label(self, value: str) -> str:
+        """The field an event's data names when it is a label alone: a string (`phone`,
+        `"Phone Number"`), or a JSON object of labels alone (`{"field": "phone"}`)."""
+        if len(value) > _DATA_LABEL_CHARS or not self._named:
+            return ""  # (a label alone is short: longer data is parsed once, below)
+        try:
+            doc = json.loads(value)
+        except (ValueError, RecursionError):
+            doc = value
+        if isinstance(doc, str):
+            return self._label_field(doc) if len(doc) <= 64 else ""
+        if isinstance(doc, dict | list) and (isinstance(doc, dict) or one_label(doc)):
+            labels = doc if isinstance(doc, dict) else {"field": doc}
+            return labelled_field(labels, self._phrase) or ""
+        return ""
 
+
+_DATA_LABEL_CHARS = 256  # (an event's data read for a label alone up to this length)
 _RETRY = re.compile(r"retry: ?[0-9]{1,6}")  # (a reconnection delay in ms, WHATWG HTML §9.2.6)
 _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})+(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _BASE64URL = re.compile(r"[A-Za-z0-9_\-]+={0,2}")
@@ -1507,6 +1733,50 @@ _LABEL_WORDS = frozenset(
     {"field", "fields", "name", "key", "type", "kind", "column", "col", "attribute", "attr"}
     | {"label", "property", "prop", "display", "id"}
 )
+
+
+# the keys a field's descriptor gives its id under, and its display label under
+# (`{"id": "f1", "label": "Phone"}`, `{"fieldId": 12, "displayName": "Phone"}`)
+_ID_WORDS = frozenset({"id", "key", "uid", "ref", "slug", "code"})
+_DISPLAY_WORDS = frozenset({"label", "name", "title", "display", "caption", "header"})
+
+
+# the keys a path to a field stands under as a list of its segments (`"loc": ["body",
+# "phone"]`: FastAPI/Pydantic errors; `"path"`: GraphQL errors; `"keys"`: a binding's)
+_PATH_WORDS = frozenset({"path", "loc", "location", "pointer", "field", "key", "keys", "attr"})
+_PATH_SEGMENTS = 16
+
+
+@functools.lru_cache(maxsize=1024)
+def _path_key(key: str) -> bool:
+    words = name_words(key)
+    return bool(words) and words[-1] in _PATH_WORDS and len(words) <= 2
+
+
+def path_end(key: str, member: Any) -> str:
+    """The last segment of a path given as a list of its segments (strings and indices)
+    under a key naming a path (`"loc": ["body", "phone"]`), "" for none."""
+    if (
+        not isinstance(member, list)
+        or not 1 < len(member) <= _PATH_SEGMENTS
+        or not isinstance(member[-1], str)
+        or not all(isinstance(s, str | int) and not isinstance(s, bool) for s in member)
+        or not _path_key(key)
+    ):
+        return ""
+    return member[-1]
+
+
+@functools.lru_cache(maxsize=1024)
+def _id_key(key: str) -> bool:
+    words = name_words(key)
+    return bool(words) and words[-1] in _ID_WORDS and len(words) <= 2
+
+
+@functools.lru_cache(maxsize=1024)
+def _display_key(key: str) -> bool:
+    words = name_words(key)
+    return bool(words) and words[-1] in _DISPLAY_WORDS and len(words) <= 2
 
 
 @functools.lru_cache(maxsize=1024)
@@ -1609,7 +1879,16 @@ def _value_like(key: str) -> bool:
     return re.fullmatch(r"[A-Za-z_][A-Za-z_\-]*", key) is None
 
 
-PROSE_WORDS = 4  # words after a field's name in prose read for its value
+PROSE_WORDS = 4  # words after a field's name in prose read for its value, and before it
+# a value beside a name in one CSV header cell: a digit or `@`, and a separator no name
+# holds (`phone;5550100`; not `phone2`, `q1_2024`, `Phone No. 2`)
+_VALUE_BESIDE = re.compile(r"(?=.*[0-9@])(?=.*[^\w .\-\ufeff])")
+# a label alone: up to three words of letters (`phone`, `Phone Number`, `Teléfono`)
+_LABEL_ALONE_TEXT = re.compile(r"[^\W\d_][^\W\d]*(?:[ \-][^\W\d_][^\W\d]*){0,2}")
+_LABEL_MARKS = " \t()[]{}<>#*/:;=|-!\"'`"  # (around a label alone on its line)
+_PROSE_BEFORE = 256  # characters before a name read for the words before it
+_NAME_JOINERS = frozenset("/._-\\" + string.ascii_letters)
+_KEY_AFTER = re.compile(r"""["']?[ \t]*[:=]""")  # (after a name: it is a key)
 _ANY_DIGIT = re.compile(r"[0-9@]")
 _PROSE_WORD = re.compile(r"[^\s,;()\[\]{}\"'<>]+")
 _VALUE_LIKE = re.compile(r"[0-9@]")
@@ -1654,6 +1933,18 @@ def _hex_text(value: str) -> str | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return text if all(c.isprintable() or c in "\t\r\n" for c in text) else None
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _may_be_value(value: Any) -> bool:
+    """A scalar that may be a field's value: a number, or a string holding a digit or
+    `@` (not a name, true/false or null)."""
+    if isinstance(value, bool) or value is None:
+        return False
+    return not isinstance(value, str) or bool(_VALUE_LIKE.search(value))
 
 
 def _flat_pairs(value: list[Any]) -> bool:

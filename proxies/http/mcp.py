@@ -56,6 +56,7 @@ from proxies.http.bodies import (
     masked_tables,
     name_words,
     one_label,
+    path_end,
     worded_field,
 )
 from proxies.http.mcp_columns import Ambiguous, masked_columns
@@ -908,21 +909,28 @@ def _mask_tree(value: Any, masker: Masker, counts: Counter[str]) -> Any:
 _SCHEMA_VALUES = ("default", "const", "enum", "examples", "example")
 # what a schema (a tool's, a form's) says in words: prose to the masks
 _SCHEMA_WORDS = ("description", "title")
+_FREE_MEMBERS = ("_meta", "annotations")
 
 
 def _schema_values(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     """A tool list or a form's schema, what it says of values masked: under a property
     a field rule names (by its name or in other words: `phoneNumber`), the property's
     values (_SCHEMA_VALUES) as that field's; every description and title read as prose
-    (`Finds a customer. Owner's phone: ...`: _masked_string). Property names stay (a
-    schema's `email` property is a name, not an e-mail)."""
+    (`Finds a customer. Owner's phone: ...`: _masked_string); `_meta`, `annotations` and
+    `x-` keywords as a tool's result (_FREE_MEMBERS). Property names stay (a schema's
+    `email` property is a name, not an e-mail)."""
     if isinstance(value, list):
         return [_schema_values(v, masker, counts) for v in value]
     if not isinstance(value, dict):
         return value
     out: dict[str, Any] = {}
     for key, child in value.items():
-        if key in _SCHEMA_WORDS and isinstance(child, str):
+        if key in _FREE_MEMBERS or key.startswith("x-"):
+            # what a server says beside the schemas, in no shape a schema gives (a
+            # tool's `_meta`, its `annotations` past the hints, an extension keyword
+            # `x-...`): its data, masked as a tool's result is (an owner's `phone`)
+            out[key] = _mask_tree(child, masker, counts)
+        elif key in _SCHEMA_WORDS and isinstance(child, str):
             out[key] = _masked_string(child, masker, counts)
         elif key == "properties" and isinstance(child, dict):
             out[key] = {
@@ -1003,8 +1011,12 @@ def _pair_name(value: dict[str, Any], masker: Masker) -> tuple[str, str | None]:
     for key, name in value.items():
         if isinstance(name, str) and (read := _label_rule(name, masker)):
             return key, read
+        # (a path of segments ending in the field: `{"loc": ["body", "phone"], "input":
+        # ...}`, GraphQL's `{"path": ["user", "phone"], "extensions": ...}`)
+        if (last := path_end(key, name)) and (read := _label_rule(last, masker)):
+            return key, read
     for key, member in value.items():
-        if key in _MCP_MEMBERS:
+        if key in _MCP_ANSWERS:
             continue  # (a result's own members: `structuredContent` is the tool's answer)
         # an object of labels alone naming it (`{"field": {"name": "phone"}, "value":
         # ...}`, `{"meta": {"type": "phone"}}`): a descriptor of the field, not a value
@@ -1014,10 +1026,30 @@ def _pair_name(value: dict[str, Any], masker: Masker) -> tuple[str, str | None]:
         )
         if described:
             return key, described
+    # a resource whose URI ends in a field (`{"uri": "customer://7/phone", "text": ...}`:
+    # an embedded resource, a resources/read content), as an HTTP answer to a path
+    # ending in one is that field's value (bodies.BodyMask.path_field)
+    uri = value.get("uri")
+    if isinstance(uri, str) and (read := _uri_rule(uri, masker)):
+        return "uri", read
     return "", None
 
 
-_MCP_MEMBERS = frozenset({"content", "structuredContent", "_meta", "annotations", "contents"})
+# what holds a result's answer, which names no field of its own; its `_meta` and an
+# item's `annotations` may (`{"type": "text", "text": ..., "_meta": {"field": "phone"}}`)
+_MCP_ANSWERS = frozenset({"content", "structuredContent", "contents"})
+
+
+def _uri_rule(uri: str, masker: Masker) -> str:
+    """The field a rule masks that a URI's last segment names (`customer://7/phone`,
+    `file:///phone.txt`), else ""."""
+    path = re.split(r"[?#]", uri, maxsplit=1)[0]
+    segments = [urllib.parse.unquote(s).strip() for s in path.split("/")]
+    named = [s for s in segments if s.strip(".")]
+    last = named[-1].split(".", 1)[0] if named else ""
+    if not last or len(last) > _LABEL_CHARS or last.endswith(":"):
+        return ""
+    return _read_rule(last, masker) or _label_rule(last, masker)
 
 
 def _label_rule(label: str, masker: Masker) -> str:
