@@ -11,7 +11,9 @@ that can change, not a decision per value:
   (`derived:<name>` when the derived rule masked it: its lineage reached a sensitive
   column);
 - read by the detectors: text-like columns whose value carries a detector's hint
-  (Masker.may_detect: a value without one is left as it came, unread), and json, jsonb,
+  (Masker.may_detect: a value without one is left as it came, unread) or, under field
+  rules, a `:` or `=` (a label naming a field beside its value: values.labelled_values),
+  and json, jsonb,
   text arrays and every type not known to hold no text (values.NO_TEXT: citext, xml,
   records, types made since initdb) always (values.detected_value); counted as
   `detector:<name>`;
@@ -52,6 +54,7 @@ from proxies.postgres.values import (
     count_key,
     detected_value,
     masked_value,
+    may_label,
 )
 
 _Column = tuple[int, int, str, bytes | None, MaskRule | None, int, bool, bytes | None]
@@ -69,7 +72,7 @@ NUMBER = 4  # bigint, numeric, double precision (and arrays): read as a JSON num
 class RowMask:
     """The columns of one result shape that masking may change, and how."""
 
-    __slots__ = ("columns", "constants", "masker", "plan", "readers")
+    __slots__ = ("columns", "constants", "labels", "masker", "plan", "readers")
 
     def __init__(
         self,
@@ -85,6 +88,8 @@ class RowMask:
         # (index, action, count key, constant, rule, type OID, binary, what a NULL becomes)
         columns: list[_Column] = []
         detects = masker.detects
+        # field rules: a text may name one beside its value (values.labelled_values)
+        self.labels = labels = masker.strictest_field_rule() is not None
         for i, f in enumerate(fields):
             binary = _format(formats, i) == 1
             rule = rules.get(i)
@@ -103,7 +108,7 @@ class RowMask:
                 else:
                     columns.append((i, RULE, key, None, rule, oid, binary, null))
             elif oid in TEXT_LIKE:
-                if detects:
+                if detects or labels:
                     columns.append((i, TEXT, "", None, None, oid, binary, None))
             elif oid in NUMBERS or oid in NUMBER_ARRAYS:
                 if detects:
@@ -223,7 +228,11 @@ class RowMask:
             return masked_value(masker, rule, value, type_oid, binary)
         if action == NUMBER and not binary and len(value) < NUMBER_TEXT_MIN:
             return _UNCHANGED
-        if action >= DOCUMENT or masker.may_detect(value):
+        if (
+            action >= DOCUMENT
+            or masker.may_detect(value)
+            or (action == TEXT and self.labels and may_label(value))
+        ):
             found = detected_value(masker, value, type_oid, binary)
             if found is not None:
                 masked, detected = found

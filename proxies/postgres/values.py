@@ -14,6 +14,11 @@ Owns the rule that masking never corrupts data and never fails open:
   of JSON documents (json[], jsonb[], text[] of JSON) one of whose elements has a key
   named like a masked field is sent as NULL; a COPY row has such documents masked field by
   field (masked_copy_row);
+- text naming a masked field beside its value (`password: ...`, `pw=...`, hstore's
+  `"password"=>"..."`: labelled_values, as the HTTP proxy reads a text body's labels) has
+  that value masked by the field's rule in a text-like value and a text array's binary
+  elements, and is sent as NULL in any other type (a text array literal included); a COPY
+  row's fields are read so too (masked_copy_row);
 - bytea (and bytea[]) is read as the text its bytes spell in UTF-8: a card number or a
   password stored as bytes (convert_to's) is text to whoever decodes it, so its hex or
   escape form (text format) or its raw bytes (binary format) are decoded first, and a
@@ -36,6 +41,7 @@ Owns the rule that masking never corrupts data and never fails open:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -121,6 +127,8 @@ def detected_value(
             if named:
                 return None, named
         text, counts = masker.mask_text(value.decode("utf-8", "replace"))
+        if may_label(value):
+            text = labelled_values(masker, text, counts)
         return (text.encode(), counts) if counts else None
     if type_oid in (XML, XML_ARRAY):
         _, counts = masker.mask_text(_utf8(value))
@@ -150,8 +158,11 @@ def detected_value(
     if type_oid in NO_TEXT:
         return None
     # a type the proxy cannot write a masked value of: NULL when a detector finds anything,
-    # or it holds a JSON document with a key named like a masked field (an array of one)
+    # or it holds a JSON document with a key named like a masked field (an array of one),
+    # or a label naming one (hstore's `"password"=>"..."`, citext's `pw: ...`)
     _, counts = masker.mask_text(value.decode("utf-8", "replace"))
+    if not binary and may_label(value):
+        labelled_values(masker, _utf8(value), counts)
     if not binary and value.lstrip()[:1] in (b"{", b"["):
         counts.update(_document_keys(masker, [_utf8(value)]))
         counts.update(_document_keys(masker, array_literal_elements(_utf8(value)) or ()))
@@ -395,6 +406,90 @@ def _xml_names(masker: Masker, text: str) -> Counter[str]:
     return total
 
 
+# Free text naming a masked field beside its value: `password: hunter2` (a label, YAML, a
+# log line), `pw=hunter2; ok` (properties, a query string, a connection string), `"token":
+# "..."` outside a document, hstore's `"password"=>"..."`. The HTTP proxy masks such text
+# by the field its label names (proxies/http/bodies.py); a text column (`notes`) gave it
+# to a reader as it was. A label is up to three words, quoted or not, before `:`, `=` or
+# `=>`; the masker names its field as it names a JSON key (Masker.rule_for_key: other
+# words, languages and spellings too). Its value goes to the line's end when the label
+# opens the line and is followed by `:` (`Phone Number: 555 0100`), else to the next
+# space, `,`, `;` or `&` (or its closing quote). More, never less: the safe mistake.
+_LABELLED = re.compile(
+    r"""(?P<open>(?:^|(?<=\n))[ \t]*(?:[-*][ \t]+)?)?(?<![\w\\])(?P<q>""|["']?)"""
+    r"""(?P<key>[^\W\d][\w.\-]*(?:[ \t][^\W\d][\w.\-]*){0,2})(?P=q)"""
+    r"""[ \t]*(?P<sep>=>|:|=)[ \t]*"""
+    r"""(?P<value>""(?:[^"\n]|"(?!"))*""|"[^"\n]*"|'[^'\n]*'|[^\s,;&"']+)"""
+)
+
+_COPY_OPENS = r"""(?:^|(?<=\n)|(?<=\\n)|(?<=\t)|(?<=,)|(?<=,"))"""
+_COPY_LABELLED = re.compile(_LABELLED.pattern.replace(r"(?:^|(?<=\n))", _COPY_OPENS, 1))
+_LINE_END = re.compile(r"\n")
+_COPY_LINE_END = re.compile(r'\n|\\n|\t|"')
+_CSV_LINE_END = re.compile(r'\n|,|"')
+
+
+def may_label(value: bytes) -> bool:
+    """Whether a text may hold a label's value (labelled_values): a `:` or `=` in it."""
+    return b":" in value or b"=" in value
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_rule(masker: Masker, key: str) -> MaskRule | None:
+    """The field rule a label names (its last word alone too: `login pw`), as a key."""
+    rule = masker.rule_for_key((key,), key)
+    words = key.split()
+    if rule is None and len(words) > 1:
+        rule = masker.rule_for_key((words[-1],), words[-1])
+    return rule
+
+
+def labelled_values(masker: Masker, text: str, counts: Counter[str], copy: bool = False) -> str:
+    """`text` with the value of every label naming a masked field masked by that field's
+    rule (counted as `field:<field>` in counts). copy: `text` is a COPY row, whose fields
+    (after a tab, a comma or a CSV quote) and escaped line breaks (`\\n`) open lines too,
+    and whose tabs, quotes and escaped line breaks end them (a row without a tab is read
+    as CSV: a comma ends them too)."""
+    pattern = _COPY_LABELLED if copy else _LABELLED
+    ends = (_COPY_LINE_END if "\t" in text else _CSV_LINE_END) if copy else _LINE_END
+    if not masker.strictest_field_rule():
+        return text
+    out: list[str] = []
+    pos = 0
+    masked = False
+    while (found := pattern.search(text, pos)) is not None:
+        rule = _label_rule(masker, found["key"])
+        if rule is None:
+            # (a label may begin inside what this match took as a value: `a?token=...`)
+            out.append(text[pos : found.end("sep")])
+            pos = found.end("sep")
+            continue
+        start, end = found.span("value")
+        value = found["value"]
+        quote = ""
+        if value[:1] in ("'", '"'):
+            quote = '""' if value.startswith('""') and len(value) > 3 else value[:1]
+        elif found["open"] is not None and found["sep"] == ":":
+            # `Phone Number: 555 0100`: a label opening a line holds the rest of it
+            line_end = ends.search(text, end)
+            end = len(text) if line_end is None else line_end.start()
+            value = text[start:end]
+        inner = value[len(quote) : len(value) - len(quote)] if quote else value
+        hidden = masker.mask_field(rule, inner)
+        if hidden == inner:  # (masked already: a document's key the row's pass masked)
+            out.append(text[pos:end])
+            pos = end
+            continue
+        out += [text[pos:start], quote, hidden, quote]
+        counts[f"field:{rule.field}"] += 1
+        masked = True
+        pos = end
+    if not masked:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def _held_documents(masker: Masker, value: bytes, binary: bool, jsonb: bool) -> Counter[str]:
     """What the JSON documents an array value's elements hold would have masked."""
     if b"{" not in value[1:] and b"[" not in value[1:]:
@@ -443,6 +538,8 @@ def _detected_array(
 ) -> tuple[bytes | None, Counter[str]] | None:
     if not binary:
         _, counts = masker.mask_text(value.decode("utf-8", "replace"))
+        if may_label(value):
+            labelled_values(masker, _utf8(value), counts)
         # a text array literal cannot be rewritten inside safely: the whole value goes
         return (None, counts) if counts else None
     try:
@@ -481,6 +578,8 @@ def _detected_binary_array(
             raise ValueError("array element cut short")
         pos += length
         text, counts = masker.mask_text(element.decode("utf-8", "replace"))
+        if may_label(element):
+            text = labelled_values(masker, text, counts)
         if counts:
             total.update(counts)
             element = text.encode()
@@ -629,6 +728,25 @@ def _csv_field(value: str) -> str:
 
 
 def masked_copy_row(masker: Masker, row: str) -> tuple[str, Counter[str]] | None:
+    """One COPY TO row (a CopyData's text) with its JSON and XML documents masked by their
+    names (_copy_documents), then every label naming a masked field beside its value
+    (labelled_values, read across the row's fields: a field's start and an escaped line
+    break open a line); None when nothing changed. The detectors' pass over the whole row
+    is the caller's (Masker.mask_text)."""
+    found = _copy_documents(masker, row)
+    counts: Counter[str] = Counter()
+    if found is not None:
+        row, counts = found
+    if (":" in row or "=" in row) and masker.strictest_field_rule() is not None:
+        named: Counter[str] = Counter()
+        row = labelled_values(masker, row, named, copy=True)
+        if named:
+            counts.update(named)
+            return row, counts
+    return found
+
+
+def _copy_documents(masker: Masker, row: str) -> tuple[str, Counter[str]] | None:
     """One COPY TO row (a CopyData's text) with every field that is a JSON object or array
     masked by its keys (Masker.mask_json, as detected_value masks json, jsonb and text
     holding JSON in a SELECT), written back in the row's spelling; None when no field
