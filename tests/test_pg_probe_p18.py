@@ -150,6 +150,15 @@ VIEWS_RUNNING_CHANGED_CODE = [
     ),
     (
         [
+            "CREATE OR REPLACE FUNCTION pg_catalog.bit_length(text) RETURNS int LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE NOTICE 'bit_length ran'; RETURN 1; END $$",
+            "CREATE VIEW public.p18_bv AS SELECT id, bit_length('x') AS b FROM orders",
+        ],
+        ["DROP VIEW public.p18_bv"],
+        "SELECT id FROM p18_bv",
+    ),
+    (
+        [
             "ALTER DOMAIN information_schema.cardinal_number"
             " ADD CONSTRAINT p18 CHECK (public.noisy() = 1)"
         ],
@@ -239,7 +248,8 @@ def test_a_database_whose_built_ins_are_untouched_has_none_changed(arena: Arena)
             " AND oid NOT IN ('pg_catalog.age(timestamp)'::regprocedure,"
             " 'pg_catalog.obj_description(oid)'::regprocedure,"
             " 'pg_catalog.array_to_json(anyarray)'::regprocedure,"
-            " 'information_schema._pg_char_max_length(oid, int4)'::regprocedure)"
+            " 'information_schema._pg_char_max_length(oid, int4)'::regprocedure,"
+            " 'pg_catalog.bit_length(text)'::regprocedure)"
         ).fetchone()
     assert row == (0,)
 
