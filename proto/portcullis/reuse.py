@@ -88,7 +88,7 @@ def _json_key(kind: str, attributes: Mapping[str, Any]) -> str:
     return f"{kind}\x00{json.dumps(attributes, sort_keys=True, separators=(',', ':'))}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Entry(Generic[T]):
     value: T
     revision: str
@@ -102,11 +102,16 @@ class ReuseTable(Generic[T]):
         self,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
+        scoped: bool = True,
     ) -> None:
+        """scoped: the keys of each scope are filed, so forget() drops a scope at once (the
+        PDP's table, one scope per session); a table of one scope (a proxy session's own
+        cache) keeps no such index: its forget() looks through the entries."""
         self._exact: OrderedDict[tuple[Hashable, str, str], _Entry[T]] = OrderedDict()
         self._shape: OrderedDict[tuple[Hashable, str, str], _Entry[T]] = OrderedDict()
         # the keys each scope holds in either table, so forget() drops a scope at once
         self._scopes: dict[Hashable, set[tuple[Hashable, str, str]]] = {}
+        self._scoped = scoped
         self._max = max_entries
         self._clock = clock
         self.hits = 0
@@ -123,7 +128,12 @@ class ReuseTable(Generic[T]):
     def forget(self, scope: Hashable) -> int:
         """Drop every entry of a scope (a session that closed: nothing can hit them
         again); returns how many."""
-        keys = self._scopes.pop(scope, ())
+        if not self._scoped:
+            keys: set[tuple[Hashable, str, str]] = {
+                key for table in (self._exact, self._shape) for key in table if key[0] == scope
+            }
+        else:
+            keys = self._scopes.pop(scope, set())
         for key in keys:
             self._exact.pop(key, None)
             self._shape.pop(key, None)
@@ -181,7 +191,8 @@ class ReuseTable(Generic[T]):
             table, key = self._exact, (scope, kind, raw)
         table[key] = _Entry(value, revision, self._clock() + ttl)
         table.move_to_end(key)
-        self._scopes.setdefault(scope, set()).add(key)
+        if self._scoped:
+            self._scopes.setdefault(scope, set()).add(key)
         if len(table) > self._max:
             evicted, _ = table.popitem(last=False)
             if evicted not in self._exact and evicted not in self._shape:

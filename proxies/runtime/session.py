@@ -254,7 +254,8 @@ class ProxySession:
         self.grant: SessionGrant | None = None
         self.lease: CredentialLease | None = None
         self.recorder: SessionRecorder | None = None
-        self.cache: ReuseTable[Ruling] = ReuseTable()
+        # its own decision cache, of one scope: no per-scope index (portcullis.reuse)
+        self.cache: ReuseTable[Ruling] = ReuseTable(scoped=False)
         self._counters: Counter[str] = Counter()
         # the two counts every statement moves (commands, cache_hits), as plain ints: a
         # Counter's item is no plain dict's, and `+= 1` on it costs several times as much.
