@@ -113,6 +113,9 @@ COMPUTED = [
     "SELECT count(DISTINCT profile::text) FROM people",
     'SELECT profile = \'{"password": "zzz", "status": "ok"}\'::jsonb FROM people',
     "SELECT array_agg(profile) FROM people",
+    "SELECT json_build_object('k', profile) FROM people",
+    "SELECT jsonb_build_array(profile, 1) FROM people",
+    "SELECT array_to_string(ARRAY[profile::text], ',') FROM people",
 ]
 
 
