@@ -332,3 +332,30 @@ async def test_an_approval_given_while_the_code_changed_is_asked_again(tmp_path:
         with gw.admin() as admin:
             kept = admin.execute("SELECT count(*) FROM public.orders WHERE id = -1").fetchone()
         assert kept == (1,)
+
+
+def test_the_watch_connects_without_the_settings_a_client_chose(arena: Arena) -> None:
+    """The watch, which every session of the database shares, connected with the start-up
+    parameters of the last session to open, the settings its client chose included: a
+    reader's statement_timeout (shorter than the policy's), lock_timeout, or
+    default_transaction_isolation=serializable with default_transaction_deferrable=on (a
+    read-only serializable deferrable transaction waits for a safe snapshot while any
+    serializable writer runs) made its questions fail or wait past their 5 s, and every
+    failure refuses every session's statements (the watch lost). It now connects with the
+    session's credentials and the policy's pins alone. DateStyle (reported by the server
+    to the watch's connection) shows which settings it got."""
+    tok = arena.token("p18-settings@example.com", ("readonly",))
+    chose = "-c DateStyle=German -c default_transaction_isolation=serializable"
+    c = RawClient(arena.port, tok, arena.database, options=chose)
+    try:
+        assert c.ready, c.startup.messages
+        assert c.show("DateStyle") == "German, DMY"
+        elsewhere(f"SELECT pg_terminate_backend({watch_pid(arena)})")
+        watched(arena)  # the killed connection's question fails
+        assert watched(arena) is not None  # connected again, with the last session's lease
+        watch = arena.proxy.knowledge(arena.database).catalog._upstream
+        assert watch is not None
+        styles = [p.value for p in watch.parameters if p.name == "DateStyle"]
+        assert styles and "German" not in styles[0], styles
+    finally:
+        c.close()

@@ -374,8 +374,8 @@ class ClientConnection:
     """One client connection: its start-up, then its open session (thousands may idle in
     one worker: slotted)."""
 
-    __slots__ = ("_draining", "_params", "_relay", "client_addr", "facts", "key", "known",
-                 "outbound", "output", "parser", "proxy", "reader", "relation_sources",
+    __slots__ = ("_draining", "_params", "_relay", "_watch_params", "client_addr", "facts",
+                 "key", "known", "outbound", "output", "parser", "proxy", "reader", "relation_sources",
                  "session", "session_settings", "shadowed", "to_client", "to_upstream",
                  "upstream", "user_code", "view_columns", "writer")  # fmt: skip
 
@@ -402,6 +402,8 @@ class ClientConnection:
         # messages for the server: the enforcer queues them, flush_upstream sends them
         self.outbound: list[bytes] = []
         self._params: dict[str, str] | None = None
+        # the catalogue watch's: the same but for the settings the client chose
+        self._watch_params: dict[str, str] | None = None
         self.session_settings: dict[str, str] = {}
         # names of pg_catalog functions also defined elsewhere in the database
         self.shadowed: list[str] = []
@@ -546,6 +548,9 @@ class ClientConnection:
         self._params = upstream_params(
             lease.username, database, requested, self.session_settings, self.proxy.pooler
         )
+        self._watch_params = upstream_params(
+            lease.username, database, {}, self.session_settings, self.proxy.pooler
+        )
         try:
             self.upstream = await connect(
                 self.proxy.upstream_host,
@@ -585,12 +590,14 @@ class ClientConnection:
         return True
 
     def credentials(self) -> tuple[dict[str, str], CredentialLease] | None:
-        """This session's upstream parameters and lease while it is open (the catalogue
-        watch connects with them)."""
+        """This session's upstream parameters and lease while it is open, for the catalogue
+        watch, which every session shares: without the settings the client chose (a
+        reader's shorter statement_timeout failed the watch's questions for everyone, each
+        failure refusing every session's statements)."""
         session = self.session
-        if session is None or session.lease is None or self._params is None:
+        if session is None or session.lease is None or self._watch_params is None:
             return None
-        return self._params, session.lease
+        return self._watch_params, session.lease
 
     def take_facts(self, facts: Facts) -> None:
         """The catalogue facts this session's statements are judged with from now on."""
