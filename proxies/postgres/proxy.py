@@ -375,9 +375,9 @@ class ClientConnection:
     one worker: slotted)."""
 
     __slots__ = ("_draining", "_params", "_relay", "_watch_params", "client_addr", "facts",
-                 "key", "known", "outbound", "output", "parser", "proxy", "reader", "relation_sources",
-                 "session", "session_settings", "shadowed", "to_client", "to_upstream",
-                 "upstream", "user_code", "view_columns", "writer")  # fmt: skip
+                 "key", "known", "outbound", "output", "parser", "proxy", "reader",
+                 "relation_sources", "session", "session_settings", "shadowed", "to_client",
+                 "to_upstream", "upstream", "user_code", "view_columns", "writer")  # fmt: skip
 
     def __init__(
         self, proxy: PostgresProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -592,8 +592,9 @@ class ClientConnection:
     def credentials(self) -> tuple[dict[str, str], CredentialLease] | None:
         """This session's upstream parameters and lease while it is open, for the catalogue
         watch, which every session shares: without the settings the client chose (a
-        reader's shorter statement_timeout failed the watch's questions for everyone, each
-        failure refusing every session's statements)."""
+        reader's shorter statement_timeout or deferrable serializable default could fail or
+        stall the watch's questions for everyone, each failure refusing every session's
+        statements)."""
         session = self.session
         if session is None or session.lease is None or self._watch_params is None:
             return None
