@@ -84,6 +84,10 @@ QUESTIONS = [
     "SELECT count(*) FROM wrapped WHERE docs[1]::text LIKE '%hunter2%'",
     "SELECT count(*) FROM people WHERE row_to_json(people)::text LIKE '%hunter2%'",
     "SELECT format('%s', profile) FROM people",  # format may fail: a partial use
+    "DECLARE p4c CURSOR WITH HOLD FOR SELECT id FROM people ORDER BY profile",
+    "COPY (SELECT id FROM people WHERE profile::text LIKE '%hunter2%') TO STDOUT",
+    "PREPARE p4q AS SELECT count(*) FROM people WHERE profile::text LIKE $1",
+    "EXPLAIN ANALYZE SELECT id FROM people WHERE profile::text LIKE '%hunter2%'",
     # which one comes back answers `>`: the ssn is compared before the status, which shows
     'SELECT greatest(info, \'{"ssn": "2", "status": "zz"}\'::jsonb) FROM cards',
     'SELECT least(info, \'{"ssn": "2", "status": "zz"}\') FROM cards',
