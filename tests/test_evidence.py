@@ -18,8 +18,10 @@ import sqlite3
 import subprocess
 import sys
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import asyncpg
@@ -579,18 +581,22 @@ async def test_export_window_is_contiguous_and_verifies(env, tmp_path):
     assert result.returncode == 0 and verify_bundle(empty).ok
 
 
-@pytest.fixture
-async def bundle(tmp_path) -> tuple[Path, dict[str, bytes]]:
-    env = make_env(tmp_path, {"type": "sqlite", "path": str(tmp_path / "var" / "audit.db")})
-    await populate(env)
-    out = tmp_path / "evidence.tar.gz"
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> tuple[Path, Mapping[str, bytes]]:
+    """One exported bundle the module's tamper tests read (each writes its edits to a
+    bundle of its own); its members read-only, so no test changes what the next reads.
+    Made once: a populated PDP and an `audit export` per test were most of their time."""
+    where = tmp_path_factory.mktemp("bundle")
+    env = make_env(where, {"type": "sqlite", "path": str(where / "var" / "audit.db")})
+    asyncio.run(populate(env))
+    out = where / "evidence.tar.gz"
     assert (
         portcullis("-c", str(env.config_path), "audit", "export", "--out", str(out)).returncode == 0
     )
-    return out, read_tar(out)
+    return out, MappingProxyType(read_tar(out))
 
 
-def edit(files: dict[str, bytes], name: str, fn) -> dict[str, bytes]:
+def edit(files: Mapping[str, bytes], name: str, fn) -> dict[str, bytes]:
     lines = jsonl(files[name])
     fn(lines)
     text = b"".join(
