@@ -40,6 +40,9 @@ CREATE DOMAIN doc_d AS jsonb;
 CREATE TABLE wrapped (id int, d doc_d, ds doc_d[], docs jsonb[]);
 INSERT INTO wrapped VALUES (1, '{"password": "hunter2-d"}',
   ARRAY['{"password": "hunter2-ds"}'::doc_d], ARRAY['{"password": "hunter2-docs"}'::jsonb]);
+CREATE EXTENSION IF NOT EXISTS hstore;
+CREATE TABLE kv (id int, attrs hstore);
+INSERT INTO kv VALUES (1, 'password=>hunter2-hs, status=>ok');
 CREATE TABLE cards (id int, info jsonb);
 INSERT INTO cards VALUES (1, '{"ssn": "123-45-6789", "status": "ok"}');
 """
@@ -84,6 +87,8 @@ QUESTIONS = [
     "SELECT count(*) FROM wrapped WHERE docs[1]::text LIKE '%hunter2%'",
     "SELECT count(*) FROM people WHERE row_to_json(people)::text LIKE '%hunter2%'",
     "SELECT format('%s', profile) FROM people",  # format may fail: a partial use
+    "SELECT count(*) FROM kv WHERE attrs::text LIKE '%hunter2%'",
+    "SELECT count(*) FROM kv WHERE attrs @> 'password=>hunter2-hs'",
     "DECLARE p4c CURSOR WITH HOLD FOR SELECT id FROM people ORDER BY profile",
     "COPY (SELECT id FROM people WHERE profile::text LIKE '%hunter2%') TO STDOUT",
     "PREPARE p4q AS SELECT count(*) FROM people WHERE profile::text LIKE $1",
@@ -150,6 +155,7 @@ STILL_ANSWERED = [
     ("SELECT count(*) FROM people WHERE profile @> '{\"status\": \"ok\"}'", [[b"2"]]),
     ("SELECT count(*) FROM people WHERE profile ? 'status'", [[b"2"]]),
     ("SELECT count(*) FROM people WHERE profile IS NOT NULL", [[b"2"]]),
+    ("SELECT attrs -> 'status' FROM kv WHERE attrs ? 'status'", [[b"ok"]]),
     ("SELECT count(*) FROM people, jsonb_each(profile) e", [[b"4"]]),
     ("SELECT profile->>'status' FROM people_v, people WHERE people.id = 1 AND people_v.id = 1",
      [[b"ok"]]),

@@ -157,7 +157,7 @@ COMPOSITE_SQL = _holds_composite("a.atttypid")
 # `password`): the proxy masks them by name in the document it sends, but a question about
 # the whole document (`profile::text LIKE '%"password": "h%'`, `ORDER BY profile`,
 # `md5(profile::text) = ...`) answers about every value inside it. Such a column (json,
-# jsonb, xml, an array of one, a domain over one, followed as composites are) is listed
+# jsonb, xml, hstore, an array of one, a domain over one, followed as composites are) is listed
 # to the policy as a view column carrying DOCUMENT (renamed_view_columns), which it reads
 # as a document wherever lineage meets the column whole rather than through a constant key.
 DOCUMENT = "{}"
@@ -167,13 +167,15 @@ DOCUMENT_TYPES = (114, 3802, 142, 199, 3807, 143)
 
 def _holds_document(column_type: str) -> str:
     """EXISTS: the type `column_type` names is or holds (as a domain's base, an array's
-    element, a range's subtype, within TYPE_STEPS steps) json, jsonb or xml."""
+    element, a range's subtype, within TYPE_STEPS steps) json, jsonb, xml or hstore."""
     joins = "".join(
         f" LEFT JOIN pg_catalog.pg_type t{i} ON t{i}.oid = {_next_type(f't{i - 1}')}"
         for i in range(1, TYPE_STEPS + 1)
     )
     oids = ", ".join(f"t{i}.oid" for i in range(TYPE_STEPS + 1))
+    names = ", ".join(f"t{i}.typname" for i in range(TYPE_STEPS + 1))
     wanted = " OR ".join(f"{oid} IN ({oids})" for oid in DOCUMENT_TYPES[:3])
+    wanted += f" OR 'hstore' IN ({names})"  # (an extension's: keys and values too)
     return (
         f"EXISTS (SELECT 1 FROM pg_catalog.pg_type t0{joins} WHERE t0.oid = {column_type} "
         f"AND ({wanted}))"
