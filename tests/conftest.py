@@ -53,40 +53,83 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Iterator[N
 # keeps one worker busy long after the other has finished (xdist's own reordering, by test
 # count, put heavy files of few tests last), so files run heaviest first: measured seconds
 # where known (HEAVY: one worker's wall time, 2-core VM), else an estimate from the number
-# of tests and whether the module starts real stacks. Tests of a file keep their order.
+# of tests, their Hypothesis examples and whether the module starts real stacks. Tests of
+# a file keep their order.
 HEAVY: dict[str, float] = {
-    # seconds each took in a full `make test` (8ce2be5, 2026-12-06, 2-core VM shared with
-    # other runs): the 30 heaviest
-    "test_pg_adversarial.py": 140,
-    "test_usability_corpus.py": 110,
-    "test_pg_proxy.py": 74,
-    "test_drain_http.py": 71,
-    "test_evidence_rotation.py": 69,
-    "test_ssh_probe_p9.py": 65,
-    "test_console_probe_p3.py": 58,
-    "test_drain_postgres.py": 55,
-    "test_pdp_probe_p2.py": 55,
-    "test_cli_usability.py": 51,
-    "test_pg_probe_p9.py": 49,
-    "test_metrics_proxy.py": 45,
-    "test_approvals.py": 43,
-    "test_masking_formats.py": 37,
-    "test_pg_probe_p15.py": 37,
-    "test_sessions_cli.py": 37,
-    "test_pg_reach.py": 36,
-    "test_policy_library.py": 35,
-    "test_evidence.py": 35,
-    "test_http_probe_p6.py": 35,
-    "test_console_probe_p1.py": 34,
-    "test_pdp_probe_p8.py": 33,
-    "test_pdp_server.py": 32,
-    "test_pdp_probe_p5.py": 32,
-    "test_pgbouncer_pooler.py": 32,
-    "test_pg_clients.py": 32,
-    "test_console_probe_p2.py": 32,
+    # seconds each file's tests took, one file (or six) per pytest process on the 2-core VM
+    # while other work loaded it (load 9-19; 2026-12-06, d4b9235, and the files changed
+    # since for the suite's wall time at their new cost), divided by 1.6: the median ratio
+    # of those runs to the full `make test` of 8ce2be5 for the files both timed. Every file
+    # of 6 s or more that was timed; the rest are estimated (_estimate)
+    "test_pg_adversarial.py": 130,
+    "test_pg_clients.py": 130,
+    "test_ssh_input.py": 116,
+    "test_usability_corpus.py": 104,
+    "test_pg_proxy.py": 94,
+    "test_evidence.py": 81,
+    "test_pdp_probe_p7.py": 79,
+    "test_evidence_rotation.py": 79,
+    "test_cli_usability.py": 78,
+    "test_pdp_probe_p2.py": 74,
+    "test_evidence_macs.py": 74,
+    "test_pdp_probe_p5.py": 69,
+    "test_metrics_proxy.py": 57,
+    "test_pdp_server.py": 50,
+    "test_pdp_probe_p8.py": 48,
+    "test_http_probe_p3.py": 46,
+    "test_drain_postgres.py": 45,
+    "test_sessions_cli.py": 43,
+    "test_masking_lineage.py": 43,
+    "test_health_proxy.py": 42,
+    "test_pg_probe_p15.py": 41,
+    "test_ssh_probe_p9.py": 38,
+    "test_approvals.py": 37,
+    "test_console_probe_p1.py": 36,
+    "test_policy_library.py": 36,
+    "test_pgbouncer_pooler.py": 35,
+    "test_console_probe_p2.py": 33,
     "test_ssh_sessions.py": 31,
-    "test_evidence_bundle_stream.py": 28,
+    "test_http_probe_p6.py": 30,
+    "test_pg_probe_p9.py": 30,
+    "test_mcp_codec.py": 28,
     "test_http_proxy.py": 28,
+    "test_evidence_bundle_stream.py": 28,
+    "test_store.py": 26,
+    "test_pdp_struct_memo.py": 26,
+    "test_pg_reach.py": 26,
+    "test_engine_wire.py": 23,
+    "test_pg_probe_p4.py": 23,
+    "test_metrics_workers.py": 22,
+    "test_vault.py": 21,
+    "test_masking_formats.py": 21,
+    "test_console_browser.py": 20,
+    "test_pg_probe_p13.py": 19,
+    "test_pg_codec_fuzz.py": 19,
+    "test_pg_hot_lanes.py": 19,
+    "test_ssh_probe_p2.py": 18,
+    "test_ssh_sftp.py": 16,
+    "test_pdp_probe_p13.py": 16,
+    "test_canonical_json.py": 15,
+    "test_ssh_probe_p7.py": 14,
+    "test_pg_probe_p6.py": 14,
+    "test_pg_probe_p14.py": 13,
+    "test_ssh_probe_p8.py": 12,
+    "test_masking_lane.py": 12,
+    "test_deploy.py": 11,
+    "test_json_logs.py": 11,
+    "test_pg_probe_p12.py": 11,
+    "test_pg_prepared_rewrites.py": 10,
+    "test_http_codings.py": 10,
+    "test_recorder.py": 10,
+    "test_policy_flags.py": 10,
+    "test_drain_ssh.py": 9,
+    "test_statements.py": 9,
+    "test_ssh_probe_p4.py": 8,
+    "test_console_probe_p3.py": 7,
+    "test_pg_hot_path.py": 7,
+    "test_pg_simple_lane.py": 7,
+    "test_drain_http.py": 7,
+    "test_decide_stream.py": 6,
 }
 # names a module that starts real components imports (a PDP, a gateway, sshd, OpenBao...)
 _STACKS = (
@@ -107,8 +150,21 @@ _STACKS = (
 def _estimate(items: list[pytest.Item]) -> float:
     module = getattr(items[0], "module", None)
     names = vars(module) if module is not None else {}
-    per_test = 0.6 if any(name in names for name in _STACKS) else 0.02
-    return per_test * len(items)
+    stacks = any(name in names for name in _STACKS)
+    seconds = 0.0
+    for item in items:
+        # a Hypothesis test runs its body max_examples times (drawing one: ~4 ms)
+        examples = _examples(item)
+        seconds += examples * 0.01 if examples else (0.6 if stacks else 0.02)
+    return seconds
+
+
+def _examples(item: pytest.Item) -> int:
+    test = getattr(item, "obj", None)
+    if not getattr(test, "is_hypothesis_test", False):
+        return 0
+    settings = getattr(test, "_hypothesis_internal_use_settings", None)
+    return int(getattr(settings, "max_examples", 100) or 100)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
