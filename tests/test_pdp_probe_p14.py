@@ -70,3 +70,40 @@ async def test_the_forwarder_does_not_follow_a_redirect(tmp_path, status: int) -
                 await asyncio.sleep(0.1)
     assert not inside.posts, "the PDP followed the collector's redirect"
     assert all(method == "POST" for method, _, _ in collector.posts)
+
+
+# -- a proxy speaking in the PDP's voice at close ------------------------------------------
+
+
+async def test_a_proxy_cannot_close_its_session_as_lost_by_the_pdp(tmp_path) -> None:
+    """Attack (the session's proxy): close the session with reason `proxy_lost`, the
+    reason only the PDP's reaper gives. The record read as the PDP having lost the proxy
+    (replay: 'events it had not sent yet are missing'; verify: closed by the PDP), and,
+    the session counted as reaped, the PDP went on taking the proxy's events for it after
+    its own close. A proxy's close is its own now: its events after it are refused and
+    nothing reads it as the PDP's."""
+    import json
+
+    import grpc
+
+    from pdp.domain.sessions import REAPED_REASONS
+    from portcullis.v1 import pdp_pb2
+
+    config = pdp_config(tmp_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        for reason in sorted(REAPED_REASONS):
+            opened = await open_session(stub, token(config))
+            await stub.CloseSession(
+                pdp_pb2.CloseSessionRequest(session_id=opened.session_id, reason=reason)
+            )
+            (closed,) = await app.store.query(kind="session.close", session_id=opened.session_id)
+            assert closed.body["reason"] != "proxy_lost", closed.body
+            late = [{"time": time.time(), "direction": "client", "type": "command",
+                     "command": "DROP TABLE orders", "verdict": "allow"}]  # fmt: skip
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.RecordEvents(
+                    pdp_pb2.RecordEventsRequest(
+                        session_id=opened.session_id, events_json=json.dumps(late)
+                    )
+                )
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, reason

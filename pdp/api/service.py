@@ -41,7 +41,13 @@ from pdp.domain.guard_sync import NEAR_SECONDS, OPEN_SECONDS, WAIT_SECONDS, Guar
 from pdp.domain.guards import Guards
 from pdp.domain.identity import Identity, TokenRejected, TokenVerifier
 from pdp.domain.policy_input import build_input, command_input
-from pdp.domain.sessions import SESSION_ID, Session, SessionTable, new_session_id
+from pdp.domain.sessions import (
+    REAPED_REASONS,
+    SESSION_ID,
+    Session,
+    SessionTable,
+    new_session_id,
+)
 from pdp.domain.shadow import announce, enforced, record_facts, shadowed
 from pdp.domain.ssh_identity import KEY_ATTRIBUTE, KeyIdentities
 from pdp.evidence.checkpoints import record_credential_statement
@@ -694,9 +700,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         proxy = await self._proxy(context, "CloseSession", request.session_id)
         session = await self._open_session(request.session_id, context, proxy, "CloseSession")
         summary = struct_to_dict(request.summary) if request.HasField("summary") else {}
+        reason = proxy_close_reason(request.reason[:MAX_NAME] or "closed")
         body: dict[str, Any] = {
             "connection": session.connection["name"],
-            "reason": request.reason[:MAX_NAME] or "closed",
+            "reason": reason,
             "abnormal": request.abnormal,
             "duration_seconds": round(time.time() - session.started_at, 3),
             # a Struct's double may be NaN or infinite, which no JSON (and no record) holds
@@ -715,7 +722,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             )
             # closed once its record is written: a close the store did not take is sent
             # again by the proxy, and must find the session still open
-            self.sessions.close(session.id, request.reason[:MAX_NAME] or "closed")
+            # (a close of its proxy's, never one of the reaper's: no event is taken after it)
+            self.sessions.close(
+                session.id, reason if reason not in REAPED_REASONS else f"{reason} (by its proxy)"
+            )
             # answered from the cache after its last Decide: counted once the close is
             # recorded (a close the store refused comes again)
             if request.reused:
@@ -764,6 +774,12 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             engine_version=engine.version,
             decision_id="info-" + uuid.uuid4().hex,
         )
+
+
+def proxy_close_reason(said: str) -> str:
+    """The reason a proxy's close is recorded with: its own, except the one only the PDP's
+    reaper gives (proxy_lost), which would read as the PDP having lost the proxy."""
+    return f"{said} (said by the proxy)" if said == "proxy_lost" else said
 
 
 def reused_record(reused: Iterable[pdp_pb2.ReusedVerdict]) -> list[dict[str, Any]]:
