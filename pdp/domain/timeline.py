@@ -656,13 +656,13 @@ def of_another_command(
     it). The same: the text itself, a text cut by either record, a statement of a
     Postgres multi-statement text; and a statement of the same shape where the policy let
     the decision be reused for its shape (cache_key shape: portcullis.shape's, by which
-    proxies reuse a verdict). A text merely inside the decided one is not (`SELECT 1 -- DROP TABLE orders` decides no
-    DROP). A text cut by either record is the same when the whole text's SHA-256 the
-    record of the cut keeps (the event's `command_sha256`, the decision's `raw_sha256`) is
-    the other's: a cut text's start alone (`SELECT` of `SELECT 1`, or the 8 KiB an SSH
-    decision keeps followed by `; rm -rf /`) says nothing of the rest; records made
-    before those digests were kept are compared by their start. Replay and `audit
-    verify` both ask this."""
+    proxies reuse a verdict). A text merely inside the decided one is not (`SELECT 1 --
+    DROP TABLE orders` decides no DROP). A text cut by either record is the same when the
+    whole text's SHA-256 the record of the cut keeps (the event's `command_sha256`, the
+    decision's `raw_sha256`) is the other's: a cut text's start alone (`SELECT` of
+    `SELECT 1`, or the 8 KiB an SSH decision keeps followed by `; rm -rf /`) says nothing
+    of the rest; records made before those digests were kept are compared by their
+    start. Replay and `audit verify` both ask this."""
     raw, command = ruling.get("raw"), text.strip()
     if not isinstance(raw, str) or not command or etype != "command":
         return False
