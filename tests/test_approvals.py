@@ -154,7 +154,9 @@ async def test_update_waits_for_a_security_approver_then_runs(tmp_path):
 
 
 async def test_denied_and_expired_requests_fail_naming_the_request(tmp_path):
-    async with running_gateway(tmp_path, approvals={"timeout_seconds": 2}) as gw:
+    # 5 s: the approver's CLI (a Python process started here) must deny before the request
+    # expires, which took past 2 s on a loaded 2-core machine
+    async with running_gateway(tmp_path, approvals={"timeout_seconds": 5}) as gw:
         conn = await asyncpg.connect(gw.dsn(gw.token("alice@example.com", ("readonly",))))
         update = asyncio.ensure_future(conn.execute("DELETE FROM orders WHERE id = 10"))
         approval_id = await pending_id(gw)
