@@ -370,21 +370,23 @@ AND c.relkind IN ('r', 'p', 'f') AND NOT a.attisdropped
 AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
 AND """
     + COMPOSITE_SQL
-    # every column of the database's tables and views holding a JSON or XML document (a
-    # built-in type's, which pg_depend does not record: read from pg_attribute, from the
-    # first relation made after initdb on, by its index; a type made since, a domain or an
-    # array of one, followed to what it holds)
+    # the names of the columns of the database's tables and views holding a JSON or XML
+    # document, in one row (a built-in type's, which pg_depend does not record: read from
+    # pg_attribute, from the first relation made after initdb on, by its index; a type made
+    # since, a domain or an array of one, followed to what it holds)
     + f"""
 UNION ALL
-SELECT json_build_array(c.oid, '', json_build_array(json_build_array(a.attnum, a.attname)),
-  NULL, false, 'document')::text
+SELECT json_build_array(0, '', json_agg(json_build_array(0, d.name)), NULL, false,
+  'document')::text
+FROM (SELECT DISTINCT a.attname::text AS name
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 WHERE a.attrelid >= {FIRST_NORMAL_OID} AND a.attnum > 0 AND NOT a.attisdropped
 AND c.relkind IN ('r', 'p', 'f', 'v', 'm')
 AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
 AND (a.atttypid IN ({", ".join(str(t) for t in DOCUMENT_TYPES)})
-  OR (a.atttypid >= {FIRST_NORMAL_OID} AND {_holds_document("a.atttypid")}))"""
+  OR (a.atttypid >= {FIRST_NORMAL_OID} AND {_holds_document("a.atttypid")}))) d
+HAVING count(*) > 0"""
 )
 
 
