@@ -158,6 +158,13 @@ VIEWS_RUNNING_CHANGED_CODE = [
         "SELECT id FROM p18_bv",
     ),
     (
+        # a view whose own name holds a dot, named without its schema: the facts key it
+        # "public.x.dotted", which the statement's `x.dotted` never matched
+        ['CREATE VIEW public."p18.dotted" AS SELECT id, public.noisy() AS n FROM orders'],
+        ['DROP VIEW public."p18.dotted"'],
+        'SELECT * FROM "p18.dotted"',
+    ),
+    (
         [
             "ALTER DOMAIN information_schema.cardinal_number"
             " ADD CONSTRAINT p18 CHECK (public.noisy() = 1)"

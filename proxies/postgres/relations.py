@@ -62,9 +62,24 @@ def as_the_pdp_reads(by_relation: dict[str, list[str]]) -> dict[str, list[str]]:
     statement's relation (folded to lower case, a quoted name's capitals too): a view
     "PwView" is named `pwview` in the statement's tables, so keyed only as the catalog
     spells it, its facts would never be met. Both spellings stay, the lists of names that
-    fold alike joined (more to judge, never less)."""
+    fold alike joined (more to judge, never less). A name with a dot inside its schema's or
+    its own name ("public.x.dotted": the view "x.dotted", which a statement names as
+    `"x.dotted"`, read by the PDP as x.dotted) is also keyed by each of its dotted tails
+    ("x.dotted", "dotted"): "schema.name" cannot say where the schema ends."""
     folded: dict[str, set[str]] = {}
     for name, values in by_relation.items():
-        folded.setdefault(name, set()).update(values)
-        folded.setdefault(name.lower(), set()).update(values)
+        for spelling in read_as(name):
+            folded.setdefault(spelling, set()).update(values)
     return {name: sorted(values) for name, values in folded.items()}
+
+
+def read_as(name: str) -> set[str]:
+    """The keys a relation's "schema.name" goes under (as_the_pdp_reads): itself and folded
+    to lower case, and, with more than one dot, each dotted tail of both."""
+    spellings = {name, name.lower()}
+    if name.count(".") > 1:
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            tail = ".".join(parts[i:])
+            spellings |= {tail, tail.lower()}
+    return spellings

@@ -96,7 +96,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proxies.postgres.relations import as_the_pdp_reads
+from proxies.postgres.relations import as_the_pdp_reads, read_as
 
 # The last transaction initdb ran (the pg_database row of template0, which it makes after
 # everything else in template1, the template every database is copied from): a built-in
@@ -515,7 +515,7 @@ def write_code(by_relation: dict[str, dict[str, Any]]) -> dict[str, dict[str, li
     for name, kinds in by_relation.items():
         name = str(name)
         bare = name.rpartition(".")[2]
-        for key in {name, name.lower(), bare, bare.lower()}:
+        for key in {*read_as(name), bare, bare.lower()}:
             into = joined.setdefault(key, {})
             for kind in WRITE_CODE_KINDS:
                 items = kinds.get(kind) or []
