@@ -182,3 +182,17 @@ def test_a_whole_document_is_not_stored_where_it_is_no_longer_known_as_one(arena
         assert_no_secret(asked)
     finally:
         dba.close()
+
+
+def test_an_index_on_a_document_column_waits_for_approval(arena) -> None:
+    # a read in the index's order shows the order of the values its masked keys hold
+    dba = client(arena, ("dba",))
+    try:
+        answer = dba.query("CREATE INDEX p4_by_profile ON people (profile)")
+        assert answer.errors, answer.tags
+        assert "approval required" in answer.errors[0], answer.errors
+    finally:
+        dba.close()
+    with arena.admin() as admin:
+        made = admin.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'p4_by_profile'")
+        assert made.fetchone() == (0,)

@@ -792,8 +792,14 @@ pg_approval contains [i, sprintf("an index on sensitive column %s under the mask
 	some i, s in input.command.postgres.statements
 	s.tag == "IndexStmt"
 	some c in s.index_columns
-	pg_sensitive_column(c)
+	pg_indexed_sensitive(c)
 }
+
+pg_indexed_sensitive(c) if pg_sensitive_column(c)
+
+# a document column (json, jsonb, xml, hstore: "{}" in the proxy's view_columns): its order
+# is the order of the values its masked keys hold
+pg_indexed_sensitive(c) if "{}" in input.command.postgres.view_columns[c]
 
 # An index on a sensitive column may already be there (a unique e-mail): the planner's
 # method and cost settings steer a plain read to it, and its order shows the column's

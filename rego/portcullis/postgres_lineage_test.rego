@@ -800,3 +800,14 @@ test_storing_a_whole_document_is_denied if {
 	some r in d.reasons
 	contains(r, "stores the whole of document column profile")
 }
+
+test_an_index_on_a_document_column_needs_approval if {
+	on_profile := object.union(stmt_with("ddl", {"tag": "IndexStmt", "index_columns": ["id", "profile"]}), {"tables": ["people"]})
+	views := {"command": {"postgres": {"view_columns": {"profile": ["{}"]}}}}
+	d := portcullis.decision with input as object.union(pg_input(["dba"], [on_profile]), views)
+	d.verdict == "require_approval"
+	"an index on sensitive column profile under the masks needs approval: a read in its order shows the column's order" in d.reasons
+	others := {"command": {"postgres": {"view_columns": {"other": ["{}"]}}}}
+	portcullis.decision.verdict != "require_approval" with input as object.union(pg_input(["dba"], [on_profile]), others)
+	portcullis.decision.verdict == "allow" with input as object.union(pg_input(["dba", "pii-readers"], [on_profile]), views)
+}
