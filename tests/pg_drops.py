@@ -86,3 +86,12 @@ def wait_for_drops(timeout: float = 300) -> list[str]:
         failures = list(_failures)
         _failures.clear()
     return failures
+
+
+def settle(timeout: float = 300) -> None:
+    """Wait until the databases handed over so far are dropped: for a test that needs one
+    gone before it goes on (a role that owns objects in it is dropped next, say). Raises
+    if one could not be dropped."""
+    failures = wait_for_drops(timeout)
+    if failures:
+        raise RuntimeError(f"a scratch database was not dropped: {'; '.join(failures)}")

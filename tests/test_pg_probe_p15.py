@@ -47,6 +47,7 @@ from adversary import (
     ready_client,
     running_arena,
 )
+from pg_drops import settle
 
 pytestmark = pytest.mark.integration
 
@@ -151,6 +152,7 @@ def arena(tmp_path_factory):
                 admin.execute(RLS)
             yield gateway
     finally:
+        settle()  # the arena's database, which holds what APP owns, is dropped first
         with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres") as admin:
             admin.execute(f"DROP ROLE IF EXISTS {APP}")
 
