@@ -24,6 +24,10 @@ reader whole before its fix:
 - an event whose data is a label alone (`data: {"field": "phone"}`): the next event's
   data (and later ids) are now masked as that field; one after an event whose data or
   id may be the value is refused;
+- a card or an e-mail a detector finds only as its reader reads it, in a JSON string
+  (fullwidth or Arabic-Indic digits, soft hyphens between the groups, a fullwidth at
+  sign) or a text line (Arabic-Indic digits): bodies.as_read now reads digits of other
+  scripts as digits, and a JSON string's reading goes through the detectors too;
 - a field's id named by its descriptor (`{"fields": [{"id": "f1", "label": "Phone"}],
   "values": {"f1": ...}}`: a form's or a CRM's custom fields, Airtable's field ids) or a
   JSON-LD context's term (`"@context": {"p": "http://schema.org/telephone"}`, then `"p":
@@ -34,6 +38,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import unicodedata
 from pathlib import Path
 
 import aiohttp
@@ -44,13 +50,21 @@ from test_http_probe_p4 import READER_MASKS
 from test_http_probe_p5 import app_upstream, bearer
 from test_http_probe_p12 import readers_answers
 
-from proxies.http.bodies import BodyMask, Unmaskable, answer_kind, masker_for
+from proxies.http.bodies import (
+    BodyMask,
+    Unmaskable,
+    answer_kind,
+    as_read,
+    masked_headers,
+    masker_for,
+)
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT = aiohttp.ClientTimeout(total=60)
 HIDDEN = ("5550100", "hunter2", "ann.smith", "078-05-1120")
 
+ARABIC_CARD = "".join(chr(0x660 + int(c)) for c in "4111111111111111")
 ANSWERS: dict[str, tuple[str, str]] = {
     # prose, the value before the name
     "value is the phone": ("text/plain", "5550100 is the phone\n"),
@@ -99,6 +113,22 @@ ANSWERS: dict[str, tuple[str, str]] = {
     "value;name in a csv header": ("text/csv", "5550100;phone\n"),
     "name;value in a csv header": ("text/csv", "phone;5550100\n"),
     "value, then the label alone in marks": ("text/plain", "5550100\n(phone)\n"),
+    # what a detector finds only as its reader reads it
+    "a card in fullwidth digits in json": (
+        "application/json",
+        '{"note": "pay with \uff14\uff11\uff11\uff11-\uff11\uff11\uff11\uff11-'
+        '\uff11\uff11\uff11\uff11-\uff11\uff11\uff11\uff11"}',
+    ),
+    "a card in arabic-indic digits": ("text/plain", "pay " + ARABIC_CARD + "\n"),
+    "a card in arabic-indic digits in json": ("application/json", json.dumps({"n": ARABIC_CARD})),
+    "a card parted by soft hyphens in json": (
+        "application/json",
+        '{"note": "4111\\u00ad1111\\u00ad1111\\u00ad1111"}',
+    ),
+    "an e-mail with a fullwidth at sign in json": (
+        "application/json",
+        '{"note": "ann.smith\\uff20example.com"}',
+    ),
     # a record's label on the line after its value
     "yaml, label after": ("application/x-yaml", "- value: 5550100\n  name: phone\n"),
     "properties, label after": ("text/plain", "attr.value=hunter2\nattr.name=password\n"),
@@ -130,6 +160,19 @@ ANSWERS: dict[str, tuple[str, str]] = {
 }
 
 
+# header values a detector finds only as their reader reads them (a soft hyphen is no
+# character a reader sees)
+HEADERS = {
+    "X-Card": "4111\u00ad1111\u00ad1111\u00ad1111",
+    "X-Note": "5550100 is the phone",
+}
+
+
+def test_a_header_read_otherwise_is_masked() -> None:
+    out, _ = masked_headers(masker_for(READER_MASKS, b"k" * 32), list(HEADERS.items()))
+    assert not [(n, v) for n, v in out if _leaks("", v.encode())], out
+
+
 def _masked(content_type: str, body: str) -> bytes:
     kind, shown = answer_kind([content_type])
     mask = BodyMask(masker_for(READER_MASKS, b"k" * 32), kind, media=shown)
@@ -138,6 +181,13 @@ def _masked(content_type: str, body: str) -> bytes:
 
 def _leaks(case: str, out: bytes) -> bool:
     text = out.decode("utf-8", "replace")
+    try:
+        text += json.dumps(json.loads(text), ensure_ascii=False)  # (its escapes undone)
+    except ValueError:
+        pass
+    read = re.sub(r"\d", lambda d: str(unicodedata.decimal(d[0])), as_read(text))
+    if "41111111" in re.sub(r"[^0-9]", "", read) or "ann.smith" in read:
+        return True
     if case == "ids one digit at a time":
         ids = [ln[4:] for ln in text.split("\n") if ln.startswith("id: ")]
         return any(i.isdigit() for i in ids)
@@ -231,8 +281,12 @@ def _app() -> web.Application:
         await response.write_eof()
         return response
 
+    async def headers(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True}, headers=HEADERS)
+
     app = web.Application()
     app.router.add_get("/answer", answer)
+    app.router.add_get("/headers", headers)
     app.router.add_get("/stream", stream)
     return app
 
@@ -246,6 +300,8 @@ async def test_a_readers_answers_are_masked_end_to_end(tmp_path: Path) -> None:
         got = await readers_answers(s, client, sorted(ANSWERS))
         async with client.get(s.url + "/stream", headers=bearer(s)) as r:
             streamed = r.status, await r.read()
+        async with client.get(s.url + "/headers", headers=bearer(s)) as r:
+            shown = [(n, v) for n, v in r.headers.items() if n.startswith("X-")]
     # (each answer relayed, or withheld as one the masks cannot read: 502)
     odd = {case: got[case] for case in got if got[case][0] not in (200, 502)}
     assert not odd, odd
@@ -254,4 +310,6 @@ async def test_a_readers_answers_are_masked_end_to_end(tmp_path: Path) -> None:
     assert got["yaml, label after"][0] == 502
     assert got["a value's id before its name"][0] == 502
     assert streamed[0] == 200 and b"5550100" not in streamed[1], streamed
+    assert not [(n, v) for n, v in shown if _leaks("", v.encode())], shown
+    assert [n for n, _ in shown] == list(HEADERS)
     assert b"id: phone\ndata: [REDACTED]" in streamed[1], streamed

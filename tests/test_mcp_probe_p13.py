@@ -18,6 +18,9 @@ number is no detector's). Each came back whole before its fix:
 - a tool list's `_meta` (`{"owner_phone": ...}`) and its annotations past the hints:
   a tool list was read by the detectors alone, past its descriptions and titles (a
   schema's `phone` property is a name); they are now masked as a tool's result is;
+- a card or an e-mail the detectors find only as its reader reads it (soft hyphens
+  between a card's groups, Arabic-Indic digits, a fullwidth at sign): the text as
+  written was read (mcp._read_masked);
 - a field's id named by its descriptor (`{"fields": [{"id": "f1", "label": "Phone"}],
   "values": {"f1": ...}}`: a form's or a CRM's custom fields) or a JSON-LD context's term
   (`"@context": {"p": "http://schema.org/telephone"}`, then `"p": ...`): the value under
@@ -26,6 +29,9 @@ number is no detector's). Each came back whole before its fix:
 
 from __future__ import annotations
 
+import json
+import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import EmbeddedResource, TextContent, TextResourceContents
 from test_mcp_probe_p10 import every_answer_shown
 from test_mcp_proxy import agent, mcp_stack
+
+from proxies.http.bodies import as_read
 
 pytestmark = pytest.mark.integration
 
@@ -132,3 +140,32 @@ async def test_a_tool_lists_meta_is_masked(tmp_path: Path, monkeypatch: pytest.M
     shown = repr([t.model_dump() for t in listed.tools])
     assert "find_customer" in shown
     assert "555 0100" not in shown, shown
+
+
+# (bare values, one word to the masks: no text around them is read as a line is)
+READ_OTHERWISE = {
+    "a card parted by soft hyphens": "4111\u00ad1111\u00ad1111\u00ad1111",
+    "a card in arabic-indic digits": "".join(chr(0x660 + int(c)) for c in "4111" * 4),
+    "an e-mail with a fullwidth at sign": "ann.smith\uff20example.com",
+}
+
+
+async def test_what_a_reader_reads_otherwise_is_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown = await every_answer_shown(tmp_path, monkeypatch, {}, READ_OTHERWISE)
+    read = {
+        name: as_read(json.dumps(json.loads(text), ensure_ascii=False))
+        for name, text in shown.items()
+    }
+    leaked = {
+        name: text[:300]
+        for name, text in read.items()
+        if "41111111" in re.sub(r"[^0-9]", "", _digits(text)) or "ann.smith" in text
+    }
+    assert not leaked, leaked
+
+
+def _digits(text: str) -> str:
+    """`text` with every decimal digit of another script as its ASCII digit."""
+    return re.sub(r"\d", lambda d: str(unicodedata.decimal(d[0])), text)

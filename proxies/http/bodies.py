@@ -174,6 +174,15 @@ def masked_headers(
                 value = values._inline(value)
             value = values._prose(value)  # (`Warning: 199 - "phone 5550100"`)
         text, found = masker.mask_text(value)
+        if not found and not value.isascii():
+            # (a card parted by soft hyphens, an e-mail with a fullwidth at sign, as its
+            # reader reads it, and the bytes read as UTF-8 as most clients do: become
+            # what the detectors make of that reading, or [REDACTED] when not ASCII)
+            for seen in _header_readings(value):
+                shown, found = masker.mask_text(seen)
+                if found:
+                    text = shown if shown.isascii() else REDACTED_VALUE
+                    break
         counts.update({f"detector:{k}": v for k, v in found.items()})
         try:
             values._unescaped_clear(text)
@@ -186,6 +195,17 @@ def masked_headers(
         out.append((name, text))
     counts.update(values.counts)
     return out, dict(counts)
+
+
+def _header_readings(value: str) -> list[str]:
+    """A header value (its bytes as Latin-1) as readers read it: as_read of it, and of
+    its bytes as UTF-8 when they are (aiohttp, browsers, fetch read them so)."""
+    readings = [as_read(value)]
+    try:
+        readings.append(as_read(value.encode("latin-1").decode("utf-8")))
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass
+    return [r for r in dict.fromkeys(readings) if r != value]
 
 
 # a line `name: value`, `name = value` or `"name": value,` (the name an identifier)
@@ -753,6 +773,12 @@ class BodyMask:
             masked = self._pairs_and_prose(seen)
             if sum(self.counts.values()) != before:
                 return masked
+            # (and the detectors: a card in fullwidth or Arabic-Indic digits, parted by
+            # soft hyphens, an e-mail with a fullwidth at sign: what its reader reads)
+            shown, counts = self.masker.mask_text(masked)
+            if counts:
+                found.update({f"detector:{k}": v for k, v in counts.items()})
+                return shown
         return self._pairs_and_prose(value)
 
     def _decoded(self, value: str, coded: tuple[str, str], found: Counter[str], depth: int) -> str:
@@ -1799,6 +1825,9 @@ _SPELT = re.compile(r"(?<![^\W_])[^\W\d_](?:[\s\-._/*\u00b7\u2022]{1,3}[^\W\d_])
 _SPELT_GAP = re.compile(r"[\s\-._/*\u00b7\u2022]+")
 
 
+_OTHER_DIGIT = re.compile(r"(?![0-9])\d")  # (a decimal digit of any other script)
+
+
 def as_read(text: str) -> str:
     """`text` as a reader reads the words in it: without characters no one sees
     (_INVISIBLE, control characters), its compatibility forms as their letters (NFKD: a
@@ -1810,6 +1839,8 @@ def as_read(text: str) -> str:
         seen = "".join(
             c for c in unicodedata.normalize("NFKD", seen) if unicodedata.category(c) != "Mn"
         )
+        # (a digit of another script as the digit it is: `٤١١١`, `४१११` read as 4111)
+        seen = _OTHER_DIGIT.sub(lambda d: str(unicodedata.decimal(d[0])), seen)
     if _SPELT.search(seen):
         seen = _SPELT.sub(_spelt_words, seen)
     return seen

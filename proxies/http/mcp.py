@@ -963,7 +963,7 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     if isinstance(value, list):
         return [_json_texts(v, masker, counts) for v in value]
     if isinstance(value, str):
-        return _masked_string(value, masker, counts)
+        return _read_masked(_masked_string(value, masker, counts), masker, counts)
     if not isinstance(value, dict):
         return value
     # image and audio content (MCP Server → Tools → Tool result) carry their bytes as
@@ -984,6 +984,20 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
         else:
             out[key] = _json_texts(child, masker, counts)
     return out
+
+
+def _read_masked(text: str, masker: Masker, counts: Counter[str]) -> str:
+    """`text` as its reader reads it (bodies.as_read: a card parted by soft hyphens or in
+    Arabic-Indic digits, an e-mail with a fullwidth at sign) masked by the detectors when
+    they find anything there they do not find in it as written; else as it came."""
+    seen = as_read(text)
+    if seen == text:
+        return text
+    masked, found = masker.mask_text(seen)
+    if not found:
+        return text
+    counts.update({f"detector:{k}": v for k, v in found.items()})
+    return masked
 
 
 # an object naming a field under a key of its own, its value beside it: the name/value
