@@ -101,7 +101,7 @@ class AgentSession:
     # the connections answering one of its requests now (a WebSocket, a stream, a wait)
     answering: set[ClientConnection] = field(default_factory=set, repr=False)
     # the end of what the session was granted (its token's expiry, a grant's window)
-    ends: asyncio.Task[str] | None = field(default=None, repr=False)
+    ends: asyncio.Future[str] | None = field(default=None, repr=False)
     _patterns: tuple[bytes, ...] | None = field(default=None, repr=False)
 
     def disarm(self) -> None:
@@ -125,6 +125,11 @@ def _body_words(head: Head, inspected: bytes, readable: bool) -> dict[str, Any]:
     if not readable:
         why = "a content coding the proxy cannot undo within its bounds"
         return {"body_unread": {"kind": "coding", "why": why}}
+    charset = request_words.foreign_charset(head.get("content-type") or "", inspected)
+    if charset is not None:
+        # (read as UTF-8, `+AHA-hone` names nothing; its upstream may read it as UTF-7)
+        why = f"a body in the {charset} charset, which its words are not read in"
+        return {"body_unread": {"kind": "undecoded", "why": why}}
     try:
         return {"body_words": request_words.body_runs(messages.media_type(head), inspected)}
     except request_words.Unread as unread:
@@ -374,7 +379,7 @@ class HttpProxy:
         bound = f"{approval_id}\0{agent.key}\0{agent.session.id}".encode("utf-8", "replace")
         return hmac.new(self._poll_key, bound, hashlib.sha256).hexdigest()[:32]
 
-    def _session_ended(self, agent: AgentSession, ends: asyncio.Task[str]) -> None:
+    def _session_ended(self, agent: AgentSession, ends: asyncio.Future[str]) -> None:
         """The session's token expired or its grant ran out: what its requests still hold
         open (a WebSocket, a stream, an approval wait) is cut, and the session closed; a
         next request with the token opens a session anew, which the PDP refuses."""

@@ -15,6 +15,7 @@ or the statement denied, with a reason the client reads.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -408,11 +409,14 @@ class ProxySession:
         runtime.sessions.add(self)
         return grant
 
-    def grant_expiry(self, tell: Callable[[str], None]) -> asyncio.Task[str] | None:
-        """The end of what the session was granted: a task that, at the earlier of a
+    def grant_expiry(self, tell: Callable[[str], None]) -> asyncio.Future[str] | None:
+        """The end of what the session was granted: a future that, at the earlier of a
         just-in-time grant's end and the client token's expiry, has the protocol tell its
-        client why (`tell(text)`) and end the session, and returns the close reason
-        ("grant_expired" or "token_expired"); None for a session with neither.
+        client why (`tell(text)`) and end the session, and resolves to the close reason
+        ("grant_expired" or "token_expired"); None for a session with neither. Cancelling
+        it stops its timer. (A timer, not a task sleeping: every idle session holds one,
+        and a task, its coroutine, its sleep and its place in asyncio's task set were
+        about 1 KiB of an idle session's 20.)
 
         Past its token's expiry the PDP refuses every command of a session, but what is
         not decided command by command — a shell, a forwarded port, a WebSocket, a stream
@@ -425,7 +429,7 @@ class ProxySession:
         ends = session_end(grant.expires_at, token_ends)
         if ends is None:
             return None
-        return asyncio.ensure_future(_session_ends(ends, tell))
+        return _session_ends(ends, tell)
 
     def ruling_now(
         self,
@@ -920,8 +924,30 @@ def session_end(grant_ends: float, token_expires: float) -> tuple[float, str, st
     return min(ends) if ends else None
 
 
-async def _session_ends(end: tuple[float, str, str], tell: Callable[[str], None]) -> str:
+def _session_ends(end: tuple[float, str, str], tell: Callable[[str], None]) -> asyncio.Future[str]:
+    """A future resolved, once `end`'s time (wall clock) has come, to its reason, its text
+    told first (an exception `tell` raises is the future's); cancelled: the timer stops."""
     at, reason, text = end
-    await asyncio.sleep(max(at - time.time(), 0))
-    tell(f"portcullis: {text}")
-    return reason
+    loop = asyncio.get_running_loop()
+    ends: asyncio.Future[str] = loop.create_future()
+    timer = loop.call_later(max(at - time.time(), 0), _session_ended, ends, reason, text, tell)
+    ends.add_done_callback(functools.partial(_stop_timer, timer))
+    return ends
+
+
+def _session_ended(
+    ends: asyncio.Future[str], reason: str, text: str, tell: Callable[[str], None]
+) -> None:
+    if ends.done():
+        return
+    try:
+        tell(f"portcullis: {text}")
+    except Exception as exc:
+        ends.set_exception(exc)
+        return
+    if not ends.done():  # (tell may have ended the session, cancelling it)
+        ends.set_result(reason)
+
+
+def _stop_timer(timer: asyncio.TimerHandle, _ends: asyncio.Future[str]) -> None:
+    timer.cancel()

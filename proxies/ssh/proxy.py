@@ -224,7 +224,7 @@ class ClientConnection(asyncssh.SSHServer):
         self.attempts = 0
         self.client_addr = ""
         self._closing: asyncio.Task[None] | None = None
-        self._expiry: asyncio.Task[str] | None = None
+        self._expiry: asyncio.Future[str] | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._draining: asyncio.Future[None] | None = None
         self._username = ""
