@@ -28,6 +28,11 @@ reader whole before its fix:
   (fullwidth or Arabic-Indic digits, soft hyphens between the groups, a fullwidth at
   sign) or a text line (Arabic-Indic digits): bodies.as_read now reads digits of other
   scripts as digits, and a JSON string's reading goes through the detectors too;
+- a request body in a charset whose words are not read as UTF-8 reads them (`text/plain;
+  charset=utf-7` holding `+AHA-hone:555`, an XML declaration's `encoding="UTF-7"`, a
+  multipart part's `charset=utf-7` or its `_charset_` field): a reader's GET naming
+  `phone` so went upstream as a plain read; such a body's words are now unread, which
+  needs approval for anyone masked (request_words.foreign_charset);
 - a field's id named by its descriptor (`{"fields": [{"id": "f1", "label": "Phone"}],
   "values": {"f1": ...}}`: a form's or a CRM's custom fields, Airtable's field ids) or a
   JSON-LD context's term (`"@context": {"p": "http://schema.org/telephone"}`, then `"p":
@@ -45,7 +50,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from http_upstream import http_stack
+from http_upstream import exchange, http_stack, request, status
 from test_http_probe_p4 import READER_MASKS
 from test_http_probe_p5 import app_upstream, bearer
 from test_http_probe_p12 import readers_answers
@@ -313,3 +318,45 @@ async def test_a_readers_answers_are_masked_end_to_end(tmp_path: Path) -> None:
     assert not [(n, v) for n, v in shown if _leaks("", v.encode())], shown
     assert [n for n, _ in shown] == list(HEADERS)
     assert b"id: phone\ndata: [REDACTED]" in streamed[1], streamed
+
+
+# request bodies whose upstream may read `phone` where UTF-8 reads `+AHA-hone`
+CHARSET_BODIES = {
+    "text in utf-7": ("text/plain; charset=utf-7", b"+AHA-hone:555+ACo-"),
+    "xml declaring utf-7": (
+        "application/xml",
+        b'<?xml version="1.0" encoding="UTF-7"?><q><+AHA-hone>555</+AHA-hone></q>',
+    ),
+    "a multipart part in utf-7": (
+        "multipart/form-data; boundary=XX",
+        b'--XX\r\nContent-Disposition: form-data; name="+AHA-hone"\r\n'
+        b"Content-Type: text/plain; charset=utf-7\r\n\r\n555\r\n--XX--\r\n",
+    ),
+    "a multipart _charset_ field": (
+        "multipart/form-data; boundary=XX",
+        b'--XX\r\nContent-Disposition: form-data; name="_charset_"\r\n\r\nutf-7\r\n'
+        b'--XX\r\nContent-Disposition: form-data; name="+AHA-hone"\r\n\r\n555\r\n--XX--\r\n',
+    ),
+}
+
+
+async def test_a_body_in_a_charset_not_read_needs_approval(tmp_path: Path) -> None:
+    async with http_stack(tmp_path) as s:
+        got = {}
+        for case, (content_type, body) in CHARSET_BODIES.items():
+            fields = f"Content-Type: {content_type}\r\n"
+            answer = await exchange(
+                s.proxy.port, request(s, "GET /echo/search HTTP/1.1", fields, body)
+            )
+            got[case] = status(answer)
+        plain = await exchange(
+            s.proxy.port,
+            request(
+                s,
+                "GET /echo/search HTTP/1.1",
+                "Content-Type: text/plain; charset=utf-8\r\n",
+                b"plan:gold",
+            ),
+        )
+    assert got == dict.fromkeys(CHARSET_BODIES, 202), got
+    assert status(plain) == 200, plain[:300]

@@ -125,6 +125,11 @@ def _body_words(head: Head, inspected: bytes, readable: bool) -> dict[str, Any]:
     if not readable:
         why = "a content coding the proxy cannot undo within its bounds"
         return {"body_unread": {"kind": "coding", "why": why}}
+    charset = request_words.foreign_charset(head.get("content-type") or "", inspected)
+    if charset is not None:
+        # (read as UTF-8, `+AHA-hone` names nothing; its upstream may read it as UTF-7)
+        why = f"a body in the {charset} charset, which its words are not read in"
+        return {"body_unread": {"kind": "undecoded", "why": why}}
     try:
         return {"body_words": request_words.body_runs(messages.media_type(head), inspected)}
     except request_words.Unread as unread:

@@ -80,6 +80,41 @@ class Unread(Exception):
         self.why = why
 
 
+# charsets whose text holds every ASCII letter as that byte and no other way (what a
+# body read as UTF-8 shows as a word, its upstream reads as that word): any other a body
+# declares (UTF-7's `+AHA-hone` is `phone`, EBCDIC, UTF-16) makes its words unread
+_ASCII_CHARSETS = frozenset(
+    {"utf-8", "utf8", "us-ascii", "ascii", "latin1", "latin-1", "iso-8859-1", "l1"}
+    | {f"iso-8859-{n}" for n in range(2, 17)}
+    | {f"windows-{n}" for n in range(1250, 1259)}
+    | {f"cp{n}" for n in range(1250, 1259)}
+    | {"shift_jis", "sjis", "windows-31j", "cp932", "euc-jp", "euc-kr", "gb2312", "gbk"}
+    | {"gb18030", "big5", "koi8-r", "koi8-u", "shift-jis", "x-sjis", "euc_jp", "ms932"}
+)
+_CHARSET_PARAM = re.compile(rb"""charset\*?\s*=\s*["']?([^"';\s]*)""", re.I)
+_XML_ENCODING = re.compile(rb"""\A\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""", re.I)
+_CHARSET_FIELD = re.compile(
+    rb"""(?is)name\s*=\s*["']?_charset_["']?[^\n]*\n(?:[^\r\n][^\n]*\n)*\r?\n([^\r\n]*)"""
+)
+
+
+def foreign_charset(content_type: str, body: bytes) -> str | None:
+    """A charset other than an ASCII one (_ASCII_CHARSETS) that a request body declares,
+    and by which its upstream may read it: its Content-Type's `charset`, an XML
+    declaration's `encoding`, a multipart part's `charset` or `_charset_` field (HTML
+    §4.10.22.7, which Tomcat and Sling read); None when it declares none other."""
+    declared = _CHARSET_PARAM.findall(content_type.encode("latin-1", "replace"))
+    declared += _XML_ENCODING.findall(body[:1024])
+    if content_type.lower().lstrip().startswith("multipart/"):
+        declared += _CHARSET_PARAM.findall(body)
+        declared += _CHARSET_FIELD.findall(body)
+    for charset in declared:
+        name = charset.decode("latin-1").strip().lower()
+        if name and name not in _ASCII_CHARSETS:
+            return name
+    return None
+
+
 def body_runs(media_type: str, body: bytes) -> list[str]:
     """The distinct runs of one to MAX_RUN_WORDS words of `body` (decoded already, if
     it was sent coded), sorted; or Unread."""
