@@ -239,7 +239,8 @@ def test_what_names_no_field_stays(case: str) -> None:
 
 def test_an_id_naming_another_field_ends_the_naming() -> None:
     out = _masked("text/event-stream", "id: phone\ndata: 5550100\n\nid: 7\ndata: 5550101\n\n")
-    assert out.decode() == "id: phone\ndata: [REDACTED]\n\nid: 7\ndata: 5550101\n\n"
+    # (the later id itself is masked: it may carry the value, test_http_probe_p16)
+    assert out.decode() == "id: phone\ndata: [REDACTED]\n\nid: [REDACTED]\ndata: 5550101\n\n"
 
 
 def _app() -> web.Application:
