@@ -101,6 +101,22 @@ NOW = int(time.time())
         ("iat", str(NOW)),
         ("iat", -5),
     ],
+    # ids of their own: the values hold the time of collection, and pytest-xdist's workers
+    # each collect and must name the same tests (a second ticking between the two made
+    # the run stop with "Different tests were collected between gw0 and gw1")
+    ids=[
+        "exp-text",
+        "exp-1e30",
+        "exp-2**63",
+        "exp-negative",
+        "exp-inf",
+        "exp-nan",
+        "exp-list",
+        "nbf-text",
+        "nbf--1e30",
+        "iat-text",
+        "iat-negative",
+    ],
 )
 async def test_date_claims_must_be_numbers_of_seconds(idp, verifier, claim, value):
     assert await reason(verifier, idp.token(**{claim: value}))
