@@ -262,13 +262,14 @@ async def test_column_knowledge_costs_no_pgbouncer_login_per_masked_result(tmp_p
 
 
 @pytest.mark.integration
-async def test_columns_pgbouncer_will_not_let_the_proxy_look_up_are_masked_not_passed(
+async def test_a_catalogue_pgbouncer_will_not_let_the_proxy_read_is_refused_not_passed(
     tmp_path,
 ) -> None:
-    """A table made after the session started (not among the columns learnt on its own
-    connection), and pgbouncer full (max_client_conn 1: the session's own client
-    connection): the look-up fails, and what cannot be named is masked, never passed;
-    the proxy does not knock again on every result."""
+    """pgbouncer full (max_client_conn 1: the session's own client connection): the
+    proxy's catalogue watch cannot connect, so what the statement would run and the columns
+    it names cannot be judged, and it is refused (de7b605) — never answered in clear (a
+    table made after the session started, not among the columns it learnt, went masked
+    by the strictest rule before)."""
     async with (
         pooled_gateway(tmp_path, max_clients=1) as gw,
         await psycopg.AsyncConnection.connect(
@@ -279,22 +280,22 @@ async def test_columns_pgbouncer_will_not_let_the_proxy_look_up_are_masked_not_p
         with psycopg.connect(ADMIN_DSN.rsplit("/", 1)[0] + f"/{gw.database}") as admin:
             admin.execute("CREATE TABLE late AS SELECT id, name, email FROM customers")
             admin.execute(f"ALTER TABLE late OWNER TO {gw.role}")
-        before = gw.logins()
-        for _ in range(10):
-            for binary in (False, True):
-                sql = "SELECT id, email AS e, name FROM late ORDER BY id"
-                rows = await (await conn.execute(sql, binary=binary)).fetchall()
-                assert len(rows) == 2 and not leaks(rows), rows
-                # not named, so masked by the strictest rule (name too: the safe mistake)
-                assert rows[0][1:] in (("[REDACTED]", "[REDACTED]"), (None, None)), rows
-        assert gw.logins() - before <= 1
+        for binary in (False, True):
+            sql = "SELECT id, email AS e, name FROM late ORDER BY id"
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+                await conn.execute(sql, binary=binary)
+            assert "catalogue could not be read" in str(refused.value)
+            assert not leaks(str(refused.value))
 
 
 @pytest.mark.integration
 async def test_the_read_only_pin_holds_from_the_role_on_every_server_connection(
     tmp_path,
 ) -> None:
-    async with pooled_gateway(tmp_path, pool_size=3) as gw:
+    # four: three sessions' open transactions hold three server connections, and the
+    # proxy's catalogue watch asks on the fourth (a pool the clients' transactions fill
+    # leaves the watch's questions waiting, and statements are refused: README)
+    async with pooled_gateway(tmp_path, pool_size=4) as gw:
         dsn = gw.dsn(gw.token())
         # three sessions, each holding its transaction open: three server connections
         conns = [
