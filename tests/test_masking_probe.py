@@ -166,7 +166,7 @@ def test_internationalised_addresses_and_spaced_ssns(text: str, expected: str) -
         "ssn 123 45 67890",
         "tel 555 123 45 6789",
         "000 12 3456 and 123 00 4567 and 123-45 6789",
-        "a@b.c and user@localhost and @handle and ann(at)example.com",
+        "a@b.c and user@localhost and @handle",  # (ann(at)example.com: an address now)
     ],
 )
 def test_near_misses_of_addresses_and_ssns_stay(text: str) -> None:

@@ -85,26 +85,113 @@ def _digit_count(text: str) -> int:
 # characters is scanned once, not once per start position.
 # Letters and digits of any script (RFC 6531 addresses: jörg@müller.de, 用户@例子.广告),
 # so no part of a name is left beside the mask and no internationalised address is missed.
+# An address as a reader writes it past a filter is one too: the @ fullwidth (U+FF20,
+# U+FE6B) or spelt in brackets (ann(at)example.com, ann [at] example [dot] com, {at},
+# <at>), the dot an ideographic or fullwidth full stop (example。com) or spelt in brackets
+# or between spaces (example dot com); `ann at example dot com`, the @ spelt between
+# spaces, only with a dot spelt too and a usual top-level domain (`look at the dot matrix`
+# is prose).
+_AT_MARK = r"(?:[@\uff20\ufe6b]|[ \t]*[(\[{<][ \t]*(?i:at)[ \t]*[)\]}>][ \t]*)"
+_DOT_SPELT = r"(?:[ \t]*[(\[{<][ \t]*(?i:dot)[ \t]*[)\]}>][ \t]*|[ \t]+(?i:dot)[ \t]+)"
+_DOT_MARK = r"(?:[.\u3002\uff0e\uff61]|(?=[ \t(\[{<])" + _DOT_SPELT + ")"
+_USUAL_TLD = (
+    "com|net|org|edu|gov|mil|int|info|biz|io|co|me|dev|app|ai|us|uk|de|fr|nl|be|at|ch|es|it"
+    "|pt|se|no|dk|fi|pl|cz|ru|ua|cn|jp|kr|in|br|ar|mx|au|nz|ca|eu|ie"
+)
 _EMAIL = re.compile(
     r"(?<![\w.%+\-])[\w.%+\-]{1,64}"
-    r"@(?:[\w\-]{1,63}\.){1,8}[^\W\d_]{2,63}"
+    rf"[@\uff20\ufe6b](?:[\w\-]{{1,63}}+{_DOT_MARK}){{1,8}}[^\W\d_]{{2,63}}"
 )
+# what every address with a spelt @ holds: the at in brackets (ann(at)example.com,
+# ann ( at ) example ...), or between spaces (and then a dot spelt too); read from there: its
+# domain forward, its local part back
+_BRACKET_AT = re.compile(r"[(\[{<][ \t]*[aA][tT][ \t]*[)\]}>]")
+_SPELT_AT = re.compile(_BRACKET_AT.pattern + r"|[ \t][aA][tT][ \t]")
+_BRACKET_AT_ASCII = re.compile(_BRACKET_AT.pattern.encode())
+_SPELT_AT_ASCII = re.compile(_SPELT_AT.pattern.encode())
+_SPELT_TAIL = re.compile(
+    rf"[ \t]*[(\[{{<][ \t]*(?i:at)[ \t]*[)\]}}>][ \t]*(?:[\w\-]{{1,63}}+{_DOT_MARK}){{1,8}}"
+    r"[^\W\d_]{2,63}"
+    rf"|[ \t]+(?i:at)[ \t]+(?:[\w\-]{{1,63}}+{_DOT_SPELT}){{1,8}}(?i:{_USUAL_TLD})(?!\w)"
+)
+_AT_SPLIT = re.compile(_AT_MARK + r"|[ \t]+(?i:at)[ \t]+")
+
+
+def _email_precheck(text: str) -> bool:
+    if "@" in text or "\uff20" in text or "\ufe6b" in text:
+        return True
+    lowered = text.lower()
+    if "at" not in lowered:
+        return False
+    if "dot" in lowered:
+        return _SPELT_AT.search(text) is not None
+    return (")" in text or "]" in text or "}" in text or ">" in text) and _BRACKET_AT.search(
+        text
+    ) is not None
+
+
+def _email_gate(data: bytes) -> bool:
+    if b"@" in data:
+        return True
+    lowered = data.lower()
+    if b"at" not in lowered:
+        return False
+    if b"dot" in lowered:
+        return _SPELT_AT_ASCII.search(data) is not None
+    return (
+        b")" in data or b"]" in data or b"}" in data or b">" in data
+    ) and _BRACKET_AT_ASCII.search(data) is not None
 
 
 def _email_spans(text: str) -> Iterator[Span]:
-    for m in _EMAIL.finditer(text):
-        yield m.span()
+    if "@" in text or "\uff20" in text or "\ufe6b" in text:
+        for m in _EMAIL.finditer(text):
+            yield m.span()
+    lowered = text.lower()
+    if "at" not in lowered:
+        return
+    # (an at between spaces is one only with a dot spelt after it)
+    marks = _SPELT_AT if "dot" in lowered else _BRACKET_AT
+    searched = 0
+    for mark in marks.finditer(text):
+        # the local part: the word characters before the at, past spaces and a bracket
+        end = mark.start() + 1
+        while end > searched and text[end - 1] in " \t":
+            end -= 1
+        if end > searched and text[end - 1] in "([{<":
+            end -= 1
+            while end > searched and text[end - 1] in " \t":
+                end -= 1
+        start = end
+        while start > max(searched, end - 64) and (
+            text[start - 1].isalnum() or text[start - 1] in "_.%+-"
+        ):
+            start -= 1
+        if start == end:
+            continue
+        tail = _SPELT_TAIL.match(text, end)
+        if tail is not None:
+            searched = tail.end()
+            yield start, searched
 
 
 # A run of ASCII digit groups, each separated from the next by one separator; card numbers
-# are looked for inside it (see _card_spans). Groups of 3 to 6 digits may be joined by a
-# dash, dot, underscore, slash, en dash or non-breaking hyphen, or by up to four spaces or
-# tabs (4111.1111.1111.1111, 4111  1111  1111  1111: columns); thousands groups (a group of
-# 1 to 3 digits, then groups of 3, one separator throughout) by any of them, a comma, an
-# apostrophe or a no-break / thin space as well (4,111,111,111,111,111; 4 111 111 ...).
+# are looked for inside it (see _card_spans). Groups of 3 to 6 digits may be joined by any
+# one character that is no letter, digit, comma, semicolon or line break (a dash, dot,
+# underscore, slash, star, colon, bar, en dash, no-break or thin space ...), or by up to four
+# spaces or tabs (4111.1111.1111.1111, 4111*1111*1111*1111, 4111  1111  1111  1111:
+# columns); thousands groups (a group of 1 to 3 digits, then groups of 3, one separator
+# throughout) by a comma as well (4,111,111,111,111,111; 4 111 111 ...); single digits by
+# one separator throughout (4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1: a number spelt out).
+# The separators first allowed (_GROUP_SEPARATORS) may be mixed in one card; any other
+# must be the only one in it (so 192.168.100.200:8080, an address and port, is no card).
 _GROUP_SEPARATORS = " \t-._/\u2013\u2011"
 _THOUSANDS_SEPARATORS = _GROUP_SEPARATORS + ",'\u00a0\u202f\u2009"
-_SEPARATOR = "(?:[ \t]{1,4}|[" + re.escape(_THOUSANDS_SEPARATORS) + "])"
+# what no separator is: a letter or digit of any script, a line break, a comma or semicolon
+# (a list: 2019,2020,2021,2022), and the separators a digit run never spans
+_NOT_SEPARATORS = "\\w\n\r\v\f\x1c-\x1e\x85\u2028\u2029;"
+_SPACES = "[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]{1,4}"
+_SEPARATOR = "(?:" + _SPACES + "|_|,|[^" + _NOT_SEPARATORS + ",])"
 _DIGIT_RUN = re.compile(rf"(?<![0-9])[0-9]+(?:{_SEPARATOR}[0-9]+)*")
 _DIGIT_GROUP = re.compile(r"[0-9]+")
 _CARD_MIN, _CARD_MAX = 13, 19
@@ -145,24 +232,31 @@ def _card_window_ok(groups: list[str], separators: list[str]) -> bool:
     separators are written as a card is."""
     if len(groups) == 1:
         return True
+    one = len(set(separators)) == 1
     # printed cards group their digits 4-4-4-4, 4-6-5, 4-6-4, 4-4-4-4-3: groups shorter
-    # than 3 are dates, phone numbers, versions — not a card; or a number in thousands
-    if all(sep in _GROUP_SEPARATORS or not sep.strip(" \t") for sep in separators) and all(
-        3 <= len(g) <= 6 for g in groups
-    ):
+    # than 3 are dates, phone numbers, versions — not a card; or a number in thousands;
+    # or one digit at a time, one separator throughout
+    if all(3 <= len(g) <= 6 for g in groups):
+        if all(sep in _GROUP_SEPARATORS or not sep.strip(" \t") for sep in separators):
+            return True
+        if one and "," not in separators[0]:
+            return True
+    if one and all(len(g) == 1 for g in groups) and "," not in separators[0]:
         return True
-    return (
-        len(set(separators)) == 1
-        and 1 <= len(groups[0]) <= 3
-        and all(len(g) == 3 for g in groups[1:])
-    )
+    return one and 1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])
 
 
 def _card_spans(text: str) -> Iterator[Span]:
     for run in _DIGIT_RUN.finditer(text):
         groups = [m.span() for m in _DIGIT_GROUP.finditer(text, run.start(), run.end())]
+        sizes = [b - a for a, b in groups]
+        if sum(sizes) < _CARD_MIN:
+            continue
         start = 0
         while start < len(groups):
+            if not _reaches_card(sizes, start):
+                start += 1  # (the cheap test first: dates and times stop here)
+                continue
             end = _longest_card_from(text, groups, start)
             if end is None:
                 start += 1
@@ -177,6 +271,21 @@ def _card_spans(text: str) -> Iterator[Span]:
     for m in _EXPONENT_NUMBER.finditer(text):
         if _exponent_card(m["mantissa"], int(m["exp"])):
             yield m.span()
+
+
+def _reaches_card(sizes: list[int], start: int) -> bool:
+    """Whether the groups from `start` on, as _longest_card_from takes them, hold a card's
+    fewest digits (necessary for it to find one)."""
+    total = sizes[start]
+    index = start + 1
+    single = total == 1 and index < len(sizes) and sizes[index] == 1
+    while total < _CARD_MIN and index < len(sizes):
+        size = sizes[index]
+        if size != 1 if single else not 3 <= size <= 6:
+            return False
+        total += size
+        index += 1
+    return total >= _CARD_MIN
 
 
 def _exponent_card(mantissa: str, exponent: int) -> bool:
@@ -202,9 +311,15 @@ def _longest_card_from(text: str, groups: list[Span], start: int) -> int | None:
     digits = 0
     first = text[groups[start][0] : groups[start][1]]
     padding = len(first) - len(first.lstrip("0"))
+    # (digits spelt one at a time: 4 1 1 1 ...; their separators are _card_window_ok's)
+    single = (
+        len(first) == 1
+        and start + 1 < len(groups)
+        and groups[start + 1][1] - groups[start + 1][0] == 1
+    )
     for index in range(start, len(groups)):
         size = groups[index][1] - groups[index][0]
-        if index > start and not 3 <= size <= 6:
+        if index > start and (size != 1 if single else not 3 <= size <= 6):
             break  # a later group outside 3-6 digits is no card's, grouped either way
         digits += size
         if digits - padding > _CARD_MAX:
@@ -223,15 +338,18 @@ def _longest_card_from(text: str, groups: list[Span], start: int) -> int | None:
 
 
 # NNN-NN-NNNN with the ranges the SSA never issues excluded: area 000, 666 and 9xx,
-# group 00, serial 0000. Not inside a longer dashed number.
-# Dashes or single spaces between its groups (123 45 6789), one kind throughout.
+# group 00, serial 0000. Not inside a longer separated number.
+# Between its groups one separator, one kind throughout: a dash, a space, a dot, a slash, an
+# underscore, a star, a colon, a bar, a tab, an en or em dash, a no-break or thin space
+# (123 45 6789, 078.05.1120, 078/05/1120); not a comma or semicolon (a list of numbers).
+_SSN_SEPARATORS = "- ./_*:|\t\u2010-\u2015\u00a0\u2000-\u200a\u202f\u205f\u3000"
 _SSN = re.compile(
-    r"(?<![0-9])(?<![0-9][- ])(?!000|666|9)[0-9]{3}(?P<sep>[- ])(?!00)[0-9]{2}(?P=sep)"
-    r"(?!0000)[0-9]{4}(?![- ]?[0-9])"
+    rf"(?<![0-9])(?<![0-9][{_SSN_SEPARATORS}])(?!000|666|9)[0-9]{{3}}(?P<sep>[{_SSN_SEPARATORS}])"
+    rf"(?!00)[0-9]{{2}}(?P=sep)(?!0000)[0-9]{{4}}(?![{_SSN_SEPARATORS}]?[0-9])"
 )
 
 
-_SSN_HINT = re.compile(r"[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}")
+_SSN_HINT = re.compile(rf"[0-9]{{3}}[{_SSN_SEPARATORS}][0-9]{{2}}[{_SSN_SEPARATORS}][0-9]{{4}}")
 
 
 def _ssn_spans(text: str) -> Iterator[Span]:
@@ -305,12 +423,8 @@ def _token_precheck(text: str) -> bool:
 # for a card or an SSN, and the token hints only in text long enough to hold a token
 _NON_DIGITS = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
 _TOKEN_HINTS_ASCII = re.compile(b"|".join(re.escape(h.encode()) for h in _TOKEN_HINTS))
-_CARD_HINT_ASCII = re.compile(
-    rb"[0-9](?:(?:[ \t]{1,4}|["
-    + re.escape(_THOUSANDS_SEPARATORS.encode("ascii", "ignore"))
-    + rb"])?[0-9]){12}"
-)
-_SSN_HINT_ASCII = re.compile(_SSN_HINT.pattern.encode())
+_CARD_HINT_ASCII = re.compile(rb"[0-9](?:(?:[ \t]{1,4}|[^0-9A-Za-z\n\r\v\f\x1c-\x1e;])?[0-9]){12}")
+_SSN_HINT_ASCII = re.compile(rb"[0-9]{3}[- ./_*:|\t][0-9]{2}[- ./_*:|\t][0-9]{4}")
 
 
 # what every detector needs at the least, whichever a masker runs: a token is 15 characters
@@ -343,7 +457,7 @@ DETECTORS: dict[str, Detector] = {
     d.name: d
     for d in (
         Detector("token", _token_precheck, _token_spans, _token_gate),
-        Detector("email", lambda t: "@" in t, _email_spans, lambda b: b"@" in b),
+        Detector("email", _email_precheck, _email_spans, _email_gate),
         Detector(
             "credit_card", lambda t: _CARD_HINT.search(t) is not None, _card_spans, _card_gate
         ),
@@ -389,6 +503,10 @@ def _hide_digits(value: str, keep: int) -> str:
 def _partial(kind: str | None, value: str) -> str:
     if kind == "email":
         local, at, domain = value.rpartition("@")
+        if not at:  # (an @ written otherwise: ann(at)example.com, ann at example dot com)
+            marks = list(_AT_SPLIT.finditer(value))
+            if marks:
+                local, at, domain = value[: marks[-1].start()], "@", value[marks[-1].end() :]
         if at:
             head = local[0] if len(local) >= 2 else ""
             return f"{head}***@{domain}"
@@ -806,8 +924,11 @@ class Masker:
             len(data) < _QUIET_BELOW
             and b"@" not in data
             and len(data.translate(None, _NON_DIGITS)) < _QUIET_DIGITS
+            and (b"t" not in data and b"T" not in data)
         ):
-            return False  # the usual short value: too short for a token, no @, few digits
+            # the usual short value: too short for a token, no @ (nor a `t` to spell one:
+            # a(at)b.co), few digits
+            return False
         for gate in gates:  # noqa: SIM110  (a loop: any() over a generator costs more)
             if gate(data):
                 return True

@@ -1,0 +1,173 @@
+"""Values the detectors passed to a masked reader unread (adversary round: a reader's
+answer carries a card, an SSN or an address written as a person reads it past a filter):
+
+- card digit groups parted by any one separator that is no letter, digit, comma,
+  semicolon or line break (`*`, `:`, `|`, a no-break or thin space ...), one kind
+  throughout, or spelt one digit at a time (`4 1 1 1 ...`);
+- SSNs parted by dots, slashes and other one-character separators (`078.05.1120`);
+- addresses with a fullwidth @ or an ideographic full stop (`ann.smith@example。com`), or
+  spelt (`ann (at) example (dot) com`, `ann[at]example[dot]com`,
+  `ann at example dot com`).
+
+Each shape is masked by mask_text and let through by the byte gate (Masker.may_detect);
+the near misses (lists, times, addresses and ports, prose) stay as they are.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from portcullis.masking import Masker
+from portcullis.verdict import MaskRule
+
+KEY = b"k" * 32
+
+
+def everything(strategy: str = "redact") -> Masker:
+    return Masker(
+        [MaskRule(detector=d, strategy=strategy) for d in ("email", "ssn", "credit_card", "token")],
+        KEY,
+    )
+
+
+CARDS = [
+    "4111*1111*1111*1111",
+    "4111:1111:1111:1111",
+    "4111|1111|1111|1111",
+    "4111+1111+1111+1111",
+    "4111~1111~1111~1111",
+    "4111#1111#1111#1111",
+    "4111\u00a01111\u00a01111\u00a01111",  # no-break space
+    "4111\u20091111\u20091111\u20091111",  # thin space
+    "4111\u202f1111\u202f1111\u202f1111",  # narrow no-break space
+    "4111\u20141111\u20141111\u20141111",  # em dash
+    "4111\u30001111\u30001111\u30001111",  # ideographic space
+    "4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
+    "4-1-1-1-1-1-1-1-1-1-1-1-1-1-1-1",
+    "4.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1",
+    "4\u00a01\u00a01\u00a01\u00a01\u00a01\u00a01\u00a01\u00a01\u00a01\u00a01\u00a01\u00a01\u00a01"
+    "\u00a01\u00a01",
+]
+
+
+@pytest.mark.parametrize("card", CARDS)
+def test_a_card_parted_by_any_one_separator_is_masked(card: str) -> None:
+    masker = everything()
+    masked, counts = masker.mask_text(f"card on file: {card}, thanks")
+    assert masked == "card on file: [REDACTED:credit_card], thanks", masked
+    assert counts == Counter({"credit_card": 1})
+    assert masker.may_detect(card.encode()), card
+
+
+def test_a_spelt_card_keeps_its_separators_under_partial() -> None:
+    masked, _ = everything("partial").mask_text("4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1")
+    assert masked == "* * * * * * * * * * * * 1 1 1 1"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "192.168.100.200:8080",  # an address and its port (mixed separators)
+        "2019,2020,2021,2022,2023",  # a list
+        "2019;2020;2021;2022;2023",
+        "4111\n1111\n1111\n1111",  # a column of numbers
+        "4,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",  # a list of digits
+        "15 16 17 18 19 20 21",  # a calendar's week
+        "2024-01-15 10:30:45.123456",
+        "12:34:56:78:90:12:34",
+    ],
+)
+def test_lists_times_and_addresses_stay(text: str) -> None:
+    assert everything().mask_text(text) == (text, Counter()), text
+
+
+@pytest.mark.parametrize(
+    "ssn",
+    [
+        "078.05.1120",
+        "078/05/1120",
+        "078_05_1120",
+        "078*05*1120",
+        "078:05:1120",
+        "078|05|1120",
+        "078\u201305\u20131120",
+        "078\u00a005\u00a01120",
+        "078\t05\t1120",
+    ],
+)
+def test_an_ssn_parted_by_other_separators_is_masked(ssn: str) -> None:
+    masker = everything()
+    masked, counts = masker.mask_text(f"ssn {ssn}.")
+    assert masked == "ssn [REDACTED:ssn].", masked
+    assert counts == Counter({"ssn": 1})
+    assert masker.may_detect(ssn.encode()), ssn
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "078,05,1120",  # a list of numbers
+        "078.05.1120.5",  # inside a longer number
+        "1.078.05.1120",
+        "078.05/1120",  # two kinds of separator
+        "900.05.1120",  # never issued
+    ],
+)
+def test_ssn_near_misses_stay(text: str) -> None:
+    assert everything().mask_text(text) == (text, Counter()), text
+
+
+ADDRESSES = [
+    "ann.smith@example\u3002com",  # ideographic full stop
+    "ann.smith@example\uff0ecom",  # fullwidth full stop
+    "ann\uff20example.com",  # fullwidth @
+    "ann (at) example (dot) com",
+    "ann ( at ) example ( dot ) com",
+    "ann[at]example[dot]com",
+    "ann{at}example{dot}com",
+    "ann<at>example<dot>com",
+    "ann(at)example.com",
+    "ann [AT] example.co.uk",
+    "ann at example dot com",
+    "ann AT example DOT co DOT uk",
+    "ann@example dot com",
+]
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+def test_an_address_written_otherwise_is_masked(address: str) -> None:
+    masker = everything()
+    masked, counts = masker.mask_text(f"write to {address} today")
+    assert masked == "write to [REDACTED:email] today", masked
+    assert counts == Counter({"email": 1})
+    assert masker.may_detect(address.encode()) or not address.isascii()
+
+
+def test_a_short_spelt_address_passes_the_byte_gate() -> None:
+    assert everything().may_detect(b"a(at)b.co")
+    assert everything().mask_text("a(at)b.co")[0] == "[REDACTED:email]"
+
+
+def test_a_spelt_address_under_partial_keeps_its_first_letter_and_domain() -> None:
+    masked, _ = everything("partial").mask_text("ann (at) example (dot) com")
+    assert masked == "a***@example (dot) com"
+    masked, _ = everything("partial").mask_text("ann at example dot com")
+    assert masked == "a***@example dot com"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "look at the dot matrix printer",
+        "we met at noon. see example.com",
+        "meet at example.com tomorrow",  # an at between spaces needs a spelt dot
+        "the data is at rest (at least) in storage",
+        "arrive at 10 dot 30",
+        "Ann Smith",
+        "status: at risk",
+    ],
+)
+def test_prose_with_at_and_dot_stays(text: str) -> None:
+    assert everything().mask_text(text) == (text, Counter()), text
