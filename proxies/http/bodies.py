@@ -471,7 +471,8 @@ class BodyMask:
                 # (the maps naming keys read before _named_values takes one for a pair)
                 masked = self.aliased(masked, found)
                 masked = self._named_values(masked, found, depth)
-                masked = self._tabled(masked, found)
+                # (the positions read where the masks have not been: `{"phone": 0}`)
+                masked = self._tabled(masked, found, _column_positions(doc))
             except RecursionError:
                 # (a document nested deeper than these walks go: json.loads reads ~1000
                 # levels, they recurse once a level)
@@ -480,7 +481,9 @@ class BodyMask:
                 ) from None
         return masked, found
 
-    def _tabled(self, doc: Any, found: Counter[str]) -> Any:
+    def _tabled(
+        self, doc: Any, found: Counter[str], positions: list[dict[int, str]] | None = None
+    ) -> Any:
         """Rows whose columns the document names away from them, masked by position: a
         list of column names anywhere in it (strings, or objects naming one under `name`,
         `label`, `title`: BigQuery's `schema.fields`, Snowflake's `rowType`, Databricks'
@@ -490,7 +493,15 @@ class BodyMask:
         Sheets' `values`, CSV as JSON) have their cells under those names masked. The
         rows beside their columns (`{"columns": [...], "rows": [...]}`) _named_values
         masked already; these are the rest. A cell that is itself a field's name is a
-        name, not a value (a list of pairs), and stays."""
+        name, not a value (a list of pairs), and stays. `positions`: the document's maps of
+        column names to their positions (_column_positions: `{"headers": {"phone": 0}}`,
+        descriptors giving their `index`), which name the cells at those positions of
+        every row wider than them."""
+        at: dict[int, str] = {}
+        for placed in positions or []:
+            for index, name in sorted(placed.items()):
+                if index not in at and (field := self._phrase(name)):
+                    at[index] = field
         widths: dict[int, list[str]] = {}
         columns, heads = _column_lists(doc)
         for names in columns:
@@ -498,25 +509,31 @@ class BodyMask:
             if any(fields):
                 known = widths.get(len(fields), [""] * len(fields))
                 widths[len(fields)] = [a or b for a, b in zip(known, fields, strict=True)]
-        if not widths and not any(self._phrase(n) for head in heads for n in head):
+        if not widths and not at and not any(self._phrase(n) for head in heads for n in head):
             return doc  # (no table names a masked field: nothing to rebuild)
-        return self._rows_masked(doc, widths, found)
+        return self._rows_masked(doc, widths, found, at)
 
-    def _rows_masked(self, value: Any, widths: dict[int, list[str]], found: Counter[str]) -> Any:
+    def _rows_masked(
+        self,
+        value: Any,
+        widths: dict[int, list[str]],
+        found: Counter[str],
+        at: dict[int, str] | None = None,
+    ) -> Any:
         if isinstance(value, dict):
             # (one row beside its columns: `{"keys": ["id", "phone"], "values": [7, ...]}`)
             beside = next((f for f in map(self._fields_of, value.values()) if any(f)), None)
             return {
                 k: self._row_masked(beside, v, found)
                 if beside and _scalars(v) and isinstance(v, list) and len(v) == len(beside)
-                else self._rows_masked(v, widths, found)
+                else self._rows_masked(v, widths, found, at)
                 for k, v in value.items()
             }
         if not isinstance(value, list):
             return value
         rows = [_cells(r) for r in value]
-        if (len(value) < 2 and not widths) or not all(c is not None for c in rows):
-            return [self._rows_masked(v, widths, found) for v in value]
+        if (len(value) < 2 and not widths and not at) or not all(c is not None for c in rows):
+            return [self._rows_masked(v, widths, found, at) for v in value]
         texts = [_cell_text(c) for c in rows[0] or []]
         header = [self._phrase(t) if t else "" for t in texts]
         if not (texts and all(texts) and any(header)):
@@ -525,10 +542,14 @@ class BodyMask:
         for n, (row, cells) in enumerate(zip(value, rows, strict=True)):
             assert cells is not None
             fields = header if header else widths.get(len(cells))
+            if at and cells and _scalars(cells) and max(at) < len(cells):
+                # (a row as wide as the positions named: its cells there are theirs)
+                named = list(fields) if fields and len(fields) == len(cells) else [""] * len(cells)
+                fields = [named[i] or at.get(i, "") for i in range(len(cells))]
             if header and n == 0:
                 out.append(row)
             elif not fields or len(fields) != len(cells):
-                out.append(self._rows_masked(row, widths, found))
+                out.append(self._rows_masked(row, widths, found, at))
             else:
                 out.append(self._row_masked(fields, row, found))
         return out
@@ -2086,6 +2107,81 @@ def _column_name(column: Any) -> str | None:
 
 
 _COLUMN_KEYS = frozenset({"name", "label", "title", "columnname", "fieldname"})
+
+
+# a column descriptor's key giving its position (Databricks' `position`, SQL's
+# `ordinal_position`, `index`, `columnIndex`), read in any case, `_` left out
+_POSITION_KEYS = frozenset(
+    {"index", "position", "ordinal", "ordinalposition", "columnindex", "idx", "pos", "i"}
+)
+MAX_COLUMNS = 4096
+
+
+def _column_positions(doc: Any) -> list[dict[int, str]]:
+    """Every map of column names to their positions anywhere in a document: an object
+    whose members are all positions (`{"headers": {"id": 0, "phone": 1}}`, a digit string
+    too), or all names under positions (`{"0": "phone"}`); and a list of column
+    descriptors each giving its position (`[{"name": "phone", "index": 1}, ...]`): their
+    positions from 0 when they are 1.. as many (SQL's ordinal_position), else as given
+    and at their place in the list too (more, never less)."""
+    out: list[dict[int, str]] = []
+    stack: list[Any] = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if 0 < len(item) <= MAX_COLUMNS:
+                placed = _placed(item)
+                if placed:
+                    out.append(placed)
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            names = _column_names(item)
+            if names and len(names) <= MAX_COLUMNS:
+                given = [_position(c) for c in item]
+                if all(g is not None for g in given):
+                    out.append(_descriptors_placed(names, [g for g in given if g is not None]))
+            stack.extend(v for v in item if isinstance(v, dict | list))
+    return out
+
+
+def _placed(item: dict[str, Any]) -> dict[int, str]:
+    """A map of names to positions read as positions to names ({} when it is none)."""
+    if all(_index(v) is not None for v in item.values()):
+        return {i: k for k, v in item.items() if (i := _index(v)) is not None}
+    if all(isinstance(v, str) and _index(k) is not None for k, v in item.items()):
+        return {i: v for k, v in item.items() if (i := _index(k)) is not None}
+    return {}
+
+
+def _descriptors_placed(names: list[str], given: list[int]) -> dict[int, str]:
+    if sorted(given) == list(range(len(names))):
+        return dict(zip(given, names, strict=True))
+    if sorted(given) == list(range(1, len(names) + 1)):
+        return {g - 1: n for g, n in zip(given, names, strict=True)}
+    placed = dict(enumerate(names))
+    for g, n in zip(given, names, strict=True):
+        placed.setdefault(g, n)
+    return placed
+
+
+def _position(column: Any) -> int | None:
+    """The position a column's descriptor gives it (_POSITION_KEYS), or None."""
+    if not isinstance(column, dict):
+        return None
+    for key, value in column.items():
+        if key.lower().replace("_", "") in _POSITION_KEYS:
+            return _index(value)
+    return None
+
+
+def _index(value: Any) -> int | None:
+    """A column's position: a non-negative integer (or one written as digits) below
+    MAX_COLUMNS; else None."""
+    if isinstance(value, str) and value.isdigit() and len(value) < 5 and value.isascii():
+        value = int(value)
+    if type(value) is int and 0 <= value < MAX_COLUMNS:
+        return value
+    return None
 
 
 def _column_lists(doc: Any) -> tuple[list[list[str]], list[list[str]]]:

@@ -876,6 +876,14 @@ class ClientConnection(UpstreamExchange):
             # a body not shown as a value (past INSPECTED_BODY, multipart, XML, text): its
             # distinct runs of words, or why it could not be read (http.rego)
             attributes.update(_body_words(head, inspected, readable))
+        if "body_unread" not in attributes:
+            # (a query's or a form's `_charset_` naming UTF-7: its words are not read so)
+            for part, params in (("query", attributes["query"]), ("body", body)):
+                charset = request_words.charset_field(params)
+                if charset is not None:
+                    why = f"a {part} naming the {charset} charset, which its words are not read in"
+                    attributes["body_unread"] = {"kind": "undecoded", "why": why}
+                    break
         coded = _coded_words(request.target, attributes["query"], body)
         if "body_unread" in coded and "body_unread" in attributes:
             del coded["body_unread"]

@@ -115,6 +115,22 @@ def foreign_charset(content_type: str, body: bytes) -> str | None:
     return None
 
 
+def charset_field(params: Any) -> str | None:
+    """A charset other than an ASCII one named by a `_charset_` parameter (in any case)
+    of a query's or a form's name → value: HTML's field naming the charset of the
+    others (§4.10.22.7), which Sling and Tomcat read their names and values in
+    (`?%2BAHA-hone=555&_charset_=utf-7` is `phone=555` in UTF-7); None when none."""
+    if not isinstance(params, dict):
+        return None
+    for key, value in params.items():
+        if isinstance(key, str) and key.strip().lower() == "_charset_":
+            for name in value if isinstance(value, list) else [value]:
+                name = str(name).strip().lower()
+                if name not in _ASCII_CHARSETS:
+                    return name or "(empty)"
+    return None
+
+
 def body_runs(media_type: str, body: bytes) -> list[str]:
     """The distinct runs of one to MAX_RUN_WORDS words of `body` (decoded already, if
     it was sent coded), sorted; or Unread."""
