@@ -44,7 +44,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pdp.domain.approver_view import approver_masker, approver_view, binding_digest
-from pdp.domain.sessions import REAPED_REASONS
 from pdp.store import AuditRecord, AuditStore, StoreUnavailable
 from pdp.store.chain import canonical_json
 from portcullis.verdict import MaskRule
@@ -533,10 +532,11 @@ class ApprovalBook:
         if request.expires_at <= time.time():
             await self._expire(request)
             raise ApprovalRefused(f"approval request {approval_id} has expired")
-        if approve and await self._session_ended(request):
+        ended = await self._session_ended(request) if approve else None
+        if ended is not None:
             raise ApprovalRefused(
-                f"approval request {approval_id} is of a session that has ended (its proxy"
-                " closed it): nothing would run the command"
+                f"approval request {approval_id} is of a session that has ended ({ended}):"
+                " nothing would run the command"
             )
         await self._settle(
             request,
@@ -549,17 +549,23 @@ class ApprovalBook:
         )
         return self.requests[approval_id]
 
-    async def _session_ended(self, request: ApprovalRequest) -> bool:
-        """Whether the session that asked was closed by its proxy: an approval is bound to
-        its session (a session.open grant to none), so one given after that runs nothing
-        and stands in the evidence as a yes to what no one could run. A session the PDP
-        itself ended (its proxy lost) may still hear its waiting answer: not ended here."""
+    async def _session_ended(self, request: ApprovalRequest) -> str | None:
+        """How the session that asked ended, when it has (None while it is open): an
+        approval is bound to its session (a session.open grant to none), so one given after
+        any close runs nothing and stands in the evidence as a yes to what no one could
+        run. Whoever closed it: its proxy (the client went, its grant or token ran out,
+        the proxy shut down or drained) or the PDP's reaper (its proxy lost, its grant
+        expired). A reaped session's proxy may still hear the answer it waits for, but
+        the command it would then send is decided on a closed session: denied."""
         if request.command_kind == "session.open" or not request.session_id:
-            return False
+            return None
         closed = await self.store.query(
             kind="session.close", session_id=request.session_id, limit=1
         )
-        return bool(closed) and closed[0].body.get("reason") not in REAPED_REASONS
+        if not closed:
+            return None
+        reason = str(closed[0].body.get("reason", ""))[:200]
+        return f"closed: {reason}" if reason else "closed"
 
     async def withdraw(
         self,
