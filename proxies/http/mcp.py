@@ -1029,6 +1029,12 @@ def _pair_name(value: dict[str, Any], masker: Masker) -> tuple[str, str | None]:
         # ...}`, GraphQL's `{"path": ["user", "phone"], "extensions": ...}`)
         if (last := path_end(key, name)) and (read := _label_rule(last, masker)):
             return key, read
+    for key in _FREE_MEMBERS:
+        # an item's `annotations` or `_meta` naming its field among what else they say
+        # (`{"audience": ["user"], "priority": 0.5, "field": "phone"}`): no descriptor of
+        # labels alone, but a label in them names what the item holds
+        if isinstance(member := value.get(key), dict) and (read := _noted_rule(member, masker)):
+            return key, read
     for key, member in value.items():
         if key in _MCP_ANSWERS:
             continue  # (a result's own members: `structuredContent` is the tool's answer)
@@ -1047,6 +1053,24 @@ def _pair_name(value: dict[str, Any], masker: Masker) -> tuple[str, str | None]:
     if isinstance(uri, str) and (read := _uri_rule(uri, masker)):
         return "uri", read
     return "", None
+
+
+def _noted_rule(notes: dict[str, Any], masker: Masker, depth: int = 0) -> str:
+    """The field a rule masks that a label among an item's notes names (a string, a
+    list's string or an object's, two levels deep: `{"field": "phone"}`, `{"fields":
+    ["phone"]}`, `{"field": {"name": "phone"}}`), else ""."""
+    for member in notes.values():
+        labels = member if isinstance(member, list) else [member]
+        for label in labels:
+            if isinstance(label, str) and (read := _label_rule(label, masker)):
+                return read
+            if (
+                isinstance(label, dict)
+                and depth < 2
+                and (read := _noted_rule(label, masker, depth + 1))
+            ):
+                return read
+    return ""
 
 
 # what holds a result's answer, which names no field of its own; its `_meta` and an
