@@ -18,11 +18,16 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from adversary import RawClient
+from pg_probe_stack import arena_fixture, reader_fixture
 
 from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 
 KEY = b"k" * 32
+
+arena = arena_fixture()
+reader = reader_fixture("mp2")
 
 
 def everything(strategy: str = "redact") -> Masker:
@@ -171,3 +176,60 @@ def test_a_spelt_address_under_partial_keeps_its_first_letter_and_domain() -> No
 )
 def test_prose_with_at_and_dot_stays(text: str) -> None:
     assert everything().mask_text(text) == (text, Counter()), text
+
+
+@pytest.mark.parametrize(
+    ("text", "partial"),
+    [
+        (
+            "card \uff14\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11"
+            " \uff11\uff11\uff11\uff11 ok",  # fullwidth digits
+            "card **** **** **** \uff11\uff11\uff11\uff11 ok",
+        ),
+        (
+            "\u0664\u0661\u0661\u0661 " + "\u0661" * 4 + " " + "\u0661" * 4 + " " + "\u0661" * 4,
+            "**** **** **** " + "\u0661" * 4,  # Arabic-Indic digits
+        ),
+        (
+            "ssn \uff10\uff17\uff18-\uff10\uff15-\uff11\uff11\uff12\uff10",
+            "ssn ***-**-\uff11\uff11\uff12\uff10",
+        ),
+        ("ssn 078\u200b05\u200b1120", "ssn ***\u200b**\u200b1120"),  # zero-width spaces
+        ("ssn 078\u00ad05\u00ad1120", "ssn ***\u00ad**\u00ad1120"),  # soft hyphens
+        (
+            "mail ann\uff20\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",
+            "mail a***@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",
+        ),
+    ],
+)
+def test_digits_and_forms_of_other_scripts_are_read(text: str, partial: str) -> None:
+    """A Postgres or SSH value reaches mask_text as it came (the HTTP proxy reads a body
+    through bodies.as_read first): the detectors read other digits and fullwidth forms as
+    ASCII, and partial keeps only the last four digits, whichever their script."""
+    masked, counts = everything().mask_text(text)
+    assert "[REDACTED:" in masked and sum(counts.values()) == 1, masked
+    assert everything("partial").mask_text(text)[0] == partial
+    assert everything().may_detect(text.encode())
+
+
+@pytest.mark.integration
+def test_a_reader_through_the_postgres_proxy_sees_them_masked(reader: RawClient) -> None:
+    """The real stack: a readonly reader (the shipped detectors, partial) selects each
+    shape as a literal through the Postgres proxy; none comes back whole."""
+    shapes = [
+        ("4111*1111*1111*1111", "1111"),
+        ("4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", "1 1 1 1"),
+        ("078.05.1120", "1120"),
+        ("078/05/1120", "1120"),
+        ("ann.smith@example\u3002com", "example\u3002com"),
+        ("ann (at) example (dot) com", "example (dot) com"),
+        ("ann at example dot com", "example dot com"),
+        ("\uff14\uff11\uff11\uff11 " + " ".join(["\uff11" * 4] * 3), "\uff11" * 4),
+    ]
+    for shape, kept in shapes:
+        answer = reader.query(f"SELECT 'note: {shape}'::text")
+        assert not answer.refused, answer.messages
+        value = answer.rows[0][0]
+        assert value is not None
+        shown = value.decode()
+        assert shape not in shown and kept in shown and "*" in shown, (shape, shown)

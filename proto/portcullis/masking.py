@@ -340,9 +340,10 @@ def _longest_card_from(text: str, groups: list[Span], start: int) -> int | None:
 # NNN-NN-NNNN with the ranges the SSA never issues excluded: area 000, 666 and 9xx,
 # group 00, serial 0000. Not inside a longer separated number.
 # Between its groups one separator, one kind throughout: a dash, a space, a dot, a slash, an
-# underscore, a star, a colon, a bar, a tab, an en or em dash, a no-break or thin space
-# (123 45 6789, 078.05.1120, 078/05/1120); not a comma or semicolon (a list of numbers).
-_SSN_SEPARATORS = "- ./_*:|\t\u2010-\u2015\u00a0\u2000-\u200a\u202f\u205f\u3000"
+# underscore, a star, a colon, a bar, a tab, an en or em dash, a no-break or thin space, a
+# character no one sees (soft hyphen, zero-width space) (123 45 6789, 078.05.1120,
+# 078/05/1120); not a comma or semicolon (a list of numbers).
+_SSN_SEPARATORS = "- ./_*:|\t\u2010-\u2015\u00a0\u2000-\u200d\u202f\u205f\u3000\u00ad\u2060\ufeff"
 _SSN = re.compile(
     rf"(?<![0-9])(?<![0-9][{_SSN_SEPARATORS}])(?!000|666|9)[0-9]{{3}}(?P<sep>[{_SSN_SEPARATORS}])"
     rf"(?!00)[0-9]{{2}}(?P=sep)(?!0000)[0-9]{{4}}(?![{_SSN_SEPARATORS}]?[0-9])"
@@ -471,6 +472,38 @@ DETECTORS: dict[str, Detector] = {
 }
 
 
+class _AsciiForms(dict[int, int]):
+    """str.translate's table: a decimal digit of any script as its ASCII digit (`٤١١١`,
+    `४१११`, fullwidth digits), a fullwidth form of an ASCII character as that character
+    (U+FF20 as @, U+FF1A as :); every other character as it is. One character for one,
+    so a span found in the text read is the same span of the text itself."""
+
+    def __missing__(self, code: int) -> int:
+        char = chr(code)
+        if char.isdecimal():
+            found = 48 + unicodedata.decimal(char)
+        elif 0xFF01 <= code <= 0xFF5E:
+            found = code - 0xFEE0
+        else:
+            found = code
+        if len(self) < 4096:
+            self[code] = found
+        return found
+
+
+_ASCII_FORMS = _AsciiForms()
+# a character _ASCII_FORMS changes: a digit past ASCII or a fullwidth form
+_OTHER_FORM = re.compile(r"(?![0-9])\d|[\uff01-\uff5e]")
+
+
+def as_ascii(text: str) -> str:
+    """`text` with its other digits and fullwidth forms as ASCII (_AsciiForms), for the
+    detectors: as its reader reads them, at the same positions."""
+    if _OTHER_FORM.search(text) is None:
+        return text
+    return text.translate(_ASCII_FORMS)
+
+
 def detect(name: str, text: str) -> list[Span]:
     """Spans of `text` that detector `name` finds (for tests and diagnostics)."""
     detector = DETECTORS[name]
@@ -487,12 +520,13 @@ def _hide_tail(value: str, keep: int) -> str:
 
 
 def _hide_digits(value: str, keep: int) -> str:
-    """Star every ASCII digit except the last `keep`, leaving separators in place."""
-    total = _digit_count(value)
+    """Star every digit (of any script: a fullwidth card is a card) except the last
+    `keep`, leaving separators in place."""
+    total = sum(map(str.isdecimal, value))
     reveal_from = total - keep if total >= 2 * keep else total
     out, seen = [], 0
     for char in value:
-        if "0" <= char <= "9":
+        if char.isdecimal():
             out.append(char if seen >= reveal_from else "*")
             seen += 1
         else:
@@ -943,9 +977,10 @@ class Masker:
         if not self._detectors or not value:
             return value
         hits: list[tuple[int, int, int]] = []
+        read = value if value.isascii() else as_ascii(value)
         for priority, (detector, _) in enumerate(self._detectors):
-            if detector.precheck(value):
-                hits.extend((s, e, priority) for s, e in detector.find(value))
+            if detector.precheck(read):
+                hits.extend((s, e, priority) for s, e in detector.find(read))
         if not hits:
             return value
         out: list[str] = []
