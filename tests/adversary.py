@@ -348,7 +348,19 @@ def snapshot(admin: psycopg.Connection, database: str, role: str) -> dict[str, A
         "large_objects": rows("SELECT count(*) FROM pg_largeobject_metadata"),
         "slots": rows("SELECT slot_name FROM pg_replication_slots ORDER BY 1"),
         "origins": rows("SELECT roname FROM pg_replication_origin ORDER BY 1"),
-        "role_settings": rows("SELECT setdatabase, setrole, setconfig FROM pg_db_role_setting"),
+        # the arena's database and role, the superuser and cluster-wide settings: other
+        # test files running beside this one pin their own roles in their own databases
+        # (test_pgbouncer_pooler's ALTER ROLE ... IN DATABASE), which read as this file's
+        # changes and failed its teardowns
+        "role_settings": rows(
+            "SELECT setdatabase, setrole, setconfig FROM pg_db_role_setting"
+            " WHERE setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = %s))"
+            " AND (setrole = 0 OR setrole IN"
+            " (SELECT oid FROM pg_roles WHERE rolname IN (%s, 'postgres')))"
+            " ORDER BY 1, 2",
+            database,
+            role,
+        ),
         "collations": rows("SELECT count(*) FROM pg_collation"),
         "server_settings": rows(
             "SELECT name, setting, source FROM pg_settings WHERE name = ANY(%s) ORDER BY 1",
