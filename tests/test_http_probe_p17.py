@@ -11,7 +11,8 @@ a real client (aiohttp); the reader outside pii-readers. Each came to the reader
   their position (`[{"name": "phone", "index": 1}, ...]`, Databricks' `position`, SQL's
   1-based `ordinal_position`) away from their place in the list: the rows went whole (a
   list of names masked its rows by place only); now masked by position
-  (bodies._column_positions);
+  (bodies._column_positions), in an MCP result's structured content too, and in a
+  stream (NDJSON, events) whose header document comes before its rows;
 - `GET /echo/search?%2BAHA-hone=555&_charset_=utf-7` (and a form body's `_charset_`):
   the query's words were read as UTF-8, where `+AHA-hone` names nothing; an upstream
   reading `_charset_` (Sling, Tomcat) reads `phone=555`. Now unread, which needs
@@ -103,6 +104,48 @@ def test_what_a_position_map_does_not_name_stays() -> None:
     assert json.loads(_masked(doc)) == doc
     out = json.loads(_masked({"headers": {"phone": 1, "id": 0}, "rows": [[7, "5550100"]]}))
     assert out["rows"] == [[7, "[REDACTED]"]], out
+
+
+# a stream's header document, then its rows in the documents after it (ClickHouse's
+# JSONCompactEachRowWithNamesAndTypes, a header event then row events)
+STREAMS = {
+    "a header map, then a row line": (
+        "application/x-ndjson",
+        '{"headers": {"phone": 0}}\n["5550100"]\n',
+    ),
+    "names, types, then rows": (
+        "application/x-ndjson",
+        '["id", "phone"]\n["UInt32", "String"]\n[7, "5550100"]\n',
+    ),
+    "a columns map, then rows": (
+        "application/x-ndjson",
+        '{"columns": {"phone": 0}}\n{"rows": [["5550100"]]}\n',
+    ),
+    "a header event, then a row event": (
+        "text/event-stream",
+        'data: {"headers": {"phone": 0}}\n\ndata: ["5550100"]\n\n',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STREAMS))
+def test_rows_after_their_header_in_a_stream_are_masked(case: str) -> None:
+    content_type, body = STREAMS[case]
+    kind, shown = answer_kind([content_type])
+    mask = BodyMask(masker_for(READER_MASKS, b"k" * 32), kind, media=shown)
+    try:
+        out = mask.feed(body.encode()) + mask.finish()
+    except Unmaskable:
+        return
+    assert b"5550100" not in out, out
+
+
+def test_a_stream_naming_nothing_stays() -> None:
+    kind, shown = answer_kind(["application/x-ndjson"])
+    mask = BodyMask(masker_for(READER_MASKS, b"k" * 32), kind, media=shown)
+    body = b'["id", "plan"]\n[7, "gold"]\n'
+    out = mask.feed(body) + mask.finish()
+    assert [json.loads(n) for n in out.splitlines()] == [["id", "plan"], [7, "gold"]], out
 
 
 def _app() -> web.Application:

@@ -8,6 +8,8 @@ reader outside pii-readers (the field `phone` masked). A text item `{"type": "te
 back whole: an item's `annotations` or `_meta` named its field only when they held
 labels alone (`{"field": "phone"}`); MCP's own `audience`, `priority`, `lastModified`
 beside the label made them no descriptor (mcp._noted_rule now reads a label among them).
+And a structured content's rows whose columns a map of names to positions names
+(`{"headers": {"phone": 0}, "rows": [[...]]}`) went whole (test_http_probe_p17).
 """
 
 from __future__ import annotations
@@ -55,6 +57,21 @@ def test_annotations_naming_nothing_leave_the_text() -> None:
     item = {"type": "text", "text": "call 7", "annotations": {"audience": ["user"], "priority": 1}}
     value = {"content": [item]}
     assert mcp._mask_tree(value, masker, Counter()) == value
+
+
+def test_rows_named_by_position_in_structured_content_are_masked() -> None:
+    masker = Masker([MaskRule(field="phone"), MaskRule(field="email")], b"k" * 32)
+    for content in (
+        {"headers": {"phone": 0}, "rows": [[PHONE]]},
+        {
+            "columns": [{"name": "phone", "index": 1}, {"name": "id", "index": 0}],
+            "rows": [[7, PHONE]],
+        },
+        {"columns": {"0": "phone"}, "rows": [[PHONE]]},
+    ):
+        value = {"content": [{"type": "text", "text": "ok"}], "structuredContent": content}
+        out = mcp._mask_tree(value, masker, Counter())
+        assert "555 0100" not in repr(out), out
 
 
 async def test_an_items_annotations_naming_its_field_mask_it_end_to_end(tmp_path: Path) -> None:

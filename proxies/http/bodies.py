@@ -383,6 +383,10 @@ class BodyMask:
         # event's data shown may hold a value (_event)
         self._data_field = ""
         self._data_value = False
+        # the columns a line's or an event's document named by position (`{"headers":
+        # {"phone": 0}}`, `["id", "phone"]`): the rows of the documents after it in the
+        # stream (`["5550100"]` on the next line) are masked at them (_tabled)
+        self._stream_at: dict[int, str] = {}
         # the field the request's path ends in (`/customers/7/phone`): an answer that is a
         # bare value, with no name of its own, is that field's value. Its last segment
         # that names something: Express, Spring and others route `/phone/`, `/phone//`,
@@ -509,6 +513,19 @@ class BodyMask:
             if any(fields):
                 known = widths.get(len(fields), [""] * len(fields))
                 widths[len(fields)] = [a or b for a, b in zip(known, fields, strict=True)]
+        if self.streams:
+            # (a stream's documents one after another: a header line, then its rows)
+            carried = self._stream_at
+            named = [*columns, doc] if _column_names(doc) and _scalars(doc) else columns
+            for names in named:
+                for index, name in enumerate(names[:MAX_COLUMNS]):
+                    if field := self._phrase(name):
+                        carried.setdefault(index, field)
+            for index, field in at.items():
+                carried.setdefault(index, field)
+            at = {**carried, **at}
+            if isinstance(doc, list) and doc and _scalars(doc) and at:
+                return self._rows_masked([doc], widths, found, at)[0]
         if not widths and not at and not any(self._phrase(n) for head in heads for n in head):
             return doc  # (no table names a masked field: nothing to rebuild)
         return self._rows_masked(doc, widths, found, at)
@@ -2028,20 +2045,22 @@ def _scalars(value: Any) -> bool:
     return not isinstance(value, dict)
 
 
-def masked_tables(masker: Masker, doc: Any, counts: Counter[str]) -> Any:
+def masked_tables(masker: Masker, doc: Any, counts: Counter[str], source: Any = None) -> Any:
     """A JSON value (masked by the field rules' keys already) masked as BodyMask reads a
     document's tables, for a reader of JSON other than an HTTP answer's (an MCP result,
     whose objects naming a field that reader reads itself): pairs `["phone",
     "5550100"]`, rows beside their columns or away from them, rows under a row of names
-    (_tabled); the masks' counts added to `counts`. As it came when no field rule
-    applies."""
+    (_tabled), and rows whose columns `source` (the value before the masks: they
+    rewrite `{"phone": 0}`) names by position (_column_positions); the masks' counts
+    added to `counts`. As it came when no field rule applies."""
     body = BodyMask(masker, "json")
     if not body._named:
         return doc
     found: Counter[str] = Counter()
     try:
         out = body.columns_masked(body.keys_masked(doc, found), found)
-        out = body._tabled(body._paired(out, found), found)
+        positions = _column_positions(source) if source is not None else None
+        out = body._tabled(body._paired(out, found), found, positions)
     except RecursionError:
         raise MaskingError("a JSON value nested too deep to be masked") from None
     counts.update(found)

@@ -897,11 +897,13 @@ def _jsonrpc_keys(message: dict[str, Any], keys: tuple[str, ...]) -> dict[str, A
 def _mask_tree(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     """A tool result (or any JSON value) masked: text content that is itself JSON (what
     FastMCP makes of a dict) masked as JSON, then fields and detectors over everything."""
+    source = value
     value = _json_texts(masked_aliases(masker, value, counts), masker, counts)
     masked, found = masker.mask_json(value)
     counts.update(found)
-    # (and its tables: rows beside or away from the columns naming them, pairs)
-    return masked_tables(masker, masked, counts)
+    # (and its tables: rows beside or away from the columns naming them, by place or by
+    # the positions the value as it came gives them, pairs)
+    return masked_tables(masker, masked, counts, source)
 
 
 # what a JSON Schema says of a property's values (JSON Schema Validation §6.1.2-6.1.3,
