@@ -10,6 +10,9 @@ told how the session ended.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import grpc
 import pytest
 from pdp_harness import decide_sql, open_session, pdp_stub, running_pdp, token
@@ -99,3 +102,92 @@ async def test_an_approval_given_to_a_reaped_session_could_run_nothing(tmp_path,
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             await decide_sql(stub, opened.session_id, UPDATE)
         assert failed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+# -- the reaper: a live proxy's session is not ended for the PDP's own delays ----------------
+
+
+async def _silent_session(app, stub, config, seconds: float):
+    """A session opened through the PDP, its proxy last heard `seconds` ago."""
+    opened = await open_session(stub, token(config))
+    session = await app.sessions.find(opened.session_id)
+    assert session is not None
+    session.last_seen = time.monotonic() - seconds
+    return session
+
+
+async def _heartbeat(stub, session_id: str) -> None:
+    """What a proxy's recorder sends for an idle session: an empty batch."""
+    await stub.RecordEvents(pdp_pb2.RecordEventsRequest(session_id=session_id, events_json="[]"))
+
+
+async def test_a_stalled_pdp_hears_its_proxies_before_ending_their_sessions(tmp_path):
+    """Under load (load 13 on 2 cores) a PDP whose own loop stalled heard nothing while
+    it stalled, the live proxies' heartbeats waiting unread on its sockets; its reaper's
+    next round ended every session as proxy_lost before reading them (bench_ssh: `echo
+    r1-14` denied, "session is no longer open at the policy decision point"). A round that
+    wakes half the timeout late or more now lets proxies be heard first (a third of the
+    timeout) and ends only the sessions still silent then."""
+    config = load_config(_written(tmp_path))  # session_timeout_seconds: 30
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        await app.reaper.stop()  # its rounds are driven here
+        timeout = app.reaper.timeout
+        live = await _silent_session(app, stub, config, timeout + 10)
+        dead = await _silent_session(app, stub, config, timeout + 10)
+        await app.reaper.sweep(late=timeout / 2)  # the PDP's loop stalled
+        assert not live.closed and not dead.closed
+        await _heartbeat(stub, live.id)  # read once the loop runs again
+        app.reaper._stalled_at -= timeout / 3  # (the proxies' time to be heard has passed)
+        await app.reaper.sweep(late=0.0)
+        assert not live.closed
+        assert dead.closed and dead.closed_reason == "proxy_lost"
+        assert not await app.store.query(kind="session.close", session_id=live.id)
+
+
+async def test_a_session_heard_while_the_reaper_closes_another_is_not_ended(tmp_path):
+    """The reaper's round listed the silent sessions, then wrote each one's close; the
+    store being slow under load, a session whose proxy spoke while an earlier close was
+    being written was ended all the same, on the stale list."""
+    config = load_config(_written(tmp_path))
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        await app.reaper.stop()
+        timeout = app.reaper.timeout
+        first = await _silent_session(app, stub, config, timeout + 10)
+        second = await _silent_session(app, stub, config, timeout + 10)
+        append = app.store.append
+
+        async def slow_append(kind, body, **kwargs):
+            if kind == "session.close" and kwargs.get("session_id") == first.id:
+                await _heartbeat(stub, second.id)  # the second's proxy speaks meanwhile
+            return await append(kind, body, **kwargs)
+
+        app.store.append = slow_append
+        try:
+            await app.reaper.sweep()
+        finally:
+            app.store.append = append
+        assert first.closed
+        assert not second.closed
+        assert not await app.store.query(kind="session.close", session_id=second.id)
+
+
+async def test_a_session_being_opened_is_not_adopted_as_left_open(tmp_path):
+    """A reaper that adopts the sessions a stopped PDP left open (SQLite store) read the
+    open record of a session whose open was still under way (recorded, not yet held):
+    adopted as heard at the PDP's start, it was ended as proxy_lost on the next round, and
+    the open's own session, finding its id held, was never added."""
+    config = load_config(_written(tmp_path))
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        await app.reaper.stop()
+        opened = await open_session(stub, token(config))
+        table = app.sessions
+        # the moment between its open record's write and its holding
+        session = table._open.pop(opened.session_id)
+        table._release(session)
+        work: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        table.opening(opened.session_id, work)
+        try:
+            assert await table.adopt_unclosed(time.monotonic() - 100) == 0
+            assert opened.session_id not in table._open
+        finally:
+            work.set_result(None)

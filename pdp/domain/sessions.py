@@ -280,8 +280,16 @@ class SessionTable:
             close = await anext(closes, None)
         added = 0
         for session_id, opened in pending.items():
-            if session_id in self._open or session_id in self._recently_closed:
-                continue  # its proxy spoke (or closed it) while the store was being read
+            if (
+                session_id in self._open
+                or session_id in self._recently_closed
+                or session_id in self._opening
+            ):
+                # its proxy spoke (or closed it) while the store was being read, or it is
+                # being opened now (its open record is written, the session not yet held):
+                # adopted, it would be held as last heard at the reaper's start, reaped at
+                # once, and the open's own session, finding its id held, never added
+                continue
             try:
                 session = Session.from_record(session_id, opened.body["session"])
             except (KeyError, TypeError, ValueError):
@@ -312,6 +320,11 @@ class SessionTable:
         """Open sessions whose proxy has said nothing (no command, no heartbeat) for seconds."""
         limit = time.monotonic() - seconds
         return [s for s in self._open.values() if s.last_seen < limit]
+
+    @staticmethod
+    def still_silent(session: Session, seconds: float) -> bool:
+        """Whether an open session's proxy has still said nothing for seconds (now)."""
+        return not session.closed and session.last_seen < time.monotonic() - seconds
 
     def grants_expired(self) -> list[Session]:
         return [s for s in self._open.values() if s.grant_expired]
@@ -350,6 +363,8 @@ class SessionReaper:
         self.timeout = timeout_seconds
         self._adopt = adopt_unclosed
         self._started = time.monotonic()
+        # when a round last found this PDP's loop had stalled (sweep): -inf, never
+        self._stalled_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -375,10 +390,36 @@ class SessionReaper:
         while True:
             if self._adopt:
                 await self._adopt_unclosed()
-            await asyncio.sleep(min(self.timeout / 3, 1.0))
+            interval = min(self.timeout / 3, 1.0)
+            asleep = time.monotonic()
+            await asyncio.sleep(interval)
+            await self.sweep(late=time.monotonic() - asleep - interval)
+
+    async def sweep(self, late: float = 0.0) -> None:
+        """One round: end the sessions silent for the timeout (proxy_lost) and those whose
+        just-in-time grant has expired. `late`: how much later than asked this round woke.
+
+        A PDP whose own loop stalled (a loaded machine, a pause of the process) heard
+        nothing meanwhile, its proxies' heartbeats waiting unread on its sockets: a stall
+        of half the timeout or more lets proxies be heard (a third of the timeout, past
+        their heartbeat interval with the default timeout) before silence ends a session.
+        A session heard while an earlier one was being closed (the store is slow under
+        load) is not closed on the round's stale list."""
+        now = time.monotonic()
+        if late >= self.timeout / 2:
+            self._stalled_at = now
+            log.warning(
+                "the session reaper woke %.1fs late: silent sessions are ended only once"
+                " their proxies have had %.1fs to be heard",
+                late,
+                self.timeout / 3,
+            )
+        if now - self._stalled_at >= self.timeout / 3:
             for session in self.table.silent_since(self.timeout):
-                await self.reap(session)
-            for session in self.table.grants_expired():
+                if self.table.still_silent(session, self.timeout):
+                    await self.reap(session)
+        for session in self.table.grants_expired():
+            if not session.closed:
                 await self.reap(session, "grant_expired")
 
     async def reap(self, session: Session, reason: str = "proxy_lost") -> None:
