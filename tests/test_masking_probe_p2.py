@@ -233,3 +233,30 @@ def test_a_reader_through_the_postgres_proxy_sees_them_masked(reader: RawClient)
         assert value is not None
         shown = value.decode()
         assert shape not in shown and kept in shown and "*" in shown, (shape, shown)
+
+
+@pytest.mark.parametrize(
+    "card",
+    [
+        "4111*1111|1111-1111",  # separators mixed
+        "4111 - 1111 - 1111 - 1111",  # a dash between spaces
+        "4111 / 1111 / 1111 / 1111",
+        "4111 . 1111 . 1111 . 1111",
+    ],
+)
+def test_a_card_with_mixed_or_spaced_separators_is_masked(card: str) -> None:
+    masker = everything()
+    assert masker.mask_text(card) == ("[REDACTED:credit_card]", Counter({"credit_card": 1}))
+    assert masker.may_detect(card.encode())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4111:1111.1111:1111",  # a colon among others
+        "4111 | 1111 | 1111 | 1111",  # table cells
+        "1234, 5678, 9012, 3456",  # a list
+    ],
+)
+def test_cells_and_lists_of_numbers_stay(text: str) -> None:
+    assert everything().mask_text(text) == (text, Counter()), text

@@ -178,20 +178,19 @@ def _email_spans(text: str) -> Iterator[Span]:
 # A run of ASCII digit groups, each separated from the next by one separator; card numbers
 # are looked for inside it (see _card_spans). Groups of 3 to 6 digits may be joined by any
 # one character that is no letter, digit, comma, semicolon or line break (a dash, dot,
-# underscore, slash, star, colon, bar, en dash, no-break or thin space ...), or by up to four
-# spaces or tabs (4111.1111.1111.1111, 4111*1111*1111*1111, 4111  1111  1111  1111:
-# columns); thousands groups (a group of 1 to 3 digits, then groups of 3, one separator
-# throughout) by a comma as well (4,111,111,111,111,111; 4 111 111 ...); single digits by
-# one separator throughout (4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1: a number spelt out).
-# The separators first allowed (_GROUP_SEPARATORS) may be mixed in one card; any other
-# must be the only one in it (so 192.168.100.200:8080, an address and port, is no card).
-_GROUP_SEPARATORS = " \t-._/\u2013\u2011"
-_THOUSANDS_SEPARATORS = _GROUP_SEPARATORS + ",'\u00a0\u202f\u2009"
-# what no separator is: a letter or digit of any script, a line break, a comma or semicolon
-# (a list: 2019,2020,2021,2022), and the separators a digit run never spans
+# underscore, slash, star, colon, bar, en dash, no-break or thin space ...; mixed, but a
+# colon only alone: 192.168.100.200:8080, an address and port, is no card), by up to four
+# spaces or tabs (4111.1111.1111.1111, 4111*1111|1111-1111, 4111  1111  1111  1111:
+# columns), or by a dash, slash, dot or star between two spaces (4111 - 1111 - 1111 - 1111);
+# thousands groups (a group of 1 to 3 digits, then groups of 3, one separator throughout)
+# by a comma as well (4,111,111,111,111,111; 4 111 111 ...); single digits by one
+# separator throughout (4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1: a number spelt out).
+# What no separator is: a letter or digit of any script, a line break, a comma between
+# groups of a card or a semicolon (a list: 2019,2020,2021,2022).
 _NOT_SEPARATORS = "\\w\n\r\v\f\x1c-\x1e\x85\u2028\u2029;"
 _SPACES = "[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]{1,4}"
-_SEPARATOR = "(?:" + _SPACES + "|_|,|[^" + _NOT_SEPARATORS + ",])"
+_PADDED = "[ \t][-\u2010-\u2015/.*][ \t]"
+_SEPARATOR = "(?:" + _PADDED + "|" + _SPACES + "|_|,|[^" + _NOT_SEPARATORS + ",])"
 _DIGIT_RUN = re.compile(rf"(?<![0-9])[0-9]+(?:{_SEPARATOR}[0-9]+)*")
 _DIGIT_GROUP = re.compile(r"[0-9]+")
 _CARD_MIN, _CARD_MAX = 13, 19
@@ -237,9 +236,9 @@ def _card_window_ok(groups: list[str], separators: list[str]) -> bool:
     # than 3 are dates, phone numbers, versions — not a card; or a number in thousands;
     # or one digit at a time, one separator throughout
     if all(3 <= len(g) <= 6 for g in groups):
-        if all(sep in _GROUP_SEPARATORS or not sep.strip(" \t") for sep in separators):
-            return True
-        if one and "," not in separators[0]:
+        # any separators but a comma (a list); a colon only alone (192.168.100.200:8080)
+        joined = "".join(separators)
+        if "," not in joined and (one or ":" not in joined):
             return True
     if one and all(len(g) == 1 for g in groups) and "," not in separators[0]:
         return True
@@ -424,7 +423,9 @@ def _token_precheck(text: str) -> bool:
 # for a card or an SSN, and the token hints only in text long enough to hold a token
 _NON_DIGITS = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
 _TOKEN_HINTS_ASCII = re.compile(b"|".join(re.escape(h.encode()) for h in _TOKEN_HINTS))
-_CARD_HINT_ASCII = re.compile(rb"[0-9](?:(?:[ \t]{1,4}|[^0-9A-Za-z\n\r\v\f\x1c-\x1e;])?[0-9]){12}")
+_CARD_HINT_ASCII = re.compile(
+    rb"[0-9](?:(?:[ \t][-/.*][ \t]|[ \t]{1,4}|[^0-9A-Za-z\n\r\v\f\x1c-\x1e;])?[0-9]){12}"
+)
 _SSN_HINT_ASCII = re.compile(rb"[0-9]{3}[- ./_*:|\t][0-9]{2}[- ./_*:|\t][0-9]{4}")
 
 
