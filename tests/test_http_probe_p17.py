@@ -16,7 +16,9 @@ a real client (aiohttp); the reader outside pii-readers. Each came to the reader
 - `GET /echo/search?%2BAHA-hone=555&_charset_=utf-7` (and a form body's `_charset_`):
   the query's words were read as UTF-8, where `+AHA-hone` names nothing; an upstream
   reading `_charset_` (Sling, Tomcat) reads `phone=555`. Now unread, which needs
-  approval for anyone masked (202), as a body declaring such a charset does.
+  approval for anyone masked (202), as a body declaring such a charset does; likewise a
+  query beside a Content-Type naming such a charset and no body (Tomcat's
+  useBodyEncodingForURI reads the query in it).
 """
 
 from __future__ import annotations
@@ -175,6 +177,11 @@ async def test_rows_named_by_position_are_masked_end_to_end(tmp_path: Path) -> N
 CHARSET_QUERIES = {
     "query _charset_ utf-7": ("GET /echo/search?%2BAHA-hone=555&_charset_=utf-7 HTTP/1.1", "", b""),
     "query _CHARSET_ first": ("GET /echo/search?_CHARSET_=UTF-7&q=%2BAHA-hone HTTP/1.1", "", b""),
+    "a query beside a content type in utf-7": (
+        "GET /echo/search?%2BAHA-hone=555 HTTP/1.1",
+        "Content-Type: application/x-www-form-urlencoded; charset=UTF-7\r\n",
+        b"",
+    ),
     "form _charset_ utf-7": (
         "POST /echo/search HTTP/1.1",
         "Content-Type: application/x-www-form-urlencoded\r\n",

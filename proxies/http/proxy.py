@@ -884,6 +884,13 @@ class ClientConnection(UpstreamExchange):
                     why = f"a {part} naming the {charset} charset, which its words are not read in"
                     attributes["body_unread"] = {"kind": "undecoded", "why": why}
                     break
+        if "body_unread" not in attributes and request.target.query:
+            # (a query beside a Content-Type naming UTF-7, no body read: Tomcat's
+            # useBodyEncodingForURI reads the query in the body's charset)
+            content_type = head.get("content-type") or ""
+            if (charset := request_words.foreign_charset(content_type, b"")) is not None:
+                why = f"a query sent beside {charset} content, which its words are not read in"
+                attributes["body_unread"] = {"kind": "undecoded", "why": why}
         coded = _coded_words(request.target, attributes["query"], body)
         if "body_unread" in coded and "body_unread" in attributes:
             del coded["body_unread"]
