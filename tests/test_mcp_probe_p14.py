@@ -40,7 +40,22 @@ NOTES: dict[str, dict[str, Any]] = {
     "a label and a date": {"lastModified": "2026-12-06T12:00:00Z", "label": "Phone number"},
     "a descriptor beside the audience": {"audience": ["user"], "field": {"name": "phone"}},
     "fields listed": {"audience": ["user"], "fields": ["phone"]},
+    "a label nested deep": {"audience": ["user"], "x": {"y": {"z": {"field": "phone"}}}},
 }
+
+
+def test_a_resource_links_words_are_masked_when_its_annotations_name_its_field() -> None:
+    masker = Masker([MaskRule(field="phone"), MaskRule(field="email")], b"k" * 32)
+    item = {
+        "type": "resource_link",
+        "uri": "customer://7",
+        "name": "n",
+        "description": PHONE,
+        "annotations": {"audience": ["user"], "field": "phone"},
+    }
+    out = mcp._mask_tree({"content": [item]}, masker, Counter())
+    assert "555 0100" not in repr(out), out
+    assert out["content"][0]["uri"] == "customer://7"
 
 
 def test_an_items_annotations_naming_its_field_mask_it() -> None:

@@ -974,7 +974,10 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
     naming, named = _pair_name(value, masker)
     out = {}
     for key, child in value.items():
-        if named is not None and key not in _DESCRIBING and key != naming and child is not None:
+        # (an item whose annotations or _meta name its field: what it says in words, its
+        # name, title, description, says of the value it holds, and is masked as it)
+        kept = _ITEM_OWN if naming in _FREE_MEMBERS else _DESCRIBING
+        if named is not None and key not in kept and key != naming and child is not None:
             # the value of a field named in a key of its own: masked as {named: child}
             masked, found = masker.mask_json({named: child})
             counts.update(found)
@@ -1012,6 +1015,12 @@ _DESCRIBING = frozenset(
     {*_NAMING_KEYS, "id", "type", "format", "description", "title", "unit", "required"}
     | {"uri", "mimeType", "annotations", "icons"}  # (what MCP's own items describe)
 )
+
+
+# what an MCP content item keeps when its annotations or _meta name its field: what
+# MCP's items describe themselves by (a resource link's `name` and `description` are
+# masked as the value)
+_ITEM_OWN = frozenset({"type", "uri", "mimeType", "annotations", "_meta", "icons", "size"})
 
 
 def _pair_name(value: dict[str, Any], masker: Masker) -> tuple[str, str | None]:
@@ -1057,9 +1066,12 @@ def _pair_name(value: dict[str, Any], masker: Masker) -> tuple[str, str | None]:
     return "", None
 
 
+_NOTES_DEPTH = 8  # objects inside an item's annotations or _meta read for a label
+
+
 def _noted_rule(notes: dict[str, Any], masker: Masker, depth: int = 0) -> str:
     """The field a rule masks that a label among an item's notes names (a string, a
-    list's string or an object's, two levels deep: `{"field": "phone"}`, `{"fields":
+    list's string or an object's, _NOTES_DEPTH levels deep: `{"field": "phone"}`, `{"fields":
     ["phone"]}`, `{"field": {"name": "phone"}}`), else ""."""
     for member in notes.values():
         labels = member if isinstance(member, list) else [member]
@@ -1068,7 +1080,7 @@ def _noted_rule(notes: dict[str, Any], masker: Masker, depth: int = 0) -> str:
                 return read
             if (
                 isinstance(label, dict)
-                and depth < 2
+                and depth < _NOTES_DEPTH
                 and (read := _noted_rule(label, masker, depth + 1))
             ):
                 return read
