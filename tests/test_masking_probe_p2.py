@@ -260,3 +260,26 @@ def test_a_card_with_mixed_or_spaced_separators_is_masked(card: str) -> None:
 )
 def test_cells_and_lists_of_numbers_stay(text: str) -> None:
     assert everything().mask_text(text) == (text, Counter()), text
+
+
+@pytest.mark.parametrize(
+    ("address", "partial"),
+    [
+        ("ann[@]example.com", "a***@example.com"),
+        ("ann(@)example.com", "a***@example.com"),
+        ("ann @ example.com", "a***@example.com"),
+        ("ann [@] example [.] com", "a***@example [.] com"),
+        ("ann@example[.]com", "a***@example[.]com"),
+        ("ann@example(.)co(.)uk", "a***@example(.)co(.)uk"),
+    ],
+)
+def test_an_at_in_brackets_or_spaces_and_a_dot_in_brackets(address: str, partial: str) -> None:
+    masked, counts = everything().mask_text(f"mail {address} now")
+    assert masked == "mail [REDACTED:email] now", masked
+    assert counts == Counter({"email": 1})
+    assert everything("partial").mask_text(address)[0] == partial
+
+
+@pytest.mark.parametrize("text", ["x @ 5.00", "me @ home", "reply @ann thanks", "a @ b.c"])
+def test_an_at_between_spaces_without_an_address_stays(text: str) -> None:
+    assert everything().mask_text(text) == (text, Counter()), text

@@ -86,13 +86,16 @@ def _digit_count(text: str) -> int:
 # Letters and digits of any script (RFC 6531 addresses: jörg@müller.de, 用户@例子.广告),
 # so no part of a name is left beside the mask and no internationalised address is missed.
 # An address as a reader writes it past a filter is one too: the @ fullwidth (U+FF20,
-# U+FE6B) or spelt in brackets (ann(at)example.com, ann [at] example [dot] com, {at},
-# <at>), the dot an ideographic or fullwidth full stop (example。com) or spelt in brackets
-# or between spaces (example dot com); `ann at example dot com`, the @ spelt between
+# U+FE6B), between spaces, in brackets (ann [@] example [.] com) or spelt in brackets
+# (ann(at)example.com, ann [at] example [dot] com, {at}, <at>), the dot an ideographic or
+# fullwidth full stop (example。com), in brackets, or spelt in brackets or between spaces
+# (example dot com); `ann at example dot com`, the @ spelt between
 # spaces, only with a dot spelt too and a usual top-level domain (`look at the dot matrix`
 # is prose).
-_AT_MARK = r"(?:[@\uff20\ufe6b]|[ \t]*[(\[{<][ \t]*(?i:at)[ \t]*[)\]}>][ \t]*)"
-_DOT_SPELT = r"(?:[ \t]*[(\[{<][ \t]*(?i:dot)[ \t]*[)\]}>][ \t]*|[ \t]+(?i:dot)[ \t]+)"
+_DOT_SPELT = (
+    r"(?:[ \t]*[(\[{<][ \t]*(?:(?i:dot)|[.\u3002\uff0e\uff61])[ \t]*[)\]}>][ \t]*"
+    r"|[ \t]+(?i:dot)[ \t]+)"
+)
 _DOT_MARK = r"(?:[.\u3002\uff0e\uff61]|(?=[ \t(\[{<])" + _DOT_SPELT + ")"
 _USUAL_TLD = (
     "com|net|org|edu|gov|mil|int|info|biz|io|co|me|dev|app|ai|us|uk|de|fr|nl|be|at|ch|es|it"
@@ -100,7 +103,8 @@ _USUAL_TLD = (
 )
 _EMAIL = re.compile(
     r"(?<![\w.%+\-])[\w.%+\-]{1,64}"
-    rf"[@\uff20\ufe6b](?:[\w\-]{{1,63}}+{_DOT_MARK}){{1,8}}[^\W\d_]{{2,63}}"
+    r"(?:[ \t]?[@\uff20\ufe6b][ \t]?|[ \t]*[(\[{<][ \t]*[@\uff20\ufe6b][ \t]*[)\]}>][ \t]*)"
+    rf"(?:[\w\-]{{1,63}}+{_DOT_MARK}){{1,8}}[^\W\d_]{{2,63}}"
 )
 # what every address with a spelt @ holds: the at in brackets (ann(at)example.com,
 # ann ( at ) example ...), or between spaces (and then a dot spelt too); read from there: its
@@ -114,7 +118,11 @@ _SPELT_TAIL = re.compile(
     r"[^\W\d_]{2,63}"
     rf"|[ \t]+(?i:at)[ \t]+(?:[\w\-]{{1,63}}+{_DOT_SPELT}){{1,8}}(?i:{_USUAL_TLD})(?!\w)"
 )
-_AT_SPLIT = re.compile(_AT_MARK + r"|[ \t]+(?i:at)[ \t]+")
+# (where partial parts an address found: at its last @, written in any of those ways)
+_AT_SPLIT = re.compile(
+    r"[ \t]*[(\[{<][ \t]*(?:[@\uff20\ufe6b]|(?i:at))[ \t]*[)\]}>][ \t]*"
+    r"|[ \t]?[@\uff20\ufe6b][ \t]?|[ \t]+(?i:at)[ \t]+"
+)
 
 
 def _email_precheck(text: str) -> bool:
@@ -537,12 +545,10 @@ def _hide_digits(value: str, keep: int) -> str:
 
 def _partial(kind: str | None, value: str) -> str:
     if kind == "email":
-        local, at, domain = value.rpartition("@")
-        if not at:  # (an @ written otherwise: ann(at)example.com, ann at example dot com)
-            marks = list(_AT_SPLIT.finditer(value))
-            if marks:
-                local, at, domain = value[: marks[-1].start()], "@", value[marks[-1].end() :]
-        if at:
+        # (the @ written in any way: ann(at)example.com, ann [@] example.com, ann at ...)
+        marks = list(_AT_SPLIT.finditer(value))
+        if marks:
+            local, domain = value[: marks[-1].start()], value[marks[-1].end() :]
             head = local[0] if len(local) >= 2 else ""
             return f"{head}***@{domain}"
     if kind in ("credit_card", "ssn"):
