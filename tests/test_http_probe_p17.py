@@ -12,7 +12,9 @@ a real client (aiohttp); the reader outside pii-readers. Each came to the reader
   1-based `ordinal_position`) away from their place in the list: the rows went whole (a
   list of names masked its rows by place only); now masked by position
   (bodies._column_positions), in an MCP result's structured content too, and in a
-  stream (NDJSON, events) whose header document comes before its rows;
+  stream (NDJSON, events) whose header document comes before its rows; a square table's
+  lists, which may be its columns (ES SQL's columnar `values`, Arrow's JSON `columns`:
+  lists as many and as long as its columns were read as rows only), are read both ways;
 - `GET /echo/search?%2BAHA-hone=555&_charset_=utf-7` (and a form body's `_charset_`):
   the query's words were read as UTF-8, where `+AHA-hone` names nothing; an upstream
   reading `_charset_` (Sling, Tomcat) reads `phone=555`. Now unread, which needs
@@ -83,6 +85,21 @@ ANSWERS: dict[str, object] = {
         "result": {"data_array": [["7", "5550100"]]},
     },
     "fields and data": {"fields": [{"name": "phone"}], "data": [["5550100"]]},
+    # a square table's lists, which may be its columns (ES SQL's columnar `values`,
+    # Arrow's JSON `columns`), and cells that are objects
+    "elasticsearch sql columnar": {
+        "columns": [{"name": "id"}, {"name": "phone"}],
+        "values": [[1, 2], ["5550100", "5550101"]],
+    },
+    "arrow's json columns": {
+        "schema": {"fields": [{"name": "id"}, {"name": "phone"}]},
+        "columns": [[1, 2], ["5550100", "5550101"]],
+    },
+    "a header map over columns": {
+        "headers": {"id": 0, "phone": 1},
+        "columns": [[1, 2], ["5550100", "5550101"]],
+    },
+    "a header map over object cells": {"headers": {"phone": 0}, "rows": [[{"value": "5550100"}]]},
 }
 
 
@@ -98,7 +115,7 @@ def test_rows_named_by_position_are_masked(case: str) -> None:
         out = _masked(ANSWERS[case])
     except Unmaskable:
         return
-    assert b"5550100" not in out, out
+    assert b"5550100" not in out and b"5550101" not in out, out
 
 
 def test_what_a_position_map_does_not_name_stays() -> None:

@@ -559,7 +559,7 @@ class BodyMask:
         for n, (row, cells) in enumerate(zip(value, rows, strict=True)):
             assert cells is not None
             fields = header if header else widths.get(len(cells))
-            if at and cells and _scalars(cells) and max(at) < len(cells):
+            if at and cells and not _nested(cells) and max(at) < len(cells):
                 # (a row as wide as the positions named: its cells there are theirs)
                 named = list(fields) if fields and len(fields) == len(cells) else [""] * len(cells)
                 fields = [named[i] or at.get(i, "") for i in range(len(cells))]
@@ -569,6 +569,22 @@ class BodyMask:
                 out.append(self._rows_masked(row, widths, found, at))
             else:
                 out.append(self._row_masked(fields, row, found))
+        across = widths.get(len(value))
+        lengths = {len(c) for c in rows if c is not None}
+        if at and lengths == {len(value)} and max(at) < len(value):
+            # (a square table named by positions: its lists may be columns too)
+            known = across or [""] * len(value)
+            across = [known[i] or at.get(i, "") for i in range(len(value))]
+        if across and not header and len(lengths) == 1:
+            # as many lists, each as long, as a table has columns: a column each (ES SQL's
+            # columnar `values`, Arrow's JSON `columns`) or the rows of a square table,
+            # read both ways (more, never less)
+            out = [
+                [self._cell(across[i], c, found) for c in col]
+                if across[i] and isinstance(col, list) and not _nested(col)
+                else col
+                for i, col in enumerate(out)
+            ]
         return out
 
     def _fields_of(self, value: Any) -> list[str]:
@@ -703,9 +719,10 @@ class BodyMask:
             if named is not None and key != naming and self._held(member):
                 member = self._as_field(named, member, found)
             elif columns and _rows(member):
-                if _columnar(member, columns):
+                if len(member) == len(columns):
+                    # (columns, or a square table's rows: read both ways)
                     member = self._by_column(member, columns, found)
-                else:
+                if not _columnar(member, columns):
                     member = [
                         [
                             self._as_field(columns[i], cell, found)
@@ -2253,6 +2270,11 @@ def _columnar(lists: list[Any], columns: list[str]) -> bool:
     """Whether lists beside column names are the columns (as many, not all of the names'
     width) rather than rows."""
     return len(lists) == len(columns) and any(len(r) != len(columns) for r in lists)
+
+
+def _nested(cells: list[Any]) -> bool:
+    """Whether a row's cells hold a list (a table inside: no row of cells)."""
+    return any(isinstance(c, list) for c in cells)
 
 
 def _rows(value: Any) -> bool:
