@@ -283,3 +283,17 @@ def test_an_at_in_brackets_or_spaces_and_a_dot_in_brackets(address: str, partial
 @pytest.mark.parametrize("text", ["x @ 5.00", "me @ home", "reply @ann thanks", "a @ b.c"])
 def test_an_at_between_spaces_without_an_address_stays(text: str) -> None:
     assert everything().mask_text(text) == (text, Counter()), text
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ann dot smith at example dot com",
+        "ann (dot) smith (at) example (dot) com",
+        "ann dot b dot smith at example dot com",
+    ],
+)
+def test_a_local_part_with_its_dots_spelt_is_masked_whole(address: str) -> None:
+    masked, counts = everything().mask_text(f"mail {address} now")
+    assert masked == "mail [REDACTED:email] now", masked
+    assert counts == Counter({"email": 1})

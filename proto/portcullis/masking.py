@@ -118,6 +118,11 @@ _SPELT_TAIL = re.compile(
     r"[^\W\d_]{2,63}"
     rf"|[ \t]+(?i:at)[ \t]+(?:[\w\-]{{1,63}}+{_DOT_SPELT}){{1,8}}(?i:{_USUAL_TLD})(?!\w)"
 )
+# a word and a spelt dot just before a local part (searched up to the local part's start)
+_SPELT_LOCAL_DOT = re.compile(
+    r"(?<![\w.%+\-])[\w%+\-]{1,64}(?:[ \t]+(?i:dot)[ \t]+|[ \t]*[(\[{<][ \t]*(?i:dot)[ \t]*"
+    r"[)\]}>][ \t]*)\Z"
+)
 # (where partial parts an address found: at its last @, written in any of those ways)
 _AT_SPLIT = re.compile(
     r"[ \t]*[(\[{<][ \t]*(?:[@\uff20\ufe6b]|(?i:at))[ \t]*[)\]}>][ \t]*"
@@ -179,7 +184,10 @@ def _email_spans(text: str) -> Iterator[Span]:
             continue
         tail = _SPELT_TAIL.match(text, end)
         if tail is not None:
-            searched = tail.end()
+            searched, reach = tail.end(), max(searched, start - 64)
+            # (a local part with its dots spelt too: ann dot smith at example dot com)
+            while (head := _SPELT_LOCAL_DOT.search(text, reach, start)) is not None:
+                start = head.start()
             yield start, searched
 
 
