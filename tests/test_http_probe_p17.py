@@ -15,6 +15,7 @@ a real client (aiohttp); the reader outside pii-readers. Each came to the reader
   stream (NDJSON, events) whose header document comes before its rows; a square table's
   lists, which may be its columns (ES SQL's columnar `values`, Arrow's JSON `columns`:
   lists as many and as long as its columns were read as rows only), are read both ways;
+  rows that are objects keyed by position (`{"0": 7, "1": ...}`) are masked so too;
 - `GET /echo/search?%2BAHA-hone=555&_charset_=utf-7` (and a form body's `_charset_`):
   the query's words were read as UTF-8, where `+AHA-hone` names nothing; an upstream
   reading `_charset_` (Sling, Tomcat) reads `phone=555`. Now unread, which needs
@@ -100,6 +101,9 @@ ANSWERS: dict[str, object] = {
         "columns": [[1, 2], ["5550100", "5550101"]],
     },
     "a header map over object cells": {"headers": {"phone": 0}, "rows": [[{"value": "5550100"}]]},
+    # rows as objects keyed by position (PHP's json_encode of an array not numbered from 0)
+    "rows keyed by position": {"columns": ["id", "phone"], "rows": [{"0": 7, "1": "5550100"}]},
+    "rows keyed by position, a header map": {"headers": {"phone": "0"}, "rows": [{"0": "5550100"}]},
 }
 
 

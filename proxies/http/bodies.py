@@ -538,6 +538,17 @@ class BodyMask:
         at: dict[int, str] | None = None,
     ) -> Any:
         if isinstance(value, dict):
+            if value and all(_index(k) is not None for k in value) and (widths or at):
+                # (a row as an object keyed by position, `{"0": 7, "1": ...}`: PHP's
+                # json_encode of an array not numbered from 0 in turn)
+                by_index = {i: f for names in widths.values() for i, f in enumerate(names) if f}
+                by_index.update(at or {})
+                return {
+                    k: self._cell(by_index[i], v, found)
+                    if (i := _index(k)) is not None and i in by_index
+                    else self._rows_masked(v, widths, found, at)
+                    for k, v in value.items()
+                }
             # (one row beside its columns: `{"keys": ["id", "phone"], "values": [7, ...]}`)
             beside = next((f for f in map(self._fields_of, value.values()) if any(f)), None)
             return {
