@@ -356,6 +356,17 @@ class CatalogWatch:
             await self.fresh(columns=True)
 
     async def _ask(self, columns: bool) -> Facts | None:
+        held = self._upstream is not None
+        found = await self._ask_on(columns)
+        if found is None and held:
+            # the connection the watch held may have ended under it (the session whose
+            # credential it connected with ended, and Vault revoked that dynamic role,
+            # terminating its backends; an idle timeout; a restart): asked once more on a
+            # new one, with the credentials of the session asking now
+            found = await self._ask_on(columns)
+        return found
+
+    async def _ask_on(self, columns: bool) -> Facts | None:
         upstream = await self._connection()
         if upstream is None:
             return None
@@ -408,9 +419,10 @@ class CatalogWatch:
         name = _QUESTIONS[sql]
         refused: list[codec.ErrorResponse] = []
         rows = await prepared_rows(upstream, name, sql, name not in self._made, refused)
-        if rows is None and refused:
+        if rows is None and refused and refused[0].fields.get("V", "ERROR") == "ERROR":
             # the server (or a pooler in front of it, undeclared) would not keep or run
-            # it: the same question as a simple Query, from now on (the answer the same)
+            # it: the same question as a simple Query, from now on (the answer the same);
+            # a FATAL (the connection terminated) says nothing of prepared statements
             error = refused[0].fields
             log.info(
                 "the catalogue watch asks without prepared statements: %s (%s)",
