@@ -21,6 +21,7 @@ import hvac
 import psycopg
 import requests
 from pdp_harness import free_port
+from pg_drops import settle
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -211,6 +212,11 @@ def drop_dynamic_roles(role: str) -> None:
                 ("v-%", f"%{role[:8]}%"),
             )
         ]
+        if names:
+            # a login holds grants in the test's database, which tests/pg_drops.py drops in
+            # the background: gone first, or the role "cannot be dropped because some
+            # objects depend on it" (a CI teardown error)
+            settle()
         for name in names:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,)
