@@ -919,7 +919,7 @@ async def test_the_decision_cache_keeps_apart_what_the_policy_sees_besides_the_t
         "package portcullis\n\n"
         'deny contains "simple protocol closed" if input.command.postgres.protocol == "simple"\n'
     )
-    engine = {"type": "embedded", "policies": str(policies), "workers": 2, "timeout_ms": 500}
+    engine = {"type": "embedded", "policies": str(policies), "workers": 2, "timeout_ms": 3000}
     async with running_gateway(tmp_path, engine=engine) as gw:
         conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
         query = "SELECT count(*) FROM orders"
@@ -955,7 +955,7 @@ async def test_a_prepared_statement_is_decided_again_once_the_policy_changes(tmp
     revision denies it; so is the client's own cached statement, decided afresh."""
     policies = tmp_path / "policy"
     shutil.copytree(REGO, policies)
-    engine = {"type": "embedded", "policies": str(policies), "workers": 2, "timeout_ms": 500}
+    engine = {"type": "embedded", "policies": str(policies), "workers": 2, "timeout_ms": 3000}
     query = "SELECT * FROM orders WHERE id = $1"
     async with running_gateway(tmp_path, engine=engine) as gw:
         conn = await asyncpg.connect(gw.dsn(gw.token("dana", DBA)))
