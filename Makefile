@@ -37,15 +37,18 @@ demo-db:
 	  psql -h 127.0.0.1 -U app -d orders -qAtX -f deploy/demo/orders.sql >/dev/null; \
 	else echo "no PostgreSQL on 127.0.0.1:5432: orders-db will refuse sessions"; fi
 
-# pytest runs one worker per core (pytest-xdist), a test file's tests on one worker: every
-# test makes its own databases, roles, ports and servers, so files do not share state.
+# pytest runs three workers on the two cores (pytest-xdist), a test file's tests on one
+# worker: every test makes its own databases, roles, ports and servers, so files do not
+# share state. Three, not one per core: a worker spends much of its time waiting (on
+# PostgreSQL, on the processes it starts: sshd, PDPs, proxies, clients; on timers), so two
+# left the cores idle part of the run.
 # Files go out heaviest first (tests/conftest.py orders them; xdist's own reordering by
 # test count is off), so no heavy file starts when the other worker is nearly done.
 test: setup
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
 	portcullis policy test rego/ --threshold 90
-	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=25 -n auto --dist loadfile --no-loadscope-reorder
+	$(PYTHON) -m pytest -q -p no:cacheprovider --durations=25 -n 3 --dist loadfile --no-loadscope-reorder
 
 lint:
 	$(PYTHON) -m ruff check .
