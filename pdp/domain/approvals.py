@@ -455,8 +455,7 @@ class ApprovalBook:
         `mask` is the verdict's mask rules: what approvers see is masked by them; `proxy`
         the key of the proxy that asked, recorded with the request; `policy_revision` the
         revision of the decision that asked."""
-        waiting = self.live_for(
-            PENDING,
+        asked = (
             requester["subject"],
             str(requester.get("issuer", "")),
             connection,
@@ -465,6 +464,7 @@ class ApprovalBook:
             session_id,
             parameters or [],
         )
+        waiting = self.live_for(PENDING, *asked)
         if waiting:
             return waiting[0]
         exact = list(parameters or [])
@@ -479,16 +479,7 @@ class ApprovalBook:
             justification_of(command),
             approver_masker(mask),
         )
-        waiting = self.live_for(
-            PENDING,
-            requester["subject"],
-            str(requester.get("issuer", "")),
-            connection,
-            command,
-            command_kind,
-            session_id,
-            parameters or [],
-        )
+        waiting = self.live_for(PENDING, *asked)
         if waiting:  # made by another call of the same command meanwhile
             return waiting[0]
         now = time.time()
