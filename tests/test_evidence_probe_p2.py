@@ -27,15 +27,13 @@ from pdp_harness import (
     running_pdp,
     token,
 )
-from pg_harness import running_gateway
 from test_evidence_probe_p1 import _verified
 from test_pdp_probe_p7 import _written
 from test_pdp_probe_p8 import _cli
-from test_pdp_probe_p11 import _psql, _timeline_of
+from test_pdp_probe_p11 import _timeline_of
 
 from pdp.domain.recordings import batch_events
 from pdp.domain.timeline import OTHER_COMMAND, REUSED
-from pdp.evidence.checkpoints import verify_store
 from portcullis.config import load_config
 from portcullis.events import truncation_facts
 from portcullis.v1 import pdp_pb2
@@ -80,38 +78,6 @@ async def test_verify_names_a_command_run_under_another_commands_allow(tmp_path)
         assert "proxy verdicts: 1 commands recorded as let through" in said, said
         assert "'DROP TABLE orders' recorded as" in said, said
         assert "under the PDP's decision of another command ('SELECT id FROM orders')" in said
-
-
-async def test_a_genuine_postgres_session_verifies_every_command_against_its_own_text(
-    tmp_path,
-):
-    """What the real proxy records is weighed and never named: a multi-statement text,
-    statements of one shape answered from the cache, prepared statements (extended
-    protocol), and a long statement cut in its decision's record and in its event."""
-    async with running_gateway(tmp_path) as gw:
-        tok = gw.token("dana", DBA)
-        script = (
-            "select 1 as one; select 2 as two;\n"
-            + "".join(f"select id from orders where id = {n};\n" for n in range(5))
-            + "select '"
-            + "x" * 70000
-            + "' as long;\n"
-        )
-        run = await asyncio.to_thread(_psql, gw, tok, script)
-        assert run.returncode == 0, run.stderr
-        conn = await asyncpg.connect(gw.dsn(tok))
-        statement = await conn.prepare("SELECT id FROM orders WHERE id = $1")
-        for n in range(3):
-            await statement.fetch(n)
-        await conn.fetch("SELECT name FROM customers WHERE id = $1", 2)
-        await conn.close()
-        await asyncio.sleep(1.0)  # the recorder's last flush
-        report = await verify_store(gw.pdp.store, gw.pdp.signer.public_key)
-    assert report.ok, report.problems
-    assert report.counted.verdicts.startswith(
-        "every command recorded as let through names a decision of its session that let"
-        " that very command through"
-    ), report.counted.verdicts
 
 
 # -- a proxy lost mid-session --------------------------------------------------------------

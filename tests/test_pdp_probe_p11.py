@@ -27,6 +27,7 @@ from test_pdp_probe_p8 import _cli
 
 from pdp.domain.recordings import EVENTS_KIND
 from pdp.domain.timeline import OTHER_COMMAND, build_timeline
+from pdp.evidence.checkpoints import verify_store
 from portcullis.config import load_config
 from portcullis.v1 import pdp_pb2
 
@@ -127,6 +128,14 @@ async def test_a_genuine_postgres_session_has_no_disputed_command(tmp_path):
             disputed = [(e.command[:80], e.pdp_verdict) for e in commands if e.pdp_verdict]
             assert not disputed, disputed
             assert all(e.pdp_verdict != OTHER_COMMAND for e in timeline.entries)
+        # and audit verify weighs every command against its own decision's text
+        # (tests/test_evidence_probe_p2.py), naming none
+        report = await verify_store(gw.pdp.store, gw.pdp.signer.public_key)
+    assert report.ok, report.problems
+    assert report.counted.verdicts.startswith(
+        "every command recorded as let through names a decision of its session that let"
+        " that very command through"
+    ), report.counted.verdicts
 
 
 # -- the approval webhook ----------------------------------------------------------------
