@@ -738,6 +738,13 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._held, self._approval = held, approval_id
         try:
             await asyncio.wait({held})
+        except asyncio.CancelledError:
+            # this channel's own task stopped under the wait (an SFTP relay stopped as its
+            # channel closes, which may come before the wait's own end): the request is
+            # withdrawn all the same, never left pending for approvers
+            if not held.done() or held.cancelled():
+                _withdrawal(session, self._approval, self.given_up or "the channel closed")
+            raise
         finally:
             self._held = None
             held.cancel()  # (this channel's own task cancelled: the session is going)
@@ -916,16 +923,25 @@ async def _withdrawn(session: Any, approval_id: str, ruling: Ruling, why: str) -
     """The denial of a command whose client gave up waiting for a person's approval, once
     its request is withdrawn (no approver is asked about it any more)."""
     withdrawn = False
-    if session.grant is not None and approval_id:
+    withdrawal = _withdrawal(session, approval_id, why)
+    if withdrawal is not None:
         # shielded: the channel's end (an SFTP relay stopped as its channel closes) does
         # not stop the withdrawal on its way
-        withdrawal = asyncio.ensure_future(
-            session.runtime.pdp.withdraw_approval(session.grant.session_id, approval_id, why)
-        )
-        _WITHDRAWALS.add(withdrawal)
-        withdrawal.add_done_callback(_WITHDRAWALS.discard)
         withdrawn = await asyncio.shield(withdrawal)
     return withdrawn_ruling(ruling, approval_id, "cancelled by the client", withdrawn)
+
+
+def _withdrawal(session: Any, approval_id: str, why: str) -> asyncio.Future[bool] | None:
+    """The withdrawal of a request, on its way whatever becomes of its caller (kept in
+    _WITHDRAWALS until done); None without a session at the PDP or a request."""
+    if session.grant is None or not approval_id:
+        return None
+    withdrawal = asyncio.ensure_future(
+        session.runtime.pdp.withdraw_approval(session.grant.session_id, approval_id, why)
+    )
+    _WITHDRAWALS.add(withdrawal)
+    withdrawal.add_done_callback(_WITHDRAWALS.discard)
+    return withdrawal
 
 
 def _settle(opening: asyncio.Future[Any]) -> None:
