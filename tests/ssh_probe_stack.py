@@ -121,11 +121,12 @@ def quoted_past_the_detector(line: str) -> None:
     assert not masker.mask_text(run.stderr)[1], run.stderr
 
 
-async def tabbed_card_held(stack: Stack, probe: str, line: str) -> None:
-    """Through the proxy and sshd: `line` ({log}: a log under /var/log holding the tabbed
-    card) waits for approval, is denied, and nothing reaches sshd or the reader."""
+async def tabbed_card_held(stack: Stack, probe: str, line: str, card: str = TABBED) -> None:
+    """Through the proxy and sshd: `line` ({log}: a log under /var/log holding `card`, the
+    tabbed one unless named) waits for approval, is denied, and nothing reaches sshd or the
+    reader."""
     logged = Path("/var/log") / f"portcullis-{probe}-{os.getpid()}-{stack.tmp.name}.log"
-    logged.write_text(TABBED + "\n")
+    logged.write_text(card + "\n")
     try:
         async with await stack.connect(READER) as conn:
             process = await conn.create_process(line.format(log=logged))

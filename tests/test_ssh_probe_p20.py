@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ssh_probe_stack import BASH, READER, denied_when_asked, held_for_readers, stack_fixture
+from ssh_probe_stack import BASH, held_for_readers, stack_fixture, tabbed_card_held
 from test_ssh_probe_exec import ALLOWED, engine, reading, verdict  # noqa: F401
 
 from portcullis.masking import Masker
@@ -95,15 +95,4 @@ stack = stack_fixture()
 
 
 async def test_the_traced_card_never_reaches_the_reader(stack: Any) -> None:
-    logged = Path("/var/log") / f"portcullis-p20-{os.getpid()}-{stack.tmp.name}.log"
-    logged.write_text(DASHED + "\n")
-    try:
-        async with await stack.connect(READER) as conn:
-            process = await conn.create_process(TRACED[0].format(log=logged))
-            await denied_when_asked(stack, process)
-            refused = await process.wait()
-    finally:
-        logged.unlink()
-    assert refused.exit_status == 1
-    assert "1111" not in str(refused.stdout) + str(refused.stderr)
-    assert stack.sshd.sessions_started() == 0
+    await tabbed_card_held(stack, "p20", TRACED[0], card=DASHED)
