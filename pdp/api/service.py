@@ -42,10 +42,12 @@ from pdp.domain.guards import Guards
 from pdp.domain.identity import Identity, TokenRejected, TokenVerifier
 from pdp.domain.policy_input import build_input, command_input
 from pdp.domain.sessions import (
-    REAPED_REASONS,
+    BY_PROXY,
+    CLOSED_BY,
     SESSION_ID,
     Session,
     SessionTable,
+    closed_reason_of,
     new_session_id,
 )
 from pdp.domain.shadow import announce, enforced, record_facts, shadowed
@@ -704,6 +706,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         body: dict[str, Any] = {
             "connection": session.connection["name"],
             "reason": reason,
+            CLOSED_BY: BY_PROXY,
             "abnormal": request.abnormal,
             "duration_seconds": round(time.time() - session.started_at, 3),
             # a Struct's double may be NaN or infinite, which no JSON (and no record) holds
@@ -723,9 +726,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             # closed once its record is written: a close the store did not take is sent
             # again by the proxy, and must find the session still open
             # (a close of its proxy's, never one of the reaper's: no event is taken after it)
-            self.sessions.close(
-                session.id, reason if reason not in REAPED_REASONS else f"{reason} (by its proxy)"
-            )
+            self.sessions.close(session.id, closed_reason_of(body))
             # answered from the cache after its last Decide: counted once the close is
             # recorded (a close the store refused comes again)
             if request.reused:

@@ -40,6 +40,34 @@ REAPED_REASONS = frozenset({"proxy_lost", "grant_expired"})
 MAC = "mac"  # the field of a session record that proves this PDP wrote it
 # the field of a reaped session's close record: when the PDP last heard from its proxy
 LAST_HEARD = "last_heard_from_proxy"
+# the field of a session.close record naming who ended the session: the PDP's reaper
+# (BY_PDP) or the proxy's CloseSession (BY_PROXY). Its reason alone does not tell: a proxy
+# closes as `grant_expired` too, and read back after a restart such a close was taken for
+# the reaper's (its session then took events after its close, evidence said the PDP ended it)
+CLOSED_BY = "closed_by"
+BY_PDP, BY_PROXY = "pdp", "proxy"
+
+
+def closed_by_reaper(body: Any) -> bool:
+    """Whether a session.close record's body is the PDP reaper's close. Records written
+    before CLOSED_BY was kept: a reaped reason without the policy revision every proxy
+    close records (the reaper writes none), as they were read then."""
+    if not isinstance(body, dict):
+        return False
+    by = body.get(CLOSED_BY)
+    if by is not None:
+        return by == BY_PDP
+    return body.get("reason") in REAPED_REASONS and "policy_revision" not in body
+
+
+def closed_reason_of(body: Any) -> str:
+    """The reason a session closed by this record is held with (Session.closed_reason):
+    a reaped reason the proxy gave is marked as the proxy's, so nothing takes it for the
+    reaper's (events after it are refused)."""
+    reason = str(body.get("reason", "")) if isinstance(body, dict) else ""
+    if reason in REAPED_REASONS and not closed_by_reaper(body):
+        return f"{reason} (by its proxy)"
+    return reason
 
 
 @dataclass
@@ -245,7 +273,7 @@ class SessionTable:
         closed = await self.store.query(kind="session.close", session_id=session_id, limit=1)
         if closed:
             session.closed = True
-            session.closed_reason = str(closed[0].body.get("reason", ""))
+            session.closed_reason = closed_reason_of(closed[0].body)
             return session if include_closed else None
         self.add(session)
         return session
@@ -427,6 +455,7 @@ class SessionReaper:
         body: dict[str, Any] = {
             "connection": session.connection.get("name", ""),
             "reason": reason,
+            CLOSED_BY: BY_PDP,
             "abnormal": reason == "proxy_lost",
             "duration_seconds": round(now - session.started_at, 3),
             "summary": {},

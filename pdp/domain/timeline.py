@@ -71,7 +71,7 @@ from pdp.domain.recordings import (
     batch_events,
     received_at,
 )
-from pdp.domain.sessions import LAST_HEARD, REAPED_REASONS
+from pdp.domain.sessions import LAST_HEARD, REAPED_REASONS, closed_reason_of
 from pdp.plumbing.rendering import inert
 from pdp.plumbing.timestamps import rfc3339
 from pdp.store import AuditRecord
@@ -250,7 +250,8 @@ def summarize(opened: AuditRecord, closed: AuditRecord | None = None) -> Session
         status=status,
         ended_at=closed.time if closed is not None else None,
         duration_seconds=float(duration) if duration is not None else None,
-        close_reason=str(closed.body.get("reason", "")) if closed is not None else "",
+        # a reaped reason a proxy gave is named as its (closed_reason_of), not the reaper's
+        close_reason=closed_reason_of(closed.body) if closed is not None else "",
         commands=_int_or_none(summary.get("commands")),
         denied=_int_or_none(summary.get("denied")),
     )

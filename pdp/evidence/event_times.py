@@ -37,7 +37,7 @@ from pdp.domain.recordings import (
     RECEIVED,
     batch_events,
 )
-from pdp.domain.sessions import REAPED_REASONS
+from pdp.domain.sessions import closed_by_reaper
 from pdp.domain.timeline import (
     DECIDED_TEXT_FIELDS,
     LETS_THROUGH,
@@ -108,7 +108,7 @@ class EventTimes:
             return
         if kind == SESSION_CLOSE:
             self.losses.closed(seq, session_id, time, body)
-            if body.get("reason") not in REAPED_REASONS:  # (no event is taken after it)
+            if not closed_by_reaper(body):  # a proxy's: no event is taken after it
                 self._forget(session_id)
                 self.casts.pop(session_id, None)
                 self.incomplete.discard(session_id)

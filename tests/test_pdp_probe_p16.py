@@ -1,0 +1,78 @@
+"""PDP probe 16 (helper evidence6): who closed a session, and a closed session's requests.
+
+A proxy's own `grant_expired` close was recorded with its reason alone; the PDP told it
+from its reaper's only by the memory of the close (`grant_expired (by its proxy)`). Read
+back after a restart it was the reaper's: the session took events after its close (a
+proxy's close takes none) and verify and replay said the PDP had ended it. The close
+now names its author (`closed_by`, in the hash-chained body).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import grpc
+import pytest
+from pdp_harness import decide_sql, open_session, pdp_stub, running_pdp, token
+from test_pdp_probe_p7 import _written
+from test_pdp_probe_p11 import _timeline_of
+
+from portcullis.config import load_config
+from portcullis.v1 import pdp_pb2
+
+
+def _command(when: float, sql: str, decision: pdp_pb2.Decision) -> dict:
+    return {"time": when, "direction": "client", "type": "command", "command": sql,
+            "decision_id": decision.decision_id, "verdict": "allow", "cached": False,
+            "details": {"tag": "SELECT 1", "rows": 1, "protocol": "simple"}}  # fmt: skip
+
+
+async def test_a_proxys_grant_expired_close_is_its_own_after_a_restart(tmp_path):
+    """Attack (a proxy, or whoever holds its credential): close a session as
+    `grant_expired`, wait for the PDP to restart, then send events for the closed session.
+    Before the restart they were refused (a proxy's close takes no event after it); after
+    it the close read as the reaper's, so they were taken, and replay showed the session
+    ended by the PDP. The close now records its author: refused, and named the proxy's."""
+    config = load_config(_written(tmp_path))
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        decision = await decide_sql(stub, opened.session_id, "SELECT 1")
+        await stub.CloseSession(
+            pdp_pb2.CloseSessionRequest(session_id=opened.session_id, reason="grant_expired")
+        )
+        closes = await app.store.query(kind="session.close", session_id=opened.session_id)
+        assert closes[0].body["closed_by"] == "proxy"
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        late = [_command(time.time(), "SELECT 1", decision)]
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.RecordEvents(
+                pdp_pb2.RecordEventsRequest(
+                    session_id=opened.session_id, events_json=json.dumps(late)
+                )
+            )
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "is closed" in (refused.value.details() or "")
+        timeline = await _timeline_of(app.store, opened.session_id)
+        assert timeline.summary.close_reason == "grant_expired (by its proxy)"
+
+
+async def test_the_reapers_grant_expired_close_is_the_pdps_after_a_restart(tmp_path):
+    """The control: the reaper's own close stays the reaper's (its proxy's last events,
+    sent after it, are still taken)."""
+    config = load_config(_written(tmp_path))
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        decision = await decide_sql(stub, opened.session_id, "SELECT 1")
+        session = await app.sessions.find(opened.session_id)
+        assert session is not None
+        await app.reaper.reap(session, "grant_expired")
+        closes = await app.store.query(kind="session.close", session_id=opened.session_id)
+        assert closes[0].body["closed_by"] == "pdp"
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        late = [_command(time.time(), "SELECT 1", decision)]
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(session_id=opened.session_id, events_json=json.dumps(late))
+        )
+        timeline = await _timeline_of(app.store, opened.session_id)
+        assert timeline.summary.close_reason == "grant_expired"
