@@ -280,7 +280,7 @@ class Flow:
     tables drivers read, _CATALOG), and whether such a column's text may have been changed
     on the way (changed: anything but its value itself, KEEPING nodes and functions only)."""
 
-    __slots__ = ("changed", "columns", "keyed", "kind", "tables", "user")
+    __slots__ = ("changed", "columns", "documents", "keyed", "kind", "tables", "user")
 
     def __init__(
         self,
@@ -290,34 +290,52 @@ class Flow:
         changed: bool = False,
         user: bool = True,
         keyed: dict[str, None] | None = None,
+        documents: dict[str, None] | None = None,
     ) -> None:
         self.kind = kind
         self.columns = columns if columns is not None else {}
         self.tables = tables if tables is not None else {}
         self.changed = changed
         self.user = user
-        # those of columns that reach this value only through a constant key, path or
-        # position taken out of them (`profile->>'status'`): never as the whole value, so
-        # never as a whole JSON or XML document whose masked keys it would answer about
+        # those of columns that reach this value only through a question about a key the
+        # statement names (`profile ? 'status'`, `profile @> '{"status": "ok"}'`), how many
+        # keys it has, or a value under a key cast to a number, date or boolean: never as a
+        # whole JSON or XML document, nor as a value under a key, which may be a document
+        # of its own holding masked keys (`profile->>'contact'` of {"contact": {"email":
+        # ...}}), whose masked keys it would answer about
         self.keyed = keyed if keyed is not None else {}
+        # those of columns the statement made a document of (`notes::jsonb`): a text
+        # column read as JSON or XML holds the keys the masks cover as a document does
+        self.documents = documents if documents is not None else {}
+
+    def _with(self, kind: str, changed: bool, keyed: dict[str, None]) -> Flow:
+        return Flow(kind, self.columns, self.tables, changed, self.user, keyed, self.documents)
 
     def derived(self) -> Flow:
         """This flow computed upon: no longer a stored column, and `*` becomes a whole row."""
         if self.kind == PLAIN:
-            return Flow(EXPRESSION, self.columns, self.tables, self.changed, self.user, self.keyed)
+            return self._with(EXPRESSION, self.changed, self.keyed)
         if self.kind == STAR:
-            return Flow(WHOLE_ROW, self.columns, self.tables, self.changed, self.user, self.keyed)
+            return self._with(WHOLE_ROW, self.changed, self.keyed)
         return self
 
     def transformed(self) -> Flow:
         """This flow computed upon by something that may change its text."""
         flow = self.derived()
-        return Flow(flow.kind, flow.columns, flow.tables, flow.user, flow.user, flow.keyed)
+        return flow._with(flow.kind, flow.user, flow.keyed)
 
     def taken_part(self) -> Flow:
-        """This flow's value with a constant key, path or position taken out of it: each of
-        its columns reaches the result only keyed (its whole value never does)."""
-        return Flow(self.kind, self.columns, self.tables, self.changed, self.user, self.columns)
+        """This flow's value with a constant key named in a question about it, or its shape
+        taken: each of its columns reaches the result only keyed (its whole value never
+        does). Not for a value taken out under a key: that value may be a document holding
+        masked keys (see `keyed`)."""
+        return self._with(self.kind, self.changed, self.columns)
+
+    def as_document(self) -> Flow:
+        """This flow cast to a document type (json, jsonb, xml, hstore)."""
+        documents = {**self.documents, **self.columns}
+        flow = self.derived()
+        return Flow(flow.kind, flow.columns, flow.tables, flow.changed, flow.user, {}, documents)
 
 
 def _merge(kind: str, flows: list[Flow], keeps: bool = False) -> Flow:
@@ -328,6 +346,7 @@ def _merge(kind: str, flows: list[Flow], keeps: bool = False) -> Flow:
     columns: dict[str, None] = {}
     tables: dict[str, None] = {}
     keyed: dict[str, None] = {}
+    documents: dict[str, None] = {}
     whole: set[str] = set()
     changed = user = False
     for flow in flows:
@@ -336,6 +355,7 @@ def _merge(kind: str, flows: list[Flow], keeps: bool = False) -> Flow:
             kind = flow.kind
         columns.update(flow.columns)
         tables.update(flow.tables)
+        documents.update(flow.documents)
         if flow.keyed:
             keyed.update(flow.keyed)
             whole.update(c for c in flow.columns if c not in flow.keyed)
@@ -347,7 +367,7 @@ def _merge(kind: str, flows: list[Flow], keeps: bool = False) -> Flow:
                 changed = True
     if keyed and whole:
         keyed = {c: None for c in keyed if c not in whole}
-    return Flow(kind, columns, tables, changed, user, keyed)
+    return Flow(kind, columns, tables, changed, user, keyed, documents)
 
 
 Output = tuple[str, Flow]
@@ -435,11 +455,14 @@ Scope = list[list[Item]]
 class Lineage:
     """The walk of one statement: collects predicates while computing outputs."""
 
-    __slots__ = ("arguments", "branches", "predicates", "shadows", "written")
+    __slots__ = ("arguments", "branches", "documents", "predicates", "shadows", "written")
 
     def __init__(self) -> None:
         # (column, use) → whether every such use reached the column only keyed (Flow.keyed)
         self.predicates: dict[tuple[str, str], bool] = {}
+        # the (column, use) of predicates that met a column made a document (Flow.documents)
+        # whole (not keyed)
+        self.documents: set[tuple[str, str]] = set()
         # a set operation's branches that are no set operation themselves, by the id of
         # its fields: an enclosing UNION compares the rows of each (leaf) branch
         self.branches: dict[int, list[list[Output]]] = {}
@@ -524,6 +547,8 @@ class Lineage:
         for column in flow.columns:
             key = (column, use)
             self.predicates[key] = self.predicates.get(key, True) and column in flow.keyed
+            if column in flow.documents and column not in flow.keyed:
+                self.documents.add(key)
         if flow.kind in (WHOLE_ROW, STAR) or (flow.tables and flow.kind != PLAIN):
             self.predicates[("*", use)] = False
 
@@ -921,10 +946,10 @@ class Lineage:
                 for flow in operands:
                     self.partial(flow)
             if operator in _JSON_EXTRACTIONS and "rexpr" in fields:
-                path = operator.startswith("#")
-                if "lexpr" in fields and _part_named([fields["rexpr"]], path):
-                    operands[0] = operands[0].taken_part()
-                operands.append(_keys_flow([fields["rexpr"]], path=path))
+                # the value under a key is no part the document is known to be safe
+                # without: it may be a document holding masked keys itself
+                # (`profile->>'contact'` of {"contact": {"email": ...}}): met whole
+                operands.append(_keys_flow([fields["rexpr"]], path=operator.startswith("#")))
             if operator in _JSON_PATH_OPERATORS:
                 if "lexpr" in fields and _jsonpath_keys(fields.get("rexpr")):
                     operands[0] = operands[0].taken_part()
@@ -937,6 +962,22 @@ class Lineage:
             flow = self.expr(fields["arg"], scope, ctes)
             type_name = fields.get("typeName", {}).get("TypeName", fields.get("typeName", {}))
             names = [_sval(n).lower() for n in type_name.get("names", ())]
+            if names[-1:] and names[-1] in _DOCUMENT_TYPES:
+                self.partial(flow)  # (text that is no JSON fails)
+                return flow.transformed().as_document()  # `notes::jsonb`: read as JSON
+            if (
+                names[-1:]
+                and names[-1] in _SCALAR_TYPES
+                and names[:-1] in ([], ["pg_catalog"])
+                and not type_name.get("arrayBounds")
+                and _extracted(fields["arg"])
+            ):
+                # `(doc->>'n')::int`: a document (a JSON object, an array, XML) never reads
+                # as a number, date or boolean, so what comes of the cast, and whether it
+                # failed, answers nothing about the masked keys one may hold
+                scalar = flow.taken_part()
+                self.partial(scalar)
+                return scalar.transformed()
             if names[-1:] and names[-1] in _TEXT_TYPES and not type_name.get("arrayBounds"):
                 if (
                     names[-1] in _KEEPING_TYPES
@@ -994,15 +1035,8 @@ class Lineage:
                 and "A_Const" in (s["A_Indices"].get("uidx") or {})
                 and "lidx" not in s["A_Indices"]
             ]
-            subscripts = sum(1 for s in steps if "A_Indices" in s)
-            if (
-                steps
-                and len(names) + subscripts == len(steps)
-                and len(bounds) == subscripts
-                and _part_named(bounds, path=False)
-            ) or (steps and len(names) == len(steps)):
-                # profile['status'], profile['a'][0], (info).nick: constant keys only
-                flow = flow.taken_part()
+            # profile['contact'], (info).doc: the value under a key or field may be a
+            # document holding masked keys itself (the document is met whole)
             fields_named = Flow(EXPRESSION, dict.fromkeys(names))
             keyed = [fields_named, _keys_flow(bounds, path=False)] if bounds else [fields_named]
             computed = [
@@ -1055,16 +1089,11 @@ class Lineage:
         name = _sval(fields["funcname"][-1]).lower() if fields.get("funcname") else ""
         qualified = [_sval(part).lower() for part in fields.get("funcname", ())[:-1]]
         builtin = qualified in ([], ["pg_catalog"])  # public.upper is anyone's function
-        if builtin and flows and name in _JSON_PATH_FUNCTIONS and _part_named(args[1:], False):
-            flows[0] = flows[0].taken_part()  # jsonb_extract_path_text(profile, 'status')
-        elif (
-            builtin
-            and len(flows) > 1
-            and name in _ANY_KEY_FUNCTIONS
-            and "_path_" in name
-            and _jsonpath_keys(args[1])
-        ):
-            flows[0] = flows[0].taken_part()  # `$.tags[*] ? (@ == "ci")`: tags only
+        if builtin and len(flows) > 1 and name in _PATH_TESTS and _jsonpath_keys(args[1]):
+            # `$.tags[*] ? (@ == "ci")`: whether tags holds ci. A path query's value (and
+            # jsonb_extract_path_text(profile, 'contact')) may be a document holding masked
+            # keys: met whole
+            flows[0] = flows[0].taken_part()
         total = _TOTAL_FUNCTIONS.get(name, ()) if builtin else ()
         for position, (arg, flow) in enumerate(zip(args, flows, strict=True)):
             named = isinstance(arg, dict) and "NamedArgExpr" in arg
@@ -1242,6 +1271,10 @@ class Lineage:
         if use == "equality":
             if not all(_atom(n, f) for n, f in operands):
                 use = "other"
+                if all(_atom(n, f) or _taken_out(n) for n, f in operands):
+                    # `profile->>'status' = 'ok'`: the value under a key compared whole,
+                    # as a column is (the key's name is the column the policy judges)
+                    operands = [(n, f if _atom(n, f) else f.taken_part()) for n, f in operands]
             elif (
                 join
                 and sum(1 for n, f in operands if f.kind == PLAIN and _unwrap(n)[0] == "ColumnRef")
@@ -1620,6 +1653,115 @@ _JSON_PATH_FUNCTIONS = frozenset(
     {"jsonb_extract_path", "jsonb_extract_path_text", "json_extract_path", "json_extract_path_text"}
 )
 
+# jsonpath functions that answer whether a path holds, never the value it reaches
+_PATH_TESTS = frozenset(
+    f"jsonb_path_{name}" for name in ("exists", "exists_tz", "match", "match_tz")
+)
+
+# what a cast reads as a document: a text column cast so holds masked keys as one does
+_DOCUMENT_TYPES = frozenset({"json", "jsonb", "xml", "hstore"})
+
+# types of pg_catalog whose input no JSON object or array, nor XML element, parses as (an
+# allow-list: text, arrays and ranges, geometry, bytea and the like are left out)
+_SCALAR_TYPES = frozenset(
+    {
+        "int2", "int4", "int8", "smallint", "integer", "bigint", "numeric", "decimal",
+        "float4", "float8", "real", "bool", "boolean", "date", "timestamp", "timestamptz",
+        "time", "timetz", "interval", "uuid",
+    }
+)  # fmt: skip
+
+
+def _extracted(node: Any) -> bool:
+    """Whether node is a column, or a value taken out of one by constant keys, paths or
+    positions (`doc->>'n'`, `profile #>> '{a,b}'`, `profile['n']`,
+    jsonb_extract_path_text(profile, 'n'), through casts to text or a document type):
+    nothing that computes from its text (substr(...)::int would say whether one
+    character of a document is a digit)."""
+    return _extraction(node) is not None
+
+
+def _taken_out(node: Any) -> bool:
+    """Whether node is a value taken out of a column by constant keys, paths or positions
+    (`_extracted`, not the column itself nor only a cast of it)."""
+    return bool(_extraction(node))
+
+
+def _extraction(node: Any) -> bool | None:
+    """_extracted's walk: None when node is no such value, else whether a key, path or
+    position was taken on the way to the column."""
+    taken = False
+    while True:
+        if not isinstance(node, dict) or len(node) != 1:
+            return None
+        ((tag, fields),) = node.items()
+        if tag == "ColumnRef":
+            return taken
+        if tag == "TypeCast" and "arg" in fields:
+            type_name = fields.get("typeName", {}).get("TypeName", fields.get("typeName", {}))
+            names = [_sval(n).lower() for n in type_name.get("names", ())]
+            if (
+                not names
+                or names[-1] not in _KEEPING_TYPES | _DOCUMENT_TYPES
+                or names[:-1] not in ([], ["pg_catalog"])
+                or type_name.get("typmods")
+                or type_name.get("arrayBounds")
+            ):
+                return None
+            node = fields["arg"]
+        elif tag == "A_Expr" and fields.get("kind", "AEXPR_OP") == "AEXPR_OP":
+            operator: list[Any] = list(fields.get("name") or ())
+            if len(operator) != 1 or _sval(operator[0]) not in _JSON_EXTRACTIONS:
+                return None
+            key = fields.get("rexpr")
+            if not isinstance(key, dict) or "A_Const" not in key or "lexpr" not in fields:
+                return None
+            path = _sval(operator[0]).startswith("#")
+            node, taken = fields["lexpr"], taken or _names_key([key], path)
+        elif tag == "A_Indirection":
+            for step in fields.get("indirection", ()):
+                bounds = step.get("A_Indices") if isinstance(step, dict) else None
+                if bounds is None and "String" not in step:
+                    return None
+                if bounds is not None and (
+                    "lidx" in bounds or "A_Const" not in (bounds.get("uidx") or {})
+                ):
+                    return None
+            steps = fields.get("indirection", ())
+            keys = [s["A_Indices"]["uidx"] for s in steps if "A_Indices" in s]
+            named = any("String" in s for s in steps) or _names_key(keys, False)
+            node, taken = fields.get("arg"), taken or named
+        elif tag == "FuncCall":
+            name = [_sval(p).lower() for p in fields.get("funcname", ())]
+            args = fields.get("args") or ()
+            if (
+                not name
+                or name[-1] not in _JSON_PATH_FUNCTIONS
+                or name[:-1] not in ([], ["pg_catalog"])
+                or not args
+                or any(not isinstance(a, dict) or "A_Const" not in a for a in args[1:])
+            ):
+                return None
+            node, taken = args[0], taken or _names_key(list(args[1:]), False)
+        else:
+            return None
+
+
+def _names_key(nodes: list[Any], path: bool) -> bool:
+    """Whether these constant keys (or paths, '{a,0}') name a key, not only positions (an
+    array's element is a document of its own: `docs[1]`, `profile->0`; `#>> '{}'` is the
+    whole document as text)."""
+    for node in nodes:
+        const = node.get("A_Const", {}) if isinstance(node, dict) else {}
+        text = str(const.get("sval", {}).get("sval", "")) if "sval" in const else ""
+        if path:
+            parts = text.strip().removeprefix("{").removesuffix("}").split(",")
+            if any(p.strip() and not p.strip().isdigit() for p in parts):
+                return True
+        elif text:
+            return True
+    return False
+
 
 def _keys_flow(nodes: list[Any], path: bool) -> Flow:
     """What a document's value taken by these keys (or paths, '{a,password}') carries: each
@@ -1683,31 +1825,6 @@ def _contained_keys(node: Any, operator: str) -> dict[str, None] | None:
         elif isinstance(value, list):
             stack.extend(value)
     return keys
-
-
-def _part_named(nodes: list[Any], path: bool) -> bool:
-    """Whether these keys (or paths, '{a,0}') are constants naming a key (positions beside
-    it), so what is taken out of the document is the value under a key, never the whole
-    document (`#>> '{}'` is all of it as text) nor an element by its position alone (an
-    array's element is a document of its own: `docs[1]`, `profile->0`)."""
-    named = False
-    for node in nodes:
-        const = node.get("A_Const") if isinstance(node, dict) else None
-        if const is None or "isnull" in const:
-            return False
-        if "sval" not in const:
-            if "ival" not in const:
-                return False
-            continue  # a position
-        text = str(const["sval"].get("sval", ""))
-        if path:
-            inner = text.strip().removeprefix("{").removesuffix("}").strip()
-            if '"' in inner or "\\" in inner:
-                return False
-            named = named or any(not k.strip().isdigit() for k in inner.split(",") if k.strip())
-        elif text:
-            named = True
-    return named
 
 
 def _sval(node: Fields) -> str:
@@ -1787,7 +1904,7 @@ def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "outputs": [_output(name, flow) for name, flow in outputs],
         "predicates": [
-            {"column": column, "use": use, **_KEYED} if keyed else {"column": column, "use": use}
+            _predicate(column, use, keyed, (column, use) in walk.documents)
             for (column, use), keyed in walk.predicates.items()
         ],
     }
@@ -1808,6 +1925,15 @@ def lineage_fields(tag: str, fields: Fields) -> dict[str, Any]:
     if tag in _NAMING:
         del entry["outputs"], entry["predicates"]  # none: only what it names
     return entry
+
+
+def _predicate(column: str, use: str, keyed: bool, document: bool) -> dict[str, Any]:
+    predicate: dict[str, Any] = {"column": column, "use": use}
+    if keyed:
+        predicate.update(_KEYED)
+    if document:
+        predicate["document"] = True  # met as a document the statement made of it
+    return predicate
 
 
 def _one_column_each(fields: Fields) -> bool:

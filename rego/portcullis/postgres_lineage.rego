@@ -708,6 +708,17 @@ pg_questioned_predicate(p) if {
 	"{}" in input.command.postgres.view_columns[p.column]
 }
 
+# ...and so is a column the statement reads as a document (`(notes::jsonb)->>'contact'
+# LIKE ...`, lineage's `document`): text holding JSON or XML holds the keys the masks cover
+# in it (the proxy masks them in the text it sends) as a document column does. A value taken
+# out under a key is met whole (it may be a document of its own: `profile->>'contact'` of
+# {"contact": {"email": ...}}); compared with = to a value, or cast to a number, date or
+# boolean (which no document reads as), it is keyed.
+pg_questioned_predicate(p) if {
+	not p.keyed
+	p.document
+}
+
 pg_sensitive_predicate(column) if pg_sensitive_column(column)
 
 pg_sensitive_predicate("*")
@@ -719,7 +730,7 @@ pg_sensitive_predicate("*")
 
 pg_predicate_reason(p) := sprintf("a whole row used in a condition or ordering (%s) may reveal sensitive columns: denied to everyone not in pii-readers", [p.use]) if {
 	p.column == "*"
-} else := sprintf("%s use of document column %s as a whole in a condition or ordering answers questions about the values its masked keys hold: denied to everyone not in pii-readers; ask about a key (%s->>'key')", [p.use, p.column, p.column]) if {
+} else := sprintf("%s use of document column %s as a whole in a condition or ordering answers questions about the values its masked keys hold (a value under a key may be a document too): denied to everyone not in pii-readers; compare a key's value with = (%s->>'key' = 'value') or cast it to a number, date or boolean", [p.use, p.column, p.column]) if {
 	not pg_sensitive_column(p.column)
 } else := sprintf("equality on sensitive column %s is denied: the oracle setting allows no equality tests", [p.column]) if {
 	p.use == "equality"

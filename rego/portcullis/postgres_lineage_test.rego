@@ -758,6 +758,19 @@ test_a_document_met_through_a_key_is_no_question_about_it if {
 	with_views(["readonly"], s, {"profile": ["{}"]}).verdict == "mask"
 }
 
+test_a_text_column_read_as_a_document_is_questioned_as_one if {
+	every use in ["pattern", "range", "order", "other", "partial"] {
+		s := selecting([], [{"column": "notes", "use": use, "document": true}])
+		d := with_views(["readonly"], s, {})
+		d.verdict == "deny"
+		some r in d.reasons
+		contains(r, sprintf("%s use of document column notes as a whole", [use]))
+	}
+	keyed := selecting([], [{"column": "notes", "use": "other", "document": true, "keyed": true}])
+	with_views(["readonly"], keyed, {}).verdict == "mask"
+	with_views(["pii-readers"], selecting([], [{"column": "notes", "use": "pattern", "document": true}]), {}).verdict == "allow"
+}
+
 test_equality_on_a_whole_document_follows_the_oracle_setting if {
 	s := selecting([], [{"column": "profile", "use": "equality"}])
 	with_views(["readonly"], s, {"profile": ["{}"]}).verdict == "mask"

@@ -1,0 +1,101 @@
+"""Probe P6 of the Postgres masks (helper pgattack5) against the real stack
+(tests/adversary.py: a gateway whose upstream credential is the `postgres` SUPERUSER), as a
+reader outside pii-readers.
+
+A sub-document under a harmless key. Lineage met a JSON document "keyed" (not whole) when a
+constant key was taken out of it, and the policy judged a keyed column by the key's name:
+`profile->>'contact' LIKE '%hunter2%'` counted rows by the password inside
+{"contact": {"password": ...}} (so did `#>>`, `profile['contact']`, jsonb_path_query_first,
+jsonb_extract_path_text, `->` chains, ORDER BY and length()), the value under a key being a
+document of its own. Now a value taken out under a key is met whole (pdp/sql/lineage.py):
+compared with = to a value it is still keyed (`profile->>'status' = 'ok'`), and so is one
+cast to a number, date or boolean straight from the document (`(doc->>'n')::int > 1`): no
+JSON object, array or XML element reads as one, so neither the value nor the cast's
+failure says anything of the masked keys a sub-document holds.
+
+JSON in a text column. `notes` (text) holding {"password": ...} is sent with the key
+masked (proxies/postgres/values.py), but `(notes::jsonb)->>'contact' LIKE ...` asked about
+it as about a document: a column the statement casts to json, jsonb, xml or hstore is met
+as a document (lineage's `document`, postgres_lineage.rego).
+"""
+
+from __future__ import annotations
+
+import pytest
+from adversary import assert_no_secret
+from pg_probe_stack import arena_fixture, reader_fixture
+
+pytestmark = pytest.mark.integration
+
+PEOPLE = """
+CREATE TABLE people (id int, profile jsonb, doc json, notes text, v varchar(300));
+INSERT INTO people VALUES
+  (1, '{"status": "ok", "n": 1,
+        "contact": {"email": "ada@example.com", "password": "hunter2-nested"}}',
+   '{"n": 1, "contact": {"password": "hunter2-json"}}',
+   '{"n": 1, "contact": {"password": "hunter2-notes"}}',
+   '{"contact": {"password": "hunter2-varchar"}}'),
+  (2, '{"status": "ok", "n": 2, "contact": {"password": "zzz"}}', '{"n": 2, "contact": {}}',
+   '{"n": 2}', '{}');
+"""
+
+arena = arena_fixture(PEOPLE)
+reader = reader_fixture("mask-p6")
+
+# each counted (or ordered) rows by the password inside a sub-document before
+QUESTIONS = [
+    "SELECT id FROM people WHERE profile->>'contact' LIKE '%hunter2%'",
+    "SELECT id FROM people WHERE profile->'contact'::text LIKE '%hunter2%'",
+    "SELECT id FROM people WHERE (profile->'contact')::text ~ 'hunter'",
+    "SELECT id FROM people WHERE profile #>> '{contact}' LIKE '%hunter2%'",
+    "SELECT id FROM people WHERE profile #> '{contact}' > '{\"password\": \"h\"}'",
+    "SELECT id FROM people WHERE profile['contact']::text LIKE '%hunter2%'",
+    "SELECT id FROM people WHERE jsonb_path_query_first(profile, '$.contact')::text LIKE '%h%'",
+    "SELECT id FROM people WHERE jsonb_extract_path_text(profile, 'contact') LIKE '%hunter%'",
+    "SELECT id FROM people WHERE length(profile->>'contact') > 40",
+    "SELECT id FROM people ORDER BY profile->>'contact'",
+    "SELECT id FROM people WHERE doc->>'contact' LIKE '%hunter2%'",
+    "SELECT id FROM people WHERE (substr(doc->>'contact', 14, 1))::int > 1",
+    "SELECT id FROM people p WHERE (p.profile -> 'contact' ->> 'email') IS NOT NULL"
+    " AND p.profile->>'contact' ILIKE '%HUNTER2%'",
+    "SELECT count(DISTINCT profile->'contact') FROM people WHERE profile->>'contact' > '{'",
+    # JSON held in text, read as a document
+    "SELECT id FROM people WHERE (notes::jsonb)->>'contact' LIKE '%hunter2%'",
+    "SELECT id FROM people WHERE (notes::json)->'contact'::text LIKE '%hunter2%'",
+    "SELECT id FROM people WHERE (v::jsonb) #>> '{contact}' LIKE '%hunter2%'",
+    "SELECT id FROM people WHERE CAST(notes AS jsonb)::text LIKE '%hunter2%'",
+    "SELECT id FROM people WHERE jsonb_extract_path_text(notes::jsonb, 'contact') > '{\"p'",
+    "SELECT id FROM people ORDER BY (notes::jsonb)->'contact'",
+]
+
+
+@pytest.mark.parametrize("sql", QUESTIONS)
+def test_a_question_about_a_sub_document_is_denied(reader, sql) -> None:
+    answer = reader.query(sql)
+    assert answer.errors, answer.rows
+    assert "denied by policy" in answer.errors[0], answer.errors
+    assert_no_secret(answer, b"hunter2")
+
+
+# what a reader still does: a key compared with =, a key cast to a number, key tests, the
+# document and its sub-document sent with their masked keys masked
+STILL_ANSWERED = [
+    ("SELECT id FROM people WHERE profile->>'status' = 'ok' ORDER BY id", [[b"1"], [b"2"]]),
+    ("SELECT id FROM people WHERE profile['status'] = '\"ok\"' ORDER BY id", [[b"1"], [b"2"]]),
+    ("SELECT id FROM people WHERE (doc->>'n')::int > 1", [[b"2"]]),
+    ("SELECT id FROM people ORDER BY (profile->>'n')::int DESC", [[b"2"], [b"1"]]),
+    ("SELECT id FROM people WHERE ((notes::jsonb)->>'n')::int = 2", [[b"2"]]),
+    ("SELECT id FROM people WHERE profile ? 'contact' ORDER BY id", [[b"1"], [b"2"]]),
+    (
+        "SELECT profile->'contact' FROM people WHERE id = 1",
+        [[b'{"email": "[REDACTED]", "password": "[REDACTED]"}']],
+    ),
+]
+
+
+@pytest.mark.parametrize(("sql", "rows"), STILL_ANSWERED)
+def test_a_document_is_still_read_by_its_keys(reader, sql, rows) -> None:
+    answer = reader.query(sql)
+    assert not answer.errors, answer.errors
+    assert answer.rows == rows
+    assert_no_secret(answer, b"hunter2")
