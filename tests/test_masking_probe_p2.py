@@ -78,7 +78,7 @@ def test_a_spelt_card_keeps_its_separators_under_partial() -> None:
         "2019,2020,2021,2022,2023",  # a list
         "2019;2020;2021;2022;2023",
         "4111\n1111\n1111\n1111",  # a column of numbers
-        "4,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",  # a list of digits
+        "1,1,2,3,5,8,1,3,2,1,3,4,5,5,8,9",  # a list of digits (a card's: probe_p3)
         "15 16 17 18 19 20 21",  # a calendar's week
         "2024-01-15 10:30:45.123456",
         "12:34:56:78:90:12:34",
@@ -254,7 +254,7 @@ def test_a_card_with_mixed_or_spaced_separators_is_masked(card: str) -> None:
     "text",
     [
         "4111:1111.1111:1111",  # a colon among others
-        "4111 | 1111 | 1111 | 1111",  # table cells
+        "1234 | 5678 | 9012 | 3456",  # table cells (a card's digits: probe_p3)
         "1234, 5678, 9012, 3456",  # a list
     ],
 )

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from portcullis.card_groupings import grouped_card_spans
 from portcullis.verdict import MASK_STRATEGIES, MaskRule
 
 log = logging.getLogger("portcullis.masking")
@@ -211,9 +212,10 @@ _DIGIT_RUN = re.compile(rf"(?<![0-9])[0-9]+(?:{_SEPARATOR}[0-9]+)*")
 _DIGIT_GROUP = re.compile(r"[0-9]+")
 _CARD_MIN, _CARD_MAX = 13, 19
 _FLOAT_EXACT = float(2**53)  # from here on a float does not hold every integer
-# necessary for any card: 13 digits with at most one separator between neighbours (a
-# number with an exponent carries 13 digits in its mantissa: see _EXPONENT_NUMBER)
-_CARD_HINT = re.compile(rf"[0-9](?:{_SEPARATOR}?[0-9]){{12}}")
+# necessary for any card: 13 digits with at most four characters that are no letter or
+# digit between neighbours (_SEPARATOR, card_groupings; a number with an exponent carries
+# 13 digits in its mantissa: see _EXPONENT_NUMBER)
+_CARD_HINT = re.compile(r"[0-9](?:[\W_]{0,4}[0-9]){12}")
 # A number written with an exponent (4.111111111111111e15, as JSON or a program's %e
 # writes it): its value, when a whole number, is read as a card. The mantissa must carry
 # at least 13 digits (what any such writing of a card keeps), so _CARD_HINT holds for it.
@@ -261,9 +263,29 @@ def _card_window_ok(groups: list[str], separators: list[str]) -> bool:
     return one and 1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])
 
 
+def _in_hex_word(text: str, start: int, end: int) -> bool:
+    """Whether the digits at start:end are part of a word of hex digits with letters (a
+    UUID's `695955b7b439`, a hash's, a hex dump's `d802`): that word's digits, no card's."""
+    left, right = start, end
+    while left > 0 and text[left - 1].isalnum():
+        left -= 1
+    while right < len(text) and text[right].isalnum():
+        right += 1
+    return (left, right) != (start, end) and _HEX_WORD.fullmatch(text, left, right) is not None
+
+
+_HEX_WORD = re.compile(r"[0-9A-Fa-f]+")
+
+
 def _card_spans(text: str) -> Iterator[Span]:
+    found: list[Span] = []
     for run in _DIGIT_RUN.finditer(text):
         groups = [m.span() for m in _DIGIT_GROUP.finditer(text, run.start(), run.end())]
+        # (a run's first or last group may be glued to a hex word's letters: not read)
+        if groups and _in_hex_word(text, *groups[-1]):
+            groups.pop()
+        if groups and _in_hex_word(text, *groups[0]):
+            groups.pop(0)
         sizes = [b - a for a, b in groups]
         if sum(sizes) < _CARD_MIN:
             continue
@@ -276,11 +298,16 @@ def _card_spans(text: str) -> Iterator[Span]:
             if end is None:
                 start += 1
                 continue
-            yield groups[start][0], groups[end][1]
+            found.append((groups[start][0], groups[end][1]))
+            yield found[-1]
             # not end + 1: a window found may take the first group of a card that follows
             # (`1111 1111 1111 1111 4111 1111 1111 1111` holds 1111...4111, valid, then
             # 4111 1111 1111 1111), which must be found too; overlaps are merged
             start += 1
+    # (the groupings no printed card uses, which most are not found above already)
+    for span in grouped_card_spans(text, _card_digits_ok):
+        if not any(a <= span[0] and span[1] <= b for a, b in found):
+            yield span
     if _EXPONENT_HINT.search(text) is None:
         return
     for m in _EXPONENT_NUMBER.finditer(text):
@@ -439,9 +466,7 @@ def _token_precheck(text: str) -> bool:
 # for a card or an SSN, and the token hints only in text long enough to hold a token
 _NON_DIGITS = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
 _TOKEN_HINTS_ASCII = re.compile(b"|".join(re.escape(h.encode()) for h in _TOKEN_HINTS))
-_CARD_HINT_ASCII = re.compile(
-    rb"[0-9](?:(?:[ \t][-/.*][ \t]|[ \t]{1,4}|[^0-9A-Za-z\n\r\v\f\x1c-\x1e;])?[0-9]){12}"
-)
+_CARD_HINT_ASCII = re.compile(rb"[0-9](?:[^0-9A-Za-z]{0,4}[0-9]){12}")
 _SSN_HINT_ASCII = re.compile(rb"[0-9]{3}[- ./_*:|\t][0-9]{2}[- ./_*:|\t][0-9]{4}")
 
 

@@ -1,0 +1,158 @@
+"""Values the detectors passed to a masked reader unread (adversary round 3: a reader's
+own SELECT or echo reshapes a value found in a column no rule names, a `notes` text):
+
+- a card's digits joined by a comma, a spaced bar, up to three characters, in pairs
+  (`regexp_replace(note, '(..)', '\\1 ', 'g')`), one digit a line (`string_agg`): read
+  as a card when one separator joins them all, the groups are of one size, and the
+  digits begin and are as long as an issued card's (portcullis.card_groupings);
+
+Each shape is masked by mask_text and let through by the byte gate (Masker.may_detect);
+the ordinary text beside them (dates, times, addresses, versions, UUIDs, hex dumps, lists
+of numbers that are no card's) stays as it is.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from adversary import RawClient
+from pg_probe_stack import arena_fixture, reader_fixture
+
+from portcullis.masking import Masker
+from portcullis.verdict import MaskRule
+
+KEY = b"k" * 32
+DETECTORS = ("email", "ssn", "credit_card", "token")
+
+arena = arena_fixture()
+reader = reader_fixture("mp3")
+
+
+def everything(strategy: str = "redact") -> Masker:
+    return Masker([MaskRule(detector=d, strategy=strategy) for d in DETECTORS], KEY)
+
+
+def assert_masked_as(text: str, detector: str) -> None:
+    """`text` inside a sentence comes back with exactly it masked, once, and the byte
+    gate lets its bytes through to the detectors."""
+    masker = everything()
+    masked, counts = masker.mask_text(f"see: {text} -- thanks")
+    assert masked == f"see: [REDACTED:{detector}] -- thanks", masked
+    assert counts == Counter({detector: 1})
+    assert masker.may_detect(text.encode()), text
+
+
+# ---------------------------------------------------------------- cards
+
+GROUPED_CARDS = [
+    "4111,1111,1111,1111",  # string_agg(part, ',')
+    "4111, 1111, 1111, 1111",
+    "4111 | 1111 | 1111 | 1111",  # spaced bars
+    "4111;1111;1111;1111",
+    "4111 ; 1111 ; 1111 ; 1111",
+    "4111/ 1111/ 1111/ 1111",
+    "41 11 11 11 11 11 11 11",  # regexp_replace(card, '(..)', '\1 ', 'g')
+    "41-11-11-11-11-11-11-11",
+    "41,11,11,11,11,11,11,11",
+    "411 111 111 111 111 1",  # threes, the last one shorter
+    "4,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",  # string_agg of its digits
+    "4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1",
+    "4\n1\n1\n1\n1\n1\n1\n1\n1\n1\n1\n1\n1\n1\n1\n1",  # a digit a line
+    "41\r\n11\r\n11\r\n11\r\n11\r\n11\r\n11\r\n11",
+    "5500,0000,0000,0004",  # Mastercard
+    "3782,822463,10005",  # American Express, 4-6-5
+    "37 82 82 24 63 10 00 5",
+    "6011 | 1111 | 1111 | 1117",  # Discover
+]
+
+
+@pytest.mark.parametrize("card", GROUPED_CARDS)
+def test_a_card_in_a_grouping_of_its_own_is_masked(card: str) -> None:
+    assert_masked_as(card, "credit_card")
+
+
+def test_a_grouped_card_after_a_date_or_beside_another_is_masked() -> None:
+    """A group shared with a neighbouring stretch under another separator (`2024-01-15
+    41 11 ...`) may be either's; two cards in a list are two."""
+    masker = everything()
+    masked, counts = masker.mask_text("2024-01-15 41 11 11 11 11 11 11 11")
+    assert masked == "2024-01-15 [REDACTED:credit_card]", masked
+    masked, counts = masker.mask_text("4111,1111,1111,1111; 5500,0000,0000,0004")
+    assert masked == "[REDACTED:credit_card]; [REDACTED:credit_card]", masked
+    assert counts == Counter({"credit_card": 2})
+
+
+def test_a_grouped_card_under_partial_keeps_its_separators_and_last_four() -> None:
+    masked, _ = everything("partial").mask_text("41 11 11 11 11 11 11 11")
+    assert masked == "** ** ** ** ** ** 11 11"
+    masked, _ = everything("partial").mask_text("4111 | 1111 | 1111 | 1111")
+    assert masked == "**** | **** | **** | 1111"
+
+
+ORDINARY = [
+    # dates, times, timestamps
+    "2024-01-15 10:30:45.123456+00",
+    "15/01/2024 10:30, 16/01/2024 11:45",
+    "2024 01 15 10 30 45 123",
+    "Mon, 15 Jan 2024 10:30:45 +0100",
+    # addresses, versions
+    "10.0.0.1, 10.0.0.2, 10.0.0.3",
+    "192.168.100.200:8080 -> 192.168.100.201:5432",
+    "fe80::1, fe80::2",
+    "1.2.3, 1.2.4, 1.3.0, 2.0.0, 2.0.1",
+    "v4.11.1111.1111",
+    # UUIDs and hex
+    "2fc5b4fa-0021-4486-9219-695955b7b439",
+    "54ac8776-4024-4305-9384-23335e563b71",
+    "00000110  65 64 20 62 79 20 61 20  64 65 62 69 61 6e 20 70  |ed by a debian p|",
+    "00002520  20 64 43 61 63 68 65 20  41 63 63 65 73 73 20 50  | dCache Access P|",
+    "00000060: d802 0000 0000 0000 d802 0000 0000 0000  ................",
+    "sha1 1a2b3c4d5e6f7081 9293949596979899 a0b1c2d3",
+    # lists of numbers no card's digits make
+    "2019,2020,2021,2022",  # years (20 is no issuer's)
+    "1999, 2000, 2001, 2002",
+    "1234 | 5678 | 9012 | 3456",
+    "4123\n4124\n4125\n4126",  # a column of PIDs (pgrep): larger groups need no line
+    "12 23 34 45 56 67 78",  # 14 digits: no issuer of 12
+    "4111,1111,1111,1111,2222",  # a longer list
+    "4111,1111,1111,1111,1",
+    "4111 | 1111 | 1111 | 1112",  # the check digit fails
+    "4111,11111,111,1111",  # groups of no one size
+    "load average: 0.52, 0.58, 0.59",
+    "Mem:  16318480  8123456  2345678",
+]
+
+
+@pytest.mark.parametrize("text", ORDINARY)
+def test_ordinary_numbers_stay(text: str) -> None:
+    assert everything().mask_text(text) == (text, Counter()), text
+
+
+# ---------------------------------------------------------------- the real stack
+
+
+@pytest.mark.integration
+def test_a_reader_reshaping_a_value_through_the_postgres_proxy_sees_it_masked(
+    reader: RawClient,
+) -> None:
+    """The real stack: a readonly reader (the shipped detectors, partial) reshapes a value
+    with its own SELECT (a table's column reshaped is masked whole by lineage; the
+    detectors are what reads a computed text); none comes back whole."""
+    card = "4111111111111111"
+    reshaped = [
+        f"SELECT regexp_replace('{card}', '(..)', '\\1 ', 'g')",
+        f"SELECT string_agg(d, ',') FROM regexp_split_to_table('{card}', '') d",
+        f"SELECT string_agg(d, E'\\n') FROM regexp_split_to_table('{card}', '') d",
+        "SELECT concat_ws(' | ', substr(c, 1, 4), substr(c, 5, 4), substr(c, 9, 4),"
+        f" substr(c, 13, 4)) FROM (SELECT '{card}'::text AS c) s",
+        "SELECT translate('5500 0000 0000 0004', ' ', ',')",
+    ]
+    for sql in reshaped:
+        answer = reader.query(sql)
+        assert not answer.refused, (sql, answer.messages)
+        value = answer.rows[0][0]
+        assert value is not None, sql
+        shown = value.decode()
+        digits = "".join(c for c in shown if c.isdigit())
+        assert "*" in shown and len(digits) == 4, (sql, shown)
