@@ -5,6 +5,11 @@ from its reaper's only by the memory of the close (`grant_expired (by its proxy)
 back after a restart it was the reaper's: the session took events after its close (a
 proxy's close takes none) and verify and replay said the PDP had ended it. The close
 now names its author (`closed_by`, in the hash-chained body).
+
+A closed session's pending approval requests stayed pending until they expired: listed to
+approvers as waiting for them, and (once evidence5 refused approving them) each approve
+attempt refused with a reason approvers had to work out. They are now withdrawn as the
+session ends, whoever ends it: an `approval` record `withdrawn` by "session end".
 """
 
 from __future__ import annotations
@@ -76,3 +81,56 @@ async def test_the_reapers_grant_expired_close_is_the_pdps_after_a_restart(tmp_p
         )
         timeline = await _timeline_of(app.store, opened.session_id)
         assert timeline.summary.close_reason == "grant_expired"
+
+
+UPDATE = "UPDATE orders SET total = 0 WHERE id = 1"
+
+
+async def _pending_listed(stub, approver: str) -> set[str]:
+    listed = await stub.ListApprovals(
+        pdp_pb2.ListApprovalsRequest(token=approver, pending_only=True)
+    )
+    return {a.id for a in listed.approvals}
+
+
+@pytest.mark.parametrize(
+    "how", ["proxy:client_disconnect", "proxy:grant_expired", "reaper:proxy_lost"]
+)
+async def test_a_sessions_pending_requests_are_withdrawn_as_it_ends(tmp_path, how):
+    """Attack (a requester): ask for an UPDATE, then end the session. The request stayed
+    pending for approvers until it expired (120 s). It is withdrawn at the close, with an
+    approval record saying so; approvers no longer list it; an approve is refused. The
+    other session's request is untouched."""
+    config = load_config(_written(tmp_path))
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        approver = token(config, "sam@example.com", ("security",))
+        opened = await open_session(stub, token(config))
+        other = await open_session(stub, token(config))
+        asked = await decide_sql(stub, opened.session_id, UPDATE)
+        kept = await decide_sql(stub, other.session_id, UPDATE)
+        assert asked.verdict == pdp_pb2.REQUIRE_APPROVAL and asked.approval_id
+        assert await _pending_listed(stub, approver) == {asked.approval_id, kept.approval_id}
+        who, reason = how.split(":")
+        if who == "proxy":
+            await stub.CloseSession(
+                pdp_pb2.CloseSessionRequest(session_id=opened.session_id, reason=reason)
+            )
+        else:
+            session = await app.sessions.find(opened.session_id)
+            assert session is not None
+            await app.reaper.reap(session, reason)
+        request = app.approvals.requests[asked.approval_id]
+        assert request.state == "withdrawn"
+        assert reason in request.decision_reason
+        records = await app.store.query(kind="approval", session_id=opened.session_id)
+        withdrawn = [r.body for r in records if r.body.get("event") == "withdrawn"]
+        assert len(withdrawn) == 1 and withdrawn[0]["by"] == "session end", withdrawn
+        assert await _pending_listed(stub, approver) == {kept.approval_id}
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ResolveApproval(
+                pdp_pb2.ResolveApprovalRequest(
+                    token=approver, approval_id=asked.approval_id, approve=True, reason="ok"
+                )
+            )
+        assert "already withdrawn" in (refused.value.details() or "")
+        assert app.approvals.requests[kept.approval_id].state == "pending"

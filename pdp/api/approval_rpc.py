@@ -279,6 +279,11 @@ async def settle(
         return Decision(
             decision.id, denied, decision.policy_revision, decision.evaluation_ms, decision.recorded
         ), ""
+    if session.closed and bound_session is not None:
+        # the session ended while its request was being made (its view is made off the
+        # loop): withdrawn as its end withdrew the others
+        with contextlib.suppress(StoreUnavailable):
+            await book.withdraw_of_session(session.id, session.closed_reason or "closed")
     return decision, request.id
 
 

@@ -152,6 +152,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self.decider = decider
         self.sessions = sessions
         self.approvals = approvals
+        if approvals is not None:
+            # a session's pending requests are withdrawn as it ends (its proxy's close, the
+            # reaper's): nothing would run their commands
+            sessions.on_end.append(approvals.withdraw_of_session)
         self.signer = signer
         self.proxies = proxies
         self.streams = DecideStreams(self.Decide)
@@ -727,6 +731,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             # again by the proxy, and must find the session still open
             # (a close of its proxy's, never one of the reaper's: no event is taken after it)
             self.sessions.close(session.id, closed_reason_of(body))
+            await self.sessions.ended(session.id, closed_reason_of(body))
             # answered from the cache after its last Decide: counted once the close is
             # recorded (a close the store refused comes again)
             if request.reused:

@@ -231,6 +231,8 @@ class ApprovalBook:
         self._seen_seq = 0
         self._changed = asyncio.Condition()
         self._settling = asyncio.Lock()  # one approver's answer or withdrawal at a time
+        # session id -> its pending requests' ids (withdraw_of_session: a session's end)
+        self._pending_of: dict[str, set[str]] = {}
         self._task: asyncio.Task[None] | None = None
         self._listener: Any = None
         self._refreshes: set[asyncio.Future[None]] = set()
@@ -309,7 +311,9 @@ class ApprovalBook:
         if event == "requested":
             if approval_id in self.requests:
                 return  # a copy of a request's record must not make it pending again
-            self.requests[approval_id] = ApprovalRequest(**body["request"], recorded_seq=seq)
+            made = self.requests[approval_id] = ApprovalRequest(**body["request"], recorded_seq=seq)
+            if made.state == PENDING and made.session_id and made.command_kind != "session.open":
+                self._pending_of.setdefault(made.session_id, set()).add(approval_id)
             self.version += 1
         request = self.requests.get(approval_id)
         if request is None:
@@ -324,6 +328,7 @@ class ApprovalBook:
             request.approver_groups = [str(g) for g in groups] if isinstance(groups, list) else []
             request.settled_seq = seq
             self._settled[approval_id] = None
+            self._unpend(request)
             self.version += 1
         elif event == "executed":
             request.executions += 1
@@ -347,6 +352,13 @@ class ApprovalBook:
                 continue
             self.requests.pop(oldest, None)
             self.version += 1
+
+    def _unpend(self, request: ApprovalRequest) -> None:
+        waiting = self._pending_of.get(request.session_id)
+        if waiting is not None:
+            waiting.discard(request.id)
+            if not waiting:
+                del self._pending_of[request.session_id]
 
     def _mac(self, body: dict[str, Any]) -> str:
         return approval_mac(self.binding_key, body)
@@ -626,6 +638,39 @@ class ApprovalBook:
             session_id=request.session_id,
         )
         return self.requests[approval_id]
+
+    async def withdraw_of_session(self, session_id: str, ended: str) -> int:
+        """Withdraw every request still pending of a session that has ended (`ended`: how,
+        as its close record says), at once: nothing would run its command, so approvers
+        no longer list it and nobody can approve it, and the evidence says why (`by`:
+        "session end"). A session.open grant binds to no session: never one of these.
+        How many were withdrawn. Requests this PDP does not hold yet (a replica's, not
+        read) are refused at approval by _session_ended, and expire."""
+        if session_id not in self._pending_of:
+            return 0  # the usual close: no request, no store read
+        withdrawn = 0
+        async with self._settling:
+            for approval_id in sorted(self._pending_of.get(session_id, ())):
+                request = self.requests.get(approval_id)
+                if (
+                    request is None
+                    or request.state != PENDING
+                    or request.command_kind == "session.open"
+                ):
+                    continue
+                try:
+                    await self._settle(
+                        request,
+                        WITHDRAWN,
+                        str(request.requester.get("subject", "")),
+                        reason=f"its session ended ({ended[:200]})",
+                        by="session end",
+                        session_id=session_id,
+                    )
+                except ApprovalRefused:
+                    continue  # settled meanwhile (an approver's answer recorded first)
+                withdrawn += 1
+        return withdrawn
 
     async def executed(self, request: ApprovalRequest, decision_id: str) -> None:
         await self._write(

@@ -22,7 +22,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,6 +170,10 @@ class SessionTable:
         # told the id of each session that closes, to release what is held for it
         # elsewhere (the decider's evaluations filed for reuse under it)
         self.on_close = on_close
+        # awaited with (session id, how it ended) once a session's close is recorded, by
+        # its proxy or the reaper: what must end with it (its pending approval requests,
+        # withdrawn at once: pdp.domain.approvals.ApprovalBook.withdraw_of_session)
+        self.on_end: list[Callable[[str, str], Awaitable[object]]] = []
         self._open: dict[str, Session] = {}
         self._recently_closed: dict[str, Session] = {}
         # open sessions per (subject, connection name): the policy's cap per identity
@@ -341,6 +345,17 @@ class SessionTable:
             self.on_close(session_id)
         return session
 
+    async def ended(self, session_id: str, how: str) -> None:
+        """What ends with a session whose close is recorded (on_end), each in turn; one
+        that fails (a store refusing) is logged, never the close's failure: the close is
+        recorded, and what was left is refused elsewhere (a request of an ended session
+        is not approvable)."""
+        for then in self.on_end:
+            try:
+                await then(session_id, how)
+            except StoreUnavailable as exc:
+                log.error("session %s ended; %r not done: %s", session_id, then, exc)
+
     def __len__(self) -> int:
         return len(self._open)
 
@@ -474,3 +489,4 @@ class SessionReaper:
         except StoreUnavailable:
             return  # try again on the next round; the session stays open meanwhile
         self.table.close(session.id, reason)
+        await self.table.ended(session.id, reason)
