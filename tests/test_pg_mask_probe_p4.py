@@ -148,7 +148,9 @@ STILL_ANSWERED = [
     ("SELECT profile FROM people WHERE id = 1 UNION SELECT NULL",
      [[b'{"status": "ok", "password": "[REDACTED]"}'], [None]]),
     ("SELECT count(*) FROM people WHERE profile->>'status' = 'ok'", [[b"2"]]),
-    ("SELECT id FROM people ORDER BY profile->>'status', id", [[b"1"], [b"2"]]),
+    # (ORDER BY profile->>'status' is a question now: a key's value may be a sub-document
+    # holding masked keys, tests/test_pg_mask_probe_p6.py; a key cast to a number is not)
+    ("SELECT id FROM people ORDER BY (doc->>'n')::int DESC, id", [[b"2"], [b"1"]]),
     ("SELECT count(*) FROM people WHERE profile['status'] = '\"ok\"'", [[b"2"]]),
     ("SELECT count(*) FROM people WHERE (doc->>'n')::int > 1", [[b"1"]]),
     ("SELECT count(*) FROM people WHERE profile @? '$.status'", [[b"2"]]),
