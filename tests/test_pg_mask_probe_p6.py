@@ -22,7 +22,7 @@ as a document (lineage's `document`, postgres_lineage.rego).
 from __future__ import annotations
 
 import pytest
-from adversary import assert_no_secret
+from adversary import assert_no_secret, copied
 from pg_probe_stack import arena_fixture, reader_fixture
 
 pytestmark = pytest.mark.integration
@@ -99,3 +99,56 @@ def test_a_document_is_still_read_by_its_keys(reader, sql, rows) -> None:
     assert not answer.errors, answer.errors
     assert answer.rows == rows
     assert_no_secret(answer, b"hunter2")
+
+
+# A COPY row's labels were read in the row as it is spelt: CSV quotes a field holding a
+# comma (`"password: a,b"`), and a comma ended the label's value, so what followed it went
+# out; the text format escapes a line break (`x\npassword: a`), and the escape's `n` kept
+# the label from being read at all. Each field is now read back and masked as a SELECT
+# masks the value (proxies/postgres/values.py _labelled_fields).
+LABELLED_NOTES = """
+CREATE TABLE labelled (id int, note text);
+INSERT INTO labelled VALUES
+  (1, 'password: hunter2a,hunter2b'),
+  (2, 'password: "hunter2c,hunter2d"'),
+  (3, E'x\\npassword: hunter2e,hunter2f\\ny'),
+  (4, E'deploy\\r\\npassword: hunter2g, hunter2h\\r\\nok'),
+  (5, 'pw: hunter2i;k');
+"""
+
+
+@pytest.fixture(scope="module")
+def labelled(arena):
+    with arena.admin() as admin:
+        admin.execute(LABELLED_NOTES)
+    yield
+    with arena.admin() as admin:
+        admin.execute("DROP TABLE labelled")
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT id, note FROM labelled ORDER BY id",
+        "COPY labelled TO STDOUT",
+        "COPY labelled TO STDOUT (FORMAT csv)",
+        "COPY labelled TO STDOUT (FORMAT csv, HEADER)",
+        "COPY (SELECT note FROM labelled) TO STDOUT",
+        "COPY (SELECT note FROM labelled) TO STDOUT (FORMAT csv)",
+        "COPY (SELECT note, id, note FROM labelled) TO STDOUT (FORMAT csv)",
+    ],
+)
+def test_a_labelled_value_in_a_copy_field_is_masked_whole(labelled, reader, sql) -> None:
+    answer = reader.query(sql)
+    assert not answer.errors, answer.errors
+    assert b"hunter2" not in answer.raw, answer.messages
+    assert_no_secret(answer)
+
+
+def test_a_copy_row_stays_a_row_of_its_format(labelled, reader) -> None:
+    csv = copied(reader.query("COPY labelled TO STDOUT (FORMAT csv)"))
+    assert csv[0] == b'1,"password: [REDACTED]"\n'
+    assert csv[2] == b'3,"x\npassword: [REDACTED]\ny"\n'
+    text = copied(reader.query("COPY labelled TO STDOUT"))
+    assert text[0] == b"1\tpassword: [REDACTED]\n"
+    assert text[2] == b"3\tx\\npassword: [REDACTED]\\ny\n"

@@ -739,11 +739,39 @@ def masked_copy_row(masker: Masker, row: str) -> tuple[str, Counter[str]] | None
         row, counts = found
     if (":" in row or "=" in row) and masker.strictest_field_rule() is not None:
         named: Counter[str] = Counter()
+        row = _labelled_fields(masker, row, named)
         row = labelled_values(masker, row, named, copy=True)
         if named:
             counts.update(named)
             return row, counts
     return found
+
+
+def _labelled_fields(masker: Masker, row: str, counts: Counter[str]) -> str:
+    """`row` with each field's labels masked as a SELECT masks the value (labelled_values
+    over the field's own text, its spelling read back and written again): a CSV field is
+    quoted when it holds a comma, a quote or a line break (`"password: a,b"`), a
+    text-format field escapes its line breaks (`x\\npassword: a`),
+    which the row read as it is cut or hid. Read as the text format, then as CSV (more,
+    never less); a row holding a line break before its end is CSV's alone."""
+    body = row[:-1] if row.endswith("\n") else row
+    readings = [(_csv_spans, _csv_field)]
+    if "\n" not in body and "\r" not in body:
+        readings.insert(0, (_text_spans, _copy_text_field))
+    for spans_of, spell in readings:
+        out: list[str] = []
+        last = 0
+        for start, end, value in spans_of(row):
+            if ":" not in value and "=" not in value:
+                continue
+            masked = labelled_values(masker, value, counts)
+            if masked != value:
+                out += [row[last:start], spell(masked)]
+                last = end
+        if out:
+            out.append(row[last:])
+            row = "".join(out)
+    return row
 
 
 def _copy_documents(masker: Masker, row: str) -> tuple[str, Counter[str]] | None:
