@@ -813,6 +813,12 @@ class BodyMask:
                     found.update(counts)
                     return json.dumps(masked, ensure_ascii=False)
                 return value
+        if "base64," in value and depth < _LABELS_DEPTH:
+            # a data: URI's base64 (RFC 2397: `data:text/plain;base64,dGVsOjU1NTAxMDA=`,
+            # `tel:5550100`) is base64 by its own word, however short: read as a run is
+            value = _DATA_BASE64.sub(
+                lambda uri: uri["head"] + self._string(uri["payload"], found, depth + 1), value
+            )
         if len(value) > _EMBEDDED_MIN:
             # base64 inside a text (`see cGhvbmU6...`, `prefs=eyJwaG9uZSI6...`): each run
             # read as a whole string is, and written back masked (or withheld)
@@ -892,9 +898,21 @@ class BodyMask:
 
     def _pairs_and_prose(self, value: str) -> str:
         text = value
+        value = self._phone_uris(value)
         if "=" in value or ":" in value:
             value = self._inline(value)  # (counted in self.counts)
         return self._escapes_clear(text, self._unescaped_clear(self._prose(value)))
+
+    def _phone_uris(self, text: str) -> str:
+        """`text` with the number of each URI whose scheme dials or texts one (_PHONE_URI:
+        `sms:+15550100`, `callto:`, `facetime:`, `wtai://wp/mc;`) masked as the value of
+        the field a rule `phone` (or its aliases) names; as it came without such a rule."""
+        if ":" not in text and ";" not in text:
+            return text
+        field = self._field("phone") or self._field("telephone")
+        if not field:
+            return text
+        return masked_phone_uris(text, lambda number: self._value(field, number, text=True))
 
     def _escapes_clear(self, text: str, masked: str) -> str:
         """`masked` (`text` masked) unless the field rules masked nothing in `text` as
@@ -990,6 +1008,11 @@ class BodyMask:
             return self._string(run[0], found, 1) if coded else run[0]
 
         text = _EMBEDDED_RUN.sub(read, text)
+        if "base64," in text:
+            # (a data: URI's base64, however short: _string)
+            text = _DATA_BASE64.sub(
+                lambda uri: uri["head"] + self._string(uri["payload"], found, 1), text
+            )
         self.counts.update(found)
         return text
 
@@ -1001,7 +1024,7 @@ class BodyMask:
             return self._value(self.path_field, line, text=True)
         docs = _json_texts(line)
         if docs is None:
-            line = self._coded_runs(line)
+            line = self._phone_uris(self._coded_runs(line))
             return self._escapes_clear(
                 line, self._unescaped_clear(self._text(self._prose(self._fields(line))))
             )
@@ -1741,6 +1764,30 @@ _BASE64_UNPADDED = re.compile(r"[A-Za-z0-9+/]+")
 MIN_BASE64_TEXT = 12  # (shorter: a word as like to be base64 as not)
 
 
+# URIs whose body is a telephone number: tel (RFC 3966), fax and modem (RFC 2806), sms
+# (RFC 5724), mms, SMSTO/MMSTO (QR codes), callto, facetime, skype, WTAI's make-call and
+# add-to-phonebook, a viber link's `number=`: wherever such a URI stands (a link, an
+# href, a resource's URI) its number is a phone number, whatever names the member
+_PHONE_URI = re.compile(
+    r"(?i)(?<![\w.+-])(?P<head>(?:tel|fax|modem|sms|smsto|mms|mmsto|callto|facetime"
+    r"|facetime-audio|skype):(?://)?|wtai://wp/(?:mc|ap);"
+    r"|viber://[^\s?#\"'<>]*\?(?:[^\s#\"'<>]*?&)?number=)"
+    r"(?P<number>[^\s?;,&#\"'<>\\]+(?:[ \t]+(?=[\d(+])[^\s?;,&#\"'<>\\]+)*)"
+)
+
+
+_DATA_BASE64 = re.compile(
+    r"(?i)(?P<head>\bdata:[^,\s\"'<>]*;base64,)(?P<payload>[A-Za-z0-9+/_-]+={0,2})"
+)
+
+
+def masked_phone_uris(text: str, mask: Callable[[str], str]) -> str:
+    """`text` with the number of each URI of _PHONE_URI as `mask` makes it."""
+    if ":" not in text and ";" not in text:
+        return text
+    return _PHONE_URI.sub(lambda found: found["head"] + mask(found["number"]), text)
+
+
 def _packed_base64(value: str) -> bytes | None:
     """The bytes a string is the base64 of when they are a compressed file
     (packed.packed_kind: gzip, zip, bzip2, xz, tar, ...), else None; its opening
@@ -2304,6 +2351,19 @@ _ESCAPED = re.compile(
     r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);?|\\[ux][0-9a-fA-F]|%[0-9a-fA-F]{2}"
 )
 _JS_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})")
+
+
+def unescaped_view(text: str) -> str:
+    """`text` with its escapes undone as the reader of a link, a page or a script does:
+    HTML character references (`ann&#64;example.com`), JavaScript's `\\u0040`, URI
+    percent-escapes (`%40`); `text` itself when it has none."""
+    if not _ESCAPED.search(text):
+        return text
+    view = html.unescape(text) if "&" in text else text
+    view = _JS_ESCAPE.sub(lambda m: chr(int(m[1] or m[2], 16)), view)
+    return unquote(view) if "%" in view else view
+
+
 # where a JSON value in a line of text ends: a separator, a space or the line's end
 _VALUE_ENDS = re.compile(r"[ \t]*(?:[&;,}\])\r\n]|$)")
 

@@ -57,9 +57,11 @@ from proxies.http.bodies import (
     name_words,
     one_label,
     path_end,
+    unescaped_view,
     worded_field,
 )
 from proxies.http.mcp_columns import Ambiguous, masked_columns
+from proxies.http.mcp_schema import Unconformable, conform_message
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
 from proxies.http.packed import Unopenable, packed_kind, unpacked
 from proxies.runtime.pdp_client import Ruling
@@ -716,6 +718,14 @@ class Forward:
             else:
                 shown = self._masked(shaped, masker, "")
             if shown is not None and "method" in shown:
+                try:
+                    shown = conform_message(shown, shaped, shaped["method"])
+                except Unconformable:
+                    self.session.record_response(
+                        kind="mcp.dropped", reason="a message its masks would make invalid"
+                    )
+                    return None
+            if shown is not None and "method" in shown:
                 self._asked(shown)
             return shown
         handling: Handling | None = self.mcp.answered(message.get("id"))
@@ -736,6 +746,7 @@ class Forward:
                     message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an unreadable list"
                 )
             message = {**message, "result": result}
+        came = message
         if handling.masker is not None:
             message = self._masked(message, handling.masker, handling.decision_id)
             if handling.completes is not None:
@@ -752,7 +763,16 @@ class Forward:
                 detectors = self._detectors_of(session_mask)
                 if detectors is not None:
                     message = self._masked(message, detectors, handling.decision_id)
-        return message
+        if message is came:
+            return message
+        try:
+            # (a mask writes strings: where MCP's schema types a member otherwise, a hint,
+            # a size, a role, the member or its item goes, or the answer cannot be shown)
+            return conform_message(message, came, handling.method)
+        except Unconformable:
+            return codec.error_response(
+                message.get("id"), codec.NOT_INSPECTABLE, "portcullis: an answer it cannot mask"
+            )
 
     def _schemas_masked(
         self, message: dict[str, Any], key: str, masker: Masker, handling: Handling | None
@@ -927,10 +947,14 @@ def _schema_values(value: Any, masker: Masker, counts: Counter[str]) -> Any:
         return value
     out: dict[str, Any] = {}
     for key, child in value.items():
-        if key in _FREE_MEMBERS or key.startswith("x-"):
+        if key == "annotations" and isinstance(child, dict):
+            # (a tool's annotations: its hints as they came, the rest as below)
+            out[key] = _annotations_masked(child, lambda v: _mask_tree(v, masker, counts))
+        elif key in _FREE_MEMBERS or key.startswith("x-") or key == "icons":
             # what a server says beside the schemas, in no shape a schema gives (a
             # tool's `_meta`, its `annotations` past the hints, an extension keyword
-            # `x-...`): its data, masked as a tool's result is (an owner's `phone`)
+            # `x-...`, its icons' URIs: `tel:...`, a data: URI): its data, masked as a
+            # tool's result is (an owner's `phone`)
             out[key] = _mask_tree(child, masker, counts)
         elif key in _SCHEMA_WORDS and isinstance(child, str):
             out[key] = _masked_string(child, masker, counts)
@@ -986,23 +1010,52 @@ def _json_texts(value: Any, masker: Masker, counts: Counter[str]) -> Any:
             out[key] = _masked_blob(child, masker, counts)
         elif isinstance(child, str) and key in _OPAQUE_TOKENS:
             out[key] = _masked_token(child, masker, counts)
+        elif key == "annotations" and isinstance(child, dict):
+            out[key] = _annotations_masked(child, lambda v: _json_texts(v, masker, counts))
         else:
             out[key] = _json_texts(child, masker, counts)
     return out
 
 
+# MCP's own annotations of an item or a tool whose values are not text (MCP Server →
+# Tools → Tool annotations; Resources → Annotations): a hint, an audience of roles, a
+# priority between 0 and 1 say how to treat what they annotate and carry no one's data;
+# a strict client (the SDK's models) rejects an answer where a mask made one a string
+_OWN_NOTES = {
+    **dict.fromkeys(
+        ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"),
+        lambda v: isinstance(v, bool),
+    ),
+    "audience": lambda v: isinstance(v, list) and all(r in ("user", "assistant") for r in v),
+    "priority": lambda v: type(v) in (int, float) and 0 <= v <= 1,
+}
+
+
+def _annotations_masked(notes: dict[str, Any], masked: Any) -> dict[str, Any]:
+    """An item's or a tool's `annotations`: MCP's own typed members (_OWN_NOTES) as they
+    came when of their type, the rest (a title, a date, any label or value a server adds)
+    through `masked`, which a label among them may name (`{"field": "phone"}`)."""
+    own = {k: v for k, v in notes.items() if k in _OWN_NOTES and _OWN_NOTES[k](v)}
+    rest = masked({k: v for k, v in notes.items() if k not in own})
+    if not isinstance(rest, dict):
+        return rest
+    return {k: own[k] if k in own else rest[k] for k in notes if k in own or k in rest}
+
+
 def _read_masked(text: str, masker: Masker, counts: Counter[str]) -> str:
     """`text` as its reader reads it (bodies.as_read: a card parted by soft hyphens or in
     Arabic-Indic digits, an e-mail with a fullwidth at sign) masked by the detectors when
-    they find anything there they do not find in it as written; else as it came."""
-    seen = as_read(text)
-    if seen == text:
-        return text
-    masked, found = masker.mask_text(seen)
-    if not found:
-        return text
-    counts.update({f"detector:{k}": v for k, v in found.items()})
-    return masked
+    they find anything there they do not find in it as written; else as it came. Its
+    escapes undone too (bodies.unescaped_view: `mailto:ann&#64;example.com`, `\\u0040`,
+    `%40`), as the page, the script or the link a client puts it in reads it."""
+    for seen in dict.fromkeys((as_read(text), as_read(unescaped_view(text)))):
+        if seen == text:
+            continue
+        masked, found = masker.mask_text(seen)
+        if found:
+            counts.update({f"detector:{k}": v for k, v in found.items()})
+            return masked
+    return text
 
 
 # an object naming a field under a key of its own, its value beside it: the name/value
