@@ -5,6 +5,12 @@ own SELECT or echo reshapes a value found in a column no rule names, a `notes` t
   (`regexp_replace(note, '(..)', '\\1 ', 'g')`), one digit a line (`string_agg`): read
   as a card when one separator joins them all, the groups are of one size, and the
   digits begin and are as long as an issued card's (portcullis.card_groupings);
+- an SSN's nine digits written together, where a label says it is one (`SSN: 078051120`,
+  `"ssn": "078051120"`, `social security no. 078051120`, `078051120 (SSN)`): a bare
+  nine-digit number is an order number or a ZIP+4 far more often, and stays;
+- an address whose @ is escaped as a URL, HTML or a string writes it (`ann%40example.com`,
+  `ann&#64;example.com`, `&#x40;`, `&commat;`, `ann\\u0040example.com`), or set off by
+  more than one space (`ann  @  example.com`);
 
 Each shape is masked by mask_text and let through by the byte gate (Masker.may_detect);
 the ordinary text beside them (dates, times, addresses, versions, UUIDs, hex dumps, lists
@@ -126,6 +132,84 @@ ORDINARY = [
 
 @pytest.mark.parametrize("text", ORDINARY)
 def test_ordinary_numbers_stay(text: str) -> None:
+    assert everything().mask_text(text) == (text, Counter()), text
+
+
+# ---------------------------------------------------------------- SSNs
+
+LABELLED_SSNS = [
+    "SSN: 078051120",
+    "ssn=078051120",
+    '"ssn": "078051120"',
+    "customer_ssn | 078051120",
+    "Social Security Number 078051120",
+    "social security no. 078051120",
+    "soc. sec. 078051120",
+    "SSN#078051120",
+    "SSN:\n078051120",  # a label alone on its line
+    "078051120 (SSN)",
+]
+
+
+@pytest.mark.parametrize("text", LABELLED_SSNS)
+def test_nine_digits_labelled_an_ssn_are_masked(text: str) -> None:
+    masker = everything()
+    masked, counts = masker.mask_text(text)
+    assert "078051120" not in masked and "[REDACTED:ssn]" in masked, masked
+    assert counts == Counter({"ssn": 1})
+    assert masker.may_detect(text.encode()), text
+    assert everything("partial").mask_text(text)[0] == text.replace("078051120", "*****1120")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 078051120 shipped",  # no label
+        "zip 94105-1234, phone 4155550100",
+        "ssn on file; the order number of this customer is 078051120",  # too far
+        "SSN: 900051120",  # never issued (9xx, 666, 000 areas; 00 group; 0000 serial)
+        "SSN: 666051120",
+        "SSN: 078001120",
+        "SSN: 078050000",
+        "SSN: 0780511201",  # ten digits
+        "SSN: 078051120.5",
+        "classname 078051120",  # `ssn` inside a word
+        "SSN:\n\n\n078051120",  # the label two lines away
+    ],
+)
+def test_nine_digits_without_an_ssn_label_stay(text: str) -> None:
+    assert everything().mask_text(text) == (text, Counter()), text
+
+
+# ---------------------------------------------------------------- e-mail
+
+
+ESCAPED_ADDRESSES = [
+    ("ann%40example.com", "a***@example.com"),
+    ("ann.smith%40example.co.uk", "a***@example.co.uk"),
+    ("ann&#64;example.com", "a***@example.com"),
+    ("ann&#064;example.com", "a***@example.com"),
+    ("ann&#x40;example.com", "a***@example.com"),
+    ("ann&#X40;example.com", "a***@example.com"),
+    ("ann&commat;example.com", "a***@example.com"),
+    ("ann\\u0040example.com", "a***@example.com"),
+    ("ann\\x40example.com", "a***@example.com"),
+    ("ann  @  example.com", "a***@example.com"),
+    ("ann @  example.com", "a***@example.com"),
+]
+
+
+@pytest.mark.parametrize(("address", "partial"), ESCAPED_ADDRESSES)
+def test_an_address_with_its_at_escaped_is_masked(address: str, partial: str) -> None:
+    assert_masked_as(address, "email")
+    assert everything("partial").mask_text(address)[0] == partial
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["50%40 off", "100%40example", "a &#64; b", "R&amp;D at example", "path\\x40", "x  @  5.00"],
+)
+def test_escapes_without_an_address_stay(text: str) -> None:
     assert everything().mask_text(text) == (text, Counter()), text
 
 

@@ -102,9 +102,14 @@ _USUAL_TLD = (
     "com|net|org|edu|gov|mil|int|info|biz|io|co|me|dev|app|ai|us|uk|de|fr|nl|be|at|ch|es|it"
     "|pt|se|no|dk|fi|pl|cz|ru|ua|cn|jp|kr|in|br|ar|mx|au|nz|ca|eu|ie"
 )
+# The @ escaped as its writer's format does (a URL's %40, HTML's &#64; &#x40; &commat;, a
+# JSON or C string's \\u0040 \\x40 written out): its reader, a browser or a decoder, sees
+# the address.
+_AT_ESCAPED = r"%40|&#0*64;?|&#[xX]0*40;?|&commat;|\\u0040|\\x40"
 _EMAIL = re.compile(
     r"(?<![\w.%+\-])[\w.%+\-]{1,64}"
-    r"(?:[ \t]?[@\uff20\ufe6b][ \t]?|[ \t]*[(\[{<][ \t]*[@\uff20\ufe6b][ \t]*[)\]}>][ \t]*)"
+    r"(?:[ \t]{0,3}[@\uff20\ufe6b][ \t]{0,3}|[ \t]*[(\[{<][ \t]*[@\uff20\ufe6b][ \t]*[)\]}>][ \t]*"
+    rf"|{_AT_ESCAPED})"
     rf"(?:[\w\-]{{1,63}}+{_DOT_MARK}){{1,8}}[^\W\d_]{{2,63}}"
 )
 # what every address with a spelt @ holds: the at in brackets (ann(at)example.com,
@@ -127,12 +132,15 @@ _SPELT_LOCAL_DOT = re.compile(
 # (where partial parts an address found: at its last @, written in any of those ways)
 _AT_SPLIT = re.compile(
     r"[ \t]*[(\[{<][ \t]*(?:[@\uff20\ufe6b]|(?i:at))[ \t]*[)\]}>][ \t]*"
-    r"|[ \t]?[@\uff20\ufe6b][ \t]?|[ \t]+(?i:at)[ \t]+"
+    r"|[ \t]{0,3}[@\uff20\ufe6b][ \t]{0,3}|[ \t]+(?i:at)[ \t]+|" + _AT_ESCAPED
 )
+# what every escaped @ holds
+_AT_ESCAPED_HINTS = ("%40", "&#", "&commat;", "\\u0040", "\\x40")
+_AT_ESCAPED_HINTS_ASCII = tuple(h.encode() for h in _AT_ESCAPED_HINTS)
 
 
 def _email_precheck(text: str) -> bool:
-    if "@" in text or "\uff20" in text or "\ufe6b" in text:
+    if "@" in text or "\uff20" in text or "\ufe6b" in text or _at_escaped(text):
         return True
     lowered = text.lower()
     if "at" not in lowered:
@@ -144,8 +152,18 @@ def _email_precheck(text: str) -> bool:
     ) is not None
 
 
+def _at_escaped(text: str) -> bool:
+    return ("%" in text or "&" in text or "\\" in text) and any(
+        h in text for h in _AT_ESCAPED_HINTS
+    )
+
+
 def _email_gate(data: bytes) -> bool:
     if b"@" in data:
+        return True
+    if (b"%" in data or b"&" in data or b"\\" in data) and any(
+        h in data for h in _AT_ESCAPED_HINTS_ASCII
+    ):
         return True
     lowered = data.lower()
     if b"at" not in lowered:
@@ -158,7 +176,7 @@ def _email_gate(data: bytes) -> bool:
 
 
 def _email_spans(text: str) -> Iterator[Span]:
-    if "@" in text or "\uff20" in text or "\ufe6b" in text:
+    if "@" in text or "\uff20" in text or "\ufe6b" in text or _at_escaped(text):
         for m in _EMAIL.finditer(text):
             yield m.span()
     lowered = text.lower()
@@ -393,11 +411,55 @@ _SSN = re.compile(
 
 
 _SSN_HINT = re.compile(rf"[0-9]{{3}}[{_SSN_SEPARATORS}][0-9]{{2}}[{_SSN_SEPARATORS}][0-9]{{4}}")
+# Nine digits written together are an SSN only where a label says so: a bare nine-digit
+# number is an order number, a phone number without its area, a ZIP+4, an amount in cents,
+# far more often than an SSN, and masking every one would hide ordinary data. Labelled is
+# `ssn`, `SSN#`, `social security (number|no|#)`, `soc sec` before it on its line or the line
+# before (`SSN: 078051120`, `"ssn": "078051120"`, `customer_ssn | 078051120`, a label
+# alone on its line), or just after it (`078051120 (SSN)`). A column or field so named is
+# masked whole by its field rule already.
+_SSN_BARE = re.compile(
+    r"(?<![0-9])(?<![0-9][-./,])(?!000|666|9)[0-9]{3}(?!00)[0-9]{2}(?!0000)[0-9]{4}"
+    r"(?![0-9])(?![-./,][0-9])"
+)
+_SSN_LABEL = re.compile(
+    r"(?i)(?<![a-z])(?:ssn|ss#|ssan|soc(?:ial)?[ \t_.\-]*sec(?:urity)?)(?![a-z])"
+)
+_SSN_BARE_HINT = re.compile(r"[0-9]{9}")
+_SSN_BARE_HINT_ASCII = re.compile(rb"[0-9]{9}")
+_SSN_LABEL_ASCII = re.compile(_SSN_LABEL.pattern.encode())
+_SSN_LABEL_BEFORE = 32  # characters before the number a label may stand, on two lines
+_SSN_LABEL_AFTER = 16
+
+
+def _ssn_labelled(text: str, start: int, end: int) -> bool:
+    before_from = max(0, start - _SSN_LABEL_BEFORE)
+    line = text.rfind("\n", before_from, start)
+    if line >= 0:  # (its own line and the one before)
+        line = text.rfind("\n", before_from, line)
+        if line >= 0:
+            before_from = line + 1
+    if _SSN_LABEL.search(text, before_from, start) is not None:
+        return True
+    after_to = min(len(text), end + _SSN_LABEL_AFTER)
+    line = text.find("\n", end, after_to)
+    return _SSN_LABEL.search(text, end, after_to if line < 0 else line) is not None
+
+
+def _ssn_precheck(text: str) -> bool:
+    if _SSN_HINT.search(text) is not None:
+        return True
+    return _SSN_BARE_HINT.search(text) is not None and _SSN_LABEL.search(text) is not None
 
 
 def _ssn_spans(text: str) -> Iterator[Span]:
     for m in _SSN.finditer(text):
         yield m.span()
+    if _SSN_BARE_HINT.search(text) is None:
+        return
+    for m in _SSN_BARE.finditer(text):
+        if _ssn_labelled(text, *m.span()):
+            yield m.span()
 
 
 _TOKEN = re.compile(
@@ -493,7 +555,13 @@ def _card_gate(data: bytes) -> bool:
 
 
 def _ssn_gate(data: bytes) -> bool:
-    return len(data.translate(None, _NON_DIGITS)) >= 9 and _SSN_HINT_ASCII.search(data) is not None
+    if len(data.translate(None, _NON_DIGITS)) < 9:
+        return False
+    if _SSN_HINT_ASCII.search(data) is not None:
+        return True
+    return (
+        _SSN_BARE_HINT_ASCII.search(data) is not None and _SSN_LABEL_ASCII.search(data) is not None
+    )
 
 
 DETECTORS: dict[str, Detector] = {
@@ -504,12 +572,7 @@ DETECTORS: dict[str, Detector] = {
         Detector(
             "credit_card", lambda t: _CARD_HINT.search(t) is not None, _card_spans, _card_gate
         ),
-        Detector(
-            "ssn",
-            lambda t: _SSN_HINT.search(t) is not None,
-            _ssn_spans,
-            _ssn_gate,
-        ),
+        Detector("ssn", _ssn_precheck, _ssn_spans, _ssn_gate),
     )
 }
 
@@ -997,6 +1060,9 @@ class Masker:
         if (
             len(data) < _QUIET_BELOW
             and b"@" not in data
+            and b"%" not in data
+            and b"&" not in data
+            and b"\\" not in data
             and len(data.translate(None, _NON_DIGITS)) < _QUIET_DIGITS
             and (b"t" not in data and b"T" not in data)
         ):
