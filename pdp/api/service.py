@@ -33,6 +33,7 @@ from pdp.api.recording_rpc import (
     struct_to_dict,
 )
 from pdp.api.shell_reading import ShellReader
+from pdp.api.sql_reading import StatementReader, read_apart
 from pdp.domain.approvals import ApprovalBook
 from pdp.domain.breaker import Trip
 from pdp.domain.decisions import Decider, Decision, Guarded, Reusable
@@ -182,6 +183,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         self._enforcing: dict[str, bool] = {}
         # long SSH exec lines read in a process of their own (pdp/api/shell_reading.py)
         self.shell_reader = ShellReader()
+        self.sql_reader = StatementReader()  # long SQL texts, classified off the loop
 
     # -- helpers --------------------------------------------------------------
 
@@ -506,11 +508,15 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
         if kind == "ssh.exec":
             await self.shell_reader.read_ahead(raw)  # a long line: read off the loop
         built: dict[str, Any] = {}
+        # a long SQL text: classified in a thread of its own, not on the loop every other
+        # decision waits on (pdp.api.sql_reading)
+        read = await self.sql_reader.read(kind, raw, attributes) if read_apart(kind, raw) else None
 
         def policy_input() -> dict[str, Any]:
             """Built only if the engine is asked (an evaluation reused needs none)."""
             if not built:
-                built.update(build_input(session, command_input(kind, raw, attributes)))
+                command = read[0] if read is not None else command_input(kind, raw, attributes)
+                built.update(build_input(session, command))
             return built
 
         reusable = Reusable(session.id, kind, raw, key)
@@ -596,7 +602,7 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
             if left is not None:
                 # a threshold past what the field holds bounds nothing it can say
                 message.reuse_bounded, message.reuses_left = True, min(left, MAX_REUSES)
-        effects = command_effects(kind, raw)
+        effects = read[1] if read is not None else command_effects(kind, raw)
         if effects:
             message.effects.extend(effects)
         return response
