@@ -120,6 +120,13 @@ MARK_SQL = (
 # given a domain with a CHECK of its own): its cost grows with every column, so asked by the
 # watch's own poll and at start-up, not before each decision
 _MARK = re.compile(r"[0-9]+\.[0-9]+")
+# COLUMNS_MARK_SQL's: its count and sum, then the boundary of initdb's rows it read by
+_COLUMNS_MARK = re.compile(r"[0-9]+\.[0-9]+\.([0-9]+)")
+
+# the least initdb boundary (user_code.AFTER_INITDB) read of each server, by its address: a
+# later one means template0's row (and those of every database made since) was written
+# again, which would hide built-ins changed before: no facts then (sessions refused)
+_BOUNDARIES: dict[object, int] = {}
 
 # the server's snapshot (xmin:xmax:in-progress xids): the same text twice means no
 # transaction committed or took an xid in between, so no catalogue row changed (a
@@ -139,7 +146,8 @@ _BUILT_IN_CODE = {
     "pg_aggregate": "aggfnoid",
 }
 COLUMNS_MARK_SQL = (
-    "SELECT count(*)::text || '.' || coalesce(sum(x), 0)::text FROM ("
+    "SELECT count(*)::text || '.' || coalesce(sum(x), 0)::text || '.' || "
+    + f"{AFTER_INITDB}::text FROM ("
     "SELECT xmin::text::bigint AS x FROM pg_catalog.pg_attribute WHERE attrelid >= 16384"
     + "".join(
         f" UNION ALL SELECT CASE WHEN xmin::text::bigint > {AFTER_INITDB}"
@@ -182,8 +190,8 @@ async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | No
     mark = _marked(await ask(upstream, MARK_SQL))
     if mark is None:
         return None
-    columns = _marked(await ask(upstream, COLUMNS_MARK_SQL))
-    if columns is None:
+    columns = _marked(await ask(upstream, COLUMNS_MARK_SQL), _COLUMNS_MARK)
+    if columns is None or not _boundary_kept(upstream, columns):
         return None
     rows: list[list[str]] = []
     for sql in FACT_QUERIES:
@@ -208,12 +216,34 @@ async def read_facts(upstream: Upstream, ask: Ask = session_query) -> Facts | No
     )
 
 
-def _marked(rows: list[str] | None) -> str | None:
+def _marked(rows: list[str] | None, form: re.Pattern[str] = _MARK) -> str | None:
     """A mark's one value, or None when the answer is not one (a failure, or an answer
     out of step with its question: the connection is closed then)."""
-    if rows is None or len(rows) != 1 or not _MARK.fullmatch(rows[0]):
+    if rows is None or len(rows) != 1 or not form.fullmatch(rows[0]):
         return None
     return rows[0]
+
+
+def _boundary_kept(upstream: Upstream, columns_mark: str) -> bool:
+    """Whether the initdb boundary a columns mark was read by is no later than the least
+    this process read of the same server (kept the least: never moved forward)."""
+    found = _COLUMNS_MARK.fullmatch(columns_mark)
+    if found is None:
+        return False
+    boundary = int(found.group(1))
+    server = upstream.writer.get_extra_info("peername")
+    kept = _BOUNDARIES.get(server)
+    if kept is None or boundary <= kept:
+        _BOUNDARIES[server] = boundary
+        return True
+    log.error(
+        "template0's catalogue row (and those of the databases made since initdb) was written"
+        " again since this proxy first read it (%s, now %s): built-ins changed in place are"
+        " no longer told apart, so the catalogue is not judged by (sessions are refused)",
+        kept,
+        boundary,
+    )
+    return False
 
 
 def same_catalogue(a: Facts, b: Facts) -> bool:
@@ -392,7 +422,7 @@ class CatalogWatch:
             if not columns:
                 self._seen = (snapshot, False, known)
                 return known
-            found = _marked(await self._question(upstream, COLUMNS_MARK_SQL))
+            found = _marked(await self._question(upstream, COLUMNS_MARK_SQL), _COLUMNS_MARK)
             if found is None:
                 self._close()
                 return None

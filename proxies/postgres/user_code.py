@@ -103,10 +103,15 @@ from proxies.postgres.relations import as_the_pdp_reads, read_as
 # catalogue row (an OID below 16384) whose xmin is newer was written since, by a superuser's
 # CREATE OR REPLACE of a built-in function or view, ALTER OPERATOR, or UPDATE of pg_proc,
 # pg_cast, pg_operator or pg_aggregate. Without template0 every row written after the
-# bootstrap counts (more code judged as the database's, never less).
+# bootstrap counts (more code judged as the database's, never less). A superuser may write
+# template0's row again (UPDATE pg_database ... WHERE datname = 'template0'), which moved
+# the boundary past a built-in changed before: so no later than the row of any database made
+# since initdb (an OID from 16384 up, each made after it), which they would all have to
+# write again; and a proxy keeps the least it read of its server (catalog_watch.read_facts:
+# one read later than that is refused, fail closed).
 AFTER_INITDB = (
-    "(SELECT coalesce(max(xmin::text::bigint), '2') FROM pg_catalog.pg_database"
-    " WHERE datname = 'template0')"
+    "(SELECT least(coalesce(max(xmin::text::bigint) FILTER (WHERE datname = 'template0'), '2'),"
+    " min(xmin::text::bigint) FILTER (WHERE oid >= 16384) - 1) FROM pg_catalog.pg_database)"
 )
 
 USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
