@@ -8,6 +8,10 @@ own SELECT or echo reshapes a value found in a column no rule names, a `notes` t
 - an SSN's nine digits written together, where a label says it is one (`SSN: 078051120`,
   `"ssn": "078051120"`, `social security no. 078051120`, `078051120 (SSN)`): a bare
   nine-digit number is an order number or a ZIP+4 far more often, and stays;
+- a telephone number written as one (portcullis.phone_numbers: `+1 415 555 0100`,
+  `(415) 555-0100`, `+44 20 7946 0958`, `+14155550100`, `phone: 4155550100`): a new
+  `phone` detector, which a policy names as it names the others (its last two digits
+  kept under partial);
 - an address whose @ is escaped as a URL, HTML or a string writes it (`ann%40example.com`,
   `ann&#64;example.com`, `&#x40;`, `&commat;`, `ann\\u0040example.com`), or set off by
   more than one space (`ann  @  example.com`);
@@ -29,7 +33,7 @@ from portcullis.masking import Masker
 from portcullis.verdict import MaskRule
 
 KEY = b"k" * 32
-DETECTORS = ("email", "ssn", "credit_card", "token")
+DETECTORS = ("email", "ssn", "credit_card", "token", "phone")
 
 arena = arena_fixture()
 reader = reader_fixture("mp3")
@@ -165,7 +169,7 @@ def test_nine_digits_labelled_an_ssn_are_masked(text: str) -> None:
     "text",
     [
         "order 078051120 shipped",  # no label
-        "zip 94105-1234, phone 4155550100",
+        "zip 94105-1234, order 4155550100",
         "ssn on file; the order number of this customer is 078051120",  # too far
         "SSN: 900051120",  # never issued (9xx, 666, 000 areas; 00 group; 0000 serial)
         "SSN: 666051120",
@@ -211,6 +215,74 @@ def test_an_address_with_its_at_escaped_is_masked(address: str, partial: str) ->
 )
 def test_escapes_without_an_address_stay(text: str) -> None:
     assert everything().mask_text(text) == (text, Counter()), text
+
+
+# ---------------------------------------------------------------- telephone numbers
+
+PHONES = [
+    ("+1 415 555 0100", "+* *** *** **00"),
+    ("+1-415-555-0100", "+*-***-***-**00"),
+    ("(415) 555-0100", "(***) ***-**00"),
+    ("(415)555-0100", "(***)***-**00"),
+    ("415-555-0100", "***-***-**00"),
+    ("415.555.0100", "***.***.**00"),
+    ("1-415-555-0100", "*-***-***-**00"),
+    ("+14155550100", "+*********00"),
+    ("+44 20 7946 0958", "+** ** **** **58"),
+    ("+33 1 23 45 67 89", "+** * ** ** ** 89"),
+    ("+7 (495) 123-45-67", "+* (***) ***-**-67"),
+    ("+49 30 901820", "+** ** ****20"),
+    ("+81-3-1234-5678", "+**-*-****-**78"),
+]
+
+
+@pytest.mark.parametrize(("phone", "partial"), PHONES)
+def test_a_telephone_number_is_masked(phone: str, partial: str) -> None:
+    assert_masked_as(phone, "phone")
+    assert everything("partial").mask_text(phone)[0] == partial
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["phone: 4155550100", "Tel. 030 901820", "mobile 07700 900123", "Cell #: 020-7946-0958"],
+)
+def test_a_labelled_telephone_number_is_masked(text: str) -> None:
+    masker = everything()
+    masked, counts = masker.mask_text(text)
+    assert masked.endswith("[REDACTED:phone]") and counts == Counter({"phone": 1}), masked
+    assert masker.may_detect(text.encode())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 4155550100 shipped",  # digits alone
+        "123-456-7890",  # no area code begins with 1
+        "415-555-0100-7",  # inside a longer number
+        "1.415.555.0100.2",
+        "v415.555.0100",
+        "+100 200 300 400",  # no country 100
+        "+1 234 567 890",  # a +1 number has ten digits after it
+        "+1500000.00",  # an amount
+        "+12345678",
+        "Date: Mon, 15 Jan 2024 10:30:45 +0100",
+        "2024-01-15T10:30:45+05:30",
+        "mobile app released 2024-01-15 10",  # a date after a label
+        "hotel 4155550100",  # no label inside a word
+        "+3 -4 +5",
+        "4111 1111 1111 1111",  # a card is a card
+    ],
+)
+def test_numbers_not_written_as_a_telephone_number_stay(text: str) -> None:
+    masked, counts = everything().mask_text(text)
+    assert "phone" not in counts, (text, masked)
+
+
+def test_the_phone_detector_runs_only_where_a_policy_names_it() -> None:
+    """The shipped policy names its detectors (data.portcullis.detectors); a masker
+    built without `phone` leaves telephone numbers as they are."""
+    masker = Masker([MaskRule(detector="email", strategy="redact")], KEY)
+    assert masker.mask_text("+1 415 555 0100") == ("+1 415 555 0100", Counter())
 
 
 # ---------------------------------------------------------------- the real stack

@@ -18,9 +18,10 @@ Output formats (fixed; audit readers and tests rely on them):
   small value spaces such as SSNs, which is why a key of at least 16 bytes is required.
 - partial: cards, SSNs and tokens keep their last 4 characters (card and SSN separators
   stay in place: ``****-****-****-1111``, ``***-**-6789``), emails keep their first
-  character and domain (``a***@example.com``), anything else keeps its last 2
-  (``****42``). A value too short to hide at least as much as it shows is hidden
-  completely, and a JSON object or array under a partial field rule is redacted.
+  character and domain (``a***@example.com``), telephone numbers their last 2 digits
+  (``+* *** *** **00``), anything else its last 2 characters (``****42``). A value too
+  short to hide at least as much as it shows is hidden completely, and a JSON object or
+  array under a partial field rule is redacted.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from portcullis import phone_numbers
 from portcullis.card_groupings import grouped_card_spans
 from portcullis.verdict import MASK_STRATEGIES, MaskRule
 
@@ -533,9 +535,10 @@ _SSN_HINT_ASCII = re.compile(rb"[0-9]{3}[- ./_*:|\t][0-9]{2}[- ./_*:|\t][0-9]{4}
 
 
 # what every detector needs at the least, whichever a masker runs: a token is 15 characters
-# long or more, an email has an @, a card 13 digits and an SSN 9 (the gates below say so)
+# long or more, an email has an @, a card 13 digits, an SSN and a telephone number 9 (the
+# gates below say so)
 _QUIET_BELOW = _MIN_TOKEN_TEXT
-_QUIET_DIGITS = min(_CARD_MIN, 9)
+_QUIET_DIGITS = min(_CARD_MIN, 9, phone_numbers.LEAST_DIGITS)
 # a JSON number below this in magnitude has fewer digits before any point than that
 _QUIET_NUMBER = 10 ** (_QUIET_DIGITS - 1)
 
@@ -564,6 +567,17 @@ def _ssn_gate(data: bytes) -> bool:
     )
 
 
+def _phone_precheck(text: str) -> bool:
+    return _digit_count(text) >= phone_numbers.LEAST_DIGITS and phone_numbers.phone_precheck(text)
+
+
+def _phone_gate(data: bytes) -> bool:
+    return (
+        len(data.translate(None, _NON_DIGITS)) >= phone_numbers.LEAST_DIGITS
+        and phone_numbers.HINT_ASCII.search(data) is not None
+    )
+
+
 DETECTORS: dict[str, Detector] = {
     d.name: d
     for d in (
@@ -573,6 +587,7 @@ DETECTORS: dict[str, Detector] = {
             "credit_card", lambda t: _CARD_HINT.search(t) is not None, _card_spans, _card_gate
         ),
         Detector("ssn", _ssn_precheck, _ssn_spans, _ssn_gate),
+        Detector("phone", _phone_precheck, phone_numbers.phone_spans, _phone_gate),
     )
 }
 
@@ -649,6 +664,8 @@ def _partial(kind: str | None, value: str) -> str:
             return f"{head}***@{domain}"
     if kind in ("credit_card", "ssn"):
         return _hide_digits(value, 4)
+    if kind == "phone":
+        return _hide_digits(value, 2)
     return _hide_tail(value, 4 if kind == "token" else 2)
 
 
