@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import ssl
 import time
@@ -76,7 +75,7 @@ from proxies.runtime.drain import SHUTDOWN_MESSAGE
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.listener import Listener, split_address
 from proxies.runtime.pdp_client import SessionRefused
-from proxies.runtime.relay import CLIENT, SERVER, Relay
+from proxies.runtime.relay import CLIENT, SERVER, Relay, server_streams
 from proxies.runtime.session import ProxyRuntime, ProxySession
 from proxies.runtime.workers import CancelRoute, key_worker, worker_key
 
@@ -125,8 +124,10 @@ class PostgresProxy:
         self.listener = Listener(
             f"postgres proxy {connection.name}",
             connection.listen,
-            self._serve,
             reuse_port=workers_of(connection.options) > 1,
+            # start-up reads through streams of the proxy's own (relay.server_streams),
+            # dropped once the session's relay owns the socket
+            take_transport=self._serve,
         )
         self.upstream_host, self.upstream_port = split_address(connection.upstream)
         self.database = connection.database
@@ -207,10 +208,11 @@ class PostgresProxy:
         await self.runtime.stop()
 
     def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> Coroutine[Any, Any, None]:
+        self, transport: asyncio.Transport
+    ) -> tuple[asyncio.BaseProtocol, Coroutine[Any, Any, None]]:
+        reader, protocol, writer = server_streams(transport, READ_SIZE)
         # the drain's coroutine itself, not one awaiting it: a frame less per session
-        return self.runtime.drain.serving(ClientConnection(self, reader, writer))
+        return protocol, self.runtime.drain.serving(ClientConnection(self, reader, writer))
 
 
 class DatabaseKnowledge:
@@ -385,8 +387,9 @@ class ClientConnection:
         self.proxy = proxy
         # what the proxy knows of the session's database (set once it is reached)
         self.known = proxy.knowledge(proxy.database)
-        self.reader = reader
-        self.writer = writer
+        # the start-up's streams, dropped once the session's relay owns the sockets
+        self.reader: asyncio.StreamReader | None = reader
+        self.writer: asyncio.StreamWriter | None = writer
         peer = writer.get_extra_info("peername") or ("?", 0)
         self.client_addr = f"{peer[0]}:{peer[1]}"
         self.parser = codec.FrontendParser(startup=True)
@@ -430,8 +433,10 @@ class ClientConnection:
 
     async def _next_message(self) -> codec.Message | None:
         pending: list[codec.Message] = []
+        reader = self.reader
+        assert reader is not None
         while not pending:
-            data = await self.reader.read(READ_SIZE)
+            data = await reader.read(READ_SIZE)
             if not data:
                 return None
             pending = self.parser.feed(data)
@@ -449,8 +454,10 @@ class ClientConnection:
                     self.to_client(codec.SSL_REFUSED)
                     continue
                 self.to_client(codec.SSL_ACCEPTED)
-                await self.writer.drain()
-                await self.writer.start_tls(self.proxy.tls)
+                writer = self.writer
+                assert writer is not None
+                await writer.drain()
+                await writer.start_tls(self.proxy.tls)
                 continue
             if isinstance(message, codec.GSSENCRequest):
                 self.to_client(codec.SSL_REFUSED)
@@ -480,8 +487,19 @@ class ClientConnection:
         return message.password()
 
     async def run(self) -> None:
-        if await self._start():
-            await self._serve()
+        try:
+            if await self._start():
+                await self._serve()
+        finally:
+            self._close_client()
+
+    def _close_client(self) -> None:
+        """The client's socket closed: by its relay once that owns it, else its stream."""
+        relay = self._relay
+        if relay is not None and relay.close(CLIENT):
+            return
+        if self.writer is not None:
+            self.writer.close()
 
     async def _start(self) -> bool:
         """Start-up to an open session; True once open. Its own frame: the start-up packet
@@ -491,7 +509,9 @@ class ClientConnection:
                 startup = await self._startup()
                 if startup is None:
                     return False
-                if self.proxy.tls is not None and self.writer.get_extra_info("ssl_object") is None:
+                writer = self.writer
+                assert writer is not None
+                if self.proxy.tls is not None and writer.get_extra_info("ssl_object") is None:
                     # the password is the client's token: with a certificate to offer, it
                     # is never asked for over plaintext (sslmode=disable, or a MITM's 'N')
                     self.fatal("portcullis: this proxy requires TLS (sslmode=require)", "28000")
@@ -693,16 +713,16 @@ class ClientConnection:
             enforcer.read_only = False
         relay = _Relay(self, enforcer, tracker, statement_limit(self.session_settings))
         self._relay = relay
-        # the session ends when its relay does: a grant's end ends the relay too (one
-        # future awaited, no asyncio.wait and its waiter, set and callbacks per session)
-        grant_ends = self.session.grant_expiry(self._window_closed)
-        if grant_ends is not None:
-            grant_ends.add_done_callback(functools.partial(_grant_ended, relay))
+        # the session ends when its relay does: a grant's or token's end ends the relay
+        # (one future awaited; the end is a place in the runtime's Deadlines, no timer,
+        # future or callbacks per session)
+        self.session.end_at_expiry(self._window_closed)
         reason, abnormal = "client_disconnect", False
+        del upstream  # (this frame lives as long as the session: the relay drops its streams)
         try:
             if tracker.broken:  # the server did not take a pin at start-up
                 relay.stop_pinned()
-            relay.start(self.reader, upstream)
+            relay.start()
             drain = self.proxy.runtime.drain
             if drain.started:  # it opened while the proxy began to drain
                 self.drain(drain.forced)
@@ -718,13 +738,14 @@ class ClientConnection:
             reason, abnormal = "proxy_shutdown", False
             raise
         finally:
-            ending = [f for f in (grant_ends, self._draining) if f is not None]
-            for future in ending:
-                future.cancel()
-            if ending:
-                await asyncio.gather(*ending, return_exceptions=True)
+            self.session.stop_expiry()
+            draining = self._draining
+            if draining is not None:
+                draining.cancel()
+                await asyncio.gather(draining, return_exceptions=True)
             await relay.stop()
-            upstream.writer.close()
+            if not relay.close(SERVER) and self.upstream is not None:
+                self.upstream.writer.close()  # the relay never took it
             if self.key is not None:
                 self.proxy.cancels.forget(self.key)
             await self._close_session(reason, abnormal)
@@ -898,7 +919,7 @@ class ClientConnection:
         if relay is None:
             if force:
                 self.fatal(f"portcullis: {SHUTDOWN_MESSAGE}", "57P01")
-                self.writer.close()
+                self._close_client()
             return
         if force or relay.quiet():
             self._shut_down(relay)
@@ -922,12 +943,20 @@ class ClientConnection:
         # error while idle then sees the connection gone, not a half-open one)
         self.fatal(f"portcullis: {SHUTDOWN_MESSAGE}", "57P01")
         relay.end("proxy_shutdown")
-        self.writer.close()
+        self._close_client()
 
-    def _window_closed(self, text: str) -> None:
+    def _window_closed(self, reason: str, text: str) -> None:
         """A just-in-time grant ran out, or the client's token expired: the session ends
         (57P01, as an administrator's shutdown of the backend)."""
-        self.fatal(text, "57P01")
+        relay = self._relay
+        try:
+            self.fatal(f"portcullis: {text}", "57P01")
+        except Exception:
+            reason = "error: grant expiry"
+            raise
+        finally:
+            if relay is not None:
+                relay.end(reason)
 
     def cancel_statement(self) -> None:
         """Cancel what runs upstream (a CancelRequest, as the client could send)."""
@@ -986,13 +1015,6 @@ class ClientConnection:
         completions.clear()
 
 
-def _grant_ended(relay: _Relay, expiry: asyncio.Future[str]) -> None:
-    """A just-in-time grant's end or the token's expiry (Session.grant_expiry) ends the
-    session's relay."""
-    if not expiry.cancelled():
-        relay.end(expiry.result() if expiry.exception() is None else "error: grant expiry")
-
-
 class _Relay(Relay):
     """The two directions of a Postgres session once it is open: the runtime's Relay with
     Postgres's callbacks.
@@ -1008,7 +1030,7 @@ class _Relay(Relay):
     column names, the chunk is finished in a task while that side is held (Relay.wait).
     """
 
-    __slots__ = ("conn", "enforcer", "tracker")
+    __slots__ = ("conn", "enforcer", "parser", "tracker")
 
     def __init__(
         self,
@@ -1021,20 +1043,28 @@ class _Relay(Relay):
         self.conn = conn
         self.enforcer = enforcer
         self.tracker = tracker
+        assert conn.upstream is not None
+        self.parser = conn.upstream.parser  # the server's messages
 
-    def start(self, reader: asyncio.StreamReader, upstream: Upstream) -> None:
+    def start(self) -> None:
         """Take both sockets over from their streams (what a stream already holds first).
         From now on bytes are written to the transports themselves, not through their
         StreamWriters (a Python call less for each write; their TLS, if any, is set up by
-        now, so a transport is the one the stream writes to)."""
+        now, so a transport is the one the stream writes to), and the connection drops
+        both sides' streams and its Upstream: an idle session holds its relay, not two
+        sets of stream objects (relay.RelayWriter)."""
         conn = self.conn
-        self.adopt(conn.writer, upstream.writer)
-        conn.output.write_with(conn.writer.transport.write)
+        upstream, reader, writer = conn.upstream, conn.reader, conn.writer
+        assert upstream is not None and reader is not None and writer is not None
+        self.adopt(writer, upstream.writer)
+        conn.output.write_with(writer.transport.write)
         conn.to_upstream = upstream.writer.transport.write
         if upstream.pending:
             self._answer(upstream.pending)
             upstream.pending = []
         self.catch_up(reader, upstream.reader)
+        conn.reader = conn.writer = None
+        conn.upstream = None
 
     async def settle(self) -> None:
         """Send what is queued (with a Flush inside an extended batch, so the server sends
@@ -1181,12 +1211,11 @@ class _Relay(Relay):
         if self._server.waiting is not None:
             self._server.queue(data)
             return
-        upstream = self.conn.upstream
-        assert upstream is not None
+        parser = self.parser
         tracker = self.tracker
         try:
             rows: list[codec.RowSpan] | None = [] if tracker.masking else None
-            answers = upstream.parser.plain_answers(data, rows)
+            answers = parser.plain_answers(data, rows)
             if answers is not None:
                 if rows is None and not tracker.quiet_owed and tracker.plain(answers):
                     # the usual case: rows nothing masks go on as the server sent them
@@ -1205,7 +1234,7 @@ class _Relay(Relay):
             self.failed(exc)
             return
         try:
-            messages = upstream.parser.feed(data)
+            messages = parser.feed(data)
         except codec.ProtocolViolation as exc:
             self.conn.fatal(f"portcullis: upstream protocol violation: {exc}", "08P01")
             self.end("upstream_protocol_violation")

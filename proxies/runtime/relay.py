@@ -21,6 +21,13 @@ for `statement_limit` seconds.
 
 A protocol subclasses Relay, passes its two callbacks, and answers `busy()` /
 `progress()` for the watchdog. No protocol knowledge here: bytes only.
+
+Streams a relay will take over: `server_streams` (a listener's accepted transport) and
+`open_stream` (a connection upstream) make asyncio's reader, protocol and writer with a
+`RelayWriter`, which a protocol may drop once the relay owns its transport (`adopt`): an
+idle session then holds its two transports and the relay, not two sets of stream objects
+(about 1.5 KiB each). asyncio's own StreamWriter closes its transport when it is
+collected, so one of those is kept by the relay for the session's life instead.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import cast
 
@@ -58,13 +66,75 @@ def _shed_drain_waiters(protocol: asyncio.BaseProtocol) -> None:
         protocol._drain_waiters = _NO_DRAIN_WAITERS  # type: ignore[attr-defined]
 
 
+class RelayWriter(asyncio.StreamWriter):
+    """asyncio's StreamWriter for a socket a Relay will take over, with two differences:
+    collected, it leaves alone a transport that another protocol has taken over (asyncio's
+    closes whatever transport it finds open, which would end the relayed session), and it
+    is told which side of a TLS upgrade it is (asyncio tells that from a
+    client_connected_cb, which a listener that starts its own tasks never gives)."""
+
+    def __init__(
+        self,
+        transport: asyncio.WriteTransport,
+        protocol: asyncio.StreamReaderProtocol,
+        reader: asyncio.StreamReader,
+        loop: asyncio.AbstractEventLoop,
+        server_side: bool = False,
+    ) -> None:
+        super().__init__(transport, protocol, reader, loop)
+        self._server_side = server_side
+
+    def __del__(self) -> None:
+        if self.transport.get_protocol() is self._protocol:  # type: ignore[attr-defined]
+            super().__del__()
+
+    async def start_tls(
+        self,
+        sslcontext: ssl.SSLContext,
+        *,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+    ) -> None:
+        """StreamWriter.start_tls, on the side this writer was made for."""
+        protocol = self._protocol  # type: ignore[attr-defined]
+        await self.drain()
+        loop = self._loop  # type: ignore[attr-defined]
+        self._transport = await loop.start_tls(
+            self.transport, protocol, sslcontext, server_side=self._server_side,
+            server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+        )  # fmt: skip
+        protocol._replace_writer(self)
+
+
+def server_streams(
+    transport: asyncio.Transport, limit: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamReaderProtocol, RelayWriter]:
+    """A reader and writer over a transport a listener accepted (Listener's
+    take_transport), and the protocol that must receive its bytes until a relay adopts it."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    return reader, protocol, RelayWriter(transport, protocol, reader, loop, server_side=True)
+
+
+async def open_stream(
+    host: str, port: int, limit: int = 2**16
+) -> tuple[asyncio.StreamReader, RelayWriter]:
+    """asyncio.open_connection, with a RelayWriter."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await loop.create_connection(lambda: protocol, host, port)
+    return reader, RelayWriter(cast(asyncio.WriteTransport, transport), protocol, reader, loop)
+
+
 class _Side(asyncio.Protocol):
     """One socket of a relayed session and what the relay knows of it: what it reads goes
     to the protocol's callback, its peer stops being read while its own writes back up,
     and why it is not being read now. Slotted, and nothing made until it is needed (no
     backlog list, no set of reasons): thousands of idle sessions hold two each."""
 
-    __slots__ = ("_backlog", "_held", "_lost", "_relay", "data_received", "other",
+    __slots__ = ("_backlog", "_held", "_lost", "_relay", "data_received", "kept", "other",
                  "transport", "waiting")  # fmt: skip
 
     def __init__(self, relay: Relay, received: Callable[[bytes], None], lost: str) -> None:
@@ -77,6 +147,9 @@ class _Side(asyncio.Protocol):
         self._held: frozenset[str] = _READ  # reasons this side is not read
         self.waiting: asyncio.Task[None] | None = None  # a chunk being finished in a task
         self._backlog: list[bytes] | None = None  # chunks that came meanwhile, in order
+        # the stream writer the socket came in, where dropping it would close the socket
+        # (asyncio's own StreamWriter; a RelayWriter is not kept)
+        self.kept: asyncio.StreamWriter | None = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._relay.end(self._lost)
@@ -188,6 +261,8 @@ class Relay:
         _shed_drain_waiters(transport.get_protocol())
         transport.set_protocol(side)
         side.transport = transport
+        if not isinstance(writer, RelayWriter):
+            side.kept = writer
         if not transport.is_closing() and not transport.is_reading():
             transport.resume_reading()  # the stream may have paused it
 
@@ -281,6 +356,16 @@ class Relay:
         if not self.ended.done():
             self.ended.set_result(reason)
         self.wake_idle()
+
+    def close(self, side: str) -> bool:
+        """Close one side's socket, once adopted (what was written to it goes first; its
+        stream may be gone by now). False when the relay never took it."""
+        transport = self._side(side).transport
+        if transport is None:
+            return False
+        if not transport.is_closing():
+            transport.close()
+        return True
 
     def failed(self, exc: BaseException) -> None:
         log.error("%s: session failed", self.name, exc_info=exc)

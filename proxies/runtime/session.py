@@ -38,6 +38,7 @@ from proxies.runtime.credentials import (
     choose_ref,
     provider_for,
 )
+from proxies.runtime.deadlines import Deadlines
 from proxies.runtime.drain import Drain
 from proxies.runtime.listener import in_session
 from proxies.runtime.metrics import ProxyMetrics
@@ -98,6 +99,8 @@ class ProxyRuntime:
     # what operators see (proxies.runtime.metrics, .health) and how it drains (.drain)
     metrics: ProxyMetrics = field(default=None, repr=False)  # type: ignore[assignment]
     drain: Drain = field(default_factory=Drain, repr=False)
+    # when its sessions' grants and tokens end, on one timer (proxies.runtime.deadlines)
+    deadlines: Deadlines = field(default_factory=Deadlines, repr=False)
     serving: bool = False  # its health server is up, so its listener is (the launcher's order)
 
     def __post_init__(self) -> None:
@@ -222,6 +225,7 @@ class ProxyRuntime:
         await asyncio.gather(
             *(s.close("proxy_shutdown") for s in list(self.sessions)), return_exceptions=True
         )
+        self.deadlines.stop()
         if self.recording_tick is not None and self.process is None:
             await self.recording_tick.close()
         if self.spool is not None:
@@ -282,6 +286,8 @@ class ProxySession:
         self._wait_canceled = False
         # the last reuse key built: (attributes, a copy of them, kind, key)
         self._last_key: tuple[dict[str, Any], dict[str, Any], str, str] | None = None
+        # its end at its grant's or token's expiry, in runtime.deadlines (end_at_expiry)
+        self._expiry: int | None = None
 
     @property
     def id(self) -> str:
@@ -414,22 +420,49 @@ class ProxySession:
         just-in-time grant's end and the client token's expiry, has the protocol tell its
         client why (`tell(text)`) and end the session, and resolves to the close reason
         ("grant_expired" or "token_expired"); None for a session with neither. Cancelling
-        it stops its timer. (A timer, not a task sleeping: every idle session holds one,
-        and a task, its coroutine, its sleep and its place in asyncio's task set were
-        about 1 KiB of an idle session's 20.)
+        it withdraws it. (No task sleeping: every idle session holds one; the runtime's
+        Deadlines keep every session's on one timer.)
 
         Past its token's expiry the PDP refuses every command of a session, but what is
         not decided command by command — a shell, a forwarded port, a WebSocket, a stream
         — would go on under an identity nobody vouches for any more; so the session ends
         then (as a gateway that disconnects on an expired certificate does)."""
+        end = self._end()
+        if end is None:
+            return None
+        at, reason, text = end
+        deadlines = self.runtime.deadlines
+        ends: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        key = deadlines.add(at, functools.partial(_session_ended, ends, reason, text, tell))
+        ends.add_done_callback(lambda _: deadlines.withdraw(key))
+        return ends
+
+    def end_at_expiry(self, end: Callable[[str, str], None]) -> bool:
+        """grant_expiry without a future, for a protocol that ends its sessions itself (the
+        cheapest: an idle session holds its place in the runtime's Deadlines and nothing
+        else): at the earlier of the grant's end and the token's expiry, `end(reason,
+        text)` — tell the client `text`, close as `reason`. False: the session has
+        neither. Withdrawn by stop_expiry() or the session's close."""
+        found = self._end()
+        if found is None:
+            return False
+        at, reason, text = found
+        self.stop_expiry()
+        self._expiry = self.runtime.deadlines.add(at, functools.partial(end, reason, text))
+        return True
+
+    def stop_expiry(self) -> None:
+        """The end armed by end_at_expiry will not come (the session is ending anyway)."""
+        if self._expiry is not None:
+            self.runtime.deadlines.withdraw(self._expiry)
+            self._expiry = None
+
+    def _end(self) -> tuple[float, str, str] | None:
         grant = self.grant
         if grant is None:
             return None
         token_ends = grant.token_expires_at and grant.token_expires_at + self.runtime.token_leeway
-        ends = session_end(grant.expires_at, token_ends)
-        if ends is None:
-            return None
-        return _session_ends(ends, tell)
+        return session_end(grant.expires_at, token_ends)
 
     def ruling_now(
         self,
@@ -819,6 +852,7 @@ class ProxySession:
         if self._closed:
             return
         self._closed = True
+        self.stop_expiry()
         runtime = self.runtime
         if self in runtime.sessions:
             runtime.metrics.session_closed()
@@ -924,17 +958,6 @@ def session_end(grant_ends: float, token_expires: float) -> tuple[float, str, st
     return min(ends) if ends else None
 
 
-def _session_ends(end: tuple[float, str, str], tell: Callable[[str], None]) -> asyncio.Future[str]:
-    """A future resolved, once `end`'s time (wall clock) has come, to its reason, its text
-    told first (an exception `tell` raises is the future's); cancelled: the timer stops."""
-    at, reason, text = end
-    loop = asyncio.get_running_loop()
-    ends: asyncio.Future[str] = loop.create_future()
-    timer = loop.call_later(max(at - time.time(), 0), _session_ended, ends, reason, text, tell)
-    ends.add_done_callback(functools.partial(_stop_timer, timer))
-    return ends
-
-
 def _session_ended(
     ends: asyncio.Future[str], reason: str, text: str, tell: Callable[[str], None]
 ) -> None:
@@ -947,7 +970,3 @@ def _session_ended(
         return
     if not ends.done():  # (tell may have ended the session, cancelling it)
         ends.set_result(reason)
-
-
-def _stop_timer(timer: asyncio.TimerHandle, _ends: asyncio.Future[str]) -> None:
-    timer.cancel()
