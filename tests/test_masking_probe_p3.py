@@ -12,6 +12,8 @@ own SELECT or echo reshapes a value found in a column no rule names, a `notes` t
   `(415) 555-0100`, `+44 20 7946 0958`, `+14155550100`, `phone: 4155550100`): a new
   `phone` detector, which a policy names as it names the others (its last two digits
   kept under partial);
+- any of these with characters no one sees put anywhere inside (`41\u200b11\u200b1111...`,
+  `ann\u200b@example.com`, `078\u2060-05-1120`): read as well as the reader sees them;
 - an address whose @ is escaped as a URL, HTML or a string writes it (`ann%40example.com`,
   `ann&#64;example.com`, `&#x40;`, `&commat;`, `ann\\u0040example.com`), or set off by
   more than one space (`ann  @  example.com`);
@@ -283,6 +285,43 @@ def test_the_phone_detector_runs_only_where_a_policy_names_it() -> None:
     built without `phone` leaves telephone numbers as they are."""
     masker = Masker([MaskRule(detector="email", strategy="redact")], KEY)
     assert masker.mask_text("+1 415 555 0100") == ("+1 415 555 0100", Counter())
+
+
+# ---------------------------------------------------------------- characters no one sees
+
+UNSEEN = [
+    ("41\u200b11\u200b111111111111", "**\u200b**\u200b********1111", "credit_card"),
+    ("4111\u200b 1111 1111\u2060 1111", "****\u200b **** ****\u2060 1111", "credit_card"),
+    (
+        "4\u200d1\u200d1\u200d1 1111 1111 1111",
+        "*\u200d*\u200d*\u200d* **** **** 1111",
+        "credit_card",
+    ),
+    ("ann\u200b@example.com", "a***@example.com", "email"),
+    ("a\u200bn\u200bn@example.com", "a***@example.com", "email"),
+    ("078\u2060-05-1120", "***\u2060-**-1120", "ssn"),
+    ("078-\ufeff05-1120", "***-\ufeff**-1120", "ssn"),
+    ("+1 415\u200c 555 0100", "+* ***\u200c *** **00", "phone"),
+    ("sk-\u200babcdefghijklmnopqrstu1234", "****1234", "token"),
+]
+
+
+@pytest.mark.parametrize(("text", "partial", "detector"), UNSEEN)
+def test_a_value_with_characters_no_one_sees_inside_is_masked(
+    text: str, partial: str, detector: str
+) -> None:
+    masked, counts = everything().mask_text(f"see {text} now")
+    assert masked == f"see [REDACTED:{detector}] now", masked
+    assert counts == Counter({detector: 1})
+    assert everything("partial").mask_text(text)[0] == partial
+    assert everything().may_detect(text.encode())
+
+
+@pytest.mark.parametrize(
+    "text", ["\u200b", "plain \u200b text", "2024\u200b-01-15", "a\u200d\u200db"]
+)
+def test_characters_no_one_sees_alone_change_nothing(text: str) -> None:
+    assert everything().mask_text(text) == (text, Counter()), text
 
 
 # ---------------------------------------------------------------- the real stack

@@ -616,6 +616,14 @@ _ASCII_FORMS = _AsciiForms()
 _OTHER_FORM = re.compile(r"(?![0-9])\d|[\uff01-\uff5e]")
 
 
+# characters no one sees on screen (format characters, joiners, bidirectional marks,
+# variation selectors, the soft hyphen, fillers): a value read with them and without
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
+)
+
+
 def as_ascii(text: str) -> str:
     """`text` with its other digits and fullwidth forms as ASCII (_AsciiForms), for the
     detectors: as its reader reads them, at the same positions."""
@@ -1104,6 +1112,8 @@ class Masker:
         for priority, (detector, _) in enumerate(self._detectors):
             if detector.precheck(read):
                 hits.extend((s, e, priority) for s, e in detector.find(read))
+        if not value.isascii() and _INVISIBLE.search(read) is not None:
+            hits.extend(self._unseen_hits(read))
         if not hits:
             return value
         out: list[str] = []
@@ -1116,6 +1126,17 @@ class Masker:
             pos = end
         out.append(value[pos:])
         return "".join(out)
+
+    def _unseen_hits(self, read: str) -> Iterator[tuple[int, int, int]]:
+        """What the detectors find in `read` as its reader sees it, without the characters
+        no one sees (`41\u200b11\u200b1111...`, `ann\u200b@example.com`, `078\u2060-05-1120`:
+        a card, an address, an SSN on screen), as spans of `read`."""
+        kept = [i for i, char in enumerate(read) if not _INVISIBLE.match(char)]
+        seen = "".join(read[i] for i in kept)
+        for priority, (detector, _) in enumerate(self._detectors):
+            if seen and detector.precheck(seen):
+                for start, end in detector.find(seen):
+                    yield kept[start], kept[end - 1] + 1, priority
 
     # -- JSON
 
