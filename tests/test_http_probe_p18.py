@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import urllib.parse
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -27,9 +28,10 @@ import pytest
 from aiohttp import web
 from http_upstream import http_stack
 from test_http_probe_p4 import READER_MASKS
-from test_http_probe_p5 import app_upstream
+from test_http_probe_p5 import app_upstream, bearer
 from test_http_probe_p12 import readers_answers
 
+from proxies.http import mcp
 from proxies.http.bodies import BodyMask, Unmaskable, answer_kind, masker_for
 
 pytestmark = pytest.mark.integration
@@ -119,3 +121,118 @@ async def test_a_number_in_a_uri_is_masked_end_to_end(tmp_path: Path) -> None:
     leaked = {c: out[:200] for c, (code, out) in got.items() if code == 200 and _leaks(out)}
     assert not leaked, leaked
     assert got["sms"][0] == 200, got["sms"]
+
+
+# columns named in one place, rows by position in another, in shapes the masks did not
+# pair (each came whole; a phone number is no detector's)
+P = "5550100"
+TABLES: dict[str, object] = {
+    "names in a descriptor object, rows apart": {
+        "meta": {"fields": ["id", "phone"]},
+        "payload": {"items": [[7, P]]},
+    },
+    "columns as name and type pairs": {
+        "columns": [["id", "Int32"], ["phone", "String"]],
+        "rows": [[7, P]],
+    },
+    "columns as one delimited string": {"columns": "id,phone", "rows": [[7, P]]},
+    "a header as one tab-delimited string": {"header": "id\tphone", "data": [[7, P]]},
+    "rows as delimited strings": {"columns": ["id", "phone"], "rows": ["7," + P, "8,5550101"]},
+    "rows as quoted csv strings": {"columns": ["id", "phone"], "rows": ['7,"' + P + '"']},
+    "rows keyed by their number": {"columns": ["id", "phone"], "rows": {"0": [7, P]}},
+    "columns keyed as key": {"columns": [{"key": "id"}, {"key": "phone"}], "rows": [[7, P]]},
+    "columns keyed as field": {"fields": [{"field": "id"}, {"field": "phone"}], "data": [[7, P]]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(TABLES))
+def test_rows_named_elsewhere_are_masked(case: str) -> None:
+    try:
+        out = _masked("application/json", json.dumps(TABLES[case]))
+    except Unmaskable:
+        return
+    assert P not in out.decode() and b"5550101" not in out, out
+
+
+@pytest.mark.parametrize("case", sorted(TABLES))
+def test_rows_named_elsewhere_are_masked_in_mcp_results(case: str) -> None:
+    masker = masker_for(READER_MASKS, b"k" * 32)
+    out = mcp._mask_tree({"structuredContent": TABLES[case]}, masker, Counter())
+    assert P not in json.dumps(out) and "5550101" not in json.dumps(out), out
+
+
+def test_tables_naming_nothing_stay() -> None:
+    for doc in (
+        {"columns": "id,plan", "rows": [[7, "gold 1"]]},
+        {"columns": ["id", "plan"], "rows": ["7,gold", "8,silver"]},
+        {"columns": [["id", "Int32"], ["plan", "String"]], "rows": {"0": [7, "gold"]}},
+    ):
+        assert json.loads(_masked("application/json", json.dumps(doc))) == doc
+
+
+# a JSON object naming a member twice: clients read the first, the last or both; the
+# masks read the last (`columns` naming `name`) and the rows went whole under it
+DUPLICATES = {
+    "columns twice, the masked first": '{"columns": ["id", "phone"], "rows": [[7, "P"]], '
+    '"columns": ["id", "name"]}',
+    "a key twice, one escaped": '{"ph\\u006fne": "P", "phone": "x"}',
+    "in a stream's line": '{"a": 1, "a": 2, "phone": "P"}',
+}
+
+
+def test_a_member_named_twice_is_not_passed() -> None:
+    for case, body in DUPLICATES.items():
+        kind = "application/x-ndjson" if "stream" in case else "application/json"
+        with pytest.raises(Unmaskable):
+            _masked(kind, body.replace('"P"', json.dumps(P)) + "\n")
+
+
+def _pages_app() -> web.Application:
+    # Databricks' statement API: the first answer names the columns and holds the first
+    # chunk; the next chunks hold rows alone (`/statements/{id}/result/chunks/{n}`)
+    async def statement(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "statement_id": "s1",
+                "manifest": {"schema": {"columns": [{"name": "id"}, {"name": "phone"}]}},
+                "result": {"chunk_index": 0, "data_array": [["7", P]]},
+            }
+        )
+
+    async def chunk(request: web.Request) -> web.Response:
+        rows = [["8", "5550101"], ["9", "5550102"]]
+        return web.json_response({"chunk_index": 1, "row_offset": 1, "data_array": rows})
+
+    async def sql(request: web.Request) -> web.Response:
+        return web.json_response({"columns": ["p"], "rows": [[P]]})
+
+    app = web.Application()
+    app.router.add_get("/statements/s1", statement)
+    app.router.add_get("/statements/s1/result/chunks/1", chunk)
+    app.router.add_get("/sql", sql)
+    return app
+
+
+async def test_a_later_page_of_rows_is_masked_under_the_columns_named_first(
+    tmp_path: Path,
+) -> None:
+    async with (
+        app_upstream(_pages_app()) as port,
+        http_stack(tmp_path, upstream_url=f"http://127.0.0.1:{port}") as s,
+        aiohttp.ClientSession(timeout=TIMEOUT) as client,
+    ):
+        reader = bearer(s, sub="mallory@example.com")
+        got = []
+        for path in ("/statements/s1", "/statements/s1/result/chunks/1"):
+            async with client.get(s.url + path, headers=reader) as r:
+                got.append((r.status, await r.read()))
+        # a column renamed in the query (`SELECT phone AS p`): the request names the field
+        async with client.get(
+            s.url + "/sql", params={"query": "SELECT phone AS p FROM customers"}, headers=reader
+        ) as r:
+            renamed = r.status, await r.read()
+    assert [status for status, _ in got] == [200, 200], got
+    leaked = [body for _, body in got if any(n.encode() in body for n in (P, "5550101"))]
+    assert not leaked, leaked
+    assert json.loads(got[1][1])["data_array"][0][0] == "8"
+    assert renamed[0] == 202 and P.encode() not in renamed[1], renamed

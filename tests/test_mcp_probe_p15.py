@@ -21,7 +21,12 @@ models, so one string where a boolean belongs makes the whole answer an error:
   no mask, and text read by the detectors alone (a tool list's words) kept an address or
   a card written with HTML character references or `\\u0040` (what a page or a script
   shows as `@`): icons are read as the tool's `_meta` is, and the detectors read a
-  string with its escapes undone too (bodies.unescaped_view).
+  string with its escapes undone too (bodies.unescaped_view);
+- a tool whose outputSchema asks a pattern of a masked field (pydantic's `Field(pattern=
+  ...)`), a number, a format or an enumeration: the SDK's client validates structured
+  content against it, and every masked result raised in call_tool. A masked session's
+  tool list now carries each outputSchema relaxed as masks need (mcp_schema.
+  relaxed_output_schema: what it asks of values dropped, a string allowed).
 """
 
 from __future__ import annotations
@@ -31,20 +36,21 @@ import re
 import urllib.parse
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mcp_types
 import pytest
 import test_mcp_proxy
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Annotations, Icon, ToolAnnotations
+from pydantic import BaseModel, Field
 from test_mcp_exchange import SSE, agent_of, chunks, event, read, sse_messages
 from test_mcp_proxy import agent, mcp_stack
 
 from portcullis.masking import Masker, MaskRule
 from proxies.http import mcp
 from proxies.http.mcp import Forward
-from proxies.http.mcp_schema import Unconformable, conform_message
+from proxies.http.mcp_schema import Unconformable, conform_message, relaxed_output_schema
 
 pytestmark = pytest.mark.integration
 
@@ -297,3 +303,64 @@ async def test_a_tool_lists_uris_and_escapes_are_masked_end_to_end(
     leaked = {case: hidden for case, (_, hidden) in LISTED_WORDS.items() if hidden in shown}
     assert not leaked, (leaked, shown)
     assert tool.name == "get_invoice" and tool.icons and len(tool.icons) == len(LISTED_WORDS)
+
+
+class Customer(BaseModel):
+    id: int
+    phone: str = Field(pattern=r"^\+?[0-9 ]+$")
+    card_number: str = Field(pattern=r"^[0-9 ]{12,19}$", max_length=19)
+    tier: Literal["gold", "silver"]
+    note: str
+
+
+def _typed_server(up: Any) -> MCPServer:
+    server = MCPServer("billing")
+
+    @server.tool()
+    def find_customer(name: str) -> Customer:
+        up.calls.append(name)
+        card = "4111 1111 1111 1111"
+        return Customer(id=7, phone=PHONE, card_number=card, tier="gold", note="ok")
+
+    return server
+
+
+async def test_a_masked_result_meets_the_output_schema_its_client_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (the SDK's client validates structured content against the tool's outputSchema: a
+    # masked phone no longer matched its pattern, and call_tool raised)
+    monkeypatch.setattr(test_mcp_proxy, "mcp_server", _typed_server)
+    async with mcp_stack(tmp_path) as stack:
+        reader = stack.token("mallory@example.com", "readonly")
+        async with agent(stack, reader) as client:
+            await client.list_tools()
+            found = await client.call_tool("find_customer", {"name": "Ann"})
+    assert found.structured_content is not None
+    assert found.structured_content["tier"] == "gold"
+    shown = repr(found.structured_content)
+    assert "555 0100" not in shown and "4111 1111 1111 1111" not in shown, shown
+
+
+def test_an_output_schema_is_relaxed_as_masks_need() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer", "minimum": 0},
+            "e": {"type": "string", "format": "email", "enum": ["a@b.c"]},
+            "either": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+            "no": {"not": {"type": "string"}},
+            "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+        },
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+    out = relaxed_output_schema(schema)
+    assert out["type"] == "object" and out["required"] == ["n"]
+    assert out["additionalProperties"] is False
+    props = out["properties"]
+    assert props["n"] == {"type": ["integer", "string"]}
+    assert props["e"] == {"type": ["string"]}
+    assert props["either"] == {"anyOf": [{"type": ["string"]}, {"type": ["integer", "string"]}]}
+    assert props["no"] == {}
+    assert props["tags"] == {"type": ["array", "string"], "items": {"type": ["string"]}}

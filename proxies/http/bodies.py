@@ -351,9 +351,15 @@ class BodyMask:
         limit: int = MAX_MASKED_DOCUMENT,
         media: str = "",
         path: str = "",
+        tables: dict[int, list[str]] | None = None,
     ) -> None:
         self.masker = masker
         self.kind = kind
+        # the column names (by their number) of the tables earlier answers of the session
+        # named, which name a masked field: a later answer's rows that come with no names
+        # of their own (Databricks' result chunks, Snowflake's partitions, a next page)
+        # are read under them (_tabled); None: no such memory
+        self._tables = tables
         self.media = media  # (named when a `withheld` body is refused)
         self.limit = limit
         self.counts: Counter[str] = Counter()
@@ -452,7 +458,7 @@ class BodyMask:
         if not data.strip():
             return data
         try:
-            doc = json.loads(data)
+            doc = json.loads(data, object_pairs_hook=_unique_names)
         except ValueError:
             raise Unmaskable("the JSON response does not parse; it cannot be masked") from None
         except RecursionError:
@@ -476,7 +482,7 @@ class BodyMask:
                 masked = self.aliased(masked, found)
                 masked = self._named_values(masked, found, depth)
                 # (the positions read where the masks have not been: `{"phone": 0}`)
-                masked = self._tabled(masked, found, _column_positions(doc))
+                masked = self._tabled(masked, found, _column_positions(doc), doc)
             except RecursionError:
                 # (a document nested deeper than these walks go: json.loads reads ~1000
                 # levels, they recurse once a level)
@@ -486,7 +492,11 @@ class BodyMask:
         return masked, found
 
     def _tabled(
-        self, doc: Any, found: Counter[str], positions: list[dict[int, str]] | None = None
+        self,
+        doc: Any,
+        found: Counter[str],
+        positions: list[dict[int, str]] | None = None,
+        source: Any = None,
     ) -> Any:
         """Rows whose columns the document names away from them, masked by position: a
         list of column names anywhere in it (strings, or objects naming one under `name`,
@@ -500,7 +510,8 @@ class BodyMask:
         name, not a value (a list of pairs), and stays. `positions`: the document's maps of
         column names to their positions (_column_positions: `{"headers": {"phone": 0}}`,
         descriptors giving their `index`), which name the cells at those positions of
-        every row wider than them."""
+        every row wider than them. `source`: the document before other masks, whose lists
+        of column names name columns too (a masked name list is no longer one)."""
         at: dict[int, str] = {}
         for placed in positions or []:
             for index, name in sorted(placed.items()):
@@ -508,11 +519,22 @@ class BodyMask:
                     at[index] = field
         widths: dict[int, list[str]] = {}
         columns, heads = _column_lists(doc)
+        if source is not None:
+            columns = columns + _column_lists(source)[0]
         for names in columns:
             fields = [self._phrase(n) for n in names]
             if any(fields):
                 known = widths.get(len(fields), [""] * len(fields))
                 widths[len(fields)] = [a or b for a, b in zip(known, fields, strict=True)]
+                if self._tables is not None and (
+                    len(fields) in self._tables or len(self._tables) < MAX_TABLES
+                ):
+                    self._tables[len(fields)] = names
+        if self._tables and not columns and not positions:
+            # (rows with no names here: a page of a result whose columns an earlier
+            # answer named, read under them)
+            for width, names in self._tables.items():
+                widths[width] = [self._phrase(n) for n in names]
         if self.streams:
             # (a stream's documents one after another: a header line, then its rows)
             carried = self._stream_at
@@ -538,6 +560,11 @@ class BodyMask:
         at: dict[int, str] | None = None,
     ) -> Any:
         if isinstance(value, dict):
+            if value and all(_index(k) is not None for k in value) and _rows(list(value.values())):
+                # (rows in an object keyed by their number, `{"0": [7, ...], "1": ...}`:
+                # PHP's json_encode of a list not numbered from 0, a keyed result set)
+                rows = self._rows_masked(list(value.values()), widths, found, at)
+                return dict(zip(value, rows, strict=True))
             if value and all(_index(k) is not None for k in value) and (widths or at):
                 # (a row as an object keyed by position, `{"0": 7, "1": ...}`: PHP's
                 # json_encode of an array not numbered from 0 in turn)
@@ -551,14 +578,26 @@ class BodyMask:
                 }
             # (one row beside its columns: `{"keys": ["id", "phone"], "values": [7, ...]}`)
             beside = next((f for f in map(self._fields_of, value.values()) if any(f)), None)
-            return {
-                k: self._row_masked(beside, v, found)
-                if beside and _scalars(v) and isinstance(v, list) and len(v) == len(beside)
-                else self._rows_masked(v, widths, found, at)
-                for k, v in value.items()
-            }
+            members: dict[str, Any] = {}
+            for k, v in value.items():
+                spelt = None
+                if isinstance(v, list) and v and all(isinstance(r, str) for r in v):
+                    # (rows as delimited strings beside their columns: not one row)
+                    spelt = self._spelt_rows(v, widths, found, at or {})
+                if spelt is not None:
+                    members[k] = spelt
+                elif beside and _scalars(v) and isinstance(v, list) and len(v) == len(beside):
+                    members[k] = self._row_masked(beside, v, found)
+                else:
+                    members[k] = self._rows_masked(v, widths, found, at)
+            return members
         if not isinstance(value, list):
             return value
+        if value and all(isinstance(r, str) for r in value):
+            # (rows written as delimited strings, `["7,5550100"]`, or CSV lines in a list)
+            spelt = self._spelt_rows(value, widths, found, at or {})
+            if spelt is not None:
+                return spelt
         rows = [_cells(r) for r in value]
         if (len(value) < 2 and not widths and not at) or not all(c is not None for c in rows):
             return [self._rows_masked(v, widths, found, at) for v in value]
@@ -597,6 +636,40 @@ class BodyMask:
                 for i, col in enumerate(out)
             ]
         return out
+
+    def _spelt_rows(
+        self, value: list[str], widths: dict[int, list[str]], found: Counter[str], at: dict
+    ) -> list[str] | None:
+        """Rows each written as one delimited string, their cells under the columns named
+        masked and the row written again; None when they are no such rows."""
+        for delimiter in (",", "\t", ";", "|"):
+            if not any(delimiter in r for r in value):
+                continue
+            try:
+                rows = [next(csv.reader([r], delimiter=delimiter), []) for r in value]
+            except csv.Error:
+                return None
+            lengths = {len(r) for r in rows}
+            if len(lengths) != 1 or (width := lengths.pop()) < 2:
+                return None
+            fields = list(widths.get(width, [""] * width))
+            fields = [fields[i] or at.get(i, "") for i in range(width)]
+            first = 0
+            if not any(fields):
+                fields, first = [self._phrase(c) for c in rows[0]], 1  # (a header line)
+            if not any(fields):
+                return None
+            out = list(value[:first])
+            for row in rows[first:]:
+                cells = [
+                    str(self._cell(f, c, found)) if f and c.strip() else c
+                    for f, c in zip(fields, row, strict=True)
+                ]
+                line = io.StringIO()
+                csv.writer(line, delimiter=delimiter, lineterminator="").writerow(cells)
+                out.append(line.getvalue())
+            return out
+        return None
 
     def _fields_of(self, value: Any) -> list[str]:
         """The fields a list of column names names, by position ([] for no such list)."""
@@ -709,6 +782,7 @@ class BodyMask:
                 # ...}`: a descriptor names it)
                 labels = {key: member} if isinstance(member, list) else member
                 named = labelled_field(labels, self._phrase) or None
+                naming = key if named else ""  # (the descriptor names: it is no value)
             if isinstance(member, list) and not columns:
                 names = _column_names(member)
                 if any(self._rule(c) for c in names):
@@ -804,7 +878,7 @@ class BodyMask:
         text = value.lstrip()
         if text[:1] in ("{", "["):
             try:
-                inner = json.loads(text)
+                inner = json.loads(text, object_pairs_hook=_unique_names)
             except (ValueError, RecursionError):
                 inner = None
             if isinstance(inner, dict | list):
@@ -1745,7 +1819,7 @@ class BodyMask:
         if len(value) > _DATA_LABEL_CHARS or not self._named:
             return ""  # (a label alone is short: longer data is parsed once, below)
         try:
-            doc = json.loads(value)
+            doc = json.loads(value, object_pairs_hook=_unique_names)
         except (ValueError, RecursionError):
             doc = value
         if isinstance(doc, str):
@@ -2135,7 +2209,7 @@ def masked_tables(masker: Masker, doc: Any, counts: Counter[str], source: Any = 
     try:
         out = body.columns_masked(body.keys_masked(doc, found), found)
         positions = _column_positions(source) if source is not None else None
-        out = body._tabled(body._paired(out, found), found, positions)
+        out = body._tabled(body._paired(out, found), found, positions, source)
     except RecursionError:
         raise MaskingError("a JSON value nested too deep to be masked") from None
     counts.update(found)
@@ -2185,8 +2259,39 @@ def _column_names(value: Any) -> list[str]:
         return []
     if all(isinstance(v, str) for v in value):
         return value
+    if all(isinstance(v, list) and 1 < len(v) <= 4 and _typed_name(v) for v in value):
+        # (each a column as `[name, type]`: `[["id", "Int32"], ["phone", "String"]]`)
+        return [v[0] for v in value]
     names = [n for n in map(_column_name, value) if n is not None]
     return names if len(names) == len(value) else []
+
+
+# a column's type as a result's schema writes it (`Int32`, `varchar(255)`,
+# `Nullable(String)`, `TIMESTAMP WITH TIME ZONE`): a word first, no digit alone
+_TYPE_NAME = re.compile(r"[A-Za-z][\w ()\[\],.<>]{0,63}")
+
+
+def _typed_name(column: list[Any]) -> bool:
+    """Whether a list is a column as `[name, type, ...]`: a name, then a type's name."""
+    name, kind = column[0], column[1]
+    return (
+        isinstance(name, str)
+        and isinstance(kind, str)
+        and bool(_TYPE_NAME.fullmatch(kind))
+        and not name.strip().lstrip("+-").replace(".", "").isdigit()
+    )
+
+
+def _spelt_columns(key: str, value: Any) -> list[str]:
+    """Column names written as one delimited string under a key naming them (`"columns":
+    "id,phone"`, `"header": "id\tphone"`), else []."""
+    if not isinstance(value, str) or key.lower() not in _NAMES_KEYS or len(value) > 64 * 1024:
+        return []
+    for delimiter in (",", "\t", ";", "|"):
+        if delimiter in value:
+            names = [n.strip().strip('"') for n in value.split(delimiter)]
+            return names if len(names) <= MAX_COLUMNS and all(names) else []
+    return []
 
 
 def _column_name(column: Any) -> str | None:
@@ -2200,7 +2305,11 @@ def _column_name(column: Any) -> str | None:
     return None
 
 
-_COLUMN_KEYS = frozenset({"name", "label", "title", "columnname", "fieldname"})
+_COLUMN_KEYS = frozenset(
+    {"name", "label", "title", "columnname", "fieldname", "key", "field", "column", "colname"}
+)
+# keys a list of column names written as one string stands under (`"columns": "id,phone"`)
+_NAMES_KEYS = frozenset({"columns", "cols", "header", "headers", "fields", "names", "schema"})
 
 
 # a column descriptor's key giving its position (Databricks' `position`, SQL's
@@ -2209,6 +2318,7 @@ _POSITION_KEYS = frozenset(
     {"index", "position", "ordinal", "ordinalposition", "columnindex", "idx", "pos", "i"}
 )
 MAX_COLUMNS = 4096
+MAX_TABLES = 64  # tables a session's answers named, remembered (BodyMask._tables)
 
 
 def _column_positions(doc: Any) -> list[dict[int, str]]:
@@ -2290,6 +2400,7 @@ def _column_lists(doc: Any) -> tuple[list[list[str]], list[list[str]]]:
         item, keyed = stack.pop()
         if isinstance(item, dict):
             stack.extend((v, True) for v in item.values())
+            out.extend(filter(None, (_spelt_columns(k, v) for k, v in item.items())))
         elif isinstance(item, list):
             names = _column_names(item)
             if names and len(names) <= 4096 and (keyed or not isinstance(item[0], str)):
@@ -2344,7 +2455,18 @@ def _lf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in data else data
 
 
-_DECODER = json.JSONDecoder()
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An answer's JSON object, which names each member once: one naming a member twice
+    (`{"columns": ["id", "phone"], "rows": ..., "columns": ["id", "name"]}`) is read two
+    ways by its clients (the first, the last, both), and the masks would read one of
+    them: Unmaskable."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise Unmaskable("a JSON object naming a member twice cannot be masked")
+    return out
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_names)
 # escapes a reader of text undoes: HTML character references, JavaScript's \\u and \\x,
 # percent-encoding
 _ESCAPED = re.compile(
@@ -2383,7 +2505,7 @@ def _json_texts(text: str) -> list[Any] | None:
     (whitespace between them, as jq and ijson's multiple_values read them); None when it
     is anything else."""
     try:
-        return [json.loads(text)]
+        return [json.loads(text, object_pairs_hook=_unique_names)]
     except (ValueError, RecursionError):
         pass
     out: list[Any] = []

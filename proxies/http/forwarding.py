@@ -367,7 +367,9 @@ class UpstreamExchange:
                 return _refused(
                     guard, "response cannot be masked", "text in a charset the masks cannot read"
                 )
-            mask = BodyMask(masker, kind, media=shown, path=request.target.path)
+            mask = BodyMask(
+                masker, kind, media=shown, path=request.target.path, tables=request.agent.tables
+            )
             mask.counts.update(head_counts)
         if not head.keep_alive:
             headers.append(("connection", "close"))

@@ -61,7 +61,7 @@ from proxies.http.bodies import (
     worded_field,
 )
 from proxies.http.mcp_columns import Ambiguous, masked_columns
-from proxies.http.mcp_schema import Unconformable, conform_message
+from proxies.http.mcp_schema import Unconformable, conform_message, relaxed_output_schema
 from proxies.http.mcp_sessions import McpSession, SessionBinding, owner_of, valid_session_id
 from proxies.http.packed import Unopenable, packed_kind, unpacked
 from proxies.runtime.pdp_client import Ruling
@@ -763,6 +763,7 @@ class Forward:
                 detectors = self._detectors_of(session_mask)
                 if detectors is not None:
                     message = self._masked(message, detectors, handling.decision_id)
+                message = _outputs_relaxed(message)
         if message is came:
             return message
         try:
@@ -892,6 +893,21 @@ class Forward:
         asked = {"method": method, "params": {key: name}}
         raw = codec.canonical({"endpoint": self.target, "listing": True, **asked})
         return await self.session.decide(KIND, raw, None, _exact)
+
+
+def _outputs_relaxed(message: dict[str, Any]) -> dict[str, Any]:
+    """A masked session's tool list, each tool's outputSchema one its masked results meet
+    (mcp_schema.relaxed_output_schema): the client validates them against it."""
+    result = message.get("result")
+    if not isinstance(result, dict) or not isinstance(tools := result.get("tools"), list):
+        return message
+    shown = [
+        {**tool, "outputSchema": relaxed_output_schema(tool["outputSchema"])}
+        if isinstance(tool, dict) and isinstance(tool.get("outputSchema"), dict)
+        else tool
+        for tool in tools
+    ]
+    return {**message, "result": {**result, "tools": shown}}
 
 
 def _completed_argument(message: codec.Message) -> str | None:

@@ -356,3 +356,63 @@ def _fits(value: Any, kind: Kind) -> bool:
     if isinstance(kind, str) and kind in _TYPES:
         return isinstance(value, dict)
     return False
+
+
+# what a JSON Schema asks of a value that a masked value (`[REDACTED]`, `a***@x.com`,
+# `**** 1111`, a hash) need not meet: a pattern, a format, a length, a range, an
+# enumeration, distinct items (masked values are alike)
+_VALUE_KEYWORDS = frozenset(
+    {"pattern", "format", "maxLength", "minLength", "enum", "const", "contentEncoding"}
+    | {"contentMediaType", "contentSchema", "minimum", "maximum", "exclusiveMinimum"}
+    | {"exclusiveMaximum", "multipleOf", "uniqueItems"}
+)
+# keywords whose meaning a relaxed subschema would turn round (what `not` forbids, which
+# branch `if` picks, `oneOf`'s exactly one): gone, or `oneOf` read as `anyOf`
+_TURNING_KEYWORDS = frozenset({"not", "if", "then", "else"})
+_SCHEMA_MAPS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
+_SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+_SCHEMA_ONE = frozenset({"items", "additionalItems", "contains", "unevaluatedItems"})
+
+
+def relaxed_output_schema(schema: Any) -> Any:
+    """A tool's `outputSchema` (MCP Server → Tools → Output schema: a JSON Schema whose root
+    is an object) that the tool's masked results meet: what a schema asks of values
+    (_VALUE_KEYWORDS) dropped, every type but the root's allowing a string, and no
+    keyword left whose meaning that would turn round (_TURNING_KEYWORDS). A client that
+    validates structured content against the schema (the `mcp` SDK's) rejected every
+    masked result of a tool whose schema asks a pattern or a number of a masked field."""
+    if not isinstance(schema, dict):
+        return schema
+    out = _relaxed(schema, 0)
+    if isinstance(out, dict) and "type" in schema:
+        out["type"] = schema["type"]  # (the root stays an object: MCP's own rule)
+    return out
+
+
+_RELAX_DEPTH = 64
+
+
+def _relaxed(schema: Any, depth: int) -> Any:
+    if not isinstance(schema, dict) or depth > _RELAX_DEPTH:
+        return {} if depth > _RELAX_DEPTH else schema  # ({}: anything)
+    out: dict[str, Any] = {}
+    for key, child in schema.items():
+        if key in _VALUE_KEYWORDS or key in _TURNING_KEYWORDS:
+            continue
+        if key == "type":
+            kinds = child if isinstance(child, list) else [child]
+            out[key] = kinds if "string" in kinds else [*kinds, "string"]
+        elif key in _SCHEMA_MAPS and isinstance(child, dict):
+            out[key] = {name: _relaxed(sub, depth + 1) for name, sub in child.items()}
+        elif key in _SCHEMA_LISTS and isinstance(child, list):
+            out["anyOf" if key == "oneOf" else key] = [_relaxed(s, depth + 1) for s in child]
+        elif key in _SCHEMA_ONE or key in ("additionalProperties", "unevaluatedProperties"):
+            # (`false` stays: the masks add no member; a schema is relaxed)
+            out[key] = _relaxed(child, depth + 1) if isinstance(child, dict) else child
+        elif key == "propertyNames":
+            continue  # (a masked name, `_fresh_key`'s, may not match it)
+        else:
+            out[key] = child
+    return out

@@ -103,6 +103,9 @@ class AgentSession:
     # the end of what the session was granted (its token's expiry, a grant's window)
     ends: asyncio.Future[str] | None = field(default=None, repr=False)
     _patterns: tuple[bytes, ...] | None = field(default=None, repr=False)
+    # the columns of tables its answers named (by their number), which name a masked
+    # field: a later page of rows without names is masked under them (bodies.BodyMask)
+    tables: dict[int, list[str]] = field(default_factory=dict, repr=False)
 
     def disarm(self) -> None:
         """The session closes for another reason: its end no longer has anything to do."""
