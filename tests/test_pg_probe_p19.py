@@ -17,12 +17,16 @@ These tests run their own cluster (tests/pg_cluster.py): template0 is the server
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import psycopg
 import pytest
+from adversary import ready_client, running_arena
+from pdp_harness import REGO
 from pg_cluster import throwaway_cluster
 from pg_harness import gateway_on
 
@@ -100,3 +104,101 @@ async def test_a_reader_runs_the_built_in_as_before(tmp_path, cluster) -> None:
             assert await conn.fetchval("SELECT age(timestamp '2020-01-01') > interval '1 day'")
         finally:
             await conn.close()
+
+
+# Code a range or base type runs with nothing in the statement naming it: the planner
+# estimates `during && '[1,5)'` over a range column with statistics by the type's
+# subtype_diff (any language: here plpgsql, setting application_name), and reading a column
+# runs its type's output function. The facts listed the type's name (a cast to it was
+# judged) but not the tables holding it: a reader's count over bookings ran public.noisy_diff.
+# Now a relation with a column of such a type (itself, a domain over it, an array of it, its
+# multirange, a composite holding it) runs its code when read (view_functions, as an
+# operator class's), and a built-in type given such code (UPDATE pg_range of numrange) is
+# judged as a cast no statement names (user_casts: every statement).
+RANGES = """
+CREATE FUNCTION public.noisy_diff(a int4, b int4) RETURNS float8 LANGUAGE plpgsql IMMUTABLE
+  AS $$ BEGIN PERFORM set_config('application_name', 'p19diff', false); RETURN a - b; END $$;
+CREATE FUNCTION public.noisy_ndiff(a numeric, b numeric) RETURNS float8 LANGUAGE plpgsql
+  IMMUTABLE AS $$ BEGIN PERFORM set_config('application_name', 'p19ndiff', false);
+  RETURN a - b; END $$;
+CREATE TYPE public.slot AS RANGE (subtype = int4, subtype_diff = public.noisy_diff);
+CREATE DOMAIN public.slot_d AS public.slot;
+CREATE TYPE public.holder AS (s public.slot);
+CREATE TABLE bookings (id int, during public.slot);
+CREATE TABLE wrapped (id int, d public.slot_d, ds public.slot[], h public.holder,
+  m public.slot_multirange);
+CREATE VIEW bookings_v AS SELECT id, during FROM bookings;
+INSERT INTO bookings SELECT g, ('[' || g || ',' || (g + 3) || ')')::public.slot
+  FROM generate_series(1, 2000) g;
+INSERT INTO wrapped SELECT id, during, ARRAY[during], ROW(during)::public.holder,
+  public.slot_multirange(during) FROM bookings;
+CREATE TABLE spans (id int, during numrange);
+INSERT INTO spans SELECT g, numrange(g, g + 3) FROM generate_series(1, 2000) g;
+ANALYZE bookings; ANALYZE wrapped; ANALYZE spans;
+"""
+REVIEWED = "slot -> slot_multirange by public.slot_multirange (explicit)"
+
+
+@pytest.fixture(scope="module")
+def ranges(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The adversary's arena, the range type's own multirange cast reviewed (else every
+    statement is refused for it, and no type code is reached)."""
+    tmp = tmp_path_factory.mktemp("ranges")
+    policies = tmp / "rego"
+    shutil.copytree(REGO, policies)
+    data = json.loads((policies / "data.json").read_text())
+    data["portcullis"]["postgres"]["reviewed_casts"] = {REVIEWED: True}
+    (policies / "data.json").write_text(json.dumps(data))
+    with running_arena(tmp, policies=policies) as arena:
+        with arena.admin() as a:
+            a.execute(RANGES)
+        yield arena
+
+
+TYPE_CODE_READS = [
+    "SELECT count(*) FROM bookings WHERE during && '[1,5)'",
+    "SELECT count(*) FROM public.bookings WHERE during << '[100,105)'",
+    "SELECT count(*) FROM bookings_v WHERE during && '[1,5)'",
+    "SELECT count(*) FROM wrapped WHERE d && '[1,5)'",
+    "SELECT count(*) FROM wrapped WHERE ds[1] && '[1,5)'",
+    "SELECT count(*) FROM wrapped WHERE (h).s && '[1,5)'",
+    "SELECT count(*) FROM wrapped WHERE m && '{[1,5)}'",
+]
+
+
+@pytest.mark.parametrize("sql", TYPE_CODE_READS)
+def test_a_range_types_subtype_diff_is_judged_where_its_columns_are_read(ranges, sql) -> None:
+    c = ready_client(ranges, ("readonly",), "p19")
+    try:
+        answer = c.query(sql)
+        assert answer.errors and "denied by policy" in answer.errors[0], answer.messages
+        assert c.show("application_name") != "p19diff"
+    finally:
+        c.close()
+
+
+def test_a_built_in_range_given_the_databases_code_is_judged_everywhere(ranges) -> None:
+    before = ready_client(ranges, ("readonly",), "p19")
+    try:
+        assert not before.query("SELECT count(*) FROM spans WHERE during && '[1,5)'").errors
+    finally:
+        before.close()
+    with ranges.admin() as a:
+        a.execute(
+            "UPDATE pg_catalog.pg_range SET rngsubdiff = 'public.noisy_ndiff'::regproc"
+            " WHERE rngtypid = 'pg_catalog.numrange'::regtype"
+        )
+    try:
+        c = ready_client(ranges, ("readonly",), "p19")
+        try:
+            answer = c.query("SELECT count(*) FROM spans WHERE during && '[1,5)'")
+            assert answer.errors and "denied by policy" in answer.errors[0], answer.messages
+            assert c.show("application_name") != "p19ndiff"
+        finally:
+            c.close()
+    finally:
+        with ranges.admin() as a:
+            a.execute(
+                "UPDATE pg_catalog.pg_range SET rngsubdiff = 'pg_catalog.numrange_subdiff'::regproc"
+                " WHERE rngtypid = 'pg_catalog.numrange'::regtype"
+            )

@@ -144,6 +144,8 @@ _BUILT_IN_CODE = {
     "pg_cast": "oid",
     "pg_rewrite": "oid",
     "pg_aggregate": "aggfnoid",
+    "pg_type": "oid",
+    "pg_range": "rngtypid",
 }
 COLUMNS_MARK_SQL = (
     "SELECT count(*)::text || '.' || coalesce(sum(x), 0)::text || '.' || "

@@ -58,6 +58,15 @@ when there is any. Kinds: triggers, rules, functions (all a write runs), mainten
 VACUUM, ANALYZE and REINDEX run), domains (its columns' domains' CHECKs and DEFAULTs, which a
 table made from its columns by CREATE TABLE AS takes along).
 
+And the code a column's type runs with nothing naming it (`type_code`): a range type's
+subtype_diff (any language: the planner estimates `during && '[1,5)'` by it over a column
+with statistics) and canonical, a base type's input, output, send, receive, typmod and
+analyze functions, when they are the database's (made after initdb or changed since): in
+view_functions under every relation with a column of such a type (or of a domain, array,
+multirange or composite holding it); a built-in type given such code (UPDATE pg_range of
+numrange) runs it in any statement, so it is listed among `user_casts` ("numrange <-> text
+by public.f"), which judge every statement.
+
 A table's row-level security policies (the functions their USING and WITH CHECK call) count
 among what writing it runs and what reading a view over it runs: the superuser upstream
 bypasses them, but not a view owned by another role, nor a session acting as one. And the
@@ -240,10 +249,42 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   UNION ALL
   SELECT rel, pg_catalog.regexp_replace(tree, %(constant)s, '{CONST }', 'g'), round + 1
   FROM folding WHERE round < 8 AND tree ~ %(constant)s
+), type_code(typ, fn) AS (
+  SELECT c.typ, c.fn FROM (
+    SELECT r.rngtypid, f.fn::oid FROM pg_catalog.pg_range r,
+    LATERAL (VALUES (r.rngsubdiff), (r.rngcanonical)) f(fn)
+    UNION ALL
+    SELECT t.oid, f.fn::oid FROM pg_catalog.pg_type t,
+    LATERAL (VALUES (t.typinput), (t.typoutput), (t.typreceive), (t.typsend), (t.typmodin),
+      (t.typmodout), (t.typanalyze), (t.typsubscript)) f(fn)
+  ) c(typ, fn)
+  WHERE c.fn <> 0 AND (c.fn >= 16384 OR c.fn IN (SELECT oid FROM changed_functions))
+  AND NOT EXISTS (SELECT 1 FROM extension_code x
+                  WHERE x.classid = 'pg_catalog.pg_type'::regclass AND x.objid = c.typ)
+), type_holders(typ, fn) AS (
+  SELECT typ, fn FROM type_code
+  UNION
+  SELECT w.typ, h.fn FROM type_holders h
+  JOIN LATERAL (
+    SELECT t.oid FROM pg_catalog.pg_type t
+    WHERE (t.typtype = 'd' AND t.typbasetype = h.typ)
+    OR (t.typelem = h.typ AND t.typcategory = 'A')
+    UNION ALL
+    SELECT r.rngmultitypid FROM pg_catalog.pg_range r WHERE r.rngtypid = h.typ
+    UNION ALL
+    SELECT c.reltype FROM pg_catalog.pg_attribute a
+    JOIN pg_catalog.pg_class c ON c.oid = a.attrelid AND c.reltype <> 0
+    WHERE a.atttypid = h.typ AND a.attnum > 0 AND NOT a.attisdropped
+  ) w(typ) ON true
+), type_calls(rel, fn) AS (
+  SELECT a.attrelid, h.fn FROM pg_catalog.pg_attribute a
+  JOIN type_holders h ON h.typ = a.atttypid
+  WHERE a.attrelid >= 16384 AND a.attnum > 0 AND NOT a.attisdropped
 ), read_code(rel, fn) AS (
   SELECT f.rel, m[1]::oid FROM folding f,
   LATERAL pg_catalog.regexp_matches(f.tree, %(constant_call)s, 'g') m
   UNION SELECT rel, fn FROM opclass_calls
+  UNION SELECT rel, fn FROM type_calls
 ), rule_deps AS (
   SELECT r.ev_class AS view, c.relkind AS kind, d.refclassid, d.refobjid
   FROM pg_catalog.pg_rewrite r
@@ -315,6 +356,12 @@ USER_CODE_SQL = """WITH RECURSIVE extension_code AS (
   AND (c.oid >= 16384 OR c.xmin::text::bigint > (SELECT xid FROM after_initdb))
   AND NOT (p.provolatile <> 'v' AND EXISTS (SELECT 1 FROM extension_code x
            WHERE x.classid = 'pg_catalog.pg_cast'::regclass AND x.objid = c.oid))
+  UNION
+  SELECT format('%s <-> text by %s.%s (a built-in type''s own code: any statement)',
+    tc.typ::pg_catalog.regtype, pn.nspname, p.proname)
+  FROM type_code tc JOIN pg_catalog.pg_proc p ON p.oid = tc.fn
+  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+  WHERE tc.typ < 16384
 ), own_functions AS (
   SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p
   WHERE (p.oid >= 16384 OR p.oid IN (SELECT oid FROM changed_functions))
