@@ -13,13 +13,19 @@ A text longer than pdp.api.sql_reading.READ_APART is now classified in a thread 
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
+import time
 from pathlib import Path
 from unittest import mock
 
+from google.protobuf.struct_pb2 import Struct
 from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
+from test_evidence_probe_p1 import _verified
+from test_pdp_probe_p7 import _written
 
 from pdp.domain import policy_input
+from portcullis.config import load_config
 from portcullis.v1 import pdp_pb2
 
 
@@ -74,3 +80,106 @@ async def test_a_statement_past_the_hard_limit_is_refused_unread() -> None:
             )
         assert decided.verdict == pdp_pb2.DENY
         assert "larger than the 1048576 a command may be" in decided.reasons[0], decided
+
+
+# -- one decision, many runs ------------------------------------------------------------
+
+
+def _run(when: float, sql: str, decision: pdp_pb2.Decision, protocol: str, **details) -> dict:
+    return {"time": when, "direction": "client", "type": "command", "command": sql,
+            "decision_id": decision.decision_id, "verdict": "allow", "cached": False,
+            "details": {"tag": "SELECT 1", "rows": 1, "protocol": protocol, **details}}  # fmt: skip
+
+
+async def _decide_parse(stub, session_id: str, sql: str) -> pdp_pb2.Decision:
+    """A Decide as the Postgres proxy asks at a Parse (extended protocol)."""
+    attributes = Struct()
+    attributes.update({"protocol": "extended", "phase": "parse"})
+    response = await stub.Decide(
+        pdp_pb2.DecideRequest(
+            session_id=session_id,
+            command=pdp_pb2.Command(kind="postgres.query", raw=sql, attributes=attributes),
+        )
+    )
+    return response.decision
+
+
+async def _recorded_runs(tmp_path, runs) -> tuple[str, str]:
+    """`audit verify` (store, bundle) of a session whose proxy recorded `runs(simple,
+    parsed)`: events made of a simple Query's decision and a Parse's."""
+    tmp_path.mkdir(exist_ok=True)
+    config_path = _written(tmp_path)
+    config = load_config(config_path)
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config, groups=("dba", "pii-readers")))
+        simple = await decide_sql(stub, opened.session_id, "SELECT id FROM orders")
+        parsed = await _decide_parse(stub, opened.session_id, "SELECT id FROM orders")
+        assert simple.verdict == parsed.verdict == pdp_pb2.ALLOW
+        await stub.RecordEvents(
+            pdp_pb2.RecordEventsRequest(
+                session_id=opened.session_id, events_json=json.dumps(runs(simple, parsed))
+            )
+        )
+    return await _verified(config_path, tmp_path / "evidence.tar.gz")
+
+
+async def test_verify_names_a_simple_querys_decision_run_again(tmp_path):
+    """Attack (the session's proxy, compromised): the PDP allowed one run of a statement
+    (a simple Query, no reuse: cache_ttl_seconds 0); the proxy runs it three times,
+    recording each run under that one decision, as not answered from its cache. verify
+    said every command was let through by its decision."""
+    now = time.time()
+
+    def runs(simple, parsed):
+        return [_run(now + 0.1 * n, "SELECT id FROM orders", simple, "simple") for n in (1, 2, 3)]
+
+    for said in await _recorded_runs(tmp_path, runs):
+        assert "proxy verdicts: 2 commands recorded as let through" in said, said
+        assert "allow again under a decision the PDP made for one run (not at a Parse)" in said
+
+
+async def test_verify_takes_a_prepared_statements_runs_under_its_parse(tmp_path):
+    """A statement parsed once and executed three times (Bind/Execute each time) is run
+    under the decision of its Parse, each run naming the prepared statement: not disputed.
+    Runs naming another statement, or outside the extended protocol, under that decision
+    are; a portal suspended and a later statement of one text are not runs."""
+    now = time.time()
+    sql = "SELECT id FROM orders"
+
+    def runs(simple, parsed):
+        return [
+            _run(now + 0.1, sql, simple, "simple"),
+            _run(now + 0.2, sql, simple, "simple", part=1),  # ; SELECT id FROM orders
+            *(_run(now + 0.3 + 0.1 * n, sql, parsed, "extended", prepared="s1") for n in (0, 1, 2)),
+            _run(now + 0.7, sql, parsed, "extended", prepared="s1", tag=""),  # suspended
+        ]
+
+    for said in await _recorded_runs(tmp_path, runs):
+        assert "every command recorded as let through names a decision of its session" in said
+        assert "executions again of a statement parsed once" not in said, said
+
+    def forged(simple, parsed):
+        return [
+            *runs(simple, parsed),
+            _run(now + 0.8, sql, parsed, "extended", prepared="s2"),
+            _run(now + 0.9, sql, parsed, "simple", prepared="s1"),
+        ]
+
+    for said in await _recorded_runs(tmp_path / "forged", forged):
+        assert "proxy verdicts: 2 commands recorded as let through" in said, said
+        assert "allow as prepared statement 's2' under the decision of the Parse of 's1'" in said
+        assert "allow again, outside the extended protocol, under the decision of a Parse" in said
+
+
+async def test_verify_counts_a_parses_runs_recorded_without_a_name(tmp_path):
+    """Recordings of proxies that did not name the prepared statement (extended-protocol
+    runs of a Parse's decision, no `prepared`): counted and said, not disputed."""
+    now = time.time()
+    sql = "SELECT id FROM orders"
+
+    def runs(simple, parsed):
+        return [_run(now + 0.1 * n, sql, parsed, "extended") for n in (1, 2, 3)]
+
+    for said in await _recorded_runs(tmp_path, runs):
+        assert "every command recorded as let through names a decision of its session" in said
+        assert "2 executions again of a statement parsed once name no prepared statement" in said

@@ -23,6 +23,19 @@ as a deny (or a mask, for an allow), is counted and named (`verdicts_line`): the
 events contradict the decisions. So is a command recorded under the id of a decision the PDP made
 on another command (replay's test, pdp.domain.timeline.of_another_command: verify keeps
 each open session's decided texts, up to MAX_TEXT_CHARS in all).
+
+And a Postgres decision run more than once (`runs_again`): a decision is made for one run
+of its command. A statement parsed once and executed again and again (extended protocol:
+Parse, then Bind/Execute each time) is run under the decision of its Parse, which the
+PDP's record marks (`attributes.phase: parse`), and each execution's event names the
+prepared statement (`details.prepared`): repeated runs are taken only so, each naming the
+one statement the first run named. Another run of a decision made for one (a simple
+Query's, an approved re-run's) is counted and named, as is one that names another
+statement or none. Neither the proxy's cache (`cached`: weighed by reused_past) nor a
+later statement of one multi-statement text (`details.part`) nor a portal suspended to
+be executed on (no tag) is another run. Events of proxies that did not name the prepared
+statement yet (extended-protocol runs of a Parse's decision, no `prepared`) are counted
+apart, not disputed: nothing tells a second Parse of the same text from them.
 """
 
 from __future__ import annotations
@@ -61,6 +74,11 @@ MAX_DECISIONS = 1_000_000
 # decision of another: pdp.domain.timeline.of_another_command), this many characters in all
 MAX_TEXT_CHARS = 256 * 2**20
 _RULING_FIELDS = ("verdict", "enforced", *DECIDED_TEXT_FIELDS)
+POSTGRES_QUERY = "postgres.query"
+PARSE = "parse"  # a decision's attributes.phase when it was made at a Parse
+# a run naming no prepared statement (runs_again): no name holds a NUL ("" is the
+# unnamed statement's)
+_UNNAMED = "\0"
 
 
 def _time_of(event: dict[str, Any]) -> float | None:
@@ -89,6 +107,10 @@ class EventTimes:
         self.unreceived = 0  # batches recorded before the PDP kept its time of receipt
         self.named: list[str] = []
         self.losses = ProxyLosses()  # sessions whose proxy the PDP lost (read alongside)
+        # session id -> {decision id -> the prepared statement its first run named
+        # (_UNNAMED: none)}
+        self.runs: dict[str, dict[str, str]] = {}
+        self.unnamed_runs = 0  # runs again of a Parse's decision naming no statement
 
     def feed(
         self, seq: int, kind: str, time: float, session_id: Any, body: Any, record_id: Any = ""
@@ -168,6 +190,9 @@ class EventTimes:
             self.incomplete.add(session_id)
             return
         ruling: dict[str, Any] = {k: body[k] for k in _RULING_FIELDS if k in body}
+        attributes = body.get("attributes")
+        if isinstance(attributes, dict) and attributes.get("phase") == PARSE:
+            ruling["phase"] = PARSE
         raw = ruling.get("raw")
         if isinstance(raw, str):
             if self.text_chars + len(raw) > MAX_TEXT_CHARS:
@@ -180,6 +205,7 @@ class EventTimes:
 
     def _forget(self, session_id: str) -> None:
         """A closed session's decisions: no event of it is taken after its close."""
+        self.runs.pop(session_id, None)
         rulings = self.decided.pop(session_id, {})
         self.remembered -= len(rulings)
         for _, ruling in rulings.values():
@@ -212,12 +238,50 @@ class EventTimes:
                     f" reuse then (cache_ttl_seconds {ttl})"
                 )
             else:
-                return
+                again = self.runs_again(session_id, event, ruled[1])
+                if not again:
+                    return
+                said = f"{verdict} {again}"
         self.disputed += 1
         if len(self.disputes) < NAMED_AT_MOST:
             command = inert(str(event.get("command", ""))[:80])
             where = f"seq {seq} (session {inert(session_id[:64])})"
             self.disputes.append(f"{where}: {command!r} recorded as {said}")
+
+    def runs_again(self, session_id: str, event: dict[str, Any], ruling: dict[str, Any]) -> str:
+        """What is wrong with this run of a Postgres decision ("" nothing): another run of
+        a decision made for one, or of a Parse's decision not as its prepared statement.
+        The first run of each decision is remembered (its prepared statement's name)."""
+        if event.get("type") != "command" or event.get("cached") is True:
+            return ""
+        if ruling.get("kind", POSTGRES_QUERY) != POSTGRES_QUERY:
+            return ""
+        details = event.get("details")
+        said = details if isinstance(details, dict) else {}
+        part = said.get("part")
+        if (type(part) is int and part > 0) or said.get("tag") == "":
+            return ""  # the same run: a later statement of its text, or a portal suspended
+        prepared = said.get("prepared")
+        name = prepared if isinstance(prepared, str) else _UNNAMED
+        runs = self.runs.setdefault(session_id, {})
+        decision_id = str(event.get("decision_id") or "")
+        first = runs.get(decision_id)
+        if first is None:
+            runs[decision_id] = name
+            return ""
+        if ruling.get("phase") != PARSE:
+            return "again under a decision the PDP made for one run (not at a Parse)"
+        if said.get("protocol") != "extended":
+            return "again, outside the extended protocol, under the decision of a Parse"
+        if name == _UNNAMED or first == _UNNAMED:
+            self.unnamed_runs += 1  # (a proxy that did not name it yet)
+            return ""
+        if name != first:
+            return (
+                f"as prepared statement {inert(name[:64])!r} under the decision of the Parse"
+                f" of {inert(first[:64])!r}"
+            )
+        return ""
 
     @staticmethod
     def _of_another_command(event: dict[str, Any], ruling: dict[str, Any]) -> bool:
@@ -238,6 +302,12 @@ class EventTimes:
             if self.untexted
             else ""
         )
+        if self.unnamed_runs:
+            untexted += (
+                f"; {self.unnamed_runs} executions again of a statement parsed once name no"
+                " prepared statement (recorded by a proxy that did not name it): taken as"
+                " runs of the statement its Parse prepared"
+            )
         if not self.disputed:
             if not self.opened:
                 return ""
