@@ -57,3 +57,27 @@ async def test_an_idle_session_holds_no_stream_objects_of_its_client(tmp_path: P
             await asyncio.sleep(0.05)
         assert not gw.proxy.runtime.sessions
         assert len(gw.proxy.runtime.deadlines) == 0
+
+
+async def test_sessions_of_one_identity_share_their_settings(tmp_path: Path) -> None:
+    """Start-up parameters, pins and settings are read, never changed, and alike for the
+    sessions of one identity: one dict each for all of them, not one per session."""
+    async with running_gateway(tmp_path) as gw:
+        tok = gw.token()
+        conns = [await asyncpg.connect(gw.dsn(tok), statement_cache_size=0) for _ in range(3)]
+        try:
+            for conn in conns:
+                assert await conn.fetchval("SELECT 1") == 1
+            held = [c for c in gw.proxy.runtime.drain._ends if isinstance(c, ClientConnection)]
+            assert len(held) == 3
+            first, *others = held
+            assert first._relay is not None
+            for other in others:
+                assert other._relay is not None
+                assert other._params is first._params
+                assert other._watch_params is first._watch_params
+                assert other.session_settings is first.session_settings
+                assert other._relay.tracker.pinned is first._relay.tracker.pinned
+        finally:
+            for conn in conns:
+                await conn.close()

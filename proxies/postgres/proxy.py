@@ -81,6 +81,8 @@ from proxies.runtime.workers import CancelRoute, key_worker, worker_key
 
 log = logging.getLogger("portcullis.postgres")
 
+_NO_SETTINGS: dict[str, str] = {}  # (never changed: a session's settings are replaced)
+
 READ_SIZE = 256 * 1024
 CATALOG_TTL = 60.0
 # after the catalog could not be read for masking, how long results mask the columns
@@ -104,6 +106,8 @@ KEY_CANCEL_BURST = 4
 KEY_CANCELS_PER_SECOND = 1.0
 # peers whose budget is full again are forgotten once this many are remembered
 CANCEL_PEERS_KEPT = 4096
+# distinct settings dicts (start-up parameters, pins) kept to be shared between sessions
+SHARED_SETTINGS_KEPT = 256
 
 __all__ = ["PostgresProxy", "masking_key"]
 
@@ -140,6 +144,23 @@ class PostgresProxy:
         # what the proxy knows of each database its sessions reached (one, where the
         # connection names its database)
         self.databases: dict[str, DatabaseKnowledge] = {}
+        # settings dicts sessions share (shared()), and the policy revision every
+        # session's enforcer reads, one callable for all
+        self._shared: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        pdp = self.runtime.pdp
+        self.pdp_revision: Callable[[], str] = lambda: pdp.revision
+
+    def shared(self, settings: dict[str, str]) -> dict[str, str]:
+        """One dict for every session whose settings of a kind are these, in this order
+        (start-up parameters, pins: read, never changed, and alike for thousands of idle
+        sessions of one identity; a few hundred kinds are kept)."""
+        key = tuple(settings.items())
+        found = self._shared.get(key)
+        if found is None:
+            if len(self._shared) >= SHARED_SETTINGS_KEPT:
+                self._shared.clear()
+            found = self._shared[key] = settings
+        return found
 
     def knowledge(self, database: str) -> DatabaseKnowledge:
         """What the proxy knows of `database` (made on first use: a session that reached
@@ -377,9 +398,9 @@ class ClientConnection:
     one worker: slotted)."""
 
     __slots__ = ("_draining", "_params", "_relay", "_watch_params", "client_addr", "facts",
-                 "key", "known", "outbound", "output", "parser", "proxy", "reader",
-                 "relation_sources", "session", "session_settings", "shadowed", "to_client",
-                 "to_upstream", "upstream", "user_code", "view_columns", "writer")  # fmt: skip
+                 "key", "known", "outbound", "output", "parser", "proxy", "reader", "session",
+                 "session_settings", "to_client", "to_upstream", "upstream",
+                 "writer")  # fmt: skip
 
     def __init__(
         self, proxy: PostgresProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -407,15 +428,12 @@ class ClientConnection:
         self._params: dict[str, str] | None = None
         # the catalogue watch's: the same but for the settings the client chose
         self._watch_params: dict[str, str] | None = None
-        self.session_settings: dict[str, str] = {}
-        # names of pg_catalog functions also defined elsewhere in the database
-        self.shadowed: list[str] = []
-        # view column name → the columns it carries, where they differ (columns.py)
-        self.view_columns: dict[str, list[str]] = {}
-        self.relation_sources: dict[str, list[str]] = {}
-        # operator and type names the database defines outside pg_catalog (user_code.py)
-        self.user_code: dict[str, Any] = {}
-        self.facts = NO_FACTS  # what the four above were read as (catalog_watch.Facts)
+        self.session_settings: dict[str, str] = _NO_SETTINGS
+        # the catalogue facts its statements are judged with (catalog_watch.Facts): names
+        # of pg_catalog functions also defined elsewhere in the database, view columns
+        # and what they carry (columns.py), operator and type names the database defines
+        # outside pg_catalog (user_code.py)
+        self.facts = NO_FACTS
         # the open session's relay, and the task ending it once quiet (a drain)
         self._relay: _Relay | None = None
         self._draining: asyncio.Future[None] | None = None
@@ -564,12 +582,15 @@ class ClientConnection:
         database = self.proxy.database or params.get("database") or params.get("user", "")
         grant = self.session.grant
         assert grant is not None
-        self.session_settings = dict(grant.ruling.verdict.session_settings)
-        self._params = upstream_params(
-            lease.username, database, requested, self.session_settings, self.proxy.pooler
+        shared = self.proxy.shared
+        self.session_settings = shared(dict(grant.ruling.verdict.session_settings))
+        self._params = shared(
+            upstream_params(
+                lease.username, database, requested, self.session_settings, self.proxy.pooler
+            )
         )
-        self._watch_params = upstream_params(
-            lease.username, database, {}, self.session_settings, self.proxy.pooler
+        self._watch_params = shared(
+            upstream_params(lease.username, database, {}, self.session_settings, self.proxy.pooler)
         )
         try:
             self.upstream = await connect(
@@ -623,10 +644,6 @@ class ClientConnection:
     def take_facts(self, facts: Facts) -> None:
         """The catalogue facts this session's statements are judged with from now on."""
         self.facts = facts
-        self.shadowed = list(facts.shadowed)
-        self.view_columns = facts.view_columns
-        self.relation_sources = facts.relation_sources
-        self.user_code = facts.user_code
         relay = self._relay
         if relay is not None:
             relay.enforcer.take_facts(
@@ -689,23 +706,24 @@ class ClientConnection:
         tracker = ResponseTracker()
         tracker.status = upstream.status
         tracker.column_origins = self.known.column_origins
-        tracker.pinned = pinned_settings(self.session_settings)
+        tracker.on_catalog_written = self.known.catalog.written
+        tracker.pinned = self.proxy.shared(pinned_settings(self.session_settings))
         for status in upstream.parameters:
             tracker.watch(status.name, status.value)
-        pdp = self.proxy.runtime.pdp
         enforcer = Enforcer(
             tracker,
             self.proxy.hash_key,
             self.session.ruling_now,
             self.session_settings,
             self.session.halted,
-            lambda: pdp.revision,
+            self.proxy.pdp_revision,
             self.outbound,
         )
-        enforcer.shadowed = tuple(self.shadowed)
-        enforcer.view_columns = self.view_columns
-        enforcer.relation_sources = self.relation_sources
-        enforcer.user_code = self.user_code
+        facts = self.facts
+        enforcer.shadowed = tuple(facts.shadowed)
+        enforcer.view_columns = facts.view_columns
+        enforcer.relation_sources = facts.relation_sources
+        enforcer.user_code = facts.user_code
         if self.proxy.pooler:
             enforcer.pooler = self.proxy.pooler
             # no read-only lift for an approved write: its SET would stay on a server
