@@ -183,3 +183,17 @@ async def test_verify_counts_a_parses_runs_recorded_without_a_name(tmp_path):
     for said in await _recorded_runs(tmp_path, runs):
         assert "every command recorded as let through names a decision of its session" in said
         assert "2 executions again of a statement parsed once name no prepared statement" in said
+
+
+async def test_a_batch_delivered_twice_is_not_a_run_again(tmp_path):
+    """A proxy whose batch the PDP took, its answer lost, sends it again: the same events
+    at the same times. Not a second run of the decision: counted, said, not disputed."""
+    now = time.time()
+    sql = "SELECT id FROM orders"
+
+    def runs(simple, parsed):
+        return [_run(now + 0.1, sql, simple, "simple"), _run(now + 0.1, sql, simple, "simple")]
+
+    for said in await _recorded_runs(tmp_path, runs):
+        assert "every command recorded as let through names a decision of its session" in said
+        assert "1 command events repeat a decision's first run at its very time" in said

@@ -109,8 +109,9 @@ class EventTimes:
         self.losses = ProxyLosses()  # sessions whose proxy the PDP lost (read alongside)
         # session id -> {decision id -> the prepared statement its first run named
         # (_UNNAMED: none)}
-        self.runs: dict[str, dict[str, str]] = {}
+        self.runs: dict[str, dict[str, tuple[str, Any]]] = {}  # (name, its time)
         self.unnamed_runs = 0  # runs again of a Parse's decision naming no statement
+        self.delivered_again = 0  # runs at the very time of the decision's first: one run
 
     def feed(
         self, seq: int, kind: str, time: float, session_id: Any, body: Any, record_id: Any = ""
@@ -265,9 +266,15 @@ class EventTimes:
         name = prepared if isinstance(prepared, str) else _UNNAMED
         runs = self.runs.setdefault(session_id, {})
         decision_id = str(event.get("decision_id") or "")
-        first = runs.get(decision_id)
-        if first is None:
-            runs[decision_id] = name
+        held = runs.get(decision_id)
+        if held is None:
+            runs[decision_id] = (name, event.get("time"))
+            return ""
+        first, when = held
+        if event.get("time") == when:
+            # the first run's event again, to the microsecond: a batch delivered twice (a
+            # proxy sending again what the PDP took, its answer lost), not another run
+            self.delivered_again += 1
             return ""
         if ruling.get("phase") != PARSE:
             return "again under a decision the PDP made for one run (not at a Parse)"
@@ -302,6 +309,11 @@ class EventTimes:
             if self.untexted
             else ""
         )
+        if self.delivered_again:
+            untexted += (
+                f"; {self.delivered_again} command events repeat a decision's first run at its"
+                " very time (a batch its proxy delivered again): taken as that one run"
+            )
         if self.unnamed_runs:
             untexted += (
                 f"; {self.unnamed_runs} executions again of a statement parsed once name no"
