@@ -282,7 +282,12 @@ class CatalogWatch:
         self.facts: Facts | None = None  # the newest read
         # the last question failed (the connection killed, the server refusing it): until
         # one is answered, no session may judge with the facts it has (fail closed)
-        self.lost = False
+        self._lost = False
+        # sessions through this proxy ended transactions that may have written the
+        # catalogue (written()), counted: until a question sent after the last one is
+        # answered, no session reuses a verdict (lost) and a decision asks the columns too
+        self._written = 0
+        self._read_written = 0
         self._credentials: Credentials | None = None
         self._upstream: Upstream | None = None
         self._asking: asyncio.Future[Facts | None] | None = None
@@ -292,6 +297,19 @@ class CatalogWatch:
         self._seen: tuple[str, bool, Facts] | None = None
         self._task: asyncio.Task[None] | None = None
         self._lingering: asyncio.TimerHandle | None = None
+
+    @property
+    def lost(self) -> bool:
+        """Whether the facts may be older than the catalogue: the last question failed,
+        or a session wrote the catalogue since the last answer (written())."""
+        return self._lost or self._written != self._read_written
+
+    def written(self) -> None:
+        """A session's transaction that may have written the catalogue ended (its DDL, an
+        UPDATE of pg_proc): the facts are asked again, with the built-in rows and columns,
+        before any verdict is reused, rather than at the next poll (within POLL_SECONDS a
+        reused verdict, or a built-in changed in place, was judged with the old facts)."""
+        self._written += 1
 
     async def opened(self, credentials: Credentials) -> None:
         """A session opened (`credentials` names its upstream parameters and lease): the
@@ -351,6 +369,8 @@ class CatalogWatch:
         without it answers first)."""
         if credentials is not None:
             self._credentials = credentials
+        written = self._written
+        columns = columns or written != self._read_written
         earlier = self._asking
         if earlier is not None:
             with contextlib.suppress(Exception):
@@ -373,7 +393,9 @@ class CatalogWatch:
             found = await asyncio.shield(asking)
         except Exception:
             found = None
-        self.lost = found is None
+        self._lost = found is None
+        if found is not None and self._read_written < written:
+            self._read_written = written  # read after those writes ended, columns too
         return found
 
     def _asked(self, asking: asyncio.Future[Facts | None]) -> None:
@@ -481,7 +503,7 @@ class CatalogWatch:
             self._upstream = await connect(self.host, self.port, params, lease, self.tls)
         except UpstreamError as exc:
             # once per loss: the poll tries again every POLL_SECONDS while it lasts
-            (log.debug if self.lost else log.warning)(
+            (log.debug if self._lost else log.warning)(
                 "the catalogue watch could not connect (sessions are refused until it does): %s",
                 exc,
             )

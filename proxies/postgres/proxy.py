@@ -1207,10 +1207,18 @@ class _Relay(Relay):
             carry_out(self.enforcer, session, self.conn.to_client)
 
     def _sent(self) -> None:
-        if self.enforcer.actions:
+        enforcer = self.enforcer
+        if enforcer.actions:
             self._carry_out()
-        self.conn.flush_upstream()
-        if self.enforcer.terminated:
+        # conn.flush_upstream(), spelt out: after every client chunk
+        conn = self.conn
+        outbound = conn.outbound
+        if outbound and conn.to_upstream is not None:
+            conn.to_upstream(outbound[0] if len(outbound) == 1 else b"".join(outbound))
+            outbound.clear()
+        elif outbound:
+            conn.flush_upstream()
+        if enforcer.terminated:
             self.end("client_terminate")
         elif self._statement_limit and self._watchdog is None:
             self.arm_watchdog()
@@ -1299,8 +1307,20 @@ class _Relay(Relay):
         assert session is not None
         session.egress_bytes += len(data)  # egress budgets: one add per chunk
         tracker = self.tracker
-        if tracker.completions:
-            conn.record(tracker, session)
+        completions = tracker.completions
+        if completions:
+            done = completions[0]
+            ruling = done.ruling
+            if (
+                len(completions) == 1
+                and ruling is not None
+                and not (done.part or done.error or done.masked)
+            ):  # record(), spelt out for the usual one statement completed in a chunk
+                session.egress_rows += done.rows
+                session.record_statement(done.command, ruling, done.tag, done.rows, done.protocol)
+                completions.clear()
+            else:
+                conn.record(tracker, session)
         if tracker.broken:
             self.stop_pinned()
         elif self._idle_waiters and tracker.idle:

@@ -46,6 +46,19 @@ _BIND_COMPLETE = ord("2")
 _DESCRIPTIONS = frozenset(b"Tn")  # RowDescription, NoData
 _DESCRIBES = ("DescribeS", "DescribeP")
 _ENDED_BY_READY = ("Query", "Sync", "Call")  # what a ReadyForQuery answers last
+# command tags (their first word) of statements that write no catalogue row themselves:
+# any other (CREATE, ALTER, UPDATE of pg_proc, DO, CALL, ...) may have changed the code the
+# policy judges by, which the catalogue watch is told of once its transaction ends
+# (on_catalog_written). A SELECT calling a function that runs DDL is left to the watch's
+# poll (counting every SELECT would ask the catalogue after every read of a privileged
+# session).
+_READ_TAGS = frozenset(
+    {
+        "SELECT", "SHOW", "FETCH", "MOVE", "BEGIN", "START", "COMMIT", "ROLLBACK",
+        "SAVEPOINT", "RELEASE", "SET", "RESET", "DISCARD", "DEALLOCATE", "PREPARE",
+        "DECLARE", "CLOSE", "LISTEN", "UNLISTEN", "NOTIFY", "EXPLAIN", "COPY", "LOCK", "",
+    }
+)  # fmt: skip
 _NO_DATA = ord("n")
 
 _Origin = tuple[int, int]  # a table column: (table OID, attribute number)
@@ -263,6 +276,10 @@ class ResponseTracker:
         # reports it off until the proxy puts it back
         self.lifted = False
         self.readies = 0  # ReadyForQuery messages seen: the statement watchdog's clock
+        # a statement of the open transaction may have written the catalogue (_READ_TAGS);
+        # told to on_catalog_written (the catalogue watch's) once the transaction ends
+        self._wrote = False
+        self.on_catalog_written: Callable[[], None] | None = None
         # statements the proxy prepared whose Parse or Bind failed: the server may not hold
         # them as made, so they are never bound again (the enforcer reads and clears it)
         self.unprepared: list[str] = []
@@ -570,6 +587,12 @@ class ResponseTracker:
         """ReadyForQuery: the new status; True if what it ended was swallowed."""
         self.status = status
         self.readies += 1
+        if self._wrote and status == "I":
+            # what it wrote is committed (or rolled back): the watch reads the catalogue
+            # again before any session reuses a verdict
+            self._wrote = False
+            if self.on_catalog_written is not None:
+                self.on_catalog_written()
         self._discarding_to_sync = False
         self.in_copy_out = False
         # what it ends comes off the queue: every answer owed up to the Query, Sync or
@@ -594,6 +617,8 @@ class ResponseTracker:
 
     def _ended(self, head: Expect, tag: str) -> None:
         """A statement's result ended (CommandComplete, EmptyQueryResponse, ...)."""
+        if not tag.startswith("SELECT") and tag.partition(" ")[0] not in _READ_TAGS:
+            self._wrote = True
         self._complete(head, tag)
         head.shape = None
         head.row_mask = None
@@ -727,6 +752,7 @@ class ResponseTracker:
         if isinstance(message, codec.FunctionCallResponse):
             if head.masker is not None and message.value is not None:
                 raw = self._mask_call_result(head, message)
+            self._wrote = True  # (a function the fast path calls may write the catalogue)
             self._complete(head, "FUNCTION CALL")
             return raw
         # CopyInResponse, CopyBothResponse and anything else pass as they are
