@@ -10,6 +10,11 @@ A closed session's pending approval requests stayed pending until they expired: 
 approvers as waiting for them, and (once evidence5 refused approving them) each approve
 attempt refused with a reason approvers had to work out. They are now withdrawn as the
 session ends, whoever ends it: an `approval` record `withdrawn` by "session end".
+
+A proxy's close giving the reaper's own reason (`proxy_lost`) is recorded as said by the
+proxy; spelt otherwise (`Proxy_Lost `, with a zero-width space) it was recorded as given,
+and read in a listing as the PDP having lost the proxy. Every spelling that reads as it
+is marked now.
 """
 
 from __future__ import annotations
@@ -134,3 +139,19 @@ async def test_a_sessions_pending_requests_are_withdrawn_as_it_ends(tmp_path, ho
             )
         assert "already withdrawn" in (refused.value.details() or "")
         assert app.approvals.requests[kept.approval_id].state == "pending"
+
+
+@pytest.mark.parametrize("said", ["proxy_lost", "Proxy_Lost", "proxy_lost ", "proxy_lost\u200b"])
+async def test_a_proxy_cannot_close_as_the_reaper_under_another_spelling(tmp_path, said):
+    """Attack (a proxy's credential): close a session with the reaper's reason, spelt so
+    the exact comparison misses it: it read as the PDP having lost the proxy."""
+    config = load_config(_written(tmp_path))
+    async with running_pdp(config) as app, pdp_stub(app.address) as stub:
+        opened = await open_session(stub, token(config))
+        await stub.CloseSession(
+            pdp_pb2.CloseSessionRequest(session_id=opened.session_id, reason=said, abnormal=True)
+        )
+        closes = await app.store.query(kind="session.close", session_id=opened.session_id)
+        assert closes[0].body["reason"] == f"{said} (said by the proxy)"
+        timeline = await _timeline_of(app.store, opened.session_id)
+        assert timeline.summary.close_reason.endswith("(said by the proxy)")

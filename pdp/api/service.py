@@ -34,7 +34,7 @@ from pdp.api.recording_rpc import (
 )
 from pdp.api.shell_reading import ShellReader
 from pdp.api.sql_reading import StatementReader, read_apart
-from pdp.domain.approvals import ApprovalBook
+from pdp.domain.approvals import ApprovalBook, subject_as_read
 from pdp.domain.breaker import Trip
 from pdp.domain.decisions import Decider, Decision, Guarded, Reusable
 from pdp.domain.effects import command_effects
@@ -790,8 +790,10 @@ class DecisionService(ApprovalRPCs, pdp_pb2_grpc.DecisionServiceServicer):
 
 def proxy_close_reason(said: str) -> str:
     """The reason a proxy's close is recorded with: its own, except the one only the PDP's
-    reaper gives (proxy_lost), which would read as the PDP having lost the proxy."""
-    return f"{said} (said by the proxy)" if said == "proxy_lost" else said
+    reaper gives (proxy_lost), which would read as the PDP having lost the proxy, under
+    any spelling that reads as it (case, spaces, an invisible character: `Proxy_Lost `
+    read as the reaper's in a listing)."""
+    return f"{said} (said by the proxy)" if subject_as_read(said) == "proxy_lost" else said
 
 
 def reused_record(reused: Iterable[pdp_pb2.ReusedVerdict]) -> list[dict[str, Any]]:
