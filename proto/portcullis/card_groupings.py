@@ -25,13 +25,20 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 Span = tuple[int, int]
 
 # digit groups joined by up to three characters that are no letter or digit each
 _RUN = re.compile(r"(?<![0-9])[0-9]+(?:[\W_]{1,3}[0-9]+)+")
 _GROUP = re.compile(r"[0-9]+")
+# what every grouping read holds: four groups of up to four digits joined by one separator
+# (13 digits need four such groups), or a printed layout's three (a timestamp has neither:
+# its separators change every two groups)
+_HINT = re.compile(
+    r"[0-9]{1,4}(?P<s>[\W_]{1,3})[0-9]{1,4}(?P=s)[0-9]{1,4}(?P=s)[0-9]"
+    r"|[0-9]{4}(?P<t>[\W_]{1,3})[0-9]{6}(?P=t)[0-9]{4}"
+)
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 _LEAST, _MOST = 13, 19
 _LONGEST_GROUP = 4
@@ -99,10 +106,17 @@ def _glued(text: str, start: int, end: int) -> bool:
     return (start > 0 and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum())
 
 
-def grouped_card_spans(text: str, valid: Callable[[str], bool]) -> Iterator[Span]:
+def grouped_card_spans(
+    text: str, valid: Callable[[str], bool], found: Sequence[Span] = ()
+) -> Iterator[Span]:
     """Spans of `text` that are card numbers in a grouping of their own (module docstring):
-    `valid` is the check of the digits (the check digit, at least)."""
+    `valid` is the check of the digits (the check digit, at least); a run of groups inside
+    a span `found` already (a printed layout's) is not read again."""
+    if _HINT.search(text) is None:
+        return
     for run in _RUN.finditer(text):
+        if any(a <= run.start() and run.end() <= b for a, b in found):
+            continue
         groups = [m.span() for m in _GROUP.finditer(text, run.start(), run.end())]
         if sum(b - a for a, b in groups) < _LEAST:
             continue

@@ -71,13 +71,14 @@ class MaskingError(ValueError):
 class Detector:
     """A named value pattern. `precheck` is a cheap test that must be true for any text
     `find` could match, so text without a candidate costs a few C-level calls. `gate` is
-    the same over the bytes of ASCII text (true at least wherever `precheck` is), so a
-    result's values are cleared without being decoded (Masker.may_detect)."""
+    the same over the bytes of ASCII text (true at least wherever `precheck` is), given
+    their count of digits (counted once for every gate), so a result's values are cleared
+    without being decoded (Masker.may_detect)."""
 
     name: str
     precheck: Callable[[str], bool]
     find: Callable[[str], Iterator[Span]]
-    gate: Callable[[bytes], bool]
+    gate: Callable[[bytes, int], bool]
 
 
 def _digit_count(text: str) -> int:
@@ -160,16 +161,21 @@ def _at_escaped(text: str) -> bool:
     )
 
 
-def _email_gate(data: bytes) -> bool:
+def _email_gate(data: bytes, digits: int) -> bool:
     if b"@" in data:
         return True
-    if (b"%" in data or b"&" in data or b"\\" in data) and any(
-        h in data for h in _AT_ESCAPED_HINTS_ASCII
+    # (every escaped @ holds a 4 but &commat;, which holds an `at`)
+    if (
+        b"4" in data
+        and (b"%" in data or b"&" in data or b"\\" in data)
+        and any(h in data for h in _AT_ESCAPED_HINTS_ASCII)
     ):
         return True
     lowered = data.lower()
     if b"at" not in lowered:
         return False
+    if b"&commat;" in lowered:
+        return True
     if b"dot" in lowered:
         return _SPELT_AT_ASCII.search(data) is not None
     return (
@@ -286,6 +292,10 @@ def _card_window_ok(groups: list[str], separators: list[str]) -> bool:
 def _in_hex_word(text: str, start: int, end: int) -> bool:
     """Whether the digits at start:end are part of a word of hex digits with letters (a
     UUID's `695955b7b439`, a hash's, a hex dump's `d802`): that word's digits, no card's."""
+    if not (start > 0 and text[start - 1].isalpha()) and not (
+        end < len(text) and text[end].isalpha()
+    ):
+        return False  # (the usual run: no letter beside it)
     left, right = start, end
     while left > 0 and text[left - 1].isalnum():
         left -= 1
@@ -325,7 +335,7 @@ def _card_spans(text: str) -> Iterator[Span]:
             # 4111 1111 1111 1111), which must be found too; overlaps are merged
             start += 1
     # (the groupings no printed card uses, which most are not found above already)
-    for span in grouped_card_spans(text, _card_digits_ok):
+    for span in grouped_card_spans(text, _card_digits_ok, found):
         if not any(a <= span[0] and span[1] <= b for a, b in found):
             yield span
     if _EXPONENT_HINT.search(text) is None:
@@ -546,19 +556,16 @@ _QUIET_NUMBER = 10 ** (_QUIET_DIGITS - 1)
 _BYTEA_HEX = re.compile(rb"(?:[0-9a-fA-F]{2})+")
 
 
-def _token_gate(data: bytes) -> bool:
+def _token_gate(data: bytes, digits: int) -> bool:
     return len(data) >= _MIN_TOKEN_TEXT and _TOKEN_HINTS_ASCII.search(data.lower()) is not None
 
 
-def _card_gate(data: bytes) -> bool:
-    return (
-        len(data.translate(None, _NON_DIGITS)) >= _CARD_MIN
-        and _CARD_HINT_ASCII.search(data) is not None
-    )
+def _card_gate(data: bytes, digits: int) -> bool:
+    return digits >= _CARD_MIN and _CARD_HINT_ASCII.search(data) is not None
 
 
-def _ssn_gate(data: bytes) -> bool:
-    if len(data.translate(None, _NON_DIGITS)) < 9:
+def _ssn_gate(data: bytes, digits: int) -> bool:
+    if digits < 9:
         return False
     if _SSN_HINT_ASCII.search(data) is not None:
         return True
@@ -567,15 +574,8 @@ def _ssn_gate(data: bytes) -> bool:
     )
 
 
-def _phone_precheck(text: str) -> bool:
-    return _digit_count(text) >= phone_numbers.LEAST_DIGITS and phone_numbers.phone_precheck(text)
-
-
-def _phone_gate(data: bytes) -> bool:
-    return (
-        len(data.translate(None, _NON_DIGITS)) >= phone_numbers.LEAST_DIGITS
-        and phone_numbers.HINT_ASCII.search(data) is not None
-    )
+def _phone_gate(data: bytes, digits: int) -> bool:
+    return digits >= phone_numbers.LEAST_DIGITS and phone_numbers.phone_gate(data)
 
 
 DETECTORS: dict[str, Detector] = {
@@ -587,7 +587,7 @@ DETECTORS: dict[str, Detector] = {
             "credit_card", lambda t: _CARD_HINT.search(t) is not None, _card_spans, _card_gate
         ),
         Detector("ssn", _ssn_precheck, _ssn_spans, _ssn_gate),
-        Detector("phone", _phone_precheck, phone_numbers.phone_spans, _phone_gate),
+        Detector("phone", phone_numbers.phone_precheck, phone_numbers.phone_spans, _phone_gate),
     )
 }
 
@@ -929,7 +929,7 @@ class Masker:
                  "_last_segment", "_max_depth", "_rules", "_worded")  # fmt: skip
     _derived: MaskRule | None
     _detectors: tuple[tuple[Detector, str], ...]
-    _gates: tuple[Callable[[bytes], bool], ...]
+    _gates: tuple[Callable[[bytes, int], bool], ...]
     _field_rules: dict[tuple[str, ...], MaskRule]
     _hash_key: bytes
     _last_segment: dict[str, MaskRule]
@@ -1082,20 +1082,19 @@ class Masker:
             # (a bytea's hex form, `\\x616e6e40...`, as text: its bytes' text is read,
             # whose `@` or digits the hex digits do not show)
             return True
+        digits = len(data.translate(None, _NON_DIGITS))  # (read once, for every gate)
         if (
             len(data) < _QUIET_BELOW
             and b"@" not in data
-            and b"%" not in data
-            and b"&" not in data
-            and b"\\" not in data
-            and len(data.translate(None, _NON_DIGITS)) < _QUIET_DIGITS
+            and (b"4" not in data or not (b"%" in data or b"&" in data or b"\\" in data))
+            and digits < _QUIET_DIGITS
             and (b"t" not in data and b"T" not in data)
         ):
             # the usual short value: too short for a token, no @ (nor a `t` to spell one:
-            # a(at)b.co), few digits
+            # a(at)b.co, nor a 4 beside a %, & or \\ to escape one: a%40b.co), few digits
             return False
         for gate in gates:  # noqa: SIM110  (a loop: any() over a generator costs more)
-            if gate(data):
+            if gate(data, digits):
                 return True
         return False
 

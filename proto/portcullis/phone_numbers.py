@@ -63,11 +63,14 @@ _NANP_DIGITS = re.compile(r"1[2-9][0-8][0-9][2-9][0-9]{6}")
 _DATE = re.compile(r"(?:19|20)[0-9]{2}[ .\-/]?[01][0-9][ .\-/]?[0-3][0-9]")
 _DIGITS = re.compile(r"[0-9]")
 # what every number this module reads holds: a `+` before a digit, a NANP grouping, or a
-# label (searched only when there are nine digits)
-_HINT = re.compile(
-    r"\+[0-9]|[0-9]{3}(?:\)[ .\-]?|[ .\-]{1,2})[0-9]{3}[ .\-][0-9]{4}|" + _LABEL.pattern
-)
-HINT_ASCII = re.compile(_HINT.pattern.encode())
+# label (a word of _LABEL_WORDS first: the label's pattern costs more to search)
+_PLUS = re.compile(r"\+[1-9]")
+_NANP_HINT = re.compile(r"[0-9]{3}(?:\)[ .\-]?|[ .\-]{1,2})[0-9]{3}[ .\-][0-9]{4}")
+_LABEL_WORDS = ("ph", "tel", "mobile", "cell", "fax", "msisdn", "whatsapp")
+_PLUS_ASCII = re.compile(_PLUS.pattern.encode())
+_NANP_HINT_ASCII = re.compile(_NANP_HINT.pattern.encode())
+_LABEL_ASCII = re.compile(_LABEL.pattern.encode())
+_LABEL_WORDS_ASCII = tuple(word.encode() for word in _LABEL_WORDS)
 LEAST_DIGITS = 9
 
 
@@ -98,9 +101,28 @@ def _international(found: re.Match[str]) -> bool:
     return True
 
 
+def _labelled(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in _LABEL_WORDS)
+
+
+def phone_gate(data: bytes) -> bool:
+    """phone_precheck over the bytes of ASCII text."""
+    if b"+" in data and _PLUS_ASCII.search(data) is not None:
+        return True
+    if _NANP_HINT_ASCII.search(data) is not None:
+        return True
+    lowered = data.lower()
+    return any(w in lowered for w in _LABEL_WORDS_ASCII) and _LABEL_ASCII.search(data) is not None
+
+
 def phone_precheck(text: str) -> bool:
     """Necessary for phone_spans to find anything (cheap)."""
-    return _HINT.search(text) is not None
+    return (
+        ("+" in text and _PLUS.search(text) is not None)
+        or _NANP_HINT.search(text) is not None
+        or (_labelled(text) and _LABEL.search(text) is not None)
+    )
 
 
 def phone_spans(text: str) -> Iterator[Span]:
@@ -111,6 +133,8 @@ def phone_spans(text: str) -> Iterator[Span]:
                 yield m.span()
     for m in _NANP.finditer(text):
         yield m.span()
+    if not _labelled(text):
+        return
     for m in _LABEL.finditer(text):
         number = m["number"]
         digits = len(_DIGITS.findall(number))
