@@ -23,8 +23,10 @@ from google.protobuf.struct_pb2 import Struct
 from pdp_harness import decide_sql, open_session, pdp_config, pdp_stub, running_pdp, token
 from test_evidence_probe_p1 import _verified
 from test_pdp_probe_p7 import _written
+from test_pdp_probe_p11 import _timeline_of
 
 from pdp.domain import policy_input
+from pdp.domain.timeline import RAN_AGAIN
 from portcullis.config import load_config
 from portcullis.v1 import pdp_pb2
 
@@ -104,9 +106,10 @@ async def _decide_parse(stub, session_id: str, sql: str) -> pdp_pb2.Decision:
     return response.decision
 
 
-async def _recorded_runs(tmp_path, runs) -> tuple[str, str]:
+async def _recorded_runs(tmp_path, runs) -> tuple[str, str, list[str]]:
     """`audit verify` (store, bundle) of a session whose proxy recorded `runs(simple,
-    parsed)`: events made of a simple Query's decision and a Parse's."""
+    parsed)`: events made of a simple Query's decision and a Parse's; and what replay
+    marks of its commands (pdp_verdict, in order)."""
     tmp_path.mkdir(exist_ok=True)
     config_path = _written(tmp_path)
     config = load_config(config_path)
@@ -120,7 +123,10 @@ async def _recorded_runs(tmp_path, runs) -> tuple[str, str]:
                 session_id=opened.session_id, events_json=json.dumps(runs(simple, parsed))
             )
         )
-    return await _verified(config_path, tmp_path / "evidence.tar.gz")
+        timeline = await _timeline_of(app.store, opened.session_id)
+    marked = [e.pdp_verdict for e in timeline.entries if e.type == "command"]
+    online, offline = await _verified(config_path, tmp_path / "evidence.tar.gz")
+    return online, offline, marked
 
 
 async def test_verify_names_a_simple_querys_decision_run_again(tmp_path):
@@ -133,7 +139,9 @@ async def test_verify_names_a_simple_querys_decision_run_again(tmp_path):
     def runs(simple, parsed):
         return [_run(now + 0.1 * n, "SELECT id FROM orders", simple, "simple") for n in (1, 2, 3)]
 
-    for said in await _recorded_runs(tmp_path, runs):
+    *verified, marked = await _recorded_runs(tmp_path, runs)
+    assert marked == ["", RAN_AGAIN, RAN_AGAIN]  # replay marks them too
+    for said in verified:
         assert "proxy verdicts: 2 commands recorded as let through" in said, said
         assert "allow again under a decision the PDP made for one run (not at a Parse)" in said
 
@@ -154,7 +162,9 @@ async def test_verify_takes_a_prepared_statements_runs_under_its_parse(tmp_path)
             _run(now + 0.7, sql, parsed, "extended", prepared="s1", tag=""),  # suspended
         ]
 
-    for said in await _recorded_runs(tmp_path, runs):
+    *verified, marked = await _recorded_runs(tmp_path, runs)
+    assert not any(marked), marked
+    for said in verified:
         assert "every command recorded as let through names a decision of its session" in said
         assert "executions again of a statement parsed once" not in said, said
 
@@ -165,7 +175,9 @@ async def test_verify_takes_a_prepared_statements_runs_under_its_parse(tmp_path)
             _run(now + 0.9, sql, parsed, "simple", prepared="s1"),
         ]
 
-    for said in await _recorded_runs(tmp_path / "forged", forged):
+    *verified, marked = await _recorded_runs(tmp_path / "forged", forged)
+    assert marked[-2:] == [RAN_AGAIN, RAN_AGAIN] and not any(marked[:-2]), marked
+    for said in verified:
         assert "proxy verdicts: 2 commands recorded as let through" in said, said
         assert "allow as prepared statement 's2' under the decision of the Parse of 's1'" in said
         assert "allow again, outside the extended protocol, under the decision of a Parse" in said
@@ -180,7 +192,9 @@ async def test_verify_counts_a_parses_runs_recorded_without_a_name(tmp_path):
     def runs(simple, parsed):
         return [_run(now + 0.1 * n, sql, parsed, "extended") for n in (1, 2, 3)]
 
-    for said in await _recorded_runs(tmp_path, runs):
+    *verified, marked = await _recorded_runs(tmp_path, runs)
+    assert not any(marked), marked
+    for said in verified:
         assert "every command recorded as let through names a decision of its session" in said
         assert "2 executions again of a statement parsed once name no prepared statement" in said
 
@@ -194,6 +208,8 @@ async def test_a_batch_delivered_twice_is_not_a_run_again(tmp_path):
     def runs(simple, parsed):
         return [_run(now + 0.1, sql, simple, "simple"), _run(now + 0.1, sql, simple, "simple")]
 
-    for said in await _recorded_runs(tmp_path, runs):
+    *verified, marked = await _recorded_runs(tmp_path, runs)
+    assert not any(marked), marked
+    for said in verified:
         assert "every command recorded as let through names a decision of its session" in said
         assert "1 command events repeat a decision's first run at its very time" in said

@@ -562,6 +562,7 @@ def _explained(
     says who denied it and why, or that nobody decided. `decided`: when the PDP made each
     decision (to weigh a reuse from the proxy's cache against its TTL)."""
     decided = decided or {}
+    runs = DecisionRuns()
     masked: dict[int, Counter[str]] = {}
     last_ruled: dict[str, int] = {}
     for n, e in enumerate(entries):
@@ -589,6 +590,13 @@ def _explained(
             and reused_past(e.cached, _seconds(e.time), decided.get(e.decision_id), ruling)
         ):
             disputed = REUSED
+        elif (
+            not disputed
+            and e.verdict in LETS_THROUGH
+            and e.decision_id in rulings
+            and runs.again(e.decision_id, e.type, e.cached, e.result, e.time, ruling)
+        ):
+            disputed = RAN_AGAIN
         if disputed:
             e = replace(e, pdp_verdict=disputed)
         reasons, approval_id = _unique(ruling.get("reasons") or []), ""
@@ -619,6 +627,8 @@ NO_DECISION = "no decision"
 OTHER_COMMAND = "another command"
 # ... or answered from the proxy's cache where the decision let it be reused no longer
 REUSED = "no reuse then"
+# ... or run again under a decision made for one run (DecisionRuns)
+RAN_AGAIN = "run again"
 
 
 def reused_past(
@@ -637,6 +647,79 @@ def reused_past(
     return (
         when is not None and made is not None and when > made + float(ttl or 0) + CLOCK_SKEW_SECONDS
     )
+
+
+POSTGRES_QUERY = "postgres.query"
+PARSE = "parse"  # a decision's attributes.phase when it was made at a Parse
+# a run naming no prepared statement (no name holds a NUL; "" is the unnamed statement's)
+_UNNAMED = "\0"
+
+
+class DecisionRuns:
+    """The runs of one session's Postgres decisions, to tell another run of a decision
+    made for one. A decision is made for one run of its command; a statement parsed once
+    and executed again and again (extended protocol: Parse, then Bind/Execute each time)
+    runs under its Parse's decision (the record's `attributes.phase: parse`), each
+    execution's event naming the prepared statement (`details.prepared`). Not another
+    run: an event from the proxy's cache (reused_past weighs those), a later statement of
+    one multi-statement text (`details.part`), a portal suspended to be executed on (no
+    tag), or the first run's event again at its very time (a batch delivered twice,
+    counted in `delivered_again`). Runs of a Parse's decision naming no statement (proxies
+    before they named it) are counted in `unnamed`, not disputed. Replay and `audit
+    verify` both ask this, fed a session's events in order."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, tuple[str, Any]] = {}  # decision id -> (its name, its time)
+        self.unnamed = 0
+        self.delivered_again = 0
+
+    def again(
+        self,
+        decision_id: str,
+        etype: str,
+        cached: bool,
+        details: Mapping[str, Any],
+        when: Any,
+        ruling: dict[str, Any],
+    ) -> str:
+        """What is wrong with this run of the decision ("" nothing)."""
+        if etype != "command" or cached or not decision_id:
+            return ""
+        if ruling.get("kind", POSTGRES_QUERY) != POSTGRES_QUERY:
+            return ""
+        part = details.get("part")
+        if (type(part) is int and part > 0) or details.get("tag") == "":
+            return ""
+        prepared = details.get("prepared")
+        name = prepared if isinstance(prepared, str) else _UNNAMED
+        held = self.first.get(decision_id)
+        if held is None:
+            self.first[decision_id] = (name, when)
+            return ""
+        first, first_when = held
+        if when == first_when:
+            self.delivered_again += 1
+            return ""
+        if not _made_at_parse(ruling):
+            return "again under a decision the PDP made for one run (not at a Parse)"
+        if details.get("protocol") != "extended":
+            return "again, outside the extended protocol, under the decision of a Parse"
+        if name == _UNNAMED or first == _UNNAMED:
+            self.unnamed += 1
+            return ""
+        if name != first:
+            return (
+                f"as prepared statement {inert(name[:64])!r} under the decision of the Parse"
+                f" of {inert(first[:64])!r}"
+            )
+        return ""
+
+
+def _made_at_parse(ruling: dict[str, Any]) -> bool:
+    if ruling.get("phase") == PARSE:  # (what pdp.evidence.event_times keeps of a record)
+        return True
+    attributes = ruling.get("attributes")
+    return isinstance(attributes, dict) and attributes.get("phase") == PARSE
 
 
 def _of_another_command(e: Entry, ruling: dict[str, Any]) -> bool:
@@ -926,6 +1009,11 @@ def _entry_line(e: Entry) -> str:
         parts.append("!! the PDP recorded this decision of another command")
     elif e.pdp_verdict == REUSED:
         parts.append("!! answered from the proxy's cache where the PDP's decision allowed no reuse")
+    elif e.pdp_verdict == RAN_AGAIN:
+        parts.append(
+            "!! run again under a decision the PDP made for one run (or not as the prepared"
+            " statement of its Parse)"
+        )
     elif e.pdp_verdict:
         parts.append(f"!! the PDP recorded {e.pdp_verdict} for this decision")
     outcome = _outcome(e)

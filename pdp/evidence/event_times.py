@@ -24,18 +24,12 @@ events contradict the decisions. So is a command recorded under the id of a deci
 on another command (replay's test, pdp.domain.timeline.of_another_command: verify keeps
 each open session's decided texts, up to MAX_TEXT_CHARS in all).
 
-And a Postgres decision run more than once (`runs_again`): a decision is made for one run
-of its command. A statement parsed once and executed again and again (extended protocol:
-Parse, then Bind/Execute each time) is run under the decision of its Parse, which the
-PDP's record marks (`attributes.phase: parse`), and each execution's event names the
-prepared statement (`details.prepared`): repeated runs are taken only so, each naming the
-one statement the first run named. Another run of a decision made for one (a simple
-Query's, an approved re-run's) is counted and named, as is one that names another
-statement or none. Neither the proxy's cache (`cached`: weighed by reused_past) nor a
-later statement of one multi-statement text (`details.part`) nor a portal suspended to
-be executed on (no tag) is another run. Events of proxies that did not name the prepared
-statement yet (extended-protocol runs of a Parse's decision, no `prepared`) are counted
-apart, not disputed: nothing tells a second Parse of the same text from them.
+And a Postgres decision run more than once (pdp.domain.timeline.DecisionRuns, which replay
+asks too): a decision is made for one run of its command; a statement parsed once and
+executed again and again runs under its Parse's decision, each execution's event naming
+the prepared statement. Another run of a decision made for one, or one naming another
+statement, or outside the extended protocol, is counted and named; runs naming no
+statement (proxies before they named it) and a batch delivered twice are counted apart.
 """
 
 from __future__ import annotations
@@ -55,6 +49,8 @@ from pdp.domain.timeline import (
     DECIDED_TEXT_FIELDS,
     LETS_THROUGH,
     NO_DECISION,
+    PARSE,
+    DecisionRuns,
     of_another_command,
     reused_past,
     weaker_than_ruled,
@@ -74,11 +70,6 @@ MAX_DECISIONS = 1_000_000
 # decision of another: pdp.domain.timeline.of_another_command), this many characters in all
 MAX_TEXT_CHARS = 256 * 2**20
 _RULING_FIELDS = ("verdict", "enforced", *DECIDED_TEXT_FIELDS)
-POSTGRES_QUERY = "postgres.query"
-PARSE = "parse"  # a decision's attributes.phase when it was made at a Parse
-# a run naming no prepared statement (runs_again): no name holds a NUL ("" is the
-# unnamed statement's)
-_UNNAMED = "\0"
 
 
 def _time_of(event: dict[str, Any]) -> float | None:
@@ -107,9 +98,8 @@ class EventTimes:
         self.unreceived = 0  # batches recorded before the PDP kept its time of receipt
         self.named: list[str] = []
         self.losses = ProxyLosses()  # sessions whose proxy the PDP lost (read alongside)
-        # session id -> {decision id -> the prepared statement its first run named
-        # (_UNNAMED: none)}
-        self.runs: dict[str, dict[str, tuple[str, Any]]] = {}  # (name, its time)
+        # session id -> the runs of its Postgres decisions (another run of one made for one)
+        self.runs: dict[str, DecisionRuns] = {}
         self.unnamed_runs = 0  # runs again of a Parse's decision naming no statement
         self.delivered_again = 0  # runs at the very time of the decision's first: one run
 
@@ -193,7 +183,7 @@ class EventTimes:
         ruling: dict[str, Any] = {k: body[k] for k in _RULING_FIELDS if k in body}
         attributes = body.get("attributes")
         if isinstance(attributes, dict) and attributes.get("phase") == PARSE:
-            ruling["phase"] = PARSE
+            ruling["phase"] = PARSE  # (DecisionRuns reads it)
         raw = ruling.get("raw")
         if isinstance(raw, str):
             if self.text_chars + len(raw) > MAX_TEXT_CHARS:
@@ -239,7 +229,7 @@ class EventTimes:
                     f" reuse then (cache_ttl_seconds {ttl})"
                 )
             else:
-                again = self.runs_again(session_id, event, ruled[1])
+                again = self._runs_again(session_id, event, ruled[1])
                 if not again:
                     return
                 said = f"{verdict} {again}"
@@ -249,46 +239,23 @@ class EventTimes:
             where = f"seq {seq} (session {inert(session_id[:64])})"
             self.disputes.append(f"{where}: {command!r} recorded as {said}")
 
-    def runs_again(self, session_id: str, event: dict[str, Any], ruling: dict[str, Any]) -> str:
-        """What is wrong with this run of a Postgres decision ("" nothing): another run of
-        a decision made for one, or of a Parse's decision not as its prepared statement.
-        The first run of each decision is remembered (its prepared statement's name)."""
-        if event.get("type") != "command" or event.get("cached") is True:
-            return ""
-        if ruling.get("kind", POSTGRES_QUERY) != POSTGRES_QUERY:
-            return ""
+    def _runs_again(self, session_id: str, event: dict[str, Any], ruling: dict[str, Any]) -> str:
+        runs = self.runs.get(session_id)
+        if runs is None:
+            runs = self.runs[session_id] = DecisionRuns()
         details = event.get("details")
-        said = details if isinstance(details, dict) else {}
-        part = said.get("part")
-        if (type(part) is int and part > 0) or said.get("tag") == "":
-            return ""  # the same run: a later statement of its text, or a portal suspended
-        prepared = said.get("prepared")
-        name = prepared if isinstance(prepared, str) else _UNNAMED
-        runs = self.runs.setdefault(session_id, {})
-        decision_id = str(event.get("decision_id") or "")
-        held = runs.get(decision_id)
-        if held is None:
-            runs[decision_id] = (name, event.get("time"))
-            return ""
-        first, when = held
-        if event.get("time") == when:
-            # the first run's event again, to the microsecond: a batch delivered twice (a
-            # proxy sending again what the PDP took, its answer lost), not another run
-            self.delivered_again += 1
-            return ""
-        if ruling.get("phase") != PARSE:
-            return "again under a decision the PDP made for one run (not at a Parse)"
-        if said.get("protocol") != "extended":
-            return "again, outside the extended protocol, under the decision of a Parse"
-        if name == _UNNAMED or first == _UNNAMED:
-            self.unnamed_runs += 1  # (a proxy that did not name it yet)
-            return ""
-        if name != first:
-            return (
-                f"as prepared statement {inert(name[:64])!r} under the decision of the Parse"
-                f" of {inert(first[:64])!r}"
-            )
-        return ""
+        unnamed, delivered = runs.unnamed, runs.delivered_again
+        said = runs.again(
+            str(event.get("decision_id") or ""),
+            str(event.get("type", "")),
+            event.get("cached") is True,
+            details if isinstance(details, dict) else {},
+            event.get("time"),
+            ruling,
+        )
+        self.unnamed_runs += runs.unnamed - unnamed
+        self.delivered_again += runs.delivered_again - delivered
+        return said
 
     @staticmethod
     def _of_another_command(event: dict[str, Any], ruling: dict[str, Any]) -> bool:
