@@ -10,6 +10,9 @@ both ways with backpressure (each side's pause_writing stops reading the other),
 status or signal passed back. Output of a `mask` verdict passes the detectors
 (stream.MaskedOutput); a shell or a command with a terminal is recorded as asciicast
 (stream.Cast) in the session's events; the channel's command event says how it ended.
+A command the proxy must end (its client left, its output cannot be masked, it ran past
+the policy's wall-clock limit, ssh_exec_seconds) is ended by sshd's KILL, or, on an
+account sshd sends no signal to (root), by the proxy itself (reaper.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from portcullis.verdict import Verdict, VerdictKind
 from proxies.runtime.credentials import CredentialUnavailable
 from proxies.runtime.exposure import ClientOutput
 from proxies.runtime.pdp_client import Ruling, withdrawn_ruling
+from proxies.ssh.reaper import WRAPPED, SessionReport, nonce, wrapped
 from proxies.ssh.sftp import SftpRelay
 from proxies.ssh.stream import Cast, MaskedOutput, Unreadable
 from proxies.ssh.upstream import (
@@ -60,6 +64,15 @@ ANSWER_WITHIN = 0.05
 # input's EOF, or this long after the answer (Channel._answered_first)
 DENIAL_AFTER = 0.05
 CANCEL_SIGNALS = frozenset({"INT", "TERM", "HUP", "QUIT", "KILL"})
+# a command the proxy must end on an upstream whose sshd will not signal it (root): how
+# long its session's report may take to come (reaper.py) before its channel is closed
+# anyway, the command's end then not assured (logged)
+REPORT_TIMEOUT = 15.0
+# the policy's wall-clock limit of an exec (session.open's session_settings), in seconds;
+# 0 or absent: none. Past it the command is ended, the client told, exit status 124
+# (timeout(1)'s), and its command event says why.
+EXEC_SECONDS = "ssh_exec_seconds"
+TIMED_OUT_STATUS = 124
 TERMINAL_REFUSED = "a command with a terminal is interactive, as a shell is: "
 # a terminal type the upstream sets as TERM for what runs there: a terminfo name, nothing
 # else (no path, no shell metacharacter, no control character)
@@ -147,6 +160,12 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self.relay: SftpRelay | None = None  # an allowed sftp subsystem: decided per request
         self._typed: MaskedOutput | None = None  # masks typed input for the recording
         self.withheld = ""  # why the output stopped going to the client (the mask cannot read it)
+        # an exec on an account sshd will not signal (root): its session's report (reaper.py)
+        self.report: SessionReport | None = None
+        self._reap_wanted = False  # ended before its session was reported: reaped once it is
+        self._reaped = False
+        self.ended_by = ""  # why the proxy ended the command (its time limit)
+        self._limit: asyncio.TimerHandle | None = None
         self._stdin: list[bytes] = []
         self._stdin_eof = False
         self._upstream_eof = False
@@ -373,7 +392,13 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         if self.relay is not None and not stderr:
             self.relay.from_upstream(data)
             return
-        if self.withheld:
+        report = self.report
+        # the report comes on stderr, or on the terminal (stdout) when the channel has one
+        if report is not None and report.waiting and stderr != bool(self.term):
+            data = report.feed(data)
+            if not report.waiting:
+                self._report_read()
+        if self.withheld or not data:
             return
         stream = "stderr_bytes" if stderr else "stdout_bytes"
         mask = self.masks.get(stream)
@@ -395,6 +420,22 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._end_upstream()
         self.exit_status, self.exit_signal = 1, None
 
+    def _report_read(self) -> None:
+        """The session's report was read (a command ended before it was, reaped now), or
+        it will not come: the command, which the proxy could then not end, is ended now
+        (its channel closed), the client told."""
+        assert self.report is not None
+        if self.report.sid is not None:
+            if self._reap_wanted:
+                self._end_upstream()
+            return
+        log.warning("ssh channel: %s; its command is ended now", self.report.failed)
+        if not self.withheld and not self.ended_by:
+            self.ended_by = self.report.failed
+            self.say(f"portcullis: {self.report.failed}: the command is ended")
+        self._reap_wanted = False
+        self._close_upstream()
+
     def _end_upstream(self) -> None:
         """The upstream channel closed, and the command it runs ended with it if it has not
         ended yet: sshd leaves a command without a terminal running when its channel or
@@ -408,10 +449,48 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         up = self.up
         if up is None:
             return
-        if self.kind != "ssh.subsystem" and self.exit_status is None and self.exit_signal is None:
+        running = self.exit_status is None and self.exit_signal is None
+        if self.kind != "ssh.subsystem" and running and self.report is not None:
+            # sshd signals no session of this account: the proxy ends the command's session
+            # itself (reaper.py), once it knows which it is
+            if self.report.sid is None and self.report.waiting:
+                if not self._reap_wanted:
+                    self._reap_wanted = True
+                    asyncio.get_running_loop().call_later(REPORT_TIMEOUT, self._unreported)
+                return
+            if self.report.sid is not None and not self._reaped:
+                self._reaped = True
+                self.client.reap(self.report.sid)
+        elif self.kind != "ssh.subsystem" and running:
             with contextlib.suppress(Exception):
                 up.send_signal("KILL")
-        up.close()
+        self._close_upstream()
+
+    def _close_upstream(self) -> None:
+        if self._limit is not None:
+            self._limit.cancel()
+        if self.up is not None:
+            self.up.close()
+
+    def _unreported(self) -> None:
+        if self._reap_wanted and self.report is not None and self.report.waiting:
+            log.warning(
+                "ssh channel: no session report from the upstream within %.0f s: its command"
+                " may run on there",
+                REPORT_TIMEOUT,
+            )
+            self._reap_wanted = False
+            self._close_upstream()
+
+    def _time_up(self, seconds: float) -> None:
+        """The exec ran past the policy's wall-clock limit: ended, the client told."""
+        if self._upstream_done.done() or self.ended_by or self.withheld:
+            return
+        self.ended_by = f"the command ran past its time limit of {seconds:g} s ({EXEC_SECONDS})"
+        self.say(f"portcullis: {self.ended_by}; it is ended")
+        self._flush_masks()
+        self._end_upstream()
+        self.exit_status, self.exit_signal = TIMED_OUT_STATUS, None
 
     def _send(self, data: bytes, stderr: bool) -> None:
         if not data or self._gone:
@@ -445,6 +524,10 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         self._quiet = asyncio.get_running_loop().call_later(QUIET_FLUSH, self._flush_masks, False)
 
     def upstream_eof(self) -> None:
+        if self.report is not None and self.report.waiting:
+            held = self.report.end()  # the command's own output, had it nothing after it
+            if held:
+                self.upstream_data(held, not self.term)
         self._flush_masks()
         if not self._gone and self.chan is not None:
             with contextlib.suppress(Exception):
@@ -528,7 +611,7 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             allowed = ruling.verdict.allowed and not self._gone
             sftp = self.kind == "ssh.subsystem" and self.raw in READ_SUBSYSTEMS
             if allowed and not sftp:
-                why = _unenforceable(ruling)
+                why = _unenforceable(ruling) or self.client.unusable_limit(self.kind)
                 if why:
                     ruling = Ruling(Verdict.deny(why), ruling.decision_id, ruling.policy_revision)
                     self.ruling, allowed = ruling, False
@@ -568,6 +651,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             return
         if self._gone:
             self._end_upstream()
+        limit = self.client.exec_seconds() if self.kind == "ssh.exec" else 0.0
+        if limit > 0 and not self._gone:
+            self._limit = asyncio.get_running_loop().call_later(limit, self._time_up, limit)
         if self.term and terminal_refused(self.up):
             self.say("portcullis: the upstream refused a terminal: the command runs without one")
         if sftp:
@@ -578,6 +664,8 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         try:
             await self._upstream_done
         finally:
+            if self._limit is not None:
+                self._limit.cancel()
             if self.relay is not None:
                 self.relay.finish()
         self._flush_masks()
@@ -589,7 +677,9 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
             status = 1  # the proxy ended the SFTP stream, whatever the upstream said
             self.exit_signal = None
         session.record_command(
-            _recorded_command(self.raw), ruling, **self._details(status, self.withheld)
+            _recorded_command(self.raw),
+            ruling,
+            **self._details(status, self.withheld or self.ended_by),
         )
         counts = Counter[str]()
         for mask in self.masks.values():
@@ -618,10 +708,17 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
         return await open_session(upstream, self._gate, self.client.session_ahead())
 
     def _request(self) -> Request:
-        """The client's request, as decided, for the upstream channel."""
+        """The client's request, as decided, for the upstream channel: an exec on an
+        account sshd sends no signal to (root) after the proxy's line reporting its session
+        (reaper.py), so the proxy can end it."""
+        command = self.raw if self.kind == "ssh.exec" else None
+        if command is not None and self.client.signals_refused():
+            tag = nonce()
+            self.report = SessionReport(tag)
+            command = wrapped(command, tag)
         return Request(
             lambda: UpstreamChannel(self),
-            command=self.raw if self.kind == "ssh.exec" else None,
+            command=command,
             subsystem=self.raw if self.kind == "ssh.subsystem" else None,
             term_type=self.term or None,
             term_size=self.size if self.term else None,
@@ -793,14 +890,25 @@ class Channel(asyncssh.SSHServerSession):  # type: ignore[type-arg]
     def _details(self, status: int | None, error: str = "") -> dict[str, Any]:
         c = self.counts
         cut = _recorded_command(self.raw) is not self.raw
-        return (truncation_facts(self.raw) if cut else {}) | _exec_details(
-            self.kind,
-            status,
-            c["stdout_bytes"],
-            c["stderr_bytes"],
-            c["stdin_bytes"],
-            error,
-            self.kind == "ssh.subsystem" and self.up is not None and self.relay is None,
+        ended: dict[str, Any] = {}
+        if self.report is not None:
+            ended["wrapper"] = WRAPPED
+            if self.report.sid is not None:
+                ended["upstream_session"] = self.report.sid
+            if self._reaped:
+                ended["reaped"] = "the proxy killed every process of that session"
+        return (
+            (truncation_facts(self.raw) if cut else {})
+            | ended
+            | _exec_details(
+                self.kind,
+                status,
+                c["stdout_bytes"],
+                c["stderr_bytes"],
+                c["stdin_bytes"],
+                error,
+                self.kind == "ssh.subsystem" and self.up is not None and self.relay is None,
+            )
         )
 
     def _cast_soon(self) -> None:
@@ -866,12 +974,13 @@ class UpstreamChannel(asyncssh.SSHClientSession):  # type: ignore[type-arg]
         return True
 
     def exit_status_received(self, status: int) -> None:
-        if not self.channel.withheld:  # a withheld output's command ended with 1
+        # a withheld output's command ended with 1, a timed-out one with 124
+        if not self.channel.withheld and not self.channel.ended_by:
             self.channel.exit_status = status
         self.channel.upstream_ended()
 
     def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
-        if not self.channel.withheld:
+        if not self.channel.withheld and not self.channel.ended_by:
             self.channel.exit_signal = (signal, core_dumped, msg)
         self.channel.upstream_ended()
 

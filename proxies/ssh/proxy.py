@@ -43,7 +43,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import logging
+import math
 from typing import Any
 
 import asyncssh
@@ -61,9 +63,10 @@ from proxies.runtime.secrets_scan import SecretScanner
 from proxies.runtime.session import ProxyRuntime, ProxySession
 from proxies.ssh import keys
 from proxies.ssh.asyncssh_logs import quiet_when_off
-from proxies.ssh.channel import Channel
+from proxies.ssh.channel import EXEC_SECONDS, Channel
 from proxies.ssh.packets import without_chaff
 from proxies.ssh.passwords import quick_saslprep
+from proxies.ssh.reaper import reap_command
 from proxies.ssh.remote_forward import relay_remote_forward
 from proxies.ssh.upstream import GatedChannel, session_ahead
 
@@ -72,6 +75,7 @@ log = logging.getLogger("portcullis.ssh")
 MAX_AUTH_ATTEMPTS = 3
 LOGIN_TIMEOUT = 60.0
 UPSTREAM_TIMEOUT = 15.0
+REAP_TIMEOUT = 15.0  # the most a reap (reaper.py) may take before the session goes on closing
 UPSTREAM_CIPHERS = (
     "aes128-gcm@openssh.com",
     "aes256-gcm@openssh.com",
@@ -166,10 +170,12 @@ class SshProxy:
         if self.connection.credentials.get("username") == "root":
             # sshd takes a signal request only with privilege separation after login, which
             # it skips for root: the KILL a channel sends as its client leaves (channel.py
-            # Channel._end_upstream) is refused there
+            # Channel._end_upstream) is refused there, and each exec runs after a line of
+            # the proxy's that reports its session, which the proxy ends itself (reaper.py)
             log.warning(
                 "ssh proxy %s: the upstream account is root, to which sshd sends no signal:"
-                " a command whose client left runs on upstream; use an unprivileged account",
+                " each exec runs after a line of the proxy's reporting its session, ended by"
+                " another exec when it must; an unprivileged account needs neither",
                 self.connection.name,
             )
 
@@ -234,6 +240,7 @@ class ClientConnection(asyncssh.SSHServer):
         # port before its listener is in this list may be refused: asyncssh registers it
         # only once the upstream has said yes)
         self.remote_listeners: list[asyncssh.SSHListener] = []
+        self._reaps: set[asyncio.Future[None]] = set()  # commands being ended (reaper.py)
 
     # -- connection and authentication ---------------------------------------------------
 
@@ -542,6 +549,59 @@ class ClientConnection(asyncssh.SSHServer):
         self._open_spare()
         return upstream
 
+    # -- ending commands sshd will not signal ----------------------------------------------
+
+    def signals_refused(self) -> bool:
+        """Whether the upstream account is one sshd sends no signal request to (root:
+        without privilege separation after login); asyncssh logs in as the local user when
+        the credential names none."""
+        lease = self.session.lease if self.session is not None else None
+        if lease is None:
+            return False
+        return (lease.username or getpass.getuser()) == "root"
+
+    def exec_seconds(self) -> float:
+        """The policy's wall-clock limit of one exec (session.open's session_settings
+        ssh_exec_seconds), in seconds; 0: none (unusable: unusable_limit denies)."""
+        grant = self.session.grant if self.session is not None else None
+        if grant is None:
+            return 0.0
+        raw = dict(grant.ruling.verdict.session_settings).get(EXEC_SECONDS, "0")
+        try:
+            seconds = float(raw)
+        except ValueError:
+            return 0.0
+        return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
+
+    def unusable_limit(self, kind: str) -> str:
+        """Why an exec cannot run under the policy's limit (a value that is no number of
+        seconds: fail closed), or ""."""
+        grant = self.session.grant if self.session is not None else None
+        if kind != "ssh.exec" or grant is None:
+            return ""
+        raw = dict(grant.ruling.verdict.session_settings).get(EXEC_SECONDS)
+        if raw is None:
+            return ""
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds < 0:
+            return f"the policy's {EXEC_SECONDS} ({raw[:32]!r}) is no number of seconds"
+        return ""
+
+    def reap(self, sid: int) -> None:
+        """End every process of upstream session `sid` (a command of this connection's that
+        sshd will not signal), by an exec of the proxy's on the same connection; the
+        session's close waits for it before closing that connection."""
+        upstream = self.upstream
+        if upstream is None:
+            log.warning("ssh proxy: no upstream connection to end session %d with", sid)
+            return
+        task = asyncio.ensure_future(_reap(upstream, sid))
+        self._reaps.add(task)
+        task.add_done_callback(self._reaps.discard)
+
     # -- the end -------------------------------------------------------------------------
 
     def drain(self, force: bool) -> None:
@@ -592,6 +652,8 @@ class ClientConnection(asyncssh.SSHServer):
             self._connecting.cancel()
             with contextlib.suppress(BaseException):
                 await self._connecting
+        if self._reaps:  # commands being ended need the upstream connection
+            await asyncio.gather(*list(self._reaps), return_exceptions=True)
         if self.upstream is not None:
             self.upstream.close()
             with contextlib.suppress(Exception):
@@ -604,6 +666,24 @@ class ClientConnection(asyncssh.SSHServer):
             self.scanner.exposed if self.scanner is not None else False
         )
         await session.close(reason, abnormal)
+
+
+async def _reap(upstream: asyncssh.SSHClientConnection, sid: int) -> None:
+    """reaper.reap_command on a channel of `upstream`; what went wrong is logged (the
+    command may then run on upstream)."""
+    try:
+        result = await asyncio.wait_for(upstream.run(reap_command(sid), check=False), REAP_TIMEOUT)
+    except (OSError, asyncssh.Error, TimeoutError) as exc:
+        log.warning(
+            "ssh proxy: upstream session %d could not be ended: %s", sid, type(exc).__name__
+        )
+        return
+    if result.exit_status != 0:
+        log.warning(
+            "ssh proxy: upstream session %d was not ended (the reap exited %s)",
+            sid,
+            result.exit_status,
+        )
 
 
 class UpstreamClient(asyncssh.SSHClient):

@@ -54,6 +54,23 @@ ssh_parts := input.command.ssh.parts if {
 	is_array(input.command.ssh.parts)
 } else := []
 
+# A wall-clock limit on every exec of an SSH session, in seconds (data.portcullis.ssh.
+# exec_seconds; 0: none), given to the proxy at session.open as the session setting
+# ssh_exec_seconds: past it the proxy ends the command (its process group by sshd's KILL,
+# or, for a root account sshd will not signal, every process of its session:
+# proxies/ssh/reaper.py), tells the client and records why (exit status 124). Nothing the
+# shipped command lists allow needs to run for an hour, and a line that loops for ever
+# (`while :; do :; done`, `free -s 0.001 >/dev/null`: allowed words, no end) holds an upstream
+# core only that long — and never past its session: the proxy ends every command of a
+# session that ends.
+ssh_default_exec_seconds := 3600
+
+session_settings := {"ssh_exec_seconds": sprintf("%v", [seconds])} if {
+	input.command.kind == "session.open"
+	connection.type == "ssh"
+	seconds := object.get(data.portcullis.ssh, "exec_seconds", ssh_default_exec_seconds)
+}
+
 ssh_interactive_kinds := {
 	"ssh.shell": "interactive shells",
 	"ssh.forward": "port, agent and X11 forwarding",

@@ -809,3 +809,41 @@ test_ssh_a_traced_printed_value_needs_approval_outside_pii_readers if {
 	ssh_decision(["readonly"], [cat, in_a_shell]).verdict == "require_approval"
 	ssh_decision(["readonly"], [ssh_part(["set", "-e"]), cat, printed]).verdict == "mask"
 }
+
+ssh_open(groups) := {
+	"identity": {"subject": "ann@example.com", "groups": groups},
+	"connection": {"name": "web-1", "type": "ssh"},
+	"command": {"kind": "session.open"},
+}
+
+test_an_ssh_session_carries_its_exec_time_limit if {
+	every groups in [["readonly"], ["dba"], ["dba", "pii-readers"]] {
+		d := portcullis.decision with input as ssh_open(groups)
+		d.verdict == "allow"
+		d.session_settings == {"ssh_exec_seconds": "3600"}
+	}
+	shorter := portcullis.decision with input as ssh_open(["readonly"])
+		with data.portcullis.ssh.exec_seconds as 5
+	shorter.session_settings.ssh_exec_seconds == "5"
+	none := portcullis.decision with input as ssh_open(["readonly"])
+		with data.portcullis.ssh.exec_seconds as 0
+	none.session_settings.ssh_exec_seconds == "0"
+	denied := portcullis.decision with input as ssh_open(["nobody"])
+	denied.verdict == "deny"
+	not denied.session_settings
+}
+
+test_only_ssh_sessions_carry_the_exec_time_limit if {
+	http := portcullis.decision with input as {
+		"identity": {"subject": "ann@example.com", "groups": ["readonly"]},
+		"connection": {"name": "billing-api", "type": "http"},
+		"command": {"kind": "session.open"},
+	}
+	not http.session_settings
+	pg := portcullis.decision with input as {
+		"identity": {"subject": "ann@example.com", "groups": ["readonly"]},
+		"connection": {"name": "orders-db", "type": "postgres"},
+		"command": {"kind": "session.open"},
+	}
+	not pg.session_settings.ssh_exec_seconds
+}
